@@ -1,0 +1,279 @@
+//! Chat sessions and their messages (DESIGN §5, R5).
+
+use crate::ids::{QuestionId, SessionId, StaffId};
+use crate::org::Placement;
+use crate::{DomainError, Millis};
+use serde::{Deserialize, Serialize};
+
+/// A chat session's state: waiting → active → ended. A waiting chat may also
+/// end (the patron gave up) without ever being active.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// In the queue; nobody has accepted it.
+    Waiting,
+    /// A librarian is chatting with the patron.
+    Active,
+    /// Over. Nothing more can be said in it.
+    Ended,
+}
+
+impl SessionState {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Waiting => "waiting",
+            SessionState::Active => "active",
+            SessionState::Ended => "ended",
+        }
+    }
+
+    /// Parses [`SessionState::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Waiting, Self::Active, Self::Ended].into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Accepting: only a waiting chat can be accepted (I6 is this rule
+    /// applied atomically by the store).
+    pub fn accept(self) -> Result<SessionState, DomainError> {
+        match self {
+            SessionState::Waiting => Ok(SessionState::Active),
+            SessionState::Active => Err(DomainError::Conflict("this chat was already accepted".into())),
+            SessionState::Ended => Err(DomainError::Conflict("this chat has ended".into())),
+        }
+    }
+
+    /// Ending: waiting or active chats end; ending twice is a conflict.
+    pub fn end(self) -> Result<SessionState, DomainError> {
+        match self {
+            SessionState::Waiting | SessionState::Active => Ok(SessionState::Ended),
+            SessionState::Ended => Err(DomainError::Conflict("this chat has already ended".into())),
+        }
+    }
+
+    /// Whether messages may still be sent in it.
+    pub fn accepts_messages(self) -> bool {
+        self != SessionState::Ended
+    }
+}
+
+/// R5: a session stays *live* until it has ended **and** its resolution code
+/// has been set. Between the two, actions on its question still reach the
+/// chatting librarian's wrap-up, so the question list must keep saying "live".
+pub fn is_live(state: SessionState, code_set: bool) -> bool {
+    !(state == SessionState::Ended && code_set)
+}
+
+/// What a message is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An ordinary chat line.
+    Message,
+    /// A librarian note: staff only, always.
+    Note,
+    /// An answer sent from the question list.
+    Answer,
+    /// A line written by refdesk itself ("Chat session has ended").
+    System,
+}
+
+impl MessageKind {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Message => "message",
+            MessageKind::Note => "note",
+            MessageKind::Answer => "answer",
+            MessageKind::System => "system",
+        }
+    }
+
+    /// Parses [`MessageKind::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Message, Self::Note, Self::Answer, Self::System].into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The audience a message of this kind gets when written by a person.
+    /// A note is for staff, whatever the client asked for: the audience is
+    /// never taken from the client.
+    pub fn audience(self) -> Audience {
+        match self {
+            MessageKind::Note => Audience::Staff,
+            MessageKind::Message | MessageKind::Answer | MessageKind::System => Audience::Everyone,
+        }
+    }
+}
+
+/// Who may see a message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// The patron and staff.
+    Everyone,
+    /// Staff only — never the patron (I1, B4).
+    Staff,
+}
+
+impl Audience {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Everyone => "everyone",
+            Audience::Staff => "staff",
+        }
+    }
+
+    /// Parses [`Audience::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Everyone, Self::Staff].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Who wrote a message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Author {
+    /// The patron, under the name they gave (or "Patron").
+    Patron {
+        /// Display name.
+        name: String,
+    },
+    /// A staff member.
+    Staff {
+        /// Their id.
+        id: StaffId,
+        /// Their display name.
+        name: String,
+    },
+    /// refdesk itself.
+    System,
+}
+
+impl Author {
+    /// A stable key for the sender. Client message ids are unique per sender
+    /// within a session (I4), so two senders may both use "1".
+    pub fn sender_key(&self) -> String {
+        match self {
+            Author::Patron { .. } => "patron".into(),
+            Author::Staff { id, .. } => format!("staff:{id}"),
+            Author::System => "system".into(),
+        }
+    }
+}
+
+/// What a system line records, so that clients can update their state from
+/// the ordered message stream alone.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// A librarian accepted the chat.
+    Accepted,
+    /// "Chat session has ended" (R5).
+    Ended,
+    /// "Resolution code set" (R5).
+    CodeSet,
+}
+
+impl SystemEvent {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemEvent::Accepted => "accepted",
+            SystemEvent::Ended => "ended",
+            SystemEvent::CodeSet => "code_set",
+        }
+    }
+
+    /// Parses [`SystemEvent::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Accepted, Self::Ended, Self::CodeSet].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// R5's text for the end of a chat.
+pub const ENDED_TEXT: &str = "Chat session has ended";
+/// R5's text for a resolution code being set.
+pub const CODE_SET_TEXT: &str = "Resolution code set";
+
+/// One committed message of a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The session it belongs to.
+    pub session: SessionId,
+    /// Per-session sequence number, strictly increasing from 1.
+    pub seq: u64,
+    /// What it is.
+    pub kind: MessageKind,
+    /// Who may see it.
+    pub audience: Audience,
+    /// Who wrote it.
+    pub author: Author,
+    /// Plain text; clients render it as text, never as HTML.
+    pub body: String,
+    /// The sender's client message id, for idempotent re-sends (I4).
+    pub client_id: Option<String>,
+    /// Server time of the commit.
+    pub at: Millis,
+    /// For system lines: what happened.
+    pub system: Option<SystemEvent>,
+}
+
+/// What the visibility function needs to know about a session: its place,
+/// and who is part of it. Carried with every event so that a connection can
+/// decide without reading the database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionContext {
+    /// The session.
+    pub id: SessionId,
+    /// The patron's library.
+    pub placement: Placement,
+    /// The chatting librarian, once accepted.
+    pub librarian: Option<StaffId>,
+    /// Its question, once accepted (R1).
+    pub question: Option<QuestionId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i6_only_a_waiting_chat_can_be_accepted() {
+        assert_eq!(SessionState::Waiting.accept(), Ok(SessionState::Active));
+        assert!(SessionState::Active.accept().is_err());
+        assert!(SessionState::Ended.accept().is_err());
+    }
+
+    #[test]
+    fn r5_a_session_is_live_until_ended_and_coded() {
+        assert!(is_live(SessionState::Waiting, false));
+        assert!(is_live(SessionState::Active, true), "a code set mid-chat does not end it");
+        assert!(is_live(SessionState::Ended, false), "ended but not yet coded");
+        assert!(!is_live(SessionState::Ended, true));
+    }
+
+    #[test]
+    fn r5_ending_twice_is_a_conflict() {
+        assert_eq!(SessionState::Active.end(), Ok(SessionState::Ended));
+        assert_eq!(SessionState::Waiting.end(), Ok(SessionState::Ended));
+        assert!(SessionState::Ended.end().is_err());
+        assert!(!SessionState::Ended.accepts_messages());
+    }
+
+    #[test]
+    fn b4_a_note_is_always_for_staff() {
+        assert_eq!(MessageKind::Note.audience(), Audience::Staff);
+        assert_eq!(MessageKind::Message.audience(), Audience::Everyone);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for k in [MessageKind::Message, MessageKind::Note, MessageKind::Answer, MessageKind::System] {
+            assert_eq!(MessageKind::parse(k.as_str()), Some(k));
+        }
+        for s in [SessionState::Waiting, SessionState::Active, SessionState::Ended] {
+            assert_eq!(SessionState::parse(s.as_str()), Some(s));
+        }
+    }
+}

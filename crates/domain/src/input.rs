@@ -1,0 +1,165 @@
+//! Parsers for everything that comes from outside. A value of one of these
+//! types has been checked once, at the edge; nothing inside re-validates.
+
+use crate::DomainError;
+
+fn has_bad_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// A chat line's text: not blank, at most `max` characters, no control
+/// characters but newline and tab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Body(String);
+
+impl Body {
+    /// Parses a message body with the configured length limit.
+    pub fn parse(s: &str, max: usize) -> Result<Body, DomainError> {
+        let trimmed = s.trim();
+        if trimmed.is_empty() {
+            return Err(DomainError::invalid("body", "the message is empty"));
+        }
+        let n = trimmed.chars().count();
+        if n > max {
+            return Err(DomainError::invalid("body", format!("the message is {n} characters long; the limit is {max}")));
+        }
+        if has_bad_control(trimmed) {
+            return Err(DomainError::invalid("body", "the message contains control characters"));
+        }
+        Ok(Body(trimmed.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A client message id: 1–64 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// Parses a client message id.
+    pub fn parse(s: &str) -> Result<ClientId, DomainError> {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(DomainError::invalid("client_id", "must be 1 to 64 visible ASCII characters"));
+        }
+        Ok(ClientId(s.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An optional short single-line text (a patron's name): trimmed, empty means
+/// absent, at most `max` characters, no control characters.
+pub fn optional_line(field: &'static str, s: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if s.chars().count() > max {
+        return Err(DomainError::invalid(field, format!("at most {max} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(DomainError::invalid(field, "must be a single line of text"));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// An e-mail address, checked for shape only (one `@`, a dotted domain, no
+/// spaces, at most 254 characters). Empty means absent.
+pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || DomainError::invalid("email", "is not an e-mail address");
+    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
+        return Err(bad());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// A sign-in name or library slug: 1–64 of `a-z 0-9 . _ -`.
+pub fn slug(field: &'static str, s: &str) -> Result<String, DomainError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(DomainError::invalid(field, "use 1 to 64 of a-z, 0-9, '.', '_' and '-'"))
+    }
+}
+
+/// A new password: 8 to 256 characters.
+pub fn new_password(s: &str) -> Result<&str, DomainError> {
+    let n = s.chars().count();
+    if !(8..=256).contains(&n) {
+        return Err(DomainError::invalid("password", "must be 8 to 256 characters"));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn bodies_are_trimmed_and_limited() {
+        assert_eq!(Body::parse("  hi \n", 10).map(Body::into_string), Ok("hi".into()));
+        assert!(Body::parse("   ", 10).is_err());
+        assert!(Body::parse(&"é".repeat(11), 10).is_err());
+        assert!(Body::parse(&"é".repeat(10), 10).is_ok());
+        assert!(Body::parse("a\u{0}b", 10).is_err());
+        assert!(Body::parse("a\nb\tc", 10).is_ok());
+    }
+
+    #[test]
+    fn emails_are_checked_for_shape() {
+        assert_eq!(optional_email(Some(" a@b.org ")), Ok(Some("a@b.org".into())));
+        assert_eq!(optional_email(Some("")), Ok(None));
+        assert_eq!(optional_email(None), Ok(None));
+        for bad in ["a", "a@b", "@b.org", "a@b..org", "a b@c.org", "a@b@c.org", "a@.org"] {
+            assert!(optional_email(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_ids_and_slugs() {
+        assert!(ClientId::parse("c-1").is_ok());
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("a b").is_err());
+        assert!(ClientId::parse(&"x".repeat(65)).is_err());
+        assert!(slug("username", "ann.lee").is_ok());
+        assert!(slug("username", "Ann").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn body_parse_never_panics_and_respects_the_limit(s in ".{0,300}", max in 1usize..200) {
+            if let Ok(b) = Body::parse(&s, max) {
+                prop_assert!(b.as_str().chars().count() <= max);
+                prop_assert!(!b.as_str().trim().is_empty());
+            }
+        }
+    }
+}

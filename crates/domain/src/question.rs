@@ -1,0 +1,390 @@
+//! Questions: statuses, resolution codes and the rules that decide them
+//! (DESIGN §4, R1, R6, R7).
+
+use crate::ids::{LibraryId, StaffId};
+use serde::{Deserialize, Serialize};
+
+/// A question's status (DESIGN §4).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Needs work.
+    New,
+    /// Waiting for the patron or a partner.
+    Pending,
+    /// Answered.
+    Answered,
+    /// Closed.
+    Closed,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 4] = [Status::New, Status::Pending, Status::Answered, Status::Closed];
+
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Pending => "pending",
+            Status::Answered => "answered",
+            Status::Closed => "closed",
+        }
+    }
+
+    /// Parses [`Status::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Who a resolution code assigns the question to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// The librarian who chatted.
+    ChattingLibrarian,
+    /// Nobody: the patron's library picks it up.
+    Nobody,
+    /// The library it was referred to.
+    ReceivingLibrary,
+    /// Not applicable ("—" in DESIGN §4): the question needs no owner, so
+    /// any assignee is cleared.
+    NotApplicable,
+}
+
+impl Assignment {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assignment::ChattingLibrarian => "chatting_librarian",
+            Assignment::Nobody => "nobody",
+            Assignment::ReceivingLibrary => "receiving_library",
+            Assignment::NotApplicable => "not_applicable",
+        }
+    }
+
+    /// Parses [`Assignment::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::ChattingLibrarian, Self::Nobody, Self::ReceivingLibrary, Self::NotApplicable]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A resolution code and what it decides (R6). The mapping is data: these
+/// rows live in the database, per cooperative, editable by its admins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolutionCode {
+    /// Stable key, e.g. `follow_up_by_me`.
+    pub key: String,
+    /// What the librarian picks from.
+    pub label: String,
+    /// The status it gives the question.
+    pub status: Status,
+    /// Who it assigns the question to.
+    pub assign: Assignment,
+    /// Flags the question for follow-up by the patron's library.
+    pub follow_up: bool,
+    /// Marks the question as referred.
+    pub referred: bool,
+    /// Leaves the question out of statistics (practice chats).
+    pub exclude_from_stats: bool,
+}
+
+impl ResolutionCode {
+    fn new(key: &str, label: &str, status: Status, assign: Assignment) -> Self {
+        ResolutionCode {
+            key: key.into(),
+            label: label.into(),
+            status,
+            assign,
+            follow_up: false,
+            referred: false,
+            exclude_from_stats: false,
+        }
+    }
+}
+
+/// The default resolution codes of DESIGN §4, in picker order.
+pub fn default_codes() -> Vec<ResolutionCode> {
+    use Assignment::*;
+    vec![
+        ResolutionCode::new("answered", "Answered", Status::Answered, ChattingLibrarian),
+        ResolutionCode::new("follow_up_by_me", "Follow-up by me", Status::New, ChattingLibrarian),
+        ResolutionCode {
+            follow_up: true,
+            ..ResolutionCode::new(
+                "follow_up_by_library",
+                "Follow-up by patron's library",
+                Status::New,
+                Nobody,
+            )
+        },
+        ResolutionCode {
+            referred: true,
+            ..ResolutionCode::new(
+                "referred",
+                "Referred to another library",
+                Status::Pending,
+                ReceivingLibrary,
+            )
+        },
+        ResolutionCode::new(
+            "lost_call",
+            "Lost call (patron left, connection lost)",
+            Status::Closed,
+            NotApplicable,
+        ),
+        ResolutionCode::new("inappropriate", "Inappropriate / abusive", Status::Closed, NotApplicable),
+        ResolutionCode {
+            exclude_from_stats: true,
+            ..ResolutionCode::new("practice", "Practice", Status::Answered, NotApplicable)
+        },
+    ]
+}
+
+/// The part of a question that rules change. Every change between two of
+/// these is recorded in the timeline (R7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionState {
+    /// Its status.
+    pub status: Status,
+    /// The resolution code set, if any.
+    pub code: Option<String>,
+    /// Who owns it.
+    pub assignee: Option<StaffId>,
+    /// Flagged for follow-up by the patron's library.
+    pub follow_up: bool,
+    /// Referred to another library (the one named).
+    pub referred_to: Option<LibraryId>,
+    /// Left out of statistics.
+    pub exclude_from_stats: bool,
+}
+
+/// R1: the question created the moment a librarian begins chatting. It
+/// belongs to the *patron's* library (the caller stores it there, whoever's
+/// library the librarian is from), is `answered` by default and has no code.
+pub fn question_on_accept() -> QuestionState {
+    QuestionState {
+        status: Status::Answered,
+        code: None,
+        assignee: None,
+        follow_up: false,
+        referred_to: None,
+        exclude_from_stats: false,
+    }
+}
+
+/// R6: what setting `code` does to a question. The code decides the status —
+/// even over an earlier "close" from the question list (R4), which is how a
+/// code can reopen a question. `chatting` is the librarian who chatted;
+/// `receiving` the library a referral goes to.
+pub fn apply_code(
+    before: &QuestionState,
+    code: &ResolutionCode,
+    chatting: Option<StaffId>,
+    receiving: Option<LibraryId>,
+) -> QuestionState {
+    let assignee = match code.assign {
+        Assignment::ChattingLibrarian => chatting,
+        Assignment::Nobody | Assignment::ReceivingLibrary | Assignment::NotApplicable => None,
+    };
+    QuestionState {
+        status: code.status,
+        code: Some(code.key.clone()),
+        assignee,
+        follow_up: code.follow_up,
+        referred_to: if code.referred { receiving.or(before.referred_to) } else { None },
+        exclude_from_stats: code.exclude_from_stats,
+    }
+}
+
+/// One entry of a question's timeline (R7): what changed, from what, to what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// The question was created (R1).
+    Created {
+        /// Its initial status.
+        status: Status,
+    },
+    /// The status changed.
+    Status {
+        /// Before.
+        from: Status,
+        /// After.
+        to: Status,
+    },
+    /// The resolution code was set or changed.
+    Code {
+        /// Before.
+        from: Option<String>,
+        /// After.
+        to: Option<String>,
+    },
+    /// The owner changed.
+    Assignee {
+        /// Before.
+        from: Option<StaffId>,
+        /// After.
+        to: Option<StaffId>,
+    },
+    /// The follow-up flag changed.
+    FollowUp {
+        /// After.
+        to: bool,
+    },
+    /// The referral changed.
+    Referred {
+        /// After.
+        to: Option<LibraryId>,
+    },
+    /// The statistics exclusion changed.
+    ExcludeFromStats {
+        /// After.
+        to: bool,
+    },
+}
+
+impl Change {
+    /// The timeline entry's kind, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Created { .. } => "created",
+            Change::Status { .. } => "status",
+            Change::Code { .. } => "code",
+            Change::Assignee { .. } => "assignee",
+            Change::FollowUp { .. } => "follow_up",
+            Change::Referred { .. } => "referred",
+            Change::ExcludeFromStats { .. } => "exclude_from_stats",
+        }
+    }
+}
+
+/// R7: every difference between two states, as timeline entries. Nothing
+/// changes silently: whoever writes `after` must record these.
+pub fn changes(before: &QuestionState, after: &QuestionState) -> Vec<Change> {
+    let mut out = Vec::new();
+    if before.status != after.status {
+        out.push(Change::Status { from: before.status, to: after.status });
+    }
+    if before.code != after.code {
+        out.push(Change::Code { from: before.code.clone(), to: after.code.clone() });
+    }
+    if before.assignee != after.assignee {
+        out.push(Change::Assignee { from: before.assignee, to: after.assignee });
+    }
+    if before.follow_up != after.follow_up {
+        out.push(Change::FollowUp { to: after.follow_up });
+    }
+    if before.referred_to != after.referred_to {
+        out.push(Change::Referred { to: after.referred_to });
+    }
+    if before.exclude_from_stats != after.exclude_from_stats {
+        out.push(Change::ExcludeFromStats { to: after.exclude_from_stats });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(key: &str) -> ResolutionCode {
+        default_codes().into_iter().find(|c| c.key == key).expect("a default code")
+    }
+
+    const ANN: StaffId = StaffId(7);
+
+    #[test]
+    fn r1_question_is_answered_with_no_code_at_acceptance() {
+        let q = question_on_accept();
+        assert_eq!(q.status, Status::Answered);
+        assert_eq!(q.code, None);
+        assert_eq!(q.assignee, None);
+    }
+
+    #[test]
+    fn r6_answered_assigns_the_chatting_librarian() {
+        let q = apply_code(&question_on_accept(), &code("answered"), Some(ANN), None);
+        assert_eq!((q.status, q.assignee), (Status::Answered, Some(ANN)));
+        assert_eq!(q.code.as_deref(), Some("answered"));
+    }
+
+    #[test]
+    fn r6_follow_up_by_me_is_new_and_mine() {
+        let q = apply_code(&question_on_accept(), &code("follow_up_by_me"), Some(ANN), None);
+        assert_eq!((q.status, q.assignee, q.follow_up), (Status::New, Some(ANN), false));
+    }
+
+    #[test]
+    fn r6_follow_up_by_library_is_new_flagged_and_unassigned() {
+        let q = apply_code(&question_on_accept(), &code("follow_up_by_library"), Some(ANN), None);
+        assert_eq!((q.status, q.assignee, q.follow_up), (Status::New, None, true));
+    }
+
+    #[test]
+    fn r6_referred_is_pending_and_marked_for_the_receiving_library() {
+        let q = apply_code(&question_on_accept(), &code("referred"), Some(ANN), Some(LibraryId(3)));
+        assert_eq!((q.status, q.assignee), (Status::Pending, None));
+        assert_eq!(q.referred_to, Some(LibraryId(3)));
+    }
+
+    #[test]
+    fn r6_lost_call_and_inappropriate_close_with_no_owner() {
+        for key in ["lost_call", "inappropriate"] {
+            let q = apply_code(&question_on_accept(), &code(key), Some(ANN), None);
+            assert_eq!((q.status, q.assignee), (Status::Closed, None), "{key}");
+        }
+    }
+
+    #[test]
+    fn r6_practice_is_answered_and_excluded_from_statistics() {
+        let q = apply_code(&question_on_accept(), &code("practice"), Some(ANN), None);
+        assert_eq!(q.status, Status::Answered);
+        assert!(q.exclude_from_stats);
+    }
+
+    #[test]
+    fn r6_a_code_decides_the_status_even_after_a_close() {
+        let closed = QuestionState { status: Status::Closed, ..question_on_accept() };
+        let q = apply_code(&closed, &code("follow_up_by_me"), Some(ANN), None);
+        assert_eq!((q.status, q.assignee), (Status::New, Some(ANN)));
+    }
+
+    #[test]
+    fn r6_every_default_code_has_a_unique_key() {
+        let codes = default_codes();
+        let mut keys: Vec<_> = codes.iter().map(|c| c.key.as_str()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), codes.len());
+        assert_eq!(codes.len(), 7);
+    }
+
+    #[test]
+    fn r7_every_difference_becomes_a_timeline_entry() {
+        let before = question_on_accept();
+        let after = apply_code(&before, &code("follow_up_by_me"), Some(ANN), None);
+        let got = changes(&before, &after);
+        assert_eq!(
+            got,
+            vec![
+                Change::Status { from: Status::Answered, to: Status::New },
+                Change::Code { from: None, to: Some("follow_up_by_me".into()) },
+                Change::Assignee { from: None, to: Some(ANN) },
+            ]
+        );
+        assert!(changes(&after, &after).is_empty(), "no change, no entry");
+    }
+
+    #[test]
+    fn r7_changing_a_code_records_the_old_and_new_code() {
+        let first = apply_code(&question_on_accept(), &code("answered"), Some(ANN), None);
+        let second = apply_code(&first, &code("lost_call"), Some(ANN), None);
+        let got = changes(&first, &second);
+        assert!(got.contains(&Change::Code { from: Some("answered".into()), to: Some("lost_call".into()) }));
+        assert!(got.contains(&Change::Status { from: Status::Answered, to: Status::Closed }));
+    }
+}

@@ -1,0 +1,187 @@
+//! The single visibility function (DESIGN §5). Every byte that leaves the
+//! server about a session — WebSocket frames, REST responses, transcripts,
+//! e-mail, typing, presence — is decided here, and nowhere else.
+//!
+//! Systems that filter a "private" flag separately at each output leak staff
+//! notes one forgotten output at a time; here the outputs ask one question.
+
+use crate::authz::{authorize, Action, Target};
+use crate::chat::{Audience, Message, SessionContext, SessionState};
+use crate::ids::SessionId;
+use crate::org::{Placement, Staff};
+use crate::Millis;
+
+/// Who is looking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// The patron of one session, holding its secret token.
+    Patron {
+        /// The session their token opens.
+        session: SessionId,
+    },
+    /// A signed-in staff member.
+    Staff(Staff),
+}
+
+/// What is being looked at.
+#[derive(Copy, Clone, Debug)]
+pub enum Item<'a> {
+    /// A committed message of a session.
+    Message {
+        /// The session, with its place and participants.
+        ctx: &'a SessionContext,
+        /// The message.
+        message: &'a Message,
+    },
+    /// Someone typing in a session. Typing in the note composer is staff-only
+    /// typing: the patron must not even learn that a note is being written.
+    Typing {
+        /// The session.
+        ctx: &'a SessionContext,
+        /// Who may know about it.
+        audience: Audience,
+    },
+    /// A waiting chat in the queue.
+    Waiting {
+        /// The patron's library.
+        placement: Placement,
+        /// How long the patron has waited.
+        waited: Millis,
+        /// After how long it rolls up to the cooperative.
+        rollup: Millis,
+    },
+}
+
+/// Whether `viewer` may see `item`. `false` means the item must not leave
+/// the server towards that viewer in any form.
+pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
+    match (viewer, item) {
+        (Viewer::Patron { session }, Item::Message { ctx, message }) => {
+            ctx.id == *session && message.session == *session && message.audience == Audience::Everyone
+        }
+        (Viewer::Patron { session }, Item::Typing { ctx, audience }) => {
+            ctx.id == *session && audience == Audience::Everyone
+        }
+        (Viewer::Patron { .. }, Item::Waiting { .. }) => false,
+        (Viewer::Staff(staff), Item::Message { ctx, message }) => {
+            message.session == ctx.id && staff_may_view(staff, ctx)
+        }
+        (Viewer::Staff(staff), Item::Typing { ctx, .. }) => staff_may_view(staff, ctx),
+        (Viewer::Staff(staff), Item::Waiting { placement, waited, rollup }) => {
+            let target = Target { placement, state: SessionState::Waiting, librarian: None };
+            authorize(staff, Action::Serve { waited, rollup }, &target).is_ok()
+        }
+    }
+}
+
+fn staff_may_view(staff: &Staff, ctx: &SessionContext) -> bool {
+    // The state does not matter for viewing; Active is a stand-in.
+    let target = Target { placement: ctx.placement, state: SessionState::Active, librarian: ctx.librarian };
+    authorize(staff, Action::View, &target).is_ok()
+}
+
+/// The messages of a transcript that `viewer` may see, in order. Used for
+/// REST transcripts, resumes and e-mailed transcripts alike.
+pub fn transcript<'a>(
+    viewer: &'a Viewer,
+    ctx: &'a SessionContext,
+    messages: &'a [Message],
+) -> impl Iterator<Item = &'a Message> + 'a {
+    messages.iter().filter(move |m| sees(viewer, Item::Message { ctx, message: m }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{Author, MessageKind};
+    use crate::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
+    use crate::org::Role;
+
+    fn place(l: i64) -> Placement {
+        Placement { library: LibraryId(l), institution: InstitutionId(1), cooperative: CooperativeId(1) }
+    }
+
+    fn ctx(id: i64) -> SessionContext {
+        SessionContext { id: SessionId(id), placement: place(1), librarian: Some(StaffId(5)), question: None }
+    }
+
+    fn msg(session: i64, kind: MessageKind, audience: Audience) -> Message {
+        Message {
+            session: SessionId(session),
+            seq: 1,
+            kind,
+            audience,
+            author: Author::System,
+            body: "x".into(),
+            client_id: None,
+            at: 0,
+            system: None,
+        }
+    }
+
+    fn librarian(id: i64, library: i64) -> Viewer {
+        Viewer::Staff(Staff {
+            id: StaffId(id),
+            username: "a".into(),
+            display_name: "A".into(),
+            role: Role::Librarian,
+            home: place(library),
+        })
+    }
+
+    #[test]
+    fn i1_a_patron_never_sees_a_staff_audience_message() {
+        let c = ctx(1);
+        let patron = Viewer::Patron { session: SessionId(1) };
+        for kind in [MessageKind::Message, MessageKind::Note, MessageKind::Answer, MessageKind::System] {
+            let m = msg(1, kind, Audience::Staff);
+            assert!(!sees(&patron, Item::Message { ctx: &c, message: &m }), "{kind:?}");
+        }
+        let m = msg(1, MessageKind::Message, Audience::Everyone);
+        assert!(sees(&patron, Item::Message { ctx: &c, message: &m }));
+    }
+
+    #[test]
+    fn a_patron_sees_nothing_of_another_session() {
+        let c = ctx(2);
+        let m = msg(2, MessageKind::Message, Audience::Everyone);
+        assert!(!sees(&Viewer::Patron { session: SessionId(1) }, Item::Message { ctx: &c, message: &m }));
+    }
+
+    #[test]
+    fn a_patron_never_learns_that_a_note_is_being_typed() {
+        let c = ctx(1);
+        let patron = Viewer::Patron { session: SessionId(1) };
+        assert!(!sees(&patron, Item::Typing { ctx: &c, audience: Audience::Staff }));
+        assert!(sees(&patron, Item::Typing { ctx: &c, audience: Audience::Everyone }));
+    }
+
+    #[test]
+    fn staff_see_notes_only_within_scope() {
+        let c = ctx(1);
+        let note = msg(1, MessageKind::Note, Audience::Staff);
+        assert!(sees(&librarian(5, 3), Item::Message { ctx: &c, message: &note }), "participant");
+        assert!(sees(&librarian(6, 1), Item::Message { ctx: &c, message: &note }), "same library");
+        assert!(!sees(&librarian(6, 3), Item::Message { ctx: &c, message: &note }), "other library");
+    }
+
+    #[test]
+    fn patrons_never_see_the_queue() {
+        let item = Item::Waiting { placement: place(1), waited: 0, rollup: 60_000 };
+        assert!(!sees(&Viewer::Patron { session: SessionId(1) }, item));
+        assert!(sees(&librarian(6, 1), item));
+    }
+
+    #[test]
+    fn transcripts_for_patrons_drop_notes() {
+        let c = ctx(1);
+        let all = vec![
+            msg(1, MessageKind::Message, Audience::Everyone),
+            msg(1, MessageKind::Note, Audience::Staff),
+            msg(1, MessageKind::System, Audience::Staff),
+        ];
+        let patron = Viewer::Patron { session: SessionId(1) };
+        assert_eq!(transcript(&patron, &c, &all).count(), 1);
+        assert_eq!(transcript(&librarian(5, 1), &c, &all).count(), 3);
+    }
+}
