@@ -8,6 +8,7 @@
 //! - [`chat`]: chat sessions, messages, their kinds and audiences.
 //! - [`question`]: statuses, resolution codes and what they decide (R1, R6, R7).
 //! - [`authz`]: the one authorization module: role × scope × action.
+//! - [`event`]: committed events, as the bus carries them.
 //! - [`visibility`]: the one function that decides who may see what (§5, B4).
 //! - [`input`]: parsers for everything that comes from outside ("parse, don't validate").
 //!
@@ -17,6 +18,7 @@
 pub mod authz;
 pub mod chat;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod input;
 pub mod org;

@@ -1,1 +1,331 @@
-//! stub
+//! refdesk's storage: one interface, [`Store`], and its backends. SQLite (the
+//! embedded default) lives in [`sqlite`]; PostgreSQL comes next, behind the
+//! same trait.
+//!
+//! The store is the source of truth. Every write is committed before its
+//! result is returned, and the events it produced are handed to the
+//! [`EventSink`] *after* the commit, in commit order — so nothing is ever
+//! announced that could still be rolled back (I2), and the bus sees each
+//! session's messages in sequence order.
+//!
+//! Use cases pass a *guard* with each write on a session: the app's rule,
+//! evaluated inside the transaction on the row as it is then. That makes
+//! check-then-act atomic (I6: two accepts of one chat cannot both pass).
+//!
+//! SQL lives here and nowhere else; this crate knows nothing of HTTP.
+#![forbid(unsafe_code)]
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use refdesk_domain::chat::{Audience, Author, Message, MessageKind, SessionContext, SessionState, SystemEvent};
+use refdesk_domain::event::{Event, QueueEntry};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
+use refdesk_domain::org::{Placement, Role, Staff};
+use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
+use refdesk_domain::{DomainError, Millis};
+use serde::Serialize;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum StoreError {
+    /// A rule refused the write (a guard, a uniqueness rule, a missing row).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The database failed. The message is for logs, never for clients.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Receives committed events, in commit order. Called on the store's writer
+/// thread: it must not block.
+pub trait EventSink: Send + Sync {
+    /// Hands over the events of one committed batch.
+    fn publish(&self, events: Vec<Event>);
+}
+
+/// A sink that drops everything (CLI commands that run without a server).
+pub struct NoSink;
+
+impl EventSink for NoSink {
+    fn publish(&self, _events: Vec<Event>) {}
+}
+
+/// A rule evaluated inside the write's transaction on the session as it is.
+pub type Guard = Box<dyn FnOnce(&SessionRecord) -> Result<(), DomainError> + Send>;
+
+/// R6 as the store applies it inside `set_code`'s transaction: given the
+/// question's state, its session and the cooperative's codes, the new state.
+pub type Decide = Box<
+    dyn for<'a> FnOnce(&'a QuestionState, &'a SessionRecord, &'a [ResolutionCode]) -> Result<QuestionState, DomainError>
+        + Send,
+>;
+
+/// A library and where it sits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LibraryRecord {
+    /// Its place in the organisation.
+    pub placement: Placement,
+    /// URL name, as in `/ask/<slug>`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A staff member with what only sign-in needs.
+#[derive(Clone, Debug)]
+pub struct StaffRecord {
+    /// The staff member.
+    pub staff: Staff,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Disabled staff cannot sign in.
+    pub disabled: bool,
+}
+
+/// A new staff member.
+#[derive(Clone, Debug)]
+pub struct NewStaff {
+    /// Home library.
+    pub library: LibraryId,
+    /// Sign-in name (already parsed).
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// A chat session as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionRecord {
+    /// The session, with its place and participants.
+    pub ctx: SessionContext,
+    /// Its state.
+    pub state: SessionState,
+    /// The patron's name, if given.
+    pub patron_name: Option<String>,
+    /// The patron's e-mail, if given.
+    pub patron_email: Option<String>,
+    /// When the patron started it.
+    pub created_at: Millis,
+    /// When a librarian accepted it.
+    pub accepted_at: Option<Millis>,
+    /// When it ended.
+    pub ended_at: Option<Millis>,
+    /// Whether a resolution code has been set on its question (R5).
+    pub code_set: bool,
+    /// The last sequence number used.
+    pub last_seq: u64,
+}
+
+impl SessionRecord {
+    /// How the patron appears in the chat.
+    pub fn patron_display(&self) -> String {
+        self.patron_name.clone().unwrap_or_else(|| "Patron".to_owned())
+    }
+}
+
+/// A new chat from a patron.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// The patron's library.
+    pub library: LibraryId,
+    /// Their name, if given.
+    pub patron_name: Option<String>,
+    /// Their e-mail, if given.
+    pub patron_email: Option<String>,
+    /// Their question: the chat's first message.
+    pub question: String,
+    /// SHA-256 of the chat's secret token.
+    pub token_hash: String,
+    /// Now.
+    pub now: Millis,
+}
+
+/// A message to append.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Who writes.
+    pub author: Author,
+    /// What it is.
+    pub kind: MessageKind,
+    /// Who may see it (decided by the app from the kind, never by a client).
+    pub audience: Audience,
+    /// Text.
+    pub body: String,
+    /// The sender's id for idempotent re-sends.
+    pub client_id: Option<String>,
+    /// For system lines: what happened.
+    pub system: Option<SystemEvent>,
+}
+
+/// The result of an append: the message, and whether it was already stored
+/// under the same client id (I4: then nothing new was written).
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// The stored message.
+    pub message: Message,
+    /// True when the client id had been used before.
+    pub duplicate: bool,
+}
+
+/// A question with what the list shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QuestionRecord {
+    /// Its id.
+    pub id: QuestionId,
+    /// The session it came from.
+    pub session: SessionId,
+    /// The patron's library, which owns it (R1).
+    pub library: LibraryId,
+    /// That library's name.
+    pub library_name: String,
+    /// The question as first asked.
+    pub text: String,
+    /// Status, code, owner and flags.
+    pub state: QuestionState,
+    /// The chatting librarian.
+    pub librarian: Option<StaffId>,
+    /// Their display name.
+    pub librarian_name: Option<String>,
+    /// The session's state.
+    pub session_state: SessionState,
+    /// R5: still live.
+    pub live: bool,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When its session last had a message.
+    pub last_message_at: Millis,
+}
+
+/// One timeline entry (R7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Millis,
+    /// Who (None: the system).
+    pub actor: Option<StaffId>,
+    /// Their name at the time.
+    pub actor_name: String,
+    /// What changed.
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// Which questions to list: those of the libraries a role covers, plus those
+/// whose session the staff member chatted in.
+#[derive(Clone, Debug)]
+pub struct QuestionScope {
+    /// The role scope, as a placement filter.
+    pub covers: ScopeLevel,
+    /// Include questions of sessions this staff member chatted in.
+    pub participant: StaffId,
+}
+
+/// A role scope as a filter.
+#[derive(Clone, Copy, Debug)]
+pub enum ScopeLevel {
+    /// One library.
+    Library(LibraryId),
+    /// Every library of an institution.
+    Institution(InstitutionId),
+    /// Every library of a cooperative.
+    Cooperative(CooperativeId),
+}
+
+impl ScopeLevel {
+    /// The scope of a staff member's role.
+    pub fn of(staff: &Staff) -> ScopeLevel {
+        match staff.role {
+            Role::Librarian | Role::LibraryAdmin => ScopeLevel::Library(staff.home.library),
+            Role::InstitutionAdmin => ScopeLevel::Institution(staff.home.institution),
+            Role::CooperativeAdmin => ScopeLevel::Cooperative(staff.home.cooperative),
+        }
+    }
+}
+
+/// The one storage interface. Every backend passes the same contract tests.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- organisation -----------------------------------------------------
+
+    /// Whether nothing has been created yet (for `serve --demo`).
+    async fn is_empty(&self) -> Result<bool>;
+    /// Creates a cooperative with its resolution codes.
+    async fn create_cooperative(&self, name: &str, codes: Vec<ResolutionCode>) -> Result<CooperativeId>;
+    /// Creates an institution.
+    async fn create_institution(&self, coop: CooperativeId, name: &str) -> Result<InstitutionId>;
+    /// Creates a library; its slug must be unique.
+    async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord>;
+    /// A library by its slug.
+    async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>>;
+    /// Every library.
+    async fn libraries(&self) -> Result<Vec<LibraryRecord>>;
+    /// A cooperative's resolution codes, in picker order.
+    async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>>;
+
+    // --- staff and sign-in -----------------------------------------------
+
+    /// Creates a staff member; the username must be unique.
+    async fn create_staff(&self, new: NewStaff) -> Result<StaffId>;
+    /// A staff member by sign-in name.
+    async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>>;
+    /// Records a sign-in: the SHA-256 of the cookie's token.
+    async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()>;
+    /// The enabled staff member a live sign-in belongs to.
+    async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>>;
+    /// Ends a sign-in.
+    async fn delete_login(&self, token_hash: &str) -> Result<()>;
+
+    // --- chat sessions -----------------------------------------------------
+
+    /// Starts a waiting chat; the question is its first message.
+    async fn start_session(&self, new: NewSession) -> Result<(SessionRecord, QueueEntry)>;
+    /// A session by id.
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
+    /// A session by the SHA-256 of its patron token.
+    async fn session_by_token(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
+    /// Every waiting chat, oldest first (the app filters by scope).
+    async fn waiting(&self) -> Result<Vec<QueueEntry>>;
+    /// Every session that is active and where `staff` is the librarian.
+    async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>>;
+    /// Accepts a waiting chat atomically (I6) and creates its question in the
+    /// patron's library (R1). `guard` sees the row first.
+    async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)>;
+    /// Appends a message; a re-sent client id returns the stored one (I4).
+    async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended>;
+    /// Ends the chat and writes "Chat session has ended" (R5).
+    async fn end(&self, id: SessionId, by: Author, guard: Guard, now: Millis) -> Result<Message>;
+    /// Sets the question's resolution code: writes the new state, its
+    /// timeline entries (R7) and "Resolution code set" (R5). `decide` is R6,
+    /// given the state before and the session.
+    async fn set_code(
+        &self,
+        id: SessionId,
+        code: String,
+        by: Staff,
+        guard: Guard,
+        decide: Decide,
+        now: Millis,
+    ) -> Result<(QuestionState, Message)>;
+    /// Messages with `seq > after`, in order, at most `limit`.
+    async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
+
+    // --- questions -----------------------------------------------------------
+
+    /// Questions in scope, newest first.
+    async fn questions(&self, scope: QuestionScope, limit: u32, before: Option<QuestionId>) -> Result<Vec<QuestionRecord>>;
+    /// One question.
+    async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>>;
+    /// Its timeline, oldest first.
+    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>>;
+}

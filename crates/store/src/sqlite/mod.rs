@@ -1,0 +1,613 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One writer thread owns the only writing connection. Writes from every
+//! session queue up as jobs; the writer takes all that are waiting (up to
+//! [`MAX_BATCH`]), runs each inside its own savepoint of one transaction,
+//! commits once, and only then answers each caller and hands the batch's
+//! events to the sink. That is group commit: one fsync for many messages,
+//! and still no acknowledgement before the data is durable (I2). A failing
+//! job rolls back to its savepoint and fails alone.
+//!
+//! Reads go to a small pool of read-only connections on blocking threads;
+//! WAL mode lets them run beside the writer.
+
+mod rows;
+mod schema;
+
+use crate::{
+    Appended, Decide, EventSink, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, QuestionRecord, QuestionScope,
+    Result, SessionRecord, StaffRecord, Store, StoreError, TimelineEntry,
+};
+use async_trait::async_trait;
+use refdesk_domain::chat::{Author, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
+use refdesk_domain::event::{Event, QueueEntry};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, QuestionId, SessionId, StaffId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::{changes, question_on_accept, Change, QuestionState, ResolutionCode};
+use refdesk_domain::{DomainError, Millis};
+use rows::*;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most jobs committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Read connections kept open.
+const READERS: usize = 4;
+
+/// A job's outcome once its savepoint is done: the events to publish if the
+/// batch commits, and how to answer the caller.
+struct Pending {
+    events: Vec<Event>,
+    finish: Box<dyn FnOnce(Result<()>) + Send>,
+}
+
+/// A write waiting for the writer. It is given the connection inside the
+/// batch's transaction, or `None` when the transaction could not begin.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Pending + Send>;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        if f.code == rusqlite::ErrorCode::ConstraintViolation {
+            let what = msg.as_deref().unwrap_or("constraint");
+            if what.contains("UNIQUE") {
+                return StoreError::Domain(DomainError::Conflict(format!("already exists ({what})")));
+            }
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+    // FULL: a commit is on disk before anyone is told (I2). Group commit is
+    // what keeps this affordable.
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(db)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Brings the schema up to date. Idempotent.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("PRAGMA journal_mode = WAL;").map_err(db)?;
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    if version > schema::MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {version}, newer than this refdesk ({}); upgrade refdesk",
+            schema::MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(sql).map_err(db)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(db)?;
+        tx.commit().map_err(db)?;
+        tracing::info!(version = i + 1, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies migrations,
+    /// and starts the writer thread. Committed events go to `sink`.
+    pub fn open(path: &Path, sink: Arc<dyn EventSink>) -> Result<SqliteStore> {
+        let mut conn = open_conn(path, false)?;
+        migrate(&mut conn)?;
+        let (jobs, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
+        std::thread::Builder::new()
+            .name("refdesk-sqlite-writer".into())
+            .spawn(move || writer(conn, rx, sink))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let readers = Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
+        Ok(SqliteStore { jobs, readers })
+    }
+
+    /// Runs `f` in the next group-committed transaction and returns its
+    /// value once that transaction has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(T, Vec<Event>)> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| match conn.map_or(Err(StoreError::Backend("the batch could not begin".into())), |c| savepoint(c, f)) {
+            Ok((value, events)) => Pending {
+                events,
+                finish: Box::new(move |committed| {
+                    let _ = tx.send(committed.map(|()| value));
+                }),
+            },
+            Err(e) => Pending {
+                events: Vec::new(),
+                finish: Box::new(move |_| {
+                    let _ = tx.send(Err(e));
+                }),
+            },
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.idle.lock().map_err(|_| StoreError::Closed)?.pop() {
+                Some(c) => c,
+                None => open_conn(&readers.path, true)?,
+            };
+            let out = f(&conn);
+            let mut idle = readers.idle.lock().map_err(|_| StoreError::Closed)?;
+            if idle.len() < READERS {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job").map_err(db)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job").map_err(db)?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(db)?;
+            Err(e)
+        }
+    }
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, sink: Arc<dyn EventSink>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(db);
+        let mut pending = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            // If the transaction could not begin, no job runs: each caller hears why.
+            pending.push(job(began.as_ref().ok().map(|()| &conn)));
+        }
+        let committed = match began {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(db).inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "SQLite batch failed; its writes are rolled back");
+        }
+        let mut events = Vec::new();
+        for p in pending {
+            if committed.is_ok() {
+                events.extend(p.events);
+            }
+            (p.finish)(committed.clone());
+        }
+        if !events.is_empty() {
+            sink.publish(events);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn is_empty(&self) -> Result<bool> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT count(*) FROM cooperatives", [], |r| r.get(0)).map_err(db)?;
+            Ok(n == 0)
+        })
+        .await
+    }
+
+    async fn create_cooperative(&self, name: &str, codes: Vec<ResolutionCode>) -> Result<CooperativeId> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute("INSERT INTO cooperatives (name) VALUES (?1)", [&name]).map_err(db)?;
+            let id = c.last_insert_rowid();
+            for (i, code) in codes.iter().enumerate() {
+                c.execute(
+                    "INSERT INTO resolution_codes (cooperative_id, key, label, status, assign, follow_up, referred, exclude_from_stats, position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![id, code.key, code.label, code.status.as_str(), code.assign.as_str(), code.follow_up, code.referred, code.exclude_from_stats, i as i64],
+                )
+                .map_err(db)?;
+            }
+            Ok((CooperativeId(id), Vec::new()))
+        })
+        .await
+    }
+
+    async fn create_institution(&self, coop: CooperativeId, name: &str) -> Result<InstitutionId> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute("INSERT INTO institutions (cooperative_id, name) VALUES (?1, ?2)", params![coop.0, name])
+                .map_err(db)?;
+            Ok((InstitutionId(c.last_insert_rowid()), Vec::new()))
+        })
+        .await
+    }
+
+    async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord> {
+        let (slug, name) = (slug.to_owned(), name.to_owned());
+        self.write(move |c| {
+            c.execute("INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3)", params![institution.0, slug, name])
+                .map_err(db)?;
+            let lib = library_where(c, "l.id = ?1", params![c.last_insert_rowid()])?
+                .ok_or(StoreError::Domain(DomainError::NotFound("institution")))?;
+            Ok((lib, Vec::new()))
+        })
+        .await
+    }
+
+    async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>> {
+        let slug = slug.to_owned();
+        self.read(move |c| library_where(c, "l.slug = ?1", params![slug])).await
+    }
+
+    async fn libraries(&self) -> Result<Vec<LibraryRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!("{LIBRARY_SELECT} ORDER BY l.id")).map_err(db)?;
+            let rows = st.query_map([], library_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>> {
+        self.read(move |c| codes_of(c, coop)).await
+    }
+
+    async fn create_staff(&self, new: NewStaff) -> Result<StaffId> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new.library.0, new.username, new.display_name, new.role.as_str(), new.password_hash],
+            )
+            .map_err(|e| match db(e) {
+                StoreError::Domain(DomainError::Conflict(_)) => {
+                    StoreError::Domain(DomainError::Conflict(format!("the username {} is taken", new.username)))
+                }
+                other => other,
+            })?;
+            Ok((StaffId(c.last_insert_rowid()), Vec::new()))
+        })
+        .await
+    }
+
+    async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>> {
+        let username = username.to_owned();
+        self.read(move |c| {
+            c.query_row(&format!("{STAFF_SELECT} WHERE s.username = ?1"), [username], |r| {
+                Ok(StaffRecord { staff: staff_row(r)?, password_hash: r.get(9)?, disabled: r.get(10)? })
+            })
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |c| {
+            c.execute("INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", params![token_hash, staff.0, expires])
+                .map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                &format!("{STAFF_SELECT} JOIN logins g ON g.staff_id = s.id WHERE g.token_hash = ?1 AND g.expires_at > ?2 AND s.disabled = 0"),
+                params![token_hash, now],
+                staff_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_login(&self, token_hash: &str) -> Result<()> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM logins WHERE token_hash = ?1", [token_hash]).map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn start_session(&self, new: NewSession) -> Result<(SessionRecord, QueueEntry)> {
+        self.write(move |c| {
+            let lib = library_where(c, "l.id = ?1", params![new.library.0])?
+                .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
+            c.execute(
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at)
+                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6)",
+                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now],
+            )
+            .map_err(db)?;
+            let id = SessionId(c.last_insert_rowid());
+            let rec = load_session(c, id)?;
+            let first = NewMessage {
+                author: Author::Patron { name: rec.patron_display() },
+                kind: MessageKind::Message,
+                audience: MessageKind::Message.audience(),
+                body: new.question.clone(),
+                client_id: None,
+                system: None,
+            };
+            let message = insert_message(c, &rec, first, new.now)?;
+            let rec = load_session(c, id)?;
+            let entry = QueueEntry {
+                session: id,
+                placement: lib.placement,
+                library_name: lib.name,
+                patron_name: rec.patron_display(),
+                question: new.question,
+                since: new.now,
+            };
+            let events = vec![Event::QueueAdded(entry.clone()), Event::Message { ctx: rec.ctx.clone(), message }];
+            Ok(((rec, entry), events))
+        })
+        .await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        self.read(move |c| session_where(c, "s.id = ?1", params![id.0])).await
+    }
+
+    async fn session_by_token(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| session_where(c, "s.token_hash = ?1", params![token_hash])).await
+    }
+
+    async fn waiting(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, l.name, s.patron_name, s.question_text, s.created_at
+                     FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
+                     WHERE s.state = 'waiting' ORDER BY s.created_at, s.id",
+                )
+                .map_err(db)?;
+            let rows = st.query_map([], queue_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!("{SESSION_SELECT} WHERE s.librarian_id = ?1 AND s.state = 'active' ORDER BY s.id"))
+                .map_err(db)?;
+            let rows = st.query_map([staff.0], session_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            rec.state.accept()?;
+            // The WHERE clause is the atomic claim (I6); the guard above has
+            // already seen 'waiting', and the single writer keeps it so.
+            let n = c
+                .execute(
+                    "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = ?3 WHERE id = ?1 AND state = 'waiting'",
+                    params![id.0, by.id.0, now],
+                )
+                .map_err(db)?;
+            if n != 1 {
+                return Err(DomainError::Conflict("this chat was already accepted".into()).into());
+            }
+            let q = question_on_accept();
+            let text: String = c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
+            c.execute(
+                "INSERT INTO questions (session_id, library_id, text, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id.0, rec.ctx.placement.library.0, text, q.status.as_str(), now],
+            )
+            .map_err(db)?;
+            let question = QuestionId(c.last_insert_rowid());
+            insert_timeline(c, question, now, Some(&by), &Change::Created { status: q.status })?;
+            let rec = load_session(c, id)?;
+            let line = NewMessage {
+                author: Author::System,
+                kind: MessageKind::System,
+                audience: MessageKind::System.audience(),
+                body: format!("{} (librarian) has joined the chat", by.display_name),
+                client_id: None,
+                system: Some(SystemEvent::Accepted),
+            };
+            let message = insert_message(c, &rec, line, now)?;
+            let rec = load_session(c, id)?;
+            let events = vec![
+                Event::QueueRemoved { session: id, placement: rec.ctx.placement },
+                Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
+            ];
+            Ok(((rec, message), events))
+        })
+        .await
+    }
+
+    async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            if let Some(cid) = &msg.client_id {
+                if let Some(message) = message_by_client_id(c, id, &msg.author.sender_key(), cid)? {
+                    return Ok((Appended { message, duplicate: true }, Vec::new()));
+                }
+            }
+            if !rec.state.accepts_messages() {
+                return Err(DomainError::Conflict("this chat has ended".into()).into());
+            }
+            let message = insert_message(c, &rec, msg, now)?;
+            let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
+            Ok((Appended { message, duplicate: false }, events))
+        })
+        .await
+    }
+
+    async fn end(&self, id: SessionId, by: Author, guard: Guard, now: Millis) -> Result<Message> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            rec.state.end()?;
+            c.execute("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", params![id.0, now]).map_err(db)?;
+            let who = match &by {
+                Author::Patron { .. } => "the patron",
+                Author::Staff { .. } => "the librarian",
+                Author::System => "refdesk",
+            };
+            let line = NewMessage {
+                author: Author::System,
+                kind: MessageKind::System,
+                audience: MessageKind::System.audience(),
+                body: format!("{} (ended by {who})", refdesk_domain::chat::ENDED_TEXT),
+                client_id: None,
+                system: Some(SystemEvent::Ended),
+            };
+            let rec2 = load_session(c, id)?;
+            let message = insert_message(c, &rec2, line, now)?;
+            let mut events = Vec::new();
+            if rec.state == SessionState::Waiting {
+                events.push(Event::QueueRemoved { session: id, placement: rec.ctx.placement });
+            }
+            events.push(Event::Message { ctx: rec2.ctx, message: message.clone() });
+            Ok((message, events))
+        })
+        .await
+    }
+
+    async fn set_code(
+        &self,
+        id: SessionId,
+        code: String,
+        by: Staff,
+        guard: Guard,
+        decide: Decide,
+        now: Millis,
+    ) -> Result<(QuestionState, Message)> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            let question = rec
+                .ctx
+                .question
+                .ok_or_else(|| DomainError::Conflict("this chat has no question yet: accept it first".into()))?;
+            let before = question_state(c, question)?;
+            let codes = codes_of(c, rec.ctx.placement.cooperative)?;
+            let after = decide(&before, &rec, &codes)?;
+            c.execute(
+                "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6, exclude_from_stats = ?7 WHERE id = ?1",
+                params![
+                    question.0,
+                    after.status.as_str(),
+                    after.code,
+                    after.assignee.map(|s| s.0),
+                    after.follow_up,
+                    after.referred_to.map(|l| l.0),
+                    after.exclude_from_stats
+                ],
+            )
+            .map_err(db)?;
+            for change in changes(&before, &after) {
+                insert_timeline(c, question, now, Some(&by), &change)?;
+            }
+            let label = codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map(|k| k.label.clone()).unwrap_or(code);
+            // Staff-only: the code is the library's business, not the patron's.
+            let line = NewMessage {
+                author: Author::System,
+                kind: MessageKind::System,
+                audience: refdesk_domain::chat::Audience::Staff,
+                body: format!("{CODE_SET_TEXT}: {label} (by {})", by.display_name),
+                client_id: None,
+                system: Some(SystemEvent::CodeSet),
+            };
+            let rec = load_session(c, id)?;
+            let message = insert_message(c, &rec, line, now)?;
+            let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
+            Ok(((after, message), events))
+        })
+        .await
+    }
+
+    async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!("{MESSAGE_SELECT} WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))
+                .map_err(db)?;
+            let rows = st.query_map(params![id.0, after as i64, limit], message_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn questions(&self, scope: QuestionScope, limit: u32, before: Option<QuestionId>) -> Result<Vec<QuestionRecord>> {
+        self.read(move |c| {
+            let (col, val) = scope_filter(&scope);
+            let sql = format!(
+                "{QUESTION_SELECT} WHERE ({col} = ?1 OR s.librarian_id = ?2) AND q.id < ?3 ORDER BY q.id DESC LIMIT ?4"
+            );
+            let mut st = c.prepare_cached(&sql).map_err(db)?;
+            let rows = st
+                .query_map(params![val, scope.participant.0, before.map_or(i64::MAX, |q| q.0), limit], question_row)
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>> {
+        self.read(move |c| {
+            c.query_row(&format!("{QUESTION_SELECT} WHERE q.id = ?1"), [id.0], question_row).optional().map_err(db)
+        })
+        .await
+    }
+
+    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached("SELECT at, actor_id, actor_name, change FROM timeline WHERE question_id = ?1 ORDER BY id")
+                .map_err(db)?;
+            let rows = st.query_map([id.0], timeline_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+}
