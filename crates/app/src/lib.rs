@@ -1,1 +1,146 @@
-//! stub
+//! refdesk's use cases. Each one authorizes (through `refdesk_domain::authz`),
+//! applies the domain rule, persists through the [`Store`], and lets the
+//! store's commit publish the resulting events on the [`bus::Bus`].
+//!
+//! - [`App`]: the use cases, one method each.
+//! - [`bus`]: in-process fan-out of committed events to connections.
+//! - [`feed`]: one connection's view of the bus: subscriptions, resume,
+//!   gap filling and the visibility filter (I1, I3).
+//! - [`auth`]: passwords (argon2id) and secret tokens.
+//! - [`demo`]: the demo cooperative.
+//!
+//! This crate never knows about HTTP: it speaks [`AppError`], which the
+//! server maps to status codes once.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod bus;
+mod chat;
+pub mod demo;
+pub mod feed;
+
+pub use chat::{QuestionDetail, StartChat, Started};
+
+use refdesk_domain::DomainError;
+use refdesk_domain::Millis;
+use refdesk_store::{Store, StoreError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// Why a use case did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A rule refused it.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// No valid sign-in or chat token.
+    #[error("not signed in")]
+    Unauthenticated,
+    /// Something broke inside. The text is for logs only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Domain(d) => AppError::Domain(d),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Result of a use case.
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Limits and timings the use cases enforce. Every field has a safe default.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest chat message, in characters.
+    pub max_message_chars: usize,
+    /// After how many seconds a waiting chat is offered to the whole cooperative.
+    pub rollup_seconds: u64,
+    /// How long a staff sign-in lasts, in hours.
+    pub login_hours: u64,
+    /// Frames a connection may send per second, sustained.
+    pub frames_per_second: u32,
+    /// Frames a connection may send in a burst.
+    pub frame_burst: u32,
+    /// Largest WebSocket frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Events queued for one slow connection before it must catch up from the store.
+    pub connection_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_chars: 4000,
+            rollup_seconds: 60,
+            login_hours: 12,
+            frames_per_second: 20,
+            frame_burst: 60,
+            max_frame_bytes: 64 * 1024,
+            connection_queue: 256,
+        }
+    }
+}
+
+/// Where "now" comes from. Tests use [`Clock::manual`] to move time without sleeping.
+#[derive(Clone, Debug)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock that only moves when told to.
+    pub fn manual(start: Millis) -> Clock {
+        Clock(Some(Arc::new(AtomicI64::new(start))))
+    }
+
+    /// Moves a manual clock forward; no effect on the system clock.
+    pub fn advance(&self, ms: Millis) {
+        if let Some(t) = &self.0 {
+            t.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+
+    /// Now, in milliseconds since the epoch.
+    pub fn now(&self) -> Millis {
+        match &self.0 {
+            Some(t) => t.load(Ordering::SeqCst),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as Millis),
+        }
+    }
+}
+
+/// The application: every use case hangs off this. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    /// The source of truth.
+    pub store: Arc<dyn Store>,
+    /// Fan-out of committed events.
+    pub bus: Arc<bus::Bus>,
+    /// Limits in force.
+    pub limits: Arc<Limits>,
+    /// Time.
+    pub clock: Clock,
+}
+
+impl App {
+    /// Assembles the app. The store must have been opened with `bus` as its sink.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<bus::Bus>, limits: Limits, clock: Clock) -> App {
+        App { store, bus, limits: Arc::new(limits), clock }
+    }
+
+    /// Rollup delay in milliseconds.
+    pub fn rollup_ms(&self) -> Millis {
+        (self.limits.rollup_seconds as Millis).saturating_mul(1000)
+    }
+}

@@ -1,7 +1,7 @@
 //! Committed events: what the store hands to the bus after a commit, and
 //! what each connection filters through [`crate::visibility::sees`].
 
-use crate::chat::{Message, SessionContext};
+use crate::chat::{Audience, Message, SessionContext};
 use crate::ids::SessionId;
 use crate::org::Placement;
 use crate::Millis;
@@ -36,6 +36,17 @@ pub enum Event {
     },
     /// A chat joined the queue.
     QueueAdded(QueueEntry),
+    /// Someone is typing (or stopped). Never stored; carried by the bus only.
+    Typing {
+        /// The session.
+        ctx: SessionContext,
+        /// Who may know: typing in the note composer is for staff only.
+        audience: Audience,
+        /// Who is typing, as shown.
+        who: String,
+        /// Started (true) or stopped (false).
+        on: bool,
+    },
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {
         /// The session.

@@ -1,1 +1,71 @@
-//! stub
+//! refdesk's server: configuration, the HTTP JSON API, the WebSocket
+//! endpoint and the embedded web pages. Handlers are thin: extract, call a
+//! use case of [`refdesk_app::App`], map the result. No SQL, no rules here.
+//!
+//! - [`config`]: layered configuration (defaults → TOML → environment → flags).
+//! - [`http`]: one module per resource, each with its own `router()`.
+//! - [`ws`]: the WebSocket protocol of `docs/protocol.md`.
+//! - [`error`]: the one API error type and its JSON shape.
+//!
+//! [`run`] takes the listener and a shutdown signal as arguments, which is
+//! what lets tests start a real server on port 0.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ws;
+
+pub use config::Config;
+
+use anyhow::Context;
+use refdesk_app::{bus::Bus, App, Clock};
+use refdesk_store::sqlite::SqliteStore;
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub app: App,
+    /// Whether cookies are marked `Secure` (behind HTTPS).
+    pub secure_cookies: bool,
+    /// Set when shutdown begins, so `/readyz` turns away new traffic.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// Opens the store named by `config` (migrating it) and assembles the app.
+pub fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
+    let bus = Bus::new();
+    let path = config.database_path();
+    let store = SqliteStore::open(&path, bus.clone())
+        .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+    let app = App::new(Arc::new(store), bus, config.limits.clone(), clock);
+    Ok(AppState { app, secure_cookies: config.secure_cookies, draining: Arc::new(AtomicBool::new(false)) })
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> axum::Router {
+    http::router(state)
+}
+
+/// Serves until `shutdown` completes, then stops accepting and lets open
+/// requests finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let draining = state.draining.clone();
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await
+        .context("serving HTTP")
+}

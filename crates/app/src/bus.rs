@@ -1,0 +1,158 @@
+//! The in-process bus: fan-out of committed events to the connections that
+//! subscribed to them. It carries events; it decides nothing about who may
+//! see them — each connection's [`crate::feed::Feed`] asks the visibility
+//! function.
+//!
+//! Publishing never blocks (the store's writer thread calls it). A
+//! connection too slow to keep up is not waited for: its queue is bounded,
+//! and when it overflows the connection is flagged *lagged* and catches up
+//! from the store, which has everything (the bus is never the source of truth).
+
+use refdesk_domain::event::Event;
+use refdesk_domain::ids::SessionId;
+use refdesk_store::EventSink;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// One connection's mailbox, as the bus holds it.
+#[derive(Clone)]
+struct Mailbox {
+    id: u64,
+    tx: mpsc::Sender<Arc<Event>>,
+    lagged: Arc<AtomicBool>,
+}
+
+impl Mailbox {
+    fn deliver(&self, e: &Arc<Event>) {
+        if self.tx.try_send(e.clone()).is_err() {
+            self.lagged.store(true, Ordering::Release);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Topics {
+    sessions: HashMap<SessionId, Vec<Mailbox>>,
+    queue: Vec<Mailbox>,
+}
+
+/// The in-process bus.
+#[derive(Default)]
+pub struct Bus {
+    topics: Mutex<Topics>,
+    next_id: AtomicU64,
+}
+
+/// A connection's end of the bus. Dropping it unsubscribes everything.
+pub struct Subscription {
+    bus: Arc<Bus>,
+    mailbox: Mailbox,
+    /// Committed events, in commit order.
+    pub rx: mpsc::Receiver<Arc<Event>>,
+}
+
+impl Subscription {
+    /// Whether events were dropped since the last call (and clears the flag).
+    /// If so, the caller must catch up from the store.
+    pub fn take_lagged(&self) -> bool {
+        self.mailbox.lagged.swap(false, Ordering::AcqRel)
+    }
+
+    /// Starts receiving a session's events.
+    pub fn join(&self, session: SessionId) {
+        let mut t = self.bus.lock();
+        let subs = t.sessions.entry(session).or_default();
+        if !subs.iter().any(|m| m.id == self.mailbox.id) {
+            subs.push(self.mailbox.clone());
+        }
+    }
+
+    /// Stops receiving a session's events.
+    pub fn leave(&self, session: SessionId) {
+        let mut t = self.bus.lock();
+        if let Some(subs) = t.sessions.get_mut(&session) {
+            subs.retain(|m| m.id != self.mailbox.id);
+            if subs.is_empty() {
+                t.sessions.remove(&session);
+            }
+        }
+    }
+
+    /// Starts receiving queue events.
+    pub fn join_queue(&self) {
+        let mut t = self.bus.lock();
+        if !t.queue.iter().any(|m| m.id == self.mailbox.id) {
+            t.queue.push(self.mailbox.clone());
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let id = self.mailbox.id;
+        let mut t = self.bus.lock();
+        t.queue.retain(|m| m.id != id);
+        t.sessions.retain(|_, subs| {
+            subs.retain(|m| m.id != id);
+            !subs.is_empty()
+        });
+    }
+}
+
+impl Bus {
+    /// A new, empty bus.
+    pub fn new() -> Arc<Bus> {
+        Arc::new(Bus::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
+        // A panic while holding this lock cannot leave the maps inconsistent
+        // (every update is a single push or retain), so a poisoned lock is
+        // still safe to use.
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new mailbox holding at most `capacity` undelivered events.
+    pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let mailbox = Mailbox {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            tx,
+            lagged: Arc::new(AtomicBool::new(false)),
+        };
+        Subscription { bus: self.clone(), mailbox, rx }
+    }
+
+    /// Publishes ephemeral events (typing) that are never stored.
+    pub fn publish_ephemeral(&self, event: Event) {
+        self.publish(vec![event]);
+    }
+
+    /// Number of connections subscribed to anything (for metrics and tests).
+    pub fn connections(&self) -> usize {
+        let t = self.lock();
+        let mut ids: Vec<u64> = t.queue.iter().map(|m| m.id).collect();
+        ids.extend(t.sessions.values().flatten().map(|m| m.id));
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+}
+
+impl EventSink for Bus {
+    fn publish(&self, events: Vec<Event>) {
+        let t = self.lock();
+        for event in events {
+            let event = Arc::new(event);
+            let subs = match &*event {
+                Event::Message { ctx, .. } | Event::Typing { ctx, .. } => t.sessions.get(&ctx.id).map(Vec::as_slice),
+                Event::QueueAdded(_) | Event::QueueRemoved { .. } => Some(t.queue.as_slice()),
+            };
+            for m in subs.unwrap_or_default() {
+                m.deliver(&event);
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The chat use cases: start, accept, send, end, set a code, read — and
+//! sign-in. Each authorizes, applies the domain rule and persists; the
+//! store's commit publishes.
+
+use crate::{auth, App, AppError, AppResult};
+use refdesk_domain::authz::{authorize, Action, Target};
+use refdesk_domain::chat::{Audience, Author, Message, MessageKind};
+use refdesk_domain::event::{Event, QueueEntry};
+use refdesk_domain::ids::{QuestionId, SessionId};
+use refdesk_domain::input::{self, Body, ClientId};
+use refdesk_domain::org::{Role, Staff};
+use refdesk_domain::question::{apply_code, QuestionState};
+use refdesk_domain::visibility::{transcript, Viewer};
+use refdesk_domain::DomainError;
+use refdesk_store::{
+    Appended, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, QuestionRecord, QuestionScope, ScopeLevel,
+    SessionRecord, TimelineEntry,
+};
+use serde::Serialize;
+
+/// What a patron types into the pre-chat form.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct StartChat {
+    /// Their name (optional).
+    pub name: Option<String>,
+    /// Their e-mail (optional).
+    pub email: Option<String>,
+    /// Their question.
+    pub question: String,
+}
+
+/// A started chat: its id and the patron's secret token (shown once).
+#[derive(Clone, Debug, Serialize)]
+pub struct Started {
+    /// The session.
+    pub session: SessionId,
+    /// The secret that opens it. Only its digest is stored.
+    pub token: String,
+    /// The library's name.
+    pub library: String,
+}
+
+/// A question as staff see it: the record, its transcript and its timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuestionDetail {
+    /// The question.
+    pub question: QuestionRecord,
+    /// Every message staff may see, notes included.
+    pub transcript: Vec<Message>,
+    /// R7.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+fn target(rec: &SessionRecord) -> Target {
+    Target { placement: rec.ctx.placement, state: rec.state, librarian: rec.ctx.librarian }
+}
+
+/// A guard that re-checks `action` for `staff` on the row inside the write.
+fn staff_guard(staff: &Staff, action: Action) -> Guard {
+    let staff = staff.clone();
+    Box::new(move |rec| authorize(&staff, action, &target(rec)))
+}
+
+impl App {
+    // --- sign-in -----------------------------------------------------------
+
+    /// Signs a staff member in; returns the cookie token and who they are.
+    /// Unknown names and wrong passwords get the same answer.
+    pub async fn login(&self, username: &str, password: &str) -> AppResult<(String, Staff)> {
+        let rec = self.store.staff_by_username(username).await?;
+        let refused = || AppError::Domain(DomainError::Forbidden("wrong username or password"));
+        let Some(rec) = rec else {
+            // Spend the same time as a real check, so timing does not tell
+            // which usernames exist.
+            let _ = tokio::task::spawn_blocking(|| auth::verify_password("x", DUMMY_HASH)).await;
+            return Err(refused());
+        };
+        let (password, hash) = (password.to_owned(), rec.password_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        if !ok || rec.disabled {
+            return Err(refused());
+        }
+        let token = auth::new_token()?;
+        let expires = self.clock.now() + (self.limits.login_hours as i64) * 3_600_000;
+        self.store.create_login(&auth::digest(&token), rec.staff.id, expires).await?;
+        Ok((token, rec.staff))
+    }
+
+    /// The staff member a cookie token belongs to.
+    pub async fn staff_for_token(&self, token: &str) -> AppResult<Staff> {
+        self.store.staff_by_login(&auth::digest(token), self.clock.now()).await?.ok_or(AppError::Unauthenticated)
+    }
+
+    /// Signs out.
+    pub async fn logout(&self, token: &str) -> AppResult<()> {
+        Ok(self.store.delete_login(&auth::digest(token)).await?)
+    }
+
+    /// Creates a staff member. `actor` is `None` for the operator's CLI;
+    /// otherwise nobody creates a role above their own or outside their scope.
+    pub async fn add_staff(
+        &self,
+        actor: Option<&Staff>,
+        library_slug: &str,
+        username: &str,
+        display_name: &str,
+        role: Role,
+        password: &str,
+    ) -> AppResult<refdesk_domain::ids::StaffId> {
+        let username = input::slug("username", username)?;
+        let display_name = input::optional_line("display_name", Some(display_name), 100)?
+            .ok_or_else(|| DomainError::invalid("display_name", "is required"))?;
+        let password = input::new_password(password)?.to_owned();
+        let lib = self.library(library_slug).await?;
+        if let Some(actor) = actor {
+            if role > actor.role || actor.role < Role::LibraryAdmin || !actor.role_covers(&lib.placement) {
+                return Err(DomainError::Forbidden("you may not create this staff member").into());
+            }
+        }
+        let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))??;
+        let new = NewStaff { library: lib.placement.library, username, display_name, role, password_hash };
+        Ok(self.store.create_staff(new).await?)
+    }
+
+    /// A library by its slug.
+    pub async fn library(&self, slug: &str) -> AppResult<LibraryRecord> {
+        self.store.library_by_slug(slug).await?.ok_or(AppError::Domain(DomainError::NotFound("library")))
+    }
+
+    // --- the patron's side -------------------------------------------------
+
+    /// A patron starts a chat at a library's entry point.
+    pub async fn start_chat(&self, library_slug: &str, form: StartChat) -> AppResult<Started> {
+        let lib = self.library(library_slug).await?;
+        let name = input::optional_line("name", form.name.as_deref(), 100)?;
+        let email = input::optional_email(form.email.as_deref())?;
+        let question = Body::parse(&form.question, self.limits.max_message_chars)
+            .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
+        let token = auth::new_token()?;
+        let new = NewSession {
+            library: lib.placement.library,
+            patron_name: name,
+            patron_email: email,
+            question: question.into_string(),
+            token_hash: auth::digest(&token),
+            now: self.clock.now(),
+        };
+        let (rec, _) = self.store.start_session(new).await?;
+        Ok(Started { session: rec.ctx.id, token, library: lib.name })
+    }
+
+    /// The session a patron token opens.
+    pub async fn patron_session(&self, token: &str) -> AppResult<SessionRecord> {
+        if token.len() != 64 {
+            return Err(AppError::Unauthenticated);
+        }
+        self.store.session_by_token(&auth::digest(token)).await?.ok_or(AppError::Unauthenticated)
+    }
+
+    /// A patron sends a chat line. Patrons send messages, nothing else.
+    pub async fn patron_send(&self, session: &SessionRecord, kind: MessageKind, body: &str, client_id: Option<&str>) -> AppResult<Appended> {
+        if kind != MessageKind::Message {
+            return Err(DomainError::Forbidden("patrons can only send messages").into());
+        }
+        let msg = self.new_message(Author::Patron { name: session.patron_display() }, kind, body, client_id)?;
+        let own = session.ctx.id;
+        let guard: Guard = Box::new(move |rec| {
+            if rec.ctx.id == own {
+                Ok(())
+            } else {
+                Err(DomainError::NotFound("session"))
+            }
+        });
+        Ok(self.store.append(own, msg, guard, self.clock.now()).await?)
+    }
+
+    /// The patron ends their chat.
+    pub async fn patron_end(&self, session: &SessionRecord) -> AppResult<Message> {
+        let guard: Guard = Box::new(|_| Ok(()));
+        let author = Author::Patron { name: session.patron_display() };
+        Ok(self.store.end(session.ctx.id, author, guard, self.clock.now()).await?)
+    }
+
+    fn new_message(&self, author: Author, kind: MessageKind, body: &str, client_id: Option<&str>) -> AppResult<NewMessage> {
+        let body = Body::parse(body, self.limits.max_message_chars)?;
+        let client_id = client_id.map(ClientId::parse).transpose()?;
+        Ok(NewMessage {
+            author,
+            kind,
+            audience: kind.audience(),
+            body: body.into_string(),
+            client_id: client_id.map(|c| c.as_str().to_owned()),
+            system: None,
+        })
+    }
+
+    /// Publishes a typing indicator (never stored). Typing in the note
+    /// composer is staff-only.
+    pub fn typing(&self, ctx: refdesk_domain::chat::SessionContext, who: String, note: bool, on: bool) {
+        let audience = if note { Audience::Staff } else { Audience::Everyone };
+        self.bus.publish_ephemeral(Event::Typing { ctx, audience, who, on });
+    }
+
+    // --- the librarian's side ----------------------------------------------
+
+    /// The waiting chats this staff member may serve now, oldest first.
+    pub async fn queue(&self, staff: &Staff) -> AppResult<Vec<QueueEntry>> {
+        let now = self.clock.now();
+        let rollup = self.rollup_ms();
+        Ok(self
+            .store
+            .waiting()
+            .await?
+            .into_iter()
+            .filter(|e| {
+                let t = Target { placement: e.placement, state: refdesk_domain::chat::SessionState::Waiting, librarian: None };
+                authorize(staff, Action::Serve { waited: now - e.since, rollup }, &t).is_ok()
+            })
+            .collect())
+    }
+
+    /// Accepts a waiting chat. Exactly one of several simultaneous accepts
+    /// wins (I6); the question appears in the patron's library (R1).
+    pub async fn accept(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
+        let now = self.clock.now();
+        let rollup = self.rollup_ms();
+        let who = staff.clone();
+        let guard: Guard = Box::new(move |rec| {
+            let action = Action::Serve { waited: now - rec.created_at, rollup };
+            authorize(&who, action, &target(rec)).map_err(|_| DomainError::NotFound("waiting chat"))
+        });
+        let (rec, _) = self.store.accept(session, staff.clone(), guard, now).await?;
+        Ok(rec)
+    }
+
+    /// The active chats this staff member is chatting in.
+    pub async fn my_sessions(&self, staff: &Staff) -> AppResult<Vec<SessionRecord>> {
+        Ok(self.store.sessions_of(staff.id).await?)
+    }
+
+    /// A staff member sends a message or a librarian note.
+    pub async fn staff_send(&self, staff: &Staff, session: SessionId, kind: MessageKind, body: &str, client_id: Option<&str>) -> AppResult<Appended> {
+        let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
+        let msg = self.new_message(author, kind, body, client_id)?;
+        let guard = staff_guard(staff, Action::Send(kind));
+        Ok(self.store.append(session, msg, guard, self.clock.now()).await?)
+    }
+
+    /// The chatting librarian ends the chat (R5).
+    pub async fn staff_end(&self, staff: &Staff, session: SessionId) -> AppResult<Message> {
+        let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
+        Ok(self.store.end(session, author, staff_guard(staff, Action::End), self.clock.now()).await?)
+    }
+
+    /// Sets or changes the resolution code; the code decides the status (R6),
+    /// every change goes to the timeline (R7), and the session shows
+    /// "Resolution code set" (R5).
+    pub async fn set_code(&self, staff: &Staff, session: SessionId, code: &str) -> AppResult<QuestionState> {
+        let key = code.to_owned();
+        let decide: refdesk_store::Decide = Box::new(move |before, rec, codes| {
+            let code = codes
+                .iter()
+                .find(|c| c.key == key)
+                .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {key:?}")))?;
+            if code.referred {
+                return Err(DomainError::invalid("code", "referring needs a receiving library: refer from the question page"));
+            }
+            Ok(apply_code(before, code, rec.ctx.librarian, None))
+        });
+        let guard = staff_guard(staff, Action::SetCode);
+        let (state, _) = self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, self.clock.now()).await?;
+        Ok(state)
+    }
+
+    /// The resolution codes offered to this staff member.
+    pub async fn codes(&self, staff: &Staff) -> AppResult<Vec<refdesk_domain::question::ResolutionCode>> {
+        Ok(self.store.codes(staff.home.cooperative).await?)
+    }
+
+    /// A session's transcript as `viewer` may see it — through the one
+    /// visibility function, like every other output.
+    pub async fn transcript(&self, viewer: &Viewer, session: SessionId) -> AppResult<(SessionRecord, Vec<Message>)> {
+        let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        match viewer {
+            Viewer::Patron { session: own } if *own == session => {}
+            Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
+            Viewer::Staff(staff) => authorize(staff, Action::View, &target(&rec))?,
+        }
+        let all = self.store.messages_after(session, 0, u32::MAX).await?;
+        let visible = transcript(viewer, &rec.ctx, &all).cloned().collect();
+        Ok((rec, visible))
+    }
+
+    // --- questions -----------------------------------------------------------
+
+    /// The question list in this staff member's scope, newest first.
+    pub async fn questions(&self, staff: &Staff, before: Option<QuestionId>, limit: u32) -> AppResult<Vec<QuestionRecord>> {
+        let scope = QuestionScope { covers: ScopeLevel::of(staff), participant: staff.id };
+        Ok(self.store.questions(scope, limit.clamp(1, 200), before).await?)
+    }
+
+    /// One question with its transcript and timeline.
+    pub async fn question(&self, staff: &Staff, id: QuestionId) -> AppResult<QuestionDetail> {
+        let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
+        let (_, transcript) = self.transcript(&Viewer::Staff(staff.clone()), question.session).await?;
+        let timeline = self.store.timeline(id).await?;
+        Ok(QuestionDetail { question, transcript, timeline })
+    }
+
+    /// Every library (for pickers and the start page).
+    pub async fn libraries(&self) -> AppResult<Vec<LibraryRecord>> {
+        Ok(self.store.libraries().await?)
+    }
+}
+
+/// A valid argon2id hash of a random string, used to spend the time of a
+/// real check when the username does not exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJXwd0SjSZ0eHH0hbm6Ikfmd0V9j0nrGhJqk3Cqkxk";

@@ -1,0 +1,126 @@
+//! Configuration, layered: defaults → TOML file → `REFDESK_…` environment
+//! variables → command-line flags (applied by the binary). Every field has a
+//! safe default, so `refdesk serve` needs none of it.
+
+use anyhow::{bail, Context};
+use refdesk_app::Limits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The server's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder for the SQLite database (and, later, e-mail files).
+    pub data_dir: PathBuf,
+    /// Mark cookies `Secure`: set when refdesk is served over HTTPS.
+    pub secure_cookies: bool,
+    /// Limits and timings.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            secure_cookies: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_SECURE_COOKIES`
+    /// and `REFDESK_MAX_MESSAGE_CHARS`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("REFDESK_LISTEN") {
+            self.listen = v.parse().with_context(|| format!("REFDESK_LISTEN={v:?} is not an address like 127.0.0.1:8080"))?;
+        }
+        if let Some(v) = get("REFDESK_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("REFDESK_SECURE_COOKIES") {
+            self.secure_cookies = v.parse().with_context(|| format!("REFDESK_SECURE_COOKIES={v:?} must be true or false"))?;
+        }
+        if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
+            self.limits.max_message_chars =
+                v.parse().with_context(|| format!("REFDESK_MAX_MESSAGE_CHARS={v:?} must be a number"))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses configurations that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
+            bail!("limits.max_message_chars must be between 1 and 100000");
+        }
+        if l.max_frame_bytes < 1024 || l.max_frame_bytes < l.max_message_chars {
+            bail!("limits.max_frame_bytes must be at least 1024 and at least max_message_chars");
+        }
+        if l.frames_per_second == 0 || l.frame_burst == 0 || l.connection_queue == 0 {
+            bail!("limits.frames_per_second, frame_burst and connection_queue must be positive");
+        }
+        if l.login_hours == 0 {
+            bail!("limits.login_hours must be positive");
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("refdesk.sqlite3")
+    }
+
+    /// The default configuration as TOML, for `refdesk config`.
+    pub fn default_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_round_trips_and_is_valid() {
+        let text = Config::default_toml();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        parsed.validate().unwrap();
+        assert_eq!(parsed.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        let mut c = Config::default();
+        assert!(c.apply_env(|k| (k == "REFDESK_LISTEN").then(|| "nowhere".into())).is_err());
+        c.limits.max_message_chars = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let mut c: Config = toml::from_str("listen = \"127.0.0.1:9000\"").unwrap();
+        c.apply_env(|k| (k == "REFDESK_LISTEN").then(|| "127.0.0.1:9001".into())).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+    }
+}

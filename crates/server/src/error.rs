@@ -1,0 +1,109 @@
+//! The one API error type. Every failure leaves the server as
+//! `{"error": {"code", "message"}}` with a fitting status; 5xx bodies say
+//! nothing internal, the detail goes to the log.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use refdesk_app::AppError;
+use refdesk_domain::DomainError;
+use serde::Serialize;
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with the given code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+
+    /// The `(code, message)` pair, for WebSocket error frames.
+    pub fn parts(&self) -> (&'static str, &str) {
+        (self.code, &self.message)
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Domain(d) => d.into(),
+            AppError::Unauthenticated => {
+                ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: "sign in first".into() }
+            }
+            AppError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "internal",
+                    message: "something went wrong on our side; nothing was lost, try again".into(),
+                }
+            }
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(d: DomainError) -> Self {
+        let message = d.to_string();
+        let (status, code) = match d {
+            DomainError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            DomainError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            DomainError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            DomainError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        };
+        ApiError { status, code, message }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body { error: Inner { code: self.code, message: &self.message } };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A JSON body extractor whose rejections have the API's error shape.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(ApiError {
+                status: rejection.status(),
+                code: "bad_json",
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

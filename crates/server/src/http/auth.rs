@@ -1,0 +1,76 @@
+//! Staff sign-in: username and password → an HttpOnly, SameSite=Strict
+//! cookie holding a random token (only its digest is stored).
+
+use crate::error::{ApiError, ApiResult, Json};
+use crate::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::response::{AppendHeaders, IntoResponse};
+use axum::routing::{get, post};
+use axum::Router;
+use refdesk_app::AppError;
+use refdesk_domain::org::Staff;
+use serde::Deserialize;
+
+/// The cookie's name.
+pub const COOKIE_NAME: &str = "refdesk_session";
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiResult<impl IntoResponse> {
+    let (token, staff) = state.app.login(&body.username, &body.password).await?;
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let max_age = state.app.limits.login_hours * 3600;
+    let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+    if let Some(token) = cookie_token(&headers) {
+        state.app.logout(token).await?;
+    }
+    let cookie = format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(serde_json::json!({"signed_out": true}))))
+}
+
+async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
+    axum::Json(staff)
+}
+
+/// The session token in the request's cookies, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v)
+}
+
+/// The signed-in staff member; 401 without a valid cookie.
+pub struct CurrentStaff(pub Staff);
+
+impl FromRequestParts<AppState> for CurrentStaff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = cookie_token(&parts.headers).ok_or(AppError::Unauthenticated)?;
+        Ok(CurrentStaff(state.app.staff_for_token(token).await?))
+    }
+}

@@ -1,0 +1,43 @@
+//! The HTTP API, one module per resource, each owning its `router()`.
+
+pub mod auth;
+pub mod desk;
+pub mod openapi;
+pub mod patron;
+pub mod web;
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use std::sync::atomic::Ordering;
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(auth::router())
+        .merge(patron::router())
+        .merge(desk::router())
+        .merge(openapi::router())
+        .merge(web::router())
+        .route("/api/ws", get(crate::ws::upgrade))
+        .fallback(|| async { crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() } })
+        .with_state(state)
+}
+
+/// Ready when the database answers and shutdown has not begun.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match state.app.store.is_empty().await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The OpenAPI 3 document, served at `/api/openapi.json`. Written by hand
+//! next to the routes it describes; the router test checks that every
+//! documented path is routed and every routed API path is documented.
+
+use crate::AppState;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(|| async { axum::Json(document()) }))
+}
+
+fn op(summary: &str, security: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "responses": {
+            ok: {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        }
+    });
+    match security {
+        "staff" => o["security"] = json!([{"staffCookie": []}]),
+        "patron" => o["security"] = json!([{"chatToken": []}]),
+        _ => {}
+    }
+    if let Some(schema) = body {
+        o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    }
+    o
+}
+
+fn id_param(name: &str) -> Value {
+    json!([{"name": name, "in": "path", "required": true, "schema": {"type": "integer"}}])
+}
+
+/// The document.
+pub fn document() -> Value {
+    let with_id = |v: Value| with_params(v, id_param("id"));
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "refdesk", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Virtual reference service: live chat between library patrons and librarians. Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md)."},
+        "paths": {
+            "/healthz": {"get": op("Liveness", "none", None, "200")},
+            "/readyz": {"get": op("Readiness: the database answers", "none", None, "200")},
+            "/api/login": {"post": op("Staff sign-in; sets the HttpOnly session cookie", "none", Some("Login"), "200")},
+            "/api/logout": {"post": op("Sign out", "staff", None, "200")},
+            "/api/me": {"get": op("The signed-in staff member", "staff", None, "200")},
+            "/api/libraries": {"get": op("Libraries and their entry points", "none", None, "200")},
+            "/api/libraries/{slug}/chats": {"post": with_params(
+                op("A patron starts a chat; returns the session id and its secret token", "none", Some("StartChat"), "201"),
+                json!([{"name": "slug", "in": "path", "required": true, "schema": {"type": "string"}}])
+            )},
+            "/api/chat": {"get": op("The patron's chat: state and the messages the patron may see", "patron", None, "200")},
+            "/api/chat/end": {"post": op("The patron ends the chat", "patron", None, "200")},
+            "/api/queue": {"get": op("Waiting chats this staff member may serve", "staff", None, "200")},
+            "/api/sessions": {"get": op("Active chats this staff member is chatting in", "staff", None, "200")},
+            "/api/sessions/{id}": {"get": with_id(op("A session and the messages staff may see (notes included)", "staff", None, "200"))},
+            "/api/sessions/{id}/accept": {"post": with_id(op("Accept a waiting chat (atomic: one winner)", "staff", None, "200"))},
+            "/api/sessions/{id}/messages": {"post": with_id(op("Send a message or librarian note; returns after commit", "staff", Some("Send"), "200"))},
+            "/api/sessions/{id}/end": {"post": with_id(op("End the chat", "staff", None, "200"))},
+            "/api/sessions/{id}/code": {"post": with_id(op("Set or change the resolution code", "staff", Some("SetCode"), "200"))},
+            "/api/codes": {"get": op("Resolution codes of the staff member's cooperative", "staff", None, "200")},
+            "/api/questions": {"get": with_params(
+                op("The question list in scope, newest first", "staff", None, "200"),
+                json!([
+                    {"name": "before", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
+                ])
+            )},
+            "/api/questions/{id}": {"get": with_id(op("A question with transcript and timeline", "staff", None, "200"))},
+            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); patrons add ?token=", "none", None, "101")}
+        },
+        "components": {
+            "securitySchemes": {
+                "staffCookie": {"type": "apiKey", "in": "cookie", "name": "refdesk_session"},
+                "chatToken": {"type": "http", "scheme": "bearer"}
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Login": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
+                "StartChat": {"type": "object", "required": ["question"], "properties": {
+                    "name": {"type": "string", "maxLength": 100}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}},
+                "Send": {"type": "object", "required": ["body"], "properties": {
+                    "kind": {"type": "string", "enum": ["message", "note"]}, "body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}}},
+                "SetCode": {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}
+            }
+        }
+    })
+}
+
+fn with_params(mut op: Value, params: Value) -> Value {
+    op["parameters"] = params;
+    op
+}

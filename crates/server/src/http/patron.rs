@@ -1,0 +1,87 @@
+//! The patron's side: start a chat at a library's entry point, read the
+//! transcript, end the chat. The patron is authorised by the chat's secret
+//! token (`Authorization: Bearer …`), returned once when the chat starts.
+
+use crate::error::{ApiError, ApiResult, Json};
+use crate::AppState;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use refdesk_app::{AppError, StartChat, Started};
+use refdesk_domain::chat::Message;
+use refdesk_domain::visibility::Viewer;
+use refdesk_store::SessionRecord;
+use serde::Serialize;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/libraries", get(libraries))
+        .route("/api/libraries/{slug}/chats", post(start))
+        .route("/api/chat", get(chat))
+        .route("/api/chat/end", post(end))
+}
+
+#[derive(Serialize)]
+struct LibraryView {
+    slug: String,
+    name: String,
+}
+
+async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<LibraryView>>> {
+    let libs = state.app.libraries().await?;
+    Ok(axum::Json(libs.into_iter().map(|l| LibraryView { slug: l.slug, name: l.name }).collect()))
+}
+
+async fn start(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Json(form): Json<StartChat>,
+) -> ApiResult<(StatusCode, axum::Json<Started>)> {
+    let started = state.app.start_chat(&slug, form).await?;
+    Ok((StatusCode::CREATED, axum::Json(started)))
+}
+
+/// The chat as the patron sees it.
+#[derive(Serialize)]
+struct PatronChat {
+    session: refdesk_domain::ids::SessionId,
+    state: refdesk_domain::chat::SessionState,
+    messages: Vec<Message>,
+}
+
+async fn chat(State(state): State<AppState>, PatronToken(rec): PatronToken) -> ApiResult<axum::Json<PatronChat>> {
+    let viewer = Viewer::Patron { session: rec.ctx.id };
+    let (rec, messages) = state.app.transcript(&viewer, rec.ctx.id).await?;
+    Ok(axum::Json(PatronChat { session: rec.ctx.id, state: rec.state, messages }))
+}
+
+async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> ApiResult<axum::Json<Message>> {
+    let viewer = Viewer::Patron { session: rec.ctx.id };
+    let line = state.app.patron_end(&rec).await?;
+    // What the patron gets back passes the visibility function like the rest.
+    if !refdesk_domain::visibility::sees(&viewer, refdesk_domain::visibility::Item::Message { ctx: &rec.ctx, message: &line }) {
+        return Err(AppError::Internal("the end-of-chat line is not visible to the patron".into()).into());
+    }
+    Ok(axum::Json(line))
+}
+
+/// The chat opened by the bearer token; 401 otherwise.
+pub struct PatronToken(pub SessionRecord);
+
+impl FromRequestParts<AppState> for PatronToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AppError::Unauthenticated)?;
+        Ok(PatronToken(state.app.patron_session(token.trim()).await?))
+    }
+}

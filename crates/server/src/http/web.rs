@@ -1,0 +1,57 @@
+//! The web pages, embedded in the binary: no files to deploy, no Node.js.
+//! Every page is plain HTML with ES modules; nothing is loaded from any other
+//! site, and the Content-Security-Policy says so.
+
+use crate::AppState;
+use axum::extract::Path;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+/// Only our own origin, ever: no third-party scripts in patron pages (DESIGN §9).
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'";
+
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("refdesk.css", "text/css; charset=utf-8", include_str!("../../../../web/refdesk.css")),
+    ("common.js", "text/javascript; charset=utf-8", include_str!("../../../../web/common.js")),
+    ("ask.js", "text/javascript; charset=utf-8", include_str!("../../../../web/ask.js")),
+    ("desk.js", "text/javascript; charset=utf-8", include_str!("../../../../web/desk.js")),
+    ("index.js", "text/javascript; charset=utf-8", include_str!("../../../../web/index.js")),
+];
+
+const INDEX: &str = include_str!("../../../../web/index.html");
+const ASK: &str = include_str!("../../../../web/ask.html");
+const DESK: &str = include_str!("../../../../web/desk.html");
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { page(INDEX) }))
+        .route("/ask/{slug}", get(|| async { page(ASK) }))
+        .route("/desk", get(|| async { page(DESK) }))
+        .route("/assets/{file}", get(asset))
+}
+
+fn page(html: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CONTENT_SECURITY_POLICY, CSP),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, mime, body)) => {
+            ([(CONTENT_TYPE, *mime), (X_CONTENT_TYPE_OPTIONS, "nosniff"), (CACHE_CONTROL, "no-cache")], *body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}

@@ -1,0 +1,303 @@
+//! The WebSocket endpoint (`GET /api/ws`), protocol in `docs/protocol.md`.
+//!
+//! One task per connection. It waits on two cancel-safe things — the next
+//! frame from the client and the next event from the bus — and handles
+//! whichever comes first *outside* the `select!`, so that no store read or
+//! write is ever abandoned half-way by the other branch winning.
+//!
+//! Patrons authenticate with `?token=` (the chat's secret); staff with the
+//! sign-in cookie. Bad frames get an `error` frame; the connection stays up.
+
+use crate::error::ApiError;
+use crate::http::auth::cookie_token;
+use crate::AppState;
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use refdesk_app::feed::{Feed, Out};
+use refdesk_app::{App, AppError};
+use refdesk_domain::chat::Message;
+use refdesk_domain::event::QueueEntry;
+use refdesk_domain::ids::SessionId;
+use refdesk_domain::visibility::Viewer;
+use refdesk_domain::DomainError;
+use refdesk_store::SessionRecord;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Socket buffers, sized for chat: tungstenite's defaults (128 KiB each way)
+/// would cost more per idle connection than everything else together.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+
+#[derive(Deserialize)]
+pub(crate) struct WsQuery {
+    token: Option<String>,
+}
+
+/// Authenticates, then upgrades.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (viewer, patron) = match q.token {
+        Some(token) => {
+            let rec = state.app.patron_session(&token).await?;
+            (Viewer::Patron { session: rec.ctx.id }, Some(rec))
+        }
+        None => {
+            let token = cookie_token(&headers).ok_or(AppError::Unauthenticated)?;
+            (Viewer::Staff(state.app.staff_for_token(token).await?), None)
+        }
+    };
+    let limits = state.app.limits.clone();
+    let app = state.app.clone();
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(limits.max_frame_bytes * 16)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| async move { Box::pin(Connection::new(app, viewer, patron).run(socket)).await }))
+}
+
+/// A frame from the client.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum In {
+    Resume { session: Option<i64>, after: Option<u64> },
+    Leave { session: i64 },
+    Send { session: Option<i64>, client_id: Option<String>, kind: Option<String>, body: String },
+    Typing { session: Option<i64>, on: bool, note: Option<bool> },
+    Queue,
+    Ping,
+}
+
+/// A frame to the client.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutFrame<'a> {
+    Hello { role: &'static str, session: Option<SessionId>, max_message_chars: usize },
+    Event(&'a Message),
+    Synced { session: SessionId, last: u64 },
+    Ack { session: SessionId, client_id: Option<&'a str>, seq: u64, duplicate: bool },
+    Typing { session: SessionId, who: &'a str, on: bool },
+    Queue { waiting: &'a [QueueEntry] },
+    QueueAdded(&'a QueueEntry),
+    QueueRemoved { session: SessionId },
+    Error { code: &'a str, message: &'a str, client_id: Option<&'a str> },
+    Pong,
+}
+
+/// A token bucket: `rate` frames per second, bursts of `burst`.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Connection {
+    app: App,
+    feed: Feed,
+    /// The patron's own session (None for staff).
+    patron: Option<SessionRecord>,
+    bucket: Bucket,
+}
+
+/// Why the connection loop stops.
+struct Closed;
+
+impl Connection {
+    fn new(app: App, viewer: Viewer, patron: Option<SessionRecord>) -> Connection {
+        let feed = Feed::new(&app, viewer);
+        let l = &app.limits;
+        let bucket = Bucket {
+            tokens: l.frame_burst as f64,
+            rate: l.frames_per_second as f64,
+            burst: l.frame_burst as f64,
+            at: Instant::now(),
+        };
+        Connection { app, feed, patron, bucket }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let hello = OutFrame::Hello {
+            role: if self.patron.is_some() { "patron" } else { "staff" },
+            session: self.patron.as_ref().map(|r| r.ctx.id),
+            max_message_chars: self.app.limits.max_message_chars,
+        };
+        if send(&mut socket, &hello).await.is_err() {
+            return;
+        }
+        loop {
+            // Both futures are cancel-safe; the work happens after the select.
+            let step = tokio::select! {
+                frame = socket.recv() => Step::Frame(frame),
+                event = self.feed.recv() => Step::Event(event),
+            };
+            let result = match step {
+                Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(&mut socket, &text).await,
+                Step::Frame(Some(Ok(WsMessage::Binary(_)))) => {
+                    error(&mut socket, "bad_frame", "send JSON text frames", None).await
+                }
+                Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => Ok(()),
+                Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed),
+                Step::Frame(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "WebSocket read failed");
+                    Err(Closed)
+                }
+                Step::Event(None) => Err(Closed),
+                Step::Event(Some(event)) => match self.feed.handle(event).await {
+                    Ok(items) => self.forward(&mut socket, &items).await,
+                    Err(e) => report(&mut socket, e.into(), None).await,
+                },
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn forward(&mut self, socket: &mut WebSocket, items: &[Out]) -> Result<(), Closed> {
+        for item in items {
+            let frame = match item {
+                Out::Message(m) => OutFrame::Event(m),
+                Out::Typing { session, who, on } => OutFrame::Typing { session: *session, who, on: *on },
+                Out::QueueAdded(e) => OutFrame::QueueAdded(e),
+                Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
+            };
+            send(socket, &frame).await?;
+        }
+        Ok(())
+    }
+
+    /// The session a frame names: a patron's own by default; staff must name one.
+    fn session_of(&self, named: Option<i64>) -> Result<SessionId, ApiError> {
+        match (&self.patron, named) {
+            (Some(own), None) => Ok(own.ctx.id),
+            (Some(own), Some(s)) if s == own.ctx.id.0 => Ok(own.ctx.id),
+            (Some(_), Some(_)) => Err(DomainError::NotFound("session").into()),
+            (None, Some(s)) => Ok(SessionId(s)),
+            (None, None) => Err(ApiError::bad_request("bad_frame", "name the session")),
+        }
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &Utf8Bytes) -> Result<(), Closed> {
+        if !self.bucket.take() {
+            return error(socket, "rate_limited", "too many frames; slow down", None).await;
+        }
+        let frame: In = match serde_json::from_str(text.as_str()) {
+            Ok(f) => f,
+            Err(e) => return error(socket, "bad_frame", &format!("not a frame of the protocol: {e}"), None).await,
+        };
+        match frame {
+            In::Ping => send(socket, &OutFrame::Pong).await,
+            In::Resume { session, after } => {
+                let session = match self.session_of(session) {
+                    Ok(s) => s,
+                    Err(e) => return report(socket, e, None).await,
+                };
+                match self.feed.resume(session, after.unwrap_or(0)).await {
+                    Ok(missed) => {
+                        for m in &missed {
+                            send(socket, &OutFrame::Event(m)).await?;
+                        }
+                        let last = self.feed.last_seq(session).unwrap_or(0);
+                        send(socket, &OutFrame::Synced { session, last }).await
+                    }
+                    Err(e) => report(socket, e.into(), None).await,
+                }
+            }
+            In::Leave { session } => {
+                self.feed.leave(SessionId(session));
+                Ok(())
+            }
+            In::Queue => match self.feed.watch_queue().await {
+                Ok(waiting) => send(socket, &OutFrame::Queue { waiting: &waiting }).await,
+                Err(e) => report(socket, e.into(), None).await,
+            },
+            In::Send { session, client_id, kind, body } => {
+                let cid = client_id.as_deref();
+                let session = match self.session_of(session) {
+                    Ok(s) => s,
+                    Err(e) => return report(socket, e, cid).await,
+                };
+                let kind = match crate::http::desk::sendable_kind(kind.as_deref()) {
+                    Ok(k) => k,
+                    Err(e) => return report(socket, e, cid).await,
+                };
+                let result = match (&self.patron, self.feed.viewer()) {
+                    (Some(rec), _) => self.app.patron_send(rec, kind, &body, cid).await,
+                    (None, Viewer::Staff(staff)) => self.app.staff_send(staff, session, kind, &body, cid).await,
+                    (None, Viewer::Patron { .. }) => Err(AppError::Unauthenticated),
+                };
+                match result {
+                    Ok(a) => {
+                        let ack = OutFrame::Ack { session, client_id: cid, seq: a.message.seq, duplicate: a.duplicate };
+                        send(socket, &ack).await
+                    }
+                    Err(e) => report(socket, e.into(), cid).await,
+                }
+            }
+            In::Typing { session, on, note } => {
+                let session = match self.session_of(session) {
+                    Ok(s) => s,
+                    Err(e) => return report(socket, e, None).await,
+                };
+                let note = note.unwrap_or(false);
+                // Only a watched session (already authorized by resume) carries typing.
+                let Some(ctx) = self.feed.context(session).cloned() else {
+                    return error(socket, "not_watching", "resume the session before typing in it", None).await;
+                };
+                let who = match (&self.patron, self.feed.viewer()) {
+                    (Some(rec), _) if !note => rec.patron_display(),
+                    (Some(_), _) => return error(socket, "forbidden", "patrons cannot write notes", None).await,
+                    (None, Viewer::Staff(s)) => s.display_name.clone(),
+                    (None, Viewer::Patron { .. }) => return Err(Closed),
+                };
+                self.app.typing(ctx, who, note, on);
+                Ok(())
+            }
+        }
+    }
+}
+
+enum Step {
+    Frame(Option<Result<WsMessage, axum::Error>>),
+    Event(Option<std::sync::Arc<refdesk_domain::event::Event>>),
+}
+
+async fn send(socket: &mut WebSocket, frame: &OutFrame<'_>) -> Result<(), Closed> {
+    let text = serde_json::to_string(frame).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a frame");
+        Closed
+    })?;
+    socket.send(WsMessage::Text(text.into())).await.map_err(|_| Closed)
+}
+
+async fn error(socket: &mut WebSocket, code: &str, message: &str, client_id: Option<&str>) -> Result<(), Closed> {
+    send(socket, &OutFrame::Error { code, message, client_id }).await
+}
+
+async fn report(socket: &mut WebSocket, e: ApiError, client_id: Option<&str>) -> Result<(), Closed> {
+    let (code, message) = e.parts();
+    error(socket, code, message, client_id).await
+}

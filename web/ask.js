@@ -1,0 +1,72 @@
+// The patron's chat page (plain version; the full widget comes later).
+import { api, el, messageItem, socket, newClientId } from "/assets/common.js";
+
+const slug = decodeURIComponent(location.pathname.split("/").pop());
+const key = `refdesk.chat.${slug}`;
+const $ = (id) => document.getElementById(id);
+
+let chat = JSON.parse(sessionStorage.getItem(key) || "null"); // {token, session, last, pending}
+const save = () => sessionStorage.setItem(key, JSON.stringify(chat));
+const seen = new Set();
+
+function render(m) {
+  if (seen.has(m.seq)) return;
+  seen.add(m.seq);
+  document.querySelector(`[data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
+  $("log").append(messageItem(m));
+  $("log").scrollTop = $("log").scrollHeight;
+  if (m.seq > chat.last) { chat.last = m.seq; save(); }
+  if (m.system === "accepted") $("status").textContent = "A librarian is with you.";
+  if (m.system === "ended") { $("status").textContent = "The chat has ended."; $("composer").classList.add("hidden"); $("end").classList.add("hidden"); }
+}
+
+function begin() {
+  $("start").classList.add("hidden");
+  $("chat").classList.remove("hidden");
+  $("status").textContent = "Waiting for a librarian…";
+  const conn = socket(`/api/ws?token=${encodeURIComponent(chat.token)}`, {
+    onOpen: (send) => {
+      send({ type: "resume", after: chat.last });
+      for (const p of chat.pending) send({ type: "send", client_id: p.client_id, body: p.body }); // I4: same id, stored once
+    },
+    onState: (s) => { if (s === "reconnecting") $("status").textContent = "Reconnecting…"; },
+    onFrame: (f) => {
+      if (f.type === "event") render(f);
+      else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
+      else if (f.type === "error") {
+        $("chat-error").textContent = f.message;
+        if (f.client_id) { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
+      }
+    },
+  });
+  $("composer").onsubmit = (e) => {
+    e.preventDefault();
+    const body = $("text").value.trim();
+    if (!body) return;
+    const p = { client_id: newClientId(), body };
+    chat.pending.push(p); save();
+    $("log").append(el("li", { class: "pending", "data-client": p.client_id }, body));
+    conn.send({ type: "send", client_id: p.client_id, body });
+    $("text").value = ""; $("chat-error").textContent = "";
+  };
+  $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
+  $("end").onclick = async () => {
+    try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch (err) { $("chat-error").textContent = err.message; }
+  };
+}
+
+$("start").onsubmit = async (e) => {
+  e.preventDefault();
+  $("start-error").textContent = "";
+  try {
+    const r = await api(`/api/libraries/${encodeURIComponent(slug)}/chats`, {
+      method: "POST",
+      body: { name: $("name").value, email: $("email").value, question: $("question").value },
+    });
+    chat = { token: r.token, session: r.session, last: 0, pending: [] };
+    save();
+    begin();
+  } catch (err) { $("start-error").textContent = err.message; }
+};
+
+if (chat) begin();

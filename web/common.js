@@ -1,0 +1,77 @@
+// Shared helpers for refdesk's plain pages. User text is only ever inserted
+// with textContent / text nodes, never as HTML.
+
+/** Calls the JSON API; throws an Error carrying the API's error message. */
+export async function api(path, { method = "GET", body, token } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers["Authorization"] = `Bearer ${token}`;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const err = new Error(data?.error?.message || `request failed (${res.status})`);
+    err.status = res.status;
+    err.code = data?.error?.code;
+    throw err;
+  }
+  return data;
+}
+
+/** Builds an element; children that are strings become text nodes. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return node;
+}
+
+export function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+/** One line of a transcript, as a list item. Notes are labelled. */
+export function messageItem(m, { staffView = false } = {}) {
+  const who = m.author.type === "system" ? "" : m.author.name + (m.author.type === "staff" && !staffView ? " (librarian)" : "");
+  const li = el("li", { class: `${m.kind} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
+  if (m.kind === "note") li.append(el("span", { class: "label" }, "librarian note"));
+  if (who) li.append(el("span", { class: "who" }, who + ":"));
+  li.append(el("span", { class: "body" }, m.body));
+  li.append(el("time", { datetime: new Date(m.at).toISOString() }, clock(m.at)));
+  return li;
+}
+
+/**
+ * A WebSocket that reconnects with backoff and calls onOpen(send) after each
+ * (re)connection so the page can resume from the last sequence numbers it saw.
+ */
+export function socket(url, { onOpen, onFrame, onState }) {
+  let ws = null;
+  let delay = 500;
+  let closedByUs = false;
+  const send = (frame) => {
+    if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(frame)); return true; }
+    return false;
+  };
+  const open = () => {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(`${proto}//${location.host}${url}`);
+    ws.onopen = () => { delay = 500; onState?.("connected"); onOpen?.(send); };
+    ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.error(err); } };
+    ws.onclose = () => {
+      if (closedByUs) return;
+      onState?.("reconnecting");
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  };
+  open();
+  return { send, close: () => { closedByUs = true; ws?.close(); } };
+}
+
+export function newClientId() {
+  return (crypto.randomUUID?.() || `${Date.now()}-${Math.random()}`).slice(0, 64);
+}
