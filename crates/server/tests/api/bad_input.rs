@@ -1,0 +1,163 @@
+//! Bad input from patrons and staff: a clear error, the connection stays
+//! up, and nothing already stored changes.
+
+use crate::helpers::{spawn_app, spawn_app_with};
+use serde_json::json;
+
+#[tokio::test]
+async fn an_oversize_message_is_refused_with_a_clear_error_and_the_socket_stays_open() {
+    let app = spawn_app_with(|c| c.limits.max_message_chars = 50).await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "short question").await;
+    ann.accept(patron.session).await;
+    let mut ws = patron.socket().await;
+    ws.resume(None, 0).await;
+    let before = app.stored(patron.session).await;
+
+    let err = ws.say(None, "message", &"x".repeat(51), "big").await;
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "invalid");
+    assert!(err["message"].as_str().unwrap().contains("limit is 50"), "{err}");
+    assert_eq!(app.stored(patron.session).await, before, "nothing stored");
+
+    // Still open and working.
+    let ok = ws.say(None, "message", &"x".repeat(50), "fits").await;
+    assert_eq!(ok["type"], "ack");
+
+    // Over REST too, for staff.
+    let (status, body) = ann.post(&format!("/api/sessions/{}/messages", patron.session), json!({"body": "y".repeat(51)})).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["code"], "invalid");
+}
+
+#[tokio::test]
+async fn malformed_frames_get_an_error_frame_and_the_connection_stays_open() {
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "q").await;
+    let mut ws = patron.socket().await;
+    for bad in ["{not json", "[]", r#"{"type":"launch_missiles"}"#, r#"{"type":"send"}"#, r#"{"type":"resume","after":-1}"#] {
+        ws.send_raw(bad).await;
+        let f = ws.next().await;
+        assert_eq!((f["type"].as_str(), f["code"].as_str()), (Some("error"), Some("bad_frame")), "{bad}");
+    }
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.next().await["type"], "pong");
+    assert_eq!(app.stored(patron.session).await.len(), 1, "nothing stored but the question");
+}
+
+#[tokio::test]
+async fn unknown_sessions_and_wrong_tokens_are_refused() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(999_999).await.0, 404);
+    assert_eq!(ann.get("/api/sessions/999999").await.0, 404);
+    let mut ws = ann.socket().await;
+    ws.send(json!({"type": "resume", "session": 999_999, "after": 0})).await;
+    let f = ws.next().await;
+    assert_eq!((f["type"].as_str(), f["code"].as_str()), (Some("error"), Some("not_found")));
+
+    // A wrong chat token opens nothing, over REST or WebSocket.
+    let res = reqwest::Client::new().get(app.url("/api/chat")).bearer_auth("0".repeat(64)).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    let url = format!("ws://{}/api/ws?token={}", app.addr, "f".repeat(64));
+    assert!(tokio_tungstenite::connect_async(url).await.is_err(), "the upgrade is refused");
+    // No cookie, no staff socket.
+    assert!(tokio_tungstenite::connect_async(format!("ws://{}/api/ws", app.addr)).await.is_err());
+
+    // Wrong password: refused, and the same answer as an unknown user.
+    for (user, pass) in [("ann", "wrong-password"), ("nobody", "refdesk-demo")] {
+        let res = reqwest::Client::new().post(app.url("/api/login")).json(&json!({"username": user, "password": pass})).send().await.unwrap();
+        assert_eq!(res.status(), 403);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["message"], "forbidden: wrong username or password");
+    }
+}
+
+#[tokio::test]
+async fn a_patron_cannot_send_a_note_or_act_as_staff() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "q").await;
+    let other = app.start_chat("riverside-main", "someone else's chat").await;
+    ann.accept(patron.session).await;
+    let mut ws = patron.socket().await;
+    ws.resume(None, 0).await;
+    let before = app.stored(patron.session).await;
+    let before_other = app.stored(other.session).await;
+
+    let err = ws.say(None, "note", "I am staff now", "n1").await;
+    assert_eq!((err["type"].as_str(), err["code"].as_str()), (Some("error"), Some("forbidden")));
+    let err = ws.say(Some(other.session), "message", "hello other", "x1").await;
+    assert_eq!(err["code"], "not_found", "a patron cannot write into another chat");
+    ws.send(json!({"type": "resume", "session": other.session, "after": 0})).await;
+    assert_eq!(ws.next().await["code"], "not_found", "nor read it");
+    ws.send(json!({"type": "queue"})).await;
+    assert_eq!(ws.next().await["code"], "forbidden", "nor see the queue");
+    ws.send(json!({"type": "typing", "on": true, "note": true})).await;
+    assert_eq!(ws.next().await["code"], "forbidden", "nor type a note");
+
+    // Staff endpoints with a patron token: not signed in.
+    let http = reqwest::Client::new();
+    for path in ["/api/queue", "/api/questions", &format!("/api/sessions/{}", patron.session)] {
+        let res = http.get(app.url(path)).bearer_auth(&patron.token).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    let res = http.post(app.url(&format!("/api/sessions/{}/accept", other.session))).bearer_auth(&patron.token).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    assert_eq!(app.stored(patron.session).await, before);
+    assert_eq!(app.stored(other.session).await, before_other);
+}
+
+#[tokio::test]
+async fn staff_outside_the_chat_cannot_write_into_it_and_bad_codes_change_nothing() {
+    let app = spawn_app().await;
+    let (ann, carla, ben) = (app.staff("ann").await, app.staff("carla").await, app.staff("ben").await);
+    let patron = app.start_chat("riverside-main", "q").await;
+    ann.accept(patron.session).await;
+    let before = app.stored(patron.session).await;
+    let path = format!("/api/sessions/{}/messages", patron.session);
+    assert_eq!(carla.post(&path, json!({"body": "hi"})).await.0, 403, "not part of the chat");
+    assert_eq!(ben.post(&path, json!({"body": "hi"})).await.0, 404, "another library's chat does not exist for ben");
+    assert_eq!(ann.post(&path, json!({"kind": "answer", "body": "hi"})).await.0, 422);
+    assert_eq!(ann.post(&path, json!({"kind": "system", "body": "hi"})).await.0, 422);
+    assert_eq!(ann.post(&path, json!({"body": "   "})).await.0, 422);
+    assert_eq!(ann.post(&path, json!({"body": "x", "client_id": "has space"})).await.0, 422);
+    let code = format!("/api/sessions/{}/code", patron.session);
+    assert_eq!(ann.post(&code, json!({"code": "no_such_code"})).await.0, 422);
+    assert_eq!(ben.post(&code, json!({"code": "answered"})).await.0, 404);
+    assert_eq!(app.stored(patron.session).await, before, "nothing changed");
+    let (_, list) = ann.get("/api/questions").await;
+    assert_eq!(list[0]["state"]["code"], serde_json::Value::Null);
+
+    // Ending twice: a conflict, and no second end line.
+    let end = format!("/api/sessions/{}/end", patron.session);
+    assert_eq!(ann.post(&end, json!(null)).await.0, 200);
+    assert_eq!(ann.post(&end, json!(null)).await.0, 409);
+    assert_eq!(ann.post(&path, json!({"body": "too late"})).await.0, 409, "nothing is said after the end");
+    let ends = app.stored(patron.session).await.iter().filter(|m| m.body.starts_with("Chat session has ended")).count();
+    assert_eq!(ends, 1);
+}
+
+#[tokio::test]
+async fn a_bad_pre_chat_form_is_refused() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let cases = [
+        ("riverside-main", json!({"question": ""}), 422),
+        ("riverside-main", json!({"question": "q", "email": "not-an-address"}), 422),
+        ("riverside-main", json!({"question": "q", "name": "a\u{7}b"}), 422),
+        ("riverside-main", json!({"nope": 1}), 422),
+        ("no-such-library", json!({"question": "q"}), 404),
+    ];
+    for (lib, body, status) in cases {
+        let res = http.post(app.url(&format!("/api/libraries/{lib}/chats"))).json(&body).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.get("/api/queue").await.1, json!([]), "no chat was created");
+}

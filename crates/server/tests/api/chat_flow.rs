@@ -1,0 +1,141 @@
+//! The whole flow of a chat: start → queue → accept (R1) → chat → note →
+//! end (R5) → resolution code (R5, R6, R7).
+
+use crate::helpers::spawn_app;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.send(json!({"type": "queue"})).await;
+    let snapshot = ann_ws.until(|f| f["type"] == "queue").await;
+    assert_eq!(snapshot.last().unwrap()["waiting"], json!([]));
+
+    // A patron asks; the librarian sees it waiting, live and over REST.
+    let patron = app.start_chat("riverside-main", "Do you have old maps of the river?").await;
+    let added = ann_ws.until(|f| f["type"] == "queue_added").await;
+    assert_eq!(added.last().unwrap()["session"], patron.session);
+    let (_, queue) = ann.get("/api/queue").await;
+    assert_eq!(queue.as_array().unwrap().len(), 1);
+
+    let mut pat_ws = patron.socket().await;
+    let history = pat_ws.resume(None, 0).await;
+    assert_eq!(history.len(), 1, "the question is the first message");
+    assert_eq!(history[0]["body"], "Do you have old maps of the river?");
+
+    // R1: accepting creates the question in the patron's library, answered, no code.
+    let (status, _) = ann.accept(patron.session).await;
+    assert_eq!(status, 200);
+    ann_ws.until(|f| f["type"] == "queue_removed" && f["session"] == patron.session).await;
+    let (_, list) = ann.get("/api/questions").await;
+    let q = &list[0];
+    assert_eq!(q["library_name"], "Riverside University Main Library");
+    assert_eq!(q["state"]["status"], "answered");
+    assert_eq!(q["state"]["code"], Value::Null);
+    assert_eq!(q["live"], true, "B1/R2: still live");
+    let joined = pat_ws.next().await;
+    assert_eq!(joined["system"], "accepted");
+    assert_eq!(joined["body"], "Ann Archer (librarian) has joined the chat");
+
+    // Chat both ways; acks carry the committed sequence numbers.
+    ann_ws.resume(Some(patron.session), 0).await;
+    let ack = pat_ws.say(None, "message", "Thanks!", "p1").await;
+    assert_eq!((ack["type"].as_str(), ack["seq"].as_u64()), (Some("ack"), Some(3)));
+    let got = ann_ws.events_until_seq(3).await;
+    assert_eq!(got.last().unwrap()["body"], "Thanks!");
+
+    // A librarian note goes to staff only; the patron's next event is the reply after it.
+    let note = ann_ws.say(Some(patron.session), "note", "check the map room catalogue", "a1").await;
+    assert_eq!(note["seq"], 4);
+    let reply = ann_ws.say(Some(patron.session), "message", "Yes, in the map room.", "a2").await;
+    assert_eq!(reply["seq"], 5);
+    let seen: Vec<u64> = pat_ws.events_until_seq(5).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seen, [3, 5], "the patron gets its own line and the reply, never the note (seq 4)");
+    ann_ws.events_until_seq(5).await;
+    assert!(ann_ws.events().iter().any(|e| e["kind"] == "note" && e["audience"] == "staff"), "staff see the note");
+
+    // R5: ending shows "Chat session has ended" to both; the question stays live until coded.
+    let (status, ended) = ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+    assert_eq!(status, 200);
+    assert!(ended["body"].as_str().unwrap().starts_with("Chat session has ended"));
+    let pat_end = pat_ws.next().await;
+    assert_eq!(pat_end["system"], "ended");
+    let (_, list) = ann.get("/api/questions").await;
+    assert_eq!(list[0]["live"], true, "ended but no code yet");
+
+    // R6: "follow-up by me" → new, assigned to the chatting librarian.
+    let (status, state) = ann.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["status"], "new");
+    assert_eq!(state["assignee"], ann.id);
+    let code_line = ann_ws.events_until_seq(7).await;
+    assert!(code_line.last().unwrap()["body"].as_str().unwrap().starts_with("Resolution code set"));
+    let (_, list) = ann.get("/api/questions").await;
+    assert_eq!(list[0]["live"], false, "R5: ended and coded, no longer live");
+    assert_eq!(list[0]["state"]["status"], "new");
+
+    // R7: the timeline has every change with who.
+    let qid = list[0]["id"].as_i64().unwrap();
+    let (_, detail) = ann.get(&format!("/api/questions/{qid}")).await;
+    let changes: Vec<&str> = detail["timeline"].as_array().unwrap().iter().map(|t| t["change"].as_str().unwrap()).collect();
+    assert_eq!(changes, ["created", "status", "code", "assignee"]);
+    assert!(detail["timeline"].as_array().unwrap().iter().all(|t| t["actor_name"] == "Ann Archer"));
+
+    // B4: the patron's transcript over REST has neither the note nor the code line.
+    let (_, chat) = patron.get("/api/chat").await;
+    let kinds: Vec<(u64, &str)> = chat["messages"].as_array().unwrap().iter().map(|m| (m["seq"].as_u64().unwrap(), m["audience"].as_str().unwrap())).collect();
+    assert_eq!(kinds.iter().map(|k| k.0).collect::<Vec<_>>(), [1, 2, 3, 5, 6]);
+    assert!(kinds.iter().all(|k| k.1 == "everyone"));
+    // And nothing the patron's socket ever received was for staff.
+    assert!(pat_ws.frames.iter().all(|f| f["audience"] != "staff" && f["kind"] != "note"));
+}
+
+#[tokio::test]
+async fn a_resolution_code_can_be_changed_and_the_change_is_kept() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "Opening hours?").await;
+    ann.accept(patron.session).await;
+    let path = format!("/api/sessions/{}/code", patron.session);
+    assert_eq!(ann.post(&path, json!({"code": "answered"})).await.1["status"], "answered");
+    assert_eq!(ann.post(&path, json!({"code": "lost_call"})).await.1["status"], "closed");
+    let (_, list) = ann.get("/api/questions").await;
+    let (_, detail) = ann.get(&format!("/api/questions/{}", list[0]["id"])).await;
+    let codes: Vec<&Value> = detail["timeline"].as_array().unwrap().iter().filter(|t| t["change"] == "code").collect();
+    assert_eq!(codes.len(), 2);
+    assert_eq!((codes[1]["from"].as_str(), codes[1]["to"].as_str()), (Some("answered"), Some("lost_call")));
+}
+
+#[tokio::test]
+async fn two_librarians_accepting_the_same_chat_at_once_exactly_one_gets_it() {
+    let app = spawn_app().await;
+    let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
+    for round in 0..10 {
+        let patron = app.start_chat("riverside-main", &format!("race {round}")).await;
+        let (a, c) = tokio::join!(ann.accept(patron.session), carla.accept(patron.session));
+        let mut statuses = [a.0, c.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "round {round}: one wins, the other is told it is taken");
+        let winner = if a.0 == 200 { ann.id } else { carla.id };
+        let stored = app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
+        assert_eq!(stored.ctx.librarian.map(|s| s.0), Some(winner));
+        let joins = app.stored(patron.session).await.iter().filter(|m| m.body.contains("has joined")).count();
+        assert_eq!(joins, 1, "one join line");
+    }
+    let (_, list) = ann.get("/api/questions?limit=200").await;
+    assert_eq!(list.as_array().unwrap().len(), 10, "one question per chat");
+}
+
+#[tokio::test]
+async fn a_librarian_cannot_serve_a_patron_of_another_institution_before_rollup() {
+    let app = spawn_app().await;
+    let ben = app.staff("ben").await; // Lakeside Public Library
+    let patron = app.start_chat("riverside-main", "hello").await;
+    let (_, queue) = ben.get("/api/queue").await;
+    assert_eq!(queue, json!([]), "not offered before the rollup delay");
+    let (status, _) = ben.accept(patron.session).await;
+    assert_eq!(status, 404);
+    assert!(app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap().ctx.librarian.is_none());
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a real SQLite file
+//! in a temp folder, driven over real HTTP and real WebSockets.
+
+mod bad_input;
+mod chat_flow;
+mod helpers;
+mod properties;
+mod restart;
+mod resume;
+mod router;

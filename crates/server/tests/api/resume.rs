@@ -1,0 +1,81 @@
+//! I3 and I4 across disconnects: a client that resumes with the last
+//! sequence number it saw gets exactly what it missed and may see.
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn a_patron_who_disconnects_mid_chat_resumes_with_exactly_what_it_missed() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "Can I renew a book?").await;
+    ann.accept(patron.session).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+
+    let mut pat_ws = patron.socket().await;
+    let first = pat_ws.resume(None, 0).await;
+    assert_eq!(first.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    pat_ws.say(None, "message", "It is overdue.", "p1").await; // seq 3
+    let last_seen = pat_ws.events_until_seq(3).await.last().unwrap()["seq"].as_u64().unwrap();
+    pat_ws.close().await;
+
+    // While the patron is away: a message, a note, a message.
+    ann_ws.say(Some(patron.session), "message", "Which book?", "a1").await; // 4
+    ann_ws.say(Some(patron.session), "note", "patron account 1234 has a block", "a2").await; // 5
+    ann_ws.say(Some(patron.session), "message", "I can renew it for you.", "a3").await; // 6
+
+    let mut again = patron.socket().await;
+    let missed = again.resume(None, last_seen).await;
+    let seqs: Vec<u64> = missed.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [4, 6], "no gap, no duplicate, no note");
+    assert_eq!(missed[1]["body"], "I can renew it for you.");
+
+    // And it keeps receiving live after the resume, in order.
+    ann_ws.say(Some(patron.session), "message", "Done.", "a4").await; // 7
+    let live = again.events_until_seq(7).await;
+    assert_eq!(live.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [7]);
+}
+
+#[tokio::test]
+async fn a_staff_member_resuming_gets_notes_too() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "hi").await;
+    ann.accept(patron.session).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    ann_ws.say(Some(patron.session), "note", "n", "a1").await; // 3
+    ann_ws.close().await;
+    let mut carla_ws = app.staff("carla").await.socket().await; // library admin, same library
+    let seen = carla_ws.resume(Some(patron.session), 2).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["kind"], "note");
+}
+
+#[tokio::test]
+async fn a_resent_client_message_id_is_stored_once() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "hi").await;
+    ann.accept(patron.session).await;
+    let mut ws = patron.socket().await;
+    ws.resume(None, 0).await;
+    let first = ws.say(None, "message", "once", "same-id").await;
+    assert_eq!(first["duplicate"], false);
+    // The client did not see the ack (say, the connection dropped) and re-sends on a new socket.
+    ws.close().await;
+    let mut ws = patron.socket().await;
+    let again = ws.say(None, "message", "once", "same-id").await;
+    assert_eq!(again["type"], "ack");
+    assert_eq!(again["seq"], first["seq"], "the same message, not a new one");
+    assert_eq!(again["duplicate"], true);
+    let stored = app.stored(patron.session).await;
+    assert_eq!(stored.iter().filter(|m| m.client_id.as_deref() == Some("same-id")).count(), 1);
+
+    // The same id from a different sender is a different message.
+    let (status, ack) = ann
+        .post(&format!("/api/sessions/{}/messages", patron.session), serde_json::json!({"body": "mine", "client_id": "same-id"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(ack["duplicate"], false);
+}
