@@ -117,11 +117,8 @@ impl Bus {
     /// A new mailbox holding at most `capacity` undelivered events.
     pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let mailbox = Mailbox {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            tx,
-            lagged: Arc::new(AtomicBool::new(false)),
-        };
+        let mailbox =
+            Mailbox { id: self.next_id.fetch_add(1, Ordering::Relaxed), tx, lagged: Arc::new(AtomicBool::new(false)) };
         Subscription { bus: self.clone(), mailbox, rx }
     }
 

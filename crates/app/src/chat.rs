@@ -162,19 +162,20 @@ impl App {
     }
 
     /// A patron sends a chat line. Patrons send messages, nothing else.
-    pub async fn patron_send(&self, session: &SessionRecord, kind: MessageKind, body: &str, client_id: Option<&str>) -> AppResult<Appended> {
+    pub async fn patron_send(
+        &self,
+        session: &SessionRecord,
+        kind: MessageKind,
+        body: &str,
+        client_id: Option<&str>,
+    ) -> AppResult<Appended> {
         if kind != MessageKind::Message {
             return Err(DomainError::Forbidden("patrons can only send messages").into());
         }
         let msg = self.new_message(Author::Patron { name: session.patron_display() }, kind, body, client_id)?;
         let own = session.ctx.id;
-        let guard: Guard = Box::new(move |rec| {
-            if rec.ctx.id == own {
-                Ok(())
-            } else {
-                Err(DomainError::NotFound("session"))
-            }
-        });
+        let guard: Guard =
+            Box::new(move |rec| if rec.ctx.id == own { Ok(()) } else { Err(DomainError::NotFound("session")) });
         Ok(self.store.append(own, msg, guard, self.clock.now()).await?)
     }
 
@@ -185,7 +186,13 @@ impl App {
         Ok(self.store.end(session.ctx.id, author, guard, self.clock.now()).await?)
     }
 
-    fn new_message(&self, author: Author, kind: MessageKind, body: &str, client_id: Option<&str>) -> AppResult<NewMessage> {
+    fn new_message(
+        &self,
+        author: Author,
+        kind: MessageKind,
+        body: &str,
+        client_id: Option<&str>,
+    ) -> AppResult<NewMessage> {
         let body = Body::parse(body, self.limits.max_message_chars)?;
         let client_id = client_id.map(ClientId::parse).transpose()?;
         Ok(NewMessage {
@@ -217,7 +224,11 @@ impl App {
             .await?
             .into_iter()
             .filter(|e| {
-                let t = Target { placement: e.placement, state: refdesk_domain::chat::SessionState::Waiting, librarian: None };
+                let t = Target {
+                    placement: e.placement,
+                    state: refdesk_domain::chat::SessionState::Waiting,
+                    librarian: None,
+                };
                 authorize(staff, Action::Serve { waited: now - e.since, rollup }, &t).is_ok()
             })
             .collect())
@@ -243,7 +254,14 @@ impl App {
     }
 
     /// A staff member sends a message or a librarian note.
-    pub async fn staff_send(&self, staff: &Staff, session: SessionId, kind: MessageKind, body: &str, client_id: Option<&str>) -> AppResult<Appended> {
+    pub async fn staff_send(
+        &self,
+        staff: &Staff,
+        session: SessionId,
+        kind: MessageKind,
+        body: &str,
+        client_id: Option<&str>,
+    ) -> AppResult<Appended> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let msg = self.new_message(author, kind, body, client_id)?;
         let guard = staff_guard(staff, Action::Send(kind));
@@ -267,12 +285,16 @@ impl App {
                 .find(|c| c.key == key)
                 .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {key:?}")))?;
             if code.referred {
-                return Err(DomainError::invalid("code", "referring needs a receiving library: refer from the question page"));
+                return Err(DomainError::invalid(
+                    "code",
+                    "referring needs a receiving library: refer from the question page",
+                ));
             }
             Ok(apply_code(before, code, rec.ctx.librarian, None))
         });
         let guard = staff_guard(staff, Action::SetCode);
-        let (state, _) = self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, self.clock.now()).await?;
+        let (state, _) =
+            self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, self.clock.now()).await?;
         Ok(state)
     }
 
@@ -298,7 +320,12 @@ impl App {
     // --- questions -----------------------------------------------------------
 
     /// The question list in this staff member's scope, newest first.
-    pub async fn questions(&self, staff: &Staff, before: Option<QuestionId>, limit: u32) -> AppResult<Vec<QuestionRecord>> {
+    pub async fn questions(
+        &self,
+        staff: &Staff,
+        before: Option<QuestionId>,
+        limit: u32,
+    ) -> AppResult<Vec<QuestionRecord>> {
         let scope = QuestionScope { covers: ScopeLevel::of(staff), participant: staff.id };
         Ok(self.store.questions(scope, limit.clamp(1, 200), before).await?)
     }
@@ -319,4 +346,17 @@ impl App {
 
 /// A valid argon2id hash of a random string, used to spend the time of a
 /// real check when the username does not exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJXwd0SjSZ0eHH0hbm6Ikfmd0V9j0nrGhJqk3Cqkxk";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJXwd0SjSZ0eHH0hbm6Ikfmd0V9j0nrGhJqk3Cqkxk";
+
+#[cfg(test)]
+mod tests {
+    use super::DUMMY_HASH;
+
+    #[test]
+    fn the_dummy_hash_is_a_real_argon2id_hash_so_unknown_users_cost_a_real_check() {
+        let parsed = argon2::password_hash::PasswordHash::new(DUMMY_HASH).expect("a PHC string");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert!(parsed.hash.is_some_and(|h| h.len() == 32));
+    }
+}

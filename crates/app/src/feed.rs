@@ -177,7 +177,8 @@ impl Feed {
                 }
             }
             Event::Typing { ctx, audience, who, on } => {
-                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience }) {
+                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience })
+                {
                     out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
                 }
             }

@@ -120,7 +120,13 @@ mod tests {
     }
 
     fn staff(id: i64, role: Role) -> Staff {
-        Staff { id: StaffId(id), username: format!("s{id}"), display_name: format!("S{id}"), role, home: place(1, 1, 1) }
+        Staff {
+            id: StaffId(id),
+            username: format!("s{id}"),
+            display_name: format!("S{id}"),
+            role,
+            home: place(1, 1, 1),
+        }
     }
 
     /// Where the patron's library lies relative to the staff member's home (library 1, institution 1, coop 1).
@@ -164,7 +170,8 @@ mod tests {
         }
         // Cooperative coverage: the chatting librarian sees a session outside
         // their role scope while they are part of it.
-        assert!(authorize(&staff(5, Role::Librarian), Action::View, &target(Where::SameCooperative, Some(StaffId(5)))).is_ok());
+        assert!(authorize(&staff(5, Role::Librarian), Action::View, &target(Where::SameCooperative, Some(StaffId(5))))
+            .is_ok());
     }
 
     #[test]

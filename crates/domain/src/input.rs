@@ -21,7 +21,10 @@ impl Body {
         }
         let n = trimmed.chars().count();
         if n > max {
-            return Err(DomainError::invalid("body", format!("the message is {n} characters long; the limit is {max}")));
+            return Err(DomainError::invalid(
+                "body",
+                format!("the message is {n} characters long; the limit is {max}"),
+            ));
         }
         if has_bad_control(trimmed) {
             return Err(DomainError::invalid("body", "the message contains control characters"));

@@ -32,12 +32,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, lowest first.
-    pub const ALL: [Role; 4] = [
-        Role::Librarian,
-        Role::LibraryAdmin,
-        Role::InstitutionAdmin,
-        Role::CooperativeAdmin,
-    ];
+    pub const ALL: [Role; 4] = [Role::Librarian, Role::LibraryAdmin, Role::InstitutionAdmin, Role::CooperativeAdmin];
 
     /// The name used in the API, the database and the CLI.
     pub fn as_str(self) -> &'static str {

@@ -114,28 +114,13 @@ pub fn default_codes() -> Vec<ResolutionCode> {
         ResolutionCode::new("follow_up_by_me", "Follow-up by me", Status::New, ChattingLibrarian),
         ResolutionCode {
             follow_up: true,
-            ..ResolutionCode::new(
-                "follow_up_by_library",
-                "Follow-up by patron's library",
-                Status::New,
-                Nobody,
-            )
+            ..ResolutionCode::new("follow_up_by_library", "Follow-up by patron's library", Status::New, Nobody)
         },
         ResolutionCode {
             referred: true,
-            ..ResolutionCode::new(
-                "referred",
-                "Referred to another library",
-                Status::Pending,
-                ReceivingLibrary,
-            )
+            ..ResolutionCode::new("referred", "Referred to another library", Status::Pending, ReceivingLibrary)
         },
-        ResolutionCode::new(
-            "lost_call",
-            "Lost call (patron left, connection lost)",
-            Status::Closed,
-            NotApplicable,
-        ),
+        ResolutionCode::new("lost_call", "Lost call (patron left, connection lost)", Status::Closed, NotApplicable),
         ResolutionCode::new("inappropriate", "Inappropriate / abusive", Status::Closed, NotApplicable),
         ResolutionCode {
             exclude_from_stats: true,

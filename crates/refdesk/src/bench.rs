@@ -178,7 +178,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let elapsed = t0.elapsed().as_secs_f64().min(args.duration as f64 + 2.0);
     let after = args.server_pid.map(proc_stat).transpose()?;
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let delivered = latencies.len() as u64;
     println!("chats: {}  sent: {sent}  delivered: {delivered}  errors: {errors}", args.chats);
     println!("throughput: {:.0} msg/s delivered", delivered as f64 / args.duration as f64);
@@ -211,7 +216,15 @@ struct DriveResult {
     latencies_us: Vec<u64>,
 }
 
-async fn drive(socket: Socket, session: i64, role: &'static str, t0: Instant, stop: Instant, period: Duration, i: usize) -> DriveResult {
+async fn drive(
+    socket: Socket,
+    session: i64,
+    role: &'static str,
+    t0: Instant,
+    stop: Instant,
+    period: Duration,
+    i: usize,
+) -> DriveResult {
     let (mut tx, mut rx) = socket.split();
     // Spread the first sends over one period so the load is even.
     let offset = period.mul_f64((i % 997) as f64 / 997.0);
@@ -242,7 +255,9 @@ async fn drive(socket: Socket, session: i64, role: &'static str, t0: Instant, st
             let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
             match v["type"].as_str() {
                 Some("event") if v["author"]["type"].as_str() != Some(role) => {
-                    if let Some(us) = v["body"].as_str().and_then(|b| b.strip_prefix("t=")).and_then(|t| t.parse::<u128>().ok()) {
+                    if let Some(us) =
+                        v["body"].as_str().and_then(|b| b.strip_prefix("t=")).and_then(|t| t.parse::<u128>().ok())
+                    {
                         lat.push((t0.elapsed().as_micros().saturating_sub(us)) as u64);
                     }
                 }
@@ -280,7 +295,10 @@ async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) ->
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = proc_stat(pid)?;
     let per = (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64;
-    println!("{n} idle patron connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection", before.rss_kib, after.rss_kib);
+    println!(
+        "{n} idle patron connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
+        before.rss_kib, after.rss_kib
+    );
     drop(sockets);
     Ok(())
 }

@@ -19,7 +19,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "refdesk", version, about = "Virtual reference service: live chat between library patrons and librarians")]
+#[command(
+    name = "refdesk",
+    version,
+    about = "Virtual reference service: live chat between library patrons and librarians"
+)]
 struct Cli {
     /// Configuration file (TOML); `refdesk config` prints the defaults.
     #[arg(long, short, global = true, env = "REFDESK_CONFIG")]
@@ -134,7 +138,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command: UserCommand::Add(u) } => {
             let state = refdesk_server::open(&load_config(&cli)?, Clock::system())?;
             let role = Role::parse(&u.role).with_context(|| {
-                format!("unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin", u.role)
+                format!(
+                    "unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin",
+                    u.role
+                )
             })?;
             let name = u.name.clone().unwrap_or_else(|| u.username.clone());
             let id = state

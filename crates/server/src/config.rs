@@ -52,13 +52,15 @@ impl Config {
     /// and `REFDESK_MAX_MESSAGE_CHARS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
-            self.listen = v.parse().with_context(|| format!("REFDESK_LISTEN={v:?} is not an address like 127.0.0.1:8080"))?;
+            self.listen =
+                v.parse().with_context(|| format!("REFDESK_LISTEN={v:?} is not an address like 127.0.0.1:8080"))?;
         }
         if let Some(v) = get("REFDESK_DATA_DIR") {
             self.data_dir = v.into();
         }
         if let Some(v) = get("REFDESK_SECURE_COOKIES") {
-            self.secure_cookies = v.parse().with_context(|| format!("REFDESK_SECURE_COOKIES={v:?} must be true or false"))?;
+            self.secure_cookies =
+                v.parse().with_context(|| format!("REFDESK_SECURE_COOKIES={v:?} must be true or false"))?;
         }
         if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
             self.limits.max_message_chars =

@@ -96,11 +96,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(ApiError {
-                status: rejection.status(),
-                code: "bad_json",
-                message: rejection.body_text(),
-            }),
+            Err(rejection) => {
+                Err(ApiError { status: rejection.status(), code: "bad_json", message: rejection.body_text() })
+            }
         }
     }
 }

@@ -323,7 +323,12 @@ pub trait Store: Send + Sync + 'static {
     // --- questions -----------------------------------------------------------
 
     /// Questions in scope, newest first.
-    async fn questions(&self, scope: QuestionScope, limit: u32, before: Option<QuestionId>) -> Result<Vec<QuestionRecord>>;
+    async fn questions(
+        &self,
+        scope: QuestionScope,
+        limit: u32,
+        before: Option<QuestionId>,
+    ) -> Result<Vec<QuestionRecord>>;
     /// One question.
     async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>>;
     /// Its timeline, oldest first.

@@ -19,10 +19,7 @@ pub const COOKIE_NAME: &str = "refdesk_session";
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
+    Router::new().route("/api/login", post(login)).route("/api/logout", post(logout)).route("/api/me", get(me))
 }
 
 #[derive(Deserialize)]

@@ -36,7 +36,10 @@ async fn queue(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> 
     Ok(axum::Json(s.app.queue(&staff).await?))
 }
 
-async fn mine(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<SessionRecord>>> {
+async fn mine(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<SessionRecord>>> {
     Ok(axum::Json(s.app.my_sessions(&staff).await?))
 }
 
@@ -106,7 +109,11 @@ async fn send(
     Ok(axum::Json(Ack { seq: a.message.seq, duplicate: a.duplicate, message: a.message }))
 }
 
-async fn end(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff, Path(id): Path<i64>) -> ApiResult<axum::Json<Message>> {
+async fn end(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Message>> {
     Ok(axum::Json(s.app.staff_end(&staff, SessionId(id)).await?))
 }
 
@@ -124,7 +131,10 @@ async fn set_code(
     Ok(axum::Json(s.app.set_code(&staff, SessionId(id), &body.code).await?))
 }
 
-async fn codes(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<ResolutionCode>>> {
+async fn codes(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<ResolutionCode>>> {
     Ok(axum::Json(s.app.codes(&staff).await?))
 }
 

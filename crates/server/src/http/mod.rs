@@ -24,7 +24,9 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(web::router())
         .route("/api/ws", get(crate::ws::upgrade))
-        .fallback(|| async { crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() } })
+        .fallback(|| async {
+            crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() }
+        })
         .with_state(state)
 }
 

@@ -63,7 +63,10 @@ async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> Ap
     let viewer = Viewer::Patron { session: rec.ctx.id };
     let line = state.app.patron_end(&rec).await?;
     // What the patron gets back passes the visibility function like the rest.
-    if !refdesk_domain::visibility::sees(&viewer, refdesk_domain::visibility::Item::Message { ctx: &rec.ctx, message: &line }) {
+    if !refdesk_domain::visibility::sees(
+        &viewer,
+        refdesk_domain::visibility::Item::Message { ctx: &rec.ctx, message: &line },
+    ) {
         return Err(AppError::Internal("the end-of-chat line is not visible to the patron".into()).into());
     }
     Ok(axum::Json(line))

@@ -50,7 +50,8 @@ fn page(html: &'static str) -> Response {
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, mime, body)) => {
-            ([(CONTENT_TYPE, *mime), (X_CONTENT_TYPE_OPTIONS, "nosniff"), (CACHE_CONTROL, "no-cache")], *body).into_response()
+            ([(CONTENT_TYPE, *mime), (X_CONTENT_TYPE_OPTIONS, "nosniff"), (CACHE_CONTROL, "no-cache")], *body)
+                .into_response()
         }
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }

@@ -25,7 +25,8 @@ async fn an_oversize_message_is_refused_with_a_clear_error_and_the_socket_stays_
     assert_eq!(ok["type"], "ack");
 
     // Over REST too, for staff.
-    let (status, body) = ann.post(&format!("/api/sessions/{}/messages", patron.session), json!({"body": "y".repeat(51)})).await;
+    let (status, body) =
+        ann.post(&format!("/api/sessions/{}/messages", patron.session), json!({"body": "y".repeat(51)})).await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["code"], "invalid");
 }
@@ -35,7 +36,9 @@ async fn malformed_frames_get_an_error_frame_and_the_connection_stays_open() {
     let app = spawn_app().await;
     let patron = app.start_chat("riverside-main", "q").await;
     let mut ws = patron.socket().await;
-    for bad in ["{not json", "[]", r#"{"type":"launch_missiles"}"#, r#"{"type":"send"}"#, r#"{"type":"resume","after":-1}"#] {
+    for bad in
+        ["{not json", "[]", r#"{"type":"launch_missiles"}"#, r#"{"type":"send"}"#, r#"{"type":"resume","after":-1}"#]
+    {
         ws.send_raw(bad).await;
         let f = ws.next().await;
         assert_eq!((f["type"].as_str(), f["code"].as_str()), (Some("error"), Some("bad_frame")), "{bad}");
@@ -68,7 +71,12 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
 
     // Wrong password: refused, and the same answer as an unknown user.
     for (user, pass) in [("ann", "wrong-password"), ("nobody", "refdesk-demo")] {
-        let res = reqwest::Client::new().post(app.url("/api/login")).json(&json!({"username": user, "password": pass})).send().await.unwrap();
+        let res = reqwest::Client::new()
+            .post(app.url("/api/login"))
+            .json(&json!({"username": user, "password": pass}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 403);
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["error"]["message"], "forbidden: wrong username or password");
@@ -104,7 +112,12 @@ async fn a_patron_cannot_send_a_note_or_act_as_staff() {
         let res = http.get(app.url(path)).bearer_auth(&patron.token).send().await.unwrap();
         assert_eq!(res.status(), 401, "{path}");
     }
-    let res = http.post(app.url(&format!("/api/sessions/{}/accept", other.session))).bearer_auth(&patron.token).send().await.unwrap();
+    let res = http
+        .post(app.url(&format!("/api/sessions/{}/accept", other.session)))
+        .bearer_auth(&patron.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
 
     assert_eq!(app.stored(patron.session).await, before);

@@ -66,7 +66,8 @@ async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
     assert_eq!(list[0]["live"], true, "ended but no code yet");
 
     // R6: "follow-up by me" → new, assigned to the chatting librarian.
-    let (status, state) = ann.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "follow_up_by_me"})).await;
+    let (status, state) =
+        ann.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "follow_up_by_me"})).await;
     assert_eq!(status, 200, "{state}");
     assert_eq!(state["status"], "new");
     assert_eq!(state["assignee"], ann.id);
@@ -79,13 +80,19 @@ async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
     // R7: the timeline has every change with who.
     let qid = list[0]["id"].as_i64().unwrap();
     let (_, detail) = ann.get(&format!("/api/questions/{qid}")).await;
-    let changes: Vec<&str> = detail["timeline"].as_array().unwrap().iter().map(|t| t["change"].as_str().unwrap()).collect();
+    let changes: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|t| t["change"].as_str().unwrap()).collect();
     assert_eq!(changes, ["created", "status", "code", "assignee"]);
     assert!(detail["timeline"].as_array().unwrap().iter().all(|t| t["actor_name"] == "Ann Archer"));
 
     // B4: the patron's transcript over REST has neither the note nor the code line.
     let (_, chat) = patron.get("/api/chat").await;
-    let kinds: Vec<(u64, &str)> = chat["messages"].as_array().unwrap().iter().map(|m| (m["seq"].as_u64().unwrap(), m["audience"].as_str().unwrap())).collect();
+    let kinds: Vec<(u64, &str)> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["seq"].as_u64().unwrap(), m["audience"].as_str().unwrap()))
+        .collect();
     assert_eq!(kinds.iter().map(|k| k.0).collect::<Vec<_>>(), [1, 2, 3, 5, 6]);
     assert!(kinds.iter().all(|k| k.1 == "everyone"));
     // And nothing the patron's socket ever received was for staff.
@@ -119,7 +126,8 @@ async fn two_librarians_accepting_the_same_chat_at_once_exactly_one_gets_it() {
         statuses.sort();
         assert_eq!(statuses, [200, 409], "round {round}: one wins, the other is told it is taken");
         let winner = if a.0 == 200 { ann.id } else { carla.id };
-        let stored = app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
+        let stored =
+            app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
         assert_eq!(stored.ctx.librarian.map(|s| s.0), Some(winner));
         let joins = app.stored(patron.session).await.iter().filter(|m| m.body.contains("has joined")).count();
         assert_eq!(joins, 1, "one join line");
@@ -137,5 +145,15 @@ async fn a_librarian_cannot_serve_a_patron_of_another_institution_before_rollup(
     assert_eq!(queue, json!([]), "not offered before the rollup delay");
     let (status, _) = ben.accept(patron.session).await;
     assert_eq!(status, 404);
-    assert!(app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap().ctx.librarian.is_none());
+    assert!(app
+        .state
+        .app
+        .store
+        .session(refdesk_domain::ids::SessionId(patron.session))
+        .await
+        .unwrap()
+        .unwrap()
+        .ctx
+        .librarian
+        .is_none());
 }

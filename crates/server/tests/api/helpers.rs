@@ -75,7 +75,10 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task).await.expect("the server stops").expect("the server task ends cleanly");
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("the server stops")
+                .expect("the server task ends cleanly");
         }
         let TestApp { dir, state, .. } = self;
         drop(state);
@@ -107,7 +110,11 @@ impl TestApp {
             .unwrap();
         assert_eq!(res.status(), 201);
         let v: Value = res.json().await.unwrap();
-        Patron { session: v["session"].as_i64().unwrap(), token: v["token"].as_str().unwrap().to_owned(), addr: self.addr }
+        Patron {
+            session: v["session"].as_i64().unwrap(),
+            token: v["token"].as_str().unwrap().to_owned(),
+            addr: self.addr,
+        }
     }
 
     /// Every stored message of a session, straight from the store.
@@ -251,9 +258,7 @@ impl Socket {
             frame["session"] = json!(s);
         }
         self.send(frame).await;
-        let frames = self
-            .until(|f| (f["type"] == "ack" || f["type"] == "error") && f["client_id"] == client_id)
-            .await;
+        let frames = self.until(|f| (f["type"] == "ack" || f["type"] == "error") && f["client_id"] == client_id).await;
         frames.last().unwrap().clone()
     }
 

@@ -149,11 +149,15 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
 
     let stored = app.stored(session).await;
     let seqs = |v: &[Value]| v.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>();
-    let everyone: Vec<u64> = stored.iter().filter(|m| m.audience == refdesk_domain::chat::Audience::Everyone).map(|m| m.seq).collect();
+    let everyone: Vec<u64> =
+        stored.iter().filter(|m| m.audience == refdesk_domain::chat::Audience::Everyone).map(|m| m.seq).collect();
     let all: Vec<u64> = stored.iter().map(|m| m.seq).collect();
 
     // I1
-    prop_assert!(p.received.iter().all(|e| e["audience"] == "everyone" && e["kind"] != "note"), "a staff event reached the patron");
+    prop_assert!(
+        p.received.iter().all(|e| e["audience"] == "everyone" && e["kind"] != "note"),
+        "a staff event reached the patron"
+    );
     // I3: exactly the visible messages, in order, no gap, no duplicate — across reconnects.
     prop_assert_eq!(seqs(&p.received), everyone);
     prop_assert_eq!(seqs(&w.received), all.clone());
@@ -175,7 +179,8 @@ fn i1_i3_i4_hold_over_random_sequences_of_actions() {
     let app = rt.block_on(spawn_app());
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    let result = runner.run(&proptest::collection::vec(action(), 1..40), |actions| rt.block_on(run_case(&app, actions)));
+    let result =
+        runner.run(&proptest::collection::vec(action(), 1..40), |actions| rt.block_on(run_case(&app, actions)));
     if let Err(e) = result {
         panic!("{e}");
     }

@@ -74,7 +74,10 @@ async fn a_resent_client_message_id_is_stored_once() {
 
     // The same id from a different sender is a different message.
     let (status, ack) = ann
-        .post(&format!("/api/sessions/{}/messages", patron.session), serde_json::json!({"body": "mine", "client_id": "same-id"}))
+        .post(
+            &format!("/api/sessions/{}/messages", patron.session),
+            serde_json::json!({"body": "mine", "client_id": "same-id"}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(ack["duplicate"], false);

@@ -6,7 +6,15 @@ use crate::helpers::spawn_app;
 async fn health_readiness_and_pages_answer() {
     let app = spawn_app().await;
     let http = reqwest::Client::new();
-    for (path, status) in [("/healthz", 200), ("/readyz", 200), ("/", 200), ("/desk", 200), ("/ask/riverside-main", 200), ("/assets/ask.js", 200), ("/nope", 404)] {
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/", 200),
+        ("/desk", 200),
+        ("/ask/riverside-main", 200),
+        ("/assets/ask.js", 200),
+        ("/nope", 404),
+    ] {
         assert_eq!(http.get(app.url(path)).send().await.unwrap().status().as_u16(), status, "{path}");
     }
     let page = http.get(app.url("/ask/riverside-main")).send().await.unwrap();
@@ -35,7 +43,14 @@ async fn the_openapi_document_describes_every_api_route() {
             assert!(!body.contains("no such page"), "{method} {path} is routed");
         }
     }
-    for expected in ["/api/login", "/api/libraries/{slug}/chats", "/api/sessions/{id}/accept", "/api/sessions/{id}/code", "/api/questions/{id}", "/api/ws"] {
+    for expected in [
+        "/api/login",
+        "/api/libraries/{slug}/chats",
+        "/api/sessions/{id}/accept",
+        "/api/sessions/{id}/code",
+        "/api/questions/{id}",
+        "/api/ws",
+    ] {
         assert!(paths.contains_key(expected), "{expected} is documented");
     }
 }

@@ -128,19 +128,21 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<(T, Vec<Event>)> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| match conn.map_or(Err(StoreError::Backend("the batch could not begin".into())), |c| savepoint(c, f)) {
-            Ok((value, events)) => Pending {
-                events,
-                finish: Box::new(move |committed| {
-                    let _ = tx.send(committed.map(|()| value));
-                }),
-            },
-            Err(e) => Pending {
-                events: Vec::new(),
-                finish: Box::new(move |_| {
-                    let _ = tx.send(Err(e));
-                }),
-            },
+        let job: Job = Box::new(move |conn| {
+            match conn.map_or(Err(StoreError::Backend("the batch could not begin".into())), |c| savepoint(c, f)) {
+                Ok((value, events)) => Pending {
+                    events,
+                    finish: Box::new(move |committed| {
+                        let _ = tx.send(committed.map(|()| value));
+                    }),
+                },
+                Err(e) => Pending {
+                    events: Vec::new(),
+                    finish: Box::new(move |_| {
+                        let _ = tx.send(Err(e));
+                    }),
+                },
+            }
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -259,8 +261,11 @@ impl Store for SqliteStore {
     async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord> {
         let (slug, name) = (slug.to_owned(), name.to_owned());
         self.write(move |c| {
-            c.execute("INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3)", params![institution.0, slug, name])
-                .map_err(db)?;
+            c.execute(
+                "INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3)",
+                params![institution.0, slug, name],
+            )
+            .map_err(db)?;
             let lib = library_where(c, "l.id = ?1", params![c.last_insert_rowid()])?
                 .ok_or(StoreError::Domain(DomainError::NotFound("institution")))?;
             Ok((lib, Vec::new()))
@@ -318,8 +323,11 @@ impl Store for SqliteStore {
     async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()> {
         let token_hash = token_hash.to_owned();
         self.write(move |c| {
-            c.execute("INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", params![token_hash, staff.0, expires])
-                .map_err(db)?;
+            c.execute(
+                "INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![token_hash, staff.0, expires],
+            )
+            .map_err(db)?;
             Ok(((), Vec::new()))
         })
         .await
@@ -411,7 +419,9 @@ impl Store for SqliteStore {
     async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>> {
         self.read(move |c| {
             let mut st = c
-                .prepare_cached(&format!("{SESSION_SELECT} WHERE s.librarian_id = ?1 AND s.state = 'active' ORDER BY s.id"))
+                .prepare_cached(&format!(
+                    "{SESSION_SELECT} WHERE s.librarian_id = ?1 AND s.state = 'active' ORDER BY s.id"
+                ))
                 .map_err(db)?;
             let rows = st.query_map([staff.0], session_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
@@ -488,7 +498,8 @@ impl Store for SqliteStore {
             let rec = load_session(c, id)?;
             guard(&rec)?;
             rec.state.end()?;
-            c.execute("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", params![id.0, now]).map_err(db)?;
+            c.execute("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", params![id.0, now])
+                .map_err(db)?;
             let who = match &by {
                 Author::Patron { .. } => "the patron",
                 Author::Staff { .. } => "the librarian",
@@ -578,7 +589,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn questions(&self, scope: QuestionScope, limit: u32, before: Option<QuestionId>) -> Result<Vec<QuestionRecord>> {
+    async fn questions(
+        &self,
+        scope: QuestionScope,
+        limit: u32,
+        before: Option<QuestionId>,
+    ) -> Result<Vec<QuestionRecord>> {
         self.read(move |c| {
             let (col, val) = scope_filter(&scope);
             let sql = format!(
@@ -603,7 +619,9 @@ impl Store for SqliteStore {
     async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
         self.read(move |c| {
             let mut st = c
-                .prepare_cached("SELECT at, actor_id, actor_name, change FROM timeline WHERE question_id = ?1 ORDER BY id")
+                .prepare_cached(
+                    "SELECT at, actor_id, actor_name, change FROM timeline WHERE question_id = ?1 ORDER BY id",
+                )
                 .map_err(db)?;
             let rows = st.query_map([id.0], timeline_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)

@@ -2,8 +2,13 @@
 //! order in each `*_SELECT` matches its `*_row` function.
 
 use super::db;
-use crate::{LibraryRecord, NewMessage, QuestionRecord, QuestionScope, Result, ScopeLevel, SessionRecord, StoreError, TimelineEntry};
-use refdesk_domain::chat::{is_live, Audience, Author, Message, MessageKind, SessionContext, SessionState, SystemEvent};
+use crate::{
+    LibraryRecord, NewMessage, QuestionRecord, QuestionScope, Result, ScopeLevel, SessionRecord, StoreError,
+    TimelineEntry,
+};
+use refdesk_domain::chat::{
+    is_live, Audience, Author, Message, MessageKind, SessionContext, SessionState, SystemEvent,
+};
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::{Placement, Role, Staff};
@@ -45,7 +50,8 @@ pub fn library_where(c: &Connection, cond: &str, p: impl Params) -> Result<Optio
         .map_err(db)
 }
 
-pub const STAFF_SELECT: &str = "SELECT s.id, s.username, s.display_name, s.role, s.library_id, l.institution_id, i.cooperative_id,
+pub const STAFF_SELECT: &str =
+    "SELECT s.id, s.username, s.display_name, s.role, s.library_id, l.institution_id, i.cooperative_id,
      NULL, NULL, s.password_hash, s.disabled
      FROM staff s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id";
 
@@ -159,7 +165,9 @@ pub fn message_by_client_id(c: &Connection, id: SessionId, sender: &str, client_
 /// Takes the session's next sequence number and stores the message under it.
 pub fn insert_message(c: &Connection, rec: &SessionRecord, m: NewMessage, now: Millis) -> Result<Message> {
     let seq: i64 = c
-        .prepare_cached("UPDATE sessions SET last_seq = last_seq + 1, last_message_at = ?2 WHERE id = ?1 RETURNING last_seq")
+        .prepare_cached(
+            "UPDATE sessions SET last_seq = last_seq + 1, last_message_at = ?2 WHERE id = ?1 RETURNING last_seq",
+        )
         .map_err(db)?
         .query_row(params![rec.ctx.id.0, now], |r| r.get(0))
         .map_err(db)?;
@@ -201,12 +209,20 @@ pub fn insert_message(c: &Connection, rec: &SessionRecord, m: NewMessage, now: M
     })
 }
 
-pub fn insert_timeline(c: &Connection, q: QuestionId, now: Millis, actor: Option<&Staff>, change: &Change) -> Result<()> {
+pub fn insert_timeline(
+    c: &Connection,
+    q: QuestionId,
+    now: Millis,
+    actor: Option<&Staff>,
+    change: &Change,
+) -> Result<()> {
     let json = serde_json::to_string(change).map_err(|e| StoreError::Backend(e.to_string()))?;
-    c.prepare_cached("INSERT INTO timeline (question_id, at, actor_id, actor_name, change) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .map_err(db)?
-        .execute(params![q.0, now, actor.map(|s| s.id.0), actor.map_or("refdesk", |s| s.display_name.as_str()), json])
-        .map_err(db)?;
+    c.prepare_cached(
+        "INSERT INTO timeline (question_id, at, actor_id, actor_name, change) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .map_err(db)?
+    .execute(params![q.0, now, actor.map(|s| s.id.0), actor.map_or("refdesk", |s| s.display_name.as_str()), json])
+    .map_err(db)?;
     Ok(())
 }
 
@@ -232,12 +248,14 @@ fn question_state_row(r: &Row, at: usize) -> rusqlite::Result<QuestionState> {
 }
 
 pub fn question_state(c: &Connection, q: QuestionId) -> Result<QuestionState> {
-    c.prepare_cached("SELECT status, code, assignee_id, follow_up, referred_to, exclude_from_stats FROM questions WHERE id = ?1")
-        .map_err(db)?
-        .query_row([q.0], |r| question_state_row(r, 0))
-        .optional()
-        .map_err(db)?
-        .ok_or(StoreError::Domain(DomainError::NotFound("question")))
+    c.prepare_cached(
+        "SELECT status, code, assignee_id, follow_up, referred_to, exclude_from_stats FROM questions WHERE id = ?1",
+    )
+    .map_err(db)?
+    .query_row([q.0], |r| question_state_row(r, 0))
+    .optional()
+    .map_err(db)?
+    .ok_or(StoreError::Domain(DomainError::NotFound("question")))
 }
 
 pub const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_id, l.name, q.text,
