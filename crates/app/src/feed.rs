@@ -88,6 +88,9 @@ impl Feed {
             }
         }
         self.sub.join(session);
+        // A client cannot claim to have seen the future: that would silence
+        // every message up to the number it named.
+        let after = after.min(rec.last_seq);
         self.sessions.insert(session, Watched { ctx: rec.ctx, last: after });
         self.catch_up(session).await
     }

@@ -108,14 +108,18 @@ async fn connect(url: &str, cookie: Option<&str>) -> anyhow::Result<Socket> {
     if let Some(c) = cookie {
         req.headers_mut().insert("Cookie", c.parse()?);
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.with_context(|| format!("connecting to {url}"))?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await.with_context(|| format!("connecting to {url}"))?;
     Ok(ws)
 }
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let host = args.url.split("//").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
-    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+    let authority = args.url.split("//").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if !matches!(host, "127.0.0.1" | "localhost" | "::1") {
         bail!("the load generator only targets loopback addresses, not {host:?}");
     }
     if !(args.rate > 0.0 && args.rate <= 1000.0) {

@@ -75,8 +75,10 @@ impl Config {
         if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
             bail!("limits.max_message_chars must be between 1 and 100000");
         }
-        if l.max_frame_bytes < 1024 || l.max_frame_bytes < l.max_message_chars {
-            bail!("limits.max_frame_bytes must be at least 1024 and at least max_message_chars");
+        // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
+        // a full-length message must always fit in a frame.
+        if l.max_frame_bytes < l.max_message_chars.saturating_mul(6) + 1024 {
+            bail!("limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits");
         }
         if l.frames_per_second == 0 || l.frame_burst == 0 || l.connection_queue == 0 {
             bail!("limits.frames_per_second, frame_burst and connection_queue must be positive");

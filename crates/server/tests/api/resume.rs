@@ -82,3 +82,20 @@ async fn a_resent_client_message_id_is_stored_once() {
     assert_eq!(status, 200);
     assert_eq!(ack["duplicate"], false);
 }
+
+#[tokio::test]
+async fn a_client_claiming_a_future_sequence_number_still_receives_new_messages() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "hi").await;
+    ann.accept(patron.session).await;
+    let mut ws = patron.socket().await;
+    ws.send(serde_json::json!({"type": "resume", "after": 1_000_000})).await;
+    let synced = ws.until(|f| f["type"] == "synced").await;
+    assert_eq!(synced.last().unwrap()["last"], 2, "clamped to the session's last sequence number");
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    ann_ws.say(Some(patron.session), "message", "still here", "a1").await;
+    let got = ws.events_until_seq(3).await;
+    assert_eq!(got.last().unwrap()["body"], "still here");
+}

@@ -33,6 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Read connections kept open.
 const READERS: usize = 4;
 
@@ -112,7 +114,25 @@ impl SqliteStore {
     pub fn open(path: &Path, sink: Arc<dyn EventSink>) -> Result<SqliteStore> {
         let mut conn = open_conn(path, false)?;
         migrate(&mut conn)?;
+        // Checkpoints copy the WAL back into the database and fsync it; run
+        // on the writer they stall every commit behind them. A separate
+        // connection does them instead, PASSIVE, so the writer never waits.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(db)?;
+        let checkpointer = open_conn(path, false)?;
         let (jobs, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
+        let alive = jobs.downgrade();
+        std::thread::Builder::new()
+            .name("refdesk-sqlite-checkpoint".into())
+            .spawn(move || {
+                // Stops once the store (every sender) is gone.
+                while alive.upgrade().is_some() {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         std::thread::Builder::new()
             .name("refdesk-sqlite-writer".into())
             .spawn(move || writer(conn, rx, sink))
