@@ -108,7 +108,9 @@ async fn connect(url: &str, cookie: Option<&str>) -> anyhow::Result<Socket> {
     if let Some(c) = cookie {
         req.headers_mut().insert("Cookie", c.parse()?);
     }
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await.with_context(|| format!("connecting to {url}"))?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
     Ok(ws)
 }
 

@@ -97,12 +97,7 @@ async fn concurrent_appends_get_gapless_sequence_numbers_published_in_order() {
 async fn a_refused_write_fails_alone_and_publishes_nothing() {
     let (_dir, store, sink, session) = setup().await;
     let before = sink.0.lock().unwrap().len();
-    let refused = store.append(
-        session,
-        line("no".into(), None),
-        Box::new(|_| Err(DomainError::Forbidden("nope"))),
-        2,
-    );
+    let refused = store.append(session, line("no".into(), None), Box::new(|_| Err(DomainError::Forbidden("nope"))), 2);
     let accepted = store.append(session, line("yes".into(), None), Box::new(|_| Ok(())), 2);
     let (refused, accepted) = tokio::join!(refused, accepted);
     assert!(refused.is_err());
