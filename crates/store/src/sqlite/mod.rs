@@ -227,15 +227,16 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, sink: Arc<dyn EventSink
         if let Err(e) = &committed {
             tracing::error!(error = %e, "SQLite batch failed; its writes are rolled back");
         }
-        let mut events = Vec::new();
-        for p in pending {
-            if committed.is_ok() {
-                events.extend(p.events);
+        // Publish first, then answer: when a caller hears "done", its events
+        // are already on the bus.
+        if committed.is_ok() {
+            let events: Vec<Event> = pending.iter_mut().flat_map(|p| std::mem::take(&mut p.events)).collect();
+            if !events.is_empty() {
+                sink.publish(events);
             }
-            (p.finish)(committed.clone());
         }
-        if !events.is_empty() {
-            sink.publish(events);
+        for p in pending {
+            (p.finish)(committed.clone());
         }
     }
 }
