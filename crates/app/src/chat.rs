@@ -2,20 +2,18 @@
 //! sign-in. Each authorizes, applies the domain rule and persists; the
 //! store's commit publishes.
 
+use crate::mail::transcript_mail;
 use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::{Audience, Author, Message, MessageKind};
 use refdesk_domain::event::{Event, QueueEntry};
-use refdesk_domain::ids::{QuestionId, SessionId};
+use refdesk_domain::ids::SessionId;
 use refdesk_domain::input::{self, Body, ClientId};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::{apply_code, QuestionState};
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{
-    Appended, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, QuestionRecord, QuestionScope, ScopeLevel,
-    SessionRecord, TimelineEntry,
-};
+use refdesk_store::{Appended, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, SessionRecord};
 use serde::Serialize;
 
 /// What a patron types into the pre-chat form.
@@ -27,6 +25,9 @@ pub struct StartChat {
     pub email: Option<String>,
     /// Their question.
     pub question: String,
+    /// E-mail them the transcript at the end (needs `email`).
+    #[serde(default)]
+    pub transcript: bool,
 }
 
 /// A started chat: its id and the patron's secret token (shown once).
@@ -38,17 +39,6 @@ pub struct Started {
     pub token: String,
     /// The library's name.
     pub library: String,
-}
-
-/// A question as staff see it: the record, its transcript and its timeline.
-#[derive(Clone, Debug, Serialize)]
-pub struct QuestionDetail {
-    /// The question.
-    pub question: QuestionRecord,
-    /// Every message staff may see, notes included.
-    pub transcript: Vec<Message>,
-    /// R7.
-    pub timeline: Vec<TimelineEntry>,
 }
 
 fn target(rec: &SessionRecord) -> Target {
@@ -138,6 +128,10 @@ impl App {
         let lib = self.library(library_slug).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
         let email = input::optional_email(form.email.as_deref())?;
+        if form.transcript && email.is_none() {
+            return Err(DomainError::invalid("email", "give an e-mail address to receive the transcript").into());
+        }
+        let transcript_to = if form.transcript { email.clone() } else { None };
         let question = Body::parse(&form.question, self.limits.max_message_chars)
             .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
         let token = auth::new_token()?;
@@ -148,6 +142,7 @@ impl App {
             question: question.into_string(),
             token_hash: auth::digest(&token),
             now: self.clock.now(),
+            transcript_to,
         };
         let (rec, _) = self.store.start_session(new).await?;
         Ok(Started { session: rec.ctx.id, token, library: lib.name })
@@ -183,7 +178,20 @@ impl App {
     pub async fn patron_end(&self, session: &SessionRecord) -> AppResult<Message> {
         let guard: Guard = Box::new(|_| Ok(()));
         let author = Author::Patron { name: session.patron_display() };
-        Ok(self.store.end(session.ctx.id, author, guard, self.clock.now()).await?)
+        let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), self.clock.now()).await?;
+        self.mail_wakeup.notify_one();
+        Ok(line)
+    }
+
+    /// The patron asks for (or, with `None`, cancels) the transcript by
+    /// e-mail at the end of the chat, to the address they confirm.
+    pub async fn request_transcript(&self, session: &SessionRecord, email: Option<&str>) -> AppResult<Option<String>> {
+        let email = input::optional_email(email)?;
+        if !session.state.accepts_messages() {
+            return Err(DomainError::Conflict("the chat has ended".into()).into());
+        }
+        self.store.set_transcript_to(session.ctx.id, email.clone()).await?;
+        Ok(email)
     }
 
     fn new_message(
@@ -271,7 +279,10 @@ impl App {
     /// The chatting librarian ends the chat (R5).
     pub async fn staff_end(&self, staff: &Staff, session: SessionId) -> AppResult<Message> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
-        Ok(self.store.end(session, author, staff_guard(staff, Action::End), self.clock.now()).await?)
+        let guard = staff_guard(staff, Action::End);
+        let line = self.store.end(session, author, guard, Box::new(transcript_mail), self.clock.now()).await?;
+        self.mail_wakeup.notify_one();
+        Ok(line)
     }
 
     /// Sets or changes the resolution code; the code decides the status (R6),
@@ -315,27 +326,6 @@ impl App {
         let all = self.store.messages_after(session, 0, u32::MAX).await?;
         let visible = transcript(viewer, &rec.ctx, &all).cloned().collect();
         Ok((rec, visible))
-    }
-
-    // --- questions -----------------------------------------------------------
-
-    /// The question list in this staff member's scope, newest first.
-    pub async fn questions(
-        &self,
-        staff: &Staff,
-        before: Option<QuestionId>,
-        limit: u32,
-    ) -> AppResult<Vec<QuestionRecord>> {
-        let scope = QuestionScope { covers: ScopeLevel::of(staff), participant: staff.id };
-        Ok(self.store.questions(scope, limit.clamp(1, 200), before).await?)
-    }
-
-    /// One question with its transcript and timeline.
-    pub async fn question(&self, staff: &Staff, id: QuestionId) -> AppResult<QuestionDetail> {
-        let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
-        let (_, transcript) = self.transcript(&Viewer::Staff(staff.clone()), question.session).await?;
-        let timeline = self.store.timeline(id).await?;
-        Ok(QuestionDetail { question, transcript, timeline })
     }
 
     /// Every library (for pickers and the start page).

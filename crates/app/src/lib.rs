@@ -7,6 +7,8 @@
 //! - [`feed`]: one connection's view of the bus: subscriptions, resume,
 //!   gap filling and the visibility filter (I1, I3).
 //! - [`auth`]: passwords (argon2id) and secret tokens.
+//! - [`mail`]: the e-mail sent (answers, transcripts) and the outbox's sender.
+//! - `questions`: the question list and its actions on live chats (R4, B1).
 //! - [`demo`]: the demo cooperative.
 //!
 //! This crate never knows about HTTP: it speaks [`AppError`], which the
@@ -18,8 +20,11 @@ pub mod bus;
 mod chat;
 pub mod demo;
 pub mod feed;
+pub mod mail;
+mod questions;
 
-pub use chat::{QuestionDetail, StartChat, Started};
+pub use chat::{StartChat, Started};
+pub use questions::{ActOutcome, ListFilter, QuestionAction, QuestionDetail};
 
 use refdesk_domain::DomainError;
 use refdesk_domain::Millis;
@@ -131,12 +136,14 @@ pub struct App {
     pub limits: Arc<Limits>,
     /// Time.
     pub clock: Clock,
+    /// Wakes the mailer when an e-mail is queued.
+    pub mail_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl App {
     /// Assembles the app. The store must have been opened with `bus` as its sink.
     pub fn new(store: Arc<dyn Store>, bus: Arc<bus::Bus>, limits: Limits, clock: Clock) -> App {
-        App { store, bus, limits: Arc::new(limits), clock }
+        App { store, bus, limits: Arc::new(limits), clock, mail_wakeup: Arc::new(tokio::sync::Notify::new()) }
     }
 
     /// Rollup delay in milliseconds.

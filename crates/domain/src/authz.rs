@@ -109,6 +109,23 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
     }
 }
 
+/// Question-list work (read a question, act on it): staff whose role covers
+/// the owning library, or the library it was referred to, and the librarian
+/// who chatted (I5). Outside that, the question does not exist.
+pub fn authorize_question(
+    staff: &Staff,
+    owner: &Placement,
+    referred: Option<&Placement>,
+    librarian: Option<StaffId>,
+) -> Result<(), DomainError> {
+    let covers = staff.role_covers(owner) || referred.is_some_and(|r| staff.role_covers(r));
+    if covers || librarian == Some(staff.id) {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound("question"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +189,30 @@ mod tests {
         // their role scope while they are part of it.
         assert!(authorize(&staff(5, Role::Librarian), Action::View, &target(Where::SameCooperative, Some(StaffId(5))))
             .is_ok());
+    }
+
+    #[test]
+    fn i5_question_work_follows_role_scope_referral_or_participation() {
+        use Role::*;
+        use Where::*;
+        let table = [
+            (Librarian, SameLibrary, true),
+            (Librarian, SameInstitution, false),
+            (LibraryAdmin, SameInstitution, false),
+            (InstitutionAdmin, SameInstitution, true),
+            (InstitutionAdmin, SameCooperative, false),
+            (CooperativeAdmin, SameCooperative, true),
+            (CooperativeAdmin, OtherCooperative, false),
+        ];
+        for (role, w, allowed) in table {
+            let t = target(w, Some(StaffId(99)));
+            let got = authorize_question(&staff(5, role), &t.placement, None, t.librarian);
+            assert_eq!(got.is_ok(), allowed, "{role:?} × {w:?}");
+        }
+        let other = target(Where::SameCooperative, None).placement;
+        let home = target(Where::SameLibrary, None).placement;
+        assert!(authorize_question(&staff(5, Role::Librarian), &other, Some(&home), None).is_ok(), "referred to me");
+        assert!(authorize_question(&staff(5, Role::Librarian), &other, None, Some(StaffId(5))).is_ok(), "I chatted");
     }
 
     #[test]

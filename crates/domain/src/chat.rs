@@ -232,6 +232,10 @@ pub struct SessionContext {
     pub librarian: Option<StaffId>,
     /// Its question, once accepted (R1).
     pub question: Option<QuestionId>,
+    /// The library its question was referred to, if any: its staff work the
+    /// question, so they may read the chat.
+    #[serde(default)]
+    pub referred: Option<Placement>,
 }
 
 #[cfg(test)]

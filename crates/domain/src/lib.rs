@@ -7,6 +7,7 @@
 //! - [`org`]: cooperative > institution > library, staff roles and their scope.
 //! - [`chat`]: chat sessions, messages, their kinds and audiences.
 //! - [`question`]: statuses, resolution codes and what they decide (R1, R6, R7).
+//! - [`actions`]: the question list's actions on live chats (R4, B1) and its views.
 //! - [`authz`]: the one authorization module: role × scope × action.
 //! - [`event`]: committed events, as the bus carries them.
 //! - [`visibility`]: the one function that decides who may see what (§5, B4).
@@ -15,6 +16,7 @@
 //! This crate must never depend on anything of ours, nor do I/O.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod authz;
 pub mod chat;
 pub mod error;

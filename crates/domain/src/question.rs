@@ -230,6 +230,27 @@ pub enum Change {
         /// After.
         to: bool,
     },
+    /// An answer was sent from the question list.
+    Answer {
+        /// Its text.
+        body: String,
+        /// The address it was e-mailed to, if any.
+        emailed_to: Option<String>,
+        /// Whether it also appeared in the live chat.
+        in_chat: bool,
+    },
+    /// A librarian note was added.
+    Note {
+        /// Its text.
+        body: String,
+    },
+    /// A message to the chatting librarian was sent into the live chat.
+    LibrarianMessage {
+        /// The chatting librarian.
+        to: Option<StaffId>,
+        /// Its text.
+        body: String,
+    },
 }
 
 impl Change {
@@ -243,6 +264,9 @@ impl Change {
             Change::FollowUp { .. } => "follow_up",
             Change::Referred { .. } => "referred",
             Change::ExcludeFromStats { .. } => "exclude_from_stats",
+            Change::Answer { .. } => "answer",
+            Change::Note { .. } => "note",
+            Change::LibrarianMessage { .. } => "librarian_message",
         }
     }
 }

@@ -77,7 +77,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
 fn staff_may_view(staff: &Staff, ctx: &SessionContext) -> bool {
     // The state does not matter for viewing; Active is a stand-in.
     let target = Target { placement: ctx.placement, state: SessionState::Active, librarian: ctx.librarian };
-    authorize(staff, Action::View, &target).is_ok()
+    authorize(staff, Action::View, &target).is_ok() || ctx.referred.is_some_and(|r| staff.role_covers(&r))
 }
 
 /// The messages of a transcript that `viewer` may see, in order. Used for
@@ -102,7 +102,13 @@ mod tests {
     }
 
     fn ctx(id: i64) -> SessionContext {
-        SessionContext { id: SessionId(id), placement: place(1), librarian: Some(StaffId(5)), question: None }
+        SessionContext {
+            id: SessionId(id),
+            placement: place(1),
+            librarian: Some(StaffId(5)),
+            question: None,
+            referred: None,
+        }
     }
 
     fn msg(session: i64, kind: MessageKind, audience: Audience) -> Message {
@@ -163,6 +169,16 @@ mod tests {
         assert!(sees(&librarian(5, 3), Item::Message { ctx: &c, message: &note }), "participant");
         assert!(sees(&librarian(6, 1), Item::Message { ctx: &c, message: &note }), "same library");
         assert!(!sees(&librarian(6, 3), Item::Message { ctx: &c, message: &note }), "other library");
+    }
+
+    #[test]
+    fn staff_of_the_library_a_question_was_referred_to_may_read_its_chat() {
+        let mut c = ctx(1);
+        let note = msg(1, MessageKind::Note, Audience::Staff);
+        assert!(!sees(&librarian(6, 3), Item::Message { ctx: &c, message: &note }));
+        c.referred = Some(place(3));
+        assert!(sees(&librarian(6, 3), Item::Message { ctx: &c, message: &note }));
+        assert!(!sees(&Viewer::Patron { session: SessionId(2) }, Item::Message { ctx: &c, message: &note }));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! safe default, so `refdesk serve` needs none of it.
 
 use anyhow::{bail, Context};
+use refdesk_app::mail::MailConfig;
 use refdesk_app::Limits;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Limits and timings.
     pub limits: Limits,
+    /// E-mail to patrons.
+    pub mail: MailConfig,
 }
 
 impl Default for Config {
@@ -29,6 +32,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             secure_cookies: false,
             limits: Limits::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -48,8 +52,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_SECURE_COOKIES`
-    /// and `REFDESK_MAX_MESSAGE_CHARS`.
+    /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_SECURE_COOKIES`,
+    /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM` and `REFDESK_MAX_MESSAGE_CHARS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
@@ -61,6 +65,12 @@ impl Config {
         if let Some(v) = get("REFDESK_SECURE_COOKIES") {
             self.secure_cookies =
                 v.parse().with_context(|| format!("REFDESK_SECURE_COOKIES={v:?} must be true or false"))?;
+        }
+        if let Some(v) = get("REFDESK_SMTP_URL") {
+            self.mail.smtp_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("REFDESK_MAIL_FROM") {
+            self.mail.from = v;
         }
         if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
             self.limits.max_message_chars =
@@ -86,6 +96,7 @@ impl Config {
         if l.login_hours == 0 {
             bail!("limits.login_hours must be positive");
         }
+        self.mail.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 

@@ -34,6 +34,10 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Set when shutdown begins, so `/readyz` turns away new traffic.
     pub draining: Arc<AtomicBool>,
+    /// E-mail settings, for the mailer [`run`] starts.
+    pub mail: refdesk_app::mail::MailConfig,
+    /// The data folder (e-mail files go under it when there is no SMTP server).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Opens the store named by `config` (migrating it) and assembles the app.
@@ -45,7 +49,13 @@ pub fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     let store = SqliteStore::open(&path, bus.clone())
         .with_context(|| format!("opening the SQLite database {}", path.display()))?;
     let app = App::new(Arc::new(store), bus, config.limits.clone(), clock);
-    Ok(AppState { app, secure_cookies: config.secure_cookies, draining: Arc::new(AtomicBool::new(false)) })
+    Ok(AppState {
+        app,
+        secure_cookies: config.secure_cookies,
+        draining: Arc::new(AtomicBool::new(false)),
+        mail: config.mail.clone(),
+        data_dir: config.data_dir.clone(),
+    })
 }
 
 /// The whole HTTP application.
@@ -62,6 +72,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
     let draining = state.draining.clone();
+    // The outbox's sender runs beside the server and stops with it.
+    let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
+        .map_err(anyhow::Error::msg)
+        .context("configuring e-mail")?;
+    let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mail_task = tokio::spawn(mailer.run(async move {
+        let _ = mail_stopped.await;
+    }));
     // Chat frames are small and latency-bound: Nagle's algorithm would hold
     // them back waiting for the peer's delayed ACK (tens of milliseconds).
     let listener = listener.tap_io(|tcp| {
@@ -69,11 +87,14 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let served = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             draining.store(true, std::sync::atomic::Ordering::SeqCst);
         })
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    let _ = stop_mail.send(());
+    let _ = mail_task.await;
+    served
 }

@@ -67,6 +67,103 @@ pub type Decide = Box<
         + Send,
 >;
 
+/// An e-mail to put in the outbox, in the same transaction as its cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMail {
+    /// `answer` or `transcript`.
+    pub kind: &'static str,
+    /// Recipient address (already parsed).
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// An e-mail in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutboxMail {
+    /// Row id; with `created_at`, it makes the stable Message-ID.
+    pub id: i64,
+    /// `answer` or `transcript`.
+    pub kind: String,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// When it was queued.
+    pub created_at: Millis,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When it was delivered, if it was.
+    pub sent_at: Option<Millis>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// What a question-list action writes, decided by the app from the
+/// question and its session as they are inside the transaction.
+#[derive(Clone, Debug, Default)]
+pub struct QuestionPlan {
+    /// The question's new state, if it changes (its differences become timeline entries).
+    pub state: Option<QuestionState>,
+    /// Further timeline entries (answers, notes, messages).
+    pub entries: Vec<Change>,
+    /// A line for the live chat.
+    pub line: Option<NewMessage>,
+    /// An e-mail to send.
+    pub mail: Option<NewMail>,
+}
+
+/// Decides a question-list action inside its transaction.
+pub type Plan =
+    Box<dyn for<'a> FnOnce(&'a QuestionRecord, &'a SessionRecord) -> Result<QuestionPlan, DomainError> + Send>;
+
+/// Builds the end-of-chat transcript e-mail, if the patron asked for one,
+/// from the session and all its messages (the app filters them through the
+/// visibility function).
+pub type TranscriptMail = Box<dyn for<'a> FnOnce(&'a SessionRecord, &'a [Message]) -> Option<NewMail> + Send>;
+
+/// The result of a question-list action.
+#[derive(Clone, Debug)]
+pub struct Acted {
+    /// The question after the action.
+    pub question: QuestionRecord,
+    /// The line written into the live chat, if any.
+    pub line: Option<Message>,
+    /// The outbox id of the e-mail queued, if any.
+    pub mail: Option<i64>,
+}
+
+/// A filtered page of the question list.
+#[derive(Clone, Debug)]
+pub struct QuestionQuery {
+    /// Whose scope.
+    pub scope: QuestionScope,
+    /// Which view.
+    pub view: refdesk_domain::actions::View,
+    /// Only this status.
+    pub status: Option<refdesk_domain::question::Status>,
+    /// Only this resolution code.
+    pub code: Option<String>,
+    /// Created at or after.
+    pub from: Option<Millis>,
+    /// Created before.
+    pub to: Option<Millis>,
+    /// Chatted by this librarian.
+    pub librarian: Option<StaffId>,
+    /// Owned by this library.
+    pub library: Option<LibraryId>,
+    /// Words to find in the question or its transcript.
+    pub text: Option<String>,
+    /// Paging: only questions older than this one.
+    pub before: Option<QuestionId>,
+    /// Page size.
+    pub limit: u32,
+}
+
 /// A library and where it sits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LibraryRecord {
@@ -125,6 +222,8 @@ pub struct SessionRecord {
     pub code_set: bool,
     /// The last sequence number used.
     pub last_seq: u64,
+    /// Where the patron asked the transcript to be e-mailed at the end.
+    pub transcript_to: Option<String>,
 }
 
 impl SessionRecord {
@@ -145,6 +244,8 @@ pub struct NewSession {
     pub patron_email: Option<String>,
     /// Their question: the chat's first message.
     pub question: String,
+    /// E-mail the transcript here at the end.
+    pub transcript_to: Option<String>,
     /// SHA-256 of the chat's secret token.
     pub token_hash: String,
     /// Now.
@@ -205,6 +306,12 @@ pub struct QuestionRecord {
     pub created_at: Millis,
     /// When its session last had a message.
     pub last_message_at: Millis,
+    /// Where the owning library sits.
+    pub placement: Placement,
+    /// Where the library it was referred to sits, if referred.
+    pub referred: Option<Placement>,
+    /// The name of the library it was referred to.
+    pub referred_name: Option<String>,
 }
 
 /// One timeline entry (R7).
@@ -279,6 +386,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_staff(&self, new: NewStaff) -> Result<StaffId>;
     /// A staff member by sign-in name.
     async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>>;
+    /// A staff member by id (enabled or not).
+    async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>>;
     /// Records a sign-in: the SHA-256 of the cookie's token.
     async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()>;
     /// The enabled staff member a live sign-in belongs to.
@@ -303,8 +412,11 @@ pub trait Store: Send + Sync + 'static {
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)>;
     /// Appends a message; a re-sent client id returns the stored one (I4).
     async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended>;
-    /// Ends the chat and writes "Chat session has ended" (R5).
-    async fn end(&self, id: SessionId, by: Author, guard: Guard, now: Millis) -> Result<Message>;
+    /// Ends the chat and writes "Chat session has ended" (R5); queues the
+    /// transcript e-mail `mail` builds, in the same transaction.
+    async fn end(&self, id: SessionId, by: Author, guard: Guard, mail: TranscriptMail, now: Millis) -> Result<Message>;
+    /// Records where the patron wants the transcript sent.
+    async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()>;
     /// Sets the question's resolution code: writes the new state, its
     /// timeline entries (R7) and "Resolution code set" (R5). `decide` is R6,
     /// given the state before and the session.
@@ -322,15 +434,26 @@ pub trait Store: Send + Sync + 'static {
 
     // --- questions -----------------------------------------------------------
 
-    /// Questions in scope, newest first.
-    async fn questions(
-        &self,
-        scope: QuestionScope,
-        limit: u32,
-        before: Option<QuestionId>,
-    ) -> Result<Vec<QuestionRecord>>;
+    /// A filtered page of the question list, newest first.
+    async fn questions(&self, query: QuestionQuery) -> Result<Vec<QuestionRecord>>;
+    /// Applies a question-list action atomically: new state and timeline
+    /// (R7), a line in the live chat (R4), an e-mail in the outbox.
+    async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted>;
     /// One question.
     async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>>;
     /// Its timeline, oldest first.
     async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>>;
+
+    // --- outbox ----------------------------------------------------------------
+
+    /// Undelivered e-mail due at `now`, oldest first.
+    async fn due_mail(&self, now: Millis, limit: u32) -> Result<Vec<OutboxMail>>;
+    /// Marks an e-mail delivered.
+    async fn mail_sent(&self, id: i64, now: Millis) -> Result<()>;
+    /// Records a failed attempt and when to try again.
+    async fn mail_failed(&self, id: i64, error: &str, retry_at: Millis) -> Result<()>;
+    /// One e-mail by id (for status pages and tests).
+    async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
+    /// The earliest time an undelivered e-mail is due, if any.
+    async fn next_mail_due(&self) -> Result<Option<Millis>>;
 }

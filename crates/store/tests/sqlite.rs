@@ -45,6 +45,7 @@ async fn setup() -> (tempfile::TempDir, Arc<SqliteStore>, Arc<Recorder>, Session
             patron_email: None,
             question: "q".into(),
             token_hash: "t".into(),
+            transcript_to: None,
             now: 1,
         })
         .await

@@ -5,16 +5,15 @@
 use super::auth::CurrentStaff;
 use crate::error::{ApiResult, Json};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
-use refdesk_app::QuestionDetail;
 use refdesk_domain::chat::{Message, MessageKind};
 use refdesk_domain::event::QueueEntry;
-use refdesk_domain::ids::{QuestionId, SessionId};
+use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{QuestionState, ResolutionCode};
 use refdesk_domain::visibility::Viewer;
-use refdesk_store::{QuestionRecord, SessionRecord};
+use refdesk_store::SessionRecord;
 use serde::{Deserialize, Serialize};
 
 /// Routes of this module.
@@ -28,8 +27,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/end", post(end))
         .route("/api/sessions/{id}/code", post(set_code))
         .route("/api/codes", get(codes))
-        .route("/api/questions", get(questions))
-        .route("/api/questions/{id}", get(question))
 }
 
 async fn queue(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<QueueEntry>>> {
@@ -136,27 +133,4 @@ async fn codes(
     CurrentStaff(staff): CurrentStaff,
 ) -> ApiResult<axum::Json<Vec<ResolutionCode>>> {
     Ok(axum::Json(s.app.codes(&staff).await?))
-}
-
-#[derive(Deserialize)]
-struct Page {
-    before: Option<i64>,
-    limit: Option<u32>,
-}
-
-async fn questions(
-    State(s): State<AppState>,
-    CurrentStaff(staff): CurrentStaff,
-    Query(page): Query<Page>,
-) -> ApiResult<axum::Json<Vec<QuestionRecord>>> {
-    let list = s.app.questions(&staff, page.before.map(QuestionId), page.limit.unwrap_or(50)).await?;
-    Ok(axum::Json(list))
-}
-
-async fn question(
-    State(s): State<AppState>,
-    CurrentStaff(staff): CurrentStaff,
-    Path(id): Path<i64>,
-) -> ApiResult<axum::Json<QuestionDetail>> {
-    Ok(axum::Json(s.app.question(&staff, QuestionId(id)).await?))
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod desk;
 pub mod openapi;
 pub mod patron;
+pub mod questions;
 pub mod web;
 
 use crate::AppState;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(patron::router())
         .merge(desk::router())
+        .merge(questions::router())
         .merge(openapi::router())
         .merge(web::router())
         .route("/api/ws", get(crate::ws::upgrade))

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/libraries/{slug}/chats", post(start))
         .route("/api/chat", get(chat))
         .route("/api/chat/end", post(end))
+        .route("/api/chat/transcript", post(transcript))
 }
 
 #[derive(Serialize)]
@@ -70,6 +71,21 @@ async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> Ap
         return Err(AppError::Internal("the end-of-chat line is not visible to the patron".into()).into());
     }
     Ok(axum::Json(line))
+}
+
+#[derive(serde::Deserialize)]
+struct TranscriptRequest {
+    /// Where to send it; empty or absent cancels the request.
+    email: Option<String>,
+}
+
+async fn transcript(
+    State(state): State<AppState>,
+    PatronToken(rec): PatronToken,
+    Json(body): Json<TranscriptRequest>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let to = state.app.request_transcript(&rec, body.email.as_deref()).await?;
+    Ok(axum::Json(serde_json::json!({ "transcript_to": to })))
 }
 
 /// The chat opened by the bearer token; 401 otherwise.

@@ -15,8 +15,9 @@ mod rows;
 mod schema;
 
 use crate::{
-    Appended, Decide, EventSink, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, QuestionRecord, QuestionScope,
-    Result, SessionRecord, StaffRecord, Store, StoreError, TimelineEntry,
+    Acted, Appended, Decide, EventSink, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, OutboxMail, Plan,
+    QuestionQuery, QuestionRecord, Result, SessionRecord, StaffRecord, Store, StoreError, TimelineEntry,
+    TranscriptMail,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
@@ -341,6 +342,13 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>> {
+        self.read(move |c| {
+            c.query_row(&format!("{STAFF_SELECT} WHERE s.id = ?1"), [id.0], staff_row).optional().map_err(db)
+        })
+        .await
+    }
+
     async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()> {
         let token_hash = token_hash.to_owned();
         self.write(move |c| {
@@ -382,9 +390,9 @@ impl Store for SqliteStore {
             let lib = library_where(c, "l.id = ?1", params![new.library.0])?
                 .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
             c.execute(
-                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at)
-                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6)",
-                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now],
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to)
+                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7)",
+                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now, new.transcript_to],
             )
             .map_err(db)?;
             let id = SessionId(c.last_insert_rowid());
@@ -514,7 +522,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn end(&self, id: SessionId, by: Author, guard: Guard, now: Millis) -> Result<Message> {
+    async fn end(&self, id: SessionId, by: Author, guard: Guard, mail: TranscriptMail, now: Millis) -> Result<Message> {
         self.write(move |c| {
             let rec = load_session(c, id)?;
             guard(&rec)?;
@@ -534,14 +542,30 @@ impl Store for SqliteStore {
                 client_id: None,
                 system: Some(SystemEvent::Ended),
             };
-            let rec2 = load_session(c, id)?;
-            let message = insert_message(c, &rec2, line, now)?;
+            let ended = load_session(c, id)?;
+            let message = insert_message(c, &ended, line, now)?;
+            let all = all_messages(c, id)?;
+            if let Some(m) = mail(&ended, &all) {
+                insert_mail(c, &m, ended.ctx.question, Some(id), now)?;
+            }
             let mut events = Vec::new();
             if rec.state == SessionState::Waiting {
                 events.push(Event::QueueRemoved { session: id, placement: rec.ctx.placement });
             }
-            events.push(Event::Message { ctx: rec2.ctx, message: message.clone() });
+            events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
             Ok((message, events))
+        })
+        .await
+    }
+
+    async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()> {
+        self.write(move |c| {
+            let n =
+                c.execute("UPDATE sessions SET transcript_to = ?2 WHERE id = ?1", params![id.0, email]).map_err(db)?;
+            if n == 0 {
+                return Err(DomainError::NotFound("session").into());
+            }
+            Ok(((), Vec::new()))
         })
         .await
     }
@@ -610,29 +634,119 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn questions(
-        &self,
-        scope: QuestionScope,
-        limit: u32,
-        before: Option<QuestionId>,
-    ) -> Result<Vec<QuestionRecord>> {
+    async fn questions(&self, query: QuestionQuery) -> Result<Vec<QuestionRecord>> {
         self.read(move |c| {
-            let (col, val) = scope_filter(&scope);
-            let sql = format!(
-                "{QUESTION_SELECT} WHERE ({col} = ?1 OR s.librarian_id = ?2) AND q.id < ?3 ORDER BY q.id DESC LIMIT ?4"
-            );
+            let (sql, args) = question_query_sql(&query);
             let mut st = c.prepare_cached(&sql).map_err(db)?;
-            let rows = st
-                .query_map(params![val, scope.participant.0, before.map_or(i64::MAX, |q| q.0), limit], question_row)
-                .map_err(db)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), question_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await
     }
 
-    async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>> {
+    async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted> {
+        self.write(move |c| {
+            let question = question_where(c, id)?;
+            let session = load_session(c, question.session)?;
+            let before = question.state.clone();
+            let plan = plan(&question, &session)?;
+            if let Some(after) = &plan.state {
+                c.execute(
+                    "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6, exclude_from_stats = ?7 WHERE id = ?1",
+                    params![
+                        id.0,
+                        after.status.as_str(),
+                        after.code,
+                        after.assignee.map(|s| s.0),
+                        after.follow_up,
+                        after.referred_to.map(|l| l.0),
+                        after.exclude_from_stats
+                    ],
+                )
+                .map_err(db)?;
+                for change in changes(&before, after) {
+                    insert_timeline(c, id, now, Some(&by), &change)?;
+                }
+            }
+            for entry in &plan.entries {
+                insert_timeline(c, id, now, Some(&by), entry)?;
+            }
+            let mut events = Vec::new();
+            let line = match plan.line {
+                Some(line) => {
+                    let message = insert_message(c, &session, line, now)?;
+                    events.push(Event::Message { ctx: session.ctx.clone(), message: message.clone() });
+                    Some(message)
+                }
+                None => None,
+            };
+            let mail = match &plan.mail {
+                Some(m) => Some(insert_mail(c, m, Some(id), Some(session.ctx.id), now)?),
+                None => None,
+            };
+            let question = question_where(c, id)?;
+            Ok((Acted { question, line, mail }, events))
+        })
+        .await
+    }
+
+    async fn due_mail(&self, now: Millis, limit: u32) -> Result<Vec<OutboxMail>> {
         self.read(move |c| {
-            c.query_row(&format!("{QUESTION_SELECT} WHERE q.id = ?1"), [id.0], question_row).optional().map_err(db)
+            let mut st = c
+                .prepare_cached(&format!(
+                    "{OUTBOX_SELECT} WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let rows = st.query_map(params![now, limit], outbox_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn mail_sent(&self, id: i64, now: Millis) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn mail_failed(&self, id: i64, error: &str, retry_at: Millis) -> Result<()> {
+        let error = error.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
+                params![id, error, retry_at],
+            )
+            .map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn mail(&self, id: i64) -> Result<Option<OutboxMail>> {
+        self.read(move |c| {
+            c.query_row(&format!("{OUTBOX_SELECT} WHERE id = ?1"), [id], outbox_row).optional().map_err(db)
+        })
+        .await
+    }
+
+    async fn next_mail_due(&self) -> Result<Option<Millis>> {
+        self.read(|c| {
+            c.query_row("SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL", [], |r| r.get(0)).map_err(db)
+        })
+        .await
+    }
+
+    async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>> {
+        self.read(move |c| match question_where(c, id) {
+            Ok(q) => Ok(Some(q)),
+            Err(StoreError::Domain(DomainError::NotFound(_))) => Ok(None),
+            Err(e) => Err(e),
         })
         .await
     }

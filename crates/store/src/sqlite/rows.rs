@@ -70,9 +70,11 @@ pub fn staff_row(r: &Row) -> rusqlite::Result<Staff> {
 }
 
 pub const SESSION_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, s.librarian_id, q.id,
-     s.state, s.patron_name, s.patron_email, s.created_at, s.accepted_at, s.ended_at, q.code IS NOT NULL, s.last_seq
+     s.state, s.patron_name, s.patron_email, s.created_at, s.accepted_at, s.ended_at, q.code IS NOT NULL, s.last_seq,
+     s.transcript_to, q.referred_to, rl.institution_id, ri.cooperative_id
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
-     LEFT JOIN questions q ON q.session_id = s.id";
+     LEFT JOIN questions q ON q.session_id = s.id
+     LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
 
 pub fn session_row(r: &Row) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -85,6 +87,14 @@ pub fn session_row(r: &Row) -> rusqlite::Result<SessionRecord> {
             },
             librarian: r.get::<_, Option<i64>>(4)?.map(StaffId),
             question: r.get::<_, Option<i64>>(5)?.map(QuestionId),
+            referred: match (r.get::<_, Option<i64>>(15)?, r.get::<_, Option<i64>>(16)?, r.get::<_, Option<i64>>(17)?) {
+                (Some(l), Some(i), Some(c)) => Some(Placement {
+                    library: LibraryId(l),
+                    institution: InstitutionId(i),
+                    cooperative: CooperativeId(c),
+                }),
+                _ => None,
+            },
         },
         state: parse(r, 6, "session state", SessionState::parse)?,
         patron_name: r.get(7)?,
@@ -94,6 +104,7 @@ pub fn session_row(r: &Row) -> rusqlite::Result<SessionRecord> {
         ended_at: r.get(11)?,
         code_set: r.get(12)?,
         last_seq: r.get::<_, i64>(13)? as u64,
+        transcript_to: r.get(14)?,
     })
 }
 
@@ -260,12 +271,15 @@ pub fn question_state(c: &Connection, q: QuestionId) -> Result<QuestionState> {
 
 pub const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_id, l.name, q.text,
      q.status, q.code, q.assignee_id, q.follow_up, q.referred_to, q.exclude_from_stats,
-     s.librarian_id, st.display_name, s.state, q.created_at, s.last_message_at
+     s.librarian_id, st.display_name, s.state, q.created_at, s.last_message_at,
+     l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
-     JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id";
+     JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
+     LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
 
 pub fn question_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
     let state = question_state_row(r, 5)?;
+    let state_referred = state.referred_to;
     let session_state = parse(r, 13, "session state", SessionState::parse)?;
     Ok(QuestionRecord {
         id: QuestionId(r.get(0)?),
@@ -280,15 +294,66 @@ pub fn question_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
         session_state,
         created_at: r.get(14)?,
         last_message_at: r.get(15)?,
+        placement: Placement {
+            library: LibraryId(r.get(2)?),
+            institution: InstitutionId(r.get(16)?),
+            cooperative: CooperativeId(r.get(17)?),
+        },
+        referred: match (state_referred, r.get::<_, Option<i64>>(18)?, r.get::<_, Option<i64>>(19)?) {
+            (Some(library), Some(institution), Some(cooperative)) => Some(Placement {
+                library,
+                institution: InstitutionId(institution),
+                cooperative: CooperativeId(cooperative),
+            }),
+            _ => None,
+        },
+        referred_name: r.get(20)?,
     })
 }
 
-pub fn scope_filter(scope: &QuestionScope) -> (&'static str, i64) {
+/// The SQL condition for a role scope: questions of the libraries it covers,
+/// questions referred to them, and those the staff member chatted in.
+/// Binds `?1` (the scope's id) and `?2` (the staff member).
+pub fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
     match scope.covers {
-        ScopeLevel::Library(l) => ("q.library_id", l.0),
-        ScopeLevel::Institution(i) => ("l.institution_id", i.0),
-        ScopeLevel::Cooperative(c) => ("i.cooperative_id", c.0),
+        ScopeLevel::Library(l) => ("(q.library_id = ?1 OR q.referred_to = ?1 OR s.librarian_id = ?2)", l.0),
+        ScopeLevel::Institution(i) => ("(l.institution_id = ?1 OR rl.institution_id = ?1 OR s.librarian_id = ?2)", i.0),
+        ScopeLevel::Cooperative(c) => ("(i.cooperative_id = ?1 OR ri.cooperative_id = ?1 OR s.librarian_id = ?2)", c.0),
     }
+}
+
+pub const OUTBOX_SELECT: &str =
+    "SELECT id, kind, to_addr, subject, body, created_at, attempts, sent_at, last_error FROM outbox";
+
+pub fn outbox_row(r: &Row) -> rusqlite::Result<crate::OutboxMail> {
+    Ok(crate::OutboxMail {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        to: r.get(2)?,
+        subject: r.get(3)?,
+        body: r.get(4)?,
+        created_at: r.get(5)?,
+        attempts: r.get::<_, i64>(6)? as u32,
+        sent_at: r.get(7)?,
+        last_error: r.get(8)?,
+    })
+}
+
+pub fn insert_mail(
+    c: &Connection,
+    m: &crate::NewMail,
+    question: Option<QuestionId>,
+    session: Option<SessionId>,
+    now: Millis,
+) -> Result<i64> {
+    c.prepare_cached(
+        "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )
+    .map_err(db)?
+    .execute(params![m.kind, question.map(|q| q.0), session.map(|s| s.0), m.to, m.subject, m.body, now])
+    .map_err(db)?;
+    Ok(c.last_insert_rowid())
 }
 
 pub fn codes_of(c: &Connection, coop: CooperativeId) -> Result<Vec<ResolutionCode>> {
@@ -312,4 +377,96 @@ pub fn codes_of(c: &Connection, coop: CooperativeId) -> Result<Vec<ResolutionCod
         })
         .map_err(db)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+}
+
+/// One question, or NotFound.
+pub fn question_where(c: &Connection, id: QuestionId) -> Result<QuestionRecord> {
+    c.prepare_cached(&format!("{QUESTION_SELECT} WHERE q.id = ?1"))
+        .map_err(db)?
+        .query_row([id.0], question_row)
+        .optional()
+        .map_err(db)?
+        .ok_or(StoreError::Domain(DomainError::NotFound("question")))
+}
+
+/// Every message of a session, in order.
+pub fn all_messages(c: &Connection, id: SessionId) -> Result<Vec<Message>> {
+    let mut st = c.prepare_cached(&format!("{MESSAGE_SELECT} WHERE session_id = ?1 ORDER BY seq")).map_err(db)?;
+    let rows = st.query_map([id.0], message_row).map_err(db)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+}
+
+/// The SQL and arguments of a question-list query: scope, view, filters,
+/// paging. Every value is bound, never spliced into the text.
+pub fn question_query_sql(query: &crate::QuestionQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use refdesk_domain::actions::View;
+    use rusqlite::types::Value;
+    let (scope, scope_id) = scope_condition(&query.scope);
+    let mut sql = format!("{QUESTION_SELECT} WHERE {scope}");
+    let mut args: Vec<Value> = vec![Value::Integer(scope_id), Value::Integer(query.scope.participant.0)];
+    let view = match query.view {
+        View::MyNew => "q.assignee_id = ?2 AND q.status = 'new'",
+        View::MyActive => "q.assignee_id = ?2 AND q.status IN ('new', 'pending', 'answered')",
+        View::New => "q.status = 'new'",
+        View::Unassigned => "q.assignee_id IS NULL AND q.status IN ('new', 'pending')",
+        View::Active => "q.status IN ('new', 'pending', 'answered')",
+        View::Answered => "q.status = 'answered'",
+        View::Closed => "q.status = 'closed'",
+        View::Pending => "q.status = 'pending'",
+        View::Referred => "q.referred_to IS NOT NULL",
+        View::FollowUp => "q.follow_up = 1",
+        View::All => "1 = 1",
+        // R5: live until ended *and* coded.
+        View::Live => "(s.state <> 'ended' OR q.code IS NULL)",
+    };
+    sql.push_str(" AND ");
+    sql.push_str(view);
+    // Each condition's `?` placeholders are numbered as its values are bound.
+    let mut bind = |cond: &str, values: Vec<Value>| {
+        let mut out = String::new();
+        for (i, part) in cond.split('?').enumerate() {
+            if i > 0 {
+                args.push(values[i - 1].clone());
+                out.push_str(&format!("?{}", args.len()));
+            }
+            out.push_str(part);
+        }
+        sql.push_str(" AND ");
+        sql.push_str(&out);
+    };
+    if let Some(st) = query.status {
+        bind("q.status = ?", vec![Value::Text(st.as_str().into())]);
+    }
+    if let Some(code) = &query.code {
+        bind("q.code = ?", vec![Value::Text(code.clone())]);
+    }
+    if let Some(from) = query.from {
+        bind("q.created_at >= ?", vec![Value::Integer(from)]);
+    }
+    if let Some(to) = query.to {
+        bind("q.created_at < ?", vec![Value::Integer(to)]);
+    }
+    if let Some(l) = query.librarian {
+        bind("s.librarian_id = ?", vec![Value::Integer(l.0)]);
+    }
+    if let Some(l) = query.library {
+        bind("q.library_id = ?", vec![Value::Integer(l.0)]);
+    }
+    if let Some(text) = &query.text {
+        // A substring search over the question and every line of its
+        // transcript (staff see notes, so notes are searched too); LIKE's
+        // wildcards in the words are escaped.
+        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let pattern = Value::Text(format!("%{escaped}%"));
+        bind(
+            "(q.text LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body LIKE ? ESCAPE '\\'))",
+            vec![pattern.clone(), pattern],
+        );
+    }
+    if let Some(before) = query.before {
+        bind("q.id < ?", vec![Value::Integer(before.0)]);
+    }
+    args.push(Value::Integer(query.limit as i64));
+    sql.push_str(&format!(" ORDER BY q.id DESC LIMIT ?{}", args.len()));
+    (sql, args)
 }

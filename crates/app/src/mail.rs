@@ -1,0 +1,281 @@
+//! E-mail: what refdesk sends (answers, transcripts) and the sender that
+//! delivers the outbox.
+//!
+//! Every e-mail is first a row in the outbox, written in the same
+//! transaction as its cause (an answer, the end of a chat), so nothing is
+//! lost if SMTP is down or refdesk stops. The [`Mailer`] delivers due rows,
+//! marks each sent right after the server accepts it, and on failure retries
+//! with exponential backoff. Each e-mail carries a Message-ID derived from
+//! its row, the same on every attempt, so that in the one unavoidable
+//! window (the server accepted it, refdesk stopped before recording that) a
+//! second copy is recognisably the same message.
+//!
+//! With no SMTP server configured — the embedded default — each e-mail is
+//! written as an `.eml` file under the data folder instead.
+//!
+//! Transcripts are built with the one visibility function, as the patron's
+//! socket sees the chat: no librarian note, no staff-only line (B4).
+
+use crate::App;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executor};
+use refdesk_domain::chat::{Author, Message};
+use refdesk_domain::visibility::{transcript, Viewer};
+use refdesk_store::{NewMail, OutboxMail, QuestionRecord, SessionRecord};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// E-mail settings.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// SMTP server, e.g. `smtp://mail.example.org:587?tls=required` (STARTTLS),
+    /// `smtps://user:password@mail.example.org` (TLS) or `smtp://127.0.0.1:2525`
+    /// (plain). Empty: write `.eml` files under the data folder.
+    pub smtp_url: Option<String>,
+    /// The From address.
+    pub from: String,
+    /// First retry after a failed delivery, in milliseconds; doubles each time.
+    pub retry_initial_ms: u64,
+    /// Longest wait between retries, in milliseconds.
+    pub retry_max_ms: u64,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_url: None,
+            from: "refdesk <noreply@localhost>".into(),
+            retry_initial_ms: 2_000,
+            retry_max_ms: 600_000,
+        }
+    }
+}
+
+/// Never prints the SMTP URL: it may hold a password.
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<hidden>"))
+            .field("from", &self.from)
+            .field("retry_initial_ms", &self.retry_initial_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .finish()
+    }
+}
+
+impl MailConfig {
+    /// Refuses settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        self.from.parse::<Mailbox>().map_err(|e| format!("mail.from {:?} is not an address: {e}", self.from))?;
+        if let Some(url) = &self.smtp_url {
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                .map_err(|e| format!("mail.smtp_url is not a usable SMTP URL: {e}"))?;
+        }
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            return Err("mail.retry_initial_ms must be positive and at most mail.retry_max_ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// The e-mail for an answer sent from the question list. The question number
+/// is in the subject so that a reply can be matched to it.
+pub fn answer_mail(q: &QuestionRecord, answer: &str, to: &str) -> NewMail {
+    NewMail {
+        kind: "answer",
+        to: to.to_owned(),
+        subject: format!("Answer to your question #{} — {}", q.id, q.library_name),
+        body: format!(
+            "{answer}\n\n— {library}\n\nYour question (#{id}):\n> {question}\n",
+            library = q.library_name,
+            id = q.id,
+            question = q.text.replace('\n', "\n> "),
+        ),
+    }
+}
+
+/// The end-of-chat transcript, if the patron asked for one: exactly the lines
+/// the patron could see, through the visibility function.
+pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMail> {
+    let to = session.transcript_to.clone()?;
+    let viewer = Viewer::Patron { session: session.ctx.id };
+    let mut body = String::from("The transcript of your chat with the library:\n\n");
+    for m in transcript(&viewer, &session.ctx, all) {
+        let who = match &m.author {
+            Author::Patron { name } => name.clone(),
+            Author::Staff { name, .. } => format!("{name} (librarian)"),
+            Author::System => "—".into(),
+        };
+        body.push_str(&format!("[{}] {who}: {}\n", utc_time(m.at), m.body));
+    }
+    let subject = match session.ctx.question {
+        Some(q) => format!("Transcript of your chat (question #{q})"),
+        None => "Transcript of your chat".into(),
+    };
+    Some(NewMail { kind: "transcript", to, subject, body })
+}
+
+/// `HH:MM UTC` of a timestamp, without a date library.
+fn utc_time(ms: i64) -> String {
+    let mins = ms.div_euclid(60_000).rem_euclid(24 * 60);
+    format!("{:02}:{:02} UTC", mins / 60, mins % 60)
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(PathBuf),
+}
+
+/// Delivers the outbox.
+pub struct Mailer {
+    app: App,
+    transport: Transport,
+    from: Mailbox,
+    config: MailConfig,
+}
+
+impl Mailer {
+    /// A mailer for `config`; with no SMTP URL, e-mail goes to `<data_dir>/mail/*.eml`.
+    pub fn new(app: App, config: MailConfig, data_dir: PathBuf) -> Result<Mailer, String> {
+        config.validate()?;
+        let from = config.from.parse().map_err(|e| format!("mail.from: {e}"))?;
+        let transport = match &config.smtp_url {
+            Some(url) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| format!("mail.smtp_url: {e}"))?
+                    .timeout(Some(Duration::from_secs(30)))
+                    .build(),
+            ),
+            None => Transport::Files(data_dir.join("mail")),
+        };
+        Ok(Mailer { app, transport, from, config })
+    }
+
+    /// Delivers until `shutdown` resolves: whatever is due, then sleeps until
+    /// the next retry or until a new e-mail is queued.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.deliver_due().await;
+            let wait = match self.app.store.next_mail_due().await {
+                Ok(Some(at)) => Duration::from_millis((at - self.app.clock.now()).clamp(0, 60_000) as u64),
+                Ok(None) => Duration::from_secs(60),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox; retrying");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.app.mail_wakeup.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One pass over the due e-mail. Returns how many were delivered.
+    pub async fn deliver_due(&self) -> usize {
+        let due = match self.app.store.due_mail(self.app.clock.now(), 50).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                return 0;
+            }
+        };
+        let mut delivered = 0;
+        for mail in due {
+            match self.deliver(&mail).await {
+                Ok(()) => {
+                    delivered += 1;
+                    if let Err(e) = self.app.store.mail_sent(mail.id, self.app.clock.now()).await {
+                        tracing::error!(error = %e, id = mail.id, "delivered but not recorded; it may be sent again");
+                    }
+                }
+                Err(Failure::Permanent(why)) => {
+                    tracing::error!(id = mail.id, %why, "e-mail cannot be delivered; kept in the outbox");
+                    let _ = self.app.store.mail_failed(mail.id, &why, i64::MAX).await;
+                }
+                Err(Failure::Transient(why)) => {
+                    let backoff = self
+                        .config
+                        .retry_initial_ms
+                        .saturating_mul(1u64 << mail.attempts.min(20))
+                        .min(self.config.retry_max_ms);
+                    tracing::warn!(id = mail.id, %why, retry_in_ms = backoff, "e-mail delivery failed; will retry");
+                    let _ = self.app.store.mail_failed(mail.id, &why, self.app.clock.now() + backoff as i64).await;
+                }
+            }
+        }
+        delivered
+    }
+
+    async fn deliver(&self, mail: &OutboxMail) -> Result<(), Failure> {
+        let to: Mailbox =
+            mail.to.parse().map_err(|e| Failure::Permanent(format!("bad recipient {:?}: {e}", mail.to)))?;
+        let domain = self.from.email.domain().to_owned();
+        let email = Email::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .message_id(Some(format!("<refdesk.{}.{}@{domain}>", mail.id, mail.created_at)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())
+            .map_err(|e| Failure::Permanent(format!("cannot build the e-mail: {e}")))?;
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp.send(email).await.map(|_| ()).map_err(|e| {
+                if e.is_permanent() {
+                    Failure::Permanent(e.to_string())
+                } else {
+                    Failure::Transient(e.to_string())
+                }
+            }),
+            Transport::Files(dir) => {
+                let write = async {
+                    tokio::fs::create_dir_all(dir).await?;
+                    let path = dir.join(format!("{:08}.eml", mail.id));
+                    let tmp = dir.join(format!(".{:08}.eml.tmp", mail.id));
+                    tokio::fs::write(&tmp, email.formatted()).await?;
+                    tokio::fs::rename(&tmp, &path).await
+                };
+                write.await.map_err(|e| Failure::Transient(format!("cannot write the e-mail file: {e}")))
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Worth trying again later (connection refused, timeout, 4xx).
+    Transient(String),
+    /// Will never work (a bad address, a 5xx refusal).
+    Permanent(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smtp_password_is_never_printed() {
+        let c = MailConfig { smtp_url: Some("smtps://u:secret@mail.example.org".into()), ..MailConfig::default() };
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_mail_settings_are_refused() {
+        assert!(MailConfig { from: "nobody".into(), ..MailConfig::default() }.validate().is_err());
+        assert!(MailConfig { smtp_url: Some("http://x".into()), ..MailConfig::default() }.validate().is_err());
+        assert!(MailConfig::default().validate().is_ok());
+        assert!(MailConfig { smtp_url: Some("smtp://127.0.0.1:2525".into()), ..MailConfig::default() }
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(utc_time(0), "00:00 UTC");
+        assert_eq!(utc_time((13 * 60 + 5) * 60_000), "13:05 UTC");
+    }
+}

@@ -1,0 +1,351 @@
+//! The question list and its actions (R2, R4, R7, B1). Each action is
+//! decided inside the store's transaction on the question as it is then:
+//! scope (I5), the live-chat confirmation (B1), the rule (R4), the line in
+//! the live chat, the timeline entries (R7) and the e-mail, all or nothing.
+
+use crate::mail::answer_mail;
+use crate::{App, AppResult};
+use refdesk_domain::actions::{self, check_confirmation, ChatLine, View};
+use refdesk_domain::authz::{authorize, authorize_question, Action, Target};
+use refdesk_domain::chat::{Author, Message, SystemEvent};
+use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
+use refdesk_domain::input::{self, Body};
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::{apply_code, Change, Status};
+use refdesk_domain::visibility::{transcript, Viewer};
+use refdesk_domain::{DomainError, Millis};
+use refdesk_store::{
+    NewMessage, QuestionPlan, QuestionQuery, QuestionRecord, QuestionScope, ScopeLevel, TimelineEntry,
+};
+use serde::Serialize;
+
+/// Filters of the question list, already parsed.
+#[derive(Clone, Debug)]
+pub struct ListFilter {
+    /// Which view (default: all).
+    pub view: View,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this code.
+    pub code: Option<String>,
+    /// Created at or after.
+    pub from: Option<Millis>,
+    /// Created before.
+    pub to: Option<Millis>,
+    /// Chatted by this librarian.
+    pub librarian: Option<StaffId>,
+    /// Owned by this library (slug).
+    pub library: Option<String>,
+    /// Words in the question or its transcript.
+    pub text: Option<String>,
+    /// Paging: older than this question.
+    pub before: Option<QuestionId>,
+    /// Page size (1–200).
+    pub limit: u32,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        ListFilter {
+            view: View::All,
+            status: None,
+            code: None,
+            from: None,
+            to: None,
+            librarian: None,
+            library: None,
+            text: None,
+            before: None,
+            limit: 50,
+        }
+    }
+}
+
+/// What a question-list action does.
+#[derive(Clone, Debug)]
+pub enum QuestionAction {
+    /// Send an answer: e-mailed (to `email`, else the patron's address) and,
+    /// while live, shown in the chat.
+    Answer {
+        /// The answer.
+        body: String,
+        /// Send to this address instead of the patron's.
+        email: Option<String>,
+    },
+    /// Add a librarian note.
+    Note {
+        /// The note.
+        body: String,
+    },
+    /// Send a message to the chatting librarian (live chats only).
+    MessageLibrarian {
+        /// The message.
+        body: String,
+    },
+    /// Close the question.
+    Close,
+    /// Reopen a closed question.
+    Reopen,
+    /// Assign to a colleague (or nobody).
+    Assign {
+        /// The new owner.
+        to: Option<StaffId>,
+    },
+    /// Take the question yourself.
+    Claim,
+    /// Refer to another library of the cooperative.
+    Refer {
+        /// Its slug.
+        library: String,
+    },
+    /// Set or change the resolution code.
+    SetCode {
+        /// The code's key.
+        code: String,
+        /// For `referred`: the receiving library's slug.
+        library: Option<String>,
+    },
+}
+
+/// The outcome of an action, with a sentence for the person who acted.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActOutcome {
+    /// The question after the action.
+    pub question: QuestionRecord,
+    /// The line written into the live chat, if any.
+    pub chat_line: Option<Message>,
+    /// The address the answer was e-mailed to, if any.
+    pub emailed_to: Option<String>,
+    /// What happened, in words (e.g. "shown in the chat only").
+    pub notice: Option<String>,
+}
+
+/// A question as staff see it: the record, its transcript and its timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuestionDetail {
+    /// The question.
+    pub question: QuestionRecord,
+    /// Every message staff may see, notes included.
+    pub transcript: Vec<Message>,
+    /// R7.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+fn line(staff: &Staff, l: ChatLine, system: bool) -> NewMessage {
+    let author = if system { Author::System } else { Author::Staff { id: staff.id, name: staff.display_name.clone() } };
+    NewMessage { author, kind: l.kind, audience: l.audience, body: l.body, client_id: None, system: None }
+}
+
+impl App {
+    /// The question list in this staff member's scope, newest first (R2: live
+    /// questions are in it, marked live — B1).
+    pub async fn question_list(&self, staff: &Staff, f: ListFilter) -> AppResult<Vec<QuestionRecord>> {
+        let library = match &f.library {
+            Some(slug) => Some(self.library(slug).await?.placement.library),
+            None => None,
+        };
+        let text = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+            return Err(DomainError::invalid("q", "search for at most 200 characters").into());
+        }
+        if let (Some(from), Some(to)) = (f.from, f.to) {
+            if from > to {
+                return Err(DomainError::invalid("from", "the start of the date range is after its end").into());
+            }
+        }
+        let query = QuestionQuery {
+            scope: QuestionScope { covers: ScopeLevel::of(staff), participant: staff.id },
+            view: f.view,
+            status: f.status,
+            code: f.code,
+            from: f.from,
+            to: f.to,
+            librarian: f.librarian,
+            library,
+            text,
+            before: f.before,
+            limit: f.limit.clamp(1, 200),
+        };
+        Ok(self.store.questions(query).await?)
+    }
+
+    /// One question with its transcript and timeline, as staff see it.
+    pub async fn question(&self, staff: &Staff, id: QuestionId) -> AppResult<QuestionDetail> {
+        let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
+        authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
+        let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
+        let all = self.store.messages_after(question.session, 0, u32::MAX).await?;
+        // Staff see notes; the visibility function still decides.
+        let viewer = Viewer::Staff(staff.clone());
+        let visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();
+        let timeline = self.store.timeline(id).await?;
+        Ok(QuestionDetail { question, transcript: visible, timeline })
+    }
+
+    /// Acts on a question. On a live question `confirm_live` must be true
+    /// (B1); on a question that is no longer live it must be false — a stale
+    /// confirmation changes nothing.
+    pub async fn act(
+        &self,
+        staff: &Staff,
+        id: QuestionId,
+        action: QuestionAction,
+        confirm_live: bool,
+    ) -> AppResult<ActOutcome> {
+        // Everything that needs input parsing or another lookup happens here,
+        // before the transaction; the rule itself runs inside it.
+        let max = self.limits.max_message_chars;
+        let parse_body = |b: &str| Body::parse(b, max).map(Body::into_string);
+        let mut receiving: Option<(LibraryId, refdesk_domain::org::Placement)> = None;
+        let mut assignee: Option<Staff> = None;
+        let mut codes = Vec::new();
+        let action = match action {
+            QuestionAction::Answer { body, email } => {
+                let email = input::optional_email(email.as_deref())?;
+                QuestionAction::Answer { body: parse_body(&body)?, email }
+            }
+            QuestionAction::Note { body } => QuestionAction::Note { body: parse_body(&body)? },
+            QuestionAction::MessageLibrarian { body } => QuestionAction::MessageLibrarian { body: parse_body(&body)? },
+            QuestionAction::Assign { to: Some(to) } => {
+                assignee =
+                    Some(self.store.staff_by_id(to).await?.ok_or(DomainError::invalid("to", "no such staff member"))?);
+                QuestionAction::Assign { to: Some(to) }
+            }
+            QuestionAction::Refer { library } => {
+                let lib =
+                    self.library(&library).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
+                receiving = Some((lib.placement.library, lib.placement));
+                QuestionAction::Refer { library }
+            }
+            QuestionAction::SetCode { code, library } => {
+                if let Some(slug) = &library {
+                    let lib =
+                        self.library(slug).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
+                    receiving = Some((lib.placement.library, lib.placement));
+                }
+                let q = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
+                codes = self.store.codes(q.placement.cooperative).await?;
+                QuestionAction::SetCode { code, library }
+            }
+            other => other,
+        };
+
+        let me = staff.clone();
+        let confirmed = confirm_live;
+        let plan: refdesk_store::Plan = Box::new(move |q, session| {
+            authorize_question(&me, &q.placement, q.referred.as_ref(), q.librarian)?;
+            check_confirmation(q.live, confirmed)?;
+            let live = q.live;
+            let mut plan = QuestionPlan::default();
+            match action {
+                QuestionAction::Answer { body, email } => {
+                    let to = email.or_else(|| session.patron_email.clone());
+                    if to.is_none() && !live {
+                        return Err(DomainError::Conflict(
+                            "no e-mail address is known for this patron and the chat has ended: the answer cannot reach them"
+                                .into(),
+                        ));
+                    }
+                    let (after, chat) = actions::answer(&q.state, &body, live);
+                    plan.entries.push(Change::Answer {
+                        body: body.clone(),
+                        emailed_to: to.clone(),
+                        in_chat: chat.is_some(),
+                    });
+                    plan.line = chat.map(|l| line(&me, l, false));
+                    plan.mail = to.map(|to| answer_mail(q, &body, &to));
+                    plan.state = Some(after);
+                }
+                QuestionAction::Note { body } => {
+                    plan.line = actions::note(&body, live).map(|l| line(&me, l, false));
+                    plan.entries.push(Change::Note { body });
+                }
+                QuestionAction::MessageLibrarian { body } => {
+                    let name = q.librarian_name.clone().unwrap_or_else(|| "the librarian".into());
+                    plan.line = Some(line(&me, actions::message_to_librarian(&body, &name, live)?, false));
+                    plan.entries.push(Change::LibrarianMessage { to: q.librarian, body });
+                }
+                QuestionAction::Close => {
+                    let (after, chat) = actions::close(&q.state, &me.display_name, live)?;
+                    plan.line = chat.map(|l| line(&me, l, true));
+                    plan.state = Some(after);
+                }
+                QuestionAction::Reopen => plan.state = Some(actions::reopen(&q.state)?),
+                QuestionAction::Assign { to } => {
+                    if let Some(who) = &assignee {
+                        authorize_question(who, &q.placement, q.referred.as_ref(), q.librarian)
+                            .map_err(|_| DomainError::invalid("to", "that staff member cannot work this question"))?;
+                    }
+                    plan.state = Some(actions::assign(&q.state, to)?);
+                }
+                QuestionAction::Claim => plan.state = Some(actions::assign(&q.state, Some(me.id))?),
+                QuestionAction::Refer { .. } => {
+                    let (to, placement) = receiving.ok_or(DomainError::invalid("library", "no such library"))?;
+                    if placement.cooperative != q.placement.cooperative {
+                        return Err(DomainError::invalid("library", "refer only within the cooperative"));
+                    }
+                    plan.state = Some(actions::refer(&q.state, q.library, to)?);
+                    plan.line = live.then(|| {
+                        line(
+                            &me,
+                            staff_line(format!("Question referred to another library by {}", me.display_name)),
+                            true,
+                        )
+                    });
+                }
+                QuestionAction::SetCode { code, .. } => {
+                    let target = Target { placement: q.placement, state: session.state, librarian: q.librarian };
+                    authorize(&me, Action::SetCode, &target)?;
+                    let code = codes
+                        .iter()
+                        .find(|c| c.key == code)
+                        .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {code:?}")))?;
+                    if code.referred && receiving.is_none() {
+                        return Err(DomainError::invalid("library", "name the library the question is referred to"));
+                    }
+                    if let Some((_, p)) = receiving {
+                        if p.cooperative != q.placement.cooperative || p.library == q.library {
+                            return Err(DomainError::invalid("library", "refer to another library of the cooperative"));
+                        }
+                    }
+                    let after = apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0));
+                    let text =
+                        format!("{}: {} (by {})", refdesk_domain::chat::CODE_SET_TEXT, code.label, me.display_name);
+                    plan.line = live.then(|| {
+                        let mut l = line(&me, staff_line(text), true);
+                        l.system = Some(SystemEvent::CodeSet);
+                        l
+                    });
+                    plan.state = Some(after);
+                }
+            }
+            if plan.state.as_ref() == Some(&q.state) {
+                plan.state = None;
+            }
+            Ok(plan)
+        });
+        let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
+        if acted.mail.is_some() {
+            self.mail_wakeup.notify_one();
+        }
+        let emailed_to = match acted.mail {
+            Some(mail) => self.store.mail(mail).await?.map(|m| m.to),
+            None => None,
+        };
+        let notice = match (&acted.line, &emailed_to) {
+            (Some(l), None) if l.kind == refdesk_domain::chat::MessageKind::Answer => {
+                Some("No e-mail address is known for this patron: the answer was shown in the chat only.".to_owned())
+            }
+            (Some(l), Some(to)) if l.kind == refdesk_domain::chat::MessageKind::Answer => {
+                Some(format!("The answer was shown in the chat and e-mailed to {to}."))
+            }
+            (None, Some(to)) => Some(format!("The answer was e-mailed to {to}.")),
+            _ => None,
+        };
+        Ok(ActOutcome { question: acted.question, chat_line: acted.line, emailed_to, notice })
+    }
+}
+
+fn staff_line(body: String) -> ChatLine {
+    ChatLine { kind: refdesk_domain::chat::MessageKind::System, audience: refdesk_domain::chat::Audience::Staff, body }
+}
