@@ -5,7 +5,8 @@
 #
 # Layers: formatting and lints; domain unit and property tests; store tests;
 # integration tests against the real server (real SQLite file, real
-# WebSockets) including the property test over random action sequences.
+# WebSockets, a real SMTP server) including the property test over random
+# action sequences.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +39,18 @@ ensure_nats() {
   echo "NATS did not start" >&2; exit 1
 }
 
+# A real SMTP server for the e-mail tests: Python's aiosmtpd.
+ensure_aiosmtpd() {
+  if python3 -c 'import aiosmtpd' 2>/dev/null; then return; fi
+  say "installing aiosmtpd (the SMTP server the e-mail tests run)"
+  if ! command -v python3 >/dev/null; then apt-get install -y -q python3 python3-pip >/dev/null; fi
+  python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
+  python3 -c 'import aiosmtpd'
+}
+
 ensure_postgres
 ensure_nats
+ensure_aiosmtpd
 
 # --- the layers -----------------------------------------------------------------
 say "format"
@@ -55,7 +66,7 @@ say "store, app, configuration"
 cargo test -p refdesk-store -p refdesk-app -p refdesk --quiet
 cargo test -p refdesk-server --lib --quiet
 
-say "integration: the real server over HTTP and WebSockets"
+say "integration: the real server over HTTP, WebSockets and SMTP"
 cargo test -p refdesk-server --test api --quiet
 
 say "all layers passed"

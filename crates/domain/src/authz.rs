@@ -111,7 +111,7 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
 
 /// Question-list work (read a question, act on it): staff whose role covers
 /// the owning library, or the library it was referred to, and the librarian
-/// who chatted (I5). Outside that, the question does not exist.
+/// who chatted (I5). Outside that: refused, and nothing changes.
 pub fn authorize_question(
     staff: &Staff,
     owner: &Placement,
@@ -122,7 +122,7 @@ pub fn authorize_question(
     if covers || librarian == Some(staff.id) {
         Ok(())
     } else {
-        Err(DomainError::NotFound("question"))
+        Err(DomainError::Forbidden("this question is outside your scope"))
     }
 }
 

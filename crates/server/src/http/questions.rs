@@ -112,8 +112,8 @@ async fn act(
     Path((id, action)): Path<(i64, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<ActOutcome>> {
-    // Actions without fields (close, claim…) may come with no body at all.
-    let b: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
+    // Actions without fields (close, claim…) may come with no body, or `null`.
+    let b: ActBody = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         ActBody::default()
     } else {
         serde_json::from_slice(&body)
@@ -129,13 +129,15 @@ async fn act(
         "claim" => QuestionAction::Claim,
         "refer" => QuestionAction::Refer { library: required(b.library, "library")? },
         "code" => QuestionAction::SetCode { code: required(b.code, "code")?, library: b.library },
-        other => return Err(ApiError {
-            status: axum::http::StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!(
+        other => {
+            return Err(ApiError {
+                status: axum::http::StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: format!(
                 "no action {other:?}; use answer, note, message-librarian, close, reopen, assign, claim, refer or code"
             ),
-        }),
+            })
+        }
     };
     Ok(axum::Json(s.app.act(&staff, QuestionId(id), action, b.confirm_live).await?))
 }

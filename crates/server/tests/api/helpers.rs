@@ -102,9 +102,14 @@ impl TestApp {
 
     /// A patron starts a chat; returns (session id, token).
     pub async fn start_chat(&self, library: &str, question: &str) -> Patron {
+        self.start_chat_with(library, json!({"name": "Pat", "question": question})).await
+    }
+
+    /// A patron starts a chat with this pre-chat form.
+    pub async fn start_chat_with(&self, library: &str, form: Value) -> Patron {
         let res = reqwest::Client::new()
             .post(self.url(&format!("/api/libraries/{library}/chats")))
-            .json(&json!({"name": "Pat", "question": question}))
+            .json(&form)
             .send()
             .await
             .unwrap();
@@ -143,6 +148,18 @@ impl Staff {
         let res = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The question of a chat, from this staff member's list.
+    pub async fn question_of(&self, session: i64) -> Value {
+        let (status, list) = self.get("/api/questions?limit=200").await;
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().iter().find(|q| q["session"] == session).cloned().expect("the question is in the list")
+    }
+
+    /// Acts on a question from the question list.
+    pub async fn act(&self, question: i64, action: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/api/questions/{question}/{action}"), body).await
     }
 
     pub async fn accept(&self, session: i64) -> (u16, Value) {
@@ -276,4 +293,157 @@ impl Socket {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// A real SMTP server (Python's aiosmtpd, installed by `scripts/test.sh`)
+/// storing what it receives in a maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    maildir: TempDir,
+    child: Option<std::process::Child>,
+}
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl SmtpServer {
+    /// Starts one on a free port.
+    pub async fn start() -> SmtpServer {
+        SmtpServer::start_on(free_port()).await
+    }
+
+    /// Starts one on `port`.
+    pub async fn start_on(port: u16) -> SmtpServer {
+        let mut s = SmtpServer { port, maildir: tempfile::tempdir().unwrap(), child: None };
+        s.up().await;
+        s
+    }
+
+    /// (Re)starts the server process and waits until it accepts connections.
+    pub async fn up(&mut self) {
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{}", self.port),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(self.maildir.path().join("box"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd is installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "aiosmtpd did not start on port {}", self.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server process.
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The SMTP URL refdesk should use.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.maildir.path().join("box").join(sub)) {
+                for e in entries.flatten() {
+                    out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` messages have arrived; returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.messages();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(std::time::Instant::now() < deadline, "expected {n} e-mails, got {}", got.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Decodes an e-mail's body (quoted-printable or base64 as lettre chose) well
+/// enough to search it for text.
+pub fn mail_text(raw: &str) -> String {
+    let (head, body) = raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n")).unwrap_or((raw, ""));
+    let lower = head.to_ascii_lowercase();
+    if lower.contains("content-transfer-encoding: base64") {
+        let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        String::from_utf8_lossy(&base64_decode(&clean)).into_owned()
+    } else if lower.contains("quoted-printable") {
+        quoted_printable(body)
+    } else {
+        body.to_owned()
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter_map(val) {
+        acc = (acc << 6) | c as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn quoted_printable(s: &str) -> String {
+    let joined = s.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

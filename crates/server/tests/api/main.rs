@@ -4,7 +4,9 @@
 mod bad_input;
 mod chat_flow;
 mod helpers;
+mod mail;
 mod properties;
+mod question_list;
 mod restart;
 mod resume;
 mod router;

@@ -1,0 +1,134 @@
+//! E-mail against a real SMTP server: delivered with the right recipient,
+//! subject and body, never with a note; kept while SMTP is down and
+//! delivered once it is back — exactly once, across a refdesk restart too.
+
+use crate::helpers::{free_port, mail_text, spawn_app, spawn_app_with, start, SmtpServer};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_back_even_across_a_restart() {
+    let port = free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let tweak = move |c: &mut refdesk_server::Config| {
+        c.mail.smtp_url = Some(url.clone());
+        c.mail.retry_initial_ms = 50;
+        c.mail.retry_max_ms = 200;
+    };
+    let app = spawn_app_with(tweak.clone()).await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat_with("riverside-main", json!({"question": "Q?", "email": "pat@example.org"})).await;
+    ann.accept(patron.session).await;
+    ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+    ann.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "follow_up_by_me"})).await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let (status, out) = ann.act(q, "answer", json!({"body": "FIRST-ANSWER: drawer 7"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["emailed_to"], "pat@example.org");
+
+    // SMTP is down: the mailer tries and fails, and keeps the e-mail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let due = app.state.app.store.due_mail(i64::MAX, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "kept in the outbox");
+        if due[0].attempts >= 2 {
+            assert!(due[0].last_error.is_some());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the mailer retries");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // refdesk restarts while SMTP is still down; then SMTP comes back.
+    let dir = app.stop().await;
+    let app = start(dir, tweak).await;
+    let smtp = SmtpServer::start_on(port).await;
+    let mails = smtp.wait_for(1).await;
+    assert!(mail_text(&mails[0]).contains("FIRST-ANSWER"));
+
+    // A second answer goes through too; the first is still there only once.
+    let ann = app.staff("ann").await;
+    ann.act(q, "answer", json!({"body": "SECOND-ANSWER"})).await;
+    let mails = smtp.wait_for(2).await;
+    let firsts = mails.iter().filter(|m| mail_text(m).contains("FIRST-ANSWER")).count();
+    assert_eq!((mails.len(), firsts), (2, 1), "exactly once");
+    assert!(app.state.app.store.due_mail(i64::MAX, 10).await.unwrap().is_empty(), "nothing left to send");
+}
+
+#[tokio::test]
+async fn the_transcript_is_emailed_at_the_end_when_asked_for_without_notes_or_staff_lines() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let ann = app.staff("ann").await;
+    let patron = app
+        .start_chat_with(
+            "riverside-main",
+            json!({"name": "Pat", "question": "How do I cite a map?", "email": "pat@example.org", "transcript": true}),
+        )
+        .await;
+    ann.accept(patron.session).await;
+    let path = format!("/api/sessions/{}/messages", patron.session);
+    ann.post(&path, json!({"body": "Use the Chicago style for maps."})).await;
+    ann.post(&path, json!({"kind": "note", "body": "SECRET-NOTE check with Dev"})).await;
+    ann.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "answered"})).await;
+    let (status, _) = ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+    assert_eq!(status, 200);
+
+    let mails = smtp.wait_for(1).await;
+    let raw = &mails[0];
+    let text = mail_text(raw);
+    assert!(raw.contains("pat@example.org"));
+    assert!(raw.contains("Transcript"), "{raw}");
+    assert!(text.contains("How do I cite a map?") && text.contains("Use the Chicago style for maps."), "{text}");
+    assert!(text.contains("Chat session has ended"));
+    assert!(!text.contains("SECRET-NOTE") && !raw.contains("SECRET-NOTE"), "no note (B4)");
+    assert!(!text.contains("Resolution code set"), "no staff-only line (B4)");
+}
+
+#[tokio::test]
+async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_are_refused() {
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "q").await;
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        http.post(app.url("/api/chat/transcript")).bearer_auth(&patron.token).json(&body).send()
+    };
+    assert_eq!(post(json!({"email": "nope"})).await.unwrap().status(), 422);
+    let res = post(json!({"email": "pat@example.org"})).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let rec = app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
+    assert_eq!(rec.transcript_to.as_deref(), Some("pat@example.org"));
+    let res = http
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .json(&json!({"question": "q", "transcript": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422, "a transcript needs an address");
+}
+
+#[tokio::test]
+async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat_with("riverside-main", json!({"question": "Q?", "email": "pat@example.org"})).await;
+    ann.accept(patron.session).await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let (status, _) = ann.act(q, "answer", json!({"body": "EML-ANSWER", "confirm_live": true})).await;
+    assert_eq!(status, 200);
+    let dir = app.dir.path().join("mail");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let file = loop {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .unwrap_or_default();
+        if let Some(f) = files.first() {
+            break f.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "an .eml file appears under the data folder");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let raw = std::fs::read_to_string(file).unwrap();
+    assert!(raw.contains("pat@example.org") && mail_text(&raw).contains("EML-ANSWER"));
+}

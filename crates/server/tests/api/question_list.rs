@@ -1,0 +1,346 @@
+//! The question list and its actions on live chats (R2, R4, R7, B1): what
+//! the patron's socket and the librarian's socket each receive, and the
+//! resulting status.
+
+use crate::helpers::{spawn_app, Patron, Socket, Staff, TestApp};
+use serde_json::{json, Value};
+
+/// A live chat at riverside-main: ann chatting, both sockets resumed.
+struct Live {
+    patron: Patron,
+    pat: Socket,
+    ann: Staff,
+    ann_ws: Socket,
+    question: i64,
+}
+
+async fn live_chat(app: &TestApp, email: Option<&str>) -> Live {
+    let mut form = json!({"name": "Pat", "question": "Where are the river maps?"});
+    if let Some(e) = email {
+        form["email"] = json!(e);
+    }
+    let patron = app.start_chat_with("riverside-main", form).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let mut pat = patron.socket().await;
+    pat.resume(None, 0).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    let question = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    Live { patron, pat, ann, ann_ws, question }
+}
+
+/// The patron's events after `after` up to the next everyone-line, which the
+/// librarian sends as a marker: anything staff-only in between must be absent.
+async fn patron_sees_until_marker(l: &mut Live, marker: &str) -> Vec<Value> {
+    let ack = l.ann_ws.say(Some(l.patron.session), "message", marker, &marker.replace(' ', "-")).await;
+    let seq = ack["seq"].as_u64().unwrap();
+    l.pat.events_until_seq(seq).await;
+    l.pat.events().into_iter().cloned().collect()
+}
+
+#[tokio::test]
+async fn b1_acting_on_a_live_question_needs_confirmation_and_changes_nothing_without_it() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    let q = l.ann.question_of(l.patron.session).await;
+    assert_eq!(q["live"], true, "R2: the live chat is in the list, marked live");
+    let before = app.stored(l.patron.session).await;
+    let (status, err) = carla.act(l.question, "note", json!({"body": "psst"})).await;
+    assert_eq!(status, 409);
+    assert!(err["error"]["message"].as_str().unwrap().contains("patron may see it"), "{err}");
+    assert_eq!(app.stored(l.patron.session).await, before);
+    let (_, detail) = carla.get(&format!("/api/questions/{}", l.question)).await;
+    assert_eq!(detail["timeline"].as_array().unwrap().len(), 1, "only 'created'");
+}
+
+#[tokio::test]
+async fn r4_add_note_on_a_live_chat_appears_as_a_librarian_note_for_staff_only() {
+    let app = spawn_app().await;
+    let mut l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    let (status, out) =
+        carla.act(l.question, "note", json!({"body": "their card expired last week", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    let line = &out["chat_line"];
+    assert_eq!((line["kind"].as_str(), line["audience"].as_str()), (Some("note"), Some("staff")));
+    let note_seq = line["seq"].as_u64().unwrap();
+    let got = l.ann_ws.events_until_seq(note_seq).await;
+    assert_eq!(got.last().unwrap()["body"], "their card expired last week", "the chatting librarian sees it live");
+    let seen = patron_sees_until_marker(&mut l, "marker-1").await;
+    assert!(seen.iter().all(|e| e["seq"].as_u64() != Some(note_seq) && e["kind"] != "note"), "I1");
+    let (_, detail) = carla.get(&format!("/api/questions/{}", l.question)).await;
+    assert!(detail["timeline"].as_array().unwrap().iter().any(|t| t["change"] == "note"), "R7");
+}
+
+#[tokio::test]
+async fn r4_message_to_the_librarian_is_a_note_addressed_to_them() {
+    let app = spawn_app().await;
+    let mut l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    let (status, out) =
+        carla.act(l.question, "message-librarian", json!({"body": "try the 1890 atlas", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    let seq = out["chat_line"]["seq"].as_u64().unwrap();
+    let got = l.ann_ws.events_until_seq(seq).await;
+    let last = got.last().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["body"].as_str()),
+        (Some("note"), Some("To Ann Archer: try the 1890 atlas"))
+    );
+    let seen = patron_sees_until_marker(&mut l, "marker-2").await;
+    assert!(seen.iter().all(|e| e["seq"].as_u64() != Some(seq)));
+}
+
+#[tokio::test]
+async fn r4_an_answer_on_a_live_chat_appears_for_patron_and_librarian_and_is_emailed() {
+    let smtp = crate::helpers::SmtpServer::start().await;
+    let url = smtp.url();
+    let app = crate::helpers::spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let mut l = live_chat(&app, Some("pat@example.org")).await;
+    // A note earlier in the chat must never reach the e-mail (B4).
+    l.ann_ws.say(Some(l.patron.session), "note", "SECRET-NOTE patron is a staff member's relative", "n1").await;
+    let carla = app.staff("carla").await;
+    let (status, out) = carla
+        .act(
+            l.question,
+            "answer",
+            json!({"body": "The river maps are in the map room, drawer 7.", "confirm_live": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["emailed_to"], "pat@example.org");
+    assert_eq!(out["question"]["state"]["status"], "answered");
+    let seq = out["chat_line"]["seq"].as_u64().unwrap();
+    let pat = l.pat.events_until_seq(seq).await;
+    let answer = pat.last().unwrap();
+    assert_eq!((answer["kind"].as_str(), answer["audience"].as_str()), (Some("answer"), Some("everyone")));
+    assert_eq!(answer["body"], "The river maps are in the map room, drawer 7.");
+    assert_eq!(l.ann_ws.events_until_seq(seq).await.last().unwrap()["kind"], "answer");
+
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
+    let raw = &mails[0];
+    assert!(raw.contains("pat@example.org"), "{raw}");
+    assert!(raw.contains(&format!("#{}", l.question)), "the question number is in the subject: {raw}");
+    let text = crate::helpers::mail_text(raw);
+    assert!(text.contains("drawer 7"), "{text}");
+    assert!(!raw.contains("SECRET-NOTE") && !text.contains("SECRET-NOTE"), "no note in any e-mail");
+}
+
+#[tokio::test]
+async fn r4_an_answer_for_a_patron_without_an_address_is_shown_in_the_chat_only() {
+    let app = spawn_app().await;
+    let mut l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    let (status, out) = carla.act(l.question, "answer", json!({"body": "Drawer 7.", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["emailed_to"], Value::Null);
+    assert!(out["notice"].as_str().unwrap().contains("shown in the chat only"), "{out}");
+    let seq = out["chat_line"]["seq"].as_u64().unwrap();
+    assert_eq!(l.pat.events_until_seq(seq).await.last().unwrap()["body"], "Drawer 7.");
+
+    // Once the chat is over and coded, an answer cannot reach this patron: refused, nothing changes.
+    l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "answered"})).await;
+    let before = carla.get(&format!("/api/questions/{}", l.question)).await.1;
+    let (status, err) = carla.act(l.question, "answer", json!({"body": "More."})).await;
+    assert_eq!(status, 409);
+    assert!(err["error"]["message"].as_str().unwrap().contains("no e-mail address"), "{err}");
+    assert_eq!(carla.get(&format!("/api/questions/{}", l.question)).await.1, before);
+}
+
+#[tokio::test]
+async fn r4_close_while_live_keeps_the_chat_going_and_a_later_code_decides_the_status() {
+    let app = spawn_app().await;
+    let mut l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    let (status, out) = carla.act(l.question, "close", json!({"confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["question"]["state"]["status"], "closed");
+    let line = &out["chat_line"];
+    assert_eq!((line["kind"].as_str(), line["audience"].as_str()), (Some("system"), Some("staff")));
+    assert!(line["body"].as_str().unwrap().starts_with("Question closed by Carla Catalog"));
+    let seq = line["seq"].as_u64().unwrap();
+    l.ann_ws.events_until_seq(seq).await;
+    let seen = patron_sees_until_marker(&mut l, "still here").await;
+    assert!(seen.iter().all(|e| e["seq"].as_u64() != Some(seq)), "the patron does not see it");
+
+    // The chat goes on.
+    let ack = l.pat.say(None, "message", "One more question", "p9").await;
+    assert_eq!(ack["type"], "ack");
+    assert_eq!(l.ann.question_of(l.patron.session).await["state"]["status"], "closed");
+
+    // Closing twice: a conflict.
+    assert_eq!(carla.act(l.question, "close", json!({"confirm_live": true})).await.0, 409);
+
+    // The chatting librarian sets "follow-up by me": the code reopens it, assigned to them.
+    let (status, state) =
+        l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200, "{state}");
+    let q = l.ann.question_of(l.patron.session).await;
+    assert_eq!((q["state"]["status"].as_str(), q["state"]["assignee"].as_i64()), (Some("new"), Some(l.ann.id)));
+}
+
+#[tokio::test]
+async fn r4_close_while_live_and_no_code_ever_set_stays_closed() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.act(l.question, "close", json!({"confirm_live": true})).await.0, 200);
+    let (status, _) = l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    assert_eq!(status, 200);
+    let q = l.ann.question_of(l.patron.session).await;
+    assert_eq!(q["state"]["status"], "closed");
+    assert_eq!(q["state"]["code"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_stale_confirmation_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, None).await;
+    let carla = app.staff("carla").await;
+    // The chat ends and is coded while carla has the page open.
+    l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "answered"})).await;
+    let before = carla.get(&format!("/api/questions/{}", l.question)).await.1;
+    let (status, err) = carla.act(l.question, "close", json!({"confirm_live": true})).await;
+    assert_eq!(status, 409);
+    assert!(err["error"]["message"].as_str().unwrap().contains("stale"), "{err}");
+    assert_eq!(carla.get(&format!("/api/questions/{}", l.question)).await.1, before);
+    // Without the stale confirmation it goes through.
+    assert_eq!(carla.act(l.question, "close", json!({})).await.0, 200);
+}
+
+#[tokio::test]
+async fn ended_questions_can_be_reopened_assigned_claimed_referred_and_recoded_with_a_timeline() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, None).await;
+    l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "lost_call"})).await;
+    let carla = app.staff("carla").await;
+    let q = l.question;
+    assert_eq!(carla.act(q, "reopen", json!({})).await.1["question"]["state"]["status"], "new");
+    assert_eq!(carla.act(q, "reopen", json!({})).await.0, 409, "only closed questions reopen");
+    assert_eq!(carla.act(q, "claim", json!(null)).await.1["question"]["state"]["assignee"], carla.id);
+    assert_eq!(carla.act(q, "assign", json!({"to": l.ann.id})).await.1["question"]["state"]["assignee"], l.ann.id);
+    let ben = app.staff("ben").await; // another institution
+    assert_eq!(carla.act(q, "assign", json!({"to": ben.id})).await.0, 422, "ben cannot work this question");
+    let (_, mine) = l.ann.get("/api/questions?view=my_new").await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+
+    // Refer to Lakeside: pending, marked referred, and in Lakeside's list.
+    let (status, out) = carla.act(q, "refer", json!({"library": "lakeside-public"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["question"]["state"]["status"], "pending");
+    assert_eq!(out["question"]["referred_name"], "Lakeside Public Library");
+    let (_, referred) = ben.get("/api/questions?view=referred").await;
+    assert_eq!(referred.as_array().unwrap().len(), 1, "the receiving library sees it");
+    let (status, detail) = ben.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(status, 200);
+    assert!(!detail["transcript"].as_array().unwrap().is_empty(), "and its transcript");
+
+    // Change the code from the question page (an admin in scope may).
+    let (status, out) = carla.act(q, "code", json!({"code": "answered"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["question"]["state"]["code"], "answered");
+    assert_eq!(out["question"]["state"]["status"], "answered");
+    let (status, _) = carla.act(q, "code", json!({"code": "referred"})).await;
+    assert_eq!(status, 422, "a referral names its library");
+
+    let (_, detail) = carla.get(&format!("/api/questions/{q}")).await;
+    let kinds: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|t| t["change"].as_str().unwrap()).collect();
+    for expected in ["created", "code", "status", "assignee", "referred"] {
+        assert!(kinds.contains(&expected), "{expected} in {kinds:?}");
+    }
+    assert!(detail["timeline"].as_array().unwrap().iter().any(|t| t["actor_name"] == "Carla Catalog"));
+}
+
+#[tokio::test]
+async fn acting_outside_ones_scope_is_forbidden_and_bad_input_changes_nothing() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, Some("pat@example.org")).await;
+    let ben = app.staff("ben").await;
+    let carla = app.staff("carla").await;
+    let before = carla.get(&format!("/api/questions/{}", l.question)).await.1;
+    for action in ["note", "close", "answer", "claim"] {
+        let (status, err) = ben.act(l.question, action, json!({"body": "x", "confirm_live": true})).await;
+        assert_eq!(status, 403, "{action}: {err}");
+    }
+    assert_eq!(ben.get(&format!("/api/questions/{}", l.question)).await.0, 403);
+    let (_, list) = ben.get("/api/questions").await;
+    assert_eq!(list, json!([]), "nothing out of scope is listed");
+
+    let cases = [
+        ("answer", json!({"body": "x", "email": "not-an-address", "confirm_live": true}), 422),
+        ("answer", json!({"confirm_live": true}), 422),
+        ("note", json!({"body": "   ", "confirm_live": true}), 422),
+        ("refer", json!({"library": "no-such-library", "confirm_live": true}), 422),
+        ("code", json!({"code": "nope", "confirm_live": true}), 422),
+        ("explode", json!({}), 404),
+        ("note", json!({"body": "x", "confirm_live": true, "extra": 1}), 400),
+    ];
+    for (action, body, status) in cases {
+        let (got, err) = carla.act(l.question, action, body.clone()).await;
+        assert_eq!(got, status, "{action} {body}: {err}");
+        assert!(err["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(carla.act(999_999, "close", json!({})).await.0, 404);
+    assert_eq!(carla.get(&format!("/api/questions/{}", l.question)).await.1, before, "nothing changed");
+
+    // Bad list parameters get a clear error.
+    for bad in ["view=everything", "status=open", "limit=0", "from=yesterday", "colour=red"] {
+        let (status, err) = carla.get(&format!("/api/questions?{bad}")).await;
+        assert_eq!(status, 422, "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_list_has_its_views_filters_search_and_paging() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let mut ids = Vec::new();
+    for (i, q) in ["Where are the maps?", "Renew my book", "Opening hours", "Interlibrary loan"].iter().enumerate() {
+        let p = app.start_chat("riverside-main", q).await;
+        ann.accept(p.session).await;
+        if i < 2 {
+            ann.post(&format!("/api/sessions/{}/end", p.session), json!(null)).await;
+            let code = if i == 0 { "follow_up_by_me" } else { "lost_call" };
+            ann.post(&format!("/api/sessions/{}/code", p.session), json!({"code": code})).await;
+        } else {
+            ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": "zebra atlas on floor 3"})).await;
+        }
+        ids.push(p.session);
+    }
+    let count = |v: &Value| v.as_array().unwrap().len();
+    let get = |q: &'static str| {
+        let ann = &ann;
+        async move { ann.get(&format!("/api/questions?{q}")).await.1 }
+    };
+    assert_eq!(count(&get("view=all").await), 4);
+    assert_eq!(count(&get("view=live").await), 2, "B1: the live ones");
+    assert!(get("view=live").await.as_array().unwrap().iter().all(|q| q["live"] == true));
+    assert_eq!(count(&get("view=my_new").await), 1);
+    assert_eq!(count(&get("view=closed").await), 1);
+    assert_eq!(count(&get("view=active").await), 3);
+    assert_eq!(count(&get("status=answered").await), 2);
+    assert_eq!(count(&get("code=lost_call").await), 1);
+    assert_eq!(count(&get("q=renew").await), 1, "search in the question");
+    assert_eq!(count(&get("q=zebra%20atlas").await), 2, "search in the transcript");
+    assert_eq!(count(&get("q=100%25").await), 0, "wildcards are literal");
+    assert_eq!(count(&get(Box::leak(format!("librarian={}", ann.id).into_boxed_str())).await), 4);
+    assert_eq!(count(&get("library=riverside-law").await), 0);
+    // Newest first, and paging continues where the page ended.
+    let page1 = get("limit=3").await;
+    let first: Vec<i64> = page1.as_array().unwrap().iter().map(|q| q["id"].as_i64().unwrap()).collect();
+    assert!(first.windows(2).all(|w| w[0] > w[1]));
+    let page2 = ann.get(&format!("/api/questions?limit=3&before={}", first[2])).await.1;
+    assert_eq!(count(&page2), 1);
+    // Every row says what the list needs.
+    let row = &get("view=all").await[0];
+    for key in ["live", "library_name", "librarian_name", "last_message_at", "state"] {
+        assert!(!row[key].is_null(), "{key} in {row}");
+    }
+}
