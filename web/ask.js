@@ -61,7 +61,7 @@ $("start").onsubmit = async (e) => {
   try {
     const r = await api(`/api/libraries/${encodeURIComponent(slug)}/chats`, {
       method: "POST",
-      body: { name: $("name").value, email: $("email").value, question: $("question").value },
+      body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked },
     });
     chat = { token: r.token, session: r.session, last: 0, pending: [] };
     save();

@@ -39,7 +39,7 @@ async function refreshQuestions() {
   const qs = await api("/api/questions");
   $("questions").replaceChildren(...qs.map((q) => el("tr", {},
     el("td", {}, String(q.id)),
-    el("td", {}, q.live ? el("span", { class: "badge live" }, "Live") : "", " ", q.text),
+    el("td", {}, q.live ? el("span", { class: "badge live" }, "Live") : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
     el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code || "—"), el("td", {}, q.librarian_name || ""))));
 }
 

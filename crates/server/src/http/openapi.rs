@@ -55,6 +55,7 @@ pub fn document() -> Value {
             )},
             "/api/chat": {"get": op("The patron's chat: state and the messages the patron may see", "patron", None, "200")},
             "/api/chat/end": {"post": op("The patron ends the chat", "patron", None, "200")},
+            "/api/chat/transcript": {"post": op("The patron asks for the transcript by e-mail at the end (empty email cancels)", "patron", Some("TranscriptRequest"), "200")},
             "/api/queue": {"get": op("Waiting chats this staff member may serve", "staff", None, "200")},
             "/api/sessions": {"get": op("Active chats this staff member is chatting in", "staff", None, "200")},
             "/api/sessions/{id}": {"get": with_id(op("A session and the messages staff may see (notes included)", "staff", None, "200"))},
@@ -64,13 +65,18 @@ pub fn document() -> Value {
             "/api/sessions/{id}/code": {"post": with_id(op("Set or change the resolution code", "staff", Some("SetCode"), "200"))},
             "/api/codes": {"get": op("Resolution codes of the staff member's cooperative", "staff", None, "200")},
             "/api/questions": {"get": with_params(
-                op("The question list in scope, newest first", "staff", None, "200"),
-                json!([
-                    {"name": "before", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
-                ])
+                op("The question list in scope, newest first; live questions are marked live", "staff", None, "200"),
+                list_params(),
             )},
             "/api/questions/{id}": {"get": with_id(op("A question with transcript and timeline", "staff", None, "200"))},
+            "/api/questions/{id}/{action}": {"post": with_params(
+                op("Act on a question: on a live question confirm_live must be true (B1); a stale confirmation is refused (409)", "staff", Some("Act"), "200"),
+                json!([
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
+                    {"name": "action", "in": "path", "required": true, "schema": {"type": "string",
+                        "enum": ["answer", "note", "message-librarian", "close", "reopen", "assign", "claim", "refer", "code"]}}
+                ])
+            )},
             "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); patrons add ?token=", "none", None, "101")}
         },
         "components": {
@@ -83,10 +89,19 @@ pub fn document() -> Value {
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Login": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                 "StartChat": {"type": "object", "required": ["question"], "properties": {
-                    "name": {"type": "string", "maxLength": 100}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}},
+                    "name": {"type": "string", "maxLength": 100}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"},
+                    "transcript": {"type": "boolean", "description": "e-mail the transcript at the end (needs email)"}}},
                 "Send": {"type": "object", "required": ["body"], "properties": {
                     "kind": {"type": "string", "enum": ["message", "note"]}, "body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}}},
-                "SetCode": {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}
+                "SetCode": {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}},
+                "TranscriptRequest": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}},
+                "Act": {"type": "object", "additionalProperties": false, "properties": {
+                    "confirm_live": {"type": "boolean", "description": "required true on a live question (B1)"},
+                    "body": {"type": "string", "description": "answer, note, message-librarian"},
+                    "email": {"type": "string", "format": "email", "description": "answer: send here instead of the patron's address"},
+                    "to": {"type": "integer", "description": "assign: staff id (absent: unassign)"},
+                    "library": {"type": "string", "description": "refer, code=referred: the receiving library's slug"},
+                    "code": {"type": "string", "description": "code: the resolution code's key"}}}
             }
         }
     })
@@ -95,4 +110,24 @@ pub fn document() -> Value {
 fn with_params(mut op: Value, params: Value) -> Value {
     op["parameters"] = params;
     op
+}
+
+/// The question list's query parameters (a function of its own: one `json!`
+/// this size would exceed the macro recursion limit).
+fn list_params() -> Value {
+    let mut p = vec![
+        json!({"name": "view", "in": "query", "schema": {"type": "string", "enum": ["all", "live", "my_new", "my_active", "new", "unassigned", "active", "answered", "closed", "pending", "referred", "follow_up"]}}),
+        json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": ["new", "pending", "answered", "closed"]}}),
+        json!({"name": "code", "in": "query", "schema": {"type": "string"}}),
+        json!({"name": "from", "in": "query", "description": "created at or after (ms since epoch)", "schema": {"type": "integer"}}),
+        json!({"name": "to", "in": "query", "description": "created before (ms since epoch)", "schema": {"type": "integer"}}),
+    ];
+    p.extend([
+        json!({"name": "librarian", "in": "query", "description": "chatting librarian's id", "schema": {"type": "integer"}}),
+        json!({"name": "library", "in": "query", "description": "owning library's slug", "schema": {"type": "string"}}),
+        json!({"name": "q", "in": "query", "description": "words in the question or its transcript", "schema": {"type": "string", "maxLength": 200}}),
+        json!({"name": "before", "in": "query", "description": "paging: questions older than this id", "schema": {"type": "integer"}}),
+        json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}),
+    ]);
+    Value::Array(p)
 }

@@ -19,11 +19,15 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("ask.js", "text/javascript; charset=utf-8", include_str!("../../../../web/ask.js")),
     ("desk.js", "text/javascript; charset=utf-8", include_str!("../../../../web/desk.js")),
     ("index.js", "text/javascript; charset=utf-8", include_str!("../../../../web/index.js")),
+    ("questions.js", "text/javascript; charset=utf-8", include_str!("../../../../web/questions.js")),
+    ("question.js", "text/javascript; charset=utf-8", include_str!("../../../../web/question.js")),
 ];
 
 const INDEX: &str = include_str!("../../../../web/index.html");
 const ASK: &str = include_str!("../../../../web/ask.html");
 const DESK: &str = include_str!("../../../../web/desk.html");
+const QUESTIONS: &str = include_str!("../../../../web/questions.html");
+const QUESTION: &str = include_str!("../../../../web/question.html");
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -31,6 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(|| async { page(INDEX) }))
         .route("/ask/{slug}", get(|| async { page(ASK) }))
         .route("/desk", get(|| async { page(DESK) }))
+        .route("/desk/questions", get(|| async { page(QUESTIONS) }))
+        .route("/desk/questions/{id}", get(|| async { page(QUESTION) }))
         .route("/assets/{file}", get(asset))
 }
 

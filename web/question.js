@@ -1,0 +1,83 @@
+// A question's page: transcript, timeline (R7) and actions (R4), with a
+// confirmation before acting on a live chat (B1).
+import { api, el, messageItem } from "/assets/common.js";
+
+const $ = (id) => document.getElementById(id);
+const id = Number(location.pathname.split("/").pop());
+let question = null;
+
+function describe(t) {
+  switch (t.change) {
+    case "created": return `created (${t.status})`;
+    case "status": return `status ${t.from} → ${t.to}`;
+    case "code": return `resolution code ${t.from ?? "none"} → ${t.to ?? "none"}`;
+    case "assignee": return `assignee ${t.from ?? "nobody"} → ${t.to ?? "nobody"}`;
+    case "referred": return `referred to library ${t.to ?? "none"}`;
+    case "follow_up": return `follow-up ${t.to ? "flagged" : "cleared"}`;
+    case "answer": return `answer${t.emailed_to ? ` e-mailed to ${t.emailed_to}` : ""}${t.in_chat ? " and shown in the chat" : ""}: ${t.body}`;
+    case "note": return `note: ${t.body}`;
+    case "librarian_message": return `message to the librarian: ${t.body}`;
+    default: return t.change;
+  }
+}
+
+async function load() {
+  const d = await api(`/api/questions/${id}`);
+  question = d.question;
+  const q = d.question;
+  $("title").textContent = `Question #${q.id}`;
+  $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
+    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}; librarian ${q.librarian_name || "—"}`);
+  $("live-warning").classList.toggle("hidden", !q.live);
+  $("transcript").replaceChildren(...d.transcript.map((m) => messageItem(m, { staffView: true })));
+  $("timeline").replaceChildren(...d.timeline.map((t) =>
+    el("li", {}, el("time", { datetime: new Date(t.at).toISOString() }, new Date(t.at).toLocaleString()), ` ${t.actor_name}: ${describe(t)}`)));
+}
+
+async function act(action, body = {}) {
+  $("error").textContent = ""; $("notice").textContent = "";
+  let confirm_live = false;
+  if (question?.live) {
+    if (!window.confirm("This chat is still live. What you do may appear in the chat, and the patron may see it. Go on?")) return false;
+    confirm_live = true;
+  }
+  try {
+    const out = await api(`/api/questions/${id}/${action}`, { method: "POST", body: { ...body, confirm_live } });
+    $("notice").textContent = out.notice || "Done.";
+    await load();
+    return true;
+  } catch (err) {
+    $("error").textContent = err.message;
+    await load(); // a stale confirmation: show the question as it is now
+    return false;
+  }
+}
+
+$("answer-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const body = { body: $("answer").value };
+  if ($("answer-email").value) body.email = $("answer-email").value;
+  if (await act("answer", body)) { $("answer").value = ""; $("answer-email").value = ""; }
+};
+$("note-form").onsubmit = async (e) => { e.preventDefault(); if (await act("note", { body: $("note").value })) $("note").value = ""; };
+$("to-librarian").onclick = async () => { if (await act("message-librarian", { body: $("note").value })) $("note").value = ""; };
+$("close").onclick = () => act("close");
+$("reopen").onclick = () => act("reopen");
+$("claim").onclick = () => act("claim");
+$("refer-form").onsubmit = (e) => { e.preventDefault(); act("refer", { library: $("refer").value }); };
+$("code-form").onsubmit = (e) => {
+  e.preventDefault();
+  const body = { code: $("code").value };
+  if (body.code === "referred") body.library = $("refer").value;
+  act("code", body);
+};
+
+try {
+  const [codes, libs] = await Promise.all([api("/api/codes"), api("/api/libraries")]);
+  $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
+  $("refer").append(...libs.map((l) => el("option", { value: l.slug }, l.name)));
+  await load();
+} catch (err) {
+  if (err.status === 401) location.href = "/desk";
+  $("error").textContent = err.message;
+}
