@@ -141,7 +141,13 @@ impl App {
     /// questions are in it, marked live — B1).
     pub async fn question_list(&self, staff: &Staff, f: ListFilter) -> AppResult<Vec<QuestionRecord>> {
         let library = match &f.library {
-            Some(slug) => Some(self.library(slug).await?.placement.library),
+            Some(slug) => Some(
+                self.library(slug)
+                    .await
+                    .map_err(|_| DomainError::invalid("library", "no such library"))?
+                    .placement
+                    .library,
+            ),
             None => None,
         };
         let text = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
@@ -236,17 +242,20 @@ impl App {
             authorize_question(&me, &q.placement, q.referred.as_ref(), q.librarian)?;
             check_confirmation(q.live, confirmed)?;
             let live = q.live;
+            // R5 keeps a question live until its code is set, but an answer
+            // shown in a chat the patron has left reaches nobody.
+            let patron_present = live && session.state != refdesk_domain::chat::SessionState::Ended;
             let mut plan = QuestionPlan::default();
             match action {
                 QuestionAction::Answer { body, email } => {
                     let to = email.or_else(|| session.patron_email.clone());
-                    if to.is_none() && !live {
+                    if to.is_none() && !patron_present {
                         return Err(DomainError::Conflict(
                             "no e-mail address is known for this patron and the chat has ended: the answer cannot reach them"
                                 .into(),
                         ));
                     }
-                    let (after, chat) = actions::answer(&q.state, &body, live);
+                    let (after, chat) = actions::answer(&q.state, &body, patron_present);
                     plan.entries.push(Change::Answer {
                         body: body.clone(),
                         emailed_to: to.clone(),
@@ -266,7 +275,7 @@ impl App {
                     plan.entries.push(Change::LibrarianMessage { to: q.librarian, body });
                 }
                 QuestionAction::Close => {
-                    let (after, chat) = actions::close(&q.state, &me.display_name, live)?;
+                    let (after, chat) = actions::close(&q.state, &me.display_name, live, patron_present)?;
                     plan.line = chat.map(|l| line(&me, l, true));
                     plan.state = Some(after);
                 }

@@ -154,15 +154,23 @@ pub fn message_to_librarian(body: &str, librarian: &str, live: bool) -> Result<C
 /// R4, close: the status becomes closed; in a live chat a staff-only line
 /// "Question closed by X" appears and the chat goes on. A resolution code
 /// set afterwards decides the status again (see `apply_code`).
-pub fn close(before: &QuestionState, by: &str, live: bool) -> Result<(QuestionState, Option<ChatLine>), DomainError> {
+/// `chat_open` says whether the chat itself is still going (it may have
+/// ended while its code is not yet set).
+pub fn close(
+    before: &QuestionState,
+    by: &str,
+    live: bool,
+    chat_open: bool,
+) -> Result<(QuestionState, Option<ChatLine>), DomainError> {
     if before.status == Status::Closed {
         return Err(DomainError::Conflict("the question is already closed".into()));
     }
     let after = QuestionState { status: Status::Closed, ..before.clone() };
+    let tail = if chat_open { "; the chat goes on" } else { "" };
     let line = live.then(|| ChatLine {
         kind: MessageKind::System,
         audience: Audience::Staff,
-        body: format!("Question closed by {by} from the question list; the chat goes on"),
+        body: format!("Question closed by {by} from the question list{tail}"),
     });
     Ok((after, line))
 }
@@ -232,7 +240,7 @@ mod tests {
 
     #[test]
     fn r4_close_while_live_keeps_chat_open_and_a_later_code_reopens() {
-        let (closed, line) = close(&question_on_accept(), "Carla", true).unwrap();
+        let (closed, line) = close(&question_on_accept(), "Carla", true, true).unwrap();
         assert_eq!(closed.status, Status::Closed);
         let line = line.unwrap();
         assert_eq!((line.kind, line.audience), (MessageKind::System, Audience::Staff));
@@ -244,13 +252,13 @@ mod tests {
 
     #[test]
     fn r4_closing_twice_is_a_conflict() {
-        let (closed, _) = close(&question_on_accept(), "C", false).unwrap();
-        assert!(close(&closed, "C", false).is_err());
+        let (closed, _) = close(&question_on_accept(), "C", false, false).unwrap();
+        assert!(close(&closed, "C", false, false).is_err());
     }
 
     #[test]
     fn reopen_assign_and_refer() {
-        let (closed, _) = close(&question_on_accept(), "C", false).unwrap();
+        let (closed, _) = close(&question_on_accept(), "C", false, false).unwrap();
         assert_eq!(reopen(&closed).unwrap().status, Status::New);
         assert!(reopen(&question_on_accept()).is_err());
         let mine = assign(&question_on_accept(), Some(ANN)).unwrap();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Folder for the SQLite database (and, later, e-mail files).
+    /// Folder for the SQLite database and, with no SMTP server configured, the e-mail files (`mail/*.eml`).
     pub data_dir: PathBuf,
     /// Mark cookies `Secure`: set when refdesk is served over HTTPS.
     pub secure_cookies: bool,

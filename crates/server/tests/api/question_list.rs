@@ -141,8 +141,11 @@ async fn r4_an_answer_for_a_patron_without_an_address_is_shown_in_the_chat_only(
     let seq = out["chat_line"]["seq"].as_u64().unwrap();
     assert_eq!(l.pat.events_until_seq(seq).await.last().unwrap()["body"], "Drawer 7.");
 
-    // Once the chat is over and coded, an answer cannot reach this patron: refused, nothing changes.
+    // Once the chat is over, an answer cannot reach this patron: refused, nothing changes —
+    // also while the question is still live (ended, not yet coded).
     l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    let (status, err) = carla.act(l.question, "answer", json!({"body": "Too late.", "confirm_live": true})).await;
+    assert_eq!(status, 409, "{err}");
     l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "answered"})).await;
     let before = carla.get(&format!("/api/questions/{}", l.question)).await.1;
     let (status, err) = carla.act(l.question, "answer", json!({"body": "More."})).await;
@@ -291,7 +294,7 @@ async fn acting_outside_ones_scope_is_forbidden_and_bad_input_changes_nothing() 
     assert_eq!(carla.get(&format!("/api/questions/{}", l.question)).await.1, before, "nothing changed");
 
     // Bad list parameters get a clear error.
-    for bad in ["view=everything", "status=open", "limit=0", "from=yesterday", "colour=red"] {
+    for bad in ["view=everything", "status=open", "limit=0", "from=yesterday", "colour=red", "library=nowhere"] {
         let (status, err) = carla.get(&format!("/api/questions?{bad}")).await;
         assert_eq!(status, 422, "{bad}: {err}");
     }
