@@ -9,7 +9,7 @@
 //! from the store, which has everything (the bus is never the source of truth).
 
 use refdesk_domain::event::Event;
-use refdesk_domain::ids::SessionId;
+use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_store::EventSink;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,8 +34,20 @@ impl Mailbox {
 
 #[derive(Default)]
 struct Topics {
+    /// Each session's watchers.
     sessions: HashMap<SessionId, Vec<Mailbox>>,
+    /// Watchers of the queue (staff, and patrons waiting for their place in line).
     queue: Vec<Mailbox>,
+    /// Watchers of the chat monitor: every session's changes and messages.
+    monitor: Vec<Mailbox>,
+    /// Each staff member's own connections (IM, availability).
+    staff: HashMap<StaffId, Vec<Mailbox>>,
+}
+
+fn join_list(list: &mut Vec<Mailbox>, m: &Mailbox) {
+    if !list.iter().any(|x| x.id == m.id) {
+        list.push(m.clone());
+    }
 }
 
 /// The in-process bus.
@@ -82,10 +94,17 @@ impl Subscription {
 
     /// Starts receiving queue events.
     pub fn join_queue(&self) {
-        let mut t = self.bus.lock();
-        if !t.queue.iter().any(|m| m.id == self.mailbox.id) {
-            t.queue.push(self.mailbox.clone());
-        }
+        join_list(&mut self.bus.lock().queue, &self.mailbox);
+    }
+
+    /// Starts receiving every session's changes and messages (chat monitor).
+    pub fn join_monitor(&self) {
+        join_list(&mut self.bus.lock().monitor, &self.mailbox);
+    }
+
+    /// Starts receiving what is addressed to one staff member (IM, availability).
+    pub fn join_staff(&self, staff: StaffId) {
+        join_list(self.bus.lock().staff.entry(staff).or_default(), &self.mailbox);
     }
 }
 
@@ -94,7 +113,12 @@ impl Drop for Subscription {
         let id = self.mailbox.id;
         let mut t = self.bus.lock();
         t.queue.retain(|m| m.id != id);
+        t.monitor.retain(|m| m.id != id);
         t.sessions.retain(|_, subs| {
+            subs.retain(|m| m.id != id);
+            !subs.is_empty()
+        });
+        t.staff.retain(|_, subs| {
             subs.retain(|m| m.id != id);
             !subs.is_empty()
         });
@@ -130,8 +154,9 @@ impl Bus {
     /// Number of connections subscribed to anything (for metrics and tests).
     pub fn connections(&self) -> usize {
         let t = self.lock();
-        let mut ids: Vec<u64> = t.queue.iter().map(|m| m.id).collect();
+        let mut ids: Vec<u64> = t.queue.iter().chain(t.monitor.iter()).map(|m| m.id).collect();
         ids.extend(t.sessions.values().flatten().map(|m| m.id));
+        ids.extend(t.staff.values().flatten().map(|m| m.id));
         ids.sort_unstable();
         ids.dedup();
         ids.len()
@@ -143,12 +168,50 @@ impl EventSink for Bus {
         let t = self.lock();
         for event in events {
             let event = Arc::new(event);
-            let subs = match &*event {
-                Event::Message { ctx, .. } | Event::Typing { ctx, .. } => t.sessions.get(&ctx.id).map(Vec::as_slice),
-                Event::QueueAdded(_) | Event::QueueRemoved { .. } => Some(t.queue.as_slice()),
-            };
-            for m in subs.unwrap_or_default() {
-                m.deliver(&event);
+            let empty: &[Mailbox] = &[];
+            match &*event {
+                Event::Message { ctx, .. } => {
+                    let watchers = t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice);
+                    for m in watchers {
+                        m.deliver(&event);
+                    }
+                    // The monitor hears of every message (last-message times),
+                    // once per connection even if it also watches the session.
+                    for m in t.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
+                        m.deliver(&event);
+                    }
+                }
+                Event::Typing { ctx, .. } => {
+                    for m in t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice) {
+                        m.deliver(&event);
+                    }
+                }
+                Event::QueueAdded(_) | Event::QueueRemoved { .. } => {
+                    for m in &t.queue {
+                        m.deliver(&event);
+                    }
+                }
+                Event::SessionChanged(s) => {
+                    let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
+                    for m in watchers {
+                        m.deliver(&event);
+                    }
+                    for m in t.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
+                        m.deliver(&event);
+                    }
+                }
+                Event::Im(im) => {
+                    for id in [im.from, im.to] {
+                        for m in t.staff.get(&id).map_or(empty, Vec::as_slice) {
+                            m.deliver(&event);
+                        }
+                    }
+                }
+                Event::Availability { .. } => {
+                    for m in t.staff.values().flatten() {
+                        m.deliver(&event);
+                    }
+                }
             }
         }
     }

@@ -41,8 +41,15 @@ pub struct Started {
     pub library: String,
 }
 
-fn target(rec: &SessionRecord) -> Target {
-    Target { placement: rec.ctx.placement, state: rec.state, librarian: rec.ctx.librarian }
+fn target(rec: &SessionRecord) -> Target<'_> {
+    Target::of(&rec.ctx, rec.state)
+}
+
+/// Whether `staff` may serve a waiting chat now (its queue, the rollup).
+pub(crate) fn may_serve(staff: &Staff, rec: &SessionRecord, now: refdesk_domain::Millis, rollup: refdesk_domain::Millis) -> bool {
+    let action = Action::Serve { waited: now - rec.queued_at, rollup, coop_now: rec.queue_coop };
+    let t = Target { placement: rec.queue, state: rec.state, librarian: None, members: &[] };
+    authorize(staff, action, &t).is_ok()
 }
 
 /// A guard that re-checks `action` for `staff` on the row inside the write.
@@ -232,12 +239,8 @@ impl App {
             .await?
             .into_iter()
             .filter(|e| {
-                let t = Target {
-                    placement: e.placement,
-                    state: refdesk_domain::chat::SessionState::Waiting,
-                    librarian: None,
-                };
-                authorize(staff, Action::Serve { waited: now - e.since, rollup }, &t).is_ok()
+                let t = Target { placement: e.queue, state: refdesk_domain::chat::SessionState::Waiting, librarian: None, members: &[] };
+                authorize(staff, Action::Serve { waited: now - e.since, rollup, coop_now: e.coop_now }, &t).is_ok()
             })
             .collect())
     }
@@ -249,8 +252,10 @@ impl App {
         let rollup = self.rollup_ms();
         let who = staff.clone();
         let guard: Guard = Box::new(move |rec| {
-            let action = Action::Serve { waited: now - rec.created_at, rollup };
-            authorize(&who, action, &target(rec)).map_err(|_| DomainError::NotFound("waiting chat"))
+            if rec.state == refdesk_domain::chat::SessionState::Waiting && !may_serve(&who, rec, now, rollup) {
+                return Err(DomainError::NotFound("waiting chat"));
+            }
+            Ok(())
         });
         let (rec, _) = self.store.accept(session, staff.clone(), guard, now).await?;
         Ok(rec)

@@ -1,21 +1,23 @@
 //! One connection's view of the bus. A [`Feed`] holds what the connection
-//! watches and the last sequence number it has passed on for each session,
-//! and turns committed events into what this viewer may see:
+//! watches and the last sequence number it has passed on for each session
+//! and IM conversation, and turns committed events into what this viewer
+//! may see:
 //!
 //! - every event goes through [`refdesk_domain::visibility::sees`] — the one
 //!   visibility function — before it is handed out (I1);
-//! - per session, events come out in sequence order with no gap and no
-//!   duplicate (I3): older ones are dropped, and a gap (after a lag, or a
-//!   node that missed something) is filled from the store;
+//! - per session (and per IM conversation), events come out in sequence
+//!   order with no gap and no duplicate (I3): older ones are dropped, and a
+//!   gap (after a lag, or a node that missed something) is filled from the
+//!   store;
 //! - [`Feed::resume`] joins the bus *before* reading the store, so nothing
 //!   committed in between can fall through the crack.
 
 use crate::bus::Subscription;
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
-use refdesk_domain::chat::{Message, SessionContext};
-use refdesk_domain::event::{Event, QueueEntry};
-use refdesk_domain::ids::SessionId;
+use refdesk_domain::chat::{Member, Message, SessionContext};
+use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry, SessionSummary};
+use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::visibility::{sees, Item, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use std::collections::HashMap;
@@ -42,6 +44,40 @@ pub enum Out {
     QueueAdded(QueueEntry),
     /// A chat left the queue.
     QueueRemoved(SessionId),
+    /// The patron's place in line (1 = next).
+    Position {
+        /// Their place.
+        position: usize,
+        /// Since when they wait.
+        since: Millis,
+    },
+    /// Who is present in a watched session changed (B3).
+    Presence {
+        /// The session.
+        session: SessionId,
+        /// The chatting librarian.
+        librarian: Option<StaffId>,
+        /// Conference members.
+        members: Vec<Member>,
+    },
+    /// A session changed, for the chat monitor.
+    Monitor(SessionSummary),
+    /// A session had a message, for the chat monitor's last-message times.
+    MonitorTick {
+        /// The session.
+        session: SessionId,
+        /// When.
+        at: Millis,
+    },
+    /// A direct message to or from this staff member.
+    Im(ImMessage),
+    /// A colleague's availability changed.
+    Availability {
+        /// Who.
+        staff: StaffId,
+        /// Now.
+        availability: Availability,
+    },
 }
 
 struct Watched {
@@ -56,13 +92,20 @@ pub struct Feed {
     viewer: Viewer,
     sub: Subscription,
     sessions: HashMap<SessionId, Watched>,
+    /// Last IM sequence number passed on, per peer.
+    im: HashMap<StaffId, u64>,
+    monitor: bool,
 }
 
 impl Feed {
-    /// A feed for `viewer`, watching nothing yet.
+    /// A feed for `viewer`, watching nothing yet (staff hear their own IM and
+    /// their colleagues' availability from the start).
     pub fn new(app: &App, viewer: Viewer) -> Feed {
         let sub = app.bus.subscribe(app.limits.connection_queue);
-        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new() }
+        if let Viewer::Staff(s) = &viewer {
+            sub.join_staff(s.id);
+        }
+        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), im: HashMap::new(), monitor: false }
     }
 
     /// Who this feed is for.
@@ -75,17 +118,22 @@ impl Feed {
         self.sessions.get(&session).map(|w| &w.ctx)
     }
 
+    /// The highest sequence number processed for a watched session.
+    pub fn last_seq(&self, session: SessionId) -> Option<u64> {
+        self.sessions.get(&session).map(|w| w.last)
+    }
+
     /// Starts (or restarts) watching a session and returns what the viewer
     /// may see of it after `after`. Refused outside the viewer's scope (I5).
     pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<Vec<Message>> {
         let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         match &self.viewer {
-            Viewer::Patron { session: own } if *own == session => {}
-            Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
-            Viewer::Staff(staff) => {
-                let target = Target { placement: rec.ctx.placement, state: rec.state, librarian: rec.ctx.librarian };
-                authorize(staff, Action::View, &target)?;
+            Viewer::Patron { session: own } if *own == session => {
+                // A waiting patron hears of the queue to know their place.
+                self.sub.join_queue();
             }
+            Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
+            Viewer::Staff(staff) => authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state))?,
         }
         self.sub.join(session);
         // A client cannot claim to have seen the future: that would silence
@@ -93,6 +141,18 @@ impl Feed {
         let after = after.min(rec.last_seq);
         self.sessions.insert(session, Watched { ctx: rec.ctx, last: after });
         self.catch_up(session).await
+    }
+
+    /// The patron's place in line, while their chat waits.
+    pub async fn position(&self) -> AppResult<Option<Out>> {
+        let Viewer::Patron { session } = self.viewer else { return Ok(None) };
+        let waiting = self.app.store.waiting().await?;
+        let Some(mine) = waiting.iter().find(|e| e.session == session) else { return Ok(None) };
+        let ahead = waiting
+            .iter()
+            .filter(|e| e.queue.library == mine.queue.library && (e.since, e.session) < (mine.since, mine.session))
+            .count();
+        Ok(Some(Out::Position { position: ahead + 1, since: mine.since }))
     }
 
     /// Stops watching a session.
@@ -113,8 +173,33 @@ impl Feed {
         Ok(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect())
     }
 
+    /// Starts receiving the chat monitor; returns the live sessions this
+    /// staff member may see in it (My and ALL together).
+    pub async fn watch_monitor(&mut self) -> AppResult<Vec<SessionSummary>> {
+        if matches!(self.viewer, Viewer::Patron { .. }) {
+            return Err(DomainError::Forbidden("patrons have no chat monitor").into());
+        }
+        self.sub.join_monitor();
+        self.monitor = true;
+        let live = self.app.store.live_sessions().await?;
+        Ok(live.iter().filter(|r| sees(&self.viewer, Item::Monitored { ctx: &r.ctx })).map(|r| r.summary()).collect())
+    }
+
+    /// Replays an IM conversation after `after` (I3 for IM) and keeps it in order from then on.
+    pub async fn resume_im(&mut self, peer: StaffId, after: u64) -> AppResult<Vec<ImMessage>> {
+        let Viewer::Staff(me) = &self.viewer else {
+            return Err(DomainError::Forbidden("patrons have no IM").into());
+        };
+        let missed = self.app.store.im_after(me.id, peer, after, u32::MAX).await?;
+        let last = missed.last().map_or(after, |m| m.seq);
+        let entry = self.im.entry(peer).or_insert(0);
+        *entry = (*entry).max(last);
+        Ok(missed)
+    }
+
     fn may_see_waiting(&self, e: &QueueEntry, now: Millis) -> bool {
-        let item = Item::Waiting { placement: e.placement, waited: now - e.since, rollup: self.app.rollup_ms() };
+        let item =
+            Item::Waiting { placement: e.queue, waited: now - e.since, rollup: self.app.rollup_ms(), coop_now: e.coop_now };
         sees(&self.viewer, item)
     }
 
@@ -139,16 +224,21 @@ impl Feed {
         }
     }
 
-    /// The highest sequence number processed for a watched session.
-    pub fn last_seq(&self, session: SessionId) -> Option<u64> {
-        self.sessions.get(&session).map(|w| w.last)
-    }
-
     /// Waits for the next committed event. Cancel-safe: use it in
     /// `select!`, then pass the event to [`Feed::handle`] outside it.
     /// `None` when the bus has gone away.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
         self.sub.rx.recv().await
+    }
+
+    /// Updates a watched session's context; reports a change of who is present.
+    fn refresh(&mut self, ctx: &SessionContext, out: &mut Vec<Out>) {
+        let Some(w) = self.sessions.get_mut(&ctx.id) else { return };
+        let changed = w.ctx.members != ctx.members || w.ctx.librarian != ctx.librarian;
+        w.ctx = ctx.clone();
+        if changed && sees(&self.viewer, Item::Presence { ctx }) {
+            out.push(Out::Presence { session: ctx.id, librarian: ctx.librarian, members: ctx.members.clone() });
+        }
     }
 
     /// Turns one event into what this viewer may see, in order, filling gaps.
@@ -161,11 +251,18 @@ impl Feed {
             for s in watched {
                 out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
             }
+            let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
+            for (peer, last) in peers {
+                out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
+            }
         }
         match &*event {
             Event::Message { ctx, message } => {
+                if self.monitor && sees(&self.viewer, Item::Monitored { ctx }) {
+                    out.push(Out::MonitorTick { session: ctx.id, at: message.at });
+                }
+                self.refresh(ctx, &mut out);
                 let Some(w) = self.sessions.get_mut(&ctx.id) else { return Ok(out) };
-                w.ctx = ctx.clone();
                 if message.seq <= w.last {
                     return Ok(out); // already passed on (I3: no duplicate)
                 }
@@ -180,21 +277,56 @@ impl Feed {
                 }
             }
             Event::Typing { ctx, audience, who, on } => {
-                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience })
-                {
+                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience }) {
                     out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
                 }
             }
             Event::QueueAdded(e) => {
-                if self.may_see_waiting(e, self.app.clock.now()) {
+                if let Viewer::Patron { .. } = self.viewer {
+                    out.extend(self.position().await?);
+                } else if self.may_see_waiting(e, self.app.clock.now()) {
                     out.push(Out::QueueAdded(e.clone()));
                 }
             }
             Event::QueueRemoved { session, placement } => {
-                // Anyone who could have been offered it hears that it is gone.
-                let item = Item::Waiting { placement: *placement, waited: Millis::MAX, rollup: self.app.rollup_ms() };
-                if sees(&self.viewer, item) {
-                    out.push(Out::QueueRemoved(*session));
+                if let Viewer::Patron { .. } = self.viewer {
+                    out.extend(self.position().await?);
+                } else {
+                    // Anyone who could have been offered it hears that it is gone.
+                    let item =
+                        Item::Waiting { placement: *placement, waited: Millis::MAX, rollup: self.app.rollup_ms(), coop_now: true };
+                    if sees(&self.viewer, item) {
+                        out.push(Out::QueueRemoved(*session));
+                    }
+                }
+            }
+            Event::SessionChanged(summary) => {
+                self.refresh(&summary.ctx, &mut out);
+                if self.monitor && sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
+                    out.push(Out::Monitor(summary.clone()));
+                }
+            }
+            Event::Im(m) => {
+                if sees(&self.viewer, Item::Im { from: m.from, to: m.to }) {
+                    let Viewer::Staff(me) = &self.viewer else { return Ok(out) };
+                    let peer = if m.from == me.id { m.to } else { m.from };
+                    let last = self.im.get(&peer).copied().unwrap_or(m.seq - 1);
+                    if m.seq <= last {
+                        return Ok(out);
+                    }
+                    if m.seq > last + 1 {
+                        out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
+                        return Ok(out);
+                    }
+                    self.im.insert(peer, m.seq);
+                    out.push(Out::Im(m.clone()));
+                }
+            }
+            Event::Availability { staff, cooperative, availability } => {
+                if let Viewer::Staff(me) = &self.viewer {
+                    if me.home.cooperative == *cooperative {
+                        out.push(Out::Availability { staff: *staff, availability: *availability });
+                    }
                 }
             }
         }

@@ -9,6 +9,9 @@
 //! - [`auth`]: passwords (argon2id) and secret tokens.
 //! - [`mail`]: the e-mail sent (answers, transcripts) and the outbox's sender.
 //! - `questions`: the question list and its actions on live chats (R4, B1).
+//! - `desk`: the chat monitor (My / ALL), conferencing and transfer.
+//! - [`staff`]: availability, presence, sign-off, roll-up, staff management, the offline form.
+//! - `im`: staff-to-staff direct messages.
 //! - [`demo`]: the demo cooperative.
 //!
 //! This crate never knows about HTTP: it speaks [`AppError`], which the
@@ -19,12 +22,17 @@ pub mod auth;
 pub mod bus;
 mod chat;
 pub mod demo;
+mod desk;
 pub mod feed;
+mod im;
 pub mod mail;
 mod questions;
+pub mod staff;
 
 pub use chat::{StartChat, Started};
+pub use desk::{Monitor, Transfer};
 pub use questions::{ActOutcome, ListFilter, QuestionAction, QuestionDetail};
+pub use staff::{FormReceipt, LibraryStatus, OfflineForm, Presence};
 
 use refdesk_domain::DomainError;
 use refdesk_domain::Millis;
@@ -76,6 +84,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Events queued for one slow connection before it must catch up from the store.
     pub connection_queue: usize,
+    /// Minutes after a staff member's last connection closed before they are
+    /// taken off duty automatically.
+    pub signoff_minutes: u64,
 }
 
 impl Default for Limits {
@@ -88,6 +99,7 @@ impl Default for Limits {
             frame_burst: 60,
             max_frame_bytes: 64 * 1024,
             connection_queue: 256,
+            signoff_minutes: 5,
         }
     }
 }
@@ -138,12 +150,21 @@ pub struct App {
     pub clock: Clock,
     /// Wakes the mailer when an e-mail is queued.
     pub mail_wakeup: Arc<tokio::sync::Notify>,
+    /// Live staff connections on this node.
+    pub connections: staff::SharedConnections,
 }
 
 impl App {
     /// Assembles the app. The store must have been opened with `bus` as its sink.
     pub fn new(store: Arc<dyn Store>, bus: Arc<bus::Bus>, limits: Limits, clock: Clock) -> App {
-        App { store, bus, limits: Arc::new(limits), clock, mail_wakeup: Arc::new(tokio::sync::Notify::new()) }
+        App {
+            store,
+            bus,
+            limits: Arc::new(limits),
+            clock,
+            mail_wakeup: Arc::new(tokio::sync::Notify::new()),
+            connections: Arc::default(),
+        }
     }
 
     /// Rollup delay in milliseconds.

@@ -303,7 +303,7 @@ impl App {
                     });
                 }
                 QuestionAction::SetCode { code, .. } => {
-                    let target = Target { placement: q.placement, state: session.state, librarian: q.librarian };
+                    let target = Target::of(&session.ctx, session.state);
                     authorize(&me, Action::SetCode, &target)?;
                     let code = codes
                         .iter()

@@ -2,7 +2,8 @@
 //! [`authorize`] before it acts; the table test at the bottom is the
 //! specification: role × scope × action → allowed or refused.
 
-use crate::chat::{MessageKind, SessionState};
+use crate::chat::{ConferenceMode, Member, MessageKind, SessionContext, SessionState};
+use crate::org::Role;
 use crate::ids::StaffId;
 use crate::org::{Placement, Staff};
 use crate::{DomainError, Millis};
@@ -12,37 +13,63 @@ use crate::{DomainError, Millis};
 pub enum Action {
     /// See a waiting chat in the queue and accept it.
     Serve {
-        /// How long the patron has waited.
+        /// How long the patron has waited in this queue.
         waited: Millis,
         /// After how long a chat is offered to the whole cooperative.
         rollup: Millis,
+        /// Offered to the whole cooperative at once (transferred to its queue).
+        coop_now: bool,
     },
     /// Read the session and its question (transcript with notes, timeline).
     View,
+    /// See the session in the chat monitor's ALL tab.
+    Monitor,
     /// Write a message or note into the session.
     Send(MessageKind),
     /// End the chat.
     End,
     /// Set or change the resolution code.
     SetCode,
+    /// Enter someone else's live chat from the ALL tab, in a mode (R3, B2).
+    Conference(ConferenceMode),
+    /// Take the chat over from its librarian (B2).
+    TakeOver,
+    /// Leave a chat one conferenced into.
+    Leave,
+    /// Hand the chat to a colleague or a queue.
+    Transfer,
 }
 
-/// The session acted on, as authorization sees it.
+/// The session acted on, as authorization sees it. For `Serve`, the
+/// placement is the library whose queue the chat waits in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// The patron's library.
+pub struct Target<'a> {
+    /// The patron's library (or, for `Serve`, the queue's library).
     pub placement: Placement,
     /// Its state.
     pub state: SessionState,
     /// The chatting librarian, once accepted.
     pub librarian: Option<StaffId>,
+    /// Conference members present.
+    pub members: &'a [Member],
 }
 
-/// Whether `staff` is part of the session (today: its chatting librarian).
-/// A staff member serving a patron of another library sees that session
-/// while they are part of it (DESIGN §2).
+impl<'a> Target<'a> {
+    /// The target a session's context describes.
+    pub fn of(ctx: &'a SessionContext, state: SessionState) -> Target<'a> {
+        Target { placement: ctx.placement, state, librarian: ctx.librarian, members: &ctx.members }
+    }
+
+    fn mode_of(&self, staff: StaffId) -> Option<ConferenceMode> {
+        self.members.iter().find(|m| m.staff == staff).map(|m| m.mode)
+    }
+}
+
+/// Whether `staff` is part of the session: its chatting librarian or a
+/// conference member. A staff member serving a patron of another library
+/// sees that session while they are part of it (DESIGN §2).
 fn participates(staff: &Staff, target: &Target) -> bool {
-    target.librarian == Some(staff.id)
+    target.librarian == Some(staff.id) || target.mode_of(staff.id).is_some()
 }
 
 /// Decides whether `staff` may do `action` to `target`. Refusals say why,
@@ -50,11 +77,12 @@ fn participates(staff: &Staff, target: &Target) -> bool {
 pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), DomainError> {
     let in_scope = staff.role_covers(&target.placement) || participates(staff, target);
     match action {
-        Action::Serve { waited, rollup } => {
-            // Staff of the patron's library at once; the rest of the
+        Action::Serve { waited, rollup, coop_now } => {
+            // Staff of the queue's library at once; the rest of the
             // cooperative once the chat has rolled up (DESIGN §9).
             let own = staff.home.library == target.placement.library;
-            let coop = staff.home.cooperative == target.placement.cooperative && waited >= rollup;
+            let coop =
+                staff.home.cooperative == target.placement.cooperative && (coop_now || waited >= rollup);
             if own || coop {
                 Ok(())
             } else {
@@ -68,6 +96,14 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
                 Err(DomainError::NotFound("session"))
             }
         }
+        Action::Monitor => {
+            // The ALL tab is for admins (DESIGN §2); everyone sees their own chats.
+            if participates(staff, target) || (staff.role >= Role::LibraryAdmin && staff.role_covers(&target.placement)) {
+                Ok(())
+            } else {
+                Err(DomainError::NotFound("session"))
+            }
+        }
         Action::Send(kind) => {
             if !in_scope {
                 return Err(DomainError::NotFound("session"));
@@ -75,19 +111,65 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
             if !matches!(kind, MessageKind::Message | MessageKind::Note) {
                 return Err(DomainError::Forbidden("only messages and notes can be sent in a chat"));
             }
-            // Until conferencing exists, only the chatting librarian writes
-            // into a live chat: no unannounced second librarian (B2).
-            if participates(staff, target) {
-                Ok(())
-            } else {
-                Err(DomainError::Forbidden("you are not part of this chat"))
+            if target.librarian == Some(staff.id) {
+                return Ok(());
             }
+            // Conference members write as their mode allows (B2): no
+            // unannounced second librarian ever writes to the patron.
+            match (target.mode_of(staff.id), kind) {
+                (Some(ConferenceMode::Join), _) | (Some(ConferenceMode::Whisper), MessageKind::Note) => Ok(()),
+                (Some(ConferenceMode::Whisper), _) => {
+                    Err(DomainError::Forbidden("you are whispering: send librarian notes, or join the chat first"))
+                }
+                (Some(ConferenceMode::Monitor), _) => {
+                    Err(DomainError::Forbidden("you are monitoring (read only): whisper or join to write"))
+                }
+                (None, _) => Err(DomainError::Forbidden("you are not part of this chat")),
+            }
+        }
+        Action::Conference(_) | Action::TakeOver => {
+            // Institution and cooperative admins, from the ALL tab (R3).
+            if !(staff.role >= Role::InstitutionAdmin && staff.role_covers(&target.placement)) {
+                return Err(if in_scope {
+                    DomainError::Forbidden("conferencing is for institution and cooperative admins")
+                } else {
+                    DomainError::NotFound("session")
+                });
+            }
+            if target.librarian == Some(staff.id) {
+                return Err(DomainError::Conflict("you are already the chatting librarian".into()));
+            }
+            if target.state != SessionState::Active {
+                return Err(DomainError::Conflict("only an active chat can be entered".into()));
+            }
+            Ok(())
+        }
+        Action::Leave => {
+            if target.mode_of(staff.id).is_some() {
+                Ok(())
+            } else if in_scope {
+                Err(DomainError::Conflict("you are not conferencing in this chat".into()))
+            } else {
+                Err(DomainError::NotFound("session"))
+            }
+        }
+        Action::Transfer => {
+            if !in_scope {
+                return Err(DomainError::NotFound("session"));
+            }
+            if target.librarian != Some(staff.id) {
+                return Err(DomainError::Forbidden("only the chatting librarian transfers a chat"));
+            }
+            if target.state != SessionState::Active {
+                return Err(DomainError::Conflict("only an active chat can be transferred".into()));
+            }
+            Ok(())
         }
         Action::End => {
             if !in_scope {
                 return Err(DomainError::NotFound("session"));
             }
-            if participates(staff, target) {
+            if target.librarian == Some(staff.id) {
                 Ok(())
             } else {
                 Err(DomainError::Forbidden("only the chatting librarian ends a chat"))
@@ -99,8 +181,8 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
             }
             // The chatting librarian, or an admin in scope (DESIGN §4: a code
             // set by mistake can be changed by either).
-            let admin = staff.role > crate::org::Role::Librarian && staff.role_covers(&target.placement);
-            if participates(staff, target) || admin {
+            let admin = staff.role > Role::Librarian && staff.role_covers(&target.placement);
+            if target.librarian == Some(staff.id) || admin {
                 Ok(())
             } else {
                 Err(DomainError::Forbidden("only the chatting librarian or an admin sets the code"))
@@ -124,6 +206,27 @@ pub fn authorize_question(
     } else {
         Err(DomainError::Forbidden("this question is outside your scope"))
     }
+}
+
+/// Staff management (DESIGN §2): library admins and above manage staff
+/// whose home library their role covers, never above their own role — not
+/// in what they grant, nor in whom they change.
+pub fn authorize_staff_admin(
+    actor: &Staff,
+    target_home: &Placement,
+    target_role: Role,
+    new_role: Option<Role>,
+) -> Result<(), DomainError> {
+    if actor.role < Role::LibraryAdmin {
+        return Err(DomainError::Forbidden("managing staff is for library admins and above"));
+    }
+    if !actor.role_covers(target_home) {
+        return Err(DomainError::Forbidden("that library is outside your scope"));
+    }
+    if target_role > actor.role || new_role.is_some_and(|r| r > actor.role) {
+        return Err(DomainError::Forbidden("nobody manages or grants a role above their own"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -155,14 +258,14 @@ mod tests {
         OtherCooperative,
     }
 
-    fn target(w: Where, librarian: Option<StaffId>) -> Target {
+    fn target(w: Where, librarian: Option<StaffId>) -> Target<'static> {
         let placement = match w {
             Where::SameLibrary => place(1, 1, 1),
             Where::SameInstitution => place(2, 1, 1),
             Where::SameCooperative => place(3, 2, 1),
             Where::OtherCooperative => place(9, 9, 9),
         };
-        Target { placement, state: SessionState::Active, librarian }
+        Target { placement, state: SessionState::Active, librarian, members: &[] }
     }
 
     #[test]
@@ -218,11 +321,13 @@ mod tests {
     #[test]
     fn serving_is_own_library_at_once_and_cooperative_after_rollup() {
         let s = staff(5, Role::Librarian);
-        let serve = |waited| Action::Serve { waited, rollup: 60_000 };
+        let serve = |waited| Action::Serve { waited, rollup: 60_000, coop_now: false };
         assert!(authorize(&s, serve(0), &target(Where::SameLibrary, None)).is_ok());
         assert!(authorize(&s, serve(0), &target(Where::SameCooperative, None)).is_err());
         assert!(authorize(&s, serve(60_000), &target(Where::SameCooperative, None)).is_ok());
         assert!(authorize(&s, serve(600_000), &target(Where::OtherCooperative, None)).is_err());
+        let now = Action::Serve { waited: 0, rollup: 60_000, coop_now: true };
+        assert!(authorize(&s, now, &target(Where::SameCooperative, None)).is_ok(), "transferred to the cooperative queue");
     }
 
     #[test]
@@ -254,5 +359,82 @@ mod tests {
         assert!(authorize(&staff(6, Role::Librarian), Action::SetCode, &theirs).is_ok());
         let elsewhere = target(Where::SameInstitution, Some(StaffId(6)));
         assert!(authorize(&staff(5, Role::LibraryAdmin), Action::SetCode, &elsewhere).is_err());
+    }
+
+    #[test]
+    fn r3_b2_conferencing_is_for_institution_and_cooperative_admins_in_scope() {
+        use Role::*;
+        use Where::*;
+        let table = [
+            (Librarian, SameLibrary, false),
+            (LibraryAdmin, SameLibrary, false),
+            (InstitutionAdmin, SameLibrary, true),
+            (InstitutionAdmin, SameInstitution, true),
+            (InstitutionAdmin, SameCooperative, false),
+            (CooperativeAdmin, SameCooperative, true),
+            (CooperativeAdmin, OtherCooperative, false),
+        ];
+        for (role, w, allowed) in table {
+            for action in [Action::Conference(ConferenceMode::Monitor), Action::TakeOver] {
+                let got = authorize(&staff(5, role), action, &target(w, Some(StaffId(99))));
+                assert_eq!(got.is_ok(), allowed, "{role:?} × {w:?} × {action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn b2_what_a_conference_member_may_send_follows_their_mode() {
+        let members = |mode| vec![Member { staff: StaffId(5), name: "D".into(), mode }];
+        let me = staff(5, Role::InstitutionAdmin);
+        for (mode, message, note) in [
+            (ConferenceMode::Monitor, false, false),
+            (ConferenceMode::Whisper, false, true),
+            (ConferenceMode::Join, true, true),
+        ] {
+            let m = members(mode);
+            let t = Target { members: &m, ..target(Where::SameLibrary, Some(StaffId(99))) };
+            assert_eq!(authorize(&me, Action::Send(MessageKind::Message), &t).is_ok(), message, "{mode:?}");
+            assert_eq!(authorize(&me, Action::Send(MessageKind::Note), &t).is_ok(), note, "{mode:?}");
+            assert!(authorize(&me, Action::Leave, &t).is_ok());
+            assert!(authorize(&me, Action::End, &t).is_err(), "only the chatting librarian ends");
+        }
+    }
+
+    #[test]
+    fn the_all_tab_is_for_admins_in_scope_and_my_tab_for_participants() {
+        let t = target(Where::SameLibrary, Some(StaffId(99)));
+        assert!(authorize(&staff(5, Role::Librarian), Action::Monitor, &t).is_err());
+        assert!(authorize(&staff(5, Role::LibraryAdmin), Action::Monitor, &t).is_ok());
+        assert!(authorize(&staff(99, Role::Librarian), Action::Monitor, &t).is_ok(), "my own chat");
+        assert!(authorize(&staff(5, Role::LibraryAdmin), Action::Monitor, &target(Where::SameInstitution, None)).is_err());
+    }
+
+    #[test]
+    fn only_the_chatting_librarian_transfers() {
+        let t = target(Where::SameLibrary, Some(StaffId(5)));
+        assert!(authorize(&staff(5, Role::Librarian), Action::Transfer, &t).is_ok());
+        assert!(authorize(&staff(6, Role::CooperativeAdmin), Action::Transfer, &t).is_err());
+    }
+
+    #[test]
+    fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
+        use Role::*;
+        use Where::*;
+        let place_of = |w| target(w, None).placement;
+        let table = [
+            (Librarian, SameLibrary, Librarian, None, false),
+            (LibraryAdmin, SameLibrary, Librarian, Some(LibraryAdmin), true),
+            (LibraryAdmin, SameLibrary, Librarian, Some(InstitutionAdmin), false),
+            (LibraryAdmin, SameLibrary, InstitutionAdmin, None, false),
+            (LibraryAdmin, SameInstitution, Librarian, None, false),
+            (InstitutionAdmin, SameInstitution, LibraryAdmin, Some(InstitutionAdmin), true),
+            (InstitutionAdmin, SameCooperative, Librarian, None, false),
+            (CooperativeAdmin, SameCooperative, InstitutionAdmin, Some(CooperativeAdmin), true),
+            (CooperativeAdmin, OtherCooperative, Librarian, None, false),
+        ];
+        for (role, w, target_role, new_role, allowed) in table {
+            let got = authorize_staff_admin(&staff(5, role), &place_of(w), target_role, new_role);
+            assert_eq!(got.is_ok(), allowed, "{role:?} × {w:?} × {target_role:?} → {new_role:?}");
+        }
     }
 }

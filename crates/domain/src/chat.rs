@@ -162,6 +162,45 @@ impl Author {
     }
 }
 
+/// How a conferencing staff member takes part in someone else's chat (B2).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConferenceMode {
+    /// Silent and read only.
+    Monitor,
+    /// Librarian notes only: the patron never learns they are there.
+    Whisper,
+    /// Announced to the patron; may send messages and notes.
+    Join,
+}
+
+impl ConferenceMode {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConferenceMode::Monitor => "monitor",
+            ConferenceMode::Whisper => "whisper",
+            ConferenceMode::Join => "join",
+        }
+    }
+
+    /// Parses [`ConferenceMode::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Monitor, Self::Whisper, Self::Join].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A staff member present in a session besides the chatting librarian (B3).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// Who.
+    pub staff: StaffId,
+    /// Their display name.
+    pub name: String,
+    /// How they take part.
+    pub mode: ConferenceMode,
+}
+
 /// What a system line records, so that clients can update their state from
 /// the ordered message stream alone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,6 +212,10 @@ pub enum SystemEvent {
     Ended,
     /// "Resolution code set" (R5).
     CodeSet,
+    /// Someone joined, changed mode, took over or left (B2, B3).
+    Presence,
+    /// The chat was transferred (to a colleague or back to a queue).
+    Transferred,
 }
 
 impl SystemEvent {
@@ -182,12 +225,16 @@ impl SystemEvent {
             SystemEvent::Accepted => "accepted",
             SystemEvent::Ended => "ended",
             SystemEvent::CodeSet => "code_set",
+            SystemEvent::Presence => "presence",
+            SystemEvent::Transferred => "transferred",
         }
     }
 
     /// Parses [`SystemEvent::as_str`]'s names.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Ended, Self::CodeSet].into_iter().find(|v| v.as_str() == s)
+        [Self::Accepted, Self::Ended, Self::CodeSet, Self::Presence, Self::Transferred]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -236,6 +283,16 @@ pub struct SessionContext {
     /// question, so they may read the chat.
     #[serde(default)]
     pub referred: Option<Placement>,
+    /// Conference members present besides the chatting librarian (B3).
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+impl SessionContext {
+    /// The mode `staff` takes part in, if they are a conference member.
+    pub fn member_mode(&self, staff: StaffId) -> Option<ConferenceMode> {
+        self.members.iter().find(|m| m.staff == staff).map(|m| m.mode)
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Committed events: what the store hands to the bus after a commit, and
 //! what each connection filters through [`crate::visibility::sees`].
 
-use crate::chat::{Audience, Message, SessionContext};
-use crate::ids::SessionId;
+use crate::chat::{Audience, Message, SessionContext, SessionState};
+use crate::ids::{SessionId, StaffId};
 use crate::org::Placement;
 use crate::Millis;
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,81 @@ pub struct QueueEntry {
     pub patron_name: String,
     /// Their question, as first typed.
     pub question: String,
-    /// When they started waiting.
+    /// When they started waiting in this queue.
     pub since: Millis,
+    /// The library whose queue it waits in (the patron's, or the one it was
+    /// transferred to).
+    pub queue: Placement,
+    /// Offered to the whole cooperative at once (transferred to its queue).
+    pub coop_now: bool,
+}
+
+/// A live session as the chat monitor lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// Place, librarian, members.
+    pub ctx: SessionContext,
+    /// Its state.
+    pub state: SessionState,
+    /// The patron's library's name.
+    pub library_name: String,
+    /// The patron's name, or "Patron".
+    pub patron_name: String,
+    /// The chatting librarian's name.
+    pub librarian_name: Option<String>,
+    /// When the patron started it.
+    pub created_at: Millis,
+    /// When it was accepted (duration counts from here; waiting time before).
+    pub accepted_at: Option<Millis>,
+    /// When its last message was written.
+    pub last_message_at: Millis,
+}
+
+/// A staff-to-staff direct message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImMessage {
+    /// Sequence number within the conversation of the two, from 1.
+    pub seq: u64,
+    /// Sender.
+    pub from: StaffId,
+    /// Sender's display name.
+    pub from_name: String,
+    /// Recipient.
+    pub to: StaffId,
+    /// Text.
+    pub body: String,
+    /// The sender's client message id (idempotent re-sends).
+    pub client_id: Option<String>,
+    /// Server time of the commit.
+    pub at: Millis,
+}
+
+/// A staff member's availability.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    /// On duty: offered waiting patrons.
+    OnDuty,
+    /// Signed in, not taking chats.
+    Away,
+    /// Off duty.
+    OffDuty,
+}
+
+impl Availability {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::OnDuty => "on_duty",
+            Availability::Away => "away",
+            Availability::OffDuty => "off_duty",
+        }
+    }
+
+    /// Parses [`Availability::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::OnDuty, Self::Away, Self::OffDuty].into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 /// One committed change that connected clients may need to hear about.
@@ -46,6 +119,19 @@ pub enum Event {
         who: String,
         /// Started (true) or stopped (false).
         on: bool,
+    },
+    /// A session's state, librarian or members changed (for the monitor).
+    SessionChanged(SessionSummary),
+    /// A direct message between two staff members.
+    Im(ImMessage),
+    /// A staff member's availability changed.
+    Availability {
+        /// Who.
+        staff: StaffId,
+        /// Their cooperative (only its staff hear of it).
+        cooperative: crate::ids::CooperativeId,
+        /// Now.
+        availability: Availability,
     },
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {

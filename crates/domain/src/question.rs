@@ -244,6 +244,24 @@ pub enum Change {
         /// Its text.
         body: String,
     },
+    /// A staff member entered, changed mode in, or left the chat (B2).
+    Conference {
+        /// Who.
+        staff: StaffId,
+        /// Their name.
+        name: String,
+        /// Their mode now; `None` when they left.
+        mode: Option<crate::chat::ConferenceMode>,
+    },
+    /// The chatting librarian changed: a take-over or a transfer.
+    Librarian {
+        /// Before.
+        from: Option<StaffId>,
+        /// After (`None`: back to a queue).
+        to: Option<StaffId>,
+        /// `take_over`, `transfer` or `queue`.
+        how: String,
+    },
     /// A message to the chatting librarian was sent into the live chat.
     LibrarianMessage {
         /// The chatting librarian.
@@ -267,6 +285,8 @@ impl Change {
             Change::Answer { .. } => "answer",
             Change::Note { .. } => "note",
             Change::LibrarianMessage { .. } => "librarian_message",
+            Change::Conference { .. } => "conference",
+            Change::Librarian { .. } => "librarian",
         }
     }
 }

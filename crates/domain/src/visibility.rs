@@ -43,12 +43,31 @@ pub enum Item<'a> {
     },
     /// A waiting chat in the queue.
     Waiting {
-        /// The patron's library.
+        /// The library whose queue it waits in.
         placement: Placement,
-        /// How long the patron has waited.
+        /// How long the patron has waited in it.
         waited: Millis,
         /// After how long it rolls up to the cooperative.
         rollup: Millis,
+        /// Offered to the whole cooperative at once.
+        coop_now: bool,
+    },
+    /// A session as the chat monitor lists it (My and ALL tabs).
+    Monitored {
+        /// The session.
+        ctx: &'a SessionContext,
+    },
+    /// Who is present in a session (B3): staff only.
+    Presence {
+        /// The session.
+        ctx: &'a SessionContext,
+    },
+    /// A staff-to-staff direct message: its two ends only.
+    Im {
+        /// Sender.
+        from: crate::ids::StaffId,
+        /// Recipient.
+        to: crate::ids::StaffId,
     },
 }
 
@@ -62,22 +81,30 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         (Viewer::Patron { session }, Item::Typing { ctx, audience }) => {
             ctx.id == *session && audience == Audience::Everyone
         }
-        (Viewer::Patron { .. }, Item::Waiting { .. }) => false,
+        // Patrons never see the queue, the monitor, who is watching, or staff IM.
+        (Viewer::Patron { .. }, Item::Waiting { .. } | Item::Monitored { .. } | Item::Presence { .. } | Item::Im { .. }) => {
+            false
+        }
         (Viewer::Staff(staff), Item::Message { ctx, message }) => {
             message.session == ctx.id && staff_may_view(staff, ctx)
         }
         (Viewer::Staff(staff), Item::Typing { ctx, .. }) => staff_may_view(staff, ctx),
-        (Viewer::Staff(staff), Item::Waiting { placement, waited, rollup }) => {
-            let target = Target { placement, state: SessionState::Waiting, librarian: None };
-            authorize(staff, Action::Serve { waited, rollup }, &target).is_ok()
+        (Viewer::Staff(staff), Item::Waiting { placement, waited, rollup, coop_now }) => {
+            let target = Target { placement, state: SessionState::Waiting, librarian: None, members: &[] };
+            authorize(staff, Action::Serve { waited, rollup, coop_now }, &target).is_ok()
         }
+        (Viewer::Staff(staff), Item::Monitored { ctx }) => {
+            authorize(staff, Action::Monitor, &Target::of(ctx, SessionState::Active)).is_ok()
+        }
+        (Viewer::Staff(staff), Item::Presence { ctx }) => staff_may_view(staff, ctx),
+        (Viewer::Staff(staff), Item::Im { from, to }) => staff.id == from || staff.id == to,
     }
 }
 
 fn staff_may_view(staff: &Staff, ctx: &SessionContext) -> bool {
     // The state does not matter for viewing; Active is a stand-in.
-    let target = Target { placement: ctx.placement, state: SessionState::Active, librarian: ctx.librarian };
-    authorize(staff, Action::View, &target).is_ok() || ctx.referred.is_some_and(|r| staff.role_covers(&r))
+    authorize(staff, Action::View, &Target::of(ctx, SessionState::Active)).is_ok()
+        || ctx.referred.is_some_and(|r| staff.role_covers(&r))
 }
 
 /// The messages of a transcript that `viewer` may see, in order. Used for
@@ -108,6 +135,7 @@ mod tests {
             librarian: Some(StaffId(5)),
             question: None,
             referred: None,
+            members: vec![],
         }
     }
 
@@ -183,9 +211,21 @@ mod tests {
 
     #[test]
     fn patrons_never_see_the_queue() {
-        let item = Item::Waiting { placement: place(1), waited: 0, rollup: 60_000 };
+        let item = Item::Waiting { placement: place(1), waited: 0, rollup: 60_000, coop_now: false };
         assert!(!sees(&Viewer::Patron { session: SessionId(1) }, item));
         assert!(sees(&librarian(6, 1), item));
+    }
+
+    #[test]
+    fn patrons_never_see_who_is_watching_nor_staff_im() {
+        let c = ctx(1);
+        let patron = Viewer::Patron { session: SessionId(1) };
+        assert!(!sees(&patron, Item::Presence { ctx: &c }));
+        assert!(!sees(&patron, Item::Monitored { ctx: &c }));
+        assert!(!sees(&patron, Item::Im { from: StaffId(1), to: StaffId(2) }));
+        assert!(sees(&librarian(5, 1), Item::Presence { ctx: &c }), "B3: the chatting librarian sees who is there");
+        assert!(sees(&librarian(2, 1), Item::Im { from: StaffId(1), to: StaffId(2) }));
+        assert!(!sees(&librarian(3, 1), Item::Im { from: StaffId(1), to: StaffId(2) }));
     }
 
     #[test]

@@ -93,6 +93,9 @@ impl Config {
         if l.frames_per_second == 0 || l.frame_burst == 0 || l.connection_queue == 0 {
             bail!("limits.frames_per_second, frame_burst and connection_queue must be positive");
         }
+        if l.signoff_minutes == 0 {
+            bail!("limits.signoff_minutes must be positive");
+        }
         if l.login_hours == 0 {
             bail!("limits.login_hours must be positive");
         }

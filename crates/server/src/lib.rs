@@ -80,6 +80,11 @@ pub async fn run(
     let mail_task = tokio::spawn(mailer.run(async move {
         let _ = mail_stopped.await;
     }));
+    // Roll-ups, sign-offs and presence run beside the server too.
+    let (stop_background, background_stopped) = tokio::sync::oneshot::channel::<()>();
+    let background = tokio::spawn(state.app.clone().run_background(async move {
+        let _ = background_stopped.await;
+    }));
     // Chat frames are small and latency-bound: Nagle's algorithm would hold
     // them back waiting for the peer's delayed ACK (tens of milliseconds).
     let listener = listener.tap_io(|tcp| {
@@ -95,6 +100,8 @@ pub async fn run(
         .await
         .context("serving HTTP");
     let _ = stop_mail.send(());
+    let _ = stop_background.send(());
     let _ = mail_task.await;
+    let _ = background.await;
     served
 }

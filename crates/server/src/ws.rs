@@ -17,9 +17,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use refdesk_app::feed::{Feed, Out};
 use refdesk_app::{App, AppError};
-use refdesk_domain::chat::Message;
-use refdesk_domain::event::QueueEntry;
-use refdesk_domain::ids::SessionId;
+use refdesk_domain::chat::{Member, Message};
+use refdesk_domain::event::{Availability, ImMessage, QueueEntry, SessionSummary};
+use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::Millis;
 use refdesk_domain::visibility::Viewer;
 use refdesk_domain::DomainError;
 use refdesk_store::SessionRecord;
@@ -73,6 +74,9 @@ enum In {
     Send { session: Option<i64>, client_id: Option<String>, kind: Option<String>, body: String },
     Typing { session: Option<i64>, on: bool, note: Option<bool> },
     Queue,
+    Monitor,
+    ImSend { to: i64, body: String, client_id: Option<String> },
+    ImResume { peer: i64, after: Option<u64> },
     Ping,
 }
 
@@ -90,6 +94,15 @@ enum OutFrame<'a> {
     QueueRemoved { session: SessionId },
     Error { code: &'a str, message: &'a str, client_id: Option<&'a str> },
     Pong,
+    Position { position: usize, since: Millis },
+    Presence { session: SessionId, librarian: Option<StaffId>, members: &'a [Member] },
+    Monitor { sessions: &'a [SessionSummary] },
+    MonitorUpdate(&'a SessionSummary),
+    MonitorTick { session: SessionId, at: Millis },
+    Im(&'a ImMessage),
+    ImAck { to: StaffId, client_id: Option<&'a str>, seq: u64, duplicate: bool },
+    ImSynced { peer: StaffId, last: u64 },
+    Availability { staff: StaffId, availability: Availability },
 }
 
 /// A token bucket: `rate` frames per second, bursts of `burst`.
@@ -117,6 +130,8 @@ impl Bucket {
 struct Connection {
     app: App,
     feed: Feed,
+    /// Keeps a staff member counted as connected while the socket lives.
+    _online: Option<refdesk_app::staff::Online>,
     /// The patron's own session (None for staff).
     patron: Option<SessionRecord>,
     bucket: Bucket,
@@ -135,7 +150,11 @@ impl Connection {
             burst: l.frame_burst as f64,
             at: Instant::now(),
         };
-        Connection { app, feed, patron, bucket }
+        let online = match feed.viewer() {
+            Viewer::Staff(s) => Some(app.staff_online(s.id)),
+            Viewer::Patron { .. } => None,
+        };
+        Connection { app, feed, _online: online, patron, bucket }
     }
 
     async fn run(mut self, mut socket: WebSocket) {
@@ -183,6 +202,16 @@ impl Connection {
                 Out::Typing { session, who, on } => OutFrame::Typing { session: *session, who, on: *on },
                 Out::QueueAdded(e) => OutFrame::QueueAdded(e),
                 Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
+                Out::Position { position, since } => OutFrame::Position { position: *position, since: *since },
+                Out::Presence { session, librarian, members } => {
+                    OutFrame::Presence { session: *session, librarian: *librarian, members }
+                }
+                Out::Monitor(summary) => OutFrame::MonitorUpdate(summary),
+                Out::MonitorTick { session, at } => OutFrame::MonitorTick { session: *session, at: *at },
+                Out::Im(m) => OutFrame::Im(m),
+                Out::Availability { staff, availability } => {
+                    OutFrame::Availability { staff: *staff, availability: *availability }
+                }
             };
             send(socket, &frame).await?;
         }
@@ -221,7 +250,13 @@ impl Connection {
                             send(socket, &OutFrame::Event(m)).await?;
                         }
                         let last = self.feed.last_seq(session).unwrap_or(0);
-                        send(socket, &OutFrame::Synced { session, last }).await
+                        send(socket, &OutFrame::Synced { session, last }).await?;
+                        // A waiting patron learns their place in line at once.
+                        match self.feed.position().await {
+                            Ok(Some(p)) => self.forward(socket, &[p]).await,
+                            Ok(None) => Ok(()),
+                            Err(e) => report(socket, e.into(), None).await,
+                        }
                     }
                     Err(e) => report(socket, e.into(), None).await,
                 }
@@ -232,6 +267,33 @@ impl Connection {
             }
             In::Queue => match self.feed.watch_queue().await {
                 Ok(waiting) => send(socket, &OutFrame::Queue { waiting: &waiting }).await,
+                Err(e) => report(socket, e.into(), None).await,
+            },
+            In::Monitor => match self.feed.watch_monitor().await {
+                Ok(sessions) => send(socket, &OutFrame::Monitor { sessions: &sessions }).await,
+                Err(e) => report(socket, e.into(), None).await,
+            },
+            In::ImSend { to, body, client_id } => {
+                let cid = client_id.as_deref();
+                let Viewer::Staff(staff) = self.feed.viewer() else {
+                    return error(socket, "forbidden", "patrons have no IM", cid).await;
+                };
+                match self.app.im_send(staff, StaffId(to), &body, cid).await {
+                    Ok((m, duplicate)) => {
+                        let ack = OutFrame::ImAck { to: StaffId(to), client_id: cid, seq: m.seq, duplicate };
+                        send(socket, &ack).await
+                    }
+                    Err(e) => report(socket, e.into(), cid).await,
+                }
+            }
+            In::ImResume { peer, after } => match self.feed.resume_im(StaffId(peer), after.unwrap_or(0)).await {
+                Ok(missed) => {
+                    for m in &missed {
+                        send(socket, &OutFrame::Im(m)).await?;
+                    }
+                    let last = missed.last().map_or(after.unwrap_or(0), |m| m.seq);
+                    send(socket, &OutFrame::ImSynced { peer: StaffId(peer), last }).await
+                }
                 Err(e) => report(socket, e.into(), None).await,
             },
             In::Send { session, client_id, kind, body } => {

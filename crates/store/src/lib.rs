@@ -164,6 +164,78 @@ pub struct QuestionQuery {
     pub limit: u32,
 }
 
+/// Where a transferred chat goes.
+#[derive(Clone, Debug)]
+pub enum TransferTo {
+    /// Straight to a colleague.
+    Staff(Staff),
+    /// Back to a queue: a library's, or (with `coop_now`) offered to the
+    /// whole cooperative at once.
+    Queue {
+        /// The queue's library.
+        library: Placement,
+        /// Offer it to the whole cooperative at once.
+        coop_now: bool,
+    },
+}
+
+/// A question left through the offline form (nobody on duty).
+#[derive(Clone, Debug)]
+pub struct NewFormQuestion {
+    /// The patron's library.
+    pub library: LibraryId,
+    /// Their name, if given.
+    pub patron_name: Option<String>,
+    /// Their e-mail (required: the answer goes there).
+    pub patron_email: String,
+    /// Their question.
+    pub question: String,
+    /// A random, unused token digest (the form opens no chat).
+    pub token_hash: String,
+    /// Now.
+    pub now: Millis,
+}
+
+/// A staff member with what presence and management show.
+#[derive(Clone, Debug, Serialize)]
+pub struct StaffEntry {
+    /// The staff member.
+    #[serde(flatten)]
+    pub staff: Staff,
+    /// Their library's name.
+    pub library_name: String,
+    /// On duty, away or off duty.
+    pub availability: refdesk_domain::event::Availability,
+    /// Last time a connection of theirs was seen.
+    pub last_seen: Millis,
+    /// Disabled staff cannot sign in.
+    pub disabled: bool,
+}
+
+/// A change to a staff member's account.
+#[derive(Clone, Debug, Default)]
+pub struct StaffUpdate {
+    /// New role.
+    pub role: Option<Role>,
+    /// Disable (true) or enable (false).
+    pub disabled: Option<bool>,
+    /// New argon2id hash.
+    pub password_hash: Option<String>,
+}
+
+/// One IM conversation as the list shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImConversation {
+    /// The other staff member.
+    pub peer: StaffId,
+    /// Their name.
+    pub peer_name: String,
+    /// The last sequence number in the conversation.
+    pub last_seq: u64,
+    /// Messages from them not yet read.
+    pub unread: u64,
+}
+
 /// A library and where it sits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LibraryRecord {
@@ -224,9 +296,35 @@ pub struct SessionRecord {
     pub last_seq: u64,
     /// Where the patron asked the transcript to be e-mailed at the end.
     pub transcript_to: Option<String>,
+    /// The library whose queue it waits (or last waited) in.
+    pub queue: Placement,
+    /// When it entered that queue.
+    pub queued_at: Millis,
+    /// Offered to the whole cooperative at once.
+    pub queue_coop: bool,
+    /// The patron's library's name.
+    pub library_name: String,
+    /// The chatting librarian's name.
+    pub librarian_name: Option<String>,
+    /// When its last message was written.
+    pub last_message_at: Millis,
 }
 
 impl SessionRecord {
+    /// The session as the chat monitor lists it.
+    pub fn summary(&self) -> refdesk_domain::event::SessionSummary {
+        refdesk_domain::event::SessionSummary {
+            ctx: self.ctx.clone(),
+            state: self.state,
+            library_name: self.library_name.clone(),
+            patron_name: self.patron_display(),
+            librarian_name: self.librarian_name.clone(),
+            created_at: self.created_at,
+            accepted_at: self.accepted_at,
+            last_message_at: self.last_message_at,
+        }
+    }
+
     /// How the patron appears in the chat.
     pub fn patron_display(&self) -> String {
         self.patron_name.clone().unwrap_or_else(|| "Patron".to_owned())
@@ -431,6 +529,69 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(QuestionState, Message)>;
     /// Messages with `seq > after`, in order, at most `limit`.
     async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
+
+    /// Every waiting or active session (the app filters for the monitor).
+    async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
+    /// A staff member enters a chat, or changes mode (R3, B2). `line` is the
+    /// system line to write; `None` writes none.
+    async fn conference(
+        &self,
+        id: SessionId,
+        by: Staff,
+        mode: refdesk_domain::chat::ConferenceMode,
+        line: Option<NewMessage>,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord>;
+    /// A conference member leaves.
+    async fn leave(&self, id: SessionId, by: Staff, line: NewMessage, guard: Guard, now: Millis) -> Result<SessionRecord>;
+    /// The chat changes hands: a take-over or a transfer. `stay` keeps the
+    /// previous librarian as a whispering member.
+    async fn transfer(
+        &self,
+        id: SessionId,
+        by: Staff,
+        to: TransferTo,
+        stay: bool,
+        line: NewMessage,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord>;
+    /// Waiting chats that reached `rollup` age in (`after`, `upto`].
+    async fn rolled_up(&self, after: Millis, upto: Millis, rollup: Millis) -> Result<Vec<QueueEntry>>;
+    /// A question from the offline form: status new, nobody assigned.
+    async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord>;
+
+    // --- staff: availability and management ------------------------------------
+
+    /// Sets a staff member's availability.
+    async fn set_availability(&self, id: StaffId, a: refdesk_domain::event::Availability, now: Millis) -> Result<()>;
+    /// Records that these staff members have a live connection now.
+    async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()>;
+    /// Takes off duty everyone on duty not seen since `before`; returns them.
+    async fn sign_off_stale(&self, before: Millis) -> Result<Vec<Staff>>;
+    /// Staff of a cooperative, with availability.
+    async fn staff_of(&self, coop: CooperativeId) -> Result<Vec<StaffEntry>>;
+    /// Changes a staff member's account; disabling ends their sign-ins.
+    async fn update_staff(&self, id: StaffId, update: StaffUpdate) -> Result<()>;
+
+    // --- staff IM ----------------------------------------------------------------
+
+    /// Stores a direct message; a re-sent client id returns the stored one.
+    async fn im_send(
+        &self,
+        from: Staff,
+        to: StaffId,
+        body: String,
+        client_id: Option<String>,
+        now: Millis,
+    ) -> Result<(refdesk_domain::event::ImMessage, bool)>;
+    /// The conversation of `a` and `b` after `after`, in order.
+    async fn im_after(&self, a: StaffId, b: StaffId, after: u64, limit: u32) -> Result<Vec<refdesk_domain::event::ImMessage>>;
+    /// `me`'s conversations with unread counts.
+    async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>>;
+    /// Marks `me`'s conversation with `peer` read up to `seq`.
+    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()>;
 
     // --- questions -----------------------------------------------------------
 

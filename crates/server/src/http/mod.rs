@@ -5,6 +5,7 @@ pub mod desk;
 pub mod openapi;
 pub mod patron;
 pub mod questions;
+pub mod staff;
 pub mod web;
 
 use crate::AppState;
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .merge(patron::router())
         .merge(desk::router())
         .merge(questions::router())
+        .merge(staff::router())
         .merge(openapi::router())
         .merge(web::router())
         .route("/api/ws", get(crate::ws::upgrade))

@@ -35,7 +35,10 @@ async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
     assert_eq!(q["state"]["status"], "answered");
     assert_eq!(q["state"]["code"], Value::Null);
     assert_eq!(q["live"], true, "B1/R2: still live");
-    let joined = pat_ws.next().await;
+    // While waiting, the patron was told their place in line.
+    let frames = pat_ws.until(|f| f["type"] == "event").await;
+    assert!(frames.iter().any(|f| f["type"] == "position" && f["position"] == 1), "{frames:?}");
+    let joined = frames.last().unwrap().clone();
     assert_eq!(joined["system"], "accepted");
     assert_eq!(joined["body"], "Ann Archer (librarian) has joined the chat");
 

@@ -15,13 +15,14 @@ mod rows;
 mod schema;
 
 use crate::{
-    Acted, Appended, Decide, EventSink, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, OutboxMail, Plan,
+    Acted, Appended, Decide, EventSink, Guard, ImConversation, LibraryRecord, NewFormQuestion, StaffEntry, StaffUpdate,
+    TransferTo, NewMessage, NewSession, NewStaff, OutboxMail, Plan,
     QuestionQuery, QuestionRecord, Result, SessionRecord, StaffRecord, Store, StoreError, TimelineEntry,
     TranscriptMail,
 };
 use async_trait::async_trait;
-use refdesk_domain::chat::{Author, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
-use refdesk_domain::event::{Event, QueueEntry};
+use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
+use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{changes, question_on_accept, Change, QuestionState, ResolutionCode};
@@ -390,8 +391,8 @@ impl Store for SqliteStore {
             let lib = library_where(c, "l.id = ?1", params![new.library.0])?
                 .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
             c.execute(
-                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to)
-                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7)",
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to, queued_at)
+                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6)",
                 params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now, new.transcript_to],
             )
             .map_err(db)?;
@@ -414,8 +415,14 @@ impl Store for SqliteStore {
                 patron_name: rec.patron_display(),
                 question: new.question,
                 since: new.now,
+                queue: lib.placement,
+                coop_now: false,
             };
-            let events = vec![Event::QueueAdded(entry.clone()), Event::Message { ctx: rec.ctx.clone(), message }];
+            let events = vec![
+                Event::QueueAdded(entry.clone()),
+                Event::Message { ctx: rec.ctx.clone(), message },
+                Event::SessionChanged(rec.summary()),
+            ];
             Ok(((rec, entry), events))
         })
         .await
@@ -432,13 +439,7 @@ impl Store for SqliteStore {
 
     async fn waiting(&self) -> Result<Vec<QueueEntry>> {
         self.read(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, l.name, s.patron_name, s.question_text, s.created_at
-                     FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
-                     WHERE s.state = 'waiting' ORDER BY s.created_at, s.id",
-                )
-                .map_err(db)?;
+            let mut st = c.prepare_cached(&format!("{QUEUE_SELECT} ORDER BY COALESCE(s.queued_at, s.created_at), s.id")).map_err(db)?;
             let rows = st.query_map([], queue_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
@@ -447,15 +448,19 @@ impl Store for SqliteStore {
 
     async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&format!(
-                    "{SESSION_SELECT} WHERE s.librarian_id = ?1 AND s.state = 'active' ORDER BY s.id"
-                ))
-                .map_err(db)?;
-            let rows = st.query_map([staff.0], session_row).map_err(db)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+            sessions_where(
+                c,
+                "s.state = 'active' AND (s.librarian_id = ?1
+                   OR EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.staff_id = ?1))
+                 ORDER BY s.id",
+                [staff.0],
+            )
         })
         .await
+    }
+
+    async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
+        self.read(|c| sessions_where(c, "s.state IN ('waiting', 'active') ORDER BY s.id", [])).await
     }
 
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {
@@ -474,15 +479,29 @@ impl Store for SqliteStore {
             if n != 1 {
                 return Err(DomainError::Conflict("this chat was already accepted".into()).into());
             }
-            let q = question_on_accept();
-            let text: String = c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
-            c.execute(
-                "INSERT INTO questions (session_id, library_id, text, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id.0, rec.ctx.placement.library.0, text, q.status.as_str(), now],
-            )
-            .map_err(db)?;
-            let question = QuestionId(c.last_insert_rowid());
-            insert_timeline(c, question, now, Some(&by), &Change::Created { status: q.status })?;
+            // R1: the question is created at the first acceptance; a chat
+            // accepted again after a transfer to a queue keeps its question.
+            match rec.ctx.question {
+                None => {
+                    let q = question_on_accept();
+                    let text: String = c
+                        .query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0))
+                        .map_err(db)?;
+                    c.execute(
+                        "INSERT INTO questions (session_id, library_id, text, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id.0, rec.ctx.placement.library.0, text, q.status.as_str(), now],
+                    )
+                    .map_err(db)?;
+                    let question = QuestionId(c.last_insert_rowid());
+                    insert_timeline(c, question, now, Some(&by), &Change::Created { status: q.status })?;
+                }
+                Some(question) => {
+                    let change = Change::Librarian { from: None, to: Some(by.id), how: "accepted from a queue".into() };
+                    insert_timeline(c, question, now, Some(&by), &change)?;
+                }
+            }
+            c.execute("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", params![id.0, by.id.0])
+                .map_err(db)?;
             let rec = load_session(c, id)?;
             let line = NewMessage {
                 author: Author::System,
@@ -495,8 +514,9 @@ impl Store for SqliteStore {
             let message = insert_message(c, &rec, line, now)?;
             let rec = load_session(c, id)?;
             let events = vec![
-                Event::QueueRemoved { session: id, placement: rec.ctx.placement },
+                Event::QueueRemoved { session: id, placement: rec.queue },
                 Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
+                Event::SessionChanged(rec.summary()),
             ];
             Ok(((rec, message), events))
         })
@@ -550,9 +570,11 @@ impl Store for SqliteStore {
             }
             let mut events = Vec::new();
             if rec.state == SessionState::Waiting {
-                events.push(Event::QueueRemoved { session: id, placement: rec.ctx.placement });
+                events.push(Event::QueueRemoved { session: id, placement: rec.queue });
             }
+            let summary = load_session(c, id)?.summary();
             events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
+            events.push(Event::SessionChanged(summary));
             Ok((message, events))
         })
         .await
@@ -619,6 +641,393 @@ impl Store for SqliteStore {
             let message = insert_message(c, &rec, line, now)?;
             let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
             Ok(((after, message), events))
+        })
+        .await
+    }
+
+    async fn conference(
+        &self,
+        id: SessionId,
+        by: Staff,
+        mode: ConferenceMode,
+        line: Option<NewMessage>,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            if rec.ctx.member_mode(by.id) == Some(mode) {
+                return Err(DomainError::Conflict(format!("you are already in this chat in {} mode", mode.as_str())).into());
+            }
+            c.execute(
+                "INSERT INTO session_members (session_id, staff_id, mode, joined_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (session_id, staff_id) DO UPDATE SET mode = excluded.mode",
+                params![id.0, by.id.0, mode.as_str(), now],
+            )
+            .map_err(db)?;
+            if let Some(q) = rec.ctx.question {
+                let change = Change::Conference { staff: by.id, name: by.display_name.clone(), mode: Some(mode) };
+                insert_timeline(c, q, now, Some(&by), &change)?;
+            }
+            let after = load_session(c, id)?;
+            let mut events = Vec::new();
+            if let Some(line) = line {
+                let message = insert_message(c, &after, line, now)?;
+                events.push(Event::Message { ctx: after.ctx.clone(), message });
+            }
+            events.push(Event::SessionChanged(after.summary()));
+            Ok((after, events))
+        })
+        .await
+    }
+
+    async fn leave(&self, id: SessionId, by: Staff, line: NewMessage, guard: Guard, now: Millis) -> Result<SessionRecord> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            c.execute("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", params![id.0, by.id.0])
+                .map_err(db)?;
+            if let Some(q) = rec.ctx.question {
+                let change = Change::Conference { staff: by.id, name: by.display_name.clone(), mode: None };
+                insert_timeline(c, q, now, Some(&by), &change)?;
+            }
+            // The line is written while they are still a member, so that it
+            // reaches them too; then the context without them.
+            let message = insert_message(c, &rec, line, now)?;
+            let after = load_session(c, id)?;
+            let events = vec![
+                Event::Message { ctx: rec.ctx.clone(), message },
+                Event::SessionChanged(after.summary()),
+            ];
+            Ok((after, events))
+        })
+        .await
+    }
+
+    async fn transfer(
+        &self,
+        id: SessionId,
+        by: Staff,
+        to: TransferTo,
+        stay: bool,
+        line: NewMessage,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord> {
+        self.write(move |c| {
+            let rec = load_session(c, id)?;
+            guard(&rec)?;
+            let previous = rec.ctx.librarian;
+            let (new_librarian, how) = match &to {
+                TransferTo::Staff(s) => {
+                    c.execute(
+                        "UPDATE sessions SET librarian_id = ?2 WHERE id = ?1 AND state = 'active'",
+                        params![id.0, s.id.0],
+                    )
+                    .map_err(db)?;
+                    c.execute("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", params![id.0, s.id.0])
+                        .map_err(db)?;
+                    (Some(s.id), if s.id == by.id { "take_over" } else { "transfer" })
+                }
+                TransferTo::Queue { library, coop_now } => {
+                    c.execute(
+                        "UPDATE sessions SET state = 'waiting', librarian_id = NULL, queue_library_id = ?2, queued_at = ?3, queue_coop = ?4
+                         WHERE id = ?1 AND state = 'active'",
+                        params![id.0, library.library.0, now, coop_now],
+                    )
+                    .map_err(db)?;
+                    (None, "queue")
+                }
+            };
+            if stay {
+                if let Some(prev) = previous.filter(|p| Some(*p) != new_librarian) {
+                    c.execute(
+                        "INSERT INTO session_members (session_id, staff_id, mode, joined_at) VALUES (?1, ?2, 'whisper', ?3)
+                         ON CONFLICT (session_id, staff_id) DO UPDATE SET mode = 'whisper'",
+                        params![id.0, prev.0, now],
+                    )
+                    .map_err(db)?;
+                }
+            }
+            if let Some(q) = rec.ctx.question {
+                let change = Change::Librarian { from: previous, to: new_librarian, how: how.into() };
+                insert_timeline(c, q, now, Some(&by), &change)?;
+            }
+            let after = load_session(c, id)?;
+            // Written to everyone present before and after the change.
+            let mut ctx = after.ctx.clone();
+            for m in &rec.ctx.members {
+                if ctx.member_mode(m.staff).is_none() {
+                    ctx.members.push(m.clone());
+                }
+            }
+            if ctx.librarian.is_none() {
+                ctx.librarian = previous;
+            }
+            let message = insert_message(c, &after, line, now)?;
+            let mut events = vec![Event::Message { ctx, message }];
+            if after.state == SessionState::Waiting {
+                let text: String =
+                    c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
+                events.push(Event::QueueAdded(QueueEntry {
+                    session: id,
+                    placement: after.ctx.placement,
+                    library_name: after.library_name.clone(),
+                    patron_name: after.patron_display(),
+                    question: text,
+                    since: now,
+                    queue: after.queue,
+                    coop_now: after.queue_coop,
+                }));
+            }
+            events.push(Event::SessionChanged(after.summary()));
+            Ok((after, events))
+        })
+        .await
+    }
+
+    async fn rolled_up(&self, after: Millis, upto: Millis, rollup: Millis) -> Result<Vec<QueueEntry>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "{QUEUE_SELECT} AND s.queue_coop = 0 AND COALESCE(s.queued_at, s.created_at) + ?3 > ?1
+                     AND COALESCE(s.queued_at, s.created_at) + ?3 <= ?2 ORDER BY s.queued_at, s.id"
+                ))
+                .map_err(db)?;
+            let rows = st.query_map(params![after, upto, rollup], queue_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, ended_at, last_message_at, queued_at)
+                 VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6)",
+                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now],
+            )
+            .map_err(db)?;
+            let session = SessionId(c.last_insert_rowid());
+            let rec = load_session(c, session)?;
+            let first = NewMessage {
+                author: Author::Patron { name: rec.patron_display() },
+                kind: MessageKind::Message,
+                audience: MessageKind::Message.audience(),
+                body: new.question.clone(),
+                client_id: None,
+                system: None,
+            };
+            insert_message(c, &rec, first, new.now)?;
+            // The form question has no chat to wait for: it is not live, and
+            // "new" says it needs work (DESIGN §9).
+            c.execute(
+                "INSERT INTO questions (session_id, library_id, text, status, code, created_at) VALUES (?1, ?2, ?3, 'new', NULL, ?4)",
+                params![session.0, new.library.0, new.question, new.now],
+            )
+            .map_err(db)?;
+            let q = QuestionId(c.last_insert_rowid());
+            insert_timeline(c, q, new.now, None, &Change::Created { status: refdesk_domain::question::Status::New })?;
+            Ok((question_where(c, q)?, Vec::new()))
+        })
+        .await
+    }
+
+    async fn set_availability(&self, id: StaffId, a: Availability, now: Millis) -> Result<()> {
+        self.write(move |c| {
+            let coop: i64 = c
+                .query_row(
+                    "SELECT i.cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id WHERE s.id = ?1",
+                    [id.0],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?
+                .ok_or(StoreError::Domain(DomainError::NotFound("staff member")))?;
+            c.execute("UPDATE staff SET availability = ?2, last_seen = max(last_seen, ?3) WHERE id = ?1", params![id.0, a.as_str(), now])
+                .map_err(db)?;
+            let event = Event::Availability { staff: id, cooperative: CooperativeId(coop), availability: a };
+            Ok(((), vec![event]))
+        })
+        .await
+    }
+
+    async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()> {
+        self.write(move |c| {
+            let mut st = c.prepare_cached("UPDATE staff SET last_seen = max(last_seen, ?2) WHERE id = ?1").map_err(db)?;
+            for id in ids {
+                st.execute(params![id.0, now]).map_err(db)?;
+            }
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn sign_off_stale(&self, before: Millis) -> Result<Vec<Staff>> {
+        self.write(move |c| {
+            let stale: Vec<Staff> = {
+                let mut st = c
+                    .prepare_cached(&format!("{STAFF_SELECT} WHERE s.availability <> 'off_duty' AND s.last_seen < ?1"))
+                    .map_err(db)?;
+                let rows = st.query_map([before], staff_row).map_err(db)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
+            };
+            let mut events = Vec::new();
+            for s in &stale {
+                c.execute("UPDATE staff SET availability = 'off_duty' WHERE id = ?1", [s.id.0]).map_err(db)?;
+                events.push(Event::Availability {
+                    staff: s.id,
+                    cooperative: s.home.cooperative,
+                    availability: Availability::OffDuty,
+                });
+            }
+            Ok((stale, events))
+        })
+        .await
+    }
+
+    async fn staff_of(&self, coop: CooperativeId) -> Result<Vec<StaffEntry>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "{STAFF_SELECT} WHERE i.cooperative_id = ?1 ORDER BY s.display_name, s.id"
+                ))
+                .map_err(db)?;
+            let rows = st
+                .query_map([coop.0], |r| {
+                    Ok(StaffEntry {
+                        staff: staff_row(r)?,
+                        library_name: r.get(11)?,
+                        availability: parse_availability(r, 12)?,
+                        last_seen: r.get(13)?,
+                        disabled: r.get(10)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn update_staff(&self, id: StaffId, update: StaffUpdate) -> Result<()> {
+        self.write(move |c| {
+            let exists: Option<i64> =
+                c.query_row("SELECT id FROM staff WHERE id = ?1", [id.0], |r| r.get(0)).optional().map_err(db)?;
+            if exists.is_none() {
+                return Err(DomainError::NotFound("staff member").into());
+            }
+            if let Some(role) = update.role {
+                c.execute("UPDATE staff SET role = ?2 WHERE id = ?1", params![id.0, role.as_str()]).map_err(db)?;
+            }
+            if let Some(hash) = &update.password_hash {
+                c.execute("UPDATE staff SET password_hash = ?2 WHERE id = ?1", params![id.0, hash]).map_err(db)?;
+            }
+            if let Some(disabled) = update.disabled {
+                c.execute("UPDATE staff SET disabled = ?2 WHERE id = ?1", params![id.0, disabled]).map_err(db)?;
+            }
+            // A disabled account, a new password or a new role: every
+            // sign-in ends, so no old cookie keeps old powers.
+            c.execute("DELETE FROM logins WHERE staff_id = ?1", [id.0]).map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn im_send(
+        &self,
+        from: Staff,
+        to: StaffId,
+        body: String,
+        client_id: Option<String>,
+        now: Millis,
+    ) -> Result<(ImMessage, bool)> {
+        self.write(move |c| {
+            let (low, high) = if from.id.0 < to.0 { (from.id.0, to.0) } else { (to.0, from.id.0) };
+            if let Some(cid) = &client_id {
+                let found = c
+                    .prepare_cached(&format!("{IM_SELECT} WHERE m.sender = ?1 AND m.recipient = ?2 AND m.client_id = ?3"))
+                    .map_err(db)?
+                    .query_row(params![from.id.0, to.0, cid], im_row)
+                    .optional()
+                    .map_err(db)?;
+                if let Some(m) = found {
+                    return Ok(((m, true), Vec::new()));
+                }
+            }
+            let seq: i64 = c
+                .query_row("SELECT COALESCE(max(seq), 0) + 1 FROM im_messages WHERE low = ?1 AND high = ?2", params![low, high], |r| {
+                    r.get(0)
+                })
+                .map_err(db)?;
+            c.execute(
+                "INSERT INTO im_messages (low, high, seq, sender, recipient, body, client_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![low, high, seq, from.id.0, to.0, body, client_id, now],
+            )
+            .map_err(db)?;
+            let m = ImMessage {
+                seq: seq as u64,
+                from: from.id,
+                from_name: from.display_name.clone(),
+                to,
+                body,
+                client_id,
+                at: now,
+            };
+            Ok(((m.clone(), false), vec![Event::Im(m)]))
+        })
+        .await
+    }
+
+    async fn im_after(&self, a: StaffId, b: StaffId, after: u64, limit: u32) -> Result<Vec<ImMessage>> {
+        self.read(move |c| {
+            let (low, high) = if a.0 < b.0 { (a.0, b.0) } else { (b.0, a.0) };
+            let mut st = c
+                .prepare_cached(&format!("{IM_SELECT} WHERE m.low = ?1 AND m.high = ?2 AND m.seq > ?3 ORDER BY m.seq LIMIT ?4"))
+                .map_err(db)?;
+            let rows = st.query_map(params![low, high, after as i64, limit], im_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT CASE WHEN m.low = ?1 THEN m.high ELSE m.low END AS peer, st.display_name, max(m.seq),
+                            sum(CASE WHEN m.recipient = ?1 AND m.seq > COALESCE(r.last_read, 0) THEN 1 ELSE 0 END)
+                     FROM im_messages m
+                     JOIN staff st ON st.id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
+                     LEFT JOIN im_reads r ON r.staff_id = ?1 AND r.peer_id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
+                     WHERE m.low = ?1 OR m.high = ?1
+                     GROUP BY peer ORDER BY max(m.at) DESC",
+                )
+                .map_err(db)?;
+            let rows = st
+                .query_map([me.0], |r| {
+                    Ok(ImConversation {
+                        peer: StaffId(r.get(0)?),
+                        peer_name: r.get(1)?,
+                        last_seq: r.get::<_, i64>(2)? as u64,
+                        unread: r.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO im_reads (staff_id, peer_id, last_read) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (staff_id, peer_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+                params![me.0, peer.0, seq as i64],
+            )
+            .map_err(db)?;
+            Ok(((), Vec::new()))
         })
         .await
     }

@@ -7,7 +7,7 @@ use crate::{
     TimelineEntry,
 };
 use refdesk_domain::chat::{
-    is_live, Audience, Author, Message, MessageKind, SessionContext, SessionState, SystemEvent,
+    is_live, Audience, Author, ConferenceMode, Member, Message, MessageKind, SessionContext, SessionState, SystemEvent,
 };
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
@@ -52,8 +52,27 @@ pub fn library_where(c: &Connection, cond: &str, p: impl Params) -> Result<Optio
 
 pub const STAFF_SELECT: &str =
     "SELECT s.id, s.username, s.display_name, s.role, s.library_id, l.institution_id, i.cooperative_id,
-     NULL, NULL, s.password_hash, s.disabled
+     NULL, NULL, s.password_hash, s.disabled, l.name, s.availability, s.last_seen
      FROM staff s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id";
+
+pub fn parse_availability(r: &Row, col: usize) -> rusqlite::Result<refdesk_domain::event::Availability> {
+    parse(r, col, "availability", refdesk_domain::event::Availability::parse)
+}
+
+pub const IM_SELECT: &str = "SELECT m.seq, m.sender, st.display_name, m.recipient, m.body, m.client_id, m.at
+     FROM im_messages m JOIN staff st ON st.id = m.sender";
+
+pub fn im_row(r: &Row) -> rusqlite::Result<refdesk_domain::event::ImMessage> {
+    Ok(refdesk_domain::event::ImMessage {
+        seq: r.get::<_, i64>(0)? as u64,
+        from: StaffId(r.get(1)?),
+        from_name: r.get(2)?,
+        to: StaffId(r.get(3)?),
+        body: r.get(4)?,
+        client_id: r.get(5)?,
+        at: r.get(6)?,
+    })
+}
 
 pub fn staff_row(r: &Row) -> rusqlite::Result<Staff> {
     Ok(Staff {
@@ -71,8 +90,11 @@ pub fn staff_row(r: &Row) -> rusqlite::Result<Staff> {
 
 pub const SESSION_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, s.librarian_id, q.id,
      s.state, s.patron_name, s.patron_email, s.created_at, s.accepted_at, s.ended_at, q.code IS NOT NULL, s.last_seq,
-     s.transcript_to, q.referred_to, rl.institution_id, ri.cooperative_id
+     s.transcript_to, q.referred_to, rl.institution_id, ri.cooperative_id,
+     ql.id, ql.institution_id, qi.cooperative_id, s.queued_at, s.queue_coop, l.name, sst.display_name, s.last_message_at
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
+     JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
+     LEFT JOIN staff sst ON sst.id = s.librarian_id
      LEFT JOIN questions q ON q.session_id = s.id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
 
@@ -95,6 +117,8 @@ pub fn session_row(r: &Row) -> rusqlite::Result<SessionRecord> {
                 }),
                 _ => None,
             },
+            // Filled in by `session_where` / `with_members`.
+            members: Vec::new(),
         },
         state: parse(r, 6, "session state", SessionState::parse)?,
         patron_name: r.get(7)?,
@@ -105,15 +129,59 @@ pub fn session_row(r: &Row) -> rusqlite::Result<SessionRecord> {
         code_set: r.get(12)?,
         last_seq: r.get::<_, i64>(13)? as u64,
         transcript_to: r.get(14)?,
+        queue: Placement {
+            library: LibraryId(r.get(18)?),
+            institution: InstitutionId(r.get(19)?),
+            cooperative: CooperativeId(r.get(20)?),
+        },
+        queued_at: r.get::<_, Option<i64>>(21)?.unwrap_or_default(),
+        queue_coop: r.get(22)?,
+        library_name: r.get(23)?,
+        librarian_name: r.get(24)?,
+        last_message_at: r.get(25)?,
     })
 }
 
+/// The conference members of a session, in the order they came.
+pub fn members_of(c: &Connection, id: SessionId) -> Result<Vec<Member>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT m.staff_id, st.display_name, m.mode FROM session_members m JOIN staff st ON st.id = m.staff_id
+             WHERE m.session_id = ?1 ORDER BY m.joined_at, m.staff_id",
+        )
+        .map_err(db)?;
+    let rows = st
+        .query_map([id.0], |r| {
+            Ok(Member {
+                staff: StaffId(r.get(0)?),
+                name: r.get(1)?,
+                mode: parse(r, 2, "conference mode", ConferenceMode::parse)?,
+            })
+        })
+        .map_err(db)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+}
+
+/// Sessions matching `cond`, with their members.
+pub fn sessions_where(c: &Connection, cond: &str, p: impl Params) -> Result<Vec<SessionRecord>> {
+    let mut st = c.prepare_cached(&format!("{SESSION_SELECT} WHERE {cond}")).map_err(db)?;
+    let rows = st.query_map(p, session_row).map_err(db)?;
+    let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
+    for rec in &mut out {
+        rec.ctx.members = members_of(c, rec.ctx.id)?;
+    }
+    Ok(out)
+}
+
 pub fn session_where(c: &Connection, cond: &str, p: impl Params) -> Result<Option<SessionRecord>> {
-    c.prepare_cached(&format!("{SESSION_SELECT} WHERE {cond}"))
-        .map_err(db)?
-        .query_row(p, session_row)
-        .optional()
-        .map_err(db)
+    let rec = c.prepare_cached(&format!("{SESSION_SELECT} WHERE {cond}")).map_err(db)?.query_row(p, session_row).optional();
+    match rec.map_err(db)? {
+        Some(mut rec) => {
+            rec.ctx.members = members_of(c, rec.ctx.id)?;
+            Ok(Some(rec))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The session, or NotFound.
@@ -133,8 +201,21 @@ pub fn queue_row(r: &Row) -> rusqlite::Result<QueueEntry> {
         patron_name: r.get::<_, Option<String>>(5)?.unwrap_or_else(|| "Patron".into()),
         question: r.get(6)?,
         since: r.get(7)?,
+        queue: Placement {
+            library: LibraryId(r.get(8)?),
+            institution: InstitutionId(r.get(9)?),
+            cooperative: CooperativeId(r.get(10)?),
+        },
+        coop_now: r.get(11)?,
     })
 }
+
+/// The waiting chats, with their queues, oldest first.
+pub const QUEUE_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, l.name, s.patron_name,
+     s.question_text, COALESCE(s.queued_at, s.created_at), ql.id, ql.institution_id, qi.cooperative_id, s.queue_coop
+     FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
+     JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
+     WHERE s.state = 'waiting'";
 
 pub const MESSAGE_SELECT: &str =
     "SELECT session_id, seq, kind, audience, author_kind, author_id, author_name, client_id, body, system, at FROM messages";

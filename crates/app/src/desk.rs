@@ -1,0 +1,165 @@
+//! The chat monitor (My / ALL), conferencing (R3, B2, B3) and transfer.
+//! Every line the patron may see about a second librarian is announced:
+//! nobody enters a chat unannounced except silently (monitor) or in notes
+//! only (whisper).
+
+use crate::{App, AppResult};
+use refdesk_domain::authz::{authorize, Action, Target};
+use refdesk_domain::chat::{Audience, Author, ConferenceMode, MessageKind, SystemEvent};
+use refdesk_domain::event::SessionSummary;
+use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::visibility::{sees, Item, Viewer};
+use refdesk_domain::DomainError;
+use refdesk_store::{Guard, NewMessage, SessionRecord, TransferTo};
+use serde::Serialize;
+
+/// The chat monitor's two tabs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Monitor {
+    /// Sessions I am in (chatting or conferencing).
+    pub my: Vec<SessionSummary>,
+    /// Every live session in my scope (admins; empty for librarians).
+    pub all: Vec<SessionSummary>,
+}
+
+/// Where a transfer goes.
+#[derive(Clone, Debug)]
+pub enum Transfer {
+    /// To a colleague.
+    Staff(StaffId),
+    /// To a library's queue (slug).
+    Library(String),
+    /// To the cooperative's queue: offered to every library at once.
+    Cooperative,
+}
+
+fn system_line(body: String, audience: Audience, event: SystemEvent) -> NewMessage {
+    NewMessage {
+        author: Author::System,
+        kind: MessageKind::System,
+        audience,
+        body,
+        client_id: None,
+        system: Some(event),
+    }
+}
+
+fn guard(staff: &Staff, action: Action) -> Guard {
+    let staff = staff.clone();
+    Box::new(move |rec| authorize(&staff, action, &Target::of(&rec.ctx, rec.state)))
+}
+
+impl App {
+    /// The chat monitor for this staff member: My and ALL.
+    pub async fn monitor(&self, staff: &Staff) -> AppResult<Monitor> {
+        let viewer = Viewer::Staff(staff.clone());
+        let live = self.store.live_sessions().await?;
+        let mine = |r: &SessionRecord| r.ctx.librarian == Some(staff.id) || r.ctx.member_mode(staff.id).is_some();
+        let my = live.iter().filter(|r| mine(r)).map(SessionRecord::summary).collect();
+        let all = live
+            .iter()
+            .filter(|_| staff.role >= refdesk_domain::org::Role::LibraryAdmin)
+            .filter(|r| sees(&viewer, Item::Monitored { ctx: &r.ctx }))
+            .map(SessionRecord::summary)
+            .collect();
+        Ok(Monitor { my, all })
+    }
+
+    /// Enters (or changes mode in) a live chat from the ALL tab (R3, B2).
+    /// Joining is announced to the patron; monitoring and whispering are
+    /// announced to staff only — the chatting librarian always knows (B3).
+    pub async fn conference(&self, staff: &Staff, session: SessionId, mode: ConferenceMode) -> AppResult<SessionRecord> {
+        let before = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        let was = before.ctx.member_mode(staff.id);
+        let name = &staff.display_name;
+        let line = match (was, mode) {
+            (_, ConferenceMode::Join) => {
+                system_line(format!("{name} (librarian) has joined the chat"), Audience::Everyone, SystemEvent::Presence)
+            }
+            // The patron saw them join: they are told when that ends.
+            (Some(ConferenceMode::Join), _) => {
+                system_line(format!("{name} (librarian) has left the chat"), Audience::Everyone, SystemEvent::Presence)
+            }
+            (_, ConferenceMode::Monitor) => system_line(
+                format!("{name} is monitoring this chat (read only)"),
+                Audience::Staff,
+                SystemEvent::Presence,
+            ),
+            (_, ConferenceMode::Whisper) => system_line(
+                format!("{name} is whispering in this chat (librarian notes only)"),
+                Audience::Staff,
+                SystemEvent::Presence,
+            ),
+        };
+        let g = guard(staff, Action::Conference(mode));
+        Ok(self.store.conference(session, staff.clone(), mode, Some(line), g, self.clock.now()).await?)
+    }
+
+    /// Leaves a chat one conferenced into.
+    pub async fn leave_conference(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
+        let before = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        let name = &staff.display_name;
+        let line = match before.ctx.member_mode(staff.id) {
+            Some(ConferenceMode::Join) => {
+                system_line(format!("{name} (librarian) has left the chat"), Audience::Everyone, SystemEvent::Presence)
+            }
+            _ => system_line(format!("{name} is no longer watching this chat"), Audience::Staff, SystemEvent::Presence),
+        };
+        Ok(self.store.leave(session, staff.clone(), line, guard(staff, Action::Leave), self.clock.now()).await?)
+    }
+
+    /// Takes the chat over (B2): a transfer to the conferencing member; the
+    /// previous librarian stays, whispering.
+    pub async fn take_over(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
+        let line = system_line(
+            format!("{} (librarian) has taken over the chat", staff.display_name),
+            Audience::Everyone,
+            SystemEvent::Transferred,
+        );
+        let g = guard(staff, Action::TakeOver);
+        let to = TransferTo::Staff(staff.clone());
+        Ok(self.store.transfer(session, staff.clone(), to, true, line, g, self.clock.now()).await?)
+    }
+
+    /// The chatting librarian hands the chat on; the patron is told. With
+    /// `stay`, the previous librarian remains as a whispering member.
+    pub async fn transfer(&self, staff: &Staff, session: SessionId, to: Transfer, stay: bool) -> AppResult<SessionRecord> {
+        let me = &staff.display_name;
+        let (target, line) = match to {
+            Transfer::Staff(id) => {
+                let colleague = self
+                    .store
+                    .staff_by_id(id)
+                    .await?
+                    .filter(|s| s.home.cooperative == staff.home.cooperative)
+                    .ok_or_else(|| DomainError::invalid("to", "no such colleague in your cooperative"))?;
+                if colleague.id == staff.id {
+                    return Err(DomainError::invalid("to", "you are already chatting").into());
+                }
+                let body = format!("{me} (librarian) has transferred the chat to {} (librarian)", colleague.display_name);
+                (TransferTo::Staff(colleague), body)
+            }
+            Transfer::Library(slug) => {
+                let lib = self.library(&slug).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
+                if lib.placement.cooperative != staff.home.cooperative {
+                    return Err(DomainError::invalid("library", "transfer within your cooperative").into());
+                }
+                let body =
+                    format!("{me} (librarian) has transferred your chat to {}; a librarian will be with you shortly", lib.name);
+                (TransferTo::Queue { library: lib.placement, coop_now: false }, body)
+            }
+            Transfer::Cooperative => {
+                let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+                let body = format!(
+                    "{me} (librarian) has transferred your chat to the cooperative's librarians; one will be with you shortly"
+                );
+                (TransferTo::Queue { library: rec.ctx.placement, coop_now: true }, body)
+            }
+        };
+        let line = system_line(line, Audience::Everyone, SystemEvent::Transferred);
+        let g = guard(staff, Action::Transfer);
+        let rec = self.store.transfer(session, staff.clone(), target, stay, line, g, self.clock.now()).await?;
+        Ok(rec)
+    }
+}

@@ -1,0 +1,262 @@
+//! Staff around the chat: availability (on duty / away / off duty) and
+//! presence, the automatic sign-off of staff who left without signing off,
+//! the queue's roll-up to the cooperative, staff management within scope,
+//! and the offline question form used when nobody is on duty.
+
+use crate::{auth, App, AppError, AppResult};
+use refdesk_domain::authz::authorize_staff_admin;
+use refdesk_domain::event::{Availability, Event};
+use refdesk_domain::ids::StaffId;
+use refdesk_domain::input::{self, Body};
+use refdesk_domain::org::{Role, Staff};
+use refdesk_domain::{DomainError, Millis};
+use refdesk_store::{NewFormQuestion, QuestionRecord, StaffEntry, StaffUpdate};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the background work runs (roll-ups, sign-offs, marking
+/// connected staff seen).
+const TICK: Duration = Duration::from_secs(1);
+/// A staff member seen this recently counts as connected (on any node).
+const FRESH_MS: Millis = 5_000;
+
+/// Live connections per staff member on this node.
+#[derive(Default)]
+pub struct Connections(Mutex<HashMap<StaffId, usize>>);
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StaffId, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Staff with at least one live connection here.
+    pub fn connected(&self) -> Vec<StaffId> {
+        self.lock().iter().filter(|(_, n)| **n > 0).map(|(id, _)| *id).collect()
+    }
+}
+
+/// Held by a staff connection; when the last one goes, the staff member is
+/// marked seen one last time, and the sign-off clock starts.
+pub struct Online {
+    app: App,
+    staff: StaffId,
+}
+
+impl Drop for Online {
+    fn drop(&mut self) {
+        let mut map = self.app.connections.lock();
+        if let Some(n) = map.get_mut(&self.staff) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.staff);
+            }
+        }
+        drop(map);
+        let (store, id, now) = (self.app.store.clone(), self.staff, self.app.clock.now());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch(vec![id], now).await {
+                tracing::warn!(error = %e, "cannot record the end of a staff connection");
+            }
+        });
+    }
+}
+
+/// A colleague as the presence list shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Presence {
+    /// The staff member and their availability.
+    #[serde(flatten)]
+    pub entry: StaffEntry,
+    /// `on_duty`, `away`, `online` (connected, off duty) or `offline`.
+    pub presence: &'static str,
+}
+
+/// Whether a library's entry point has anyone to answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct LibraryStatus {
+    /// The library's name.
+    pub library: String,
+    /// Someone who can serve its patrons is on duty.
+    pub online: bool,
+}
+
+/// What the offline question form takes.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct OfflineForm {
+    /// Their name (optional).
+    pub name: Option<String>,
+    /// Their e-mail (required: the answer goes there).
+    pub email: Option<String>,
+    /// Their question.
+    pub question: String,
+}
+
+/// A question left through the form: its number, for the patron.
+#[derive(Clone, Debug, Serialize)]
+pub struct FormReceipt {
+    /// The question's number.
+    pub question: refdesk_domain::ids::QuestionId,
+    /// The library's name.
+    pub library: String,
+}
+
+impl App {
+    /// Registers a live staff connection (see [`Online`]).
+    pub fn staff_online(&self, staff: StaffId) -> Online {
+        *self.connections.lock().entry(staff).or_insert(0) += 1;
+        let (store, now) = (self.store.clone(), self.clock.now());
+        tokio::spawn(async move {
+            let _ = store.touch(vec![staff], now).await;
+        });
+        Online { app: self.clone(), staff }
+    }
+
+    /// Goes on duty, away, or off duty.
+    pub async fn set_availability(&self, staff: &Staff, a: Availability) -> AppResult<()> {
+        Ok(self.store.set_availability(staff.id, a, self.clock.now()).await?)
+    }
+
+    /// The staff of one's cooperative with their presence.
+    pub async fn presence(&self, staff: &Staff) -> AppResult<Vec<Presence>> {
+        let connected = self.connections.connected();
+        let fresh = self.clock.now() - FRESH_MS;
+        let all = self.store.staff_of(staff.home.cooperative).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| !e.disabled)
+            .map(|entry| {
+                let here = connected.contains(&entry.staff.id) || entry.last_seen >= fresh;
+                let presence = match (here, entry.availability) {
+                    (false, _) => "offline",
+                    (true, Availability::OnDuty) => "on_duty",
+                    (true, Availability::Away) => "away",
+                    (true, Availability::OffDuty) => "online",
+                };
+                Presence { entry, presence }
+            })
+            .collect())
+    }
+
+    /// Whether anyone who can serve this library's patrons is on duty: its
+    /// own staff, or any of the cooperative (they serve it after roll-up).
+    pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
+        let lib = self.library(slug).await?;
+        let staff = self.store.staff_of(lib.placement.cooperative).await?;
+        let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
+        Ok(LibraryStatus { library: lib.name, online })
+    }
+
+    /// The offline question form: a `new` question in the library's list,
+    /// answered later by e-mail.
+    pub async fn ask_offline(&self, slug: &str, form: OfflineForm) -> AppResult<FormReceipt> {
+        let lib = self.library(slug).await?;
+        let name = input::optional_line("name", form.name.as_deref(), 100)?;
+        let email = input::optional_email(form.email.as_deref())?
+            .ok_or_else(|| DomainError::invalid("email", "give an e-mail address so the library can answer"))?;
+        let question = Body::parse(&form.question, self.limits.max_message_chars)
+            .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
+        let new = NewFormQuestion {
+            library: lib.placement.library,
+            patron_name: name,
+            patron_email: email,
+            question: question.into_string(),
+            token_hash: auth::digest(&auth::new_token()?),
+            now: self.clock.now(),
+        };
+        let q: QuestionRecord = self.store.create_form_question(new).await?;
+        Ok(FormReceipt { question: q.id, library: lib.name })
+    }
+
+    /// Staff one may manage: those whose library one's role covers.
+    pub async fn manageable_staff(&self, actor: &Staff) -> AppResult<Vec<StaffEntry>> {
+        if actor.role < Role::LibraryAdmin {
+            return Err(DomainError::Forbidden("managing staff is for library admins and above").into());
+        }
+        let all = self.store.staff_of(actor.home.cooperative).await?;
+        Ok(all.into_iter().filter(|e| actor.role_covers(&e.staff.home)).collect())
+    }
+
+    /// Changes a colleague's role, disables or enables them, or resets their
+    /// password — within scope, never above one's own role (DESIGN §2).
+    pub async fn manage_staff(
+        &self,
+        actor: &Staff,
+        target: StaffId,
+        role: Option<Role>,
+        disabled: Option<bool>,
+        password: Option<&str>,
+    ) -> AppResult<()> {
+        let who = self.store.staff_by_id(target).await?.ok_or(DomainError::NotFound("staff member"))?;
+        authorize_staff_admin(actor, &who.home, who.role, role)?;
+        if who.id == actor.id && (disabled == Some(true) || role.is_some_and(|r| r < actor.role)) {
+            return Err(DomainError::Conflict("you cannot disable or demote yourself".into()).into());
+        }
+        if role.is_none() && disabled.is_none() && password.is_none() {
+            return Err(DomainError::invalid("body", "change the role, disabled or password").into());
+        }
+        let password_hash = match password {
+            Some(p) => {
+                let p = input::new_password(p)?.to_owned();
+                Some(
+                    tokio::task::spawn_blocking(move || auth::hash_password(&p))
+                        .await
+                        .map_err(|e| AppError::Internal(e.to_string()))??,
+                )
+            }
+            None => None,
+        };
+        Ok(self.store.update_staff(target, StaffUpdate { role, disabled, password_hash }).await?)
+    }
+
+    /// One round of background work: offers chats that reached the roll-up
+    /// delay to the cooperative, marks connected staff seen, and signs off
+    /// staff gone for longer than the sign-off delay. Returns the time it
+    /// ran up to; the next round starts from there.
+    pub async fn tick(&self, last: Millis) -> Millis {
+        let now = self.clock.now();
+        match self.store.rolled_up(last, now, self.rollup_ms()).await {
+            Ok(entries) => {
+                let events: Vec<Event> = entries.into_iter().map(Event::QueueAdded).collect();
+                if !events.is_empty() {
+                    refdesk_store::EventSink::publish(&*self.bus, events);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check the queue for roll-ups"),
+        }
+        // Connected staff are seen now, so they are never signed off.
+        let connected = self.connections.connected();
+        if !connected.is_empty() {
+            if let Err(e) = self.store.touch(connected, now).await {
+                tracing::warn!(error = %e, "cannot record connected staff");
+            }
+        }
+        let cutoff = now - (self.limits.signoff_minutes as Millis) * 60_000;
+        match self.store.sign_off_stale(cutoff).await {
+            Ok(gone) => {
+                for s in gone {
+                    tracing::info!(staff = %s.username, "signed off the desk: no connection for too long");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot sign off absent staff"),
+        }
+        now
+    }
+
+    /// Runs [`App::tick`] every second until `shutdown` resolves.
+    pub async fn run_background(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut last = self.clock.now();
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            last = self.tick(last).await;
+        }
+    }
+}
+
+/// Shared connection counts (one per node).
+pub type SharedConnections = Arc<Connections>;
