@@ -126,6 +126,9 @@ impl App {
     /// `stay`, the previous librarian remains as a whispering member.
     pub async fn transfer(&self, staff: &Staff, session: SessionId, to: Transfer, stay: bool) -> AppResult<SessionRecord> {
         let me = &staff.display_name;
+        // Refuse someone who may not transfer before judging where to.
+        let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        authorize(staff, Action::Transfer, &Target::of(&rec.ctx, rec.state))?;
         let (target, line) = match to {
             Transfer::Staff(id) => {
                 let colleague = self
@@ -150,7 +153,6 @@ impl App {
                 (TransferTo::Queue { library: lib.placement, coop_now: false }, body)
             }
             Transfer::Cooperative => {
-                let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
                 let body = format!(
                     "{me} (librarian) has transferred your chat to the cooperative's librarians; one will be with you shortly"
                 );

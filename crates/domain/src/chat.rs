@@ -60,8 +60,10 @@ impl SessionState {
 /// R5: a session stays *live* until it has ended **and** its resolution code
 /// has been set. Between the two, actions on its question still reach the
 /// chatting librarian's wrap-up, so the question list must keep saying "live".
-pub fn is_live(state: SessionState, code_set: bool) -> bool {
-    !(state == SessionState::Ended && code_set)
+/// A question that never had a chat (the offline form: nobody ever
+/// accepted it) is never live.
+pub fn is_live(chatted: bool, state: SessionState, code_set: bool) -> bool {
+    chatted && !(state == SessionState::Ended && code_set)
 }
 
 /// What a message is.
@@ -308,10 +310,10 @@ mod tests {
 
     #[test]
     fn r5_a_session_is_live_until_ended_and_coded() {
-        assert!(is_live(SessionState::Waiting, false));
-        assert!(is_live(SessionState::Active, true), "a code set mid-chat does not end it");
-        assert!(is_live(SessionState::Ended, false), "ended but not yet coded");
-        assert!(!is_live(SessionState::Ended, true));
+        assert!(is_live(true, SessionState::Active, true), "a code set mid-chat does not end it");
+        assert!(is_live(true, SessionState::Ended, false), "ended but not yet coded");
+        assert!(!is_live(true, SessionState::Ended, true));
+        assert!(!is_live(false, SessionState::Ended, false), "an offline-form question never had a chat");
     }
 
     #[test]

@@ -43,12 +43,27 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     app
 }
 
+/// A fresh server whose clock moves only when the test says so
+/// (`app.clock().advance(ms)`): roll-ups and sign-offs without sleeping.
+pub async fn spawn_app_with_manual_clock() -> TestApp {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let app = start_with(dir, |_| {}, Clock::manual(now)).await;
+    demo::load(&app.state.app).await.expect("the demo data loads");
+    app
+}
+
 /// A server on an existing data folder (for restarts).
 pub async fn start(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start_with(dir, tweak, Clock::system()).await
+}
+
+/// A server on a data folder, with a configuration tweak and a clock.
+pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Clock) -> TestApp {
     init_logs();
     let mut config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
     tweak(&mut config);
-    let state = refdesk_server::open(&config, Clock::system()).expect("the store opens");
+    let state = refdesk_server::open(&config, clock).expect("the store opens");
     // Bound before spawning: the server is ready when this returns.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let addr = listener.local_addr().unwrap();
@@ -65,6 +80,25 @@ pub async fn start(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
+    /// The server's clock (manual in `spawn_app_with_manual_clock`).
+    pub fn clock(&self) -> &Clock {
+        &self.state.app.clock
+    }
+
+    /// Waits (bounded) until `check` holds, re-evaluating it as the server's
+    /// background work runs; fails the test with `what` otherwise.
+    pub async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -160,6 +194,10 @@ impl Staff {
     /// Acts on a question from the question list.
     pub async fn act(&self, question: i64, action: &str, body: Value) -> (u16, Value) {
         self.post(&format!("/api/questions/{question}/{action}"), body).await
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn accept(&self, session: i64) -> (u16, Value) {

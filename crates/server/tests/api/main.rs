@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod chat_flow;
+mod desk;
 mod helpers;
 mod mail;
 mod properties;

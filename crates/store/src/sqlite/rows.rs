@@ -353,7 +353,7 @@ pub fn question_state(c: &Connection, q: QuestionId) -> Result<QuestionState> {
 pub const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_id, l.name, q.text,
      q.status, q.code, q.assignee_id, q.follow_up, q.referred_to, q.exclude_from_stats,
      s.librarian_id, st.display_name, s.state, q.created_at, s.last_message_at,
-     l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name
+     l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name, s.accepted_at
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
@@ -368,7 +368,7 @@ pub fn question_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
         library: LibraryId(r.get(2)?),
         library_name: r.get(3)?,
         text: r.get(4)?,
-        live: is_live(session_state, state.code.is_some()),
+        live: is_live(r.get::<_, Option<i64>>(21)?.is_some(), session_state, state.code.is_some()),
         state,
         librarian: r.get::<_, Option<i64>>(11)?.map(StaffId),
         librarian_name: r.get(12)?,
@@ -498,7 +498,7 @@ pub fn question_query_sql(query: &crate::QuestionQuery) -> (String, Vec<rusqlite
         View::FollowUp => "q.follow_up = 1",
         View::All => "1 = 1",
         // R5: live until ended *and* coded.
-        View::Live => "(s.state <> 'ended' OR q.code IS NULL)",
+        View::Live => "s.accepted_at IS NOT NULL AND (s.state <> 'ended' OR q.code IS NULL)",
     };
     sql.push_str(" AND ");
     sql.push_str(view);

@@ -1,0 +1,377 @@
+//! The chat monitor, conferencing in each mode (R3, B2, B3), transfer,
+//! roll-up to the cooperative (with a manual clock, not sleeps), automatic
+//! sign-off, the offline question form, and staff IM.
+
+use crate::helpers::{spawn_app, spawn_app_with_manual_clock, Patron, Socket, Staff, TestApp};
+use futures_util::FutureExt;
+use serde_json::{json, Value};
+
+struct Chat {
+    patron: Patron,
+    pat: Socket,
+    ann: Staff,
+    ann_ws: Socket,
+}
+
+async fn chat_with_ann(app: &TestApp) -> Chat {
+    let patron = app.start_chat("riverside-main", "Do you have the 1890 river atlas?").await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let mut pat = patron.socket().await;
+    pat.resume(None, 0).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    Chat { patron, pat, ann, ann_ws }
+}
+
+/// Sends an everyone-line from `ws` and returns what the patron received up
+/// to it (so that anything staff-only before it is proven absent).
+async fn patron_events_until(c: &mut Chat, from_ann: bool, marker: &str) -> Vec<Value> {
+    let ack = if from_ann {
+        c.ann_ws.say(Some(c.patron.session), "message", marker, marker).await
+    } else {
+        c.pat.say(None, "message", marker, marker).await
+    };
+    let seq = ack["seq"].as_u64().unwrap_or_else(|| panic!("{ack}"));
+    c.pat.events_until_seq(seq).await;
+    c.pat.events().into_iter().cloned().collect()
+}
+
+fn bodies(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["body"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn an_institution_admin_conferences_in_each_mode_and_the_patron_sees_exactly_what_b2_says() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    let dev = app.staff("dev").await; // institution admin, Riverside University
+    let mut dev_ws = dev.socket().await;
+    dev_ws.resume(Some(s), 0).await;
+    let path = |what: &str| format!("/api/sessions/{s}/{what}");
+
+    // Monitor: silent, read only. The chatting librarian sees who is there (B3).
+    let (status, rec) = dev.post(&path("conference"), json!({"mode": "monitor"})).await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(rec["ctx"]["members"][0]["mode"], "monitor");
+    c.ann_ws.until(|f| f["body"] == "Dev Dewey is monitoring this chat (read only)").await;
+    let presence = c.ann_ws.frames.iter().find(|f| f["type"] == "presence").expect("a presence frame");
+    assert_eq!(presence["members"][0]["name"], "Dev Dewey");
+    assert_eq!(dev.post(&path("messages"), json!({"body": "hi"})).await.0, 403, "monitoring is read only");
+    assert_eq!(dev.post(&path("messages"), json!({"kind": "note", "body": "n"})).await.0, 403);
+
+    // Whisper: notes only, which the patron never sees.
+    assert_eq!(dev.post(&path("conference"), json!({"mode": "whisper"})).await.0, 200);
+    let (status, note) = dev.post(&path("messages"), json!({"kind": "note", "body": "WHISPER try the map room"})).await;
+    assert_eq!(status, 200, "{note}");
+    assert_eq!(dev.post(&path("messages"), json!({"body": "hello patron"})).await.0, 403, "whispering is notes only");
+    let seen = patron_events_until(&mut c, true, "marker-1").await;
+    assert!(bodies(&seen).iter().all(|b| !b.contains("Dev") && !b.contains("WHISPER")), "{seen:?}");
+    c.ann_ws.events_until_seq(note["seq"].as_u64().unwrap()).await;
+    assert!(c.ann_ws.events().iter().any(|e| e["body"] == "WHISPER try the map room" && e["kind"] == "note"));
+
+    // Join: announced to the patron first; then Dev may write to them.
+    assert_eq!(dev.post(&path("conference"), json!({"mode": "join"})).await.0, 200);
+    let (status, hello) = dev.post(&path("messages"), json!({"body": "I know this atlas well."})).await;
+    assert_eq!(status, 200, "{hello}");
+    let seen = c.pat.events_until_seq(hello["seq"].as_u64().unwrap()).await;
+    let b = bodies(&seen);
+    let joined = b.iter().position(|x| x == "Dev Dewey (librarian) has joined the chat").expect("announced");
+    let said = b.iter().position(|x| x == "I know this atlas well.").unwrap();
+    assert!(joined < said, "no unannounced second librarian: {b:?}");
+
+    // Take over: a transfer to Dev, told to the patron; Ann stays, whispering.
+    let (status, rec) = dev.post(&path("takeover"), json!(null)).await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(rec["ctx"]["librarian"], dev.id);
+    assert_eq!(rec["ctx"]["members"][0]["staff"], c.ann.id);
+    assert_eq!(rec["ctx"]["members"][0]["mode"], "whisper");
+    assert_eq!(c.ann.post(&path("messages"), json!({"body": "x"})).await.0, 403, "Ann now whispers");
+    let seen = patron_events_until(&mut c, false, "p-after-takeover").await;
+    assert!(bodies(&seen).contains(&"Dev Dewey (librarian) has taken over the chat".to_owned()));
+    assert_eq!(c.ann.post(&path("end"), json!(null)).await.0, 403, "only the chatting librarian ends");
+
+    // Ann leaves; the patron, who never saw Ann whisper, is not told.
+    assert_eq!(c.ann.post(&path("leave"), json!(null)).await.0, 200);
+    let seen = patron_events_until(&mut c, false, "p-after-leave").await;
+    assert!(bodies(&seen).iter().all(|b| !b.contains("no longer watching")));
+
+    // Every mode change is in the question's timeline.
+    let q = dev.question_of(s).await["id"].as_i64().unwrap();
+    let (_, detail) = dev.get(&format!("/api/questions/{q}")).await;
+    let modes: Vec<Value> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["change"] == "conference")
+        .map(|t| t["mode"].clone())
+        .collect();
+    assert_eq!(modes, vec![json!("monitor"), json!("whisper"), json!("join"), Value::Null]);
+    assert!(detail["timeline"].as_array().unwrap().iter().any(|t| t["change"] == "librarian" && t["how"] == "take_over"));
+    // And nothing staff-only ever reached the patron's socket.
+    assert!(c.pat.frames.iter().all(|f| f["audience"] != "staff" && f["kind"] != "note"));
+}
+
+#[tokio::test]
+async fn conferencing_is_refused_to_librarians_library_admins_and_out_of_scope_admins() {
+    let app = spawn_app().await;
+    let c = chat_with_ann(&app).await;
+    let path = format!("/api/sessions/{}/conference", c.patron.session);
+    let before = app.stored(c.patron.session).await;
+    for (who, status) in [("carla", 403), ("ben", 404)] {
+        let s = app.staff(who).await;
+        assert_eq!(s.post(&path, json!({"mode": "join"})).await.0, status, "{who}");
+    }
+    let erin = app.staff("erin").await; // cooperative admin: in scope
+    assert_eq!(erin.post(&path, json!({"mode": "bogus"})).await.0, 422);
+    assert_eq!(app.stored(c.patron.session).await, before, "refusals change nothing");
+    assert_eq!(erin.post(&path, json!({"mode": "monitor"})).await.0, 200);
+    assert_eq!(erin.post(&path, json!({"mode": "monitor"})).await.0, 409, "already monitoring");
+}
+
+#[tokio::test]
+async fn the_chat_monitor_has_my_and_all_tabs_and_updates_live() {
+    let app = spawn_app().await;
+    let dev = app.staff("dev").await;
+    let mut dev_ws = dev.socket().await;
+    dev_ws.send(json!({"type": "monitor"})).await;
+    let snapshot = dev_ws.until(|f| f["type"] == "monitor").await;
+    assert_eq!(snapshot.last().unwrap()["sessions"], json!([]));
+
+    let c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    let update = dev_ws.until(|f| f["type"] == "monitor_update" && f["state"] == "active").await;
+    let u = update.last().unwrap();
+    assert_eq!(u["librarian_name"], "Ann Archer");
+    assert_eq!(u["library_name"], "Riverside University Main Library");
+    c.ann.post(&format!("/api/sessions/{s}/messages"), json!({"body": "tick"})).await;
+    dev_ws.until(|f| f["type"] == "monitor_tick" && f["session"] == s).await;
+
+    let (_, ann_view) = c.ann.get("/api/monitor").await;
+    assert_eq!(ann_view["my"].as_array().unwrap().len(), 1);
+    assert_eq!(ann_view["all"], json!([]), "the ALL tab is for admins");
+    let (_, dev_view) = dev.get("/api/monitor").await;
+    assert_eq!(dev_view["all"][0]["ctx"]["id"], s);
+    let (_, ben_view) = app.staff("ben").await.get("/api/monitor").await;
+    assert_eq!(ben_view["all"], json!([]), "out of scope");
+    let (_, erin_view) = app.staff("erin").await.get("/api/monitor").await;
+    assert_eq!(erin_view["all"].as_array().unwrap().len(), 1, "the cooperative admin sees it");
+    // Who else is present shows in the monitor too.
+    dev.post(&format!("/api/sessions/{s}/conference"), json!({"mode": "monitor"})).await;
+    let update = dev_ws.until(|f| f["type"] == "monitor_update" && !f["ctx"]["members"].as_array().unwrap().is_empty()).await;
+    assert_eq!(update.last().unwrap()["ctx"]["members"][0]["name"], "Dev Dewey");
+}
+
+#[tokio::test]
+async fn after_the_rollup_a_librarian_of_another_library_serves_the_patron_and_the_question_lands_in_the_patrons_library() {
+    let app = spawn_app_with_manual_clock().await;
+    let ben = app.staff("ben").await; // Lakeside Public Library
+    let mut ben_ws = ben.socket().await;
+    ben_ws.send(json!({"type": "queue"})).await;
+    assert_eq!(ben_ws.until(|f| f["type"] == "queue").await.last().unwrap()["waiting"], json!([]));
+    let patron = app.start_chat("riverside-main", "Rolled up?").await;
+    assert_eq!(ben.accept(patron.session).await.0, 404, "not offered to Ben yet");
+
+    // 60 seconds pass on the server's clock: the chat is offered to the cooperative, live.
+    app.clock().advance(60_000);
+    let added = ben_ws.until(|f| f["type"] == "queue_added").await;
+    assert_eq!(added.last().unwrap()["session"], patron.session);
+    assert_eq!(ben.accept(patron.session).await.0, 200);
+
+    // R1: the question is in Riverside Main's list, whoever's library Ben is from.
+    let ann = app.staff("ann").await;
+    let q = ann.question_of(patron.session).await;
+    assert_eq!(q["library_name"], "Riverside University Main Library");
+    assert_eq!(q["librarian_name"], "Ben Booker");
+    let (_, bens) = ben.get("/api/questions").await;
+    assert_eq!(bens.as_array().unwrap().len(), 1, "Ben sees the question he is part of");
+}
+
+#[tokio::test]
+async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_patron() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    let carla = app.staff("carla").await;
+    let path = format!("/api/sessions/{s}/transfer");
+
+    assert_eq!(carla.post(&path, json!({"to": carla.id})).await.0, 403, "only the chatting librarian transfers");
+    assert_eq!(c.ann.post(&path, json!({"to": 1, "cooperative": true})).await.0, 422, "exactly one target");
+
+    // To a colleague, staying as a conference member.
+    let (status, rec) = c.ann.post(&path, json!({"to": carla.id, "stay": true})).await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(rec["ctx"]["librarian"], carla.id);
+    assert_eq!(rec["ctx"]["members"][0]["staff"], c.ann.id);
+    let seen = patron_events_until(&mut c, false, "p1").await;
+    assert!(bodies(&seen).contains(&"Ann Archer (librarian) has transferred the chat to Carla Catalog (librarian)".to_owned()));
+
+    // To another library's queue: its staff are offered it at once; the patron waits, told so.
+    let ben = app.staff("ben").await;
+    let mut ben_ws = ben.socket().await;
+    ben_ws.send(json!({"type": "queue"})).await;
+    ben_ws.until(|f| f["type"] == "queue").await;
+    let (status, rec) = carla.post(&path, json!({"library": "lakeside-public"})).await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(rec["state"], "waiting");
+    ben_ws.until(|f| f["type"] == "queue_added" && f["session"] == s).await;
+    let frames = c.pat.until(|f| f["type"] == "position").await;
+    assert!(bodies(&frames.iter().filter(|f| f["type"] == "event").cloned().collect::<Vec<_>>())
+        .iter()
+        .any(|b| b.contains("has transferred your chat to Lakeside Public Library")));
+    assert_eq!(ben.accept(s).await.0, 200);
+    let (_, list) = ben.get("/api/questions").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "the same question, not a new one");
+
+    // To the cooperative: offered to everyone in it at once, e.g. Riverside's librarian.
+    let (status, _) = ben.post(&path, json!({"cooperative": true})).await;
+    assert_eq!(status, 200);
+    let (_, queue) = c.ann.get("/api/queue").await;
+    assert_eq!(queue[0]["session"], s);
+    assert_eq!(c.ann.accept(s).await.0, 200);
+    let q = c.ann.question_of(s).await["id"].as_i64().unwrap();
+    let (_, detail) = c.ann.get(&format!("/api/questions/{q}")).await;
+    let hows: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["change"] == "librarian")
+        .map(|t| t["how"].as_str().unwrap())
+        .collect();
+    assert_eq!(hows, ["transfer", "queue", "accepted from a queue", "queue", "accepted from a queue"]);
+}
+
+#[tokio::test]
+async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point_offers_the_form() {
+    let app = spawn_app_with_manual_clock().await;
+    let status = |app: &TestApp| {
+        let url = app.url("/api/libraries/lakeside-public/status");
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap()["online"].as_bool().unwrap() }
+    };
+    assert!(!status(&app).await, "nobody on duty");
+
+    let ben = app.staff("ben").await;
+    let ws = ben.socket().await;
+    let (code, _) = ben.post("/api/me/availability", json!({"availability": "on_duty"})).await;
+    assert_eq!(code, 200);
+    assert!(status(&app).await, "Ben is on duty");
+    // Connected, time passes: Ben stays on duty.
+    app.clock().advance(10 * 60_000);
+    let ben_id = ben.id;
+    let presence = |viewer: &Staff| {
+        let http = viewer.http.clone();
+        let url = format!("{}/api/staff/presence", viewer.base());
+        async move {
+            let all: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            all.as_array().unwrap().iter().find(|p| p["id"] == ben_id).unwrap()["availability"].as_str().unwrap().to_owned()
+        }
+    };
+    let erin = app.staff("erin").await;
+    // Two ticks of the background work have run (it runs every second).
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(presence(&erin).await, "on_duty", "a connected librarian is never signed off");
+
+    // The browser closes; five minutes later Ben is off duty.
+    ws.close().await;
+    app.eventually("the connection's end is recorded", || async { app.state.app.connections.connected().is_empty() }).await;
+    app.clock().advance(5 * 60_000 + 1_000);
+    app.eventually("Ben is signed off automatically", || presence(&erin).then(|a| async move { a == "off_duty" })).await;
+    assert!(!status(&app).await, "the entry point says nobody is there");
+
+    // The offline form creates a `new` question in the library's list.
+    let http = reqwest::Client::new();
+    let form = app.url("/api/libraries/lakeside-public/questions");
+    let bad = http.post(&form).json(&json!({"question": "no address"})).send().await.unwrap();
+    assert_eq!(bad.status(), 422);
+    let res = http
+        .post(&form)
+        .json(&json!({"name": "Pat", "email": "pat@example.org", "question": "Can I renew by phone?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let receipt: Value = res.json().await.unwrap();
+    let (_, new) = ben.get("/api/questions?view=new").await;
+    assert_eq!(new[0]["id"], receipt["question"]);
+    assert_eq!(new[0]["text"], "Can I renew by phone?");
+    assert_eq!(new[0]["live"], false);
+    assert_eq!(new[0]["state"]["status"], "new");
+}
+
+
+
+#[tokio::test]
+async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
+    let app = spawn_app().await;
+    let (ann, ben) = (app.staff("ann").await, app.staff("ben").await);
+    let mut ann_ws = ann.socket().await;
+    let mut ben_ws = ben.socket().await;
+    ann_ws.send(json!({"type": "im_send", "to": ben.id, "body": "Can you cover the desk at 3?", "client_id": "i1"})).await;
+    let ack = ann_ws.until(|f| f["type"] == "im_ack").await.last().unwrap().clone();
+    assert_eq!((ack["seq"].as_u64(), ack["duplicate"].as_bool()), (Some(1), Some(false)));
+    let got = ben_ws.until(|f| f["type"] == "im").await;
+    assert_eq!(got.last().unwrap()["body"], "Can you cover the desk at 3?");
+    assert_eq!(got.last().unwrap()["from_name"], "Ann Archer");
+
+    // Ben goes away; Ann writes twice (once re-sending the same id).
+    ben_ws.close().await;
+    for (cid, body) in [("i2", "Or at 4?"), ("i3", "Thanks!"), ("i3", "Thanks!")] {
+        let (status, out) = ann.post(&format!("/api/im/{}", ben.id), json!({"body": body, "client_id": cid})).await;
+        assert_eq!(status, 200, "{out}");
+    }
+    let (_, convs) = ben.get("/api/im").await;
+    assert_eq!((convs[0]["peer"].as_i64(), convs[0]["unread"].as_u64()), (Some(ann.id), Some(3)));
+
+    let mut ben_ws = ben.socket().await;
+    ben_ws.send(json!({"type": "im_resume", "peer": ann.id, "after": 1})).await;
+    let frames = ben_ws.until(|f| f["type"] == "im_synced").await;
+    let missed: Vec<&str> = frames.iter().filter(|f| f["type"] == "im").map(|f| f["body"].as_str().unwrap()).collect();
+    assert_eq!(missed, ["Or at 4?", "Thanks!"], "exactly what was missed, the re-send stored once");
+    ben.post(&format!("/api/im/{}/read", ann.id), json!({"seq": 3})).await;
+    let (_, convs) = ben.get("/api/im").await;
+    assert_eq!(convs[0]["unread"], 0);
+
+    // Nobody else hears it, and nobody writes to themselves or outside the cooperative.
+    let (_, carla_convs) = app.staff("carla").await.get("/api/im").await;
+    assert_eq!(carla_convs, json!([]));
+    assert_eq!(ann.post(&format!("/api/im/{}", ann.id), json!({"body": "me"})).await.0, 422);
+    assert_eq!(ann.post("/api/im/999999", json!({"body": "who"})).await.0, 422);
+}
+
+#[tokio::test]
+async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
+    let app = spawn_app().await;
+    let carla = app.staff("carla").await; // library admin, riverside-main
+    let new = |lib: &str, role: &str, user: &str| {
+        json!({"username": user, "display_name": "New Person", "library": lib, "role": role, "password": "long-enough-1"})
+    };
+    assert_eq!(carla.post("/api/staff", new("riverside-main", "librarian", "nina")).await.0, 201);
+    assert_eq!(carla.post("/api/staff", new("riverside-main", "institution_admin", "ivan")).await.0, 403);
+    assert_eq!(carla.post("/api/staff", new("lakeside-public", "librarian", "lars")).await.0, 403);
+    assert_eq!(carla.post("/api/staff", new("riverside-main", "librarian", "nina")).await.0, 409, "taken");
+    assert_eq!(carla.post("/api/staff", new("riverside-main", "wizard", "w")).await.0, 422);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/staff", new("riverside-main", "librarian", "x")).await.0, 403, "librarians do not manage");
+
+    let (_, list) = carla.get("/api/staff").await;
+    let nina = list.as_array().unwrap().iter().find(|s| s["username"] == "nina").unwrap()["id"].as_i64().unwrap();
+    let dev = app.staff("dev").await;
+    assert_eq!(carla.post(&format!("/api/staff/{}", dev.id), json!({"disabled": true})).await.0, 403, "above her role");
+    assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"role": "cooperative_admin"})).await.0, 403);
+    assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"password": "short"})).await.0, 422);
+    assert_eq!(carla.post(&format!("/api/staff/{}", carla.id), json!({"disabled": true})).await.0, 409);
+
+    // Disabling ends Nina's sign-ins and refuses new ones.
+    let nina_client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login = |c: &reqwest::Client, pw: &str| {
+        c.post(app.url("/api/login")).json(&json!({"username": "nina", "password": pw})).send()
+    };
+    assert_eq!(login(&nina_client, "long-enough-1").await.unwrap().status(), 200);
+    assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"disabled": true})).await.0, 200);
+    assert_eq!(nina_client.get(app.url("/api/me")).send().await.unwrap().status(), 401);
+    assert_eq!(login(&nina_client, "long-enough-1").await.unwrap().status(), 403);
+    // Re-enabled with a new password.
+    assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"disabled": false, "password": "another-pass-2"})).await.0, 200);
+    assert_eq!(login(&nina_client, "another-pass-2").await.unwrap().status(), 200);
+}
