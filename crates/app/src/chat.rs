@@ -46,7 +46,12 @@ fn target(rec: &SessionRecord) -> Target<'_> {
 }
 
 /// Whether `staff` may serve a waiting chat now (its queue, the rollup).
-pub(crate) fn may_serve(staff: &Staff, rec: &SessionRecord, now: refdesk_domain::Millis, rollup: refdesk_domain::Millis) -> bool {
+pub(crate) fn may_serve(
+    staff: &Staff,
+    rec: &SessionRecord,
+    now: refdesk_domain::Millis,
+    rollup: refdesk_domain::Millis,
+) -> bool {
     let action = Action::Serve { waited: now - rec.queued_at, rollup, coop_now: rec.queue_coop };
     let t = Target { placement: rec.queue, state: rec.state, librarian: None, members: &[] };
     authorize(staff, action, &t).is_ok()
@@ -239,7 +244,12 @@ impl App {
             .await?
             .into_iter()
             .filter(|e| {
-                let t = Target { placement: e.queue, state: refdesk_domain::chat::SessionState::Waiting, librarian: None, members: &[] };
+                let t = Target {
+                    placement: e.queue,
+                    state: refdesk_domain::chat::SessionState::Waiting,
+                    librarian: None,
+                    members: &[],
+                };
                 authorize(staff, Action::Serve { waited: now - e.since, rollup, coop_now: e.coop_now }, &t).is_ok()
             })
             .collect())

@@ -11,7 +11,7 @@ use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::visibility::{sees, Item, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{Guard, NewMessage, SessionRecord, TransferTo};
+use refdesk_store::{Guard, Handover, NewMessage, SessionRecord, TransferTo};
 use serde::Serialize;
 
 /// The chat monitor's two tabs.
@@ -69,14 +69,21 @@ impl App {
     /// Enters (or changes mode in) a live chat from the ALL tab (R3, B2).
     /// Joining is announced to the patron; monitoring and whispering are
     /// announced to staff only — the chatting librarian always knows (B3).
-    pub async fn conference(&self, staff: &Staff, session: SessionId, mode: ConferenceMode) -> AppResult<SessionRecord> {
+    pub async fn conference(
+        &self,
+        staff: &Staff,
+        session: SessionId,
+        mode: ConferenceMode,
+    ) -> AppResult<SessionRecord> {
         let before = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         let was = before.ctx.member_mode(staff.id);
         let name = &staff.display_name;
         let line = match (was, mode) {
-            (_, ConferenceMode::Join) => {
-                system_line(format!("{name} (librarian) has joined the chat"), Audience::Everyone, SystemEvent::Presence)
-            }
+            (_, ConferenceMode::Join) => system_line(
+                format!("{name} (librarian) has joined the chat"),
+                Audience::Everyone,
+                SystemEvent::Presence,
+            ),
             // The patron saw them join: they are told when that ends.
             (Some(ConferenceMode::Join), _) => {
                 system_line(format!("{name} (librarian) has left the chat"), Audience::Everyone, SystemEvent::Presence)
@@ -119,12 +126,19 @@ impl App {
         );
         let g = guard(staff, Action::TakeOver);
         let to = TransferTo::Staff(staff.clone());
-        Ok(self.store.transfer(session, staff.clone(), to, true, line, g, self.clock.now()).await?)
+        let handover = Handover { to, stay: true, line };
+        Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
     }
 
     /// The chatting librarian hands the chat on; the patron is told. With
     /// `stay`, the previous librarian remains as a whispering member.
-    pub async fn transfer(&self, staff: &Staff, session: SessionId, to: Transfer, stay: bool) -> AppResult<SessionRecord> {
+    pub async fn transfer(
+        &self,
+        staff: &Staff,
+        session: SessionId,
+        to: Transfer,
+        stay: bool,
+    ) -> AppResult<SessionRecord> {
         let me = &staff.display_name;
         // Refuse someone who may not transfer before judging where to.
         let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
@@ -140,7 +154,8 @@ impl App {
                 if colleague.id == staff.id {
                     return Err(DomainError::invalid("to", "you are already chatting").into());
                 }
-                let body = format!("{me} (librarian) has transferred the chat to {} (librarian)", colleague.display_name);
+                let body =
+                    format!("{me} (librarian) has transferred the chat to {} (librarian)", colleague.display_name);
                 (TransferTo::Staff(colleague), body)
             }
             Transfer::Library(slug) => {
@@ -148,8 +163,10 @@ impl App {
                 if lib.placement.cooperative != staff.home.cooperative {
                     return Err(DomainError::invalid("library", "transfer within your cooperative").into());
                 }
-                let body =
-                    format!("{me} (librarian) has transferred your chat to {}; a librarian will be with you shortly", lib.name);
+                let body = format!(
+                    "{me} (librarian) has transferred your chat to {}; a librarian will be with you shortly",
+                    lib.name
+                );
                 (TransferTo::Queue { library: lib.placement, coop_now: false }, body)
             }
             Transfer::Cooperative => {
@@ -161,7 +178,7 @@ impl App {
         };
         let line = system_line(line, Audience::Everyone, SystemEvent::Transferred);
         let g = guard(staff, Action::Transfer);
-        let rec = self.store.transfer(session, staff.clone(), target, stay, line, g, self.clock.now()).await?;
-        Ok(rec)
+        let handover = Handover { to: target, stay, line };
+        Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
     }
 }

@@ -198,8 +198,12 @@ impl Feed {
     }
 
     fn may_see_waiting(&self, e: &QueueEntry, now: Millis) -> bool {
-        let item =
-            Item::Waiting { placement: e.queue, waited: now - e.since, rollup: self.app.rollup_ms(), coop_now: e.coop_now };
+        let item = Item::Waiting {
+            placement: e.queue,
+            waited: now - e.since,
+            rollup: self.app.rollup_ms(),
+            coop_now: e.coop_now,
+        };
         sees(&self.viewer, item)
     }
 
@@ -277,7 +281,8 @@ impl Feed {
                 }
             }
             Event::Typing { ctx, audience, who, on } => {
-                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience }) {
+                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience })
+                {
                     out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
                 }
             }
@@ -293,8 +298,12 @@ impl Feed {
                     out.extend(self.position().await?);
                 } else {
                     // Anyone who could have been offered it hears that it is gone.
-                    let item =
-                        Item::Waiting { placement: *placement, waited: Millis::MAX, rollup: self.app.rollup_ms(), coop_now: true };
+                    let item = Item::Waiting {
+                        placement: *placement,
+                        waited: Millis::MAX,
+                        rollup: self.app.rollup_ms(),
+                        coop_now: true,
+                    };
                     if sees(&self.viewer, item) {
                         out.push(Out::QueueRemoved(*session));
                     }

@@ -14,7 +14,13 @@ use refdesk_store::ImConversation;
 impl App {
     /// Sends a direct message to a colleague of the same cooperative.
     /// Returns the stored message and whether the client id was seen before.
-    pub async fn im_send(&self, staff: &Staff, to: StaffId, body: &str, client_id: Option<&str>) -> AppResult<(ImMessage, bool)> {
+    pub async fn im_send(
+        &self,
+        staff: &Staff,
+        to: StaffId,
+        body: &str,
+        client_id: Option<&str>,
+    ) -> AppResult<(ImMessage, bool)> {
         let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
         let client_id = client_id.map(ClientId::parse).transpose()?.map(|c| c.as_str().to_owned());
         if to == staff.id {

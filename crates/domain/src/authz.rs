@@ -3,8 +3,8 @@
 //! specification: role × scope × action → allowed or refused.
 
 use crate::chat::{ConferenceMode, Member, MessageKind, SessionContext, SessionState};
-use crate::org::Role;
 use crate::ids::StaffId;
+use crate::org::Role;
 use crate::org::{Placement, Staff};
 use crate::{DomainError, Millis};
 
@@ -81,8 +81,7 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
             // Staff of the queue's library at once; the rest of the
             // cooperative once the chat has rolled up (DESIGN §9).
             let own = staff.home.library == target.placement.library;
-            let coop =
-                staff.home.cooperative == target.placement.cooperative && (coop_now || waited >= rollup);
+            let coop = staff.home.cooperative == target.placement.cooperative && (coop_now || waited >= rollup);
             if own || coop {
                 Ok(())
             } else {
@@ -98,7 +97,8 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
         }
         Action::Monitor => {
             // The ALL tab is for admins (DESIGN §2); everyone sees their own chats.
-            if participates(staff, target) || (staff.role >= Role::LibraryAdmin && staff.role_covers(&target.placement)) {
+            if participates(staff, target) || (staff.role >= Role::LibraryAdmin && staff.role_covers(&target.placement))
+            {
                 Ok(())
             } else {
                 Err(DomainError::NotFound("session"))
@@ -327,7 +327,10 @@ mod tests {
         assert!(authorize(&s, serve(60_000), &target(Where::SameCooperative, None)).is_ok());
         assert!(authorize(&s, serve(600_000), &target(Where::OtherCooperative, None)).is_err());
         let now = Action::Serve { waited: 0, rollup: 60_000, coop_now: true };
-        assert!(authorize(&s, now, &target(Where::SameCooperative, None)).is_ok(), "transferred to the cooperative queue");
+        assert!(
+            authorize(&s, now, &target(Where::SameCooperative, None)).is_ok(),
+            "transferred to the cooperative queue"
+        );
     }
 
     #[test]
@@ -406,7 +409,9 @@ mod tests {
         assert!(authorize(&staff(5, Role::Librarian), Action::Monitor, &t).is_err());
         assert!(authorize(&staff(5, Role::LibraryAdmin), Action::Monitor, &t).is_ok());
         assert!(authorize(&staff(99, Role::Librarian), Action::Monitor, &t).is_ok(), "my own chat");
-        assert!(authorize(&staff(5, Role::LibraryAdmin), Action::Monitor, &target(Where::SameInstitution, None)).is_err());
+        assert!(
+            authorize(&staff(5, Role::LibraryAdmin), Action::Monitor, &target(Where::SameInstitution, None)).is_err()
+        );
     }
 
     #[test]

@@ -82,9 +82,10 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
             ctx.id == *session && audience == Audience::Everyone
         }
         // Patrons never see the queue, the monitor, who is watching, or staff IM.
-        (Viewer::Patron { .. }, Item::Waiting { .. } | Item::Monitored { .. } | Item::Presence { .. } | Item::Im { .. }) => {
-            false
-        }
+        (
+            Viewer::Patron { .. },
+            Item::Waiting { .. } | Item::Monitored { .. } | Item::Presence { .. } | Item::Im { .. },
+        ) => false,
         (Viewer::Staff(staff), Item::Message { ctx, message }) => {
             message.session == ctx.id && staff_may_view(staff, ctx)
         }

@@ -179,6 +179,18 @@ pub enum TransferTo {
     },
 }
 
+/// A change of hands: where the chat goes, whether the previous librarian
+/// stays (as a whispering member), and the line that tells everyone.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    /// Where it goes.
+    pub to: TransferTo,
+    /// Keep the previous librarian as a whispering member.
+    pub stay: bool,
+    /// The line written into the chat.
+    pub line: NewMessage,
+}
+
 /// A question left through the offline form (nobody on duty).
 #[derive(Clone, Debug)]
 pub struct NewFormQuestion {
@@ -544,16 +556,20 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<SessionRecord>;
     /// A conference member leaves.
-    async fn leave(&self, id: SessionId, by: Staff, line: NewMessage, guard: Guard, now: Millis) -> Result<SessionRecord>;
-    /// The chat changes hands: a take-over or a transfer. `stay` keeps the
-    /// previous librarian as a whispering member.
+    async fn leave(
+        &self,
+        id: SessionId,
+        by: Staff,
+        line: NewMessage,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord>;
+    /// The chat changes hands: a take-over or a transfer.
     async fn transfer(
         &self,
         id: SessionId,
         by: Staff,
-        to: TransferTo,
-        stay: bool,
-        line: NewMessage,
+        handover: Handover,
         guard: Guard,
         now: Millis,
     ) -> Result<SessionRecord>;
@@ -587,7 +603,13 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<(refdesk_domain::event::ImMessage, bool)>;
     /// The conversation of `a` and `b` after `after`, in order.
-    async fn im_after(&self, a: StaffId, b: StaffId, after: u64, limit: u32) -> Result<Vec<refdesk_domain::event::ImMessage>>;
+    async fn im_after(
+        &self,
+        a: StaffId,
+        b: StaffId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<refdesk_domain::event::ImMessage>>;
     /// `me`'s conversations with unread counts.
     async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>>;
     /// Marks `me`'s conversation with `peer` read up to `seq`.

@@ -117,16 +117,23 @@ async fn availability(
     CurrentStaff(staff): CurrentStaff,
     Json(b): Json<AvailabilityBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let a = Availability::parse(&b.availability).ok_or_else(|| invalid("availability", "use on_duty, away or off_duty"))?;
+    let a =
+        Availability::parse(&b.availability).ok_or_else(|| invalid("availability", "use on_duty, away or off_duty"))?;
     s.app.set_availability(&staff, a).await?;
     Ok(axum::Json(serde_json::json!({ "availability": a })))
 }
 
-async fn presence(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<Presence>>> {
+async fn presence(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<Presence>>> {
     Ok(axum::Json(s.app.presence(&staff).await?))
 }
 
-async fn staff_list(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<StaffEntry>>> {
+async fn staff_list(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<StaffEntry>>> {
     Ok(axum::Json(s.app.manageable_staff(&staff).await?))
 }
 
@@ -141,7 +148,8 @@ struct NewStaffBody {
 }
 
 fn role(s: &str) -> Result<Role, ApiError> {
-    Role::parse(s).ok_or_else(|| invalid("role", "use librarian, library_admin, institution_admin or cooperative_admin"))
+    Role::parse(s)
+        .ok_or_else(|| invalid("role", "use librarian, library_admin, institution_admin or cooperative_admin"))
 }
 
 async fn staff_create(
@@ -173,7 +181,10 @@ async fn staff_update(
     Ok(axum::Json(serde_json::json!({ "updated": id })))
 }
 
-async fn im_list(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<ImConversation>>> {
+async fn im_list(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<ImConversation>>> {
     Ok(axum::Json(s.app.im_conversations(&staff).await?))
 }
 

@@ -108,7 +108,11 @@ async fn an_institution_admin_conferences_in_each_mode_and_the_patron_sees_exact
         .map(|t| t["mode"].clone())
         .collect();
     assert_eq!(modes, vec![json!("monitor"), json!("whisper"), json!("join"), Value::Null]);
-    assert!(detail["timeline"].as_array().unwrap().iter().any(|t| t["change"] == "librarian" && t["how"] == "take_over"));
+    assert!(detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["change"] == "librarian" && t["how"] == "take_over"));
     // And nothing staff-only ever reached the patron's socket.
     assert!(c.pat.frames.iter().all(|f| f["audience"] != "staff" && f["kind"] != "note"));
 }
@@ -159,12 +163,14 @@ async fn the_chat_monitor_has_my_and_all_tabs_and_updates_live() {
     assert_eq!(erin_view["all"].as_array().unwrap().len(), 1, "the cooperative admin sees it");
     // Who else is present shows in the monitor too.
     dev.post(&format!("/api/sessions/{s}/conference"), json!({"mode": "monitor"})).await;
-    let update = dev_ws.until(|f| f["type"] == "monitor_update" && !f["ctx"]["members"].as_array().unwrap().is_empty()).await;
+    let update =
+        dev_ws.until(|f| f["type"] == "monitor_update" && !f["ctx"]["members"].as_array().unwrap().is_empty()).await;
     assert_eq!(update.last().unwrap()["ctx"]["members"][0]["name"], "Dev Dewey");
 }
 
 #[tokio::test]
-async fn after_the_rollup_a_librarian_of_another_library_serves_the_patron_and_the_question_lands_in_the_patrons_library() {
+async fn after_the_rollup_a_librarian_of_another_library_serves_the_patron_and_the_question_lands_in_the_patrons_library(
+) {
     let app = spawn_app_with_manual_clock().await;
     let ben = app.staff("ben").await; // Lakeside Public Library
     let mut ben_ws = ben.socket().await;
@@ -205,7 +211,8 @@ async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_p
     assert_eq!(rec["ctx"]["librarian"], carla.id);
     assert_eq!(rec["ctx"]["members"][0]["staff"], c.ann.id);
     let seen = patron_events_until(&mut c, false, "p1").await;
-    assert!(bodies(&seen).contains(&"Ann Archer (librarian) has transferred the chat to Carla Catalog (librarian)".to_owned()));
+    assert!(bodies(&seen)
+        .contains(&"Ann Archer (librarian) has transferred the chat to Carla Catalog (librarian)".to_owned()));
 
     // To another library's queue: its staff are offered it at once; the patron waits, told so.
     let ben = app.staff("ben").await;
@@ -264,7 +271,10 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
         let url = format!("{}/api/staff/presence", viewer.base());
         async move {
             let all: Value = http.get(url).send().await.unwrap().json().await.unwrap();
-            all.as_array().unwrap().iter().find(|p| p["id"] == ben_id).unwrap()["availability"].as_str().unwrap().to_owned()
+            all.as_array().unwrap().iter().find(|p| p["id"] == ben_id).unwrap()["availability"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let erin = app.staff("erin").await;
@@ -274,9 +284,11 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
 
     // The browser closes; five minutes later Ben is off duty.
     ws.close().await;
-    app.eventually("the connection's end is recorded", || async { app.state.app.connections.connected().is_empty() }).await;
+    app.eventually("the connection's end is recorded", || async { app.state.app.connections.connected().is_empty() })
+        .await;
     app.clock().advance(5 * 60_000 + 1_000);
-    app.eventually("Ben is signed off automatically", || presence(&erin).then(|a| async move { a == "off_duty" })).await;
+    app.eventually("Ben is signed off automatically", || presence(&erin).then(|a| async move { a == "off_duty" }))
+        .await;
     assert!(!status(&app).await, "the entry point says nobody is there");
 
     // The offline form creates a `new` question in the library's list.
@@ -299,15 +311,15 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
     assert_eq!(new[0]["state"]["status"], "new");
 }
 
-
-
 #[tokio::test]
 async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
     let app = spawn_app().await;
     let (ann, ben) = (app.staff("ann").await, app.staff("ben").await);
     let mut ann_ws = ann.socket().await;
     let mut ben_ws = ben.socket().await;
-    ann_ws.send(json!({"type": "im_send", "to": ben.id, "body": "Can you cover the desk at 3?", "client_id": "i1"})).await;
+    ann_ws
+        .send(json!({"type": "im_send", "to": ben.id, "body": "Can you cover the desk at 3?", "client_id": "i1"}))
+        .await;
     let ack = ann_ws.until(|f| f["type"] == "im_ack").await.last().unwrap().clone();
     assert_eq!((ack["seq"].as_u64(), ack["duplicate"].as_bool()), (Some(1), Some(false)));
     let got = ben_ws.until(|f| f["type"] == "im").await;
@@ -343,16 +355,18 @@ async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
 async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     let app = spawn_app().await;
     let carla = app.staff("carla").await; // library admin, riverside-main
-    let new = |lib: &str, role: &str, user: &str| {
-        json!({"username": user, "display_name": "New Person", "library": lib, "role": role, "password": "long-enough-1"})
-    };
+    let new = |lib: &str, role: &str, user: &str| json!({"username": user, "display_name": "New Person", "library": lib, "role": role, "password": "long-enough-1"});
     assert_eq!(carla.post("/api/staff", new("riverside-main", "librarian", "nina")).await.0, 201);
     assert_eq!(carla.post("/api/staff", new("riverside-main", "institution_admin", "ivan")).await.0, 403);
     assert_eq!(carla.post("/api/staff", new("lakeside-public", "librarian", "lars")).await.0, 403);
     assert_eq!(carla.post("/api/staff", new("riverside-main", "librarian", "nina")).await.0, 409, "taken");
     assert_eq!(carla.post("/api/staff", new("riverside-main", "wizard", "w")).await.0, 422);
     let ann = app.staff("ann").await;
-    assert_eq!(ann.post("/api/staff", new("riverside-main", "librarian", "x")).await.0, 403, "librarians do not manage");
+    assert_eq!(
+        ann.post("/api/staff", new("riverside-main", "librarian", "x")).await.0,
+        403,
+        "librarians do not manage"
+    );
 
     let (_, list) = carla.get("/api/staff").await;
     let nina = list.as_array().unwrap().iter().find(|s| s["username"] == "nina").unwrap()["id"].as_i64().unwrap();
@@ -372,6 +386,9 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     assert_eq!(nina_client.get(app.url("/api/me")).send().await.unwrap().status(), 401);
     assert_eq!(login(&nina_client, "long-enough-1").await.unwrap().status(), 403);
     // Re-enabled with a new password.
-    assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"disabled": false, "password": "another-pass-2"})).await.0, 200);
+    assert_eq!(
+        carla.post(&format!("/api/staff/{nina}"), json!({"disabled": false, "password": "another-pass-2"})).await.0,
+        200
+    );
     assert_eq!(login(&nina_client, "another-pass-2").await.unwrap().status(), 200);
 }

@@ -172,6 +172,11 @@ pub struct Staff {
 }
 
 impl Staff {
+    /// A staff client from a sign-in made elsewhere.
+    pub fn from_parts(http: reqwest::Client, cookie: String, id: i64, app: &TestApp) -> Staff {
+        Staff { http, cookie, id, base: app.url(""), addr: app.addr }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
         let status = res.status().as_u16();

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a real SQLite file
 //! in a temp folder, driven over real HTTP and real WebSockets.
 
+mod authz_table;
 mod bad_input;
 mod chat_flow;
 mod desk;

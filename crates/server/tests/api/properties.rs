@@ -4,7 +4,11 @@
 //! - I3: each connection gets its session's events in strictly increasing
 //!   order, and across reconnects (resuming from the last seq seen) exactly
 //!   what it may see — no gap, no duplicate;
-//! - I4: every client message id is stored once, however often it is re-sent.
+//! - I4: every client message id is stored once, however often it is re-sent;
+//! - B2: with a conferencing admin changing modes, taking over and chats
+//!   handed between librarians, what a conference member may send follows
+//!   their mode, and the patron never reads a line from a second librarian
+//!   who was not announced first.
 
 use crate::helpers::{spawn_app, Socket, TestApp};
 use proptest::prelude::*;
@@ -21,6 +25,14 @@ enum Action {
     PatronDrops,
     /// The watching admin's connection drops likewise.
     WatcherDrops,
+    /// The institution admin conferences in a mode, or leaves (`None`).
+    AdminMode(Option<&'static str>),
+    /// The institution admin writes a message or a note.
+    AdminSays { note: bool },
+    /// The institution admin takes the chat over.
+    TakeOver,
+    /// The chatting librarian hands the chat to the other librarian of the library.
+    HandOver,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -29,6 +41,10 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (any::<bool>(), proptest::option::weighted(0.2, 0usize..8)).prop_map(|(note, resend)| Action::StaffSays { note, resend }),
         1 => Just(Action::PatronDrops),
         1 => Just(Action::WatcherDrops),
+        2 => prop_oneof![Just(None), Just(Some("monitor")), Just(Some("whisper")), Just(Some("join"))].prop_map(Action::AdminMode),
+        2 => any::<bool>().prop_map(|note| Action::AdminSays { note }),
+        1 => Just(Action::TakeOver),
+        1 => Just(Action::HandOver),
     ]
 }
 
@@ -86,6 +102,11 @@ impl Viewer {
 async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseError> {
     let ann = app.staff("ann").await;
     let carla = app.staff("carla").await; // library admin watching, sees notes
+    let dev = app.staff("dev").await; // institution admin: conferences, may take over
+    let staff = [&ann, &carla, &dev];
+    // The model: who chats (index into `staff`), and Dev's conference mode.
+    let mut chatting = 0usize;
+    let mut dev_mode: Option<&'static str> = None;
     let patron = app.start_chat("riverside-main", "property question").await;
     let session = patron.session;
     prop_assert_eq!(ann.accept(session).await.0, 200);
@@ -96,8 +117,13 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
     p.reconnect(patron.socket().await, None).await;
     let mut w = Viewer { socket: None, consumed: 0, received: Vec::new() };
     w.reconnect(carla.socket().await, Some(session)).await;
+    let mut d = Viewer { socket: None, consumed: 0, received: Vec::new() };
+    d.reconnect(dev.socket().await, Some(session)).await;
+    let path = |what: &str| format!("/api/sessions/{session}/{what}");
 
     let (mut patron_ids, mut staff_ids) = (Vec::<String>::new(), Vec::<String>::new());
+    // (sender, client id) of every staff line sent, for I4.
+    let mut sent_ids: Vec<(i64, String)> = Vec::new();
     let mut n = 0;
     for a in actions {
         n += 1;
@@ -127,21 +153,76 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
                     }
                 };
                 let kind = if note { "note" } else { "message" };
-                let ack = ann_ws.say(Some(session), kind, &format!("staff {id}"), &id).await;
-                prop_assert_eq!(&ack["type"], "ack", "{}", ack);
+                // Client ids are per sender: each librarian has their own.
+                let cid = format!("{id}-{chatting}");
+                let body = serde_json::json!({"kind": kind, "body": format!("staff {cid}"), "client_id": cid});
+                let (status, out) = staff[chatting].post(&path("messages"), body).await;
+                prop_assert_eq!(status, 200, "{}", out);
+                sent_ids.push((staff[chatting].id, cid));
+            }
+            Action::AdminMode(mode) => {
+                if chatting == 2 {
+                    continue; // Dev is the chatting librarian
+                }
+                let (status, out) = match mode {
+                    Some(m) => dev.post(&path("conference"), serde_json::json!({"mode": m})).await,
+                    None => dev.post(&path("leave"), serde_json::json!(null)).await,
+                };
+                let expected = match (dev_mode, mode) {
+                    (None, None) => 409,
+                    (a, b) if a == b => 409,
+                    _ => 200,
+                };
+                prop_assert_eq!(status, expected, "{:?} → {:?}: {}", dev_mode, mode, out);
+                if status == 200 {
+                    dev_mode = mode;
+                }
+            }
+            Action::AdminSays { note } => {
+                let kind = if note { "note" } else { "message" };
+                let cid = format!("d{n}");
+                let body = serde_json::json!({"kind": kind, "body": format!("dev {cid}"), "client_id": cid});
+                let (status, out) = dev.post(&path("messages"), body).await;
+                let allowed = chatting == 2 || dev_mode == Some("join") || (dev_mode == Some("whisper") && note);
+                prop_assert_eq!(status == 200, allowed, "dev {:?} sends {}: {} {}", dev_mode, kind, status, out);
+                if allowed {
+                    sent_ids.push((dev.id, cid));
+                }
+            }
+            Action::TakeOver => {
+                let (status, out) = dev.post(&path("takeover"), serde_json::json!(null)).await;
+                let expected = if chatting == 2 { 409 } else { 200 };
+                prop_assert_eq!(status, expected, "{}", out);
+                if status == 200 {
+                    chatting = 2;
+                    dev_mode = None;
+                }
+            }
+            Action::HandOver => {
+                let to = if chatting == 0 { 1 } else { 0 };
+                let (status, out) =
+                    staff[chatting].post(&path("transfer"), serde_json::json!({"to": staff[to].id})).await;
+                prop_assert_eq!(status, 200, "{}", out);
+                if chatting == 2 {
+                    dev_mode = None;
+                }
+                chatting = to;
             }
             Action::PatronDrops => p.drop_connection().await,
             Action::WatcherDrops => w.reconnect(carla.socket().await, Some(session)).await,
         }
     }
     // A final everyone-line marks the end; every live connection reads up to it.
-    let marker = ann_ws.say(Some(session), "message", "the end", "marker").await;
+    let (status, marker) =
+        staff[chatting].post(&path("messages"), serde_json::json!({"body": "the end", "client_id": "marker"})).await;
+    prop_assert_eq!(status, 200, "{}", marker);
     let last = marker["seq"].as_u64().unwrap();
     if p.socket.is_none() {
         p.reconnect(patron.socket().await, None).await;
     }
     p.drain_to(last).await;
     w.drain_to(last).await;
+    d.drain_to(last).await;
     if !ann_ws.events().iter().any(|e| e["seq"].as_u64() == Some(last)) {
         ann_ws.events_until_seq(last).await;
     }
@@ -161,14 +242,41 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
     // I3: exactly the visible messages, in order, no gap, no duplicate — across reconnects.
     prop_assert_eq!(seqs(&p.received), everyone);
     prop_assert_eq!(seqs(&w.received), all.clone());
+    prop_assert_eq!(seqs(&d.received), all.clone());
+    // B2: Dev's lines reach the patron only after Dev was announced.
+    let mut announced = false;
+    for e in &p.received {
+        let body = e["body"].as_str().unwrap_or_default();
+        if body == "Dev Dewey (librarian) has joined the chat"
+            || body == "Dev Dewey (librarian) has taken over the chat"
+        {
+            announced = true;
+        } else if body == "Dev Dewey (librarian) has left the chat"
+            || body.starts_with("Dev Dewey (librarian) has transferred")
+        {
+            announced = false;
+        }
+        if e["author"]["id"] == dev.id {
+            prop_assert!(announced, "an unannounced second librarian reached the patron: {}", e);
+        }
+    }
     prop_assert_eq!(seqs(&ann_all), all);
     // I4: each client id once per sender.
-    for id in patron_ids.iter().chain(staff_ids.iter()) {
+    for id in &patron_ids {
         let count = stored.iter().filter(|m| m.client_id.as_deref() == Some(id.as_str())).count();
         prop_assert_eq!(count, 1, "client id {} stored {} times", id, count);
     }
+    for (sender, id) in &sent_ids {
+        let count = stored
+            .iter()
+            .filter(|m| m.client_id.as_deref() == Some(id.as_str()))
+            .filter(|m| matches!(&m.author, refdesk_domain::chat::Author::Staff { id: s, .. } if s.0 == *sender))
+            .count();
+        prop_assert_eq!(count, 1, "client id {} of {} stored {} times", id, sender, count);
+    }
     p.drop_connection().await;
     w.drop_connection().await;
+    d.drop_connection().await;
     ann_ws.close().await;
     Ok(())
 }

@@ -14,11 +14,11 @@
 mod rows;
 mod schema;
 
+use crate::Handover;
 use crate::{
-    Acted, Appended, Decide, EventSink, Guard, ImConversation, LibraryRecord, NewFormQuestion, StaffEntry, StaffUpdate,
-    TransferTo, NewMessage, NewSession, NewStaff, OutboxMail, Plan,
-    QuestionQuery, QuestionRecord, Result, SessionRecord, StaffRecord, Store, StoreError, TimelineEntry,
-    TranscriptMail,
+    Acted, Appended, Decide, EventSink, Guard, ImConversation, LibraryRecord, NewFormQuestion, NewMessage, NewSession,
+    NewStaff, OutboxMail, Plan, QuestionQuery, QuestionRecord, Result, SessionRecord, StaffEntry, StaffRecord,
+    StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
@@ -439,7 +439,9 @@ impl Store for SqliteStore {
 
     async fn waiting(&self) -> Result<Vec<QueueEntry>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!("{QUEUE_SELECT} ORDER BY COALESCE(s.queued_at, s.created_at), s.id")).map_err(db)?;
+            let mut st = c
+                .prepare_cached(&format!("{QUEUE_SELECT} ORDER BY COALESCE(s.queued_at, s.created_at), s.id"))
+                .map_err(db)?;
             let rows = st.query_map([], queue_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
@@ -658,7 +660,9 @@ impl Store for SqliteStore {
             let rec = load_session(c, id)?;
             guard(&rec)?;
             if rec.ctx.member_mode(by.id) == Some(mode) {
-                return Err(DomainError::Conflict(format!("you are already in this chat in {} mode", mode.as_str())).into());
+                return Err(
+                    DomainError::Conflict(format!("you are already in this chat in {} mode", mode.as_str())).into()
+                );
             }
             c.execute(
                 "INSERT INTO session_members (session_id, staff_id, mode, joined_at) VALUES (?1, ?2, ?3, ?4)
@@ -682,7 +686,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn leave(&self, id: SessionId, by: Staff, line: NewMessage, guard: Guard, now: Millis) -> Result<SessionRecord> {
+    async fn leave(
+        &self,
+        id: SessionId,
+        by: Staff,
+        line: NewMessage,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord> {
         self.write(move |c| {
             let rec = load_session(c, id)?;
             guard(&rec)?;
@@ -696,10 +707,7 @@ impl Store for SqliteStore {
             // reaches them too; then the context without them.
             let message = insert_message(c, &rec, line, now)?;
             let after = load_session(c, id)?;
-            let events = vec![
-                Event::Message { ctx: rec.ctx.clone(), message },
-                Event::SessionChanged(after.summary()),
-            ];
+            let events = vec![Event::Message { ctx: rec.ctx.clone(), message }, Event::SessionChanged(after.summary())];
             Ok((after, events))
         })
         .await
@@ -709,12 +717,11 @@ impl Store for SqliteStore {
         &self,
         id: SessionId,
         by: Staff,
-        to: TransferTo,
-        stay: bool,
-        line: NewMessage,
+        handover: Handover,
         guard: Guard,
         now: Millis,
     ) -> Result<SessionRecord> {
+        let Handover { to, stay, line } = handover;
         self.write(move |c| {
             let rec = load_session(c, id)?;
             guard(&rec)?;
@@ -855,7 +862,8 @@ impl Store for SqliteStore {
 
     async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()> {
         self.write(move |c| {
-            let mut st = c.prepare_cached("UPDATE staff SET last_seen = max(last_seen, ?2) WHERE id = ?1").map_err(db)?;
+            let mut st =
+                c.prepare_cached("UPDATE staff SET last_seen = max(last_seen, ?2) WHERE id = ?1").map_err(db)?;
             for id in ids {
                 st.execute(params![id.0, now]).map_err(db)?;
             }
@@ -890,9 +898,7 @@ impl Store for SqliteStore {
     async fn staff_of(&self, coop: CooperativeId) -> Result<Vec<StaffEntry>> {
         self.read(move |c| {
             let mut st = c
-                .prepare_cached(&format!(
-                    "{STAFF_SELECT} WHERE i.cooperative_id = ?1 ORDER BY s.display_name, s.id"
-                ))
+                .prepare_cached(&format!("{STAFF_SELECT} WHERE i.cooperative_id = ?1 ORDER BY s.display_name, s.id"))
                 .map_err(db)?;
             let rows = st
                 .query_map([coop.0], |r| {
@@ -983,7 +989,9 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let (low, high) = if a.0 < b.0 { (a.0, b.0) } else { (b.0, a.0) };
             let mut st = c
-                .prepare_cached(&format!("{IM_SELECT} WHERE m.low = ?1 AND m.high = ?2 AND m.seq > ?3 ORDER BY m.seq LIMIT ?4"))
+                .prepare_cached(&format!(
+                    "{IM_SELECT} WHERE m.low = ?1 AND m.high = ?2 AND m.seq > ?3 ORDER BY m.seq LIMIT ?4"
+                ))
                 .map_err(db)?;
             let rows = st.query_map(params![low, high, after as i64, limit], im_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)

@@ -174,7 +174,8 @@ pub fn sessions_where(c: &Connection, cond: &str, p: impl Params) -> Result<Vec<
 }
 
 pub fn session_where(c: &Connection, cond: &str, p: impl Params) -> Result<Option<SessionRecord>> {
-    let rec = c.prepare_cached(&format!("{SESSION_SELECT} WHERE {cond}")).map_err(db)?.query_row(p, session_row).optional();
+    let rec =
+        c.prepare_cached(&format!("{SESSION_SELECT} WHERE {cond}")).map_err(db)?.query_row(p, session_row).optional();
     match rec.map_err(db)? {
         Some(mut rec) => {
             rec.ctx.members = members_of(c, rec.ctx.id)?;
