@@ -32,6 +32,10 @@ function begin() {
     onState: (s) => { if (s === "reconnecting") $("status").textContent = "Reconnecting…"; },
     onFrame: (f) => {
       if (f.type === "event") render(f);
+      else if (f.type === "position") {
+        const mins = Math.max(0, Math.round((Date.now() - f.since) / 60000));
+        $("status").textContent = `You are number ${f.position} in line (waiting ${mins} min). A librarian will be with you shortly.`;
+      }
       else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
       else if (f.type === "error") {
         $("chat-error").textContent = f.message;
@@ -55,9 +59,21 @@ function begin() {
   };
 }
 
+let offline = false;
+
 $("start").onsubmit = async (e) => {
   e.preventDefault();
   $("start-error").textContent = "";
+  if (offline) {
+    try {
+      const r = await api(`/api/libraries/${encodeURIComponent(slug)}/questions`, {
+        method: "POST",
+        body: { name: $("name").value, email: $("email").value, question: $("question").value },
+      });
+      $("start").replaceChildren(el("p", { role: "status" }, `Thank you. Your question is number ${r.question}; ${r.library} will answer you by e-mail.`));
+    } catch (err) { $("start-error").textContent = err.message; }
+    return;
+  }
   try {
     const r = await api(`/api/libraries/${encodeURIComponent(slug)}/chats`, {
       method: "POST",
@@ -70,3 +86,15 @@ $("start").onsubmit = async (e) => {
 };
 
 if (chat) begin();
+else {
+  // Nobody on duty: the entry point says so and offers the question form.
+  try {
+    const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
+    offline = !st.online;
+    if (offline) {
+      $("offline").classList.remove("hidden");
+      $("email").required = true;
+      document.querySelector('#start button[type="submit"]').textContent = "Send question";
+    }
+  } catch (err) { $("start-error").textContent = err.message; }
+}

@@ -1,25 +1,37 @@
-// The librarian's desk (plain version; the full desk comes later).
-import { api, el, messageItem, socket, newClientId } from "/assets/common.js";
+// The librarian's desk (plain version; the full desk comes later): queue,
+// chat monitor (My / ALL), chats with notes, conferencing, transfer,
+// availability and staff IM.
+import { api, el, clock, messageItem, socket, newClientId } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;
 let conn = null;
-let current = null; // session id shown
+let current = null; // session shown
+let imPeer = null; // IM conversation shown
 const logs = new Map(); // session -> {last, items: Map(seq -> message)}
+const ims = new Map(); // peer -> {last, items: []}
+const monitor = new Map(); // session -> summary
+const colleagues = new Map(); // id -> presence entry
 
-function log(session) {
-  if (!logs.has(session)) logs.set(session, { last: 0, items: new Map() });
-  return logs.get(session);
-}
+const log = (s) => { if (!logs.has(s)) logs.set(s, { last: 0, items: new Map() }); return logs.get(s); };
+const imLog = (p) => { if (!ims.has(p)) ims.set(p, { last: 0, items: [] }); return ims.get(p); };
+const fail = (err) => { $("chat-error").textContent = err.message; };
 
 function show(session) {
   current = session;
   $("chat").classList.remove("hidden");
   $("chat-title").textContent = `Chat ${session}`;
-  const ol = $("log");
-  ol.replaceChildren(...[...log(session).items.values()].map((m) => messageItem(m, { staffView: true })));
-  ol.scrollTop = ol.scrollHeight;
+  $("log").replaceChildren(...[...log(session).items.values()].map((m) => messageItem(m, { staffView: true })));
   conn.send({ type: "resume", session, after: log(session).last });
+  renderPresent();
+}
+
+function renderPresent() {
+  const s = monitor.get(current);
+  if (!s) { $("present").textContent = ""; return; }
+  const who = [s.librarian_name ? `${s.librarian_name} (chatting)` : "nobody chatting yet"];
+  for (const m of s.ctx.members) who.push(`${m.name} (${m.mode})`);
+  $("present").textContent = `Present: ${who.join(", ")}`;
 }
 
 function onEvent(m) {
@@ -30,10 +42,31 @@ function onEvent(m) {
   if (m.session === current) { $("log").append(messageItem(m, { staffView: true })); $("log").scrollTop = $("log").scrollHeight; }
 }
 
-async function refreshMine() {
-  const mine = await api("/api/sessions");
-  $("mine").replaceChildren(...mine.map((s) => el("li", {}, el("button", { type: "button", class: "secondary", onclick: () => show(s.ctx.id) }, `Chat ${s.ctx.id} — ${s.patron_name || "Patron"}`))));
+function since(s) {
+  const from = s.accepted_at ?? s.created_at;
+  const mins = Math.max(0, Math.round((Date.now() - from) / 60000));
+  return `${s.state === "waiting" ? "waiting" : "chatting"} ${mins} min, last message ${clock(s.last_message_at)}`;
 }
+
+function renderMonitor() {
+  const mine = (s) => s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
+  const item = (s) => el("li", {},
+    el("button", { type: "button", class: "secondary", onclick: () => show(s.ctx.id) },
+      `${s.patron_name} — ${s.library_name} — ${s.librarian_name || "waiting"}`),
+    el("div", { class: "status" }, since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")));
+  const all = [...monitor.values()];
+  $("panel-my").replaceChildren(...all.filter(mine).map(item));
+  $("panel-all").replaceChildren(...(me.role === "librarian" ? [] : all.filter((s) => s.state !== "ended").map(item)));
+  renderPresent();
+}
+
+function selectTab(all) {
+  $("tab-my").setAttribute("aria-selected", String(!all)); $("tab-all").setAttribute("aria-selected", String(all));
+  $("tab-my").classList.toggle("secondary", all); $("tab-all").classList.toggle("secondary", !all);
+  $("panel-my").classList.toggle("hidden", all); $("panel-all").classList.toggle("hidden", !all);
+}
+$("tab-my").onclick = () => selectTab(false);
+$("tab-all").onclick = () => selectTab(true);
 
 async function refreshQuestions() {
   const qs = await api("/api/questions");
@@ -50,8 +83,43 @@ function renderQueue(waiting) {
 }
 
 async function accept(session) {
-  try { await api(`/api/sessions/${session}/accept`, { method: "POST" }); await refreshMine(); show(session); refreshQuestions(); }
+  try { await api(`/api/sessions/${session}/accept`, { method: "POST" }); show(session); refreshQuestions(); }
   catch (err) { $("status").textContent = err.message; }
+}
+
+async function refreshColleagues() {
+  const [people, convs] = await Promise.all([api("/api/staff/presence"), api("/api/im")]);
+  const unread = new Map(convs.map((c) => [c.peer, c.unread]));
+  for (const p of people) colleagues.set(p.id, p);
+  $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
+    el("button", { type: "button", class: "secondary", onclick: () => openIm(p.id) },
+      `${p.display_name} — ${p.presence.replace("_", " ")}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
+  $("transfer-to").replaceChildren(
+    el("option", { value: "coop" }, "the cooperative's queue"),
+    ...people.filter((p) => p.id !== me.id && p.presence === "on_duty").map((p) => el("option", { value: `staff:${p.id}` }, p.display_name)),
+    ...(await api("/api/libraries")).map((l) => el("option", { value: `lib:${l.slug}` }, `${l.name} queue`)));
+}
+
+function renderIm() {
+  if (imPeer === null) return;
+  $("im-log").replaceChildren(...imLog(imPeer).items.map((m) => el("li", {}, el("span", { class: "who" }, `${m.from_name}:`), m.body, el("time", {}, clock(m.at)))));
+}
+
+async function openIm(peer) {
+  imPeer = peer;
+  $("im").classList.remove("hidden");
+  $("im-title").textContent = `IM with ${colleagues.get(peer)?.display_name ?? peer}`;
+  conn.send({ type: "im_resume", peer, after: imLog(peer).last });
+  renderIm();
+}
+
+function onIm(m) {
+  const peer = m.from === me.id ? m.to : m.from;
+  const l = imLog(peer);
+  if (m.seq <= l.last) return;
+  l.items.push(m); l.last = m.seq;
+  if (peer === imPeer) { renderIm(); api(`/api/im/${peer}/read`, { method: "POST", body: { seq: m.seq } }).catch(() => {}); }
+  else refreshColleagues();
 }
 
 async function start() {
@@ -62,18 +130,28 @@ async function start() {
   $("code").replaceChildren(...codes.map((c) => el("option", { value: c.key }, c.label)));
   let waiting = [];
   conn = socket("/api/ws", {
-    onOpen: (send) => { send({ type: "queue" }); for (const [s, l] of logs) send({ type: "resume", session: s, after: l.last }); },
+    onOpen: (send) => {
+      send({ type: "queue" }); send({ type: "monitor" });
+      for (const [s, l] of logs) send({ type: "resume", session: s, after: l.last });
+      for (const [p, l] of ims) send({ type: "im_resume", peer: p, after: l.last });
+    },
     onState: (s) => { $("status").textContent = s === "connected" ? "" : "Reconnecting…"; },
     onFrame: (f) => {
       if (f.type === "event") onEvent(f);
       else if (f.type === "queue") { waiting = f.waiting; renderQueue(waiting); }
-      else if (f.type === "queue_added") { waiting.push(f); renderQueue(waiting); }
+      else if (f.type === "queue_added") { waiting = waiting.filter((w) => w.session !== f.session).concat([f]); renderQueue(waiting); }
       else if (f.type === "queue_removed") { waiting = waiting.filter((w) => w.session !== f.session); renderQueue(waiting); }
+      else if (f.type === "monitor") { monitor.clear(); for (const s of f.sessions) monitor.set(s.ctx.id, s); renderMonitor(); }
+      else if (f.type === "monitor_update") { monitor.set(f.ctx.id, f); renderMonitor(); }
+      else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; renderMonitor(); } }
+      else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; renderMonitor(); } }
+      else if (f.type === "im") onIm(f);
+      else if (f.type === "availability") refreshColleagues();
       else if (f.type === "error") $("chat-error").textContent = f.message;
     },
   });
-  await refreshMine();
   await refreshQuestions();
+  await refreshColleagues();
 }
 
 $("composer").onsubmit = (e) => {
@@ -84,12 +162,30 @@ $("composer").onsubmit = (e) => {
   $("text").value = ""; $("chat-error").textContent = "";
 };
 $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
-$("end").onclick = async () => {
-  try { await api(`/api/sessions/${current}/end`, { method: "POST" }); } catch (err) { $("chat-error").textContent = err.message; }
+$("end").onclick = () => api(`/api/sessions/${current}/end`, { method: "POST" }).catch(fail);
+$("set-code").onclick = () => api(`/api/sessions/${current}/code`, { method: "POST", body: { code: $("code").value } }).then(refreshQuestions).catch(fail);
+for (const b of document.querySelectorAll(".conf")) {
+  b.onclick = () => {
+    if (b.dataset.mode === "join" && !confirm("Joining is announced to the patron. Join this chat?")) return;
+    api(`/api/sessions/${current}/conference`, { method: "POST", body: { mode: b.dataset.mode } }).catch(fail);
+  };
+}
+$("takeover").onclick = () => { if (confirm("Take this chat over? The patron is told.")) api(`/api/sessions/${current}/takeover`, { method: "POST" }).catch(fail); };
+$("leave").onclick = () => api(`/api/sessions/${current}/leave`, { method: "POST" }).catch(fail);
+$("transfer").onsubmit = (e) => {
+  e.preventDefault();
+  const v = $("transfer-to").value;
+  const body = v === "coop" ? { cooperative: true } : v.startsWith("staff:") ? { to: Number(v.slice(6)) } : { library: v.slice(4) };
+  body.stay = $("stay").checked;
+  api(`/api/sessions/${current}/transfer`, { method: "POST", body }).catch(fail);
 };
-$("set-code").onclick = async () => {
-  try { await api(`/api/sessions/${current}/code`, { method: "POST", body: { code: $("code").value } }); await refreshMine(); refreshQuestions(); }
-  catch (err) { $("chat-error").textContent = err.message; }
+$("availability").onchange = () => api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues).catch(fail);
+$("im-form").onsubmit = (e) => {
+  e.preventDefault();
+  const body = $("im-text").value.trim();
+  if (!body || imPeer === null) return;
+  conn.send({ type: "im_send", to: imPeer, body, client_id: newClientId() });
+  $("im-text").value = "";
 };
 $("login").onsubmit = async (e) => {
   e.preventDefault();

@@ -37,6 +37,108 @@ fn id_param(name: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = core_document();
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), desk_paths()) {
+        paths.extend(more);
+    }
+    if let (Some(schemas), Value::Object(more)) = (doc["components"]["schemas"].as_object_mut(), desk_schemas()) {
+        schemas.extend(more);
+    }
+    doc
+}
+
+/// The chat monitor, conferencing, transfer, availability, staff, IM and the
+/// entry point's status and offline form (a function of its own: one `json!`
+/// this size would exceed the macro recursion limit).
+fn desk_paths() -> Value {
+    let with_id = |v: Value| with_params(v, id_param("id"));
+    let slug = json!([{"name": "slug", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let peer = json!([{"name": "peer", "in": "path", "required": true, "schema": {"type": "integer"}}]);
+    let mut m = serde_json::Map::new();
+    let mut add = |path: &str, v: Value| {
+        m.insert(path.to_owned(), v);
+    };
+    add(
+        "/api/monitor",
+        json!({"get": op("The chat monitor: My (sessions I am in) and ALL (live sessions in my scope; admins)", "staff", None, "200")}),
+    );
+    add(
+        "/api/sessions/{id}/conference",
+        json!({"post": with_id(op("Enter a live chat from the ALL tab, or change mode: monitor, whisper or join (institution and cooperative admins)", "staff", Some("Conference"), "200"))}),
+    );
+    add(
+        "/api/sessions/{id}/leave",
+        json!({"post": with_id(op("Leave a chat one conferenced into", "staff", None, "200"))}),
+    );
+    add(
+        "/api/sessions/{id}/takeover",
+        json!({"post": with_id(op("Take the chat over; the previous librarian stays, whispering", "staff", None, "200"))}),
+    );
+    add(
+        "/api/sessions/{id}/transfer",
+        json!({"post": with_id(op("The chatting librarian hands the chat to a colleague, a library's queue or the cooperative's queue", "staff", Some("Transfer"), "200"))}),
+    );
+    add(
+        "/api/me/availability",
+        json!({"post": op("Go on duty, away or off duty", "staff", Some("Availability"), "200")}),
+    );
+    add(
+        "/api/staff/presence",
+        json!({"get": op("Staff of my cooperative with availability and presence", "staff", None, "200")}),
+    );
+    add(
+        "/api/staff",
+        json!({
+            "get": op("Staff I may manage (library admins and above, within scope)", "staff", None, "200"),
+            "post": op("Create a staff member (within scope, never above my role)", "staff", Some("NewStaff"), "201")
+        }),
+    );
+    add(
+        "/api/staff/{id}",
+        json!({"post": with_id(op("Change a staff member's role, disable/enable, or reset the password", "staff", Some("StaffUpdate"), "200"))}),
+    );
+    add("/api/im", json!({"get": op("My IM conversations with unread counts", "staff", None, "200")}));
+    add(
+        "/api/im/{peer}",
+        json!({
+            "get": with_params(op("The conversation with a colleague after ?after=", "staff", None, "200"), peer.clone()),
+            "post": with_params(op("Send a direct message to a colleague of my cooperative", "staff", Some("Im"), "200"), peer.clone())
+        }),
+    );
+    add(
+        "/api/im/{peer}/read",
+        json!({"post": with_params(op("Mark the conversation read up to seq", "staff", Some("ImRead"), "200"), peer)}),
+    );
+    add(
+        "/api/libraries/{slug}/status",
+        json!({"get": with_params(op("Whether anyone who can serve this library's patrons is on duty", "none", None, "200"), slug.clone())}),
+    );
+    add(
+        "/api/libraries/{slug}/questions",
+        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail", "none", Some("OfflineForm"), "201"), slug)}),
+    );
+    Value::Object(m)
+}
+
+fn desk_schemas() -> Value {
+    json!({
+        "Conference": {"type": "object", "required": ["mode"], "properties": {"mode": {"type": "string", "enum": ["monitor", "whisper", "join"]}}},
+        "Transfer": {"type": "object", "description": "exactly one of to, library, cooperative", "properties": {
+            "to": {"type": "integer"}, "library": {"type": "string"}, "cooperative": {"type": "boolean"}, "stay": {"type": "boolean"}}},
+        "Availability": {"type": "object", "required": ["availability"], "properties": {"availability": {"type": "string", "enum": ["on_duty", "away", "off_duty"]}}},
+        "NewStaff": {"type": "object", "required": ["username", "display_name", "library", "role", "password"], "properties": {
+            "username": {"type": "string"}, "display_name": {"type": "string"}, "library": {"type": "string"},
+            "role": {"type": "string", "enum": ["librarian", "library_admin", "institution_admin", "cooperative_admin"]},
+            "password": {"type": "string", "minLength": 8}}},
+        "StaffUpdate": {"type": "object", "properties": {"role": {"type": "string"}, "disabled": {"type": "boolean"}, "password": {"type": "string", "minLength": 8}}},
+        "Im": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}}},
+        "ImRead": {"type": "object", "required": ["seq"], "properties": {"seq": {"type": "integer"}}},
+        "OfflineForm": {"type": "object", "required": ["email", "question"], "properties": {
+            "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}}
+    })
+}
+
+fn core_document() -> Value {
     let with_id = |v: Value| with_params(v, id_param("id"));
     json!({
         "openapi": "3.0.3",

@@ -21,6 +21,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("index.js", "text/javascript; charset=utf-8", include_str!("../../../../web/index.js")),
     ("questions.js", "text/javascript; charset=utf-8", include_str!("../../../../web/questions.js")),
     ("question.js", "text/javascript; charset=utf-8", include_str!("../../../../web/question.js")),
+    ("staff.js", "text/javascript; charset=utf-8", include_str!("../../../../web/staff.js")),
 ];
 
 const INDEX: &str = include_str!("../../../../web/index.html");
@@ -28,6 +29,7 @@ const ASK: &str = include_str!("../../../../web/ask.html");
 const DESK: &str = include_str!("../../../../web/desk.html");
 const QUESTIONS: &str = include_str!("../../../../web/questions.html");
 const QUESTION: &str = include_str!("../../../../web/question.html");
+const STAFF: &str = include_str!("../../../../web/staff.html");
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -37,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/desk", get(|| async { page(DESK) }))
         .route("/desk/questions", get(|| async { page(QUESTIONS) }))
         .route("/desk/questions/{id}", get(|| async { page(QUESTION) }))
+        .route("/desk/staff", get(|| async { page(STAFF) }))
         .route("/assets/{file}", get(asset))
 }
 

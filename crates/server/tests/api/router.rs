@@ -31,7 +31,11 @@ async fn the_openapi_document_describes_every_api_route() {
     // Every documented path is routed: none answers with the router's 404 page.
     let http = reqwest::Client::new();
     for (path, ops) in paths {
-        let concrete = path.replace("{id}", "1").replace("{slug}", "riverside-main").replace("{action}", "close");
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{slug}", "riverside-main")
+            .replace("{action}", "close")
+            .replace("{peer}", "1");
         for method in ops.as_object().unwrap().keys() {
             let req = match method.as_str() {
                 "get" => http.get(app.url(&concrete)),

@@ -1,0 +1,44 @@
+// Staff management within one's scope, never above one's own role.
+import { api, el } from "/assets/common.js";
+
+const $ = (id) => document.getElementById(id);
+const ROLES = ["librarian", "library_admin", "institution_admin", "cooperative_admin"];
+
+async function update(id, body, what) {
+  $("error").textContent = "";
+  try { await api(`/api/staff/${id}`, { method: "POST", body }); $("status").textContent = what; await load(); }
+  catch (err) { $("error").textContent = err.message; }
+}
+
+function row(s) {
+  const role = el("select", { "aria-label": `Role of ${s.display_name}` }, ...ROLES.map((r) => el("option", { value: r, selected: r === s.role }, r.replace("_", " "))));
+  role.onchange = () => update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
+  const toggle = el("button", { type: "button", class: "secondary" }, s.disabled ? "Enable" : "Disable");
+  toggle.onclick = () => update(s.id, { disabled: !s.disabled }, `${s.display_name} ${s.disabled ? "enabled" : "disabled"}.`);
+  const reset = el("button", { type: "button", class: "secondary" }, "Reset password");
+  reset.onclick = () => {
+    const password = prompt(`New password for ${s.display_name} (8 characters or more)`);
+    if (password) update(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`);
+  };
+  return el("tr", {}, el("td", {}, s.display_name), el("td", {}, s.username), el("td", {}, s.library_name), el("td", {}, role),
+    el("td", {}, s.disabled ? "disabled" : "active"), el("td", {}, toggle, " ", reset));
+}
+
+async function load() {
+  try { $("rows").replaceChildren(...(await api("/api/staff")).map(row)); }
+  catch (err) { if (err.status === 401) location.href = "/desk"; $("error").textContent = err.message; }
+}
+
+$("create").onsubmit = async (e) => {
+  e.preventDefault();
+  $("error").textContent = "";
+  try {
+    await api("/api/staff", { method: "POST", body: {
+      username: $("new-username").value, display_name: $("new-name").value, library: $("new-library").value,
+      role: $("new-role").value, password: $("new-password").value } });
+    $("status").textContent = "Added."; e.target.reset(); await load();
+  } catch (err) { $("error").textContent = err.message; }
+};
+
+$("new-library").append(...(await api("/api/libraries")).map((l) => el("option", { value: l.slug }, l.name)));
+load();
