@@ -9,9 +9,12 @@
 //! from the store, which has everything (the bus is never the source of truth).
 
 use refdesk_domain::event::Event;
-use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
+use refdesk_domain::Millis;
 use refdesk_store::EventSink;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -42,7 +45,14 @@ struct Topics {
     monitor: Vec<Mailbox>,
     /// Each staff member's own connections (IM, availability).
     staff: HashMap<StaffId, Vec<Mailbox>>,
+    /// Waiting patrons, per queue, in their order in it. A queue change is
+    /// delivered only to the patrons it moves — those behind it — so a
+    /// patron joining the end of a long queue costs nobody anything.
+    patron_queues: HashMap<LibraryId, BTreeMap<QueueKey, Mailbox>>,
 }
+
+/// A waiting patron's place: since when, then the session (to break ties).
+pub type QueueKey = (Millis, SessionId);
 
 fn join_list(list: &mut Vec<Mailbox>, m: &Mailbox) {
     if !list.iter().any(|x| x.id == m.id) {
@@ -61,6 +71,8 @@ pub struct Bus {
 pub struct Subscription {
     bus: Arc<Bus>,
     mailbox: Mailbox,
+    /// The queue place this (patron) connection listens at, if any.
+    patron_place: Option<(LibraryId, QueueKey)>,
     /// Committed events, in commit order.
     pub rx: mpsc::Receiver<Arc<Event>>,
 }
@@ -92,6 +104,27 @@ impl Subscription {
         }
     }
 
+    /// Listens for changes ahead of a waiting patron's place in a queue
+    /// (replacing any earlier place).
+    pub fn wait_in_queue(&mut self, queue: LibraryId, key: QueueKey) {
+        self.leave_queue_place();
+        self.bus.lock().patron_queues.entry(queue).or_default().insert(key, self.mailbox.clone());
+        self.patron_place = Some((queue, key));
+    }
+
+    /// Stops listening at a queue place.
+    pub fn leave_queue_place(&mut self) {
+        if let Some((queue, key)) = self.patron_place.take() {
+            let mut t = self.bus.lock();
+            if let Some(q) = t.patron_queues.get_mut(&queue) {
+                q.remove(&key);
+                if q.is_empty() {
+                    t.patron_queues.remove(&queue);
+                }
+            }
+        }
+    }
+
     /// Starts receiving queue events.
     pub fn join_queue(&self) {
         join_list(&mut self.bus.lock().queue, &self.mailbox);
@@ -110,6 +143,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.leave_queue_place();
         let id = self.mailbox.id;
         let mut t = self.bus.lock();
         t.queue.retain(|m| m.id != id);
@@ -143,7 +177,7 @@ impl Bus {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let mailbox =
             Mailbox { id: self.next_id.fetch_add(1, Ordering::Relaxed), tx, lagged: Arc::new(AtomicBool::new(false)) };
-        Subscription { bus: self.clone(), mailbox, rx }
+        Subscription { bus: self.clone(), mailbox, patron_place: None, rx }
     }
 
     /// Publishes ephemeral events (typing) that are never stored.
@@ -190,6 +224,16 @@ impl EventSink for Bus {
                     for m in &t.queue {
                         m.deliver(&event);
                     }
+                    let (queue, key) = match &*event {
+                        Event::QueueAdded(e) => (e.queue.library, (e.since, e.session)),
+                        Event::QueueRemoved { session, placement, since } => (placement.library, (*since, *session)),
+                        _ => continue,
+                    };
+                    if let Some(waiting) = t.patron_queues.get(&queue) {
+                        for m in waiting.range((Bound::Excluded(key), Bound::Unbounded)).map(|(_, m)| m) {
+                            m.deliver(&event);
+                        }
+                    }
                 }
                 Event::SessionChanged(s) => {
                     let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
@@ -205,6 +249,11 @@ impl EventSink for Bus {
                         for m in t.staff.get(&id).map_or(empty, Vec::as_slice) {
                             m.deliver(&event);
                         }
+                    }
+                }
+                Event::SignedOut { staff } => {
+                    for m in t.staff.get(staff).map_or(empty, Vec::as_slice) {
+                        m.deliver(&event);
                     }
                 }
                 Event::Availability { .. } => {

@@ -117,9 +117,7 @@ impl App {
         let password = input::new_password(password)?.to_owned();
         let lib = self.library(library_slug).await?;
         if let Some(actor) = actor {
-            if role > actor.role || actor.role < Role::LibraryAdmin || !actor.role_covers(&lib.placement) {
-                return Err(DomainError::Forbidden("you may not create this staff member").into());
-            }
+            refdesk_domain::authz::authorize_staff_admin(actor, &lib.placement, role, Some(role))?;
         }
         let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
             .await
@@ -190,7 +188,11 @@ impl App {
     pub async fn patron_end(&self, session: &SessionRecord) -> AppResult<Message> {
         let guard: Guard = Box::new(|_| Ok(()));
         let author = Author::Patron { name: session.patron_display() };
-        let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), self.clock.now()).await?;
+        // A patron who leaves the queue before anyone accepts, having given
+        // an e-mail address, leaves a question marked "missed chat" (DESIGN §9).
+        let missed = Some("Missed chat: the patron left the queue before a librarian accepted".to_owned());
+        let now = self.clock.now();
+        let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), missed, now).await?;
         self.mail_wakeup.notify_one();
         Ok(line)
     }
@@ -225,17 +227,47 @@ impl App {
         })
     }
 
-    /// Publishes a typing indicator (never stored). Typing in the note
-    /// composer is staff-only.
-    pub fn typing(&self, ctx: refdesk_domain::chat::SessionContext, who: String, note: bool, on: bool) {
+    /// A patron typing (never stored). Patrons write no notes.
+    pub fn patron_typing(
+        &self,
+        session: &SessionRecord,
+        ctx: refdesk_domain::chat::SessionContext,
+        note: bool,
+        on: bool,
+    ) -> AppResult<()> {
+        if note {
+            return Err(DomainError::Forbidden("patrons cannot write notes").into());
+        }
+        let who = session.patron_display();
+        self.bus.publish_ephemeral(Event::Typing { ctx, audience: Audience::Everyone, who, on });
+        Ok(())
+    }
+
+    /// A staff member typing (never stored): only where they may write that
+    /// kind of line, so a monitoring or whispering member never shows up
+    /// to the patron as "typing" (B2). Typing a note is staff-only.
+    pub fn staff_typing(
+        &self,
+        staff: &Staff,
+        ctx: refdesk_domain::chat::SessionContext,
+        note: bool,
+        on: bool,
+    ) -> AppResult<()> {
+        let kind = if note { MessageKind::Note } else { MessageKind::Message };
+        authorize(staff, Action::Send(kind), &Target::of(&ctx, refdesk_domain::chat::SessionState::Active))?;
         let audience = if note { Audience::Staff } else { Audience::Everyone };
-        self.bus.publish_ephemeral(Event::Typing { ctx, audience, who, on });
+        self.bus.publish_ephemeral(Event::Typing { ctx, audience, who: staff.display_name.clone(), on });
+        Ok(())
     }
 
     // --- the librarian's side ----------------------------------------------
 
     /// The waiting chats this staff member may serve now, oldest first.
     pub async fn queue(&self, staff: &Staff) -> AppResult<Vec<QueueEntry>> {
+        // Waiting patrons are offered to staff on duty (DESIGN §9).
+        if !self.is_on_duty(staff).await? {
+            return Ok(Vec::new());
+        }
         let now = self.clock.now();
         let rollup = self.rollup_ms();
         Ok(self
@@ -258,11 +290,15 @@ impl App {
     /// Accepts a waiting chat. Exactly one of several simultaneous accepts
     /// wins (I6); the question appears in the patron's library (R1).
     pub async fn accept(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
+        if !self.is_on_duty(staff).await? {
+            return Err(DomainError::Conflict("you are off duty: go on duty to take chats".into()).into());
+        }
         let now = self.clock.now();
         let rollup = self.rollup_ms();
         let who = staff.clone();
         let guard: Guard = Box::new(move |rec| {
-            if rec.state == refdesk_domain::chat::SessionState::Waiting && !may_serve(&who, rec, now, rollup) {
+            // Outside the chats one may serve, nothing is said about its state.
+            if !may_serve(&who, rec, now, rollup) {
                 return Err(DomainError::NotFound("waiting chat"));
             }
             Ok(())
@@ -295,7 +331,7 @@ impl App {
     pub async fn staff_end(&self, staff: &Staff, session: SessionId) -> AppResult<Message> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let guard = staff_guard(staff, Action::End);
-        let line = self.store.end(session, author, guard, Box::new(transcript_mail), self.clock.now()).await?;
+        let line = self.store.end(session, author, guard, Box::new(transcript_mail), None, self.clock.now()).await?;
         self.mail_wakeup.notify_one();
         Ok(line)
     }

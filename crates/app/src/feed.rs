@@ -71,6 +71,10 @@ pub enum Out {
     },
     /// A direct message to or from this staff member.
     Im(ImMessage),
+    /// This staff member's sign-ins were revoked: the connection must close.
+    SignedOut,
+    /// A session left the viewer's chat monitor (transferred away, out of scope).
+    MonitorGone(SessionId),
     /// A colleague's availability changed.
     Availability {
         /// Who.
@@ -95,6 +99,12 @@ pub struct Feed {
     /// Last IM sequence number passed on, per peer.
     im: HashMap<StaffId, u64>,
     monitor: bool,
+    /// Sessions this viewer's chat monitor lists, to say when one leaves it.
+    monitored: std::collections::HashSet<SessionId>,
+    /// Whether this staff member is on duty: only they are offered chats (DESIGN §9).
+    on_duty: bool,
+    /// A waiting patron's queue, place key and place in line.
+    waiting: Option<(refdesk_domain::ids::LibraryId, crate::bus::QueueKey, usize)>,
 }
 
 impl Feed {
@@ -105,7 +115,17 @@ impl Feed {
         if let Viewer::Staff(s) = &viewer {
             sub.join_staff(s.id);
         }
-        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), im: HashMap::new(), monitor: false }
+        Feed {
+            app: app.clone(),
+            viewer,
+            sub,
+            sessions: HashMap::new(),
+            im: HashMap::new(),
+            monitor: false,
+            monitored: Default::default(),
+            on_duty: false,
+            waiting: None,
+        }
     }
 
     /// Who this feed is for.
@@ -128,10 +148,7 @@ impl Feed {
     pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<Vec<Message>> {
         let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         match &self.viewer {
-            Viewer::Patron { session: own } if *own == session => {
-                // A waiting patron hears of the queue to know their place.
-                self.sub.join_queue();
-            }
+            Viewer::Patron { session: own } if *own == session => {}
             Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
             Viewer::Staff(staff) => authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state))?,
         }
@@ -139,20 +156,54 @@ impl Feed {
         // A client cannot claim to have seen the future: that would silence
         // every message up to the number it named.
         let after = after.min(rec.last_seq);
+        let state = (rec.state, rec.queue.library, rec.queued_at);
         self.sessions.insert(session, Watched { ctx: rec.ctx, last: after });
+        if let Viewer::Patron { .. } = self.viewer {
+            self.follow_queue(session, state.0, state.1, state.2).await?;
+        }
         self.catch_up(session).await
     }
 
-    /// The patron's place in line, while their chat waits.
-    pub async fn position(&self) -> AppResult<Option<Out>> {
-        let Viewer::Patron { session } = self.viewer else { return Ok(None) };
+    /// Keeps a patron's place in line: read once from the store when they
+    /// (re)join a queue, then moved by the queue events ahead of them.
+    async fn follow_queue(
+        &mut self,
+        session: SessionId,
+        state: refdesk_domain::chat::SessionState,
+        queue: refdesk_domain::ids::LibraryId,
+        since: Millis,
+    ) -> AppResult<()> {
+        if state != refdesk_domain::chat::SessionState::Waiting {
+            self.sub.leave_queue_place();
+            self.waiting = None;
+            return Ok(());
+        }
+        let key = (since, session);
+        if self.waiting.is_some_and(|(q, k, _)| q == queue && k == key) {
+            return Ok(());
+        }
+        // Listen first, then count: a change in between is at worst counted twice,
+        // and the next event ahead corrects nothing it should not.
+        self.sub.wait_in_queue(queue, key);
         let waiting = self.app.store.waiting().await?;
-        let Some(mine) = waiting.iter().find(|e| e.session == session) else { return Ok(None) };
-        let ahead = waiting
-            .iter()
-            .filter(|e| e.queue.library == mine.queue.library && (e.since, e.session) < (mine.since, mine.session))
-            .count();
-        Ok(Some(Out::Position { position: ahead + 1, since: mine.since }))
+        let ahead = waiting.iter().filter(|e| e.queue.library == queue && (e.since, e.session) < key).count();
+        self.waiting = Some((queue, key, ahead + 1));
+        Ok(())
+    }
+
+    /// The patron's place in line, while their chat waits.
+    pub fn position(&self) -> Option<Out> {
+        self.waiting.map(|(_, (since, _), position)| Out::Position { position, since })
+    }
+
+    /// Who is present in a watched session, if this viewer may know (B3).
+    pub fn presence(&self, session: SessionId) -> Option<Out> {
+        let ctx = &self.sessions.get(&session)?.ctx;
+        sees(&self.viewer, Item::Presence { ctx }).then(|| Out::Presence {
+            session,
+            librarian: ctx.librarian,
+            members: ctx.members.clone(),
+        })
     }
 
     /// Stops watching a session.
@@ -168,6 +219,9 @@ impl Feed {
             return Err(DomainError::Forbidden("patrons have no queue").into());
         }
         self.sub.join_queue();
+        if let Viewer::Staff(me) = &self.viewer {
+            self.on_duty = self.app.is_on_duty(me).await?;
+        }
         let now = self.app.clock.now();
         let all = self.app.store.waiting().await?;
         Ok(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect())
@@ -182,7 +236,10 @@ impl Feed {
         self.sub.join_monitor();
         self.monitor = true;
         let live = self.app.store.live_sessions().await?;
-        Ok(live.iter().filter(|r| sees(&self.viewer, Item::Monitored { ctx: &r.ctx })).map(|r| r.summary()).collect())
+        let list: Vec<SessionSummary> =
+            live.iter().filter(|r| sees(&self.viewer, Item::Monitored { ctx: &r.ctx })).map(|r| r.summary()).collect();
+        self.monitored = list.iter().map(|s| s.ctx.id).collect();
+        Ok(list)
     }
 
     /// Replays an IM conversation after `after` (I3 for IM) and keeps it in order from then on.
@@ -191,13 +248,23 @@ impl Feed {
             return Err(DomainError::Forbidden("patrons have no IM").into());
         };
         let missed = self.app.store.im_after(me.id, peer, after, u32::MAX).await?;
-        let last = missed.last().map_or(after, |m| m.seq);
-        let entry = self.im.entry(peer).or_insert(0);
-        *entry = (*entry).max(last);
+        // Only what was really read moves the mark: a client claiming a
+        // future number does not silence what comes next.
+        if let Some(m) = missed.last() {
+            let entry = self.im.entry(peer).or_insert(0);
+            *entry = (*entry).max(m.seq);
+        } else if after > 0 {
+            let known = self.app.store.im_after(me.id, peer, 0, u32::MAX).await?.last().map_or(0, |m| m.seq);
+            let entry = self.im.entry(peer).or_insert(0);
+            *entry = (*entry).max(after.min(known));
+        }
         Ok(missed)
     }
 
     fn may_see_waiting(&self, e: &QueueEntry, now: Millis) -> bool {
+        if !self.on_duty {
+            return false;
+        }
         let item = Item::Waiting {
             placement: e.queue,
             waited: now - e.since,
@@ -288,14 +355,22 @@ impl Feed {
             }
             Event::QueueAdded(e) => {
                 if let Viewer::Patron { .. } = self.viewer {
-                    out.extend(self.position().await?);
+                    // Delivered to a patron only when it lands ahead of them.
+                    if let Some((_, _, position)) = self.waiting.as_mut() {
+                        *position += 1;
+                        out.extend(self.position());
+                    }
                 } else if self.may_see_waiting(e, self.app.clock.now()) {
                     out.push(Out::QueueAdded(e.clone()));
                 }
             }
-            Event::QueueRemoved { session, placement } => {
+            Event::QueueRemoved { session, placement, .. } => {
                 if let Viewer::Patron { .. } = self.viewer {
-                    out.extend(self.position().await?);
+                    // Someone ahead left the queue: one place forward.
+                    if let Some((_, _, position)) = self.waiting.as_mut() {
+                        *position = position.saturating_sub(1).max(1);
+                        out.extend(self.position());
+                    }
                 } else {
                     // Anyone who could have been offered it hears that it is gone.
                     let item = Item::Waiting {
@@ -311,8 +386,20 @@ impl Feed {
             }
             Event::SessionChanged(summary) => {
                 self.refresh(&summary.ctx, &mut out);
-                if self.monitor && sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
-                    out.push(Out::Monitor(summary.clone()));
+                if let Viewer::Patron { session } = self.viewer {
+                    if summary.ctx.id == session {
+                        // Accepted, ended, or transferred back to a queue.
+                        self.follow_queue(session, summary.state, summary.queue.library, summary.queued_at).await?;
+                        out.extend(self.position());
+                    }
+                }
+                if self.monitor {
+                    if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
+                        self.monitored.insert(summary.ctx.id);
+                        out.push(Out::Monitor(summary.clone()));
+                    } else if self.monitored.remove(&summary.ctx.id) {
+                        out.push(Out::MonitorGone(summary.ctx.id));
+                    }
                 }
             }
             Event::Im(m) => {
@@ -333,9 +420,17 @@ impl Feed {
             }
             Event::Availability { staff, cooperative, availability } => {
                 if let Viewer::Staff(me) = &self.viewer {
-                    if me.home.cooperative == *cooperative {
-                        out.push(Out::Availability { staff: *staff, availability: *availability });
+                    if me.id == *staff {
+                        self.on_duty = *availability == Availability::OnDuty;
                     }
+                }
+                if sees(&self.viewer, Item::Colleague { cooperative: *cooperative }) {
+                    out.push(Out::Availability { staff: *staff, availability: *availability });
+                }
+            }
+            Event::SignedOut { staff } => {
+                if matches!(&self.viewer, Viewer::Staff(me) if me.id == *staff) {
+                    out.push(Out::SignedOut);
                 }
             }
         }

@@ -84,6 +84,7 @@ pub struct LibraryStatus {
 
 /// What the offline question form takes.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OfflineForm {
     /// Their name (optional).
     pub name: Option<String>,
@@ -116,6 +117,12 @@ impl App {
     /// Goes on duty, away, or off duty.
     pub async fn set_availability(&self, staff: &Staff, a: Availability) -> AppResult<()> {
         Ok(self.store.set_availability(staff.id, a, self.clock.now()).await?)
+    }
+
+    /// Whether a staff member is on duty now.
+    pub async fn is_on_duty(&self, staff: &Staff) -> AppResult<bool> {
+        let all = self.store.staff_of(staff.home.cooperative).await?;
+        Ok(all.iter().any(|e| e.staff.id == staff.id && e.availability == Availability::OnDuty))
     }
 
     /// The staff of one's cooperative with their presence.

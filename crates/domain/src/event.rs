@@ -48,6 +48,10 @@ pub struct SessionSummary {
     pub accepted_at: Option<Millis>,
     /// When its last message was written.
     pub last_message_at: Millis,
+    /// The library whose queue it waits (or last waited) in.
+    pub queue: Placement,
+    /// Since when it waits there.
+    pub queued_at: Millis,
 }
 
 /// A staff-to-staff direct message.
@@ -133,11 +137,19 @@ pub enum Event {
         /// Now.
         availability: Availability,
     },
+    /// A staff member's sign-ins were revoked (disabled, new password, new
+    /// role): their open connections close.
+    SignedOut {
+        /// Who.
+        staff: StaffId,
+    },
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {
         /// The session.
         session: SessionId,
-        /// The patron's library.
+        /// The library whose queue it waited in.
         placement: Placement,
+        /// Since when it waited there (its place in that queue).
+        since: Millis,
     },
 }

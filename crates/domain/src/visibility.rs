@@ -62,6 +62,11 @@ pub enum Item<'a> {
         /// The session.
         ctx: &'a SessionContext,
     },
+    /// A colleague's availability: staff of their cooperative only.
+    Colleague {
+        /// Their cooperative.
+        cooperative: crate::ids::CooperativeId,
+    },
     /// A staff-to-staff direct message: its two ends only.
     Im {
         /// Sender.
@@ -81,10 +86,15 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         (Viewer::Patron { session }, Item::Typing { ctx, audience }) => {
             ctx.id == *session && audience == Audience::Everyone
         }
-        // Patrons never see the queue, the monitor, who is watching, or staff IM.
+        // Patrons never see the queue, the monitor, who is watching, staff
+        // availability or staff IM.
         (
             Viewer::Patron { .. },
-            Item::Waiting { .. } | Item::Monitored { .. } | Item::Presence { .. } | Item::Im { .. },
+            Item::Waiting { .. }
+            | Item::Monitored { .. }
+            | Item::Presence { .. }
+            | Item::Im { .. }
+            | Item::Colleague { .. },
         ) => false,
         (Viewer::Staff(staff), Item::Message { ctx, message }) => {
             message.session == ctx.id && staff_may_view(staff, ctx)
@@ -99,6 +109,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         }
         (Viewer::Staff(staff), Item::Presence { ctx }) => staff_may_view(staff, ctx),
         (Viewer::Staff(staff), Item::Im { from, to }) => staff.id == from || staff.id == to,
+        (Viewer::Staff(staff), Item::Colleague { cooperative }) => staff.home.cooperative == cooperative,
     }
 }
 
@@ -224,6 +235,9 @@ mod tests {
         assert!(!sees(&patron, Item::Presence { ctx: &c }));
         assert!(!sees(&patron, Item::Monitored { ctx: &c }));
         assert!(!sees(&patron, Item::Im { from: StaffId(1), to: StaffId(2) }));
+        assert!(!sees(&patron, Item::Colleague { cooperative: CooperativeId(1) }));
+        assert!(sees(&librarian(2, 1), Item::Colleague { cooperative: CooperativeId(1) }));
+        assert!(!sees(&librarian(2, 1), Item::Colleague { cooperative: CooperativeId(2) }));
         assert!(sees(&librarian(5, 1), Item::Presence { ctx: &c }), "B3: the chatting librarian sees who is there");
         assert!(sees(&librarian(2, 1), Item::Im { from: StaffId(1), to: StaffId(2) }));
         assert!(!sees(&librarian(3, 1), Item::Im { from: StaffId(1), to: StaffId(2) }));

@@ -148,6 +148,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("no session cookie")?
         .to_owned();
 
+    http.post(format!("{base}/api/me/availability"))
+        .json(&json!({"availability": "on_duty"}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("going on duty")?;
     println!("starting {} chats…", args.chats);
     let chats = start_chats(&http, &base, &args.library, args.chats).await?;
     for c in &chats {

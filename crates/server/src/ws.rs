@@ -99,6 +99,7 @@ enum OutFrame<'a> {
     Monitor { sessions: &'a [SessionSummary] },
     MonitorUpdate(&'a SessionSummary),
     MonitorTick { session: SessionId, at: Millis },
+    MonitorGone { session: SessionId },
     Im(&'a ImMessage),
     ImAck { to: StaffId, client_id: Option<&'a str>, seq: u64, duplicate: bool },
     ImSynced { peer: StaffId, last: u64 },
@@ -209,6 +210,11 @@ impl Connection {
                 Out::Monitor(summary) => OutFrame::MonitorUpdate(summary),
                 Out::MonitorTick { session, at } => OutFrame::MonitorTick { session: *session, at: *at },
                 Out::Im(m) => OutFrame::Im(m),
+                Out::SignedOut => {
+                    error(socket, "unauthenticated", "your sign-in has ended; sign in again", None).await?;
+                    return Err(Closed);
+                }
+                Out::MonitorGone(s) => OutFrame::MonitorGone { session: *s },
                 Out::Availability { staff, availability } => {
                     OutFrame::Availability { staff: *staff, availability: *availability }
                 }
@@ -251,12 +257,13 @@ impl Connection {
                         }
                         let last = self.feed.last_seq(session).unwrap_or(0);
                         send(socket, &OutFrame::Synced { session, last }).await?;
-                        // A waiting patron learns their place in line at once.
-                        match self.feed.position().await {
-                            Ok(Some(p)) => self.forward(socket, &[p]).await,
-                            Ok(None) => Ok(()),
-                            Err(e) => report(socket, e.into(), None).await,
-                        }
+                        // A waiting patron learns their place in line at once; the
+                        // chatting librarian, who else is present (B3).
+                        let extra: Vec<Out> = match self.feed.viewer() {
+                            Viewer::Patron { .. } => self.feed.position().into_iter().collect(),
+                            Viewer::Staff(_) => self.feed.presence(session).into_iter().collect(),
+                        };
+                        self.forward(socket, &extra).await
                     }
                     Err(e) => report(socket, e.into(), None).await,
                 }
@@ -329,14 +336,15 @@ impl Connection {
                 let Some(ctx) = self.feed.context(session).cloned() else {
                     return error(socket, "not_watching", "resume the session before typing in it", None).await;
                 };
-                let who = match (&self.patron, self.feed.viewer()) {
-                    (Some(rec), _) if !note => rec.patron_display(),
-                    (Some(_), _) => return error(socket, "forbidden", "patrons cannot write notes", None).await,
-                    (None, Viewer::Staff(s)) => s.display_name.clone(),
+                let typed = match (&self.patron, self.feed.viewer()) {
+                    (Some(rec), _) => self.app.patron_typing(rec, ctx, note, on),
+                    (None, Viewer::Staff(staff)) => self.app.staff_typing(staff, ctx, note, on),
                     (None, Viewer::Patron { .. }) => return Err(Closed),
                 };
-                self.app.typing(ctx, who, note, on);
-                Ok(())
+                match typed {
+                    Ok(()) => Ok(()),
+                    Err(e) => report(socket, e.into(), None).await,
+                }
             }
         }
     }

@@ -334,6 +334,8 @@ impl SessionRecord {
             created_at: self.created_at,
             accepted_at: self.accepted_at,
             last_message_at: self.last_message_at,
+            queue: self.queue,
+            queued_at: self.queued_at,
         }
     }
 
@@ -524,7 +526,18 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended>;
     /// Ends the chat and writes "Chat session has ended" (R5); queues the
     /// transcript e-mail `mail` builds, in the same transaction.
-    async fn end(&self, id: SessionId, by: Author, guard: Guard, mail: TranscriptMail, now: Millis) -> Result<Message>;
+    /// If the chat was still waiting and `missed` is given, a `new` question
+    /// is left for the patron's library with `missed` as its first note
+    /// (DESIGN §9: "missed chat"), when the patron gave an e-mail address.
+    async fn end(
+        &self,
+        id: SessionId,
+        by: Author,
+        guard: Guard,
+        mail: TranscriptMail,
+        missed: Option<String>,
+        now: Millis,
+    ) -> Result<Message>;
     /// Records where the patron wants the transcript sent.
     async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()>;
     /// Sets the question's resolution code: writes the new state, its

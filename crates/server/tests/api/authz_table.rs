@@ -75,7 +75,9 @@ async fn login(app: &TestApp, username: &str) -> Staff {
     assert_eq!(res.status(), 200, "{username} signs in");
     let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let me: Value = res.json().await.unwrap();
-    crate::helpers::Staff::from_parts(http, cookie, me["id"].as_i64().unwrap(), app)
+    let staff = crate::helpers::Staff::from_parts(http, cookie, me["id"].as_i64().unwrap(), app);
+    assert_eq!(staff.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    staff
 }
 
 #[tokio::test]

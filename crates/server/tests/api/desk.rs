@@ -56,8 +56,10 @@ async fn an_institution_admin_conferences_in_each_mode_and_the_patron_sees_exact
     assert_eq!(status, 200, "{rec}");
     assert_eq!(rec["ctx"]["members"][0]["mode"], "monitor");
     c.ann_ws.until(|f| f["body"] == "Dev Dewey is monitoring this chat (read only)").await;
-    let presence = c.ann_ws.frames.iter().find(|f| f["type"] == "presence").expect("a presence frame");
-    assert_eq!(presence["members"][0]["name"], "Dev Dewey");
+    // On resume Ann was told who was present (nobody yet); now Dev is.
+    let presence: Vec<&Value> = c.ann_ws.frames.iter().filter(|f| f["type"] == "presence").collect();
+    assert_eq!(presence.first().unwrap()["members"], json!([]));
+    assert_eq!(presence.last().unwrap()["members"][0]["name"], "Dev Dewey");
     assert_eq!(dev.post(&path("messages"), json!({"body": "hi"})).await.0, 403, "monitoring is read only");
     assert_eq!(dev.post(&path("messages"), json!({"kind": "note", "body": "n"})).await.0, 403);
 
@@ -278,8 +280,14 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
         }
     };
     let erin = app.staff("erin").await;
-    // Two ticks of the background work have run (it runs every second).
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    // Wait for a round of background work after the jump: it marks Ben seen
+    // at the new time (and would have signed him off in the same round).
+    let after_jump = app.clock().now();
+    app.eventually("a background round ran after the jump", || async {
+        let all = app.state.app.store.staff_of(refdesk_domain::ids::CooperativeId(1)).await.unwrap();
+        all.iter().any(|e| e.staff.id.0 == ben_id && e.last_seen >= after_jump)
+    })
+    .await;
     assert_eq!(presence(&erin).await, "on_duty", "a connected librarian is never signed off");
 
     // The browser closes; five minutes later Ben is off duty.
@@ -391,4 +399,80 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
         200
     );
     assert_eq!(login(&nina_client, "another-pass-2").await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_waiting_patron_sees_their_place_in_line_move_up() {
+    let app = spawn_app().await;
+    let first = app.start_chat("riverside-main", "first").await;
+    let second = app.start_chat("riverside-main", "second").await;
+    let elsewhere = app.start_chat("lakeside-public", "another queue").await;
+    let mut ws = second.socket().await;
+    ws.resume(None, 0).await;
+    let place = ws.until(|f| f["type"] == "position").await.last().unwrap().clone();
+    assert_eq!(place["position"], 2, "one patron ahead in this library's queue");
+    // A later patron joining behind, or one in another queue leaving, moves nothing;
+    // the one ahead being accepted moves them up.
+    let _third = app.start_chat("riverside-main", "third").await;
+    let ben = app.staff("ben").await;
+    assert_eq!(ben.accept(elsewhere.session).await.0, 200);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(first.session).await.0, 200);
+    let next = ws.until(|f| f["type"] == "position").await;
+    assert_eq!(next.last().unwrap()["position"], 1);
+    assert_eq!(next.iter().filter(|f| f["type"] == "position").count(), 1, "no update for changes behind or elsewhere");
+    // Accepted: no more places in line, and the patron is told who joined.
+    assert_eq!(ann.accept(second.session).await.0, 200);
+    let joined = ws.until(|f| f["type"] == "event").await;
+    assert_eq!(joined.last().unwrap()["system"], "accepted");
+}
+
+#[tokio::test]
+async fn only_staff_on_duty_are_offered_chats_and_a_revoked_sign_in_closes_the_socket() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    ann.post("/api/me/availability", json!({"availability": "away"})).await;
+    let mut ws = ann.socket().await;
+    ws.send(json!({"type": "queue"})).await;
+    ws.until(|f| f["type"] == "queue").await;
+    let patron = app.start_chat("riverside-main", "anyone?").await;
+    assert_eq!(ann.get("/api/queue").await.1, json!([]), "not offered while away");
+    let (status, err) = ann.accept(patron.session).await;
+    assert_eq!(status, 409, "{err}");
+    // Back on duty: offered live from now on.
+    ann.post("/api/me/availability", json!({"availability": "on_duty"})).await;
+    let second = app.start_chat("riverside-main", "now?").await;
+    let added = ws.until(|f| f["type"] == "queue_added").await;
+    assert_eq!(added.last().unwrap()["session"], second.session);
+    assert!(added.iter().all(|f| f["type"] != "queue_added" || f["session"] != patron.session), "nothing while away");
+
+    // Carla disables Ann: Ann's open socket is told and closed.
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.post(&format!("/api/staff/{}", ann.id), json!({"disabled": true})).await.0, 200);
+    let bye = ws.until(|f| f["type"] == "error").await;
+    assert_eq!(bye.last().unwrap()["code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn a_patron_who_leaves_the_queue_having_given_an_address_leaves_a_missed_chat_question() {
+    let app = spawn_app().await;
+    let with =
+        app.start_chat_with("riverside-main", json!({"question": "Gone already", "email": "pat@example.org"})).await;
+    let without = app.start_chat("riverside-main", "Gone, anonymous").await;
+    for p in [&with, &without] {
+        let res = reqwest::Client::new().post(app.url("/api/chat/end")).bearer_auth(&p.token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let ann = app.staff("ann").await;
+    let (_, new) = ann.get("/api/questions?view=new").await;
+    assert_eq!(new.as_array().unwrap().len(), 1, "only the patron who left an address");
+    assert_eq!(new[0]["text"], "Gone already");
+    assert_eq!(new[0]["live"], false);
+    assert_eq!(new[0]["state"]["follow_up"], true);
+    let (_, detail) = ann.get(&format!("/api/questions/{}", new[0]["id"])).await;
+    assert!(detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["change"] == "note" && t["body"].as_str().unwrap().starts_with("Missed chat")));
 }

@@ -131,7 +131,11 @@ impl TestApp {
         assert_eq!(res.status(), 200, "{username} signs in");
         let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
         let me: Value = res.json().await.unwrap();
-        Staff { http, cookie, id: me["id"].as_i64().unwrap(), base: self.url(""), addr: self.addr }
+        let staff = Staff { http, cookie, id: me["id"].as_i64().unwrap(), base: self.url(""), addr: self.addr };
+        // At the desk, on duty: only staff on duty are offered chats.
+        let (status, _) = staff.post("/api/me/availability", json!({"availability": "on_duty"})).await;
+        assert_eq!(status, 200);
+        staff
     }
 
     /// A patron starts a chat; returns (session id, token).

@@ -516,7 +516,7 @@ impl Store for SqliteStore {
             let message = insert_message(c, &rec, line, now)?;
             let rec = load_session(c, id)?;
             let events = vec![
-                Event::QueueRemoved { session: id, placement: rec.queue },
+                Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at },
                 Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
                 Event::SessionChanged(rec.summary()),
             ];
@@ -544,7 +544,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn end(&self, id: SessionId, by: Author, guard: Guard, mail: TranscriptMail, now: Millis) -> Result<Message> {
+    async fn end(
+        &self,
+        id: SessionId,
+        by: Author,
+        guard: Guard,
+        mail: TranscriptMail,
+        missed: Option<String>,
+        now: Millis,
+    ) -> Result<Message> {
         self.write(move |c| {
             let rec = load_session(c, id)?;
             guard(&rec)?;
@@ -564,6 +572,18 @@ impl Store for SqliteStore {
                 client_id: None,
                 system: Some(SystemEvent::Ended),
             };
+            if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &missed, &rec.patron_email) {
+                let text: String =
+                    c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
+                c.execute(
+                    "INSERT INTO questions (session_id, library_id, text, status, follow_up, created_at) VALUES (?1, ?2, ?3, 'new', 1, ?4)",
+                    params![id.0, rec.ctx.placement.library.0, text, now],
+                )
+                .map_err(db)?;
+                let q = QuestionId(c.last_insert_rowid());
+                insert_timeline(c, q, now, None, &Change::Created { status: refdesk_domain::question::Status::New })?;
+                insert_timeline(c, q, now, None, &Change::Note { body: note.clone() })?;
+            }
             let ended = load_session(c, id)?;
             let message = insert_message(c, &ended, line, now)?;
             let all = all_messages(c, id)?;
@@ -572,7 +592,7 @@ impl Store for SqliteStore {
             }
             let mut events = Vec::new();
             if rec.state == SessionState::Waiting {
-                events.push(Event::QueueRemoved { session: id, placement: rec.queue });
+                events.push(Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at });
             }
             let summary = load_session(c, id)?.summary();
             events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
@@ -933,9 +953,10 @@ impl Store for SqliteStore {
                 c.execute("UPDATE staff SET disabled = ?2 WHERE id = ?1", params![id.0, disabled]).map_err(db)?;
             }
             // A disabled account, a new password or a new role: every
-            // sign-in ends, so no old cookie keeps old powers.
+            // sign-in ends, and every open connection with it, so no old
+            // cookie or socket keeps old powers.
             c.execute("DELETE FROM logins WHERE staff_id = ?1", [id.0]).map_err(db)?;
-            Ok(((), Vec::new()))
+            Ok(((), vec![Event::SignedOut { staff: id }]))
         })
         .await
     }
