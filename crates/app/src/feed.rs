@@ -185,9 +185,8 @@ impl Feed {
         // Listen first, then count: a change in between is at worst counted twice,
         // and the next event ahead corrects nothing it should not.
         self.sub.wait_in_queue(queue, key);
-        let waiting = self.app.store.waiting().await?;
-        let ahead = waiting.iter().filter(|e| e.queue.library == queue && (e.since, e.session) < key).count();
-        self.waiting = Some((queue, key, ahead + 1));
+        let ahead = self.app.store.queue_ahead(queue, since, session).await?;
+        self.waiting = Some((queue, key, ahead as usize + 1));
         Ok(())
     }
 

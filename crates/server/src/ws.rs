@@ -27,9 +27,10 @@ use refdesk_store::SessionRecord;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// Socket buffers, sized for chat: tungstenite's defaults (128 KiB each way)
+/// Socket buffers, sized for chat (2 KiB in, 4 KiB out; both grow for a
+/// larger frame): tungstenite's defaults (128 KiB each way)
 /// would cost more per idle connection than everything else together.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 2 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 
 #[derive(Deserialize)]

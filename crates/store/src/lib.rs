@@ -555,6 +555,8 @@ pub trait Store: Send + Sync + 'static {
     /// Messages with `seq > after`, in order, at most `limit`.
     async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
 
+    /// How many chats wait ahead of (`since`, `session`) in a library's queue.
+    async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64>;
     /// Every waiting or active session (the app filters for the monitor).
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
     /// A staff member enters a chat, or changes mode (R3, B2). `line` is the

@@ -23,7 +23,7 @@ use crate::{
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
-use refdesk_domain::ids::{CooperativeId, InstitutionId, QuestionId, SessionId, StaffId};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{changes, question_on_accept, Change, QuestionState, ResolutionCode};
 use refdesk_domain::{DomainError, Millis};
@@ -457,6 +457,20 @@ impl Store for SqliteStore {
                  ORDER BY s.id",
                 [staff.0],
             )
+        })
+        .await
+    }
+
+    async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT count(*) FROM sessions s WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
+                 AND (COALESCE(s.queued_at, s.created_at) < ?2 OR (COALESCE(s.queued_at, s.created_at) = ?2 AND s.id < ?3))",
+            )
+            .map_err(db)?
+            .query_row(params![queue.0, since, session.0], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(db)
         })
         .await
     }
