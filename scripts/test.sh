@@ -6,7 +6,7 @@
 # Layers: formatting and lints; domain unit and property tests; store tests;
 # integration tests against the real server (real SQLite file, real
 # WebSockets, a real SMTP server) including the property test over random
-# action sequences.
+# action sequences; end-to-end tests in headless Chromium with axe-core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,9 +48,24 @@ ensure_aiosmtpd() {
   python3 -c 'import aiosmtpd'
 }
 
+# A real browser for the end-to-end tests: Debian's Chromium, driven by
+# playwright-core (npm is used for the browser tests only).
+ensure_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Chromium (browser tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  fi
+  if ! command -v npm >/dev/null; then
+    say "installing Node.js and npm (browser tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+  fi
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+}
+
 ensure_postgres
 ensure_nats
 ensure_aiosmtpd
+ensure_browser
 
 # --- the layers -----------------------------------------------------------------
 say "format"
@@ -68,5 +83,10 @@ cargo test -p refdesk-server --lib --quiet
 
 say "integration: the real server over HTTP, WebSockets and SMTP"
 cargo test -p refdesk-server --test api --quiet
+
+say "browser: end-to-end in headless Chromium, with axe-core on every page"
+cargo build -p refdesk --quiet
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/refdesk"
+(cd tests/browser && REFDESK_BIN="$bin" npm test --silent)
 
 say "all layers passed"

@@ -5,9 +5,12 @@ const slug = decodeURIComponent(location.pathname.split("/").pop());
 const key = `refdesk.chat.${slug}`;
 const $ = (id) => document.getElementById(id);
 
-let chat = JSON.parse(sessionStorage.getItem(key) || "null"); // {token, session, last, pending}
+let chat = JSON.parse(sessionStorage.getItem(key) || "null"); // {token, session, pending}
 const save = () => sessionStorage.setItem(key, JSON.stringify(chat));
 const seen = new Set();
+// The last sequence number shown on this page: a reconnect resumes after it;
+// a reload starts from nothing on the page, so it replays the whole chat.
+let last = 0;
 
 function render(m) {
   if (seen.has(m.seq)) return;
@@ -15,9 +18,12 @@ function render(m) {
   document.querySelector(`[data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
   $("log").append(messageItem(m));
   $("log").scrollTop = $("log").scrollHeight;
-  if (m.seq > chat.last) { chat.last = m.seq; save(); }
+  if (m.seq > last) last = m.seq;
   if (m.system === "accepted") $("status").textContent = "A librarian is with you.";
-  if (m.system === "ended") { $("status").textContent = "The chat has ended."; $("composer").classList.add("hidden"); $("end").classList.add("hidden"); }
+  if (m.system === "ended") {
+    $("status").textContent = "The chat has ended.";
+    for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
+  }
 }
 
 function begin() {
@@ -26,12 +32,13 @@ function begin() {
   $("status").textContent = "Waiting for a librarian…";
   const conn = socket(`/api/ws?token=${encodeURIComponent(chat.token)}`, {
     onOpen: (send) => {
-      send({ type: "resume", after: chat.last });
+      send({ type: "resume", after: last });
       for (const p of chat.pending) send({ type: "send", client_id: p.client_id, body: p.body }); // I4: same id, stored once
     },
     onState: (s) => { if (s === "reconnecting") $("status").textContent = "Reconnecting…"; },
     onFrame: (f) => {
       if (f.type === "event") render(f);
+      else if (f.type === "typing") $("typing").textContent = f.on ? `${f.who} is typing…` : "";
       else if (f.type === "position") {
         const mins = Math.max(0, Math.round((Date.now() - f.since) / 60000));
         $("status").textContent = `You are number ${f.position} in line (waiting ${mins} min). A librarian will be with you shortly.`;
@@ -54,6 +61,26 @@ function begin() {
     $("text").value = ""; $("chat-error").textContent = "";
   };
   $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
+  let typing = false;
+  $("text").oninput = () => {
+    const now = $("text").value.length > 0;
+    if (now !== typing) { typing = now; conn.send({ type: "typing", on: now }); }
+  };
+  $("end-clear").onclick = async () => {
+    // On a shared computer nothing of the chat may stay behind in the browser.
+    try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
+    conn.close();
+    sessionStorage.removeItem(key);
+    chat = null;
+    location.replace(location.pathname + (location.search.includes("embed=1") ? "?embed=1" : ""));
+  };
+  $("transcript-form").onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("/api/chat/transcript", { method: "POST", token: chat.token, body: { email: $("transcript-email").value } });
+      $("status").textContent = r.transcript_to ? `The transcript will be sent to ${r.transcript_to} when the chat ends.` : "No transcript will be sent.";
+    } catch (err) { $("chat-error").textContent = err.message; }
+  };
   $("end").onclick = async () => {
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch (err) { $("chat-error").textContent = err.message; }
   };
@@ -79,7 +106,7 @@ $("start").onsubmit = async (e) => {
       method: "POST",
       body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked },
     });
-    chat = { token: r.token, session: r.session, last: 0, pending: [] };
+    chat = { token: r.token, session: r.session, pending: [] };
     save();
     begin();
   } catch (err) { $("start-error").textContent = err.message; }

@@ -55,8 +55,8 @@ function renderMonitor() {
       `${s.patron_name} — ${s.library_name} — ${s.librarian_name || "waiting"}`),
     el("div", { class: "status" }, since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")));
   const all = [...monitor.values()];
-  $("panel-my").replaceChildren(...all.filter(mine).map(item));
-  $("panel-all").replaceChildren(...(me.role === "librarian" ? [] : all.filter((s) => s.state !== "ended").map(item)));
+  $("list-my").replaceChildren(...all.filter(mine).map(item));
+  $("list-all").replaceChildren(...(me.role === "librarian" ? [] : all.filter((s) => s.state !== "ended").map(item)));
   renderPresent();
 }
 

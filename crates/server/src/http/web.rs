@@ -12,6 +12,9 @@ use axum::Router;
 
 /// Only our own origin, ever: no third-party scripts in patron pages (DESIGN §9).
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'";
+/// The patron's chat may be framed by any library's web site (the widget);
+/// everything else stays as strict.
+const CSP_EMBEDDABLE: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'";
 
 const ASSETS: &[(&str, &str, &str)] = &[
     ("refdesk.css", "text/css; charset=utf-8", include_str!("../../../../web/refdesk.css")),
@@ -25,6 +28,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 ];
 
 const INDEX: &str = include_str!("../../../../web/index.html");
+const WIDGET: &str = include_str!("../../../../web/widget.js");
 const ASK: &str = include_str!("../../../../web/ask.html");
 const DESK: &str = include_str!("../../../../web/desk.html");
 const QUESTIONS: &str = include_str!("../../../../web/questions.html");
@@ -35,7 +39,8 @@ const STAFF: &str = include_str!("../../../../web/staff.html");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { page(INDEX) }))
-        .route("/ask/{slug}", get(|| async { page(ASK) }))
+        .route("/ask/{slug}", get(|| async { page_with(ASK, CSP_EMBEDDABLE) }))
+        .route("/widget.js", get(widget))
         .route("/desk", get(|| async { page(DESK) }))
         .route("/desk/questions", get(|| async { page(QUESTIONS) }))
         .route("/desk/questions/{id}", get(|| async { page(QUESTION) }))
@@ -44,14 +49,32 @@ pub fn router() -> Router<AppState> {
 }
 
 fn page(html: &'static str) -> Response {
+    page_with(html, CSP)
+}
+
+fn page_with(html: &'static str, csp: &'static str) -> Response {
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
-            (CONTENT_SECURITY_POLICY, CSP),
+            (CONTENT_SECURITY_POLICY, csp),
             (X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (CACHE_CONTROL, "no-store"),
         ],
         html,
+    )
+        .into_response()
+}
+
+/// The embeddable widget: loaded by other sites, so it may be cached briefly
+/// and carries no cookies of ours.
+async fn widget() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (CACHE_CONTROL, "public, max-age=300"),
+        ],
+        WIDGET,
     )
         .into_response()
 }

@@ -1,0 +1,274 @@
+// End-to-end tests of refdesk in a real browser: Debian's Chromium driven by
+// playwright-core, against the real server (a fresh SQLite file, the demo
+// data), with axe-core checking every page for serious or critical WCAG 2.1
+// violations. Run by scripts/test.sh, which builds the binary first.
+//
+// Screenshots go to docs/screenshots when SCREENSHOTS=1 (to refresh the ones
+// the README shows), otherwise to a temporary folder.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(new URL(".", import.meta.url).pathname, "../..");
+const BIN = process.env.REFDESK_BIN || path.join(ROOT, "target/debug/refdesk");
+const AXE = path.join(ROOT, "tests/browser/node_modules/axe-core/axe.min.js");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = process.env.SCREENSHOTS === "1" ? path.join(ROOT, "docs/screenshots") : fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-shots-"));
+const PHONE = { width: 360, height: 740 };
+const DESKTOP = { width: 1280, height: 860 };
+
+let server;
+let base;
+let browser;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on("error", reject);
+  });
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
+  assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
+  const port = await freePort();
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-e2e-"));
+  server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, REFDESK_LOG: "warn" } });
+  base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not yet */ }
+    assert.ok(Date.now() < deadline, "refdesk becomes ready");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+/** A fresh browser context (its own cookies and storage) and page. */
+async function open(viewport = DESKTOP) {
+  // bypassCSP lets the test inject axe-core; the pages themselves load nothing else.
+  const context = await browser.newContext({ viewport, bypassCSP: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10000);
+  page.on("dialog", (d) => d.accept());
+  return page;
+}
+
+/** axe-core on the page as it is now: no serious or critical violation. */
+async function accessible(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] });
+    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(violations, [], `${what}: accessibility violations`);
+}
+
+async function signIn(page, username) {
+  await page.goto(`${base}/desk`);
+  await page.fill("#username", username);
+  await page.fill("#password", "refdesk-demo");
+  await page.click("#login button[type=submit]");
+  await page.locator("#desk").waitFor();
+  await page.selectOption("#availability", "on_duty");
+  await page.getByText(/Signed in as/).waitFor();
+}
+
+async function askQuestion(page, name, question) {
+  await page.goto(`${base}/ask/riverside-main`);
+  await page.fill("#name", name);
+  await page.fill("#question", question);
+  await page.click("#start button[type=submit]");
+  await page.locator("#chat").waitFor();
+}
+
+const logText = (page) => page.locator("#log").innerText();
+
+test("a chat with a note, a conference, an answer from the question list, an end and a code — the patron never sees a note", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  await accessible(ann, "the desk");
+
+  const patron = await open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  await accessible(patron, "the patron's pre-chat form");
+  await askQuestion(patron, "Pat", "Do you have maps of the river from 1890?");
+  await patron.getByText(/number 1 in line/).waitFor();
+  await accessible(patron, "the patron's waiting chat");
+
+  await ann.getByRole("button", { name: /Accept: Pat/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await accessible(patron, "the patron's chat");
+
+  await ann.fill("#text", "Yes — the map room has an 1890 survey.");
+  await ann.press("#text", "Enter");
+  await patron.getByText("Yes — the map room has an 1890 survey.").waitFor();
+
+  // A librarian note: labelled for staff, absent for the patron.
+  await ann.selectOption("#mode", "note");
+  await ann.fill("#text", "SECRET NOTE: check the drawer first");
+  await ann.press("#text", "Enter");
+  await ann.locator("#log li.note", { hasText: "SECRET NOTE" }).waitFor();
+  assert.match(await ann.locator("#log li.note .label").first().innerText(), /librarian note/i);
+  await ann.selectOption("#mode", "message");
+
+  // An institution admin joins from the ALL tab: announced to the patron first.
+  const dev = await open();
+  await signIn(dev, "dev");
+  await dev.click("#tab-all");
+  await dev.getByRole("button", { name: /Pat — Riverside University Main Library/ }).first().click();
+  await dev.locator("#chat").waitFor();
+  await dev.getByRole("button", { name: "Join (announced)" }).click();
+  await patron.getByText("Dev Dewey (librarian) has joined the chat").waitFor();
+  await ann.getByText(/Present: .*Dev Dewey \(join\)/).waitFor();
+  await accessible(ann, "the desk with a chat, a note and a conference");
+  await accessible(dev, "the ALL tab");
+
+  // An answer from the question list, on the live chat, after confirmation.
+  const carla = await open();
+  await signIn(carla, "carla");
+  await carla.goto(`${base}/desk/questions`);
+  await carla.locator("#rows .badge.live").first().waitFor();
+  await accessible(carla, "the question list");
+  await carla.screenshot({ path: path.join(SHOTS, "question-list.png"), fullPage: true });
+  await carla.getByRole("link", { name: "Do you have maps of the river from 1890?" }).click();
+  await carla.locator("#live-warning").waitFor();
+  await accessible(carla, "a question's page");
+  await carla.fill("#answer", "ANSWER: drawer 7 of the map room, ask at the desk.");
+  await carla.click("#answer-form button[type=submit]");
+  await carla.getByText(/shown in the chat only|shown in the chat and e-mailed/).waitFor();
+  await carla.screenshot({ path: path.join(SHOTS, "question-page.png"), fullPage: true });
+  await patron.getByText("ANSWER: drawer 7 of the map room, ask at the desk.").waitFor();
+
+  // The patron reloads mid-chat: nothing lost, nothing doubled.
+  const before = await patron.locator("#log li").count();
+  await patron.reload();
+  await patron.getByText("ANSWER: drawer 7 of the map room, ask at the desk.").waitFor();
+  await patron.waitForFunction((n) => document.querySelectorAll("#log li").length >= n, before);
+  const seqs = await patron.$$eval("#log li[data-seq]", (lis) => lis.map((li) => li.dataset.seq));
+  assert.equal(new Set(seqs).size, seqs.length, "no message shown twice");
+  assert.equal(seqs.length, before, "every message still shown");
+  await patron.screenshot({ path: path.join(SHOTS, "widget-phone.png"), fullPage: true });
+
+  // End, then the resolution code.
+  await ann.click("#end");
+  await patron.getByText(/Chat session has ended/).waitFor();
+  await ann.selectOption("#code", "answered");
+  await ann.click("#set-code");
+  await ann.locator("#questions tr", { hasText: "answered" }).first().waitFor();
+
+  // The patron's page never showed a note or a staff-only line.
+  const seen = await logText(patron);
+  assert.ok(!seen.includes("SECRET NOTE"), "no note on the patron's page");
+  assert.ok(!/librarian note/i.test(seen), "no note label on the patron's page");
+  assert.ok(!seen.includes("Resolution code set"), "no staff-only line on the patron's page");
+  for (const p of [ann, patron, dev, carla]) await p.context().close();
+});
+
+test("a librarian accepts, replies, writes a note and sets a code with the keyboard alone; new messages are announced", async () => {
+  const patron = await open(DESKTOP);
+  await askQuestion(patron, "Kim", "Keyboard question?");
+  const ann = await open();
+  await signIn(ann, "ann");
+
+  // Tab (no mouse) until the wanted control has focus, then act.
+  const tabTo = async (page, matches, what) => {
+    for (let i = 0; i < 80; i++) {
+      await page.keyboard.press("Tab");
+      if (await page.evaluate(matches)) return;
+    }
+    assert.fail(`could not reach ${what} with Tab`);
+  };
+  await tabTo(ann, () => document.activeElement?.textContent?.startsWith("Accept: Kim"), "the Accept button");
+  await ann.keyboard.press("Enter");
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+
+  await tabTo(ann, () => document.activeElement?.id === "text", "the reply box");
+  await ann.keyboard.type("Typed with the keyboard.");
+  await ann.keyboard.press("Enter");
+  await patron.getByText("Typed with the keyboard.").waitFor();
+
+  await tabTo(ann, () => document.activeElement?.id === "mode", "the message/note switch");
+  await ann.keyboard.press("ArrowDown"); // Librarian note
+  await tabTo(ann, () => document.activeElement?.id === "text", "the reply box");
+  await ann.keyboard.type("KEYBOARD NOTE");
+  await ann.keyboard.press("Enter");
+  await ann.locator("#log li.note", { hasText: "KEYBOARD NOTE" }).waitFor();
+
+  await tabTo(ann, () => document.activeElement?.id === "code", "the resolution code");
+  await ann.keyboard.press("ArrowDown"); // Follow-up by me
+  await tabTo(ann, () => document.activeElement?.id === "set-code", "Set code");
+  await ann.keyboard.press("Enter");
+  await ann.locator("#questions tr", { hasText: "follow_up_by_me" }).first().waitFor();
+
+  // Screen readers: both transcripts are live regions, and new lines land in them.
+  for (const page of [ann, patron]) {
+    assert.equal(await page.getAttribute("#log", "aria-live"), "polite");
+  }
+  assert.ok((await logText(patron)).includes("Typed with the keyboard."));
+  assert.ok(!(await logText(patron)).includes("KEYBOARD NOTE"));
+  for (const p of [ann, patron]) await p.context().close();
+});
+
+test("the patron's chat works on a 360 px phone, the desk holds two chats, and the widget opens from any page", async () => {
+  const phone = await open(PHONE);
+  await askQuestion(phone, "Phone", "Asked from a phone");
+  const width = await phone.evaluate(() => document.scrollingElement.scrollWidth);
+  assert.ok(width <= PHONE.width, `no sideways scrolling on a phone (${width} px)`);
+  assert.ok(await phone.locator("#text").isVisible(), "the message box is on screen");
+  assert.ok(await phone.locator("#end-clear").isVisible(), "'end and clear' is on screen");
+
+  const other = await open();
+  await askQuestion(other, "Second", "A second chat at once");
+  const ann = await open();
+  await signIn(ann, "ann");
+  await ann.getByRole("button", { name: /Accept: Phone/ }).click();
+  await ann.getByRole("button", { name: /Accept: Second/ }).click();
+  await ann.getByRole("button", { name: /Phone — Riverside/ }).waitFor();
+  await ann.getByRole("button", { name: /Second — Riverside/ }).waitFor();
+  await ann.screenshot({ path: path.join(SHOTS, "desk-two-chats.png"), fullPage: true });
+  await phone.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+
+  // "End and clear": nothing of the chat stays in the browser.
+  await phone.click("#end-clear");
+  await phone.locator("#start").waitFor();
+  assert.equal(await phone.evaluate(() => sessionStorage.length), 0, "session storage is empty");
+  assert.ok(!(await phone.content()).includes("Asked from a phone"), "the page holds nothing of the chat");
+
+  // The other pages: the start page and staff management.
+  const admin = await open();
+  await admin.goto(`${base}/`);
+  await admin.getByRole("link", { name: /Riverside University Main Library/ }).waitFor();
+  await accessible(admin, "the start page");
+  await signIn(admin, "carla");
+  await admin.goto(`${base}/desk/staff`);
+  await admin.getByRole("cell", { name: "ann", exact: true }).waitFor();
+  await accessible(admin, "staff management");
+  await admin.context().close();
+
+  // The embeddable widget: one script tag on a library's page.
+  const site = await open();
+  await site.goto(`${base}/`);
+  await site.setContent(`<!doctype html><html lang="en"><head><title>Library site</title></head><body><main><h1>Riverside Library</h1></main>
+    <script src="${base}/widget.js" data-library="riverside-main"></script></body></html>`);
+  await site.getByRole("button", { name: "Ask a librarian" }).click();
+  const frame = site.frameLocator("iframe[title='Chat with a librarian']");
+  await frame.locator("#question").waitFor();
+  await site.screenshot({ path: path.join(SHOTS, "widget-desktop.png") });
+  for (const p of [phone, other, ann, site]) await p.context().close();
+});
