@@ -23,6 +23,7 @@ function render(m) {
   if (m.system === "ended") {
     $("status").textContent = "The chat has ended.";
     for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
+    $("rating-form").classList.remove("hidden");
   }
 }
 
@@ -87,6 +88,18 @@ function begin() {
 }
 
 let offline = false;
+
+// The optional rating at the end (1–5 and a comment).
+$("stars").append(...[1, 2, 3, 4, 5].map((n) => el("label", { class: "inline" },
+  el("input", { type: "radio", name: "rating", value: String(n), class: "inline", required: true }), ` ${n}${n === 1 ? " (poor)" : n === 5 ? " (excellent)" : ""} `)));
+$("rating-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const rating = Number(document.querySelector('input[name="rating"]:checked')?.value);
+  try {
+    await api("/api/chat/rating", { method: "POST", token: chat.token, body: { rating, comment: $("rating-comment").value } });
+    $("rating-form").replaceChildren(el("p", { role: "status" }, "Thank you for your rating."));
+  } catch (err) { $("chat-error").textContent = err.message; }
+};
 
 $("start").onsubmit = async (e) => {
   e.preventDefault();

@@ -24,6 +24,16 @@ function show(session) {
   $("log").replaceChildren(...[...log(session).items.values()].map((m) => messageItem(m, { staffView: true })));
   conn.send({ type: "resume", session, after: log(session).last });
   renderPresent();
+  showPolicy(session);
+}
+
+async function showPolicy(session) {
+  const s = monitor.get(session);
+  if (!s) return;
+  try {
+    const p = await api(`/api/policies/${s.ctx.placement.library}`);
+    $("policy-text").textContent = p.body || "This library has written no policy notes yet.";
+  } catch (err) { $("policy-text").textContent = err.message; }
 }
 
 function renderPresent() {
@@ -139,7 +149,12 @@ async function start() {
     onFrame: (f) => {
       if (f.type === "event") onEvent(f);
       else if (f.type === "queue") { waiting = f.waiting; renderQueue(waiting); }
-      else if (f.type === "queue_added") { waiting = waiting.filter((w) => w.session !== f.session).concat([f]); renderQueue(waiting); }
+      else if (f.type === "queue_added") {
+        const fresh = !waiting.some((w) => w.session === f.session);
+        waiting = waiting.filter((w) => w.session !== f.session).concat([f]);
+        renderQueue(waiting);
+        if (fresh) alertNewPatron(f);
+      }
       else if (f.type === "queue_removed") { waiting = waiting.filter((w) => w.session !== f.session); renderQueue(waiting); }
       else if (f.type === "monitor") { monitor.clear(); for (const s of f.sessions) monitor.set(s.ctx.id, s); renderMonitor(); }
       else if (f.type === "monitor_update") { monitor.set(f.ctx.id, f); renderMonitor(); }
@@ -154,11 +169,46 @@ async function start() {
   await refreshColleagues();
 }
 
+// A sound and a desktop notification for a new patron, once the librarian
+// has asked for them (browsers only allow it after a click).
+let alerts = false;
+$("alerts").onclick = async () => {
+  alerts = true;
+  if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
+  $("alerts").textContent = "Alerts on";
+  $("alerts").disabled = true;
+};
+function alertNewPatron(entry) {
+  if (!alerts) return;
+  try {
+    const ctx = new AudioContext();
+    const tone = ctx.createOscillator();
+    tone.frequency.value = 880;
+    tone.connect(ctx.destination);
+    tone.start();
+    tone.stop(ctx.currentTime + 0.2);
+  } catch { /* no sound available */ }
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification("A patron is waiting", { body: `${entry.patron_name} (${entry.library_name}): ${entry.question}` });
+  }
+}
+
+// Typing indicators follow the composer's mode: a note is typed for staff only.
+let typingOn = false;
+$("text").oninput = () => {
+  const on = $("text").value.length > 0;
+  if (on !== typingOn && current !== null) {
+    typingOn = on;
+    conn.send({ type: "typing", session: current, on, note: $("mode").value === "note" });
+  }
+};
+
 $("composer").onsubmit = (e) => {
   e.preventDefault();
   const body = $("text").value.trim();
   if (!body || !current) return;
   conn.send({ type: "send", session: current, kind: $("mode").value, client_id: newClientId(), body });
+  if (typingOn) { typingOn = false; conn.send({ type: "typing", session: current, on: false, note: $("mode").value === "note" }); }
   $("text").value = ""; $("chat-error").textContent = "";
 };
 $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };

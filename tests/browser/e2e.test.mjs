@@ -168,6 +168,13 @@ test("a chat with a note, a conference, an answer from the question list, an end
   // End, then the resolution code.
   await ann.click("#end");
   await patron.getByText(/Chat session has ended/).waitFor();
+  // The optional rating at the end.
+  await patron.locator("#rating-form").waitFor();
+  await accessible(patron, "the rating form");
+  await patron.getByLabel("5 (excellent)").check();
+  await patron.fill("#rating-comment", "Very helpful");
+  await patron.click("#rating-form button[type=submit]");
+  await patron.getByText("Thank you for your rating.").waitFor();
   await ann.selectOption("#code", "answered");
   await ann.click("#set-code");
   await ann.locator("#questions tr", { hasText: "answered" }).first().waitFor();
@@ -259,6 +266,13 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.goto(`${base}/desk/staff`);
   await admin.getByRole("cell", { name: "ann", exact: true }).waitFor();
   await accessible(admin, "staff management");
+  await admin.goto(`${base}/desk/admin`);
+  await admin.locator("#snippet-riverside-main").waitFor();
+  assert.match(await admin.inputValue("#snippet-riverside-main"), /widget\.js" data-library="riverside-main"/);
+  await admin.fill("#policy-riverside-main", "Renewals: up to 3 times.");
+  await admin.getByRole("button", { name: "Save policy notes" }).first().click();
+  await admin.getByText(/Policy notes for .* saved/).waitFor();
+  await accessible(admin, "libraries: widget snippets and policy notes");
   await admin.context().close();
 
   // The embeddable widget: one script tag on a library's page.

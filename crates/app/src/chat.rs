@@ -197,6 +197,26 @@ impl App {
         Ok(line)
     }
 
+    /// The patron rates the chat once it has ended (DESIGN §9: an optional
+    /// rating and comment). Rating again replaces the first.
+    pub async fn patron_rate(&self, session: &SessionRecord, rating: u8, comment: Option<&str>) -> AppResult<()> {
+        if !(1..=5).contains(&rating) {
+            return Err(DomainError::invalid("rating", "give 1 to 5").into());
+        }
+        let comment = match comment.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(c) => Some(
+                Body::parse(c, 2000)
+                    .map_err(|_| DomainError::invalid("comment", "at most 2000 characters of text"))?
+                    .into_string(),
+            ),
+            None => None,
+        };
+        if session.state != refdesk_domain::chat::SessionState::Ended {
+            return Err(DomainError::Conflict("rate the chat once it has ended".into()).into());
+        }
+        Ok(self.store.rate(session.ctx.id, rating, comment).await?)
+    }
+
     /// The patron asks for (or, with `None`, cancels) the transcript by
     /// e-mail at the end of the chat, to the address they confirm.
     pub async fn request_transcript(&self, session: &SessionRecord, email: Option<&str>) -> AppResult<Option<String>> {

@@ -267,3 +267,52 @@ impl App {
 
 /// Shared connection counts (one per node).
 pub type SharedConnections = Arc<Connections>;
+
+impl App {
+    /// A library's policy page, for any staff member of its cooperative (they
+    /// may serve its patrons). An empty page when none was written yet.
+    pub async fn policy(
+        &self,
+        staff: &Staff,
+        library: refdesk_domain::ids::LibraryId,
+    ) -> AppResult<refdesk_store::PolicyPage> {
+        let lib = self
+            .store
+            .libraries()
+            .await?
+            .into_iter()
+            .find(|l| l.placement.library == library && l.placement.cooperative == staff.home.cooperative)
+            .ok_or(DomainError::NotFound("library"))?;
+        Ok(self.store.policy(library).await?.unwrap_or(refdesk_store::PolicyPage {
+            library: lib.placement.library,
+            body: String::new(),
+            updated_at: 0,
+            updated_by: None,
+        }))
+    }
+
+    /// Replaces a library's policy page: its admins (library admin and
+    /// above, within scope).
+    pub async fn set_policy(
+        &self,
+        staff: &Staff,
+        library: refdesk_domain::ids::LibraryId,
+        body: &str,
+    ) -> AppResult<()> {
+        let lib = self
+            .store
+            .libraries()
+            .await?
+            .into_iter()
+            .find(|l| l.placement.library == library)
+            .ok_or(DomainError::NotFound("library"))?;
+        if staff.role < Role::LibraryAdmin || !staff.role_covers(&lib.placement) {
+            return Err(DomainError::Forbidden("only the library's admins edit its policy page").into());
+        }
+        let body = body.trim();
+        if body.chars().count() > 20_000 || body.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(DomainError::invalid("body", "at most 20000 characters of plain text").into());
+        }
+        Ok(self.store.set_policy(library, body.to_owned(), staff.id, self.clock.now()).await?)
+    }
+}

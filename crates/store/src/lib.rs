@@ -164,6 +164,20 @@ pub struct QuestionQuery {
     pub limit: u32,
 }
 
+/// A library's notes for staff serving its patrons (catalogue, accounts,
+/// databases, fines), linked from every session of its patrons.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyPage {
+    /// The library.
+    pub library: LibraryId,
+    /// Plain text, shown as text.
+    pub body: String,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Who changed it last.
+    pub updated_by: Option<String>,
+}
+
 /// Where a transferred chat goes.
 #[derive(Clone, Debug)]
 pub enum TransferTo {
@@ -424,6 +438,10 @@ pub struct QuestionRecord {
     pub referred: Option<Placement>,
     /// The name of the library it was referred to.
     pub referred_name: Option<String>,
+    /// The patron's rating of the chat (1–5), if they gave one.
+    pub rating: Option<u8>,
+    /// Their comment with it.
+    pub rating_comment: Option<String>,
 }
 
 /// One timeline entry (R7).
@@ -557,6 +575,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many chats wait ahead of (`since`, `session`) in a library's queue.
     async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64>;
+    /// The patron's rating of an ended chat (1–5) and comment; replaces an earlier one.
+    async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()>;
+    /// A library's policy page for staff serving its patrons: (text, when, by whom).
+    async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>>;
+    /// Replaces a library's policy page.
+    async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()>;
     /// Every waiting or active session (the app filters for the monitor).
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
     /// A staff member enters a chat, or changes mode (R3, B2). `line` is the

@@ -133,6 +133,8 @@ fn desk_schemas() -> Value {
         "StaffUpdate": {"type": "object", "properties": {"role": {"type": "string"}, "disabled": {"type": "boolean"}, "password": {"type": "string", "minLength": 8}}},
         "Im": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}}},
         "ImRead": {"type": "object", "required": ["seq"], "properties": {"seq": {"type": "integer"}}},
+        "Rating": {"type": "object", "required": ["rating"], "properties": {"rating": {"type": "integer", "minimum": 1, "maximum": 5}, "comment": {"type": "string", "maxLength": 2000}}},
+        "Policy": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 20000}}},
         "OfflineForm": {"type": "object", "required": ["email", "question"], "properties": {
             "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}}
     })

@@ -24,17 +24,21 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat", get(chat))
         .route("/api/chat/end", post(end))
         .route("/api/chat/transcript", post(transcript))
+        .route("/api/chat/rating", post(rating))
 }
 
 #[derive(Serialize)]
 struct LibraryView {
+    id: refdesk_domain::ids::LibraryId,
     slug: String,
     name: String,
 }
 
 async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<LibraryView>>> {
     let libs = state.app.libraries().await?;
-    Ok(axum::Json(libs.into_iter().map(|l| LibraryView { slug: l.slug, name: l.name }).collect()))
+    Ok(axum::Json(
+        libs.into_iter().map(|l| LibraryView { id: l.placement.library, slug: l.slug, name: l.name }).collect(),
+    ))
 }
 
 async fn start(
@@ -86,6 +90,22 @@ async fn transcript(
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let to = state.app.request_transcript(&rec, body.email.as_deref()).await?;
     Ok(axum::Json(serde_json::json!({ "transcript_to": to })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatingRequest {
+    rating: u8,
+    comment: Option<String>,
+}
+
+async fn rating(
+    State(state): State<AppState>,
+    PatronToken(rec): PatronToken,
+    Json(body): Json<RatingRequest>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    state.app.patron_rate(&rec, body.rating, body.comment.as_deref()).await?;
+    Ok(axum::Json(serde_json::json!({ "rating": body.rating })))
 }
 
 /// The chat opened by the bearer token; 401 otherwise.

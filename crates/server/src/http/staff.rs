@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/im/{peer}/read", post(im_read))
         .route("/api/libraries/{slug}/status", get(library_status))
         .route("/api/libraries/{slug}/questions", post(offline_question))
+        .route("/api/policies/{library}", get(policy).put(set_policy))
 }
 
 fn invalid(field: &str, why: &str) -> ApiError {
@@ -245,4 +246,29 @@ async fn offline_question(
     Json(form): Json<OfflineForm>,
 ) -> ApiResult<(StatusCode, axum::Json<FormReceipt>)> {
     Ok((StatusCode::CREATED, axum::Json(s.app.ask_offline(&slug, form).await?)))
+}
+
+async fn policy(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(library): Path<i64>,
+) -> ApiResult<axum::Json<refdesk_store::PolicyPage>> {
+    Ok(axum::Json(s.app.policy(&staff, refdesk_domain::ids::LibraryId(library)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    body: String,
+}
+
+async fn set_policy(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(library): Path<i64>,
+    Json(b): Json<PolicyBody>,
+) -> ApiResult<axum::Json<refdesk_store::PolicyPage>> {
+    let id = refdesk_domain::ids::LibraryId(library);
+    s.app.set_policy(&staff, id, &b.body).await?;
+    Ok(axum::Json(s.app.policy(&staff, id).await?))
 }

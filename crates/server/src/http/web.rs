@@ -25,6 +25,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("questions.js", "text/javascript; charset=utf-8", include_str!("../../../../web/questions.js")),
     ("question.js", "text/javascript; charset=utf-8", include_str!("../../../../web/question.js")),
     ("staff.js", "text/javascript; charset=utf-8", include_str!("../../../../web/staff.js")),
+    ("admin.js", "text/javascript; charset=utf-8", include_str!("../../../../web/admin.js")),
 ];
 
 const INDEX: &str = include_str!("../../../../web/index.html");
@@ -34,6 +35,7 @@ const DESK: &str = include_str!("../../../../web/desk.html");
 const QUESTIONS: &str = include_str!("../../../../web/questions.html");
 const QUESTION: &str = include_str!("../../../../web/question.html");
 const STAFF: &str = include_str!("../../../../web/staff.html");
+const ADMIN: &str = include_str!("../../../../web/admin.html");
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -45,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/desk/questions", get(|| async { page(QUESTIONS) }))
         .route("/desk/questions/{id}", get(|| async { page(QUESTION) }))
         .route("/desk/staff", get(|| async { page(STAFF) }))
+        .route("/desk/admin", get(|| async { page(ADMIN) }))
         .route("/assets/{file}", get(asset))
 }
 

@@ -476,3 +476,46 @@ async fn a_patron_who_leaves_the_queue_having_given_an_address_leaves_a_missed_c
         .iter()
         .any(|t| t["change"] == "note" && t["body"].as_str().unwrap().starts_with("Missed chat")));
 }
+
+#[tokio::test]
+async fn a_patron_rates_an_ended_chat_and_staff_see_it_with_the_question() {
+    let app = spawn_app().await;
+    let c = chat_with_ann(&app).await;
+    let http = reqwest::Client::new();
+    let rate = |body: Value| http.post(app.url("/api/chat/rating")).bearer_auth(&c.patron.token).json(&body).send();
+    assert_eq!(rate(json!({"rating": 5})).await.unwrap().status(), 409, "only once the chat has ended");
+    c.ann.post(&format!("/api/sessions/{}/end", c.patron.session), json!(null)).await;
+    for bad in [
+        json!({"rating": 0}),
+        json!({"rating": 6}),
+        json!({"rating": 4, "comment": "x".repeat(2001)}),
+        json!({"stars": 4}),
+    ] {
+        assert_eq!(rate(bad.clone()).await.unwrap().status(), 422, "{bad}");
+    }
+    assert_eq!(rate(json!({"rating": 4, "comment": "Very helpful"})).await.unwrap().status(), 200);
+    let q = c.ann.question_of(c.patron.session).await;
+    assert_eq!((q["rating"].as_u64(), q["rating_comment"].as_str()), (Some(4), Some("Very helpful")));
+}
+
+#[tokio::test]
+async fn policy_pages_are_read_by_the_cooperative_and_written_by_the_librarys_admins() {
+    let app = spawn_app().await;
+    let libs: Value = reqwest::get(app.url("/api/libraries")).await.unwrap().json().await.unwrap();
+    let main = libs.as_array().unwrap().iter().find(|l| l["slug"] == "riverside-main").unwrap()["id"].as_i64().unwrap();
+    let path = format!("/api/policies/{main}");
+    let (ann, carla, ben) = (app.staff("ann").await, app.staff("carla").await, app.staff("ben").await);
+    assert_eq!(ben.get(&path).await.1["body"], "", "nothing written yet");
+    let client = reqwest::Client::new();
+    let put = |s: &Staff, body: Value| {
+        client.put(format!("{}{}", s.base(), path)).header("Cookie", s.cookie.clone()).json(&body).send()
+    };
+    assert_eq!(put(&ann, json!({"body": "x"})).await.unwrap().status(), 403, "librarians read, admins write");
+    assert_eq!(put(&ben, json!({"body": "x"})).await.unwrap().status(), 403, "another library's staff");
+    let res = put(&carla, json!({"body": "Renewals: up to 3 times.\nFines: none for children."})).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, page) = ben.get(&path).await;
+    assert_eq!(page["body"], "Renewals: up to 3 times.\nFines: none for children.");
+    assert_eq!(page["updated_by"], "Carla Catalog");
+    assert_eq!(ben.get("/api/policies/999999").await.0, 404);
+}

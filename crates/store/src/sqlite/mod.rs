@@ -14,12 +14,12 @@
 mod rows;
 mod schema;
 
-use crate::Handover;
 use crate::{
     Acted, Appended, Decide, EventSink, Guard, ImConversation, LibraryRecord, NewFormQuestion, NewMessage, NewSession,
     NewStaff, OutboxMail, Plan, QuestionQuery, QuestionRecord, Result, SessionRecord, StaffEntry, StaffRecord,
     StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
+use crate::{Handover, PolicyPage};
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
@@ -457,6 +457,56 @@ impl Store for SqliteStore {
                  ORDER BY s.id",
                 [staff.0],
             )
+        })
+        .await
+    }
+
+    async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()> {
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE sessions SET rating = ?2, rating_comment = ?3 WHERE id = ?1",
+                    params![id.0, rating, comment],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(DomainError::NotFound("session").into());
+            }
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT p.library_id, p.body, p.updated_at, st.display_name FROM policies p
+                 LEFT JOIN staff st ON st.id = p.updated_by WHERE p.library_id = ?1",
+                [library.0],
+                |r| {
+                    Ok(PolicyPage {
+                        library: LibraryId(r.get(0)?),
+                        body: r.get(1)?,
+                        updated_at: r.get(2)?,
+                        updated_by: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO policies (library_id, body, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (library_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                params![library.0, body, now, by.0],
+            )
+            .map_err(db)?;
+            Ok(((), Vec::new()))
         })
         .await
     }

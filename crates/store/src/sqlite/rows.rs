@@ -354,7 +354,8 @@ pub fn question_state(c: &Connection, q: QuestionId) -> Result<QuestionState> {
 pub const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_id, l.name, q.text,
      q.status, q.code, q.assignee_id, q.follow_up, q.referred_to, q.exclude_from_stats,
      s.librarian_id, st.display_name, s.state, q.created_at, s.last_message_at,
-     l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name, s.accepted_at
+     l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name, s.accepted_at,
+     s.rating, s.rating_comment
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
@@ -390,6 +391,8 @@ pub fn question_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
             _ => None,
         },
         referred_name: r.get(20)?,
+        rating: r.get::<_, Option<i64>>(22)?.map(|v| v.clamp(0, 255) as u8),
+        rating_comment: r.get(23)?,
     })
 }
 
