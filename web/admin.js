@@ -32,4 +32,46 @@ async function load() {
   $("libraries").replaceChildren(...sections);
   $("status").textContent = `Signed in as ${me.display_name}.`;
 }
-load();
+const STATUSES = ["new", "pending", "answered", "closed"];
+const ASSIGN = ["chatting_librarian", "nobody", "receiving_library", "not_applicable"];
+
+async function loadScripts() {
+  const scripts = await api("/api/scripts");
+  $("scripts").replaceChildren(...scripts.map((x) => {
+    const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
+    del.onclick = async () => {
+      try { await api(`/api/scripts/${x.id}`, { method: "DELETE" }); await loadScripts(); }
+      catch (err) { $("error").textContent = err.message; }
+    };
+    return el("li", {}, `${x.title} (${x.scope}): ${x.body} `, del);
+  }));
+}
+
+async function loadCodes() {
+  const codes = await api("/api/codes");
+  $("codes").replaceChildren(...codes.map((c) => {
+    const label = el("input", { value: c.label, "aria-label": `Label of ${c.key}` });
+    const status = el("select", { "aria-label": `Status for ${c.key}` }, ...STATUSES.map((v) => el("option", { value: v, selected: v === c.status }, v)));
+    const assign = el("select", { "aria-label": `Assignment for ${c.key}` }, ...ASSIGN.map((v) => el("option", { value: v, selected: v === c.assign }, v.replace(/_/g, " "))));
+    const save = el("button", { type: "button", class: "secondary" }, `Save ${c.key}`);
+    save.onclick = async () => {
+      $("error").textContent = "";
+      try {
+        await api(`/api/codes/${encodeURIComponent(c.key)}`, { method: "PUT", body: { ...c, label: label.value, status: status.value, assign: assign.value } });
+        $("status").textContent = `Code ${c.key} saved.`;
+      } catch (err) { $("error").textContent = err.message; }
+    };
+    return el("tr", {}, el("td", {}, c.key), el("td", {}, label), el("td", {}, status), el("td", {}, assign), el("td", {}, save));
+  }));
+}
+
+$("script-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("error").textContent = "";
+  try {
+    await api("/api/scripts", { method: "POST", body: { scope: $("script-scope").value, title: $("script-title").value, body: $("script-body").value } });
+    e.target.reset(); await loadScripts(); $("status").textContent = "Script added.";
+  } catch (err) { $("error").textContent = err.message; }
+};
+
+load().then(loadScripts).then(loadCodes);

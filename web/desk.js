@@ -132,6 +132,27 @@ function onIm(m) {
   else refreshColleagues();
 }
 
+let scripts = [];
+async function refreshScripts() {
+  scripts = await api("/api/scripts");
+  const group = (scope, label) => el("optgroup", { label }, ...scripts.filter((x) => x.scope === scope).map((x) => el("option", { value: String(x.id) }, x.title)));
+  $("script").replaceChildren(el("option", { value: "" }, "Insert a script…"),
+    group("personal", "Mine"), group("library", "My library's"), group("cooperative", "The cooperative's"));
+}
+$("script").onchange = () => {
+  const chosen = scripts.find((x) => String(x.id) === $("script").value);
+  if (chosen) { $("text").value = chosen.body; $("text").focus(); }
+  $("script").value = "";
+};
+$("save-script").onclick = async () => {
+  const body = $("text").value.trim();
+  if (!body) { $("chat-error").textContent = "Type the reply to save first."; return; }
+  const title = prompt("A title for this script", body.slice(0, 40));
+  if (!title) return;
+  try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); $("status").textContent = "Script saved."; }
+  catch (err) { fail(err); }
+};
+
 async function start() {
   $("login").classList.add("hidden");
   $("desk").classList.remove("hidden");
@@ -167,6 +188,7 @@ async function start() {
   });
   await refreshQuestions();
   await refreshColleagues();
+  await refreshScripts();
 }
 
 // A sound and a desktop notification for a new patron, once the librarian

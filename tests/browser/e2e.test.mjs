@@ -64,7 +64,7 @@ async function open(viewport = DESKTOP) {
   const context = await browser.newContext({ viewport, bypassCSP: true });
   const page = await context.newPage();
   page.setDefaultTimeout(10000);
-  page.on("dialog", (d) => d.accept());
+  page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));
   return page;
 }
 
@@ -115,7 +115,13 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
   await accessible(patron, "the patron's chat");
 
+  // A reply saved as a script, then inserted from the picker.
   await ann.fill("#text", "Yes — the map room has an 1890 survey.");
+  await ann.click("#save-script"); // the title prompt is accepted with its default
+  await ann.getByText("Script saved.").waitFor();
+  await ann.fill("#text", "");
+  await ann.selectOption("#script", { label: "Yes — the map room has an 1890 survey." });
+  assert.equal(await ann.inputValue("#text"), "Yes — the map room has an 1890 survey.");
   await ann.press("#text", "Enter");
   await patron.getByText("Yes — the map room has an 1890 survey.").waitFor();
 
@@ -272,7 +278,12 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.fill("#policy-riverside-main", "Renewals: up to 3 times.");
   await admin.getByRole("button", { name: "Save policy notes" }).first().click();
   await admin.getByText(/Policy notes for .* saved/).waitFor();
-  await accessible(admin, "libraries: widget snippets and policy notes");
+  await admin.fill("#script-title", "Hours");
+  await admin.fill("#script-body", "We are open 9 to 5.");
+  await admin.selectOption("#script-scope", "library");
+  await admin.click("#script-form button[type=submit]");
+  await admin.getByText(/Hours \(library\)/).waitFor();
+  await accessible(admin, "libraries: widget snippets, policy notes, scripts and codes");
   await admin.context().close();
 
   // The embeddable widget: one script tag on a library's page.

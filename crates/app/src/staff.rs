@@ -316,3 +316,65 @@ impl App {
         Ok(self.store.set_policy(library, body.to_owned(), staff.id, self.clock.now()).await?)
     }
 }
+
+impl App {
+    /// The scripts (canned messages) this staff member may use.
+    pub async fn scripts(&self, staff: &Staff) -> AppResult<Vec<refdesk_store::Script>> {
+        Ok(self.store.scripts_for(staff).await?)
+    }
+
+    /// Who may keep a script in a scope: anyone for themselves, a library's
+    /// admins for their library, a cooperative's admins for the cooperative.
+    fn script_owner(staff: &Staff, scope: &str) -> Result<i64, DomainError> {
+        match scope {
+            "personal" => Ok(staff.id.0),
+            "library" if staff.role >= Role::LibraryAdmin => Ok(staff.home.library.0),
+            "cooperative" if staff.role >= Role::CooperativeAdmin => Ok(staff.home.cooperative.0),
+            "library" | "cooperative" => {
+                Err(DomainError::Forbidden("only admins keep scripts for a library or cooperative"))
+            }
+            _ => Err(DomainError::invalid("scope", "use personal, library or cooperative")),
+        }
+    }
+
+    /// Saves a script.
+    pub async fn create_script(
+        &self,
+        staff: &Staff,
+        scope: &str,
+        title: &str,
+        body: &str,
+    ) -> AppResult<refdesk_store::Script> {
+        let owner = Self::script_owner(staff, scope)?;
+        let title = input::optional_line("title", Some(title), 100)?
+            .ok_or_else(|| DomainError::invalid("title", "is required"))?;
+        let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
+        Ok(self.store.create_script(scope, owner, title, body, self.clock.now()).await?)
+    }
+
+    /// Deletes a script one may keep in its scope.
+    pub async fn delete_script(&self, staff: &Staff, id: i64) -> AppResult<()> {
+        let script = self.store.script(id).await?.ok_or(DomainError::NotFound("script"))?;
+        let mine = Self::script_owner(staff, &script.scope).ok() == Some(script.owner);
+        if !mine {
+            return Err(DomainError::NotFound("script").into());
+        }
+        Ok(self.store.delete_script(id).await?)
+    }
+
+    /// Adds or changes one of the cooperative's resolution codes (R6):
+    /// cooperative admins only.
+    pub async fn put_code(&self, staff: &Staff, code: refdesk_domain::question::ResolutionCode) -> AppResult<()> {
+        if staff.role < Role::CooperativeAdmin {
+            return Err(DomainError::Forbidden("resolution codes are the cooperative admins' to change").into());
+        }
+        input::slug("key", &code.key)?;
+        let label = input::optional_line("label", Some(&code.label), 100)?
+            .ok_or_else(|| DomainError::invalid("label", "is required"))?;
+        if code.referred && code.assign != refdesk_domain::question::Assignment::ReceivingLibrary {
+            return Err(DomainError::invalid("assign", "a referral code assigns to the receiving library").into());
+        }
+        let code = refdesk_domain::question::ResolutionCode { label, ..code };
+        Ok(self.store.put_code(staff.home.cooperative, code).await?)
+    }
+}

@@ -178,6 +178,22 @@ pub struct PolicyPage {
     pub updated_by: Option<String>,
 }
 
+/// A canned message: a staff member's own, their library's or their
+/// cooperative's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Script {
+    /// Its id.
+    pub id: i64,
+    /// `personal`, `library` or `cooperative`.
+    pub scope: String,
+    /// The staff member, library or cooperative it belongs to.
+    pub owner: i64,
+    /// What the picker shows.
+    pub title: String,
+    /// What it inserts.
+    pub body: String,
+}
+
 /// Where a transferred chat goes.
 #[derive(Clone, Debug)]
 pub enum TransferTo {
@@ -581,6 +597,17 @@ pub trait Store: Send + Sync + 'static {
     async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>>;
     /// Replaces a library's policy page.
     async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()>;
+    /// The scripts a staff member may use: their own, their library's, their cooperative's.
+    async fn scripts_for(&self, staff: &Staff) -> Result<Vec<Script>>;
+    /// One script.
+    async fn script(&self, id: i64) -> Result<Option<Script>>;
+    /// Saves a script.
+    async fn create_script(&self, scope: &str, owner: i64, title: String, body: String, now: Millis) -> Result<Script>;
+    /// Deletes a script.
+    async fn delete_script(&self, id: i64) -> Result<()>;
+    /// Adds or replaces one of a cooperative's resolution codes (R6: the
+    /// mapping is data). A new code goes last in the picker.
+    async fn put_code(&self, coop: CooperativeId, code: ResolutionCode) -> Result<()>;
     /// Every waiting or active session (the app filters for the monitor).
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
     /// A staff member enters a chat, or changes mode (R3, B2). `line` is the

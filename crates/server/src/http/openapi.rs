@@ -134,6 +134,12 @@ fn desk_schemas() -> Value {
         "Im": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}}},
         "ImRead": {"type": "object", "required": ["seq"], "properties": {"seq": {"type": "integer"}}},
         "Rating": {"type": "object", "required": ["rating"], "properties": {"rating": {"type": "integer", "minimum": 1, "maximum": 5}, "comment": {"type": "string", "maxLength": 2000}}},
+        "Script": {"type": "object", "required": ["scope", "title", "body"], "properties": {
+            "scope": {"type": "string", "enum": ["personal", "library", "cooperative"]}, "title": {"type": "string", "maxLength": 100}, "body": {"type": "string"}}},
+        "Code": {"type": "object", "required": ["key", "label", "status", "assign", "follow_up", "referred", "exclude_from_stats"], "properties": {
+            "key": {"type": "string"}, "label": {"type": "string"}, "status": {"type": "string", "enum": ["new", "pending", "answered", "closed"]},
+            "assign": {"type": "string", "enum": ["chatting_librarian", "nobody", "receiving_library", "not_applicable"]},
+            "follow_up": {"type": "boolean"}, "referred": {"type": "boolean"}, "exclude_from_stats": {"type": "boolean"}}},
         "Policy": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 20000}}},
         "OfflineForm": {"type": "object", "required": ["email", "question"], "properties": {
             "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}}

@@ -35,6 +35,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/libraries/{slug}/status", get(library_status))
         .route("/api/libraries/{slug}/questions", post(offline_question))
         .route("/api/policies/{library}", get(policy).put(set_policy))
+        .route("/api/scripts", get(scripts).post(create_script))
+        .route("/api/scripts/{id}", axum::routing::delete(delete_script))
+        .route("/api/codes/{key}", axum::routing::put(put_code))
 }
 
 fn invalid(field: &str, why: &str) -> ApiError {
@@ -271,4 +274,49 @@ async fn set_policy(
     let id = refdesk_domain::ids::LibraryId(library);
     s.app.set_policy(&staff, id, &b.body).await?;
     Ok(axum::Json(s.app.policy(&staff, id).await?))
+}
+
+async fn scripts(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<refdesk_store::Script>>> {
+    Ok(axum::Json(s.app.scripts(&staff).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptBody {
+    scope: String,
+    title: String,
+    body: String,
+}
+
+async fn create_script(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Json(b): Json<ScriptBody>,
+) -> ApiResult<(StatusCode, axum::Json<refdesk_store::Script>)> {
+    Ok((StatusCode::CREATED, axum::Json(s.app.create_script(&staff, &b.scope, &b.title, &b.body).await?)))
+}
+
+async fn delete_script(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    s.app.delete_script(&staff, id).await?;
+    Ok(axum::Json(serde_json::json!({ "deleted": id })))
+}
+
+async fn put_code(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(key): Path<String>,
+    Json(code): Json<refdesk_domain::question::ResolutionCode>,
+) -> ApiResult<axum::Json<Vec<refdesk_domain::question::ResolutionCode>>> {
+    if code.key != key {
+        return Err(invalid("key", "the code's key must match the path"));
+    }
+    s.app.put_code(&staff, code).await?;
+    Ok(axum::Json(s.app.codes(&staff).await?))
 }

@@ -519,3 +519,61 @@ async fn policy_pages_are_read_by_the_cooperative_and_written_by_the_librarys_ad
     assert_eq!(page["updated_by"], "Carla Catalog");
     assert_eq!(ben.get("/api/policies/999999").await.0, 404);
 }
+
+#[tokio::test]
+async fn scripts_are_personal_library_or_cooperative_and_kept_by_those_who_may() {
+    let app = spawn_app().await;
+    let (ann, carla, erin, ben) =
+        (app.staff("ann").await, app.staff("carla").await, app.staff("erin").await, app.staff("ben").await);
+    let script = |scope: &str, title: &str| json!({"scope": scope, "title": title, "body": format!("{title} body")});
+    assert_eq!(ann.post("/api/scripts", script("personal", "Greeting")).await.0, 201);
+    assert_eq!(ann.post("/api/scripts", script("library", "Hours")).await.0, 403, "librarians keep personal scripts");
+    assert_eq!(carla.post("/api/scripts", script("library", "Hours")).await.0, 201);
+    assert_eq!(carla.post("/api/scripts", script("cooperative", "Coop")).await.0, 403);
+    assert_eq!(erin.post("/api/scripts", script("cooperative", "Welcome to 24/7")).await.0, 201);
+    assert_eq!(ann.post("/api/scripts", script("galaxy", "x")).await.0, 422);
+    assert_eq!(ann.post("/api/scripts", json!({"scope": "personal", "title": "", "body": "x"})).await.0, 422);
+
+    let titles =
+        |v: &Value| v.as_array().unwrap().iter().map(|s| s["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Greeting", "Hours", "Welcome to 24/7"]);
+    assert_eq!(
+        titles(&ben.get("/api/scripts").await.1),
+        ["Welcome to 24/7"],
+        "another library's and another's own are not his"
+    );
+    let greeting = ann.get("/api/scripts").await.1[0]["id"].as_i64().unwrap();
+    let del = |s: &Staff, id: i64| {
+        let c = s.http.clone();
+        let url = format!("{}/api/scripts/{id}", s.base());
+        async move { c.delete(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(del(&ben, greeting).await, 404, "not his");
+    assert_eq!(del(&ann, greeting).await, 200);
+    assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"]);
+}
+
+#[tokio::test]
+async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_the_status() {
+    let app = spawn_app().await;
+    let c = chat_with_ann(&app).await;
+    let (erin, carla) = (app.staff("erin").await, app.staff("carla").await);
+    let code = json!({"key": "needs_expert", "label": "Needs a subject expert", "status": "pending", "assign": "nobody",
+        "follow_up": true, "referred": false, "exclude_from_stats": false});
+    let put = |s: &Staff, key: &str, body: Value| {
+        let http = s.http.clone();
+        let url = format!("{}/api/codes/{key}", s.base());
+        async move { http.put(url).json(&body).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(put(&carla, "needs_expert", code.clone()).await, 403, "library admins do not change codes");
+    assert_eq!(put(&erin, "other_key", code.clone()).await, 422, "path and body agree");
+    assert_eq!(put(&erin, "needs_expert", json!({"key": "needs_expert"})).await, 422, "a whole code");
+    assert_eq!(put(&erin, "needs_expert", code).await, 200);
+    let (_, codes) = c.ann.get("/api/codes").await;
+    assert_eq!(codes.as_array().unwrap().last().unwrap()["key"], "needs_expert", "new codes go last");
+    // R6 as data: the new code decides the status.
+    let (status, state) =
+        c.ann.post(&format!("/api/sessions/{}/code", c.patron.session), json!({"code": "needs_expert"})).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!((state["status"].as_str(), state["follow_up"].as_bool()), (Some("pending"), Some(true)));
+}

@@ -41,6 +41,7 @@ async fn the_openapi_document_describes_every_api_route() {
                 "get" => http.get(app.url(&concrete)),
                 "post" => http.post(app.url(&concrete)),
                 "put" => http.put(app.url(&concrete)),
+                "delete" => http.delete(app.url(&concrete)),
                 other => panic!("unexpected method {other}"),
             };
             let res = req.send().await.unwrap();

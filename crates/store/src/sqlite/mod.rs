@@ -19,7 +19,7 @@ use crate::{
     NewStaff, OutboxMail, Plan, QuestionQuery, QuestionRecord, Result, SessionRecord, StaffEntry, StaffRecord,
     StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
-use crate::{Handover, PolicyPage};
+use crate::{Handover, PolicyPage, Script};
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
@@ -504,6 +504,79 @@ impl Store for SqliteStore {
                 "INSERT INTO policies (library_id, body, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (library_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 params![library.0, body, now, by.0],
+            )
+            .map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn scripts_for(&self, staff: &Staff) -> Result<Vec<Script>> {
+        let (me, lib, coop) = (staff.id.0, staff.home.library.0, staff.home.cooperative.0);
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, scope, owner_id, title, body FROM scripts
+                     WHERE (scope = 'personal' AND owner_id = ?1) OR (scope = 'library' AND owner_id = ?2)
+                        OR (scope = 'cooperative' AND owner_id = ?3)
+                     ORDER BY CASE scope WHEN 'personal' THEN 0 WHEN 'library' THEN 1 ELSE 2 END, title, id",
+                )
+                .map_err(db)?;
+            let rows = st.query_map(params![me, lib, coop], script_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn script(&self, id: i64) -> Result<Option<Script>> {
+        self.read(move |c| {
+            c.query_row("SELECT id, scope, owner_id, title, body FROM scripts WHERE id = ?1", [id], script_row)
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn create_script(&self, scope: &str, owner: i64, title: String, body: String, now: Millis) -> Result<Script> {
+        let scope = scope.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO scripts (scope, owner_id, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![scope, owner, title, body, now],
+            )
+            .map_err(db)?;
+            Ok((Script { id: c.last_insert_rowid(), scope, owner, title, body }, Vec::new()))
+        })
+        .await
+    }
+
+    async fn delete_script(&self, id: i64) -> Result<()> {
+        self.write(move |c| {
+            c.execute("DELETE FROM scripts WHERE id = ?1", [id]).map_err(db)?;
+            Ok(((), Vec::new()))
+        })
+        .await
+    }
+
+    async fn put_code(&self, coop: CooperativeId, code: ResolutionCode) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO resolution_codes (cooperative_id, key, label, status, assign, follow_up, referred, exclude_from_stats, position)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                         (SELECT COALESCE(max(position), -1) + 1 FROM resolution_codes WHERE cooperative_id = ?1))
+                 ON CONFLICT (cooperative_id, key) DO UPDATE SET label = excluded.label, status = excluded.status,
+                   assign = excluded.assign, follow_up = excluded.follow_up, referred = excluded.referred,
+                   exclude_from_stats = excluded.exclude_from_stats",
+                params![
+                    coop.0,
+                    code.key,
+                    code.label,
+                    code.status.as_str(),
+                    code.assign.as_str(),
+                    code.follow_up,
+                    code.referred,
+                    code.exclude_from_stats
+                ],
             )
             .map_err(db)?;
             Ok(((), Vec::new()))

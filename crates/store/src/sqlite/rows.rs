@@ -555,3 +555,7 @@ pub fn question_query_sql(query: &crate::QuestionQuery) -> (String, Vec<rusqlite
     sql.push_str(&format!(" ORDER BY q.id DESC LIMIT ?{}", args.len()));
     (sql, args)
 }
+
+pub fn script_row(r: &Row) -> rusqlite::Result<crate::Script> {
+    Ok(crate::Script { id: r.get(0)?, scope: r.get(1)?, owner: r.get(2)?, title: r.get(3)?, body: r.get(4)? })
+}
