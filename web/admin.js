@@ -65,6 +65,15 @@ async function loadCodes() {
   }));
 }
 
+$("library-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("error").textContent = "";
+  try {
+    const lib = await api("/api/libraries", { method: "POST", body: { name: $("lib-name").value, slug: $("lib-slug").value } });
+    e.target.reset(); await load(); $("status").textContent = `${lib.name} added: /ask/${lib.slug}`;
+  } catch (err) { $("error").textContent = err.message; }
+};
+
 $("script-form").onsubmit = async (e) => {
   e.preventDefault();
   $("error").textContent = "";

@@ -284,6 +284,16 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.click("#script-form button[type=submit]");
   await admin.getByText(/Hours \(library\)/).waitFor();
   await accessible(admin, "libraries: widget snippets, policy notes, scripts and codes");
+  // An institution admin adds a library; its entry point and snippet exist at once.
+  const dev = await open();
+  await signIn(dev, "dev");
+  await dev.goto(`${base}/desk/admin`);
+  await dev.fill("#lib-name", "Riverside University Music Library");
+  await dev.fill("#lib-slug", "riverside-music");
+  await dev.click("#library-form button[type=submit]");
+  await dev.getByText("Riverside University Music Library added: /ask/riverside-music").waitFor();
+  await dev.locator("#snippet-riverside-music").waitFor();
+  await dev.context().close();
   await admin.context().close();
 
   // The embeddable widget: one script tag on a library's page.

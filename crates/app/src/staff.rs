@@ -378,3 +378,28 @@ impl App {
         Ok(self.store.put_code(staff.home.cooperative, code).await?)
     }
 }
+
+impl App {
+    /// Creates a library in the staff member's institution (institution
+    /// admins and above).
+    pub async fn create_library(
+        &self,
+        staff: &Staff,
+        slug: &str,
+        name: &str,
+    ) -> AppResult<refdesk_store::LibraryRecord> {
+        if staff.role < Role::InstitutionAdmin {
+            return Err(DomainError::Forbidden("libraries are created by institution and cooperative admins").into());
+        }
+        let slug = input::slug("slug", slug)?;
+        let name = input::optional_line("name", Some(name), 200)?
+            .ok_or_else(|| DomainError::invalid("name", "is required"))?;
+        let lib = self.store.create_library(staff.home.institution, &slug, &name).await.map_err(|e| match e {
+            refdesk_store::StoreError::Domain(DomainError::Conflict(_)) => {
+                AppError::Domain(DomainError::Conflict(format!("the address /ask/{slug} is taken")))
+            }
+            other => other.into(),
+        })?;
+        Ok(lib)
+    }
+}

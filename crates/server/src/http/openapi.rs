@@ -140,6 +140,7 @@ fn desk_schemas() -> Value {
             "key": {"type": "string"}, "label": {"type": "string"}, "status": {"type": "string", "enum": ["new", "pending", "answered", "closed"]},
             "assign": {"type": "string", "enum": ["chatting_librarian", "nobody", "receiving_library", "not_applicable"]},
             "follow_up": {"type": "boolean"}, "referred": {"type": "boolean"}, "exclude_from_stats": {"type": "boolean"}}},
+        "NewLibrary": {"type": "object", "required": ["slug", "name"], "properties": {"slug": {"type": "string"}, "name": {"type": "string"}}},
         "Policy": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 20000}}},
         "OfflineForm": {"type": "object", "required": ["email", "question"], "properties": {
             "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}}
@@ -158,7 +159,10 @@ fn core_document() -> Value {
             "/api/login": {"post": op("Staff sign-in; sets the HttpOnly session cookie", "none", Some("Login"), "200")},
             "/api/logout": {"post": op("Sign out", "staff", None, "200")},
             "/api/me": {"get": op("The signed-in staff member", "staff", None, "200")},
-            "/api/libraries": {"get": op("Libraries and their entry points", "none", None, "200")},
+            "/api/libraries": {
+                "get": op("Libraries and their entry points", "none", None, "200"),
+                "post": op("Create a library in my institution (institution and cooperative admins)", "staff", Some("NewLibrary"), "201")
+            },
             "/api/libraries/{slug}/chats": {"post": with_params(
                 op("A patron starts a chat; returns the session id and its secret token", "none", Some("StartChat"), "201"),
                 json!([{"name": "slug", "in": "path", "required": true, "schema": {"type": "string"}}])

@@ -19,7 +19,7 @@ use serde::Serialize;
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/libraries", get(libraries))
+        .route("/api/libraries", get(libraries).post(create_library))
         .route("/api/libraries/{slug}/chats", post(start))
         .route("/api/chat", get(chat))
         .route("/api/chat/end", post(end))
@@ -39,6 +39,22 @@ async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<Li
     Ok(axum::Json(
         libs.into_iter().map(|l| LibraryView { id: l.placement.library, slug: l.slug, name: l.name }).collect(),
     ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLibrary {
+    slug: String,
+    name: String,
+}
+
+async fn create_library(
+    State(state): State<AppState>,
+    crate::http::auth::CurrentStaff(staff): crate::http::auth::CurrentStaff,
+    Json(b): Json<NewLibrary>,
+) -> ApiResult<(StatusCode, axum::Json<LibraryView>)> {
+    let l = state.app.create_library(&staff, &b.slug, &b.name).await?;
+    Ok((StatusCode::CREATED, axum::Json(LibraryView { id: l.placement.library, slug: l.slug, name: l.name })))
 }
 
 async fn start(

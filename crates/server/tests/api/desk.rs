@@ -577,3 +577,21 @@ async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_
     assert_eq!(status, 200, "{state}");
     assert_eq!((state["status"].as_str(), state["follow_up"].as_bool()), (Some("pending"), Some(true)));
 }
+
+#[tokio::test]
+async fn institution_admins_add_libraries_with_their_own_entry_point() {
+    let app = spawn_app().await;
+    let (dev, carla) = (app.staff("dev").await, app.staff("carla").await);
+    let lib = json!({"slug": "riverside-music", "name": "Riverside University Music Library"});
+    assert_eq!(carla.post("/api/libraries", lib.clone()).await.0, 403, "library admins do not add libraries");
+    assert_eq!(dev.post("/api/libraries", json!({"slug": "Bad Slug", "name": "x"})).await.0, 422);
+    let (status, made) = dev.post("/api/libraries", lib.clone()).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(dev.post("/api/libraries", lib).await.0, 409, "the address is taken");
+    // Its entry point works at once, and the new library belongs to Dev's institution.
+    let patron = app.start_chat("riverside-music", "Scores for a quartet?").await;
+    let (_, monitor) = dev.get("/api/monitor").await;
+    assert_eq!(monitor["all"][0]["ctx"]["id"], patron.session, "Dev's institution covers it (ALL tab)");
+    let rec = app.state.app.store.library_by_slug("riverside-music").await.unwrap().unwrap();
+    assert_eq!(rec.placement.institution.0, 1);
+}
