@@ -25,7 +25,7 @@ use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, Session
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
-use refdesk_domain::question::{changes, question_on_accept, Change, QuestionState, ResolutionCode};
+use refdesk_domain::question::{question_on_accept, Change, QuestionState, ResolutionCode};
 use refdesk_domain::{DomainError, Millis};
 use rows::*;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -770,23 +770,9 @@ impl Store for SqliteStore {
             let before = question_state(c, question)?;
             let codes = codes_of(c, rec.ctx.placement.cooperative)?;
             let after = decide(&before, &rec, &codes)?;
-            c.execute(
-                "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6, exclude_from_stats = ?7 WHERE id = ?1",
-                params![
-                    question.0,
-                    after.status.as_str(),
-                    after.code,
-                    after.assignee.map(|s| s.0),
-                    after.follow_up,
-                    after.referred_to.map(|l| l.0),
-                    after.exclude_from_stats
-                ],
-            )
-            .map_err(db)?;
-            for change in changes(&before, &after) {
-                insert_timeline(c, question, now, Some(&by), &change)?;
-            }
-            let label = codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map(|k| k.label.clone()).unwrap_or(code);
+            write_question_state(c, question, &before, &after, &by, now)?;
+            let label =
+                codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map(|k| k.label.clone()).unwrap_or(code);
             // Staff-only: the code is the library's business, not the patron's.
             let line = NewMessage {
                 author: Author::System,
@@ -1226,22 +1212,7 @@ impl Store for SqliteStore {
             let before = question.state.clone();
             let plan = plan(&question, &session)?;
             if let Some(after) = &plan.state {
-                c.execute(
-                    "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6, exclude_from_stats = ?7 WHERE id = ?1",
-                    params![
-                        id.0,
-                        after.status.as_str(),
-                        after.code,
-                        after.assignee.map(|s| s.0),
-                        after.follow_up,
-                        after.referred_to.map(|l| l.0),
-                        after.exclude_from_stats
-                    ],
-                )
-                .map_err(db)?;
-                for change in changes(&before, after) {
-                    insert_timeline(c, id, now, Some(&by), &change)?;
-                }
+                write_question_state(c, id, &before, after, &by, now)?;
             }
             for entry in &plan.entries {
                 insert_timeline(c, id, now, Some(&by), entry)?;

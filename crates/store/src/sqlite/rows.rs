@@ -559,3 +559,34 @@ pub fn question_query_sql(query: &crate::QuestionQuery) -> (String, Vec<rusqlite
 pub fn script_row(r: &Row) -> rusqlite::Result<crate::Script> {
     Ok(crate::Script { id: r.get(0)?, scope: r.get(1)?, owner: r.get(2)?, title: r.get(3)?, body: r.get(4)? })
 }
+
+/// Writes a question's new state and, for every difference from `before`,
+/// a timeline entry (R7: nothing changes silently).
+pub fn write_question_state(
+    c: &Connection,
+    id: QuestionId,
+    before: &QuestionState,
+    after: &QuestionState,
+    by: &Staff,
+    now: Millis,
+) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6,
+         exclude_from_stats = ?7 WHERE id = ?1",
+    )
+    .map_err(db)?
+    .execute(params![
+        id.0,
+        after.status.as_str(),
+        after.code,
+        after.assignee.map(|s| s.0),
+        after.follow_up,
+        after.referred_to.map(|l| l.0),
+        after.exclude_from_stats
+    ])
+    .map_err(db)?;
+    for change in refdesk_domain::question::changes(before, after) {
+        insert_timeline(c, id, now, Some(by), &change)?;
+    }
+    Ok(())
+}
