@@ -8,9 +8,12 @@ async function load() {
   try { me = await api("/api/me"); } catch { location.href = "/desk"; return; }
   const libs = await api("/api/libraries");
   const sections = [];
+  // Admin forms only for those who may use them (the server checks anyway).
+  document.getElementById("new-lib-h").parentElement.hidden = !["institution_admin", "cooperative_admin"].includes(me.role);
+  document.getElementById("codes-h").parentElement.hidden = me.role !== "cooperative_admin";
   for (const lib of libs) {
     const snippet = `<script src="${location.origin}/widget.js" data-library="${lib.slug}" defer></script>`;
-    const id = lib.slug.replace(/[^a-z0-9-]/g, "");
+    const id = `lib${lib.id}`;
     const code = el("textarea", { id: `snippet-${id}`, rows: 2, readonly: true }, snippet);
     const copy = el("button", { type: "button", class: "secondary" }, "Copy snippet");
     copy.onclick = async () => { code.select(); try { await navigator.clipboard.writeText(snippet); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };

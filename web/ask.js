@@ -1,4 +1,5 @@
-// The patron's chat page (plain version; the full widget comes later).
+// The patron's chat: the full page at /ask/<library> and, in a frame, the
+// embeddable widget (widget.js).
 import { api, el, messageItem, socket, newClientId } from "/assets/common.js";
 
 const slug = decodeURIComponent(location.pathname.split("/").pop());

@@ -1,6 +1,6 @@
-// The librarian's desk (plain version; the full desk comes later): queue,
-// chat monitor (My / ALL), chats with notes, conferencing, transfer,
-// availability and staff IM.
+// The librarian's desk: queue, chat monitor (My / ALL), several chats with
+// notes, scripts and policy notes, conferencing, transfer, availability,
+// alerts and staff IM.
 import { api, el, clock, messageItem, socket, newClientId } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -41,7 +41,8 @@ function renderPresent() {
   if (!s) { $("present").textContent = ""; return; }
   const who = [s.librarian_name ? `${s.librarian_name} (chatting)` : "nobody chatting yet"];
   for (const m of s.ctx.members) who.push(`${m.name} (${m.mode})`);
-  $("present").textContent = `Present: ${who.join(", ")}`;
+  const typing = $("present").dataset.typing;
+  $("present").textContent = `Present: ${who.join(", ")}${typing ? ` — ${typing}` : ""}`;
 }
 
 function onEvent(m) {
@@ -178,7 +179,14 @@ async function start() {
       }
       else if (f.type === "queue_removed") { waiting = waiting.filter((w) => w.session !== f.session); renderQueue(waiting); }
       else if (f.type === "monitor") { monitor.clear(); for (const s of f.sessions) monitor.set(s.ctx.id, s); renderMonitor(); }
-      else if (f.type === "monitor_update") { monitor.set(f.ctx.id, f); renderMonitor(); }
+      else if (f.type === "monitor_update") {
+        const fresh = !monitor.has(f.ctx.id);
+        monitor.set(f.ctx.id, f);
+        renderMonitor();
+        if (fresh && f.ctx.id === current) showPolicy(current);
+      }
+      else if (f.type === "monitor_gone") { monitor.delete(f.session); renderMonitor(); }
+      else if (f.type === "typing") { if (f.session === current) $("present").dataset.typing = f.on ? `${f.who} is typing…` : ""; renderPresent(); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; renderMonitor(); } }
       else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; renderMonitor(); } }
       else if (f.type === "im") onIm(f);

@@ -27,7 +27,8 @@ async function load() {
   const q = d.question;
   $("title").textContent = `Question #${q.id}`;
   $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
-    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}; librarian ${q.librarian_name || "—"}`);
+    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}; librarian ${q.librarian_name || "—"}`
+    + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
   $("live-warning").classList.toggle("hidden", !q.live);
   $("transcript").replaceChildren(...d.transcript.map((m) => messageItem(m, { staffView: true })));
   $("timeline").replaceChildren(...d.timeline.map((t) =>

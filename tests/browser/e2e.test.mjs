@@ -273,9 +273,9 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.getByRole("cell", { name: "ann", exact: true }).waitFor();
   await accessible(admin, "staff management");
   await admin.goto(`${base}/desk/admin`);
-  await admin.locator("#snippet-riverside-main").waitFor();
-  assert.match(await admin.inputValue("#snippet-riverside-main"), /widget\.js" data-library="riverside-main"/);
-  await admin.fill("#policy-riverside-main", "Renewals: up to 3 times.");
+  await admin.locator("#snippet-lib1").waitFor();
+  assert.match(await admin.inputValue("#snippet-lib1"), /widget\.js" data-library="riverside-main"/);
+  await admin.fill("#policy-lib1", "Renewals: up to 3 times.");
   await admin.getByRole("button", { name: "Save policy notes" }).first().click();
   await admin.getByText(/Policy notes for .* saved/).waitFor();
   await admin.fill("#script-title", "Hours");
@@ -292,7 +292,7 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await dev.fill("#lib-slug", "riverside-music");
   await dev.click("#library-form button[type=submit]");
   await dev.getByText("Riverside University Music Library added: /ask/riverside-music").waitFor();
-  await dev.locator("#snippet-riverside-music").waitFor();
+  await dev.locator("#snippet-lib4").waitFor();
   await dev.context().close();
   await admin.context().close();
 

@@ -4,7 +4,7 @@
 //! and the offline question form used when nobody is on duty.
 
 use crate::{auth, App, AppError, AppResult};
-use refdesk_domain::authz::authorize_staff_admin;
+use refdesk_domain::authz::{authorize_admin, authorize_staff_admin, Admin};
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::StaffId;
 use refdesk_domain::input::{self, Body};
@@ -306,9 +306,7 @@ impl App {
             .into_iter()
             .find(|l| l.placement.library == library)
             .ok_or(DomainError::NotFound("library"))?;
-        if staff.role < Role::LibraryAdmin || !staff.role_covers(&lib.placement) {
-            return Err(DomainError::Forbidden("only the library's admins edit its policy page").into());
-        }
+        authorize_admin(staff, Admin::EditPolicy, &lib.placement)?;
         let body = body.trim();
         if body.chars().count() > 20_000 || body.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
             return Err(DomainError::invalid("body", "at most 20000 characters of plain text").into());
@@ -328,10 +326,9 @@ impl App {
     fn script_owner(staff: &Staff, scope: &str) -> Result<i64, DomainError> {
         match scope {
             "personal" => Ok(staff.id.0),
-            "library" if staff.role >= Role::LibraryAdmin => Ok(staff.home.library.0),
-            "cooperative" if staff.role >= Role::CooperativeAdmin => Ok(staff.home.cooperative.0),
-            "library" | "cooperative" => {
-                Err(DomainError::Forbidden("only admins keep scripts for a library or cooperative"))
+            "library" => authorize_admin(staff, Admin::LibraryScripts, &staff.home).map(|()| staff.home.library.0),
+            "cooperative" => {
+                authorize_admin(staff, Admin::CooperativeScripts, &staff.home).map(|()| staff.home.cooperative.0)
             }
             _ => Err(DomainError::invalid("scope", "use personal, library or cooperative")),
         }
@@ -365,9 +362,7 @@ impl App {
     /// Adds or changes one of the cooperative's resolution codes (R6):
     /// cooperative admins only.
     pub async fn put_code(&self, staff: &Staff, code: refdesk_domain::question::ResolutionCode) -> AppResult<()> {
-        if staff.role < Role::CooperativeAdmin {
-            return Err(DomainError::Forbidden("resolution codes are the cooperative admins' to change").into());
-        }
+        authorize_admin(staff, Admin::EditCodes, &staff.home)?;
         input::slug("key", &code.key)?;
         let label = input::optional_line("label", Some(&code.label), 100)?
             .ok_or_else(|| DomainError::invalid("label", "is required"))?;
@@ -388,9 +383,7 @@ impl App {
         slug: &str,
         name: &str,
     ) -> AppResult<refdesk_store::LibraryRecord> {
-        if staff.role < Role::InstitutionAdmin {
-            return Err(DomainError::Forbidden("libraries are created by institution and cooperative admins").into());
-        }
+        authorize_admin(staff, Admin::AddLibrary, &staff.home)?;
         let slug = input::slug("slug", slug)?;
         let name = input::optional_line("name", Some(name), 200)?
             .ok_or_else(|| DomainError::invalid("name", "is required"))?;

@@ -229,6 +229,41 @@ pub fn authorize_staff_admin(
     Ok(())
 }
 
+/// Administration of a library or cooperative (DESIGN §2, §9).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Admin {
+    /// Write a library's policy page.
+    EditPolicy,
+    /// Keep scripts for a library.
+    LibraryScripts,
+    /// Keep scripts for the cooperative.
+    CooperativeScripts,
+    /// Change the cooperative's resolution codes (R6).
+    EditCodes,
+    /// Add a library to one's institution.
+    AddLibrary,
+}
+
+/// Decides administration: library admins for their library's policy page
+/// and scripts, institution admins add libraries to their institution,
+/// cooperative admins keep cooperative scripts and resolution codes — each
+/// only within the role's scope (`target` is the library or, for
+/// cooperative-wide actions, any library of the cooperative).
+pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Result<(), DomainError> {
+    let (needed, why) = match action {
+        Admin::EditPolicy => (Role::LibraryAdmin, "only the library's admins edit its policy page"),
+        Admin::LibraryScripts => (Role::LibraryAdmin, "only admins keep scripts for a library"),
+        Admin::AddLibrary => (Role::InstitutionAdmin, "libraries are added by institution and cooperative admins"),
+        Admin::CooperativeScripts => (Role::CooperativeAdmin, "only cooperative admins keep cooperative scripts"),
+        Admin::EditCodes => (Role::CooperativeAdmin, "resolution codes are the cooperative admins' to change"),
+    };
+    if staff.role >= needed && staff.role_covers(target) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(why))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +475,33 @@ mod tests {
         for (role, w, target_role, new_role, allowed) in table {
             let got = authorize_staff_admin(&staff(5, role), &place_of(w), target_role, new_role);
             assert_eq!(got.is_ok(), allowed, "{role:?} × {w:?} × {target_role:?} → {new_role:?}");
+        }
+    }
+
+    #[test]
+    fn administration_follows_role_and_scope() {
+        use Role::*;
+        use Where::*;
+        let place_of = |w| target(w, None).placement;
+        let table = [
+            (Librarian, Admin::EditPolicy, SameLibrary, false),
+            (LibraryAdmin, Admin::EditPolicy, SameLibrary, true),
+            (LibraryAdmin, Admin::EditPolicy, SameInstitution, false),
+            (LibraryAdmin, Admin::LibraryScripts, SameLibrary, true),
+            (LibraryAdmin, Admin::AddLibrary, SameLibrary, false),
+            (InstitutionAdmin, Admin::AddLibrary, SameInstitution, true),
+            (InstitutionAdmin, Admin::EditCodes, SameLibrary, false),
+            (InstitutionAdmin, Admin::CooperativeScripts, SameLibrary, false),
+            (CooperativeAdmin, Admin::EditCodes, SameCooperative, true),
+            (CooperativeAdmin, Admin::CooperativeScripts, SameCooperative, true),
+            (CooperativeAdmin, Admin::EditPolicy, OtherCooperative, false),
+        ];
+        for (role, action, w, allowed) in table {
+            assert_eq!(
+                authorize_admin(&staff(5, role), action, &place_of(w)).is_ok(),
+                allowed,
+                "{role:?} × {action:?} × {w:?}"
+            );
         }
     }
 }

@@ -75,6 +75,7 @@ impl Assignment {
 /// A resolution code and what it decides (R6). The mapping is data: these
 /// rows live in the database, per cooperative, editable by its admins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResolutionCode {
     /// Stable key, e.g. `follow_up_by_me`.
     pub key: String,

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document, served at `/api/openapi.json`. Written by hand
 //! next to the routes it describes; the router test checks that every
-//! documented path is routed and every routed API path is documented.
+//! documented path is routed, and that the API paths it lists are documented.
 
 use crate::AppState;
 use axum::routing::get;
@@ -116,6 +116,31 @@ fn desk_paths() -> Value {
     add(
         "/api/libraries/{slug}/questions",
         json!({"post": with_params(op("The offline question form: a new question, answered by e-mail", "none", Some("OfflineForm"), "201"), slug)}),
+    );
+    add(
+        "/api/chat/rating",
+        json!({"post": op("The patron rates the ended chat (1–5) with an optional comment", "patron", Some("Rating"), "200")}),
+    );
+    let library = json!([{"name": "library", "in": "path", "required": true, "schema": {"type": "integer"}}]);
+    add(
+        "/api/policies/{library}",
+        json!({
+            "get": with_params(op("A library's policy page for staff serving its patrons", "staff", None, "200"), library.clone()),
+            "put": with_params(op("Replace a library's policy page (its admins)", "staff", Some("Policy"), "200"), library)
+        }),
+    );
+    add(
+        "/api/scripts",
+        json!({
+            "get": op("The scripts (canned messages) I may use: mine, my library's, my cooperative's", "staff", None, "200"),
+            "post": op("Save a script: personal (anyone), library (library admins), cooperative (cooperative admins)", "staff", Some("Script"), "201")
+        }),
+    );
+    add("/api/scripts/{id}", json!({"delete": with_id(op("Delete a script one may keep", "staff", None, "200"))}));
+    let key = json!([{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    add(
+        "/api/codes/{key}",
+        json!({"put": with_params(op("Add or change a resolution code (cooperative admins); returns the codes", "staff", Some("Code"), "200"), key)}),
     );
     Value::Object(m)
 }

@@ -1,0 +1,294 @@
+//! The storage contract: one suite, generic over [`Store`], that every
+//! backend must pass. It runs on SQLite here; the PostgreSQL backend (next)
+//! runs the very same function. Each check names the rule it guards.
+
+use refdesk_domain::chat::{Audience, Author, ConferenceMode, Message, MessageKind};
+use refdesk_domain::event::{Availability, Event};
+use refdesk_domain::ids::{QuestionId, SessionId, StaffId};
+use refdesk_domain::org::{Role, Staff};
+use refdesk_domain::question::{default_codes, Change, Status};
+use refdesk_domain::DomainError;
+use refdesk_store::sqlite::SqliteStore;
+use refdesk_store::{
+    EventSink, Handover, NewMail, NewMessage, NewSession, NewStaff, QuestionPlan, QuestionQuery, QuestionScope,
+    ScopeLevel, Store, StoreError, TransferTo,
+};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Event>>);
+
+impl EventSink for Recorder {
+    fn publish(&self, events: Vec<Event>) {
+        self.0.lock().unwrap().extend(events);
+    }
+}
+
+fn ok() -> refdesk_store::Guard {
+    Box::new(|_| Ok(()))
+}
+
+fn line(author: Author, kind: MessageKind, body: &str, client_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        author,
+        kind,
+        audience: kind.audience(),
+        body: body.into(),
+        client_id: client_id.map(Into::into),
+        system: None,
+    }
+}
+
+struct World {
+    ann: Staff,
+    carla: Staff,
+    dev: Staff,
+    library: refdesk_store::LibraryRecord,
+    other: refdesk_store::LibraryRecord,
+}
+
+async fn world(store: &dyn Store) -> World {
+    assert!(store.is_empty().await.unwrap());
+    let coop = store.create_cooperative("Coop", default_codes()).await.unwrap();
+    let inst = store.create_institution(coop, "Uni").await.unwrap();
+    let library = store.create_library(inst, "main", "Main").await.unwrap();
+    let other = store.create_library(inst, "law", "Law").await.unwrap();
+    assert!(!store.is_empty().await.unwrap());
+    assert!(matches!(
+        store.create_library(inst, "main", "Again").await,
+        Err(StoreError::Domain(DomainError::Conflict(_)))
+    ));
+    let mut staff = Vec::new();
+    for (u, role, lib) in [
+        ("ann", Role::Librarian, &library),
+        ("carla", Role::LibraryAdmin, &library),
+        ("dev", Role::InstitutionAdmin, &other),
+    ] {
+        let new = NewStaff {
+            library: lib.placement.library,
+            username: u.into(),
+            display_name: u.to_uppercase(),
+            role,
+            password_hash: "hash".into(),
+        };
+        store.create_staff(new).await.unwrap();
+        staff.push(store.staff_by_username(u).await.unwrap().unwrap().staff);
+    }
+    let dev = staff.pop().unwrap();
+    let carla = staff.pop().unwrap();
+    let ann = staff.pop().unwrap();
+    World { ann, carla, dev, library, other }
+}
+
+async fn start(store: &dyn Store, w: &World, email: Option<&str>, token: &str, now: i64) -> SessionId {
+    let new = NewSession {
+        library: w.library.placement.library,
+        patron_name: Some("Pat".into()),
+        patron_email: email.map(Into::into),
+        question: "Where?".into(),
+        token_hash: token.into(),
+        now,
+        transcript_to: None,
+    };
+    store.start_session(new).await.unwrap().0.ctx.id
+}
+
+fn staff_author(s: &Staff) -> Author {
+    Author::Staff { id: s.id, name: s.display_name.clone() }
+}
+
+/// The contract. `sink` must be the sink the store was opened with.
+async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
+    let s = &*store;
+    let w = world(s).await;
+
+    // Sign-in tokens are looked up by digest and expire.
+    s.create_login("digest", w.ann.id, 100).await.unwrap();
+    assert_eq!(s.staff_by_login("digest", 99).await.unwrap().map(|x| x.id), Some(w.ann.id));
+    assert!(s.staff_by_login("digest", 100).await.unwrap().is_none(), "expired");
+
+    // A session: waiting, its first message is the question; queue order.
+    let a = start(s, &w, Some("pat@example.org"), "t1", 10).await;
+    let b = start(s, &w, None, "t2", 20).await;
+    assert_eq!(s.session_by_token("t1").await.unwrap().unwrap().ctx.id, a);
+    assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, b).await.unwrap(), 1);
+
+    // I6: one accept wins; R1: the question is in the patron's library, answered.
+    let (rec, _) = s.accept(a, w.ann.clone(), ok(), 30).await.unwrap();
+    assert_eq!(rec.ctx.librarian, Some(w.ann.id));
+    assert!(matches!(s.accept(a, w.carla.clone(), ok(), 31).await, Err(StoreError::Domain(DomainError::Conflict(_)))));
+    let q = rec.ctx.question.expect("R1: a question at acceptance");
+    let question = s.question(q).await.unwrap().unwrap();
+    assert_eq!(
+        (question.library, question.state.status, question.live),
+        (w.library.placement.library, Status::Answered, true)
+    );
+
+    // A guard refusing inside the transaction changes nothing.
+    let refused = s
+        .append(
+            a,
+            line(staff_author(&w.ann), MessageKind::Message, "no", None),
+            Box::new(|_| Err(DomainError::Forbidden("x"))),
+            32,
+        )
+        .await;
+    assert!(refused.is_err());
+
+    // I3 / I4: sequence numbers strictly increase; a re-sent client id is stored once.
+    let m1 = s
+        .append(a, line(Author::Patron { name: "Pat".into() }, MessageKind::Message, "hi", Some("c1")), ok(), 33)
+        .await
+        .unwrap();
+    let again = s
+        .append(a, line(Author::Patron { name: "Pat".into() }, MessageKind::Message, "hi", Some("c1")), ok(), 34)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.seq, m1.message.seq);
+    let note = s.append(a, line(staff_author(&w.ann), MessageKind::Note, "psst", Some("c1")), ok(), 35).await.unwrap();
+    assert!(!note.duplicate, "client ids are per sender");
+    let all: Vec<Message> = s.messages_after(a, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless, in order");
+    assert_eq!(all.last().unwrap().audience, Audience::Staff);
+    assert_eq!(s.messages_after(a, 2, 100).await.unwrap().first().map(|m| m.seq), Some(3));
+
+    // Conferencing (B2, B3): members in the context, a change of hands kept in the timeline.
+    let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, None, ok(), 40).await.unwrap();
+    assert_eq!(rec.ctx.member_mode(w.dev.id), Some(ConferenceMode::Whisper));
+    let handover = Handover {
+        to: TransferTo::Staff(w.dev.clone()),
+        stay: true,
+        line: line(Author::System, MessageKind::System, "taken over", None),
+    };
+    let rec = s.transfer(a, w.dev.clone(), handover, ok(), 41).await.unwrap();
+    assert_eq!(rec.ctx.librarian, Some(w.dev.id));
+    assert_eq!(rec.ctx.member_mode(w.ann.id), Some(ConferenceMode::Whisper), "the previous librarian stays");
+    let rec =
+        s.leave(a, w.ann.clone(), line(Author::System, MessageKind::System, "left", None), ok(), 42).await.unwrap();
+    assert!(rec.ctx.members.is_empty());
+    assert_eq!(s.sessions_of(w.dev.id).await.unwrap().len(), 1);
+
+    // R6 / R7 through a question-list action: new state, timeline entries, a line, an e-mail.
+    let plan: refdesk_store::Plan = Box::new(|q, _| {
+        let mut after = q.state.clone();
+        after.status = Status::Closed;
+        Ok(QuestionPlan {
+            state: Some(after),
+            entries: vec![Change::Note { body: "closing".into() }],
+            line: Some(line(Author::System, MessageKind::System, "closed", None)),
+            mail: Some(NewMail { kind: "answer", to: "pat@example.org".into(), subject: "s".into(), body: "b".into() }),
+        })
+    });
+    let acted = s.act_on_question(q, w.carla.clone(), plan, 50).await.unwrap();
+    assert_eq!(acted.question.state.status, Status::Closed);
+    let kinds: Vec<&str> =
+        s.timeline(q).await.unwrap().iter().map(|t| t.change.kind()).collect::<Vec<_>>().into_iter().collect();
+    assert!(kinds.contains(&"status") && kinds.contains(&"note") && kinds.contains(&"librarian"), "{kinds:?}");
+
+    // The outbox: due, failed with a retry time, then sent once.
+    let mail = acted.mail.expect("queued with the action");
+    assert_eq!(s.due_mail(50, 10).await.unwrap().len(), 1);
+    s.mail_failed(mail, "down", 60).await.unwrap();
+    assert!(s.due_mail(59, 10).await.unwrap().is_empty());
+    assert_eq!(s.next_mail_due().await.unwrap(), Some(60));
+    s.mail_sent(mail, 61).await.unwrap();
+    assert!(s.due_mail(i64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(s.mail(mail).await.unwrap().unwrap().attempts, 2);
+
+    // The question list: scope and views.
+    let query = |covers, view| QuestionQuery {
+        scope: QuestionScope { covers, participant: StaffId(0) },
+        view,
+        status: None,
+        code: None,
+        from: None,
+        to: None,
+        librarian: None,
+        library: None,
+        text: None,
+        before: None,
+        limit: 50,
+    };
+    use refdesk_domain::actions::View;
+    assert_eq!(
+        s.questions(query(ScopeLevel::Library(w.library.placement.library), View::Closed)).await.unwrap().len(),
+        1
+    );
+    assert!(s.questions(query(ScopeLevel::Library(w.other.placement.library), View::All)).await.unwrap().is_empty());
+    let mut search = query(ScopeLevel::Institution(w.library.placement.institution), View::All);
+    search.text = Some("psst".into());
+    assert_eq!(s.questions(search).await.unwrap().len(), 1, "search reaches the transcript");
+
+    // Ending and coding: no longer live (R5).
+    s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), None, 70).await.unwrap();
+    assert!(matches!(
+        s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), None, 71).await,
+        Err(StoreError::Domain(DomainError::Conflict(_)))
+    ));
+    let decide: refdesk_store::Decide = Box::new(|before, _, codes| {
+        let code = codes.iter().find(|c| c.key == "answered").unwrap();
+        Ok(refdesk_domain::question::apply_code(before, code, Some(StaffId(1)), None))
+    });
+    s.set_code(a, "answered".into(), w.dev.clone(), ok(), decide, 72).await.unwrap();
+    assert!(!s.question(q).await.unwrap().unwrap().live);
+    s.rate(a, 5, Some("great".into())).await.unwrap();
+    assert_eq!(s.question(q).await.unwrap().unwrap().rating, Some(5));
+
+    // A patron leaving the queue with an address leaves a missed-chat question.
+    s.end(b, Author::Patron { name: "Pat".into() }, ok(), Box::new(|_, _| None), Some("missed".into()), 80)
+        .await
+        .unwrap();
+    assert!(s.session(b).await.unwrap().unwrap().ctx.question.is_none(), "no address, no question");
+
+    // Staff: availability and sign-off, IM, scripts, policies, codes.
+    s.set_availability(w.ann.id, Availability::OnDuty, 100).await.unwrap();
+    s.touch(vec![w.ann.id], 200).await.unwrap();
+    assert!(s.sign_off_stale(150).await.unwrap().is_empty());
+    assert_eq!(s.sign_off_stale(201).await.unwrap().len(), 1);
+    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 300).await.unwrap();
+    assert!(!dup);
+    assert!(s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 301).await.unwrap().1, "I4 for IM");
+    assert_eq!(s.im_after(w.dev.id, w.ann.id, 0, 10).await.unwrap(), vec![m]);
+    assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 1);
+    s.im_read(w.dev.id, w.ann.id, 1).await.unwrap();
+    assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 0);
+    let script = s.create_script("personal", w.ann.id.0, "Hi".into(), "Hello!".into(), 400).await.unwrap();
+    assert_eq!(s.scripts_for(&w.ann).await.unwrap(), vec![script.clone()]);
+    assert!(s.scripts_for(&w.carla).await.unwrap().is_empty());
+    s.delete_script(script.id).await.unwrap();
+    s.set_policy(w.library.placement.library, "Fines: none".into(), w.carla.id, 500).await.unwrap();
+    assert_eq!(s.policy(w.library.placement.library).await.unwrap().unwrap().body, "Fines: none");
+    let mut code = default_codes().remove(0);
+    code.label = "Answered fully".into();
+    s.put_code(w.library.placement.cooperative, code).await.unwrap();
+    assert_eq!(s.codes(w.library.placement.cooperative).await.unwrap()[0].label, "Answered fully");
+
+    // I2: events are published only for committed writes, in commit order.
+    let events = sink.0.lock().unwrap();
+    let published: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } if message.session == a => Some(message.seq),
+            _ => None,
+        })
+        .collect();
+    let stored: Vec<u64> = futures_lite_block(s.messages_after(a, 0, 1000)).iter().map(|m| m.seq).collect();
+    assert_eq!(published, stored, "each committed message published once, in order; refused ones never");
+    let _ = QuestionId(0);
+}
+
+/// Runs a store future to completion from synchronous code inside the test.
+fn futures_lite_block<T>(f: impl std::future::Future<Output = refdesk_store::Result<T>>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_contract_holds_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Recorder::default());
+    let store = Arc::new(SqliteStore::open(&dir.path().join("contract.sqlite3"), sink.clone()).unwrap());
+    contract(store, sink).await;
+}
