@@ -77,6 +77,18 @@ $("library-form").onsubmit = async (e) => {
   } catch (err) { $("error").textContent = err.message; }
 };
 
+$("code-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("error").textContent = "";
+  const key = $("code-key").value;
+  try {
+    await api(`/api/codes/${encodeURIComponent(key)}`, { method: "PUT", body: {
+      key, label: $("code-label").value, status: $("code-status").value, assign: "nobody",
+      follow_up: false, referred: false, exclude_from_stats: false } });
+    e.target.reset(); await loadCodes(); $("status").textContent = `Code ${key} added.`;
+  } catch (err) { $("error").textContent = err.message; }
+};
+
 $("script-form").onsubmit = async (e) => {
   e.preventDefault();
   $("error").textContent = "";

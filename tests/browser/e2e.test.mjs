@@ -294,6 +294,18 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await dev.getByText("Riverside University Music Library added: /ask/riverside-music").waitFor();
   await dev.locator("#snippet-lib4").waitFor();
   await dev.context().close();
+  // A cooperative admin adds a resolution code.
+  const erin = await open();
+  await signIn(erin, "erin");
+  await erin.goto(`${base}/desk/admin`);
+  await erin.fill("#code-key", "needs_expert");
+  await erin.fill("#code-label", "Needs a subject expert");
+  await erin.selectOption("#code-status", "pending");
+  await erin.click("#code-form button[type=submit]");
+  await erin.getByText("Code needs_expert added.").waitFor();
+  await erin.getByRole("button", { name: "Save needs_expert" }).waitFor();
+  await accessible(erin, "the admin page as a cooperative admin");
+  await erin.context().close();
   await admin.context().close();
 
   // The embeddable widget: one script tag on a library's page.
