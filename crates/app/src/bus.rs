@@ -251,6 +251,11 @@ impl EventSink for Bus {
                         }
                     }
                 }
+                Event::QueueRolledUp(_) => {
+                    for m in &t.queue {
+                        m.deliver(&event);
+                    }
+                }
                 Event::SignedOut { staff } => {
                     for m in t.staff.get(staff).map_or(empty, Vec::as_slice) {
                         m.deliver(&event);

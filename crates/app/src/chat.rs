@@ -137,7 +137,7 @@ impl App {
     pub async fn start_chat(&self, library_slug: &str, form: StartChat) -> AppResult<Started> {
         let lib = self.library(library_slug).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
-        let email = input::optional_email(form.email.as_deref())?;
+        let email = crate::mail::email_address(form.email.as_deref())?;
         if form.transcript && email.is_none() {
             return Err(DomainError::invalid("email", "give an e-mail address to receive the transcript").into());
         }
@@ -220,7 +220,7 @@ impl App {
     /// The patron asks for (or, with `None`, cancels) the transcript by
     /// e-mail at the end of the chat, to the address they confirm.
     pub async fn request_transcript(&self, session: &SessionRecord, email: Option<&str>) -> AppResult<Option<String>> {
-        let email = input::optional_email(email)?;
+        let email = crate::mail::email_address(email)?;
         if !session.state.accepts_messages() {
             return Err(DomainError::Conflict("the chat has ended".into()).into());
         }

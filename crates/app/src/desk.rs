@@ -145,12 +145,18 @@ impl App {
         authorize(staff, Action::Transfer, &Target::of(&rec.ctx, rec.state))?;
         let (target, line) = match to {
             Transfer::Staff(id) => {
-                let colleague = self
+                // A chat goes only to a colleague who can take it now: enabled, on duty.
+                let entry = self
                     .store
-                    .staff_by_id(id)
+                    .staff_of(staff.home.cooperative)
                     .await?
-                    .filter(|s| s.home.cooperative == staff.home.cooperative)
+                    .into_iter()
+                    .find(|e| e.staff.id == id && !e.disabled)
                     .ok_or_else(|| DomainError::invalid("to", "no such colleague in your cooperative"))?;
+                if entry.availability != refdesk_domain::event::Availability::OnDuty {
+                    return Err(DomainError::Conflict(format!("{} is not on duty", entry.staff.display_name)).into());
+                }
+                let colleague = entry.staff;
                 if colleague.id == staff.id {
                     return Err(DomainError::invalid("to", "you are already chatting").into());
                 }

@@ -319,6 +319,17 @@ impl Feed {
             // watches is re-read from the store, which has all of it.
             let watched: Vec<SessionId> = self.sessions.keys().copied().collect();
             for s in watched {
+                // Changes of hands may be among what was dropped: the
+                // context is re-read, and a session no longer in view is left.
+                if let (Viewer::Staff(staff), Some(rec)) = (&self.viewer, self.app.store.session(s).await?) {
+                    if authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state)).is_err() {
+                        self.leave(s);
+                        continue;
+                    }
+                    if let Some(w) = self.sessions.get_mut(&s) {
+                        w.ctx = rec.ctx;
+                    }
+                }
                 out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
             }
             let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
@@ -360,6 +371,11 @@ impl Feed {
                         out.extend(self.position());
                     }
                 } else if self.may_see_waiting(e, self.app.clock.now()) {
+                    out.push(Out::QueueAdded(e.clone()));
+                }
+            }
+            Event::QueueRolledUp(e) => {
+                if self.may_see_waiting(e, self.app.clock.now()) {
                     out.push(Out::QueueAdded(e.clone()));
                 }
             }

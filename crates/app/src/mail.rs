@@ -81,6 +81,18 @@ impl MailConfig {
     }
 }
 
+/// An optional e-mail address from outside, checked for shape and for
+/// whether our mailer can send to it — so that an address accepted now never
+/// fails for good later, after staff were told it was e-mailed.
+pub fn email_address(s: Option<&str>) -> Result<Option<String>, refdesk_domain::DomainError> {
+    let address = refdesk_domain::input::optional_email(s)?;
+    if let Some(a) = &address {
+        a.parse::<lettre::Address>()
+            .map_err(|_| refdesk_domain::DomainError::invalid("email", "is not an address we can send to"))?;
+    }
+    Ok(address)
+}
+
 /// The e-mail for an answer sent from the question list. The question number
 /// is in the subject so that a reply can be matched to it.
 pub fn answer_mail(q: &QuestionRecord, answer: &str, to: &str) -> NewMail {
@@ -234,11 +246,16 @@ impl Mailer {
             }),
             Transport::Files(dir) => {
                 let write = async {
+                    use tokio::io::AsyncWriteExt;
                     tokio::fs::create_dir_all(dir).await?;
                     let path = dir.join(format!("{:08}.eml", mail.id));
                     let tmp = dir.join(format!(".{:08}.eml.tmp", mail.id));
-                    tokio::fs::write(&tmp, email.formatted()).await?;
-                    tokio::fs::rename(&tmp, &path).await
+                    // On disk before it is recorded as sent: the file, then its name.
+                    let mut file = tokio::fs::File::create(&tmp).await?;
+                    file.write_all(&email.formatted()).await?;
+                    file.sync_all().await?;
+                    tokio::fs::rename(&tmp, &path).await?;
+                    tokio::fs::File::open(dir).await?.sync_all().await
                 };
                 write.await.map_err(|e| Failure::Transient(format!("cannot write the e-mail file: {e}")))
             }

@@ -9,7 +9,7 @@ use refdesk_domain::actions::{self, check_confirmation, ChatLine, View};
 use refdesk_domain::authz::{authorize, authorize_question, Action, Target};
 use refdesk_domain::chat::{Author, Message, SystemEvent};
 use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
-use refdesk_domain::input::{self, Body};
+use refdesk_domain::input::Body;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{apply_code, Change, Status};
 use refdesk_domain::visibility::{transcript, Viewer};
@@ -207,14 +207,19 @@ impl App {
         let mut codes = Vec::new();
         let action = match action {
             QuestionAction::Answer { body, email } => {
-                let email = input::optional_email(email.as_deref())?;
+                let email = crate::mail::email_address(email.as_deref())?;
                 QuestionAction::Answer { body: parse_body(&body)?, email }
             }
             QuestionAction::Note { body } => QuestionAction::Note { body: parse_body(&body)? },
             QuestionAction::MessageLibrarian { body } => QuestionAction::MessageLibrarian { body: parse_body(&body)? },
             QuestionAction::Assign { to: Some(to) } => {
-                assignee =
-                    Some(self.store.staff_by_id(to).await?.ok_or(DomainError::invalid("to", "no such staff member"))?);
+                let enabled = self
+                    .store
+                    .staff_of(staff.home.cooperative)
+                    .await?
+                    .into_iter()
+                    .find(|e| e.staff.id == to && !e.disabled);
+                assignee = Some(enabled.ok_or(DomainError::invalid("to", "no such staff member"))?.staff);
                 QuestionAction::Assign { to: Some(to) }
             }
             QuestionAction::Refer { library } => {

@@ -160,7 +160,7 @@ impl App {
     pub async fn ask_offline(&self, slug: &str, form: OfflineForm) -> AppResult<FormReceipt> {
         let lib = self.library(slug).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
-        let email = input::optional_email(form.email.as_deref())?
+        let email = crate::mail::email_address(form.email.as_deref())?
             .ok_or_else(|| DomainError::invalid("email", "give an e-mail address so the library can answer"))?;
         let question = Body::parse(&form.question, self.limits.max_message_chars)
             .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
@@ -225,7 +225,7 @@ impl App {
         let now = self.clock.now();
         match self.store.rolled_up(last, now, self.rollup_ms()).await {
             Ok(entries) => {
-                let events: Vec<Event> = entries.into_iter().map(Event::QueueAdded).collect();
+                let events: Vec<Event> = entries.into_iter().map(Event::QueueRolledUp).collect();
                 if !events.is_empty() {
                     refdesk_store::EventSink::publish(&*self.bus, events);
                 }

@@ -113,6 +113,9 @@ pub enum Event {
     },
     /// A chat joined the queue.
     QueueAdded(QueueEntry),
+    /// A waiting chat reached the roll-up delay: now offered to the whole
+    /// cooperative. Nobody's place in line changes.
+    QueueRolledUp(QueueEntry),
     /// Someone is typing (or stopped). Never stored; carried by the bus only.
     Typing {
         /// The session.

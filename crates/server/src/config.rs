@@ -93,11 +93,21 @@ impl Config {
         if l.frames_per_second == 0 || l.frame_burst == 0 || l.connection_queue == 0 {
             bail!("limits.frames_per_second, frame_burst and connection_queue must be positive");
         }
-        if l.signoff_minutes == 0 {
-            bail!("limits.signoff_minutes must be positive");
-        }
-        if l.login_hours == 0 {
-            bail!("limits.login_hours must be positive");
+        // Upper bounds too: nothing here may overflow a computation or a
+        // buffer (a day of sign-off, a year of sign-in, a 16 MiB frame…).
+        let bounded = [
+            ("limits.signoff_minutes", l.signoff_minutes, 1, 24 * 60),
+            ("limits.login_hours", l.login_hours, 1, 24 * 366),
+            ("limits.rollup_seconds", l.rollup_seconds, 0, 24 * 3600),
+            ("limits.max_frame_bytes", l.max_frame_bytes as u64, 1024, 16 << 20),
+            ("limits.connection_queue", l.connection_queue as u64, 1, 1 << 16),
+            ("limits.frames_per_second", l.frames_per_second as u64, 1, 100_000),
+            ("limits.frame_burst", l.frame_burst as u64, 1, 100_000),
+        ];
+        for (name, value, min, max) in bounded {
+            if !(min..=max).contains(&value) {
+                bail!("{name} must be between {min} and {max} (it is {value})");
+            }
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;
         Ok(())
@@ -133,6 +143,21 @@ mod tests {
         assert!(c.apply_env(|k| (k == "REFDESK_LISTEN").then(|| "nowhere".into())).is_err());
         c.limits.max_message_chars = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn limits_are_bounded_so_nothing_overflows() {
+        for tweak in [
+            (|c: &mut Config| c.limits.login_hours = u64::MAX) as fn(&mut Config),
+            |c| c.limits.signoff_minutes = u64::MAX,
+            |c| c.limits.connection_queue = usize::MAX,
+            |c| c.limits.max_frame_bytes = usize::MAX,
+        ] {
+            let mut c = Config::default();
+            tweak(&mut c);
+            assert!(c.validate().is_err());
+        }
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -9,10 +9,11 @@
 //! sign-in cookie. Bad frames get an `error` frame; the connection stays up.
 
 use crate::error::ApiError;
+use crate::error::Query;
 use crate::http::auth::cookie_token;
 use crate::AppState;
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use refdesk_app::feed::{Feed, Out};

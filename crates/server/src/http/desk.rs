@@ -3,9 +3,10 @@
 //! question list.
 
 use super::auth::CurrentStaff;
+use crate::error::Path;
 use crate::error::{ApiResult, Json};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use refdesk_domain::chat::{Message, MessageKind};

@@ -2,9 +2,10 @@
 //! transcript, end the chat. The patron is authorised by the chat's secret
 //! token (`Authorization: Bearer …`), returned once when the chat starts.
 
+use crate::error::Path;
 use crate::error::{ApiError, ApiResult, Json};
 use crate::AppState;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;

@@ -4,8 +4,9 @@
 
 use super::auth::CurrentStaff;
 use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{Path, Query};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;

@@ -174,3 +174,32 @@ async fn a_bad_pre_chat_form_is_refused() {
     let ann = app.staff("ann").await;
     assert_eq!(ann.get("/api/queue").await.1, json!([]), "no chat was created");
 }
+
+#[tokio::test]
+async fn malformed_paths_and_query_strings_get_the_same_error_shape() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    for path in ["/api/sessions/abc", "/api/questions/1.5", "/api/im/1?after=x"] {
+        let (status, body) = ann.get(path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body["error"]["code"].as_str().is_some_and(|c| c.starts_with("bad_")), "{path}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn a_transcript_cannot_be_requested_once_the_chat_has_ended() {
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "q").await;
+    let http = reqwest::Client::new();
+    let end = http.post(app.url("/api/chat/end")).bearer_auth(&patron.token).send().await.unwrap();
+    assert_eq!(end.status(), 200);
+    let res = http
+        .post(app.url("/api/chat/transcript"))
+        .bearer_auth(&patron.token)
+        .json(&json!({"email": "pat@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409, "told, instead of a transcript that would never come");
+}

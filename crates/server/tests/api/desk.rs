@@ -205,6 +205,9 @@ async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_p
     let path = format!("/api/sessions/{s}/transfer");
 
     assert_eq!(carla.post(&path, json!({"to": carla.id})).await.0, 403, "only the chatting librarian transfers");
+    let dev = app.staff("dev").await;
+    dev.post("/api/me/availability", json!({"availability": "away"})).await;
+    assert_eq!(c.ann.post(&path, json!({"to": dev.id})).await.0, 409, "not to a colleague who is not on duty");
     assert_eq!(c.ann.post(&path, json!({"to": 1, "cooperative": true})).await.0, 422, "exactly one target");
 
     // To a colleague, staying as a conference member.

@@ -741,10 +741,16 @@ impl Store for SqliteStore {
 
     async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()> {
         self.write(move |c| {
-            let n =
-                c.execute("UPDATE sessions SET transcript_to = ?2 WHERE id = ?1", params![id.0, email]).map_err(db)?;
+            // Only while the chat goes on: at its end the transcript is built
+            // from this column, in the same transaction as the end.
+            let n = c
+                .execute(
+                    "UPDATE sessions SET transcript_to = ?2 WHERE id = ?1 AND state <> 'ended'",
+                    params![id.0, email],
+                )
+                .map_err(db)?;
             if n == 0 {
-                return Err(DomainError::NotFound("session").into());
+                return Err(DomainError::Conflict("the chat has ended".into()).into());
             }
             Ok(((), Vec::new()))
         })
@@ -914,6 +920,10 @@ impl Store for SqliteStore {
             }
             if ctx.librarian.is_none() {
                 ctx.librarian = previous;
+            } else if let Some(prev) = previous.filter(|p| Some(*p) != ctx.librarian && ctx.member_mode(*p).is_none()) {
+                // The librarian who handed the chat on sees the line too.
+                let name = rec.librarian_name.clone().unwrap_or_default();
+                ctx.members.push(refdesk_domain::chat::Member { staff: prev, name, mode: ConferenceMode::Monitor });
             }
             let message = insert_message(c, &after, line, now)?;
             let mut events = vec![Event::Message { ctx, message }];
@@ -1074,6 +1084,9 @@ impl Store for SqliteStore {
             }
             if let Some(disabled) = update.disabled {
                 c.execute("UPDATE staff SET disabled = ?2 WHERE id = ?1", params![id.0, disabled]).map_err(db)?;
+                if disabled {
+                    c.execute("UPDATE staff SET availability = 'off_duty' WHERE id = ?1", [id.0]).map_err(db)?;
+                }
             }
             // A disabled account, a new password or a new role: every
             // sign-in ends, and every open connection with it, so no old
