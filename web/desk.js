@@ -41,6 +41,7 @@ function renderPresent() {
   if (!s) { $("present").textContent = ""; return; }
   const who = [s.librarian_name ? `${s.librarian_name} (chatting)` : "nobody chatting yet"];
   for (const m of s.ctx.members) who.push(`${m.name} (${m.mode})`);
+  for (const w of s.watchers || []) who.push(`${w.name} (watching)`);
   const typing = $("present").dataset.typing;
   $("present").textContent = `Present: ${who.join(", ")}${typing ? ` — ${typing}` : ""}`;
 }
@@ -188,7 +189,7 @@ async function start() {
       else if (f.type === "monitor_gone") { monitor.delete(f.session); renderMonitor(); }
       else if (f.type === "typing") { if (f.session === current) $("present").dataset.typing = f.on ? `${f.who} is typing…` : ""; renderPresent(); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; renderMonitor(); } }
-      else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; renderMonitor(); } }
+      else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; renderMonitor(); } }
       else if (f.type === "im") onIm(f);
       else if (f.type === "availability") refreshColleagues();
       else if (f.type === "error") $("chat-error").textContent = f.message;

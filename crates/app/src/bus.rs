@@ -8,6 +8,7 @@
 //! and when it overflows the connection is flagged *lagged* and catches up
 //! from the store, which has everything (the bus is never the source of truth).
 
+use refdesk_domain::chat::{SessionContext, Watcher};
 use refdesk_domain::event::Event;
 use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
 use refdesk_domain::Millis;
@@ -45,6 +46,9 @@ struct Topics {
     monitor: Vec<Mailbox>,
     /// Each staff member's own connections (IM, availability).
     staff: HashMap<StaffId, Vec<Mailbox>>,
+    /// Staff connections watching a live session without taking part (B3),
+    /// per session: the session's context and (connection, watcher) pairs.
+    watchers: HashMap<SessionId, (SessionContext, Vec<(u64, Watcher)>)>,
     /// Waiting patrons, per queue, in their order in it. A queue change is
     /// delivered only to the patrons it moves — those behind it — so a
     /// patron joining the end of a long queue costs nobody anything.
@@ -104,6 +108,55 @@ impl Subscription {
         }
     }
 
+    /// Records this staff connection as watching a live session and tells
+    /// the session's staff (B3).
+    pub fn watch(&self, ctx: &SessionContext, watcher: Watcher) {
+        let event = {
+            let mut t = self.bus.lock();
+            let entry = t.watchers.entry(ctx.id).or_insert_with(|| (ctx.clone(), Vec::new()));
+            if entry.1.iter().any(|(id, _)| *id == self.mailbox.id) {
+                return;
+            }
+            entry.1.push((self.mailbox.id, watcher));
+            Event::Watchers { ctx: entry.0.clone(), watchers: entry.1.iter().map(|(_, w)| w.clone()).collect() }
+        };
+        self.bus.publish(vec![event]);
+    }
+
+    /// Stops watching a session (or every session, with `None`).
+    pub fn unwatch(&self, session: Option<SessionId>) {
+        let id = self.mailbox.id;
+        let events: Vec<Event> = {
+            let mut t = self.bus.lock();
+            let mut events = Vec::new();
+            t.watchers.retain(|s, (ctx, list)| {
+                if session.is_some_and(|only| only != *s) || !list.iter().any(|(m, _)| *m == id) {
+                    return true;
+                }
+                list.retain(|(m, _)| *m != id);
+                events.push(Event::Watchers {
+                    ctx: ctx.clone(),
+                    watchers: list.iter().map(|(_, w)| w.clone()).collect(),
+                });
+                !list.is_empty()
+            });
+            events
+        };
+        if !events.is_empty() {
+            self.bus.publish(events);
+        }
+    }
+
+    /// Who watches a session now (on this node).
+    pub fn watchers_of(&self, session: SessionId) -> Vec<Watcher> {
+        self.bus
+            .lock()
+            .watchers
+            .get(&session)
+            .map(|(_, l)| l.iter().map(|(_, w)| w.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Listens for changes ahead of a waiting patron's place in a queue
     /// (replacing any earlier place).
     pub fn wait_in_queue(&mut self, queue: LibraryId, key: QueueKey) {
@@ -144,6 +197,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.leave_queue_place();
+        self.unwatch(None);
         let id = self.mailbox.id;
         let mut t = self.bus.lock();
         t.queue.retain(|m| m.id != id);
@@ -215,7 +269,7 @@ impl EventSink for Bus {
                         m.deliver(&event);
                     }
                 }
-                Event::Typing { ctx, .. } => {
+                Event::Watchers { ctx, .. } | Event::Typing { ctx, .. } => {
                     for m in t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice) {
                         m.deliver(&event);
                     }

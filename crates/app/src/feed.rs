@@ -15,7 +15,7 @@
 use crate::bus::Subscription;
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
-use refdesk_domain::chat::{Member, Message, SessionContext};
+use refdesk_domain::chat::{Member, Message, SessionContext, Watcher};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry, SessionSummary};
 use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::visibility::{sees, Item, Viewer};
@@ -59,6 +59,8 @@ pub enum Out {
         librarian: Option<StaffId>,
         /// Conference members.
         members: Vec<Member>,
+        /// Staff watching without taking part.
+        watchers: Vec<Watcher>,
     },
     /// A session changed, for the chat monitor.
     Monitor(SessionSummary),
@@ -86,6 +88,8 @@ pub enum Out {
 
 struct Watched {
     ctx: SessionContext,
+    /// Staff watching it without taking part, as last heard.
+    watchers: Vec<Watcher>,
     /// Highest sequence number processed (seen or filtered out).
     last: u64,
 }
@@ -150,14 +154,23 @@ impl Feed {
         match &self.viewer {
             Viewer::Patron { session: own } if *own == session => {}
             Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
-            Viewer::Staff(staff) => authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state))?,
+            Viewer::Staff(staff) => {
+                authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state))?;
+                // Watching a live chat one takes no part in is never silent:
+                // the chatting librarian sees who is watching (B3).
+                let part = rec.ctx.librarian == Some(staff.id) || rec.ctx.member_mode(staff.id).is_some();
+                if rec.state == refdesk_domain::chat::SessionState::Active && !part {
+                    self.sub.watch(&rec.ctx, Watcher { staff: staff.id, name: staff.display_name.clone() });
+                }
+            }
         }
         self.sub.join(session);
         // A client cannot claim to have seen the future: that would silence
         // every message up to the number it named.
         let after = after.min(rec.last_seq);
         let state = (rec.state, rec.queue.library, rec.queued_at);
-        self.sessions.insert(session, Watched { ctx: rec.ctx, last: after });
+        let watchers = self.sub.watchers_of(session);
+        self.sessions.insert(session, Watched { ctx: rec.ctx, watchers, last: after });
         if let Viewer::Patron { .. } = self.viewer {
             self.follow_queue(session, state.0, state.1, state.2).await?;
         }
@@ -197,16 +210,19 @@ impl Feed {
 
     /// Who is present in a watched session, if this viewer may know (B3).
     pub fn presence(&self, session: SessionId) -> Option<Out> {
-        let ctx = &self.sessions.get(&session)?.ctx;
+        let w = self.sessions.get(&session)?;
+        let ctx = &w.ctx;
         sees(&self.viewer, Item::Presence { ctx }).then(|| Out::Presence {
             session,
             librarian: ctx.librarian,
             members: ctx.members.clone(),
+            watchers: w.watchers.clone(),
         })
     }
 
     /// Stops watching a session.
     pub fn leave(&mut self, session: SessionId) {
+        self.sub.unwatch(Some(session));
         self.sub.leave(session);
         self.sessions.remove(&session);
     }
@@ -307,7 +323,13 @@ impl Feed {
         let changed = w.ctx.members != ctx.members || w.ctx.librarian != ctx.librarian;
         w.ctx = ctx.clone();
         if changed && sees(&self.viewer, Item::Presence { ctx }) {
-            out.push(Out::Presence { session: ctx.id, librarian: ctx.librarian, members: ctx.members.clone() });
+            let watchers = w.watchers.clone();
+            out.push(Out::Presence {
+                session: ctx.id,
+                librarian: ctx.librarian,
+                members: ctx.members.clone(),
+                watchers,
+            });
         }
     }
 
@@ -355,6 +377,19 @@ impl Feed {
                 w.last = message.seq;
                 if sees(&self.viewer, Item::Message { ctx: &w.ctx, message }) {
                     out.push(Out::Message(message.clone()));
+                }
+            }
+            Event::Watchers { ctx, watchers } => {
+                if let Some(w) = self.sessions.get_mut(&ctx.id) {
+                    w.watchers = watchers.clone();
+                    if sees(&self.viewer, Item::Presence { ctx }) {
+                        out.push(Out::Presence {
+                            session: ctx.id,
+                            librarian: ctx.librarian,
+                            members: ctx.members.clone(),
+                            watchers: watchers.clone(),
+                        });
+                    }
                 }
             }
             Event::Typing { ctx, audience, who, on } => {

@@ -203,6 +203,17 @@ pub struct Member {
     pub mode: ConferenceMode,
 }
 
+/// A staff member watching a live chat without taking part in it (from the
+/// chat monitor or the question list). The chatting librarian always sees
+/// them (B3).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Watcher {
+    /// Who.
+    pub staff: StaffId,
+    /// Their display name.
+    pub name: String,
+}
+
 /// What a system line records, so that clients can update their state from
 /// the ordered message stream alone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Committed events: what the store hands to the bus after a commit, and
 //! what each connection filters through [`crate::visibility::sees`].
 
-use crate::chat::{Audience, Message, SessionContext, SessionState};
+use crate::chat::{Audience, Message, SessionContext, SessionState, Watcher};
 use crate::ids::{SessionId, StaffId};
 use crate::org::Placement;
 use crate::Millis;
@@ -126,6 +126,14 @@ pub enum Event {
         who: String,
         /// Started (true) or stopped (false).
         on: bool,
+    },
+    /// Who watches a live session without taking part changed (B3). Never
+    /// stored: each node knows its own connections.
+    Watchers {
+        /// The session.
+        ctx: SessionContext,
+        /// Everyone watching it now.
+        watchers: Vec<Watcher>,
     },
     /// A session's state, librarian or members changed (for the monitor).
     SessionChanged(SessionSummary),

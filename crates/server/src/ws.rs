@@ -18,7 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use refdesk_app::feed::{Feed, Out};
 use refdesk_app::{App, AppError};
-use refdesk_domain::chat::{Member, Message};
+use refdesk_domain::chat::{Member, Message, Watcher};
 use refdesk_domain::event::{Availability, ImMessage, QueueEntry, SessionSummary};
 use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::visibility::Viewer;
@@ -97,7 +97,7 @@ enum OutFrame<'a> {
     Error { code: &'a str, message: &'a str, client_id: Option<&'a str> },
     Pong,
     Position { position: usize, since: Millis },
-    Presence { session: SessionId, librarian: Option<StaffId>, members: &'a [Member] },
+    Presence { session: SessionId, librarian: Option<StaffId>, members: &'a [Member], watchers: &'a [Watcher] },
     Monitor { sessions: &'a [SessionSummary] },
     MonitorUpdate(&'a SessionSummary),
     MonitorTick { session: SessionId, at: Millis },
@@ -206,8 +206,8 @@ impl Connection {
                 Out::QueueAdded(e) => OutFrame::QueueAdded(e),
                 Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
                 Out::Position { position, since } => OutFrame::Position { position: *position, since: *since },
-                Out::Presence { session, librarian, members } => {
-                    OutFrame::Presence { session: *session, librarian: *librarian, members }
+                Out::Presence { session, librarian, members, watchers } => {
+                    OutFrame::Presence { session: *session, librarian: *librarian, members, watchers }
                 }
                 Out::Monitor(summary) => OutFrame::MonitorUpdate(summary),
                 Out::MonitorTick { session, at } => OutFrame::MonitorTick { session: *session, at: *at },

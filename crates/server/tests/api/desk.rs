@@ -598,3 +598,24 @@ async fn institution_admins_add_libraries_with_their_own_entry_point() {
     let rec = app.state.app.store.library_by_slug("riverside-music").await.unwrap().unwrap();
     assert_eq!(rec.placement.institution.0, 1);
 }
+
+#[tokio::test]
+async fn b3_the_chatting_librarian_sees_who_watches_the_live_chat_without_taking_part() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    // Carla (library admin) opens Ann's live chat from the monitor, taking no part.
+    let carla = app.staff("carla").await;
+    let mut carla_ws = carla.socket().await;
+    carla_ws.resume(Some(s), 0).await;
+    let seen = c.ann_ws.until(|f| f["type"] == "presence" && !f["watchers"].as_array().unwrap().is_empty()).await;
+    assert_eq!(seen.last().unwrap()["watchers"][0]["name"], "Carla Catalog");
+    // She closes it: Ann sees that nobody watches any more.
+    carla_ws.close().await;
+    let seen = c.ann_ws.until(|f| f["type"] == "presence" && f["watchers"].as_array().unwrap().is_empty()).await;
+    assert_eq!(seen.last().unwrap()["members"], json!([]));
+    // The patron never hears of any of it.
+    let events = patron_events_until(&mut c, true, "marker-b3").await;
+    assert!(events.iter().all(|e| !e["body"].as_str().unwrap_or_default().contains("Carla")));
+    assert!(c.pat.frames.iter().all(|f| f["type"] != "presence"));
+}
