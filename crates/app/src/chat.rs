@@ -74,13 +74,11 @@ impl App {
         let Some(rec) = rec else {
             // Spend the same time as a real check, so timing does not tell
             // which usernames exist.
-            let _ = tokio::task::spawn_blocking(|| auth::verify_password("x", DUMMY_HASH)).await;
+            let _ = self.hash_work(|| auth::verify_password("x", DUMMY_HASH)).await;
             return Err(refused());
         };
         let (password, hash) = (password.to_owned(), rec.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let ok = self.hash_work(move || auth::verify_password(&password, &hash)).await?;
         if !ok || rec.disabled {
             return Err(refused());
         }
@@ -119,9 +117,7 @@ impl App {
         if let Some(actor) = actor {
             refdesk_domain::authz::authorize_staff_admin(actor, &lib.placement, role, Some(role))?;
         }
-        let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))??;
+        let password_hash = self.hash_work(move || auth::hash_password(&password)).await??;
         let new = NewStaff { library: lib.placement.library, username, display_name, role, password_hash };
         Ok(self.store.create_staff(new).await?)
     }

@@ -87,6 +87,11 @@ pub struct Limits {
     /// Minutes after a staff member's last connection closed before they are
     /// taken off duty automatically.
     pub signoff_minutes: u64,
+    /// Sign-in attempts one address may make per minute.
+    pub logins_per_minute: u32,
+    /// Chats and offline questions one address may start per minute (a
+    /// library's public computers may share one address: not too low).
+    pub starts_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -100,6 +105,8 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             connection_queue: 256,
             signoff_minutes: 5,
+            logins_per_minute: 10,
+            starts_per_minute: 20,
         }
     }
 }
@@ -152,9 +159,18 @@ pub struct App {
     pub mail_wakeup: Arc<tokio::sync::Notify>,
     /// Live staff connections on this node.
     pub connections: staff::SharedConnections,
+    /// Password hashing is slow and takes 19 MiB each: a few at a time, so
+    /// a burst of sign-ins cannot exhaust memory or the blocking threads.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
+    /// Runs a password hash or check off the async threads, a few at a time.
+    pub async fn hash_work<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| AppError::Internal(e.to_string()))
+    }
+
     /// Assembles the app. The store must have been opened with `bus` as its sink.
     pub fn new(store: Arc<dyn Store>, bus: Arc<bus::Bus>, limits: Limits, clock: Clock) -> App {
         App {
@@ -164,6 +180,7 @@ impl App {
             clock,
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
 

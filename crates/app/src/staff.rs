@@ -206,11 +206,7 @@ impl App {
         let password_hash = match password {
             Some(p) => {
                 let p = input::new_password(p)?.to_owned();
-                Some(
-                    tokio::task::spawn_blocking(move || auth::hash_password(&p))
-                        .await
-                        .map_err(|e| AppError::Internal(e.to_string()))??,
-                )
+                Some(self.hash_work(move || auth::hash_password(&p)).await??)
             }
             None => None,
         };

@@ -19,6 +19,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Mark cookies `Secure`: set when refdesk is served over HTTPS.
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the
+    /// rate limits count the client's address, not the proxy's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Limits and timings.
     pub limits: Limits,
     /// E-mail to patrons.
@@ -31,6 +34,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
             mail: MailConfig::default(),
         }
@@ -72,6 +76,14 @@ impl Config {
         if let Some(v) = get("REFDESK_MAIL_FROM") {
             self.mail.from = v;
         }
+        for (var, field) in [
+            ("REFDESK_LOGINS_PER_MINUTE", &mut self.limits.logins_per_minute),
+            ("REFDESK_STARTS_PER_MINUTE", &mut self.limits.starts_per_minute),
+        ] {
+            if let Some(v) = get(var) {
+                *field = v.parse().with_context(|| format!("{var}={v:?} must be a number"))?;
+            }
+        }
         if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
             self.limits.max_message_chars =
                 v.parse().with_context(|| format!("REFDESK_MAX_MESSAGE_CHARS={v:?} must be a number"))?;
@@ -103,6 +115,8 @@ impl Config {
             ("limits.connection_queue", l.connection_queue as u64, 1, 1 << 16),
             ("limits.frames_per_second", l.frames_per_second as u64, 1, 100_000),
             ("limits.frame_burst", l.frame_burst as u64, 1, 100_000),
+            ("limits.logins_per_minute", l.logins_per_minute as u64, 1, 100_000),
+            ("limits.starts_per_minute", l.starts_per_minute as u64, 1, 100_000),
         ];
         for (name, value, min, max) in bounded {
             if !(min..=max).contains(&value) {

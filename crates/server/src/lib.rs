@@ -14,6 +14,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limit;
 pub mod ws;
 
 pub use config::Config;
@@ -38,6 +39,10 @@ pub struct AppState {
     pub mail: refdesk_app::mail::MailConfig,
     /// The data folder (e-mail files go under it when there is no SMTP server).
     pub data_dir: std::path::PathBuf,
+    /// Rate limits on the open entry points.
+    pub limiter: Arc<limit::Limiter>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
 /// Opens the store named by `config` (migrating it) and assembles the app.
@@ -55,6 +60,8 @@ pub fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         draining: Arc::new(AtomicBool::new(false)),
         mail: config.mail.clone(),
         data_dir: config.data_dir.clone(),
+        limiter: Arc::default(),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
     })
 }
 

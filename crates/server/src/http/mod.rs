@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() }
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .with_state(state)
 }
 

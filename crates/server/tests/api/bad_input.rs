@@ -203,3 +203,37 @@ async fn a_transcript_cannot_be_requested_once_the_chat_has_ended() {
         .unwrap();
     assert_eq!(res.status(), 409, "told, instead of a transcript that would never come");
 }
+
+#[tokio::test]
+async fn the_open_entry_points_are_rate_limited_per_address() {
+    let app = spawn_app_with(|c| {
+        c.limits.logins_per_minute = 3;
+        c.limits.starts_per_minute = 2;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let login = || http.post(app.url("/api/login")).json(&json!({"username": "ann", "password": "wrong-guess"})).send();
+    for _ in 0..3 {
+        assert_eq!(login().await.unwrap().status(), 403);
+    }
+    let res = login().await.unwrap();
+    assert_eq!(res.status(), 429, "a password-guessing run is slowed down");
+    assert!(res.headers().contains_key("retry-after"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    let start = || http.post(app.url("/api/libraries/riverside-main/chats")).json(&json!({"question": "q"})).send();
+    assert_eq!(start().await.unwrap().status(), 201);
+    assert_eq!(start().await.unwrap().status(), 201);
+    assert_eq!(start().await.unwrap().status(), 429, "a flood of chats is refused");
+    let form = http
+        .post(app.url("/api/libraries/riverside-main/questions"))
+        .json(&json!({"question": "q", "email": "p@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 429, "the offline form shares the bucket");
+    // Reading is not limited, and nothing was created by the refused calls.
+    assert_eq!(http.get(app.url("/api/libraries/riverside-main/status")).send().await.unwrap().status(), 200);
+    assert_eq!(app.state.app.store.waiting().await.unwrap().len(), 2);
+}

@@ -62,6 +62,9 @@ pub async fn start(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Clock) -> TestApp {
     init_logs();
     let mut config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+    // Tests sign many people in from one address; the limits have their own test.
+    config.limits.logins_per_minute = 100_000;
+    config.limits.starts_per_minute = 100_000;
     tweak(&mut config);
     let state = refdesk_server::open(&config, clock).expect("the store opens");
     // Bound before spawning: the server is ready when this returns.
