@@ -87,6 +87,9 @@ pub struct Limits {
     /// Minutes after a staff member's last connection closed before they are
     /// taken off duty automatically.
     pub signoff_minutes: u64,
+    /// Minutes without a message after which an active chat is ended by
+    /// refdesk (R5: a chat ends by the patron, the librarian, or a timeout).
+    pub idle_chat_minutes: u64,
     /// Sign-in attempts one address may make per minute.
     pub logins_per_minute: u32,
     /// Chats and offline questions one address may start per minute (a
@@ -105,6 +108,7 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             connection_queue: 256,
             signoff_minutes: 5,
+            idle_chat_minutes: 30,
             logins_per_minute: 10,
             starts_per_minute: 20,
         }

@@ -235,6 +235,31 @@ impl App {
                 tracing::warn!(error = %e, "cannot record connected staff");
             }
         }
+        // R5: an active chat nobody has written in for too long ends by timeout.
+        let idle = now - (self.limits.idle_chat_minutes as Millis) * 60_000;
+        match self.store.idle_sessions(idle).await {
+            Ok(ids) => {
+                for id in ids {
+                    // Re-checked inside the write: a message in between keeps it going.
+                    let guard: refdesk_store::Guard = Box::new(move |rec| {
+                        if rec.last_message_at < idle {
+                            Ok(())
+                        } else {
+                            Err(DomainError::Conflict("the chat is active again".into()))
+                        }
+                    });
+                    let mail = Box::new(crate::mail::transcript_mail);
+                    match self.store.end(id, refdesk_domain::chat::Author::System, guard, mail, None, now).await {
+                        Ok(_) => {
+                            tracing::info!(session = %id, "chat ended after no activity");
+                            self.mail_wakeup.notify_one();
+                        }
+                        Err(e) => tracing::debug!(session = %id, error = %e, "idle chat not ended"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for idle chats"),
+        }
         let cutoff = now - (self.limits.signoff_minutes as Millis) * 60_000;
         match self.store.sign_off_stale(cutoff).await {
             Ok(gone) => {

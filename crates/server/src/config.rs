@@ -109,6 +109,7 @@ impl Config {
         // buffer (a day of sign-off, a year of sign-in, a 16 MiB frame…).
         let bounded = [
             ("limits.signoff_minutes", l.signoff_minutes, 1, 24 * 60),
+            ("limits.idle_chat_minutes", l.idle_chat_minutes, 1, 24 * 60),
             ("limits.login_hours", l.login_hours, 1, 24 * 366),
             ("limits.rollup_seconds", l.rollup_seconds, 0, 24 * 3600),
             ("limits.max_frame_bytes", l.max_frame_bytes as u64, 1024, 16 << 20),

@@ -608,6 +608,8 @@ pub trait Store: Send + Sync + 'static {
     /// Adds or replaces one of a cooperative's resolution codes (R6: the
     /// mapping is data). A new code goes last in the picker.
     async fn put_code(&self, coop: CooperativeId, code: ResolutionCode) -> Result<()>;
+    /// Active chats whose last message is older than `before`.
+    async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>>;
     /// Every waiting or active session (the app filters for the monitor).
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
     /// A staff member enters a chat, or changes mode (R3, B2). `line` is the

@@ -619,3 +619,23 @@ async fn b3_the_chatting_librarian_sees_who_watches_the_live_chat_without_taking
     assert!(events.iter().all(|e| !e["body"].as_str().unwrap_or_default().contains("Carla")));
     assert!(c.pat.frames.iter().all(|f| f["type"] != "presence"));
 }
+
+#[tokio::test]
+async fn r5_an_active_chat_with_no_message_for_too_long_ends_by_timeout() {
+    let app = spawn_app_with_manual_clock().await;
+    let mut c = chat_with_ann(&app).await;
+    // Half an hour passes with a message in the middle: still going.
+    app.clock().advance(20 * 60_000);
+    c.pat.say(None, "message", "still here", "p1").await;
+    app.clock().advance(20 * 60_000);
+    let ack = c.pat.say(None, "message", "and now?", "p2").await;
+    assert_eq!(ack["type"], "ack", "20 minutes of silence is not a timeout");
+    // Thirty-one silent minutes: refdesk ends it, and says so to both.
+    app.clock().advance(31 * 60_000);
+    let ended = c.pat.until(|f| f["system"] == "ended").await;
+    assert_eq!(ended.last().unwrap()["body"], "Chat session has ended (ended by refdesk)");
+    c.ann_ws.until(|f| f["system"] == "ended").await;
+    let q = c.ann.question_of(c.patron.session).await;
+    assert_eq!(q["session_state"], "ended");
+    assert_eq!(q["live"], true, "R5: still live until the librarian sets a code");
+}

@@ -598,6 +598,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached("SELECT id FROM sessions WHERE state = 'active' AND last_message_at < ?1 ORDER BY id")
+                .map_err(db)?;
+            let rows = st.query_map([before], |r| Ok(SessionId(r.get(0)?))).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
         self.read(|c| sessions_where(c, "s.state IN ('waiting', 'active') ORDER BY s.id", [])).await
     }
