@@ -29,6 +29,7 @@ use refdesk_domain::question::{question_on_accept, Change, QuestionState, Resolu
 use refdesk_domain::{DomainError, Millis};
 use rows::*;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -47,9 +48,24 @@ struct Pending {
     finish: Box<dyn FnOnce(Result<()>) + Send>,
 }
 
-/// A write waiting for the writer. It is given the connection inside the
-/// batch's transaction, or `None` when the transaction could not begin.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> Pending + Send>;
+/// A write waiting for the writer. It is given the batch's transaction, or
+/// `None` when the transaction could not begin.
+type Job = Box<dyn FnOnce(Option<&mut Tx<'_>>) -> Pending + Send>;
+
+/// What a job sees of the writer: the connection, inside the batch's
+/// transaction, and the writer's cache of session rows.
+struct Tx<'a> {
+    conn: &'a Connection,
+    /// Session rows as appends need them (context, members, state). Only
+    /// appends use it, and they change nothing in it; every other write
+    /// empties it, and so does a failed commit — so it never holds a row
+    /// that differs from the database. It saves the two reads per message
+    /// that were most of the writer's work per message.
+    sessions: &'a mut HashMap<SessionId, SessionRecord>,
+}
+
+/// Sessions cached at most (a busy cooperative has fewer live ones).
+const SESSION_CACHE: usize = 20_000;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -144,14 +160,41 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the next group-committed transaction and returns its
-    /// value once that transaction has committed.
+    /// value once that transaction has committed. `f` may change sessions:
+    /// the writer's session cache is emptied.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<(T, Vec<Event>)> + Send + 'static,
     ) -> Result<T> {
+        self.write_append(move |c, cache| {
+            cache.clear();
+            f(c)
+        })
+        .await
+    }
+
+    /// Like [`Self::write`], for writes that touch no session row (sign-ins,
+    /// presence, the outbox, IM): the session cache is kept.
+    async fn write_other<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(T, Vec<Event>)> + Send + 'static,
+    ) -> Result<T> {
+        self.write_append(move |c, _| f(c)).await
+    }
+
+    /// The job every write goes through: `f` also gets the session cache
+    /// (appends read it; see [`Tx::sessions`]).
+    async fn write_append<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut HashMap<SessionId, SessionRecord>) -> Result<(T, Vec<Event>)> + Send + 'static,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            match conn.map_or(Err(StoreError::Backend("the batch could not begin".into())), |c| savepoint(c, f)) {
+        let job: Job = Box::new(move |t| {
+            let run = t.map(|t| {
+                let (conn, cache) = (t.conn, &mut *t.sessions);
+                savepoint(conn, |c| f(c, cache))
+            });
+            match run.unwrap_or(Err(StoreError::Backend("the batch could not begin".into()))) {
                 Ok((value, events)) => Pending {
                     events,
                     finish: Box::new(move |committed| {
@@ -206,6 +249,7 @@ fn savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> 
 
 fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, sink: Arc<dyn EventSink>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut sessions: HashMap<SessionId, SessionRecord> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -216,9 +260,13 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, sink: Arc<dyn EventSink
         }
         let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(db);
         let mut pending = Vec::with_capacity(batch.len());
+        if sessions.len() > SESSION_CACHE {
+            sessions.clear();
+        }
         for job in batch.drain(..) {
             // If the transaction could not begin, no job runs: each caller hears why.
-            pending.push(job(began.as_ref().ok().map(|()| &conn)));
+            let mut tx = Tx { conn: &conn, sessions: &mut sessions };
+            pending.push(job(began.as_ref().ok().map(|()| &mut tx)));
         }
         let committed = match began {
             Ok(()) => conn.execute_batch("COMMIT").map_err(db).inspect_err(|_| {
@@ -228,6 +276,8 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, sink: Arc<dyn EventSink
         };
         if let Err(e) = &committed {
             tracing::error!(error = %e, "SQLite batch failed; its writes are rolled back");
+            // Rows read inside the failed transaction may never have been.
+            sessions.clear();
         }
         // Publish first, then answer: when a caller hears "done", its events
         // are already on the bus.
@@ -352,7 +402,7 @@ impl Store for SqliteStore {
 
     async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()> {
         let token_hash = token_hash.to_owned();
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute(
                 "INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)",
                 params![token_hash, staff.0, expires],
@@ -379,7 +429,7 @@ impl Store for SqliteStore {
 
     async fn delete_login(&self, token_hash: &str) -> Result<()> {
         let token_hash = token_hash.to_owned();
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute("DELETE FROM logins WHERE token_hash = ?1", [token_hash]).map_err(db)?;
             Ok(((), Vec::new()))
         })
@@ -499,7 +549,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute(
                 "INSERT INTO policies (library_id, body, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (library_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
@@ -539,7 +589,7 @@ impl Store for SqliteStore {
 
     async fn create_script(&self, scope: &str, owner: i64, title: String, body: String, now: Millis) -> Result<Script> {
         let scope = scope.to_owned();
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute(
                 "INSERT INTO scripts (scope, owner_id, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![scope, owner, title, body, now],
@@ -551,7 +601,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_script(&self, id: i64) -> Result<()> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute("DELETE FROM scripts WHERE id = ?1", [id]).map_err(db)?;
             Ok(((), Vec::new()))
         })
@@ -674,8 +724,15 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended> {
-        self.write(move |c| {
-            let rec = load_session(c, id)?;
+        self.write_append(move |c, cache| {
+            let rec = match cache.get(&id) {
+                Some(rec) => rec.clone(),
+                None => {
+                    let rec = load_session(c, id)?;
+                    cache.insert(id, rec.clone());
+                    rec
+                }
+            };
             guard(&rec)?;
             if let Some(cid) = &msg.client_id {
                 if let Some(message) = message_by_client_id(c, id, &msg.author.sender_key(), cid)? {
@@ -1006,7 +1063,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_availability(&self, id: StaffId, a: Availability, now: Millis) -> Result<()> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             let coop: i64 = c
                 .query_row(
                     "SELECT i.cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id WHERE s.id = ?1",
@@ -1025,7 +1082,7 @@ impl Store for SqliteStore {
     }
 
     async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             let mut st =
                 c.prepare_cached("UPDATE staff SET last_seen = max(last_seen, ?2) WHERE id = ?1").map_err(db)?;
             for id in ids {
@@ -1037,7 +1094,7 @@ impl Store for SqliteStore {
     }
 
     async fn sign_off_stale(&self, before: Millis) -> Result<Vec<Staff>> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             let stale: Vec<Staff> = {
                 let mut st = c
                     .prepare_cached(&format!("{STAFF_SELECT} WHERE s.availability <> 'off_duty' AND s.last_seen < ?1"))
@@ -1116,7 +1173,7 @@ impl Store for SqliteStore {
         client_id: Option<String>,
         now: Millis,
     ) -> Result<(ImMessage, bool)> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             let (low, high) = if from.id.0 < to.0 { (from.id.0, to.0) } else { (to.0, from.id.0) };
             if let Some(cid) = &client_id {
                 let found = c
@@ -1196,7 +1253,7 @@ impl Store for SqliteStore {
     }
 
     async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute(
                 "INSERT INTO im_reads (staff_id, peer_id, last_read) VALUES (?1, ?2, ?3)
                  ON CONFLICT (staff_id, peer_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
@@ -1274,7 +1331,7 @@ impl Store for SqliteStore {
     }
 
     async fn mail_sent(&self, id: i64, now: Millis) -> Result<()> {
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute(
                 "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
                 params![id, now],
@@ -1287,7 +1344,7 @@ impl Store for SqliteStore {
 
     async fn mail_failed(&self, id: i64, error: &str, retry_at: Millis) -> Result<()> {
         let error = error.to_owned();
-        self.write(move |c| {
+        self.write_other(move |c| {
             c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
                 params![id, error, retry_at],
