@@ -75,44 +75,57 @@ impl App {
         session: SessionId,
         mode: ConferenceMode,
     ) -> AppResult<SessionRecord> {
-        let before = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
-        let was = before.ctx.member_mode(staff.id);
-        let name = &staff.display_name;
-        let line = match (was, mode) {
-            (_, ConferenceMode::Join) => system_line(
-                format!("{name} (librarian) has joined the chat"),
-                Audience::Everyone,
-                SystemEvent::Presence,
-            ),
-            // The patron saw them join: they are told when that ends.
-            (Some(ConferenceMode::Join), _) => {
-                system_line(format!("{name} (librarian) has left the chat"), Audience::Everyone, SystemEvent::Presence)
-            }
-            (_, ConferenceMode::Monitor) => system_line(
-                format!("{name} is monitoring this chat (read only)"),
-                Audience::Staff,
-                SystemEvent::Presence,
-            ),
-            (_, ConferenceMode::Whisper) => system_line(
-                format!("{name} is whispering in this chat (librarian notes only)"),
-                Audience::Staff,
-                SystemEvent::Presence,
-            ),
-        };
+        let name = staff.display_name.clone();
+        let me = staff.id;
+        // The line depends on how they took part until now: decided inside
+        // the write, on the session as it is there.
+        let line: refdesk_store::LineFor = Box::new(move |rec| {
+            Some(match (rec.ctx.member_mode(me), mode) {
+                (_, ConferenceMode::Join) => system_line(
+                    format!("{name} (librarian) has joined the chat"),
+                    Audience::Everyone,
+                    SystemEvent::Presence,
+                ),
+                // The patron saw them join: they are told when that ends.
+                (Some(ConferenceMode::Join), _) => system_line(
+                    format!("{name} (librarian) has left the chat"),
+                    Audience::Everyone,
+                    SystemEvent::Presence,
+                ),
+                (_, ConferenceMode::Monitor) => system_line(
+                    format!("{name} is monitoring this chat (read only)"),
+                    Audience::Staff,
+                    SystemEvent::Presence,
+                ),
+                (_, ConferenceMode::Whisper) => system_line(
+                    format!("{name} is whispering in this chat (librarian notes only)"),
+                    Audience::Staff,
+                    SystemEvent::Presence,
+                ),
+            })
+        });
         let g = guard(staff, Action::Conference(mode));
-        Ok(self.store.conference(session, staff.clone(), mode, Some(line), g, self.clock.now()).await?)
+        Ok(self.store.conference(session, staff.clone(), mode, line, g, self.clock.now()).await?)
     }
 
     /// Leaves a chat one conferenced into.
     pub async fn leave_conference(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
-        let before = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
-        let name = &staff.display_name;
-        let line = match before.ctx.member_mode(staff.id) {
-            Some(ConferenceMode::Join) => {
-                system_line(format!("{name} (librarian) has left the chat"), Audience::Everyone, SystemEvent::Presence)
-            }
-            _ => system_line(format!("{name} is no longer watching this chat"), Audience::Staff, SystemEvent::Presence),
-        };
+        let name = staff.display_name.clone();
+        let me = staff.id;
+        let line: refdesk_store::LineFor = Box::new(move |rec| {
+            Some(match rec.ctx.member_mode(me) {
+                Some(ConferenceMode::Join) => system_line(
+                    format!("{name} (librarian) has left the chat"),
+                    Audience::Everyone,
+                    SystemEvent::Presence,
+                ),
+                _ => system_line(
+                    format!("{name} is no longer watching this chat"),
+                    Audience::Staff,
+                    SystemEvent::Presence,
+                ),
+            })
+        });
         Ok(self.store.leave(session, staff.clone(), line, guard(staff, Action::Leave), self.clock.now()).await?)
     }
 

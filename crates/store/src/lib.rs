@@ -57,6 +57,11 @@ impl EventSink for NoSink {
     fn publish(&self, _events: Vec<Event>) {}
 }
 
+/// Chooses, inside the write's transaction and from the session as it is
+/// there, the line a presence change writes (who sees it depends on how the
+/// staff member took part until now).
+pub type LineFor = Box<dyn for<'a> FnOnce(&'a SessionRecord) -> Option<NewMessage> + Send>;
+
 /// A rule evaluated inside the write's transaction on the session as it is.
 pub type Guard = Box<dyn FnOnce(&SessionRecord) -> Result<(), DomainError> + Send>;
 
@@ -619,19 +624,12 @@ pub trait Store: Send + Sync + 'static {
         id: SessionId,
         by: Staff,
         mode: refdesk_domain::chat::ConferenceMode,
-        line: Option<NewMessage>,
+        line: LineFor,
         guard: Guard,
         now: Millis,
     ) -> Result<SessionRecord>;
     /// A conference member leaves.
-    async fn leave(
-        &self,
-        id: SessionId,
-        by: Staff,
-        line: NewMessage,
-        guard: Guard,
-        now: Millis,
-    ) -> Result<SessionRecord>;
+    async fn leave(&self, id: SessionId, by: Staff, line: LineFor, guard: Guard, now: Millis) -> Result<SessionRecord>;
     /// The chat changes hands: a take-over or a transfer.
     async fn transfer(
         &self,

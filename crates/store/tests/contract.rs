@@ -156,7 +156,7 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     assert_eq!(s.messages_after(a, 2, 100).await.unwrap().first().map(|m| m.seq), Some(3));
 
     // Conferencing (B2, B3): members in the context, a change of hands kept in the timeline.
-    let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, None, ok(), 40).await.unwrap();
+    let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, Box::new(|_| None), ok(), 40).await.unwrap();
     assert_eq!(rec.ctx.member_mode(w.dev.id), Some(ConferenceMode::Whisper));
     let handover = Handover {
         to: TransferTo::Staff(w.dev.clone()),
@@ -166,8 +166,10 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     let rec = s.transfer(a, w.dev.clone(), handover, ok(), 41).await.unwrap();
     assert_eq!(rec.ctx.librarian, Some(w.dev.id));
     assert_eq!(rec.ctx.member_mode(w.ann.id), Some(ConferenceMode::Whisper), "the previous librarian stays");
-    let rec =
-        s.leave(a, w.ann.clone(), line(Author::System, MessageKind::System, "left", None), ok(), 42).await.unwrap();
+    let rec = s
+        .leave(a, w.ann.clone(), Box::new(|_| Some(line(Author::System, MessageKind::System, "left", None))), ok(), 42)
+        .await
+        .unwrap();
     assert!(rec.ctx.members.is_empty());
     assert_eq!(s.sessions_of(w.dev.id).await.unwrap().len(), 1);
 

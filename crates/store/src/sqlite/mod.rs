@@ -19,7 +19,7 @@ use crate::{
     NewStaff, OutboxMail, Plan, QuestionQuery, QuestionRecord, Result, SessionRecord, StaffEntry, StaffRecord,
     StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
-use crate::{Handover, PolicyPage, Script};
+use crate::{Handover, LineFor, PolicyPage, Script};
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
@@ -869,7 +869,7 @@ impl Store for SqliteStore {
         id: SessionId,
         by: Staff,
         mode: ConferenceMode,
-        line: Option<NewMessage>,
+        line: LineFor,
         guard: Guard,
         now: Millis,
     ) -> Result<SessionRecord> {
@@ -881,6 +881,7 @@ impl Store for SqliteStore {
                     DomainError::Conflict(format!("you are already in this chat in {} mode", mode.as_str())).into()
                 );
             }
+            let line = line(&rec);
             c.execute(
                 "INSERT INTO session_members (session_id, staff_id, mode, joined_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (session_id, staff_id) DO UPDATE SET mode = excluded.mode",
@@ -903,17 +904,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn leave(
-        &self,
-        id: SessionId,
-        by: Staff,
-        line: NewMessage,
-        guard: Guard,
-        now: Millis,
-    ) -> Result<SessionRecord> {
+    async fn leave(&self, id: SessionId, by: Staff, line: LineFor, guard: Guard, now: Millis) -> Result<SessionRecord> {
         self.write(move |c| {
             let rec = load_session(c, id)?;
             guard(&rec)?;
+            let line = line(&rec);
             c.execute("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", params![id.0, by.id.0])
                 .map_err(db)?;
             if let Some(q) = rec.ctx.question {
@@ -922,9 +917,13 @@ impl Store for SqliteStore {
             }
             // The line is written while they are still a member, so that it
             // reaches them too; then the context without them.
-            let message = insert_message(c, &rec, line, now)?;
+            let mut events = Vec::new();
+            if let Some(line) = line {
+                let message = insert_message(c, &rec, line, now)?;
+                events.push(Event::Message { ctx: rec.ctx.clone(), message });
+            }
             let after = load_session(c, id)?;
-            let events = vec![Event::Message { ctx: rec.ctx.clone(), message }, Event::SessionChanged(after.summary())];
+            events.push(Event::SessionChanged(after.summary()));
             Ok((after, events))
         })
         .await
