@@ -448,15 +448,7 @@ impl Store for SqliteStore {
             .map_err(db)?;
             let id = SessionId(c.last_insert_rowid());
             let rec = load_session(c, id)?;
-            let first = NewMessage {
-                author: Author::Patron { name: rec.patron_display() },
-                kind: MessageKind::Message,
-                audience: MessageKind::Message.audience(),
-                body: new.question.clone(),
-                client_id: None,
-                system: None,
-            };
-            let message = insert_message(c, &rec, first, new.now)?;
+            let message = insert_first_line(c, &rec, &new.question, new.now)?;
             let rec = load_session(c, id)?;
             let entry = QueueEntry {
                 session: id,
@@ -1038,15 +1030,7 @@ impl Store for SqliteStore {
             .map_err(db)?;
             let session = SessionId(c.last_insert_rowid());
             let rec = load_session(c, session)?;
-            let first = NewMessage {
-                author: Author::Patron { name: rec.patron_display() },
-                kind: MessageKind::Message,
-                audience: MessageKind::Message.audience(),
-                body: new.question.clone(),
-                client_id: None,
-                system: None,
-            };
-            insert_message(c, &rec, first, new.now)?;
+            insert_first_line(c, &rec, &new.question, new.now)?;
             // The form question has no chat to wait for: it is not live, and
             // "new" says it needs work (DESIGN §9).
             c.execute(

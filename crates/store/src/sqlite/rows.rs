@@ -590,3 +590,16 @@ pub fn write_question_state(
     }
     Ok(())
 }
+
+/// The patron's question as the first line of their session.
+pub fn insert_first_line(c: &Connection, rec: &SessionRecord, question: &str, now: Millis) -> Result<Message> {
+    let first = NewMessage {
+        author: Author::Patron { name: rec.patron_display() },
+        kind: MessageKind::Message,
+        audience: MessageKind::Message.audience(),
+        body: question.to_owned(),
+        client_id: None,
+        system: None,
+    };
+    insert_message(c, rec, first, now)
+}
