@@ -4,7 +4,7 @@
 //! cooperative, another cooperative) → allowed or refused. A refused call
 //! changes nothing.
 
-use crate::helpers::{spawn_app, Staff, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 use refdesk_domain::ids::{QuestionId, SessionId};
 use refdesk_domain::org::Role;
 use refdesk_domain::question::default_codes;
@@ -64,22 +64,6 @@ async fn setup(app: &TestApp) {
     }
 }
 
-async fn login(app: &TestApp, username: &str) -> Staff {
-    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    let res = http
-        .post(app.url("/api/login"))
-        .json(&json!({"username": username, "password": "table-password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{username} signs in");
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let me: Value = res.json().await.unwrap();
-    let staff = crate::helpers::Staff::from_parts(http, cookie, me["id"].as_i64().unwrap(), app);
-    assert_eq!(staff.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
-    staff
-}
-
 #[tokio::test]
 async fn every_operation_by_every_role_in_and_out_of_scope_is_allowed_or_refused_as_designed() {
     let app = spawn_app().await;
@@ -94,7 +78,7 @@ async fn every_operation_by_every_role_in_and_out_of_scope_is_allowed_or_refused
     for role in Role::ALL {
         for w in WHERE {
             let who = format!("{}-{}", role.as_str().replace('_', "-"), library(w));
-            let actor = login(&app, &who).await;
+            let actor = app.staff_with_password(&who, "table-password").await;
             let cov = covers(role, w);
             let admin = role >= Role::LibraryAdmin;
             let conf = role >= Role::InstitutionAdmin;

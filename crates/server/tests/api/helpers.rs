@@ -122,12 +122,17 @@ impl TestApp {
         dir
     }
 
-    /// A signed-in staff client.
+    /// A signed-in staff client, on duty (a demo account).
     pub async fn staff(&self, username: &str) -> Staff {
+        self.staff_with_password(username, demo::PASSWORD).await
+    }
+
+    /// A signed-in staff client, on duty.
+    pub async fn staff_with_password(&self, username: &str, password: &str) -> Staff {
         let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
         let res = http
             .post(self.url("/api/login"))
-            .json(&json!({"username": username, "password": demo::PASSWORD}))
+            .json(&json!({"username": username, "password": password}))
             .send()
             .await
             .unwrap();
@@ -179,11 +184,6 @@ pub struct Staff {
 }
 
 impl Staff {
-    /// A staff client from a sign-in made elsewhere.
-    pub fn from_parts(http: reqwest::Client, cookie: String, id: i64, app: &TestApp) -> Staff {
-        Staff { http, cookie, id, base: app.url(""), addr: app.addr }
-    }
-
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
         let status = res.status().as_u16();
