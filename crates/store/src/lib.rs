@@ -15,6 +15,7 @@
 //! SQL lives here and nowhere else; this crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

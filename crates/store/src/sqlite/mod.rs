@@ -384,9 +384,7 @@ impl Store for SqliteStore {
     async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>> {
         let username = username.to_owned();
         self.read(move |c| {
-            c.query_row(&format!("{STAFF_SELECT} WHERE s.username = ?1"), [username], |r| {
-                Ok(StaffRecord { staff: staff_row(r)?, password_hash: r.get(9)?, disabled: r.get(10)? })
-            })
+            c.query_row(&format!("{STAFF_SELECT} WHERE s.username = ?1"), [username], decode(|r| crate::sql::staff_record(r)))
             .optional()
             .map_err(db)
         })
@@ -521,19 +519,7 @@ impl Store for SqliteStore {
 
     async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>> {
         self.read(move |c| {
-            c.query_row(
-                "SELECT p.library_id, p.body, p.updated_at, st.display_name FROM policies p
-                 LEFT JOIN staff st ON st.id = p.updated_by WHERE p.library_id = ?1",
-                [library.0],
-                |r| {
-                    Ok(PolicyPage {
-                        library: LibraryId(r.get(0)?),
-                        body: r.get(1)?,
-                        updated_at: r.get(2)?,
-                        updated_by: r.get(3)?,
-                    })
-                },
-            )
+            c.query_row(crate::sql::POLICY_SELECT, [library.0], decode(|r| crate::sql::policy(r)))
             .optional()
             .map_err(db)
         })
@@ -572,7 +558,7 @@ impl Store for SqliteStore {
 
     async fn script(&self, id: i64) -> Result<Option<Script>> {
         self.read(move |c| {
-            c.query_row("SELECT id, scope, owner_id, title, body FROM scripts WHERE id = ?1", [id], script_row)
+            c.query_row(&format!("{} WHERE id = ?1", crate::sql::SCRIPT_SELECT), [id], script_row)
                 .optional()
                 .map_err(db)
         })
@@ -1010,7 +996,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut st = c
                 .prepare_cached(&format!(
-                    "{QUEUE_SELECT} AND s.queue_coop = 0 AND COALESCE(s.queued_at, s.created_at) + ?3 > ?1
+                    "{QUEUE_SELECT} AND s.queue_coop = FALSE AND COALESCE(s.queued_at, s.created_at) + ?3 > ?1
                      AND COALESCE(s.queued_at, s.created_at) + ?3 <= ?2 ORDER BY s.queued_at, s.id"
                 ))
                 .map_err(db)?;
@@ -1105,15 +1091,7 @@ impl Store for SqliteStore {
                 .prepare_cached(&format!("{STAFF_SELECT} WHERE i.cooperative_id = ?1 ORDER BY s.display_name, s.id"))
                 .map_err(db)?;
             let rows = st
-                .query_map([coop.0], |r| {
-                    Ok(StaffEntry {
-                        staff: staff_row(r)?,
-                        library_name: r.get(11)?,
-                        availability: parse_availability(r, 12)?,
-                        last_seen: r.get(13)?,
-                        disabled: r.get(10)?,
-                    })
-                })
+                .query_map([coop.0], decode(|r| crate::sql::staff_entry(r)))
                 .map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
@@ -1210,25 +1188,10 @@ impl Store for SqliteStore {
     async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>> {
         self.read(move |c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT CASE WHEN m.low = ?1 THEN m.high ELSE m.low END AS peer, st.display_name, max(m.seq),
-                            sum(CASE WHEN m.recipient = ?1 AND m.seq > COALESCE(r.last_read, 0) THEN 1 ELSE 0 END)
-                     FROM im_messages m
-                     JOIN staff st ON st.id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
-                     LEFT JOIN im_reads r ON r.staff_id = ?1 AND r.peer_id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
-                     WHERE m.low = ?1 OR m.high = ?1
-                     GROUP BY peer ORDER BY max(m.at) DESC",
-                )
+                .prepare_cached(crate::sql::IM_CONVERSATIONS)
                 .map_err(db)?;
             let rows = st
-                .query_map([me.0], |r| {
-                    Ok(ImConversation {
-                        peer: StaffId(r.get(0)?),
-                        peer_name: r.get(1)?,
-                        last_seq: r.get::<_, i64>(2)? as u64,
-                        unread: r.get::<_, i64>(3)? as u64,
-                    })
-                })
+                .query_map([me.0], decode(|r| crate::sql::im_conversation(r)))
                 .map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
@@ -1364,9 +1327,7 @@ impl Store for SqliteStore {
     async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
         self.read(move |c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT at, actor_id, actor_name, change FROM timeline WHERE question_id = ?1 ORDER BY id",
-                )
+                .prepare_cached(crate::sql::TIMELINE_SELECT)
                 .map_err(db)?;
             let rows = st.query_map([id.0], timeline_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
