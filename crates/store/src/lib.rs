@@ -1,6 +1,6 @@
 //! refdesk's storage: one interface, [`Store`], and its backends. SQLite (the
-//! embedded default) lives in [`sqlite`]; PostgreSQL comes next, behind the
-//! same trait.
+//! embedded default) lives in [`sqlite`]; PostgreSQL, for several nodes
+//! sharing one database, in [`postgres`].
 //!
 //! The store is the source of truth. Every write is committed before its
 //! result is returned, and the events it produced are handed to the
@@ -15,6 +15,7 @@
 //! SQL lives here and nowhere else; this crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
+pub mod postgres;
 mod sql;
 pub mod sqlite;
 
@@ -706,4 +707,27 @@ pub trait Store: Send + Sync + 'static {
     async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
     /// The earliest time an undelivered e-mail is due, if any.
     async fn next_mail_due(&self) -> Result<Option<Millis>>;
+}
+
+/// Who hears the line a change of hands writes: everyone present before or
+/// after it, including the librarian who handed the chat on.
+pub(crate) fn handover_audience(before: &SessionRecord, after: &SessionRecord) -> SessionContext {
+    let mut ctx = after.ctx.clone();
+    for m in &before.ctx.members {
+        if ctx.member_mode(m.staff).is_none() {
+            ctx.members.push(m.clone());
+        }
+    }
+    let previous = before.ctx.librarian;
+    if ctx.librarian.is_none() {
+        ctx.librarian = previous;
+    } else if let Some(prev) = previous.filter(|p| Some(*p) != ctx.librarian && ctx.member_mode(*p).is_none()) {
+        let name = before.librarian_name.clone().unwrap_or_default();
+        ctx.members.push(refdesk_domain::chat::Member {
+            staff: prev,
+            name,
+            mode: refdesk_domain::chat::ConferenceMode::Monitor,
+        });
+    }
+    ctx
 }

@@ -6,8 +6,12 @@
 //! PostgreSQL backend turns them into `$N` (no statement here holds a `?`
 //! anywhere else). Column order in each `*_SELECT` matches its decoder.
 
-use crate::{LibraryRecord, QuestionRecord, QuestionScope, Result, ScopeLevel, SessionRecord, StoreError, TimelineEntry};
-use refdesk_domain::chat::{is_live, Audience, Author, Message, MessageKind, SessionContext, SessionState, SystemEvent};
+use crate::{
+    LibraryRecord, QuestionRecord, QuestionScope, Result, ScopeLevel, SessionRecord, StoreError, TimelineEntry,
+};
+use refdesk_domain::chat::{
+    is_live, Audience, Author, Message, MessageKind, SessionContext, SessionState, SystemEvent,
+};
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::{Placement, Role, Staff};

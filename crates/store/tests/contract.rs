@@ -268,6 +268,39 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     s.put_code(w.library.placement.cooperative, code).await.unwrap();
     assert_eq!(s.codes(w.library.placement.cooperative).await.unwrap()[0].label, "Answered fully");
 
+    // Under concurrency: of many simultaneous accepts exactly one wins (I6);
+    // simultaneous sends get gapless sequence numbers, and each client id
+    // is stored once however often it is re-sent (I4).
+    let c = start(s, &w, None, "t3", 600).await;
+    let accepts: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, by) = (store.clone(), if i % 2 == 0 { w.ann.clone() } else { w.dev.clone() });
+            tokio::spawn(async move { store.accept(c, by, ok(), 601).await.is_ok() })
+        })
+        .collect();
+    let mut won = 0;
+    for a in accepts {
+        won += usize::from(a.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one accept wins");
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let author = Author::Patron { name: "Pat".into() };
+            let cid = format!("c{}", i % 20);
+            tokio::spawn(async move {
+                store.append(c, line(author, MessageKind::Message, "x", Some(&cid)), ok(), 602).await.unwrap()
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for send in sends {
+        fresh += usize::from(!send.await.unwrap().duplicate);
+    }
+    assert_eq!(fresh, 20, "one message per client id");
+    let seqs: Vec<u64> = s.messages_after(c, 0, 1000).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=22).collect::<Vec<u64>>(), "question, joined line, then 20 gapless");
+
     // I2: events are published only for committed writes, in commit order.
     let events = sink.0.lock().unwrap();
     let published: Vec<u64> = events
@@ -285,6 +318,27 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
 /// Runs a store future to completion from synchronous code inside the test.
 fn futures_lite_block<T>(f: impl std::future::Future<Output = refdesk_store::Result<T>>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+}
+
+/// The PostgreSQL server the tests use: `REFDESK_TEST_POSTGRES`, or the one
+/// `scripts/test.sh` makes sure is running. Each run gets a new database.
+async fn fresh_postgres() -> String {
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_contract_{}_{nanos}", std::process::id());
+    refdesk_store::postgres::create_database(&server, &name)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_contract_holds_on_postgresql() {
+    let url = fresh_postgres().await;
+    let sink = Arc::new(Recorder::default());
+    let options = refdesk_store::postgres::PgOptions::default();
+    let store = Arc::new(refdesk_store::postgres::PgStore::open(&url, options, sink.clone()).await.unwrap());
+    contract(store, sink).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

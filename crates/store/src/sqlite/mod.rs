@@ -384,7 +384,11 @@ impl Store for SqliteStore {
     async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>> {
         let username = username.to_owned();
         self.read(move |c| {
-            c.query_row(&format!("{STAFF_SELECT} WHERE s.username = ?1"), [username], decode(|r| crate::sql::staff_record(r)))
+            c.query_row(
+                &format!("{STAFF_SELECT} WHERE s.username = ?1"),
+                [username],
+                decode(|r| crate::sql::staff_record(r)),
+            )
             .optional()
             .map_err(db)
         })
@@ -520,8 +524,8 @@ impl Store for SqliteStore {
     async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>> {
         self.read(move |c| {
             c.query_row(crate::sql::POLICY_SELECT, [library.0], decode(|r| crate::sql::policy(r)))
-            .optional()
-            .map_err(db)
+                .optional()
+                .map_err(db)
         })
         .await
     }
@@ -956,20 +960,7 @@ impl Store for SqliteStore {
                 insert_timeline(c, q, now, Some(&by), &change)?;
             }
             let after = load_session(c, id)?;
-            // Written to everyone present before and after the change.
-            let mut ctx = after.ctx.clone();
-            for m in &rec.ctx.members {
-                if ctx.member_mode(m.staff).is_none() {
-                    ctx.members.push(m.clone());
-                }
-            }
-            if ctx.librarian.is_none() {
-                ctx.librarian = previous;
-            } else if let Some(prev) = previous.filter(|p| Some(*p) != ctx.librarian && ctx.member_mode(*p).is_none()) {
-                // The librarian who handed the chat on sees the line too.
-                let name = rec.librarian_name.clone().unwrap_or_default();
-                ctx.members.push(refdesk_domain::chat::Member { staff: prev, name, mode: ConferenceMode::Monitor });
-            }
+            let ctx = crate::handover_audience(&rec, &after);
             let message = insert_message(c, &after, line, now)?;
             let mut events = vec![Event::Message { ctx, message }];
             if after.state == SessionState::Waiting {
@@ -1090,9 +1081,7 @@ impl Store for SqliteStore {
             let mut st = c
                 .prepare_cached(&format!("{STAFF_SELECT} WHERE i.cooperative_id = ?1 ORDER BY s.display_name, s.id"))
                 .map_err(db)?;
-            let rows = st
-                .query_map([coop.0], decode(|r| crate::sql::staff_entry(r)))
-                .map_err(db)?;
+            let rows = st.query_map([coop.0], decode(|r| crate::sql::staff_entry(r))).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await
@@ -1187,12 +1176,8 @@ impl Store for SqliteStore {
 
     async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(crate::sql::IM_CONVERSATIONS)
-                .map_err(db)?;
-            let rows = st
-                .query_map([me.0], decode(|r| crate::sql::im_conversation(r)))
-                .map_err(db)?;
+            let mut st = c.prepare_cached(crate::sql::IM_CONVERSATIONS).map_err(db)?;
+            let rows = st.query_map([me.0], decode(|r| crate::sql::im_conversation(r))).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await
@@ -1326,9 +1311,7 @@ impl Store for SqliteStore {
 
     async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(crate::sql::TIMELINE_SELECT)
-                .map_err(db)?;
+            let mut st = c.prepare_cached(crate::sql::TIMELINE_SELECT).map_err(db)?;
             let rows = st.query_map([id.0], timeline_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })

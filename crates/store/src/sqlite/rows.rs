@@ -60,7 +60,6 @@ pub fn library_where(c: &Connection, cond: &str, p: impl Params) -> Result<Optio
 
 pub(crate) use crate::sql::STAFF_SELECT;
 
-
 pub(crate) use crate::sql::IM_SELECT;
 
 pub fn im_row(r: &Row) -> rusqlite::Result<refdesk_domain::event::ImMessage> {
@@ -196,7 +195,6 @@ pub fn timeline_row(r: &Row) -> rusqlite::Result<TimelineEntry> {
     lift(sql::timeline(r))
 }
 
-
 pub fn question_state(c: &Connection, q: QuestionId) -> Result<QuestionState> {
     c.prepare_cached(sql::QUESTION_STATE_SELECT)
         .map_err(db)?
@@ -211,7 +209,6 @@ pub(crate) use crate::sql::QUESTION_SELECT;
 pub fn question_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
     lift(sql::question(r))
 }
-
 
 pub(crate) use crate::sql::OUTBOX_SELECT;
 
