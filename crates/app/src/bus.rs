@@ -7,6 +7,12 @@
 //! connection too slow to keep up is not waited for: its queue is bounded,
 //! and when it overflows the connection is flagged *lagged* and catches up
 //! from the store, which has everything (the bus is never the source of truth).
+//!
+//! With several nodes, each node's bus is linked to the others' (over NATS,
+//! [`crate::nats`]): what is published here is also handed to the
+//! [`Bus::set_uplink`] channel, and what other nodes published arrives
+//! through [`Bus::deliver_remote`]. Watcher lists are per node; a node shows
+//! its connections the union of its own and the other nodes' lists.
 
 use refdesk_domain::chat::{SessionContext, Watcher};
 use refdesk_domain::event::Event;
@@ -53,6 +59,24 @@ struct Topics {
     /// delivered only to the patrons it moves — those behind it — so a
     /// patron joining the end of a long queue costs nobody anything.
     patron_queues: HashMap<LibraryId, BTreeMap<QueueKey, Mailbox>>,
+    /// Other nodes' watchers, per session and node.
+    remote_watchers: HashMap<SessionId, HashMap<String, Vec<Watcher>>>,
+}
+
+impl Topics {
+    /// Everyone watching a session, on this node and the others.
+    fn all_watchers(&self, session: SessionId) -> Vec<Watcher> {
+        let mut all: Vec<Watcher> =
+            self.watchers.get(&session).map(|(_, l)| l.iter().map(|(_, w)| w.clone()).collect()).unwrap_or_default();
+        for list in self.remote_watchers.get(&session).into_iter().flat_map(|n| n.values()) {
+            for w in list {
+                if !all.contains(w) {
+                    all.push(w.clone());
+                }
+            }
+        }
+        all
+    }
 }
 
 /// A waiting patron's place: since when, then the session (to break ties).
@@ -64,11 +88,16 @@ fn join_list(list: &mut Vec<Mailbox>, m: &Mailbox) {
     }
 }
 
+/// Batches of events on their way to the other nodes.
+pub type Uplink = mpsc::Sender<Vec<Event>>;
+
 /// The in-process bus.
 #[derive(Default)]
 pub struct Bus {
     topics: Mutex<Topics>,
     next_id: AtomicU64,
+    /// Where published events go for the other nodes, if there are any.
+    uplink: std::sync::OnceLock<Uplink>,
 }
 
 /// A connection's end of the bus. Dropping it unsubscribes everything.
@@ -147,14 +176,9 @@ impl Subscription {
         }
     }
 
-    /// Who watches a session now (on this node).
+    /// Who watches a session now (on every node this one has heard from).
     pub fn watchers_of(&self, session: SessionId) -> Vec<Watcher> {
-        self.bus
-            .lock()
-            .watchers
-            .get(&session)
-            .map(|(_, l)| l.iter().map(|(_, w)| w.clone()).collect())
-            .unwrap_or_default()
+        self.bus.lock().all_watchers(session)
     }
 
     /// Listens for changes ahead of a waiting patron's place in a queue
@@ -239,6 +263,64 @@ impl Bus {
         self.publish(vec![event]);
     }
 
+    /// Links this bus to the other nodes: from now on every published event
+    /// is also sent down `uplink`. Set once; later calls are refused.
+    pub fn set_uplink(&self, uplink: Uplink) -> Result<(), Uplink> {
+        self.uplink.set(uplink)
+    }
+
+    /// Delivers events another node published, to this node's connections only.
+    pub fn deliver_remote(&self, node: &str, events: Vec<Event>) {
+        let events = {
+            let mut t = self.lock();
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    // Another node's watcher list replaces what we knew of it;
+                    // our connections hear the union.
+                    Event::Watchers { ctx, watchers } => {
+                        let nodes = t.remote_watchers.entry(ctx.id).or_default();
+                        if watchers.is_empty() {
+                            nodes.remove(node);
+                        } else {
+                            nodes.insert(node.to_owned(), watchers);
+                        }
+                        if nodes.is_empty() {
+                            t.remote_watchers.remove(&ctx.id);
+                        }
+                        let watchers = t.all_watchers(ctx.id);
+                        Some(Event::Watchers { ctx, watchers })
+                    }
+                    Event::Resync => None,
+                    other => Some(other),
+                })
+                .collect::<Vec<_>>()
+        };
+        self.deliver_local(events);
+    }
+
+    /// Tells every connection on this node to re-read what it follows from
+    /// the store: events may have been missed (the link to the other nodes
+    /// was down).
+    pub fn resync(&self) {
+        let t = self.lock();
+        let event = Arc::new(Event::Resync);
+        let mut seen = std::collections::HashSet::new();
+        let everyone = t
+            .queue
+            .iter()
+            .chain(&t.monitor)
+            .chain(t.sessions.values().flatten())
+            .chain(t.staff.values().flatten())
+            .chain(t.patron_queues.values().flat_map(|q| q.values()));
+        for m in everyone {
+            if seen.insert(m.id) {
+                m.lagged.store(true, Ordering::Release);
+                m.deliver(&event);
+            }
+        }
+    }
+
     /// Number of connections subscribed to anything (for metrics and tests).
     pub fn connections(&self) -> usize {
         let t = self.lock();
@@ -253,6 +335,21 @@ impl Bus {
 
 impl EventSink for Bus {
     fn publish(&self, events: Vec<Event>) {
+        if let Some(uplink) = self.uplink.get() {
+            let shared: Vec<Event> = events.iter().filter(|e| !matches!(e, Event::Resync)).cloned().collect();
+            if !shared.is_empty() && uplink.try_send(shared).is_err() {
+                // The other nodes fill the gap from the store at the
+                // session's next message, or when the link comes back.
+                tracing::warn!("the link to the other nodes is behind; events for them were dropped");
+            }
+        }
+        self.deliver_local(events);
+    }
+}
+
+impl Bus {
+    /// Delivers events to this node's connections only.
+    pub fn deliver_local(&self, events: Vec<Event>) {
         let t = self.lock();
         for event in events {
             let event = Arc::new(event);
@@ -269,11 +366,20 @@ impl EventSink for Bus {
                         m.deliver(&event);
                     }
                 }
-                Event::Watchers { ctx, .. } | Event::Typing { ctx, .. } => {
+                Event::Watchers { ctx, .. } => {
+                    // Our own list changed, or another node's: everyone here
+                    // hears the union.
+                    let merged = Arc::new(Event::Watchers { ctx: ctx.clone(), watchers: t.all_watchers(ctx.id) });
+                    for m in t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice) {
+                        m.deliver(&merged);
+                    }
+                }
+                Event::Typing { ctx, .. } => {
                     for m in t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice) {
                         m.deliver(&event);
                     }
                 }
+                Event::Resync => {}
                 Event::QueueAdded(_) | Event::QueueRemoved { .. } => {
                     for m in &t.queue {
                         m.deliver(&event);

@@ -354,6 +354,15 @@ impl Feed {
                 }
                 out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
             }
+            // A waiting patron's place in line is counted again.
+            if let (Viewer::Patron { session }, Some(_)) = (&self.viewer, self.waiting) {
+                let session = *session;
+                if let Some(rec) = self.app.store.session(session).await? {
+                    self.waiting = None;
+                    self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
+                    out.extend(self.position());
+                }
+            }
             let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
             for (peer, last) in peers {
                 out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
@@ -483,6 +492,8 @@ impl Feed {
                     out.push(Out::SignedOut);
                 }
             }
+            // Handled above, as a lag: everything followed was re-read.
+            Event::Resync => {}
         }
         Ok(out)
     }

@@ -8,6 +8,7 @@
 //!   gap filling and the visibility filter (I1, I3).
 //! - [`auth`]: passwords (argon2id) and secret tokens.
 //! - [`mail`]: the e-mail sent (answers, transcripts) and the outbox's sender.
+//! - [`nats`]: the link between nodes' buses when several serve one cooperative.
 //! - `questions`: the question list and its actions on live chats (R4, B1).
 //! - `desk`: the chat monitor (My / ALL), conferencing and transfer.
 //! - [`staff`]: availability, presence, sign-off, roll-up, staff management, the offline form.
@@ -26,6 +27,7 @@ mod desk;
 pub mod feed;
 mod im;
 pub mod mail;
+pub mod nats;
 mod questions;
 pub mod staff;
 

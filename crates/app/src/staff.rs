@@ -223,7 +223,9 @@ impl App {
             Ok(entries) => {
                 let events: Vec<Event> = entries.into_iter().map(Event::QueueRolledUp).collect();
                 if !events.is_empty() {
-                    refdesk_store::EventSink::publish(&*self.bus, events);
+                    // Every node's tick finds the same roll-ups: each tells
+                    // only its own connections.
+                    self.bus.deliver_local(events);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot check the queue for roll-ups"),

@@ -154,6 +154,10 @@ pub enum Event {
         /// Who.
         staff: StaffId,
     },
+    /// This node may have missed events (its link to the other nodes was
+    /// down): every connection re-reads what it follows from the store.
+    /// Never stored, never sent between nodes.
+    Resync,
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {
         /// The session.

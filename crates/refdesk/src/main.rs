@@ -1,6 +1,7 @@
 //! The `refdesk` binary: one program for the service and its operators.
 //!
-//! - `serve`: run the service (SQLite in the data folder by default);
+//! - `serve`: run the service (SQLite in the data folder by default;
+//!   PostgreSQL and NATS for several nodes);
 //! - `migrate`: bring the database schema up to date;
 //! - `demo`: load the demo cooperative;
 //! - `user add`: create a staff member;
@@ -31,6 +32,14 @@ struct Cli {
     /// Data folder (SQLite database). Overrides the file and REFDESK_DATA_DIR.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database (`postgres://…`) instead of SQLite in the data
+    /// folder. Overrides the file and REFDESK_DATABASE_URL.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// NATS server linking several nodes (`nats://…`; needs a PostgreSQL
+    /// database). Overrides the file and REFDESK_NATS_URL.
+    #[arg(long, global = true)]
+    nats_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,6 +122,14 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(url) = &cli.database_url {
+        config.database_url = Some(url.clone());
+    }
+    if let Some(url) = &cli.nats_url {
+        config.nats_url = Some(url.clone());
+    }
+    // Flags may have changed what the file and environment set.
+    config.validate()?;
     Ok(config)
 }
 
@@ -125,18 +142,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args.clone()).await,
         Command::Migrate => {
             let config = load_config(&cli)?;
-            refdesk_server::open(&config, Clock::system())?;
-            println!("database at {} is up to date", config.database_path().display());
+            refdesk_server::open(&config, Clock::system()).await?;
+            match &config.database_url {
+                None => println!("database at {} is up to date", config.database_path().display()),
+                Some(_) => println!("the PostgreSQL database is up to date"),
+            }
             Ok(())
         }
         Command::Demo => {
-            let state = refdesk_server::open(&load_config(&cli)?, Clock::system())?;
+            let state = refdesk_server::open(&load_config(&cli)?, Clock::system()).await?;
             load_demo(&state.app).await?;
             print_demo_logins();
             Ok(())
         }
         Command::User { command: UserCommand::Add(u) } => {
-            let state = refdesk_server::open(&load_config(&cli)?, Clock::system())?;
+            let state = refdesk_server::open(&load_config(&cli)?, Clock::system()).await?;
             let role = Role::parse(&u.role).with_context(|| {
                 format!(
                     "unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin",
@@ -157,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = listen {
                 config.listen = *l;
             }
-            let state = refdesk_server::open(&config, Clock::system())?;
+            let state = refdesk_server::open(&config, Clock::system()).await?;
             if *demo {
                 if state.app.store.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
                     load_demo(&state.app).await?;
@@ -170,7 +190,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("listening on {}", config.listen))?;
             let addr = listener.local_addr()?;
             let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display());
+            match &config.database_url {
+                None => println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display()),
+                Some(_) => println!("refdesk is serving on http://{addr}/ (data in PostgreSQL)"),
+            }
             println!("  librarian desk:  http://{addr}/desk");
             for lib in libs.iter().take(10) {
                 println!("  patron chat:     http://{addr}/ask/{}  ({})", lib.slug, lib.name);

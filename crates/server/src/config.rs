@@ -17,6 +17,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the SQLite database and, with no SMTP server configured, the e-mail files (`mail/*.eml`).
     pub data_dir: PathBuf,
+    /// The database. Unset: the embedded SQLite file in `data_dir` (one
+    /// node). A `postgres://user@host:port/db` URL: PostgreSQL, which
+    /// several nodes can share.
+    pub database_url: Option<String>,
+    /// PostgreSQL connections each node keeps at most.
+    pub database_connections: u32,
+    /// The NATS server that links several nodes (`nats://host:4222`).
+    /// Unset: one node, with the in-process bus. Needs `database_url`.
+    pub nats_url: Option<String>,
+    /// The NATS subject the nodes of one deployment share (another
+    /// deployment on the same NATS server uses another).
+    pub nats_subject: String,
     /// Mark cookies `Secure`: set when refdesk is served over HTTPS.
     pub secure_cookies: bool,
     /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the
@@ -33,6 +45,10 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            database_url: None,
+            database_connections: 16,
+            nats_url: None,
+            nats_subject: "refdesk.events".into(),
             secure_cookies: false,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
@@ -56,8 +72,10 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_SECURE_COOKIES`,
-    /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM` and `REFDESK_MAX_MESSAGE_CHARS`.
+    /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_DATABASE_URL`,
+    /// `REFDESK_NATS_URL`, `REFDESK_NATS_SUBJECT`, `REFDESK_SECURE_COOKIES`,
+    /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
+    /// and the two rate limits.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
@@ -65,6 +83,15 @@ impl Config {
         }
         if let Some(v) = get("REFDESK_DATA_DIR") {
             self.data_dir = v.into();
+        }
+        if let Some(v) = get("REFDESK_DATABASE_URL") {
+            self.database_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("REFDESK_NATS_URL") {
+            self.nats_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("REFDESK_NATS_SUBJECT") {
+            self.nats_subject = v;
         }
         if let Some(v) = get("REFDESK_SECURE_COOKIES") {
             self.secure_cookies =
@@ -125,6 +152,30 @@ impl Config {
             }
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database_url must be a postgres:// URL (leave it unset for the embedded SQLite database in data_dir)");
+            }
+        }
+        if !(1..=1000).contains(&self.database_connections) {
+            bail!("database_connections must be between 1 and 1000");
+        }
+        if let Some(url) = &self.nats_url {
+            if !url.starts_with("nats://") {
+                bail!("nats_url must be a nats:// URL, such as nats://127.0.0.1:4222");
+            }
+            if self.database_url.is_none() {
+                bail!("nats_url links several nodes, which must share a PostgreSQL database: set database_url too");
+            }
+        }
+        let subject_ok = !self.nats_subject.is_empty()
+            && self
+                .nats_subject
+                .split('.')
+                .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        if !subject_ok {
+            bail!("nats_subject must be dot-separated words of letters, digits, '_' and '-' (no wildcards)");
+        }
         Ok(())
     }
 
@@ -158,6 +209,29 @@ mod tests {
         assert!(c.apply_env(|k| (k == "REFDESK_LISTEN").then(|| "nowhere".into())).is_err());
         c.limits.max_message_chars = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_database_and_nats_settings_are_checked() {
+        let with = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|c| c.database_url = Some("mysql://x".into())).is_err());
+        assert!(with(|c| c.database_url = Some("postgres://u@127.0.0.1/db".into())).is_ok());
+        assert!(with(|c| c.nats_url = Some("nats://127.0.0.1:4222".into())).is_err(), "NATS without PostgreSQL");
+        assert!(with(|c| {
+            c.database_url = Some("postgres://u@h/db".into());
+            c.nats_url = Some("nats://127.0.0.1:4222".into());
+        })
+        .is_ok());
+        assert!(with(|c| c.nats_subject = "refdesk.>".into()).is_err());
+        assert!(with(|c| c.nats_subject = "a..b".into()).is_err());
+        assert!(with(|c| c.database_connections = 0).is_err());
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "REFDESK_DATABASE_URL").then(|| "postgres://h/db".into())).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://h/db"));
     }
 
     #[test]

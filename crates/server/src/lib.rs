@@ -21,6 +21,7 @@ pub use config::Config;
 
 use anyhow::Context;
 use refdesk_app::{bus::Bus, App, Clock};
+use refdesk_store::postgres::{PgOptions, PgStore};
 use refdesk_store::sqlite::SqliteStore;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -45,15 +46,34 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
-/// Opens the store named by `config` (migrating it) and assembles the app.
-pub fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
+/// Opens the store named by `config` (migrating it), links the bus to the
+/// other nodes if NATS is configured, and assembles the app.
+pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
     let bus = Bus::new();
-    let path = config.database_path();
-    let store = SqliteStore::open(&path, bus.clone())
-        .with_context(|| format!("opening the SQLite database {}", path.display()))?;
-    let app = App::new(Arc::new(store), bus, config.limits.clone(), clock);
+    let store: Arc<dyn refdesk_store::Store> = match &config.database_url {
+        None => {
+            let path = config.database_path();
+            let store = SqliteStore::open(&path, bus.clone())
+                .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+            Arc::new(store)
+        }
+        Some(url) => {
+            let options = PgOptions { max_connections: config.database_connections, ..PgOptions::default() };
+            // The URL may hold a password: it is not repeated in the error.
+            let store = PgStore::open(url, options, bus.clone()).await.context("opening the PostgreSQL database")?;
+            Arc::new(store)
+        }
+    };
+    if let Some(url) = &config.nats_url {
+        let link = refdesk_app::nats::link(bus.clone(), url, &config.nats_subject)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("linking to the other nodes over NATS")?;
+        tracing::info!(node = %link.node, subject = %config.nats_subject, "linked to the other nodes over NATS");
+    }
+    let app = App::new(store, bus, config.limits.clone(), clock);
     Ok(AppState {
         app,
         secure_cookies: config.secure_cookies,

@@ -66,7 +66,7 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
     config.limits.logins_per_minute = 100_000;
     config.limits.starts_per_minute = 100_000;
     tweak(&mut config);
-    let state = refdesk_server::open(&config, clock).expect("the store opens");
+    let state = refdesk_server::open(&config, clock).await.expect("the store opens");
     // Bound before spawning: the server is ready when this returns.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let addr = listener.local_addr().unwrap();

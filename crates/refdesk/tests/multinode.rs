@@ -1,0 +1,362 @@
+//! Several refdesk nodes serving one cooperative: three `refdesk serve`
+//! processes on their own ports, sharing one PostgreSQL database (a fresh
+//! one per run, on the server `scripts/test.sh` makes sure is running) and
+//! one NATS server (started here, so that the test can stop and restart it).
+//!
+//! The patron is on node 1, the librarian on node 2, a conferencing admin on
+//! node 3. Everyone sees the same messages in the same order; two librarians
+//! on different nodes accepting one chat → one wins; node 2 is killed
+//! (SIGKILL) mid-chat → the librarian resumes on node 3 with nothing lost or
+//! doubled; NATS is restarted mid-chat → delivery resumes, nothing lost.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+/// How long anything that should happen soon may take (a NATS reconnect
+/// waits out the client's back-off).
+const PATIENCE: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "refdesk-demo";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn nats_server() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/local/bin"]) {
+        let p = PathBuf::from(dir).join("nats-server");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("nats-server must be installed (scripts/test.sh installs it)");
+}
+
+/// Our own NATS server, on a port of its own.
+async fn start_nats(port: u16) -> Proc {
+    let child = Command::new(nats_server())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    wait_for_port(port, "nats-server").await;
+    Proc(child)
+}
+
+/// A refdesk node.
+struct Node {
+    port: u16,
+    _proc: Proc,
+}
+
+impl Node {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn refdesk(config: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_refdesk"));
+    c.arg("--config").arg(config).env("REFDESK_LOG", "warn");
+    c
+}
+
+async fn start_node(config: &std::path::Path, data: &std::path::Path) -> Node {
+    let port = free_port();
+    let child = refdesk(config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("refdesk serve starts");
+    let node = Node { port, _proc: Proc(child) };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = reqwest::get(node.url("/readyz")).await {
+            if r.status() == 200 {
+                return node;
+            }
+        }
+        assert!(Instant::now() < deadline, "node on port {port} did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A signed-in staff member, on duty, talking to one node.
+struct Staff {
+    http: reqwest::Client,
+    cookie: String,
+    base: String,
+}
+
+async fn sign_in(node: &Node, username: &str) -> Staff {
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let res = http
+        .post(node.url("/api/login"))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{username} signs in");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let staff = Staff { http, cookie, base: node.url("") };
+    assert_eq!(staff.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    staff
+}
+
+impl Staff {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The same sign-in, used on another node.
+    fn on(&self, node: &Node) -> Staff {
+        Staff { http: self.http.clone(), cookie: self.cookie.clone(), base: node.url("") }
+    }
+
+    async fn socket(&self, node: &Node) -> Socket {
+        Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node.port), Some(&self.cookie)).await
+    }
+}
+
+async fn start_chat(node: &Node, question: &str) -> (i64, String) {
+    let res = reqwest::Client::new()
+        .post(node.url("/api/libraries/riverside-main/chats"))
+        .json(&json!({"name": "Pat", "question": question}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    (v["session"].as_i64().unwrap(), v["token"].as_str().unwrap().to_owned())
+}
+
+type Stream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client keeping every chat event it was given, by sequence number.
+struct Socket {
+    ws: Stream,
+    /// seq → (kind, body), and how often each seq arrived.
+    events: BTreeMap<u64, (String, String)>,
+    doubled: Vec<u64>,
+}
+
+impl Socket {
+    async fn connect(url: &str, cookie: Option<&str>) -> Socket {
+        let mut req = url.into_client_request().unwrap();
+        if let Some(c) = cookie {
+            req.headers_mut().insert("Cookie", c.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
+        let mut s = Socket { ws, events: BTreeMap::new(), doubled: Vec::new() };
+        assert_eq!(s.next().await["type"], "hello");
+        s
+    }
+
+    async fn next(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the socket is open")
+                .expect("the frame is readable");
+            if let Ws::Text(t) = msg {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "event" {
+                    let seq = v["seq"].as_u64().unwrap();
+                    let entry =
+                        (v["kind"].as_str().unwrap_or("").to_owned(), v["body"].as_str().unwrap_or("").to_owned());
+                    if self.events.insert(seq, entry).is_some() {
+                        self.doubled.push(seq);
+                    }
+                }
+                return v;
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.ws.send(Ws::text(frame.to_string())).await.unwrap();
+    }
+
+    async fn resume(&mut self, session: Option<i64>, after: u64) {
+        let mut frame = json!({"type": "resume", "after": after});
+        if let Some(s) = session {
+            frame["session"] = json!(s);
+        }
+        self.send(frame).await;
+        loop {
+            let f = self.next().await;
+            assert_ne!(f["type"], "error", "resume succeeds: {f}");
+            if f["type"] == "synced" {
+                return;
+            }
+        }
+    }
+
+    /// Sends a line and returns its ack.
+    async fn say(&mut self, session: Option<i64>, body: &str, client_id: &str) -> Value {
+        let mut frame = json!({"type": "send", "kind": "message", "body": body, "client_id": client_id});
+        if let Some(s) = session {
+            frame["session"] = json!(s);
+        }
+        self.send(frame).await;
+        loop {
+            let f = self.next().await;
+            if (f["type"] == "ack" || f["type"] == "error") && f["client_id"] == client_id {
+                assert_eq!(f["type"], "ack", "{body} is stored: {f}");
+                return f;
+            }
+        }
+    }
+
+    /// Reads until the event with this body has arrived.
+    async fn until_body(&mut self, body: &str) {
+        while !self.events.values().any(|(_, b)| b == body) {
+            self.next().await;
+        }
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.events.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The chat lines (not notes, not system lines), in sequence order.
+    fn lines(&self) -> Vec<(u64, String)> {
+        self.events.iter().filter(|(_, (k, _))| k == "message").map(|(s, (_, b))| (*s, b.clone())).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
+    // --- a fresh database, our own NATS, the demo cooperative, three nodes ---
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_multinode_{}_{nanos}", std::process::id());
+    let database = refdesk_store::postgres::create_database(&server, &name)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+    let nats_port = free_port();
+    let mut nats = start_nats(nats_port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("refdesk.toml");
+    // Roll-up at once: a librarian of another library may take the chat
+    // (the accept race below is between two libraries' librarians).
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{database}\"\nnats_url = \"nats://127.0.0.1:{nats_port}\"\nnats_subject = \"test.{name}\"\n\
+             [limits]\nrollup_seconds = 0\nlogins_per_minute = 100000\nstarts_per_minute = 100000\n"
+        ),
+    )
+    .unwrap();
+    let demo = refdesk(&config).arg("demo").stdout(Stdio::null()).status().expect("refdesk demo runs");
+    assert!(demo.success(), "the demo loads into the shared database");
+    let node1 = start_node(&config, &dir.path().join("n1")).await;
+    let node2 = start_node(&config, &dir.path().join("n2")).await;
+    let node3 = start_node(&config, &dir.path().join("n3")).await;
+
+    // --- two librarians on different nodes accept one chat at once: one wins ---
+    let ann = sign_in(&node2, "ann").await;
+    let ben = sign_in(&node3, "ben").await;
+    let (race, _) = start_chat(&node1, "Who wins?").await;
+    let path = format!("/api/sessions/{race}/accept");
+    let (a, b) = tokio::join!(ann.post(&path, json!(null)), ben.post(&path, json!(null)));
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert_eq!(codes, [200, 409], "exactly one accept wins (I6): {a:?} {b:?}");
+
+    // --- the patron on node 1, the librarian on node 2, an admin on node 3 ---
+    let (session, token) = start_chat(&node1, "Where are the 1850 maps?").await;
+    assert_eq!(ann.post(&format!("/api/sessions/{session}/accept"), json!(null)).await.0, 200);
+    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws?token={token}", node1.port), None).await;
+    pat.resume(None, 0).await;
+    let mut lib = ann.socket(&node2).await;
+    lib.resume(Some(session), 0).await;
+    let dev = sign_in(&node3, "dev").await;
+    assert_eq!(dev.post(&format!("/api/sessions/{session}/conference"), json!({"mode": "join"})).await.0, 200);
+    let mut adm = dev.socket(&node3).await;
+    adm.resume(Some(session), 0).await;
+
+    for i in 0..5 {
+        pat.say(None, &format!("patron {i}"), &format!("p{i}")).await;
+        lib.say(Some(session), &format!("librarian {i}"), &format!("l{i}")).await;
+        adm.say(Some(session), &format!("admin {i}"), &format!("a{i}")).await;
+    }
+    for s in [&mut pat, &mut lib, &mut adm] {
+        s.until_body("admin 4").await;
+    }
+    assert_eq!(pat.lines().len(), 16, "the question and 15 lines: {:?}", pat.lines());
+    assert_eq!(pat.lines(), lib.lines(), "patron (node 1) and librarian (node 2) see the same, in the same order");
+    assert_eq!(lib.lines(), adm.lines(), "and so does the admin (node 3)");
+
+    // --- node 2 is killed mid-chat; the librarian resumes on node 3 ---
+    let before_kill = lib.last_seq();
+    let cid_sent_to_node2 = lib.say(Some(session), "sent just before the crash", "l-crash").await;
+    drop(node2); // SIGKILL: no shutdown, no goodbye
+    pat.say(None, "are you still there?", "p-while-down").await;
+    pat.say(None, "hello?", "p-while-down-2").await;
+    let ann3 = ann.on(&node3);
+    let mut lib3 = ann3.socket(&node3).await;
+    lib3.resume(Some(session), before_kill).await;
+    lib3.until_body("hello?").await;
+    // The re-send of a line node 2 stored returns the stored one (I4), from node 3.
+    let again = lib3.say(Some(session), "sent just before the crash", "l-crash").await;
+    assert_eq!(again["seq"], cid_sent_to_node2["seq"], "a re-sent client id is stored once, whichever node");
+    let resumed: Vec<&String> = lib3.events.values().map(|(_, b)| b).collect();
+    assert_eq!(
+        resumed,
+        ["sent just before the crash", "are you still there?", "hello?"],
+        "everything after the last seen seq, once"
+    );
+    assert!(lib3.doubled.is_empty(), "nothing doubled: {:?}", lib3.doubled);
+
+    // --- NATS restarts mid-chat: delivery resumes, nothing lost ---
+    drop(nats);
+    pat.say(None, "said while NATS was down", "p-nats-down").await;
+    nats = start_nats(nats_port).await;
+    lib3.until_body("said while NATS was down").await;
+    adm.until_body("said while NATS was down").await;
+    pat.say(None, "and after it came back", "p-nats-up").await;
+    lib3.until_body("and after it came back").await;
+    adm.until_body("and after it came back").await;
+    lib3.say(Some(session), "librarian on node 3 answers", "l-after").await;
+    pat.until_body("librarian on node 3 answers").await;
+    adm.until_body("librarian on node 3 answers").await;
+
+    // Every client holds a gapless run of what it may see, nothing doubled;
+    // the patron and the admin agree line for line with the store's order.
+    for (who, s) in [("patron", &pat), ("admin", &adm), ("librarian", &lib3)] {
+        assert!(s.doubled.is_empty(), "{who} got nothing twice: {:?}", s.doubled);
+    }
+    assert_eq!(pat.lines(), adm.lines(), "patron (node 1) and admin (node 3) end in agreement");
+    drop(nats);
+}
