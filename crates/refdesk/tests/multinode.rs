@@ -358,5 +358,40 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
         assert!(s.doubled.is_empty(), "{who} got nothing twice: {:?}", s.doubled);
     }
     assert_eq!(pat.lines(), adm.lines(), "patron (node 1) and admin (node 3) end in agreement");
+
+    // --- the database goes away: not ready, no false ack; back: ready by itself ---
+    let admin = reqwest::Client::new();
+    let psql = |sql: String| {
+        let server = server.clone();
+        async move {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&server).await.unwrap();
+            sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
+        }
+    };
+    psql(format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let ready = |n: &Node| admin.get(n.url("/readyz")).send();
+    assert_eq!(ready(&node1).await.unwrap().status(), 503, "a node without its database is not ready");
+    assert_eq!(ready(&node3).await.unwrap().status(), 503);
+    pat.send(json!({"type": "send", "kind": "message", "body": "lost?", "client_id": "p-db-down"})).await;
+    loop {
+        let f = pat.next().await;
+        if f["client_id"] == "p-db-down" {
+            assert_eq!(f["type"], "error", "no ack for what was not stored: {f}");
+            break;
+        }
+    }
+    psql(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).await;
+    let deadline = Instant::now() + PATIENCE;
+    while ready(&node1).await.unwrap().status() != 200 || ready(&node3).await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the nodes reconnect to the database by themselves");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pat.say(None, "lost?", "p-db-down").await;
+    lib3.until_body("lost?").await;
+    adm.until_body("lost?").await;
     drop(nats);
 }
