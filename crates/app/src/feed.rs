@@ -84,6 +84,10 @@ pub enum Out {
         /// Now.
         availability: Availability,
     },
+    /// The whole queue again (after a lag or a resync: changes may be missing).
+    Queue(Vec<QueueEntry>),
+    /// The whole chat monitor again (after a lag or a resync).
+    MonitorList(Vec<SessionSummary>),
 }
 
 struct Watched {
@@ -103,6 +107,8 @@ pub struct Feed {
     /// Last IM sequence number passed on, per peer.
     im: HashMap<StaffId, u64>,
     monitor: bool,
+    /// Whether this connection watches the queue.
+    watching_queue: bool,
     /// Sessions this viewer's chat monitor lists, to say when one leaves it.
     monitored: std::collections::HashSet<SessionId>,
     /// Whether this staff member is on duty: only they are offered chats (DESIGN §9).
@@ -126,6 +132,7 @@ impl Feed {
             sessions: HashMap::new(),
             im: HashMap::new(),
             monitor: false,
+            watching_queue: false,
             monitored: Default::default(),
             on_duty: false,
             waiting: None,
@@ -234,6 +241,7 @@ impl Feed {
             return Err(DomainError::Forbidden("patrons have no queue").into());
         }
         self.sub.join_queue();
+        self.watching_queue = true;
         if let Viewer::Staff(me) = &self.viewer {
             self.on_duty = self.app.is_on_duty(me).await?;
         }
@@ -366,6 +374,14 @@ impl Feed {
             let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
             for (peer, last) in peers {
                 out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
+            }
+            // Queue and monitor changes may be among what was missed: the
+            // lists are sent whole again.
+            if self.watching_queue {
+                out.push(Out::Queue(self.watch_queue().await?));
+            }
+            if self.monitor {
+                out.push(Out::MonitorList(self.watch_monitor().await?));
             }
         }
         match &*event {

@@ -19,9 +19,13 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 /// Options of `refdesk bench`.
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Base URL of the server (loopback only).
+    /// Base URL of the server (loopback only): the patrons' node.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Base URL of the node the librarian uses (loopback only); default: `--url`.
+    /// With two nodes, every message crosses from one node to the other.
+    #[arg(long)]
+    staff_url: Option<String>,
     /// Concurrent chats.
     #[arg(long, default_value_t = 100)]
     chats: usize,
@@ -40,9 +44,10 @@ pub struct BenchArgs {
     /// Their password.
     #[arg(long, default_value = "refdesk-demo", env = "REFDESK_BENCH_PASSWORD")]
     password: String,
-    /// The server's process id, to read its RSS and CPU time from /proc.
+    /// The server's process id, to read its RSS and CPU time from /proc;
+    /// repeat it for several nodes (their figures are added up).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Instead of chatting, open this many idle patron connections and report memory.
     #[arg(long)]
     idle: Option<usize>,
@@ -51,6 +56,20 @@ pub struct BenchArgs {
 struct ProcStat {
     rss_kib: u64,
     cpu_seconds: f64,
+}
+
+/// The RSS and CPU time of several processes, added up (None without pids).
+fn procs_stat(pids: &[u32]) -> anyhow::Result<Option<ProcStat>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = ProcStat { rss_kib: 0, cpu_seconds: 0.0 };
+    for pid in pids {
+        let s = proc_stat(*pid)?;
+        total.rss_kib += s.rss_kib;
+        total.cpu_seconds += s.cpu_seconds;
+    }
+    Ok(Some(total))
 }
 
 fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
@@ -114,9 +133,9 @@ async fn connect(url: &str, cookie: Option<&str>) -> anyhow::Result<Socket> {
     Ok(ws)
 }
 
-/// Runs the benchmark.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let authority = args.url.split("//").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+/// Refuses anything but a loopback address.
+fn check_loopback(url: &str) -> anyhow::Result<()> {
+    let authority = url.split("//").nth(1).unwrap_or("").split('/').next().unwrap_or("");
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
@@ -124,17 +143,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !matches!(host, "127.0.0.1" | "localhost" | "::1") {
         bail!("the load generator only targets loopback addresses, not {host:?}");
     }
+    Ok(())
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    check_loopback(&args.url)?;
+    if let Some(url) = &args.staff_url {
+        check_loopback(url)?;
+    }
     if !(args.rate > 0.0 && args.rate <= 1000.0) {
         bail!("--rate must be between 0 and 1000 messages per second");
     }
     let base = args.url.trim_end_matches('/').to_owned();
+    let staff_base = args.staff_url.as_deref().unwrap_or(&args.url).trim_end_matches('/').to_owned();
     let http = reqwest::Client::builder().cookie_store(true).build()?;
     if let Some(n) = args.idle {
         return idle(&http, &base, &args, n).await;
     }
 
     let login = http
-        .post(format!("{base}/api/login"))
+        .post(format!("{staff_base}/api/login"))
         .json(&json!({"username": args.username, "password": args.password}))
         .send()
         .await?
@@ -148,7 +177,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("no session cookie")?
         .to_owned();
 
-    http.post(format!("{base}/api/me/availability"))
+    http.post(format!("{staff_base}/api/me/availability"))
         .json(&json!({"availability": "on_duty"}))
         .send()
         .await?
@@ -157,21 +186,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("starting {} chats…", args.chats);
     let chats = start_chats(&http, &base, &args.library, args.chats).await?;
     for c in &chats {
-        http.post(format!("{base}/api/sessions/{}/accept", c.session)).send().await?.error_for_status()?;
+        http.post(format!("{staff_base}/api/sessions/{}/accept", c.session)).send().await?.error_for_status()?;
     }
     let ws = ws_url(&base);
+    let staff_ws = ws_url(&staff_base);
     let mut sockets = Vec::with_capacity(chats.len() * 2);
     for c in &chats {
         let mut p = connect(&format!("{ws}/api/ws?token={}", c.token), None).await?;
         p.send(Ws::text(json!({"type": "resume", "after": 1_000_000}).to_string())).await?;
-        let mut s = connect(&format!("{ws}/api/ws"), Some(&cookie)).await?;
+        let mut s = connect(&format!("{staff_ws}/api/ws"), Some(&cookie)).await?;
         s.send(Ws::text(json!({"type": "resume", "session": c.session, "after": 1_000_000}).to_string())).await?;
         sockets.push((c.session, p, "patron"));
         sockets.push((c.session, s, "staff"));
     }
     println!("{} sockets open; sending for {} s at {} msg/s per side", sockets.len(), args.duration, args.rate);
 
-    let before = args.server_pid.map(proc_stat).transpose()?;
+    let before = procs_stat(&args.server_pid)?;
     let t0 = Instant::now();
     let stop = t0 + Duration::from_secs(args.duration);
     let period = Duration::from_secs_f64(1.0 / args.rate);
@@ -188,7 +218,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         latencies.extend(r.latencies_us);
     }
     let elapsed = t0.elapsed().as_secs_f64().min(args.duration as f64 + 2.0);
-    let after = args.server_pid.map(proc_stat).transpose()?;
+    let after = procs_stat(&args.server_pid)?;
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -285,7 +315,7 @@ async fn drive(
 }
 
 async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) -> anyhow::Result<()> {
-    let pid = args.server_pid.context("--idle needs --server-pid to read the server's memory")?;
+    let pid = *args.server_pid.first().context("--idle needs --server-pid to read the server's memory")?;
     println!("starting {n} chats…");
     let chats = start_chats(http, base, &args.library, n).await?;
     let before = proc_stat(pid)?;

@@ -217,6 +217,8 @@ impl Connection {
                     return Err(Closed);
                 }
                 Out::MonitorGone(s) => OutFrame::MonitorGone { session: *s },
+                Out::Queue(waiting) => OutFrame::Queue { waiting },
+                Out::MonitorList(sessions) => OutFrame::Monitor { sessions },
                 Out::Availability { staff, availability } => {
                     OutFrame::Availability { staff: *staff, availability: *availability }
                 }

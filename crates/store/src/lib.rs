@@ -65,7 +65,11 @@ impl EventSink for NoSink {
 pub type LineFor = Box<dyn for<'a> FnOnce(&'a SessionRecord) -> Option<NewMessage> + Send>;
 
 /// A rule evaluated inside the write's transaction on the session as it is.
-pub type Guard = Box<dyn FnOnce(&SessionRecord) -> Result<(), DomainError> + Send>;
+/// A backend may evaluate it more than once (on a cached copy first, then on
+/// the row): it must only read the session. For appends, the copy's
+/// `last_seq` and `last_message_at` may be behind; an append's guard must
+/// not depend on them.
+pub type Guard = Box<dyn Fn(&SessionRecord) -> Result<(), DomainError> + Send>;
 
 /// R6 as the store applies it inside `set_code`'s transaction: given the
 /// question's state, its session and the cooperative's codes, the new state.

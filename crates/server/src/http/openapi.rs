@@ -180,7 +180,7 @@ fn core_document() -> Value {
                  "description": "Virtual reference service: live chat between library patrons and librarians. Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md)."},
         "paths": {
             "/healthz": {"get": op("Liveness", "none", None, "200")},
-            "/readyz": {"get": op("Readiness: the database answers", "none", None, "200")},
+            "/readyz": {"get": op("Readiness: 200 while the database answers and the node is not shutting down; 503 otherwise (recovers by itself)", "none", None, "200")},
             "/api/login": {"post": op("Staff sign-in; sets the HttpOnly session cookie", "none", Some("Login"), "200")},
             "/api/logout": {"post": op("Sign out", "staff", None, "200")},
             "/api/me": {"get": op("The signed-in staff member", "staff", None, "200")},

@@ -33,6 +33,7 @@ use refdesk_domain::{DomainError, Millis};
 use rows::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,10 +41,18 @@ use std::time::Duration;
 /// How long an e-mail handed to one node's mailer is kept from the others.
 const MAIL_LEASE_MS: Millis = 60_000;
 
+/// Sessions kept for appends at most (a busy cooperative has fewer live ones).
+const SESSION_CACHE: usize = 20_000;
+
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
     pool: PgPool,
     sink: Arc<dyn EventSink>,
+    /// Sessions as appends need them, with the version they were read at.
+    /// An append checks that version under the row lock in the same
+    /// statement that stores it, so a stale copy is never acted on: it is
+    /// read again. That makes an append one round trip.
+    sessions: std::sync::Mutex<std::collections::HashMap<SessionId, (i64, SessionRecord)>>,
 }
 
 /// A database error as the store reports it: a broken uniqueness rule is a
@@ -136,7 +145,87 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(db)?;
-        Ok(PgStore { pool, sink })
+        Ok(PgStore { pool, sink, sessions: Default::default() })
+    }
+
+    fn cached(&self, id: SessionId) -> Option<(i64, SessionRecord)> {
+        self.sessions.lock().ok()?.get(&id).cloned()
+    }
+
+    fn cache(&self, id: SessionId, version: i64, rec: SessionRecord) {
+        if let Ok(mut map) = self.sessions.lock() {
+            if map.len() >= SESSION_CACHE {
+                map.clear();
+            }
+            map.insert(id, (version, rec));
+        }
+    }
+
+    fn forget(&self, id: SessionId) {
+        if let Ok(mut map) = self.sessions.lock() {
+            map.remove(&id);
+        }
+    }
+
+    /// An append on a cached copy of the session, in one statement. `None`
+    /// when the copy was stale (the caller takes the full path).
+    async fn append_on_copy(
+        &self,
+        version: i64,
+        rec: SessionRecord,
+        msg: &NewMessage,
+        now: Millis,
+    ) -> Result<Option<Appended>> {
+        let id = rec.ctx.id;
+        let (kind, author_id, name) = sql::author_columns(&msg.author);
+        let row = sqlx::query("SELECT outcome, seq FROM refdesk_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+            .bind(id.0)
+            .bind(version)
+            .bind(now)
+            .bind(msg.kind.as_str())
+            .bind(msg.audience.as_str())
+            .bind(kind)
+            .bind(author_id)
+            .bind(name)
+            .bind(msg.author.sender_key())
+            .bind(&msg.client_id)
+            .bind(&msg.body)
+            .bind(msg.system.map(SystemEvent::as_str))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let (outcome, seq) = (row.text(0)?, row.int(1)?);
+        match outcome.as_str() {
+            "stored" => {
+                let message = Message {
+                    session: id,
+                    seq: seq as u64,
+                    kind: msg.kind,
+                    audience: msg.audience,
+                    author: msg.author.clone(),
+                    body: msg.body.clone(),
+                    client_id: msg.client_id.clone(),
+                    at: now,
+                    system: msg.system,
+                };
+                // The statement has committed: now it may be told (I2).
+                self.sink.publish(vec![Event::Message { ctx: rec.ctx, message: message.clone() }]);
+                Ok(Some(Appended { message, duplicate: false }))
+            }
+            "duplicate" => {
+                let text = format!("{} WHERE session_id = $1 AND seq = $2", sql::MESSAGE_SELECT);
+                let message = opt(&self.pool, sqlx::query(&text).bind(id.0).bind(seq), sql::message)
+                    .await?
+                    .ok_or_else(|| StoreError::Backend("a re-sent message vanished".into()))?;
+                Ok(Some(Appended { message, duplicate: true }))
+            }
+            "ended" => Err(DomainError::Conflict("this chat has ended".into()).into()),
+            "missing" => Err(DomainError::NotFound("session").into()),
+            _ => {
+                self.forget(id);
+                Ok(None)
+            }
+        }
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
@@ -424,7 +513,26 @@ impl Store for PgStore {
     }
 
     async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended> {
-        let (mut tx, rec) = self.begin_session(id).await?;
+        // The fast path: the guard passes on a copy the database confirms is current.
+        if let Some((version, rec)) = self.cached(id) {
+            if guard(&rec).is_ok() {
+                if let Some(done) = self.append_on_copy(version, rec, &msg, now).await? {
+                    return Ok(done);
+                }
+            }
+        }
+        // The full path, which also refreshes the copy: the row, locked,
+        // without a new version (an append changes nothing a guard reads).
+        let mut tx = self.begin().await?;
+        let version = opt(
+            &mut *tx,
+            sqlx::query("SELECT version FROM sessions WHERE id = $1 FOR UPDATE").bind(id.0),
+            |r| r.int(0),
+        )
+        .await?
+        .ok_or(StoreError::Domain(DomainError::NotFound("session")))?;
+        let rec = load_session(&mut tx, id).await?;
+        self.cache(id, version, rec.clone());
         guard(&rec)?;
         if let Some(cid) = &msg.client_id {
             if let Some(message) = message_by_client_id(&mut tx, id, &msg.author.sender_key(), cid).await? {

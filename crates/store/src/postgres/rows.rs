@@ -59,11 +59,12 @@ pub async fn exec<'c>(e: impl PgExecutor<'c>, q: Q<'_>) -> Result<u64> {
     Ok(q.execute(e).await.map_err(db)?.rows_affected())
 }
 
-/// Locks a session's row for the rest of the transaction: every write on
-/// a session takes this first, so writes on one session run one at a time
-/// across every node (sequence numbers, I4, I6), in one lock order.
+/// Locks a session's row for the rest of the transaction and bumps its
+/// version: every write on a session but an append takes this first, so
+/// writes on one session run one at a time across every node (sequence
+/// numbers, I4, I6), and every node's cached copy for appends is stale.
 pub async fn lock_session(c: &mut PgConnection, id: SessionId) -> Result<()> {
-    let found = sqlx::query("SELECT id FROM sessions WHERE id = $1 FOR UPDATE")
+    let found = sqlx::query("UPDATE sessions SET version = version + 1 WHERE id = $1 RETURNING id")
         .bind(id.0)
         .fetch_optional(&mut *c)
         .await
