@@ -3,18 +3,22 @@
 # installed and running, so that a fresh machine with only the Rust
 # toolchain can run it. `.ci/run` calls this script.
 #
-# Layers: formatting and lints; domain unit and property tests; store tests;
+# Layers: formatting and lints; domain unit and property tests; store tests
+# (the storage contract on SQLite and on PostgreSQL); the multi-node test
+# (three `refdesk serve` processes sharing PostgreSQL and NATS);
 # integration tests against the real server (real SQLite file, real
 # WebSockets, a real SMTP server) including the property test over random
-# action sequences; end-to-end tests in headless Chromium with axe-core.
+# action sequences, then the same suite on PostgreSQL + NATS; end-to-end
+# tests in headless Chromium with axe-core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
 # --- what the tests need ------------------------------------------------------
-# PostgreSQL and NATS back the scale-out layers (a later issue); they are
-# checked here already so that a machine missing them is noticed now.
+# PostgreSQL and NATS back the scale-out layers: the PostgreSQL store's
+# tests, the multi-node test and the API suite's second run. The tests that
+# need them fail (never skip) when they are missing.
 ensure_postgres() {
   if command -v pg_isready >/dev/null && pg_isready -h 127.0.0.1 -p 5432 -q; then return; fi
   say "starting PostgreSQL"
@@ -27,11 +31,13 @@ ensure_postgres() {
 }
 
 ensure_nats() {
+  # The binary too: the multi-node test runs a NATS server of its own, to restart it.
+  if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+    say "installing NATS"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server >/dev/null
+  fi
   if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then return; fi
   say "starting NATS"
-  if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
-    apt-get install -y -q nats-server >/dev/null
-  fi
   mkdir -p /var/lib/nats-server
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
@@ -62,7 +68,16 @@ ensure_browser() {
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 }
 
+# Each test run makes its own databases (refdesk_<suite>_<pid>_<time>);
+# those of earlier runs are dropped here.
+drop_old_test_databases() {
+  psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
+    "SELECT datname FROM pg_database WHERE datname ~ '^refdesk_(contract|twostores|multinode|api)_'" |
+    while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
+}
+
 ensure_postgres
+drop_old_test_databases
 ensure_nats
 ensure_aiosmtpd
 ensure_browser
@@ -77,12 +92,15 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 say "domain: unit and property tests (every rule of DESIGN.md)"
 cargo test -p refdesk-domain --quiet
 
-say "store, app, configuration"
+say "store (the contract on SQLite and PostgreSQL), app, configuration, and three nodes on PostgreSQL + NATS"
 cargo test -p refdesk-store -p refdesk-app -p refdesk --quiet
 cargo test -p refdesk-server --lib --quiet
 
 say "integration: the real server over HTTP, WebSockets and SMTP"
 cargo test -p refdesk-server --test api --quiet
+
+say "integration again, on PostgreSQL + NATS (a fresh database per server)"
+REFDESK_TEST_BACKEND=postgres cargo test -p refdesk-server --test api --quiet
 
 say "browser: end-to-end in headless Chromium, with axe-core on every page"
 cargo build -p refdesk --quiet

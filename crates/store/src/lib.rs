@@ -701,8 +701,15 @@ pub trait Store: Send + Sync + 'static {
 
     // --- outbox ----------------------------------------------------------------
 
-    /// Undelivered e-mail due at `now`, oldest first.
+    /// Undelivered e-mail due at `now`, oldest first (a look, for status
+    /// pages and tests: nothing changes).
     async fn due_mail(&self, now: Millis, limit: u32) -> Result<Vec<OutboxMail>>;
+    /// Takes undelivered e-mail due at `now`, oldest first, for one mailer:
+    /// each is due again only at `lease_until`, unless its sender reports
+    /// first ([`Store::mail_sent`], [`Store::mail_failed`]). Several nodes'
+    /// mailers share one outbox and never send one e-mail at once; if a node
+    /// dies holding some, they are sent when the lease runs out.
+    async fn claim_mail(&self, now: Millis, limit: u32, lease_until: Millis) -> Result<Vec<OutboxMail>>;
     /// Marks an e-mail delivered.
     async fn mail_sent(&self, id: i64, now: Millis) -> Result<()>;
     /// Records a failed attempt and when to try again.

@@ -193,6 +193,10 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     // The outbox: due, failed with a retry time, then sent once.
     let mail = acted.mail.expect("queued with the action");
     assert_eq!(s.due_mail(50, 10).await.unwrap().len(), 1);
+    assert_eq!(s.due_mail(50, 10).await.unwrap().len(), 1, "looking changes nothing");
+    assert_eq!(s.claim_mail(50, 10, 55).await.unwrap().len(), 1);
+    assert!(s.claim_mail(54, 10, 100).await.unwrap().is_empty(), "claimed: not due for another mailer");
+    assert_eq!(s.next_mail_due().await.unwrap(), Some(55), "due again when the claim runs out");
     s.mail_failed(mail, "down", 60).await.unwrap();
     assert!(s.due_mail(59, 10).await.unwrap().is_empty());
     assert_eq!(s.next_mail_due().await.unwrap(), Some(60));

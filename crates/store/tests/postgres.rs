@@ -34,13 +34,15 @@ fn said(by: &Staff, body: &str) -> NewMessage {
 /// The guard the app uses for a staff line: only the chatting librarian.
 fn chatting(by: &Staff) -> Guard {
     let id = by.id;
-    Box::new(move |rec| {
-        if rec.ctx.librarian == Some(id) {
-            Ok(())
-        } else {
-            Err(DomainError::Forbidden("not your chat"))
-        }
-    })
+    Box::new(
+        move |rec| {
+            if rec.ctx.librarian == Some(id) {
+                Ok(())
+            } else {
+                Err(DomainError::Forbidden("not your chat"))
+            }
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

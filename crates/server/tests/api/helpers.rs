@@ -58,6 +58,40 @@ pub async fn start(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
     start_with(dir, tweak, Clock::system()).await
 }
 
+/// The backend under test: the embedded default (SQLite, in-process bus), or
+/// with `REFDESK_TEST_BACKEND=postgres` a fresh PostgreSQL database per
+/// server (kept for its restarts: its URL is written in the data folder)
+/// and the NATS server on 127.0.0.1:4222, on a subject of its own.
+async fn backend(config: &mut Config, dir: &std::path::Path) {
+    match std::env::var("REFDESK_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("sqlite") => {}
+        Ok("postgres") => {
+            let marker = dir.join("database_url");
+            let url = match std::fs::read_to_string(&marker) {
+                Ok(url) => url,
+                Err(_) => {
+                    let server = std::env::var("REFDESK_TEST_POSTGRES")
+                        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+                    let name = format!("refdesk_api_{}_{nanos}", std::process::id());
+                    let url = refdesk_store::postgres::create_database(&server, &name)
+                        .await
+                        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server}: {e}"));
+                    std::fs::write(&marker, &url).unwrap();
+                    url
+                }
+            };
+            let subject = url.rsplit('/').next().unwrap_or("x").to_owned();
+            config.database_url = Some(url);
+            // Two tests run at once, each with its servers: a few connections each.
+            config.database_connections = 4;
+            config.nats_url = Some("nats://127.0.0.1:4222".into());
+            config.nats_subject = format!("test.{subject}");
+        }
+        Ok(other) => panic!("REFDESK_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
 /// A server on a data folder, with a configuration tweak and a clock.
 pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Clock) -> TestApp {
     init_logs();
@@ -65,6 +99,7 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
     // Tests sign many people in from one address; the limits have their own test.
     config.limits.logins_per_minute = 100_000;
     config.limits.starts_per_minute = 100_000;
+    backend(&mut config, dir.path()).await;
     tweak(&mut config);
     let state = refdesk_server::open(&config, clock).await.expect("the store opens");
     // Bound before spawning: the server is ready when this returns.

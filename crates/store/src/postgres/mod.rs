@@ -38,9 +38,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long an e-mail handed to one node's mailer is kept from the others.
-const MAIL_LEASE_MS: Millis = 60_000;
-
 /// Sessions kept for appends at most (a busy cooperative has fewer live ones).
 const SESSION_CACHE: usize = 20_000;
 
@@ -178,22 +175,23 @@ impl PgStore {
     ) -> Result<Option<Appended>> {
         let id = rec.ctx.id;
         let (kind, author_id, name) = sql::author_columns(&msg.author);
-        let row = sqlx::query("SELECT outcome, seq FROM refdesk_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
-            .bind(id.0)
-            .bind(version)
-            .bind(now)
-            .bind(msg.kind.as_str())
-            .bind(msg.audience.as_str())
-            .bind(kind)
-            .bind(author_id)
-            .bind(name)
-            .bind(msg.author.sender_key())
-            .bind(&msg.client_id)
-            .bind(&msg.body)
-            .bind(msg.system.map(SystemEvent::as_str))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let row =
+            sqlx::query("SELECT outcome, seq FROM refdesk_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                .bind(id.0)
+                .bind(version)
+                .bind(now)
+                .bind(msg.kind.as_str())
+                .bind(msg.audience.as_str())
+                .bind(kind)
+                .bind(author_id)
+                .bind(name)
+                .bind(msg.author.sender_key())
+                .bind(&msg.client_id)
+                .bind(&msg.body)
+                .bind(msg.system.map(SystemEvent::as_str))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
         let (outcome, seq) = (row.text(0)?, row.int(1)?);
         match outcome.as_str() {
             "stored" => {
@@ -524,13 +522,12 @@ impl Store for PgStore {
         // The full path, which also refreshes the copy: the row, locked,
         // without a new version (an append changes nothing a guard reads).
         let mut tx = self.begin().await?;
-        let version = opt(
-            &mut *tx,
-            sqlx::query("SELECT version FROM sessions WHERE id = $1 FOR UPDATE").bind(id.0),
-            |r| r.int(0),
-        )
-        .await?
-        .ok_or(StoreError::Domain(DomainError::NotFound("session")))?;
+        let version =
+            opt(&mut *tx, sqlx::query("SELECT version FROM sessions WHERE id = $1 FOR UPDATE").bind(id.0), |r| {
+                r.int(0)
+            })
+            .await?
+            .ok_or(StoreError::Domain(DomainError::NotFound("session")))?;
         let rec = load_session(&mut tx, id).await?;
         self.cache(id, version, rec.clone());
         guard(&rec)?;
@@ -1216,10 +1213,16 @@ impl Store for PgStore {
     }
 
     async fn due_mail(&self, now: Millis, limit: u32) -> Result<Vec<OutboxMail>> {
-        // Several nodes' mailers share this outbox: what one takes is leased
-        // to it (due again only if it has not reported by then), so no two
-        // send an e-mail at once. SKIP LOCKED keeps them from waiting on
-        // each other.
+        let text = format!(
+            "{} WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+            sql::OUTBOX_SELECT
+        );
+        all(&self.pool, sqlx::query(&text).bind(now).bind(i64::from(limit)), sql::outbox).await
+    }
+
+    async fn claim_mail(&self, now: Millis, limit: u32, lease_until: Millis) -> Result<Vec<OutboxMail>> {
+        // SKIP LOCKED: two nodes' mailers claiming at once take different rows
+        // instead of waiting for each other.
         let text = format!(
             "UPDATE outbox SET next_attempt_at = $3 WHERE id IN (
                  SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
@@ -1227,10 +1230,10 @@ impl Store for PgStore {
              RETURNING {}",
             sql::OUTBOX_SELECT.trim_start_matches("SELECT ").trim_end_matches(" FROM outbox")
         );
-        let q = sqlx::query(&text).bind(now).bind(i64::from(limit)).bind(now.saturating_add(MAIL_LEASE_MS));
-        let mut due = all(&self.pool, q, sql::outbox).await?;
-        due.sort_by_key(|m| (m.created_at, m.id));
-        Ok(due)
+        let q = sqlx::query(&text).bind(now).bind(i64::from(limit)).bind(lease_until);
+        let mut claimed = all(&self.pool, q, sql::outbox).await?;
+        claimed.sort_by_key(|m| (m.created_at, m.id));
+        Ok(claimed)
     }
 
     async fn mail_sent(&self, id: i64, now: Millis) -> Result<()> {

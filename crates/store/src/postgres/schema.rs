@@ -4,7 +4,8 @@
 //! flags are `BOOLEAN`.
 
 /// The migrations, in order.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE cooperatives (
     id   BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name TEXT NOT NULL

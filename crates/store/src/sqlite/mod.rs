@@ -1261,6 +1261,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn claim_mail(&self, now: Millis, limit: u32, lease_until: Millis) -> Result<Vec<OutboxMail>> {
+        self.write_other(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "{OUTBOX_SELECT} WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let rows = st.query_map(params![now, limit], outbox_row).map_err(db)?;
+            let claimed = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
+            let mut lease = c.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1").map_err(db)?;
+            for m in &claimed {
+                lease.execute(params![m.id, lease_until]).map_err(db)?;
+            }
+            Ok((claimed, Vec::new()))
+        })
+        .await
+    }
+
     async fn mail_sent(&self, id: i64, now: Millis) -> Result<()> {
         self.write_other(move |c| {
             c.execute(
