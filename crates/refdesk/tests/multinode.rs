@@ -237,6 +237,16 @@ impl Socket {
         }
     }
 
+    /// Reads until a frame matches; returns it.
+    async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let f = self.next().await;
+            if pred(&f) {
+                return f;
+            }
+        }
+    }
+
     /// Reads until the event with this body has arrived.
     async fn until_body(&mut self, body: &str) {
         while !self.events.values().any(|(_, b)| b == body) {
@@ -318,6 +328,23 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     assert_eq!(pat.lines(), lib.lines(), "patron (node 1) and librarian (node 2) see the same, in the same order");
     assert_eq!(lib.lines(), adm.lines(), "and so does the admin (node 3)");
 
+    // --- typing, watchers and the queue cross nodes too ---
+    pat.send(json!({"type": "typing", "on": true})).await;
+    lib.until(|f| f["type"] == "typing" && f["on"] == true).await;
+    let carla = sign_in(&node1, "carla").await; // library admin: opening the chat makes her a watcher (B3)
+    let mut watching = carla.socket(&node1).await;
+    watching.resume(Some(session), 0).await;
+    let carla_seen = |f: &Value| {
+        f["type"] == "presence" && f["watchers"].as_array().is_some_and(|w| w.iter().any(|x| x["name"] == "Carla Catalog"))
+    };
+    lib.until(carla_seen).await; // on node 2
+    adm.until(carla_seen).await; // on node 3
+    let mut desk = ben.socket(&node3).await;
+    desk.send(json!({"type": "queue"})).await;
+    desk.until(|f| f["type"] == "queue").await;
+    let (queued, _) = start_chat(&node1, "Seen across nodes?").await;
+    desk.until(|f| f["type"] == "queue_added" && f["session"] == queued).await;
+
     // --- node 2 is killed mid-chat; the librarian resumes on node 3 ---
     let before_kill = lib.last_seq();
     let cid_sent_to_node2 = lib.say(Some(session), "sent just before the crash", "l-crash").await;
@@ -342,8 +369,16 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     // --- NATS restarts mid-chat: delivery resumes, nothing lost ---
     drop(nats);
     pat.say(None, "said while NATS was down", "p-nats-down").await;
+    let (while_down, _) = start_chat(&node1, "Asked while NATS was down").await;
     nats = start_nats(nats_port).await;
     lib3.until_body("said while NATS was down").await;
+    // The desk on node 3 hears of the chat started on node 1 meanwhile (late,
+    // or in the whole queue re-sent after the link came back).
+    desk.until(|f| {
+        (f["type"] == "queue_added" && f["session"] == while_down)
+            || (f["type"] == "queue" && f["waiting"].as_array().is_some_and(|w| w.iter().any(|e| e["session"] == while_down)))
+    })
+    .await;
     adm.until_body("said while NATS was down").await;
     pat.say(None, "and after it came back", "p-nats-up").await;
     lib3.until_body("and after it came back").await;
