@@ -61,6 +61,30 @@ struct Topics {
     patron_queues: HashMap<LibraryId, BTreeMap<QueueKey, Mailbox>>,
     /// Other nodes' watchers, per session and node.
     remote_watchers: HashMap<SessionId, HashMap<String, Vec<Watcher>>>,
+    /// The latest session version a queue or monitor event carried, per
+    /// session: from several nodes such events may arrive out of order, and
+    /// an older one must not undo a newer (a chat shown waiting again after
+    /// it was accepted).
+    versions: HashMap<SessionId, u64>,
+}
+
+/// Session versions remembered at most (then forgotten all at once).
+const VERSIONS: usize = 100_000;
+
+impl Topics {
+    /// Whether an event about `session` at `version` is not older than what
+    /// was seen; remembers it.
+    fn current(&mut self, session: SessionId, version: u64) -> bool {
+        if self.versions.len() >= VERSIONS {
+            self.versions.clear();
+        }
+        let seen = self.versions.entry(session).or_insert(version);
+        if version < *seen {
+            return false;
+        }
+        *seen = version;
+        true
+    }
 }
 
 impl Topics {
@@ -98,6 +122,8 @@ pub struct Bus {
     next_id: AtomicU64,
     /// Where published events go for the other nodes, if there are any.
     uplink: std::sync::OnceLock<Uplink>,
+    /// Set when events for the other nodes had to be dropped.
+    uplink_overflow: AtomicBool,
 }
 
 /// A connection's end of the bus. Dropping it unsubscribes everything.
@@ -115,6 +141,12 @@ impl Subscription {
     /// If so, the caller must catch up from the store.
     pub fn take_lagged(&self) -> bool {
         self.mailbox.lagged.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks this connection as having missed events: the next event it
+    /// handles first re-reads what it follows from the store.
+    pub fn set_lagged(&self) {
+        self.mailbox.lagged.store(true, Ordering::Release);
     }
 
     /// Starts receiving a session's events.
@@ -269,6 +301,29 @@ impl Bus {
         self.uplink.set(uplink)
     }
 
+    /// Whether events for the other nodes were dropped since the last call.
+    pub fn take_uplink_overflow(&self) -> bool {
+        self.uplink_overflow.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sends this node's watcher lists to the other nodes again (after the
+    /// link was down, when changes to them may have been lost).
+    pub fn republish_watchers(&self) {
+        let Some(uplink) = self.uplink.get() else { return };
+        let events: Vec<Event> = self
+            .lock()
+            .watchers
+            .values()
+            .map(|(ctx, list)| Event::Watchers {
+                ctx: ctx.clone(),
+                watchers: list.iter().map(|(_, w)| w.clone()).collect(),
+            })
+            .collect();
+        if !events.is_empty() && uplink.try_send(events).is_err() {
+            self.uplink_overflow.store(true, Ordering::Release);
+        }
+    }
+
     /// Delivers events another node published, to this node's connections only.
     pub fn deliver_remote(&self, node: &str, events: Vec<Event>) {
         let events = {
@@ -338,8 +393,9 @@ impl EventSink for Bus {
         if let Some(uplink) = self.uplink.get() {
             let shared: Vec<Event> = events.iter().filter(|e| !matches!(e, Event::Resync)).cloned().collect();
             if !shared.is_empty() && uplink.try_send(shared).is_err() {
-                // The other nodes fill the gap from the store at the
-                // session's next message, or when the link comes back.
+                // The other nodes are told (a skipped envelope number) and
+                // re-read what they follow from the store.
+                self.uplink_overflow.store(true, Ordering::Release);
                 tracing::warn!("the link to the other nodes is behind; events for them were dropped");
             }
         }
@@ -350,8 +406,20 @@ impl EventSink for Bus {
 impl Bus {
     /// Delivers events to this node's connections only.
     pub fn deliver_local(&self, events: Vec<Event>) {
-        let t = self.lock();
+        let mut t = self.lock();
         for event in events {
+            let versioned = match &event {
+                Event::QueueAdded(e) | Event::QueueRolledUp(e) => Some((e.session, e.version)),
+                Event::QueueRemoved { session, version, .. } => Some((*session, *version)),
+                Event::SessionChanged(s) => Some((s.ctx.id, s.ctx.version)),
+                _ => None,
+            };
+            if let Some((session, version)) = versioned {
+                if !t.current(session, version) {
+                    tracing::debug!(%session, version, "dropped an event older than one already delivered");
+                    continue;
+                }
+            }
             let event = Arc::new(event);
             let empty: &[Mailbox] = &[];
             match &*event {
@@ -386,13 +454,27 @@ impl Bus {
                     }
                     let (queue, key) = match &*event {
                         Event::QueueAdded(e) => (e.queue.library, (e.since, e.session)),
-                        Event::QueueRemoved { session, placement, since } => (placement.library, (*since, *session)),
+                        Event::QueueRemoved { session, placement, since, .. } => {
+                            (placement.library, (*since, *session))
+                        }
                         _ => continue,
                     };
                     if let Some(waiting) = t.patron_queues.get(&queue) {
                         for m in waiting.range((Bound::Excluded(key), Bound::Unbounded)).map(|(_, m)| m) {
                             m.deliver(&event);
                         }
+                    }
+                }
+                Event::SessionChanged(s) if s.state == refdesk_domain::chat::SessionState::Ended => {
+                    // Nobody watches an ended chat: what other nodes said of
+                    // it (a node that died never says it stopped) is dropped.
+                    t.remote_watchers.remove(&s.ctx.id);
+                    let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
+                    for m in watchers {
+                        m.deliver(&event);
+                    }
+                    for m in t.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
+                        m.deliver(&event);
                     }
                 }
                 Event::SessionChanged(s) => {

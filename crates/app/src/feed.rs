@@ -299,20 +299,24 @@ impl Feed {
 
     /// Reads from the store everything after the last processed sequence
     /// number of `session`, filtered for this viewer.
+    /// All or nothing: on an error the session's place is unchanged.
     async fn catch_up(&mut self, session: SessionId) -> AppResult<Vec<Message>> {
         let mut out = Vec::new();
+        let Some(mut last) = self.sessions.get(&session).map(|w| w.last) else { return Ok(out) };
         loop {
+            let page = self.app.store.messages_after(session, last, PAGE).await?;
             let Some(w) = self.sessions.get(&session) else { return Ok(out) };
-            let page = self.app.store.messages_after(session, w.last, PAGE).await?;
-            let Some(w) = self.sessions.get_mut(&session) else { return Ok(out) };
             let full = page.len() == PAGE as usize;
             for m in page {
-                w.last = w.last.max(m.seq);
+                last = last.max(m.seq);
                 if sees(&self.viewer, Item::Message { ctx: &w.ctx, message: &m }) {
                     out.push(m);
                 }
             }
             if !full {
+                if let Some(w) = self.sessions.get_mut(&session) {
+                    w.last = w.last.max(last);
+                }
                 return Ok(out);
             }
         }
@@ -328,6 +332,9 @@ impl Feed {
     /// Updates a watched session's context; reports a change of who is present.
     fn refresh(&mut self, ctx: &SessionContext, out: &mut Vec<Out>) {
         let Some(w) = self.sessions.get_mut(&ctx.id) else { return };
+        if ctx.version < w.ctx.version {
+            return; // from before a change already applied (another node's late event)
+        }
         let changed = w.ctx.members != ctx.members || w.ctx.librarian != ctx.librarian;
         w.ctx = ctx.clone();
         if changed && sees(&self.viewer, Item::Presence { ctx }) {
@@ -342,47 +349,82 @@ impl Feed {
     }
 
     /// Turns one event into what this viewer may see, in order, filling gaps.
+    /// On an error nothing is lost: what was being read is read again at
+    /// the next event (the connection counts as lagged).
     pub async fn handle(&mut self, event: Arc<Event>) -> AppResult<Vec<Out>> {
+        let handled = self.handle_event(event).await;
+        if handled.is_err() {
+            self.sub.set_lagged();
+        }
+        handled
+    }
+
+    /// Re-reads from the store everything this connection follows, after
+    /// it may have missed events. All or nothing: on an error, where each
+    /// session and conversation stood is restored.
+    async fn recover(&mut self) -> AppResult<Vec<Out>> {
+        let sessions: Vec<(SessionId, u64)> = self.sessions.iter().map(|(s, w)| (*s, w.last)).collect();
+        let (im, waiting) = (self.im.clone(), self.waiting);
+        let recovered = self.reread().await;
+        if recovered.is_err() {
+            self.waiting = waiting;
+            for (s, last) in sessions {
+                if let Some(w) = self.sessions.get_mut(&s) {
+                    w.last = last;
+                }
+            }
+            self.im = im;
+        }
+        recovered
+    }
+
+    async fn reread(&mut self) -> AppResult<Vec<Out>> {
+        let mut out = Vec::new();
+        // Events were dropped for this slow connection: everything it
+        // watches is re-read from the store, which has all of it.
+        let watched: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for s in watched {
+            // Changes of hands may be among what was dropped: the
+            // context is re-read, and a session no longer in view is left.
+            if let (Viewer::Staff(staff), Some(rec)) = (&self.viewer, self.app.store.session(s).await?) {
+                if authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state)).is_err() {
+                    self.leave(s);
+                    continue;
+                }
+                if let Some(w) = self.sessions.get_mut(&s) {
+                    w.ctx = rec.ctx;
+                }
+            }
+            out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
+        }
+        // A waiting patron's place in line is counted again.
+        if let (Viewer::Patron { session }, Some(_)) = (&self.viewer, self.waiting) {
+            let session = *session;
+            if let Some(rec) = self.app.store.session(session).await? {
+                self.waiting = None;
+                self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
+                out.extend(self.position());
+            }
+        }
+        let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
+        for (peer, last) in peers {
+            out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
+        }
+        // Queue and monitor changes may be among what was missed: the
+        // lists are sent whole again.
+        if self.watching_queue {
+            out.push(Out::Queue(self.watch_queue().await?));
+        }
+        if self.monitor {
+            out.push(Out::MonitorList(self.watch_monitor().await?));
+        }
+        Ok(out)
+    }
+
+    async fn handle_event(&mut self, event: Arc<Event>) -> AppResult<Vec<Out>> {
         let mut out = Vec::new();
         if self.sub.take_lagged() {
-            // Events were dropped for this slow connection: everything it
-            // watches is re-read from the store, which has all of it.
-            let watched: Vec<SessionId> = self.sessions.keys().copied().collect();
-            for s in watched {
-                // Changes of hands may be among what was dropped: the
-                // context is re-read, and a session no longer in view is left.
-                if let (Viewer::Staff(staff), Some(rec)) = (&self.viewer, self.app.store.session(s).await?) {
-                    if authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state)).is_err() {
-                        self.leave(s);
-                        continue;
-                    }
-                    if let Some(w) = self.sessions.get_mut(&s) {
-                        w.ctx = rec.ctx;
-                    }
-                }
-                out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
-            }
-            // A waiting patron's place in line is counted again.
-            if let (Viewer::Patron { session }, Some(_)) = (&self.viewer, self.waiting) {
-                let session = *session;
-                if let Some(rec) = self.app.store.session(session).await? {
-                    self.waiting = None;
-                    self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
-                    out.extend(self.position());
-                }
-            }
-            let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
-            for (peer, last) in peers {
-                out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
-            }
-            // Queue and monitor changes may be among what was missed: the
-            // lists are sent whole again.
-            if self.watching_queue {
-                out.push(Out::Queue(self.watch_queue().await?));
-            }
-            if self.monitor {
-                out.push(Out::MonitorList(self.watch_monitor().await?));
-            }
+            out = self.recover().await?;
         }
         match &*event {
             Event::Message { ctx, message } => {

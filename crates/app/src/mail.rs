@@ -191,7 +191,9 @@ impl Mailer {
     /// One pass over the due e-mail. Returns how many were delivered.
     pub async fn deliver_due(&self) -> usize {
         let now = self.app.clock.now();
-        let due = match self.app.store.claim_mail(now, 50, now.saturating_add(CLAIM_MS)).await {
+        // A few at a time, so that all are sent (each may take the SMTP
+        // timeout) well before the claim on them runs out.
+        let due = match self.app.store.claim_mail(now, 10, now.saturating_add(CLAIM_MS)).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
@@ -266,7 +268,7 @@ impl Mailer {
 
 /// How long an e-mail this mailer took is kept from the other nodes' mailers
 /// before they may try it (if this node dies before it reports).
-const CLAIM_MS: refdesk_domain::Millis = 60_000;
+const CLAIM_MS: refdesk_domain::Millis = 10 * 60_000;
 
 enum Failure {
     /// Worth trying again later (connection refused, timeout, 4xx).

@@ -14,20 +14,25 @@ use crate::{AppError, AppResult};
 use futures_util::StreamExt;
 use refdesk_domain::event::Event;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Batches waiting to be sent before the link is counted as behind.
 const OUTBOX: usize = 4096;
-/// Events sent in one NATS message at most (keeps it far under NATS's 1 MB).
-const PER_MESSAGE: usize = 32;
+/// An envelope is closed once its events take this many bytes (NATS refuses
+/// messages over 1 MiB by default).
+const ENVELOPE_BYTES: usize = 256 * 1024;
 
 /// What crosses NATS.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     /// The node that published it.
     node: String,
+    /// Its number among that node's envelopes: 1, 2, 3… A receiver that
+    /// sees a number skipped has missed something and re-reads the store.
+    seq: u64,
     /// Its events, in commit order.
     events: Vec<Event>,
 }
@@ -36,14 +41,13 @@ struct Envelope {
 pub struct Link {
     /// This node's name on the link (random, new at every start).
     pub node: String,
-    /// The NATS client, for status.
-    pub client: async_nats::Client,
 }
 
-impl Link {
-    /// Whether NATS is connected now.
-    pub fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+/// A NATS URL fit for logs: without the user, password or token in it.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
+        _ => url.to_owned(),
     }
 }
 
@@ -63,9 +67,12 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!("linked to the other nodes over NATS; re-reading from the store");
+                        // Watching that began while the link was down is
+                        // told to the other nodes now.
+                        bus.republish_watchers();
                         bus.resync();
-                        // Subscriptions are renewed just after the reconnect:
-                        // a second pass covers what was published in between.
+                        // The client renews its subscription as it reconnects;
+                        // a second pass covers anything published just then.
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             bus.resync();
@@ -78,10 +85,11 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
                 }
             }
         });
+    let shown = redact_url(url);
     let client = options
         .connect(url)
         .await
-        .map_err(|e| AppError::Internal(format!("cannot use the NATS server at {url}: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("cannot use the NATS server at {shown}: {e}")))?;
     let mut inbound = client
         .subscribe(subject.to_owned())
         .await
@@ -89,12 +97,16 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
     let (uplink, mut outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
 
-    let (sender, me, to) = (client.clone(), node.clone(), subject.to_owned());
+    let (sender, me, to, lost) = (client.clone(), node.clone(), subject.to_owned(), bus.clone());
     tokio::spawn(async move {
+        let mut seq = 0u64;
         while let Some(events) = outbound.recv().await {
-            for chunk in events.chunks(PER_MESSAGE) {
-                let envelope = Envelope { node: me.clone(), events: chunk.to_vec() };
-                let payload = match serde_json::to_vec(&envelope) {
+            if lost.take_uplink_overflow() {
+                seq += 1; // a number nobody receives: the other nodes re-read the store
+            }
+            for events in envelopes(events) {
+                seq += 1;
+                let payload = match serde_json::to_vec(&Envelope { node: me.clone(), seq, events }) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot encode events for the other nodes");
@@ -110,14 +122,85 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
 
     let me = node.clone();
     tokio::spawn(async move {
+        let mut last: HashMap<String, u64> = HashMap::new();
         while let Some(message) = inbound.next().await {
             match serde_json::from_slice::<Envelope>(&message.payload) {
                 Ok(envelope) if envelope.node == me => {}
-                Ok(envelope) => bus.deliver_remote(&envelope.node, envelope.events),
+                Ok(envelope) => {
+                    let before = last.insert(envelope.node.clone(), envelope.seq);
+                    let missed = before.is_some_and(|b| envelope.seq != b + 1);
+                    bus.deliver_remote(&envelope.node, envelope.events);
+                    if missed {
+                        tracing::warn!(node = %envelope.node, "missed events from another node; re-reading from the store");
+                        bus.resync();
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "ignored a NATS message that is not a refdesk event batch"),
             }
         }
         tracing::warn!("the NATS subscription ended");
     });
-    Ok(Link { node, client })
+    Ok(Link { node })
+}
+
+/// Splits a batch into envelopes of at most about [`ENVELOPE_BYTES`].
+fn envelopes(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut size = 0;
+    for event in events {
+        let bytes = serde_json::to_vec(&event).map_or(0, |v| v.len());
+        if out.is_empty() || size + bytes > ENVELOPE_BYTES {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += bytes;
+        if let Some(last) = out.last_mut() {
+            last.push(event);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_a_nats_url_are_not_shown() {
+        assert_eq!(redact_url("nats://user:pass@host:4222"), "nats://***@host:4222");
+        assert_eq!(redact_url("nats://token@host"), "nats://***@host");
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn large_batches_are_split_and_nothing_is_dropped() {
+        let big = "x".repeat(100_000);
+        let events: Vec<Event> = (0..10)
+            .map(|i| Event::SignedOut { staff: refdesk_domain::ids::StaffId(i) })
+            .chain((0..6).map(|_| Event::Typing {
+                ctx: refdesk_domain::chat::SessionContext {
+                    id: refdesk_domain::ids::SessionId(1),
+                    placement: refdesk_domain::org::Placement {
+                        library: refdesk_domain::ids::LibraryId(1),
+                        institution: refdesk_domain::ids::InstitutionId(1),
+                        cooperative: refdesk_domain::ids::CooperativeId(1),
+                    },
+                    librarian: None,
+                    question: None,
+                    referred: None,
+                    members: Vec::new(),
+                    version: 0,
+                },
+                audience: refdesk_domain::chat::Audience::Everyone,
+                who: big.clone(),
+                on: true,
+            }))
+            .collect();
+        let split = envelopes(events.clone());
+        assert!(split.len() >= 3, "{} envelopes", split.len());
+        assert_eq!(split.concat(), events, "in order, nothing lost");
+        for e in &split {
+            assert!(serde_json::to_vec(e).unwrap().len() < 1024 * 1024);
+        }
+    }
 }

@@ -299,6 +299,12 @@ pub struct SessionContext {
     /// Conference members present besides the chatting librarian (B3).
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Grows with every change of the session other than a new message
+    /// (PostgreSQL; always 0 on SQLite, whose single writer publishes in
+    /// order). With several nodes, events may arrive out of order: a context
+    /// older than one already seen is not applied.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl SessionContext {

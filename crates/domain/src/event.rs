@@ -27,6 +27,10 @@ pub struct QueueEntry {
     pub queue: Placement,
     /// Offered to the whole cooperative at once (transferred to its queue).
     pub coop_now: bool,
+    /// The session's version (see `SessionContext::version`): a queue event
+    /// older than one already seen for the session is dropped.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A live session as the chat monitor lists it.
@@ -166,5 +170,8 @@ pub enum Event {
         placement: Placement,
         /// Since when it waited there (its place in that queue).
         since: Millis,
+        /// The session's version after it left.
+        #[serde(default)]
+        version: u64,
     },
 }

@@ -148,6 +148,7 @@ mod tests {
             question: None,
             referred: None,
             members: vec![],
+            version: 0,
         }
     }
 

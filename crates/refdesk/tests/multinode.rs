@@ -335,7 +335,8 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     let mut watching = carla.socket(&node1).await;
     watching.resume(Some(session), 0).await;
     let carla_seen = |f: &Value| {
-        f["type"] == "presence" && f["watchers"].as_array().is_some_and(|w| w.iter().any(|x| x["name"] == "Carla Catalog"))
+        f["type"] == "presence"
+            && f["watchers"].as_array().is_some_and(|w| w.iter().any(|x| x["name"] == "Carla Catalog"))
     };
     lib.until(carla_seen).await; // on node 2
     adm.until(carla_seen).await; // on node 3
@@ -376,7 +377,8 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     // or in the whole queue re-sent after the link came back).
     desk.until(|f| {
         (f["type"] == "queue_added" && f["session"] == while_down)
-            || (f["type"] == "queue" && f["waiting"].as_array().is_some_and(|w| w.iter().any(|e| e["session"] == while_down)))
+            || (f["type"] == "queue"
+                && f["waiting"].as_array().is_some_and(|w| w.iter().any(|e| e["session"] == while_down)))
     })
     .await;
     adm.until_body("said while NATS was down").await;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// The server's configuration.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The server's configuration. Its `Debug` hides the passwords URLs may hold.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
@@ -38,6 +38,24 @@ pub struct Config {
     pub limits: Limits,
     /// E-mail to patrons.
     pub mail: MailConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use refdesk_app::nats::redact_url;
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("database_connections", &self.database_connections)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_subject", &self.nats_subject)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("limits", &self.limits)
+            .field("mail", &self.mail)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -232,6 +250,18 @@ mod tests {
         let mut c = Config::default();
         c.apply_env(|k| (k == "REFDESK_DATABASE_URL").then(|| "postgres://h/db".into())).unwrap();
         assert_eq!(c.database_url.as_deref(), Some("postgres://h/db"));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_never_printed() {
+        let c = Config {
+            database_url: Some("postgres://refdesk:hunter2@db/refdesk".into()),
+            nats_url: Some("nats://me:s3cret@nats:4222".into()),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db/refdesk"));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("linking to the other nodes over NATS")?;
-        tracing::info!(node = %link.node, subject = %config.nats_subject, "linked to the other nodes over NATS");
+        tracing::info!(node = %link.node, subject = %config.nats_subject, "NATS link set up (it connects in the background if NATS is not reachable yet)");
     }
     let app = App::new(store, bus, config.limits.clone(), clock);
     Ok(AppState {

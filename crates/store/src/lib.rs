@@ -742,3 +742,64 @@ pub(crate) fn handover_audience(before: &SessionRecord, after: &SessionRecord) -
     }
     ctx
 }
+
+/// The system line both backends write when a librarian accepts a chat.
+pub(crate) fn accepted_line(by: &Staff) -> NewMessage {
+    system_line(format!("{} (librarian) has joined the chat", by.display_name), SystemEvent::Accepted)
+}
+
+/// The system line that ends a chat (R5), saying who ended it.
+pub(crate) fn ended_line(by: &Author) -> NewMessage {
+    let who = match by {
+        Author::Patron { .. } => "the patron",
+        Author::Staff { .. } => "the librarian",
+        Author::System => "refdesk",
+    };
+    system_line(format!("{} (ended by {who})", refdesk_domain::chat::ENDED_TEXT), SystemEvent::Ended)
+}
+
+/// "Resolution code set": staff-only, the code is the library's business.
+pub(crate) fn code_set_line(label: &str, by: &Staff) -> NewMessage {
+    NewMessage {
+        audience: Audience::Staff,
+        ..system_line(
+            format!("{}: {label} (by {})", refdesk_domain::chat::CODE_SET_TEXT, by.display_name),
+            SystemEvent::CodeSet,
+        )
+    }
+}
+
+fn system_line(body: String, event: SystemEvent) -> NewMessage {
+    NewMessage {
+        author: Author::System,
+        kind: MessageKind::System,
+        audience: MessageKind::System.audience(),
+        body,
+        client_id: None,
+        system: Some(event),
+    }
+}
+
+/// A session as the queue lists it, having entered `rec.queue` at `since`.
+pub(crate) fn queue_entry(rec: &SessionRecord, question: String, since: Millis) -> QueueEntry {
+    QueueEntry {
+        session: rec.ctx.id,
+        placement: rec.ctx.placement,
+        library_name: rec.library_name.clone(),
+        patron_name: rec.patron_display(),
+        question,
+        since,
+        queue: rec.queue,
+        coop_now: rec.queue_coop,
+        version: rec.ctx.version,
+    }
+}
+
+/// What a new chat announces: it joined the queue, its first line, the monitor's row.
+pub(crate) fn started_events(entry: &QueueEntry, rec: &SessionRecord, first: Message) -> Vec<Event> {
+    vec![
+        Event::QueueAdded(entry.clone()),
+        Event::Message { ctx: rec.ctx.clone(), message: first },
+        Event::SessionChanged(rec.summary()),
+    ]
+}

@@ -130,7 +130,8 @@ pub(crate) fn im_conversation(r: &impl Cols) -> Result<crate::ImConversation> {
 pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, s.librarian_id, q.id,
      s.state, s.patron_name, s.patron_email, s.created_at, s.accepted_at, s.ended_at, q.code IS NOT NULL, s.last_seq,
      s.transcript_to, q.referred_to, rl.institution_id, ri.cooperative_id,
-     ql.id, ql.institution_id, qi.cooperative_id, s.queued_at, s.queue_coop, l.name, sst.display_name, s.last_message_at
+     ql.id, ql.institution_id, qi.cooperative_id, s.queued_at, s.queue_coop, l.name, sst.display_name, s.last_message_at,
+     s.version
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
@@ -147,6 +148,7 @@ pub(crate) fn session(r: &impl Cols) -> Result<SessionRecord> {
             question: r.opt_int(5)?.map(QuestionId),
             referred: opt_placement(r, 15)?,
             members: Vec::new(),
+            version: r.int(26)?.max(0) as u64,
         },
         state: parse(r, 6, "session state", SessionState::parse)?,
         patron_name: r.opt_text(7)?,
@@ -181,7 +183,8 @@ pub(crate) fn member(r: &impl Cols) -> Result<refdesk_domain::chat::Member> {
 
 /// The waiting chats, with their queues.
 pub(crate) const QUEUE_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, l.name, s.patron_name,
-     s.question_text, COALESCE(s.queued_at, s.created_at), ql.id, ql.institution_id, qi.cooperative_id, s.queue_coop
+     s.question_text, COALESCE(s.queued_at, s.created_at), ql.id, ql.institution_id, qi.cooperative_id, s.queue_coop,
+     s.version
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      WHERE s.state = 'waiting'";
@@ -196,6 +199,7 @@ pub(crate) fn queue_entry(r: &impl Cols) -> Result<QueueEntry> {
         since: r.int(7)?,
         queue: placement(r, 8)?,
         coop_now: r.flag(11)?,
+        version: r.int(12)?.max(0) as u64,
     })
 }
 

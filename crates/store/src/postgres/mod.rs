@@ -24,7 +24,7 @@ use crate::{
     SessionRecord, StaffEntry, StaffRecord, StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
-use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
+use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState, SystemEvent};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
@@ -61,6 +61,9 @@ fn db(e: sqlx::Error) -> StoreError {
                 "already exists ({})",
                 d.constraint().unwrap_or("constraint")
             )));
+        }
+        if d.is_foreign_key_violation() {
+            return StoreError::Domain(DomainError::NotFound("a record it refers to"));
         }
     }
     StoreError::Backend(e.to_string())
@@ -174,40 +177,53 @@ impl PgStore {
         now: Millis,
     ) -> Result<Option<Appended>> {
         let id = rec.ctx.id;
-        let (kind, author_id, name) = sql::author_columns(&msg.author);
-        let row =
-            sqlx::query("SELECT outcome, seq FROM refdesk_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
-                .bind(id.0)
-                .bind(version)
-                .bind(now)
-                .bind(msg.kind.as_str())
-                .bind(msg.audience.as_str())
-                .bind(kind)
-                .bind(author_id)
-                .bind(name)
-                .bind(msg.author.sender_key())
-                .bind(&msg.client_id)
-                .bind(&msg.body)
-                .bind(msg.system.map(SystemEvent::as_str))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
-        let (outcome, seq) = (row.text(0)?, row.int(1)?);
+        let (pool, sink, new) = (self.pool.clone(), self.sink.clone(), msg.clone());
+        // Its own task: once the statement has run, its event is published
+        // even if the caller has gone away meanwhile (I2, and no silent gap).
+        let run = tokio::spawn(async move {
+            let (kind, author_id, name) = sql::author_columns(&new.author);
+            let row = sqlx::query(
+                "SELECT outcome, seq FROM refdesk_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(id.0)
+            .bind(version)
+            .bind(now)
+            .bind(new.kind.as_str())
+            .bind(new.audience.as_str())
+            .bind(kind)
+            .bind(author_id)
+            .bind(name)
+            .bind(new.author.sender_key())
+            .bind(&new.client_id)
+            .bind(&new.body)
+            .bind(new.system.map(SystemEvent::as_str))
+            .fetch_one(&pool)
+            .await
+            .map_err(db)?;
+            let (outcome, seq) = (row.text(0)?, row.int(1)?);
+            if outcome != "stored" {
+                return Ok((outcome, seq, None));
+            }
+            let message = Message {
+                session: id,
+                seq: seq as u64,
+                kind: new.kind,
+                audience: new.audience,
+                author: new.author,
+                body: new.body,
+                client_id: new.client_id,
+                at: now,
+                system: new.system,
+            };
+            // The statement has committed: now it may be told (I2).
+            sink.publish(vec![Event::Message { ctx: rec.ctx, message: message.clone() }]);
+            Ok::<_, StoreError>((outcome, seq, Some(message)))
+        });
+        let (outcome, seq, stored) =
+            run.await.map_err(|e| StoreError::Backend(format!("the append task failed: {e}")))??;
         match outcome.as_str() {
             "stored" => {
-                let message = Message {
-                    session: id,
-                    seq: seq as u64,
-                    kind: msg.kind,
-                    audience: msg.audience,
-                    author: msg.author.clone(),
-                    body: msg.body.clone(),
-                    client_id: msg.client_id.clone(),
-                    at: now,
-                    system: msg.system,
-                };
-                // The statement has committed: now it may be told (I2).
-                self.sink.publish(vec![Event::Message { ctx: rec.ctx, message: message.clone() }]);
+                let message = stored.ok_or_else(|| StoreError::Backend("a stored message went missing".into()))?;
                 Ok(Some(Appended { message, duplicate: false }))
             }
             "duplicate" => {
@@ -230,13 +246,20 @@ impl PgStore {
         self.pool.begin().await.map_err(db)
     }
 
-    /// Commits, then hands the events to the sink (never before: I2).
+    /// Commits, then hands the events to the sink (never before: I2). In
+    /// a task of its own, so that a committed write's events are published
+    /// even if the caller has gone away meanwhile (a client that hung up).
     async fn commit(&self, tx: Transaction<'static, Postgres>, events: Vec<Event>) -> Result<()> {
-        tx.commit().await.map_err(db)?;
-        if !events.is_empty() {
-            self.sink.publish(events);
-        }
-        Ok(())
+        let sink = self.sink.clone();
+        tokio::spawn(async move {
+            tx.commit().await.map_err(db)?;
+            if !events.is_empty() {
+                sink.publish(events);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("the commit task failed: {e}")))?
     }
 
     /// Begins a transaction holding the session's lock, and reads it.
@@ -245,17 +268,6 @@ impl PgStore {
         lock_session(&mut tx, id).await?;
         let rec = load_session(&mut tx, id).await?;
         Ok((tx, rec))
-    }
-}
-
-fn system_line(body: String, event: SystemEvent) -> NewMessage {
-    NewMessage {
-        author: Author::System,
-        kind: MessageKind::System,
-        audience: MessageKind::System.audience(),
-        body,
-        client_id: None,
-        system: Some(event),
     }
 }
 
@@ -305,7 +317,7 @@ impl Store for PgStore {
             .bind(slug)
             .bind(name);
         let id = int(&self.pool, q).await.map_err(|e| match e {
-            StoreError::Backend(m) if m.contains("foreign key") => DomainError::NotFound("institution").into(),
+            StoreError::Domain(DomainError::NotFound(_)) => DomainError::NotFound("institution").into(),
             other => other,
         })?;
         let text = format!("{} WHERE l.id = $1", sql::LIBRARY_SELECT);
@@ -379,7 +391,7 @@ impl Store for PgStore {
     async fn start_session(&self, new: NewSession) -> Result<(SessionRecord, QueueEntry)> {
         let mut tx = self.begin().await?;
         let text = format!("{} WHERE l.id = $1", sql::LIBRARY_SELECT);
-        let lib = opt(&mut *tx, sqlx::query(&text).bind(new.library.0), sql::library)
+        opt(&mut *tx, sqlx::query(&text).bind(new.library.0), sql::library)
             .await?
             .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
         let id = int(
@@ -401,21 +413,8 @@ impl Store for PgStore {
         let rec = load_session(&mut tx, id).await?;
         let message = insert_first_line(&mut tx, &rec, &new.question, new.now).await?;
         let rec = load_session(&mut tx, id).await?;
-        let entry = QueueEntry {
-            session: id,
-            placement: lib.placement,
-            library_name: lib.name,
-            patron_name: rec.patron_display(),
-            question: new.question,
-            since: new.now,
-            queue: lib.placement,
-            coop_now: false,
-        };
-        let events = vec![
-            Event::QueueAdded(entry.clone()),
-            Event::Message { ctx: rec.ctx.clone(), message },
-            Event::SessionChanged(rec.summary()),
-        ];
+        let entry = crate::queue_entry(&rec, new.question, new.now);
+        let events = crate::started_events(&entry, &rec, message);
         self.commit(tx, events).await?;
         Ok((rec, entry))
     }
@@ -498,11 +497,11 @@ impl Store for PgStore {
         )
         .await?;
         let rec = load_session(&mut tx, id).await?;
-        let line = system_line(format!("{} (librarian) has joined the chat", by.display_name), SystemEvent::Accepted);
+        let line = crate::accepted_line(&by);
         let message = insert_message(&mut tx, &rec, line, now).await?;
         let rec = load_session(&mut tx, id).await?;
         let events = vec![
-            Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at },
+            Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at, version: rec.ctx.version },
             Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
             Event::SessionChanged(rec.summary()),
         ];
@@ -562,12 +561,7 @@ impl Store for PgStore {
             sqlx::query("UPDATE sessions SET state = 'ended', ended_at = $2 WHERE id = $1").bind(id.0).bind(now),
         )
         .await?;
-        let who = match &by {
-            Author::Patron { .. } => "the patron",
-            Author::Staff { .. } => "the librarian",
-            Author::System => "refdesk",
-        };
-        let line = system_line(format!("{} (ended by {who})", refdesk_domain::chat::ENDED_TEXT), SystemEvent::Ended);
+        let line = crate::ended_line(&by);
         if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &missed, &rec.patron_email) {
             let text = question_text(&mut tx, id).await?;
             let q = int(
@@ -593,7 +587,12 @@ impl Store for PgStore {
         }
         let mut events = Vec::new();
         if rec.state == SessionState::Waiting {
-            events.push(Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at });
+            events.push(Event::QueueRemoved {
+                session: id,
+                placement: rec.queue,
+                since: rec.queued_at,
+                version: rec.ctx.version,
+            });
         }
         let summary = load_session(&mut tx, id).await?.summary();
         events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
@@ -640,11 +639,7 @@ impl Store for PgStore {
         let after = decide(&before, &rec, &codes)?;
         write_question_state(&mut tx, question, &before, &after, &by, now).await?;
         let label = codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map(|k| k.label.clone()).unwrap_or(code);
-        // Staff-only: the code is the library's business, not the patron's.
-        let line = NewMessage {
-            audience: refdesk_domain::chat::Audience::Staff,
-            ..system_line(format!("{CODE_SET_TEXT}: {label} (by {})", by.display_name), SystemEvent::CodeSet)
-        };
+        let line = crate::code_set_line(&label, &by);
         let rec = load_session(&mut tx, id).await?;
         let message = insert_message(&mut tx, &rec, line, now).await?;
         let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
@@ -911,16 +906,7 @@ impl Store for PgStore {
         let mut events = vec![Event::Message { ctx, message }];
         if after.state == SessionState::Waiting {
             let text = question_text(&mut tx, id).await?;
-            events.push(Event::QueueAdded(QueueEntry {
-                session: id,
-                placement: after.ctx.placement,
-                library_name: after.library_name.clone(),
-                patron_name: after.patron_display(),
-                question: text,
-                since: now,
-                queue: after.queue,
-                coop_now: after.queue_coop,
-            }));
+            events.push(Event::QueueAdded(crate::queue_entry(&after, text, now)));
         }
         events.push(Event::SessionChanged(after.summary()));
         self.commit(tx, events).await?;
@@ -1111,7 +1097,7 @@ impl Store for PgStore {
         )
         .await
         .map_err(|e| match e {
-            StoreError::Backend(m) if m.contains("foreign key") => DomainError::NotFound("staff member").into(),
+            StoreError::Domain(DomainError::NotFound(_)) => DomainError::NotFound("staff member").into(),
             other => other,
         })?;
         let m = ImMessage {

@@ -21,7 +21,7 @@ use crate::{
 };
 use crate::{Handover, LineFor, PolicyPage, Script};
 use async_trait::async_trait;
-use refdesk_domain::chat::{Author, ConferenceMode, Message, MessageKind, SessionState, SystemEvent, CODE_SET_TEXT};
+use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
@@ -440,7 +440,7 @@ impl Store for SqliteStore {
 
     async fn start_session(&self, new: NewSession) -> Result<(SessionRecord, QueueEntry)> {
         self.write(move |c| {
-            let lib = library_where(c, "l.id = ?1", params![new.library.0])?
+            library_where(c, "l.id = ?1", params![new.library.0])?
                 .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
             c.execute(
                 "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to, queued_at)
@@ -452,21 +452,8 @@ impl Store for SqliteStore {
             let rec = load_session(c, id)?;
             let message = insert_first_line(c, &rec, &new.question, new.now)?;
             let rec = load_session(c, id)?;
-            let entry = QueueEntry {
-                session: id,
-                placement: lib.placement,
-                library_name: lib.name,
-                patron_name: rec.patron_display(),
-                question: new.question,
-                since: new.now,
-                queue: lib.placement,
-                coop_now: false,
-            };
-            let events = vec![
-                Event::QueueAdded(entry.clone()),
-                Event::Message { ctx: rec.ctx.clone(), message },
-                Event::SessionChanged(rec.summary()),
-            ];
+            let entry = crate::queue_entry(&rec, new.question, new.now);
+            let events = crate::started_events(&entry, &rec, message);
             Ok(((rec, entry), events))
         })
         .await
@@ -685,18 +672,11 @@ impl Store for SqliteStore {
             c.execute("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", params![id.0, by.id.0])
                 .map_err(db)?;
             let rec = load_session(c, id)?;
-            let line = NewMessage {
-                author: Author::System,
-                kind: MessageKind::System,
-                audience: MessageKind::System.audience(),
-                body: format!("{} (librarian) has joined the chat", by.display_name),
-                client_id: None,
-                system: Some(SystemEvent::Accepted),
-            };
+            let line = crate::accepted_line(&by);
             let message = insert_message(c, &rec, line, now)?;
             let rec = load_session(c, id)?;
             let events = vec![
-                Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at },
+                Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at, version: rec.ctx.version },
                 Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
                 Event::SessionChanged(rec.summary()),
             ];
@@ -746,19 +726,7 @@ impl Store for SqliteStore {
             rec.state.end()?;
             c.execute("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", params![id.0, now])
                 .map_err(db)?;
-            let who = match &by {
-                Author::Patron { .. } => "the patron",
-                Author::Staff { .. } => "the librarian",
-                Author::System => "refdesk",
-            };
-            let line = NewMessage {
-                author: Author::System,
-                kind: MessageKind::System,
-                audience: MessageKind::System.audience(),
-                body: format!("{} (ended by {who})", refdesk_domain::chat::ENDED_TEXT),
-                client_id: None,
-                system: Some(SystemEvent::Ended),
-            };
+            let line = crate::ended_line(&by);
             if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &missed, &rec.patron_email) {
                 let text: String =
                     c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
@@ -779,7 +747,7 @@ impl Store for SqliteStore {
             }
             let mut events = Vec::new();
             if rec.state == SessionState::Waiting {
-                events.push(Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at });
+                events.push(Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at, version: rec.ctx.version });
             }
             let summary = load_session(c, id)?.summary();
             events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
@@ -829,15 +797,7 @@ impl Store for SqliteStore {
             write_question_state(c, question, &before, &after, &by, now)?;
             let label =
                 codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map(|k| k.label.clone()).unwrap_or(code);
-            // Staff-only: the code is the library's business, not the patron's.
-            let line = NewMessage {
-                author: Author::System,
-                kind: MessageKind::System,
-                audience: refdesk_domain::chat::Audience::Staff,
-                body: format!("{CODE_SET_TEXT}: {label} (by {})", by.display_name),
-                client_id: None,
-                system: Some(SystemEvent::CodeSet),
-            };
+            let line = crate::code_set_line(&label, &by);
             let rec = load_session(c, id)?;
             let message = insert_message(c, &rec, line, now)?;
             let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
@@ -966,16 +926,7 @@ impl Store for SqliteStore {
             if after.state == SessionState::Waiting {
                 let text: String =
                     c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
-                events.push(Event::QueueAdded(QueueEntry {
-                    session: id,
-                    placement: after.ctx.placement,
-                    library_name: after.library_name.clone(),
-                    patron_name: after.patron_display(),
-                    question: text,
-                    since: now,
-                    queue: after.queue,
-                    coop_now: after.queue_coop,
-                }));
+                events.push(Event::QueueAdded(crate::queue_entry(&after, text, now)));
             }
             events.push(Event::SessionChanged(after.summary()));
             Ok((after, events))
