@@ -1,0 +1,123 @@
+//! The link between nodes' buses, over the real NATS server on
+//! 127.0.0.1:4222 (`scripts/test.sh` makes sure it runs): events cross, a
+//! node's own come back to nobody twice, a lost envelope makes the receiving
+//! node re-read the store, a late event never undoes a newer one, and
+//! watcher lists are merged per node.
+
+use futures_util::StreamExt;
+use refdesk_app::bus::Bus;
+use refdesk_domain::chat::{SessionContext, Watcher};
+use refdesk_domain::event::{Event, QueueEntry};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, SessionId, StaffId};
+use refdesk_domain::org::Placement;
+use refdesk_store::EventSink;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const NATS: &str = "nats://127.0.0.1:4222";
+
+fn place() -> Placement {
+    Placement { library: LibraryId(1), institution: InstitutionId(1), cooperative: CooperativeId(1) }
+}
+
+fn entry(session: i64, version: u64) -> QueueEntry {
+    QueueEntry {
+        session: SessionId(session),
+        placement: place(),
+        library_name: "Main".into(),
+        patron_name: "Pat".into(),
+        question: "Where?".into(),
+        since: 1,
+        queue: place(),
+        coop_now: false,
+        version,
+    }
+}
+
+fn ctx(session: i64) -> SessionContext {
+    SessionContext {
+        id: SessionId(session),
+        placement: place(),
+        librarian: Some(StaffId(1)),
+        question: None,
+        referred: None,
+        members: Vec::new(),
+        version: 0,
+    }
+}
+
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>) -> Event {
+    let e = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an event arrives in time");
+    (*e.expect("the bus is open")).clone()
+}
+
+/// Publishes an envelope as another node would.
+async fn from_node(client: &async_nats::Client, subject: &str, node: &str, seq: u64, events: Vec<Event>) {
+    let payload = json!({"node": node, "seq": seq, "events": events}).to_string();
+    client.publish(subject.to_owned(), payload.into()).await.unwrap();
+    client.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let subject = format!("test.link.{}.{nanos}", std::process::id());
+    let (a, b) = (Bus::new(), Bus::new());
+    refdesk_app::nats::link(a.clone(), NATS, &subject).await.expect("NATS must be running on 127.0.0.1:4222");
+    refdesk_app::nats::link(b.clone(), NATS, &subject).await.unwrap();
+    let raw = async_nats::connect(NATS).await.unwrap();
+    let mut probe = raw.subscribe(subject.clone()).await.unwrap();
+    let mut on_a = a.subscribe(64);
+    on_a.join_queue();
+    let mut on_b = b.subscribe(64);
+    on_b.join_queue();
+    on_b.join(SessionId(7));
+    // Once connected, each link has its node re-read the store (twice, the
+    // second a second later): let that pass, then start from quiet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for sub in [&mut on_a, &mut on_b] {
+        while sub.rx.try_recv().is_ok() {}
+        sub.take_lagged();
+    }
+
+    // What node a commits reaches node b, and node a's own connection once.
+    a.publish(vec![Event::QueueAdded(entry(1, 0))]);
+    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(1, 0)));
+    assert_eq!(next(&mut on_a.rx).await, Event::QueueAdded(entry(1, 0)));
+    let sent = tokio::time::timeout(Duration::from_secs(5), probe.next()).await.unwrap().unwrap();
+    let envelope: serde_json::Value = serde_json::from_slice(&sent.payload).unwrap();
+    assert_eq!(envelope["seq"], 1, "a node numbers its envelopes");
+
+    // A late event from another node never undoes a newer one: accepted (v2)
+    // then, late, the chat's arrival (v1) is dropped.
+    let removed = Event::QueueRemoved { session: SessionId(9), placement: place(), since: 1, version: 2 };
+    from_node(&raw, &subject, "x", 1, vec![removed.clone()]).await;
+    from_node(&raw, &subject, "x", 2, vec![Event::QueueAdded(entry(9, 1))]).await;
+    from_node(&raw, &subject, "x", 3, vec![Event::QueueAdded(entry(10, 0))]).await;
+    assert_eq!(next(&mut on_b.rx).await, removed);
+    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(10, 0)), "the stale arrival was dropped");
+
+    // A skipped envelope number: every connection of the node re-reads the store.
+    from_node(&raw, &subject, "x", 5, vec![Event::QueueAdded(entry(11, 0))]).await;
+    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(11, 0)));
+    assert_eq!(next(&mut on_b.rx).await, Event::Resync, "a gap makes the node resync");
+    assert!(on_b.take_lagged(), "and the connection counts as lagged");
+
+    // Watchers: each node's own list; the node's connections see the union.
+    let w = |id: i64, name: &str| Watcher { staff: StaffId(id), name: name.into() };
+    from_node(&raw, &subject, "x", 6, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
+    assert_eq!(next(&mut on_b.rx).await, Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] });
+    let local = b.subscribe(8);
+    local.watch(&ctx(7), w(4, "Dev"));
+    match next(&mut on_b.rx).await {
+        Event::Watchers { watchers, .. } => assert_eq!(watchers, vec![w(4, "Dev"), w(3, "Carla")]),
+        other => panic!("expected watchers, got {other:?}"),
+    }
+    // Node x's list empties: only the local watcher is left.
+    from_node(&raw, &subject, "x", 7, vec![Event::Watchers { ctx: ctx(7), watchers: vec![] }]).await;
+    match next(&mut on_b.rx).await {
+        Event::Watchers { watchers, .. } => assert_eq!(watchers, vec![w(4, "Dev")]),
+        other => panic!("expected watchers, got {other:?}"),
+    }
+}
