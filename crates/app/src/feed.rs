@@ -109,6 +109,10 @@ pub struct Feed {
     monitor: bool,
     /// Whether this connection watches the queue.
     watching_queue: bool,
+    /// The digest of the staff sign-in this connection was opened with,
+    /// checked again whenever events may have been missed (a revoked
+    /// sign-in's `SignedOut` among them).
+    login: Option<String>,
     /// Sessions this viewer's chat monitor lists, to say when one leaves it.
     monitored: std::collections::HashSet<SessionId>,
     /// Whether this staff member is on duty: only they are offered chats (DESIGN §9).
@@ -133,6 +137,7 @@ impl Feed {
             im: HashMap::new(),
             monitor: false,
             watching_queue: false,
+            login: None,
             monitored: Default::default(),
             on_duty: false,
             waiting: None,
@@ -232,6 +237,12 @@ impl Feed {
         self.sub.unwatch(Some(session));
         self.sub.leave(session);
         self.sessions.remove(&session);
+    }
+
+    /// Remembers the staff sign-in (its cookie token) this connection was
+    /// opened with, to check again after missed events.
+    pub fn check_sign_in(&mut self, token: &str) {
+        self.login = Some(crate::auth::digest(token));
     }
 
     /// Starts receiving the queue; returns the waiting chats this staff
@@ -380,6 +391,11 @@ impl Feed {
 
     async fn reread(&mut self) -> AppResult<Vec<Out>> {
         let mut out = Vec::new();
+        if let Some(login) = &self.login {
+            if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {
+                return Ok(vec![Out::SignedOut]);
+            }
+        }
         // Events were dropped for this slow connection: everything it
         // watches is re-read from the store, which has all of it.
         let watched: Vec<SessionId> = self.sessions.keys().copied().collect();

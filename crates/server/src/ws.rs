@@ -46,14 +46,14 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (viewer, patron) = match q.token {
+    let (viewer, patron, login) = match q.token {
         Some(token) => {
             let rec = state.app.patron_session(&token).await?;
-            (Viewer::Patron { session: rec.ctx.id }, Some(rec))
+            (Viewer::Patron { session: rec.ctx.id }, Some(rec), None)
         }
         None => {
             let token = cookie_token(&headers).ok_or(AppError::Unauthenticated)?;
-            (Viewer::Staff(state.app.staff_for_token(token).await?), None)
+            (Viewer::Staff(state.app.staff_for_token(token).await?), None, Some(token.to_owned()))
         }
     };
     let limits = state.app.limits.clone();
@@ -64,7 +64,9 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(limits.max_frame_bytes * 16)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| async move { Box::pin(Connection::new(app, viewer, patron).run(socket)).await }))
+        .on_upgrade(
+            move |socket| async move { Box::pin(Connection::new(app, viewer, patron, login).run(socket)).await },
+        ))
 }
 
 /// A frame from the client.
@@ -144,8 +146,11 @@ struct Connection {
 struct Closed;
 
 impl Connection {
-    fn new(app: App, viewer: Viewer, patron: Option<SessionRecord>) -> Connection {
-        let feed = Feed::new(&app, viewer);
+    fn new(app: App, viewer: Viewer, patron: Option<SessionRecord>, login: Option<String>) -> Connection {
+        let mut feed = Feed::new(&app, viewer);
+        if let Some(token) = login {
+            feed.check_sign_in(&token);
+        }
         let l = &app.limits;
         let bucket = Bucket {
             tokens: l.frame_burst as f64,

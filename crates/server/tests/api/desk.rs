@@ -457,6 +457,23 @@ async fn only_staff_on_duty_are_offered_chats_and_a_revoked_sign_in_closes_the_s
 }
 
 #[tokio::test]
+async fn a_sign_in_revoked_while_its_notice_was_lost_closes_the_socket_at_the_next_resync() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let mut ws = ann.socket().await;
+    ws.send(json!({"type": "queue"})).await;
+    ws.until(|f| f["type"] == "queue").await;
+    // The sign-in ends with no event on the bus (as when another node's
+    // notice was lost on the way); the queue list comes again on a resync,
+    // but a revoked sign-in is noticed first.
+    let token = ann.cookie.split_once('=').unwrap().1;
+    app.state.app.store.delete_login(&refdesk_app::auth::digest(token)).await.unwrap();
+    app.state.app.bus.resync();
+    let bye = ws.until(|f| f["type"] == "error" || f["type"] == "queue").await;
+    assert_eq!(bye.last().unwrap()["code"], "unauthenticated", "{bye:?}");
+}
+
+#[tokio::test]
 async fn a_patron_who_leaves_the_queue_having_given_an_address_leaves_a_missed_chat_question() {
     let app = spawn_app().await;
     let with =
