@@ -272,6 +272,12 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     s.put_code(w.library.placement.cooperative, code).await.unwrap();
     assert_eq!(s.codes(w.library.placement.cooperative).await.unwrap()[0].label, "Answered fully");
 
+    // A missing session is not found, whatever the write.
+    assert!(matches!(
+        s.set_transcript_to(SessionId(999_999), None).await,
+        Err(StoreError::Domain(DomainError::NotFound(_)))
+    ));
+
     // Under concurrency: of many simultaneous accepts exactly one wins (I6);
     // simultaneous sends get gapless sequence numbers, and each client id
     // is stored once however often it is re-sent (I4).

@@ -1208,18 +1208,20 @@ impl Store for PgStore {
 
     async fn claim_mail(&self, now: Millis, limit: u32, lease_until: Millis) -> Result<Vec<OutboxMail>> {
         // SKIP LOCKED: two nodes' mailers claiming at once take different rows
-        // instead of waiting for each other.
+        // instead of waiting for each other. Returned in the order they fell due.
         let text = format!(
-            "UPDATE outbox SET next_attempt_at = $3 WHERE id IN (
-                 SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
-                 ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING {}",
+            "WITH due AS (
+                 SELECT id, next_attempt_at AS was_due FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
+                 ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+             claimed AS (
+                 UPDATE outbox o SET next_attempt_at = $3 FROM due WHERE o.id = due.id
+                 RETURNING o.id, o.kind, o.to_addr, o.subject, o.body, o.created_at, o.attempts, o.sent_at,
+                           o.last_error, due.was_due)
+             SELECT {} FROM claimed ORDER BY was_due, id",
             sql::OUTBOX_SELECT.trim_start_matches("SELECT ").trim_end_matches(" FROM outbox")
         );
         let q = sqlx::query(&text).bind(now).bind(i64::from(limit)).bind(lease_until);
-        let mut claimed = all(&self.pool, q, sql::outbox).await?;
-        claimed.sort_by_key(|m| (m.created_at, m.id));
-        Ok(claimed)
+        all(&self.pool, q, sql::outbox).await
     }
 
     async fn mail_sent(&self, id: i64, now: Millis) -> Result<()> {

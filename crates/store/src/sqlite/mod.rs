@@ -768,7 +768,14 @@ impl Store for SqliteStore {
                 )
                 .map_err(db)?;
             if n == 0 {
-                return Err(DomainError::Conflict("the chat has ended".into()).into());
+                let exists: Option<i64> = c
+                    .query_row("SELECT id FROM sessions WHERE id = ?1", [id.0], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                return Err(match exists {
+                    Some(_) => DomainError::Conflict("the chat has ended".into()).into(),
+                    None => DomainError::NotFound("session").into(),
+                });
             }
             Ok(((), Vec::new()))
         })
