@@ -60,12 +60,21 @@ struct Topics {
     /// patron joining the end of a long queue costs nobody anything.
     patron_queues: HashMap<LibraryId, BTreeMap<QueueKey, Mailbox>>,
     /// Other nodes' watchers, per session and node.
-    remote_watchers: HashMap<SessionId, HashMap<String, Vec<Watcher>>>,
+    /// Each list is sent again every few seconds while it is not empty, so
+    /// one not heard of for a while is a dead node's and is dropped.
+    remote_watchers: HashMap<SessionId, HashMap<String, RemoteWatchers>>,
     /// The latest session version a queue or monitor event carried, per
     /// session: from several nodes such events may arrive out of order, and
     /// an older one must not undo a newer (a chat shown waiting again after
     /// it was accepted).
     versions: HashMap<SessionId, u64>,
+}
+
+/// What another node last said of who watches a session there.
+struct RemoteWatchers {
+    ctx: SessionContext,
+    list: Vec<Watcher>,
+    heard: std::time::Instant,
 }
 
 /// Session versions remembered at most (then forgotten all at once).
@@ -92,8 +101,8 @@ impl Topics {
     fn all_watchers(&self, session: SessionId) -> Vec<Watcher> {
         let mut all: Vec<Watcher> =
             self.watchers.get(&session).map(|(_, l)| l.iter().map(|(_, w)| w.clone()).collect()).unwrap_or_default();
-        for list in self.remote_watchers.get(&session).into_iter().flat_map(|n| n.values()) {
-            for w in list {
+        for remote in self.remote_watchers.get(&session).into_iter().flat_map(|n| n.values()) {
+            for w in &remote.list {
                 if !all.contains(w) {
                     all.push(w.clone());
                 }
@@ -335,13 +344,18 @@ impl Bus {
                     // our connections hear the union.
                     Event::Watchers { ctx, watchers } => {
                         let nodes = t.remote_watchers.entry(ctx.id).or_default();
+                        let unchanged = nodes.get(node).map_or(watchers.is_empty(), |r| r.list == watchers);
                         if watchers.is_empty() {
                             nodes.remove(node);
                         } else {
-                            nodes.insert(node.to_owned(), watchers);
+                            let heard = std::time::Instant::now();
+                            nodes.insert(node.to_owned(), RemoteWatchers { ctx: ctx.clone(), list: watchers, heard });
                         }
                         if nodes.is_empty() {
                             t.remote_watchers.remove(&ctx.id);
+                        }
+                        if unchanged {
+                            return None; // said again (every few seconds): nothing new to tell
                         }
                         let watchers = t.all_watchers(ctx.id);
                         Some(Event::Watchers { ctx, watchers })
@@ -352,6 +366,39 @@ impl Bus {
                 .collect::<Vec<_>>()
         };
         self.deliver_local(events);
+    }
+
+    /// Forgets what other nodes said of watchers and have not said again for
+    /// `max_age` (a node that died), and tells this node's connections.
+    pub fn expire_remote_watchers(&self, max_age: std::time::Duration) {
+        let events: Vec<Event> = {
+            let mut t = self.lock();
+            let mut gone: Vec<SessionContext> = Vec::new();
+            for nodes in t.remote_watchers.values_mut() {
+                let before = nodes.len();
+                let mut ctx = None;
+                nodes.retain(|_, r| {
+                    let keep = r.heard.elapsed() <= max_age;
+                    if !keep {
+                        ctx = Some(r.ctx.clone());
+                    }
+                    keep
+                });
+                if let (true, Some(ctx)) = (nodes.len() < before, ctx) {
+                    gone.push(ctx);
+                }
+            }
+            t.remote_watchers.retain(|_, nodes| !nodes.is_empty());
+            gone.into_iter()
+                .map(|ctx| {
+                    let watchers = t.all_watchers(ctx.id);
+                    Event::Watchers { ctx, watchers }
+                })
+                .collect()
+        };
+        if !events.is_empty() {
+            self.deliver_local(events);
+        }
     }
 
     /// Tells every connection on this node to re-read what it follows from

@@ -363,21 +363,13 @@ impl Feed {
     /// On an error nothing is lost: what was being read is read again at
     /// the next event (the connection counts as lagged).
     pub async fn handle(&mut self, event: Arc<Event>) -> AppResult<Vec<Out>> {
-        let handled = self.handle_event(event).await;
-        if handled.is_err() {
-            self.sub.set_lagged();
-        }
-        handled
-    }
-
-    /// Re-reads from the store everything this connection follows, after
-    /// it may have missed events. All or nothing: on an error, where each
-    /// session and conversation stood is restored.
-    async fn recover(&mut self) -> AppResult<Vec<Out>> {
+        // All or nothing: if anything fails, where each session and
+        // conversation stood is restored, so that what was read but not
+        // passed on is read again.
         let sessions: Vec<(SessionId, u64)> = self.sessions.iter().map(|(s, w)| (*s, w.last)).collect();
         let (im, waiting) = (self.im.clone(), self.waiting);
-        let recovered = self.reread().await;
-        if recovered.is_err() {
+        let handled = self.handle_event(event).await;
+        if handled.is_err() {
             self.waiting = waiting;
             for (s, last) in sessions {
                 if let Some(w) = self.sessions.get_mut(&s) {
@@ -385,8 +377,9 @@ impl Feed {
                 }
             }
             self.im = im;
+            self.sub.set_lagged();
         }
-        recovered
+        handled
     }
 
     async fn reread(&mut self) -> AppResult<Vec<Out>> {
@@ -440,7 +433,7 @@ impl Feed {
     async fn handle_event(&mut self, event: Arc<Event>) -> AppResult<Vec<Out>> {
         let mut out = Vec::new();
         if self.sub.take_lagged() {
-            out = self.recover().await?;
+            out = self.reread().await?;
         }
         match &*event {
             Event::Message { ctx, message } => {
@@ -463,13 +456,15 @@ impl Feed {
                 }
             }
             Event::Watchers { ctx, watchers } => {
+                // Who takes part comes from this connection's own context,
+                // the newest it has (the event's is from when watching began).
                 if let Some(w) = self.sessions.get_mut(&ctx.id) {
                     w.watchers = watchers.clone();
-                    if sees(&self.viewer, Item::Presence { ctx }) {
+                    if sees(&self.viewer, Item::Presence { ctx: &w.ctx }) {
                         out.push(Out::Presence {
                             session: ctx.id,
-                            librarian: ctx.librarian,
-                            members: ctx.members.clone(),
+                            librarian: w.ctx.librarian,
+                            members: w.ctx.members.clone(),
                             watchers: watchers.clone(),
                         });
                     }

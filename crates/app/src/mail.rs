@@ -191,9 +191,10 @@ impl Mailer {
     /// One pass over the due e-mail. Returns how many were delivered.
     pub async fn deliver_due(&self) -> usize {
         let now = self.app.clock.now();
-        // A few at a time, so that all are sent (each may take the SMTP
-        // timeout) well before the claim on them runs out.
-        let due = match self.app.store.claim_mail(now, 10, now.saturating_add(CLAIM_MS)).await {
+        // A few at a time, each send bounded by SEND_TIMEOUT: all are done
+        // well before the claim on them runs out (another node's mailer may
+        // take them then).
+        let due = match self.app.store.claim_mail(now, CLAIM_BATCH, now.saturating_add(CLAIM_MS)).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
@@ -202,7 +203,10 @@ impl Mailer {
         };
         let mut delivered = 0;
         for mail in due {
-            match self.deliver(&mail).await {
+            let sent = tokio::time::timeout(SEND_TIMEOUT, self.deliver(&mail))
+                .await
+                .unwrap_or_else(|_| Err(Failure::Transient("the SMTP server took too long".into())));
+            match sent {
                 Ok(()) => {
                     delivered += 1;
                     if let Err(e) = self.app.store.mail_sent(mail.id, self.app.clock.now()).await {
@@ -269,6 +273,10 @@ impl Mailer {
 /// How long an e-mail this mailer took is kept from the other nodes' mailers
 /// before they may try it (if this node dies before it reports).
 const CLAIM_MS: refdesk_domain::Millis = 10 * 60_000;
+/// E-mail taken at once: `CLAIM_BATCH × SEND_TIMEOUT` stays well under `CLAIM_MS`.
+const CLAIM_BATCH: u32 = 10;
+/// The longest one delivery may take, connection and all.
+const SEND_TIMEOUT: Duration = Duration::from_secs(45);
 
 enum Failure {
     /// Worth trying again later (connection refused, timeout, 4xx).

@@ -21,6 +21,12 @@ use tokio::sync::mpsc;
 
 /// Batches waiting to be sent before the link is counted as behind.
 const OUTBOX: usize = 4096;
+/// How often a node says how far it got (an envelope with no events and
+/// its latest number), so that a loss at the end of a burst is noticed, and
+/// sends its watcher lists again.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Another node's watcher list not said again for this long is a dead node's.
+const WATCHERS_TTL: Duration = Duration::from_secs(20);
 /// An envelope is closed once its events take this many bytes (NATS refuses
 /// messages over 1 MiB by default).
 const ENVELOPE_BYTES: usize = 256 * 1024;
@@ -32,6 +38,7 @@ struct Envelope {
     node: String,
     /// Its number among that node's envelopes: 1, 2, 3… A receiver that
     /// sees a number skipped has missed something and re-reads the store.
+    /// A heartbeat (no events) repeats the latest number.
     seq: u64,
     /// Its events, in commit order.
     events: Vec<Event>,
@@ -43,12 +50,19 @@ pub struct Link {
     pub node: String,
 }
 
-/// A NATS URL fit for logs: without the user, password or token in it.
+/// A URL fit for logs: without the user, password or token in it, nor its
+/// query (which may hold a password too).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    let (base, query) = match url.split_once('?') {
+        Some((base, _)) => (base, "?***"),
+        None => (url, ""),
+    };
+    let shown = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &base[..scheme + 3], &base[at + 1..]),
+        (None, Some(at)) => format!("***@{}", &base[at + 1..]),
+        _ => base.to_owned(),
+    };
+    shown + query
 }
 
 /// Links `bus` to the other nodes through the NATS server at `url`, on
@@ -97,15 +111,32 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
     let (uplink, mut outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
 
-    let (sender, me, to, lost) = (client.clone(), node.clone(), subject.to_owned(), bus.clone());
+    let (sender, me, to, local) = (client.clone(), node.clone(), subject.to_owned(), bus.clone());
     tokio::spawn(async move {
         let mut seq = 0u64;
-        while let Some(events) = outbound.recv().await {
-            if lost.take_uplink_overflow() {
-                seq += 1; // a number nobody receives: the other nodes re-read the store
-            }
-            for events in envelopes(events) {
-                seq += 1;
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let batches = tokio::select! {
+                batch = outbound.recv() => match batch {
+                    Some(events) => {
+                        if local.take_uplink_overflow() {
+                            seq += 1; // a number nobody receives: the other nodes re-read the store
+                        }
+                        envelopes(events)
+                    }
+                    None => break,
+                },
+                _ = beat.tick() => {
+                    local.republish_watchers();
+                    local.expire_remote_watchers(WATCHERS_TTL);
+                    vec![Vec::new()]
+                }
+            };
+            for events in batches {
+                if !events.is_empty() {
+                    seq += 1;
+                }
                 let payload = match serde_json::to_vec(&Envelope { node: me.clone(), seq, events }) {
                     Ok(p) => p,
                     Err(e) => {
@@ -127,9 +158,17 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
             match serde_json::from_slice::<Envelope>(&message.payload) {
                 Ok(envelope) if envelope.node == me => {}
                 Ok(envelope) => {
-                    let before = last.insert(envelope.node.clone(), envelope.seq);
-                    let missed = before.is_some_and(|b| envelope.seq != b + 1);
-                    bus.deliver_remote(&envelope.node, envelope.events);
+                    let heartbeat = envelope.events.is_empty();
+                    let before = last.get(&envelope.node).copied();
+                    let missed = match before {
+                        Some(b) if heartbeat => envelope.seq > b,
+                        Some(b) => envelope.seq != b + 1,
+                        None => false,
+                    };
+                    last.insert(envelope.node.clone(), envelope.seq.max(before.unwrap_or(0)));
+                    if !heartbeat {
+                        bus.deliver_remote(&envelope.node, envelope.events);
+                    }
                     if missed {
                         tracing::warn!(node = %envelope.node, "missed events from another node; re-reading from the store");
                         bus.resync();
@@ -170,6 +209,8 @@ mod tests {
         assert_eq!(redact_url("nats://user:pass@host:4222"), "nats://***@host:4222");
         assert_eq!(redact_url("nats://token@host"), "nats://***@host");
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("postgres://h/db?password=x"), "postgres://h/db?***");
+        assert_eq!(redact_url("user:pw@host:4222"), "***@host:4222");
     }
 
     #[test]

@@ -299,10 +299,10 @@ pub struct SessionContext {
     /// Conference members present besides the chatting librarian (B3).
     #[serde(default)]
     pub members: Vec<Member>,
-    /// Grows with every change of the session other than a new message
-    /// (PostgreSQL; always 0 on SQLite, whose single writer publishes in
-    /// order). With several nodes, events may arrive out of order: a context
-    /// older than one already seen is not applied.
+    /// Grows with every change of the session other than a new message.
+    /// Events may arrive out of order (from several nodes, or a read made
+    /// before a write and delivered after it): a context, queue entry or
+    /// monitor row older than one already seen is not applied.
     #[serde(default)]
     pub version: u64,
 }

@@ -634,6 +634,7 @@ impl Store for SqliteStore {
 
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {
         self.write(move |c| {
+            bump_version(c, id)?;
             let rec = load_session(c, id)?;
             guard(&rec)?;
             rec.state.accept()?;
@@ -721,6 +722,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<Message> {
         self.write(move |c| {
+            bump_version(c, id)?;
             let rec = load_session(c, id)?;
             guard(&rec)?;
             rec.state.end()?;
@@ -759,6 +761,7 @@ impl Store for SqliteStore {
 
     async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()> {
         self.write(move |c| {
+            bump_version(c, id)?;
             // Only while the chat goes on: at its end the transcript is built
             // from this column, in the same transaction as the end.
             let n = c
@@ -792,6 +795,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<(QuestionState, Message)> {
         self.write(move |c| {
+            bump_version(c, id)?;
             let rec = load_session(c, id)?;
             guard(&rec)?;
             let question = rec
@@ -823,6 +827,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<SessionRecord> {
         self.write(move |c| {
+            bump_version(c, id)?;
             let rec = load_session(c, id)?;
             guard(&rec)?;
             if rec.ctx.member_mode(by.id) == Some(mode) {
@@ -855,6 +860,7 @@ impl Store for SqliteStore {
 
     async fn leave(&self, id: SessionId, by: Staff, line: LineFor, guard: Guard, now: Millis) -> Result<SessionRecord> {
         self.write(move |c| {
+            bump_version(c, id)?;
             let rec = load_session(c, id)?;
             guard(&rec)?;
             let line = line(&rec);
@@ -888,6 +894,7 @@ impl Store for SqliteStore {
     ) -> Result<SessionRecord> {
         let Handover { to, stay, line } = handover;
         self.write(move |c| {
+            bump_version(c, id)?;
             let rec = load_session(c, id)?;
             guard(&rec)?;
             let previous = rec.ctx.librarian;
@@ -1178,6 +1185,7 @@ impl Store for SqliteStore {
     async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted> {
         self.write(move |c| {
             let question = question_where(c, id)?;
+            bump_version(c, question.session)?;
             let session = load_session(c, question.session)?;
             let before = question.state.clone();
             let plan = plan(&question, &session)?;

@@ -106,6 +106,22 @@ pub fn session_where(c: &Connection, cond: &str, p: impl Params) -> Result<Optio
     }
 }
 
+/// Bumps a session's version (see `SessionContext::version`): every write
+/// on a session but an append does this first, so that its events carry a
+/// version newer than any read before it (a roll-up read by the background
+/// round, say, delivered after an accept).
+pub fn bump_version(c: &Connection, id: SessionId) -> Result<()> {
+    let n = c
+        .prepare_cached("UPDATE sessions SET version = version + 1 WHERE id = ?1")
+        .map_err(db)?
+        .execute([id.0])
+        .map_err(db)?;
+    if n == 0 {
+        return Err(DomainError::NotFound("session").into());
+    }
+    Ok(())
+}
+
 /// The session, or NotFound.
 pub fn load_session(c: &Connection, id: SessionId) -> Result<SessionRecord> {
     session_where(c, "s.id = ?1", params![id.0])?.ok_or(StoreError::Domain(DomainError::NotFound("session")))

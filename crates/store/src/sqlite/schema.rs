@@ -174,8 +174,8 @@ CREATE TABLE scripts (
 );
 CREATE INDEX scripts_owner ON scripts(scope, owner_id);
 "#,
-    // Read by the queries both backends share; SQLite's single writer
-    // publishes in order, so it never needs to grow here.
+    // See `SessionContext::version`: every write on a session but an append
+    // bumps it (`rows::bump_version`).
     r#"
 ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 "#,
