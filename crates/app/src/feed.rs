@@ -13,7 +13,7 @@
 //!   committed in between can fall through the crack.
 
 use crate::bus::Subscription;
-use crate::{App, AppResult};
+use crate::{App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::{Member, Message, SessionContext, Watcher};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry, SessionSummary};
@@ -383,6 +383,8 @@ impl Feed {
     }
 
     async fn reread(&mut self) -> AppResult<Vec<Out>> {
+        let rereads = self.app.rereads.clone();
+        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
         let mut out = Vec::new();
         if let Some(login) = &self.login {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {

@@ -150,6 +150,9 @@ impl Clock {
     }
 }
 
+/// Connections that may re-read from the store at once (see [`App::rereads`]).
+const REREADS: usize = 8;
+
 /// The application: every use case hangs off this. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -168,6 +171,10 @@ pub struct App {
     /// Password hashing is slow and takes 19 MiB each: a few at a time, so
     /// a burst of sign-ins cannot exhaust memory or the blocking threads.
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Connections re-reading what they follow at once (after a resync every
+    /// connection of the node does): a few at a time, so the database is
+    /// not flooded; the others wait their turn.
+    pub rereads: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -187,6 +194,7 @@ impl App {
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
+            rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
         }
     }
 

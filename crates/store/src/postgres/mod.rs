@@ -95,10 +95,14 @@ async fn migrate(c: &mut PgConnection) -> Result<()> {
     const LOCK: i64 = 0x0072_6566_6465_736b;
     sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK).execute(&mut *c).await.map_err(db)?;
     let result = async {
-        sqlx::query("CREATE TABLE IF NOT EXISTS refdesk_schema (version BIGINT NOT NULL)")
-            .execute(&mut *c)
+        let exists = sqlx::query("SELECT to_regclass('refdesk_schema') IS NOT NULL")
+            .fetch_one(&mut *c)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .flag(0)?;
+        if !exists {
+            sqlx::query("CREATE TABLE refdesk_schema (version BIGINT NOT NULL)").execute(&mut *c).await.map_err(db)?;
+        }
         let version = sqlx::query("SELECT max(version) FROM refdesk_schema")
             .fetch_one(&mut *c)
             .await
