@@ -72,11 +72,13 @@ pub fn redact_url(url: &str) -> String {
 pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
     let node = crate::auth::new_token()?.chars().take(16).collect::<String>();
     let on_event = bus.clone();
+    let shown = redact_url(url);
+    let server = shown.clone();
     let options = async_nats::ConnectOptions::new()
         .name(format!("refdesk-{node}"))
         .retry_on_initial_connect()
         .event_callback(move |event| {
-            let bus = on_event.clone();
+            let (bus, server) = (on_event.clone(), server.clone());
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -93,13 +95,15 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
                         });
                     }
                     async_nats::Event::Disconnected => {
-                        tracing::warn!("lost NATS: other nodes' events wait until it is back")
+                        tracing::warn!(%server, "lost NATS: other nodes' events wait until it is back")
+                    }
+                    async_nats::Event::ClientError(e) => {
+                        tracing::warn!(%server, error = %e, "cannot reach NATS; the node serves its own connections meanwhile")
                     }
                     other => tracing::debug!(event = %other, "NATS"),
                 }
             }
         });
-    let shown = redact_url(url);
     let client = options
         .connect(url)
         .await

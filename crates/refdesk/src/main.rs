@@ -133,6 +133,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The configuration for a command that serves nobody (migrate, demo, user
+/// add): it needs the database, not the link to the other nodes.
+fn offline(mut config: Config) -> Config {
+    config.nats_url = None;
+    config
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Config => {
@@ -141,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args.clone()).await,
         Command::Migrate => {
-            let config = load_config(&cli)?;
+            let config = offline(load_config(&cli)?);
             refdesk_server::open(&config, Clock::system()).await?;
             match &config.database_url {
                 None => println!("database at {} is up to date", config.database_path().display()),
@@ -150,13 +157,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => {
-            let state = refdesk_server::open(&load_config(&cli)?, Clock::system()).await?;
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             load_demo(&state.app).await?;
             print_demo_logins();
             Ok(())
         }
         Command::User { command: UserCommand::Add(u) } => {
-            let state = refdesk_server::open(&load_config(&cli)?, Clock::system()).await?;
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let role = Role::parse(&u.role).with_context(|| {
                 format!(
                     "unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin",

@@ -81,13 +81,26 @@ impl Config {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))?
+                Config::parse_toml(&text).with_context(|| format!("in the configuration file {}", path.display()))?
             }
             None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parses a configuration file. An error names the line and what is
+    /// wrong, never the line's text: it may hold a password (in a URL).
+    pub fn parse_toml(text: &str) -> anyhow::Result<Config> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let what = e.message().trim_end_matches('.');
+            match line {
+                Some(n) => anyhow::anyhow!("line {n}: {what}"),
+                None => anyhow::anyhow!("{what}"),
+            }
+        })
     }
 
     /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_DATABASE_URL`,
@@ -262,6 +275,17 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db/refdesk"));
+    }
+
+    #[test]
+    fn a_bad_configuration_file_is_explained_without_printing_its_secrets() {
+        let typo = "listen = \"127.0.0.1:8080\"\ndatabse_url = \"postgres://u:hunter2@db/x\"\n";
+        let e = format!("{:#}", Config::parse_toml(typo).unwrap_err());
+        assert!(e.contains("line 2") && e.contains("databse_url"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let unclosed = "[mail]\nsmtp_url = \"smtps://m:s3cret@mail\n";
+        let e = format!("{:#}", Config::parse_toml(unclosed).unwrap_err());
+        assert!(e.contains("line 2") && !e.contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -49,11 +49,12 @@ pub struct AppState {
 /// Opens the store named by `config` (migrating it), links the bus to the
 /// other nodes if NATS is configured, and assembles the app.
 pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
     let bus = Bus::new();
     let store: Arc<dyn refdesk_store::Store> = match &config.database_url {
         None => {
+            // The mailer makes `mail/` under it when it first writes a file.
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
             let path = config.database_path();
             let store = SqliteStore::open(&path, bus.clone())
                 .with_context(|| format!("opening the SQLite database {}", path.display()))?;
