@@ -64,29 +64,32 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let subject = format!("test.link.{}.{nanos}", std::process::id());
     let (a, b) = (Bus::new(), Bus::new());
-    refdesk_app::nats::link(a.clone(), NATS, &subject).await.expect("NATS must be running on 127.0.0.1:4222");
-    refdesk_app::nats::link(b.clone(), NATS, &subject).await.unwrap();
-    let raw = async_nats::connect(NATS).await.unwrap();
-    let mut probe = raw.subscribe(subject.clone()).await.unwrap();
     let mut on_a = a.subscribe(64);
     on_a.join_queue();
     let mut on_b = b.subscribe(64);
     on_b.join_queue();
     on_b.join(SessionId(7));
-    // Once connected, each link has its node re-read the store (twice, the
-    // second a second later): let that pass, then start from quiet.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
+    let mut probe = raw.subscribe(subject.clone()).await.unwrap();
+    refdesk_app::nats::link(a.clone(), NATS, &subject).await.unwrap();
+    refdesk_app::nats::link(b.clone(), NATS, &subject).await.unwrap();
+    // Once connected, each link has its node re-read the store twice (the
+    // second a second later): wait for both, then start from quiet.
     for sub in [&mut on_a, &mut on_b] {
-        while sub.rx.try_recv().is_ok() {}
+        for _ in 0..2 {
+            assert_eq!(next(&mut sub.rx).await, Event::Resync, "linking makes the node re-read");
+        }
         sub.take_lagged();
     }
 
-    // What node a commits reaches node b, and node a's own connection once.
+    // What node a commits reaches node b, and node a's own connection once:
+    // b's next event reaches a over NATS after a's own would have.
     a.publish(vec![Event::QueueAdded(entry(1, 0))]);
     assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(1, 0)));
     assert_eq!(next(&mut on_a.rx).await, Event::QueueAdded(entry(1, 0)));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(on_a.rx.try_recv().is_err(), "a node's own events do not come back to it over NATS");
+    b.publish(vec![Event::QueueAdded(entry(2, 0))]);
+    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(2, 0)));
+    assert_eq!(next(&mut on_a.rx).await, Event::QueueAdded(entry(2, 0)), "not a's own event a second time");
     let envelope = loop {
         let sent = tokio::time::timeout(Duration::from_secs(5), probe.next()).await.unwrap().unwrap();
         let envelope: serde_json::Value = serde_json::from_slice(&sent.payload).unwrap();
