@@ -512,19 +512,12 @@ impl Bus {
                         }
                     }
                 }
-                Event::SessionChanged(s) if s.state == refdesk_domain::chat::SessionState::Ended => {
-                    // Nobody watches an ended chat: what other nodes said of
-                    // it (a node that died never says it stopped) is dropped.
-                    t.remote_watchers.remove(&s.ctx.id);
-                    let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
-                    for m in watchers {
-                        m.deliver(&event);
-                    }
-                    for m in t.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
-                        m.deliver(&event);
-                    }
-                }
                 Event::SessionChanged(s) => {
+                    if s.state == refdesk_domain::chat::SessionState::Ended {
+                        // Nobody watches an ended chat: what other nodes said
+                        // of it (a node that died never says it stopped) goes.
+                        t.remote_watchers.remove(&s.ctx.id);
+                    }
                     let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
                     for m in watchers {
                         m.deliver(&event);
