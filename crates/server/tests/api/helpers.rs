@@ -203,6 +203,23 @@ impl TestApp {
         }
     }
 
+    /// A second store on this server's database, publishing nowhere: what
+    /// it writes, this server's bus never hears of — as with a write made
+    /// by another node whose events were lost on the way.
+    pub async fn other_writer(&self) -> std::sync::Arc<dyn refdesk_store::Store> {
+        let sink = std::sync::Arc::new(refdesk_store::NoSink);
+        match std::fs::read_to_string(self.dir.path().join("database_url")) {
+            Ok(url) => {
+                let options = refdesk_store::postgres::PgOptions::default();
+                std::sync::Arc::new(refdesk_store::postgres::PgStore::open(&url, options, sink).await.unwrap())
+            }
+            Err(_) => {
+                let path = self.dir.path().join("refdesk.sqlite3");
+                std::sync::Arc::new(refdesk_store::sqlite::SqliteStore::open(&path, sink).unwrap())
+            }
+        }
+    }
+
     /// Every stored message of a session, straight from the store.
     pub async fn stored(&self, session: i64) -> Vec<refdesk_domain::chat::Message> {
         self.state.app.store.messages_after(refdesk_domain::ids::SessionId(session), 0, u32::MAX).await.unwrap()

@@ -99,3 +99,48 @@ async fn a_client_claiming_a_future_sequence_number_still_receives_new_messages(
     let got = ws.events_until_seq(3).await;
     assert_eq!(got.last().unwrap()["body"], "still here");
 }
+
+#[tokio::test]
+async fn what_a_node_never_heard_of_is_recovered_from_the_store_at_a_resync() {
+    use refdesk_domain::chat::{Audience, Author, MessageKind};
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "Is the map room open?").await;
+    ann.accept(patron.session).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    let mut pat_ws = patron.socket().await;
+    pat_ws.resume(None, 0).await;
+
+    // Written by another writer on the same database: a line and a note
+    // this server's bus never carries.
+    let other = app.other_writer().await;
+    let me = Author::Staff { id: refdesk_domain::ids::StaffId(ann.id), name: "Ann Archer".into() };
+    let mut last = 0;
+    for (kind, body) in [(MessageKind::Message, "Yes, until six."), (MessageKind::Note, "NOTE-ONLY-STAFF")] {
+        let line = refdesk_store::NewMessage {
+            author: me.clone(),
+            kind,
+            audience: if kind == MessageKind::Note { Audience::Staff } else { Audience::Everyone },
+            body: body.into(),
+            client_id: None,
+            system: None,
+        };
+        let stored = other.append(refdesk_domain::ids::SessionId(patron.session), line, Box::new(|_| Ok(())), 1).await;
+        last = stored.unwrap().message.seq;
+    }
+
+    // The node learns it missed something (a skipped envelope number, its
+    // link back): every connection re-reads from the store.
+    app.state.app.bus.resync();
+    let seen = ann_ws.events_until_seq(last).await;
+    let bodies: Vec<&str> = seen.iter().filter_map(|e| e["body"].as_str()).collect();
+    assert!(bodies.contains(&"Yes, until six.") && bodies.contains(&"NOTE-ONLY-STAFF"), "{bodies:?}");
+    // The patron gets the line, never the note (I1), and nothing twice (I3).
+    pat_ws.say(None, "message", "Thanks!", "p-after").await;
+    pat_ws.until(|f| f["type"] == "event" && f["body"] == "Thanks!").await;
+    let bodies: Vec<&str> = pat_ws.events().iter().filter_map(|e| e["body"].as_str()).collect();
+    assert_eq!(&bodies[bodies.len() - 2..], ["Yes, until six.", "Thanks!"], "{bodies:?}");
+    assert_eq!(bodies.iter().filter(|b| **b == "Yes, until six.").count(), 1);
+    assert!(!bodies.contains(&"NOTE-ONLY-STAFF"));
+}
