@@ -7,7 +7,9 @@
 //! node 3. Everyone sees the same messages in the same order; two librarians
 //! on different nodes accepting one chat → one wins; node 2 is killed
 //! (SIGKILL) mid-chat → the librarian resumes on node 3 with nothing lost or
-//! doubled; NATS is restarted mid-chat → delivery resumes, nothing lost.
+//! doubled; NATS is restarted mid-chat → delivery resumes, nothing lost;
+//! the patron moves to node 3 and resumes there; the database goes away and
+//! comes back.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -395,6 +397,17 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
         assert!(s.doubled.is_empty(), "{who} got nothing twice: {:?}", s.doubled);
     }
     assert_eq!(pat.lines(), adm.lines(), "patron (node 1) and admin (node 3) end in agreement");
+
+    // --- the patron moves from node 1 to node 3 mid-chat (a load balancer's
+    // choice): resuming there gives exactly what they missed ---
+    let seen = pat.last_seq();
+    drop(pat);
+    lib3.say(Some(session), "while you were away 1", "l-away-1").await;
+    lib3.say(Some(session), "while you were away 2", "l-away-2").await;
+    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws?token={token}", node3.port), None).await;
+    pat.resume(None, seen).await;
+    let missed: Vec<&String> = pat.events.values().map(|(_, b)| b).collect();
+    assert_eq!(missed, ["while you were away 1", "while you were away 2"], "I3 on another node");
 
     // --- the database goes away: not ready, no false ack; back: ready by itself ---
     let admin = reqwest::Client::new();
