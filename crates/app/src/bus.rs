@@ -68,6 +68,9 @@ struct Topics {
     /// an older one must not undo a newer (a chat shown waiting again after
     /// it was accepted).
     versions: HashMap<SessionId, u64>,
+    /// The generation of `versions` before the last rotation, still
+    /// consulted: forgetting is gradual, never all at once.
+    old_versions: HashMap<SessionId, u64>,
 }
 
 /// What another node last said of who watches a session there.
@@ -77,21 +80,27 @@ struct RemoteWatchers {
     heard: std::time::Instant,
 }
 
-/// Session versions remembered at most (then forgotten all at once).
-const VERSIONS: usize = 100_000;
+/// Session versions remembered in one generation. When it is full it
+/// becomes the old generation (the one before is forgotten), so between
+/// `VERSIONS` and twice that are kept: sessions heard of recently are
+/// always among them, and the memory is bounded however long the node runs.
+const VERSIONS: usize = 50_000;
 
 impl Topics {
     /// Whether an event about `session` at `version` is not older than what
     /// was seen; remembers it.
     fn current(&mut self, session: SessionId, version: u64) -> bool {
-        if self.versions.len() >= VERSIONS {
-            self.versions.clear();
-        }
-        let seen = self.versions.entry(session).or_insert(version);
-        if version < *seen {
+        let seen = match self.versions.get(&session) {
+            Some(v) => Some(*v),
+            None => self.old_versions.get(&session).copied(),
+        };
+        if seen.is_some_and(|seen| version < seen) {
             return false;
         }
-        *seen = version;
+        if self.versions.len() >= VERSIONS && !self.versions.contains_key(&session) {
+            self.old_versions = std::mem::take(&mut self.versions);
+        }
+        self.versions.insert(session, version);
         true
     }
 }
@@ -515,8 +524,11 @@ impl Bus {
                 Event::SessionChanged(s) => {
                     if s.state == refdesk_domain::chat::SessionState::Ended {
                         // Nobody watches an ended chat: what other nodes said
-                        // of it (a node that died never says it stopped) goes.
+                        // of it (a node that died never says it stopped) goes,
+                        // and so do this node's watchers (else their list is
+                        // sent to the other nodes for as long as they stay).
                         t.remote_watchers.remove(&s.ctx.id);
+                        t.watchers.remove(&s.ctx.id);
                     }
                     let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
                     for m in watchers {

@@ -119,7 +119,15 @@ pub struct Feed {
     on_duty: bool,
     /// A waiting patron's queue, place key and place in line.
     waiting: Option<(refdesk_domain::ids::LibraryId, crate::bus::QueueKey, usize)>,
+    /// Watched sessions seen to end, oldest first. An ended chat still gets
+    /// a line or two (the code, a rating), so it is followed a while longer;
+    /// past [`ENDED_KEPT`] the oldest is left. Without this a desk open all
+    /// shift would follow every chat it ever opened.
+    ended: std::collections::VecDeque<SessionId>,
 }
+
+/// Ended sessions a staff connection keeps following at most.
+const ENDED_KEPT: usize = 32;
 
 impl Feed {
     /// A feed for `viewer`, watching nothing yet (staff hear their own IM and
@@ -141,6 +149,7 @@ impl Feed {
             monitored: Default::default(),
             on_duty: false,
             waiting: None,
+            ended: std::collections::VecDeque::new(),
         }
     }
 
@@ -183,6 +192,9 @@ impl Feed {
         let state = (rec.state, rec.queue.library, rec.queued_at);
         let watchers = self.sub.watchers_of(session);
         self.sessions.insert(session, Watched { ctx: rec.ctx, watchers, last: after });
+        if rec.state == refdesk_domain::chat::SessionState::Ended {
+            self.forget_ended(session);
+        }
         if let Viewer::Patron { .. } = self.viewer {
             self.follow_queue(session, state.0, state.1, state.2).await?;
         }
@@ -230,6 +242,23 @@ impl Feed {
             members: ctx.members.clone(),
             watchers: w.watchers.clone(),
         })
+    }
+
+    /// Notes that a watched session ended; leaves the oldest ended one past
+    /// [`ENDED_KEPT`]. A patron's connection follows only its own chat.
+    fn forget_ended(&mut self, session: SessionId) {
+        if !matches!(self.viewer, Viewer::Staff(_)) || !self.sessions.contains_key(&session) {
+            return;
+        }
+        self.sub.unwatch(Some(session));
+        if !self.ended.contains(&session) {
+            self.ended.push_back(session);
+        }
+        while self.ended.len() > ENDED_KEPT {
+            if let Some(old) = self.ended.pop_front() {
+                self.leave(old);
+            }
+        }
     }
 
     /// Stops watching a session.
@@ -516,6 +545,9 @@ impl Feed {
             }
             Event::SessionChanged(summary) => {
                 self.refresh(&summary.ctx, &mut out);
+                if summary.state == refdesk_domain::chat::SessionState::Ended {
+                    self.forget_ended(summary.ctx.id);
+                }
                 if let Viewer::Patron { session } = self.viewer {
                     if summary.ctx.id == session {
                         // Accepted, ended, or transferred back to a queue.
@@ -525,7 +557,12 @@ impl Feed {
                 }
                 if self.monitor {
                     if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
-                        self.monitored.insert(summary.ctx.id);
+                        // An ended chat is shown ended once, then no longer tracked.
+                        if summary.state == refdesk_domain::chat::SessionState::Ended {
+                            self.monitored.remove(&summary.ctx.id);
+                        } else {
+                            self.monitored.insert(summary.ctx.id);
+                        }
                         out.push(Out::Monitor(summary.clone()));
                     } else if self.monitored.remove(&summary.ctx.id) {
                         out.push(Out::MonitorGone(summary.ctx.id));

@@ -27,6 +27,8 @@ const OUTBOX: usize = 4096;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Another node's watcher list not said again for this long is a dead node's.
 const WATCHERS_TTL: Duration = Duration::from_secs(20);
+/// A node not heard from for this long (no heartbeat) is forgotten.
+const FORGET_NODE: Duration = Duration::from_secs(60);
 /// An envelope is closed once its events take this many bytes (NATS refuses
 /// messages over 1 MiB by default).
 const ENVELOPE_BYTES: usize = 256 * 1024;
@@ -157,19 +159,27 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
 
     let me = node.clone();
     tokio::spawn(async move {
-        let mut last: HashMap<String, u64> = HashMap::new();
+        // Each node's latest envelope number, and when it was last heard.
+        // Node names are new at every start, so a node silent for
+        // `FORGET_NODE` (stopped, or replaced by a restart) is forgotten.
+        let mut last: HashMap<String, (u64, std::time::Instant)> = HashMap::new();
         while let Some(message) = inbound.next().await {
             match serde_json::from_slice::<Envelope>(&message.payload) {
                 Ok(envelope) if envelope.node == me => {}
                 Ok(envelope) => {
                     let heartbeat = envelope.events.is_empty();
-                    let before = last.get(&envelope.node).copied();
+                    let now = std::time::Instant::now();
+                    last.retain(|_, (_, heard)| now.duration_since(*heard) < FORGET_NODE);
+                    let before = last.get(&envelope.node).map(|(seq, _)| *seq);
                     let missed = match before {
                         Some(b) if heartbeat => envelope.seq > b,
                         Some(b) => envelope.seq != b + 1,
-                        None => false,
+                        // A node heard of for the first time, or again after
+                        // it was forgotten: past its first envelope, what it
+                        // sent before may have been missed.
+                        None => envelope.seq > 1,
                     };
-                    last.insert(envelope.node.clone(), envelope.seq.max(before.unwrap_or(0)));
+                    last.insert(envelope.node.clone(), (envelope.seq.max(before.unwrap_or(0)), now));
                     if !heartbeat {
                         bus.deliver_remote(&envelope.node, envelope.events);
                     }

@@ -6,12 +6,22 @@
 //! connections and reports the server's memory per socket.
 //!
 //! Every message body carries its send time, so latency is measured on one
-//! clock (this process) with nothing shared between tasks on the hot path.
+//! clock (this process).
+//!
+//! For a soak, `--sample-seconds N` prints a row every N seconds: that
+//! window's throughput, latency and server CPU per message, and the
+//! server's RSS, open files and database size (the SQLite file and its WAL
+//! with `--data-dir`, PostgreSQL's database and WAL with `--database-url`);
+//! `--samples-csv` writes the same rows for a script to check.
+//! `--chat-seconds N` ends each chat after N seconds and starts another in
+//! its place, so that sessions come and go as at a real desk.
 
 use anyhow::{bail, Context};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -51,6 +61,23 @@ pub struct BenchArgs {
     /// Instead of chatting, open this many idle patron connections and report memory.
     #[arg(long)]
     idle: Option<usize>,
+    /// Print a row of figures every this many seconds (a soak).
+    #[arg(long)]
+    sample_seconds: Option<u64>,
+    /// Also write the rows to this CSV file.
+    #[arg(long, requires = "sample_seconds")]
+    samples_csv: Option<std::path::PathBuf>,
+    /// End each chat after this many seconds and start a new one in its place.
+    #[arg(long)]
+    chat_seconds: Option<u64>,
+}
+
+/// Where the server keeps its data, to sample its size (the global
+/// `--data-dir` and `--database-url` flags).
+#[derive(Clone, Debug, Default)]
+pub struct Storage {
+    pub data_dir: Option<std::path::PathBuf>,
+    pub database_url: Option<String>,
 }
 
 struct ProcStat {
@@ -147,7 +174,7 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
 }
 
 /// Runs the benchmark.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
     check_loopback(&args.url)?;
     if let Some(url) = &args.staff_url {
         check_loopback(url)?;
@@ -155,12 +182,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !(args.rate > 0.0 && args.rate <= 1000.0) {
         bail!("--rate must be between 0 and 1000 messages per second");
     }
+    if args.sample_seconds == Some(0) || args.chat_seconds == Some(0) {
+        bail!("--sample-seconds and --chat-seconds must be at least 1");
+    }
     let base = args.url.trim_end_matches('/').to_owned();
     let staff_base = args.staff_url.as_deref().unwrap_or(&args.url).trim_end_matches('/').to_owned();
     let http = reqwest::Client::builder().cookie_store(true).build()?;
     if let Some(n) = args.idle {
         return idle(&http, &base, &args, n).await;
     }
+    let sizes = Sizes::open(&storage).await?;
 
     let login = http
         .post(format!("{staff_base}/api/login"))
@@ -185,54 +216,58 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("going on duty")?;
     println!("starting {} chats…", args.chats);
     let chats = start_chats(&http, &base, &args.library, args.chats).await?;
-    for c in &chats {
-        http.post(format!("{staff_base}/api/sessions/{}/accept", c.session)).send().await?.error_for_status()?;
+    let desk = Desk { http: http.clone(), base: base.clone(), staff_base, cookie, library: args.library.clone() };
+    let mut pairs = Vec::with_capacity(chats.len());
+    for c in chats {
+        pairs.push(desk.open(c).await?);
     }
-    let ws = ws_url(&base);
-    let staff_ws = ws_url(&staff_base);
-    let mut sockets = Vec::with_capacity(chats.len() * 2);
-    for c in &chats {
-        let mut p = connect(&format!("{ws}/api/ws?token={}", c.token), None).await?;
-        p.send(Ws::text(json!({"type": "resume", "after": 1_000_000}).to_string())).await?;
-        let mut s = connect(&format!("{staff_ws}/api/ws"), Some(&cookie)).await?;
-        s.send(Ws::text(json!({"type": "resume", "session": c.session, "after": 1_000_000}).to_string())).await?;
-        sockets.push((c.session, p, "patron"));
-        sockets.push((c.session, s, "staff"));
-    }
-    println!("{} sockets open; sending for {} s at {} msg/s per side", sockets.len(), args.duration, args.rate);
+    println!("{} sockets open; sending for {} s at {} msg/s per side", pairs.len() * 2, args.duration, args.rate);
 
     let before = procs_stat(&args.server_pid)?;
     let t0 = Instant::now();
     let stop = t0 + Duration::from_secs(args.duration);
     let period = Duration::from_secs_f64(1.0 / args.rate);
+    let window = Arc::new(Mutex::new(Window::default()));
+    let sampler = args.sample_seconds.map(|every| {
+        let sampler = Sampler {
+            every: Duration::from_secs(every),
+            pids: args.server_pid.clone(),
+            sizes,
+            window: window.clone(),
+            csv: args.samples_csv.clone(),
+        };
+        tokio::spawn(sampler.run(t0, stop))
+    });
+    let n = pairs.len();
     let mut tasks = Vec::new();
-    for (i, (session, socket, role)) in sockets.into_iter().enumerate() {
-        tasks.push(tokio::spawn(drive(socket, session, role, t0, stop, period, i)));
+    for (i, pair) in pairs.into_iter().enumerate() {
+        let slot = Slot { desk: desk.clone(), window: window.clone(), t0, stop, period, i };
+        // Chats end one after another, not all at once: the first ends
+        // after a share of --chat-seconds that grows with its place.
+        let first = args.chat_seconds.map(|s| Duration::from_secs(s).mul_f64((i + 1) as f64 / n as f64));
+        tasks.push(tokio::spawn(slot.run(pair, first, args.chat_seconds.map(Duration::from_secs))));
     }
-    let mut latencies: Vec<u64> = Vec::new();
-    let (mut sent, mut errors) = (0u64, 0u64);
+    let (mut sent, mut errors, mut chats_run) = (0u64, 0u64, 0u64);
     for t in tasks {
-        let r = t.await?;
+        let r = t.await??;
         sent += r.sent;
         errors += r.errors;
-        latencies.extend(r.latencies_us);
+        chats_run += r.chats;
     }
     let elapsed = t0.elapsed().as_secs_f64().min(args.duration as f64 + 2.0);
     let after = procs_stat(&args.server_pid)?;
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
+    let mut latencies = match sampler {
+        Some(task) => task.await??,
+        None => std::mem::take(&mut window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us),
     };
+    latencies.sort_unstable();
     let delivered = latencies.len() as u64;
-    println!("chats: {}  sent: {sent}  delivered: {delivered}  errors: {errors}", args.chats);
+    println!("chats: {chats_run}  sent: {sent}  delivered: {delivered}  errors: {errors}");
     println!("throughput: {:.0} msg/s delivered", delivered as f64 / args.duration as f64);
     println!(
         "latency (send → delivered): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        pct(0.50) as f64 / 1000.0,
-        pct(0.99) as f64 / 1000.0,
+        percentile(&latencies, 0.50) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0
     );
     if let (Some(b), Some(a)) = (before, after) {
@@ -252,20 +287,131 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct DriveResult {
-    sent: u64,
-    errors: u64,
+/// The value at `p` (0–1) of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
+}
+
+/// What the receivers collect between two samples.
+#[derive(Default)]
+struct Window {
     latencies_us: Vec<u64>,
 }
 
+/// How to start, accept, open and end chats: the patrons' node and the
+/// signed-in librarian's.
+#[derive(Clone)]
+struct Desk {
+    http: reqwest::Client,
+    base: String,
+    staff_base: String,
+    cookie: String,
+    library: String,
+}
+
+/// A chat being driven: its session and both sides' sockets.
+struct Pair {
+    session: i64,
+    patron: Socket,
+    staff: Socket,
+}
+
+impl Desk {
+    /// Accepts a started chat and opens both sides' sockets on it.
+    async fn open(&self, chat: Chat) -> anyhow::Result<Pair> {
+        self.http
+            .post(format!("{}/api/sessions/{}/accept", self.staff_base, chat.session))
+            .send()
+            .await?
+            .error_for_status()
+            .context("accepting a chat")?;
+        let mut patron = connect(&format!("{}/api/ws?token={}", ws_url(&self.base), chat.token), None).await?;
+        patron.send(Ws::text(json!({"type": "resume", "after": 1_000_000}).to_string())).await?;
+        let mut staff = connect(&format!("{}/api/ws", ws_url(&self.staff_base)), Some(&self.cookie)).await?;
+        staff
+            .send(Ws::text(json!({"type": "resume", "session": chat.session, "after": 1_000_000}).to_string()))
+            .await?;
+        Ok(Pair { session: chat.session, patron, staff })
+    }
+
+    /// Ends a chat as its librarian.
+    async fn end(&self, session: i64) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/api/sessions/{session}/end", self.staff_base))
+            .send()
+            .await?
+            .error_for_status()
+            .context("ending a chat")?;
+        Ok(())
+    }
+
+    /// Starts one more chat.
+    async fn start(&self) -> anyhow::Result<Chat> {
+        let mut chats = start_chats(&self.http, &self.base, &self.library, 1).await?;
+        chats.pop().context("no chat started")
+    }
+}
+
+/// One chat's place in the load: its chat, then (with --chat-seconds) the
+/// chats that replace it.
+struct Slot {
+    desk: Desk,
+    window: Arc<Mutex<Window>>,
+    t0: Instant,
+    stop: Instant,
+    period: Duration,
+    i: usize,
+}
+
+struct SlotResult {
+    sent: u64,
+    errors: u64,
+    chats: u64,
+}
+
+impl Slot {
+    async fn run(self, mut pair: Pair, first: Option<Duration>, every: Option<Duration>) -> anyhow::Result<SlotResult> {
+        let mut total = SlotResult { sent: 0, errors: 0, chats: 0 };
+        let mut life = first;
+        loop {
+            let until = life.map_or(self.stop, |l| (Instant::now() + l).min(self.stop));
+            let Pair { session, patron, staff } = pair;
+            let (p, s) = tokio::join!(
+                drive(patron, session, "patron", self.t0, until, self.stop, self.period, self.i, self.window.clone()),
+                drive(staff, session, "staff", self.t0, until, self.stop, self.period, self.i, self.window.clone()),
+            );
+            total.sent += p.sent + s.sent;
+            total.errors += p.errors + s.errors;
+            total.chats += 1;
+            if until >= self.stop {
+                return Ok(total);
+            }
+            self.desk.end(session).await?;
+            pair = self.desk.open(self.desk.start().await?).await?;
+            life = every;
+        }
+    }
+}
+
+struct DriveResult {
+    sent: u64,
+    errors: u64,
+}
+
+/// Sends on one side of a chat until `until`, and records the latency of
+/// what the other side sent. Messages still in flight at `until` are waited
+/// for a moment (2 s after the end of the whole run).
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     socket: Socket,
     session: i64,
     role: &'static str,
     t0: Instant,
+    until: Instant,
     stop: Instant,
     period: Duration,
     i: usize,
+    window: Arc<Mutex<Window>>,
 ) -> DriveResult {
     let (mut tx, mut rx) = socket.split();
     // Spread the first sends over one period so the load is even.
@@ -276,7 +422,7 @@ async fn drive(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if Instant::now() >= stop {
+            if Instant::now() >= until {
                 break;
             }
             let us = t0.elapsed().as_micros();
@@ -289,9 +435,8 @@ async fn drive(
         (sent, tx)
     };
     let receiver = async move {
-        let mut lat = Vec::new();
         let mut errors = 0u64;
-        let deadline = stop + Duration::from_secs(2);
+        let deadline = if until >= stop { stop + Duration::from_secs(2) } else { until + Duration::from_millis(500) };
         while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline.into(), rx.next()).await {
             let Ws::Text(text) = msg else { continue };
             let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
@@ -300,18 +445,181 @@ async fn drive(
                     if let Some(us) =
                         v["body"].as_str().and_then(|b| b.strip_prefix("t=")).and_then(|t| t.parse::<u128>().ok())
                     {
-                        lat.push((t0.elapsed().as_micros().saturating_sub(us)) as u64);
+                        let latency = (t0.elapsed().as_micros().saturating_sub(us)) as u64;
+                        if let Ok(mut w) = window.lock() {
+                            w.latencies_us.push(latency);
+                        }
                     }
                 }
                 Some("error") => errors += 1,
                 _ => {}
             }
         }
-        (lat, errors)
+        errors
     };
-    let ((sent, mut tx), (latencies_us, errors)) = tokio::join!(sender, receiver);
+    let ((sent, mut tx), errors) = tokio::join!(sender, receiver);
     let _ = tx.close().await;
-    DriveResult { sent, errors, latencies_us }
+    DriveResult { sent, errors }
+}
+
+/// Reads how big the server's data is.
+enum Sizes {
+    None,
+    /// The SQLite database file (its `-wal` and `-shm` beside it).
+    Sqlite(std::path::PathBuf),
+    Postgres(sqlx::PgPool),
+}
+
+/// One reading of the data's size, in bytes.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    db: u64,
+    wal: u64,
+    shm: u64,
+}
+
+impl Sizes {
+    async fn open(storage: &Storage) -> anyhow::Result<Sizes> {
+        if let Some(url) = &storage.database_url {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .context("connecting to PostgreSQL to read the database's size")?;
+            return Ok(Sizes::Postgres(pool));
+        }
+        Ok(match &storage.data_dir {
+            Some(dir) => Sizes::Sqlite(dir.join("refdesk.sqlite3")),
+            None => Sizes::None,
+        })
+    }
+
+    async fn read(&self) -> Option<Size> {
+        match self {
+            Sizes::None => None,
+            Sizes::Sqlite(db) => {
+                let len = |suffix: &str| {
+                    let mut p = db.clone().into_os_string();
+                    p.push(suffix);
+                    std::fs::metadata(p).map_or(0, |m| m.len())
+                };
+                Some(Size { db: len(""), wal: len("-wal"), shm: len("-shm") })
+            }
+            Sizes::Postgres(pool) => {
+                let (db, wal): (i64, i64) = sqlx::query_as(
+                    "SELECT pg_database_size(current_database()), (SELECT coalesce(sum(size), 0)::bigint FROM pg_ls_waldir())",
+                )
+                .fetch_one(pool)
+                .await
+                .ok()?;
+                Some(Size { db: db as u64, wal: wal as u64, shm: 0 })
+            }
+        }
+    }
+}
+
+/// Prints a row of figures every `every` while the load runs.
+struct Sampler {
+    every: Duration,
+    pids: Vec<u32>,
+    sizes: Sizes,
+    window: Arc<Mutex<Window>>,
+    csv: Option<std::path::PathBuf>,
+}
+
+impl Sampler {
+    /// Samples until the load stops; returns every latency seen.
+    async fn run(self, t0: Instant, stop: Instant) -> anyhow::Result<Vec<u64>> {
+        let mut csv = match &self.csv {
+            Some(path) => {
+                let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+                writeln!(f, "seconds,delivered_per_s,p50_us,p99_us,cpu_us_per_msg,rss_kib,open_files,db_bytes,wal_bytes_max,shm_bytes")?;
+                Some(f)
+            }
+            None => None,
+        };
+        println!();
+        println!("| time | delivered msg/s | p50 | p99 | server CPU per msg | RSS | open files | database | WAL (max) | -shm |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let mut all = Vec::new();
+        let mut last_cpu = procs_stat(&self.pids)?.map(|s| s.cpu_seconds);
+        let mut row_began = Instant::now();
+        let mut next_row = t0 + self.every;
+        let mut max = Size::default();
+        // Sizes are read every second, so the row's WAL is the largest seen.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            if let Some(size) = self.sizes.read().await {
+                max = Size { db: size.db, wal: max.wal.max(size.wal), shm: size.shm };
+            }
+            // The last row closes at the end of the load (a shorter window).
+            if now < next_row && now < stop {
+                continue;
+            }
+            let mut lat =
+                std::mem::take(&mut self.window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us);
+            lat.sort_unstable();
+            let secs = now.duration_since(row_began).as_secs_f64();
+            let stat = procs_stat(&self.pids)?;
+            let cpu = match (stat.as_ref(), last_cpu) {
+                (Some(s), Some(l)) if !lat.is_empty() => Some((s.cpu_seconds - l) * 1e6 / lat.len() as f64),
+                _ => None,
+            };
+            last_cpu = stat.as_ref().map(|s| s.cpu_seconds);
+            let files = self.pids.iter().map(|p| open_files(*p)).sum::<usize>();
+            let size = self.sizes.read().await.map(|s| Size { wal: max.wal.max(s.wal), ..s });
+            let at = now.duration_since(t0).as_secs();
+            let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+            println!(
+                "| {}:{:02} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} | {} |",
+                at / 60,
+                at % 60,
+                lat.len() as f64 / secs,
+                percentile(&lat, 0.50) as f64 / 1000.0,
+                percentile(&lat, 0.99) as f64 / 1000.0,
+                cpu.map_or("–".into(), |c| format!("{c:.0} µs")),
+                stat.as_ref().map_or("–".into(), |s| mib(s.rss_kib * 1024)),
+                if self.pids.is_empty() { "–".into() } else { files.to_string() },
+                size.map_or("–".into(), |s| mib(s.db)),
+                size.map_or("–".into(), |s| mib(s.wal)),
+                size.map_or("–".into(), |s| mib(s.shm)),
+            );
+            if let Some(f) = csv.as_mut() {
+                let s = size.unwrap_or_default();
+                writeln!(
+                    f,
+                    "{at},{:.0},{},{},{:.1},{},{files},{},{},{}",
+                    lat.len() as f64 / secs,
+                    percentile(&lat, 0.50),
+                    percentile(&lat, 0.99),
+                    cpu.unwrap_or(0.0),
+                    stat.as_ref().map_or(0, |s| s.rss_kib),
+                    s.db,
+                    s.wal,
+                    s.shm
+                )?;
+            }
+            all.extend(lat);
+            max = Size::default();
+            row_began = now;
+            next_row += self.every;
+            if now >= stop {
+                // What arrives in the last 2 s of grace goes to the total.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                all.extend(std::mem::take(
+                    &mut self.window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us,
+                ));
+                return Ok(all);
+            }
+        }
+    }
+}
+
+/// How many files a process has open (0 if it cannot be read).
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) -> anyhow::Result<()> {

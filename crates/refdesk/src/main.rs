@@ -146,10 +146,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Config::default_toml());
             Ok(())
         }
-        Command::Bench(args) => bench::run(args.clone()).await,
+        Command::Bench(args) => {
+            let storage = bench::Storage { data_dir: cli.data_dir.clone(), database_url: cli.database_url.clone() };
+            bench::run(args.clone(), storage).await
+        }
         Command::Migrate => {
             let config = offline(load_config(&cli)?);
-            refdesk_server::open(&config, Clock::system()).await?;
+            refdesk_server::open(&config, Clock::system()).await?.app.store.close().await;
             match &config.database_url {
                 None => println!("database at {} is up to date", config.database_path().display()),
                 Some(_) => println!("the PostgreSQL database is up to date"),
@@ -159,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             load_demo(&state.app).await?;
+            state.app.store.close().await;
             print_demo_logins();
             Ok(())
         }
@@ -175,7 +179,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .app
                 .add_staff(None, &u.library, &u.username, &name, role, &u.password)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!("{e}"));
+            state.app.store.close().await;
+            let id = id?;
             println!("created staff member {} (id {id}) at {}", u.username, u.library);
             Ok(())
         }

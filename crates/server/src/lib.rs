@@ -100,6 +100,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
     let draining = state.draining.clone();
+    let store = state.app.store.clone();
     // The outbox's sender runs beside the server and stops with it.
     let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
         .map_err(anyhow::Error::msg)
@@ -131,5 +132,8 @@ pub async fn run(
     let _ = stop_background.send(());
     let _ = mail_task.await;
     let _ = background.await;
+    // Last: writes already under way finish, then the database closes (on
+    // SQLite that empties and removes the write-ahead log).
+    store.close().await;
     served
 }

@@ -522,6 +522,11 @@ impl ScopeLevel {
 pub trait Store: Send + Sync + 'static {
     // --- organisation -----------------------------------------------------
 
+    /// Ends the store for a clean shutdown: writes already under way finish,
+    /// then the connections close (on SQLite the last one empties and
+    /// removes the write-ahead log). Every call after it fails with
+    /// [`StoreError::Closed`]. Calling it again does nothing.
+    async fn close(&self);
     /// Whether nothing has been created yet (for `serve --demo`).
     async fn is_empty(&self) -> Result<bool>;
     /// Creates a cooperative with its resolution codes.

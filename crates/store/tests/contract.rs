@@ -312,22 +312,26 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     assert_eq!(seqs, (1..=22).collect::<Vec<u64>>(), "question, joined line, then 20 gapless");
 
     // I2: events are published only for committed writes, in commit order.
-    let events = sink.0.lock().unwrap();
-    let published: Vec<u64> = events
+    let published: Vec<u64> = sink
+        .0
+        .lock()
+        .unwrap()
         .iter()
         .filter_map(|e| match e {
             Event::Message { message, .. } if message.session == a => Some(message.seq),
             _ => None,
         })
         .collect();
-    let stored: Vec<u64> = futures_lite_block(s.messages_after(a, 0, 1000)).iter().map(|m| m.seq).collect();
+    let stored: Vec<u64> = s.messages_after(a, 0, 1000).await.unwrap().iter().map(|m| m.seq).collect();
     assert_eq!(published, stored, "each committed message published once, in order; refused ones never");
     let _ = QuestionId(0);
-}
 
-/// Runs a store future to completion from synchronous code inside the test.
-fn futures_lite_block<T>(f: impl std::future::Future<Output = refdesk_store::Result<T>>) -> T {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+    // A clean shutdown: once closed, reads and writes say so, and closing
+    // again does nothing.
+    s.close().await;
+    assert!(matches!(s.messages_after(a, 0, 10).await, Err(StoreError::Closed)));
+    assert!(matches!(s.create_cooperative("Late", default_codes()).await, Err(StoreError::Closed)));
+    s.close().await;
 }
 
 /// The PostgreSQL server the tests use: `REFDESK_TEST_POSTGRES`, or the one

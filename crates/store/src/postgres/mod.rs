@@ -55,6 +55,9 @@ pub struct PgStore {
 /// A database error as the store reports it: a broken uniqueness rule is a
 /// conflict the caller can act on; anything else is for the logs.
 fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::PoolClosed = e {
+        return StoreError::Closed;
+    }
     if let Some(d) = e.as_database_error() {
         if d.is_unique_violation() {
             return StoreError::Domain(DomainError::Conflict(format!(
@@ -277,6 +280,10 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn close(&self) {
+        self.pool.close().await
+    }
+
     async fn is_empty(&self) -> Result<bool> {
         Ok(int(&self.pool, sqlx::query("SELECT count(*) FROM cooperatives")).await? == 0)
     }
@@ -557,6 +564,9 @@ impl Store for PgStore {
         missed: Option<String>,
         now: Millis,
     ) -> Result<Message> {
+        // An ended chat takes no more appends: its cached copy (with the
+        // patron's name and address) goes, not at the cache's limit.
+        self.forget(id);
         let (mut tx, rec) = self.begin_session(id).await?;
         guard(&rec)?;
         rec.state.end()?;

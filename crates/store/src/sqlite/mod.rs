@@ -9,7 +9,13 @@
 //! job rolls back to its savepoint and fails alone.
 //!
 //! Reads go to a small pool of read-only connections on blocking threads;
-//! WAL mode lets them run beside the writer.
+//! WAL mode lets them run beside the writer. Each read is one closure on one
+//! thread: no read transaction stays open across an `.await`, so no reader
+//! pins an old snapshot of the log.
+//!
+//! A third thread keeps the write-ahead log bounded (see [`checkpointer`]),
+//! and [`SqliteStore::close`] ends all three so that the last connection to
+//! close checkpoints the log and removes it.
 
 mod rows;
 mod schema;
@@ -31,13 +37,21 @@ use rows::*;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
-/// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// A log with more than this in it is restarted (see [`checkpointer`]).
+const RESTART_WAL_BYTES: i64 = 16 << 20;
+/// `journal_size_limit`: a restarted log file is cut back to this size, so a
+/// burst that grew it does not keep its disk space for ever.
+const WAL_SIZE_LIMIT: i64 = 32 << 20;
 /// Read connections kept open.
 const READERS: usize = 4;
 
@@ -51,6 +65,13 @@ struct Pending {
 /// A write waiting for the writer. It is given the batch's transaction, or
 /// `None` when the transaction could not begin.
 type Job = Box<dyn FnOnce(Option<&mut Tx<'_>>) -> Pending + Send>;
+
+/// What the writer thread is sent.
+enum ToWriter {
+    Job(Job),
+    /// Finish the jobs already queued, checkpoint the log and close.
+    Close,
+}
 
 /// What a job sees of the writer: the connection, inside the batch's
 /// transaction, and the writer's cache of session rows.
@@ -69,13 +90,24 @@ const SESSION_CACHE: usize = 20_000;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<ToWriter>,
     readers: Arc<Readers>,
+    /// The writer and checkpointer threads, joined by [`SqliteStore::close`].
+    threads: Mutex<Option<Threads>>,
+}
+
+struct Threads {
+    writer: JoinHandle<()>,
+    checkpointer: JoinHandle<()>,
+    /// Dropping it wakes the checkpointer and stops it.
+    stop_checkpoints: std::sync::mpsc::Sender<()>,
 }
 
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Set by `close`: a read after it fails, and none keeps its connection.
+    closed: AtomicBool,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -98,12 +130,28 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+    conn.busy_handler(Some(busy_wait)).map_err(db)?;
     // FULL: a commit is on disk before anyone is told (I2). Group commit is
     // what keeps this affordable.
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(db)?;
+    if !read_only {
+        conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")).map_err(db)?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Waits for a lock another connection holds (the writer behind a restart
+/// of the log, or the checkpointer behind the writer): 100 µs steps, so the
+/// wait ends within a step of the lock's release (SQLite's own busy timeout
+/// sleeps up to 100 ms at a time), and gives up after about 10 s.
+fn busy_wait(tries: i32) -> bool {
+    const STEP: Duration = Duration::from_micros(100);
+    if tries >= 100_000 {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
 }
 
 /// Brings the schema up to date. Idempotent.
@@ -133,30 +181,24 @@ impl SqliteStore {
         let mut conn = open_conn(path, false)?;
         migrate(&mut conn)?;
         // Checkpoints copy the WAL back into the database and fsync it; run
-        // on the writer they stall every commit behind them. A separate
-        // connection does them instead, PASSIVE, so the writer never waits.
+        // on the writer they would stall every commit behind them. A
+        // separate connection does them instead (see [`checkpointer`]).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(db)?;
-        let checkpointer = open_conn(path, false)?;
-        let (jobs, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
-        let alive = jobs.downgrade();
-        std::thread::Builder::new()
+        let checkpoints = open_conn(path, false)?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
             .name("refdesk-sqlite-checkpoint".into())
-            .spawn(move || {
-                // Stops once the store (every sender) is gone.
-                while alive.upgrade().is_some() {
-                    std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(e) = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                    }
-                }
-            })
+            .spawn(move || checkpointer(checkpoints, stopped))
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
-        std::thread::Builder::new()
+        let (jobs, rx) = mpsc::channel::<ToWriter>(MAX_BATCH * 4);
+        let writer = std::thread::Builder::new()
             .name("refdesk-sqlite-writer".into())
             .spawn(move || writer(conn, rx, sink))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        let readers = Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
-        Ok(SqliteStore { jobs, readers })
+        let readers =
+            Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
+        let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
+        Ok(SqliteStore { jobs, readers, threads })
     }
 
     /// Runs `f` in the next group-committed transaction and returns its
@@ -209,21 +251,41 @@ impl SqliteStore {
                 },
             }
         });
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.jobs.send(ToWriter::Job(job)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// See [`Store::close`]. The checkpointer closes first, then the writer
+    /// runs what is queued, empties the log (TRUNCATE checkpoint) and closes
+    /// last, so that SQLite removes the `-wal` file.
+    async fn shut(&self) {
+        let Some(threads) = self.threads.lock().ok().and_then(|mut t| t.take()) else { return };
+        self.readers.closed.store(true, Ordering::Release);
+        if let Ok(mut idle) = self.readers.idle.lock() {
+            idle.clear();
+        }
+        let Threads { writer, checkpointer, stop_checkpoints } = threads;
+        drop(stop_checkpoints);
+        let _ = tokio::task::spawn_blocking(move || checkpointer.join()).await;
+        // Queued behind every job already sent: those still run.
+        let _ = self.jobs.send(ToWriter::Close).await;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
 
     /// Runs `f` on a read connection on a blocking thread.
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
+            if readers.closed.load(Ordering::Acquire) {
+                return Err(StoreError::Closed);
+            }
             let conn = match readers.idle.lock().map_err(|_| StoreError::Closed)?.pop() {
                 Some(c) => c,
                 None => open_conn(&readers.path, true)?,
             };
             let out = f(&conn);
             let mut idle = readers.idle.lock().map_err(|_| StoreError::Closed)?;
-            if idle.len() < READERS {
+            if idle.len() < READERS && !readers.closed.load(Ordering::Acquire) {
                 idle.push(conn);
             }
             out
@@ -247,54 +309,134 @@ fn savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> 
     }
 }
 
-fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, sink: Arc<dyn EventSink>) {
+/// The checkpointer thread: keeps the write-ahead log bounded without
+/// stalling the writer behind the copy and its fsync.
+///
+/// Every [`CHECKPOINT_EVERY`] a PASSIVE checkpoint copies what the log holds
+/// back into the database file, beside the writer. That alone never lets
+/// the log start again from its beginning under steady writes: SQLite
+/// restarts it only once a checkpoint has copied *every* frame, and by the
+/// time a passive one ends the writer has added more. So once the log holds
+/// more than [`RESTART_WAL_BYTES`], a RESTART checkpoint follows at once. It
+/// holds the writer back, but only for the frames written since the passive
+/// one (a few milliseconds' worth) and one fsync; then the next commit
+/// writes from the log's start, and the restart cuts the file back to
+/// [`WAL_SIZE_LIMIT`]. Measured under 1,000 msg/s (docs/performance.md, the
+/// soak) the log stays under 32 MiB, where passive checkpoints alone let it
+/// grow by about 15 MB a second.
+fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap_or(4096);
+    // Each WAL frame is a page and a 24-byte header.
+    let restart_frames = RESTART_WAL_BYTES / (page + 24);
+    // Stops when `close` sends or drops the other end.
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        match wal_checkpoint(&conn, "PASSIVE") {
+            Ok(frames) if frames > restart_frames => {
+                let began = Instant::now();
+                if let Err(e) = wal_checkpoint(&conn, "RESTART") {
+                    tracing::warn!(error = %e, "WAL restart failed; will retry");
+                }
+                tracing::debug!(frames, took_us = began.elapsed().as_micros() as u64, "restarted the WAL");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+        }
+    }
+}
+
+/// Runs a checkpoint; returns the frames in the log when it began.
+fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1)).map_err(db)
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn EventSink>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut sessions: HashMap<SessionId, SessionRecord> = HashMap::new();
+    let mut closing = false;
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+        match first {
+            ToWriter::Job(job) => batch.push(job),
+            ToWriter::Close => {
+                // No new job gets in; those already queued still run.
+                rx.close();
+                closing = true;
+            }
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(ToWriter::Job(job)) => batch.push(job),
+                Ok(ToWriter::Close) => {
+                    rx.close();
+                    closing = true;
+                }
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(db);
-        let mut pending = Vec::with_capacity(batch.len());
-        if sessions.len() > SESSION_CACHE {
-            sessions.clear();
+        if !batch.is_empty() {
+            commit_batch(&conn, &mut batch, &mut sessions, sink.as_ref());
         }
-        for job in batch.drain(..) {
-            // If the transaction could not begin, no job runs: each caller hears why.
-            let mut tx = Tx { conn: &conn, sessions: &mut sessions };
-            pending.push(job(began.as_ref().ok().map(|()| &mut tx)));
+        if closing && rx.is_empty() {
+            break;
         }
-        let committed = match began {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(db).inspect_err(|_| {
-                let _ = conn.execute_batch("ROLLBACK");
-            }),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "SQLite batch failed; its writes are rolled back");
-            // Rows read inside the failed transaction may never have been.
-            sessions.clear();
+    }
+    // Copy the whole log back and empty it. If this is the last connection
+    // (it is, unless a read is still running), closing it removes the log.
+    if let Err(e) = wal_checkpoint(&conn, "TRUNCATE") {
+        tracing::warn!(error = %e, "final WAL checkpoint failed; the log is replayed at the next start");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the SQLite database failed");
+    }
+}
+
+/// Runs one batch in one transaction, commits it, publishes its events and
+/// answers each caller.
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    sessions: &mut HashMap<SessionId, SessionRecord>,
+    sink: &dyn EventSink,
+) {
+    let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(db);
+    let mut pending = Vec::with_capacity(batch.len());
+    if sessions.len() > SESSION_CACHE {
+        sessions.clear();
+    }
+    for job in batch.drain(..) {
+        // If the transaction could not begin, no job runs: each caller hears why.
+        let mut tx = Tx { conn, sessions: &mut *sessions };
+        pending.push(job(began.as_ref().ok().map(|()| &mut tx)));
+    }
+    let committed = match began {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db).inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, "SQLite batch failed; its writes are rolled back");
+        // Rows read inside the failed transaction may never have been.
+        sessions.clear();
+    }
+    // Publish first, then answer: when a caller hears "done", its events
+    // are already on the bus.
+    if committed.is_ok() {
+        let events: Vec<Event> = pending.iter_mut().flat_map(|p| std::mem::take(&mut p.events)).collect();
+        if !events.is_empty() {
+            sink.publish(events);
         }
-        // Publish first, then answer: when a caller hears "done", its events
-        // are already on the bus.
-        if committed.is_ok() {
-            let events: Vec<Event> = pending.iter_mut().flat_map(|p| std::mem::take(&mut p.events)).collect();
-            if !events.is_empty() {
-                sink.publish(events);
-            }
-        }
-        for p in pending {
-            (p.finish)(committed.clone());
-        }
+    }
+    for p in pending {
+        (p.finish)(committed.clone());
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        self.shut().await
+    }
+
     async fn is_empty(&self) -> Result<bool> {
         self.read(|c| {
             let n: i64 = c.query_row("SELECT count(*) FROM cooperatives", [], |r| r.get(0)).map_err(db)?;

@@ -1,0 +1,89 @@
+//! A staff connection open all shift does not follow every chat it ever
+//! opened: past a few dozen ended chats the oldest are left, on the feed
+//! and on the bus, and an ended chat's watchers are forgotten. On a real
+//! SQLite file with the demo cooperative.
+
+use refdesk_app::feed::Feed;
+use refdesk_app::StartChat;
+use refdesk_app::{bus::Bus, demo, App, Clock, Limits};
+use refdesk_domain::chat::Watcher;
+use refdesk_domain::event::Availability;
+use refdesk_domain::ids::SessionId;
+use refdesk_domain::visibility::Viewer;
+use refdesk_store::sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn app(dir: &tempfile::TempDir) -> App {
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), Clock::system());
+    demo::load(&app).await.unwrap();
+    app
+}
+
+/// Hands every event the feed has been sent to it, until none comes for a moment.
+async fn pump(feed: &mut Feed) {
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(150), feed.recv()).await {
+        feed.handle(event).await.unwrap();
+    }
+}
+
+async fn on_duty(app: &App, user: &str) -> refdesk_domain::org::Staff {
+    let (_, staff) = app.login(user, demo::PASSWORD).await.unwrap();
+    app.set_availability(&staff, Availability::OnDuty).await.unwrap();
+    staff
+}
+
+async fn chat(app: &App, n: usize) -> SessionId {
+    let form =
+        StartChat { name: Some(format!("Pat {n}")), email: None, question: format!("Question {n}"), transcript: false };
+    app.start_chat("riverside-main", form).await.unwrap().session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_open_all_shift_keeps_following_only_the_latest_ended_chats() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let mut feed = Feed::new(&app, Viewer::Staff(ann.clone()));
+    let mut sessions = Vec::new();
+    for n in 0..40 {
+        let s = chat(&app, n).await;
+        app.accept(&ann, s).await.unwrap();
+        feed.resume(s, 0).await.unwrap();
+        app.staff_end(&ann, s).await.unwrap();
+        pump(&mut feed).await;
+        sessions.push(s);
+    }
+    let followed = sessions.iter().filter(|s| feed.context(**s).is_some()).count();
+    assert_eq!(followed, 32, "the 32 latest ended chats are followed, no more");
+    assert!(feed.context(sessions[0]).is_none(), "the oldest ended chat was left");
+    assert!(feed.context(sessions[39]).is_some(), "the latest ended chat is still followed (its code is set next)");
+
+    // Resuming an ended chat (a desk reconnecting) counts too.
+    let mut again = Feed::new(&app, Viewer::Staff(ann.clone()));
+    for s in &sessions {
+        again.resume(*s, 0).await.unwrap();
+    }
+    assert_eq!(sessions.iter().filter(|s| again.context(**s).is_some()).count(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_chat_has_no_watchers_left_on_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let (_, carla) = app.login("carla", demo::PASSWORD).await.unwrap();
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    // Carla opens Ann's live chat without taking part: she is a watcher (B3).
+    let mut watching = Feed::new(&app, Viewer::Staff(carla.clone()));
+    watching.resume(s, 0).await.unwrap();
+    let probe = app.bus.subscribe(16);
+    let carla_watches = Watcher { staff: carla.id, name: carla.display_name.clone() };
+    assert_eq!(probe.watchers_of(s), vec![carla_watches]);
+    app.staff_end(&ann, s).await.unwrap();
+    pump(&mut watching).await;
+    assert!(probe.watchers_of(s).is_empty(), "an ended chat's watchers are forgotten");
+}
