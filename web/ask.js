@@ -32,7 +32,8 @@ function begin() {
   $("start").classList.add("hidden");
   $("chat").classList.remove("hidden");
   $("status").textContent = "Waiting for a librarian…";
-  const conn = socket(`/api/ws?token=${encodeURIComponent(chat.token)}`, {
+  const conn = socket("/api/ws", {
+    auth: { token: chat.token },
     onOpen: (send) => {
       send({ type: "resume", after: last });
       for (const p of chat.pending) send({ type: "send", client_id: p.client_id, body: p.body }); // I4: same id, stored once

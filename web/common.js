@@ -48,7 +48,9 @@ export function messageItem(m, { staffView = false } = {}) {
  * A WebSocket that reconnects with backoff and calls onOpen(send) after each
  * (re)connection so the page can resume from the last sequence numbers it saw.
  */
-export function socket(url, { onOpen, onFrame, onState }) {
+// The first frame authenticates (docs/protocol.md): `auth` holds a patron's
+// chat token; staff send it bare and their sign-in cookie decides.
+export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
   let ws = null;
   let delay = 500;
   let closedByUs = false;
@@ -59,7 +61,12 @@ export function socket(url, { onOpen, onFrame, onState }) {
   const open = () => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     ws = new WebSocket(`${proto}//${location.host}${url}`);
-    ws.onopen = () => { delay = 500; onState?.("connected"); onOpen?.(send); };
+    ws.onopen = () => {
+      delay = 500;
+      ws.send(JSON.stringify({ type: "auth", ...auth }));
+      onState?.("connected");
+      onOpen?.(send);
+    };
     ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.error(err); } };
     ws.onclose = () => {
       if (closedByUs) return;

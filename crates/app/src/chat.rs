@@ -67,8 +67,16 @@ impl App {
     // --- sign-in -----------------------------------------------------------
 
     /// Signs a staff member in; returns the cookie token and who they are.
-    /// Unknown names and wrong passwords get the same answer.
-    pub async fn login(&self, username: &str, password: &str) -> AppResult<(String, Staff)> {
+    /// Unknown names and wrong passwords get the same answer. `local`: the
+    /// client is on this machine, talking to refdesk directly; the demo
+    /// password (known to everyone) signs in from nowhere else.
+    pub async fn login(&self, username: &str, password: &str, local: bool) -> AppResult<(String, Staff)> {
+        if password == crate::demo::PASSWORD && !local {
+            return Err(DomainError::Forbidden(
+                "the demo accounts sign in only from this machine; to serve a library, set refdesk up for real (README: Deploying for real)",
+            )
+            .into());
+        }
         let rec = self.store.staff_by_username(username).await?;
         let refused = || AppError::Domain(DomainError::Forbidden("wrong username or password"));
         let Some(rec) = rec else {

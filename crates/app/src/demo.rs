@@ -25,6 +25,22 @@ pub const LIBRARIES: &[(&str, &str, usize)] = &[
     ("lakeside-public", "Lakeside Public Library", 1),
 ];
 
+/// Whether the database holds a demo account that still signs in with the
+/// demo password (known to everyone): such a server serves loopback only.
+pub async fn present(app: &App) -> AppResult<bool> {
+    for (username, ..) in ACCOUNTS {
+        let Some(rec) = app.store.staff_by_username(username).await? else { continue };
+        if rec.disabled {
+            continue;
+        }
+        let hash = rec.password_hash.clone();
+        if app.hash_work(move || crate::auth::verify_password(PASSWORD, &hash)).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Loads the demo data into an empty store.
 pub async fn load(app: &App) -> AppResult<()> {
     let coop = app.store.create_cooperative("24/7 Reference Cooperative", default_codes()).await?;

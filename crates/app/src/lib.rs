@@ -13,6 +13,7 @@
 //! - `desk`: the chat monitor (My / ALL), conferencing and transfer.
 //! - [`staff`]: availability, presence, sign-off, roll-up, staff management, the offline form.
 //! - `im`: staff-to-staff direct messages.
+//! - [`setup`]: a new service without the demo; cooperatives, institutions, libraries.
 //! - [`demo`]: the demo cooperative.
 //!
 //! This crate never knows about HTTP: it speaks [`AppError`], which the
@@ -29,6 +30,7 @@ mod im;
 pub mod mail;
 pub mod nats;
 mod questions;
+pub mod setup;
 pub mod staff;
 
 pub use chat::{StartChat, Started};

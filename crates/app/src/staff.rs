@@ -3,7 +3,7 @@
 //! the queue's roll-up to the cooperative, staff management within scope,
 //! and the offline question form used when nobody is on duty.
 
-use crate::{auth, App, AppError, AppResult};
+use crate::{auth, App, AppResult};
 use refdesk_domain::authz::{authorize_admin, authorize_staff_admin, Admin};
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::StaffId;
@@ -394,28 +394,5 @@ impl App {
         }
         let code = refdesk_domain::question::ResolutionCode { label, ..code };
         Ok(self.store.put_code(staff.home.cooperative, code).await?)
-    }
-}
-
-impl App {
-    /// Creates a library in the staff member's institution (institution
-    /// admins and above).
-    pub async fn create_library(
-        &self,
-        staff: &Staff,
-        slug: &str,
-        name: &str,
-    ) -> AppResult<refdesk_store::LibraryRecord> {
-        authorize_admin(staff, Admin::AddLibrary, &staff.home)?;
-        let slug = input::slug("slug", slug)?;
-        let name = input::optional_line("name", Some(name), 200)?
-            .ok_or_else(|| DomainError::invalid("name", "is required"))?;
-        let lib = self.store.create_library(staff.home.institution, &slug, &name).await.map_err(|e| match e {
-            refdesk_store::StoreError::Domain(DomainError::Conflict(_)) => {
-                AppError::Domain(DomainError::Conflict(format!("the address /ask/{slug} is taken")))
-            }
-            other => other.into(),
-        })?;
-        Ok(lib)
     }
 }

@@ -30,7 +30,7 @@ async fn pump(feed: &mut Feed) {
 }
 
 async fn on_duty(app: &App, user: &str) -> refdesk_domain::org::Staff {
-    let (_, staff) = app.login(user, demo::PASSWORD).await.unwrap();
+    let (_, staff) = app.login(user, demo::PASSWORD, true).await.unwrap();
     app.set_availability(&staff, Availability::OnDuty).await.unwrap();
     staff
 }
@@ -74,7 +74,7 @@ async fn an_ended_chat_has_no_watchers_left_on_the_bus() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir).await;
     let ann = on_duty(&app, "ann").await;
-    let (_, carla) = app.login("carla", demo::PASSWORD).await.unwrap();
+    let (_, carla) = app.login("carla", demo::PASSWORD, true).await.unwrap();
     let s = chat(&app, 1).await;
     app.accept(&ann, s).await.unwrap();
     // Carla opens Ann's live chat without taking part: she is a watcher (B3).

@@ -240,8 +240,11 @@ pub enum Admin {
     CooperativeScripts,
     /// Change the cooperative's resolution codes (R6).
     EditCodes,
-    /// Add a library to one's institution.
+    /// Add a library to one's institution (cooperative admins: to any
+    /// institution of the cooperative).
     AddLibrary,
+    /// Add an institution to the cooperative.
+    AddInstitution,
 }
 
 /// Decides administration: library admins for their library's policy page
@@ -254,6 +257,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::EditPolicy => (Role::LibraryAdmin, "only the library's admins edit its policy page"),
         Admin::LibraryScripts => (Role::LibraryAdmin, "only admins keep scripts for a library"),
         Admin::AddLibrary => (Role::InstitutionAdmin, "libraries are added by institution and cooperative admins"),
+        Admin::AddInstitution => (Role::CooperativeAdmin, "institutions are added by cooperative admins"),
         Admin::CooperativeScripts => (Role::CooperativeAdmin, "only cooperative admins keep cooperative scripts"),
         Admin::EditCodes => (Role::CooperativeAdmin, "resolution codes are the cooperative admins' to change"),
     };
@@ -495,6 +499,12 @@ mod tests {
             (CooperativeAdmin, Admin::EditCodes, SameCooperative, true),
             (CooperativeAdmin, Admin::CooperativeScripts, SameCooperative, true),
             (CooperativeAdmin, Admin::EditPolicy, OtherCooperative, false),
+            (InstitutionAdmin, Admin::AddLibrary, SameCooperative, false),
+            (CooperativeAdmin, Admin::AddLibrary, SameCooperative, true),
+            (CooperativeAdmin, Admin::AddLibrary, OtherCooperative, false),
+            (InstitutionAdmin, Admin::AddInstitution, SameInstitution, false),
+            (CooperativeAdmin, Admin::AddInstitution, SameCooperative, true),
+            (CooperativeAdmin, Admin::AddInstitution, OtherCooperative, false),
         ];
         for (role, action, w, allowed) in table {
             assert_eq!(

@@ -121,9 +121,75 @@ pub fn new_password(s: &str) -> Result<&str, DomainError> {
     Ok(s)
 }
 
+/// Passwords too common to be worth a check: whatever else they look like,
+/// they are among the first anyone tries.
+const COMMON: &[&str] = &[
+    "password",
+    "passw0rd",
+    "123456",
+    "12345678",
+    "qwerty",
+    "letmein",
+    "welcome",
+    "admin",
+    "library",
+    "librarian",
+    "iloveyou",
+    "monkey",
+    "dragon",
+    "football",
+    "baseball",
+    "sunshine",
+    "princess",
+    "refdesk",
+];
+
+/// The password of an account that runs a service (the first cooperative
+/// admin): at least 12 characters, at least 6 different ones, not built
+/// from the username or a common password, and not the demo password.
+pub fn strong_password<'a>(s: &'a str, username: &str) -> Result<&'a str, DomainError> {
+    let bad = |why| Err(DomainError::invalid("password", why));
+    let n = s.chars().count();
+    if !(12..=256).contains(&n) {
+        return bad("must be 12 to 256 characters");
+    }
+    let mut distinct: Vec<char> = s.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 6 {
+        return bad("needs at least 6 different characters");
+    }
+    let lower = s.to_lowercase();
+    if !username.is_empty() && lower.contains(&username.to_lowercase()) {
+        return bad("must not contain the username");
+    }
+    // What is left once the common words are taken out must be a password
+    // of its own, not "password2024!".
+    let mut rest = lower.clone();
+    for word in COMMON {
+        rest = rest.replace(word, "");
+    }
+    if rest.chars().count() < 8 {
+        return bad("is too close to a commonly used password");
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_password_must_be_long_varied_and_uncommon() {
+        for weak in
+            ["short", "aaaaaaaaaaaaaaaa", "abcabcabcabcabc", "Password2024!", "annarcher-secret-1", "refdesk-demo"]
+        {
+            assert!(strong_password(weak, "annarcher").is_err(), "{weak} accepted");
+        }
+        for strong in ["correct horse battery", "Tz8#q!mV29xLw", "river bend otter 1889"] {
+            assert_eq!(strong_password(strong, "annarcher"), Ok(strong));
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -149,14 +149,18 @@ fn ws_url(base: &str) -> String {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str, cookie: Option<&str>) -> anyhow::Result<Socket> {
-    let mut req = url.into_client_request()?;
+/// Connects to `/api/ws` under `base` and authenticates in the first
+/// frame: with a patron's chat token, or bare with a staff cookie.
+async fn connect(base: &str, cookie: Option<&str>, token: Option<&str>) -> anyhow::Result<Socket> {
+    let url = format!("{}/api/ws", ws_url(base));
+    let mut req = url.as_str().into_client_request()?;
     if let Some(c) = cookie {
         req.headers_mut().insert("Cookie", c.parse()?);
     }
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .with_context(|| format!("connecting to {url}"))?;
+    ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await?;
     Ok(ws)
 }
 
@@ -325,9 +329,9 @@ impl Desk {
             .await?
             .error_for_status()
             .context("accepting a chat")?;
-        let mut patron = connect(&format!("{}/api/ws?token={}", ws_url(&self.base), chat.token), None).await?;
+        let mut patron = connect(&self.base, None, Some(&chat.token)).await?;
         patron.send(Ws::text(json!({"type": "resume", "after": 1_000_000}).to_string())).await?;
-        let mut staff = connect(&format!("{}/api/ws", ws_url(&self.staff_base)), Some(&self.cookie)).await?;
+        let mut staff = connect(&self.staff_base, Some(&self.cookie), None).await?;
         staff
             .send(Ws::text(json!({"type": "resume", "session": chat.session, "after": 1_000_000}).to_string()))
             .await?;
@@ -627,10 +631,9 @@ async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) ->
     println!("starting {n} chats…");
     let chats = start_chats(http, base, &args.library, n).await?;
     let before = proc_stat(pid)?;
-    let ws = ws_url(base);
     let mut sockets = Vec::with_capacity(n);
     for c in &chats {
-        let mut p = connect(&format!("{ws}/api/ws?token={}", c.token), None).await?;
+        let mut p = connect(base, None, Some(&c.token)).await?;
         p.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await?;
         sockets.push(p);
     }

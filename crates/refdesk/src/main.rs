@@ -2,8 +2,12 @@
 //!
 //! - `serve`: run the service (SQLite in the data folder by default;
 //!   PostgreSQL and NATS for several nodes);
+//! - `setup`: set up a new service (its cooperative, first institution,
+//!   library and cooperative admin) without the demo;
+//! - `cooperative add`, `institution add`, `library add`, `list`: the
+//!   organisation, for the operator;
 //! - `migrate`: bring the database schema up to date;
-//! - `demo`: load the demo cooperative;
+//! - `demo`: load the demo cooperative (for trying out, on loopback only);
 //! - `user add`: create a staff member;
 //! - `config`: print the default configuration;
 //! - `bench`: the load generator (see `docs/performance.md`).
@@ -55,6 +59,26 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Set up a new service on an empty database: a cooperative, its first
+    /// institution and library, and its first cooperative admin.
+    Setup(NewCooperativeArgs),
+    /// Manage cooperatives (an operator hosting several).
+    Cooperative {
+        #[command(subcommand)]
+        command: CooperativeCommand,
+    },
+    /// Manage institutions.
+    Institution {
+        #[command(subcommand)]
+        command: InstitutionCommand,
+    },
+    /// Manage libraries.
+    Library {
+        #[command(subcommand)]
+        command: LibraryCommand,
+    },
+    /// List the cooperatives, institutions and libraries, with their ids.
+    List,
     /// Apply database migrations and exit.
     Migrate,
     /// Load the demo cooperative into an empty database.
@@ -68,6 +92,66 @@ enum Command {
     Config,
     /// Run the load generator against a running server.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum CooperativeCommand {
+    /// Add a cooperative with its first institution, library and cooperative admin.
+    Add(NewCooperativeArgs),
+}
+
+#[derive(Subcommand)]
+enum InstitutionCommand {
+    /// Add an institution to a cooperative.
+    Add {
+        /// Its name.
+        name: String,
+        /// The cooperative's id (see `refdesk list`).
+        #[arg(long)]
+        cooperative: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum LibraryCommand {
+    /// Add a library to an institution.
+    Add {
+        /// Its address, as in /ask/<slug> (a-z, 0-9, '.', '_', '-').
+        slug: String,
+        /// Its name, as patrons see it.
+        #[arg(long)]
+        name: String,
+        /// The institution's id (see `refdesk list`).
+        #[arg(long)]
+        institution: i64,
+    },
+}
+
+/// A new cooperative. The admin's password is never a flag: it comes from
+/// `--password-file`, `REFDESK_PASSWORD`, or a prompt.
+#[derive(Args)]
+struct NewCooperativeArgs {
+    /// The cooperative's name.
+    #[arg(long)]
+    cooperative: String,
+    /// Its first institution's name.
+    #[arg(long)]
+    institution: String,
+    /// Its first library's address, as in /ask/<slug>.
+    #[arg(long)]
+    library: String,
+    /// Its first library's name, as patrons see it.
+    #[arg(long)]
+    library_name: String,
+    /// The first cooperative admin's sign-in name.
+    #[arg(long)]
+    admin: String,
+    /// Their display name (defaults to the sign-in name).
+    #[arg(long)]
+    admin_name: Option<String>,
+    /// A file holding the password (its first line).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -89,9 +173,53 @@ struct UserAdd {
     /// Display name (defaults to the username).
     #[arg(long)]
     name: Option<String>,
-    /// Password; read from REFDESK_PASSWORD if not given.
-    #[arg(long, env = "REFDESK_PASSWORD", hide_env_values = true)]
-    password: String,
+    /// A file holding the password (its first line); else REFDESK_PASSWORD,
+    /// else a prompt. Never a flag: flags show in `ps`.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+/// A password from a file, `REFDESK_PASSWORD`, or a prompt on a terminal
+/// (asked twice) — never from a flag, which `ps` and shell history show.
+fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    if let Ok(p) = std::env::var("REFDESK_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: give it in a file (--password-file) or in REFDESK_PASSWORD (it is never a flag)");
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+    if first != again {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+impl NewCooperativeArgs {
+    fn read(&self) -> anyhow::Result<refdesk_app::setup::NewCooperative> {
+        Ok(refdesk_app::setup::NewCooperative {
+            name: self.cooperative.clone(),
+            institution: self.institution.clone(),
+            library_slug: self.library.clone(),
+            library_name: self.library_name.clone(),
+            admin_username: self.admin.clone(),
+            admin_name: self.admin_name.clone().unwrap_or_else(|| self.admin.clone()),
+            admin_password: read_password(self.password_file.as_deref())?,
+        })
+    }
+}
+
+fn print_set_up(done: &refdesk_app::setup::SetUp, admin: &str) {
+    println!(
+        "created cooperative {} with institution {} and library {} (/ask/{}); cooperative admin {admin} (id {})",
+        done.cooperative, done.institution, done.library.placement.library, done.library.slug, done.admin
+    );
 }
 
 fn main() -> std::process::ExitCode {
@@ -159,6 +287,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Setup(args) => {
+            let new = args.read()?;
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let done = state.app.set_up(new).await.map_err(|e| anyhow::anyhow!("{e}"));
+            state.app.store.close().await;
+            print_set_up(&done?, &args.admin);
+            println!("next: `refdesk serve`, then sign in at /desk as {} to add staff and libraries", args.admin);
+            Ok(())
+        }
+        Command::Cooperative { command: CooperativeCommand::Add(args) } => {
+            let new = args.read()?;
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let done = state.app.add_cooperative(new).await.map_err(|e| anyhow::anyhow!("{e}"));
+            state.app.store.close().await;
+            print_set_up(&done?, &args.admin);
+            Ok(())
+        }
+        Command::Institution { command: InstitutionCommand::Add { name, cooperative } } => {
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let coop = refdesk_domain::ids::CooperativeId(*cooperative);
+            let done = state.app.add_institution(None, coop, name).await.map_err(|e| anyhow::anyhow!("{e}"));
+            state.app.store.close().await;
+            let i = done?;
+            println!("created institution {} (id {}) in {}", i.name, i.id, i.cooperative_name);
+            Ok(())
+        }
+        Command::Library { command: LibraryCommand::Add { slug, name, institution } } => {
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
+            let done = state.app.add_library(None, inst, slug, name).await.map_err(|e| anyhow::anyhow!("{e}"));
+            state.app.store.close().await;
+            let l = done?;
+            println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
+            Ok(())
+        }
+        Command::List => {
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let listed = list(&state.app).await;
+            state.app.store.close().await;
+            listed
+        }
         Command::Demo => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             load_demo(&state.app).await?;
@@ -175,9 +344,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })?;
             let name = u.name.clone().unwrap_or_else(|| u.username.clone());
+            let password = read_password(u.password_file.as_deref())?;
             let id = state
                 .app
-                .add_staff(None, &u.library, &u.username, &name, role, &u.password)
+                .add_staff(None, &u.library, &u.username, &name, role, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store.close().await;
@@ -190,7 +360,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = listen {
                 config.listen = *l;
             }
+            let public = !config.listen.ip().is_loopback();
+            if *demo && public {
+                bail!("{}", demo_refused(config.listen));
+            }
             let state = refdesk_server::open(&config, Clock::system()).await?;
+            if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                state.app.store.close().await;
+                bail!("{}", demo_refused(config.listen));
+            }
             if *demo {
                 if state.app.store.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
                     load_demo(&state.app).await?;
@@ -217,6 +395,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             refdesk_server::run(listener, state, shutdown_signal()).await
         }
     }
+}
+
+/// Prints the organisation as a tree, with the ids the other commands take.
+async fn list(app: &App) -> anyhow::Result<()> {
+    let institutions = app.institutions(None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let libraries = app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if institutions.is_empty() {
+        println!("nothing set up yet: run `refdesk setup` (or `refdesk demo` to try it out)");
+    }
+    let mut coop = None;
+    for i in &institutions {
+        if coop != Some(i.cooperative) {
+            println!("cooperative {}: {}", i.cooperative, i.cooperative_name);
+            coop = Some(i.cooperative);
+        }
+        println!("  institution {}: {}", i.id, i.name);
+        for l in libraries.iter().filter(|l| l.placement.institution == i.id) {
+            println!("    library {}: {} (/ask/{})", l.placement.library, l.name, l.slug);
+        }
+    }
+    Ok(())
+}
+
+/// Why a server with the demo accounts does not listen on `listen`.
+fn demo_refused(listen: SocketAddr) -> String {
+    format!(
+        "refusing to listen on {listen}: this server holds the demo accounts, whose password everyone knows. \
+         The demo serves this machine only (--listen 127.0.0.1:8080). To serve a library, start from an empty \
+         data folder and run `refdesk setup` (README: Deploying for real)."
+    )
 }
 
 async fn load_demo(app: &App) -> anyhow::Result<()> {

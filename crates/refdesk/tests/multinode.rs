@@ -144,7 +144,7 @@ impl Staff {
     }
 
     async fn socket(&self, node: &Node) -> Socket {
-        Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node.port), Some(&self.cookie)).await
+        Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node.port), Some(&self.cookie), None).await
     }
 }
 
@@ -171,13 +171,17 @@ struct Socket {
 }
 
 impl Socket {
-    async fn connect(url: &str, cookie: Option<&str>) -> Socket {
+    /// Connects and authenticates in the first frame (a patron's token, or
+    /// bare for staff: the cookie decides).
+    async fn connect(url: &str, cookie: Option<&str>, token: Option<&str>) -> Socket {
         let mut req = url.into_client_request().unwrap();
         if let Some(c) = cookie {
             req.headers_mut().insert("Cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
         let mut s = Socket { ws, events: BTreeMap::new(), doubled: Vec::new() };
+        let auth = json!({"type": "auth", "token": token}).to_string();
+        s.ws.send(Ws::text(auth)).await.expect("the auth frame is sent");
         assert_eq!(s.next().await["type"], "hello");
         s
     }
@@ -309,7 +313,7 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     // --- the patron on node 1, the librarian on node 2, an admin on node 3 ---
     let (session, token) = start_chat(&node1, "Where are the 1850 maps?").await;
     assert_eq!(ann.post(&format!("/api/sessions/{session}/accept"), json!(null)).await.0, 200);
-    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws?token={token}", node1.port), None).await;
+    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node1.port), None, Some(&token)).await;
     pat.resume(None, 0).await;
     let mut lib = ann.socket(&node2).await;
     lib.resume(Some(session), 0).await;
@@ -404,7 +408,7 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     drop(pat);
     lib3.say(Some(session), "while you were away 1", "l-away-1").await;
     lib3.say(Some(session), "while you were away 2", "l-away-2").await;
-    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws?token={token}", node3.port), None).await;
+    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node3.port), None, Some(&token)).await;
     pat.resume(None, seen).await;
     let missed: Vec<&String> = pat.events.values().map(|(_, b)| b).collect();
     assert_eq!(missed, ["while you were away 1", "while you were away 2"], "I3 on another node");

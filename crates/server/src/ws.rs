@@ -5,8 +5,12 @@
 //! whichever comes first *outside* the `select!`, so that no store read or
 //! write is ever abandoned half-way by the other branch winning.
 //!
-//! Patrons authenticate with `?token=` (the chat's secret); staff with the
-//! sign-in cookie. Bad frames get an `error` frame; the connection stays up.
+//! Every connection authenticates in its first frame, `{"type": "auth"}`:
+//! a patron puts the chat's secret token in it (never in the URL, which
+//! proxies log); staff send it bare and the sign-in cookie of the upgrade
+//! request decides. A socket that has not done so within [`AUTH_WITHIN`]
+//! is closed. After that, bad frames get an `error` frame; the connection
+//! stays up.
 
 use crate::error::ApiError;
 use crate::error::Query;
@@ -34,28 +38,28 @@ use std::time::Instant;
 const READ_BUFFER: usize = 2 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 
+/// How long a new socket has to send its `auth` frame.
+const AUTH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
     token: Option<String>,
 }
 
-/// Authenticates, then upgrades.
+/// Upgrades; the connection authenticates in its first frame.
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (viewer, patron, login) = match q.token {
-        Some(token) => {
-            let rec = state.app.patron_session(&token).await?;
-            (Viewer::Patron { session: rec.ctx.id }, Some(rec), None)
-        }
-        None => {
-            let token = cookie_token(&headers).ok_or(AppError::Unauthenticated)?;
-            (Viewer::Staff(state.app.staff_for_token(token).await?), None, Some(token.to_owned()))
-        }
-    };
+    if q.token.is_some() {
+        return Err(ApiError::bad_request(
+            "token_in_url",
+            "a chat's token never goes in a URL: send it in the first frame, {\"type\": \"auth\", \"token\": …}",
+        ));
+    }
+    let cookie = cookie_token(&headers).map(str::to_owned);
     let limits = state.app.limits.clone();
     let app = state.app.clone();
     Ok(ws
@@ -64,9 +68,59 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(limits.max_frame_bytes * 16)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(
-            move |socket| async move { Box::pin(Connection::new(app, viewer, patron, login).run(socket)).await },
-        ))
+        .on_upgrade(move |socket| async move { Box::pin(serve(app, socket, cookie)).await }))
+}
+
+/// The first frame a connection sends.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum First {
+    Auth { token: Option<String> },
+}
+
+/// Who is at the other end, once known.
+type Identity = (Viewer, Option<SessionRecord>, Option<String>);
+
+async fn serve(app: App, mut socket: WebSocket, cookie: Option<String>) {
+    if let Some((viewer, patron, login)) = authenticate(&app, &mut socket, cookie).await {
+        Connection::new(app, viewer, patron, login).run(socket).await
+    } else {
+        let _ = socket.send(WsMessage::Close(None)).await;
+    }
+}
+
+/// Reads the `auth` frame: a patron's token, or the staff cookie of the
+/// upgrade. Anything else, or nothing in time, ends the connection.
+async fn authenticate(app: &App, socket: &mut WebSocket, cookie: Option<String>) -> Option<Identity> {
+    const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
+    let frame = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) => text,
+        Ok(_) => return None,
+        Err(_) => {
+            let _ = error(socket, "unauthenticated", HOW, None).await;
+            return None;
+        }
+    };
+    let Ok(First::Auth { token }) = serde_json::from_str(frame.as_str()) else {
+        let _ = error(socket, "unauthenticated", HOW, None).await;
+        return None;
+    };
+    let who = match (token, cookie) {
+        (Some(token), _) => {
+            app.patron_session(&token).await.map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None))
+        }
+        (None, Some(cookie)) => {
+            app.staff_for_token(&cookie).await.map(|staff| (Viewer::Staff(staff), None, Some(cookie)))
+        }
+        (None, None) => Err(AppError::Unauthenticated),
+    };
+    match who {
+        Ok(who) => Some(who),
+        Err(e) => {
+            let _ = report(socket, e.into(), None).await;
+            None
+        }
+    }
 }
 
 /// A frame from the client.

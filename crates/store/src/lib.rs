@@ -300,6 +300,19 @@ pub struct LibraryRecord {
     pub name: String,
 }
 
+/// An institution and the cooperative it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstitutionRecord {
+    /// Its id.
+    pub id: InstitutionId,
+    /// Its name.
+    pub name: String,
+    /// Its cooperative.
+    pub cooperative: CooperativeId,
+    /// The cooperative's name.
+    pub cooperative_name: String,
+}
+
 /// A staff member with what only sign-in needs.
 #[derive(Clone, Debug)]
 pub struct StaffRecord {
@@ -539,6 +552,8 @@ pub trait Store: Send + Sync + 'static {
     async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>>;
     /// Every library.
     async fn libraries(&self) -> Result<Vec<LibraryRecord>>;
+    /// Every institution with its cooperative.
+    async fn institutions(&self) -> Result<Vec<InstitutionRecord>>;
     /// A cooperative's resolution codes, in picker order.
     async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>>;
 

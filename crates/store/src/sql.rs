@@ -63,6 +63,19 @@ pub(crate) fn library(r: &impl Cols) -> Result<LibraryRecord> {
     Ok(LibraryRecord { placement: placement(r, 0)?, slug: r.text(3)?, name: r.text(4)? })
 }
 
+/// Every institution with its cooperative, by cooperative then name.
+pub(crate) const INSTITUTION_SELECT: &str = "SELECT i.id, i.name, c.id, c.name
+     FROM institutions i JOIN cooperatives c ON c.id = i.cooperative_id ORDER BY c.id, i.name, i.id";
+
+pub(crate) fn institution(r: &impl Cols) -> Result<crate::InstitutionRecord> {
+    Ok(crate::InstitutionRecord {
+        id: InstitutionId(r.int(0)?),
+        name: r.text(1)?,
+        cooperative: CooperativeId(r.int(2)?),
+        cooperative_name: r.text(3)?,
+    })
+}
+
 /// Columns 9–13: password hash, disabled, library name, availability, last seen.
 pub(crate) const STAFF_SELECT: &str =
     "SELECT s.id, s.username, s.display_name, s.role, s.library_id, l.institution_id, i.cooperative_id,

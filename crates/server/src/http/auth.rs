@@ -28,8 +28,18 @@ struct Login {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiResult<impl IntoResponse> {
-    let (token, staff) = state.app.login(&body.username, &body.password).await?;
+async fn login(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    Json(body): Json<Login>,
+) -> ApiResult<impl IntoResponse> {
+    // On this machine and not through a proxy (a proxy's request comes from
+    // somewhere else, whatever it says).
+    let local = peer.is_some_and(|p| p.0 .0.ip().is_loopback())
+        && !headers.contains_key("x-forwarded-for")
+        && !headers.contains_key("forwarded");
+    let (token, staff) = state.app.login(&body.username, &body.password, local).await?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits.login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");

@@ -99,6 +99,13 @@ fn desk_paths() -> Value {
     );
     add("/api/im", json!({"get": op("My IM conversations with unread counts", "staff", None, "200")}));
     add(
+        "/api/institutions",
+        json!({
+            "get": op("The institutions of my cooperative", "staff", None, "200"),
+            "post": op("Add an institution to my cooperative (cooperative admins)", "staff", Some("NewInstitution"), "201")
+        }),
+    );
+    add(
         "/api/im/{peer}",
         json!({
             "get": with_params(op("The conversation with a colleague after ?after=", "staff", None, "200"), peer.clone()),
@@ -165,7 +172,9 @@ fn desk_schemas() -> Value {
             "key": {"type": "string"}, "label": {"type": "string"}, "status": {"type": "string", "enum": ["new", "pending", "answered", "closed"]},
             "assign": {"type": "string", "enum": ["chatting_librarian", "nobody", "receiving_library", "not_applicable"]},
             "follow_up": {"type": "boolean"}, "referred": {"type": "boolean"}, "exclude_from_stats": {"type": "boolean"}}},
-        "NewLibrary": {"type": "object", "required": ["slug", "name"], "properties": {"slug": {"type": "string"}, "name": {"type": "string"}}},
+        "NewLibrary": {"type": "object", "required": ["slug", "name"], "properties": {"slug": {"type": "string"}, "name": {"type": "string"},
+            "institution": {"type": "integer", "description": "cooperative admins: an institution of their cooperative (default: their own)"}}},
+        "NewInstitution": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 200}}},
         "Policy": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 20000}}},
         "OfflineForm": {"type": "object", "required": ["email", "question"], "properties": {
             "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}}
@@ -186,7 +195,7 @@ fn core_document() -> Value {
             "/api/me": {"get": op("The signed-in staff member", "staff", None, "200")},
             "/api/libraries": {
                 "get": op("Libraries and their entry points", "none", None, "200"),
-                "post": op("Create a library in my institution (institution and cooperative admins)", "staff", Some("NewLibrary"), "201")
+                "post": op("Create a library in my institution, or (cooperative admins) in a named institution of my cooperative", "staff", Some("NewLibrary"), "201")
             },
             "/api/libraries/{slug}/chats": {"post": with_params(
                 op("A patron starts a chat; returns the session id and its secret token", "none", Some("StartChat"), "201"),
@@ -216,7 +225,7 @@ fn core_document() -> Value {
                         "enum": ["answer", "note", "message-librarian", "close", "reopen", "assign", "claim", "refer", "code"]}}
                 ])
             )},
-            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); patrons add ?token=", "none", None, "101")}
+            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); the first frame authenticates: {\"type\":\"auth\"} (+ \"token\" for a patron); a ?token= in the URL is refused", "none", None, "101")}
         },
         "components": {
             "securitySchemes": {

@@ -47,6 +47,9 @@ async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<Li
 struct NewLibrary {
     slug: String,
     name: String,
+    /// Cooperative admins may name an institution of their cooperative.
+    #[serde(default)]
+    institution: Option<refdesk_domain::ids::InstitutionId>,
 }
 
 async fn create_library(
@@ -54,7 +57,7 @@ async fn create_library(
     crate::http::auth::CurrentStaff(staff): crate::http::auth::CurrentStaff,
     Json(b): Json<NewLibrary>,
 ) -> ApiResult<(StatusCode, axum::Json<LibraryView>)> {
-    let l = state.app.create_library(&staff, &b.slug, &b.name).await?;
+    let l = state.app.add_library(Some(&staff), b.institution, &b.slug, &b.name).await?;
     Ok((StatusCode::CREATED, axum::Json(LibraryView { id: l.placement.library, slug: l.slug, name: l.name })))
 }
 

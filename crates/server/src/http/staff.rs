@@ -39,10 +39,34 @@ pub fn router() -> Router<AppState> {
         .route("/api/scripts", get(scripts).post(create_script))
         .route("/api/scripts/{id}", axum::routing::delete(delete_script))
         .route("/api/codes/{key}", axum::routing::put(put_code))
+        .route("/api/institutions", get(institutions).post(create_institution))
 }
 
 fn invalid(field: &str, why: &str) -> ApiError {
     ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: format!("invalid {field}: {why}") }
+}
+
+async fn institutions(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<refdesk_store::InstitutionRecord>>> {
+    Ok(axum::Json(s.app.institutions(Some(&staff)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewInstitution {
+    name: String,
+}
+
+/// A cooperative admin adds an institution to their cooperative.
+async fn create_institution(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Json(body): Json<NewInstitution>,
+) -> ApiResult<(StatusCode, axum::Json<refdesk_store::InstitutionRecord>)> {
+    let created = s.app.add_institution(Some(&staff), staff.home.cooperative, &body.name).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
 async fn monitor(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Monitor>> {

@@ -64,10 +64,20 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthenticated");
-    let url = format!("ws://{}/api/ws?token={}", app.addr, "f".repeat(64));
-    assert!(tokio_tungstenite::connect_async(url).await.is_err(), "the upgrade is refused");
+    let ws_url = format!("ws://{}/api/ws", app.addr);
+    assert_eq!(
+        first_frame_refused(&ws_url, Some(json!({"type": "auth", "token": "f".repeat(64)}))).await,
+        "unauthenticated"
+    );
     // No cookie, no staff socket.
-    assert!(tokio_tungstenite::connect_async(format!("ws://{}/api/ws", app.addr)).await.is_err());
+    assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "auth"}))).await, "unauthenticated");
+    // Anything before `auth` ends the connection; so does silence.
+    assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "resume", "after": 0}))).await, "unauthenticated");
+    assert_eq!(first_frame_refused(&ws_url, None).await, "unauthenticated");
+    // A token in the URL (which proxies log) is refused outright, even a good one.
+    let chat = app.start_chat("riverside-main", "in the URL").await;
+    let url = format!("ws://{}/api/ws?token={}", app.addr, chat.token);
+    assert!(tokio_tungstenite::connect_async(url).await.is_err(), "the upgrade is refused");
 
     // Wrong password: refused, and the same answer as an unknown user.
     for (user, pass) in [("ann", "wrong-password"), ("nobody", "refdesk-demo")] {
@@ -236,4 +246,29 @@ async fn the_open_entry_points_are_rate_limited_per_address() {
     // Reading is not limited, and nothing was created by the refused calls.
     assert_eq!(http.get(app.url("/api/libraries/riverside-main/status")).send().await.unwrap().status(), 200);
     assert_eq!(app.state.app.store.waiting().await.unwrap().len(), 2);
+}
+
+/// Opens a socket, sends `first` (or nothing), and returns the code of the
+/// error frame the server answers with; the server then closes the socket.
+async fn first_frame_refused(url: &str, first: Option<serde_json::Value>) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("the upgrade itself is open to all");
+    if let Some(f) = first {
+        ws.send(Ws::text(f.to_string())).await.unwrap();
+    }
+    let mut code = None;
+    // The server waits 10 s for an `auth` frame.
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(std::time::Duration::from_secs(15), ws.next()).await {
+        match msg {
+            Ws::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_eq!(v["type"], "error", "nothing but an error before auth: {v}");
+                code = v["code"].as_str().map(str::to_owned);
+            }
+            Ws::Close(_) => break,
+            _ => {}
+        }
+    }
+    code.expect("an error frame before the close")
 }

@@ -269,7 +269,7 @@ impl Staff {
     }
 
     pub async fn socket(&self) -> Socket {
-        Socket::connect(&format!("ws://{}/api/ws", self.addr), Some(&self.cookie)).await
+        Socket::connect(&format!("ws://{}/api/ws", self.addr), Some(&self.cookie), None).await
     }
 }
 
@@ -283,7 +283,7 @@ pub struct Patron {
 
 impl Patron {
     pub async fn socket(&self) -> Socket {
-        Socket::connect(&format!("ws://{}/api/ws?token={}", self.addr, self.token), None).await
+        Socket::connect(&format!("ws://{}/api/ws", self.addr), None, Some(&self.token)).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -308,13 +308,16 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub async fn connect(url: &str, cookie: Option<&str>) -> Socket {
+    /// Connects and authenticates in the first frame: with a patron's
+    /// token, or bare (the staff cookie of the upgrade decides).
+    pub async fn connect(url: &str, cookie: Option<&str>, token: Option<&str>) -> Socket {
         let mut req = url.into_client_request().unwrap();
         if let Some(c) = cookie {
             req.headers_mut().insert("Cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
         let mut s = Socket { ws, frames: Vec::new() };
+        s.send(json!({"type": "auth", "token": token})).await;
         let hello = s.next().await;
         assert_eq!(hello["type"], "hello");
         s

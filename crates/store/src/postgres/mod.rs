@@ -347,6 +347,10 @@ impl Store for PgStore {
         all(&self.pool, sqlx::query(&text), sql::library).await
     }
 
+    async fn institutions(&self) -> Result<Vec<crate::InstitutionRecord>> {
+        all(&self.pool, sqlx::query(sql::INSTITUTION_SELECT), sql::institution).await
+    }
+
     async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>> {
         codes_of(&self.pool, coop).await
     }

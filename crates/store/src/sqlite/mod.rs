@@ -502,6 +502,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn institutions(&self) -> Result<Vec<crate::InstitutionRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(crate::sql::INSTITUTION_SELECT).map_err(db)?;
+            let rows = st.query_map([], decode(|r| crate::sql::institution(r))).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
     async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>> {
         self.read(move |c| codes_of(c, coop)).await
     }

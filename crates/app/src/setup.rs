@@ -1,0 +1,166 @@
+//! Setting up a service without the demo: a cooperative with its first
+//! institution, library and cooperative admin (`refdesk setup` on an empty
+//! database, `refdesk cooperative add` for an operator hosting several),
+//! then institutions and libraries, from the CLI or by admins.
+
+use crate::{auth, App, AppError, AppResult};
+use refdesk_domain::authz::{authorize_admin, Admin};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, StaffId};
+use refdesk_domain::org::{Placement, Role, Staff};
+use refdesk_domain::question::default_codes;
+use refdesk_domain::{input, DomainError};
+use refdesk_store::{InstitutionRecord, LibraryRecord, NewStaff, StoreError};
+
+/// A new cooperative, as `refdesk setup` takes it.
+#[derive(Clone)]
+pub struct NewCooperative {
+    /// The cooperative's name.
+    pub name: String,
+    /// Its first institution's name.
+    pub institution: String,
+    /// Its first library's address (`/ask/<slug>`).
+    pub library_slug: String,
+    /// Its first library's name.
+    pub library_name: String,
+    /// The first cooperative admin's sign-in name.
+    pub admin_username: String,
+    /// Their display name.
+    pub admin_name: String,
+    /// Their password (checked for strength).
+    pub admin_password: String,
+}
+
+/// What a set-up created.
+#[derive(Clone, Debug)]
+pub struct SetUp {
+    /// The cooperative.
+    pub cooperative: CooperativeId,
+    /// Its first institution.
+    pub institution: InstitutionId,
+    /// Its first library.
+    pub library: LibraryRecord,
+    /// Its first cooperative admin.
+    pub admin: StaffId,
+}
+
+fn required(field: &'static str, value: &str, max: usize) -> AppResult<String> {
+    Ok(input::optional_line(field, Some(value), max)?.ok_or_else(|| DomainError::invalid(field, "is required"))?)
+}
+
+/// A taken slug reads as what it is to the person who chose it.
+fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> AppError + '_ {
+    move |e| match e {
+        StoreError::Domain(DomainError::Conflict(_)) => {
+            AppError::Domain(DomainError::Conflict(format!("the address /ask/{slug} is taken")))
+        }
+        other => other.into(),
+    }
+}
+
+impl App {
+    /// Sets up a new service: a cooperative with its first institution,
+    /// library and cooperative admin. Refused once anything exists.
+    pub async fn set_up(&self, new: NewCooperative) -> AppResult<SetUp> {
+        if !self.store.is_empty().await? {
+            return Err(DomainError::Conflict(
+                "this database is already set up: sign in as a cooperative admin, or add another cooperative with `refdesk cooperative add`"
+                    .into(),
+            )
+            .into());
+        }
+        self.add_cooperative(new).await
+    }
+
+    /// Adds a cooperative with its first institution, library and
+    /// cooperative admin (the operator's CLI). Everything is checked before
+    /// anything is written.
+    pub async fn add_cooperative(&self, new: NewCooperative) -> AppResult<SetUp> {
+        let name = required("cooperative", &new.name, 200)?;
+        let institution = required("institution", &new.institution, 200)?;
+        let slug = input::slug("library", &new.library_slug)?.to_owned();
+        let library_name = required("library_name", &new.library_name, 200)?;
+        let username = input::slug("username", &new.admin_username)?.to_owned();
+        let display_name = required("admin_name", &new.admin_name, 100)?;
+        let password = input::strong_password(&new.admin_password, &username)?.to_owned();
+        if self.store.library_by_slug(&slug).await?.is_some() {
+            return Err(DomainError::Conflict(format!("the address /ask/{slug} is taken")).into());
+        }
+        if self.store.staff_by_username(&username).await?.is_some() {
+            return Err(DomainError::Conflict(format!("the username {username} is taken")).into());
+        }
+        let password_hash = self.hash_work(move || auth::hash_password(&password)).await??;
+        let cooperative = self.store.create_cooperative(&name, default_codes()).await?;
+        let institution = self.store.create_institution(cooperative, &institution).await?;
+        let library = self.store.create_library(institution, &slug, &library_name).await.map_err(slug_taken(&slug))?;
+        let admin = self
+            .store
+            .create_staff(NewStaff {
+                library: library.placement.library,
+                username,
+                display_name,
+                role: Role::CooperativeAdmin,
+                password_hash,
+            })
+            .await?;
+        Ok(SetUp { cooperative, institution, library, admin })
+    }
+
+    /// Every institution: all of them for the operator (`None`), those of
+    /// their cooperative for a staff member.
+    pub async fn institutions(&self, actor: Option<&Staff>) -> AppResult<Vec<InstitutionRecord>> {
+        let mut all = self.store.institutions().await?;
+        if let Some(staff) = actor {
+            all.retain(|i| i.cooperative == staff.home.cooperative);
+        }
+        Ok(all)
+    }
+
+    /// Adds an institution to a cooperative: the operator's CLI (`None`),
+    /// or a cooperative admin, to their own cooperative.
+    pub async fn add_institution(
+        &self,
+        actor: Option<&Staff>,
+        cooperative: CooperativeId,
+        name: &str,
+    ) -> AppResult<InstitutionRecord> {
+        let name = required("name", name, 200)?;
+        if let Some(staff) = actor {
+            let target = Placement { cooperative, ..staff.home };
+            authorize_admin(staff, Admin::AddInstitution, &target)?;
+        }
+        let all = self.store.institutions().await?;
+        let cooperative_name = all
+            .iter()
+            .find(|i| i.cooperative == cooperative)
+            .map(|i| i.cooperative_name.clone())
+            .ok_or(DomainError::NotFound("cooperative"))?;
+        let id = self.store.create_institution(cooperative, &name).await?;
+        Ok(InstitutionRecord { id, name, cooperative, cooperative_name })
+    }
+
+    /// Adds a library: the operator's CLI (`None`, an institution named), an
+    /// institution admin to their institution, a cooperative admin to any
+    /// institution of their cooperative (their own if none is named).
+    pub async fn add_library(
+        &self,
+        actor: Option<&Staff>,
+        institution: Option<InstitutionId>,
+        slug: &str,
+        name: &str,
+    ) -> AppResult<LibraryRecord> {
+        let slug = input::slug("slug", slug)?.to_owned();
+        let name = required("name", name, 200)?;
+        let institution = match (institution, actor) {
+            (Some(i), _) => i,
+            (None, Some(staff)) => staff.home.institution,
+            (None, None) => return Err(DomainError::invalid("institution", "is required").into()),
+        };
+        let known = self.store.institutions().await?;
+        let inst = known.iter().find(|i| i.id == institution).ok_or(DomainError::NotFound("institution"))?;
+        if let Some(staff) = actor {
+            let target = Placement { institution, cooperative: inst.cooperative, ..staff.home };
+            authorize_admin(staff, Admin::AddLibrary, &target)?;
+        }
+        self.store.create_library(institution, &slug, &name).await.map_err(slug_taken(&slug))
+    }
+}

@@ -1,0 +1,248 @@
+//! A real library's first run, with the `refdesk` binary on a fresh data
+//! folder: `setup` (a weak password refused and nothing written; a second
+//! run refused) → the new cooperative admin signs in, adds an institution, a
+//! library and a librarian → a patron of that library chats with that
+//! librarian over WebSockets. And the demo stays a demo: a server holding
+//! the demo accounts refuses a non-loopback listen address, and a demo
+//! sign-in through a proxy (a client elsewhere) is refused.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+const BIN: &str = env!("CARGO_BIN_EXE_refdesk");
+const STRONG: &str = "river bend otter 1889";
+
+/// Runs `refdesk --data-dir DIR ARGS…` with `REFDESK_PASSWORD` set (or not).
+fn refdesk(dir: &Path, args: &[&str], password: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir).args(args).stdin(Stdio::null()).env_remove("REFDESK_PASSWORD");
+    if let Some(p) = password {
+        cmd.env("REFDESK_PASSWORD", p);
+    }
+    cmd.output().expect("refdesk runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `refdesk serve` killed when the test ends.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(dir).args(["serve", "--listen", &listen]).args(extra);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).env("REFDESK_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let server = Server { child: cmd.spawn().expect("refdesk serve starts"), port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(server.url("/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "refdesk serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// A signed-in staff member's HTTP client.
+async fn sign_in(server: &Server, username: &str, password: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r = client
+        .post(server.url("/api/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{username} signs in");
+    client
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let r = client.post(url).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next frame of `type` on a socket (others are skipped).
+async fn next_of(ws: &mut Socket, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg =
+            tokio::time::timeout(left, ws.next()).await.expect("a frame in time").expect("the socket is open").unwrap();
+        if let Ws::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == kind && pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = [
+        "setup",
+        "--cooperative",
+        "North Shore Libraries",
+        "--institution",
+        "North University",
+        "--library",
+        "north-main",
+        "--library-name",
+        "North Main Library",
+        "--admin",
+        "nora",
+        "--admin-name",
+        "Nora North",
+    ];
+    // No password: never taken from a flag, and no terminal to ask on.
+    let o = refdesk(dir.path(), &setup, None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("REFDESK_PASSWORD"), "{}", text(&o));
+    // A weak one is refused, and nothing is written.
+    let o = refdesk(dir.path(), &setup, Some("password123"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("password"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["list"], None);
+    assert!(text(&o).contains("nothing set up yet"), "{}", text(&o));
+    // A strong one sets the service up, once.
+    let o = refdesk(dir.path(), &setup, Some(STRONG));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refdesk(dir.path(), &setup, Some(STRONG));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("already set up"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["list"], None);
+    assert!(text(&o).contains("North Shore Libraries") && text(&o).contains("/ask/north-main"), "{}", text(&o));
+    // A clean exit leaves no write-ahead log behind.
+    assert!(!dir.path().join("refdesk.sqlite3-wal").exists());
+
+    let server = Server::start(dir.path(), &[], &[]).await;
+    let nora = sign_in(&server, "nora", STRONG).await;
+    let (status, inst) = post(&nora, server.url("/api/institutions"), json!({"name": "North College"})).await;
+    assert_eq!(status, 201, "{inst}");
+    let (status, lib) = post(
+        &nora,
+        server.url("/api/libraries"),
+        json!({"slug": "north-college", "name": "North College Library", "institution": inst["id"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{lib}");
+    let (status, staff) = post(
+        &nora,
+        server.url("/api/staff"),
+        json!({"username": "lena", "display_name": "Lena Ledger", "library": "north-college", "role": "librarian", "password": "lena-long-secret"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{staff}");
+
+    // Lena, on duty, takes the first patron of the new library.
+    let lena = sign_in(&server, "lena", "lena-long-secret").await;
+    let (status, _) = post(&lena, server.url("/api/institutions"), json!({"name": "Not hers to add"})).await;
+    assert_eq!(status, 403, "only cooperative admins add institutions");
+    assert_eq!(post(&lena, server.url("/api/me/availability"), json!({"availability": "on_duty"})).await.0, 200);
+    let (status, started) = post(
+        &reqwest::Client::new(),
+        server.url("/api/libraries/north-college/chats"),
+        json!({"name": "Pat", "question": "Do you have the 1889 shore survey?"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{started}");
+    let session = started["session"].as_i64().unwrap();
+    let accept = lena.post(server.url(&format!("/api/sessions/{session}/accept"))).send().await.unwrap();
+    assert_eq!(accept.status(), 200);
+
+    let ws = server.url("/api/ws").replacen("http", "ws", 1);
+    let (mut patron, _) = tokio_tungstenite::connect_async(ws.as_str()).await.unwrap();
+    patron.send(Ws::text(json!({"type": "auth", "token": started["token"]}).to_string())).await.unwrap();
+    patron.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
+    let cookie = {
+        let r = reqwest::Client::new()
+            .post(server.url("/api/login"))
+            .json(&json!({"username": "lena", "password": "lena-long-secret"}))
+            .send()
+            .await
+            .unwrap();
+        r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+    };
+    let mut req = ws.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
+    let (mut desk, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    desk.send(Ws::text(json!({"type": "auth"}).to_string())).await.unwrap();
+    desk.send(Ws::text(json!({"type": "resume", "session": session, "after": 0}).to_string())).await.unwrap();
+    next_of(&mut desk, "synced", |_| true).await;
+    next_of(&mut patron, "synced", |_| true).await;
+
+    let send =
+        |id: &str, body: &str| json!({"type": "send", "session": session, "client_id": id, "body": body}).to_string();
+    patron.send(Ws::text(send("p-1", "Is it online?"))).await.unwrap();
+    next_of(&mut desk, "event", |v| v["body"] == "Is it online?").await;
+    desk.send(Ws::text(send("l-1", "Yes: here is the link."))).await.unwrap();
+    let line = next_of(&mut patron, "event", |v| v["body"] == "Yes: here is the link.").await;
+    assert_eq!(line["author"]["name"], "Lena Ledger");
+}
+
+#[tokio::test]
+async fn the_demo_serves_this_machine_only() {
+    // `serve --demo` on a public address: refused before anything is loaded.
+    let dir = tempfile::tempdir().unwrap();
+    let o = refdesk(dir.path(), &["serve", "--demo", "--listen", "0.0.0.0:0"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("refusing to listen on 0.0.0.0:0"), "{}", text(&o));
+    assert!(text(&o).contains("refdesk setup"), "{}", text(&o));
+
+    // A database holding the demo accounts: refused too, without --demo.
+    let o = refdesk(dir.path(), &["demo"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refdesk(dir.path(), &["serve", "--listen", "0.0.0.0:0"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("demo accounts"), "{}", text(&o));
+
+    // On loopback it serves; a demo sign-in that came through a proxy (the
+    // client is elsewhere) is refused, one made here directly is not.
+    let server = Server::start(dir.path(), &[], &[("REFDESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let body = json!({"username": "ann", "password": "refdesk-demo"});
+    let client = reqwest::Client::new();
+    let r = client
+        .post(server.url("/api/login"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("demo accounts sign in only from this machine"));
+    let r = client.post(server.url("/api/login")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
