@@ -57,6 +57,78 @@ ensure_nats() {
   echo "NATS did not start" >&2; exit 1
 }
 
+# TLS as in production: a PostgreSQL of its own that accepts TLS connections
+# only (like a managed database), with a certificate from a test CA made
+# here. They live in $tls_dir and later runs reuse them. The tests that use
+# them (crates/store/tests/contract.rs) fail, never skip, when they are
+# missing.
+tls_dir=/tmp/refdesk-test-tls
+export REFDESK_TEST_POSTGRES_TLS="postgres://postgres@localhost:5433/postgres?sslmode=verify-full&sslrootcert=$tls_dir/ca.pem"
+
+# A CA, and a certificate it signs for localhost and 127.0.0.1.
+ensure_test_ca() {
+  if [ -s "$tls_dir/ca.pem" ] && [ -s "$tls_dir/server.pem" ] && [ -s "$tls_dir/server.key" ]; then return; fi
+  command -v openssl >/dev/null || apt_install openssl
+  say "making a test CA and a certificate for localhost"
+  mkdir -p "$tls_dir"
+  (
+    umask 077
+    cd "$tls_dir"
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 3650 \
+      -subj "/CN=refdesk test CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=localhost" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    chmod 644 ca.pem server.pem
+  )
+}
+
+# PostgreSQL on localhost:5433 with a data folder of its own and ssl = on;
+# its pg_hba.conf takes hostssl only and rejects hostnossl.
+ensure_postgres_tls() {
+  ensure_test_ca
+  if ! pg_isready -h localhost -p 5433 -q; then
+    say "starting the TLS-only PostgreSQL on localhost:5433"
+    local bin data="$tls_dir/pg"
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    if [ ! -s "$data/PG_VERSION" ]; then
+      rm -rf "$data"
+      install -d -o postgres -g postgres -m 700 "$data"
+      # initdb refuses to run as root.
+      runuser -u postgres -- "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
+      cat >>"$data/postgresql.conf" <<EOF
+port = 5433
+listen_addresses = 'localhost'
+unix_socket_directories = ''
+shared_buffers = 32MB
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+EOF
+      cat >"$data/pg_hba.conf" <<EOF
+# TLS only, as a managed PostgreSQL: a plain connection is refused.
+hostssl   all all 127.0.0.1/32 trust
+hostssl   all all ::1/128      trust
+hostnossl all all 0.0.0.0/0    reject
+hostnossl all all ::/0         reject
+EOF
+    fi
+    # The certificate from the CA in $tls_dir (it may be newer than the data folder).
+    install -o postgres -g postgres -m 600 "$tls_dir/server.key" "$data/server.key"
+    install -o postgres -g postgres -m 644 "$tls_dir/server.pem" "$data/server.crt"
+    touch "$tls_dir/postgres.log" && chown postgres:postgres "$tls_dir/postgres.log"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$tls_dir/postgres.log" -w -t 30 start >/dev/null ||
+      { echo "the TLS PostgreSQL did not start; see $tls_dir/postgres.log" >&2; exit 1; }
+  fi
+  # The databases of earlier runs.
+  psql "$REFDESK_TEST_POSTGRES_TLS" -Atqc "SELECT datname FROM pg_database WHERE datname ~ '^refdesk_contract_'" |
+    while read -r db; do psql "$REFDESK_TEST_POSTGRES_TLS" -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
+}
+
 # A real SMTP server for the e-mail tests: Python's aiosmtpd.
 ensure_aiosmtpd() {
   if python3 -c 'import aiosmtpd' 2>/dev/null; then return; fi
@@ -97,6 +169,7 @@ ensure_curl() {
 ensure_curl
 ensure_postgres
 drop_old_test_databases
+ensure_postgres_tls
 ensure_nats
 ensure_aiosmtpd
 ensure_browser

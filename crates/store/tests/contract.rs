@@ -362,3 +362,61 @@ async fn the_storage_contract_holds_on_sqlite() {
     let store = Arc::new(SqliteStore::open(&dir.path().join("contract.sqlite3"), sink.clone()).unwrap());
     contract(store, sink).await;
 }
+
+/// The PostgreSQL that accepts TLS connections only, which `scripts/test.sh`
+/// starts on localhost:5433 with a certificate from its test CA:
+/// `REFDESK_TEST_POSTGRES_TLS`, or that instance's URL.
+fn postgres_tls_server() -> String {
+    std::env::var("REFDESK_TEST_POSTGRES_TLS").unwrap_or_else(|_| {
+        "postgres://postgres@localhost:5433/postgres?sslmode=verify-full&sslrootcert=/tmp/refdesk-test-tls/ca.pem"
+            .into()
+    })
+}
+
+/// The TLS server's URL with `query` in place of its own.
+fn postgres_tls_with(query: &str) -> String {
+    let server = postgres_tls_server();
+    let base = server.split_once('?').map_or(server.as_str(), |(base, _)| base);
+    format!("{base}?{query}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_contract_holds_on_postgresql_over_tls() {
+    // The server refuses anything but TLS, and the URL asks for the
+    // certificate to chain to the test CA and to name the host: every
+    // connection of the contract is verified TLS, or the test fails.
+    let server = postgres_tls_server();
+    assert!(server.contains("sslmode=verify-full"), "the TLS test runs with verify-full: {server}");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_contract_{}_{nanos}", std::process::id());
+    let url = refdesk_store::postgres::create_database(&server, &name).await.unwrap_or_else(|e| {
+        panic!("the TLS-only PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}")
+    });
+    assert!(url.contains("sslmode=verify-full"), "the new database is reached over TLS too: {url}");
+    let sink = Arc::new(Recorder::default());
+    let options = refdesk_store::postgres::PgOptions::default();
+    let store = Arc::new(refdesk_store::postgres::PgStore::open(&url, options, sink.clone()).await.unwrap());
+    contract(store, sink).await;
+}
+
+#[tokio::test]
+async fn a_plain_connection_to_a_postgresql_that_requires_tls_is_refused_with_a_clear_error() {
+    let plain = postgres_tls_with("sslmode=disable").replacen("postgres@", "postgres:hunter2@", 1);
+    let options = refdesk_store::postgres::PgOptions::default();
+    let refused = refdesk_store::postgres::PgStore::open(&plain, options, Arc::new(Recorder::default())).await;
+    let e = refused.err().expect("a plain connection is refused").to_string();
+    assert!(e.contains("localhost:5433") && e.contains("sslmode disable"), "names the server and the mode: {e}");
+    assert!(e.contains("accepts only TLS") && e.contains("sslmode=verify-full"), "says what to change: {e}");
+    assert!(!e.contains("hunter2"), "never the password: {e}");
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_an_unknown_ca_is_refused_with_a_clear_error() {
+    // No sslrootcert: the test CA is not among the public ones compiled in.
+    let unverified = postgres_tls_with("sslmode=verify-full");
+    let options = refdesk_store::postgres::PgOptions::default();
+    let refused = refdesk_store::postgres::PgStore::open(&unverified, options, Arc::new(Recorder::default())).await;
+    let e = refused.err().expect("an untrusted certificate is refused").to_string();
+    assert!(e.contains("localhost:5433") && e.contains("TLS"), "{e}");
+    assert!(e.contains("sslrootcert"), "says what to check: {e}");
+}

@@ -72,6 +72,65 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// A failed connection as an operator needs it: the server it was for (host,
+/// port, database and `sslmode`, never the password) and, for the usual
+/// TLS and sign-in mistakes, what to change. sqlx's own message alone names
+/// neither the server nor the setting at fault.
+fn cannot_connect(e: sqlx::Error, o: &PgConnectOptions) -> StoreError {
+    use sqlx::postgres::PgSslMode;
+    let mode = match o.get_ssl_mode() {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    let hint = match &e {
+        sqlx::Error::Tls(why) if why.to_string().contains("does not support TLS") => {
+            "; the server does not offer TLS: turn ssl on there, or lower sslmode only on a network you trust"
+        }
+        // rustls reports a refused handshake (an untrusted certificate, a
+        // name it does not hold) as invalid data on the socket.
+        sqlx::Error::Tls(_) | sqlx::Error::Io(_) if tls_refused(&e) => {
+            "; the TLS handshake failed: check sslrootcert (the CA that signed the server's certificate) and, \
+             with verify-full, that the certificate names the host in the URL"
+        }
+        // A TCP connection never fails with these: it is the sslrootcert file.
+        sqlx::Error::Io(io)
+            if matches!(io.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) =>
+        {
+            "; cannot read the sslrootcert file"
+        }
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("28000") => {
+            let text = d.message();
+            if text.contains("no encryption") || text.contains("SSL off") {
+                "; the server accepts only TLS connections: add sslmode=verify-full&sslrootcert=/path/to/ca.pem \
+                 (or at least sslmode=require) to the URL"
+            } else {
+                "; the server's pg_hba.conf has no entry for this user, database and address"
+            }
+        }
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("28P01") => "; check the user and password",
+        _ => "",
+    };
+    let database = o.get_database().unwrap_or(o.get_username());
+    StoreError::Backend(format!(
+        "cannot connect to PostgreSQL at {}:{} (database {database}, sslmode {mode}): {e}{hint}",
+        o.get_host(),
+        o.get_port()
+    ))
+}
+
+/// Whether `e` is a TLS handshake the client refused.
+fn tls_refused(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
+}
+
 /// A statement shared with SQLite (`?N` placeholders) in PostgreSQL's spelling.
 fn pg(sql: &str) -> String {
     sql.replace('?', "$")
@@ -139,19 +198,26 @@ async fn migrate(c: &mut PgConnection) -> Result<()> {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://…`), applies
     /// migrations, and keeps a pool. Committed events go to `sink`.
+    ///
+    /// The URL's `sslmode` chooses TLS as libpq does: `disable`; `prefer`
+    /// (the default: TLS when the server offers it, unverified); `require`
+    /// (TLS, unverified); `verify-ca` and `verify-full` (the server's
+    /// certificate must chain to `sslrootcert`, a PEM file, or to the
+    /// public CAs compiled in; `verify-full` also checks the host name).
+    /// TLS is rustls with the *ring* provider.
     pub async fn open(url: &str, options: PgOptions, sink: Arc<dyn EventSink>) -> Result<PgStore> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Backend(format!("bad PostgreSQL URL: {e}")))?
             .application_name("refdesk");
-        let mut c = PgConnection::connect_with(&connect).await.map_err(db)?;
+        let mut c = PgConnection::connect_with(&connect).await.map_err(|e| cannot_connect(e, &connect))?;
         migrate(&mut c).await?;
         let _ = c.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
-            .map_err(db)?;
+            .map_err(|e| cannot_connect(e, &connect))?;
         Ok(PgStore { pool, sink, sessions: Default::default() })
     }
 
@@ -1272,8 +1338,9 @@ impl Store for PgStore {
 
 /// Creates an empty database named `name` on the server `server_url` points
 /// at (any database of it, such as `postgres://postgres@127.0.0.1/postgres`)
-/// and returns the URL of the new one. For tests and benchmarks, which want
-/// a fresh database per run. `name` is lower-case letters, digits and `_`.
+/// and returns the URL of the new one, with the same query (`sslmode`,
+/// `sslrootcert`…). For tests and benchmarks, which want a fresh database
+/// per run. `name` is lower-case letters, digits and `_`.
 pub async fn create_database(server_url: &str, name: &str) -> Result<String> {
     let valid = !name.is_empty()
         && name.len() <= 63
@@ -1284,24 +1351,27 @@ pub async fn create_database(server_url: &str, name: &str) -> Result<String> {
     }
     let options =
         PgConnectOptions::from_str(server_url).map_err(|e| StoreError::Backend(format!("bad PostgreSQL URL: {e}")))?;
-    let mut c = PgConnection::connect_with(&options).await.map_err(db)?;
+    let mut c = PgConnection::connect_with(&options).await.map_err(|e| cannot_connect(e, &options))?;
     // The name was checked above: it cannot break out of the statement.
     sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut c).await.map_err(db)?;
     let _ = c.close().await;
-    let mut url = url_without_database(server_url);
-    url.push('/');
-    url.push_str(name);
-    Ok(url)
+    Ok(url_with_database(server_url, name))
 }
 
-/// `postgres://user@host:port/db?x` → `postgres://user@host:port` (and the query kept out).
-fn url_without_database(url: &str) -> String {
-    let (base, _query) = url.split_once('?').unwrap_or((url, ""));
+/// `postgres://user@host:port/db?x` → `postgres://user@host:port/name?x`.
+/// The query stays: a server reached over TLS is reached the same way for
+/// the new database.
+fn url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
     let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    match base[after_scheme..].find('/') {
-        Some(slash) => base[..after_scheme + slash].to_owned(),
-        None => base.to_owned(),
-    }
+    let server = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
 }
 
 #[cfg(test)]
@@ -1309,13 +1379,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_database_url_loses_its_database_name() {
+    fn a_database_url_takes_the_new_name_and_keeps_its_tls_settings() {
         assert_eq!(
-            url_without_database("postgres://postgres@127.0.0.1:5432/postgres"),
-            "postgres://postgres@127.0.0.1:5432"
+            url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
         );
-        assert_eq!(url_without_database("postgres://h"), "postgres://h");
-        assert_eq!(url_without_database("postgres://h/db?sslmode=disable"), "postgres://h");
+        assert_eq!(url_with_database("postgres://h", "x"), "postgres://h/x");
+        assert_eq!(
+            url_with_database("postgres://h/db?sslmode=verify-full&sslrootcert=/ca.pem", "x"),
+            "postgres://h/x?sslmode=verify-full&sslrootcert=/ca.pem"
+        );
     }
 
     #[test]
