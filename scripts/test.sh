@@ -58,12 +58,15 @@ ensure_nats() {
 }
 
 # TLS as in production: a PostgreSQL of its own that accepts TLS connections
-# only (like a managed database), with a certificate from a test CA made
-# here. They live in $tls_dir and later runs reuse them. The tests that use
-# them (crates/store/tests/contract.rs) fail, never skip, when they are
-# missing.
+# only (like a managed database) and a NATS server that requires TLS and a
+# password, both with certificates from a test CA made here. They live in
+# $tls_dir and later runs reuse them. The tests that use them
+# (crates/store/tests/contract.rs, crates/app/tests/nats_tls.rs) fail, never
+# skip, when they are missing.
 tls_dir=/tmp/refdesk-test-tls
 export REFDESK_TEST_POSTGRES_TLS="postgres://postgres@localhost:5433/postgres?sslmode=verify-full&sslrootcert=$tls_dir/ca.pem"
+export REFDESK_TEST_NATS_TLS_URL="tls://refdesk:refdesk-test-password@localhost:4223"
+export REFDESK_TEST_NATS_CA="$tls_dir/ca.pem"
 
 # A CA, and a certificate it signs for localhost and 127.0.0.1.
 ensure_test_ca() {
@@ -129,6 +132,30 @@ EOF
     while read -r db; do psql "$REFDESK_TEST_POSTGRES_TLS" -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
 }
 
+# NATS on 127.0.0.1:4223, requiring TLS and a user and password.
+ensure_nats_tls() {
+  ensure_test_ca
+  if (exec 3<>/dev/tcp/127.0.0.1/4223) 2>/dev/null; then return; fi
+  say "starting NATS with TLS and a password on localhost:4223"
+  cat >"$tls_dir/nats.conf" <<EOF
+listen: "127.0.0.1:4223"
+tls {
+  cert_file: "$tls_dir/server.pem"
+  key_file: "$tls_dir/server.key"
+  timeout: 5
+}
+authorization {
+  user: refdesk
+  password: "refdesk-test-password"
+}
+EOF
+  # A pid file of its own: the NATS on 4222 is the same binary.
+  start-stop-daemon --start --background --make-pidfile --pidfile "$tls_dir/nats.pid" \
+    --exec /usr/sbin/nats-server -- -c "$tls_dir/nats.conf" -l "$tls_dir/nats.log"
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/4223) 2>/dev/null && return; sleep 0.2; done
+  echo "the TLS NATS did not start; see $tls_dir/nats.log" >&2; exit 1
+}
+
 # A real SMTP server for the e-mail tests: Python's aiosmtpd.
 ensure_aiosmtpd() {
   if python3 -c 'import aiosmtpd' 2>/dev/null; then return; fi
@@ -171,6 +198,7 @@ ensure_postgres
 drop_old_test_databases
 ensure_postgres_tls
 ensure_nats
+ensure_nats_tls
 ensure_aiosmtpd
 ensure_browser
 

@@ -437,13 +437,16 @@ impl Feed {
             }
             out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
         }
-        // A waiting patron's place in line is counted again.
-        if let (Viewer::Patron { session }, Some(_)) = (&self.viewer, self.waiting) {
+        // A waiting patron's place in line is counted again, and told only
+        // if it moved.
+        if let (Viewer::Patron { session }, Some((_, _, before))) = (&self.viewer, self.waiting) {
             let session = *session;
             if let Some(rec) = self.app.store.session(session).await? {
                 self.waiting = None;
                 self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
-                out.extend(self.position());
+                if self.waiting.map(|(_, _, now)| now) != Some(before) {
+                    out.extend(self.position());
+                }
             }
         }
         let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();

@@ -8,6 +8,11 @@
 //!
 //! Each event crosses NATS once, inside an [`Envelope`] naming the node
 //! that sent it; a node ignores its own (its connections already had them).
+//!
+//! How a node signs in to NATS and whether it uses TLS is [`NatsOptions`].
+//! A server that refuses the node (a wrong password, a certificate it cannot
+//! trust) is an error at start; only a server out of reach is waited for in
+//! the background. Secrets never reach a log or an error.
 
 use crate::bus::Bus;
 use crate::{AppError, AppResult};
@@ -15,6 +20,7 @@ use futures_util::StreamExt;
 use refdesk_domain::event::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -52,6 +58,173 @@ pub struct Link {
     pub node: String,
 }
 
+/// How to reach the NATS server and sign in. Its `Debug` hides the password
+/// and the token.
+#[derive(Clone, Default)]
+pub struct NatsOptions {
+    /// `nats://host:4222`, or `tls://host:4222` to require TLS. A user and
+    /// password (`nats://user:password@host:4222`, percent-encoded) or a
+    /// token (`nats://token@host:4222`) in it are the sign-in; they are
+    /// taken out of the URL before the client sees it, so that no log of
+    /// the client's can show them.
+    pub url: String,
+    /// The user, when the URL holds none (with `password`).
+    pub user: Option<String>,
+    /// The user's password.
+    pub password: Option<String>,
+    /// A token, when the URL holds none.
+    pub token: Option<String>,
+    /// A `.creds` file (a user JWT and its NKey seed), for NATS servers
+    /// run with accounts from an operator.
+    pub credentials_file: Option<PathBuf>,
+    /// PEM certificates of the CAs to trust, instead of the system's. It
+    /// implies TLS: a CA file with a plain connection would protect nothing.
+    pub ca_file: Option<PathBuf>,
+    /// Require TLS, whatever the server offers (a `tls://` URL does too).
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("url", &redact_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("credentials_file", &self.credentials_file)
+            .field("ca_file", &self.ca_file)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// One way of signing in to NATS.
+enum SignIn {
+    Anonymous,
+    Password(String, String),
+    Token(String),
+    Credentials(PathBuf),
+}
+
+impl NatsOptions {
+    /// Options for the server at `url`, with no other setting.
+    pub fn new(url: impl Into<String>) -> NatsOptions {
+        NatsOptions { url: url.into(), ..NatsOptions::default() }
+    }
+
+    /// Whether these options can work: a `nats://` or `tls://` URL, and at
+    /// most one way of signing in. Says what is wrong without any secret.
+    pub fn check(&self) -> Result<(), String> {
+        self.server().map(|_| ())
+    }
+
+    /// The server's address without the sign-in, and the sign-in.
+    fn server(&self) -> Result<(async_nats::ServerAddr, SignIn), String> {
+        if !(self.url.starts_with("nats://") || self.url.starts_with("tls://")) {
+            return Err("the NATS URL must be nats://host:port, or tls://host:port to require TLS".into());
+        }
+        // The parser's message never repeats the URL.
+        let addr: async_nats::ServerAddr =
+            self.url.parse().map_err(|e| format!("the NATS URL {} is not usable: {e}", redact_url(&self.url)))?;
+        let in_url = match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => Some(SignIn::Password(unescape(user), unescape(password))),
+            (Some(token), None) => Some(SignIn::Token(unescape(token))),
+            _ => None,
+        };
+        let mut ways: Vec<SignIn> = in_url.into_iter().collect();
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => ways.push(SignIn::Password(user.clone(), password.clone())),
+            (None, None) => {}
+            _ => return Err("a NATS user needs a password, and a password a user".into()),
+        }
+        if let Some(token) = &self.token {
+            ways.push(SignIn::Token(token.clone()));
+        }
+        if let Some(file) = &self.credentials_file {
+            ways.push(SignIn::Credentials(file.clone()));
+        }
+        if ways.len() > 1 {
+            return Err("sign in to NATS one way only: a user and password, a token (either in the URL or set \
+                        apart) or a credentials file"
+                .into());
+        }
+        let mut url = addr.into_inner();
+        // Neither can fail on a nats:// or tls:// URL, which has a host.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let addr = async_nats::ServerAddr::from_url(url).map_err(|e| format!("the NATS URL is not usable: {e}"))?;
+        Ok((addr, ways.pop().unwrap_or(SignIn::Anonymous)))
+    }
+}
+
+/// `%XX` sequences in a URL's user or password, decoded (a password may
+/// hold `@` or `:`, which the URL must escape).
+fn unescape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let decoded = hex.and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], decoded) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a first connection failed because the server refused refdesk
+/// (a wrong password, a certificate it cannot trust, TLS on one side
+/// only), which trying again cannot mend, rather than because the server
+/// is out of reach, which waiting can.
+fn refused(e: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind as Kind;
+    match e.kind() {
+        Kind::AuthorizationViolation | Kind::Authentication | Kind::Tls | Kind::ServerParse => true,
+        Kind::Io => match std::error::Error::source(e) {
+            // rustls reports a failed handshake (an untrusted certificate,
+            // a server that does not speak TLS) as invalid data.
+            Some(source) => match source.downcast_ref::<std::io::Error>() {
+                Some(io) => io.kind() == std::io::ErrorKind::InvalidData,
+                // The server said -ERR while we signed in.
+                None => source.downcast_ref::<async_nats::ServerError>().is_some(),
+            },
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// What an operator reads when the server at `shown` refused the node with
+/// `e`: what failed, and what to check.
+fn refusal(e: &async_nats::ConnectError, shown: &str) -> String {
+    match e.kind() {
+        async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication => {
+            format!(
+                "the NATS server at {shown} refused this node's sign-in ({e}): check the user and password, the \
+                 token or the credentials file (nats_url, nats_user and nats_password, nats_token, \
+                 nats_credentials_file)"
+            )
+        }
+        async_nats::ConnectErrorKind::ServerParse => format!("the NATS URL {shown} is not usable: {e}"),
+        _ if std::error::Error::source(e).is_some_and(|s| s.is::<async_nats::ServerError>()) => {
+            format!("the NATS server at {shown} refused this node ({e})")
+        }
+        _ => format!(
+            "TLS with the NATS server at {shown} failed ({e}): check nats_ca_file (the CA that signed the \
+             server's certificate), that the certificate names the host in nats_url, and that TLS is on at both \
+             ends (nats_tls, or a tls:// URL)"
+        ),
+    }
+}
+
 /// A URL fit for logs: without the user, password or token in it, nor its
 /// query (which may hold a password too).
 pub fn redact_url(url: &str) -> String {
@@ -67,49 +240,35 @@ pub fn redact_url(url: &str) -> String {
     shown + query
 }
 
-/// Links `bus` to the other nodes through the NATS server at `url`, on
-/// `subject`. Returns once the link is set up; if NATS is unreachable it
-/// keeps trying in the background (the node serves its own connections
-/// meanwhile, and re-reads from the store once linked).
-pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
+/// Links `bus` to the other nodes through the NATS server `nats` names, on
+/// `subject`. Returns once the link is set up. A server that refuses the
+/// node (its sign-in, or TLS) is an error here, at start. A server out of
+/// reach is not: the link keeps trying in the background (the node serves
+/// its own connections meanwhile, and re-reads from the store once linked).
+pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult<Link> {
     let node = crate::auth::new_token()?.chars().take(16).collect::<String>();
-    let on_event = bus.clone();
-    let shown = redact_url(url);
-    let server = shown.clone();
-    let options = async_nats::ConnectOptions::new()
-        .name(format!("refdesk-{node}"))
-        .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let (bus, server) = (on_event.clone(), server.clone());
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        tracing::info!("linked to the other nodes over NATS; re-reading from the store");
-                        // Watching that began while the link was down is
-                        // told to the other nodes now.
-                        bus.republish_watchers();
-                        bus.resync();
-                        // The client renews its subscription as it reconnects;
-                        // a second pass covers anything published just then.
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            bus.resync();
-                        });
-                    }
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!(%server, "lost NATS: other nodes' events wait until it is back")
-                    }
-                    async_nats::Event::ClientError(e) => {
-                        tracing::warn!(%server, error = %e, "cannot reach NATS; the node serves its own connections meanwhile")
-                    }
-                    other => tracing::debug!(event = %other, "NATS"),
-                }
-            }
-        });
-    let client = options
-        .connect(url)
-        .await
-        .map_err(|e| AppError::Internal(format!("cannot use the NATS server at {shown}: {e}")))?;
+    let shown = redact_url(&nats.url);
+    let (server, sign_in) = nats.server().map_err(AppError::Internal)?;
+    if let Some(file) = &nats.ca_file {
+        std::fs::read(file)
+            .map_err(|e| AppError::Internal(format!("cannot read the NATS CA file {}: {e}", file.display())))?;
+    }
+    // Once without retrying, so that a refusal is told now; then, if the
+    // server was only out of reach, again with retries in the background.
+    let first = connect_options(&bus, nats, &sign_in, &node, &shown).await?.connect(server.clone()).await;
+    let client = match first {
+        Ok(client) => client,
+        Err(e) if refused(&e) => return Err(AppError::Internal(refusal(&e, &shown))),
+        Err(e) => {
+            tracing::warn!(server = %shown, error = %e, "cannot reach NATS yet; linking in the background, the node serves its own connections meanwhile");
+            connect_options(&bus, nats, &sign_in, &node, &shown)
+                .await?
+                .retry_on_initial_connect()
+                .connect(server)
+                .await
+                .map_err(|e| AppError::Internal(format!("cannot use the NATS server at {shown}: {e}")))?
+        }
+    };
     let mut inbound = client
         .subscribe(subject.to_owned())
         .await
@@ -196,6 +355,65 @@ pub async fn link(bus: Arc<Bus>, url: &str, subject: &str) -> AppResult<Link> {
     Ok(Link { node })
 }
 
+/// The client's options: its name, sign-in and TLS, and what it does as
+/// it connects and disconnects.
+async fn connect_options(
+    bus: &Arc<Bus>,
+    nats: &NatsOptions,
+    sign_in: &SignIn,
+    node: &str,
+    shown: &str,
+) -> AppResult<async_nats::ConnectOptions> {
+    let mut options = async_nats::ConnectOptions::new().name(format!("refdesk-{node}"));
+    options = match sign_in {
+        SignIn::Anonymous => options,
+        SignIn::Password(user, password) => options.user_and_password(user.clone(), password.clone()),
+        SignIn::Token(token) => options.token(token.clone()),
+        SignIn::Credentials(file) => options
+            .credentials_file(file)
+            .await
+            .map_err(|e| AppError::Internal(format!("cannot use the NATS credentials file {}: {e}", file.display())))?,
+    };
+    if let Some(file) = &nats.ca_file {
+        options = options.add_root_certificates(file.clone()).require_tls(true);
+    }
+    if nats.tls {
+        options = options.require_tls(true);
+    }
+    let (on_event, server) = (bus.clone(), shown.to_owned());
+    Ok(options.event_callback(move |event| {
+        let (bus, server) = (on_event.clone(), server.clone());
+        async move {
+            match event {
+                async_nats::Event::Connected => {
+                    tracing::info!("linked to the other nodes over NATS; re-reading from the store");
+                    // Watching that began while the link was down is
+                    // told to the other nodes now.
+                    bus.republish_watchers();
+                    bus.resync();
+                    // The client renews its subscription as it reconnects;
+                    // a second pass covers anything published just then.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        bus.resync();
+                    });
+                }
+                async_nats::Event::Disconnected => {
+                    tracing::warn!(%server, "lost NATS: other nodes' events wait until it is back")
+                }
+                // Reconnecting, the client only says what kind of error it met.
+                async_nats::Event::ClientError(e) if e.to_string().contains("authorization") => {
+                    tracing::error!(%server, error = %e, "the NATS server refuses this node's sign-in; check the NATS user and password, token or credentials file")
+                }
+                async_nats::Event::ClientError(e) => {
+                    tracing::warn!(%server, error = %e, "cannot reach NATS; the node serves its own connections meanwhile")
+                }
+                other => tracing::debug!(event = %other, "NATS"),
+            }
+        }
+    }))
+}
+
 /// Splits a batch into envelopes of at most about [`ENVELOPE_BYTES`].
 fn envelopes(events: Vec<Event>) -> Vec<Vec<Event>> {
     let mut out: Vec<Vec<Event>> = Vec::new();
@@ -225,6 +443,39 @@ mod tests {
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert_eq!(redact_url("postgres://h/db?password=x"), "postgres://h/db?***");
         assert_eq!(redact_url("user:pw@host:4222"), "***@host:4222");
+    }
+
+    #[test]
+    fn the_sign_in_comes_out_of_the_url_decoded() {
+        let (addr, sign_in) = NatsOptions::new("nats://me:p%40ss%3Aw@host:4222").server().unwrap();
+        assert!(matches!(sign_in, SignIn::Password(u, p) if u == "me" && p == "p@ss:w"));
+        assert_eq!(addr.username(), None, "the client never sees it");
+        assert_eq!(addr.password(), None);
+        assert_eq!(unescape("a%2"), "a%2");
+        assert_eq!(unescape("a%+1b"), "a%+1b");
+        let (addr, sign_in) = NatsOptions::new("tls://s3cret@host").server().unwrap();
+        assert!(matches!(sign_in, SignIn::Token(t) if t == "s3cret"));
+        assert!(addr.tls_required(), "tls:// requires TLS");
+        let (_, sign_in) = NatsOptions::new("nats://127.0.0.1:4222").server().unwrap();
+        assert!(matches!(sign_in, SignIn::Anonymous));
+    }
+
+    #[test]
+    fn one_way_of_signing_in_and_no_secret_in_what_is_said() {
+        let both = NatsOptions { token: Some("t0ken".into()), ..NatsOptions::new("nats://me:hunter2@host") };
+        let e = both.check().unwrap_err();
+        assert!(e.contains("one way") && !e.contains("hunter2") && !e.contains("t0ken"), "{e}");
+        assert!(NatsOptions { user: Some("me".into()), ..NatsOptions::new("nats://host") }.check().is_err());
+        assert!(NatsOptions::new("http://host").check().is_err());
+        let shown = format!(
+            "{:?}",
+            NatsOptions {
+                user: Some("me".into()),
+                password: Some("hunter2".into()),
+                ..NatsOptions::new("nats://host")
+            }
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! 127.0.0.1:4222 (`scripts/test.sh` makes sure it runs): events cross, a
 //! node's own come back to nobody twice, a lost envelope makes the receiving
 //! node re-read the store, a late event never undoes a newer one, and
-//! watcher lists are merged per node.
+//! watcher lists are merged per node. A server out of reach at start (one
+//! this test starts later itself) is waited for, not an error.
 
 use futures_util::StreamExt;
 use refdesk_app::bus::Bus;
+use refdesk_app::nats::NatsOptions;
 use refdesk_domain::chat::{SessionContext, Watcher};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, SessionId, StaffId};
@@ -71,8 +73,8 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     on_b.join(SessionId(7));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
     let mut probe = raw.subscribe(subject.clone()).await.unwrap();
-    refdesk_app::nats::link(a.clone(), NATS, &subject).await.unwrap();
-    refdesk_app::nats::link(b.clone(), NATS, &subject).await.unwrap();
+    refdesk_app::nats::link(a.clone(), &NatsOptions::new(NATS), &subject).await.unwrap();
+    refdesk_app::nats::link(b.clone(), &NatsOptions::new(NATS), &subject).await.unwrap();
     // Once connected, each link has its node re-read the store twice (the
     // second a second later): wait for both, then start from quiet.
     for sub in [&mut on_a, &mut on_b] {
@@ -147,4 +149,40 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     // end of a burst is noticed too.
     from_node(&raw, &subject, "x", 12, vec![]).await;
     assert_eq!(next(&mut on_b.rx).await, Event::Resync);
+}
+
+/// A NATS server of this test's own, stopped when dropped.
+struct OwnNats(std::process::Child);
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_nats_server_out_of_reach_at_start_is_waited_for_not_an_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let bus = Bus::new();
+    let mut sub = bus.subscribe(8);
+    sub.join_queue();
+    refdesk_app::nats::link(bus.clone(), &NatsOptions::new(url), "test.later")
+        .await
+        .expect("nobody listening yet is not a refusal: the link waits in the background");
+
+    let binary = ["/usr/sbin/nats-server", "/usr/local/bin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("nats-server must be installed (scripts/test.sh installs it)");
+    let _nats = OwnNats(
+        std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts"),
+    );
+    assert_eq!(next(&mut sub.rx).await, Event::Resync, "once linked, the node re-reads the store");
 }

@@ -23,9 +23,26 @@ pub struct Config {
     pub database_url: Option<String>,
     /// PostgreSQL connections each node keeps at most.
     pub database_connections: u32,
-    /// The NATS server that links several nodes (`nats://host:4222`).
-    /// Unset: one node, with the in-process bus. Needs `database_url`.
+    /// The NATS server that links several nodes (`nats://host:4222`, or
+    /// `tls://host:4222` to require TLS). A user and password
+    /// (`nats://user:password@host:4222`) or a token (`nats://token@host`)
+    /// may be in it. Unset: one node, with the in-process bus. Needs
+    /// `database_url`.
     pub nats_url: Option<String>,
+    /// The NATS user, when `nats_url` holds none (with `nats_password`).
+    pub nats_user: Option<String>,
+    /// The NATS user's password.
+    pub nats_password: Option<String>,
+    /// A NATS token, when `nats_url` holds none.
+    pub nats_token: Option<String>,
+    /// A NATS `.creds` file (user JWT and NKey seed), for servers run with
+    /// accounts from an operator.
+    pub nats_credentials_file: Option<PathBuf>,
+    /// PEM certificates of the CAs to trust for NATS instead of the
+    /// system's; implies TLS.
+    pub nats_ca_file: Option<PathBuf>,
+    /// Require TLS to NATS (as a `tls://` URL does).
+    pub nats_tls: bool,
     /// The NATS subject the nodes of one deployment share (another
     /// deployment on the same NATS server uses another).
     pub nats_subject: String,
@@ -49,6 +66,12 @@ impl std::fmt::Debug for Config {
             .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("database_connections", &self.database_connections)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &self.nats_password.as_ref().map(|_| "<hidden>"))
+            .field("nats_token", &self.nats_token.as_ref().map(|_| "<hidden>"))
+            .field("nats_credentials_file", &self.nats_credentials_file)
+            .field("nats_ca_file", &self.nats_ca_file)
+            .field("nats_tls", &self.nats_tls)
             .field("nats_subject", &self.nats_subject)
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -58,6 +81,22 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The top-level settings that are unset by default, as `refdesk config`
+/// shows them.
+const UNSET_BY_DEFAULT: &str = r#"
+# Unset by default. PostgreSQL, shared by several nodes; TLS as libpq: sslmode=disable, prefer (the default:
+# TLS if offered, unverified), require (unverified), verify-ca or verify-full (checked against sslrootcert).
+# database_url = "postgres://refdesk:secret@db.example.org/refdesk?sslmode=verify-full&sslrootcert=/etc/refdesk/db-ca.pem"
+# The NATS link between nodes: nats://host:4222, or tls://host:4222 to require TLS. Sign in one way:
+# a user and password or a token (in the URL, or below), or a credentials file.
+# nats_url = "tls://nats.example.org:4222"
+# nats_user = "refdesk"
+# nats_password = "secret"
+# nats_token = "secret"
+# nats_credentials_file = "/etc/refdesk/nats.creds"
+# nats_ca_file = "/etc/refdesk/nats-ca.pem"   # CAs to trust instead of the system's; implies TLS
+"#;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -66,6 +105,12 @@ impl Default for Config {
             database_url: None,
             database_connections: 16,
             nats_url: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_credentials_file: None,
+            nats_ca_file: None,
+            nats_tls: false,
             nats_subject: "refdesk.events".into(),
             secure_cookies: false,
             trusted_proxies: Vec::new(),
@@ -104,7 +149,10 @@ impl Config {
     }
 
     /// Applies `REFDESK_LISTEN`, `REFDESK_DATA_DIR`, `REFDESK_DATABASE_URL`,
-    /// `REFDESK_NATS_URL`, `REFDESK_NATS_SUBJECT`, `REFDESK_SECURE_COOKIES`,
+    /// `REFDESK_NATS_URL`, `REFDESK_NATS_USER`, `REFDESK_NATS_PASSWORD`,
+    /// `REFDESK_NATS_TOKEN`, `REFDESK_NATS_CREDENTIALS_FILE`,
+    /// `REFDESK_NATS_CA_FILE`, `REFDESK_NATS_TLS`,
+    /// `REFDESK_NATS_SUBJECT`, `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
     /// and the two rate limits.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
@@ -120,6 +168,27 @@ impl Config {
         }
         if let Some(v) = get("REFDESK_NATS_URL") {
             self.nats_url = Some(v).filter(|v| !v.is_empty());
+        }
+        // Empty means unset, as for the URLs.
+        for (var, field) in [
+            ("REFDESK_NATS_USER", &mut self.nats_user),
+            ("REFDESK_NATS_PASSWORD", &mut self.nats_password),
+            ("REFDESK_NATS_TOKEN", &mut self.nats_token),
+        ] {
+            if let Some(v) = get(var) {
+                *field = Some(v).filter(|v| !v.is_empty());
+            }
+        }
+        for (var, field) in [
+            ("REFDESK_NATS_CREDENTIALS_FILE", &mut self.nats_credentials_file),
+            ("REFDESK_NATS_CA_FILE", &mut self.nats_ca_file),
+        ] {
+            if let Some(v) = get(var) {
+                *field = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
+            }
+        }
+        if let Some(v) = get("REFDESK_NATS_TLS") {
+            self.nats_tls = v.parse().with_context(|| format!("REFDESK_NATS_TLS={v:?} must be true or false"))?;
         }
         if let Some(v) = get("REFDESK_NATS_SUBJECT") {
             self.nats_subject = v;
@@ -191,12 +260,23 @@ impl Config {
         if !(1..=1000).contains(&self.database_connections) {
             bail!("database_connections must be between 1 and 1000");
         }
-        if let Some(url) = &self.nats_url {
-            if !url.starts_with("nats://") {
-                bail!("nats_url must be a nats:// URL, such as nats://127.0.0.1:4222");
+        match self.nats() {
+            Some(nats) => {
+                nats.check().map_err(|e| anyhow::anyhow!("nats_url: {e}"))?;
+                if self.database_url.is_none() {
+                    bail!("nats_url links several nodes, which must share a PostgreSQL database: set database_url too");
+                }
             }
-            if self.database_url.is_none() {
-                bail!("nats_url links several nodes, which must share a PostgreSQL database: set database_url too");
+            None => {
+                let set = self.nats_user.is_some()
+                    || self.nats_password.is_some()
+                    || self.nats_token.is_some()
+                    || self.nats_credentials_file.is_some()
+                    || self.nats_ca_file.is_some()
+                    || self.nats_tls;
+                if set {
+                    bail!("the nats_… settings are for the NATS link, but nats_url is not set");
+                }
             }
         }
         let subject_ok = !self.nats_subject.is_empty()
@@ -210,14 +290,32 @@ impl Config {
         Ok(())
     }
 
+    /// The NATS link's settings, if there is one.
+    pub fn nats(&self) -> Option<refdesk_app::nats::NatsOptions> {
+        let url = self.nats_url.clone()?;
+        Some(refdesk_app::nats::NatsOptions {
+            url,
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            credentials_file: self.nats_credentials_file.clone(),
+            ca_file: self.nats_ca_file.clone(),
+            tls: self.nats_tls,
+        })
+    }
+
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("refdesk.sqlite3")
     }
 
-    /// The default configuration as TOML, for `refdesk config`.
+    /// The default configuration as TOML, for `refdesk config`. Settings
+    /// unset by default are shown commented out, with an example, before
+    /// the first table (where they belong).
     pub fn default_toml() -> String {
-        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+        let text = toml::to_string_pretty(&Config::default()).unwrap_or_default();
+        let tables = text.find("\n[").map_or(text.len(), |i| i + 1);
+        format!("{}{UNSET_BY_DEFAULT}{}", &text[..tables], &text[tables..])
     }
 }
 
@@ -266,14 +364,68 @@ mod tests {
     }
 
     #[test]
+    fn the_nats_sign_in_and_tls_settings_are_checked() {
+        let with = |f: fn(&mut Config)| {
+            let mut c = Config { database_url: Some("postgres://u@h/db".into()), ..Config::default() };
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|c| c.nats_url = Some("tls://u:p@127.0.0.1:4222".into())).is_ok());
+        assert!(with(|c| c.nats_url = Some("http://127.0.0.1:4222".into())).is_err());
+        assert!(with(|c| {
+            c.nats_url = Some("nats://u:p@127.0.0.1:4222".into());
+            c.nats_token = Some("t".into());
+        })
+        .is_err());
+        assert!(
+            with(|c| {
+                c.nats_url = Some("nats://127.0.0.1:4222".into());
+                c.nats_user = Some("u".into());
+            })
+            .is_err(),
+            "a user without a password"
+        );
+        assert!(with(|c| c.nats_tls = true).is_err(), "NATS settings without nats_url");
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "REFDESK_NATS_USER" => Some("refdesk".into()),
+            "REFDESK_NATS_PASSWORD" => Some("s3cret".into()),
+            "REFDESK_NATS_CA_FILE" => Some("/etc/ca.pem".into()),
+            "REFDESK_NATS_TLS" => Some("true".into()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        c.nats_url = Some("nats://n:4222".into());
+        let nats = c.nats().unwrap();
+        assert_eq!(nats.password.as_deref(), Some("s3cret"));
+        assert_eq!(nats.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert!(nats.tls);
+        assert!(c.apply_env(|k| (k == "REFDESK_NATS_TLS").then(|| "yes".into())).is_err());
+    }
+
+    #[test]
+    fn the_default_configuration_shows_the_settings_unset_by_default() {
+        let text = Config::default_toml();
+        for key in ["database_url", "sslmode=verify-full", "nats_url", "nats_password", "nats_credentials_file"] {
+            assert!(text.contains(key), "{key} in\n{text}");
+        }
+        let tables = text.find("\n[").unwrap();
+        assert!(text.find("nats_ca_file").unwrap() < tables, "before the first table");
+    }
+
+    #[test]
     fn passwords_in_urls_are_never_printed() {
         let c = Config {
             database_url: Some("postgres://refdesk:hunter2@db/refdesk".into()),
             nats_url: Some("nats://me:s3cret@nats:4222".into()),
+            nats_password: Some("pa55word".into()),
+            nats_token: Some("t0ken".into()),
             ..Config::default()
         };
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        for secret in ["hunter2", "s3cret", "pa55word", "t0ken"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
         assert!(shown.contains("db/refdesk"));
     }
 

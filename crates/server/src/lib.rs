@@ -67,8 +67,8 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
             Arc::new(store)
         }
     };
-    if let Some(url) = &config.nats_url {
-        let link = refdesk_app::nats::link(bus.clone(), url, &config.nats_subject)
+    if let Some(nats) = config.nats() {
+        let link = refdesk_app::nats::link(bus.clone(), &nats, &config.nats_subject)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("linking to the other nodes over NATS")?;
