@@ -7,17 +7,36 @@ async function load() {
   let me;
   try { me = await api("/api/me"); } catch { location.href = "/desk"; return; }
   const libs = await api("/api/libraries");
+  const service = await api("/api/service");
+  const base = service.public_url || location.origin;
   const sections = [];
   // Admin forms only for those who may use them (the server checks anyway).
   document.getElementById("new-lib-h").parentElement.hidden = !["institution_admin", "cooperative_admin"].includes(me.role);
   document.getElementById("codes-h").parentElement.hidden = me.role !== "cooperative_admin";
   for (const lib of libs) {
-    const snippet = `<script src="${location.origin}/widget.js" data-library="${lib.slug}" defer></script>`;
     const id = `lib${lib.id}`;
-    const code = el("textarea", { id: `snippet-${id}`, rows: 2, readonly: true }, snippet);
+    // The button's wording, colours and place: set here, carried by the snippet.
+    const field = (name, label, attrs) => {
+      const input = el("input", { id: `${name}-${id}`, ...attrs });
+      return [input, el("div", {}, el("label", { for: input.id }, label), input)];
+    };
+    const [online, onlineBox] = field("online", "Button text when a librarian is on duty", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80 });
+    const [offline, offlineBox] = field("offline", "Button text when no one is", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80 });
+    const [color, colorBox] = field("color", "Button colour", { type: "color", value: "#0b57d0" });
+    const [text, textBox] = field("text", "Text colour", { type: "color", value: "#ffffff" });
+    const position = el("select", { id: `position-${id}` }, el("option", { value: "right" }, "Bottom right"), el("option", { value: "left" }, "Bottom left"));
+    const attr = (name, value) => (value ? ` data-${name}="${value.replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"` : "");
+    const snippetOf = () => `<script src="${base}/widget.js" data-library="${lib.slug}"`
+      + `${attr("label-online", online.value.trim())}${attr("label-offline", offline.value.trim())}`
+      + `${color.value !== "#0b57d0" ? attr("color", color.value) : ""}${text.value !== "#ffffff" ? attr("text-color", text.value) : ""}`
+      + `${position.value === "left" ? attr("position", "left") : ""} defer></script>`;
+    const code = el("textarea", { id: `snippet-${id}`, rows: 3, readonly: true }, snippetOf());
+    for (const input of [online, offline, color, text, position]) input.oninput = input.onchange = () => { code.value = snippetOf(); };
     const copy = el("button", { type: "button", class: "secondary" }, "Copy snippet");
-    copy.onclick = async () => { code.select(); try { await navigator.clipboard.writeText(snippet); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };
+    copy.onclick = async () => { code.select(); try { await navigator.clipboard.writeText(code.value); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };
     const section = el("section", { "aria-labelledby": `h-${id}` }, el("h2", { id: `h-${id}` }, lib.name),
+      el("div", { class: "row" }, onlineBox, offlineBox),
+      el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
       el("label", { for: `snippet-${id}` }, "Widget snippet"), code, el("p", {}, copy));
     try {
       const policy = await api(`/api/policies/${lib.id}`);

@@ -6,8 +6,46 @@ const slug = decodeURIComponent(location.pathname.split("/").pop());
 const key = `refdesk.chat.${slug}`;
 const $ = (id) => document.getElementById(id);
 
-let chat = JSON.parse(sessionStorage.getItem(key) || "null"); // {token, session, pending}
-const save = () => sessionStorage.setItem(key, JSON.stringify(chat));
+// Where the chat in progress ({token, session, pending}) is kept, so that it
+// survives a reload. Never in a URL.
+// - Embedded by widget.js on a library's site (another site), this frame's
+//   own storage is third-party: browsers block or partition it. The host
+//   page's widget.js keeps the chat instead, first-party on the library's
+//   site, so it follows the patron from page to page there; the two talk by
+//   postMessage, each checking the other's origin and window. The price: the
+//   library's own page can read the chat's token (docs: the widget).
+// - On refdesk's own page, or when no widget.js answers: sessionStorage if
+//   the browser allows it, else memory only (a reload starts over).
+const params = new URLSearchParams(location.search);
+const host = (() => {
+  if (params.get("embed") !== "1" || window.parent === window) return null;
+  try { const o = new URL(params.get("host") || "").origin; return o === params.get("host") ? o : null; } catch { return null; }
+})();
+let memory = null;
+const own = {
+  get() { try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch { return memory; } },
+  set(v) { memory = v; try { sessionStorage.setItem(key, JSON.stringify(v)); } catch { /* blocked: memory only */ } },
+  clear() { memory = null; try { sessionStorage.removeItem(key); } catch { /* blocked */ } },
+};
+const fromHost = (type, data) => { if (host) window.parent.postMessage({ type, ...data }, host); };
+function restore() {
+  if (!host) return Promise.resolve(own.get());
+  return new Promise((resolve) => {
+    const done = (v) => { window.removeEventListener("message", on); clearTimeout(t); resolve(v); };
+    const on = (e) => {
+      if (e.source !== window.parent || e.origin !== host || e.data?.type !== "refdesk:chat") return;
+      done(e.data.chat && typeof e.data.chat.token === "string" ? e.data.chat : null);
+    };
+    const t = setTimeout(() => done(own.get()), 1000); // no widget.js: on our own
+    window.addEventListener("message", on);
+    fromHost("refdesk:restore");
+  });
+}
+
+if (params.get("embed") === "1") document.body.classList.add("embed");
+let chat = await restore();
+const save = () => { own.set(chat); fromHost("refdesk:save", { chat }); };
+const forget = () => { own.clear(); fromHost("refdesk:clear"); };
 const seen = new Set();
 // The last sequence number shown on this page: a reconnect resumes after it;
 // a reload starts from nothing on the page, so it replays the whole chat.
@@ -73,9 +111,9 @@ function begin() {
     // On a shared computer nothing of the chat may stay behind in the browser.
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
     conn.close();
-    sessionStorage.removeItem(key);
+    forget();
     chat = null;
-    location.replace(location.pathname + (location.search.includes("embed=1") ? "?embed=1" : ""));
+    location.replace(location.pathname + location.search);
   };
   $("transcript-form").onsubmit = async (e) => {
     e.preventDefault();

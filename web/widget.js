@@ -1,27 +1,86 @@
-// refdesk's embeddable widget. A library pastes one tag into any page:
-//   <script src="https://refdesk.example.org/widget.js" data-library="riverside-main" defer></script>
-// It adds an "Ask a librarian" button that opens the chat in a frame served
-// by refdesk itself: the host page never sees the chat, and nothing is
-// loaded from any third party.
+// refdesk's embeddable widget. A library pastes one tag into any page of
+// its own site (the admin page /desk/admin writes it):
+//   <script src="https://ask.coop.example.org/widget.js" data-library="riverside-main" defer></script>
+// Optional: data-label-online, data-label-offline (the button's wording),
+// data-color and data-text-color (#rgb or #rrggbb), data-position ("right",
+// the default, or "left"), data-poll-seconds (how often the on-duty state is
+// checked; 30 by default, 5 at least).
+//
+// It adds a button that names the library and says whether a librarian is
+// on duty, checked every few seconds without opening anything. The button
+// opens the chat in a frame served by refdesk itself: the host page never
+// sees the chat, and nothing is loaded from any third party.
+//
+// The frame is on another site than the library's page, so browsers block
+// or partition its storage. To let a chat survive a reload, or follow the
+// patron to another page of the library's site, this script keeps the chat
+// in progress (its token) in the library page's own sessionStorage and
+// hands it to the frame when asked — by postMessage, only to and from
+// refdesk's origin and the frame's own window. The library's page can
+// therefore read the token of a chat started on it (it opens that chat only).
 (() => {
   const me = document.currentScript;
-  const library = me?.dataset.library;
+  const d = me?.dataset || {};
+  const library = d.library;
   if (!library) return;
   const origin = new URL(me.src).origin;
+  const key = `refdesk.chat.${library}`;
+  const hex = (c, fallback) => (/^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(c || "") ? c : fallback);
+  const side = d.position === "left" ? "left" : "right";
+  const poll = Math.max(5, Number(d.pollSeconds) || 30) * 1000;
+
   const button = document.createElement("button");
   button.type = "button";
-  button.textContent = me.dataset.label || "Ask a librarian";
+  button.dataset.refdeskState = "unknown";
   button.setAttribute("aria-expanded", "false");
-  button.style.cssText = "position:fixed;right:1rem;bottom:1rem;z-index:2147483000;padding:.7rem 1rem;border-radius:2rem;border:0;background:#0b57d0;color:#fff;font:600 16px system-ui,sans-serif;cursor:pointer";
+  button.style.cssText = `position:fixed;${side}:1rem;bottom:1rem;z-index:2147483000;max-width:calc(100vw - 2rem);padding:.6rem 1rem;border-radius:1.5rem;border:2px solid ${hex(d.textColor, "#ffffff")};background:${hex(d.color, "#0b57d0")};color:${hex(d.textColor, "#ffffff")};font:600 16px/1.25 system-ui,sans-serif;text-align:left;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.3)`;
+  const title = document.createElement("span");
+  const state = document.createElement("span");
+  state.style.cssText = "display:block;font-weight:400;font-size:14px";
+  button.append(title, state);
+  const show = (name, online) => {
+    button.dataset.refdeskState = online ? "online" : "offline";
+    title.textContent = (online ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
+    state.textContent = online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";
+  };
+  title.textContent = d.labelOffline || "Ask a librarian";
+  const refresh = async () => {
+    try {
+      const r = await fetch(`${origin}/api/libraries/${encodeURIComponent(library)}/status`, { credentials: "omit", cache: "no-store" });
+      if (r.ok) { const st = await r.json(); show(st.library, st.online); }
+    } catch { /* refdesk unreachable: keep the last state */ }
+  };
+  refresh();
+  setInterval(refresh, poll);
+
   const frame = document.createElement("iframe");
   frame.title = "Chat with a librarian";
-  frame.src = `${origin}/ask/${encodeURIComponent(library)}?embed=1`;
+  frame.src = `${origin}/ask/${encodeURIComponent(library)}?embed=1&host=${encodeURIComponent(location.origin)}`;
   frame.hidden = true;
-  frame.style.cssText = "position:fixed;right:1rem;bottom:4.5rem;z-index:2147483000;width:min(380px,calc(100vw - 2rem));height:min(600px,calc(100vh - 6rem));border:1px solid #767676;border-radius:8px;background:#fff";
-  button.addEventListener("click", () => {
-    frame.hidden = !frame.hidden;
-    button.setAttribute("aria-expanded", String(!frame.hidden));
-    if (!frame.hidden) frame.focus();
+  frame.style.cssText = `position:fixed;${side}:1rem;bottom:5rem;z-index:2147483000;width:min(380px,calc(100vw - 2rem));height:min(600px,calc(100vh - 6rem));border:1px solid #767676;border-radius:8px;background:#fff`;
+
+  // The chat in progress, kept first-party here: {chat, open}.
+  let memory = null;
+  const read = () => { try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch { return memory; } };
+  const write = (v) => { memory = v; try { if (v) sessionStorage.setItem(key, JSON.stringify(v)); else sessionStorage.removeItem(key); } catch { /* memory only */ } };
+  const toFrame = (msg) => frame.contentWindow?.postMessage(msg, origin);
+  window.addEventListener("message", (e) => {
+    if (e.origin !== origin || e.source !== frame.contentWindow) return;
+    const m = e.data || {};
+    if (m.type === "refdesk:restore") toFrame({ type: "refdesk:chat", chat: read()?.chat || null });
+    else if (m.type === "refdesk:save" && m.chat && typeof m.chat.token === "string") write({ chat: m.chat, open: !frame.hidden });
+    else if (m.type === "refdesk:clear") write(null);
   });
+
+  const setOpen = (open) => {
+    frame.hidden = !open;
+    button.setAttribute("aria-expanded", String(open));
+    const saved = read();
+    if (saved) write({ ...saved, open });
+    if (open) frame.focus();
+  };
+  button.addEventListener("click", () => setOpen(frame.hidden));
   document.body.append(frame, button);
+  // A chat under way was open on the page before: open it again here.
+  if (read()?.open) setOpen(true);
 })();

@@ -41,6 +41,10 @@ pub struct MailConfig {
     pub retry_initial_ms: u64,
     /// Longest wait between retries, in milliseconds.
     pub retry_max_ms: u64,
+    /// The service's public URL (the server's `public_url`), linked at the
+    /// foot of every e-mail. Not a setting of its own.
+    #[serde(skip)]
+    pub public_url: Option<String>,
 }
 
 impl Default for MailConfig {
@@ -50,6 +54,7 @@ impl Default for MailConfig {
             from: "refdesk <noreply@localhost>".into(),
             retry_initial_ms: 2_000,
             retry_max_ms: 600_000,
+            public_url: None,
         }
     }
 }
@@ -241,7 +246,10 @@ impl Mailer {
             .subject(mail.subject.clone())
             .message_id(Some(format!("<refdesk.{}.{}@{domain}>", mail.id, mail.created_at)))
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.body.clone())
+            .body(match &self.config.public_url {
+                Some(url) => format!("{}\n-- \nAsk a librarian again: {url}\n", mail.body.trim_end()),
+                None => mail.body.clone(),
+            })
             .map_err(|e| Failure::Permanent(format!("cannot build the e-mail: {e}")))?;
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(email).await.map(|_| ()).map_err(|e| {

@@ -46,7 +46,13 @@ pub struct Config {
     /// The NATS subject the nodes of one deployment share (another
     /// deployment on the same NATS server uses another).
     pub nats_subject: String,
-    /// Mark cookies `Secure`: set when refdesk is served over HTTPS.
+    /// The address patrons and staff reach refdesk at, e.g.
+    /// `https://ask.coop.example.org` (behind a reverse proxy, the proxy's).
+    /// Pages that change something must come from this origin; cookies are
+    /// `Secure` when it is https; e-mails and the widget snippet link to it.
+    /// Unset: the `Host` each request names.
+    pub public_url: Option<String>,
+    /// Mark cookies `Secure` (always so when `public_url` is https).
     pub secure_cookies: bool,
     /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the
     /// rate limits count the client's address, not the proxy's.
@@ -73,6 +79,7 @@ impl std::fmt::Debug for Config {
             .field("nats_ca_file", &self.nats_ca_file)
             .field("nats_tls", &self.nats_tls)
             .field("nats_subject", &self.nats_subject)
+            .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limits", &self.limits)
@@ -112,6 +119,7 @@ impl Default for Config {
             nats_ca_file: None,
             nats_tls: false,
             nats_subject: "refdesk.events".into(),
+            public_url: None,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
@@ -121,6 +129,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// refdesk's origin (`https://host[:port]`), if a public URL is set.
+    pub fn public_origin(&self) -> Option<String> {
+        self.public_url.as_deref().and_then(|u| crate::origin::origin_of(u.trim_end_matches('/')))
+    }
+
+    /// Whether cookies get `Secure`: asked for, or served over https.
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+
     /// Defaults, then the TOML file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut config = match file {
@@ -152,7 +170,8 @@ impl Config {
     /// `REFDESK_NATS_URL`, `REFDESK_NATS_USER`, `REFDESK_NATS_PASSWORD`,
     /// `REFDESK_NATS_TOKEN`, `REFDESK_NATS_CREDENTIALS_FILE`,
     /// `REFDESK_NATS_CA_FILE`, `REFDESK_NATS_TLS`,
-    /// `REFDESK_NATS_SUBJECT`, `REFDESK_SECURE_COOKIES`,
+    /// `REFDESK_NATS_SUBJECT`, `REFDESK_PUBLIC_URL`, `REFDESK_TRUSTED_PROXIES`
+    /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
     /// and the two rate limits.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
@@ -192,6 +211,17 @@ impl Config {
         }
         if let Some(v) = get("REFDESK_NATS_SUBJECT") {
             self.nats_subject = v;
+        }
+        if let Some(v) = get("REFDESK_PUBLIC_URL") {
+            self.public_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("REFDESK_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| a.parse().with_context(|| format!("REFDESK_TRUSTED_PROXIES: {a:?} is not an IP address")))
+                .collect::<anyhow::Result<_>>()?;
         }
         if let Some(v) = get("REFDESK_SECURE_COOKIES") {
             self.secure_cookies =
@@ -252,6 +282,13 @@ impl Config {
             }
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;
+        if let Some(url) = &self.public_url {
+            let origin = crate::origin::origin_of(url.trim_end_matches('/'));
+            let bare = url.trim_end_matches('/').splitn(4, '/').nth(3).is_none();
+            if origin.is_none() || !bare || url.contains(['?', '#']) {
+                bail!("public_url must be like https://ask.example.org (http or https, a host, an optional port, no path)");
+            }
+        }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 bail!("database_url must be a postgres:// URL (leave it unset for the embedded SQLite database in data_dir)");

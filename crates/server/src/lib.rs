@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limit;
+pub mod origin;
 pub mod ws;
 
 pub use config::Config;
@@ -44,6 +45,10 @@ pub struct AppState {
     pub limiter: Arc<limit::Limiter>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    /// refdesk's origin from `public_url` (see [`origin`]).
+    pub public_origin: Option<String>,
+    /// `public_url`, without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -77,12 +82,17 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     let app = App::new(store, bus, config.limits.clone(), clock);
     Ok(AppState {
         app,
-        secure_cookies: config.secure_cookies,
+        secure_cookies: config.cookies_secure(),
         draining: Arc::new(AtomicBool::new(false)),
-        mail: config.mail.clone(),
+        mail: refdesk_app::mail::MailConfig {
+            public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+            ..config.mail.clone()
+        },
         data_dir: config.data_dir.clone(),
         limiter: Arc::default(),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        public_origin: config.public_origin(),
+        public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
     })
 }
 

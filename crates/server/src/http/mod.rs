@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/api/service", get(service))
         .merge(auth::router())
         .merge(patron::router())
         .merge(desk::router())
@@ -32,7 +33,14 @@ pub fn router(state: AppState) -> Router {
             crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() }
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
         .with_state(state)
+}
+
+/// What a page needs to know of the service: its public URL (for the
+/// widget snippet), if one is set.
+async fn service(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "public_url": state.public_url }))
 }
 
 /// Ready when the database answers and shutdown has not begun.

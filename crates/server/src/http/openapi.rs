@@ -99,6 +99,10 @@ fn desk_paths() -> Value {
     );
     add("/api/im", json!({"get": op("My IM conversations with unread counts", "staff", None, "200")}));
     add(
+        "/api/service",
+        json!({"get": op("The service's public URL (null when unset), for the widget snippet", "none", None, "200")}),
+    );
+    add(
         "/api/institutions",
         json!({
             "get": op("The institutions of my cooperative", "staff", None, "200"),

@@ -264,8 +264,15 @@ async fn im_read(
     Ok(axum::Json(serde_json::json!({ "read": b.seq })))
 }
 
-async fn library_status(State(s): State<AppState>, Path(slug): Path<String>) -> ApiResult<axum::Json<LibraryStatus>> {
-    Ok(axum::Json(s.app.library_status(&slug).await?))
+/// Public: the widget's button on a library's own site (another origin)
+/// reads it, so any origin may (no cookies are involved).
+async fn library_status(
+    State(s): State<AppState>,
+    Path(slug): Path<String>,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
+    let status: LibraryStatus = s.app.library_status(&slug).await?;
+    Ok(([(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store")], axum::Json(status)))
 }
 
 async fn offline_question(

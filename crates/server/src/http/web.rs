@@ -11,10 +11,13 @@ use axum::routing::get;
 use axum::Router;
 
 /// Only our own origin, ever: no third-party scripts in patron pages (DESIGN §9).
-const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'";
+/// `form-action 'none'`: every form is sent by script; should a script fail,
+/// the browser refuses to submit a form itself (which would put what the
+/// patron typed in the URL).
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
 /// The patron's chat may be framed by any library's web site (the widget);
 /// everything else stays as strict.
-const CSP_EMBEDDABLE: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'";
+const CSP_EMBEDDABLE: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'none'";
 
 const ASSETS: &[(&str, &str, &str)] = &[
     ("refdesk.css", "text/css; charset=utf-8", include_str!("../../../../web/refdesk.css")),

@@ -7,6 +7,7 @@ mod chat_flow;
 mod desk;
 mod helpers;
 mod mail;
+mod origin;
 mod properties;
 mod question_list;
 mod restart;

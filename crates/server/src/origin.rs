@@ -1,0 +1,117 @@
+//! Requests that change something, and WebSocket upgrades, must come from
+//! refdesk's own pages. A browser says where a request comes from (`Origin`,
+//! `Sec-Fetch-Site`); a page on another origin — another site, or another
+//! host of the same site — that tries to act with a signed-in librarian's
+//! cookie is refused before any handler runs. Clients that are not browsers
+//! (the CLI's bench, curl, an integration) send neither header and are not
+//! concerned: they hold no one's cookie.
+//!
+//! refdesk's origin is the public URL's when one is set (`public_url`);
+//! otherwise the `Host` the request was sent to.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// `scheme://host[:port]` of a public URL, lowercased; `None` if it is not one.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()))
+}
+
+/// Whether the browser's own account of where the request comes from says
+/// refdesk's pages. `expected`: refdesk's origin, if known.
+fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        // `none`: typed in or bookmarked, not sent by a page.
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let origin = origin.to_ascii_lowercase();
+    match expected {
+        Some(ours) => origin == ours,
+        // No public URL: the origin's host and port must be the Host asked for.
+        None => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
+            let authority = origin.split_once("://").map(|(_, a)| a);
+            host.is_some() && authority == host.as_deref()
+        }
+    }
+}
+
+/// The middleware.
+pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    if (changes || upgrade) && !from_our_pages(req.headers(), state.public_origin.as_deref()) {
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "cross_origin",
+            message: "this request comes from a page that is not refdesk's own".into(),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn public_urls_give_their_origin_and_nothing_else_passes() {
+        assert_eq!(origin_of("https://Ask.Coop.example.org"), Some("https://ask.coop.example.org".into()));
+        assert_eq!(origin_of("https://ask.example.org:8443/"), Some("https://ask.example.org:8443".into()));
+        for bad in ["ask.example.org", "ftp://ask.example.org", "https://user:pw@ask.example.org", "/relative", ""] {
+            assert_eq!(origin_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_refdesk_pages_may_act() {
+        let ours = Some("https://ask.example.org");
+        assert!(from_our_pages(&headers(&[]), ours), "not a browser");
+        assert!(from_our_pages(&headers(&[("origin", "https://ask.example.org")]), ours));
+        assert!(from_our_pages(
+            &headers(&[("sec-fetch-site", "same-origin"), ("origin", "https://ask.example.org")]),
+            ours
+        ));
+        for (k, v) in [
+            ("origin", "https://library.example.edu"),
+            ("origin", "https://other.ask.example.org"),
+            ("origin", "http://ask.example.org"),
+            ("origin", "null"),
+            ("sec-fetch-site", "same-site"),
+            ("sec-fetch-site", "cross-site"),
+        ] {
+            assert!(!from_our_pages(&headers(&[(k, v)]), ours), "{k}: {v}");
+        }
+        // No public URL: the Host decides.
+        let h = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
+        assert!(from_our_pages(&h, None));
+        let h = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:9999")]);
+        assert!(!from_our_pages(&h, None));
+    }
+}

@@ -1,0 +1,97 @@
+//! A page on another origin cannot act with a librarian's cookie: requests
+//! that change something and WebSocket upgrades must come from refdesk's
+//! own pages (`Origin`, `Sec-Fetch-Site`); with a public URL, from that
+//! origin, and cookies are `Secure` when it is https. The widget's status is
+//! readable from any site.
+
+use crate::helpers::{spawn_app, spawn_app_with};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test]
+async fn another_origin_cannot_act_with_a_librarians_cookie() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "Where are the maps?").await;
+    let end = app.url(&format!("/api/sessions/{}/accept", patron.session));
+    let ours = format!("http://{}", app.addr);
+    for (header, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "http://other.127.0.0.1.nip.io"),
+        ("origin", "null"),
+        ("sec-fetch-site", "same-site"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let res = ann.http.post(&end).header(header, value).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{header}: {value}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "cross_origin");
+        // A text/plain "simple" request, the kind a form on another site sends.
+        let res = ann
+            .http
+            .post(app.url("/api/logout"))
+            .header(header, value)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "logout with {header}: {value}");
+    }
+    // Nothing was done: the chat still waits, and Ann is still signed in.
+    assert_eq!(ann.get("/api/me").await.0, 200);
+    let (status, _) = ann.post(&format!("/api/sessions/{}/accept", patron.session), json!(null)).await;
+    assert_eq!(status, 200, "the refused accept changed nothing; refdesk's own page (no Origin here) can");
+
+    // The WebSocket upgrade with her cookie from another origin is refused.
+    let mut req = format!("ws://{}/api/ws", app.addr).into_client_request().unwrap();
+    req.headers_mut().insert("Cookie", ann.cookie.parse().unwrap());
+    req.headers_mut().insert("Origin", "https://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "cross-origin upgrade refused");
+    // From refdesk's own origin it opens.
+    let mut req = format!("ws://{}/api/ws", app.addr).into_client_request().unwrap();
+    req.headers_mut().insert("Cookie", ann.cookie.parse().unwrap());
+    req.headers_mut().insert("Origin", ours.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok(), "same-origin upgrade opens");
+    let res = ann
+        .http
+        .post(app.url("/api/me/availability"))
+        .header("origin", &ours)
+        .json(&json!({"availability": "on_duty"}));
+    assert_eq!(res.send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
+    let app = spawn_app_with(|c| c.public_url = Some("https://ask.coop.example.org/".into())).await;
+    let http = reqwest::Client::new();
+    let login = |origin: &'static str| {
+        http.post(app.url("/api/login"))
+            .header("origin", origin)
+            .json(&json!({"username": "ann", "password": "refdesk-demo"}))
+            .send()
+    };
+    assert_eq!(login("https://library.example.edu").await.unwrap().status(), 403);
+    assert_eq!(login("http://ask.coop.example.org").await.unwrap().status(), 403, "the scheme counts");
+    let ok = login("https://ask.coop.example.org").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let service: serde_json::Value = http.get(app.url("/api/service")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(service["public_url"], "https://ask.coop.example.org");
+    // The widget's button on the library's own site reads the status.
+    let status = http.get(app.url("/api/libraries/riverside-main/status")).send().await.unwrap();
+    assert_eq!(status.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn a_bad_public_url_is_refused_at_start() {
+    for bad in
+        ["ask.example.org", "https://ask.example.org/chat", "ftp://ask.example.org", "https://u:p@ask.example.org"]
+    {
+        let mut config = refdesk_server::Config::default();
+        config.public_url = Some(bad.into());
+        let err = config.validate().expect_err(bad).to_string();
+        assert!(err.contains("public_url"), "{bad}: {err}");
+    }
+}
