@@ -91,6 +91,10 @@ impl std::fmt::Debug for Config {
 /// The top-level settings that are unset by default, as `refdesk config`
 /// shows them.
 const UNSET_BY_DEFAULT: &str = r#"
+# Unset by default. The address patrons and staff reach refdesk at (behind a reverse proxy, the
+# proxy's): only pages from it may change anything; https makes cookies Secure; e-mails and the
+# widget snippet link to it.
+# public_url = "https://ask.coop.example.org"
 # Unset by default. PostgreSQL, shared by several nodes; TLS as libpq: sslmode=disable, prefer (the default:
 # TLS if offered, unverified), require (unverified), verify-ca or verify-full (checked against sslrootcert).
 # database_url = "postgres://refdesk:secret@db.example.org/refdesk?sslmode=verify-full&sslrootcert=/etc/refdesk/db-ca.pem"
