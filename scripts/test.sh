@@ -179,6 +179,22 @@ ensure_browser() {
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 }
 
+# The cross-site browser test (tests/browser/crosssite.test.mjs) runs an nginx
+# of its own in front of refdesk, with certificates it makes with openssl
+# from a test CA that Chromium trusts through an NSS database (certutil). Only
+# the programs are needed: the test never uses the packaged nginx service, and
+# this script does not start it.
+ensure_nginx() {
+  local missing=()
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v certutil >/dev/null || missing+=(libnss3-tools)
+  command -v openssl >/dev/null || missing+=(openssl)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]} (the cross-site browser test)"
+    apt_install "${missing[@]}"
+  fi
+}
+
 # Each test run makes its own databases (refdesk_<suite>_<pid>_<time>);
 # those of earlier runs are dropped here.
 drop_old_test_databases() {
@@ -201,6 +217,7 @@ ensure_nats
 ensure_nats_tls
 ensure_aiosmtpd
 ensure_browser
+ensure_nginx
 
 # --- the layers -----------------------------------------------------------------
 say "format"
