@@ -165,16 +165,25 @@ $("start").onsubmit = async (e) => {
   } catch (err) { $("start-error").textContent = err.message; }
 };
 
-if (chat) begin();
-else {
-  // Nobody on duty: the entry point says so and offers the question form.
+// Nobody on duty: the entry point says so and offers the question form.
+// Checked again while the form waits (every 30 s, and whenever the widget is
+// opened): a librarian may come on duty after the page was loaded.
+async function checkStatus() {
+  if (chat) return;
   try {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
     offline = !st.online;
-    if (offline) {
-      $("offline").classList.remove("hidden");
-      $("email").required = true;
-      document.querySelector('#start button[type="submit"]').textContent = "Send question";
-    }
+    $("offline").classList.toggle("hidden", !offline);
+    $("email").required = offline;
+    document.querySelector('#start button[type="submit"]').textContent = offline ? "Send question" : "Start chat";
   } catch (err) { $("start-error").textContent = err.message; }
+}
+
+if (chat) begin();
+else {
+  await checkStatus();
+  setInterval(checkStatus, 30000);
+  window.addEventListener("message", (e) => {
+    if (host && e.source === window.parent && e.origin === host && e.data?.type === "refdesk:opened") checkStatus();
+  });
 }

@@ -77,7 +77,7 @@
     button.setAttribute("aria-expanded", String(open));
     const saved = read();
     if (saved) write({ ...saved, open });
-    if (open) frame.focus();
+    if (open) { frame.focus(); toFrame({ type: "refdesk:opened" }); }
   };
   button.addEventListener("click", () => setOpen(frame.hidden));
   document.body.append(frame, button);
