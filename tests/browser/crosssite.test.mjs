@@ -366,6 +366,16 @@ test("the patron starts a chat in the frame; the librarian accepts it from the q
   await frame.locator("#log").getByText(LINES.librarian1).waitFor();
   await say(frame, LINES.patron1);
   await desk.locator("#log").getByText(LINES.patron1).waitFor();
+  // At the widget's default size (380 × 600) everything the patron needs is
+  // in view inside the frame: the log, the message box, Send and End chat.
+  const box = await (await host.$(`iframe[src^="${ask}/"]`)).boundingBox();
+  assert.ok(box.width <= 382 && box.height <= 602, `the frame is ${box.width}×${box.height} (380 × 600 and its border)`);
+  const inFrame = await frameOf(host);
+  for (const sel of ["#text", "#composer button[type=submit]", "#end"]) {
+    const r = await inFrame.$eval(sel, (el) => { const b = el.getBoundingClientRect(); return { top: b.top, bottom: b.bottom, left: b.left, right: b.right, h: innerHeight, w: innerWidth }; });
+    assert.ok(r.top >= 0 && r.bottom <= r.h && r.left >= 0 && r.right <= r.w, `${sel} is wholly in view in the frame: ${JSON.stringify(r)}`);
+  }
+  await host.screenshot({ path: path.join(SHOTS, "widget-open-chat.png") });
 });
 
 test("reloading the library's page restores the chat in the widget, and new lines still go both ways", async () => {
