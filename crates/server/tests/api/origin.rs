@@ -89,8 +89,7 @@ async fn a_bad_public_url_is_refused_at_start() {
     for bad in
         ["ask.example.org", "https://ask.example.org/chat", "ftp://ask.example.org", "https://u:p@ask.example.org"]
     {
-        let mut config = refdesk_server::Config::default();
-        config.public_url = Some(bad.into());
+        let config = refdesk_server::Config { public_url: Some(bad.into()), ..Default::default() };
         let err = config.validate().expect_err(bad).to_string();
         assert!(err.contains("public_url"), "{bad}: {err}");
     }
