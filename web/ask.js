@@ -14,8 +14,9 @@ const $ = (id) => document.getElementById(id);
 //   site, so it follows the patron from page to page there; the two talk by
 //   postMessage, each checking the other's origin and window. The price: the
 //   library's own page can read the chat's token (docs: the widget).
-// - On refdesk's own page, or when no widget.js answers: sessionStorage if
-//   the browser allows it, else memory only (a reload starts over).
+// - On refdesk's own page: sessionStorage if the browser allows it, else
+//   memory only (a reload starts over). Embedded where no widget.js answers:
+//   memory only.
 const params = new URLSearchParams(location.search);
 const host = (() => {
   if (params.get("embed") !== "1" || window.parent === window) return null;
@@ -36,7 +37,9 @@ function restore() {
       if (e.source !== window.parent || e.origin !== host || e.data?.type !== "refdesk:chat") return;
       done(e.data.chat && typeof e.data.chat.token === "string" ? e.data.chat : null);
     };
-    const t = setTimeout(() => done(own.get()), 1000); // no widget.js: on our own
+    // No widget.js answered: memory only. Never this frame's own storage,
+    // whose chat would then be posted to whatever page framed it.
+    const t = setTimeout(() => done(null), 1000);
     window.addEventListener("message", on);
     fromHost("refdesk:restore");
   });
@@ -44,8 +47,8 @@ function restore() {
 
 if (params.get("embed") === "1") document.body.classList.add("embed");
 let chat = await restore();
-const save = () => { own.set(chat); fromHost("refdesk:save", { chat }); };
-const forget = () => { own.clear(); fromHost("refdesk:clear"); };
+const save = () => { if (host) fromHost("refdesk:save", { chat }); else own.set(chat); };
+const forget = () => { if (host) fromHost("refdesk:clear"); else own.clear(); };
 const seen = new Set();
 // The last sequence number shown on this page: a reconnect resumes after it;
 // a reload starts from nothing on the page, so it replays the whole chat.

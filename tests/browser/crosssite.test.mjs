@@ -203,7 +203,8 @@ before(async () => {
   ask = `https://ask.test:${port}`;
   library = `https://library.test:${port}`;
 
-  // refdesk with the demo's libraries and a staff account of its own, behind nginx.
+  // refdesk set up for real (a server with the demo accounts refuses a
+  // public URL), with a librarian of the library, behind nginx.
   const data = path.join(tmp, "data");
   const env = {
     ...process.env,
@@ -211,12 +212,14 @@ before(async () => {
     REFDESK_TRUSTED_PROXIES: "127.0.0.1",
     REFDESK_PUBLIC_URL: ask,
   };
-  run(BIN, ["--data-dir", data, "demo"], { env });
+  run(BIN, ["--data-dir", data, "setup", "--cooperative", "North Shore Libraries", "--institution", "Riverside University",
+    "--library", LIBRARY, "--library-name", LIBRARY_NAME, "--admin", "nora", "--admin-name", "Nora North"],
+  { env: { ...env, REFDESK_PASSWORD: "river bend otter 1889 admin" } });
   run(BIN, ["--data-dir", data, "user", "add", LIBRARIAN.username, "--library", LIBRARY, "--name", LIBRARIAN.name],
     { env: { ...env, REFDESK_PASSWORD: LIBRARIAN.password } });
   logs.refdesk = path.join(tmp, "refdesk.log");
   const out = fs.openSync(logs.refdesk, "a");
-  refdesk = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${refdeskPort}`],
+  refdesk = spawn(BIN, ["serve", "--data-dir", data, "--listen", `127.0.0.1:${refdeskPort}`],
     { stdio: ["ignore", out, out], env });
   await until("refdesk becomes ready", async () => (await fetch(`http://127.0.0.1:${refdeskPort}/readyz`)).ok);
 

@@ -251,9 +251,9 @@ impl Feed {
             return;
         }
         self.sub.unwatch(Some(session));
-        if !self.ended.contains(&session) {
-            self.ended.push_back(session);
-        }
+        // Opened again, it is the latest: to the back of the line.
+        self.ended.retain(|s| *s != session);
+        self.ended.push_back(session);
         while self.ended.len() > ENDED_KEPT {
             if let Some(old) = self.ended.pop_front() {
                 self.leave(old);
@@ -266,6 +266,7 @@ impl Feed {
         self.sub.unwatch(Some(session));
         self.sub.leave(session);
         self.sessions.remove(&session);
+        self.ended.retain(|s| *s != session);
     }
 
     /// Remembers the staff sign-in (its cookie token) this connection was

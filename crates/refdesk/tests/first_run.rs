@@ -229,20 +229,24 @@ async fn the_demo_serves_this_machine_only() {
     assert!(!o.status.success());
     assert!(text(&o).contains("demo accounts"), "{}", text(&o));
 
-    // On loopback it serves; a demo sign-in that came through a proxy (the
-    // client is elsewhere) is refused, one made here directly is not.
-    let server = Server::start(dir.path(), &[], &[("REFDESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    // So is a public URL: a service with one is deployed.
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir.path()).args(["serve", "--listen", "127.0.0.1:0"]).stdin(Stdio::null());
+    let o = cmd.env("REFDESK_PUBLIC_URL", "https://ask.example.org").output().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("demo accounts"), "{}", text(&o));
+
+    // On loopback it serves; a demo sign-in that came through a proxy, or
+    // that names a public host (a tunnel, a rebinding DNS name), is refused;
+    // one made here directly is not.
+    let server = Server::start(dir.path(), &[], &[]).await;
     let body = json!({"username": "ann", "password": "refdesk-demo"});
     let client = reqwest::Client::new();
-    let r = client
-        .post(server.url("/api/login"))
-        .header("X-Forwarded-For", "203.0.113.9")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("demo accounts sign in only from this machine"));
+    for (header, value) in [("X-Forwarded-For", "203.0.113.9"), ("Host", "refdesk.example.org")] {
+        let r = client.post(server.url("/api/login")).header(header, value).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{header}: {value}");
+        assert!(r.text().await.unwrap().contains("demo accounts sign in only from this machine"));
+    }
     let r = client.post(server.url("/api/login")).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

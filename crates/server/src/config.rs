@@ -140,7 +140,7 @@ impl Config {
 
     /// Whether cookies get `Secure`: asked for, or served over https.
     pub fn cookies_secure(&self) -> bool {
-        self.secure_cookies || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        self.secure_cookies || self.public_origin().is_some_and(|o| o.starts_with("https://"))
     }
 
     /// Defaults, then the TOML file (if any), then the environment.

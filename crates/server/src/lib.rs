@@ -49,6 +49,8 @@ pub struct AppState {
     pub public_origin: Option<String>,
     /// `public_url`, without a trailing slash.
     pub public_url: Option<String>,
+    /// Room for WebSockets that have not authenticated yet (see [`ws::PENDING_AUTH`]).
+    pub pending_auth: Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -93,6 +95,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         public_origin: config.public_origin(),
         public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+        pending_auth: Arc::new(tokio::sync::Semaphore::new(ws::PENDING_AUTH)),
     })
 }
 

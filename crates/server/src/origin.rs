@@ -27,7 +27,13 @@ pub fn origin_of(url: &str) -> Option<String> {
     if authority.as_str().contains('@') {
         return None;
     }
-    Some(format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()))
+    let authority = authority.as_str().to_ascii_lowercase();
+    // A browser's Origin leaves out the scheme's own port.
+    let authority = match (scheme, authority.rsplit_once(':')) {
+        ("https", Some((host, "443"))) | ("http", Some((host, "80"))) => host.to_owned(),
+        _ => authority,
+    };
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// Whether the browser's own account of where the request comes from says
@@ -53,7 +59,9 @@ fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
     }
 }
 
-/// The middleware.
+/// The middleware: refuses, with `403 cross_origin`, a request that
+/// changes something or upgrades to a WebSocket when the browser says it
+/// comes from a page that is not refdesk's own.
 pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let upgrade = req.headers().contains_key(header::UPGRADE);
@@ -84,6 +92,8 @@ mod tests {
     fn public_urls_give_their_origin_and_nothing_else_passes() {
         assert_eq!(origin_of("https://Ask.Coop.example.org"), Some("https://ask.coop.example.org".into()));
         assert_eq!(origin_of("https://ask.example.org:8443/"), Some("https://ask.example.org:8443".into()));
+        assert_eq!(origin_of("https://ask.example.org:443"), Some("https://ask.example.org".into()));
+        assert_eq!(origin_of("http://ask.example.org:80"), Some("http://ask.example.org".into()));
         for bad in ["ask.example.org", "ftp://ask.example.org", "https://user:pw@ask.example.org", "/relative", ""] {
             assert_eq!(origin_of(bad), None, "{bad}");
         }

@@ -40,6 +40,9 @@ const WRITE_BUFFER: usize = 4 * 1024;
 
 /// How long a new socket has to send its `auth` frame.
 const AUTH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// Sockets that have not authenticated yet, at most, on one node: anyone may
+/// open one, so they are bounded apart from the signed-in ones.
+pub const PENDING_AUTH: usize = 1024;
 
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
@@ -59,6 +62,13 @@ pub(crate) async fn upgrade(
             "a chat's token never goes in a URL: send it in the first frame, {\"type\": \"auth\", \"token\": …}",
         ));
     }
+    let Ok(pending) = state.pending_auth.clone().try_acquire_owned() else {
+        return Err(ApiError {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: "too many connections are opening at once; try again in a few seconds".into(),
+        });
+    };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let limits = state.app.limits.clone();
     let app = state.app.clone();
@@ -68,7 +78,7 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(limits.max_frame_bytes * 16)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| async move { Box::pin(serve(app, socket, cookie)).await }))
+        .on_upgrade(move |socket| async move { Box::pin(serve(app, socket, cookie, pending)).await }))
 }
 
 /// The first frame a connection sends.
@@ -81,8 +91,10 @@ enum First {
 /// Who is at the other end, once known.
 type Identity = (Viewer, Option<SessionRecord>, Option<String>);
 
-async fn serve(app: App, mut socket: WebSocket, cookie: Option<String>) {
-    if let Some((viewer, patron, login)) = authenticate(&app, &mut socket, cookie).await {
+async fn serve(app: App, mut socket: WebSocket, cookie: Option<String>, pending: tokio::sync::OwnedSemaphorePermit) {
+    let who = authenticate(&app, &mut socket, cookie).await;
+    drop(pending);
+    if let Some((viewer, patron, login)) = who {
         Connection::new(app, viewer, patron, login).run(socket).await
     } else {
         let _ = socket.send(WsMessage::Close(None)).await;
@@ -95,6 +107,10 @@ async fn authenticate(app: &App, socket: &mut WebSocket, cookie: Option<String>)
     const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
     let frame = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) => text,
+        Ok(Some(Ok(_))) => {
+            let _ = error(socket, "unauthenticated", HOW, None).await;
+            return None;
+        }
         Ok(_) => return None,
         Err(_) => {
             let _ = error(socket, "unauthenticated", HOW, None).await;

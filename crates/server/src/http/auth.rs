@@ -34,16 +34,34 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> ApiResult<impl IntoResponse> {
-    // On this machine and not through a proxy (a proxy's request comes from
-    // somewhere else, whatever it says).
-    let local = peer.is_some_and(|p| p.0 .0.ip().is_loopback())
-        && !headers.contains_key("x-forwarded-for")
-        && !headers.contains_key("forwarded");
+    let local = is_local(peer.map(|p| p.0 .0.ip()), &headers, &state);
     let (token, staff) = state.app.login(&body.username, &body.password, local).await?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits.login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
+}
+
+/// Whether a request comes from this machine itself, talking to refdesk
+/// directly: from a loopback address that is not a known proxy, without a
+/// proxy's headers, addressed to a loopback name (not a public name that a
+/// proxy, a tunnel or a rebinding DNS maps to this machine), and with no
+/// public URL set (a service with one is deployed).
+fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppState) -> bool {
+    let Some(peer) = peer else { return false };
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    let loopback_name =
+        name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    peer.is_loopback()
+        && !state.trusted_proxies.contains(&peer)
+        && !headers.contains_key("x-forwarded-for")
+        && !headers.contains_key("forwarded")
+        && loopback_name
+        && state.public_url.is_none()
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {

@@ -190,7 +190,7 @@ fn core_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {"title": "refdesk", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Virtual reference service: live chat between library patrons and librarians. Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md)."},
+                 "description": "Virtual reference service: live chat between library patrons and librarians. Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md). A browser request that changes something, or upgrades to a WebSocket, from a page that is not refdesk's own gets 403 cross_origin."},
         "paths": {
             "/healthz": {"get": op("Liveness", "none", None, "200")},
             "/readyz": {"get": op("Readiness: 200 while the database answers and the node is not shutting down; 503 otherwise (recovers by itself)", "none", None, "200")},
@@ -229,7 +229,7 @@ fn core_document() -> Value {
                         "enum": ["answer", "note", "message-librarian", "close", "reopen", "assign", "claim", "refer", "code"]}}
                 ])
             )},
-            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); the first frame authenticates: {\"type\":\"auth\"} (+ \"token\" for a patron); a ?token= in the URL is refused", "none", None, "101")}
+            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); the first frame authenticates: {\"type\":\"auth\"} (+ \"token\" for a patron); a ?token= in the URL is refused (400 token_in_url); 503 busy when 1,024 sockets already wait for their auth frame", "none", None, "101")}
         },
         "components": {
             "securitySchemes": {

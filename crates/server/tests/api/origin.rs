@@ -64,13 +64,28 @@ async fn another_origin_cannot_act_with_a_librarians_cookie() {
 #[tokio::test]
 async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
     let app = spawn_app_with(|c| c.public_url = Some("https://ask.coop.example.org/".into())).await;
+    let librarian = refdesk_domain::org::Role::Librarian;
+    app.state
+        .app
+        .add_staff(None, "riverside-main", "lena", "Lena Ledger", librarian, "lena-long-secret")
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let login = |origin: &'static str| {
         http.post(app.url("/api/login"))
             .header("origin", origin)
-            .json(&json!({"username": "ann", "password": "refdesk-demo"}))
+            .json(&json!({"username": "lena", "password": "lena-long-secret"}))
             .send()
     };
+    // A deployed service (it has a public URL) takes no demo sign-in.
+    let demo = http
+        .post(app.url("/api/login"))
+        .header("origin", "https://ask.coop.example.org")
+        .json(&json!({"username": "ann", "password": "refdesk-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demo.status(), 403);
     assert_eq!(login("https://library.example.edu").await.unwrap().status(), 403);
     assert_eq!(login("http://ask.coop.example.org").await.unwrap().status(), 403, "the scheme counts");
     let ok = login("https://ask.coop.example.org").await.unwrap();

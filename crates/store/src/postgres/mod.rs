@@ -609,7 +609,11 @@ impl Store for PgStore {
             .await?
             .ok_or(StoreError::Domain(DomainError::NotFound("session")))?;
         let rec = load_session(&mut tx, id).await?;
-        self.cache(id, version, rec.clone());
+        // An ended chat takes no more lines: it is not kept (its patron's
+        // name and address with it) for appends that will all be refused.
+        if rec.state.accepts_messages() {
+            self.cache(id, version, rec.clone());
+        }
         guard(&rec)?;
         if let Some(cid) = &msg.client_id {
             if let Some(message) = message_by_client_id(&mut tx, id, &msg.author.sender_key(), cid).await? {

@@ -144,7 +144,8 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
 /// Waits for a lock another connection holds (the writer behind a restart
 /// of the log, or the checkpointer behind the writer): 100 µs steps, so the
 /// wait ends within a step of the lock's release (SQLite's own busy timeout
-/// sleeps up to 100 ms at a time), and gives up after about 10 s.
+/// sleeps up to 100 ms at a time), and gives up after 100,000 of them (10 s
+/// of sleep; more in time, as each wake-up costs too).
 fn busy_wait(tries: i32) -> bool {
     const STEP: Duration = Duration::from_micros(100);
     if tries >= 100_000 {
