@@ -13,6 +13,15 @@ async function load() {
   // Admin forms only for those who may use them (the server checks anyway).
   document.getElementById("new-lib-h").parentElement.hidden = !["institution_admin", "cooperative_admin"].includes(me.role);
   document.getElementById("codes-h").parentElement.hidden = me.role !== "cooperative_admin";
+  // Cooperative admins add institutions, and libraries to any of them.
+  const coopAdmin = me.role === "cooperative_admin";
+  document.getElementById("new-inst-h").parentElement.hidden = !coopAdmin;
+  $("lib-inst-box").hidden = !coopAdmin;
+  if (coopAdmin) {
+    const insts = await api("/api/institutions");
+    $("lib-inst").replaceChildren(...insts.map((i) => el("option", { value: String(i.id) }, i.name)));
+    $("lib-inst").value = String(me.home.institution);
+  }
   for (const lib of libs) {
     const id = `lib${lib.id}`;
     // The button's wording, colours and place: set here, carried by the snippet.
@@ -91,8 +100,19 @@ $("library-form").onsubmit = async (e) => {
   e.preventDefault();
   $("error").textContent = "";
   try {
-    const lib = await api("/api/libraries", { method: "POST", body: { name: $("lib-name").value, slug: $("lib-slug").value } });
+    const body = { name: $("lib-name").value, slug: $("lib-slug").value };
+    if (!$("lib-inst-box").hidden) body.institution = Number($("lib-inst").value);
+    const lib = await api("/api/libraries", { method: "POST", body });
     e.target.reset(); await load(); $("status").textContent = `${lib.name} added: /ask/${lib.slug}`;
+  } catch (err) { $("error").textContent = err.message; }
+};
+
+$("institution-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("error").textContent = "";
+  try {
+    const inst = await api("/api/institutions", { method: "POST", body: { name: $("inst-name").value } });
+    e.target.reset(); await load(); $("status").textContent = `${inst.name} added.`;
   } catch (err) { $("error").textContent = err.message; }
 };
 

@@ -304,6 +304,17 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await erin.click("#code-form button[type=submit]");
   await erin.getByText("Code needs_expert added.").waitFor();
   await erin.getByRole("button", { name: "Save needs_expert" }).waitFor();
+  // …and an institution, then a library in it.
+  await erin.fill("#inst-name", "Lakeside Community College");
+  await erin.click("#institution-form button[type=submit]");
+  await erin.getByText("Lakeside Community College added.").waitFor();
+  await erin.selectOption("#lib-inst", { label: "Lakeside Community College" });
+  await erin.fill("#lib-name", "Lakeside College Library");
+  await erin.fill("#lib-slug", "lakeside-college");
+  await erin.click("#library-form button[type=submit]");
+  await erin.getByText("Lakeside College Library added: /ask/lakeside-college").waitFor();
+  const college = await (await fetch(`${base}/api/libraries/lakeside-college/status`)).json();
+  assert.equal(college.library, "Lakeside College Library");
   await accessible(erin, "the admin page as a cooperative admin");
   await erin.context().close();
   await admin.context().close();
