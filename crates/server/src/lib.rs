@@ -51,6 +51,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Room for WebSockets that have not authenticated yet (see [`ws::PENDING_AUTH`]).
     pub pending_auth: Arc<tokio::sync::Semaphore>,
+    /// Open sockets per chat (see [`ws::SOCKETS_PER_CHAT`]).
+    pub chat_sockets: Arc<ws::ChatSockets>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -96,6 +98,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         public_origin: config.public_origin(),
         public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         pending_auth: Arc::new(tokio::sync::Semaphore::new(ws::PENDING_AUTH)),
+        chat_sockets: Arc::default(),
     })
 }
 

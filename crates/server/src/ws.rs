@@ -43,6 +43,47 @@ const AUTH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// Sockets that have not authenticated yet, at most, on one node: anyone may
 /// open one, so they are bounded apart from the signed-in ones.
 pub const PENDING_AUTH: usize = 1024;
+/// Sockets open at once on one chat's token (a patron with a few tabs of
+/// the library's site; not a visitor multiplying the per-socket limits).
+pub const SOCKETS_PER_CHAT: usize = 4;
+/// How long one frame may take to go out. A client that stops reading
+/// would otherwise hold its connection, and what was waiting to be sent to
+/// it (a whole chat's replay), for ever.
+const SEND_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Open sockets per chat (see [`SOCKETS_PER_CHAT`]).
+#[derive(Default)]
+pub struct ChatSockets(std::sync::Mutex<std::collections::HashMap<SessionId, usize>>);
+
+/// One chat's socket, counted while it lives.
+struct ChatSocket {
+    counts: std::sync::Arc<ChatSockets>,
+    session: SessionId,
+}
+
+impl ChatSockets {
+    fn take(self: &std::sync::Arc<Self>, session: SessionId) -> Option<ChatSocket> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(session).or_insert(0);
+        if *n >= SOCKETS_PER_CHAT {
+            return None;
+        }
+        *n += 1;
+        Some(ChatSocket { counts: self.clone(), session })
+    }
+}
+
+impl Drop for ChatSocket {
+    fn drop(&mut self) {
+        let mut map = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.session) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.session);
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
@@ -70,6 +111,7 @@ pub(crate) async fn upgrade(
         });
     };
     let cookie = cookie_token(&headers).map(str::to_owned);
+    let chats = state.chat_sockets.clone();
     let limits = state.app.limits.clone();
     let app = state.app.clone();
     Ok(ws
@@ -78,7 +120,7 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(limits.max_frame_bytes * 16)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| async move { Box::pin(serve(app, socket, cookie, pending)).await }))
+        .on_upgrade(move |socket| async move { Box::pin(serve(app, socket, cookie, pending, chats)).await }))
 }
 
 /// The first frame a connection sends.
@@ -91,14 +133,33 @@ enum First {
 /// Who is at the other end, once known.
 type Identity = (Viewer, Option<SessionRecord>, Option<String>);
 
-async fn serve(app: App, mut socket: WebSocket, cookie: Option<String>, pending: tokio::sync::OwnedSemaphorePermit) {
+async fn serve(
+    app: App,
+    mut socket: WebSocket,
+    cookie: Option<String>,
+    pending: tokio::sync::OwnedSemaphorePermit,
+    chats: std::sync::Arc<ChatSockets>,
+) {
     let who = authenticate(&app, &mut socket, cookie).await;
     drop(pending);
-    if let Some((viewer, patron, login)) = who {
-        Connection::new(app, viewer, patron, login).run(socket).await
-    } else {
+    let Some((viewer, patron, login)) = who else {
         let _ = socket.send(WsMessage::Close(None)).await;
-    }
+        return;
+    };
+    // Held while the socket lives.
+    let _slot = match &patron {
+        Some(rec) => match chats.take(rec.ctx.id) {
+            Some(slot) => Some(slot),
+            None => {
+                let why = format!("this chat already has {SOCKETS_PER_CHAT} connections open; close one");
+                let _ = error(&mut socket, "too_many_sockets", &why, None).await;
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return;
+            }
+        },
+        None => None,
+    };
+    Connection::new(app, viewer, patron, login).run(socket).await
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the
@@ -439,7 +500,13 @@ async fn send(socket: &mut WebSocket, frame: &OutFrame<'_>) -> Result<(), Closed
         tracing::error!(error = %e, "cannot encode a frame");
         Closed
     })?;
-    socket.send(WsMessage::Text(text.into())).await.map_err(|_| Closed)
+    match tokio::time::timeout(SEND_WITHIN, socket.send(WsMessage::Text(text.into()))).await {
+        Ok(sent) => sent.map_err(|_| Closed),
+        Err(_) => {
+            tracing::debug!("a client stopped reading; its connection is closed");
+            Err(Closed)
+        }
+    }
 }
 
 async fn error(socket: &mut WebSocket, code: &str, message: &str, client_id: Option<&str>) -> Result<(), Closed> {

@@ -6,6 +6,7 @@ mod bad_input;
 mod chat_flow;
 mod desk;
 mod helpers;
+mod hostile;
 mod mail;
 mod origin;
 mod properties;

@@ -1,0 +1,79 @@
+//! What one visitor on the open internet can make the server hold is
+//! bounded: sockets per chat token, and a client that stops reading is let
+//! go (with everything that was waiting to be sent to it).
+
+use crate::helpers::spawn_app;
+use futures_util::{SinkExt, StreamExt};
+use refdesk_domain::chat::MessageKind;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+type Raw = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A patron socket, authenticated, its `hello` (or refusal) read.
+async fn patron_socket(addr: std::net::SocketAddr, token: &str) -> (Raw, Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/ws")).await.unwrap();
+    ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an answer").unwrap().unwrap() {
+            Ws::Text(t) => return (ws, serde_json::from_str(t.as_str()).unwrap()),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_chat_token_opens_a_few_sockets_not_hundreds() {
+    let app = spawn_app().await;
+    let chat = app.start_chat("riverside-main", "many tabs").await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (ws, hello) = patron_socket(app.addr, &chat.token).await;
+        assert_eq!(hello["type"], "hello");
+        open.push(ws);
+    }
+    let (_, refused) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("too_many_sockets")));
+    // One closes: there is room again.
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, answer) = patron_socket(app.addr, &chat.token).await;
+        if answer["type"] == "hello" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the closed socket's place was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go() {
+    let app = spawn_app().await;
+    let chat = app.start_chat("riverside-main", "a long chat").await;
+    // About 20 MB of lines: more than the kernel's socket buffers hold.
+    let rec = app.state.app.patron_session(&chat.token).await.unwrap();
+    let line = "x".repeat(4000);
+    for _ in 0..5000 {
+        app.state.app.patron_send(&rec, MessageKind::Message, &line, None).await.unwrap();
+    }
+    let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello");
+    ws.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
+    // Read nothing for longer than a frame may take to go out (10 s)…
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // …then what was buffered arrives, and the connection ends short of the
+    // replay: the server gave up on this reader and let go of it.
+    let mut synced = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline.into(), ws.next()).await {
+        if let Ws::Text(t) = msg {
+            synced |= t.as_str().contains("\"synced\"");
+        }
+    }
+    assert!(Instant::now() < deadline, "the connection was still open after the reader stopped for 15 s");
+    assert!(!synced, "the whole replay went out: the server waited for the reader");
+}
