@@ -116,7 +116,11 @@ pub fn answer_mail(q: &QuestionRecord, answer: &str, to: &str) -> NewMail {
 
 /// The end-of-chat transcript, if the patron asked for one: exactly the lines
 /// the patron could see, through the visibility function.
+///
+/// Only for a chat a librarian took: otherwise anyone could have refdesk
+/// e-mail any address whatever text they typed (start a chat, end it).
 pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMail> {
+    session.accepted_at?;
     let to = session.transcript_to.clone()?;
     let viewer = Viewer::Patron { session: session.ctx.id };
     let mut body = String::from("The transcript of your chat with the library:\n\n");

@@ -145,8 +145,15 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     assert!(text(&o).contains("already set up"), "{}", text(&o));
     let o = refdesk(dir.path(), &["list"], None);
     assert!(text(&o).contains("North Shore Libraries") && text(&o).contains("/ask/north-main"), "{}", text(&o));
-    // A clean exit leaves no write-ahead log behind.
+    // A clean exit leaves no write-ahead log behind; the data (password
+    // hashes, transcripts) is for the service's own user only.
     assert!(!dir.path().join("refdesk.sqlite3-wal").exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join("refdesk.sqlite3")), 0o600);
+    }
 
     let server = Server::start(dir.path(), &[], &[]).await;
     let nora = sign_in(&server, "nora", STRONG).await;

@@ -65,6 +65,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
             let path = config.database_path();
+            private(&config.data_dir, &path)?;
             let store = SqliteStore::open(&path, bus.clone())
                 .with_context(|| format!("opening the SQLite database {}", path.display()))?;
             Arc::new(store)
@@ -100,6 +101,29 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         pending_auth: Arc::new(tokio::sync::Semaphore::new(ws::PENDING_AUTH)),
         chat_sockets: Arc::default(),
     })
+}
+
+/// The data folder holds password hashes and transcripts: only its owner
+/// may enter it (0700), and the database is created 0600 (SQLite gives its
+/// `-wal` and `-shm` files the database's mode).
+fn private(dir: &std::path::Path, db: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let only_owner = |p: &std::path::Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("making {} private", p.display()))
+        };
+        only_owner(dir, 0o700)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db)
+            .with_context(|| format!("creating {}", db.display()))?;
+        only_owner(db, 0o600)?;
+    }
+    Ok(())
 }
 
 /// The whole HTTP application.

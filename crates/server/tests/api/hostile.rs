@@ -77,3 +77,24 @@ async fn a_client_that_stops_reading_is_let_go() {
     assert!(Instant::now() < deadline, "the connection was still open after the reader stopped for 15 s");
     assert!(!synced, "the whole replay went out: the server waited for the reader");
 }
+
+#[tokio::test]
+async fn a_chat_no_librarian_took_emails_no_transcript() {
+    let app = spawn_app().await;
+    let body = json!({"name": "Mallory", "email": "victim@example.org", "question": "Buy cheap pills at …", "transcript": true});
+    let chat = app.start_chat_with("riverside-main", body).await;
+    let rec = app.state.app.patron_session(&chat.token).await.unwrap();
+    app.state.app.patron_end(&rec).await.unwrap();
+    let far = i64::MAX / 2;
+    let due = app.state.app.store.due_mail(far, 100).await.unwrap();
+    assert!(due.iter().all(|m| m.to != "victim@example.org"), "no transcript for a chat nobody accepted: {due:?}");
+    // One a librarian took still gets it.
+    let body = json!({"name": "Pat", "email": "pat@example.org", "question": "Maps?", "transcript": true});
+    let chat = app.start_chat_with("riverside-main", body).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(chat.session).await.0, 200);
+    let rec = app.state.app.patron_session(&chat.token).await.unwrap();
+    app.state.app.patron_end(&rec).await.unwrap();
+    let due = app.state.app.store.due_mail(far, 100).await.unwrap();
+    assert!(due.iter().any(|m| m.to == "pat@example.org"), "the accepted chat's transcript is queued");
+}
