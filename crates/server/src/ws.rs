@@ -208,11 +208,12 @@ enum In {
     Leave { session: i64 },
     Send { session: Option<i64>, client_id: Option<String>, kind: Option<String>, body: String },
     Typing { session: Option<i64>, on: bool, note: Option<bool> },
-    Queue,
-    Monitor,
+    // Struct variants, so that unknown fields are refused as in the others.
+    Queue {},
+    Monitor {},
     ImSend { to: i64, body: String, client_id: Option<String> },
     ImResume { peer: i64, after: Option<u64> },
-    Ping,
+    Ping {},
 }
 
 /// A frame to the client.
@@ -313,10 +314,15 @@ impl Connection {
             };
             let result = match step {
                 Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(&mut socket, &text).await,
-                Step::Frame(Some(Ok(WsMessage::Binary(_)))) => {
-                    error(&mut socket, "bad_frame", "send JSON text frames", None).await
-                }
-                Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => Ok(()),
+                // Every frame counts against the frame limit, whatever its kind.
+                Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.bucket.take() {
+                    true => error(&mut socket, "bad_frame", "send JSON text frames", None).await,
+                    false => error(&mut socket, "rate_limited", "too many frames; slow down", None).await,
+                },
+                Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => match self.bucket.take() {
+                    true => Ok(()),
+                    false => error(&mut socket, "rate_limited", "too many frames; slow down", None).await,
+                },
                 Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed),
                 Step::Frame(Some(Err(e))) => {
                     tracing::debug!(error = %e, "WebSocket read failed");
@@ -384,7 +390,7 @@ impl Connection {
             Err(e) => return error(socket, "bad_frame", &format!("not a frame of the protocol: {e}"), None).await,
         };
         match frame {
-            In::Ping => send(socket, &OutFrame::Pong).await,
+            In::Ping {} => send(socket, &OutFrame::Pong).await,
             In::Resume { session, after } => {
                 let session = match self.session_of(session) {
                     Ok(s) => s,
@@ -412,11 +418,11 @@ impl Connection {
                 self.feed.leave(SessionId(session));
                 Ok(())
             }
-            In::Queue => match self.feed.watch_queue().await {
+            In::Queue {} => match self.feed.watch_queue().await {
                 Ok(waiting) => send(socket, &OutFrame::Queue { waiting: &waiting }).await,
                 Err(e) => report(socket, e.into(), None).await,
             },
-            In::Monitor => match self.feed.watch_monitor().await {
+            In::Monitor {} => match self.feed.watch_monitor().await {
                 Ok(sessions) => send(socket, &OutFrame::Monitor { sessions: &sessions }).await,
                 Err(e) => report(socket, e.into(), None).await,
             },

@@ -98,3 +98,52 @@ async fn a_chat_no_librarian_took_emails_no_transcript() {
     let due = app.state.app.store.due_mail(far, 100).await.unwrap();
     assert!(due.iter().any(|m| m.to == "pat@example.org"), "the accepted chat's transcript is queued");
 }
+
+#[tokio::test]
+async fn every_kind_of_frame_counts_against_the_frame_limit() {
+    let app = spawn_app().await;
+    let chat = app.start_chat("riverside-main", "pings").await;
+    let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello");
+    // Control and binary frames used to cost nothing: a flood of them now
+    // spends the same budget as text frames (a burst of 60 by default).
+    for _ in 0..80 {
+        ws.send(Ws::Ping(vec![1, 2, 3].into())).await.unwrap();
+    }
+    for _ in 0..10 {
+        ws.send(Ws::Binary(vec![0; 16].into())).await.unwrap();
+    }
+    ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
+    let mut limited = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline.into(), ws.next()).await {
+        if let Ws::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["code"] == "rate_limited" {
+                limited = true;
+                break;
+            }
+            assert_ne!(v["type"], "pong", "the text ping got through after 90 other frames");
+        }
+    }
+    assert!(limited, "the flood of control and binary frames was not limited");
+}
+
+#[tokio::test]
+async fn unknown_fields_and_missing_records_get_their_documented_answers() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let mut ws = ann.socket().await;
+    for frame in [
+        json!({"type": "ping", "x": 1}),
+        json!({"type": "queue", "all": true}),
+        json!({"type": "monitor", "tab": "all"}),
+    ] {
+        ws.send(frame.clone()).await;
+        let f = ws.next().await;
+        assert_eq!((f["type"].as_str(), f["code"].as_str()), (Some("error"), Some("bad_frame")), "{frame}");
+    }
+    // A colleague who does not exist: 404, as on PostgreSQL (was a 500 on SQLite).
+    let (status, body) = ann.post("/api/im/999999/read", json!({"seq": 1})).await;
+    assert_eq!(status, 404, "{body}");
+}

@@ -117,6 +117,10 @@ fn db(e: rusqlite::Error) -> StoreError {
             if what.contains("UNIQUE") {
                 return StoreError::Domain(DomainError::Conflict(format!("already exists ({what})")));
             }
+            // As on PostgreSQL: a row naming one that does not exist.
+            if what.contains("FOREIGN KEY") {
+                return StoreError::Domain(DomainError::NotFound("a record it refers to"));
+            }
         }
     }
     StoreError::Backend(e.to_string())
