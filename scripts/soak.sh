@@ -8,7 +8,7 @@
 #
 # - the write-ahead log never passed WAL_MAX_MIB (default 64) at any
 #   one-second reading;
-# - server RSS grew by less than RSS_GROWTH_MIB (default 48) from the first
+# - server RSS grew by less than RSS_GROWTH_MIB (default 64) from the first
 #   row after 30 s to the last, and open files by less than 20;
 # - nearly all the offered load was delivered, with no errors;
 # - after SIGTERM no `-wal` file is left (or it is empty);
@@ -24,7 +24,7 @@ seconds="${1:-120}"
 chats="${2:-500}"
 rate="${3:-1}"
 wal_max_mib="${WAL_MAX_MIB:-64}"
-rss_growth_mib="${RSS_GROWTH_MIB:-48}"
+rss_growth_mib="${RSS_GROWTH_MIB:-64}"
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/refdesk"
 port="${SOAK_PORT:-18931}"
 dir="$(mktemp -d /tmp/refdesk-soak.XXXXXX)"
