@@ -61,6 +61,9 @@ fi
 if [[ " $want " == *" nats "* ]]; then
   db=$(new_database nats)
   export REFDESK_NATS_SUBJECT="bench.$ts"
+  # The key both nodes seal what crosses NATS with (required with NATS).
+  REFDESK_NATS_KEY="$(head -c 32 /dev/urandom | base64)"
+  export REFDESK_NATS_KEY
   "$bin" serve --database-url "$db" --nats-url nats://127.0.0.1:4222 --data-dir "$tmp/n1" --listen 127.0.0.1:8090 >/dev/null & p1=$!
   "$bin" serve --database-url "$db" --nats-url nats://127.0.0.1:4222 --data-dir "$tmp/n2" --listen 127.0.0.1:8091 >/dev/null & p2=$!
   ready 8090; ready 8091

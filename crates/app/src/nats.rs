@@ -6,18 +6,31 @@
 //! connection that sees it, and when the link comes back after an outage
 //! every connection re-reads what it follows ([`Bus::resync`]).
 //!
-//! Each event crosses NATS once, inside an [`Envelope`] naming the node
+//! Each event crosses NATS once, inside an [`Envelope`] from the node
 //! that sent it; a node ignores its own (its connections already had them).
+//!
+//! NATS is not trusted: every envelope is sealed with the key the nodes
+//! share ([`seal`]: encrypted and authenticated, numbered, timed), and a
+//! node drops — and logs, a few times a minute at most, never with what it
+//! held — every message that does not open with the key, is too old, or
+//! was taken before. Nothing from NATS reaches a connection, a patron's
+//! least of all, without that check. Someone who can reach NATS but does
+//! not hold the key can still drop or delay envelopes (the nodes then
+//! re-read the store) and see how much the nodes send, when, and which
+//! node sends it; not what, and they cannot add to it.
 //!
 //! How a node signs in to NATS and whether it uses TLS is [`NatsOptions`].
 //! A server that refuses the node (a wrong password, a certificate it cannot
 //! trust) is an error at start; only a server out of reach is waited for in
 //! the background. Secrets never reach a log or an error.
 
+pub mod seal;
+
 use crate::bus::Bus;
 use crate::{AppError, AppResult};
 use futures_util::StreamExt;
 use refdesk_domain::event::Event;
+use seal::{NatsKey, Opener, Refused, Sealer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,12 +51,14 @@ const FORGET_NODE: Duration = Duration::from_secs(60);
 /// An envelope is closed once its events take this many bytes (NATS refuses
 /// messages over 1 MiB by default).
 const ENVELOPE_BYTES: usize = 256 * 1024;
+/// Dropped messages are logged at most this often (as counts): a flood of
+/// forgeries must not become a flood of log lines.
+const DROPS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
-/// What crosses NATS.
+/// What crosses NATS, sealed ([`seal::Sealer`]); the node that sent it is
+/// in the seal.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
-    /// The node that published it.
-    node: String,
     /// Its number among that node's envelopes: 1, 2, 3… A receiver that
     /// sees a number skipped has missed something and re-reads the store.
     /// A heartbeat (no events) repeats the latest number.
@@ -82,6 +97,11 @@ pub struct NatsOptions {
     pub ca_file: Option<PathBuf>,
     /// Require TLS, whatever the server offers (a `tls://` URL does too).
     pub tls: bool,
+    /// The key the nodes share to seal envelopes ([`NatsKey::parse`]). A
+    /// link needs it, or `key_file`, not both.
+    pub key: Option<String>,
+    /// A file holding that key.
+    pub key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NatsOptions {
@@ -94,9 +114,17 @@ impl std::fmt::Debug for NatsOptions {
             .field("credentials_file", &self.credentials_file)
             .field("ca_file", &self.ca_file)
             .field("tls", &self.tls)
+            .field("key", &self.key.as_ref().map(|_| "<hidden>"))
+            .field("key_file", &self.key_file)
             .finish()
     }
 }
+
+/// Why a link without a key is refused.
+const NO_KEY: &str = "the nodes must share a key to seal what they send over NATS (anyone who can reach NATS \
+                      could otherwise read it and speak for a node): set nats_key or nats_key_file \
+                      (REFDESK_NATS_KEY, REFDESK_NATS_KEY_FILE) on every node to the same random key of at least \
+                      32 bytes, e.g. the output of `openssl rand -base64 32`";
 
 /// One way of signing in to NATS.
 enum SignIn {
@@ -112,10 +140,32 @@ impl NatsOptions {
         NatsOptions { url: url.into(), ..NatsOptions::default() }
     }
 
-    /// Whether these options can work: a `nats://` or `tls://` URL, and at
-    /// most one way of signing in. Says what is wrong without any secret.
+    /// Options for the server at `url`, sealing with `key`.
+    pub fn with_key(url: impl Into<String>, key: impl Into<String>) -> NatsOptions {
+        NatsOptions { key: Some(key.into()), ..NatsOptions::new(url) }
+    }
+
+    /// Whether these options can work: a `nats://` or `tls://` URL, at
+    /// most one way of signing in, and a key (a key file is read only by
+    /// [`link`]). Says what is wrong without any secret.
     pub fn check(&self) -> Result<(), String> {
-        self.server().map(|_| ())
+        self.server()?;
+        match (&self.key, &self.key_file) {
+            (Some(key), None) => NatsKey::parse(key).map(|_| ()).map_err(|e| format!("nats_key: {e}")),
+            (None, Some(_)) => Ok(()),
+            (Some(_), Some(_)) => Err("set the NATS key one way: nats_key or nats_key_file, not both".into()),
+            (None, None) => Err(NO_KEY.into()),
+        }
+    }
+
+    /// The key the envelopes are sealed with.
+    fn envelope_key(&self) -> Result<NatsKey, String> {
+        match (&self.key, &self.key_file) {
+            (Some(key), None) => NatsKey::parse(key).map_err(|e| format!("nats_key: {e}")),
+            (None, Some(file)) => NatsKey::read(file).map_err(|e| format!("nats_key_file: {e}")),
+            (Some(_), Some(_)) => Err("set the NATS key one way: nats_key or nats_key_file, not both".into()),
+            (None, None) => Err(NO_KEY.into()),
+        }
     }
 
     /// The server's address without the sign-in, and the sign-in.
@@ -241,12 +291,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Links `bus` to the other nodes through the NATS server `nats` names, on
-/// `subject`. Returns once the link is set up. A server that refuses the
-/// node (its sign-in, or TLS) is an error here, at start. A server out of
-/// reach is not: the link keeps trying in the background (the node serves
-/// its own connections meanwhile, and re-reads from the store once linked).
+/// `subject`. Returns once the link is set up. A missing or unusable key,
+/// or a server that refuses the node (its sign-in, or TLS), is an error
+/// here, at start. A server out of reach is not: the link keeps trying in
+/// the background (the node serves its own connections meanwhile, and
+/// re-reads from the store once linked).
 pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult<Link> {
-    let node = crate::auth::new_token()?.chars().take(16).collect::<String>();
+    let key = nats.envelope_key().map_err(AppError::Internal)?;
+    let mut sealer = Sealer::new(&key).map_err(AppError::Internal)?;
+    let (node, me) = (sealer.name(), sealer.node());
     let shown = redact_url(&nats.url);
     let (server, sign_in) = nats.server().map_err(AppError::Internal)?;
     if let Some(file) = &nats.ca_file {
@@ -276,7 +329,7 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
     let (uplink, mut outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
 
-    let (sender, me, to, local) = (client.clone(), node.clone(), subject.to_owned(), bus.clone());
+    let (sender, to, local) = (client.clone(), subject.to_owned(), bus.clone());
     tokio::spawn(async move {
         let mut seq = 0u64;
         let mut beat = tokio::time::interval(HEARTBEAT);
@@ -302,10 +355,13 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
                 if !events.is_empty() {
                     seq += 1;
                 }
-                let payload = match serde_json::to_vec(&Envelope { node: me.clone(), seq, events }) {
+                let sealed = serde_json::to_vec(&Envelope { seq, events })
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| sealer.seal(&to, &json, now_ms()));
+                let payload = match sealed {
                     Ok(p) => p,
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot encode events for the other nodes");
+                        tracing::error!(error = %e, "cannot seal events for the other nodes");
                         continue;
                     }
                 };
@@ -316,43 +372,146 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
         }
     });
 
-    let me = node.clone();
+    let on = subject.to_owned();
     tokio::spawn(async move {
+        let mut opener = Opener::new(key);
+        let mut dropped = Dropped::default();
+        let mut report = tokio::time::interval(DROPS_LOGGED_EVERY);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Each node's latest envelope number, and when it was last heard.
         // Node names are new at every start, so a node silent for
         // `FORGET_NODE` (stopped, or replaced by a restart) is forgotten.
         let mut last: HashMap<String, (u64, std::time::Instant)> = HashMap::new();
-        while let Some(message) = inbound.next().await {
-            match serde_json::from_slice::<Envelope>(&message.payload) {
-                Ok(envelope) if envelope.node == me => {}
-                Ok(envelope) => {
-                    let heartbeat = envelope.events.is_empty();
-                    let now = std::time::Instant::now();
-                    last.retain(|_, (_, heard)| now.duration_since(*heard) < FORGET_NODE);
-                    let before = last.get(&envelope.node).map(|(seq, _)| *seq);
-                    let missed = match before {
-                        Some(b) if heartbeat => envelope.seq > b,
-                        Some(b) => envelope.seq != b + 1,
-                        // A node heard of for the first time, or again after
-                        // it was forgotten: past its first envelope, what it
-                        // sent before may have been missed.
-                        None => envelope.seq > 1,
-                    };
-                    last.insert(envelope.node.clone(), (envelope.seq.max(before.unwrap_or(0)), now));
-                    if !heartbeat {
-                        bus.deliver_remote(&envelope.node, envelope.events);
-                    }
-                    if missed {
-                        tracing::warn!(node = %envelope.node, "missed events from another node; re-reading from the store");
-                        bus.resync();
-                    }
+        loop {
+            let message = tokio::select! {
+                message = inbound.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+                _ = report.tick() => {
+                    dropped.report();
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "ignored a NATS message that is not a refdesk event batch"),
+            };
+            if seal::sealed_by(&message.payload) == Some(me) {
+                continue; // our own, back from NATS
+            }
+            // Nothing below sees a message that did not open with the key.
+            let (node, envelope) = match opener.open(&on, &message.payload, now_ms()) {
+                Ok(opened) => match serde_json::from_slice::<Envelope>(&opened.payload) {
+                    Ok(envelope) => (opened.node, envelope),
+                    // Sealed with our key, yet not an envelope: a node of
+                    // another version. Nothing can be done with it.
+                    Err(_) => {
+                        dropped.unreadable += 1;
+                        dropped.maybe_report();
+                        continue;
+                    }
+                },
+                Err(refused) => {
+                    dropped.count(refused);
+                    continue;
+                }
+            };
+            let heartbeat = envelope.events.is_empty();
+            let now = std::time::Instant::now();
+            last.retain(|_, (_, heard)| now.duration_since(*heard) < FORGET_NODE);
+            opener.forget(FORGET_NODE);
+            let before = last.get(&node).map(|(seq, _)| *seq);
+            let missed = match before {
+                Some(b) if heartbeat => envelope.seq > b,
+                Some(b) => envelope.seq != b + 1,
+                // A node heard of for the first time, or again after
+                // it was forgotten: past its first envelope, what it
+                // sent before may have been missed.
+                None => envelope.seq > 1,
+            };
+            last.insert(node.clone(), (envelope.seq.max(before.unwrap_or(0)), now));
+            if !heartbeat {
+                bus.deliver_remote(&node, envelope.events);
+            }
+            if missed {
+                tracing::warn!(%node, "missed events from another node; re-reading from the store");
+                bus.resync();
             }
         }
+        dropped.report();
         tracing::warn!("the NATS subscription ended");
     });
     Ok(Link { node })
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock (the seal's
+/// time; nodes keep their clocks with NTP).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Messages dropped since they were last logged, by reason. What they held
+/// is never logged: it may be a forger's text, or (sealed) a patron's.
+#[derive(Default)]
+struct Dropped {
+    not_sealed: u64,
+    forged: u64,
+    stale: u64,
+    replayed: u64,
+    unreadable: u64,
+    /// The furthest from this node's clock a stale one was, in ms.
+    worst_off_ms: i64,
+    /// When they were last logged.
+    logged: Option<std::time::Instant>,
+}
+
+impl Dropped {
+    fn count(&mut self, refused: Refused) {
+        match refused {
+            Refused::NotSealed => self.not_sealed += 1,
+            Refused::Forged => self.forged += 1,
+            Refused::Stale { off_ms, .. } => {
+                self.stale += 1;
+                if off_ms.abs() > self.worst_off_ms.abs() {
+                    self.worst_off_ms = off_ms;
+                }
+            }
+            Refused::Replayed { .. } => self.replayed += 1,
+        }
+        self.maybe_report();
+    }
+
+    /// Logs now if nothing was logged for a while (the first drop is told
+    /// at once; the rest wait for [`Dropped::report`] on the next tick).
+    fn maybe_report(&mut self) {
+        if self.logged.is_none_or(|at| at.elapsed() >= DROPS_LOGGED_EVERY) {
+            self.report();
+        }
+    }
+
+    /// Logs the counts, if any, and starts again from zero.
+    fn report(&mut self) {
+        let total = self.not_sealed + self.forged + self.stale + self.replayed + self.unreadable;
+        if total == 0 {
+            return;
+        }
+        tracing::warn!(
+            total,
+            not_sealed = self.not_sealed,
+            forged = self.forged,
+            stale = self.stale,
+            replayed = self.replayed,
+            unreadable = self.unreadable,
+            "dropped NATS messages that failed the check (not sealed, not opening with nats_key, replayed, or \
+             too old): something other than this deployment's nodes publishes on its subject, or a node has \
+             another key"
+        );
+        if self.stale > 0 {
+            tracing::warn!(
+                off_seconds = self.worst_off_ms / 1000,
+                "sealed envelopes from another node were too far from this node's clock: replays, or clocks that \
+                 disagree (keep every node's clock with NTP)"
+            );
+        }
+        *self = Dropped { logged: Some(std::time::Instant::now()), ..Dropped::default() };
+    }
 }
 
 /// The client's options: its name, sign-in and TLS, and what it does as
@@ -476,6 +635,32 @@ mod tests {
             }
         );
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    const KEY: &str = "8f1c2a9d4e7b6035a1c4d8e2f9b7a6c3d5e1f0a2b4c6d8e0f1a3b5c7d9e2f4a6";
+
+    #[test]
+    fn a_link_needs_one_good_key_and_never_shows_it() {
+        let e = NatsOptions::new("nats://host").check().unwrap_err();
+        assert!(e.contains("nats_key") && e.contains("32"), "no key: {e}");
+        assert!(NatsOptions::with_key("nats://host", KEY).check().is_ok());
+        let both = NatsOptions { key_file: Some("/etc/k".into()), ..NatsOptions::with_key("nats://host", KEY) };
+        assert!(both.check().unwrap_err().contains("not both"));
+        let file_only = NatsOptions { key_file: Some("/etc/k".into()), ..NatsOptions::new("nats://host") };
+        assert!(file_only.check().is_ok(), "the file is read when linking");
+        assert!(file_only.envelope_key().unwrap_err().contains("/etc/k"));
+        let weak = NatsOptions::with_key("nats://host", "s3cret-but-short");
+        let e = weak.check().unwrap_err();
+        assert!(e.starts_with("nats_key:") && !e.contains("s3cret"), "{e}");
+        let shown = format!("{:?}", NatsOptions::with_key("nats://host", KEY));
+        assert!(!shown.contains(KEY) && shown.contains("<hidden>"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_link_without_a_key_is_refused_before_it_connects() {
+        // Nothing listens on port 1: the refusal comes before any connection.
+        let e = link(Bus::new(), &NatsOptions::new("nats://127.0.0.1:1"), "test.nokey").await.err().unwrap();
+        assert!(e.to_string().contains("nats_key"), "{e}");
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! node's own come back to nobody twice, a lost envelope makes the receiving
 //! node re-read the store, a late event never undoes a newer one, and
 //! watcher lists are merged per node. A server out of reach at start (one
-//! this test starts later itself) is waited for, not an error.
+//! this test starts later itself) is waited for, not an error. Envelopes
+//! are sealed with the nodes' key: one not sealed, sealed with another key,
+//! altered on the way or replayed reaches no connection, and the link goes
+//! on delivering genuine ones.
 
 use futures_util::StreamExt;
 use refdesk_app::bus::Bus;
+use refdesk_app::nats::seal::{NatsKey, Opener, Sealer};
 use refdesk_app::nats::NatsOptions;
 use refdesk_domain::chat::{SessionContext, Watcher};
 use refdesk_domain::event::{Event, QueueEntry};
@@ -18,6 +22,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const NATS: &str = "nats://127.0.0.1:4222";
+/// The key the linked nodes of these tests share.
+const KEY: &str = "3c9a5e1f7b2d4068ace13579bdf02468a1b3c5d7e9f0a2c4e6b8d0f1a3c5e7b9";
+
+fn options() -> NatsOptions {
+    NatsOptions::with_key(NATS, KEY)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Another node, as this test plays it: sealing with the nodes' key.
+fn node_x() -> Sealer {
+    Sealer::new(&NatsKey::parse(KEY).unwrap()).unwrap()
+}
 
 fn place() -> Placement {
     Placement { library: LibraryId(1), institution: InstitutionId(1), cooperative: CooperativeId(1) }
@@ -55,9 +74,14 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>) -> Event {
 }
 
 /// Publishes an envelope as another node would.
-async fn from_node(client: &async_nats::Client, subject: &str, node: &str, seq: u64, events: Vec<Event>) {
-    let payload = json!({"node": node, "seq": seq, "events": events}).to_string();
-    client.publish(subject.to_owned(), payload.into()).await.unwrap();
+async fn from_node(client: &async_nats::Client, subject: &str, node: &mut Sealer, seq: u64, events: Vec<Event>) {
+    let payload = json!({"seq": seq, "events": events}).to_string();
+    let sealed = node.seal(subject, payload.as_bytes(), now_ms()).unwrap();
+    publish(client, subject, sealed).await;
+}
+
+async fn publish(client: &async_nats::Client, subject: &str, bytes: Vec<u8>) {
+    client.publish(subject.to_owned(), bytes.into()).await.unwrap();
     client.flush().await.unwrap();
 }
 
@@ -73,8 +97,8 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     on_b.join(SessionId(7));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
     let mut probe = raw.subscribe(subject.clone()).await.unwrap();
-    refdesk_app::nats::link(a.clone(), &NatsOptions::new(NATS), &subject).await.unwrap();
-    refdesk_app::nats::link(b.clone(), &NatsOptions::new(NATS), &subject).await.unwrap();
+    refdesk_app::nats::link(a.clone(), &options(), &subject).await.unwrap();
+    refdesk_app::nats::link(b.clone(), &options(), &subject).await.unwrap();
     // Once connected, each link has its node re-read the store twice (the
     // second a second later): wait for both, then start from quiet.
     for sub in [&mut on_a, &mut on_b] {
@@ -92,33 +116,37 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     b.publish(vec![Event::QueueAdded(entry(2, 0))]);
     assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(2, 0)));
     assert_eq!(next(&mut on_a.rx).await, Event::QueueAdded(entry(2, 0)), "not a's own event a second time");
+    let mut opener = Opener::new(NatsKey::parse(KEY).unwrap());
     let envelope = loop {
         let sent = tokio::time::timeout(Duration::from_secs(5), probe.next()).await.unwrap().unwrap();
-        let envelope: serde_json::Value = serde_json::from_slice(&sent.payload).unwrap();
+        assert!(serde_json::from_slice::<serde_json::Value>(&sent.payload).is_err(), "sealed, not plain JSON");
+        let opened = opener.open(&subject, &sent.payload, now_ms()).expect("it opens with the nodes' key");
+        let envelope: serde_json::Value = serde_json::from_slice(&opened.payload).unwrap();
         if envelope["events"] != json!([]) {
             break envelope; // not a heartbeat
         }
     };
     assert_eq!(envelope["seq"], 1, "a node numbers its envelopes");
+    let mut x = node_x();
 
     // A late event from another node never undoes a newer one: accepted (v2)
     // then, late, the chat's arrival (v1) is dropped.
     let removed = Event::QueueRemoved { session: SessionId(9), placement: place(), since: 1, version: 2 };
-    from_node(&raw, &subject, "x", 1, vec![removed.clone()]).await;
-    from_node(&raw, &subject, "x", 2, vec![Event::QueueAdded(entry(9, 1))]).await;
-    from_node(&raw, &subject, "x", 3, vec![Event::QueueAdded(entry(10, 0))]).await;
+    from_node(&raw, &subject, &mut x, 1, vec![removed.clone()]).await;
+    from_node(&raw, &subject, &mut x, 2, vec![Event::QueueAdded(entry(9, 1))]).await;
+    from_node(&raw, &subject, &mut x, 3, vec![Event::QueueAdded(entry(10, 0))]).await;
     assert_eq!(next(&mut on_b.rx).await, removed);
     assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(10, 0)), "the stale arrival was dropped");
 
     // A skipped envelope number: every connection of the node re-reads the store.
-    from_node(&raw, &subject, "x", 5, vec![Event::QueueAdded(entry(11, 0))]).await;
+    from_node(&raw, &subject, &mut x, 5, vec![Event::QueueAdded(entry(11, 0))]).await;
     assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(11, 0)));
     assert_eq!(next(&mut on_b.rx).await, Event::Resync, "a gap makes the node resync");
     assert!(on_b.take_lagged(), "and the connection counts as lagged");
 
     // Watchers: each node's own list; the node's connections see the union.
     let w = |id: i64, name: &str| Watcher { staff: StaffId(id), name: name.into() };
-    from_node(&raw, &subject, "x", 6, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
+    from_node(&raw, &subject, &mut x, 6, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
     assert_eq!(next(&mut on_b.rx).await, Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] });
     let local = b.subscribe(8);
     local.watch(&ctx(7), w(4, "Dev"));
@@ -127,16 +155,16 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
         other => panic!("expected watchers, got {other:?}"),
     }
     // Node x's list empties: only the local watcher is left.
-    from_node(&raw, &subject, "x", 7, vec![Event::Watchers { ctx: ctx(7), watchers: vec![] }]).await;
+    from_node(&raw, &subject, &mut x, 7, vec![Event::Watchers { ctx: ctx(7), watchers: vec![] }]).await;
     match next(&mut on_b.rx).await {
         Event::Watchers { watchers, .. } => assert_eq!(watchers, vec![w(4, "Dev")]),
         other => panic!("expected watchers, got {other:?}"),
     }
     // Said again unchanged, a list is not news; not said again for long, it
     // is a dead node's and goes.
-    from_node(&raw, &subject, "x", 8, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
-    from_node(&raw, &subject, "x", 9, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
-    from_node(&raw, &subject, "x", 10, vec![Event::QueueAdded(entry(12, 0))]).await;
+    from_node(&raw, &subject, &mut x, 8, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
+    from_node(&raw, &subject, &mut x, 9, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
+    from_node(&raw, &subject, &mut x, 10, vec![Event::QueueAdded(entry(12, 0))]).await;
     assert!(matches!(next(&mut on_b.rx).await, Event::Watchers { watchers, .. } if watchers.len() == 2));
     assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(12, 0)), "the repeated list said nothing");
     b.expire_remote_watchers(Duration::ZERO);
@@ -147,8 +175,61 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
 
     // A heartbeat naming a number this node never received: a loss at the
     // end of a burst is noticed too.
-    from_node(&raw, &subject, "x", 12, vec![]).await;
+    from_node(&raw, &subject, &mut x, 12, vec![]).await;
     assert_eq!(next(&mut on_b.rx).await, Event::Resync);
+}
+
+#[tokio::test]
+async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let subject = format!("test.forged.{}.{nanos}", std::process::id());
+    let bus = Bus::new();
+    let mut sub = bus.subscribe(64);
+    sub.join_queue();
+    sub.join_staff(StaffId(5));
+    let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
+    refdesk_app::nats::link(bus.clone(), &options(), &subject).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(next(&mut sub.rx).await, Event::Resync, "linking makes the node re-read");
+    }
+    sub.take_lagged();
+
+    // A genuine node signs a librarian out: her connections hear it.
+    let mut genuine = node_x();
+    let signed_out = Event::SignedOut { staff: StaffId(5) };
+    let envelope = |seq: u64, events: Vec<Event>| json!({"seq": seq, "events": events}).to_string();
+    let first = genuine.seal(&subject, envelope(1, vec![signed_out.clone()]).as_bytes(), now_ms()).unwrap();
+    publish(&raw, &subject, first.clone()).await;
+    assert_eq!(next(&mut sub.rx).await, signed_out);
+
+    // What someone who can reach NATS but lacks the key can send:
+    // the envelope as refdesk sent it before it was sealed,
+    let forged = json!({"node": "evil", "seq": 2, "events": [signed_out, Event::QueueAdded(entry(66, 0))]});
+    publish(&raw, &subject, forged.to_string().into_bytes()).await;
+    // one sealed with a key of their own,
+    let mut stranger =
+        Sealer::new(&NatsKey::parse("c2VjcmV0IGtleSBvZiBhbiBhdHRhY2tlciwgMzIrIGJ5dGVz").unwrap()).unwrap();
+    let wrong_key = stranger.seal(&subject, envelope(2, vec![Event::QueueAdded(entry(67, 0))]).as_bytes(), now_ms());
+    publish(&raw, &subject, wrong_key.unwrap()).await;
+    // a genuine envelope with a bit of its body flipped (the cipher is a
+    // stream: without the tag, that would flip the same bit of the text),
+    let mut altered = genuine.seal(&subject, envelope(2, vec![Event::QueueAdded(entry(68, 0))]).as_bytes(), now_ms());
+    let altered = altered.as_mut().map(|a| {
+        let last = a.len() - 20;
+        a[last] ^= 0x01;
+        std::mem::take(a)
+    });
+    publish(&raw, &subject, altered.unwrap()).await;
+    // and the genuine sign-out again, replayed after the librarian signed in anew.
+    publish(&raw, &subject, first).await;
+
+    // None reached the connection, nor made the node re-read; the genuine
+    // node's next envelope arrives as the next event.
+    let genuine_next = genuine.seal(&subject, envelope(2, vec![Event::QueueAdded(entry(88, 0))]).as_bytes(), now_ms());
+    publish(&raw, &subject, genuine_next.unwrap()).await;
+    assert_eq!(next(&mut sub.rx).await, Event::QueueAdded(entry(88, 0)), "the forgeries reached nobody");
+    assert!(!sub.take_lagged(), "and made the node re-read nothing");
+    assert!(sub.rx.try_recv().is_err(), "nothing else arrived");
 }
 
 /// A NATS server of this test's own, stopped when dropped.
@@ -168,7 +249,7 @@ async fn a_nats_server_out_of_reach_at_start_is_waited_for_not_an_error() {
     let bus = Bus::new();
     let mut sub = bus.subscribe(8);
     sub.join_queue();
-    refdesk_app::nats::link(bus.clone(), &NatsOptions::new(url), "test.later")
+    refdesk_app::nats::link(bus.clone(), &NatsOptions::with_key(url, KEY), "test.later")
         .await
         .expect("nobody listening yet is not a refusal: the link waits in the background");
 

@@ -35,6 +35,9 @@ fn parts() -> (String, String, String, String) {
     (scheme.into(), user.into(), password.into(), host.into())
 }
 
+/// The key the nodes share to seal envelopes (required with NATS).
+const KEY: &str = "d41d8cd98f00b204e9800998ecf8427e0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e";
+
 fn subject() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("test.tls.{}.{nanos}", std::process::id())
@@ -88,13 +91,13 @@ async fn two_buses_linked_over_nats_with_tls_and_a_password_share_events() {
     // Node a has the password in its URL; node b has it set apart, with a
     // nats:// URL and TLS required by the setting.
     let (_, user, password, host) = parts();
-    let in_url = NatsOptions { ca_file: Some(ca()), ..NatsOptions::new(url()) };
+    let in_url = NatsOptions { ca_file: Some(ca()), ..NatsOptions::with_key(url(), KEY) };
     let apart = NatsOptions {
         user: Some(user),
         password: Some(password),
         ca_file: Some(ca()),
         tls: true,
-        ..NatsOptions::new(format!("nats://{host}"))
+        ..NatsOptions::with_key(format!("nats://{host}"), KEY)
     };
     let subject = subject();
     let ((a, mut on_a), (b, mut on_b)) = tokio::join!(linked(&in_url, &subject), linked(&apart, &subject));
@@ -111,8 +114,10 @@ async fn two_buses_linked_over_nats_with_tls_and_a_password_share_events() {
 #[tokio::test]
 async fn a_wrong_nats_password_is_an_error_at_start_that_names_the_server_and_not_the_password() {
     let (scheme, user, _, host) = parts();
-    let wrong =
-        NatsOptions { ca_file: Some(ca()), ..NatsOptions::new(format!("{scheme}://{user}:wr0ng-s3cret@{host}")) };
+    let wrong = NatsOptions {
+        ca_file: Some(ca()),
+        ..NatsOptions::with_key(format!("{scheme}://{user}:wr0ng-s3cret@{host}"), KEY)
+    };
     let started = tokio::time::timeout(Duration::from_secs(15), link(Bus::new(), &wrong, &subject()))
         .await
         .expect("link answers at start, not after retrying");
@@ -125,7 +130,7 @@ async fn a_wrong_nats_password_is_an_error_at_start_that_names_the_server_and_no
 #[tokio::test]
 async fn a_nats_certificate_from_an_unknown_ca_is_an_error_at_start() {
     // Without the test CA, only the system's CAs are trusted.
-    let untrusted = NatsOptions::new(url());
+    let untrusted = NatsOptions::with_key(url(), KEY);
     let started = tokio::time::timeout(Duration::from_secs(15), link(Bus::new(), &untrusted, &subject()))
         .await
         .expect("link answers at start, not after retrying");

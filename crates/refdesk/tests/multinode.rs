@@ -284,12 +284,15 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     let mut nats = start_nats(nats_port).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("refdesk.toml");
+    // The key the three nodes share to seal what they send over NATS.
+    let key = refdesk_app::auth::new_token().unwrap();
     // Roll-up at once: a librarian of another library may take the chat
     // (the accept race below is between two libraries' librarians).
     std::fs::write(
         &config,
         format!(
             "database_url = \"{database}\"\nnats_url = \"nats://127.0.0.1:{nats_port}\"\nnats_subject = \"test.{name}\"\n\
+             nats_key = \"{key}\"\n\
              [limits]\nrollup_seconds = 0\nlogins_per_minute = 100000\nstarts_per_minute = 100000\n"
         ),
     )

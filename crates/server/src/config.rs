@@ -46,6 +46,15 @@ pub struct Config {
     /// The NATS subject the nodes of one deployment share (another
     /// deployment on the same NATS server uses another).
     pub nats_subject: String,
+    /// The key every node of the deployment shares to seal what it sends
+    /// over NATS (encrypted and authenticated; a node drops what does not
+    /// open with it): at least 32 random bytes in base64 or hexadecimal,
+    /// e.g. `openssl rand -base64 32`. Required with `nats_url` (this or
+    /// `nats_key_file`). Never printed.
+    pub nats_key: Option<String>,
+    /// A file holding that key (readable by refdesk's user only), instead
+    /// of `nats_key`.
+    pub nats_key_file: Option<PathBuf>,
     /// The address patrons and staff reach refdesk at, e.g.
     /// `https://ask.coop.example.org` (behind a reverse proxy, the proxy's).
     /// Pages that change something must come from this origin; cookies are
@@ -79,6 +88,8 @@ impl std::fmt::Debug for Config {
             .field("nats_ca_file", &self.nats_ca_file)
             .field("nats_tls", &self.nats_tls)
             .field("nats_subject", &self.nats_subject)
+            .field("nats_key", &self.nats_key.as_ref().map(|_| "<hidden>"))
+            .field("nats_key_file", &self.nats_key_file)
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -106,6 +117,10 @@ const UNSET_BY_DEFAULT: &str = r#"
 # nats_token = "secret"
 # nats_credentials_file = "/etc/refdesk/nats.creds"
 # nats_ca_file = "/etc/refdesk/nats-ca.pem"   # CAs to trust instead of the system's; implies TLS
+# Required with nats_url: the key all nodes share to seal (encrypt and authenticate) what crosses NATS,
+# at least 32 random bytes in base64 or hex (`openssl rand -base64 32`). One of:
+# nats_key = "…"                              # or REFDESK_NATS_KEY
+# nats_key_file = "/etc/refdesk/nats.key"      # or REFDESK_NATS_KEY_FILE; mode 0600
 "#;
 
 impl Default for Config {
@@ -123,6 +138,8 @@ impl Default for Config {
             nats_ca_file: None,
             nats_tls: false,
             nats_subject: "refdesk.events".into(),
+            nats_key: None,
+            nats_key_file: None,
             public_url: None,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
@@ -174,7 +191,8 @@ impl Config {
     /// `REFDESK_NATS_URL`, `REFDESK_NATS_USER`, `REFDESK_NATS_PASSWORD`,
     /// `REFDESK_NATS_TOKEN`, `REFDESK_NATS_CREDENTIALS_FILE`,
     /// `REFDESK_NATS_CA_FILE`, `REFDESK_NATS_TLS`,
-    /// `REFDESK_NATS_SUBJECT`, `REFDESK_PUBLIC_URL`, `REFDESK_TRUSTED_PROXIES`
+    /// `REFDESK_NATS_SUBJECT`, `REFDESK_NATS_KEY`, `REFDESK_NATS_KEY_FILE`,
+    /// `REFDESK_PUBLIC_URL`, `REFDESK_TRUSTED_PROXIES`
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
     /// and the two rate limits.
@@ -197,6 +215,7 @@ impl Config {
             ("REFDESK_NATS_USER", &mut self.nats_user),
             ("REFDESK_NATS_PASSWORD", &mut self.nats_password),
             ("REFDESK_NATS_TOKEN", &mut self.nats_token),
+            ("REFDESK_NATS_KEY", &mut self.nats_key),
         ] {
             if let Some(v) = get(var) {
                 *field = Some(v).filter(|v| !v.is_empty());
@@ -205,6 +224,7 @@ impl Config {
         for (var, field) in [
             ("REFDESK_NATS_CREDENTIALS_FILE", &mut self.nats_credentials_file),
             ("REFDESK_NATS_CA_FILE", &mut self.nats_ca_file),
+            ("REFDESK_NATS_KEY_FILE", &mut self.nats_key_file),
         ] {
             if let Some(v) = get(var) {
                 *field = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -314,6 +334,8 @@ impl Config {
                     || self.nats_token.is_some()
                     || self.nats_credentials_file.is_some()
                     || self.nats_ca_file.is_some()
+                    || self.nats_key.is_some()
+                    || self.nats_key_file.is_some()
                     || self.nats_tls;
                 if set {
                     bail!("the nats_… settings are for the NATS link, but nats_url is not set");
@@ -342,6 +364,8 @@ impl Config {
             credentials_file: self.nats_credentials_file.clone(),
             ca_file: self.nats_ca_file.clone(),
             tls: self.nats_tls,
+            key: self.nats_key.clone(),
+            key_file: self.nats_key_file.clone(),
         })
     }
 
@@ -390,10 +414,18 @@ mod tests {
         };
         assert!(with(|c| c.database_url = Some("mysql://x".into())).is_err());
         assert!(with(|c| c.database_url = Some("postgres://u@127.0.0.1/db".into())).is_ok());
-        assert!(with(|c| c.nats_url = Some("nats://127.0.0.1:4222".into())).is_err(), "NATS without PostgreSQL");
+        assert!(
+            with(|c| {
+                c.nats_url = Some("nats://127.0.0.1:4222".into());
+                c.nats_key = Some(KEY.into());
+            })
+            .is_err(),
+            "NATS without PostgreSQL"
+        );
         assert!(with(|c| {
             c.database_url = Some("postgres://u@h/db".into());
             c.nats_url = Some("nats://127.0.0.1:4222".into());
+            c.nats_key = Some(KEY.into());
         })
         .is_ok());
         assert!(with(|c| c.nats_subject = "refdesk.>".into()).is_err());
@@ -404,10 +436,60 @@ mod tests {
         assert_eq!(c.database_url.as_deref(), Some("postgres://h/db"));
     }
 
+    /// A NATS key for the tests (64 hex digits).
+    const KEY: &str = "8f1c2a9d4e7b6035a1c4d8e2f9b7a6c3d5e1f0a2b4c6d8e0f1a3b5c7d9e2f4a6";
+
+    #[test]
+    fn a_nats_link_needs_a_key_shared_by_the_nodes_and_it_is_never_printed() {
+        let with = |f: &dyn Fn(&mut Config)| {
+            let mut c = Config {
+                database_url: Some("postgres://u@h/db".into()),
+                nats_url: Some("nats://127.0.0.1:4222".into()),
+                ..Config::default()
+            };
+            f(&mut c);
+            c.validate()
+        };
+        let e = format!("{:#}", with(&|_| {}).unwrap_err());
+        assert!(e.contains("nats_key") && e.contains("REFDESK_NATS_KEY"), "a key is required: {e}");
+        assert!(with(&|c| c.nats_key = Some(KEY.into())).is_ok());
+        assert!(with(&|c| c.nats_key_file = Some("/etc/refdesk/nats.key".into())).is_ok(), "read when linking");
+        assert!(with(&|c| {
+            c.nats_key = Some(KEY.into());
+            c.nats_key_file = Some("/etc/refdesk/nats.key".into());
+        })
+        .is_err());
+        let e = format!("{:#}", with(&|c| c.nats_key = Some("hunter2hunter2".into())).unwrap_err());
+        assert!(e.contains("at least 32") && !e.contains("hunter2"), "{e}");
+        let mut lone = Config::default();
+        lone.nats_key = Some(KEY.into());
+        assert!(lone.validate().is_err(), "a key without nats_url");
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "REFDESK_NATS_KEY" => Some(KEY.into()),
+            "REFDESK_NATS_KEY_FILE" => Some("/run/secrets/nats.key".into()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.nats_key.as_deref(), Some(KEY));
+        assert_eq!(c.nats_key_file.as_deref(), Some(Path::new("/run/secrets/nats.key")));
+        c.nats_url = Some("nats://n:4222".into());
+        assert_eq!(c.nats().unwrap().key.as_deref(), Some(KEY));
+        assert!(!format!("{c:?}").contains(KEY), "Debug hides it");
+        assert!(!format!("{:?}", c.nats().unwrap()).contains(KEY));
+        let shown = Config::default_toml();
+        assert!(shown.contains("# nats_key = ") && shown.contains("# nats_key_file = "), "{shown}");
+        assert!(toml::from_str::<Config>(&shown).unwrap().nats_key.is_none(), "unset by default");
+    }
+
     #[test]
     fn the_nats_sign_in_and_tls_settings_are_checked() {
         let with = |f: fn(&mut Config)| {
-            let mut c = Config { database_url: Some("postgres://u@h/db".into()), ..Config::default() };
+            let mut c = Config {
+                database_url: Some("postgres://u@h/db".into()),
+                nats_key: Some(KEY.into()),
+                ..Config::default()
+            };
             f(&mut c);
             c.validate()
         };

@@ -87,6 +87,9 @@ async fn backend(config: &mut Config, dir: &std::path::Path) {
             config.database_connections = 4;
             config.nats_url = Some("nats://127.0.0.1:4222".into());
             config.nats_subject = format!("test.{subject}");
+            // The key the nodes seal envelopes with (required with NATS);
+            // the same for every server of the run, like a deployment's.
+            config.nats_key = Some("5f0e8a1d3c7b9e2f4a6d8c0b1e3f5a7c9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f01".into());
         }
         Ok(other) => panic!("REFDESK_TEST_BACKEND={other:?}: use sqlite or postgres"),
     }
