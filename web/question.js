@@ -17,6 +17,8 @@ function describe(t) {
     case "answer": return `answer${t.emailed_to ? ` e-mailed to ${t.emailed_to}` : ""}${t.in_chat ? " and shown in the chat" : ""}: ${t.body}`;
     case "note": return `note: ${t.body}`;
     case "librarian_message": return `message to the librarian: ${t.body}`;
+    case "blocked": return `patron blocked until ${new Date(t.until).toLocaleString()} (block ${t.block}): ${t.reason}`;
+    case "unblocked": return `block ${t.block} lifted`;
     default: return t.change;
   }
 }

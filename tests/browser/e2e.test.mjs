@@ -39,7 +39,7 @@ before(async () => {
   assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
   const port = await freePort();
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-e2e-"));
-  server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000" } });
+  server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000" } });
   base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30000;
   for (;;) {

@@ -28,6 +28,9 @@ pub struct StartChat {
     /// E-mail them the transcript at the end (needs `email`).
     #[serde(default)]
     pub transcript: bool,
+    /// The widget's random id for this browser (see [`crate::blocks`]).
+    #[serde(default)]
+    pub browser: Option<String>,
 }
 
 /// A started chat: its id and the patron's secret token (shown once).
@@ -138,8 +141,16 @@ impl App {
     // --- the patron's side -------------------------------------------------
 
     /// A patron starts a chat at a library's entry point.
-    pub async fn start_chat(&self, library_slug: &str, form: StartChat) -> AppResult<Started> {
+    /// `ip`: the client's address, for blocks and the per-network limits.
+    pub async fn start_chat(
+        &self,
+        library_slug: &str,
+        form: StartChat,
+        ip: Option<std::net::IpAddr>,
+    ) -> AppResult<Started> {
         let lib = self.library(library_slug).await?;
+        let keys = crate::blocks::Asker { ip, browser: form.browser.clone() }.keys();
+        self.refuse_blocked(&lib, &keys, false).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
         let email = crate::mail::email_address(form.email.as_deref())?;
         if form.transcript && email.is_none() {
@@ -157,6 +168,9 @@ impl App {
             token_hash: auth::digest(&token),
             now: self.clock.now(),
             transcript_to,
+            keys,
+            max_waiting: self.limits.max_waiting_per_library,
+            max_waiting_per_net: self.limits.max_waiting_per_address,
         };
         let (rec, _) = self.store.start_session(new).await?;
         Ok(Started { session: rec.ctx.id, token, library: lib.name })

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod blocks;
 pub mod bus;
 mod chat;
 pub mod demo;
@@ -99,6 +100,57 @@ pub struct Limits {
     /// Chats and offline questions one address may start per minute (a
     /// library's public computers may share one address: not too low).
     pub starts_per_minute: u32,
+    /// Chats waiting at once in one library's queue: beyond it a new chat
+    /// is refused (the patron is offered the form). Bounds what a flood of
+    /// starts can put in front of a librarian.
+    pub max_waiting_per_library: u32,
+    /// Chats waiting at once from one client address (IPv6: per /64) on a
+    /// node. A library's public computers share one address: not too low.
+    pub max_waiting_per_address: u32,
+    /// Minutes a chat may wait for a librarian before refdesk ends it (the
+    /// patron is told; with an e-mail address it stays as a missed chat).
+    pub waiting_expires_minutes: u64,
+    /// Hours a block on an abusive patron lasts unless the librarian says
+    /// otherwise (a library's public computer must not be blocked for long).
+    pub block_hours: u64,
+    /// Longest block a librarian may set, in hours.
+    pub max_block_hours: u64,
+    /// E-mails patrons may have sent to one address per day (transcripts):
+    /// refdesk is not a way to mail strangers.
+    pub patron_mails_per_recipient_per_day: u32,
+    /// Transcript e-mails one client address (IPv6: per /64) may ask for per hour.
+    pub patron_mails_per_address_per_hour: u32,
+    /// Seconds a client has to send a request's whole header, counted from
+    /// when the connection opens or its previous answer went out: a slow or
+    /// silent client (and an idle keep-alive connection) is closed after it.
+    pub header_read_seconds: u64,
+    /// Seconds an HTTP connection with no request being handled may move
+    /// no byte (a client that stops reading an answer) before it is closed.
+    pub idle_seconds: u64,
+    /// Seconds a request body may take to arrive, from the end of its header.
+    pub body_seconds: u64,
+    /// Connections one node holds at once. `0`: derived from the open-file
+    /// limit (less a reserve for the database and files), at most 10000.
+    pub max_connections: usize,
+    /// Connections one client address holds at once (IPv6: per /64). A
+    /// library's public computers share one address: not too low.
+    pub connections_per_address: usize,
+    /// WebSockets open at once on one chat's token (a patron with a few
+    /// tabs; not a visitor multiplying the per-socket limits).
+    pub sockets_per_chat: usize,
+    /// WebSockets open at once on one staff sign-in.
+    pub sockets_per_sign_in: usize,
+    /// WebSockets one client address holds at once (IPv6: per /64).
+    pub sockets_per_address: usize,
+    /// Seconds between the server's WebSocket pings; a socket that shows no
+    /// sign of life for two of them is closed.
+    pub ws_ping_seconds: u64,
+    /// Seconds one frame may take to go out before the socket is closed as
+    /// one that does not drain.
+    pub ws_send_seconds: u64,
+    /// Lines read from the store and sent at a time when replaying a chat
+    /// or an IM conversation: the next page is read only once the last is sent.
+    pub replay_page: u32,
 }
 
 impl Default for Limits {
@@ -115,6 +167,24 @@ impl Default for Limits {
             idle_chat_minutes: 30,
             logins_per_minute: 10,
             starts_per_minute: 20,
+            max_waiting_per_library: 600,
+            max_waiting_per_address: 20,
+            waiting_expires_minutes: 15,
+            block_hours: 24,
+            max_block_hours: 24 * 30,
+            patron_mails_per_recipient_per_day: 5,
+            patron_mails_per_address_per_hour: 10,
+            header_read_seconds: 15,
+            idle_seconds: 60,
+            body_seconds: 30,
+            max_connections: 0,
+            connections_per_address: 256,
+            sockets_per_chat: 4,
+            sockets_per_sign_in: 8,
+            sockets_per_address: 128,
+            ws_ping_seconds: 30,
+            ws_send_seconds: 10,
+            replay_page: 50,
         }
     }
 }

@@ -92,6 +92,9 @@ pub struct OfflineForm {
     pub email: Option<String>,
     /// Their question.
     pub question: String,
+    /// The widget's random id for this browser (see [`crate::blocks`]).
+    #[serde(default)]
+    pub browser: Option<String>,
 }
 
 /// A question left through the form: its number, for the patron.
@@ -157,8 +160,17 @@ impl App {
 
     /// The offline question form: a `new` question in the library's list,
     /// answered later by e-mail.
-    pub async fn ask_offline(&self, slug: &str, form: OfflineForm) -> AppResult<FormReceipt> {
+    /// `ip`: the client's address (a blocked patron may be refused, as the
+    /// library sets).
+    pub async fn ask_offline(
+        &self,
+        slug: &str,
+        form: OfflineForm,
+        ip: Option<std::net::IpAddr>,
+    ) -> AppResult<FormReceipt> {
         let lib = self.library(slug).await?;
+        let keys = crate::blocks::Asker { ip, browser: form.browser.clone() }.keys();
+        self.refuse_blocked(&lib, &keys, true).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
         let email = crate::mail::email_address(form.email.as_deref())?
             .ok_or_else(|| DomainError::invalid("email", "give an e-mail address so the library can answer"))?;
@@ -262,6 +274,8 @@ impl App {
             }
             Err(e) => tracing::warn!(error = %e, "cannot look for idle chats"),
         }
+        // Chats nobody took in time end, and their patrons are told.
+        self.expire_waiting(now).await;
         let cutoff = now - (self.limits.signoff_minutes as Millis) * 60_000;
         match self.store.sign_off_stale(cutoff).await {
             Ok(gone) => {

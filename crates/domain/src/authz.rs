@@ -245,6 +245,8 @@ pub enum Admin {
     AddLibrary,
     /// Add an institution to the cooperative.
     AddInstitution,
+    /// List and lift blocks on abusive patrons (and block after a chat ended).
+    Blocks,
 }
 
 /// Decides administration: library admins for their library's policy page
@@ -260,6 +262,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::AddInstitution => (Role::CooperativeAdmin, "institutions are added by cooperative admins"),
         Admin::CooperativeScripts => (Role::CooperativeAdmin, "only cooperative admins keep cooperative scripts"),
         Admin::EditCodes => (Role::CooperativeAdmin, "resolution codes are the cooperative admins' to change"),
+        Admin::Blocks => (Role::LibraryAdmin, "blocks are for the library's admins"),
     };
     if staff.role >= needed && staff.role_covers(target) {
         Ok(())

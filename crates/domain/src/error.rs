@@ -23,6 +23,19 @@ pub enum DomainError {
         /// A sentence a person can act on.
         reason: String,
     },
+    /// A limit on what one patron, network or queue may hold was reached
+    /// (DESIGN §8): try again later.
+    #[error("{reason}")]
+    Limited {
+        /// Which limit, for clients (`queue_full`, `too_many_waiting`, …).
+        code: &'static str,
+        /// A sentence a person can act on.
+        reason: String,
+    },
+    /// The patron is blocked from chatting (an abusive patron): a polite
+    /// sentence that says what they can still do.
+    #[error("{0}")]
+    Blocked(String),
 }
 
 impl DomainError {

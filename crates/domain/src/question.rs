@@ -270,6 +270,20 @@ pub enum Change {
         /// Its text.
         body: String,
     },
+    /// The patron was blocked from the chat (an abusive patron).
+    Blocked {
+        /// The block's id.
+        block: i64,
+        /// Why, as the librarian wrote it.
+        reason: String,
+        /// Until when.
+        until: crate::Millis,
+    },
+    /// A block was lifted before it ran out.
+    Unblocked {
+        /// The block's id.
+        block: i64,
+    },
 }
 
 impl Change {
@@ -288,6 +302,8 @@ impl Change {
             Change::LibrarianMessage { .. } => "librarian_message",
             Change::Conference { .. } => "conference",
             Change::Librarian { .. } => "librarian",
+            Change::Blocked { .. } => "blocked",
+            Change::Unblocked { .. } => "unblocked",
         }
     }
 }

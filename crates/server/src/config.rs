@@ -195,7 +195,8 @@ impl Config {
     /// `REFDESK_PUBLIC_URL`, `REFDESK_TRUSTED_PROXIES`
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
-    /// and the two rate limits.
+    /// the two rate limits and the two waiting-chat caps
+    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
@@ -260,6 +261,8 @@ impl Config {
         for (var, field) in [
             ("REFDESK_LOGINS_PER_MINUTE", &mut self.limits.logins_per_minute),
             ("REFDESK_STARTS_PER_MINUTE", &mut self.limits.starts_per_minute),
+            ("REFDESK_MAX_WAITING_PER_ADDRESS", &mut self.limits.max_waiting_per_address),
+            ("REFDESK_MAX_WAITING_PER_LIBRARY", &mut self.limits.max_waiting_per_library),
         ] {
             if let Some(v) = get(var) {
                 *field = v.parse().with_context(|| format!("{var}={v:?} must be a number"))?;
@@ -299,6 +302,17 @@ impl Config {
             ("limits.frame_burst", l.frame_burst as u64, 1, 100_000),
             ("limits.logins_per_minute", l.logins_per_minute as u64, 1, 100_000),
             ("limits.starts_per_minute", l.starts_per_minute as u64, 1, 100_000),
+            ("limits.header_read_seconds", l.header_read_seconds, 1, 3600),
+            ("limits.idle_seconds", l.idle_seconds, 1, 24 * 3600),
+            ("limits.body_seconds", l.body_seconds, 1, 3600),
+            ("limits.max_connections", l.max_connections as u64, 0, 1 << 20),
+            ("limits.connections_per_address", l.connections_per_address as u64, 1, 1 << 20),
+            ("limits.sockets_per_chat", l.sockets_per_chat as u64, 1, 1000),
+            ("limits.sockets_per_sign_in", l.sockets_per_sign_in as u64, 1, 1000),
+            ("limits.sockets_per_address", l.sockets_per_address as u64, 1, 1 << 20),
+            ("limits.ws_ping_seconds", l.ws_ping_seconds, 1, 3600),
+            ("limits.ws_send_seconds", l.ws_send_seconds, 1, 3600),
+            ("limits.replay_page", l.replay_page as u64, 1, 10_000),
         ];
         for (name, value, min, max) in bounded {
             if !(min..=max).contains(&value) {

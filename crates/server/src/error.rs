@@ -60,6 +60,8 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             DomainError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             DomainError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            DomainError::Limited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
+            DomainError::Blocked(_) => (StatusCode::FORBIDDEN, "blocked"),
         };
         ApiError { status, code, message }
     }
@@ -101,6 +103,18 @@ where
             }
         }
     }
+}
+
+/// A request body that [`serde_json`] could not turn into what the handler
+/// takes, with the same status as [`Json`]'s rejections (axum's): JSON of
+/// the wrong shape — a missing field, a wrong type, an unknown field — is
+/// `422`; text that is not JSON at all is `400`. Both are `bad_json`.
+pub fn bad_json(e: serde_json::Error) -> ApiError {
+    let status = match e.classify() {
+        serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError { status, code: "bad_json", message: format!("the request body: {e}") }
 }
 
 /// Result of a handler.

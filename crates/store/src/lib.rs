@@ -42,6 +42,10 @@ pub enum StoreError {
     Closed,
 }
 
+/// How long [`Store::health`] waits for a commit before it says the store
+/// cannot commit.
+pub const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -416,6 +420,85 @@ pub struct NewSession {
     pub token_hash: String,
     /// Now.
     pub now: Millis,
+    /// Who is asking, as far as a block can tell (see [`PatronKeys`]).
+    pub keys: PatronKeys,
+    /// Chats waiting in the library's queue at most: a start that would
+    /// make one more is refused (checked inside the write).
+    pub max_waiting: u32,
+    /// Chats waiting at once from the network in `keys.net` at most.
+    pub max_waiting_per_net: u32,
+}
+
+/// The refusal when a library's queue is full.
+pub(crate) fn queue_full() -> DomainError {
+    DomainError::Limited {
+        code: "queue_full",
+        reason: "this library's queue is full; please try again in a few minutes, or leave your question with the form".into(),
+    }
+}
+
+/// The refusal when one network already has its most chats waiting.
+pub(crate) fn net_full() -> DomainError {
+    DomainError::Limited {
+        code: "too_many_waiting",
+        reason: "too many chats are waiting from your network; please wait for one to be answered".into(),
+    }
+}
+
+/// What identifies a patron for a block, never in the clear: a keyed
+/// digest of the browser's own random id (kept by the widget) and of the
+/// network the chat came from (IPv4 address, IPv6 /64).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatronKeys {
+    /// The browser's.
+    pub browser: Option<String>,
+    /// The network's.
+    pub net: Option<String>,
+}
+
+/// A patron blocked from chatting with a cooperative's libraries (an
+/// abusive patron, DESIGN §9), until it runs out or an admin lifts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockRecord {
+    /// Its id.
+    pub id: i64,
+    /// The library of the chat it came from (admins of it see it).
+    pub placement: Placement,
+    /// That library's name.
+    pub library_name: String,
+    /// The chat.
+    pub session: SessionId,
+    /// The chat's question, if it has one (its timeline records the block).
+    pub question: Option<QuestionId>,
+    /// Why, in the librarian's words.
+    pub reason: String,
+    /// Who blocked.
+    pub created_by: StaffId,
+    /// Their name.
+    pub created_by_name: String,
+    /// When.
+    pub created_at: Millis,
+    /// When it runs out.
+    pub expires_at: Millis,
+    /// When it was lifted, if it was.
+    pub lifted_at: Option<Millis>,
+    /// Who lifted it.
+    pub lifted_by_name: Option<String>,
+}
+
+/// A block to record on a chat's patron.
+#[derive(Clone, Debug)]
+pub struct NewBlock {
+    /// The chat.
+    pub session: SessionId,
+    /// Who blocks.
+    pub by: Staff,
+    /// Why.
+    pub reason: String,
+    /// When it runs out.
+    pub expires_at: Millis,
+    /// Now.
+    pub now: Millis,
 }
 
 /// A message to append.
@@ -542,6 +625,13 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
     /// Whether nothing has been created yet (for `serve --demo`).
     async fn is_empty(&self) -> Result<bool>;
+    /// Whether the store can commit a write now (for `/readyz`). Cheap, and
+    /// answers within a few seconds: SQLite — the writer thread is alive
+    /// and a batch committed in the last second, or a no-op batch sent now
+    /// commits within [`HEALTH_WAIT`] (at most one such ping is ever
+    /// queued); PostgreSQL — a connection from the pool answers and the
+    /// server is not a read-only standby. An error says what is wrong.
+    async fn health(&self) -> Result<()>;
     /// Creates a cooperative with its resolution codes.
     async fn create_cooperative(&self, name: &str, codes: Vec<ResolutionCode>) -> Result<CooperativeId>;
     /// Creates an institution.
@@ -738,6 +828,25 @@ pub trait Store: Send + Sync + 'static {
     async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
     /// The earliest time an undelivered e-mail is due, if any.
     async fn next_mail_due(&self) -> Result<Option<Millis>>;
+
+    // --- blocks ------------------------------------------------------------------
+
+    /// Blocks a chat's patron (by the keys the chat was started with) and
+    /// records it in the chat's question timeline, if it has a question.
+    async fn block(&self, new: NewBlock) -> Result<BlockRecord>;
+    /// Lifts a block; the question timeline records it. Lifting a lifted
+    /// block changes nothing.
+    async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord>;
+    /// One block.
+    async fn block_by_id(&self, id: i64) -> Result<Option<BlockRecord>>;
+    /// A cooperative's blocks, newest first (the audit list; at most `limit`).
+    async fn blocks(&self, coop: CooperativeId, limit: u32) -> Result<Vec<BlockRecord>>;
+    /// A block in force in `coop` at `now` on either key, if any.
+    async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>>;
+    /// Whether a blocked patron may still send the library's offline form.
+    async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool>;
+    /// Sets [`Store::blocked_may_ask`].
+    async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()>;
 }
 
 /// Who hears the line a change of hands writes: everyone present before or

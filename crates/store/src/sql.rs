@@ -358,6 +358,42 @@ pub(crate) fn code(r: &impl Cols) -> Result<ResolutionCode> {
     })
 }
 
+/// A block with its library's placement and the names of who blocked and lifted.
+pub(crate) const BLOCK_SELECT: &str = "SELECT b.id, b.library_id, l.institution_id, i.cooperative_id, l.name, b.session_id,
+            q.id, b.reason, b.created_by, cb.display_name, b.created_at, b.expires_at, b.lifted_at, lb.display_name
+     FROM blocks b JOIN libraries l ON l.id = b.library_id JOIN institutions i ON i.id = l.institution_id
+     JOIN staff cb ON cb.id = b.created_by LEFT JOIN staff lb ON lb.id = b.lifted_by
+     LEFT JOIN questions q ON q.session_id = b.session_id";
+
+pub(crate) fn block(r: &impl Cols) -> Result<crate::BlockRecord> {
+    Ok(crate::BlockRecord {
+        id: r.int(0)?,
+        placement: placement(r, 1)?,
+        library_name: r.text(4)?,
+        session: SessionId(r.int(5)?),
+        question: r.opt_int(6)?.map(QuestionId),
+        reason: r.text(7)?,
+        created_by: StaffId(r.int(8)?),
+        created_by_name: r.text(9)?,
+        created_at: r.int(10)?,
+        expires_at: r.int(11)?,
+        lifted_at: r.opt_int(12)?,
+        lifted_by_name: r.opt_text(13)?,
+    })
+}
+
+/// Chats waiting in one library's queue (binds the library).
+pub(crate) const WAITING_IN_LIBRARY: &str =
+    "SELECT COUNT(*) FROM sessions WHERE state = 'waiting' AND COALESCE(queue_library_id, library_id) = ?1";
+
+/// Chats waiting from one network (binds the network key).
+pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) FROM sessions WHERE state = 'waiting' AND net_key = ?1";
+
+/// Blocks in force on either key: binds cooperative, browser key, network key, now.
+pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4
+       AND ((?2 IS NOT NULL AND b.browser_key = ?2) OR (?3 IS NOT NULL AND b.net_key = ?3))
+     ORDER BY b.expires_at DESC LIMIT 1";
+
 pub(crate) const SCRIPT_SELECT: &str = "SELECT id, scope, owner_id, title, body FROM scripts";
 
 pub(crate) fn script(r: &impl Cols) -> Result<crate::Script> {

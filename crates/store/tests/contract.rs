@@ -89,6 +89,9 @@ async fn start(store: &dyn Store, w: &World, email: Option<&str>, token: &str, n
         token_hash: token.into(),
         now,
         transcript_to: None,
+        keys: Default::default(),
+        max_waiting: u32::MAX,
+        max_waiting_per_net: u32::MAX,
     };
     store.start_session(new).await.unwrap().0.ctx.id
 }

@@ -73,6 +73,9 @@ async fn a_change_made_on_one_node_is_never_missed_by_the_other_nodes_appends() 
         question: "q".into(),
         token_hash: "t".into(),
         transcript_to: None,
+        keys: Default::default(),
+        max_waiting: u32::MAX,
+        max_waiting_per_net: u32::MAX,
         now: 1,
     };
     let id = one.start_session(new).await.unwrap().0.ctx.id;

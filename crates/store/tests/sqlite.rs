@@ -1,6 +1,7 @@
 //! The SQLite store on a real file: group commit keeps per-session order,
 //! publishes only after commit and in commit order, and a failing write
-//! fails alone.
+//! fails alone — a panicking one too — and `health` says whether the
+//! writer can commit.
 
 use refdesk_domain::chat::{Audience, Author, MessageKind};
 use refdesk_domain::event::Event;
@@ -46,6 +47,9 @@ async fn setup() -> (tempfile::TempDir, Arc<SqliteStore>, Arc<Recorder>, Session
             question: "q".into(),
             token_hash: "t".into(),
             transcript_to: None,
+            keys: Default::default(),
+            max_waiting: u32::MAX,
+            max_waiting_per_net: u32::MAX,
             now: 1,
         })
         .await
@@ -108,6 +112,85 @@ async fn a_refused_write_fails_alone_and_publishes_nothing() {
     assert_eq!(sink.0.lock().unwrap().len(), before + 1);
 }
 
+/// How many cooperatives named `name` the file holds, read beside the store.
+fn cooperatives_named(db: &std::path::Path, name: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT count(*) FROM cooperatives WHERE name = ?1", [name], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_panics_fails_alone_and_the_writer_keeps_serving() {
+    let (dir, store, _sink, session) = setup().await;
+    // A panic inside a job, in the same batches as good writes: a guard
+    // that panics, among appends that do not.
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let guard: refdesk_store::Guard = if i % 10 == 5 {
+                    Box::new(|_| panic!("a guard panicked on purpose"))
+                } else {
+                    Box::new(|_| Ok(()))
+                };
+                store.append(session, line(format!("m{i}"), None), guard, 2).await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let out = t.await.unwrap();
+        if i % 10 == 5 {
+            let err = out.err().expect("the panicking job fails");
+            assert!(err.to_string().contains("panicked"), "{err}");
+        } else {
+            out.unwrap();
+            stored += 1;
+        }
+    }
+    assert_eq!(store.messages_after(session, 0, 100).await.unwrap().len(), 1 + stored, "the others are stored");
+
+    // What a job wrote before it panicked is rolled back with it.
+    let db = dir.path().join("t.sqlite3");
+    assert!(store.write_that_panics("boom").await.is_err());
+    assert_eq!(cooperatives_named(&db, "boom"), 0);
+
+    // And the writer goes on: the next write commits, and it is healthy.
+    let next = store.append(session, line("after".into(), None), Box::new(|_| Ok(())), 3).await.unwrap();
+    assert_eq!(next.message.body, "after");
+    store.create_cooperative("after the panic", default_codes()).await.unwrap();
+    assert_eq!(cooperatives_named(&db, "after the panic"), 1);
+    store.health().await.expect("the writer can commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_whether_the_writer_can_commit() {
+    let (dir, store, _sink, _session) = setup().await;
+    store.health().await.expect("healthy after the setup's writes");
+    // Idle for longer than a fresh commit counts: health commits a no-op batch.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    store.health().await.expect("healthy when idle");
+
+    // Another process holds the write lock: reads go on, commits cannot.
+    let other = rusqlite::Connection::open(dir.path().join("t.sqlite3")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let began = std::time::Instant::now();
+    let err = store.health().await.expect_err("a writer that cannot commit is not healthy");
+    assert!(began.elapsed() < refdesk_store::HEALTH_WAIT + std::time::Duration::from_secs(1), "it answers in time");
+    assert!(err.to_string().contains("committed nothing"), "{err}");
+    assert!(store.is_empty().await.is_ok(), "reads still work: a read is no readiness check");
+    // Asked again and again, it queues no more than one ping.
+    for _ in 0..3 {
+        assert!(store.health().await.is_err());
+    }
+
+    // The lock is released: healthy again by itself.
+    other.execute_batch("ROLLBACK").unwrap();
+    store.health().await.expect("healthy once the lock is gone");
+    store.close().await;
+    assert!(store.health().await.is_err(), "a closed store is not healthy");
+}
+
 #[tokio::test]
 async fn reopening_the_file_keeps_everything_and_migrations_are_idempotent() {
     let (dir, store, _sink, session) = setup().await;
@@ -146,6 +229,9 @@ async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
             question: "q".into(),
             token_hash: format!("wal-{i}"),
             transcript_to: None,
+            keys: Default::default(),
+            max_waiting: u32::MAX,
+            max_waiting_per_net: u32::MAX,
             now: 1,
         };
         sessions.push(store.start_session(new).await.unwrap().0.ctx.id);

@@ -1,6 +1,7 @@
 //! The HTTP API, one module per resource, each owning its `router()`.
 
 pub mod auth;
+pub mod blocks;
 pub mod desk;
 pub mod openapi;
 pub mod patron;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(patron::router())
         .merge(desk::router())
+        .merge(blocks::router())
         .merge(questions::router())
         .merge(staff::router())
         .merge(openapi::router())
@@ -43,16 +45,28 @@ async fn service(State(state): State<AppState>) -> axum::Json<serde_json::Value>
     axum::Json(serde_json::json!({ "public_url": state.public_url }))
 }
 
-/// Ready when the database answers and shutdown has not begun.
+/// Ready when the database answers reads, the store can commit a write
+/// (on SQLite: its writer thread is alive and committing), and shutdown has
+/// not begun. A read alone is no proof: SQLite reads go on beside a writer
+/// that cannot commit. Answers within a few seconds whatever the store does.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.draining.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    match state.app.store.is_empty().await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: the database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    if let Err(e) = state.app.store.is_empty().await {
+        tracing::warn!(error = %e, "not ready: the database does not answer");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+    }
+    let wait = refdesk_store::HEALTH_WAIT + std::time::Duration::from_secs(1);
+    match tokio::time::timeout(wait, state.app.store.health()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the database cannot commit");
+            (StatusCode::SERVICE_UNAVAILABLE, "database cannot commit")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database's health check did not answer in time");
+            (StatusCode::SERVICE_UNAVAILABLE, "database cannot commit")
         }
     }
 }

@@ -63,10 +63,11 @@ async fn create_library(
 
 async fn start(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(slug): Path<String>,
     Json(form): Json<StartChat>,
 ) -> ApiResult<(StatusCode, axum::Json<Started>)> {
-    let started = state.app.start_chat(&slug, form).await?;
+    let started = state.app.start_chat(&slug, form, ip).await?;
     Ok((StatusCode::CREATED, axum::Json(started)))
 }
 
@@ -142,5 +143,18 @@ impl FromRequestParts<AppState> for PatronToken {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AppError::Unauthenticated)?;
         Ok(PatronToken(state.app.patron_session(token.trim()).await?))
+    }
+}
+
+/// The client's address: the peer, or behind a trusted proxy the address it
+/// forwarded (see [`crate::limit::client_ip_of`]).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientIp(peer.map(|p| crate::limit::client_ip_of(p, &parts.headers, &state.trusted_proxies))))
     }
 }

@@ -277,10 +277,11 @@ async fn library_status(
 
 async fn offline_question(
     State(s): State<AppState>,
+    crate::http::patron::ClientIp(ip): crate::http::patron::ClientIp,
     Path(slug): Path<String>,
     Json(form): Json<OfflineForm>,
 ) -> ApiResult<(StatusCode, axum::Json<FormReceipt>)> {
-    Ok((StatusCode::CREATED, axum::Json(s.app.ask_offline(&slug, form).await?)))
+    Ok((StatusCode::CREATED, axum::Json(s.app.ask_offline(&slug, form, ip).await?)))
 }
 
 async fn policy(

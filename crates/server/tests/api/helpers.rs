@@ -46,9 +46,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// A fresh server whose clock moves only when the test says so
 /// (`app.clock().advance(ms)`): roll-ups and sign-offs without sleeping.
 pub async fn spawn_app_with_manual_clock() -> TestApp {
+    spawn_app_with_manual_clock_and(|_| {}).await
+}
+
+/// A manual clock and a configuration tweak.
+pub async fn spawn_app_with_manual_clock_and(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temp folder");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let app = start_with(dir, |_| {}, Clock::manual(now)).await;
+    let app = start_with(dir, tweak, Clock::manual(now)).await;
     demo::load(&app.state.app).await.expect("the demo data loads");
     app
 }
@@ -102,6 +107,7 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
     // Tests sign many people in from one address; the limits have their own test.
     config.limits.logins_per_minute = 100_000;
     config.limits.starts_per_minute = 100_000;
+    config.limits.max_waiting_per_address = 100_000;
     backend(&mut config, dir.path()).await;
     tweak(&mut config);
     let state = refdesk_server::open(&config, clock).await.expect("the store opens");
@@ -241,6 +247,12 @@ pub struct Staff {
 impl Staff {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self.http.put(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }

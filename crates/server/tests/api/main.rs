@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a real SQLite file
 //! in a temp folder, driven over real HTTP and real WebSockets.
 
+mod abusive;
 mod authz_table;
 mod bad_input;
 mod chat_flow;
@@ -11,6 +12,7 @@ mod mail;
 mod origin;
 mod properties;
 mod question_list;
+mod ready;
 mod restart;
 mod resume;
 mod router;

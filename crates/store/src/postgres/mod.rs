@@ -19,7 +19,7 @@ mod schema;
 
 use crate::sql::{self, Arg, Cols};
 use crate::{
-    Acted, Appended, Decide, EventSink, Guard, Handover, ImConversation, LibraryRecord, LineFor, NewFormQuestion,
+    Acted, Appended, BlockRecord, Decide, EventSink, Guard, NewBlock, PatronKeys, Handover, ImConversation, LibraryRecord, LineFor, NewFormQuestion,
     NewMessage, NewSession, NewStaff, OutboxMail, Plan, PolicyPage, QuestionQuery, QuestionRecord, Result, Script,
     SessionRecord, StaffEntry, StaffRecord, StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
@@ -354,6 +354,23 @@ impl Store for PgStore {
         Ok(int(&self.pool, sqlx::query("SELECT count(*) FROM cooperatives")).await? == 0)
     }
 
+    async fn health(&self) -> Result<()> {
+        // One round trip on a pooled connection; a standby (after a
+        // fail-over that left this node on the old primary's replica)
+        // answers reads but commits nothing.
+        let standby = tokio::time::timeout(
+            crate::HEALTH_WAIT,
+            sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(&self.pool),
+        )
+        .await
+        .map_err(|_| StoreError::Backend("the database did not answer in time".into()))?
+        .map_err(db)?;
+        if standby {
+            return Err(StoreError::Backend("the database is a read-only standby".into()));
+        }
+        Ok(())
+    }
+
     async fn create_cooperative(&self, name: &str, codes: Vec<ResolutionCode>) -> Result<CooperativeId> {
         let mut tx = self.begin().await?;
         let id =
@@ -475,11 +492,24 @@ impl Store for PgStore {
         opt(&mut *tx, sqlx::query(&text).bind(new.library.0), sql::library)
             .await?
             .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
+        // The library's row lock orders the starts of one library: the count
+        // below cannot be passed by two starts at once.
+        exec(&mut *tx, sqlx::query("SELECT 1 FROM libraries WHERE id = $1 FOR UPDATE").bind(new.library.0)).await?;
+        let waiting = int(&mut *tx, sqlx::query(&pg(sql::WAITING_IN_LIBRARY)).bind(new.library.0)).await?;
+        if waiting >= i64::from(new.max_waiting) {
+            return Err(crate::queue_full().into());
+        }
+        if let Some(net) = &new.keys.net {
+            let from_net = int(&mut *tx, sqlx::query(&pg(sql::WAITING_FROM_NET)).bind(net)).await?;
+            if from_net >= i64::from(new.max_waiting_per_net) {
+                return Err(crate::net_full().into());
+            }
+        }
         let id = int(
             &mut *tx,
             sqlx::query(
-                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to, queued_at)
-                 VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $6, $7, $6) RETURNING id",
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to, queued_at, browser_key, net_key)
+                 VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $6, $7, $6, $8, $9) RETURNING id",
             )
             .bind(new.library.0)
             .bind(&new.token_hash)
@@ -487,7 +517,9 @@ impl Store for PgStore {
             .bind(&new.patron_email)
             .bind(&new.question)
             .bind(new.now)
-            .bind(&new.transcript_to),
+            .bind(&new.transcript_to)
+            .bind(&new.keys.browser)
+            .bind(&new.keys.net),
         )
         .await?;
         let id = SessionId(id);
@@ -1337,6 +1369,89 @@ impl Store for PgStore {
     async fn next_mail_due(&self) -> Result<Option<Millis>> {
         let q = sqlx::query("SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL");
         Ok(q.fetch_one(&self.pool).await.map_err(db)?.opt_int(0)?)
+    }
+
+    async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
+        let mut tx = self.begin().await?;
+        let rec = load_session(&mut tx, new.session).await?;
+        let keys = sqlx::query("SELECT browser_key, net_key FROM sessions WHERE id = $1")
+            .bind(new.session.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let id = int(
+            &mut *tx,
+            sqlx::query(
+                "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(rec.ctx.placement.cooperative.0)
+            .bind(rec.ctx.placement.library.0)
+            .bind(new.session.0)
+            .bind(keys.opt_text(0)?)
+            .bind(keys.opt_text(1)?)
+            .bind(&new.reason)
+            .bind(new.by.id.0)
+            .bind(new.now)
+            .bind(new.expires_at),
+        )
+        .await?;
+        if let Some(q) = rec.ctx.question {
+            let change = Change::Blocked { block: id, reason: new.reason.clone(), until: new.expires_at };
+            insert_timeline(&mut tx, q, new.now, Some(&new.by), &change).await?;
+        }
+        let block = block_where(&mut tx, id).await?;
+        self.commit(tx, Vec::new()).await?;
+        Ok(block)
+    }
+
+    async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord> {
+        let mut tx = self.begin().await?;
+        let n = exec(
+            &mut *tx,
+            sqlx::query("UPDATE blocks SET lifted_at = $2, lifted_by = $3 WHERE id = $1 AND lifted_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .bind(by.id.0),
+        )
+        .await?;
+        let block = block_where(&mut tx, id).await?;
+        if let (1, Some(q)) = (n, block.question) {
+            insert_timeline(&mut tx, q, now, Some(&by), &Change::Unblocked { block: id }).await?;
+        }
+        self.commit(tx, Vec::new()).await?;
+        Ok(block)
+    }
+
+    async fn block_by_id(&self, id: i64) -> Result<Option<BlockRecord>> {
+        let text = format!("{} WHERE b.id = $1", sql::BLOCK_SELECT);
+        opt(&self.pool, sqlx::query(&text).bind(id), sql::block).await
+    }
+
+    async fn blocks(&self, coop: CooperativeId, limit: u32) -> Result<Vec<BlockRecord>> {
+        let text = format!("{} WHERE i.cooperative_id = $1 ORDER BY b.id DESC LIMIT $2", sql::BLOCK_SELECT);
+        all(&self.pool, sqlx::query(&text).bind(coop.0).bind(i64::from(limit)), sql::block).await
+    }
+
+    async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>> {
+        let text = format!("{} {}", sql::BLOCK_SELECT, pg(sql::ACTIVE_BLOCK));
+        let q = sqlx::query(&text).bind(coop.0).bind(keys.browser).bind(keys.net).bind(now);
+        opt(&self.pool, q, sql::block).await
+    }
+
+    async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool> {
+        let q = sqlx::query("SELECT blocked_may_ask FROM library_settings WHERE library_id = $1").bind(library.0);
+        Ok(opt(&self.pool, q, |r| r.flag(0)).await?.unwrap_or(true))
+    }
+
+    async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()> {
+        let q = sqlx::query(
+            "INSERT INTO library_settings (library_id, blocked_may_ask) VALUES ($1, $2)
+             ON CONFLICT (library_id) DO UPDATE SET blocked_may_ask = excluded.blocked_may_ask",
+        )
+        .bind(library.0)
+        .bind(may);
+        exec(&self.pool, q).await.map(|_| ())
     }
 }
 

@@ -283,3 +283,11 @@ pub async fn question_text(c: &mut PgConnection, id: SessionId) -> Result<String
         sqlx::query("SELECT question_text FROM sessions WHERE id = $1").bind(id.0).fetch_one(c).await.map_err(db)?;
     row.text(0)
 }
+
+/// One block by id.
+pub async fn block_where(c: &mut PgConnection, id: i64) -> Result<crate::BlockRecord> {
+    let text = format!("{} WHERE b.id = $1", sql::BLOCK_SELECT);
+    opt(&mut *c, sqlx::query(&text).bind(id), sql::block)
+        .await?
+        .ok_or(StoreError::Domain(DomainError::NotFound("block")))
+}

@@ -13,6 +13,13 @@
 //! thread: no read transaction stays open across an `.await`, so no reader
 //! pins an old snapshot of the log.
 //!
+//! A job that panics must not take the writer with it: every later write
+//! would fail while reads (and so a naive readiness check) went on working.
+//! The panic is caught where the job's savepoint is open, the savepoint is
+//! rolled back, and that one caller gets an error; the batch commits the
+//! rest (see [`catch_panic`]). The writer reports each commit, and
+//! [`Store::health`] says whether it can commit now.
+//!
 //! A third thread keeps the write-ahead log bounded (see [`checkpointer`]),
 //! and [`SqliteStore::close`] ends all three so that the last connection to
 //! close checkpoints the log and removes it.
@@ -25,7 +32,7 @@ use crate::{
     NewStaff, OutboxMail, Plan, QuestionQuery, QuestionRecord, Result, SessionRecord, StaffEntry, StaffRecord,
     StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
-use crate::{Handover, LineFor, PolicyPage, Script};
+use crate::{BlockRecord, Handover, LineFor, NewBlock, PatronKeys, PolicyPage, Script};
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
@@ -41,7 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -94,7 +101,26 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     /// The writer and checkpointer threads, joined by [`SqliteStore::close`].
     threads: Mutex<Option<Threads>>,
+    /// The writer's last commit, for [`Store::health`].
+    commits: watch::Receiver<Commit>,
+    /// Set while a health ping waits in the writer's queue, so that however
+    /// often `/readyz` is asked, at most one ping is queued.
+    ping_queued: Arc<AtomicBool>,
 }
+
+/// The outcome of the writer's latest batch.
+#[derive(Clone, Copy)]
+struct Commit {
+    /// Batches so far (0: none yet).
+    n: u64,
+    /// Whether it committed.
+    ok: bool,
+    at: Instant,
+}
+
+/// A batch that committed less than this long ago shows the writer can
+/// commit; older, [`Store::health`] sends a no-op batch to find out.
+const FRESH_COMMIT: Duration = Duration::from_secs(1);
 
 struct Threads {
     writer: JoinHandle<()>,
@@ -196,14 +222,28 @@ impl SqliteStore {
             .spawn(move || checkpointer(checkpoints, stopped))
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         let (jobs, rx) = mpsc::channel::<ToWriter>(MAX_BATCH * 4);
+        let (report, commits) = watch::channel(Commit { n: 0, ok: false, at: Instant::now() });
         let writer = std::thread::Builder::new()
             .name("refdesk-sqlite-writer".into())
-            .spawn(move || writer(conn, rx, sink))
+            .spawn(move || writer(conn, rx, sink, report))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         let readers =
             Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
-        Ok(SqliteStore { jobs, readers, threads })
+        Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default() })
+    }
+
+    /// For tests of the writer's panic handling only: a write that inserts a
+    /// cooperative named `name`, then panics inside its job. Its caller gets
+    /// an error; the insert is rolled back; the writer keeps serving.
+    #[doc(hidden)]
+    pub async fn write_that_panics(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write_other(move |c| {
+            c.execute("INSERT INTO cooperatives (name) VALUES (?1)", [&name]).map_err(db)?;
+            panic!("a job panicked on purpose (test hook)");
+        })
+        .await
     }
 
     /// Runs `f` in the next group-committed transaction and returns its
@@ -239,7 +279,15 @@ impl SqliteStore {
         let job: Job = Box::new(move |t| {
             let run = t.map(|t| {
                 let (conn, cache) = (t.conn, &mut *t.sessions);
-                savepoint(conn, |c| f(c, cache))
+                // Caught inside the savepoint, so that what the job wrote
+                // before it panicked is rolled back with it.
+                savepoint(conn, |c| {
+                    catch_panic(|| f(c, &mut *cache)).unwrap_or_else(|panicked| {
+                        // It may have left the cache half-updated.
+                        cache.clear();
+                        Err(panicked)
+                    })
+                })
             });
             match run.unwrap_or(Err(StoreError::Backend("the batch could not begin".into()))) {
                 Ok((value, events)) => Pending {
@@ -300,6 +348,22 @@ impl SqliteStore {
     }
 }
 
+/// Runs `f`; a panic in it becomes an error (its message is logged and kept
+/// in the error, which goes to logs only). `AssertUnwindSafe`: what `f` can
+/// leave half-done is the open savepoint or transaction and the session
+/// cache, and each caller undoes both when this returns an error.
+fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        tracing::error!(panic = %what, "a SQLite write panicked; it is rolled back and the writer goes on");
+        StoreError::Backend(format!("the write panicked: {what}"))
+    })
+}
+
 fn savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     conn.execute_batch("SAVEPOINT job").map_err(db)?;
     match f(conn) {
@@ -354,7 +418,7 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<i64> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1)).map_err(db)
 }
 
-fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn EventSink>) {
+fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn EventSink>, report: watch::Sender<Commit>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut sessions: HashMap<SessionId, SessionRecord> = HashMap::new();
     let mut closing = false;
@@ -378,7 +442,20 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
             }
         }
         if !batch.is_empty() {
-            commit_batch(&conn, &mut batch, &mut sessions, sink.as_ref());
+            // A panic that escaped every job's own guard (in the batch's
+            // bookkeeping, or the sink): the batch is undone and the writer
+            // goes on. Callers whose answer it had not sent yet hear that the
+            // store failed them (their channel closes).
+            let ok = catch_panic(|| commit_batch(&conn, &mut batch, &mut sessions, sink.as_ref()))
+                .unwrap_or_else(|_| {
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    batch.clear();
+                    sessions.clear();
+                    false
+                });
+            report.send_modify(|c| *c = Commit { n: c.n + 1, ok, at: Instant::now() });
         }
         if closing && rx.is_empty() {
             break;
@@ -395,13 +472,13 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
 }
 
 /// Runs one batch in one transaction, commits it, publishes its events and
-/// answers each caller.
+/// answers each caller. Returns whether it committed.
 fn commit_batch(
     conn: &Connection,
     batch: &mut Vec<Job>,
     sessions: &mut HashMap<SessionId, SessionRecord>,
     sink: &dyn EventSink,
-) {
+) -> bool {
     let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(db);
     let mut pending = Vec::with_capacity(batch.len());
     if sessions.len() > SESSION_CACHE {
@@ -431,15 +508,53 @@ fn commit_batch(
             sink.publish(events);
         }
     }
+    let ok = committed.is_ok();
     for p in pending {
         (p.finish)(committed.clone());
     }
+    ok
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
         self.shut().await
+    }
+
+    async fn health(&self) -> Result<()> {
+        let alive = self.threads.lock().ok().and_then(|t| t.as_ref().map(|t| !t.writer.is_finished()));
+        match alive {
+            None => return Err(StoreError::Closed),
+            Some(false) => return Err(StoreError::Backend("the writer thread has stopped".into())),
+            Some(true) => {}
+        }
+        let mut commits = self.commits.clone();
+        let last = *commits.borrow_and_update();
+        if last.ok && last.at.elapsed() < FRESH_COMMIT {
+            return Ok(());
+        }
+        // Ask for a batch unless a ping already waits; a full queue means a
+        // batch is coming anyway.
+        if !self.ping_queued.swap(true, Ordering::AcqRel) {
+            let queued = self.ping_queued.clone();
+            let ping: Job = Box::new(move |_| Pending {
+                events: Vec::new(),
+                finish: Box::new(move |_| queued.store(false, Ordering::Release)),
+            });
+            if self.jobs.try_send(ToWriter::Job(ping)).is_err() {
+                self.ping_queued.store(false, Ordering::Release);
+            }
+        }
+        let next = tokio::time::timeout(crate::HEALTH_WAIT, commits.wait_for(|c| c.n > last.n)).await;
+        match next.map(|r| r.map(|c| *c)) {
+            Ok(Ok(c)) if c.ok => Ok(()),
+            Ok(Ok(_)) => Err(StoreError::Backend("the writer's last batch failed to commit".into())),
+            Ok(Err(_)) => Err(StoreError::Backend("the writer thread has stopped".into())),
+            Err(_) => Err(StoreError::Backend(format!(
+                "the writer has committed nothing for {} s",
+                last.at.elapsed().as_secs()
+            ))),
+        }
     }
 
     async fn is_empty(&self) -> Result<bool> {
@@ -598,10 +713,28 @@ impl Store for SqliteStore {
         self.write(move |c| {
             library_where(c, "l.id = ?1", params![new.library.0])?
                 .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
+            let waiting: i64 = c
+                .prepare_cached(crate::sql::WAITING_IN_LIBRARY)
+                .map_err(db)?
+                .query_row([new.library.0], |r| r.get(0))
+                .map_err(db)?;
+            if waiting >= i64::from(new.max_waiting) {
+                return Err(crate::queue_full().into());
+            }
+            if let Some(net) = &new.keys.net {
+                let from_net: i64 = c
+                    .prepare_cached(crate::sql::WAITING_FROM_NET)
+                    .map_err(db)?
+                    .query_row([net], |r| r.get(0))
+                    .map_err(db)?;
+                if from_net >= i64::from(new.max_waiting_per_net) {
+                    return Err(crate::net_full().into());
+                }
+            }
             c.execute(
-                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to, queued_at)
-                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6)",
-                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now, new.transcript_to],
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, last_message_at, transcript_to, queued_at, browser_key, net_key)
+                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6, ?8, ?9)",
+                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now, new.transcript_to, new.keys.browser, new.keys.net],
             )
             .map_err(db)?;
             let id = SessionId(c.last_insert_rowid());
@@ -1436,6 +1569,112 @@ impl Store for SqliteStore {
     async fn next_mail_due(&self) -> Result<Option<Millis>> {
         self.read(|c| {
             c.query_row("SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL", [], |r| r.get(0)).map_err(db)
+        })
+        .await
+    }
+
+    async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
+        self.write_other(move |c| {
+            let rec = load_session(c, new.session)?;
+            let (browser, net): (Option<String>, Option<String>) = c
+                .query_row("SELECT browser_key, net_key FROM sessions WHERE id = ?1", [new.session.0], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(db)?;
+            c.execute(
+                "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    rec.ctx.placement.cooperative.0,
+                    rec.ctx.placement.library.0,
+                    new.session.0,
+                    browser,
+                    net,
+                    new.reason,
+                    new.by.id.0,
+                    new.now,
+                    new.expires_at
+                ],
+            )
+            .map_err(db)?;
+            let id = c.last_insert_rowid();
+            if let Some(q) = rec.ctx.question {
+                let change = Change::Blocked { block: id, reason: new.reason.clone(), until: new.expires_at };
+                insert_timeline(c, q, new.now, Some(&new.by), &change)?;
+            }
+            Ok((block_where(c, id)?, Vec::new()))
+        })
+        .await
+    }
+
+    async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord> {
+        self.write_other(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE blocks SET lifted_at = ?2, lifted_by = ?3 WHERE id = ?1 AND lifted_at IS NULL",
+                    params![id, now, by.id.0],
+                )
+                .map_err(db)?;
+            let block = block_where(c, id)?;
+            if let (1, Some(q)) = (n, block.question) {
+                insert_timeline(c, q, now, Some(&by), &Change::Unblocked { block: id })?;
+            }
+            Ok((block, Vec::new()))
+        })
+        .await
+    }
+
+    async fn block_by_id(&self, id: i64) -> Result<Option<BlockRecord>> {
+        self.read(move |c| match block_where(c, id) {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::Domain(DomainError::NotFound(_))) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn blocks(&self, coop: CooperativeId, limit: u32) -> Result<Vec<BlockRecord>> {
+        self.read(move |c| {
+            let text = format!("{} WHERE i.cooperative_id = ?1 ORDER BY b.id DESC LIMIT ?2", crate::sql::BLOCK_SELECT);
+            let mut st = c.prepare_cached(&text).map_err(db)?;
+            let rows = st.query_map(params![coop.0, limit], decode(|r| crate::sql::block(r))).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>> {
+        self.read(move |c| {
+            let text = format!("{} {}", crate::sql::BLOCK_SELECT, crate::sql::ACTIVE_BLOCK);
+            c.prepare_cached(&text)
+                .map_err(db)?
+                .query_row(params![coop.0, keys.browser, keys.net, now], decode(|r| crate::sql::block(r)))
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool> {
+        self.read(move |c| {
+            let may: Option<bool> = c
+                .query_row("SELECT blocked_may_ask FROM library_settings WHERE library_id = ?1", [library.0], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            Ok(may.unwrap_or(true))
+        })
+        .await
+    }
+
+    async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()> {
+        self.write_other(move |c| {
+            c.execute(
+                "INSERT INTO library_settings (library_id, blocked_may_ask) VALUES (?1, ?2)
+                 ON CONFLICT (library_id) DO UPDATE SET blocked_may_ask = excluded.blocked_may_ask",
+                params![library.0, may],
+            )
+            .map_err(db)?;
+            Ok(((), Vec::new()))
         })
         .await
     }

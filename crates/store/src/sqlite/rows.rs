@@ -334,3 +334,13 @@ pub fn insert_first_line(c: &Connection, rec: &SessionRecord, question: &str, no
     };
     insert_message(c, rec, first, now)
 }
+
+/// One block by id.
+pub fn block_where(c: &Connection, id: i64) -> Result<crate::BlockRecord> {
+    c.prepare_cached(&format!("{} WHERE b.id = ?1", sql::BLOCK_SELECT))
+        .map_err(db)?
+        .query_row([id], decode(|r| sql::block(r)))
+        .optional()
+        .map_err(db)?
+        .ok_or(StoreError::Domain(DomainError::NotFound("block")))
+}

@@ -179,4 +179,30 @@ CREATE INDEX scripts_owner ON scripts(scope, owner_id);
     r#"
 ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Abusive patrons (issue 12): the keys a chat was started with, and blocks.
+    r#"
+ALTER TABLE sessions ADD COLUMN browser_key TEXT;
+ALTER TABLE sessions ADD COLUMN net_key TEXT;
+CREATE TABLE blocks (
+    id             INTEGER PRIMARY KEY,
+    cooperative_id INTEGER NOT NULL REFERENCES cooperatives(id),
+    library_id     INTEGER NOT NULL REFERENCES libraries(id),
+    session_id     INTEGER NOT NULL REFERENCES sessions(id),
+    browser_key    TEXT,
+    net_key        TEXT,
+    reason         TEXT NOT NULL,
+    created_by     INTEGER NOT NULL REFERENCES staff(id),
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    lifted_by      INTEGER REFERENCES staff(id),
+    lifted_at      INTEGER
+);
+CREATE INDEX blocks_browser ON blocks(browser_key) WHERE lifted_at IS NULL;
+CREATE INDEX blocks_net ON blocks(net_key) WHERE lifted_at IS NULL;
+CREATE INDEX blocks_cooperative ON blocks(cooperative_id, id);
+CREATE TABLE library_settings (
+    library_id      INTEGER PRIMARY KEY REFERENCES libraries(id),
+    blocked_may_ask BOOLEAN NOT NULL
+);
+"#,
 ];

@@ -1,0 +1,251 @@
+//! Abusive patrons and the open queue (DESIGN §8–9, issue 12): who a
+//! patron is for a block, warnings, blocks and their lifting, and waiting
+//! chats that nobody took in time.
+//!
+//! A block is by the patron's browser and network, never by name or e-mail
+//! (both are typed in): the widget keeps a random browser id of its own,
+//! and the network is the client address (IPv6: its /64, which one home or
+//! phone holds). Both are stored as digests only. A block runs out (24 h by
+//! default): a library's public computer is shared, and its next user must
+//! not be turned away for long.
+
+use crate::{auth, App, AppResult};
+use refdesk_domain::authz::{authorize, authorize_admin, Action, Admin, Target};
+use refdesk_domain::chat::{Audience, Author, MessageKind, SessionState};
+use refdesk_domain::ids::SessionId;
+use refdesk_domain::input::Body;
+use refdesk_domain::org::Staff;
+use refdesk_domain::{DomainError, Millis};
+use refdesk_store::{BlockRecord, Guard, NewBlock, NewMessage, PatronKeys};
+use std::net::IpAddr;
+
+/// Who is asking, as far as the server can tell: the client address (the
+/// peer, or behind a trusted proxy the address it forwarded) and the
+/// widget's browser id, if it sent one.
+#[derive(Clone, Debug, Default)]
+pub struct Asker {
+    /// The client address.
+    pub ip: Option<IpAddr>,
+    /// The browser's random id (16 to 128 characters of `[A-Za-z0-9_-]`).
+    pub browser: Option<String>,
+}
+
+impl Asker {
+    /// The digests a block and the per-network limits use. A malformed
+    /// browser id is ignored (it is the client's to send or not).
+    pub fn keys(&self) -> PatronKeys {
+        let browser = self
+            .browser
+            .as_deref()
+            .filter(|b| (16..=128).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+            .map(|b| auth::digest(&format!("refdesk-browser:{b}")));
+        PatronKeys { browser, net: self.ip.map(|ip| auth::digest(&format!("refdesk-net:{}", network(ip)))) }
+    }
+}
+
+/// The network an address stands for: an IPv4 address itself, an IPv6
+/// address's /64 (an IPv4-mapped IPv6 address is its IPv4 address).
+pub fn network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The line a warning puts in the chat, as the librarian's.
+pub const WARNING: &str = "Please keep this chat respectful. If it goes on like this, I will end the chat, \
+and you may not be able to start another one for a while.";
+
+/// What a blocked patron is told when they try to start a chat.
+pub fn blocked_message(may_ask: bool) -> String {
+    let rest = if may_ask {
+        " You can still leave your question with the library's form, and a librarian will answer by e-mail."
+    } else {
+        " Please contact the library another way."
+    };
+    format!("Sorry, this library cannot take a chat from you right now.{rest}")
+}
+
+/// What the patron reads when nobody could take their chat in time.
+fn expired_line(minutes: u64, has_email: bool) -> String {
+    let rest = if has_email {
+        "We have your question and your e-mail address: a librarian will answer you by e-mail."
+    } else {
+        "Please try again later, or leave your question with the library's form."
+    };
+    format!("Sorry, no librarian was free to take your chat within {minutes} minutes. {rest}")
+}
+
+impl App {
+    /// The chatting librarian (or whoever may write in the chat) warns the
+    /// patron with the canned line, as their own message.
+    pub async fn warn(&self, staff: &Staff, session: SessionId) -> AppResult<refdesk_store::Appended> {
+        self.staff_send(staff, session, MessageKind::Message, WARNING, None).await
+    }
+
+    /// Blocks a chat's patron: the chat ends if it is still live (by whoever
+    /// may end it); an ended chat's patron can be blocked by the library's
+    /// admins. `hours`: how long (default [`crate::Limits::block_hours`]).
+    pub async fn block(
+        &self,
+        staff: &Staff,
+        session: SessionId,
+        reason: &str,
+        hours: Option<u64>,
+    ) -> AppResult<BlockRecord> {
+        let reason = Body::parse(reason, 500)
+            .map_err(|_| DomainError::invalid("reason", "say why, in at most 500 characters"))?
+            .into_string();
+        let hours = hours.unwrap_or(self.limits.block_hours);
+        if hours == 0 || hours > self.limits.max_block_hours {
+            let max = self.limits.max_block_hours;
+            return Err(DomainError::invalid("hours", format!("block for 1 to {max} hours")).into());
+        }
+        let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        let target = Target::of(&rec.ctx, rec.state);
+        authorize(staff, Action::View, &target)?;
+        if rec.state == SessionState::Ended {
+            authorize_admin(staff, Admin::Blocks, &rec.ctx.placement)?;
+        } else {
+            authorize(staff, Action::End, &target)?;
+            let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
+            let who = staff.clone();
+            let guard: Guard = Box::new(move |rec| authorize(&who, Action::End, &Target::of(&rec.ctx, rec.state)));
+            let now = self.clock.now();
+            // Blocked patrons get no transcript: the chat is not theirs to mail on.
+            self.store.end(session, author, guard, Box::new(|_, _| None), None, now).await?;
+        }
+        let now = self.clock.now();
+        let new = NewBlock { session, by: staff.clone(), reason, expires_at: now + hours as Millis * 3_600_000, now };
+        let block = self.store.block(new).await?;
+        tracing::info!(block = block.id, session = %session, staff = %staff.username, "patron blocked");
+        Ok(block)
+    }
+
+    /// Lifts a block: the admins of the library it was made at (and above).
+    pub async fn lift_block(&self, staff: &Staff, id: i64) -> AppResult<BlockRecord> {
+        let block = self.store.block_by_id(id).await?.ok_or(DomainError::NotFound("block"))?;
+        if authorize_admin(staff, Admin::Blocks, &block.placement).is_err() {
+            // Out of scope looks like nothing there.
+            return Err(DomainError::NotFound("block").into());
+        }
+        let lifted = self.store.lift_block(id, staff.clone(), self.clock.now()).await?;
+        tracing::info!(block = id, staff = %staff.username, "block lifted");
+        Ok(lifted)
+    }
+
+    /// The blocks this admin may see and lift, newest first (the audit list).
+    pub async fn blocks(&self, staff: &Staff) -> AppResult<Vec<BlockRecord>> {
+        let all = self.store.blocks(staff.home.cooperative, 1000).await?;
+        let mine: Vec<BlockRecord> =
+            all.into_iter().filter(|b| authorize_admin(staff, Admin::Blocks, &b.placement).is_ok()).collect();
+        if mine.is_empty() && staff.role < refdesk_domain::org::Role::LibraryAdmin {
+            return Err(DomainError::Forbidden("blocks are for the library's admins").into());
+        }
+        Ok(mine)
+    }
+
+    /// Sets whether a library's blocked patrons may still send its form.
+    pub async fn set_blocked_may_ask(&self, staff: &Staff, slug: &str, may: bool) -> AppResult<()> {
+        let lib = self.library(slug).await?;
+        authorize_admin(staff, Admin::Blocks, &lib.placement)?;
+        Ok(self.store.set_blocked_may_ask(lib.placement.library, may).await?)
+    }
+
+    /// Refuses a patron a block stands against, with the polite message.
+    pub(crate) async fn refuse_blocked(
+        &self,
+        lib: &refdesk_store::LibraryRecord,
+        keys: &PatronKeys,
+        form: bool,
+    ) -> AppResult<()> {
+        if keys.browser.is_none() && keys.net.is_none() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let Some(_) = self.store.active_block(lib.placement.cooperative, keys.clone(), now).await? else {
+            return Ok(());
+        };
+        let may_ask = self.store.blocked_may_ask(lib.placement.library).await?;
+        if form && may_ask {
+            return Ok(());
+        }
+        Err(DomainError::Blocked(blocked_message(may_ask)).into())
+    }
+
+    /// Ends the chats that have waited longer than
+    /// [`crate::Limits::waiting_expires_minutes`]: the patron is told why,
+    /// and with an e-mail address the question stays as a missed chat.
+    pub(crate) async fn expire_waiting(&self, now: Millis) {
+        let minutes = self.limits.waiting_expires_minutes;
+        let before = now - minutes as Millis * 60_000;
+        let waiting = match self.store.waiting().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for chats waiting too long");
+                return;
+            }
+        };
+        for entry in waiting.into_iter().filter(|e| e.since < before) {
+            let Ok(Some(rec)) = self.store.session(entry.session).await else { continue };
+            let still_waiting: Guard = Box::new(move |rec| match rec.state {
+                SessionState::Waiting if rec.queued_at < before => Ok(()),
+                _ => Err(DomainError::Conflict("the chat was taken".into())),
+            });
+            let line = NewMessage {
+                author: Author::System,
+                kind: MessageKind::Message,
+                audience: Audience::Everyone,
+                body: expired_line(minutes, rec.patron_email.is_some()),
+                client_id: None,
+                system: None,
+            };
+            if let Err(e) = self.store.append(entry.session, line, still_waiting, now).await {
+                tracing::debug!(session = %entry.session, error = %e, "waiting chat not expired");
+                continue;
+            }
+            let still_waiting: Guard = Box::new(move |rec| match rec.state {
+                SessionState::Waiting => Ok(()),
+                _ => Err(DomainError::Conflict("the chat was taken".into())),
+            });
+            let missed = Some(format!("Missed chat: no librarian accepted it within {minutes} minutes"));
+            match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), missed, now).await {
+                Ok(_) => tracing::info!(session = %entry.session, "waiting chat expired"),
+                Err(e) => tracing::debug!(session = %entry.session, error = %e, "waiting chat not expired"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_network_is_its_64_and_a_mapped_address_its_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network(a), network(b));
+        assert_ne!(network(a), network(c));
+        assert_eq!(network("::ffff:10.0.0.7".parse().unwrap()), "10.0.0.7");
+        let asker = |ip: &str| Asker { ip: Some(ip.parse().unwrap()), browser: None }.keys();
+        assert_eq!(asker("2001:db8:1:2::9").net, asker("2001:db8:1:2::10").net);
+        assert!(!asker("10.0.0.7").net.unwrap().contains("10.0.0.7"), "stored as a digest only");
+    }
+
+    #[test]
+    fn a_malformed_browser_id_is_ignored() {
+        let keys = |b: &str| Asker { ip: None, browser: Some(b.into()) }.keys().browser;
+        assert!(keys("0123456789abcdef-_XY").is_some());
+        assert!(keys("short").is_none());
+        assert!(keys("has spaces in it, too long enough").is_none());
+        assert!(keys(&"x".repeat(129)).is_none());
+    }
+}

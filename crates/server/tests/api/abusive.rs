@@ -1,0 +1,190 @@
+//! Abusive patrons and the open queue (issue 12): a librarian warns, ends
+//! and blocks; the blocked patron is refused politely (the form as the
+//! library sets); admins in scope list and lift blocks, which the question
+//! timeline records; blocks run out (manual clock). The queue is bounded
+//! per network and per library, and chats nobody takes expire.
+
+use crate::helpers::{spawn_app_with, spawn_app_with_manual_clock_and, Patron, TestApp};
+use serde_json::{json, Value};
+
+const BROWSER: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// Starts a chat from the loopback address `from`, with a browser id.
+async fn start_from(app: &TestApp, from: [u8; 4], browser: Option<&str>) -> (u16, Value) {
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+    let r = client
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .json(&json!({"name": "Pat", "question": "Is the archive open?", "browser": browser}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn form_from(app: &TestApp, from: [u8; 4]) -> (u16, Value) {
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+    let r = client
+        .post(app.url("/api/libraries/riverside-main/questions"))
+        .json(&json!({"email": "pat@example.org", "question": "Is the archive open?"}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn patron(app: &TestApp, v: &Value) -> Patron {
+    Patron { session: v["session"].as_i64().unwrap(), token: v["token"].as_str().unwrap().to_owned(), addr: app.addr }
+}
+
+#[tokio::test]
+async fn a_librarian_warns_then_blocks_and_an_admin_in_scope_lifts_the_block() {
+    let app = spawn_app_with(|_| {}).await;
+    let (status, started) = start_from(&app, [127, 0, 0, 21], Some(BROWSER)).await;
+    assert_eq!(status, 201, "{started}");
+    let p = patron(&app, &started);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let mut pat = p.socket().await;
+    pat.resume(None, 0).await;
+
+    // A warning: the canned line, as Ann's, reaches the patron.
+    let (status, warned) = ann.post(&format!("/api/sessions/{}/warn", p.session), json!({})).await;
+    assert_eq!(status, 200, "{warned}");
+    let seen = pat.until(|f| f["type"] == "event" && f["body"].as_str().is_some_and(|b| b.contains("respectful"))).await;
+    assert_eq!(seen.last().unwrap()["author"]["name"], "Ann Archer");
+
+    // A reason is required; the block ends the chat.
+    let path = format!("/api/sessions/{}/block", p.session);
+    assert_eq!(ann.post(&path, json!({"reason": " "})).await.0, 422);
+    assert_eq!(ann.post(&path, json!({"reason": "threats", "hours": 100000})).await.0, 422);
+    let (status, block) = ann.post(&path, json!({"reason": "threats after a warning"})).await;
+    assert_eq!(status, 201, "{block}");
+    pat.until(|f| f["system"] == "ended").await;
+    let hours = (block["expires_at"].as_i64().unwrap() - block["created_at"].as_i64().unwrap()) / 3_600_000;
+    assert_eq!(hours, 24, "a day by default");
+
+    // The same browser from another network, and the same network with
+    // another browser, are both refused, politely; the form still works.
+    for (from, browser) in [([127, 0, 0, 22], Some(BROWSER)), ([127, 0, 0, 21], None)] {
+        let (status, refused) = start_from(&app, from, browser).await;
+        assert_eq!(status, 403, "{refused}");
+        assert_eq!(refused["error"]["code"], "blocked");
+        let text = refused["error"]["message"].as_str().unwrap();
+        assert!(text.starts_with("Sorry") && text.contains("form"), "{text}");
+        assert!(!text.contains("threats"), "the reason is for staff: {text}");
+    }
+    assert_eq!(start_from(&app, [127, 0, 0, 23], None).await.0, 201, "other patrons are served");
+    assert_eq!(form_from(&app, [127, 0, 0, 21]).await.0, 201, "the form, as the library allows by default");
+
+    // Only the library's admins set that, list and lift.
+    let carla = app.staff("carla").await;
+    let policy = "/api/libraries/riverside-main/blocked-patrons";
+    assert_eq!(ann.put(policy, json!({"may_use_form": false})).await.0, 403);
+    assert_eq!(carla.put(policy, json!({"may_use_form": false})).await.0, 200);
+    let (status, refused) = form_from(&app, [127, 0, 0, 21]).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(!refused["error"]["message"].as_str().unwrap().contains("form"));
+
+    assert_eq!(ann.get("/api/blocks").await.0, 403, "librarians do not list blocks");
+    let ben = app.staff("erin").await; // cooperative admin: in scope too
+    let (_, all) = ben.get("/api/blocks").await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    let (status, list) = carla.get("/api/blocks").await;
+    assert_eq!(status, 200);
+    let listed = &list.as_array().unwrap()[0];
+    assert_eq!(listed["reason"], "threats after a warning");
+    assert_eq!(listed["created_by_name"], "Ann Archer");
+    assert_eq!(listed["lifted_at"], Value::Null);
+
+    let lift = format!("/api/blocks/{}/lift", block["id"]);
+    assert_eq!(ann.post(&lift, json!({})).await.0, 404, "out of scope looks like nothing there");
+    let (status, lifted) = carla.post(&lift, json!({})).await;
+    assert_eq!(status, 200, "{lifted}");
+    assert_eq!(lifted["lifted_by_name"], "Carla Catalog");
+    assert_eq!(start_from(&app, [127, 0, 0, 21], Some(BROWSER)).await.0, 201, "served again");
+
+    // The question's timeline keeps both.
+    let q = ann.question_of(p.session).await;
+    let (_, detail) = carla.get(&format!("/api/questions/{}", q["id"])).await;
+    let changes: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|t| t["change"].as_str().unwrap()).collect();
+    assert!(changes.contains(&"blocked") && changes.contains(&"unblocked"), "{changes:?}");
+}
+
+#[tokio::test]
+async fn a_block_runs_out_and_waiting_chats_expire() {
+    let app = spawn_app_with_manual_clock_and(|c| c.limits.waiting_expires_minutes = 15).await;
+    let (_, started) = start_from(&app, [127, 0, 0, 31], Some(BROWSER)).await;
+    let p = patron(&app, &started);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let (status, _) = ann.post(&format!("/api/sessions/{}/block", p.session), json!({"reason": "abuse", "hours": 2})).await;
+    assert_eq!(status, 201);
+    assert_eq!(start_from(&app, [127, 0, 0, 31], Some(BROWSER)).await.0, 403);
+    app.clock().advance(2 * 3_600_000 - 60_000);
+    assert_eq!(start_from(&app, [127, 0, 0, 31], Some(BROWSER)).await.0, 403, "not yet");
+    app.clock().advance(61_000);
+    let (status, waiting) = start_from(&app, [127, 0, 0, 31], Some(BROWSER)).await;
+    assert_eq!(status, 201, "the block ran out");
+
+    // That chat waits; another with an e-mail address too. Nobody takes
+    // them: after 15 minutes both end, the patrons told why.
+    let anon = patron(&app, &waiting);
+    let res = reqwest::Client::new()
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .json(&json!({"question": "Census records?", "email": "kim@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    let kim = patron(&app, &res.json::<Value>().await.unwrap());
+    let mut anon_ws = anon.socket().await;
+    anon_ws.resume(None, 0).await;
+    let mut kim_ws = kim.socket().await;
+    kim_ws.resume(None, 0).await;
+    app.clock().advance(14 * 60_000);
+    kim_ws.say(None, "message", "still there?", "k1").await;
+    app.clock().advance(2 * 60_000);
+    let told = anon_ws.until(|f| f["system"] == "ended").await;
+    let line = told.iter().find(|f| f["body"].as_str().is_some_and(|b| b.starts_with("Sorry, no librarian"))).unwrap();
+    assert!(line["body"].as_str().unwrap().contains("try again later"), "{line}");
+    let told = kim_ws.until(|f| f["system"] == "ended").await;
+    assert!(told.iter().any(|f| f["body"].as_str().is_some_and(|b| b.contains("answer you by e-mail"))), "{told:?}");
+    // Kim's question stays, as a missed chat; the anonymous one has nowhere to be answered.
+    let store = &app.state.app.store;
+    let session = |p: &Patron| refdesk_domain::ids::SessionId(p.session);
+    assert!(store.session(session(&kim)).await.unwrap().unwrap().ctx.question.is_some());
+    assert!(store.session(session(&anon)).await.unwrap().unwrap().ctx.question.is_none());
+}
+
+#[tokio::test]
+async fn the_queue_is_bounded_per_network_and_per_library() {
+    let app = spawn_app_with(|c| {
+        c.limits.max_waiting_per_address = 3;
+        c.limits.max_waiting_per_library = 5;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(start_from(&app, [127, 0, 0, 41], None).await.0, 201);
+    }
+    let (status, refused) = start_from(&app, [127, 0, 0, 41], None).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_waiting");
+    assert_eq!(start_from(&app, [127, 0, 0, 42], None).await.0, 201);
+    assert_eq!(start_from(&app, [127, 0, 0, 42], None).await.0, 201);
+    let (status, refused) = start_from(&app, [127, 0, 0, 43], None).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "queue_full");
+    // Another library's queue is its own; and when a chat is taken, room opens.
+    let other = reqwest::Client::new()
+        .post(app.url("/api/libraries/lakeside-public/chats"))
+        .json(&json!({"question": "Hours?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 201);
+    let ann = app.staff("ann").await;
+    let (_, queue) = ann.get("/api/queue").await;
+    let first = queue.as_array().unwrap().iter().find(|e| e["library_name"] != "Lakeside Public Library").unwrap();
+    assert_eq!(ann.accept(first["session"].as_i64().unwrap()).await.0, 200);
+    assert_eq!(start_from(&app, [127, 0, 0, 43], None).await.0, 201);
+}
