@@ -157,6 +157,9 @@ impl App {
             return Err(DomainError::invalid("email", "give an e-mail address to receive the transcript").into());
         }
         let transcript_to = if form.transcript { email.clone() } else { None };
+        if let Some(to) = &transcript_to {
+            self.may_mail_transcript(to, &keys).await?;
+        }
         let question = Body::parse(&form.question, self.limits.max_message_chars)
             .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
         let token = auth::new_token()?;
@@ -237,10 +240,20 @@ impl App {
 
     /// The patron asks for (or, with `None`, cancels) the transcript by
     /// e-mail at the end of the chat, to the address they confirm.
-    pub async fn request_transcript(&self, session: &SessionRecord, email: Option<&str>) -> AppResult<Option<String>> {
+    /// `ip`: the client's address, for the cap on transcripts per network.
+    pub async fn request_transcript(
+        &self,
+        session: &SessionRecord,
+        email: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+    ) -> AppResult<Option<String>> {
         let email = crate::mail::email_address(email)?;
         if !session.state.accepts_messages() {
             return Err(DomainError::Conflict("the chat has ended".into()).into());
+        }
+        if let Some(to) = &email {
+            let keys = crate::blocks::Asker { ip, browser: None }.keys();
+            self.may_mail_transcript(to, &keys).await?;
         }
         self.store.set_transcript_to(session.ctx.id, email.clone()).await?;
         Ok(email)

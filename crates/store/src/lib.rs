@@ -828,6 +828,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
     /// The earliest time an undelivered e-mail is due, if any.
     async fn next_mail_due(&self) -> Result<Option<Millis>>;
+    /// E-mails of `kind` queued to `to` since `since` (the per-recipient cap).
+    async fn mails_to(&self, to: &str, kind: &'static str, since: Millis) -> Result<u64>;
 
     // --- blocks ------------------------------------------------------------------
 

@@ -389,6 +389,9 @@ pub(crate) const WAITING_IN_LIBRARY: &str =
 /// Chats waiting from one network (binds the network key).
 pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) FROM sessions WHERE state = 'waiting' AND net_key = ?1";
 
+/// E-mails of one kind queued to one address since a time (binds address, kind, since).
+pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) FROM outbox WHERE to_addr = ?1 AND kind = ?2 AND created_at >= ?3";
+
 /// Blocks in force on either key: binds cooperative, browser key, network key, now.
 pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4
        AND ((?2 IS NOT NULL AND b.browser_key = ?2) OR (?3 IS NOT NULL AND b.net_key = ?3))

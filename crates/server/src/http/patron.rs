@@ -107,9 +107,10 @@ struct TranscriptRequest {
 async fn transcript(
     State(state): State<AppState>,
     PatronToken(rec): PatronToken,
+    ClientIp(ip): ClientIp,
     Json(body): Json<TranscriptRequest>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let to = state.app.request_transcript(&rec, body.email.as_deref()).await?;
+    let to = state.app.request_transcript(&rec, body.email.as_deref(), ip).await?;
     Ok(axum::Json(serde_json::json!({ "transcript_to": to })))
 }
 

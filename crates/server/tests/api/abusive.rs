@@ -188,3 +188,41 @@ async fn the_queue_is_bounded_per_network_and_per_library() {
     assert_eq!(ann.accept(first["session"].as_i64().unwrap()).await.0, 200);
     assert_eq!(start_from(&app, [127, 0, 0, 43], None).await.0, 201);
 }
+
+#[tokio::test]
+async fn patron_triggered_mail_is_capped_per_recipient_and_per_network() {
+    let app = spawn_app_with(|c| {
+        c.limits.patron_mails_per_recipient_per_day = 1;
+        c.limits.patron_mails_per_address_per_hour = 3;
+    })
+    .await;
+    let start = |from: [u8; 4], to: &'static str| {
+        let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+        let url = app.url("/api/libraries/riverside-main/chats");
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({"question": "Maps?", "email": to, "transcript": true}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = start([127, 0, 0, 51], "alex@example.org").await;
+    assert_eq!(status, 201, "{first}");
+    let ann = app.staff("ann").await;
+    let session = first["session"].as_i64().unwrap();
+    assert_eq!(ann.accept(session).await.0, 200);
+    assert_eq!(ann.post(&format!("/api/sessions/{session}/end"), json!({})).await.0, 200);
+    // One transcript went to Alex today: no more, whoever asks.
+    let (status, refused) = start([127, 0, 0, 52], "alex@example.org").await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_mails");
+    // One network asks three times an hour at most, whatever the addresses.
+    assert_eq!(start([127, 0, 0, 51], "bo@example.org").await.0, 201);
+    assert_eq!(start([127, 0, 0, 51], "cy@example.org").await.0, 201);
+    let (status, refused) = start([127, 0, 0, 51], "di@example.org").await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(start([127, 0, 0, 53], "di@example.org").await.0, 201, "another network still may");
+}

@@ -1371,6 +1371,11 @@ impl Store for PgStore {
         Ok(q.fetch_one(&self.pool).await.map_err(db)?.opt_int(0)?)
     }
 
+    async fn mails_to(&self, to: &str, kind: &'static str, since: Millis) -> Result<u64> {
+        let text = pg(sql::MAILS_TO);
+        Ok(int(&self.pool, sqlx::query(&text).bind(to).bind(kind).bind(since)).await? as u64)
+    }
+
     async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
         let mut tx = self.begin().await?;
         let rec = load_session(&mut tx, new.session).await?;

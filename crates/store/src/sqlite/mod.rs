@@ -1573,6 +1573,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn mails_to(&self, to: &str, kind: &'static str, since: Millis) -> Result<u64> {
+        let to = to.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(crate::sql::MAILS_TO)
+                .map_err(db)?
+                .query_row(params![to, kind, since], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
         self.write_other(move |c| {
             let rec = load_session(c, new.session)?;
