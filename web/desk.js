@@ -273,6 +273,7 @@ $("login").onsubmit = async (e) => {
   try { me = await api("/api/login", { method: "POST", body: { username: $("username").value, password: $("password").value } }); start(); }
   catch (err) { $("login-error").textContent = err.message; }
 };
-$("logout").onclick = async () => { await api("/api/logout", { method: "POST" }); location.reload(); };
+// A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.
+$("logout").onclick = async () => { try { await api("/api/logout", { method: "POST" }); } catch { /* signed out already */ } location.reload(); };
 
 try { me = await api("/api/me"); start(); } catch { $("login").classList.remove("hidden"); }

@@ -150,6 +150,12 @@ impl App {
             ),
             None => None,
         };
+        // An unknown code would match nothing: say so rather than list nothing.
+        if let Some(code) = &f.code {
+            if !self.codes(staff).await?.iter().any(|c| c.key == *code) {
+                return Err(DomainError::invalid("code", "no such resolution code in your cooperative").into());
+            }
+        }
         let text = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
         if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
             return Err(DomainError::invalid("q", "search for at most 200 characters").into());

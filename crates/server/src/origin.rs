@@ -8,6 +8,17 @@
 //!
 //! refdesk's origin is the public URL's when one is set (`public_url`);
 //! otherwise the `Host` the request was sent to.
+//!
+//! A request that changes something and carries a body must also say that
+//! the body is JSON (`Content-Type: application/json`), or it is refused
+//! with `415` before any handler reads it. A page on another site can send
+//! `text/plain`, form or multipart bodies without asking the browser first
+//! (a "simple" request); a JSON body needs the browser's CORS preflight,
+//! which refdesk never grants. So a browser too old to send `Origin` still
+//! cannot make a cross-site request that acts, and no handler parses a
+//! body whose type it did not check. refdesk takes no form bodies: every
+//! page sends JSON by script (`form-action 'none'`). Bodiless requests
+//! (accept, end, sign-out) need no type; the origin check is theirs.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -59,9 +70,29 @@ fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
     }
 }
 
+/// Whether a `Content-Type` says JSON: `application/json` or an
+/// `application/…+json`, with any parameters (the types axum's `Json` takes).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(Ok(value)) = headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// Whether the request has a body: a known length of 0 (no
+/// `Content-Length`, or `Content-Length: 0`) is none; a chunked body is one.
+fn has_body(req: &Request) -> bool {
+    use axum::body::HttpBody;
+    req.body().size_hint().exact() != Some(0)
+}
+
 /// The middleware: refuses, with `403 cross_origin`, a request that
 /// changes something or upgrades to a WebSocket when the browser says it
-/// comes from a page that is not refdesk's own.
+/// comes from a page that is not refdesk's own; then, with
+/// `415 unsupported_media_type`, one that changes something with a body
+/// that is not declared JSON.
 pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let upgrade = req.headers().contains_key(header::UPGRADE);
@@ -70,6 +101,14 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
             status: StatusCode::FORBIDDEN,
             code: "cross_origin",
             message: "this request comes from a page that is not refdesk's own".into(),
+        }
+        .into_response();
+    }
+    if changes && has_body(&req) && !is_json(req.headers()) {
+        return ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "a request body must be JSON, sent with Content-Type: application/json".into(),
         }
         .into_response();
     }
@@ -97,6 +136,17 @@ mod tests {
         for bad in ["ask.example.org", "ftp://ask.example.org", "https://user:pw@ask.example.org", "/relative", ""] {
             assert_eq!(origin_of(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn only_json_content_types_are_json() {
+        for ok in ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json"] {
+            assert!(is_json(&headers(&[("content-type", ok)])), "{ok}");
+        }
+        for bad in ["text/plain", "text/json", "application/x-www-form-urlencoded", "multipart/form-data", ""] {
+            assert!(!is_json(&headers(&[("content-type", bad)])), "{bad}");
+        }
+        assert!(!is_json(&headers(&[])), "no type");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
-use axum::response::{AppendHeaders, IntoResponse};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use refdesk_app::AppError;
@@ -35,12 +35,28 @@ async fn login(
     Json(body): Json<Login>,
 ) -> ApiResult<impl IntoResponse> {
     let local = is_local(peer.map(|p| p.0 .0.ip()), &headers, &state);
-    let (token, staff) = state.app.login(&body.username, &body.password, local).await?;
+    let (token, staff) = state.app.login(&body.username, &body.password, local).await.map_err(wrong_password)?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits.login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
 }
+
+/// The use case refuses a wrong username or password as a rule would
+/// (`Forbidden`); over HTTP that is `401`, as for any credentials that do
+/// not sign anyone in. (`403` stays for a refusal that does not depend on
+/// the credentials: the demo password from another machine.)
+fn wrong_password(e: AppError) -> ApiError {
+    match e {
+        AppError::Domain(refdesk_domain::DomainError::Forbidden(why)) if why == WRONG_PASSWORD => {
+            ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: why.into() }
+        }
+        other => other.into(),
+    }
+}
+
+/// What [`refdesk_app::App::login`] says of a wrong username or password.
+const WRONG_PASSWORD: &str = "wrong username or password";
 
 /// Whether a request comes from this machine itself, talking to refdesk
 /// directly: from a loopback address that is not a known proxy, without a
@@ -64,12 +80,23 @@ fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppStat
         && state.public_url.is_none()
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    if let Some(token) = cookie_token(&headers) {
-        state.app.logout(token).await?;
+/// Signs out. Without a cookie, or with one that signs nobody in (expired,
+/// already signed out), it is `401` like any staff route: nothing was
+/// signed out, and a client that says so is not told it was. The stale
+/// cookie is cleared either way.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let clear = AppendHeaders([(SET_COOKIE, format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))]);
+    let Some(token) = cookie_token(&headers) else {
+        return ApiError::from(AppError::Unauthenticated).into_response();
+    };
+    let signed_out = async {
+        state.app.staff_for_token(token).await?;
+        state.app.logout(token).await
+    };
+    match signed_out.await {
+        Ok(()) => (clear, axum::Json(serde_json::json!({"signed_out": true}))).into_response(),
+        Err(e) => (clear, ApiError::from(e)).into_response(),
     }
-    let cookie = format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(serde_json::json!({"signed_out": true}))))
 }
 
 async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {

@@ -190,12 +190,12 @@ fn core_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {"title": "refdesk", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Virtual reference service: live chat between library patrons and librarians. Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md). A browser request that changes something, or upgrades to a WebSocket, from a page that is not refdesk's own gets 403 cross_origin."},
+                 "description": "Virtual reference service: live chat between library patrons and librarians. Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md). A browser request that changes something, or upgrades to a WebSocket, from a page that is not refdesk's own gets 403 cross_origin. A request that changes something and has a body must send it as Content-Type: application/json, else 415 unsupported_media_type (nothing changes). A JSON body of the wrong shape (missing, mistyped or unknown field) is 422 bad_json; one that is not JSON, 400 bad_json."},
         "paths": {
             "/healthz": {"get": op("Liveness", "none", None, "200")},
-            "/readyz": {"get": op("Readiness: 200 while the database answers and the node is not shutting down; 503 otherwise (recovers by itself)", "none", None, "200")},
-            "/api/login": {"post": op("Staff sign-in; sets the HttpOnly session cookie", "none", Some("Login"), "200")},
-            "/api/logout": {"post": op("Sign out", "staff", None, "200")},
+            "/readyz": {"get": op("Readiness: 200 while the database answers and can commit a write (SQLite: the writer thread commits) and the node is not shutting down; 503 otherwise, within about 3 s (recovers by itself)", "none", None, "200")},
+            "/api/login": {"post": op("Staff sign-in; sets the HttpOnly session cookie. 401 unauthenticated for a wrong username or password; 403 for the demo password from another machine", "none", Some("Login"), "200")},
+            "/api/logout": {"post": op("Sign out; 401 unauthenticated without a cookie that signs someone in (the cookie is cleared all the same)", "staff", None, "200")},
             "/api/me": {"get": op("The signed-in staff member", "staff", None, "200")},
             "/api/libraries": {
                 "get": op("Libraries and their entry points", "none", None, "200"),
@@ -270,7 +270,7 @@ fn list_params() -> Value {
     let mut p = vec![
         json!({"name": "view", "in": "query", "schema": {"type": "string", "enum": ["all", "live", "my_new", "my_active", "new", "unassigned", "active", "answered", "closed", "pending", "referred", "follow_up"]}}),
         json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": ["new", "pending", "answered", "closed"]}}),
-        json!({"name": "code", "in": "query", "schema": {"type": "string"}}),
+        json!({"name": "code", "in": "query", "description": "a resolution code's key of my cooperative (422 otherwise; view, status and code may not be empty)", "schema": {"type": "string", "minLength": 1}}),
         json!({"name": "from", "in": "query", "description": "created at or after (ms since epoch)", "schema": {"type": "integer"}}),
         json!({"name": "to", "in": "query", "description": "created before (ms since epoch)", "schema": {"type": "integer"}}),
     ];

@@ -48,17 +48,25 @@ fn filter(q: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
         return Err(bad(unknown, format!("unknown parameter; use {}", KNOWN.join(", "))));
     }
     let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+    // A filter that names a value must name one: `view=`, `status=` or
+    // `code=` (empty) is as much a mistake as `view=everything`, and
+    // answering it with every question would hide the mistake.
+    let named = |k: &str| match q.get(k) {
+        Some(v) if v.is_empty() => Err(bad(k, "is empty; leave it out for no filter")),
+        v => Ok(v),
+    };
     Ok(ListFilter {
-        view: match q.get("view").filter(|v| !v.is_empty()) {
+        view: match named("view")? {
             Some(v) => View::parse(v)
                 .ok_or_else(|| bad("view", format!("use one of {}", View::ALL.map(View::as_str).join(", "))))?,
             None => View::All,
         },
-        status: match text("status") {
-            Some(v) => Some(Status::parse(&v).ok_or_else(|| bad("status", "use new, pending, answered or closed"))?),
+        status: match named("status")? {
+            Some(v) => Some(Status::parse(v).ok_or_else(|| bad("status", "use new, pending, answered or closed"))?),
             None => None,
         },
-        code: text("code"),
+        // Whether the code exists is for the app to say (codes are data).
+        code: named("code")?.cloned(),
         from: int::<Millis>(q, "from")?,
         to: int::<Millis>(q, "to")?,
         librarian: int::<i64>(q, "librarian")?.map(StaffId),
@@ -117,8 +125,7 @@ async fn act(
     let b: ActBody = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         ActBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("bad_json", format!("the request body: {e}")))?
+        serde_json::from_slice(&body).map_err(crate::error::bad_json)?
     };
     let action = match action.as_str() {
         "answer" => QuestionAction::Answer { body: required(b.body, "body")?, email: b.email },

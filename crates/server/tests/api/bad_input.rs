@@ -79,7 +79,7 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
     let url = format!("ws://{}/api/ws?token={}", app.addr, chat.token);
     assert!(tokio_tungstenite::connect_async(url).await.is_err(), "the upgrade is refused");
 
-    // Wrong password: refused, and the same answer as an unknown user.
+    // Wrong password: 401, and the same answer as an unknown user.
     for (user, pass) in [("ann", "wrong-password"), ("nobody", "refdesk-demo")] {
         let res = reqwest::Client::new()
             .post(app.url("/api/login"))
@@ -87,9 +87,10 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 403);
+        assert_eq!(res.status(), 401);
+        assert!(!res.headers().contains_key("set-cookie"));
         let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"]["message"], "forbidden: wrong username or password");
+        assert_eq!(body["error"], json!({"code": "unauthenticated", "message": "wrong username or password"}));
     }
 }
 
@@ -224,7 +225,7 @@ async fn the_open_entry_points_are_rate_limited_per_address() {
     let http = reqwest::Client::new();
     let login = || http.post(app.url("/api/login")).json(&json!({"username": "ann", "password": "wrong-guess"})).send();
     for _ in 0..3 {
-        assert_eq!(login().await.unwrap().status(), 403);
+        assert_eq!(login().await.unwrap().status(), 401);
     }
     let res = login().await.unwrap();
     assert_eq!(res.status(), 429, "a password-guessing run is slowed down");
@@ -271,4 +272,188 @@ async fn first_frame_refused(url: &str, first: Option<serde_json::Value>) -> Str
         }
     }
     code.expect("an error frame before the close")
+}
+
+/// A staff member's request with a raw body of the given content type
+/// (`None`: no `Content-Type` header).
+async fn send_raw(
+    staff: &crate::helpers::Staff,
+    method: reqwest::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> (u16, serde_json::Value) {
+    let mut req = staff.http.request(method, format!("{}{path}", staff.base())).body(body);
+    if let Some(t) = content_type {
+        req = req.header("content-type", t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_refused_with_415_and_changes_nothing() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat_with("riverside-main", json!({"question": "maps?", "email": "pat@example.org"})).await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let question = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let before = ann.get(&format!("/api/questions/{question}")).await.1;
+    let answer = r#"{"body": "see the link", "email": "attacker@example.org", "confirm_live": true}"#;
+
+    // What a page on another site can send without asking the browser
+    // first: text/plain, a form, multipart — and a body with no type.
+    for t in
+        [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data; boundary=x"), None]
+    {
+        let path = format!("/api/questions/{question}/answer");
+        let (status, err) = send_raw(&ann, reqwest::Method::POST, &path, t, answer).await;
+        assert_eq!(status, 415, "{t:?}: {err}");
+        assert_eq!(err["error"]["code"], "unsupported_media_type", "{t:?}");
+        for (path, body) in [
+            (format!("/api/questions/{question}/close"), r#"{"confirm_live": true}"#),
+            (format!("/api/sessions/{}/end", patron.session), "null"),
+            ("/api/logout".to_owned(), "{}"),
+            ("/api/me/availability".to_owned(), r#"{"availability": "off_duty"}"#),
+        ] {
+            assert_eq!(send_raw(&ann, reqwest::Method::POST, &path, t, body).await.0, 415, "{t:?} {path}");
+        }
+        let (status, _) = send_raw(&ann, reqwest::Method::PUT, "/api/policies/1", t, r#"{"body": "x"}"#).await;
+        assert_eq!(status, 415, "PUT too");
+    }
+    assert_eq!(ann.get(&format!("/api/questions/{question}")).await.1, before, "nothing changed");
+    assert!(app.state.app.store.due_mail(i64::MAX, 10).await.unwrap().is_empty(), "nothing was e-mailed");
+    assert_eq!(ann.get("/api/me").await.0, 200, "still signed in");
+
+    // The open entry points too.
+    let http = reqwest::Client::new();
+    let res = http
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .header("content-type", "text/plain")
+        .body(r#"{"question": "q"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+
+    // JSON in any of its spellings passes; a bodiless POST needs no type.
+    let path = format!("/api/questions/{question}/note");
+    let note = r#"{"body": "typed", "confirm_live": true}"#;
+    assert_eq!(
+        send_raw(&ann, reqwest::Method::POST, &path, Some("application/json; charset=utf-8"), note).await.0,
+        200
+    );
+    assert_eq!(send_raw(&ann, reqwest::Method::POST, &path, Some("Application/JSON"), note).await.0, 200);
+    let claim = format!("/api/questions/{question}/claim");
+    assert_eq!(send_raw(&ann, reqwest::Method::POST, &claim, None, "").await.0, 409, "needs confirm_live, but no 415");
+    let end = format!("/api/sessions/{}/end", patron.session);
+    assert_eq!(send_raw(&ann, reqwest::Method::POST, &end, None, "").await.0, 200, "a bodiless POST");
+}
+
+#[tokio::test]
+async fn the_patron_side_works_from_the_widget_frame() {
+    // The frame is refdesk's own page (/ask/SLUG?embed=1) inside a library's
+    // site: its requests are same-origin, JSON, with the token as a header.
+    let app = spawn_app().await;
+    let origin = format!("http://{}", app.addr);
+    let http = reqwest::Client::new();
+    let frame = |req: reqwest::RequestBuilder| req.header("origin", &origin).header("sec-fetch-site", "same-origin");
+    let res = frame(http.post(app.url("/api/libraries/riverside-main/chats")))
+        .json(&json!({"question": "From the widget", "email": "pat@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token = res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let res = frame(http.post(app.url("/api/chat/transcript")))
+        .bearer_auth(&token)
+        .json(&json!({"email": "pat@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = frame(http.post(app.url("/api/chat/end"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "a bodiless POST, as ask.js sends it");
+    let res = frame(http.post(app.url("/api/chat/rating")))
+        .bearer_auth(&token)
+        .json(&json!({"rating": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = frame(http.post(app.url("/api/libraries/riverside-main/questions")))
+        .json(&json!({"question": "Offline form", "email": "pat@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn json_of_the_wrong_shape_is_422_and_text_that_is_not_json_is_400_everywhere() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "q").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let question = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let before = ann.get(&format!("/api/questions/{question}")).await.1;
+    let json = Some("application/json");
+    let note = format!("/api/questions/{question}/note");
+    let messages = format!("/api/sessions/{}/messages", patron.session);
+    let availability = "/api/me/availability";
+    // A question action reads its body itself (it may be empty); the rest
+    // through the JSON extractor: the same answers.
+    for (path, body, status) in [
+        (note.as_str(), r#"{"body": 42, "confirm_live": true}"#, 422),
+        (&note, r#"{"body": "x", "confirm_live": "yes"}"#, 422),
+        (&note, r#"{"body": "x", "confirm_live": true, "colour": "red"}"#, 422),
+        (&note, r#"[1, 2]"#, 422),
+        (&note, r#"{"body": "x""#, 400),
+        (&note, "not json", 400),
+        (&messages, r#"{"body": 42}"#, 422),
+        (&messages, r#"{"kind": 1, "body": "x"}"#, 422),
+        (&messages, r#"{"body": "x""#, 400),
+        (&messages, "not json", 400),
+        (availability, r#"{"availability": true}"#, 422),
+        (availability, r#"{"availability": "away", "colour": "red"}"#, 422),
+        (availability, "not json", 400),
+    ] {
+        let (got, err) = send_raw(&ann, reqwest::Method::POST, path, json, body).await;
+        assert_eq!(got, status, "{path} {body}: {err}");
+        assert_eq!(err["error"]["code"], "bad_json", "{path} {body}");
+    }
+    assert_eq!(ann.get(&format!("/api/questions/{question}")).await.1, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_empty_or_unknown_list_filter_is_422() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    for bad in ["code=", "view=", "status=", "code=no_such_code", "view=everything", "status=open", "code=ANSWERED"] {
+        let (status, err) = ann.get(&format!("/api/questions?{bad}")).await;
+        assert_eq!(status, 422, "{bad}: {err}");
+        assert_eq!(err["error"]["code"], "invalid", "{bad}");
+    }
+    for good in ["", "code=answered", "view=all", "status=new", "q=", "library="] {
+        assert_eq!(ann.get(&format!("/api/questions?{good}")).await.0, 200, "{good}");
+    }
+}
+
+#[tokio::test]
+async fn signing_out_without_a_sign_in_is_401() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let res = http.post(app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(res.status(), 401, "no cookie");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/logout", json!(null)).await.0, 200);
+    assert_eq!(ann.get("/api/me").await.0, 401);
+    // The cookie the browser still holds (reqwest dropped it; send it by hand).
+    let res = http.post(app.url("/api/logout")).header("cookie", &ann.cookie).send().await.unwrap();
+    assert_eq!(res.status(), 401, "a cookie that signs nobody in");
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "and it is cleared");
 }

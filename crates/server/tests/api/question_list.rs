@@ -283,7 +283,8 @@ async fn acting_outside_ones_scope_is_forbidden_and_bad_input_changes_nothing() 
         ("refer", json!({"library": "no-such-library", "confirm_live": true}), 422),
         ("code", json!({"code": "nope", "confirm_live": true}), 422),
         ("explode", json!({}), 404),
-        ("note", json!({"body": "x", "confirm_live": true, "extra": 1}), 400),
+        ("note", json!({"body": "x", "confirm_live": true, "extra": 1}), 422),
+        ("note", json!({"body": 7, "confirm_live": true}), 422),
     ];
     for (action, body, status) in cases {
         let (got, err) = carla.act(l.question, action, body.clone()).await;
@@ -294,7 +295,16 @@ async fn acting_outside_ones_scope_is_forbidden_and_bad_input_changes_nothing() 
     assert_eq!(carla.get(&format!("/api/questions/{}", l.question)).await.1, before, "nothing changed");
 
     // Bad list parameters get a clear error.
-    for bad in ["view=everything", "status=open", "limit=0", "from=yesterday", "colour=red", "library=nowhere"] {
+    for bad in [
+        "view=everything",
+        "status=open",
+        "limit=0",
+        "from=yesterday",
+        "colour=red",
+        "library=nowhere",
+        "code=nope",
+        "view=",
+    ] {
         let (status, err) = carla.get(&format!("/api/questions?{bad}")).await;
         assert_eq!(status, 422, "{bad}: {err}");
     }
