@@ -140,7 +140,7 @@ async fn a_job_that_panics_fails_alone_and_the_writer_keeps_serving() {
     for (i, t) in tasks.into_iter().enumerate() {
         let out = t.await.unwrap();
         if i % 10 == 5 {
-            let err = out.err().expect("the panicking job fails");
+            let Err(err) = out else { panic!("the panicking job fails") };
             assert!(err.to_string().contains("panicked"), "{err}");
         } else {
             out.unwrap();

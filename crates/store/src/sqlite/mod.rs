@@ -446,15 +446,15 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
             // bookkeeping, or the sink): the batch is undone and the writer
             // goes on. Callers whose answer it had not sent yet hear that the
             // store failed them (their channel closes).
-            let ok = catch_panic(|| commit_batch(&conn, &mut batch, &mut sessions, sink.as_ref()))
-                .unwrap_or_else(|_| {
-                    if !conn.is_autocommit() {
-                        let _ = conn.execute_batch("ROLLBACK");
-                    }
-                    batch.clear();
-                    sessions.clear();
-                    false
-                });
+            let outcome = catch_panic(|| commit_batch(&conn, &mut batch, &mut sessions, sink.as_ref()));
+            let ok = outcome.unwrap_or_else(|_| {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                batch.clear();
+                sessions.clear();
+                false
+            });
             report.send_modify(|c| *c = Commit { n: c.n + 1, ok, at: Instant::now() });
         }
         if closing && rx.is_empty() {
