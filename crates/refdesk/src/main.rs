@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod lock;
 
 /// mimalloc, not the system allocator: under steady load with chats coming
 /// and going, glibc's malloc kept most freed memory in its per-thread arenas
@@ -373,6 +374,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if *demo && public {
                 bail!("{}", demo_refused(config.listen));
             }
+            // Held until the process ends (see `lock`): before the database
+            // is opened, so a second server changes nothing, not even the schema.
+            let _lock = match &config.database_url {
+                None => Some(lock::lock_data_dir(&config.data_dir)?),
+                Some(_) => None,
+            };
             let state = refdesk_server::open(&config, Clock::system()).await?;
             if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
                 state.app.store.close().await;

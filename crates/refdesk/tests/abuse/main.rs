@@ -6,4 +6,5 @@
 
 mod harness;
 
+mod files;
 mod nats;

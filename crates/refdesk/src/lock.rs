@@ -1,0 +1,101 @@
+//! One `refdesk serve` per SQLite data folder.
+//!
+//! Two servers on one database file would each think its writer is the only
+//! one and its in-process bus the only bus: a patron on one would never see
+//! what a librarian on the other wrote, and their group commits would queue
+//! behind each other's locks. So `serve` takes an exclusive lock on
+//! `refdesk.lock` in the data folder and holds it for the life of the
+//! process; a second `serve` there is refused with a message saying why.
+//!
+//! The lock is the operating system's (`flock`), not the file's existence:
+//! it goes away with the process however that ends (a crash, `kill -9`), so
+//! a stale file never keeps a server from starting. The file holds the
+//! holder's process id, for the message only.
+//!
+//! Only `serve` takes it. The operator's commands (`setup`, `user add`,
+//! `demo`, `migrate`…) may run beside a server: each is one short run of
+//! writes, and SQLite's own locking serialises them with the server's
+//! writer (the server's commits wait for theirs, and theirs for the
+//! server's). Several nodes serve one service through PostgreSQL
+//! (`database_url`), which takes no lock here.
+
+use anyhow::{bail, Context};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+/// The lock file's name in the data folder.
+pub const LOCK_FILE: &str = "refdesk.lock";
+
+/// An exclusive hold on a data folder, released when dropped (or when the
+/// process ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Takes the data folder's lock, creating the folder (0700) and the lock
+/// file (0600) if needed; refuses if another process holds it.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
+    let mut create = std::fs::DirBuilder::new();
+    create.recursive(true);
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        create.mode(0o700);
+        open.mode(0o600);
+    }
+    create.create(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = open.open(&path).with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                pid if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => format!(" (process {pid})"),
+                _ => String::new(),
+            };
+            bail!(
+                "another refdesk serve{holder} is already using the data folder {}: one server per SQLite data \
+                 folder (it holds {}). Stop that one first, or give this one its own --data-dir; to run several \
+                 nodes for one service, use PostgreSQL (database_url)",
+                dir.display(),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    // Ours now: say whose it is (for the message above; nothing relies on it).
+    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).ok();
+    Ok(DataDirLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_one_folder_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = lock_data_dir(&data).unwrap();
+        let err = lock_data_dir(&data).unwrap_err().to_string();
+        assert!(err.contains("another refdesk serve"), "{err}");
+        assert!(err.contains(&format!("(process {})", std::process::id())), "{err}");
+        drop(first);
+        lock_data_dir(&data).expect("free again once the holder is gone");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&data), 0o700);
+            assert_eq!(mode(&data.join(LOCK_FILE)), 0o600);
+        }
+    }
+}
