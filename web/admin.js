@@ -58,10 +58,48 @@ async function load() {
       };
       section.append(el("label", { for: `policy-${id}` }, "Policy notes (catalogue, accounts, databases, fines)"), text, el("p", {}, save));
     } catch { /* another cooperative's library */ }
+    try {
+      const blocked = await api(`/api/libraries/${encodeURIComponent(lib.slug)}/blocked-patrons`);
+      const box = el("input", { type: "checkbox", id: `blocked-form-${id}`, class: "inline" });
+      box.checked = blocked.may_use_form;
+      box.onchange = async () => {
+        $("error").textContent = "";
+        try {
+          await api(`/api/libraries/${encodeURIComponent(lib.slug)}/blocked-patrons`, { method: "PUT", body: { may_use_form: box.checked } });
+          $("status").textContent = `Saved for ${lib.name}.`;
+        } catch (err) { $("error").textContent = err.message; box.checked = !box.checked; }
+      };
+      section.append(el("p", {}, box, " ", el("label", { for: box.id, class: "inline" }, "A blocked patron may still send the offline question form")));
+    } catch { /* not this admin's library */ }
     sections.push(section);
   }
   $("libraries").replaceChildren(...sections);
   $("status").textContent = `Signed in as ${me.display_name}.`;
+  if (me.role !== "librarian") {
+    $("blocks-h").parentElement.hidden = false;
+    await loadBlocks();
+  }
+}
+
+async function loadBlocks() {
+  const blocks = await api("/api/blocks");
+  const now = Date.now();
+  $("blocks").replaceChildren(...blocks.map((b) => {
+    const state = b.lifted_at ? `lifted by ${b.lifted_by_name}` : b.expires_at <= now ? "ran out" : "in force";
+    const cell = el("td", {}, state);
+    if (!b.lifted_at && b.expires_at > now) {
+      const lift = el("button", { type: "button", class: "secondary" }, "Lift");
+      lift.setAttribute("aria-label", `Lift the block on the patron of chat ${b.session}`);
+      lift.onclick = async () => {
+        $("error").textContent = "";
+        try { await api(`/api/blocks/${b.id}/lift`, { method: "POST" }); $("status").textContent = "Block lifted."; await loadBlocks(); }
+        catch (err) { $("error").textContent = err.message; }
+      };
+      cell.append(" ", lift);
+    }
+    return el("tr", {}, el("td", {}, b.library_name), el("td", {}, b.reason), el("td", {}, b.created_by_name),
+      el("td", {}, new Date(b.expires_at).toLocaleString()), cell);
+  }));
 }
 const STATUSES = ["new", "pending", "answered", "closed"];
 const ASSIGN = ["chatting_librarian", "nobody", "receiving_library", "not_applicable"];

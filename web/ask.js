@@ -23,6 +23,18 @@ const host = (() => {
   try { const o = new URL(params.get("host") || "").origin; return o === params.get("host") ? o : null; } catch { return null; }
 })();
 let memory = null;
+// This browser's random id, for a library's block on an abusive patron (with
+// the network): from the host page's widget.js when embedded, else kept in
+// refdesk's own localStorage where the browser allows it.
+const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+let browser = (() => {
+  if (host) return null;
+  try {
+    let id = localStorage.getItem("refdesk.browser");
+    if (!/^[0-9a-f]{32}$/.test(id || "")) { id = fresh(); localStorage.setItem("refdesk.browser", id); }
+    return id;
+  } catch { return fresh(); }
+})();
 const own = {
   get() { try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch { return memory; } },
   set(v) { memory = v; try { sessionStorage.setItem(key, JSON.stringify(v)); } catch { /* blocked: memory only */ } },
@@ -35,6 +47,7 @@ function restore() {
     const done = (v) => { window.removeEventListener("message", on); clearTimeout(t); resolve(v); };
     const on = (e) => {
       if (e.source !== window.parent || e.origin !== host || e.data?.type !== "refdesk:chat") return;
+      if (typeof e.data.browser === "string") browser = e.data.browser;
       done(e.data.chat && typeof e.data.chat.token === "string" ? e.data.chat : null);
     };
     // No widget.js answered: memory only. Never this frame's own storage,
@@ -131,6 +144,8 @@ function begin() {
 }
 
 let offline = false;
+// Refused a chat (blocked, or the queue full): the status check leaves the form be.
+let refused = false;
 
 // The optional rating at the end (1–5 and a comment).
 $("stars").append(...[1, 2, 3, 4, 5].map((n) => el("label", { class: "inline" },
@@ -151,7 +166,7 @@ $("start").onsubmit = async (e) => {
     try {
       const r = await api(`/api/libraries/${encodeURIComponent(slug)}/questions`, {
         method: "POST",
-        body: { name: $("name").value, email: $("email").value, question: $("question").value },
+        body: { name: $("name").value, email: $("email").value, question: $("question").value, browser },
       });
       $("start").replaceChildren(el("p", { role: "status" }, `Thank you. Your question is number ${r.question}; ${r.library} will answer you by e-mail.`));
     } catch (err) { $("start-error").textContent = err.message; }
@@ -160,19 +175,31 @@ $("start").onsubmit = async (e) => {
   try {
     const r = await api(`/api/libraries/${encodeURIComponent(slug)}/chats`, {
       method: "POST",
-      body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked },
+      body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked, browser },
     });
     chat = { token: r.token, session: r.session, pending: [] };
     save();
     begin();
-  } catch (err) { $("start-error").textContent = err.message; }
+  } catch (err) {
+    $("start-error").textContent = err.message;
+    // Blocked, or the queue is full: the form may still take the question.
+    if (err.code === "blocked" || err.code === "queue_full") {
+      refused = true;
+      if (err.code === "blocked" && !/form/.test(err.message)) { $("start").querySelector('button[type="submit"]').disabled = true; return; }
+      offline = true;
+      // The refusal says why; "no librarian is available" is for a full queue.
+      $("offline").classList.toggle("hidden", err.code === "blocked");
+      $("email").required = true;
+      document.querySelector('#start button[type="submit"]').textContent = "Send question";
+    }
+  }
 };
 
 // Nobody on duty: the entry point says so and offers the question form.
 // Checked again while the form waits (every 30 s, and whenever the widget is
 // opened): a librarian may come on duty after the page was loaded.
 async function checkStatus() {
-  if (chat) return;
+  if (chat || refused) return;
   try {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
     offline = !st.online;

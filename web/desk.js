@@ -253,6 +253,14 @@ for (const b of document.querySelectorAll(".conf")) {
 }
 $("takeover").onclick = () => { if (confirm("Take this chat over? The patron is told.")) api(`/api/sessions/${current}/takeover`, { method: "POST" }).catch(fail); };
 $("leave").onclick = () => api(`/api/sessions/${current}/leave`, { method: "POST" }).catch(fail);
+$("warn").onclick = () => api(`/api/sessions/${current}/warn`, { method: "POST" }).catch(fail);
+$("block").onsubmit = (e) => {
+  e.preventDefault();
+  const body = { reason: $("block-reason").value, hours: Number($("block-hours").value) };
+  api(`/api/sessions/${current}/block`, { method: "POST", body })
+    .then((b) => { $("block-reason").value = ""; $("abuse").open = false; $("chat-error").textContent = `Patron blocked until ${new Date(b.expires_at).toLocaleString()}.`; })
+    .catch(fail);
+};
 $("transfer").onsubmit = (e) => {
   e.preventDefault();
   const v = $("transfer-to").value;

@@ -64,10 +64,21 @@
   const read = () => { try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch { return memory; } };
   const write = (v) => { memory = v; try { if (v) sessionStorage.setItem(key, JSON.stringify(v)); else sessionStorage.removeItem(key); } catch { /* memory only */ } };
   const toFrame = (msg) => frame.contentWindow?.postMessage(msg, origin);
+  // This browser's random id (never anything about the patron): what a
+  // library's block on an abusive patron goes by, with the network. Kept
+  // here, first-party; a new one each visit where storage is blocked.
+  const browserId = (() => {
+    const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+    try {
+      let id = localStorage.getItem("refdesk.browser");
+      if (!/^[0-9a-f]{32}$/.test(id || "")) { id = fresh(); localStorage.setItem("refdesk.browser", id); }
+      return id;
+    } catch { return fresh(); }
+  })();
   window.addEventListener("message", (e) => {
     if (e.origin !== origin || e.source !== frame.contentWindow) return;
     const m = e.data || {};
-    if (m.type === "refdesk:restore") toFrame({ type: "refdesk:chat", chat: read()?.chat || null });
+    if (m.type === "refdesk:restore") toFrame({ type: "refdesk:chat", chat: read()?.chat || null, browser: browserId });
     else if (m.type === "refdesk:save" && m.chat && typeof m.chat.token === "string") write({ chat: m.chat, open: !frame.hidden });
     else if (m.type === "refdesk:clear") write(null);
   });

@@ -330,3 +330,51 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await site.screenshot({ path: path.join(SHOTS, "widget-desktop.png") });
   for (const p of [phone, other, ann, site]) await p.context().close();
 });
+
+// Last in this file: the block holds the loopback network until it is lifted.
+test("a librarian warns, ends and blocks an abusive patron; the patron is refused politely; an admin lifts the block", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open(PHONE);
+  await askQuestion(patron, "Rude", "You people are useless");
+  await ann.getByRole("button", { name: /Accept: Rude/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+
+  await ann.getByText("Abusive patron").click();
+  await accessible(ann, "the desk with the abusive-patron actions open");
+  await ann.click("#warn");
+  await patron.getByText(/Please keep this chat respectful/).waitFor();
+  await ann.fill("#block-reason", "insults after a warning");
+  await ann.click("#block button[type=submit]");
+  await ann.getByText(/Patron blocked until/).waitFor();
+  await patron.getByText(/Chat session has ended/).waitFor();
+  assert.ok(!(await patron.content()).includes("insults after a warning"), "the reason is for staff only");
+
+  // The same browser (its storage) tries again: refused, politely, and
+  // offered the question form, which the library allows by default.
+  const again = await patron.context().newPage();
+  await again.goto(`${base}/ask/riverside-main`);
+  await again.fill("#name", "Rude");
+  await again.fill("#question", "Let me in");
+  await again.click("#start button[type=submit]");
+  await again.getByText(/Sorry, this library cannot take a chat from you right now/).waitFor();
+  await again.getByRole("button", { name: "Send question" }).waitFor();
+  await again.screenshot({ path: path.join(SHOTS, "patron-blocked.png") });
+  await accessible(again, "the blocked patron's page");
+
+  // The library's admin lists the block and lifts it.
+  const carla = await open();
+  await signIn(carla, "carla");
+  await carla.goto(`${base}/desk/admin`);
+  await carla.getByRole("cell", { name: "insults after a warning" }).waitFor();
+  await accessible(carla, "the admin page with a block");
+  await carla.screenshot({ path: path.join(SHOTS, "admin-blocks.png"), fullPage: true });
+  await carla.getByRole("button", { name: /Lift the block/ }).click();
+  await carla.getByText("Block lifted.").waitFor();
+  await carla.getByRole("cell", { name: /lifted by Carla Catalog/ }).waitFor();
+
+  const later = await patron.context().newPage();
+  await askQuestion(later, "Rude", "Sorry about earlier");
+  await ann.getByRole("button", { name: /Accept: Rude/ }).waitFor();
+  for (const p of [ann, patron, carla]) await p.context().close();
+});

@@ -204,6 +204,13 @@ impl App {
         Ok(mine)
     }
 
+    /// Whether a library's blocked patrons may still send its form (its admins ask).
+    pub async fn blocked_may_ask(&self, staff: &Staff, slug: &str) -> AppResult<bool> {
+        let lib = self.library(slug).await?;
+        authorize_admin(staff, Admin::Blocks, &lib.placement)?;
+        Ok(self.store.blocked_may_ask(lib.placement.library).await?)
+    }
+
     /// Sets whether a library's blocked patrons may still send its form.
     pub async fn set_blocked_may_ask(&self, staff: &Staff, slug: &str, may: bool) -> AppResult<()> {
         let lib = self.library(slug).await?;

@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/block", post(block))
         .route("/api/blocks", get(list))
         .route("/api/blocks/{id}/lift", post(lift))
-        .route("/api/libraries/{slug}/blocked-patrons", axum::routing::put(set_policy))
+        .route("/api/libraries/{slug}/blocked-patrons", get(policy).put(set_policy))
 }
 
 async fn warn(
@@ -65,6 +65,14 @@ async fn lift(
 #[serde(deny_unknown_fields)]
 struct Policy {
     may_use_form: bool,
+}
+
+async fn policy(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Policy>> {
+    Ok(axum::Json(Policy { may_use_form: s.app.blocked_may_ask(&staff, &slug).await? }))
 }
 
 async fn set_policy(
