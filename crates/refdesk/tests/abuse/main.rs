@@ -6,5 +6,7 @@
 
 mod harness;
 
+mod connections;
 mod files;
 mod nats;
+mod queue;
