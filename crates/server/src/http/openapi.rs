@@ -126,7 +126,7 @@ fn desk_paths() -> Value {
     );
     add(
         "/api/libraries/{slug}/questions",
-        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail", "none", Some("OfflineForm"), "201"), slug)}),
+        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail", "none", Some("OfflineForm"), "201"), slug.clone())}),
     );
     add(
         "/api/chat/rating",
@@ -152,6 +152,26 @@ fn desk_paths() -> Value {
     add(
         "/api/codes/{key}",
         json!({"put": with_params(op("Add or change a resolution code (cooperative admins); returns the codes", "staff", Some("Code"), "200"), key)}),
+    );
+    add(
+        "/api/sessions/{id}/warn",
+        json!({"post": with_id(op("Warn the patron: a canned line asking for respect, as the librarian's message", "staff", None, "200"))}),
+    );
+    add(
+        "/api/sessions/{id}/block",
+        json!({"post": with_id(op("End a live chat and block its patron by browser and network until the block runs out (24 h by default); an ended chat's patron: the library's admins", "staff", Some("NewBlock"), "201"))}),
+    );
+    add("/api/blocks", json!({"get": op("Blocks on patrons in my scope, newest first: the audit list (library admins and above)", "staff", None, "200")}));
+    add(
+        "/api/blocks/{id}/lift",
+        json!({"post": with_id(op("Lift a block before it runs out (the library's admins); the question timeline records it", "staff", None, "200"))}),
+    );
+    add(
+        "/api/libraries/{slug}/blocked-patrons",
+        json!({
+            "get": with_params(op("Whether a blocked patron may still send this library's offline form (its admins)", "staff", None, "200"), slug.clone()),
+            "put": with_params(op("Set whether a blocked patron may still send this library's offline form (its admins)", "staff", Some("BlockedPatrons"), "200"), slug.clone())
+        }),
     );
     Value::Object(m)
 }
@@ -181,7 +201,12 @@ fn desk_schemas() -> Value {
         "NewInstitution": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 200}}},
         "Policy": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 20000}}},
         "OfflineForm": {"type": "object", "required": ["email", "question"], "properties": {
-            "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"}}}
+            "name": {"type": "string"}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"},
+            "browser": {"type": "string", "description": "the widget's random id for this browser (16–128 of [A-Za-z0-9_-]); what a block goes by, with the network"}}},
+        "NewBlock": {"type": "object", "required": ["reason"], "properties": {
+            "reason": {"type": "string", "maxLength": 500, "description": "for staff only; never shown to the patron"},
+            "hours": {"type": "integer", "minimum": 1, "description": "default limits.block_hours (24), at most limits.max_block_hours (720)"}}},
+        "BlockedPatrons": {"type": "object", "required": ["may_use_form"], "properties": {"may_use_form": {"type": "boolean"}}}
     })
 }
 
@@ -242,7 +267,8 @@ fn core_document() -> Value {
                 "Login": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                 "StartChat": {"type": "object", "required": ["question"], "properties": {
                     "name": {"type": "string", "maxLength": 100}, "email": {"type": "string", "format": "email"}, "question": {"type": "string"},
-                    "transcript": {"type": "boolean", "description": "e-mail the transcript at the end (needs email)"}}},
+                    "transcript": {"type": "boolean", "description": "e-mail the transcript at the end (needs email; only a chat a librarian accepted is mailed)"},
+                    "browser": {"type": "string", "description": "the widget's random id for this browser (16–128 of [A-Za-z0-9_-]); what a block goes by, with the network"}}},
                 "Send": {"type": "object", "required": ["body"], "properties": {
                     "kind": {"type": "string", "enum": ["message", "note"]}, "body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}}},
                 "SetCode": {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}},
