@@ -8,8 +8,9 @@
 # (three `refdesk serve` processes sharing PostgreSQL and NATS);
 # integration tests against the real server (real SQLite file, real
 # WebSockets, a real SMTP server) including the property test over random
-# action sequences, then the same suite on PostgreSQL + NATS; end-to-end
-# tests in headless Chromium with axe-core; the soak (scripts/soak.sh: two
+# action sequences, then the same suite on PostgreSQL + NATS; the abuse
+# layer (crates/refdesk/tests/abuse: one attack per test against the real
+# binary, see docs/security.md); end-to-end tests in headless Chromium with axe-core; the soak (scripts/soak.sh: two
 # minutes of steady load on a release build, then a crash with a large log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -230,7 +231,8 @@ say "domain: unit and property tests (every rule of DESIGN.md)"
 cargo test -p refdesk-domain --quiet
 
 say "store (the contract on SQLite and PostgreSQL), app, configuration, and three nodes on PostgreSQL + NATS"
-cargo test -p refdesk-store -p refdesk-app -p refdesk --quiet
+cargo test -p refdesk-store -p refdesk-app --quiet
+cargo test -p refdesk --bins --test first_run --test multinode --quiet
 cargo test -p refdesk-server --lib --quiet
 
 say "integration: the real server over HTTP, WebSockets and SMTP"
@@ -238,6 +240,9 @@ cargo test -p refdesk-server --test api --quiet
 
 say "integration again, on PostgreSQL + NATS (a fresh database per server)"
 REFDESK_TEST_BACKEND=postgres cargo test -p refdesk-server --test api --quiet
+
+say "abuse: one attack per test against the real refdesk binary, legitimate users served during each (docs/security.md)"
+cargo test -p refdesk --test abuse --quiet
 
 say "browser: end-to-end in headless Chromium, with axe-core on every page"
 cargo build -p refdesk --quiet
