@@ -37,7 +37,9 @@ impl Asker {
         let browser = self
             .browser
             .as_deref()
-            .filter(|b| (16..=128).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+            .filter(|b| {
+                (16..=128).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            })
             .map(|b| auth::digest(&format!("refdesk-browser:{b}")));
         PatronKeys { browser, net: self.ip.map(|ip| auth::digest(&format!("refdesk-net:{}", network(ip)))) }
     }
@@ -275,7 +277,8 @@ impl App {
                 _ => Err(DomainError::Conflict("the chat was taken".into())),
             });
             let missed = Some(format!("Missed chat: no librarian accepted it within {minutes} minutes"));
-            match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), missed, now).await {
+            match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), missed, now).await
+            {
                 Ok(_) => tracing::info!(session = %entry.session, "waiting chat expired"),
                 Err(e) => tracing::debug!(session = %entry.session, error = %e, "waiting chat not expired"),
             }

@@ -15,12 +15,7 @@ async fn ann_on_duty(server: &Server) -> reqwest::Client {
 }
 
 async fn start_from(server: &Server, from: [u8; 4], body: Value) -> (u16, Value) {
-    let r = client_from(from)
-        .post(server.url("/api/libraries/riverside-main/chats"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = client_from(from).post(server.url("/api/libraries/riverside-main/chats")).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 

@@ -161,7 +161,10 @@ fn desk_paths() -> Value {
         "/api/sessions/{id}/block",
         json!({"post": with_id(op("End a live chat and block its patron by browser and network until the block runs out (24 h by default); an ended chat's patron: the library's admins", "staff", Some("NewBlock"), "201"))}),
     );
-    add("/api/blocks", json!({"get": op("Blocks on patrons in my scope, newest first: the audit list (library admins and above)", "staff", None, "200")}));
+    add(
+        "/api/blocks",
+        json!({"get": op("Blocks on patrons in my scope, newest first: the audit list (library admins and above)", "staff", None, "200")}),
+    );
     add(
         "/api/blocks/{id}/lift",
         json!({"post": with_id(op("Lift a block before it runs out (the library's admins); the question timeline records it", "staff", None, "200"))}),

@@ -50,7 +50,8 @@ async fn a_librarian_warns_then_blocks_and_an_admin_in_scope_lifts_the_block() {
     // A warning: the canned line, as Ann's, reaches the patron.
     let (status, warned) = ann.post(&format!("/api/sessions/{}/warn", p.session), json!({})).await;
     assert_eq!(status, 200, "{warned}");
-    let seen = pat.until(|f| f["type"] == "event" && f["body"].as_str().is_some_and(|b| b.contains("respectful"))).await;
+    let seen =
+        pat.until(|f| f["type"] == "event" && f["body"].as_str().is_some_and(|b| b.contains("respectful"))).await;
     assert_eq!(seen.last().unwrap()["author"]["name"], "Ann Archer");
 
     // A reason is required; the block ends the chat.
@@ -118,7 +119,8 @@ async fn a_block_runs_out_and_waiting_chats_expire() {
     let p = patron(&app, &started);
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(p.session).await.0, 200);
-    let (status, _) = ann.post(&format!("/api/sessions/{}/block", p.session), json!({"reason": "abuse", "hours": 2})).await;
+    let (status, _) =
+        ann.post(&format!("/api/sessions/{}/block", p.session), json!({"reason": "abuse", "hours": 2})).await;
     assert_eq!(status, 201);
     assert_eq!(start_from(&app, [127, 0, 0, 31], Some(BROWSER)).await.0, 403);
     app.clock().advance(2 * 3_600_000 - 60_000);
