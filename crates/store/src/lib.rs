@@ -433,7 +433,8 @@ pub struct NewSession {
 pub(crate) fn queue_full() -> DomainError {
     DomainError::Limited {
         code: "queue_full",
-        reason: "this library's queue is full; please try again in a few minutes, or leave your question with the form".into(),
+        reason: "this library's queue is full; please try again in a few minutes, or leave your question with the form"
+            .into(),
     }
 }
 

@@ -359,7 +359,8 @@ pub(crate) fn code(r: &impl Cols) -> Result<ResolutionCode> {
 }
 
 /// A block with its library's placement and the names of who blocked and lifted.
-pub(crate) const BLOCK_SELECT: &str = "SELECT b.id, b.library_id, l.institution_id, i.cooperative_id, l.name, b.session_id,
+pub(crate) const BLOCK_SELECT: &str =
+    "SELECT b.id, b.library_id, l.institution_id, i.cooperative_id, l.name, b.session_id,
             q.id, b.reason, b.created_by, cb.display_name, b.created_at, b.expires_at, b.lifted_at, lb.display_name
      FROM blocks b JOIN libraries l ON l.id = b.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN staff cb ON cb.id = b.created_by LEFT JOIN staff lb ON lb.id = b.lifted_by

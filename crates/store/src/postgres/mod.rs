@@ -19,9 +19,10 @@ mod schema;
 
 use crate::sql::{self, Arg, Cols};
 use crate::{
-    Acted, Appended, BlockRecord, Decide, EventSink, Guard, NewBlock, PatronKeys, Handover, ImConversation, LibraryRecord, LineFor, NewFormQuestion,
-    NewMessage, NewSession, NewStaff, OutboxMail, Plan, PolicyPage, QuestionQuery, QuestionRecord, Result, Script,
-    SessionRecord, StaffEntry, StaffRecord, StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
+    Acted, Appended, BlockRecord, Decide, EventSink, Guard, Handover, ImConversation, LibraryRecord, LineFor, NewBlock,
+    NewFormQuestion, NewMessage, NewSession, NewStaff, OutboxMail, PatronKeys, Plan, PolicyPage, QuestionQuery,
+    QuestionRecord, Result, Script, SessionRecord, StaffEntry, StaffRecord, StaffUpdate, Store, StoreError,
+    TimelineEntry, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState, SystemEvent};

@@ -1670,7 +1670,9 @@ impl Store for SqliteStore {
     async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool> {
         self.read(move |c| {
             let may: Option<bool> = c
-                .query_row("SELECT blocked_may_ask FROM library_settings WHERE library_id = ?1", [library.0], |r| r.get(0))
+                .query_row("SELECT blocked_may_ask FROM library_settings WHERE library_id = ?1", [library.0], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(db)?;
             Ok(may.unwrap_or(true))
