@@ -506,8 +506,9 @@ impl Dropped {
         if self.stale > 0 {
             tracing::warn!(
                 off_seconds = self.worst_off_ms / 1000,
-                "sealed envelopes from another node were too far from this node's clock: replays, or clocks that \
-                 disagree (keep every node's clock with NTP)"
+                "sealed envelopes from another node were too far from this node's clock: replays, envelopes held up \
+                 by a NATS outage (what they held is re-read from the store), or clocks that disagree (keep every \
+                 node's clock with NTP)"
             );
         }
         *self = Dropped { logged: Some(std::time::Instant::now()), ..Dropped::default() };

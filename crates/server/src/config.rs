@@ -475,8 +475,7 @@ mod tests {
         .is_err());
         let e = format!("{:#}", with(&|c| c.nats_key = Some("hunter2hunter2".into())).unwrap_err());
         assert!(e.contains("at least 32") && !e.contains("hunter2"), "{e}");
-        let mut lone = Config::default();
-        lone.nats_key = Some(KEY.into());
+        let lone = Config { nats_key: Some(KEY.into()), ..Config::default() };
         assert!(lone.validate().is_err(), "a key without nats_url");
         let mut c = Config::default();
         let env = |k: &str| match k {
