@@ -10,7 +10,11 @@
 //!   gap (after a lag, or a node that missed something) is filled from the
 //!   store;
 //! - [`Feed::resume`] joins the bus *before* reading the store, so nothing
-//!   committed in between can fall through the crack.
+//!   committed in between can fall through the crack;
+//! - a replay is read a page at a time ([`Feed::next_page`],
+//!   [`Feed::im_page`]): the connection reads the next page only once it has
+//!   sent the last, so a reader that stops reading holds one page, not a
+//!   whole chat.
 
 use crate::bus::Subscription;
 use crate::{App, AppError, AppResult};
@@ -25,6 +29,16 @@ use std::sync::Arc;
 
 /// Page size when reading a session's history from the store.
 const PAGE: u32 = 500;
+
+/// One page of a replay.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// What the viewer may see of it, in order (may be empty when every
+    /// line of the page was hidden from this viewer).
+    pub items: Vec<T>,
+    /// Whether this was the last page: nothing more was stored.
+    pub done: bool,
+}
 
 /// What a feed hands to its connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,9 +182,10 @@ impl Feed {
         self.sessions.get(&session).map(|w| w.last)
     }
 
-    /// Starts (or restarts) watching a session and returns what the viewer
-    /// may see of it after `after`. Refused outside the viewer's scope (I5).
-    pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<Vec<Message>> {
+    /// Starts (or restarts) watching a session from `after`; what the viewer
+    /// may see of it since then comes from [`Feed::next_page`]. Refused
+    /// outside the viewer's scope (I5).
+    pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<()> {
         let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         match &self.viewer {
             Viewer::Patron { session: own } if *own == session => {}
@@ -198,7 +213,34 @@ impl Feed {
         if let Viewer::Patron { .. } = self.viewer {
             self.follow_queue(session, state.0, state.1, state.2).await?;
         }
-        self.catch_up(session).await
+        Ok(())
+    }
+
+    /// The next page (at most `limit` stored lines) of a resumed session,
+    /// after what was last passed on; that mark moves past the page.
+    pub async fn next_page(&mut self, session: SessionId, limit: u32) -> AppResult<Page<Message>> {
+        let Some(from) = self.sessions.get(&session).map(|w| w.last) else {
+            return Ok(Page { items: Vec::new(), done: true });
+        };
+        // A few pages are read at a time across the node: two hundred
+        // replays at once would otherwise each hold a database connection
+        // and a thread (SQLite) or wait on the pool (PostgreSQL).
+        let read = {
+            let _turn = self.app.rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+            self.app.store.messages_after(session, from, limit).await?
+        };
+        let done = read.len() < limit as usize;
+        let Some(w) = self.sessions.get_mut(&session) else {
+            return Ok(Page { items: Vec::new(), done: true });
+        };
+        let mut items = Vec::with_capacity(read.len());
+        for m in read {
+            w.last = w.last.max(m.seq);
+            if sees(&self.viewer, Item::Message { ctx: &w.ctx, message: &m }) {
+                items.push(m);
+            }
+        }
+        Ok(Page { items, done })
     }
 
     /// Keeps a patron's place in line: read once from the store when they
@@ -275,6 +317,23 @@ impl Feed {
         self.login = Some(crate::auth::digest(token));
     }
 
+    /// Whether the staff sign-in this connection was opened with still
+    /// signs someone in (not signed out, not expired, the account enabled).
+    /// Signing out ends one sign-in and publishes nothing, so a connection
+    /// asks now and then (on every ping) and closes when it is gone: on
+    /// every node alike. Always true for a patron.
+    pub async fn signed_in(&self) -> AppResult<bool> {
+        match &self.login {
+            Some(login) => Ok(self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_some()),
+            None => Ok(true),
+        }
+    }
+
+    /// The digest of the staff sign-in this connection was opened with.
+    pub fn sign_in(&self) -> Option<&str> {
+        self.login.as_deref()
+    }
+
     /// Starts receiving the queue; returns the waiting chats this staff
     /// member may serve now. Patrons have no queue.
     pub async fn watch_queue(&mut self) -> AppResult<Vec<QueueEntry>> {
@@ -306,23 +365,56 @@ impl Feed {
         Ok(list)
     }
 
-    /// Replays an IM conversation after `after` (I3 for IM) and keeps it in order from then on.
-    pub async fn resume_im(&mut self, peer: StaffId, after: u64) -> AppResult<Vec<ImMessage>> {
+    /// One page (at most `limit` messages) of an IM conversation after
+    /// `after` (I3 for IM); the conversation is kept in order from then on.
+    /// A replay calls it again from the last `seq` of each page.
+    pub async fn im_page(&mut self, peer: StaffId, after: u64, limit: u32) -> AppResult<Page<ImMessage>> {
+        // A few at a time across the node, as for [`Feed::next_page`].
+        let rereads = self.app.rereads.clone();
+        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+        self.im_page_of(peer, after, limit).await
+    }
+
+    async fn im_page_of(&mut self, peer: StaffId, after: u64, limit: u32) -> AppResult<Page<ImMessage>> {
         let Viewer::Staff(me) = &self.viewer else {
             return Err(DomainError::Forbidden("patrons have no IM").into());
         };
-        let missed = self.app.store.im_after(me.id, peer, after, u32::MAX).await?;
+        let me = me.id;
+        let items = self.app.store.im_after(me, peer, after, limit).await?;
+        let done = items.len() < limit as usize;
         // Only what was really read moves the mark: a client claiming a
         // future number does not silence what comes next.
-        if let Some(m) = missed.last() {
+        if let Some(m) = items.last() {
             let entry = self.im.entry(peer).or_insert(0);
             *entry = (*entry).max(m.seq);
         } else if after > 0 {
-            let known = self.app.store.im_after(me.id, peer, 0, u32::MAX).await?.last().map_or(0, |m| m.seq);
+            let known = self
+                .app
+                .store
+                .im_conversations(me)
+                .await?
+                .into_iter()
+                .find(|c| c.peer == peer)
+                .map_or(0, |c| c.last_seq);
             let entry = self.im.entry(peer).or_insert(0);
             *entry = (*entry).max(after.min(known));
         }
-        Ok(missed)
+        Ok(Page { items, done })
+    }
+
+    /// Everything of an IM conversation after `after`, for a gap or a lag
+    /// (what was missed, not a whole history).
+    async fn catch_up_im(&mut self, peer: StaffId, mut after: u64) -> AppResult<Vec<ImMessage>> {
+        let mut out = Vec::new();
+        loop {
+            // Not `im_page`: a re-read already holds its turn.
+            let page = self.im_page_of(peer, after, PAGE).await?;
+            after = page.items.last().map_or(after, |m| m.seq);
+            out.extend(page.items);
+            if page.done {
+                return Ok(out);
+            }
+        }
     }
 
     fn may_see_waiting(&self, e: &QueueEntry, now: Millis) -> bool {
@@ -452,7 +544,7 @@ impl Feed {
         }
         let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
         for (peer, last) in peers {
-            out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
+            out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
         }
         // Queue and monitor changes may be among what was missed: the
         // lists are sent whole again.
@@ -582,7 +674,7 @@ impl Feed {
                         return Ok(out);
                     }
                     if m.seq > last + 1 {
-                        out.extend(self.resume_im(peer, last).await?.into_iter().map(Out::Im));
+                        out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
                         return Ok(out);
                     }
                     self.im.insert(peer, m.seq);

@@ -369,6 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = listen {
                 config.listen = *l;
             }
+            cap_connections(&mut config);
             // A public URL means the service is deployed: no demo there either.
             let public = !config.listen.ip().is_loopback() || config.public_url.is_some();
             if *demo && public {
@@ -411,6 +412,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             refdesk_server::run(listener, state, shutdown_signal()).await
         }
     }
+}
+
+/// Raises the soft open-file limit to the hard one (1,024 by default on
+/// Linux, too few for a service), then caps connections below it with room
+/// for the database and files: running out of file descriptors would stop
+/// `/healthz` and every other answer along with the connections.
+fn cap_connections(config: &mut Config) {
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit; assuming the usual 1024");
+            refdesk_server::conn::USUAL_NOFILE
+        }
+    };
+    let wanted = config.limits.max_connections;
+    let cap = refdesk_server::conn::connection_cap(wanted, nofile, config.database_connections);
+    if wanted != 0 && cap < wanted {
+        tracing::warn!(wanted, cap, nofile, "limits.max_connections is above what the open-file limit allows; lowered");
+    }
+    tracing::info!(max_connections = cap, open_file_limit = nofile, "connection cap");
+    config.limits.max_connections = cap;
 }
 
 /// Prints the organisation as a tree, with the ids the other commands take.

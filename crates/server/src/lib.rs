@@ -5,6 +5,7 @@
 //! - [`config`]: layered configuration (defaults → TOML → environment → flags).
 //! - [`http`]: one module per resource, each with its own `router()`.
 //! - [`ws`]: the WebSocket protocol of `docs/protocol.md`.
+//! - [`conn`]: the accept loop: connection caps and HTTP timeouts.
 //! - [`error`]: the one API error type and its JSON shape.
 //!
 //! [`run`] takes the listener and a shutdown signal as arguments, which is
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod http;
 pub mod limit;
@@ -51,8 +53,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Room for WebSockets that have not authenticated yet (see [`ws::PENDING_AUTH`]).
     pub pending_auth: Arc<tokio::sync::Semaphore>,
-    /// Open sockets per chat (see [`ws::SOCKETS_PER_CHAT`]).
-    pub chat_sockets: Arc<ws::ChatSockets>,
+    /// Open sockets per chat, per staff sign-in and per client address.
+    pub sockets: Arc<ws::Sockets>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -99,7 +101,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         public_origin: config.public_origin(),
         public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         pending_auth: Arc::new(tokio::sync::Semaphore::new(ws::PENDING_AUTH)),
-        chat_sockets: Arc::default(),
+        sockets: Arc::default(),
     })
 }
 
@@ -132,13 +134,12 @@ pub fn app(state: AppState) -> axum::Router {
 }
 
 /// Serves until `shutdown` completes, then stops accepting and lets open
-/// requests finish.
+/// requests finish. Connections are capped and timed out as [`conn`] says.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
     let draining = state.draining.clone();
     let store = state.app.store.clone();
     // The outbox's sender runs beside the server and stops with it.
@@ -154,20 +155,19 @@ pub async fn run(
     let background = tokio::spawn(state.app.clone().run_background(async move {
         let _ = background_stopped.await;
     }));
-    // Chat frames are small and latency-bound: Nagle's algorithm would hold
-    // them back waiting for the peer's delayed ACK (tens of milliseconds).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.store(true, std::sync::atomic::Ordering::SeqCst);
-        })
-        .await
-        .context("serving HTTP");
+    let limits = state.app.limits.clone();
+    // The binary sets the cap from the real open-file limit; otherwise
+    // (in-process tests) the usual one is assumed.
+    let max = match limits.max_connections {
+        0 => conn::connection_cap(0, conn::USUAL_NOFILE, 16),
+        n => n,
+    };
+    let counts = conn::Counts::new(max, limits.connections_per_address);
+    conn::serve(listener, state, counts, async move {
+        shutdown.await;
+        draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    })
+    .await;
     let _ = stop_mail.send(());
     let _ = stop_background.send(());
     let _ = mail_task.await;
@@ -175,5 +175,5 @@ pub async fn run(
     // Last: writes already under way finish, then the database closes (on
     // SQLite that empties and removes the write-ahead log).
     store.close().await;
-    served
+    Ok(())
 }

@@ -3,6 +3,10 @@
 //! starting chats or offline questions. Per client address, a token bucket
 //! per minute; over it, `429` with the API's error shape and `Retry-After`.
 //! Signed-in traffic and the socket have their own limits elsewhere.
+//!
+//! An address here is [`address_key`]: an IPv4 address, or an IPv6 /64 —
+//! one subscriber gets a whole /64, so counting each of its addresses
+//! apart would give one visitor 2^64 buckets.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -15,9 +19,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Addresses tracked at most; beyond it the oldest-refilled are forgotten
-/// (a flood of addresses cannot grow memory without bound).
+/// Buckets tracked at most; beyond it the fullest are forgotten (a flood of
+/// addresses cannot grow memory without bound).
 const MAX_TRACKED: usize = 50_000;
+
+/// The address limits count by: IPv4 as it is (an IPv4-mapped IPv6 address
+/// too), IPv6 by its /64.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -39,12 +55,11 @@ impl Limiter {
     fn take(&self, kind: Kind, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED {
-            let now = Instant::now();
-            map.retain(|_, b| now.duration_since(b.at).as_secs() < 60);
+            prune(&mut map, Instant::now());
         }
         let rate = per_minute as f64 / 60.0;
         let now = Instant::now();
-        let b = map.entry((kind, ip)).or_insert(Bucket { tokens: per_minute as f64, at: now });
+        let b = map.entry((kind, address_key(ip))).or_insert(Bucket { tokens: per_minute as f64, at: now });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(per_minute as f64);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -53,6 +68,22 @@ impl Limiter {
         } else {
             Err(((1.0 - b.tokens) / rate).ceil() as u64)
         }
+    }
+}
+
+/// Makes room: buckets untouched for a minute (full again: forgetting them
+/// changes nothing) go first; if a flood of addresses within the minute
+/// left the map full all the same, the fuller half goes too, so the map never
+/// holds more than [`MAX_TRACKED`] and the addresses nearest their limit are
+/// the ones remembered.
+fn prune(map: &mut HashMap<(Kind, IpAddr), Bucket>, now: Instant) {
+    map.retain(|_, b| now.duration_since(b.at).as_secs() < 60);
+    if map.len() >= MAX_TRACKED / 2 {
+        let mut tokens: Vec<f64> = map.values().map(|b| b.tokens).collect();
+        let middle = tokens.len() / 2;
+        let (_, cut, _) = tokens.select_nth_unstable_by(middle, f64::total_cmp);
+        let cut = *cut;
+        map.retain(|_, b| b.tokens < cut);
     }
 }
 
@@ -71,16 +102,20 @@ fn kind_of(method: &Method, path: &str) -> Option<Kind> {
 /// address that proxy appended to `X-Forwarded-For`.
 fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+    Some(client_ip_of(peer, req.headers(), trusted))
+}
+
+/// [`client_ip`] from the peer's address and the request's headers.
+pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
-        return Some(peer);
+        return peer;
     }
-    let forwarded = req
-        .headers()
+    let forwarded = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
-    Some(forwarded.unwrap_or(peer))
+    forwarded.unwrap_or(peer)
 }
 
 /// The middleware.
@@ -121,6 +156,37 @@ mod tests {
         assert!((1..=20).contains(&wait));
         assert!(l.take(Kind::Start, ip, 3).is_ok(), "each kind has its own bucket");
         assert!(l.take(Kind::Login, [10, 0, 0, 1].into(), 3).is_ok(), "and each address");
+    }
+
+    #[test]
+    fn an_ipv6_visitor_has_one_bucket_for_its_whole_64() {
+        let l = Limiter::default();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert!(l.take(Kind::Start, a, 1).is_ok());
+        assert!(l.take(Kind::Start, b, 1).is_err(), "another address of the same /64 shares the bucket");
+        assert!(l.take(Kind::Start, "2001:db8:1:3::1".parse().unwrap(), 1).is_ok(), "the next /64 does not");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(address_key(mapped), IpAddr::from([10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn a_flood_of_addresses_never_grows_the_map_past_its_bound() {
+        let l = Limiter::default();
+        // Every address of the flood is new and within the minute: none has
+        // refilled, so forgetting by age alone would keep them all.
+        for i in 0..(MAX_TRACKED as u32 * 3) {
+            let ip = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+            let _ = l.take(Kind::Start, ip, 2);
+            assert!(l.0.lock().unwrap().len() <= MAX_TRACKED);
+        }
+        // One address that used up its bucket is remembered through the flood.
+        let busy: IpAddr = [192, 0, 2, 1].into();
+        assert!(l.take(Kind::Login, busy, 1).is_ok());
+        for i in 0..(MAX_TRACKED as u32) {
+            let _ = l.take(Kind::Start, IpAddr::from((0x0b00_0000u32 + i).to_be_bytes()), 2);
+        }
+        assert!(l.take(Kind::Login, busy, 1).is_err(), "the limited address was forgotten in the flood");
     }
 
     #[test]

@@ -217,14 +217,21 @@ pub fn data_dir(_server: &Server) -> &Path {
 /// that means to stop reading asks for one: the server then fills its own
 /// buffers instead of the kernel's). Not authenticated yet.
 pub async fn ws_from(server: &Server, from: [u8; 4], cookie: Option<&str>, rcvbuf: Option<u32>) -> Socket {
+    ws_to(server.port, from, cookie, rcvbuf).await
+}
+
+/// [`ws_from`] by port, for tasks that do not hold the [`Server`].
+pub async fn ws_to(port: u16, from: [u8; 4], cookie: Option<&str>, rcvbuf: Option<u32>) -> Socket {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size).unwrap();
     }
     socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
-    let tcp = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], server.port))).await.unwrap();
-    let mut req = server.ws_url().into_client_request().unwrap();
+    let tcp = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap();
+    // As a browser does: small frames go out at once.
+    tcp.set_nodelay(true).unwrap();
+    let mut req = format!("ws://127.0.0.1:{port}/api/ws").into_client_request().unwrap();
     if let Some(cookie) = cookie {
         req.headers_mut().insert("cookie", cookie.parse().unwrap());
     }

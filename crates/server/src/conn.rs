@@ -1,0 +1,376 @@
+//! Accepting and keeping TCP connections: what a stranger can make the
+//! server hold before any request is read (DESIGN §11).
+//!
+//! `axum::serve` has no timeouts and no caps, so refdesk runs its own accept
+//! loop on hyper's HTTP/1 connection:
+//!
+//! - **Caps.** At most [`Limits::max_connections`] connections on the node
+//!   and [`Limits::connections_per_address`] from one client address (an
+//!   IPv4 address, or an IPv6 /64; see [`crate::limit::address_key`]). Past
+//!   either, a new connection is closed at once, before anything is read:
+//!   the other addresses are still served. A connection keeps its place
+//!   until its socket closes, an upgraded WebSocket's too. Behind a trusted
+//!   proxy every connection comes from the proxy, so the per-address cap is
+//!   left to it (the WebSocket layer still counts the client's address).
+//! - **Header timeout.** hyper's `header_read_timeout` starts when the
+//!   connection opens and again whenever an answer has gone out, so a silent
+//!   connection, an idle keep-alive one and one that sends a header a line a
+//!   second are all closed after [`Limits::header_read_seconds`].
+//! - **Body timeout.** A request body must arrive within
+//!   [`Limits::body_seconds`] of its header ([`Deadline`]).
+//! - **Idle timeout.** A connection with no request being handled that moves
+//!   no byte for [`Limits::idle_seconds`] (a client that stopped reading an
+//!   answer) is closed.
+//!
+//! Upgraded WebSockets leave this module's timeouts behind (hyper hands the
+//! socket over): `ws` pings them instead.
+//!
+//! `auto::Builder` (what `axum::serve` uses) is not used: with upgrades it
+//! first waits for the client's first bytes to tell HTTP/1 from HTTP/2, with
+//! no timeout, before hyper's header timer starts; and its graceful
+//! shutdown helper needs HTTP/2 compiled in.
+
+use crate::limit::address_key;
+use crate::AppState;
+use axum::extract::ConnectInfo;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use refdesk_app::Limits;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// File descriptors kept aside from the connection cap, for the database
+/// (SQLite's files and readers, or the PostgreSQL pool), NATS, SMTP, e-mail
+/// files and the runtime's own.
+pub const FD_RESERVE: u64 = 128;
+/// The derived connection cap never goes above this: past it, memory per
+/// connection (buffers, a WebSocket's feed) rather than file descriptors
+/// is what runs out on a 2-core, few-GiB node.
+pub const DERIVED_MAX: usize = 10_000;
+/// The usual soft open-file limit, assumed when the real one is not known
+/// (in-process tests).
+pub const USUAL_NOFILE: u64 = 1024;
+/// What one connection may park in the kernel's send buffer. Linux grows
+/// it up to 4 MiB for a fast peer; a client that stops reading would then
+/// make the server push megabytes before its writes block (the kernel's
+/// memory, and the server's own work of producing them). 256 KiB still
+/// moves 2.5 MB/s at 100 ms of round trip: far more than chat needs.
+const SEND_BUFFER: usize = 256 * 1024;
+/// Largest read buffer of one HTTP connection (hyper's default is ~400 KiB):
+/// a request head must fit. Bodies stream through it.
+const MAX_BUF: usize = 64 * 1024;
+
+/// The connection cap for a node whose open-file limit is `nofile` and that
+/// keeps `database_connections` to PostgreSQL: `configured` if set (but
+/// never above what the file descriptors allow), else derived.
+pub fn connection_cap(configured: usize, nofile: u64, database_connections: u32) -> usize {
+    let room = nofile.saturating_sub(FD_RESERVE + u64::from(database_connections)).max(16);
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
+    match configured {
+        0 => room.min(DERIVED_MAX),
+        n => n.min(room),
+    }
+}
+
+/// Open connections, on the node and per client address.
+pub struct Counts {
+    max: usize,
+    per_address: usize,
+    total: AtomicUsize,
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place, given back when it is dropped (with the socket).
+pub struct Slot {
+    counts: Arc<Counts>,
+    address: Option<IpAddr>,
+}
+
+impl Counts {
+    /// Counts with these caps.
+    pub fn new(max: usize, per_address: usize) -> Arc<Counts> {
+        Arc::new(Counts { max, per_address, total: AtomicUsize::new(0), by_address: Mutex::default() })
+    }
+
+    /// A place for a connection from `peer`, if both caps allow one.
+    /// `per_address: false` (a trusted proxy) counts only against the node's.
+    pub fn take(self: &Arc<Self>, peer: IpAddr, per_address: bool) -> Option<Slot> {
+        if self.total.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.total.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let key = per_address.then(|| address_key(peer));
+        if let Some(key) = key {
+            let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(key).or_insert(0);
+            if *n >= self.per_address {
+                drop(map);
+                self.total.fetch_sub(1, Ordering::SeqCst);
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Slot { counts: self.clone(), address: key })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    fn release_address(&self, address: Option<IpAddr>) {
+        let Some(key) = address else { return };
+        let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counts.total.fetch_sub(1, Ordering::SeqCst);
+        self.counts.release_address(self.address);
+    }
+}
+
+/// When a connection last moved a byte, in milliseconds since `start`.
+struct Activity {
+    start: Instant,
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+}
+
+/// A TCP stream that notes when it last moved a byte and holds the
+/// connection's [`Slot`] for as long as it is open (through an upgrade).
+struct Watched {
+    tcp: TcpStream,
+    activity: Arc<Activity>,
+    _slot: Slot,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.tcp).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A request body that must have arrived by a deadline; past it, reading
+/// it fails (the extractor answers 400) and the connection is not reused.
+pub struct Deadline {
+    body: Incoming,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for Deadline {
+    type Data = hyper::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err("the request body did not arrive in time".into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Counts a connection's requests being handled while it lives.
+struct Handling(Arc<AtomicUsize>);
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then lets the open
+/// requests finish (upgraded WebSockets are not waited for: they are the
+/// `ws` module's).
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    counts: Arc<Counts>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let limits = state.app.limits.clone();
+    let trusted = state.trusted_proxies.clone();
+    let router = crate::app(state);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_seconds))
+        .max_buf_size(MAX_BUF);
+    let builder = Arc::new(builder);
+    // Each connection task holds a receiver: the sender's `closed()` says
+    // when every one has finished. A send starts their graceful shutdown.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors (or a connection reset before
+                    // it was accepted): wait a little rather than spin.
+                    tracing::warn!(error = %e, open = counts.open(), "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = counts.take(peer.ip(), !trusted.contains(&peer.ip())) else {
+            tracing::debug!(%peer, open = counts.open(), "connection refused: too many open");
+            drop(tcp);
+            continue;
+        };
+        // Chat frames are small and latency-bound: Nagle's algorithm would hold
+        // them back waiting for the peer's delayed ACK (tens of milliseconds).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER) {
+            tracing::debug!(error = %e, "cannot set SO_SNDBUF");
+        }
+        let activity = Arc::new(Activity { start: Instant::now(), last: AtomicU64::new(0) });
+        let io = TokioIo::new(Watched { tcp, activity: activity.clone(), _slot: slot });
+        tokio::spawn(connection(builder.clone(), io, router.clone(), peer, activity, limits.clone(), drain_rx.clone()));
+    }
+    drop(drain_rx);
+    let _ = drain_tx.send(());
+    drain_tx.closed().await;
+}
+
+async fn connection(
+    builder: Arc<http1::Builder>,
+    io: TokioIo<Watched>,
+    router: axum::Router,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    limits: Arc<Limits>,
+    mut drain: tokio::sync::watch::Receiver<()>,
+) {
+    let handling = Arc::new(AtomicUsize::new(0));
+    let body_within = Duration::from_secs(limits.body_seconds);
+    let service = {
+        let handling = handling.clone();
+        service_fn(move |req: hyper::Request<Incoming>| {
+            handling.fetch_add(1, Ordering::SeqCst);
+            let busy = Handling(handling.clone());
+            let sleep = Box::pin(tokio::time::sleep(body_within));
+            let mut req = req.map(|body| axum::body::Body::new(Deadline { body, sleep }));
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move {
+                let answer = tower_service::Service::call(&mut router, req).await;
+                drop(busy);
+                answer
+            }
+        })
+    };
+    let idle = Duration::from_secs(limits.idle_seconds);
+    let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
+    let watchdog = tokio::time::sleep(idle);
+    let mut watchdog = pin!(watchdog);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, %peer, "connection ended");
+                }
+                break;
+            }
+            changed = drain.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = watchdog.as_mut() => {
+                let quiet_until = activity.last() + idle;
+                if handling.load(Ordering::SeqCst) == 0 && Instant::now() >= quiet_until {
+                    tracing::debug!(%peer, "idle connection closed");
+                    break;
+                }
+                let next = quiet_until.max(Instant::now() + Duration::from_millis(100));
+                watchdog.as_mut().reset(next.into());
+            }
+        }
+    }
+}
