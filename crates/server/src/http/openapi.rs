@@ -257,7 +257,7 @@ fn core_document() -> Value {
                         "enum": ["answer", "note", "message-librarian", "close", "reopen", "assign", "claim", "refer", "code"]}}
                 ])
             )},
-            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); the first frame authenticates: {\"type\":\"auth\"} (+ \"token\" for a patron); a ?token= in the URL is refused (400 token_in_url); 503 busy when 1,024 sockets already wait for their auth frame", "none", None, "101")}
+            "/api/ws": {"get": op("WebSocket upgrade (docs/protocol.md); the first frame authenticates: {\"type\":\"auth\"} (+ \"token\" for a patron); a ?token= in the URL is refused (400 token_in_url); 429 too_many_sockets when the client's address (IPv6: its /64) already holds limits.sockets_per_address sockets; 503 busy when 1,024 sockets already wait for their auth frame", "none", None, "101")}
         },
         "components": {
             "securitySchemes": {
