@@ -247,6 +247,8 @@ pub struct App {
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
     pub rereads: Arc<tokio::sync::Semaphore>,
+    /// Transcripts asked for per network this hour (see [`blocks::MailAsks`]).
+    pub mail_asks: Arc<blocks::MailAsks>,
 }
 
 impl App {
@@ -267,6 +269,7 @@ impl App {
             connections: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
+            mail_asks: Arc::default(),
         }
     }
 

@@ -36,8 +36,13 @@ async fn on_duty(app: &App, user: &str) -> refdesk_domain::org::Staff {
 }
 
 async fn chat(app: &App, n: usize) -> SessionId {
-    let form =
-        StartChat { name: Some(format!("Pat {n}")), email: None, question: format!("Question {n}"), transcript: false, browser: None };
+    let form = StartChat {
+        name: Some(format!("Pat {n}")),
+        email: None,
+        question: format!("Question {n}"),
+        transcript: false,
+        browser: None,
+    };
     app.start_chat("riverside-main", form, None).await.unwrap().session
 }
 
