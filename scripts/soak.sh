@@ -43,7 +43,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 start_server() {
   # The bench starts its chats from one address: lift the per-address limits.
-  REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_LOG=warn \
+  REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_MAX_CONNECTIONS=20000 REFDESK_LOG=warn \
     "$bin" serve --demo --data-dir "$dir" --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 150); do

@@ -157,11 +157,44 @@ async fn connect(base: &str, cookie: Option<&str>, token: Option<&str>) -> anyho
     if let Some(c) = cookie {
         req.headers_mut().insert("Cookie", c.parse()?);
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+    let (mut ws, _) = match from_address(&req) {
+        // Spread over loopback source addresses, as real patrons come from
+        // many: the server caps connections and sockets per address.
+        Some((from, to)) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::from((from, 0)))?;
+            let tcp = socket.connect(to).await.with_context(|| format!("connecting to {url}"))?;
+            tcp.set_nodelay(true)?;
+            let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+            tokio_tungstenite::client_async_with_config(req, stream, None)
+                .await
+                .with_context(|| format!("connecting to {url}"))?
+        }
+        None => tokio_tungstenite::connect_async_with_config(req, None, true)
+            .await
+            .with_context(|| format!("connecting to {url}"))?,
+    };
     ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await?;
     Ok(ws)
+}
+
+/// Sockets opened from each loopback source address (the server allows
+/// 128 per address by default).
+const SOCKETS_PER_SOURCE: usize = 64;
+
+/// For a target on 127.0.0.1: the next source address in 127.1.0.0/16
+/// (all of 127.0.0.0/8 is this machine's) and the target's address.
+fn from_address(req: &tokio_tungstenite::tungstenite::handshake::client::Request) -> Option<([u8; 4], std::net::SocketAddr)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static OPENED: AtomicUsize = AtomicUsize::new(0);
+    let uri = req.uri();
+    let host: std::net::Ipv4Addr = uri.host()?.parse().ok()?;
+    if !host.is_loopback() {
+        return None;
+    }
+    let n = OPENED.fetch_add(1, Ordering::Relaxed) / SOCKETS_PER_SOURCE;
+    let from = [127, 1, (n / 250 % 250) as u8, (n % 250 + 1) as u8];
+    Some((from, std::net::SocketAddr::from((host, uri.port_u16()?))))
 }
 
 /// Refuses anything but a loopback address.

@@ -195,8 +195,9 @@ impl Config {
     /// `REFDESK_PUBLIC_URL`, `REFDESK_TRUSTED_PROXIES`
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
-    /// the two rate limits and the two waiting-chat caps
-    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`).
+    /// the two rate limits, the two waiting-chat caps
+    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`)
+    /// and `REFDESK_MAX_CONNECTIONS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
@@ -267,6 +268,10 @@ impl Config {
             if let Some(v) = get(var) {
                 *field = v.parse().with_context(|| format!("{var}={v:?} must be a number"))?;
             }
+        }
+        if let Some(v) = get("REFDESK_MAX_CONNECTIONS") {
+            self.limits.max_connections =
+                v.parse().with_context(|| format!("REFDESK_MAX_CONNECTIONS={v:?} must be a number"))?;
         }
         if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
             self.limits.max_message_chars =
