@@ -11,12 +11,12 @@
 
 use crate::{auth, App, AppResult};
 use refdesk_domain::authz::{authorize, authorize_admin, Action, Admin, Target};
-use refdesk_domain::chat::{Audience, Author, MessageKind, SessionState};
+use refdesk_domain::chat::{Author, MessageKind, SessionState};
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::input::Body;
 use refdesk_domain::org::Staff;
 use refdesk_domain::{DomainError, Millis};
-use refdesk_store::{BlockRecord, Guard, NewBlock, NewMessage, PatronKeys};
+use refdesk_store::{BlockRecord, Ending, Guard, NewBlock, PatronKeys};
 use std::net::IpAddr;
 
 /// Who is asking, as far as the server can tell: the client address (the
@@ -122,7 +122,7 @@ impl App {
     /// from one network an hour. refdesk is not a way to mail strangers.
     pub(crate) async fn may_mail_transcript(&self, to: &str, keys: &PatronKeys) -> AppResult<()> {
         let now = self.clock.now();
-        let sent = self.store.mails_to(to, "transcript", now - 86_400_000).await?;
+        let sent = self.store.transcripts_to(to, now - 86_400_000).await?;
         let too_many = || DomainError::Limited {
             code: "too_many_mails",
             reason: "too many transcripts have been asked for; please copy the chat instead".into(),
@@ -144,9 +144,13 @@ impl App {
         self.staff_send(staff, session, MessageKind::Message, WARNING, None).await
     }
 
-    /// Blocks a chat's patron: the chat ends if it is still live (by whoever
-    /// may end it); an ended chat's patron can be blocked by the library's
-    /// admins. `hours`: how long (default [`crate::Limits::block_hours`]).
+    /// Blocks a chat's patron and ends the chat if it is still live. Who may:
+    /// whoever may end an active chat (its librarian); the chatting
+    /// librarian for an hour after the chat ended (the patron may end it
+    /// first, or the idle timeout); the library's admins, any time, and for
+    /// a chat still waiting (a flood of abusive questions need not be
+    /// accepted first). `hours`: how long (default
+    /// [`crate::Limits::block_hours`]).
     pub async fn block(
         &self,
         staff: &Staff,
@@ -165,20 +169,39 @@ impl App {
         let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         let target = Target::of(&rec.ctx, rec.state);
         authorize(staff, Action::View, &target)?;
-        if rec.state == SessionState::Ended {
-            authorize_admin(staff, Admin::Blocks, &rec.ctx.placement)?;
-        } else {
-            authorize(staff, Action::End, &target)?;
-            let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
-            let who = staff.clone();
-            let guard: Guard = Box::new(move |rec| authorize(&who, Action::End, &Target::of(&rec.ctx, rec.state)));
-            let now = self.clock.now();
-            // Blocked patrons get no transcript: the chat is not theirs to mail on.
-            self.store.end(session, author, guard, Box::new(|_, _| None), None, now).await?;
-        }
         let now = self.clock.now();
+        let admin = authorize_admin(staff, Admin::Blocks, &rec.ctx.placement).is_ok();
+        let allowed = match rec.state {
+            SessionState::Active => authorize(staff, Action::End, &target),
+            SessionState::Waiting if admin => Ok(()),
+            SessionState::Waiting => Err(DomainError::Forbidden("a waiting chat is blocked by the library's admins")),
+            SessionState::Ended if admin => Ok(()),
+            SessionState::Ended => {
+                let recent = rec.ended_at.is_some_and(|at| now - at <= 3_600_000);
+                if rec.ctx.librarian == Some(staff.id) && recent {
+                    Ok(())
+                } else {
+                    Err(DomainError::Forbidden(
+                        "after an hour, an ended chat's patron is blocked by the library's admins",
+                    ))
+                }
+            }
+        };
+        allowed?;
+        // The block first: should the end fail (the patron ended it just
+        // now), the patron is blocked all the same.
         let new = NewBlock { session, by: staff.clone(), reason, expires_at: now + hours as Millis * 3_600_000, now };
         let block = self.store.block(new).await?;
+        if rec.state != SessionState::Ended {
+            let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
+            let guard: Guard = Box::new(|rec| rec.state.end().map(|_| ()));
+            // Blocked patrons get no transcript: the chat is not theirs to mail on.
+            match self.store.end(session, author, guard, Box::new(|_, _| None), Ending::default(), now).await {
+                Ok(_) => {}
+                Err(refdesk_store::StoreError::Domain(DomainError::Conflict(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         tracing::info!(block = block.id, session = %session, staff = %staff.username, "patron blocked");
         Ok(block)
     }
@@ -195,15 +218,13 @@ impl App {
         Ok(lifted)
     }
 
-    /// The blocks this admin may see and lift, newest first (the audit list).
+    /// The blocks made at the libraries this admin's role covers, newest
+    /// first (the audit list).
     pub async fn blocks(&self, staff: &Staff) -> AppResult<Vec<BlockRecord>> {
-        let all = self.store.blocks(staff.home.cooperative, 1000).await?;
-        let mine: Vec<BlockRecord> =
-            all.into_iter().filter(|b| authorize_admin(staff, Admin::Blocks, &b.placement).is_ok()).collect();
-        if mine.is_empty() && staff.role < refdesk_domain::org::Role::LibraryAdmin {
+        if staff.role < refdesk_domain::org::Role::LibraryAdmin {
             return Err(DomainError::Forbidden("blocks are for the library's admins").into());
         }
-        Ok(mine)
+        Ok(self.store.blocks(refdesk_store::ScopeLevel::of(staff), 1000).await?)
     }
 
     /// Whether a library's blocked patrons may still send its form (its admins ask).
@@ -256,28 +277,19 @@ impl App {
         };
         for entry in waiting.into_iter().filter(|e| e.since < before) {
             let Ok(Some(rec)) = self.store.session(entry.session).await else { continue };
+            // One write, under one guard: a librarian who accepts meanwhile
+            // keeps the chat (and no line says nobody was free), and of
+            // several nodes' rounds only the first ends it.
             let still_waiting: Guard = Box::new(move |rec| match rec.state {
                 SessionState::Waiting if rec.queued_at < before => Ok(()),
                 _ => Err(DomainError::Conflict("the chat was taken".into())),
             });
-            let line = NewMessage {
-                author: Author::System,
-                kind: MessageKind::Message,
-                audience: Audience::Everyone,
-                body: expired_line(minutes, rec.patron_email.is_some()),
-                client_id: None,
-                system: None,
+            let ending = Ending {
+                missed: Some(format!("Missed chat: no librarian accepted it within {minutes} minutes")),
+                last_words: Some(expired_line(minutes, rec.patron_email.is_some())),
             };
-            if let Err(e) = self.store.append(entry.session, line, still_waiting, now).await {
-                tracing::debug!(session = %entry.session, error = %e, "waiting chat not expired");
-                continue;
-            }
-            let still_waiting: Guard = Box::new(move |rec| match rec.state {
-                SessionState::Waiting => Ok(()),
-                _ => Err(DomainError::Conflict("the chat was taken".into())),
-            });
-            let missed = Some(format!("Missed chat: no librarian accepted it within {minutes} minutes"));
-            match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), missed, now).await
+            // Nobody accepted it: there is no transcript to mail.
+            match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), ending, now).await
             {
                 Ok(_) => tracing::info!(session = %entry.session, "waiting chat expired"),
                 Err(e) => tracing::debug!(session = %entry.session, error = %e, "waiting chat not expired"),

@@ -213,7 +213,8 @@ impl App {
         // an e-mail address, leaves a question marked "missed chat" (DESIGN §9).
         let missed = Some("Missed chat: the patron left the queue before a librarian accepted".to_owned());
         let now = self.clock.now();
-        let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), missed, now).await?;
+        let ending = refdesk_store::Ending { missed, last_words: None };
+        let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), ending, now).await?;
         self.mail_wakeup.notify_one();
         Ok(line)
     }
@@ -382,7 +383,8 @@ impl App {
     pub async fn staff_end(&self, staff: &Staff, session: SessionId) -> AppResult<Message> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let guard = staff_guard(staff, Action::End);
-        let line = self.store.end(session, author, guard, Box::new(transcript_mail), None, self.clock.now()).await?;
+        let ending = refdesk_store::Ending::default();
+        let line = self.store.end(session, author, guard, Box::new(transcript_mail), ending, self.clock.now()).await?;
         self.mail_wakeup.notify_one();
         Ok(line)
     }

@@ -263,7 +263,8 @@ impl App {
                         }
                     });
                     let mail = Box::new(crate::mail::transcript_mail);
-                    match self.store.end(id, refdesk_domain::chat::Author::System, guard, mail, None, now).await {
+                    let ending = refdesk_store::Ending::default();
+                    match self.store.end(id, refdesk_domain::chat::Author::System, guard, mail, ending, now).await {
                         Ok(_) => {
                             tracing::info!(session = %id, "chat ended after no activity");
                             self.mail_wakeup.notify_one();

@@ -318,6 +318,13 @@ impl Config {
             ("limits.ws_ping_seconds", l.ws_ping_seconds, 1, 3600),
             ("limits.ws_send_seconds", l.ws_send_seconds, 1, 3600),
             ("limits.replay_page", l.replay_page as u64, 1, 10_000),
+            ("limits.max_waiting_per_library", l.max_waiting_per_library as u64, 1, 1_000_000),
+            ("limits.max_waiting_per_address", l.max_waiting_per_address as u64, 1, 1_000_000),
+            ("limits.waiting_expires_minutes", l.waiting_expires_minutes, 1, 7 * 24 * 60),
+            ("limits.block_hours", l.block_hours, 1, l.max_block_hours),
+            ("limits.max_block_hours", l.max_block_hours, 1, 24 * 366),
+            ("limits.patron_mails_per_recipient_per_day", l.patron_mails_per_recipient_per_day as u64, 0, 10_000),
+            ("limits.patron_mails_per_address_per_hour", l.patron_mails_per_address_per_hour as u64, 0, 100_000),
         ];
         for (name, value, min, max) in bounded {
             if !(min..=max).contains(&value) {

@@ -429,6 +429,36 @@ pub struct NewSession {
     pub max_waiting_per_net: u32,
 }
 
+/// How a chat ends, besides who ends it and the transcript.
+#[derive(Clone, Debug, Default)]
+pub struct Ending {
+    /// For a chat still waiting whose patron gave an e-mail address: the
+    /// note of the missed-chat question it leaves — a new question, or a
+    /// note on the one it already has (a chat sent back to a queue).
+    pub missed: Option<String>,
+    /// A line from refdesk to everyone, written in the same transaction
+    /// just before the end line: why the chat ends.
+    pub last_words: Option<String>,
+}
+
+/// The line [`Ending::last_words`] writes.
+pub(crate) fn last_words_line(body: String) -> NewMessage {
+    NewMessage {
+        author: Author::System,
+        kind: MessageKind::Message,
+        audience: Audience::Everyone,
+        body,
+        client_id: None,
+        system: None,
+    }
+}
+
+/// The refusal to block a chat started with neither a browser id nor an
+/// address (nothing a block could match).
+pub(crate) fn nothing_to_block() -> DomainError {
+    DomainError::invalid("session", "this chat holds no browser id or address to block by; end it instead")
+}
+
 /// The refusal when a library's queue is full.
 pub(crate) fn queue_full() -> DomainError {
     DomainError::Limited {
@@ -691,7 +721,7 @@ pub trait Store: Send + Sync + 'static {
         by: Author,
         guard: Guard,
         mail: TranscriptMail,
-        missed: Option<String>,
+        ending: Ending,
         now: Millis,
     ) -> Result<Message>;
     /// Records where the patron wants the transcript sent.
@@ -829,8 +859,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
     /// The earliest time an undelivered e-mail is due, if any.
     async fn next_mail_due(&self) -> Result<Option<Millis>>;
-    /// E-mails of `kind` queued to `to` since `since` (the per-recipient cap).
-    async fn mails_to(&self, to: &str, kind: &'static str, since: Millis) -> Result<u64>;
+    /// Chats started since `since` that ask a transcript to `to`, whatever
+    /// its letter case (the per-recipient cap: each chat mails once at most).
+    async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64>;
 
     // --- blocks ------------------------------------------------------------------
 
@@ -842,8 +873,9 @@ pub trait Store: Send + Sync + 'static {
     async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord>;
     /// One block.
     async fn block_by_id(&self, id: i64) -> Result<Option<BlockRecord>>;
-    /// A cooperative's blocks, newest first (the audit list; at most `limit`).
-    async fn blocks(&self, coop: CooperativeId, limit: u32) -> Result<Vec<BlockRecord>>;
+    /// The blocks made at the libraries `scope` covers, newest first (the
+    /// audit list; at most `limit`).
+    async fn blocks(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>>;
     /// A block in force in `coop` at `now` on either key, if any.
     async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>>;
     /// Whether a blocked patron may still send the library's offline form.

@@ -390,8 +390,20 @@ pub(crate) const WAITING_IN_LIBRARY: &str =
 /// Chats waiting from one network (binds the network key).
 pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) FROM sessions WHERE state = 'waiting' AND net_key = ?1";
 
-/// E-mails of one kind queued to one address since a time (binds address, kind, since).
-pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) FROM outbox WHERE to_addr = ?1 AND kind = ?2 AND created_at >= ?3";
+/// Chats started since a time that ask a transcript to one address, in any
+/// letter case (binds address, since): each mails at most once, and the
+/// count includes those not yet ended.
+pub(crate) const TRANSCRIPTS_TO: &str =
+    "SELECT COUNT(*) FROM sessions WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND created_at >= ?2";
+
+/// The condition for the blocks a scope covers (binds `?1`: its id).
+pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
+    match scope {
+        ScopeLevel::Library(l) => ("b.library_id = ?1", l.0),
+        ScopeLevel::Institution(i) => ("l.institution_id = ?1", i.0),
+        ScopeLevel::Cooperative(c) => ("i.cooperative_id = ?1", c.0),
+    }
+}
 
 /// Blocks in force on either key: binds cooperative, browser key, network key, now.
 pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4

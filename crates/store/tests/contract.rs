@@ -10,7 +10,7 @@ use refdesk_domain::question::{default_codes, Change, Status};
 use refdesk_domain::DomainError;
 use refdesk_store::sqlite::SqliteStore;
 use refdesk_store::{
-    EventSink, Handover, NewMail, NewMessage, NewSession, NewStaff, QuestionPlan, QuestionQuery, QuestionScope,
+    Ending, EventSink, Handover, NewMail, NewMessage, NewSession, NewStaff, QuestionPlan, QuestionQuery, QuestionScope,
     ScopeLevel, Store, StoreError, TransferTo,
 };
 use std::sync::{Arc, Mutex};
@@ -232,9 +232,9 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     assert_eq!(s.questions(search).await.unwrap().len(), 1, "search reaches the transcript");
 
     // Ending and coding: no longer live (R5).
-    s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), None, 70).await.unwrap();
+    s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), Ending::default(), 70).await.unwrap();
     assert!(matches!(
-        s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), None, 71).await,
+        s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), Ending::default(), 71).await,
         Err(StoreError::Domain(DomainError::Conflict(_)))
     ));
     let decide: refdesk_store::Decide = Box::new(|before, _, codes| {
@@ -247,9 +247,16 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     assert_eq!(s.question(q).await.unwrap().unwrap().rating, Some(5));
 
     // A patron leaving the queue with an address leaves a missed-chat question.
-    s.end(b, Author::Patron { name: "Pat".into() }, ok(), Box::new(|_, _| None), Some("missed".into()), 80)
-        .await
-        .unwrap();
+    s.end(
+        b,
+        Author::Patron { name: "Pat".into() },
+        ok(),
+        Box::new(|_, _| None),
+        Ending { missed: Some("missed".into()), last_words: None },
+        80,
+    )
+    .await
+    .unwrap();
     assert!(s.session(b).await.unwrap().unwrap().ctx.question.is_none(), "no address, no question");
 
     // Staff: availability and sign-off, IM, scripts, policies, codes.

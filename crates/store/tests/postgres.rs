@@ -7,7 +7,7 @@ use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::default_codes;
 use refdesk_domain::DomainError;
 use refdesk_store::postgres::{create_database, PgOptions, PgStore};
-use refdesk_store::{Guard, Handover, NewMessage, NewSession, NewStaff, NoSink, Store, StoreError, TransferTo};
+use refdesk_store::{Ending, Guard, Handover, NewMessage, NewSession, NewStaff, NoSink, Store, StoreError, TransferTo};
 use std::sync::Arc;
 
 async fn fresh_postgres() -> String {
@@ -96,7 +96,7 @@ async fn a_change_made_on_one_node_is_never_missed_by_the_other_nodes_appends() 
     assert!(!ok.duplicate);
 
     // Node two ends the chat; node one's next append is refused.
-    let end = two.end(id, Author::System, Box::new(|_| Ok(())), Box::new(|_, _| None), None, 8).await;
+    let end = two.end(id, Author::System, Box::new(|_| Ok(())), Box::new(|_, _| None), Ending::default(), 8).await;
     end.unwrap();
     let after_end = one.append(id, said(&ben, "too late"), chatting(&ben), 9).await;
     assert!(matches!(after_end, Err(StoreError::Domain(DomainError::Conflict(_)))), "{after_end:?}");

@@ -217,8 +217,8 @@ async fn patron_triggered_mail_is_capped_per_recipient_and_per_network() {
     let session = first["session"].as_i64().unwrap();
     assert_eq!(ann.accept(session).await.0, 200);
     assert_eq!(ann.post(&format!("/api/sessions/{session}/end"), json!({})).await.0, 200);
-    // One transcript went to Alex today: no more, whoever asks.
-    let (status, refused) = start([127, 0, 0, 52], "alex@example.org").await;
+    // One transcript went to Alex today: no more, whoever asks, however the address is written.
+    let (status, refused) = start([127, 0, 0, 52], "Alex@Example.ORG").await;
     assert_eq!(status, 429, "{refused}");
     assert_eq!(refused["error"]["code"], "too_many_mails");
     // One network asks three times an hour at most, whatever the addresses.
@@ -227,4 +227,63 @@ async fn patron_triggered_mail_is_capped_per_recipient_and_per_network() {
     let (status, refused) = start([127, 0, 0, 51], "di@example.org").await;
     assert_eq!(status, 429, "{refused}");
     assert_eq!(start([127, 0, 0, 53], "di@example.org").await.0, 201, "another network still may");
+}
+
+#[tokio::test]
+async fn a_chat_sent_back_to_a_queue_expires_once_and_keeps_its_question() {
+    let app = spawn_app_with_manual_clock_and(|c| c.limits.waiting_expires_minutes = 15).await;
+    let res = reqwest::Client::new()
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .json(&json!({"question": "Old maps?", "email": "lee@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    let p = patron(&app, &res.json::<Value>().await.unwrap());
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let question = ann.question_of(p.session).await["id"].as_i64().unwrap();
+    let path = format!("/api/sessions/{}/transfer", p.session);
+    assert_eq!(ann.post(&path, json!({"library": "riverside-law"})).await.0, 200);
+    let mut ws = p.socket().await;
+    ws.resume(None, 0).await;
+    app.clock().advance(16 * 60_000);
+    ws.until(|f| f["system"] == "ended").await;
+    // A few more rounds of the background task: nothing more is written.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let lines: Vec<_> = app.stored(p.session).await;
+    let sorry = lines.iter().filter(|m| m.body.starts_with("Sorry, no librarian")).count();
+    assert_eq!(sorry, 1, "told once");
+    assert_eq!(lines.iter().filter(|m| m.body.contains("has ended")).count(), 1, "ended once");
+    let (_, detail) = ann.get(&format!("/api/questions/{question}")).await;
+    let notes = detail["timeline"].as_array().unwrap().iter().filter(|t| t["change"] == "note").count();
+    assert_eq!(notes, 1, "the question it had is kept, with the missed-chat note: {detail}");
+}
+
+#[tokio::test]
+async fn who_may_block_a_waiting_or_an_ended_chat() {
+    let app = spawn_app_with(|_| {}).await;
+    let ann = app.staff("ann").await;
+    let carla = app.staff("carla").await;
+    // Waiting: not the librarians' (they would accept it first); the library's admins may.
+    let (_, waiting) = start_from(&app, [127, 0, 0, 61], None).await;
+    let w = waiting["session"].as_i64().unwrap();
+    let body = json!({"reason": "a flood of insults"});
+    assert_eq!(ann.post(&format!("/api/sessions/{w}/block"), body.clone()).await.0, 403);
+    assert_eq!(carla.post(&format!("/api/sessions/{w}/block"), body.clone()).await.0, 201);
+    let stored = app.state.app.store.session(refdesk_domain::ids::SessionId(w)).await.unwrap().unwrap();
+    assert_eq!(stored.state, refdesk_domain::chat::SessionState::Ended, "and it ends");
+    // Ended by the patron first: its librarian may still block, for an hour.
+    let (_, started) = start_from(&app, [127, 0, 0, 62], None).await;
+    let p = patron(&app, &started);
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let ended = reqwest::Client::new().post(app.url("/api/chat/end")).bearer_auth(&p.token).send().await.unwrap();
+    assert_eq!(ended.status(), 200);
+    let ben = app.staff("ben").await;
+    let path = format!("/api/sessions/{}/block", p.session);
+    assert_eq!(ben.post(&path, body.clone()).await.0, 404, "not his chat, nor his library");
+    assert_eq!(ann.post(&path, body).await.0, 201);
+    let (_, blocks) = carla.get("/api/blocks").await;
+    assert_eq!(blocks.as_array().unwrap().len(), 2);
+    let (_, none) = app.staff("ben").await.get("/api/blocks").await;
+    assert!(none.as_array().is_none(), "a librarian lists no blocks: {none}");
 }

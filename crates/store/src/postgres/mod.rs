@@ -19,10 +19,10 @@ mod schema;
 
 use crate::sql::{self, Arg, Cols};
 use crate::{
-    Acted, Appended, BlockRecord, Decide, EventSink, Guard, Handover, ImConversation, LibraryRecord, LineFor, NewBlock,
-    NewFormQuestion, NewMessage, NewSession, NewStaff, OutboxMail, PatronKeys, Plan, PolicyPage, QuestionQuery,
-    QuestionRecord, Result, Script, SessionRecord, StaffEntry, StaffRecord, StaffUpdate, Store, StoreError,
-    TimelineEntry, TranscriptMail, TransferTo,
+    Acted, Appended, BlockRecord, Decide, Ending, EventSink, Guard, Handover, ImConversation, LibraryRecord, LineFor,
+    NewBlock, NewFormQuestion, NewMessage, NewSession, NewStaff, OutboxMail, PatronKeys, Plan, PolicyPage,
+    QuestionQuery, QuestionRecord, Result, Script, SessionRecord, StaffEntry, StaffRecord, StaffUpdate, Store,
+    StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState, SystemEvent};
@@ -495,12 +495,16 @@ impl Store for PgStore {
             .ok_or(StoreError::Domain(DomainError::NotFound("library")))?;
         // The library's row lock orders the starts of one library: the count
         // below cannot be passed by two starts at once.
-        exec(&mut *tx, sqlx::query("SELECT 1 FROM libraries WHERE id = $1 FOR UPDATE").bind(new.library.0)).await?;
+        exec(&mut *tx, sqlx::query("SELECT 1 FROM libraries WHERE id = $1 FOR NO KEY UPDATE").bind(new.library.0))
+            .await?;
         let waiting = int(&mut *tx, sqlx::query(&pg(sql::WAITING_IN_LIBRARY)).bind(new.library.0)).await?;
         if waiting >= i64::from(new.max_waiting) {
             return Err(crate::queue_full().into());
         }
         if let Some(net) = &new.keys.net {
+            // Starts from one network to several libraries are ordered too.
+            exec(&mut *tx, sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('net:' || $1, 0))").bind(net))
+                .await?;
             let from_net = int(&mut *tx, sqlx::query(&pg(sql::WAITING_FROM_NET)).bind(net)).await?;
             if from_net >= i64::from(new.max_waiting_per_net) {
                 return Err(crate::net_full().into());
@@ -668,7 +672,7 @@ impl Store for PgStore {
         by: Author,
         guard: Guard,
         mail: TranscriptMail,
-        missed: Option<String>,
+        ending: Ending,
         now: Millis,
     ) -> Result<Message> {
         // An ended chat takes no more appends: its cached copy (with the
@@ -683,7 +687,11 @@ impl Store for PgStore {
         )
         .await?;
         let line = crate::ended_line(&by);
-        if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &missed, &rec.patron_email) {
+        let missed = (rec.state, &ending.missed, &rec.patron_email, rec.ctx.question);
+        if let (SessionState::Waiting, Some(note), Some(_), Some(q)) = missed {
+            // Sent back to a queue, and nobody took it again: its question stays.
+            insert_timeline(&mut tx, q, now, None, &Change::Note { body: note.clone() }).await?;
+        } else if let (SessionState::Waiting, Some(note), Some(_), None) = missed {
             let text = question_text(&mut tx, id).await?;
             let q = int(
                 &mut *tx,
@@ -700,6 +708,13 @@ impl Store for PgStore {
             insert_timeline(&mut tx, q, now, None, &Change::Created { status: Status::New }).await?;
             insert_timeline(&mut tx, q, now, None, &Change::Note { body: note.clone() }).await?;
         }
+        let last_words = match ending.last_words {
+            Some(words) => {
+                let before = load_session(&mut tx, id).await?;
+                Some((before.ctx.clone(), insert_message(&mut tx, &before, crate::last_words_line(words), now).await?))
+            }
+            None => None,
+        };
         let ended = load_session(&mut tx, id).await?;
         let message = insert_message(&mut tx, &ended, line, now).await?;
         let every = all_messages(&mut tx, id).await?;
@@ -716,6 +731,9 @@ impl Store for PgStore {
             });
         }
         let summary = load_session(&mut tx, id).await?.summary();
+        if let Some((ctx, words)) = last_words {
+            events.push(Event::Message { ctx, message: words });
+        }
         events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
         events.push(Event::SessionChanged(summary));
         self.commit(tx, events).await?;
@@ -1372,9 +1390,9 @@ impl Store for PgStore {
         Ok(q.fetch_one(&self.pool).await.map_err(db)?.opt_int(0)?)
     }
 
-    async fn mails_to(&self, to: &str, kind: &'static str, since: Millis) -> Result<u64> {
-        let text = pg(sql::MAILS_TO);
-        Ok(int(&self.pool, sqlx::query(&text).bind(to).bind(kind).bind(since)).await? as u64)
+    async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64> {
+        let text = pg(sql::TRANSCRIPTS_TO);
+        Ok(int(&self.pool, sqlx::query(&text).bind(to).bind(since)).await? as u64)
     }
 
     async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
@@ -1385,6 +1403,9 @@ impl Store for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+        if keys.opt_text(0)?.is_none() && keys.opt_text(1)?.is_none() {
+            return Err(crate::nothing_to_block().into());
+        }
         let id = int(
             &mut *tx,
             sqlx::query(
@@ -1434,9 +1455,10 @@ impl Store for PgStore {
         opt(&self.pool, sqlx::query(&text).bind(id), sql::block).await
     }
 
-    async fn blocks(&self, coop: CooperativeId, limit: u32) -> Result<Vec<BlockRecord>> {
-        let text = format!("{} WHERE i.cooperative_id = $1 ORDER BY b.id DESC LIMIT $2", sql::BLOCK_SELECT);
-        all(&self.pool, sqlx::query(&text).bind(coop.0).bind(i64::from(limit)), sql::block).await
+    async fn blocks(&self, scope: crate::ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>> {
+        let (cond, id) = sql::block_scope(scope);
+        let text = pg(&format!("{} WHERE {cond} ORDER BY b.id DESC LIMIT ?2", sql::BLOCK_SELECT));
+        all(&self.pool, sqlx::query(&text).bind(id).bind(i64::from(limit)), sql::block).await
     }
 
     async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>> {

@@ -32,7 +32,7 @@ use crate::{
     NewStaff, OutboxMail, Plan, QuestionQuery, QuestionRecord, Result, SessionRecord, StaffEntry, StaffRecord,
     StaffUpdate, Store, StoreError, TimelineEntry, TranscriptMail, TransferTo,
 };
-use crate::{BlockRecord, Handover, LineFor, NewBlock, PatronKeys, PolicyPage, Script};
+use crate::{BlockRecord, Ending, Handover, LineFor, NewBlock, PatronKeys, PolicyPage, Script};
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry};
@@ -1007,7 +1007,7 @@ impl Store for SqliteStore {
         by: Author,
         guard: Guard,
         mail: TranscriptMail,
-        missed: Option<String>,
+        ending: Ending,
         now: Millis,
     ) -> Result<Message> {
         self.write(move |c| {
@@ -1018,7 +1018,11 @@ impl Store for SqliteStore {
             c.execute("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", params![id.0, now])
                 .map_err(db)?;
             let line = crate::ended_line(&by);
-            if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &missed, &rec.patron_email) {
+            let missed = (rec.state, &ending.missed, &rec.patron_email, rec.ctx.question);
+            if let (SessionState::Waiting, Some(note), Some(_), Some(q)) = missed {
+                // Sent back to a queue, and nobody took it again: its question stays.
+                insert_timeline(c, q, now, None, &Change::Note { body: note.clone() })?;
+            } else if let (SessionState::Waiting, Some(note), Some(_), None) = missed {
                 let text: String =
                     c.query_row("SELECT question_text FROM sessions WHERE id = ?1", [id.0], |r| r.get(0)).map_err(db)?;
                 c.execute(
@@ -1030,6 +1034,13 @@ impl Store for SqliteStore {
                 insert_timeline(c, q, now, None, &Change::Created { status: refdesk_domain::question::Status::New })?;
                 insert_timeline(c, q, now, None, &Change::Note { body: note.clone() })?;
             }
+            let last_words = match ending.last_words {
+                Some(words) => {
+                    let before = load_session(c, id)?;
+                    Some((before.ctx.clone(), insert_message(c, &before, crate::last_words_line(words), now)?))
+                }
+                None => None,
+            };
             let ended = load_session(c, id)?;
             let message = insert_message(c, &ended, line, now)?;
             let all = all_messages(c, id)?;
@@ -1041,6 +1052,9 @@ impl Store for SqliteStore {
                 events.push(Event::QueueRemoved { session: id, placement: rec.queue, since: rec.queued_at, version: rec.ctx.version });
             }
             let summary = load_session(c, id)?.summary();
+            if let Some((ctx, words)) = last_words {
+                events.push(Event::Message { ctx, message: words });
+            }
             events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
             events.push(Event::SessionChanged(summary));
             Ok((message, events))
@@ -1573,12 +1587,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn mails_to(&self, to: &str, kind: &'static str, since: Millis) -> Result<u64> {
+    async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64> {
         let to = to.to_owned();
         self.read(move |c| {
-            c.prepare_cached(crate::sql::MAILS_TO)
+            c.prepare_cached(crate::sql::TRANSCRIPTS_TO)
                 .map_err(db)?
-                .query_row(params![to, kind, since], |r| r.get::<_, i64>(0))
+                .query_row(params![to, since], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
                 .map_err(db)
         })
@@ -1593,6 +1607,9 @@ impl Store for SqliteStore {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .map_err(db)?;
+            if browser.is_none() && net.is_none() {
+                return Err(crate::nothing_to_block().into());
+            }
             c.execute(
                 "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1645,11 +1662,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn blocks(&self, coop: CooperativeId, limit: u32) -> Result<Vec<BlockRecord>> {
+    async fn blocks(&self, scope: crate::ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>> {
         self.read(move |c| {
-            let text = format!("{} WHERE i.cooperative_id = ?1 ORDER BY b.id DESC LIMIT ?2", crate::sql::BLOCK_SELECT);
+            let (cond, id) = crate::sql::block_scope(scope);
+            let text = format!("{} WHERE {cond} ORDER BY b.id DESC LIMIT ?2", crate::sql::BLOCK_SELECT);
             let mut st = c.prepare_cached(&text).map_err(db)?;
-            let rows = st.query_map(params![coop.0, limit], decode(|r| crate::sql::block(r))).map_err(db)?;
+            let rows = st.query_map(params![id, limit], decode(|r| crate::sql::block(r))).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await

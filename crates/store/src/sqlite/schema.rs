@@ -200,7 +200,7 @@ CREATE TABLE blocks (
 CREATE INDEX blocks_browser ON blocks(browser_key) WHERE lifted_at IS NULL;
 CREATE INDEX blocks_net ON blocks(net_key) WHERE lifted_at IS NULL;
 CREATE INDEX blocks_cooperative ON blocks(cooperative_id, id);
-CREATE INDEX outbox_to ON outbox(to_addr, created_at);
+CREATE INDEX sessions_transcript_to ON sessions(lower(transcript_to)) WHERE transcript_to IS NOT NULL;
 CREATE TABLE library_settings (
     library_id      INTEGER PRIMARY KEY REFERENCES libraries(id),
     blocked_may_ask BOOLEAN NOT NULL
