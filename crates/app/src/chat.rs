@@ -33,6 +33,17 @@ pub struct StartChat {
     pub browser: Option<String>,
 }
 
+/// A page of a patron's chat (see [`App::patron_page`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct PatronPage {
+    /// The lines the patron may see.
+    pub messages: Vec<Message>,
+    /// The number of the last line read: the next page starts after it.
+    pub last: u64,
+    /// Whether more lines follow.
+    pub more: bool,
+}
+
 /// A started chat: its id and the patron's secret token (shown once).
 #[derive(Clone, Debug, Serialize)]
 pub struct Started {
@@ -430,6 +441,23 @@ impl App {
         let all = self.store.messages_after(session, 0, u32::MAX).await?;
         let visible = transcript(viewer, &rec.ctx, &all).cloned().collect();
         Ok((rec, visible))
+    }
+
+    /// A page of the patron's own chat as the patron may see it: the lines
+    /// after `after`, reading at most `limit` (1–500), and the number of the
+    /// last line read (notes among them are read, never shown) and whether
+    /// more follow. A long chat is never loaded whole for one request.
+    pub async fn patron_page(&self, rec: &SessionRecord, after: u64, limit: u32) -> AppResult<PatronPage> {
+        if !(1..=500).contains(&limit) {
+            return Err(DomainError::invalid("limit", "read 1 to 500 lines at a time").into());
+        }
+        let mut page = self.store.messages_after(rec.ctx.id, after, limit + 1).await?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        let last = page.last().map_or(after, |m| m.seq);
+        let viewer = Viewer::Patron { session: rec.ctx.id };
+        let messages = transcript(&viewer, &rec.ctx, &page).cloned().collect();
+        Ok(PatronPage { messages, last, more })
     }
 
     /// Every library (for pickers and the start page).

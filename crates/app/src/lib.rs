@@ -34,7 +34,7 @@ mod questions;
 pub mod setup;
 pub mod staff;
 
-pub use chat::{StartChat, Started};
+pub use chat::{PatronPage, StartChat, Started};
 pub use desk::{Monitor, Transfer};
 pub use questions::{ActOutcome, ListFilter, QuestionAction, QuestionDetail};
 pub use staff::{FormReceipt, LibraryStatus, OfflineForm, Presence};

@@ -233,7 +233,7 @@ fn core_document() -> Value {
                 op("A patron starts a chat; returns the session id and its secret token", "none", Some("StartChat"), "201"),
                 json!([{"name": "slug", "in": "path", "required": true, "schema": {"type": "string"}}])
             )},
-            "/api/chat": {"get": op("The patron's chat: state and the messages the patron may see", "patron", None, "200")},
+            "/api/chat": {"get": op("The patron's chat, a page at a time (?after=SEQ&limit=1..500, default 200): state, the messages the patron may see, the last line read and whether more follow", "patron", None, "200")},
             "/api/chat/end": {"post": op("The patron ends the chat", "patron", None, "200")},
             "/api/chat/transcript": {"post": op("The patron asks for the transcript by e-mail at the end (empty email cancels)", "patron", Some("TranscriptRequest"), "200")},
             "/api/queue": {"get": op("Waiting chats this staff member may serve", "staff", None, "200")},

@@ -76,13 +76,25 @@ async fn start(
 struct PatronChat {
     session: refdesk_domain::ids::SessionId,
     state: refdesk_domain::chat::SessionState,
-    messages: Vec<Message>,
+    #[serde(flatten)]
+    page: refdesk_app::PatronPage,
 }
 
-async fn chat(State(state): State<AppState>, PatronToken(rec): PatronToken) -> ApiResult<axum::Json<PatronChat>> {
-    let viewer = Viewer::Patron { session: rec.ctx.id };
-    let (rec, messages) = state.app.transcript(&viewer, rec.ctx.id).await?;
-    Ok(axum::Json(PatronChat { session: rec.ctx.id, state: rec.state, messages }))
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// The patron's chat, a page at a time (`?after=&limit=`, 200 lines by default).
+async fn chat(
+    State(state): State<AppState>,
+    PatronToken(rec): PatronToken,
+    crate::error::Query(q): crate::error::Query<PageQuery>,
+) -> ApiResult<axum::Json<PatronChat>> {
+    let page = state.app.patron_page(&rec, q.after.unwrap_or(0), q.limit.unwrap_or(200)).await?;
+    Ok(axum::Json(PatronChat { session: rec.ctx.id, state: rec.state, page }))
 }
 
 async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> ApiResult<axum::Json<Message>> {

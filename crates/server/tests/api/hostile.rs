@@ -147,3 +147,31 @@ async fn unknown_fields_and_missing_records_get_their_documented_answers() {
     let (status, body) = ann.post("/api/im/999999/read", json!({"seq": 1})).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// `GET /api/chat` is paged like the socket's replay: a long chat is never
+/// loaded whole for one request, and notes are read but never shown.
+#[tokio::test]
+async fn the_patrons_rest_transcript_is_read_a_page_at_a_time() {
+    let app = crate::helpers::spawn_app().await;
+    let patron = app.start_chat("riverside-main", "A long one").await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let path = format!("/api/sessions/{}/messages", patron.session);
+    for i in 0..250 {
+        let kind = if i == 100 { "note" } else { "message" };
+        let (status, _) = ann.post(&path, serde_json::json!({"kind": kind, "body": format!("line {i}")})).await;
+        assert_eq!(status, 200);
+    }
+    let (status, first) = patron.get("/api/chat").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["more"], true);
+    assert_eq!(first["last"], 200);
+    let shown = first["messages"].as_array().unwrap();
+    assert_eq!(shown.len(), 199, "200 lines read, the note among them not shown");
+    assert!(shown.iter().all(|m| m["audience"] == "everyone"));
+    let (_, rest) = patron.get("/api/chat?after=200&limit=500").await;
+    assert_eq!(rest["more"], false);
+    assert_eq!(rest["last"].as_u64().unwrap(), 252, "the question, the accept line and 250 lines");
+    assert_eq!(patron.get("/api/chat?limit=501").await.0, 422);
+    assert_eq!(patron.get("/api/chat?limit=0").await.0, 422);
+}
