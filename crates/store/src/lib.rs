@@ -476,8 +476,9 @@ pub(crate) fn net_full() -> DomainError {
     }
 }
 
-/// What identifies a patron for a block, never in the clear: a keyed
-/// digest of the browser's own random id (kept by the widget) and of the
+/// What identifies a patron for a block, never in the clear: a SHA-256
+/// digest (not keyed: an IPv4 address's can be found by trying them all) of
+/// the browser's own random id (kept by the widget) and of the
 /// network the chat came from (IPv4 address, IPv6 /64).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatronKeys {

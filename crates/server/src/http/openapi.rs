@@ -126,7 +126,7 @@ fn desk_paths() -> Value {
     );
     add(
         "/api/libraries/{slug}/questions",
-        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail", "none", Some("OfflineForm"), "201"), slug.clone())}),
+        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail. 429 rate_limited; 403 blocked where the library does not let blocked patrons use the form", "none", Some("OfflineForm"), "201"), slug.clone())}),
     );
     add(
         "/api/chat/rating",
@@ -230,7 +230,7 @@ fn core_document() -> Value {
                 "post": op("Create a library in my institution, or (cooperative admins) in a named institution of my cooperative", "staff", Some("NewLibrary"), "201")
             },
             "/api/libraries/{slug}/chats": {"post": with_params(
-                op("A patron starts a chat; returns the session id and its secret token", "none", Some("StartChat"), "201"),
+                op("A patron starts a chat; returns the session id and its secret token. 429 rate_limited, too_many_waiting (the network's waiting chats), queue_full (the library's queue), too_many_mails (transcripts to that address or asked from the network); 403 blocked (a polite message for the patron)", "none", Some("StartChat"), "201"),
                 json!([{"name": "slug", "in": "path", "required": true, "schema": {"type": "string"}}])
             )},
             "/api/chat": {"get": op("The patron's chat, a page at a time (?after=SEQ&limit=1..500, default 200): state, the messages the patron may see, the last line read and whether more follow", "patron", None, "200")},
