@@ -41,22 +41,8 @@ impl Asker {
                 (16..=128).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
             })
             .map(|b| auth::digest(&format!("refdesk-browser:{b}")));
-        PatronKeys { browser, net: self.ip.map(|ip| auth::digest(&format!("refdesk-net:{}", network(ip)))) }
-    }
-}
-
-/// The network an address stands for: an IPv4 address itself, an IPv6
-/// address's /64 (an IPv4-mapped IPv6 address is its IPv4 address).
-pub fn network(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+        let net = self.ip.map(|ip| auth::digest(&format!("refdesk-net:{}", refdesk_domain::net::network(ip))));
+        PatronKeys { browser, net }
     }
 }
 
@@ -84,60 +70,7 @@ fn expired_line(minutes: u64, has_email: bool) -> String {
     format!("Sorry, no librarian was free to take your chat within {minutes} minutes. {rest}")
 }
 
-/// Networks tracked at most by [`MailAsks`]; beyond it the oldest hours are
-/// forgotten, so a flood of addresses cannot grow memory without bound.
-const MAIL_ASKS_TRACKED: usize = 50_000;
-
-/// Transcripts asked for per network in the current hour, on this node.
-#[derive(Default)]
-pub struct MailAsks(std::sync::Mutex<std::collections::HashMap<String, (Millis, u32)>>);
-
-impl MailAsks {
-    /// Counts one ask from `net` at `now`; false when the hour's `cap` is reached.
-    fn take(&self, net: &str, now: Millis, cap: u32) -> bool {
-        let hour = now.div_euclid(3_600_000);
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAIL_ASKS_TRACKED {
-            map.retain(|_, (h, _)| *h == hour);
-            if map.len() >= MAIL_ASKS_TRACKED {
-                map.clear();
-            }
-        }
-        let entry = map.entry(net.to_owned()).or_insert((hour, 0));
-        if entry.0 != hour {
-            *entry = (hour, 0);
-        }
-        if entry.1 >= cap {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
-}
-
 impl App {
-    /// Whether a patron may have a transcript mailed to `to`: at most
-    /// [`crate::Limits::patron_mails_per_recipient_per_day`] to one address
-    /// a day, and [`crate::Limits::patron_mails_per_address_per_hour`] asks
-    /// from one network an hour. refdesk is not a way to mail strangers.
-    pub(crate) async fn may_mail_transcript(&self, to: &str, keys: &PatronKeys) -> AppResult<()> {
-        let now = self.clock.now();
-        let sent = self.store.transcripts_to(to, now - 86_400_000).await?;
-        let too_many = || DomainError::Limited {
-            code: "too_many_mails",
-            reason: "too many transcripts have been asked for; please copy the chat instead".into(),
-        };
-        if sent >= u64::from(self.limits.patron_mails_per_recipient_per_day) {
-            return Err(too_many().into());
-        }
-        if let Some(net) = &keys.net {
-            if !self.mail_asks.take(net, now, self.limits.patron_mails_per_address_per_hour) {
-                return Err(too_many().into());
-            }
-        }
-        Ok(())
-    }
-
     /// The chatting librarian (or whoever may write in the chat) warns the
     /// patron with the canned line, as their own message.
     pub async fn warn(&self, staff: &Staff, session: SessionId) -> AppResult<refdesk_store::Appended> {
@@ -303,25 +236,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_ipv6_network_is_its_64_and_a_mapped_address_its_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(network(a), network(b));
-        assert_ne!(network(a), network(c));
-        assert_eq!(network("::ffff:10.0.0.7".parse().unwrap()), "10.0.0.7");
+    fn one_network_one_key_and_never_the_address_itself() {
         let asker = |ip: &str| Asker { ip: Some(ip.parse().unwrap()), browser: None }.keys();
         assert_eq!(asker("2001:db8:1:2::9").net, asker("2001:db8:1:2::10").net);
+        assert_ne!(asker("2001:db8:1:2::9").net, asker("2001:db8:1:3::9").net);
         assert!(!asker("10.0.0.7").net.unwrap().contains("10.0.0.7"), "stored as a digest only");
-    }
-
-    #[test]
-    fn transcript_asks_are_counted_per_network_and_hour() {
-        let asks = MailAsks::default();
-        assert!(asks.take("a", 0, 2) && asks.take("a", 1, 2));
-        assert!(!asks.take("a", 2, 2), "the third in the hour is refused");
-        assert!(asks.take("b", 2, 2), "another network has its own");
-        assert!(asks.take("a", 3_600_000, 2), "a new hour starts again");
     }
 
     #[test]

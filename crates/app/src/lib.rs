@@ -247,8 +247,8 @@ pub struct App {
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
     pub rereads: Arc<tokio::sync::Semaphore>,
-    /// Transcripts asked for per network this hour (see [`blocks::MailAsks`]).
-    pub mail_asks: Arc<blocks::MailAsks>,
+    /// Transcripts asked for per network this hour (see [`mail::MailAsks`]).
+    pub mail_asks: Arc<mail::MailAsks>,
 }
 
 impl App {

@@ -16,12 +16,13 @@
 //! Transcripts are built with the one visibility function, as the patron's
 //! socket sees the chat: no librarian note, no staff-only line (B4).
 
-use crate::App;
+use crate::{App, AppResult};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executor};
 use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::visibility::{transcript, Viewer};
+use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{NewMail, OutboxMail, QuestionRecord, SessionRecord};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -148,6 +149,61 @@ fn utc_time(ms: i64) -> String {
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Files(PathBuf),
+}
+
+/// Networks tracked at most by [`MailAsks`]; beyond it the oldest hours are
+/// forgotten, so a flood of addresses cannot grow memory without bound.
+const MAIL_ASKS_TRACKED: usize = 50_000;
+
+/// Transcripts asked for per network in the current hour, on this node.
+#[derive(Default)]
+pub struct MailAsks(std::sync::Mutex<std::collections::HashMap<String, (Millis, u32)>>);
+
+impl MailAsks {
+    /// Counts one ask from `net` at `now`; false when the hour's `cap` is reached.
+    fn take(&self, net: &str, now: Millis, cap: u32) -> bool {
+        let hour = now.div_euclid(3_600_000);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAIL_ASKS_TRACKED {
+            map.retain(|_, (h, _)| *h == hour);
+            if map.len() >= MAIL_ASKS_TRACKED {
+                map.clear();
+            }
+        }
+        let entry = map.entry(net.to_owned()).or_insert((hour, 0));
+        if entry.0 != hour {
+            *entry = (hour, 0);
+        }
+        if entry.1 >= cap {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+}
+
+impl App {
+    /// Whether a patron may have a transcript mailed to `to`: at most
+    /// [`crate::Limits::patron_mails_per_recipient_per_day`] to one address
+    /// a day, and [`crate::Limits::patron_mails_per_address_per_hour`] asks
+    /// from one network an hour. refdesk is not a way to mail strangers.
+    pub(crate) async fn may_mail_transcript(&self, to: &str, keys: &refdesk_store::PatronKeys) -> AppResult<()> {
+        let now = self.clock.now();
+        let sent = self.store.transcripts_to(to, now - 86_400_000).await?;
+        let too_many = || DomainError::Limited {
+            code: "too_many_mails",
+            reason: "too many transcripts have been asked for; please copy the chat instead".into(),
+        };
+        if sent >= u64::from(self.limits.patron_mails_per_recipient_per_day) {
+            return Err(too_many().into());
+        }
+        if let Some(net) = &keys.net {
+            if !self.mail_asks.take(net, now, self.limits.patron_mails_per_address_per_hour) {
+                return Err(too_many().into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Delivers the outbox.
@@ -300,6 +356,15 @@ enum Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcript_asks_are_counted_per_network_and_hour() {
+        let asks = MailAsks::default();
+        assert!(asks.take("a", 0, 2) && asks.take("a", 1, 2));
+        assert!(!asks.take("a", 2, 2), "the third in the hour is refused");
+        assert!(asks.take("b", 2, 2), "another network has its own");
+        assert!(asks.take("a", 3_600_000, 2), "a new hour starts again");
+    }
 
     #[test]
     fn the_smtp_password_is_never_printed() {

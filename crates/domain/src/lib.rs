@@ -12,6 +12,7 @@
 //! - [`event`]: committed events, as the bus carries them.
 //! - [`visibility`]: the one function that decides who may see what (§5, B4).
 //! - [`input`]: parsers for everything that comes from outside ("parse, don't validate").
+//! - [`net`]: the network a client address stands for (what per-address limits and blocks count by).
 //!
 //! This crate must never depend on anything of ours, nor do I/O.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod input;
+pub mod net;
 pub mod org;
 pub mod question;
 pub mod visibility;

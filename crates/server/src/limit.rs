@@ -24,15 +24,10 @@ use std::time::Instant;
 const MAX_TRACKED: usize = 50_000;
 
 /// The address limits count by: IPv4 as it is (an IPv4-mapped IPv6 address
-/// too), IPv6 by its /64.
+/// too), IPv6 by its /64 ([`refdesk_domain::net::network`], the rule blocks
+/// use too).
 pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        },
-    }
+    refdesk_domain::net::network(ip)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
