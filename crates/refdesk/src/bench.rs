@@ -184,7 +184,9 @@ const SOCKETS_PER_SOURCE: usize = 64;
 
 /// For a target on 127.0.0.1: the next source address in 127.1.0.0/16
 /// (all of 127.0.0.0/8 is this machine's) and the target's address.
-fn from_address(req: &tokio_tungstenite::tungstenite::handshake::client::Request) -> Option<([u8; 4], std::net::SocketAddr)> {
+fn from_address(
+    req: &tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Option<([u8; 4], std::net::SocketAddr)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static OPENED: AtomicUsize = AtomicUsize::new(0);
     let uri = req.uri();
