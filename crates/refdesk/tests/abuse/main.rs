@@ -9,4 +9,5 @@ mod harness;
 mod connections;
 mod files;
 mod nats;
+mod origin;
 mod queue;
