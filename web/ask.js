@@ -67,6 +67,30 @@ const seen = new Set();
 // a reload starts from nothing on the page, so it replays the whole chat.
 let last = 0;
 
+// What the status line says when the connection is fine; "Reconnecting…"
+// stands in for it only while the socket is down.
+let statusText = "";
+let connected = true;
+function setStatus(text) {
+  statusText = text;
+  if (connected) $("status").textContent = text;
+}
+
+// Who is typing, each with the timer that clears them: the server sends no
+// "stopped" when a line is sent, and a dropped typist never sends one.
+const TYPING_TIMEOUT = 6000;
+const typists = new Map();
+function showTyping() {
+  const who = [...typists.keys()];
+  $("typing").textContent = who.length ? `${who.join(" and ")} ${who.length > 1 ? "are" : "is"} typing…` : "";
+}
+function setTyping(who, on) {
+  clearTimeout(typists.get(who));
+  typists.delete(who);
+  if (on) typists.set(who, setTimeout(() => { typists.delete(who); showTyping(); }, TYPING_TIMEOUT));
+  showTyping();
+}
+
 function render(m) {
   if (seen.has(m.seq)) return;
   seen.add(m.seq);
@@ -74,54 +98,128 @@ function render(m) {
   $("log").append(messageItem(m));
   $("log").scrollTop = $("log").scrollHeight;
   if (m.seq > last) last = m.seq;
-  if (m.system === "accepted") $("status").textContent = "A librarian is with you.";
+  // Their line arrived: they are no longer typing it.
+  if (m.author.type === "staff" && typists.has(m.author.name)) setTyping(m.author.name, false);
+  if (m.system === "accepted") setStatus("A librarian is with you.");
   if (m.system === "ended") {
-    $("status").textContent = "The chat has ended.";
+    setStatus("The chat has ended.");
     for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
+    for (const who of [...typists.keys()]) setTyping(who, false);
     $("rating-form").classList.remove("hidden");
   }
+}
+
+// The longest line the server takes (from its hello frame): the box counts
+// down near it and refuses to send over it, keeping the text.
+let maxChars = 4000;
+const length = (text) => [...text.trim()].length; // Unicode scalar values, as the server counts
+function updateCounter() {
+  const left = maxChars - length($("text").value);
+  const near = left <= Math.min(200, Math.ceil(maxChars / 10));
+  $("counter").textContent = !near ? "" : left >= 0 ? `${left} left` : `${-left} over the limit of ${maxChars} characters`;
+  $("counter").classList.toggle("error", left < 0);
+  $("text").setAttribute("aria-invalid", left < 0 ? "true" : "false");
+}
+
+// A line the server refused: never shown as sent. Back in the box if the box
+// is empty; otherwise kept in the log, marked, with a button to edit it.
+function notSent(p, reason) {
+  const item = document.querySelector(`[data-client="${CSS.escape(p.client_id)}"]`);
+  if (!$("text").value.trim()) {
+    item?.remove();
+    $("text").value = p.body;
+    updateCounter();
+    $("chat-error").textContent = `Not sent: ${reason} Your message is back in the box: edit it and send it again.`;
+    $("text").focus();
+    return;
+  }
+  $("chat-error").textContent = `Not sent: ${reason}`;
+  if (!item) return;
+  item.className = "failed";
+  item.replaceChildren(el("span", { class: "error" }, "Not sent — edit and retry: "), p.body, " ",
+    el("button", { type: "button", class: "secondary", onclick: () => {
+      item.remove();
+      $("text").value = $("text").value ? `${$("text").value}\n${p.body}` : p.body;
+      updateCounter();
+      $("text").focus();
+    } }, "Edit"));
 }
 
 function begin() {
   $("start").classList.add("hidden");
   $("chat").classList.remove("hidden");
-  $("status").textContent = "Waiting for a librarian…";
+  setStatus("Waiting for a librarian…");
+  // Lines sent but not yet acknowledged (after a reload too): shown as
+  // pending until the server stores them or refuses them.
+  for (const p of chat.pending) $("log").append(el("li", { class: "pending", "data-client": p.client_id }, p.body));
   const conn = socket("/api/ws", {
     auth: { token: chat.token },
     onOpen: (send) => {
       send({ type: "resume", after: last });
       for (const p of chat.pending) send({ type: "send", client_id: p.client_id, body: p.body }); // I4: same id, stored once
     },
-    onState: (s) => { if (s === "reconnecting") $("status").textContent = "Reconnecting…"; },
+    onState: (s) => {
+      connected = s === "connected";
+      $("status").textContent = connected ? statusText : "Reconnecting…";
+      // Whoever was typing before the drop may have stopped meanwhile.
+      if (!connected) for (const who of [...typists.keys()]) setTyping(who, false);
+    },
     onFrame: (f) => {
       if (f.type === "event") render(f);
-      else if (f.type === "typing") $("typing").textContent = f.on ? `${f.who} is typing…` : "";
+      else if (f.type === "hello") { if (f.max_message_chars > 0) maxChars = f.max_message_chars; updateCounter(); }
+      else if (f.type === "typing") setTyping(f.who, f.on);
       else if (f.type === "position") {
         const mins = Math.max(0, Math.round((Date.now() - f.since) / 60000));
-        $("status").textContent = `You are number ${f.position} in line (waiting ${mins} min). A librarian will be with you shortly.`;
+        setStatus(`You are number ${f.position} in line (waiting ${mins} min). A librarian will be with you shortly.`);
       }
       else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
       else if (f.type === "error") {
-        $("chat-error").textContent = f.message;
-        if (f.client_id) { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
+        const p = f.client_id && chat.pending.find((x) => x.client_id === f.client_id);
+        if (p) {
+          chat.pending = chat.pending.filter((x) => x !== p); save();
+          notSent(p, f.message);
+        } else $("chat-error").textContent = f.message;
       }
     },
   });
+  let typing = false;
+  let typingSent = 0;
+  let idle = null;
+  const sendTyping = (on) => {
+    typing = on; typingSent = Date.now();
+    conn.send({ type: "typing", on });
+  };
   $("composer").onsubmit = (e) => {
     e.preventDefault();
     const body = $("text").value.trim();
     if (!body) return;
+    const over = length(body) - maxChars;
+    if (over > 0) {
+      // Refused here, before anything is sent: the text stays in the box.
+      $("chat-error").textContent = `Your message is ${over} character${over > 1 ? "s" : ""} too long (at most ${maxChars}). Shorten it, or send it in parts.`;
+      updateCounter();
+      $("text").focus();
+      return;
+    }
     const p = { client_id: newClientId(), body };
     chat.pending.push(p); save();
     $("log").append(el("li", { class: "pending", "data-client": p.client_id }, body));
     conn.send({ type: "send", client_id: p.client_id, body });
     $("text").value = ""; $("chat-error").textContent = "";
+    updateCounter();
+    clearTimeout(idle);
+    if (typing) sendTyping(false);
   };
   $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
-  let typing = false;
+  // Typing: said when it starts, repeated every few seconds while it goes on
+  // (the other side forgets it after 6 s), and "stopped" after 5 s idle.
   $("text").oninput = () => {
-    const now = $("text").value.length > 0;
-    if (now !== typing) { typing = now; conn.send({ type: "typing", on: now }); }
+    updateCounter();
+    const now = $("text").value.trim().length > 0;
+    clearTimeout(idle);
+    if (now && (!typing || Date.now() - typingSent > 3000)) sendTyping(true);
+    else if (!now && typing) sendTyping(false);
+    if (now) idle = setTimeout(() => { if (typing) sendTyping(false); }, 5000);
   };
   $("end-clear").onclick = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
@@ -144,6 +242,16 @@ function begin() {
 }
 
 let offline = false;
+// The offline form answers by e-mail: the address is required there, and a
+// transcript (of a chat that will not happen) is beside the point.
+function setOffline(on) {
+  offline = on;
+  $("email").required = on;
+  $("email-label").textContent = on ? "Your e-mail (required: the answer comes by e-mail)" : "Your e-mail (optional, for a copy of the answer)";
+  $("transcript-row").classList.toggle("hidden", on);
+  if (on) $("transcript").checked = false;
+  document.querySelector('#start button[type="submit"]').textContent = on ? "Send question" : "Start chat";
+}
 // Refused a chat (blocked, or the queue full): the status check leaves the form be.
 let refused = false;
 
@@ -189,8 +297,7 @@ $("start").onsubmit = async (e) => {
       offline = true;
       // The refusal says why; "no librarian is available" is for a full queue.
       $("offline").classList.toggle("hidden", err.code === "blocked");
-      $("email").required = true;
-      document.querySelector('#start button[type="submit"]').textContent = "Send question";
+      setOffline(true);
     }
   }
 };
@@ -202,10 +309,8 @@ async function checkStatus() {
   if (chat || refused) return;
   try {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
-    offline = !st.online;
+    setOffline(!st.online);
     $("offline").classList.toggle("hidden", !offline);
-    $("email").required = offline;
-    document.querySelector('#start button[type="submit"]').textContent = offline ? "Send question" : "Start chat";
   } catch (err) { $("start-error").textContent = err.message; }
 }
 

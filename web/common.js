@@ -33,13 +33,52 @@ export function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
+// Safe links: only http: and https: URLs become links; every other scheme
+// (javascript:, data:, ftp:…) stays text. Built from DOM nodes, never HTML.
+const URL_START = /\bhttps?:\/\/[^\s<>"]+/gi;
+
+/** The URL that a match really is: without trailing punctuation
+ * (".,;:!?") and without a closing parenthesis that has no opening one in
+ * the URL ("(see https://x.org/a)" links https://x.org/a). */
+function trimUrl(text) {
+  let url = text;
+  for (;;) {
+    const last = url.at(-1);
+    if (".,;:!?'".includes(last)) url = url.slice(0, -1);
+    else if (last === ")" && (url.match(/\(/g) || []).length < (url.match(/\)/g) || []).length) url = url.slice(0, -1);
+    else return url;
+  }
+}
+
+/** A message body as text nodes and safe links (rel="noopener noreferrer",
+ * target="_blank"). */
+export function linkify(value) {
+  const body = String(value ?? "");
+  const out = [];
+  let at = 0;
+  for (const m of body.matchAll(URL_START)) {
+    const text = trimUrl(m[0]);
+    let href = null;
+    try {
+      const u = new URL(text);
+      if ((u.protocol === "http:" || u.protocol === "https:") && u.hostname) href = u.href;
+    } catch { /* not a URL: stays text */ }
+    if (!href) continue;
+    if (m.index > at) out.push(document.createTextNode(body.slice(at, m.index)));
+    out.push(el("a", { href, rel: "noopener noreferrer", target: "_blank" }, text));
+    at = m.index + text.length;
+  }
+  if (at < body.length) out.push(document.createTextNode(body.slice(at)));
+  return out;
+}
+
 /** One line of a transcript, as a list item. Notes are labelled. */
 export function messageItem(m, { staffView = false } = {}) {
   const who = m.author.type === "system" ? "" : m.author.name + (m.author.type === "staff" && !staffView ? " (librarian)" : "");
   const li = el("li", { class: `${m.kind} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
   if (m.kind === "note") li.append(el("span", { class: "label" }, "librarian note"));
   if (who) li.append(el("span", { class: "who" }, who + ":"));
-  li.append(el("span", { class: "body" }, m.body));
+  li.append(el("span", { class: "body" }, ...linkify(m.body)));
   li.append(el("time", { datetime: new Date(m.at).toISOString() }, clock(m.at)));
   return li;
 }

@@ -23,19 +23,52 @@ function describe(t) {
   }
 }
 
-async function load() {
-  const d = await api(`/api/questions/${id}`);
+// The page follows the question while its chat is live: it asks again every
+// few seconds (only while live, and only while the page is on screen), adds
+// the new lines and redraws the timeline when it grew. A question that is no
+// longer live changes only by someone's action, which reloads it.
+const POLL_MS = 4000;
+let shown = 0; // the highest seq in the transcript on the page
+let timelineLength = -1;
+let poll = null;
+
+function render(d) {
   question = d.question;
   const q = d.question;
   $("title").textContent = `Question #${q.id}`;
   $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
     `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}; librarian ${q.librarian_name || "—"}`
     + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
+  $("patron").replaceChildren(
+    el("strong", {}, "Patron: "), q.patron_name || "no name given", " · ",
+    el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${d.patron_email}` }, d.patron_email) : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
-  $("transcript").replaceChildren(...d.transcript.map((m) => messageItem(m, { staffView: true })));
-  $("timeline").replaceChildren(...d.timeline.map((t) =>
-    el("li", {}, el("time", { datetime: new Date(t.at).toISOString() }, new Date(t.at).toLocaleString()), ` ${t.actor_name}: ${describe(t)}`)));
+  const fresh = d.transcript.filter((m) => m.seq > shown);
+  if (fresh.length) {
+    const log = $("transcript");
+    const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.append(...fresh.map((m) => messageItem(m, { staffView: true })));
+    shown = fresh[fresh.length - 1].seq;
+    if (atEnd) log.scrollTop = log.scrollHeight;
+  }
+  if (d.timeline.length !== timelineLength) {
+    timelineLength = d.timeline.length;
+    $("timeline").replaceChildren(...d.timeline.map((t) =>
+      el("li", {}, el("time", { datetime: new Date(t.at).toISOString() }, new Date(t.at).toLocaleString()), ` ${t.actor_name}: ${describe(t)}`)));
+  }
+  clearTimeout(poll);
+  if (q.live) poll = setTimeout(refresh, POLL_MS);
 }
+
+async function load() {
+  render(await api(`/api/questions/${id}`));
+}
+
+async function refresh() {
+  if (document.hidden) return; // picked up again when the page is shown
+  try { await load(); } catch { if (question?.live) poll = setTimeout(refresh, POLL_MS * 2); }
+}
+document.addEventListener("visibilitychange", () => { if (!document.hidden && question?.live) { clearTimeout(poll); refresh(); } });
 
 async function act(action, body = {}) {
   $("error").textContent = ""; $("notice").textContent = "";
@@ -78,8 +111,9 @@ $("code-form").onsubmit = (e) => {
 try {
   const [codes, libs] = await Promise.all([api("/api/codes"), api("/api/libraries")]);
   $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
-  $("refer").append(...libs.map((l) => el("option", { value: l.slug }, l.name)));
   await load();
+  // Referring hands the question to another library: its own is no choice.
+  $("refer").append(...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
 } catch (err) {
   if (err.status === 401) location.href = "/desk";
   $("error").textContent = err.message;

@@ -14,7 +14,7 @@ for (const [k, v] of params) if ($(k)) $(k).value = k === "from" || k === "to" ?
 
 function query(before) {
   const q = new URLSearchParams();
-  for (const k of ["view", "status", "code", "library", "q"]) if ($(k).value) q.set(k, $(k).value);
+  for (const k of ["view", "status", "code", "library", "librarian", "q"]) if ($(k).value) q.set(k, $(k).value);
   if ($("from").value) q.set("from", String(Date.parse($("from").value)));
   if ($("to").value) q.set("to", String(Date.parse($("to").value) + 86400000));
   if (before) q.set("before", String(before));
@@ -27,20 +27,54 @@ function row(q) {
   return el("tr", {},
     el("td", {}, String(q.id)),
     el("td", {}, q.live ? el("span", { class: "badge live", title: "The chat is still going on" }, "Live") : "", " ", link),
+    el("td", {}, q.patron_name || "—"),
     el("td", {}, q.library_name + (q.referred_name ? ` → ${q.referred_name}` : "")),
     el("td", {}, q.state.status), el("td", {}, q.state.code || "—"), el("td", {}, q.librarian_name || "—"),
     el("td", {}, new Date(q.last_message_at).toLocaleString()));
+}
+
+// Sorting the questions on the page (the server pages them newest first):
+// each column heading is a button; the sorted column says so with aria-sort.
+const KEYS = {
+  id: (q) => q.id, text: (q) => q.text, patron: (q) => q.patron_name || "", library: (q) => q.library_name,
+  status: (q) => q.state.status, code: (q) => q.state.code || "", librarian: (q) => q.librarian_name || "", last: (q) => q.last_message_at,
+};
+let sort = { key: "id", dir: "descending" };
+let shown = [];
+function draw() {
+  const get = KEYS[sort.key];
+  const sign = sort.dir === "ascending" ? 1 : -1;
+  const sorted = [...shown].sort((a, b) => {
+    const x = get(a), y = get(b);
+    const c = typeof x === "number" ? x - y : String(x).localeCompare(String(y), undefined, { sensitivity: "base", numeric: true });
+    return sign * (c || b.id - a.id);
+  });
+  $("rows").replaceChildren(...sorted.map(row));
+  for (const th of $("heads").children) {
+    if (th.dataset.key === sort.key) th.setAttribute("aria-sort", sort.dir); else th.removeAttribute("aria-sort");
+  }
+}
+for (const th of $("heads").children) {
+  const label = th.textContent;
+  th.replaceChildren(el("button", { type: "button", class: "secondary sort", onclick: () => {
+    const key = th.dataset.key;
+    // A new column starts with the order one most likely wants: numbers and
+    // times newest first, words A to Z.
+    const first = key === "id" || key === "last" ? "descending" : "ascending";
+    sort = { key, dir: sort.key === key ? (sort.dir === "ascending" ? "descending" : "ascending") : first };
+    draw();
+  } }, label));
 }
 
 let last = null;
 async function load(append) {
   try {
     const rows = await api(`/api/questions?${query(append ? last : null)}`);
-    if (!append) $("rows").replaceChildren();
-    $("rows").append(...rows.map(row));
+    shown = append ? shown.concat(rows) : rows;
+    draw();
     last = rows.length ? rows[rows.length - 1].id : last;
     $("more").classList.toggle("hidden", rows.length < 50);
-    $("status-line").textContent = `${$("rows").children.length} question(s)`;
+    $("status-line").textContent = `${shown.length} question(s)`;
   } catch (err) {
     if (err.status === 401) location.href = "/desk";
     $("status-line").textContent = err.message;
@@ -56,8 +90,10 @@ $("filters").onsubmit = (e) => {
 };
 $("more").onclick = () => load(true);
 
-const [codes, libs] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries")]);
+const [codes, libs, staff] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries"), api("/api/staff/presence").catch(() => [])]);
 $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
 $("library").append(...libs.map((l) => el("option", { value: l.slug }, l.name)));
-for (const k of ["code", "library"]) if (params.get(k)) $(k).value = params.get(k);
+$("librarian").append(...staff.slice().sort((a, b) => a.display_name.localeCompare(b.display_name))
+  .map((s) => el("option", { value: String(s.id) }, s.display_name)));
+for (const k of ["code", "library", "librarian"]) if (params.get(k)) $(k).value = params.get(k);
 load(false);

@@ -5,7 +5,7 @@
 use crate::mail::transcript_mail;
 use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
-use refdesk_domain::chat::{Audience, Author, Message, MessageKind};
+use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::input::{self, Body, ClientId};
@@ -302,7 +302,13 @@ impl App {
             return Err(DomainError::Forbidden("patrons cannot write notes").into());
         }
         let who = session.patron_display();
-        self.bus.publish_ephemeral(Event::Typing { ctx, audience: Audience::Everyone, who, on });
+        self.bus.publish_ephemeral(Event::Typing {
+            ctx,
+            audience: Audience::Everyone,
+            who,
+            by: Some(Typist::Patron),
+            on,
+        });
         Ok(())
     }
 
@@ -319,7 +325,8 @@ impl App {
         let kind = if note { MessageKind::Note } else { MessageKind::Message };
         authorize(staff, Action::Send(kind), &Target::of(&ctx, refdesk_domain::chat::SessionState::Active))?;
         let audience = if note { Audience::Staff } else { Audience::Everyone };
-        self.bus.publish_ephemeral(Event::Typing { ctx, audience, who: staff.display_name.clone(), on });
+        let by = Some(Typist::Staff(staff.id));
+        self.bus.publish_ephemeral(Event::Typing { ctx, audience, who: staff.display_name.clone(), by, on });
         Ok(())
     }
 

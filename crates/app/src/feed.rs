@@ -597,8 +597,9 @@ impl Feed {
                     }
                 }
             }
-            Event::Typing { ctx, audience, who, on } => {
-                if self.sessions.contains_key(&ctx.id) && sees(&self.viewer, Item::Typing { ctx, audience: *audience })
+            Event::Typing { ctx, audience, who, by, on } => {
+                if self.sessions.contains_key(&ctx.id)
+                    && sees(&self.viewer, Item::Typing { ctx, audience: *audience, by: *by })
                 {
                     out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
                 }

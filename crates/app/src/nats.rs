@@ -685,6 +685,7 @@ mod tests {
                 },
                 audience: refdesk_domain::chat::Audience::Everyone,
                 who: big.clone(),
+                by: None,
                 on: true,
             }))
             .collect();

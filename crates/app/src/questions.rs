@@ -129,6 +129,9 @@ pub struct QuestionDetail {
     pub transcript: Vec<Message>,
     /// R7.
     pub timeline: Vec<TimelineEntry>,
+    /// The e-mail address the patron gave, if any: for following the
+    /// question up (the page is staff-only, like every question record).
+    pub patron_email: Option<String>,
 }
 
 fn line(staff: &Staff, l: ChatLine, system: bool) -> NewMessage {
@@ -191,7 +194,7 @@ impl App {
         let viewer = Viewer::Staff(staff.clone());
         let visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();
         let timeline = self.store.timeline(id).await?;
-        Ok(QuestionDetail { question, transcript: visible, timeline })
+        Ok(QuestionDetail { question, transcript: visible, timeline, patron_email: session.patron_email })
     }
 
     /// Acts on a question. On a live question `confirm_live` must be true

@@ -164,6 +164,17 @@ impl Author {
     }
 }
 
+/// Who is typing in a session: nobody is told that they themselves are
+/// typing (their own typing would come back to them as "… is typing").
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Typist {
+    /// The session's patron.
+    Patron,
+    /// A staff member.
+    Staff(StaffId),
+}
+
 /// How a conferencing staff member takes part in someone else's chat (B2).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

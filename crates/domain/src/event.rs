@@ -128,6 +128,10 @@ pub enum Event {
         audience: Audience,
         /// Who is typing, as shown.
         who: String,
+        /// Who is typing, so that they are not told of it themselves. `None`
+        /// only from a node that predates the field: shown to everyone.
+        #[serde(default)]
+        by: Option<crate::chat::Typist>,
         /// Started (true) or stopped (false).
         on: bool,
     },

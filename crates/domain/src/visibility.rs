@@ -6,7 +6,7 @@
 //! notes one forgotten output at a time; here the outputs ask one question.
 
 use crate::authz::{authorize, Action, Target};
-use crate::chat::{Audience, Message, SessionContext, SessionState};
+use crate::chat::{Audience, Message, SessionContext, SessionState, Typist};
 use crate::ids::SessionId;
 use crate::org::{Placement, Staff};
 use crate::Millis;
@@ -40,6 +40,8 @@ pub enum Item<'a> {
         ctx: &'a SessionContext,
         /// Who may know about it.
         audience: Audience,
+        /// Who is typing: never told of their own typing.
+        by: Option<Typist>,
     },
     /// A waiting chat in the queue.
     Waiting {
@@ -83,8 +85,8 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         (Viewer::Patron { session }, Item::Message { ctx, message }) => {
             ctx.id == *session && message.session == *session && message.audience == Audience::Everyone
         }
-        (Viewer::Patron { session }, Item::Typing { ctx, audience }) => {
-            ctx.id == *session && audience == Audience::Everyone
+        (Viewer::Patron { session }, Item::Typing { ctx, audience, by }) => {
+            ctx.id == *session && audience == Audience::Everyone && by != Some(Typist::Patron)
         }
         // Patrons never see the queue, the monitor, who is watching, staff
         // availability or staff IM.
@@ -99,7 +101,9 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         (Viewer::Staff(staff), Item::Message { ctx, message }) => {
             message.session == ctx.id && staff_may_view(staff, ctx)
         }
-        (Viewer::Staff(staff), Item::Typing { ctx, .. }) => staff_may_view(staff, ctx),
+        (Viewer::Staff(staff), Item::Typing { ctx, by, .. }) => {
+            by != Some(Typist::Staff(staff.id)) && staff_may_view(staff, ctx)
+        }
         (Viewer::Staff(staff), Item::Waiting { placement, waited, rollup, coop_now }) => {
             let target = Target { placement, state: SessionState::Waiting, librarian: None, members: &[] };
             authorize(staff, Action::Serve { waited, rollup, coop_now }, &target).is_ok()
@@ -199,8 +203,22 @@ mod tests {
     fn a_patron_never_learns_that_a_note_is_being_typed() {
         let c = ctx(1);
         let patron = Viewer::Patron { session: SessionId(1) };
-        assert!(!sees(&patron, Item::Typing { ctx: &c, audience: Audience::Staff }));
-        assert!(sees(&patron, Item::Typing { ctx: &c, audience: Audience::Everyone }));
+        let by = Some(Typist::Staff(StaffId(5)));
+        assert!(!sees(&patron, Item::Typing { ctx: &c, audience: Audience::Staff, by }));
+        assert!(sees(&patron, Item::Typing { ctx: &c, audience: Audience::Everyone, by }));
+    }
+
+    #[test]
+    fn nobody_is_told_of_their_own_typing() {
+        let c = ctx(1);
+        let patron = Viewer::Patron { session: SessionId(1) };
+        let own = Item::Typing { ctx: &c, audience: Audience::Everyone, by: Some(Typist::Patron) };
+        assert!(!sees(&patron, own), "the patron's own typing");
+        assert!(sees(&librarian(5, 1), own), "the librarian sees the patron typing");
+        let ann = Item::Typing { ctx: &c, audience: Audience::Everyone, by: Some(Typist::Staff(StaffId(5))) };
+        assert!(!sees(&librarian(5, 1), ann), "the librarian's own typing");
+        assert!(sees(&librarian(6, 1), ann), "a colleague in scope sees it");
+        assert!(sees(&patron, ann), "the patron sees the librarian typing");
     }
 
     #[test]

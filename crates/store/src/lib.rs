@@ -597,6 +597,10 @@ pub struct QuestionRecord {
     pub rating: Option<u8>,
     /// Their comment with it.
     pub rating_comment: Option<String>,
+    /// The name the patron gave, if any. Question records go to staff only
+    /// (the list and the question page); the e-mail address is on the
+    /// question page alone.
+    pub patron_name: Option<String>,
 }
 
 /// One timeline entry (R7).

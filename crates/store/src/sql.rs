@@ -284,7 +284,7 @@ pub(crate) const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_i
      q.status, q.code, q.assignee_id, q.follow_up, q.referred_to, q.exclude_from_stats,
      s.librarian_id, st.display_name, s.state, q.created_at, s.last_message_at,
      l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name, s.accepted_at,
-     s.rating, s.rating_comment
+     s.rating, s.rating_comment, s.patron_name
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
@@ -322,6 +322,7 @@ pub(crate) fn question(r: &impl Cols) -> Result<QuestionRecord> {
         referred_name: r.opt_text(20)?,
         rating: r.opt_int(22)?.map(|v| v.clamp(0, 255) as u8),
         rating_comment: r.opt_text(23)?,
+        patron_name: r.opt_text(24)?,
     })
 }
 

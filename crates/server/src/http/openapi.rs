@@ -248,7 +248,7 @@ fn core_document() -> Value {
                 op("The question list in scope, newest first; live questions are marked live", "staff", None, "200"),
                 list_params(),
             )},
-            "/api/questions/{id}": {"get": with_id(op("A question with transcript and timeline", "staff", None, "200"))},
+            "/api/questions/{id}": {"get": with_id(op("A question with transcript, timeline and the patron's e-mail address", "staff", None, "200"))},
             "/api/questions/{id}/{action}": {"post": with_params(
                 op("Act on a question: on a live question confirm_live must be true (B1); a stale confirmation is refused (409)", "staff", Some("Act"), "200"),
                 json!([

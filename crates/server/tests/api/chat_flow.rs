@@ -160,3 +160,38 @@ async fn a_librarian_cannot_serve_a_patron_of_another_institution_before_rollup(
         .librarian
         .is_none());
 }
+
+#[tokio::test]
+async fn nobody_is_told_of_their_own_typing_but_each_sees_the_other_type() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "Can I renew online?").await;
+    ann.accept(patron.session).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    let mut pat_ws = patron.socket().await;
+    pat_ws.resume(None, 0).await;
+
+    // The patron types first: Ann hears of it. Had the server echoed it to the
+    // patron, it would reach the patron before Ann's own typing does.
+    pat_ws.send(json!({"type": "typing", "on": true})).await;
+    let heard = ann_ws.until(|f| f["type"] == "typing").await;
+    assert_eq!(
+        (heard.last().unwrap()["who"].as_str(), heard.last().unwrap()["on"].as_bool()),
+        (Some("Pat"), Some(true))
+    );
+    ann_ws.send(json!({"type": "typing", "session": patron.session, "on": true})).await;
+    let heard = pat_ws.until(|f| f["type"] == "typing").await;
+    assert_eq!(heard.last().unwrap()["who"], "Ann Archer", "the first typing the patron hears is the librarian's");
+
+    // A line after both: every typing frame either side got came before it.
+    pat_ws.say(None, "message", "Thanks", "p1").await;
+    ann_ws.say(Some(patron.session), "message", "You can.", "a1").await;
+    pat_ws.events_until_seq(4).await;
+    ann_ws.events_until_seq(4).await;
+    let typing = |frames: &[Value]| -> Vec<String> {
+        frames.iter().filter(|f| f["type"] == "typing").map(|f| f["who"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(typing(&pat_ws.frames), ["Ann Archer"], "the patron never hears of their own typing");
+    assert_eq!(typing(&ann_ws.frames), ["Pat"], "the librarian never hears of her own typing");
+}

@@ -357,3 +357,26 @@ async fn the_list_has_its_views_filters_search_and_paging() {
         assert!(!row[key].is_null(), "{key} in {row}");
     }
 }
+
+#[tokio::test]
+async fn staff_see_the_patrons_name_in_the_list_and_their_address_on_the_question() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, Some("pat@example.org")).await;
+    let (_, list) = l.ann.get("/api/questions").await;
+    assert_eq!(list[0]["patron_name"], "Pat");
+    assert!(list[0].get("patron_email").is_none(), "the list carries no addresses");
+    let (status, detail) = l.ann.get(&format!("/api/questions/{}", l.question)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (detail["question"]["patron_name"].as_str(), detail["patron_email"].as_str()),
+        (Some("Pat"), Some("pat@example.org"))
+    );
+
+    // A patron who gave neither: both null, not "Patron".
+    let other = app.start_chat_with("riverside-main", json!({"question": "Anonymous?"})).await;
+    l.ann.accept(other.session).await;
+    let q = l.ann.question_of(other.session).await;
+    assert_eq!(q["patron_name"], Value::Null);
+    let (_, detail) = l.ann.get(&format!("/api/questions/{}", q["id"])).await;
+    assert_eq!(detail["patron_email"], Value::Null);
+}

@@ -1,0 +1,381 @@
+// Browser tests of issue 13's patron side, safe links and follow-up pages:
+// what a patron sees while chatting (typing, reconnecting, a line too long or
+// refused), links in messages, and the question page and list. Same set-up as
+// e2e.test.mjs — the real server on a fresh SQLite folder with the demo
+// data, Debian's Chromium through playwright-core, axe-core on each new state.
+//
+// The librarian's side is driven through the API and a staff WebSocket from
+// a page of refdesk's own origin (signed in with its cookie), so that these
+// tests follow the patron's and the follow-up pages, not the desk's layout.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(new URL(".", import.meta.url).pathname, "../..");
+const BIN = process.env.REFDESK_BIN || path.join(ROOT, "target/debug/refdesk");
+const AXE = path.join(ROOT, "tests/browser/node_modules/axe-core/axe.min.js");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const PHONE = { width: 360, height: 740 };
+const DESKTOP = { width: 1280, height: 860 };
+
+let server;
+let port;
+let base;
+let browser;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on("error", reject);
+  });
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
+  assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
+  port = await freePort();
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-followup-"));
+  server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000" } });
+  base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not yet */ }
+    assert.ok(Date.now() < deadline, "refdesk becomes ready");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+/** A fresh browser context (its own cookies and storage) and page. */
+async function open(viewport = DESKTOP) {
+  // bypassCSP lets the test inject axe-core; the pages themselves load nothing else.
+  const context = await browser.newContext({ viewport, bypassCSP: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10000);
+  page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));
+  return page;
+}
+
+/** axe-core on the page as it is now: no serious or critical violation. */
+async function accessible(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] });
+    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(violations, [], `${what}: accessibility violations`);
+}
+
+/** A patron starts a chat on `site` (refdesk itself, or the flaky proxy). */
+async function askQuestion(page, name, question, { email, site = base } = {}) {
+  await page.goto(`${site}/ask/riverside-main`);
+  await page.fill("#name", name);
+  if (email) await page.fill("#email", email);
+  await page.fill("#question", question);
+  await page.click("#start button[type=submit]");
+  await page.locator("#chat").waitFor();
+  return page.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
+}
+
+/** A staff member signed in (by the API, from a page of refdesk's origin) and on duty. */
+async function staff(username, availability = "on_duty") {
+  const page = await open();
+  await page.goto(`${base}/`);
+  const call = (method, url, body) => page.evaluate(async ([method, url, body]) => {
+    const res = await fetch(url, { method, headers: body === undefined ? {} : { "Content-Type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  }, [method, url, body]);
+  const login = await call("POST", "/api/login", { username, password: "refdesk-demo" });
+  assert.equal(login.status, 200, `${username} signs in`);
+  assert.equal((await call("POST", "/api/me/availability", { availability })).status, 200);
+  return { page, call, me: login.body };
+}
+
+/** A staff WebSocket in the staff page, collecting its frames in window.frames_. */
+async function staffSocket(s, session) {
+  await s.page.evaluate((session) => new Promise((resolve, reject) => {
+    window.frames_ = [];
+    const ws = new WebSocket(`ws://${location.host}/api/ws`);
+    window.ws_ = ws;
+    ws.onopen = () => { ws.send(JSON.stringify({ type: "auth" })); ws.send(JSON.stringify({ type: "resume", session, after: 0 })); };
+    ws.onmessage = (e) => {
+      const f = JSON.parse(e.data);
+      window.frames_.push(f);
+      if (f.type === "synced") resolve();
+      if (f.type === "error") reject(new Error(f.message));
+    };
+  }), session);
+  return {
+    send: (frame) => s.page.evaluate((frame) => window.ws_.send(JSON.stringify(frame)), frame),
+    until: (pred) => s.page.waitForFunction(pred),
+    frames: () => s.page.evaluate(() => window.frames_),
+  };
+}
+
+/** A TCP proxy in front of refdesk that can drop every connection and refuse
+ * new ones for a while: a patron's network going away and coming back. */
+async function flakyProxy() {
+  const listenPort = await freePort();
+  const sockets = new Set();
+  let srv = null;
+  const up = () => new Promise((resolve) => {
+    srv = net.createServer((client) => {
+      const upstream = net.connect(port, "127.0.0.1");
+      for (const s of [client, upstream]) { sockets.add(s); s.on("close", () => sockets.delete(s)); s.on("error", () => {}); }
+      client.pipe(upstream); upstream.pipe(client);
+    });
+    srv.listen(listenPort, "127.0.0.1", resolve);
+  });
+  await up();
+  return {
+    base: `http://127.0.0.1:${listenPort}`,
+    down: () => new Promise((resolve) => { srv.close(() => resolve()); for (const s of sockets) s.destroy(); }),
+    up,
+  };
+}
+
+const accept = async (s, session) => assert.equal((await s.call("POST", `/api/sessions/${session}/accept`)).status, 200, "accepted");
+const say = async (s, session, body) => {
+  const r = await s.call("POST", `/api/sessions/${session}/messages`, { body, kind: "message", client_id: `t-${Date.now()}-${Math.random()}`.slice(0, 60) });
+  assert.ok(r.status === 200 || r.status === 201, `the line is sent (${r.status} ${JSON.stringify(r.body)})`);
+};
+
+test("the patron never sees their own typing; the librarian's indicator clears when her line arrives and after 6 s of silence", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Pat", "Typing question?");
+  await accept(ann, session);
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const ws = await staffSocket(ann, session);
+
+  // The patron types: the librarian hears of it, the patron's page says nothing.
+  await patron.locator("#text").pressSequentially("Hello th");
+  await ws.until(() => window.frames_.some((f) => f.type === "typing" && f.who === "Pat" && f.on));
+  // Then the librarian types: had the patron's own typing come back, it would have come first.
+  await ws.send({ type: "typing", session, on: true });
+  await patron.locator("#typing", { hasText: "Ann Archer is typing…" }).waitFor();
+  assert.doesNotMatch(await patron.locator("#typing").innerText(), /Pat/, "the patron is not told of their own typing");
+  await accessible(patron, "the patron's chat with the librarian typing");
+
+  // Her line arrives: the indicator clears, with no "stopped typing" from the server.
+  await say(ann, session, "Hello Pat, one moment.");
+  await patron.getByText("Hello Pat, one moment.").waitFor();
+  await patron.waitForFunction(() => document.getElementById("typing").textContent === "");
+
+  // The patron sends: the librarian's side is told they stopped.
+  await patron.press("#text", "Enter");
+  await patron.locator("#log li:not(.pending)", { hasText: "Hello th" }).waitFor();
+  await ws.until(() => window.frames_.some((f) => f.type === "typing" && f.who === "Pat" && !f.on));
+
+  // Typing that just stops (a dropped librarian) times out after 6 s.
+  await ws.send({ type: "typing", session, on: true });
+  await patron.locator("#typing", { hasText: "Ann Archer is typing…" }).waitFor();
+  const since = Date.now();
+  await patron.waitForFunction(() => document.getElementById("typing").textContent === "", null, { timeout: 9000 });
+  assert.ok(Date.now() - since >= 4500, "not cleared at once");
+  const own = (await ws.frames()).filter((f) => f.type === "typing" && f.who === "Ann Archer");
+  assert.equal(own.length, 0, "the librarian is not told of her own typing either");
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
+test("'Reconnecting…' shows while the patron's connection is down and clears once it is back", async () => {
+  const proxy = await flakyProxy();
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Ray", "Will my connection hold?", { site: proxy.base });
+  await accept(ann, session);
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+
+  await proxy.down();
+  await patron.locator("#status", { hasText: "Reconnecting…" }).waitFor();
+  await accessible(patron, "the patron's chat while reconnecting");
+  await say(ann, session, "Said while you were away.");
+  await proxy.up();
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor({ timeout: 15000 });
+  await patron.getByText("Said while you were away.").waitFor();
+  assert.doesNotMatch(await patron.locator("#chat").innerText(), /Reconnecting/, "no stale 'Reconnecting…'");
+  // And the chat goes on over the new connection.
+  await patron.fill("#text", "Back again");
+  await patron.press("#text", "Enter");
+  await patron.locator("#log li:not(.pending)", { hasText: "Back again" }).waitFor();
+  await proxy.down();
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
+test("a 5,000-character message stays in the box with a counter and is not sent; a line the server refuses stays editable", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Lena", "Long question coming");
+  await accept(ann, session);
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+
+  // Near the limit (4,000 from the hello frame) the box counts down.
+  await patron.fill("#text", "a".repeat(3900));
+  await patron.locator("#counter", { hasText: "100 left" }).waitFor();
+  const long = "b".repeat(5000);
+  await patron.fill("#text", long);
+  await patron.locator("#counter", { hasText: "1000 over the limit of 4000 characters" }).waitFor();
+  await patron.press("#text", "Enter");
+  await patron.locator("#chat-error", { hasText: /1000 characters too long/ }).waitFor();
+  assert.equal(await patron.inputValue("#text"), long, "the text is still in the box");
+  assert.equal(await patron.locator("#log li.pending").count(), 0, "nothing pending");
+  await accessible(patron, "the patron's chat with a line too long");
+
+  // Shortened, it goes.
+  await patron.fill("#text", "b".repeat(4000));
+  await patron.locator("#counter", { hasText: "0 left" }).waitFor();
+  await patron.press("#text", "Enter");
+  await patron.locator("#log li:not(.pending) .body", { hasText: "b".repeat(4000) }).waitFor();
+  assert.equal(await patron.inputValue("#text"), "");
+  const transcript = (await ann.call("GET", `/api/sessions/${session}`)).body;
+  const bodies = JSON.stringify(transcript);
+  assert.ok(!bodies.includes("b".repeat(4001)), "the long line never reached the server");
+
+  // A line the server refuses (a control character) comes back to the box.
+  await patron.fill("#text", "bad\u0001line");
+  await patron.press("#text", "Enter");
+  await patron.locator("#chat-error", { hasText: /Not sent/ }).waitFor();
+  assert.equal(await patron.inputValue("#text"), "bad\u0001line", "the refused line is back in the box");
+  assert.equal(await patron.locator("#log li.pending").count(), 0, "not shown as pending");
+  assert.equal(await patron.locator("#log li", { hasText: "bad" }).count(), 0, "not shown as sent");
+  await accessible(patron, "the patron's chat with a refused line");
+  // Edited, it goes.
+  await patron.fill("#text", "good line");
+  await patron.press("#text", "Enter");
+  await patron.locator("#log li:not(.pending)", { hasText: "good line" }).waitFor();
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
+test("http and https addresses in messages are safe links; javascript:, data: and ftp: stay text", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Lin", "Any links?");
+  await accept(ann, session);
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await say(ann, session, "See https://example.org/maps?x=1. Also (see http://example.org/a_(b)) and (https://example.org/end), "
+    + "but not javascript:alert(1), data:text/html,<b>hi</b> or ftp://example.org/f — <i>plain</i> text!");
+  const line = patron.locator("#log li", { hasText: "javascript:alert(1)" });
+  await line.waitFor();
+  const links = await line.locator("a").evaluateAll((as) => as.map((a) => ({ href: a.getAttribute("href"), text: a.textContent, rel: a.rel, target: a.target })));
+  assert.deepEqual(links, [
+    { href: "https://example.org/maps?x=1", text: "https://example.org/maps?x=1", rel: "noopener noreferrer", target: "_blank" },
+    { href: "http://example.org/a_(b)", text: "http://example.org/a_(b)", rel: "noopener noreferrer", target: "_blank" },
+    { href: "https://example.org/end", text: "https://example.org/end", rel: "noopener noreferrer", target: "_blank" },
+  ]);
+  assert.equal(await line.locator("b, i").count(), 0, "markup stays text");
+  assert.match(await line.innerText(), /javascript:alert\(1\), data:text\/html,<b>hi<\/b> or ftp:\/\/example\.org\/f — <i>plain<\/i> text!/);
+  await accessible(patron, "the patron's chat with links");
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
+test("the question page shows the patron and follows the live chat; refer offers only other libraries", async () => {
+  const ann = await staff("ann");
+  const carla = await staff("carla");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Quinn", "Where are the 1920 yearbooks?", { email: "quinn@example.org" });
+  await accept(ann, session);
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+
+  const page = carla.page;
+  await page.goto(`${base}/desk/questions`);
+  await page.getByRole("link", { name: "Where are the 1920 yearbooks?" }).click();
+  await page.locator("#patron", { hasText: "Quinn" }).waitFor();
+  assert.match(await page.locator("#patron").innerText(), /Patron: Quinn · E-mail: quinn@example\.org/);
+  await accessible(page, "a question's page with the patron's details");
+
+  // A new line in the chat appears on the page without a reload, and so
+  // does a timeline entry made elsewhere.
+  await patron.fill("#text", "LIVE LINE from the patron");
+  await patron.press("#text", "Enter");
+  await page.locator("#transcript li", { hasText: "LIVE LINE from the patron" }).waitFor({ timeout: 12000 });
+  const q = (await ann.call("GET", `/api/questions?limit=200`)).body.find((x) => x.session === session);
+  assert.equal((await ann.call("POST", `/api/questions/${q.id}/note`, { body: "NOTE made from elsewhere", confirm_live: true })).status, 200);
+  await page.locator("#timeline li", { hasText: "note: NOTE made from elsewhere" }).waitFor({ timeout: 12000 });
+  await page.locator("#transcript li.note", { hasText: "NOTE made from elsewhere" }).waitFor();
+  assert.equal(await page.locator("#transcript li", { hasText: "LIVE LINE from the patron" }).count(), 1, "no line twice");
+  await accessible(page, "a question's page after live updates");
+
+  // Refer: the question's own library is no choice; another is the default.
+  const options = await page.locator("#refer option").evaluateAll((os) => os.map((o) => o.textContent));
+  assert.ok(options.length >= 1, "some library to refer to");
+  assert.ok(!options.includes("Riverside University Main Library"), `not its own library: ${options}`);
+  assert.notEqual(await page.locator("#refer").inputValue(), "riverside-main");
+  await page.click("#refer-form button[type=submit]");
+  await page.locator("#timeline li", { hasText: "referred to library" }).waitFor();
+  for (const p of [ann.page, carla.page, patron]) await p.context().close();
+});
+
+test("the question list has a patron column, a librarian filter and sortable columns", async () => {
+  const ann = await staff("ann");
+  const carla = await staff("carla");
+  for (const [who, name, question] of [[ann, "Zoe", "Sorting question one"], [carla, "Abe", "Sorting question two"], [ann, "Mia", "Sorting question three"]]) {
+    const patron = await open(PHONE);
+    const session = await askQuestion(patron, name, question);
+    await accept(who, session);
+    await patron.context().close();
+  }
+  const page = carla.page;
+  await page.goto(`${base}/desk/questions?q=Sorting+question`);
+  await page.locator("#rows tr").nth(2).waitFor();
+  const column = async (n) => page.locator("#rows tr").evaluateAll((trs, n) => trs.map((tr) => tr.children[n].textContent), n);
+  const heads = await page.locator("thead th").allInnerTexts();
+  const patronCol = heads.indexOf("Patron");
+  const librarianCol = heads.indexOf("Librarian");
+  assert.ok(patronCol > 0 && librarianCol > 0, `columns: ${heads}`);
+  assert.deepEqual(await column(patronCol), ["Mia", "Abe", "Zoe"], "newest first, with the patron's name");
+  assert.equal(await page.getAttribute("thead th:nth-child(1)", "aria-sort"), "descending");
+  await accessible(page, "the question list with a patron column");
+
+  // Sorting by patron: A to Z, then Z to A; aria-sort follows.
+  await page.getByRole("button", { name: "Patron" }).click();
+  assert.deepEqual(await column(patronCol), ["Abe", "Mia", "Zoe"]);
+  assert.equal(await page.getAttribute(`thead th:nth-child(${patronCol + 1})`, "aria-sort"), "ascending");
+  assert.equal(await page.getAttribute("thead th:nth-child(1)", "aria-sort"), null, "only the sorted column says so");
+  await page.getByRole("button", { name: "Patron" }).click();
+  assert.deepEqual(await column(patronCol), ["Zoe", "Mia", "Abe"]);
+  assert.equal(await page.getAttribute(`thead th:nth-child(${patronCol + 1})`, "aria-sort"), "descending");
+  await accessible(page, "the question list sorted by patron");
+
+  // The librarian filter (the API's `librarian` parameter).
+  await page.selectOption("#librarian", { label: "Carla Catalog" });
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction(() => document.querySelectorAll("#rows tr").length === 1);
+  assert.deepEqual(await column(patronCol), ["Abe"]);
+  assert.deepEqual(await column(librarianCol), ["Carla Catalog"]);
+  assert.match(page.url(), new RegExp(`librarian=${carla.me.id}`));
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll("#rows tr").length === 1);
+  assert.equal(await page.locator("#librarian option:checked").innerText(), "Carla Catalog", "the filter survives a reload");
+  await accessible(page, "the question list filtered by librarian");
+  for (const p of [ann.page, carla.page]) await p.context().close();
+});
+
+// Last: it takes every librarian of these tests off duty.
+test("the offline form says the e-mail is required and offers no transcript", async () => {
+  for (const who of ["ann", "carla"]) await (await staff(who, "off_duty")).page.context().close();
+  const patron = await open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.locator("#offline").waitFor();
+  assert.match(await patron.locator("label[for=email]").innerText(), /required/);
+  assert.doesNotMatch(await patron.locator("label[for=email]").innerText(), /optional/);
+  assert.equal(await patron.locator("#email").getAttribute("required"), "");
+  assert.equal(await patron.locator("#transcript").isVisible(), false, "no transcript box");
+  await patron.getByRole("button", { name: "Send question" }).waitFor();
+  await accessible(patron, "the offline form");
+  await patron.context().close();
+});
