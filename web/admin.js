@@ -6,6 +6,8 @@ const $ = (id) => document.getElementById(id);
 async function load() {
   let me;
   try { me = await api("/api/me"); } catch { location.href = "/desk"; return; }
+  // Said first: what the forms report later must not be written over.
+  if (!$("status").textContent) $("status").textContent = `Signed in as ${me.display_name}.`;
   const libs = await api("/api/libraries");
   const service = await api("/api/service");
   const base = service.public_url || location.origin;
@@ -74,7 +76,6 @@ async function load() {
     sections.push(section);
   }
   $("libraries").replaceChildren(...sections);
-  $("status").textContent = `Signed in as ${me.display_name}.`;
   if (me.role !== "librarian") {
     $("blocks-h").parentElement.hidden = false;
     await loadBlocks();

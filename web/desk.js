@@ -1,6 +1,8 @@
-// The librarian's desk: queue, chat monitor (My / ALL), several chats with
-// notes, scripts and policy notes, conferencing, transfer, availability,
-// alerts and staff IM.
+// The librarian's desk: queue, chat monitor (My / ALL) with several chats
+// as tabs (unread counts, "the patron is waiting for you"), the composer
+// (drafts kept per chat, a length counter, refused lines kept, the
+// stale-reply guard), notes, scripts and policy notes, conferencing,
+// transfer, availability, alerts and staff IM.
 import { api, el, clock, messageItem, socket, newClientId } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -8,32 +10,124 @@ let me = null;
 let conn = null;
 let current = null; // session shown
 let imPeer = null; // IM conversation shown
-const logs = new Map(); // session -> {last, items: Map(seq -> message)}
+let maxChars = 4000; // from the hello frame
+const logs = new Map(); // session -> {last, items: Map(seq -> message), unread, lastPatronSeq, lastStaffSeq}
 const ims = new Map(); // peer -> {last, items: []}
 const monitor = new Map(); // session -> summary
 const colleagues = new Map(); // id -> presence entry
+const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
+const pending = new Map(); // client_id -> {session, body}
+let waiting = [];
 
-const log = (s) => { if (!logs.has(s)) logs.set(s, { last: 0, items: new Map() }); return logs.get(s); };
+const log = (s) => {
+  if (!logs.has(s)) logs.set(s, { last: 0, items: new Map(), unread: 0, lastPatronSeq: 0, lastStaffSeq: 0 });
+  return logs.get(s);
+};
 const imLog = (p) => { if (!ims.has(p)) ims.set(p, { last: 0, items: [] }); return ims.get(p); };
 const fail = (err) => { $("chat-error").textContent = err.message; };
+// An action that succeeded clears the error an earlier one left.
+const done = () => { $("chat-error").textContent = ""; };
+const act = (promise) => promise.then((v) => { done(); return v; }).catch(fail);
 
-function show(session) {
-  current = session;
-  $("chat").classList.remove("hidden");
-  $("chat-title").textContent = `Chat ${session}`;
-  $("log").replaceChildren(...[...log(session).items.values()].map((m) => messageItem(m, { staffView: true })));
-  conn.send({ type: "resume", session, after: log(session).last });
-  renderPresent();
-  showPolicy(session);
+// --- settings kept per user in this browser ----------------------------------
+const pref = {
+  key: (k) => `refdesk.${me?.id}.${k}`,
+  get(k) { try { return localStorage.getItem(this.key(k)); } catch { return null; } },
+  set(k, v) { try { if (v === null) localStorage.removeItem(this.key(k)); else localStorage.setItem(this.key(k), v); } catch { /* storage blocked */ } },
+};
+
+// --- the title: how many need me -----------------------------------------------
+function updateTitle() {
+  const unread = [...logs.values()].reduce((n, l) => n + l.unread, 0);
+  const n = unread + waiting.length;
+  document.title = n ? `(${n}) Desk — refdesk` : "Desk — refdesk";
+  $("queue-count").textContent = waiting.length ? String(waiting.length) : "";
 }
 
-async function showPolicy(session) {
+// --- a chat --------------------------------------------------------------------
+function label(s) {
+  return `${s.patron_name} — ${s.library_name}`;
+}
+
+function show(session) {
+  saveDraft();
+  current = session;
+  const l = log(session);
+  l.unread = 0;
+  $("chat").classList.remove("hidden");
+  $("no-chat").classList.add("hidden");
+  $("details").classList.remove("hidden");
   const s = monitor.get(session);
-  if (!s) return;
+  $("chat-title").textContent = s ? label(s) : `Chat ${session}`;
+  $("log").replaceChildren(...[...l.items.values()].map((m) => messageItem(m, { staffView: true })));
+  $("log").scrollTop = $("log").scrollHeight;
+  $("present").dataset.typing = "";
+  conn.send({ type: "resume", session, after: l.last });
+  $("text").value = pref.get(`draft.${session}`) || "";
+  staleGuard.reset();
+  updateCounter();
+  done();
+  renderPresent();
+  renderComposer();
+  renderMonitor();
+  showDetails(session);
+}
+
+async function showDetails(session) {
+  const s = monitor.get(session);
+  if (!details.has(session)) {
+    try {
+      const view = await api(`/api/sessions/${session}`);
+      details.set(session, view.session);
+    } catch { /* out of scope now */ }
+  }
+  if (session !== current) return;
+  const d = details.get(session);
+  const row = (k, v) => (v ? [el("dt", {}, k), el("dd", {}, v)] : []);
+  const question = log(session).items.get(1)?.body;
+  $("patron").replaceChildren(
+    ...row("Name", d?.patron_name || s?.patron_name || "—"),
+    ...row("E-mail", d?.patron_email || "not given"),
+    ...row("Library", d?.library_name || s?.library_name),
+    ...row("Question", question),
+    ...row("Started", d ? clock(d.created_at) : ""),
+  );
+  const library = s?.ctx.placement.library ?? d?.ctx?.placement.library;
+  if (library === undefined) return;
   try {
-    const p = await api(`/api/policies/${s.ctx.placement.library}`);
-    $("policy-text").textContent = p.body || "This library has written no policy notes yet.";
+    const p = await api(`/api/policies/${library}`);
+    if (session === current) $("policy-text").textContent = p.body || "This library has written no policy notes yet.";
   } catch (err) { $("policy-text").textContent = err.message; }
+}
+
+// What I may do in the chat shown: its librarian writes messages and notes;
+// a conference member as their mode allows (join: both; whisper: notes;
+// monitor: nothing); conferencing is for institution and cooperative admins.
+function myPart(s) {
+  if (!s) return "unknown";
+  if (s.ctx.librarian === me.id) return "librarian";
+  return s.ctx.members.find((m) => m.staff === me.id)?.mode ?? "none";
+}
+function renderComposer() {
+  const s = monitor.get(current);
+  const part = myPart(s);
+  // Not known yet (the monitor's news is on its way): the composer stays.
+  const canMessage = part === "librarian" || part === "join" || part === "unknown";
+  const canNote = canMessage || part === "whisper";
+  $("composer").classList.toggle("hidden", !canNote);
+  $("mode").querySelector('option[value="message"]').disabled = !canMessage;
+  if (!canMessage && $("mode").value === "message") $("mode").value = "note";
+  if (canMessage && !$("mode").dataset.chosen) $("mode").value = "message";
+  $("text-label").textContent = $("mode").value === "note" ? "Librarian note (staff only)" : "Reply (the patron sees it)";
+  $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
+  $("end").classList.toggle("hidden", part !== "librarian");
+  $("transfer").classList.toggle("hidden", part !== "librarian");
+  $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
+  const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
+  $("conferencing").classList.toggle("hidden", !admin && part === "none");
+  for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", !admin || part === "librarian" || part === b.dataset.mode);
+  $("takeover").classList.toggle("hidden", !admin || part === "librarian");
+  $("leave").classList.toggle("hidden", part === "librarian" || part === "none");
 }
 
 function renderPresent() {
@@ -46,12 +140,47 @@ function renderPresent() {
   $("present").textContent = `Present: ${who.join(", ")}${typing ? ` — ${typing}` : ""}`;
 }
 
+// Typing indicators clear when that person's line arrives, and by themselves
+// after a few seconds without news.
+let typingTimer = null;
+function setTyping(text) {
+  $("present").dataset.typing = text;
+  clearTimeout(typingTimer);
+  if (text) typingTimer = setTimeout(() => setTyping(""), 6000);
+  renderPresent();
+}
+
 function onEvent(m) {
   const l = log(m.session);
   if (l.items.has(m.seq)) return;
   l.items.set(m.seq, m);
   l.last = Math.max(l.last, m.seq);
-  if (m.session === current) { $("log").append(messageItem(m, { staffView: true })); $("log").scrollTop = $("log").scrollHeight; }
+  if (m.author.type === "patron") l.lastPatronSeq = Math.max(l.lastPatronSeq, m.seq);
+  if (m.author.type === "staff" && m.kind === "message") l.lastStaffSeq = Math.max(l.lastStaffSeq, m.seq);
+  const fresh = m.at > loadedAt - 1000;
+  if (m.session === current) {
+    document.querySelector(`#log [data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
+    $("log").append(messageItem(m, { staffView: true }));
+    $("log").scrollTop = $("log").scrollHeight;
+    if (m.author.type !== "system" && $("present").dataset.typing?.startsWith(m.author.name)) setTyping("");
+    if (m.seq === 1) showDetails(m.session);
+  }
+  if (fresh && m.author.type === "patron" && (m.session !== current || document.hidden)) {
+    if (m.session !== current) l.unread += 1;
+    chime();
+  }
+  renderMonitor();
+}
+const loadedAt = Date.now();
+
+// Every chat I am in is followed, on screen or not, so that none of its
+// lines goes unnoticed (after a reload too).
+function follow(s) {
+  const mine = s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
+  if (mine && s.state !== "ended" && !logs.has(s.ctx.id)) {
+    log(s.ctx.id);
+    conn.send({ type: "resume", session: s.ctx.id, after: 0 });
+  }
 }
 
 function since(s) {
@@ -62,14 +191,30 @@ function since(s) {
 
 function renderMonitor() {
   const mine = (s) => s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
+  const my = [...monitor.values()].filter(mine);
+  const tab = (s, n) => {
+    const l = log(s.ctx.id);
+    const yours = s.state === "active" && s.ctx.librarian === me.id && l.lastPatronSeq > l.lastStaffSeq;
+    const button = el("button", { type: "button", class: s.ctx.id === current ? "" : "secondary", "aria-current": s.ctx.id === current ? "true" : undefined, onclick: () => show(s.ctx.id) },
+      label(s),
+      l.unread ? el("span", { class: "badge count" }, ` ${l.unread} new`) : "",
+      yours ? el("span", { class: "badge waiting" }, " waiting for you") : "");
+    button.setAttribute("aria-keyshortcuts", n < 9 ? `Alt+${n + 1}` : "");
+    return el("li", {}, button, el("div", { class: "status" }, since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")));
+  };
   const item = (s) => el("li", {},
     el("button", { type: "button", class: "secondary", onclick: () => show(s.ctx.id) },
       `${s.patron_name} — ${s.library_name} — ${s.librarian_name || "waiting"}`),
-    el("div", { class: "status" }, since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")));
-  const all = [...monitor.values()];
-  $("list-my").replaceChildren(...all.filter(mine).map(item));
-  $("list-all").replaceChildren(...(me.role === "librarian" ? [] : all.filter((s) => s.state !== "ended").map(item)));
+    el("div", { class: "status" }, since(s)));
+  $("list-my").replaceChildren(...my.map(tab));
+  $("list-all").replaceChildren(...(me.role === "librarian" ? [] : [...monitor.values()].filter((s) => s.state !== "ended").map(item)));
+  if (current !== null) {
+    const s = monitor.get(current);
+    if (s) $("chat-title").textContent = label(s);
+  }
   renderPresent();
+  renderComposer();
+  updateTitle();
 }
 
 function selectTab(all) {
@@ -88,21 +233,31 @@ async function refreshQuestions() {
     el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code || "—"), el("td", {}, q.librarian_name || ""))));
 }
 
-function renderQueue(waiting) {
-  $("queue").replaceChildren(...waiting.map((w) => el("li", { "data-session": w.session },
-    el("button", { type: "button", onclick: () => accept(w.session) }, `Accept: ${w.patron_name} (${w.library_name})`),
+function renderQueue() {
+  $("queue").replaceChildren(...waiting.map((w, i) => el("li", { "data-session": w.session },
+    el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": i === 0 ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
     el("div", {}, w.question))));
+  updateTitle();
 }
 
 async function accept(session) {
-  try { await api(`/api/sessions/${session}/accept`, { method: "POST" }); show(session); refreshQuestions(); }
-  catch (err) { $("status").textContent = err.message; }
+  try {
+    const rec = await api(`/api/sessions/${session}/accept`, { method: "POST" });
+    // Mine at once, before the monitor's update arrives: the tab, the composer.
+    if (!monitor.has(session)) monitor.set(session, { ...rec, last_message_at: rec.created_at, watchers: [] });
+    done();
+    show(session);
+    $("text").focus();
+    refreshQuestions();
+  } catch (err) { $("status").textContent = err.message; }
 }
 
 async function refreshColleagues() {
   const [people, convs] = await Promise.all([api("/api/staff/presence"), api("/api/im")]);
   const unread = new Map(convs.map((c) => [c.peer, c.unread]));
   for (const p of people) colleagues.set(p.id, p);
+  const mine = people.find((p) => p.id === me.id);
+  if (mine && document.activeElement !== $("availability")) $("availability").value = mine.availability;
   $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
     el("button", { type: "button", class: "secondary", onclick: () => openIm(p.id) },
       `${p.display_name} — ${p.presence.replace("_", " ")}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
@@ -141,9 +296,10 @@ async function refreshScripts() {
   $("script").replaceChildren(el("option", { value: "" }, "Insert a script…"),
     group("personal", "Mine"), group("library", "My library's"), group("cooperative", "The cooperative's"));
 }
+$("script").onfocus = () => { refreshScripts().catch(() => {}); };
 $("script").onchange = () => {
   const chosen = scripts.find((x) => String(x.id) === $("script").value);
-  if (chosen) { $("text").value = chosen.body; $("text").focus(); }
+  if (chosen) { $("text").value = chosen.body; $("text").focus(); onInput(); }
   $("script").value = "";
 };
 $("save-script").onclick = async () => {
@@ -151,7 +307,7 @@ $("save-script").onclick = async () => {
   if (!body) { $("chat-error").textContent = "Type the reply to save first."; return; }
   const title = prompt("A title for this script", body.slice(0, 40));
   if (!title) return;
-  try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); $("status").textContent = "Script saved."; }
+  try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); done(); $("status").textContent = "Script saved."; }
   catch (err) { fail(err); }
 };
 
@@ -159,9 +315,11 @@ async function start() {
   $("login").classList.add("hidden");
   $("desk").classList.remove("hidden");
   $("me").textContent = `Signed in as ${me.display_name} (${me.role.replace("_", " ")})`;
+  alertsOn = pref.get("alerts") === "on";
+  $("alerts").checked = alertsOn;
   const codes = await api("/api/codes");
-  $("code").replaceChildren(...codes.map((c) => el("option", { value: c.key }, c.label)));
-  let waiting = [];
+  // A referral is made from the question list, where the library is chosen.
+  $("code").replaceChildren(...codes.filter((c) => !c.referred).map((c) => el("option", { value: c.key }, c.label)));
   conn = socket("/api/ws", {
     onOpen: (send) => {
       send({ type: "queue" }); send({ type: "monitor" });
@@ -170,29 +328,36 @@ async function start() {
     },
     onState: (s) => { $("status").textContent = s === "connected" ? "" : "Reconnecting…"; },
     onFrame: (f) => {
-      if (f.type === "event") onEvent(f);
-      else if (f.type === "queue") { waiting = f.waiting; renderQueue(waiting); }
+      if (f.type === "hello") maxChars = f.max_message_chars || maxChars;
+      else if (f.type === "event") onEvent(f);
+      else if (f.type === "ack") { pending.delete(f.client_id); done(); }
+      else if (f.type === "queue") { waiting = f.waiting; renderQueue(); }
       else if (f.type === "queue_added") {
         const fresh = !waiting.some((w) => w.session === f.session);
         waiting = waiting.filter((w) => w.session !== f.session).concat([f]);
-        renderQueue(waiting);
+        renderQueue();
         if (fresh) alertNewPatron(f);
       }
-      else if (f.type === "queue_removed") { waiting = waiting.filter((w) => w.session !== f.session); renderQueue(waiting); }
-      else if (f.type === "monitor") { monitor.clear(); for (const s of f.sessions) monitor.set(s.ctx.id, s); renderMonitor(); }
+      else if (f.type === "queue_removed") { waiting = waiting.filter((w) => w.session !== f.session); renderQueue(); }
+      else if (f.type === "monitor") {
+        monitor.clear();
+        for (const s of f.sessions) { monitor.set(s.ctx.id, s); follow(s); }
+        renderMonitor();
+      }
       else if (f.type === "monitor_update") {
         const fresh = !monitor.has(f.ctx.id);
         monitor.set(f.ctx.id, f);
+        follow(f);
         renderMonitor();
-        if (fresh && f.ctx.id === current) showPolicy(current);
+        if (fresh && f.ctx.id === current) showDetails(current);
       }
       else if (f.type === "monitor_gone") { monitor.delete(f.session); renderMonitor(); }
-      else if (f.type === "typing") { if (f.session === current) $("present").dataset.typing = f.on ? `${f.who} is typing…` : ""; renderPresent(); }
+      else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; renderMonitor(); } }
       else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; renderMonitor(); } }
       else if (f.type === "im") onIm(f);
       else if (f.type === "availability") refreshColleagues();
-      else if (f.type === "error") $("chat-error").textContent = f.message;
+      else if (f.type === "error") onRefused(f);
     },
   });
   await refreshQuestions();
@@ -200,17 +365,16 @@ async function start() {
   await refreshScripts();
 }
 
-// A sound and a desktop notification for a new patron, once the librarian
-// has asked for them (browsers only allow it after a click).
-let alerts = false;
-$("alerts").onclick = async () => {
-  alerts = true;
-  if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
-  $("alerts").textContent = "Alerts on";
-  $("alerts").disabled = true;
+// --- alerts: a sound and a desktop notification for a new patron and for a
+// patron's line in a chat not on screen; the choice is kept per user.
+let alertsOn = false;
+$("alerts").onchange = async () => {
+  alertsOn = $("alerts").checked;
+  pref.set("alerts", alertsOn ? "on" : null);
+  if (alertsOn && "Notification" in window && Notification.permission === "default") await Notification.requestPermission();
 };
-function alertNewPatron(entry) {
-  if (!alerts) return;
+function chime() {
+  if (!alertsOn) return;
   try {
     const ctx = new AudioContext();
     const tone = ctx.createOscillator();
@@ -219,56 +383,141 @@ function alertNewPatron(entry) {
     tone.start();
     tone.stop(ctx.currentTime + 0.2);
   } catch { /* no sound available */ }
+}
+function alertNewPatron(entry) {
+  if (!alertsOn) return;
+  chime();
   if ("Notification" in window && Notification.permission === "granted") {
     new Notification("A patron is waiting", { body: `${entry.patron_name} (${entry.library_name}): ${entry.question}` });
   }
 }
 
+// --- the composer ------------------------------------------------------------
+// Drafts are kept per chat (and survive a reload); the box counts down to
+// the limit; a line the server refuses comes back to the box.
+function saveDraft() {
+  if (current === null) return;
+  const text = $("text").value;
+  pref.set(`draft.${current}`, text ? text : null);
+}
+function updateCounter() {
+  const left = maxChars - [...$("text").value].length;
+  $("counter").textContent = left < 500 ? (left >= 0 ? `${left} characters left` : `${-left} characters over the limit of ${maxChars}`) : "";
+  $("counter").classList.toggle("error", left < 0);
+}
+function onRefused(f) {
+  $("chat-error").textContent = f.message;
+  const sent = f.client_id && pending.get(f.client_id);
+  if (!sent) return;
+  pending.delete(f.client_id);
+  if (sent.session === current) {
+    document.querySelector(`#log [data-client="${CSS.escape(f.client_id)}"]`)?.remove();
+    if (!$("text").value) $("text").value = sent.body;
+    $("chat-error").textContent = `Not sent: ${f.message}. Your text is back in the box.`;
+    updateCounter();
+  } else {
+    pref.set(`draft.${sent.session}`, sent.body);
+  }
+}
+
+// The stale-reply guard: lines the patron sent after I began typing are
+// pointed out once before my reply goes.
+const staleGuard = {
+  from: null, // the last seq when I began typing
+  warned: false,
+  reset() { this.from = null; this.warned = false; $("stale").classList.add("hidden"); },
+  newer() {
+    if (this.from === null || current === null) return 0;
+    return [...log(current).items.values()].filter((m) => m.seq > this.from && m.author.type === "patron").length;
+  },
+};
+
 // Typing indicators follow the composer's mode: a note is typed for staff only.
 let typingOn = false;
-$("text").oninput = () => {
-  const on = $("text").value.length > 0;
+function onInput() {
+  const text = $("text").value;
+  if (text && staleGuard.from === null && current !== null) staleGuard.from = log(current).last;
+  if (!text) staleGuard.reset();
+  updateCounter();
+  saveDraft();
+  const on = text.length > 0;
   if (on !== typingOn && current !== null) {
     typingOn = on;
     conn.send({ type: "typing", session: current, on, note: $("mode").value === "note" });
   }
-};
+}
+$("text").oninput = onInput;
+$("mode").onchange = () => { $("mode").dataset.chosen = "1"; renderComposer(); };
 
 $("composer").onsubmit = (e) => {
   e.preventDefault();
   const body = $("text").value.trim();
-  if (!body || !current) return;
-  conn.send({ type: "send", session: current, kind: $("mode").value, client_id: newClientId(), body });
-  if (typingOn) { typingOn = false; conn.send({ type: "typing", session: current, on: false, note: $("mode").value === "note" }); }
-  $("text").value = ""; $("chat-error").textContent = "";
+  if (!body || current === null) return;
+  if ([...body].length > maxChars) {
+    $("chat-error").textContent = `This reply is ${[...body].length} characters; the limit is ${maxChars}. Shorten it or send it in parts.`;
+    return;
+  }
+  const newer = staleGuard.newer();
+  if (newer && !staleGuard.warned) {
+    staleGuard.warned = true;
+    $("stale").textContent = `${newer} new message${newer > 1 ? "s" : ""} since you began typing — read ${newer > 1 ? "them" : "it"}, then send again.`;
+    $("stale").classList.remove("hidden");
+    return;
+  }
+  const clientId = newClientId();
+  const kind = $("mode").value;
+  pending.set(clientId, { session: current, body });
+  if (!conn.send({ type: "send", session: current, kind, client_id: clientId, body })) {
+    pending.delete(clientId);
+    $("chat-error").textContent = "Not connected: your text stays in the box; send again once reconnected.";
+    return;
+  }
+  if (typingOn) { typingOn = false; conn.send({ type: "typing", session: current, on: false, note: kind === "note" }); }
+  $("text").value = "";
+  staleGuard.reset();
+  saveDraft();
+  updateCounter();
 };
 $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
-$("end").onclick = () => api(`/api/sessions/${current}/end`, { method: "POST" }).catch(fail);
-$("set-code").onclick = () => api(`/api/sessions/${current}/code`, { method: "POST", body: { code: $("code").value } }).then(refreshQuestions).catch(fail);
+
+// --- keyboard shortcuts --------------------------------------------------------
+document.addEventListener("keydown", (e) => {
+  if (!e.altKey || e.ctrlKey || e.metaKey || !me) return;
+  if (e.key === "a" || e.key === "A") {
+    if (waiting.length) { e.preventDefault(); accept(waiting[0].session); }
+  } else if (/^[1-9]$/.test(e.key)) {
+    const tabs = $("list-my").querySelectorAll("li > button");
+    const tab = tabs[Number(e.key) - 1];
+    if (tab) { e.preventDefault(); tab.click(); $("text").focus(); }
+  }
+});
+
+// --- actions -------------------------------------------------------------------
+$("end").onclick = () => act(api(`/api/sessions/${current}/end`, { method: "POST" }));
+$("set-code").onclick = () => act(api(`/api/sessions/${current}/code`, { method: "POST", body: { code: $("code").value } }).then(refreshQuestions));
 for (const b of document.querySelectorAll(".conf")) {
   b.onclick = () => {
     if (b.dataset.mode === "join" && !confirm("Joining is announced to the patron. Join this chat?")) return;
-    api(`/api/sessions/${current}/conference`, { method: "POST", body: { mode: b.dataset.mode } }).catch(fail);
+    act(api(`/api/sessions/${current}/conference`, { method: "POST", body: { mode: b.dataset.mode } }));
   };
 }
-$("takeover").onclick = () => { if (confirm("Take this chat over? The patron is told.")) api(`/api/sessions/${current}/takeover`, { method: "POST" }).catch(fail); };
-$("leave").onclick = () => api(`/api/sessions/${current}/leave`, { method: "POST" }).catch(fail);
-$("warn").onclick = () => api(`/api/sessions/${current}/warn`, { method: "POST" }).catch(fail);
+$("takeover").onclick = () => { if (confirm("Take this chat over? The patron is told.")) act(api(`/api/sessions/${current}/takeover`, { method: "POST" })); };
+$("leave").onclick = () => act(api(`/api/sessions/${current}/leave`, { method: "POST" }));
+$("warn").onclick = () => act(api(`/api/sessions/${current}/warn`, { method: "POST" }));
 $("block").onsubmit = (e) => {
   e.preventDefault();
   const body = { reason: $("block-reason").value, hours: Number($("block-hours").value) };
-  api(`/api/sessions/${current}/block`, { method: "POST", body })
-    .then((b) => { $("block-reason").value = ""; $("abuse").open = false; $("chat-error").textContent = `Patron blocked until ${new Date(b.expires_at).toLocaleString()}.`; })
-    .catch(fail);
+  act(api(`/api/sessions/${current}/block`, { method: "POST", body })
+    .then((b) => { $("block-reason").value = ""; $("abuse").open = false; $("status").textContent = `Patron blocked until ${new Date(b.expires_at).toLocaleString()}.`; }));
 };
 $("transfer").onsubmit = (e) => {
   e.preventDefault();
   const v = $("transfer-to").value;
   const body = v === "coop" ? { cooperative: true } : v.startsWith("staff:") ? { to: Number(v.slice(6)) } : { library: v.slice(4) };
   body.stay = $("stay").checked;
-  api(`/api/sessions/${current}/transfer`, { method: "POST", body }).catch(fail);
+  act(api(`/api/sessions/${current}/transfer`, { method: "POST", body }));
 };
-$("availability").onchange = () => api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues).catch(fail);
+$("availability").onchange = () => act(api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues));
 $("im-form").onsubmit = (e) => {
   e.preventDefault();
   const body = $("im-text").value.trim();

@@ -211,7 +211,8 @@ test("a librarian accepts, replies, writes a note and sets a code with the keybo
   await ann.keyboard.press("Enter");
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
 
-  await tabTo(ann, () => document.activeElement?.id === "text", "the reply box");
+  // Accepting puts the focus in the new chat's reply box.
+  await ann.waitForFunction(() => document.activeElement?.id === "text");
   await ann.keyboard.type("Typed with the keyboard.");
   await ann.keyboard.press("Enter");
   await patron.getByText("Typed with the keyboard.").waitFor();

@@ -684,8 +684,16 @@ impl Feed {
             }
             Event::Availability { staff, cooperative, availability } => {
                 if let Viewer::Staff(me) = &self.viewer {
-                    if me.id == *staff {
-                        self.on_duty = *availability == Availability::OnDuty;
+                    let on_duty = *availability == Availability::OnDuty;
+                    if me.id == *staff && on_duty != self.on_duty {
+                        self.on_duty = on_duty;
+                        // Going on duty, the patrons already waiting are
+                        // offered at once (off duty, none): the whole queue.
+                        if self.watching_queue {
+                            let now = self.app.clock.now();
+                            let all = self.app.store.waiting().await?;
+                            out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));
+                        }
                     }
                 }
                 if sees(&self.viewer, Item::Colleague { cooperative: *cooperative }) {

@@ -656,3 +656,24 @@ async fn r5_an_active_chat_with_no_message_for_too_long_ends_by_timeout() {
     assert_eq!(q["session_state"], "ended");
     assert_eq!(q["live"], true, "R5: still live until the librarian sets a code");
 }
+
+/// Issue 13: a librarian who goes on duty is offered the patrons already
+/// waiting at once (a whole `queue` frame), and off duty none, without
+/// asking for the queue again.
+#[tokio::test]
+async fn going_on_and_off_duty_sends_the_whole_queue() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "off_duty"})).await.0, 200);
+    let mut ws = ann.socket().await;
+    ws.send(json!({"type": "queue"})).await;
+    assert_eq!(ws.until(|f| f["type"] == "queue").await.last().unwrap()["waiting"], json!([]), "off duty: none");
+    let patron = app.start_chat("riverside-main", "Waiting before anyone was on duty").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let frames = ws.until(|f| f["type"] == "queue").await;
+    let waiting = frames.last().unwrap()["waiting"].as_array().unwrap().clone();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["session"], patron.session);
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "away"})).await.0, 200);
+    assert_eq!(ws.until(|f| f["type"] == "queue").await.last().unwrap()["waiting"], json!([]), "away: none offered");
+}

@@ -1,0 +1,236 @@
+// A librarian's shift at the desk (issue 13), in Debian's Chromium against
+// the real server on its own data folder: patrons are not missed (going on
+// duty shows those already waiting; a line in a chat not on screen raises
+// an unread count and the page title), work is not lost (a draft survives
+// a reload, an over-long reply stays in the box), the stale-reply guard,
+// the composer following the viewer's part, and the keyboard flow from a
+// new patron to the first reply. axe-core checks each new state.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(new URL(".", import.meta.url).pathname, "../..");
+const BIN = process.env.REFDESK_BIN || path.join(ROOT, "target/debug/refdesk");
+const AXE = path.join(ROOT, "tests/browser/node_modules/axe-core/axe.min.js");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = process.env.SCREENSHOTS === "1" ? path.join(ROOT, "docs/screenshots") : fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-shots-"));
+const LAPTOP = { width: 1366, height: 768 };
+
+let server;
+let base;
+let browser;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on("error", reject);
+  });
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
+  assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
+  const port = await freePort();
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-desk-"));
+  const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000" };
+  server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env });
+  base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not yet */ }
+    assert.ok(Date.now() < deadline, "refdesk becomes ready");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+async function open(viewport = LAPTOP) {
+  const context = await browser.newContext({ viewport, bypassCSP: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10000);
+  page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));
+  return page;
+}
+
+async function accessible(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] });
+    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(violations, [], `${what}: accessibility violations`);
+}
+
+async function signIn(page, username, availability = "on_duty") {
+  await page.goto(`${base}/desk`);
+  await page.fill("#username", username);
+  await page.fill("#password", "refdesk-demo");
+  await page.click("#login button[type=submit]");
+  await page.locator("#desk").waitFor();
+  await page.getByText(/Signed in as/).waitFor();
+  if (availability) await page.selectOption("#availability", availability);
+}
+
+async function askQuestion(page, name, question, library = "riverside-main") {
+  await page.goto(`${base}/ask/${library}`);
+  await page.fill("#name", name);
+  await page.fill("#question", question);
+  await page.click("#start button[type=submit]");
+  await page.locator("#chat").waitFor();
+}
+
+test("going on duty shows the patrons already waiting, and the desk shows the availability the server has", async () => {
+  const ann = await open();
+  await signIn(ann, "ann", "off_duty");
+  // Ben (another library of the cooperative) is on duty, so the patron may chat.
+  const ben = await open();
+  await signIn(ben, "ben");
+  const patron = await open();
+  await askQuestion(patron, "Early", "Waiting before anyone was on duty");
+  await ann.waitForTimeout(500);
+  assert.equal(await ann.getByRole("button", { name: /Accept: Early/ }).count(), 0, "off duty: not offered");
+  await ann.selectOption("#availability", "on_duty");
+  await ann.getByRole("button", { name: /Accept: Early/ }).waitFor();
+  assert.match(await ann.title(), /^\(\d+\) Desk/, "the title counts who is waiting");
+  await ann.reload();
+  await ann.locator("#desk").waitFor();
+  await ann.waitForFunction(() => document.getElementById("availability").value === "on_duty");
+  await ann.getByRole("button", { name: /Accept: Early/ }).click();
+  await ann.selectOption("#availability", "off_duty");
+  await ann.reload();
+  await ann.locator("#desk").waitFor();
+  await ann.waitForFunction(() => document.getElementById("availability").value === "off_duty");
+  for (const p of [ann, ben, patron]) await p.context().close();
+});
+
+test("three chats: a line in a chat not on screen raises its unread count and the title; drafts and over-long replies are kept", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patrons = [];
+  for (const name of ["Ada", "Bo", "Cy"]) {
+    const p = await open({ width: 800, height: 700 });
+    await askQuestion(p, name, `Question from ${name}`);
+    await ann.getByRole("button", { name: new RegExp(`Accept: ${name}`) }).click();
+    await p.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+    patrons.push(p);
+  }
+  // Cy's chat is on screen (the last accepted); Ada writes.
+  assert.equal(await ann.locator("#chat-title").innerText(), "Cy — Riverside University Main Library", "named by patron and library");
+  await patrons[0].fill("#text", "Are you still there?");
+  await patrons[0].press("#text", "Enter");
+  const adaTab = ann.getByRole("button", { name: /^Ada — Riverside/ });
+  await adaTab.filter({ hasText: "1 new" }).waitFor();
+  await ann.waitForFunction(() => /^\(1\) Desk/.test(document.title));
+  await ann.locator(".badge.waiting").first().waitFor();
+  await accessible(ann, "the desk with three chats and an unread mark");
+  await ann.screenshot({ path: path.join(SHOTS, "desk-three-chats.png") });
+  await adaTab.click();
+  await ann.getByRole("button", { name: /^Ada — Riverside/ }).filter({ hasText: "1 new" }).waitFor({ state: "detached" });
+  assert.equal(await ann.title(), "Desk — refdesk", "read: the title clears");
+  await ann.locator("#log", { hasText: "Are you still there?" }).waitFor();
+
+  // A draft survives switching chats and a reload.
+  await ann.fill("#text", "Half-written answer about the 1890 survey");
+  await ann.getByRole("button", { name: /^Bo — Riverside/ }).click();
+  assert.equal(await ann.inputValue("#text"), "");
+  await ann.getByRole("button", { name: /^Ada — Riverside/ }).click();
+  assert.equal(await ann.inputValue("#text"), "Half-written answer about the 1890 survey");
+  await ann.reload();
+  await ann.getByRole("button", { name: /^Ada — Riverside/ }).click();
+  assert.equal(await ann.inputValue("#text"), "Half-written answer about the 1890 survey", "the draft survived the reload");
+
+  // An over-long reply is not sent, and stays in the box with the count.
+  const long = "x".repeat(5000);
+  await ann.fill("#text", long);
+  await ann.getByText(/1000 characters over the limit of 4000/).waitFor();
+  await ann.press("#text", "Enter");
+  await ann.getByText(/the limit is 4000/).waitFor();
+  assert.equal((await ann.inputValue("#text")).length, 5000, "the text is still there");
+  await accessible(ann, "the desk with an over-long reply");
+  await ann.fill("#text", "");
+  for (const p of [ann, ...patrons]) await p.context().close();
+});
+
+test("the stale-reply guard: lines the patron sent since I began typing are pointed out once before sending", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Dee", "Guard question");
+  await ann.getByRole("button", { name: /Accept: Dee/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.fill("#text", "Let me check the catalogue");
+  await ann.locator("#text").press("End");
+  await ann.keyboard.type("…");
+  for (const line of ["Actually, never mind", "I found it myself"]) {
+    await patron.fill("#text", line);
+    await patron.press("#text", "Enter");
+  }
+  await ann.locator("#log", { hasText: "I found it myself" }).waitFor();
+  await ann.press("#text", "Enter");
+  await ann.getByText("2 new messages since you began typing — read them, then send again.").waitFor();
+  assert.ok((await ann.inputValue("#text")).startsWith("Let me check"), "not sent yet");
+  await accessible(ann, "the stale-reply warning");
+  await ann.press("#text", "Enter");
+  await patron.getByText("Let me check the catalogue…").waitFor();
+  for (const p of [ann, patron]) await p.context().close();
+});
+
+test("the composer and buttons follow the viewer: a librarian has no conference buttons; a whispering admin writes notes only", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Eve", "Roles question");
+  await ann.getByRole("button", { name: /Accept: Eve/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  for (const name of ["Monitor", "Whisper", "Join (announced)", "Take over"]) {
+    assert.equal(await ann.getByRole("button", { name, exact: true }).count(), 0, `a librarian sees no ${name}`);
+  }
+  assert.ok(await ann.getByRole("button", { name: "End chat" }).isVisible());
+  const dev = await open();
+  await signIn(dev, "dev");
+  await dev.click("#tab-all");
+  await dev.getByRole("button", { name: /Eve — Riverside University Main Library/ }).first().click();
+  await dev.getByRole("button", { name: "Whisper" }).click();
+  await dev.waitForFunction(() => document.getElementById("mode").value === "note");
+  assert.equal(await dev.locator('#mode option[value="message"]').isDisabled(), true, "whispering: notes only");
+  assert.equal(await dev.getByRole("button", { name: "End chat" }).count(), 0, "only the chatting librarian ends the chat");
+  await accessible(dev, "the desk of a whispering admin");
+  for (const p of [ann, dev, patron]) await p.context().close();
+});
+
+test("the keyboard flow: from a new patron's alert to the first reply sent in five keystrokes or fewer", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Fay", "Keyboard flow?");
+  await ann.getByRole("button", { name: /Accept: Fay/ }).waitFor();
+  let keys = 0;
+  const press = async (k) => { keys += 1; await ann.keyboard.press(k); };
+  await press("Alt+A"); // accept the next patron: focus lands in the reply box
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.waitForFunction(() => document.activeElement?.id === "text");
+  await ann.keyboard.insertText("Hello Fay, I can help."); // the reply itself: typing, not navigation
+  await press("Enter");
+  await patron.getByText("Hello Fay, I can help.").waitFor();
+  assert.ok(keys <= 5, `${keys} keystrokes from the alert to the first reply`);
+  console.log(`keyboard flow: ${keys} keystrokes from a new patron's alert to the first reply sent`);
+  // Alt+1 switches to the first chat.
+  await ann.keyboard.press("Alt+1");
+  await ann.waitForFunction(() => document.activeElement?.id === "text");
+  for (const p of [ann, patron]) await p.context().close();
+});
