@@ -357,6 +357,12 @@ async function start() {
       else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; renderMonitor(); } }
       else if (f.type === "im") onIm(f);
       else if (f.type === "availability") refreshColleagues();
+      else if (f.type === "referred") {
+        $("referral").replaceChildren(`Question #${f.question} was referred to ${f.library_name} by ${f.by}: `,
+          el("a", { href: `/desk/questions/${f.question}` }, f.text));
+        chime();
+        refreshQuestions();
+      }
       else if (f.type === "error") onRefused(f);
     },
   });

@@ -210,6 +210,13 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   assert.equal(await dev.locator('#mode option[value="message"]').isDisabled(), true, "whispering: notes only");
   assert.equal(await dev.getByRole("button", { name: "End chat" }).count(), 0, "only the chatting librarian ends the chat");
   await accessible(dev, "the desk of a whispering admin");
+  // Dev takes the chat over: Ann stays, whispering, and her composer says so.
+  await dev.getByRole("button", { name: "Take over" }).click();
+  await patron.getByText(/Dev Dewey/).first().waitFor();
+  await ann.waitForFunction(() => document.getElementById("mode").value === "note");
+  assert.equal(await ann.locator('#mode option[value="message"]').isDisabled(), true, "after a take-over: notes only");
+  assert.equal(await ann.locator("#text-label").innerText(), "Librarian note (staff only)");
+  assert.equal(await ann.getByRole("button", { name: "End chat" }).count(), 0);
   for (const p of [ann, dev, patron]) await p.context().close();
 });
 
@@ -233,4 +240,29 @@ test("the keyboard flow: from a new patron's alert to the first reply sent in fi
   await ann.keyboard.press("Alt+1");
   await ann.waitForFunction(() => document.activeElement?.id === "text");
   for (const p of [ann, patron]) await p.context().close();
+});
+
+test("a referral alerts the receiving library's desk", async () => {
+  const ben = await open();
+  await signIn(ben, "ben");
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Gus", "Lakeside's local history?");
+  await ann.getByRole("button", { name: /Accept: Gus/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const carla = await open();
+  await signIn(carla, "carla");
+  const question = await carla.evaluate(async () => {
+    const list = await (await fetch("/api/questions")).json();
+    const q = list.find((x) => x.text === "Lakeside's local history?");
+    const r = await fetch(`/api/questions/${q.id}/refer`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ library: "lakeside-public", confirm_live: true }) });
+    if (!r.ok) throw new Error(await r.text());
+    return q.id;
+  });
+  await ben.getByText(`Question #${question} was referred to Lakeside Public Library by Carla Catalog:`).waitFor();
+  await ben.getByRole("link", { name: "Lakeside's local history?" }).waitFor();
+  await accessible(ben, "the desk with a referral");
+  assert.equal(await ann.locator("#referral").innerText(), "", "not told to another library's desk");
+  for (const p of [ben, ann, patron, carla]) await p.context().close();
 });

@@ -89,6 +89,17 @@ pub enum Out {
     Im(ImMessage),
     /// This staff member's sign-ins were revoked: the connection must close.
     SignedOut,
+    /// A question was referred to a library this staff member serves.
+    Referred {
+        /// The question.
+        question: refdesk_domain::ids::QuestionId,
+        /// The library it was referred to.
+        library_name: String,
+        /// The question as first asked.
+        text: String,
+        /// Who referred it.
+        by: String,
+    },
     /// A session left the viewer's chat monitor (transferred away, out of scope).
     MonitorGone(SessionId),
     /// A colleague's availability changed.
@@ -698,6 +709,16 @@ impl Feed {
                 }
                 if sees(&self.viewer, Item::Colleague { cooperative: *cooperative }) {
                     out.push(Out::Availability { staff: *staff, availability: *availability });
+                }
+            }
+            Event::Referred { question, to, library_name, text, by } => {
+                if sees(&self.viewer, Item::Referral { to: *to }) {
+                    out.push(Out::Referred {
+                        question: *question,
+                        library_name: library_name.clone(),
+                        text: text.clone(),
+                        by: by.clone(),
+                    });
                 }
             }
             Event::SignedOut { staff } => {

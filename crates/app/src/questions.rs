@@ -348,6 +348,20 @@ impl App {
             Ok(plan)
         });
         let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
+        // A referral is told at once to the receiving library's desks
+        // (after the commit: nothing is announced that could roll back).
+        if let (Some((_, to)), Some(now)) = (receiving, acted.question.referred) {
+            if now == to {
+                let text: String = acted.question.text.chars().take(200).collect();
+                self.bus.publish_ephemeral(refdesk_domain::event::Event::Referred {
+                    question: acted.question.id,
+                    to,
+                    library_name: acted.question.referred_name.clone().unwrap_or_default(),
+                    text,
+                    by: staff.display_name.clone(),
+                });
+            }
+        }
         if acted.mail.is_some() {
             self.mail_wakeup.notify_one();
         }

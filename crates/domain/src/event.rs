@@ -162,6 +162,20 @@ pub enum Event {
         /// Who.
         staff: StaffId,
     },
+    /// A question was referred to a library: its staff are told at their
+    /// desks (issue 13). Never stored as such (the question's timeline is).
+    Referred {
+        /// The question.
+        question: crate::ids::QuestionId,
+        /// The library it was referred to.
+        to: Placement,
+        /// That library's name.
+        library_name: String,
+        /// The question as first asked.
+        text: String,
+        /// Who referred it.
+        by: String,
+    },
     /// This node may have missed events (its link to the other nodes was
     /// down): every connection re-reads what it follows from the store.
     /// Never stored, never sent between nodes.

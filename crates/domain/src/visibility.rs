@@ -64,6 +64,11 @@ pub enum Item<'a> {
         /// The session.
         ctx: &'a SessionContext,
     },
+    /// A question referred to a library: the staff whose role covers it.
+    Referral {
+        /// The library it was referred to.
+        to: Placement,
+    },
     /// A colleague's availability: staff of their cooperative only.
     Colleague {
         /// Their cooperative.
@@ -96,6 +101,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
             | Item::Monitored { .. }
             | Item::Presence { .. }
             | Item::Im { .. }
+            | Item::Referral { .. }
             | Item::Colleague { .. },
         ) => false,
         (Viewer::Staff(staff), Item::Message { ctx, message }) => {
@@ -114,6 +120,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         (Viewer::Staff(staff), Item::Presence { ctx }) => staff_may_view(staff, ctx),
         (Viewer::Staff(staff), Item::Im { from, to }) => staff.id == from || staff.id == to,
         (Viewer::Staff(staff), Item::Colleague { cooperative }) => staff.home.cooperative == cooperative,
+        (Viewer::Staff(staff), Item::Referral { to }) => staff.role_covers(&to),
     }
 }
 

@@ -385,6 +385,7 @@ enum OutFrame<'a> {
     ImAck { to: StaffId, client_id: Option<&'a str>, seq: u64, duplicate: bool },
     ImSynced { peer: StaffId, last: u64 },
     Availability { staff: StaffId, availability: Availability },
+    Referred { question: refdesk_domain::ids::QuestionId, library_name: &'a str, text: &'a str, by: &'a str },
 }
 
 struct Connection {
@@ -551,6 +552,9 @@ impl Connection {
                 Out::MonitorList(sessions) => OutFrame::Monitor { sessions },
                 Out::Availability { staff, availability } => {
                     OutFrame::Availability { staff: *staff, availability: *availability }
+                }
+                Out::Referred { question, library_name, text, by } => {
+                    OutFrame::Referred { question: *question, library_name, text, by }
                 }
             };
             send(socket, &frame, self.send_within()).await?;

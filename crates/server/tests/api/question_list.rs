@@ -380,3 +380,29 @@ async fn staff_see_the_patrons_name_in_the_list_and_their_address_on_the_questio
     let (_, detail) = l.ann.get(&format!("/api/questions/{}", q["id"])).await;
     assert_eq!(detail["patron_email"], Value::Null);
 }
+
+/// Issue 13: a referral is told at once to the desks of the library it is
+/// referred to, and to nobody else.
+#[tokio::test]
+async fn a_referral_alerts_the_receiving_librarys_desks_only() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, None).await;
+    l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    let ben = app.staff("ben").await; // Lakeside Public
+    let mut ben_ws = ben.socket().await;
+    let mut ann_ws = l.ann.socket().await;
+    let carla = app.staff("carla").await;
+    let (status, out) =
+        carla.act(l.question, "refer", json!({"library": "lakeside-public", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    let frames = ben_ws.until(|f| f["type"] == "referred").await;
+    let alert = frames.last().unwrap();
+    assert_eq!(alert["question"], l.question);
+    assert_eq!(alert["library_name"], "Lakeside Public Library");
+    assert_eq!(alert["by"], "Carla Catalog");
+    assert!(alert["text"].as_str().is_some_and(|t| !t.is_empty()));
+    // Ann (Riverside) hears nothing of it: a ping's answer comes first.
+    ann_ws.send(json!({"type": "ping"})).await;
+    let seen = ann_ws.until(|f| f["type"] == "pong").await;
+    assert!(seen.iter().all(|f| f["type"] != "referred"), "{seen:?}");
+}
