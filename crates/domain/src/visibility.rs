@@ -229,6 +229,14 @@ mod tests {
     }
 
     #[test]
+    fn a_referral_is_told_to_the_receiving_librarys_staff_only() {
+        let to = Item::Referral { to: place(2) };
+        assert!(sees(&librarian(7, 2), to), "the receiving library's librarian");
+        assert!(!sees(&librarian(5, 1), to), "another library's");
+        assert!(!sees(&Viewer::Patron { session: SessionId(1) }, to), "never a patron");
+    }
+
+    #[test]
     fn staff_see_notes_only_within_scope() {
         let c = ctx(1);
         let note = msg(1, MessageKind::Note, Audience::Staff);
