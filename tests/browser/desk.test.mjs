@@ -261,7 +261,7 @@ test("a referral alerts the receiving library's desk", async () => {
     return q.id;
   });
   await ben.getByText(`Question #${question} was referred to Lakeside Public Library by Carla Catalog:`).waitFor();
-  await ben.getByRole("link", { name: "Lakeside's local history?" }).waitFor();
+  await ben.locator("#referral").getByRole("link", { name: "Lakeside's local history?" }).waitFor();
   await accessible(ben, "the desk with a referral");
   assert.equal(await ann.locator("#referral").innerText(), "", "not told to another library's desk");
   for (const p of [ben, ann, patron, carla]) await p.context().close();
