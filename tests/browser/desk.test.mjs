@@ -266,3 +266,32 @@ test("a referral alerts the receiving library's desk", async () => {
   assert.equal(await ann.locator("#referral").innerText(), "", "not told to another library's desk");
   for (const p of [ben, ann, patron, carla]) await p.context().close();
 });
+
+test("nothing stale: a script a colleague adds appears when the picker is opened, and an error clears after a later success", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Hal", "Stale question");
+  await ann.getByRole("button", { name: /Accept: Hal/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // Carla saves a library script; Ann's open desk offers it without a reload.
+  const carla = await open();
+  await signIn(carla, "carla");
+  await carla.evaluate(async () => {
+    const r = await fetch("/api/scripts", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ scope: "library", title: "Opening hours", body: "We are open 9 to 5." }) });
+    if (!r.ok) throw new Error(await r.text());
+  });
+  await ann.focus("#script");
+  await ann.waitForFunction(() => [...document.querySelectorAll("#script option")].some((o) => o.textContent === "Opening hours"));
+  // A refused action leaves its error; the next thing that works clears it.
+  await ann.getByText("Abusive patron").click();
+  await ann.fill("#block-reason", "test");
+  await ann.fill("#block-hours", "100000");
+  await ann.click("#block button[type=submit]");
+  await ann.locator("#chat-error", { hasText: /hours/ }).waitFor();
+  await ann.fill("#text", "Here is the answer.");
+  await ann.press("#text", "Enter");
+  await patron.getByText("Here is the answer.").waitFor();
+  await ann.waitForFunction(() => document.getElementById("chat-error").textContent === "");
+  for (const p of [ann, patron, carla]) await p.context().close();
+});
