@@ -107,9 +107,11 @@ test("going on duty shows the patrons already waiting, and the desk shows the av
   await ann.selectOption("#availability", "on_duty");
   await ann.getByRole("button", { name: /Accept: Early/ }).waitFor();
   assert.match(await ann.title(), /^\(\d+\) Desk/, "the title counts who is waiting");
+  await ann.check("#alerts");
   await ann.reload();
   await ann.locator("#desk").waitFor();
   await ann.waitForFunction(() => document.getElementById("availability").value === "on_duty");
+  assert.equal(await ann.isChecked("#alerts"), true, "alerts stay on after a reload");
   await ann.getByRole("button", { name: /Accept: Early/ }).click();
   await ann.selectOption("#availability", "off_duty");
   await ann.reload();
