@@ -297,3 +297,22 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   await ann.waitForFunction(() => document.getElementById("chat-error").textContent === "");
   for (const p of [ann, patron, carla]) await p.context().close();
 });
+
+test("the patron's typing shows on the desk and clears when the line arrives; the desk offers no Referred code", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Ivy", "Typing question");
+  await ann.getByRole("button", { name: /Accept: Ivy/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await patron.locator("#text").pressSequentially("I am writing a long");
+  await ann.locator("#present", { hasText: "Ivy is typing…" }).waitFor();
+  await patron.locator("#text").pressSequentially(" question");
+  await patron.press("#text", "Enter");
+  await ann.locator("#log", { hasText: "I am writing a long question" }).waitFor();
+  await ann.waitForFunction(() => !document.getElementById("present").textContent.includes("typing"));
+  // Referring needs the library to refer to: that is done from the question list.
+  const labels = await ann.$$eval("#code option", (os) => os.map((o) => o.textContent));
+  assert.ok(labels.length > 0 && !labels.some((l) => /referred/i.test(l)), `${labels}`);
+  for (const p of [ann, patron]) await p.context().close();
+});
