@@ -430,3 +430,164 @@ async fn a_server_certificate_from_an_unknown_ca_is_refused_with_a_clear_error()
     assert!(e.contains("localhost:5433") && e.contains("TLS"), "{e}");
     assert!(e.contains("sslrootcert"), "says what to check: {e}");
 }
+
+// --- one test per behaviour, on both backends ----------------------------------
+
+/// A fresh SQLite store (in the folder returned, to keep while it is used)
+/// and a fresh PostgreSQL store, each with the world.
+async fn both_backends() -> (tempfile::TempDir, Vec<(&'static str, Arc<dyn Store>, World)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let lite: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("behaviour.sqlite3"), Arc::new(Recorder::default())).unwrap());
+    let url = fresh_postgres().await;
+    let options = refdesk_store::postgres::PgOptions::default();
+    let pg: Arc<dyn Store> =
+        Arc::new(refdesk_store::postgres::PgStore::open(&url, options, Arc::new(Recorder::default())).await.unwrap());
+    let mut out = Vec::new();
+    for (name, store) in [("sqlite", lite), ("postgres", pg)] {
+        let w = world(&*store).await;
+        out.push((name, store, w));
+    }
+    (dir, out)
+}
+
+fn keyed(w: &World, token: &str, browser: Option<&str>, net: Option<&str>, max: u32, per_net: u32) -> NewSession {
+    NewSession {
+        library: w.library.placement.library,
+        patron_name: None,
+        patron_email: None,
+        question: "Q".into(),
+        token_hash: token.into(),
+        now: 1,
+        transcript_to: None,
+        keys: refdesk_store::PatronKeys { browser: browser.map(Into::into), net: net.map(Into::into) },
+        max_waiting: max,
+        max_waiting_per_net: per_net,
+    }
+}
+
+/// The drifts issue 14 found: a missing row and an ended chat answer the
+/// same on both backends (404 and 409, never a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_rows_and_ended_chats_answer_alike_on_both_backends() {
+    let (_dir, stores) = both_backends().await;
+    for (name, s, w) in stores {
+        let missing = SessionId(999_999);
+        let r = s.set_transcript_to(missing, Some("a@example.org".into())).await;
+        assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "{name}: {r:?}");
+        let a = start(&*s, &w, None, &format!("{name}-t1"), 1).await;
+        s.end(a, Author::System, ok(), Box::new(|_, _| None), Ending::default(), 2).await.unwrap();
+        let r = s.set_transcript_to(a, Some("a@example.org".into())).await;
+        assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{name}: {r:?}");
+        let r = s.im_read(w.ann.id, StaffId(999_999), 1).await;
+        assert!(
+            matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))),
+            "{name}: a peer that does not exist: {r:?}"
+        );
+        let r = s.block_by_id(999_999).await.unwrap();
+        assert!(r.is_none(), "{name}");
+    }
+}
+
+/// Waiting chats are capped per library and per network inside the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_caps_hold_inside_the_start() {
+    let (_dir, stores) = both_backends().await;
+    for (name, s, w) in stores {
+        s.start_session(keyed(&w, &format!("{name}-q1"), None, Some("net-a"), 3, 1)).await.unwrap();
+        let r = s.start_session(keyed(&w, &format!("{name}-q2"), None, Some("net-a"), 3, 1)).await;
+        assert!(
+            matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_waiting", .. }))),
+            "{name}: {r:?}"
+        );
+        s.start_session(keyed(&w, &format!("{name}-q3"), None, Some("net-b"), 3, 1)).await.unwrap();
+        s.start_session(keyed(&w, &format!("{name}-q4"), None, None, 3, 1)).await.unwrap();
+        let r = s.start_session(keyed(&w, &format!("{name}-q5"), None, Some("net-c"), 3, 1)).await;
+        assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "queue_full", .. }))), "{name}: {r:?}");
+    }
+}
+
+/// A block matches either key until it runs out or is lifted; the
+/// question's timeline records both; a chat with no key cannot be blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_match_either_key_until_lifted_or_run_out() {
+    let (_dir, stores) = both_backends().await;
+    for (name, s, w) in stores {
+        let (rec, _) =
+            s.start_session(keyed(&w, &format!("{name}-b1"), Some("browser-1"), Some("net-1"), 99, 99)).await.unwrap();
+        let id = rec.ctx.id;
+        s.accept(id, w.ann.clone(), ok(), 2).await.unwrap();
+        let new =
+            refdesk_store::NewBlock { session: id, by: w.ann.clone(), reason: "abuse".into(), expires_at: 100, now: 3 };
+        let block = s.block(new).await.unwrap();
+        assert_eq!(block.reason, "abuse");
+        assert_eq!(block.created_by_name, "ANN");
+        let coop = w.library.placement.cooperative;
+        let keys = |b: Option<&str>, n: Option<&str>| refdesk_store::PatronKeys {
+            browser: b.map(Into::into),
+            net: n.map(Into::into),
+        };
+        assert!(
+            s.active_block(coop, keys(Some("browser-1"), Some("other")), 50).await.unwrap().is_some(),
+            "{name}: by browser"
+        );
+        assert!(s.active_block(coop, keys(None, Some("net-1")), 50).await.unwrap().is_some(), "{name}: by network");
+        assert!(s.active_block(coop, keys(Some("x"), Some("y")), 50).await.unwrap().is_none(), "{name}: others");
+        assert!(s.active_block(coop, keys(Some("browser-1"), None), 100).await.unwrap().is_none(), "{name}: ran out");
+        let listed = s.blocks(ScopeLevel::Library(w.library.placement.library), 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "{name}");
+        assert!(
+            s.blocks(ScopeLevel::Library(w.other.placement.library), 10).await.unwrap().is_empty(),
+            "{name}: scope"
+        );
+        let lifted = s.lift_block(block.id, w.carla.clone(), 4).await.unwrap();
+        assert_eq!(lifted.lifted_at, Some(4));
+        assert_eq!(lifted.lifted_by_name.as_deref(), Some("CARLA"));
+        assert!(s.active_block(coop, keys(Some("browser-1"), None), 50).await.unwrap().is_none(), "{name}: lifted");
+        s.lift_block(block.id, w.carla.clone(), 5).await.unwrap();
+        let q = s.session(id).await.unwrap().unwrap().ctx.question.unwrap();
+        let kinds: Vec<&str> = s.timeline(q).await.unwrap().iter().map(|t| t.change.kind()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "blocked").count(), 1, "{name}: {kinds:?}");
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "unblocked").count(),
+            1,
+            "{name}: lifting twice records once: {kinds:?}"
+        );
+        let bare = start(&*s, &w, None, &format!("{name}-b2"), 6).await;
+        let new =
+            refdesk_store::NewBlock { session: bare, by: w.ann.clone(), reason: "x".into(), expires_at: 100, now: 7 };
+        let r = s.block(new).await;
+        assert!(
+            matches!(r, Err(StoreError::Domain(DomainError::Invalid { .. }))),
+            "{name}: nothing to block by: {r:?}"
+        );
+    }
+}
+
+/// An expiring chat's last words and end are one write; a chat that already
+/// has a question keeps it, with the missed-chat note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ending_writes_its_last_words_and_keeps_a_question() {
+    let (_dir, stores) = both_backends().await;
+    for (name, s, w) in stores {
+        let a = start(&*s, &w, Some("pat@example.org"), &format!("{name}-e1"), 1).await;
+        s.accept(a, w.ann.clone(), ok(), 2).await.unwrap();
+        let handover = Handover {
+            to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+            stay: false,
+            line: line(Author::System, MessageKind::System, "back to the queue", None),
+        };
+        s.transfer(a, w.ann.clone(), handover, ok(), 3).await.unwrap();
+        let ending = Ending { missed: Some("Missed chat: nobody".into()), last_words: Some("Sorry".into()) };
+        s.end(a, Author::System, ok(), Box::new(|_, _| None), ending, 4).await.unwrap();
+        let lines = s.messages_after(a, 0, 100).await.unwrap();
+        let n = lines.len();
+        assert_eq!(lines[n - 2].body, "Sorry", "{name}: the last words, then the end line");
+        assert_eq!(lines[n - 2].audience, Audience::Everyone, "{name}");
+        let q = s.session(a).await.unwrap().unwrap().ctx.question.expect("its question stays");
+        let notes =
+            s.timeline(q).await.unwrap().into_iter().filter(|t| matches!(t.change, Change::Note { .. })).count();
+        assert_eq!(notes, 1, "{name}");
+        assert_eq!(s.transcripts_to("PAT@example.org", 0).await.unwrap(), 0, "{name}: no transcript was asked");
+    }
+}
