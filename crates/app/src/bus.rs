@@ -555,7 +555,7 @@ impl Bus {
                         m.deliver(&event);
                     }
                 }
-                Event::Availability { .. } | Event::Referred { .. } => {
+                Event::Availability { .. } | Event::Referred { .. } | Event::SignInEnded { .. } => {
                     for m in t.staff.values().flatten() {
                         m.deliver(&event);
                     }

@@ -117,7 +117,12 @@ impl App {
 
     /// Signs out.
     pub async fn logout(&self, token: &str) -> AppResult<()> {
-        Ok(self.store.delete_login(&auth::digest(token)).await?)
+        let login = auth::digest(token);
+        self.store.delete_login(&login).await?;
+        // After the commit: the sockets opened with this sign-in close now,
+        // on every node (the check at each ping stays, for expiry).
+        self.bus.publish_ephemeral(Event::SignInEnded { login });
+        Ok(())
     }
 
     /// Creates a staff member. `actor` is `None` for the operator's CLI;

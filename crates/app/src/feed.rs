@@ -711,6 +711,11 @@ impl Feed {
                     out.push(Out::Availability { staff: *staff, availability: *availability });
                 }
             }
+            Event::SignInEnded { login } => {
+                if self.login.as_deref() == Some(login.as_str()) {
+                    out.push(Out::SignedOut);
+                }
+            }
             Event::Referred { question, to, library_name, text, by } => {
                 if sees(&self.viewer, Item::Referral { to: *to }) {
                     out.push(Out::Referred {

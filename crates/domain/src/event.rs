@@ -162,6 +162,12 @@ pub enum Event {
         /// Who.
         staff: StaffId,
     },
+    /// One sign-in ended (signed out): the connections opened with it close
+    /// at once, on every node. Never stored.
+    SignInEnded {
+        /// The SHA-256 digest of the sign-in's token (as stored), never the token.
+        login: String,
+    },
     /// A question was referred to a library: its staff are told at their
     /// desks (issue 13). Never stored as such (the question's timeline is).
     Referred {
