@@ -120,6 +120,9 @@ pub struct Limits {
     pub patron_mails_per_recipient_per_day: u32,
     /// Transcript e-mails one client address (IPv6: per /64) may ask for per hour.
     pub patron_mails_per_address_per_hour: u32,
+    /// Offline-form questions one client address (IPv6: per /64) may send
+    /// a day: each is a `new` question in a library's list.
+    pub form_questions_per_address_per_day: u32,
     /// Seconds a client has to send a request's whole header, counted from
     /// when the connection opens or its previous answer went out: a slow or
     /// silent client (and an idle keep-alive connection) is closed after it.
@@ -174,6 +177,7 @@ impl Default for Limits {
             max_block_hours: 24 * 30,
             patron_mails_per_recipient_per_day: 5,
             patron_mails_per_address_per_hour: 10,
+            form_questions_per_address_per_day: 30,
             header_read_seconds: 15,
             idle_seconds: 60,
             body_seconds: 30,

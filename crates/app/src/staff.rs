@@ -183,6 +183,8 @@ impl App {
             question: question.into_string(),
             token_hash: auth::digest(&auth::new_token()?),
             now: self.clock.now(),
+            keys,
+            max_per_net_per_day: self.limits.form_questions_per_address_per_day,
         };
         let q: QuestionRecord = self.store.create_form_question(new).await?;
         Ok(FormReceipt { question: q.id, library: lib.name })

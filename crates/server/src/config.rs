@@ -325,6 +325,7 @@ impl Config {
             ("limits.max_block_hours", l.max_block_hours, 1, 24 * 366),
             ("limits.patron_mails_per_recipient_per_day", l.patron_mails_per_recipient_per_day as u64, 0, 10_000),
             ("limits.patron_mails_per_address_per_hour", l.patron_mails_per_address_per_hour as u64, 0, 100_000),
+            ("limits.form_questions_per_address_per_day", l.form_questions_per_address_per_day as u64, 1, 1_000_000),
         ];
         for (name, value, min, max) in bounded {
             if !(min..=max).contains(&value) {

@@ -251,6 +251,11 @@ pub struct NewFormQuestion {
     pub token_hash: String,
     /// Now.
     pub now: Millis,
+    /// Who is asking (see [`PatronKeys`]).
+    pub keys: PatronKeys,
+    /// Form questions from the network in `keys.net` in the last day, at
+    /// most (checked inside the write).
+    pub max_per_net_per_day: u32,
 }
 
 /// A staff member with what presence and management show.
@@ -465,6 +470,14 @@ pub(crate) fn queue_full() -> DomainError {
         code: "queue_full",
         reason: "this library's queue is full; please try again in a few minutes, or leave your question with the form"
             .into(),
+    }
+}
+
+/// The refusal when one network sent its most form questions today.
+pub(crate) fn forms_full() -> DomainError {
+    DomainError::Limited {
+        code: "too_many_questions",
+        reason: "too many questions have been sent from your network today; please try again tomorrow".into(),
     }
 }
 

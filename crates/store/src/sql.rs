@@ -406,6 +406,10 @@ pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
     }
 }
 
+/// Form questions from one network since a time (binds the network key, since).
+pub(crate) const FORMS_FROM_NET: &str =
+    "SELECT COUNT(*) FROM sessions WHERE by_form AND net_key = ?1 AND created_at >= ?2";
+
 /// Blocks in force on either key: binds cooperative, browser key, network key, now.
 pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4
        AND ((?2 IS NOT NULL AND b.browser_key = ?2) OR (?3 IS NOT NULL AND b.net_key = ?3))

@@ -126,7 +126,7 @@ fn desk_paths() -> Value {
     );
     add(
         "/api/libraries/{slug}/questions",
-        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail. 429 rate_limited; 403 blocked where the library does not let blocked patrons use the form", "none", Some("OfflineForm"), "201"), slug.clone())}),
+        json!({"post": with_params(op("The offline question form: a new question, answered by e-mail. 429 rate_limited, too_many_questions (the network's questions today); 403 blocked where the library does not let blocked patrons use the form", "none", Some("OfflineForm"), "201"), slug.clone())}),
     );
     add(
         "/api/chat/rating",

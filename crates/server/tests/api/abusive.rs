@@ -287,3 +287,16 @@ async fn who_may_block_a_waiting_or_an_ended_chat() {
     let (_, none) = app.staff("ben").await.get("/api/blocks").await;
     assert!(none.as_array().is_none(), "a librarian lists no blocks: {none}");
 }
+
+#[tokio::test]
+async fn the_offline_form_is_bounded_per_network_and_day() {
+    let app = spawn_app_with_manual_clock_and(|c| c.limits.form_questions_per_address_per_day = 2).await;
+    assert_eq!(form_from(&app, [127, 0, 0, 71]).await.0, 201);
+    assert_eq!(form_from(&app, [127, 0, 0, 71]).await.0, 201);
+    let (status, refused) = form_from(&app, [127, 0, 0, 71]).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_questions");
+    assert_eq!(form_from(&app, [127, 0, 0, 72]).await.0, 201, "another network may");
+    app.clock().advance(86_400_000 + 1_000);
+    assert_eq!(form_from(&app, [127, 0, 0, 71]).await.0, 201, "a day later, again");
+}

@@ -1063,18 +1063,29 @@ impl Store for PgStore {
 
     async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord> {
         let mut tx = self.begin().await?;
+        if let Some(net) = &new.keys.net {
+            exec(&mut *tx, sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('net:' || $1, 0))").bind(net))
+                .await?;
+            let text = pg(sql::FORMS_FROM_NET);
+            let today = int(&mut *tx, sqlx::query(&text).bind(net).bind(new.now - 86_400_000)).await?;
+            if today >= i64::from(new.max_per_net_per_day) {
+                return Err(crate::forms_full().into());
+            }
+        }
         let session = int(
             &mut *tx,
             sqlx::query(
-                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, ended_at, last_message_at, queued_at)
-                 VALUES ($1, $2, 'ended', $3, $4, $5, $6, $6, $6, $6) RETURNING id",
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, ended_at, last_message_at, queued_at, browser_key, net_key, by_form)
+                 VALUES ($1, $2, 'ended', $3, $4, $5, $6, $6, $6, $6, $7, $8, TRUE) RETURNING id",
             )
             .bind(new.library.0)
             .bind(&new.token_hash)
             .bind(&new.patron_name)
             .bind(&new.patron_email)
             .bind(&new.question)
-            .bind(new.now),
+            .bind(new.now)
+            .bind(&new.keys.browser)
+            .bind(&new.keys.net),
         )
         .await?;
         let session = SessionId(session);

@@ -221,6 +221,7 @@ $$;
     r#"
 ALTER TABLE sessions ADD COLUMN browser_key TEXT;
 ALTER TABLE sessions ADD COLUMN net_key TEXT;
+ALTER TABLE sessions ADD COLUMN by_form BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE TABLE blocks (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     cooperative_id BIGINT NOT NULL REFERENCES cooperatives(id),

@@ -1267,10 +1267,20 @@ impl Store for SqliteStore {
 
     async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord> {
         self.write(move |c| {
+            if let Some(net) = &new.keys.net {
+                let today: i64 = c
+                    .prepare_cached(crate::sql::FORMS_FROM_NET)
+                    .map_err(db)?
+                    .query_row(params![net, new.now - 86_400_000], |r| r.get(0))
+                    .map_err(db)?;
+                if today >= i64::from(new.max_per_net_per_day) {
+                    return Err(crate::forms_full().into());
+                }
+            }
             c.execute(
-                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, ended_at, last_message_at, queued_at)
-                 VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6)",
-                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now],
+                "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at, ended_at, last_message_at, queued_at, browser_key, net_key, by_form)
+                 VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6, ?7, ?8, TRUE)",
+                params![new.library.0, new.token_hash, new.patron_name, new.patron_email, new.question, new.now, new.keys.browser, new.keys.net],
             )
             .map_err(db)?;
             let session = SessionId(c.last_insert_rowid());

@@ -183,6 +183,7 @@ ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE sessions ADD COLUMN browser_key TEXT;
 ALTER TABLE sessions ADD COLUMN net_key TEXT;
+ALTER TABLE sessions ADD COLUMN by_form BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE TABLE blocks (
     id             INTEGER PRIMARY KEY,
     cooperative_id INTEGER NOT NULL REFERENCES cooperatives(id),
