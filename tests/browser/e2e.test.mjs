@@ -5,79 +5,14 @@
 //
 // Screenshots go to docs/screenshots when SCREENSHOTS=1 (to refresh the ones
 // the README shows), otherwise to a temporary folder.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { refdesk, accessible, PHONE, DESKTOP, SHOTS } from "./harness.mjs";
 
-const ROOT = path.resolve(new URL(".", import.meta.url).pathname, "../..");
-const BIN = process.env.REFDESK_BIN || path.join(ROOT, "target/debug/refdesk");
-const AXE = path.join(ROOT, "tests/browser/node_modules/axe-core/axe.min.js");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SHOTS = process.env.SCREENSHOTS === "1" ? path.join(ROOT, "docs/screenshots") : fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-shots-"));
-const PHONE = { width: 360, height: 740 };
-const DESKTOP = { width: 1280, height: 860 };
-
-let server;
 let base;
-let browser;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on("error", reject);
-  });
-}
-
-before(async () => {
-  assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
-  assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
-  const port = await freePort();
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-e2e-"));
-  server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000" } });
-  base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not yet */ }
-    assert.ok(Date.now() < deadline, "refdesk becomes ready");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.kill();
-});
-
-/** A fresh browser context (its own cookies and storage) and page. */
-async function open(viewport = DESKTOP) {
-  // bypassCSP lets the test inject axe-core; the pages themselves load nothing else.
-  const context = await browser.newContext({ viewport, bypassCSP: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10000);
-  page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));
-  return page;
-}
-
-/** axe-core on the page as it is now: no serious or critical violation. */
-async function accessible(page, what) {
-  await page.addScriptTag({ path: AXE });
-  const violations = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] });
-    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  assert.deepEqual(violations, [], `${what}: accessibility violations`);
-}
+const h = refdesk("refdesk-e2e-", (r) => { base = r.base; });
+const open = (viewport) => h.open(viewport);
 
 async function signIn(page, username) {
   await page.goto(`${base}/desk`);
