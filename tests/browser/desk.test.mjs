@@ -245,6 +245,8 @@ test("the patron's typing shows on the desk and clears when the line arrives; th
   await askQuestion(patron, "Ivy", "Typing question");
   await ann.getByRole("button", { name: /Accept: Ivy/ }).click();
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // The desk follows the chat once its replay is in (typing is not replayed).
+  await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
   await patron.locator("#text").pressSequentially("I am writing a long");
   await ann.locator("#present", { hasText: "Ivy is typing…" }).waitFor();
   await patron.locator("#text").pressSequentially(" question");
