@@ -5,13 +5,14 @@
 
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
-use refdesk_domain::chat::{Audience, Author, ConferenceMode, MessageKind, SystemEvent};
+use refdesk_domain::chat::ConferenceMode;
 use refdesk_domain::event::SessionSummary;
 use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::lines::{self, HandedTo};
 use refdesk_domain::org::Staff;
 use refdesk_domain::visibility::{sees, Item, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{Guard, Handover, NewMessage, SessionRecord, TransferTo};
+use refdesk_store::{Guard, Handover, SessionRecord, TransferTo};
 use serde::Serialize;
 
 /// The chat monitor's two tabs.
@@ -32,17 +33,6 @@ pub enum Transfer {
     Library(String),
     /// To the cooperative's queue: offered to every library at once.
     Cooperative,
-}
-
-fn system_line(body: String, audience: Audience, event: SystemEvent) -> NewMessage {
-    NewMessage {
-        author: Author::System,
-        kind: MessageKind::System,
-        audience,
-        body,
-        client_id: None,
-        system: Some(event),
-    }
 }
 
 fn guard(staff: &Staff, action: Action) -> Guard {
@@ -75,68 +65,19 @@ impl App {
         session: SessionId,
         mode: ConferenceMode,
     ) -> AppResult<SessionRecord> {
-        let name = staff.display_name.clone();
-        let me = staff.id;
-        // The line depends on how they took part until now: decided inside
-        // the write, on the session as it is there.
-        let line: refdesk_store::LineFor = Box::new(move |rec| {
-            Some(match (rec.ctx.member_mode(me), mode) {
-                (_, ConferenceMode::Join) => system_line(
-                    format!("{name} (librarian) has joined the chat"),
-                    Audience::Everyone,
-                    SystemEvent::Presence,
-                ),
-                // The patron saw them join: they are told when that ends.
-                (Some(ConferenceMode::Join), _) => system_line(
-                    format!("{name} (librarian) has left the chat"),
-                    Audience::Everyone,
-                    SystemEvent::Presence,
-                ),
-                (_, ConferenceMode::Monitor) => system_line(
-                    format!("{name} is monitoring this chat (read only)"),
-                    Audience::Staff,
-                    SystemEvent::Presence,
-                ),
-                (_, ConferenceMode::Whisper) => system_line(
-                    format!("{name} is whispering in this chat (librarian notes only)"),
-                    Audience::Staff,
-                    SystemEvent::Presence,
-                ),
-            })
-        });
         let g = guard(staff, Action::Conference(mode));
-        Ok(self.store.conference(session, staff.clone(), mode, line, g, self.clock.now()).await?)
+        Ok(self.store.conference(session, staff.clone(), mode, g, self.clock.now()).await?)
     }
 
     /// Leaves a chat one conferenced into.
     pub async fn leave_conference(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
-        let name = staff.display_name.clone();
-        let me = staff.id;
-        let line: refdesk_store::LineFor = Box::new(move |rec| {
-            Some(match rec.ctx.member_mode(me) {
-                Some(ConferenceMode::Join) => system_line(
-                    format!("{name} (librarian) has left the chat"),
-                    Audience::Everyone,
-                    SystemEvent::Presence,
-                ),
-                _ => system_line(
-                    format!("{name} is no longer watching this chat"),
-                    Audience::Staff,
-                    SystemEvent::Presence,
-                ),
-            })
-        });
-        Ok(self.store.leave(session, staff.clone(), line, guard(staff, Action::Leave), self.clock.now()).await?)
+        Ok(self.store.leave(session, staff.clone(), guard(staff, Action::Leave), self.clock.now()).await?)
     }
 
     /// Takes the chat over (B2): a transfer to the conferencing member; the
     /// previous librarian stays, whispering.
     pub async fn take_over(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
-        let line = system_line(
-            format!("{} (librarian) has taken over the chat", staff.display_name),
-            Audience::Everyone,
-            SystemEvent::Transferred,
-        );
+        let line = lines::handed_over(&staff.display_name, HandedTo::TakenOver);
         let g = guard(staff, Action::TakeOver);
         let to = TransferTo::Staff(staff.clone());
         let handover = Handover { to, stay: true, line };
@@ -173,29 +114,22 @@ impl App {
                 if colleague.id == staff.id {
                     return Err(DomainError::invalid("to", "you are already chatting").into());
                 }
-                let body =
-                    format!("{me} (librarian) has transferred the chat to {} (librarian)", colleague.display_name);
-                (TransferTo::Staff(colleague), body)
+                let line = lines::handed_over(me, HandedTo::Colleague(&colleague.display_name));
+                (TransferTo::Staff(colleague), line)
             }
             Transfer::Library(slug) => {
                 let lib = self.library(&slug).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
                 if lib.placement.cooperative != staff.home.cooperative {
                     return Err(DomainError::invalid("library", "transfer within your cooperative").into());
                 }
-                let body = format!(
-                    "{me} (librarian) has transferred your chat to {}; a librarian will be with you shortly",
-                    lib.name
-                );
-                (TransferTo::Queue { library: lib.placement, coop_now: false }, body)
+                let line = lines::handed_over(me, HandedTo::Library(&lib.name));
+                (TransferTo::Queue { library: lib.placement, coop_now: false }, line)
             }
             Transfer::Cooperative => {
-                let body = format!(
-                    "{me} (librarian) has transferred your chat to the cooperative's librarians; one will be with you shortly"
-                );
-                (TransferTo::Queue { library: rec.ctx.placement, coop_now: true }, body)
+                let line = lines::handed_over(me, HandedTo::Cooperative);
+                (TransferTo::Queue { library: rec.ctx.placement, coop_now: true }, line)
             }
         };
-        let line = system_line(line, Audience::Everyone, SystemEvent::Transferred);
         let g = guard(staff, Action::Transfer);
         let handover = Handover { to: target, stay, line };
         Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)

@@ -23,7 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executo
 use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::{DomainError, Millis};
-use refdesk_store::{NewMail, OutboxMail, QuestionRecord, SessionRecord};
+use refdesk_store::{MailKind, NewMail, OutboxMail, QuestionRecord, SessionRecord};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,7 +103,7 @@ pub fn email_address(s: Option<&str>) -> Result<Option<String>, refdesk_domain::
 /// is in the subject so that a reply can be matched to it.
 pub fn answer_mail(q: &QuestionRecord, answer: &str, to: &str) -> NewMail {
     NewMail {
-        kind: "answer",
+        kind: MailKind::Answer,
         to: to.to_owned(),
         subject: format!("Answer to your question #{} — {}", q.id, q.library_name),
         body: format!(
@@ -137,7 +137,7 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
         Some(q) => format!("Transcript of your chat (question #{q})"),
         None => "Transcript of your chat".into(),
     };
-    Some(NewMail { kind: "transcript", to, subject, body })
+    Some(NewMail { kind: MailKind::Transcript, to, subject, body })
 }
 
 /// `HH:MM UTC` of a timestamp, without a date library.

@@ -7,7 +7,7 @@ use crate::mail::answer_mail;
 use crate::{App, AppResult};
 use refdesk_domain::actions::{self, check_confirmation, ChatLine, View};
 use refdesk_domain::authz::{authorize, authorize_question, Action, Target};
-use refdesk_domain::chat::{Author, Message, SystemEvent};
+use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
 use refdesk_domain::input::Body;
 use refdesk_domain::org::Staff;
@@ -332,13 +332,7 @@ impl App {
                         }
                     }
                     let after = apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0));
-                    let text =
-                        format!("{}: {} (by {})", refdesk_domain::chat::CODE_SET_TEXT, code.label, me.display_name);
-                    plan.line = live.then(|| {
-                        let mut l = line(&me, staff_line(text), true);
-                        l.system = Some(SystemEvent::CodeSet);
-                        l
-                    });
+                    plan.line = live.then(|| refdesk_domain::lines::code_set(&code.label, &me.display_name));
                     plan.state = Some(after);
                 }
             }

@@ -10,7 +10,7 @@ use refdesk_domain::ids::StaffId;
 use refdesk_domain::input::{self, Body};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::{DomainError, Millis};
-use refdesk_store::{NewFormQuestion, QuestionRecord, StaffEntry, StaffUpdate};
+use refdesk_store::{NewFormQuestion, QuestionRecord, ScriptOwner, StaffEntry, StaffUpdate};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -363,13 +363,13 @@ impl App {
 
     /// Who may keep a script in a scope: anyone for themselves, a library's
     /// admins for their library, a cooperative's admins for the cooperative.
-    fn script_owner(staff: &Staff, scope: &str) -> Result<i64, DomainError> {
+    fn script_owner(staff: &Staff, scope: &str) -> Result<ScriptOwner, DomainError> {
         match scope {
-            "personal" => Ok(staff.id.0),
-            "library" => authorize_admin(staff, Admin::LibraryScripts, &staff.home).map(|()| staff.home.library.0),
-            "cooperative" => {
-                authorize_admin(staff, Admin::CooperativeScripts, &staff.home).map(|()| staff.home.cooperative.0)
-            }
+            "personal" => Ok(ScriptOwner::Personal(staff.id)),
+            "library" => authorize_admin(staff, Admin::LibraryScripts, &staff.home)
+                .map(|()| ScriptOwner::Library(staff.home.library)),
+            "cooperative" => authorize_admin(staff, Admin::CooperativeScripts, &staff.home)
+                .map(|()| ScriptOwner::Cooperative(staff.home.cooperative)),
             _ => Err(DomainError::invalid("scope", "use personal, library or cooperative")),
         }
     }
@@ -386,13 +386,13 @@ impl App {
         let title = input::optional_line("title", Some(title), 100)?
             .ok_or_else(|| DomainError::invalid("title", "is required"))?;
         let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
-        Ok(self.store.create_script(scope, owner, title, body, self.clock.now()).await?)
+        Ok(self.store.create_script(owner, title, body, self.clock.now()).await?)
     }
 
     /// Deletes a script one may keep in its scope.
     pub async fn delete_script(&self, staff: &Staff, id: i64) -> AppResult<()> {
         let script = self.store.script(id).await?.ok_or(DomainError::NotFound("script"))?;
-        let mine = Self::script_owner(staff, &script.scope).ok() == Some(script.owner);
+        let mine = script.owned_by().is_some_and(|owner| Self::script_owner(staff, &script.scope).ok() == Some(owner));
         if !mine {
             return Err(DomainError::NotFound("script").into());
         }

@@ -267,6 +267,24 @@ pub const ENDED_TEXT: &str = "Chat session has ended";
 /// R5's text for a resolution code being set.
 pub const CODE_SET_TEXT: &str = "Resolution code set";
 
+/// A line to append to a session: what a use case decides, before the
+/// store gives it its sequence number and time.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Who writes.
+    pub author: Author,
+    /// What it is.
+    pub kind: MessageKind,
+    /// Who may see it (decided by the app from the kind, never by a client).
+    pub audience: Audience,
+    /// Text.
+    pub body: String,
+    /// The sender's id for idempotent re-sends.
+    pub client_id: Option<String>,
+    /// For system lines: what happened.
+    pub system: Option<SystemEvent>,
+}
+
 /// One committed message of a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod input;
+pub mod lines;
 pub mod net;
 pub mod org;
 pub mod question;

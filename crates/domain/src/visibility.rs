@@ -140,6 +140,33 @@ pub fn transcript<'a>(
     messages.iter().filter(move |m| sees(viewer, Item::Message { ctx, message: m }))
 }
 
+/// Who hears the line a change of hands writes: everyone present before or
+/// after it, including the librarian who handed the chat on (as a monitor,
+/// if they no longer take part). `previous_name` is that librarian's name.
+pub fn handover_audience(
+    before: &SessionContext,
+    previous_name: Option<&str>,
+    after: &SessionContext,
+) -> SessionContext {
+    let mut ctx = after.clone();
+    for m in &before.members {
+        if ctx.member_mode(m.staff).is_none() {
+            ctx.members.push(m.clone());
+        }
+    }
+    let previous = before.librarian;
+    if ctx.librarian.is_none() {
+        ctx.librarian = previous;
+    } else if let Some(prev) = previous.filter(|p| Some(*p) != ctx.librarian && ctx.member_mode(*p).is_none()) {
+        ctx.members.push(crate::chat::Member {
+            staff: prev,
+            name: previous_name.unwrap_or_default().to_owned(),
+            mode: crate::chat::ConferenceMode::Monitor,
+        });
+    }
+    ctx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

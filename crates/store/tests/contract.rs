@@ -13,6 +13,7 @@ use refdesk_store::{
     Ending, EventSink, Handover, NewMail, NewMessage, NewSession, NewStaff, QuestionPlan, QuestionQuery, QuestionScope,
     ScopeLevel, Store, StoreError, TransferTo,
 };
+use refdesk_store::{MailKind, ScriptOwner};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -159,7 +160,7 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     assert_eq!(s.messages_after(a, 2, 100).await.unwrap().first().map(|m| m.seq), Some(3));
 
     // Conferencing (B2, B3): members in the context, a change of hands kept in the timeline.
-    let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, Box::new(|_| None), ok(), 40).await.unwrap();
+    let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, ok(), 40).await.unwrap();
     assert_eq!(rec.ctx.member_mode(w.dev.id), Some(ConferenceMode::Whisper));
     let handover = Handover {
         to: TransferTo::Staff(w.dev.clone()),
@@ -169,10 +170,7 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     let rec = s.transfer(a, w.dev.clone(), handover, ok(), 41).await.unwrap();
     assert_eq!(rec.ctx.librarian, Some(w.dev.id));
     assert_eq!(rec.ctx.member_mode(w.ann.id), Some(ConferenceMode::Whisper), "the previous librarian stays");
-    let rec = s
-        .leave(a, w.ann.clone(), Box::new(|_| Some(line(Author::System, MessageKind::System, "left", None))), ok(), 42)
-        .await
-        .unwrap();
+    let rec = s.leave(a, w.ann.clone(), ok(), 42).await.unwrap();
     assert!(rec.ctx.members.is_empty());
     assert_eq!(s.sessions_of(w.dev.id).await.unwrap().len(), 1);
 
@@ -184,7 +182,12 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
             state: Some(after),
             entries: vec![Change::Note { body: "closing".into() }],
             line: Some(line(Author::System, MessageKind::System, "closed", None)),
-            mail: Some(NewMail { kind: "answer", to: "pat@example.org".into(), subject: "s".into(), body: "b".into() }),
+            mail: Some(NewMail {
+                kind: MailKind::Answer,
+                to: "pat@example.org".into(),
+                subject: "s".into(),
+                body: "b".into(),
+            }),
         })
     });
     let acted = s.act_on_question(q, w.carla.clone(), plan, 50).await.unwrap();
@@ -271,7 +274,7 @@ async fn contract(store: Arc<dyn Store>, sink: Arc<Recorder>) {
     assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 1);
     s.im_read(w.dev.id, w.ann.id, 1).await.unwrap();
     assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 0);
-    let script = s.create_script("personal", w.ann.id.0, "Hi".into(), "Hello!".into(), 400).await.unwrap();
+    let script = s.create_script(ScriptOwner::Personal(w.ann.id), "Hi".into(), "Hello!".into(), 400).await.unwrap();
     assert_eq!(s.scripts_for(&w.ann).await.unwrap(), vec![script.clone()]);
     assert!(s.scripts_for(&w.carla).await.unwrap().is_empty());
     s.delete_script(script.id).await.unwrap();

@@ -7,7 +7,8 @@ use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::default_codes;
 use refdesk_domain::DomainError;
 use refdesk_store::postgres::{create_database, PgOptions, PgStore};
-use refdesk_store::{Ending, Guard, Handover, NewMessage, NewSession, NewStaff, NoSink, Store, StoreError, TransferTo};
+use refdesk_store::prelude::*;
+use refdesk_store::{Ending, Guard, Handover, NewMessage, NewSession, NewStaff, NoSink, StoreError, TransferTo};
 use std::sync::Arc;
 
 async fn fresh_postgres() -> String {

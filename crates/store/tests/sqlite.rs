@@ -9,6 +9,7 @@ use refdesk_domain::ids::SessionId;
 use refdesk_domain::org::Role;
 use refdesk_domain::question::default_codes;
 use refdesk_domain::DomainError;
+use refdesk_store::prelude::*;
 use refdesk_store::sqlite::SqliteStore;
 use refdesk_store::{EventSink, NewMessage, NewSession, NewStaff, Store};
 use std::sync::{Arc, Mutex};

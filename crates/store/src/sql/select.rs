@@ -1,11 +1,12 @@
-//! What the SQL backends share: the `SELECT`s whose columns the decoders
-//! read, the decoders themselves (written once, over [`Cols`], for any
-//! backend's row), and the question-list query builder.
+//! The `SELECT`s whose columns the decoders read, the decoders themselves
+//! (written once, over [`Cols`], for any backend's row), and the
+//! question-list query builder.
 //!
 //! Statements are written with `?N` placeholders, SQLite's spelling; the
 //! PostgreSQL backend turns them into `$N` (no statement here holds a `?`
 //! anywhere else). Column order in each `*_SELECT` matches its decoder.
 
+use super::{Arg, Cols};
 use crate::{
     LibraryRecord, QuestionRecord, QuestionScope, Result, ScopeLevel, SessionRecord, StoreError, TimelineEntry,
 };
@@ -17,28 +18,14 @@ use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, S
 use refdesk_domain::org::{Placement, Role, Staff};
 use refdesk_domain::question::{Assignment, QuestionState, ResolutionCode, Status};
 
-/// A result row, whatever the backend: typed access by column index.
-pub(crate) trait Cols {
-    /// An integer column.
-    fn int(&self, i: usize) -> Result<i64>;
-    /// A nullable integer column.
-    fn opt_int(&self, i: usize) -> Result<Option<i64>>;
-    /// A text column.
-    fn text(&self, i: usize) -> Result<String>;
-    /// A nullable text column.
-    fn opt_text(&self, i: usize) -> Result<Option<String>>;
-    /// A boolean column (0/1 in SQLite).
-    fn flag(&self, i: usize) -> Result<bool>;
-}
-
 /// A stored value this version cannot read: the database was written by
 /// something else. Reported, never guessed at.
-fn parse<T>(r: &impl Cols, col: usize, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T> {
+fn parse<T>(r: &dyn Cols, col: usize, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T> {
     let s = r.text(col)?;
-    f(&s).ok_or_else(|| StoreError::Backend(format!("column {col} holds an unknown {what}: {s:?}")))
+    f(&s).ok_or_else(|| StoreError::backend(format!("column {col} holds an unknown {what}: {s:?}")))
 }
 
-fn placement(r: &impl Cols, first: usize) -> Result<Placement> {
+fn placement(r: &dyn Cols, first: usize) -> Result<Placement> {
     Ok(Placement {
         library: LibraryId(r.int(first)?),
         institution: InstitutionId(r.int(first + 1)?),
@@ -47,7 +34,7 @@ fn placement(r: &impl Cols, first: usize) -> Result<Placement> {
 }
 
 /// A placement from three nullable columns: present only if all three are.
-fn opt_placement(r: &impl Cols, first: usize) -> Result<Option<Placement>> {
+fn opt_placement(r: &dyn Cols, first: usize) -> Result<Option<Placement>> {
     Ok(match (r.opt_int(first)?, r.opt_int(first + 1)?, r.opt_int(first + 2)?) {
         (Some(l), Some(i), Some(c)) => {
             Some(Placement { library: LibraryId(l), institution: InstitutionId(i), cooperative: CooperativeId(c) })
@@ -59,7 +46,7 @@ fn opt_placement(r: &impl Cols, first: usize) -> Result<Option<Placement>> {
 pub(crate) const LIBRARY_SELECT: &str = "SELECT l.id, l.institution_id, i.cooperative_id, l.slug, l.name
      FROM libraries l JOIN institutions i ON i.id = l.institution_id";
 
-pub(crate) fn library(r: &impl Cols) -> Result<LibraryRecord> {
+pub(crate) fn library(r: &dyn Cols) -> Result<LibraryRecord> {
     Ok(LibraryRecord { placement: placement(r, 0)?, slug: r.text(3)?, name: r.text(4)? })
 }
 
@@ -67,7 +54,7 @@ pub(crate) fn library(r: &impl Cols) -> Result<LibraryRecord> {
 pub(crate) const INSTITUTION_SELECT: &str = "SELECT i.id, i.name, c.id, c.name
      FROM institutions i JOIN cooperatives c ON c.id = i.cooperative_id ORDER BY c.id, i.name, i.id";
 
-pub(crate) fn institution(r: &impl Cols) -> Result<crate::InstitutionRecord> {
+pub(crate) fn institution(r: &dyn Cols) -> Result<crate::InstitutionRecord> {
     Ok(crate::InstitutionRecord {
         id: InstitutionId(r.int(0)?),
         name: r.text(1)?,
@@ -82,7 +69,7 @@ pub(crate) const STAFF_SELECT: &str =
      NULL, NULL, s.password_hash, s.disabled, l.name, s.availability, s.last_seen
      FROM staff s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id";
 
-pub(crate) fn staff(r: &impl Cols) -> Result<Staff> {
+pub(crate) fn staff(r: &dyn Cols) -> Result<Staff> {
     Ok(Staff {
         id: StaffId(r.int(0)?),
         username: r.text(1)?,
@@ -92,7 +79,7 @@ pub(crate) fn staff(r: &impl Cols) -> Result<Staff> {
     })
 }
 
-pub(crate) fn staff_entry(r: &impl Cols) -> Result<crate::StaffEntry> {
+pub(crate) fn staff_entry(r: &dyn Cols) -> Result<crate::StaffEntry> {
     Ok(crate::StaffEntry {
         staff: staff(r)?,
         library_name: r.text(11)?,
@@ -102,14 +89,14 @@ pub(crate) fn staff_entry(r: &impl Cols) -> Result<crate::StaffEntry> {
     })
 }
 
-pub(crate) fn staff_record(r: &impl Cols) -> Result<crate::StaffRecord> {
+pub(crate) fn staff_record(r: &dyn Cols) -> Result<crate::StaffRecord> {
     Ok(crate::StaffRecord { staff: staff(r)?, password_hash: r.text(9)?, disabled: r.flag(10)? })
 }
 
 pub(crate) const IM_SELECT: &str = "SELECT m.seq, m.sender, st.display_name, m.recipient, m.body, m.client_id, m.at
      FROM im_messages m JOIN staff st ON st.id = m.sender";
 
-pub(crate) fn im(r: &impl Cols) -> Result<refdesk_domain::event::ImMessage> {
+pub(crate) fn im(r: &dyn Cols) -> Result<refdesk_domain::event::ImMessage> {
     Ok(refdesk_domain::event::ImMessage {
         seq: r.int(0)? as u64,
         from: StaffId(r.int(1)?),
@@ -131,7 +118,7 @@ pub(crate) const IM_CONVERSATIONS: &str =
      WHERE m.low = ?1 OR m.high = ?1
      GROUP BY peer, st.display_name ORDER BY max(m.at) DESC";
 
-pub(crate) fn im_conversation(r: &impl Cols) -> Result<crate::ImConversation> {
+pub(crate) fn im_conversation(r: &dyn Cols) -> Result<crate::ImConversation> {
     Ok(crate::ImConversation {
         peer: StaffId(r.int(0)?),
         peer_name: r.text(1)?,
@@ -152,7 +139,7 @@ pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.library_id, l.institutio
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
 
 /// A session without its members (the backend adds them).
-pub(crate) fn session(r: &impl Cols) -> Result<SessionRecord> {
+pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
     Ok(SessionRecord {
         ctx: SessionContext {
             id: SessionId(r.int(0)?),
@@ -186,7 +173,7 @@ pub(crate) const MEMBERS_SELECT: &str =
     "SELECT m.staff_id, st.display_name, m.mode FROM session_members m JOIN staff st ON st.id = m.staff_id
      WHERE m.session_id = ?1 ORDER BY m.joined_at, m.staff_id";
 
-pub(crate) fn member(r: &impl Cols) -> Result<refdesk_domain::chat::Member> {
+pub(crate) fn member(r: &dyn Cols) -> Result<refdesk_domain::chat::Member> {
     Ok(refdesk_domain::chat::Member {
         staff: StaffId(r.int(0)?),
         name: r.text(1)?,
@@ -202,7 +189,7 @@ pub(crate) const QUEUE_SELECT: &str = "SELECT s.id, s.library_id, l.institution_
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      WHERE s.state = 'waiting'";
 
-pub(crate) fn queue_entry(r: &impl Cols) -> Result<QueueEntry> {
+pub(crate) fn queue_entry(r: &dyn Cols) -> Result<QueueEntry> {
     Ok(QueueEntry {
         session: SessionId(r.int(0)?),
         placement: placement(r, 1)?,
@@ -219,13 +206,13 @@ pub(crate) fn queue_entry(r: &impl Cols) -> Result<QueueEntry> {
 pub(crate) const MESSAGE_SELECT: &str =
     "SELECT session_id, seq, kind, audience, author_kind, author_id, author_name, client_id, body, system, at FROM messages";
 
-pub(crate) fn message(r: &impl Cols) -> Result<Message> {
+pub(crate) fn message(r: &dyn Cols) -> Result<Message> {
     let name = r.text(6)?;
     let author = match r.text(4)?.as_str() {
         "patron" => Author::Patron { name },
         "staff" => Author::Staff { id: StaffId(r.int(5)?), name },
         "system" => Author::System,
-        other => return Err(StoreError::Backend(format!("unknown author kind {other:?}"))),
+        other => return Err(StoreError::backend(format!("unknown author kind {other:?}"))),
     };
     Ok(Message {
         session: SessionId(r.int(0)?),
@@ -255,21 +242,21 @@ pub(crate) fn author_columns(a: &Author) -> (&'static str, Option<i64>, &str) {
 pub(crate) const TIMELINE_SELECT: &str =
     "SELECT at, actor_id, actor_name, change FROM timeline WHERE question_id = ?1 ORDER BY id";
 
-pub(crate) fn timeline(r: &impl Cols) -> Result<TimelineEntry> {
+pub(crate) fn timeline(r: &dyn Cols) -> Result<TimelineEntry> {
     let json = r.text(3)?;
     Ok(TimelineEntry {
         at: r.int(0)?,
         actor: r.opt_int(1)?.map(StaffId),
         actor_name: r.text(2)?,
         change: serde_json::from_str(&json)
-            .map_err(|e| StoreError::Backend(format!("unreadable timeline entry: {e}")))?,
+            .map_err(|e| StoreError::backend(format!("unreadable timeline entry: {e}")))?,
     })
 }
 
 pub(crate) const QUESTION_STATE_SELECT: &str =
     "SELECT status, code, assignee_id, follow_up, referred_to, exclude_from_stats FROM questions WHERE id = ?1";
 
-pub(crate) fn question_state(r: &impl Cols, at: usize) -> Result<QuestionState> {
+pub(crate) fn question_state(r: &dyn Cols, at: usize) -> Result<QuestionState> {
     Ok(QuestionState {
         status: parse(r, at, "status", Status::parse)?,
         code: r.opt_text(at + 1)?,
@@ -289,7 +276,7 @@ pub(crate) const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_i
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
 
-pub(crate) fn question(r: &impl Cols) -> Result<QuestionRecord> {
+pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
     let state = question_state(r, 5)?;
     let session_state = parse(r, 13, "session state", SessionState::parse)?;
     let referred = match (state.referred_to, r.opt_int(18)?, r.opt_int(19)?) {
@@ -329,10 +316,10 @@ pub(crate) fn question(r: &impl Cols) -> Result<QuestionRecord> {
 pub(crate) const OUTBOX_SELECT: &str =
     "SELECT id, kind, to_addr, subject, body, created_at, attempts, sent_at, last_error FROM outbox";
 
-pub(crate) fn outbox(r: &impl Cols) -> Result<crate::OutboxMail> {
+pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
     Ok(crate::OutboxMail {
         id: r.int(0)?,
-        kind: r.text(1)?,
+        kind: parse(r, 1, "mail kind", crate::MailKind::parse)?,
         to: r.text(2)?,
         subject: r.text(3)?,
         body: r.text(4)?,
@@ -347,7 +334,7 @@ pub(crate) const CODES_SELECT: &str =
     "SELECT key, label, status, assign, follow_up, referred, exclude_from_stats FROM resolution_codes
      WHERE cooperative_id = ?1 ORDER BY position";
 
-pub(crate) fn code(r: &impl Cols) -> Result<ResolutionCode> {
+pub(crate) fn code(r: &dyn Cols) -> Result<ResolutionCode> {
     Ok(ResolutionCode {
         key: r.text(0)?,
         label: r.text(1)?,
@@ -367,7 +354,7 @@ pub(crate) const BLOCK_SELECT: &str =
      JOIN staff cb ON cb.id = b.created_by LEFT JOIN staff lb ON lb.id = b.lifted_by
      LEFT JOIN questions q ON q.session_id = b.session_id";
 
-pub(crate) fn block(r: &impl Cols) -> Result<crate::BlockRecord> {
+pub(crate) fn block(r: &dyn Cols) -> Result<crate::BlockRecord> {
     Ok(crate::BlockRecord {
         id: r.int(0)?,
         placement: placement(r, 1)?,
@@ -417,29 +404,20 @@ pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_
 
 pub(crate) const SCRIPT_SELECT: &str = "SELECT id, scope, owner_id, title, body FROM scripts";
 
-pub(crate) fn script(r: &impl Cols) -> Result<crate::Script> {
+pub(crate) fn script(r: &dyn Cols) -> Result<crate::Script> {
     Ok(crate::Script { id: r.int(0)?, scope: r.text(1)?, owner: r.int(2)?, title: r.text(3)?, body: r.text(4)? })
 }
 
 pub(crate) const POLICY_SELECT: &str = "SELECT p.library_id, p.body, p.updated_at, st.display_name FROM policies p
      LEFT JOIN staff st ON st.id = p.updated_by WHERE p.library_id = ?1";
 
-pub(crate) fn policy(r: &impl Cols) -> Result<crate::PolicyPage> {
+pub(crate) fn policy(r: &dyn Cols) -> Result<crate::PolicyPage> {
     Ok(crate::PolicyPage {
         library: LibraryId(r.int(0)?),
         body: r.text(1)?,
         updated_at: r.int(2)?,
         updated_by: r.opt_text(3)?,
     })
-}
-
-/// A value bound to a placeholder of a built query.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Arg {
-    /// An integer.
-    Int(i64),
-    /// A text.
-    Text(String),
 }
 
 /// The SQL condition for a role scope: questions of the libraries it covers,
@@ -455,11 +433,11 @@ fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
 
 /// The SQL and arguments of a question-list query: scope, view, filters,
 /// paging. Every value is bound, never spliced into the text.
-pub(crate) fn question_query(query: &crate::QuestionQuery) -> (String, Vec<Arg>) {
+pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
     use refdesk_domain::actions::View;
     let (scope, scope_id) = scope_condition(&query.scope);
     let mut sql = format!("{QUESTION_SELECT} WHERE {scope}");
-    let mut args: Vec<Arg> = vec![Arg::Int(scope_id), Arg::Int(query.scope.participant.0)];
+    let mut args: Vec<Arg<'static>> = vec![Arg::Int(scope_id), Arg::Int(query.scope.participant.0)];
     let view = match query.view {
         View::MyNew => "q.assignee_id = ?2 AND q.status = 'new'",
         View::MyActive => "q.assignee_id = ?2 AND q.status IN ('new', 'pending', 'answered')",
@@ -478,7 +456,7 @@ pub(crate) fn question_query(query: &crate::QuestionQuery) -> (String, Vec<Arg>)
     sql.push_str(" AND ");
     sql.push_str(view);
     // Each condition's `?` placeholders are numbered as its values are bound.
-    let mut bind = |cond: &str, values: Vec<Arg>| {
+    let mut bind = |cond: &str, values: Vec<Arg<'static>>| {
         let mut out = String::new();
         for (i, part) in cond.split('?').enumerate() {
             if i > 0 {
@@ -491,10 +469,10 @@ pub(crate) fn question_query(query: &crate::QuestionQuery) -> (String, Vec<Arg>)
         sql.push_str(&out);
     };
     if let Some(st) = query.status {
-        bind("q.status = ?", vec![Arg::Text(st.as_str().into())]);
+        bind("q.status = ?", vec![Arg::from(st.as_str())]);
     }
     if let Some(code) = &query.code {
-        bind("q.code = ?", vec![Arg::Text(code.clone())]);
+        bind("q.code = ?", vec![Arg::owned(code.clone())]);
     }
     if let Some(from) = query.from {
         bind("q.created_at >= ?", vec![Arg::Int(from)]);
@@ -513,9 +491,12 @@ pub(crate) fn question_query(query: &crate::QuestionQuery) -> (String, Vec<Arg>)
         // transcript (staff see notes, so notes are searched too); LIKE's
         // wildcards in the words are escaped.
         let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let pattern = Arg::Text(format!("%{escaped}%"));
+        let pattern = Arg::owned(format!("%{escaped}%"));
         bind(
-            "(q.text LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body LIKE ? ESCAPE '\\'))",
+            &format!(
+                "(q.text {like} ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body {like} ? ESCAPE '\\'))",
+                like = dialect.like()
+            ),
             vec![pattern.clone(), pattern],
         );
     }

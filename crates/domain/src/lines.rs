@@ -1,0 +1,132 @@
+//! Every line refdesk itself writes into a chat, worded in one place (ready
+//! for translation): who joined, left, took over or ended a chat, the code
+//! set at its end, a chat handed on. Who may read each one is its
+//! [`Audience`], set here and enforced by [`crate::visibility`].
+
+use crate::chat::{Audience, Author, ConferenceMode, MessageKind, NewMessage, SystemEvent, CODE_SET_TEXT, ENDED_TEXT};
+
+/// A system line.
+fn system(body: String, audience: Audience, event: SystemEvent) -> NewMessage {
+    NewMessage {
+        author: Author::System,
+        kind: MessageKind::System,
+        audience,
+        body,
+        client_id: None,
+        system: Some(event),
+    }
+}
+
+/// A librarian accepted the chat.
+pub fn accepted(librarian: &str) -> NewMessage {
+    system(format!("{librarian} (librarian) has joined the chat"), Audience::Everyone, SystemEvent::Accepted)
+}
+
+/// The chat ended (R5), saying who ended it.
+pub fn ended(by: &Author) -> NewMessage {
+    let who = match by {
+        Author::Patron { .. } => "the patron",
+        Author::Staff { .. } => "the librarian",
+        Author::System => "refdesk",
+    };
+    system(format!("{ENDED_TEXT} (ended by {who})"), Audience::Everyone, SystemEvent::Ended)
+}
+
+/// "Resolution code set" (R5): staff only, the code is the library's business.
+pub fn code_set(label: &str, by: &str) -> NewMessage {
+    system(format!("{CODE_SET_TEXT}: {label} (by {by})"), Audience::Staff, SystemEvent::CodeSet)
+}
+
+/// What refdesk tells the patron as it ends a chat for them (a chat that
+/// waited too long, a blocked patron): an ordinary line everyone reads.
+pub fn last_words(body: String) -> NewMessage {
+    NewMessage {
+        author: Author::System,
+        kind: MessageKind::Message,
+        audience: Audience::Everyone,
+        body,
+        client_id: None,
+        system: None,
+    }
+}
+
+/// A staff member enters a chat or changes mode (R3, B2). Joining is
+/// announced to the patron, and so is leaving after a join; monitoring and
+/// whispering are announced to staff only — the chatting librarian always
+/// knows (B3). `before` is how they took part until now.
+pub fn conference(name: &str, before: Option<ConferenceMode>, mode: ConferenceMode) -> NewMessage {
+    match (before, mode) {
+        (_, ConferenceMode::Join) => joined(name),
+        // The patron saw them join: they are told when that ends.
+        (Some(ConferenceMode::Join), _) => left(name),
+        (_, ConferenceMode::Monitor) => {
+            system(format!("{name} is monitoring this chat (read only)"), Audience::Staff, SystemEvent::Presence)
+        }
+        (_, ConferenceMode::Whisper) => system(
+            format!("{name} is whispering in this chat (librarian notes only)"),
+            Audience::Staff,
+            SystemEvent::Presence,
+        ),
+    }
+}
+
+/// A conference member leaves; `before` is how they took part.
+pub fn leave(name: &str, before: Option<ConferenceMode>) -> NewMessage {
+    match before {
+        Some(ConferenceMode::Join) => left(name),
+        _ => system(format!("{name} is no longer watching this chat"), Audience::Staff, SystemEvent::Presence),
+    }
+}
+
+fn joined(name: &str) -> NewMessage {
+    system(format!("{name} (librarian) has joined the chat"), Audience::Everyone, SystemEvent::Presence)
+}
+
+fn left(name: &str) -> NewMessage {
+    system(format!("{name} (librarian) has left the chat"), Audience::Everyone, SystemEvent::Presence)
+}
+
+/// Where a chat is handed on to, as the line about it says.
+pub enum HandedTo<'a> {
+    /// A colleague takes it over from a conference (B2).
+    TakenOver,
+    /// The chatting librarian gives it to a colleague.
+    Colleague(&'a str),
+    /// Back into a library's queue.
+    Library(&'a str),
+    /// Into the cooperative's queue, offered to every library at once.
+    Cooperative,
+}
+
+/// The line a change of hands writes; `by` is who handed it on (or, for a
+/// take-over, who took it).
+pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
+    let body = match to {
+        HandedTo::TakenOver => format!("{by} (librarian) has taken over the chat"),
+        HandedTo::Colleague(name) => format!("{by} (librarian) has transferred the chat to {name} (librarian)"),
+        HandedTo::Library(name) => {
+            format!("{by} (librarian) has transferred your chat to {name}; a librarian will be with you shortly")
+        }
+        HandedTo::Cooperative => format!(
+            "{by} (librarian) has transferred your chat to the cooperative's librarians; one will be with you shortly"
+        ),
+    };
+    system(body, Audience::Everyone, SystemEvent::Transferred)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_joining_and_leaving_after_a_join_reach_the_patron() {
+        use ConferenceMode::*;
+        assert_eq!(conference("Ann", None, Join).audience, Audience::Everyone);
+        assert_eq!(conference("Ann", Some(Join), Monitor).audience, Audience::Everyone);
+        assert_eq!(conference("Ann", None, Monitor).audience, Audience::Staff);
+        assert_eq!(conference("Ann", Some(Monitor), Whisper).audience, Audience::Staff);
+        assert_eq!(leave("Ann", Some(Join)).audience, Audience::Everyone);
+        assert_eq!(leave("Ann", Some(Whisper)).audience, Audience::Staff);
+        assert_eq!(code_set("Answered", "Ann").audience, Audience::Staff);
+    }
+}

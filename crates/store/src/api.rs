@@ -1,0 +1,264 @@
+//! The storage interface, cut by aggregate. [`Store`] is all of them: use
+//! cases hold an `Arc<dyn Store>` and bring the traits into scope with
+//! `use refdesk_store::prelude::*`.
+
+use crate::records::*;
+use crate::Result;
+use async_trait::async_trait;
+use refdesk_domain::chat::{Author, Message};
+use refdesk_domain::event::QueueEntry;
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::{QuestionState, ResolutionCode};
+use refdesk_domain::Millis;
+
+/// The cooperative, its institutions and libraries, and what each keeps: resolution codes, policy pages, scripts, settings.
+#[async_trait]
+pub trait Organisation: Send + Sync {
+    /// Creates a cooperative with its resolution codes.
+    async fn create_cooperative(&self, name: &str, codes: Vec<ResolutionCode>) -> Result<CooperativeId>;
+    /// Creates an institution.
+    async fn create_institution(&self, coop: CooperativeId, name: &str) -> Result<InstitutionId>;
+    /// Creates a library; its slug must be unique.
+    async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord>;
+    /// A library by its slug.
+    async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>>;
+    /// Every library.
+    async fn libraries(&self) -> Result<Vec<LibraryRecord>>;
+    /// Every institution with its cooperative.
+    async fn institutions(&self) -> Result<Vec<InstitutionRecord>>;
+    /// A cooperative's resolution codes, in picker order.
+    async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>>;
+    /// Adds or replaces one of a cooperative's resolution codes (R6: the
+    /// mapping is data). A new code goes last in the picker.
+    async fn put_code(&self, coop: CooperativeId, code: ResolutionCode) -> Result<()>;
+    /// A library's policy page for staff serving its patrons: (text, when, by whom).
+    async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>>;
+    /// Replaces a library's policy page.
+    async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()>;
+    /// The scripts a staff member may use: their own, their library's, their cooperative's.
+    async fn scripts_for(&self, staff: &Staff) -> Result<Vec<Script>>;
+    /// One script.
+    async fn script(&self, id: i64) -> Result<Option<Script>>;
+    /// Saves a script.
+    async fn create_script(&self, owner: ScriptOwner, title: String, body: String, now: Millis) -> Result<Script>;
+    /// Deletes a script.
+    async fn delete_script(&self, id: i64) -> Result<()>;
+    /// Whether a blocked patron may still send the library's offline form.
+    async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool>;
+    /// Sets [`Organisation::blocked_may_ask`].
+    async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()>;
+}
+
+/// Staff accounts, sign-ins and availability.
+#[async_trait]
+pub trait Staffing: Send + Sync {
+    /// Creates a staff member; the username must be unique.
+    async fn create_staff(&self, new: NewStaff) -> Result<StaffId>;
+    /// A staff member by sign-in name.
+    async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>>;
+    /// A staff member by id (enabled or not).
+    async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>>;
+    /// Records a sign-in: the SHA-256 of the cookie's token.
+    async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()>;
+    /// The enabled staff member a live sign-in belongs to.
+    async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>>;
+    /// Ends a sign-in.
+    async fn delete_login(&self, token_hash: &str) -> Result<()>;
+    /// Sets a staff member's availability.
+    async fn set_availability(&self, id: StaffId, a: refdesk_domain::event::Availability, now: Millis) -> Result<()>;
+    /// Records that these staff members have a live connection now.
+    async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()>;
+    /// Takes off duty everyone on duty not seen since `before`; returns them.
+    async fn sign_off_stale(&self, before: Millis) -> Result<Vec<Staff>>;
+    /// Staff of a cooperative, with availability.
+    async fn staff_of(&self, coop: CooperativeId) -> Result<Vec<StaffEntry>>;
+    /// Changes a staff member's account; disabling ends their sign-ins.
+    async fn update_staff(&self, id: StaffId, update: StaffUpdate) -> Result<()>;
+}
+
+/// Chat sessions: the queue, the lines, the people in them.
+#[async_trait]
+pub trait Chats: Send + Sync {
+    /// Starts a waiting chat; the question is its first message.
+    async fn start_session(&self, new: NewSession) -> Result<(SessionRecord, QueueEntry)>;
+    /// A session by id.
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
+    /// A session by the SHA-256 of its patron token.
+    async fn session_by_token(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
+    /// Every waiting chat, oldest first (the app filters by scope).
+    async fn waiting(&self) -> Result<Vec<QueueEntry>>;
+    /// Every session that is active and where `staff` is the librarian.
+    async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>>;
+    /// Accepts a waiting chat atomically (I6) and creates its question in the
+    /// patron's library (R1). `guard` sees the row first.
+    async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)>;
+    /// Appends a message; a re-sent client id returns the stored one (I4).
+    async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended>;
+    /// Ends the chat and writes "Chat session has ended" (R5); queues the
+    /// transcript e-mail `mail` builds, in the same transaction.
+    /// If the chat was still waiting and `missed` is given, a `new` question
+    /// is left for the patron's library with `missed` as its first note
+    /// (DESIGN §9: "missed chat"), when the patron gave an e-mail address.
+    async fn end(
+        &self,
+        id: SessionId,
+        by: Author,
+        guard: Guard,
+        mail: TranscriptMail,
+        ending: Ending,
+        now: Millis,
+    ) -> Result<Message>;
+    /// Records where the patron wants the transcript sent.
+    async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()>;
+    /// Sets the question's resolution code: writes the new state, its
+    /// timeline entries (R7) and "Resolution code set" (R5). `decide` is R6,
+    /// given the state before and the session.
+    async fn set_code(
+        &self,
+        id: SessionId,
+        code: String,
+        by: Staff,
+        guard: Guard,
+        decide: Decide,
+        now: Millis,
+    ) -> Result<(QuestionState, Message)>;
+    /// Messages with `seq > after`, in order, at most `limit`.
+    async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
+    /// How many chats wait ahead of (`since`, `session`) in a library's queue.
+    async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64>;
+    /// The patron's rating of an ended chat (1–5) and comment; replaces an earlier one.
+    async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()>;
+    /// Active chats whose last message is older than `before`.
+    async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>>;
+    /// Every waiting or active session (the app filters for the monitor).
+    async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
+    /// A staff member enters a chat, or changes mode (R3, B2), with the line
+    /// [`refdesk_domain::lines::conference`] words for it.
+    async fn conference(
+        &self,
+        id: SessionId,
+        by: Staff,
+        mode: refdesk_domain::chat::ConferenceMode,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord>;
+    /// A conference member leaves, with the line [`refdesk_domain::lines::leave`] words.
+    async fn leave(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<SessionRecord>;
+    /// The chat changes hands: a take-over or a transfer.
+    async fn transfer(
+        &self,
+        id: SessionId,
+        by: Staff,
+        handover: Handover,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord>;
+    /// Waiting chats that reached `rollup` age in (`after`, `upto`].
+    async fn rolled_up(&self, after: Millis, upto: Millis, rollup: Millis) -> Result<Vec<QueueEntry>>;
+}
+
+/// The question list: questions, their actions and timelines.
+#[async_trait]
+pub trait Questions: Send + Sync {
+    /// A question from the offline form: status new, nobody assigned.
+    async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord>;
+    /// A filtered page of the question list, newest first.
+    async fn questions(&self, query: QuestionQuery) -> Result<Vec<QuestionRecord>>;
+    /// Applies a question-list action atomically: new state and timeline
+    /// (R7), a line in the live chat (R4), an e-mail in the outbox.
+    async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted>;
+    /// One question.
+    async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>>;
+    /// Its timeline, oldest first.
+    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>>;
+}
+
+/// Staff instant messages.
+#[async_trait]
+pub trait Im: Send + Sync {
+    /// Stores a direct message; a re-sent client id returns the stored one.
+    async fn im_send(
+        &self,
+        from: Staff,
+        to: StaffId,
+        body: String,
+        client_id: Option<String>,
+        now: Millis,
+    ) -> Result<(refdesk_domain::event::ImMessage, bool)>;
+    /// The conversation of `a` and `b` after `after`, in order.
+    async fn im_after(
+        &self,
+        a: StaffId,
+        b: StaffId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<refdesk_domain::event::ImMessage>>;
+    /// `me`'s conversations with unread counts.
+    async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>>;
+    /// Marks `me`'s conversation with `peer` read up to `seq`.
+    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()>;
+}
+
+/// E-mail waiting to be sent, and the caps on it.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Undelivered e-mail due at `now`, oldest first (a look, for status
+    /// pages and tests: nothing changes).
+    async fn due_mail(&self, now: Millis, limit: u32) -> Result<Vec<OutboxMail>>;
+    /// Takes undelivered e-mail due at `now`, oldest first, for one mailer:
+    /// each is due again only at `lease_until`, unless its sender reports
+    /// first ([`Outbox::mail_sent`], [`Outbox::mail_failed`]). Several nodes'
+    /// mailers share one outbox and never send one e-mail at once; if a node
+    /// dies holding some, they are sent when the lease runs out.
+    async fn claim_mail(&self, now: Millis, limit: u32, lease_until: Millis) -> Result<Vec<OutboxMail>>;
+    /// Marks an e-mail delivered.
+    async fn mail_sent(&self, id: i64, now: Millis) -> Result<()>;
+    /// Records a failed attempt and when to try again.
+    async fn mail_failed(&self, id: i64, error: &str, retry_at: Millis) -> Result<()>;
+    /// One e-mail by id (for status pages and tests).
+    async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
+    /// The earliest time an undelivered e-mail is due, if any.
+    async fn next_mail_due(&self) -> Result<Option<Millis>>;
+    /// Chats started since `since` that ask a transcript to `to`, whatever
+    /// its letter case (the per-recipient cap: each chat mails once at most).
+    async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64>;
+}
+
+/// Abusive patrons blocked from chatting.
+#[async_trait]
+pub trait Blocks: Send + Sync {
+    /// Blocks a chat's patron (by the keys the chat was started with) and
+    /// records it in the chat's question timeline, if it has a question.
+    async fn block(&self, new: NewBlock) -> Result<BlockRecord>;
+    /// Lifts a block; the question timeline records it. Lifting a lifted
+    /// block changes nothing.
+    async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord>;
+    /// One block.
+    async fn block_by_id(&self, id: i64) -> Result<Option<BlockRecord>>;
+    /// The blocks made at the libraries `scope` covers, newest first (the
+    /// audit list; at most `limit`).
+    async fn blocks(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>>;
+    /// A block in force in `coop` at `now` on either key, if any.
+    async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>>;
+}
+
+/// The one storage interface: every aggregate's, plus the store's own life.
+/// Every backend passes the same contract tests.
+#[async_trait]
+pub trait Store: Organisation + Staffing + Chats + Questions + Im + Outbox + Blocks + 'static {
+    /// Ends the store for a clean shutdown: writes already under way finish,
+    /// then the connections close (on SQLite the last one empties and
+    /// removes the write-ahead log). Every call after it fails with
+    /// [`StoreError::Closed`]. Calling it again does nothing.
+    async fn close(&self);
+    /// Whether nothing has been created yet (for `serve --demo`).
+    async fn is_empty(&self) -> Result<bool>;
+    /// Whether the store can commit a write now (for `/readyz`). Cheap, and
+    /// answers within a few seconds: SQLite — the writer thread is alive
+    /// and a batch committed in the last second, or a no-op batch sent now
+    /// commits within [`crate::HEALTH_WAIT`] (at most one such ping is ever
+    /// queued); PostgreSQL — a connection from the pool answers and the
+    /// server is not a read-only standby. An error says what is wrong.
+    async fn health(&self) -> Result<()>;
+}

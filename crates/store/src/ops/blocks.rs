@@ -1,0 +1,111 @@
+//! Abusive patrons blocked from chatting (DESIGN §9).
+
+use super::{quiet, Backend};
+use crate::api::Blocks;
+use crate::sql::rows::{block_where, insert_timeline, load_session, not_found};
+use crate::sql::select::{self as sel, BLOCK_SELECT};
+use crate::sql::{args, int, Db};
+use crate::{BlockRecord, NewBlock, PatronKeys, Result, ScopeLevel};
+use async_trait::async_trait;
+use refdesk_domain::ids::CooperativeId;
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::Change;
+use refdesk_domain::{DomainError, Millis};
+
+/// Blocks the keys a chat was started with, cooperative-wide.
+async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
+    let rec = load_session(db, new.session).await?;
+    let (browser, net) = db
+        .row("SELECT browser_key, net_key FROM sessions WHERE id = ?1", args![new.session.0], |r| {
+            Ok((r.opt_text(0)?, r.opt_text(1)?))
+        })
+        .await?
+        .ok_or(not_found("session"))?;
+    if browser.is_none() && net.is_none() {
+        let why = "this chat holds no browser id or address to block by; end it instead";
+        return Err(DomainError::invalid("session", why).into());
+    }
+    let id = int(
+        db,
+        "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by,
+           created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        args![
+            rec.ctx.placement.cooperative.0,
+            rec.ctx.placement.library.0,
+            new.session.0,
+            &browser,
+            &net,
+            &new.reason,
+            new.by.id.0,
+            new.now,
+            new.expires_at
+        ],
+    )
+    .await?;
+    if let Some(q) = rec.ctx.question {
+        let change = Change::Blocked { block: id, reason: new.reason.clone(), until: new.expires_at };
+        insert_timeline(db, q, new.now, Some(&new.by), &change).await?;
+    }
+    block_where(db, id).await
+}
+
+/// Lifts a block once; lifting it again changes nothing.
+async fn lift<D: Db>(db: &mut D, id: i64, by: Staff, now: Millis) -> Result<BlockRecord> {
+    let n = db
+        .exec(
+            "UPDATE blocks SET lifted_at = ?2, lifted_by = ?3 WHERE id = ?1 AND lifted_at IS NULL",
+            args![id, now, by.id.0],
+        )
+        .await?;
+    let block = block_where(db, id).await?;
+    if let (1, Some(q)) = (n, block.question) {
+        insert_timeline(db, q, now, Some(&by), &Change::Unblocked { block: id }).await?;
+    }
+    Ok(block)
+}
+
+#[async_trait]
+impl<B: Backend> Blocks for B {
+    async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
+        self.write(move |db| Box::pin(quiet(block(db, new)))).await
+    }
+
+    async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord> {
+        self.write(move |db| Box::pin(quiet(lift(db, id, by, now)))).await
+    }
+
+    async fn block_by_id(&self, id: i64) -> Result<Option<BlockRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                match block_where(db, id).await {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn blocks(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let (cond, id) = sel::block_scope(scope);
+                let sql = format!("{BLOCK_SELECT} WHERE {cond} ORDER BY b.id DESC LIMIT ?2");
+                db.rows(&sql, args![id, i64::from(limit)], sel::block).await
+            })
+        })
+        .await
+    }
+
+    async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!("{BLOCK_SELECT} {}", sel::ACTIVE_BLOCK);
+                db.row(&sql, args![coop.0, &keys.browser, &keys.net, now], sel::block).await
+            })
+        })
+        .await
+    }
+}

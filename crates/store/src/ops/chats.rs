@@ -1,0 +1,570 @@
+//! Chat sessions: the queue, the lines, the people in them.
+
+use super::{quiet, Backend};
+use crate::api::Chats;
+use crate::sql::rows::*;
+use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
+use crate::sql::{args, int, Db};
+use crate::{
+    Appended, Decide, Ending, Guard, Handover, NewMessage, NewSession, Result, SessionRecord, TranscriptMail,
+    TransferTo,
+};
+use async_trait::async_trait;
+use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
+use refdesk_domain::event::{Event, QueueEntry};
+use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
+use refdesk_domain::lines;
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::{question_on_accept, Change, QuestionState, Status};
+use refdesk_domain::{DomainError, Millis};
+
+/// A session as the queue lists it, having entered `rec.queue` at `since`.
+fn queue_entry(rec: &SessionRecord, question: String, since: Millis) -> QueueEntry {
+    QueueEntry {
+        session: rec.ctx.id,
+        placement: rec.ctx.placement,
+        library_name: rec.library_name.clone(),
+        patron_name: rec.patron_display(),
+        question,
+        since,
+        queue: rec.queue,
+        coop_now: rec.queue_coop,
+        version: rec.ctx.version,
+    }
+}
+
+/// The event that takes a session out of the queue it waited in.
+fn queue_removed(rec: &SessionRecord) -> Event {
+    Event::QueueRemoved { session: rec.ctx.id, placement: rec.queue, since: rec.queued_at, version: rec.ctx.version }
+}
+
+fn queue_full() -> DomainError {
+    DomainError::Limited {
+        code: "queue_full",
+        reason: "this library's queue is full; please try again in a few minutes, or leave your question with the form"
+            .into(),
+    }
+}
+
+fn net_full() -> DomainError {
+    DomainError::Limited {
+        code: "too_many_waiting",
+        reason: "too many chats are waiting from your network; please wait for one to be answered".into(),
+    }
+}
+
+/// Starts a waiting chat. The queue caps are counted inside this write:
+/// under the library's row lock and a lock per network on PostgreSQL (and
+/// SQLite's single writer), two starts cannot both pass a full count.
+async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, QueueEntry), Vec<Event>)> {
+    let lock = format!("SELECT id FROM libraries WHERE id = ?1{}", no_key_update(db));
+    db.row(&lock, args![new.library.0], |r| r.int(0)).await?.ok_or(not_found("library"))?;
+    if int(db, sel::WAITING_IN_LIBRARY, args![new.library.0]).await? >= i64::from(new.max_waiting) {
+        return Err(queue_full().into());
+    }
+    if let Some(net) = &new.keys.net {
+        // Starts from one network to several libraries are ordered too.
+        db.lock(&format!("net:{net}")).await?;
+        if int(db, sel::WAITING_FROM_NET, args![net]).await? >= i64::from(new.max_waiting_per_net) {
+            return Err(net_full().into());
+        }
+    }
+    let id = int(
+        db,
+        "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
+           last_message_at, transcript_to, queued_at, browser_key, net_key)
+         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6, ?8, ?9) RETURNING id",
+        args![
+            new.library.0,
+            &new.token_hash,
+            &new.patron_name,
+            &new.patron_email,
+            &new.question,
+            new.now,
+            &new.transcript_to,
+            &new.keys.browser,
+            &new.keys.net
+        ],
+    )
+    .await?;
+    let id = SessionId(id);
+    let rec = load_session(db, id).await?;
+    let first = insert_first_line(db, &rec, &new.question, new.now).await?;
+    let rec = load_session(db, id).await?;
+    let entry = queue_entry(&rec, new.question, new.now);
+    let events = vec![
+        Event::QueueAdded(entry.clone()),
+        Event::Message { ctx: rec.ctx.clone(), message: first },
+        Event::SessionChanged(rec.summary()),
+    ];
+    Ok(((rec, entry), events))
+}
+
+/// The lock a start takes on its library's row: it orders the starts of one
+/// library without blocking what refers to the row.
+fn no_key_update<D: Db>(db: &D) -> &'static str {
+    match db.dialect() {
+        crate::sql::Dialect::Sqlite => "",
+        crate::sql::Dialect::Postgres => " FOR NO KEY UPDATE",
+    }
+}
+
+/// Accepts a waiting chat (I6) and creates its question (R1).
+async fn accept<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    by: Staff,
+    guard: Guard,
+    now: Millis,
+) -> Result<((SessionRecord, Message), Vec<Event>)> {
+    let rec = lock_session(db, id).await?;
+    guard(&rec)?;
+    rec.state.accept()?;
+    // The session's lock makes this the one accept that sees 'waiting'; the
+    // WHERE clause says so again.
+    let n = db
+        .exec(
+            "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = ?3 WHERE id = ?1 AND state = 'waiting'",
+            args![id.0, by.id.0, now],
+        )
+        .await?;
+    if n != 1 {
+        return Err(DomainError::Conflict("this chat was already accepted".into()).into());
+    }
+    // R1: the question is created at the first acceptance; a chat accepted
+    // again after a transfer to a queue keeps its question.
+    match rec.ctx.question {
+        None => {
+            let text = question_text(db, id).await?;
+            insert_question(db, &rec, &text, &question_on_accept(), Some(&by), now).await?;
+        }
+        Some(question) => {
+            let change = Change::Librarian { from: None, to: Some(by.id), how: "accepted from a queue".into() };
+            insert_timeline(db, question, now, Some(&by), &change).await?;
+        }
+    }
+    db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, by.id.0]).await?;
+    let accepted = load_session(db, id).await?;
+    let message = insert_message(db, &accepted, lines::accepted(&by.display_name), now).await?;
+    let rec = load_session(db, id).await?;
+    let events = vec![
+        queue_removed(&rec),
+        Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
+        Event::SessionChanged(rec.summary()),
+    ];
+    Ok(((rec, message), events))
+}
+
+/// Appends a message; a re-sent client id returns the stored one (I4). The
+/// session comes from the backend's copy when it has one (see
+/// [`Db::cached_session`]); an append changes nothing a guard reads, so it
+/// neither bumps the version nor drops the copy.
+pub(crate) async fn append<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    msg: NewMessage,
+    guard: Guard,
+    now: Millis,
+) -> Result<(Appended, Vec<Event>)> {
+    let rec = match db.cached_session(id) {
+        Some(rec) => rec,
+        None => {
+            // The row, locked on PostgreSQL, without a new version.
+            let lock = format!("SELECT version FROM sessions WHERE id = ?1{}", db.dialect().for_update());
+            let version = db.row(&lock, args![id.0], |r| r.int(0)).await?.ok_or(not_found("session"))?;
+            let rec = load_session(db, id).await?;
+            // An ended chat takes no more lines: it is not kept (its
+            // patron's name and address with it) for appends that will all
+            // be refused.
+            if rec.state.accepts_messages() {
+                db.cache_session(version, &rec);
+            }
+            rec
+        }
+    };
+    guard(&rec)?;
+    if let Some(cid) = &msg.client_id {
+        if let Some(message) = message_by_client_id(db, id, &msg.author.sender_key(), cid).await? {
+            return Ok((Appended { message, duplicate: true }, Vec::new()));
+        }
+    }
+    if !rec.state.accepts_messages() {
+        return Err(DomainError::Conflict("this chat has ended".into()).into());
+    }
+    let message = insert_message(db, &rec, msg, now).await?;
+    let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
+    Ok((Appended { message, duplicate: false }, events))
+}
+
+/// A chat that waited and was never taken: its question (kept from an
+/// earlier acceptance, or a new one) gets `note`, for the patron's library
+/// to answer by e-mail (DESIGN §9, "missed chat").
+async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: Millis) -> Result<()> {
+    let q = match rec.ctx.question {
+        Some(q) => q,
+        None => {
+            let text = question_text(db, rec.ctx.id).await?;
+            let state = QuestionState { status: Status::New, follow_up: true, ..question_on_accept() };
+            insert_question(db, rec, &text, &state, None, now).await?
+        }
+    };
+    insert_timeline(db, q, now, None, &Change::Note { body: note.to_owned() }).await
+}
+
+/// Ends a chat (R5) and queues its transcript, in one write.
+async fn end<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    by: Author,
+    guard: Guard,
+    mail: TranscriptMail,
+    ending: Ending,
+    now: Millis,
+) -> Result<(Message, Vec<Event>)> {
+    let rec = lock_session(db, id).await?;
+    guard(&rec)?;
+    rec.state.end()?;
+    db.exec("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", args![id.0, now]).await?;
+    if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &ending.missed, &rec.patron_email) {
+        leave_missed(db, &rec, note, now).await?;
+    }
+    let mut events = Vec::new();
+    if rec.state == SessionState::Waiting {
+        events.push(queue_removed(&rec));
+    }
+    if let Some(words) = ending.last_words {
+        let before = load_session(db, id).await?;
+        let message = insert_message(db, &before, lines::last_words(words), now).await?;
+        events.push(Event::Message { ctx: before.ctx, message });
+    }
+    let ended = load_session(db, id).await?;
+    let message = insert_message(db, &ended, lines::ended(&by), now).await?;
+    let all = all_messages(db, id).await?;
+    if let Some(m) = mail(&ended, &all) {
+        insert_mail(db, &m, ended.ctx.question, Some(id), now).await?;
+    }
+    let summary = load_session(db, id).await?.summary();
+    events.push(Event::Message { ctx: ended.ctx, message: message.clone() });
+    events.push(Event::SessionChanged(summary));
+    Ok((message, events))
+}
+
+/// Only while the chat goes on: at its end the transcript is built from
+/// this column, in the same transaction as the end.
+async fn set_transcript_to<D: Db>(db: &mut D, id: SessionId, email: Option<String>) -> Result<()> {
+    let rec = lock_session(db, id).await?;
+    if rec.state == SessionState::Ended {
+        return Err(DomainError::Conflict("the chat has ended".into()).into());
+    }
+    db.exec("UPDATE sessions SET transcript_to = ?2 WHERE id = ?1", args![id.0, &email]).await?;
+    Ok(())
+}
+
+/// Sets the question's code (R6 decided by `decide`) and says so in the chat.
+async fn set_code<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    code: String,
+    by: Staff,
+    guard: Guard,
+    decide: Decide,
+    now: Millis,
+) -> Result<((QuestionState, Message), Vec<Event>)> {
+    let rec = lock_session(db, id).await?;
+    guard(&rec)?;
+    let question = rec
+        .ctx
+        .question
+        .ok_or_else(|| DomainError::Conflict("this chat has no question yet: accept it first".into()))?;
+    let before = question_state(db, question).await?;
+    let codes = codes_of(db, rec.ctx.placement.cooperative).await?;
+    let after = decide(&before, &rec, &codes)?;
+    write_question_state(db, question, &before, &after, &by, now).await?;
+    let label = codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map_or(code, |k| k.label.clone());
+    let message = insert_message(db, &rec, lines::code_set(&label, &by.display_name), now).await?;
+    let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
+    Ok(((after, message), events))
+}
+
+/// A staff member enters a chat or changes mode (R3, B2).
+async fn conference<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    by: Staff,
+    mode: ConferenceMode,
+    guard: Guard,
+    now: Millis,
+) -> Result<(SessionRecord, Vec<Event>)> {
+    let rec = lock_session(db, id).await?;
+    guard(&rec)?;
+    let before = rec.ctx.member_mode(by.id);
+    if before == Some(mode) {
+        return Err(DomainError::Conflict(format!("you are already in this chat in {} mode", mode.as_str())).into());
+    }
+    db.exec(
+        "INSERT INTO session_members (session_id, staff_id, mode, joined_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (session_id, staff_id) DO UPDATE SET mode = excluded.mode",
+        args![id.0, by.id.0, mode.as_str(), now],
+    )
+    .await?;
+    if let Some(q) = rec.ctx.question {
+        let change = Change::Conference { staff: by.id, name: by.display_name.clone(), mode: Some(mode) };
+        insert_timeline(db, q, now, Some(&by), &change).await?;
+    }
+    let after = load_session(db, id).await?;
+    let message = insert_message(db, &after, lines::conference(&by.display_name, before, mode), now).await?;
+    let events = vec![Event::Message { ctx: after.ctx.clone(), message }, Event::SessionChanged(after.summary())];
+    Ok((after, events))
+}
+
+/// A conference member leaves.
+async fn leave<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    by: Staff,
+    guard: Guard,
+    now: Millis,
+) -> Result<(SessionRecord, Vec<Event>)> {
+    let rec = lock_session(db, id).await?;
+    guard(&rec)?;
+    let line = lines::leave(&by.display_name, rec.ctx.member_mode(by.id));
+    db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, by.id.0]).await?;
+    if let Some(q) = rec.ctx.question {
+        let change = Change::Conference { staff: by.id, name: by.display_name.clone(), mode: None };
+        insert_timeline(db, q, now, Some(&by), &change).await?;
+    }
+    // The line is written while they are still a member, so that it reaches
+    // them too; then the context without them.
+    let message = insert_message(db, &rec, line, now).await?;
+    let after = load_session(db, id).await?;
+    let events = vec![Event::Message { ctx: rec.ctx, message }, Event::SessionChanged(after.summary())];
+    Ok((after, events))
+}
+
+/// The chat changes hands: a take-over or a transfer.
+async fn transfer<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    by: Staff,
+    handover: Handover,
+    guard: Guard,
+    now: Millis,
+) -> Result<(SessionRecord, Vec<Event>)> {
+    let Handover { to, stay, line } = handover;
+    let rec = lock_session(db, id).await?;
+    guard(&rec)?;
+    let previous = rec.ctx.librarian;
+    let (new_librarian, how) = match &to {
+        TransferTo::Staff(s) => {
+            db.exec("UPDATE sessions SET librarian_id = ?2 WHERE id = ?1 AND state = 'active'", args![id.0, s.id.0])
+                .await?;
+            db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, s.id.0]).await?;
+            (Some(s.id), if s.id == by.id { "take_over" } else { "transfer" })
+        }
+        TransferTo::Queue { library, coop_now } => {
+            db.exec(
+                "UPDATE sessions SET state = 'waiting', librarian_id = NULL, queue_library_id = ?2, queued_at = ?3,
+                   queue_coop = ?4
+                 WHERE id = ?1 AND state = 'active'",
+                args![id.0, library.library.0, now, *coop_now],
+            )
+            .await?;
+            (None, "queue")
+        }
+    };
+    if let Some(prev) = previous.filter(|p| stay && Some(*p) != new_librarian) {
+        db.exec(
+            "INSERT INTO session_members (session_id, staff_id, mode, joined_at) VALUES (?1, ?2, 'whisper', ?3)
+             ON CONFLICT (session_id, staff_id) DO UPDATE SET mode = 'whisper'",
+            args![id.0, prev.0, now],
+        )
+        .await?;
+    }
+    if let Some(q) = rec.ctx.question {
+        let change = Change::Librarian { from: previous, to: new_librarian, how: how.into() };
+        insert_timeline(db, q, now, Some(&by), &change).await?;
+    }
+    let after = load_session(db, id).await?;
+    let ctx = refdesk_domain::visibility::handover_audience(&rec.ctx, rec.librarian_name.as_deref(), &after.ctx);
+    let message = insert_message(db, &after, line, now).await?;
+    let mut events = vec![Event::Message { ctx, message }];
+    if after.state == SessionState::Waiting {
+        let text = question_text(db, id).await?;
+        events.push(Event::QueueAdded(queue_entry(&after, text, now)));
+    }
+    events.push(Event::SessionChanged(after.summary()));
+    Ok((after, events))
+}
+
+/// The patron's rating of an ended chat, replacing an earlier one.
+async fn rate<D: Db>(db: &mut D, id: SessionId, rating: u8, comment: Option<String>) -> Result<()> {
+    let n = db
+        .exec(
+            "UPDATE sessions SET rating = ?2, rating_comment = ?3 WHERE id = ?1",
+            args![id.0, i64::from(rating), &comment],
+        )
+        .await?;
+    if n == 0 {
+        return Err(not_found("session"));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<B: Backend> Chats for B {
+    async fn start_session(&self, new: NewSession) -> Result<(SessionRecord, QueueEntry)> {
+        self.write(move |db| Box::pin(start(db, new))).await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        self.read(move |db| Box::pin(async move { session_where(db, "s.id = ?1", args![id.0]).await })).await
+    }
+
+    async fn session_by_token(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |db| Box::pin(async move { session_where(db, "s.token_hash = ?1", args![&token_hash]).await }))
+            .await
+    }
+
+    async fn waiting(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|db| {
+            Box::pin(async move {
+                let sql = format!("{QUEUE_SELECT} ORDER BY COALESCE(s.queued_at, s.created_at), s.id");
+                db.rows(&sql, &[], sel::queue_entry).await
+            })
+        })
+        .await
+    }
+
+    async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let cond = "s.state = 'active' AND (s.librarian_id = ?1
+                       OR EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.staff_id = ?1))
+                     ORDER BY s.id";
+                sessions_where(db, cond, args![staff.0]).await
+            })
+        })
+        .await
+    }
+
+    async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {
+        self.write(move |db| Box::pin(accept(db, id, by, guard, now))).await
+    }
+
+    async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended> {
+        Backend::append(self, id, msg, guard, now).await
+    }
+
+    async fn end(
+        &self,
+        id: SessionId,
+        by: Author,
+        guard: Guard,
+        mail: TranscriptMail,
+        ending: Ending,
+        now: Millis,
+    ) -> Result<Message> {
+        self.write(move |db| Box::pin(end(db, id, by, guard, mail, ending, now))).await
+    }
+
+    async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(set_transcript_to(db, id, email)))).await
+    }
+
+    async fn set_code(
+        &self,
+        id: SessionId,
+        code: String,
+        by: Staff,
+        guard: Guard,
+        decide: Decide,
+        now: Millis,
+    ) -> Result<(QuestionState, Message)> {
+        self.write(move |db| Box::pin(set_code(db, id, code, by, guard, decide, now))).await
+    }
+
+    async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>> {
+        let after = after.min(i64::MAX as u64) as i64;
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!("{MESSAGE_SELECT} WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+                db.rows(&sql, args![id.0, after, i64::from(limit)], sel::message).await
+            })
+        })
+        .await
+    }
+
+    async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let n = int(
+                    db,
+                    "SELECT count(*) FROM sessions s WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
+                     AND (COALESCE(s.queued_at, s.created_at) < ?2 OR (COALESCE(s.queued_at, s.created_at) = ?2 AND s.id < ?3))",
+                    args![queue.0, since, session.0],
+                )
+                .await?;
+                Ok(n.max(0) as u64)
+            })
+        })
+        .await
+    }
+
+    async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(rate(db, id, rating, comment)))).await
+    }
+
+    async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT id FROM sessions WHERE state = 'active' AND last_message_at < ?1 ORDER BY id";
+                db.rows(sql, args![before], |r| Ok(SessionId(r.int(0)?))).await
+            })
+        })
+        .await
+    }
+
+    async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
+        self.read(|db| Box::pin(sessions_where(db, "s.state IN ('waiting', 'active') ORDER BY s.id", &[]))).await
+    }
+
+    async fn conference(
+        &self,
+        id: SessionId,
+        by: Staff,
+        mode: ConferenceMode,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord> {
+        self.write(move |db| Box::pin(conference(db, id, by, mode, guard, now))).await
+    }
+
+    async fn leave(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<SessionRecord> {
+        self.write(move |db| Box::pin(leave(db, id, by, guard, now))).await
+    }
+
+    async fn transfer(
+        &self,
+        id: SessionId,
+        by: Staff,
+        handover: Handover,
+        guard: Guard,
+        now: Millis,
+    ) -> Result<SessionRecord> {
+        self.write(move |db| Box::pin(transfer(db, id, by, handover, guard, now))).await
+    }
+
+    async fn rolled_up(&self, after: Millis, upto: Millis, rollup: Millis) -> Result<Vec<QueueEntry>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "{QUEUE_SELECT} AND NOT s.queue_coop AND COALESCE(s.queued_at, s.created_at) + ?3 > ?1
+                     AND COALESCE(s.queued_at, s.created_at) + ?3 <= ?2 ORDER BY s.queued_at, s.id"
+                );
+                db.rows(&sql, args![after, upto, rollup], sel::queue_entry).await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,105 @@
+//! Staff instant messages: one conversation per pair of staff members,
+//! numbered from 1 like a chat.
+
+use super::Backend;
+use crate::api::Im;
+use crate::sql::rows::not_found;
+use crate::sql::select::{self as sel, IM_SELECT};
+use crate::sql::{args, int, Db};
+use crate::{ImConversation, Result};
+use async_trait::async_trait;
+use refdesk_domain::event::{Event, ImMessage};
+use refdesk_domain::ids::StaffId;
+use refdesk_domain::org::Staff;
+use refdesk_domain::Millis;
+
+/// The conversation of two staff members, as stored: lower id first.
+fn pair(a: StaffId, b: StaffId) -> (i64, i64) {
+    (a.0.min(b.0), a.0.max(b.0))
+}
+
+/// Stores a direct message; a re-sent client id returns the stored one.
+async fn send<D: Db>(
+    db: &mut D,
+    from: Staff,
+    to: StaffId,
+    body: String,
+    client_id: Option<String>,
+    now: Millis,
+) -> Result<((ImMessage, bool), Vec<Event>)> {
+    let (low, high) = pair(from.id, to);
+    // One writer per conversation (its sequence numbers, its client ids).
+    db.lock(&format!("im:{low}:{high}")).await?;
+    if let Some(cid) = &client_id {
+        let sql = format!("{IM_SELECT} WHERE m.sender = ?1 AND m.recipient = ?2 AND m.client_id = ?3");
+        if let Some(m) = db.row(&sql, args![from.id.0, to.0, cid], sel::im).await? {
+            return Ok(((m, true), Vec::new()));
+        }
+    }
+    let seq =
+        int(db, "SELECT COALESCE(max(seq), 0) + 1 FROM im_messages WHERE low = ?1 AND high = ?2", args![low, high])
+            .await?;
+    db.exec(
+        "INSERT INTO im_messages (low, high, seq, sender, recipient, body, client_id, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        args![low, high, seq, from.id.0, to.0, &body, &client_id, now],
+    )
+    .await
+    .map_err(|e| if e.is_not_found() { not_found("staff member") } else { e })?;
+    let m = ImMessage { seq: seq as u64, from: from.id, from_name: from.display_name, to, body, client_id, at: now };
+    Ok(((m.clone(), false), vec![Event::Im(m)]))
+}
+
+async fn mark_read<D: Db>(db: &mut D, me: StaffId, peer: StaffId, seq: u64) -> Result<((), Vec<Event>)> {
+    let sql = format!(
+        "INSERT INTO im_reads (staff_id, peer_id, last_read) VALUES (?1, ?2, ?3)
+         ON CONFLICT (staff_id, peer_id) DO UPDATE SET last_read = {}(im_reads.last_read, excluded.last_read)",
+        db.dialect().greatest()
+    );
+    db.exec(&sql, args![me.0, peer.0, seq.min(i64::MAX as u64) as i64]).await.map_err(|e| {
+        if e.is_not_found() {
+            not_found("staff member")
+        } else {
+            e
+        }
+    })?;
+    Ok(((), Vec::new()))
+}
+
+#[async_trait]
+impl<B: Backend> Im for B {
+    async fn im_send(
+        &self,
+        from: Staff,
+        to: StaffId,
+        body: String,
+        client_id: Option<String>,
+        now: Millis,
+    ) -> Result<(ImMessage, bool)> {
+        self.write(move |db| Box::pin(send(db, from, to, body, client_id, now))).await
+    }
+
+    async fn im_after(&self, a: StaffId, b: StaffId, after: u64, limit: u32) -> Result<Vec<ImMessage>> {
+        let (low, high) = pair(a, b);
+        let after = after.min(i64::MAX as u64) as i64;
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql =
+                    format!("{IM_SELECT} WHERE m.low = ?1 AND m.high = ?2 AND m.seq > ?3 ORDER BY m.seq LIMIT ?4");
+                db.rows(&sql, args![low, high, after, i64::from(limit)], sel::im).await
+            })
+        })
+        .await
+    }
+
+    async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>> {
+        self.read(move |db| {
+            Box::pin(async move { db.rows(sel::IM_CONVERSATIONS, args![me.0], sel::im_conversation).await })
+        })
+        .await
+    }
+
+    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()> {
+        self.write(move |db| Box::pin(mark_read(db, me, peer, seq))).await
+    }
+}

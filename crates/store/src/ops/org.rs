@@ -1,0 +1,261 @@
+//! The organisation: cooperatives, institutions, libraries, their codes,
+//! policy pages, scripts and settings.
+
+use super::{quiet, Backend};
+use crate::api::Organisation;
+use crate::sql::rows::{codes_of, not_found};
+use crate::sql::select as sel;
+use crate::sql::{args, int, Db};
+use crate::{InstitutionRecord, LibraryRecord, PolicyPage, Result, Script, ScriptOwner};
+use async_trait::async_trait;
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::ResolutionCode;
+use refdesk_domain::Millis;
+
+/// The columns of a resolution code, in `INSERT` order after the cooperative.
+const CODE_INSERT: &str = "INSERT INTO resolution_codes
+     (cooperative_id, key, label, status, assign, follow_up, referred, exclude_from_stats, position)";
+
+async fn insert_code<D: Db>(db: &mut D, coop: CooperativeId, code: &ResolutionCode, position: i64) -> Result<u64> {
+    db.exec(
+        &format!("{CODE_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        args![
+            coop.0,
+            &code.key,
+            &code.label,
+            code.status.as_str(),
+            code.assign.as_str(),
+            code.follow_up,
+            code.referred,
+            code.exclude_from_stats,
+            position
+        ],
+    )
+    .await
+}
+
+async fn create_cooperative<D: Db>(db: &mut D, name: String, codes: Vec<ResolutionCode>) -> Result<CooperativeId> {
+    let id = CooperativeId(int(db, "INSERT INTO cooperatives (name) VALUES (?1) RETURNING id", args![&name]).await?);
+    for (i, code) in codes.iter().enumerate() {
+        insert_code(db, id, code, i as i64).await?;
+    }
+    Ok(id)
+}
+
+async fn create_library<D: Db>(
+    db: &mut D,
+    institution: InstitutionId,
+    slug: String,
+    name: String,
+) -> Result<LibraryRecord> {
+    let id = int(
+        db,
+        "INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3) RETURNING id",
+        args![institution.0, &slug, &name],
+    )
+    .await
+    .map_err(|e| if e.is_not_found() { not_found("institution") } else { e })?;
+    library_where(db, "l.id = ?1", id).await?.ok_or(not_found("library"))
+}
+
+async fn library_where<D: Db>(
+    db: &mut D,
+    cond: &str,
+    arg: impl Into<crate::sql::Arg<'_>>,
+) -> Result<Option<LibraryRecord>> {
+    db.row(&format!("{} WHERE {cond}", sel::LIBRARY_SELECT), &[arg.into()], sel::library).await
+}
+
+/// Adds or replaces a code. One change at a time per cooperative (its row
+/// locked on PostgreSQL; SQLite has one writer): a new code's position is
+/// the last one plus one, and two new codes never get the same.
+async fn put_code<D: Db>(db: &mut D, coop: CooperativeId, code: ResolutionCode) -> Result<()> {
+    let lock = format!("SELECT id FROM cooperatives WHERE id = ?1{}", db.dialect().for_update());
+    db.row(&lock, args![coop.0], |r| r.int(0)).await?.ok_or(not_found("cooperative"))?;
+    let changed = db
+        .exec(
+            "UPDATE resolution_codes SET label = ?3, status = ?4, assign = ?5, follow_up = ?6, referred = ?7,
+             exclude_from_stats = ?8 WHERE cooperative_id = ?1 AND key = ?2",
+            args![
+                coop.0,
+                &code.key,
+                &code.label,
+                code.status.as_str(),
+                code.assign.as_str(),
+                code.follow_up,
+                code.referred,
+                code.exclude_from_stats
+            ],
+        )
+        .await?;
+    if changed == 0 {
+        let last = int(
+            db,
+            "SELECT COALESCE(max(position), -1) FROM resolution_codes WHERE cooperative_id = ?1",
+            args![coop.0],
+        )
+        .await?;
+        insert_code(db, coop, &code, last + 1).await?;
+    }
+    Ok(())
+}
+
+async fn create_script<D: Db>(
+    db: &mut D,
+    owner: ScriptOwner,
+    title: String,
+    body: String,
+    now: Millis,
+) -> Result<Script> {
+    let (scope, owner_id) = (owner.scope(), owner.id());
+    let id = int(
+        db,
+        "INSERT INTO scripts (scope, owner_id, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        args![scope, owner_id, &title, &body, now],
+    )
+    .await?;
+    Ok(Script { id, scope: scope.to_owned(), owner: owner_id, title, body })
+}
+
+#[async_trait]
+impl<B: Backend> Organisation for B {
+    async fn create_cooperative(&self, name: &str, codes: Vec<ResolutionCode>) -> Result<CooperativeId> {
+        let name = name.to_owned();
+        self.write(move |db| Box::pin(quiet(create_cooperative(db, name, codes)))).await
+    }
+
+    async fn create_institution(&self, coop: CooperativeId, name: &str) -> Result<InstitutionId> {
+        let name = name.to_owned();
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                let sql = "INSERT INTO institutions (cooperative_id, name) VALUES (?1, ?2) RETURNING id";
+                let id = int(db, sql, args![coop.0, &name]).await.map_err(|e| {
+                    if e.is_not_found() {
+                        not_found("cooperative")
+                    } else {
+                        e
+                    }
+                })?;
+                Ok(InstitutionId(id))
+            }))
+        })
+        .await
+    }
+
+    async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord> {
+        let (slug, name) = (slug.to_owned(), name.to_owned());
+        self.write(move |db| Box::pin(quiet(create_library(db, institution, slug, name)))).await
+    }
+
+    async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>> {
+        let slug = slug.to_owned();
+        self.read(move |db| Box::pin(async move { library_where(db, "l.slug = ?1", &slug).await })).await
+    }
+
+    async fn libraries(&self) -> Result<Vec<LibraryRecord>> {
+        self.read(|db| {
+            Box::pin(async move { db.rows(&format!("{} ORDER BY l.id", sel::LIBRARY_SELECT), &[], sel::library).await })
+        })
+        .await
+    }
+
+    async fn institutions(&self) -> Result<Vec<InstitutionRecord>> {
+        self.read(|db| Box::pin(db.rows(sel::INSTITUTION_SELECT, &[], sel::institution))).await
+    }
+
+    async fn codes(&self, coop: CooperativeId) -> Result<Vec<ResolutionCode>> {
+        self.read(move |db| Box::pin(codes_of(db, coop))).await
+    }
+
+    async fn put_code(&self, coop: CooperativeId, code: ResolutionCode) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(put_code(db, coop, code)))).await
+    }
+
+    async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>> {
+        self.read(move |db| Box::pin(async move { db.row(sel::POLICY_SELECT, args![library.0], sel::policy).await }))
+            .await
+    }
+
+    async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()> {
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec(
+                    "INSERT INTO policies (library_id, body, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (library_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at,
+                       updated_by = excluded.updated_by",
+                    args![library.0, &body, now, by.0],
+                )
+                .await
+                .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
+                Ok(())
+            }))
+        })
+        .await
+    }
+
+    async fn scripts_for(&self, staff: &Staff) -> Result<Vec<Script>> {
+        let (me, lib, coop) = (staff.id.0, staff.home.library.0, staff.home.cooperative.0);
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "{} WHERE (scope = 'personal' AND owner_id = ?1) OR (scope = 'library' AND owner_id = ?2)
+                        OR (scope = 'cooperative' AND owner_id = ?3)
+                     ORDER BY CASE scope WHEN 'personal' THEN 0 WHEN 'library' THEN 1 ELSE 2 END, title, id",
+                    sel::SCRIPT_SELECT
+                );
+                db.rows(&sql, args![me, lib, coop], sel::script).await
+            })
+        })
+        .await
+    }
+
+    async fn script(&self, id: i64) -> Result<Option<Script>> {
+        self.read(move |db| {
+            Box::pin(
+                async move { db.row(&format!("{} WHERE id = ?1", sel::SCRIPT_SELECT), args![id], sel::script).await },
+            )
+        })
+        .await
+    }
+
+    async fn create_script(&self, owner: ScriptOwner, title: String, body: String, now: Millis) -> Result<Script> {
+        self.write(move |db| Box::pin(quiet(create_script(db, owner, title, body, now)))).await
+    }
+
+    async fn delete_script(&self, id: i64) -> Result<()> {
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec("DELETE FROM scripts WHERE id = ?1", args![id]).await?;
+                Ok(())
+            }))
+        })
+        .await
+    }
+
+    async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT blocked_may_ask FROM library_settings WHERE library_id = ?1";
+                Ok(db.row(sql, args![library.0], |r| r.flag(0)).await?.unwrap_or(true))
+            })
+        })
+        .await
+    }
+
+    async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()> {
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec(
+                    "INSERT INTO library_settings (library_id, blocked_may_ask) VALUES (?1, ?2)
+                     ON CONFLICT (library_id) DO UPDATE SET blocked_may_ask = excluded.blocked_may_ask",
+                    args![library.0, may],
+                )
+                .await
+                .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
+                Ok(())
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,132 @@
+//! The question list: questions, their actions and timelines.
+
+use super::{quiet, Backend};
+use crate::api::Questions;
+use crate::sql::rows::*;
+use crate::sql::select::{self as sel, question_query};
+use crate::sql::{args, int, Db};
+use crate::{Acted, NewFormQuestion, Plan, QuestionQuery, QuestionRecord, Result, TimelineEntry};
+use async_trait::async_trait;
+use refdesk_domain::event::Event;
+use refdesk_domain::ids::{QuestionId, SessionId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::{question_on_accept, QuestionState, Status};
+use refdesk_domain::{DomainError, Millis};
+
+fn forms_full() -> DomainError {
+    DomainError::Limited {
+        code: "too_many_questions",
+        reason: "too many questions have been sent from your network today; please try again tomorrow".into(),
+    }
+}
+
+/// A question from the offline form: an ended session holding its one
+/// line, and a `new` question nobody is assigned. Bounded per network and
+/// day, counted inside the write (a lock per network on PostgreSQL).
+async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result<QuestionRecord> {
+    if let Some(net) = &new.keys.net {
+        db.lock(&format!("net:{net}")).await?;
+        let today = int(db, sel::FORMS_FROM_NET, args![net, new.now - 86_400_000]).await?;
+        if today >= i64::from(new.max_per_net_per_day) {
+            return Err(forms_full().into());
+        }
+    }
+    let session = int(
+        db,
+        "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
+           ended_at, last_message_at, queued_at, browser_key, net_key, by_form)
+         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6, ?7, ?8, TRUE) RETURNING id",
+        args![
+            new.library.0,
+            &new.token_hash,
+            &new.patron_name,
+            &new.patron_email,
+            &new.question,
+            new.now,
+            &new.keys.browser,
+            &new.keys.net
+        ],
+    )
+    .await
+    .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
+    let rec = load_session(db, SessionId(session)).await?;
+    insert_first_line(db, &rec, &new.question, new.now).await?;
+    // The form question has no chat to wait for: it is not live, and "new"
+    // says it needs work (DESIGN §9).
+    let state = QuestionState { status: Status::New, ..question_on_accept() };
+    let q = insert_question(db, &rec, &new.question, &state, None, new.now).await?;
+    question_where(db, q).await
+}
+
+/// Applies a question-list action: the plan is decided on the question and
+/// its session as they are inside the write.
+async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<(Acted, Vec<Event>)> {
+    let session = db
+        .row("SELECT session_id FROM questions WHERE id = ?1", args![id.0], |r| r.int(0))
+        .await?
+        .ok_or(not_found("question"))?;
+    let session = lock_session(db, SessionId(session)).await?;
+    let question = question_where(db, id).await?;
+    let before = question.state.clone();
+    let plan = plan(&question, &session)?;
+    if let Some(after) = &plan.state {
+        write_question_state(db, id, &before, after, &by, now).await?;
+    }
+    for entry in &plan.entries {
+        insert_timeline(db, id, now, Some(&by), entry).await?;
+    }
+    let mut events = Vec::new();
+    let line = match plan.line {
+        Some(line) => {
+            let message = insert_message(db, &session, line, now).await?;
+            events.push(Event::Message { ctx: session.ctx.clone(), message: message.clone() });
+            Some(message)
+        }
+        None => None,
+    };
+    let mail = match &plan.mail {
+        Some(m) => Some(insert_mail(db, m, Some(id), Some(session.ctx.id), now).await?),
+        None => None,
+    };
+    let question = question_where(db, id).await?;
+    Ok((Acted { question, line, mail }, events))
+}
+
+#[async_trait]
+impl<B: Backend> Questions for B {
+    async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord> {
+        self.write(move |db| Box::pin(quiet(create_form_question(db, new)))).await
+    }
+
+    async fn questions(&self, query: QuestionQuery) -> Result<Vec<QuestionRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let (sql, args) = question_query(&query, db.dialect());
+                db.rows(&sql, &args, sel::question).await
+            })
+        })
+        .await
+    }
+
+    async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted> {
+        self.write(move |db| Box::pin(act(db, id, by, plan, now))).await
+    }
+
+    async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                match question_where(db, id).await {
+                    Ok(q) => Ok(Some(q)),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
+        self.read(move |db| Box::pin(async move { db.rows(sel::TIMELINE_SELECT, args![id.0], sel::timeline).await }))
+            .await
+    }
+}

@@ -1,0 +1,196 @@
+//! Staff accounts, sign-ins and availability.
+
+use super::{quiet, Backend};
+use crate::api::Staffing;
+use crate::sql::rows::not_found;
+use crate::sql::select::{self as sel, STAFF_SELECT};
+use crate::sql::{args, int, Db};
+use crate::{NewStaff, Result, StaffEntry, StaffRecord, StaffUpdate, StoreError};
+use async_trait::async_trait;
+use refdesk_domain::event::{Availability, Event};
+use refdesk_domain::ids::{CooperativeId, StaffId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::{DomainError, Millis};
+
+async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
+    let id = int(
+        db,
+        "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        args![new.library.0, &new.username, &new.display_name, new.role.as_str(), &new.password_hash],
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Domain(DomainError::Conflict(_)) => {
+            DomainError::Conflict(format!("the username {} is taken", new.username)).into()
+        }
+        StoreError::Domain(DomainError::NotFound(_)) => not_found("library"),
+        other => other,
+    })?;
+    Ok(StaffId(id))
+}
+
+async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: Millis) -> Result<((), Vec<Event>)> {
+    let coop = db
+        .row(
+            "SELECT i.cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id
+             JOIN institutions i ON i.id = l.institution_id WHERE s.id = ?1",
+            args![id.0],
+            |r| r.int(0),
+        )
+        .await?
+        .ok_or(not_found("staff member"))?;
+    let sql = format!(
+        "UPDATE staff SET availability = ?2, last_seen = {}(last_seen, ?3) WHERE id = ?1",
+        db.dialect().greatest()
+    );
+    db.exec(&sql, args![id.0, a.as_str(), now]).await?;
+    Ok(((), vec![Event::Availability { staff: id, cooperative: CooperativeId(coop), availability: a }]))
+}
+
+async fn touch<D: Db>(db: &mut D, ids: Vec<StaffId>, now: Millis) -> Result<()> {
+    let sql = format!("UPDATE staff SET last_seen = {}(last_seen, ?2) WHERE id = ?1", db.dialect().greatest());
+    for id in ids {
+        db.exec(&sql, args![id.0, now]).await?;
+    }
+    Ok(())
+}
+
+/// Each node's tick may run this at once: the `UPDATE … RETURNING` decides
+/// who is taken off duty, so each change is announced by exactly one node.
+async fn sign_off_stale<D: Db>(db: &mut D, before: Millis) -> Result<(Vec<Staff>, Vec<Event>)> {
+    let ids = db
+        .rows(
+            "UPDATE staff SET availability = 'off_duty' WHERE availability <> 'off_duty' AND last_seen < ?1 RETURNING id",
+            args![before],
+            |r| r.int(0),
+        )
+        .await?;
+    let mut stale = Vec::with_capacity(ids.len());
+    for id in ids {
+        let sql = format!("{STAFF_SELECT} WHERE s.id = ?1");
+        stale.extend(db.row(&sql, args![id], sel::staff).await?);
+    }
+    stale.sort_by_key(|s| s.id.0);
+    let events = stale
+        .iter()
+        .map(|s| Event::Availability {
+            staff: s.id,
+            cooperative: s.home.cooperative,
+            availability: Availability::OffDuty,
+        })
+        .collect();
+    Ok((stale, events))
+}
+
+async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Result<((), Vec<Event>)> {
+    let lock = format!("SELECT id FROM staff WHERE id = ?1{}", db.dialect().for_update());
+    db.row(&lock, args![id.0], |r| r.int(0)).await?.ok_or(not_found("staff member"))?;
+    if let Some(role) = update.role {
+        db.exec("UPDATE staff SET role = ?2 WHERE id = ?1", args![id.0, role.as_str()]).await?;
+    }
+    if let Some(hash) = &update.password_hash {
+        db.exec("UPDATE staff SET password_hash = ?2 WHERE id = ?1", args![id.0, hash]).await?;
+    }
+    if let Some(disabled) = update.disabled {
+        db.exec("UPDATE staff SET disabled = ?2 WHERE id = ?1", args![id.0, disabled]).await?;
+        if disabled {
+            db.exec("UPDATE staff SET availability = 'off_duty' WHERE id = ?1", args![id.0]).await?;
+        }
+    }
+    // A disabled account, a new password or a new role: every sign-in ends,
+    // and every open connection with it, so no old cookie or socket keeps
+    // old powers.
+    db.exec("DELETE FROM logins WHERE staff_id = ?1", args![id.0]).await?;
+    Ok(((), vec![Event::SignedOut { staff: id }]))
+}
+
+#[async_trait]
+impl<B: Backend> Staffing for B {
+    async fn create_staff(&self, new: NewStaff) -> Result<StaffId> {
+        self.write(move |db| Box::pin(quiet(create_staff(db, new)))).await
+    }
+
+    async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>> {
+        let username = username.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                db.row(&format!("{STAFF_SELECT} WHERE s.username = ?1"), args![&username], sel::staff_record).await
+            })
+        })
+        .await
+    }
+
+    async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>> {
+        self.read(move |db| {
+            Box::pin(async move { db.row(&format!("{STAFF_SELECT} WHERE s.id = ?1"), args![id.0], sel::staff).await })
+        })
+        .await
+    }
+
+    async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec(
+                    "INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)",
+                    args![&token_hash, staff.0, expires],
+                )
+                .await
+                .map_err(|e| if e.is_not_found() { not_found("staff member") } else { e })?;
+                Ok(())
+            }))
+        })
+        .await
+    }
+
+    async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "{STAFF_SELECT} JOIN logins g ON g.staff_id = s.id
+                     WHERE g.token_hash = ?1 AND g.expires_at > ?2 AND NOT s.disabled"
+                );
+                db.row(&sql, args![&token_hash, now], sel::staff).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_login(&self, token_hash: &str) -> Result<()> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec("DELETE FROM logins WHERE token_hash = ?1", args![&token_hash]).await?;
+                Ok(())
+            }))
+        })
+        .await
+    }
+
+    async fn set_availability(&self, id: StaffId, a: Availability, now: Millis) -> Result<()> {
+        self.write(move |db| Box::pin(set_availability(db, id, a, now))).await
+    }
+
+    async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(touch(db, ids, now)))).await
+    }
+
+    async fn sign_off_stale(&self, before: Millis) -> Result<Vec<Staff>> {
+        self.write(move |db| Box::pin(sign_off_stale(db, before))).await
+    }
+
+    async fn staff_of(&self, coop: CooperativeId) -> Result<Vec<StaffEntry>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!("{STAFF_SELECT} WHERE i.cooperative_id = ?1 ORDER BY s.display_name, s.id");
+                db.rows(&sql, args![coop.0], sel::staff_entry).await
+            })
+        })
+        .await
+    }
+
+    async fn update_staff(&self, id: StaffId, update: StaffUpdate) -> Result<()> {
+        self.write(move |db| Box::pin(update_staff(db, id, update))).await
+    }
+}

@@ -1,0 +1,614 @@
+//! The records the store reads and writes, and the closures use cases hand
+//! to a write (rules evaluated inside its transaction).
+
+use crate::Result;
+pub use refdesk_domain::chat::NewMessage;
+use refdesk_domain::chat::{Message, SessionContext, SessionState};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
+use refdesk_domain::org::{Placement, Role, Staff};
+use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
+use refdesk_domain::{DomainError, Millis};
+use serde::Serialize;
+
+/// A rule evaluated inside the write's transaction on the session as it is.
+/// A backend may evaluate it more than once (on a cached copy first, then on
+/// the row): it must only read the session. For appends, the copy's
+/// `last_seq` and `last_message_at` may be behind; an append's guard must
+/// not depend on them.
+pub type Guard = Box<dyn Fn(&SessionRecord) -> Result<(), DomainError> + Send>;
+
+/// R6 as the store applies it inside `set_code`'s transaction: given the
+/// question's state, its session and the cooperative's codes, the new state.
+pub type Decide = Box<
+    dyn for<'a> FnOnce(&'a QuestionState, &'a SessionRecord, &'a [ResolutionCode]) -> Result<QuestionState, DomainError>
+        + Send,
+>;
+
+/// What an e-mail in the outbox is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailKind {
+    /// An answer to a question, from the question list.
+    Answer,
+    /// A chat's transcript, at its end.
+    Transcript,
+}
+
+impl MailKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Answer => "answer",
+            MailKind::Transcript => "transcript",
+        }
+    }
+
+    /// Parses [`MailKind::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<MailKind> {
+        [MailKind::Answer, MailKind::Transcript].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An e-mail to put in the outbox, in the same transaction as its cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMail {
+    /// What it is.
+    pub kind: MailKind,
+    /// Recipient address (already parsed).
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// An e-mail in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutboxMail {
+    /// Row id; with `created_at`, it makes the stable Message-ID.
+    pub id: i64,
+    /// What it is.
+    pub kind: MailKind,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// When it was queued.
+    pub created_at: Millis,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When it was delivered, if it was.
+    pub sent_at: Option<Millis>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// What a question-list action writes, decided by the app from the
+/// question and its session as they are inside the transaction.
+#[derive(Clone, Debug, Default)]
+pub struct QuestionPlan {
+    /// The question's new state, if it changes (its differences become timeline entries).
+    pub state: Option<QuestionState>,
+    /// Further timeline entries (answers, notes, messages).
+    pub entries: Vec<Change>,
+    /// A line for the live chat.
+    pub line: Option<NewMessage>,
+    /// An e-mail to send.
+    pub mail: Option<NewMail>,
+}
+
+/// Decides a question-list action inside its transaction.
+pub type Plan =
+    Box<dyn for<'a> FnOnce(&'a QuestionRecord, &'a SessionRecord) -> Result<QuestionPlan, DomainError> + Send>;
+
+/// Builds the end-of-chat transcript e-mail, if the patron asked for one,
+/// from the session and all its messages (the app filters them through the
+/// visibility function).
+pub type TranscriptMail = Box<dyn for<'a> FnOnce(&'a SessionRecord, &'a [Message]) -> Option<NewMail> + Send>;
+
+/// The result of a question-list action.
+#[derive(Clone, Debug)]
+pub struct Acted {
+    /// The question after the action.
+    pub question: QuestionRecord,
+    /// The line written into the live chat, if any.
+    pub line: Option<Message>,
+    /// The outbox id of the e-mail queued, if any.
+    pub mail: Option<i64>,
+}
+
+/// A filtered page of the question list.
+#[derive(Clone, Debug)]
+pub struct QuestionQuery {
+    /// Whose scope.
+    pub scope: QuestionScope,
+    /// Which view.
+    pub view: refdesk_domain::actions::View,
+    /// Only this status.
+    pub status: Option<refdesk_domain::question::Status>,
+    /// Only this resolution code.
+    pub code: Option<String>,
+    /// Created at or after.
+    pub from: Option<Millis>,
+    /// Created before.
+    pub to: Option<Millis>,
+    /// Chatted by this librarian.
+    pub librarian: Option<StaffId>,
+    /// Owned by this library.
+    pub library: Option<LibraryId>,
+    /// Words to find in the question or its transcript.
+    pub text: Option<String>,
+    /// Paging: only questions older than this one.
+    pub before: Option<QuestionId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A library's notes for staff serving its patrons (catalogue, accounts,
+/// databases, fines), linked from every session of its patrons.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyPage {
+    /// The library.
+    pub library: LibraryId,
+    /// Plain text, shown as text.
+    pub body: String,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Who changed it last.
+    pub updated_by: Option<String>,
+}
+
+/// A canned message: a staff member's own, their library's or their
+/// cooperative's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Script {
+    /// Its id.
+    pub id: i64,
+    /// `personal`, `library` or `cooperative`.
+    pub scope: String,
+    /// The staff member, library or cooperative it belongs to.
+    pub owner: i64,
+    /// What the picker shows.
+    pub title: String,
+    /// What it inserts.
+    pub body: String,
+}
+
+/// Who keeps a script: a staff member for themselves, a library or a
+/// cooperative for all its staff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptOwner {
+    /// One staff member's own.
+    Personal(StaffId),
+    /// A library's.
+    Library(LibraryId),
+    /// A cooperative's.
+    Cooperative(CooperativeId),
+}
+
+impl ScriptOwner {
+    /// The stored scope name.
+    pub fn scope(self) -> &'static str {
+        match self {
+            ScriptOwner::Personal(_) => "personal",
+            ScriptOwner::Library(_) => "library",
+            ScriptOwner::Cooperative(_) => "cooperative",
+        }
+    }
+
+    /// The owner's id, whichever kind it is.
+    pub fn id(self) -> i64 {
+        match self {
+            ScriptOwner::Personal(s) => s.0,
+            ScriptOwner::Library(l) => l.0,
+            ScriptOwner::Cooperative(c) => c.0,
+        }
+    }
+}
+
+impl Script {
+    /// Who keeps it.
+    pub fn owned_by(&self) -> Option<ScriptOwner> {
+        match self.scope.as_str() {
+            "personal" => Some(ScriptOwner::Personal(StaffId(self.owner))),
+            "library" => Some(ScriptOwner::Library(LibraryId(self.owner))),
+            "cooperative" => Some(ScriptOwner::Cooperative(CooperativeId(self.owner))),
+            _ => None,
+        }
+    }
+}
+
+/// Where a transferred chat goes.
+#[derive(Clone, Debug)]
+pub enum TransferTo {
+    /// Straight to a colleague.
+    Staff(Staff),
+    /// Back to a queue: a library's, or (with `coop_now`) offered to the
+    /// whole cooperative at once.
+    Queue {
+        /// The queue's library.
+        library: Placement,
+        /// Offer it to the whole cooperative at once.
+        coop_now: bool,
+    },
+}
+
+/// A change of hands: where the chat goes, whether the previous librarian
+/// stays (as a whispering member), and the line that tells everyone.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    /// Where it goes.
+    pub to: TransferTo,
+    /// Keep the previous librarian as a whispering member.
+    pub stay: bool,
+    /// The line written into the chat.
+    pub line: NewMessage,
+}
+
+/// A question left through the offline form (nobody on duty).
+#[derive(Clone, Debug)]
+pub struct NewFormQuestion {
+    /// The patron's library.
+    pub library: LibraryId,
+    /// Their name, if given.
+    pub patron_name: Option<String>,
+    /// Their e-mail (required: the answer goes there).
+    pub patron_email: String,
+    /// Their question.
+    pub question: String,
+    /// A random, unused token digest (the form opens no chat).
+    pub token_hash: String,
+    /// Now.
+    pub now: Millis,
+    /// Who is asking (see [`PatronKeys`]).
+    pub keys: PatronKeys,
+    /// Form questions from the network in `keys.net` in the last day, at
+    /// most (checked inside the write).
+    pub max_per_net_per_day: u32,
+}
+
+/// A staff member with what presence and management show.
+#[derive(Clone, Debug, Serialize)]
+pub struct StaffEntry {
+    /// The staff member.
+    #[serde(flatten)]
+    pub staff: Staff,
+    /// Their library's name.
+    pub library_name: String,
+    /// On duty, away or off duty.
+    pub availability: refdesk_domain::event::Availability,
+    /// Last time a connection of theirs was seen.
+    pub last_seen: Millis,
+    /// Disabled staff cannot sign in.
+    pub disabled: bool,
+}
+
+/// A change to a staff member's account.
+#[derive(Clone, Debug, Default)]
+pub struct StaffUpdate {
+    /// New role.
+    pub role: Option<Role>,
+    /// Disable (true) or enable (false).
+    pub disabled: Option<bool>,
+    /// New argon2id hash.
+    pub password_hash: Option<String>,
+}
+
+/// One IM conversation as the list shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImConversation {
+    /// The other staff member.
+    pub peer: StaffId,
+    /// Their name.
+    pub peer_name: String,
+    /// The last sequence number in the conversation.
+    pub last_seq: u64,
+    /// Messages from them not yet read.
+    pub unread: u64,
+}
+
+/// A library and where it sits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LibraryRecord {
+    /// Its place in the organisation.
+    pub placement: Placement,
+    /// URL name, as in `/ask/<slug>`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// An institution and the cooperative it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstitutionRecord {
+    /// Its id.
+    pub id: InstitutionId,
+    /// Its name.
+    pub name: String,
+    /// Its cooperative.
+    pub cooperative: CooperativeId,
+    /// The cooperative's name.
+    pub cooperative_name: String,
+}
+
+/// A staff member with what only sign-in needs.
+#[derive(Clone, Debug)]
+pub struct StaffRecord {
+    /// The staff member.
+    pub staff: Staff,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Disabled staff cannot sign in.
+    pub disabled: bool,
+}
+
+/// A new staff member.
+#[derive(Clone, Debug)]
+pub struct NewStaff {
+    /// Home library.
+    pub library: LibraryId,
+    /// Sign-in name (already parsed).
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// A chat session as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionRecord {
+    /// The session, with its place and participants.
+    pub ctx: SessionContext,
+    /// Its state.
+    pub state: SessionState,
+    /// The patron's name, if given.
+    pub patron_name: Option<String>,
+    /// The patron's e-mail, if given.
+    pub patron_email: Option<String>,
+    /// When the patron started it.
+    pub created_at: Millis,
+    /// When a librarian accepted it.
+    pub accepted_at: Option<Millis>,
+    /// When it ended.
+    pub ended_at: Option<Millis>,
+    /// Whether a resolution code has been set on its question (R5).
+    pub code_set: bool,
+    /// The last sequence number used.
+    pub last_seq: u64,
+    /// Where the patron asked the transcript to be e-mailed at the end.
+    pub transcript_to: Option<String>,
+    /// The library whose queue it waits (or last waited) in.
+    pub queue: Placement,
+    /// When it entered that queue.
+    pub queued_at: Millis,
+    /// Offered to the whole cooperative at once.
+    pub queue_coop: bool,
+    /// The patron's library's name.
+    pub library_name: String,
+    /// The chatting librarian's name.
+    pub librarian_name: Option<String>,
+    /// When its last message was written.
+    pub last_message_at: Millis,
+}
+
+impl SessionRecord {
+    /// The session as the chat monitor lists it.
+    pub fn summary(&self) -> refdesk_domain::event::SessionSummary {
+        refdesk_domain::event::SessionSummary {
+            ctx: self.ctx.clone(),
+            state: self.state,
+            library_name: self.library_name.clone(),
+            patron_name: self.patron_display(),
+            librarian_name: self.librarian_name.clone(),
+            created_at: self.created_at,
+            accepted_at: self.accepted_at,
+            last_message_at: self.last_message_at,
+            queue: self.queue,
+            queued_at: self.queued_at,
+        }
+    }
+
+    /// How the patron appears in the chat.
+    pub fn patron_display(&self) -> String {
+        self.patron_name.clone().unwrap_or_else(|| "Patron".to_owned())
+    }
+}
+
+/// A new chat from a patron.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// The patron's library.
+    pub library: LibraryId,
+    /// Their name, if given.
+    pub patron_name: Option<String>,
+    /// Their e-mail, if given.
+    pub patron_email: Option<String>,
+    /// Their question: the chat's first message.
+    pub question: String,
+    /// E-mail the transcript here at the end.
+    pub transcript_to: Option<String>,
+    /// SHA-256 of the chat's secret token.
+    pub token_hash: String,
+    /// Now.
+    pub now: Millis,
+    /// Who is asking, as far as a block can tell (see [`PatronKeys`]).
+    pub keys: PatronKeys,
+    /// Chats waiting in the library's queue at most: a start that would
+    /// make one more is refused (checked inside the write).
+    pub max_waiting: u32,
+    /// Chats waiting at once from the network in `keys.net` at most.
+    pub max_waiting_per_net: u32,
+}
+
+/// How a chat ends, besides who ends it and the transcript.
+#[derive(Clone, Debug, Default)]
+pub struct Ending {
+    /// For a chat still waiting whose patron gave an e-mail address: the
+    /// note of the missed-chat question it leaves — a new question, or a
+    /// note on the one it already has (a chat sent back to a queue).
+    pub missed: Option<String>,
+    /// A line from refdesk to everyone, written in the same transaction
+    /// just before the end line: why the chat ends.
+    pub last_words: Option<String>,
+}
+
+/// What identifies a patron for a block, never in the clear: a SHA-256
+/// digest (not keyed: an IPv4 address's can be found by trying them all) of
+/// the browser's own random id (kept by the widget) and of the
+/// network the chat came from (IPv4 address, IPv6 /64).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatronKeys {
+    /// The browser's.
+    pub browser: Option<String>,
+    /// The network's.
+    pub net: Option<String>,
+}
+
+/// A patron blocked from chatting with a cooperative's libraries (an
+/// abusive patron, DESIGN §9), until it runs out or an admin lifts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockRecord {
+    /// Its id.
+    pub id: i64,
+    /// The library of the chat it came from (admins of it see it).
+    pub placement: Placement,
+    /// That library's name.
+    pub library_name: String,
+    /// The chat.
+    pub session: SessionId,
+    /// The chat's question, if it has one (its timeline records the block).
+    pub question: Option<QuestionId>,
+    /// Why, in the librarian's words.
+    pub reason: String,
+    /// Who blocked.
+    pub created_by: StaffId,
+    /// Their name.
+    pub created_by_name: String,
+    /// When.
+    pub created_at: Millis,
+    /// When it runs out.
+    pub expires_at: Millis,
+    /// When it was lifted, if it was.
+    pub lifted_at: Option<Millis>,
+    /// Who lifted it.
+    pub lifted_by_name: Option<String>,
+}
+
+/// A block to record on a chat's patron.
+#[derive(Clone, Debug)]
+pub struct NewBlock {
+    /// The chat.
+    pub session: SessionId,
+    /// Who blocks.
+    pub by: Staff,
+    /// Why.
+    pub reason: String,
+    /// When it runs out.
+    pub expires_at: Millis,
+    /// Now.
+    pub now: Millis,
+}
+
+/// The result of an append: the message, and whether it was already stored
+/// under the same client id (I4: then nothing new was written).
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// The stored message.
+    pub message: Message,
+    /// True when the client id had been used before.
+    pub duplicate: bool,
+}
+
+/// A question with what the list shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QuestionRecord {
+    /// Its id.
+    pub id: QuestionId,
+    /// The session it came from.
+    pub session: SessionId,
+    /// The patron's library, which owns it (R1).
+    pub library: LibraryId,
+    /// That library's name.
+    pub library_name: String,
+    /// The question as first asked.
+    pub text: String,
+    /// Status, code, owner and flags.
+    pub state: QuestionState,
+    /// The chatting librarian.
+    pub librarian: Option<StaffId>,
+    /// Their display name.
+    pub librarian_name: Option<String>,
+    /// The session's state.
+    pub session_state: SessionState,
+    /// R5: still live.
+    pub live: bool,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When its session last had a message.
+    pub last_message_at: Millis,
+    /// Where the owning library sits.
+    pub placement: Placement,
+    /// Where the library it was referred to sits, if referred.
+    pub referred: Option<Placement>,
+    /// The name of the library it was referred to.
+    pub referred_name: Option<String>,
+    /// The patron's rating of the chat (1–5), if they gave one.
+    pub rating: Option<u8>,
+    /// Their comment with it.
+    pub rating_comment: Option<String>,
+    /// The name the patron gave, if any. Question records go to staff only
+    /// (the list and the question page); the e-mail address is on the
+    /// question page alone.
+    pub patron_name: Option<String>,
+}
+
+/// One timeline entry (R7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Millis,
+    /// Who (None: the system).
+    pub actor: Option<StaffId>,
+    /// Their name at the time.
+    pub actor_name: String,
+    /// What changed.
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// Which questions to list: those of the libraries a role covers, plus those
+/// whose session the staff member chatted in.
+#[derive(Clone, Debug)]
+pub struct QuestionScope {
+    /// The role scope, as a placement filter.
+    pub covers: ScopeLevel,
+    /// Include questions of sessions this staff member chatted in.
+    pub participant: StaffId,
+}
+
+/// A role scope as a filter.
+#[derive(Clone, Copy, Debug)]
+pub enum ScopeLevel {
+    /// One library.
+    Library(LibraryId),
+    /// Every library of an institution.
+    Institution(InstitutionId),
+    /// Every library of a cooperative.
+    Cooperative(CooperativeId),
+}
+
+impl ScopeLevel {
+    /// The scope of a staff member's role.
+    pub fn of(staff: &Staff) -> ScopeLevel {
+        match staff.role {
+            Role::Librarian | Role::LibraryAdmin => ScopeLevel::Library(staff.home.library),
+            Role::InstitutionAdmin => ScopeLevel::Institution(staff.home.institution),
+            Role::CooperativeAdmin => ScopeLevel::Cooperative(staff.home.cooperative),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The statements several operations share, written once over [`Db`]: load
+//! a session, bump its version, store a message, a timeline entry, an
+//! e-mail, a question's new state.
+
+use super::select::{self as sel, MESSAGE_SELECT, QUESTION_SELECT, SESSION_SELECT};
+use super::{args, int, Arg, Db};
+use crate::{NewMail, NewMessage, QuestionRecord, Result, SessionRecord, StoreError};
+use refdesk_domain::chat::{Author, Member, Message, MessageKind, SystemEvent};
+use refdesk_domain::ids::{CooperativeId, QuestionId, SessionId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
+use refdesk_domain::{DomainError, Millis};
+
+/// A missing row, as the store reports it.
+pub(crate) fn not_found(what: &'static str) -> StoreError {
+    StoreError::Domain(DomainError::NotFound(what))
+}
+
+/// The conference members of a session, in the order they came.
+async fn members_of<D: Db>(db: &mut D, id: SessionId) -> Result<Vec<Member>> {
+    db.rows(sel::MEMBERS_SELECT, args![id.0], sel::member).await
+}
+
+/// Sessions matching `cond`, with their members.
+pub(crate) async fn sessions_where<D: Db>(db: &mut D, cond: &str, args: &[Arg<'_>]) -> Result<Vec<SessionRecord>> {
+    let mut out = db.rows(&format!("{SESSION_SELECT} WHERE {cond}"), args, sel::session).await?;
+    for rec in &mut out {
+        rec.ctx.members = members_of(db, rec.ctx.id).await?;
+    }
+    Ok(out)
+}
+
+/// The first session matching `cond`, with its members.
+pub(crate) async fn session_where<D: Db>(db: &mut D, cond: &str, args: &[Arg<'_>]) -> Result<Option<SessionRecord>> {
+    match db.row(&format!("{SESSION_SELECT} WHERE {cond}"), args, sel::session).await? {
+        Some(mut rec) => {
+            rec.ctx.members = members_of(db, rec.ctx.id).await?;
+            Ok(Some(rec))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The session, or NotFound.
+pub(crate) async fn load_session<D: Db>(db: &mut D, id: SessionId) -> Result<SessionRecord> {
+    session_where(db, "s.id = ?1", args![id.0]).await?.ok_or(not_found("session"))
+}
+
+/// Takes the session for this write and bumps its version (see
+/// `SessionContext::version`): every write on a session but an append does
+/// this first, so that its events carry a version newer than any read
+/// before it (a roll-up read by the background round, say, delivered after
+/// an accept), and so that on PostgreSQL the row stays locked — writes on
+/// one session run one at a time across every node (sequence numbers, I4,
+/// I6) — and every node's copy for appends is stale.
+pub(crate) async fn lock_session<D: Db>(db: &mut D, id: SessionId) -> Result<SessionRecord> {
+    db.forget_session(id);
+    if db.exec("UPDATE sessions SET version = version + 1 WHERE id = ?1", args![id.0]).await? == 0 {
+        return Err(not_found("session"));
+    }
+    load_session(db, id).await
+}
+
+/// The patron's question as they asked it.
+pub(crate) async fn question_text<D: Db>(db: &mut D, id: SessionId) -> Result<String> {
+    db.row("SELECT question_text FROM sessions WHERE id = ?1", args![id.0], |r| r.text(0))
+        .await?
+        .ok_or(not_found("session"))
+}
+
+/// The message a sender already stored under a client id, if any (I4).
+pub(crate) async fn message_by_client_id<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    sender: &str,
+    client_id: &str,
+) -> Result<Option<Message>> {
+    let sql = format!("{MESSAGE_SELECT} WHERE session_id = ?1 AND sender = ?2 AND client_id = ?3");
+    db.row(&sql, args![id.0, sender, client_id], sel::message).await
+}
+
+/// Takes the session's next sequence number and stores the message under it.
+pub(crate) async fn insert_message<D: Db>(
+    db: &mut D,
+    rec: &SessionRecord,
+    m: NewMessage,
+    now: Millis,
+) -> Result<Message> {
+    let id = rec.ctx.id;
+    let seq = int(
+        db,
+        "UPDATE sessions SET last_seq = last_seq + 1, last_message_at = ?2 WHERE id = ?1 RETURNING last_seq",
+        args![id.0, now],
+    )
+    .await?;
+    let (kind, author_id, name) = sel::author_columns(&m.author);
+    let sender = m.author.sender_key();
+    db.exec(
+        "INSERT INTO messages (session_id, seq, kind, audience, author_kind, author_id, author_name, sender, client_id, body, system, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        args![
+            id.0,
+            seq,
+            m.kind.as_str(),
+            m.audience.as_str(),
+            kind,
+            author_id,
+            name,
+            &sender,
+            &m.client_id,
+            &m.body,
+            m.system.map(SystemEvent::as_str),
+            now
+        ],
+    )
+    .await?;
+    Ok(Message {
+        session: id,
+        seq: seq as u64,
+        kind: m.kind,
+        audience: m.audience,
+        author: m.author,
+        body: m.body,
+        client_id: m.client_id,
+        at: now,
+        system: m.system,
+    })
+}
+
+/// The patron's question as the first line of their session.
+pub(crate) async fn insert_first_line<D: Db>(
+    db: &mut D,
+    rec: &SessionRecord,
+    question: &str,
+    now: Millis,
+) -> Result<Message> {
+    let first = NewMessage {
+        author: Author::Patron { name: rec.patron_display() },
+        kind: MessageKind::Message,
+        audience: MessageKind::Message.audience(),
+        body: question.to_owned(),
+        client_id: None,
+        system: None,
+    };
+    insert_message(db, rec, first, now).await
+}
+
+/// Every message of a session, in order.
+pub(crate) async fn all_messages<D: Db>(db: &mut D, id: SessionId) -> Result<Vec<Message>> {
+    db.rows(&format!("{MESSAGE_SELECT} WHERE session_id = ?1 ORDER BY seq"), args![id.0], sel::message).await
+}
+
+/// Records a change in a question's timeline (R7).
+pub(crate) async fn insert_timeline<D: Db>(
+    db: &mut D,
+    q: QuestionId,
+    now: Millis,
+    actor: Option<&Staff>,
+    change: &Change,
+) -> Result<()> {
+    let json = serde_json::to_string(change).map_err(|e| StoreError::failed("encoding a timeline entry", e))?;
+    db.exec(
+        "INSERT INTO timeline (question_id, at, actor_id, actor_name, change) VALUES (?1, ?2, ?3, ?4, ?5)",
+        args![q.0, now, actor.map(|s| s.id.0), actor.map_or("refdesk", |s| s.display_name.as_str()), &json],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A new question for a session, with its "created" timeline entry.
+pub(crate) async fn insert_question<D: Db>(
+    db: &mut D,
+    rec: &SessionRecord,
+    text: &str,
+    state: &QuestionState,
+    actor: Option<&Staff>,
+    now: Millis,
+) -> Result<QuestionId> {
+    let id = int(
+        db,
+        "INSERT INTO questions (session_id, library_id, text, status, follow_up, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        args![rec.ctx.id.0, rec.ctx.placement.library.0, text, state.status.as_str(), state.follow_up, now],
+    )
+    .await?;
+    let q = QuestionId(id);
+    insert_timeline(db, q, now, actor, &Change::Created { status: state.status }).await?;
+    Ok(q)
+}
+
+/// A question's workflow state, or NotFound.
+pub(crate) async fn question_state<D: Db>(db: &mut D, q: QuestionId) -> Result<QuestionState> {
+    db.row(sel::QUESTION_STATE_SELECT, args![q.0], |r| sel::question_state(r, 0)).await?.ok_or(not_found("question"))
+}
+
+/// One question, or NotFound.
+pub(crate) async fn question_where<D: Db>(db: &mut D, id: QuestionId) -> Result<QuestionRecord> {
+    db.row(&format!("{QUESTION_SELECT} WHERE q.id = ?1"), args![id.0], sel::question)
+        .await?
+        .ok_or(not_found("question"))
+}
+
+/// Writes a question's new state and, for every difference from `before`,
+/// a timeline entry (R7: nothing changes silently).
+pub(crate) async fn write_question_state<D: Db>(
+    db: &mut D,
+    id: QuestionId,
+    before: &QuestionState,
+    after: &QuestionState,
+    by: &Staff,
+    now: Millis,
+) -> Result<()> {
+    db.exec(
+        "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6,
+         exclude_from_stats = ?7 WHERE id = ?1",
+        args![
+            id.0,
+            after.status.as_str(),
+            &after.code,
+            after.assignee.map(|s| s.0),
+            after.follow_up,
+            after.referred_to.map(|l| l.0),
+            after.exclude_from_stats
+        ],
+    )
+    .await?;
+    for change in refdesk_domain::question::changes(before, after) {
+        insert_timeline(db, id, now, Some(by), &change).await?;
+    }
+    Ok(())
+}
+
+/// Puts an e-mail in the outbox; its id.
+pub(crate) async fn insert_mail<D: Db>(
+    db: &mut D,
+    m: &NewMail,
+    question: Option<QuestionId>,
+    session: Option<SessionId>,
+    now: Millis,
+) -> Result<i64> {
+    int(
+        db,
+        "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+        args![m.kind.as_str(), question.map(|q| q.0), session.map(|s| s.0), &m.to, &m.subject, &m.body, now],
+    )
+    .await
+}
+
+/// A cooperative's resolution codes, in picker order.
+pub(crate) async fn codes_of<D: Db>(db: &mut D, coop: CooperativeId) -> Result<Vec<ResolutionCode>> {
+    db.rows(sel::CODES_SELECT, args![coop.0], sel::code).await
+}
+
+/// One block, or NotFound.
+pub(crate) async fn block_where<D: Db>(db: &mut D, id: i64) -> Result<crate::BlockRecord> {
+    db.row(&format!("{} WHERE b.id = ?1", sel::BLOCK_SELECT), args![id], sel::block).await?.ok_or(not_found("block"))
+}
