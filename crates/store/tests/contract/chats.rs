@@ -1,0 +1,354 @@
+//! Chat sessions: the queue, accepting, the messages, conferencing and
+//! hand-overs, the end and what it writes.
+
+use crate::support::{chatting, keyed, line, ok, patron, staff_author, start, system, Backend};
+use refdesk_domain::chat::{Audience, ConferenceMode, Message, MessageKind, SessionState};
+use refdesk_domain::ids::SessionId;
+use refdesk_domain::question::{apply_code, Change, Status};
+use refdesk_domain::DomainError;
+use refdesk_store::{Ending, Handover, MailKind, NewMail, SessionRecord, StoreError, TransferTo};
+use std::sync::{Arc, Mutex};
+
+on_every_backend!(
+    waiting_chats_are_found_by_token_and_queue_oldest_first,
+    an_accept_is_atomic_and_creates_the_question_in_the_patrons_library,
+    of_many_simultaneous_accepts_exactly_one_wins,
+    a_guard_that_refuses_writes_nothing,
+    appends_are_gapless_and_a_client_id_is_stored_once_per_sender,
+    simultaneous_sends_are_gapless_and_store_each_client_id_once,
+    only_committed_messages_are_published_once_each_in_commit_order,
+    conference_transfer_and_leave_keep_the_librarian_and_the_members_right,
+    an_end_writes_the_transcript_mail_in_the_same_write,
+    an_ended_chat_cannot_end_again,
+    a_code_set_after_the_end_takes_the_question_out_of_live,
+    a_patrons_rating_is_kept_on_the_question,
+    a_patron_leaving_the_queue_leaves_a_question_only_with_an_address,
+    the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_one_a_conflict,
+    the_queue_caps_hold_inside_the_start,
+    an_ending_writes_its_last_words_and_keeps_a_question,
+);
+
+async fn seqs(b: &Backend, id: SessionId) -> Vec<u64> {
+    b.store.messages_after(id, 0, 1000).await.unwrap().iter().map(|m| m.seq).collect()
+}
+
+async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = start(s, w, Some("pat@example.org"), "t1", 10).await;
+    let c = start(s, w, None, "t2", 20).await;
+    assert_eq!(s.session_by_token("t1").await.unwrap().unwrap().ctx.id, a);
+    assert!(s.session_by_token("t3").await.unwrap().is_none());
+    assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [a, c]);
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, c).await.unwrap(), 1);
+    s.accept(a, w.ann.clone(), ok(), 30).await.unwrap();
+    assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [c], "accepted: gone");
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, c).await.unwrap(), 0);
+}
+
+/// I6: one accept wins; R1: the question is in the patron's library,
+/// answered, and live.
+async fn an_accept_is_atomic_and_creates_the_question_in_the_patrons_library(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = start(s, w, Some("pat@example.org"), "t1", 10).await;
+    let (rec, _) = s.accept(a, w.ann.clone(), ok(), 30).await.unwrap();
+    assert_eq!(rec.ctx.librarian, Some(w.ann.id));
+    assert_eq!(rec.state, SessionState::Active);
+    let r = s.accept(a, w.carla.clone(), ok(), 31).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    let q = rec.ctx.question.expect("R1: a question at acceptance");
+    let question = s.question(q).await.unwrap().unwrap();
+    assert_eq!(
+        (question.library, question.state.status, question.live),
+        (w.library.placement.library, Status::Answered, true)
+    );
+    assert_eq!(s.session(a).await.unwrap().unwrap().ctx.librarian, Some(w.ann.id), "the second accept changed nothing");
+}
+
+/// I6 under concurrency: of many simultaneous accepts exactly one wins.
+async fn of_many_simultaneous_accepts_exactly_one_wins(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let c = start(s, w, None, "t3", 600).await;
+    let accepts: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, by) = (b.store.clone(), if i % 2 == 0 { w.ann.clone() } else { w.dev.clone() });
+            tokio::spawn(async move { store.accept(c, by, ok(), 601).await.is_ok() })
+        })
+        .collect();
+    let mut won = 0;
+    for a in accepts {
+        won += usize::from(a.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one accept wins");
+    assert_eq!(seqs(b, c).await, [1, 2], "the question and one joined line");
+}
+
+/// A guard refusing inside the transaction changes nothing, and its
+/// refusal comes back as it was given.
+async fn a_guard_that_refuses_writes_nothing(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let before = s.messages_after(a, 0, 100).await.unwrap();
+    let refused = s
+        .append(
+            a,
+            line(staff_author(&w.ann), MessageKind::Message, "no", None),
+            Box::new(|_| Err(DomainError::Forbidden("x"))),
+            32,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Domain(DomainError::Forbidden("x")))), "{refused:?}");
+    assert_eq!(s.messages_after(a, 0, 100).await.unwrap(), before);
+}
+
+/// I3 / I4: sequence numbers strictly increase without gaps; a re-sent
+/// client id is stored once — per sender.
+async fn appends_are_gapless_and_a_client_id_is_stored_once_per_sender(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let m1 = s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 33).await.unwrap();
+    assert!(!m1.duplicate);
+    let again = s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 34).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.seq, m1.message.seq);
+    let note = s.append(a, line(staff_author(&w.ann), MessageKind::Note, "psst", Some("c1")), ok(), 35).await.unwrap();
+    assert!(!note.duplicate, "client ids are per sender");
+    let all: Vec<Message> = s.messages_after(a, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless, in order");
+    assert_eq!(seqs.len(), 4, "the question, the joined line, hi, the note");
+    assert_eq!(all.last().unwrap().audience, Audience::Staff);
+    assert_eq!(s.messages_after(a, 2, 100).await.unwrap().first().map(|m| m.seq), Some(3));
+    assert_eq!(s.messages_after(a, 2, 1).await.unwrap().len(), 1, "at most the limit");
+}
+
+/// I3 / I4 under concurrency: simultaneous sends get gapless sequence
+/// numbers, and each client id is stored once however often it is re-sent.
+async fn simultaneous_sends_are_gapless_and_store_each_client_id_once(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let c = chatting(s, w, None, "t3", 600).await;
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let store = b.store.clone();
+            let cid = format!("c{}", i % 20);
+            tokio::spawn(async move {
+                store.append(c, line(patron(), MessageKind::Message, "x", Some(&cid)), ok(), 602).await.unwrap()
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for send in sends {
+        fresh += usize::from(!send.await.unwrap().duplicate);
+    }
+    assert_eq!(fresh, 20, "one message per client id");
+    assert_eq!(seqs(b, c).await, (1..=22).collect::<Vec<u64>>(), "question, joined line, then 20 gapless");
+}
+
+/// I2: events are published only for committed writes, once each, in
+/// commit order — a refused write and a duplicate publish nothing.
+async fn only_committed_messages_are_published_once_each_in_commit_order(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    let refused = s
+        .append(a, line(patron(), MessageKind::Message, "no", None), Box::new(|_| Err(DomainError::Forbidden("x"))), 12)
+        .await;
+    assert!(refused.is_err());
+    s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 13).await.unwrap();
+    s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 14).await.unwrap();
+    s.append(a, line(staff_author(&w.ann), MessageKind::Note, "psst", Some("c1")), ok(), 15).await.unwrap();
+    s.conference(a, w.dev.clone(), ConferenceMode::Whisper, ok(), 16).await.unwrap();
+    let handover = Handover { to: TransferTo::Staff(w.dev.clone()), stay: true, line: system("taken over") };
+    s.transfer(a, w.dev.clone(), handover, ok(), 17).await.unwrap();
+    s.leave(a, w.ann.clone(), ok(), 18).await.unwrap();
+    s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), Ending::default(), 19).await.unwrap();
+
+    let stored = seqs(b, a).await;
+    assert_eq!(stored.len(), 8, "question, joined, hi, note, whispering, taken over, left, ended");
+    assert_eq!(b.sink.message_seqs(a), stored, "each committed message published once, in order; refused ones never");
+}
+
+/// Conferencing (B2, B3): members are in the context; a change of hands
+/// keeps the previous librarian as a whispering member when asked to.
+async fn conference_transfer_and_leave_keep_the_librarian_and_the_members_right(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, ok(), 40).await.unwrap();
+    assert_eq!(rec.ctx.member_mode(w.dev.id), Some(ConferenceMode::Whisper));
+    let handover = Handover { to: TransferTo::Staff(w.dev.clone()), stay: true, line: system("taken over") };
+    let rec = s.transfer(a, w.dev.clone(), handover, ok(), 41).await.unwrap();
+    assert_eq!(rec.ctx.librarian, Some(w.dev.id));
+    assert_eq!(rec.ctx.member_mode(w.ann.id), Some(ConferenceMode::Whisper), "the previous librarian stays");
+    let rec = s.leave(a, w.ann.clone(), ok(), 42).await.unwrap();
+    assert!(rec.ctx.members.is_empty(), "{:?}", rec.ctx.members);
+    assert_eq!(s.session(a).await.unwrap().unwrap().ctx, rec.ctx, "as stored");
+    assert_eq!(s.sessions_of(w.dev.id).await.unwrap().len(), 1);
+    assert!(s.sessions_of(w.ann.id).await.unwrap().is_empty());
+    let bodies: Vec<String> = s.messages_after(a, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
+    // The store words presence lines itself (refdesk_domain::lines) from how
+    // the member took part; the hand-over line is the caller's.
+    let whisper = refdesk_domain::lines::conference(&w.dev.display_name, None, ConferenceMode::Whisper).body;
+    let left = refdesk_domain::lines::leave(&w.ann.display_name, Some(ConferenceMode::Whisper)).body;
+    assert!(
+        bodies.contains(&whisper) && bodies.iter().any(|l| l == "taken over") && bodies.contains(&left),
+        "{bodies:?}"
+    );
+}
+
+/// The end builds the transcript e-mail from the ended session and all its
+/// messages, the end line included, and queues it in the same write.
+async fn an_end_writes_the_transcript_mail_in_the_same_write(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    s.append(a, line(patron(), MessageKind::Message, "hi", None), ok(), 12).await.unwrap();
+    s.set_transcript_to(a, Some("Pat@Example.org".into())).await.unwrap();
+    assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("Pat@Example.org"));
+
+    // What the mail was built from, kept to look at after the end.
+    type Seen = Option<(SessionRecord, Vec<Message>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let keep = seen.clone();
+    let mail = Box::new(move |rec: &SessionRecord, all: &[Message]| {
+        *keep.lock().unwrap() = Some((rec.clone(), all.to_vec()));
+        let body = all.iter().map(|m| m.body.as_str()).collect::<Vec<_>>().join("\n");
+        Some(NewMail { kind: MailKind::Transcript, to: rec.transcript_to.clone()?, subject: "Your chat".into(), body })
+    });
+    let ended = s.end(a, patron(), ok(), mail, Ending::default(), 20).await.unwrap();
+
+    let (rec, all) = seen.lock().unwrap().take().expect("the mail is built");
+    assert_eq!(rec.state, SessionState::Ended);
+    assert_eq!(all.last(), Some(&ended), "with the end line");
+    assert_eq!(all, s.messages_after(a, 0, 100).await.unwrap(), "and every message before it");
+    let due = s.due_mail(20, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!((due[0].kind.as_str(), due[0].to.as_str()), ("transcript", "Pat@Example.org"));
+    assert!(due[0].body.contains("hi") && due[0].body.ends_with(&ended.body), "{}", due[0].body);
+    assert_eq!((due[0].created_at, due[0].attempts, due[0].sent_at), (20, 0, None));
+    assert_eq!(s.transcripts_to("pat@example.org", 0).await.unwrap(), 1, "whatever its letter case");
+    assert_eq!(s.transcripts_to("pat@example.org", 11).await.unwrap(), 0, "a chat started before `since`");
+}
+
+/// R5: a chat ends once.
+async fn an_ended_chat_cannot_end_again(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    s.end(a, staff_author(&w.ann), ok(), Box::new(|_, _| None), Ending::default(), 70).await.unwrap();
+    assert_eq!(s.session(a).await.unwrap().unwrap().state, SessionState::Ended);
+    let r = s.end(a, staff_author(&w.ann), ok(), Box::new(|_, _| None), Ending::default(), 71).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    let lines = s.messages_after(a, 0, 100).await.unwrap();
+    assert_eq!(lines.iter().filter(|m| m.at == 71).count(), 0, "the second end wrote nothing");
+}
+
+/// R5 / R6: once the chat has ended and its code is set, the question is
+/// no longer live; the code decides its state.
+async fn a_code_set_after_the_end_takes_the_question_out_of_live(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let q = s.session(a).await.unwrap().unwrap().ctx.question.unwrap();
+    s.end(a, staff_author(&w.ann), ok(), Box::new(|_, _| None), Ending::default(), 70).await.unwrap();
+    assert!(s.question(q).await.unwrap().unwrap().live, "ended, but no code yet");
+    let chatted = w.ann.id;
+    let decide: refdesk_store::Decide = Box::new(move |before, _, codes| {
+        let code = codes.iter().find(|c| c.key == "answered").unwrap();
+        Ok(apply_code(before, code, Some(chatted), None))
+    });
+    let (state, said) = s.set_code(a, "answered".into(), w.ann.clone(), ok(), decide, 72).await.unwrap();
+    assert_eq!((state.code.as_deref(), state.assignee), (Some("answered"), Some(w.ann.id)));
+    assert_eq!(said.audience, Audience::Staff, "the code is the library's business");
+    let question = s.question(q).await.unwrap().unwrap();
+    assert!(!question.live);
+    assert_eq!(question.state, state);
+    assert!(s.session(a).await.unwrap().unwrap().code_set);
+}
+
+async fn a_patrons_rating_is_kept_on_the_question(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let q = s.session(a).await.unwrap().unwrap().ctx.question.unwrap();
+    s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 70).await.unwrap();
+    s.rate(a, 3, None).await.unwrap();
+    s.rate(a, 5, Some("great".into())).await.unwrap();
+    let question = s.question(q).await.unwrap().unwrap();
+    assert_eq!((question.rating, question.rating_comment.as_deref()), (Some(5), Some("great")), "the later one");
+}
+
+/// DESIGN §9, missed chat: a patron who leaves the queue leaves a question
+/// for their library if they gave an address to answer it at, and none
+/// otherwise.
+async fn a_patron_leaving_the_queue_leaves_a_question_only_with_an_address(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let missed = || Ending { missed: Some("missed".into()), last_words: None };
+    let bare = start(s, w, None, "t1", 10).await;
+    s.end(bare, patron(), ok(), Box::new(|_, _| None), missed(), 80).await.unwrap();
+    assert!(s.session(bare).await.unwrap().unwrap().ctx.question.is_none(), "no address, no question");
+
+    let asked = start(s, w, Some("pat@example.org"), "t2", 20).await;
+    s.end(asked, patron(), ok(), Box::new(|_, _| None), missed(), 81).await.unwrap();
+    let q = s.session(asked).await.unwrap().unwrap().ctx.question.expect("an address, a question");
+    let question = s.question(q).await.unwrap().unwrap();
+    assert_eq!((question.library, question.state.status), (w.library.placement.library, Status::New));
+    let notes: Vec<Change> = s
+        .timeline(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.change)
+        .filter(|c| matches!(c, Change::Note { .. }))
+        .collect();
+    assert_eq!(notes, [Change::Note { body: "missed".into() }]);
+}
+
+/// Issue 14's drift: `set_transcript_to` treated a missing session
+/// differently on each backend. A missing chat is NotFound, an ended one a
+/// Conflict (its transcript has already been built), on every backend.
+async fn the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_one_a_conflict(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let missing = SessionId(999_999);
+    for to in [None, Some("a@example.org".to_owned())] {
+        let r = s.set_transcript_to(missing, to).await;
+        assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "{r:?}");
+    }
+    let a = start(s, w, None, "t1", 1).await;
+    s.set_transcript_to(a, Some("a@example.org".into())).await.unwrap();
+    s.end(a, refdesk_domain::chat::Author::System, ok(), Box::new(|_, _| None), Ending::default(), 2).await.unwrap();
+    for to in [None, Some("b@example.org".to_owned())] {
+        let r = s.set_transcript_to(a, to).await;
+        assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    }
+    assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("a@example.org"), "unchanged");
+}
+
+/// Waiting chats are capped per library and per network inside the write.
+async fn the_queue_caps_hold_inside_the_start(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    s.start_session(keyed(w, "q1", None, Some("net-a"), 3, 1)).await.unwrap();
+    let r = s.start_session(keyed(w, "q2", None, Some("net-a"), 3, 1)).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_waiting", .. }))), "{r:?}");
+    s.start_session(keyed(w, "q3", None, Some("net-b"), 3, 1)).await.unwrap();
+    s.start_session(keyed(w, "q4", None, None, 3, 1)).await.unwrap();
+    let r = s.start_session(keyed(w, "q5", None, Some("net-c"), 3, 1)).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "queue_full", .. }))), "{r:?}");
+    assert_eq!(s.waiting().await.unwrap().len(), 3, "the refused starts left nothing");
+}
+
+/// An expiring chat's last words and end are one write; a chat that already
+/// has a question keeps it, with the missed-chat note.
+async fn an_ending_writes_its_last_words_and_keeps_a_question(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "e1", 1).await;
+    let handover = Handover {
+        to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+        stay: false,
+        line: system("back to the queue"),
+    };
+    s.transfer(a, w.ann.clone(), handover, ok(), 3).await.unwrap();
+    let ending = Ending { missed: Some("Missed chat: nobody".into()), last_words: Some("Sorry".into()) };
+    s.end(a, refdesk_domain::chat::Author::System, ok(), Box::new(|_, _| None), ending, 4).await.unwrap();
+    let lines = s.messages_after(a, 0, 100).await.unwrap();
+    let n = lines.len();
+    assert_eq!(lines[n - 2].body, "Sorry", "the last words, then the end line");
+    assert_eq!(lines[n - 2].audience, Audience::Everyone);
+    let q = s.session(a).await.unwrap().unwrap().ctx.question.expect("its question stays");
+    let notes = s.timeline(q).await.unwrap().into_iter().filter(|t| matches!(t.change, Change::Note { .. })).count();
+    assert_eq!(notes, 1);
+    assert_eq!(s.transcripts_to("PAT@example.org", 0).await.unwrap(), 0, "no transcript was asked");
+}

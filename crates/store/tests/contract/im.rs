@@ -1,0 +1,46 @@
+//! Staff IM: direct messages between colleagues, and what is unread.
+
+use crate::support::Backend;
+use refdesk_domain::ids::StaffId;
+use refdesk_domain::DomainError;
+use refdesk_store::StoreError;
+
+on_every_backend!(
+    an_im_is_stored_once_per_client_id_and_reading_clears_the_unread_count,
+    an_im_with_a_colleague_who_does_not_exist_is_not_found,
+);
+
+async fn an_im_is_stored_once_per_client_id_and_reading_clears_the_unread_count(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 300).await.unwrap();
+    assert!(!dup);
+    let (again, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 301).await.unwrap();
+    assert!(dup, "I4 for IM");
+    assert_eq!(again, m);
+    assert_eq!(s.im_after(w.dev.id, w.ann.id, 0, 10).await.unwrap(), vec![m.clone()]);
+    assert_eq!(s.im_after(w.ann.id, w.dev.id, 0, 10).await.unwrap(), vec![m], "one conversation, either way");
+    let listed = s.im_conversations(w.dev.id).await.unwrap();
+    assert_eq!((listed.len(), listed[0].peer, listed[0].unread), (1, w.ann.id, 1));
+    s.im_read(w.dev.id, w.ann.id, 1).await.unwrap();
+    assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 0);
+}
+
+/// Issue 14's drift (`POST /api/im/9999/read` was a 500 on SQLite): a
+/// colleague who does not exist is NotFound on every backend, and nothing
+/// is written.
+async fn an_im_with_a_colleague_who_does_not_exist_is_not_found(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let ghost = StaffId(999_999);
+    let r = s.im_read(w.ann.id, ghost, 1).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "reading with a ghost: {r:?}");
+    let r = s.im_send(w.ann.clone(), ghost, "anyone?".into(), Some("i1".into()), 1).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "writing to a ghost: {r:?}");
+    let r = s.im_send(w.ann.clone(), ghost, "anyone?".into(), None, 2).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "without a client id: {r:?}");
+    assert!(s.im_conversations(w.ann.id).await.unwrap().is_empty(), "nothing was written");
+    assert!(s.im_after(w.ann.id, ghost, 0, 10).await.unwrap().is_empty());
+
+    // The refusals leave the store as it was: the next message is the first.
+    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 3).await.unwrap();
+    assert_eq!((m.seq, dup), (1, false));
+}

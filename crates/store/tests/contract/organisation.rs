@@ -1,0 +1,169 @@
+//! The organisation: cooperatives, institutions, libraries, their policy
+//! pages and resolution codes, and the store's own life (empty, closed).
+
+use crate::support::{start, Backend, Empty};
+use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
+use refdesk_domain::org::Role;
+use refdesk_domain::question::{default_codes, ResolutionCode};
+use refdesk_domain::DomainError;
+use refdesk_store::{NewStaff, PolicyPage, StoreError};
+use std::collections::BTreeSet;
+
+on_every_backend!(
+    a_store_is_empty_until_its_first_cooperative,
+    a_library_slug_is_taken_once,
+    creating_under_a_parent_that_does_not_exist_is_not_found,
+    a_library_policy_page_is_replaced_and_read_back,
+    replacing_a_code_keeps_its_place_in_the_picker,
+    codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
+    a_closed_store_refuses_reads_and_writes_and_closing_again_does_nothing,
+);
+
+fn not_found<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Domain(DomainError::NotFound(_))))
+}
+
+/// A new code for the cooperative's picker.
+fn new_code(n: usize) -> ResolutionCode {
+    ResolutionCode { key: format!("new_{n:02}"), label: format!("New {n}"), ..default_codes()[1].clone() }
+}
+
+async fn a_store_is_empty_until_its_first_cooperative(b: &Backend) {
+    let empty = Empty::open(b.kind).await;
+    assert!(empty.store.is_empty().await.unwrap());
+    empty.store.create_cooperative("Coop", default_codes()).await.unwrap();
+    assert!(!empty.store.is_empty().await.unwrap());
+    empty.remove().await;
+    assert!(!b.store.is_empty().await.unwrap(), "the world is in");
+}
+
+async fn a_library_slug_is_taken_once(b: &Backend) {
+    let r = b.store.create_library(b.w.library.placement.institution, "main", "Again").await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    assert_eq!(b.store.libraries().await.unwrap(), [b.w.library.clone(), b.w.other.clone()]);
+}
+
+/// Issue 14's drift: SQLite reported a foreign-key failure as a database
+/// error (a 500), PostgreSQL as NotFound (a 404). A write that names a
+/// parent that does not exist is NotFound on every backend, and writes
+/// nothing.
+async fn creating_under_a_parent_that_does_not_exist_is_not_found(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let r = s.create_institution(CooperativeId(999_999), "Nowhere").await;
+    assert!(not_found(&r), "an institution of a cooperative that does not exist: {r:?}");
+    let r = s.create_library(InstitutionId(999_999), "nowhere", "Nowhere").await;
+    assert!(not_found(&r), "a library of an institution that does not exist: {r:?}");
+    let new = NewStaff {
+        library: LibraryId(999_999),
+        username: "nobody".into(),
+        display_name: "Nobody".into(),
+        role: Role::Librarian,
+        password_hash: "hash".into(),
+    };
+    let r = s.create_staff(new).await;
+    assert!(not_found(&r), "staff of a library that does not exist: {r:?}");
+    let r = s.put_code(CooperativeId(999_999), new_code(1)).await;
+    assert!(not_found(&r), "a code of a cooperative that does not exist: {r:?}");
+    let r = s.set_policy(LibraryId(999_999), "Fines: none".into(), w.carla.id, 1).await;
+    assert!(not_found(&r), "the policy of a library that does not exist: {r:?}");
+    let r = s.set_policy(w.library.placement.library, "Fines: none".into(), StaffId(999_999), 1).await;
+    assert!(not_found(&r), "a policy changed by staff who do not exist: {r:?}");
+
+    assert_eq!(s.institutions().await.unwrap().len(), 1, "nothing was written");
+    assert_eq!(s.libraries().await.unwrap().len(), 2);
+    assert!(s.library_by_slug("nowhere").await.unwrap().is_none());
+    assert!(s.staff_by_username("nobody").await.unwrap().is_none());
+    assert!(s.codes(CooperativeId(999_999)).await.unwrap().is_empty());
+    assert!(s.policy(w.library.placement.library).await.unwrap().is_none());
+}
+
+async fn a_library_policy_page_is_replaced_and_read_back(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let library = w.library.placement.library;
+    assert!(s.policy(library).await.unwrap().is_none());
+    s.set_policy(library, "Fines: some".into(), w.ann.id, 400).await.unwrap();
+    s.set_policy(library, "Fines: none".into(), w.carla.id, 500).await.unwrap();
+    let page = s.policy(library).await.unwrap().unwrap();
+    let expected =
+        PolicyPage { library, body: "Fines: none".into(), updated_at: 500, updated_by: Some("CARLA".into()) };
+    assert_eq!(page, expected);
+    assert!(s.policy(w.other.placement.library).await.unwrap().is_none(), "each library its own");
+}
+
+/// `put_code` promises that a new code goes last and says nothing of moving
+/// one that is replaced: it keeps its place.
+async fn replacing_a_code_keeps_its_place_in_the_picker(b: &Backend) {
+    let s = &*b.store;
+    let coop = b.w.library.placement.cooperative;
+    let before = s.codes(coop).await.unwrap();
+    assert_eq!(before, default_codes(), "the codes the cooperative was made with, in their order");
+
+    let mut first = before[0].clone();
+    first.label = "Answered fully".into();
+    s.put_code(coop, first.clone()).await.unwrap();
+    let mut middle = before[3].clone();
+    middle.label = "Referred elsewhere".into();
+    middle.follow_up = !middle.follow_up;
+    s.put_code(coop, middle.clone()).await.unwrap();
+    s.put_code(coop, new_code(1)).await.unwrap();
+    let mut added = new_code(1);
+    added.label = "New, renamed".into();
+    s.put_code(coop, added.clone()).await.unwrap();
+
+    let mut expected = before;
+    expected[0] = first;
+    expected[3] = middle;
+    expected.push(added);
+    assert_eq!(s.codes(coop).await.unwrap(), expected);
+}
+
+/// Issue 14's drift: `put_code` locked the cooperative only on PostgreSQL.
+/// Codes added at the same moment must each get a position of their own
+/// after the codes already there, so that the picker has one order.
+async fn codes_added_at_once_each_get_a_place_of_their_own_after_the_others(b: &Backend) {
+    let s = &*b.store;
+    let coop = b.w.library.placement.cooperative;
+    let before = s.codes(coop).await.unwrap();
+    let puts: Vec<_> = (0..16)
+        .map(|n| {
+            let store = b.store.clone();
+            tokio::spawn(async move { store.put_code(coop, new_code(n)).await })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for put in puts {
+        if let Err(e) = put.await.unwrap() {
+            failed.push(e);
+        }
+    }
+    assert!(failed.is_empty(), "every code is stored: {failed:?}");
+
+    let after = s.codes(coop).await.unwrap();
+    assert_eq!(after.len(), before.len() + 16, "{after:?}");
+    assert_eq!(after[..before.len()], before[..], "the codes already there keep their places");
+    let added: BTreeSet<String> = after[before.len()..].iter().map(|c| c.key.clone()).collect();
+    assert_eq!(added, (0..16).map(|n| new_code(n).key).collect(), "each new code once, after the others");
+    let positions = b.code_positions(coop).await;
+    let distinct: BTreeSet<i64> = positions.iter().copied().collect();
+    assert_eq!(distinct.len(), positions.len(), "a position of its own for every code: {positions:?}");
+    for _ in 0..3 {
+        assert_eq!(s.codes(coop).await.unwrap(), after, "the picker's order is stable");
+    }
+
+    s.put_code(coop, new_code(99)).await.unwrap();
+    let last = s.codes(coop).await.unwrap();
+    assert_eq!(last[..after.len()], after[..], "a later code changes nobody's place");
+    assert_eq!(last.last().map(|c| c.key.as_str()), Some("new_99"), "and goes last");
+}
+
+/// A clean shutdown: once closed, reads and writes say so, and closing
+/// again does nothing.
+async fn a_closed_store_refuses_reads_and_writes_and_closing_again_does_nothing(b: &Backend) {
+    let s = &*b.store;
+    let a = start(s, &b.w, None, "t1", 10).await;
+    s.close().await;
+    assert!(matches!(s.messages_after(a, 0, 10).await, Err(StoreError::Closed)));
+    assert!(matches!(s.create_cooperative("Late", default_codes()).await, Err(StoreError::Closed)));
+    s.close().await;
+    assert!(matches!(s.session(a).await, Err(StoreError::Closed)), "still closed");
+}

@@ -1,0 +1,90 @@
+//! Questions: the actions of the question list and the list itself.
+
+use crate::support::{chatting, line, ok, staff_author, system, Backend};
+use refdesk_domain::actions::View;
+use refdesk_domain::chat::MessageKind;
+use refdesk_domain::ids::{QuestionId, SessionId, StaffId};
+use refdesk_domain::question::{Change, Status};
+use refdesk_store::{Handover, MailKind, NewMail, QuestionPlan, QuestionQuery, QuestionScope, ScopeLevel, TransferTo};
+
+on_every_backend!(
+    a_question_list_action_writes_its_state_timeline_line_and_mail_at_once,
+    the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts,
+);
+
+/// Closes the chat's question from the question list, with a note, a line
+/// in the chat and an e-mail to the patron.
+fn close_with_mail() -> refdesk_store::Plan {
+    Box::new(|q, _| {
+        let mut after = q.state.clone();
+        after.status = Status::Closed;
+        Ok(QuestionPlan {
+            state: Some(after),
+            entries: vec![Change::Note { body: "closing".into() }],
+            line: Some(system("closed")),
+            mail: Some(NewMail {
+                kind: MailKind::Answer,
+                to: "pat@example.org".into(),
+                subject: "s".into(),
+                body: "b".into(),
+            }),
+        })
+    })
+}
+
+async fn question_of(b: &Backend, id: SessionId) -> QuestionId {
+    b.store.session(id).await.unwrap().unwrap().ctx.question.unwrap()
+}
+
+/// R4 / R6 / R7: a question-list action writes the new state, a timeline
+/// entry for every change, a line in the live chat and an e-mail, at once.
+async fn a_question_list_action_writes_its_state_timeline_line_and_mail_at_once(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    let handover = Handover { to: TransferTo::Staff(w.dev.clone()), stay: false, line: system("taken over") };
+    s.transfer(a, w.ann.clone(), handover, ok(), 41).await.unwrap();
+    let q = question_of(b, a).await;
+
+    let acted = s.act_on_question(q, w.carla.clone(), close_with_mail(), 50).await.unwrap();
+    assert_eq!(acted.question.state.status, Status::Closed);
+    assert_eq!(s.question(q).await.unwrap().unwrap().state.status, Status::Closed, "as stored");
+    let kinds: Vec<&str> = s.timeline(q).await.unwrap().iter().map(|t| t.change.kind()).collect();
+    assert!(kinds.contains(&"status") && kinds.contains(&"note") && kinds.contains(&"librarian"), "{kinds:?}");
+    let said = acted.line.expect("a line in the live chat");
+    assert_eq!(s.messages_after(a, 0, 100).await.unwrap().last(), Some(&said));
+    assert_eq!(said.body, "closed");
+    let mail = s.mail(acted.mail.expect("queued with the action")).await.unwrap().unwrap();
+    assert_eq!((mail.kind.as_str(), mail.to.as_str(), mail.created_at), ("answer", "pat@example.org", 50));
+}
+
+/// The question list: a role's scope, the views, and a search that reaches
+/// the transcript (staff notes included: the list is for staff).
+async fn the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    s.append(a, line(staff_author(&w.ann), MessageKind::Note, "psst", None), ok(), 20).await.unwrap();
+    let q = question_of(b, a).await;
+    s.act_on_question(q, w.carla.clone(), close_with_mail(), 50).await.unwrap();
+
+    let query = |covers, view| QuestionQuery {
+        scope: QuestionScope { covers, participant: StaffId(0) },
+        view,
+        status: None,
+        code: None,
+        from: None,
+        to: None,
+        librarian: None,
+        library: None,
+        text: None,
+        before: None,
+        limit: 50,
+    };
+    let found = s.questions(query(ScopeLevel::Library(w.library.placement.library), View::Closed)).await.unwrap();
+    assert_eq!(found.iter().map(|q| q.id).collect::<Vec<_>>(), [q]);
+    assert!(s.questions(query(ScopeLevel::Library(w.other.placement.library), View::All)).await.unwrap().is_empty());
+    let mut search = query(ScopeLevel::Institution(w.library.placement.institution), View::All);
+    search.text = Some("psst".into());
+    assert_eq!(s.questions(search.clone()).await.unwrap().len(), 1, "search reaches the transcript");
+    search.text = Some("nowhere in it".into());
+    assert!(s.questions(search).await.unwrap().is_empty());
+}
