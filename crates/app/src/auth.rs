@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 /// A new random token: 32 bytes, hex-encoded.
 pub fn new_token() -> AppResult<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| AppError::Internal(format!("no randomness: {e}").into()))?;
     Ok(hex(&bytes))
 }
 
@@ -31,12 +31,12 @@ fn hex(bytes: &[u8]) -> String {
 /// it off the async threads.
 pub fn hash_password(password: &str) -> AppResult<String> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| AppError::Internal(e.to_string()))?;
+    getrandom::fill(&mut salt).map_err(|e| AppError::Internal(format!("no randomness: {e}").into()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AppError::Internal(e.to_string().into()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| AppError::Internal(e.to_string()))
+        .map_err(|e| AppError::Internal(e.to_string().into()))
 }
 
 /// Whether `password` matches the stored hash. A malformed hash never matches.

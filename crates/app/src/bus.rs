@@ -464,103 +464,102 @@ impl Bus {
     pub fn deliver_local(&self, events: Vec<Event>) {
         let mut t = self.lock();
         for event in events {
-            let versioned = match &event {
-                Event::QueueAdded(e) | Event::QueueRolledUp(e) => Some((e.session, e.version)),
-                Event::QueueRemoved { session, version, .. } => Some((*session, *version)),
-                Event::SessionChanged(s) => Some((s.ctx.id, s.ctx.version)),
-                _ => None,
-            };
-            if let Some((session, version)) = versioned {
+            if let Some((session, version)) = version_of(&event) {
                 if !t.current(session, version) {
                     tracing::debug!(%session, version, "dropped an event older than one already delivered");
                     continue;
                 }
             }
-            let event = Arc::new(event);
-            let empty: &[Mailbox] = &[];
-            match &*event {
-                Event::Message { ctx, .. } => {
-                    let watchers = t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice);
-                    for m in watchers {
-                        m.deliver(&event);
-                    }
-                    // The monitor hears of every message (last-message times),
-                    // once per connection even if it also watches the session.
-                    for m in t.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
-                        m.deliver(&event);
-                    }
-                }
-                Event::Watchers { ctx, .. } => {
-                    // Our own list changed, or another node's: everyone here
-                    // hears the union.
-                    let merged = Arc::new(Event::Watchers { ctx: ctx.clone(), watchers: t.all_watchers(ctx.id) });
-                    for m in t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice) {
-                        m.deliver(&merged);
-                    }
-                }
-                Event::Typing { ctx, .. } => {
-                    for m in t.sessions.get(&ctx.id).map_or(empty, Vec::as_slice) {
-                        m.deliver(&event);
-                    }
-                }
-                Event::Resync => {}
-                Event::QueueAdded(_) | Event::QueueRemoved { .. } => {
-                    for m in &t.queue {
-                        m.deliver(&event);
-                    }
-                    let (queue, key) = match &*event {
-                        Event::QueueAdded(e) => (e.queue.library, (e.since, e.session)),
-                        Event::QueueRemoved { session, placement, since, .. } => {
-                            (placement.library, (*since, *session))
-                        }
-                        _ => continue,
-                    };
-                    if let Some(waiting) = t.patron_queues.get(&queue) {
-                        for m in waiting.range((Bound::Excluded(key), Bound::Unbounded)).map(|(_, m)| m) {
-                            m.deliver(&event);
-                        }
-                    }
-                }
-                Event::SessionChanged(s) => {
-                    if s.state == refdesk_domain::chat::SessionState::Ended {
-                        // Nobody watches an ended chat: what other nodes said
-                        // of it (a node that died never says it stopped) goes,
-                        // and so do this node's watchers (else their list is
-                        // sent to the other nodes for as long as they stay).
-                        t.remote_watchers.remove(&s.ctx.id);
-                        t.watchers.remove(&s.ctx.id);
-                    }
-                    let watchers = t.sessions.get(&s.ctx.id).map_or(empty, Vec::as_slice);
-                    for m in watchers {
-                        m.deliver(&event);
-                    }
-                    for m in t.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
-                        m.deliver(&event);
-                    }
-                }
-                Event::Im(im) => {
-                    for id in [im.from, im.to] {
-                        for m in t.staff.get(&id).map_or(empty, Vec::as_slice) {
-                            m.deliver(&event);
-                        }
-                    }
-                }
-                Event::QueueRolledUp(_) => {
-                    for m in &t.queue {
-                        m.deliver(&event);
-                    }
-                }
-                Event::SignedOut { staff } => {
-                    for m in t.staff.get(staff).map_or(empty, Vec::as_slice) {
-                        m.deliver(&event);
-                    }
-                }
-                Event::Availability { .. } | Event::Referred { .. } | Event::SignInEnded { .. } => {
-                    for m in t.staff.values().flatten() {
-                        m.deliver(&event);
-                    }
-                }
+            t.route(Arc::new(event));
+        }
+    }
+}
+
+/// The session and version an event about a session's state carries (those
+/// older than one already delivered are dropped).
+fn version_of(event: &Event) -> Option<(SessionId, u64)> {
+    match event {
+        Event::QueueAdded(e) | Event::QueueRolledUp(e) => Some((e.session, e.version)),
+        Event::QueueRemoved { session, version, .. } => Some((*session, *version)),
+        Event::SessionChanged(s) => Some((s.ctx.id, s.ctx.version)),
+        _ => None,
+    }
+}
+
+impl Topics {
+    /// Hands an event to every mailbox of this node that takes it.
+    fn route(&mut self, event: Arc<Event>) {
+        match &*event {
+            Event::Message { ctx, .. } => self.to_session_and_monitor(ctx.id, &event),
+            Event::Watchers { ctx, .. } => {
+                // Our own list changed, or another node's: everyone here
+                // hears the union.
+                let merged = Arc::new(Event::Watchers { ctx: ctx.clone(), watchers: self.all_watchers(ctx.id) });
+                self.to_session(ctx.id, &merged);
             }
+            Event::Typing { ctx, .. } => self.to_session(ctx.id, &event),
+            Event::Resync => {}
+            Event::QueueAdded(e) => self.to_queues(e.queue.library, (e.since, e.session), &event),
+            Event::QueueRemoved { session, placement, since, .. } => {
+                self.to_queues(placement.library, (*since, *session), &event)
+            }
+            Event::SessionChanged(s) => {
+                if s.state == refdesk_domain::chat::SessionState::Ended {
+                    // Nobody watches an ended chat: what other nodes said of
+                    // it (a node that died never says it stopped) goes, and
+                    // so do this node's watchers (else their list is sent to
+                    // the other nodes for as long as they stay).
+                    self.remote_watchers.remove(&s.ctx.id);
+                    self.watchers.remove(&s.ctx.id);
+                }
+                self.to_session_and_monitor(s.ctx.id, &event);
+            }
+            Event::Im(im) => {
+                self.to_staff(im.from, &event);
+                self.to_staff(im.to, &event);
+            }
+            Event::QueueRolledUp(_) => self.queue.iter().for_each(|m| m.deliver(&event)),
+            Event::SignedOut { staff } => self.to_staff(*staff, &event),
+            Event::Availability { .. } | Event::Referred { .. } | Event::SignInEnded { .. } => {
+                self.staff.values().flatten().for_each(|m| m.deliver(&event))
+            }
+        }
+    }
+
+    fn to_session(&self, session: SessionId, event: &Arc<Event>) {
+        for m in self.sessions.get(&session).map_or(&[][..], Vec::as_slice) {
+            m.deliver(event);
+        }
+    }
+
+    /// The session's watchers, and the chat monitor (last-message times,
+    /// state), once per connection even if it also watches the session.
+    fn to_session_and_monitor(&self, session: SessionId, event: &Arc<Event>) {
+        let watchers = self.sessions.get(&session).map_or(&[][..], Vec::as_slice);
+        for m in watchers {
+            m.deliver(event);
+        }
+        for m in self.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
+            m.deliver(event);
+        }
+    }
+
+    /// The staff queue, and the patrons waiting behind `key` in `queue`
+    /// (their place in line moves).
+    fn to_queues(&self, queue: LibraryId, key: (Millis, SessionId), event: &Arc<Event>) {
+        for m in &self.queue {
+            m.deliver(event);
+        }
+        if let Some(waiting) = self.patron_queues.get(&queue) {
+            for m in waiting.range((Bound::Excluded(key), Bound::Unbounded)).map(|(_, m)| m) {
+                m.deliver(event);
+            }
+        }
+    }
+
+    fn to_staff(&self, staff: StaffId, event: &Arc<Event>) {
+        for m in self.staff.get(&staff).map_or(&[][..], Vec::as_slice) {
+            m.deliver(event);
         }
     }
 }

@@ -118,7 +118,7 @@ impl App {
                 (TransferTo::Staff(colleague), line)
             }
             Transfer::Library(slug) => {
-                let lib = self.library(&slug).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
+                let lib = self.library(&slug).await.map_err(|e| e.missing_is_invalid("library", "no such library"))?;
                 if lib.placement.cooperative != staff.home.cooperative {
                     return Err(DomainError::invalid("library", "transfer within your cooperative").into());
                 }

@@ -21,7 +21,8 @@ use crate::{App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::{Member, Message, SessionContext, Watcher};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry, SessionSummary};
-use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::ids::{CooperativeId, SessionId, StaffId};
+use refdesk_domain::org::Placement;
 use refdesk_domain::visibility::{sees, Item, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use std::collections::HashMap;
@@ -237,7 +238,7 @@ impl Feed {
         // replays at once would otherwise each hold a database connection
         // and a thread (SQLite) or wait on the pool (PostgreSQL).
         let read = {
-            let _turn = self.app.rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+            let _turn = self.app.rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
             self.app.store.messages_after(session, from, limit).await?
         };
         let done = read.len() < limit as usize;
@@ -382,7 +383,7 @@ impl Feed {
     pub async fn im_page(&mut self, peer: StaffId, after: u64, limit: u32) -> AppResult<Page<ImMessage>> {
         // A few at a time across the node, as for [`Feed::next_page`].
         let rereads = self.app.rereads.clone();
-        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         self.im_page_of(peer, after, limit).await
     }
 
@@ -517,7 +518,7 @@ impl Feed {
 
     async fn reread(&mut self) -> AppResult<Vec<Out>> {
         let rereads = self.app.rereads.clone();
-        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         let mut out = Vec::new();
         if let Some(login) = &self.login {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {
@@ -574,40 +575,8 @@ impl Feed {
             out = self.reread().await?;
         }
         match &*event {
-            Event::Message { ctx, message } => {
-                if self.monitor && sees(&self.viewer, Item::Monitored { ctx }) {
-                    out.push(Out::MonitorTick { session: ctx.id, at: message.at });
-                }
-                self.refresh(ctx, &mut out);
-                let Some(w) = self.sessions.get_mut(&ctx.id) else { return Ok(out) };
-                if message.seq <= w.last {
-                    return Ok(out); // already passed on (I3: no duplicate)
-                }
-                if message.seq > w.last + 1 {
-                    // A gap: fill it (and this message) from the store.
-                    out.extend(self.catch_up(ctx.id).await?.into_iter().map(Out::Message));
-                    return Ok(out);
-                }
-                w.last = message.seq;
-                if sees(&self.viewer, Item::Message { ctx: &w.ctx, message }) {
-                    out.push(Out::Message(message.clone()));
-                }
-            }
-            Event::Watchers { ctx, watchers } => {
-                // Who takes part comes from this connection's own context,
-                // the newest it has (the event's is from when watching began).
-                if let Some(w) = self.sessions.get_mut(&ctx.id) {
-                    w.watchers = watchers.clone();
-                    if sees(&self.viewer, Item::Presence { ctx: &w.ctx }) {
-                        out.push(Out::Presence {
-                            session: ctx.id,
-                            librarian: w.ctx.librarian,
-                            members: w.ctx.members.clone(),
-                            watchers: watchers.clone(),
-                        });
-                    }
-                }
-            }
+            Event::Message { ctx, message } => self.on_message(ctx, message, &mut out).await?,
+            Event::Watchers { ctx, watchers } => self.on_watchers(ctx.id, watchers, &mut out),
             Event::Typing { ctx, audience, who, by, on } => {
                 if self.sessions.contains_key(&ctx.id)
                     && sees(&self.viewer, Item::Typing { ctx, audience: *audience, by: *by })
@@ -615,101 +584,17 @@ impl Feed {
                     out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
                 }
             }
-            Event::QueueAdded(e) => {
-                if let Viewer::Patron { .. } = self.viewer {
-                    // Delivered to a patron only when it lands ahead of them.
-                    if let Some((_, _, position)) = self.waiting.as_mut() {
-                        *position += 1;
-                        out.extend(self.position());
-                    }
-                } else if self.may_see_waiting(e, self.app.clock.now()) {
-                    out.push(Out::QueueAdded(e.clone()));
-                }
-            }
+            Event::QueueAdded(e) => self.on_queue_added(e, &mut out),
             Event::QueueRolledUp(e) => {
                 if self.may_see_waiting(e, self.app.clock.now()) {
                     out.push(Out::QueueAdded(e.clone()));
                 }
             }
-            Event::QueueRemoved { session, placement, .. } => {
-                if let Viewer::Patron { .. } = self.viewer {
-                    // Someone ahead left the queue: one place forward.
-                    if let Some((_, _, position)) = self.waiting.as_mut() {
-                        *position = position.saturating_sub(1).max(1);
-                        out.extend(self.position());
-                    }
-                } else {
-                    // Anyone who could have been offered it hears that it is gone.
-                    let item = Item::Waiting {
-                        placement: *placement,
-                        waited: Millis::MAX,
-                        rollup: self.app.rollup_ms(),
-                        coop_now: true,
-                    };
-                    if sees(&self.viewer, item) {
-                        out.push(Out::QueueRemoved(*session));
-                    }
-                }
-            }
-            Event::SessionChanged(summary) => {
-                self.refresh(&summary.ctx, &mut out);
-                if summary.state == refdesk_domain::chat::SessionState::Ended {
-                    self.forget_ended(summary.ctx.id);
-                }
-                if let Viewer::Patron { session } = self.viewer {
-                    if summary.ctx.id == session {
-                        // Accepted, ended, or transferred back to a queue.
-                        self.follow_queue(session, summary.state, summary.queue.library, summary.queued_at).await?;
-                        out.extend(self.position());
-                    }
-                }
-                if self.monitor {
-                    if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
-                        // An ended chat is shown ended once, then no longer tracked.
-                        if summary.state == refdesk_domain::chat::SessionState::Ended {
-                            self.monitored.remove(&summary.ctx.id);
-                        } else {
-                            self.monitored.insert(summary.ctx.id);
-                        }
-                        out.push(Out::Monitor(summary.clone()));
-                    } else if self.monitored.remove(&summary.ctx.id) {
-                        out.push(Out::MonitorGone(summary.ctx.id));
-                    }
-                }
-            }
-            Event::Im(m) => {
-                if sees(&self.viewer, Item::Im { from: m.from, to: m.to }) {
-                    let Viewer::Staff(me) = &self.viewer else { return Ok(out) };
-                    let peer = if m.from == me.id { m.to } else { m.from };
-                    let last = self.im.get(&peer).copied().unwrap_or(m.seq - 1);
-                    if m.seq <= last {
-                        return Ok(out);
-                    }
-                    if m.seq > last + 1 {
-                        out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
-                        return Ok(out);
-                    }
-                    self.im.insert(peer, m.seq);
-                    out.push(Out::Im(m.clone()));
-                }
-            }
+            Event::QueueRemoved { session, placement, .. } => self.on_queue_removed(*session, *placement, &mut out),
+            Event::SessionChanged(summary) => self.on_session_changed(summary, &mut out).await?,
+            Event::Im(m) => self.on_im(m, &mut out).await?,
             Event::Availability { staff, cooperative, availability } => {
-                if let Viewer::Staff(me) = &self.viewer {
-                    let on_duty = *availability == Availability::OnDuty;
-                    if me.id == *staff && on_duty != self.on_duty {
-                        self.on_duty = on_duty;
-                        // Going on duty, the patrons already waiting are
-                        // offered at once (off duty, none): the whole queue.
-                        if self.watching_queue {
-                            let now = self.app.clock.now();
-                            let all = self.app.store.waiting().await?;
-                            out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));
-                        }
-                    }
-                }
-                if sees(&self.viewer, Item::Colleague { cooperative: *cooperative }) {
-                    out.push(Out::Availability { staff: *staff, availability: *availability });
-                }
+                self.on_availability(*staff, *cooperative, *availability, &mut out).await?
             }
             Event::SignInEnded { login } => {
                 if self.login.as_deref() == Some(login.as_str()) {
@@ -735,5 +620,145 @@ impl Feed {
             Event::Resync => {}
         }
         Ok(out)
+    }
+
+    /// A committed line: passed on once, in order, if this viewer sees it.
+    async fn on_message(&mut self, ctx: &SessionContext, message: &Message, out: &mut Vec<Out>) -> AppResult<()> {
+        if self.monitor && sees(&self.viewer, Item::Monitored { ctx }) {
+            out.push(Out::MonitorTick { session: ctx.id, at: message.at });
+        }
+        self.refresh(ctx, out);
+        let Some(w) = self.sessions.get_mut(&ctx.id) else { return Ok(()) };
+        if message.seq <= w.last {
+            return Ok(()); // already passed on (I3: no duplicate)
+        }
+        if message.seq > w.last + 1 {
+            // A gap: fill it (and this message) from the store.
+            out.extend(self.catch_up(ctx.id).await?.into_iter().map(Out::Message));
+            return Ok(());
+        }
+        w.last = message.seq;
+        if sees(&self.viewer, Item::Message { ctx: &w.ctx, message }) {
+            out.push(Out::Message(message.clone()));
+        }
+        Ok(())
+    }
+
+    /// Who is looking at a chat. Who takes part comes from this
+    /// connection's own context, the newest it has (the event's is from
+    /// when watching began).
+    fn on_watchers(&mut self, session: SessionId, watchers: &[Watcher], out: &mut Vec<Out>) {
+        let Some(w) = self.sessions.get_mut(&session) else { return };
+        w.watchers = watchers.to_vec();
+        if sees(&self.viewer, Item::Presence { ctx: &w.ctx }) {
+            out.push(Out::Presence {
+                session,
+                librarian: w.ctx.librarian,
+                members: w.ctx.members.clone(),
+                watchers: watchers.to_vec(),
+            });
+        }
+    }
+
+    fn on_queue_added(&mut self, e: &QueueEntry, out: &mut Vec<Out>) {
+        if let Viewer::Patron { .. } = self.viewer {
+            // Delivered to a patron only when it lands ahead of them.
+            if let Some((_, _, position)) = self.waiting.as_mut() {
+                *position += 1;
+                out.extend(self.position());
+            }
+        } else if self.may_see_waiting(e, self.app.clock.now()) {
+            out.push(Out::QueueAdded(e.clone()));
+        }
+    }
+
+    fn on_queue_removed(&mut self, session: SessionId, placement: Placement, out: &mut Vec<Out>) {
+        if let Viewer::Patron { .. } = self.viewer {
+            // Someone ahead left the queue: one place forward.
+            if let Some((_, _, position)) = self.waiting.as_mut() {
+                *position = position.saturating_sub(1).max(1);
+                out.extend(self.position());
+            }
+            return;
+        }
+        // Anyone who could have been offered it hears that it is gone.
+        let item = Item::Waiting { placement, waited: Millis::MAX, rollup: self.app.rollup_ms(), coop_now: true };
+        if sees(&self.viewer, item) {
+            out.push(Out::QueueRemoved(session));
+        }
+    }
+
+    async fn on_session_changed(&mut self, summary: &SessionSummary, out: &mut Vec<Out>) -> AppResult<()> {
+        let ended = summary.state == refdesk_domain::chat::SessionState::Ended;
+        self.refresh(&summary.ctx, out);
+        if ended {
+            self.forget_ended(summary.ctx.id);
+        }
+        if let Viewer::Patron { session } = self.viewer {
+            if summary.ctx.id == session {
+                // Accepted, ended, or transferred back to a queue.
+                self.follow_queue(session, summary.state, summary.queue.library, summary.queued_at).await?;
+                out.extend(self.position());
+            }
+        }
+        if !self.monitor {
+            return Ok(());
+        }
+        if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
+            // An ended chat is shown ended once, then no longer tracked.
+            if ended {
+                self.monitored.remove(&summary.ctx.id);
+            } else {
+                self.monitored.insert(summary.ctx.id);
+            }
+            out.push(Out::Monitor(summary.clone()));
+        } else if self.monitored.remove(&summary.ctx.id) {
+            out.push(Out::MonitorGone(summary.ctx.id));
+        }
+        Ok(())
+    }
+
+    /// A staff message: passed on once, in order, gaps filled from the store.
+    async fn on_im(&mut self, m: &ImMessage, out: &mut Vec<Out>) -> AppResult<()> {
+        let Viewer::Staff(me) = &self.viewer else { return Ok(()) };
+        if !sees(&self.viewer, Item::Im { from: m.from, to: m.to }) {
+            return Ok(());
+        }
+        let peer = if m.from == me.id { m.to } else { m.from };
+        let last = self.im.get(&peer).copied().unwrap_or(m.seq - 1);
+        if m.seq <= last {
+            return Ok(());
+        }
+        if m.seq > last + 1 {
+            out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
+            return Ok(());
+        }
+        self.im.insert(peer, m.seq);
+        out.push(Out::Im(m.clone()));
+        Ok(())
+    }
+
+    async fn on_availability(
+        &mut self,
+        staff: StaffId,
+        cooperative: CooperativeId,
+        availability: Availability,
+        out: &mut Vec<Out>,
+    ) -> AppResult<()> {
+        let on_duty = availability == Availability::OnDuty;
+        if matches!(&self.viewer, Viewer::Staff(me) if me.id == staff) && on_duty != self.on_duty {
+            self.on_duty = on_duty;
+            // Going on duty, the patrons already waiting are offered at once
+            // (off duty, none): the whole queue.
+            if self.watching_queue {
+                let now = self.app.clock.now();
+                let all = self.app.store.waiting().await?;
+                out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));
+            }
+        }
+        if sees(&self.viewer, Item::Colleague { cooperative }) {
+            out.push(Out::Availability { staff, availability });
+        }
+        Ok(())
     }
 }

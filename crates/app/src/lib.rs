@@ -54,16 +54,71 @@ pub enum AppError {
     /// No valid sign-in or chat token.
     #[error("not signed in")]
     Unauthenticated,
-    /// Something broke inside. The text is for logs only.
+    /// Something broke inside (the store, a task). For logs only.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Failure),
+}
+
+/// Something that broke inside, with what broke underneath when there is
+/// something (a database error keeps the driver's error as its source).
+#[derive(Debug)]
+pub struct Failure {
+    what: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Failure {
+    /// A failure caused by `source`.
+    pub fn caused_by(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Failure {
+        Failure { what: what.into(), source: Some(Box::new(source)) }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            // Most logs print only the message: it says what was underneath too.
+            Some(source) => write!(f, "{}: {source}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(what: &str) -> Failure {
+        Failure { what: what.to_owned(), source: None }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(what: String) -> Failure {
+        Failure { what, source: None }
+    }
 }
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Domain(d) => AppError::Domain(d),
-            other => AppError::Internal(other.to_string()),
+            other => AppError::Internal(Failure::caused_by("the store failed", other)),
+        }
+    }
+}
+
+impl AppError {
+    /// A record the input names and that does not exist is bad input (the
+    /// field is wrong); any other failure — the database down, say — stays
+    /// what it is, and is never reported as the caller's mistake.
+    pub fn missing_is_invalid(self, field: &'static str, message: &'static str) -> AppError {
+        match self {
+            AppError::Domain(DomainError::NotFound(_)) => DomainError::invalid(field, message).into(),
+            other => other,
         }
     }
 }
@@ -258,8 +313,8 @@ pub struct App {
 impl App {
     /// Runs a password hash or check off the async threads, a few at a time.
     pub async fn hash_work<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| AppError::Internal(e.to_string()))
+        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))
     }
 
     /// Assembles the app. The store must have been opened with `bus` as its sink.

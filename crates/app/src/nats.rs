@@ -297,21 +297,21 @@ pub fn redact_url(url: &str) -> String {
 /// the background (the node serves its own connections meanwhile, and
 /// re-reads from the store once linked).
 pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult<Link> {
-    let key = nats.envelope_key().map_err(AppError::Internal)?;
-    let mut sealer = Sealer::new(&key).map_err(AppError::Internal)?;
+    let key = nats.envelope_key().map_err(|e| AppError::Internal(e.into()))?;
+    let sealer = Sealer::new(&key).map_err(|e| AppError::Internal(e.into()))?;
     let (node, me) = (sealer.name(), sealer.node());
     let shown = redact_url(&nats.url);
-    let (server, sign_in) = nats.server().map_err(AppError::Internal)?;
+    let (server, sign_in) = nats.server().map_err(|e| AppError::Internal(e.into()))?;
     if let Some(file) = &nats.ca_file {
         std::fs::read(file)
-            .map_err(|e| AppError::Internal(format!("cannot read the NATS CA file {}: {e}", file.display())))?;
+            .map_err(|e| AppError::Internal(format!("cannot read the NATS CA file {}: {e}", file.display()).into()))?;
     }
     // Once without retrying, so that a refusal is told now; then, if the
     // server was only out of reach, again with retries in the background.
     let first = connect_options(&bus, nats, &sign_in, &node, &shown).await?.connect(server.clone()).await;
     let client = match first {
         Ok(client) => client,
-        Err(e) if refused(&e) => return Err(AppError::Internal(refusal(&e, &shown))),
+        Err(e) if refused(&e) => return Err(AppError::Internal(refusal(&e, &shown).into())),
         Err(e) => {
             tracing::warn!(server = %shown, error = %e, "cannot reach NATS yet; linking in the background, the node serves its own connections meanwhile");
             connect_options(&bus, nats, &sign_in, &node, &shown)
@@ -319,126 +319,147 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
                 .retry_on_initial_connect()
                 .connect(server)
                 .await
-                .map_err(|e| AppError::Internal(format!("cannot use the NATS server at {shown}: {e}")))?
+                .map_err(|e| AppError::Internal(format!("cannot use the NATS server at {shown}: {e}").into()))?
         }
     };
-    let mut inbound = client
+    let inbound = client
         .subscribe(subject.to_owned())
         .await
-        .map_err(|e| AppError::Internal(format!("cannot subscribe to {subject} on NATS: {e}")))?;
-    let (uplink, mut outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
+        .map_err(|e| AppError::Internal(format!("cannot subscribe to {subject} on NATS: {e}").into()))?;
+    let (uplink, outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
-
-    let (sender, to, local) = (client.clone(), subject.to_owned(), bus.clone());
-    tokio::spawn(async move {
-        let mut seq = 0u64;
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let batches = tokio::select! {
-                batch = outbound.recv() => match batch {
-                    Some(events) => {
-                        if local.take_uplink_overflow() {
-                            seq += 1; // a number nobody receives: the other nodes re-read the store
-                        }
-                        envelopes(events)
-                    }
-                    None => break,
-                },
-                _ = beat.tick() => {
-                    local.republish_watchers();
-                    local.expire_remote_watchers(WATCHERS_TTL);
-                    vec![Vec::new()]
-                }
-            };
-            for events in batches {
-                if !events.is_empty() {
-                    seq += 1;
-                }
-                let sealed = serde_json::to_vec(&Envelope { seq, events })
-                    .map_err(|e| e.to_string())
-                    .and_then(|json| sealer.seal(&to, &json, now_ms()));
-                let payload = match sealed {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot seal events for the other nodes");
-                        continue;
-                    }
-                };
-                if let Err(e) = sender.publish(to.clone(), payload.into()).await {
-                    tracing::warn!(error = %e, "cannot publish to NATS; the other nodes will re-read from the store");
-                }
-            }
-        }
-    });
-
-    let on = subject.to_owned();
-    tokio::spawn(async move {
-        let mut opener = Opener::new(key);
-        let mut dropped = Dropped::default();
-        let mut report = tokio::time::interval(DROPS_LOGGED_EVERY);
-        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Each node's latest envelope number, and when it was last heard.
-        // Node names are new at every start, so a node silent for
-        // `FORGET_NODE` (stopped, or replaced by a restart) is forgotten.
-        let mut last: HashMap<String, (u64, std::time::Instant)> = HashMap::new();
-        loop {
-            let message = tokio::select! {
-                message = inbound.next() => match message {
-                    Some(message) => message,
-                    None => break,
-                },
-                _ = report.tick() => {
-                    dropped.report();
-                    continue;
-                }
-            };
-            if seal::sealed_by(&message.payload) == Some(me) {
-                continue; // our own, back from NATS
-            }
-            // Nothing below sees a message that did not open with the key.
-            let (node, envelope) = match opener.open(&on, &message.payload, now_ms()) {
-                Ok(opened) => match serde_json::from_slice::<Envelope>(&opened.payload) {
-                    Ok(envelope) => (opened.node, envelope),
-                    // Sealed with our key, yet not an envelope: a node of
-                    // another version. Nothing can be done with it.
-                    Err(_) => {
-                        dropped.unreadable += 1;
-                        dropped.maybe_report();
-                        continue;
-                    }
-                },
-                Err(refused) => {
-                    dropped.count(refused);
-                    continue;
-                }
-            };
-            let heartbeat = envelope.events.is_empty();
-            let now = std::time::Instant::now();
-            last.retain(|_, (_, heard)| now.duration_since(*heard) < FORGET_NODE);
-            opener.forget(FORGET_NODE);
-            let before = last.get(&node).map(|(seq, _)| *seq);
-            let missed = match before {
-                Some(b) if heartbeat => envelope.seq > b,
-                Some(b) => envelope.seq != b + 1,
-                // A node heard of for the first time, or again after
-                // it was forgotten: past its first envelope, what it
-                // sent before may have been missed.
-                None => envelope.seq > 1,
-            };
-            last.insert(node.clone(), (envelope.seq.max(before.unwrap_or(0)), now));
-            if !heartbeat {
-                bus.deliver_remote(&node, envelope.events);
-            }
-            if missed {
-                tracing::warn!(%node, "missed events from another node; re-reading from the store");
-                bus.resync();
-            }
-        }
-        dropped.report();
-        tracing::warn!("the NATS subscription ended");
-    });
+    tokio::spawn(send(client, subject.to_owned(), bus.clone(), outbound, sealer));
+    tokio::spawn(receive(inbound, subject.to_owned(), bus, Opener::new(key), me));
     Ok(Link { node })
+}
+
+/// The outbound task: this node's committed events, numbered and sealed,
+/// and a heartbeat when there are none (which also re-announces who watches
+/// which chat here).
+async fn send(
+    client: async_nats::Client,
+    to: String,
+    local: Arc<Bus>,
+    mut outbound: mpsc::Receiver<Vec<Event>>,
+    mut sealer: Sealer,
+) {
+    let mut seq = 0u64;
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batches = tokio::select! {
+            batch = outbound.recv() => match batch {
+                Some(events) => {
+                    if local.take_uplink_overflow() {
+                        seq += 1; // a number nobody receives: the other nodes re-read the store
+                    }
+                    envelopes(events)
+                }
+                None => break,
+            },
+            _ = beat.tick() => {
+                local.republish_watchers();
+                local.expire_remote_watchers(WATCHERS_TTL);
+                vec![Vec::new()]
+            }
+        };
+        for events in batches {
+            if !events.is_empty() {
+                seq += 1;
+            }
+            let sealed = serde_json::to_vec(&Envelope { seq, events })
+                .map_err(|e| e.to_string())
+                .and_then(|json| sealer.seal(&to, &json, now_ms()));
+            let payload = match sealed {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot seal events for the other nodes");
+                    continue;
+                }
+            };
+            if let Err(e) = client.publish(to.clone(), payload.into()).await {
+                tracing::warn!(error = %e, "cannot publish to NATS; the other nodes will re-read from the store");
+            }
+        }
+    }
+}
+
+/// The inbound task: other nodes' envelopes, opened (nothing below sees one
+/// that does not open with the key), checked for gaps and delivered here.
+async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>, mut opener: Opener, me: [u8; 16]) {
+    let mut dropped = Dropped::default();
+    let mut report = tokio::time::interval(DROPS_LOGGED_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Heard::default();
+    loop {
+        let message = tokio::select! {
+            message = inbound.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = report.tick() => {
+                dropped.report();
+                continue;
+            }
+        };
+        if seal::sealed_by(&message.payload) == Some(me) {
+            continue; // our own, back from NATS
+        }
+        let (node, envelope) = match opener.open(&on, &message.payload, now_ms()) {
+            Ok(opened) => match serde_json::from_slice::<Envelope>(&opened.payload) {
+                Ok(envelope) => (opened.node, envelope),
+                // Sealed with our key, yet not an envelope: a node of
+                // another version. Nothing can be done with it.
+                Err(_) => {
+                    dropped.unreadable += 1;
+                    dropped.maybe_report();
+                    continue;
+                }
+            },
+            Err(refused) => {
+                dropped.count(refused);
+                continue;
+            }
+        };
+        opener.forget(FORGET_NODE);
+        let heartbeat = envelope.events.is_empty();
+        let missed = heard.missed(&node, envelope.seq, heartbeat);
+        if !heartbeat {
+            bus.deliver_remote(&node, envelope.events);
+        }
+        if missed {
+            tracing::warn!(%node, "missed events from another node; re-reading from the store");
+            bus.resync();
+        }
+    }
+    dropped.report();
+    tracing::warn!("the NATS subscription ended");
+}
+
+/// Each node's latest envelope number, and when it was last heard. Node
+/// names are new at every start, so a node silent for `FORGET_NODE`
+/// (stopped, or replaced by a restart) is forgotten.
+#[derive(Default)]
+struct Heard(HashMap<String, (u64, std::time::Instant)>);
+
+impl Heard {
+    /// Records envelope `seq` from `node`; whether envelopes were missed
+    /// before it.
+    fn missed(&mut self, node: &str, seq: u64, heartbeat: bool) -> bool {
+        let now = std::time::Instant::now();
+        self.0.retain(|_, (_, heard)| now.duration_since(*heard) < FORGET_NODE);
+        let before = self.0.get(node).map(|(seq, _)| *seq);
+        let missed = match before {
+            Some(b) if heartbeat => seq > b,
+            Some(b) => seq != b + 1,
+            // A node heard of for the first time, or again after it was
+            // forgotten: past its first envelope, what it sent before may
+            // have been missed.
+            None => seq > 1,
+        };
+        self.0.insert(node.to_owned(), (seq.max(before.unwrap_or(0)), now));
+        missed
+    }
 }
 
 /// Milliseconds since the Unix epoch, by this machine's clock (the seal's
@@ -529,10 +550,9 @@ async fn connect_options(
         SignIn::Anonymous => options,
         SignIn::Password(user, password) => options.user_and_password(user.clone(), password.clone()),
         SignIn::Token(token) => options.token(token.clone()),
-        SignIn::Credentials(file) => options
-            .credentials_file(file)
-            .await
-            .map_err(|e| AppError::Internal(format!("cannot use the NATS credentials file {}: {e}", file.display())))?,
+        SignIn::Credentials(file) => options.credentials_file(file).await.map_err(|e| {
+            AppError::Internal(format!("cannot use the NATS credentials file {}: {e}", file.display()).into())
+        })?,
     };
     if let Some(file) = &nats.ca_file {
         options = options.add_root_certificates(file.clone()).require_tls(true);

@@ -10,12 +10,12 @@ use refdesk_domain::authz::{authorize, authorize_question, Action, Target};
 use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
 use refdesk_domain::input::Body;
-use refdesk_domain::org::Staff;
-use refdesk_domain::question::{apply_code, Change, Status};
+use refdesk_domain::org::{Placement, Staff};
+use refdesk_domain::question::{apply_code, Change, ResolutionCode, Status};
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{
-    NewMessage, QuestionPlan, QuestionQuery, QuestionRecord, QuestionScope, ScopeLevel, TimelineEntry,
+    NewMessage, QuestionPlan, QuestionQuery, QuestionRecord, QuestionScope, ScopeLevel, SessionRecord, TimelineEntry,
 };
 use serde::Serialize;
 
@@ -147,7 +147,7 @@ impl App {
             Some(slug) => Some(
                 self.library(slug)
                     .await
-                    .map_err(|_| DomainError::invalid("library", "no such library"))?
+                    .map_err(|e| e.missing_is_invalid("library", "no such library"))?
                     .placement
                     .library,
             ),
@@ -208,13 +208,23 @@ impl App {
         confirm_live: bool,
     ) -> AppResult<ActOutcome> {
         // Everything that needs input parsing or another lookup happens here,
-        // before the transaction; the rule itself runs inside it.
+        // before the transaction; the rule itself (`decide`) runs inside it,
+        // on the question and its session as they are there.
+        let prepared = self.prepare(staff, id, action).await?;
+        let receiving = prepared.receiving;
+        let me = staff.clone();
+        let plan: refdesk_store::Plan = Box::new(move |q, session| decide(&me, prepared, confirm_live, q, session));
+        let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
+        self.after_acting(staff, receiving, acted).await
+    }
+
+    /// Parses an action's input and looks up what it names.
+    async fn prepare(&self, staff: &Staff, id: QuestionId, action: QuestionAction) -> AppResult<Prepared> {
         let max = self.limits.max_message_chars;
         let parse_body = |b: &str| Body::parse(b, max).map(Body::into_string);
-        let mut receiving: Option<(LibraryId, refdesk_domain::org::Placement)> = None;
-        let mut assignee: Option<Staff> = None;
-        let mut codes = Vec::new();
-        let action = match action {
+        let mut prepared =
+            Prepared { action: QuestionAction::Close, receiving: None, assignee: None, codes: Vec::new() };
+        prepared.action = match action {
             QuestionAction::Answer { body, email } => {
                 let email = crate::mail::email_address(email.as_deref())?;
                 QuestionAction::Answer { body: parse_body(&body)?, email }
@@ -222,128 +232,43 @@ impl App {
             QuestionAction::Note { body } => QuestionAction::Note { body: parse_body(&body)? },
             QuestionAction::MessageLibrarian { body } => QuestionAction::MessageLibrarian { body: parse_body(&body)? },
             QuestionAction::Assign { to: Some(to) } => {
-                let enabled = self
-                    .store
-                    .staff_of(staff.home.cooperative)
-                    .await?
-                    .into_iter()
-                    .find(|e| e.staff.id == to && !e.disabled);
-                assignee = Some(enabled.ok_or(DomainError::invalid("to", "no such staff member"))?.staff);
+                let colleagues = self.store.staff_of(staff.home.cooperative).await?;
+                let enabled = colleagues.into_iter().find(|e| e.staff.id == to && !e.disabled);
+                prepared.assignee = Some(enabled.ok_or(DomainError::invalid("to", "no such staff member"))?.staff);
                 QuestionAction::Assign { to: Some(to) }
             }
             QuestionAction::Refer { library } => {
-                let lib =
-                    self.library(&library).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
-                receiving = Some((lib.placement.library, lib.placement));
+                prepared.receiving = Some(self.receiving(&library).await?);
                 QuestionAction::Refer { library }
             }
             QuestionAction::SetCode { code, library } => {
                 if let Some(slug) = &library {
-                    let lib =
-                        self.library(slug).await.map_err(|_| DomainError::invalid("library", "no such library"))?;
-                    receiving = Some((lib.placement.library, lib.placement));
+                    prepared.receiving = Some(self.receiving(slug).await?);
                 }
                 let q = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
-                codes = self.store.codes(q.placement.cooperative).await?;
+                prepared.codes = self.store.codes(q.placement.cooperative).await?;
                 QuestionAction::SetCode { code, library }
             }
             other => other,
         };
+        Ok(prepared)
+    }
 
-        let me = staff.clone();
-        let confirmed = confirm_live;
-        let plan: refdesk_store::Plan = Box::new(move |q, session| {
-            authorize_question(&me, &q.placement, q.referred.as_ref(), q.librarian)?;
-            check_confirmation(q.live, confirmed)?;
-            let live = q.live;
-            // R5 keeps a question live until its code is set, but an answer
-            // shown in a chat the patron has left reaches nobody.
-            let patron_present = live && session.state != refdesk_domain::chat::SessionState::Ended;
-            let mut plan = QuestionPlan::default();
-            match action {
-                QuestionAction::Answer { body, email } => {
-                    let to = email.or_else(|| session.patron_email.clone());
-                    if to.is_none() && !patron_present {
-                        return Err(DomainError::Conflict(
-                            "no e-mail address is known for this patron and the chat has ended: the answer cannot reach them"
-                                .into(),
-                        ));
-                    }
-                    let (after, chat) = actions::answer(&q.state, &body, patron_present);
-                    plan.entries.push(Change::Answer {
-                        body: body.clone(),
-                        emailed_to: to.clone(),
-                        in_chat: chat.is_some(),
-                    });
-                    plan.line = chat.map(|l| line(&me, l, false));
-                    plan.mail = to.map(|to| answer_mail(q, &body, &to));
-                    plan.state = Some(after);
-                }
-                QuestionAction::Note { body } => {
-                    plan.line = actions::note(&body, live).map(|l| line(&me, l, false));
-                    plan.entries.push(Change::Note { body });
-                }
-                QuestionAction::MessageLibrarian { body } => {
-                    let name = q.librarian_name.clone().unwrap_or_else(|| "the librarian".into());
-                    plan.line = Some(line(&me, actions::message_to_librarian(&body, &name, live)?, false));
-                    plan.entries.push(Change::LibrarianMessage { to: q.librarian, body });
-                }
-                QuestionAction::Close => {
-                    let (after, chat) = actions::close(&q.state, &me.display_name, live, patron_present)?;
-                    plan.line = chat.map(|l| line(&me, l, true));
-                    plan.state = Some(after);
-                }
-                QuestionAction::Reopen => plan.state = Some(actions::reopen(&q.state)?),
-                QuestionAction::Assign { to } => {
-                    if let Some(who) = &assignee {
-                        authorize_question(who, &q.placement, q.referred.as_ref(), q.librarian)
-                            .map_err(|_| DomainError::invalid("to", "that staff member cannot work this question"))?;
-                    }
-                    plan.state = Some(actions::assign(&q.state, to)?);
-                }
-                QuestionAction::Claim => plan.state = Some(actions::assign(&q.state, Some(me.id))?),
-                QuestionAction::Refer { .. } => {
-                    let (to, placement) = receiving.ok_or(DomainError::invalid("library", "no such library"))?;
-                    if placement.cooperative != q.placement.cooperative {
-                        return Err(DomainError::invalid("library", "refer only within the cooperative"));
-                    }
-                    plan.state = Some(actions::refer(&q.state, q.library, to)?);
-                    plan.line = live.then(|| {
-                        line(
-                            &me,
-                            staff_line(format!("Question referred to another library by {}", me.display_name)),
-                            true,
-                        )
-                    });
-                }
-                QuestionAction::SetCode { code, .. } => {
-                    let target = Target::of(&session.ctx, session.state);
-                    authorize(&me, Action::SetCode, &target)?;
-                    let code = codes
-                        .iter()
-                        .find(|c| c.key == code)
-                        .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {code:?}")))?;
-                    if code.referred && receiving.is_none() {
-                        return Err(DomainError::invalid("library", "name the library the question is referred to"));
-                    }
-                    if let Some((_, p)) = receiving {
-                        if p.cooperative != q.placement.cooperative || p.library == q.library {
-                            return Err(DomainError::invalid("library", "refer to another library of the cooperative"));
-                        }
-                    }
-                    let after = apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0));
-                    plan.line = live.then(|| refdesk_domain::lines::code_set(&code.label, &me.display_name));
-                    plan.state = Some(after);
-                }
-            }
-            if plan.state.as_ref() == Some(&q.state) {
-                plan.state = None;
-            }
-            Ok(plan)
-        });
-        let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
-        // A referral is told at once to the receiving library's desks
-        // (after the commit: nothing is announced that could roll back).
+    /// The library a question is referred to, by slug.
+    async fn receiving(&self, slug: &str) -> AppResult<(LibraryId, Placement)> {
+        let lib = self.library(slug).await.map_err(|e| e.missing_is_invalid("library", "no such library"))?;
+        Ok((lib.placement.library, lib.placement))
+    }
+
+    /// What follows a committed action: a referral told at once to the
+    /// receiving library's desks (after the commit: nothing is announced
+    /// that could roll back), the mailer woken, and the notice for the page.
+    async fn after_acting(
+        &self,
+        staff: &Staff,
+        receiving: Option<(LibraryId, Placement)>,
+        acted: refdesk_store::Acted,
+    ) -> AppResult<ActOutcome> {
         if let (Some((_, to)), Some(now)) = (receiving, acted.question.referred) {
             if now == to {
                 let text: String = acted.question.text.chars().take(200).collect();
@@ -363,18 +288,146 @@ impl App {
             Some(mail) => self.store.mail(mail).await?.map(|m| m.to),
             None => None,
         };
-        let notice = match (&acted.line, &emailed_to) {
-            (Some(l), None) if l.kind == refdesk_domain::chat::MessageKind::Answer => {
+        let answered = acted.line.as_ref().is_some_and(|l| l.kind == refdesk_domain::chat::MessageKind::Answer);
+        let notice = match (answered, &emailed_to) {
+            (true, None) => {
                 Some("No e-mail address is known for this patron: the answer was shown in the chat only.".to_owned())
             }
-            (Some(l), Some(to)) if l.kind == refdesk_domain::chat::MessageKind::Answer => {
-                Some(format!("The answer was shown in the chat and e-mailed to {to}."))
-            }
-            (None, Some(to)) => Some(format!("The answer was e-mailed to {to}.")),
+            (true, Some(to)) => Some(format!("The answer was shown in the chat and e-mailed to {to}.")),
+            (false, Some(to)) if acted.line.is_none() => Some(format!("The answer was e-mailed to {to}.")),
             _ => None,
         };
         Ok(ActOutcome { question: acted.question, chat_line: acted.line, emailed_to, notice })
     }
+}
+
+/// An action with its input parsed and what it names looked up.
+struct Prepared {
+    action: QuestionAction,
+    /// The library a referral (or a referral code) sends the question to.
+    receiving: Option<(LibraryId, Placement)>,
+    /// The staff member an assignment names.
+    assignee: Option<Staff>,
+    /// The cooperative's codes, for a code.
+    codes: Vec<ResolutionCode>,
+}
+
+/// Decides an action on the question and its session as they are inside
+/// the write (R4, R6, R7, B1): what changes, what is written in the chat,
+/// what is e-mailed.
+fn decide(
+    me: &Staff,
+    prepared: Prepared,
+    confirmed: bool,
+    q: &QuestionRecord,
+    session: &SessionRecord,
+) -> Result<QuestionPlan, DomainError> {
+    authorize_question(me, &q.placement, q.referred.as_ref(), q.librarian)?;
+    check_confirmation(q.live, confirmed)?;
+    let live = q.live;
+    let Prepared { action, receiving, assignee, codes } = prepared;
+    let mut plan = QuestionPlan::default();
+    match action {
+        QuestionAction::Answer { body, email } => plan = answer(me, q, session, body, email)?,
+        QuestionAction::Note { body } => {
+            plan.line = actions::note(&body, live).map(|l| line(me, l, false));
+            plan.entries.push(Change::Note { body });
+        }
+        QuestionAction::MessageLibrarian { body } => {
+            let name = q.librarian_name.clone().unwrap_or_else(|| "the librarian".into());
+            plan.line = Some(line(me, actions::message_to_librarian(&body, &name, live)?, false));
+            plan.entries.push(Change::LibrarianMessage { to: q.librarian, body });
+        }
+        QuestionAction::Close => {
+            let (after, chat) = actions::close(&q.state, &me.display_name, live, patron_present(q, session))?;
+            plan.line = chat.map(|l| line(me, l, true));
+            plan.state = Some(after);
+        }
+        QuestionAction::Reopen => plan.state = Some(actions::reopen(&q.state)?),
+        QuestionAction::Assign { to } => {
+            if let Some(who) = &assignee {
+                authorize_question(who, &q.placement, q.referred.as_ref(), q.librarian)
+                    .map_err(|_| DomainError::invalid("to", "that staff member cannot work this question"))?;
+            }
+            plan.state = Some(actions::assign(&q.state, to)?);
+        }
+        QuestionAction::Claim => plan.state = Some(actions::assign(&q.state, Some(me.id))?),
+        QuestionAction::Refer { .. } => {
+            let (to, placement) = receiving.ok_or(DomainError::invalid("library", "no such library"))?;
+            if placement.cooperative != q.placement.cooperative {
+                return Err(DomainError::invalid("library", "refer only within the cooperative"));
+            }
+            plan.state = Some(actions::refer(&q.state, q.library, to)?);
+            let text = format!("Question referred to another library by {}", me.display_name);
+            plan.line = live.then(|| line(me, staff_line(text), true));
+        }
+        QuestionAction::SetCode { code, .. } => plan = set_code(me, q, session, &code, &codes, receiving)?,
+    }
+    if plan.state.as_ref() == Some(&q.state) {
+        plan.state = None;
+    }
+    Ok(plan)
+}
+
+/// R5 keeps a question live until its code is set, but an answer shown in a
+/// chat the patron has left reaches nobody.
+fn patron_present(q: &QuestionRecord, session: &SessionRecord) -> bool {
+    q.live && session.state != refdesk_domain::chat::SessionState::Ended
+}
+
+/// An answer: in the chat while the patron is there, by e-mail to the
+/// address given or the patron's own.
+fn answer(
+    me: &Staff,
+    q: &QuestionRecord,
+    session: &SessionRecord,
+    body: String,
+    email: Option<String>,
+) -> Result<QuestionPlan, DomainError> {
+    let present = patron_present(q, session);
+    let to = email.or_else(|| session.patron_email.clone());
+    if to.is_none() && !present {
+        return Err(DomainError::Conflict(
+            "no e-mail address is known for this patron and the chat has ended: the answer cannot reach them".into(),
+        ));
+    }
+    let (after, chat) = actions::answer(&q.state, &body, present);
+    Ok(QuestionPlan {
+        entries: vec![Change::Answer { body: body.clone(), emailed_to: to.clone(), in_chat: chat.is_some() }],
+        line: chat.map(|l| line(me, l, false)),
+        mail: to.map(|to| answer_mail(q, &body, &to)),
+        state: Some(after),
+    })
+}
+
+/// A resolution code from the question list (R6): the code decides the
+/// status; a referral code names the receiving library.
+fn set_code(
+    me: &Staff,
+    q: &QuestionRecord,
+    session: &SessionRecord,
+    code: &str,
+    codes: &[ResolutionCode],
+    receiving: Option<(LibraryId, Placement)>,
+) -> Result<QuestionPlan, DomainError> {
+    authorize(me, Action::SetCode, &Target::of(&session.ctx, session.state))?;
+    let code = codes
+        .iter()
+        .find(|c| c.key == code)
+        .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {code:?}")))?;
+    if code.referred && receiving.is_none() {
+        return Err(DomainError::invalid("library", "name the library the question is referred to"));
+    }
+    if let Some((_, p)) = receiving {
+        if p.cooperative != q.placement.cooperative || p.library == q.library {
+            return Err(DomainError::invalid("library", "refer to another library of the cooperative"));
+        }
+    }
+    Ok(QuestionPlan {
+        state: Some(apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0))),
+        line: q.live.then(|| refdesk_domain::lines::code_set(&code.label, &me.display_name)),
+        ..QuestionPlan::default()
+    })
 }
 
 fn staff_line(body: String) -> ChatLine {

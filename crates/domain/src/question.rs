@@ -260,8 +260,8 @@ pub enum Change {
         from: Option<StaffId>,
         /// After (`None`: back to a queue).
         to: Option<StaffId>,
-        /// `take_over`, `transfer` or `queue`.
-        how: String,
+        /// How it changed hands.
+        how: Handing,
     },
     /// A message to the chatting librarian was sent into the live chat.
     LibrarianMessage {
@@ -306,6 +306,24 @@ impl Change {
             Change::Unblocked { .. } => "unblocked",
         }
     }
+}
+
+/// How a chat changed hands, as its question's timeline records it. The
+/// stored names are the wire names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Handing {
+    /// A conferencing member took the chat over (B2).
+    #[serde(rename = "take_over")]
+    TakeOver,
+    /// The chatting librarian gave it to a colleague.
+    #[serde(rename = "transfer")]
+    Transfer,
+    /// It went back into a queue.
+    #[serde(rename = "queue")]
+    Queue,
+    /// A librarian accepted it from the queue it had been sent back to.
+    #[serde(rename = "accepted from a queue")]
+    AcceptedFromQueue,
 }
 
 /// R7: every difference between two states, as timeline entries. Nothing

@@ -214,16 +214,7 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
-    check_loopback(&args.url)?;
-    if let Some(url) = &args.staff_url {
-        check_loopback(url)?;
-    }
-    if !(args.rate > 0.0 && args.rate <= 1000.0) {
-        bail!("--rate must be between 0 and 1000 messages per second");
-    }
-    if args.sample_seconds == Some(0) || args.chat_seconds == Some(0) {
-        bail!("--sample-seconds and --chat-seconds must be at least 1");
-    }
+    check_args(&args)?;
     let base = args.url.trim_end_matches('/').to_owned();
     let staff_base = args.staff_url.as_deref().unwrap_or(&args.url).trim_end_matches('/').to_owned();
     let http = reqwest::Client::builder().cookie_store(true).build()?;
@@ -301,13 +292,48 @@ pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
         None => std::mem::take(&mut window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us),
     };
     latencies.sort_unstable();
+    report(&latencies, Totals { sent, errors, chats: chats_run }, args.duration, elapsed, before, after);
+    Ok(())
+}
+
+/// What the load generator sent, in total.
+struct Totals {
+    sent: u64,
+    errors: u64,
+    chats: u64,
+}
+
+/// Refuses arguments the load generator cannot honour.
+fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
+    check_loopback(&args.url)?;
+    if let Some(url) = &args.staff_url {
+        check_loopback(url)?;
+    }
+    if !(args.rate > 0.0 && args.rate <= 1000.0) {
+        bail!("--rate must be between 0 and 1000 messages per second");
+    }
+    if args.sample_seconds == Some(0) || args.chat_seconds == Some(0) {
+        bail!("--sample-seconds and --chat-seconds must be at least 1");
+    }
+    Ok(())
+}
+
+/// Prints a run's figures.
+fn report(
+    latencies: &[u64],
+    t: Totals,
+    duration: u64,
+    elapsed: f64,
+    before: Option<ProcStat>,
+    after: Option<ProcStat>,
+) {
     let delivered = latencies.len() as u64;
-    println!("chats: {chats_run}  sent: {sent}  delivered: {delivered}  errors: {errors}");
-    println!("throughput: {:.0} msg/s delivered", delivered as f64 / args.duration as f64);
+    println!("chats: {}  sent: {}  delivered: {delivered}  errors: {}", t.chats, t.sent, t.errors);
+    println!("throughput: {:.0} msg/s delivered", delivered as f64 / duration as f64);
     println!(
         "latency (send → delivered): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        percentile(&latencies, 0.50) as f64 / 1000.0,
-        percentile(&latencies, 0.99) as f64 / 1000.0,
+        percentile(latencies, 0.50) as f64 / 1000.0,
+        percentile(latencies, 0.99) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0
     );
     if let (Some(b), Some(a)) = (before, after) {
@@ -321,10 +347,9 @@ pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
             if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 }
         );
     }
-    if delivered < sent {
-        println!("note: {} messages sent but not seen delivered before the end of the run", sent - delivered);
+    if delivered < t.sent {
+        println!("note: {} messages sent but not seen delivered before the end of the run", t.sent - delivered);
     }
-    Ok(())
 }
 
 /// The value at `p` (0–1) of sorted values.
@@ -630,38 +655,19 @@ impl Sampler {
                 _ => None,
             };
             last_cpu = stat.as_ref().map(|s| s.cpu_seconds);
-            let files = self.pids.iter().map(|p| open_files(*p)).sum::<usize>();
-            let size = self.sizes.read().await.map(|s| Size { wal: max.wal.max(s.wal), ..s });
-            let at = now.duration_since(t0).as_secs();
-            let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
-            println!(
-                "| {}:{:02} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} | {} |",
-                at / 60,
-                at % 60,
-                lat.len() as f64 / secs,
-                percentile(&lat, 0.50) as f64 / 1000.0,
-                percentile(&lat, 0.99) as f64 / 1000.0,
-                cpu.map_or("–".into(), |c| format!("{c:.0} µs")),
-                stat.as_ref().map_or("–".into(), |s| mib(s.rss_kib * 1024)),
-                if self.pids.is_empty() { "–".into() } else { files.to_string() },
-                size.map_or("–".into(), |s| mib(s.db)),
-                size.map_or("–".into(), |s| mib(s.wal)),
-                size.map_or("–".into(), |s| mib(s.shm)),
-            );
+            let row = Row {
+                at: now.duration_since(t0).as_secs(),
+                rate: lat.len() as f64 / secs,
+                p50: percentile(&lat, 0.50),
+                p99: percentile(&lat, 0.99),
+                cpu,
+                rss_kib: stat.as_ref().map(|s| s.rss_kib),
+                files: (!self.pids.is_empty()).then(|| self.pids.iter().map(|p| open_files(*p)).sum::<usize>()),
+                size: self.sizes.read().await.map(|s| Size { wal: max.wal.max(s.wal), ..s }),
+            };
+            row.print();
             if let Some(f) = csv.as_mut() {
-                let s = size.unwrap_or_default();
-                writeln!(
-                    f,
-                    "{at},{:.0},{},{},{:.1},{},{files},{},{},{}",
-                    lat.len() as f64 / secs,
-                    percentile(&lat, 0.50),
-                    percentile(&lat, 0.99),
-                    cpu.unwrap_or(0.0),
-                    stat.as_ref().map_or(0, |s| s.rss_kib),
-                    s.db,
-                    s.wal,
-                    s.shm
-                )?;
+                row.write_csv(f)?;
             }
             all.extend(lat);
             max = Size::default();
@@ -676,6 +682,59 @@ impl Sampler {
                 return Ok(all);
             }
         }
+    }
+}
+
+/// One row of the sampler's table.
+struct Row {
+    /// Seconds since the load began.
+    at: u64,
+    /// Delivered messages per second.
+    rate: f64,
+    p50: u64,
+    p99: u64,
+    /// Server CPU per delivered message, µs.
+    cpu: Option<f64>,
+    rss_kib: Option<u64>,
+    files: Option<usize>,
+    size: Option<Size>,
+}
+
+impl Row {
+    fn print(&self) {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+        println!(
+            "| {}:{:02} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} | {} |",
+            self.at / 60,
+            self.at % 60,
+            self.rate,
+            self.p50 as f64 / 1000.0,
+            self.p99 as f64 / 1000.0,
+            self.cpu.map_or("–".into(), |c| format!("{c:.0} µs")),
+            self.rss_kib.map_or("–".into(), |k| mib(k * 1024)),
+            self.files.map_or("–".into(), |n| n.to_string()),
+            self.size.map_or("–".into(), |s| mib(s.db)),
+            self.size.map_or("–".into(), |s| mib(s.wal)),
+            self.size.map_or("–".into(), |s| mib(s.shm)),
+        );
+    }
+
+    fn write_csv(&self, f: &mut std::fs::File) -> std::io::Result<()> {
+        let s = self.size.unwrap_or_default();
+        writeln!(
+            f,
+            "{},{:.0},{},{},{:.1},{},{},{},{},{}",
+            self.at,
+            self.rate,
+            self.p50,
+            self.p99,
+            self.cpu.unwrap_or(0.0),
+            self.rss_kib.unwrap_or(0),
+            self.files.unwrap_or(0),
+            s.db,
+            s.wal,
+            s.shm
+        )
     }
 }
 

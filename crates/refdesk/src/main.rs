@@ -344,74 +344,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_demo_logins();
             Ok(())
         }
-        Command::User { command: UserCommand::Add(u) } => {
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
-            let role = Role::parse(&u.role).with_context(|| {
-                format!(
-                    "unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin",
-                    u.role
-                )
-            })?;
-            let name = u.name.clone().unwrap_or_else(|| u.username.clone());
-            let password = read_password(u.password_file.as_deref())?;
-            let id = state
-                .app
-                .add_staff(None, &u.library, &u.username, &name, role, &password)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"));
-            state.app.store.close().await;
-            let id = id?;
-            println!("created staff member {} (id {id}) at {}", u.username, u.library);
-            Ok(())
-        }
-        Command::Serve { listen, demo } => {
-            let mut config = load_config(&cli)?;
-            if let Some(l) = listen {
-                config.listen = *l;
-            }
-            cap_connections(&mut config);
-            // A public URL means the service is deployed: no demo there either.
-            let public = !config.listen.ip().is_loopback() || config.public_url.is_some();
-            if *demo && public {
-                bail!("{}", demo_refused(config.listen));
-            }
-            // Held until the process ends (see `lock`): before the database
-            // is opened, so a second server changes nothing, not even the schema.
-            let _lock = match &config.database_url {
-                None => Some(lock::lock_data_dir(&config.data_dir)?),
-                Some(_) => None,
-            };
-            let state = refdesk_server::open(&config, Clock::system()).await?;
-            if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-                state.app.store.close().await;
-                bail!("{}", demo_refused(config.listen));
-            }
-            if *demo {
-                if state.app.store.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
-                    load_demo(&state.app).await?;
-                    println!("loaded the demo data");
-                }
-                print_demo_logins();
-            }
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("listening on {}", config.listen))?;
-            let addr = listener.local_addr()?;
-            let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            match &config.database_url {
-                None => println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display()),
-                Some(_) => println!("refdesk is serving on http://{addr}/ (data in PostgreSQL)"),
-            }
-            println!("  librarian desk:  http://{addr}/desk");
-            for lib in libs.iter().take(10) {
-                println!("  patron chat:     http://{addr}/ask/{}  ({})", lib.slug, lib.name);
-            }
-            if libs.is_empty() {
-                println!("  no libraries yet: run `refdesk demo` or start with --demo");
-            }
-            refdesk_server::run(listener, state, shutdown_signal()).await
-        }
+        Command::User { command: UserCommand::Add(u) } => add_user(&cli, u).await,
+        Command::Serve { listen, demo } => serve(&cli, *listen, *demo).await,
     }
+}
+
+/// `refdesk user add`.
+async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
+    let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+    let role = Role::parse(&u.role).with_context(|| {
+        format!("unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin", u.role)
+    })?;
+    let name = u.name.clone().unwrap_or_else(|| u.username.clone());
+    let password = read_password(u.password_file.as_deref())?;
+    let id = state
+        .app
+        .add_staff(None, &u.library, &u.username, &name, role, &password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"));
+    state.app.store.close().await;
+    let id = id?;
+    println!("created staff member {} (id {id}) at {}", u.username, u.library);
+    Ok(())
+}
+
+/// `refdesk serve`.
+async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> anyhow::Result<()> {
+    let mut config = load_config(&cli)?;
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    cap_connections(&mut config);
+    // A public URL means the service is deployed: no demo there either.
+    let public = !config.listen.ip().is_loopback() || config.public_url.is_some();
+    if demo && public {
+        bail!("{}", demo_refused(config.listen));
+    }
+    // Held until the process ends (see `lock`): before the database
+    // is opened, so a second server changes nothing, not even the schema.
+    let _lock = match &config.database_url {
+        None => Some(lock::lock_data_dir(&config.data_dir)?),
+        Some(_) => None,
+    };
+    let state = refdesk_server::open(&config, Clock::system()).await?;
+    if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        state.app.store.close().await;
+        bail!("{}", demo_refused(config.listen));
+    }
+    if demo {
+        if state.app.store.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            load_demo(&state.app).await?;
+            println!("loaded the demo data");
+        }
+        print_demo_logins();
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    match &config.database_url {
+        None => println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display()),
+        Some(_) => println!("refdesk is serving on http://{addr}/ (data in PostgreSQL)"),
+    }
+    println!("  librarian desk:  http://{addr}/desk");
+    for lib in libs.iter().take(10) {
+        println!("  patron chat:     http://{addr}/ask/{}  ({})", lib.slug, lib.name);
+    }
+    if libs.is_empty() {
+        println!("  no libraries yet: run `refdesk demo` or start with --demo");
+    }
+    refdesk_server::run(listener, state, shutdown_signal()).await
 }
 
 /// Raises the soft open-file limit to the hard one (1,024 by default on

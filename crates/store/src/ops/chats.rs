@@ -15,7 +15,7 @@ use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
 use refdesk_domain::lines;
 use refdesk_domain::org::Staff;
-use refdesk_domain::question::{question_on_accept, Change, QuestionState, Status};
+use refdesk_domain::question::{question_on_accept, Change, Handing, QuestionState, Status};
 use refdesk_domain::{DomainError, Millis};
 
 /// A session as the queue lists it, having entered `rec.queue` at `since`.
@@ -139,7 +139,7 @@ async fn accept<D: Db>(
             insert_question(db, &rec, &text, &question_on_accept(), Some(&by), now).await?;
         }
         Some(question) => {
-            let change = Change::Librarian { from: None, to: Some(by.id), how: "accepted from a queue".into() };
+            let change = Change::Librarian { from: None, to: Some(by.id), how: Handing::AcceptedFromQueue };
             insert_timeline(db, question, now, Some(&by), &change).await?;
         }
     }
@@ -359,7 +359,7 @@ async fn transfer<D: Db>(
             db.exec("UPDATE sessions SET librarian_id = ?2 WHERE id = ?1 AND state = 'active'", args![id.0, s.id.0])
                 .await?;
             db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, s.id.0]).await?;
-            (Some(s.id), if s.id == by.id { "take_over" } else { "transfer" })
+            (Some(s.id), if s.id == by.id { Handing::TakeOver } else { Handing::Transfer })
         }
         TransferTo::Queue { library, coop_now } => {
             db.exec(
@@ -369,7 +369,7 @@ async fn transfer<D: Db>(
                 args![id.0, library.library.0, now, *coop_now],
             )
             .await?;
-            (None, "queue")
+            (None, Handing::Queue)
         }
     };
     if let Some(prev) = previous.filter(|p| stay && Some(*p) != new_librarian) {
@@ -381,7 +381,7 @@ async fn transfer<D: Db>(
         .await?;
     }
     if let Some(q) = rec.ctx.question {
-        let change = Change::Librarian { from: previous, to: new_librarian, how: how.into() };
+        let change = Change::Librarian { from: previous, to: new_librarian, how };
         insert_timeline(db, q, now, Some(&by), &change).await?;
     }
     let after = load_session(db, id).await?;
