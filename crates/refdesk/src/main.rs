@@ -351,7 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `refdesk user add`.
 async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
-    let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+    let state = refdesk_server::open(&offline(load_config(cli)?), Clock::system()).await?;
     let role = Role::parse(&u.role).with_context(|| {
         format!("unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin", u.role)
     })?;
@@ -370,7 +370,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
 
 /// `refdesk serve`.
 async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> anyhow::Result<()> {
-    let mut config = load_config(&cli)?;
+    let mut config = load_config(cli)?;
     if let Some(l) = listen {
         config.listen = l;
     }
