@@ -232,12 +232,7 @@ pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
         cookies.push(sign_in(&http, &staff_base, &args.username, &args.password).await?);
     }
 
-    http.post(format!("{staff_base}/api/me/availability"))
-        .json(&json!({"availability": "on_duty"}))
-        .send()
-        .await?
-        .error_for_status()
-        .context("going on duty")?;
+    on_duty(&http, &staff_base).await?;
     println!("starting {} chats…", args.chats);
     let chats = start_chats(&http, &base, &args.library, args.chats).await?;
     let desk = Desk {
@@ -293,6 +288,17 @@ pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
     };
     latencies.sort_unstable();
     report(&latencies, Totals { sent, errors, chats: chats_run }, args.duration, elapsed, before, after);
+    Ok(())
+}
+
+/// Puts the bench librarian on duty, so chats are offered to them.
+async fn on_duty(http: &reqwest::Client, staff_base: &str) -> anyhow::Result<()> {
+    http.post(format!("{staff_base}/api/me/availability"))
+        .json(&json!({"availability": "on_duty"}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("going on duty")?;
     Ok(())
 }
 
