@@ -62,7 +62,7 @@ ensure_nats() {
 # only (like a managed database) and a NATS server that requires TLS and a
 # password, both with certificates from a test CA made here. They live in
 # $tls_dir and later runs reuse them. The tests that use them
-# (crates/store/tests/contract.rs, crates/app/tests/nats_tls.rs) fail, never
+# (crates/store/tests/contract/, crates/app/tests/nats_tls.rs) fail, never
 # skip, when they are missing.
 tls_dir=/tmp/refdesk-test-tls
 export REFDESK_TEST_POSTGRES_TLS="postgres://postgres@localhost:5433/postgres?sslmode=verify-full&sslrootcert=$tls_dir/ca.pem"
