@@ -1,0 +1,56 @@
+//! Input parsing shared by the REST API and the WebSocket: what both edges
+//! take from a client and turn into domain values the same way, with the
+//! same error. (Each edge parses its own envelope — a JSON body, a frame —
+//! and both come here for what they share.)
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use refdesk_domain::chat::MessageKind;
+use serde::Deserialize;
+
+/// The kinds of message a person may send: a chat line, or a librarian note
+/// (staff only; its audience is always staff). Answers and system lines are
+/// written by refdesk itself. Only its schema is used as such: the
+/// client's text is parsed by [`sendable_kind`], so that a refusal says
+/// what to send instead.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SendKind {
+    /// A chat line everyone in the chat sees.
+    Message,
+    /// A librarian note: staff only, always (B4).
+    Note,
+}
+
+/// Parses a message kind a person may send (`message` when none is named).
+pub fn sendable_kind(kind: Option<&str>) -> Result<MessageKind, ApiError> {
+    match kind.unwrap_or("message") {
+        "message" => Ok(MessageKind::Message),
+        "note" => Ok(MessageKind::Note),
+        other => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message: format!("invalid kind: {other:?}; send \"message\" or \"note\""),
+        }),
+    }
+}
+
+/// A `422 invalid` naming the field and why.
+pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: format!("invalid {field}: {why}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_person_sends_messages_and_notes_and_nothing_else() {
+        assert_eq!(sendable_kind(None).unwrap(), MessageKind::Message);
+        assert_eq!(sendable_kind(Some("note")).unwrap(), MessageKind::Note);
+        for refused in ["answer", "system", "", "Note"] {
+            let e = sendable_kind(Some(refused)).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (422, "invalid"), "{refused}");
+        }
+    }
+}
