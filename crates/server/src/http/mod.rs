@@ -4,8 +4,9 @@
 //! adds its handlers with utoipa-axum's `routes!`, which takes the method
 //! and path from the handler's `#[utoipa::path]`. [`routes`] gathers them,
 //! and both the router that serves and the OpenAPI document
-//! (`openapi.rs`) are made from it, so a route cannot be served without
-//! being described, nor described at a path it is not served at.
+//! (`openapi.rs`) are made from it. A route added any other way (a plain
+//! `.route(…)`) would be served undescribed: the router test
+//! (`tests/api/router.rs`) walks the router's own table and fails on it.
 
 pub mod auth;
 pub mod blocks;

@@ -42,10 +42,10 @@ fn int<T: std::str::FromStr>(q: &HashMap<&str, String>, key: &str) -> Result<Opt
 #[into_params(parameter_in = Query)]
 struct ListParams {
     /// One of the list's views (default: all).
-    #[param(value_type = Option<View>)]
+    #[param(value_type = Option<View>, inline)]
     view: Option<String>,
     /// Only questions with this status.
-    #[param(value_type = Option<Status>)]
+    #[param(value_type = Option<Status>, inline)]
     status: Option<String>,
     /// Only questions with this resolution code (a key of my cooperative's codes).
     #[param(min_length = 1)]
@@ -264,7 +264,7 @@ fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/api/questions/{id}/{action}", tag = "questions", security(("staff" = [])),
     params(
         ("id" = i64, Path, description = "the question's number"),
-        ("action" = ActionName, Path, description = "what to do"),
+        ("action" = inline(ActionName), Path, description = "what to do"),
     ),
     request_body(content = Option<ActBody>, description = "optional for actions without fields"),
     responses(

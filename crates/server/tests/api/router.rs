@@ -133,4 +133,26 @@ async fn the_openapi_document_gives_real_schemas_arrays_text_and_closed_bodies()
     }
     assert!(op("post", "/api/login")["responses"]["429"].is_object(), "the sign-in is rate limited");
     assert!(op("get", "/api/me")["security"].is_array(), "staff operations name the sign-in they need");
+    // Every schema a reference names is in the document.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    for r in refs {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("a reference outside the schemas: {r}"));
+        assert!(doc["components"]["schemas"][name].is_object(), "{r} is referenced but not in the document");
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The API against its own description: schemathesis generates requests from
+# the OpenAPI document the server serves (/api/openapi.json, derived from
+# the handlers' types) and checks every answer: no server error, a status
+# the document names for that operation, the content type it names, and a
+# body that conforms to its schema.
+#
+# The real `refdesk serve` runs on a fresh data folder with the demo data;
+# the run signs in as a librarian (ann) and as a cooperative admin (erin),
+# each with their own cookie, and then runs the two operations that end a
+# sign-in (signing out, and changing a staff member: disabling or a new
+# password end their sign-ins) on their own, last.
+#
+# Usage: scripts/schemathesis.sh [BIN]; BIN defaults to target/debug/refdesk.
+# SCHEMATHESIS_EXAMPLES (default 25) bounds the examples per operation and
+# phase; SCHEMATHESIS_SEED makes a run repeatable. Needs Python 3 with venv:
+# schemathesis (pinned) is installed into its own venv under /tmp.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin="${1:-${CARGO_TARGET_DIR:-$PWD/target}/debug/refdesk}"
+version=4.32.5
+venv=/tmp/refdesk-schemathesis
+examples="${SCHEMATHESIS_EXAMPLES:-25}"
+seed="${SCHEMATHESIS_SEED:-1}"
+port="${SCHEMATHESIS_PORT:-18941}"
+url="http://127.0.0.1:$port"
+dir="$(mktemp -d /tmp/refdesk-schemathesis.XXXXXX)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "schemathesis: FAILED: $*" >&2; echo "server log:" >&2; tail -40 "$dir/server.log" >&2 || true; exit 1; }
+
+[ -x "$bin" ] || fail "no build at $bin (cargo build -p refdesk)"
+if [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version $version" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
+fi
+
+# Generous per-address limits: every request comes from 127.0.0.1, and a
+# 429 would hide what the operation does (the limits have their own tests).
+REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 \
+  REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_LOG=warn \
+  "$bin" serve --demo --data-dir "$dir" --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 150); do
+  if curl -fsS "$url/readyz" >/dev/null 2>&1; then break; fi
+  kill -0 "$pid" 2>/dev/null || fail "the server exited at start"
+  sleep 0.2
+done
+curl -fsS "$url/readyz" >/dev/null || fail "the server was not ready within 30 s"
+
+# The sign-in cookie of a demo account.
+sign_in() {
+  curl -fsS -D - -o /dev/null -H 'content-type: application/json' \
+    -d "{\"username\": \"$1\", \"password\": \"refdesk-demo\"}" "$url/api/login" |
+    tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(refdesk_session=[^;]*\).*/\1/p'
+}
+
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+run() {
+  local who="$1"; shift
+  echo "schemathesis: as $who (seed $seed, $examples examples per operation)"
+  "$venv/bin/st" run "$url/api/openapi.json" --checks "$checks" --max-examples "$examples" \
+    --seed "$seed" --workers 1 --request-timeout 30 --no-color --warnings off "$@" ||
+    fail "schemathesis found responses that contradict the document, as $who (seed $seed)"
+}
+
+# Signing out and changing staff members end sign-ins: they run last, alone.
+ends_sign_ins=(--exclude-path /api/logout --exclude-path '/api/staff/{id}')
+for who in ann erin; do
+  cookie="$(sign_in "$who")"
+  [ -n "$cookie" ] || fail "cannot sign in as $who"
+  run "$who" -H "Cookie: $cookie" "${ends_sign_ins[@]}"
+done
+for who in ann erin; do
+  cookie="$(sign_in "$who")"
+  [ -n "$cookie" ] || fail "cannot sign in as $who"
+  run "$who (what ends sign-ins)" -H "Cookie: $cookie" --include-path /api/logout --include-path '/api/staff/{id}'
+done
+kill -0 "$pid" 2>/dev/null || fail "the server died during the run"
+echo "schemathesis: no server error, and every answer as the document says"
