@@ -137,7 +137,8 @@ async fn the_openapi_document_gives_real_schemas_arrays_text_and_closed_bodies()
     let mut refs = Vec::new();
     collect_refs(&doc, &mut refs);
     for r in refs {
-        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("a reference outside the schemas: {r}"));
+        let name =
+            r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("a reference outside the schemas: {r}"));
         assert!(doc["components"]["schemas"][name].is_object(), "{r} is referenced but not in the document");
     }
 }
