@@ -1,10 +1,11 @@
 //! Input parsing shared by the REST API and the WebSocket: what both edges
 //! take from a client and turn into domain values the same way, with the
-//! same error. (Each edge parses its own envelope — a JSON body, a frame —
+//! same error — the kind of a message, the sign-in cookie. (Each edge parses its own envelope — a JSON body, a frame —
 //! and both come here for what they share.)
 
 use crate::error::ApiError;
-use axum::http::StatusCode;
+use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, StatusCode};
 use refdesk_domain::chat::MessageKind;
 use serde::Deserialize;
 
@@ -33,6 +34,22 @@ pub fn sendable_kind(kind: Option<&str>) -> Result<MessageKind, ApiError> {
             message: format!("invalid kind: {other:?}; send \"message\" or \"note\""),
         }),
     }
+}
+
+/// The staff sign-in cookie's name (set by `POST /api/login`, read by every
+/// staff route and the staff WebSocket).
+pub const COOKIE_NAME: &str = "refdesk_session";
+
+/// The session token in the request's cookies, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v)
 }
 
 /// A `422 invalid` naming the field and why.

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult, Json};
 use crate::http::views::SignedOut;
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
@@ -16,8 +16,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The cookie's name.
-pub const COOKIE_NAME: &str = "refdesk_session";
+pub use crate::input::{cookie_token, COOKIE_NAME};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -126,18 +125,6 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     responses((status = 200, description = "who is signed in", body = Staff)))]
 async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
     axum::Json(staff)
-}
-
-/// The session token in the request's cookies, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| v)
 }
 
 /// The signed-in staff member; 401 without a valid cookie.

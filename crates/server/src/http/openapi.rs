@@ -54,7 +54,7 @@ pub fn base() -> OpenApi {
     components.add_security_scheme(
         STAFF,
         SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-            crate::http::auth::COOKIE_NAME,
+            crate::input::COOKIE_NAME,
             "set by POST /api/login (HttpOnly, SameSite=Strict)",
         ))),
     );

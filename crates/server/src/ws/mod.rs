@@ -33,7 +33,7 @@ mod sockets;
 pub use sockets::{Bucket, Held, Registry, Sockets};
 
 use crate::error::{ApiError, ErrorBody, Query};
-use crate::http::auth::cookie_token;
+use crate::input::cookie_token;
 use crate::AppState;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
