@@ -65,8 +65,10 @@ checks=not_a_server_error,status_code_conformance,content_type_conformance,respo
 run() {
   local who="$1"; shift
   echo "schemathesis: as $who (seed $seed, $examples examples per operation)"
-  "$venv/bin/st" run "$url/api/openapi.json" --checks "$checks" --max-examples "$examples" \
-    --seed "$seed" --workers 1 --request-timeout 30 --no-color --warnings off "$@" ||
+  # From the data folder: schemathesis keeps its example database in the
+  # current folder, which must not be the work tree.
+  (cd "$dir" && "$venv/bin/st" run "$url/api/openapi.json" --checks "$checks" --max-examples "$examples" \
+    --seed "$seed" --workers 1 --request-timeout 30 --no-color --warnings off "$@") ||
     fail "schemathesis found responses that contradict the document, as $who (seed $seed)"
 }
 
