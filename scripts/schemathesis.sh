@@ -7,9 +7,10 @@
 #
 # The real `refdesk serve` runs on a fresh data folder with the demo data;
 # the run signs in as a librarian (ann) and as a cooperative admin (erin),
-# each with their own cookie, and then runs the two operations that end a
-# sign-in (signing out, and changing a staff member: disabling or a new
-# password end their sign-ins) on their own, last.
+# each with their own cookie, takes the patron's side with a chat's
+# token, and last runs the two operations that end a sign-in (signing out,
+# and changing a staff member: disabling or a new password end their
+# sign-ins) on their own.
 #
 # Usage: scripts/schemathesis.sh [BIN]; BIN defaults to target/debug/refdesk.
 # SCHEMATHESIS_EXAMPLES (default 25) bounds the examples per operation and
@@ -71,6 +72,13 @@ run() {
     --seed "$seed" --workers 1 --request-timeout 30 --no-color --warnings off "$@") ||
     fail "schemathesis found responses that contradict the document, as $who (seed $seed)"
 }
+
+# The patron's side, with a chat's token: a chat started as the widget does.
+token="$(curl -fsS -H 'content-type: application/json' \
+  -d '{"name": "Pat", "question": "Do you have maps of the river?"}' "$url/api/libraries/riverside-main/chats" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+[ -n "$token" ] || fail "cannot start a chat"
+run "a patron" -H "Authorization: Bearer $token" --include-path-regex '^/api/chat'
 
 # Signing out and changing staff members end sign-ins: they run last, alone.
 ends_sign_ins=(--exclude-path /api/logout --exclude-path '/api/staff/{id}')
