@@ -86,6 +86,7 @@ struct Send {
     #[schema(value_type = Option<SendKind>)]
     kind: Option<String>,
     /// Plain text, at most `limits.max_message_chars` characters.
+    #[schema(min_length = 1)]
     body: String,
     /// The sender's id for idempotent re-sends (I4), at most 64 characters.
     #[schema(max_length = 64)]

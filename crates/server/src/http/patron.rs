@@ -83,6 +83,7 @@ struct StartChatBody {
     /// Their e-mail (optional; needed for a transcript).
     email: Option<String>,
     /// Their question: the chat's first line.
+    #[schema(min_length = 1)]
     question: String,
     /// E-mail the transcript at the end (needs `email`; only a chat a
     /// librarian accepted is mailed).

@@ -376,6 +376,7 @@ async fn im_history(
 #[serde(deny_unknown_fields)]
 struct ImBody {
     /// Plain text.
+    #[schema(min_length = 1)]
     body: String,
     /// The sender's id for idempotent re-sends, at most 64 characters.
     #[schema(max_length = 64)]
@@ -456,6 +457,7 @@ struct OfflineFormBody {
     /// Their e-mail (required: the answer goes there).
     email: Option<String>,
     /// Their question.
+    #[schema(min_length = 1)]
     question: String,
     /// The widget's random id for this browser (16–128 of `[A-Za-z0-9_-]`):
     /// what a block goes by, with the network.
