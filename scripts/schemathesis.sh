@@ -14,8 +14,11 @@
 #
 # Usage: scripts/schemathesis.sh [BIN]; BIN defaults to target/debug/refdesk.
 # SCHEMATHESIS_EXAMPLES (default 25) bounds the examples per operation and
-# phase; SCHEMATHESIS_SEED makes a run repeatable. Needs Python 3 with venv:
-# schemathesis (pinned) is installed into its own venv under /tmp.
+# phase; SCHEMATHESIS_SEED (default 1) picks the data. With
+# SCHEMATHESIS_BACKEND=postgres the server runs on a fresh PostgreSQL
+# database (on 127.0.0.1:5432, or REFDESK_TEST_POSTGRES), dropped at the end:
+# some inputs only fail there (a NUL in a name looked up). Needs Python 3
+# with venv: schemathesis (pinned) is installed into its own venv under /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +31,11 @@ port="${SCHEMATHESIS_PORT:-18941}"
 url="http://127.0.0.1:$port"
 dir="$(mktemp -d /tmp/refdesk-schemathesis.XXXXXX)"
 pid=""
+server="${REFDESK_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+database=""
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ -n "$database" ]; then psql "$server" -qc "DROP DATABASE IF EXISTS \"$database\"" || true; fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -42,11 +48,19 @@ if [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version $version" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
+backend=()
+if [ "${SCHEMATHESIS_BACKEND:-sqlite}" = postgres ]; then
+  # Named like the API suite's databases, which scripts/test.sh drops when a run left them.
+  database="refdesk_api_schemathesis_$$"
+  psql "$server" -qc "CREATE DATABASE \"$database\"" || fail "cannot create a database on $server"
+  backend=(--database-url "${server%/*}/$database")
+fi
+
 # Generous per-address limits: every request comes from 127.0.0.1, and a
 # 429 would hide what the operation does (the limits have their own tests).
 REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 \
   REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_LOG=warn \
-  "$bin" serve --demo --data-dir "$dir" --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
+  "$bin" "${backend[@]}" --data-dir "$dir" serve --demo --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 150); do
   if curl -fsS "$url/readyz" >/dev/null 2>&1; then break; fi
@@ -65,7 +79,7 @@ sign_in() {
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 run() {
   local who="$1"; shift
-  echo "schemathesis: as $who (seed $seed, $examples examples per operation)"
+  echo "schemathesis: as $who (seed $seed, $examples examples per operation, ${SCHEMATHESIS_BACKEND:-sqlite})"
   # From the data folder: schemathesis keeps its example database in the
   # current folder, which must not be the work tree.
   (cd "$dir" && "$venv/bin/st" run "$url/api/openapi.json" --checks "$checks" --max-examples "$examples" \

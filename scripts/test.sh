@@ -259,8 +259,9 @@ cargo build -p refdesk --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/refdesk"
 (cd tests/browser && REFDESK_BIN="$bin" npm test --silent)
 
-say "schemathesis: the API against the OpenAPI document it generates, as a librarian and as a cooperative admin (no server error; statuses, content types and bodies as documented)"
+say "schemathesis: the API against the OpenAPI document it generates, as a librarian, a cooperative admin and a patron, on SQLite then PostgreSQL (no server error; statuses, content types and bodies as documented)"
 scripts/schemathesis.sh "$bin"
+SCHEMATHESIS_BACKEND=postgres scripts/schemathesis.sh "$bin"
 
 say "soak: 1,000 msg/s on SQLite for two minutes; the WAL, memory and open files stay bounded (release build)"
 cargo build --release -p refdesk --quiet

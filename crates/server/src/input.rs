@@ -52,6 +52,20 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
+/// Whether a percent-encoded URL part (a path, a query string) decodes to a
+/// control character (`%00`–`%1F`, `%7F`). The HTTP parser already refuses
+/// raw ones.
+pub fn has_encoded_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'%'
+            && b.get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|c| c < 0x20 || c == 0x7f)
+    })
+}
+
 /// A `422 invalid` naming the field and why.
 pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: format!("invalid {field}: {why}") }
@@ -60,6 +74,16 @@ pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_control_characters_are_found_and_nothing_else() {
+        for bad in ["a%00b", "%0A", "x%1f", "%7F", "q=%09"] {
+            assert!(has_encoded_control(bad), "{bad}");
+        }
+        for good in ["", "riverside-main", "a%20b", "%C3%A9", "100%", "%2", "%zz", "q=caf%C3%A9"] {
+            assert!(!has_encoded_control(good), "{good}");
+        }
+    }
 
     #[test]
     fn a_person_sends_messages_and_notes_and_nothing_else() {

@@ -51,6 +51,15 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> ApiResult<impl IntoResponse> {
+    // No account's name holds a control character, and PostgreSQL cannot
+    // even look up one with a NUL: it signs nobody in, like any unknown name.
+    if body.username.chars().any(char::is_control) {
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: WRONG_PASSWORD.into(),
+        });
+    }
     let local = is_local(peer.map(|p| p.0 .0.ip()), &headers, &state);
     let (token, staff) = state.app.login(&body.username, &body.password, local).await.map_err(wrong_password)?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };

@@ -228,8 +228,11 @@ impl ActionName {
             ActionName::Reopen => QuestionAction::Reopen,
             ActionName::Assign => QuestionAction::Assign { to: b.to.map(StaffId) },
             ActionName::Claim => QuestionAction::Claim,
-            ActionName::Refer => QuestionAction::Refer { library: required(b.library, "library")? },
-            ActionName::Code => QuestionAction::SetCode { code: required(b.code, "code")?, library: b.library },
+            ActionName::Refer => QuestionAction::Refer { library: library_slug(required(b.library, "library")?)? },
+            ActionName::Code => QuestionAction::SetCode {
+                code: required(b.code, "code")?,
+                library: b.library.map(library_slug).transpose()?,
+            },
         })
     }
 }
@@ -253,6 +256,11 @@ struct ActBody {
     library: Option<String>,
     /// code: the resolution code's key.
     code: Option<String>,
+}
+
+/// A library named in a body: a slug, parsed before anything looks it up.
+fn library_slug(s: String) -> Result<String, ApiError> {
+    Ok(refdesk_domain::input::slug("library", &s)?)
 }
 
 fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {

@@ -178,7 +178,7 @@ impl TransferBody {
     fn destination(&self) -> Result<Transfer, ApiError> {
         match (self.to, &self.library, self.cooperative) {
             (Some(to), None, false) => Ok(Transfer::Staff(StaffId(to))),
-            (None, Some(lib), false) => Ok(Transfer::Library(lib.clone())),
+            (None, Some(lib), false) => Ok(Transfer::Library(refdesk_domain::input::slug("library", lib)?)),
             (None, None, true) => Ok(Transfer::Cooperative),
             _ => Err(invalid("transfer", "name exactly one of to, library or cooperative")),
         }
@@ -296,7 +296,9 @@ async fn staff_create(
     Json(b): Json<NewStaffBody>,
 ) -> ApiResult<(StatusCode, axum::Json<StaffCreated>)> {
     let r = role(&b.role)?;
-    let id = s.app.add_staff(Some(&staff), &b.library, &b.username, &b.display_name, r, &b.password).await?;
+    // Parsed before anything looks it up (a NUL was a 500 on PostgreSQL).
+    let library = refdesk_domain::input::slug("library", &b.library)?;
+    let id = s.app.add_staff(Some(&staff), &library, &b.username, &b.display_name, r, &b.password).await?;
     Ok((StatusCode::CREATED, axum::Json(StaffCreated { id })))
 }
 
