@@ -10,7 +10,8 @@
 # WebSockets, a real SMTP server) including the property test over random
 # action sequences, then the same suite on PostgreSQL + NATS; the abuse
 # layer (crates/refdesk/tests/abuse: one attack per test against the real
-# binary, see docs/security.md); end-to-end tests in headless Chromium with axe-core; the soak (scripts/soak.sh: two
+# binary, see docs/security.md); end-to-end tests in headless Chromium with axe-core; schemathesis against
+# the OpenAPI document the server generates (scripts/schemathesis.sh); the soak (scripts/soak.sh: two
 # minutes of steady load on a release build, then a crash with a large log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -204,7 +205,15 @@ drop_old_test_databases() {
     while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
 }
 
-# The soak script talks to the server with curl.
+# schemathesis runs from a venv of its own (scripts/schemathesis.sh installs
+# it there, pinned); Debian's Python needs python3-venv for that.
+ensure_venv() {
+  if python3 -c 'import venv, ensurepip' 2>/dev/null; then return; fi
+  say "installing python3-venv (schemathesis runs in a venv)"
+  apt_install python3-venv
+}
+
+# The soak and schemathesis scripts talk to the server with curl.
 ensure_curl() {
   if command -v curl >/dev/null; then return; fi
   apt_install curl
@@ -217,6 +226,7 @@ ensure_postgres_tls
 ensure_nats
 ensure_nats_tls
 ensure_aiosmtpd
+ensure_venv
 ensure_browser
 ensure_nginx
 
@@ -248,6 +258,10 @@ say "browser: end-to-end in headless Chromium, with axe-core on every page"
 cargo build -p refdesk --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/refdesk"
 (cd tests/browser && REFDESK_BIN="$bin" npm test --silent)
+
+say "schemathesis: the API against the OpenAPI document it generates, as a librarian, a cooperative admin and a patron, on SQLite then PostgreSQL (no server error; statuses, content types and bodies as documented)"
+scripts/schemathesis.sh "$bin"
+SCHEMATHESIS_BACKEND=postgres scripts/schemathesis.sh "$bin"
 
 say "soak: 1,000 msg/s on SQLite for two minutes; the WAL, memory and open files stay bounded (release build)"
 cargo build --release -p refdesk --quiet

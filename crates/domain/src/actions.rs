@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// The question-list views (DESIGN §4).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum View {
     /// New questions assigned to me.

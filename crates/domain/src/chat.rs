@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A chat session's state: waiting → active → ended. A waiting chat may also
 /// end (the patron gave up) without ever being active.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// In the queue; nobody has accepted it.
@@ -68,6 +69,7 @@ pub fn is_live(chatted: bool, state: SessionState, code_set: bool) -> bool {
 
 /// What a message is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// An ordinary chat line.
@@ -109,6 +111,7 @@ impl MessageKind {
 
 /// Who may see a message.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Audience {
     /// The patron and staff.
@@ -134,6 +137,7 @@ impl Audience {
 
 /// Who wrote a message.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Author {
     /// The patron, under the name they gave (or "Patron").
@@ -177,6 +181,7 @@ pub enum Typist {
 
 /// How a conferencing staff member takes part in someone else's chat (B2).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConferenceMode {
     /// Silent and read only.
@@ -205,6 +210,7 @@ impl ConferenceMode {
 
 /// A staff member present in a session besides the chatting librarian (B3).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     /// Who.
     pub staff: StaffId,
@@ -218,6 +224,7 @@ pub struct Member {
 /// chat monitor or the question list). The chatting librarian always sees
 /// them (B3).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Watcher {
     /// Who.
     pub staff: StaffId,
@@ -228,6 +235,7 @@ pub struct Watcher {
 /// What a system line records, so that clients can update their state from
 /// the ordered message stream alone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SystemEvent {
     /// A librarian accepted the chat.
@@ -287,6 +295,7 @@ pub struct NewMessage {
 
 /// One committed message of a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// The session it belongs to.
     pub session: SessionId,
@@ -303,6 +312,7 @@ pub struct Message {
     /// The sender's client message id, for idempotent re-sends (I4).
     pub client_id: Option<String>,
     /// Server time of the commit.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub at: Millis,
     /// For system lines: what happened.
     pub system: Option<SystemEvent>,
@@ -312,6 +322,7 @@ pub struct Message {
 /// and who is part of it. Carried with every event so that a connection can
 /// decide without reading the database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionContext {
     /// The session.
     pub id: SessionId,

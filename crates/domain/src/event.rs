@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A waiting chat as the queue shows it to staff.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueEntry {
     /// The session.
     pub session: SessionId,
@@ -21,6 +22,7 @@ pub struct QueueEntry {
     /// Their question, as first typed.
     pub question: String,
     /// When they started waiting in this queue.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub since: Millis,
     /// The library whose queue it waits in (the patron's, or the one it was
     /// transferred to).
@@ -35,6 +37,7 @@ pub struct QueueEntry {
 
 /// A live session as the chat monitor lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionSummary {
     /// Place, librarian, members.
     pub ctx: SessionContext,
@@ -47,19 +50,24 @@ pub struct SessionSummary {
     /// The chatting librarian's name.
     pub librarian_name: Option<String>,
     /// When the patron started it.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Millis,
     /// When it was accepted (duration counts from here; waiting time before).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub accepted_at: Option<Millis>,
     /// When its last message was written.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub last_message_at: Millis,
     /// The library whose queue it waits (or last waited) in.
     pub queue: Placement,
     /// Since when it waits there.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub queued_at: Millis,
 }
 
 /// A staff-to-staff direct message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImMessage {
     /// Sequence number within the conversation of the two, from 1.
     pub seq: u64,
@@ -74,11 +82,13 @@ pub struct ImMessage {
     /// The sender's client message id (idempotent re-sends).
     pub client_id: Option<String>,
     /// Server time of the commit.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub at: Millis,
 }
 
 /// A staff member's availability.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     /// On duty: offered waiting patrons.

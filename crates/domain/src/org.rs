@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Where a library sits in the organisation. Carried with every session so
 /// that scope can be decided without another lookup.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Placement {
     /// The library itself.
     pub library: LibraryId,
@@ -18,6 +19,7 @@ pub struct Placement {
 /// A staff role. The order matters: a later role includes every power of an
 /// earlier one, and nobody may grant a role above their own.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Staffs the desk and works their own library's question list.
@@ -52,6 +54,7 @@ impl Role {
 
 /// A signed-in staff member as the rules see them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Staff {
     /// Their id.
     pub id: StaffId,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A question's status (DESIGN §4).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Needs work.
@@ -40,6 +41,7 @@ impl Status {
 
 /// Who a resolution code assigns the question to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Assignment {
     /// The librarian who chatted.
@@ -75,6 +77,7 @@ impl Assignment {
 /// A resolution code and what it decides (R6). The mapping is data: these
 /// rows live in the database, per cooperative, editable by its admins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResolutionCode {
     /// Stable key, e.g. `follow_up_by_me`.
@@ -133,6 +136,7 @@ pub fn default_codes() -> Vec<ResolutionCode> {
 /// The part of a question that rules change. Every change between two of
 /// these is recorded in the timeline (R7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuestionState {
     /// Its status.
     pub status: Status,
@@ -188,6 +192,7 @@ pub fn apply_code(
 
 /// One entry of a question's timeline (R7): what changed, from what, to what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// The question was created (R1).
@@ -277,6 +282,7 @@ pub enum Change {
         /// Why, as the librarian wrote it.
         reason: String,
         /// Until when.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         until: crate::Millis,
     },
     /// A block was lifted before it ran out.
@@ -311,6 +317,7 @@ impl Change {
 /// How a chat changed hands, as its question's timeline records it. The
 /// stored names are the wire names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Handing {
     /// A conferencing member took the chat over (B2).
     #[serde(rename = "take_over")]

@@ -209,35 +209,7 @@ impl Config {
         if let Some(v) = get("REFDESK_DATABASE_URL") {
             self.database_url = Some(v).filter(|v| !v.is_empty());
         }
-        if let Some(v) = get("REFDESK_NATS_URL") {
-            self.nats_url = Some(v).filter(|v| !v.is_empty());
-        }
-        // Empty means unset, as for the URLs.
-        for (var, field) in [
-            ("REFDESK_NATS_USER", &mut self.nats_user),
-            ("REFDESK_NATS_PASSWORD", &mut self.nats_password),
-            ("REFDESK_NATS_TOKEN", &mut self.nats_token),
-            ("REFDESK_NATS_KEY", &mut self.nats_key),
-        ] {
-            if let Some(v) = get(var) {
-                *field = Some(v).filter(|v| !v.is_empty());
-            }
-        }
-        for (var, field) in [
-            ("REFDESK_NATS_CREDENTIALS_FILE", &mut self.nats_credentials_file),
-            ("REFDESK_NATS_CA_FILE", &mut self.nats_ca_file),
-            ("REFDESK_NATS_KEY_FILE", &mut self.nats_key_file),
-        ] {
-            if let Some(v) = get(var) {
-                *field = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
-            }
-        }
-        if let Some(v) = get("REFDESK_NATS_TLS") {
-            self.nats_tls = v.parse().with_context(|| format!("REFDESK_NATS_TLS={v:?} must be true or false"))?;
-        }
-        if let Some(v) = get("REFDESK_NATS_SUBJECT") {
-            self.nats_subject = v;
-        }
+        self.apply_nats_env(&get)?;
         if let Some(v) = get("REFDESK_PUBLIC_URL") {
             self.public_url = Some(v).filter(|v| !v.is_empty());
         }
@@ -276,6 +248,40 @@ impl Config {
         if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
             self.limits.max_message_chars =
                 v.parse().with_context(|| format!("REFDESK_MAX_MESSAGE_CHARS={v:?} must be a number"))?;
+        }
+        Ok(())
+    }
+
+    /// The NATS link's part of [`Config::apply_env`].
+    fn apply_nats_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("REFDESK_NATS_URL") {
+            self.nats_url = Some(v).filter(|v| !v.is_empty());
+        }
+        // Empty means unset, as for the URLs.
+        for (var, field) in [
+            ("REFDESK_NATS_USER", &mut self.nats_user),
+            ("REFDESK_NATS_PASSWORD", &mut self.nats_password),
+            ("REFDESK_NATS_TOKEN", &mut self.nats_token),
+            ("REFDESK_NATS_KEY", &mut self.nats_key),
+        ] {
+            if let Some(v) = get(var) {
+                *field = Some(v).filter(|v| !v.is_empty());
+            }
+        }
+        for (var, field) in [
+            ("REFDESK_NATS_CREDENTIALS_FILE", &mut self.nats_credentials_file),
+            ("REFDESK_NATS_CA_FILE", &mut self.nats_ca_file),
+            ("REFDESK_NATS_KEY_FILE", &mut self.nats_key_file),
+        ] {
+            if let Some(v) = get(var) {
+                *field = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
+            }
+        }
+        if let Some(v) = get("REFDESK_NATS_TLS") {
+            self.nats_tls = v.parse().with_context(|| format!("REFDESK_NATS_TLS={v:?} must be true or false"))?;
+        }
+        if let Some(v) = get("REFDESK_NATS_SUBJECT") {
+            self.nats_subject = v;
         }
         Ok(())
     }
@@ -340,6 +346,12 @@ impl Config {
                 bail!("public_url must be like https://ask.example.org (http or https, a host, an optional port, no path)");
             }
         }
+        self.validate_links()
+    }
+
+    /// The database and NATS part of [`Config::validate`]: settings that only
+    /// make sense together.
+    fn validate_links(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 bail!("database_url must be a postgres:// URL (leave it unset for the embedded SQLite database in data_dir)");

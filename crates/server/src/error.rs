@@ -67,20 +67,27 @@ impl From<DomainError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error response: `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+/// An error's code and sentence.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `forbidden`, `conflict`,
+    /// `invalid`, `unauthenticated`, `bad_json`, `rate_limited`… (each
+    /// operation of the OpenAPI document names those it may answer).
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: Inner { code: self.code, message: &self.message } };
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -120,7 +127,11 @@ pub fn bad_json(e: serde_json::Error) -> ApiError {
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// A path extractor whose rejections (`/api/sessions/abc`) have the API's error shape.
+/// A path extractor whose rejections (`/api/sessions/abc`) have the API's
+/// error shape. A path that holds a control character once decoded
+/// (`/api/libraries/a%00b/status`) is refused before anything looks it up:
+/// no name refdesk stores has one, and PostgreSQL cannot even compare a
+/// NUL (it answered such a lookup with an error, a 500).
 pub struct Path<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
@@ -131,6 +142,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if crate::input::has_encoded_control(parts.uri.path()) {
+            return Err(ApiError::bad_request("bad_path", "a path may not hold control characters"));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(r) => Err(ApiError { status: r.status(), code: "bad_path", message: r.body_text() }),
@@ -138,7 +152,9 @@ where
     }
 }
 
-/// A query-string extractor whose rejections (`?after=x`) have the API's error shape.
+/// A query-string extractor whose rejections (`?after=x`) have the API's
+/// error shape; a control character in a value (`?q=a%00b`) is refused as
+/// in [`Path`].
 pub struct Query<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
@@ -149,6 +165,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if crate::input::has_encoded_control(parts.uri.query().unwrap_or("")) {
+            return Err(ApiError::bad_request("bad_query", "a query string may not hold control characters"));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(r) => Err(ApiError { status: r.status(), code: "bad_query", message: r.body_text() }),

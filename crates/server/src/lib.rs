@@ -16,6 +16,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod http;
+pub mod input;
 pub mod limit;
 pub mod origin;
 pub mod ws;

@@ -10,7 +10,7 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header::RETRY_AFTER, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -82,15 +82,22 @@ fn prune(map: &mut HashMap<(Kind, IpAddr), Bucket>, now: Instant) {
     }
 }
 
-fn kind_of(method: &Method, path: &str) -> Option<Kind> {
+/// The open entry points that are rate limited, by the route they matched
+/// (as registered, `{slug}` and all: axum's [`MatchedPath`]), never by the
+/// URL asked for. The test below checks that these are the document's open
+/// `POST` operations, so a route renamed or added without a limit fails it.
+const LIMITED: [(&str, Kind); 3] = [
+    ("/api/login", Kind::Login),
+    ("/api/libraries/{slug}/chats", Kind::Start),
+    ("/api/libraries/{slug}/questions", Kind::Start),
+];
+
+fn kind_of(method: &Method, route: Option<&str>) -> Option<Kind> {
     if method != Method::POST {
         return None;
     }
-    if path == "/api/login" {
-        return Some(Kind::Login);
-    }
-    let rest = path.strip_prefix("/api/libraries/")?;
-    (rest.ends_with("/chats") || rest.ends_with("/questions")).then_some(Kind::Start)
+    let route = route?;
+    LIMITED.iter().find(|(r, _)| *r == route).map(|(_, kind)| *kind)
 }
 
 /// The client's address: the peer, or behind a trusted proxy the last
@@ -115,7 +122,7 @@ pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[Ip
 
 /// The middleware.
 pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(kind) = kind_of(req.method(), req.uri().path()) else {
+    let Some(kind) = kind_of(req.method(), req.extensions().get::<MatchedPath>().map(MatchedPath::as_str)) else {
         return next.run(req).await;
     };
     let ip = client_ip(&req, &state.trusted_proxies);
@@ -186,10 +193,29 @@ mod tests {
 
     #[test]
     fn only_the_open_entry_points_are_limited() {
-        assert_eq!(kind_of(&Method::POST, "/api/login"), Some(Kind::Login));
-        assert_eq!(kind_of(&Method::POST, "/api/libraries/main/chats"), Some(Kind::Start));
-        assert_eq!(kind_of(&Method::POST, "/api/libraries/main/questions"), Some(Kind::Start));
-        assert_eq!(kind_of(&Method::GET, "/api/libraries/main/status"), None);
-        assert_eq!(kind_of(&Method::POST, "/api/sessions/1/messages"), None);
+        let route = Some;
+        assert_eq!(kind_of(&Method::POST, route("/api/login")), Some(Kind::Login));
+        assert_eq!(kind_of(&Method::POST, route("/api/libraries/{slug}/chats")), Some(Kind::Start));
+        assert_eq!(kind_of(&Method::POST, route("/api/libraries/{slug}/questions")), Some(Kind::Start));
+        assert_eq!(kind_of(&Method::GET, route("/api/libraries/{slug}/status")), None);
+        assert_eq!(kind_of(&Method::POST, route("/api/sessions/{id}/messages")), None);
+        assert_eq!(kind_of(&Method::POST, route("/api/libraries/main/chats")), None, "a URL is not a route");
+        assert_eq!(kind_of(&Method::POST, None), None, "a path no route matched");
+    }
+
+    #[test]
+    fn every_open_post_of_the_document_is_limited_and_nothing_else() {
+        let doc = crate::http::openapi::document();
+        let mut open_posts: Vec<&str> = doc
+            .paths
+            .paths
+            .iter()
+            .filter(|(_, item)| item.post.as_ref().is_some_and(|op| op.security.is_none()))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        let mut limited: Vec<&str> = LIMITED.iter().map(|(r, _)| *r).collect();
+        open_posts.sort_unstable();
+        limited.sort_unstable();
+        assert_eq!(open_posts, limited, "the open POST routes are exactly the limited ones");
     }
 }

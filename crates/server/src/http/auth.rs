@@ -1,39 +1,65 @@
 //! Staff sign-in: username and password → an HttpOnly, SameSite=Strict
 //! cookie holding a random token (only its digest is stored).
 
+use crate::error::ErrorBody;
 use crate::error::{ApiError, ApiResult, Json};
+use crate::http::views::SignedOut;
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use refdesk_app::AppError;
 use refdesk_domain::org::Staff;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The cookie's name.
-pub const COOKIE_NAME: &str = "refdesk_session";
+pub use crate::input::{cookie_token, COOKIE_NAME};
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/login", post(login)).route("/api/logout", post(logout)).route("/api/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout)).routes(routes!(me))
 }
 
-#[derive(Deserialize)]
+/// A staff member's credentials.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct Login {
     username: String,
     password: String,
 }
 
+/// Staff sign-in: sets the HttpOnly session cookie.
+///
+/// The cookie (`refdesk_session`) signs in every staff operation and the
+/// staff WebSocket; it is `SameSite=Strict`, and `Secure` behind HTTPS.
+#[utoipa::path(post, path = "/api/login", tag = "sign-in",
+    request_body = Login,
+    responses(
+        (status = 200, description = "signed in", body = Staff,
+            headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict"))),
+        (status = 401, description = "`unauthenticated`: wrong username or password", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
+        (status = 422, description = "`invalid`: a username or password that cannot be one", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`)", body = ErrorBody),
+    ))]
 async fn login(
     State(state): State<AppState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> ApiResult<impl IntoResponse> {
+    // No account's name holds a control character, and PostgreSQL cannot
+    // even look up one with a NUL: it signs nobody in, like any unknown name.
+    if body.username.chars().any(char::is_control) {
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: WRONG_PASSWORD.into(),
+        });
+    }
     let local = is_local(peer.map(|p| p.0 .0.ip()), &headers, &state);
     let (token, staff) = state.app.login(&body.username, &body.password, local).await.map_err(wrong_password)?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
@@ -80,10 +106,14 @@ fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppStat
         && state.public_url.is_none()
 }
 
-/// Signs out. Without a cookie, or with one that signs nobody in (expired,
-/// already signed out), it is `401` like any staff route: nothing was
-/// signed out, and a client that says so is not told it was. The stale
-/// cookie is cleared either way.
+/// Signs out.
+///
+/// Without a cookie, or with one that signs nobody in (expired, already
+/// signed out), it is `401` like any staff route: nothing was signed out,
+/// and a client that says so is not told it was. The stale cookie is
+/// cleared either way.
+#[utoipa::path(post, path = "/api/logout", tag = "sign-in", security(("staff" = [])),
+    responses((status = 200, description = "signed out; the cookie is cleared", body = SignedOut)))]
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let clear = AppendHeaders([(SET_COOKIE, format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))]);
     let Some(token) = cookie_token(&headers) else {
@@ -94,25 +124,16 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
         state.app.logout(token).await
     };
     match signed_out.await {
-        Ok(()) => (clear, axum::Json(serde_json::json!({"signed_out": true}))).into_response(),
+        Ok(()) => (clear, axum::Json(SignedOut { signed_out: true })).into_response(),
         Err(e) => (clear, ApiError::from(e)).into_response(),
     }
 }
 
+/// The signed-in staff member.
+#[utoipa::path(get, path = "/api/me", tag = "sign-in", security(("staff" = [])),
+    responses((status = 200, description = "who is signed in", body = Staff)))]
 async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
     axum::Json(staff)
-}
-
-/// The session token in the request's cookies, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| v)
 }
 
 /// The signed-in staff member; 401 without a valid cookie.

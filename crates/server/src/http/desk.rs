@@ -1,101 +1,109 @@
 //! The librarian's desk: the queue, accepting, chatting over REST (the same
-//! use cases the WebSocket calls), ending, resolution codes, and the
-//! question list.
+//! use cases the WebSocket calls), ending, and resolution codes.
 
 use super::auth::CurrentStaff;
 use crate::error::Path;
-use crate::error::{ApiResult, Json};
+use crate::error::{ApiResult, ErrorBody, Json};
+use crate::http::views::{Ack, SessionTranscript, SessionView};
+use crate::input::{sendable_kind, SendKind};
 use crate::AppState;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
-use refdesk_domain::chat::{Message, MessageKind};
+use refdesk_domain::chat::Message;
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{QuestionState, ResolutionCode};
 use refdesk_domain::visibility::Viewer;
-use refdesk_store::SessionRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/queue", get(queue))
-        .route("/api/sessions", get(mine))
-        .route("/api/sessions/{id}", get(session))
-        .route("/api/sessions/{id}/accept", post(accept))
-        .route("/api/sessions/{id}/messages", post(send))
-        .route("/api/sessions/{id}/end", post(end))
-        .route("/api/sessions/{id}/code", post(set_code))
-        .route("/api/codes", get(codes))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(queue))
+        .routes(routes!(mine))
+        .routes(routes!(session))
+        .routes(routes!(accept))
+        .routes(routes!(send))
+        .routes(routes!(end))
+        .routes(routes!(set_code))
+        .routes(routes!(codes))
 }
 
+/// Waiting chats this staff member may serve, oldest first.
+#[utoipa::path(get, path = "/api/queue", tag = "desk", security(("staff" = [])),
+    responses((status = 200, description = "the queue", body = Vec<QueueEntry>)))]
 async fn queue(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<QueueEntry>>> {
     Ok(axum::Json(s.app.queue(&staff).await?))
 }
 
-async fn mine(
-    State(s): State<AppState>,
-    CurrentStaff(staff): CurrentStaff,
-) -> ApiResult<axum::Json<Vec<SessionRecord>>> {
-    Ok(axum::Json(s.app.my_sessions(&staff).await?))
+/// Active chats this staff member is chatting in.
+#[utoipa::path(get, path = "/api/sessions", tag = "desk", security(("staff" = [])),
+    responses((status = 200, description = "my chats", body = Vec<SessionView>)))]
+async fn mine(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<SessionView>>> {
+    Ok(axum::Json(s.app.my_sessions(&staff).await?.into_iter().map(Into::into).collect()))
 }
 
-/// A session with the messages staff may see.
-#[derive(Serialize)]
-struct SessionView {
-    session: SessionRecord,
-    messages: Vec<Message>,
-}
-
+/// A session and the messages staff may see (notes included).
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    responses(
+        (status = 200, description = "the session and its transcript", body = SessionTranscript),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+    ))]
 async fn session(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<SessionView>> {
+) -> ApiResult<axum::Json<SessionTranscript>> {
     let (session, messages) = s.app.transcript(&Viewer::Staff(staff), SessionId(id)).await?;
-    Ok(axum::Json(SessionView { session, messages }))
+    Ok(axum::Json(SessionTranscript { session: session.into(), messages }))
 }
 
+/// Accept a waiting chat (atomic: one winner, I6).
+#[utoipa::path(post, path = "/api/sessions/{id}/accept", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    responses(
+        (status = 200, description = "accepted: the chat is mine", body = SessionView),
+        (status = 403, description = "`forbidden`: not a chat I may serve (yet)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: already accepted, or ended", body = ErrorBody),
+    ))]
 async fn accept(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<SessionRecord>> {
-    Ok(axum::Json(s.app.accept(&staff, SessionId(id)).await?))
+) -> ApiResult<axum::Json<SessionView>> {
+    Ok(axum::Json(s.app.accept(&staff, SessionId(id)).await?.into()))
 }
 
-#[derive(Deserialize)]
+/// A line from staff.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct Send {
+    /// `message` (default) or `note` (staff only).
+    #[schema(value_type = Option<SendKind>)]
     kind: Option<String>,
+    /// Plain text, at most `limits.max_message_chars` characters.
+    #[schema(min_length = 1)]
     body: String,
+    /// The sender's id for idempotent re-sends (I4), at most 64 characters.
+    #[schema(max_length = 64)]
     client_id: Option<String>,
 }
 
-/// The acknowledgement of a committed message.
-#[derive(Serialize)]
-pub struct Ack {
-    /// Its sequence number.
-    pub seq: u64,
-    /// True if the client id had been used before (nothing new was stored).
-    pub duplicate: bool,
-    /// The stored message.
-    pub message: Message,
-}
-
-/// Parses a message kind a person may send.
-pub fn sendable_kind(kind: Option<&str>) -> Result<MessageKind, crate::error::ApiError> {
-    match kind.unwrap_or("message") {
-        "message" => Ok(MessageKind::Message),
-        "note" => Ok(MessageKind::Note),
-        other => Err(crate::error::ApiError {
-            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid",
-            message: format!("invalid kind: {other:?}; send \"message\" or \"note\""),
-        }),
-    }
-}
-
+/// Send a message or a librarian note; answers once it is committed (I2).
+#[utoipa::path(post, path = "/api/sessions/{id}/messages", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    request_body = Send,
+    responses(
+        (status = 200, description = "stored (or already stored under this client id)", body = Ack),
+        (status = 403, description = "`forbidden`: not mine to write in, or not in this mode", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat has ended", body = ErrorBody),
+        (status = 422, description = "`invalid`: a kind other than message or note, an empty or over-long body, a bad client id", body = ErrorBody),
+    ))]
 async fn send(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
@@ -104,9 +112,18 @@ async fn send(
 ) -> ApiResult<axum::Json<Ack>> {
     let kind = sendable_kind(body.kind.as_deref())?;
     let a = s.app.staff_send(&staff, SessionId(id), kind, &body.body, body.client_id.as_deref()).await?;
-    Ok(axum::Json(Ack { seq: a.message.seq, duplicate: a.duplicate, message: a.message }))
+    Ok(axum::Json(a.into()))
 }
 
+/// End the chat; returns the "Chat session has ended" line (R5).
+#[utoipa::path(post, path = "/api/sessions/{id}/end", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    responses(
+        (status = 200, description = "ended", body = Message),
+        (status = 403, description = "`forbidden`: not mine to end", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: already ended", body = ErrorBody),
+    ))]
 async fn end(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
@@ -115,11 +132,25 @@ async fn end(
     Ok(axum::Json(s.app.staff_end(&staff, SessionId(id)).await?))
 }
 
-#[derive(Deserialize)]
+/// A resolution code to set.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct SetCode {
+    /// The code's key (see `GET /api/codes`).
     code: String,
 }
 
+/// Set or change the resolution code; it decides the question's status (R6).
+#[utoipa::path(post, path = "/api/sessions/{id}/code", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    request_body = SetCode,
+    responses(
+        (status = 200, description = "the question's state after the code", body = QuestionState),
+        (status = 403, description = "`forbidden`: only the chatting librarian or an admin in scope", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat was never accepted", body = ErrorBody),
+        (status = 422, description = "`invalid`: no such code in my cooperative", body = ErrorBody),
+    ))]
 async fn set_code(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
@@ -129,6 +160,9 @@ async fn set_code(
     Ok(axum::Json(s.app.set_code(&staff, SessionId(id), &body.code).await?))
 }
 
+/// The resolution codes of my cooperative, in picker order.
+#[utoipa::path(get, path = "/api/codes", tag = "desk", security(("staff" = [])),
+    responses((status = 200, description = "the codes", body = Vec<ResolutionCode>)))]
 async fn codes(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,

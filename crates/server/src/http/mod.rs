@@ -1,4 +1,12 @@
 //! The HTTP API, one module per resource, each owning its `router()`.
+//!
+//! Every route is registered with its description: each module's `router()`
+//! adds its handlers with utoipa-axum's `routes!`, which takes the method
+//! and path from the handler's `#[utoipa::path]`. [`routes`] gathers them,
+//! and both the router that serves and the OpenAPI document
+//! (`openapi.rs`) are made from it. A route added any other way (a plain
+//! `.route(…)`) would be served undescribed: the router test
+//! (`tests/api/router.rs`) walks the router's own table and fails on it.
 
 pub mod auth;
 pub mod blocks;
@@ -7,21 +15,25 @@ pub mod openapi;
 pub mod patron;
 pub mod questions;
 pub mod staff;
+pub mod views;
 pub mod web;
 
+use crate::error::ApiError;
+use crate::http::views::ServiceView;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use axum::Router;
 use std::sync::atomic::Ordering;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// All routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/api/service", get(service))
+/// Every route, with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(service))
         .merge(auth::router())
         .merge(patron::router())
         .merge(desk::router())
@@ -30,25 +42,55 @@ pub fn router(state: AppState) -> Router {
         .merge(staff::router())
         .merge(openapi::router())
         .merge(web::router())
-        .route("/api/ws", get(crate::ws::upgrade))
+        .routes(routes!(crate::ws::upgrade))
+}
+
+/// The application: every route of [`routes`], behind the rate limits on
+/// the open entry points and the origin check.
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = routes().split_for_parts();
+    routes
         .fallback(|| async {
-            crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() }
+            ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() }
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: "this path does not take that method; see Allow".into(),
+            }
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
         .with_state(state)
 }
 
-/// What a page needs to know of the service: its public URL (for the
-/// widget snippet), if one is set.
-async fn service(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "public_url": state.public_url }))
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
+/// What a page needs to know of the service: its public URL (for the
+/// widget snippet), if one is set.
+#[utoipa::path(get, path = "/api/service", tag = "health",
+    responses((status = 200, description = "the service", body = ServiceView)))]
+async fn service(State(state): State<AppState>) -> axum::Json<ServiceView> {
+    axum::Json(ServiceView { public_url: state.public_url.clone() })
+}
+
+/// Readiness: whether this node should take traffic.
+///
 /// Ready when the database answers reads, the store can commit a write
 /// (on SQLite: its writer thread is alive and committing), and shutdown has
 /// not begun. A read alone is no proof: SQLite reads go on beside a writer
 /// that cannot commit. Answers within a few seconds whatever the store does.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "`shutting down`, `database unavailable` or `database cannot commit` (recovers by itself)", body = String, content_type = "text/plain"),
+    ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.draining.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");

@@ -3,100 +3,166 @@
 //! token (`Authorization: Bearer …`), returned once when the chat starts.
 
 use crate::error::Path;
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiError, ApiResult, ErrorBody, Json};
+use crate::http::auth::CurrentStaff;
+use crate::http::views::{LibraryView, PatronChat, Rated, StartedView, TranscriptTo};
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
-use refdesk_app::{AppError, StartChat, Started};
+use refdesk_app::{AppError, StartChat};
 use refdesk_domain::chat::Message;
+use refdesk_domain::ids::InstitutionId;
 use refdesk_domain::visibility::Viewer;
 use refdesk_store::SessionRecord;
-use serde::Serialize;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/libraries", get(libraries).post(create_library))
-        .route("/api/libraries/{slug}/chats", post(start))
-        .route("/api/chat", get(chat))
-        .route("/api/chat/end", post(end))
-        .route("/api/chat/transcript", post(transcript))
-        .route("/api/chat/rating", post(rating))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(libraries, create_library))
+        .routes(routes!(start))
+        .routes(routes!(chat))
+        .routes(routes!(end))
+        .routes(routes!(transcript))
+        .routes(routes!(rating))
 }
 
-#[derive(Serialize)]
-struct LibraryView {
-    id: refdesk_domain::ids::LibraryId,
-    slug: String,
-    name: String,
-}
-
+/// Libraries and their entry points.
+#[utoipa::path(get, path = "/api/libraries", tag = "patron",
+    responses((status = 200, description = "every library", body = Vec<LibraryView>)))]
 async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<LibraryView>>> {
     let libs = state.app.libraries().await?;
-    Ok(axum::Json(
-        libs.into_iter().map(|l| LibraryView { id: l.placement.library, slug: l.slug, name: l.name }).collect(),
-    ))
+    Ok(axum::Json(libs.into_iter().map(Into::into).collect()))
 }
 
-#[derive(serde::Deserialize)]
+/// A new library.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewLibrary {
+    /// URL name, as in `/ask/{slug}`.
     slug: String,
+    /// Display name.
     name: String,
-    /// Cooperative admins may name an institution of their cooperative.
+    /// Cooperative admins may name an institution of their cooperative
+    /// (default: their own).
     #[serde(default)]
-    institution: Option<refdesk_domain::ids::InstitutionId>,
+    institution: Option<InstitutionId>,
 }
 
+/// Create a library in my institution, or (cooperative admins) in a named
+/// institution of my cooperative; its entry point works at once.
+#[utoipa::path(post, path = "/api/libraries", tag = "admin", security(("staff" = [])),
+    request_body = NewLibrary,
+    responses(
+        (status = 201, description = "created", body = LibraryView),
+        (status = 403, description = "`forbidden`: institution or cooperative admins only, in scope", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
+        (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
+    ))]
 async fn create_library(
     State(state): State<AppState>,
-    crate::http::auth::CurrentStaff(staff): crate::http::auth::CurrentStaff,
+    CurrentStaff(staff): CurrentStaff,
     Json(b): Json<NewLibrary>,
 ) -> ApiResult<(StatusCode, axum::Json<LibraryView>)> {
     let l = state.app.add_library(Some(&staff), b.institution, &b.slug, &b.name).await?;
-    Ok((StatusCode::CREATED, axum::Json(LibraryView { id: l.placement.library, slug: l.slug, name: l.name })))
+    Ok((StatusCode::CREATED, axum::Json(l.into())))
 }
 
+/// What a patron types into the pre-chat form.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StartChatBody {
+    /// Their name (optional).
+    #[schema(max_length = 100)]
+    name: Option<String>,
+    /// Their e-mail (optional; needed for a transcript).
+    email: Option<String>,
+    /// Their question: the chat's first line.
+    #[schema(min_length = 1)]
+    question: String,
+    /// E-mail the transcript at the end (needs `email`; only a chat a
+    /// librarian accepted is mailed).
+    #[serde(default)]
+    transcript: bool,
+    /// The widget's random id for this browser (16–128 of `[A-Za-z0-9_-]`):
+    /// what a block goes by, with the network.
+    #[serde(default)]
+    browser: Option<String>,
+}
+
+impl From<StartChatBody> for StartChat {
+    fn from(b: StartChatBody) -> Self {
+        StartChat { name: b.name, email: b.email, question: b.question, transcript: b.transcript, browser: b.browser }
+    }
+}
+
+/// A patron starts a chat; returns the session and its secret token.
+#[utoipa::path(post, path = "/api/libraries/{slug}/chats", tag = "patron",
+    params(("slug" = String, Path, description = "the library's URL name")),
+    request_body = StartChatBody,
+    responses(
+        (status = 201, description = "waiting in the library's queue", body = StartedView),
+        (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or browser id", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `queue_full` (the library's queue) or `too_many_mails` (transcripts to that address or asked from this network)", body = ErrorBody),
+    ))]
 async fn start(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Path(slug): Path<String>,
-    Json(form): Json<StartChat>,
-) -> ApiResult<(StatusCode, axum::Json<Started>)> {
-    let started = state.app.start_chat(&slug, form, ip).await?;
-    Ok((StatusCode::CREATED, axum::Json(started)))
+    Json(form): Json<StartChatBody>,
+) -> ApiResult<(StatusCode, axum::Json<StartedView>)> {
+    let started = state.app.start_chat(&slug, form.into(), ip).await?;
+    Ok((StatusCode::CREATED, axum::Json(started.into())))
 }
 
-/// The chat as the patron sees it.
-#[derive(Serialize)]
-struct PatronChat {
-    session: refdesk_domain::ids::SessionId,
-    state: refdesk_domain::chat::SessionState,
-    #[serde(flatten)]
-    page: refdesk_app::PatronPage,
-}
-
-#[derive(serde::Deserialize)]
+/// A page of the patron's chat.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Lines after this sequence number (default 0: from the start).
     after: Option<u64>,
+    /// Lines read at most, 1–500 (default 200).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
-/// The patron's chat, a page at a time (`?after=&limit=`, 200 lines by default).
+/// The patron's chat, a page at a time: its state, the lines the patron may
+/// see, the last line read and whether more follow.
+#[utoipa::path(get, path = "/api/chat", tag = "patron", security(("patron" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of the chat", body = PatronChat),
+        (status = 422, description = "`invalid`: a limit outside 1–500", body = ErrorBody),
+    ))]
 async fn chat(
     State(state): State<AppState>,
     PatronToken(rec): PatronToken,
     crate::error::Query(q): crate::error::Query<PageQuery>,
 ) -> ApiResult<axum::Json<PatronChat>> {
     let page = state.app.patron_page(&rec, q.after.unwrap_or(0), q.limit.unwrap_or(200)).await?;
-    Ok(axum::Json(PatronChat { session: rec.ctx.id, state: rec.state, page }))
+    Ok(axum::Json(PatronChat {
+        session: rec.ctx.id,
+        state: rec.state,
+        messages: page.messages,
+        last: page.last,
+        more: page.more,
+    }))
 }
 
+/// The patron ends the chat; returns the "Chat session has ended" line.
+#[utoipa::path(post, path = "/api/chat/end", tag = "patron", security(("patron" = [])),
+    responses(
+        (status = 200, description = "ended", body = Message),
+        (status = 409, description = "`conflict`: the chat has already ended", body = ErrorBody),
+    ))]
 async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> ApiResult<axum::Json<Message>> {
     let viewer = Viewer::Patron { session: rec.ctx.id };
     let line = state.app.patron_end(&rec).await?;
@@ -110,36 +176,62 @@ async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> Ap
     Ok(axum::Json(line))
 }
 
-#[derive(serde::Deserialize)]
+/// Where the patron wants the transcript.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct TranscriptRequest {
     /// Where to send it; empty or absent cancels the request.
     email: Option<String>,
 }
 
+/// The patron asks for the transcript by e-mail at the end (an empty
+/// address cancels the request).
+#[utoipa::path(post, path = "/api/chat/transcript", tag = "patron", security(("patron" = [])),
+    request_body = TranscriptRequest,
+    responses(
+        (status = 200, description = "the address it will go to, or none", body = TranscriptTo),
+        (status = 409, description = "`conflict`: the chat has ended", body = ErrorBody),
+        (status = 422, description = "`invalid`: not an e-mail address", body = ErrorBody),
+        (status = 429, description = "`too_many_mails`: transcripts to that address, or asked from this network", body = ErrorBody),
+    ))]
 async fn transcript(
     State(state): State<AppState>,
     PatronToken(rec): PatronToken,
     ClientIp(ip): ClientIp,
     Json(body): Json<TranscriptRequest>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<TranscriptTo>> {
     let to = state.app.request_transcript(&rec, body.email.as_deref(), ip).await?;
-    Ok(axum::Json(serde_json::json!({ "transcript_to": to })))
+    Ok(axum::Json(TranscriptTo { transcript_to: to }))
 }
 
-#[derive(serde::Deserialize)]
+/// The patron's rating of an ended chat.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RatingRequest {
+    /// 1 (poor) to 5 (excellent).
+    #[schema(minimum = 1, maximum = 5)]
     rating: u8,
+    /// An optional comment.
+    #[schema(max_length = 2000)]
     comment: Option<String>,
 }
 
+/// The patron rates the ended chat (1–5), with an optional comment kept
+/// with its question.
+#[utoipa::path(post, path = "/api/chat/rating", tag = "patron", security(("patron" = [])),
+    request_body = RatingRequest,
+    responses(
+        (status = 200, description = "kept", body = Rated),
+        (status = 409, description = "`conflict`: the chat has not ended, or was never accepted", body = ErrorBody),
+        (status = 422, description = "`invalid`: a rating outside 1–5 or an over-long comment", body = ErrorBody),
+    ))]
 async fn rating(
     State(state): State<AppState>,
     PatronToken(rec): PatronToken,
     Json(body): Json<RatingRequest>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<Rated>> {
     state.app.patron_rate(&rec, body.rating, body.comment.as_deref()).await?;
-    Ok(axum::Json(serde_json::json!({ "rating": body.rating })))
+    Ok(axum::Json(Rated { rating: body.rating }))
 }
 
 /// The chat opened by the bearer token; 401 otherwise.

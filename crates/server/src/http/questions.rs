@@ -3,50 +3,108 @@
 //! as stale on one that is not.
 
 use super::auth::CurrentStaff;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::error::{Path, Query};
+use crate::http::views::{ActOutcomeView, QuestionDetailView, QuestionView};
 use crate::AppState;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
-use refdesk_app::{ActOutcome, ListFilter, QuestionAction, QuestionDetail};
+use refdesk_app::{ListFilter, QuestionAction};
 use refdesk_domain::actions::View;
 use refdesk_domain::ids::{QuestionId, StaffId};
 use refdesk_domain::question::Status;
 use refdesk_domain::Millis;
-use refdesk_store::QuestionRecord;
 use serde::Deserialize;
 use std::collections::HashMap;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/questions", get(list))
-        .route("/api/questions/{id}", get(detail))
-        .route("/api/questions/{id}/{action}", post(act))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(detail)).routes(routes!(act))
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError {
-        status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        code: "invalid",
-        message: format!("invalid {field}: {why}"),
-    }
+    crate::input::invalid(field, why)
 }
 
-fn int<T: std::str::FromStr>(q: &HashMap<String, String>, key: &str) -> Result<Option<T>, ApiError> {
+fn int<T: std::str::FromStr>(q: &HashMap<&str, String>, key: &str) -> Result<Option<T>, ApiError> {
     match q.get(key).map(String::as_str).filter(|v| !v.is_empty()) {
         Some(v) => v.parse().map(Some).map_err(|_| bad(key, "must be a whole number")),
         None => Ok(None),
     }
 }
 
+/// The question list's query string. Each value is read as text and parsed
+/// by [`filter`], so that a bad one is a `422` naming it (`view=` is as much
+/// a mistake as `view=everything`); the types below are what each must hold.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListParams {
+    /// One of the list's views (default: all).
+    #[param(value_type = Option<View>, inline)]
+    view: Option<String>,
+    /// Only questions with this status.
+    #[param(value_type = Option<Status>, inline)]
+    status: Option<String>,
+    /// Only questions with this resolution code (a key of my cooperative's codes).
+    #[param(min_length = 1)]
+    code: Option<String>,
+    /// Created at or after (ms since the epoch).
+    #[param(value_type = Option<i64>)]
+    from: Option<String>,
+    /// Created before (ms since the epoch).
+    #[param(value_type = Option<i64>)]
+    to: Option<String>,
+    /// The chatting librarian's id.
+    #[param(value_type = Option<i64>)]
+    librarian: Option<String>,
+    /// The owning library's slug.
+    library: Option<String>,
+    /// Words in the question or its transcript.
+    #[param(max_length = 200)]
+    q: Option<String>,
+    /// Paging: questions older than this one (its id).
+    #[param(value_type = Option<i64>)]
+    before: Option<String>,
+    /// How many, 1–200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
+    /// Anything else: refused, naming it.
+    #[serde(flatten)]
+    #[param(ignore)]
+    unknown: HashMap<String, String>,
+}
+
+impl ListParams {
+    /// The known parameters by name.
+    fn known(self) -> HashMap<&'static str, String> {
+        let ListParams { view, status, code, from, to, librarian, library, q, before, limit, unknown: _ } = self;
+        [
+            ("view", view),
+            ("status", status),
+            ("code", code),
+            ("from", from),
+            ("to", to),
+            ("librarian", librarian),
+            ("library", library),
+            ("q", q),
+            ("before", before),
+            ("limit", limit),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+    }
+}
+
 /// Parses the list's query string, naming the first bad parameter.
-fn filter(q: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
     const KNOWN: [&str; 10] = ["view", "status", "code", "from", "to", "librarian", "library", "q", "before", "limit"];
-    if let Some(unknown) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+    if let Some(unknown) = p.unknown.keys().next() {
         return Err(bad(unknown, format!("unknown parameter; use {}", KNOWN.join(", "))));
     }
+    let q = p.known();
     let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
     // A filter that names a value must name one: `view=`, `status=` or
     // `code=` (empty) is as much a mistake as `view=everything`, and
@@ -67,13 +125,13 @@ fn filter(q: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
         },
         // Whether the code exists is for the app to say (codes are data).
         code: named("code")?.cloned(),
-        from: int::<Millis>(q, "from")?,
-        to: int::<Millis>(q, "to")?,
-        librarian: int::<i64>(q, "librarian")?.map(StaffId),
+        from: int::<Millis>(&q, "from")?,
+        to: int::<Millis>(&q, "to")?,
+        librarian: int::<i64>(&q, "librarian")?.map(StaffId),
         library: text("library"),
         text: text("q"),
-        before: int::<i64>(q, "before")?.map(QuestionId),
-        limit: match int::<u32>(q, "limit")? {
+        before: int::<i64>(&q, "before")?.map(QuestionId),
+        limit: match int::<u32>(&q, "limit")? {
             Some(n) if (1..=200).contains(&n) => n,
             Some(_) => return Err(bad("limit", "must be between 1 and 200")),
             None => 50,
@@ -81,71 +139,164 @@ fn filter(q: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
     })
 }
 
+/// The question list in my scope, newest first; live questions are marked live (R2, B1).
+#[utoipa::path(get, path = "/api/questions", tag = "questions", security(("staff" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "a page of the list", body = Vec<QuestionView>),
+        (status = 422, description = "`invalid`: an unknown or empty parameter, a bad value, no such code or library", body = ErrorBody),
+    ))]
 async fn list(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<axum::Json<Vec<QuestionRecord>>> {
-    Ok(axum::Json(s.app.question_list(&staff, filter(&q)?).await?))
+    Query(q): Query<ListParams>,
+) -> ApiResult<axum::Json<Vec<QuestionView>>> {
+    let list = s.app.question_list(&staff, filter(q)?).await?;
+    Ok(axum::Json(list.into_iter().map(Into::into).collect()))
 }
 
+/// A question with its transcript, timeline and the patron's e-mail address.
+#[utoipa::path(get, path = "/api/questions/{id}", tag = "questions", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the question's number")),
+    responses(
+        (status = 200, description = "the question's page", body = QuestionDetailView),
+        (status = 403, description = "`forbidden`: a question outside my scope", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such question", body = ErrorBody),
+    ))]
 async fn detail(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<QuestionDetail>> {
-    Ok(axum::Json(s.app.question(&staff, QuestionId(id)).await?))
+) -> ApiResult<axum::Json<QuestionDetailView>> {
+    Ok(axum::Json(s.app.question(&staff, QuestionId(id)).await?.into()))
 }
 
-/// The body of every action; each action reads the fields it needs.
-#[derive(Deserialize, Default)]
+/// The actions on a question (R4).
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum ActionName {
+    /// E-mail an answer (and show it in the live chat): needs `body`; `email` optional.
+    Answer,
+    /// Add a librarian note: needs `body`.
+    Note,
+    /// A note to the chatting librarian in the live chat: needs `body`.
+    MessageLibrarian,
+    /// Close the question.
+    Close,
+    /// Reopen a closed question.
+    Reopen,
+    /// Assign it to `to` (absent: nobody).
+    Assign,
+    /// Take it myself.
+    Claim,
+    /// Refer it to the library `library`.
+    Refer,
+    /// Set or change its resolution code `code` (`library` for a referral).
+    Code,
+}
+
+impl ActionName {
+    const ALL: [(&'static str, ActionName); 9] = [
+        ("answer", ActionName::Answer),
+        ("note", ActionName::Note),
+        ("message-librarian", ActionName::MessageLibrarian),
+        ("close", ActionName::Close),
+        ("reopen", ActionName::Reopen),
+        ("assign", ActionName::Assign),
+        ("claim", ActionName::Claim),
+        ("refer", ActionName::Refer),
+        ("code", ActionName::Code),
+    ];
+
+    /// The action a path segment names; a segment that names none is a page
+    /// that does not exist (404), as for any other unknown path.
+    fn parse(s: &str) -> Result<ActionName, ApiError> {
+        Self::ALL.iter().find(|(name, _)| *name == s).map(|(_, a)| *a).ok_or_else(|| ApiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("no action {s:?}; use {}", Self::ALL.map(|(name, _)| name).join(", ")),
+        })
+    }
+
+    /// The use case's action, with the fields it needs from the body.
+    fn with(self, b: ActBody) -> Result<QuestionAction, ApiError> {
+        Ok(match self {
+            ActionName::Answer => QuestionAction::Answer { body: required(b.body, "body")?, email: b.email },
+            ActionName::Note => QuestionAction::Note { body: required(b.body, "body")? },
+            ActionName::MessageLibrarian => QuestionAction::MessageLibrarian { body: required(b.body, "body")? },
+            ActionName::Close => QuestionAction::Close,
+            ActionName::Reopen => QuestionAction::Reopen,
+            ActionName::Assign => QuestionAction::Assign { to: b.to.map(StaffId) },
+            ActionName::Claim => QuestionAction::Claim,
+            ActionName::Refer => QuestionAction::Refer { library: library_slug(required(b.library, "library")?)? },
+            ActionName::Code => QuestionAction::SetCode {
+                code: required(b.code, "code")?,
+                library: b.library.map(library_slug).transpose()?,
+            },
+        })
+    }
+}
+
+/// The body of every action; each action reads the fields it needs. Actions
+/// without fields (close, claim…) may come with no body at all, or `null`.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActBody {
-    /// B1: "I know this chat is live and the patron may see this."
+    /// B1: "I know this chat is live and the patron may see this" — required
+    /// on a live question, refused (409) as stale on one that is not.
     #[serde(default)]
     confirm_live: bool,
+    /// answer, note, message-librarian: the text.
     body: Option<String>,
+    /// answer: send here instead of the patron's address.
     email: Option<String>,
+    /// assign: the staff member (absent: unassign).
     to: Option<i64>,
+    /// refer, code (a referral): the receiving library's slug.
     library: Option<String>,
+    /// code: the resolution code's key.
     code: Option<String>,
+}
+
+/// A library named in a body: a slug, parsed before anything looks it up.
+fn library_slug(s: String) -> Result<String, ApiError> {
+    Ok(refdesk_domain::input::slug("library", &s)?)
 }
 
 fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {
     v.ok_or_else(|| bad(field, "is required"))
 }
 
+/// Act on a question: on a live question `confirm_live` must be true (B1);
+/// a stale confirmation is refused.
+#[utoipa::path(post, path = "/api/questions/{id}/{action}", tag = "questions", security(("staff" = [])),
+    params(
+        ("id" = i64, Path, description = "the question's number"),
+        ("action" = inline(ActionName), Path, description = "what to do"),
+    ),
+    request_body(content = Option<ActBody>, description = "optional for actions without fields"),
+    responses(
+        (status = 200, description = "done; what happened, in words, in `notice`", body = ActOutcomeView),
+        (status = 403, description = "`forbidden`: a question outside my scope, or an action my role may not take", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such question, action, colleague or library", body = ErrorBody),
+        (status = 409, description = "`conflict`: a live question without `confirm_live`, a stale confirmation, or an action its state refuses", body = ErrorBody),
+        (status = 422, description = "`invalid`: a missing or bad field", body = ErrorBody),
+        (status = 429, description = "`too_many_mails`: answers e-mailed to that address today", body = ErrorBody),
+    ))]
 async fn act(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path((id, action)): Path<(i64, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<axum::Json<ActOutcome>> {
+) -> ApiResult<axum::Json<ActOutcomeView>> {
+    let action = ActionName::parse(&action)?;
     // Actions without fields (close, claim…) may come with no body, or `null`.
     let b: ActBody = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         ActBody::default()
     } else {
         serde_json::from_slice(&body).map_err(crate::error::bad_json)?
     };
-    let action = match action.as_str() {
-        "answer" => QuestionAction::Answer { body: required(b.body, "body")?, email: b.email },
-        "note" => QuestionAction::Note { body: required(b.body, "body")? },
-        "message-librarian" => QuestionAction::MessageLibrarian { body: required(b.body, "body")? },
-        "close" => QuestionAction::Close,
-        "reopen" => QuestionAction::Reopen,
-        "assign" => QuestionAction::Assign { to: b.to.map(StaffId) },
-        "claim" => QuestionAction::Claim,
-        "refer" => QuestionAction::Refer { library: required(b.library, "library")? },
-        "code" => QuestionAction::SetCode { code: required(b.code, "code")?, library: b.library },
-        other => {
-            return Err(ApiError {
-                status: axum::http::StatusCode::NOT_FOUND,
-                code: "not_found",
-                message: format!(
-                "no action {other:?}; use answer, note, message-librarian, close, reopen, assign, claim, refer or code"
-            ),
-            })
-        }
-    };
-    Ok(axum::Json(s.app.act(&staff, QuestionId(id), action, b.confirm_live).await?))
+    let confirm_live = b.confirm_live;
+    let outcome = s.app.act(&staff, QuestionId(id), action.with(b)?, confirm_live).await?;
+    Ok(axum::Json(outcome.into()))
 }

@@ -3,116 +3,169 @@
 //! entry point's status and offline question form.
 
 use super::auth::CurrentStaff;
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::error::{Path, Query};
+use crate::http::views::{
+    AvailabilityView, Deleted, FormReceiptView, ImConversationView, ImRead, ImSent, InstitutionView, LibraryStatusView,
+    MonitorView, PolicyPageView, PresenceView, ScriptView, SessionView, StaffCreated, StaffEntryView, StaffUpdated,
+};
+use crate::input::invalid;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
-use refdesk_app::{FormReceipt, LibraryStatus, Monitor, OfflineForm, Presence, Transfer};
+use refdesk_app::{OfflineForm, Transfer};
 use refdesk_domain::chat::ConferenceMode;
 use refdesk_domain::event::{Availability, ImMessage};
-use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
 use refdesk_domain::org::Role;
-use refdesk_store::{ImConversation, SessionRecord, StaffEntry};
+use refdesk_domain::question::ResolutionCode;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/monitor", get(monitor))
-        .route("/api/sessions/{id}/conference", post(conference))
-        .route("/api/sessions/{id}/leave", post(leave))
-        .route("/api/sessions/{id}/takeover", post(take_over))
-        .route("/api/sessions/{id}/transfer", post(transfer))
-        .route("/api/me/availability", post(availability))
-        .route("/api/staff/presence", get(presence))
-        .route("/api/staff", get(staff_list).post(staff_create))
-        .route("/api/staff/{id}", post(staff_update))
-        .route("/api/im", get(im_list))
-        .route("/api/im/{peer}", get(im_history).post(im_send))
-        .route("/api/im/{peer}/read", post(im_read))
-        .route("/api/libraries/{slug}/status", get(library_status))
-        .route("/api/libraries/{slug}/questions", post(offline_question))
-        .route("/api/policies/{library}", get(policy).put(set_policy))
-        .route("/api/scripts", get(scripts).post(create_script))
-        .route("/api/scripts/{id}", axum::routing::delete(delete_script))
-        .route("/api/codes/{key}", axum::routing::put(put_code))
-        .route("/api/institutions", get(institutions).post(create_institution))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(monitor))
+        .routes(routes!(conference))
+        .routes(routes!(leave))
+        .routes(routes!(take_over))
+        .routes(routes!(transfer))
+        .routes(routes!(availability))
+        .routes(routes!(presence))
+        .routes(routes!(staff_list, staff_create))
+        .routes(routes!(staff_update))
+        .routes(routes!(im_list))
+        .routes(routes!(im_history, im_send))
+        .routes(routes!(im_read))
+        .routes(routes!(library_status))
+        .routes(routes!(offline_question))
+        .routes(routes!(policy, set_policy))
+        .routes(routes!(scripts, create_script))
+        .routes(routes!(delete_script))
+        .routes(routes!(put_code))
+        .routes(routes!(institutions, create_institution))
 }
 
-fn invalid(field: &str, why: &str) -> ApiError {
-    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: format!("invalid {field}: {why}") }
-}
-
+/// The institutions of my cooperative.
+#[utoipa::path(get, path = "/api/institutions", tag = "admin", security(("staff" = [])),
+    responses((status = 200, description = "the institutions", body = Vec<InstitutionView>)))]
 async fn institutions(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-) -> ApiResult<axum::Json<Vec<refdesk_store::InstitutionRecord>>> {
-    Ok(axum::Json(s.app.institutions(Some(&staff)).await?))
+) -> ApiResult<axum::Json<Vec<InstitutionView>>> {
+    Ok(axum::Json(s.app.institutions(Some(&staff)).await?.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+/// A new institution.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewInstitution {
+    /// Its name.
+    #[schema(max_length = 200)]
     name: String,
 }
 
 /// A cooperative admin adds an institution to their cooperative.
+#[utoipa::path(post, path = "/api/institutions", tag = "admin", security(("staff" = [])),
+    request_body = NewInstitution,
+    responses(
+        (status = 201, description = "created", body = InstitutionView),
+        (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
+        (status = 409, description = "`conflict`: the name is taken", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+    ))]
 async fn create_institution(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Json(body): Json<NewInstitution>,
-) -> ApiResult<(StatusCode, axum::Json<refdesk_store::InstitutionRecord>)> {
+) -> ApiResult<(StatusCode, axum::Json<InstitutionView>)> {
     let created = s.app.add_institution(Some(&staff), staff.home.cooperative, &body.name).await?;
-    Ok((StatusCode::CREATED, axum::Json(created)))
+    Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
-async fn monitor(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Monitor>> {
-    Ok(axum::Json(s.app.monitor(&staff).await?))
+/// The chat monitor: My (sessions I am in) and ALL (live sessions in my
+/// scope; admins).
+#[utoipa::path(get, path = "/api/monitor", tag = "desk", security(("staff" = [])),
+    responses((status = 200, description = "both tabs", body = MonitorView)))]
+async fn monitor(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<MonitorView>> {
+    Ok(axum::Json(s.app.monitor(&staff).await?.into()))
 }
 
-#[derive(Deserialize)]
+/// How to take part in someone else's chat.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConferenceBody {
+    /// monitor, whisper or join (B2).
+    #[schema(value_type = ConferenceMode)]
     mode: String,
 }
 
+/// Enter a live chat from the ALL tab, or change mode (institution and
+/// cooperative admins, B2).
+#[utoipa::path(post, path = "/api/sessions/{id}/conference", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    request_body = ConferenceBody,
+    responses(
+        (status = 200, description = "in the chat, in that mode", body = SessionView),
+        (status = 403, description = "`forbidden`: not an admin with this chat in scope, or the chatting librarian", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat is not live", body = ErrorBody),
+        (status = 422, description = "`invalid`: an unknown mode", body = ErrorBody),
+    ))]
 async fn conference(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
     Json(body): Json<ConferenceBody>,
-) -> ApiResult<axum::Json<SessionRecord>> {
+) -> ApiResult<axum::Json<SessionView>> {
     let mode = ConferenceMode::parse(&body.mode).ok_or_else(|| invalid("mode", "use monitor, whisper or join"))?;
-    Ok(axum::Json(s.app.conference(&staff, SessionId(id), mode).await?))
+    Ok(axum::Json(s.app.conference(&staff, SessionId(id), mode).await?.into()))
 }
 
+/// Leave a chat one conferenced into.
+#[utoipa::path(post, path = "/api/sessions/{id}/leave", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    responses(
+        (status = 200, description = "left", body = SessionView),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: not a member of this chat", body = ErrorBody),
+    ))]
 async fn leave(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<SessionRecord>> {
-    Ok(axum::Json(s.app.leave_conference(&staff, SessionId(id)).await?))
+) -> ApiResult<axum::Json<SessionView>> {
+    Ok(axum::Json(s.app.leave_conference(&staff, SessionId(id)).await?.into()))
 }
 
+/// Take the chat over; the previous librarian stays, whispering (B2).
+#[utoipa::path(post, path = "/api/sessions/{id}/takeover", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    responses(
+        (status = 200, description = "the chat is mine", body = SessionView),
+        (status = 403, description = "`forbidden`: not an admin with this chat in scope", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat is not active, or already mine", body = ErrorBody),
+    ))]
 async fn take_over(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<SessionRecord>> {
-    Ok(axum::Json(s.app.take_over(&staff, SessionId(id)).await?))
+) -> ApiResult<axum::Json<SessionView>> {
+    Ok(axum::Json(s.app.take_over(&staff, SessionId(id)).await?.into()))
 }
 
-#[derive(Deserialize)]
+/// Where a chat goes: exactly one of `to`, `library` or `cooperative`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     /// A colleague's id.
     to: Option<i64>,
-    /// A library's slug.
+    /// A library's slug: back to its queue.
     library: Option<String>,
-    /// The cooperative's queue.
+    /// The cooperative's queue: offered to every library at once.
     #[serde(default)]
     cooperative: bool,
     /// Stay as a whispering member.
@@ -120,59 +173,105 @@ struct TransferBody {
     stay: bool,
 }
 
+impl TransferBody {
+    /// The one destination it names.
+    fn destination(&self) -> Result<Transfer, ApiError> {
+        match (self.to, &self.library, self.cooperative) {
+            (Some(to), None, false) => Ok(Transfer::Staff(StaffId(to))),
+            (None, Some(lib), false) => Ok(Transfer::Library(refdesk_domain::input::slug("library", lib)?)),
+            (None, None, true) => Ok(Transfer::Cooperative),
+            _ => Err(invalid("transfer", "name exactly one of to, library or cooperative")),
+        }
+    }
+}
+
+/// The chatting librarian hands the chat to a colleague, a library's queue
+/// or the cooperative's queue; the patron is told.
+#[utoipa::path(post, path = "/api/sessions/{id}/transfer", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the session")),
+    request_body = TransferBody,
+    responses(
+        (status = 200, description = "handed over", body = SessionView),
+        (status = 403, description = "`forbidden`: only the chatting librarian", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat, colleague or library", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat is not active, or the colleague is off duty", body = ErrorBody),
+        (status = 422, description = "`invalid`: not exactly one destination, or one outside the cooperative", body = ErrorBody),
+    ))]
 async fn transfer(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
     Json(b): Json<TransferBody>,
-) -> ApiResult<axum::Json<SessionRecord>> {
-    let to = match (b.to, b.library, b.cooperative) {
-        (Some(to), None, false) => Transfer::Staff(StaffId(to)),
-        (None, Some(lib), false) => Transfer::Library(lib),
-        (None, None, true) => Transfer::Cooperative,
-        _ => return Err(invalid("transfer", "name exactly one of to, library or cooperative")),
-    };
-    Ok(axum::Json(s.app.transfer(&staff, SessionId(id), to, b.stay).await?))
+) -> ApiResult<axum::Json<SessionView>> {
+    let to = b.destination()?;
+    Ok(axum::Json(s.app.transfer(&staff, SessionId(id), to, b.stay).await?.into()))
 }
 
-#[derive(Deserialize)]
+/// One's availability.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AvailabilityBody {
+    /// on_duty, away or off_duty.
+    #[schema(value_type = Availability)]
     availability: String,
 }
 
+/// Go on duty, away, or off duty.
+#[utoipa::path(post, path = "/api/me/availability", tag = "desk", security(("staff" = [])),
+    request_body = AvailabilityBody,
+    responses(
+        (status = 200, description = "set", body = AvailabilityView),
+        (status = 422, description = "`invalid`: an unknown availability", body = ErrorBody),
+    ))]
 async fn availability(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Json(b): Json<AvailabilityBody>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<AvailabilityView>> {
     let a =
         Availability::parse(&b.availability).ok_or_else(|| invalid("availability", "use on_duty, away or off_duty"))?;
     s.app.set_availability(&staff, a).await?;
-    Ok(axum::Json(serde_json::json!({ "availability": a })))
+    Ok(axum::Json(AvailabilityView { availability: a }))
 }
 
+/// The staff of my cooperative with their availability and presence.
+#[utoipa::path(get, path = "/api/staff/presence", tag = "desk", security(("staff" = [])),
+    responses((status = 200, description = "my colleagues", body = Vec<PresenceView>)))]
 async fn presence(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-) -> ApiResult<axum::Json<Vec<Presence>>> {
-    Ok(axum::Json(s.app.presence(&staff).await?))
+) -> ApiResult<axum::Json<Vec<PresenceView>>> {
+    Ok(axum::Json(s.app.presence(&staff).await?.into_iter().map(Into::into).collect()))
 }
 
+/// Staff I may manage (library admins and above, within scope).
+#[utoipa::path(get, path = "/api/staff", tag = "staff", security(("staff" = [])),
+    responses(
+        (status = 200, description = "the staff in my scope", body = Vec<StaffEntryView>),
+        (status = 403, description = "`forbidden`: library admins and above", body = ErrorBody),
+    ))]
 async fn staff_list(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-) -> ApiResult<axum::Json<Vec<StaffEntry>>> {
-    Ok(axum::Json(s.app.manageable_staff(&staff).await?))
+) -> ApiResult<axum::Json<Vec<StaffEntryView>>> {
+    Ok(axum::Json(s.app.manageable_staff(&staff).await?.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+/// A new staff member.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewStaffBody {
+    /// Sign-in name.
     username: String,
+    /// What patrons and colleagues see.
     display_name: String,
+    /// Their home library's slug.
     library: String,
+    /// Never above my own.
+    #[schema(value_type = Role)]
     role: String,
+    /// At least 8 characters (12 for admins), not a common one.
+    #[schema(min_length = 8)]
     password: String,
 }
 
@@ -181,47 +280,90 @@ fn role(s: &str) -> Result<Role, ApiError> {
         .ok_or_else(|| invalid("role", "use librarian, library_admin, institution_admin or cooperative_admin"))
 }
 
+/// Create a staff member (within scope, never above my role).
+#[utoipa::path(post, path = "/api/staff", tag = "staff", security(("staff" = [])),
+    request_body = NewStaffBody,
+    responses(
+        (status = 201, description = "created", body = StaffCreated),
+        (status = 403, description = "`forbidden`: outside my scope, or a role above mine", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 409, description = "`conflict`: the username is taken", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad username, name, role or a weak password", body = ErrorBody),
+    ))]
 async fn staff_create(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Json(b): Json<NewStaffBody>,
-) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, axum::Json<StaffCreated>)> {
     let r = role(&b.role)?;
-    let id = s.app.add_staff(Some(&staff), &b.library, &b.username, &b.display_name, r, &b.password).await?;
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id }))))
+    // Parsed before anything looks it up (a NUL was a 500 on PostgreSQL).
+    let library = refdesk_domain::input::slug("library", &b.library)?;
+    let id = s.app.add_staff(Some(&staff), &library, &b.username, &b.display_name, r, &b.password).await?;
+    Ok((StatusCode::CREATED, axum::Json(StaffCreated { id })))
 }
 
-#[derive(Deserialize)]
+/// A change to a staff member's account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StaffUpdateBody {
+    /// A new role (never above mine).
+    #[schema(value_type = Option<Role>)]
     role: Option<String>,
+    /// Disable (true) or enable (false) their sign-in.
     disabled: Option<bool>,
+    /// A new password.
+    #[schema(min_length = 8)]
     password: Option<String>,
 }
 
+/// Change a staff member's role, disable or enable them, or reset their
+/// password; their sign-ins end.
+#[utoipa::path(post, path = "/api/staff/{id}", tag = "staff", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the staff member")),
+    request_body = StaffUpdateBody,
+    responses(
+        (status = 200, description = "changed", body = StaffUpdated),
+        (status = 403, description = "`forbidden`: outside my scope, or a role above mine", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such staff member", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad role or a weak password", body = ErrorBody),
+    ))]
 async fn staff_update(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
     Json(b): Json<StaffUpdateBody>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<StaffUpdated>> {
     let r = b.role.as_deref().map(role).transpose()?;
     s.app.manage_staff(&staff, StaffId(id), r, b.disabled, b.password.as_deref()).await?;
-    Ok(axum::Json(serde_json::json!({ "updated": id })))
+    Ok(axum::Json(StaffUpdated { updated: id }))
 }
 
+/// My IM conversations, with unread counts.
+#[utoipa::path(get, path = "/api/im", tag = "im", security(("staff" = [])),
+    responses((status = 200, description = "my conversations", body = Vec<ImConversationView>)))]
 async fn im_list(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-) -> ApiResult<axum::Json<Vec<ImConversation>>> {
-    Ok(axum::Json(s.app.im_conversations(&staff).await?))
+) -> ApiResult<axum::Json<Vec<ImConversationView>>> {
+    Ok(axum::Json(s.app.im_conversations(&staff).await?.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+/// Where a conversation's page starts.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct After {
+    /// Messages after this sequence number (default 0: from the start).
     after: Option<u64>,
 }
 
+/// The conversation with a colleague.
+#[utoipa::path(get, path = "/api/im/{peer}", tag = "im", security(("staff" = [])),
+    params(("peer" = i64, Path, description = "the colleague"), After),
+    responses(
+        (status = 200, description = "the messages, oldest first", body = Vec<ImMessage>),
+        (status = 404, description = "`not_found`: no such colleague in my cooperative", body = ErrorBody),
+    ))]
 async fn im_history(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
@@ -231,122 +373,257 @@ async fn im_history(
     Ok(axum::Json(s.app.im_history(&staff, StaffId(peer), q.after.unwrap_or(0)).await?))
 }
 
-#[derive(Deserialize)]
+/// A direct message.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ImBody {
+    /// Plain text.
+    #[schema(min_length = 1)]
     body: String,
+    /// The sender's id for idempotent re-sends, at most 64 characters.
+    #[schema(max_length = 64)]
     client_id: Option<String>,
 }
 
+/// Send a direct message to a colleague of my cooperative.
+#[utoipa::path(post, path = "/api/im/{peer}", tag = "im", security(("staff" = [])),
+    params(("peer" = i64, Path, description = "the colleague")),
+    request_body = ImBody,
+    responses(
+        (status = 200, description = "stored (or already stored under this client id)", body = ImSent),
+        (status = 404, description = "`not_found`: no such colleague in my cooperative", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long body, a bad client id, or oneself", body = ErrorBody),
+    ))]
 async fn im_send(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(peer): Path<i64>,
     Json(b): Json<ImBody>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
-    let (m, duplicate) = s.app.im_send(&staff, StaffId(peer), &b.body, b.client_id.as_deref()).await?;
-    Ok(axum::Json(serde_json::json!({ "message": m, "duplicate": duplicate })))
+) -> ApiResult<axum::Json<ImSent>> {
+    let (message, duplicate) = s.app.im_send(&staff, StaffId(peer), &b.body, b.client_id.as_deref()).await?;
+    Ok(axum::Json(ImSent { message, duplicate }))
 }
 
-#[derive(Deserialize)]
+/// How far a conversation was read.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReadBody {
+    /// Read up to this sequence number.
     seq: u64,
 }
 
+/// Mark the conversation read up to `seq`.
+#[utoipa::path(post, path = "/api/im/{peer}/read", tag = "im", security(("staff" = [])),
+    params(("peer" = i64, Path, description = "the colleague")),
+    request_body = ReadBody,
+    responses(
+        (status = 200, description = "marked", body = ImRead),
+        (status = 404, description = "`not_found`: no such colleague in my cooperative", body = ErrorBody),
+    ))]
 async fn im_read(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(peer): Path<i64>,
     Json(b): Json<ReadBody>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<ImRead>> {
     s.app.im_read(&staff, StaffId(peer), b.seq).await?;
-    Ok(axum::Json(serde_json::json!({ "read": b.seq })))
+    Ok(axum::Json(ImRead { read: b.seq }))
 }
 
+/// Whether anyone who can serve this library's patrons is on duty.
+///
 /// Public: the widget's button on a library's own site (another origin)
 /// reads it, so any origin may (no cookies are involved).
+#[utoipa::path(get, path = "/api/libraries/{slug}/status", tag = "patron",
+    params(("slug" = String, Path, description = "the library's URL name")),
+    responses(
+        (status = 200, description = "the entry point's status", body = LibraryStatusView,
+            headers(("access-control-allow-origin" = String, description = "*"))),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+    ))]
 async fn library_status(
     State(s): State<AppState>,
     Path(slug): Path<String>,
 ) -> ApiResult<impl axum::response::IntoResponse> {
     use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
-    let status: LibraryStatus = s.app.library_status(&slug).await?;
+    let status: LibraryStatusView = s.app.library_status(&slug).await?.into();
     Ok(([(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store")], axum::Json(status)))
 }
 
+/// What the offline question form takes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OfflineFormBody {
+    /// Their name (optional).
+    name: Option<String>,
+    /// Their e-mail (required: the answer goes there).
+    email: Option<String>,
+    /// Their question.
+    #[schema(min_length = 1)]
+    question: String,
+    /// The widget's random id for this browser (16–128 of `[A-Za-z0-9_-]`):
+    /// what a block goes by, with the network.
+    #[serde(default)]
+    browser: Option<String>,
+}
+
+impl From<OfflineFormBody> for OfflineForm {
+    fn from(b: OfflineFormBody) -> Self {
+        OfflineForm { name: b.name, email: b.email, question: b.question, browser: b.browser }
+    }
+}
+
+/// The offline question form: a new question, answered by e-mail.
+#[utoipa::path(post, path = "/api/libraries/{slug}/questions", tag = "patron",
+    params(("slug" = String, Path, description = "the library's URL name")),
+    request_body = OfflineFormBody,
+    responses(
+        (status = 201, description = "the question's number", body = FormReceiptView),
+        (status = 403, description = "`blocked`: where the library does not let blocked patrons use the form", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: no e-mail address, an empty or over-long question", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (starts from this address) or `too_many_questions` (this network's questions today)", body = ErrorBody),
+    ))]
 async fn offline_question(
     State(s): State<AppState>,
     crate::http::patron::ClientIp(ip): crate::http::patron::ClientIp,
     Path(slug): Path<String>,
-    Json(form): Json<OfflineForm>,
-) -> ApiResult<(StatusCode, axum::Json<FormReceipt>)> {
-    Ok((StatusCode::CREATED, axum::Json(s.app.ask_offline(&slug, form, ip).await?)))
+    Json(form): Json<OfflineFormBody>,
+) -> ApiResult<(StatusCode, axum::Json<FormReceiptView>)> {
+    Ok((StatusCode::CREATED, axum::Json(s.app.ask_offline(&slug, form.into(), ip).await?.into())))
 }
 
+/// A library's policy page for staff serving its patrons.
+#[utoipa::path(get, path = "/api/policies/{library}", tag = "desk", security(("staff" = [])),
+    params(("library" = i64, Path, description = "the library's id")),
+    responses(
+        (status = 200, description = "the page (empty if none was written)", body = PolicyPageView),
+        (status = 403, description = "`forbidden`: a library of another cooperative", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+    ))]
 async fn policy(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(library): Path<i64>,
-) -> ApiResult<axum::Json<refdesk_store::PolicyPage>> {
-    Ok(axum::Json(s.app.policy(&staff, refdesk_domain::ids::LibraryId(library)).await?))
+) -> ApiResult<axum::Json<PolicyPageView>> {
+    Ok(axum::Json(s.app.policy(&staff, LibraryId(library)).await?.into()))
 }
 
-#[derive(Deserialize)]
+/// A policy page's text.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PolicyBody {
+    /// Plain text.
+    #[schema(max_length = 20000)]
     body: String,
 }
 
+/// Replace a library's policy page (its admins).
+#[utoipa::path(put, path = "/api/policies/{library}", tag = "admin", security(("staff" = [])),
+    params(("library" = i64, Path, description = "the library's id")),
+    request_body = PolicyBody,
+    responses(
+        (status = 200, description = "the page now", body = PolicyPageView),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: an over-long page", body = ErrorBody),
+    ))]
 async fn set_policy(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(library): Path<i64>,
     Json(b): Json<PolicyBody>,
-) -> ApiResult<axum::Json<refdesk_store::PolicyPage>> {
-    let id = refdesk_domain::ids::LibraryId(library);
+) -> ApiResult<axum::Json<PolicyPageView>> {
+    let id = LibraryId(library);
     s.app.set_policy(&staff, id, &b.body).await?;
-    Ok(axum::Json(s.app.policy(&staff, id).await?))
+    Ok(axum::Json(s.app.policy(&staff, id).await?.into()))
 }
 
+/// The scripts (canned messages) I may use: mine, my library's, my cooperative's.
+#[utoipa::path(get, path = "/api/scripts", tag = "desk", security(("staff" = [])),
+    responses((status = 200, description = "the scripts", body = Vec<ScriptView>)))]
 async fn scripts(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-) -> ApiResult<axum::Json<Vec<refdesk_store::Script>>> {
-    Ok(axum::Json(s.app.scripts(&staff).await?))
+) -> ApiResult<axum::Json<Vec<ScriptView>>> {
+    Ok(axum::Json(s.app.scripts(&staff).await?.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+/// Whose a script is.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ScriptScope {
+    /// Mine.
+    Personal,
+    /// My library's (library admins).
+    Library,
+    /// My cooperative's (cooperative admins).
+    Cooperative,
+}
+
+/// A new script.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScriptBody {
+    /// personal (anyone), library (library admins) or cooperative (cooperative admins).
+    #[schema(value_type = ScriptScope)]
     scope: String,
+    /// What the picker shows.
+    #[schema(max_length = 100)]
     title: String,
+    /// What it inserts.
     body: String,
 }
 
+/// Save a script: personal (anyone), library (library admins), cooperative
+/// (cooperative admins).
+#[utoipa::path(post, path = "/api/scripts", tag = "desk", security(("staff" = [])),
+    request_body = ScriptBody,
+    responses(
+        (status = 201, description = "saved", body = ScriptView),
+        (status = 403, description = "`forbidden`: a scope my role may not write", body = ErrorBody),
+        (status = 422, description = "`invalid`: an unknown scope, an empty or over-long title or body", body = ErrorBody),
+    ))]
 async fn create_script(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Json(b): Json<ScriptBody>,
-) -> ApiResult<(StatusCode, axum::Json<refdesk_store::Script>)> {
-    Ok((StatusCode::CREATED, axum::Json(s.app.create_script(&staff, &b.scope, &b.title, &b.body).await?)))
+) -> ApiResult<(StatusCode, axum::Json<ScriptView>)> {
+    Ok((StatusCode::CREATED, axum::Json(s.app.create_script(&staff, &b.scope, &b.title, &b.body).await?.into())))
 }
 
+/// Delete a script one may keep.
+#[utoipa::path(delete, path = "/api/scripts/{id}", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the script")),
+    responses(
+        (status = 200, description = "deleted", body = Deleted),
+        (status = 403, description = "`forbidden`: not mine to delete", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such script", body = ErrorBody),
+    ))]
 async fn delete_script(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<Deleted>> {
     s.app.delete_script(&staff, id).await?;
-    Ok(axum::Json(serde_json::json!({ "deleted": id })))
+    Ok(axum::Json(Deleted { deleted: id }))
 }
 
+/// Add or change a resolution code (cooperative admins); returns the codes.
+#[utoipa::path(put, path = "/api/codes/{key}", tag = "admin", security(("staff" = [])),
+    params(("key" = String, Path, description = "the code's key (the body's `key` must match)")),
+    request_body = ResolutionCode,
+    responses(
+        (status = 200, description = "the cooperative's codes now", body = Vec<ResolutionCode>),
+        (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
+        (status = 422, description = "`invalid`: a key that does not match the path, a bad key or label", body = ErrorBody),
+    ))]
 async fn put_code(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(key): Path<String>,
-    Json(code): Json<refdesk_domain::question::ResolutionCode>,
-) -> ApiResult<axum::Json<Vec<refdesk_domain::question::ResolutionCode>>> {
+    Json(code): Json<ResolutionCode>,
+) -> ApiResult<axum::Json<Vec<ResolutionCode>>> {
     if code.key != key {
         return Err(invalid("key", "the code's key must match the path"));
     }

@@ -7,8 +7,8 @@ use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Only our own origin, ever: no third-party scripts in patron pages (DESIGN §9).
 /// `form-action 'none'`: every form is sent by script; should a script fail,
@@ -41,17 +41,68 @@ const STAFF: &str = include_str!("../../../../web/staff.html");
 const ADMIN: &str = include_str!("../../../../web/admin.html");
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(|| async { page(INDEX) }))
-        .route("/ask/{slug}", get(|| async { page_with(ASK, CSP_EMBEDDABLE) }))
-        .route("/widget.js", get(widget))
-        .route("/desk", get(|| async { page(DESK) }))
-        .route("/desk/questions", get(|| async { page(QUESTIONS) }))
-        .route("/desk/questions/{id}", get(|| async { page(QUESTION) }))
-        .route("/desk/staff", get(|| async { page(STAFF) }))
-        .route("/desk/admin", get(|| async { page(ADMIN) }))
-        .route("/assets/{file}", get(asset))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(ask))
+        .routes(routes!(widget))
+        .routes(routes!(desk))
+        .routes(routes!(questions))
+        .routes(routes!(question))
+        .routes(routes!(staff))
+        .routes(routes!(admin))
+        .routes(routes!(asset))
+}
+
+/// The start page: every library's entry point.
+#[utoipa::path(get, path = "/", tag = "pages",
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn index() -> Response {
+    page(INDEX)
+}
+
+/// The patron's chat: the only page other sites may frame (the widget).
+#[utoipa::path(get, path = "/ask/{slug}", tag = "pages",
+    params(("slug" = String, Path, description = "the library's URL name")),
+    responses((status = 200, description = "HTML (an unknown library says so on the page)", body = String, content_type = "text/html")))]
+async fn ask() -> Response {
+    page_with(ASK, CSP_EMBEDDABLE)
+}
+
+/// The librarian desk.
+#[utoipa::path(get, path = "/desk", tag = "pages",
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn desk() -> Response {
+    page(DESK)
+}
+
+/// The question list.
+#[utoipa::path(get, path = "/desk/questions", tag = "pages",
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn questions() -> Response {
+    page(QUESTIONS)
+}
+
+/// A question's page.
+#[utoipa::path(get, path = "/desk/questions/{id}", tag = "pages",
+    params(("id" = String, Path, description = "the question's number (read by the page's script)")),
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn question() -> Response {
+    page(QUESTION)
+}
+
+/// Staff management.
+#[utoipa::path(get, path = "/desk/staff", tag = "pages",
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn staff() -> Response {
+    page(STAFF)
+}
+
+/// The libraries' widget snippets, policy notes, scripts and resolution codes.
+#[utoipa::path(get, path = "/desk/admin", tag = "pages",
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn admin() -> Response {
+    page(ADMIN)
 }
 
 fn page(html: &'static str) -> Response {
@@ -73,6 +124,8 @@ fn page_with(html: &'static str, csp: &'static str) -> Response {
 
 /// The embeddable widget: loaded by other sites, so it may be cached briefly
 /// and carries no cookies of ours.
+#[utoipa::path(get, path = "/widget.js", tag = "pages",
+    responses((status = 200, description = "the widget's script", body = String, content_type = "text/javascript")))]
 async fn widget() -> Response {
     (
         [
@@ -85,6 +138,13 @@ async fn widget() -> Response {
         .into_response()
 }
 
+/// A stylesheet or module of the pages.
+#[utoipa::path(get, path = "/assets/{file}", tag = "pages",
+    params(("file" = String, Path, description = "e.g. refdesk.css, common.js")),
+    responses(
+        (status = 200, description = "the asset", content((String = "text/css"), (String = "text/javascript"))),
+        (status = 404, description = "no such asset", body = String, content_type = "text/plain"),
+    ))]
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, mime, body)) => {

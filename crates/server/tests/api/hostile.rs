@@ -175,3 +175,41 @@ async fn the_patrons_rest_transcript_is_read_a_page_at_a_time() {
     assert_eq!(patron.get("/api/chat?limit=501").await.0, 422);
     assert_eq!(patron.get("/api/chat?limit=0").await.0, 422);
 }
+
+/// Found while checking the API against its document on PostgreSQL: a NUL
+/// in a name that is only looked up (a library's slug in a path or a body,
+/// a search, a username) reached the database, which cannot compare it, and
+/// the answer was a 500 (SQLite compares it, and answered 404 or 401).
+/// Each is refused at the edge now, with the status the document gives it,
+/// and the server goes on serving.
+#[tokio::test]
+async fn control_characters_in_names_that_are_looked_up_are_refused_not_a_server_error() {
+    let app = crate::helpers::spawn_app().await;
+    let erin = app.staff("erin").await;
+    let patron = app.start_chat("riverside-main", "A question").await;
+    for path in ["/api/libraries/a%00b/status", "/api/libraries/a%00b/blocked-patrons"] {
+        let (status, body) = erin.get(path).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_path")), "{path}: {body}");
+    }
+    let (status, body) = erin.get("/api/questions?q=a%00b").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_query")), "{body}");
+    let staff = serde_json::json!({"username": "u1", "display_name": "U", "library": "a\u{0}",
+        "role": "librarian", "password": "correct-horse-battery-staple-9"});
+    let (status, body) = erin.post("/api/staff", staff).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid")), "{body}");
+    let (status, body) = erin.post("/api/questions/1/refer", serde_json::json!({"library": "a\u{0}"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid")), "{body}");
+    let transfer = format!("/api/sessions/{}/transfer", patron.session);
+    let (status, body) = erin.post(&transfer, serde_json::json!({"library": "a\u{0}"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid")), "{body}");
+    let http = reqwest::Client::new();
+    let login = http
+        .post(app.url("/api/login"))
+        .json(&serde_json::json!({"username": "ann\u{0}", "password": "refdesk-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401, "a name no account has signs nobody in");
+    // Still serving, on either backend.
+    assert_eq!(erin.get("/api/libraries/riverside-main/status").await.0, 200);
+}

@@ -1,0 +1,97 @@
+//! Input parsing shared by the REST API and the WebSocket: what both edges
+//! take from a client and turn into domain values the same way, with the
+//! same error — the kind of a message, the sign-in cookie. (Each edge parses its own envelope — a JSON body, a frame —
+//! and both come here for what they share.)
+
+use crate::error::ApiError;
+use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use refdesk_domain::chat::MessageKind;
+use serde::Deserialize;
+
+/// The kinds of message a person may send: a chat line, or a librarian note
+/// (staff only; its audience is always staff). Answers and system lines are
+/// written by refdesk itself. Only its schema is used as such: the
+/// client's text is parsed by [`sendable_kind`], so that a refusal says
+/// what to send instead.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SendKind {
+    /// A chat line everyone in the chat sees.
+    Message,
+    /// A librarian note: staff only, always (B4).
+    Note,
+}
+
+/// Parses a message kind a person may send (`message` when none is named).
+pub fn sendable_kind(kind: Option<&str>) -> Result<MessageKind, ApiError> {
+    match kind.unwrap_or("message") {
+        "message" => Ok(MessageKind::Message),
+        "note" => Ok(MessageKind::Note),
+        other => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message: format!("invalid kind: {other:?}; send \"message\" or \"note\""),
+        }),
+    }
+}
+
+/// The staff sign-in cookie's name (set by `POST /api/login`, read by every
+/// staff route and the staff WebSocket).
+pub const COOKIE_NAME: &str = "refdesk_session";
+
+/// The session token in the request's cookies, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v)
+}
+
+/// Whether a percent-encoded URL part (a path, a query string) decodes to a
+/// control character (`%00`–`%1F`, `%7F`). The HTTP parser already refuses
+/// raw ones.
+pub fn has_encoded_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'%'
+            && b.get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|c| c < 0x20 || c == 0x7f)
+    })
+}
+
+/// A `422 invalid` naming the field and why.
+pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: format!("invalid {field}: {why}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_control_characters_are_found_and_nothing_else() {
+        for bad in ["a%00b", "%0A", "x%1f", "%7F", "q=%09"] {
+            assert!(has_encoded_control(bad), "{bad}");
+        }
+        for good in ["", "riverside-main", "a%20b", "%C3%A9", "100%", "%2", "%zz", "q=caf%C3%A9"] {
+            assert!(!has_encoded_control(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_person_sends_messages_and_notes_and_nothing_else() {
+        assert_eq!(sendable_kind(None).unwrap(), MessageKind::Message);
+        assert_eq!(sendable_kind(Some("note")).unwrap(), MessageKind::Note);
+        for refused in ["answer", "system", "", "Note"] {
+            let e = sendable_kind(Some(refused)).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (422, "invalid"), "{refused}");
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! One authenticated WebSocket connection: its loop, and what it does with
+//! each frame in and each event out.
+//!
+//! The loop waits on three cancel-safe things — the next frame from the
+//! client, the next event from the bus, the ping timer — and handles
+//! whichever comes first *outside* the `select!`, so that no store read or
+//! write is ever abandoned half-way by another branch winning.
+
+use super::protocol::{In, OutFrame};
+use super::sockets::Slot;
+use super::{CLOSE_NO_PONG, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, CLOSE_WITHIN};
+use crate::error::ApiError;
+use crate::input::sendable_kind;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use refdesk_app::feed::{Feed, Out};
+use refdesk_app::{App, AppError};
+use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::visibility::Viewer;
+use refdesk_domain::DomainError;
+use refdesk_store::SessionRecord;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connection once its client is known.
+pub(super) struct Connection {
+    app: App,
+    feed: Feed,
+    /// Keeps a staff member counted as connected while the socket lives.
+    _online: Option<refdesk_app::staff::Online>,
+    /// The patron's own session (None for staff).
+    patron: Option<SessionRecord>,
+    /// Its place under its chat or sign-in, with the shared frame budget.
+    slot: Slot,
+    /// When the client last sent anything (a pong counts).
+    heard: Instant,
+}
+
+/// Why the connection loop stops, and the close frame to say goodbye with
+/// (none when the socket is already gone).
+pub(super) struct Closed(Option<(u16, String)>);
+
+impl Closed {
+    pub(super) fn quiet() -> Closed {
+        Closed(None)
+    }
+
+    pub(super) fn with(code: u16, reason: impl Into<String>) -> Closed {
+        Closed(Some((code, reason.into())))
+    }
+}
+
+impl Connection {
+    pub(super) fn new(
+        app: App,
+        viewer: Viewer,
+        patron: Option<SessionRecord>,
+        login: Option<String>,
+        slot: Slot,
+    ) -> Connection {
+        let mut feed = Feed::new(&app, viewer);
+        if let Some(token) = login {
+            feed.check_sign_in(&token);
+        }
+        let online = match feed.viewer() {
+            Viewer::Staff(s) => Some(app.staff_online(s.id)),
+            Viewer::Patron { .. } => None,
+        };
+        Connection { app, feed, _online: online, patron, slot, heard: Instant::now() }
+    }
+
+    /// Takes a frame from the budget this socket shares.
+    fn take(&self) -> bool {
+        self.slot.bucket().lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Says `hello`, then serves the socket until either side ends it.
+    pub(super) async fn run(mut self, mut socket: WebSocket) {
+        let hello = OutFrame::Hello {
+            role: if self.patron.is_some() { "patron" } else { "staff" },
+            session: self.patron.as_ref().map(|r| r.ctx.id),
+            max_message_chars: self.app.limits.max_message_chars,
+        };
+        let send_within = self.send_within();
+        if send(&mut socket, &hello, send_within).await.is_err() {
+            return;
+        }
+        let every = Duration::from_secs(self.app.limits.ws_ping_seconds);
+        let mut ping = tokio::time::interval_at((Instant::now() + every).into(), every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let closed = loop {
+            // All three are cancel-safe; the work happens after the select.
+            let step = tokio::select! {
+                frame = socket.recv() => Step::Frame(frame),
+                event = self.feed.recv() => Step::Event(event),
+                _ = ping.tick() => Step::Tick,
+            };
+            if matches!(step, Step::Frame(Some(Ok(_)))) {
+                self.heard = Instant::now();
+            }
+            let result = match step {
+                Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(&mut socket, &text).await,
+                // Every frame counts against the frame limit, whatever its kind.
+                Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.take() {
+                    true => error(&mut socket, "bad_frame", "send JSON text frames", None).await,
+                    false => error(&mut socket, "rate_limited", "too many frames; slow down", None).await,
+                },
+                Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => match self.take() {
+                    true => Ok(()),
+                    false => error(&mut socket, "rate_limited", "too many frames; slow down", None).await,
+                },
+                Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed::quiet()),
+                Step::Frame(Some(Err(e))) => Err(self.read_failed(e)),
+                Step::Tick => self.on_tick(&mut socket, every).await,
+                Step::Event(None) => Err(Closed::quiet()),
+                Step::Event(Some(event)) => match self.feed.handle(event).await {
+                    Ok(items) => self.forward(&mut socket, &items).await,
+                    Err(e) => report(&mut socket, e.into(), None).await,
+                },
+            };
+            if let Err(closed) = result {
+                break closed;
+            }
+        };
+        if let Closed(Some((code, reason))) = closed {
+            let _ = tokio::time::timeout(CLOSE_WITHIN, socket.send(close_frame(code, &reason))).await;
+        }
+    }
+
+    fn send_within(&self) -> Duration {
+        Duration::from_secs(self.app.limits.ws_send_seconds)
+    }
+
+    /// A frame could not be read: over the size limit (said with 1009), or
+    /// a broken connection.
+    fn read_failed(&self, e: axum::Error) -> Closed {
+        use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+        let inner = e.into_inner();
+        match inner.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+                let max = self.app.limits.max_frame_bytes;
+                Closed::with(CLOSE_TOO_BIG, format!("a frame may be at most {max} bytes"))
+            }
+            Some(WsError::Protocol(p)) => {
+                tracing::debug!(error = %p, "WebSocket protocol error");
+                Closed::with(1002, "protocol error")
+            }
+            _ => {
+                tracing::debug!(error = %inner, "WebSocket read failed");
+                Closed::quiet()
+            }
+        }
+    }
+
+    /// Every ping interval: a socket silent for two intervals is dead; a
+    /// staff socket whose sign-in has ended closes; the others get a ping.
+    async fn on_tick(&mut self, socket: &mut WebSocket, every: Duration) -> Result<(), Closed> {
+        if self.heard.elapsed() > every * 2 {
+            tracing::debug!("a socket answered no ping; it is closed");
+            return Err(Closed::with(CLOSE_NO_PONG, "no answer to pings"));
+        }
+        match self.feed.signed_in().await {
+            Ok(true) => {}
+            Ok(false) => return self.forward(socket, &[Out::SignedOut]).await,
+            Err(e) => tracing::warn!(error = %e, "cannot check a sign-in; asked again at the next ping"),
+        }
+        match tokio::time::timeout(self.send_within(), socket.send(WsMessage::Ping(Default::default()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Closed::quiet()),
+            Err(_) => Err(too_slow()),
+        }
+    }
+
+    async fn forward(&mut self, socket: &mut WebSocket, items: &[Out]) -> Result<(), Closed> {
+        for item in items {
+            let frame = match item {
+                Out::Message(m) => OutFrame::Event(m),
+                Out::Typing { session, who, on } => OutFrame::Typing { session: *session, who, on: *on },
+                Out::QueueAdded(e) => OutFrame::QueueAdded(e),
+                Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
+                Out::Position { position, since } => OutFrame::Position { position: *position, since: *since },
+                Out::Presence { session, librarian, members, watchers } => {
+                    OutFrame::Presence { session: *session, librarian: *librarian, members, watchers }
+                }
+                Out::Monitor(summary) => OutFrame::MonitorUpdate(summary),
+                Out::MonitorTick { session, at } => OutFrame::MonitorTick { session: *session, at: *at },
+                Out::Im(m) => OutFrame::Im(m),
+                Out::SignedOut => {
+                    error(socket, "unauthenticated", "your sign-in has ended; sign in again", None).await?;
+                    return Err(Closed::with(CLOSE_POLICY, "signed out"));
+                }
+                Out::MonitorGone(s) => OutFrame::MonitorGone { session: *s },
+                Out::Queue(waiting) => OutFrame::Queue { waiting },
+                Out::MonitorList(sessions) => OutFrame::Monitor { sessions },
+                Out::Availability { staff, availability } => {
+                    OutFrame::Availability { staff: *staff, availability: *availability }
+                }
+                Out::Referred { question, library_name, text, by } => {
+                    OutFrame::Referred { question: *question, library_name, text, by }
+                }
+            };
+            send(socket, &frame, self.send_within()).await?;
+        }
+        Ok(())
+    }
+
+    /// The session a frame names: a patron's own by default; staff must name one.
+    fn session_of(&self, named: Option<SessionId>) -> Result<SessionId, ApiError> {
+        match (&self.patron, named) {
+            (Some(own), None) => Ok(own.ctx.id),
+            (Some(own), Some(s)) if s == own.ctx.id => Ok(own.ctx.id),
+            (Some(_), Some(_)) => Err(DomainError::NotFound("session").into()),
+            (None, Some(s)) => Ok(s),
+            (None, None) => Err(ApiError::bad_request("bad_frame", "name the session")),
+        }
+    }
+
+    /// A text frame: spends one frame of the budget, parses it, and hands it
+    /// to the method for its type. A bad frame gets an `error` frame and the
+    /// connection stays up.
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &Utf8Bytes) -> Result<(), Closed> {
+        if !self.take() {
+            return error(socket, "rate_limited", "too many frames; slow down", None).await;
+        }
+        let frame: In = match serde_json::from_str(text.as_str()) {
+            Ok(f) => f,
+            Err(e) => return error(socket, "bad_frame", &format!("not a frame of the protocol: {e}"), None).await,
+        };
+        let within = self.send_within();
+        match frame {
+            In::Ping {} => send(socket, &OutFrame::Pong, within).await,
+            In::Resume { session, after } => self.on_resume(socket, session, after.unwrap_or(0)).await,
+            In::Leave { session } => {
+                self.feed.leave(session);
+                Ok(())
+            }
+            In::Queue {} => match self.feed.watch_queue().await {
+                Ok(waiting) => send(socket, &OutFrame::Queue { waiting: &waiting }, within).await,
+                Err(e) => report(socket, e.into(), None).await,
+            },
+            In::Monitor {} => match self.feed.watch_monitor().await {
+                Ok(sessions) => send(socket, &OutFrame::Monitor { sessions: &sessions }, within).await,
+                Err(e) => report(socket, e.into(), None).await,
+            },
+            In::ImSend { to, body, client_id } => self.on_im_send(socket, to, &body, client_id.as_deref()).await,
+            In::ImResume { peer, after } => self.on_im_resume(socket, peer, after.unwrap_or(0)).await,
+            In::Send { session, client_id, kind, body } => {
+                self.on_send(socket, session, kind.as_deref(), &body, client_id.as_deref()).await
+            }
+            In::Typing { session, on, note } => self.on_typing(socket, session, on, note.unwrap_or(false)).await,
+        }
+    }
+
+    /// `resume`: the replay after `after`, a page at a time (the next read
+    /// only once the last is written: a reader that stops holds one page, not
+    /// the chat), then `synced`, then what the viewer learns at once.
+    async fn on_resume(&mut self, socket: &mut WebSocket, named: Option<SessionId>, after: u64) -> Result<(), Closed> {
+        let session = match self.session_of(named) {
+            Ok(s) => s,
+            Err(e) => return report(socket, e, None).await,
+        };
+        if let Err(e) = self.feed.resume(session, after).await {
+            return report(socket, e.into(), None).await;
+        }
+        let (within, page) = (self.send_within(), self.app.limits.replay_page);
+        loop {
+            match self.feed.next_page(session, page).await {
+                Ok(p) => {
+                    for m in &p.items {
+                        send(socket, &OutFrame::Event(m), within).await?;
+                    }
+                    if p.done {
+                        break;
+                    }
+                }
+                Err(e) => return report(socket, e.into(), None).await,
+            }
+        }
+        let last = self.feed.last_seq(session).unwrap_or(0);
+        send(socket, &OutFrame::Synced { session, last }, within).await?;
+        // A waiting patron learns their place in line at once; the chatting
+        // librarian, who else is present (B3).
+        let extra: Vec<Out> = match self.feed.viewer() {
+            Viewer::Patron { .. } => self.feed.position().into_iter().collect(),
+            Viewer::Staff(_) => self.feed.presence(session).into_iter().collect(),
+        };
+        self.forward(socket, &extra).await
+    }
+
+    /// `send`: a line in a session, acknowledged once committed (I2).
+    async fn on_send(
+        &mut self,
+        socket: &mut WebSocket,
+        named: Option<SessionId>,
+        kind: Option<&str>,
+        body: &str,
+        cid: Option<&str>,
+    ) -> Result<(), Closed> {
+        let parsed = self.session_of(named).and_then(|s| Ok((s, sendable_kind(kind)?)));
+        let (session, kind) = match parsed {
+            Ok(v) => v,
+            Err(e) => return report(socket, e, cid).await,
+        };
+        let result = match (&self.patron, self.feed.viewer()) {
+            (Some(rec), _) => self.app.patron_send(rec, kind, body, cid).await,
+            (None, Viewer::Staff(staff)) => self.app.staff_send(staff, session, kind, body, cid).await,
+            (None, Viewer::Patron { .. }) => Err(AppError::Unauthenticated),
+        };
+        match result {
+            Ok(a) => {
+                let ack = OutFrame::Ack { session, client_id: cid, seq: a.message.seq, duplicate: a.duplicate };
+                send(socket, &ack, self.send_within()).await
+            }
+            Err(e) => report(socket, e.into(), cid).await,
+        }
+    }
+
+    /// `typing`: only in a followed session (already authorized by `resume`).
+    async fn on_typing(
+        &mut self,
+        socket: &mut WebSocket,
+        named: Option<SessionId>,
+        on: bool,
+        note: bool,
+    ) -> Result<(), Closed> {
+        let session = match self.session_of(named) {
+            Ok(s) => s,
+            Err(e) => return report(socket, e, None).await,
+        };
+        let Some(ctx) = self.feed.context(session).cloned() else {
+            return error(socket, "not_watching", "resume the session before typing in it", None).await;
+        };
+        let typed = match (&self.patron, self.feed.viewer()) {
+            (Some(rec), _) => self.app.patron_typing(rec, ctx, note, on),
+            (None, Viewer::Staff(staff)) => self.app.staff_typing(staff, ctx, note, on),
+            (None, Viewer::Patron { .. }) => return Err(Closed::quiet()),
+        };
+        match typed {
+            Ok(()) => Ok(()),
+            Err(e) => report(socket, e.into(), None).await,
+        }
+    }
+
+    /// `im_send`: a direct message to a colleague (staff only).
+    async fn on_im_send(
+        &mut self,
+        socket: &mut WebSocket,
+        to: StaffId,
+        body: &str,
+        cid: Option<&str>,
+    ) -> Result<(), Closed> {
+        let Viewer::Staff(staff) = self.feed.viewer() else {
+            return error(socket, "forbidden", "patrons have no IM", cid).await;
+        };
+        match self.app.im_send(staff, to, body, cid).await {
+            Ok((m, duplicate)) => {
+                let ack = OutFrame::ImAck { to, client_id: cid, seq: m.seq, duplicate };
+                send(socket, &ack, self.send_within()).await
+            }
+            Err(e) => report(socket, e.into(), cid).await,
+        }
+    }
+
+    /// `im_resume`: the conversation after `after`, a page at a time, then `im_synced`.
+    async fn on_im_resume(&mut self, socket: &mut WebSocket, peer: StaffId, mut last: u64) -> Result<(), Closed> {
+        let within = self.send_within();
+        loop {
+            match self.feed.im_page(peer, last, self.app.limits.replay_page).await {
+                Ok(p) => {
+                    for m in &p.items {
+                        send(socket, &OutFrame::Im(m), within).await?;
+                    }
+                    last = p.items.last().map_or(last, |m| m.seq);
+                    if p.done {
+                        break;
+                    }
+                }
+                Err(e) => return report(socket, e.into(), None).await,
+            }
+        }
+        send(socket, &OutFrame::ImSynced { peer, last }, within).await
+    }
+}
+
+enum Step {
+    Frame(Option<Result<WsMessage, axum::Error>>),
+    Event(Option<Arc<refdesk_domain::event::Event>>),
+    Tick,
+}
+
+/// A socket that does not drain: closed, and the client may resume later.
+fn too_slow() -> Closed {
+    tracing::debug!("a client stopped reading; its connection is closed");
+    Closed::with(CLOSE_TRY_AGAIN, "too slow: frames were not read in time; reconnect and resume")
+}
+
+/// Sends a frame; one that cannot go out within `within` closes the socket.
+pub(super) async fn send(socket: &mut WebSocket, frame: &OutFrame<'_>, within: Duration) -> Result<(), Closed> {
+    let text = serde_json::to_string(frame).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a frame");
+        Closed::with(1011, "internal error")
+    })?;
+    match tokio::time::timeout(within, socket.send(WsMessage::Text(text.into()))).await {
+        Ok(sent) => sent.map_err(|_| Closed::quiet()),
+        Err(_) => Err(too_slow()),
+    }
+}
+
+/// Sends an `error` frame. Before a connection is set up (auth) or for
+/// answers that are themselves errors the default send time applies.
+pub(super) async fn error(
+    socket: &mut WebSocket,
+    code: &str,
+    message: &str,
+    client_id: Option<&str>,
+) -> Result<(), Closed> {
+    send(socket, &OutFrame::Error { code, message, client_id }, ERROR_WITHIN).await
+}
+
+/// How long an `error` frame may take to go out.
+const ERROR_WITHIN: Duration = Duration::from_secs(10);
+
+/// Sends an error as an `error` frame, with the refused frame's client id.
+pub(super) async fn report(socket: &mut WebSocket, e: ApiError, client_id: Option<&str>) -> Result<(), Closed> {
+    let (code, message) = e.parts();
+    error(socket, code, message, client_id).await
+}
+
+/// A close frame with a code and a reason.
+pub(super) fn close_frame(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))
+}

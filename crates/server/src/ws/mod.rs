@@ -1,0 +1,221 @@
+//! The WebSocket endpoint (`GET /api/ws`), protocol in `docs/protocol.md`.
+//!
+//! One task per connection. It waits on two cancel-safe things — the next
+//! frame from the client and the next event from the bus — and handles
+//! whichever comes first *outside* the `select!`, so that no store read or
+//! write is ever abandoned half-way by the other branch winning.
+//!
+//! Every connection authenticates in its first frame, `{"type": "auth"}`:
+//! a patron puts the chat's secret token in it (never in the URL, which
+//! proxies log); staff send it bare and the sign-in cookie of the upgrade
+//! request decides. A socket that has not done so within [`AUTH_WITHIN`]
+//! is closed. After that, bad frames get an `error` frame; the connection
+//! stays up.
+//!
+//! What one visitor can make a socket hold is bounded (DESIGN §11):
+//!
+//! - sockets per chat token, per staff sign-in and per client address
+//!   ([`Sockets`]); the sockets of one chat token (or one sign-in) share one
+//!   frame budget, so opening more of them does not multiply it;
+//! - a replay is sent a page at a time, each page read only once the last
+//!   is written; a frame that cannot be written in `ws_send_seconds` closes
+//!   the socket with 1013 (the client resumes later);
+//! - the server pings every `ws_ping_seconds` and closes (1011) a socket
+//!   that shows no sign of life for two of them;
+//! - a frame over `max_frame_bytes` closes the socket with 1009 and a reason;
+//! - a staff socket closes (1008) once its sign-in has ended: signed out on
+//!   any node, or expired (checked at every ping).
+
+mod connection;
+pub mod protocol;
+mod sockets;
+
+pub use sockets::{Bucket, Held, Registry, Sockets};
+
+use crate::error::{ApiError, ErrorBody, Query};
+use crate::input::cookie_token;
+use crate::AppState;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use connection::{close_frame, error, report, Connection};
+use protocol::First;
+use refdesk_app::{App, AppError};
+use refdesk_domain::visibility::Viewer;
+use refdesk_store::SessionRecord;
+use serde::Deserialize;
+use sockets::Slot;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Socket buffers, sized for chat (2 KiB in, 4 KiB out; both grow for a
+/// larger frame): tungstenite's defaults (128 KiB each way)
+/// would cost more per idle connection than everything else together.
+const READ_BUFFER: usize = 2 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+
+/// How long a new socket has to send its `auth` frame.
+const AUTH_WITHIN: Duration = Duration::from_secs(10);
+/// Sockets that have not authenticated yet, at most, on one node: anyone may
+/// open one, so they are bounded apart from the signed-in ones.
+pub const PENDING_AUTH: usize = 1024;
+/// How long the goodbye (a close frame) may take on a socket being closed.
+pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+/// Close codes (RFC 6455 §7.4 and the IANA registry).
+pub(crate) const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_NO_PONG: u16 = 1011;
+pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
+
+/// The upgrade's query string: nothing is taken from it; a token there is refused.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WsQuery {
+    /// Refused (`400 token_in_url`): a chat's token never goes in a URL,
+    /// which proxies log; it goes in the first frame.
+    token: Option<String>,
+}
+
+/// Upgrade to the WebSocket of `docs/protocol.md`; the first frame
+/// authenticates: `{"type": "auth"}`, with `"token"` for a patron.
+#[utoipa::path(get, path = "/api/ws", tag = "desk",
+    params(WsQuery),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
+        (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets", body = ErrorBody),
+        (status = 503, description = "`busy`: 1,024 sockets already wait for their `auth` frame", body = ErrorBody),
+    ))]
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    Query(q): Query<WsQuery>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    if q.token.is_some() {
+        return Err(ApiError::bad_request(
+            "token_in_url",
+            "a chat's token never goes in a URL: send it in the first frame, {\"type\": \"auth\", \"token\": …}",
+        ));
+    }
+    let ws = ws.map_err(|r| ApiError { status: r.status(), code: "not_a_websocket", message: r.body_text() })?;
+    // Counted by the client's address (behind a trusted proxy, the one it
+    // names), before anything else is spent on it.
+    let address = peer
+        .map(|p| crate::limit::address_key(crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies)));
+    let from_address = match address {
+        Some(a) => match state.sockets.addresses.take(a, state.app.limits.sockets_per_address, &state.app.limits) {
+            Some(held) => Some(held),
+            None => {
+                return Err(ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "too_many_sockets",
+                    message: "too many connections are open from your address; close some".into(),
+                })
+            }
+        },
+        None => None,
+    };
+    let Ok(pending) = state.pending_auth.clone().try_acquire_owned() else {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: "too many connections are opening at once; try again in a few seconds".into(),
+        });
+    };
+    let cookie = cookie_token(&headers).map(str::to_owned);
+    let sockets = state.sockets.clone();
+    let limits = state.app.limits.clone();
+    let app = state.app.clone();
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(limits.max_frame_bytes * 16)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            let _from_address = from_address;
+            Box::pin(serve(app, socket, cookie, pending, sockets)).await
+        }))
+}
+
+/// Who is at the other end, once known.
+type Identity = (Viewer, Option<SessionRecord>, Option<String>);
+
+async fn serve(
+    app: App,
+    mut socket: WebSocket,
+    cookie: Option<String>,
+    pending: tokio::sync::OwnedSemaphorePermit,
+    sockets: Arc<Sockets>,
+) {
+    let who = authenticate(&app, &mut socket, cookie).await;
+    drop(pending);
+    let Some((viewer, patron, login)) = who else {
+        let _ = socket.send(WsMessage::Close(None)).await;
+        return;
+    };
+    // Held while the socket lives: its place under its chat or its sign-in,
+    // and the frame budget it shares with the others there.
+    let l = &app.limits;
+    let (held, cap, what) = match (&patron, &login) {
+        (Some(rec), _) => {
+            (sockets.chats.take(rec.ctx.id, l.sockets_per_chat, l).map(Slot::Chat), l.sockets_per_chat, "chat")
+        }
+        (None, Some(token)) => {
+            let key = refdesk_app::auth::digest(token);
+            (sockets.sign_ins.take(key, l.sockets_per_sign_in, l).map(Slot::SignIn), l.sockets_per_sign_in, "sign-in")
+        }
+        (None, None) => return,
+    };
+    let Some(held) = held else {
+        let why = format!("this {what} already has {cap} connections open; close one");
+        let _ = error(&mut socket, "too_many_sockets", &why, None).await;
+        let _ = socket.send(close_frame(CLOSE_POLICY, "too many connections")).await;
+        return;
+    };
+    Connection::new(app, viewer, patron, login, held).run(socket).await
+}
+
+/// Reads the `auth` frame: a patron's token, or the staff cookie of the
+/// upgrade. Anything else, or nothing in time, ends the connection.
+async fn authenticate(app: &App, socket: &mut WebSocket, cookie: Option<String>) -> Option<Identity> {
+    const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
+    let frame = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) => text,
+        Ok(Some(Ok(_))) => {
+            let _ = error(socket, "unauthenticated", HOW, None).await;
+            return None;
+        }
+        Ok(_) => return None,
+        Err(_) => {
+            let _ = error(socket, "unauthenticated", HOW, None).await;
+            return None;
+        }
+    };
+    let Ok(First::Auth { token }) = serde_json::from_str(frame.as_str()) else {
+        let _ = error(socket, "unauthenticated", HOW, None).await;
+        return None;
+    };
+    let who = match (token, cookie) {
+        (Some(token), _) => {
+            app.patron_session(&token).await.map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None))
+        }
+        (None, Some(cookie)) => {
+            app.staff_for_token(&cookie).await.map(|staff| (Viewer::Staff(staff), None, Some(cookie)))
+        }
+        (None, None) => Err(AppError::Unauthenticated),
+    };
+    match who {
+        Ok(who) => Some(who),
+        Err(e) => {
+            let _ = report(socket, e.into(), None).await;
+            None
+        }
+    }
+}
