@@ -16,9 +16,11 @@ use refdesk_domain::{DomainError, Millis};
 async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
     let rec = load_session(db, new.session).await?;
     let (browser, net) = db
-        .row("SELECT browser_key, net_key FROM sessions WHERE id = ?1", args![new.session.0], |r| {
-            Ok((r.opt_text(0)?, r.opt_text(1)?))
-        })
+        .row(
+            "SELECT browser_key AS browser_key, net_key AS net_key FROM sessions WHERE id = ?1",
+            args![new.session.0],
+            |r| Ok((r.opt_text("browser_key")?, r.opt_text("net_key")?)),
+        )
         .await?
         .ok_or(not_found("session"))?;
     if browser.is_none() && net.is_none() {
@@ -29,7 +31,7 @@ async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
         db,
         "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by,
            created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id AS block_id",
         args![
             rec.ctx.placement.cooperative.0,
             rec.ctx.placement.library.0,
@@ -41,6 +43,7 @@ async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
             new.now,
             new.expires_at
         ],
+        "block_id",
     )
     .await?;
     if let Some(q) = rec.ctx.question {

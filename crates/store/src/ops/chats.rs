@@ -57,15 +57,15 @@ fn net_full() -> DomainError {
 /// under the library's row lock and a lock per network on PostgreSQL (and
 /// SQLite's single writer), two starts cannot both pass a full count.
 async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, QueueEntry), Vec<Event>)> {
-    let lock = format!("SELECT id FROM libraries WHERE id = ?1{}", no_key_update(db));
-    db.row(&lock, args![new.library.0], |r| r.int(0)).await?.ok_or(not_found("library"))?;
-    if int(db, sel::WAITING_IN_LIBRARY, args![new.library.0]).await? >= i64::from(new.max_waiting) {
+    let lock = format!("SELECT id AS library_id FROM libraries WHERE id = ?1{}", no_key_update(db));
+    db.row(&lock, args![new.library.0], |r| r.int("library_id")).await?.ok_or(not_found("library"))?;
+    if int(db, sel::WAITING_IN_LIBRARY, args![new.library.0], "n").await? >= i64::from(new.max_waiting) {
         return Err(queue_full().into());
     }
     if let Some(net) = &new.keys.net {
         // Starts from one network to several libraries are ordered too.
         db.lock(&format!("net:{net}")).await?;
-        if int(db, sel::WAITING_FROM_NET, args![net]).await? >= i64::from(new.max_waiting_per_net) {
+        if int(db, sel::WAITING_FROM_NET, args![net], "n").await? >= i64::from(new.max_waiting_per_net) {
             return Err(net_full().into());
         }
     }
@@ -73,7 +73,7 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
            last_message_at, transcript_to, queued_at, browser_key, net_key)
-         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6, ?8, ?9) RETURNING id",
+         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6, ?8, ?9) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -85,6 +85,7 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
             &new.keys.browser,
             &new.keys.net
         ],
+        "session_id",
     )
     .await?;
     let id = SessionId(id);
@@ -170,8 +171,8 @@ pub(crate) async fn append<D: Db>(
         Some(rec) => rec,
         None => {
             // The row, locked on PostgreSQL, without a new version.
-            let lock = format!("SELECT version FROM sessions WHERE id = ?1{}", db.dialect().for_update());
-            let version = db.row(&lock, args![id.0], |r| r.int(0)).await?.ok_or(not_found("session"))?;
+            let lock = format!("SELECT version AS version FROM sessions WHERE id = ?1{}", db.dialect().for_update());
+            let version = db.row(&lock, args![id.0], |r| r.int("version")).await?.ok_or(not_found("session"))?;
             let rec = load_session(db, id).await?;
             // An ended chat takes no more lines: it is not kept (its
             // patron's name and address with it) for appends that will all
@@ -500,9 +501,10 @@ impl<B: Backend> Chats for B {
             Box::pin(async move {
                 let n = int(
                     db,
-                    "SELECT count(*) FROM sessions s WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
+                    "SELECT count(*) AS n FROM sessions s WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
                      AND (COALESCE(s.queued_at, s.created_at) < ?2 OR (COALESCE(s.queued_at, s.created_at) = ?2 AND s.id < ?3))",
                     args![queue.0, since, session.0],
+                    "n",
                 )
                 .await?;
                 Ok(n.max(0) as u64)
@@ -518,8 +520,9 @@ impl<B: Backend> Chats for B {
     async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>> {
         self.read(move |db| {
             Box::pin(async move {
-                let sql = "SELECT id FROM sessions WHERE state = 'active' AND last_message_at < ?1 ORDER BY id";
-                db.rows(sql, args![before], |r| Ok(SessionId(r.int(0)?))).await
+                let sql =
+                    "SELECT id AS session_id FROM sessions WHERE state = 'active' AND last_message_at < ?1 ORDER BY id";
+                db.rows(sql, args![before], |r| Ok(SessionId(r.int("session_id")?))).await
             })
         })
         .await

@@ -36,9 +36,13 @@ async fn send<D: Db>(
             return Ok(((m, true), Vec::new()));
         }
     }
-    let seq =
-        int(db, "SELECT COALESCE(max(seq), 0) + 1 FROM im_messages WHERE low = ?1 AND high = ?2", args![low, high])
-            .await?;
+    let seq = int(
+        db,
+        "SELECT COALESCE(max(seq), 0) + 1 AS seq FROM im_messages WHERE low = ?1 AND high = ?2",
+        args![low, high],
+        "seq",
+    )
+    .await?;
     db.exec(
         "INSERT INTO im_messages (low, high, seq, sender, recipient, body, client_id, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

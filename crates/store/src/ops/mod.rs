@@ -85,7 +85,8 @@ impl<B: Backend> crate::Store for B {
     }
 
     async fn is_empty(&self) -> Result<bool> {
-        let n = self.read(|db| Box::pin(crate::sql::int(db, "SELECT count(*) FROM cooperatives", &[]))).await?;
+        let n =
+            self.read(|db| Box::pin(crate::sql::int(db, "SELECT count(*) AS n FROM cooperatives", &[], "n"))).await?;
         Ok(n == 0)
     }
 

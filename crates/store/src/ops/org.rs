@@ -36,7 +36,15 @@ async fn insert_code<D: Db>(db: &mut D, coop: CooperativeId, code: &ResolutionCo
 }
 
 async fn create_cooperative<D: Db>(db: &mut D, name: String, codes: Vec<ResolutionCode>) -> Result<CooperativeId> {
-    let id = CooperativeId(int(db, "INSERT INTO cooperatives (name) VALUES (?1) RETURNING id", args![&name]).await?);
+    let id = CooperativeId(
+        int(
+            db,
+            "INSERT INTO cooperatives (name) VALUES (?1) RETURNING id AS cooperative_id",
+            args![&name],
+            "cooperative_id",
+        )
+        .await?,
+    );
     for (i, code) in codes.iter().enumerate() {
         insert_code(db, id, code, i as i64).await?;
     }
@@ -51,8 +59,9 @@ async fn create_library<D: Db>(
 ) -> Result<LibraryRecord> {
     let id = int(
         db,
-        "INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3) RETURNING id",
+        "INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3) RETURNING id AS library_id",
         args![institution.0, &slug, &name],
+        "library_id",
     )
     .await
     .map_err(|e| if e.is_not_found() { not_found("institution") } else { e })?;
@@ -71,8 +80,8 @@ async fn library_where<D: Db>(
 /// locked on PostgreSQL; SQLite has one writer): a new code's position is
 /// the last one plus one, and two new codes never get the same.
 async fn put_code<D: Db>(db: &mut D, coop: CooperativeId, code: ResolutionCode) -> Result<()> {
-    let lock = format!("SELECT id FROM cooperatives WHERE id = ?1{}", db.dialect().for_update());
-    db.row(&lock, args![coop.0], |r| r.int(0)).await?.ok_or(not_found("cooperative"))?;
+    let lock = format!("SELECT id AS cooperative_id FROM cooperatives WHERE id = ?1{}", db.dialect().for_update());
+    db.row(&lock, args![coop.0], |r| r.int("cooperative_id")).await?.ok_or(not_found("cooperative"))?;
     let changed = db
         .exec(
             "UPDATE resolution_codes SET label = ?3, status = ?4, assign = ?5, follow_up = ?6, referred = ?7,
@@ -92,8 +101,9 @@ async fn put_code<D: Db>(db: &mut D, coop: CooperativeId, code: ResolutionCode) 
     if changed == 0 {
         let last = int(
             db,
-            "SELECT COALESCE(max(position), -1) FROM resolution_codes WHERE cooperative_id = ?1",
+            "SELECT COALESCE(max(position), -1) AS position FROM resolution_codes WHERE cooperative_id = ?1",
             args![coop.0],
+            "position",
         )
         .await?;
         insert_code(db, coop, &code, last + 1).await?;
@@ -111,8 +121,10 @@ async fn create_script<D: Db>(
     let (scope, owner_id) = (owner.scope(), owner.id());
     let id = int(
         db,
-        "INSERT INTO scripts (scope, owner_id, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        "INSERT INTO scripts (scope, owner_id, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id AS script_id",
         args![scope, owner_id, &title, &body, now],
+        "script_id",
     )
     .await?;
     Ok(Script { id, scope: scope.to_owned(), owner: owner_id, title, body })
@@ -129,8 +141,9 @@ impl<B: Backend> Organisation for B {
         let name = name.to_owned();
         self.write(move |db| {
             Box::pin(quiet(async move {
-                let sql = "INSERT INTO institutions (cooperative_id, name) VALUES (?1, ?2) RETURNING id";
-                let id = int(db, sql, args![coop.0, &name]).await.map_err(|e| {
+                let sql =
+                    "INSERT INTO institutions (cooperative_id, name) VALUES (?1, ?2) RETURNING id AS institution_id";
+                let id = int(db, sql, args![coop.0, &name], "institution_id").await.map_err(|e| {
                     if e.is_not_found() {
                         not_found("cooperative")
                     } else {
@@ -236,8 +249,8 @@ impl<B: Backend> Organisation for B {
     async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool> {
         self.read(move |db| {
             Box::pin(async move {
-                let sql = "SELECT blocked_may_ask FROM library_settings WHERE library_id = ?1";
-                Ok(db.row(sql, args![library.0], |r| r.flag(0)).await?.unwrap_or(true))
+                let sql = "SELECT blocked_may_ask AS blocked_may_ask FROM library_settings WHERE library_id = ?1";
+                Ok(db.row(sql, args![library.0], |r| r.flag("blocked_may_ask")).await?.unwrap_or(true))
             })
         })
         .await

@@ -80,8 +80,8 @@ impl<B: Backend> Outbox for B {
     async fn next_mail_due(&self) -> Result<Option<Millis>> {
         self.read(|db| {
             Box::pin(async move {
-                let sql = "SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL";
-                Ok(db.row(sql, &[], |r| r.opt_int(0)).await?.flatten())
+                let sql = "SELECT min(next_attempt_at) AS next_attempt_at FROM outbox WHERE sent_at IS NULL";
+                Ok(db.row(sql, &[], |r| r.opt_int("next_attempt_at")).await?.flatten())
             })
         })
         .await
@@ -90,7 +90,7 @@ impl<B: Backend> Outbox for B {
     async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64> {
         let to = to.to_owned();
         self.read(move |db| {
-            Box::pin(async move { Ok(int(db, sel::TRANSCRIPTS_TO, args![&to, since]).await?.max(0) as u64) })
+            Box::pin(async move { Ok(int(db, sel::TRANSCRIPTS_TO, args![&to, since], "n").await?.max(0) as u64) })
         })
         .await
     }

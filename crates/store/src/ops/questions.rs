@@ -26,7 +26,7 @@ fn forms_full() -> DomainError {
 async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result<QuestionRecord> {
     if let Some(net) = &new.keys.net {
         db.lock(&format!("net:{net}")).await?;
-        let today = int(db, sel::FORMS_FROM_NET, args![net, new.now - 86_400_000]).await?;
+        let today = int(db, sel::FORMS_FROM_NET, args![net, new.now - 86_400_000], "n").await?;
         if today >= i64::from(new.max_per_net_per_day) {
             return Err(forms_full().into());
         }
@@ -35,7 +35,7 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
            ended_at, last_message_at, queued_at, browser_key, net_key, by_form)
-         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6, ?7, ?8, TRUE) RETURNING id",
+         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6, ?7, ?8, TRUE) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -46,6 +46,7 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
             &new.keys.browser,
             &new.keys.net
         ],
+        "session_id",
     )
     .await
     .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
@@ -62,7 +63,7 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
 /// its session as they are inside the write.
 async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<(Acted, Vec<Event>)> {
     let session = db
-        .row("SELECT session_id FROM questions WHERE id = ?1", args![id.0], |r| r.int(0))
+        .row("SELECT session_id AS session_id FROM questions WHERE id = ?1", args![id.0], |r| r.int("session_id"))
         .await?
         .ok_or(not_found("question"))?;
     let session = lock_session(db, SessionId(session)).await?;

@@ -15,8 +15,10 @@ use refdesk_domain::{DomainError, Millis};
 async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
     let id = int(
         db,
-        "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id AS staff_id",
         args![new.library.0, &new.username, &new.display_name, new.role.as_str(), &new.password_hash],
+        "staff_id",
     )
     .await
     .map_err(|e| match e {
@@ -32,10 +34,10 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
 async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: Millis) -> Result<((), Vec<Event>)> {
     let coop = db
         .row(
-            "SELECT i.cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id
+            "SELECT i.cooperative_id AS cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id
              JOIN institutions i ON i.id = l.institution_id WHERE s.id = ?1",
             args![id.0],
-            |r| r.int(0),
+            |r| r.int("cooperative_id"),
         )
         .await?
         .ok_or(not_found("staff member"))?;
@@ -60,9 +62,10 @@ async fn touch<D: Db>(db: &mut D, ids: Vec<StaffId>, now: Millis) -> Result<()> 
 async fn sign_off_stale<D: Db>(db: &mut D, before: Millis) -> Result<(Vec<Staff>, Vec<Event>)> {
     let ids = db
         .rows(
-            "UPDATE staff SET availability = 'off_duty' WHERE availability <> 'off_duty' AND last_seen < ?1 RETURNING id",
+            "UPDATE staff SET availability = 'off_duty' WHERE availability <> 'off_duty' AND last_seen < ?1
+             RETURNING id AS staff_id",
             args![before],
-            |r| r.int(0),
+            |r| r.int("staff_id"),
         )
         .await?;
     let mut stale = Vec::with_capacity(ids.len());
@@ -83,8 +86,8 @@ async fn sign_off_stale<D: Db>(db: &mut D, before: Millis) -> Result<(Vec<Staff>
 }
 
 async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Result<((), Vec<Event>)> {
-    let lock = format!("SELECT id FROM staff WHERE id = ?1{}", db.dialect().for_update());
-    db.row(&lock, args![id.0], |r| r.int(0)).await?.ok_or(not_found("staff member"))?;
+    let lock = format!("SELECT id AS staff_id FROM staff WHERE id = ?1{}", db.dialect().for_update());
+    db.row(&lock, args![id.0], |r| r.int("staff_id")).await?.ok_or(not_found("staff member"))?;
     if let Some(role) = update.role {
         db.exec("UPDATE staff SET role = ?2 WHERE id = ?1", args![id.0, role.as_str()]).await?;
     }

@@ -3,7 +3,7 @@
 
 use super::{db, SessionCache};
 use crate::sql::{Arg, Cols, Db, Dialect};
-use crate::{Result, SessionRecord};
+use crate::{Result, SessionRecord, StoreError};
 use refdesk_domain::ids::SessionId;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -42,25 +42,28 @@ impl PgDb {
     }
 }
 
-fn col<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(r: &'r PgRow, i: usize) -> Result<T> {
-    r.try_get(i).map_err(db)
+/// Column `name` of `r`. sqlx finds it in the statement's map of names (an
+/// exact match) and its error names the column; the context says it was a
+/// read, in the same words as on SQLite.
+fn col<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(r: &'r PgRow, name: &str) -> Result<T> {
+    r.try_get(name).map_err(|e| StoreError::failed(format!("PostgreSQL: reading column {name}"), e))
 }
 
 impl Cols for PgRow {
-    fn int(&self, i: usize) -> Result<i64> {
-        col(self, i)
+    fn int(&self, name: &str) -> Result<i64> {
+        col(self, name)
     }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        col(self, i)
+    fn opt_int(&self, name: &str) -> Result<Option<i64>> {
+        col(self, name)
     }
-    fn text(&self, i: usize) -> Result<String> {
-        col(self, i)
+    fn text(&self, name: &str) -> Result<String> {
+        col(self, name)
     }
-    fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        col(self, i)
+    fn opt_text(&self, name: &str) -> Result<Option<String>> {
+        col(self, name)
     }
-    fn flag(&self, i: usize) -> Result<bool> {
-        col(self, i)
+    fn flag(&self, name: &str) -> Result<bool> {
+        col(self, name)
     }
 }
 

@@ -170,19 +170,19 @@ async fn migrate(c: &mut PgConnection) -> Result<()> {
     const LOCK: i64 = 0x0072_6566_6465_736b;
     sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK).execute(&mut *c).await.map_err(db)?;
     let result = async {
-        let exists = sqlx::query("SELECT to_regclass('refdesk_schema') IS NOT NULL")
+        let exists = sqlx::query("SELECT to_regclass('refdesk_schema') IS NOT NULL AS present")
             .fetch_one(&mut *c)
             .await
             .map_err(db)?
-            .flag(0)?;
+            .flag("present")?;
         if !exists {
             sqlx::query("CREATE TABLE refdesk_schema (version BIGINT NOT NULL)").execute(&mut *c).await.map_err(db)?;
         }
-        let version = sqlx::query("SELECT max(version) FROM refdesk_schema")
+        let version = sqlx::query("SELECT max(version) AS version FROM refdesk_schema")
             .fetch_one(&mut *c)
             .await
             .map_err(db)?
-            .opt_int(0)?
+            .opt_int("version")?
             .unwrap_or(0) as usize;
         if version > schema::MIGRATIONS.len() {
             return Err(StoreError::backend(format!(
@@ -268,8 +268,8 @@ impl PgStore {
             .fetch_one(&pool)
             .await
             .map_err(db)?;
-            let outcome = Outcome::parse(&row.text(0)?)?;
-            let seq = row.int(1)?;
+            let outcome = Outcome::parse(&row.text("outcome")?)?;
+            let seq = row.int("seq")?;
             if outcome != Outcome::Stored {
                 return Ok((outcome, seq, None));
             }

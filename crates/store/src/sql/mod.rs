@@ -15,18 +15,28 @@ use refdesk_domain::ids::SessionId;
 use std::borrow::Cow;
 use std::future::Future;
 
-/// A result row, whatever the backend: typed access by column index.
+/// A result row, whatever the backend: typed access by column name.
+///
+/// By name, not by position, so that a decoder reads the column it names
+/// and a `SELECT` whose columns are reordered, or gain one in the middle,
+/// cannot be decoded into the wrong fields. Every column read this way gets
+/// an `AS` in its statement: SQLite leaves the name of a column without one
+/// unspecified. Names are lower case (PostgreSQL folds unquoted names, and
+/// both backends match exactly) and unique within their statement (SQLite's
+/// lookup would find the first of two, sqlx's the last).
+///
+/// A column that is missing, or holds another type, is an error that names it.
 pub trait Cols {
     /// An integer column.
-    fn int(&self, i: usize) -> Result<i64>;
+    fn int(&self, name: &str) -> Result<i64>;
     /// A nullable integer column.
-    fn opt_int(&self, i: usize) -> Result<Option<i64>>;
+    fn opt_int(&self, name: &str) -> Result<Option<i64>>;
     /// A text column.
-    fn text(&self, i: usize) -> Result<String>;
+    fn text(&self, name: &str) -> Result<String>;
     /// A nullable text column.
-    fn opt_text(&self, i: usize) -> Result<Option<String>>;
+    fn opt_text(&self, name: &str) -> Result<Option<String>>;
     /// A boolean column (0/1 in SQLite).
-    fn flag(&self, i: usize) -> Result<bool>;
+    fn flag(&self, name: &str) -> Result<bool>;
 }
 
 /// A value bound to a placeholder.
@@ -194,9 +204,10 @@ pub trait Db: Send {
     fn forget_session(&mut self, _id: SessionId) {}
 }
 
-/// The single integer a query returns (a count, a new row's id).
-pub(crate) async fn int<D: Db>(db: &mut D, sql: &str, args: &[Arg<'_>]) -> Result<i64> {
-    db.row(sql, args, |r| r.int(0))
+/// The integer column `name` of the one row a query returns (a count, a new
+/// row's id).
+pub(crate) async fn int<D: Db>(db: &mut D, sql: &str, args: &[Arg<'_>], name: &str) -> Result<i64> {
+    db.row(sql, args, |r| r.int(name))
         .await?
         .ok_or_else(|| crate::StoreError::backend("a query that returns one row returned none"))
 }

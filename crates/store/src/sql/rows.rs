@@ -63,9 +63,11 @@ pub(crate) async fn lock_session<D: Db>(db: &mut D, id: SessionId) -> Result<Ses
 
 /// The patron's question as they asked it.
 pub(crate) async fn question_text<D: Db>(db: &mut D, id: SessionId) -> Result<String> {
-    db.row("SELECT question_text FROM sessions WHERE id = ?1", args![id.0], |r| r.text(0))
-        .await?
-        .ok_or(not_found("session"))
+    db.row("SELECT question_text AS question_text FROM sessions WHERE id = ?1", args![id.0], |r| {
+        r.text("question_text")
+    })
+    .await?
+    .ok_or(not_found("session"))
 }
 
 /// The message a sender already stored under a client id, if any (I4).
@@ -89,8 +91,9 @@ pub(crate) async fn insert_message<D: Db>(
     let id = rec.ctx.id;
     let seq = int(
         db,
-        "UPDATE sessions SET last_seq = last_seq + 1, last_message_at = ?2 WHERE id = ?1 RETURNING last_seq",
+        "UPDATE sessions SET last_seq = last_seq + 1, last_message_at = ?2 WHERE id = ?1 RETURNING last_seq AS seq",
         args![id.0, now],
+        "seq",
     )
     .await?;
     let (kind, author_id, name) = sel::author_columns(&m.author);
@@ -179,8 +182,9 @@ pub(crate) async fn insert_question<D: Db>(
     let id = int(
         db,
         "INSERT INTO questions (session_id, library_id, text, status, follow_up, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id AS question_id",
         args![rec.ctx.id.0, rec.ctx.placement.library.0, text, state.status.as_str(), state.follow_up, now],
+        "question_id",
     )
     .await?;
     let q = QuestionId(id);
@@ -190,7 +194,7 @@ pub(crate) async fn insert_question<D: Db>(
 
 /// A question's workflow state, or NotFound.
 pub(crate) async fn question_state<D: Db>(db: &mut D, q: QuestionId) -> Result<QuestionState> {
-    db.row(sel::QUESTION_STATE_SELECT, args![q.0], |r| sel::question_state(r, 0)).await?.ok_or(not_found("question"))
+    db.row(sel::QUESTION_STATE_SELECT, args![q.0], sel::question_state).await?.ok_or(not_found("question"))
 }
 
 /// One question, or NotFound.
@@ -241,8 +245,9 @@ pub(crate) async fn insert_mail<D: Db>(
     int(
         db,
         "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id AS mail_id",
         args![m.kind.as_str(), question.map(|q| q.0), session.map(|s| s.0), &m.to, &m.subject, &m.body, now],
+        "mail_id",
     )
     .await
 }

@@ -4,7 +4,18 @@
 //!
 //! Statements are written with `?N` placeholders, SQLite's spelling; the
 //! PostgreSQL backend turns them into `$N` (no statement here holds a `?`
-//! anywhere else). Column order in each `*_SELECT` matches its decoder.
+//! anywhere else).
+//!
+//! A decoder reads each column by the name its `SELECT` gives it with `AS`
+//! (see [`Cols`] for why every column has one), so the order of the columns
+//! is free. Ids are named after what they identify (`session_id`,
+//! `question_id`), other columns after themselves unless a join makes that
+//! ambiguous (`library_name`, `librarian_name`). A placement is three
+//! columns: `library_id`, `institution_id`, `cooperative_id` for the row's
+//! own, and `queue_…`, `referred_…` for the others a session or question
+//! points at (not `queue_library_id`: that is a column of `sessions` with
+//! another meaning). Conditions appended to a `SELECT` name their columns
+//! with the table's alias (`s.id`), never by an output name.
 
 use super::{Arg, Cols};
 use crate::{
@@ -20,22 +31,23 @@ use refdesk_domain::question::{Assignment, QuestionState, ResolutionCode, Status
 
 /// A stored value this version cannot read: the database was written by
 /// something else. Reported, never guessed at.
-fn parse<T>(r: &dyn Cols, col: usize, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T> {
+fn parse<T>(r: &dyn Cols, col: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T> {
     let s = r.text(col)?;
     f(&s).ok_or_else(|| StoreError::backend(format!("column {col} holds an unknown {what}: {s:?}")))
 }
 
-fn placement(r: &dyn Cols, first: usize) -> Result<Placement> {
+/// A placement from the columns named library, institution, cooperative.
+fn placement(r: &dyn Cols, [library, institution, cooperative]: [&str; 3]) -> Result<Placement> {
     Ok(Placement {
-        library: LibraryId(r.int(first)?),
-        institution: InstitutionId(r.int(first + 1)?),
-        cooperative: CooperativeId(r.int(first + 2)?),
+        library: LibraryId(r.int(library)?),
+        institution: InstitutionId(r.int(institution)?),
+        cooperative: CooperativeId(r.int(cooperative)?),
     })
 }
 
 /// A placement from three nullable columns: present only if all three are.
-fn opt_placement(r: &dyn Cols, first: usize) -> Result<Option<Placement>> {
-    Ok(match (r.opt_int(first)?, r.opt_int(first + 1)?, r.opt_int(first + 2)?) {
+fn opt_placement(r: &dyn Cols, [library, institution, cooperative]: [&str; 3]) -> Result<Option<Placement>> {
+    Ok(match (r.opt_int(library)?, r.opt_int(institution)?, r.opt_int(cooperative)?) {
         (Some(l), Some(i), Some(c)) => {
             Some(Placement { library: LibraryId(l), institution: InstitutionId(i), cooperative: CooperativeId(c) })
         }
@@ -43,75 +55,95 @@ fn opt_placement(r: &dyn Cols, first: usize) -> Result<Option<Placement>> {
     })
 }
 
-pub(crate) const LIBRARY_SELECT: &str = "SELECT l.id, l.institution_id, i.cooperative_id, l.slug, l.name
+/// The columns of a row's own placement.
+const OWN: [&str; 3] = ["library_id", "institution_id", "cooperative_id"];
+
+/// The columns of the queue a session waits in (its library's, or the one
+/// it was transferred to).
+const QUEUE: [&str; 3] = ["queue_library", "queue_institution", "queue_cooperative"];
+
+/// The columns of the library a question was referred to. The first is the
+/// question's own `referred_to`, which [`question_state`] reads too.
+const REFERRED: [&str; 3] = ["referred_to", "referred_institution", "referred_cooperative"];
+
+pub(crate) const LIBRARY_SELECT: &str =
+    "SELECT l.id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
+            l.slug AS slug, l.name AS library_name
      FROM libraries l JOIN institutions i ON i.id = l.institution_id";
 
 pub(crate) fn library(r: &dyn Cols) -> Result<LibraryRecord> {
-    Ok(LibraryRecord { placement: placement(r, 0)?, slug: r.text(3)?, name: r.text(4)? })
+    Ok(LibraryRecord { placement: placement(r, OWN)?, slug: r.text("slug")?, name: r.text("library_name")? })
 }
 
 /// Every institution with its cooperative, by cooperative then name.
-pub(crate) const INSTITUTION_SELECT: &str = "SELECT i.id, i.name, c.id, c.name
+pub(crate) const INSTITUTION_SELECT: &str =
+    "SELECT i.id AS institution_id, i.name AS institution_name, c.id AS cooperative_id, c.name AS cooperative_name
      FROM institutions i JOIN cooperatives c ON c.id = i.cooperative_id ORDER BY c.id, i.name, i.id";
 
 pub(crate) fn institution(r: &dyn Cols) -> Result<crate::InstitutionRecord> {
     Ok(crate::InstitutionRecord {
-        id: InstitutionId(r.int(0)?),
-        name: r.text(1)?,
-        cooperative: CooperativeId(r.int(2)?),
-        cooperative_name: r.text(3)?,
+        id: InstitutionId(r.int("institution_id")?),
+        name: r.text("institution_name")?,
+        cooperative: CooperativeId(r.int("cooperative_id")?),
+        cooperative_name: r.text("cooperative_name")?,
     })
 }
 
-/// Columns 9–13: password hash, disabled, library name, availability, last seen.
+/// A staff member, with what the sign-in ([`staff_record`]) and the staff
+/// list ([`staff_entry`]) read besides.
 pub(crate) const STAFF_SELECT: &str =
-    "SELECT s.id, s.username, s.display_name, s.role, s.library_id, l.institution_id, i.cooperative_id,
-     NULL, NULL, s.password_hash, s.disabled, l.name, s.availability, s.last_seen
+    "SELECT s.id AS staff_id, s.username AS username, s.display_name AS display_name, s.role AS role,
+            s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
+            s.password_hash AS password_hash, s.disabled AS disabled, l.name AS library_name,
+            s.availability AS availability, s.last_seen AS last_seen
      FROM staff s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id";
 
 pub(crate) fn staff(r: &dyn Cols) -> Result<Staff> {
     Ok(Staff {
-        id: StaffId(r.int(0)?),
-        username: r.text(1)?,
-        display_name: r.text(2)?,
-        role: parse(r, 3, "role", Role::parse)?,
-        home: placement(r, 4)?,
+        id: StaffId(r.int("staff_id")?),
+        username: r.text("username")?,
+        display_name: r.text("display_name")?,
+        role: parse(r, "role", "role", Role::parse)?,
+        home: placement(r, OWN)?,
     })
 }
 
 pub(crate) fn staff_entry(r: &dyn Cols) -> Result<crate::StaffEntry> {
     Ok(crate::StaffEntry {
         staff: staff(r)?,
-        library_name: r.text(11)?,
-        availability: parse(r, 12, "availability", refdesk_domain::event::Availability::parse)?,
-        last_seen: r.int(13)?,
-        disabled: r.flag(10)?,
+        library_name: r.text("library_name")?,
+        availability: parse(r, "availability", "availability", refdesk_domain::event::Availability::parse)?,
+        last_seen: r.int("last_seen")?,
+        disabled: r.flag("disabled")?,
     })
 }
 
 pub(crate) fn staff_record(r: &dyn Cols) -> Result<crate::StaffRecord> {
-    Ok(crate::StaffRecord { staff: staff(r)?, password_hash: r.text(9)?, disabled: r.flag(10)? })
+    Ok(crate::StaffRecord { staff: staff(r)?, password_hash: r.text("password_hash")?, disabled: r.flag("disabled")? })
 }
 
-pub(crate) const IM_SELECT: &str = "SELECT m.seq, m.sender, st.display_name, m.recipient, m.body, m.client_id, m.at
+pub(crate) const IM_SELECT: &str =
+    "SELECT m.seq AS seq, m.sender AS sender_id, st.display_name AS sender_name, m.recipient AS recipient_id,
+            m.body AS body, m.client_id AS client_id, m.at AS at
      FROM im_messages m JOIN staff st ON st.id = m.sender";
 
 pub(crate) fn im(r: &dyn Cols) -> Result<refdesk_domain::event::ImMessage> {
     Ok(refdesk_domain::event::ImMessage {
-        seq: r.int(0)? as u64,
-        from: StaffId(r.int(1)?),
-        from_name: r.text(2)?,
-        to: StaffId(r.int(3)?),
-        body: r.text(4)?,
-        client_id: r.opt_text(5)?,
-        at: r.int(6)?,
+        seq: r.int("seq")? as u64,
+        from: StaffId(r.int("sender_id")?),
+        from_name: r.text("sender_name")?,
+        to: StaffId(r.int("recipient_id")?),
+        body: r.text("body")?,
+        client_id: r.opt_text("client_id")?,
+        at: r.int("at")?,
     })
 }
 
 /// The conversations of `?1`: peer, name, last seq, unread count.
 pub(crate) const IM_CONVERSATIONS: &str =
-    "SELECT CASE WHEN m.low = ?1 THEN m.high ELSE m.low END AS peer, st.display_name, max(m.seq),
-            sum(CASE WHEN m.recipient = ?1 AND m.seq > COALESCE(r.last_read, 0) THEN 1 ELSE 0 END)
+    "SELECT CASE WHEN m.low = ?1 THEN m.high ELSE m.low END AS peer, st.display_name AS peer_name,
+            max(m.seq) AS last_seq,
+            sum(CASE WHEN m.recipient = ?1 AND m.seq > COALESCE(r.last_read, 0) THEN 1 ELSE 0 END) AS unread
      FROM im_messages m
      JOIN staff st ON st.id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
      LEFT JOIN im_reads r ON r.staff_id = ?1 AND r.peer_id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
@@ -120,18 +152,24 @@ pub(crate) const IM_CONVERSATIONS: &str =
 
 pub(crate) fn im_conversation(r: &dyn Cols) -> Result<crate::ImConversation> {
     Ok(crate::ImConversation {
-        peer: StaffId(r.int(0)?),
-        peer_name: r.text(1)?,
-        last_seq: r.int(2)? as u64,
-        unread: r.int(3)? as u64,
+        peer: StaffId(r.int("peer")?),
+        peer_name: r.text("peer_name")?,
+        last_seq: r.int("last_seq")? as u64,
+        unread: r.int("unread")? as u64,
     })
 }
 
-pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, s.librarian_id, q.id,
-     s.state, s.patron_name, s.patron_email, s.created_at, s.accepted_at, s.ended_at, q.code IS NOT NULL, s.last_seq,
-     s.transcript_to, q.referred_to, rl.institution_id, ri.cooperative_id,
-     ql.id, ql.institution_id, qi.cooperative_id, s.queued_at, s.queue_coop, l.name, sst.display_name, s.last_message_at,
-     s.version
+pub(crate) const SESSION_SELECT: &str = "SELECT s.id AS session_id,
+            s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
+            s.librarian_id AS librarian_id, q.id AS question_id, s.state AS state, s.patron_name AS patron_name,
+            s.patron_email AS patron_email, s.created_at AS created_at, s.accepted_at AS accepted_at,
+            s.ended_at AS ended_at, q.code IS NOT NULL AS code_set, s.last_seq AS last_seq,
+            s.transcript_to AS transcript_to,
+            q.referred_to AS referred_to, rl.institution_id AS referred_institution,
+            ri.cooperative_id AS referred_cooperative,
+            ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
+            s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
+            sst.display_name AS librarian_name, s.last_message_at AS last_message_at, s.version AS version
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
@@ -142,91 +180,98 @@ pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.library_id, l.institutio
 pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
     Ok(SessionRecord {
         ctx: SessionContext {
-            id: SessionId(r.int(0)?),
-            placement: placement(r, 1)?,
-            librarian: r.opt_int(4)?.map(StaffId),
-            question: r.opt_int(5)?.map(QuestionId),
-            referred: opt_placement(r, 15)?,
+            id: SessionId(r.int("session_id")?),
+            placement: placement(r, OWN)?,
+            librarian: r.opt_int("librarian_id")?.map(StaffId),
+            question: r.opt_int("question_id")?.map(QuestionId),
+            referred: opt_placement(r, REFERRED)?,
             members: Vec::new(),
-            version: r.int(26)?.max(0) as u64,
+            version: r.int("version")?.max(0) as u64,
         },
-        state: parse(r, 6, "session state", SessionState::parse)?,
-        patron_name: r.opt_text(7)?,
-        patron_email: r.opt_text(8)?,
-        created_at: r.int(9)?,
-        accepted_at: r.opt_int(10)?,
-        ended_at: r.opt_int(11)?,
-        code_set: r.flag(12)?,
-        last_seq: r.int(13)? as u64,
-        transcript_to: r.opt_text(14)?,
-        queue: placement(r, 18)?,
-        queued_at: r.opt_int(21)?.unwrap_or_default(),
-        queue_coop: r.flag(22)?,
-        library_name: r.text(23)?,
-        librarian_name: r.opt_text(24)?,
-        last_message_at: r.int(25)?,
+        state: parse(r, "state", "session state", SessionState::parse)?,
+        patron_name: r.opt_text("patron_name")?,
+        patron_email: r.opt_text("patron_email")?,
+        created_at: r.int("created_at")?,
+        accepted_at: r.opt_int("accepted_at")?,
+        ended_at: r.opt_int("ended_at")?,
+        code_set: r.flag("code_set")?,
+        last_seq: r.int("last_seq")? as u64,
+        transcript_to: r.opt_text("transcript_to")?,
+        queue: placement(r, QUEUE)?,
+        queued_at: r.opt_int("queued_at")?.unwrap_or_default(),
+        queue_coop: r.flag("queue_coop")?,
+        library_name: r.text("library_name")?,
+        librarian_name: r.opt_text("librarian_name")?,
+        last_message_at: r.int("last_message_at")?,
     })
 }
 
 /// A session's conference members, in the order they came.
-pub(crate) const MEMBERS_SELECT: &str =
-    "SELECT m.staff_id, st.display_name, m.mode FROM session_members m JOIN staff st ON st.id = m.staff_id
+pub(crate) const MEMBERS_SELECT: &str = "SELECT m.staff_id AS staff_id, st.display_name AS display_name, m.mode AS mode
+     FROM session_members m JOIN staff st ON st.id = m.staff_id
      WHERE m.session_id = ?1 ORDER BY m.joined_at, m.staff_id";
 
 pub(crate) fn member(r: &dyn Cols) -> Result<refdesk_domain::chat::Member> {
     Ok(refdesk_domain::chat::Member {
-        staff: StaffId(r.int(0)?),
-        name: r.text(1)?,
-        mode: parse(r, 2, "conference mode", refdesk_domain::chat::ConferenceMode::parse)?,
+        staff: StaffId(r.int("staff_id")?),
+        name: r.text("display_name")?,
+        mode: parse(r, "mode", "conference mode", refdesk_domain::chat::ConferenceMode::parse)?,
     })
 }
 
 /// The waiting chats, with their queues.
-pub(crate) const QUEUE_SELECT: &str = "SELECT s.id, s.library_id, l.institution_id, i.cooperative_id, l.name, s.patron_name,
-     s.question_text, COALESCE(s.queued_at, s.created_at), ql.id, ql.institution_id, qi.cooperative_id, s.queue_coop,
-     s.version
+pub(crate) const QUEUE_SELECT: &str = "SELECT s.id AS session_id,
+            s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
+            l.name AS library_name, s.patron_name AS patron_name, s.question_text AS question_text,
+            COALESCE(s.queued_at, s.created_at) AS since,
+            ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
+            s.queue_coop AS queue_coop, s.version AS version
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      WHERE s.state = 'waiting'";
 
 pub(crate) fn queue_entry(r: &dyn Cols) -> Result<QueueEntry> {
     Ok(QueueEntry {
-        session: SessionId(r.int(0)?),
-        placement: placement(r, 1)?,
-        library_name: r.text(4)?,
-        patron_name: r.opt_text(5)?.unwrap_or_else(|| "Patron".into()),
-        question: r.text(6)?,
-        since: r.int(7)?,
-        queue: placement(r, 8)?,
-        coop_now: r.flag(11)?,
-        version: r.int(12)?.max(0) as u64,
+        session: SessionId(r.int("session_id")?),
+        placement: placement(r, OWN)?,
+        library_name: r.text("library_name")?,
+        patron_name: r.opt_text("patron_name")?.unwrap_or_else(|| "Patron".into()),
+        question: r.text("question_text")?,
+        since: r.int("since")?,
+        queue: placement(r, QUEUE)?,
+        coop_now: r.flag("queue_coop")?,
+        version: r.int("version")?.max(0) as u64,
     })
 }
 
-pub(crate) const MESSAGE_SELECT: &str =
-    "SELECT session_id, seq, kind, audience, author_kind, author_id, author_name, client_id, body, system, at FROM messages";
+/// Every line of a chat as a viewer receives it (the replay and catch-up
+/// read this per line).
+pub(crate) const MESSAGE_SELECT: &str = "SELECT session_id AS session_id, seq AS seq, kind AS kind,
+            audience AS audience, author_kind AS author_kind, author_id AS author_id, author_name AS author_name,
+            client_id AS client_id, body AS body, system AS system, at AS at
+     FROM messages";
 
 pub(crate) fn message(r: &dyn Cols) -> Result<Message> {
-    let name = r.text(6)?;
-    let author = match r.text(4)?.as_str() {
+    let name = r.text("author_name")?;
+    let author = match r.text("author_kind")?.as_str() {
         "patron" => Author::Patron { name },
-        "staff" => Author::Staff { id: StaffId(r.int(5)?), name },
+        "staff" => Author::Staff { id: StaffId(r.int("author_id")?), name },
         "system" => Author::System,
-        other => return Err(StoreError::backend(format!("unknown author kind {other:?}"))),
+        other => return Err(StoreError::backend(format!("column author_kind holds an unknown author kind {other:?}"))),
     };
     Ok(Message {
-        session: SessionId(r.int(0)?),
-        seq: r.int(1)? as u64,
-        kind: parse(r, 2, "message kind", MessageKind::parse)?,
-        audience: parse(r, 3, "audience", Audience::parse)?,
+        session: SessionId(r.int("session_id")?),
+        seq: r.int("seq")? as u64,
+        kind: parse(r, "kind", "message kind", MessageKind::parse)?,
+        audience: parse(r, "audience", "audience", Audience::parse)?,
         author,
-        client_id: r.opt_text(7)?,
-        body: r.text(8)?,
-        system: match r.opt_text(9)? {
-            Some(_) => Some(parse(r, 9, "system event", SystemEvent::parse)?),
+        client_id: r.opt_text("client_id")?,
+        body: r.text("body")?,
+        system: match r.opt_text("system")? {
+            Some(_) => Some(parse(r, "system", "system event", SystemEvent::parse)?),
             None => None,
         },
-        at: r.int(10)?,
+        at: r.int("at")?,
     })
 }
 
@@ -240,149 +285,148 @@ pub(crate) fn author_columns(a: &Author) -> (&'static str, Option<i64>, &str) {
 }
 
 pub(crate) const TIMELINE_SELECT: &str =
-    "SELECT at, actor_id, actor_name, change FROM timeline WHERE question_id = ?1 ORDER BY id";
+    "SELECT at AS at, actor_id AS actor_id, actor_name AS actor_name, change AS change
+     FROM timeline WHERE question_id = ?1 ORDER BY id";
 
 pub(crate) fn timeline(r: &dyn Cols) -> Result<TimelineEntry> {
-    let json = r.text(3)?;
+    let json = r.text("change")?;
     Ok(TimelineEntry {
-        at: r.int(0)?,
-        actor: r.opt_int(1)?.map(StaffId),
-        actor_name: r.text(2)?,
+        at: r.int("at")?,
+        actor: r.opt_int("actor_id")?.map(StaffId),
+        actor_name: r.text("actor_name")?,
         change: serde_json::from_str(&json)
             .map_err(|e| StoreError::backend(format!("unreadable timeline entry: {e}")))?,
     })
 }
 
-pub(crate) const QUESTION_STATE_SELECT: &str =
-    "SELECT status, code, assignee_id, follow_up, referred_to, exclude_from_stats FROM questions WHERE id = ?1";
+/// A question's workflow state; [`QUESTION_SELECT`] has the same columns.
+pub(crate) const QUESTION_STATE_SELECT: &str = "SELECT status AS status, code AS code, assignee_id AS assignee_id,
+            follow_up AS follow_up, referred_to AS referred_to, exclude_from_stats AS exclude_from_stats
+     FROM questions WHERE id = ?1";
 
-pub(crate) fn question_state(r: &dyn Cols, at: usize) -> Result<QuestionState> {
+pub(crate) fn question_state(r: &dyn Cols) -> Result<QuestionState> {
     Ok(QuestionState {
-        status: parse(r, at, "status", Status::parse)?,
-        code: r.opt_text(at + 1)?,
-        assignee: r.opt_int(at + 2)?.map(StaffId),
-        follow_up: r.flag(at + 3)?,
-        referred_to: r.opt_int(at + 4)?.map(LibraryId),
-        exclude_from_stats: r.flag(at + 5)?,
+        status: parse(r, "status", "status", Status::parse)?,
+        code: r.opt_text("code")?,
+        assignee: r.opt_int("assignee_id")?.map(StaffId),
+        follow_up: r.flag("follow_up")?,
+        referred_to: r.opt_int("referred_to")?.map(LibraryId),
+        exclude_from_stats: r.flag("exclude_from_stats")?,
     })
 }
 
-pub(crate) const QUESTION_SELECT: &str = "SELECT q.id, q.session_id, q.library_id, l.name, q.text,
-     q.status, q.code, q.assignee_id, q.follow_up, q.referred_to, q.exclude_from_stats,
-     s.librarian_id, st.display_name, s.state, q.created_at, s.last_message_at,
-     l.institution_id, i.cooperative_id, rl.institution_id, ri.cooperative_id, rl.name, s.accepted_at,
-     s.rating, s.rating_comment, s.patron_name
+pub(crate) const QUESTION_SELECT: &str = "SELECT q.id AS question_id, q.session_id AS session_id,
+            q.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
+            l.name AS library_name, q.text AS text,
+            q.status AS status, q.code AS code, q.assignee_id AS assignee_id, q.follow_up AS follow_up,
+            q.referred_to AS referred_to, q.exclude_from_stats AS exclude_from_stats,
+            rl.institution_id AS referred_institution, ri.cooperative_id AS referred_cooperative,
+            rl.name AS referred_name,
+            s.librarian_id AS librarian_id, st.display_name AS librarian_name, s.state AS session_state,
+            q.created_at AS created_at, s.last_message_at AS last_message_at, s.accepted_at AS accepted_at,
+            s.rating AS rating, s.rating_comment AS rating_comment, s.patron_name AS patron_name
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
 
 pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
-    let state = question_state(r, 5)?;
-    let session_state = parse(r, 13, "session state", SessionState::parse)?;
-    let referred = match (state.referred_to, r.opt_int(18)?, r.opt_int(19)?) {
-        (Some(library), Some(institution), Some(cooperative)) => Some(Placement {
-            library,
-            institution: InstitutionId(institution),
-            cooperative: CooperativeId(cooperative),
-        }),
-        _ => None,
-    };
+    let state = question_state(r)?;
+    let session_state = parse(r, "session_state", "session state", SessionState::parse)?;
     Ok(QuestionRecord {
-        id: QuestionId(r.int(0)?),
-        session: SessionId(r.int(1)?),
-        library: LibraryId(r.int(2)?),
-        library_name: r.text(3)?,
-        text: r.text(4)?,
-        live: is_live(r.opt_int(21)?.is_some(), session_state, state.code.is_some()),
+        id: QuestionId(r.int("question_id")?),
+        session: SessionId(r.int("session_id")?),
+        library: LibraryId(r.int("library_id")?),
+        library_name: r.text("library_name")?,
+        text: r.text("text")?,
+        live: is_live(r.opt_int("accepted_at")?.is_some(), session_state, state.code.is_some()),
         state,
-        librarian: r.opt_int(11)?.map(StaffId),
-        librarian_name: r.opt_text(12)?,
+        librarian: r.opt_int("librarian_id")?.map(StaffId),
+        librarian_name: r.opt_text("librarian_name")?,
         session_state,
-        created_at: r.int(14)?,
-        last_message_at: r.int(15)?,
-        placement: Placement {
-            library: LibraryId(r.int(2)?),
-            institution: InstitutionId(r.int(16)?),
-            cooperative: CooperativeId(r.int(17)?),
-        },
-        referred,
-        referred_name: r.opt_text(20)?,
-        rating: r.opt_int(22)?.map(|v| v.clamp(0, 255) as u8),
-        rating_comment: r.opt_text(23)?,
-        patron_name: r.opt_text(24)?,
+        created_at: r.int("created_at")?,
+        last_message_at: r.int("last_message_at")?,
+        placement: placement(r, OWN)?,
+        referred: opt_placement(r, REFERRED)?,
+        referred_name: r.opt_text("referred_name")?,
+        rating: r.opt_int("rating")?.map(|v| v.clamp(0, 255) as u8),
+        rating_comment: r.opt_text("rating_comment")?,
+        patron_name: r.opt_text("patron_name")?,
     })
 }
 
-pub(crate) const OUTBOX_SELECT: &str =
-    "SELECT id, kind, to_addr, subject, body, created_at, attempts, sent_at, last_error FROM outbox";
+pub(crate) const OUTBOX_SELECT: &str = "SELECT id AS mail_id, kind AS kind, to_addr AS to_addr, subject AS subject,
+            body AS body, created_at AS created_at, attempts AS attempts, sent_at AS sent_at, last_error AS last_error
+     FROM outbox";
 
 pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
     Ok(crate::OutboxMail {
-        id: r.int(0)?,
-        kind: parse(r, 1, "mail kind", crate::MailKind::parse)?,
-        to: r.text(2)?,
-        subject: r.text(3)?,
-        body: r.text(4)?,
-        created_at: r.int(5)?,
-        attempts: r.int(6)?.clamp(0, u32::MAX as i64) as u32,
-        sent_at: r.opt_int(7)?,
-        last_error: r.opt_text(8)?,
+        id: r.int("mail_id")?,
+        kind: parse(r, "kind", "mail kind", crate::MailKind::parse)?,
+        to: r.text("to_addr")?,
+        subject: r.text("subject")?,
+        body: r.text("body")?,
+        created_at: r.int("created_at")?,
+        attempts: r.int("attempts")?.clamp(0, u32::MAX as i64) as u32,
+        sent_at: r.opt_int("sent_at")?,
+        last_error: r.opt_text("last_error")?,
     })
 }
 
-pub(crate) const CODES_SELECT: &str =
-    "SELECT key, label, status, assign, follow_up, referred, exclude_from_stats FROM resolution_codes
-     WHERE cooperative_id = ?1 ORDER BY position";
+pub(crate) const CODES_SELECT: &str = "SELECT key AS key, label AS label, status AS status, assign AS assign,
+            follow_up AS follow_up, referred AS referred, exclude_from_stats AS exclude_from_stats
+     FROM resolution_codes WHERE cooperative_id = ?1 ORDER BY position";
 
 pub(crate) fn code(r: &dyn Cols) -> Result<ResolutionCode> {
     Ok(ResolutionCode {
-        key: r.text(0)?,
-        label: r.text(1)?,
-        status: parse(r, 2, "status", Status::parse)?,
-        assign: parse(r, 3, "assignment", Assignment::parse)?,
-        follow_up: r.flag(4)?,
-        referred: r.flag(5)?,
-        exclude_from_stats: r.flag(6)?,
+        key: r.text("key")?,
+        label: r.text("label")?,
+        status: parse(r, "status", "status", Status::parse)?,
+        assign: parse(r, "assign", "assignment", Assignment::parse)?,
+        follow_up: r.flag("follow_up")?,
+        referred: r.flag("referred")?,
+        exclude_from_stats: r.flag("exclude_from_stats")?,
     })
 }
 
 /// A block with its library's placement and the names of who blocked and lifted.
-pub(crate) const BLOCK_SELECT: &str =
-    "SELECT b.id, b.library_id, l.institution_id, i.cooperative_id, l.name, b.session_id,
-            q.id, b.reason, b.created_by, cb.display_name, b.created_at, b.expires_at, b.lifted_at, lb.display_name
+pub(crate) const BLOCK_SELECT: &str = "SELECT b.id AS block_id,
+            b.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
+            l.name AS library_name, b.session_id AS session_id, q.id AS question_id, b.reason AS reason,
+            b.created_by AS created_by, cb.display_name AS created_by_name, b.created_at AS created_at,
+            b.expires_at AS expires_at, b.lifted_at AS lifted_at, lb.display_name AS lifted_by_name
      FROM blocks b JOIN libraries l ON l.id = b.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN staff cb ON cb.id = b.created_by LEFT JOIN staff lb ON lb.id = b.lifted_by
      LEFT JOIN questions q ON q.session_id = b.session_id";
 
 pub(crate) fn block(r: &dyn Cols) -> Result<crate::BlockRecord> {
     Ok(crate::BlockRecord {
-        id: r.int(0)?,
-        placement: placement(r, 1)?,
-        library_name: r.text(4)?,
-        session: SessionId(r.int(5)?),
-        question: r.opt_int(6)?.map(QuestionId),
-        reason: r.text(7)?,
-        created_by: StaffId(r.int(8)?),
-        created_by_name: r.text(9)?,
-        created_at: r.int(10)?,
-        expires_at: r.int(11)?,
-        lifted_at: r.opt_int(12)?,
-        lifted_by_name: r.opt_text(13)?,
+        id: r.int("block_id")?,
+        placement: placement(r, OWN)?,
+        library_name: r.text("library_name")?,
+        session: SessionId(r.int("session_id")?),
+        question: r.opt_int("question_id")?.map(QuestionId),
+        reason: r.text("reason")?,
+        created_by: StaffId(r.int("created_by")?),
+        created_by_name: r.text("created_by_name")?,
+        created_at: r.int("created_at")?,
+        expires_at: r.int("expires_at")?,
+        lifted_at: r.opt_int("lifted_at")?,
+        lifted_by_name: r.opt_text("lifted_by_name")?,
     })
 }
 
 /// Chats waiting in one library's queue (binds the library).
 pub(crate) const WAITING_IN_LIBRARY: &str =
-    "SELECT COUNT(*) FROM sessions WHERE state = 'waiting' AND COALESCE(queue_library_id, library_id) = ?1";
+    "SELECT COUNT(*) AS n FROM sessions WHERE state = 'waiting' AND COALESCE(queue_library_id, library_id) = ?1";
 
 /// Chats waiting from one network (binds the network key).
-pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) FROM sessions WHERE state = 'waiting' AND net_key = ?1";
+pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) AS n FROM sessions WHERE state = 'waiting' AND net_key = ?1";
 
 /// Chats started since a time that ask a transcript to one address, in any
 /// letter case (binds address, since): each mails at most once, and the
 /// count includes those not yet ended.
-pub(crate) const TRANSCRIPTS_TO: &str =
-    "SELECT COUNT(*) FROM sessions WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND created_at >= ?2";
+pub(crate) const TRANSCRIPTS_TO: &str = "SELECT COUNT(*) AS n FROM sessions
+     WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND created_at >= ?2";
 
 /// The condition for the blocks a scope covers (binds `?1`: its id).
 pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
@@ -395,28 +439,36 @@ pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
 
 /// Form questions from one network since a time (binds the network key, since).
 pub(crate) const FORMS_FROM_NET: &str =
-    "SELECT COUNT(*) FROM sessions WHERE by_form AND net_key = ?1 AND created_at >= ?2";
+    "SELECT COUNT(*) AS n FROM sessions WHERE by_form AND net_key = ?1 AND created_at >= ?2";
 
 /// Blocks in force on either key: binds cooperative, browser key, network key, now.
 pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4
        AND ((?2 IS NOT NULL AND b.browser_key = ?2) OR (?3 IS NOT NULL AND b.net_key = ?3))
      ORDER BY b.expires_at DESC LIMIT 1";
 
-pub(crate) const SCRIPT_SELECT: &str = "SELECT id, scope, owner_id, title, body FROM scripts";
+pub(crate) const SCRIPT_SELECT: &str =
+    "SELECT id AS script_id, scope AS scope, owner_id AS owner_id, title AS title, body AS body FROM scripts";
 
 pub(crate) fn script(r: &dyn Cols) -> Result<crate::Script> {
-    Ok(crate::Script { id: r.int(0)?, scope: r.text(1)?, owner: r.int(2)?, title: r.text(3)?, body: r.text(4)? })
+    Ok(crate::Script {
+        id: r.int("script_id")?,
+        scope: r.text("scope")?,
+        owner: r.int("owner_id")?,
+        title: r.text("title")?,
+        body: r.text("body")?,
+    })
 }
 
-pub(crate) const POLICY_SELECT: &str = "SELECT p.library_id, p.body, p.updated_at, st.display_name FROM policies p
-     LEFT JOIN staff st ON st.id = p.updated_by WHERE p.library_id = ?1";
+pub(crate) const POLICY_SELECT: &str = "SELECT p.library_id AS library_id, p.body AS body,
+            p.updated_at AS updated_at, st.display_name AS updated_by_name
+     FROM policies p LEFT JOIN staff st ON st.id = p.updated_by WHERE p.library_id = ?1";
 
 pub(crate) fn policy(r: &dyn Cols) -> Result<crate::PolicyPage> {
     Ok(crate::PolicyPage {
-        library: LibraryId(r.int(0)?),
-        body: r.text(1)?,
-        updated_at: r.int(2)?,
-        updated_by: r.opt_text(3)?,
+        library: LibraryId(r.int("library_id")?),
+        body: r.text("body")?,
+        updated_at: r.int("updated_at")?,
+        updated_by: r.opt_text("updated_by_name")?,
     })
 }
 
