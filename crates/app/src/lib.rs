@@ -288,26 +288,26 @@ const REREADS: usize = 8;
 #[derive(Clone)]
 pub struct App {
     /// The source of truth.
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
     /// Fan-out of committed events.
-    pub bus: Arc<bus::Bus>,
+    bus: Arc<bus::Bus>,
     /// Limits in force.
-    pub limits: Arc<Limits>,
+    limits: Arc<Limits>,
     /// Time.
-    pub clock: Clock,
+    clock: Clock,
     /// Wakes the mailer when an e-mail is queued.
-    pub mail_wakeup: Arc<tokio::sync::Notify>,
+    mail_wakeup: Arc<tokio::sync::Notify>,
     /// Live staff connections on this node.
-    pub connections: staff::SharedConnections,
+    connections: staff::SharedConnections,
     /// Password hashing is slow and takes 19 MiB each: a few at a time, so
     /// a burst of sign-ins cannot exhaust memory or the blocking threads.
-    pub hashing: Arc<tokio::sync::Semaphore>,
+    hashing: Arc<tokio::sync::Semaphore>,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
-    pub rereads: Arc<tokio::sync::Semaphore>,
+    rereads: Arc<tokio::sync::Semaphore>,
     /// Transcripts asked for per network this hour (see [`mail::MailAsks`]).
-    pub mail_asks: Arc<mail::MailAsks>,
+    mail_asks: Arc<mail::MailAsks>,
 }
 
 impl App {
@@ -330,6 +330,37 @@ impl App {
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
         }
+    }
+
+    /// The store, for what the server does with it directly: readiness,
+    /// closing it at shutdown, and the tests' look at what was written.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The bus this node's connections subscribe to.
+    pub fn bus(&self) -> &Arc<bus::Bus> {
+        &self.bus
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
+    /// The app's clock (a manual one in tests).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// What wakes the mailer when an e-mail is queued.
+    pub fn mail_wakeup(&self) -> &Arc<tokio::sync::Notify> {
+        &self.mail_wakeup
+    }
+
+    /// Live staff connections on this node.
+    pub fn connections(&self) -> &staff::SharedConnections {
+        &self.connections
     }
 
     /// Rollup delay in milliseconds.

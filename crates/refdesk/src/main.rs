@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = offline(load_config(&cli)?);
-            refdesk_server::open(&config, Clock::system()).await?.app.store.close().await;
+            refdesk_server::open(&config, Clock::system()).await?.app.store().close().await;
             match &config.database_url {
                 None => println!("database at {} is up to date", config.database_path().display()),
                 Some(_) => println!("the PostgreSQL database is up to date"),
@@ -300,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let new = args.read()?;
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let done = state.app.set_up(new).await.map_err(|e| anyhow::anyhow!("{e}"));
-            state.app.store.close().await;
+            state.app.store().close().await;
             print_set_up(&done?, &args.admin);
             println!("next: `refdesk serve`, then sign in at /desk as {} to add staff and libraries", args.admin);
             Ok(())
@@ -309,7 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let new = args.read()?;
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let done = state.app.add_cooperative(new).await.map_err(|e| anyhow::anyhow!("{e}"));
-            state.app.store.close().await;
+            state.app.store().close().await;
             print_set_up(&done?, &args.admin);
             Ok(())
         }
@@ -317,7 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let coop = refdesk_domain::ids::CooperativeId(*cooperative);
             let done = state.app.add_institution(None, coop, name).await.map_err(|e| anyhow::anyhow!("{e}"));
-            state.app.store.close().await;
+            state.app.store().close().await;
             let i = done?;
             println!("created institution {} (id {}) in {}", i.name, i.id, i.cooperative_name);
             Ok(())
@@ -326,7 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
             let done = state.app.add_library(None, inst, slug, name).await.map_err(|e| anyhow::anyhow!("{e}"));
-            state.app.store.close().await;
+            state.app.store().close().await;
             let l = done?;
             println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
             Ok(())
@@ -334,13 +334,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let listed = list(&state.app).await;
-            state.app.store.close().await;
+            state.app.store().close().await;
             listed
         }
         Command::Demo => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             load_demo(&state.app).await?;
-            state.app.store.close().await;
+            state.app.store().close().await;
             print_demo_logins();
             Ok(())
         }
@@ -362,7 +362,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
         .add_staff(None, &u.library, &u.username, &name, role, &password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"));
-    state.app.store.close().await;
+    state.app.store().close().await;
     let id = id?;
     println!("created staff member {} (id {id}) at {}", u.username, u.library);
     Ok(())
@@ -388,11 +388,11 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     };
     let state = refdesk_server::open(&config, Clock::system()).await?;
     if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-        state.app.store.close().await;
+        state.app.store().close().await;
         bail!("{}", demo_refused(config.listen));
     }
     if demo {
-        if state.app.store.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        if state.app.store().is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
             load_demo(&state.app).await?;
             println!("loaded the demo data");
         }
@@ -469,7 +469,7 @@ fn demo_refused(listen: SocketAddr) -> String {
 }
 
 async fn load_demo(app: &App) -> anyhow::Result<()> {
-    if !app.store.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+    if !app.store().is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
         bail!("the database already has data; the demo loads only into an empty one");
     }
     demo::load(app).await.map_err(|e| anyhow::anyhow!("loading the demo data: {e}"))

@@ -267,7 +267,7 @@ pub(crate) async fn serve(
     counts: Arc<Counts>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let limits = state.app.limits.clone();
+    let limits = state.app.limits().clone();
     let trusted = state.trusted_proxies.clone();
     let router = crate::app(state);
     let mut builder = http1::Builder::new();

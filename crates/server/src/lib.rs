@@ -142,7 +142,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let draining = state.draining.clone();
-    let store = state.app.store.clone();
+    let store = state.app.store().clone();
     // The outbox's sender runs beside the server and stops with it.
     let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
         .map_err(anyhow::Error::msg)
@@ -156,7 +156,7 @@ pub async fn run(
     let background = tokio::spawn(state.app.clone().run_background(async move {
         let _ = background_stopped.await;
     }));
-    let limits = state.app.limits.clone();
+    let limits = state.app.limits().clone();
     // The binary sets the cap from the real open-file limit; otherwise
     // (in-process tests) the usual one is assumed.
     let max = match limits.max_connections {

@@ -128,8 +128,8 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     let ip = client_ip(&req, &state.trusted_proxies);
     if let Some(ip) = ip {
         let per_minute = match kind {
-            Kind::Login => state.app.limits.logins_per_minute,
-            Kind::Start => state.app.limits.starts_per_minute,
+            Kind::Login => state.app.limits().logins_per_minute,
+            Kind::Start => state.app.limits().starts_per_minute,
         };
         if let Err(wait) = state.limiter.take(kind, ip, per_minute) {
             let err = ApiError {

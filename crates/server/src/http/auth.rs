@@ -63,7 +63,7 @@ async fn login(
     let local = is_local(peer.map(|p| p.0 .0.ip()), &headers, &state);
     let (token, staff) = state.app.login(&body.username, &body.password, local).await.map_err(wrong_password)?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let max_age = state.app.limits.login_hours * 3600;
+    let max_age = state.app.limits().login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
 }

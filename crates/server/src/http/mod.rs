@@ -95,12 +95,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.draining.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    if let Err(e) = state.app.store.is_empty().await {
+    if let Err(e) = state.app.store().is_empty().await {
         tracing::warn!(error = %e, "not ready: the database does not answer");
         return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
     }
     let wait = refdesk_store::HEALTH_WAIT + std::time::Duration::from_secs(1);
-    match tokio::time::timeout(wait, state.app.store.health()).await {
+    match tokio::time::timeout(wait, state.app.store().health()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: the database cannot commit");

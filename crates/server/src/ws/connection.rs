@@ -78,13 +78,13 @@ impl Connection {
         let hello = OutFrame::Hello {
             role: if self.patron.is_some() { "patron" } else { "staff" },
             session: self.patron.as_ref().map(|r| r.ctx.id),
-            max_message_chars: self.app.limits.max_message_chars,
+            max_message_chars: self.app.limits().max_message_chars,
         };
         let send_within = self.send_within();
         if send(&mut socket, &hello, send_within).await.is_err() {
             return;
         }
-        let every = Duration::from_secs(self.app.limits.ws_ping_seconds);
+        let every = Duration::from_secs(self.app.limits().ws_ping_seconds);
         let mut ping = tokio::time::interval_at((Instant::now() + every).into(), every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closed = loop {
@@ -127,7 +127,7 @@ impl Connection {
     }
 
     fn send_within(&self) -> Duration {
-        Duration::from_secs(self.app.limits.ws_send_seconds)
+        Duration::from_secs(self.app.limits().ws_send_seconds)
     }
 
     /// A frame could not be read: over the size limit (said with 1009), or
@@ -137,7 +137,7 @@ impl Connection {
         let inner = e.into_inner();
         match inner.downcast_ref::<WsError>() {
             Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                let max = self.app.limits.max_frame_bytes;
+                let max = self.app.limits().max_frame_bytes;
                 Closed::with(CLOSE_TOO_BIG, format!("a frame may be at most {max} bytes"))
             }
             Some(WsError::Protocol(p)) => {
@@ -261,7 +261,7 @@ impl Connection {
         if let Err(e) = self.feed.resume(session, after).await {
             return report(socket, e.into(), None).await;
         }
-        let (within, page) = (self.send_within(), self.app.limits.replay_page);
+        let (within, page) = (self.send_within(), self.app.limits().replay_page);
         loop {
             match self.feed.next_page(session, page).await {
                 Ok(p) => {
@@ -364,7 +364,7 @@ impl Connection {
     async fn on_im_resume(&mut self, socket: &mut WebSocket, peer: StaffId, mut last: u64) -> Result<(), Closed> {
         let within = self.send_within();
         loop {
-            match self.feed.im_page(peer, last, self.app.limits.replay_page).await {
+            match self.feed.im_page(peer, last, self.app.limits().replay_page).await {
                 Ok(p) => {
                     for m in &p.items {
                         send(socket, &OutFrame::Im(m), within).await?;

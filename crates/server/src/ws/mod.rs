@@ -109,7 +109,7 @@ pub(crate) async fn upgrade(
     let address = peer
         .map(|p| crate::limit::address_key(crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies)));
     let from_address = match address {
-        Some(a) => match state.sockets.addresses.take(a, state.app.limits.sockets_per_address, &state.app.limits) {
+        Some(a) => match state.sockets.addresses.take(a, state.app.limits().sockets_per_address, state.app.limits()) {
             Some(held) => Some(held),
             None => {
                 return Err(ApiError {
@@ -130,7 +130,7 @@ pub(crate) async fn upgrade(
     };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let sockets = state.sockets.clone();
-    let limits = state.app.limits.clone();
+    let limits = state.app.limits().clone();
     let app = state.app.clone();
     Ok(ws
         .read_buffer_size(READ_BUFFER)
@@ -162,7 +162,7 @@ async fn serve(
     };
     // Held while the socket lives: its place under its chat or its sign-in,
     // and the frame budget it shares with the others there.
-    let l = &app.limits;
+    let l = app.limits();
     let (held, cap, what) = match (&patron, &login) {
         (Some(rec), _) => {
             (sockets.chats.take(rec.ctx.id, l.sockets_per_chat, l).map(Slot::Chat), l.sockets_per_chat, "chat")

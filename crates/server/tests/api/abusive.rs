@@ -152,7 +152,7 @@ async fn a_block_runs_out_and_waiting_chats_expire() {
     let told = kim_ws.until(|f| f["system"] == "ended").await;
     assert!(told.iter().any(|f| f["body"].as_str().is_some_and(|b| b.contains("answer you by e-mail"))), "{told:?}");
     // Kim's question stays, as a missed chat; the anonymous one has nowhere to be answered.
-    let store = &app.state.app.store;
+    let store = &app.state.app.store();
     let session = |p: &Patron| refdesk_domain::ids::SessionId(p.session);
     assert!(store.session(session(&kim)).await.unwrap().unwrap().ctx.question.is_some());
     assert!(store.session(session(&anon)).await.unwrap().unwrap().ctx.question.is_none());
@@ -270,7 +270,7 @@ async fn who_may_block_a_waiting_or_an_ended_chat() {
     let body = json!({"reason": "a flood of insults"});
     assert_eq!(ann.post(&format!("/api/sessions/{w}/block"), body.clone()).await.0, 403);
     assert_eq!(carla.post(&format!("/api/sessions/{w}/block"), body.clone()).await.0, 201);
-    let stored = app.state.app.store.session(refdesk_domain::ids::SessionId(w)).await.unwrap().unwrap();
+    let stored = app.state.app.store().session(refdesk_domain::ids::SessionId(w)).await.unwrap().unwrap();
     assert_eq!(stored.state, refdesk_domain::chat::SessionState::Ended, "and it ends");
     // Ended by the patron first: its librarian may still block, for an hour.
     let (_, started) = start_from(&app, [127, 0, 0, 62], None).await;

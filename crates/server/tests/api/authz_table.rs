@@ -41,7 +41,7 @@ fn covers(role: Role, w: Where) -> bool {
 
 /// Everything a refused call must leave untouched.
 async fn snapshot(app: &TestApp, session: i64, question: i64) -> Value {
-    let s = &app.state.app.store;
+    let s = &app.state.app.store();
     let messages = s.messages_after(SessionId(session), 0, u32::MAX).await.unwrap();
     let timeline = s.timeline(QuestionId(question)).await.unwrap();
     let q = s.question(QuestionId(question)).await.unwrap().unwrap();
@@ -52,7 +52,7 @@ async fn snapshot(app: &TestApp, session: i64, question: i64) -> Value {
 
 async fn setup(app: &TestApp) {
     // A second cooperative, for "another cooperative".
-    let s = &app.state.app.store;
+    let s = &app.state.app.store();
     let coop = s.create_cooperative("Faraway Cooperative", default_codes()).await.unwrap();
     let inst = s.create_institution(coop, "Faraway City").await.unwrap();
     s.create_library(inst, "faraway-city", "Faraway City Library").await.unwrap();

@@ -246,7 +246,7 @@ async fn the_open_entry_points_are_rate_limited_per_address() {
     assert_eq!(form.status(), 429, "the offline form shares the bucket");
     // Reading is not limited, and nothing was created by the refused calls.
     assert_eq!(http.get(app.url("/api/libraries/riverside-main/status")).send().await.unwrap().status(), 200);
-    assert_eq!(app.state.app.store.waiting().await.unwrap().len(), 2);
+    assert_eq!(app.state.app.store().waiting().await.unwrap().len(), 2);
 }
 
 /// Opens a socket, sends `first` (or nothing), and returns the code of the
@@ -323,7 +323,7 @@ async fn a_body_that_is_not_declared_json_is_refused_with_415_and_changes_nothin
         assert_eq!(status, 415, "PUT too");
     }
     assert_eq!(ann.get(&format!("/api/questions/{question}")).await.1, before, "nothing changed");
-    assert!(app.state.app.store.due_mail(i64::MAX, 10).await.unwrap().is_empty(), "nothing was e-mailed");
+    assert!(app.state.app.store().due_mail(i64::MAX, 10).await.unwrap().is_empty(), "nothing was e-mailed");
     assert_eq!(ann.get("/api/me").await.0, 200, "still signed in");
 
     // The open entry points too.

@@ -130,7 +130,7 @@ async fn two_librarians_accepting_the_same_chat_at_once_exactly_one_gets_it() {
         assert_eq!(statuses, [200, 409], "round {round}: one wins, the other is told it is taken");
         let winner = if a.0 == 200 { ann.id } else { carla.id };
         let stored =
-            app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
+            app.state.app.store().session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
         assert_eq!(stored.ctx.librarian.map(|s| s.0), Some(winner));
         let joins = app.stored(patron.session).await.iter().filter(|m| m.body.contains("has joined")).count();
         assert_eq!(joins, 1, "one join line");
@@ -151,7 +151,7 @@ async fn a_librarian_cannot_serve_a_patron_of_another_institution_before_rollup(
     assert!(app
         .state
         .app
-        .store
+        .store()
         .session(refdesk_domain::ids::SessionId(patron.session))
         .await
         .unwrap()

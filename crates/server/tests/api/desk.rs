@@ -287,7 +287,7 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
     // at the new time (and would have signed him off in the same round).
     let after_jump = app.clock().now();
     app.eventually("a background round ran after the jump", || async {
-        let all = app.state.app.store.staff_of(refdesk_domain::ids::CooperativeId(1)).await.unwrap();
+        let all = app.state.app.store().staff_of(refdesk_domain::ids::CooperativeId(1)).await.unwrap();
         all.iter().any(|e| e.staff.id.0 == ben_id && e.last_seen >= after_jump)
     })
     .await;
@@ -295,7 +295,7 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
 
     // The browser closes; five minutes later Ben is off duty.
     ws.close().await;
-    app.eventually("the connection's end is recorded", || async { app.state.app.connections.connected().is_empty() })
+    app.eventually("the connection's end is recorded", || async { app.state.app.connections().connected().is_empty() })
         .await;
     app.clock().advance(5 * 60_000 + 1_000);
     app.eventually("Ben is signed off automatically", || presence(&erin).then(|a| async move { a == "off_duty" }))
@@ -467,8 +467,8 @@ async fn a_sign_in_revoked_while_its_notice_was_lost_closes_the_socket_at_the_ne
     // notice was lost on the way); the queue list comes again on a resync,
     // but a revoked sign-in is noticed first.
     let token = ann.cookie.split_once('=').unwrap().1;
-    app.state.app.store.delete_login(&refdesk_app::auth::digest(token)).await.unwrap();
-    app.state.app.bus.resync();
+    app.state.app.store().delete_login(&refdesk_app::auth::digest(token)).await.unwrap();
+    app.state.app.bus().resync();
     let bye = ws.until(|f| f["type"] == "error" || f["type"] == "queue").await;
     assert_eq!(bye.last().unwrap()["code"], "unauthenticated", "{bye:?}");
 }
@@ -612,7 +612,7 @@ async fn institution_admins_add_libraries_with_their_own_entry_point() {
     let patron = app.start_chat("riverside-music", "Scores for a quartet?").await;
     let (_, monitor) = dev.get("/api/monitor").await;
     assert_eq!(monitor["all"][0]["ctx"]["id"], patron.session, "Dev's institution covers it (ALL tab)");
-    let rec = app.state.app.store.library_by_slug("riverside-music").await.unwrap().unwrap();
+    let rec = app.state.app.store().library_by_slug("riverside-music").await.unwrap().unwrap();
     assert_eq!(rec.placement.institution.0, 1);
 }
 

@@ -129,7 +129,7 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
 impl TestApp {
     /// The server's clock (manual in `spawn_app_with_manual_clock`).
     pub fn clock(&self) -> &Clock {
-        &self.state.app.clock
+        self.state.app.clock()
     }
 
     /// Waits (bounded) until `check` holds, re-evaluating it as the server's
@@ -231,7 +231,7 @@ impl TestApp {
 
     /// Every stored message of a session, straight from the store.
     pub async fn stored(&self, session: i64) -> Vec<refdesk_domain::chat::Message> {
-        self.state.app.store.messages_after(refdesk_domain::ids::SessionId(session), 0, u32::MAX).await.unwrap()
+        self.state.app.store().messages_after(refdesk_domain::ids::SessionId(session), 0, u32::MAX).await.unwrap()
     }
 }
 

@@ -86,7 +86,7 @@ async fn a_chat_no_librarian_took_emails_no_transcript() {
     let rec = app.state.app.patron_session(&chat.token).await.unwrap();
     app.state.app.patron_end(&rec).await.unwrap();
     let far = i64::MAX / 2;
-    let due = app.state.app.store.due_mail(far, 100).await.unwrap();
+    let due = app.state.app.store().due_mail(far, 100).await.unwrap();
     assert!(due.iter().all(|m| m.to != "victim@example.org"), "no transcript for a chat nobody accepted: {due:?}");
     // One a librarian took still gets it.
     let body = json!({"name": "Pat", "email": "pat@example.org", "question": "Maps?", "transcript": true});
@@ -95,7 +95,7 @@ async fn a_chat_no_librarian_took_emails_no_transcript() {
     assert_eq!(ann.accept(chat.session).await.0, 200);
     let rec = app.state.app.patron_session(&chat.token).await.unwrap();
     app.state.app.patron_end(&rec).await.unwrap();
-    let due = app.state.app.store.due_mail(far, 100).await.unwrap();
+    let due = app.state.app.store().due_mail(far, 100).await.unwrap();
     assert!(due.iter().any(|m| m.to == "pat@example.org"), "the accepted chat's transcript is queued");
 }
 

@@ -29,7 +29,7 @@ async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_
     // SMTP is down: the mailer tries and fails, and keeps the e-mail.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let due = app.state.app.store.due_mail(i64::MAX, 10).await.unwrap();
+        let due = app.state.app.store().due_mail(i64::MAX, 10).await.unwrap();
         assert_eq!(due.len(), 1, "kept in the outbox");
         if due[0].attempts >= 2 {
             assert!(due[0].last_error.is_some());
@@ -54,7 +54,7 @@ async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_
     assert_eq!((mails.len(), firsts), (2, 1), "exactly once");
     // The server has the message before the mailer records it sent: wait for that.
     app.eventually("nothing left to send", || async {
-        app.state.app.store.due_mail(i64::MAX, 10).await.unwrap().is_empty()
+        app.state.app.store().due_mail(i64::MAX, 10).await.unwrap().is_empty()
     })
     .await;
     assert_eq!(smtp.messages().len(), 2, "and nothing sent again");
@@ -102,7 +102,7 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
     assert_eq!(post(json!({"email": "nope"})).await.unwrap().status(), 422);
     let res = post(json!({"email": "pat@example.org"})).await.unwrap();
     assert_eq!(res.status(), 200);
-    let rec = app.state.app.store.session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
+    let rec = app.state.app.store().session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
     assert_eq!(rec.transcript_to.as_deref(), Some("pat@example.org"));
     let res = http
         .post(app.url("/api/libraries/riverside-main/chats"))

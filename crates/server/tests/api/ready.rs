@@ -35,12 +35,12 @@ async fn readyz_is_503_while_the_database_cannot_commit_and_200_again_after() {
             assert!(began.elapsed() < Duration::from_secs(10), "still {status} {body}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(app.state.app.store.libraries().await.map(|l| !l.is_empty()).ok(), Some(true), "reads work");
+        assert_eq!(app.state.app.store().libraries().await.map(|l| !l.is_empty()).ok(), Some(true), "reads work");
         other.execute_batch("ROLLBACK").unwrap();
         assert_eq!(readyz(&app).await, (200, "ready".into()), "ready again by itself");
     }
 
     // A store that has closed is not ready either.
-    app.state.app.store.close().await;
+    app.state.app.store().close().await;
     assert_eq!(readyz(&app).await.0, 503);
 }

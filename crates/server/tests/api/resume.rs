@@ -132,7 +132,7 @@ async fn what_a_node_never_heard_of_is_recovered_from_the_store_at_a_resync() {
 
     // The node learns it missed something (a skipped envelope number, its
     // link back): every connection re-reads from the store.
-    app.state.app.bus.resync();
+    app.state.app.bus().resync();
     let seen = ann_ws.events_until_seq(last).await;
     let bodies: Vec<&str> = seen.iter().filter_map(|e| e["body"].as_str()).collect();
     assert!(bodies.contains(&"Yes, until six.") && bodies.contains(&"NOTE-ONLY-STAFF"), "{bodies:?}");
