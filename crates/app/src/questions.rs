@@ -358,8 +358,7 @@ fn decide(
                 return Err(DomainError::invalid("library", "refer only within the cooperative"));
             }
             plan.state = Some(actions::refer(&q.state, q.library, to)?);
-            let text = format!("Question referred to another library by {}", me.display_name);
-            plan.line = live.then(|| line(me, staff_line(text), true));
+            plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name));
         }
         QuestionAction::SetCode { code, .. } => plan = set_code(me, q, session, &code, &codes, receiving)?,
     }
@@ -428,8 +427,4 @@ fn set_code(
         line: q.live.then(|| refdesk_domain::lines::code_set(&code.label, &me.display_name)),
         ..QuestionPlan::default()
     })
-}
-
-fn staff_line(body: String) -> ChatLine {
-    ChatLine { kind: refdesk_domain::chat::MessageKind::System, audience: refdesk_domain::chat::Audience::Staff, body }
 }

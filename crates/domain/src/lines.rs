@@ -1,7 +1,9 @@
-//! Every line refdesk itself writes into a chat, worded in one place (ready
+//! The lines refdesk itself writes into a chat, worded in one place (ready
 //! for translation): who joined, left, took over or ended a chat, the code
-//! set at its end, a chat handed on. Who may read each one is its
-//! [`Audience`], set here and enforced by [`crate::visibility`].
+//! set at its end, a chat handed on or referred. Who may read each one is
+//! its [`Audience`], set here and enforced by [`crate::visibility`]. (The
+//! question list's own chat lines — an answer, a note, "Question closed" —
+//! are decided with their action in [`crate::actions`].)
 
 use crate::chat::{Audience, Author, ConferenceMode, MessageKind, NewMessage, SystemEvent, CODE_SET_TEXT, ENDED_TEXT};
 
@@ -112,6 +114,19 @@ pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
         ),
     };
     system(body, Audience::Everyone, SystemEvent::Transferred)
+}
+
+/// A question referred to another library from the question list while
+/// its chat goes on: staff only.
+pub fn referred(by: &str) -> NewMessage {
+    NewMessage {
+        author: Author::System,
+        kind: MessageKind::System,
+        audience: Audience::Staff,
+        body: format!("Question referred to another library by {by}"),
+        client_id: None,
+        system: None,
+    }
 }
 
 #[cfg(test)]

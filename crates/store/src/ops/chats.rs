@@ -57,7 +57,7 @@ fn net_full() -> DomainError {
 /// under the library's row lock and a lock per network on PostgreSQL (and
 /// SQLite's single writer), two starts cannot both pass a full count.
 async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, QueueEntry), Vec<Event>)> {
-    let lock = format!("SELECT id AS library_id FROM libraries WHERE id = ?1{}", no_key_update(db));
+    let lock = format!("SELECT id AS library_id FROM libraries WHERE id = ?1{}", db.dialect().no_key_update());
     db.row(&lock, args![new.library.0], |r| r.int("library_id")).await?.ok_or(not_found("library"))?;
     if int(db, sel::WAITING_IN_LIBRARY, args![new.library.0], "n").await? >= i64::from(new.max_waiting) {
         return Err(queue_full().into());
@@ -99,15 +99,6 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
         Event::SessionChanged(rec.summary()),
     ];
     Ok(((rec, entry), events))
-}
-
-/// The lock a start takes on its library's row: it orders the starts of one
-/// library without blocking what refers to the row.
-fn no_key_update<D: Db>(db: &D) -> &'static str {
-    match db.dialect() {
-        crate::sql::Dialect::Sqlite => "",
-        crate::sql::Dialect::Postgres => " FOR NO KEY UPDATE",
-    }
 }
 
 /// Accepts a waiting chat (I6) and creates its question (R1).
@@ -281,6 +272,9 @@ async fn set_code<D: Db>(
     let codes = codes_of(db, rec.ctx.placement.cooperative).await?;
     let after = decide(&before, &rec, &codes)?;
     write_question_state(db, question, &before, &after, &by, now).await?;
+    // Read again: the code may have changed the referral, and with it who
+    // may see the line (a library referred to no longer does).
+    let rec = load_session(db, id).await?;
     let label = codes.iter().find(|k| Some(&k.key) == after.code.as_ref()).map_or(code, |k| k.label.clone());
     let message = insert_message(db, &rec, lines::code_set(&label, &by.display_name), now).await?;
     let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];

@@ -2,7 +2,8 @@
 //! nodes, which share one database.
 //!
 //! Each write is one transaction on a pooled connection. A write on a
-//! session first locks the session's row (`SELECT … FOR UPDATE`), so the
+//! session first locks the session's row (the version bump in
+//! `sql::rows::lock_session`; an append, `SELECT … FOR UPDATE`), so the
 //! rules that need one writer per session — gapless sequence numbers,
 //! idempotent client ids (I4), the atomic accept (I6) — hold whichever node
 //! the write comes from. Events go to the sink after the commit (I2).

@@ -142,6 +142,15 @@ impl Dialect {
         }
     }
 
+    /// The lock a start takes on its library's row: it orders the starts
+    /// of one library without blocking what refers to the row.
+    pub(crate) fn no_key_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR NO KEY UPDATE",
+        }
+    }
+
     /// Like [`Dialect::for_update`], for a queue several nodes take rows
     /// from at once: each takes rows the others have not locked.
     pub(crate) fn skip_locked(self) -> &'static str {

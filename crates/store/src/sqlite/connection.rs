@@ -16,8 +16,10 @@ pub struct SqliteDb {
     /// Session rows as appends need them (context, members, state). Only
     /// appends read it, and they change nothing in it; every other write on
     /// a session drops that session's copy (`sql::rows::lock_session`), and
-    /// a batch that fails to commit drops them all — so it never holds a
-    /// row that differs from the database. It saves the two reads per
+    /// a batch that fails to commit drops them all — so nothing a guard or
+    /// an event's context reads ever differs from the database (`last_seq`
+    /// and `last_message_at` do lag; nothing reads them from the copy). It
+    /// is this backend's fast path for appends: it saves the two reads per
     /// message that were most of the writer's work per message. Only the
     /// writer's connection fills it: reads never append.
     pub(super) sessions: HashMap<SessionId, SessionRecord>,

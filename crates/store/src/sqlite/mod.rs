@@ -28,11 +28,10 @@ mod connection;
 mod schema;
 
 use crate::ops::{Backend, Read, Write};
-use crate::{Appended, EventSink, Guard, NewMessage, Result, StoreError};
+use crate::{EventSink, Result, StoreError};
 use connection::SqliteDb;
 use refdesk_domain::event::Event;
-use refdesk_domain::ids::SessionId;
-use refdesk_domain::{DomainError, Millis};
+use refdesk_domain::DomainError;
 use rusqlite::Connection;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -217,8 +216,10 @@ impl SqliteStore {
     }
 
     /// For tests of the writer's panic handling only: a write that inserts a
-    /// cooperative named `name`, then panics inside its job. Its caller gets
-    /// an error; the insert is rolled back; the writer keeps serving.
+    /// cooperative named `name`, then panics inside its job (unless `name`
+    /// is empty: then it commits, for a test that wants a plain write). Its
+    /// caller gets an error; the insert is rolled back; the writer keeps
+    /// serving.
     #[doc(hidden)]
     pub async fn write_that_panics(&self, name: &str) -> Result<()> {
         use crate::sql::Db;
@@ -326,18 +327,6 @@ impl Backend for SqliteStore {
         })
         .await
         .map_err(|e| StoreError::failed("a SQLite read task failed", e))?
-    }
-
-    fn append(
-        &self,
-        id: SessionId,
-        msg: NewMessage,
-        guard: Guard,
-        now: Millis,
-    ) -> impl Future<Output = Result<Appended>> + Send {
-        // The writer's session cache (see `SqliteDb::sessions`) is this
-        // backend's fast path: the shared operation reads it.
-        self.write(move |db| Box::pin(crate::ops::append(db, id, msg, guard, now)))
     }
 
     async fn close(&self) {

@@ -21,6 +21,7 @@ on_every_backend!(
     an_end_writes_the_transcript_mail_in_the_same_write,
     an_ended_chat_cannot_end_again,
     a_code_set_after_the_end_takes_the_question_out_of_live,
+    a_code_that_ends_a_referral_is_told_only_to_those_who_still_see_the_chat,
     a_patrons_rating_is_kept_on_the_question,
     a_patron_leaving_the_queue_leaves_a_question_only_with_an_address,
     the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_one_a_conflict,
@@ -236,6 +237,35 @@ async fn an_ended_chat_cannot_end_again(b: &Backend) {
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
     let lines = s.messages_after(a, 0, 100).await.unwrap();
     assert_eq!(lines.iter().filter(|m| m.at == 71).count(), 0, "the second end wrote nothing");
+}
+
+/// I5 / §5: the "code set" line goes out with the session as the code left
+/// it. A question referred to another library and then given a plain code
+/// in the chat is no longer that library's: the line's context must not
+/// name it (its staff would see a staff-only line, and every later one).
+async fn a_code_that_ends_a_referral_is_told_only_to_those_who_still_see_the_chat(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let q = s.session(a).await.unwrap().unwrap().ctx.question.unwrap();
+    let other = w.other.placement.library;
+    let refer: refdesk_store::Plan = Box::new(move |q, _| {
+        let mut after = q.state.clone();
+        after.referred_to = Some(other);
+        Ok(refdesk_store::QuestionPlan { state: Some(after), ..Default::default() })
+    });
+    s.act_on_question(q, w.carla.clone(), refer, 20).await.unwrap();
+    assert_eq!(s.session(a).await.unwrap().unwrap().ctx.referred.map(|p| p.library), Some(other));
+    let chatted = w.ann.id;
+    let decide: refdesk_store::Decide = Box::new(move |before, _, codes| {
+        let code = codes.iter().find(|c| c.key == "answered").unwrap();
+        Ok(apply_code(before, code, Some(chatted), None))
+    });
+    let (state, said) = s.set_code(a, "answered".into(), w.ann.clone(), ok(), decide, 30).await.unwrap();
+    assert_eq!(state.referred_to, None, "a plain code ends the referral");
+    let published = b.sink.message_contexts(a);
+    let (_, ctx) = published.iter().find(|(seq, _)| *seq == said.seq).expect("the code line is published");
+    assert_eq!(ctx.referred, None, "the code line's context is the session after the code: {ctx:?}");
+    assert_eq!(ctx, &s.session(a).await.unwrap().unwrap().ctx, "as stored");
 }
 
 /// R5 / R6: once the chat has ended and its code is set, the question is

@@ -25,6 +25,19 @@ impl EventSink for Recorder {
 }
 
 impl Recorder {
+    /// The context each message of `session` was published with, by seq.
+    pub fn message_contexts(&self, session: SessionId) -> Vec<(u64, refdesk_domain::chat::SessionContext)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { ctx, message } if message.session == session => Some((message.seq, ctx.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The sequence numbers of the messages published for `session`, in
     /// the order they were published.
     pub fn message_seqs(&self, session: SessionId) -> Vec<u64> {
