@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod mail;
 mod origin;
+mod privacy;
 mod properties;
 mod question_list;
 mod ready;
