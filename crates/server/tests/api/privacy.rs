@@ -185,20 +185,25 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
         .await;
     let carla = app.staff("carla").await;
     let erin = app.staff("erin").await;
-    let find = format!("/api/privacy/patron?email={}", who.email);
-    assert_eq!(app.staff("ann").await.get(&find).await.0, 403, "librarians do not erase");
-    let (status, found) = carla.get(&find).await;
+    let find = |email: &str| ("/api/privacy/patron", json!({ "email": email }));
+    let (path, body) = find(&who.email);
+    assert_eq!(app.staff("ann").await.post(path, body.clone()).await.0, 403, "librarians do not erase");
+    let (status, found) = carla.post(path, body.clone()).await;
     assert_eq!(status, 200);
     let found = found.as_array().unwrap().clone();
     assert_eq!(found.len(), 2, "carla's library only: {found:?}");
     assert!(found.iter().all(|f| f["patron_name"] == who.name && f["question_text"].is_string()), "{found:?}");
-    assert_eq!(erin.get(&find).await.1.as_array().unwrap().len(), 3, "the cooperative admin sees all three");
+    assert_eq!(
+        erin.post(path, body.clone()).await.1.as_array().unwrap().len(),
+        3,
+        "the cooperative admin sees all three"
+    );
     let ids: Vec<i64> = found.iter().map(|f| f["session"].as_i64().unwrap()).collect();
     let before = dump(&app);
     let (status, err) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!(status, 409, "a chat still going on: {err}");
     assert_eq!(dump(&app), before, "all or nothing");
-    let (_, theirs) = erin.get(&find).await;
+    let (_, theirs) = erin.post(path, body.clone()).await;
     let lakeside = theirs.as_array().unwrap().iter().find(|f| !ids.contains(&f["session"].as_i64().unwrap())).unwrap()
         ["session"]
         .as_i64()
@@ -208,8 +213,8 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert_eq!(patron_post(&live, "/api/chat/end", json!(null)).await.0, 200);
     let (status, erased) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!((status, erased), (200, json!({"erased": 2})));
-    assert_eq!(carla.get(&find).await.1, json!([]));
-    let (_, left) = erin.get(&find).await;
+    assert_eq!(carla.post(path, body.clone()).await.1, json!([]));
+    let (_, left) = erin.post(path, body.clone()).await;
     assert_eq!(left.as_array().unwrap().len(), 1, "the other library's chat is untouched");
     let (_, page) = carla.get(&format!("/api/questions/{q1}")).await;
     assert!(!page.to_string().contains("Oakenshield") && !page.to_string().contains(&who.email));
@@ -220,6 +225,8 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert!(!log.to_string().contains(&who.email), "the audit list never holds the address");
     let (status, _) = carla.post("/api/privacy/erase", json!({"email": "not-an-address", "sessions": ids})).await;
     assert_eq!(status, 422);
+    let (path, body) = find("nobody");
+    assert_eq!(carla.post(path, body).await.0, 422, "not an address");
 }
 
 #[tokio::test]
