@@ -13,6 +13,7 @@ mod origin;
 mod properties;
 mod question_list;
 mod ready;
+mod reports;
 mod restart;
 mod resume;
 mod router;
