@@ -14,6 +14,7 @@ mod privacy;
 mod properties;
 mod question_list;
 mod ready;
+mod reports;
 mod restart;
 mod resume;
 mod router;
