@@ -414,8 +414,15 @@ impl App {
 
     /// Sets or changes the resolution code; the code decides the status (R6),
     /// every change goes to the timeline (R7), and the session shows
-    /// "Resolution code set" (R5).
-    pub async fn set_code(&self, staff: &Staff, session: SessionId, code: &str) -> AppResult<QuestionState> {
+    /// "Resolution code set" (R5). The READ scale level, if given, is
+    /// recorded with it.
+    pub async fn set_code(
+        &self,
+        staff: &Staff,
+        session: SessionId,
+        code: &str,
+        read_scale: Option<u8>,
+    ) -> AppResult<QuestionState> {
         let key = code.to_owned();
         let decide: refdesk_store::Decide = Box::new(move |before, rec, codes| {
             let code = codes
@@ -428,7 +435,9 @@ impl App {
                     "referring needs a receiving library: refer from the question page",
                 ));
             }
-            Ok(apply_code(before, code, rec.ctx.librarian, None))
+            let mut state = apply_code(before, code, rec.ctx.librarian, None);
+            state.read_scale = read_scale.or(state.read_scale);
+            Ok(state)
         });
         let guard = staff_guard(staff, Action::SetCode);
         let (state, _) =

@@ -13,6 +13,8 @@
 //! - `desk`: the chat monitor (My / ALL), conferencing and transfer.
 //! - [`staff`]: availability, presence, sign-off, roll-up, staff management, the offline form.
 //! - `im`: staff-to-staff direct messages.
+//! - [`reports`]: statistics, as tables.
+//! - [`privacy`]: retention periods, erasing a patron's data, the audit list.
 //! - [`setup`]: a new service without the demo; cooperatives, institutions, libraries.
 //! - [`demo`]: the demo cooperative.
 //!
@@ -30,7 +32,9 @@ pub mod feed;
 mod im;
 pub mod mail;
 pub mod nats;
+pub mod privacy;
 mod questions;
+pub mod reports;
 pub mod setup;
 pub mod staff;
 

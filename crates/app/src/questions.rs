@@ -104,6 +104,8 @@ pub enum QuestionAction {
         code: String,
         /// For `referred`: the receiving library's slug.
         library: Option<String>,
+        /// The effort on the READ scale (1–6), if recorded; kept otherwise.
+        read_scale: Option<u8>,
     },
 }
 
@@ -241,13 +243,13 @@ impl App {
                 prepared.receiving = Some(self.receiving(&library).await?);
                 QuestionAction::Refer { library }
             }
-            QuestionAction::SetCode { code, library } => {
+            QuestionAction::SetCode { code, library, read_scale } => {
                 if let Some(slug) = &library {
                     prepared.receiving = Some(self.receiving(slug).await?);
                 }
                 let q = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
                 prepared.codes = self.store.codes(q.placement.cooperative).await?;
-                QuestionAction::SetCode { code, library }
+                QuestionAction::SetCode { code, library, read_scale }
             }
             other => other,
         };
@@ -360,7 +362,9 @@ fn decide(
             plan.state = Some(actions::refer(&q.state, q.library, to)?);
             plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name));
         }
-        QuestionAction::SetCode { code, .. } => plan = set_code(me, q, session, &code, &codes, receiving)?,
+        QuestionAction::SetCode { code, read_scale, .. } => {
+            plan = set_code(me, q, session, (&code, read_scale), &codes, receiving)?
+        }
     }
     if plan.state.as_ref() == Some(&q.state) {
         plan.state = None;
@@ -405,7 +409,7 @@ fn set_code(
     me: &Staff,
     q: &QuestionRecord,
     session: &SessionRecord,
-    code: &str,
+    (code, read_scale): (&str, Option<u8>),
     codes: &[ResolutionCode],
     receiving: Option<(LibraryId, Placement)>,
 ) -> Result<QuestionPlan, DomainError> {
@@ -422,8 +426,10 @@ fn set_code(
             return Err(DomainError::invalid("library", "refer to another library of the cooperative"));
         }
     }
+    let mut state = apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0));
+    state.read_scale = read_scale.or(state.read_scale);
     Ok(QuestionPlan {
-        state: Some(apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0))),
+        state: Some(state),
         line: q.live.then(|| refdesk_domain::lines::code_set(&code.label, &me.display_name)),
         ..QuestionPlan::default()
     })

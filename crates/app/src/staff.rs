@@ -279,6 +279,15 @@ impl App {
         }
         // Chats nobody took in time end, and their patrons are told.
         self.expire_waiting(now).await;
+        // Retention periods (issue 15), every ten minutes, beside the round.
+        if now / crate::privacy::RETENTION_EVERY != last / crate::privacy::RETENTION_EVERY {
+            let app = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = app.apply_retention(now).await {
+                    tracing::warn!(error = %e, "cannot apply the retention periods");
+                }
+            });
+        }
         let cutoff = now - (self.limits.signoff_minutes as Millis) * 60_000;
         match self.store.sign_off_stale(cutoff).await {
             Ok(gone) => {

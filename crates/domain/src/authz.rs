@@ -247,6 +247,8 @@ pub enum Admin {
     AddInstitution,
     /// List and lift blocks on abusive patrons (and block after a chat ended).
     Blocks,
+    /// Set a library's retention period; find and erase a patron's data.
+    Privacy,
 }
 
 /// Decides administration: library admins for their library's policy page
@@ -263,6 +265,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::CooperativeScripts => (Role::CooperativeAdmin, "only cooperative admins keep cooperative scripts"),
         Admin::EditCodes => (Role::CooperativeAdmin, "resolution codes are the cooperative admins' to change"),
         Admin::Blocks => (Role::LibraryAdmin, "blocks are for the library's admins"),
+        Admin::Privacy => (Role::LibraryAdmin, "patron privacy is for the library's admins"),
     };
     if staff.role >= needed && staff.role_covers(target) {
         Ok(())

@@ -27,7 +27,9 @@ pub mod input;
 pub mod lines;
 pub mod net;
 pub mod org;
+pub mod privacy;
 pub mod question;
+pub mod report;
 pub mod visibility;
 
 pub use error::DomainError;

@@ -150,6 +150,10 @@ pub struct QuestionState {
     pub referred_to: Option<LibraryId>,
     /// Left out of statistics.
     pub exclude_from_stats: bool,
+    /// The effort it took on the READ scale (1–6), recorded with the code
+    /// if the librarian chooses to.
+    #[serde(default)]
+    pub read_scale: Option<u8>,
 }
 
 /// R1: the question created the moment a librarian begins chatting. It
@@ -163,6 +167,7 @@ pub fn question_on_accept() -> QuestionState {
         follow_up: false,
         referred_to: None,
         exclude_from_stats: false,
+        read_scale: None,
     }
 }
 
@@ -187,6 +192,7 @@ pub fn apply_code(
         follow_up: code.follow_up,
         referred_to: if code.referred { receiving.or(before.referred_to) } else { None },
         exclude_from_stats: code.exclude_from_stats,
+        read_scale: before.read_scale,
     }
 }
 
@@ -235,6 +241,11 @@ pub enum Change {
     ExcludeFromStats {
         /// After.
         to: bool,
+    },
+    /// The READ scale level changed.
+    ReadScale {
+        /// After.
+        to: Option<u8>,
     },
     /// An answer was sent from the question list.
     Answer {
@@ -303,6 +314,7 @@ impl Change {
             Change::FollowUp { .. } => "follow_up",
             Change::Referred { .. } => "referred",
             Change::ExcludeFromStats { .. } => "exclude_from_stats",
+            Change::ReadScale { .. } => "read_scale",
             Change::Answer { .. } => "answer",
             Change::Note { .. } => "note",
             Change::LibrarianMessage { .. } => "librarian_message",
@@ -355,7 +367,19 @@ pub fn changes(before: &QuestionState, after: &QuestionState) -> Vec<Change> {
     if before.exclude_from_stats != after.exclude_from_stats {
         out.push(Change::ExcludeFromStats { to: after.exclude_from_stats });
     }
+    if before.read_scale != after.read_scale {
+        out.push(Change::ReadScale { to: after.read_scale });
+    }
     out
+}
+
+/// Checks a READ scale level (1–6).
+pub fn read_scale(level: Option<i64>) -> Result<Option<u8>, crate::DomainError> {
+    match level {
+        None => Ok(None),
+        Some(n @ 1..=6) => Ok(Some(n as u8)),
+        Some(_) => Err(crate::DomainError::invalid("read_scale", "use a READ scale level from 1 to 6")),
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,16 @@ impl ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
     }
 
+    /// A 500 whose detail goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "something went wrong on our side; nothing was lost, try again".into(),
+        }
+    }
+
     /// The `(code, message)` pair, for WebSocket error frames.
     pub fn parts(&self) -> (&'static str, &str) {
         (self.code, &self.message)
@@ -40,14 +50,7 @@ impl From<AppError> for ApiError {
             AppError::Unauthenticated => {
                 ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: "sign in first".into() }
             }
-            AppError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "internal",
-                    message: "something went wrong on our side; nothing was lost, try again".into(),
-                }
-            }
+            AppError::Internal(detail) => ApiError::internal(detail),
         }
     }
 }

@@ -9,6 +9,7 @@ use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
+use refdesk_domain::privacy::{Retention, Transcripts};
 use refdesk_domain::question::{QuestionState, ResolutionCode};
 use refdesk_domain::Millis;
 
@@ -243,10 +244,60 @@ pub trait Blocks: Send + Sync {
     async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>>;
 }
 
+/// The figures of the reports (issue 15), counted where the rows are.
+/// Practice chats (a question excluded from statistics) are never counted.
+#[async_trait]
+pub trait Reports: Send + Sync {
+    /// Chats and forms in `range`, counted per group.
+    async fn session_counts(&self, range: ReportRange, by: SessionGroup) -> Result<Vec<SessionCounts>>;
+    /// Questions in `range`, counted per group (the key as text).
+    async fn question_counts(&self, range: ReportRange, by: QuestionGroup) -> Result<Vec<(Option<String>, i64)>>;
+    /// How many chats in `range` lasted each whole number of seconds of
+    /// `span` (a histogram, for exact percentiles to the second).
+    async fn span_histogram(&self, range: ReportRange, span: Span) -> Result<Vec<(i64, i64)>>;
+    /// How many chats in `range` someone conferenced into.
+    async fn conferenced(&self, range: ReportRange) -> Result<i64>;
+    /// Ratings with a comment, newest first, at most `limit`.
+    async fn rating_comments(&self, range: ReportRange, limit: u32) -> Result<Vec<RatingComment>>;
+}
+
+/// Patron privacy (issue 15): retention periods, erasing personal data,
+/// and the audit list of both.
+#[async_trait]
+pub trait Privacy: Send + Sync {
+    /// A library's retention period, if it set one.
+    async fn retention(&self, library: LibraryId) -> Result<Option<Retention>>;
+    /// Sets or clears (`None`: keep) a library's retention period.
+    async fn set_retention(&self, library: LibraryId, r: Option<Retention>, by: StaffId, now: Millis) -> Result<()>;
+    /// Every library's retention period.
+    async fn retentions(&self) -> Result<Vec<(LibraryId, Retention)>>;
+    /// Ended chats of `library` started before `before` whose personal
+    /// data is still there, oldest first, at most `limit`.
+    async fn due_for_erasure(&self, library: LibraryId, before: Millis, limit: u32) -> Result<Vec<SessionId>>;
+    /// Erases the personal data of `sessions` in one write, all or nothing
+    /// (a session that is not ended is a conflict), and records it in the
+    /// audit list, one entry per library. Returns how many were erased
+    /// (one erased before is not counted again).
+    async fn erase(
+        &self,
+        sessions: Vec<SessionId>,
+        transcripts: Transcripts,
+        why: ErasureReason,
+        now: Millis,
+    ) -> Result<u64>;
+    /// Chats of `libraries` whose patron e-mail or transcript address is
+    /// `email`, whatever its letter case; newest first.
+    async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>>;
+    /// The audit list of `libraries`, newest first.
+    async fn privacy_log(&self, libraries: Vec<LibraryId>, limit: u32) -> Result<Vec<PrivacyEntry>>;
+}
+
 /// The one storage interface: every aggregate's, plus the store's own life.
 /// Every backend passes the same contract tests.
 #[async_trait]
-pub trait Store: Organisation + Staffing + Chats + Questions + Im + Outbox + Blocks + 'static {
+pub trait Store:
+    Organisation + Staffing + Chats + Questions + Im + Outbox + Blocks + Reports + Privacy + 'static
+{
     /// Ends the store for a clean shutdown: writes already under way finish,
     /// then the connections close (on SQLite the last one empties and
     /// removes the write-ahead log). Every call after it fails with

@@ -612,3 +612,156 @@ impl ScopeLevel {
         }
     }
 }
+
+/// What a report counts (issue 15): the chats, forms and questions of
+/// `libraries` created in [`from`, `to`), bucketed in local time
+/// `offset` ms east of UTC. Practice chats are never counted.
+#[derive(Clone, Debug)]
+pub struct ReportRange {
+    /// The libraries in scope.
+    pub libraries: Vec<LibraryId>,
+    /// Created at or after.
+    pub from: Millis,
+    /// Created before.
+    pub to: Millis,
+    /// Local time minus UTC.
+    pub offset: Millis,
+}
+
+/// How a report groups sessions (chats and offline forms).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SessionGroup {
+    /// By local hour since the epoch (days, weeks and the hour-of-week heat
+    /// map are summed from it).
+    Hour,
+    /// By the patron's library.
+    Library,
+    /// By the patron's library and the library of the librarian who served
+    /// the chat; rows where either is in range's libraries.
+    Coverage,
+    /// By the librarian who served the chat, whose library is in range.
+    Librarian,
+    /// By the patron's rating.
+    Rating,
+    /// Everything together.
+    Total,
+}
+
+/// Sessions counted for one group of a [`SessionGroup`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// The group (unused keys are `None`).
+    pub keys: [Option<i64>; 2],
+    /// Chats and forms.
+    pub sessions: i64,
+    /// Chats (not forms).
+    pub chats: i64,
+    /// Chats a librarian accepted.
+    pub accepted: i64,
+    /// Chats nobody accepted that ended, not by the patron.
+    pub missed: i64,
+    /// Chats the patron ended before anyone accepted them.
+    pub abandoned: i64,
+    /// Chats still waiting.
+    pub waiting: i64,
+    /// Offline forms.
+    pub forms: i64,
+    /// Take-overs and transfers.
+    pub handovers: i64,
+    /// Ratings given.
+    pub ratings: i64,
+    /// Their sum.
+    pub rating_sum: i64,
+    /// Accepted chats that ended.
+    pub timed: i64,
+    /// Their durations' sum, in whole seconds each.
+    pub duration_sum: i64,
+}
+
+/// How a report groups questions.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum QuestionGroup {
+    /// By local hour since the epoch.
+    Hour,
+    /// By the library that owns the question (the patron's).
+    Library,
+    /// By resolution code.
+    Code,
+    /// By status.
+    Status,
+    /// By its chat's channel: `chat` (accepted), `form`, `missed`,
+    /// `abandoned` (by the patron, before anyone accepted), `waiting`.
+    Channel,
+    /// By READ scale level.
+    ReadScale,
+}
+
+/// A span of a chat, measured for percentiles.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Span {
+    /// From start to accept.
+    Wait,
+    /// From accept to end.
+    Duration,
+}
+
+/// A patron's rating with a comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RatingComment {
+    /// When the chat started.
+    pub at: Millis,
+    /// The patron's library.
+    pub library: LibraryId,
+    /// 1–5.
+    pub rating: i64,
+    /// The comment.
+    pub comment: String,
+}
+
+/// A chat or question that carries a patron's e-mail address, found for
+/// erasing it on request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatronSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its question, if any.
+    pub question: Option<QuestionId>,
+    /// The patron's library.
+    pub library: LibraryId,
+    /// When it started.
+    pub created_at: Millis,
+    /// Waiting, active or ended.
+    pub state: SessionState,
+    /// The name the patron gave.
+    pub patron_name: Option<String>,
+    /// The question asked.
+    pub question_text: String,
+}
+
+/// Why personal data is erased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErasureReason {
+    /// The library's retention period ran out.
+    Retention,
+    /// The patron asked; an admin erased it.
+    Request(StaffId),
+}
+
+/// An entry of the privacy audit list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivacyEntry {
+    /// Its id.
+    pub id: i64,
+    /// When.
+    pub at: Millis,
+    /// Whose chats.
+    pub library: LibraryId,
+    /// `retention` or `erase`.
+    pub action: String,
+    /// The admin who erased on request.
+    pub by: Option<StaffId>,
+    /// How many chats.
+    pub sessions: i64,
+    /// What happened to their transcripts.
+    pub transcripts: Option<refdesk_domain::privacy::Transcripts>,
+}

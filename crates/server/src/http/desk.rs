@@ -11,7 +11,7 @@ use axum::extract::State;
 use refdesk_domain::chat::Message;
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::SessionId;
-use refdesk_domain::question::{QuestionState, ResolutionCode};
+use refdesk_domain::question::{read_scale, QuestionState, ResolutionCode};
 use refdesk_domain::visibility::Viewer;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -138,6 +138,9 @@ async fn end(
 struct SetCode {
     /// The code's key (see `GET /api/codes`).
     code: String,
+    /// The effort it took on the READ scale, 1–6 (optional; kept if absent).
+    #[schema(minimum = 1, maximum = 6)]
+    read_scale: Option<i64>,
 }
 
 /// Set or change the resolution code; it decides the question's status (R6).
@@ -157,7 +160,7 @@ async fn set_code(
     Path(id): Path<i64>,
     Json(body): Json<SetCode>,
 ) -> ApiResult<axum::Json<QuestionState>> {
-    Ok(axum::Json(s.app.set_code(&staff, SessionId(id), &body.code).await?))
+    Ok(axum::Json(s.app.set_code(&staff, SessionId(id), &body.code, read_scale(body.read_scale)?).await?))
 }
 
 /// The resolution codes of my cooperative, in picker order.

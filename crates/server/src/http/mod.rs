@@ -13,7 +13,9 @@ pub mod blocks;
 pub mod desk;
 pub mod openapi;
 pub mod patron;
+pub mod privacy;
 pub mod questions;
+pub mod reports;
 pub mod staff;
 pub mod views;
 pub mod web;
@@ -39,6 +41,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(desk::router())
         .merge(blocks::router())
         .merge(questions::router())
+        .merge(reports::router())
+        .merge(privacy::router())
         .merge(staff::router())
         .merge(openapi::router())
         .merge(web::router())

@@ -40,7 +40,7 @@ fn int<T: std::str::FromStr>(q: &HashMap<&str, String>, key: &str) -> Result<Opt
 /// a mistake as `view=everything`); the types below are what each must hold.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListParams {
+pub(super) struct ListParams {
     /// One of the list's views (default: all).
     #[param(value_type = Option<View>, inline)]
     view: Option<String>,
@@ -99,7 +99,7 @@ impl ListParams {
 }
 
 /// Parses the list's query string, naming the first bad parameter.
-fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
+pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
     const KNOWN: [&str; 10] = ["view", "status", "code", "from", "to", "librarian", "library", "q", "before", "limit"];
     if let Some(unknown) = p.unknown.keys().next() {
         return Err(bad(unknown, format!("unknown parameter; use {}", KNOWN.join(", "))));
@@ -232,6 +232,7 @@ impl ActionName {
             ActionName::Code => QuestionAction::SetCode {
                 code: required(b.code, "code")?,
                 library: b.library.map(library_slug).transpose()?,
+                read_scale: refdesk_domain::question::read_scale(b.read_scale)?,
             },
         })
     }
@@ -256,6 +257,9 @@ struct ActBody {
     library: Option<String>,
     /// code: the resolution code's key.
     code: Option<String>,
+    /// code: the effort on the READ scale, 1–6 (optional; kept if absent).
+    #[schema(minimum = 1, maximum = 6)]
+    read_scale: Option<i64>,
 }
 
 /// A library named in a body: a slug, parsed before anything looks it up.

@@ -216,7 +216,12 @@ async fn end<D: Db>(
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
     rec.state.end()?;
-    db.exec("UPDATE sessions SET state = 'ended', ended_at = ?2 WHERE id = ?1", args![id.0, now]).await?;
+    let (ended_by, _, _) = sel::author_columns(&by);
+    db.exec(
+        "UPDATE sessions SET state = 'ended', ended_at = ?2, ended_by = ?3 WHERE id = ?1",
+        args![id.0, now, ended_by],
+    )
+    .await?;
     if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &ending.missed, &rec.patron_email) {
         leave_missed(db, &rec, note, now).await?;
     }
@@ -348,6 +353,8 @@ async fn transfer<D: Db>(
     let Handover { to, stay, line } = handover;
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
+    // Counted for the reports (issue 15); the timeline says who and how.
+    db.exec("UPDATE sessions SET handovers = handovers + 1 WHERE id = ?1", args![id.0]).await?;
     let previous = rec.ctx.librarian;
     let (new_librarian, how) = match &to {
         TransferTo::Staff(s) => {

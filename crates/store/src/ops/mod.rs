@@ -17,7 +17,9 @@ mod chats;
 mod im;
 mod org;
 mod outbox;
+mod privacy;
 mod questions;
+mod reports;
 mod staffing;
 
 pub(crate) use chats::append;

@@ -6,5 +6,9 @@
 //! The statements are kept as `.sql` files in `migrations/`, one per version.
 
 /// The migrations, in order.
-pub const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/001.sql"), include_str!("migrations/002.sql"), include_str!("migrations/003.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001.sql"),
+    include_str!("migrations/002.sql"),
+    include_str!("migrations/003.sql"),
+    include_str!("migrations/004.sql"),
+];

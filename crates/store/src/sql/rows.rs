@@ -216,7 +216,7 @@ pub(crate) async fn write_question_state<D: Db>(
 ) -> Result<()> {
     db.exec(
         "UPDATE questions SET status = ?2, code = ?3, assignee_id = ?4, follow_up = ?5, referred_to = ?6,
-         exclude_from_stats = ?7 WHERE id = ?1",
+         exclude_from_stats = ?7, read_scale = ?8 WHERE id = ?1",
         args![
             id.0,
             after.status.as_str(),
@@ -224,10 +224,18 @@ pub(crate) async fn write_question_state<D: Db>(
             after.assignee.map(|s| s.0),
             after.follow_up,
             after.referred_to.map(|l| l.0),
-            after.exclude_from_stats
+            after.exclude_from_stats,
+            after.read_scale.map(i64::from)
         ],
     )
     .await?;
+    if before.exclude_from_stats != after.exclude_from_stats {
+        db.exec(
+            "UPDATE sessions SET practice = ?2 WHERE id = (SELECT session_id FROM questions WHERE id = ?1)",
+            args![id.0, after.exclude_from_stats],
+        )
+        .await?;
+    }
     for change in refdesk_domain::question::changes(before, after) {
         insert_timeline(db, id, now, Some(by), &change).await?;
     }

@@ -301,7 +301,8 @@ pub(crate) fn timeline(r: &dyn Cols) -> Result<TimelineEntry> {
 
 /// A question's workflow state; [`QUESTION_SELECT`] has the same columns.
 pub(crate) const QUESTION_STATE_SELECT: &str = "SELECT status AS status, code AS code, assignee_id AS assignee_id,
-            follow_up AS follow_up, referred_to AS referred_to, exclude_from_stats AS exclude_from_stats
+            follow_up AS follow_up, referred_to AS referred_to, exclude_from_stats AS exclude_from_stats,
+            read_scale AS read_scale
      FROM questions WHERE id = ?1";
 
 pub(crate) fn question_state(r: &dyn Cols) -> Result<QuestionState> {
@@ -312,6 +313,7 @@ pub(crate) fn question_state(r: &dyn Cols) -> Result<QuestionState> {
         follow_up: r.flag("follow_up")?,
         referred_to: r.opt_int("referred_to")?.map(LibraryId),
         exclude_from_stats: r.flag("exclude_from_stats")?,
+        read_scale: r.opt_int("read_scale")?.and_then(|n| u8::try_from(n).ok()),
     })
 }
 
@@ -319,7 +321,7 @@ pub(crate) const QUESTION_SELECT: &str = "SELECT q.id AS question_id, q.session_
             q.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
             l.name AS library_name, q.text AS text,
             q.status AS status, q.code AS code, q.assignee_id AS assignee_id, q.follow_up AS follow_up,
-            q.referred_to AS referred_to, q.exclude_from_stats AS exclude_from_stats,
+            q.referred_to AS referred_to, q.exclude_from_stats AS exclude_from_stats, q.read_scale AS read_scale,
             rl.institution_id AS referred_institution, ri.cooperative_id AS referred_cooperative,
             rl.name AS referred_name,
             s.librarian_id AS librarian_id, st.display_name AS librarian_name, s.state AS session_state,

@@ -1,0 +1,161 @@
+//! Patron privacy (issue 15): each library's retention period, erasing a
+//! patron's personal data on request, and the audit list of both. What
+//! erasing does is the store's (`refdesk_store::Privacy::erase`); who may,
+//! and which chats, is decided here.
+//!
+//! Logs name the admin and count chats; they never carry the e-mail address
+//! searched for, nor anything of the chats.
+
+use crate::{App, AppResult};
+use refdesk_domain::authz::{authorize_admin, Admin};
+use refdesk_domain::ids::{LibraryId, SessionId};
+use refdesk_domain::org::Staff;
+use refdesk_domain::privacy::{Retention, Transcripts};
+use refdesk_domain::{DomainError, Millis};
+use refdesk_store::{ErasureReason, PatronSession, PrivacyEntry};
+
+/// How many chats one write erases: a run of the retention period is cut
+/// into writes this size, so that chats going on meanwhile wait little.
+const ERASE_BATCH: u32 = 100;
+
+/// The most chats one run erases per library; the next run goes on.
+const ERASE_PER_RUN: usize = 20_000;
+
+/// The most chats one request erases.
+pub const ERASE_MAX: usize = 1000;
+
+/// How often the retention periods are applied.
+pub const RETENTION_EVERY: Millis = 10 * 60_000;
+
+/// A chat found for an erase request, with its library's name.
+#[derive(Clone, Debug)]
+pub struct PatronChat {
+    /// The chat.
+    pub found: PatronSession,
+    /// Its library's name.
+    pub library_name: String,
+}
+
+impl App {
+    /// The libraries whose patron privacy `staff` administers.
+    async fn privacy_scope(&self, staff: &Staff) -> AppResult<Vec<(LibraryId, String)>> {
+        if staff.role < refdesk_domain::org::Role::LibraryAdmin {
+            return Err(DomainError::Forbidden("patron privacy is for the library's admins").into());
+        }
+        Ok(self
+            .store
+            .libraries()
+            .await?
+            .into_iter()
+            .filter(|l| authorize_admin(staff, Admin::Privacy, &l.placement).is_ok())
+            .map(|l| (l.placement.library, l.name))
+            .collect())
+    }
+
+    /// A library's retention period (`None`: kept until erased on request).
+    pub async fn retention(&self, staff: &Staff, slug: &str) -> AppResult<Option<Retention>> {
+        let lib = self.library(slug).await?;
+        authorize_admin(staff, Admin::Privacy, &lib.placement)?;
+        Ok(self.store.retention(lib.placement.library).await?)
+    }
+
+    /// Sets or clears a library's retention period.
+    pub async fn set_retention(&self, staff: &Staff, slug: &str, r: Option<Retention>) -> AppResult<()> {
+        let lib = self.library(slug).await?;
+        authorize_admin(staff, Admin::Privacy, &lib.placement)?;
+        self.store.set_retention(lib.placement.library, r, staff.id, self.clock.now()).await?;
+        tracing::info!(library = %slug, days = r.map(|r| r.days), staff = %staff.username, "retention period set");
+        Ok(())
+    }
+
+    /// Every chat of the admin's libraries that carries `email` as the
+    /// patron's address or transcript address.
+    pub async fn patron_chats(&self, staff: &Staff, email: &str) -> AppResult<Vec<PatronChat>> {
+        let email = checked_email(email)?;
+        let scope = self.privacy_scope(staff).await?;
+        let found = self.store.patron_sessions(&email, scope.iter().map(|(id, _)| *id).collect()).await?;
+        Ok(found
+            .into_iter()
+            .map(|f| {
+                let library_name = scope.iter().find(|(id, _)| *id == f.library).map(|(_, n)| n.clone());
+                PatronChat { library_name: library_name.unwrap_or_default(), found: f }
+            })
+            .collect())
+    }
+
+    /// Erases the personal data of `sessions`, each of which must carry
+    /// `email` and lie in the admin's libraries; all or nothing. Returns how
+    /// many chats were erased.
+    pub async fn erase_patron(
+        &self,
+        staff: &Staff,
+        email: &str,
+        sessions: Vec<SessionId>,
+        transcripts: Transcripts,
+    ) -> AppResult<u64> {
+        if sessions.is_empty() || sessions.len() > ERASE_MAX {
+            return Err(DomainError::invalid("sessions", format!("name 1 to {ERASE_MAX} chats to erase")).into());
+        }
+        let found = self.patron_chats(staff, email).await?;
+        if let Some(other) = sessions.iter().find(|s| !found.iter().any(|f| f.found.session == **s)) {
+            let why = format!("chat {} does not carry that address in your libraries", other.0);
+            return Err(DomainError::invalid("sessions", why).into());
+        }
+        let why = ErasureReason::Request(staff.id);
+        let n = self.store.erase(sessions, transcripts, why, self.clock.now()).await?;
+        tracing::info!(staff = %staff.username, chats = n, "patron data erased on request");
+        Ok(n)
+    }
+
+    /// The privacy audit list of the admin's libraries, newest first, with
+    /// the libraries' names and the names of the admins who erased.
+    pub async fn privacy_log(&self, staff: &Staff) -> AppResult<Vec<(PrivacyEntry, String, Option<String>)>> {
+        let scope = self.privacy_scope(staff).await?;
+        let log = self.store.privacy_log(scope.iter().map(|(id, _)| *id).collect(), 1000).await?;
+        let people = self.store.staff_of(staff.home.cooperative).await?;
+        Ok(log
+            .into_iter()
+            .map(|e| {
+                let name = scope.iter().find(|(id, _)| *id == e.library).map(|(_, n)| n.clone());
+                let by =
+                    e.by.and_then(|by| people.iter().find(|p| p.staff.id == by)).map(|p| p.staff.display_name.clone());
+                (e, name.unwrap_or_default(), by)
+            })
+            .collect())
+    }
+
+    /// Applies every library's retention period at `now`: ended chats
+    /// started more than the period ago lose their personal data. Returns
+    /// how many chats were erased. Runs by itself every
+    /// [`RETENTION_EVERY`] ([`App::tick`]); tests call it with their clock.
+    pub async fn apply_retention(&self, now: Millis) -> AppResult<u64> {
+        let mut erased = 0;
+        for (library, r) in self.store.retentions().await? {
+            let before = now - Millis::from(r.days) * 86_400_000;
+            let mut done = 0;
+            while done < ERASE_PER_RUN {
+                let due = self.store.due_for_erasure(library, before, ERASE_BATCH).await?;
+                if due.is_empty() {
+                    break;
+                }
+                done += due.len();
+                erased += self.store.erase(due, r.transcripts, ErasureReason::Retention, now).await?;
+            }
+        }
+        if erased > 0 {
+            tracing::info!(chats = erased, "retention periods applied");
+        }
+        Ok(erased)
+    }
+}
+
+/// An e-mail address to search for: trimmed, one `@`, at most 254 bytes.
+fn checked_email(email: &str) -> Result<String, DomainError> {
+    let email = email.trim();
+    let ok = email.len() <= 254 && email.matches('@').count() == 1 && !email.starts_with('@') && !email.ends_with('@');
+    if ok {
+        Ok(email.to_owned())
+    } else {
+        Err(DomainError::invalid("email", "give the patron's e-mail address"))
+    }
+}

@@ -1,0 +1,232 @@
+//! Patron privacy (issue 15), for a library's admins: its retention
+//! period, finding and erasing one patron's data on request, and the audit
+//! list of both.
+
+use super::auth::CurrentStaff;
+use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
+use crate::AppState;
+use axum::extract::State;
+use refdesk_domain::chat::SessionState;
+use refdesk_domain::ids::SessionId;
+use refdesk_domain::privacy::{Retention, Transcripts};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(retention, set_retention))
+        .routes(routes!(find))
+        .routes(routes!(erase))
+        .routes(routes!(log))
+}
+
+/// A library's retention period.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RetentionView {
+    /// Days after which a chat's personal data is erased, 1–3650; null:
+    /// kept until erased on request.
+    #[schema(minimum = 1, maximum = 3650)]
+    days: Option<u32>,
+    /// What happens to transcripts then (default `mask`).
+    #[serde(default = "mask")]
+    transcripts: Transcripts,
+}
+
+fn mask() -> Transcripts {
+    Transcripts::Mask
+}
+
+/// A library's retention period (its admins).
+#[utoipa::path(get, path = "/api/libraries/{slug}/retention", tag = "privacy", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library")),
+    responses(
+        (status = 200, description = "the period", body = RetentionView),
+        (status = 403, description = "`forbidden`: not an admin of this library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+    ))]
+async fn retention(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<RetentionView>> {
+    let r = s.app.retention(&staff, &slug).await?;
+    Ok(axum::Json(RetentionView {
+        days: r.map(|r| r.days),
+        transcripts: r.map_or(Transcripts::Mask, |r| r.transcripts),
+    }))
+}
+
+/// Sets a library's retention period (its admins); `days: null` keeps
+/// personal data until it is erased on request.
+#[utoipa::path(put, path = "/api/libraries/{slug}/retention", tag = "privacy", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library")),
+    request_body = RetentionView,
+    responses(
+        (status = 200, description = "set", body = RetentionView),
+        (status = 403, description = "`forbidden`: not an admin of this library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: days out of bounds", body = ErrorBody),
+    ))]
+async fn set_retention(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+    Json(b): Json<RetentionView>,
+) -> ApiResult<axum::Json<RetentionView>> {
+    let r = b.days.map(|days| Retention::new(days, b.transcripts)).transpose()?;
+    s.app.set_retention(&staff, &slug, r).await?;
+    Ok(axum::Json(b))
+}
+
+/// Whose data to find.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct FindQuery {
+    /// The patron's e-mail address (any letter case).
+    #[param(max_length = 254)]
+    email: String,
+}
+
+/// A chat that carries the patron's address.
+#[derive(Serialize, ToSchema)]
+struct PatronChatView {
+    /// The chat.
+    session: i64,
+    /// Its question, if any.
+    question: Option<i64>,
+    /// The patron's library.
+    library: String,
+    /// When it started (ms since the epoch).
+    created_at: i64,
+    /// waiting, active or ended (only ended chats can be erased).
+    state: SessionState,
+    /// The name the patron gave.
+    patron_name: Option<String>,
+    /// What they asked.
+    question_text: String,
+}
+
+/// Every chat and question of my libraries whose patron e-mail or
+/// transcript address is `email` (library admins and above), newest first.
+#[utoipa::path(get, path = "/api/privacy/patron", tag = "privacy", security(("staff" = [])),
+    params(FindQuery),
+    responses(
+        (status = 200, description = "what carries the address", body = [PatronChatView]),
+        (status = 400, description = "`bad_query`: no `email`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 422, description = "`invalid`: not an e-mail address", body = ErrorBody),
+    ))]
+async fn find(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Query(q): Query<FindQuery>,
+) -> ApiResult<axum::Json<Vec<PatronChatView>>> {
+    let found = s.app.patron_chats(&staff, &q.email).await?;
+    Ok(axum::Json(
+        found
+            .into_iter()
+            .map(|c| PatronChatView {
+                session: c.found.session.0,
+                question: c.found.question.map(|q| q.0),
+                library: c.library_name,
+                created_at: c.found.created_at,
+                state: c.found.state,
+                patron_name: c.found.patron_name,
+                question_text: c.found.question_text,
+            })
+            .collect(),
+    ))
+}
+
+/// An erase request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EraseRequest {
+    /// The patron's e-mail address.
+    #[schema(max_length = 254)]
+    email: String,
+    /// The chats to erase: each must carry the address (see `GET /api/privacy/patron`).
+    #[schema(min_items = 1, max_items = 1000)]
+    sessions: Vec<i64>,
+    /// What happens to their transcripts (default `mask`).
+    #[serde(default = "mask")]
+    transcripts: Transcripts,
+}
+
+/// How many chats were erased.
+#[derive(Serialize, ToSchema)]
+struct Erased {
+    /// Chats whose personal data was erased now.
+    erased: u64,
+}
+
+/// Erases a patron's personal data from the chats named (library admins
+/// and above), all or nothing, and records it in the audit list.
+#[utoipa::path(post, path = "/api/privacy/erase", tag = "privacy", security(("staff" = [])),
+    request_body = EraseRequest,
+    responses(
+        (status = 200, description = "erased", body = Erased),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 409, description = "`conflict`: a chat is still going on", body = ErrorBody),
+        (status = 422, description = "`invalid`: a chat that does not carry the address in my libraries", body = ErrorBody),
+    ))]
+async fn erase(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Json(b): Json<EraseRequest>,
+) -> ApiResult<axum::Json<Erased>> {
+    let sessions = b.sessions.into_iter().map(SessionId).collect();
+    let erased = s.app.erase_patron(&staff, &b.email, sessions, b.transcripts).await?;
+    Ok(axum::Json(Erased { erased }))
+}
+
+/// An entry of the privacy audit list.
+#[derive(Serialize, ToSchema)]
+struct PrivacyEntryView {
+    /// Its number.
+    id: i64,
+    /// When (ms since the epoch).
+    at: i64,
+    /// Whose chats.
+    library: String,
+    /// `retention` (the period ran out) or `erase` (on request).
+    action: String,
+    /// The admin who erased on request.
+    by: Option<String>,
+    /// How many chats.
+    sessions: i64,
+    /// What happened to their transcripts.
+    transcripts: Option<Transcripts>,
+}
+
+/// The privacy audit list of my libraries, newest first (library admins and above).
+#[utoipa::path(get, path = "/api/privacy/log", tag = "privacy", security(("staff" = [])),
+    responses(
+        (status = 200, description = "the audit list", body = [PrivacyEntryView]),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+    ))]
+async fn log(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<axum::Json<Vec<PrivacyEntryView>>> {
+    let entries = s.app.privacy_log(&staff).await?;
+    Ok(axum::Json(
+        entries
+            .into_iter()
+            .map(|(e, library, by)| PrivacyEntryView {
+                id: e.id,
+                at: e.at,
+                library,
+                action: e.action,
+                by,
+                sessions: e.sessions,
+                transcripts: e.transcripts,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,279 @@
+//! Reports (issue 15) and the CSV export of any report and of the question
+//! list. CSV is RFC 4180 in UTF-8, and safe to open in a spreadsheet: a
+//! text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage
+//! return is prefixed with `'`, so that it is read as text, never as a
+//! formula.
+
+use super::auth::CurrentStaff;
+use crate::error::{ApiError, ApiResult, ErrorBody, Path, Query};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use refdesk_app::reports::{ReportParams, REPORTS};
+use refdesk_app::ListFilter;
+use refdesk_domain::report::{self as r, Cell, Table, DAY};
+use refdesk_store::QuestionRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(report)).routes(routes!(export_questions))
+}
+
+/// The most questions one export holds, newest first.
+pub const EXPORT_MAX: usize = 50_000;
+
+/// A report offered.
+#[derive(Serialize, ToSchema)]
+struct ReportName {
+    /// As in `/api/reports/{name}`.
+    name: &'static str,
+    /// What it shows.
+    title: &'static str,
+}
+
+/// Every report, in the order the reports page shows them.
+#[utoipa::path(get, path = "/api/reports", tag = "reports", security(("staff" = [])),
+    responses(
+        (status = 200, description = "the reports", body = [ReportName]),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    ))]
+async fn list(CurrentStaff(_): CurrentStaff) -> axum::Json<Vec<ReportName>> {
+    axum::Json(REPORTS.iter().map(|(name, title)| ReportName { name, title }).collect())
+}
+
+/// What a report is asked for.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// The first day counted, YYYY-MM-DD in local time (default: 29 days before `to`).
+    #[param(value_type = Option<String>, format = Date)]
+    from: Option<String>,
+    /// The last day counted, YYYY-MM-DD in local time (default: today). At most 1,100 days after `from`.
+    #[param(value_type = Option<String>, format = Date)]
+    to: Option<String>,
+    /// Local time minus UTC in minutes, −840 to 840 (default 0).
+    #[param(value_type = Option<i32>, minimum = -840, maximum = 840)]
+    utc_offset: Option<String>,
+    /// Only this library (a slug within my scope).
+    library: Option<String>,
+    /// `json` (default) or `csv`.
+    #[param(value_type = Option<Format>, inline)]
+    format: Option<String>,
+}
+
+/// How a report is sent.
+#[derive(Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // named for the document; parsed from text
+enum Format {
+    /// JSON: a table.
+    Json,
+    /// CSV, with a header row.
+    Csv,
+}
+
+fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
+    crate::input::invalid(field, why)
+}
+
+impl ReportQuery {
+    fn params(&self, today_utc: i64) -> Result<(ReportParams, bool), ApiError> {
+        let offset: i32 = match self.utc_offset.as_deref() {
+            None | Some("") => 0,
+            Some(v) => v.parse().map_err(|_| bad("utc_offset", "must be a whole number of minutes"))?,
+        };
+        let date = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+            match v.as_deref() {
+                None | Some("") => Ok(None),
+                Some(v) => r::parse_date(v).map(Some).ok_or_else(|| bad(field, "must be a date, YYYY-MM-DD")),
+            }
+        };
+        let today = (today_utc + i64::from(offset.clamp(-840, 840)) * 60_000).div_euclid(DAY);
+        let to = date("to", &self.to)?.unwrap_or(today);
+        let from = date("from", &self.from)?.unwrap_or(to - 29);
+        let csv = match self.format.as_deref() {
+            None | Some("json") => false,
+            Some("csv") => true,
+            Some(_) => return Err(bad("format", "use json or csv")),
+        };
+        let library = match self.library.as_deref() {
+            None | Some("") => None,
+            Some(slug) => Some(refdesk_domain::input::slug("library", slug)?),
+        };
+        Ok((ReportParams::new(from, to, offset, library)?, csv))
+    }
+}
+
+/// One report over a range of local dates, for the libraries my role
+/// covers (a librarian: my library; admins: their institution or
+/// cooperative). Practice chats are never counted.
+#[utoipa::path(get, path = "/api/reports/{name}", tag = "reports", security(("staff" = [])),
+    params(("name" = String, Path, description = "the report (see `GET /api/reports`)"), ReportQuery),
+    responses(
+        (status = 200, description = "the report: a table, or CSV with `format=csv`",
+            content((Table = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "`bad_query`: a parameter not known", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such report", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad date, range, offset, format or library", body = ErrorBody),
+    ))]
+async fn report(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(name): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Response> {
+    let (params, csv) = q.params(s.app.clock().now())?;
+    let table = s.app.report(&staff, &name, &params).await?;
+    if csv {
+        let file = format!("refdesk-{}-{}-{}.csv", table.name, table.from, table.to);
+        Ok(csv_response(&file, table_csv(&table)?))
+    } else {
+        Ok(axum::Json(table).into_response())
+    }
+}
+
+/// The question list as CSV, with the list's filters (`GET /api/questions`'s
+/// parameters; `before` and `limit` are not used): every matching question,
+/// newest first, at most 50,000. No patron's name or e-mail address.
+#[utoipa::path(get, path = "/api/questions/export", tag = "questions", security(("staff" = [])),
+    params(super::questions::ListParams),
+    responses(
+        (status = 200, description = "the questions, as CSV", body = String, content_type = "text/csv"),
+        (status = 400, description = "`bad_query`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad filter, naming it", body = ErrorBody),
+    ))]
+async fn export_questions(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Query(p): Query<super::questions::ListParams>,
+) -> ApiResult<Response> {
+    let filter = super::questions::filter(p)?;
+    let mut all: Vec<QuestionRecord> = Vec::new();
+    let mut page = ListFilter { before: None, limit: 200, ..filter };
+    loop {
+        let got = s.app.question_list(&staff, page.clone()).await?;
+        let last = got.last().map(|q| q.id);
+        let full = got.len() == 200;
+        all.extend(got);
+        match last {
+            Some(id) if full && all.len() < EXPORT_MAX => page.before = Some(id),
+            _ => break,
+        }
+    }
+    all.truncate(EXPORT_MAX);
+    let today = r::date_of(s.app.clock().now().div_euclid(DAY));
+    Ok(csv_response(&format!("refdesk-questions-{today}.csv"), questions_csv(&all)?))
+}
+
+fn csv_response(file: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A text cell as a spreadsheet must read it: as text.
+pub fn defused(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
+fn writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new())
+}
+
+fn finish(w: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, ApiError> {
+    w.into_inner().map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))
+}
+
+fn csv_failed(e: csv::Error) -> ApiError {
+    ApiError::internal(format!("cannot write CSV: {e}"))
+}
+
+/// A report as CSV: the labels, then the rows.
+pub fn table_csv(t: &Table) -> Result<Vec<u8>, ApiError> {
+    let mut w = writer();
+    w.write_record(t.columns.iter().map(|c| defused(c.label).into_owned())).map_err(csv_failed)?;
+    for row in &t.rows {
+        let cells = row.iter().map(|c| match c {
+            Cell::Text(s) => defused(s).into_owned(),
+            Cell::Int(n) => n.to_string(),
+            Cell::Number(Some(x)) => x.to_string(),
+            Cell::Number(None) => String::new(),
+        });
+        w.write_record(cells).map_err(csv_failed)?;
+    }
+    finish(w)
+}
+
+/// A time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{}T{:02}:{:02}:{:02}Z", r::date_of(ms.div_euclid(DAY)), secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// The question list as CSV.
+pub fn questions_csv(questions: &[QuestionRecord]) -> Result<Vec<u8>, ApiError> {
+    let mut w = writer();
+    let head = [
+        "Question",
+        "Created (UTC)",
+        "Library",
+        "Status",
+        "Code",
+        "READ scale",
+        "Librarian",
+        "Referred to",
+        "Follow-up",
+        "Rating",
+        "Question text",
+    ];
+    w.write_record(head).map_err(csv_failed)?;
+    for q in questions {
+        let st = &q.state;
+        let row = [
+            q.id.0.to_string(),
+            utc(q.created_at),
+            defused(&q.library_name).into_owned(),
+            st.status.as_str().to_owned(),
+            defused(st.code.as_deref().unwrap_or("")).into_owned(),
+            st.read_scale.map(|n| n.to_string()).unwrap_or_default(),
+            defused(q.librarian_name.as_deref().unwrap_or("")).into_owned(),
+            defused(q.referred_name.as_deref().unwrap_or("")).into_owned(),
+            if st.follow_up { "yes" } else { "" }.to_owned(),
+            q.rating.map(|n| n.to_string()).unwrap_or_default(),
+            defused(&q.text).into_owned(),
+        ];
+        w.write_record(row).map_err(csv_failed)?;
+    }
+    finish(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_read_as_text() {
+        for f in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(defused(f).starts_with('\''), "{f:?}");
+        }
+        assert_eq!(defused("plain, \"quoted\""), "plain, \"quoted\"");
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(86_399_999), "1970-01-01T23:59:59Z");
+    }
+}

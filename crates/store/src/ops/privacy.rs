@@ -1,0 +1,308 @@
+//! Patron privacy (issue 15): retention periods, erasing a chat's personal
+//! data, and the audit list.
+//!
+//! Erasing keeps every column the reports count (times, libraries, staff,
+//! codes, ratings), so the figures are the same after as before. What goes:
+//! the patron's name, e-mail address and transcript address, the browser
+//! and network digests (an IPv4 address can be found again from its
+//! digest), the e-mail kept in the outbox. What stays is masked
+//! ([`refdesk_domain::privacy::mask`]): the question, the messages (or,
+//! when the library deletes transcripts, the first line only), the rating
+//! comment and the timeline's texts.
+
+use super::{quiet, Backend};
+use crate::api::Privacy;
+use crate::sql::rows::{lock_session, not_found};
+use crate::sql::{args, Db};
+use crate::{ErasureReason, PatronSession, PrivacyEntry, Result, StoreError};
+use async_trait::async_trait;
+use refdesk_domain::chat::SessionState;
+use refdesk_domain::ids::{LibraryId, QuestionId, SessionId, StaffId};
+use refdesk_domain::privacy::{mask, Retention, Transcripts, PATRON};
+use refdesk_domain::{DomainError, Millis};
+use std::collections::BTreeMap;
+
+fn within(column: &str, libraries: &[LibraryId]) -> String {
+    if libraries.is_empty() {
+        return "1 = 0".into();
+    }
+    let ids: Vec<String> = libraries.iter().map(|l| l.0.to_string()).collect();
+    format!("{column} IN ({})", ids.join(", "))
+}
+
+/// Masks every string of a timeline entry's JSON.
+fn mask_json(value: &mut serde_json::Value, name: Option<&str>) {
+    match value {
+        serde_json::Value::String(s) => *s = mask(s, name),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_json(v, name)),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| mask_json(v, name)),
+        _ => {}
+    }
+}
+
+/// Masks the messages left of a chat; with `Delete`, only its first line
+/// (the question) is left.
+async fn erase_messages<D: Db>(db: &mut D, id: SessionId, how: Transcripts, name: Option<&str>) -> Result<()> {
+    if how == Transcripts::Delete {
+        db.exec("DELETE FROM messages WHERE session_id = ?1 AND seq > 1", args![id.0]).await?;
+    }
+    let lines = db
+        .rows("SELECT seq AS seq, body AS body FROM messages WHERE session_id = ?1", args![id.0], |r| {
+            Ok((r.int("seq")?, r.text("body")?))
+        })
+        .await?;
+    for (seq, body) in lines {
+        let masked = mask(&body, name);
+        if masked != body {
+            db.exec("UPDATE messages SET body = ?3 WHERE session_id = ?1 AND seq = ?2", args![id.0, seq, &masked])
+                .await?;
+        }
+    }
+    db.exec(
+        "UPDATE messages SET author_name = ?2 WHERE session_id = ?1 AND author_kind = 'patron'",
+        args![id.0, PATRON],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Masks a question's text and its timeline entries.
+async fn erase_question<D: Db>(db: &mut D, q: QuestionId, name: Option<&str>) -> Result<()> {
+    let text = db
+        .row("SELECT text AS text FROM questions WHERE id = ?1", args![q.0], |r| r.text("text"))
+        .await?
+        .ok_or(not_found("question"))?;
+    db.exec("UPDATE questions SET text = ?2 WHERE id = ?1", args![q.0, &mask(&text, name)]).await?;
+    let entries = db
+        .rows("SELECT id AS id, change AS change FROM timeline WHERE question_id = ?1", args![q.0], |r| {
+            Ok((r.int("id")?, r.text("change")?))
+        })
+        .await?;
+    for (id, json) in entries {
+        let mut value: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| StoreError::backend(format!("unreadable timeline entry {id}: {e}")))?;
+        mask_json(&mut value, name);
+        let masked = value.to_string();
+        if masked != json {
+            db.exec("UPDATE timeline SET change = ?2 WHERE id = ?1", args![id, &masked]).await?;
+        }
+    }
+    db.exec("DELETE FROM outbox WHERE question_id = ?1", args![q.0]).await?;
+    Ok(())
+}
+
+/// Erases one ended chat's personal data; its library, or `None` if it was
+/// erased before.
+async fn erase_one<D: Db>(db: &mut D, id: SessionId, how: Transcripts, now: Millis) -> Result<Option<LibraryId>> {
+    let rec = lock_session(db, id).await?;
+    if rec.state != SessionState::Ended {
+        let why = format!("chat {} is still going on: end it before erasing it", id.0);
+        return Err(DomainError::Conflict(why).into());
+    }
+    let (erased, question, comment) = db
+        .row(
+            "SELECT erased_at AS erased_at, question_text AS question_text, rating_comment AS rating_comment
+             FROM sessions WHERE id = ?1",
+            args![id.0],
+            |r| Ok((r.opt_int("erased_at")?, r.text("question_text")?, r.opt_text("rating_comment")?)),
+        )
+        .await?
+        .ok_or(not_found("session"))?;
+    if erased.is_some() {
+        return Ok(None);
+    }
+    let name = rec.patron_name.as_deref();
+    erase_messages(db, id, how, name).await?;
+    if let Some(q) = rec.ctx.question {
+        erase_question(db, q, name).await?;
+    }
+    db.exec(
+        "UPDATE sessions SET patron_name = NULL, patron_email = NULL, transcript_to = NULL, browser_key = NULL,
+           net_key = NULL, question_text = ?2, rating_comment = ?3, erased_at = ?4
+         WHERE id = ?1",
+        args![id.0, &mask(&question, name), &comment.map(|c| mask(&c, name)), now],
+    )
+    .await?;
+    db.exec("DELETE FROM outbox WHERE session_id = ?1", args![id.0]).await?;
+    // A block still in force keeps its digests until it runs out (the
+    // patron was abusive); the audit list of blocks keeps the rest.
+    db.exec(
+        "UPDATE blocks SET browser_key = NULL, net_key = NULL
+         WHERE session_id = ?1 AND (lifted_at IS NOT NULL OR expires_at <= ?2)",
+        args![id.0, now],
+    )
+    .await?;
+    Ok(Some(rec.ctx.placement.library))
+}
+
+async fn erase<D: Db>(
+    db: &mut D,
+    sessions: Vec<SessionId>,
+    how: Transcripts,
+    why: ErasureReason,
+    now: Millis,
+) -> Result<u64> {
+    let mut per_library: BTreeMap<i64, i64> = BTreeMap::new();
+    for id in sessions {
+        if let Some(library) = erase_one(db, id, how, now).await? {
+            *per_library.entry(library.0).or_default() += 1;
+        }
+    }
+    let (action, by) = match why {
+        ErasureReason::Retention => ("retention", None),
+        ErasureReason::Request(by) => ("erase", Some(by.0)),
+    };
+    for (library, n) in &per_library {
+        db.exec(
+            "INSERT INTO privacy_log (library_id, at, action, actor_id, sessions, transcripts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![*library, now, action, by, *n, how.as_str()],
+        )
+        .await?;
+    }
+    Ok(per_library.values().sum::<i64>() as u64)
+}
+
+fn transcripts(r: &dyn crate::sql::Cols, column: &str) -> Result<Transcripts> {
+    let t = r.text(column)?;
+    Transcripts::parse(&t).ok_or_else(|| StoreError::backend(format!("unknown transcripts setting {t:?}")))
+}
+
+fn retention_row(r: &dyn crate::sql::Cols) -> Result<Retention> {
+    let days = r.int("days")?;
+    Ok(Retention {
+        days: u32::try_from(days).map_err(|_| StoreError::backend(format!("bad retention days {days}")))?,
+        transcripts: transcripts(r, "transcripts")?,
+    })
+}
+
+async fn set_retention<D: Db>(
+    db: &mut D,
+    library: LibraryId,
+    r: Option<Retention>,
+    by: StaffId,
+    now: Millis,
+) -> Result<()> {
+    let found = db.row("SELECT id AS id FROM libraries WHERE id = ?1", args![library.0], |r| r.int("id")).await?;
+    found.ok_or(not_found("library"))?;
+    match r {
+        None => db.exec("DELETE FROM retention WHERE library_id = ?1", args![library.0]).await?,
+        Some(r) => {
+            db.exec(
+                "INSERT INTO retention (library_id, days, transcripts, updated_at, updated_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (library_id) DO UPDATE SET days = excluded.days, transcripts = excluded.transcripts,
+                   updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                args![library.0, i64::from(r.days), r.transcripts.as_str(), now, by.0],
+            )
+            .await?
+        }
+    };
+    Ok(())
+}
+
+fn patron_session(r: &dyn crate::sql::Cols) -> Result<PatronSession> {
+    let state = r.text("state")?;
+    Ok(PatronSession {
+        session: SessionId(r.int("session_id")?),
+        question: r.opt_int("question_id")?.map(QuestionId),
+        library: LibraryId(r.int("library_id")?),
+        created_at: r.int("created_at")?,
+        state: SessionState::parse(&state).ok_or_else(|| StoreError::backend(format!("unknown state {state:?}")))?,
+        patron_name: r.opt_text("patron_name")?,
+        question_text: r.text("question_text")?,
+    })
+}
+
+fn privacy_entry(r: &dyn crate::sql::Cols) -> Result<PrivacyEntry> {
+    Ok(PrivacyEntry {
+        id: r.int("id")?,
+        at: r.int("at")?,
+        library: LibraryId(r.int("library_id")?),
+        action: r.text("action")?,
+        by: r.opt_int("actor_id")?.map(StaffId),
+        sessions: r.int("sessions")?,
+        transcripts: match r.opt_text("transcripts")? {
+            Some(_) => Some(transcripts(r, "transcripts")?),
+            None => None,
+        },
+    })
+}
+
+#[async_trait]
+impl<B: Backend> Privacy for B {
+    async fn retention(&self, library: LibraryId) -> Result<Option<Retention>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT days AS days, transcripts AS transcripts FROM retention WHERE library_id = ?1";
+                db.row(sql, args![library.0], retention_row).await
+            })
+        })
+        .await
+    }
+
+    async fn set_retention(&self, library: LibraryId, r: Option<Retention>, by: StaffId, now: Millis) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(set_retention(db, library, r, by, now)))).await
+    }
+
+    async fn retentions(&self) -> Result<Vec<(LibraryId, Retention)>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT library_id AS library_id, days AS days, transcripts AS transcripts FROM retention
+                           ORDER BY library_id";
+                db.rows(sql, args![], |r| Ok((LibraryId(r.int("library_id")?), retention_row(r)?))).await
+            })
+        })
+        .await
+    }
+
+    async fn due_for_erasure(&self, library: LibraryId, before: Millis, limit: u32) -> Result<Vec<SessionId>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT id AS id FROM sessions
+                           WHERE library_id = ?1 AND erased_at IS NULL AND created_at < ?2 AND state = 'ended'
+                           ORDER BY created_at, id LIMIT ?3";
+                db.rows(sql, args![library.0, before, i64::from(limit)], |r| Ok(SessionId(r.int("id")?))).await
+            })
+        })
+        .await
+    }
+
+    async fn erase(&self, sessions: Vec<SessionId>, how: Transcripts, why: ErasureReason, now: Millis) -> Result<u64> {
+        self.write(move |db| Box::pin(quiet(erase(db, sessions, how, why, now)))).await
+    }
+
+    async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>> {
+        let email = email.trim().to_ascii_lowercase();
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT s.id AS session_id, q.id AS question_id, s.library_id AS library_id,
+                            s.created_at AS created_at, s.state AS state, s.patron_name AS patron_name,
+                            s.question_text AS question_text
+                     FROM sessions s LEFT JOIN questions q ON q.session_id = s.id
+                     WHERE (lower(s.patron_email) = ?1 OR lower(s.transcript_to) = ?1) AND {}
+                     ORDER BY s.created_at DESC, s.id DESC LIMIT 1000",
+                    within("s.library_id", &libraries)
+                );
+                db.rows(&sql, args![&email], patron_session).await
+            })
+        })
+        .await
+    }
+
+    async fn privacy_log(&self, libraries: Vec<LibraryId>, limit: u32) -> Result<Vec<PrivacyEntry>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT id AS id, at AS at, library_id AS library_id, action AS action, actor_id AS actor_id,
+                            sessions AS sessions, transcripts AS transcripts
+                     FROM privacy_log WHERE {} ORDER BY id DESC LIMIT ?1",
+                    within("library_id", &libraries)
+                );
+                db.rows(&sql, args![i64::from(limit)], privacy_entry).await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,33 @@
+-- Statistics and patron privacy (issue 15): the READ scale, who ended a
+-- chat, hand-overs counted, when a chat's personal data was erased, each
+-- library's retention period and the privacy audit list. `practice`
+-- copies the question's `exclude_from_stats` so that the reports read one
+-- table.
+ALTER TABLE questions ADD COLUMN read_scale BIGINT;
+ALTER TABLE sessions ADD COLUMN ended_by TEXT;
+ALTER TABLE sessions ADD COLUMN handovers BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN practice BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE sessions SET practice = TRUE WHERE id IN (SELECT session_id FROM questions WHERE exclude_from_stats);
+ALTER TABLE sessions ADD COLUMN erased_at BIGINT;
+CREATE INDEX sessions_library_created ON sessions(library_id, created_at);
+CREATE INDEX sessions_librarian_created ON sessions(librarian_id, created_at) WHERE librarian_id IS NOT NULL;
+CREATE INDEX questions_library_created ON questions(library_id, created_at);
+CREATE INDEX sessions_unerased ON sessions(library_id, created_at) WHERE erased_at IS NULL;
+CREATE INDEX sessions_patron_email ON sessions(lower(patron_email)) WHERE patron_email IS NOT NULL;
+CREATE TABLE retention (
+    library_id  BIGINT PRIMARY KEY REFERENCES libraries(id),
+    days        BIGINT,
+    transcripts TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    updated_by  BIGINT REFERENCES staff(id)
+);
+CREATE TABLE privacy_log (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    library_id  BIGINT NOT NULL REFERENCES libraries(id),
+    at          BIGINT NOT NULL,
+    action      TEXT NOT NULL,
+    actor_id    BIGINT REFERENCES staff(id),
+    sessions    BIGINT NOT NULL,
+    transcripts TEXT
+);
+CREATE INDEX privacy_log_library ON privacy_log(library_id, id);

@@ -1,0 +1,37 @@
+-- Statistics and patron privacy (issue 15): the READ scale, who ended a
+-- chat, hand-overs counted, when a chat's personal data was erased, each
+-- library's retention period and the privacy audit list. `practice`
+-- copies the question's `exclude_from_stats` so that the reports read one
+-- table.
+ALTER TABLE questions ADD COLUMN read_scale INTEGER;
+ALTER TABLE sessions ADD COLUMN ended_by TEXT;
+ALTER TABLE sessions ADD COLUMN handovers INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN practice BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE sessions SET practice = TRUE WHERE id IN (SELECT session_id FROM questions WHERE exclude_from_stats);
+ALTER TABLE sessions ADD COLUMN erased_at INTEGER;
+-- Covers every column the reports read, so that a year of a cooperative
+-- is read from the index alone.
+CREATE INDEX sessions_report ON sessions(library_id, created_at, by_form, practice, state, ended_by, accepted_at,
+    ended_at, librarian_id, rating, handovers);
+CREATE INDEX sessions_librarian_created ON sessions(librarian_id, created_at) WHERE librarian_id IS NOT NULL;
+CREATE INDEX questions_report ON questions(library_id, created_at, exclude_from_stats, status, code, read_scale,
+    session_id);
+CREATE INDEX sessions_unerased ON sessions(library_id, created_at) WHERE erased_at IS NULL;
+CREATE INDEX sessions_patron_email ON sessions(lower(patron_email)) WHERE patron_email IS NOT NULL;
+CREATE TABLE retention (
+    library_id  INTEGER PRIMARY KEY REFERENCES libraries(id),
+    days        INTEGER,
+    transcripts TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    updated_by  INTEGER REFERENCES staff(id)
+);
+CREATE TABLE privacy_log (
+    id          INTEGER PRIMARY KEY,
+    library_id  INTEGER NOT NULL REFERENCES libraries(id),
+    at          INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    actor_id    INTEGER REFERENCES staff(id),
+    sessions    INTEGER NOT NULL,
+    transcripts TEXT
+);
+CREATE INDEX privacy_log_library ON privacy_log(library_id, id);
