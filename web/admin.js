@@ -142,7 +142,8 @@ async function findPatron() {
   const found = await api(`/api/privacy/patron?email=${encodeURIComponent(eraseEmail)}`);
   $("erase-caption").textContent = `Chats and questions with ${eraseEmail}: ${found.length}`;
   $("erase-rows").replaceChildren(...found.map((f) => {
-    // Only an ended chat not yet erased may be chosen; those are chosen at first.
+    // Only an ended chat may be chosen; those are chosen at first. (An erased
+    // chat no longer carries the address, so it is not found again.)
     const may = !f.erased && f.state === "ended";
     const box = el("input", { type: "checkbox", class: "inline erase-pick", value: String(f.session), checked: may, disabled: !may,
       "aria-label": `Erase chat ${f.session}` });
@@ -168,7 +169,7 @@ $("erase-go").onclick = async () => {
   if (!sessions.length) { $("error").textContent = "Choose at least one chat to erase."; return; }
   if (!window.confirm(`Erase the personal data of ${sessions.length} chat(s) of ${eraseEmail}? This cannot be undone.`)) return;
   try {
-    const out = await api("/api/privacy/erase", { method: "POST", body: { email: eraseEmail, sessions } });
+    const out = await api("/api/privacy/erase", { method: "POST", body: { email: eraseEmail, sessions, transcripts: $("erase-transcripts").value } });
     await findPatron();
     await loadPrivacyLog();
     $("status").textContent = `Erased the personal data of ${out.erased} chat(s).`;
