@@ -219,7 +219,15 @@ ensure_curl() {
   apt_install curl
 }
 
+# The privacy tests read the whole database with each backend's own dump
+# tool, to show that no patron's name or address is left anywhere.
+ensure_dump_tools() {
+  command -v sqlite3 >/dev/null || apt_install sqlite3
+  command -v pg_dump >/dev/null || apt_install postgresql-client
+}
+
 ensure_curl
+ensure_dump_tools
 ensure_postgres
 drop_old_test_databases
 ensure_postgres_tls

@@ -22,7 +22,20 @@ pub struct Table {
     /// The columns.
     pub columns: Vec<Column>,
     /// The rows: one cell per column.
+    #[cfg_attr(feature = "openapi", schema(schema_with = rows_schema))]
     pub rows: Vec<Vec<Cell>>,
+}
+
+/// The rows' schema: a cell is a string, a number or null (`anyOf`, since
+/// a whole number is also a number).
+#[cfg(feature = "openapi")]
+fn rows_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let cell = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(SchemaType::Array(vec![Type::Number, Type::Null])))
+        .description(Some("a text or a date, a number, or null"));
+    ArrayBuilder::new().items(ArrayBuilder::new().items(cell)).build()
 }
 
 /// A column of a [`Table`].
@@ -55,7 +68,6 @@ pub enum Kind {
 
 /// One cell: a string, a whole number, or a number (null when undefined).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Cell {
     /// Words or a date.

@@ -255,7 +255,8 @@ pub trait Reports: Send + Sync {
     /// How many chats in `range` lasted each whole number of seconds of
     /// `span` (a histogram, for exact percentiles to the second).
     async fn span_histogram(&self, range: ReportRange, span: Span) -> Result<Vec<(i64, i64)>>;
-    /// How many chats in `range` someone conferenced into.
+    /// How many chats in `range` someone conferenced into (monitor, whisper
+    /// or join), whether or not they are still there.
     async fn conferenced(&self, range: ReportRange) -> Result<i64>;
     /// Ratings with a comment, newest first, at most `limit`.
     async fn rating_comments(&self, range: ReportRange, limit: u32) -> Result<Vec<RatingComment>>;

@@ -3,14 +3,14 @@
 //! list of both.
 
 use super::auth::CurrentStaff;
-use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
+use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
 use axum::extract::State;
 use refdesk_domain::chat::SessionState;
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::privacy::{Retention, Transcripts};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -82,13 +82,13 @@ async fn set_retention(
     Ok(axum::Json(b))
 }
 
-/// Whose data to find.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// Whose data to find. In a body, not the query string: a URL is written
+/// in access logs (a reverse proxy's too), and the address must not be.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FindQuery {
+struct FindRequest {
     /// The patron's e-mail address (any letter case).
-    #[param(max_length = 254)]
+    #[schema(max_length = 254)]
     email: String,
 }
 
@@ -113,18 +113,18 @@ struct PatronChatView {
 
 /// Every chat and question of my libraries whose patron e-mail or
 /// transcript address is `email` (library admins and above), newest first.
-#[utoipa::path(get, path = "/api/privacy/patron", tag = "privacy", security(("staff" = [])),
-    params(FindQuery),
+/// A `POST` that changes nothing, so that the address stays out of URLs.
+#[utoipa::path(post, path = "/api/privacy/patron", tag = "privacy", security(("staff" = [])),
+    request_body = FindRequest,
     responses(
         (status = 200, description = "what carries the address", body = [PatronChatView]),
-        (status = 400, description = "`bad_query`: no `email`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
         (status = 422, description = "`invalid`: not an e-mail address", body = ErrorBody),
     ))]
 async fn find(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-    Query(q): Query<FindQuery>,
+    Json(q): Json<FindRequest>,
 ) -> ApiResult<axum::Json<Vec<PatronChatView>>> {
     let found = s.app.patron_chats(&staff, &q.email).await?;
     Ok(axum::Json(

@@ -23,11 +23,36 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Logs are silent unless TEST_LOG is set.
-fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("debug").with_test_writer().try_init();
+/// Every log line of the run, at debug level (shown too when TEST_LOG is
+/// set): the privacy test reads them for patron data.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// Writes a log line into [`LOGS`], and to the test's output with TEST_LOG.
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            print!("{}", String::from_utf8_lossy(buf));
+        }
+        Ok(buf.len())
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug,sqlx=warn,hyper=info,tungstenite=info,tokio_tungstenite=info,async_nats=info,reqwest=info,rustls=info")
+        .with_ansi(false).with_writer(|| Capture).try_init();
+}
+
+/// Everything logged so far in this test run.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
 /// A fresh server with the demo cooperative loaded.

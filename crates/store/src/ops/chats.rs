@@ -113,10 +113,14 @@ async fn accept<D: Db>(
     guard(&rec)?;
     rec.state.accept()?;
     // The session's lock makes this the one accept that sees 'waiting'; the
-    // WHERE clause says so again.
+    // WHERE clause says so again. `accepted_at` is the first acceptance: a
+    // chat accepted again after a transfer to a queue keeps it, so that the
+    // reports' wait ends when the patron was first served and the duration
+    // covers the whole chat.
     let n = db
         .exec(
-            "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = ?3 WHERE id = ?1 AND state = 'waiting'",
+            "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = COALESCE(accepted_at, ?3)
+             WHERE id = ?1 AND state = 'waiting'",
             args![id.0, by.id.0, now],
         )
         .await?;
@@ -307,6 +311,8 @@ async fn conference<D: Db>(
         args![id.0, by.id.0, mode.as_str(), now],
     )
     .await?;
+    // For the reports: the member row goes when they leave; this stays.
+    db.exec("UPDATE sessions SET conferenced = TRUE WHERE id = ?1", args![id.0]).await?;
     if let Some(q) = rec.ctx.question {
         let change = Change::Conference { staff: by.id, name: by.display_name.clone(), mode: Some(mode) };
         insert_timeline(db, q, now, Some(&by), &change).await?;

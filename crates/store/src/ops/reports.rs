@@ -175,8 +175,8 @@ impl<B: Backend> Reports for B {
         self.read(move |db| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT COUNT(DISTINCT m.session_id) AS n FROM session_members m JOIN sessions s ON s.id = m.session_id
-                     WHERE s.created_at >= ?1 AND s.created_at < ?2 AND NOT s.practice AND {}",
+                    "SELECT COUNT(*) AS n FROM sessions s
+                     WHERE s.conferenced AND s.created_at >= ?1 AND s.created_at < ?2 AND NOT s.practice AND {}",
                     within("s.library_id", &range.libraries)
                 );
                 crate::sql::int(db, &sql, args![range.from, range.to], "n").await

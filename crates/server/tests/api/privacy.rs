@@ -1,0 +1,242 @@
+//! Patron privacy (issue 15): a library's retention period on a manual
+//! clock, erasing one patron's data on request, and logs that never carry
+//! patron data. "Nowhere" is checked in the whole database (a dump of it),
+//! in the API and in search, on whichever backend the suite runs on.
+
+use crate::helpers::{spawn_app_with_manual_clock, Patron, TestApp};
+use serde_json::{json, Value};
+
+const DAY: i64 = 86_400_000;
+
+async fn patron_post(p: &Patron, path: &str, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("http://{}{path}", p.addr))
+        .bearer_auth(&p.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Every row of the database as text: `sqlite3 .dump`, or `pg_dump`.
+fn dump(app: &TestApp) -> String {
+    let out = match std::fs::read_to_string(app.dir.path().join("database_url")) {
+        Ok(url) => std::process::Command::new("pg_dump").args(["--data-only", url.trim()]).output(),
+        Err(_) => {
+            std::process::Command::new("sqlite3").arg(app.dir.path().join("refdesk.sqlite3")).arg(".dump").output()
+        }
+    }
+    .expect("the database's own dump tool runs (scripts/test.sh installs it)");
+    assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    // pg_dump marks each dump with a random token of its own.
+    let text: String = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(text.contains("riverside-main"), "the dump holds the data");
+    text
+}
+
+/// Who a chat's patron is, in every form the test looks for.
+struct Person {
+    name: &'static str,
+    email: String,
+    phone: &'static str,
+}
+
+/// A chat in which the patron gives their name, address and phone, asks
+/// for the transcript, rates it with a comment; ann answers and ends it.
+async fn personal_chat(app: &TestApp, library: &str, who: &Person) -> (Patron, i64) {
+    let question = format!("I am {}, please mail {} or call {}", who.name, who.email, who.phone);
+    let form = json!({"name": who.name, "email": who.email, "question": question});
+    let patron = app.start_chat_with(library, form).await;
+    let staff = app.staff(if library == "riverside-main" { "ann" } else { "ben" }).await;
+    app.clock().advance(45_000);
+    assert_eq!(staff.accept(patron.session).await.0, 200);
+    let mut pat = patron.socket().await;
+    pat.resume(None, 0).await;
+    pat.say(None, "message", &format!("My e-mail is {} and I'm {}", who.email.to_uppercase(), who.name), "p1").await;
+    let say = json!({"kind": "message", "body": format!("Thanks {}, I will write to {}", who.name, who.email)});
+    assert_eq!(staff.post(&format!("/api/sessions/{}/messages", patron.session), say).await.0, 200);
+    let note = json!({"kind": "note", "body": format!("{} called from {}", who.name, who.phone)});
+    assert_eq!(staff.post(&format!("/api/sessions/{}/messages", patron.session), note).await.0, 200);
+    assert_eq!(patron_post(&patron, "/api/chat/transcript", json!({"email": who.email})).await.0, 200);
+    app.clock().advance(300_000);
+    assert_eq!(
+        staff
+            .post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "answered", "read_scale": 2}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(patron_post(&patron, "/api/chat/end", json!(null)).await.0, 200);
+    let comment = json!({"rating": 5, "comment": format!("{} here: great, reach me at {}", who.name, who.email)});
+    assert_eq!(patron_post(&patron, "/api/chat/rating", comment).await.0, 200);
+    let question = staff.question_of(patron.session).await["id"].as_i64().unwrap();
+    (patron, question)
+}
+
+fn person(name: &'static str, tag: &str) -> Person {
+    Person { name, email: format!("{tag}.{}@example.org", std::process::id()), phone: "555-867-5309" }
+}
+
+async fn report(app: &TestApp, name: &str) -> Value {
+    let erin = app.staff("erin").await;
+    let (status, table) = erin.get(&format!("/api/reports/{name}?from=2020-01-01&to=2022-12-31")).await;
+    assert_eq!(status, 200, "{table}");
+    table
+}
+
+#[tokio::test]
+async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_and_reports_hold() {
+    let app = spawn_app_with_manual_clock().await;
+    // 2021-03-01, so that the reports' range is fixed.
+    let start = 1_614_556_800_000;
+    app.clock().advance(start - app.clock().now());
+    let carla = app.staff("carla").await;
+    let keep = json!({"days": 30, "transcripts": "mask"});
+    assert_eq!(app.staff("ann").await.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 403);
+    assert_eq!(carla.put("/api/libraries/riverside-main/retention", json!({"days": 0})).await.0, 422);
+    assert_eq!(carla.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 200);
+    assert_eq!(carla.get("/api/libraries/riverside-main/retention").await.1, keep);
+    let erin = app.staff("erin").await;
+    let delete = json!({"days": 30, "transcripts": "delete"});
+    assert_eq!(erin.put("/api/libraries/lakeside-public/retention", delete).await.0, 200);
+
+    let masked = person("Zephyrine Quillfeather", "zephyrine");
+    let deleted = person("Bartholomew Ravensworth", "bartholomew");
+    let (_, q_masked) = personal_chat(&app, "riverside-main", &masked).await;
+    let (p_deleted, _) = personal_chat(&app, "lakeside-public", &deleted).await;
+    let net = refdesk_app::auth::digest("refdesk-net:127.0.0.1");
+    let reports = ["by-day", "by-library", "service", "ratings", "read-scale", "by-code", "coverage"];
+    let mut before = Vec::new();
+    for r in reports {
+        before.push(report(&app, r).await);
+    }
+
+    // Before the period: nothing changes.
+    app.clock().advance(29 * DAY);
+    assert_eq!(app.state.app.apply_retention(app.clock().now()).await.unwrap(), 0);
+    let all = dump(&app);
+    for needle in [masked.name, masked.email.as_str(), deleted.name, deleted.email.as_str(), net.as_str()] {
+        assert!(all.contains(needle), "kept until the period ends: {needle}");
+    }
+
+    // After it: erased, by itself in the background round too.
+    app.clock().advance(2 * DAY);
+    app.eventually("the background round applies the retention periods", || async {
+        !dump(&app).contains(masked.name)
+    })
+    .await;
+    assert_eq!(app.state.app.apply_retention(app.clock().now()).await.unwrap(), 0, "nothing left to erase");
+    // A month on, sign-ins have run out.
+    let (carla, erin) = (app.staff("carla").await, app.staff("erin").await);
+    let all = dump(&app);
+    for needle in [
+        masked.name,
+        "Zephyrine",
+        "Quillfeather",
+        &masked.email,
+        "ZEPHYRINE.",
+        masked.phone,
+        deleted.name,
+        &deleted.email,
+        &net,
+    ] {
+        assert!(!all.to_lowercase().contains(&needle.to_lowercase()), "{needle:?} is still in the database");
+    }
+    let (_, page) = carla.get(&format!("/api/questions/{q_masked}")).await;
+    let text = page.to_string();
+    assert!(!text.contains("Quillfeather") && !text.contains(&masked.email), "{text}");
+    assert_eq!(page["patron_email"], Value::Null);
+    assert!(text.contains("[email]") && text.contains("[name]") && text.contains("[phone]"), "masked, kept: {text}");
+    assert!(page["transcript"].as_array().unwrap().len() > 3, "the masked transcript is kept");
+    let (_, found) = carla.get("/api/questions?q=Quillfeather").await;
+    assert_eq!(found, json!([]), "search finds nothing of the patron");
+    let lines = app.stored(p_deleted.session).await;
+    assert_eq!(lines.len(), 1, "a deleted transcript keeps its question line only: {lines:?}");
+    for (r, was) in reports.iter().zip(&before) {
+        assert_eq!(&report(&app, r).await, was, "report {r} gives the same figures");
+    }
+    let (_, log) = erin.get("/api/privacy/log").await;
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log.iter().all(|e| e["action"] == "retention" && e["sessions"] == 1 && e["by"].is_null()));
+    let (_, carlas) = carla.get("/api/privacy/log").await;
+    assert_eq!(carlas.as_array().unwrap().len(), 1, "an admin sees their libraries' entries only");
+}
+
+#[tokio::test]
+async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothing() {
+    let app = spawn_app_with_manual_clock().await;
+    let who = person("Philippa Oakenshield", "philippa");
+    let (_, q1) = personal_chat(&app, "riverside-main", &who).await;
+    let (_, _) = personal_chat(&app, "lakeside-public", &who).await;
+    // A chat still going on, the address in another letter case.
+    let live = app
+        .start_chat_with(
+            "riverside-main",
+            json!({"name": who.name, "email": who.email.to_uppercase(), "question": "Still there?"}),
+        )
+        .await;
+    let carla = app.staff("carla").await;
+    let erin = app.staff("erin").await;
+    let find = |email: &str| ("/api/privacy/patron", json!({ "email": email }));
+    let (path, body) = find(&who.email);
+    assert_eq!(app.staff("ann").await.post(path, body.clone()).await.0, 403, "librarians do not erase");
+    let (status, found) = carla.post(path, body.clone()).await;
+    assert_eq!(status, 200);
+    let found = found.as_array().unwrap().clone();
+    assert_eq!(found.len(), 2, "carla's library only: {found:?}");
+    assert!(found.iter().all(|f| f["patron_name"] == who.name && f["question_text"].is_string()), "{found:?}");
+    assert_eq!(
+        erin.post(path, body.clone()).await.1.as_array().unwrap().len(),
+        3,
+        "the cooperative admin sees all three"
+    );
+    let ids: Vec<i64> = found.iter().map(|f| f["session"].as_i64().unwrap()).collect();
+    let before = dump(&app);
+    let (status, err) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
+    assert_eq!(status, 409, "a chat still going on: {err}");
+    assert_eq!(dump(&app), before, "all or nothing");
+    let (_, theirs) = erin.post(path, body.clone()).await;
+    let lakeside = theirs.as_array().unwrap().iter().find(|f| !ids.contains(&f["session"].as_i64().unwrap())).unwrap()
+        ["session"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": [lakeside]})).await;
+    assert_eq!(status, 422, "not carla's library");
+    assert_eq!(patron_post(&live, "/api/chat/end", json!(null)).await.0, 200);
+    let (status, erased) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
+    assert_eq!((status, erased), (200, json!({"erased": 2})));
+    assert_eq!(carla.post(path, body.clone()).await.1, json!([]));
+    let (_, left) = erin.post(path, body.clone()).await;
+    assert_eq!(left.as_array().unwrap().len(), 1, "the other library's chat is untouched");
+    let (_, page) = carla.get(&format!("/api/questions/{q1}")).await;
+    assert!(!page.to_string().contains("Oakenshield") && !page.to_string().contains(&who.email));
+    let (_, log) = carla.get("/api/privacy/log").await;
+    assert_eq!(log[0]["action"], "erase");
+    assert_eq!(log[0]["by"], "Carla Catalog");
+    assert_eq!(log[0]["sessions"], 2);
+    assert!(!log.to_string().contains(&who.email), "the audit list never holds the address");
+    let (status, _) = carla.post("/api/privacy/erase", json!({"email": "not-an-address", "sessions": ids})).await;
+    assert_eq!(status, 422);
+    let (path, body) = find("nobody");
+    assert_eq!(carla.post(path, body).await.0, 422, "not an address");
+}
+
+#[tokio::test]
+async fn logs_never_carry_patron_names_addresses_message_text_or_tokens() {
+    let app = spawn_app_with_manual_clock().await;
+    let who = person("Isadora Fenwickshire", "isadora");
+    let (patron, _) = personal_chat(&app, "riverside-main", &who).await;
+    let logs = crate::helpers::captured_logs();
+    assert!(logs.contains("chat"), "the logs are captured at debug level: {} bytes", logs.len());
+    for needle in ["Fenwickshire", &who.email, "please mail", "I will write to", &patron.token, "great, reach me"] {
+        assert!(!logs.contains(needle), "the logs carry {needle:?}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Patron privacy: retention periods, erasing a chat's personal data (all
+//! or nothing, once), and the audit list (issue 15).
+
+use crate::support::{chatting, ok, patron, start, Backend};
+use refdesk_domain::chat::MessageKind;
+use refdesk_domain::privacy::{Retention, Transcripts};
+use refdesk_domain::DomainError;
+use refdesk_store::{Ending, ErasureReason, NewMessage, SessionGroup, StoreError};
+
+on_every_backend!(
+    erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing,
+    retention_periods_and_what_they_make_due
+);
+
+async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
+    let m = NewMessage {
+        author: patron(),
+        kind: MessageKind::Message,
+        audience: MessageKind::Message.audience(),
+        body: body.into(),
+        client_id: None,
+        system: None,
+    };
+    b.store.append(id, m, ok(), now).await.unwrap();
+}
+
+/// Erasing takes the name, the addresses and the keys, masks the texts (or
+/// deletes the transcript but its first line), counts once, refuses a chat
+/// still going on without erasing anything, and leaves the figures alone.
+async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing(b: &Backend) {
+    let s = &*b.store;
+    let a = chatting(s, &b.w, Some("pat@example.org"), "e1", 10).await;
+    say(b, a, "I'm Pat, pat@example.org, 555 123 4567", 11).await;
+    s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 12).await.unwrap();
+    s.rate(a, 5, Some("Pat says thanks".into())).await.unwrap();
+    let d = chatting(s, &b.w, Some("pat@example.org"), "e2", 20).await;
+    say(b, d, "second chat", 21).await;
+    s.end(d, patron(), ok(), Box::new(|_, _| None), Ending::default(), 22).await.unwrap();
+    let live = chatting(s, &b.w, Some("PAT@example.org"), "e3", 30).await;
+    let lib = b.w.library.placement.library;
+    let found = s.patron_sessions("Pat@Example.org", vec![lib]).await.unwrap();
+    assert_eq!(found.len(), 3, "any letter case: {found:?}");
+    assert!(s.patron_sessions("pat@example.org", vec![b.w.other.placement.library]).await.unwrap().is_empty());
+    let range = refdesk_store::ReportRange { libraries: vec![lib], from: 0, to: 1_000, offset: 0 };
+    let figures = s.session_counts(range.clone(), SessionGroup::Total).await.unwrap();
+
+    let why = ErasureReason::Request(b.w.carla.id);
+    let r = s.erase(vec![a, live], Transcripts::Mask, why.clone(), 40).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "a live chat: {r:?}");
+    assert_eq!(s.session(a).await.unwrap().unwrap().patron_name.as_deref(), Some("Pat"), "nothing erased");
+    assert!(s.privacy_log(vec![lib], 10).await.unwrap().is_empty());
+
+    assert_eq!(s.erase(vec![a], Transcripts::Mask, why.clone(), 41).await.unwrap(), 1);
+    assert_eq!(s.erase(vec![d], Transcripts::Delete, why.clone(), 42).await.unwrap(), 1);
+    assert_eq!(s.erase(vec![a, d], Transcripts::Mask, why, 43).await.unwrap(), 0, "once");
+    let rec = s.session(a).await.unwrap().unwrap();
+    assert_eq!((rec.patron_name, rec.patron_email, rec.transcript_to), (None, None, None));
+    let lines: Vec<String> = s.messages_after(a, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
+    assert!(lines.contains(&"I'm [name], [email], [phone]".to_owned()), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("Pat") && !l.contains("example.org")), "{lines:?}");
+    assert_eq!(s.messages_after(d, 0, 100).await.unwrap().len(), 1, "deleted but the first line");
+    let q = s.question(rec.ctx.question.unwrap()).await.unwrap().unwrap();
+    assert_eq!(q.rating_comment.as_deref(), Some("[name] says thanks"));
+    assert_eq!(s.patron_sessions("pat@example.org", vec![lib]).await.unwrap().len(), 1, "only the live one");
+    assert_eq!(s.session_counts(range, SessionGroup::Total).await.unwrap(), figures, "the figures stay");
+    let log = s.privacy_log(vec![lib], 10).await.unwrap();
+    let entries: Vec<(&str, i64, Option<Transcripts>)> =
+        log.iter().map(|e| (e.action.as_str(), e.sessions, e.transcripts)).collect();
+    assert_eq!(entries, vec![("erase", 1, Some(Transcripts::Delete)), ("erase", 1, Some(Transcripts::Mask))]);
+    assert_eq!(log[0].by, Some(b.w.carla.id));
+}
+
+/// A library's period is kept, replaced, cleared; what is due is its ended
+/// chats older than the cut, oldest first, not yet erased.
+async fn retention_periods_and_what_they_make_due(b: &Backend) {
+    let s = &*b.store;
+    let lib = b.w.library.placement.library;
+    assert_eq!(s.retention(lib).await.unwrap(), None);
+    let r = Retention::new(30, Transcripts::Delete).unwrap();
+    s.set_retention(lib, Some(r), b.w.carla.id, 1).await.unwrap();
+    s.set_retention(lib, Some(Retention { days: 60, ..r }), b.w.carla.id, 2).await.unwrap();
+    assert_eq!(s.retentions().await.unwrap(), vec![(lib, Retention { days: 60, ..r })]);
+    let missing = refdesk_domain::ids::LibraryId(999_999);
+    assert!(s.set_retention(missing, Some(r), b.w.carla.id, 3).await.unwrap_err().is_not_found());
+    let old = chatting(s, &b.w, None, "d1", 5).await;
+    s.end(old, patron(), ok(), Box::new(|_, _| None), Ending::default(), 6).await.unwrap();
+    let older = start(s, &b.w, None, "d0", 4).await;
+    s.end(older, patron(), ok(), Box::new(|_, _| None), Ending::default(), 7).await.unwrap();
+    let _going_on = chatting(s, &b.w, None, "d2", 8).await;
+    let _new = start(s, &b.w, None, "d3", 50).await;
+    assert_eq!(s.due_for_erasure(lib, 20, 10).await.unwrap(), vec![older, old]);
+    assert_eq!(s.due_for_erasure(lib, 20, 1).await.unwrap(), vec![older]);
+    s.erase(vec![older], Transcripts::Mask, ErasureReason::Retention, 30).await.unwrap();
+    assert_eq!(s.due_for_erasure(lib, 20, 10).await.unwrap(), vec![old]);
+    assert_eq!(s.privacy_log(vec![lib], 10).await.unwrap()[0].by, None);
+    s.set_retention(lib, None, b.w.carla.id, 40).await.unwrap();
+    assert!(s.retentions().await.unwrap().is_empty());
+}
