@@ -139,7 +139,8 @@ let eraseEmail = null; // the address the rows shown were found by
 async function findPatron() {
   $("error").textContent = "";
   eraseEmail = $("erase-email").value.trim();
-  const found = await api(`/api/privacy/patron?email=${encodeURIComponent(eraseEmail)}`);
+  // A POST: the address goes in the body, never in a URL (access logs keep URLs).
+  const found = await api("/api/privacy/patron", { method: "POST", body: { email: eraseEmail } });
   $("erase-caption").textContent = `Chats and questions with ${eraseEmail}: ${found.length}`;
   $("erase-rows").replaceChildren(...found.map((f) => {
     // Only an ended chat may be chosen; those are chosen at first. (An erased
