@@ -78,7 +78,10 @@ async function load() {
   $("libraries").replaceChildren(...sections);
   if (me.role !== "librarian") {
     $("blocks-h").parentElement.hidden = false;
+    $("privacy-h").parentElement.hidden = false;
     await loadBlocks();
+    await loadRetention(libs);
+    await loadPrivacyLog();
   }
 }
 
@@ -102,6 +105,88 @@ async function loadBlocks() {
       el("td", {}, new Date(b.expires_at).toLocaleString()), cell);
   }));
 }
+// --- privacy: retention per library, erasing on request, the audit list ------
+
+/** One row per library this admin may set the retention of (others are skipped). */
+async function loadRetention(libs) {
+  const rows = [];
+  for (const lib of libs) {
+    const url = `/api/libraries/${encodeURIComponent(lib.slug)}/retention`;
+    let r;
+    try { r = await api(url); } catch { continue; /* not this admin's library */ }
+    const days = el("input", { type: "number", min: 1, max: 3650, value: r.days ?? "", placeholder: "keep", class: "days",
+      "aria-label": `Days before personal data is removed, ${lib.name} (empty: keep)` });
+    const transcripts = el("select", { "aria-label": `Transcripts of ${lib.name}` },
+      el("option", { value: "mask", selected: r.transcripts === "mask" }, "keep, personal data masked"),
+      el("option", { value: "delete", selected: r.transcripts === "delete" }, "delete (the question is kept, masked)"));
+    const save = el("button", { type: "button", class: "secondary" }, "Save");
+    save.setAttribute("aria-label", `Save the retention of ${lib.name}`);
+    save.onclick = async () => {
+      $("error").textContent = "";
+      const body = { days: days.value === "" ? null : Number(days.value), transcripts: transcripts.value };
+      try {
+        await api(url, { method: "PUT", body });
+        $("status").textContent = body.days === null ? `${lib.name} keeps personal data.` : `${lib.name}: personal data is removed after ${body.days} days.`;
+      } catch (err) { $("error").textContent = err.message; }
+    };
+    rows.push(el("tr", {}, el("th", { scope: "row" }, lib.name), el("td", {}, days), el("td", {}, transcripts), el("td", {}, save)));
+  }
+  $("retention").replaceChildren(...rows);
+}
+
+let eraseEmail = null; // the address the rows shown were found by
+
+async function findPatron() {
+  $("error").textContent = "";
+  eraseEmail = $("erase-email").value.trim();
+  // A POST: the address goes in the body, never in a URL (access logs keep URLs).
+  const found = await api("/api/privacy/patron", { method: "POST", body: { email: eraseEmail } });
+  $("erase-caption").textContent = `Chats and questions with ${eraseEmail}: ${found.length}`;
+  $("erase-rows").replaceChildren(...found.map((f) => {
+    // Only an ended chat may be chosen; those are chosen at first. (An erased
+    // chat no longer carries the address, so it is not found again.)
+    const may = !f.erased && f.state === "ended";
+    const box = el("input", { type: "checkbox", class: "inline erase-pick", value: String(f.session), checked: may, disabled: !may,
+      "aria-label": `Erase chat ${f.session}` });
+    const state = f.erased ? "erased" : f.state === "ended" ? "ended" : `${f.state} (not ended: cannot be erased yet)`;
+    return el("tr", {}, el("td", {}, box), el("td", {}, String(f.session)),
+      el("td", {}, f.question ? el("a", { href: `/desk/questions/${f.question}` }, `#${f.question}`) : "—"),
+      el("td", {}, f.library), el("td", {}, new Date(f.created_at).toLocaleString()), el("td", {}, state),
+      el("td", {}, f.patron_name || "—"), el("td", {}, f.question_text || "—"));
+  }));
+  $("erase-go").disabled = !found.some((f) => !f.erased && f.state === "ended");
+  $("erase-found").hidden = false;
+  $("status").textContent = found.length ? `${found.length} found for ${eraseEmail}.` : `Nothing carries ${eraseEmail}.`;
+}
+
+$("erase-find").onsubmit = async (e) => {
+  e.preventDefault();
+  try { await findPatron(); } catch (err) { $("error").textContent = err.message; }
+};
+
+$("erase-go").onclick = async () => {
+  $("error").textContent = "";
+  const sessions = [...document.querySelectorAll(".erase-pick:checked")].map((b) => Number(b.value));
+  if (!sessions.length) { $("error").textContent = "Choose at least one chat to erase."; return; }
+  if (!window.confirm(`Erase the personal data of ${sessions.length} chat(s) of ${eraseEmail}? This cannot be undone.`)) return;
+  try {
+    const out = await api("/api/privacy/erase", { method: "POST", body: { email: eraseEmail, sessions, transcripts: $("erase-transcripts").value } });
+    await findPatron();
+    await loadPrivacyLog();
+    $("status").textContent = `Erased the personal data of ${out.erased} chat(s).`;
+  } catch (err) { $("error").textContent = err.message; }
+};
+
+async function loadPrivacyLog() {
+  const entries = await api("/api/privacy/log");
+  $("privacy-log").replaceChildren(...entries.map((x) => el("tr", {},
+    el("td", {}, new Date(x.at).toLocaleString()), el("td", {}, x.library),
+    el("td", {}, x.action === "erase" ? "erased on request" : "retention period"),
+    el("td", {}, x.by || "refdesk (scheduled)"), el("td", { class: "num" }, String(x.sessions)),
+    el("td", {}, x.transcripts === "delete" ? "deleted" : "masked"))));
+  if (!entries.length) $("privacy-log").replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "Nothing erased yet.")));
+}
+
 const STATUSES = ["new", "pending", "answered", "closed"];
 const ASSIGN = ["chatting_librarian", "nobody", "receiving_library", "not_applicable"];
 

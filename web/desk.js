@@ -500,7 +500,13 @@ document.addEventListener("keydown", (e) => {
 
 // --- actions -------------------------------------------------------------------
 $("end").onclick = () => act(api(`/api/sessions/${current}/end`, { method: "POST" }));
-$("set-code").onclick = () => act(api(`/api/sessions/${current}/code`, { method: "POST", body: { code: $("code").value } }).then(refreshQuestions));
+// The READ scale goes with the code when the librarian picks one (optional);
+// the picker starts empty again for the next chat.
+$("set-code").onclick = () => {
+  const body = { code: $("code").value };
+  if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
+  act(api(`/api/sessions/${current}/code`, { method: "POST", body }).then(() => { $("read-scale").value = ""; return refreshQuestions(); }));
+};
 for (const b of document.querySelectorAll(".conf")) {
   b.onclick = () => {
     if (b.dataset.mode === "join" && !confirm("Joining is announced to the patron. Join this chat?")) return;

@@ -11,6 +11,7 @@ function describe(t) {
     case "created": return `created (${t.status})`;
     case "status": return `status ${t.from} → ${t.to}`;
     case "code": return `resolution code ${t.from ?? "none"} → ${t.to ?? "none"}`;
+    case "read_scale": return `READ scale ${t.to ?? "none"}`;
     case "assignee": return `assignee ${t.from ?? "nobody"} → ${t.to ?? "nobody"}`;
     case "referred": return `referred to library ${t.to ?? "none"}`;
     case "follow_up": return `follow-up ${t.to ? "flagged" : "cleared"}`;
@@ -37,7 +38,8 @@ function render(d) {
   const q = d.question;
   $("title").textContent = `Question #${q.id}`;
   $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
-    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}; librarian ${q.librarian_name || "—"}`
+    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}`
+    + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; librarian ${q.librarian_name || "—"}`
     + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
   $("patron").replaceChildren(
     el("strong", {}, "Patron: "), q.patron_name || "no name given", " · ",
@@ -105,6 +107,8 @@ $("code-form").onsubmit = (e) => {
   e.preventDefault();
   const body = { code: $("code").value };
   if (body.code === "referred") body.library = $("refer").value;
+  // Optional: left out, the READ scale recorded before stays as it is.
+  if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
   act("code", body);
 };
 
@@ -112,6 +116,8 @@ try {
   const [codes, libs] = await Promise.all([api("/api/codes"), api("/api/libraries")]);
   $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
   await load();
+  // The READ scale recorded so far is the picker's start (a new code keeps it).
+  if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
   // Referring hands the question to another library: its own is no choice.
   $("refer").append(...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
 } catch (err) {

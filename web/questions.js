@@ -81,11 +81,21 @@ async function load(append) {
   }
 }
 
+// The CSV export takes the list's filters by the same names, without paging:
+// the link always matches what was last shown.
+function exportLink() {
+  const q = query();
+  q.delete("limit");
+  const filters = q.toString();
+  $("export").href = `/api/questions/export${filters ? `?${filters}` : ""}`;
+}
+
 $("filters").onsubmit = (e) => {
   e.preventDefault();
   const q = query();
   q.delete("limit");
   history.replaceState(null, "", `?${q}`);
+  exportLink();
   load(false);
 };
 $("more").onclick = () => load(true);
@@ -96,4 +106,5 @@ $("library").append(...libs.map((l) => el("option", { value: l.slug }, l.name)))
 $("librarian").append(...staff.slice().sort((a, b) => a.display_name.localeCompare(b.display_name))
   .map((s) => el("option", { value: String(s.id) }, s.display_name)));
 for (const k of ["code", "library", "librarian"]) if (params.get(k)) $(k).value = params.get(k);
+exportLink();
 load(false);

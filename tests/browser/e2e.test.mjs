@@ -116,9 +116,15 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await patron.fill("#rating-comment", "Very helpful");
   await patron.click("#rating-form button[type=submit]");
   await patron.getByText("Thank you for your rating.").waitFor();
+  // The code with the effort it took on the READ scale (issue 15); the
+  // picker starts empty again for the next chat.
   await ann.selectOption("#code", "answered");
+  await ann.selectOption("#read-scale", "4");
   await ann.click("#set-code");
   await ann.locator("#questions tr", { hasText: "answered" }).first().waitFor();
+  assert.equal(await ann.inputValue("#read-scale"), "");
+  const coded = await ann.evaluate(async () => (await (await fetch("/api/questions")).json()).find((q) => q.text === "Do you have maps of the river from 1890?"));
+  assert.equal(coded.state.read_scale, 4, "the READ scale is recorded with the code");
 
   // The patron's page never showed a note or a staff-only line.
   const seen = await logText(patron);

@@ -29,6 +29,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("question.js", "text/javascript; charset=utf-8", include_str!("../../../../web/question.js")),
     ("staff.js", "text/javascript; charset=utf-8", include_str!("../../../../web/staff.js")),
     ("admin.js", "text/javascript; charset=utf-8", include_str!("../../../../web/admin.js")),
+    ("reports.js", "text/javascript; charset=utf-8", include_str!("../../../../web/reports.js")),
 ];
 
 const INDEX: &str = include_str!("../../../../web/index.html");
@@ -39,6 +40,7 @@ const QUESTIONS: &str = include_str!("../../../../web/questions.html");
 const QUESTION: &str = include_str!("../../../../web/question.html");
 const STAFF: &str = include_str!("../../../../web/staff.html");
 const ADMIN: &str = include_str!("../../../../web/admin.html");
+const REPORTS: &str = include_str!("../../../../web/reports.html");
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -49,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(desk))
         .routes(routes!(questions))
         .routes(routes!(question))
+        .routes(routes!(reports))
         .routes(routes!(staff))
         .routes(routes!(admin))
         .routes(routes!(asset))
@@ -89,6 +92,13 @@ async fn questions() -> Response {
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 async fn question() -> Response {
     page(QUESTION)
+}
+
+/// Reports: the figures of the reports API as charts and tables, each with its CSV.
+#[utoipa::path(get, path = "/desk/reports", tag = "pages",
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn reports() -> Response {
+    page(REPORTS)
 }
 
 /// Staff management.

@@ -13,6 +13,8 @@ async fn health_readiness_and_pages_answer() {
         ("/readyz", 200),
         ("/", 200),
         ("/desk", 200),
+        ("/desk/reports", 200),
+        ("/assets/reports.js", 200),
         ("/ask/riverside-main", 200),
         ("/assets/ask.js", 200),
         ("/nope", 404),

@@ -1,0 +1,266 @@
+// Browser tests of issue 15: the reports page and the admin's privacy
+// section. Same set-up as the other files (the real server on a fresh SQLite
+// folder with the demo data, Debian's Chromium through playwright-core,
+// axe-core), with one setting more: chats are offered to the whole
+// cooperative at once (`rollup_seconds = 0`), so that a librarian of another
+// library can take a patron at once and coverage has both directions.
+//
+// Chats are made through the API (the patron's and the librarians' calls,
+// from pages of refdesk's own origin); what is checked is what an admin sees.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { refdesk, accessible, SHOTS } from "./harness.mjs";
+
+const config = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "refdesk-reports-conf-")), "refdesk.toml");
+fs.writeFileSync(config, "[limits]\nrollup_seconds = 0\n");
+process.env.REFDESK_CONFIG = config;
+
+const MAIN = "Riverside University Main Library";
+const LAKE = "Lakeside Public Library";
+const WIDE = { width: 1280, height: 900 };
+
+let base;
+const h = refdesk("refdesk-reports-", (r) => { base = r.base; });
+
+/** A page of refdesk's origin calling the API: signed in as `username`, or a patron when none. */
+async function caller(username) {
+  const page = await h.open(WIDE);
+  await page.goto(`${base}/`);
+  const call = (method, url, body, token) => page.evaluate(async ([method, url, body, token]) => {
+    const headers = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  }, [method, url, body, token]);
+  let me = null;
+  if (username) {
+    const login = await call("POST", "/api/login", { username, password: "refdesk-demo" });
+    assert.equal(login.status, 200, `${username} signs in`);
+    me = login.body;
+    assert.equal((await call("POST", "/api/me/availability", { availability: "on_duty" })).status, 200);
+  }
+  const ok = async (method, url, body, token) => {
+    const r = await call(method, url, body, token);
+    assert.ok(r.status >= 200 && r.status < 300, `${method} ${url}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
+  return { page, call, ok, me };
+}
+
+/** Where a moment falls on the heat map, in this machine's time zone (the browser's too). */
+const cellOf = (ms) => { const d = new Date(ms); return `${(d.getDay() + 6) % 7}/${d.getHours()}`; };
+const today = () => { const d = new Date(); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`; };
+
+/** A table's body as rows of cell texts (row headings included), and its column headings. */
+async function readTable(page, selector) {
+  return page.locator(selector).evaluate((t) => ({
+    heads: [...t.querySelectorAll("thead th")].map((th) => th.textContent.trim()),
+    rows: [...t.querySelectorAll("tbody tr")].map((tr) => [...tr.children].map((c) => c.textContent.trim())),
+  }));
+}
+
+/** The row whose first cell is `key`, as an object by column heading. */
+function rowOf(table, key) {
+  const row = table.rows.find((r) => r[0] === key);
+  assert.ok(row, `a row for ${key} in ${JSON.stringify(table.rows)}`);
+  return Object.fromEntries(table.heads.map((hd, i) => [hd, row[i]]));
+}
+
+test("the reports page shows what was done: by day, the heat map, coverage both ways, codes, READ scale, ratings; practice left out; CSV downloads; axe clean", async () => {
+  const ann = await caller("ann"); // Riverside Main
+  const ben = await caller("ben"); // Lakeside Public
+  const patron = await caller(null);
+  const cells = new Map();
+  /** A patron of `slug` starts a chat; the moment is noted for the heat map (unless a practice chat). */
+  const start = async (slug, name, question, { counted = true } = {}) => {
+    const at = cellOf(Date.now());
+    if (counted) cells.set(at, (cells.get(at) || 0) + 1);
+    return patron.ok("POST", `/api/libraries/${slug}/chats`, { name, question });
+  };
+  const serve = async (who, chat) => {
+    await who.ok("POST", `/api/sessions/${chat.session}/accept`);
+    await who.ok("POST", `/api/sessions/${chat.session}/messages`, { kind: "message", body: "Hello, let me look.", client_id: `r-${chat.session}` });
+    await who.ok("POST", `/api/sessions/${chat.session}/end`);
+  };
+
+  // Riverside's patrons: one served at home, one by Lakeside's librarian, one who gave up waiting.
+  const home = await start("riverside-main", "Ava", "Where are the theses?");
+  await serve(ann, home);
+  const covered = await start("riverside-main", "Bo", "Do you have maps of 1900?");
+  await serve(ben, covered);
+  const gaveUp = await start("riverside-main", "Cy", "Is anyone there?");
+  await patron.ok("POST", "/api/chat/end", undefined, gaveUp.token);
+  // Lakeside's patrons: one served by Riverside's librarian (and rated), one at home.
+  const rated = await start("lakeside-public", "Di", "Can I renew by phone?");
+  await serve(ann, rated);
+  await patron.ok("POST", "/api/chat/rating", { rating: 5, comment: "Quick and kind, thanks" }, rated.token);
+  const lake = await start("lakeside-public", "Ed", "Opening hours on Sunday?");
+  await serve(ben, lake);
+  // A practice chat: in no figure.
+  const practice = await start("riverside-main", "Test", "Practice, please ignore", { counted: false });
+  await serve(ann, practice);
+  await ann.ok("POST", `/api/sessions/${practice.session}/code`, { code: "practice" });
+
+  // Ann codes her first chat on the question's page, with a READ scale level.
+  const questions = await ann.ok("GET", "/api/questions?library=riverside-main");
+  const q = questions.find((x) => x.session === home.session);
+  await ann.page.goto(`${base}/desk/questions/${q.id}`);
+  await ann.page.locator("#code option[value=answered]").waitFor({ state: "attached" });
+  await ann.page.selectOption("#code", "answered");
+  await ann.page.selectOption("#read-scale", "3");
+  await ann.page.click("#code-form button[type=submit]");
+  await ann.page.locator("#summary", { hasText: "READ scale 3" }).waitFor();
+
+  // Erin (cooperative admin) opens the reports: the last 30 days by default.
+  const erin = await caller("erin");
+  const page = erin.page;
+  await page.goto(`${base}/desk/reports`);
+  await page.waitForFunction(() => document.querySelectorAll(".report-section").length > 5 && !document.querySelector(".report-section[aria-busy]"));
+  assert.equal(await page.locator("#error").textContent(), "", "every report was made");
+  assert.equal(await page.inputValue("#to"), today(), "up to today");
+
+  // By day: today's row.
+  const byDay = rowOf(await readTable(page, "#report-by-day table"), today());
+  assert.deepEqual([byDay.Chats, byDay.Accepted, byDay.Missed, byDay.Abandoned, byDay.Questions], ["5", "4", "0", "1", "4"], JSON.stringify(byDay));
+  const bars = await page.locator("#report-by-day svg.chart rect").count();
+  assert.ok(bars >= 60, `a bar chart of 30 days × 2 series (${bars} bars)`);
+  assert.ok(await page.locator("#report-ratings svg.chart").count(), "the ratings chart");
+
+  // The heat map: 168 cells, each with the number of chats started in that hour.
+  const heat = page.locator("#report-by-hour table.heatmap td.heat");
+  assert.equal(await heat.count(), 168);
+  const shown = await page.locator("#report-by-hour table.heatmap tbody tr").evaluateAll((trs) =>
+    trs.flatMap((tr, d) => [...tr.querySelectorAll("td")].map((td, hr) => [`${d}/${hr}`, Number(td.textContent)])));
+  for (const [key, n] of shown) assert.equal(n, cells.get(key) || 0, `chats at ${key}`);
+
+  // Coverage: both directions, and each library serving its own.
+  const cov = await readTable(page, "#report-coverage table");
+  assert.equal(rowOf(cov, MAIN)[`Served by ${LAKE}`], "1", "Lakeside served one of Riverside's patrons");
+  assert.equal(rowOf(cov, LAKE)[`Served by ${MAIN}`], "1", "Riverside served one of Lakeside's patrons");
+  assert.equal(rowOf(cov, MAIN)[`Served by ${MAIN}`], "1", "practice chats are not counted");
+
+  // Codes, READ scale, ratings, service figures.
+  const codes = await readTable(page, "#report-by-code table");
+  assert.equal(rowOf(codes, "answered").Questions, "1");
+  assert.equal(rowOf(codes, "(no code)").Questions, "3");
+  assert.ok(!codes.rows.some((r) => r[0] === "practice"), "practice is not reported");
+  assert.equal(rowOf(await readTable(page, "#report-read-scale table"), "3").Questions, "1");
+  assert.equal(rowOf(await readTable(page, "#report-ratings table"), "5").Chats, "1");
+  const comments = await readTable(page, "#report-rating-comments table");
+  assert.equal(comments.rows.length, 1);
+  assert.ok(comments.rows[0].includes("Quick and kind, thanks"));
+  const service = await readTable(page, "#report-service table");
+  assert.equal(rowOf(service, "Chats")[service.heads[1]], "5");
+  assert.equal(rowOf(service, "Mean rating (1–5)")[service.heads[1]], "5");
+  const lib = await readTable(page, "#report-by-library table");
+  assert.equal(rowOf(lib, MAIN)[lib.heads[1]], "3");
+  assert.equal(rowOf(lib, LAKE)[lib.heads[1]], "2");
+
+  // Each section's CSV link is the same report as CSV: its header is the columns' labels.
+  for (const name of ["by-day", "coverage", "by-hour"]) {
+    const href = await page.locator(`#report-${name} a.csv`).getAttribute("href");
+    assert.match(href, /format=csv/);
+    const got = await page.evaluate(async (href) => {
+      const csv = await fetch(href);
+      const json = await fetch(href.replace("format=csv", "format=json"));
+      return { type: csv.headers.get("content-type"), text: await csv.text(), labels: (await json.json()).columns.map((c) => c.label) };
+    }, href);
+    assert.match(got.type, /^text\/csv/, `${name}: CSV`);
+    assert.equal(got.text.split("\r\n")[0], got.labels.join(","), `${name}: the header row`);
+  }
+
+  await accessible(page, "the reports page");
+  await page.screenshot({ path: path.join(SHOTS, "reports-page.png"), fullPage: true });
+  await page.locator("#report-by-hour").screenshot({ path: path.join(SHOTS, "reports-heatmap.png") });
+
+  // One library: Lakeside's figures only.
+  await page.selectOption("#library", "lakeside-public");
+  await page.click("#range button[type=submit]");
+  await page.locator("#status", { hasText: LAKE }).waitFor();
+  await page.waitForFunction(() => !document.querySelector(".report-section[aria-busy]"));
+  assert.equal(rowOf(await readTable(page, "#report-by-day table"), today()).Chats, "2");
+  assert.match(page.url(), /library=lakeside-public/, "the range and library are kept in the address");
+
+  // The question list exports what its filters find, as CSV.
+  await page.goto(`${base}/desk/questions`);
+  await page.selectOption("#library", "riverside-main");
+  await page.click("#filters button[type=submit]");
+  const exportHref = await page.locator("#export").getAttribute("href");
+  assert.match(exportHref, /^\/api\/questions\/export\?.*library=riverside-main/);
+  assert.doesNotMatch(exportHref, /limit=|before=/);
+  const exported = await page.evaluate(async (href) => {
+    const res = await fetch(href);
+    return { type: res.headers.get("content-type"), text: await res.text() };
+  }, exportHref);
+  assert.match(exported.type, /^text\/csv/);
+  assert.ok(exported.text.includes("Where are the theses?"), "Riverside's question is exported");
+  assert.ok(!exported.text.includes("Opening hours on Sunday?"), "Lakeside's is not");
+  await accessible(page, "the question list with its CSV link");
+
+  // A librarian's reports: her own library only.
+  await ann.page.goto(`${base}/desk/reports`);
+  await ann.page.waitForFunction(() => document.querySelectorAll(".report-section").length > 5 && !document.querySelector(".report-section[aria-busy]"));
+  assert.deepEqual(await ann.page.$$eval("#library option", (os) => os.map((o) => o.value)), ["", "riverside-main"]);
+  assert.deepEqual((await readTable(ann.page, "#report-by-library table")).rows.map((r) => r[0]), [MAIN]);
+  assert.equal(rowOf(await readTable(ann.page, "#report-by-day table"), today()).Chats, "3");
+
+  for (const c of [ann, ben, patron, erin]) await c.page.context().close();
+});
+
+test("an admin finds a patron's chats by e-mail, erases them from the privacy section, and the question no longer shows the patron's name or address", async () => {
+  const ann = await caller("ann");
+  const patron = await caller(null);
+  const email = "quentin.privet@example.org";
+  const chat = await patron.ok("POST", "/api/libraries/riverside-main/chats",
+    { name: "Quentin Privet", email, question: `Quentin Privet here, can you renew my loans? Write to ${email}` });
+  await ann.ok("POST", `/api/sessions/${chat.session}/accept`);
+  await ann.ok("POST", `/api/sessions/${chat.session}/messages`, { kind: "message", body: "Hello Quentin, done: renewed until June.", client_id: "erase-1" });
+  await ann.ok("POST", `/api/sessions/${chat.session}/end`);
+  const q = (await ann.ok("GET", "/api/questions?library=riverside-main")).find((x) => x.session === chat.session);
+
+  // Carla, Riverside Main's library admin, sets her library's retention and erases on request.
+  const carla = await caller("carla");
+  const page = carla.page;
+  await page.goto(`${base}/desk/admin`);
+  await page.locator("#privacy-h").waitFor();
+  const days = page.getByLabel(`Days before personal data is removed, ${MAIN} (empty: keep)`);
+  await days.waitFor();
+  await days.fill("365");
+  await page.getByRole("button", { name: `Save the retention of ${MAIN}` }).click();
+  await page.locator("#status", { hasText: "removed after 365 days" }).waitFor();
+  assert.equal((await carla.ok("GET", "/api/libraries/riverside-main/retention")).days, 365);
+
+  // The address in another letter case finds the chat.
+  await page.fill("#erase-email", "Quentin.Privet@Example.ORG");
+  await page.click("#erase-find button[type=submit]");
+  const pick = page.getByRole("checkbox", { name: `Erase chat ${chat.session}` });
+  await pick.waitFor();
+  assert.equal(await pick.isChecked(), true, "an ended chat is chosen");
+  assert.ok((await page.locator("#erase-rows").textContent()).includes("Quentin Privet"));
+  await accessible(page, "the admin page's privacy section");
+  await page.locator("#privacy-h").scrollIntoViewIfNeeded();
+  await page.locator("section[aria-labelledby=privacy-h]").screenshot({ path: path.join(SHOTS, "admin-privacy.png") });
+
+  await page.click("#erase-go"); // the harness accepts the confirmation
+  await page.locator("#status", { hasText: "Erased the personal data of 1 chat(s)." }).waitFor();
+  assert.equal(await page.locator("#erase-rows tr").count(), 0, "the address is found nowhere any more");
+  const log = await readTable(page, "#privacy-log-table");
+  assert.ok(log.rows.some((r) => r.includes("erased on request") && r.includes("Carla Catalog") && r.includes("1")), JSON.stringify(log.rows));
+
+  // The question's page: no name, no address, anywhere on it.
+  await page.goto(`${base}/desk/questions/${q.id}`);
+  await page.locator("#title", { hasText: `#${q.id}` }).waitFor();
+  await page.locator("#transcript li").first().waitFor();
+  const text = (await page.locator("main").textContent()).toLowerCase();
+  for (const gone of ["quentin", "privet", email]) assert.ok(!text.includes(gone), `"${gone}" is gone from the question's page`);
+  assert.match(await page.locator("#patron").textContent(), /no name given.*none given/s);
+  const transcript = await page.locator("#transcript").textContent();
+  assert.match(transcript, /Patron:\s*\[name\] \[name\] here, can you renew my loans\? Write to \[email\]/, "the patron's lines, masked, under \"Patron\"");
+  assert.match(transcript, /Hello \[name\], done/, "the librarian's line masked too");
+
+  for (const c of [ann, patron, carla]) await c.page.context().close();
+});
