@@ -312,6 +312,9 @@ pub struct App {
     rereads: Arc<tokio::sync::Semaphore>,
     /// Transcripts asked for per network this hour (see [`mail::MailAsks`]).
     mail_asks: Arc<mail::MailAsks>,
+    /// Held while this node applies the retention periods: one run at a
+    /// time, however long a run takes.
+    retention: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -333,6 +336,7 @@ impl App {
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
+            retention: Arc::default(),
         }
     }
 

@@ -21,8 +21,9 @@ const ERASE_BATCH: u32 = 100;
 /// The most chats one run erases per library; the next run goes on.
 const ERASE_PER_RUN: usize = 20_000;
 
-/// The most chats one request erases.
-pub const ERASE_MAX: usize = 1000;
+/// The most chats one request erases (one write: on SQLite, other writes
+/// wait for it).
+pub const ERASE_MAX: usize = 200;
 
 /// How often the retention periods are applied.
 pub const RETENTION_EVERY: Millis = 10 * 60_000;
@@ -125,25 +126,40 @@ impl App {
     }
 
     /// Applies every library's retention period at `now`: ended chats
-    /// started more than the period ago lose their personal data. Returns
-    /// how many chats were erased. Runs by itself every
-    /// [`RETENTION_EVERY`] ([`App::tick`]); tests call it with their clock.
+    /// started more than the period ago lose their personal data, and
+    /// spent blocks of erased chats their digests. Returns how many chats
+    /// were erased. Runs by itself every [`RETENTION_EVERY`] ([`App::tick`]),
+    /// one run at a time on a node; tests call it with their clock. A
+    /// library whose chats cannot be erased now is logged and skipped; the
+    /// others go on.
     pub async fn apply_retention(&self, now: Millis) -> AppResult<u64> {
+        let _one_at_a_time = self.retention.lock().await;
         let mut erased = 0;
         for (library, r) in self.store.retentions().await? {
-            let before = now - Millis::from(r.days) * 86_400_000;
-            let mut done = 0;
-            while done < ERASE_PER_RUN {
-                let due = self.store.due_for_erasure(library, before, ERASE_BATCH).await?;
-                if due.is_empty() {
-                    break;
+            match self.apply_one_retention(library, r, now).await {
+                Ok(n) => erased += n,
+                Err(e) => {
+                    tracing::warn!(library = %library.0, error = %e, "cannot apply this library's retention period")
                 }
-                done += due.len();
-                erased += self.store.erase(due, r.transcripts, ErasureReason::Retention, now).await?;
             }
         }
+        self.store.forget_spent_blocks(now).await?;
         if erased > 0 {
             tracing::info!(chats = erased, "retention periods applied");
+        }
+        Ok(erased)
+    }
+
+    async fn apply_one_retention(&self, library: LibraryId, r: Retention, now: Millis) -> AppResult<u64> {
+        let before = now - Millis::from(r.days) * 86_400_000;
+        let (mut done, mut erased) = (0, 0);
+        while done < ERASE_PER_RUN {
+            let due = self.store.due_for_erasure(library, before, ERASE_BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            done += due.len();
+            erased += self.store.erase(due, r.transcripts, ErasureReason::Retention, now).await?;
         }
         Ok(erased)
     }

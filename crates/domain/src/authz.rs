@@ -511,6 +511,13 @@ mod tests {
             (InstitutionAdmin, Admin::AddInstitution, SameInstitution, false),
             (CooperativeAdmin, Admin::AddInstitution, SameCooperative, true),
             (CooperativeAdmin, Admin::AddInstitution, OtherCooperative, false),
+            (Librarian, Admin::Privacy, SameLibrary, false),
+            (LibraryAdmin, Admin::Privacy, SameLibrary, true),
+            (LibraryAdmin, Admin::Privacy, SameInstitution, false),
+            (InstitutionAdmin, Admin::Privacy, SameInstitution, true),
+            (InstitutionAdmin, Admin::Privacy, SameCooperative, false),
+            (CooperativeAdmin, Admin::Privacy, SameCooperative, true),
+            (CooperativeAdmin, Admin::Privacy, OtherCooperative, false),
         ];
         for (role, action, w, allowed) in table {
             assert_eq!(

@@ -3,6 +3,7 @@
 //! name are masked, so that a kept transcript still reads as a reference
 //! interview without saying who asked.
 
+use crate::question::Change;
 use serde::{Deserialize, Serialize};
 
 /// What replaces an e-mail address.
@@ -61,6 +62,25 @@ impl Retention {
             return Err(crate::DomainError::invalid("days", "keep personal data for 1 to 3650 days, or leave it null"));
         }
         Ok(Retention { days, transcripts })
+    }
+}
+
+/// A timeline entry with its free text masked: answers (and the address
+/// one went to), notes, messages to the librarian, block reasons. Its
+/// kind, statuses, codes and staff names stay as they are: they are no
+/// patron's data, and the entry must still read back.
+pub fn mask_change(change: &Change, name: Option<&str>) -> Change {
+    let m = |t: &str| mask(t, name);
+    match change {
+        Change::Answer { body, emailed_to, in_chat } => Change::Answer {
+            body: m(body),
+            emailed_to: emailed_to.as_ref().map(|_| EMAIL.to_owned()),
+            in_chat: *in_chat,
+        },
+        Change::Note { body } => Change::Note { body: m(body) },
+        Change::LibrarianMessage { to, body } => Change::LibrarianMessage { to: *to, body: m(body) },
+        Change::Blocked { block, reason, until } => Change::Blocked { block: *block, reason: m(reason), until: *until },
+        other => other.clone(),
     }
 }
 
@@ -221,6 +241,17 @@ mod tests {
     #[test]
     fn names_match_whole_words_in_any_case() {
         assert_eq!(mask("ANN, Annex and ann.", Some("Ann")), "[name], Annex and [name].");
+    }
+
+    #[test]
+    fn a_timeline_entry_keeps_its_kind_and_values_whatever_the_name() {
+        let created = Change::Created { status: crate::question::Status::New };
+        assert_eq!(mask_change(&created, Some("New Read Note Status Created")), created);
+        let note = Change::Note { body: "New Read asked; new@example.org".into() };
+        assert_eq!(mask_change(&note, Some("New Read")), Change::Note { body: "[name] [name] asked; [email]".into() });
+        let answer = Change::Answer { body: "Hi".into(), emailed_to: Some("x@example.org".into()), in_chat: true };
+        let masked = mask_change(&answer, None);
+        assert_eq!(masked, Change::Answer { body: "Hi".into(), emailed_to: Some(EMAIL.into()), in_chat: true });
     }
 
     #[test]

@@ -295,7 +295,7 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let Some(slot) = counts.take(peer.ip(), !trusted.contains(&peer.ip())) else {
-            tracing::debug!(%peer, open = counts.open(), "connection refused: too many open");
+            tracing::debug!(open = counts.open(), "connection refused: too many open");
             drop(tcp);
             continue;
         };
@@ -352,7 +352,7 @@ async fn connection(
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(e) = served {
-                    tracing::debug!(error = %e, %peer, "connection ended");
+                    tracing::debug!(error = %e, "connection ended");
                 }
                 break;
             }
@@ -365,7 +365,7 @@ async fn connection(
             () = watchdog.as_mut() => {
                 let quiet_until = activity.last() + idle;
                 if handling.load(Ordering::SeqCst) == 0 && Instant::now() >= quiet_until {
-                    tracing::debug!(%peer, "idle connection closed");
+                    tracing::debug!("idle connection closed");
                     break;
                 }
                 let next = quiet_until.max(Instant::now() + Duration::from_millis(100));

@@ -286,6 +286,10 @@ pub trait Privacy: Send + Sync {
         why: ErasureReason,
         now: Millis,
     ) -> Result<u64>;
+    /// Takes the browser and network digests out of every block that ran
+    /// out or was lifted, once its chat was erased (a block in force keeps
+    /// them until then). Returns how many blocks.
+    async fn forget_spent_blocks(&self, now: Millis) -> Result<u64>;
     /// Chats of `libraries` whose patron e-mail or transcript address is
     /// `email`, whatever its letter case; newest first.
     async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>>;

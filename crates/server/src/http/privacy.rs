@@ -151,7 +151,7 @@ struct EraseRequest {
     #[schema(max_length = 254)]
     email: String,
     /// The chats to erase: each must carry the address (see `GET /api/privacy/patron`).
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(min_items = 1, max_items = 200)]
     sessions: Vec<i64>,
     /// What happens to their transcripts (default `mask`).
     #[serde(default = "mask")]

@@ -156,21 +156,21 @@ async fn export_questions(
     Query(p): Query<super::questions::ListParams>,
 ) -> ApiResult<Response> {
     let filter = super::questions::filter(p)?;
-    let mut all: Vec<QuestionRecord> = Vec::new();
-    let mut page = ListFilter { before: None, limit: 200, ..filter };
+    // Written page by page: what is held is the CSV, never the records.
+    let mut w = questions_csv_writer()?;
+    let (mut page, mut written) = (ListFilter { before: None, limit: 200, ..filter }, 0);
     loop {
         let got = s.app.question_list(&staff, page.clone()).await?;
-        let last = got.last().map(|q| q.id);
-        let full = got.len() == 200;
-        all.extend(got);
-        match last {
-            Some(id) if full && all.len() < EXPORT_MAX => page.before = Some(id),
+        let take = got.len().min(EXPORT_MAX - written);
+        write_questions(&mut w, &got[..take])?;
+        written += take;
+        match got.last() {
+            Some(last) if got.len() == 200 && written < EXPORT_MAX => page.before = Some(last.id),
             _ => break,
         }
     }
-    all.truncate(EXPORT_MAX);
     let today = r::date_of(s.app.clock().now().div_euclid(DAY));
-    Ok(csv_response(&format!("refdesk-questions-{today}.csv"), questions_csv(&all)?))
+    Ok(csv_response(&format!("refdesk-questions-{today}.csv"), finish(w)?))
 }
 
 fn csv_response(file: &str, body: Vec<u8>) -> Response {
@@ -184,16 +184,23 @@ fn csv_response(file: &str, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// A text cell as a spreadsheet must read it: as text.
+/// A text cell as a spreadsheet must read it: as text. The full-width
+/// forms are there because some spreadsheets read them as their ASCII
+/// twins.
 pub fn defused(text: &str) -> std::borrow::Cow<'_, str> {
     match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\n' | '＝' | '＋' | '－' | '＠') => format!("'{text}").into(),
         _ => text.into(),
     }
 }
 
+/// Every field quoted: a spreadsheet whose list separator is `;` would
+/// otherwise split an unquoted `a;=b` and read `=b` as a formula.
 fn writer() -> csv::Writer<Vec<u8>> {
-    csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new())
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Always)
+        .from_writer(Vec::new())
 }
 
 fn finish(w: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, ApiError> {
@@ -226,8 +233,8 @@ fn utc(ms: i64) -> String {
     format!("{}T{:02}:{:02}:{:02}Z", r::date_of(ms.div_euclid(DAY)), secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// The question list as CSV.
-pub fn questions_csv(questions: &[QuestionRecord]) -> Result<Vec<u8>, ApiError> {
+/// A CSV writer with the question list's header row.
+fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
     let mut w = writer();
     let head = [
         "Question",
@@ -243,6 +250,11 @@ pub fn questions_csv(questions: &[QuestionRecord]) -> Result<Vec<u8>, ApiError> 
         "Question text",
     ];
     w.write_record(head).map_err(csv_failed)?;
+    Ok(w)
+}
+
+/// Questions as rows of the question list's CSV.
+fn write_questions(w: &mut csv::Writer<Vec<u8>>, questions: &[QuestionRecord]) -> Result<(), ApiError> {
     for q in questions {
         let st = &q.state;
         let row = [
@@ -260,7 +272,7 @@ pub fn questions_csv(questions: &[QuestionRecord]) -> Result<Vec<u8>, ApiError> 
         ];
         w.write_record(row).map_err(csv_failed)?;
     }
-    finish(w)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,7 +281,7 @@ mod tests {
 
     #[test]
     fn formula_cells_are_read_as_text() {
-        for f in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+        for f in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "\nx", "＝1+1", "＠SUM(A1)"] {
             assert!(defused(f).starts_with('\''), "{f:?}");
         }
         assert_eq!(defused("plain, \"quoted\""), "plain, \"quoted\"");

@@ -980,7 +980,11 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
     let body = res.bytes().await.unwrap();
-    assert!(body.starts_with(b"Date,Library,Rating,Comment\r\n"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        body.starts_with(b"\"Date\",\"Library\",\"Rating\",\"Comment\"\r\n"),
+        "every field quoted: {}",
+        String::from_utf8_lossy(&body)
+    );
     assert!(body.windows("「源氏物語」".len()).any(|w| w == "「源氏物語」".as_bytes()), "UTF-8 as is, not escaped");
     let records = read_csv(&body);
     assert_eq!(records[0], ["Date", "Library", "Rating", "Comment"]);

@@ -13,32 +13,15 @@
 use super::{quiet, Backend};
 use crate::api::Privacy;
 use crate::sql::rows::{lock_session, not_found};
-use crate::sql::{args, Db};
+use crate::sql::{args, within, Db};
 use crate::{ErasureReason, PatronSession, PrivacyEntry, Result, StoreError};
 use async_trait::async_trait;
 use refdesk_domain::chat::SessionState;
 use refdesk_domain::ids::{LibraryId, QuestionId, SessionId, StaffId};
-use refdesk_domain::privacy::{mask, Retention, Transcripts, PATRON};
+use refdesk_domain::privacy::{mask, mask_change, Retention, Transcripts, PATRON};
+use refdesk_domain::question::Change;
 use refdesk_domain::{DomainError, Millis};
 use std::collections::BTreeMap;
-
-fn within(column: &str, libraries: &[LibraryId]) -> String {
-    if libraries.is_empty() {
-        return "1 = 0".into();
-    }
-    let ids: Vec<String> = libraries.iter().map(|l| l.0.to_string()).collect();
-    format!("{column} IN ({})", ids.join(", "))
-}
-
-/// Masks every string of a timeline entry's JSON.
-fn mask_json(value: &mut serde_json::Value, name: Option<&str>) {
-    match value {
-        serde_json::Value::String(s) => *s = mask(s, name),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_json(v, name)),
-        serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| mask_json(v, name)),
-        _ => {}
-    }
-}
 
 /// Masks the messages left of a chat; with `Delete`, only its first line
 /// (the question) is left.
@@ -79,12 +62,13 @@ async fn erase_question<D: Db>(db: &mut D, q: QuestionId, name: Option<&str>) ->
         })
         .await?;
     for (id, json) in entries {
-        let mut value: serde_json::Value = serde_json::from_str(&json)
+        let change: Change = serde_json::from_str(&json)
             .map_err(|e| StoreError::backend(format!("unreadable timeline entry {id}: {e}")))?;
-        mask_json(&mut value, name);
-        let masked = value.to_string();
-        if masked != json {
-            db.exec("UPDATE timeline SET change = ?2 WHERE id = ?1", args![id, &masked]).await?;
+        let masked = mask_change(&change, name);
+        if masked != change {
+            let json =
+                serde_json::to_string(&masked).map_err(|e| StoreError::failed("encoding a timeline entry", e))?;
+            db.exec("UPDATE timeline SET change = ?2 WHERE id = ?1", args![id, &json]).await?;
         }
     }
     db.exec("DELETE FROM outbox WHERE question_id = ?1", args![q.0]).await?;
@@ -125,23 +109,42 @@ async fn erase_one<D: Db>(db: &mut D, id: SessionId, how: Transcripts, now: Mill
     .await?;
     db.exec("DELETE FROM outbox WHERE session_id = ?1", args![id.0]).await?;
     // A block still in force keeps its digests until it runs out (the
-    // patron was abusive); the audit list of blocks keeps the rest.
-    db.exec(
-        "UPDATE blocks SET browser_key = NULL, net_key = NULL
-         WHERE session_id = ?1 AND (lifted_at IS NOT NULL OR expires_at <= ?2)",
-        args![id.0, now],
-    )
-    .await?;
+    // patron was abusive): `forget_spent_blocks` takes them then. Its
+    // reason, which a librarian wrote, is masked now.
+    let blocks = db
+        .rows("SELECT id AS id, reason AS reason FROM blocks WHERE session_id = ?1", args![id.0], |r| {
+            Ok((r.int("id")?, r.text("reason")?))
+        })
+        .await?;
+    for (block, reason) in blocks {
+        db.exec("UPDATE blocks SET reason = ?2 WHERE id = ?1", args![block, &mask(&reason, name)]).await?;
+    }
+    forget_spent_blocks(db, Some(id), now).await?;
     Ok(Some(rec.ctx.placement.library))
+}
+
+/// Takes the digests out of blocks that ran out or were lifted, of erased
+/// chats (of `session` only, if given). Returns how many blocks.
+async fn forget_spent_blocks<D: Db>(db: &mut D, session: Option<SessionId>, now: Millis) -> Result<u64> {
+    let which = if session.is_some() { "session_id = ?2" } else { "?2 IS NULL" };
+    let sql = format!(
+        "UPDATE blocks SET browser_key = NULL, net_key = NULL
+         WHERE (browser_key IS NOT NULL OR net_key IS NOT NULL) AND (lifted_at IS NOT NULL OR expires_at <= ?1)
+           AND {which} AND session_id IN (SELECT id FROM sessions WHERE erased_at IS NOT NULL)"
+    );
+    db.exec(&sql, args![now, session.map(|s| s.0)]).await
 }
 
 async fn erase<D: Db>(
     db: &mut D,
-    sessions: Vec<SessionId>,
+    mut sessions: Vec<SessionId>,
     how: Transcripts,
     why: ErasureReason,
     now: Millis,
 ) -> Result<u64> {
+    // Always in one order, so that two erasures never wait on each other.
+    sessions.sort_by_key(|s| s.0);
+    sessions.dedup();
     let mut per_library: BTreeMap<i64, i64> = BTreeMap::new();
     for id in sessions {
         if let Some(library) = erase_one(db, id, how, now).await? {
@@ -272,8 +275,14 @@ impl<B: Backend> Privacy for B {
         self.write(move |db| Box::pin(quiet(erase(db, sessions, how, why, now)))).await
     }
 
+    async fn forget_spent_blocks(&self, now: Millis) -> Result<u64> {
+        self.write(move |db| Box::pin(quiet(forget_spent_blocks(db, None, now)))).await
+    }
+
     async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>> {
-        let email = email.trim().to_ascii_lowercase();
+        // Folded by the database on both sides: PostgreSQL's `lower` folds
+        // more than ASCII, and both sides must fold alike.
+        let email = email.trim().to_owned();
         self.read(move |db| {
             Box::pin(async move {
                 let sql = format!(
@@ -281,7 +290,7 @@ impl<B: Backend> Privacy for B {
                             s.created_at AS created_at, s.state AS state, s.patron_name AS patron_name,
                             s.question_text AS question_text
                      FROM sessions s LEFT JOIN questions q ON q.session_id = s.id
-                     WHERE (lower(s.patron_email) = ?1 OR lower(s.transcript_to) = ?1) AND {}
+                     WHERE (lower(s.patron_email) = lower(?1) OR lower(s.transcript_to) = lower(?1)) AND {}
                      ORDER BY s.created_at DESC, s.id DESC LIMIT 1000",
                     within("s.library_id", &libraries)
                 );

@@ -9,21 +9,12 @@
 
 use super::Backend;
 use crate::api::Reports;
-use crate::sql::{args, Cols, Db};
+use crate::sql::{args, within, Cols, Db};
 use crate::{QuestionGroup, RatingComment, ReportRange, Result, SessionCounts, SessionGroup, Span};
 use async_trait::async_trait;
 use refdesk_domain::ids::LibraryId;
 
 const HOUR: i64 = 3_600_000;
-
-/// `column IN (1, 2, 3)` for the libraries in scope (`FALSE` for none).
-fn within(column: &str, libraries: &[LibraryId]) -> String {
-    if libraries.is_empty() {
-        return "1 = 0".into();
-    }
-    let ids: Vec<String> = libraries.iter().map(|l| l.0.to_string()).collect();
-    format!("{column} IN ({})", ids.join(", "))
-}
 
 fn sum(expr: &str) -> String {
     format!("COALESCE(CAST(SUM({expr}) AS BIGINT), 0)")

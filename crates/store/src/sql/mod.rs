@@ -109,6 +109,16 @@ macro_rules! args {
 }
 pub(crate) use args;
 
+/// `column IN (1, 2, 3)` for a set of libraries (never true for none). The
+/// ids are integers, written into the statement: nothing else ever is.
+pub(crate) fn within(column: &str, libraries: &[refdesk_domain::ids::LibraryId]) -> String {
+    if libraries.is_empty() {
+        return "1 = 0".into();
+    }
+    let ids: Vec<String> = libraries.iter().map(|l| l.0.to_string()).collect();
+    format!("{column} IN ({})", ids.join(", "))
+}
+
 /// Where the SQL of the two backends differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

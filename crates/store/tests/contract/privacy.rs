@@ -4,12 +4,14 @@
 use crate::support::{chatting, ok, patron, start, Backend};
 use refdesk_domain::chat::MessageKind;
 use refdesk_domain::privacy::{Retention, Transcripts};
+use refdesk_domain::question::Change;
 use refdesk_domain::DomainError;
-use refdesk_store::{Ending, ErasureReason, NewMessage, SessionGroup, StoreError};
+use refdesk_store::{Ending, ErasureReason, NewBlock, NewMessage, SessionGroup, StoreError};
 
 on_every_backend!(
     erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing,
-    retention_periods_and_what_they_make_due
+    retention_periods_and_what_they_make_due,
+    a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read
 );
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
@@ -95,4 +97,38 @@ async fn retention_periods_and_what_they_make_due(b: &Backend) {
     assert_eq!(s.privacy_log(vec![lib], 10).await.unwrap()[0].by, None);
     s.set_retention(lib, None, b.w.carla.id, 40).await.unwrap();
     assert!(s.retentions().await.unwrap().is_empty());
+}
+
+/// A block in force when its chat is erased keeps the patron's digests
+/// until it runs out, then loses them; its reason is masked at once. A
+/// patron named like the words of a timeline entry ("New", "Read",
+/// "Created") leaves a timeline that still reads back.
+async fn a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read(b: &Backend) {
+    let s = &*b.store;
+    let mut new = crate::support::keyed(&b.w, "k1", Some("browser-k"), Some("net-k"), 99, 99);
+    new.patron_name = Some("New Read Created".into());
+    let id = s.start_session(new).await.unwrap().0.ctx.id;
+    s.accept(id, b.w.ann.clone(), ok(), 2).await.unwrap();
+    let reason = "New Read Created was rude".to_owned();
+    let block = NewBlock { session: id, by: b.w.ann.clone(), reason, expires_at: 100, now: 3 };
+    let block = s.block(block).await.unwrap();
+    let note: refdesk_store::Plan = Box::new(|_, _| {
+        let entries = vec![Change::Note { body: "New Read called; new.read@example.org".into() }];
+        Ok(refdesk_store::QuestionPlan { entries, ..Default::default() })
+    });
+    let q = s.session(id).await.unwrap().unwrap().ctx.question.unwrap();
+    s.act_on_question(q, b.w.ann.clone(), note, 4).await.unwrap();
+    s.end(id, patron(), ok(), Box::new(|_, _| None), Ending::default(), 5).await.unwrap();
+    let kinds = |t: Vec<refdesk_store::TimelineEntry>| t.iter().map(|e| e.change.kind()).collect::<Vec<_>>();
+    let before = kinds(s.timeline(q).await.unwrap());
+
+    assert_eq!(s.erase(vec![id], Transcripts::Mask, ErasureReason::Retention, 50).await.unwrap(), 1);
+    let timeline = s.timeline(q).await.expect("the timeline still reads");
+    assert_eq!(kinds(timeline.clone()), before);
+    assert!(timeline.iter().any(|e| e.change == Change::Note { body: "[name] [name] called; [email]".into() }));
+    assert_eq!(s.block_by_id(block.id).await.unwrap().unwrap().reason, "[name] [name] [name] was rude");
+    assert_eq!(b.block_keys(block.id).await, (Some("browser-k".into()), Some("net-k".into())));
+    assert_eq!(s.forget_spent_blocks(99).await.unwrap(), 0, "in force until 100");
+    assert_eq!(s.forget_spent_blocks(100).await.unwrap(), 1);
+    assert_eq!(b.block_keys(block.id).await, (None, None));
 }

@@ -184,6 +184,28 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// A block's browser and network digests as stored: the trait never
+    /// shows them (they are for matching only), so this looks underneath.
+    pub async fn block_keys(&self, block: i64) -> (Option<String>, Option<String>) {
+        const SQL: &str = "SELECT browser_key, net_key FROM blocks WHERE id = $1";
+        match &self.underneath {
+            Underneath::Sqlite(path) => {
+                let c =
+                    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+                c.query_row(&SQL.replace('$', "?"), [block], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+            }
+            Underneath::Postgres { url, .. } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let keys = sqlx::query_as(SQL).bind(block).fetch_one(&mut c).await.unwrap();
+                let _ = c.close().await;
+                keys
+            }
+        }
+    }
+}
+
 /// A new database's name: `refdesk_contract_…`, which `scripts/test.sh`
 /// removes on its next run. Tests of one process run at once: the counter
 /// keeps their names apart.

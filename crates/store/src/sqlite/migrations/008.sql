@@ -35,3 +35,18 @@ CREATE TABLE privacy_log (
     transcripts TEXT
 );
 CREATE INDEX privacy_log_library ON privacy_log(library_id, id);
+-- Chats from before this version: who ended them, from the words of their
+-- end line, and how often they changed hands, from their timelines (the
+-- reports' abandoned chats and transfers).
+UPDATE sessions SET ended_by = 'patron' WHERE state = 'ended' AND id IN (
+    SELECT session_id FROM messages WHERE system = 'ended' AND body LIKE '%(ended by the patron)');
+UPDATE sessions SET ended_by = 'staff' WHERE state = 'ended' AND id IN (
+    SELECT session_id FROM messages WHERE system = 'ended' AND body LIKE '%(ended by the librarian)');
+UPDATE sessions SET ended_by = 'system' WHERE state = 'ended' AND id IN (
+    SELECT session_id FROM messages WHERE system = 'ended' AND body LIKE '%(ended by refdesk)');
+UPDATE sessions SET handovers = (
+        SELECT COUNT(*) FROM timeline t JOIN questions q ON q.id = t.question_id
+        WHERE q.session_id = sessions.id AND t.change LIKE '{"change":"librarian"%')
+    WHERE id IN (
+        SELECT q.session_id FROM questions q JOIN timeline t ON t.question_id = q.id
+        WHERE t.change LIKE '{"change":"librarian"%');
