@@ -134,7 +134,7 @@ function heatMap(report) {
     ...[0, 1, 2, 3, 4, 5].map((s) => el("span", { class: `swatch heat-${s}` }, s === 0 ? "none" : `≤ ${Math.ceil((s * max) / 5)}`)));
   return el("div", {},
     el("div", { class: "scroll" }, el("table", { class: "heatmap" },
-      el("caption", {}, "Chats by weekday (rows) and hour of the day (columns), in this computer's time zone"),
+      el("caption", {}, "Chats by weekday (rows) and hour of the day (columns), at this computer's current offset from UTC"),
       el("thead", {}, el("tr", {}, el("td", {}), ...hours.map((h) => el("th", { scope: "col", abbr: `${h}:00` }, h)))),
       el("tbody", {}, ...grid.map((row, d) => el("tr", {},
         el("th", { scope: "row", abbr: WEEKDAYS[d] }, WEEKDAYS[d].slice(0, 3)),
