@@ -113,7 +113,10 @@ async function loadRetention(libs) {
   for (const lib of libs) {
     const url = `/api/libraries/${encodeURIComponent(lib.slug)}/retention`;
     let r;
-    try { r = await api(url); } catch { continue; /* not this admin's library */ }
+    try { r = await api(url); } catch (err) {
+      if (err.status === 403) continue; // not this admin's library
+      throw err; // signed out, or the server failed: say so
+    }
     const days = el("input", { type: "number", min: 1, max: 3650, value: r.days ?? "", placeholder: "keep", class: "days",
       "aria-label": `Days before personal data is removed, ${lib.name} (empty: keep)` });
     const transcripts = el("select", { "aria-label": `Transcripts of ${lib.name}` },
@@ -145,16 +148,16 @@ async function findPatron() {
   $("erase-rows").replaceChildren(...found.map((f) => {
     // Only an ended chat may be chosen; those are chosen at first. (An erased
     // chat no longer carries the address, so it is not found again.)
-    const may = !f.erased && f.state === "ended";
+    const may = f.state === "ended";
     const box = el("input", { type: "checkbox", class: "inline erase-pick", value: String(f.session), checked: may, disabled: !may,
       "aria-label": `Erase chat ${f.session}` });
-    const state = f.erased ? "erased" : f.state === "ended" ? "ended" : `${f.state} (not ended: cannot be erased yet)`;
+    const state = f.state === "ended" ? "ended" : `${f.state} (not ended: cannot be erased yet)`;
     return el("tr", {}, el("td", {}, box), el("td", {}, String(f.session)),
       el("td", {}, f.question ? el("a", { href: `/desk/questions/${f.question}` }, `#${f.question}`) : "—"),
       el("td", {}, f.library), el("td", {}, new Date(f.created_at).toLocaleString()), el("td", {}, state),
       el("td", {}, f.patron_name || "—"), el("td", {}, f.question_text || "—"));
   }));
-  $("erase-go").disabled = !found.some((f) => !f.erased && f.state === "ended");
+  $("erase-go").disabled = !found.some((f) => f.state === "ended");
   $("erase-found").hidden = false;
   $("status").textContent = found.length ? `${found.length} found for ${eraseEmail}.` : `Nothing carries ${eraseEmail}.`;
 }
