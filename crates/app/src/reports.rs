@@ -5,6 +5,12 @@
 //!
 //! The store groups by local hour, library and staff ids; days, weeks,
 //! the hour-of-week heat map, names and percentiles are made here.
+//!
+//! A report that needs several of the store's counts asks for them at
+//! once (`try_join!`): each is a scan of the range, and on a year of a
+//! large cooperative they take a few hundred milliseconds each; side by
+//! side, on their own connections, the report answers in the time of the
+//! slowest (docs/performance.md).
 
 use crate::{App, AppResult};
 use refdesk_domain::ids::LibraryId;
@@ -159,8 +165,10 @@ impl App {
 
     /// Sessions and questions per local hour since the epoch.
     async fn hourly(&self, s: &Scope) -> AppResult<(Vec<SessionCounts>, BTreeMap<i64, i64>)> {
-        let sessions = self.store.session_counts(s.range.clone(), SessionGroup::Hour).await?;
-        let questions = self.store.question_counts(s.range.clone(), QuestionGroup::Hour).await?;
+        let (sessions, questions) = tokio::try_join!(
+            self.store.session_counts(s.range.clone(), SessionGroup::Hour),
+            self.store.question_counts(s.range.clone(), QuestionGroup::Hour)
+        )?;
         let questions = questions.into_iter().filter_map(|(k, n)| Some((k?.parse::<i64>().ok()?, n))).collect();
         Ok((sessions, questions))
     }
@@ -222,8 +230,10 @@ impl App {
     }
 
     async fn by_library(&self, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
-        let sessions = self.store.session_counts(s.range.clone(), SessionGroup::Library).await?;
-        let questions = self.store.question_counts(s.range.clone(), QuestionGroup::Library).await?;
+        let (sessions, questions) = tokio::try_join!(
+            self.store.session_counts(s.range.clone(), SessionGroup::Library),
+            self.store.question_counts(s.range.clone(), QuestionGroup::Library)
+        )?;
         let mut by: BTreeMap<i64, (SessionCounts, i64)> = BTreeMap::new();
         for c in sessions {
             let id = c.keys[0].unwrap_or_default();
@@ -330,15 +340,15 @@ impl App {
         Ok((columns, rows))
     }
 
-    async fn total(&self, s: &Scope) -> AppResult<SessionCounts> {
+    async fn total(&self, s: &Scope) -> Result<SessionCounts, refdesk_store::StoreError> {
         let all = self.store.session_counts(s.range.clone(), SessionGroup::Total).await?;
         Ok(all.into_iter().next().unwrap_or_default())
     }
 
     async fn by_channel(&self, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
-        let t = self.total(s).await?;
-        let questions: HashMap<Option<String>, i64> =
-            self.store.question_counts(s.range.clone(), QuestionGroup::Channel).await?.into_iter().collect();
+        let (t, questions) =
+            tokio::try_join!(self.total(s), self.store.question_counts(s.range.clone(), QuestionGroup::Channel))?;
+        let questions: HashMap<Option<String>, i64> = questions.into_iter().collect();
         let rows = [
             ("chat", t.accepted),
             ("missed", t.missed),
@@ -360,10 +370,12 @@ impl App {
     }
 
     async fn service(&self, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
-        let t = self.total(s).await?;
-        let waits = self.store.span_histogram(s.range.clone(), Span::Wait).await?;
-        let durations = self.store.span_histogram(s.range.clone(), Span::Duration).await?;
-        let conferenced = self.store.conferenced(s.range.clone()).await?;
+        let (t, waits, durations, conferenced) = tokio::try_join!(
+            self.total(s),
+            self.store.span_histogram(s.range.clone(), Span::Wait),
+            self.store.span_histogram(s.range.clone(), Span::Duration),
+            self.store.conferenced(s.range.clone())
+        )?;
         let int = |v: i64| Cell::Int(v);
         let opt = |v: Option<i64>| Cell::Number(v.map(|v| v as f64));
         let rows: Vec<(&str, Cell)> = vec![

@@ -10,10 +10,13 @@
 //! - `demo`: load the demo cooperative (for trying out, on loopback only);
 //! - `user add`: create a staff member;
 //! - `config`: print the default configuration;
-//! - `bench`: the load generator (see `docs/performance.md`).
+//! - `bench`: the load generator (see `docs/performance.md`);
+//! - `bench-reports`: a year of a large cooperative's history, and every
+//!   report timed over it (docs/performance.md).
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_reports;
 mod lock;
 
 /// mimalloc, not the system allocator: under steady load with chats coming
@@ -101,6 +104,12 @@ enum Command {
     Config,
     /// Run the load generator against a running server.
     Bench(bench::BenchArgs),
+    /// The reports' benchmark: generate a year of a large cooperative's
+    /// history into an empty database, then time every report over it.
+    BenchReports {
+        #[command(subcommand)]
+        command: bench_reports::Command,
+    },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +295,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             let storage = bench::Storage { data_dir: cli.data_dir.clone(), database_url: cli.database_url.clone() };
             bench::run(args.clone(), storage).await
+        }
+        Command::BenchReports { command } => {
+            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let done = bench_reports::run(command, &state.app).await;
+            state.app.store().close().await;
+            done
         }
         Command::Migrate => {
             let config = offline(load_config(&cli)?);

@@ -297,11 +297,31 @@ pub trait Privacy: Send + Sync {
     async fn privacy_log(&self, libraries: Vec<LibraryId>, limit: u32) -> Result<Vec<PrivacyEntry>>;
 }
 
+/// Loading past history in bulk: the reports' benchmark (`refdesk
+/// bench-reports`, docs/performance.md) and records brought over from
+/// another service. Thousands of rows per write, none of the per-chat
+/// work of [`Chats`] (no events, no timeline entries, no e-mail): for an
+/// offline load, never for live chats.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Writes ended chats and forms of the past with their questions, first
+    /// messages and conference members, in one write (all or nothing).
+    /// Returns how many sessions were written.
+    async fn import_history(&self, sessions: Vec<PastSession>) -> Result<u64>;
+    /// Refreshes what the query planner knows after a bulk load: `ANALYZE`
+    /// on SQLite, `VACUUM ANALYZE` on PostgreSQL (which also lets its
+    /// index-only scans skip the table).
+    async fn analyze(&self) -> Result<()>;
+    /// The database's size in bytes (SQLite: its pages, without the
+    /// write-ahead log; PostgreSQL: `pg_database_size`).
+    async fn database_size(&self) -> Result<u64>;
+}
+
 /// The one storage interface: every aggregate's, plus the store's own life.
 /// Every backend passes the same contract tests.
 #[async_trait]
 pub trait Store:
-    Organisation + Staffing + Chats + Questions + Im + Outbox + Blocks + Reports + Privacy + 'static
+    Organisation + Staffing + Chats + Questions + Im + Outbox + Blocks + Reports + Privacy + History + 'static
 {
     /// Ends the store for a clean shutdown: writes already under way finish,
     /// then the connections close (on SQLite the last one empties and

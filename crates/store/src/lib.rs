@@ -30,13 +30,15 @@ mod records;
 mod sql;
 pub mod sqlite;
 
-pub use api::{Blocks, Chats, Im, Organisation, Outbox, Privacy, Questions, Reports, Staffing, Store};
+pub use api::{Blocks, Chats, History, Im, Organisation, Outbox, Privacy, Questions, Reports, Staffing, Store};
 pub use error::{Result, StoreError};
 pub use records::*;
 
 /// The storage traits, to bring every store method into scope at once.
 pub mod prelude {
-    pub use crate::api::{Blocks, Chats, Im, Organisation, Outbox, Privacy, Questions, Reports, Staffing, Store};
+    pub use crate::api::{
+        Blocks, Chats, History, Im, Organisation, Outbox, Privacy, Questions, Reports, Staffing, Store,
+    };
 }
 
 use refdesk_domain::event::Event;

@@ -765,3 +765,67 @@ pub struct PrivacyEntry {
     /// What happened to their transcripts.
     pub transcripts: Option<refdesk_domain::privacy::Transcripts>,
 }
+
+/// A chat or offline form of the past, ended, with its question (if it has
+/// one) and its first message: what [`crate::History::import_history`]
+/// writes. For loading history in bulk — the reports' benchmark, or
+/// records brought over from another service — never for live chats,
+/// which go through [`crate::Chats`] so that every rule and event applies.
+#[derive(Clone, Debug)]
+pub struct PastSession {
+    /// The patron's library.
+    pub library: LibraryId,
+    /// Unique among sessions; the SHA-256 of a patron token in live chats.
+    /// A past session has no patron connected: any unique value no token
+    /// hashes to will do (64 random hex digits).
+    pub token_hash: String,
+    /// The name the patron gave.
+    pub patron_name: Option<String>,
+    /// Their e-mail address.
+    pub patron_email: Option<String>,
+    /// The question, also the first message of the chat.
+    pub question_text: String,
+    /// Sent with the offline form, not a chat.
+    pub by_form: bool,
+    /// When the patron asked.
+    pub created_at: Millis,
+    /// Who accepted it (the librarian who served it last, after any
+    /// hand-over), and when.
+    pub accepted: Option<(StaffId, Millis)>,
+    /// When it ended.
+    pub ended_at: Millis,
+    /// Who ended it (None for a form).
+    pub ended_by: Option<PastEnd>,
+    /// Take-overs and transfers it went through.
+    pub handovers: i64,
+    /// The patron's rating (1–5) and comment.
+    pub rating: Option<(u8, Option<String>)>,
+    /// Staff who joined it (monitor, whisper or conference), and when.
+    pub members: Vec<(StaffId, refdesk_domain::chat::ConferenceMode, Millis)>,
+    /// Its question: when it was created and its state. `exclude_from_stats`
+    /// marks the session as practice too.
+    pub question: Option<(Millis, QuestionState)>,
+}
+
+/// Who ended a past chat (the `ended_by` the reports read: a chat the
+/// patron ended before anyone accepted it is abandoned, else missed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PastEnd {
+    /// The patron.
+    Patron,
+    /// A staff member.
+    Staff,
+    /// refdesk (idle, no one on duty).
+    System,
+}
+
+impl PastEnd {
+    /// The name in the database, as [`refdesk_domain::chat::Author`]'s kinds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PastEnd::Patron => "patron",
+            PastEnd::Staff => "staff",
+            PastEnd::System => "system",
+        }
+    }
+}

@@ -14,6 +14,7 @@
 
 mod blocks;
 mod chats;
+mod history;
 mod im;
 mod org;
 mod outbox;

@@ -9,9 +9,27 @@ ALTER TABLE sessions ADD COLUMN handovers BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN practice BOOLEAN NOT NULL DEFAULT FALSE;
 UPDATE sessions SET practice = TRUE WHERE id IN (SELECT session_id FROM questions WHERE exclude_from_stats);
 ALTER TABLE sessions ADD COLUMN erased_at BIGINT;
-CREATE INDEX sessions_library_created ON sessions(library_id, created_at);
-CREATE INDEX sessions_librarian_created ON sessions(librarian_id, created_at) WHERE librarian_id IS NOT NULL;
-CREATE INDEX questions_library_created ON questions(library_id, created_at);
+-- The reports read these indexes alone (index-only scans), never the wide
+-- rows of the tables (the question, the patron's details): a year of a
+-- cooperative is a million entries (docs/performance.md).
+-- `sessions_report`: every session report, by the patron's library (`id`
+-- for the conferenced chats, joined to session_members).
+-- `sessions_served`: the chats a librarian served (by-librarian, coverage).
+-- `sessions_channel` and `questions_channel`: each question's channel, by a
+-- merge join on the session's id.
+CREATE INDEX sessions_report ON sessions(library_id, created_at)
+    INCLUDE (by_form, practice, state, ended_by, accepted_at, ended_at, librarian_id, rating, handovers, id);
+CREATE INDEX sessions_served ON sessions(librarian_id, created_at)
+    INCLUDE (practice, by_form, state, ended_by, accepted_at, ended_at, rating, handovers, library_id)
+    WHERE accepted_at IS NOT NULL;
+CREATE INDEX sessions_channel ON sessions(id) INCLUDE (by_form, accepted_at, state, ended_by);
+CREATE INDEX questions_report ON questions(library_id, created_at)
+    INCLUDE (exclude_from_stats, status, code, read_scale, session_id);
+CREATE INDEX questions_channel ON questions(session_id) INCLUDE (library_id, created_at, exclude_from_stats);
+-- How many distinct waits and durations (in seconds) there are: without it
+-- the planner takes each chat for a group of its own, and sorts a year of
+-- chats on disk instead of hashing a few thousand groups (PostgreSQL 14+).
+CREATE STATISTICS sessions_spans ON ((accepted_at - created_at) / 1000), ((ended_at - accepted_at) / 1000) FROM sessions;
 CREATE INDEX sessions_unerased ON sessions(library_id, created_at) WHERE erased_at IS NULL;
 CREATE INDEX sessions_patron_email ON sessions(lower(patron_email)) WHERE patron_email IS NOT NULL;
 CREATE TABLE retention (

@@ -1,0 +1,104 @@
+//! Times every report over the generated year: `runs` times each, as the
+//! cooperative admin (all 40 libraries, the widest scope) and as a
+//! librarian of the busiest library, and prints the median and the
+//! slowest run of each as a Markdown table, with a digest of both
+//! reports' JSON: two databases loaded with the same flags give the same
+//! digests whatever the backend, or the change to the queries, if the
+//! figures are the same.
+//!
+//! A run is what a request costs the server but the HTTP layer:
+//! `App::report` (the store's queries and the table built from them) and
+//! the JSON the API would send.
+
+use super::{ADMIN, LIBRARIAN};
+use anyhow::Context;
+use clap::Args;
+use refdesk_app::reports::{ReportParams, REPORTS};
+use refdesk_app::App;
+use refdesk_domain::org::Staff;
+use refdesk_domain::report as r;
+use std::time::{Duration, Instant};
+
+/// Options of `refdesk bench-reports time`.
+#[derive(Args, Clone, Debug)]
+pub struct TimeArgs {
+    /// The calendar year the reports cover (as generated).
+    #[arg(long, default_value_t = 2025)]
+    pub year: i64,
+    /// Runs of each report for each person.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+}
+
+/// One report's runs for one person.
+struct Timed {
+    rows: usize,
+    /// FNV-1a of the report's JSON: the same history gives the same digest
+    /// on every backend and every version that counts the same.
+    digest: u64,
+    median: Duration,
+    max: Duration,
+}
+
+async fn staff(app: &App, username: &str) -> anyhow::Result<Staff> {
+    let rec = app
+        .store()
+        .staff_by_username(username)
+        .await?
+        .with_context(|| format!("no staff member {username}: run `refdesk bench-reports generate` first"))?;
+    Ok(rec.staff)
+}
+
+async fn time_one(app: &App, who: &Staff, name: &str, p: &ReportParams, runs: usize) -> anyhow::Result<Timed> {
+    let mut took = Vec::with_capacity(runs);
+    let (mut rows, mut digest) = (0, 0);
+    for _ in 0..runs.max(1) {
+        let began = Instant::now();
+        let table = app.report(who, name, p).await.map_err(|e| anyhow::anyhow!("report {name}: {e}"))?;
+        let json = serde_json::to_vec(&table)?;
+        took.push(began.elapsed());
+        rows = table.rows.len();
+        digest = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    }
+    took.sort();
+    Ok(Timed { rows, digest, median: took[took.len() / 2], max: took[took.len() - 1] })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `refdesk bench-reports time`.
+pub async fn time(app: &App, args: &TimeArgs) -> anyhow::Result<()> {
+    let admin = staff(app, ADMIN).await?;
+    let librarian = staff(app, LIBRARIAN).await?;
+    let (from, to) = (r::days_from_civil(args.year, 1, 1), r::days_from_civil(args.year, 12, 31));
+    let p = ReportParams::new(from, to, 0, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let size = app.store().database_size().await?;
+    println!(
+        "Every report from {} to {} (UTC), {} runs each; database {:.1} MiB.\n",
+        r::date_of(from),
+        r::date_of(to),
+        args.runs,
+        size as f64 / 1_048_576.0
+    );
+    println!("| report | rows | cooperative admin: median | max | librarian ({LIBRARIAN}): median | max | digest |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut slowest = Duration::ZERO;
+    for (name, _) in REPORTS {
+        let wide = time_one(app, &admin, name, &p, args.runs).await?;
+        let one = time_one(app, &librarian, name, &p, args.runs).await?;
+        slowest = slowest.max(wide.max).max(one.max);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {:08x} |",
+            wide.rows,
+            ms(wide.median),
+            ms(wide.max),
+            ms(one.median),
+            ms(one.max),
+            (wide.digest ^ one.digest.rotate_left(32)) >> 32
+        );
+    }
+    println!("\nslowest run: {}", ms(slowest));
+    Ok(())
+}
