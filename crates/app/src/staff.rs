@@ -21,6 +21,11 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_secs(1);
 /// A staff member seen this recently counts as connected (on any node).
 const FRESH_MS: Millis = 5_000;
+/// How often expired sign-ins are deleted ([`App::purge_expired_sign_ins`]).
+pub const PURGE_SIGN_INS_EVERY: Millis = 5 * 60_000;
+/// Expired sign-ins deleted per write: one batch never holds the writer
+/// (SQLite's, shared by every chat) for long.
+const PURGE_BATCH: u32 = 500;
 
 /// Live connections per staff member on this node.
 #[derive(Default)]
@@ -288,6 +293,9 @@ impl App {
                 }
             });
         }
+        if now / PURGE_SIGN_INS_EVERY != last / PURGE_SIGN_INS_EVERY {
+            tokio::spawn(self.clone().purge_expired_sign_ins(now));
+        }
         let cutoff = now - (self.limits.signoff_minutes as Millis) * 60_000;
         match self.store.sign_off_stale(cutoff).await {
             Ok(gone) => {
@@ -298,6 +306,32 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "cannot sign off absent staff"),
         }
         now
+    }
+
+    /// Deletes the sign-ins that expired by `now`, a bounded batch per
+    /// write until none is left. They could never be used again; kept, they
+    /// would pile up for ever (one row per sign-in). Every node's round
+    /// does it: a row one node deleted is simply not found by the others.
+    /// Runs by itself every [`PURGE_SIGN_INS_EVERY`] ([`App::tick`]).
+    pub async fn purge_expired_sign_ins(self, now: Millis) {
+        let mut purged = 0;
+        loop {
+            match self.store.purge_expired_logins(now, PURGE_BATCH).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < u64::from(PURGE_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot purge expired sign-ins; tried again at the next round");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "expired sign-ins purged");
+        }
     }
 
     /// Runs [`App::tick`] every second until `shutdown` resolves.

@@ -66,6 +66,11 @@ pub trait Staffing: Send + Sync {
     async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>>;
     /// Ends a sign-in.
     async fn delete_login(&self, token_hash: &str) -> Result<()>;
+    /// Deletes at most `limit` sign-ins that expired at or before `now`
+    /// (they can never be used again: [`Staffing::staff_by_login`] ignores
+    /// them) and returns how many it deleted. Bounded, so that one call
+    /// never holds the writer long; call again while it returns `limit`.
+    async fn purge_expired_logins(&self, now: Millis, limit: u32) -> Result<u64>;
     /// Sets a staff member's availability.
     async fn set_availability(&self, id: StaffId, a: refdesk_domain::event::Availability, now: Millis) -> Result<()>;
     /// Records that these staff members have a live connection now.

@@ -18,3 +18,4 @@ mod reports;
 mod restart;
 mod resume;
 mod router;
+mod sign_ins;

@@ -171,6 +171,24 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
+    async fn purge_expired_logins(&self, now: Millis, limit: u32) -> Result<u64> {
+        // A full scan of `logins` (no index on `expires_at`): the table holds
+        // one row per sign-in of the last `session_hours`, a few thousand at
+        // most once purged, and this runs every few minutes. The sub-select
+        // bounds the batch on both backends (PostgreSQL has no DELETE … LIMIT).
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec(
+                    "DELETE FROM logins WHERE token_hash IN
+                       (SELECT token_hash FROM logins WHERE expires_at <= ?1 LIMIT ?2)",
+                    args![now, i64::from(limit)],
+                )
+                .await
+            }))
+        })
+        .await
+    }
+
     async fn set_availability(&self, id: StaffId, a: Availability, now: Millis) -> Result<()> {
         self.write(move |db| Box::pin(set_availability(db, id, a, now))).await
     }

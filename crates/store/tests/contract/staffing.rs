@@ -8,6 +8,7 @@ use refdesk_store::{ScriptOwner, StoreError};
 
 on_every_backend!(
     a_sign_in_is_found_by_its_digest_until_it_expires,
+    expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept,
     staff_on_duty_not_seen_lately_are_signed_off,
     a_script_is_offered_to_its_owner_until_deleted,
 );
@@ -22,6 +23,31 @@ async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
     assert!(s.staff_by_login("digest", 99).await.unwrap().is_none(), "signed out");
     let r = s.create_login("ghost", StaffId(999_999), 100).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "staff who do not exist: {r:?}");
+}
+
+async fn expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    for i in 0..5 {
+        s.create_login(&format!("old{i}"), w.ann.id, 100 + i).await.unwrap();
+    }
+    s.create_login("at-the-edge", w.ann.id, 200).await.unwrap();
+    s.create_login("live", w.carla.id, 201).await.unwrap();
+    // At 200: the five old ones and the one that expires at 200 (no longer
+    // usable at 200) go, two at a time; the live one stays.
+    assert!(s.staff_by_login("at-the-edge", 200).await.unwrap().is_none(), "expired at 200");
+    let mut batches = Vec::new();
+    loop {
+        let n = s.purge_expired_logins(200, 2).await.unwrap();
+        batches.push(n);
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!(batches, [2, 2, 2, 0]);
+    assert_eq!(s.staff_by_login("live", 200).await.unwrap().map(|x| x.id), Some(w.carla.id), "a live sign-in is kept");
+    assert_eq!(s.purge_expired_logins(200, 100).await.unwrap(), 0, "nothing left to purge");
+    assert_eq!(s.purge_expired_logins(201, 100).await.unwrap(), 1, "it goes once it expires");
+    assert!(s.staff_by_login("live", 200).await.unwrap().is_none());
 }
 
 async fn staff_on_duty_not_seen_lately_are_signed_off(b: &Backend) {
