@@ -337,9 +337,11 @@ pub trait Store:
     async fn is_empty(&self) -> Result<bool>;
     /// Whether the store can commit a write now (for `/readyz`). Cheap, and
     /// answers within a few seconds: SQLite — the writer thread is alive
-    /// and a batch committed in the last second, or a no-op batch sent now
-    /// commits within [`crate::HEALTH_WAIT`] (at most one such ping is ever
-    /// queued); PostgreSQL — a connection from the pool answers and the
+    /// and a batch that wrote committed in the last second, or a ping sent
+    /// now, which writes a byte of the file's header, commits within
+    /// [`crate::HEALTH_WAIT`] (at most one such ping is ever queued; a
+    /// batch that writes nothing proves nothing: it commits on a read-only
+    /// file too); PostgreSQL — a connection from the pool answers and the
     /// server is not a read-only standby. An error says what is wrong.
     async fn health(&self) -> Result<()>;
 }

@@ -163,11 +163,35 @@ async fn a_job_that_panics_fails_alone_and_the_writer_keeps_serving() {
     store.health().await.expect("the writer can commit");
 }
 
+/// A file the kernel refuses to write is not healthy, though batches that
+/// change nothing still commit on it (they write nothing): the ping writes.
+/// `chattr +i` makes it so even for root, and on ext4 also for descriptors
+/// already open (see `api/ready.rs` in the server's tests for why not
+/// `chmod` or a read-only remount); skipped where it cannot be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_fails_while_the_file_cannot_be_written() {
+    let (dir, store, _sink, _session) = setup().await;
+    let files = [dir.path().join("t.sqlite3"), dir.path().join("t.sqlite3-wal")];
+    let set = std::process::Command::new("chattr").arg("+i").args(&files).status();
+    if !set.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: cannot chattr +i here (needs root and a filesystem such as ext4)");
+        return;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let unchanged = store.sign_off_stale(0).await;
+    let health = store.health().await;
+    let _ = std::process::Command::new("chattr").arg("-i").args(&files).status();
+    assert!(unchanged.is_ok_and(|gone| gone.is_empty()), "a batch that changes nothing commits");
+    let err = health.expect_err("a file that cannot be written is not healthy");
+    assert!(err.to_string().contains("failed to commit"), "{err}");
+    store.health().await.expect("healthy again once it can be written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_whether_the_writer_can_commit() {
     let (dir, store, _sink, _session) = setup().await;
     store.health().await.expect("healthy after the setup's writes");
-    // Idle for longer than a fresh commit counts: health commits a no-op batch.
+    // Idle for longer than a fresh commit counts: health commits a ping (which writes).
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     store.health().await.expect("healthy when idle");
 

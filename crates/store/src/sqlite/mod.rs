@@ -88,6 +88,9 @@ pub struct SqliteStore {
     /// Set while a health ping waits in the writer's queue, so that however
     /// often `/readyz` is asked, at most one ping is queued.
     ping_queued: Arc<AtomicBool>,
+    /// Set by a health ping that ran (and wrote) in the batch under way;
+    /// the writer reads and clears it when the batch ends.
+    ping_wrote: Arc<AtomicBool>,
 }
 
 /// The outcome of the writer's latest batch.
@@ -97,11 +100,22 @@ struct Commit {
     n: u64,
     /// Whether it committed.
     ok: bool,
+    /// Whether it committed *and* that proves the database takes writes:
+    /// it changed rows, or held a health ping (which writes). A batch that
+    /// changes nothing (a sign-off round with nobody to sign off) commits
+    /// without writing a byte, even on a read-only file or a full disk.
+    proved: bool,
     at: Instant,
 }
 
-/// A batch that committed less than this long ago shows the writer can
-/// commit; older, [`Store::health`] sends a no-op batch to find out.
+/// What a health ping writes: SQLite's header field for the program whose
+/// file this is ("RDSK"). Setting it, even to the value it has, dirties the
+/// first page, so the ping's commit must really write to the log.
+const PING_WRITE: &str = "PRAGMA application_id = 1380209483";
+
+/// A batch that wrote and committed less than this long ago shows the
+/// writer can commit; older, [`Store::health`] sends a ping that writes
+/// ([`PING_WRITE`]) to find out.
 const FRESH_COMMIT: Duration = Duration::from_secs(1);
 
 struct Threads {
@@ -204,15 +218,17 @@ impl SqliteStore {
             .spawn(move || checkpointer(checkpoints, stopped))
             .map_err(|e| StoreError::failed("cannot start the checkpoint thread", e))?;
         let (jobs, rx) = mpsc::channel::<ToWriter>(MAX_BATCH * 4);
-        let (report, commits) = watch::channel(Commit { n: 0, ok: false, at: Instant::now() });
+        let (report, commits) = watch::channel(Commit { n: 0, ok: false, proved: false, at: Instant::now() });
+        let ping_wrote = Arc::new(AtomicBool::new(false));
+        let pinged = ping_wrote.clone();
         let writer = std::thread::Builder::new()
             .name("refdesk-sqlite-writer".into())
-            .spawn(move || writer(conn, rx, sink, report))
+            .spawn(move || writer(conn, rx, sink, CommitReports { report, pinged }))
             .map_err(|e| StoreError::failed("cannot start the writer thread", e))?;
         let readers =
             Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
-        Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default() })
+        Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), ping_wrote })
     }
 
     /// For tests of the writer's panic handling only: a write that inserts a
@@ -342,22 +358,29 @@ impl Backend for SqliteStore {
         }
         let mut commits = self.commits.clone();
         let last = *commits.borrow_and_update();
-        if last.ok && last.at.elapsed() < FRESH_COMMIT {
+        if last.proved && last.at.elapsed() < FRESH_COMMIT {
             return Ok(());
         }
-        // Ask for a batch unless a ping already waits; a full queue means a
-        // batch is coming anyway.
+        // Ask for a batch that writes unless a ping already waits; a full
+        // queue means batches are coming anyway.
         if !self.ping_queued.swap(true, Ordering::AcqRel) {
-            let queued = self.ping_queued.clone();
-            let ping: Job = Box::new(move |_| Pending {
-                events: Vec::new(),
-                finish: Box::new(move |_| queued.store(false, Ordering::Release)),
+            let (queued, wrote) = (self.ping_queued.clone(), self.ping_wrote.clone());
+            let ping: Job = Box::new(move |db| {
+                if let Some(db) = db {
+                    match db.conn.execute_batch(PING_WRITE) {
+                        Ok(()) => wrote.store(true, Ordering::Release),
+                        Err(e) => tracing::warn!(error = %e, "the health ping cannot write"),
+                    }
+                }
+                Pending { events: Vec::new(), finish: Box::new(move |_| queued.store(false, Ordering::Release)) }
             });
             if self.jobs.try_send(ToWriter::Job(ping)).is_err() {
                 self.ping_queued.store(false, Ordering::Release);
             }
         }
-        let next = tokio::time::timeout(crate::HEALTH_WAIT, commits.wait_for(|c| c.n > last.n)).await;
+        // The next batch that proves the writes reach the disk, or fails to.
+        let decides = |c: &Commit| c.n > last.n && (c.proved || !c.ok);
+        let next = tokio::time::timeout(crate::HEALTH_WAIT, commits.wait_for(decides)).await;
         match next.map(|r| r.map(|c| *c)) {
             Ok(Ok(c)) if c.ok => Ok(()),
             Ok(Ok(_)) => Err(StoreError::backend("the writer's last batch failed to commit")),
@@ -440,7 +463,14 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<i64> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1)).map_err(db)
 }
 
-fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn EventSink>, report: watch::Sender<Commit>) {
+/// How the writer reports each batch, for [`Store::health`].
+struct CommitReports {
+    report: watch::Sender<Commit>,
+    /// Set by a health ping that wrote in the batch (see [`PING_WRITE`]).
+    pinged: Arc<AtomicBool>,
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn EventSink>, reports: CommitReports) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut db = SqliteDb::new(conn);
     let mut closing = false;
@@ -468,6 +498,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
             // bookkeeping, or the sink): the batch is undone and the writer
             // goes on. Callers whose answer it had not sent yet hear that the
             // store failed them (their channel closes).
+            let changes_before = db.conn.total_changes();
             let outcome = catch_panic(|| commit_batch(&mut db, &mut batch, sink.as_ref()));
             let ok = outcome.unwrap_or_else(|_| {
                 if !db.conn.is_autocommit() {
@@ -477,7 +508,9 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
                 db.sessions.clear();
                 false
             });
-            report.send_modify(|c| *c = Commit { n: c.n + 1, ok, at: Instant::now() });
+            let pinged = reports.pinged.swap(false, Ordering::AcqRel);
+            let proved = ok && (pinged || db.conn.total_changes() > changes_before);
+            reports.report.send_modify(|c| *c = Commit { n: c.n + 1, ok, proved, at: Instant::now() });
         }
         if closing && rx.is_empty() {
             break;
