@@ -107,9 +107,17 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
       onOpen?.(send);
     };
     ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.error(err); } };
-    ws.onclose = () => {
+    ws.onclose = (e) => {
       if (closedByUs) return;
       onState?.("reconnecting");
+      // 1001 (going away): this server is shutting down after draining
+      // (docs/protocol.md) and another one takes the connection now. Come
+      // back at once, without growing the backoff; the jitter spreads a
+      // whole node's clients over a quarter of a second.
+      if (e.code === 1001) {
+        setTimeout(open, Math.random() * 250);
+        return;
+      }
       setTimeout(open, delay);
       delay = Math.min(delay * 2, 10000);
     };

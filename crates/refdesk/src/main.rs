@@ -254,7 +254,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // After a shutdown that ran out of time (`shutdown_seconds`), a blocking
+    // task may still be at work (a SQLite read): dropping the runtime would
+    // wait for it without limit; the process exits instead.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -497,7 +502,22 @@ fn print_demo_logins() {
     }
 }
 
+/// Resolves at the first SIGTERM or Ctrl-C, which starts the drain (see
+/// `refdesk_server::run`). A second one exits at once, without the drain:
+/// for someone at a terminal who does not want to wait. Every acknowledged
+/// write is already durable; SQLite replays its log at the next start.
 async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("shutting down (SIGTERM or Ctrl-C); a second one exits at once");
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("a second SIGTERM or Ctrl-C: exiting at once, without draining");
+        std::process::exit(1);
+    });
+}
+
+/// The next SIGTERM or Ctrl-C.
+async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -513,5 +533,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }

@@ -10,6 +10,9 @@
 //! doubled; NATS is restarted mid-chat → delivery resumes, nothing lost;
 //! the patron moves to node 3 and resumes there; the database goes away and
 //! comes back.
+//!
+//! A second test restarts a node the clean way (SIGTERM): it drains, says
+//! goodbye with 1001, and its clients resume on the other node.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -260,6 +263,34 @@ impl Socket {
         }
     }
 
+    /// Reads (keeping the events) until the server's close frame; returns
+    /// its code and reason.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the socket ends with a close frame, not a dropped connection")
+                .expect("the frame is readable");
+            match msg {
+                Ws::Close(Some(frame)) => return (u16::from(frame.code), frame.reason.to_string()),
+                Ws::Close(None) => panic!("a close frame without a code"),
+                Ws::Text(t) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] == "event" {
+                        let seq = v["seq"].as_u64().unwrap();
+                        let entry =
+                            (v["kind"].as_str().unwrap_or("").to_owned(), v["body"].as_str().unwrap_or("").to_owned());
+                        if self.events.insert(seq, entry).is_some() {
+                            self.doubled.push(seq);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn last_seq(&self) -> u64 {
         self.events.keys().next_back().copied().unwrap_or(0)
     }
@@ -451,4 +482,134 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     lib3.until_body("lost?").await;
     adm.until_body("lost?").await;
     drop(nats);
+}
+
+/// A fresh PostgreSQL database, our own NATS server and a configuration
+/// file for nodes sharing them (`extra`: more top-level settings); the
+/// demo cooperative is loaded. Returns the folder (holding the file), the
+/// file and the NATS server.
+async fn deployment(what: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Proc) {
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_{what}_{}_{nanos}", std::process::id());
+    let database = refdesk_store::postgres::create_database(&server, &name)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+    let nats_port = free_port();
+    let nats = start_nats(nats_port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("refdesk.toml");
+    let key = refdesk_app::auth::new_token().unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{database}\"\nnats_url = \"nats://127.0.0.1:{nats_port}\"\nnats_subject = \"test.{name}\"\n\
+             nats_key = \"{key}\"\n{extra}\n\
+             [limits]\nlogins_per_minute = 100000\nstarts_per_minute = 100000\nmax_waiting_per_address = 100000\n"
+        ),
+    )
+    .unwrap();
+    let demo = refdesk(&config).arg("demo").stdout(Stdio::null()).status().expect("refdesk demo runs");
+    assert!(demo.success(), "the demo loads into the shared database");
+    (dir, config, nats)
+}
+
+/// SIGTERM to node 1 while a patron and a librarian chat through it.
+/// `drain_seconds = 3`: /readyz says 503 at once and the chat goes on
+/// through node 1; after the drain every socket is closed with 1001; the
+/// two resume on node 2 with every acknowledged line there, once, in
+/// order; node 1 exits by itself, well within its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_node_and_its_clients_resume_on_another_with_nothing_lost() {
+    const DRAIN: Duration = Duration::from_secs(3);
+    let (dir, config, _nats) = deployment("drain", "drain_seconds = 3\nshutdown_seconds = 5").await;
+    let mut node1 = start_node(&config, &dir.path().join("n1")).await;
+    let node2 = start_node(&config, &dir.path().join("n2")).await;
+
+    let ann = sign_in(&node1, "ann").await;
+    let (session, token) = start_chat(&node1, "Before the restart").await;
+    assert_eq!(ann.post(&format!("/api/sessions/{session}/accept"), json!(null)).await.0, 200);
+    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node1.port), None, Some(&token)).await;
+    pat.resume(None, 0).await;
+    let mut lib = ann.socket(&node1).await;
+    lib.resume(Some(session), 0).await;
+    // Every acknowledged line: (seq, body).
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut ack = |f: Value, body: &str| acked.push((f["seq"].as_u64().unwrap(), body.to_owned()));
+    ack(pat.say(None, "patron before", "p0").await, "patron before");
+    ack(lib.say(Some(session), "librarian before", "l0").await, "librarian before");
+
+    // --- SIGTERM: /readyz is 503 at once, everything else still works ---
+    let pid = node1._proc.0.id();
+    let term = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill runs");
+    assert!(term.success());
+    let signalled = Instant::now();
+    let http = reqwest::Client::new();
+    loop {
+        let r = http.get(node1.url("/readyz")).send().await.expect("node 1 still listens");
+        let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
+        if status == 503 {
+            assert_eq!(body, "draining");
+            break;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(1), "/readyz turns 503 at once: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..3 {
+        let body = format!("patron during the drain {i}");
+        ack(pat.say(None, &body, &format!("pd{i}")).await, &body);
+        let body = format!("librarian during the drain {i}");
+        ack(lib.say(Some(session), &body, &format!("ld{i}")).await, &body);
+    }
+    lib.until_body("patron during the drain 2").await;
+    pat.until_body("librarian during the drain 2").await;
+    // New connections are still accepted (a fresh client, a fresh TCP connection).
+    let (other, _) = start_chat(&node1, "Asked during the drain").await;
+    assert!(other > session);
+    assert_eq!(http.get(node1.url("/readyz")).send().await.unwrap().status(), 503, "still draining");
+    assert!(signalled.elapsed() < DRAIN, "all of this happened within the drain period");
+
+    // --- after the drain: every socket is told 1001, at once ---
+    let (code, reason) = pat.closed().await;
+    assert_eq!(code, 1001, "the patron's socket: going away ({reason})");
+    assert!(!reason.is_empty(), "with a reason");
+    assert_eq!(lib.closed().await.0, 1001, "the librarian's socket: going away");
+    let closed_after = signalled.elapsed();
+    assert!(closed_after >= DRAIN - Duration::from_millis(200), "not before the drain ends: {closed_after:?}");
+    assert!(closed_after < DRAIN + Duration::from_secs(2), "promptly after it: {closed_after:?}");
+
+    // --- both resume on node 2 from what they had seen: nothing lost, nothing doubled ---
+    let (pat_seen, lib_seen) = (pat.last_seq(), lib.last_seq());
+    let mut pat2 = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node2.port), None, Some(&token)).await;
+    pat2.resume(None, pat_seen).await;
+    let mut lib2 = ann.on(&node2).socket(&node2).await;
+    lib2.resume(Some(session), lib_seen).await;
+    ack(pat2.say(None, "patron after", "p1").await, "patron after");
+    ack(lib2.say(Some(session), "librarian after", "l1").await, "librarian after");
+    lib2.until_body("patron after").await;
+    pat2.until_body("librarian after").await;
+    let mut whole = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node2.port), None, Some(&token)).await;
+    whole.resume(None, 0).await;
+    whole.until_body("librarian after").await;
+    acked.sort();
+    let stored: Vec<(u64, String)> =
+        whole.lines().into_iter().filter(|(seq, _)| acked.iter().any(|(s, _)| s == seq)).collect();
+    assert_eq!(stored, acked, "every acknowledged line is there, at its seq, in order");
+    assert_eq!(whole.lines().len(), acked.len() + 1, "and nothing else but the question: {:?}", whole.lines());
+    for (who, s) in [("patron", &pat2), ("librarian", &lib2), ("transcript", &whole)] {
+        assert!(s.doubled.is_empty(), "{who} got nothing twice: {:?}", s.doubled);
+    }
+
+    // --- node 1 exits by itself, within drain + shutdown bound ---
+    let exited = loop {
+        if let Some(status) = node1._proc.0.try_wait().unwrap() {
+            break status;
+        }
+        // shutdown_seconds = 5, and a second for the process to end.
+        assert!(signalled.elapsed() < DRAIN + Duration::from_secs(6), "node 1 exits within its bound");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exited.success(), "a clean exit: {exited}");
+    assert!(http.get(node1.url("/readyz")).send().await.is_err(), "node 1's listener is closed");
 }

@@ -66,6 +66,14 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the
     /// rate limits count the client's address, not the proxy's.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// On SIGTERM or Ctrl-C, how long the node goes on serving everything
+    /// while `/readyz` answers 503 `draining`, so that load balancers stop
+    /// sending it new clients first. 0: no drain period.
+    pub drain_seconds: u64,
+    /// After the drain period, how long closing may take at most: every
+    /// WebSocket gets a close frame (1001), requests under way finish, the
+    /// database closes. Past it, the process exits anyway (and says so).
+    pub shutdown_seconds: u64,
     /// Limits and timings.
     pub limits: Limits,
     /// E-mail to patrons.
@@ -93,6 +101,8 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("drain_seconds", &self.drain_seconds)
+            .field("shutdown_seconds", &self.shutdown_seconds)
             .field("limits", &self.limits)
             .field("mail", &self.mail)
             .finish()
@@ -143,6 +153,8 @@ impl Default for Config {
             public_url: None,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
+            drain_seconds: 10,
+            shutdown_seconds: 15,
             limits: Limits::default(),
             mail: MailConfig::default(),
         }
@@ -196,8 +208,9 @@ impl Config {
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
     /// the two rate limits, the two waiting-chat caps
-    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`)
-    /// and `REFDESK_MAX_CONNECTIONS`.
+    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`),
+    /// `REFDESK_MAX_CONNECTIONS`, `REFDESK_DRAIN_SECONDS` and
+    /// `REFDESK_SHUTDOWN_SECONDS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
@@ -239,6 +252,14 @@ impl Config {
         ] {
             if let Some(v) = get(var) {
                 *field = v.parse().with_context(|| format!("{var}={v:?} must be a number"))?;
+            }
+        }
+        for (var, field) in [
+            ("REFDESK_DRAIN_SECONDS", &mut self.drain_seconds),
+            ("REFDESK_SHUTDOWN_SECONDS", &mut self.shutdown_seconds),
+        ] {
+            if let Some(v) = get(var) {
+                *field = v.parse().with_context(|| format!("{var}={v:?} must be a number of seconds"))?;
             }
         }
         if let Some(v) = get("REFDESK_MAX_CONNECTIONS") {
@@ -303,6 +324,9 @@ impl Config {
         // Upper bounds too: nothing here may overflow a computation or a
         // buffer (a day of sign-off, a year of sign-in, a 16 MiB frame…).
         let bounded = [
+            // A day at most: a drain or a shutdown longer than that is a typo.
+            ("drain_seconds", self.drain_seconds, 0, 24 * 3600),
+            ("shutdown_seconds", self.shutdown_seconds, 1, 24 * 3600),
             ("limits.signoff_minutes", l.signoff_minutes, 1, 24 * 60),
             ("limits.idle_chat_minutes", l.idle_chat_minutes, 1, 24 * 60),
             ("limits.login_hours", l.login_hours, 1, 24 * 366),
@@ -433,6 +457,17 @@ mod tests {
         let parsed: Config = toml::from_str(&text).unwrap();
         parsed.validate().unwrap();
         assert_eq!(parsed.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn the_drain_and_shutdown_bounds_come_from_the_file_or_the_environment() {
+        let mut c = Config::parse_toml("drain_seconds = 0\nshutdown_seconds = 30\n").unwrap();
+        assert_eq!((c.drain_seconds, c.shutdown_seconds), (0, 30));
+        c.apply_env(|k| (k == "REFDESK_DRAIN_SECONDS").then(|| "25".into())).unwrap();
+        assert_eq!((c.drain_seconds, c.shutdown_seconds), (25, 30));
+        assert!(c.apply_env(|k| (k == "REFDESK_SHUTDOWN_SECONDS").then(|| "soon".into())).is_err());
+        c.shutdown_seconds = 0;
+        assert!(c.validate().is_err(), "closing needs some time");
     }
 
     #[test]

@@ -311,6 +311,9 @@ pub(crate) async fn serve(
         let io = TokioIo::new(Watched { tcp, activity: activity.clone(), _slot: slot });
         tokio::spawn(connection(builder.clone(), io, router.clone(), peer, activity, limits.clone(), drain_rx.clone()));
     }
+    // Closed now, not once the connections below have finished: a client
+    // that connects from here on is refused at once and goes elsewhere.
+    drop(listener);
     drop(drain_rx);
     let _ = drain_tx.send(());
     drain_tx.closed().await;

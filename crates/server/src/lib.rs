@@ -7,9 +7,11 @@
 //! - [`ws`]: the WebSocket protocol of `docs/protocol.md`.
 //! - [`conn`]: the accept loop: connection caps and HTTP timeouts.
 //! - [`error`]: the one API error type and its JSON shape.
+//! - [`ready`]: `/readyz`, answered within a bound whatever the database does.
 //!
 //! [`run`] takes the listener and a shutdown signal as arguments, which is
-//! what lets tests start a real server on port 0.
+//! what lets tests start a real server on port 0; it also drains the node
+//! when that signal comes (see [`run`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -19,6 +21,7 @@ pub mod http;
 pub mod input;
 pub mod limit;
 pub mod origin;
+pub mod ready;
 pub mod ws;
 
 pub use config::Config;
@@ -30,6 +33,7 @@ use refdesk_store::sqlite::SqliteStore;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything a handler can reach.
 #[derive(Clone)]
@@ -40,6 +44,16 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Set when shutdown begins, so `/readyz` turns away new traffic.
     pub draining: Arc<AtomicBool>,
+    /// How long the node goes on serving once shutdown begins (`drain_seconds`).
+    pub drain_period: Duration,
+    /// How long closing may take after the drain (`shutdown_seconds`).
+    pub shutdown_within: Duration,
+    /// Set to `true` when the drain ends: every WebSocket then says goodbye
+    /// with 1001 (going away). Each socket holds a receiver, so the sender
+    /// knows when the last one has closed.
+    pub going_away: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The readiness check under way, shared by every `/readyz`.
+    pub readiness: Arc<ready::Readiness>,
     /// E-mail settings, for the mailer [`run`] starts.
     pub mail: refdesk_app::mail::MailConfig,
     /// The data folder (e-mail files go under it when there is no SMTP server).
@@ -92,6 +106,10 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         app,
         secure_cookies: config.cookies_secure(),
         draining: Arc::new(AtomicBool::new(false)),
+        drain_period: Duration::from_secs(config.drain_seconds),
+        shutdown_within: Duration::from_secs(config.shutdown_seconds),
+        going_away: Arc::new(tokio::sync::watch::Sender::new(false)),
+        readiness: Arc::default(),
         mail: refdesk_app::mail::MailConfig {
             public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
             ..config.mail.clone()
@@ -134,15 +152,26 @@ pub fn app(state: AppState) -> axum::Router {
     http::router(state)
 }
 
-/// Serves until `shutdown` completes, then stops accepting and lets open
-/// requests finish. Connections are capped and timed out as [`conn`] says.
+/// Serves until `shutdown` completes, then shuts down cleanly, in steps a
+/// load balancer and the clients can follow:
+///
+/// 1. **Drain** (`drain_seconds`): `/readyz` answers 503 `draining` while
+///    the node still serves everything — chats go on, new connections are
+///    accepted — so the load balancer stops sending it new clients first.
+/// 2. **Going away**: every WebSocket gets a close frame 1001 with a reason
+///    (the clients resume at once, on another node), and the listener
+///    closes; HTTP requests under way finish.
+/// 3. **Closing**: the mailer and the background round stop, then the
+///    store closes (on SQLite that empties and removes the write-ahead log).
+///
+/// Steps 2 and 3 take at most `shutdown_seconds`; past it, this returns
+/// anyway with a log line, and the process exits with whatever was left
+/// (every acknowledged write is already durable: I2).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let draining = state.draining.clone();
-    let store = state.app.store().clone();
     // The outbox's sender runs beside the server and stops with it.
     let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
         .map_err(anyhow::Error::msg)
@@ -164,17 +193,45 @@ pub async fn run(
         n => n,
     };
     let counts = conn::Counts::new(max, limits.connections_per_address);
-    conn::serve(listener, state, counts, async move {
-        shutdown.await;
-        draining.store(true, std::sync::atomic::Ordering::SeqCst);
-    })
-    .await;
-    let _ = stop_mail.send(());
-    let _ = stop_background.send(());
-    let _ = mail_task.await;
-    let _ = background.await;
-    // Last: writes already under way finish, then the database closes (on
-    // SQLite that empties and removes the write-ahead log).
-    store.close().await;
+    let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(conn::serve(listener, state.clone(), counts, async move {
+        let _ = accepting_stopped.await;
+    }));
+    shutdown.await;
+    drain(&state).await;
+    state.going_away.send_replace(true);
+    let _ = stop_accepting.send(());
+    let within = state.shutdown_within;
+    let store = state.app.store().clone();
+    let going_away = state.going_away.clone();
+    drop(state);
+    let closing = async move {
+        let _ = serving.await;
+        // Every socket has sent its close frame (or found its peer gone).
+        going_away.closed().await;
+        let _ = stop_mail.send(());
+        let _ = stop_background.send(());
+        let _ = mail_task.await;
+        let _ = background.await;
+        // Last: writes already under way finish, then the database closes.
+        store.close().await;
+    };
+    match tokio::time::timeout(within, closing).await {
+        Ok(()) => tracing::info!("shut down cleanly"),
+        Err(_) => tracing::warn!(
+            shutdown_seconds = within.as_secs(),
+            "shutdown did not finish within shutdown_seconds; exiting anyway"
+        ),
+    }
     Ok(())
+}
+
+/// Step 1 of [`run`]: `/readyz` says 503 `draining` while everything else
+/// goes on being served for the drain period.
+async fn drain(state: &AppState) {
+    state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seconds = state.drain_period.as_secs();
+    tracing::info!(drain_seconds = seconds, "shutdown begun: /readyz answers 503 while this node drains");
+    tokio::time::sleep(state.drain_period).await;
+    tracing::info!("drain over: WebSockets are closed with 1001 (going away), the listener closes");
 }

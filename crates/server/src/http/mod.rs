@@ -86,33 +86,22 @@ async fn service(State(state): State<AppState>) -> axum::Json<ServiceView> {
 
 /// Readiness: whether this node should take traffic.
 ///
-/// Ready when the database answers reads, the store can commit a write
-/// (on SQLite: its writer thread is alive and committing), and shutdown has
-/// not begun. A read alone is no proof: SQLite reads go on beside a writer
-/// that cannot commit. Answers within a few seconds whatever the store does.
+/// Ready when shutdown has not begun, the database answers reads and the
+/// store can commit a write (on SQLite: its writer thread is alive and
+/// committing, which a read-only file is not). Answers within
+/// [`crate::ready::READY_WITHIN`] whatever the database does (see
+/// [`crate::ready`]).
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
-        (status = 503, description = "`shutting down`, `database unavailable` or `database cannot commit` (recovers by itself)", body = String, content_type = "text/plain"),
+        (status = 503, description = "`draining` (shutdown has begun: the node still serves for `drain_seconds`, then closes), `database not answering` (the check took longer than 500 ms), `database unavailable` or `database cannot commit`; the database's three recover by themselves", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.draining.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
-    if let Err(e) = state.app.store().is_empty().await {
-        tracing::warn!(error = %e, "not ready: the database does not answer");
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
-    }
-    let wait = refdesk_store::HEALTH_WAIT + std::time::Duration::from_secs(1);
-    match tokio::time::timeout(wait, state.app.store().health()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: the database cannot commit");
-            (StatusCode::SERVICE_UNAVAILABLE, "database cannot commit")
-        }
-        Err(_) => {
-            tracing::warn!("not ready: the database's health check did not answer in time");
-            (StatusCode::SERVICE_UNAVAILABLE, "database cannot commit")
-        }
+    match state.readiness.check(state.app.store()).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }

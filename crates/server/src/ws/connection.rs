@@ -8,6 +8,7 @@
 
 use super::protocol::{In, OutFrame};
 use super::sockets::Slot;
+use super::{going_away, CLOSE_GOING_AWAY, GOING_AWAY_REASON};
 use super::{CLOSE_NO_PONG, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, CLOSE_WITHIN};
 use crate::error::ApiError;
 use crate::input::sendable_kind;
@@ -33,6 +34,9 @@ pub(super) struct Connection {
     slot: Slot,
     /// When the client last sent anything (a pong counts).
     heard: Instant,
+    /// Turns `true` when the node's sockets must go (1001); held for the
+    /// socket's life, so the shutdown knows when the last one has closed.
+    gone: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Why the connection loop stops, and the close frame to say goodbye with
@@ -56,6 +60,7 @@ impl Connection {
         patron: Option<SessionRecord>,
         login: Option<String>,
         slot: Slot,
+        gone: tokio::sync::watch::Receiver<bool>,
     ) -> Connection {
         let mut feed = Feed::new(&app, viewer);
         if let Some(token) = login {
@@ -65,7 +70,7 @@ impl Connection {
             Viewer::Staff(s) => Some(app.staff_online(s.id)),
             Viewer::Patron { .. } => None,
         };
-        Connection { app, feed, _online: online, patron, slot, heard: Instant::now() }
+        Connection { app, feed, _online: online, patron, slot, heard: Instant::now(), gone }
     }
 
     /// Takes a frame from the budget this socket shares.
@@ -88,11 +93,12 @@ impl Connection {
         let mut ping = tokio::time::interval_at((Instant::now() + every).into(), every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closed = loop {
-            // All three are cancel-safe; the work happens after the select.
+            // All four are cancel-safe; the work happens after the select.
             let step = tokio::select! {
                 frame = socket.recv() => Step::Frame(frame),
                 event = self.feed.recv() => Step::Event(event),
                 _ = ping.tick() => Step::Tick,
+                () = going_away(&mut self.gone) => Step::GoingAway,
             };
             if matches!(step, Step::Frame(Some(Ok(_)))) {
                 self.heard = Instant::now();
@@ -111,6 +117,7 @@ impl Connection {
                 Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed::quiet()),
                 Step::Frame(Some(Err(e))) => Err(self.read_failed(e)),
                 Step::Tick => self.on_tick(&mut socket, every).await,
+                Step::GoingAway => Err(Closed::with(CLOSE_GOING_AWAY, GOING_AWAY_REASON)),
                 Step::Event(None) => Err(Closed::quiet()),
                 Step::Event(Some(event)) => match self.feed.handle(event).await {
                     Ok(items) => self.forward(&mut socket, &items).await,
@@ -385,6 +392,8 @@ enum Step {
     Frame(Option<Result<WsMessage, axum::Error>>),
     Event(Option<Arc<refdesk_domain::event::Event>>),
     Tick,
+    /// The node is shutting down: say goodbye with 1001.
+    GoingAway,
 }
 
 /// A socket that does not drain: closed, and the client may resume later.

@@ -25,6 +25,11 @@
 //! - a frame over `max_frame_bytes` closes the socket with 1009 and a reason;
 //! - a staff socket closes (1008) once its sign-in has ended: signed out on
 //!   any node, or expired (checked at every ping).
+//!
+//! When the node shuts down, after its drain period (see [`crate::run`]),
+//! every socket — signed in or still waiting for its `auth` frame — closes
+//! with 1001 (going away) and a reason, so that its client resumes at once
+//! on another node instead of waiting out a backoff after a dead link.
 
 mod connection;
 pub mod protocol;
@@ -69,6 +74,15 @@ pub(crate) const CLOSE_POLICY: u16 = 1008;
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 pub(crate) const CLOSE_NO_PONG: u16 = 1011;
 pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
+/// The reason sent with [`CLOSE_GOING_AWAY`].
+pub(crate) const GOING_AWAY_REASON: &str = "this server is restarting; reconnect";
+
+/// Resolves once the node's sockets must go (the drain is over, or the
+/// server is gone altogether).
+pub(crate) async fn going_away(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|gone| *gone).await;
+}
 
 /// The upgrade's query string: nothing is taken from it; a token there is refused.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -132,6 +146,9 @@ pub(crate) async fn upgrade(
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
     let app = state.app.clone();
+    // Subscribed before the upgrade: the server's shutdown waits for every
+    // receiver, so no socket can slip past its goodbye.
+    let gone = state.going_away.subscribe();
     Ok(ws
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -140,7 +157,7 @@ pub(crate) async fn upgrade(
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| async move {
             let _from_address = from_address;
-            Box::pin(serve(app, socket, cookie, pending, sockets)).await
+            Box::pin(serve(app, socket, cookie, pending, sockets, gone)).await
         }))
 }
 
@@ -153,8 +170,17 @@ async fn serve(
     cookie: Option<String>,
     pending: tokio::sync::OwnedSemaphorePermit,
     sockets: Arc<Sockets>,
+    mut gone: tokio::sync::watch::Receiver<bool>,
 ) {
-    let who = authenticate(&app, &mut socket, cookie).await;
+    // Authentication only reads: abandoning it for the goodbye is harmless.
+    let who = tokio::select! {
+        who = authenticate(&app, &mut socket, cookie) => who,
+        () = going_away(&mut gone) => {
+            let bye = socket.send(close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON));
+            let _ = tokio::time::timeout(CLOSE_WITHIN, bye).await;
+            return;
+        }
+    };
     drop(pending);
     let Some((viewer, patron, login)) = who else {
         let _ = socket.send(WsMessage::Close(None)).await;
@@ -179,7 +205,7 @@ async fn serve(
         let _ = socket.send(close_frame(CLOSE_POLICY, "too many connections")).await;
         return;
     };
-    Connection::new(app, viewer, patron, login, held).run(socket).await
+    Connection::new(app, viewer, patron, login, held, gone).run(socket).await
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the

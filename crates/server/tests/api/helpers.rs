@@ -133,6 +133,9 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
     config.limits.logins_per_minute = 100_000;
     config.limits.starts_per_minute = 100_000;
     config.limits.max_waiting_per_address = 100_000;
+    // `stop` ends a test's server at once; the drain has its own test
+    // (crates/refdesk/tests/multinode.rs), with real processes.
+    config.drain_seconds = 0;
     backend(&mut config, dir.path()).await;
     tweak(&mut config);
     let state = refdesk_server::open(&config, clock).await.expect("the store opens");

@@ -1,13 +1,45 @@
-//! `/readyz` says whether this node can do its work: a database that
-//! answers reads but cannot commit (on SQLite, a writer that is stuck or
-//! gone) is not ready, and the node is ready again by itself once it can.
+//! `/readyz` says whether this node can do its work, and says it within
+//! half a second whatever the database does: a database that answers reads
+//! but cannot commit (on SQLite, a writer that is stuck or gone, or a file
+//! the kernel will not let it write) is not ready, a database that does not
+//! answer at all is not ready at the bound, and the node is ready again by
+//! itself once it can.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// `/readyz` answers within 500 ms; this leaves room for a loaded machine.
+const ANSWERS_WITHIN: Duration = Duration::from_millis(900);
 
 async fn readyz(app: &crate::helpers::TestApp) -> (u16, String) {
     let r = reqwest::get(app.url("/readyz")).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `/readyz`, which must answer within [`ANSWERS_WITHIN`].
+async fn timed_readyz(app: &crate::helpers::TestApp) -> (u16, String) {
+    let began = Instant::now();
+    let answer = readyz(app).await;
+    assert!(began.elapsed() < ANSWERS_WITHIN, "/readyz took {:?} to say {answer:?}", began.elapsed());
+    answer
+}
+
+fn is_postgres(app: &crate::helpers::TestApp) -> bool {
+    app.dir.path().join("database_url").exists()
+}
+
+/// Asks `/readyz` until it says `want`, each answer in time.
+async fn until_ready_says(app: &crate::helpers::TestApp, want: (u16, &str)) {
+    let began = Instant::now();
+    loop {
+        let (status, body) = timed_readyz(app).await;
+        if (status, body.as_str()) == want {
+            return;
+        }
+        assert!(began.elapsed() < Duration::from_secs(15), "still {status} {body}, waiting for {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,21 +47,24 @@ async fn readyz_is_503_while_the_database_cannot_commit_and_200_again_after() {
     let app = spawn_app().await;
     assert_eq!(readyz(&app).await, (200, "ready".into()));
 
-    if app.dir.path().join("database_url").exists() {
+    if is_postgres(&app) {
         // PostgreSQL: `health` is a round trip on a pooled connection; a
-        // database that is down is the restart tests' business.
+        // database that does not answer is the next test's business.
         assert_eq!(readyz(&app).await.0, 200);
     } else {
         // Another process holds SQLite's write lock: reads go on (the old
         // check, a read, said ready), but nothing can commit.
         let other = rusqlite::Connection::open(app.dir.path().join("refdesk.sqlite3")).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        // Until the writer's last commit is no longer fresh (1 s).
+        // Until the writer's last commit is no longer fresh (1 s); then the
+        // check's ping waits for the lock, and /readyz says so at its bound
+        // (`database not answering`), or once the check has given up
+        // (`database cannot commit`).
         let began = Instant::now();
         loop {
-            let (status, body) = readyz(&app).await;
+            let (status, body) = timed_readyz(&app).await;
             if status == 503 {
-                assert_eq!(body, "database cannot commit");
+                assert!(body == "database not answering" || body == "database cannot commit", "{body}");
                 break;
             }
             assert!(began.elapsed() < Duration::from_secs(10), "still {status} {body}");
@@ -37,10 +72,170 @@ async fn readyz_is_503_while_the_database_cannot_commit_and_200_again_after() {
         }
         assert_eq!(app.state.app.store().libraries().await.map(|l| !l.is_empty()).ok(), Some(true), "reads work");
         other.execute_batch("ROLLBACK").unwrap();
-        assert_eq!(readyz(&app).await, (200, "ready".into()), "ready again by itself");
+        until_ready_says(&app, (200, "ready")).await;
     }
 
     // A store that has closed is not ready either.
     app.state.app.store().close().await;
     assert_eq!(readyz(&app).await.0, 503);
+}
+
+/// A TCP relay in front of the database that can stop passing bytes, as a
+/// network that drops every packet does: connections stay open and nothing
+/// answers (the case a refused connection does not show, and the one that
+/// made `/readyz` take seconds).
+struct Relay {
+    addr: std::net::SocketAddr,
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Relay {
+    /// A relay to whatever `upstream` holds when a connection arrives.
+    async fn start(upstream: Arc<Mutex<String>>) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = Arc::new(tokio::sync::watch::Sender::new(false));
+        let held = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let to = upstream.lock().unwrap().clone();
+                let Ok(server) = tokio::net::TcpStream::connect(&to).await else { continue };
+                let ((cr, cw), (sr, sw)) = (client.into_split(), server.into_split());
+                tokio::spawn(pipe(cr, sw, held.subscribe()));
+                tokio::spawn(pipe(sr, cw, held.subscribe()));
+            }
+        });
+        Relay { addr, frozen }
+    }
+}
+
+/// Copies bytes one way, holding them while the relay is frozen.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The database stops answering: `/readyz` says 503 within its bound every
+/// time it is asked (it took about 5 s to say anything before), and 200
+/// again by itself once the database answers. On PostgreSQL the database
+/// is behind a [`Relay`] that stops passing bytes; on SQLite another
+/// process holds the write lock, so the check's ping waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_within_half_a_second_while_the_database_does_not_answer() {
+    let upstream = Arc::new(Mutex::new(String::new()));
+    let relay = Relay::start(upstream.clone()).await;
+    let app = spawn_app_with(|config| {
+        if let Some(url) = &config.database_url {
+            // postgres://user@host:port/db → the relay's address instead of host:port.
+            let host = url.find('@').map_or(url.find("//").unwrap() + 2, |i| i + 1);
+            let end = host + url[host..].find('/').unwrap();
+            let target = &url[host..end];
+            *upstream.lock().unwrap() = if target.contains(':') { target.into() } else { format!("{target}:5432") };
+            config.database_url = Some(format!("{}{}{}", &url[..host], relay.addr, &url[end..]));
+        }
+    })
+    .await;
+    assert_eq!(timed_readyz(&app).await, (200, "ready".into()));
+
+    let lock = if is_postgres(&app) {
+        relay.frozen.send_replace(true);
+        None
+    } else {
+        let other = rusqlite::Connection::open(app.dir.path().join("refdesk.sqlite3")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        Some(other)
+    };
+    until_ready_says(&app, (503, "database not answering")).await;
+    // Asked again and again meanwhile: every answer in time, none ready.
+    for _ in 0..5 {
+        let (status, body) = timed_readyz(&app).await;
+        assert_eq!(status, 503, "{body}");
+    }
+
+    relay.frozen.send_replace(false);
+    if let Some(other) = lock {
+        other.execute_batch("ROLLBACK").unwrap();
+    }
+    until_ready_says(&app, (200, "ready")).await;
+}
+
+/// Undoes `chattr +i` however the test ends (the temporary folder could
+/// not be removed otherwise).
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    /// Makes the files immutable; `None` where that is not possible (not
+    /// root, or a filesystem without the attribute).
+    fn set(files: Vec<std::path::PathBuf>) -> Option<Immutable> {
+        let done = std::process::Command::new("chattr").arg("+i").args(&files).status();
+        match done {
+            Ok(s) if s.success() => Some(Immutable(files)),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").args(&self.0).status();
+    }
+}
+
+/// A database the kernel will not let refdesk write (a filesystem gone
+/// read-only, a volume mounted read-only, a file made immutable) is not
+/// ready, though it answers every read; writes fail rather than being
+/// acknowledged; once it is writable again the node is ready by itself.
+///
+/// How the file is made read-only: `chattr +i` on the database and its
+/// write-ahead log. The tests run as root, which file modes (`chmod 0400`)
+/// do not stop, and remounting a filesystem read-only is refused while a
+/// file on it is open for writing (as the database is). The immutable
+/// attribute stops root too, and on ext4 (since Linux 5.4) also writes
+/// through descriptors opened before it was set: the writer's next commit
+/// fails as on a read-only filesystem. Where it cannot be set (not root,
+/// or a filesystem without it) the test says so and checks nothing more.
+/// SQLite only: a PostgreSQL database that refuses writes is a standby,
+/// which `health` already asks about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_on_a_database_that_cannot_be_written() {
+    let app = spawn_app().await;
+    if is_postgres(&app) {
+        return;
+    }
+    assert_eq!(timed_readyz(&app).await, (200, "ready".into()));
+    let db = app.dir.path().join("refdesk.sqlite3");
+    let wal = app.dir.path().join("refdesk.sqlite3-wal");
+    assert!(wal.exists(), "the write-ahead log is there while the database is open");
+    let Some(read_only) = Immutable::set(vec![db, wal]) else {
+        eprintln!("skipped: cannot chattr +i here (needs root and a filesystem such as ext4)");
+        return;
+    };
+
+    // The background round's batches change nothing and still commit: they
+    // prove nothing. The check's ping writes, and its commit fails.
+    until_ready_says(&app, (503, "database cannot commit")).await;
+    assert!(app.state.app.store().libraries().await.is_ok(), "reads work");
+    let start = reqwest::Client::new()
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .json(&serde_json::json!({"name": "Pat", "question": "Stored?"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(start.status().is_server_error(), "a write fails, it is not acknowledged: {}", start.status());
+
+    drop(read_only);
+    until_ready_says(&app, (200, "ready")).await;
 }

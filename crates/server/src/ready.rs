@@ -1,0 +1,99 @@
+//! Readiness (`/readyz`): whether this node should be sent traffic, answered
+//! within [`READY_WITHIN`] whatever the database does.
+//!
+//! The database's check — a read, then [`refdesk_store::Store::health`]
+//! (can it commit?) — can take seconds when the database is unreachable or
+//! its writer is stuck, and a load balancer's probe usually gives up after
+//! a second or two: a probe that times out says less than a 503 does. So
+//! the check runs in a task of its own and the probe waits for it at most
+//! [`READY_WITHIN`]; past that it answers 503 `database not answering` and
+//! the check goes on. At most one check runs at a time: probes that arrive
+//! meanwhile wait on the same one rather than pile up more work on a
+//! database that is already slow. A check that has not finished after
+//! [`CHECK_AT_MOST`] is given up, and the next probe starts a fresh one.
+//!
+//! It must never decide anything but readiness: the drain (see
+//! [`crate::run`]) is checked by the handler before it.
+
+use refdesk_store::Store;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The longest `/readyz` takes to answer.
+pub const READY_WITHIN: Duration = Duration::from_millis(500);
+/// A check still running after this is abandoned: the store's own health
+/// check gives up after [`refdesk_store::HEALTH_WAIT`], a read on an
+/// unreachable PostgreSQL may wait far longer for a connection.
+const CHECK_AT_MOST: Duration = Duration::from_secs(3);
+
+/// Why the node is not ready, as `/readyz` says it.
+pub const NOT_ANSWERING: &str = "database not answering";
+const UNAVAILABLE: &str = "database unavailable";
+const CANNOT_COMMIT: &str = "database cannot commit";
+
+/// A check's outcome: ready, or why not.
+type Verdict = Result<(), &'static str>;
+
+/// The check under way, if any. One per node (in [`crate::AppState`]).
+#[derive(Default)]
+pub struct Readiness {
+    /// Where the running check's verdict will appear; `None` between checks.
+    running: Mutex<Option<watch::Receiver<Option<Verdict>>>>,
+}
+
+impl Readiness {
+    /// Whether the store answers reads and can commit, waiting at most
+    /// [`READY_WITHIN`] for the check (a new one, or the one under way).
+    pub async fn check(self: &Arc<Self>, store: &Arc<dyn Store>) -> Verdict {
+        let mut verdict = self.running_check(store);
+        let waited = tokio::time::timeout(READY_WITHIN, verdict.wait_for(Option::is_some)).await;
+        match waited.map(|r| r.map(|v| *v)) {
+            Ok(Ok(v)) => v.unwrap_or(Err(NOT_ANSWERING)),
+            // The check's task ended without a verdict (it panicked).
+            Ok(Err(_)) => Err(NOT_ANSWERING),
+            Err(_) => {
+                tracing::warn!(
+                    within_ms = READY_WITHIN.as_millis() as u64,
+                    "not ready: the database did not answer in time"
+                );
+                Err(NOT_ANSWERING)
+            }
+        }
+    }
+
+    /// The check under way, or a new one started now.
+    fn running_check(self: &Arc<Self>, store: &Arc<dyn Store>) -> watch::Receiver<Option<Verdict>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(verdict) = running.as_ref() {
+            return verdict.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        *running = Some(rx.clone());
+        drop(running);
+        let (me, store) = (self.clone(), store.clone());
+        tokio::spawn(async move {
+            let verdict =
+                tokio::time::timeout(CHECK_AT_MOST, probe(store.as_ref())).await.unwrap_or(Err(NOT_ANSWERING));
+            // Cleared before the verdict is given: a probe from now on
+            // starts a fresh check rather than read this one's.
+            me.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+            tx.send_replace(Some(verdict));
+        });
+        rx
+    }
+}
+
+/// The check itself. A read alone is no proof: SQLite reads go on beside a
+/// writer that cannot commit (stuck, or its file read-only).
+async fn probe(store: &dyn Store) -> Verdict {
+    if let Err(e) = store.is_empty().await {
+        tracing::warn!(error = %e, "not ready: the database does not answer");
+        return Err(UNAVAILABLE);
+    }
+    if let Err(e) = store.health().await {
+        tracing::warn!(error = %e, "not ready: the database cannot commit");
+        return Err(CANNOT_COMMIT);
+    }
+    Ok(())
+}
