@@ -341,7 +341,8 @@ pub trait Store:
     /// now, which writes a byte of the file's header, commits within
     /// [`crate::HEALTH_WAIT`] (at most one such ping is ever queued; a
     /// batch that writes nothing proves nothing: it commits on a read-only
-    /// file too); PostgreSQL — a connection from the pool answers and the
-    /// server is not a read-only standby. An error says what is wrong.
+    /// file too); PostgreSQL — a connection from the pool answers and is
+    /// not read-only (no standby, no `default_transaction_read_only`). An
+    /// error says what is wrong.
     async fn health(&self) -> Result<()>;
 }

@@ -194,38 +194,47 @@ impl Drop for Immutable {
     }
 }
 
-/// A database the kernel will not let refdesk write (a filesystem gone
-/// read-only, a volume mounted read-only, a file made immutable) is not
-/// ready, though it answers every read; writes fail rather than being
-/// acknowledged; once it is writable again the node is ready by itself.
+/// A database that refuses writes is not ready, though it answers every
+/// read; writes fail rather than being acknowledged; once it takes writes
+/// again the node is ready by itself.
 ///
-/// How the file is made read-only: `chattr +i` on the database and its
-/// write-ahead log. The tests run as root, which file modes (`chmod 0400`)
-/// do not stop, and remounting a filesystem read-only is refused while a
-/// file on it is open for writing (as the database is). The immutable
-/// attribute stops root too, and on ext4 (since Linux 5.4) also writes
-/// through descriptors opened before it was set: the writer's next commit
-/// fails as on a read-only filesystem. Where it cannot be set (not root,
-/// or a filesystem without it) the test says so and checks nothing more.
-/// SQLite only: a PostgreSQL database that refuses writes is a standby,
-/// which `health` already asks about.
+/// SQLite: a file the kernel will not let refdesk write (a filesystem gone
+/// read-only after an error, a full disk, an immutable file). It is made so
+/// with `chattr +i` on the database and its write-ahead log: the tests run
+/// as root, which file modes (`chmod 0400`) do not stop, and remounting a
+/// filesystem read-only is refused while a file on it is open for writing
+/// (as the database is). The immutable attribute stops root too, and on
+/// ext4 (since Linux 5.4) also writes through descriptors opened before it
+/// was set: the writer's next commit fails as on a read-only filesystem.
+/// Where it cannot be set (not root, or a filesystem without it) the test
+/// says so and checks nothing more.
+///
+/// PostgreSQL: `ALTER DATABASE … SET default_transaction_read_only = on`,
+/// which takes effect on new connections (the pool's are ended, so it
+/// makes new ones).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_on_a_database_that_cannot_be_written() {
     let app = spawn_app().await;
-    if is_postgres(&app) {
-        return;
-    }
     assert_eq!(timed_readyz(&app).await, (200, "ready".into()));
-    let db = app.dir.path().join("refdesk.sqlite3");
-    let wal = app.dir.path().join("refdesk.sqlite3-wal");
-    assert!(wal.exists(), "the write-ahead log is there while the database is open");
-    let Some(read_only) = Immutable::set(vec![db, wal]) else {
-        eprintln!("skipped: cannot chattr +i here (needs root and a filesystem such as ext4)");
-        return;
+    let undo: Box<dyn FnOnce()> = if is_postgres(&app) {
+        let name = read_only_postgres(&app, true);
+        Box::new(move || {
+            assert!(psql(&format!("ALTER DATABASE {name} RESET default_transaction_read_only")).success());
+        })
+    } else {
+        let db = app.dir.path().join("refdesk.sqlite3");
+        let wal = app.dir.path().join("refdesk.sqlite3-wal");
+        assert!(wal.exists(), "the write-ahead log is there while the database is open");
+        let Some(read_only) = Immutable::set(vec![db, wal]) else {
+            eprintln!("skipped: cannot chattr +i here (needs root and a filesystem such as ext4)");
+            return;
+        };
+        Box::new(move || drop(read_only))
     };
 
-    // The background round's batches change nothing and still commit: they
-    // prove nothing. The check's ping writes, and its commit fails.
+    // SQLite: the background round's batches change nothing and still
+    // commit: they prove nothing. The check's ping writes, and its commit
+    // fails. PostgreSQL: the check asks whether the session is read-only.
     until_ready_says(&app, (503, "database cannot commit")).await;
     assert!(app.state.app.store().libraries().await.is_ok(), "reads work");
     let start = reqwest::Client::new()
@@ -236,6 +245,34 @@ async fn readyz_is_503_on_a_database_that_cannot_be_written() {
         .unwrap();
     assert!(start.status().is_server_error(), "a write fails, it is not acknowledged: {}", start.status());
 
-    drop(read_only);
+    undo();
+    if is_postgres(&app) {
+        read_only_postgres(&app, false);
+    }
     until_ready_says(&app, (200, "ready")).await;
+}
+
+/// Runs `sql` with `psql` on the tests' PostgreSQL server.
+fn psql(sql: &str) -> std::process::ExitStatus {
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let done = std::process::Command::new("psql")
+        .args([server.as_str(), "-q", "-c", sql])
+        .stdout(std::process::Stdio::null())
+        .status();
+    done.expect("psql runs")
+}
+
+/// Makes the app's PostgreSQL database read-only by default (or not, with
+/// `on: false`) and ends its connections, so the pool opens new ones under
+/// the new default; returns the database's name.
+fn read_only_postgres(app: &crate::helpers::TestApp, on: bool) -> String {
+    let url = std::fs::read_to_string(app.dir.path().join("database_url")).unwrap();
+    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    if on {
+        assert!(psql(&format!("ALTER DATABASE {name} SET default_transaction_read_only = on")).success());
+    }
+    let end = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+    assert!(psql(&end).success());
+    name
 }

@@ -401,18 +401,23 @@ impl Backend for PgStore {
     }
 
     async fn health(&self) -> Result<()> {
-        // One round trip on a pooled connection; a standby (after a
+        // One round trip on a pooled connection. A standby (after a
         // fail-over that left this node on the old primary's replica)
-        // answers reads but commits nothing.
-        let standby = tokio::time::timeout(
+        // answers reads but commits nothing; so does a database made
+        // read-only (`default_transaction_read_only`, which an operator or
+        // a disk-space guard sets), seen here as the session's default.
+        let read_only = tokio::time::timeout(
             crate::HEALTH_WAIT,
-            sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(&self.pool),
+            sqlx::query_scalar::<_, bool>(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean",
+            )
+            .fetch_one(&self.pool),
         )
         .await
         .map_err(|_| StoreError::backend("the database did not answer in time"))?
         .map_err(db)?;
-        if standby {
-            return Err(StoreError::backend("the database is a read-only standby"));
+        if read_only {
+            return Err(StoreError::backend("the database is read-only (a standby, or default_transaction_read_only)"));
         }
         Ok(())
     }
