@@ -13,6 +13,8 @@ shift 2
 want=${*:-sqlite pg}
 for b in "$old" "$new"; do [ -x "$b" ] || { echo "not a binary: $b" >&2; exit 1; }; done
 export REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_MAX_CONNECTIONS=20000 REFDESK_LOG=warn
+# A bench stops its servers between runs: nobody to drain them for.
+export REFDESK_DRAIN_SECONDS=0
 server=postgres://postgres@127.0.0.1:5432
 ts=$(date +%s)
 tmp=$(mktemp -d)

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/refdesk
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 export REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_MAX_CONNECTIONS=20000 REFDESK_LOG=warn
+# A bench stops its servers between runs: nobody to drain them for.
+export REFDESK_DRAIN_SECONDS=0
 server=postgres://postgres@127.0.0.1:5432
 ts=$(date +%s)
 want=${*:-sqlite pg nats}

@@ -22,6 +22,8 @@ port=${SOAK_PORT:-8092}
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/refdesk
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 export REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_MAX_CONNECTIONS=20000 REFDESK_LOG=warn
+# A bench stops its servers between runs: nobody to drain them for.
+export REFDESK_DRAIN_SECONDS=0
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 server=postgres://postgres@127.0.0.1:5432
 tmp=$(mktemp -d)
