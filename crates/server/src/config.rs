@@ -1,5 +1,6 @@
 //! Configuration, layered: defaults → TOML file → `REFDESK_…` environment
-//! variables → command-line flags (applied by the binary). Every field has a
+//! variables (every setting has one: see [`crate::settings`]) → command-line
+//! flags (applied by the binary; `--set name=value` for any setting). Every field has a
 //! safe default, so `refdesk serve` needs none of it.
 
 use anyhow::{bail, Context};
@@ -169,6 +170,7 @@ impl Config {
             }
             None => Config::default(),
         };
+        config.apply_env_settings(|k| std::env::var(k).ok())?;
         config.apply_env(|k| std::env::var(k).ok())?;
         config.validate()?;
         Ok(config)

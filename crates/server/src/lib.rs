@@ -19,6 +19,7 @@ pub mod http;
 pub mod input;
 pub mod limit;
 pub mod origin;
+pub mod settings;
 pub mod ws;
 
 pub use config::Config;
