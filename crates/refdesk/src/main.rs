@@ -10,11 +10,14 @@
 //! - `demo`: load the demo cooperative (for trying out, on loopback only);
 //! - `user add`: create a staff member;
 //! - `config`: print the default configuration;
+//! - `backup`, `restore`: an online copy of the SQLite database, and
+//!   putting one back (see `backup`);
 //! - `bench`: the load generator (see `docs/performance.md`);
 //! - `bench-reports`: a year of a large cooperative's history, and every
 //!   report timed over it (docs/performance.md).
 #![forbid(unsafe_code)]
 
+mod backup;
 mod bench;
 mod bench_reports;
 mod lock;
@@ -114,6 +117,24 @@ enum Command {
         /// flags); exit with 1 and the line at fault when it cannot work.
         #[arg(long)]
         check: bool,
+    },
+    /// Copy the SQLite database, consistently, while the service runs
+    /// (SQLite's online backup). PostgreSQL: use pg_dump (docs/operations.md).
+    Backup {
+        /// The file to write (mode 0600). It is written under a temporary
+        /// name beside it, checked and flushed, then renamed.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a backup in place of the SQLite database. The service must be
+    /// stopped; the database it replaces is kept beside it.
+    Restore {
+        /// The backup to restore (from `refdesk backup`).
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Run the load generator against a running server.
     Bench(bench::BenchArgs),
@@ -401,6 +422,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command: UserCommand::Add(u) } => add_user(&cli, u).await,
+        Command::Backup { to, force } => backup::backup(&offline(load_config(&cli)?), to, *force),
+        Command::Restore { from } => backup::restore(&offline(load_config(&cli)?), from),
         Command::Serve { listen, demo } => serve(&cli, *listen, *demo).await,
     }
 }
