@@ -12,7 +12,9 @@
 //! a stale file never keeps a server from starting. The file holds the
 //! holder's process id, for the message only.
 //!
-//! Only `serve` takes it. The operator's commands (`setup`, `user add`,
+//! `restore` takes it too: it replaces the database file, which no server
+//! may have open. `backup` does not: it copies the live database beside the
+//! server, through SQLite. The operator's other commands (`setup`, `user add`,
 //! `demo`, `migrate`…) may run beside a server: each is one short run of
 //! writes, and SQLite's own locking serialises them with the server's
 //! writer (the server's commits wait for theirs, and theirs for the

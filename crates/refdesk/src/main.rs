@@ -10,11 +10,14 @@
 //! - `demo`: load the demo cooperative (for trying out, on loopback only);
 //! - `user add`: create a staff member;
 //! - `config`: print the default configuration;
+//! - `backup`, `restore`: an online copy of the SQLite database, and
+//!   putting one back (see `backup`);
 //! - `bench`: the load generator (see `docs/performance.md`);
 //! - `bench-reports`: a year of a large cooperative's history, and every
 //!   report timed over it (docs/performance.md).
 #![forbid(unsafe_code)]
 
+mod backup;
 mod bench;
 mod bench_reports;
 mod lock;
@@ -56,6 +59,10 @@ struct Cli {
     /// database). Overrides the file and REFDESK_NATS_URL.
     #[arg(long, global = true)]
     nats_url: Option<String>,
+    /// Any setting, by its name in the file: `--set limits.block_hours=48`.
+    /// Overrides the file and the environment; may be given several times.
+    #[arg(long = "set", global = true, value_name = "NAME=VALUE")]
+    sets: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,8 +107,35 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Print the default configuration (TOML).
-    Config,
+    /// Print the configuration in effect (file, environment, flags), with
+    /// its secrets hidden; or check a configuration and say what is wrong.
+    Config {
+        /// Print the defaults instead, with the settings unset by default.
+        #[arg(long, conflicts_with = "check")]
+        defaults: bool,
+        /// Check the configuration (the file, the environment and the
+        /// flags); exit with 1 and the line at fault when it cannot work.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Copy the SQLite database, consistently, while the service runs
+    /// (SQLite's online backup). PostgreSQL: use pg_dump (docs/operations.md).
+    Backup {
+        /// The file to write (mode 0600). It is written under a temporary
+        /// name beside it, checked and flushed, then renamed.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a backup in place of the SQLite database. The service must be
+    /// stopped; the database it replaces is kept beside it.
+    Restore {
+        /// The backup to restore (from `refdesk backup`).
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Run the load generator against a running server.
     Bench(bench::BenchArgs),
     /// The reports' benchmark: generate a year of a large cooperative's
@@ -268,6 +302,32 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `refdesk config`: the configuration in effect, or `--check`'s verdict.
+/// An error names the line of the file that sets what is at fault, when a
+/// line does.
+fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
+    let config = load_config(cli).map_err(|e| {
+        let text = cli.config.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        let message = format!("{e:#}");
+        let line = Config::setting_names()
+            .into_iter()
+            .filter(|(path, _)| message.contains(path.as_str()))
+            .find_map(|(path, _)| refdesk_server::settings::line_of(&text, &path));
+        match (line, &cli.config) {
+            (Some(n), Some(file)) if !message.contains("line ") => {
+                anyhow::anyhow!("{}, line {n}: {message}", file.display())
+            }
+            _ => e,
+        }
+    })?;
+    if check {
+        println!("the configuration is valid");
+    } else {
+        print!("{}", config.redacted_toml());
+    }
+    Ok(())
+}
+
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
@@ -279,6 +339,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(url) = &cli.nats_url {
         config.nats_url = Some(url.clone());
     }
+    config.apply_sets(&cli.sets)?;
     // Flags may have changed what the file and environment set.
     config.validate()?;
     Ok(config)
@@ -293,10 +354,11 @@ fn offline(mut config: Config) -> Config {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Config => {
+        Command::Config { defaults: true, .. } => {
             print!("{}", Config::default_toml());
             Ok(())
         }
+        Command::Config { check, .. } => config_command(&cli, *check),
         Command::Bench(args) => {
             let storage = bench::Storage { data_dir: cli.data_dir.clone(), database_url: cli.database_url.clone() };
             bench::run(args.clone(), storage).await
@@ -365,6 +427,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command: UserCommand::Add(u) } => add_user(&cli, u).await,
+        Command::Backup { to, force } => backup::backup(&offline(load_config(&cli)?), to, *force),
+        Command::Restore { from } => backup::restore(&offline(load_config(&cli)?), from),
         Command::Serve { listen, demo } => serve(&cli, *listen, *demo).await,
     }
 }

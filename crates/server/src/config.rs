@@ -1,5 +1,6 @@
 //! Configuration, layered: defaults → TOML file → `REFDESK_…` environment
-//! variables → command-line flags (applied by the binary). Every field has a
+//! variables (every setting has one: see [`crate::settings`]) → command-line
+//! flags (applied by the binary; `--set name=value` for any setting). Every field has a
 //! safe default, so `refdesk serve` needs none of it.
 
 use anyhow::{bail, Context};
@@ -181,6 +182,7 @@ impl Config {
             }
             None => Config::default(),
         };
+        config.apply_env_settings(|k| std::env::var(k).ok())?;
         config.apply_env(|k| std::env::var(k).ok())?;
         config.validate()?;
         Ok(config)
@@ -208,9 +210,8 @@ impl Config {
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
     /// the two rate limits, the two waiting-chat caps
-    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`),
-    /// `REFDESK_MAX_CONNECTIONS`, `REFDESK_DRAIN_SECONDS` and
-    /// `REFDESK_SHUTDOWN_SECONDS`.
+    /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`)
+    /// and `REFDESK_MAX_CONNECTIONS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
@@ -252,14 +253,6 @@ impl Config {
         ] {
             if let Some(v) = get(var) {
                 *field = v.parse().with_context(|| format!("{var}={v:?} must be a number"))?;
-            }
-        }
-        for (var, field) in [
-            ("REFDESK_DRAIN_SECONDS", &mut self.drain_seconds),
-            ("REFDESK_SHUTDOWN_SECONDS", &mut self.shutdown_seconds),
-        ] {
-            if let Some(v) = get(var) {
-                *field = v.parse().with_context(|| format!("{var}={v:?} must be a number of seconds"))?;
             }
         }
         if let Some(v) = get("REFDESK_MAX_CONNECTIONS") {
@@ -463,9 +456,9 @@ mod tests {
     fn the_drain_and_shutdown_bounds_come_from_the_file_or_the_environment() {
         let mut c = Config::parse_toml("drain_seconds = 0\nshutdown_seconds = 30\n").unwrap();
         assert_eq!((c.drain_seconds, c.shutdown_seconds), (0, 30));
-        c.apply_env(|k| (k == "REFDESK_DRAIN_SECONDS").then(|| "25".into())).unwrap();
+        c.apply_env_settings(|k| (k == "REFDESK_DRAIN_SECONDS").then(|| "25".into())).unwrap();
         assert_eq!((c.drain_seconds, c.shutdown_seconds), (25, 30));
-        assert!(c.apply_env(|k| (k == "REFDESK_SHUTDOWN_SECONDS").then(|| "soon".into())).is_err());
+        assert!(c.apply_env_settings(|k| (k == "REFDESK_SHUTDOWN_SECONDS").then(|| "soon".into())).is_err());
         c.shutdown_seconds = 0;
         assert!(c.validate().is_err(), "closing needs some time");
     }

@@ -22,6 +22,7 @@ pub mod input;
 pub mod limit;
 pub mod origin;
 pub mod ready;
+pub mod settings;
 pub mod ws;
 
 pub use config::Config;

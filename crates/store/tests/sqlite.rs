@@ -235,18 +235,11 @@ fn wal_size(db: &std::path::Path) -> u64 {
     std::fs::metadata(wal).map_or(0, |m| m.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
-    // Many sessions, each message in a different one: every commit dirties
-    // pages all over the messages table, as at a busy desk. About 150 MiB
-    // go through the log; with passive checkpoints alone it kept nearly all
-    // of it (it only restarts once every frame is checkpointed, which steady
-    // writes never allow).
-    let (dir, store, _sink, _) = setup().await;
-    let db = dir.path().join("t.sqlite3");
+/// `n` waiting chats in the library of [`setup`].
+async fn many_sessions(store: &SqliteStore, n: usize) -> Vec<SessionId> {
     let lib = store.library_by_slug("lib").await.unwrap().unwrap().placement.library;
     let mut sessions = Vec::new();
-    for i in 0..200 {
+    for i in 0..n {
         let new = NewSession {
             library: lib,
             patron_name: None,
@@ -261,6 +254,55 @@ async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
         };
         sessions.push(store.start_session(new).await.unwrap().0.ctx.id);
     }
+    sessions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_reader_such_as_a_backup_holds_the_writer_back_only_briefly() {
+    // `refdesk backup` reads one snapshot from a connection of its own for
+    // the whole copy. A RESTART checkpoint waits for such a reader while it
+    // holds the writer's lock: it must give up soon, and not retry at once.
+    let (dir, store, _sink, _) = setup().await;
+    let db = dir.path().join("t.sqlite3");
+    let sessions = many_sessions(&store, 200).await;
+    let reader = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+    let body = "x".repeat(1500);
+    let began = std::time::Instant::now();
+    let mut slowest = std::time::Duration::ZERO;
+    // Past the restart mark (16 MiB), then on for a few seconds more.
+    while wal_size(&db) < 24 << 20 || began.elapsed() < std::time::Duration::from_secs(4) {
+        assert!(began.elapsed() < std::time::Duration::from_secs(60), "the log did not grow");
+        let writes: Vec<_> = sessions
+            .iter()
+            .map(|s| {
+                let (store, s, body) = (store.clone(), *s, body.clone());
+                tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    store.append(s, line(body, None), Box::new(|_| Ok(())), 2).await.unwrap();
+                    t.elapsed()
+                })
+            })
+            .collect();
+        for w in writes {
+            slowest = slowest.max(w.await.unwrap());
+        }
+    }
+    reader.execute_batch("COMMIT").unwrap();
+    assert!(slowest < std::time::Duration::from_secs(2), "an append waited {slowest:?} behind a checkpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
+    // Many sessions, each message in a different one: every commit dirties
+    // pages all over the messages table, as at a busy desk. About 150 MiB
+    // go through the log; with passive checkpoints alone it kept nearly all
+    // of it (it only restarts once every frame is checkpointed, which steady
+    // writes never allow).
+    let (dir, store, _sink, _) = setup().await;
+    let db = dir.path().join("t.sqlite3");
+    let sessions = many_sessions(&store, 200).await;
     let body = "x".repeat(1500);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Readers all along, as the desk's connections are.

@@ -23,7 +23,11 @@
 //! A third thread keeps the write-ahead log bounded (see [`checkpointer`]),
 //! and [`SqliteStore::close`] ends all three so that the last connection to
 //! close checkpoints the log and removes it.
+//!
+//! [`backup`] copies the database while all this runs, from another process
+//! (`refdesk backup`), and puts a copy back (`refdesk restore`).
 
+pub mod backup;
 mod connection;
 mod schema;
 
@@ -438,19 +442,46 @@ fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -
 /// [`WAL_SIZE_LIMIT`]. Measured under 1,000 msg/s (docs/performance.md, the
 /// soak) the log stays under 32 MiB, where passive checkpoints alone let it
 /// grow by about 15 MB a second.
+///
+/// A RESTART holds the writer's lock while it waits for readers of older
+/// snapshots, and one may read for long: an online backup
+/// ([`backup::backup`]) reads one snapshot for the whole copy. So a RESTART
+/// waits at most [`RESTART_WAIT_TRIES`] steps (not the 10 s of every other
+/// wait), and one that could not finish is not tried again for a while,
+/// twice as long each time up to [`RESTART_BACKOFF_MAX`]: during a backup
+/// the writer is held back for tens of milliseconds now and then, not for
+/// seconds every quarter of a second, and the log grows by what is written
+/// meanwhile until the next restart that succeeds.
 fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap_or(4096);
     // Each WAL frame is a page and a 24-byte header.
     let restart_frames = RESTART_WAL_BYTES / (page + 24);
+    if let Err(e) = conn.busy_handler(Some(restart_wait)) {
+        tracing::warn!(error = %e, "cannot shorten the checkpointer's waits");
+    }
+    let mut backoff = Duration::ZERO;
+    let mut next_restart = Instant::now();
     // Stops when `close` sends or drops the other end.
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         match wal_checkpoint(&conn, "PASSIVE") {
-            Ok(frames) if frames > restart_frames => {
+            Ok((_, frames)) if frames > restart_frames && Instant::now() >= next_restart => {
                 let began = Instant::now();
-                if let Err(e) = wal_checkpoint(&conn, "RESTART") {
-                    tracing::warn!(error = %e, "WAL restart failed; will retry");
+                match wal_checkpoint(&conn, "RESTART") {
+                    Ok((false, _)) => {
+                        backoff = Duration::ZERO;
+                        tracing::debug!(frames, took_us = began.elapsed().as_micros() as u64, "restarted the WAL");
+                    }
+                    Ok((true, _)) => {
+                        backoff = (backoff * 2).clamp(CHECKPOINT_EVERY, RESTART_BACKOFF_MAX);
+                        tracing::debug!(
+                            frames,
+                            backoff_ms = backoff.as_millis() as u64,
+                            "a reader kept the WAL from restarting"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "WAL restart failed; will retry"),
                 }
-                tracing::debug!(frames, took_us = began.elapsed().as_micros() as u64, "restarted the WAL");
+                next_restart = Instant::now() + backoff;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
@@ -458,9 +489,29 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     }
 }
 
-/// Runs a checkpoint; returns the frames in the log when it began.
-fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<i64> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1)).map_err(db)
+/// The most 100 µs steps a RESTART checkpoint waits for the writer's batch
+/// and for readers (about 0.1 s; see [`checkpointer`]).
+const RESTART_WAIT_TRIES: i32 = 1000;
+/// The longest pause between RESTARTs that a reader kept from finishing.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The checkpointer's busy handler (see [`busy_wait`] for the others').
+fn restart_wait(tries: i32) -> bool {
+    if tries >= RESTART_WAIT_TRIES {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(100));
+    true
+}
+
+/// Runs a checkpoint; returns whether it was kept from finishing (a RESTART
+/// or TRUNCATE blocked by a reader or the writer) and the frames in the log
+/// when it began.
+fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)?))
+    })
+    .map_err(db)
 }
 
 /// How the writer reports each batch, for [`Store::health`].

@@ -58,9 +58,13 @@ UPDATE sessions SET ended_by = 'staff' WHERE state = 'ended' AND id IN (
     SELECT session_id FROM messages WHERE system = 'ended' AND body LIKE '%(ended by the librarian)');
 UPDATE sessions SET ended_by = 'system' WHERE state = 'ended' AND id IN (
     SELECT session_id FROM messages WHERE system = 'ended' AND body LIKE '%(ended by refdesk)');
+-- A hand-over is a take-over, a transfer or a return to a queue; being
+-- accepted from a queue again is not one.
 UPDATE sessions SET handovers = (
         SELECT COUNT(*) FROM timeline t JOIN questions q ON q.id = t.question_id
-        WHERE q.session_id = sessions.id AND t.change LIKE '{"change":"librarian"%')
+        WHERE q.session_id = sessions.id AND t.change LIKE '{"change":"librarian"%'
+          AND (t.change LIKE '%"how":"take_over"%' OR t.change LIKE '%"how":"transfer"%'
+               OR t.change LIKE '%"how":"queue"%'))
     WHERE id IN (
         SELECT q.session_id FROM questions q JOIN timeline t ON t.question_id = q.id
         WHERE t.change LIKE '{"change":"librarian"%');

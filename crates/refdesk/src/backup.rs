@@ -1,0 +1,80 @@
+//! `refdesk backup` and `refdesk restore`: the operator's side of
+//! `refdesk_store::sqlite::backup` — the configuration, the data folder's
+//! lock, and what is printed. SQLite only: a PostgreSQL deployment is
+//! backed up with PostgreSQL's own tools (docs/operations.md), and both
+//! commands say so rather than guess.
+//!
+//! `backup` takes no lock: it runs beside the server, on a read-only
+//! connection of its own. `restore` takes the data folder's lock (see
+//! `lock`), so it refuses while a `serve` has the database open.
+
+use crate::lock;
+use anyhow::{bail, Context};
+use refdesk_server::Config;
+use refdesk_store::sqlite::backup::{self, Summary};
+use refdesk_store::StoreError;
+use std::path::Path;
+
+/// Why neither command works on PostgreSQL, and what to use instead.
+fn postgres_refused(what: &str) -> String {
+    format!(
+        "this service keeps its data in PostgreSQL (database_url): refdesk {what} handles only the SQLite database \
+         of a data folder. Use PostgreSQL's tools: pg_dump / pg_restore, or pg_basebackup with WAL archiving for \
+         point-in-time recovery (docs/operations.md, \"Backups and restore\")"
+    )
+}
+
+/// `refdesk backup --to FILE [--force]`.
+pub fn backup(config: &Config, to: &Path, force: bool) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        bail!("{}", postgres_refused("backup"));
+    }
+    let db = config.database_path();
+    let done = backup::backup(&db, to, force).map_err(plain).with_context(|| format!("backing up {}", db.display()))?;
+    println!("backed up {} to {}: {}", db.display(), to.display(), describe(&done));
+    Ok(())
+}
+
+/// `refdesk restore --from FILE`.
+pub fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        bail!("{}", postgres_refused("restore"));
+    }
+    // Held until the restore ends: no server may start on the folder
+    // meanwhile, and none may be running (it would keep the replaced
+    // database open and go on writing to it).
+    let _lock = lock::lock_data_dir(&config.data_dir)
+        .context("refdesk restore needs the service stopped (and it stays stopped until the restore ends)")?;
+    let db = config.database_path();
+    let done = backup::restore(from, &db)
+        .map_err(plain)
+        .with_context(|| format!("restoring {} (nothing was changed)", from.display()))?;
+    println!("restored {} into {}: {}", from.display(), db.display(), describe(&done.summary));
+    match &done.set_aside {
+        Some(aside) => println!("the database it replaced is kept as {}", aside.display()),
+        None => println!("there was no database there before"),
+    }
+    println!("next: `refdesk serve` (it brings an older schema up to date as it starts)");
+    Ok(())
+}
+
+/// The store's words without its "database error" heading: here the
+/// operator asked for files, and the message names them (it already
+/// carries the text of any error underneath).
+fn plain(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Backend { what, .. } => anyhow::anyhow!(what),
+        other => other.into(),
+    }
+}
+
+fn describe(s: &Summary) -> String {
+    format!(
+        "{:.1} MB, schema version {}, {} chats and questions, {} chat lines; integrity check ok; took {:.1} s",
+        s.bytes as f64 / 1e6,
+        s.schema_version,
+        s.chats,
+        s.lines,
+        s.took.as_secs_f64()
+    )
+}

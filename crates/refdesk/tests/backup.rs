@@ -1,0 +1,260 @@
+//! `refdesk backup` and `refdesk restore` with the real binary.
+//!
+//! The main story: a server on the demo data, librarians' messages being
+//! sent into several chats at once; `refdesk backup` run while they go on;
+//! the server killed; the backup restored into a new data folder and served
+//! from there. Every message acknowledged before the backup began is in it
+//! (I2: acknowledged means committed, and the backup is one snapshot taken
+//! after). And the refusals: an existing file is not overwritten, a restore
+//! is refused while a server runs, a file that is not a refdesk database is
+//! not restored — and in each case nothing is changed.
+
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_refdesk");
+const DEMO: &str = "refdesk-demo";
+/// Chats written to at once during the backup.
+const CHATS: usize = 6;
+
+/// Runs `refdesk --data-dir DIR ARGS…`.
+fn refdesk(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir).args(args).stdin(Stdio::null());
+    cmd.env_remove("REFDESK_CONFIG").env_remove("REFDESK_DATABASE_URL").env("REFDESK_LOG", "warn");
+    cmd.output().expect("refdesk runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The names in a folder, and the database's bytes: what "nothing changed"
+/// compares.
+fn snapshot(dir: &Path) -> (Vec<String>, Vec<u8>) {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    (names, std::fs::read(dir.join("refdesk.sqlite3")).unwrap())
+}
+
+/// A `refdesk serve` on loopback, killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(dir: &Path, extra: &[&str]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(dir).args(["serve", "--listen", &listen]).args(extra);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).env("REFDESK_LOG", "warn");
+        cmd.env_remove("REFDESK_CONFIG").env_remove("REFDESK_DATABASE_URL");
+        let server = Server { child: cmd.spawn().expect("refdesk serve starts"), port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(server.url("/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "refdesk serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Ann, signed in and on duty.
+    async fn ann(&self) -> reqwest::Client {
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let login = json!({"username": "ann", "password": DEMO});
+        assert_eq!(client.post(self.url("/api/login")).json(&login).send().await.unwrap().status(), 200);
+        let duty = json!({"availability": "on_duty"});
+        assert_eq!(client.post(self.url("/api/me/availability")).json(&duty).send().await.unwrap().status(), 200);
+        client
+    }
+
+    /// A patron's chat at riverside-main, accepted by `ann`; its id.
+    async fn chat(&self, ann: &reqwest::Client, n: usize) -> i64 {
+        let start = json!({"name": format!("Patron {n}"), "question": "Where are the 1889 shore surveys?"});
+        let r = reqwest::Client::new()
+            .post(self.url("/api/libraries/riverside-main/chats"))
+            .json(&start)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let session = r.json::<Value>().await.unwrap()["session"].as_i64().unwrap();
+        let r = ann.post(self.url(&format!("/api/sessions/{session}/accept"))).send().await.unwrap();
+        assert_eq!(r.status(), 200, "ann accepts chat {session}");
+        session
+    }
+}
+
+/// One acknowledged message: its chat, its client id, and when the answer
+/// (sent after the commit) arrived.
+struct Acked {
+    session: i64,
+    client_id: String,
+    at: Instant,
+}
+
+/// Sends `ann`'s messages into `session` one after another, each after the
+/// last is acknowledged, until `stop`; counts them in `acked`.
+async fn keep_sending(
+    url: String,
+    ann: reqwest::Client,
+    session: i64,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+) -> Vec<Acked> {
+    let mut done = Vec::new();
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let client_id = format!("s{session}-{i}");
+        let body = json!({"body": format!("line {i} of chat {session}"), "client_id": client_id});
+        let r = ann.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        done.push(Acked { session, client_id, at: Instant::now() });
+        acked.fetch_add(1, Ordering::Relaxed);
+    }
+    done
+}
+
+/// Waits (without a fixed sleep for timing) until `acked` reaches `n`.
+async fn until(acked: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "the load stalled at {} messages", acked.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Client ids of the messages stored in the database at `path`, by chat;
+/// and that the database passes SQLite's integrity check.
+fn stored(path: &Path) -> HashSet<(i64, String)> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let mut st = conn.prepare("SELECT session_id, client_id FROM messages WHERE client_id IS NOT NULL").unwrap();
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_taken_under_load_restores_every_message_acknowledged_before_it() {
+    let live = tempfile::tempdir().unwrap();
+    let server = Server::start(live.path(), &["--demo"]).await;
+    let ann = server.ann().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for n in 0..CHATS {
+        let session = server.chat(&ann, n).await;
+        let url = server.url(&format!("/api/sessions/{session}/messages"));
+        load.push(tokio::spawn(keep_sending(url, ann.clone(), session, stop.clone(), acked.clone())));
+    }
+    until(&acked, 300).await;
+
+    let backups = tempfile::tempdir().unwrap();
+    let file = backups.path().join("refdesk-backup.sqlite3");
+    // Counted first: each of these was acknowledged before `began`.
+    let before = acked.load(Ordering::Relaxed);
+    let began = Instant::now();
+    let (dir, to) = (live.path().to_owned(), file.clone());
+    let out =
+        tokio::task::spawn_blocking(move || refdesk(&dir, &["backup", "--to", to.to_str().unwrap()])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("integrity check ok"), "{}", text(&out));
+    // The load went on through the backup and after it.
+    until(&acked, acked.load(Ordering::Relaxed) + 100).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for task in load {
+        sent.extend(task.await.unwrap());
+    }
+    drop(server);
+
+    let restored = tempfile::tempdir().unwrap();
+    let data = restored.path().join("data");
+    let out = refdesk(&data, &["restore", "--from", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("there was no database there before"), "{}", text(&out));
+    let in_backup = stored(&data.join("refdesk.sqlite3"));
+    let due: Vec<&Acked> = sent.iter().filter(|m| m.at < began).collect();
+    assert!(due.len() >= before, "{} acknowledged before the backup, {before} counted", due.len());
+    for m in &due {
+        assert!(
+            in_backup.contains(&(m.session, m.client_id.clone())),
+            "{} in chat {} is missing",
+            m.client_id,
+            m.session
+        );
+    }
+    assert!(sent.len() > due.len() + 100, "messages were sent during and after the backup");
+
+    // The restored folder serves: the chats go on where the backup left them.
+    let server = Server::start(&data, &[]).await;
+    let ann = server.ann().await;
+    let session = due[0].session;
+    let body = json!({"body": "Back after the restore.", "client_id": "after-restore"});
+    let r = ann.post(server.url(&format!("/api/sessions/{session}/messages"))).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
+    let live = tempfile::tempdir().unwrap();
+    let server = Server::start(live.path(), &["--demo"]).await;
+    let backups = tempfile::tempdir().unwrap();
+    let file = backups.path().join("nightly.sqlite3");
+    let arg = |p: &PathBuf| p.to_str().unwrap().to_owned();
+
+    // An existing file is kept, unless --force.
+    std::fs::write(&file, "last night's").unwrap();
+    let out = refdesk(live.path(), &["backup", "--to", &arg(&file)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already exists") && text(&out).contains("--force"), "{}", text(&out));
+    assert_eq!(std::fs::read(&file).unwrap(), b"last night's");
+    let out = refdesk(live.path(), &["backup", "--to", &arg(&file), "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // No restore under a running server.
+    let was = snapshot(live.path());
+    let out = refdesk(live.path(), &["restore", "--from", &arg(&file)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("needs the service stopped"), "{}", text(&out));
+    assert!(text(&out).contains("another refdesk serve"), "{}", text(&out));
+    assert_eq!(snapshot(live.path()).0, was.0);
+    drop(server);
+
+    // Nor of a file that is not a refdesk database.
+    let junk = backups.path().join("notes.txt");
+    std::fs::write(&junk, "not a database, just notes ".repeat(400)).unwrap();
+    let was = snapshot(live.path());
+    let out = refdesk(live.path(), &["restore", "--from", &arg(&junk)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert!(text(&out).contains("not a usable SQLite database"), "{}", text(&out));
+    assert_eq!(snapshot(live.path()), was);
+
+    // And PostgreSQL has tools of its own.
+    let out = refdesk(live.path(), &["--database-url", "postgres://refdesk@127.0.0.1/none", "backup", "--to", "x"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("pg_dump"), "{}", text(&out));
+}

@@ -1,0 +1,82 @@
+//! The configuration an operator runs with (issue 16), through the real
+//! binary: every setting from the file, the environment (`REFDESK_<NAME>`)
+//! or a flag (`--set`); `refdesk config` prints what is in effect with its
+//! secrets hidden; `refdesk config --check` exits non-zero naming the line
+//! at fault.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_refdesk");
+
+fn refdesk(file: Option<&Path>, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).stdin(Stdio::null());
+    if let Some(f) = file {
+        cmd.arg("--config").arg(f);
+    }
+    cmd.envs(env.iter().copied()).args(args).output().expect("refdesk runs")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn file(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("refdesk-{}.toml", std::fs::read_dir(dir).unwrap().count()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_configuration_in_effect_comes_from_the_file_the_environment_and_flags_with_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(dir.path(), "database_connections = 3\n\n[limits]\nblock_hours = 12\nrollup_seconds = 30\n");
+    let env = [
+        ("REFDESK_LIMITS_ROLLUP_SECONDS", "45"),
+        ("REFDESK_SMTP_URL", "smtp://mailer:hunter2@mail.example.org:587"),
+        ("REFDESK_IDLE_CHAT_MINUTES", "9"),
+    ];
+    let o = refdesk(Some(&f), &env, &["--set", "limits.block_hours=48", "config"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let shown: toml::Table = toml::from_str(&out(&o)).expect("the output is TOML");
+    let limits = shown["limits"].as_table().unwrap();
+    assert_eq!(shown["database_connections"].as_integer(), Some(3), "from the file");
+    assert_eq!(limits["rollup_seconds"].as_integer(), Some(45), "the environment over the file");
+    assert_eq!(limits["idle_chat_minutes"].as_integer(), Some(9), "a table's setting by its key alone");
+    assert_eq!(limits["block_hours"].as_integer(), Some(48), "a flag over the file");
+    let smtp = shown["mail"]["smtp_url"].as_str().unwrap();
+    assert_eq!(smtp, "smtp://<hidden>@mail.example.org:587");
+    assert!(!out(&o).contains("hunter2"));
+}
+
+#[test]
+fn config_check_says_what_is_wrong_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(dir.path(), "listen = \"127.0.0.1:8089\"\n");
+    let o = refdesk(Some(&good), &[], &["config", "--check"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("valid"));
+
+    let typo = file(dir.path(), "listen = \"127.0.0.1:8089\"\nlisen = 3\n");
+    let o = refdesk(Some(&typo), &[], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("line 2") && err(&o).contains("lisen"), "{}", err(&o));
+
+    let out_of_range = file(dir.path(), "listen = \"127.0.0.1:8089\"\n\n[limits]\nblock_hours = 0\n");
+    let o = refdesk(Some(&out_of_range), &[], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("line 4") && err(&o).contains("block_hours"), "{}", err(&o));
+
+    let o = refdesk(Some(&good), &[("REFDESK_LIMITS_BLOCK_HOURS", "soon")], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("REFDESK_LIMITS_BLOCK_HOURS"), "{}", err(&o));
+
+    let o = refdesk(Some(&good), &[], &["--set", "limits.nothing=1", "config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("limits.nothing"), "{}", err(&o));
+}

@@ -1,0 +1,230 @@
+//! Every setting by name (issue 16): from the environment
+//! (`REFDESK_<NAME>`), from a flag (`--set name=value`), and the
+//! configuration in effect printed with its secrets hidden.
+//!
+//! A setting's name is its path in the TOML file: `listen`,
+//! `limits.block_hours`, `mail.from`. Its variable is `REFDESK_` and the
+//! path in capitals with `_` for `.` (`REFDESK_LIMITS_BLOCK_HOURS`); a
+//! setting of a table also answers to its key alone (`REFDESK_BLOCK_HOURS`)
+//! when no other setting has that key. A value is read as the setting's
+//! type: a number, `true`/`false`, text, or a list written with commas.
+//! Settings with a variable of their own ([`Config::apply_env`]) keep it.
+
+use crate::Config;
+use anyhow::{anyhow, Context};
+
+/// `raw` read as the type of the setting's `current` value.
+fn parse_value(current: Option<&toml::Value>, raw: &str) -> toml::Value {
+    use toml::Value;
+    let typed = |sample: &Value, raw: &str| -> Option<Value> {
+        match sample {
+            Value::Integer(_) => raw.trim().parse().ok().map(Value::Integer),
+            Value::Float(_) => raw.trim().parse().ok().map(Value::Float),
+            Value::Boolean(_) => raw.trim().parse().ok().map(Value::Boolean),
+            _ => Some(Value::String(raw.to_owned())),
+        }
+    };
+    match current {
+        Some(Value::Array(items)) => {
+            let parts = raw.split(',').map(str::trim).filter(|p| !p.is_empty());
+            let sample = items.first().cloned().unwrap_or(Value::String(String::new()));
+            Value::Array(parts.map(|p| typed(&sample, p).unwrap_or_else(|| Value::String(p.into()))).collect())
+        }
+        // A value that does not read as the setting's type is passed on as
+        // text: deserializing then says what was expected.
+        Some(sample) => typed(sample, raw).unwrap_or_else(|| Value::String(raw.to_owned())),
+        // A setting unset by default (an optional address, a file): text.
+        None => Value::String(raw.to_owned()),
+    }
+}
+
+impl Config {
+    /// Sets one setting by its path from text, as `source` gave it; the
+    /// configuration is unchanged on an error, which names the source.
+    pub fn set(&mut self, path: &str, raw: &str, source: &str) -> anyhow::Result<()> {
+        let mut table = toml::Table::try_from(&*self).context("the configuration cannot be written as TOML")?;
+        let (section, key) = match path.split_once('.') {
+            Some((s, k)) => (Some(s), k),
+            None => (None, path),
+        };
+        let target = match section {
+            Some(s) => match table.get_mut(s) {
+                Some(toml::Value::Table(t)) => t,
+                _ => return Err(anyhow!("{source}: there is no setting {path:?}")),
+            },
+            None => &mut table,
+        };
+        let value = parse_value(target.get(key), raw);
+        target.insert(key.to_owned(), value);
+        let text = toml::to_string(&table).context("the configuration cannot be written as TOML")?;
+        let mut changed: Config =
+            toml::from_str(&text).map_err(|e| anyhow!("{source}: {}", e.message().trim_end_matches('.')))?;
+        // What the file never holds is kept as it is.
+        changed.mail.public_url = self.mail.public_url.take();
+        *self = changed;
+        Ok(())
+    }
+
+    /// Every setting's path that has a value by default, with its variables:
+    /// `REFDESK_<PATH>`, and for a table's setting its key alone when that is
+    /// unique.
+    pub fn setting_names() -> Vec<(String, Vec<String>)> {
+        let table = toml::Table::try_from(Config::default()).unwrap_or_default();
+        let mut paths = Vec::new();
+        for (key, value) in &table {
+            match value {
+                toml::Value::Table(t) => paths.extend(t.keys().map(|k| (Some(key.clone()), k.clone()))),
+                _ => paths.push((None, key.clone())),
+            }
+        }
+        let count = |k: &String| paths.iter().filter(|(_, other)| other == k).count();
+        paths
+            .iter()
+            .map(|(section, key)| {
+                let path = section.as_ref().map_or_else(|| key.clone(), |s| format!("{s}.{key}"));
+                let mut vars = vec![format!("REFDESK_{}", path.replace('.', "_").to_uppercase())];
+                if section.is_some() && count(key) == 1 {
+                    vars.push(format!("REFDESK_{}", key.to_uppercase()));
+                }
+                (path, vars)
+            })
+            .collect()
+    }
+
+    /// Applies every `REFDESK_<NAME>` variable set (see the module's
+    /// documentation).
+    pub fn apply_env_settings(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        for (path, vars) in Config::setting_names() {
+            for var in vars {
+                if let Some(v) = get(&var) {
+                    self.set(&path, &v, &var)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `--set name=value` flags, in order.
+    pub fn apply_sets(&mut self, sets: &[String]) -> anyhow::Result<()> {
+        for s in sets {
+            let (path, value) = s
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--set {s:?}: write it as name=value, e.g. limits.block_hours=48"))?;
+            self.set(path.trim(), value, &format!("--set {}", path.trim()))?;
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every secret hidden: passwords and
+    /// tokens, the key, and what a URL holds before its `@`.
+    pub fn redacted_toml(&self) -> String {
+        let mut table = toml::Table::try_from(self).unwrap_or_default();
+        for key in ["nats_password", "nats_token", "nats_key"] {
+            if table.contains_key(key) {
+                table.insert(key.into(), toml::Value::String("<hidden>".into()));
+            }
+        }
+        let hide = |v: &mut toml::Value| {
+            if let toml::Value::String(url) = v {
+                *url = hide_userinfo(url);
+            }
+        };
+        for key in ["database_url", "nats_url"] {
+            table.get_mut(key).map(hide);
+        }
+        if let Some(toml::Value::Table(mail)) = table.get_mut("mail") {
+            mail.get_mut("smtp_url").map(hide);
+        }
+        toml::to_string_pretty(&table).unwrap_or_default()
+    }
+}
+
+/// `scheme://user:password@host/…` → `scheme://<hidden>@host/…`.
+fn hide_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}<hidden>{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The line of `text` (a configuration file) where `path` is set, if it is.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    let (section, key) = path.split_once('.').map_or((None, path), |(s, k)| (Some(s), k));
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name.trim().to_owned());
+            continue;
+        }
+        let sets = line.split_once('=').is_some_and(|(k, _)| k.trim() == key);
+        if sets && current.as_deref() == section {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_by_name_from_the_environment_and_flags() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "REFDESK_LIMITS_BLOCK_HOURS" => Some("48".to_owned()),
+            "REFDESK_DATABASE_CONNECTIONS" => Some("7".to_owned()),
+            "REFDESK_RETRY_MAX_MS" => Some("1000".to_owned()),
+            _ => None,
+        };
+        c.apply_env_settings(env).unwrap();
+        assert_eq!((c.limits.block_hours, c.database_connections, c.mail.retry_max_ms), (48, 7, 1000));
+        c.apply_sets(&["limits.rollup_seconds=5".into(), "trusted_proxies=10.0.0.1, 10.0.0.2".into()]).unwrap();
+        assert_eq!(c.limits.rollup_seconds, 5);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        c.apply_sets(&["public_url=https://ask.example.org".into()]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://ask.example.org"));
+    }
+
+    #[test]
+    fn a_bad_name_or_value_is_refused_naming_it_and_changes_nothing() {
+        let mut c = Config::default();
+        let before = c.redacted_toml();
+        let e = c.apply_sets(&["limits.block_hours=many".into()]).unwrap_err().to_string();
+        assert!(e.contains("--set limits.block_hours"), "{e}");
+        assert!(c.apply_sets(&["limits.nothing=1".into()]).is_err());
+        assert!(c.apply_sets(&["nosuch.thing=1".into()]).is_err());
+        assert!(c.apply_sets(&["no equals".into()]).is_err());
+        let env = |k: &str| (k == "REFDESK_LIMITS_BLOCK_HOURS").then(|| "-3".to_owned());
+        assert!(c.apply_env_settings(env).unwrap_err().to_string().contains("REFDESK_LIMITS_BLOCK_HOURS"));
+        assert_eq!(c.redacted_toml(), before);
+    }
+
+    #[test]
+    fn variable_names_are_unique_and_secrets_are_hidden() {
+        let names: Vec<String> = Config::setting_names().into_iter().flat_map(|(_, v)| v).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "{names:?}");
+        let mut c = Config {
+            database_url: Some("postgres://refdesk:s3cret@db/refdesk".into()),
+            nats_key: Some("k".repeat(44)),
+            ..Config::default()
+        };
+        c.mail.smtp_url = Some("smtp://u:p4ss@mail:587".into());
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("s3cret") && !shown.contains("p4ss") && !shown.contains(&"k".repeat(44)), "{shown}");
+        assert!(shown.contains("postgres://<hidden>@db/refdesk"), "{shown}");
+    }
+
+    #[test]
+    fn the_line_of_a_setting_in_a_file() {
+        let text = "listen = \"127.0.0.1:1\"\n\n[limits]\nblock_hours = 3\n[mail]\nfrom = \"x\"\n";
+        assert_eq!(line_of(text, "listen"), Some(1));
+        assert_eq!(line_of(text, "limits.block_hours"), Some(4));
+        assert_eq!(line_of(text, "mail.from"), Some(6));
+        assert_eq!(line_of(text, "limits.from"), None);
+    }
+}
