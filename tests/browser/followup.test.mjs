@@ -1,6 +1,6 @@
 // Browser tests of issue 13's patron side, safe links and follow-up pages:
-// what a patron sees while chatting (typing, reconnecting, a line too long or
-// refused), links in messages, and the question page and list. Same set-up as
+// what a patron sees while chatting (typing, reconnecting — at once after a
+// server's 1001 —, a line too long or refused), links in messages, and the question page and list. Same set-up as
 // e2e.test.mjs — the real server on a fresh SQLite folder with the demo
 // data, Debian's Chromium through playwright-core, axe-core on each new state.
 //
@@ -150,6 +150,41 @@ test("'Reconnecting…' shows while the patron's connection is down and clears o
   await patron.press("#text", "Enter");
   await patron.locator("#log li:not(.pending)", { hasText: "Back again" }).waitFor();
   await proxy.down();
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
+test("a close with 1001 (a server going away after its drain) brings the patron's page back at once; other closes wait out the backoff", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  // Every socket of the page passes through a route, which can close it
+  // with the code a server would send.
+  const opened = [];
+  await patron.routeWebSocket(/\/api\/ws$/, (ws) => { opened.push({ ws, server: ws.connectToServer() }); });
+  const session = await askQuestion(patron, "Gus", "Are you going away?");
+  await accept(ann, session);
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+  /** Closes the page's socket with `code`; resolves with the milliseconds until it opens a new one. */
+  const reopenedAfter = async (code) => {
+    const before = opened.length;
+    const last = opened[before - 1];
+    const closed = Date.now();
+    await last.ws.close({ code, reason: "test" });
+    await last.server.close();
+    while (opened.length === before) {
+      assert.ok(Date.now() - closed < 10000, `the page reconnects after ${code}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return Date.now() - closed;
+  };
+
+  const fast = await reopenedAfter(1001);
+  assert.ok(fast < 450, `after 1001 the page comes back at once, not after its 500 ms backoff (${fast} ms)`);
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+  await say(ann, session, "Said after the restart.");
+  await patron.getByText("Said after the restart.").waitFor();
+  const slow = await reopenedAfter(1011);
+  assert.ok(slow >= 450, `another close waits out the backoff (${slow} ms)`);
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
   for (const p of [ann.page, patron]) await p.context().close();
 });
 
