@@ -95,10 +95,13 @@ impl Metrics {
 
     /// Adds every metric to `registry` (whose prefix is `refdesk`).
     pub fn register(&self, registry: &mut Registry) {
-        // Each outcome shows from the start, at 0: an alert on a rate needs
-        // the series to exist before the first failure.
+        // Each outcome and direction shows from the start, at 0: an alert
+        // on a rate needs the series to exist before the first event.
         for outcome in ["sent", "retry", "undeliverable"] {
             let _ = self.mail.get_or_create(&[("outcome", outcome)]);
+        }
+        for direction in ["sent", "received"] {
+            let _ = self.nats_envelopes.get_or_create(&[("direction", direction)]);
         }
         registry.register("messages_committed", "Chat lines committed by this node", self.messages_committed.clone());
         registry.register(
