@@ -49,6 +49,7 @@ use sockets::Slot;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Socket buffers, sized for chat (2 KiB in, 4 KiB out; both grow for a
 /// larger frame): tungstenite's defaults (128 KiB each way)
@@ -112,11 +113,12 @@ pub(crate) async fn upgrade(
         Some(a) => match state.sockets.addresses.take(a, state.app.limits().sockets_per_address, state.app.limits()) {
             Some(held) => Some(held),
             None => {
+                state.metrics.limited("socket");
                 return Err(ApiError {
                     status: StatusCode::TOO_MANY_REQUESTS,
                     code: "too_many_sockets",
                     message: "too many connections are open from your address; close some".into(),
-                })
+                });
             }
         },
         None => None,
@@ -132,15 +134,22 @@ pub(crate) async fn upgrade(
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
     let app = state.app.clone();
+    let metrics = state.metrics.clone();
+    // The upgrade request's span (its request id) goes with the socket for
+    // its whole life, into the use cases it calls.
+    let span = tracing::Span::current();
     Ok(ws
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(limits.max_frame_bytes * 16)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| async move {
-            let _from_address = from_address;
-            Box::pin(serve(app, socket, cookie, pending, sockets)).await
+        .on_upgrade(move |socket| {
+            async move {
+                let _from_address = from_address;
+                Box::pin(serve(app, socket, cookie, pending, sockets, metrics)).await
+            }
+            .instrument(span)
         }))
 }
 
@@ -153,6 +162,7 @@ async fn serve(
     cookie: Option<String>,
     pending: tokio::sync::OwnedSemaphorePermit,
     sockets: Arc<Sockets>,
+    metrics: Arc<crate::metrics::ServerMetrics>,
 ) {
     let who = authenticate(&app, &mut socket, cookie).await;
     drop(pending);
@@ -179,7 +189,11 @@ async fn serve(
         let _ = socket.send(close_frame(CLOSE_POLICY, "too many connections")).await;
         return;
     };
-    Connection::new(app, viewer, patron, login, held).run(socket).await
+    let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };
+    let _open = metrics.socket(kind);
+    tracing::debug!(kind, "socket authenticated");
+    Connection::new(app, viewer, patron, login, held).run(socket).await;
+    tracing::debug!(kind, "socket closed");
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the
