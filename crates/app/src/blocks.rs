@@ -135,6 +135,7 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
         }
+        self.metrics().blocks.inc();
         tracing::info!(block = block.id, session = %session, staff = %staff.username, "patron blocked");
         Ok(block)
     }
@@ -192,6 +193,7 @@ impl App {
         if form && may_ask {
             return Ok(());
         }
+        self.metrics().blocked_refusals.inc();
         Err(DomainError::Blocked(blocked_message(may_ask)).into())
     }
 

@@ -142,6 +142,9 @@ pub struct Bus {
     uplink: std::sync::OnceLock<Uplink>,
     /// Set when events for the other nodes had to be dropped.
     uplink_overflow: AtomicBool,
+    /// The node's metrics: every part of the node shares the bus, so they
+    /// hang off it (see [`crate::metrics`]).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A connection's end of the bus. Dropping it unsubscribes everything.
@@ -293,6 +296,11 @@ impl Bus {
         Arc::new(Bus::default())
     }
 
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
         // A panic while holding this lock cannot leave the maps inconsistent
         // (every update is a single push or retain), so a poisoned lock is
@@ -414,6 +422,7 @@ impl Bus {
     /// the store: events may have been missed (the link to the other nodes
     /// was down).
     pub fn resync(&self) {
+        self.metrics.resyncs.inc();
         let t = self.lock();
         let event = Arc::new(Event::Resync);
         let mut seen = std::collections::HashSet::new();
@@ -446,6 +455,8 @@ impl Bus {
 
 impl EventSink for Bus {
     fn publish(&self, events: Vec<Event>) {
+        let lines = events.iter().filter(|e| matches!(e, Event::Message { .. })).count();
+        self.metrics.messages_committed.inc_by(lines as u64);
         if let Some(uplink) = self.uplink.get() {
             let shared: Vec<Event> = events.iter().filter(|e| !matches!(e, Event::Resync)).cloned().collect();
             if !shared.is_empty() && uplink.try_send(shared).is_err() {
@@ -456,6 +467,10 @@ impl EventSink for Bus {
             }
         }
         self.deliver_local(events);
+    }
+
+    fn committed(&self, commit: refdesk_store::CommitReport) {
+        self.metrics.committed(commit);
     }
 }
 

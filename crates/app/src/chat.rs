@@ -218,7 +218,7 @@ impl App {
         let own = session.ctx.id;
         let guard: Guard =
             Box::new(move |rec| if rec.ctx.id == own { Ok(()) } else { Err(DomainError::NotFound("session")) });
-        Ok(self.store.append(own, msg, guard, self.clock.now()).await?)
+        Ok(committed(self.store.append(own, msg, guard, self.clock.now()).await?))
     }
 
     /// The patron ends their chat.
@@ -399,7 +399,7 @@ impl App {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let msg = self.new_message(author, kind, body, client_id)?;
         let guard = staff_guard(staff, Action::Send(kind));
-        Ok(self.store.append(session, msg, guard, self.clock.now()).await?)
+        Ok(committed(self.store.append(session, msg, guard, self.clock.now()).await?))
     }
 
     /// The chatting librarian ends the chat (R5).
@@ -485,6 +485,16 @@ impl App {
     pub async fn libraries(&self) -> AppResult<Vec<LibraryRecord>> {
         Ok(self.store.libraries().await?)
     }
+}
+
+/// Says that a line is committed, in the caller's span (the socket's or the
+/// request's id): the other end's "message passed on" names the same
+/// session and seq, so one message can be followed from socket to commit
+/// to delivery. Never its text.
+fn committed(appended: Appended) -> Appended {
+    let m = &appended.message;
+    tracing::debug!(session = %m.session, seq = m.seq, duplicate = appended.duplicate, "message committed");
+    appended
 }
 
 /// A valid argon2id hash of a random string, used to spend the time of a

@@ -519,6 +519,7 @@ impl Feed {
     async fn reread(&mut self) -> AppResult<Vec<Out>> {
         let rereads = self.app.rereads.clone();
         let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
+        self.app.metrics().rereads.inc();
         let mut out = Vec::new();
         if let Some(login) = &self.login {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {
@@ -634,11 +635,16 @@ impl Feed {
         }
         if message.seq > w.last + 1 {
             // A gap: fill it (and this message) from the store.
+            self.app.metrics().feed_gaps.inc();
+            tracing::debug!(session = %ctx.id, seq = message.seq, after = w.last, "a gap; filled from the store");
             out.extend(self.catch_up(ctx.id).await?.into_iter().map(Out::Message));
             return Ok(());
         }
         w.last = message.seq;
         if sees(&self.viewer, Item::Message { ctx: &w.ctx, message }) {
+            // In the receiving connection's span (its request id): with the
+            // sender's "message committed", one line can be followed across.
+            tracing::debug!(session = %ctx.id, seq = message.seq, "message passed on");
             out.push(Out::Message(message.clone()));
         }
         Ok(())

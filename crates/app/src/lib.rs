@@ -9,6 +9,7 @@
 //! - [`auth`]: passwords (argon2id) and secret tokens.
 //! - [`mail`]: the e-mail sent (answers, transcripts) and the outbox's sender.
 //! - [`nats`]: the link between nodes' buses when several serve one cooperative.
+//! - [`metrics`]: what the node counts for the operator's `/metrics`.
 //! - `questions`: the question list and its actions on live chats (R4, B1).
 //! - `desk`: the chat monitor (My / ALL), conferencing and transfer.
 //! - [`staff`]: availability, presence, sign-off, roll-up, staff management, the offline form.
@@ -31,6 +32,7 @@ mod desk;
 pub mod feed;
 mod im;
 pub mod mail;
+pub mod metrics;
 pub mod nats;
 pub mod privacy;
 mod questions;
@@ -364,6 +366,11 @@ impl App {
     /// What wakes the mailer when an e-mail is queued.
     pub fn mail_wakeup(&self) -> &Arc<tokio::sync::Notify> {
         &self.mail_wakeup
+    }
+
+    /// The node's metrics (held by its bus).
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        self.bus.metrics()
     }
 
     /// Live staff connections on this node.

@@ -274,15 +274,18 @@ impl Mailer {
             match sent {
                 Ok(()) => {
                     delivered += 1;
+                    self.app.metrics().mail("sent");
                     if let Err(e) = self.app.store.mail_sent(mail.id, self.app.clock.now()).await {
                         tracing::error!(error = %e, id = mail.id, "delivered but not recorded; it may be sent again");
                     }
                 }
                 Err(Failure::Permanent(why)) => {
+                    self.app.metrics().mail("undeliverable");
                     tracing::error!(id = mail.id, %why, "e-mail cannot be delivered; kept in the outbox");
                     let _ = self.app.store.mail_failed(mail.id, &why, i64::MAX).await;
                 }
                 Err(Failure::Transient(why)) => {
+                    self.app.metrics().mail("retry");
                     let backoff = self
                         .config
                         .retry_initial_ms

@@ -377,8 +377,11 @@ async fn send(
                     continue;
                 }
             };
-            if let Err(e) = client.publish(to.clone(), payload.into()).await {
-                tracing::warn!(error = %e, "cannot publish to NATS; the other nodes will re-read from the store");
+            match client.publish(to.clone(), payload.into()).await {
+                Ok(()) => local.metrics().nats_envelope("sent"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot publish to NATS; the other nodes will re-read from the store")
+                }
             }
         }
     }
@@ -422,12 +425,14 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
             }
         };
         opener.forget(FORGET_NODE);
+        bus.metrics().nats_envelope("received");
         let heartbeat = envelope.events.is_empty();
         let missed = heard.missed(&node, envelope.seq, heartbeat);
         if !heartbeat {
             bus.deliver_remote(&node, envelope.events);
         }
         if missed {
+            bus.metrics().nats_gaps.inc();
             tracing::warn!(%node, "missed events from another node; re-reading from the store");
             bus.resync();
         }

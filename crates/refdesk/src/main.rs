@@ -34,6 +34,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use refdesk_app::{demo, App, Clock};
 use refdesk_domain::org::Role;
+use refdesk_server::config::LogFormat;
 use refdesk_server::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -276,11 +277,10 @@ fn print_set_up(done: &refdesk_app::setup::SetUp, admin: &str) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REFDESK_LOG").unwrap_or_else(|_| "info,refdesk=info".into()),
-        )
-        .init();
+    // The format comes from the configuration in effect; a configuration
+    // that does not load is reported by the command itself, in text.
+    let format = Config::load(cli.config.as_deref()).map(|c| c.log_format).unwrap_or_default();
+    init_logs(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -326,6 +326,21 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         print!("{}", config.redacted_toml());
     }
     Ok(())
+}
+
+/// Log lines go to standard error (standard output is the commands'
+/// own), filtered by `REFDESK_LOG`: text, coloured only when standard
+/// error is a terminal (a file or journald gets no escape codes), or one
+/// JSON object a line with the span's fields (the request id) in it.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("REFDESK_LOG").unwrap_or_else(|_| "info,refdesk=info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

@@ -10,6 +10,29 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// How log lines are written (see [`Config::log_format`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for a person to read.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<LogFormat> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => bail!("log_format {other:?}: use text or json"),
+        }
+    }
+}
+
 /// The server's configuration. Its `Debug` hides the passwords URLs may hold.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -75,6 +98,14 @@ pub struct Config {
     /// WebSocket gets a close frame (1001), requests under way finish, the
     /// database closes. Past it, the process exits anyway (and says so).
     pub shutdown_seconds: u64,
+    /// Where `/metrics` is served. Unset: on `listen`, beside the API.
+    /// Set (e.g. `127.0.0.1:9090`): on that address only, and not on
+    /// `listen`, so that it can be kept private to the monitoring network.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How log lines are written to standard error: `text` (for a person;
+    /// coloured only on a terminal) or `json` (one object a line, for a log
+    /// collector). Which lines: `REFDESK_LOG` (e.g. `info`, `debug`).
+    pub log_format: LogFormat,
     /// Limits and timings.
     pub limits: Limits,
     /// E-mail to patrons.
@@ -104,6 +135,8 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("drain_seconds", &self.drain_seconds)
             .field("shutdown_seconds", &self.shutdown_seconds)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("log_format", &self.log_format)
             .field("limits", &self.limits)
             .field("mail", &self.mail)
             .finish()
@@ -132,6 +165,9 @@ const UNSET_BY_DEFAULT: &str = r#"
 # at least 32 random bytes in base64 or hex (`openssl rand -base64 32`). One of:
 # nats_key = "…"                              # or REFDESK_NATS_KEY
 # nats_key_file = "/etc/refdesk/nats.key"      # or REFDESK_NATS_KEY_FILE; mode 0600
+# Unset by default: /metrics is served on `listen`. Set, it is served on this address only
+# (keep it private to the monitoring network). Or REFDESK_METRICS_LISTEN.
+# metrics_listen = "127.0.0.1:9090"
 "#;
 
 impl Default for Config {
@@ -156,6 +192,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             drain_seconds: 10,
             shutdown_seconds: 15,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
             limits: Limits::default(),
             mail: MailConfig::default(),
         }
@@ -206,7 +244,8 @@ impl Config {
     /// `REFDESK_NATS_TOKEN`, `REFDESK_NATS_CREDENTIALS_FILE`,
     /// `REFDESK_NATS_CA_FILE`, `REFDESK_NATS_TLS`,
     /// `REFDESK_NATS_SUBJECT`, `REFDESK_NATS_KEY`, `REFDESK_NATS_KEY_FILE`,
-    /// `REFDESK_PUBLIC_URL`, `REFDESK_TRUSTED_PROXIES`
+    /// `REFDESK_PUBLIC_URL`, `REFDESK_METRICS_LISTEN`, `REFDESK_LOG_FORMAT`,
+    /// `REFDESK_TRUSTED_PROXIES`
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
     /// `REFDESK_SMTP_URL`, `REFDESK_MAIL_FROM`, `REFDESK_MAX_MESSAGE_CHARS`
     /// the two rate limits, the two waiting-chat caps
@@ -239,6 +278,7 @@ impl Config {
             self.secure_cookies =
                 v.parse().with_context(|| format!("REFDESK_SECURE_COOKIES={v:?} must be true or false"))?;
         }
+        self.apply_ops_env(&get)?;
         if let Some(v) = get("REFDESK_SMTP_URL") {
             self.mail.smtp_url = Some(v).filter(|v| !v.is_empty());
         }
@@ -262,6 +302,24 @@ impl Config {
         if let Some(v) = get("REFDESK_MAX_MESSAGE_CHARS") {
             self.limits.max_message_chars =
                 v.parse().with_context(|| format!("REFDESK_MAX_MESSAGE_CHARS={v:?} must be a number"))?;
+        }
+        Ok(())
+    }
+
+    /// The metrics' and logs' part of [`Config::apply_env`]. An empty
+    /// `REFDESK_METRICS_LISTEN` means unset, as for the URLs.
+    fn apply_ops_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("REFDESK_METRICS_LISTEN") {
+            self.metrics_listen =
+                match v.as_str() {
+                    "" => None,
+                    v => Some(v.parse().with_context(|| {
+                        format!("REFDESK_METRICS_LISTEN={v:?} is not an address like 127.0.0.1:9090")
+                    })?),
+                };
+        }
+        if let Some(v) = get("REFDESK_LOG_FORMAT") {
+            self.log_format = v.parse().context("REFDESK_LOG_FORMAT")?;
         }
         Ok(())
     }
@@ -356,6 +414,9 @@ impl Config {
             }
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;
+        if self.metrics_listen.is_some_and(|m| m == self.listen) {
+            bail!("metrics_listen must differ from listen (leave it unset to serve /metrics on listen)");
+        }
         if let Some(url) = &self.public_url {
             let origin = crate::origin::origin_of(url.trim_end_matches('/'));
             let bare = url.trim_end_matches('/').splitn(4, '/').nth(3).is_none();
@@ -642,6 +703,27 @@ mod tests {
             assert!(c.validate().is_err());
         }
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn metrics_and_log_settings_come_from_the_file_or_the_environment() {
+        let c: Config = toml::from_str("metrics_listen = \"127.0.0.1:9090\"\nlog_format = \"json\"").unwrap();
+        assert_eq!(c.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9090))));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "REFDESK_METRICS_LISTEN" => Some("127.0.0.1:9191".into()),
+            "REFDESK_LOG_FORMAT" => Some("json".into()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9191));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.apply_env(|k| (k == "REFDESK_LOG_FORMAT").then(|| "xml".into())).is_err());
+        assert!(c.apply_env(|k| (k == "REFDESK_METRICS_LISTEN").then(|| "nowhere".into())).is_err());
+        c.metrics_listen = Some(c.listen);
+        assert!(c.validate().is_err(), "not the main listener's address");
+        assert!(Config::default_toml().contains("# metrics_listen = "));
     }
 
     #[test]

@@ -269,6 +269,7 @@ pub(crate) async fn serve(
 ) {
     let limits = state.app.limits().clone();
     let trusted = state.trusted_proxies.clone();
+    let metrics = state.metrics.clone();
     let router = crate::app(state);
     let mut builder = http1::Builder::new();
     builder
@@ -296,6 +297,7 @@ pub(crate) async fn serve(
         };
         let Some(slot) = counts.take(peer.ip(), !trusted.contains(&peer.ip())) else {
             tracing::debug!(open = counts.open(), "connection refused: too many open");
+            metrics.limited("connection");
             drop(tcp);
             continue;
         };

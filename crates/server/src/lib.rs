@@ -7,6 +7,7 @@
 //! - [`ws`]: the WebSocket protocol of `docs/protocol.md`.
 //! - [`conn`]: the accept loop: connection caps and HTTP timeouts.
 //! - [`error`]: the one API error type and its JSON shape.
+//! - [`metrics`]: `/metrics`, and the request id and span of every request.
 //! - [`ready`]: `/readyz`, answered within a bound whatever the database does.
 //!
 //! [`run`] takes the listener and a shutdown signal as arguments, which is
@@ -20,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod input;
 pub mod limit;
+pub mod metrics;
 pub mod origin;
 pub mod ready;
 pub mod settings;
@@ -71,6 +73,8 @@ pub struct AppState {
     pub pending_auth: Arc<tokio::sync::Semaphore>,
     /// Open sockets per chat, per staff sign-in and per client address.
     pub sockets: Arc<ws::Sockets>,
+    /// The node's metrics registry and the figures the server keeps.
+    pub metrics: Arc<metrics::ServerMetrics>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -102,6 +106,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
             .context("linking to the other nodes over NATS")?;
         tracing::info!(node = %link.node, subject = %config.nats_subject, "NATS link set up (it connects in the background if NATS is not reachable yet)");
     }
+    let metrics = Arc::new(metrics::ServerMetrics::new(bus.metrics(), config.metrics_listen));
     let app = App::new(store, bus, config.limits.clone(), clock);
     Ok(AppState {
         app,
@@ -122,6 +127,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         pending_auth: Arc::new(tokio::sync::Semaphore::new(ws::PENDING_AUTH)),
         sockets: Arc::default(),
+        metrics,
     })
 }
 
@@ -173,6 +179,9 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // First: an address that cannot be bound stops the start before
+    // anything else runs.
+    let (stop_metrics, metrics_task) = serve_metrics(&state).await?;
     // The outbox's sender runs beside the server and stops with it.
     let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
         .map_err(anyhow::Error::msg)
@@ -194,6 +203,7 @@ pub async fn run(
         n => n,
     };
     let counts = conn::Counts::new(max, limits.connections_per_address);
+    state.metrics.watch_connections(counts.clone());
     let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(conn::serve(listener, state.clone(), counts, async move {
         let _ = accepting_stopped.await;
@@ -210,6 +220,10 @@ pub async fn run(
         let _ = serving.await;
         // Every socket has sent its close frame (or found its peer gone).
         going_away.closed().await;
+        let _ = stop_metrics.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         let _ = stop_mail.send(());
         let _ = stop_background.send(());
         let _ = mail_task.await;
@@ -235,4 +249,21 @@ async fn drain(state: &AppState) {
     tracing::info!(drain_seconds = seconds, "shutdown begun: /readyz answers 503 while this node drains");
     tokio::time::sleep(state.drain_period).await;
     tracing::info!("drain over: WebSockets are closed with 1001 (going away), the listener closes");
+}
+
+/// Starts `/metrics` on `metrics_listen`, if set; stopped by the sender.
+/// An address that cannot be bound stops the start, as the main one does.
+async fn serve_metrics(
+    state: &AppState,
+) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>)> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let Some(addr) = state.metrics.listen else { return Ok((stop, None)) };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} for /metrics (metrics_listen)"))?;
+    tracing::info!(%addr, "serving /metrics on metrics_listen");
+    let task = tokio::spawn(metrics::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, Some(task)))
 }

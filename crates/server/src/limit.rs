@@ -132,6 +132,10 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
             Kind::Start => state.app.limits().starts_per_minute,
         };
         if let Err(wait) = state.limiter.take(kind, ip, per_minute) {
+            state.metrics.limited(match kind {
+                Kind::Login => "login",
+                Kind::Start => "start",
+            });
             let err = ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 code: "rate_limited",

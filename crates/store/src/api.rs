@@ -162,6 +162,10 @@ pub trait Chats: Send + Sync {
     ) -> Result<SessionRecord>;
     /// Waiting chats that reached `rollup` age in (`after`, `upto`].
     async fn rolled_up(&self, after: Millis, upto: Millis, rollup: Millis) -> Result<Vec<QueueEntry>>;
+    /// Waiting and active chats per library (the patron's), for metrics.
+    /// Only libraries with a live chat are listed. Cheap: it reads the
+    /// index of live sessions, never the ended ones.
+    async fn live_counts(&self) -> Result<Vec<LiveCount>>;
 }
 
 /// The question list: questions, their actions and timelines.
@@ -229,6 +233,9 @@ pub trait Outbox: Send + Sync {
     /// Chats started since `since` that ask a transcript to `to`, whatever
     /// its letter case (the per-recipient cap: each chat mails once at most).
     async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64>;
+    /// How many e-mails are not sent yet and when the oldest was queued
+    /// (for metrics; reads the index of unsent mail only).
+    async fn outbox_stats(&self) -> Result<OutboxStats>;
 }
 
 /// Abusive patrons blocked from chatting.

@@ -52,6 +52,24 @@ pub const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub trait EventSink: Send + Sync {
     /// Hands over the events of one committed batch.
     fn publish(&self, events: Vec<Event>);
+
+    /// Told of every commit, whether it succeeded or not: how many writes
+    /// it carried and how long it took. For metrics; the store knows
+    /// nothing of how they are kept. Called on the writer's thread (SQLite)
+    /// or task (PostgreSQL): it must not block. Ignored by default.
+    fn committed(&self, _commit: CommitReport) {}
+}
+
+/// One commit, as [`EventSink::committed`] is told of it.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitReport {
+    /// Writes it carried: on SQLite, the jobs of one group-committed batch;
+    /// on PostgreSQL, always one (each write is its own transaction).
+    pub writes: usize,
+    /// From the transaction's start to its commit (or failure).
+    pub took: std::time::Duration,
+    /// Whether it committed.
+    pub ok: bool,
 }
 
 /// A sink that drops everything (CLI commands that run without a server).

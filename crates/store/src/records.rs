@@ -829,3 +829,23 @@ impl PastEnd {
         }
     }
 }
+
+/// The outbox at a glance, for metrics: how much e-mail waits, and since when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// E-mails not sent yet (due, waiting to be retried, or kept as undeliverable).
+    pub unsent: u64,
+    /// When the oldest of them was queued.
+    pub oldest_queued_at: Option<Millis>,
+}
+
+/// Live chats of one library, for metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveCount {
+    /// The library's slug (as in `/ask/<slug>`).
+    pub library: String,
+    /// Chats waiting for a librarian.
+    pub waiting: u64,
+    /// Chats under way.
+    pub active: u64,
+}

@@ -47,10 +47,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(openapi::router())
         .merge(web::router())
         .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(crate::metrics::metrics))
 }
 
 /// The application: every route of [`routes`], behind the rate limits on
-/// the open entry points and the origin check.
+/// the open entry points and the origin check, each request counted and
+/// given its id ([`crate::metrics::track`]).
 pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
@@ -66,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
+        // Outermost: what the limits and the origin check refuse is counted,
+        // timed and given a request id too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .with_state(state)
 }
 

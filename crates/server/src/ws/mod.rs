@@ -54,6 +54,7 @@ use sockets::Slot;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Socket buffers, sized for chat (2 KiB in, 4 KiB out; both grow for a
 /// larger frame): tungstenite's defaults (128 KiB each way)
@@ -126,11 +127,12 @@ pub(crate) async fn upgrade(
         Some(a) => match state.sockets.addresses.take(a, state.app.limits().sockets_per_address, state.app.limits()) {
             Some(held) => Some(held),
             None => {
+                state.metrics.limited("socket");
                 return Err(ApiError {
                     status: StatusCode::TOO_MANY_REQUESTS,
                     code: "too_many_sockets",
                     message: "too many connections are open from your address; close some".into(),
-                })
+                });
             }
         },
         None => None,
@@ -146,6 +148,10 @@ pub(crate) async fn upgrade(
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
     let app = state.app.clone();
+    let metrics = state.metrics.clone();
+    // The upgrade request's span (its request id) goes with the socket for
+    // its whole life, into the use cases it calls.
+    let span = tracing::Span::current();
     // Subscribed before the upgrade: the server's shutdown waits for every
     // receiver, so no socket can slip past its goodbye.
     let gone = state.going_away.subscribe();
@@ -155,9 +161,12 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(limits.max_frame_bytes * 16)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| async move {
-            let _from_address = from_address;
-            Box::pin(serve(app, socket, cookie, pending, sockets, gone)).await
+        .on_upgrade(move |socket| {
+            async move {
+                let _from_address = from_address;
+                Box::pin(serve(app, socket, cookie, pending, sockets, metrics, gone)).await
+            }
+            .instrument(span)
         }))
 }
 
@@ -170,6 +179,7 @@ async fn serve(
     cookie: Option<String>,
     pending: tokio::sync::OwnedSemaphorePermit,
     sockets: Arc<Sockets>,
+    metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) {
     // Authentication only reads: abandoning it for the goodbye is harmless.
@@ -205,7 +215,11 @@ async fn serve(
         let _ = socket.send(close_frame(CLOSE_POLICY, "too many connections")).await;
         return;
     };
-    Connection::new(app, viewer, patron, login, held, gone).run(socket).await
+    let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };
+    let _open = metrics.socket(kind);
+    tracing::debug!(kind, "socket authenticated");
+    Connection::new(app, viewer, patron, login, held, gone).run(socket).await;
+    tracing::debug!(kind, "socket closed");
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the

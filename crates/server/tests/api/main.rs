@@ -9,6 +9,7 @@ mod desk;
 mod helpers;
 mod hostile;
 mod mail;
+mod metrics;
 mod origin;
 mod privacy;
 mod properties;

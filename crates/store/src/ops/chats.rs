@@ -6,8 +6,8 @@ use crate::sql::rows::*;
 use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
 use crate::sql::{args, int, Db};
 use crate::{
-    Appended, Decide, Ending, Guard, Handover, NewMessage, NewSession, Result, SessionRecord, TranscriptMail,
-    TransferTo,
+    Appended, Decide, Ending, Guard, Handover, LiveCount, NewMessage, NewSession, Result, SessionRecord,
+    TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
@@ -573,6 +573,33 @@ impl<B: Backend> Chats for B {
                      AND COALESCE(s.queued_at, s.created_at) + ?3 <= ?2 ORDER BY s.queued_at, s.id"
                 );
                 db.rows(&sql, args![after, upto, rollup], sel::queue_entry).await
+            })
+        })
+        .await
+    }
+
+    async fn live_counts(&self) -> Result<Vec<LiveCount>> {
+        self.read(|db| {
+            Box::pin(async move {
+                // `state <> 'ended'` as written in the partial index
+                // `sessions_live` (both backends), so that it is the one used.
+                let sql = "SELECT l.slug AS slug, s.state AS state, count(*) AS n
+                     FROM sessions s JOIN libraries l ON l.id = s.library_id
+                     WHERE s.state <> 'ended' GROUP BY l.slug, s.state ORDER BY l.slug";
+                let rows = db.rows(sql, &[], |r| Ok((r.text("slug")?, r.text("state")?, r.int("n")?))).await?;
+                let mut out: Vec<LiveCount> = Vec::new();
+                for (library, state, n) in rows {
+                    if out.last().is_none_or(|c| c.library != library) {
+                        out.push(LiveCount { library, waiting: 0, active: 0 });
+                    }
+                    if let Some(count) = out.last_mut() {
+                        match state.as_str() {
+                            "waiting" => count.waiting = n.max(0) as u64,
+                            _ => count.active = n.max(0) as u64,
+                        }
+                    }
+                }
+                Ok(out)
             })
         })
         .await

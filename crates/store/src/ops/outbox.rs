@@ -4,7 +4,7 @@ use super::{quiet, Backend};
 use crate::api::Outbox;
 use crate::sql::select::{self as sel, OUTBOX_SELECT};
 use crate::sql::{args, int, Db};
-use crate::{OutboxMail, Result};
+use crate::{OutboxMail, OutboxStats, Result};
 use async_trait::async_trait;
 use refdesk_domain::Millis;
 
@@ -82,6 +82,18 @@ impl<B: Backend> Outbox for B {
             Box::pin(async move {
                 let sql = "SELECT min(next_attempt_at) AS next_attempt_at FROM outbox WHERE sent_at IS NULL";
                 Ok(db.row(sql, &[], |r| r.opt_int("next_attempt_at")).await?.flatten())
+            })
+        })
+        .await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats> {
+        self.read(|db| {
+            Box::pin(async move {
+                let sql = "SELECT count(*) AS unsent, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL";
+                let row = db.row(sql, &[], |r| Ok((r.int("unsent")?, r.opt_int("oldest")?))).await?;
+                let (unsent, oldest) = row.unwrap_or((0, None));
+                Ok(OutboxStats { unsent: unsent.max(0) as u64, oldest_queued_at: oldest })
             })
         })
         .await

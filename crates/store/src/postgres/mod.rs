@@ -31,7 +31,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sessions kept for appends at most (a busy cooperative has fewer live ones).
 const SESSION_CACHE: usize = 20_000;
@@ -246,7 +246,7 @@ impl PgStore {
         now: Millis,
     ) -> Result<Option<Appended>> {
         let id = rec.ctx.id;
-        let (pool, sink, new) = (self.pool.clone(), self.sink.clone(), msg.clone());
+        let (pool, sink, new, start) = (self.pool.clone(), self.sink.clone(), msg.clone(), Instant::now());
         // Its own task: once the statement has run, its event is published
         // even if the caller has gone away meanwhile (I2, and no silent gap).
         let run = tokio::spawn(async move {
@@ -268,7 +268,8 @@ impl PgStore {
             .bind(new.system.map(SystemEvent::as_str))
             .fetch_one(&pool)
             .await
-            .map_err(db)?;
+            .map_err(db);
+            let row = reported(sink.as_ref(), start, row)?;
             let outcome = Outcome::parse(&row.text("outcome")?)?;
             let seq = row.int("seq")?;
             if outcome != Outcome::Stored {
@@ -318,6 +319,13 @@ impl PgStore {
     }
 }
 
+/// Tells the sink of a commit (one write: on PostgreSQL each is its own
+/// transaction, an append's single statement too) begun at `start`.
+fn reported<T>(sink: &dyn EventSink, start: Instant, outcome: Result<T>) -> Result<T> {
+    sink.committed(crate::CommitReport { writes: 1, took: start.elapsed(), ok: outcome.is_ok() });
+    outcome
+}
+
 /// What `refdesk_append` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -353,6 +361,7 @@ impl Backend for PgStore {
         &self,
         op: impl for<'c> FnOnce(&'c mut PgDb) -> Write<'c, T> + Send + 'static,
     ) -> Result<T> {
+        let start = Instant::now();
         let tx = self.pool.begin().await.map_err(db)?;
         let mut conn = PgDb::new(PgConn::Tx(tx), self.sessions.clone());
         let (value, events) = op(&mut conn).await?;
@@ -364,7 +373,7 @@ impl Backend for PgStore {
         // published even if the caller has gone away meanwhile.
         let sink = self.sink.clone();
         tokio::spawn(async move {
-            tx.commit().await.map_err(db)?;
+            reported(sink.as_ref(), start, tx.commit().await.map_err(db))?;
             if !events.is_empty() {
                 sink.publish(events);
             }

@@ -580,6 +580,8 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
 /// Runs one batch in one transaction, commits it, publishes its events and
 /// answers each caller. Returns whether it committed.
 fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -> bool {
+    let start = Instant::now();
+    let writes = batch.len();
     let began = db.conn.execute_batch("BEGIN IMMEDIATE").map_err(self::db);
     let mut pending = Vec::with_capacity(batch.len());
     if db.sessions.len() > SESSION_CACHE {
@@ -600,6 +602,7 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
         // Rows read inside the failed transaction may never have been.
         db.sessions.clear();
     }
+    sink.committed(crate::CommitReport { writes, took: start.elapsed(), ok: committed.is_ok() });
     // Publish first, then answer: when a caller hears "done", its events
     // are already on the bus.
     if committed.is_ok() {

@@ -6,7 +6,7 @@ use refdesk_domain::chat::{Audience, ConferenceMode, Message, MessageKind, Sessi
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{apply_code, Change, Status};
 use refdesk_domain::DomainError;
-use refdesk_store::{Ending, Handover, MailKind, NewMail, SessionRecord, StoreError, TransferTo};
+use refdesk_store::{Ending, Handover, LiveCount, MailKind, NewMail, SessionRecord, StoreError, TransferTo};
 use std::sync::{Arc, Mutex};
 
 on_every_backend!(
@@ -41,9 +41,13 @@ async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
     assert!(s.session_by_token("t3").await.unwrap().is_none());
     assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [a, c]);
     assert_eq!(s.queue_ahead(w.library.placement.library, 20, c).await.unwrap(), 1);
+    let slug = w.library.slug.clone();
+    let live = |waiting, active| vec![LiveCount { library: slug.clone(), waiting, active }];
+    assert_eq!(s.live_counts().await.unwrap(), live(2, 0), "for /metrics");
     s.accept(a, w.ann.clone(), ok(), 30).await.unwrap();
     assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [c], "accepted: gone");
     assert_eq!(s.queue_ahead(w.library.placement.library, 20, c).await.unwrap(), 0);
+    assert_eq!(s.live_counts().await.unwrap(), live(1, 1));
 }
 
 /// I6: one accept wins; R1: the question is in the patron's library,

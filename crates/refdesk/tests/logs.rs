@@ -1,0 +1,108 @@
+//! The real `refdesk serve`'s log lines: with `log_format = "json"` every
+//! line on standard error is a JSON object, and a request's lines carry its
+//! request id (the one the client gave, or the one sent back); in text, no
+//! colour codes when standard error is not a terminal.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_refdesk");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `refdesk serve` writing its log to a file, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(dir: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(dir).args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap());
+        cmd.env("REFDESK_LOG", "info").env_remove("REFDESK_LOG_FORMAT");
+        cmd.envs(env.iter().copied());
+        let server = Server { child: cmd.spawn().expect("refdesk serve starts"), port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(server.url("/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "refdesk serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// The log's lines once `pred` holds for one of them (bounded wait: the
+/// line is written as the answer goes out).
+async fn lines_until(log: &Path, pred: impl Fn(&str) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(&pred) {
+            return text.lines().map(str::to_owned).collect();
+        }
+        assert!(Instant::now() < deadline, "no such log line in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The request id of a JSON log line: a field of its span (or of one of
+/// the spans it is in).
+fn request_id(line: &Value) -> Option<&str> {
+    line["span"]["request_id"]
+        .as_str()
+        .or_else(|| line["spans"].as_array()?.iter().find_map(|s| s["request_id"].as_str()))
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_request_id_of_each_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let server = Server::start(&dir.path().join("data"), &log, &[("REFDESK_LOG_FORMAT", "json")]).await;
+    let http = reqwest::Client::new();
+    http.get(server.url("/")).header("X-Request-Id", "probe-7.a_b").send().await.unwrap();
+    let made = http.get(server.url("/api/service")).send().await.unwrap();
+    let made = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    let lines = lines_until(&log, |l| l.contains(&made)).await;
+    let parsed: Vec<Value> = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(parsed.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()), "{lines:?}");
+    let given = parsed.iter().find(|v| request_id(v) == Some("probe-7.a_b")).expect("the given id is logged");
+    assert_eq!(given["fields"]["message"], "answered");
+    assert_eq!(given["fields"]["status"], 200);
+    assert_eq!(given["span"]["route"], "/");
+    assert!(parsed.iter().any(|v| request_id(v) == Some(made.as_str())), "the id sent back is the one logged");
+    assert!(!lines.iter().any(|l| l.contains("127.0.0.1:") && l.contains("answered")), "no client address");
+}
+
+#[tokio::test]
+async fn text_logs_have_no_colour_codes_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let server = Server::start(&dir.path().join("data"), &log, &[]).await;
+    reqwest::Client::new().get(server.url("/")).header("X-Request-Id", "plain-1").send().await.unwrap();
+    let lines = lines_until(&log, |l| l.contains("plain-1")).await;
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("request_id=plain-1") && l.contains("answered")), "{lines:?}");
+}

@@ -1,0 +1,361 @@
+//! `/metrics`, in the Prometheus (OpenMetrics) text format, and the HTTP
+//! middleware that counts, times and names every request (its request id).
+//!
+//! Every metric is listed, with what to alert on, in docs/operations.md
+//! ("Metrics"). Three kinds of figure:
+//!
+//! - counted as things happen, by the app ([`refdesk_app::metrics`]: commits,
+//!   e-mail, NATS, resyncs, blocks) and here (HTTP requests, refusals by
+//!   the limits, open sockets);
+//! - read at each scrape: open TCP connections (from the accept loop's
+//!   counts), chats waiting and active per library and the outbox (from
+//!   the store, each read bounded by [`STORE_WAIT`]);
+//! - nothing else: no figure has a label a visitor chooses (a route is the
+//!   one it matched, never the URL asked for; a library is its slug, which
+//!   the operator chose), so no request can add a series.
+//!
+//! `/metrics` is on the main listener unless `metrics_listen` is set: then
+//! only there (a plain `axum::serve` on an address the operator keeps
+//! private), and the main listener answers it 404.
+//!
+//! The request id: an incoming `X-Request-Id` of 1–64 letters, digits, `.`,
+//! `_` or `-` is kept (a proxy's, so its logs and ours match), anything else
+//! replaced by a random one; it is sent back in the answer's `X-Request-Id`
+//! and is a field of the request's span, which a WebSocket keeps for its
+//! whole life, so each log line of a request or socket carries it.
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{HeaderValue, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use refdesk_app::metrics::Label;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// The content type of the OpenMetrics text format, which Prometheus asks
+/// for first (and every current Prometheus-compatible scraper reads).
+pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// How long a scrape waits for each of the store's figures: a slow or
+/// unreachable database must not make the scrape time out (the other
+/// figures still come, and `refdesk_store_readable` says 0).
+pub const STORE_WAIT: Duration = Duration::from_secs(2);
+/// The request id's header, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// An HTTP request's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    /// The route it matched (`/api/sessions/{id}`), or `unmatched`.
+    route: String,
+    /// GET, POST… or `other`.
+    method: String,
+    /// The status answered.
+    status: u16,
+}
+
+/// A route, for the latency histogram (statuses would multiply its buckets).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+/// A library's live chats in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChatLabels {
+    /// The library's slug.
+    library: String,
+    /// `waiting` or `active`.
+    state: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// The node's registry and the figures the server keeps.
+pub struct ServerMetrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    connections: Family<Label, Gauge>,
+    chats: Family<ChatLabels, Gauge>,
+    outbox_unsent: Gauge,
+    outbox_oldest: Gauge<f64, AtomicU64>,
+    store_readable: Gauge,
+    limited: Family<Label, Counter>,
+    /// The accept loop's counts, once it runs (read at each scrape).
+    open: OnceLock<Arc<crate::conn::Counts>>,
+    /// One scrape at a time: each sets the read figures, then encodes them.
+    scraping: tokio::sync::Mutex<()>,
+    /// `metrics_listen`: where `/metrics` is served instead of the main listener.
+    pub listen: Option<SocketAddr>,
+}
+
+impl ServerMetrics {
+    /// The registry with the app's metrics and the server's.
+    pub fn new(app: &refdesk_app::metrics::Metrics, listen: Option<SocketAddr>) -> ServerMetrics {
+        let mut registry = Registry::with_prefix("refdesk");
+        app.register(&mut registry);
+        let m = ServerMetrics {
+            registry: Registry::default(),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            connections: Family::default(),
+            chats: Family::default(),
+            outbox_unsent: Gauge::default(),
+            outbox_oldest: Gauge::default(),
+            store_readable: Gauge::default(),
+            limited: Family::default(),
+            open: OnceLock::new(),
+            scraping: tokio::sync::Mutex::new(()),
+            listen,
+        };
+        for kind in ["tcp", "patron_socket", "staff_socket"] {
+            let _ = m.connections.get_or_create(&[("kind", kind)]);
+        }
+        for limit in ["login", "start", "socket", "connection"] {
+            let _ = m.limited.get_or_create(&[("limit", limit)]);
+        }
+        let r = &mut registry;
+        r.register("http_requests", "HTTP requests by route, method and status", m.http_requests.clone());
+        // Unit in the name (see the app's `commit_seconds`).
+        r.register("http_request_seconds", "HTTP request latency in seconds by route", m.http_seconds.clone());
+        r.register(
+            "connections",
+            "Open connections: tcp (all, sockets included), patron_socket, staff_socket",
+            m.connections.clone(),
+        );
+        r.register("chats", "Live chats per library (the patron's) and state: waiting, active", m.chats.clone());
+        r.register("outbox_unsent", "E-mails not sent yet", m.outbox_unsent.clone());
+        r.register_with_unit(
+            "outbox_oldest_unsent_age",
+            "Age of the oldest e-mail not sent yet (0: none)",
+            Unit::Seconds,
+            m.outbox_oldest.clone(),
+        );
+        r.register("store_readable", "1 if this scrape could read the store's figures", m.store_readable.clone());
+        r.register(
+            "limited",
+            "Requests and connections refused by a limit: login, start, socket, connection",
+            m.limited.clone(),
+        );
+        ServerMetrics { registry, ..m }
+    }
+
+    /// Counts a refusal by one of the limits.
+    pub fn limited(&self, limit: &'static str) {
+        self.limited.get_or_create(&[("limit", limit)]).inc();
+    }
+
+    /// Counts an open socket of `kind` until the guard is dropped.
+    pub fn socket(&self, kind: &'static str) -> OpenSocket {
+        let gauge = self.connections.get_or_create_owned(&[("kind", kind)]);
+        gauge.inc();
+        OpenSocket(gauge)
+    }
+
+    /// Lets scrapes read the accept loop's count of open connections.
+    pub(crate) fn watch_connections(&self, counts: Arc<crate::conn::Counts>) {
+        let _ = self.open.set(counts);
+    }
+
+    fn request(&self, route: &str, method: &str, status: StatusCode, took: Duration) {
+        let labels = HttpLabels { route: route.to_owned(), method: method.to_owned(), status: status.as_u16() };
+        self.http_requests.get_or_create(&labels).inc();
+        let route = RouteLabels { route: labels.route, method: labels.method };
+        self.http_seconds.get_or_create(&route).observe(took.as_secs_f64());
+    }
+
+    /// Sets the figures read at scrape time. Whether the store answered.
+    async fn refresh(&self, app: &refdesk_app::App) -> bool {
+        if let Some(counts) = self.open.get() {
+            self.connections.get_or_create(&[("kind", "tcp")]).set(counts.open() as i64);
+        }
+        let store = app.store();
+        let (libraries, live, outbox) = tokio::join!(
+            tokio::time::timeout(STORE_WAIT, store.libraries()),
+            tokio::time::timeout(STORE_WAIT, store.live_counts()),
+            tokio::time::timeout(STORE_WAIT, store.outbox_stats()),
+        );
+        let (Ok(Ok(libraries)), Ok(Ok(live)), Ok(Ok(outbox))) = (libraries, live, outbox) else {
+            tracing::warn!("/metrics: the store did not answer; its figures are left as they were");
+            return false;
+        };
+        // Every library shows, at 0 when nothing is live: an alert on a
+        // queue needs its series before the first chat.
+        self.chats.clear();
+        for lib in libraries {
+            for state in ["waiting", "active"] {
+                let _ = self.chats.get_or_create(&ChatLabels { library: lib.slug.clone(), state: state.into() });
+            }
+        }
+        for c in live {
+            for (state, n) in [("waiting", c.waiting), ("active", c.active)] {
+                let labels = ChatLabels { library: c.library.clone(), state: state.into() };
+                self.chats.get_or_create(&labels).set(n as i64);
+            }
+        }
+        self.outbox_unsent.set(outbox.unsent as i64);
+        let age = outbox.oldest_queued_at.map_or(0.0, |at| (app.clock().now() - at).max(0) as f64 / 1000.0);
+        self.outbox_oldest.set(age);
+        true
+    }
+
+    /// The whole exposition, with the read figures brought up to date.
+    pub async fn scrape(&self, app: &refdesk_app::App) -> Result<String, std::fmt::Error> {
+        let _one = self.scraping.lock().await;
+        let readable = self.refresh(app).await;
+        self.store_readable.set(i64::from(readable));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// An open socket, counted while this lives.
+pub struct OpenSocket(Gauge);
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The node's metrics, for Prometheus.
+///
+/// Counters (`_total`), gauges and histograms as listed in
+/// docs/operations.md. Served here unless `metrics_listen` is set: then
+/// only on that address, and this answers 404.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "the metrics, in the OpenMetrics text format", body = String,
+         content_type = "application/openmetrics-text"),
+        (status = 404, description = "`not_found`: `metrics_listen` is set; the metrics are served there", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    if state.metrics.listen.is_some() {
+        return crate::error::ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: "no such page".into(),
+        }
+        .into_response();
+    }
+    answer(&state).await
+}
+
+async fn answer(state: &AppState) -> Response {
+    match state.metrics.scrape(&state.app).await {
+        Ok(text) => ([(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS))], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Serves `/metrics` alone on `listener` (the `metrics_listen` address)
+/// until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(|State(state): State<AppState>| async move { answer(&state).await }))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "the metrics listener failed");
+    }
+}
+
+/// The request id to use: the client's (or proxy's) if well formed, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| {
+        (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    });
+    if let Some(id) = given {
+        return id.to_owned();
+    }
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: still an id, unique on this node.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return format!("local-{n}");
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The method as a label: the usual ones by name, anything else `other`
+/// (a client may send any token as a method).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The outermost middleware: gives the request its id and span, then
+/// counts and times it by the route it matched and the status answered.
+/// Logs one line per request (at debug for probes and scrapes): its route,
+/// never its URL, query or client address.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = request_id(req.headers());
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = method_label(req.method());
+    let span = tracing::info_span!("request", request_id = %id, method, route = %route);
+    let start = Instant::now();
+    let mut res = next.run(req).instrument(span.clone()).await;
+    let took = start.elapsed();
+    state.metrics.request(&route, method, res.status(), took);
+    let (status, ms) = (res.status().as_u16(), took.as_secs_f64() * 1000.0);
+    span.in_scope(|| match route.as_str() {
+        "/healthz" | "/readyz" | "/metrics" => tracing::debug!(status, ms, "answered"),
+        _ => tracing::info!(status, ms, "answered"),
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_well_formed_request_id_is_kept_and_anything_else_replaced() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(REQUEST_ID, HeaderValue::from_str(v).unwrap());
+            request_id(&h)
+        };
+        assert_eq!(with("abc-123_x.y"), "abc-123_x.y");
+        for bad in ["", "has space", "a\"quote", &"x".repeat(65), "new\tline"] {
+            let id = with(bad);
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 32, "a new one: {id}");
+        }
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+}
