@@ -54,8 +54,9 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Log lines go to standard error (the start-up banner to standard output).
         if let Some(log) = log {
-            cmd.stdout(std::fs::File::create(log).unwrap());
+            cmd.stderr(std::fs::File::create(log).unwrap());
         }
         let server = Server { child: cmd.spawn().expect("refdesk serve starts"), port, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
