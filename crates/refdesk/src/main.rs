@@ -9,7 +9,7 @@
 //! - `migrate`: bring the database schema up to date;
 //! - `demo`: load the demo cooperative (for trying out, on loopback only);
 //! - `user add`: create a staff member;
-//! - `config`: print the default configuration;
+//! - `config`: print the configuration in effect (secrets hidden), or check it;
 //! - `backup`, `restore`: an online copy of the SQLite database, and
 //!   putting one back (see `backup`);
 //! - `bench`: the load generator (see `docs/performance.md`);
@@ -279,7 +279,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The format comes from the configuration in effect; a configuration
     // that does not load is reported by the command itself, in text.
-    let format = Config::load(cli.config.as_deref()).map(|c| c.log_format).unwrap_or_default();
+    let format = load_config(&cli).map(|c| c.log_format).unwrap_or_default();
     init_logs(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

@@ -50,7 +50,7 @@ fn the_configuration_in_effect_comes_from_the_file_the_environment_and_flags_wit
     assert_eq!(limits["idle_chat_minutes"].as_integer(), Some(9), "a table's setting by its key alone");
     assert_eq!(limits["block_hours"].as_integer(), Some(48), "a flag over the file");
     let smtp = shown["mail"]["smtp_url"].as_str().unwrap();
-    assert_eq!(smtp, "smtp://<hidden>@mail.example.org:587");
+    assert_eq!(smtp, "smtp://***@mail.example.org:587");
     assert!(!out(&o).contains("hunter2"));
 }
 

@@ -217,9 +217,17 @@ pub async fn run(
     let going_away = state.going_away.clone();
     drop(state);
     let closing = async move {
-        let _ = serving.await;
-        // Every socket has sent its close frame (or found its peer gone).
-        going_away.closed().await;
+        // Connections get half the bound to finish: a slow client (a body
+        // sent a byte at a time, an export read slowly) must not keep the
+        // rest — the mailer, the store — from closing cleanly.
+        let connections = async {
+            let _ = serving.await;
+            // Every socket has sent its close frame (or found its peer gone).
+            going_away.closed().await;
+        };
+        if tokio::time::timeout(within / 2, connections).await.is_err() {
+            tracing::warn!("connections still open at half of shutdown_seconds; closing the rest regardless");
+        }
         let _ = stop_metrics.send(());
         if let Some(task) = metrics_task {
             let _ = task.await;

@@ -139,12 +139,10 @@ impl Config {
     }
 }
 
-/// `scheme://user:password@host/…` → `scheme://<hidden>@host/…`.
+/// A URL without what it may hold of a secret: the user and password (or
+/// token) before its `@`, and its query (`?password=` is read too).
 fn hide_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => format!("{}<hidden>{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
+    refdesk_app::nats::redact_url(url)
 }
 
 /// The line of `text` (a configuration file) where `path` is set, if it is.
@@ -214,9 +212,12 @@ mod tests {
             ..Config::default()
         };
         c.mail.smtp_url = Some("smtp://u:p4ss@mail:587".into());
+        c.nats_url = Some("nats://n@nats:4222?password=qu3ry".into());
         let shown = c.redacted_toml();
-        assert!(!shown.contains("s3cret") && !shown.contains("p4ss") && !shown.contains(&"k".repeat(44)), "{shown}");
-        assert!(shown.contains("postgres://<hidden>@db/refdesk"), "{shown}");
+        for secret in ["s3cret", "p4ss", "qu3ry", &"k".repeat(44)] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://***@db/refdesk"), "{shown}");
     }
 
     #[test]

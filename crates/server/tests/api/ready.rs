@@ -207,7 +207,7 @@ impl Drop for Immutable {
 /// ext4 (since Linux 5.4) also writes through descriptors opened before it
 /// was set: the writer's next commit fails as on a read-only filesystem.
 /// Where it cannot be set (not root, or a filesystem without it) the test
-/// says so and checks nothing more.
+/// fails and says why: it never passes by skipping.
 ///
 /// PostgreSQL: `ALTER DATABASE … SET default_transaction_read_only = on`,
 /// which takes effect on new connections (the pool's are ended, so it

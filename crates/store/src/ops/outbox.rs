@@ -90,7 +90,10 @@ impl<B: Backend> Outbox for B {
     async fn outbox_stats(&self) -> Result<OutboxStats> {
         self.read(|db| {
             Box::pin(async move {
-                let sql = "SELECT count(*) AS unsent, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL";
+                // Mail the server refused for good waits at `i64::MAX`: it is
+                // no backlog, and must not age the figure for ever.
+                let sql = "SELECT count(*) AS unsent, min(created_at) AS oldest FROM outbox
+                           WHERE sent_at IS NULL AND next_attempt_at < 9223372036854775807";
                 let row = db.row(sql, &[], |r| Ok((r.int("unsent")?, r.opt_int("oldest")?))).await?;
                 let (unsent, oldest) = row.unwrap_or((0, None));
                 Ok(OutboxStats { unsent: unsent.max(0) as u64, oldest_queued_at: oldest })

@@ -451,14 +451,17 @@ fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -
 /// twice as long each time up to [`RESTART_BACKOFF_MAX`]: during a backup
 /// the writer is held back for tens of milliseconds now and then, not for
 /// seconds every quarter of a second, and the log grows by what is written
-/// meanwhile until the next restart that succeeds.
+/// meanwhile until the next restart that succeeds. Past twice
+/// [`RESTART_WAL_BYTES`] a RESTART waits up to a second for a gap between
+/// readers and is tried every half second at most: readers that come and
+/// go (the desk's) always leave one, so the log stays bounded (issue 7);
+/// a reader that holds one snapshot for long (a backup) keeps the log from
+/// restarting whatever the checkpointer does, and then holds the writer
+/// back a second at a time at most.
 fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap_or(4096);
     // Each WAL frame is a page and a 24-byte header.
     let restart_frames = RESTART_WAL_BYTES / (page + 24);
-    if let Err(e) = conn.busy_handler(Some(restart_wait)) {
-        tracing::warn!(error = %e, "cannot shorten the checkpointer's waits");
-    }
     let mut backoff = Duration::ZERO;
     let mut next_restart = Instant::now();
     // Stops when `close` sends or drops the other end.
@@ -466,13 +469,19 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
         match wal_checkpoint(&conn, "PASSIVE") {
             Ok((_, frames)) if frames > restart_frames && Instant::now() >= next_restart => {
                 let began = Instant::now();
+                // Past twice the restart size the log's bound comes first: a
+                // RESTART waits longer for a gap between readers, and is
+                // tried again sooner.
+                let urgent = frames > 2 * restart_frames;
+                set_restart_wait(&conn, urgent);
                 match wal_checkpoint(&conn, "RESTART") {
                     Ok((false, _)) => {
                         backoff = Duration::ZERO;
                         tracing::debug!(frames, took_us = began.elapsed().as_micros() as u64, "restarted the WAL");
                     }
                     Ok((true, _)) => {
-                        backoff = (backoff * 2).clamp(CHECKPOINT_EVERY, RESTART_BACKOFF_MAX);
+                        let most = if urgent { URGENT_BACKOFF_MAX } else { RESTART_BACKOFF_MAX };
+                        backoff = (backoff * 2).clamp(CHECKPOINT_EVERY, most);
                         tracing::debug!(
                             frames,
                             backoff_ms = backoff.as_millis() as u64,
@@ -494,6 +503,32 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
 const RESTART_WAIT_TRIES: i32 = 1000;
 /// The longest pause between RESTARTs that a reader kept from finishing.
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The most 100 µs steps an urgent RESTART waits (about a second): readers
+/// that come and go leave a gap within it, and the writer is held back a
+/// second at most.
+const URGENT_RESTART_WAIT_TRIES: i32 = 10_000;
+/// The longest pause between urgent RESTARTs.
+const URGENT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// The checkpointer's busy handler when the log must be cut back.
+fn urgent_restart_wait(tries: i32) -> bool {
+    if tries >= URGENT_RESTART_WAIT_TRIES {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(100));
+    true
+}
+
+/// How long the checkpointer's next RESTART waits: briefly (see
+/// [`restart_wait`]), or, when the log must be cut back (`urgent`), up to a
+/// second ([`urgent_restart_wait`]).
+fn set_restart_wait(conn: &Connection, urgent: bool) {
+    let set = if urgent { conn.busy_handler(Some(urgent_restart_wait)) } else { conn.busy_handler(Some(restart_wait)) };
+    if let Err(e) = set {
+        tracing::warn!(error = %e, "cannot set the checkpointer's waits");
+    }
+}
 
 /// The checkpointer's busy handler (see [`busy_wait`] for the others').
 fn restart_wait(tries: i32) -> bool {
