@@ -279,10 +279,15 @@ pub fn restore(from: &Path, db_path: &Path) -> Result<Restored> {
     Ok(Restored { summary, set_aside })
 }
 
-/// Renames the database (and a log a crash left beside it, which holds
+/// Keeps the database (and a log a crash left beside it, which holds
 /// committed transactions: it goes with it, under the name SQLite looks for
-/// next to the new name) to `aside`, and drops the shared-memory index,
+/// next to the new name) as `aside`, and drops the shared-memory index,
 /// which only describes the old log. Returns where it went, if it existed.
+///
+/// The database is hard-linked, not moved: its name never stops naming a
+/// database, so a crash at any step of a restore leaves one there (the
+/// copy's rename over it is the one step that swaps them), and `serve`
+/// never starts on an empty file.
 fn set_aside(db_path: &Path, aside: &Path) -> Result<Option<PathBuf>> {
     if !db_path.exists() {
         return Ok(None);
@@ -290,13 +295,12 @@ fn set_aside(db_path: &Path, aside: &Path) -> Result<Option<PathBuf>> {
     if aside.exists() {
         return Err(StoreError::backend(format!("{} already exists; try again in a second", aside.display())));
     }
-    let rename = |a: &Path, b: &Path| std::fs::rename(a, b).map_err(io(format!("renaming {}", a.display())));
-    rename(db_path, aside)?;
+    std::fs::hard_link(db_path, aside).map_err(io(format!("linking {} to {}", db_path.display(), aside.display())))?;
     let wal = with_suffix(db_path, "-wal");
     if wal.exists() {
-        if let Err(e) = rename(&wal, &with_suffix(aside, "-wal")) {
-            put_back(aside, db_path);
-            return Err(e);
+        if let Err(e) = std::fs::rename(&wal, with_suffix(aside, "-wal")) {
+            let _ = std::fs::remove_file(aside);
+            return Err(io(format!("renaming {}", wal.display()))(e));
         }
     }
     let _ = std::fs::remove_file(with_suffix(db_path, "-shm"));
@@ -304,13 +308,14 @@ fn set_aside(db_path: &Path, aside: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Undoes [`set_aside`] after a later step failed (best effort: the error
-/// being reported is the one that matters).
+/// being reported is the one that matters): the database never left its
+/// name; its log goes back, and the link aside goes.
 fn put_back(aside: &Path, db_path: &Path) {
-    let _ = std::fs::rename(aside, db_path);
     let wal = with_suffix(aside, "-wal");
     if wal.exists() {
         let _ = std::fs::rename(wal, with_suffix(db_path, "-wal"));
     }
+    let _ = std::fs::remove_file(aside);
 }
 
 /// Now in UTC as `20261130T143500Z`, for file names that sort by time.
