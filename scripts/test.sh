@@ -250,7 +250,7 @@ cargo test -p refdesk-domain --quiet
 
 say "store (the contract on SQLite and PostgreSQL), app, configuration, and three nodes on PostgreSQL + NATS"
 cargo test -p refdesk-store -p refdesk-app --quiet
-cargo test -p refdesk --bins --test first_run --test backup --test config --test multinode --test logs --test code_shape --quiet
+cargo test -p refdesk --bins --test first_run --test backup --test config --test multinode --test logs --test code_shape --test bench --quiet
 cargo test -p refdesk-server --lib --quiet
 
 say "integration: the real server over HTTP, WebSockets and SMTP"

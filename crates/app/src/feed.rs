@@ -474,6 +474,11 @@ impl Feed {
         self.sub.rx.recv().await
     }
 
+    /// The next committed event if one is already waiting; never waits.
+    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+        self.sub.rx.try_recv().ok()
+    }
+
     /// Updates a watched session's context; reports a change of who is present.
     fn refresh(&mut self, ctx: &SessionContext, out: &mut Vec<Out>) {
         let Some(w) = self.sessions.get_mut(&ctx.id) else { return };

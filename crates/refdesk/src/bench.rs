@@ -70,6 +70,23 @@ pub struct BenchArgs {
     /// End each chat after this many seconds and start a new one in its place.
     #[arg(long)]
     chat_seconds: Option<u64>,
+    /// A sweep: one phase of `--duration` seconds at each of these rates
+    /// (messages per second per side) in turn, on the same chats, each with
+    /// its own figures; it stops after the first phase whose p99 is above
+    /// `--stop-above-ms` or that leaves a message undelivered.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["chat_seconds", "sample_seconds"])]
+    rates: Vec<f64>,
+    /// Where a sweep stops: a phase's p99 above this, in milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    stop_above_ms: f64,
+    /// Chats per sign-in of the bench librarian (default: as many as the
+    /// default frame budget of a sign-in carries at `--rate`, at most 4).
+    #[arg(long)]
+    chats_per_sign_in: Option<usize>,
+    /// Drive the bare relay (`refdesk bench-relay`) at `--url` instead of
+    /// refdesk: the same pairs and frames, no chats to start or accept.
+    #[arg(long)]
+    relay: bool,
 }
 
 /// Where the server keeps its data, to sample its size (the global
@@ -152,12 +169,18 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 /// Connects to `/api/ws` under `base` and authenticates in the first
 /// frame: with a patron's chat token, or bare with a staff cookie.
 async fn connect(base: &str, cookie: Option<&str>, token: Option<&str>) -> anyhow::Result<Socket> {
-    let url = format!("{}/api/ws", ws_url(base));
-    let mut req = url.as_str().into_client_request()?;
+    let mut ws = open_socket(&format!("{}/api/ws", ws_url(base)), cookie).await?;
+    ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await?;
+    Ok(ws)
+}
+
+/// Opens a WebSocket to `url`, from the next loopback source address.
+async fn open_socket(url: &str, cookie: Option<&str>) -> anyhow::Result<Socket> {
+    let mut req = url.into_client_request()?;
     if let Some(c) = cookie {
         req.headers_mut().insert("Cookie", c.parse()?);
     }
-    let (mut ws, _) = match from_address(&req) {
+    let (ws, _) = match from_address(&req) {
         // Spread over loopback source addresses, as real patrons come from
         // many: the server caps connections and sockets per address.
         Some((from, to)) => {
@@ -174,7 +197,6 @@ async fn connect(base: &str, cookie: Option<&str>, token: Option<&str>) -> anyho
             .await
             .with_context(|| format!("connecting to {url}"))?,
     };
-    ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await?;
     Ok(ws)
 }
 
@@ -216,28 +238,43 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
     check_args(&args)?;
     let base = args.url.trim_end_matches('/').to_owned();
-    let staff_base = args.staff_url.as_deref().unwrap_or(&args.url).trim_end_matches('/').to_owned();
     let http = reqwest::Client::builder().cookie_store(true).build()?;
     if let Some(n) = args.idle {
-        return idle(&http, &base, &args, n).await;
+        return match args.relay {
+            true => idle_relay(&base, &args, n).await,
+            false => idle(&http, &base, &args, n).await,
+        };
     }
     let sizes = Sizes::open(&storage).await?;
+    let (pairs, desk) = match args.relay {
+        true => (relay_pairs(&base, args.chats).await?, None),
+        false => {
+            let (pairs, desk) = chat_pairs(&http, &base, &args).await?;
+            (pairs, Some(desk))
+        }
+    };
+    measure(&args, pairs, desk, sizes).await
+}
 
+/// Starts and accepts `--chats` chats and opens both sides' sockets on each.
+async fn chat_pairs(http: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow::Result<(Vec<Pair>, Desk)> {
+    let staff_base = args.staff_url.as_deref().unwrap_or(&args.url).trim_end_matches('/').to_owned();
     // The server holds each sign-in to a few sockets and one frame budget
     // (a person at a desk): the bench librarian signs in once for every
     // few chats, as many librarians would be.
-    let per_sign_in = ((15.0 / args.rate).floor() as usize).clamp(1, 4);
+    let fastest = args.rates.iter().copied().fold(args.rate, f64::max);
+    let per_sign_in = args.chats_per_sign_in.unwrap_or(((15.0 / fastest).floor() as usize).clamp(1, 4)).max(1);
     let mut cookies = Vec::new();
     for _ in 0..args.chats.div_ceil(per_sign_in) {
-        cookies.push(sign_in(&http, &staff_base, &args.username, &args.password).await?);
+        cookies.push(sign_in(http, &staff_base, &args.username, &args.password).await?);
     }
 
-    on_duty(&http, &staff_base).await?;
+    on_duty(http, &staff_base).await?;
     println!("starting {} chats…", args.chats);
-    let chats = start_chats(&http, &base, &args.library, args.chats).await?;
+    let chats = start_chats(http, base, &args.library, args.chats).await?;
     let desk = Desk {
         http: http.clone(),
-        base: base.clone(),
+        base: base.to_owned(),
         staff_base,
         cookies: Arc::new(cookies),
         per_sign_in,
@@ -246,6 +283,25 @@ pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
     let mut pairs = Vec::with_capacity(chats.len());
     for (i, c) in chats.into_iter().enumerate() {
         pairs.push(desk.open(c, i).await?);
+    }
+    Ok((pairs, desk))
+}
+
+/// Opens `n` pairs of sockets on the bare relay.
+async fn relay_pairs(base: &str, n: usize) -> anyhow::Result<Vec<Pair>> {
+    let mut pairs = Vec::with_capacity(n);
+    for i in 0..n {
+        let patron = open_socket(&format!("{}/relay/{i}/patron", ws_url(base)), None).await?;
+        let staff = open_socket(&format!("{}/relay/{i}/staff", ws_url(base)), None).await?;
+        pairs.push(Pair { session: i as i64, patron, staff });
+    }
+    Ok(pairs)
+}
+
+/// Sends on every pair for `--duration` and reports what arrived.
+async fn measure(args: &BenchArgs, pairs: Vec<Pair>, desk: Option<Desk>, sizes: Sizes) -> anyhow::Result<()> {
+    if !args.rates.is_empty() {
+        return sweep(args, pairs).await;
     }
     println!("{} sockets open; sending for {} s at {} msg/s per side", pairs.len() * 2, args.duration, args.rate);
 
@@ -287,7 +343,67 @@ pub async fn run(args: BenchArgs, storage: Storage) -> anyhow::Result<()> {
         None => std::mem::take(&mut window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us),
     };
     latencies.sort_unstable();
-    report(&latencies, Totals { sent, errors, chats: chats_run }, args.duration, elapsed, before, after);
+    let totals = Totals { sent, errors, chats: chats_run, offered: 2.0 * args.chats as f64 * args.rate };
+    report(&latencies, totals, args.duration, elapsed, before, after);
+    Ok(())
+}
+
+/// `--rates`: a phase at each rate in turn on the same sockets, each
+/// reported on its own; stops after the first phase that is too slow.
+async fn sweep(args: &BenchArgs, mut pairs: Vec<Pair>) -> anyhow::Result<()> {
+    // One clock for every phase: a message of one phase delivered in the
+    // next is counted there with its true latency.
+    let epoch = Instant::now();
+    for &rate in &args.rates {
+        let offered = 2.0 * pairs.len() as f64 * rate;
+        println!("=== phase: {rate} msg/s per side, {offered:.0} msg/s offered, {} s", args.duration);
+        let window = Arc::new(Mutex::new(Window::default()));
+        let before = procs_stat(&args.server_pid)?;
+        let start = Instant::now();
+        let stop = start + Duration::from_secs(args.duration);
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let mut tasks = Vec::new();
+        for (i, Pair { session, patron, staff }) in pairs.drain(..).enumerate() {
+            let w = window.clone();
+            tasks.push(tokio::spawn(async move {
+                let (p, s) = tokio::join!(
+                    drive(patron, session, "patron", epoch, stop, stop, period, i, w.clone()),
+                    drive(staff, session, "staff", epoch, stop, stop, period, i, w),
+                );
+                (session, p, s)
+            }));
+        }
+        let (mut sent, mut errors) = (0, 0);
+        for t in tasks {
+            let (session, p, s) = t.await?;
+            (sent, errors) = (sent + p.sent + s.sent, errors + p.errors + s.errors);
+            let (Some(patron), Some(staff)) = (p.socket, s.socket) else { bail!("a socket broke during the sweep") };
+            pairs.push(Pair { session, patron, staff });
+        }
+        let elapsed = start.elapsed().as_secs_f64().min(args.duration as f64 + 2.0);
+        let after = procs_stat(&args.server_pid)?;
+        let mut latencies = std::mem::take(&mut window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us);
+        latencies.sort_unstable();
+        let p99_ms = percentile(&latencies, 0.99) as f64 / 1000.0;
+        let undelivered = sent.saturating_sub(latencies.len() as u64);
+        report(
+            &latencies,
+            Totals { sent, errors, chats: pairs.len() as u64, offered },
+            args.duration,
+            elapsed,
+            before,
+            after,
+        );
+        if p99_ms > args.stop_above_ms || undelivered > 0 {
+            println!("the sweep stops: p99 {p99_ms:.2} ms, {undelivered} undelivered");
+            break;
+        }
+    }
+    for p in pairs {
+        for mut socket in [p.patron, p.staff] {
+            let _ = socket.close(None).await;
+        }
+    }
     Ok(())
 }
 
@@ -307,6 +423,8 @@ struct Totals {
     sent: u64,
     errors: u64,
     chats: u64,
+    /// Messages per second offered (both sides of every chat).
+    offered: f64,
 }
 
 /// Refuses arguments the load generator cannot honour.
@@ -315,8 +433,11 @@ fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.staff_url {
         check_loopback(url)?;
     }
-    if !(args.rate > 0.0 && args.rate <= 1000.0) {
+    if args.rates.iter().chain([&args.rate]).any(|r| !(*r > 0.0 && *r <= 1000.0)) {
         bail!("--rate must be between 0 and 1000 messages per second");
+    }
+    if args.relay && (args.chat_seconds.is_some() || args.staff_url.is_some()) {
+        bail!("--relay drives the bare relay: it has no chats to end and no second node");
     }
     if args.sample_seconds == Some(0) || args.chat_seconds == Some(0) {
         bail!("--sample-seconds and --chat-seconds must be at least 1");
@@ -342,8 +463,10 @@ fn report(
         percentile(latencies, 0.99) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0
     );
-    if let (Some(b), Some(a)) = (before, after) {
+    let mut cpu_per_message = None;
+    if let (Some(b), Some(a)) = (before.as_ref(), after.as_ref()) {
         let cpu = a.cpu_seconds - b.cpu_seconds;
+        cpu_per_message = (delivered > 0).then(|| cpu * 1e6 / delivered as f64);
         println!(
             "server: RSS {} KiB  CPU {:.2} s over {:.1} s ({:.1}% of one core)  {:.1} µs CPU per delivered message",
             a.rss_kib,
@@ -356,6 +479,19 @@ fn report(
     if delivered < t.sent {
         println!("note: {} messages sent but not seen delivered before the end of the run", t.sent - delivered);
     }
+    // One line for scripts (scripts/bench-pinned.sh).
+    println!(
+        "summary: offered={:.0} sent={} delivered={delivered} undelivered={} errors={} p50_us={} p99_us={} max_us={} cpu_us_per_msg={:.1} rss_kib={}",
+        t.offered,
+        t.sent,
+        t.sent.saturating_sub(delivered),
+        t.errors,
+        percentile(latencies, 0.50),
+        percentile(latencies, 0.99),
+        latencies.last().copied().unwrap_or(0),
+        cpu_per_message.unwrap_or(0.0),
+        after.map_or(0, |a| a.rss_kib),
+    );
 }
 
 /// The value at `p` (0–1) of sorted values.
@@ -448,7 +584,8 @@ impl Desk {
 /// One chat's place in the load: its chat, then (with --chat-seconds) the
 /// chats that replace it.
 struct Slot {
-    desk: Desk,
+    /// None on the bare relay (no chats to end and start).
+    desk: Option<Desk>,
     window: Arc<Mutex<Window>>,
     t0: Instant,
     stop: Instant,
@@ -476,11 +613,15 @@ impl Slot {
             total.sent += p.sent + s.sent;
             total.errors += p.errors + s.errors;
             total.chats += 1;
+            for mut socket in [p.socket, s.socket].into_iter().flatten() {
+                let _ = socket.close(None).await;
+            }
             if until >= self.stop {
                 return Ok(total);
             }
-            self.desk.end(session).await?;
-            pair = self.desk.open(self.desk.start().await?, self.i).await?;
+            let desk = self.desk.as_ref().context("chats end and start only on refdesk")?;
+            desk.end(session).await?;
+            pair = desk.open(desk.start().await?, self.i).await?;
             life = every;
         }
     }
@@ -489,6 +630,8 @@ impl Slot {
 struct DriveResult {
     sent: u64,
     errors: u64,
+    /// The socket, for the next phase of a sweep (None if it broke).
+    socket: Option<Socket>,
 }
 
 /// Sends on one side of a chat until `until`, and records the latency of
@@ -519,7 +662,9 @@ async fn drive(
                 break;
             }
             let us = t0.elapsed().as_micros();
-            let frame = json!({"type": "send", "session": session, "client_id": format!("{role}-{sent}"), "body": format!("t={us}")});
+            // Unique across a sweep's phases too: a re-used id is a re-send (I4).
+            let cid = format!("{role}-{us}-{sent}");
+            let frame = json!({"type": "send", "session": session, "client_id": cid, "body": format!("t={us}")});
             if tx.send(Ws::text(frame.to_string())).await.is_err() {
                 break;
             }
@@ -532,11 +677,18 @@ async fn drive(
         let deadline = if until >= stop { stop + Duration::from_secs(2) } else { until + Duration::from_millis(500) };
         while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline.into(), rx.next()).await {
             let Ws::Text(text) = msg else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-            match v["type"].as_str() {
-                Some("event") if v["author"]["type"].as_str() != Some(role) => {
+            let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else { continue };
+            // refdesk delivers an `event`; the bare relay forwards the other
+            // side's `send` frame as it is.
+            let theirs = match &*f.kind {
+                "event" => f.author.as_ref().is_none_or(|a| a.kind != role),
+                "send" => true,
+                _ => false,
+            };
+            match &*f.kind {
+                "event" | "send" if theirs => {
                     if let Some(us) =
-                        v["body"].as_str().and_then(|b| b.strip_prefix("t=")).and_then(|t| t.parse::<u128>().ok())
+                        f.body.as_deref().and_then(|b| b.strip_prefix("t=")).and_then(|t| t.parse::<u128>().ok())
                     {
                         let latency = (t0.elapsed().as_micros().saturating_sub(us)) as u64;
                         if let Ok(mut w) = window.lock() {
@@ -544,15 +696,32 @@ async fn drive(
                         }
                     }
                 }
-                Some("error") => errors += 1,
+                "error" => errors += 1,
                 _ => {}
             }
         }
-        errors
+        (errors, rx)
     };
-    let ((sent, mut tx), errors) = tokio::join!(sender, receiver);
-    let _ = tx.close().await;
-    DriveResult { sent, errors }
+    let ((sent, tx), (errors, rx)) = tokio::join!(sender, receiver);
+    DriveResult { sent, errors, socket: tx.reunite(rx).ok() }
+}
+
+/// What the receivers read of a frame: typed and borrowed, so that the load
+/// generator, on one core, keeps up with the server it measures.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    author: Option<FrameAuthor<'a>>,
+    #[serde(default, borrow)]
+    body: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FrameAuthor<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
 }
 
 /// Reads how big the server's data is.
@@ -773,6 +942,34 @@ async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) ->
     let per = (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64;
     println!(
         "{n} idle patron connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
+        before.rss_kib, after.rss_kib
+    );
+    println!(
+        "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1}",
+        before.rss_kib, after.rss_kib
+    );
+    drop(sockets);
+    Ok(())
+}
+
+/// `--idle N --relay`: N sockets open on the bare relay, each without its
+/// peer (the least a server holds per waiting patron), and its memory.
+async fn idle_relay(base: &str, args: &BenchArgs, n: usize) -> anyhow::Result<()> {
+    let pid = *args.server_pid.first().context("--idle needs --server-pid to read the server's memory")?;
+    let before = proc_stat(pid)?;
+    let mut sockets = Vec::with_capacity(n);
+    for i in 0..n {
+        sockets.push(open_socket(&format!("{}/relay/{i}/patron", ws_url(base)), None).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = proc_stat(pid)?;
+    let per = (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64;
+    println!(
+        "{n} idle relay connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
+        before.rss_kib, after.rss_kib
+    );
+    println!(
+        "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1}",
         before.rss_kib, after.rss_kib
     );
     drop(sockets);

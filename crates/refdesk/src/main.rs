@@ -13,6 +13,8 @@
 //! - `backup`, `restore`: an online copy of the SQLite database, and
 //!   putting one back (see `backup`);
 //! - `bench`: the load generator (see `docs/performance.md`);
+//! - `bench-relay`: the bare WebSocket relay the load generator measures
+//!   refdesk against (see `relay`);
 //! - `bench-reports`: a year of a large cooperative's history, and every
 //!   report timed over it (docs/performance.md).
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ mod backup;
 mod bench;
 mod bench_reports;
 mod lock;
+mod relay;
 
 /// mimalloc, not the system allocator: under steady load with chats coming
 /// and going, glibc's malloc kept most freed memory in its per-thread arenas
@@ -139,6 +142,12 @@ enum Command {
     },
     /// Run the load generator against a running server.
     Bench(bench::BenchArgs),
+    /// Serve the bare WebSocket relay, the baseline of `bench --relay`.
+    BenchRelay {
+        /// Address to listen on (loopback).
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: SocketAddr,
+    },
     /// The reports' benchmark: generate a year of a large cooperative's
     /// history into an empty database, then time every report over it.
     BenchReports {
@@ -378,6 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let storage = bench::Storage { data_dir: cli.data_dir.clone(), database_url: cli.database_url.clone() };
             bench::run(args.clone(), storage).await
         }
+        Command::BenchRelay { listen } => relay::run(*listen).await,
         Command::BenchReports { command } => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let done = bench_reports::run(command, &state.app).await;

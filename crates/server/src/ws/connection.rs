@@ -13,6 +13,7 @@ use super::{CLOSE_NO_PONG, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, CLOSE_W
 use crate::error::ApiError;
 use crate::input::sendable_kind;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use futures_util::SinkExt as _;
 use refdesk_app::feed::{Feed, Out};
 use refdesk_app::{App, AppError};
 use refdesk_domain::ids::{SessionId, StaffId};
@@ -103,8 +104,10 @@ impl Connection {
             if matches!(step, Step::Frame(Some(Ok(_)))) {
                 self.heard = Instant::now();
             }
+            // The work of a step is boxed: the connection's own future, which
+            // an idle socket holds for its whole life, stays small.
             let result = match step {
-                Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(&mut socket, &text).await,
+                Step::Frame(Some(Ok(WsMessage::Text(text)))) => Box::pin(self.on_text(&mut socket, &text)).await,
                 // Every frame counts against the frame limit, whatever its kind.
                 Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.take() {
                     true => error(&mut socket, "bad_frame", "send JSON text frames", None).await,
@@ -116,20 +119,44 @@ impl Connection {
                 },
                 Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed::quiet()),
                 Step::Frame(Some(Err(e))) => Err(self.read_failed(e)),
-                Step::Tick => self.on_tick(&mut socket, every).await,
+                Step::Tick => Box::pin(self.on_tick(&mut socket, every)).await,
                 Step::GoingAway => Err(Closed::with(CLOSE_GOING_AWAY, GOING_AWAY_REASON)),
                 Step::Event(None) => Err(Closed::quiet()),
-                Step::Event(Some(event)) => match self.feed.handle(event).await {
-                    Ok(items) => self.forward(&mut socket, &items).await,
-                    Err(e) => report(&mut socket, e.into(), None).await,
-                },
+                Step::Event(Some(event)) => Box::pin(self.on_event(&mut socket, event)).await,
             };
-            if let Err(closed) = result {
+            // What is already waiting goes out with what this turn wrote, in
+            // one write: the echo of a message just acknowledged, a burst.
+            if let Err(closed) = result.and(Box::pin(self.drain(&mut socket)).await) {
                 break closed;
             }
         };
         if let Closed(Some((code, reason))) = closed {
             let _ = tokio::time::timeout(CLOSE_WITHIN, socket.send(close_frame(code, &reason))).await;
+        }
+    }
+
+    /// An event from the bus: passed on as this viewer may see it.
+    async fn on_event(
+        &mut self,
+        socket: &mut WebSocket,
+        event: Arc<refdesk_domain::event::Event>,
+    ) -> Result<(), Closed> {
+        match self.feed.handle(event).await {
+            Ok(items) => self.forward(socket, &items).await,
+            Err(e) => report(socket, e.into(), None).await,
+        }
+    }
+
+    /// Passes on the events already waiting (a few at most: the socket's
+    /// own frames come next), then writes out everything queued this turn.
+    async fn drain(&mut self, socket: &mut WebSocket) -> Result<(), Closed> {
+        for _ in 0..DRAIN_EVENTS {
+            let Some(event) = self.feed.try_recv() else { break };
+            self.on_event(socket, event).await?;
+        }
+        match tokio::time::timeout(self.send_within(), socket.flush()).await {
+            Ok(flushed) => flushed.map_err(|_| Closed::quiet()),
+            Err(_) => Err(too_slow()),
         }
     }
 
@@ -205,7 +232,7 @@ impl Connection {
                     OutFrame::Referred { question: *question, library_name, text, by }
                 }
             };
-            send(socket, &frame, self.send_within()).await?;
+            queue(socket, &frame, self.send_within()).await?;
         }
         Ok(())
     }
@@ -315,7 +342,7 @@ impl Connection {
         match result {
             Ok(a) => {
                 let ack = OutFrame::Ack { session, client_id: cid, seq: a.message.seq, duplicate: a.duplicate };
-                send(socket, &ack, self.send_within()).await
+                queue(socket, &ack, self.send_within()).await
             }
             Err(e) => report(socket, e.into(), cid).await,
         }
@@ -402,16 +429,34 @@ fn too_slow() -> Closed {
     Closed::with(CLOSE_TRY_AGAIN, "too slow: frames were not read in time; reconnect and resume")
 }
 
+/// Events passed on at the end of a turn, at most, before the socket's own
+/// frames are read again.
+const DRAIN_EVENTS: usize = 16;
+
 /// Sends a frame; one that cannot go out within `within` closes the socket.
 pub(super) async fn send(socket: &mut WebSocket, frame: &OutFrame<'_>, within: Duration) -> Result<(), Closed> {
+    match tokio::time::timeout(within, socket.send(encode(frame)?)).await {
+        Ok(sent) => sent.map_err(|_| Closed::quiet()),
+        Err(_) => Err(too_slow()),
+    }
+}
+
+/// Queues a frame, to be written with the turn's others when the loop
+/// flushes ([`Connection::drain`]): one system call for an acknowledgement
+/// and its echo. A full buffer is written out first, within `within`.
+async fn queue(socket: &mut WebSocket, frame: &OutFrame<'_>, within: Duration) -> Result<(), Closed> {
+    match tokio::time::timeout(within, socket.feed(encode(frame)?)).await {
+        Ok(queued) => queued.map_err(|_| Closed::quiet()),
+        Err(_) => Err(too_slow()),
+    }
+}
+
+fn encode(frame: &OutFrame<'_>) -> Result<WsMessage, Closed> {
     let text = serde_json::to_string(frame).map_err(|e| {
         tracing::error!(error = %e, "cannot encode a frame");
         Closed::with(1011, "internal error")
     })?;
-    match tokio::time::timeout(within, socket.send(WsMessage::Text(text.into()))).await {
-        Ok(sent) => sent.map_err(|_| Closed::quiet()),
-        Err(_) => Err(too_slow()),
-    }
+    Ok(WsMessage::Text(text.into()))
 }
 
 /// Sends an `error` frame. Before a connection is set up (auth) or for

@@ -59,8 +59,8 @@ use tracing::Instrument;
 /// Socket buffers, sized for chat (2 KiB in, 4 KiB out; both grow for a
 /// larger frame): tungstenite's defaults (128 KiB each way)
 /// would cost more per idle connection than everything else together.
-const READ_BUFFER: usize = 2 * 1024;
-const WRITE_BUFFER: usize = 4 * 1024;
+pub const READ_BUFFER: usize = 2 * 1024;
+pub const WRITE_BUFFER: usize = 4 * 1024;
 
 /// How long a new socket has to send its `auth` frame.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);
@@ -184,7 +184,9 @@ async fn serve(
 ) {
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
-        who = authenticate(&app, &mut socket, cookie) => who,
+        // Boxed: its state is gone once the client is known, and the
+        // socket's future, held as long as the socket, stays small.
+        who = Box::pin(authenticate(&app, &mut socket, cookie)) => who,
         () = going_away(&mut gone) => {
             let bye = socket.send(close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON));
             let _ = tokio::time::timeout(CLOSE_WITHIN, bye).await;

@@ -40,7 +40,7 @@ use rusqlite::Connection;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -56,8 +56,12 @@ const RESTART_WAL_BYTES: i64 = 16 << 20;
 /// `journal_size_limit`: a restarted log file is cut back to this size, so a
 /// burst that grew it does not keep its disk space for ever.
 const WAL_SIZE_LIMIT: i64 = 32 << 20;
-/// Read connections kept open.
-const READERS: usize = 4;
+/// Reads at once, each on its own connection and blocking thread; the
+/// connections are kept open. Bounded: without it, a burst of reads (a
+/// flood of sockets authenticating at once) took a blocking thread and
+/// opened a connection, with its own page cache, for each — hundreds of
+/// them, and hundreds of MiB (docs/performance.md, "Idle sockets").
+const READERS: usize = 6;
 
 /// A job's outcome once its savepoint is done: the events to publish if the
 /// batch commits, and how to answer the caller.
@@ -132,6 +136,10 @@ struct Threads {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<SqliteDb>>,
+    /// One permit per read running ([`READERS`]).
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Connections opened so far (each one a page cache).
+    opened: AtomicUsize,
     /// Set by `close`: a read after it fails, and none keeps its connection.
     closed: AtomicBool,
 }
@@ -229,8 +237,13 @@ impl SqliteStore {
             .name("refdesk-sqlite-writer".into())
             .spawn(move || writer(conn, rx, sink, CommitReports { report, pinged }))
             .map_err(|e| StoreError::failed("cannot start the writer thread", e))?;
-        let readers =
-            Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
+        let readers = Arc::new(Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            opened: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
         Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), ping_wrote })
     }
@@ -330,13 +343,19 @@ impl Backend for SqliteStore {
         op: impl for<'c> FnOnce(&'c mut SqliteDb) -> Read<'c, T> + Send + 'static,
     ) -> Result<T> {
         let readers = self.readers.clone();
+        let permit = readers.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            // Held until the read is done, even if its caller has gone.
+            let _permit = permit;
             if readers.closed.load(Ordering::Acquire) {
                 return Err(StoreError::Closed);
             }
             let mut db = match readers.idle.lock().map_err(|_| StoreError::Closed)?.pop() {
                 Some(db) => db,
-                None => SqliteDb::new(open_conn(&readers.path, true)?),
+                None => {
+                    readers.opened.fetch_add(1, Ordering::Relaxed);
+                    SqliteDb::new(open_conn(&readers.path, true)?)
+                }
             };
             let out = run_now(op(&mut db));
             let mut idle = readers.idle.lock().map_err(|_| StoreError::Closed)?;
@@ -651,4 +670,47 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
         (p.finish)(committed.clone());
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nowhere;
+
+    impl EventSink for Nowhere {
+        fn publish(&self, _events: Vec<Event>) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_reads_runs_a_few_at_a_time_on_a_few_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let (store, running, most) = (store.clone(), running.clone(), most.clone());
+            reads.spawn(async move {
+                store
+                    .read(move |_db| {
+                        // Runs on the read's blocking thread: slow enough that
+                        // the burst's reads would all overlap if let.
+                        most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(2));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Box::pin(async { Ok(()) })
+                    })
+                    .await
+            });
+        }
+        while let Some(done) = reads.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= READERS, "{most} reads ran at once");
+        assert!(most > 1, "reads never ran side by side");
+        let opened = store.readers.opened.load(Ordering::Relaxed);
+        assert!(opened <= READERS, "{opened} read connections were opened");
+        store.close().await;
+    }
 }

@@ -1,0 +1,100 @@
+//! The pinned benchmark's parts on the real binary (scripts/bench-pinned.sh
+//! drives them): `refdesk bench-relay` relays every frame of a pair to the
+//! other side, and `refdesk bench --rates` runs one phase per rate on the
+//! same sockets — against the relay and against refdesk — each phase with a
+//! `summary:` line in which every message sent was delivered (a phase that
+//! re-used the previous phase's client ids would see them taken for
+//! re-sends, I4, and never delivered).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_refdesk");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str], data: &Path, port: u16) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.env("REFDESK_LOG", "warn").env("REFDESK_DRAIN_SECONDS", "0");
+    // The load generator starts its chats and signs in from one address.
+    cmd.env("REFDESK_STARTS_PER_MINUTE", "1000").env("REFDESK_LOGINS_PER_MINUTE", "1000");
+    cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");
+    let child = Running(cmd.spawn().expect("the server starts"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Runs the load generator; its `summary:` lines, as maps.
+fn bench(args: &[&str]) -> Vec<HashMap<String, f64>> {
+    let out = Command::new(BIN).arg("bench").args(args).output().expect("the load generator runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("summary: "))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').expect("key=value");
+                    (k.to_owned(), v.parse().expect("a number"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_phases(phases: &[HashMap<String, f64>], offered: &[f64]) {
+    assert_eq!(phases.len(), offered.len(), "one summary per phase: {phases:?}");
+    for (p, want) in phases.iter().zip(offered) {
+        assert_eq!(p["offered"], *want);
+        assert!(p["sent"] > 0.0, "{p:?}");
+        assert_eq!(p["delivered"], p["sent"], "every message sent is delivered: {p:?}");
+        assert_eq!(p["undelivered"], 0.0);
+        assert_eq!(p["errors"], 0.0);
+        // (Its CPU time too, in ticks of 10 ms: a short phase may show none.)
+        assert!(p["rss_kib"] > 0.0, "the server's /proc figures are read: {p:?}");
+    }
+}
+
+#[test]
+fn the_bare_relay_carries_every_frame_of_a_sweep_to_the_other_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = start(&["bench-relay", "--listen", &format!("127.0.0.1:{port}")], dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let pid = relay.0.id().to_string();
+    let phases =
+        bench(&["--relay", "--url", &url, "--chats", "20", "--duration", "1", "--rates", "2,4", "--server-pid", &pid]);
+    assert_phases(&phases, &[80.0, 160.0]);
+}
+
+#[test]
+fn a_sweep_on_refdesk_delivers_every_message_of_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = start(&["serve", "--demo", "--listen", &listen], dir.path(), port);
+    let url = format!("http://{listen}");
+    let pid = server.0.id().to_string();
+    let phases = bench(&["--url", &url, "--chats", "10", "--duration", "1", "--rates", "2,4", "--server-pid", &pid]);
+    assert_phases(&phases, &[40.0, 80.0]);
+}
