@@ -106,7 +106,7 @@ impl Metrics {
         registry.register("messages_committed", "Chat lines committed by this node", self.messages_committed.clone());
         registry.register(
             "commit_writes",
-            "Writes per database commit (SQLite groups them)",
+            "Writes per database commit (SQLite groups every write, PostgreSQL appends)",
             self.commit_writes.clone(),
         );
         // The unit is in the name, not a `# UNIT` line: some OpenMetrics

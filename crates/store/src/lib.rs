@@ -13,7 +13,8 @@
 //! backends implement (`sql::Db`: run a statement, read rows, take a
 //! lock). A backend adds only how it runs a write (SQLite: group commit on
 //! one writer thread; PostgreSQL: a pooled transaction), its migrations
-//! and its fast path for appends.
+//! and its fast path for appends (on PostgreSQL, batched: one statement and
+//! one commit for a node's concurrent appends).
 //!
 //! Use cases pass a *guard* with each write on a session: the app's rule,
 //! evaluated inside the transaction on the row as it is then. That makes
@@ -64,7 +65,8 @@ pub trait EventSink: Send + Sync {
 #[derive(Clone, Copy, Debug)]
 pub struct CommitReport {
     /// Writes it carried: on SQLite, the jobs of one group-committed batch;
-    /// on PostgreSQL, always one (each write is its own transaction).
+    /// on PostgreSQL, the appends of one batch, or one for any other write
+    /// (each is its own transaction).
     pub writes: usize,
     /// From the transaction's start to its commit (or failure).
     pub took: std::time::Duration,

@@ -11,19 +11,27 @@
 //! in the other order; readers put them back in order and fill any gap from
 //! the store (I3), as they must anyway for events from other nodes.
 //!
+//! Appends, the write each chat message makes, take a faster way when the
+//! store's copy of the session is current: the node's concurrent appends
+//! are committed together, in one statement, one round trip and one commit
+//! for the batch ([`batch`]), with the same checks and the same guarantees
+//! as one append alone. A batch locks its sessions' rows in ascending id
+//! order, so that batches of several nodes never deadlock.
+//!
 //! The pool reconnects by itself: while the database is unreachable, every
 //! operation fails with [`StoreError::Backend`] (and `/readyz` says so), and
 //! once it is back the next operation succeeds.
 
+mod batch;
 mod connection;
 mod schema;
 
 use crate::ops::{Backend, Read, Write};
 use crate::sql::Cols;
 use crate::{Appended, EventSink, Guard, NewMessage, Result, SessionRecord, StoreError};
+pub use batch::BATCH_TASKS;
+use batch::{Answer, Appender, Outcome};
 use connection::{PgConn, PgDb};
-use refdesk_domain::chat::{Message, SystemEvent};
-use refdesk_domain::event::Event;
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::{DomainError, Millis};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -69,6 +77,8 @@ pub struct PgStore {
     pool: PgPool,
     sink: Arc<dyn EventSink>,
     sessions: Arc<SessionCache>,
+    /// The queue of appends on fresh copies, committed in batches.
+    appends: Appender,
 }
 
 /// A database error as the store reports it: a broken uniqueness rule is a
@@ -232,12 +242,14 @@ impl PgStore {
             .connect_with(connect.clone())
             .await
             .map_err(|e| cannot_connect(e, &connect))?;
-        Ok(PgStore { pool, sink, sessions: Default::default() })
+        let tasks = batch::BATCH_TASKS.min(options.max_connections.max(1) as usize);
+        let appends = Appender::start(pool.clone(), sink.clone(), tasks);
+        Ok(PgStore { pool, sink, sessions: Default::default(), appends })
     }
 
-    /// An append on a cached copy of the session, in one statement (see
-    /// `refdesk_append` in the migrations). `None` when the copy was stale
-    /// (the caller takes the full path).
+    /// An append on a cached copy of the session, in the next batch of
+    /// appends (see [`batch`]; `refdesk_append_many` in the migrations).
+    /// `None` when the copy was stale (the caller takes the full path).
     async fn append_on_copy(
         &self,
         version: i64,
@@ -246,51 +258,7 @@ impl PgStore {
         now: Millis,
     ) -> Result<Option<Appended>> {
         let id = rec.ctx.id;
-        let (pool, sink, new, start) = (self.pool.clone(), self.sink.clone(), msg.clone(), Instant::now());
-        // Its own task: once the statement has run, its event is published
-        // even if the caller has gone away meanwhile (I2, and no silent gap).
-        let run = tokio::spawn(async move {
-            let (kind, author_id, name) = crate::sql::select::author_columns(&new.author);
-            let row = sqlx::query(
-                "SELECT outcome, seq FROM refdesk_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(id.0)
-            .bind(version)
-            .bind(now)
-            .bind(new.kind.as_str())
-            .bind(new.audience.as_str())
-            .bind(kind)
-            .bind(author_id)
-            .bind(name)
-            .bind(new.author.sender_key())
-            .bind(&new.client_id)
-            .bind(&new.body)
-            .bind(new.system.map(SystemEvent::as_str))
-            .fetch_one(&pool)
-            .await
-            .map_err(db);
-            let row = reported(sink.as_ref(), start, row)?;
-            let outcome = Outcome::parse(&row.text("outcome")?)?;
-            let seq = row.int("seq")?;
-            if outcome != Outcome::Stored {
-                return Ok((outcome, seq, None));
-            }
-            let message = Message {
-                session: id,
-                seq: seq as u64,
-                kind: new.kind,
-                audience: new.audience,
-                author: new.author,
-                body: new.body,
-                client_id: new.client_id,
-                at: now,
-                system: new.system,
-            };
-            // The statement has committed: now it may be told (I2).
-            sink.publish(vec![Event::Message { ctx: rec.ctx, message: message.clone() }]);
-            Ok::<_, StoreError>((outcome, seq, Some(message)))
-        });
-        let (outcome, seq, stored) = run.await.map_err(|e| StoreError::failed("the append task failed", e))??;
+        let Answer { outcome, seq, stored } = self.appends.append(version, rec.ctx, msg.clone(), now).await?;
         match outcome {
             Outcome::Stored => {
                 let message = stored.ok_or_else(|| StoreError::backend("a stored message went missing"))?;
@@ -319,39 +287,11 @@ impl PgStore {
     }
 }
 
-/// Tells the sink of a commit (one write: on PostgreSQL each is its own
-/// transaction, an append's single statement too) begun at `start`.
+/// Tells the sink of a write's commit (each write but an append is its own
+/// transaction; appends report their batch's) begun at `start`.
 fn reported<T>(sink: &dyn EventSink, start: Instant, outcome: Result<T>) -> Result<T> {
     sink.committed(crate::CommitReport { writes: 1, took: start.elapsed(), ok: outcome.is_ok() });
     outcome
-}
-
-/// What `refdesk_append` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// The message is stored.
-    Stored,
-    /// The client id was already used: the stored message's seq is returned.
-    Duplicate,
-    /// The chat has ended.
-    Ended,
-    /// No such session.
-    Missing,
-    /// The copy's version is not the row's: read it again.
-    Stale,
-}
-
-impl Outcome {
-    fn parse(s: &str) -> Result<Outcome> {
-        Ok(match s {
-            "stored" => Outcome::Stored,
-            "duplicate" => Outcome::Duplicate,
-            "ended" => Outcome::Ended,
-            "missing" => Outcome::Missing,
-            "stale" => Outcome::Stale,
-            other => return Err(StoreError::backend(format!("refdesk_append answered {other:?}"))),
-        })
-    }
 }
 
 impl Backend for PgStore {
