@@ -72,8 +72,10 @@ pub struct BenchArgs {
     chat_seconds: Option<u64>,
     /// A sweep: one phase of `--duration` seconds at each of these rates
     /// (messages per second per side) in turn, on the same chats, each with
-    /// its own figures; it stops after the first phase whose p99 is above
-    /// `--stop-above-ms` or that leaves a message undelivered.
+    /// its own figures; it stops after the first phase whose p99 reaches
+    /// `--stop-above-ms` or that leaves a message undelivered. Each phase's
+    /// `summary:` line has the rate offered and the rate actually sent
+    /// (`sent_rate`: lower when the load generator could not keep up).
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["chat_seconds", "sample_seconds"])]
     rates: Vec<f64>,
     /// Where a sweep stops: a phase's p99 above this, in milliseconds.
@@ -394,7 +396,7 @@ async fn sweep(args: &BenchArgs, mut pairs: Vec<Pair>) -> anyhow::Result<()> {
             before,
             after,
         );
-        if p99_ms > args.stop_above_ms || undelivered > 0 {
+        if p99_ms >= args.stop_above_ms || undelivered > 0 {
             println!("the sweep stops: p99 {p99_ms:.2} ms, {undelivered} undelivered");
             break;
         }
@@ -481,8 +483,9 @@ fn report(
     }
     // One line for scripts (scripts/bench-pinned.sh).
     println!(
-        "summary: offered={:.0} sent={} delivered={delivered} undelivered={} errors={} p50_us={} p99_us={} max_us={} cpu_us_per_msg={:.1} rss_kib={}",
+        "summary: offered={:.0} sent_rate={:.0} sent={} delivered={delivered} undelivered={} errors={} p50_us={} p99_us={} max_us={} cpu_us_per_msg={:.1} rss_kib={}",
         t.offered,
+        t.sent as f64 / duration as f64,
         t.sent,
         t.sent.saturating_sub(delivered),
         t.errors,

@@ -353,7 +353,7 @@ fn init_logs(format: LogFormat) {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load_unchecked(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
@@ -364,7 +364,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         config.nats_url = Some(url.clone());
     }
     config.apply_sets(&cli.sets)?;
-    // Flags may have changed what the file and environment set.
+    // Checked once, with the flags: they may change what the file and the
+    // environment set, and make valid what was not without them.
     config.validate()?;
     Ok(config)
 }

@@ -11,8 +11,8 @@
 //! CPU per message to the relay's is what durability, authorization,
 //! acknowledgements and fan-out cost.
 //!
-//! Each socket has one task, as refdesk's have: it waits on its next frame
-//! and on what its peer forwards (a bounded channel), whichever comes first.
+//! Each socket has a reader task, which forwards to the peer's bounded
+//! queue, and a writer task, which drains its own.
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -20,6 +20,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use axum::Router;
+use futures_util::{SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -54,8 +55,12 @@ impl Pairs {
     }
 }
 
-/// Serves the relay on `listen` until the process is stopped.
+/// Serves the relay on `listen` (loopback only: it checks nothing) until
+/// the process is stopped.
 pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("the bare relay checks nothing: it listens on loopback addresses only, not {}", listen.ip());
+    }
     let app = Router::new().route("/relay/{pair}/{side}", get(upgrade)).with_state(Arc::new(Pairs::default()));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let at = listener.local_addr()?;
@@ -81,33 +86,33 @@ async fn upgrade(
 }
 
 /// One socket: what it sends goes to its peer; what its peer sends, to it.
-async fn relay(mut socket: WebSocket, pairs: Arc<Pairs>, pair: u64, side: usize) {
-    let (tx, mut rx) = mpsc::channel(QUEUE);
+/// Reading and writing are two tasks, so that a side waiting for room in its
+/// peer's queue still drains its own (two full queues would otherwise wait
+/// on each other for ever).
+async fn relay(socket: WebSocket, pairs: Arc<Pairs>, pair: u64, side: usize) {
+    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(QUEUE);
     pairs.join(pair, side, tx);
+    let (mut sink, mut stream) = socket.split();
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::Text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
     let mut peer = None;
-    loop {
-        tokio::select! {
-            frame = socket.recv() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    if peer.is_none() {
-                        peer = pairs.peer(pair, side);
-                    }
-                    // A peer not (or no longer) there: the frame is dropped.
-                    if let Some(p) = &peer {
-                        if p.send(text).await.is_err() {
-                            peer = None;
-                        }
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break,
-            },
-            Some(text) = rx.recv() => {
-                if socket.send(Message::Text(text)).await.is_err() {
-                    break;
-                }
+    while let Some(Ok(frame)) = stream.next().await {
+        let Message::Text(text) = frame else { continue };
+        if peer.is_none() {
+            peer = pairs.peer(pair, side);
+        }
+        // A peer not (or no longer) there: the frame is dropped.
+        if let Some(p) = &peer {
+            if p.send(text).await.is_err() {
+                peer = None;
             }
         }
     }
     pairs.leave(pair, side);
+    writer.abort();
 }

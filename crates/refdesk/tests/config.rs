@@ -80,3 +80,21 @@ fn config_check_says_what_is_wrong_and_where() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("limits.nothing"), "{}", err(&o));
 }
+
+#[test]
+fn a_setting_from_the_environment_is_checked_with_the_flags_that_complete_it() {
+    // NATS links nodes that share a PostgreSQL database: REFDESK_NATS_URL
+    // alone is refused, and `--database-url` on the command line makes it
+    // valid (the check once ran before the flags were applied).
+    let env = [
+        ("REFDESK_NATS_URL", "nats://127.0.0.1:4222"),
+        ("REFDESK_NATS_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    ];
+    let alone = refdesk(None, &env, &["config", "--check"]);
+    assert!(!alone.status.success(), "{}", out(&alone));
+    assert!(err(&alone).contains("database_url"), "{}", err(&alone));
+    let with_flag =
+        refdesk(None, &env, &["--database-url", "postgres://postgres@127.0.0.1:5432/test", "config", "--check"]);
+    assert!(with_flag.status.success(), "{}", err(&with_flag));
+    assert!(out(&with_flag).contains("the configuration is valid"));
+}

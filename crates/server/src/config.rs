@@ -213,6 +213,16 @@ impl Config {
 
     /// Defaults, then the TOML file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let config = Config::load_unchecked(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without the check, for a caller that applies flags
+    /// of its own first and then calls [`Config::validate`]: a setting may
+    /// be valid only with a flag's (`REFDESK_NATS_URL` needs a database
+    /// URL, which `--database-url` may give).
+    pub fn load_unchecked(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -222,7 +232,6 @@ impl Config {
         };
         config.apply_env_settings(|k| std::env::var(k).ok())?;
         config.apply_env(|k| std::env::var(k).ok())?;
-        config.validate()?;
         Ok(config)
     }
 

@@ -126,7 +126,14 @@ impl Connection {
             };
             // What is already waiting goes out with what this turn wrote, in
             // one write: the echo of a message just acknowledged, a burst.
-            if let Err(closed) = result.and(Box::pin(self.drain(&mut socket)).await) {
+            // Only after a turn that went well: a socket being closed (signed
+            // out, too slow, going away) is passed nothing more, and its
+            // close frame flushes what was queued.
+            let result = match result {
+                Ok(()) => Box::pin(self.drain(&mut socket)).await,
+                failed => failed,
+            };
+            if let Err(closed) = result {
                 break closed;
             }
         };

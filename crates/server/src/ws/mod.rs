@@ -18,8 +18,9 @@
 //!   ([`Sockets`]); the sockets of one chat token (or one sign-in) share one
 //!   frame budget, so opening more of them does not multiply it;
 //! - a replay is sent a page at a time, each page read only once the last
-//!   is written; a frame that cannot be written in `ws_send_seconds` closes
-//!   the socket with 1013 (the client resumes later);
+//!   is written; a frame (or a turn's frames, written together) that cannot
+//!   be written in `ws_send_seconds` closes the socket with 1013 (the
+//!   client resumes later);
 //! - the server pings every `ws_ping_seconds` and closes (1011) a socket
 //!   that shows no sign of life for two of them;
 //! - a frame over `max_frame_bytes` closes the socket with 1009 and a reason;
@@ -59,7 +60,9 @@ use tracing::Instrument;
 /// Socket buffers, sized for chat (2 KiB in, 4 KiB out; both grow for a
 /// larger frame): tungstenite's defaults (128 KiB each way)
 /// would cost more per idle connection than everything else together.
+/// Public for the bare relay of `refdesk bench-relay`, which uses the same.
 pub const READ_BUFFER: usize = 2 * 1024;
+/// The write buffer: frames queued in one turn are written together.
 pub const WRITE_BUFFER: usize = 4 * 1024;
 
 /// How long a new socket has to send its `auth` frame.
