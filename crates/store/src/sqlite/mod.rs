@@ -56,8 +56,6 @@ const RESTART_WAL_BYTES: i64 = 16 << 20;
 /// `journal_size_limit`: a restarted log file is cut back to this size, so a
 /// burst that grew it does not keep its disk space for ever.
 const WAL_SIZE_LIMIT: i64 = 32 << 20;
-/// The writer's page cache, KiB.
-const WRITER_CACHE_KIB: u32 = 32 * 1024;
 /// Reads at once, each on its own connection and blocking thread; the
 /// connections are kept open. Bounded: without it, a burst of reads (a
 /// flood of sockets authenticating at once) took a blocking thread and
@@ -176,11 +174,6 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(db)?;
     if !read_only {
         conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")).map_err(db)?;
-        // The writer's page cache holds the pages live chats write to (each
-        // chat's last leaf of the messages table and of its client-id index,
-        // its session row): with SQLite's default 2 MiB, a thousand chats
-        // were read back from the file at every batch.
-        conn.execute_batch(&format!("PRAGMA cache_size = -{}", WRITER_CACHE_KIB)).map_err(db)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
