@@ -99,6 +99,12 @@ pub struct Storage {
     pub database_url: Option<String>,
 }
 
+impl Storage {
+    pub fn of(data_dir: &Option<std::path::PathBuf>, database_url: &Option<String>) -> Storage {
+        Storage { data_dir: data_dir.clone(), database_url: database_url.clone() }
+    }
+}
+
 struct ProcStat {
     rss_kib: u64,
     cpu_seconds: f64,
@@ -942,15 +948,7 @@ async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) ->
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = proc_stat(pid)?;
-    let per = (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64;
-    println!(
-        "{n} idle patron connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
-        before.rss_kib, after.rss_kib
-    );
-    println!(
-        "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1}",
-        before.rss_kib, after.rss_kib
-    );
+    report_idle("patron", n, &before, &after);
     drop(sockets);
     Ok(())
 }
@@ -966,15 +964,20 @@ async fn idle_relay(base: &str, args: &BenchArgs, n: usize) -> anyhow::Result<()
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = proc_stat(pid)?;
+    report_idle("relay", n, &before, &after);
+    drop(sockets);
+    Ok(())
+}
+
+/// Prints what `n` idle connections cost the server, for people and scripts.
+fn report_idle(what: &str, n: usize, before: &ProcStat, after: &ProcStat) {
     let per = (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64;
     println!(
-        "{n} idle relay connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
+        "{n} idle {what} connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
         before.rss_kib, after.rss_kib
     );
     println!(
         "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1}",
         before.rss_kib, after.rss_kib
     );
-    drop(sockets);
-    Ok(())
 }

@@ -384,10 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config { check, .. } => config_command(&cli, *check),
-        Command::Bench(args) => {
-            let storage = bench::Storage { data_dir: cli.data_dir.clone(), database_url: cli.database_url.clone() };
-            bench::run(args.clone(), storage).await
-        }
+        Command::Bench(args) => bench::run(args.clone(), bench::Storage::of(&cli.data_dir, &cli.database_url)).await,
         Command::BenchRelay { listen } => relay::run(*listen).await,
         Command::BenchReports { command } => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
