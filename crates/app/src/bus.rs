@@ -30,15 +30,35 @@ use tokio::sync::mpsc;
 #[derive(Clone)]
 struct Mailbox {
     id: u64,
-    tx: mpsc::Sender<Arc<Event>>,
-    lagged: Arc<AtomicBool>,
+    queue: Arc<Queue>,
+}
+
+/// A connection's undelivered events, at most `capacity` of them; past that
+/// the connection is flagged lagged instead. A tokio `mpsc` channel did the
+/// same at about 800 bytes a connection (its shared state is cache-padded
+/// and its first block holds 32 slots); this takes about 130, and every
+/// waiting patron holds one (issue 17).
+struct Queue {
+    events: Mutex<std::collections::VecDeque<Arc<Event>>>,
+    /// Woken when an event is added.
+    ready: tokio::sync::Notify,
+    lagged: AtomicBool,
+    capacity: usize,
 }
 
 impl Mailbox {
     fn deliver(&self, e: &Arc<Event>) {
-        if self.tx.try_send(e.clone()).is_err() {
-            self.lagged.store(true, Ordering::Release);
+        let q = &self.queue;
+        {
+            let mut events = q.events.lock().unwrap_or_else(|p| p.into_inner());
+            if events.len() >= q.capacity {
+                q.lagged.store(true, Ordering::Release);
+                return;
+            }
+            events.push_back(e.clone());
         }
+        // Stores a permit when nobody waits: the next wait ends at once.
+        q.ready.notify_one();
     }
 }
 
@@ -153,21 +173,35 @@ pub struct Subscription {
     mailbox: Mailbox,
     /// The queue place this (patron) connection listens at, if any.
     patron_place: Option<(LibraryId, QueueKey)>,
-    /// Committed events, in commit order.
-    pub rx: mpsc::Receiver<Arc<Event>>,
 }
 
 impl Subscription {
+    /// The next committed event, in commit order; waits for one.
+    /// Cancel-safe: an event is taken only when this returns it.
+    pub async fn recv(&self) -> Arc<Event> {
+        loop {
+            if let Some(e) = self.try_recv() {
+                return e;
+            }
+            self.mailbox.queue.ready.notified().await;
+        }
+    }
+
+    /// The next committed event if one is already waiting; never waits.
+    pub fn try_recv(&self) -> Option<Arc<Event>> {
+        self.mailbox.queue.events.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+
     /// Whether events were dropped since the last call (and clears the flag).
     /// If so, the caller must catch up from the store.
     pub fn take_lagged(&self) -> bool {
-        self.mailbox.lagged.swap(false, Ordering::AcqRel)
+        self.mailbox.queue.lagged.swap(false, Ordering::AcqRel)
     }
 
     /// Marks this connection as having missed events: the next event it
     /// handles first re-reads what it follows from the store.
     pub fn set_lagged(&self) {
-        self.mailbox.lagged.store(true, Ordering::Release);
+        self.mailbox.queue.lagged.store(true, Ordering::Release);
     }
 
     /// Starts receiving a session's events.
@@ -310,10 +344,14 @@ impl Bus {
 
     /// A new mailbox holding at most `capacity` undelivered events.
     pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let mailbox =
-            Mailbox { id: self.next_id.fetch_add(1, Ordering::Relaxed), tx, lagged: Arc::new(AtomicBool::new(false)) };
-        Subscription { bus: self.clone(), mailbox, patron_place: None, rx }
+        let queue = Arc::new(Queue {
+            events: Mutex::default(),
+            ready: tokio::sync::Notify::new(),
+            lagged: AtomicBool::new(false),
+            capacity: capacity.max(1),
+        });
+        let mailbox = Mailbox { id: self.next_id.fetch_add(1, Ordering::Relaxed), queue };
+        Subscription { bus: self.clone(), mailbox, patron_place: None }
     }
 
     /// Publishes ephemeral events (typing) that are never stored.
@@ -435,7 +473,7 @@ impl Bus {
             .chain(t.patron_queues.values().flat_map(|q| q.values()));
         for m in everyone {
             if seen.insert(m.id) {
-                m.lagged.store(true, Ordering::Release);
+                m.queue.lagged.store(true, Ordering::Release);
                 m.deliver(&event);
             }
         }
@@ -576,5 +614,65 @@ impl Topics {
         for m in self.staff.get(&staff).map_or(&[][..], Vec::as_slice) {
             m.deliver(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn events(n: usize) -> Vec<Arc<Event>> {
+        (0..n).map(|_| Arc::new(Event::Resync)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_keeps_its_capacity_in_order_and_past_it_flags_the_connection_lagged() {
+        let bus = Bus::new();
+        let sub = bus.subscribe(2);
+        let sent = events(3);
+        for e in &sent {
+            sub.mailbox.deliver(e);
+        }
+        assert!(Arc::ptr_eq(&sub.recv().await, &sent[0]), "the first, first");
+        assert!(Arc::ptr_eq(&sub.try_recv().expect("the second is kept"), &sent[1]));
+        assert!(sub.try_recv().is_none(), "the third did not fit");
+        assert!(sub.take_lagged(), "so the connection catches up from the store");
+        assert!(!sub.take_lagged(), "the flag is cleared once taken");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_connection_is_woken_by_the_next_event() {
+        let bus = Bus::new();
+        let sub = bus.subscribe(8);
+        let sent = events(1);
+        let mailbox = sub.mailbox.clone();
+        let e = sent[0].clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            mailbox.deliver(&e);
+        });
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("woken in time");
+        assert!(Arc::ptr_eq(&got, &sent[0]));
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_after_its_wake_up_loses_no_event() {
+        let bus = Bus::new();
+        let sub = bus.subscribe(8);
+        let sent = events(2);
+        // A wait that has started, is woken, then dropped unfinished (another
+        // branch of the socket's `select!` won).
+        let mut waiting = Box::pin(sub.recv());
+        assert!(futures_util::FutureExt::now_or_never(waiting.as_mut()).is_none(), "nothing yet");
+        sub.mailbox.deliver(&sent[0]);
+        drop(waiting);
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("still there");
+        assert!(Arc::ptr_eq(&got, &sent[0]));
+        // And the wake-up it left behind does not end a later wait early.
+        assert!(tokio::time::timeout(Duration::from_millis(50), sub.recv()).await.is_err(), "nothing is waiting");
+        sub.mailbox.deliver(&sent[1]);
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("the next one");
+        assert!(Arc::ptr_eq(&got, &sent[1]));
     }
 }

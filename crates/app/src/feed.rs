@@ -129,7 +129,9 @@ pub struct Feed {
     app: App,
     viewer: Viewer,
     sub: Subscription,
-    sessions: HashMap<SessionId, Watched>,
+    /// Boxed: a table of four empty buckets, the least it allocates, would
+    /// otherwise take four `Watched` (a waiting patron has one session).
+    sessions: HashMap<SessionId, Box<Watched>>,
     /// Last IM sequence number passed on, per peer.
     im: HashMap<StaffId, u64>,
     monitor: bool,
@@ -179,6 +181,11 @@ impl Feed {
         }
     }
 
+    /// The application this feed reads from.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
     /// Who this feed is for.
     pub fn viewer(&self) -> &Viewer {
         &self.viewer
@@ -218,7 +225,7 @@ impl Feed {
         let after = after.min(rec.last_seq);
         let state = (rec.state, rec.queue.library, rec.queued_at);
         let watchers = self.sub.watchers_of(session);
-        self.sessions.insert(session, Watched { ctx: rec.ctx, watchers, last: after });
+        self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after }));
         if rec.state == refdesk_domain::chat::SessionState::Ended {
             self.forget_ended(session);
         }
@@ -470,13 +477,13 @@ impl Feed {
     /// Waits for the next committed event. Cancel-safe: use it in
     /// `select!`, then pass the event to [`Feed::handle`] outside it.
     /// `None` when the bus has gone away.
-    pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        self.sub.rx.recv().await
+    pub async fn recv(&mut self) -> Arc<Event> {
+        self.sub.recv().await
     }
 
     /// The next committed event if one is already waiting; never waits.
     pub fn try_recv(&mut self) -> Option<Arc<Event>> {
-        self.sub.rx.try_recv().ok()
+        self.sub.try_recv()
     }
 
     /// Updates a watched session's context; reports a change of who is present.

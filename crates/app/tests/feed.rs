@@ -24,7 +24,7 @@ async fn app(dir: &tempfile::TempDir) -> App {
 
 /// Hands every event the feed has been sent to it, until none comes for a moment.
 async fn pump(feed: &mut Feed) {
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(150), feed.recv()).await {
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(150), feed.recv()).await {
         feed.handle(event).await.unwrap();
     }
 }

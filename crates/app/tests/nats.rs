@@ -9,7 +9,7 @@
 //! on delivering genuine ones.
 
 use futures_util::StreamExt;
-use refdesk_app::bus::Bus;
+use refdesk_app::bus::{Bus, Subscription};
 use refdesk_app::nats::seal::{NatsKey, Opener, Sealer};
 use refdesk_app::nats::NatsOptions;
 use refdesk_domain::chat::{SessionContext, Watcher};
@@ -18,7 +18,6 @@ use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, SessionId, St
 use refdesk_domain::org::Placement;
 use refdesk_store::EventSink;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 
 const NATS: &str = "nats://127.0.0.1:4222";
@@ -68,9 +67,9 @@ fn ctx(session: i64) -> SessionContext {
     }
 }
 
-async fn next(rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>) -> Event {
-    let e = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an event arrives in time");
-    (*e.expect("the bus is open")).clone()
+async fn next(sub: &Subscription) -> Event {
+    let e = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("an event arrives in time");
+    (*e).clone()
 }
 
 /// Publishes an envelope as another node would.
@@ -90,9 +89,9 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let subject = format!("test.link.{}.{nanos}", std::process::id());
     let (a, b) = (Bus::new(), Bus::new());
-    let mut on_a = a.subscribe(64);
+    let on_a = a.subscribe(64);
     on_a.join_queue();
-    let mut on_b = b.subscribe(64);
+    let on_b = b.subscribe(64);
     on_b.join_queue();
     on_b.join(SessionId(7));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
@@ -101,9 +100,9 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     refdesk_app::nats::link(b.clone(), &options(), &subject).await.unwrap();
     // Once connected, each link has its node re-read the store twice (the
     // second a second later): wait for both, then start from quiet.
-    for sub in [&mut on_a, &mut on_b] {
+    for sub in [&on_a, &on_b] {
         for _ in 0..2 {
-            assert_eq!(next(&mut sub.rx).await, Event::Resync, "linking makes the node re-read");
+            assert_eq!(next(sub).await, Event::Resync, "linking makes the node re-read");
         }
         sub.take_lagged();
     }
@@ -111,11 +110,11 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     // What node a commits reaches node b, and node a's own connection once:
     // b's next event reaches a over NATS after a's own would have.
     a.publish(vec![Event::QueueAdded(entry(1, 0))]);
-    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(1, 0)));
-    assert_eq!(next(&mut on_a.rx).await, Event::QueueAdded(entry(1, 0)));
+    assert_eq!(next(&on_b).await, Event::QueueAdded(entry(1, 0)));
+    assert_eq!(next(&on_a).await, Event::QueueAdded(entry(1, 0)));
     b.publish(vec![Event::QueueAdded(entry(2, 0))]);
-    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(2, 0)));
-    assert_eq!(next(&mut on_a.rx).await, Event::QueueAdded(entry(2, 0)), "not a's own event a second time");
+    assert_eq!(next(&on_b).await, Event::QueueAdded(entry(2, 0)));
+    assert_eq!(next(&on_a).await, Event::QueueAdded(entry(2, 0)), "not a's own event a second time");
     let mut opener = Opener::new(NatsKey::parse(KEY).unwrap());
     let envelope = loop {
         let sent = tokio::time::timeout(Duration::from_secs(5), probe.next()).await.unwrap().unwrap();
@@ -135,28 +134,28 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     from_node(&raw, &subject, &mut x, 1, vec![removed.clone()]).await;
     from_node(&raw, &subject, &mut x, 2, vec![Event::QueueAdded(entry(9, 1))]).await;
     from_node(&raw, &subject, &mut x, 3, vec![Event::QueueAdded(entry(10, 0))]).await;
-    assert_eq!(next(&mut on_b.rx).await, removed);
-    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(10, 0)), "the stale arrival was dropped");
+    assert_eq!(next(&on_b).await, removed);
+    assert_eq!(next(&on_b).await, Event::QueueAdded(entry(10, 0)), "the stale arrival was dropped");
 
     // A skipped envelope number: every connection of the node re-reads the store.
     from_node(&raw, &subject, &mut x, 5, vec![Event::QueueAdded(entry(11, 0))]).await;
-    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(11, 0)));
-    assert_eq!(next(&mut on_b.rx).await, Event::Resync, "a gap makes the node resync");
+    assert_eq!(next(&on_b).await, Event::QueueAdded(entry(11, 0)));
+    assert_eq!(next(&on_b).await, Event::Resync, "a gap makes the node resync");
     assert!(on_b.take_lagged(), "and the connection counts as lagged");
 
     // Watchers: each node's own list; the node's connections see the union.
     let w = |id: i64, name: &str| Watcher { staff: StaffId(id), name: name.into() };
     from_node(&raw, &subject, &mut x, 6, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
-    assert_eq!(next(&mut on_b.rx).await, Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] });
+    assert_eq!(next(&on_b).await, Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] });
     let local = b.subscribe(8);
     local.watch(&ctx(7), w(4, "Dev"));
-    match next(&mut on_b.rx).await {
+    match next(&on_b).await {
         Event::Watchers { watchers, .. } => assert_eq!(watchers, vec![w(4, "Dev"), w(3, "Carla")]),
         other => panic!("expected watchers, got {other:?}"),
     }
     // Node x's list empties: only the local watcher is left.
     from_node(&raw, &subject, &mut x, 7, vec![Event::Watchers { ctx: ctx(7), watchers: vec![] }]).await;
-    match next(&mut on_b.rx).await {
+    match next(&on_b).await {
         Event::Watchers { watchers, .. } => assert_eq!(watchers, vec![w(4, "Dev")]),
         other => panic!("expected watchers, got {other:?}"),
     }
@@ -165,10 +164,10 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     from_node(&raw, &subject, &mut x, 8, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
     from_node(&raw, &subject, &mut x, 9, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
     from_node(&raw, &subject, &mut x, 10, vec![Event::QueueAdded(entry(12, 0))]).await;
-    assert!(matches!(next(&mut on_b.rx).await, Event::Watchers { watchers, .. } if watchers.len() == 2));
-    assert_eq!(next(&mut on_b.rx).await, Event::QueueAdded(entry(12, 0)), "the repeated list said nothing");
+    assert!(matches!(next(&on_b).await, Event::Watchers { watchers, .. } if watchers.len() == 2));
+    assert_eq!(next(&on_b).await, Event::QueueAdded(entry(12, 0)), "the repeated list said nothing");
     b.expire_remote_watchers(Duration::ZERO);
-    match next(&mut on_b.rx).await {
+    match next(&on_b).await {
         Event::Watchers { watchers, .. } => assert_eq!(watchers, vec![w(4, "Dev")]),
         other => panic!("expected watchers, got {other:?}"),
     }
@@ -176,7 +175,7 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     // A heartbeat naming a number this node never received: a loss at the
     // end of a burst is noticed too.
     from_node(&raw, &subject, &mut x, 12, vec![]).await;
-    assert_eq!(next(&mut on_b.rx).await, Event::Resync);
+    assert_eq!(next(&on_b).await, Event::Resync);
 }
 
 #[tokio::test]
@@ -184,13 +183,13 @@ async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody(
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let subject = format!("test.forged.{}.{nanos}", std::process::id());
     let bus = Bus::new();
-    let mut sub = bus.subscribe(64);
+    let sub = bus.subscribe(64);
     sub.join_queue();
     sub.join_staff(StaffId(5));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
     refdesk_app::nats::link(bus.clone(), &options(), &subject).await.unwrap();
     for _ in 0..2 {
-        assert_eq!(next(&mut sub.rx).await, Event::Resync, "linking makes the node re-read");
+        assert_eq!(next(&sub).await, Event::Resync, "linking makes the node re-read");
     }
     sub.take_lagged();
 
@@ -200,7 +199,7 @@ async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody(
     let envelope = |seq: u64, events: Vec<Event>| json!({"seq": seq, "events": events}).to_string();
     let first = genuine.seal(&subject, envelope(1, vec![signed_out.clone()]).as_bytes(), now_ms()).unwrap();
     publish(&raw, &subject, first.clone()).await;
-    assert_eq!(next(&mut sub.rx).await, signed_out);
+    assert_eq!(next(&sub).await, signed_out);
 
     // What someone who can reach NATS but lacks the key can send:
     // the envelope as refdesk sent it before it was sealed,
@@ -227,9 +226,9 @@ async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody(
     // node's next envelope arrives as the next event.
     let genuine_next = genuine.seal(&subject, envelope(2, vec![Event::QueueAdded(entry(88, 0))]).as_bytes(), now_ms());
     publish(&raw, &subject, genuine_next.unwrap()).await;
-    assert_eq!(next(&mut sub.rx).await, Event::QueueAdded(entry(88, 0)), "the forgeries reached nobody");
+    assert_eq!(next(&sub).await, Event::QueueAdded(entry(88, 0)), "the forgeries reached nobody");
     assert!(!sub.take_lagged(), "and made the node re-read nothing");
-    assert!(sub.rx.try_recv().is_err(), "nothing else arrived");
+    assert!(sub.try_recv().is_none(), "nothing else arrived");
 }
 
 /// A NATS server of this test's own, stopped when dropped.
@@ -247,7 +246,7 @@ async fn a_nats_server_out_of_reach_at_start_is_waited_for_not_an_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("nats://127.0.0.1:{port}");
     let bus = Bus::new();
-    let mut sub = bus.subscribe(8);
+    let sub = bus.subscribe(8);
     sub.join_queue();
     refdesk_app::nats::link(bus.clone(), &NatsOptions::with_key(url, KEY), "test.later")
         .await
@@ -265,5 +264,5 @@ async fn a_nats_server_out_of_reach_at_start_is_waited_for_not_an_error() {
             .spawn()
             .expect("nats-server starts"),
     );
-    assert_eq!(next(&mut sub.rx).await, Event::Resync, "once linked, the node re-reads the store");
+    assert_eq!(next(&sub).await, Event::Resync, "once linked, the node re-reads the store");
 }

@@ -5,7 +5,7 @@
 //! certificate the node cannot trust, is an error from `link` at start that
 //! names the server and never the password.
 
-use refdesk_app::bus::Bus;
+use refdesk_app::bus::{Bus, Subscription};
 use refdesk_app::nats::{link, NatsOptions};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, SessionId};
@@ -59,10 +59,10 @@ fn entry(session: i64) -> QueueEntry {
 }
 
 /// The next event that is not a re-read.
-async fn next_news(rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>) -> Event {
+async fn next_news(sub: &Subscription) -> Event {
     loop {
-        let e = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an event arrives in time");
-        match (*e.expect("the bus is open")).clone() {
+        let e = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("an event arrives in time");
+        match (*e).clone() {
             Event::Resync => continue,
             other => return other,
         }
@@ -74,14 +74,14 @@ async fn next_news(rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>) -> Event {
 /// second after the link is up, by when its subscription is too).
 async fn linked(nats: &NatsOptions, subject: &str) -> (Arc<Bus>, refdesk_app::bus::Subscription) {
     let bus = Bus::new();
-    let mut sub = bus.subscribe(64);
+    let sub = bus.subscribe(64);
     sub.join_queue();
     link(bus.clone(), nats, subject)
         .await
         .unwrap_or_else(|e| panic!("NATS with TLS must be running at {} (scripts/test.sh starts it): {e}", nats.url));
     for _ in 0..2 {
-        let e = tokio::time::timeout(Duration::from_secs(10), sub.rx.recv()).await.expect("linked in time");
-        assert_eq!(*e.expect("the bus is open"), Event::Resync, "linking makes the node re-read");
+        let e = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("linked in time");
+        assert_eq!(*e, Event::Resync, "linking makes the node re-read");
     }
     (bus, sub)
 }
@@ -100,15 +100,15 @@ async fn two_buses_linked_over_nats_with_tls_and_a_password_share_events() {
         ..NatsOptions::with_key(format!("nats://{host}"), KEY)
     };
     let subject = subject();
-    let ((a, mut on_a), (b, mut on_b)) = tokio::join!(linked(&in_url, &subject), linked(&apart, &subject));
+    let ((a, on_a), (b, on_b)) = tokio::join!(linked(&in_url, &subject), linked(&apart, &subject));
 
     a.publish(vec![Event::QueueAdded(entry(1))]);
     b.publish(vec![Event::QueueAdded(entry(2))]);
 
-    assert_eq!(next_news(&mut on_b.rx).await, Event::QueueAdded(entry(2)), "b's own, at once");
-    assert_eq!(next_news(&mut on_b.rx).await, Event::QueueAdded(entry(1)), "a's, over NATS");
-    assert_eq!(next_news(&mut on_a.rx).await, Event::QueueAdded(entry(1)), "a's own, at once");
-    assert_eq!(next_news(&mut on_a.rx).await, Event::QueueAdded(entry(2)), "b's, over NATS");
+    assert_eq!(next_news(&on_b).await, Event::QueueAdded(entry(2)), "b's own, at once");
+    assert_eq!(next_news(&on_b).await, Event::QueueAdded(entry(1)), "a's, over NATS");
+    assert_eq!(next_news(&on_a).await, Event::QueueAdded(entry(1)), "a's own, at once");
+    assert_eq!(next_news(&on_a).await, Event::QueueAdded(entry(2)), "b's, over NATS");
 }
 
 #[tokio::test]

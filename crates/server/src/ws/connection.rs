@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 
 /// A connection once its client is known.
 pub(super) struct Connection {
-    app: App,
+    /// What the viewer follows, and the application (`feed.app()`).
     feed: Feed,
-    /// Keeps a staff member counted as connected while the socket lives.
-    _online: Option<refdesk_app::staff::Online>,
+    /// Keeps a staff member counted as connected while the socket lives
+    /// (boxed: a patron's socket, most of them, has none).
+    _online: Option<Box<refdesk_app::staff::Online>>,
     /// The patron's own session (None for staff).
     patron: Option<SessionRecord>,
     /// Its place under its chat or sign-in, with the shared frame budget.
@@ -68,10 +69,10 @@ impl Connection {
             feed.check_sign_in(&token);
         }
         let online = match feed.viewer() {
-            Viewer::Staff(s) => Some(app.staff_online(s.id)),
+            Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id))),
             Viewer::Patron { .. } => None,
         };
-        Connection { app, feed, _online: online, patron, slot, heard: Instant::now(), gone }
+        Connection { feed, _online: online, patron, slot, heard: Instant::now(), gone }
     }
 
     /// Takes a frame from the budget this socket shares.
@@ -80,17 +81,16 @@ impl Connection {
     }
 
     /// Says `hello`, then serves the socket until either side ends it.
-    pub(super) async fn run(mut self, mut socket: WebSocket) {
-        let hello = OutFrame::Hello {
-            role: if self.patron.is_some() { "patron" } else { "staff" },
-            session: self.patron.as_ref().map(|r| r.ctx.id),
-            max_message_chars: self.app.limits().max_message_chars,
-        };
-        let send_within = self.send_within();
-        if send(&mut socket, &hello, send_within).await.is_err() {
+    pub(super) async fn run(&mut self, socket: &mut WebSocket) {
+        // What an idle socket holds for its whole life is this future: all
+        // but the wait is boxed, each box made in a `let` of its own (the
+        // unboxed future, a temporary of an `.await` statement, would stay
+        // in this one's state).
+        let hello = Box::pin(self.hello(socket));
+        if hello.await.is_err() {
             return;
         }
-        let every = Duration::from_secs(self.app.limits().ws_ping_seconds);
+        let every = Duration::from_secs(self.feed.app().limits().ws_ping_seconds);
         let mut ping = tokio::time::interval_at((Instant::now() + every).into(), every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closed = loop {
@@ -101,45 +101,55 @@ impl Connection {
                 _ = ping.tick() => Step::Tick,
                 () = going_away(&mut self.gone) => Step::GoingAway,
             };
-            if matches!(step, Step::Frame(Some(Ok(_)))) {
-                self.heard = Instant::now();
-            }
-            // The work of a step is boxed: the connection's own future, which
-            // an idle socket holds for its whole life, stays small.
-            let result = match step {
-                Step::Frame(Some(Ok(WsMessage::Text(text)))) => Box::pin(self.on_text(&mut socket, &text)).await,
-                // Every frame counts against the frame limit, whatever its kind.
-                Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.take() {
-                    true => error(&mut socket, "bad_frame", "send JSON text frames", None).await,
-                    false => error(&mut socket, "rate_limited", "too many frames; slow down", None).await,
-                },
-                Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => match self.take() {
-                    true => Ok(()),
-                    false => error(&mut socket, "rate_limited", "too many frames; slow down", None).await,
-                },
-                Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed::quiet()),
-                Step::Frame(Some(Err(e))) => Err(self.read_failed(e)),
-                Step::Tick => Box::pin(self.on_tick(&mut socket, every)).await,
-                Step::GoingAway => Err(Closed::with(CLOSE_GOING_AWAY, GOING_AWAY_REASON)),
-                Step::Event(None) => Err(Closed::quiet()),
-                Step::Event(Some(event)) => Box::pin(self.on_event(&mut socket, event)).await,
-            };
-            // What is already waiting goes out with what this turn wrote, in
-            // one write: the echo of a message just acknowledged, a burst.
-            // Only after a turn that went well: a socket being closed (signed
-            // out, too slow, going away) is passed nothing more, and its
-            // close frame flushes what was queued.
-            let result = match result {
-                Ok(()) => Box::pin(self.drain(&mut socket)).await,
-                failed => failed,
-            };
-            if let Err(closed) = result {
+            let turn = Box::pin(self.turn(socket, step, every));
+            if let Err(closed) = turn.await {
                 break closed;
             }
         };
         if let Closed(Some((code, reason))) = closed {
-            let _ = tokio::time::timeout(CLOSE_WITHIN, socket.send(close_frame(code, &reason))).await;
+            let bye = Box::pin(tokio::time::timeout(CLOSE_WITHIN, socket.send(close_frame(code, &reason))));
+            let _ = bye.await;
         }
+    }
+
+    /// The first frame: who the server takes the client to be.
+    async fn hello(&self, socket: &mut WebSocket) -> Result<(), Closed> {
+        let hello = OutFrame::Hello {
+            role: if self.patron.is_some() { "patron" } else { "staff" },
+            session: self.patron.as_ref().map(|r| r.ctx.id),
+            max_message_chars: self.feed.app().limits().max_message_chars,
+        };
+        send(socket, &hello, self.send_within()).await
+    }
+
+    /// One turn of the loop: what came in, then what is already waiting.
+    async fn turn(&mut self, socket: &mut WebSocket, step: Step, every: Duration) -> Result<(), Closed> {
+        if matches!(step, Step::Frame(Some(Ok(_)))) {
+            self.heard = Instant::now();
+        }
+        match step {
+            Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(socket, &text).await,
+            // Every frame counts against the frame limit, whatever its kind.
+            Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.take() {
+                true => error(socket, "bad_frame", "send JSON text frames", None).await,
+                false => error(socket, "rate_limited", "too many frames; slow down", None).await,
+            },
+            Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => match self.take() {
+                true => Ok(()),
+                false => error(socket, "rate_limited", "too many frames; slow down", None).await,
+            },
+            Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed::quiet()),
+            Step::Frame(Some(Err(e))) => Err(self.read_failed(e)),
+            Step::Tick => self.on_tick(socket, every).await,
+            Step::GoingAway => Err(Closed::with(CLOSE_GOING_AWAY, GOING_AWAY_REASON)),
+            Step::Event(event) => self.on_event(socket, event).await,
+        }?;
+        // What is already waiting goes out with what this turn wrote, in one
+        // write: the echo of a message just acknowledged, a burst. Only after
+        // a turn that went well: a socket being closed (signed out, too slow,
+        // going away) is passed nothing more, and its close frame flushes
+        // what was queued.
+        self.drain(socket).await
     }
 
     /// An event from the bus: passed on as this viewer may see it.
@@ -168,7 +178,7 @@ impl Connection {
     }
 
     fn send_within(&self) -> Duration {
-        Duration::from_secs(self.app.limits().ws_send_seconds)
+        Duration::from_secs(self.feed.app().limits().ws_send_seconds)
     }
 
     /// A frame could not be read: over the size limit (said with 1009), or
@@ -178,7 +188,7 @@ impl Connection {
         let inner = e.into_inner();
         match inner.downcast_ref::<WsError>() {
             Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                let max = self.app.limits().max_frame_bytes;
+                let max = self.feed.app().limits().max_frame_bytes;
                 Closed::with(CLOSE_TOO_BIG, format!("a frame may be at most {max} bytes"))
             }
             Some(WsError::Protocol(p)) => {
@@ -302,7 +312,7 @@ impl Connection {
         if let Err(e) = self.feed.resume(session, after).await {
             return report(socket, e.into(), None).await;
         }
-        let (within, page) = (self.send_within(), self.app.limits().replay_page);
+        let (within, page) = (self.send_within(), self.feed.app().limits().replay_page);
         loop {
             match self.feed.next_page(session, page).await {
                 Ok(p) => {
@@ -342,8 +352,8 @@ impl Connection {
             Err(e) => return report(socket, e, cid).await,
         };
         let result = match (&self.patron, self.feed.viewer()) {
-            (Some(rec), _) => self.app.patron_send(rec, kind, body, cid).await,
-            (None, Viewer::Staff(staff)) => self.app.staff_send(staff, session, kind, body, cid).await,
+            (Some(rec), _) => self.feed.app().patron_send(rec, kind, body, cid).await,
+            (None, Viewer::Staff(staff)) => self.feed.app().staff_send(staff, session, kind, body, cid).await,
             (None, Viewer::Patron { .. }) => Err(AppError::Unauthenticated),
         };
         match result {
@@ -371,8 +381,8 @@ impl Connection {
             return error(socket, "not_watching", "resume the session before typing in it", None).await;
         };
         let typed = match (&self.patron, self.feed.viewer()) {
-            (Some(rec), _) => self.app.patron_typing(rec, ctx, note, on),
-            (None, Viewer::Staff(staff)) => self.app.staff_typing(staff, ctx, note, on),
+            (Some(rec), _) => self.feed.app().patron_typing(rec, ctx, note, on),
+            (None, Viewer::Staff(staff)) => self.feed.app().staff_typing(staff, ctx, note, on),
             (None, Viewer::Patron { .. }) => return Err(Closed::quiet()),
         };
         match typed {
@@ -392,7 +402,7 @@ impl Connection {
         let Viewer::Staff(staff) = self.feed.viewer() else {
             return error(socket, "forbidden", "patrons have no IM", cid).await;
         };
-        match self.app.im_send(staff, to, body, cid).await {
+        match self.feed.app().im_send(staff, to, body, cid).await {
             Ok((m, duplicate)) => {
                 let ack = OutFrame::ImAck { to, client_id: cid, seq: m.seq, duplicate };
                 send(socket, &ack, self.send_within()).await
@@ -405,7 +415,7 @@ impl Connection {
     async fn on_im_resume(&mut self, socket: &mut WebSocket, peer: StaffId, mut last: u64) -> Result<(), Closed> {
         let within = self.send_within();
         loop {
-            match self.feed.im_page(peer, last, self.app.limits().replay_page).await {
+            match self.feed.im_page(peer, last, self.feed.app().limits().replay_page).await {
                 Ok(p) => {
                     for m in &p.items {
                         send(socket, &OutFrame::Im(m), within).await?;
@@ -424,7 +434,7 @@ impl Connection {
 
 enum Step {
     Frame(Option<Result<WsMessage, axum::Error>>),
-    Event(Option<Arc<refdesk_domain::event::Event>>),
+    Event(Arc<refdesk_domain::event::Event>),
     Tick,
     /// The node is shutting down: say goodbye with 1001.
     GoingAway,

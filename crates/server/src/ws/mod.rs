@@ -165,18 +165,53 @@ pub(crate) async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| {
-            async move {
-                let _from_address = from_address;
-                Box::pin(serve(app, socket, cookie, pending, sockets, metrics, gone)).await
-            }
-            .instrument(span)
+            serve(app, socket, cookie, pending, sockets, metrics, gone, from_address).instrument(span)
         }))
+}
+
+/// Serves one socket. What an idle socket holds for its whole life is kept
+/// small (issue 17: a waiting patron is mostly an idle socket): the opening
+/// (authentication, the socket's place under its chat or sign-in) runs in
+/// its own boxed future, gone once done; then the connection and its socket
+/// live in one heap block, and the loop's own future holds little more than
+/// a reference to them. Written as one `async fn`, the compiler kept the
+/// opening's state, the arguments and the loop side by side: 6 KiB a socket.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    app: App,
+    socket: WebSocket,
+    cookie: Option<String>,
+    pending: tokio::sync::OwnedSemaphorePermit,
+    sockets: Arc<Sockets>,
+    metrics: Arc<crate::metrics::ServerMetrics>,
+    gone: tokio::sync::watch::Receiver<bool>,
+    from_address: Option<Held<std::net::IpAddr>>,
+) -> impl std::future::Future<Output = ()> {
+    let opening = Box::pin(open(app, socket, cookie, pending, sockets, metrics, gone));
+    async move {
+        let _from_address = from_address;
+        let Some(mut live) = opening.await else { return };
+        let Live { conn, socket, .. } = &mut *live;
+        let run = Box::pin(conn.run(socket));
+        run.await;
+        tracing::debug!("socket closed");
+    }
+}
+
+/// A socket past its opening, for as long as it lives.
+struct Live {
+    conn: Connection,
+    socket: WebSocket,
+    /// Counts the socket among the open ones while it lives.
+    _open: crate::metrics::OpenSocket,
 }
 
 /// Who is at the other end, once known.
 type Identity = (Viewer, Option<SessionRecord>, Option<String>);
 
-async fn serve(
+/// Authenticates a new socket and gives it its place: the connection, or
+/// `None` once the socket has been told why not.
+async fn open(
     app: App,
     mut socket: WebSocket,
     cookie: Option<String>,
@@ -184,7 +219,7 @@ async fn serve(
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
-) {
+) -> Option<Box<Live>> {
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
@@ -193,13 +228,13 @@ async fn serve(
         () = going_away(&mut gone) => {
             let bye = socket.send(close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON));
             let _ = tokio::time::timeout(CLOSE_WITHIN, bye).await;
-            return;
+            return None;
         }
     };
     drop(pending);
     let Some((viewer, patron, login)) = who else {
         let _ = socket.send(WsMessage::Close(None)).await;
-        return;
+        return None;
     };
     // Held while the socket lives: its place under its chat or its sign-in,
     // and the frame budget it shares with the others there.
@@ -212,19 +247,19 @@ async fn serve(
             let key = refdesk_app::auth::digest(token);
             (sockets.sign_ins.take(key, l.sockets_per_sign_in, l).map(Slot::SignIn), l.sockets_per_sign_in, "sign-in")
         }
-        (None, None) => return,
+        (None, None) => return None,
     };
     let Some(held) = held else {
         let why = format!("this {what} already has {cap} connections open; close one");
         let _ = error(&mut socket, "too_many_sockets", &why, None).await;
         let _ = socket.send(close_frame(CLOSE_POLICY, "too many connections")).await;
-        return;
+        return None;
     };
     let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };
     let _open = metrics.socket(kind);
     tracing::debug!(kind, "socket authenticated");
-    Connection::new(app, viewer, patron, login, held, gone).run(socket).await;
-    tracing::debug!(kind, "socket closed");
+    let conn = Connection::new(app, viewer, patron, login, held, gone);
+    Some(Box::new(Live { conn, socket, _open }))
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the
@@ -262,5 +297,27 @@ async fn authenticate(app: &App, socket: &mut WebSocket, cookie: Option<String>)
             let _ = report(socket, e.into(), None).await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle socket holds for its whole life (issue 17): its heap
+    /// block and its loop's future. Every waiting patron pays for each byte:
+    /// raise these bounds knowingly, never to make a change pass.
+    #[test]
+    fn an_idle_socket_holds_little() {
+        fn output_size<'a, F, Fut>(_: F) -> usize
+        where
+            F: FnOnce(&'a mut Connection, &'a mut WebSocket) -> Fut,
+        {
+            std::mem::size_of::<Fut>()
+        }
+        let run = output_size(Connection::run);
+        assert!(run <= 512, "the connection loop's future takes {run} bytes: box what a turn awaits");
+        let live = std::mem::size_of::<Live>();
+        assert!(live <= 1536, "a live socket's block takes {live} bytes");
     }
 }
