@@ -173,6 +173,10 @@ pub struct Subscription {
     mailbox: Mailbox,
     /// The queue place this (patron) connection listens at, if any.
     patron_place: Option<(LibraryId, QueueKey)>,
+    /// The sessions joined: leaving them when dropped visits these, not
+    /// every session of the node under the bus's lock (with thousands of
+    /// patrons waiting, a wave of closed sockets did).
+    joined: Vec<SessionId>,
 }
 
 impl Subscription {
@@ -205,23 +209,22 @@ impl Subscription {
     }
 
     /// Starts receiving a session's events.
-    pub fn join(&self, session: SessionId) {
+    pub fn join(&mut self, session: SessionId) {
         let mut t = self.bus.lock();
         let subs = t.sessions.entry(session).or_default();
         if !subs.iter().any(|m| m.id == self.mailbox.id) {
             subs.push(self.mailbox.clone());
         }
+        if !self.joined.contains(&session) {
+            self.joined.reserve_exact(1);
+            self.joined.push(session);
+        }
     }
 
     /// Stops receiving a session's events.
-    pub fn leave(&self, session: SessionId) {
-        let mut t = self.bus.lock();
-        if let Some(subs) = t.sessions.get_mut(&session) {
-            subs.retain(|m| m.id != self.mailbox.id);
-            if subs.is_empty() {
-                t.sessions.remove(&session);
-            }
-        }
+    pub fn leave(&mut self, session: SessionId) {
+        self.bus.lock().leave(session, self.mailbox.id);
+        self.joined.retain(|s| *s != session);
     }
 
     /// Records this staff connection as watching a live session and tells
@@ -313,10 +316,9 @@ impl Drop for Subscription {
         let mut t = self.bus.lock();
         t.queue.retain(|m| m.id != id);
         t.monitor.retain(|m| m.id != id);
-        t.sessions.retain(|_, subs| {
-            subs.retain(|m| m.id != id);
-            !subs.is_empty()
-        });
+        for session in &self.joined {
+            t.leave(*session, id);
+        }
         t.staff.retain(|_, subs| {
             subs.retain(|m| m.id != id);
             !subs.is_empty()
@@ -351,7 +353,7 @@ impl Bus {
             capacity: capacity.max(1),
         });
         let mailbox = Mailbox { id: self.next_id.fetch_add(1, Ordering::Relaxed), queue };
-        Subscription { bus: self.clone(), mailbox, patron_place: None }
+        Subscription { bus: self.clone(), mailbox, patron_place: None, joined: Vec::new() }
     }
 
     /// Publishes ephemeral events (typing) that are never stored.
@@ -540,6 +542,16 @@ fn version_of(event: &Event) -> Option<(SessionId, u64)> {
 }
 
 impl Topics {
+    /// Takes a mailbox off a session's list.
+    fn leave(&mut self, session: SessionId, mailbox: u64) {
+        if let Some(subs) = self.sessions.get_mut(&session) {
+            subs.retain(|m| m.id != mailbox);
+            if subs.is_empty() {
+                self.sessions.remove(&session);
+            }
+        }
+    }
+
     /// Hands an event to every mailbox of this node that takes it.
     fn route(&mut self, event: Arc<Event>) {
         match &*event {
@@ -674,5 +686,23 @@ mod tests {
         sub.mailbox.deliver(&sent[1]);
         let got = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("the next one");
         assert!(Arc::ptr_eq(&got, &sent[1]));
+    }
+
+    #[test]
+    fn a_dropped_connection_leaves_the_sessions_it_joined_and_only_those() {
+        let bus = Bus::new();
+        let mut a = bus.subscribe(8);
+        let mut b = bus.subscribe(8);
+        a.join(SessionId(1));
+        a.join(SessionId(2));
+        a.join(SessionId(2));
+        b.join(SessionId(1));
+        b.join(SessionId(3));
+        b.leave(SessionId(3));
+        assert_eq!(bus.lock().sessions.len(), 2, "left with its last listener");
+        drop(a);
+        let t = bus.lock();
+        assert_eq!(t.sessions.len(), 1, "session 2 had no one else");
+        assert_eq!(t.sessions[&SessionId(1)].iter().map(|m| m.id).collect::<Vec<_>>(), vec![b.mailbox.id]);
     }
 }

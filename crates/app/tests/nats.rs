@@ -91,7 +91,7 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     let (a, b) = (Bus::new(), Bus::new());
     let on_a = a.subscribe(64);
     on_a.join_queue();
-    let on_b = b.subscribe(64);
+    let mut on_b = b.subscribe(64);
     on_b.join_queue();
     on_b.join(SessionId(7));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
