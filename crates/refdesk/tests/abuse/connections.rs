@@ -382,3 +382,80 @@ async fn slow_readers_of_a_long_chat_leave_memory_bounded() {
     drop(readers);
     assert!(server.healthy_within(Duration::from_secs(2)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_librarian_and_resumes() {
+    use futures_util::StreamExt;
+    let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 2\n";
+    let server = Server::start(config, &[]).await;
+    let (session, token) = start_chat(&server, "riverside-main", "and then I stop reading").await;
+    let ann = sign_in(&server, "ann").await;
+    let (s, v) = post(&ann, server.url("/api/me/availability"), json!({"availability": "on_duty"})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post(&ann, server.url(&format!("/api/sessions/{session}/accept")), Value::Null).await;
+    assert_eq!(s, 200, "{v}");
+
+    // The patron follows the chat, with a small receive buffer, then never reads.
+    let mut stalled = ws_from(&server, [127, 0, 0, 1], None, Some(4096)).await;
+    send(&mut stalled, json!({"type": "auth", "token": token})).await;
+    assert_eq!(first_answer(&mut stalled, Duration::from_secs(5)).await.unwrap()["type"], "hello");
+    send(&mut stalled, json!({"type": "resume", "after": 0})).await;
+
+    // The librarian writes 3,000 lines of ~4 KB (12 MB: more than the
+    // socket buffers and the WebSocket's write buffer hold), reading its
+    // own socket as it goes; every line is acknowledged.
+    const LINES: usize = 3000;
+    let cookie = sign_in_cookie(&server, "ann").await;
+    let (mut tx, mut rx) = staff_socket(&server, &cookie).await.split();
+    let acked = tokio::spawn(async move {
+        let mut acks = 0;
+        while acks < LINES {
+            let frame = tokio::time::timeout(Duration::from_secs(20), rx.next()).await;
+            let Ok(Some(Ok(Ws::Text(t)))) = frame else { break };
+            acks += usize::from(serde_json::from_str::<Value>(t.as_str()).unwrap()["type"] == "ack");
+        }
+        acks
+    });
+    let line = "z".repeat(3990);
+    for i in 0..LINES {
+        let frame =
+            json!({"type": "send", "session": session, "body": format!("{i} {line}"), "client_id": format!("l-{i}")});
+        tx.send(Ws::text(frame.to_string())).await.unwrap();
+    }
+    assert_eq!(acked.await.unwrap(), LINES, "the stalled patron held the librarian up");
+
+    // Past `ws_send_seconds` the server has let the stalled socket go:
+    // reading now finds its end (with 1013 if the goodbye got through the
+    // full buffers) well before the chat's end.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (close, frames) = until_closed(&mut stalled, Duration::from_secs(10)).await;
+    if let Some((code, reason)) = &close {
+        assert_eq!(*code, 1013, "closed as too slow: {reason}");
+    }
+    let seen = frames.iter().filter(|f| f["type"] == "event").filter_map(|f| f["seq"].as_u64()).max().unwrap_or(0);
+    assert!(frames.len() < LINES, "{} frames were written to a socket that did not read", frames.len());
+
+    // The patron comes back and resumes after the last line seen: the rest
+    // of the chat arrives, nothing lost.
+    let mut back = patron_socket(&server, &token).await;
+    send(&mut back, json!({"type": "resume", "after": seen})).await;
+    let mut replayed = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), back.next()).await.expect("the replay in time");
+        let Some(Ok(Ws::Text(t))) = frame else { panic!("the resumed socket closed: {frame:?}") };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        match v["type"].as_str() {
+            Some("event") => replayed.push(v["body"].as_str().unwrap_or("").split(' ').next().unwrap_or("").to_owned()),
+            Some("synced") => break,
+            _ => {}
+        }
+    }
+    let last_line = (LINES - 1).to_string();
+    assert_eq!(
+        replayed.last(),
+        Some(&last_line),
+        "the chat's last line is replayed ({} lines after {seen})",
+        replayed.len()
+    );
+    assert!(server.healthy_within(Duration::from_secs(2)).await);
+}
