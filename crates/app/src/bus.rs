@@ -78,7 +78,8 @@ struct Topics {
     /// Waiting patrons, per queue, in their order in it. A queue change is
     /// delivered only to the patrons it moves — those behind it — so a
     /// patron joining the end of a long queue costs nobody anything.
-    patron_queues: HashMap<LibraryId, BTreeMap<QueueKey, Mailbox>>,
+    /// Keyed by place and mailbox: a patron's sockets (two tabs) share a place.
+    patron_queues: HashMap<LibraryId, BTreeMap<(Millis, SessionId, u64), Mailbox>>,
     /// Other nodes' watchers, per session and node.
     /// Each list is sent again every few seconds while it is not empty, so
     /// one not heard of for a while is a dead node's and is dropped.
@@ -275,7 +276,8 @@ impl Subscription {
     /// (replacing any earlier place).
     pub fn wait_in_queue(&mut self, queue: LibraryId, key: QueueKey) {
         self.leave_queue_place();
-        self.bus.lock().patron_queues.entry(queue).or_default().insert(key, self.mailbox.clone());
+        let place = (key.0, key.1, self.mailbox.id);
+        self.bus.lock().patron_queues.entry(queue).or_default().insert(place, self.mailbox.clone());
         self.patron_place = Some((queue, key));
     }
 
@@ -284,7 +286,7 @@ impl Subscription {
         if let Some((queue, key)) = self.patron_place.take() {
             let mut t = self.bus.lock();
             if let Some(q) = t.patron_queues.get_mut(&queue) {
-                q.remove(&key);
+                q.remove(&(key.0, key.1, self.mailbox.id));
                 if q.is_empty() {
                     t.patron_queues.remove(&queue);
                 }
@@ -616,7 +618,8 @@ impl Topics {
             m.deliver(event);
         }
         if let Some(waiting) = self.patron_queues.get(&queue) {
-            for m in waiting.range((Bound::Excluded(key), Bound::Unbounded)).map(|(_, m)| m) {
+            // Behind the place: every mailbox at it is passed over.
+            for m in waiting.range((Bound::Excluded((key.0, key.1, u64::MAX)), Bound::Unbounded)).map(|(_, m)| m) {
                 m.deliver(event);
             }
         }
@@ -704,5 +707,26 @@ mod tests {
         let t = bus.lock();
         assert_eq!(t.sessions.len(), 1, "session 2 had no one else");
         assert_eq!(t.sessions[&SessionId(1)].iter().map(|m| m.id).collect::<Vec<_>>(), vec![b.mailbox.id]);
+    }
+
+    #[test]
+    fn a_patrons_two_sockets_at_one_place_in_line_both_hear_it_move_until_each_leaves() {
+        let bus = Bus::new();
+        let library = LibraryId(1);
+        let (ahead, mine) = ((1, SessionId(1)), (2, SessionId(2)));
+        let mut tab1 = bus.subscribe(8);
+        let mut tab2 = bus.subscribe(8);
+        tab1.wait_in_queue(library, mine);
+        tab2.wait_in_queue(library, mine);
+        let moved = Arc::new(Event::Resync);
+        bus.lock().to_queues(library, ahead, &moved);
+        assert!(tab1.try_recv().is_some() && tab2.try_recv().is_some(), "both tabs hear the line move");
+        bus.lock().to_queues(library, mine, &moved);
+        assert!(tab1.try_recv().is_none() && tab2.try_recv().is_none(), "their own place is not behind them");
+        drop(tab1);
+        bus.lock().to_queues(library, ahead, &moved);
+        assert!(tab2.try_recv().is_some(), "closing one tab leaves the other in line");
+        tab2.leave_queue_place();
+        assert!(bus.lock().patron_queues.is_empty());
     }
 }

@@ -476,7 +476,7 @@ impl Feed {
 
     /// Waits for the next committed event. Cancel-safe: use it in
     /// `select!`, then pass the event to [`Feed::handle`] outside it.
-    /// `None` when the bus has gone away.
+    /// Never ends otherwise: the feed's own mailbox is never closed.
     pub async fn recv(&mut self) -> Arc<Event> {
         self.sub.recv().await
     }

@@ -410,9 +410,13 @@ async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_lib
     let acked = tokio::spawn(async move {
         let mut acks = 0;
         while acks < LINES {
-            let frame = tokio::time::timeout(Duration::from_secs(20), rx.next()).await;
-            let Ok(Some(Ok(Ws::Text(t)))) = frame else { break };
-            acks += usize::from(serde_json::from_str::<Value>(t.as_str()).unwrap()["type"] == "ack");
+            match tokio::time::timeout(Duration::from_secs(20), rx.next()).await {
+                Ok(Some(Ok(Ws::Text(t)))) => {
+                    acks += usize::from(serde_json::from_str::<Value>(t.as_str()).unwrap()["type"] == "ack")
+                }
+                Ok(Some(Ok(_))) => continue, // pings
+                _ => break,
+            }
         }
         acks
     });
@@ -424,10 +428,18 @@ async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_lib
     }
     assert_eq!(acked.await.unwrap(), LINES, "the stalled patron held the librarian up");
 
-    // Past `ws_send_seconds` the server has let the stalled socket go:
-    // reading now finds its end (with 1013 if the goodbye got through the
+    // The server lets the stalled socket go once a write has waited
+    // `ws_send_seconds` (and its goodbye `CLOSE_WITHIN`): its count of open
+    // patron sockets falls to zero, long before the 600 s a server that
+    // waited for the reader would take.
+    let letting_go = Instant::now();
+    while open_patron_sockets(&server).await != 0 {
+        assert!(letting_go.elapsed() < Duration::from_secs(10), "the stalled socket is still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the stalled socket was let go {:?} after the last ack", letting_go.elapsed());
+    // Reading now finds its end (with 1013 if the goodbye got through the
     // full buffers) well before the chat's end.
-    tokio::time::sleep(Duration::from_secs(4)).await;
     let (close, frames) = until_closed(&mut stalled, Duration::from_secs(10)).await;
     if let Some((code, reason)) = &close {
         assert_eq!(*code, 1013, "closed as too slow: {reason}");
@@ -439,23 +451,34 @@ async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_lib
     // of the chat arrives, nothing lost.
     let mut back = patron_socket(&server, &token).await;
     send(&mut back, json!({"type": "resume", "after": seen})).await;
-    let mut replayed = Vec::new();
-    loop {
+    let (mut seqs, mut last_body) = (Vec::new(), String::new());
+    let synced = loop {
         let frame = tokio::time::timeout(Duration::from_secs(20), back.next()).await.expect("the replay in time");
-        let Some(Ok(Ws::Text(t))) = frame else { panic!("the resumed socket closed: {frame:?}") };
+        let t = match frame {
+            Some(Ok(Ws::Text(t))) => t,
+            Some(Ok(_)) => continue, // pings
+            other => panic!("the resumed socket closed: {other:?}"),
+        };
         let v: Value = serde_json::from_str(t.as_str()).unwrap();
         match v["type"].as_str() {
-            Some("event") => replayed.push(v["body"].as_str().unwrap_or("").split(' ').next().unwrap_or("").to_owned()),
-            Some("synced") => break,
+            Some("event") => {
+                seqs.push(v["seq"].as_u64().unwrap());
+                last_body = v["body"].as_str().unwrap_or("").to_owned();
+            }
+            Some("synced") => break v,
             _ => {}
         }
-    }
-    let last_line = (LINES - 1).to_string();
-    assert_eq!(
-        replayed.last(),
-        Some(&last_line),
-        "the chat's last line is replayed ({} lines after {seen})",
-        replayed.len()
-    );
+    };
+    let expected: Vec<u64> = (seen + 1..=synced["last"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, expected, "every line after {seen}, once each, in order");
+    assert!(last_body.starts_with(&format!("{} ", LINES - 1)), "the librarian's last line is among them");
     assert!(server.healthy_within(Duration::from_secs(2)).await);
+}
+
+/// The server's count of open patron sockets, from `/metrics`.
+async fn open_patron_sockets(server: &Server) -> u64 {
+    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("refdesk_connections{kind=\"patron_socket\"}"));
+    let value = line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
+    value.unwrap_or_else(|| panic!("no count of patron sockets in /metrics:\n{text}")) as u64
 }

@@ -1,9 +1,10 @@
 //! The WebSocket endpoint (`GET /api/ws`), protocol in `docs/protocol.md`.
 //!
-//! One task per connection. It waits on two cancel-safe things — the next
-//! frame from the client and the next event from the bus — and handles
-//! whichever comes first *outside* the `select!`, so that no store read or
-//! write is ever abandoned half-way by the other branch winning.
+//! One task per connection. It waits on cancel-safe things — the next
+//! frame from the client, the next event from the bus, the ping timer, the
+//! node's shutdown — and handles whichever comes first *outside* the
+//! `select!`, so that no store read or write is ever abandoned half-way by
+//! another branch winning.
 //!
 //! Every connection authenticates in its first frame, `{"type": "auth"}`:
 //! a patron puts the chat's secret token in it (never in the URL, which
@@ -191,10 +192,10 @@ fn serve(
     async move {
         let _from_address = from_address;
         let Some(mut live) = opening.await else { return };
-        let Live { conn, socket, .. } = &mut *live;
+        let Live { conn, socket, kind, .. } = &mut *live;
         let run = Box::pin(conn.run(socket));
         run.await;
-        tracing::debug!("socket closed");
+        tracing::debug!(kind = *kind, "socket closed");
     }
 }
 
@@ -204,13 +205,15 @@ struct Live {
     socket: WebSocket,
     /// Counts the socket among the open ones while it lives.
     _open: crate::metrics::OpenSocket,
+    /// `patron_socket` or `staff_socket`, for the logs.
+    kind: &'static str,
 }
 
 /// Who is at the other end, once known.
 type Identity = (Viewer, Option<SessionRecord>, Option<String>);
 
 /// Authenticates a new socket and gives it its place: the connection, or
-/// `None` once the socket has been told why not.
+/// `None` once the socket has been answered (an `error` frame, or a close).
 async fn open(
     app: App,
     mut socket: WebSocket,
@@ -259,7 +262,7 @@ async fn open(
     let _open = metrics.socket(kind);
     tracing::debug!(kind, "socket authenticated");
     let conn = Connection::new(app, viewer, patron, login, held, gone);
-    Some(Box::new(Live { conn, socket, _open }))
+    Some(Box::new(Live { conn, socket, _open, kind }))
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the
