@@ -260,12 +260,7 @@ async fn slow_readers_of_a_long_chat_leave_memory_bounded() {
     // it is raised so that the 8,000 lines can be written quickly.
     let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nlogins_per_minute = 1000\n";
     let server = Server::start(config, &[]).await;
-    let (session, token) = start_chat(&server, "riverside-main", "a very long chat").await;
-    let ann = sign_in(&server, "ann").await;
-    let (s, v) = post(&ann, server.url("/api/me/availability"), json!({"availability": "on_duty"})).await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = post(&ann, server.url(&format!("/api/sessions/{session}/accept")), Value::Null).await;
-    assert_eq!(s, 200, "{v}");
+    let (session, token) = accepted_chat(&server, "a very long chat").await;
 
     // 8,000 lines of ~4 KB (33 MB), written by the librarian over 4 sockets.
     let line = "y".repeat(3990);
@@ -388,12 +383,7 @@ async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_lib
     use futures_util::StreamExt;
     let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 2\n";
     let server = Server::start(config, &[]).await;
-    let (session, token) = start_chat(&server, "riverside-main", "and then I stop reading").await;
-    let ann = sign_in(&server, "ann").await;
-    let (s, v) = post(&ann, server.url("/api/me/availability"), json!({"availability": "on_duty"})).await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = post(&ann, server.url(&format!("/api/sessions/{session}/accept")), Value::Null).await;
-    assert_eq!(s, 200, "{v}");
+    let (session, token) = accepted_chat(&server, "and then I stop reading").await;
 
     // The patron follows the chat, with a small receive buffer, then never reads.
     let mut stalled = ws_from(&server, [127, 0, 0, 1], None, Some(4096)).await;
@@ -481,4 +471,15 @@ async fn open_patron_sockets(server: &Server) -> u64 {
     let line = text.lines().find(|l| l.starts_with("refdesk_connections{kind=\"patron_socket\"}"));
     let value = line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
     value.unwrap_or_else(|| panic!("no count of patron sockets in /metrics:\n{text}")) as u64
+}
+
+/// A chat started at riverside-main and accepted by ann, on duty.
+async fn accepted_chat(server: &Server, question: &str) -> (i64, String) {
+    let (session, token) = start_chat(server, "riverside-main", question).await;
+    let ann = sign_in(server, "ann").await;
+    let (s, v) = post(&ann, server.url("/api/me/availability"), json!({"availability": "on_duty"})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post(&ann, server.url(&format!("/api/sessions/{session}/accept")), Value::Null).await;
+    assert_eq!(s, 200, "{v}");
+    (session, token)
 }
