@@ -132,6 +132,17 @@ pub struct Feed {
     /// Boxed: a table of four empty buckets, the least it allocates, would
     /// otherwise take four `Watched` (a waiting patron has one session).
     sessions: HashMap<SessionId, Box<Watched>>,
+    /// A waiting patron's queue, place key and place in line.
+    waiting: Option<(refdesk_domain::ids::LibraryId, crate::bus::QueueKey, usize)>,
+    /// What only a staff member's connection keeps. Boxed, and `None` for a
+    /// patron: a waiting patron's connection is the one there are thousands
+    /// of, and this is ~170 bytes it never uses.
+    desk: Option<Box<Desk>>,
+}
+
+/// A staff connection's own state (see [`Feed::desk`]).
+#[derive(Default)]
+struct Desk {
     /// Last IM sequence number passed on, per peer.
     im: HashMap<StaffId, u64>,
     monitor: bool,
@@ -145,8 +156,6 @@ pub struct Feed {
     monitored: std::collections::HashSet<SessionId>,
     /// Whether this staff member is on duty: only they are offered chats (DESIGN §9).
     on_duty: bool,
-    /// A waiting patron's queue, place key and place in line.
-    waiting: Option<(refdesk_domain::ids::LibraryId, crate::bus::QueueKey, usize)>,
     /// Watched sessions seen to end, oldest first. An ended chat still gets
     /// a line or two (the code, a rating), so it is followed a while longer;
     /// past [`ENDED_KEPT`] the oldest is left. Without this a desk open all
@@ -162,23 +171,23 @@ impl Feed {
     /// their colleagues' availability from the start).
     pub fn new(app: &App, viewer: Viewer) -> Feed {
         let sub = app.bus.subscribe(app.limits.connection_queue);
+        let mut desk = None;
         if let Viewer::Staff(s) = &viewer {
             sub.join_staff(s.id);
+            desk = Some(Box::default());
         }
-        Feed {
-            app: app.clone(),
-            viewer,
-            sub,
-            sessions: HashMap::new(),
-            im: HashMap::new(),
-            monitor: false,
-            watching_queue: false,
-            login: None,
-            monitored: Default::default(),
-            on_duty: false,
-            waiting: None,
-            ended: std::collections::VecDeque::new(),
-        }
+        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), waiting: None, desk }
+    }
+
+    /// The staff connection's own state; made on first use (a patron's
+    /// connection never needs it, but nothing breaks if one does).
+    fn desk(&mut self) -> &mut Desk {
+        self.desk.get_or_insert_with(Box::default)
+    }
+
+    /// A staff connection's flag or list, read without making the desk.
+    fn desk_has(&self, f: impl Fn(&Desk) -> bool) -> bool {
+        self.desk.as_deref().is_some_and(f)
     }
 
     /// The application this feed reads from.
@@ -313,12 +322,13 @@ impl Feed {
         }
         self.sub.unwatch(Some(session));
         // Opened again, it is the latest: to the back of the line.
-        self.ended.retain(|s| *s != session);
-        self.ended.push_back(session);
-        while self.ended.len() > ENDED_KEPT {
-            if let Some(old) = self.ended.pop_front() {
-                self.leave(old);
-            }
+        let ended = &mut self.desk().ended;
+        ended.retain(|s| *s != session);
+        ended.push_back(session);
+        let past = ended.len().saturating_sub(ENDED_KEPT);
+        let oldest: Vec<SessionId> = ended.drain(..past).collect();
+        for old in oldest {
+            self.leave(old);
         }
     }
 
@@ -327,13 +337,15 @@ impl Feed {
         self.sub.unwatch(Some(session));
         self.sub.leave(session);
         self.sessions.remove(&session);
-        self.ended.retain(|s| *s != session);
+        if let Some(desk) = self.desk.as_deref_mut() {
+            desk.ended.retain(|s| *s != session);
+        }
     }
 
     /// Remembers the staff sign-in (its cookie token) this connection was
     /// opened with, to check again after missed events.
     pub fn check_sign_in(&mut self, token: &str) {
-        self.login = Some(crate::auth::digest(token));
+        self.desk().login = Some(crate::auth::digest(token));
     }
 
     /// Whether the staff sign-in this connection was opened with still
@@ -342,7 +354,7 @@ impl Feed {
     /// asks now and then (on every ping) and closes when it is gone: on
     /// every node alike. Always true for a patron.
     pub async fn signed_in(&self) -> AppResult<bool> {
-        match &self.login {
+        match self.sign_in() {
             Some(login) => Ok(self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_some()),
             None => Ok(true),
         }
@@ -350,7 +362,7 @@ impl Feed {
 
     /// The digest of the staff sign-in this connection was opened with.
     pub fn sign_in(&self) -> Option<&str> {
-        self.login.as_deref()
+        self.desk.as_deref().and_then(|d| d.login.as_deref())
     }
 
     /// Starts receiving the queue; returns the waiting chats this staff
@@ -360,9 +372,10 @@ impl Feed {
             return Err(DomainError::Forbidden("patrons have no queue").into());
         }
         self.sub.join_queue();
-        self.watching_queue = true;
+        self.desk().watching_queue = true;
         if let Viewer::Staff(me) = &self.viewer {
-            self.on_duty = self.app.is_on_duty(me).await?;
+            let on_duty = self.app.is_on_duty(me).await?;
+            self.desk().on_duty = on_duty;
         }
         let now = self.app.clock.now();
         let all = self.app.store.waiting().await?;
@@ -376,11 +389,11 @@ impl Feed {
             return Err(DomainError::Forbidden("patrons have no chat monitor").into());
         }
         self.sub.join_monitor();
-        self.monitor = true;
+        self.desk().monitor = true;
         let live = self.app.store.live_sessions().await?;
         let list: Vec<SessionSummary> =
             live.iter().filter(|r| sees(&self.viewer, Item::Monitored { ctx: &r.ctx })).map(|r| r.summary()).collect();
-        self.monitored = list.iter().map(|s| s.ctx.id).collect();
+        self.desk().monitored = list.iter().map(|s| s.ctx.id).collect();
         Ok(list)
     }
 
@@ -404,7 +417,7 @@ impl Feed {
         // Only what was really read moves the mark: a client claiming a
         // future number does not silence what comes next.
         if let Some(m) = items.last() {
-            let entry = self.im.entry(peer).or_insert(0);
+            let entry = self.desk().im.entry(peer).or_insert(0);
             *entry = (*entry).max(m.seq);
         } else if after > 0 {
             let known = self
@@ -415,7 +428,7 @@ impl Feed {
                 .into_iter()
                 .find(|c| c.peer == peer)
                 .map_or(0, |c| c.last_seq);
-            let entry = self.im.entry(peer).or_insert(0);
+            let entry = self.desk().im.entry(peer).or_insert(0);
             *entry = (*entry).max(after.min(known));
         }
         Ok(Page { items, done })
@@ -437,7 +450,7 @@ impl Feed {
     }
 
     fn may_see_waiting(&self, e: &QueueEntry, now: Millis) -> bool {
-        if !self.on_duty {
+        if !self.desk_has(|d| d.on_duty) {
             return false;
         }
         let item = Item::Waiting {
@@ -513,7 +526,7 @@ impl Feed {
         // conversation stood is restored, so that what was read but not
         // passed on is read again.
         let sessions: Vec<(SessionId, u64)> = self.sessions.iter().map(|(s, w)| (*s, w.last)).collect();
-        let (im, waiting) = (self.im.clone(), self.waiting);
+        let (im, waiting) = (self.desk.as_ref().map(|d| d.im.clone()), self.waiting);
         let handled = self.handle_event(event).await;
         if handled.is_err() {
             self.waiting = waiting;
@@ -522,7 +535,9 @@ impl Feed {
                     w.last = last;
                 }
             }
-            self.im = im;
+            if let (Some(desk), Some(im)) = (self.desk.as_deref_mut(), im) {
+                desk.im = im;
+            }
             self.sub.set_lagged();
         }
         handled
@@ -533,7 +548,7 @@ impl Feed {
         let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         self.app.metrics().rereads.inc();
         let mut out = Vec::new();
-        if let Some(login) = &self.login {
+        if let Some(login) = self.sign_in() {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {
                 return Ok(vec![Out::SignedOut]);
             }
@@ -567,16 +582,16 @@ impl Feed {
                 }
             }
         }
-        let peers: Vec<(StaffId, u64)> = self.im.iter().map(|(p, l)| (*p, *l)).collect();
+        let peers: Vec<(StaffId, u64)> = self.desk.iter().flat_map(|d| d.im.iter().map(|(p, l)| (*p, *l))).collect();
         for (peer, last) in peers {
             out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
         }
         // Queue and monitor changes may be among what was missed: the
         // lists are sent whole again.
-        if self.watching_queue {
+        if self.desk_has(|d| d.watching_queue) {
             out.push(Out::Queue(self.watch_queue().await?));
         }
-        if self.monitor {
+        if self.desk_has(|d| d.monitor) {
             out.push(Out::MonitorList(self.watch_monitor().await?));
         }
         Ok(out)
@@ -610,7 +625,7 @@ impl Feed {
                 self.on_availability(*staff, *cooperative, *availability, &mut out).await?
             }
             Event::SignInEnded { login } => {
-                if self.login.as_deref() == Some(login.as_str()) {
+                if self.sign_in() == Some(login.as_str()) {
                     out.push(Out::SignedOut);
                 }
             }
@@ -637,7 +652,7 @@ impl Feed {
 
     /// A committed line: passed on once, in order, if this viewer sees it.
     async fn on_message(&mut self, ctx: &SessionContext, message: &Message, out: &mut Vec<Out>) -> AppResult<()> {
-        if self.monitor && sees(&self.viewer, Item::Monitored { ctx }) {
+        if self.desk_has(|d| d.monitor) && sees(&self.viewer, Item::Monitored { ctx }) {
             out.push(Out::MonitorTick { session: ctx.id, at: message.at });
         }
         self.refresh(ctx, out);
@@ -719,18 +734,17 @@ impl Feed {
                 out.extend(self.position());
             }
         }
-        if !self.monitor {
-            return Ok(());
-        }
-        if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
+        let sees_it = sees(&self.viewer, Item::Monitored { ctx: &summary.ctx });
+        let Some(desk) = self.desk.as_deref_mut().filter(|d| d.monitor) else { return Ok(()) };
+        if sees_it {
             // An ended chat is shown ended once, then no longer tracked.
             if ended {
-                self.monitored.remove(&summary.ctx.id);
+                desk.monitored.remove(&summary.ctx.id);
             } else {
-                self.monitored.insert(summary.ctx.id);
+                desk.monitored.insert(summary.ctx.id);
             }
             out.push(Out::Monitor(summary.clone()));
-        } else if self.monitored.remove(&summary.ctx.id) {
+        } else if desk.monitored.remove(&summary.ctx.id) {
             out.push(Out::MonitorGone(summary.ctx.id));
         }
         Ok(())
@@ -743,7 +757,7 @@ impl Feed {
             return Ok(());
         }
         let peer = if m.from == me.id { m.to } else { m.from };
-        let last = self.im.get(&peer).copied().unwrap_or(m.seq - 1);
+        let last = self.desk.as_ref().and_then(|d| d.im.get(&peer).copied()).unwrap_or(m.seq - 1);
         if m.seq <= last {
             return Ok(());
         }
@@ -751,7 +765,7 @@ impl Feed {
             out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
             return Ok(());
         }
-        self.im.insert(peer, m.seq);
+        self.desk().im.insert(peer, m.seq);
         out.push(Out::Im(m.clone()));
         Ok(())
     }
@@ -764,11 +778,11 @@ impl Feed {
         out: &mut Vec<Out>,
     ) -> AppResult<()> {
         let on_duty = availability == Availability::OnDuty;
-        if matches!(&self.viewer, Viewer::Staff(me) if me.id == staff) && on_duty != self.on_duty {
-            self.on_duty = on_duty;
+        if matches!(&self.viewer, Viewer::Staff(me) if me.id == staff) && on_duty != self.desk_has(|d| d.on_duty) {
+            self.desk().on_duty = on_duty;
             // Going on duty, the patrons already waiting are offered at once
             // (off duty, none): the whole queue.
-            if self.watching_queue {
+            if self.desk_has(|d| d.watching_queue) {
                 let now = self.app.clock.now();
                 let all = self.app.store.waiting().await?;
                 out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));

@@ -550,7 +550,10 @@ async fn connect_options(
     node: &str,
     shown: &str,
 ) -> AppResult<async_nats::ConnectOptions> {
-    let mut options = async_nats::ConnectOptions::new().name(format!("refdesk-{node}"));
+    // `no_echo`: the server does not send a node its own envelopes back. The
+    // node would only drop them (`receive` still does, should one come), and
+    // with two nodes that was half of what each one read from NATS.
+    let mut options = async_nats::ConnectOptions::new().name(format!("refdesk-{node}")).no_echo();
     options = match sign_in {
         SignIn::Anonymous => options,
         SignIn::Password(user, password) => options.user_and_password(user.clone(), password.clone()),

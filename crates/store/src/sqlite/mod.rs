@@ -432,15 +432,23 @@ fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
     })
 }
 
+/// Runs one of the writer's own statements (`BEGIN`, `SAVEPOINT`, `COMMIT`…)
+/// from the connection's statement cache: each runs once or twice per job,
+/// and `execute_batch` parsed it again every time.
+fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(drop).map_err(db)
+}
+
 fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -> Result<T> {
-    db.conn.execute_batch("SAVEPOINT job").map_err(self::db)?;
+    run_cached(&db.conn, "SAVEPOINT job")?;
     match f(db) {
         Ok(v) => {
-            db.conn.execute_batch("RELEASE job").map_err(self::db)?;
+            run_cached(&db.conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
-            db.conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(self::db)?;
+            run_cached(&db.conn, "ROLLBACK TO job")?;
+            run_cached(&db.conn, "RELEASE job")?;
             Err(e)
         }
     }
@@ -636,7 +644,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
 fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -> bool {
     let start = Instant::now();
     let writes = batch.len();
-    let began = db.conn.execute_batch("BEGIN IMMEDIATE").map_err(self::db);
+    let began = run_cached(&db.conn, "BEGIN IMMEDIATE");
     let mut pending = Vec::with_capacity(batch.len());
     if db.sessions.len() > SESSION_CACHE {
         db.sessions.clear();
@@ -646,7 +654,7 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
         pending.push(job(began.as_ref().ok().map(|()| &mut *db)));
     }
     let committed = match began {
-        Ok(()) => db.conn.execute_batch("COMMIT").map_err(self::db).inspect_err(|_| {
+        Ok(()) => run_cached(&db.conn, "COMMIT").inspect_err(|_| {
             let _ = db.conn.execute_batch("ROLLBACK");
         }),
         Err(e) => Err(e),
