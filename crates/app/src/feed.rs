@@ -136,7 +136,7 @@ pub struct Feed {
     waiting: Option<(refdesk_domain::ids::LibraryId, crate::bus::QueueKey, usize)>,
     /// What only a staff member's connection keeps. Boxed, and `None` for a
     /// patron: a waiting patron's connection is the one there are thousands
-    /// of, and this is ~170 bytes it never uses.
+    /// of, and this is 160 bytes it never uses.
     desk: Option<Box<Desk>>,
 }
 
@@ -734,9 +734,8 @@ impl Feed {
                 out.extend(self.position());
             }
         }
-        let sees_it = sees(&self.viewer, Item::Monitored { ctx: &summary.ctx });
         let Some(desk) = self.desk.as_deref_mut().filter(|d| d.monitor) else { return Ok(()) };
-        if sees_it {
+        if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
             // An ended chat is shown ended once, then no longer tracked.
             if ended {
                 desk.monitored.remove(&summary.ctx.id);

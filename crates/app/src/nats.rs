@@ -406,7 +406,7 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
             }
         };
         if seal::sealed_by(&message.payload) == Some(me) {
-            continue; // our own, back from NATS
+            continue; // our own, replayed by someone (NATS itself does not echo them)
         }
         let (node, envelope) = match opener.open(&on, &message.payload, now_ms()) {
             Ok(opened) => match serde_json::from_slice::<Envelope>(&opened.payload) {

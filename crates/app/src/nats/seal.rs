@@ -142,7 +142,8 @@ fn aad(subject: &str, header: &[u8]) -> Vec<u8> {
 }
 
 /// The node that sealed `bytes`, as its header says (unchecked): a node
-/// skips its own envelopes, which come back to it, without opening them.
+/// skips its own envelopes without opening them (NATS does not send them back,
+/// `no_echo`; one comes only if someone replays it).
 pub fn sealed_by(bytes: &[u8]) -> Option<[u8; NODE]> {
     (bytes.len() >= HEADER && bytes.starts_with(MAGIC)).then(|| bytes[4..4 + NODE].try_into().ok()).flatten()
 }

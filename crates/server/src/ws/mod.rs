@@ -322,7 +322,7 @@ mod tests {
         assert!(run <= 512, "the connection loop's future takes {run} bytes: box what a turn awaits");
         let live = std::mem::size_of::<Live>();
         // 1,168 bytes once a staff connection's own feed state was boxed
-        // apart (`Feed`'s desk; it was 1,472 with it inline).
+        // apart (`Feed`'s desk; ~1,320 with it inline).
         assert!(live <= 1280, "a live socket's block takes {live} bytes: is it something only staff need?");
     }
 }

@@ -439,7 +439,18 @@ fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
     conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(drop).map_err(db)
 }
 
+/// Runs one job inside its own savepoint of the batch's transaction.
+///
+/// Some failures make SQLite roll the whole transaction back, not just the
+/// statement (a full disk, an I/O error, no memory). After one, there is no
+/// transaction left: a `SAVEPOINT` would start one of its own and its
+/// `RELEASE` commit that job alone — on disk, while the batch's `COMMIT`
+/// then fails and tells its caller it was not. So a job finding no
+/// transaction fails at once, and the rest of the batch with it.
 fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -> Result<T> {
+    if db.conn.is_autocommit() {
+        return Err(StoreError::backend("the batch's transaction was rolled back by an earlier failure"));
+    }
     run_cached(&db.conn, "SAVEPOINT job")?;
     match f(db) {
         Ok(v) => {
@@ -447,8 +458,11 @@ fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -
             Ok(v)
         }
         Err(e) => {
-            run_cached(&db.conn, "ROLLBACK TO job")?;
-            run_cached(&db.conn, "RELEASE job")?;
+            // Unless the failure took the whole transaction with it.
+            if !db.conn.is_autocommit() {
+                run_cached(&db.conn, "ROLLBACK TO job")?;
+                run_cached(&db.conn, "RELEASE job")?;
+            }
             Err(e)
         }
     }
@@ -688,6 +702,69 @@ mod tests {
 
     impl EventSink for Nowhere {
         fn publish(&self, _events: Vec<Event>) {}
+    }
+
+    type OnWriter = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
+
+    /// A write that runs `f` on the writer's connection, inside its batch,
+    /// sent at once; its answer comes through the handle.
+    fn on_writer(store: &Arc<SqliteStore>, f: OnWriter) -> tokio::task::JoinHandle<Result<()>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.write(move |db| Box::pin(async move { f(&db.conn).map(|()| ((), Vec::new())) })).await
+        })
+    }
+
+    fn insert(name: &'static str) -> OnWriter {
+        Box::new(move |c| c.execute("INSERT INTO cooperatives (name) VALUES (?1)", [name]).map(drop).map_err(db))
+    }
+
+    async fn cooperatives(store: &SqliteStore) -> Vec<String> {
+        let read = |d: &mut SqliteDb| {
+            let mut st = d.conn.prepare("SELECT name FROM cooperatives")?;
+            let names = st.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<String>>>();
+            names
+        };
+        store.read(move |d| Box::pin(std::future::ready(read(d).map_err(db)))).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_that_rolls_the_whole_batch_back_commits_none_of_the_jobs_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        let pause = Duration::from_millis(20);
+        // Holds the writer, so that the next three queue up into one batch.
+        let held = on_writer(
+            &store,
+            Box::new(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            }),
+        );
+        tokio::time::sleep(pause).await;
+        let before = on_writer(&store, insert("Before"));
+        tokio::time::sleep(pause).await;
+        // As SQLite does on a full disk or an I/O error: the whole
+        // transaction is rolled back, and the job fails.
+        let failing = on_writer(
+            &store,
+            Box::new(|c| {
+                c.execute_batch("ROLLBACK").map_err(db)?;
+                Err(StoreError::backend("the disk is full (as if)"))
+            }),
+        );
+        tokio::time::sleep(pause).await;
+        let after = on_writer(&store, insert("After"));
+        held.await.unwrap().unwrap();
+        assert!(failing.await.unwrap().is_err());
+        assert!(before.await.unwrap().is_err(), "the batch was rolled back: its earlier job must hear so");
+        assert!(after.await.unwrap().is_err(), "a job after the batch was rolled back must fail");
+        let names = cooperatives(&store).await;
+        assert!(names.is_empty(), "nothing of that batch may be on disk: {names:?}");
+        // And the writer goes on.
+        on_writer(&store, insert("Later")).await.unwrap().unwrap();
+        assert_eq!(cooperatives(&store).await, ["Later"]);
+        store.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
