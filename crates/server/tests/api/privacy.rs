@@ -41,6 +41,32 @@ fn dump(app: &TestApp) -> String {
     text
 }
 
+/// A dump without the rows of staff and their sign-ins: the background
+/// round may sign off a librarian who left (and so change those rows) at
+/// any moment, and no privacy operation touches them.
+fn patron_data(dump: &str) -> String {
+    let mut skipping = false;
+    let mut out = String::new();
+    for line in dump.lines() {
+        // PostgreSQL: a table's rows are one `COPY … FROM stdin;` block.
+        if line.starts_with("COPY public.staff ") || line.starts_with("COPY public.logins ") {
+            skipping = true;
+        }
+        let staff_row =
+            ["INSERT INTO staff ", "INSERT INTO logins ", "INSERT INTO \"staff\"", "INSERT INTO \"logins\""]
+                .iter()
+                .any(|p| line.starts_with(p));
+        if !skipping && !staff_row {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if skipping && line == "\\." {
+            skipping = false;
+        }
+    }
+    out
+}
+
 /// Who a chat's patron is, in every form the test looks for.
 struct Person {
     name: &'static str,
@@ -199,10 +225,12 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
         "the cooperative admin sees all three"
     );
     let ids: Vec<i64> = found.iter().map(|f| f["session"].as_i64().unwrap()).collect();
-    let before = dump(&app);
+    let before = patron_data(&dump(&app));
+    // The patrons' rows are there; the staff's (their password hashes) are not.
+    assert!(before.contains("Philippa") && !before.contains("$argon2id$"), "{before}");
     let (status, err) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!(status, 409, "a chat still going on: {err}");
-    assert_eq!(dump(&app), before, "all or nothing");
+    assert_eq!(patron_data(&dump(&app)), before, "all or nothing");
     let (_, theirs) = erin.post(path, body.clone()).await;
     let lakeside = theirs.as_array().unwrap().iter().find(|f| !ids.contains(&f["session"].as_i64().unwrap())).unwrap()
         ["session"]
