@@ -378,7 +378,7 @@ pub struct SessionRecord {
     pub ended_at: Option<Millis>,
     /// Whether a resolution code has been set on its question (R5).
     pub code_set: bool,
-    /// The last sequence number used.
+    /// The last sequence number used (its last message's).
     pub last_seq: u64,
     /// Where the patron asked the transcript to be e-mailed at the end.
     pub transcript_to: Option<String>,
@@ -392,7 +392,7 @@ pub struct SessionRecord {
     pub library_name: String,
     /// The chatting librarian's name.
     pub librarian_name: Option<String>,
-    /// When its last message was written.
+    /// When its last message was written (its start, if its messages were erased).
     pub last_message_at: Millis,
 }
 

@@ -52,6 +52,13 @@ async fn nothing_is_lost(store: &dyn Store) {
         n
     };
     assert_eq!(lines, vec![8, 2, 6, 6, 1], "every message of every chat");
+    // The last line's number and time, once kept on the session's row, now
+    // read from its messages.
+    for id in 1..=5 {
+        let last = store.messages_after(SessionId(id), 0, 1000).await.unwrap().pop().expect("a line");
+        let rec = store.session(SessionId(id)).await.unwrap().expect("the session");
+        assert_eq!((rec.last_seq, rec.last_message_at), (last.seq, last.at), "session {id}'s last line");
+    }
     let served = store.session(SessionId(1)).await.unwrap().unwrap();
     assert_eq!(served.patron_name.as_deref(), Some("Pat Upgrade"));
     assert_eq!(served.patron_email.as_deref(), Some("pat@example.org"));

@@ -72,8 +72,8 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
     let id = int(
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
-           last_message_at, transcript_to, queued_at, browser_key, net_key)
-         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?6, ?7, ?6, ?8, ?9) RETURNING id AS session_id",
+           transcript_to, queued_at, browser_key, net_key)
+         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -527,8 +527,11 @@ impl<B: Backend> Chats for B {
     async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>> {
         self.read(move |db| {
             Box::pin(async move {
-                let sql =
-                    "SELECT id AS session_id FROM sessions WHERE state = 'active' AND last_message_at < ?1 ORDER BY id";
+                let sql = concat!(
+                    "SELECT s.id AS session_id FROM sessions s WHERE s.state = 'active' AND ",
+                    sel::last_line!(at),
+                    " < ?1 ORDER BY s.id"
+                );
                 db.rows(sql, args![before], |r| Ok(SessionId(r.int("session_id")?))).await
             })
         })

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 const ROWS: usize = 500;
 
 const SESSION_COLUMNS: &str = "sessions (library_id, token_hash, state, patron_name, patron_email, question_text,
-    librarian_id, created_at, accepted_at, ended_at, last_seq, last_message_at, queued_at, by_form, ended_by, handovers,
+    librarian_id, created_at, accepted_at, ended_at, queued_at, by_form, ended_by, handovers,
     practice, rating, rating_comment)";
 const QUESTION_COLUMNS: &str = "questions (session_id, library_id, text, status, code, assignee_id, follow_up,
     referred_to, exclude_from_stats, read_scale, created_at)";
@@ -49,7 +49,7 @@ async fn insert_all<D: Db>(db: &mut D, into: &str, cols: usize, args: &[Arg<'_>]
     Ok(())
 }
 
-fn session_args(s: &PastSession) -> [Arg<'_>; 19] {
+fn session_args(s: &PastSession) -> [Arg<'_>; 17] {
     let practice = s.question.as_ref().is_some_and(|(_, q)| q.exclude_from_stats);
     let (rating, comment) = match &s.rating {
         Some((r, c)) => (Some(i64::from(*r)), c.as_deref()),
@@ -66,9 +66,6 @@ fn session_args(s: &PastSession) -> [Arg<'_>; 19] {
         Arg::Int(s.created_at),
         Arg::from(s.accepted.map(|(_, at)| at)),
         Arg::Int(s.ended_at),
-        // The first message is the only one.
-        Arg::Int(1),
-        Arg::Int(s.created_at),
         Arg::Int(s.created_at),
         Arg::Bool(s.by_form),
         Arg::from(s.ended_by.map(|e| e.as_str())),
@@ -88,7 +85,7 @@ async fn insert_sessions<D: Db>(db: &mut D, sessions: &[PastSession]) -> Result<
         let args: Vec<Arg<'_>> = chunk.iter().flat_map(session_args).collect();
         let sql = format!(
             "INSERT INTO {SESSION_COLUMNS} VALUES {} RETURNING id AS session_id, token_hash AS token_hash",
-            placeholders(chunk.len(), 19)
+            placeholders(chunk.len(), 17)
         );
         let made: HashMap<String, i64> =
             db.rows(&sql, &args, |r| Ok((r.text("token_hash")?, r.int("session_id")?))).await?.into_iter().collect();

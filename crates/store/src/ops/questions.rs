@@ -34,8 +34,8 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
     let session = int(
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
-           ended_at, last_message_at, queued_at, browser_key, net_key, by_form)
-         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?6, ?7, ?8, TRUE) RETURNING id AS session_id",
+           ended_at, queued_at, browser_key, net_key, by_form)
+         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, TRUE) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,

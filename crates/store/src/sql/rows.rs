@@ -82,6 +82,12 @@ pub(crate) async fn message_by_client_id<D: Db>(
 }
 
 /// Takes the session's next sequence number and stores the message under it.
+///
+/// The next number is the last stored one's plus one: the caller holds the
+/// session (SQLite's one writer; on PostgreSQL the row's lock, taken by
+/// [`lock_session`] or the append's own lock), so no other line can take it
+/// meanwhile. The session's row itself is not written (issue 17: it cost a
+/// page of the log per line).
 pub(crate) async fn insert_message<D: Db>(
     db: &mut D,
     rec: &SessionRecord,
@@ -89,13 +95,7 @@ pub(crate) async fn insert_message<D: Db>(
     now: Millis,
 ) -> Result<Message> {
     let id = rec.ctx.id;
-    let seq = int(
-        db,
-        "UPDATE sessions SET last_seq = last_seq + 1, last_message_at = ?2 WHERE id = ?1 RETURNING last_seq AS seq",
-        args![id.0, now],
-        "seq",
-    )
-    .await?;
+    let seq = int(db, sel::NEXT_SEQ, args![id.0], "seq").await?;
     let (kind, author_id, name) = sel::author_columns(&m.author);
     let sender = m.author.sender_key();
     db.exec(

@@ -159,22 +159,45 @@ pub(crate) fn im_conversation(r: &dyn Cols) -> Result<crate::ImConversation> {
     })
 }
 
-pub(crate) const SESSION_SELECT: &str = "SELECT s.id AS session_id,
+/// The session `?1`'s next sequence number (see `rows::insert_message`):
+/// a seek to the end of its range in the messages' primary key.
+pub(crate) const NEXT_SEQ: &str =
+    "SELECT COALESCE((SELECT seq FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1), 0) + 1 AS seq";
+
+/// A session's last sequence number and the time of its last line (its
+/// start, if its lines were erased), for a query naming the session `s`.
+/// Each is a seek to the end of its range in the messages' primary key.
+macro_rules! last_line {
+    (seq) => {
+        "COALESCE((SELECT ls.seq FROM messages ls WHERE ls.session_id = s.id ORDER BY ls.seq DESC LIMIT 1), 0)"
+    };
+    (at) => {
+        "COALESCE((SELECT lm.at FROM messages lm WHERE lm.session_id = s.id ORDER BY lm.seq DESC LIMIT 1), s.created_at)"
+    };
+}
+pub(crate) use last_line;
+
+pub(crate) const SESSION_SELECT: &str = concat!(
+    "SELECT s.id AS session_id,
             s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
             s.librarian_id AS librarian_id, q.id AS question_id, s.state AS state, s.patron_name AS patron_name,
             s.patron_email AS patron_email, s.created_at AS created_at, s.accepted_at AS accepted_at,
-            s.ended_at AS ended_at, q.code IS NOT NULL AS code_set, s.last_seq AS last_seq,
-            s.transcript_to AS transcript_to,
+            s.ended_at AS ended_at, q.code IS NOT NULL AS code_set, ",
+    last_line!(seq),
+    " AS last_seq, s.transcript_to AS transcript_to,
             q.referred_to AS referred_to, rl.institution_id AS referred_institution,
             ri.cooperative_id AS referred_cooperative,
             ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
             s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
-            sst.display_name AS librarian_name, s.last_message_at AS last_message_at, s.version AS version
+            sst.display_name AS librarian_name, ",
+    last_line!(at),
+    " AS last_message_at, s.version AS version
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
      LEFT JOIN questions q ON q.session_id = s.id
-     LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
+     LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id"
+);
 
 /// A session without its members (the backend adds them).
 pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
@@ -317,7 +340,8 @@ pub(crate) fn question_state(r: &dyn Cols) -> Result<QuestionState> {
     })
 }
 
-pub(crate) const QUESTION_SELECT: &str = "SELECT q.id AS question_id, q.session_id AS session_id,
+pub(crate) const QUESTION_SELECT: &str = concat!(
+    "SELECT q.id AS question_id, q.session_id AS session_id,
             q.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
             l.name AS library_name, q.text AS text,
             q.status AS status, q.code AS code, q.assignee_id AS assignee_id, q.follow_up AS follow_up,
@@ -325,11 +349,14 @@ pub(crate) const QUESTION_SELECT: &str = "SELECT q.id AS question_id, q.session_
             rl.institution_id AS referred_institution, ri.cooperative_id AS referred_cooperative,
             rl.name AS referred_name,
             s.librarian_id AS librarian_id, st.display_name AS librarian_name, s.state AS session_state,
-            q.created_at AS created_at, s.last_message_at AS last_message_at, s.accepted_at AS accepted_at,
+            q.created_at AS created_at, ",
+    last_line!(at),
+    " AS last_message_at, s.accepted_at AS accepted_at,
             s.rating AS rating, s.rating_comment AS rating_comment, s.patron_name AS patron_name
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
-     LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id";
+     LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id"
+);
 
 pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
     let state = question_state(r)?;

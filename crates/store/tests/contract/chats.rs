@@ -27,6 +27,7 @@ on_every_backend!(
     the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_one_a_conflict,
     the_queue_caps_hold_inside_the_start,
     an_ending_writes_its_last_words_and_keeps_a_question,
+    a_chats_last_line_and_idleness_follow_its_messages,
 );
 
 async fn seqs(b: &Backend, id: SessionId) -> Vec<u64> {
@@ -103,6 +104,29 @@ async fn a_guard_that_refuses_writes_nothing(b: &Backend) {
         .await;
     assert!(matches!(refused, Err(StoreError::Domain(DomainError::Forbidden("x")))), "{refused:?}");
     assert_eq!(s.messages_after(a, 0, 100).await.unwrap(), before);
+}
+
+/// A session's last sequence number and the time of its last line are its
+/// last message's (read, not kept on its row): the idle check and a
+/// reloaded session see each line as soon as it is stored, notes too.
+async fn a_chats_last_line_and_idleness_follow_its_messages(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    let other = chatting(s, w, None, "t2", 10).await;
+    let last = |id| async move {
+        let rec = s.session(id).await.unwrap().unwrap();
+        (rec.last_seq, rec.last_message_at)
+    };
+    let joined = s.messages_after(a, 0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(last(a).await, (joined.seq, joined.at));
+    assert_eq!(s.idle_sessions(joined.at + 1).await.unwrap(), [a, other], "both quiet since they were taken");
+    assert!(s.idle_sessions(joined.at).await.unwrap().is_empty(), "idle means before `before`");
+    let note = s.append(a, line(staff_author(&w.ann), MessageKind::Note, "psst", None), ok(), 500).await.unwrap();
+    assert_eq!(last(a).await, (joined.seq + 1, 500), "a note is a line too");
+    assert_eq!(note.message.seq, joined.seq + 1);
+    assert_eq!(s.idle_sessions(400).await.unwrap(), [other], "a line written at 500 is not idle before 400");
+    let hi = s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 600).await.unwrap();
+    assert_eq!(hi.message.seq, joined.seq + 2, "the next number after the last line");
 }
 
 /// I3 / I4: sequence numbers strictly increase without gaps; a re-sent
