@@ -445,15 +445,7 @@ impl<B: Backend> Chats for B {
     }
 
     async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>> {
-        self.read(move |db| {
-            Box::pin(async move {
-                let cond = "s.state = 'active' AND (s.librarian_id = ?1
-                       OR EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.staff_id = ?1))
-                     ORDER BY s.id";
-                sessions_where(db, cond, args![staff.0]).await
-            })
-        })
-        .await
+        self.read(move |db| Box::pin(async move { sessions_where(db, sel::SESSIONS_OF, args![staff.0]).await })).await
     }
 
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {
@@ -527,19 +519,14 @@ impl<B: Backend> Chats for B {
     async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>> {
         self.read(move |db| {
             Box::pin(async move {
-                let sql = concat!(
-                    "SELECT s.id AS session_id FROM sessions s WHERE s.state = 'active' AND ",
-                    sel::last_line!(at),
-                    " < ?1 ORDER BY s.id"
-                );
-                db.rows(sql, args![before], |r| Ok(SessionId(r.int("session_id")?))).await
+                db.rows(sel::IDLE_SESSIONS, args![before], |r| Ok(SessionId(r.int("session_id")?))).await
             })
         })
         .await
     }
 
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
-        self.read(|db| Box::pin(sessions_where(db, "s.state IN ('waiting', 'active') ORDER BY s.id", &[]))).await
+        self.read(|db| Box::pin(sessions_where(db, sel::LIVE_SESSIONS, &[]))).await
     }
 
     async fn conference(

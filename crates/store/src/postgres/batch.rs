@@ -21,7 +21,7 @@
 //!   the order the database stored them) and answer each caller. The task,
 //!   not the caller, carries the job: a caller that went away still has its
 //!   committed message published.
-//! - the function checks each append as `refdesk_append` does (the version
+//! - the function checks each append as the shared `ops::chats::append` does (the version
 //!   the guard saw, a re-sent client id (I4), an ended chat), in arrival
 //!   order within a session, and locks the sessions' rows in ascending id
 //!   order, so that two nodes' batches on the same sessions never deadlock.

@@ -175,7 +175,28 @@ macro_rules! last_line {
         "COALESCE((SELECT lm.at FROM messages lm WHERE lm.session_id = s.id ORDER BY lm.seq DESC LIMIT 1), s.created_at)"
     };
 }
-pub(crate) use last_line;
+
+// The live sessions' queries say `state <> 'ended'` as the partial index
+// `sessions_live` does: SQLite cannot tell that `state = 'active'` implies
+// it, and would read every session ever held instead (a year of a large
+// cooperative is a million), on every node at every round for the idle
+// check. PostgreSQL needs no help; the words are the same for both.
+
+/// A staff member's (`?1`) live chats, theirs or joined: the condition for
+/// [`SESSION_SELECT`].
+pub(crate) const SESSIONS_OF: &str = "s.state <> 'ended' AND s.state = 'active' AND (s.librarian_id = ?1
+       OR EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.staff_id = ?1))
+     ORDER BY s.id";
+
+/// Every live session: the condition for [`SESSION_SELECT`].
+pub(crate) const LIVE_SESSIONS: &str = "s.state <> 'ended' AND s.state IN ('waiting', 'active') ORDER BY s.id";
+
+/// The active chats whose last line was written before `?1` (R5's timeout).
+pub(crate) const IDLE_SESSIONS: &str = concat!(
+    "SELECT s.id AS session_id FROM sessions s WHERE s.state <> 'ended' AND s.state = 'active' AND ",
+    last_line!(at),
+    " < ?1 ORDER BY s.id"
+);
 
 pub(crate) const SESSION_SELECT: &str = concat!(
     "SELECT s.id AS session_id,

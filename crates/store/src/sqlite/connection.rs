@@ -168,7 +168,7 @@ mod tests {
     use crate::StoreError;
     use refdesk_domain::chat::{Author, Message};
     use refdesk_domain::ids::{SessionId, StaffId};
-    use rusqlite::Connection;
+    use rusqlite::{params_from_iter, Connection};
 
     /// One message's columns as `(name, value)`, to be put in a `SELECT` in
     /// any order.
@@ -275,6 +275,39 @@ mod tests {
                 assert!(plain, "{what} names a column {name:?}: lower case, digits and _ only");
                 assert!(!names[..i].contains(name), "{what} names two columns {name:?}");
             }
+        }
+    }
+
+    /// SQLite's plan for `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("the query prepares");
+        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+        let rows = st.query_map(params_from_iter(nulls), |r| r.get::<_, String>(3)).expect("a plan");
+        rows.map(|r| r.expect("a step")).collect()
+    }
+
+    /// The background round's idle check (every second, on every node), the
+    /// desk's and the monitor's lists read the live sessions through their
+    /// index, not every session ever held (a year of a cooperative is a
+    /// million rows).
+    #[test]
+    fn the_live_sessions_are_found_without_reading_the_ended_ones() {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        for m in MIGRATIONS {
+            conn.execute_batch(m).expect("the migrations apply");
+        }
+        let queries = [
+            ("SESSIONS_OF", format!("{} WHERE {}", sel::SESSION_SELECT, sel::SESSIONS_OF)),
+            ("LIVE_SESSIONS", format!("{} WHERE {}", sel::SESSION_SELECT, sel::LIVE_SESSIONS)),
+            ("IDLE_SESSIONS", sel::IDLE_SESSIONS.to_owned()),
+        ];
+        for (what, sql) in queries {
+            let steps = plan(&conn, &sql);
+            let sessions: Vec<&String> = steps.iter().filter(|s| s.contains(" s ") || s.ends_with(" s")).collect();
+            assert!(
+                !sessions.is_empty() && sessions.iter().all(|s| s.contains("INDEX sessions_live")),
+                "{what} reads the sessions table other than through sessions_live: {steps:?}"
+            );
         }
     }
 }
