@@ -24,10 +24,20 @@ use refdesk_domain::{DomainError, Millis};
 use std::collections::BTreeMap;
 
 /// Masks the messages left of a chat; with `Delete`, only its first line
-/// (the question) is left.
+/// (the question) and its last are left. The last stays because a chat's
+/// next sequence number is its last line's plus one (`rows::insert_message`)
+/// and an ended chat still takes lines (a code set, a question-list
+/// action): without it, the next line would take a number its viewers
+/// already had for another (I3). An ended chat's last line is a system
+/// line (its end, or a code set after it), masked like the rest.
 async fn erase_messages<D: Db>(db: &mut D, id: SessionId, how: Transcripts, name: Option<&str>) -> Result<()> {
     if how == Transcripts::Delete {
-        db.exec("DELETE FROM messages WHERE session_id = ?1 AND seq > 1", args![id.0]).await?;
+        db.exec(
+            "DELETE FROM messages WHERE session_id = ?1 AND seq > 1
+               AND seq < (SELECT max(last.seq) FROM messages last WHERE last.session_id = ?1)",
+            args![id.0],
+        )
+        .await?;
     }
     let lines = db
         .rows("SELECT seq AS seq, body AS body FROM messages WHERE session_id = ?1", args![id.0], |r| {

@@ -164,15 +164,20 @@ pub(crate) fn im_conversation(r: &dyn Cols) -> Result<crate::ImConversation> {
 pub(crate) const NEXT_SEQ: &str =
     "SELECT COALESCE((SELECT seq FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1), 0) + 1 AS seq";
 
-/// A session's last sequence number and the time of its last line (its
-/// start, if its lines were erased), for a query naming the session `s`.
-/// Each is a seek to the end of its range in the messages' primary key.
+/// A session's last sequence number and the time of its last line, for a
+/// query naming the session `s`. Each is a seek to the end of its range in
+/// the messages' primary key. An erased chat (ended, every line but the
+/// question deleted: `ops::privacy`) reads as its question: seq 1, at its
+/// start; it takes no more lines, so no number is given twice.
 macro_rules! last_line {
     (seq) => {
         "COALESCE((SELECT ls.seq FROM messages ls WHERE ls.session_id = s.id ORDER BY ls.seq DESC LIMIT 1), 0)"
     };
     (at) => {
-        "COALESCE((SELECT lm.at FROM messages lm WHERE lm.session_id = s.id ORDER BY lm.seq DESC LIMIT 1), s.created_at)"
+        concat!(
+            "COALESCE((SELECT lm.at FROM messages lm WHERE lm.session_id = s.id ORDER BY lm.seq DESC LIMIT 1), ",
+            "s.created_at)"
+        )
     };
 }
 

@@ -180,16 +180,39 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
 }
 
 /// Waits for a lock another connection holds (the writer behind a restart
-/// of the log, or the checkpointer behind the writer): 100 µs steps, so the
-/// wait ends within a step of the lock's release (SQLite's own busy timeout
-/// sleeps up to 100 ms at a time), and gives up after 100,000 of them (10 s
-/// of sleep; more in time, as each wake-up costs too).
+/// of the log, or the checkpointer behind the writer), in [`WAIT_STEP`]s, so
+/// the wait ends within a step of the lock's release (SQLite's own busy
+/// timeout sleeps up to 100 ms at a time), and gives up after 10 s.
 fn busy_wait(tries: i32) -> bool {
-    const STEP: Duration = Duration::from_micros(100);
-    if tries >= 100_000 {
+    wait_step(tries, Duration::from_secs(10))
+}
+
+/// A busy handler's step: how long a lock wait sleeps before it tries again.
+const WAIT_STEP: Duration = Duration::from_micros(100);
+
+thread_local! {
+    /// When this thread's current lock wait began (busy handlers are plain
+    /// functions, called with the number of tries so far).
+    static WAIT_BEGAN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sleeps a [`WAIT_STEP`] and says to try again, until `most` has passed
+/// since the wait's first try. Bounded by the clock, not by a count of
+/// steps: a step of 100 µs sleeps longer (the kernel's timer slack, the
+/// wake-up), by how much depends on the machine — 10,000 of them, meant
+/// as a second, took two on one.
+fn wait_step(tries: i32, most: Duration) -> bool {
+    let now = Instant::now();
+    let began = WAIT_BEGAN.with(|began| {
+        if tries == 0 || began.get().is_none() {
+            began.set(Some(now));
+        }
+        began.get().unwrap_or(now)
+    });
+    if now.duration_since(began) >= most {
         return false;
     }
-    std::thread::sleep(STEP);
+    std::thread::sleep(WAIT_STEP);
     true
 }
 
@@ -487,7 +510,7 @@ fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -
 /// A RESTART holds the writer's lock while it waits for readers of older
 /// snapshots, and one may read for long: an online backup
 /// ([`backup::backup`]) reads one snapshot for the whole copy. So a RESTART
-/// waits at most [`RESTART_WAIT_TRIES`] steps (not the 10 s of every other
+/// waits at most [`RESTART_WAIT`] (not the 10 s of every other
 /// wait), and one that could not finish is not tried again for a while,
 /// twice as long each time up to [`RESTART_BACKOFF_MAX`]: during a backup
 /// the writer is held back for tens of milliseconds now and then, not for
@@ -539,26 +562,21 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     }
 }
 
-/// The most 100 µs steps a RESTART checkpoint waits for the writer's batch
-/// and for readers (about 0.1 s; see [`checkpointer`]).
-const RESTART_WAIT_TRIES: i32 = 1000;
+/// How long a RESTART checkpoint waits for the writer's batch and for
+/// readers (see [`checkpointer`]).
+const RESTART_WAIT: Duration = Duration::from_millis(100);
 /// The longest pause between RESTARTs that a reader kept from finishing.
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// The most 100 µs steps an urgent RESTART waits (about a second): readers
-/// that come and go leave a gap within it, and the writer is held back a
-/// second at most.
-const URGENT_RESTART_WAIT_TRIES: i32 = 10_000;
+/// How long an urgent RESTART waits: readers that come and go leave a gap
+/// within it, and the writer is held back a second at most.
+const URGENT_RESTART_WAIT: Duration = Duration::from_secs(1);
 /// The longest pause between urgent RESTARTs.
 const URGENT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// The checkpointer's busy handler when the log must be cut back.
 fn urgent_restart_wait(tries: i32) -> bool {
-    if tries >= URGENT_RESTART_WAIT_TRIES {
-        return false;
-    }
-    std::thread::sleep(Duration::from_micros(100));
-    true
+    wait_step(tries, URGENT_RESTART_WAIT)
 }
 
 /// How long the checkpointer's next RESTART waits: briefly (see
@@ -573,11 +591,7 @@ fn set_restart_wait(conn: &Connection, urgent: bool) {
 
 /// The checkpointer's busy handler (see [`busy_wait`] for the others').
 fn restart_wait(tries: i32) -> bool {
-    if tries >= RESTART_WAIT_TRIES {
-        return false;
-    }
-    std::thread::sleep(Duration::from_micros(100));
-    true
+    wait_step(tries, RESTART_WAIT)
 }
 
 /// Runs a checkpoint; returns whether it was kept from finishing (a RESTART

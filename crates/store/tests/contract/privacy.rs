@@ -4,12 +4,13 @@
 use crate::support::{chatting, ok, patron, start, Backend};
 use refdesk_domain::chat::MessageKind;
 use refdesk_domain::privacy::{Retention, Transcripts};
-use refdesk_domain::question::Change;
+use refdesk_domain::question::{apply_code, Change};
 use refdesk_domain::DomainError;
-use refdesk_store::{Ending, ErasureReason, NewBlock, NewMessage, SessionGroup, StoreError};
+use refdesk_store::{Decide, Ending, ErasureReason, NewBlock, NewMessage, SessionGroup, StoreError};
 
 on_every_backend!(
     erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing,
+    a_deleted_transcript_keeps_its_last_line_so_the_next_takes_a_new_number,
     retention_periods_and_what_they_make_due,
     a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read
 );
@@ -60,7 +61,7 @@ async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothin
     let lines: Vec<String> = s.messages_after(a, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
     assert!(lines.contains(&"I'm [name], [email], [phone]".to_owned()), "{lines:?}");
     assert!(lines.iter().all(|l| !l.contains("Pat") && !l.contains("example.org")), "{lines:?}");
-    assert_eq!(s.messages_after(d, 0, 100).await.unwrap().len(), 1, "deleted but the first line");
+    assert_eq!(s.messages_after(d, 0, 100).await.unwrap().len(), 2, "deleted but the first line and the last");
     let q = s.question(rec.ctx.question.unwrap()).await.unwrap().unwrap();
     assert_eq!(q.rating_comment.as_deref(), Some("[name] says thanks"));
     assert_eq!(s.patron_sessions("pat@example.org", vec![lib]).await.unwrap().len(), 1, "only the live one");
@@ -70,6 +71,26 @@ async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothin
         log.iter().map(|e| (e.action.as_str(), e.sessions, e.transcripts)).collect();
     assert_eq!(entries, vec![("erase", 1, Some(Transcripts::Delete)), ("erase", 1, Some(Transcripts::Mask))]);
     assert_eq!(log[0].by, Some(b.w.carla.id));
+}
+
+/// I3 after an erasure: a chat's next number is its last line's plus one,
+/// and an ended chat still takes lines (here a code set after the
+/// transcript was deleted): the line takes a number no viewer has had.
+async fn a_deleted_transcript_keeps_its_last_line_so_the_next_takes_a_new_number(b: &Backend) {
+    let s = &*b.store;
+    let a = chatting(s, &b.w, Some("pat@example.org"), "n1", 10).await;
+    say(b, a, "I'm Pat", 11).await;
+    say(b, a, "thanks", 12).await;
+    s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 13).await.unwrap();
+    let last = s.messages_after(a, 0, 100).await.unwrap().pop().expect("the end's line");
+    assert_eq!(s.erase(vec![a], Transcripts::Delete, ErasureReason::Request(b.w.carla.id), 14).await.unwrap(), 1);
+    let left: Vec<u64> = s.messages_after(a, 0, 100).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(left, [1, last.seq], "the question and the last line");
+    let decide: Decide = Box::new(|before, rec, codes| {
+        Ok(apply_code(before, codes.iter().find(|c| c.key == "answered").unwrap(), rec.ctx.librarian, None))
+    });
+    let (_, said) = s.set_code(a, "answered".into(), b.w.ann.clone(), ok(), decide, 15).await.unwrap();
+    assert_eq!(said.seq, last.seq + 1, "a new number, after every one given before");
 }
 
 /// A library's period is kept, replaced, cleared; what is due is its ended
