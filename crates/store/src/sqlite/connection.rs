@@ -239,15 +239,21 @@ mod tests {
         assert!(miscased.to_string().contains("column body"), "{miscased}");
     }
 
+    /// An in-memory database at the current schema.
+    fn migrated() -> Connection {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        for m in MIGRATIONS {
+            conn.execute_batch(m).expect("the migrations apply");
+        }
+        conn
+    }
+
     /// Decoders read columns by name (see `Cols`): a name given twice would
     /// be the first column on SQLite and the last on PostgreSQL, and one
     /// with a capital is a different name on each (PostgreSQL folds it).
     #[test]
     fn every_select_names_each_column_once_in_lower_case() {
-        let conn = Connection::open_in_memory().expect("an in-memory database");
-        for m in MIGRATIONS {
-            conn.execute_batch(m).expect("the migrations apply");
-        }
+        let conn = migrated();
         let selects = [
             ("LIBRARY_SELECT", sel::LIBRARY_SELECT),
             ("INSTITUTION_SELECT", sel::INSTITUTION_SELECT),
@@ -292,10 +298,7 @@ mod tests {
     /// million rows).
     #[test]
     fn the_live_sessions_are_found_without_reading_the_ended_ones() {
-        let conn = Connection::open_in_memory().expect("an in-memory database");
-        for m in MIGRATIONS {
-            conn.execute_batch(m).expect("the migrations apply");
-        }
+        let conn = migrated();
         let queries = [
             ("SESSIONS_OF", format!("{} WHERE {}", sel::SESSION_SELECT, sel::SESSIONS_OF)),
             ("LIVE_SESSIONS", format!("{} WHERE {}", sel::SESSION_SELECT, sel::LIVE_SESSIONS)),
