@@ -14,6 +14,10 @@ pub const PHONE: &str = "[phone]";
 pub const NAME: &str = "[name]";
 /// The name an erased patron's lines are shown under.
 pub const PATRON: &str = "Patron";
+/// What a deleted transcript's last line says once erased: the line keeps
+/// only its number (and when it was written), so the chat's next line takes
+/// a number after it.
+pub const DELETED: &str = "[transcript deleted]";
 
 /// What happens to a transcript when its chat's personal data is erased.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,7 +184,8 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
     let (_, found) = carla.get("/api/questions?q=Quillfeather").await;
     assert_eq!(found, json!([]), "search finds nothing of the patron");
     let lines = app.stored(p_deleted.session).await;
-    assert_eq!(lines.len(), 2, "a deleted transcript keeps its question and its last line only: {lines:?}");
+    assert_eq!(lines.len(), 2, "a deleted transcript keeps its question and its last line's number: {lines:?}");
+    assert_eq!(lines[1].body, refdesk_domain::privacy::DELETED, "and nothing the last line said");
     for (r, was) in reports.iter().zip(&before) {
         assert_eq!(&report(&app, r).await, was, "report {r} gives the same figures");
     }

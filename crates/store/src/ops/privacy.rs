@@ -7,8 +7,9 @@
 //! and network digests (an IPv4 address can be found again from its
 //! digest), the e-mail kept in the outbox. What stays is masked
 //! ([`refdesk_domain::privacy::mask`]): the question, the messages (or,
-//! when the library deletes transcripts, the first line only), the rating
-//! comment and the timeline's texts.
+//! when the library deletes transcripts, the first line only, and the last
+//! line's number under a fixed text), the rating comment and the
+//! timeline's texts.
 
 use super::{quiet, Backend};
 use crate::api::Privacy;
@@ -18,24 +19,32 @@ use crate::{ErasureReason, PatronSession, PrivacyEntry, Result, StoreError};
 use async_trait::async_trait;
 use refdesk_domain::chat::SessionState;
 use refdesk_domain::ids::{LibraryId, QuestionId, SessionId, StaffId};
-use refdesk_domain::privacy::{mask, mask_change, Retention, Transcripts, PATRON};
+use refdesk_domain::privacy::{mask, mask_change, Retention, Transcripts, DELETED, PATRON};
 use refdesk_domain::question::Change;
 use refdesk_domain::{DomainError, Millis};
 use std::collections::BTreeMap;
 
 /// Masks the messages left of a chat; with `Delete`, only its first line
-/// (the question) and its last are left. The last stays because a chat's
-/// next sequence number is its last line's plus one (`rows::insert_message`)
-/// and an ended chat still takes lines (a code set, a question-list
-/// action): without it, the next line would take a number its viewers
-/// already had for another (I3). An ended chat's last line is a system
-/// line (its end, or a code set after it), masked like the rest.
+/// (the question) is left, and its last line's number. That stays because
+/// a chat's next sequence number is its last line's plus one
+/// (`rows::insert_message`) and an ended chat still takes lines (a code
+/// set, a question-list action): without it, the next line would take a
+/// number its viewers already had for another (I3). What the last line
+/// said goes (it may be a librarian's note about the patron, which masking
+/// alone would not clear): it becomes refdesk's, saying [`DELETED`].
 async fn erase_messages<D: Db>(db: &mut D, id: SessionId, how: Transcripts, name: Option<&str>) -> Result<()> {
     if how == Transcripts::Delete {
         db.exec(
             "DELETE FROM messages WHERE session_id = ?1 AND seq > 1
                AND seq < (SELECT max(last.seq) FROM messages last WHERE last.session_id = ?1)",
             args![id.0],
+        )
+        .await?;
+        db.exec(
+            "UPDATE messages SET kind = 'system', author_kind = 'system', author_id = NULL, author_name = 'refdesk',
+               sender = 'system', client_id = NULL, body = ?2, system = NULL
+             WHERE session_id = ?1 AND seq > 1",
+            args![id.0, DELETED],
         )
         .await?;
     }

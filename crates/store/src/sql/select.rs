@@ -166,9 +166,9 @@ pub(crate) const NEXT_SEQ: &str =
 
 /// A session's last sequence number and the time of its last line, for a
 /// query naming the session `s`. Each is a seek to the end of its range in
-/// the messages' primary key. An erased chat (ended, every line but the
-/// question deleted: `ops::privacy`) reads as its question: seq 1, at its
-/// start; it takes no more lines, so no number is given twice.
+/// the messages' primary key. A chat whose transcript was deleted keeps
+/// its last line's number and time (`ops::privacy`), so no number is given
+/// twice.
 macro_rules! last_line {
     (seq) => {
         "COALESCE((SELECT ls.seq FROM messages ls WHERE ls.session_id = s.id ORDER BY ls.seq DESC LIMIT 1), 0)"

@@ -191,23 +191,28 @@ fn busy_wait(tries: i32) -> bool {
 const WAIT_STEP: Duration = Duration::from_micros(100);
 
 thread_local! {
-    /// When this thread's current lock wait began (busy handlers are plain
-    /// functions, called with the number of tries so far).
-    static WAIT_BEGAN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// When this thread's current lock wait began, and when it last slept
+    /// (busy handlers are plain functions, called with the tries so far).
+    static WAIT: std::cell::Cell<Option<(Instant, Instant)>> = const { std::cell::Cell::new(None) };
 }
 
 /// Sleeps a [`WAIT_STEP`] and says to try again, until `most` has passed
 /// since the wait's first try. Bounded by the clock, not by a count of
 /// steps: a step of 100 µs sleeps longer (the kernel's timer slack, the
 /// wake-up), by how much depends on the machine — 10,000 of them, meant
-/// as a second, took two on one.
+/// as a second, took two on one. A wait is new at its first try, or when
+/// the last step slept long ago (SQLite does not always count from 0: a
+/// statement prepared again after a wait goes on from that wait's tries).
 fn wait_step(tries: i32, most: Duration) -> bool {
+    const NEW_AFTER: Duration = Duration::from_millis(100);
     let now = Instant::now();
-    let began = WAIT_BEGAN.with(|began| {
-        if tries == 0 || began.get().is_none() {
-            began.set(Some(now));
-        }
-        began.get().unwrap_or(now)
+    let began = WAIT.with(|wait| {
+        let began = match wait.get() {
+            Some((began, last)) if tries > 0 && now.duration_since(last) < NEW_AFTER => began,
+            _ => now,
+        };
+        wait.set(Some((began, now)));
+        began
     });
     if now.duration_since(began) >= most {
         return false;
@@ -711,6 +716,29 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the steps of one wait until the handler gives up.
+    fn steps_until_given_up(first_try: i32, most: Duration) -> i32 {
+        let mut tries = first_try;
+        while wait_step(tries, most) {
+            tries += 1;
+        }
+        tries - first_try
+    }
+
+    /// A lock wait lasts its time, however long each step sleeps, and one
+    /// that starts from another wait's count of tries (SQLite's, after a
+    /// statement prepared again) still gets its own time.
+    #[test]
+    fn a_lock_wait_is_bounded_by_its_time_and_a_new_one_starts_afresh() {
+        let began = Instant::now();
+        let steps = steps_until_given_up(0, Duration::from_millis(30));
+        assert!(began.elapsed() >= Duration::from_millis(30) && steps > 0, "{steps} steps, {:?}", began.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+        let again = Instant::now();
+        assert!(steps_until_given_up(steps + 1, Duration::from_millis(30)) > 0, "a wait going on from old tries");
+        assert!(again.elapsed() >= Duration::from_millis(30));
+    }
 
     struct Nowhere;
 

@@ -2,8 +2,8 @@
 //! or nothing, once), and the audit list (issue 15).
 
 use crate::support::{chatting, ok, patron, start, Backend};
-use refdesk_domain::chat::MessageKind;
-use refdesk_domain::privacy::{Retention, Transcripts};
+use refdesk_domain::chat::{Author, MessageKind};
+use refdesk_domain::privacy::{Retention, Transcripts, DELETED};
 use refdesk_domain::question::{apply_code, Change};
 use refdesk_domain::DomainError;
 use refdesk_store::{Decide, Ending, ErasureReason, NewBlock, NewMessage, SessionGroup, StoreError};
@@ -28,7 +28,7 @@ async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i
 }
 
 /// Erasing takes the name, the addresses and the keys, masks the texts (or
-/// deletes the transcript but its first line), counts once, refuses a chat
+/// deletes the transcript but its first line and its last's number), counts once, refuses a chat
 /// still going on without erasing anything, and leaves the figures alone.
 async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing(b: &Backend) {
     let s = &*b.store;
@@ -84,8 +84,11 @@ async fn a_deleted_transcript_keeps_its_last_line_so_the_next_takes_a_new_number
     s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 13).await.unwrap();
     let last = s.messages_after(a, 0, 100).await.unwrap().pop().expect("the end's line");
     assert_eq!(s.erase(vec![a], Transcripts::Delete, ErasureReason::Request(b.w.carla.id), 14).await.unwrap(), 1);
-    let left: Vec<u64> = s.messages_after(a, 0, 100).await.unwrap().iter().map(|m| m.seq).collect();
-    assert_eq!(left, [1, last.seq], "the question and the last line");
+    let left = s.messages_after(a, 0, 100).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, last.seq], "the question and the last line");
+    let kept = &left[1];
+    assert_eq!((kept.body.as_str(), &kept.author, kept.kind), (DELETED, &Author::System, MessageKind::System));
+    assert_eq!((kept.at, kept.client_id.as_deref(), kept.system), (last.at, None, None), "its time, nothing else");
     let decide: Decide = Box::new(|before, rec, codes| {
         Ok(apply_code(before, codes.iter().find(|c| c.key == "answered").unwrap(), rec.ctx.librarian, None))
     });
