@@ -392,7 +392,7 @@ pub struct SessionRecord {
     pub library_name: String,
     /// The chatting librarian's name.
     pub librarian_name: Option<String>,
-    /// When its last message was written (its start, if its messages were erased).
+    /// When its last message was written (its start, if it has none).
     pub last_message_at: Millis,
 }
 
