@@ -232,16 +232,26 @@ impl Feed {
         // A client cannot claim to have seen the future: that would silence
         // every message up to the number it named.
         let after = after.min(rec.last_seq);
-        let state = (rec.state, rec.queue.library, rec.queued_at);
         let watchers = self.sub.watchers_of(session);
         self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after }));
         if rec.state == refdesk_domain::chat::SessionState::Ended {
             self.forget_ended(session);
         }
-        if let Viewer::Patron { .. } = self.viewer {
-            self.follow_queue(session, state.0, state.1, state.2).await?;
-        }
         Ok(())
+    }
+
+    /// A resumed patron's place in line, once the replay is passed on: read
+    /// from the store then, not when the resume began. A chat accepted
+    /// meanwhile is in the replay, its "accepted" line with it, and a place
+    /// counted before would follow that line and stand (its change of state
+    /// came before this connection listened). `None` once not waiting.
+    pub async fn place_in_line(&mut self, session: SessionId) -> AppResult<Option<Out>> {
+        if !matches!(self.viewer, Viewer::Patron { session: own } if own == session) {
+            return Ok(None);
+        }
+        let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
+        Ok(self.position())
     }
 
     /// The next page (at most `limit` stored lines) of a resumed session,

@@ -92,3 +92,49 @@ async fn an_ended_chat_has_no_watchers_left_on_the_bus() {
     pump(&mut watching).await;
     assert!(probe.watchers_of(s).is_empty(), "an ended chat's watchers are forgotten");
 }
+
+/// What a feed hands on once every event sent to it is handled.
+async fn drain(feed: &mut Feed) -> Vec<refdesk_app::feed::Out> {
+    let mut out = Vec::new();
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(150), feed.recv()).await {
+        out.extend(feed.handle(event).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patron_accepted_while_resuming_is_not_told_a_place_in_line_after_the_librarian_joined() {
+    use refdesk_app::feed::Out;
+    use refdesk_domain::chat::SystemEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+
+    // A patron still waiting learns their place once the replay is through.
+    let waiting = chat(&app, 1).await;
+    let mut feed = Feed::new(&app, Viewer::Patron { session: waiting });
+    feed.resume(waiting, 0).await.unwrap();
+    while !feed.next_page(waiting, 100).await.unwrap().done {}
+    assert!(matches!(feed.place_in_line(waiting).await.unwrap(), Some(Out::Position { position: 1, .. })));
+
+    // The chat is accepted after the resume read it waiting, before its
+    // replay: the replay carries "accepted", and no place in line follows
+    // it, then or at any later queue change.
+    let s = chat(&app, 2).await;
+    let mut feed = Feed::new(&app, Viewer::Patron { session: s });
+    feed.resume(s, 0).await.unwrap();
+    app.accept(&ann, s).await.unwrap();
+    let mut replay = Vec::new();
+    loop {
+        let page = feed.next_page(s, 100).await.unwrap();
+        replay.extend(page.items);
+        if page.done {
+            break;
+        }
+    }
+    assert!(replay.iter().any(|m| m.system == Some(SystemEvent::Accepted)), "the replay carries the acceptance");
+    assert_eq!(feed.place_in_line(s).await.unwrap(), None, "no place in line after the librarian joined");
+    app.accept(&ann, waiting).await.unwrap();
+    let later = drain(&mut feed).await;
+    assert!(!later.iter().any(|o| matches!(o, Out::Position { .. })), "no place in line later: {later:?}");
+}

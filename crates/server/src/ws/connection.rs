@@ -331,7 +331,10 @@ impl Connection {
         // A waiting patron learns their place in line at once; the chatting
         // librarian, who else is present (B3).
         let extra: Vec<Out> = match self.feed.viewer() {
-            Viewer::Patron { .. } => self.feed.position().into_iter().collect(),
+            Viewer::Patron { .. } => match self.feed.place_in_line(session).await {
+                Ok(place) => place.into_iter().collect(),
+                Err(e) => return report(socket, e.into(), None).await,
+            },
             Viewer::Staff(_) => self.feed.presence(session).into_iter().collect(),
         };
         self.forward(socket, &extra).await
