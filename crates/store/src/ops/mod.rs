@@ -26,12 +26,18 @@ mod staffing;
 pub(crate) use chats::append;
 
 use crate::sql::Db;
-use crate::{Appended, Guard, NewMessage, Result};
+use crate::{Appended, Guard, NewMessage, Result, StoreError};
 use refdesk_domain::event::Event;
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::Millis;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// How many long reads ([`Backend::read_long`]) run at once on a node: of
+/// SQLite's six read connections, four stay for everything else.
+pub const LONG_READS: usize = 2;
 
 /// A write running on a backend's connection: its value and the events to
 /// publish once it has committed.
@@ -60,6 +66,35 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         op: impl for<'c> FnOnce(&'c mut Self::Db) -> Read<'c, T> + Send + 'static,
     ) -> impl Future<Output = Result<T>> + Send;
+
+    /// The turns of long reads ([`LONG_READS`] of them), for
+    /// [`Backend::read_long`].
+    fn long_reads(&self) -> &Arc<Semaphore>;
+
+    /// Runs a long read — a scan of a range or of every row: a report, a
+    /// search by e-mail or by words — as [`Backend::read`], at most
+    /// [`LONG_READS`] at once across the node. The reports page asks for
+    /// thirteen at once, each a few hundred milliseconds on a year of a
+    /// large cooperative; unbounded, they would take every read connection
+    /// (SQLite) or every pooled one (PostgreSQL, where writes wait on the
+    /// same pool), and patrons' chats would wait behind an administrator's
+    /// figures. The turn is held by the read itself, so a caller that goes
+    /// away does not free it while its scan still runs.
+    fn read_long<T: Send + 'static>(
+        &self,
+        op: impl for<'c> FnOnce(&'c mut Self::Db) -> Read<'c, T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send {
+        async move {
+            let turn = self.long_reads().clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+            self.read(move |db| {
+                Box::pin(async move {
+                    let _turn = turn;
+                    op(db).await
+                })
+            })
+            .await
+        }
+    }
 
     /// Appends a message (see [`crate::Chats::append`]). The default is the
     /// shared operation as one write; a backend may first try a faster way
@@ -101,4 +136,75 @@ impl<B: Backend> crate::Store for B {
 /// A write that publishes nothing.
 async fn quiet<T>(value: impl Future<Output = Result<T>>) -> Result<(T, Vec<Event>)> {
     Ok((value.await?, Vec::new()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    /// Waits until `running` reaches `n` (a test fails after 10 s).
+    async fn reaches(running: &AtomicUsize, n: usize) {
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while running.load(SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert!(waited.await.is_ok(), "{} of {n} reads ran", running.load(SeqCst));
+    }
+
+    /// Starts `many` long reads, more than the backend has connections,
+    /// each holding its connection until let go: only [`LONG_READS`] run,
+    /// and a short read is served meanwhile. With `on_thread` (SQLite,
+    /// whose reads run on threads of their own), the long reads' callers
+    /// then go away, and their scans keep their turns until they end.
+    pub(crate) async fn long_reads_leave_room_for_the_rest<B: Backend>(store: Arc<B>, many: usize, on_thread: bool) {
+        let running = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let mut callers = Vec::new();
+        for n in 0..many {
+            let (store, running, started, mut gate) = (store.clone(), running.clone(), started.clone(), gate.clone());
+            callers.push(tokio::spawn(async move {
+                store
+                    .read_long(move |_db| {
+                        started.lock().unwrap().push(n);
+                        running.fetch_add(1, SeqCst);
+                        if on_thread {
+                            // Until let go, or until the test has failed.
+                            while !*gate.borrow() && gate.has_changed().is_ok() {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            return Box::pin(async { Ok(()) });
+                        }
+                        Box::pin(async move {
+                            let _ = gate.wait_for(|open| *open).await;
+                            Ok(())
+                        })
+                    })
+                    .await
+            }));
+        }
+        reaches(&running, LONG_READS).await;
+        if on_thread {
+            for n in started.lock().unwrap().iter() {
+                callers[*n].abort();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(running.load(SeqCst), LONG_READS, "no more long reads run at once");
+        let short = store.read(|_db| Box::pin(async { Ok(()) }));
+        let served = tokio::time::timeout(Duration::from_secs(10), short).await;
+        assert!(served.is_ok_and(|r| r.is_ok()), "a short read is served while the long ones hold their turns");
+        assert_eq!(running.load(SeqCst), LONG_READS);
+        open.send(true).unwrap();
+        for caller in callers {
+            // The aborted ones' reads end on their threads.
+            if let Ok(read) = caller.await {
+                read.unwrap();
+            }
+        }
+        reaches(&running, many).await;
+    }
 }

@@ -302,7 +302,7 @@ impl<B: Backend> Privacy for B {
         // Folded by the database on both sides: PostgreSQL's `lower` folds
         // more than ASCII, and both sides must fold alike.
         let email = email.trim().to_owned();
-        self.read(move |db| {
+        self.read_long(move |db| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT s.id AS session_id, q.id AS question_id, s.library_id AS library_id,

@@ -93,6 +93,12 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
     Ok((Acted { question, line, mail }, events))
 }
 
+/// A page of the question list.
+async fn list(db: &mut impl Db, query: QuestionQuery) -> Result<Vec<QuestionRecord>> {
+    let (sql, args) = question_query(&query, db.dialect());
+    db.rows(&sql, &args, sel::question).await
+}
+
 #[async_trait]
 impl<B: Backend> Questions for B {
     async fn create_form_question(&self, new: NewFormQuestion) -> Result<QuestionRecord> {
@@ -100,13 +106,12 @@ impl<B: Backend> Questions for B {
     }
 
     async fn questions(&self, query: QuestionQuery) -> Result<Vec<QuestionRecord>> {
-        self.read(move |db| {
-            Box::pin(async move {
-                let (sql, args) = question_query(&query, db.dialect());
-                db.rows(&sql, &args, sel::question).await
-            })
-        })
-        .await
+        // A search by words reads every transcript in range: a long read.
+        if query.text.is_some() {
+            self.read_long(move |db| Box::pin(list(db, query))).await
+        } else {
+            self.read(move |db| Box::pin(list(db, query))).await
+        }
     }
 
     async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted> {

@@ -157,19 +157,19 @@ async fn histogram<D: Db>(db: &mut D, range: ReportRange, span: Span) -> Result<
 #[async_trait]
 impl<B: Backend> Reports for B {
     async fn session_counts(&self, range: ReportRange, by: SessionGroup) -> Result<Vec<SessionCounts>> {
-        self.read(move |db| Box::pin(sessions(db, range, by))).await
+        self.read_long(move |db| Box::pin(sessions(db, range, by))).await
     }
 
     async fn question_counts(&self, range: ReportRange, by: QuestionGroup) -> Result<Vec<(Option<String>, i64)>> {
-        self.read(move |db| Box::pin(questions(db, range, by))).await
+        self.read_long(move |db| Box::pin(questions(db, range, by))).await
     }
 
     async fn span_histogram(&self, range: ReportRange, span: Span) -> Result<Vec<(i64, i64)>> {
-        self.read(move |db| Box::pin(histogram(db, range, span))).await
+        self.read_long(move |db| Box::pin(histogram(db, range, span))).await
     }
 
     async fn conferenced(&self, range: ReportRange) -> Result<i64> {
-        self.read(move |db| {
+        self.read_long(move |db| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT COUNT(*) AS n FROM sessions s
@@ -183,7 +183,7 @@ impl<B: Backend> Reports for B {
     }
 
     async fn rating_comments(&self, range: ReportRange, limit: u32) -> Result<Vec<RatingComment>> {
-        self.read(move |db| {
+        self.read_long(move |db| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT s.created_at AS at, s.library_id AS library_id, s.rating AS rating,

@@ -79,6 +79,8 @@ pub struct PgStore {
     sessions: Arc<SessionCache>,
     /// The queue of appends on fresh copies, committed in batches.
     appends: Appender,
+    /// The turns of long reads (reports, searches).
+    long_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// A database error as the store reports it: a broken uniqueness rule is a
@@ -244,7 +246,8 @@ impl PgStore {
             .map_err(|e| cannot_connect(e, &connect))?;
         let tasks = batch::BATCH_TASKS.min(options.max_connections.max(1) as usize);
         let appends = Appender::start(pool.clone(), sink.clone(), tasks);
-        Ok(PgStore { pool, sink, sessions: Default::default(), appends })
+        let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
+        Ok(PgStore { pool, sink, sessions: Default::default(), appends, long_reads })
     }
 
     /// An append on a cached copy of the session, in the next batch of
@@ -322,6 +325,10 @@ impl Backend for PgStore {
         .await
         .map_err(|e| StoreError::failed("the commit task failed", e))??;
         Ok(value)
+    }
+
+    fn long_reads(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.long_reads
     }
 
     async fn read<T: Send + 'static>(
@@ -412,6 +419,22 @@ fn url_with_database(url: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_reads_such_as_reports_leave_pooled_connections_for_the_chats() {
+        let server = std::env::var("REFDESK_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("refdesk_longreads_{}_{nanos}", std::process::id());
+        let url = create_database(&server, &name)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+        let options = PgOptions::default();
+        let store = Arc::new(PgStore::open(&url, options.clone(), Arc::new(crate::NoSink)).await.unwrap());
+        let many = options.max_connections as usize + 4;
+        crate::ops::tests::long_reads_leave_room_for_the_rest(store.clone(), many, false).await;
+        store.close().await;
+    }
 
     #[test]
     fn a_database_url_takes_the_new_name_and_keeps_its_tls_settings() {

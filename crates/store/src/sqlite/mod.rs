@@ -96,6 +96,8 @@ pub struct SqliteStore {
     /// Set while a health ping waits in the writer's queue, so that however
     /// often `/readyz` is asked, at most one ping is queued.
     ping_queued: Arc<AtomicBool>,
+    /// The turns of long reads (reports, searches).
+    long_reads: Arc<tokio::sync::Semaphore>,
     /// Set by a health ping that ran (and wrote) in the batch under way;
     /// the writer reads and clears it when the batch ends.
     ping_wrote: Arc<AtomicBool>,
@@ -273,7 +275,8 @@ impl SqliteStore {
             closed: AtomicBool::new(false),
         });
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
-        Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), ping_wrote })
+        let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
+        Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), long_reads, ping_wrote })
     }
 
     /// For tests of the writer's panic handling only: a write that inserts a
@@ -363,6 +366,10 @@ impl Backend for SqliteStore {
         });
         self.jobs.send(ToWriter::Job(job)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn long_reads(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.long_reads
     }
 
     /// On a read connection, on a blocking thread.
@@ -806,6 +813,14 @@ mod tests {
         // And the writer goes on.
         on_writer(&store, insert("Later")).await.unwrap().unwrap();
         assert_eq!(cooperatives(&store).await, ["Later"]);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_reads_such_as_reports_leave_read_connections_for_the_chats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        crate::ops::tests::long_reads_leave_room_for_the_rest(store.clone(), 2 * READERS, true).await;
         store.close().await;
     }
 
