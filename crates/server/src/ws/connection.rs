@@ -8,8 +8,8 @@
 
 use super::protocol::{In, OutFrame};
 use super::sockets::Slot;
-use super::{going_away, CLOSE_GOING_AWAY, GOING_AWAY_REASON};
-use super::{CLOSE_NO_PONG, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, CLOSE_WITHIN};
+use super::{going_away, goodbye, CLOSE_GOING_AWAY, GOING_AWAY_REASON};
+use super::{CLOSE_NO_PONG, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN};
 use crate::error::ApiError;
 use crate::input::sendable_kind;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -107,8 +107,7 @@ impl Connection {
             }
         };
         if let Closed(Some((code, reason))) = closed {
-            let bye = Box::pin(tokio::time::timeout(CLOSE_WITHIN, socket.send(close_frame(code, &reason))));
-            let _ = bye.await;
+            Box::pin(goodbye(socket, close_frame(code, &reason))).await;
         }
     }
 

@@ -71,8 +71,29 @@ const AUTH_WITHIN: Duration = Duration::from_secs(10);
 /// Sockets that have not authenticated yet, at most, on one node: anyone may
 /// open one, so they are bounded apart from the signed-in ones.
 pub const PENDING_AUTH: usize = 1024;
-/// How long the goodbye (a close frame) may take on a socket being closed.
+/// How long the goodbye (a close frame, and the client's in reply) may take
+/// on a socket being closed.
 pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+/// Says goodbye: the close frame, then the client's frames read and
+/// dropped until its own close frame comes back (RFC 6455, 7.1.1), all
+/// within [`CLOSE_WITHIN`]. A socket dropped with frames still unread in
+/// its buffer is reset, and a client may then lose the close frame with
+/// its code: a patron's page would take a restart's 1001 for a broken line
+/// and wait out its backoff.
+pub(crate) async fn goodbye(socket: &mut WebSocket, close: WsMessage) {
+    let bye = async {
+        if socket.send(close).await.is_err() {
+            return;
+        }
+        while let Some(Ok(frame)) = socket.recv().await {
+            if matches!(frame, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WITHIN, bye).await;
+}
 
 /// Close codes (RFC 6455 §7.4 and the IANA registry).
 pub(crate) const CLOSE_POLICY: u16 = 1008;
@@ -229,14 +250,13 @@ async fn open(
         // socket's future, held as long as the socket, stays small.
         who = Box::pin(authenticate(&app, &mut socket, cookie)) => who,
         () = going_away(&mut gone) => {
-            let bye = socket.send(close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON));
-            let _ = tokio::time::timeout(CLOSE_WITHIN, bye).await;
+            goodbye(&mut socket, close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON)).await;
             return None;
         }
     };
     drop(pending);
     let Some((viewer, patron, login)) = who else {
-        let _ = socket.send(WsMessage::Close(None)).await;
+        goodbye(&mut socket, WsMessage::Close(None)).await;
         return None;
     };
     // Held while the socket lives: its place under its chat or its sign-in,
@@ -255,7 +275,7 @@ async fn open(
     let Some(held) = held else {
         let why = format!("this {what} already has {cap} connections open; close one");
         let _ = error(&mut socket, "too_many_sockets", &why, None).await;
-        let _ = socket.send(close_frame(CLOSE_POLICY, "too many connections")).await;
+        goodbye(&mut socket, close_frame(CLOSE_POLICY, "too many connections")).await;
         return None;
     };
     let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };

@@ -42,3 +42,45 @@ async fn a_server_restart_keeps_everything() {
     assert_eq!(stored.len(), 5);
     assert_eq!(stored.iter().filter(|m| m.body == "a note").count(), 1);
 }
+
+/// A server going away says goodbye properly to a client that is still
+/// sending (a patron typing): its close frame (1001), then it reads until
+/// the client's close comes back, and only then ends the connection. Closed
+/// with the client's frames still unread, the connection would be reset,
+/// and some clients lose the close frame and its code with the reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_going_away_ends_a_busy_socket_with_its_close_frame_and_no_reset() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Error, Message as Ws};
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "Still typing when it restarts").await;
+    let url = format!("ws://{}/api/ws", patron.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let auth = serde_json::json!({"type": "auth", "token": patron.token}).to_string();
+    ws.send(Ws::text(auth)).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("\"hello\""), "{first:?}");
+    // The patron types on: frames are on their way in when the server goes.
+    let typing = Ws::text(serde_json::json!({"type": "typing", "on": true}).to_string());
+    for _ in 0..5_000 {
+        ws.feed(typing.clone()).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    app.stop().await;
+    let (mut code, mut ended) = (None, None);
+    while let Some(frame) = ws.next().await {
+        match frame {
+            Ok(Ws::Close(Some(f))) => code = Some(u16::from(f.code)),
+            Ok(_) => {}
+            Err(e) => {
+                ended = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(code, Some(1001), "the close frame arrives, with its code");
+    assert!(
+        matches!(ended, None | Some(Error::ConnectionClosed | Error::AlreadyClosed)),
+        "the connection ends cleanly, not reset: {ended:?}"
+    );
+}
