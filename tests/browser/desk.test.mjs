@@ -71,7 +71,9 @@ test("three chats: a line in a chat not on screen raises its unread count and th
     await p.getByText("Ann Archer (librarian) has joined the chat").waitFor();
     patrons.push(p);
   }
-  // Cy's chat is on screen (the last accepted); Ada writes.
+  // Cy's chat is on screen (the last accepted; the desk opens it once its
+  // accept is answered, which may come after Cy's page has the join); Ada writes.
+  await ann.locator("#chat-title", { hasText: /^Cy — / }).waitFor();
   assert.equal(await ann.locator("#chat-title").innerText(), "Cy — Riverside University Main Library", "named by patron and library");
   await patrons[0].fill("#text", "Are you still there?");
   await patrons[0].press("#text", "Enter");
