@@ -9,8 +9,10 @@
 //!   order with no gap and no duplicate (I3): older ones are dropped, and a
 //!   gap (after a lag, or a node that missed something) is filled from the
 //!   store;
-//! - [`Feed::resume`] joins the bus *before* reading the store, so nothing
-//!   committed in between can fall through the crack;
+//! - [`Feed::resume`] joins the bus *before* the replay reads the store's
+//!   lines, so no line committed in between can fall through the crack (the
+//!   session's record, for its authorization and context, is read just
+//!   before joining; a patron's place in line only after the replay);
 //! - a replay is read a page at a time ([`Feed::next_page`],
 //!   [`Feed::im_page`]): the connection reads the next page only once it has
 //!   sent the last, so a reader that stops reading holds one page, not a
@@ -249,8 +251,15 @@ impl Feed {
         if !matches!(self.viewer, Viewer::Patron { session: own } if own == session) {
             return Ok(None);
         }
-        let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
-        self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
+        let counted = async {
+            let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+            self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await
+        };
+        if let Err(e) = counted.await {
+            // Counted again at the next event, as after a lag.
+            self.sub.set_lagged();
+            return Err(e);
+        }
         Ok(self.position())
     }
 
@@ -580,15 +589,17 @@ impl Feed {
             }
             out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
         }
-        // A waiting patron's place in line is counted again, and told only
-        // if it moved.
-        if let (Viewer::Patron { session }, Some((_, _, before))) = (&self.viewer, self.waiting) {
-            let session = *session;
-            if let Some(rec) = self.app.store.session(session).await? {
-                self.waiting = None;
-                self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
-                if self.waiting.map(|(_, _, now)| now) != Some(before) {
-                    out.extend(self.position());
+        // A patron's place in line is counted again — a chat sent back to
+        // a queue meanwhile is in line again — and told only if it moved.
+        if let Viewer::Patron { session } = self.viewer {
+            if self.sessions.contains_key(&session) {
+                if let Some(rec) = self.app.store.session(session).await? {
+                    let before = self.waiting.map(|(_, _, place)| place);
+                    self.waiting = None;
+                    self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
+                    if self.waiting.map(|(_, _, place)| place) != before {
+                        out.extend(self.position());
+                    }
                 }
             }
         }

@@ -8,11 +8,11 @@
 //!
 //! A report that needs several of the store's counts asks for them at
 //! once (`try_join!`): each is a scan of the range, and on a year of a
-//! large cooperative they take a few hundred milliseconds each; side by
-//! side, on their own connections, the report answers in about the time of
-//! the slowest. The store runs at most two such scans at once on a node
-//! (its long reads), whoever asks, so that reports never take the
-//! connections the chats need (docs/performance.md).
+//! large cooperative they take a few hundred milliseconds each, and side
+//! by side, on connections of their own, they share the wait. The store
+//! runs at most two such scans at once on a node (its long reads), whoever
+//! asks, so that reports never take the connections the chats need
+//! (docs/performance.md).
 
 use crate::{App, AppResult};
 use refdesk_domain::ids::LibraryId;

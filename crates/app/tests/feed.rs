@@ -138,3 +138,29 @@ async fn a_patron_accepted_while_resuming_is_not_told_a_place_in_line_after_the_
     let later = drain(&mut feed).await;
     assert!(!later.iter().any(|o| matches!(o, Out::Position { .. })), "no place in line later: {later:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patron_whose_chat_went_back_to_a_queue_while_their_connection_lagged_is_told_their_place() {
+    use refdesk_app::feed::Out;
+    use refdesk_domain::chat::MessageKind;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    let mut feed = Feed::new(&app, Viewer::Patron { session: s });
+    feed.resume(s, 0).await.unwrap();
+    while !feed.next_page(s, 100).await.unwrap().done {}
+    assert_eq!(feed.place_in_line(s).await.unwrap(), None, "a chat under way has no place in line");
+    // More lines than the connection's queue holds: it lags, and the chat
+    // going back to a queue is among what it drops.
+    for n in 0..300 {
+        app.staff_send(&ann, s, MessageKind::Message, &format!("line {n}"), None).await.unwrap();
+    }
+    app.transfer(&ann, s, refdesk_app::Transfer::Library("riverside-main".into()), false).await.unwrap();
+    let out = drain(&mut feed).await;
+    assert!(
+        out.iter().any(|o| matches!(o, Out::Position { position: 1, .. })),
+        "back in line, the patron is told their place"
+    );
+}

@@ -79,7 +79,9 @@ pub trait Backend: Send + Sync + 'static {
     /// (SQLite) or every pooled one (PostgreSQL, where writes wait on the
     /// same pool), and patrons' chats would wait behind an administrator's
     /// figures. The turn is held by the read itself, so a caller that goes
-    /// away does not free it while its scan still runs.
+    /// away does not free it while its scan still runs (a backend whose
+    /// reads run in the caller's future, PostgreSQL, runs a long one in a
+    /// task of its own).
     fn read_long<T: Send + 'static>(
         &self,
         op: impl for<'c> FnOnce(&'c mut Self::Db) -> Read<'c, T> + Send + 'static,
@@ -155,10 +157,11 @@ pub(crate) mod tests {
     }
 
     /// Starts `many` long reads, more than the backend has connections,
-    /// each holding its connection until let go: only [`LONG_READS`] run,
-    /// and a short read is served meanwhile. With `on_thread` (SQLite,
-    /// whose reads run on threads of their own), the long reads' callers
-    /// then go away, and their scans keep their turns until they end.
+    /// each holding its connection until let go: only [`LONG_READS`] run;
+    /// the callers of those that run go away, and their reads keep their
+    /// turns until they end; a short read is served meanwhile. `on_thread`:
+    /// the backend runs a read's closure on a thread of its own (SQLite),
+    /// where it may block.
     pub(crate) async fn long_reads_leave_room_for_the_rest<B: Backend>(store: Arc<B>, many: usize, on_thread: bool) {
         let running = Arc::new(AtomicUsize::new(0));
         let started = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -187,10 +190,8 @@ pub(crate) mod tests {
             }));
         }
         reaches(&running, LONG_READS).await;
-        if on_thread {
-            for n in started.lock().unwrap().iter() {
-                callers[*n].abort();
-            }
+        for n in started.lock().unwrap().iter() {
+            callers[*n].abort();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(running.load(SeqCst), LONG_READS, "no more long reads run at once");

@@ -339,6 +339,25 @@ impl Backend for PgStore {
         op(&mut PgDb::new(PgConn::Pool(conn), self.sessions.clone())).await
     }
 
+    /// In a task of its own that holds the turn and the connection: a
+    /// caller that goes away does not free the turn while the scan still
+    /// holds its connection (sqlx gives a connection back to the pool only
+    /// once its query has ended).
+    async fn read_long<T: Send + 'static>(
+        &self,
+        op: impl for<'c> FnOnce(&'c mut PgDb) -> Read<'c, T> + Send + 'static,
+    ) -> Result<T> {
+        let turn = self.long_reads.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let (pool, sessions) = (self.pool.clone(), self.sessions.clone());
+        tokio::spawn(async move {
+            let _turn = turn;
+            let conn = pool.acquire().await.map_err(db)?;
+            op(&mut PgDb::new(PgConn::Pool(conn), sessions)).await
+        })
+        .await
+        .map_err(|e| StoreError::failed("a long read's task failed", e))?
+    }
+
     async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended> {
         // The fast path: the guard passes on a copy the database confirms is current.
         if let Some((version, rec)) = self.sessions.get(id) {
