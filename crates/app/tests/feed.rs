@@ -93,6 +93,26 @@ async fn an_ended_chat_has_no_watchers_left_on_the_bus() {
     assert!(probe.watchers_of(s).is_empty(), "an ended chat's watchers are forgotten");
 }
 
+/// A patron's feed on their chat, resumed from the start, its replay not
+/// yet read (a test may change the chat first).
+async fn patron(app: &App, s: SessionId) -> Feed {
+    let mut feed = Feed::new(app, Viewer::Patron { session: s });
+    feed.resume(s, 0).await.unwrap();
+    feed
+}
+
+/// Every line of a resumed chat's replay.
+async fn replay(feed: &mut Feed, s: SessionId) -> Vec<refdesk_domain::chat::Message> {
+    let mut lines = Vec::new();
+    loop {
+        let page = feed.next_page(s, 100).await.unwrap();
+        lines.extend(page.items);
+        if page.done {
+            return lines;
+        }
+    }
+}
+
 /// What a feed hands on once every event sent to it is handled.
 async fn drain(feed: &mut Feed) -> Vec<refdesk_app::feed::Out> {
     let mut out = Vec::new();
@@ -112,26 +132,17 @@ async fn a_patron_accepted_while_resuming_is_not_told_a_place_in_line_after_the_
 
     // A patron still waiting learns their place once the replay is through.
     let waiting = chat(&app, 1).await;
-    let mut feed = Feed::new(&app, Viewer::Patron { session: waiting });
-    feed.resume(waiting, 0).await.unwrap();
-    while !feed.next_page(waiting, 100).await.unwrap().done {}
+    let mut feed = patron(&app, waiting).await;
+    replay(&mut feed, waiting).await;
     assert!(matches!(feed.place_in_line(waiting).await.unwrap(), Some(Out::Position { position: 1, .. })));
 
     // The chat is accepted after the resume read it waiting, before its
     // replay: the replay carries "accepted", and no place in line follows
     // it, then or at any later queue change.
     let s = chat(&app, 2).await;
-    let mut feed = Feed::new(&app, Viewer::Patron { session: s });
-    feed.resume(s, 0).await.unwrap();
+    let mut feed = patron(&app, s).await;
     app.accept(&ann, s).await.unwrap();
-    let mut replay = Vec::new();
-    loop {
-        let page = feed.next_page(s, 100).await.unwrap();
-        replay.extend(page.items);
-        if page.done {
-            break;
-        }
-    }
+    let replay = replay(&mut feed, s).await;
     assert!(replay.iter().any(|m| m.system == Some(SystemEvent::Accepted)), "the replay carries the acceptance");
     assert_eq!(feed.place_in_line(s).await.unwrap(), None, "no place in line after the librarian joined");
     app.accept(&ann, waiting).await.unwrap();
@@ -148,9 +159,8 @@ async fn a_patron_whose_chat_went_back_to_a_queue_while_their_connection_lagged_
     let ann = on_duty(&app, "ann").await;
     let s = chat(&app, 1).await;
     app.accept(&ann, s).await.unwrap();
-    let mut feed = Feed::new(&app, Viewer::Patron { session: s });
-    feed.resume(s, 0).await.unwrap();
-    while !feed.next_page(s, 100).await.unwrap().done {}
+    let mut feed = patron(&app, s).await;
+    replay(&mut feed, s).await;
     assert_eq!(feed.place_in_line(s).await.unwrap(), None, "a chat under way has no place in line");
     // More lines than the connection's queue holds: it lags, and the chat
     // going back to a queue is among what it drops.
