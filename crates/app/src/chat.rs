@@ -460,6 +460,13 @@ impl App {
             Viewer::Staff(staff) => authorize(staff, Action::View, &target(&rec))?,
         }
         let all = self.store.messages_after(session, 0, u32::MAX).await?;
+        // The lines are judged by the session as it is after them: a change
+        // of hands committed since the first read may have put the chat out
+        // of view, or it may be the last of the lines read.
+        let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        if let Viewer::Staff(staff) = viewer {
+            authorize(staff, Action::View, &target(&rec))?;
+        }
         let visible = transcript(viewer, &rec.ctx, &all).cloned().collect();
         Ok((rec, visible))
     }

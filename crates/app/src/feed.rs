@@ -216,21 +216,30 @@ impl Feed {
     /// may see of it since then comes from [`Feed::next_page`]. Refused
     /// outside the viewer's scope (I5).
     pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<()> {
-        let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
-        match &self.viewer {
-            Viewer::Patron { session: own } if *own == session => {}
-            Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
-            Viewer::Staff(staff) => {
-                authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state))?;
-                // Watching a live chat one takes no part in is never silent:
-                // the chatting librarian sees who is watching (B3).
-                let part = rec.ctx.librarian == Some(staff.id) || rec.ctx.member_mode(staff.id).is_some();
-                if rec.state == refdesk_domain::chat::SessionState::Active && !part {
-                    self.sub.watch(&rec.ctx, Watcher { staff: staff.id, name: staff.display_name.clone() });
+        if matches!(self.viewer, Viewer::Patron { session: own } if own != session) {
+            return Err(DomainError::NotFound("session").into());
+        }
+        // Listen first, then read: a change of hands in between is then in
+        // the record read or among the events that follow, never in neither.
+        let watched = self.sessions.contains_key(&session);
+        self.sub.join(session);
+        let rec = match self.record_in_view(session).await {
+            Ok(rec) => rec,
+            Err(e) => {
+                if !watched {
+                    self.sub.leave(session);
                 }
+                return Err(e);
+            }
+        };
+        if let Viewer::Staff(staff) = &self.viewer {
+            // Watching a live chat one takes no part in is never silent:
+            // the chatting librarian sees who is watching (B3).
+            let part = rec.ctx.librarian == Some(staff.id) || rec.ctx.member_mode(staff.id).is_some();
+            if rec.state == refdesk_domain::chat::SessionState::Active && !part {
+                self.sub.watch(&rec.ctx, Watcher { staff: staff.id, name: staff.display_name.clone() });
             }
         }
-        self.sub.join(session);
         // A client cannot claim to have seen the future: that would silence
         // every message up to the number it named.
         let after = after.min(rec.last_seq);
@@ -240,6 +249,34 @@ impl Feed {
             self.forget_ended(session);
         }
         Ok(())
+    }
+
+    /// A session's record as it is now, if this viewer may see it (I5).
+    async fn record_in_view(&self, session: SessionId) -> AppResult<refdesk_store::SessionRecord> {
+        let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
+        if let Viewer::Staff(staff) = &self.viewer {
+            authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state))?;
+        }
+        Ok(rec)
+    }
+
+    /// Reads a watched session's context again (after missed events, or
+    /// lines that changed hands): a session no longer in view is left.
+    /// Whether it is still watched.
+    async fn read_context_again(&mut self, session: SessionId) -> AppResult<bool> {
+        match self.record_in_view(session).await {
+            Ok(rec) => {
+                if let Some(w) = self.sessions.get_mut(&session) {
+                    w.ctx = rec.ctx;
+                }
+                Ok(self.sessions.contains_key(&session))
+            }
+            Err(AppError::Domain(DomainError::NotFound(_))) => {
+                self.leave(session);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A resumed patron's place in line, once the replay is passed on: read
@@ -277,6 +314,15 @@ impl Feed {
             self.app.store.messages_after(session, from, limit).await?
         };
         let done = read.len() < limit as usize;
+        // A change of hands among these lines (an acceptance, a transfer, a
+        // colleague joining, the end) may change who sees what after it:
+        // the lines are judged by the session as it is now, read after
+        // them, not by the copy from before them (a chat transferred away
+        // while its replay was read would show the new hands' notes).
+        // Out of view now, the replay is refused as a resume would be.
+        if read.iter().any(|m| m.system.is_some()) && !self.read_context_again(session).await? {
+            return Err(DomainError::NotFound("session").into());
+        }
         let Some(w) = self.sessions.get_mut(&session) else {
             return Ok(Page { items: Vec::new(), done: true });
         };
@@ -489,6 +535,10 @@ impl Feed {
         let Some(mut last) = self.sessions.get(&session).map(|w| w.last) else { return Ok(out) };
         loop {
             let page = self.app.store.messages_after(session, last, PAGE).await?;
+            // As for a replay's page (`next_page`): judged as the session is now.
+            if page.iter().any(|m| m.system.is_some()) && !self.read_context_again(session).await? {
+                return Ok(out);
+            }
             let Some(w) = self.sessions.get(&session) else { return Ok(out) };
             let full = page.len() == PAGE as usize;
             for m in page {
@@ -578,14 +628,8 @@ impl Feed {
         for s in watched {
             // Changes of hands may be among what was dropped: the
             // context is re-read, and a session no longer in view is left.
-            if let (Viewer::Staff(staff), Some(rec)) = (&self.viewer, self.app.store.session(s).await?) {
-                if authorize(staff, Action::View, &Target::of(&rec.ctx, rec.state)).is_err() {
-                    self.leave(s);
-                    continue;
-                }
-                if let Some(w) = self.sessions.get_mut(&s) {
-                    w.ctx = rec.ctx;
-                }
+            if !self.read_context_again(s).await? {
+                continue;
             }
             out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
         }

@@ -190,8 +190,10 @@ impl App {
     pub async fn question(&self, staff: &Staff, id: QuestionId) -> AppResult<QuestionDetail> {
         let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
-        let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
+        // Lines first, then the session: it is then at least as new as every
+        // line it judges (a change of hands after the lines is in it).
         let all = self.store.messages_after(question.session, 0, u32::MAX).await?;
+        let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
         // Staff see notes; the visibility function still decides.
         let viewer = Viewer::Staff(staff.clone());
         let visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();

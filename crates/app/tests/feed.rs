@@ -174,3 +174,74 @@ async fn a_patron_whose_chat_went_back_to_a_queue_while_their_connection_lagged_
         "back in line, the patron is told their place"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_read_after_the_chat_changed_hands_out_of_view_shows_none_of_the_new_hands_lines() {
+    use refdesk_app::{AppError, Transfer};
+    use refdesk_domain::chat::MessageKind;
+    use refdesk_domain::DomainError;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
+    // A Riverside patron's chat, handed to Ben of Lakeside: he sees it
+    // while he is part of it (DESIGN §2).
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
+
+    // His desk opens the chat; before its replay is read, he hands it back
+    // (from another tab), and Ann writes a note he may no longer see.
+    let mut feed = Feed::new(&app, Viewer::Staff(ben.clone()));
+    feed.resume(s, 0).await.unwrap();
+    app.transfer(&ben, s, Transfer::Staff(ann.id), false).await.unwrap();
+    app.staff_send(&ann, s, MessageKind::Note, "Riverside only: the patron's card has expired", None).await.unwrap();
+
+    let mut shown = Vec::new();
+    let refused = loop {
+        match feed.next_page(s, 100).await {
+            Ok(page) => {
+                shown.extend(page.items);
+                if page.done {
+                    break None;
+                }
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    assert!(!shown.iter().any(|m| m.body.contains("Riverside only")), "a line out of his view was shown: {shown:?}");
+    assert!(
+        matches!(refused, Some(AppError::Domain(DomainError::NotFound(_)))),
+        "the replay is refused as a resume now would be: {refused:?}"
+    );
+    assert_eq!(feed.context(s), None, "the chat is no longer followed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_filled_from_the_store_after_the_chat_changed_hands_out_of_view_shows_none_of_the_new_hands_lines() {
+    use refdesk_app::feed::Out;
+    use refdesk_app::Transfer;
+    use refdesk_domain::chat::MessageKind;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
+    let mut feed = Feed::new(&app, Viewer::Staff(ben.clone()));
+    feed.resume(s, 0).await.unwrap();
+    replay(&mut feed, s).await;
+
+    // Ben writes twice, hands the chat back, and Ann writes a note he may
+    // no longer see. The first line's event goes missing: the next one
+    // finds a gap and fills it from the store, which by then holds it all.
+    for line in ["One moment.", "Ann can help you further."] {
+        app.staff_send(&ben, s, MessageKind::Message, line, None).await.unwrap();
+    }
+    app.transfer(&ben, s, Transfer::Staff(ann.id), false).await.unwrap();
+    app.staff_send(&ann, s, MessageKind::Note, "Riverside only: the patron's card has expired", None).await.unwrap();
+    let _missed = feed.recv().await;
+    let out = drain(&mut feed).await;
+    let shown = |o: &Out| matches!(o, Out::Message(m) if m.body.contains("Riverside only"));
+    assert!(!out.iter().any(shown), "a line out of his view was shown: {out:?}");
+    assert_eq!(feed.context(s), None, "the chat is no longer followed");
+}
