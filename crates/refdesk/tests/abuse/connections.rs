@@ -483,3 +483,34 @@ async fn accepted_chat(server: &Server, question: &str) -> (i64, String) {
     assert_eq!(s, 200, "{v}");
     (session, token)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_one_address_cannot_fill_the_places_of_sockets_still_opening() {
+    let server = Server::start("", &[]).await;
+    // One address opens sockets and never authenticates: 16 are held, the
+    // 17th is refused at once.
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(ws_from(&server, [127, 0, 4, 1], None, None).await);
+    }
+    for _ in 0..3 {
+        let refused = try_ws_to(server.port, [127, 0, 4, 1], None, None).await.err();
+        assert_eq!(refused, Some(429), "a 17th silent socket from one address was taken");
+    }
+    // Another address opens and authenticates as usual.
+    let (_, token) = start_chat(&server, "riverside-main", "Opening beside a flood").await;
+    let mut other = ws_from(&server, [127, 0, 4, 2], None, None).await;
+    send(&mut other, json!({"type": "auth", "token": token})).await;
+    next_of(&mut other, "hello", |_| true).await;
+    // A socket that authenticates gives its place back: the same address
+    // may then open another, and one more after that socket closes.
+    let mut first = silent.pop().unwrap();
+    send(&mut first, json!({"type": "auth", "token": token})).await;
+    next_of(&mut first, "hello", |_| true).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while try_ws_to(server.port, [127, 0, 4, 1], None, None).await.map(|ws| silent.push(ws)).is_err() {
+        assert!(Instant::now() < deadline, "an authenticated socket kept its place among the opening ones");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(try_ws_to(server.port, [127, 0, 4, 1], None, None).await.err(), Some(429));
+}

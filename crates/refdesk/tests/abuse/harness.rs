@@ -223,7 +223,16 @@ pub async fn ws_from(server: &Server, from: [u8; 4], cookie: Option<&str>, rcvbu
 
 /// [`ws_from`] by port, for tasks that do not hold the [`Server`].
 pub async fn ws_to(port: u16, from: [u8; 4], cookie: Option<&str>, rcvbuf: Option<u32>) -> Socket {
+    match try_ws_to(port, from, cookie, rcvbuf).await {
+        Ok(ws) => ws,
+        Err(status) => panic!("the upgrade was refused: {status}"),
+    }
+}
+
+/// [`ws_to`], or the HTTP status of a refused upgrade.
+pub async fn try_ws_to(port: u16, from: [u8; 4], cookie: Option<&str>, rcvbuf: Option<u32>) -> Result<Socket, u16> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size).unwrap();
@@ -236,8 +245,11 @@ pub async fn ws_to(port: u16, from: [u8; 4], cookie: Option<&str>, rcvbuf: Optio
     if let Some(cookie) = cookie {
         req.headers_mut().insert("cookie", cookie.parse().unwrap());
     }
-    let (ws, _) = tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.unwrap();
-    ws
+    match tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(Error::Http(refused)) => Err(refused.status().as_u16()),
+        Err(e) => panic!("the upgrade failed: {e}"),
+    }
 }
 
 /// The first text frame as JSON (control frames skipped), or the close

@@ -71,6 +71,19 @@ const AUTH_WITHIN: Duration = Duration::from_secs(10);
 /// Sockets that have not authenticated yet, at most, on one node: anyone may
 /// open one, so they are bounded apart from the signed-in ones.
 pub const PENDING_AUTH: usize = 1024;
+/// Sockets waiting for their `auth` frame from one client address (IPv6:
+/// its /64), at most: a few networks holding silent sockets would
+/// otherwise fill [`PENDING_AUTH`] and turn everyone else away. A page
+/// authenticates within milliseconds of opening, so a library's public
+/// computers sharing one address seldom have more than one or two waiting.
+pub const PENDING_AUTH_PER_ADDRESS: usize = 16;
+
+/// A socket's place among those waiting for their `auth` frame: on the
+/// node and under its client's address; given back once it has answered.
+pub(crate) struct Pending {
+    _node: tokio::sync::OwnedSemaphorePermit,
+    _address: Option<Held<std::net::IpAddr>>,
+}
 /// How long the goodbye (a close frame, and the client's in reply) may take
 /// on a socket being closed.
 pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(1);
@@ -127,7 +140,7 @@ pub(crate) struct WsQuery {
         (status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 16 that have not sent their `auth` frame yet", body = ErrorBody),
         (status = 503, description = "`busy`: 1,024 sockets already wait for their `auth` frame", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(
@@ -162,13 +175,29 @@ pub(crate) async fn upgrade(
         },
         None => None,
     };
-    let Ok(pending) = state.pending_auth.clone().try_acquire_owned() else {
+    let pending_here = match address {
+        Some(a) => match state.sockets.pending.take(a, PENDING_AUTH_PER_ADDRESS, state.app.limits()) {
+            Some(held) => Some(held),
+            None => {
+                state.metrics.limited("socket_opening");
+                return Err(ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "too_many_sockets",
+                    message: "too many connections from your address are still opening; try again in a few seconds"
+                        .into(),
+                });
+            }
+        },
+        None => None,
+    };
+    let Ok(node) = state.pending_auth.clone().try_acquire_owned() else {
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "busy",
             message: "too many connections are opening at once; try again in a few seconds".into(),
         });
     };
+    let pending = Pending { _node: node, _address: pending_here };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -203,7 +232,7 @@ fn serve(
     app: App,
     socket: WebSocket,
     cookie: Option<String>,
-    pending: tokio::sync::OwnedSemaphorePermit,
+    pending: Pending,
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     gone: tokio::sync::watch::Receiver<bool>,
@@ -239,7 +268,7 @@ async fn open(
     app: App,
     mut socket: WebSocket,
     cookie: Option<String>,
-    pending: tokio::sync::OwnedSemaphorePermit,
+    pending: Pending,
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,

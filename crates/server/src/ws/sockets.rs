@@ -123,6 +123,8 @@ pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
     pub(super) sign_ins: Arc<Registry<String>>,
     pub(super) addresses: Arc<Registry<IpAddr>>,
+    /// Sockets per client address still waiting for their `auth` frame.
+    pub(super) pending: Arc<Registry<IpAddr>>,
 }
 
 /// A socket's place under its chat or its staff sign-in.
