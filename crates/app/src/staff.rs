@@ -13,6 +13,9 @@ use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{NewFormQuestion, QuestionRecord, ScriptOwner, StaffEntry, StaffUpdate};
 use serde::Serialize;
 use std::collections::HashMap;
+
+/// The longest policy page, in characters: the longest text anyone sends.
+pub const MAX_POLICY_CHARS: usize = 20_000;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -399,8 +402,10 @@ impl App {
             .ok_or(DomainError::NotFound("library"))?;
         authorize_admin(staff, Admin::EditPolicy, &lib.placement)?;
         let body = body.trim();
-        if body.chars().count() > 20_000 || body.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(DomainError::invalid("body", "at most 20000 characters of plain text").into());
+        if body.chars().count() > MAX_POLICY_CHARS || body.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(
+                DomainError::invalid("body", format!("at most {MAX_POLICY_CHARS} characters of plain text")).into()
+            );
         }
         Ok(self.store.set_policy(library, body.to_owned(), staff.id, self.clock.now()).await?)
     }

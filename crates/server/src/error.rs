@@ -88,6 +88,17 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+impl ApiError {
+    /// `413 too_large`: a body past [`crate::http::body_limit`].
+    pub fn too_large() -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: "the request body is larger than refdesk reads; send less".into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
@@ -108,6 +119,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),
             Err(rejection) => {
                 Err(ApiError { status: rejection.status(), code: "bad_json", message: rejection.body_text() })
             }

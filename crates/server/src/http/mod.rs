@@ -66,12 +66,39 @@ pub fn router(state: AppState) -> Router {
                 message: "this path does not take that method; see Allow".into(),
             }
         })
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit(state.app.limits())))
+        .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), refuse_announced_too_large))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
         // Outermost: what the limits and the origin check refuse is counted,
         // timed and given a request id too.
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .with_state(state)
+}
+
+/// The largest request body read, in bytes: room for the longest text
+/// anyone may send (a policy page, or a message of `max_message_chars`),
+/// each character escaped as JSON may escape it (6 bytes), and the rest
+/// of the request. A larger body is `413 too_large`, refused from its
+/// `Content-Length` before it is read (axum's default was 2 MB).
+pub fn body_limit(limits: &refdesk_app::Limits) -> usize {
+    limits.max_message_chars.max(refdesk_app::staff::MAX_POLICY_CHARS) * 6 + 1024
+}
+
+/// Refuses a body whose `Content-Length` is past the limit before reading
+/// any of it: the limit alone would read it until it got there, holding
+/// the connection while a client trickles it in.
+async fn refuse_announced_too_large(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let announced =
+        req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return axum::response::IntoResponse::into_response(ApiError::too_large());
+    }
+    next.run(req).await
 }
 
 /// Liveness: the process answers.

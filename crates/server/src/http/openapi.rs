@@ -128,7 +128,7 @@ fn edge_responses(op: &mut Operation, changes: bool, api: bool) {
     }
     if op.request_body.is_some() {
         add(op, 400, "`bad_json`: the body is not JSON");
-        add(op, 413, "`bad_json`: the body is too large");
+        add(op, 413, "`too_large`: the body (or its `Content-Length`) is past the limit: 6 bytes for each character of the longest text anyone may send (20,000, a policy page, or `max_message_chars` if larger), plus 1,024");
         add(op, 415, "`unsupported_media_type`: the body is not declared `application/json`");
         add(op, 422, "`bad_json`: JSON of the wrong shape (a missing, mistyped or unknown field)");
     }
