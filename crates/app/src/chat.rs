@@ -216,8 +216,15 @@ impl App {
         }
         let msg = self.new_message(Author::Patron { name: session.patron_display() }, kind, body, client_id)?;
         let own = session.ctx.id;
-        let guard: Guard =
-            Box::new(move |rec| if rec.ctx.id == own { Ok(()) } else { Err(DomainError::NotFound("session")) });
+        let (before_accept, max_lines) =
+            (u64::from(self.limits.patron_lines_before_accept), u64::from(self.limits.max_chat_lines));
+        let guard: Guard = Box::new(move |rec| {
+            if rec.ctx.id != own {
+                return Err(DomainError::NotFound("session"));
+            }
+            let accepted = rec.accepted_at.is_some();
+            refdesk_domain::chat::patron_may_add_a_line(accepted, rec.last_seq, before_accept, max_lines)
+        });
         Ok(committed(self.store.append(own, msg, guard, self.clock.now()).await?))
     }
 

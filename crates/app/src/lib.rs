@@ -184,6 +184,13 @@ pub struct Limits {
     /// Offline-form questions one client address (IPv6: per /64) may send
     /// a day: each is a `new` question in a library's list.
     pub form_questions_per_address_per_day: u32,
+    /// Lines a patron may add after their question while no librarian has
+    /// taken the chat yet: a stranger's chat cannot fill the store while it
+    /// waits (a librarian then reads what they wrote).
+    pub patron_lines_before_accept: u32,
+    /// Lines a chat may hold before its patron may add no more (staff
+    /// lines still go): no chat grows without bound.
+    pub max_chat_lines: u32,
     /// Seconds a client has to send a request's whole header, counted from
     /// when the connection opens or its previous answer went out: a slow or
     /// silent client (and an idle keep-alive connection) is closed after it.
@@ -239,6 +246,8 @@ impl Default for Limits {
             patron_mails_per_recipient_per_day: 5,
             patron_mails_per_address_per_hour: 10,
             form_questions_per_address_per_day: 30,
+            patron_lines_before_accept: 20,
+            max_chat_lines: 2000,
             header_read_seconds: 15,
             idle_seconds: 60,
             body_seconds: 30,

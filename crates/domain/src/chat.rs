@@ -58,6 +58,33 @@ impl SessionState {
     }
 }
 
+/// Whether a patron may add a line to their chat, which holds `last_seq`
+/// lines (DESIGN §8: what one patron may make the service hold is bounded).
+/// Until a librarian takes it (`accepted` false), at most `before_accept`
+/// lines after the question; in any chat, none once it holds `max_lines`.
+pub fn patron_may_add_a_line(
+    accepted: bool,
+    last_seq: u64,
+    before_accept: u64,
+    max_lines: u64,
+) -> Result<(), DomainError> {
+    if !accepted && last_seq > before_accept {
+        return Err(DomainError::Limited {
+            code: "wait_for_a_librarian",
+            reason: format!(
+                "you have added {before_accept} lines to your question; a librarian will read them and answer soon"
+            ),
+        });
+    }
+    if last_seq >= max_lines {
+        return Err(DomainError::Limited {
+            code: "chat_full",
+            reason: "this chat is as long as a chat may be; please start a new one".into(),
+        });
+    }
+    Ok(())
+}
+
 /// R5: a session stays *live* until it has ended **and** its resolution code
 /// has been set. Between the two, actions on its question still reach the
 /// chatting librarian's wrap-up, so the question list must keep saying "live".
@@ -357,6 +384,22 @@ impl SessionContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patron_adds_lines_up_to_the_limits_and_no_further() {
+        let code = |r: Result<(), DomainError>| match r {
+            Ok(()) => "ok",
+            Err(DomainError::Limited { code, .. }) => code,
+            Err(_) => "other",
+        };
+        // Waiting: the question (line 1) and 3 more.
+        assert_eq!(code(patron_may_add_a_line(false, 3, 3, 10)), "ok");
+        assert_eq!(code(patron_may_add_a_line(false, 4, 3, 10)), "wait_for_a_librarian");
+        // Taken: up to the chat's limit, whatever was said while waiting.
+        assert_eq!(code(patron_may_add_a_line(true, 9, 3, 10)), "ok");
+        assert_eq!(code(patron_may_add_a_line(true, 10, 3, 10)), "chat_full");
+        assert_eq!(code(patron_may_add_a_line(false, 1, 0, 10)), "wait_for_a_librarian");
+    }
 
     #[test]
     fn i6_only_a_waiting_chat_can_be_accepted() {

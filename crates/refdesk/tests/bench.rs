@@ -34,6 +34,7 @@ fn start(args: &[&str], data: &Path, port: u16) -> Running {
     // The load generator starts its chats and signs in from one address.
     cmd.env("REFDESK_STARTS_PER_MINUTE", "1000").env("REFDESK_LOGINS_PER_MINUTE", "1000");
     cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");
+    cmd.env("REFDESK_MAX_CHAT_LINES", "1000000");
     let child = Running(cmd.spawn().expect("the server starts"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

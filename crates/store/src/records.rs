@@ -397,6 +397,15 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// A line stored after this copy was read: its last line follows (the
+    /// patron's limits on lines read it from the copy).
+    pub fn note_line(&mut self, seq: u64, at: Millis) {
+        if seq > self.last_seq {
+            self.last_seq = seq;
+            self.last_message_at = at;
+        }
+    }
+
     /// The session as the chat monitor lists it.
     pub fn summary(&self) -> refdesk_domain::event::SessionSummary {
         refdesk_domain::event::SessionSummary {

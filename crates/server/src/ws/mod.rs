@@ -74,9 +74,10 @@ pub const PENDING_AUTH: usize = 1024;
 /// Sockets waiting for their `auth` frame from one client address (IPv6:
 /// its /64), at most: a few networks holding silent sockets would
 /// otherwise fill [`PENDING_AUTH`] and turn everyone else away. A page
-/// authenticates within milliseconds of opening, so a library's public
-/// computers sharing one address seldom have more than one or two waiting.
-pub const PENDING_AUTH_PER_ADDRESS: usize = 16;
+/// authenticates within milliseconds of opening, so even a computer lab
+/// sharing one address, all reconnecting at once after a restart, seldom
+/// has more than a few waiting (and one refused retries after its backoff).
+pub const PENDING_AUTH_PER_ADDRESS: usize = 32;
 
 /// A socket's place among those waiting for their `auth` frame: on the
 /// node and under its client's address; given back once it has answered.
@@ -140,7 +141,7 @@ pub(crate) struct WsQuery {
         (status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 16 that have not sent their `auth` frame yet", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet", body = ErrorBody),
         (status = 503, description = "`busy`: 1,024 sockets already wait for their `auth` frame", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(

@@ -300,3 +300,41 @@ async fn the_offline_form_is_bounded_per_network_and_day() {
     app.clock().advance(86_400_000 + 1_000);
     assert_eq!(form_from(&app, [127, 0, 0, 71]).await.0, 201, "a day later, again");
 }
+
+#[tokio::test]
+async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_its_limit() {
+    let app = spawn_app_with(|c| {
+        c.limits.patron_lines_before_accept = 3;
+        c.limits.max_chat_lines = 8;
+    })
+    .await;
+    let p = app.start_chat("riverside-main", "Is the archive open?").await;
+    let mut pat = p.socket().await;
+    pat.resume(None, 0).await;
+    // Waiting, three lines after the question, then no more: the chat
+    // holds four, whatever the patron sends (or re-sends).
+    for n in 0..3 {
+        let ack = pat.say(None, "message", &format!("detail {n}"), &format!("w{n}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    for n in 3..6 {
+        let refused = pat.say(None, "message", "one more", &format!("w{n}")).await;
+        assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("wait_for_a_librarian")));
+    }
+    assert_eq!(app.stored(p.session).await.len(), 4);
+
+    // Taken (line 5), the chat goes on until it holds eight lines; then the
+    // patron's are refused, and the librarian's still go.
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    for n in 0..3 {
+        let ack = pat.say(None, "message", &format!("reply {n}"), &format!("r{n}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let refused = pat.say(None, "message", "and another", "r3").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("chat_full")));
+    let (status, body) =
+        ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": "Let us start afresh."})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.stored(p.session).await.len(), 9);
+}

@@ -2,7 +2,7 @@
 //! bounded: sockets per chat token, and a client that stops reading is let
 //! go (with everything that was waiting to be sent to it).
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 use futures_util::{SinkExt, StreamExt};
 use refdesk_domain::chat::MessageKind;
 use serde_json::{json, Value};
@@ -52,7 +52,13 @@ async fn one_chat_token_opens_a_few_sockets_not_hundreds() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_let_go() {
-    let app = spawn_app().await;
+    // Past the patron's limits on lines: the chat is filled as a long
+    // conversation would be.
+    let app = spawn_app_with(|c| {
+        c.limits.patron_lines_before_accept = 10_000;
+        c.limits.max_chat_lines = 10_000;
+    })
+    .await;
     let chat = app.start_chat("riverside-main", "a long chat").await;
     // About 20 MB of lines: more than the kernel's socket buffers hold.
     let rec = app.state.app.patron_session(&chat.token).await.unwrap();

@@ -139,6 +139,10 @@ impl Db for PgDb {
         self.sessions.put(rec.ctx.id, version, rec.clone());
     }
 
+    fn note_line(&mut self, id: SessionId, seq: u64, at: refdesk_domain::Millis) {
+        self.sessions.note_line(id, seq, at);
+    }
+
     fn forget_session(&mut self, id: SessionId) {
         self.sessions.forget(id);
     }

@@ -65,6 +65,14 @@ impl SessionCache {
         }
     }
 
+    pub(super) fn note_line(&self, id: SessionId, seq: u64, at: Millis) {
+        if let Ok(mut map) = self.0.lock() {
+            if let Some((_, rec)) = map.get_mut(&id) {
+                rec.note_line(seq, at);
+            }
+        }
+    }
+
     fn forget(&self, id: SessionId) {
         if let Ok(mut map) = self.0.lock() {
             map.remove(&id);
@@ -265,6 +273,7 @@ impl PgStore {
         match outcome {
             Outcome::Stored => {
                 let message = stored.ok_or_else(|| StoreError::backend("a stored message went missing"))?;
+                self.sessions.note_line(id, message.seq, message.at);
                 Ok(Some(Appended { message, duplicate: false }))
             }
             Outcome::Duplicate => {

@@ -218,6 +218,10 @@ pub trait Db: Send {
     /// Keeps a session read at `version` for later appends.
     fn cache_session(&mut self, _version: i64, _rec: &SessionRecord) {}
 
+    /// A line stored in a session whose copy may be kept: the copy's last
+    /// line follows, so that a guard reading it counts the lines.
+    fn note_line(&mut self, _id: SessionId, _seq: u64, _at: refdesk_domain::Millis) {}
+
     /// Drops any kept copy of a session: it changed, or it ended (an ended
     /// chat's copy, with its patron's name and address, is not kept).
     fn forget_session(&mut self, _id: SessionId) {}

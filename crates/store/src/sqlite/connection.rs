@@ -155,6 +155,12 @@ impl Db for SqliteDb {
         self.sessions.insert(rec.ctx.id, rec.clone());
     }
 
+    fn note_line(&mut self, id: SessionId, seq: u64, at: refdesk_domain::Millis) {
+        if let Some(rec) = self.sessions.get_mut(&id) {
+            rec.note_line(seq, at);
+        }
+    }
+
     fn forget_session(&mut self, id: SessionId) {
         self.sessions.remove(&id);
     }
