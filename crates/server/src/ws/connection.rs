@@ -220,6 +220,20 @@ impl Connection {
         }
     }
 
+    /// Before a frame that reads what a staff member may see: the sign-in
+    /// is asked again, so that someone disabled, demoted or signed out since
+    /// (an expired sign-in publishes nothing) is not served from what this
+    /// connection knew at its `auth` until the next ping. Asks nothing for a
+    /// patron. `false`: not served (the socket is then closed, or the
+    /// question failed and was reported).
+    async fn still_signed_in(&mut self, socket: &mut WebSocket) -> Result<bool, Closed> {
+        match self.feed.signed_in().await {
+            Ok(true) => Ok(true),
+            Ok(false) => self.forward(socket, &[Out::SignedOut]).await.map(|()| false),
+            Err(e) => report(socket, e.into(), None).await.map(|()| false),
+        }
+    }
+
     async fn forward(&mut self, socket: &mut WebSocket, items: &[Out]) -> Result<(), Closed> {
         for item in items {
             let frame = match item {
@@ -275,6 +289,9 @@ impl Connection {
             Ok(f) => f,
             Err(e) => return error(socket, "bad_frame", &format!("not a frame of the protocol: {e}"), None).await,
         };
+        if frame.reads() && !self.still_signed_in(socket).await? {
+            return Ok(());
+        }
         let within = self.send_within();
         match frame {
             In::Ping {} => send(socket, &OutFrame::Pong, within).await,

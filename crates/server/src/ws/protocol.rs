@@ -91,6 +91,15 @@ pub enum In {
     Ping {},
 }
 
+impl In {
+    /// Whether the frame reads what its sender may see (a replay, the
+    /// queue, the monitor, an IM conversation): a staff sign-in is checked
+    /// again first.
+    pub fn reads(&self) -> bool {
+        matches!(self, In::Resume { .. } | In::Queue {} | In::Monitor {} | In::ImResume { .. })
+    }
+}
+
 /// A frame to the client.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -390,6 +390,22 @@ impl Socket {
         }
     }
 
+    /// Whether the server ends the socket within `within`; text frames
+    /// until then are kept.
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(Ws::Close(_)))) => return true,
+                Ok(Some(Ok(Ws::Text(t)))) => {
+                    self.frames.push(serde_json::from_str(t.as_str()).expect("frames are JSON"))
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// Frames until (and including) the first that matches.
     pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut out = Vec::new();
