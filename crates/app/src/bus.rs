@@ -209,6 +209,13 @@ impl Subscription {
         self.mailbox.queue.lagged.store(true, Ordering::Release);
     }
 
+    /// Wakes this connection for another turn, whether or not another
+    /// event comes (a catch-up that stopped at a page comes back for the
+    /// rest): a `Resync` in its own mailbox, nothing flagged.
+    pub fn wake(&self) {
+        self.mailbox.deliver(&Arc::new(Event::Resync));
+    }
+
     /// Starts receiving a session's events.
     pub fn join(&mut self, session: SessionId) {
         let mut t = self.bus.lock();

@@ -30,8 +30,12 @@ use refdesk_domain::{DomainError, Millis};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Page size when reading a session's history from the store.
-const PAGE: u32 = 500;
+/// Lines read from the store at a time when a connection fills a gap or
+/// catches up after missed events, per session or IM conversation: the
+/// rest is read at its next turn (`Subscription::wake`), once
+/// this page is written out, so that what a lagging reader holds is a
+/// page, not everything it missed.
+const PAGE: u32 = 100;
 
 /// One page of a replay.
 #[derive(Debug)]
@@ -124,6 +128,8 @@ struct Watched {
     watchers: Vec<Watcher>,
     /// Highest sequence number processed (seen or filtered out).
     last: u64,
+    /// A catch-up stopped at a page: the rest is read at the next turn.
+    more: bool,
 }
 
 /// A connection's feed.
@@ -163,6 +169,9 @@ struct Desk {
     /// past [`ENDED_KEPT`] the oldest is left. Without this a desk open all
     /// shift would follow every chat it ever opened.
     ended: std::collections::VecDeque<SessionId>,
+    /// IM conversations whose catch-up stopped at a page: the rest is read
+    /// at the next turn.
+    im_more: Vec<StaffId>,
 }
 
 /// Ended sessions a staff connection keeps following at most.
@@ -244,7 +253,7 @@ impl Feed {
         // every message up to the number it named.
         let after = after.min(rec.last_seq);
         let watchers = self.sub.watchers_of(session);
-        self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after }));
+        self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after, more: false }));
         if rec.state == refdesk_domain::chat::SessionState::Ended {
             self.forget_ended(session);
         }
@@ -499,19 +508,34 @@ impl Feed {
         Ok(Page { items, done })
     }
 
-    /// Everything of an IM conversation after `after`, for a gap or a lag
-    /// (what was missed, not a whole history).
-    async fn catch_up_im(&mut self, peer: StaffId, mut after: u64) -> AppResult<Vec<ImMessage>> {
-        let mut out = Vec::new();
-        loop {
-            // Not `im_page`: a re-read already holds its turn.
-            let page = self.im_page_of(peer, after, PAGE).await?;
-            after = page.items.last().map_or(after, |m| m.seq);
-            out.extend(page.items);
-            if page.done {
-                return Ok(out);
-            }
+    /// A page of an IM conversation after `after`, for a gap or a lag (what
+    /// was missed, not a whole history); a full page asks for the rest at
+    /// the next turn.
+    async fn catch_up_im(&mut self, peer: StaffId, after: u64) -> AppResult<Vec<ImMessage>> {
+        // Not `im_page`: a re-read already holds its turn.
+        let page = self.im_page_of(peer, after, PAGE).await?;
+        let more = &mut self.desk().im_more;
+        more.retain(|p| *p != peer);
+        if !page.done {
+            more.push(peer);
+            self.sub.wake();
         }
+        Ok(page.items)
+    }
+
+    /// The next page of every catch-up that stopped at one (a connection
+    /// that missed much reads it a page per turn).
+    async fn catch_up_more(&mut self, out: &mut Vec<Out>) -> AppResult<()> {
+        let sessions: Vec<SessionId> = self.sessions.iter().filter(|(_, w)| w.more).map(|(s, _)| *s).collect();
+        for s in sessions {
+            out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
+        }
+        let peers = self.desk.as_deref().map(|d| d.im_more.clone()).unwrap_or_default();
+        for peer in peers {
+            let last = self.desk.as_deref().and_then(|d| d.im.get(&peer).copied()).unwrap_or(0);
+            out.extend(self.catch_up_im(peer, last).await?.into_iter().map(Out::Im));
+        }
+        Ok(())
     }
 
     fn may_see_waiting(&self, e: &QueueEntry, now: Millis) -> bool {
@@ -527,33 +551,30 @@ impl Feed {
         sees(&self.viewer, item)
     }
 
-    /// Reads from the store everything after the last processed sequence
-    /// number of `session`, filtered for this viewer.
+    /// Reads from the store a page of what follows the last processed
+    /// sequence number of `session`, filtered for this viewer; a full page
+    /// asks for the rest at the connection's next turn.
     /// All or nothing: on an error the session's place is unchanged.
     async fn catch_up(&mut self, session: SessionId) -> AppResult<Vec<Message>> {
-        let mut out = Vec::new();
-        let Some(mut last) = self.sessions.get(&session).map(|w| w.last) else { return Ok(out) };
-        loop {
-            let page = self.app.store.messages_after(session, last, PAGE).await?;
-            // As for a replay's page (`next_page`): judged as the session is now.
-            if page.iter().any(|m| m.system.is_some()) && !self.read_context_again(session).await? {
-                return Ok(out);
-            }
-            let Some(w) = self.sessions.get(&session) else { return Ok(out) };
-            let full = page.len() == PAGE as usize;
-            for m in page {
-                last = last.max(m.seq);
-                if sees(&self.viewer, Item::Message { ctx: &w.ctx, message: &m }) {
-                    out.push(m);
-                }
-            }
-            if !full {
-                if let Some(w) = self.sessions.get_mut(&session) {
-                    w.last = w.last.max(last);
-                }
-                return Ok(out);
+        let Some(from) = self.sessions.get(&session).map(|w| w.last) else { return Ok(Vec::new()) };
+        let page = self.app.store.messages_after(session, from, PAGE).await?;
+        // As for a replay's page (`next_page`): judged as the session is now.
+        if page.iter().any(|m| m.system.is_some()) && !self.read_context_again(session).await? {
+            return Ok(Vec::new());
+        }
+        let Some(w) = self.sessions.get_mut(&session) else { return Ok(Vec::new()) };
+        w.more = page.len() == PAGE as usize;
+        if w.more {
+            self.sub.wake();
+        }
+        let mut out = Vec::with_capacity(page.len());
+        for m in page {
+            w.last = w.last.max(m.seq);
+            if sees(&self.viewer, Item::Message { ctx: &w.ctx, message: &m }) {
+                out.push(m);
             }
         }
+        Ok(out)
     }
 
     /// Waits for the next committed event. Cancel-safe: use it in
@@ -709,8 +730,9 @@ impl Feed {
                     out.push(Out::SignedOut);
                 }
             }
-            // Handled above, as a lag: everything followed was re-read.
-            Event::Resync => {}
+            // A lag is handled above (everything followed was re-read);
+            // otherwise the connection was woken for the rest of a catch-up.
+            Event::Resync => self.catch_up_more(&mut out).await?,
         }
         Ok(out)
     }

@@ -245,3 +245,59 @@ async fn a_gap_filled_from_the_store_after_the_chat_changed_hands_out_of_view_sh
     assert!(!out.iter().any(shown), "a line out of his view was shown: {out:?}");
     assert_eq!(feed.context(s), None, "the chat is no longer followed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_missed_many_lines_catches_up_a_page_per_turn_and_misses_none() {
+    use refdesk_app::feed::Out;
+    use refdesk_domain::chat::MessageKind;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    let mut feed = patron(&app, s).await;
+    let before = replay(&mut feed, s).await.last().unwrap().seq;
+    // Far more lines than the connection's queue holds (256): it lags.
+    for n in 0..700 {
+        app.staff_send(&ann, s, MessageKind::Message, &format!("line {n}"), None).await.unwrap();
+    }
+    // Each turn hands on at most a page of what was missed (100 lines; a
+    // turn that re-reads after the lag and goes on may take two), and the
+    // turns together hand on every line once, in order.
+    let mut seqs = Vec::new();
+    let mut largest = 0;
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {
+        let out = feed.handle(event).await.unwrap();
+        let lines: Vec<u64> =
+            out.iter().filter_map(|o| if let Out::Message(m) = o { Some(m.seq) } else { None }).collect();
+        largest = largest.max(lines.len());
+        seqs.extend(lines);
+    }
+    assert!(largest <= 200, "a turn handed on {largest} lines");
+    assert_eq!(seqs, (before + 1..=before + 700).collect::<Vec<_>>(), "every line once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staff_connection_that_missed_many_messages_of_a_colleague_catches_up_a_page_per_turn() {
+    use refdesk_app::feed::Out;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
+    let mut feed = Feed::new(&app, Viewer::Staff(ann.clone()));
+    let first = app.im_send(&ben, ann.id, "Hello Ann", None).await.unwrap();
+    pump(&mut feed).await;
+    for n in 0..700 {
+        app.im_send(&ben, ann.id, &format!("note {n}"), None).await.unwrap();
+    }
+    let mut seqs = Vec::new();
+    let mut largest = 0;
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {
+        let out = feed.handle(event).await.unwrap();
+        let ims: Vec<u64> = out.iter().filter_map(|o| if let Out::Im(m) = o { Some(m.seq) } else { None }).collect();
+        largest = largest.max(ims.len());
+        seqs.extend(ims);
+    }
+    assert!(largest <= 200, "a turn handed on {largest} messages");
+    let from = first.0.seq + 1;
+    assert_eq!(seqs, (from..from + 700).collect::<Vec<_>>(), "every message once, in order");
+}
