@@ -221,6 +221,7 @@ impl App {
             });
             let ending = Ending {
                 missed: Some(format!("Missed chat: no librarian accepted it within {minutes} minutes")),
+                left_per_net_per_day: self.limits.form_questions_per_address_per_day,
                 last_words: Some(expired_line(minutes, rec.patron_email.is_some())),
             };
             // Nobody accepted it: there is no transcript to mail.

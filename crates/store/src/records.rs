@@ -461,6 +461,11 @@ pub struct Ending {
     /// note of the missed-chat question it leaves — a new question, or a
     /// note on the one it already has (a chat sent back to a queue).
     pub missed: Option<String>,
+    /// Questions a network may leave for an e-mail answer in a day, forms
+    /// and missed chats together: past it a missed chat leaves no new
+    /// question (a stranger starting and ending chats with an address
+    /// would otherwise fill a library's list).
+    pub left_per_net_per_day: u32,
     /// A line from refdesk to everyone, written in the same transaction
     /// just before the end line: why the chat ends.
     pub last_words: Option<String>,

@@ -338,3 +338,30 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
     assert_eq!(status, 200, "{body}");
     assert_eq!(app.stored(p.session).await.len(), 9);
 }
+
+#[tokio::test]
+async fn chats_left_at_once_with_an_address_count_against_the_networks_questions_for_the_day() {
+    let app = spawn_app_with(|c| c.limits.form_questions_per_address_per_day = 2).await;
+    let ann = app.staff("ann").await;
+    let follow_ups = || async { ann.get("/api/questions?view=follow_up").await.1.as_array().unwrap().len() };
+    // A chat started with an address and left at once leaves a missed-chat
+    // question for an e-mail answer: twice from one network, then no more.
+    for left in 1..=3 {
+        let client = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 81])).build().unwrap();
+        let started = client
+            .post(app.url("/api/libraries/riverside-main/chats"))
+            .json(&json!({"name": "Pat", "email": "pat@example.org", "question": "Is the archive open?"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 201);
+        let token = started.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+        let ended = client.post(app.url("/api/chat/end")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(ended.status(), 200, "the chat ends whatever the count");
+        assert_eq!(follow_ups().await, left.min(2), "after {left} chats left");
+    }
+    // The same budget as the offline form: that network has none left today.
+    let (status, refused) = form_from(&app, [127, 0, 0, 81]).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_questions")), "{refused}");
+    assert_eq!(form_from(&app, [127, 0, 0, 82]).await.0, 201, "another network may");
+}

@@ -208,6 +208,22 @@ async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: M
     insert_timeline(db, q, now, None, &Change::Note { body: note.to_owned() }).await
 }
 
+/// Whether a chat nobody took may leave a question for an e-mail answer:
+/// one it already has takes a note; a new one only while its network has
+/// left fewer than `max` today, forms and missed chats together (counted
+/// under a lock per network on PostgreSQL, as the form is).
+async fn may_leave_question<D: Db>(db: &mut D, rec: &SessionRecord, max: u32, now: Millis) -> Result<bool> {
+    if rec.ctx.question.is_some() {
+        return Ok(true);
+    }
+    let net_of = "SELECT net_key AS net_key FROM sessions WHERE id = ?1";
+    let net = db.row(net_of, args![rec.ctx.id.0], |r| r.opt_text("net_key")).await?.flatten();
+    let Some(net) = net else { return Ok(true) };
+    db.lock(&format!("net:{net}")).await?;
+    let today = int(db, sel::LEFT_FROM_NET, args![&net, now - 86_400_000], "n").await?;
+    Ok(today < i64::from(max))
+}
+
 /// Ends a chat (R5) and queues its transcript, in one write.
 async fn end<D: Db>(
     db: &mut D,
@@ -228,7 +244,11 @@ async fn end<D: Db>(
     )
     .await?;
     if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &ending.missed, &rec.patron_email) {
-        leave_missed(db, &rec, note, now).await?;
+        if may_leave_question(db, &rec, ending.left_per_net_per_day, now).await? {
+            leave_missed(db, &rec, note, now).await?;
+        } else {
+            tracing::info!(session = %id, "a missed chat past its network's questions for the day: no question left");
+        }
     }
     let mut events = Vec::new();
     if rec.state == SessionState::Waiting {

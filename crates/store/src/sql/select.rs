@@ -492,9 +492,12 @@ pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
     }
 }
 
-/// Form questions from one network since a time (binds the network key, since).
-pub(crate) const FORMS_FROM_NET: &str =
-    "SELECT COUNT(*) AS n FROM sessions WHERE by_form AND net_key = ?1 AND created_at >= ?2";
+/// Questions left for an e-mail answer from one network since a time:
+/// offline forms, and chats nobody took that left a question (binds the
+/// network key, since).
+pub(crate) const LEFT_FROM_NET: &str =
+    "SELECT COUNT(*) AS n FROM sessions s WHERE s.net_key = ?1 AND s.created_at >= ?2
+       AND (s.by_form OR (s.accepted_at IS NULL AND EXISTS (SELECT 1 FROM questions q WHERE q.session_id = s.id)))";
 
 /// Blocks in force on either key: binds cooperative, browser key, network key, now.
 pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4
