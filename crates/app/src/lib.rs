@@ -132,6 +132,10 @@ impl AppError {
 /// Result of a use case.
 pub type AppResult<T> = Result<T, AppError>;
 
+/// Password hashes running or waiting for their turn at once, at most
+/// (two run): a line a few seconds long at the worst.
+pub const HASHES_WAITING: usize = 64;
+
 /// Limits and timings the use cases enforce. Every field has a safe default.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -317,6 +321,8 @@ pub struct App {
     /// Password hashing is slow and takes 19 MiB each: a few at a time, so
     /// a burst of sign-ins cannot exhaust memory or the blocking threads.
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Places in line for [`App::hash_work`] ([`HASHES_WAITING`]).
+    hash_line: Arc<tokio::sync::Semaphore>,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
@@ -330,7 +336,17 @@ pub struct App {
 
 impl App {
     /// Runs a password hash or check off the async threads, a few at a time.
+    /// Past [`HASHES_WAITING`] running or waiting, `busy` at once: sign-ins
+    /// from many networks (each within its rate) would otherwise queue
+    /// without end, holding their requests, and staff wait behind them.
     pub async fn hash_work<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+        let Ok(_place) = self.hash_line.try_acquire() else {
+            return Err(DomainError::Limited {
+                code: "busy",
+                reason: "too many sign-ins at once; try again in a few seconds".into(),
+            }
+            .into());
+        };
         let _permit = self.hashing.acquire().await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))?;
         tokio::task::spawn_blocking(f).await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))
     }
@@ -345,6 +361,7 @@ impl App {
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
+            hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
             retention: Arc::default(),

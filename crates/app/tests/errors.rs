@@ -1,6 +1,7 @@
 //! A failure of the store is never reported as the caller's mistake, and it
-//! keeps what the store said as its source. On a real SQLite file with the
-//! demo cooperative.
+//! keeps what the store said as its source; a flood of sign-ins is refused
+//! as busy, not queued without end. On a real SQLite file with the demo
+//! cooperative.
 
 use refdesk_app::{bus::Bus, demo, App, AppError, Clock, Limits, ListFilter};
 use refdesk_domain::DomainError;
@@ -31,4 +32,36 @@ async fn a_library_that_does_not_exist_is_bad_input_but_a_closed_store_is_an_int
     let AppError::Internal(failure) = &failed else { panic!("a closed store reported as {failed:?}") };
     let source = failure.source().expect("the store's error is kept as the source");
     assert!(matches!(source.downcast_ref::<StoreError>(), Some(StoreError::Closed)), "{source:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), Clock::system());
+    // Two hashes run (held until released), the rest of the line waits.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(std::sync::Mutex::new(held));
+    let mut line = Vec::new();
+    for _ in 0..refdesk_app::HASHES_WAITING {
+        let (app, held) = (app.clone(), held.clone());
+        line.push(tokio::spawn(async move {
+            app.hash_work(move || {
+                let _ = held.lock().unwrap().recv();
+            })
+            .await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = app.hash_work(|| ()).await.unwrap_err();
+    assert!(matches!(refused, AppError::Domain(DomainError::Limited { code: "busy", .. })), "{refused:?}");
+    // Once the line moves, hashing is served again.
+    for _ in 0..refdesk_app::HASHES_WAITING {
+        release.send(()).unwrap();
+    }
+    for waiting in line {
+        waiting.await.unwrap().unwrap();
+    }
+    assert!(app.hash_work(|| ()).await.is_ok());
 }

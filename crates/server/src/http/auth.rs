@@ -43,7 +43,7 @@ struct Login {
         (status = 401, description = "`unauthenticated`: wrong username or password", body = ErrorBody),
         (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
         (status = 422, description = "`invalid`: a username or password that cannot be one", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node", body = ErrorBody),
     ))]
 async fn login(
     State(state): State<AppState>,
