@@ -323,6 +323,9 @@ pub struct App {
     hashing: Arc<tokio::sync::Semaphore>,
     /// Places in line for [`App::hash_work`] ([`HASHES_WAITING`]).
     hash_line: Arc<tokio::sync::Semaphore>,
+    /// Whether anyone is on duty, per cooperative, and when that was read
+    /// (see `App::library_status`).
+    on_duty: staff::OnDutyCache,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
@@ -362,6 +365,7 @@ impl App {
             connections: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
             hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
+            on_duty: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
             retention: Arc::default(),

@@ -6,7 +6,7 @@
 use crate::{auth, App, AppResult};
 use refdesk_domain::authz::{authorize_admin, authorize_staff_admin, Admin};
 use refdesk_domain::event::{Availability, Event};
-use refdesk_domain::ids::StaffId;
+use refdesk_domain::ids::{CooperativeId, StaffId};
 use refdesk_domain::input::{self, Body};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::{DomainError, Millis};
@@ -16,6 +16,15 @@ use std::collections::HashMap;
 
 /// The longest policy page, in characters: the longest text anyone sends.
 pub const MAX_POLICY_CHARS: usize = 20_000;
+
+/// How long whether anyone of a cooperative is on duty is answered from
+/// memory: the widget on every page of a library's site asks for it (anyone
+/// may), and each answer read every staff member of the cooperative.
+pub const STATUS_FRESH_MS: Millis = 5_000;
+
+/// Per cooperative: when it was read, and whether anyone was on duty. One
+/// entry per cooperative that has libraries, at most.
+pub(crate) type OnDutyCache = std::sync::Arc<std::sync::Mutex<HashMap<CooperativeId, (Millis, bool)>>>;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,7 +144,11 @@ impl App {
 
     /// Goes on duty, away, or off duty.
     pub async fn set_availability(&self, staff: &Staff, a: Availability) -> AppResult<()> {
-        Ok(self.store.set_availability(staff.id, a, self.clock.now()).await?)
+        self.store.set_availability(staff.id, a, self.clock.now()).await?;
+        // This node's widgets see the change at once (others within
+        // STATUS_FRESH_MS).
+        self.on_duty.lock().unwrap_or_else(|p| p.into_inner()).remove(&staff.home.cooperative);
+        Ok(())
     }
 
     /// Whether a staff member is on duty now.
@@ -167,10 +180,21 @@ impl App {
 
     /// Whether anyone who can serve this library's patrons is on duty: its
     /// own staff, or any of the cooperative (they serve it after roll-up).
+    /// Read from the store at most once per [`STATUS_FRESH_MS`] per cooperative.
     pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
         let lib = self.library(slug).await?;
-        let staff = self.store.staff_of(lib.placement.cooperative).await?;
-        let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
+        let coop = lib.placement.cooperative;
+        let now = self.clock.now();
+        let known = self.on_duty.lock().unwrap_or_else(|p| p.into_inner()).get(&coop).copied();
+        let online = match known {
+            Some((at, online)) if now.saturating_sub(at) < STATUS_FRESH_MS => online,
+            _ => {
+                let staff = self.store.staff_of(coop).await?;
+                let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
+                self.on_duty.lock().unwrap_or_else(|p| p.into_inner()).insert(coop, (now, online));
+                online
+            }
+        };
         Ok(LibraryStatus { library: lib.name, online })
     }
 

@@ -677,3 +677,28 @@ async fn going_on_and_off_duty_sends_the_whole_queue() {
     assert_eq!(ann.post("/api/me/availability", json!({"availability": "away"})).await.0, 200);
     assert_eq!(ws.until(|f| f["type"] == "queue").await.last().unwrap()["waiting"], json!([]), "away: none offered");
 }
+
+#[tokio::test]
+async fn the_entry_points_status_is_read_at_most_every_few_seconds_and_at_once_after_a_change_here() {
+    use refdesk_domain::event::Availability;
+    let app = spawn_app_with_manual_clock().await;
+    let status = || {
+        let url = app.url("/api/libraries/riverside-main/status");
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap()["online"].as_bool().unwrap() }
+    };
+    assert!(!status().await, "nobody on duty");
+    // Another node puts Ann on duty, and this node does not hear of it: it
+    // answers from memory (every widget of every page asks) for 5 s.
+    let other = app.other_writer().await;
+    let coop = other.staff_of(refdesk_domain::ids::CooperativeId(1)).await.unwrap();
+    let id = coop.iter().find(|e| e.staff.display_name == "Ann Archer").unwrap().staff.id;
+    other.set_availability(id, Availability::OnDuty, app.clock().now()).await.unwrap();
+    assert!(!status().await, "answered from memory");
+    app.clock().advance(refdesk_app::staff::STATUS_FRESH_MS);
+    assert!(status().await, "read again once 5 s have passed");
+    // A change made on this node is seen at once.
+    let ann = app.staff("ann").await;
+    let (code, _) = ann.post("/api/me/availability", json!({"availability": "off_duty"})).await;
+    assert_eq!(code, 200);
+    assert!(!status().await, "Ann went off duty here");
+}
