@@ -58,7 +58,7 @@ fi
 
 # Generous per-address limits: every request comes from 127.0.0.1, and a
 # 429 would hide what the operation does (the limits have their own tests).
-REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_MAX_CHAT_LINES=1000000 \
+REFDESK_STARTS_PER_MINUTE=100000 REFDESK_LOGINS_PER_MINUTE=100000 REFDESK_MAX_WAITING_PER_ADDRESS=100000 REFDESK_MAX_CHAT_LINES=1000000 REFDESK_PATRON_POSTS_PER_MINUTE=100000 \
   REFDESK_MAX_WAITING_PER_LIBRARY=100000 REFDESK_LOG=warn \
   "$bin" "${backend[@]}" --data-dir "$dir" serve --demo --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
 pid=$!

@@ -165,6 +165,9 @@ pub struct Limits {
     /// Chats and offline questions one address may start per minute (a
     /// library's public computers may share one address: not too low).
     pub starts_per_minute: u32,
+    /// Requests one address may make per minute with a chat's token
+    /// (ending, rating, asking for the transcript): each is a write.
+    pub patron_posts_per_minute: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -242,6 +245,7 @@ impl Default for Limits {
             idle_chat_minutes: 30,
             logins_per_minute: 10,
             starts_per_minute: 20,
+            patron_posts_per_minute: 60,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,

@@ -1,6 +1,8 @@
 //! Rate limits on the entry points anyone can reach without signing in
-//! (DESIGN §8, §9 "rate limits on every entry point"): sign-in attempts, and
-//! starting chats or offline questions. Per client address, a token bucket
+//! (DESIGN §8, §9 "rate limits on every entry point"): sign-in attempts,
+//! starting chats or offline questions, and a patron's requests with their
+//! chat's token (ending, rating, a transcript: each a write, and a token
+//! anyone can get). Per client address, a token bucket
 //! per minute; over it, `429` with the API's error shape and `Retry-After`.
 //! Signed-in traffic and the socket have their own limits elsewhere.
 //!
@@ -34,6 +36,7 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 enum Kind {
     Login,
     Start,
+    Patron,
 }
 
 struct Bucket {
@@ -82,14 +85,18 @@ fn prune(map: &mut HashMap<(Kind, IpAddr), Bucket>, now: Instant) {
     }
 }
 
-/// The open entry points that are rate limited, by the route they matched
-/// (as registered, `{slug}` and all: axum's [`MatchedPath`]), never by the
-/// URL asked for. The test below checks that these are the document's open
-/// `POST` operations, so a route renamed or added without a limit fails it.
-const LIMITED: [(&str, Kind); 3] = [
+/// The entry points that are rate limited, by the route they matched (as
+/// registered, `{slug}` and all: axum's [`MatchedPath`]), never by the URL
+/// asked for. The test below checks that these are the document's open and
+/// patron `POST` operations, so a route renamed or added without a limit
+/// fails it.
+const LIMITED: [(&str, Kind); 6] = [
     ("/api/login", Kind::Login),
     ("/api/libraries/{slug}/chats", Kind::Start),
     ("/api/libraries/{slug}/questions", Kind::Start),
+    ("/api/chat/end", Kind::Patron),
+    ("/api/chat/transcript", Kind::Patron),
+    ("/api/chat/rating", Kind::Patron),
 ];
 
 fn kind_of(method: &Method, route: Option<&str>) -> Option<Kind> {
@@ -130,11 +137,13 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         let per_minute = match kind {
             Kind::Login => state.app.limits().logins_per_minute,
             Kind::Start => state.app.limits().starts_per_minute,
+            Kind::Patron => state.app.limits().patron_posts_per_minute,
         };
         if let Err(wait) = state.limiter.take(kind, ip, per_minute) {
             state.metrics.limited(match kind {
                 Kind::Login => "login",
                 Kind::Start => "start",
+                Kind::Patron => "patron",
             });
             let err = ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
@@ -202,24 +211,30 @@ mod tests {
         assert_eq!(kind_of(&Method::POST, route("/api/libraries/{slug}/chats")), Some(Kind::Start));
         assert_eq!(kind_of(&Method::POST, route("/api/libraries/{slug}/questions")), Some(Kind::Start));
         assert_eq!(kind_of(&Method::GET, route("/api/libraries/{slug}/status")), None);
+        assert_eq!(kind_of(&Method::POST, route("/api/chat/rating")), Some(Kind::Patron));
+        assert_eq!(kind_of(&Method::GET, route("/api/chat")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/sessions/{id}/messages")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/libraries/main/chats")), None, "a URL is not a route");
         assert_eq!(kind_of(&Method::POST, None), None, "a path no route matched");
     }
 
     #[test]
-    fn every_open_post_of_the_document_is_limited_and_nothing_else() {
+    fn every_open_or_patron_post_of_the_document_is_limited_and_nothing_else() {
         let doc = crate::http::openapi::document();
-        let mut open_posts: Vec<&str> = doc
+        let open_or_patron = |op: &utoipa::openapi::path::Operation| match &op.security {
+            None => true,
+            Some(reqs) => serde_json::to_string(reqs).is_ok_and(|s| s.contains("\"patron\"")),
+        };
+        let mut posts: Vec<&str> = doc
             .paths
             .paths
             .iter()
-            .filter(|(_, item)| item.post.as_ref().is_some_and(|op| op.security.is_none()))
+            .filter(|(_, item)| item.post.as_ref().is_some_and(open_or_patron))
             .map(|(path, _)| path.as_str())
             .collect();
         let mut limited: Vec<&str> = LIMITED.iter().map(|(r, _)| *r).collect();
-        open_posts.sort_unstable();
+        posts.sort_unstable();
         limited.sort_unstable();
-        assert_eq!(open_posts, limited, "the open POST routes are exactly the limited ones");
+        assert_eq!(posts, limited, "the open and patron POST routes are exactly the limited ones");
     }
 }

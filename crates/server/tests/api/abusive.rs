@@ -365,3 +365,23 @@ async fn chats_left_at_once_with_an_address_count_against_the_networks_questions
     assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_questions")), "{refused}");
     assert_eq!(form_from(&app, [127, 0, 0, 82]).await.0, 201, "another network may");
 }
+
+#[tokio::test]
+async fn a_patrons_requests_with_a_chat_token_are_rate_limited_per_network() {
+    let app = spawn_app_with(|c| c.limits.patron_posts_per_minute = 3).await;
+    let (_, started) = start_from(&app, [127, 0, 0, 91], None).await;
+    let p = patron(&app, &started);
+    let from =
+        |last: u8| reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, last])).build().unwrap();
+    let rate = |client: reqwest::Client| {
+        let (url, token) = (app.url("/api/chat/rating"), p.token.clone());
+        async move {
+            client.post(url).bearer_auth(token).json(&json!({"rating": 5})).send().await.unwrap().status().as_u16()
+        }
+    };
+    for _ in 0..3 {
+        assert_ne!(rate(from(91)).await, 429);
+    }
+    assert_eq!(rate(from(91)).await, 429, "a fourth request within the minute");
+    assert_ne!(rate(from(92)).await, 429, "another network is not held back");
+}
