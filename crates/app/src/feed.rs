@@ -260,6 +260,15 @@ impl Feed {
         Ok(())
     }
 
+    /// Whether a page of lines read from the store is judged by the session
+    /// read again after it: always for staff (what they see follows the
+    /// session's hands and referral, and not every change of them writes a
+    /// line marked as one); for a patron, who sees the lines for everyone
+    /// whoever holds the chat, when a line changed hands (for presence).
+    fn judged_again(&self, page: &[Message]) -> bool {
+        !page.is_empty() && (matches!(self.viewer, Viewer::Staff(_)) || page.iter().any(|m| m.system.is_some()))
+    }
+
     /// A session's record as it is now, if this viewer may see it (I5).
     async fn record_in_view(&self, session: SessionId) -> AppResult<refdesk_store::SessionRecord> {
         let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
@@ -324,12 +333,12 @@ impl Feed {
         };
         let done = read.len() < limit as usize;
         // A change of hands among these lines (an acceptance, a transfer, a
-        // colleague joining, the end) may change who sees what after it:
-        // the lines are judged by the session as it is now, read after
-        // them, not by the copy from before them (a chat transferred away
-        // while its replay was read would show the new hands' notes).
+        // colleague joining, a referral, the end) may change who sees what
+        // after it: the lines are judged by the session as it is now, read
+        // after them, not by the copy from before them (a chat transferred
+        // away while its replay was read would show the new hands' notes).
         // Out of view now, the replay is refused as a resume would be.
-        if read.iter().any(|m| m.system.is_some()) && !self.read_context_again(session).await? {
+        if self.judged_again(&read) && !self.read_context_again(session).await? {
             return Err(DomainError::NotFound("session").into());
         }
         let Some(w) = self.sessions.get_mut(&session) else {
@@ -559,7 +568,7 @@ impl Feed {
         let Some(from) = self.sessions.get(&session).map(|w| w.last) else { return Ok(Vec::new()) };
         let page = self.app.store.messages_after(session, from, PAGE).await?;
         // As for a replay's page (`next_page`): judged as the session is now.
-        if page.iter().any(|m| m.system.is_some()) && !self.read_context_again(session).await? {
+        if self.judged_again(&page) && !self.read_context_again(session).await? {
             return Ok(Vec::new());
         }
         let Some(w) = self.sessions.get_mut(&session) else { return Ok(Vec::new()) };

@@ -188,16 +188,19 @@ impl App {
 
     /// One question with its transcript and timeline, as staff see it.
     pub async fn question(&self, staff: &Staff, id: QuestionId) -> AppResult<QuestionDetail> {
+        let first = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
+        authorize_question(staff, &first.placement, first.referred.as_ref(), first.librarian)?;
+        // The lines and the timeline first, then the question and the session
+        // again: what judges them is at least as new as all they hold (a
+        // referral or a change of hands after them is in it).
+        let all = self.store.messages_after(first.session, 0, u32::MAX).await?;
+        let timeline = self.store.timeline(id).await?;
         let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
-        // Lines first, then the session: it is then at least as new as every
-        // line it judges (a change of hands after the lines is in it).
-        let all = self.store.messages_after(question.session, 0, u32::MAX).await?;
         let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
         // Staff see notes; the visibility function still decides.
         let viewer = Viewer::Staff(staff.clone());
         let visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();
-        let timeline = self.store.timeline(id).await?;
         Ok(QuestionDetail { question, transcript: visible, timeline, patron_email: session.patron_email })
     }
 
