@@ -151,8 +151,10 @@ enum Transport {
     Files(PathBuf),
 }
 
-/// Networks tracked at most by [`MailAsks`]; beyond it the oldest hours are
-/// forgotten, so a flood of addresses cannot grow memory without bound.
+/// Networks tracked at most by [`MailAsks`]; beyond it past hours are
+/// forgotten, then the networks that asked least, so a flood of addresses
+/// can neither grow memory without bound nor wipe the count of a network
+/// near its cap.
 const MAIL_ASKS_TRACKED: usize = 50_000;
 
 /// Transcripts asked for per network in the current hour, on this node.
@@ -166,8 +168,11 @@ impl MailAsks {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAIL_ASKS_TRACKED {
             map.retain(|_, (h, _)| *h == hour);
-            if map.len() >= MAIL_ASKS_TRACKED {
-                map.clear();
+            if map.len() >= MAIL_ASKS_TRACKED / 2 {
+                let mut counts: Vec<u32> = map.values().map(|(_, n)| *n).collect();
+                let middle = counts.len() / 2;
+                let cut = *counts.select_nth_unstable(middle).1;
+                map.retain(|_, (_, n)| *n > cut);
             }
         }
         let entry = map.entry(net.to_owned()).or_insert((hour, 0));
@@ -367,6 +372,17 @@ mod tests {
         assert!(!asks.take("a", 2, 2), "the third in the hour is refused");
         assert!(asks.take("b", 2, 2), "another network has its own");
         assert!(asks.take("a", 3_600_000, 2), "a new hour starts again");
+    }
+
+    #[test]
+    fn a_flood_of_networks_does_not_wipe_the_count_of_one_near_its_cap() {
+        let asks = MailAsks::default();
+        assert!(asks.take("busy", 0, 2) && asks.take("busy", 0, 2));
+        for i in 0..MAIL_ASKS_TRACKED * 2 {
+            asks.take(&format!("n{i}"), 0, 2);
+        }
+        assert!(!asks.take("busy", 0, 2), "the busy network was forgotten in the flood");
+        assert!(asks.0.lock().unwrap().len() <= MAIL_ASKS_TRACKED);
     }
 
     #[test]
