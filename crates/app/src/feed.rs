@@ -701,9 +701,12 @@ impl Feed {
             Event::Message { ctx, message } => self.on_message(ctx, message, &mut out).await?,
             Event::Watchers { ctx, watchers } => self.on_watchers(ctx.id, watchers, &mut out),
             Event::Typing { ctx, audience, who, by, on } => {
-                if self.sessions.contains_key(&ctx.id)
-                    && sees(&self.viewer, Item::Typing { ctx, audience: *audience, by: *by })
-                {
+                // Judged by the newer of the typist's copy of the session and
+                // this connection's own: a typist whose copy predates a change
+                // (a member gone from join to whisper) is not shown by it.
+                let own = self.sessions.get(&ctx.id).map(|w| &w.ctx);
+                let newest = own.filter(|own| own.version > ctx.version).unwrap_or(ctx);
+                if own.is_some() && sees(&self.viewer, Item::Typing { ctx: newest, audience: *audience, by: *by }) {
                     out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
                 }
             }

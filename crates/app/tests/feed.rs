@@ -301,3 +301,31 @@ async fn a_staff_connection_that_missed_many_messages_of_a_colleague_catches_up_
     let from = first.0.seq + 1;
     assert_eq!(seqs, (from..from + 700).collect::<Vec<_>>(), "every message once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patron_is_not_shown_typing_from_a_colleague_who_went_from_join_to_whisper() {
+    use refdesk_app::feed::Out;
+    use refdesk_domain::chat::ConferenceMode;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let (_, dev) = app.login("dev", demo::PASSWORD, true).await.unwrap();
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    let mut feed = patron(&app, s).await;
+    replay(&mut feed, s).await;
+    // Dev joins (the patron is told), then goes on whispering.
+    let joined = app.conference(&dev, s, ConferenceMode::Join).await.unwrap();
+    app.conference(&dev, s, ConferenceMode::Whisper).await.unwrap();
+    drain(&mut feed).await;
+    // A typing frame from his connection, whose copy of the chat still says
+    // he joined: the patron's own copy is newer, and says he whispers.
+    app.staff_typing(&dev, joined.ctx, false, true).unwrap();
+    let out = drain(&mut feed).await;
+    assert!(!out.iter().any(|o| matches!(o, Out::Typing { .. })), "{out:?}");
+    // Ann typing is shown.
+    let current = app.store().session(s).await.unwrap().unwrap();
+    app.staff_typing(&ann, current.ctx, false, true).unwrap();
+    let out = drain(&mut feed).await;
+    assert!(out.iter().any(|o| matches!(o, Out::Typing { .. })), "{out:?}");
+}

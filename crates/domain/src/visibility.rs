@@ -91,7 +91,17 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
             ctx.id == *session && message.session == *session && message.audience == Audience::Everyone
         }
         (Viewer::Patron { session }, Item::Typing { ctx, audience, by }) => {
-            ctx.id == *session && audience == Audience::Everyone && by != Some(Typist::Patron)
+            ctx.id == *session
+                && audience == Audience::Everyone
+                && match by {
+                    Some(Typist::Patron) => false,
+                    // Only someone the patron knows is there (B2): the
+                    // chatting librarian, or a colleague who joined announced.
+                    Some(Typist::Staff(id)) => {
+                        ctx.librarian == Some(id) || ctx.member_mode(id) == Some(crate::chat::ConferenceMode::Join)
+                    }
+                    None => true,
+                }
         }
         // Patrons never see the queue, the monitor, who is watching, staff
         // availability or staff IM.
@@ -240,6 +250,23 @@ mod tests {
         let by = Some(Typist::Staff(StaffId(5)));
         assert!(!sees(&patron, Item::Typing { ctx: &c, audience: Audience::Staff, by }));
         assert!(sees(&patron, Item::Typing { ctx: &c, audience: Audience::Everyone, by }));
+    }
+
+    #[test]
+    fn a_patron_sees_typing_only_from_those_they_know_are_there() {
+        use crate::chat::{ConferenceMode, Member};
+        let mut c = ctx(1);
+        let patron = Viewer::Patron { session: SessionId(1) };
+        let typing = |id| Item::Typing { ctx: &c, audience: Audience::Everyone, by: Some(Typist::Staff(StaffId(id))) };
+        assert!(sees(&patron, typing(5)), "the chatting librarian");
+        assert!(!sees(&patron, typing(9)), "nobody the chat knows of");
+        for (mode, shown) in
+            [(ConferenceMode::Join, true), (ConferenceMode::Whisper, false), (ConferenceMode::Monitor, false)]
+        {
+            c.members = vec![Member { staff: StaffId(9), name: "Dev".into(), mode }];
+            let typing = Item::Typing { ctx: &c, audience: Audience::Everyone, by: Some(Typist::Staff(StaffId(9))) };
+            assert_eq!(sees(&patron, typing), shown, "a member in {mode:?}");
+        }
     }
 
     #[test]
