@@ -156,30 +156,69 @@ async fn export_questions(
     Query(p): Query<super::questions::ListParams>,
 ) -> ApiResult<Response> {
     let filter = super::questions::filter(p)?;
-    // Written page by page: what is held is the CSV, never the records.
+    // The first page is read before answering, so that a refusal is an
+    // error status, not a broken download; the rest is read a page at a
+    // time as the client takes it: what is held is a page, whatever the
+    // export's length, and a client that stops reading stops the reads.
+    let page = ListFilter { before: None, limit: EXPORT_PAGE as u32, ..filter };
+    let first = s.app.question_list(&staff, page.clone()).await?;
     let mut w = questions_csv_writer()?;
-    let (mut page, mut written) = (ListFilter { before: None, limit: 200, ..filter }, 0);
-    loop {
-        let got = s.app.question_list(&staff, page.clone()).await?;
-        let take = got.len().min(EXPORT_MAX - written);
-        write_questions(&mut w, &got[..take])?;
-        written += take;
-        match got.last() {
-            Some(last) if got.len() == 200 && written < EXPORT_MAX => page.before = Some(last.id),
-            _ => break,
-        }
-    }
+    write_questions(&mut w, &first)?;
+    let head = finish(w)?;
+    let last = first.last().map(|q| q.id).filter(|_| first.len() == EXPORT_PAGE);
+    let export = Export { app: s.app.clone(), staff, page, written: first.len(), last };
+    let rest =
+        futures_util::stream::unfold(export, |mut e| async move { e.next_chunk().await.map(|chunk| (chunk, e)) });
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::once(std::future::ready(Ok::<_, std::io::Error>(head))),
+        rest,
+    );
     let today = r::date_of(s.app.clock().now().div_euclid(DAY));
-    Ok(csv_response(&format!("refdesk-questions-{today}.csv"), finish(w)?))
+    Ok(csv_response(&format!("refdesk-questions-{today}.csv"), axum::body::Body::from_stream(body)))
 }
 
-fn csv_response(file: &str, body: Vec<u8>) -> Response {
+/// Questions read per page of an export.
+const EXPORT_PAGE: usize = 200;
+
+/// An export under way: the list's query, and how far it has come.
+struct Export {
+    app: refdesk_app::App,
+    staff: refdesk_domain::org::Staff,
+    page: ListFilter,
+    written: usize,
+    /// The last question written, while a full page may have more after it.
+    last: Option<refdesk_domain::ids::QuestionId>,
+}
+
+impl Export {
+    /// The next page as CSV rows; `None` once done. A failure ends the
+    /// download short (the status has gone out); it is logged.
+    async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, std::io::Error>> {
+        let before = self.last.filter(|_| self.written < EXPORT_MAX)?;
+        self.page.before = Some(before);
+        let chunk = async {
+            let got = self.app.question_list(&self.staff, self.page.clone()).await.map_err(ApiError::from)?;
+            let take = got.len().min(EXPORT_MAX - self.written);
+            let mut w = writer();
+            write_questions(&mut w, &got[..take])?;
+            self.written += take;
+            self.last = if take == EXPORT_PAGE { got.last().map(|q| q.id) } else { None };
+            finish(w)
+        };
+        Some(chunk.await.map_err(|e| {
+            tracing::warn!(error = %e.message, "a question export ended short");
+            std::io::Error::other(e.message)
+        }))
+    }
+}
+
+fn csv_response(file: &str, body: impl Into<axum::body::Body>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }

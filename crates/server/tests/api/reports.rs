@@ -1087,3 +1087,28 @@ async fn reports_refuse_bad_input_naming_it() {
     let res = anon.get(app.url("/api/questions/export")).send().await.unwrap();
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn the_question_export_goes_out_a_page_at_a_time_and_holds_every_question_once() {
+    let app = spawn_app_with_manual_clock().await;
+    // Two full pages of 200 and a part.
+    for n in 0..450 {
+        let form = refdesk_app::OfflineForm {
+            name: None,
+            email: Some("pat@example.org".into()),
+            question: format!("Question {n}"),
+            browser: None,
+        };
+        app.state.app.ask_offline("riverside-main", form, None).await.unwrap();
+    }
+    let erin = app.staff("erin").await;
+    let res = get_raw(&erin, "/api/questions/export").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("content-length").is_none(), "streamed, not built whole first");
+    let records = read_csv(&res.bytes().await.unwrap());
+    assert_eq!(records.len(), 451, "the heading and every question");
+    let ids: Vec<i64> = records[1..].iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first, each once");
+    let texts: BTreeSet<&str> = records[1..].iter().map(|r| r[10].as_str()).collect();
+    assert_eq!(texts.len(), 450);
+}
