@@ -51,6 +51,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 const MAX_BATCH: usize = 1024;
 /// How often the checkpointer copies the WAL back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often while the log is past half the restart size: a burst fast
+/// enough to add more than the restart size in one [`CHECKPOINT_EVERY`]
+/// would otherwise carry the log well past it before the next look.
+const CHECKPOINT_EVERY_WHEN_FILLING: Duration = Duration::from_millis(25);
 /// A log with more than this in it is restarted (see [`checkpointer`]).
 const RESTART_WAL_BYTES: i64 = 16 << 20;
 /// `journal_size_limit`: a restarted log file is cut back to this size, so a
@@ -506,8 +510,9 @@ fn savepoint<T>(db: &mut SqliteDb, f: impl FnOnce(&mut SqliteDb) -> Result<T>) -
 /// The checkpointer thread: keeps the write-ahead log bounded without
 /// stalling the writer behind the copy and its fsync.
 ///
-/// Every [`CHECKPOINT_EVERY`] a PASSIVE checkpoint copies what the log holds
-/// back into the database file, beside the writer. That alone never lets
+/// Every [`CHECKPOINT_EVERY`] (every [`CHECKPOINT_EVERY_WHEN_FILLING`] while
+/// the log is past half the restart size) a PASSIVE checkpoint copies what
+/// the log holds back into the database file, beside the writer. That alone never lets
 /// the log start again from its beginning under steady writes: SQLite
 /// restarts it only once a checkpoint has copied *every* frame, and by the
 /// time a passive one ends the writer has added more. So once the log holds
@@ -540,9 +545,13 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let restart_frames = RESTART_WAL_BYTES / (page + 24);
     let mut backoff = Duration::ZERO;
     let mut next_restart = Instant::now();
+    let mut every = CHECKPOINT_EVERY;
     // Stops when `close` sends or drops the other end.
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        match wal_checkpoint(&conn, "PASSIVE") {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let passive = wal_checkpoint(&conn, "PASSIVE");
+        let filling = matches!(passive, Ok((_, frames)) if frames > restart_frames / 2);
+        every = if filling { CHECKPOINT_EVERY_WHEN_FILLING } else { CHECKPOINT_EVERY };
+        match passive {
             Ok((_, frames)) if frames > restart_frames && Instant::now() >= next_restart => {
                 let began = Instant::now();
                 // Past twice the restart size the log's bound comes first: a
