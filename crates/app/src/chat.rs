@@ -96,7 +96,8 @@ impl App {
         let Some(rec) = rec else {
             // Spend the same time as a real check, so timing does not tell
             // which usernames exist.
-            let _ = self.hash_work(|| auth::verify_password("x", DUMMY_HASH)).await;
+            // A full line of hashes refuses it as it would a known name.
+            self.hash_work(|| auth::verify_password("x", DUMMY_HASH)).await?;
             return Err(refused());
         };
         let (password, hash) = (password.to_owned(), rec.password_hash.clone());

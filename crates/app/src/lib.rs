@@ -347,15 +347,31 @@ impl App {
     /// from many networks (each within its rate) would otherwise queue
     /// without end, holding their requests, and staff wait behind them.
     pub async fn hash_work<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-        let Ok(_place) = self.hash_line.try_acquire() else {
+        let Ok(place) = self.hash_line.clone().try_acquire_owned() else {
             return Err(DomainError::Limited {
                 code: "busy",
                 reason: "too many sign-ins at once; try again in a few seconds".into(),
             }
             .into());
         };
-        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))
+        let permit = self
+            .hashing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))?;
+        // The place and the turn go with the hash: a caller that goes away
+        // (a client gone, a timeout) does not free them while it runs.
+        let hash = move || {
+            let _held = (place, permit);
+            f()
+        };
+        tokio::task::spawn_blocking(hash).await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))
+    }
+
+    /// Password hashes running or waiting for their turn now.
+    pub fn hashes_in_line(&self) -> usize {
+        HASHES_WAITING - self.hash_line.available_permits()
     }
 
     /// Assembles the app. The store must have been opened with `bus` as its sink.

@@ -43,17 +43,23 @@ async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
     // Two hashes run (held until released), the rest of the line waits.
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = Arc::new(std::sync::Mutex::new(held));
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut line = Vec::new();
     for _ in 0..refdesk_app::HASHES_WAITING {
-        let (app, held) = (app.clone(), held.clone());
+        let (app, held, running) = (app.clone(), held.clone(), running.clone());
         line.push(tokio::spawn(async move {
             app.hash_work(move || {
+                running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let _ = held.lock().unwrap().recv();
             })
             .await
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running.load(std::sync::atomic::Ordering::SeqCst) < 2 || app.hashes_in_line() < refdesk_app::HASHES_WAITING {
+        assert!(std::time::Instant::now() < deadline, "the line never filled");
+        tokio::task::yield_now().await;
+    }
     let refused = app.hash_work(|| ()).await.unwrap_err();
     assert!(matches!(refused, AppError::Domain(DomainError::Limited { code: "busy", .. })), "{refused:?}");
     // Once the line moves, hashing is served again.

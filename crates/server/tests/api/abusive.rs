@@ -321,6 +321,9 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
         let refused = pat.say(None, "message", "one more", &format!("w{n}")).await;
         assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("wait_for_a_librarian")));
     }
+    // The last stored line sent again (its ack lost): acknowledged, not refused (I4).
+    let again = pat.say(None, "message", "detail 2", "w2").await;
+    assert_eq!((again["type"].as_str(), again["duplicate"].as_bool()), (Some("ack"), Some(true)), "{again}");
     assert_eq!(app.stored(p.session).await.len(), 4);
 
     // Taken (line 5), the chat goes on until it holds eight lines; then the
@@ -333,6 +336,8 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
     }
     let refused = pat.say(None, "message", "and another", "r3").await;
     assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("chat_full")));
+    let again = pat.say(None, "message", "reply 2", "r2").await;
+    assert_eq!((again["type"].as_str(), again["duplicate"].as_bool()), (Some("ack"), Some(true)), "{again}");
     let (status, body) =
         ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": "Let us start afresh."})).await;
     assert_eq!(status, 200, "{body}");

@@ -178,7 +178,17 @@ pub(crate) async fn append<D: Db>(
             rec
         }
     };
-    guard(&rec)?;
+    if let Err(refused) = guard(&rec) {
+        // A line already stored under its client id is acknowledged again
+        // whatever a limit says now (I4: a re-send after a lost ack must not
+        // read as refused); any other refusal stands.
+        if let (DomainError::Limited { .. }, Some(cid)) = (&refused, &msg.client_id) {
+            if let Some(message) = message_by_client_id(db, id, &msg.author.sender_key(), cid).await? {
+                return Ok((Appended { message, duplicate: true }, Vec::new()));
+            }
+        }
+        return Err(refused.into());
+    }
     if let Some(cid) = &msg.client_id {
         if let Some(message) = message_by_client_id(db, id, &msg.author.sender_key(), cid).await? {
             return Ok((Appended { message, duplicate: true }, Vec::new()));
