@@ -146,6 +146,9 @@ pub struct Feed {
     /// patron: a waiting patron's connection is the one there are thousands
     /// of, and this is 160 bytes it never uses.
     desk: Option<Box<Desk>>,
+    /// A wake-up for the rest of a catch-up is in the mailbox: one at a
+    /// time, however many chats have more to read.
+    woken: bool,
 }
 
 /// A staff connection's own state (see [`Feed::desk`]).
@@ -187,7 +190,7 @@ impl Feed {
             sub.join_staff(s.id);
             desk = Some(Box::default());
         }
-        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), waiting: None, desk }
+        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), waiting: None, desk, woken: false }
     }
 
     /// The staff connection's own state; made on first use (a patron's
@@ -527,14 +530,29 @@ impl Feed {
         more.retain(|p| *p != peer);
         if !page.done {
             more.push(peer);
-            self.sub.wake();
+            self.wake();
         }
         Ok(page.items)
     }
 
+    /// Asks for a turn to read the rest of a catch-up, once.
+    fn wake(&mut self) {
+        if !self.woken {
+            self.woken = true;
+            self.sub.wake();
+        }
+    }
+
     /// The next page of every catch-up that stopped at one (a connection
-    /// that missed much reads it a page per turn).
+    /// that missed much reads it a page per turn), a re-read's turn held as
+    /// for the first page.
     async fn catch_up_more(&mut self, out: &mut Vec<Out>) -> AppResult<()> {
+        self.woken = false;
+        if !self.sessions.values().any(|w| w.more) && self.desk.as_deref().is_none_or(|d| d.im_more.is_empty()) {
+            return Ok(());
+        }
+        let rereads = self.app.rereads.clone();
+        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         let sessions: Vec<SessionId> = self.sessions.iter().filter(|(_, w)| w.more).map(|(s, _)| *s).collect();
         for s in sessions {
             out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
@@ -571,11 +589,12 @@ impl Feed {
         if self.judged_again(&page) && !self.read_context_again(session).await? {
             return Ok(Vec::new());
         }
-        let Some(w) = self.sessions.get_mut(&session) else { return Ok(Vec::new()) };
-        w.more = page.len() == PAGE as usize;
-        if w.more {
-            self.sub.wake();
+        let more = page.len() == PAGE as usize;
+        if more {
+            self.wake();
         }
+        let Some(w) = self.sessions.get_mut(&session) else { return Ok(Vec::new()) };
+        w.more = more;
         let mut out = Vec::with_capacity(page.len());
         for m in page {
             w.last = w.last.max(m.seq);
@@ -646,6 +665,8 @@ impl Feed {
         let rereads = self.app.rereads.clone();
         let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         self.app.metrics().rereads.inc();
+        // A wake-up may have been among what was dropped: asked for anew.
+        self.woken = false;
         let mut out = Vec::new();
         if let Some(login) = self.sign_in() {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {

@@ -329,3 +329,43 @@ async fn a_patron_is_not_shown_typing_from_a_colleague_who_went_from_join_to_whi
     let out = drain(&mut feed).await;
     assert!(out.iter().any(|o| matches!(o, Out::Typing { .. })), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_that_missed_many_lines_of_several_chats_gets_each_once_in_order_woken_once_a_turn() {
+    use refdesk_app::feed::Out;
+    use refdesk_domain::chat::MessageKind;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let mut feed = Feed::new(&app, Viewer::Staff(ann.clone()));
+    let mut chats = Vec::new();
+    for n in 0..3 {
+        let s = chat(&app, n).await;
+        app.accept(&ann, s).await.unwrap();
+        feed.resume(s, 0).await.unwrap();
+        let last = replay(&mut feed, s).await.last().unwrap().seq;
+        chats.push((s, last));
+    }
+    for n in 0..300 {
+        for (s, _) in &chats {
+            app.staff_send(&ann, *s, MessageKind::Note, &format!("note {n}"), None).await.unwrap();
+        }
+    }
+    let mut seen: std::collections::HashMap<SessionId, Vec<u64>> = Default::default();
+    let mut turns_after_the_lines = 0;
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {
+        let resync = matches!(*event, refdesk_domain::event::Event::Resync);
+        for o in feed.handle(event).await.unwrap() {
+            if let Out::Message(m) = o {
+                seen.entry(m.session).or_default().push(m.seq);
+            }
+        }
+        turns_after_the_lines += usize::from(resync);
+    }
+    for (s, last) in chats {
+        assert_eq!(seen[&s], (last + 1..=last + 300).collect::<Vec<_>>(), "chat {s}: every line once, in order");
+    }
+    // The rest of three catch-ups is read in a few wake-ups, one at a time:
+    // not one per chat per page.
+    assert!(turns_after_the_lines <= 6, "{turns_after_the_lines} wake-ups");
+}
