@@ -238,7 +238,7 @@ impl App {
         let missed = Some("Missed chat: the patron left the queue before a librarian accepted".to_owned());
         let now = self.clock.now();
         let left_per_net_per_day = self.limits.form_questions_per_address_per_day;
-        let ending = refdesk_store::Ending { missed, left_per_net_per_day, last_words: None };
+        let ending = refdesk_store::Ending { missed, left_per_net_per_day, ..Default::default() };
         let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), ending, now).await?;
         self.mail_wakeup.notify_one();
         Ok(line)

@@ -469,6 +469,10 @@ pub struct Ending {
     /// A line from refdesk to everyone, written in the same transaction
     /// just before the end line: why the chat ends.
     pub last_words: Option<String>,
+    /// The line instead of `last_words` when a missed chat could leave no
+    /// question (its network's count for the day is reached): it must not
+    /// promise an answer by e-mail.
+    pub last_words_unanswered: Option<String>,
 }
 
 /// What identifies a patron for a block, never in the clear: a SHA-256

@@ -390,3 +390,42 @@ async fn a_patrons_requests_with_a_chat_token_are_rate_limited_per_network() {
     assert_eq!(rate(from(91)).await, 429, "a fourth request within the minute");
     assert_ne!(rate(from(92)).await, 429, "another network is not held back");
 }
+
+#[tokio::test]
+async fn a_chat_that_expires_past_its_networks_questions_for_the_day_promises_no_e_mail_answer() {
+    let app = spawn_app_with_manual_clock_and(|c| {
+        c.limits.form_questions_per_address_per_day = 1;
+        c.limits.waiting_expires_minutes = 15;
+    })
+    .await;
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 85])).build().unwrap();
+    let start = || async {
+        let r = client
+            .post(app.url("/api/libraries/riverside-main/chats"))
+            .json(&json!({"name": "Pat", "email": "pat@example.org", "question": "Census records?"}))
+            .send()
+            .await
+            .unwrap();
+        patron(&app, &r.json::<Value>().await.unwrap())
+    };
+    // The network's one question for the day: a chat left at once.
+    let first = start().await;
+    assert_eq!(client.post(app.url("/api/chat/end")).bearer_auth(&first.token).send().await.unwrap().status(), 200);
+    // Another waits, and nobody takes it: it ends without the promise.
+    let second = start().await;
+    let mut ws = second.socket().await;
+    ws.resume(None, 0).await;
+    app.clock().advance(16 * 60_000);
+    let told = ws.until(|f| f["system"] == "ended").await;
+    let line = told.iter().find(|f| f["body"].as_str().is_some_and(|b| b.starts_with("Sorry, no librarian"))).unwrap();
+    assert!(line["body"].as_str().unwrap().contains("try again later"), "{line}");
+    let store = app.state.app.store();
+    assert!(store
+        .session(refdesk_domain::ids::SessionId(second.session))
+        .await
+        .unwrap()
+        .unwrap()
+        .ctx
+        .question
+        .is_none());
+}

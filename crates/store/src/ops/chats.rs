@@ -253,18 +253,20 @@ async fn end<D: Db>(
         args![id.0, now, ended_by],
     )
     .await?;
+    let mut last_words = ending.last_words;
     if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &ending.missed, &rec.patron_email) {
         if may_leave_question(db, &rec, ending.left_per_net_per_day, now).await? {
             leave_missed(db, &rec, note, now).await?;
         } else {
             tracing::info!(session = %id, "a missed chat past its network's questions for the day: no question left");
+            last_words = ending.last_words_unanswered.or(last_words);
         }
     }
     let mut events = Vec::new();
     if rec.state == SessionState::Waiting {
         events.push(queue_removed(&rec));
     }
-    if let Some(words) = ending.last_words {
+    if let Some(words) = last_words {
         let before = load_session(db, id).await?;
         let message = insert_message(db, &before, lines::last_words(words), now).await?;
         events.push(Event::Message { ctx: before.ctx, message });

@@ -334,7 +334,7 @@ async fn a_patrons_rating_is_kept_on_the_question(b: &Backend) {
 /// otherwise.
 async fn a_patron_leaving_the_queue_leaves_a_question_only_with_an_address(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
-    let missed = || Ending { missed: Some("missed".into()), left_per_net_per_day: 30, last_words: None };
+    let missed = || Ending { missed: Some("missed".into()), left_per_net_per_day: 30, ..Default::default() };
     let bare = start(s, w, None, "t1", 10).await;
     s.end(bare, patron(), ok(), Box::new(|_, _| None), missed(), 80).await.unwrap();
     assert!(s.session(bare).await.unwrap().unwrap().ctx.question.is_none(), "no address, no question");
@@ -403,6 +403,7 @@ async fn an_ending_writes_its_last_words_and_keeps_a_question(b: &Backend) {
         missed: Some("Missed chat: nobody".into()),
         left_per_net_per_day: 30,
         last_words: Some("Sorry".into()),
+        ..Default::default()
     };
     s.end(a, refdesk_domain::chat::Author::System, ok(), Box::new(|_, _| None), ending, 4).await.unwrap();
     let lines = s.messages_after(a, 0, 100).await.unwrap();
