@@ -9,10 +9,14 @@
 //!   order with no gap and no duplicate (I3): older ones are dropped, and a
 //!   gap (after a lag, or a node that missed something) is filled from the
 //!   store;
-//! - [`Feed::resume`] joins the bus *before* the replay reads the store's
-//!   lines, so no line committed in between can fall through the crack (the
-//!   session's record, for its authorization and context, is read just
-//!   before joining; a patron's place in line only after the replay);
+//! - [`Feed::resume`] joins the bus *before* it reads the session's record
+//!   and the replay reads the store's lines, so no change committed in
+//!   between can fall through the crack; a page of lines read from the store
+//!   (a replay's, a gap's, a lag's) is judged by the session read again
+//!   after it, so a change of hands among them is never judged by a copy
+//!   from before it (a patron's place in line is read after the replay);
+//! - a catch-up reads a page per session or conversation per turn, the rest
+//!   at the next turn (one wake-up at a time): a lagging reader holds a page;
 //! - a replay is read a page at a time ([`Feed::next_page`],
 //!   [`Feed::im_page`]): the connection reads the next page only once it has
 //!   sent the last, so a reader that stops reading holds one page, not a

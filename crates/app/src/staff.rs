@@ -22,9 +22,27 @@ pub const MAX_POLICY_CHARS: usize = 20_000;
 /// may), and each answer read every staff member of the cooperative.
 pub const STATUS_FRESH_MS: Millis = 5_000;
 
-/// Per cooperative: when it was read, and whether anyone was on duty. One
-/// entry per cooperative that has libraries, at most.
-pub(crate) type OnDutyCache = std::sync::Arc<std::sync::Mutex<HashMap<CooperativeId, (Millis, bool)>>>;
+/// Per cooperative: whether anyone was on duty, when that was read, and a
+/// count of the changes made on this node (an answer read before one is
+/// not kept after it). One entry per cooperative that has libraries, at most.
+pub(crate) type OnDutyCache = std::sync::Arc<std::sync::Mutex<HashMap<CooperativeId, OnDuty>>>;
+
+/// [`OnDutyCache`]'s entry.
+#[derive(Default)]
+pub(crate) struct OnDuty {
+    read: Option<(Millis, bool)>,
+    changes: u64,
+}
+
+impl App {
+    /// A change of duty on this node: the cooperative's status is read again.
+    fn duty_changed(&self, coop: CooperativeId) {
+        let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = cache.entry(coop).or_default();
+        entry.read = None;
+        entry.changes += 1;
+    }
+}
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,7 +165,7 @@ impl App {
         self.store.set_availability(staff.id, a, self.clock.now()).await?;
         // This node's widgets see the change at once (others within
         // STATUS_FRESH_MS).
-        self.on_duty.lock().unwrap_or_else(|p| p.into_inner()).remove(&staff.home.cooperative);
+        self.duty_changed(staff.home.cooperative);
         Ok(())
     }
 
@@ -185,13 +203,22 @@ impl App {
         let lib = self.library(slug).await?;
         let coop = lib.placement.cooperative;
         let now = self.clock.now();
-        let known = self.on_duty.lock().unwrap_or_else(|p| p.into_inner()).get(&coop).copied();
-        let online = match known {
-            Some((at, online)) if now.saturating_sub(at) < STATUS_FRESH_MS => online,
+        let (read, changes) = {
+            let cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(&coop).map_or((None, 0), |e| (e.read, e.changes))
+        };
+        // Fresh only within the period after it was read (a clock set back
+        // does not make an old answer fresh).
+        let online = match read {
+            Some((at, online)) if (0..STATUS_FRESH_MS).contains(&(now - at)) => online,
             _ => {
                 let staff = self.store.staff_of(coop).await?;
                 let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
-                self.on_duty.lock().unwrap_or_else(|p| p.into_inner()).insert(coop, (now, online));
+                let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = cache.entry(coop).or_default();
+                if entry.changes == changes {
+                    entry.read = Some((now, online));
+                }
                 online
             }
         };
@@ -336,6 +363,7 @@ impl App {
             Ok(gone) => {
                 for s in gone {
                     tracing::info!(staff = %s.username, "signed off the desk: no connection for too long");
+                    self.duty_changed(s.home.cooperative);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot sign off absent staff"),

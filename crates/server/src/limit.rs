@@ -41,6 +41,9 @@ enum Kind {
 
 struct Bucket {
     tokens: f64,
+    /// Its size (a minute's worth): buckets of different kinds are
+    /// compared by how full they are, not by their tokens.
+    capacity: f64,
     at: Instant,
 }
 
@@ -57,7 +60,9 @@ impl Limiter {
         }
         let rate = per_minute as f64 / 60.0;
         let now = Instant::now();
-        let b = map.entry((kind, address_key(ip))).or_insert(Bucket { tokens: per_minute as f64, at: now });
+        let full = per_minute as f64;
+        let b = map.entry((kind, address_key(ip))).or_insert(Bucket { tokens: full, capacity: full, at: now });
+        b.capacity = full;
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(per_minute as f64);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -77,11 +82,12 @@ impl Limiter {
 fn prune(map: &mut HashMap<(Kind, IpAddr), Bucket>, now: Instant) {
     map.retain(|_, b| now.duration_since(b.at).as_secs() < 60);
     if map.len() >= MAX_TRACKED / 2 {
-        let mut tokens: Vec<f64> = map.values().map(|b| b.tokens).collect();
-        let middle = tokens.len() / 2;
-        let (_, cut, _) = tokens.select_nth_unstable_by(middle, f64::total_cmp);
+        let fullness = |b: &Bucket| b.tokens / b.capacity.max(1.0);
+        let mut levels: Vec<f64> = map.values().map(fullness).collect();
+        let middle = levels.len() / 2;
+        let (_, cut, _) = levels.select_nth_unstable_by(middle, f64::total_cmp);
         let cut = *cut;
-        map.retain(|_, b| b.tokens < cut);
+        map.retain(|_, b| fullness(b) < cut);
     }
 }
 
@@ -202,6 +208,24 @@ mod tests {
             let _ = l.take(Kind::Start, IpAddr::from((0x0b00_0000u32 + i).to_be_bytes()), 2);
         }
         assert!(l.take(Kind::Login, busy, 1).is_err(), "the limited address was forgotten in the flood");
+    }
+
+    #[test]
+    fn a_flood_forgets_the_least_used_buckets_whatever_their_kind() {
+        let l = Limiter::default();
+        // A network has used two thirds of its patron requests (60 a
+        // minute): 20 tokens left, more than a fresh sign-in bucket holds.
+        let busy: IpAddr = [192, 0, 2, 7].into();
+        for _ in 0..40 {
+            assert!(l.take(Kind::Patron, busy, 60).is_ok());
+        }
+        for i in 0..(MAX_TRACKED as u32 * 2) {
+            let _ = l.take(Kind::Login, IpAddr::from((0x0c00_0000u32 + i).to_be_bytes()), 10);
+        }
+        for _ in 0..20 {
+            let _ = l.take(Kind::Patron, busy, 60);
+        }
+        assert!(l.take(Kind::Patron, busy, 60).is_err(), "the busy network's bucket was forgotten in the flood");
     }
 
     #[test]
