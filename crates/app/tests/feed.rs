@@ -175,6 +175,19 @@ async fn a_patron_whose_chat_went_back_to_a_queue_while_their_connection_lagged_
     );
 }
 
+/// A Riverside patron's chat accepted by Ann and handed to Ben of Lakeside
+/// (he sees it while he is part of it, DESIGN §2), and Ben's desk following
+/// it, its replay not yet read.
+async fn handed_to_ben(app: &App) -> (refdesk_domain::org::Staff, refdesk_domain::org::Staff, SessionId, Feed) {
+    let (ann, ben) = (on_duty(app, "ann").await, on_duty(app, "ben").await);
+    let s = chat(app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    app.transfer(&ann, s, refdesk_app::Transfer::Staff(ben.id), false).await.unwrap();
+    let mut feed = Feed::new(app, Viewer::Staff(ben.clone()));
+    feed.resume(s, 0).await.unwrap();
+    (ann, ben, s, feed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_read_after_the_chat_changed_hands_out_of_view_shows_none_of_the_new_hands_lines() {
     use refdesk_app::{AppError, Transfer};
@@ -182,17 +195,9 @@ async fn a_replay_read_after_the_chat_changed_hands_out_of_view_shows_none_of_th
     use refdesk_domain::DomainError;
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir).await;
-    let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
-    // A Riverside patron's chat, handed to Ben of Lakeside: he sees it
-    // while he is part of it (DESIGN §2).
-    let s = chat(&app, 1).await;
-    app.accept(&ann, s).await.unwrap();
-    app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
-
-    // His desk opens the chat; before its replay is read, he hands it back
-    // (from another tab), and Ann writes a note he may no longer see.
-    let mut feed = Feed::new(&app, Viewer::Staff(ben.clone()));
-    feed.resume(s, 0).await.unwrap();
+    // Before Ben's replay is read, he hands the chat back (from another
+    // tab), and Ann writes a note he may no longer see.
+    let (ann, ben, s, mut feed) = handed_to_ben(&app).await;
     app.transfer(&ben, s, Transfer::Staff(ann.id), false).await.unwrap();
     app.staff_send(&ann, s, MessageKind::Note, "Riverside only: the patron's card has expired", None).await.unwrap();
 
@@ -223,12 +228,7 @@ async fn a_gap_filled_from_the_store_after_the_chat_changed_hands_out_of_view_sh
     use refdesk_domain::chat::MessageKind;
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir).await;
-    let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
-    let s = chat(&app, 1).await;
-    app.accept(&ann, s).await.unwrap();
-    app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
-    let mut feed = Feed::new(&app, Viewer::Staff(ben.clone()));
-    feed.resume(s, 0).await.unwrap();
+    let (ann, ben, s, mut feed) = handed_to_ben(&app).await;
     replay(&mut feed, s).await;
 
     // Ben writes twice, hands the chat back, and Ann writes a note he may
