@@ -397,6 +397,18 @@ async fn transfer<D: Db>(
     let previous = rec.ctx.librarian;
     let (new_librarian, how) = match &to {
         TransferTo::Staff(s) => {
+            // Checked again inside the write (the caller checked before it):
+            // a colleague disabled or gone off duty meanwhile would hold a
+            // chat nobody answers.
+            if s.id != by.id {
+                let sql = format!(
+                    "SELECT id AS staff_id FROM staff WHERE id = ?1 AND NOT disabled AND availability = 'on_duty'{}",
+                    db.dialect().for_update()
+                );
+                if db.row(&sql, args![s.id.0], |r| r.int("staff_id")).await?.is_none() {
+                    return Err(DomainError::Conflict(format!("{} is not on duty", s.display_name)).into());
+                }
+            }
             db.exec("UPDATE sessions SET librarian_id = ?2 WHERE id = ?1 AND state = 'active'", args![id.0, s.id.0])
                 .await?;
             db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, s.id.0]).await?;

@@ -18,6 +18,7 @@ on_every_backend!(
     simultaneous_sends_are_gapless_and_store_each_client_id_once,
     only_committed_messages_are_published_once_each_in_commit_order,
     conference_transfer_and_leave_keep_the_librarian_and_the_members_right,
+    a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_over,
     an_end_writes_the_transcript_mail_in_the_same_write,
     an_ended_chat_cannot_end_again,
     a_code_set_after_the_end_takes_the_question_out_of_live,
@@ -220,6 +221,29 @@ async fn conference_transfer_and_leave_keep_the_librarian_and_the_members_right(
         bodies.contains(&whisper) && bodies.iter().any(|l| l == "taken over") && bodies.contains(&left),
         "{bodies:?}"
     );
+}
+
+/// A hand-over to a colleague checks, inside its write, that the colleague
+/// can take the chat now: one disabled or gone off duty since the caller
+/// looked would hold a chat nobody answers. Nothing changes then.
+async fn a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_over(b: &Backend) {
+    use refdesk_domain::event::Availability;
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "h1", 10).await;
+    let to_carla = || Handover { to: TransferTo::Staff(w.carla.clone()), stay: false, line: system("to Carla") };
+    let refused = s.transfer(a, w.ann.clone(), to_carla(), ok(), 11).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "off duty: {refused:?}");
+    s.set_availability(w.carla.id, Availability::OnDuty, 12).await.unwrap();
+    let update = refdesk_store::StaffUpdate { role: None, disabled: Some(true), password_hash: None };
+    s.update_staff(w.carla.id, update).await.unwrap();
+    let refused = s.transfer(a, w.ann.clone(), to_carla(), ok(), 13).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "disabled: {refused:?}");
+    assert_eq!(s.session(a).await.unwrap().unwrap().ctx.librarian, Some(w.ann.id), "nothing changed");
+    let update = refdesk_store::StaffUpdate { role: None, disabled: Some(false), password_hash: None };
+    s.update_staff(w.carla.id, update).await.unwrap();
+    s.set_availability(w.carla.id, Availability::OnDuty, 14).await.unwrap();
+    let rec = s.transfer(a, w.ann.clone(), to_carla(), ok(), 15).await.unwrap();
+    assert_eq!(rec.ctx.librarian, Some(w.carla.id));
 }
 
 /// The end builds the transcript e-mail from the ended session and all its
