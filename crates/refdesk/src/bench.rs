@@ -107,6 +107,9 @@ impl Storage {
 
 struct ProcStat {
     rss_kib: u64,
+    /// VmRSS's parts: the heap and stacks, mapped files, shared memory
+    /// (SQLite's WAL index); 0 where the kernel does not say.
+    rss_parts_kib: [u64; 3],
     cpu_seconds: f64,
 }
 
@@ -115,10 +118,13 @@ fn procs_stat(pids: &[u32]) -> anyhow::Result<Option<ProcStat>> {
     if pids.is_empty() {
         return Ok(None);
     }
-    let mut total = ProcStat { rss_kib: 0, cpu_seconds: 0.0 };
+    let mut total = ProcStat { rss_kib: 0, rss_parts_kib: [0; 3], cpu_seconds: 0.0 };
     for pid in pids {
         let s = proc_stat(*pid)?;
         total.rss_kib += s.rss_kib;
+        for (t, p) in total.rss_parts_kib.iter_mut().zip(s.rss_parts_kib) {
+            *t += p;
+        }
         total.cpu_seconds += s.cpu_seconds;
     }
     Ok(Some(total))
@@ -126,19 +132,18 @@ fn procs_stat(pids: &[u32]) -> anyhow::Result<Option<ProcStat>> {
 
 fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading the server's /proc status")?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc status")?;
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find_map(|l| l.strip_prefix(name))?.split_whitespace().next()?.parse().ok()
+    };
+    let rss_kib = field("VmRSS:").context("no VmRSS in /proc status")?;
+    let rss_parts_kib = ["RssAnon:", "RssFile:", "RssShmem:"].map(|f| field(f).unwrap_or(0));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading the server's /proc stat")?;
     // Fields after the parenthesised command name; utime and stime are 14th and 15th overall.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
         + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    Ok(ProcStat { rss_kib, cpu_seconds: ticks / 100.0 })
+    Ok(ProcStat { rss_kib, rss_parts_kib, cpu_seconds: ticks / 100.0 })
 }
 
 struct Chat {
@@ -975,6 +980,13 @@ fn report_idle(what: &str, n: usize, before: &ProcStat, after: &ProcStat) {
     println!(
         "{n} idle {what} connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
         before.rss_kib, after.rss_kib
+    );
+    let part = |i: usize| after.rss_parts_kib[i].saturating_sub(before.rss_parts_kib[i]) as f64 / n as f64;
+    println!(
+        "  of which, per connection: heap {:.1} KiB, mapped files {:.1} KiB, shared memory {:.1} KiB",
+        part(0),
+        part(1),
+        part(2)
     );
     println!(
         "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1}",

@@ -13,7 +13,7 @@
 //! for the one operation that runs per message.
 
 mod blocks;
-mod chats;
+pub(crate) mod chats;
 mod history;
 mod im;
 mod org;

@@ -225,6 +225,27 @@ pub trait Db: Send {
     /// Drops any kept copy of a session: it changed, or it ended (an ended
     /// chat's copy, with its patron's name and address, is not kept).
     fn forget_session(&mut self, _id: SessionId) {}
+
+    /// What the backend's copy of a session knows of a client id among its
+    /// lines (I4). A backend that does not know says [`ClientIdSeen::Unknown`]
+    /// and the database is asked.
+    fn client_id_seen(&mut self, _id: SessionId, _sender: &str, _client_id: &str) -> ClientIdSeen {
+        ClientIdSeen::Unknown
+    }
+
+    /// A line stored in a session under a client id.
+    fn note_client_id(&mut self, _id: SessionId, _sender: &str, _client_id: &str) {}
+}
+
+/// What a backend's copy of a session knows of a client id (I4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientIdSeen {
+    /// Nothing: ask the database.
+    Unknown,
+    /// No line of that sender's in the session was stored under it.
+    Never,
+    /// One may have been: ask the database.
+    Perhaps,
 }
 
 /// The integer column `name` of the one row a query returns (a count, a new

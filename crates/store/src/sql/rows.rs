@@ -3,7 +3,7 @@
 //! e-mail, a question's new state.
 
 use super::select::{self as sel, MESSAGE_SELECT, QUESTION_SELECT, SESSION_SELECT};
-use super::{args, int, Arg, Db};
+use super::{args, int, Arg, ClientIdSeen, Db};
 use crate::{NewMail, NewMessage, QuestionRecord, Result, SessionRecord, StoreError};
 use refdesk_domain::chat::{Author, Member, Message, MessageKind, SystemEvent};
 use refdesk_domain::ids::{CooperativeId, QuestionId, SessionId};
@@ -71,12 +71,17 @@ pub(crate) async fn question_text<D: Db>(db: &mut D, id: SessionId) -> Result<St
 }
 
 /// The message a sender already stored under a client id, if any (I4).
+/// Where the backend's copy knows there is none (SQLite's writer, for a
+/// kept session: nearly every line), nothing is read.
 pub(crate) async fn message_by_client_id<D: Db>(
     db: &mut D,
     id: SessionId,
     sender: &str,
     client_id: &str,
 ) -> Result<Option<Message>> {
+    if db.client_id_seen(id, sender, client_id) == ClientIdSeen::Never {
+        return Ok(None);
+    }
     let sql = format!("{MESSAGE_SELECT} WHERE session_id = ?1 AND sender = ?2 AND client_id = ?3");
     db.row(&sql, args![id.0, sender, client_id], sel::message).await
 }
@@ -117,6 +122,9 @@ pub(crate) async fn insert_message<D: Db>(
         ],
     )
     .await?;
+    if let Some(client_id) = &m.client_id {
+        db.note_client_id(id, &sender, client_id);
+    }
     Ok(Message {
         session: id,
         seq: seq as u64,

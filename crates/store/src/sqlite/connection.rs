@@ -3,31 +3,24 @@
 //! nothing to wait for.
 
 use super::db as failed;
-use crate::sql::{Arg, Cols, Db, Dialect};
+use super::kept::Kept;
+use crate::sql::{Arg, ClientIdSeen, Cols, Db, Dialect};
 use crate::{Result, SessionRecord, StoreError};
 use refdesk_domain::ids::SessionId;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params_from_iter, Connection, Row, ToSql};
-use std::collections::HashMap;
 
 /// A connection, and — on the writer's — its copy of sessions for appends.
 pub struct SqliteDb {
     pub(super) conn: Connection,
-    /// Session rows as appends need them (context, members, state). Only
-    /// appends read it, and they change nothing in it; every other write on
-    /// a session drops that session's copy (`sql::rows::lock_session`), and
-    /// a batch that fails to commit drops them all — so nothing a guard or
-    /// an event's context reads ever differs from the database (`last_seq`
-    /// and `last_message_at` do lag; nothing reads them from the copy). It
-    /// is this backend's fast path for appends: it saves the two reads per
-    /// message that were most of the writer's work per message. Only the
-    /// writer's connection fills it: reads never append.
-    pub(super) sessions: HashMap<SessionId, SessionRecord>,
+    /// The writer's copies of live sessions ([`Kept`]); reads never append,
+    /// and leave it empty.
+    pub(super) sessions: Kept,
 }
 
 impl SqliteDb {
     pub(super) fn new(conn: Connection) -> SqliteDb {
-        SqliteDb { conn, sessions: HashMap::new() }
+        SqliteDb { conn, sessions: Kept::new() }
     }
 }
 
@@ -148,21 +141,27 @@ impl Db for SqliteDb {
     }
 
     fn cached_session(&mut self, id: SessionId) -> Option<SessionRecord> {
-        self.sessions.get(&id).cloned()
+        self.sessions.get(id).cloned()
     }
 
     fn cache_session(&mut self, _version: i64, rec: &SessionRecord) {
-        self.sessions.insert(rec.ctx.id, rec.clone());
+        self.sessions.keep(rec);
     }
 
     fn note_line(&mut self, id: SessionId, seq: u64, at: refdesk_domain::Millis) {
-        if let Some(rec) = self.sessions.get_mut(&id) {
-            rec.note_line(seq, at);
-        }
+        self.sessions.note_line(id, seq, at);
     }
 
     fn forget_session(&mut self, id: SessionId) {
-        self.sessions.remove(&id);
+        self.sessions.forget(id);
+    }
+
+    fn client_id_seen(&mut self, id: SessionId, sender: &str, client_id: &str) -> ClientIdSeen {
+        self.sessions.client_id(&self.conn, id, sender, client_id)
+    }
+
+    fn note_client_id(&mut self, id: SessionId, sender: &str, client_id: &str) {
+        self.sessions.note_client_id(id, sender, client_id);
     }
 }
 

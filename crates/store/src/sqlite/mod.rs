@@ -29,6 +29,7 @@
 
 pub mod backup;
 mod connection;
+mod kept;
 mod schema;
 
 use crate::ops::{Backend, Read, Write};
@@ -66,6 +67,14 @@ const WAL_SIZE_LIMIT: i64 = 32 << 20;
 /// opened a connection, with its own page cache, for each — hundreds of
 /// them, and hundreds of MiB (docs/performance.md, "Idle sockets").
 const READERS: usize = 6;
+/// Each reader's page cache, in KiB (SQLite's default is 2,000). In WAL
+/// mode a connection empties its cache whenever a read begins after
+/// another connection's commit, so under writes a reader's cache lives one
+/// read; it stays full only while nothing is written, when six private
+/// copies of the same pages (the operating system caches the file anyway)
+/// held up to 12 MiB: 2 KiB per waiting patron with 8,000 of them
+/// (docs/performance.md). A quarter MiB keeps a read's interior pages.
+const READER_CACHE_KIB: u32 = 256;
 
 /// A job's outcome once its savepoint is done: the events to publish if the
 /// batch commits, and how to answer the caller.
@@ -178,7 +187,9 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     // FULL: a commit is on disk before anyone is told (I2). Group commit is
     // what keeps this affordable.
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(db)?;
-    if !read_only {
+    if read_only {
+        conn.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB}")).map_err(db)?;
+    } else {
         conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")).map_err(db)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
@@ -822,6 +833,147 @@ mod tests {
         // And the writer goes on.
         on_writer(&store, insert("Later")).await.unwrap().unwrap();
         assert_eq!(cooperatives(&store).await, ["Later"]);
+        store.close().await;
+    }
+
+    /// A new store's waiting chat, for tests of its lines.
+    async fn waiting_chat(store: &SqliteStore) -> refdesk_domain::ids::SessionId {
+        use crate::prelude::*;
+        let coop = store.create_cooperative("c", refdesk_domain::question::default_codes()).await.unwrap();
+        let inst = store.create_institution(coop, "i").await.unwrap();
+        let lib = store.create_library(inst, "lib", "Library").await.unwrap();
+        let new = crate::NewSession {
+            library: lib.placement.library,
+            patron_name: None,
+            patron_email: None,
+            question: "q".into(),
+            token_hash: "t".into(),
+            transcript_to: None,
+            keys: Default::default(),
+            max_waiting: u32::MAX,
+            max_waiting_per_net: u32::MAX,
+            now: 1,
+        };
+        store.start_session(new).await.unwrap().0.ctx.id
+    }
+
+    fn patron_line(client_id: &str) -> crate::NewMessage {
+        use refdesk_domain::chat::{Audience, Author, MessageKind};
+        crate::NewMessage {
+            author: Author::Patron { name: "P".into() },
+            kind: MessageKind::Message,
+            audience: Audience::Everyone,
+            body: format!("line {client_id}"),
+            client_id: Some(client_id.into()),
+            system: None,
+        }
+    }
+
+    fn any_line() -> crate::Guard {
+        Box::new(|_| Ok(()))
+    }
+
+    /// I4 without an index of client ids (migration 014): a line stored by
+    /// a job that then failed is gone, though the writer's set of the
+    /// session's client ids still names it — so the line sent again is
+    /// stored, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_line_whose_job_failed_is_not_taken_for_stored() {
+        use crate::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        let id = waiting_chat(&store).await;
+        assert!(!Chats::append(&*store, id, patron_line("a"), any_line(), 2).await.unwrap().duplicate);
+        let failed = store
+            .write(move |db| {
+                Box::pin(async move {
+                    crate::ops::chats::append(db, id, patron_line("b"), any_line(), 3).await?;
+                    Err::<((), Vec<Event>), _>(StoreError::backend("after the line"))
+                })
+            })
+            .await;
+        assert!(failed.is_err());
+        let b = Chats::append(&*store, id, patron_line("b"), any_line(), 4).await.unwrap();
+        assert!(!b.duplicate, "the line of the failed job is not there");
+        let again = Chats::append(&*store, id, patron_line("b"), any_line(), 5).await.unwrap();
+        assert!(again.duplicate && again.message.seq == b.message.seq);
+        let a = Chats::append(&*store, id, patron_line("a"), any_line(), 6).await.unwrap();
+        assert!(a.duplicate && a.message.seq == 2);
+        let lines = store.messages_after(id, 0, 100).await.unwrap();
+        let seqs: Vec<u64> = lines.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 2, 3], "the question, a, b: once each, gapless");
+        Backend::close(&*store).await;
+    }
+
+    /// What the writer's copy of a session tells of client ids: nothing for
+    /// a session it does not keep or whose ids would not fit in its room,
+    /// `Never` for an id no line of that sender's has, `Perhaps` for one it
+    /// has — and a set that names an id twice is read again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writers_copy_knows_a_kept_sessions_client_ids_within_its_room() {
+        use crate::prelude::*;
+        use crate::sql::ClientIdSeen::{Never, Perhaps, Unknown};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let store = Arc::new(SqliteStore::open(&path, Arc::new(Nowhere)).unwrap());
+        let id = waiting_chat(&store).await;
+        for cid in ["c0", "c1", "c2"] {
+            Chats::append(&*store, id, patron_line(cid), any_line(), 2).await.unwrap();
+        }
+        let rec = store.session(id).await.unwrap().unwrap();
+        let conn = open_conn(&path, true).unwrap();
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('messages')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!indexes.iter().any(|i| i.contains("client")), "no index of client ids: {indexes:?}");
+
+        let mut small = kept::Kept::with_room(2);
+        assert_eq!(small.client_id(&conn, id, "patron", "c0"), Unknown, "not kept");
+        small.keep(&rec);
+        assert_eq!(small.client_id(&conn, id, "patron", "c0"), Unknown, "three ids, room for two");
+
+        let mut kept = kept::Kept::with_room(3);
+        kept.keep(&rec);
+        assert_eq!(kept.client_id(&conn, id, "patron", "c0"), Perhaps);
+        assert_eq!(kept.client_id(&conn, id, "patron", "c9"), Never);
+        assert_eq!(kept.client_id(&conn, id, "staff:1", "c0"), Never, "client ids are per sender");
+        kept.note_client_id(id, "patron", "c9");
+        assert_eq!(kept.client_id(&conn, id, "patron", "c9"), Perhaps);
+        // Named twice (as after a rolled-back line): read again from the lines.
+        kept.note_client_id(id, "patron", "c9");
+        assert_eq!(kept.client_id(&conn, id, "patron", "c9"), Never, "c9 was never stored");
+        assert_eq!(kept.client_id(&conn, id, "patron", "c2"), Perhaps);
+        kept.forget(id);
+        assert_eq!(kept.client_id(&conn, id, "patron", "c2"), Unknown);
+        Backend::close(&*store).await;
+    }
+
+    /// The readers' page caches are small (the writer's keeps SQLite's
+    /// default): six full ones held 12 MiB that nothing but an idle spell
+    /// could use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_connection_keeps_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        let size = |d: &mut SqliteDb| d.conn.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)).map_err(db);
+        let read = store.read(move |d| Box::pin(std::future::ready(size(d)))).await.unwrap();
+        assert_eq!(read, -i64::from(READER_CACHE_KIB));
+        const { assert!(READER_CACHE_KIB <= 512, "six readers' caches stay within 3 MiB") };
+        on_writer(
+            &store,
+            Box::new(|c| {
+                let writer: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0)).map_err(db)?;
+                assert_eq!(writer, -2000, "the writer keeps SQLite's default cache");
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         store.close().await;
     }
 
