@@ -18,7 +18,9 @@
 //! `demo`, `migrate`…) may run beside a server: each is one short run of
 //! writes, and SQLite's own locking serialises them with the server's
 //! writer (the server's commits wait for theirs, and theirs for the
-//! server's). Several nodes serve one service through PostgreSQL
+//! server's). None of them starts a chat or writes a chat's lines: the
+//! server's writer alone does, and it keeps what it knows of live chats
+//! (their client ids, I4) in memory (`store/src/sqlite/kept.rs`). Several nodes serve one service through PostgreSQL
 //! (`database_url`), which takes no lock here.
 
 use anyhow::{bail, Context};

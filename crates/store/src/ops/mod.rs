@@ -13,7 +13,7 @@
 //! for the one operation that runs per message.
 
 mod blocks;
-pub(crate) mod chats;
+mod chats;
 mod history;
 mod im;
 mod org;

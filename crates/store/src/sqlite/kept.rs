@@ -4,12 +4,18 @@
 //! SQLite keeps no index of client ids (migration 014; issue 17): with a
 //! thousand chats writing at once, the index's entry for each line dirtied a
 //! page of its own (the chat's place in the index), a second page of the log
-//! per line beside the messages table's — a fifth of the server's CPU per
+//! per line beside the messages table's — an eighth of the server's CPU per
 //! message. So the writer, the only connection that writes, knows which
 //! client ids a kept session holds: a line that is not a re-send (nearly
 //! every line) is told so without reading anything, and a re-send is looked
 //! up in the session's own lines, which the messages table keeps together.
 //! PostgreSQL keeps its unique index: there, several nodes append.
+//!
+//! What it must never do is answer [`ClientIdSeen::Never`] for a stored
+//! line: I4 rests on it, with no index behind it. So every line goes in
+//! through `sql::rows::insert_message`, which tells it ([`Kept::note_client_id`]),
+//! and nothing else writes lines to the file while the server runs (the
+//! commands that may run beside it, `refdesk/src/lock.rs`, write no chat).
 
 use super::db as failed;
 use crate::sql::ClientIdSeen;
@@ -20,16 +26,27 @@ use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 
-/// Client ids held in all the copies at most: 16 MiB or so, a thousand live
-/// chats of a thousand lines each. A session past it goes without a set,
-/// and each of its appends looks its client id up in its lines.
+/// Client ids held in all the sets at most: 16 MiB or so, a thousand live
+/// chats of a thousand lines each. A session that would take more goes
+/// without a set while it is kept, and each of its appends looks its client
+/// id up in its lines.
 pub(super) const CLIENT_IDS_KEPT: usize = 1 << 20;
 
-/// A kept session: its record, and, once an append has needed it, the
-/// keyed hashes of its lines' `(sender, client id)`.
-struct Copy {
+/// A kept session: its record, and what is known of its lines' client ids.
+struct KeptSession {
     rec: SessionRecord,
-    client_ids: Option<HashSet<u64>>,
+    ids: Ids,
+}
+
+/// A kept session's client ids.
+enum Ids {
+    /// Not read yet: read when an append first needs them.
+    Unread,
+    /// The keyed hashes of its lines' `(sender, client id)`.
+    Set(HashSet<u64>),
+    /// Not kept (no room, two hashes alike, or the read failed): the
+    /// database answers each time, until the copy is made again.
+    Without,
 }
 
 /// Session rows as appends need them (context, members, state), with their
@@ -39,11 +56,12 @@ struct Copy {
 /// them all — so nothing a guard or an event's context reads ever differs
 /// from the database (`last_seq` and `last_message_at` do lag; nothing
 /// reads them from the copy), and a set never lacks a stored line (it may
-/// name one rolled back: see [`Kept::note_client_id`]). It is this backend's fast
-/// path for appends: it saves the reads per message that were most of the
-/// writer's work per message. Only the writer's connection fills it.
+/// name one rolled back: see [`Kept::note_client_id`]). It is this
+/// backend's fast path for appends: it saves the reads per message that
+/// were most of the writer's work per message. Only the writer's
+/// connection fills it.
 pub(super) struct Kept {
-    sessions: HashMap<SessionId, Copy>,
+    sessions: HashMap<SessionId, KeptSession>,
     /// Keyed with the process's own random keys: nobody outside can choose
     /// client ids that collide.
     hasher: RandomState,
@@ -54,6 +72,7 @@ pub(super) struct Kept {
 }
 
 impl Kept {
+    /// Nothing kept.
     pub(super) fn new() -> Kept {
         Kept { sessions: HashMap::new(), hasher: RandomState::new(), ids: 0, room: CLIENT_IDS_KEPT }
     }
@@ -63,33 +82,52 @@ impl Kept {
         Kept { room, ..Kept::new() }
     }
 
+    /// Client ids in all the sets.
+    #[cfg(test)]
+    pub(super) fn ids(&self) -> usize {
+        self.ids
+    }
+
+    /// Sessions kept.
     pub(super) fn len(&self) -> usize {
         self.sessions.len()
     }
 
+    /// Drops every copy: a batch failed, or there are too many.
     pub(super) fn clear(&mut self) {
         self.sessions.clear();
         self.ids = 0;
     }
 
+    /// A kept session's record.
     pub(super) fn get(&self, id: SessionId) -> Option<&SessionRecord> {
         self.sessions.get(&id).map(|c| &c.rec)
     }
 
+    /// Keeps a session as just read (its client ids unread).
     pub(super) fn keep(&mut self, rec: &SessionRecord) {
         self.forget(rec.ctx.id);
-        self.sessions.insert(rec.ctx.id, Copy { rec: rec.clone(), client_ids: None });
+        self.sessions.insert(rec.ctx.id, KeptSession { rec: rec.clone(), ids: Ids::Unread });
     }
 
+    /// A line stored in a kept session: its record's last line follows.
     pub(super) fn note_line(&mut self, id: SessionId, seq: u64, at: Millis) {
         if let Some(c) = self.sessions.get_mut(&id) {
             c.rec.note_line(seq, at);
         }
     }
 
+    /// Drops a session's copy.
     pub(super) fn forget(&mut self, id: SessionId) {
-        if let Some(c) = self.sessions.remove(&id) {
-            self.ids -= c.client_ids.map_or(0, |s| s.len());
+        if let Some(mut c) = self.sessions.remove(&id) {
+            self.drop_set(&mut c.ids);
+        }
+    }
+
+    /// A set no longer kept, and no longer counted.
+    fn drop_set(&mut self, ids: &mut Ids) {
+        if let Ids::Set(set) = std::mem::replace(ids, Ids::Without) {
+            self.ids -= set.len();
         }
     }
 
@@ -109,20 +147,21 @@ impl Kept {
     ) -> ClientIdSeen {
         let key = self.key(sender, client_id);
         let Some(copy) = self.sessions.get_mut(&id) else { return ClientIdSeen::Unknown };
-        if copy.client_ids.is_none() {
-            match stored_client_ids(conn, &self.hasher, id) {
+        if let Ids::Unread = copy.ids {
+            copy.ids = match stored_client_ids(conn, &self.hasher, id) {
                 Ok(Some(set)) if self.ids + set.len() <= self.room => {
                     self.ids += set.len();
-                    copy.client_ids = Some(set);
+                    Ids::Set(set)
                 }
                 // Over the room, two of its lines' hashes alike, or the
-                // read failed: the database answers each time.
-                _ => return ClientIdSeen::Unknown,
-            }
+                // read failed.
+                _ => Ids::Without,
+            };
         }
-        match copy.client_ids.as_ref().is_some_and(|s| s.contains(&key)) {
-            true => ClientIdSeen::Perhaps,
-            false => ClientIdSeen::Never,
+        match &copy.ids {
+            Ids::Set(set) if set.contains(&key) => ClientIdSeen::Perhaps,
+            Ids::Set(_) => ClientIdSeen::Never,
+            Ids::Unread | Ids::Without => ClientIdSeen::Unknown,
         }
     }
 
@@ -132,14 +171,14 @@ impl Kept {
     pub(super) fn note_client_id(&mut self, id: SessionId, sender: &str, client_id: &str) {
         let key = self.key(sender, client_id);
         let Some(copy) = self.sessions.get_mut(&id) else { return };
-        let Some(set) = copy.client_ids.as_mut() else { return };
-        if set.insert(key) {
+        let Ids::Set(set) = &mut copy.ids else { return };
+        if self.ids < self.room && set.insert(key) {
             self.ids += 1;
         } else {
-            // Named already: a line rolled back, or two hashes alike. The
-            // set is read again when next needed.
+            // No room left, or named already (a line rolled back, or two
+            // hashes alike): the database answers from now on.
             self.ids -= set.len();
-            copy.client_ids = None;
+            copy.ids = Ids::Without;
         }
     }
 }
@@ -152,8 +191,12 @@ fn stored_client_ids(conn: &Connection, hasher: &RandomState, id: SessionId) -> 
     let mut rows = st.query([id.0]).map_err(failed)?;
     let mut set = HashSet::new();
     while let Some(row) = rows.next().map_err(failed)? {
-        let (sender, client_id): (String, String) = (row.get(0).map_err(failed)?, row.get(1).map_err(failed)?);
-        if !set.insert(hasher.hash_one((sender.as_str(), client_id.as_str()))) {
+        let text = |i| -> Result<&str> {
+            let value = row.get_ref(i).map_err(failed)?;
+            value.as_str().map_err(|e| crate::StoreError::failed("SQLite: reading a client id", e))
+        };
+        let (sender, client_id) = (text(0)?, text(1)?);
+        if !set.insert(hasher.hash_one((sender, client_id))) {
             return Ok(None);
         }
     }

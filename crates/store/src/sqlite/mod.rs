@@ -67,14 +67,6 @@ const WAL_SIZE_LIMIT: i64 = 32 << 20;
 /// opened a connection, with its own page cache, for each — hundreds of
 /// them, and hundreds of MiB (docs/performance.md, "Idle sockets").
 const READERS: usize = 6;
-/// Each reader's page cache, in KiB (SQLite's default is 2,000). In WAL
-/// mode a connection empties its cache whenever a read begins after
-/// another connection's commit, so under writes a reader's cache lives one
-/// read; it stays full only while nothing is written, when six private
-/// copies of the same pages (the operating system caches the file anyway)
-/// held up to 12 MiB: 2 KiB per waiting patron with 8,000 of them
-/// (docs/performance.md). A quarter MiB keeps a read's interior pages.
-const READER_CACHE_KIB: u32 = 256;
 
 /// A job's outcome once its savepoint is done: the events to publish if the
 /// batch commits, and how to answer the caller.
@@ -187,9 +179,7 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     // FULL: a commit is on disk before anyone is told (I2). Group commit is
     // what keeps this affordable.
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(db)?;
-    if read_only {
-        conn.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB}")).map_err(db)?;
-    } else {
+    if !read_only {
         conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")).map_err(db)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
@@ -887,7 +877,7 @@ mod tests {
         let failed = store
             .write(move |db| {
                 Box::pin(async move {
-                    crate::ops::chats::append(db, id, patron_line("b"), any_line(), 3).await?;
+                    crate::ops::append(db, id, patron_line("b"), any_line(), 3).await?;
                     Err::<((), Vec<Event>), _>(StoreError::backend("after the line"))
                 })
             })
@@ -906,9 +896,10 @@ mod tests {
     }
 
     /// What the writer's copy of a session tells of client ids: nothing for
-    /// a session it does not keep or whose ids would not fit in its room,
+    /// a session it does not keep or whose ids do not fit in its room,
     /// `Never` for an id no line of that sender's has, `Perhaps` for one it
-    /// has — and a set that names an id twice is read again.
+    /// has; a set that would name an id twice, or grow past the room, goes
+    /// until the session's copy is made again; the count follows.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writers_copy_knows_a_kept_sessions_client_ids_within_its_room() {
         use crate::prelude::*;
@@ -935,46 +926,38 @@ mod tests {
         assert_eq!(small.client_id(&conn, id, "patron", "c0"), Unknown, "not kept");
         small.keep(&rec);
         assert_eq!(small.client_id(&conn, id, "patron", "c0"), Unknown, "three ids, room for two");
+        assert_eq!(small.ids(), 0);
 
-        let mut kept = kept::Kept::with_room(3);
+        let mut kept = kept::Kept::with_room(5);
         kept.keep(&rec);
         assert_eq!(kept.client_id(&conn, id, "patron", "c0"), Perhaps);
         assert_eq!(kept.client_id(&conn, id, "patron", "c9"), Never);
         assert_eq!(kept.client_id(&conn, id, "staff:1", "c0"), Never, "client ids are per sender");
+        assert_eq!(kept.ids(), 3);
         kept.note_client_id(id, "patron", "c9");
-        assert_eq!(kept.client_id(&conn, id, "patron", "c9"), Perhaps);
-        // Named twice (as after a rolled-back line): read again from the lines.
+        assert_eq!((kept.client_id(&conn, id, "patron", "c9"), kept.ids()), (Perhaps, 4));
+        // Named twice (as after a rolled-back line): the database answers
+        // until the copy is made again, and then the lines say.
         kept.note_client_id(id, "patron", "c9");
+        assert_eq!((kept.client_id(&conn, id, "patron", "c2"), kept.ids()), (Unknown, 0));
+        kept.keep(&rec);
         assert_eq!(kept.client_id(&conn, id, "patron", "c9"), Never, "c9 was never stored");
         assert_eq!(kept.client_id(&conn, id, "patron", "c2"), Perhaps);
+        // Lines stored past the room: the set goes.
+        kept.note_client_id(id, "patron", "c10");
+        kept.note_client_id(id, "patron", "c11");
+        assert_eq!((kept.client_id(&conn, id, "patron", "c11"), kept.ids()), (Perhaps, 5));
+        kept.note_client_id(id, "patron", "c12");
+        assert_eq!((kept.client_id(&conn, id, "patron", "c12"), kept.ids()), (Unknown, 0));
+        kept.keep(&rec);
+        assert_eq!((kept.client_id(&conn, id, "patron", "c2"), kept.ids()), (Perhaps, 3));
         kept.forget(id);
-        assert_eq!(kept.client_id(&conn, id, "patron", "c2"), Unknown);
+        assert_eq!((kept.client_id(&conn, id, "patron", "c2"), kept.ids()), (Unknown, 0));
+        kept.keep(&rec);
+        assert_eq!(kept.client_id(&conn, id, "patron", "c2"), Perhaps);
+        kept.clear();
+        assert_eq!((kept.len(), kept.ids()), (0, 0));
         Backend::close(&*store).await;
-    }
-
-    /// The readers' page caches are small (the writer's keeps SQLite's
-    /// default): six full ones held 12 MiB that nothing but an idle spell
-    /// could use.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_read_connection_keeps_a_small_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
-        let size = |d: &mut SqliteDb| d.conn.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)).map_err(db);
-        let read = store.read(move |d| Box::pin(std::future::ready(size(d)))).await.unwrap();
-        assert_eq!(read, -i64::from(READER_CACHE_KIB));
-        const { assert!(READER_CACHE_KIB <= 512, "six readers' caches stay within 3 MiB") };
-        on_writer(
-            &store,
-            Box::new(|c| {
-                let writer: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0)).map_err(db)?;
-                assert_eq!(writer, -2000, "the writer keeps SQLite's default cache");
-                Ok(())
-            }),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        store.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
