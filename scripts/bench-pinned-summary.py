@@ -2,7 +2,7 @@
 """Medians and ratios of a scripts/bench-pinned.sh run, as Markdown tables.
 
 Reads the raw outputs the script wrote (OUT), one file per part and run:
-sweep-{relay,refdesk}-N.txt, idle-{relay,refdesk}-N.txt, pg-{old,new,two}-N.txt.
+sweep-{relay,refdesk}-N.txt, idle-{relay,refdesk}-N.txt, pg-{old,new,two,pair}-N.txt.
 Usage: scripts/bench-pinned-summary.py OUT
 """
 import glob
@@ -129,14 +129,17 @@ def throughput(path):
 
 
 def pg(out):
-    vals = {s: [throughput(f) for f in runs(out, f"pg-{s}-*.txt")] for s in ("old", "new", "two")}
+    vals = {s: [throughput(f) for f in runs(out, f"pg-{s}-*.txt")] for s in ("old", "new", "two", "pair")}
     if not any(vals.values()):
         return
     print("### PostgreSQL saturation (500 chats × 20 msg/s/side, 20,000 offered; delivered msg/s, medians)\n")
     print("| set-up | delivered msg/s | ÷ old build, one node (median of each run's) | runs |")
     print("|---|---|---|---|")
     for s, label in (("old", "old build, one node"), ("new", "this build, one node"),
-                     ("two", "this build, two nodes (PostgreSQL + NATS)")):
+                     ("two", "this build, two nodes (PostgreSQL + NATS)"),
+                     ("pair", "this build, two nodes, each chat's two sides on one node")):
+        if not vals[s]:
+            continue
         print(f"| {label} | {fmt(median(vals[s]))} | {ratios(vals['old'], vals[s])} | {', '.join(fmt(v) for v in vals[s])} |")
     print()
 

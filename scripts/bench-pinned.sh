@@ -14,8 +14,10 @@
 #           refdesk (each fresh);
 #   pg      PostgreSQL saturation: the OLD build (OLD=path, required) and
 #           this one on one node, then this one on two nodes on PostgreSQL +
-#           NATS, each on a new database, at 500 chats × 20 msg/s/side; not
-#           pinned (PostgreSQL itself needs a core).
+#           NATS (patrons on one, librarians on the other; then each chat's
+#           two sides on one node, `bench --by-chat`), each on a new
+#           database, at 500 chats × 20 msg/s/side; not pinned (PostgreSQL
+#           itself needs a core).
 #
 # Then it prints the medians over the runs and the ratios (summary.py).
 # Usage: scripts/bench-pinned.sh [sweep] [idle] [pg]   (default: sweep idle)
@@ -93,6 +95,18 @@ new_database() { # name, binary: prints the URL of a new database holding the de
   echo "$pg/$1"
 }
 
+two_nodes() { # database name: starts two nodes of this build on a new database; sets $p1 and $p2
+  local db key
+  db=$(new_database "$1" "$bin")
+  key=$(head -c 32 /dev/urandom | base64)
+  REFDESK_DATABASE_URL=$db REFDESK_NATS_URL=nats://127.0.0.1:4222 REFDESK_NATS_KEY=$key REFDESK_NATS_SUBJECT="pinned.$1" "$bin" serve \
+    --data-dir "$tmp/n1-$1" --listen 127.0.0.1:8094 >/dev/null & p1=$!
+  REFDESK_DATABASE_URL=$db REFDESK_NATS_URL=nats://127.0.0.1:4222 REFDESK_NATS_KEY=$key REFDESK_NATS_SUBJECT="pinned.$1" "$bin" serve \
+    --data-dir "$tmp/n2-$1" --listen 127.0.0.1:8095 >/dev/null & p2=$!
+  ready 8094
+  ready 8095
+}
+
 pg_runs() { # run number
   local db old=${OLD:?pg needs OLD=the older build to compare with}
   db=$(new_database "refdesk_pinned_old_${ts}_$1" "$old")
@@ -107,19 +121,15 @@ pg_runs() { # run number
   "$bin" bench --url http://127.0.0.1:8094 --chats 500 --duration "$duration" --rate 20 --server-pid $pid \
     >"$out/pg-new-$1.txt"
   stop $pid
-  db=$(new_database "refdesk_pinned_two_${ts}_$1" "$bin")
-  local key p1 p2
-  key=$(head -c 32 /dev/urandom | base64)
-  REFDESK_DATABASE_URL=$db REFDESK_NATS_URL=nats://127.0.0.1:4222 REFDESK_NATS_KEY=$key REFDESK_NATS_SUBJECT="pinned.$ts.$1" "$bin" serve \
-    --data-dir "$tmp/n1-$1" --listen 127.0.0.1:8094 >/dev/null & p1=$!
-  REFDESK_DATABASE_URL=$db REFDESK_NATS_URL=nats://127.0.0.1:4222 REFDESK_NATS_KEY=$key REFDESK_NATS_SUBJECT="pinned.$ts.$1" "$bin" serve \
-    --data-dir "$tmp/n2-$1" --listen 127.0.0.1:8095 >/dev/null & p2=$!
-  ready 8094
-  ready 8095
+  two_nodes "refdesk_pinned_two_${ts}_$1"
   "$bin" bench --url http://127.0.0.1:8094 --staff-url http://127.0.0.1:8095 --chats 500 --duration "$duration" \
     --rate 20 --server-pid $p1 --server-pid $p2 >"$out/pg-two-$1.txt"
   stop $p1 $p2
-  for v in old new two; do psql "$pg/postgres" -qc "DROP DATABASE refdesk_pinned_${v}_${ts}_$1" || true; done
+  two_nodes "refdesk_pinned_pair_${ts}_$1" # each chat's two sides on one node
+  "$bin" bench --url http://127.0.0.1:8094 --staff-url http://127.0.0.1:8095 --by-chat --chats 500 --duration "$duration" \
+    --rate 20 --server-pid $p1 --server-pid $p2 >"$out/pg-pair-$1.txt"
+  stop $p1 $p2
+  for v in old new two pair; do psql "$pg/postgres" -qc "DROP DATABASE refdesk_pinned_${v}_${ts}_$1" || true; done
 }
 
 for run in $(seq "$runs"); do

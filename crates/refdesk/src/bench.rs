@@ -36,6 +36,12 @@ pub struct BenchArgs {
     /// With two nodes, every message crosses from one node to the other.
     #[arg(long)]
     staff_url: Option<String>,
+    /// With `--staff-url`: each chat's two sides on one node, every other
+    /// chat on the second (as a load balancer with affinity by chat would
+    /// place them), instead of patrons on one node and librarians on the
+    /// other.
+    #[arg(long, requires = "staff_url")]
+    by_chat: bool,
     /// Concurrent chats.
     #[arg(long, default_value_t = 100)]
     chats: usize,
@@ -292,6 +298,7 @@ async fn chat_pairs(http: &reqwest::Client, base: &str, args: &BenchArgs) -> any
         cookies: Arc::new(cookies),
         per_sign_in,
         library: args.library.clone(),
+        by_chat: args.by_chat,
     };
     let mut pairs = Vec::with_capacity(chats.len());
     for (i, c) in chats.into_iter().enumerate() {
@@ -530,6 +537,8 @@ struct Desk {
     cookies: Arc<Vec<String>>,
     per_sign_in: usize,
     library: String,
+    /// `--by-chat`: both sides of chat `i` on the `i % 2`nd node.
+    by_chat: bool,
 }
 
 /// Signs the bench librarian in; the sign-in cookie.
@@ -561,16 +570,21 @@ impl Desk {
     /// Accepts a started chat and opens both sides' sockets on it; `slot`
     /// chooses the sign-in the librarian's socket uses.
     async fn open(&self, chat: Chat, slot: usize) -> anyhow::Result<Pair> {
+        let (patron_node, staff_node) = match (self.by_chat, slot % 2) {
+            (false, _) => (&self.base, &self.staff_base),
+            (true, 0) => (&self.base, &self.base),
+            (true, _) => (&self.staff_base, &self.staff_base),
+        };
         self.http
-            .post(format!("{}/api/sessions/{}/accept", self.staff_base, chat.session))
+            .post(format!("{staff_node}/api/sessions/{}/accept", chat.session))
             .send()
             .await?
             .error_for_status()
             .context("accepting a chat")?;
-        let mut patron = connect(&self.base, None, Some(&chat.token)).await?;
+        let mut patron = connect(patron_node, None, Some(&chat.token)).await?;
         patron.send(Ws::text(json!({"type": "resume", "after": 1_000_000}).to_string())).await?;
         let cookie = &self.cookies[(slot / self.per_sign_in) % self.cookies.len()];
-        let mut staff = connect(&self.staff_base, Some(cookie), None).await?;
+        let mut staff = connect(staff_node, Some(cookie), None).await?;
         staff
             .send(Ws::text(json!({"type": "resume", "session": chat.session, "after": 1_000_000}).to_string()))
             .await?;
