@@ -136,7 +136,7 @@ def pg(out):
     print("| set-up | delivered msg/s | ÷ old build, one node (median of each run's) | runs |")
     print("|---|---|---|---|")
     for s, label in (("old", "old build, one node"), ("new", "this build, one node"),
-                     ("two", "this build, two nodes (PostgreSQL + NATS)"),
+                     ("two", "this build, two nodes (PostgreSQL + NATS), patrons on one and librarians on the other"),
                      ("pair", "this build, two nodes, each chat's two sides on one node")):
         if not vals[s]:
             continue

@@ -36,10 +36,11 @@ pub struct BenchArgs {
     /// With two nodes, every message crosses from one node to the other.
     #[arg(long)]
     staff_url: Option<String>,
-    /// With `--staff-url`: each chat's two sides on one node, every other
-    /// chat on the second (as a load balancer with affinity by chat would
-    /// place them), instead of patrons on one node and librarians on the
-    /// other.
+    /// With `--staff-url`: each chat's two sides (their sockets, the accept,
+    /// and with `--chat-seconds` the end and the next start) on one node,
+    /// every other chat on the second (as a load balancer with affinity by
+    /// chat would place them), instead of patrons on one node and
+    /// librarians on the other. The first chats are all started on `--url`.
     #[arg(long, requires = "staff_url")]
     by_chat: bool,
     /// Concurrent chats.
@@ -570,11 +571,7 @@ impl Desk {
     /// Accepts a started chat and opens both sides' sockets on it; `slot`
     /// chooses the sign-in the librarian's socket uses.
     async fn open(&self, chat: Chat, slot: usize) -> anyhow::Result<Pair> {
-        let (patron_node, staff_node) = match (self.by_chat, slot % 2) {
-            (false, _) => (&self.base, &self.staff_base),
-            (true, 0) => (&self.base, &self.base),
-            (true, _) => (&self.staff_base, &self.staff_base),
-        };
+        let (patron_node, staff_node) = self.nodes(slot);
         self.http
             .post(format!("{staff_node}/api/sessions/{}/accept", chat.session))
             .send()
@@ -591,10 +588,19 @@ impl Desk {
         Ok(Pair { session: chat.session, patron, staff })
     }
 
-    /// Ends a chat as its librarian.
-    async fn end(&self, session: i64) -> anyhow::Result<()> {
+    /// The nodes of slot `slot`'s patron and librarian.
+    fn nodes(&self, slot: usize) -> (&str, &str) {
+        match (self.by_chat, slot % 2) {
+            (false, _) => (&self.base, &self.staff_base),
+            (true, 0) => (&self.base, &self.base),
+            (true, _) => (&self.staff_base, &self.staff_base),
+        }
+    }
+
+    /// Ends slot `slot`'s chat as its librarian.
+    async fn end(&self, session: i64, slot: usize) -> anyhow::Result<()> {
         self.http
-            .post(format!("{}/api/sessions/{session}/end", self.staff_base))
+            .post(format!("{}/api/sessions/{session}/end", self.nodes(slot).1))
             .send()
             .await?
             .error_for_status()
@@ -602,9 +608,9 @@ impl Desk {
         Ok(())
     }
 
-    /// Starts one more chat.
-    async fn start(&self) -> anyhow::Result<Chat> {
-        let mut chats = start_chats(&self.http, &self.base, &self.library, 1).await?;
+    /// Starts one more chat, for slot `slot`.
+    async fn start(&self, slot: usize) -> anyhow::Result<Chat> {
+        let mut chats = start_chats(&self.http, self.nodes(slot).0, &self.library, 1).await?;
         chats.pop().context("no chat started")
     }
 }
@@ -648,8 +654,8 @@ impl Slot {
                 return Ok(total);
             }
             let desk = self.desk.as_ref().context("chats end and start only on refdesk")?;
-            desk.end(session).await?;
-            pair = desk.open(desk.start().await?, self.i).await?;
+            desk.end(session, self.i).await?;
+            pair = desk.open(desk.start(self.i).await?, self.i).await?;
             life = every;
         }
     }

@@ -20,8 +20,9 @@
 //! writer (the server's commits wait for theirs, and theirs for the
 //! server's). None of them starts a chat or writes a chat's lines: the
 //! server's writer alone does, and it keeps what it knows of live chats
-//! (their client ids, I4) in memory (`store/src/sqlite/kept.rs`). Several nodes serve one service through PostgreSQL
-//! (`database_url`), which takes no lock here.
+//! (their client ids, I4) in memory (`store/src/sqlite/kept.rs`). Several
+//! nodes serve one service through PostgreSQL (`database_url`), which takes
+//! no lock here.
 
 use anyhow::{bail, Context};
 use std::fs::File;

@@ -6,7 +6,10 @@
 //! commits once, and only then answers each caller and hands the batch's
 //! events to the sink. That is group commit: one fsync for many messages,
 //! and still no acknowledgement before the data is durable (I2). A failing
-//! job rolls back to its savepoint and fails alone.
+//! job rolls back to its savepoint and fails alone. The writer keeps a copy
+//! of each live session it appends to, with what it knows of the session's
+//! lines' client ids ([`kept`]): SQLite has no index of them, and I4 rests
+//! on that copy never missing a stored line.
 //!
 //! Reads go to a small pool of read-only connections on blocking threads;
 //! WAL mode lets them run beside the writer. Each read is one closure on one
