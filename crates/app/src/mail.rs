@@ -264,15 +264,39 @@ impl Mailer {
         // A few at a time, each send bounded by SEND_TIMEOUT: all are done
         // well before the claim on them runs out (another node's mailer may
         // take them then).
-        let due = match self.app.store.claim_mail(now, CLAIM_BATCH, now.saturating_add(CLAIM_MS)).await {
-            Ok(d) => d,
+        match self.app.store.claim_mail(now, CLAIM_BATCH, now.saturating_add(CLAIM_MS)).await {
+            Ok(due) => self.deliver_claimed(due).await,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
-                return 0;
+                0
             }
-        };
+        }
+    }
+
+    /// Delivers e-mail this mailer claimed ([`deliver_due`]'s second half).
+    /// Each is read again just before it is sent: the ones before it may
+    /// have taken minutes (each up to `SEND_TIMEOUT`), and meanwhile its
+    /// patron may have been erased (which deletes their e-mail from the
+    /// outbox) or another mailer may have sent it. Only what is still
+    /// waiting goes. Returns how many were delivered.
+    ///
+    /// [`deliver_due`]: Mailer::deliver_due
+    pub async fn deliver_claimed(&self, due: Vec<OutboxMail>) -> usize {
         let mut delivered = 0;
-        for mail in due {
+        for claimed in due {
+            let mail = match self.app.store.mail(claimed.id).await {
+                Ok(Some(mail)) if mail.sent_at.is_none() => mail,
+                Ok(_) => {
+                    tracing::info!(id = claimed.id, "an e-mail was erased or sent since it was taken; not sent");
+                    continue;
+                }
+                Err(e) => {
+                    // Its lease keeps it from the other mailers; it is tried
+                    // again once the lease runs out.
+                    tracing::warn!(error = %e, id = claimed.id, "cannot read an e-mail again before sending it; left for later");
+                    continue;
+                }
+            };
             let sent = tokio::time::timeout(SEND_TIMEOUT, self.deliver(&mail))
                 .await
                 .unwrap_or_else(|_| Err(Failure::Transient("the SMTP server took too long".into())));

@@ -1,0 +1,66 @@
+//! What a mailer has taken from the outbox is still checked before it is
+//! sent: a patron erased meanwhile gets no e-mail. On a real SQLite file
+//! with the demo cooperative, e-mail written as files.
+
+use refdesk_app::mail::{MailConfig, Mailer};
+use refdesk_app::{bus::Bus, demo, App, Clock, Limits, StartChat};
+use refdesk_domain::event::Availability;
+use refdesk_domain::ids::SessionId;
+use refdesk_domain::privacy::Transcripts;
+use refdesk_store::prelude::*;
+use refdesk_store::sqlite::SqliteStore;
+use std::sync::Arc;
+
+/// A chat whose patron asked for the transcript, ended: its e-mail waits
+/// in the outbox.
+async fn ended_chat_with_transcript(app: &App, email: &str) -> SessionId {
+    let form = StartChat {
+        name: Some("Pat".into()),
+        email: Some(email.into()),
+        question: "Do you have the atlas?".into(),
+        transcript: true,
+        browser: None,
+    };
+    let session = app.start_chat("riverside-main", form, None).await.unwrap().session;
+    let (_, ann) = app.login("ann", demo::PASSWORD, true).await.unwrap();
+    app.set_availability(&ann, Availability::OnDuty).await.unwrap();
+    app.accept(&ann, session).await.unwrap();
+    app.staff_end(&ann, session).await.unwrap();
+    session
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(dir.join("mail")) {
+        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_taken_by_the_mailer_is_not_sent_once_its_patron_is_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
+    demo::load(&app).await.unwrap();
+    let erased = ended_chat_with_transcript(&app, "erase.me@example.org").await;
+    ended_chat_with_transcript(&app, "keep.me@example.org").await;
+
+    // The mailer takes both (as its pass does), then the patron is erased
+    // while it is still busy with earlier e-mail.
+    let now = Clock::system().now();
+    let taken = store.claim_mail(now, 10, now + 600_000).await.unwrap();
+    assert_eq!(taken.len(), 2, "both transcripts were waiting");
+    let (_, carla) = app.login("carla", demo::PASSWORD, true).await.unwrap();
+    let n = app.erase_patron(&carla, "erase.me@example.org", vec![erased], Transcripts::Delete).await.unwrap();
+    assert_eq!(n, 1);
+
+    let mailer = Mailer::new(app.clone(), MailConfig::default(), dir.path().to_path_buf()).unwrap();
+    assert_eq!(mailer.deliver_claimed(taken).await, 1, "only the e-mail still in the outbox is sent");
+    let sent = files(dir.path());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let text = std::fs::read_to_string(dir.path().join("mail").join(&sent[0])).unwrap();
+    assert!(text.contains("keep.me@example.org"), "the other patron's transcript went");
+    assert!(!text.contains("erase.me"), "nothing of the erased patron's");
+    assert_eq!(store.next_mail_due().await.unwrap(), None, "nothing left to send");
+}
