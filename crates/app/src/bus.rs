@@ -216,6 +216,16 @@ impl Subscription {
         self.mailbox.deliver(&Arc::new(Event::Resync));
     }
 
+    /// Wakes this connection as [`Subscription::wake`] does, after `wait`
+    /// (a timer task, which keeps only the mailbox).
+    pub fn wake_after(&self, wait: std::time::Duration) {
+        let mailbox = self.mailbox.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            mailbox.deliver(&Arc::new(Event::Resync));
+        });
+    }
+
     /// Starts receiving a session's events.
     pub fn join(&mut self, session: SessionId) {
         let mut t = self.bus.lock();

@@ -153,7 +153,16 @@ pub struct Feed {
     /// A wake-up for the rest of a catch-up is in the mailbox: one at a
     /// time, however many chats have more to read.
     woken: bool,
+    /// Events handled in a row that failed (a store error), and whether a
+    /// wake-up to try again is on its way ([`Feed::retry_later`]).
+    failures: u8,
+    retry_pending: bool,
 }
+
+/// The first wait before a feed whose store read failed tries again, and
+/// the longest: doubled at each failure in a row between the two.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A staff connection's own state (see [`Feed::desk`]).
 #[derive(Default)]
@@ -194,7 +203,17 @@ impl Feed {
             sub.join_staff(s.id);
             desk = Some(Box::default());
         }
-        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), waiting: None, desk, woken: false }
+        Feed {
+            app: app.clone(),
+            viewer,
+            sub,
+            sessions: HashMap::new(),
+            waiting: None,
+            desk,
+            woken: false,
+            failures: 0,
+            retry_pending: false,
+        }
     }
 
     /// The staff connection's own state; made on first use (a patron's
@@ -642,8 +661,12 @@ impl Feed {
 
     /// Turns one event into what this viewer may see, in order, filling gaps.
     /// On an error nothing is lost: what was being read is read again at
-    /// the next event (the connection counts as lagged).
+    /// the next event (the connection counts as lagged), and if none comes,
+    /// at a wake-up of its own a moment later ([`Feed::retry_later`]).
     pub async fn handle(&mut self, event: Arc<Event>) -> AppResult<Vec<Out>> {
+        if matches!(*event, Event::Resync) {
+            self.retry_pending = false; // it may be the retry's wake-up
+        }
         // All or nothing: if anything fails, where each session and
         // conversation stood is restored, so that what was read but not
         // passed on is read again.
@@ -661,8 +684,26 @@ impl Feed {
                 desk.im = im;
             }
             self.sub.set_lagged();
+            self.retry_later();
+        } else {
+            self.failures = 0;
         }
         handled
+    }
+
+    /// After a failed event, asks for a turn of its own a little later, so
+    /// that what it was reading reaches the viewer even if no other event
+    /// comes (a quiet chat, a patron waiting in line). One at a time; the
+    /// wait doubles with each failure in a row, from [`RETRY_FIRST`] to
+    /// [`RETRY_MOST`], so that a store that is down is not asked again and
+    /// again by every connection.
+    fn retry_later(&mut self) {
+        let wait = RETRY_FIRST.saturating_mul(1 << self.failures.min(5)).min(RETRY_MOST);
+        self.failures = self.failures.saturating_add(1);
+        if !self.retry_pending {
+            self.retry_pending = true;
+            self.sub.wake_after(wait);
+        }
     }
 
     async fn reread(&mut self) -> AppResult<Vec<Out>> {

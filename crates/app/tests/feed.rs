@@ -369,3 +369,42 @@ async fn a_desk_that_missed_many_lines_of_several_chats_gets_each_once_in_order_
     // not one per chat per page.
     assert!(turns_after_the_lines <= 6, "{turns_after_the_lines} wake-ups");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_store_read_failed_tries_again_by_itself_when_no_other_event_comes() {
+    use refdesk_app::feed::Out;
+    use refdesk_domain::chat::MessageKind;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let s = chat(&app, 1).await;
+    app.accept(&ann, s).await.unwrap();
+    let mut feed = patron(&app, s).await;
+    replay(&mut feed, s).await;
+    drain(&mut feed).await;
+
+    // Two lines; the connection misses the first (a gap to fill from the
+    // store), and the store fails as it reads it: its messages table is
+    // out of reach for a moment.
+    app.staff_send(&ann, s, MessageKind::Message, "first", None).await.unwrap();
+    app.staff_send(&ann, s, MessageKind::Message, "second", None).await.unwrap();
+    let _missed = feed.recv().await;
+    let second = feed.recv().await;
+    let db = rusqlite::Connection::open(dir.path().join("t.sqlite3")).unwrap();
+    db.execute_batch("ALTER TABLE messages RENAME TO messages_away").unwrap();
+    assert!(feed.handle(second).await.is_err(), "the gap cannot be filled while the store fails");
+    db.execute_batch("ALTER TABLE messages_away RENAME TO messages").unwrap();
+
+    // Nothing else happens in the chat: the feed wakes itself and reads
+    // what it could not.
+    let wake = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await.expect("a wake-up of its own");
+    let out = feed.handle(wake).await.unwrap();
+    let lines: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Message(m) => Some(m.body.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lines, ["first", "second"], "both lines reach the patron: {out:?}");
+}
