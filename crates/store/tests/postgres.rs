@@ -14,7 +14,7 @@ use refdesk_domain::ids::SessionId;
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::default_codes;
 use refdesk_domain::DomainError;
-use refdesk_store::postgres::{create_database, PgOptions, PgStore, BATCH_TASKS};
+use refdesk_store::postgres::{create_database, PgOptions, PgStore};
 use refdesk_store::prelude::*;
 use refdesk_store::{
     Appended, CommitReport, Ending, EventSink, Guard, Handover, NewMessage, NewSession, NewStaff, NoSink, StoreError,
@@ -188,6 +188,11 @@ impl Recorder {
     fn failed_commits(&self) -> usize {
         self.0.lock().unwrap().commits.iter().filter(|c| !c.ok).count()
     }
+
+    /// The appends of each commit so far, in order.
+    fn batches(&self) -> Vec<usize> {
+        self.0.lock().unwrap().commits.iter().map(|c| c.writes).collect()
+    }
 }
 
 /// A node: a store on the shared database, with the sink it publishes to.
@@ -291,17 +296,19 @@ fn append(store: &Arc<PgStore>, id: SessionId, msg: NewMessage, guard: Guard) ->
     Box::pin(async move { store.append(id, msg, guard, 10).await })
 }
 
-/// Every batch task of some stores, waiting on the row of a session that a
-/// transaction of the test holds locked.
+/// A batch of each of some stores, on its way and waiting on the row of a
+/// session that a transaction of the test holds locked: the appends the
+/// store queues meanwhile gather into its next batch, which starts when
+/// the held one ends (fewer than `GATHER`, 64, in `postgres/batch.rs`).
 struct Held {
     lock: PgConnection,
     waiting: Vec<Pending>,
 }
 
-/// Locks `session`'s row, then queues one append on it in each store for
-/// each of its batch tasks, one at a time, each picked up by an idle task
-/// before the next is queued (the database shows one more statement
-/// waiting for the lock). `session` must have a fresh copy in every store.
+/// Locks `session`'s row, then queues one append on it in each store, one
+/// at a time, each taken by a batch task before the next is queued (the
+/// database shows one more statement waiting for the lock). `session`
+/// must have a fresh copy in every store.
 async fn hold(stores: &[&Arc<PgStore>], url: &str, session: SessionId, by: &Staff) -> Held {
     let mut lock = PgConnection::connect(url).await.unwrap();
     sqlx::raw_sql("BEGIN").execute(&mut lock).await.unwrap();
@@ -309,24 +316,22 @@ async fn hold(stores: &[&Arc<PgStore>], url: &str, session: SessionId, by: &Staf
     let mut probe = PgConnection::connect(url).await.unwrap();
     let mut waiting = Vec::new();
     for store in stores {
-        for _ in 0..BATCH_TASKS {
-            waiting.push(queued(append(store, session, said(by, "held"), chatting(by))).await);
-            let want = waiting.len() as i64;
-            let mut tries = 0;
-            loop {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                )
-                .fetch_one(&mut probe)
-                .await
-                .unwrap();
-                if n >= want {
-                    break;
-                }
-                tries += 1;
-                assert!(tries < 1000, "a batch task never took the held append ({n} of {want} waiting)");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        waiting.push(queued(append(store, session, said(by, "held"), chatting(by))).await);
+        let want = waiting.len() as i64;
+        let mut tries = 0;
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut probe)
+            .await
+            .unwrap();
+            if n >= want {
+                break;
             }
+            tries += 1;
+            assert!(tries < 1000, "a batch task never took the held append ({n} of {want} waiting)");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     let _ = probe.close().await;
@@ -378,6 +383,48 @@ async fn concurrent_appends_commit_in_batches_with_gapless_seqs_each_published_o
         assert!(published.values().all(|&k| k == 1), "each message published once: {published:?}");
         assert!((3..=103).all(|seq| published.contains_key(&seq)), "every one published: {published:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_queued_while_a_batch_is_on_its_way_wait_for_it_in_one_batch_until_that_batch_is_large() {
+    let url = fresh_postgres().await;
+    let n = node(&url).await;
+    let d = desk(&n.store).await;
+    let ids = chats(&n.store, &d, 2).await;
+    let (blocker, chat) = (ids[0], ids[1]);
+
+    // Ten appends, one at a time, while a batch is on its way: idle batch
+    // tasks are there, yet none goes alone; they go together once it ends.
+    let held = hold(&[&n.store], &url, blocker, &d.ann).await;
+    let before = n.sink.batches().len();
+    let mut few = Vec::new();
+    for i in 0..10 {
+        few.push(queued(append(&n.store, chat, from_patron(&format!("few {i}"), None), anyone())).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(n.sink.batches()[before..], [] as [usize; 0], "nothing committed while the held batch waits");
+    held.release().await;
+    for a in few {
+        a.await.unwrap();
+    }
+    assert_eq!(n.sink.batches()[before..], [1, 10], "the held append, then the ten in one batch");
+
+    // Seventy queued at once: a batch of 64 or more does not wait for the
+    // held one.
+    let held = hold(&[&n.store], &url, blocker, &d.ann).await;
+    let before = n.sink.batches().len();
+    let mut many = Vec::new();
+    for i in 0..70 {
+        many.push(queued(append(&n.store, chat, from_patron(&format!("many {i}"), None), anyone())).await);
+    }
+    for a in many {
+        a.await.unwrap();
+    }
+    assert_eq!(n.sink.batches()[before..], [70], "all seventy stored while the held batch still waits");
+    held.release().await;
+    assert_eq!(n.sink.batches()[before..], [70, 1]);
+    let stored = stored_seqs(&n.store, chat).await;
+    assert!(gapless(&stored) && stored.len() == 3 + 80, "{stored:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,10 @@
 //! tasks take turns at the queue: the one whose turn it is takes every job
 //! waiting, up to [`MAX_BATCH`], hands the queue on and runs its batch.
 //! Alone, an append is a batch of one and costs what it did before
-//! batching; under load, appends gather while the batches ahead of them
-//! commit, and several batches can be on their way at once (their number
-//! bounded by the tasks, [`BATCH_TASKS`] at most).
+//! batching; under load, appends gather while the batch ahead of them
+//! commits ([`gather`]), and once a gathering batch is large, several
+//! batches can be on their way at once (their number bounded by the tasks,
+//! [`BATCH_TASKS`] at most).
 //!
 //! What holds for one append holds for each in a batch:
 //!
@@ -42,9 +43,10 @@ use refdesk_domain::Millis;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 /// The most appends one statement carries: enough that a batch gathers
 /// what arrives during a commit at thousands of messages a second, few
@@ -53,9 +55,13 @@ const MAX_BATCH: usize = 256;
 
 /// Batches of appends one store has on their way at once, at most: its
 /// batch tasks (fewer with a smaller pool: each holds a connection while
-/// its statement runs). More than one, so that a commit's wait for the disk
-/// does not keep the next batch from starting.
+/// its statement runs). More than one, so that under heavy load a commit's
+/// wait for the disk does not keep the next large batch from starting.
 pub const BATCH_TASKS: usize = 4;
+
+/// The size from which a batch starts while another is on its way;
+/// smaller ones wait for it to end, gathering ([`gather`]).
+const GATHER: usize = 64;
 
 /// Appends waiting at most: enough for every task's next batch; past it an
 /// append waits for room, so a database that falls behind slows the senders
@@ -121,8 +127,9 @@ impl Appender {
     pub(super) fn start(pool: PgPool, sink: Arc<dyn EventSink>, tasks: usize) -> Appender {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
+        let in_flight = Arc::new(InFlight::default());
         for _ in 0..tasks.max(1) {
-            tokio::spawn(batches(queue.clone(), pool.clone(), sink.clone()));
+            tokio::spawn(batches(queue.clone(), in_flight.clone(), pool.clone(), sink.clone()));
         }
         Appender { jobs }
     }
@@ -143,26 +150,75 @@ impl Appender {
     }
 }
 
-/// A batch task: takes its turn at the queue, takes everything waiting
-/// (up to [`MAX_BATCH`]), hands the queue on, commits the batch; again.
-async fn batches(queue: Arc<Mutex<mpsc::Receiver<Job>>>, pool: PgPool, sink: Arc<dyn EventSink>) {
+/// Batches on their way, shared by a store's batch tasks: how many, and a
+/// signal each time one ends.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    ended: Notify,
+}
+
+/// A batch task: takes its turn at the queue, gathers a batch
+/// ([`gather`]), hands the queue on, commits the batch; again.
+async fn batches(
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    in_flight: Arc<InFlight>,
+    pool: PgPool,
+    sink: Arc<dyn EventSink>,
+) {
     loop {
         let batch = {
             let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+            let Some(batch) = gather(&mut queue, &in_flight).await else { return };
+            in_flight.count.fetch_add(1, Ordering::AcqRel);
             batch
         };
         // A task of its own, so that a panic (in the sink, say) fails this
         // batch's callers (their answers are dropped) and not the batcher.
-        if let Err(e) = tokio::spawn(commit(pool.clone(), sink.clone(), batch)).await {
+        let done = tokio::spawn(commit(pool.clone(), sink.clone(), batch)).await;
+        in_flight.count.fetch_sub(1, Ordering::AcqRel);
+        in_flight.ended.notify_waiters();
+        if let Err(e) = done {
             tracing::error!(error = %e, "a batch of appends panicked; its callers were told it failed");
+        }
+    }
+}
+
+/// The next batch: the first append to come and everything waiting behind
+/// it. While another batch is on its way and this one holds fewer than
+/// [`GATHER`], it goes on taking appends as they come until that batch ends
+/// (or this one reaches [`GATHER`]): a commit costs the database about as
+/// much as thirty appends, so batches that start while others commit are
+/// fewer and larger, and under load the commits per message halve. A batch
+/// never waits when none is on its way (a lone append goes at once), nor
+/// once it is large (then batches overlap, up to [`BATCH_TASKS`]). `None`
+/// once the queue is closed and empty.
+async fn gather(queue: &mut mpsc::Receiver<Job>, in_flight: &InFlight) -> Option<Vec<Job>> {
+    let mut batch = vec![queue.recv().await?];
+    loop {
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if batch.len() >= GATHER {
+            return Some(batch);
+        }
+        // Asked for before the count is read: an end between the two is
+        // not missed.
+        let ended = in_flight.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if in_flight.count.load(Ordering::Acquire) == 0 {
+            return Some(batch);
+        }
+        tokio::select! {
+            _ = &mut ended => return Some(batch),
+            job = queue.recv() => match job {
+                Some(job) => batch.push(job),
+                None => return Some(batch),
+            },
         }
     }
 }
