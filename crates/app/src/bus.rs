@@ -477,6 +477,15 @@ impl Bus {
         }
     }
 
+    /// For each chat (`None`: an event for more than one chat's watchers),
+    /// whether a connection on this node may want its events: one joined
+    /// to it, or any chat monitor (which hears every chat's lines).
+    pub fn follows(&self, chats: &[Option<SessionId>]) -> Vec<bool> {
+        let t = self.lock();
+        let monitored = !t.monitor.is_empty();
+        chats.iter().map(|chat| chat.is_none_or(|s| monitored || t.sessions.contains_key(&s))).collect()
+    }
+
     /// Tells every connection on this node to re-read what it follows from
     /// the store: events may have been missed (the link to the other nodes
     /// was down).

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub nats_envelopes: Family<Label, Counter>,
     /// Envelopes missed from another node (a gap in its numbering).
     pub nats_gaps: Counter,
+    /// Other nodes' chat events passed over undecoded: nobody on this node
+    /// follows their chat.
+    pub nats_events_skipped: Counter,
     /// Times every connection of the node was told to re-read from the store.
     pub resyncs: Counter,
     /// Connections that re-read what they follow (a slow one, or after a resync).
@@ -64,6 +67,7 @@ impl Default for Metrics {
             mail: Family::default(),
             nats_envelopes: Family::default(),
             nats_gaps: Counter::default(),
+            nats_events_skipped: Counter::default(),
             resyncs: Counter::default(),
             rereads: Counter::default(),
             feed_gaps: Counter::default(),
@@ -120,6 +124,11 @@ impl Metrics {
         registry.register("mail", "E-mails by outcome: sent, retry, undeliverable", self.mail.clone());
         registry.register("nats_envelopes", "NATS envelopes by direction", self.nats_envelopes.clone());
         registry.register("nats_gaps", "Envelopes missed from another node", self.nats_gaps.clone());
+        registry.register(
+            "nats_events_skipped",
+            "Other nodes' chat events not decoded: nobody on this node follows their chat",
+            self.nats_events_skipped.clone(),
+        );
         registry.register("resyncs", "Times the node's connections were told to re-read", self.resyncs.clone());
         registry.register("feed_rereads", "Connections that re-read what they follow", self.rereads.clone());
         registry.register("feed_gaps", "Messages a connection filled from the store", self.feed_gaps.clone());

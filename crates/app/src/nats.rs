@@ -30,8 +30,10 @@ use crate::bus::Bus;
 use crate::{AppError, AppResult};
 use futures_util::StreamExt;
 use refdesk_domain::event::Event;
+use refdesk_domain::ids::SessionId;
 use seal::{NatsKey, Opener, Refused, Sealer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,15 +58,47 @@ const ENVELOPE_BYTES: usize = 256 * 1024;
 const DROPS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 /// What crosses NATS, sealed ([`seal::Sealer`]); the node that sent it is
-/// in the seal.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
+/// in the seal. Each event is encoded once, as the sender splits its
+/// events into envelopes ([`envelopes`]).
+#[derive(Serialize)]
+struct Envelope<'a> {
     /// Its number among that node's envelopes: 1, 2, 3… A receiver that
     /// sees a number skipped has missed something and re-reads the store.
     /// A heartbeat (no events) repeats the latest number.
     seq: u64,
     /// Its events, in commit order.
-    events: Vec<Event>,
+    events: &'a [Box<RawValue>],
+    /// Beside each event, the chat whose watchers alone it is for (its
+    /// lines and typing), or `null` (an event for more than one chat's
+    /// watchers: the queue, the monitor, staff). A receiver decodes a
+    /// chat's event only if someone there follows it ([`Bus::follows`]).
+    to: &'a [Option<SessionId>],
+}
+
+/// An envelope as received: its events still encoded. `to` is empty from
+/// a node of a version before it (every event is then decoded).
+#[derive(Deserialize)]
+struct Received<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+    #[serde(default)]
+    to: Vec<Option<SessionId>>,
+}
+
+/// A batch's events encoded, and for whom (see [`Envelope::to`]).
+#[derive(Default)]
+struct Encoded {
+    events: Vec<Box<RawValue>>,
+    to: Vec<Option<SessionId>>,
+}
+
+/// The chat an event is for alone, if it is for one chat's watchers only.
+fn for_chat(event: &Event) -> Option<SessionId> {
+    match event {
+        Event::Message { ctx, .. } | Event::Typing { ctx, .. } => Some(ctx.id),
+        _ => None,
+    }
 }
 
 /// A running link. The tasks it started stop when the process does.
@@ -353,21 +387,25 @@ async fn send(
                     if local.take_uplink_overflow() {
                         seq += 1; // a number nobody receives: the other nodes re-read the store
                     }
-                    envelopes(events)
+                    let (batches, lost) = envelopes(events);
+                    if lost {
+                        seq += 1; // told as dropped events are
+                    }
+                    batches
                 }
                 None => break,
             },
             _ = beat.tick() => {
                 local.republish_watchers();
                 local.expire_remote_watchers(WATCHERS_TTL);
-                vec![Vec::new()]
+                vec![Encoded::default()]
             }
         };
-        for events in batches {
-            if !events.is_empty() {
+        for batch in batches {
+            if !batch.events.is_empty() {
                 seq += 1;
             }
-            let sealed = serde_json::to_vec(&Envelope { seq, events })
+            let sealed = serde_json::to_vec(&Envelope { seq, events: &batch.events, to: &batch.to })
                 .map_err(|e| e.to_string())
                 .and_then(|json| sealer.seal(&to, &json, now_ms()));
             let payload = match sealed {
@@ -408,37 +446,68 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
         if seal::sealed_by(&message.payload) == Some(me) {
             continue; // our own, replayed by someone (NATS itself does not echo them)
         }
-        let (node, envelope) = match opener.open(&on, &message.payload, now_ms()) {
-            Ok(opened) => match serde_json::from_slice::<Envelope>(&opened.payload) {
-                Ok(envelope) => (opened.node, envelope),
-                // Sealed with our key, yet not an envelope: a node of
-                // another version. Nothing can be done with it.
-                Err(_) => {
-                    dropped.unreadable += 1;
-                    dropped.maybe_report();
-                    continue;
-                }
-            },
+        let opened = match opener.open(&on, &message.payload, now_ms()) {
+            Ok(opened) => opened,
             Err(refused) => {
                 dropped.count(refused);
+                continue;
+            }
+        };
+        let envelope = match serde_json::from_slice::<Received>(&opened.payload) {
+            Ok(envelope) => envelope,
+            // Sealed with our key, yet not an envelope: a node of
+            // another version. Nothing can be done with it.
+            Err(_) => {
+                dropped.unreadable += 1;
+                dropped.maybe_report();
                 continue;
             }
         };
         opener.forget(FORGET_NODE);
         bus.metrics().nats_envelope("received");
         let heartbeat = envelope.events.is_empty();
-        let missed = heard.missed(&node, envelope.seq, heartbeat);
+        let mut missed = heard.missed(&opened.node, envelope.seq, heartbeat);
         if !heartbeat {
-            bus.deliver_remote(&node, envelope.events);
+            match decode(&bus, &envelope) {
+                Some(events) => bus.deliver_remote(&opened.node, events),
+                // What could not be read is re-read from the store.
+                None => {
+                    dropped.unreadable += 1;
+                    dropped.maybe_report();
+                    missed = true;
+                }
+            }
         }
         if missed {
             bus.metrics().nats_gaps.inc();
-            tracing::warn!(%node, "missed events from another node; re-reading from the store");
+            tracing::warn!(node = %opened.node, "missed events from another node; re-reading from the store");
             bus.resync();
         }
     }
     dropped.report();
     tracing::warn!("the NATS subscription ended");
+}
+
+/// The events of `envelope` that someone on this node follows, decoded; a
+/// chat's events that nobody here follows are passed over still encoded
+/// (with several nodes each receives every other node's lines, most of
+/// them for chats it has no connection to). `None` if one to decode does
+/// not decode (a node of another version).
+fn decode(bus: &Bus, envelope: &Received) -> Option<Vec<Event>> {
+    let chats: Vec<Option<SessionId>> =
+        (0..envelope.events.len()).map(|i| envelope.to.get(i).copied().flatten()).collect();
+    let wanted = bus.follows(&chats);
+    let mut events = Vec::with_capacity(envelope.events.len());
+    let mut skipped = 0;
+    for (raw, wanted) in envelope.events.iter().zip(wanted) {
+        if wanted {
+            events.push(serde_json::from_str::<Event>(raw.get()).ok()?);
+        } else {
+            skipped += 1;
+        }
+    }
+    bus.metrics().nats_events_skipped.inc_by(skipped);
+    Some(events)
 }
 
 /// Each node's latest envelope number, and when it was last heard. Node
@@ -602,22 +671,36 @@ async fn connect_options(
     }))
 }
 
-/// Splits a batch into envelopes of at most about [`ENVELOPE_BYTES`].
-fn envelopes(events: Vec<Event>) -> Vec<Vec<Event>> {
-    let mut out: Vec<Vec<Event>> = Vec::new();
+/// Encodes a batch's events, each once, into envelopes of at most about
+/// [`ENVELOPE_BYTES`]; and whether one could not be.
+fn envelopes(events: Vec<Event>) -> (Vec<Encoded>, bool) {
+    let mut out: Vec<Encoded> = Vec::new();
+    let mut lost = false;
     let mut size = 0;
     for event in events {
-        let bytes = serde_json::to_vec(&event).map_or(0, |v| v.len());
+        let raw = match serde_json::value::to_raw_value(&event) {
+            Ok(raw) => raw,
+            // Plain data always encodes; were one not to, it is told as
+            // dropped events are (`lost`): the other nodes see a gap and
+            // re-read the store.
+            Err(e) => {
+                tracing::error!(error = %e, "an event could not be encoded for the other nodes");
+                lost = true;
+                continue;
+            }
+        };
+        let bytes = raw.get().len();
         if out.is_empty() || size + bytes > ENVELOPE_BYTES {
-            out.push(Vec::new());
+            out.push(Encoded::default());
             size = 0;
         }
         size += bytes;
         if let Some(last) = out.last_mut() {
-            last.push(event);
+            last.to.push(for_chat(&event));
+            last.events.push(raw);
         }
     }
-    out
+    (out, lost)
 }
 
 #[cfg(test)]
@@ -717,11 +800,18 @@ mod tests {
                 on: true,
             }))
             .collect();
-        let split = envelopes(events.clone());
+        let (split, lost) = envelopes(events.clone());
+        assert!(!lost);
         assert!(split.len() >= 3, "{} envelopes", split.len());
-        assert_eq!(split.concat(), events, "in order, nothing lost");
+        let decoded: Vec<Event> =
+            split.iter().flat_map(|e| &e.events).map(|raw| serde_json::from_str(raw.get()).unwrap()).collect();
+        assert_eq!(decoded, events, "in order, nothing lost");
         for e in &split {
-            assert!(serde_json::to_vec(e).unwrap().len() < 1024 * 1024);
+            assert_eq!(e.to.len(), e.events.len(), "a chat or none beside each event");
+            let json = serde_json::to_vec(&Envelope { seq: 1, events: &e.events, to: &e.to }).unwrap();
+            assert!(json.len() < 1024 * 1024);
         }
+        let typing = split.iter().flat_map(|e| &e.to).filter(|to| **to == Some(SessionId(1))).count();
+        assert_eq!(typing, 6, "typing is for its chat's watchers alone; the rest for everyone");
     }
 }

@@ -178,6 +178,63 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     assert_eq!(next(&on_b).await, Event::Resync);
 }
 
+fn line(session: i64, seq: u64) -> Event {
+    use refdesk_domain::chat::{Author, Message, MessageKind};
+    Event::Message {
+        ctx: ctx(session),
+        message: Message {
+            session: SessionId(session),
+            seq,
+            kind: MessageKind::Message,
+            audience: MessageKind::Message.audience(),
+            author: Author::Patron { name: "Pat".into() },
+            body: format!("line {seq}"),
+            client_id: None,
+            at: 1,
+            system: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_node_decodes_only_the_chat_events_someone_on_it_follows() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let subject = format!("test.interest.{}.{nanos}", std::process::id());
+    let (a, b) = (Bus::new(), Bus::new());
+    let mut on_b = b.subscribe(64);
+    on_b.join(SessionId(7));
+    refdesk_app::nats::link(a.clone(), &options(), &subject).await.unwrap();
+    refdesk_app::nats::link(b.clone(), &options(), &subject).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(next(&on_b).await, Event::Resync, "linking makes the node re-read");
+    }
+    on_b.take_lagged();
+    let skipped = || b.metrics().nats_events_skipped.get();
+    let typing = |session| Event::Typing {
+        ctx: ctx(session),
+        audience: refdesk_domain::chat::Audience::Everyone,
+        who: "Pat".into(),
+        by: None,
+        on: true,
+    };
+
+    // Chat 8's line and typing reach nobody on b: they are not decoded
+    // there. Chat 7's line and the queue's event are.
+    a.publish(vec![line(8, 1), typing(8), line(7, 1), Event::QueueAdded(entry(8, 0)), line(8, 2)]);
+    assert_eq!(next(&on_b).await, line(7, 1));
+    on_b.join_queue();
+    a.publish(vec![Event::QueueAdded(entry(9, 0))]);
+    assert_eq!(next(&on_b).await, Event::QueueAdded(entry(9, 0)), "events for more than one chat go on being decoded");
+    assert_eq!(skipped(), 3, "chat 8's two lines and its typing");
+
+    // A chat monitor on b hears every chat's lines: nothing is passed over.
+    let monitor = b.subscribe(64);
+    monitor.join_monitor();
+    a.publish(vec![line(8, 3)]);
+    assert_eq!(next(&monitor).await, line(8, 3));
+    assert_eq!(skipped(), 3);
+}
+
 #[tokio::test]
 async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
