@@ -5,8 +5,9 @@
 # chats × 20 msg/s/side as in `scripts/bench-pinned.sh pg`. During each
 # run's load, `perf record -a` samples the whole machine for PERF_SECONDS;
 # then it prints, per delivered message, the CPU of the nodes, of
-# PostgreSQL, of the load generator and of NATS, and the appends per commit
-# the nodes report on /metrics (`refdesk_commit_writes`).
+# PostgreSQL, of the load generator and of NATS, and the writes per commit
+# the nodes report on /metrics (`refdesk_commit_writes`: under this load
+# nearly all of them appends; the chats' starts and ends count one each).
 #
 # Usage: scripts/bench-pg-profile.sh   Environment: RUNS (1), BIN, OUT,
 #   PERF_SECONDS (8), DURATION (10). Needs perf, PostgreSQL on
@@ -31,11 +32,11 @@ echo "raw outputs in $out"
 
 ready() { for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return; sleep 0.1; done; exit 1; }
 
-node() { # database, port, NATS key: starts a node; prints its pid
+node() { # database, port, NATS key: starts a node; sets $started to its pid
   local nats=()
   [ -z "$3" ] || nats=(env REFDESK_NATS_URL=nats://127.0.0.1:4222 REFDESK_NATS_KEY="$3" REFDESK_NATS_SUBJECT="profile.$1")
   "${nats[@]}" "$bin" serve --database-url "$pg/$1" --data-dir "$tmp/$1-$2" --listen "127.0.0.1:$2" >/dev/null 2>&1 &
-  echo $!
+  started=$!
 }
 
 one_run() { # set-up (one|pair), run number
@@ -43,15 +44,17 @@ one_run() { # set-up (one|pair), run number
   psql "$pg/postgres" -qc "CREATE DATABASE $db"
   "$bin" --database-url "$pg/$db" demo >/dev/null
   [ "$1" = one ] || key=$(head -c 32 /dev/urandom | base64)
-  p1=$(node "$db" 8094 "$key")
-  [ "$1" = one ] || p2=$(node "$db" 8095 "$key")
+  node "$db" 8094 "$key"
+  p1=$started
+  if [ "$1" = pair ]; then node "$db" 8095 "$key"; p2=$started; fi
   ready 8094
   [ "$1" = one ] || ready 8095
   if [ "$1" = one ]; then args=(--server-pid "$p1"); else
     args=(--staff-url http://127.0.0.1:8095 --by-chat --server-pid "$p1" --server-pid "$p2"); fi
   "$bin" bench --url http://127.0.0.1:8094 "${args[@]}" --chats 500 --duration "$duration" --rate 20 >"$label.txt" &
   local load=$!
-  until grep -q sending "$label.txt" 2>/dev/null; do sleep 0.1; done
+  for _ in $(seq 1200); do grep -q sending "$label.txt" 2>/dev/null && break; sleep 0.1; done
+  grep -q sending "$label.txt" || { echo "the load never started: $label.txt" >&2; exit 1; }
   sleep 1
   perf record -q -F 999 -a -o "$label.perf" -- sleep "$seconds" >/dev/null 2>&1
   wait $load
@@ -65,7 +68,7 @@ one_run() { # set-up (one|pair), run number
         else if ($1 == "nats-server") w = "nats"; else if ($1 == "swapper") w = "idle"; else w = "other"; c[w]++ }
       END { for (w in c) print w, c[w] }' >"$label.cpu"
   kill $p1 $p2 2>/dev/null || true
-  while kill -0 $p1 $p2 2>/dev/null; do sleep 0.1; done # started in a subshell: not this shell's to wait for
+  wait $p1 $p2 2>/dev/null || true
   psql "$pg/postgres" -qc "DROP DATABASE $db" || true
 }
 

@@ -684,21 +684,29 @@ impl Feed {
                 desk.im = im;
             }
             self.sub.set_lagged();
-            self.retry_later();
+            if let Err(e) = &handled {
+                if !matches!(e, AppError::Domain(_)) {
+                    self.retry_later();
+                }
+            }
         } else {
             self.failures = 0;
         }
         handled
     }
 
-    /// After a failed event, asks for a turn of its own a little later, so
-    /// that what it was reading reaches the viewer even if no other event
-    /// comes (a quiet chat, a patron waiting in line). One at a time; the
-    /// wait doubles with each failure in a row, from [`RETRY_FIRST`] to
-    /// [`RETRY_MOST`], so that a store that is down is not asked again and
-    /// again by every connection.
+    /// After an event failed on the store, asks for a turn of its own a
+    /// little later, so that what it was reading reaches the viewer even if
+    /// no other event comes (a quiet chat, a patron waiting in line). One
+    /// at a time; the wait doubles with each failure in a row, from
+    /// [`RETRY_FIRST`] to [`RETRY_MOST`], give or take a random half, so
+    /// that a store that is down is not asked again and again, nor by every
+    /// connection at the same moment.
     fn retry_later(&mut self) {
-        let wait = RETRY_FIRST.saturating_mul(1 << self.failures.min(5)).min(RETRY_MOST);
+        let base = RETRY_FIRST.saturating_mul(1 << self.failures.min(5)).min(RETRY_MOST);
+        let mut byte = [0u8; 1];
+        let spread = getrandom::fill(&mut byte).map_or(128, |()| u32::from(byte[0]));
+        let wait = base / 2 + base * spread / 255;
         self.failures = self.failures.saturating_add(1);
         if !self.retry_pending {
             self.retry_pending = true;
@@ -710,8 +718,10 @@ impl Feed {
         let rereads = self.app.rereads.clone();
         let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         self.app.metrics().rereads.inc();
-        // A wake-up may have been among what was dropped: asked for anew.
+        // A wake-up may have been among what was dropped: asked for anew
+        // (the rest of a catch-up's, a retry's).
         self.woken = false;
+        self.retry_pending = false;
         let mut out = Vec::new();
         if let Some(login) = self.sign_in() {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {

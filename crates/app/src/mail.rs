@@ -273,12 +273,13 @@ impl Mailer {
         }
     }
 
-    /// Delivers e-mail this mailer claimed ([`deliver_due`]'s second half).
+    /// Delivers e-mail this mailer claimed ([`deliver_due`]'s second half,
+    /// public so that a test can put a privacy erase between the two).
     /// Each is read again just before it is sent: the ones before it may
     /// have taken minutes (each up to `SEND_TIMEOUT`), and meanwhile its
-    /// patron may have been erased (which deletes their e-mail from the
-    /// outbox) or another mailer may have sent it. Only what is still
-    /// waiting goes. Returns how many were delivered.
+    /// patron may have been erased, which deletes their e-mail from the
+    /// outbox. Only what is still there and unsent goes. Returns how many
+    /// were delivered.
     ///
     /// [`deliver_due`]: Mailer::deliver_due
     pub async fn deliver_claimed(&self, due: Vec<OutboxMail>) -> usize {
@@ -287,7 +288,10 @@ impl Mailer {
             let mail = match self.app.store.mail(claimed.id).await {
                 Ok(Some(mail)) if mail.sent_at.is_none() => mail,
                 Ok(_) => {
-                    tracing::info!(id = claimed.id, "an e-mail was erased or sent since it was taken; not sent");
+                    tracing::info!(
+                        id = claimed.id,
+                        "an e-mail was erased (or recorded as sent) since it was taken; not sent"
+                    );
                     continue;
                 }
                 Err(e) => {

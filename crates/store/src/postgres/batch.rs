@@ -63,6 +63,12 @@ pub const BATCH_TASKS: usize = 4;
 /// smaller ones wait for it to end, gathering ([`gather`]).
 const GATHER: usize = 64;
 
+/// The longest a batch waits for the one on its way: many times a commit
+/// under load (a few milliseconds), so that only a batch held up for
+/// another reason (a row locked by another transaction, a stalled disk) is
+/// not waited for to the end.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Appends waiting at most: enough for every task's next batch; past it an
 /// append waits for room, so a database that falls behind slows the senders
 /// instead of filling the memory.
@@ -191,10 +197,14 @@ async fn batches(
 /// much as thirty appends, so batches that start while others commit are
 /// fewer and larger, and under load the commits per message halve. A batch
 /// never waits when none is on its way (a lone append goes at once), nor
-/// once it is large (then batches overlap, up to [`BATCH_TASKS`]). `None`
-/// once the queue is closed and empty.
+/// once it is large (then batches overlap, up to [`BATCH_TASKS`]), nor
+/// longer than [`GATHER_WAIT`] (a batch ahead held up by a row another
+/// transaction keeps locked holds up no other chat for long). `None` once
+/// the queue is closed and empty.
 async fn gather(queue: &mut mpsc::Receiver<Job>, in_flight: &InFlight) -> Option<Vec<Job>> {
     let mut batch = vec![queue.recv().await?];
+    let waited_enough = tokio::time::sleep(GATHER_WAIT);
+    tokio::pin!(waited_enough);
     loop {
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -215,6 +225,7 @@ async fn gather(queue: &mut mpsc::Receiver<Job>, in_flight: &InFlight) -> Option
         }
         tokio::select! {
             _ = &mut ended => return Some(batch),
+            _ = &mut waited_enough => return Some(batch),
             job = queue.recv() => match job {
                 Some(job) => batch.push(job),
                 None => return Some(batch),
