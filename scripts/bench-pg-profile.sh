@@ -81,7 +81,7 @@ done
 python3 - "$out" "$seconds" <<'EOF'
 import pathlib, re, sys
 out, seconds = pathlib.Path(sys.argv[1]), float(sys.argv[2])
-print(f"{'set-up':<10} {'msg/s':>7} {'appends/commit':>15}  CPU µs per delivered message: nodes postgres load nats (perf, 999 Hz, whole machine)")
+print(f"{'set-up':<10} {'msg/s':>7} {'writes/commit':>15}  CPU µs per delivered message: nodes postgres load nats (perf, 999 Hz, whole machine)")
 for txt in sorted(out.glob("*.txt")):
     rate = float(re.search(r"throughput: (\d+)", txt.read_text()).group(1))
     sums = [float(v) for k, v in re.findall(r"_(sum) ([\d.]+)", txt.with_suffix(".metrics").read_text())]

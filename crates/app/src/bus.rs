@@ -43,6 +43,8 @@ struct Queue {
     /// Woken when an event is added.
     ready: tokio::sync::Notify,
     lagged: AtomicBool,
+    /// A wake-up of [`Subscription::wake_after`] is waiting.
+    timer: AtomicBool,
     capacity: usize,
 }
 
@@ -217,11 +219,16 @@ impl Subscription {
     }
 
     /// Wakes this connection as [`Subscription::wake`] does, after `wait`
-    /// (a timer task, which keeps only the mailbox).
+    /// (a timer task, which keeps only the mailbox), unless such a wake-up
+    /// is already waiting: one at a time, however often it is asked for.
     pub fn wake_after(&self, wait: std::time::Duration) {
+        if self.mailbox.queue.timer.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let mailbox = self.mailbox.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
+            mailbox.queue.timer.store(false, Ordering::Release);
             mailbox.deliver(&Arc::new(Event::Resync));
         });
     }
@@ -369,6 +376,7 @@ impl Bus {
             events: Mutex::default(),
             ready: tokio::sync::Notify::new(),
             lagged: AtomicBool::new(false),
+            timer: AtomicBool::new(false),
             capacity: capacity.max(1),
         });
         let mailbox = Mailbox { id: self.next_id.fetch_add(1, Ordering::Relaxed), queue };
@@ -715,6 +723,59 @@ mod tests {
         sub.mailbox.deliver(&sent[1]);
         let got = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("the next one");
         assert!(Arc::ptr_eq(&got, &sent[1]));
+    }
+
+    /// A chat's typing, the one kind besides its lines that NATS receivers
+    /// may pass over.
+    fn typing(session: i64) -> Event {
+        use refdesk_domain::org::Placement;
+        let one = refdesk_domain::ids::CooperativeId(1);
+        let placement =
+            Placement { library: LibraryId(1), institution: refdesk_domain::ids::InstitutionId(1), cooperative: one };
+        let ctx = SessionContext {
+            id: SessionId(session),
+            placement,
+            librarian: None,
+            question: None,
+            referred: None,
+            members: Vec::new(),
+            version: 0,
+        };
+        Event::Typing { ctx, audience: refdesk_domain::chat::Audience::Everyone, who: "Pat".into(), by: None, on: true }
+    }
+
+    #[test]
+    fn a_chat_the_node_does_not_follow_is_one_whose_events_reach_no_connection_here() {
+        let bus = Bus::new();
+        let mut patron = bus.subscribe(8);
+        patron.join(SessionId(1));
+        let desk = bus.subscribe(8);
+        desk.join_queue();
+        desk.join_staff(StaffId(1));
+        assert_eq!(bus.follows(&[Some(SessionId(1)), Some(SessionId(2)), None]), [true, false, true]);
+        // What `follows` says no to, routing hands to nobody.
+        bus.deliver_local(vec![typing(2)]);
+        assert!(patron.try_recv().is_none() && desk.try_recv().is_none());
+        bus.deliver_local(vec![typing(1)]);
+        assert!(patron.try_recv().is_some());
+        // A chat monitor hears every chat's lines: then every chat is followed.
+        desk.join_monitor();
+        assert_eq!(bus.follows(&[Some(SessionId(2))]), [true]);
+    }
+
+    #[tokio::test]
+    async fn delayed_wake_ups_wait_one_at_a_time() {
+        let bus = Bus::new();
+        let sub = bus.subscribe(8);
+        for _ in 0..3 {
+            sub.wake_after(Duration::from_millis(20));
+        }
+        let first = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("woken");
+        assert!(matches!(*first, Event::Resync));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(sub.try_recv().is_none(), "asked three times while one waited: woken once");
+        sub.wake_after(Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("once it fired, another may wait");
     }
 
     #[test]

@@ -153,14 +153,13 @@ pub struct Feed {
     /// A wake-up for the rest of a catch-up is in the mailbox: one at a
     /// time, however many chats have more to read.
     woken: bool,
-    /// Events handled in a row that failed (a store error), and whether a
-    /// wake-up to try again is on its way ([`Feed::retry_later`]).
+    /// Events handled in a row that failed on the store ([`Feed::retry_later`]).
     failures: u8,
-    retry_pending: bool,
 }
 
 /// The first wait before a feed whose store read failed tries again, and
-/// the longest: doubled at each failure in a row between the two.
+/// the most it grows to, doubled at each failure in a row (each wait is
+/// then taken at random between half and one and a half of it).
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -203,17 +202,7 @@ impl Feed {
             sub.join_staff(s.id);
             desk = Some(Box::default());
         }
-        Feed {
-            app: app.clone(),
-            viewer,
-            sub,
-            sessions: HashMap::new(),
-            waiting: None,
-            desk,
-            woken: false,
-            failures: 0,
-            retry_pending: false,
-        }
+        Feed { app: app.clone(), viewer, sub, sessions: HashMap::new(), waiting: None, desk, woken: false, failures: 0 }
     }
 
     /// The staff connection's own state; made on first use (a patron's
@@ -664,9 +653,6 @@ impl Feed {
     /// the next event (the connection counts as lagged), and if none comes,
     /// at a wake-up of its own a moment later ([`Feed::retry_later`]).
     pub async fn handle(&mut self, event: Arc<Event>) -> AppResult<Vec<Out>> {
-        if matches!(*event, Event::Resync) {
-            self.retry_pending = false; // it may be the retry's wake-up
-        }
         // All or nothing: if anything fails, where each session and
         // conversation stood is restored, so that what was read but not
         // passed on is read again.
@@ -698,30 +684,25 @@ impl Feed {
     /// After an event failed on the store, asks for a turn of its own a
     /// little later, so that what it was reading reaches the viewer even if
     /// no other event comes (a quiet chat, a patron waiting in line). One
-    /// at a time; the wait doubles with each failure in a row, from
-    /// [`RETRY_FIRST`] to [`RETRY_MOST`], give or take a random half, so
-    /// that a store that is down is not asked again and again, nor by every
-    /// connection at the same moment.
+    /// at a time ([`Subscription::wake_after`]); the wait doubles with each
+    /// failure in a row, from [`RETRY_FIRST`] to [`RETRY_MOST`], give or
+    /// take a random half, so that a store that is down is not asked again
+    /// and again, nor by every connection at the same moment.
     fn retry_later(&mut self) {
         let base = RETRY_FIRST.saturating_mul(1 << self.failures.min(5)).min(RETRY_MOST);
         let mut byte = [0u8; 1];
         let spread = getrandom::fill(&mut byte).map_or(128, |()| u32::from(byte[0]));
         let wait = base / 2 + base * spread / 255;
         self.failures = self.failures.saturating_add(1);
-        if !self.retry_pending {
-            self.retry_pending = true;
-            self.sub.wake_after(wait);
-        }
+        self.sub.wake_after(wait);
     }
 
     async fn reread(&mut self) -> AppResult<Vec<Out>> {
         let rereads = self.app.rereads.clone();
         let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
         self.app.metrics().rereads.inc();
-        // A wake-up may have been among what was dropped: asked for anew
-        // (the rest of a catch-up's, a retry's).
+        // A wake-up may have been among what was dropped: asked for anew.
         self.woken = false;
-        self.retry_pending = false;
         let mut out = Vec::new();
         if let Some(login) = self.sign_in() {
             if self.app.store.staff_by_login(login, self.app.clock.now()).await?.is_none() {

@@ -299,7 +299,8 @@ fn append(store: &Arc<PgStore>, id: SessionId, msg: NewMessage, guard: Guard) ->
 /// A batch of each of some stores, on its way and waiting on the row of a
 /// session that a transaction of the test holds locked: the appends the
 /// store queues meanwhile gather into its next batch, which starts when
-/// the held one ends (fewer than `GATHER`, 64, in `postgres/batch.rs`).
+/// the held one ends, when it holds 64 (`GATHER` in `postgres/batch.rs`)
+/// or after 100 ms (`GATHER_WAIT`).
 struct Held {
     lock: PgConnection,
     waiting: Vec<Pending>,

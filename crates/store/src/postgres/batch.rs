@@ -10,9 +10,9 @@
 //! waiting, up to [`MAX_BATCH`], hands the queue on and runs its batch.
 //! Alone, an append is a batch of one and costs what it did before
 //! batching; under load, appends gather while the batch ahead of them
-//! commits ([`gather`]), and once a gathering batch is large, several
-//! batches can be on their way at once (their number bounded by the tasks,
-//! [`BATCH_TASKS`] at most).
+//! commits ([`gather`], for [`GATHER_WAIT`] at most), and once a gathering
+//! batch is large, several batches can be on their way at once (their
+//! number bounded by the tasks, [`BATCH_TASKS`] at most).
 //!
 //! What holds for one append holds for each in a batch:
 //!
