@@ -117,6 +117,9 @@ test("the stale-reply guard: lines the patron sent since I began typing are poin
   await askQuestion(patron, "Dee", "Guard question");
   await ann.getByRole("button", { name: /Accept: Dee/ }).click();
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // The guard counts from the last line on my screen when I begin typing: wait
+  // for the chat's history, or the question itself would count as new.
+  await ann.locator("#log", { hasText: "Guard question" }).waitFor();
   await ann.fill("#text", "Let me check the catalogue");
   await ann.locator("#text").press("End");
   await ann.keyboard.type("…");
