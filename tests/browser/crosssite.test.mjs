@@ -365,6 +365,9 @@ test("the patron starts a chat in the frame; the librarian accepts it from the q
   await desk.bringToFront();
   await desk.getByRole("button", { name: new RegExp(`Accept: ${PATRON.name}`) }).click();
   await frame.getByText(`${LIBRARIAN.name} (librarian) has joined the chat`).waitFor();
+  // The chat's history on the desk first (else the stale-reply guard
+  // counts the question as new and holds the reply back).
+  await desk.locator("#log").getByText(PATRON.question).waitFor();
   await reply(LINES.librarian1);
   await frame.locator("#log").getByText(LINES.librarian1).waitFor();
   await say(frame, LINES.patron1);

@@ -53,7 +53,10 @@ test("going on duty shows the patrons already waiting, and the desk shows the av
   await ann.waitForFunction(() => document.getElementById("availability").value === "on_duty");
   assert.equal(await ann.isChecked("#alerts"), true, "alerts stay on after a reload");
   await ann.getByRole("button", { name: /Accept: Early/ }).click();
+  // Reloaded once the server has the change (a reload would cancel it).
+  const saved = ann.waitForResponse((r) => r.url().endsWith("/api/me/availability"));
   await ann.selectOption("#availability", "off_duty");
+  await saved;
   await ann.reload();
   await ann.locator("#desk").waitFor();
   await ann.waitForFunction(() => document.getElementById("availability").value === "off_duty");
@@ -144,15 +147,18 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   await askQuestion(patron, "Eve", "Roles question");
   await ann.getByRole("button", { name: /Accept: Eve/ }).click();
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // The chat on Ann's screen, with its buttons, before counting them.
+  await ann.locator("#chat-title", { hasText: /^Eve — / }).waitFor();
+  await ann.getByRole("button", { name: "End chat" }).waitFor();
   for (const name of ["Monitor", "Whisper", "Join (announced)", "Take over"]) {
     assert.equal(await ann.getByRole("button", { name, exact: true }).count(), 0, `a librarian sees no ${name}`);
   }
-  assert.ok(await ann.getByRole("button", { name: "End chat" }).isVisible());
   const dev = await open();
   await signIn(dev, "dev");
   await dev.click("#tab-all");
   await dev.getByRole("button", { name: /Eve — Riverside University Main Library/ }).first().click();
   await dev.getByRole("button", { name: "Whisper" }).click();
+  await dev.locator("#present", { hasText: "Dev Dewey (whisper)" }).waitFor();
   await dev.waitForFunction(() => document.getElementById("mode").value === "note");
   assert.equal(await dev.locator('#mode option[value="message"]').isDisabled(), true, "whispering: notes only");
   assert.equal(await dev.getByRole("button", { name: "End chat" }).count(), 0, "only the chatting librarian ends the chat");
@@ -178,6 +184,9 @@ test("the keyboard flow: from a new patron's alert to the first reply sent in fi
   await press("Alt+A"); // accept the next patron: focus lands in the reply box
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
   await ann.waitForFunction(() => document.activeElement?.id === "text");
+  // The reply goes once the chat's history is on screen (typed before it,
+  // the stale-reply guard would count the question as new).
+  await ann.locator("#log", { hasText: "Keyboard flow?" }).waitFor();
   await ann.keyboard.insertText("Hello Fay, I can help."); // the reply itself: typing, not navigation
   await press("Enter");
   await patron.getByText("Hello Fay, I can help.").waitFor();

@@ -155,6 +155,9 @@ test("a librarian accepts, replies, writes a note and sets a code with the keybo
 
   // Accepting puts the focus in the new chat's reply box.
   await ann.waitForFunction(() => document.activeElement?.id === "text");
+  // Typed once the chat's history is on screen (before it, the stale-reply
+  // guard would count the question as new).
+  await ann.locator("#log", { hasText: "Keyboard question?" }).waitFor();
   await ann.keyboard.type("Typed with the keyboard.");
   await ann.keyboard.press("Enter");
   await patron.getByText("Typed with the keyboard.").waitFor();

@@ -70,7 +70,7 @@ pub struct AppState {
     /// `public_url`, without a trailing slash.
     pub public_url: Option<String>,
     /// Room for WebSockets that have not authenticated yet (see [`ws::PENDING_AUTH`]).
-    pub pending_auth: Arc<tokio::sync::Semaphore>,
+    pub pending_auth: Arc<ws::Opening>,
     /// Open sockets per chat, per staff sign-in and per client address.
     pub sockets: Arc<ws::Sockets>,
     /// The node's metrics registry and the figures the server keeps.
@@ -125,7 +125,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         public_origin: config.public_origin(),
         public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
-        pending_auth: Arc::new(tokio::sync::Semaphore::new(ws::PENDING_AUTH)),
+        pending_auth: ws::Opening::new(ws::PENDING_AUTH),
         sockets: Arc::default(),
         metrics,
     })

@@ -517,6 +517,40 @@ async fn silent_sockets_from_one_address_cannot_fill_the_places_of_sockets_still
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_many_networks_filling_the_node_cannot_keep_a_patron_out() {
+    use futures_util::StreamExt;
+    // 1,024 sockets and the server's own; the soft limit may be 1,024.
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let server = Server::start("", &[]).await;
+    // Thirty-two networks, 32 silent sockets each (the most one address
+    // may hold): all 1,024 of the node's places for opening sockets.
+    let mut silent = Vec::new();
+    for net in 0..32u8 {
+        for _ in 0..32 {
+            silent.push(ws_from(&server, [127, 0, 6, 1 + net], None, None).await);
+        }
+    }
+    // A patron from another network still gets in, and is served...
+    let (_, token) = start_chat(&server, "riverside-main", "Opening past a flood").await;
+    let mut patron = match try_ws_to(server.port, [127, 0, 6, 100], None, None).await {
+        Ok(ws) => ws,
+        Err(status) => panic!("the patron's socket was refused ({status}): silent sockets kept it out"),
+    };
+    send(&mut patron, json!({"type": "auth", "token": token})).await;
+    next_of(&mut patron, "hello", |_| true).await;
+    // ... in the place of the silent socket that had waited longest,
+    // closed with 1013; the next oldest still waits.
+    match first_answer(&mut silent[0], Duration::from_secs(5)).await {
+        Err(Some((code, _))) => assert_eq!(code, 1013, "the oldest silent socket's close"),
+        other => panic!("the oldest silent socket was not closed for the newcomer: {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), silent[1].next()).await.is_err(),
+        "only the oldest made room"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_larger_than_the_longest_text_is_refused_before_it_is_read() {
     let server = Server::start("", &[]).await;
     // Announced as 2 MB, one byte sent: refused at once from its length,

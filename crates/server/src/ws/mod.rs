@@ -34,8 +34,11 @@
 //! on another node instead of waiting out a backoff after a dead link.
 
 mod connection;
+mod opening;
 pub mod protocol;
 mod sockets;
+
+pub use opening::Opening;
 
 pub use sockets::{Bucket, Held, Registry, Sockets};
 
@@ -69,7 +72,9 @@ pub const WRITE_BUFFER: usize = 4 * 1024;
 /// How long a new socket has to send its `auth` frame.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);
 /// Sockets that have not authenticated yet, at most, on one node: anyone may
-/// open one, so they are bounded apart from the signed-in ones.
+/// open one, so they are bounded apart from the signed-in ones. Past it, a
+/// new socket takes the place of the one that has waited longest
+/// ([`Opening`]).
 pub const PENDING_AUTH: usize = 1024;
 /// Sockets waiting for their `auth` frame from one client address (IPv6:
 /// its /64), at most: a few networks holding silent sockets would
@@ -82,7 +87,7 @@ pub const PENDING_AUTH_PER_ADDRESS: usize = 32;
 /// A socket's place among those waiting for their `auth` frame: on the
 /// node and under its client's address; given back once it has answered.
 pub(crate) struct Pending {
-    _node: tokio::sync::OwnedSemaphorePermit,
+    node: opening::Place,
     _address: Option<Held<std::net::IpAddr>>,
 }
 /// How long the goodbye (a close frame, and the client's in reply) may take
@@ -142,7 +147,6 @@ pub(crate) struct WsQuery {
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
         (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet", body = ErrorBody),
-        (status = 503, description = "`busy`: 1,024 sockets already wait for their `auth` frame", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -191,14 +195,7 @@ pub(crate) async fn upgrade(
         },
         None => None,
     };
-    let Ok(node) = state.pending_auth.clone().try_acquire_owned() else {
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "busy",
-            message: "too many connections are opening at once; try again in a few seconds".into(),
-        });
-    };
-    let pending = Pending { _node: node, _address: pending_here };
+    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -269,7 +266,7 @@ async fn open(
     app: App,
     mut socket: WebSocket,
     cookie: Option<String>,
-    pending: Pending,
+    mut pending: Pending,
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
@@ -279,6 +276,11 @@ async fn open(
         // Boxed: its state is gone once the client is known, and the
         // socket's future, held as long as the socket, stays small.
         who = Box::pin(authenticate(&app, &mut socket, cookie)) => who,
+        () = pending.node.lost() => {
+            metrics.limited("socket_opening_oldest");
+            goodbye(&mut socket, close_frame(CLOSE_TRY_AGAIN, "too many connections are opening; try again")).await;
+            return None;
+        }
         () = going_away(&mut gone) => {
             goodbye(&mut socket, close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON)).await;
             return None;
