@@ -18,6 +18,9 @@
 //! - sockets per chat token, per staff sign-in and per client address
 //!   ([`Sockets`]); the sockets of one chat token (or one sign-in) share one
 //!   frame budget, so opening more of them does not multiply it;
+//! - sockets not yet authenticated: 32 per client address, and
+//!   [`PENDING_AUTH`] per node, past which the one that has waited longest
+//!   for its first frame closes with 1013 ([`Opening`]);
 //! - a replay is sent a page at a time, each page read only once the last
 //!   is written; a frame (or a turn's frames, written together) that cannot
 //!   be written in `ws_send_seconds` closes the socket with 1013 (the
@@ -85,7 +88,9 @@ pub const PENDING_AUTH: usize = 1024;
 pub const PENDING_AUTH_PER_ADDRESS: usize = 32;
 
 /// A socket's place among those waiting for their `auth` frame: on the
-/// node and under its client's address; given back once it has answered.
+/// node, given back as soon as its first frame is in (until then a newer
+/// socket may take it, [`Opening`]), and under its client's address, given
+/// back once the client is known.
 pub(crate) struct Pending {
     node: opening::Place,
     _address: Option<Held<std::net::IpAddr>>,
@@ -266,27 +271,32 @@ async fn open(
     app: App,
     mut socket: WebSocket,
     cookie: Option<String>,
-    mut pending: Pending,
+    pending: Pending,
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) -> Option<Box<Live>> {
+    let Pending { node, _address: from_address } = pending;
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
         // socket's future, held as long as the socket, stays small.
-        who = Box::pin(authenticate(&app, &mut socket, cookie)) => who,
-        () = pending.node.lost() => {
+        who = Box::pin(authenticate(&app, &mut socket, cookie, node)) => who,
+        () = going_away(&mut gone) => Err(Closed::GoingAway),
+    };
+    drop(from_address);
+    let who = match who {
+        Ok(who) => who,
+        Err(Closed::GoingAway) => {
+            goodbye(&mut socket, close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON)).await;
+            return None;
+        }
+        Err(Closed::PlaceLost) => {
             metrics.limited("socket_opening_oldest");
             goodbye(&mut socket, close_frame(CLOSE_TRY_AGAIN, "too many connections are opening; try again")).await;
             return None;
         }
-        () = going_away(&mut gone) => {
-            goodbye(&mut socket, close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON)).await;
-            return None;
-        }
     };
-    drop(pending);
     let Some((viewer, patron, login)) = who else {
         goodbye(&mut socket, WsMessage::Close(None)).await;
         return None;
@@ -317,11 +327,42 @@ async fn open(
     Some(Box::new(Live { conn, socket, _open, kind }))
 }
 
+/// Why a socket was closed before it was authenticated.
+enum Closed {
+    /// The node is shutting down.
+    GoingAway,
+    /// A newer socket took its place among the opening ones before its
+    /// first frame came ([`Opening`]).
+    PlaceLost,
+}
+
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the
-/// upgrade. Anything else, or nothing in time, ends the connection.
-async fn authenticate(app: &App, socket: &mut WebSocket, cookie: Option<String>) -> Option<Identity> {
+/// upgrade. Anything else, or nothing in time, ends the connection
+/// (`Ok(None)`). The socket's place among the opening ones is given back
+/// as soon as its first frame is in: past that, it cannot lose it.
+async fn authenticate(
+    app: &App,
+    socket: &mut WebSocket,
+    cookie: Option<String>,
+    mut place: opening::Place,
+) -> Result<Option<Identity>, Closed> {
+    let first = tokio::select! {
+        first = tokio::time::timeout(AUTH_WITHIN, socket.recv()) => first,
+        () = place.lost() => return Err(Closed::PlaceLost),
+    };
+    drop(place);
+    Ok(identify(app, socket, cookie, first).await)
+}
+
+/// Who the first frame says the client is (see [`authenticate`]).
+async fn identify(
+    app: &App,
+    socket: &mut WebSocket,
+    cookie: Option<String>,
+    first: Result<Option<Result<WsMessage, axum::Error>>, tokio::time::error::Elapsed>,
+) -> Option<Identity> {
     const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
-    let frame = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
+    let frame = match first {
         Ok(Some(Ok(WsMessage::Text(text)))) => text,
         Ok(Some(Ok(_))) => {
             let _ = error(socket, "unauthenticated", HOW, None).await;

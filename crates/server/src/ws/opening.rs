@@ -8,6 +8,10 @@
 //! one that never will. Refusing the newcomer instead would let a few
 //! networks holding silent sockets turn everyone away for the whole
 //! authentication window, again and again.
+//!
+//! A socket holds its place only until its first frame is in (then the
+//! server is checking who it is, and no newcomer may close it), and never
+//! once authenticated.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
