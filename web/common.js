@@ -101,12 +101,21 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     ws = new WebSocket(`${proto}//${location.host}${url}`);
     ws.onopen = () => {
-      delay = 500;
       ws.send(JSON.stringify({ type: "auth", ...auth }));
       onState?.("connected");
       onOpen?.(send);
     };
-    ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.error(err); } };
+    ws.onmessage = (e) => {
+      try {
+        const frame = JSON.parse(e.data);
+        // The backoff starts afresh once the server has taken the socket
+        // (its `hello`), not when it merely opened: a socket closed before
+        // its `auth` was answered (a node shedding sockets still opening,
+        // 1013) keeps growing it.
+        if (frame.type === "hello") delay = 500;
+        onFrame(frame);
+      } catch (err) { console.error(err); }
+    };
     ws.onclose = (e) => {
       if (closedByUs) return;
       onState?.("reconnecting");
@@ -118,7 +127,9 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
         setTimeout(open, Math.random() * 250);
         return;
       }
-      setTimeout(open, delay);
+      // Up to half as long again, at random: the clients of a node that
+      // closed them all at once come back spread out, not together.
+      setTimeout(open, delay * (1 + Math.random() / 2));
       delay = Math.min(delay * 2, 10000);
     };
   };

@@ -153,13 +153,23 @@ test("'Reconnecting…' shows while the patron's connection is down and clears o
   for (const p of [ann.page, patron]) await p.context().close();
 });
 
-test("a close with 1001 (a server going away after its drain) brings the patron's page back at once; other closes wait out the backoff", async () => {
+test("a close with 1001 (a server going away after its drain) brings the patron's page back at once; other closes wait out the backoff, which grows while sockets close before the server takes them", async () => {
   const ann = await staff("ann");
   const patron = await open(PHONE);
   // Every socket of the page passes through a route, which can close it
   // with the code a server would send.
   const opened = [];
-  await patron.routeWebSocket(/\/api\/ws$/, (ws) => { opened.push({ ws, server: ws.connectToServer() }); });
+  let shed = 0; // sockets to close with 1013 once open, before any server answers
+  await patron.routeWebSocket(/\/api\/ws$/, (ws) => {
+    if (shed > 0) {
+      shed -= 1;
+      opened.push({ ws, at: Date.now() });
+      // Once the page's `auth` is in (it has seen the socket open).
+      ws.onMessage(() => ws.close({ code: 1013, reason: "too many connections are opening; try again" }));
+      return;
+    }
+    opened.push({ ws, server: ws.connectToServer(), at: Date.now() });
+  });
   const session = await askQuestion(patron, "Gus", "Are you going away?");
   await accept(ann, session);
   await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
@@ -184,6 +194,21 @@ test("a close with 1001 (a server going away after its drain) brings the patron'
   await patron.getByText("Said after the restart.").waitFor();
   const slow = await reopenedAfter(1011);
   assert.ok(slow >= 450, `another close waits out the backoff (${slow} ms)`);
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+
+  // Three sockets in a row closed as they open, before the server's hello
+  // (a node shedding sockets still opening): the waits double (0.5, 1, 2 s,
+  // each up to half as long again), not start afresh at each open.
+  shed = 3;
+  const first = opened.length;
+  await reopenedAfter(1011);
+  const deadline = Date.now() + 20000;
+  while (opened.length < first + 4) {
+    assert.ok(Date.now() < deadline, `the page came back ${opened.length - first} times in 20 s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const gaps = [1, 2, 3].map((i) => opened[first + i].at - opened[first + i - 1].at);
+  assert.ok(gaps[1] >= 900 && gaps[2] >= 1800, `the backoff grows while no socket is taken: ${gaps} ms`);
   await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
   for (const p of [ann.page, patron]) await p.context().close();
 });
