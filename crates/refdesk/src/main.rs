@@ -318,10 +318,7 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
     let config = load_config(cli).map_err(|e| {
         let text = cli.config.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
         let message = format!("{e:#}");
-        let line = Config::setting_names()
-            .into_iter()
-            .filter(|(path, _)| message.contains(path.as_str()))
-            .find_map(|(path, _)| refdesk_server::settings::line_of(&text, &path));
+        let line = refdesk_server::settings::line_of_error(&text, &message);
         match (line, &cli.config) {
             (Some(n), Some(file)) if !message.contains("line ") => {
                 anyhow::anyhow!("{}, line {n}: {message}", file.display())

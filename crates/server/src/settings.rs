@@ -145,22 +145,40 @@ fn hide_userinfo(url: &str) -> String {
     refdesk_app::nats::redact_url(url)
 }
 
-/// The line of `text` (a configuration file) where `path` is set, if it is.
-pub fn line_of(text: &str, path: &str) -> Option<usize> {
-    let (section, key) = path.split_once('.').map_or((None, path), |(s, k)| (Some(s), k));
+/// The settings a configuration file's lines set, each with its line
+/// number: `(path, line)`, the path with its table (`limits.block_hours`).
+fn settings_set(text: &str) -> impl Iterator<Item = (String, usize)> + '_ {
     let mut current: Option<String> = None;
-    for (i, line) in text.lines().enumerate() {
+    text.lines().enumerate().filter_map(move |(i, line)| {
         let line = line.trim();
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             current = Some(name.trim().to_owned());
-            continue;
+            return None;
         }
-        let sets = line.split_once('=').is_some_and(|(k, _)| k.trim() == key);
-        if sets && current.as_deref() == section {
-            return Some(i + 1);
-        }
-    }
-    None
+        let (key, _) = line.split_once('=').filter(|_| !line.starts_with('#'))?;
+        let key = key.trim();
+        Some((current.as_ref().map_or_else(|| key.to_owned(), |s| format!("{s}.{key}")), i + 1))
+    })
+}
+
+/// The line of `text` (a configuration file) where `path` is set, if it is.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    settings_set(text).find(|(p, _)| p == path).map(|(_, line)| line)
+}
+
+/// The line of `text` (a configuration file) that sets what an error
+/// `message` is about: a setting the file sets and the message names as a
+/// whole (an error about `nats_key_file` is not one about `nats_key`).
+pub fn line_of_error(text: &str, message: &str) -> Option<usize> {
+    let part_of_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let names = |path: &str| {
+        message.match_indices(path).any(|(at, _)| {
+            let before = message[..at].chars().next_back();
+            let after = message[at + path.len()..].chars().next();
+            !before.is_some_and(|c| part_of_name(c) || c == '.') && !after.is_some_and(part_of_name)
+        })
+    };
+    settings_set(text).find(|(path, _)| names(path)).map(|(_, line)| line)
 }
 
 #[cfg(test)]
@@ -227,5 +245,16 @@ mod tests {
         assert_eq!(line_of(text, "limits.block_hours"), Some(4));
         assert_eq!(line_of(text, "mail.from"), Some(6));
         assert_eq!(line_of(text, "limits.from"), None);
+    }
+
+    #[test]
+    fn an_error_points_at_the_line_of_the_setting_it_names_and_not_of_one_whose_name_is_part_of_it() {
+        let text = "nats_key = \"short\"\nnats_key_file = \"/nowhere\"\n[limits]\nblock_hours = 0\n";
+        assert_eq!(line_of_error(text, "nats_key_file: cannot read /nowhere"), Some(2));
+        assert_eq!(line_of_error(text, "`nats_key` must be at least 32 bytes"), Some(1));
+        assert_eq!(line_of_error(text, "limits.block_hours must be between 1 and 8760"), Some(4));
+        // A name the file does not set, or none at all.
+        assert_eq!(line_of_error(text, "mail.from is not an address"), None);
+        assert_eq!(line_of_error(text, "the file is not TOML"), None);
     }
 }

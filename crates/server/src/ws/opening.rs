@@ -59,14 +59,10 @@ impl Opening {
         Place { id, lost: Some(lost), opening: self.clone() }
     }
 
-    /// How many sockets are opening now.
-    pub fn len(&self) -> usize {
+    /// How many sockets are opening now (for the tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).places.len()
-    }
-
-    /// Whether no socket is opening.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
