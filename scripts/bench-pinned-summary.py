@@ -43,6 +43,20 @@ def highest(phases, p99_ms):
     return best if not phases else (best, "≥")
 
 
+def stalled(p, p99_ms):
+    """The disk probe (`bench --disk-probe`) saw an fsync take at least the
+    limit during the phase: a durable server could not have met it then."""
+    return p.get("disk_max_us", 0) >= p99_ms * 1000
+
+
+def highest_unstalled(phases, p99_ms):
+    """As `highest`, but a phase whose disk stalled for the limit or longer
+    neither passes nor fails: it is left out. None without the probe."""
+    if not phases or any("disk_max_us" not in p for p in phases):
+        return None
+    return highest([p for p in phases if not stalled(p, p99_ms)], p99_ms)
+
+
 def at(phases, offered, key):
     for p in phases:
         if p["offered"] == offered:
@@ -99,13 +113,19 @@ def sweep(out):
     for limit in (50, 5):
         row(f"highest offered msg/s with p99 < {limit} ms, nothing undelivered",
             [highest(ph, limit) for ph in relay], [highest(ph, limit) for ph in refdesk])
+    # The relay writes nothing to disk: its phases count as they are.
+    for limit in (50, 5):
+        if all(highest_unstalled(ph, limit) is not None for ph in refdesk):
+            row(f"the same, p99 < {limit} ms, refdesk's phases in which the disk probe saw an fsync of {limit} ms "
+                "or more left out", [highest(ph, limit) for ph in relay], [highest_unstalled(ph, limit) for ph in refdesk])
     print()
     for s, all_runs in (("relay", relay), ("refdesk", refdesk)):
-        print(f"#### Every phase, {s} (offered msg/s: CPU µs per message, p99 ms, undelivered; "
-              "* the load generator sent under 95 % of it)\n")
+        print(f"#### Every phase, {s} (offered msg/s: CPU µs per message, p99 ms, undelivered[, the disk "
+              "probe's longest fsync]; * the load generator sent under 95 % of it)\n")
         for i, ph in enumerate(all_runs, 1):
             cells = [f"{p['offered']:,.0f}{'*' if load_limited(p) else ''}: {p['cpu_us_per_msg']:.0f} µs, "
-                     f"{p['p99_us'] / 1000:.1f} ms, {p['undelivered']:.0f}" for p in ph]
+                     f"{p['p99_us'] / 1000:.1f} ms, {p['undelivered']:.0f}"
+                     + (f", disk {p['disk_max_us'] / 1000:.1f} ms" if "disk_max_us" in p else "") for p in ph]
             print(f"- run {i}: " + " · ".join(cells))
         print()
 

@@ -9,7 +9,10 @@
 #           CHATS chats (two sockets each), a phase of DURATION seconds at
 #           each rate until a phase's p99 reaches 1 s or leaves a message
 #           undelivered (the summary finds the highest rates with p99 under
-#           50 ms and under 5 ms);
+#           50 ms and under 5 ms); a disk probe fsyncs 4 KiB on the data
+#           folder's file system every 10 ms meanwhile (each phase reports
+#           its longest fsync), and every delivered message's send time and
+#           latency go to latencies-{relay,refdesk}-N.csv;
 #   idle    8,000 idle sockets on the relay, then 8,000 waiting patrons on
 #           refdesk (each fresh);
 #   pg      PostgreSQL saturation: the OLD build (OLD=path, required) and
@@ -72,11 +75,12 @@ refdesk() { # label: starts refdesk on SQLite on the server's core; sets $pid
 sweep() { # run number
   relay
   load --relay --url http://127.0.0.1:8093 --chats "$chats" --duration "$duration" --rates "$rates" --stop-above-ms 1000 \
-    --server-pid $pid >"$out/sweep-relay-$1.txt"
+    --latencies-csv "$out/latencies-relay-$1.csv" --disk-probe "$tmp" --server-pid $pid >"$out/sweep-relay-$1.txt"
   stop $pid
   refdesk "sweep-$1"
   load --url http://127.0.0.1:8092 --chats "$chats" --duration "$duration" --rates "$rates" --stop-above-ms 1000 \
-    --chats-per-sign-in 8 --server-pid $pid >"$out/sweep-refdesk-$1.txt"
+    --chats-per-sign-in 8 --latencies-csv "$out/latencies-refdesk-$1.csv" --disk-probe "$tmp" \
+    --server-pid $pid >"$out/sweep-refdesk-$1.txt"
   stop $pid
 }
 

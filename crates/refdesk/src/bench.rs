@@ -96,6 +96,19 @@ pub struct BenchArgs {
     /// refdesk: the same pairs and frames, no chats to start or accept.
     #[arg(long)]
     relay: bool,
+    /// With `--rates`: also write every delivered message to this CSV
+    /// (`offered,sent_us,latency_us`: the phase's offered msg/s, when it was
+    /// sent in µs since the sweep began, how long it took), to see when the
+    /// slow ones were sent.
+    #[arg(long, requires = "rates")]
+    latencies_csv: Option<std::path::PathBuf>,
+    /// While the load runs, write 4 KiB to a file in this folder and fsync it
+    /// every 10 ms, and report how long those fsyncs took in each phase: a
+    /// durable server's latency can be no better than its disk's, and a
+    /// virtual machine's disk stalls now and then. Put it on the server's
+    /// data folder's file system.
+    #[arg(long)]
+    disk_probe: Option<std::path::PathBuf>,
 }
 
 /// Where the server keeps its data, to sample its size (the global
@@ -326,6 +339,7 @@ async fn measure(args: &BenchArgs, pairs: Vec<Pair>, desk: Option<Desk>, sizes: 
     }
     println!("{} sockets open; sending for {} s at {} msg/s per side", pairs.len() * 2, args.duration, args.rate);
 
+    let probe = args.disk_probe.as_deref().map(DiskProbe::start).transpose()?;
     let before = procs_stat(&args.server_pid)?;
     let t0 = Instant::now();
     let stop = t0 + Duration::from_secs(args.duration);
@@ -365,7 +379,8 @@ async fn measure(args: &BenchArgs, pairs: Vec<Pair>, desk: Option<Desk>, sizes: 
     };
     latencies.sort_unstable();
     let totals = Totals { sent, errors, chats: chats_run, offered: 2.0 * args.chats as f64 * args.rate };
-    report(&latencies, totals, args.duration, elapsed, before, after);
+    let disk = probe.map(|p| p.take());
+    report(&latencies, totals, args.duration, elapsed, (before, after), disk.as_deref());
     Ok(())
 }
 
@@ -375,10 +390,22 @@ async fn sweep(args: &BenchArgs, mut pairs: Vec<Pair>) -> anyhow::Result<()> {
     // One clock for every phase: a message of one phase delivered in the
     // next is counted there with its true latency.
     let epoch = Instant::now();
+    let probe = args.disk_probe.as_deref().map(DiskProbe::start).transpose()?;
+    let mut csv = match &args.latencies_csv {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            writeln!(f, "offered,sent_us,latency_us")?;
+            Some(f)
+        }
+        None => None,
+    };
     for &rate in &args.rates {
         let offered = 2.0 * pairs.len() as f64 * rate;
         println!("=== phase: {rate} msg/s per side, {offered:.0} msg/s offered, {} s", args.duration);
         let window = Arc::new(Mutex::new(Window::default()));
+        if let Some(p) = &probe {
+            p.take(); // what the phase before it left
+        }
         let before = procs_stat(&args.server_pid)?;
         let start = Instant::now();
         let stop = start + Duration::from_secs(args.duration);
@@ -403,22 +430,34 @@ async fn sweep(args: &BenchArgs, mut pairs: Vec<Pair>) -> anyhow::Result<()> {
         }
         let elapsed = start.elapsed().as_secs_f64().min(args.duration as f64 + 2.0);
         let after = procs_stat(&args.server_pid)?;
-        let mut latencies = std::mem::take(&mut window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us);
+        let (mut latencies, sent_at) = {
+            let mut w = window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            (std::mem::take(&mut w.latencies_us), std::mem::take(&mut w.sent_us))
+        };
+        if let Some(csv) = &mut csv {
+            for (at, latency) in sent_at.iter().zip(&latencies) {
+                writeln!(csv, "{offered:.0},{at},{latency}")?;
+            }
+        }
         latencies.sort_unstable();
         let p99_ms = percentile(&latencies, 0.99) as f64 / 1000.0;
         let undelivered = sent.saturating_sub(latencies.len() as u64);
+        let disk = probe.as_ref().map(|p| p.take());
         report(
             &latencies,
             Totals { sent, errors, chats: pairs.len() as u64, offered },
             args.duration,
             elapsed,
-            before,
-            after,
+            (before, after),
+            disk.as_deref(),
         );
         if p99_ms >= args.stop_above_ms || undelivered > 0 {
             println!("the sweep stops: p99 {p99_ms:.2} ms, {undelivered} undelivered");
             break;
         }
+    }
+    if let Some(mut csv) = csv {
+        csv.flush()?;
     }
     for p in pairs {
         for mut socket in [p.patron, p.staff] {
@@ -472,8 +511,8 @@ fn report(
     t: Totals,
     duration: u64,
     elapsed: f64,
-    before: Option<ProcStat>,
-    after: Option<ProcStat>,
+    (before, after): (Option<ProcStat>, Option<ProcStat>),
+    disk: Option<&[u64]>,
 ) {
     let delivered = latencies.len() as u64;
     println!("chats: {}  sent: {}  delivered: {delivered}  errors: {}", t.chats, t.sent, t.errors);
@@ -500,9 +539,21 @@ fn report(
     if delivered < t.sent {
         println!("note: {} messages sent but not seen delivered before the end of the run", t.sent - delivered);
     }
+    let mut disk_figures = String::new();
+    if let Some(fsyncs) = disk {
+        let (p99, max) = (percentile(fsyncs, 0.99), fsyncs.last().copied().unwrap_or(0));
+        let slow = fsyncs.iter().filter(|us| **us >= 5_000).count();
+        println!(
+            "disk (the probe's fsyncs of 4 KiB, every 10 ms): {} fsyncs, p99 {:.2} ms, max {:.2} ms, {slow} of 5 ms or more",
+            fsyncs.len(),
+            p99 as f64 / 1000.0,
+            max as f64 / 1000.0
+        );
+        disk_figures = format!(" disk_p99_us={p99} disk_max_us={max} disk_slow={slow}");
+    }
     // One line for scripts (scripts/bench-pinned.sh).
     println!(
-        "summary: offered={:.0} sent_rate={:.0} sent={} delivered={delivered} undelivered={} errors={} p50_us={} p99_us={} max_us={} cpu_us_per_msg={:.1} rss_kib={}",
+        "summary: offered={:.0} sent_rate={:.0} sent={} delivered={delivered} undelivered={} errors={} p50_us={} p99_us={} max_us={} cpu_us_per_msg={:.1} rss_kib={}{disk_figures}",
         t.offered,
         t.sent as f64 / duration as f64,
         t.sent,
@@ -516,6 +567,59 @@ fn report(
     );
 }
 
+/// `--disk-probe`: a thread that writes 4 KiB to a file and fsyncs it every
+/// 10 ms until dropped, keeping how long each fsync took.
+struct DiskProbe {
+    fsyncs_us: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DiskProbe {
+    fn start(dir: &std::path::Path) -> anyhow::Result<DiskProbe> {
+        let path = dir.join("refdesk-bench-disk-probe");
+        let mut file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let (fsyncs_us, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        let (kept, stopped) = (fsyncs_us.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("disk-probe".into()).spawn(move || {
+            use std::io::Seek as _;
+            let block = [0x2e_u8; 4096];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                // The same block again and again: the file never grows, as
+                // SQLite's write-ahead log does not once it has its size.
+                let wrote = file.rewind().and_then(|()| file.write_all(&block));
+                let began = Instant::now();
+                if wrote.and_then(|()| file.sync_all()).is_err() {
+                    break;
+                }
+                if let Ok(mut k) = kept.lock() {
+                    k.push(began.elapsed().as_micros() as u64);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_file(&path);
+        })?;
+        Ok(DiskProbe { fsyncs_us, stop, thread: Some(thread) })
+    }
+
+    /// The fsyncs' times (µs, sorted) since the last call.
+    fn take(&self) -> Vec<u64> {
+        let mut all = self.fsyncs_us.lock().map(|mut k| std::mem::take(&mut *k)).unwrap_or_default();
+        all.sort_unstable();
+        all
+    }
+}
+
+impl Drop for DiskProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Within one fsync and 10 ms: the probe's file is then removed.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The value at `p` (0–1) of sorted values.
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
@@ -525,6 +629,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[derive(Default)]
 struct Window {
     latencies_us: Vec<u64>,
+    /// When each of `latencies_us` was sent (µs since the run began).
+    sent_us: Vec<u64>,
 }
 
 /// How to start, accept, open and end chats: the patrons' node and the
@@ -727,6 +833,7 @@ async fn drive(
                         let latency = (t0.elapsed().as_micros().saturating_sub(us)) as u64;
                         if let Ok(mut w) = window.lock() {
                             w.latencies_us.push(latency);
+                            w.sent_us.push(us as u64);
                         }
                     }
                 }
@@ -854,8 +961,11 @@ impl Sampler {
             if now < next_row && now < stop {
                 continue;
             }
-            let mut lat =
-                std::mem::take(&mut self.window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.latencies_us);
+            let mut lat = {
+                let mut w = self.window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                w.sent_us.clear();
+                std::mem::take(&mut w.latencies_us)
+            };
             lat.sort_unstable();
             let secs = now.duration_since(row_began).as_secs_f64();
             let stat = procs_stat(&self.pids)?;

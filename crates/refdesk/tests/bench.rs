@@ -96,6 +96,37 @@ fn a_sweep_on_refdesk_delivers_every_message_of_every_phase() {
     let server = start(&["serve", "--demo", "--listen", &listen], dir.path(), port);
     let url = format!("http://{listen}");
     let pid = server.0.id().to_string();
-    let phases = bench(&["--url", &url, "--chats", "10", "--duration", "1", "--rates", "2,4", "--server-pid", &pid]);
+    let (probe, csv) = (tempfile::tempdir().unwrap(), dir.path().join("latencies.csv"));
+    let phases = bench(&[
+        "--url",
+        &url,
+        "--chats",
+        "10",
+        "--duration",
+        "1",
+        "--rates",
+        "2,4",
+        "--server-pid",
+        &pid,
+        "--disk-probe",
+        probe.path().to_str().unwrap(),
+        "--latencies-csv",
+        csv.to_str().unwrap(),
+    ]);
     assert_phases(&phases, &[40.0, 80.0]);
+    // The disk probe fsynced through each phase (every 10 ms: dozens in a
+    // second), and its file is gone.
+    for p in &phases {
+        assert!(p["disk_max_us"] >= p["disk_p99_us"] && p["disk_max_us"] > 0.0, "{p:?}");
+    }
+    assert_eq!(std::fs::read_dir(probe.path()).unwrap().count(), 0, "the probe's file is removed");
+    // One row per delivered message, in its phase.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<u64>> =
+        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().expect("a number")).collect()).collect();
+    assert_eq!(text.lines().next(), Some("offered,sent_us,latency_us"));
+    for (offered, phase) in [(40, &phases[0]), (80, &phases[1])] {
+        let n = rows.iter().filter(|r| r[0] == offered).count();
+        assert_eq!(n as f64, phase["delivered"], "each delivered message of the {offered} msg/s phase has its row");
+    }
 }
