@@ -187,7 +187,9 @@ impl NatsOptions {
         match (&self.key, &self.key_file) {
             (Some(key), None) => NatsKey::parse(key).map(|_| ()).map_err(|e| format!("nats_key: {e}")),
             (None, Some(_)) => Ok(()),
-            (Some(_), Some(_)) => Err("set the NATS key one way: nats_key or nats_key_file, not both".into()),
+            (Some(_), Some(_)) => {
+                Err("nats_key and nats_key_file are both set: set the NATS key one way, not both".into())
+            }
             (None, None) => Err(NO_KEY.into()),
         }
     }
@@ -197,7 +199,9 @@ impl NatsOptions {
         match (&self.key, &self.key_file) {
             (Some(key), None) => NatsKey::parse(key).map_err(|e| format!("nats_key: {e}")),
             (None, Some(file)) => NatsKey::read(file).map_err(|e| format!("nats_key_file: {e}")),
-            (Some(_), Some(_)) => Err("set the NATS key one way: nats_key or nats_key_file, not both".into()),
+            (Some(_), Some(_)) => {
+                Err("nats_key and nats_key_file are both set: set the NATS key one way, not both".into())
+            }
             (None, None) => Err(NO_KEY.into()),
         }
     }

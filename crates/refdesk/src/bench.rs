@@ -97,7 +97,8 @@ pub struct BenchArgs {
     #[arg(long)]
     relay: bool,
     /// With `--rates`: also write every delivered message to this CSV
-    /// (`offered,sent_us,latency_us`: the phase's offered msg/s, when it was
+    /// (`offered,sent_us,latency_us`: the offered msg/s of the phase it was
+    /// delivered in — a late one of a phase counts in the next —, when it was
     /// sent in µs since the sweep began, how long it took), to see when the
     /// slow ones were sent.
     #[arg(long, requires = "rates")]
@@ -402,7 +403,7 @@ async fn sweep(args: &BenchArgs, mut pairs: Vec<Pair>) -> anyhow::Result<()> {
     for &rate in &args.rates {
         let offered = 2.0 * pairs.len() as f64 * rate;
         println!("=== phase: {rate} msg/s per side, {offered:.0} msg/s offered, {} s", args.duration);
-        let window = Arc::new(Mutex::new(Window::default()));
+        let window = Arc::new(Mutex::new(Window { sent_us: csv.is_some().then(Vec::new), ..Window::default() }));
         if let Some(p) = &probe {
             p.take(); // what the phase before it left
         }
@@ -432,7 +433,7 @@ async fn sweep(args: &BenchArgs, mut pairs: Vec<Pair>) -> anyhow::Result<()> {
         let after = procs_stat(&args.server_pid)?;
         let (mut latencies, sent_at) = {
             let mut w = window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-            (std::mem::take(&mut w.latencies_us), std::mem::take(&mut w.sent_us))
+            (std::mem::take(&mut w.latencies_us), w.sent_us.take().unwrap_or_default())
         };
         if let Some(csv) = &mut csv {
             for (at, latency) in sent_at.iter().zip(&latencies) {
@@ -543,13 +544,28 @@ fn report(
     if let Some(fsyncs) = disk {
         let (p99, max) = (percentile(fsyncs, 0.99), fsyncs.last().copied().unwrap_or(0));
         let slow = fsyncs.iter().filter(|us| **us >= 5_000).count();
+        // The share of the phase the disk spent stalled beyond a limit: a
+        // line sent then waits longer than the limit, so a share of 1 % or
+        // more takes the phase's p99 past it, whatever the server does.
+        let beyond = |limit_us: u64| {
+            fsyncs.iter().map(|us| us.saturating_sub(limit_us)).sum::<u64>() as f64 / (duration as f64 * 1e6)
+        };
+        let (beyond_5, beyond_50) = (beyond(5_000), beyond(50_000));
         println!(
-            "disk (the probe's fsyncs of 4 KiB, every 10 ms): {} fsyncs, p99 {:.2} ms, max {:.2} ms, {slow} of 5 ms or more",
+            "disk (the probe's fsyncs of 4 KiB, every 10 ms): {} fsyncs, p99 {:.2} ms, max {:.2} ms, {slow} of 5 ms or more; \
+             stalled beyond 5 ms for {:.2} % of the phase, beyond 50 ms for {:.2} %",
             fsyncs.len(),
             p99 as f64 / 1000.0,
-            max as f64 / 1000.0
+            max as f64 / 1000.0,
+            100.0 * beyond_5,
+            100.0 * beyond_50
         );
-        disk_figures = format!(" disk_p99_us={p99} disk_max_us={max} disk_slow={slow}");
+        if fsyncs.is_empty() {
+            println!("note: the disk probe took no reading in this phase");
+        }
+        disk_figures = format!(
+            " disk_p99_us={p99} disk_max_us={max} disk_slow={slow} disk_beyond_5ms={beyond_5:.5} disk_beyond_50ms={beyond_50:.5}"
+        );
     }
     // One line for scripts (scripts/bench-pinned.sh).
     println!(
@@ -589,7 +605,8 @@ impl DiskProbe {
                 // SQLite's write-ahead log does not once it has its size.
                 let wrote = file.rewind().and_then(|()| file.write_all(&block));
                 let began = Instant::now();
-                if wrote.and_then(|()| file.sync_all()).is_err() {
+                if let Err(e) = wrote.and_then(|()| file.sync_all()) {
+                    eprintln!("the disk probe stops: {e}");
                     break;
                 }
                 if let Ok(mut k) = kept.lock() {
@@ -629,8 +646,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[derive(Default)]
 struct Window {
     latencies_us: Vec<u64>,
-    /// When each of `latencies_us` was sent (µs since the run began).
-    sent_us: Vec<u64>,
+    /// When each of `latencies_us` was sent (µs since the run began), kept
+    /// only for `--latencies-csv`.
+    sent_us: Option<Vec<u64>>,
 }
 
 /// How to start, accept, open and end chats: the patrons' node and the
@@ -833,7 +851,9 @@ async fn drive(
                         let latency = (t0.elapsed().as_micros().saturating_sub(us)) as u64;
                         if let Ok(mut w) = window.lock() {
                             w.latencies_us.push(latency);
-                            w.sent_us.push(us as u64);
+                            if let Some(sent) = &mut w.sent_us {
+                                sent.push(us as u64);
+                            }
                         }
                     }
                 }
@@ -963,7 +983,7 @@ impl Sampler {
             }
             let mut lat = {
                 let mut w = self.window.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                w.sent_us.clear();
+                w.sent_us = None;
                 std::mem::take(&mut w.latencies_us)
             };
             lat.sort_unstable();

@@ -118,6 +118,7 @@ fn a_sweep_on_refdesk_delivers_every_message_of_every_phase() {
     // second), and its file is gone.
     for p in &phases {
         assert!(p["disk_max_us"] >= p["disk_p99_us"] && p["disk_max_us"] > 0.0, "{p:?}");
+        assert!((0.0..=1.0).contains(&p["disk_beyond_5ms"]) && p["disk_beyond_50ms"] <= p["disk_beyond_5ms"], "{p:?}");
     }
     assert_eq!(std::fs::read_dir(probe.path()).unwrap().count(), 0, "the probe's file is removed");
     // One row per delivered message, in its phase.

@@ -452,7 +452,11 @@ impl Config {
         }
         match self.nats() {
             Some(nats) => {
-                nats.check().map_err(|e| anyhow::anyhow!("nats_url: {e}"))?;
+                // An error about the key names its own setting; the rest are the link's.
+                nats.check().map_err(|e| match e.starts_with("nats_") {
+                    true => anyhow::anyhow!("{e}"),
+                    false => anyhow::anyhow!("nats_url: {e}"),
+                })?;
                 if self.database_url.is_none() {
                     bail!("nats_url links several nodes, which must share a PostgreSQL database: set database_url too");
                 }

@@ -151,12 +151,17 @@ fn settings_set(text: &str) -> impl Iterator<Item = (String, usize)> + '_ {
     let mut current: Option<String> = None;
     text.lines().enumerate().filter_map(move |(i, line)| {
         let line = line.trim();
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        // A table's header, with or without a comment after it.
+        let header = line.split('#').next().unwrap_or_default().trim_end();
+        if let Some(name) = header.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             current = Some(name.trim().to_owned());
             return None;
         }
         let (key, _) = line.split_once('=').filter(|_| !line.starts_with('#'))?;
         let key = key.trim();
+        if key.is_empty() {
+            return None;
+        }
         Some((current.as_ref().map_or_else(|| key.to_owned(), |s| format!("{s}.{key}")), i + 1))
     })
 }
@@ -167,18 +172,20 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
 }
 
 /// The line of `text` (a configuration file) that sets what an error
-/// `message` is about: a setting the file sets and the message names as a
-/// whole (an error about `nats_key_file` is not one about `nats_key`).
+/// `message` is about: of the settings the file sets, the one the message
+/// names first, as a whole name (an error about `nats_key_file` is not one
+/// about `nats_key`). Messages begin with their subject ("metrics_listen
+/// must differ from listen").
 pub fn line_of_error(text: &str, message: &str) -> Option<usize> {
     let part_of_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let names = |path: &str| {
-        message.match_indices(path).any(|(at, _)| {
+    let named_at = |path: &str| {
+        message.match_indices(path).map(|(at, _)| at).find(|&at| {
             let before = message[..at].chars().next_back();
             let after = message[at + path.len()..].chars().next();
             !before.is_some_and(|c| part_of_name(c) || c == '.') && !after.is_some_and(part_of_name)
         })
     };
-    settings_set(text).find(|(path, _)| names(path)).map(|(_, line)| line)
+    settings_set(text).filter_map(|(path, line)| named_at(&path).map(|at| (at, line))).min().map(|(_, line)| line)
 }
 
 #[cfg(test)]
@@ -249,10 +256,14 @@ mod tests {
 
     #[test]
     fn an_error_points_at_the_line_of_the_setting_it_names_and_not_of_one_whose_name_is_part_of_it() {
-        let text = "nats_key = \"short\"\nnats_key_file = \"/nowhere\"\n[limits]\nblock_hours = 0\n";
-        assert_eq!(line_of_error(text, "nats_key_file: cannot read /nowhere"), Some(2));
-        assert_eq!(line_of_error(text, "`nats_key` must be at least 32 bytes"), Some(1));
-        assert_eq!(line_of_error(text, "limits.block_hours must be between 1 and 8760"), Some(4));
+        let text = "nats_url = \"nats://n:4222\"\nnats_key = \"short\"\nnats_key_file = \"/nowhere\"\n\
+                    listen = \"127.0.0.1:1\"\nmetrics_listen = \"127.0.0.1:1\"\n[limits] # ours\nblock_hours = 0\n= 1\n";
+        assert_eq!(line_of_error(text, "nats_key_file: cannot read /nowhere"), Some(3));
+        assert_eq!(line_of_error(text, "nats_key: must be at least 32 bytes (nats_url is set)"), Some(2));
+        assert_eq!(line_of_error(text, "nats_url: the nodes must share a key: set nats_key or nats_key_file"), Some(1));
+        // The subject first, though the file sets the other one earlier.
+        assert_eq!(line_of_error(text, "metrics_listen must differ from listen"), Some(5));
+        assert_eq!(line_of_error(text, "limits.block_hours must be between 1 and 8760"), Some(7));
         // A name the file does not set, or none at all.
         assert_eq!(line_of_error(text, "mail.from is not an address"), None);
         assert_eq!(line_of_error(text, "the file is not TOML"), None);
