@@ -137,14 +137,19 @@ def sweep(out):
 
 
 def idle(out):
-    vals = {s: [r[0]["kib_per_connection"] for f in runs(out, f"idle-{s}-*.txt") if (r := summaries(f))]
-            for s in ("relay", "refdesk")}
-    if not any(vals.values()):
+    def vals(key):
+        return {s: [r[0][key] for f in runs(out, f"idle-{s}-*.txt") if (r := summaries(f)) and key in r[0]]
+                for s in ("relay", "refdesk")}
+    every = vals("kib_per_connection")
+    if not any(every.values()):
         return
     print("### Idle sockets (8,000; medians)\n")
     print("| | bare relay (idle socket) | refdesk (waiting patron) | refdesk ÷ relay | runs (relay; refdesk) |")
     print("|---|---|---|---|---|")
-    row("RSS per connection", vals["relay"], vals["refdesk"], " KiB")
+    row("RSS per connection, 8,000 from none", every["relay"], every["refdesk"], " KiB")
+    second = vals("kib_per_connection_second_half")
+    if all(second.values()):
+        row("RSS per connection, the second 4,000 alone", second["relay"], second["refdesk"], " KiB")
     print()
 
 

@@ -14,7 +14,8 @@
 #           its longest fsync), and every delivered message's send time and
 #           latency go to latencies-{relay,refdesk}-N.csv;
 #   idle    8,000 idle sockets on the relay, then 8,000 waiting patrons on
-#           refdesk (each fresh);
+#           refdesk (each fresh): RSS per connection over all 8,000 and over
+#           the second 4,000 alone, and the server CPU to open them;
 #   pg      PostgreSQL saturation: the OLD build (OLD=path, required) and
 #           this one on one node, then this one on two nodes on PostgreSQL +
 #           NATS (patrons on one, librarians on the other; then each chat's
@@ -25,7 +26,9 @@
 # Then it prints the medians over the runs and the ratios (summary.py).
 # Usage: scripts/bench-pinned.sh [sweep] [idle] [pg]   (default: sweep idle)
 # Environment: RUNS (3), CHATS (1000), RATES (per side), DURATION (10),
-#   SERVER_CPU (0), LOAD_CPU (1), BIN, OLD, OUT (the raw outputs' folder).
+#   SERVER_CPU (0), LOAD_CPU (1), BIN, OLD, OUT (the raw outputs' folder),
+#   LOAD_BIN (the load generator's binary; BIN's by default: an older
+#   server measured by this load generator).
 # Needs taskset, curl, and for pg PostgreSQL on 127.0.0.1:5432 (user
 # postgres, trust) and NATS on 127.0.0.1:4222 (scripts/test.sh starts both).
 set -euo pipefail
@@ -38,6 +41,7 @@ duration=${DURATION:-10}
 server_cpu=${SERVER_CPU:-0}
 load_cpu=${LOAD_CPU:-1}
 bin=${BIN:-$PWD/target/release/refdesk}
+load_bin=${LOAD_BIN:-$bin}  # the load generator: by default the server's own binary
 out=${OUT:-$(mktemp -d /tmp/bench-pinned.XXXX)}
 mkdir -p "$out"
 [ -n "${BIN:-}" ] || cargo build --release -p refdesk
@@ -59,7 +63,7 @@ ready() { # port: waits for it to accept connections
 stop() { kill "$@"; wait "$@" 2>/dev/null || true; }
 
 load() { # the load generator, on its core
-  taskset -c "$load_cpu" "$bin" bench "$@"
+  taskset -c "$load_cpu" "$load_bin" bench "$@"
 }
 
 relay() { # starts the relay on the server's core; sets $pid

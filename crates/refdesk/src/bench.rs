@@ -1088,22 +1088,26 @@ async fn idle(http: &reqwest::Client, base: &str, args: &BenchArgs, n: usize) ->
     let chats = start_chats(http, base, &args.library, n).await?;
     let before = proc_stat(pid)?;
     let mut sockets = Vec::with_capacity(n);
-    for c in &chats {
-        let mut p = connect(base, None, Some(&c.token)).await?;
-        p.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await?;
-        sockets.push(p);
-    }
-    // Let every connection finish its handshake and resume.
-    for s in sockets.iter_mut() {
-        while let Some(Ok(m)) = s.next().await {
-            if m.to_text().is_ok_and(|t| t.contains("\"synced\"")) {
-                break;
+    let mut marks = Vec::with_capacity(2);
+    for part in [&chats[..n / 2], &chats[n / 2..]] {
+        let first = sockets.len();
+        for c in part {
+            let mut p = connect(base, None, Some(&c.token)).await?;
+            p.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await?;
+            sockets.push(p);
+        }
+        // Let every connection finish its handshake and resume.
+        for s in sockets[first..].iter_mut() {
+            while let Some(Ok(m)) = s.next().await {
+                if m.to_text().is_ok_and(|t| t.contains("\"synced\"")) {
+                    break;
+                }
             }
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        marks.push(proc_stat(pid)?);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = proc_stat(pid)?;
-    report_idle("patron", n, &before, &after);
+    report_idle("patron", n, &before, &marks[0], &marks[1]);
     drop(sockets);
     Ok(())
 }
@@ -1114,18 +1118,26 @@ async fn idle_relay(base: &str, args: &BenchArgs, n: usize) -> anyhow::Result<()
     let pid = *args.server_pid.first().context("--idle needs --server-pid to read the server's memory")?;
     let before = proc_stat(pid)?;
     let mut sockets = Vec::with_capacity(n);
-    for i in 0..n {
-        sockets.push(open_socket(&format!("{}/relay/{i}/patron", ws_url(base)), None).await?);
+    let mut marks = Vec::with_capacity(2);
+    for part in [0..n / 2, n / 2..n] {
+        for i in part {
+            sockets.push(open_socket(&format!("{}/relay/{i}/patron", ws_url(base)), None).await?);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        marks.push(proc_stat(pid)?);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = proc_stat(pid)?;
-    report_idle("relay", n, &before, &after);
+    report_idle("relay", n, &before, &marks[0], &marks[1]);
     drop(sockets);
     Ok(())
 }
 
-/// Prints what `n` idle connections cost the server, for people and scripts.
-fn report_idle(what: &str, n: usize, before: &ProcStat, after: &ProcStat) {
+/// Prints what `n` idle connections cost the server, for people and scripts:
+/// per connection over all `n` (from `before`, when none was open), and over
+/// the second half alone (from `half`, when the first `n / 2` were open), which
+/// leaves out what the server sets up once whatever the number of connections
+/// (caches filled by the first reads, a thread's allocator) and so is what
+/// each further connection costs.
+fn report_idle(what: &str, n: usize, before: &ProcStat, half: &ProcStat, after: &ProcStat) {
     let per = (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64;
     println!(
         "{n} idle {what} connections: server RSS {} KiB → {} KiB, {per:.1} KiB per connection",
@@ -1138,8 +1150,18 @@ fn report_idle(what: &str, n: usize, before: &ProcStat, after: &ProcStat) {
         part(1),
         part(2)
     );
+    let second = after.rss_kib.saturating_sub(half.rss_kib) as f64 / (n - n / 2).max(1) as f64;
     println!(
-        "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1}",
+        "  the second half alone: server RSS {} KiB → {} KiB, {second:.1} KiB per connection",
+        half.rss_kib, after.rss_kib
+    );
+    // What opening them cost: for a patron, the sign-in by token, the place
+    // in line and the resume.
+    let cpu_us = (after.cpu_seconds - before.cpu_seconds).max(0.0) * 1e6 / n.max(1) as f64;
+    println!("  server CPU to open them: {cpu_us:.0} µs per connection");
+    println!(
+        "summary: idle={n} rss_before_kib={} rss_after_kib={} kib_per_connection={per:.1} \
+         kib_per_connection_second_half={second:.1} cpu_us_per_connection={cpu_us:.0}",
         before.rss_kib, after.rss_kib
     );
 }

@@ -131,3 +131,37 @@ fn a_sweep_on_refdesk_delivers_every_message_of_every_phase() {
         assert_eq!(n as f64, phase["delivered"], "each delivered message of the {offered} msg/s phase has its row");
     }
 }
+
+/// `--idle N`: N waiting patrons open, each signed in and resumed, and what
+/// they cost the server — per connection over all N and over the second half
+/// alone, and the CPU to open them — on refdesk and on the relay alike.
+#[test]
+fn idle_connections_are_measured_over_all_and_over_the_second_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = start(&["serve", "--demo", "--listen", &listen], dir.path(), port);
+    let pid = server.0.id().to_string();
+    let patrons = bench(&["--url", &format!("http://{listen}"), "--idle", "40", "--server-pid", &pid]);
+    let relay_port = free_port();
+    let relay = start(&["bench-relay", "--listen", &format!("127.0.0.1:{relay_port}")], dir.path(), relay_port);
+    let relay_pid = relay.0.id().to_string();
+    let sockets = bench(&[
+        "--relay",
+        "--url",
+        &format!("http://127.0.0.1:{relay_port}"),
+        "--idle",
+        "40",
+        "--server-pid",
+        &relay_pid,
+    ]);
+    for summary in [&patrons, &sockets] {
+        assert_eq!(summary.len(), 1, "one summary line: {summary:?}");
+        let s = &summary[0];
+        assert_eq!(s["idle"], 40.0);
+        assert!(s["rss_after_kib"] > 0.0 && s["rss_before_kib"] > 0.0, "{s:?}");
+        for key in ["kib_per_connection", "kib_per_connection_second_half", "cpu_us_per_connection"] {
+            assert!(s[key] >= 0.0, "{key} in {s:?}");
+        }
+    }
+}

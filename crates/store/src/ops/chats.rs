@@ -543,14 +543,7 @@ impl<B: Backend> Chats for B {
     async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64> {
         self.read(move |db| {
             Box::pin(async move {
-                let n = int(
-                    db,
-                    "SELECT count(*) AS n FROM sessions s WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
-                     AND (COALESCE(s.queued_at, s.created_at) < ?2 OR (COALESCE(s.queued_at, s.created_at) = ?2 AND s.id < ?3))",
-                    args![queue.0, since, session.0],
-                    "n",
-                )
-                .await?;
+                let n = int(db, sel::QUEUE_AHEAD, args![queue.0, since, session.0], "n").await?;
                 Ok(n.max(0) as u64)
             })
         })

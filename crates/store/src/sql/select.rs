@@ -196,6 +196,15 @@ pub(crate) const SESSIONS_OF: &str = "s.state <> 'ended' AND s.state = 'active' 
 /// Every live session: the condition for [`SESSION_SELECT`].
 pub(crate) const LIVE_SESSIONS: &str = "s.state <> 'ended' AND s.state IN ('waiting', 'active') ORDER BY s.id";
 
+/// How many chats wait ahead of one in its queue: queue `?1`, the chat's
+/// place `(?2, ?3)` in the queue's order (when it joined, then its id).
+/// Counted in the index `sessions_queue` alone, its expressions spelled as
+/// there; the first bound on the time lets SQLite read only the entries
+/// ahead (it takes no row value for a range on an expression).
+pub(crate) const QUEUE_AHEAD: &str = "SELECT count(*) AS n FROM sessions s
+     WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
+       AND COALESCE(s.queued_at, s.created_at) <= ?2 AND (COALESCE(s.queued_at, s.created_at), s.id) < (?2, ?3)";
+
 /// The active chats whose last line was written before `?1` (R5's timeout).
 pub(crate) const IDLE_SESSIONS: &str = concat!(
     "SELECT s.id AS session_id FROM sessions s WHERE s.state <> 'ended' AND s.state = 'active' AND ",

@@ -318,4 +318,18 @@ mod tests {
             );
         }
     }
+
+    /// A patron's place in line is counted from the entries ahead of theirs
+    /// in the waiting chats' own index: with thousands waiting, reading
+    /// every waiting chat's row filled a read connection's page cache for
+    /// each patron connecting (issue 17).
+    #[test]
+    fn a_place_in_line_is_counted_in_the_queues_index() {
+        let conn = migrated();
+        let steps = plan(&conn, sel::QUEUE_AHEAD);
+        assert!(
+            steps.len() == 1 && steps[0].contains("COVERING INDEX sessions_queue (<expr>=? AND <expr><?)"),
+            "the place in line is counted otherwise: {steps:?}"
+        );
+    }
 }

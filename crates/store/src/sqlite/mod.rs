@@ -11,10 +11,10 @@
 //! lines' client ids ([`kept`]): SQLite has no index of them, and I4 rests
 //! on that copy never missing a stored line.
 //!
-//! Reads go to a small pool of read-only connections on blocking threads;
-//! WAL mode lets them run beside the writer. Each read is one closure on one
-//! thread: no read transaction stays open across an `.await`, so no reader
-//! pins an old snapshot of the log.
+//! Reads go to a few reader threads, each with its own read-only connection
+//! for its whole life ([`Readers`]); WAL mode lets them run beside the
+//! writer. Each read is one closure on one thread: no read transaction stays
+//! open across an `.await`, so no reader pins an old snapshot of the log.
 //!
 //! A job that panics must not take the writer with it: every later write
 //! would fail while reads (and so a naive readiness check) went on working.
@@ -42,7 +42,7 @@ use refdesk_domain::event::Event;
 use refdesk_domain::DomainError;
 use rusqlite::Connection;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,11 +64,11 @@ const RESTART_WAL_BYTES: i64 = 16 << 20;
 /// `journal_size_limit`: a restarted log file is cut back to this size, so a
 /// burst that grew it does not keep its disk space for ever.
 const WAL_SIZE_LIMIT: i64 = 32 << 20;
-/// Reads at once, each on its own connection and blocking thread; the
-/// connections are kept open. Bounded: without it, a burst of reads (a
-/// flood of sockets authenticating at once) took a blocking thread and
-/// opened a connection, with its own page cache, for each — hundreds of
-/// them, and hundreds of MiB (docs/performance.md, "Idle sockets").
+/// Reader threads, each with its own connection: the most reads that run at
+/// once. Bounded: unbounded, a burst of reads (a flood of sockets
+/// authenticating at once) took a blocking thread and opened a connection,
+/// with its own page cache, for each — hundreds of them, and hundreds of MiB
+/// (docs/performance.md, "Idle sockets").
 const READERS: usize = 6;
 
 /// A job's outcome once its savepoint is done: the events to publish if the
@@ -96,7 +96,7 @@ const SESSION_CACHE: usize = 20_000;
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     jobs: mpsc::Sender<ToWriter>,
-    readers: Arc<Readers>,
+    readers: Readers,
     /// The writer and checkpointer threads, joined by [`SqliteStore::close`].
     threads: Mutex<Option<Threads>>,
     /// The writer's last commit, for [`Store::health`].
@@ -143,15 +143,150 @@ struct Threads {
     stop_checkpoints: std::sync::mpsc::Sender<()>,
 }
 
+/// The reader threads ([`READERS`] at most) and the reads waiting for one.
+/// Each thread keeps one connection, opened at its first read, for its
+/// whole life: SQLite allocates a connection's page cache and statements
+/// through the C library's `malloc`, whose arenas are per thread, so a
+/// connection that moved from thread to thread (tokio's blocking pool,
+/// before 2026-12-02) left its pages in a dozen arenas and grew them all
+/// (docs/performance.md, "Idle sockets"). A thread is started when more
+/// reads are queued than threads wait for them, so a node that never reads
+/// more than one thing at a time keeps one (each thread, with its
+/// allocators' own pages, costs memory).
 struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<SqliteDb>>,
-    /// One permit per read running ([`READERS`]).
-    permits: Arc<tokio::sync::Semaphore>,
-    /// Connections opened so far (each one a page cache).
+    /// Reads waiting for a thread; `None` once the store is closing.
+    queue: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
+    shared: Arc<ReadersShared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the reader threads share.
+struct ReadersShared {
+    rx: Mutex<std::sync::mpsc::Receiver<ReadJob>>,
+    path: std::path::PathBuf,
+    /// Threads started so far.
+    started: AtomicUsize,
+    /// Threads waiting for a read.
+    waiting: AtomicUsize,
+    /// Reads queued and not yet taken by a thread.
+    queued: AtomicUsize,
+    /// Connections opened so far (each one a page cache), for the tests.
+    #[cfg_attr(not(test), allow(dead_code))]
     opened: AtomicUsize,
-    /// Set by `close`: a read after it fails, and none keeps its connection.
+    /// Set by `close`: a read still queued then fails.
     closed: AtomicBool,
+}
+
+/// A read waiting for a reader thread, given that thread's connection (or
+/// why it could not be opened) and a call to make before it answers its
+/// caller: from then on the thread counts as waiting for the next read, so
+/// a caller reading one thing after another finds it so and starts no other.
+type ReadJob = Box<dyn FnOnce(Result<&mut SqliteDb>, &dyn Fn()) + Send>;
+
+impl Readers {
+    fn new(path: &Path) -> Readers {
+        let (queue, rx) = std::sync::mpsc::channel::<ReadJob>();
+        let shared = ReadersShared {
+            rx: Mutex::new(rx),
+            path: path.to_owned(),
+            started: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            opened: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        };
+        Readers { queue: Mutex::new(Some(queue)), shared: Arc::new(shared), threads: Mutex::new(Vec::new()) }
+    }
+
+    /// Queues a read, first starting a thread for it if more reads are
+    /// queued than threads wait for them and fewer than [`READERS`] run;
+    /// fails once the store is closing.
+    fn send(&self, job: ReadJob) -> Result<()> {
+        let queue = self.queue.lock().map_err(|_| StoreError::Closed)?;
+        let queue = queue.as_ref().ok_or(StoreError::Closed)?;
+        let shared = &self.shared;
+        if shared.queued.fetch_add(1, Ordering::AcqRel) + 1 > shared.waiting.load(Ordering::Acquire) {
+            if let Ok(n) =
+                shared.started.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < READERS).then_some(n + 1))
+            {
+                let them = shared.clone();
+                let started =
+                    std::thread::Builder::new().name(format!("refdesk-sqlite-read-{n}")).spawn(move || reader(&them));
+                match started {
+                    Ok(thread) => self.threads.lock().map_err(|_| StoreError::Closed)?.push(thread),
+                    Err(e) => {
+                        shared.started.fetch_sub(1, Ordering::AcqRel);
+                        // With no thread at all the read would wait for ever.
+                        if n == 0 {
+                            shared.queued.fetch_sub(1, Ordering::AcqRel);
+                            return Err(StoreError::failed("cannot start a SQLite reader thread", e));
+                        }
+                        tracing::warn!(error = %e, "cannot start another SQLite reader thread");
+                    }
+                }
+            }
+        }
+        queue.send(job).map_err(|_| {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            StoreError::Closed
+        })
+    }
+
+    /// Fails the reads still queued and ends the threads, which close their
+    /// connections.
+    async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+    }
+}
+
+/// A reader thread: runs the queued reads one at a time on its connection
+/// until the queue is closed. A read that panics fails alone (its caller
+/// hears so), and the connection it was on is closed and opened afresh.
+fn reader(shared: &ReadersShared) {
+    let mut conn: Option<SqliteDb> = None;
+    // Whether the last read already counted this thread as waiting.
+    let counted = std::cell::Cell::new(false);
+    let ready = || {
+        if !counted.replace(true) {
+            shared.waiting.fetch_add(1, Ordering::AcqRel);
+        }
+    };
+    loop {
+        // The lock is held only while waiting: one thread waits on the
+        // queue, the others on the lock.
+        ready();
+        let job = shared.rx.lock().map(|rx| rx.recv());
+        shared.waiting.fetch_sub(1, Ordering::AcqRel);
+        counted.set(false);
+        let Ok(Ok(job)) = job else { return };
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if shared.closed.load(Ordering::Acquire) {
+            job(Err(StoreError::Closed), &ready);
+            continue;
+        }
+        if conn.is_none() {
+            match open_conn(&shared.path, true) {
+                Ok(c) => {
+                    shared.opened.fetch_add(1, Ordering::Relaxed);
+                    conn = Some(SqliteDb::new(c));
+                }
+                Err(e) => {
+                    job(Err(e), &ready);
+                    continue;
+                }
+            }
+        }
+        let Some(db) = conn.as_mut() else { continue };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(db), &ready))).is_err() {
+            tracing::error!("a SQLite read panicked; its connection is closed and opened again");
+            conn = None;
+        }
+    }
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -275,13 +410,7 @@ impl SqliteStore {
             .name("refdesk-sqlite-writer".into())
             .spawn(move || writer(conn, rx, sink, CommitReports { report, pinged }))
             .map_err(|e| StoreError::failed("cannot start the writer thread", e))?;
-        let readers = Arc::new(Readers {
-            path: path.to_owned(),
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
-            opened: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-        });
+        let readers = Readers::new(path);
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
         let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
         Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), long_reads, ping_wrote })
@@ -313,10 +442,7 @@ impl SqliteStore {
     /// last, so that SQLite removes the `-wal` file.
     async fn shut(&self) {
         let Some(threads) = self.threads.lock().ok().and_then(|mut t| t.take()) else { return };
-        self.readers.closed.store(true, Ordering::Release);
-        if let Ok(mut idle) = self.readers.idle.lock() {
-            idle.clear();
-        }
+        self.readers.close().await;
         let Threads { writer, checkpointer, stop_checkpoints } = threads;
         drop(stop_checkpoints);
         let _ = tokio::task::spawn_blocking(move || checkpointer.join()).await;
@@ -380,35 +506,22 @@ impl Backend for SqliteStore {
         &self.long_reads
     }
 
-    /// On a read connection, on a blocking thread.
+    /// On a reader thread's connection ([`Readers`]).
     async fn read<T: Send + 'static>(
         &self,
         op: impl for<'c> FnOnce(&'c mut SqliteDb) -> Read<'c, T> + Send + 'static,
     ) -> Result<T> {
-        let readers = self.readers.clone();
-        let permit = readers.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
-        tokio::task::spawn_blocking(move || {
-            // Held until the read is done, even if its caller has gone.
-            let _permit = permit;
-            if readers.closed.load(Ordering::Acquire) {
-                return Err(StoreError::Closed);
+        let (tx, rx) = oneshot::channel();
+        self.readers.send(Box::new(move |db: Result<&mut SqliteDb>, ready: &dyn Fn()| {
+            // A caller that has gone (a socket closed while its read waited)
+            // costs no read.
+            if !tx.is_closed() {
+                let out = db.and_then(|db| run_now(op(db)));
+                ready();
+                let _ = tx.send(out);
             }
-            let mut db = match readers.idle.lock().map_err(|_| StoreError::Closed)?.pop() {
-                Some(db) => db,
-                None => {
-                    readers.opened.fetch_add(1, Ordering::Relaxed);
-                    SqliteDb::new(open_conn(&readers.path, true)?)
-                }
-            };
-            let out = run_now(op(&mut db));
-            let mut idle = readers.idle.lock().map_err(|_| StoreError::Closed)?;
-            if idle.len() < READERS && !readers.closed.load(Ordering::Acquire) {
-                idle.push(db);
-            }
-            out
-        })
-        .await
-        .map_err(|e| StoreError::failed("a SQLite read task failed", e))?
+        }))?;
+        rx.await.map_err(|_| StoreError::backend("a SQLite read panicked"))?
     }
 
     async fn close(&self) {
@@ -975,15 +1088,25 @@ mod tests {
     async fn a_burst_of_reads_runs_a_few_at_a_time_on_a_few_connections() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        // One read at a time needs no more threads than one (two, when the
+        // next read comes before the last one's thread is back waiting).
+        for _ in 0..20 {
+            store.read(|_db| Box::pin(async { Ok(()) })).await.unwrap();
+        }
+        let started = store.readers.shared.started.load(Ordering::Relaxed);
+        assert!(started <= 2, "{started} reader threads for one read at a time");
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let mut reads = tokio::task::JoinSet::new();
         for _ in 0..200 {
-            let (store, running, most) = (store.clone(), running.clone(), most.clone());
+            let (store, running, most, threads) = (store.clone(), running.clone(), most.clone(), threads.clone());
             reads.spawn(async move {
                 store
                     .read(move |_db| {
-                        // Runs on the read's blocking thread: slow enough that
-                        // the burst's reads would all overlap if let.
+                        // Runs on a reader thread: slow enough that the
+                        // burst's reads would all overlap if let.
+                        let name = std::thread::current().name().unwrap_or("unnamed").to_owned();
+                        threads.lock().unwrap().insert(name);
                         most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(2));
                         running.fetch_sub(1, Ordering::SeqCst);
@@ -998,8 +1121,44 @@ mod tests {
         let most = most.load(Ordering::SeqCst);
         assert!(most <= READERS, "{most} reads ran at once");
         assert!(most > 1, "reads never ran side by side");
-        let opened = store.readers.opened.load(Ordering::Relaxed);
+        let opened = store.readers.shared.opened.load(Ordering::Relaxed);
         assert!(opened <= READERS, "{opened} read connections were opened");
+        // Each connection stays on its own thread (SQLite's memory stays in
+        // that thread's arena of the C library's malloc).
+        let threads = threads.lock().unwrap().clone();
+        assert!(threads.len() <= READERS, "reads ran on {} threads: {threads:?}", threads.len());
+        assert!(threads.iter().all(|t| t.starts_with("refdesk-sqlite-read-")), "reads ran on {threads:?}");
+        store.close().await;
+        assert!(matches!(store.read(|_db| Box::pin(async { Ok(()) })).await, Err(StoreError::Closed)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_panics_fails_alone_and_the_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap();
+        for _ in 0..2 * READERS {
+            let failed = store.read::<()>(|_db| panic!("a read panicked on purpose (test)")).await;
+            assert!(matches!(failed, Err(StoreError::Backend { .. })), "{failed:?}");
+        }
+        // Every thread has lost a connection and opened another; all still read.
+        let mut reads = tokio::task::JoinSet::new();
+        let store = Arc::new(store);
+        for _ in 0..4 * READERS {
+            let store = store.clone();
+            reads.spawn(async move {
+                store
+                    .read(|db| {
+                        Box::pin(async move {
+                            use crate::sql::Db;
+                            db.row("SELECT 1 AS one", &[], |r| r.int("one")).await
+                        })
+                    })
+                    .await
+            });
+        }
+        while let Some(done) = reads.join_next().await {
+            assert_eq!(done.unwrap().unwrap(), Some(1));
+        }
         store.close().await;
     }
 }
