@@ -150,6 +150,9 @@ def idle(out):
     second = vals("kib_per_connection_second_half")
     if all(second.values()):
         row("RSS per connection, the second 4,000 alone", second["relay"], second["refdesk"], " KiB")
+    cpu = vals("cpu_us_per_connection")
+    if all(cpu.values()):
+        row("server CPU to open a connection", cpu["relay"], cpu["refdesk"], " µs")
     print()
 
 

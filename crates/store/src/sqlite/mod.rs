@@ -24,8 +24,9 @@
 //! [`Store::health`] says whether it can commit now.
 //!
 //! A third thread keeps the write-ahead log bounded (see [`checkpointer`]),
-//! and [`SqliteStore::close`] ends all three so that the last connection to
-//! close checkpoints the log and removes it.
+//! and [`SqliteStore::close`] ends them all — the reader threads, then the
+//! checkpointer, then the writer — so that the last connection to close
+//! checkpoints the log and removes it.
 //!
 //! [`backup`] copies the database while all this runs, from another process
 //! (`refdesk backup`), and puts a copy back (`refdesk restore`).
@@ -42,7 +43,7 @@ use refdesk_domain::event::Event;
 use refdesk_domain::DomainError;
 use rusqlite::Connection;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,14 +157,16 @@ struct Threads {
 struct Readers {
     /// Reads waiting for a thread; `None` once the store is closing.
     queue: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
+    /// What the threads share with the store.
     shared: Arc<ReadersShared>,
+    /// The threads started, joined by `close`.
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// What the reader threads share.
 struct ReadersShared {
     rx: Mutex<std::sync::mpsc::Receiver<ReadJob>>,
-    path: std::path::PathBuf,
+    path: PathBuf,
     /// Threads started so far.
     started: AtomicUsize,
     /// Threads waiting for a read.
@@ -213,7 +216,7 @@ impl Readers {
                 let started =
                     std::thread::Builder::new().name(format!("refdesk-sqlite-read-{n}")).spawn(move || reader(&them));
                 match started {
-                    Ok(thread) => self.threads.lock().map_err(|_| StoreError::Closed)?.push(thread),
+                    Ok(thread) => self.threads.lock().unwrap_or_else(|p| p.into_inner()).push(thread),
                     Err(e) => {
                         shared.started.fetch_sub(1, Ordering::AcqRel);
                         // With no thread at all the read would wait for ever.
@@ -246,8 +249,17 @@ impl Readers {
 
 /// A reader thread: runs the queued reads one at a time on its connection
 /// until the queue is closed. A read that panics fails alone (its caller
-/// hears so), and the connection it was on is closed and opened afresh.
+/// hears why, [`catch_panic`]); should anything else end the thread, it is
+/// no longer counted as started, so the next read starts another.
 fn reader(shared: &ReadersShared) {
+    /// Counts the thread out however it ends.
+    struct Started<'a>(&'a AtomicUsize);
+    impl Drop for Started<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _started = Started(&shared.started);
     let mut conn: Option<SqliteDb> = None;
     // Whether the last read already counted this thread as waiting.
     let counted = std::cell::Cell::new(false);
@@ -258,32 +270,34 @@ fn reader(shared: &ReadersShared) {
     };
     loop {
         // The lock is held only while waiting: one thread waits on the
-        // queue, the others on the lock.
+        // queue, the others on the lock (never poisoned: nothing else runs
+        // under it).
         ready();
-        let job = shared.rx.lock().map(|rx| rx.recv());
+        let job = shared.rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         shared.waiting.fetch_sub(1, Ordering::AcqRel);
         counted.set(false);
-        let Ok(Ok(job)) = job else { return };
+        let Ok(job) = job else { return };
         shared.queued.fetch_sub(1, Ordering::AcqRel);
         if shared.closed.load(Ordering::Acquire) {
             job(Err(StoreError::Closed), &ready);
             continue;
         }
-        if conn.is_none() {
-            match open_conn(&shared.path, true) {
+        let db = match conn.as_mut() {
+            Some(db) => db,
+            None => match open_conn(&shared.path, true) {
                 Ok(c) => {
                     shared.opened.fetch_add(1, Ordering::Relaxed);
-                    conn = Some(SqliteDb::new(c));
+                    conn.insert(SqliteDb::new(c))
                 }
                 Err(e) => {
                     job(Err(e), &ready);
                     continue;
                 }
-            }
-        }
-        let Some(db) = conn.as_mut() else { continue };
+            },
+        };
+        // The read itself catches its panic ([`SqliteStore::read`]); this
+        // one is a backstop: the connection is opened afresh.
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(db), &ready))).is_err() {
-            tracing::error!("a SQLite read panicked; its connection is closed and opened again");
             conn = None;
         }
     }
@@ -476,7 +490,7 @@ impl Backend for SqliteStore {
             // it panicked is rolled back with it.
             let run = db.map(|db| {
                 savepoint(db, |db| {
-                    catch_panic(|| run_now(op(&mut *db))).unwrap_or_else(|panicked| {
+                    catch_panic("write", || run_now(op(&mut *db))).unwrap_or_else(|panicked| {
                         // It may have left the session cache half-updated.
                         db.sessions.clear();
                         Err(panicked)
@@ -516,7 +530,7 @@ impl Backend for SqliteStore {
             // A caller that has gone (a socket closed while its read waited)
             // costs no read.
             if !tx.is_closed() {
-                let out = db.and_then(|db| run_now(op(db)));
+                let out = db.and_then(|db| catch_panic("read", || run_now(op(db)))?);
                 ready();
                 let _ = tx.send(out);
             }
@@ -576,15 +590,15 @@ impl Backend for SqliteStore {
 /// in the error, which goes to logs only). `AssertUnwindSafe`: what `f` can
 /// leave half-done is the open savepoint or transaction and the session
 /// cache, and each caller undoes both when this returns an error.
-fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
+fn catch_panic<T>(op: &'static str, f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic".into());
-        tracing::error!(panic = %what, "a SQLite write panicked; it is rolled back and the writer goes on");
-        StoreError::backend(format!("the write panicked: {what}"))
+        tracing::error!(panic = %what, "a SQLite {op} panicked; it fails alone (a write is rolled back) and the rest go on");
+        StoreError::backend(format!("the {op} panicked: {what}"))
     })
 }
 
@@ -778,7 +792,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
             // goes on. Callers whose answer it had not sent yet hear that the
             // store failed them (their channel closes).
             let changes_before = db.conn.total_changes();
-            let outcome = catch_panic(|| commit_batch(&mut db, &mut batch, sink.as_ref()));
+            let outcome = catch_panic("write", || commit_batch(&mut db, &mut batch, sink.as_ref()));
             let ok = outcome.unwrap_or_else(|_| {
                 if !db.conn.is_autocommit() {
                     let _ = db.conn.execute_batch("ROLLBACK");
@@ -1088,8 +1102,9 @@ mod tests {
     async fn a_burst_of_reads_runs_a_few_at_a_time_on_a_few_connections() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
-        // One read at a time needs no more threads than one (two, when the
-        // next read comes before the last one's thread is back waiting).
+        // One read at a time needs one thread (two at most: a thread counts
+        // itself waiting before it answers, but the counters are not one
+        // atomic step).
         for _ in 0..20 {
             store.read(|_db| Box::pin(async { Ok(()) })).await.unwrap();
         }
@@ -1138,9 +1153,10 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap();
         for _ in 0..2 * READERS {
             let failed = store.read::<()>(|_db| panic!("a read panicked on purpose (test)")).await;
-            assert!(matches!(failed, Err(StoreError::Backend { .. })), "{failed:?}");
+            let Err(StoreError::Backend { what, .. }) = failed else { panic!("{failed:?}") };
+            assert_eq!(what, "the read panicked: a read panicked on purpose (test)");
         }
-        // Every thread has lost a connection and opened another; all still read.
+        // The threads and their connections go on; all still read.
         let mut reads = tokio::task::JoinSet::new();
         let store = Arc::new(store);
         for _ in 0..4 * READERS {

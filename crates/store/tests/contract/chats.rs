@@ -46,10 +46,23 @@ async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
     let slug = w.library.slug.clone();
     let live = |waiting, active| vec![LiveCount { library: slug.clone(), waiting, active }];
     assert_eq!(s.live_counts().await.unwrap(), live(2, 0), "for /metrics");
+    // Two chats that joined in the same millisecond go by their ids.
+    let d = start(s, w, None, "t4", 20).await;
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, d).await.unwrap(), 2);
     s.accept(a, w.ann.clone(), ok(), 30).await.unwrap();
-    assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [c], "accepted: gone");
+    assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [c, d], "accepted: gone");
     assert_eq!(s.queue_ahead(w.library.placement.library, 20, c).await.unwrap(), 0);
-    assert_eq!(s.live_counts().await.unwrap(), live(1, 1));
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, d).await.unwrap(), 1);
+    assert_eq!(s.live_counts().await.unwrap(), live(2, 1));
+    // Sent back to the queue, a chat takes its place from then, not from its start.
+    let back = Handover {
+        to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+        stay: false,
+        line: system("back to the queue"),
+    };
+    s.transfer(a, w.ann.clone(), back, ok(), 35).await.unwrap();
+    assert_eq!(s.queue_ahead(w.library.placement.library, 35, a).await.unwrap(), 2, "behind c and d");
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, d).await.unwrap(), 1, "a is behind d now");
 }
 
 /// I6: one accept wins; R1: the question is in the patron's library,
