@@ -15,6 +15,8 @@
 //! for its whole life ([`Readers`]); WAL mode lets them run beside the
 //! writer. Each read is one closure on one thread: no read transaction stays
 //! open across an `.await`, so no reader pins an old snapshot of the log.
+//! A reader that has read nothing for a while gives its page cache back
+//! ([`give_back`]).
 //!
 //! A job that panics must not take the writer with it: every later write
 //! would fail while reads (and so a naive readiness check) went on working.
@@ -34,6 +36,7 @@
 pub mod backup;
 mod connection;
 mod kept;
+mod memory;
 mod schema;
 
 use crate::ops::{Backend, Read, Write};
@@ -46,7 +49,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -71,6 +74,11 @@ const WAL_SIZE_LIMIT: i64 = 32 << 20;
 /// with its own page cache, for each — hundreds of them, and hundreds of MiB
 /// (docs/performance.md, "Idle sockets").
 const READERS: usize = 6;
+/// A reader thread that has read nothing for this long gives its page cache
+/// back ([`give_back`]): long enough that a burst of reads (a page of
+/// reports, sockets reconnecting) keeps its cache, short enough that a node
+/// whose reads have stopped does not hold on to the pages.
+const READER_IDLE: Duration = Duration::from_millis(500);
 
 /// A job's outcome once its savepoint is done: the events to publish if the
 /// batch commits, and how to answer the caller.
@@ -153,31 +161,41 @@ struct Threads {
 /// (docs/performance.md, "Idle sockets"). A thread is started when more
 /// reads are queued than threads wait for them, so a node that never reads
 /// more than one thing at a time keeps one (each thread, with its
-/// allocators' own pages, costs memory).
+/// allocators' own pages, costs memory); a thread that has read nothing for
+/// [`READER_IDLE`] gives its page cache back ([`give_back`]).
 struct Readers {
-    /// Reads waiting for a thread; `None` once the store is closing.
-    queue: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
     /// What the threads share with the store.
     shared: Arc<ReadersShared>,
     /// The threads started, joined by `close`.
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// What the reader threads share.
+/// What the reader threads share: the queue, under one lock with the
+/// counts that decide whether a read needs another thread, and the signal
+/// that a read is queued (or that the store is closing).
 struct ReadersShared {
-    rx: Mutex<std::sync::mpsc::Receiver<ReadJob>>,
+    queue: Mutex<ReadQueue>,
+    signal: Condvar,
     path: PathBuf,
-    /// Threads started so far.
-    started: AtomicUsize,
-    /// Threads waiting for a read.
-    waiting: AtomicUsize,
-    /// Reads queued and not yet taken by a thread.
-    queued: AtomicUsize,
     /// Connections opened so far (each one a page cache), for the tests.
     #[cfg_attr(not(test), allow(dead_code))]
     opened: AtomicUsize,
-    /// Set by `close`: a read still queued then fails.
-    closed: AtomicBool,
+    /// Times a thread gave its page cache back, for the tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    gave_back: AtomicUsize,
+}
+
+/// The reads waiting for a reader thread, and the threads.
+#[derive(Default)]
+struct ReadQueue {
+    reads: std::collections::VecDeque<ReadJob>,
+    /// Threads started and not ended.
+    started: usize,
+    /// Threads waiting for a read (or about to).
+    waiting: usize,
+    /// Set by `close`: no read is queued any more, those still queued fail
+    /// and the threads end.
+    closed: bool,
 }
 
 /// A read waiting for a reader thread, given that thread's connection (or
@@ -186,99 +204,134 @@ struct ReadersShared {
 /// a caller reading one thing after another finds it so and starts no other.
 type ReadJob = Box<dyn FnOnce(Result<&mut SqliteDb>, &dyn Fn()) + Send>;
 
+/// Takes a lock even if a thread panicked holding it: nothing under the
+/// readers' locks is left half done by a panic.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Readers {
     fn new(path: &Path) -> Readers {
-        let (queue, rx) = std::sync::mpsc::channel::<ReadJob>();
         let shared = ReadersShared {
-            rx: Mutex::new(rx),
+            queue: Mutex::default(),
+            signal: Condvar::new(),
             path: path.to_owned(),
-            started: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
             opened: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
+            gave_back: AtomicUsize::new(0),
         };
-        Readers { queue: Mutex::new(Some(queue)), shared: Arc::new(shared), threads: Mutex::new(Vec::new()) }
+        Readers { shared: Arc::new(shared), threads: Mutex::new(Vec::new()) }
     }
 
     /// Queues a read, first starting a thread for it if more reads are
     /// queued than threads wait for them and fewer than [`READERS`] run;
     /// fails once the store is closing.
     fn send(&self, job: ReadJob) -> Result<()> {
-        let queue = self.queue.lock().map_err(|_| StoreError::Closed)?;
-        let queue = queue.as_ref().ok_or(StoreError::Closed)?;
         let shared = &self.shared;
-        if shared.queued.fetch_add(1, Ordering::AcqRel) + 1 > shared.waiting.load(Ordering::Acquire) {
-            if let Ok(n) =
-                shared.started.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < READERS).then_some(n + 1))
-            {
-                let them = shared.clone();
-                let started =
-                    std::thread::Builder::new().name(format!("refdesk-sqlite-read-{n}")).spawn(move || reader(&them));
-                match started {
-                    Ok(thread) => self.threads.lock().unwrap_or_else(|p| p.into_inner()).push(thread),
-                    Err(e) => {
-                        shared.started.fetch_sub(1, Ordering::AcqRel);
-                        // With no thread at all the read would wait for ever.
-                        if n == 0 {
-                            shared.queued.fetch_sub(1, Ordering::AcqRel);
-                            return Err(StoreError::failed("cannot start a SQLite reader thread", e));
-                        }
-                        tracing::warn!(error = %e, "cannot start another SQLite reader thread");
-                    }
+        let mut queue = lock(&shared.queue);
+        if queue.closed {
+            return Err(StoreError::Closed);
+        }
+        if queue.reads.len() + 1 > queue.waiting && queue.started < READERS {
+            let n = queue.started;
+            let them = shared.clone();
+            match std::thread::Builder::new().name(format!("refdesk-sqlite-read-{n}")).spawn(move || reader(&them)) {
+                Ok(thread) => {
+                    queue.started += 1;
+                    lock(&self.threads).push(thread);
                 }
+                // With no thread at all the read would wait for ever.
+                Err(e) if n == 0 => return Err(StoreError::failed("cannot start a SQLite reader thread", e)),
+                Err(e) => tracing::warn!(error = %e, "cannot start another SQLite reader thread"),
             }
         }
-        queue.send(job).map_err(|_| {
-            shared.queued.fetch_sub(1, Ordering::AcqRel);
-            StoreError::Closed
-        })
+        queue.reads.push_back(job);
+        drop(queue);
+        shared.signal.notify_one();
+        Ok(())
     }
 
     /// Fails the reads still queued and ends the threads, which close their
     /// connections.
     async fn close(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
-        }
-        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        lock(&self.shared.queue).closed = true;
+        self.shared.signal.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.threads));
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
 }
 
+/// What a reader thread does next.
+enum Next {
+    Read(ReadJob),
+    /// Nothing to read for [`READER_IDLE`]: give the page cache back.
+    GiveBack,
+    /// The store is closing and nothing is queued.
+    End,
+}
+
 /// A reader thread: runs the queued reads one at a time on its connection
-/// until the queue is closed. A read that panics fails alone (its caller
+/// until the store closes, and gives its page cache back when it has read
+/// nothing for [`READER_IDLE`]. A read that panics fails alone (its caller
 /// hears why, [`catch_panic`]); should anything else end the thread, it is
-/// no longer counted as started, so the next read starts another.
+/// no longer counted, so the next read starts another.
 fn reader(shared: &ReadersShared) {
-    /// Counts the thread out however it ends.
-    struct Started<'a>(&'a AtomicUsize);
-    impl Drop for Started<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-    let _started = Started(&shared.started);
-    let mut conn: Option<SqliteDb> = None;
-    // Whether the last read already counted this thread as waiting.
+    // Whether the thread counts itself as waiting for a read.
     let counted = std::cell::Cell::new(false);
     let ready = || {
         if !counted.replace(true) {
-            shared.waiting.fetch_add(1, Ordering::AcqRel);
+            lock(&shared.queue).waiting += 1;
         }
     };
+    /// Counts the thread out however it ends.
+    struct Started<'a>(&'a ReadersShared, &'a std::cell::Cell<bool>);
+    impl Drop for Started<'_> {
+        fn drop(&mut self) {
+            let mut queue = lock(&self.0.queue);
+            queue.started -= 1;
+            if self.1.get() {
+                queue.waiting -= 1;
+            }
+        }
+    }
+    let _started = Started(shared, &counted);
+    let mut conn: Option<SqliteDb> = None;
+    // When the connection last read, while its page cache holds what it read.
+    let mut holding: Option<Instant> = None;
     loop {
-        // The lock is held only while waiting: one thread waits on the
-        // queue, the others on the lock (never poisoned: nothing else runs
-        // under it).
         ready();
-        let job = shared.rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        shared.waiting.fetch_sub(1, Ordering::AcqRel);
-        counted.set(false);
-        let Ok(job) = job else { return };
-        shared.queued.fetch_sub(1, Ordering::AcqRel);
-        if shared.closed.load(Ordering::Acquire) {
+        let next = {
+            let mut queue = lock(&shared.queue);
+            loop {
+                if let Some(job) = queue.reads.pop_front() {
+                    queue.waiting -= 1;
+                    counted.set(false);
+                    break Next::Read(job);
+                }
+                if queue.closed {
+                    break Next::End;
+                }
+                queue = match holding.map(|at| READER_IDLE.saturating_sub(at.elapsed())) {
+                    None => shared.signal.wait(queue).unwrap_or_else(|p| p.into_inner()),
+                    Some(left) if left.is_zero() => break Next::GiveBack,
+                    Some(left) => shared.signal.wait_timeout(queue, left).unwrap_or_else(|p| p.into_inner()).0,
+                };
+            }
+        };
+        let job = match next {
+            Next::End => return,
+            Next::GiveBack => {
+                // Still counted as waiting: a read queued meanwhile waits
+                // for this, which is short, rather than starting a thread.
+                if let Some(db) = conn.as_ref() {
+                    give_back(db);
+                    shared.gave_back.fetch_add(1, Ordering::Relaxed);
+                }
+                holding = None;
+                continue;
+            }
+            Next::Read(job) => job,
+        };
+        if lock(&shared.queue).closed {
             job(Err(StoreError::Closed), &ready);
             continue;
         }
@@ -300,7 +353,24 @@ fn reader(shared: &ReadersShared) {
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(db), &ready))).is_err() {
             conn = None;
         }
+        holding = Some(Instant::now());
     }
+}
+
+/// Gives a read connection's page cache back to the C library, and the C
+/// library's free pages back to the system. What a read connection caches
+/// is worth little once the reads stop: the next commit of the writer
+/// empties it anyway (SQLite drops a connection's cache whenever the log
+/// changed under it), but the C library keeps the pages it held, so each
+/// reader thread's arena stayed as large as its cache ever grew (2 MB each;
+/// docs/performance.md, "Idle sockets").
+fn give_back(db: &SqliteDb) {
+    if let Err(e) = db.conn.release_memory() {
+        tracing::debug!(error = %e, "a SQLite read connection did not release its memory");
+    }
+    let began = Instant::now();
+    memory::trim_c_heap();
+    tracing::debug!(took_us = began.elapsed().as_micros() as u64, "a SQLite reader gave its page cache back");
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -1102,14 +1172,13 @@ mod tests {
     async fn a_burst_of_reads_runs_a_few_at_a_time_on_a_few_connections() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
-        // One read at a time needs one thread (two at most: a thread counts
-        // itself waiting before it answers, but the counters are not one
-        // atomic step).
+        // One read at a time needs one thread: a thread counts itself
+        // waiting before it answers.
         for _ in 0..20 {
             store.read(|_db| Box::pin(async { Ok(()) })).await.unwrap();
         }
-        let started = store.readers.shared.started.load(Ordering::Relaxed);
-        assert!(started <= 2, "{started} reader threads for one read at a time");
+        let started = lock(&store.readers.shared.queue).started;
+        assert_eq!(started, 1, "{started} reader threads for one read at a time");
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let mut reads = tokio::task::JoinSet::new();
@@ -1145,6 +1214,38 @@ mod tests {
         assert!(threads.iter().all(|t| t.starts_with("refdesk-sqlite-read-")), "reads ran on {threads:?}");
         store.close().await;
         assert!(matches!(store.read(|_db| Box::pin(async { Ok(()) })).await, Err(StoreError::Closed)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_that_has_read_nothing_for_a_while_gives_its_page_cache_back_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap();
+        let gave_back = || store.readers.shared.gave_back.load(Ordering::Relaxed);
+        let read = || {
+            store.read(|db| {
+                Box::pin(async move {
+                    use crate::sql::Db;
+                    db.row("SELECT count(*) AS n FROM sessions", &[], |r| r.int("n")).await
+                })
+            })
+        };
+        // Reads closer together than READER_IDLE keep the cache.
+        for _ in 0..5 {
+            read().await.unwrap();
+            tokio::time::sleep(READER_IDLE / 5).await;
+        }
+        assert_eq!(gave_back(), 0, "a reader gave its cache back between reads");
+        // Then nothing is read: the thread gives it back once, and does not
+        // wake again for nothing.
+        tokio::time::sleep(READER_IDLE * 4).await;
+        assert_eq!(gave_back(), 1);
+        // And it reads as before, and gives back again after that read.
+        assert_eq!(read().await.unwrap(), Some(0));
+        tokio::time::sleep(READER_IDLE * 3).await;
+        assert_eq!(gave_back(), 2);
+        assert_eq!(lock(&store.readers.shared.queue).started, 1);
+        store.close().await;
+        assert_eq!(lock(&store.readers.shared.queue).started, 0, "the threads ended with the store");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
