@@ -246,7 +246,7 @@ say "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "domain: unit and property tests (every rule of DESIGN.md)"
-cargo test -p refdesk-domain --quiet
+cargo test -p refdesk-domain -p refdesk-memory --quiet
 
 say "store (the contract on SQLite and PostgreSQL), app, configuration, and three nodes on PostgreSQL + NATS"
 cargo test -p refdesk-store -p refdesk-app --quiet

@@ -21,8 +21,7 @@
 //! check-then-act atomic (I6: two accepts of one chat cannot both pass).
 //!
 //! SQL lives here and nowhere else; this crate knows nothing of HTTP.
-// One module calls C itself: `sqlite::memory` (the C library's `malloc_trim`).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod api;
 mod error;

@@ -36,7 +36,6 @@
 pub mod backup;
 mod connection;
 mod kept;
-mod memory;
 mod schema;
 
 use crate::ops::{Backend, Read, Write};
@@ -177,6 +176,9 @@ struct ReadersShared {
     queue: Mutex<ReadQueue>,
     signal: Condvar,
     path: PathBuf,
+    /// How long a thread reads nothing before it gives its page cache back
+    /// ([`READER_IDLE`]; shorter in tests).
+    idle: Duration,
     /// Connections opened so far (each one a page cache), for the tests.
     #[cfg_attr(not(test), allow(dead_code))]
     opened: AtomicUsize,
@@ -211,11 +213,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Readers {
-    fn new(path: &Path) -> Readers {
+    fn new(path: &Path, idle: Duration) -> Readers {
         let shared = ReadersShared {
             queue: Mutex::default(),
             signal: Condvar::new(),
             path: path.to_owned(),
+            idle,
             opened: AtomicUsize::new(0),
             gave_back: AtomicUsize::new(0),
         };
@@ -253,20 +256,98 @@ impl Readers {
     /// Fails the reads still queued and ends the threads, which close their
     /// connections.
     async fn close(&self) {
-        lock(&self.shared.queue).closed = true;
-        self.shared.signal.notify_all();
+        self.stop();
         let threads = std::mem::take(&mut *lock(&self.threads));
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
 }
 
+impl Readers {
+    /// Tells the threads to fail what is queued and end.
+    fn stop(&self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.signal.notify_all();
+    }
+}
+
+/// A store dropped without [`SqliteStore::close`] (tests do) still ends its
+/// reader threads and closes their connections.
+impl Drop for Readers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// What a reader thread does next.
 enum Next {
-    Read(ReadJob),
+    /// A read, and whether the store is closing (then it fails).
+    Read(ReadJob, bool),
     /// Nothing to read for [`READER_IDLE`]: give the page cache back.
     GiveBack,
     /// The store is closing and nothing is queued.
     End,
+}
+
+/// A reader thread's place among the threads: whether it counts itself as
+/// waiting for a read. Dropped however the thread ends, it counts the
+/// thread out; the last one to end fails the reads still queued (a thread
+/// that ends other than by `close` could otherwise leave them waiting for
+/// the next read to start one).
+struct Seat<'a> {
+    shared: &'a ReadersShared,
+    waiting: std::cell::Cell<bool>,
+}
+
+impl Seat<'_> {
+    /// Counts the thread as waiting for a read, once.
+    fn ready(&self) {
+        if !self.waiting.replace(true) {
+            lock(&self.shared.queue).waiting += 1;
+        }
+    }
+
+    /// Waits for what to do next: the next read (and whether the store is
+    /// closing), the page cache to give back once the connection, `holding`
+    /// what it last read at that instant, has read nothing for the idle
+    /// time, or the end.
+    fn next(&self, holding: Option<Instant>) -> Next {
+        self.ready();
+        let shared = self.shared;
+        let mut queue = lock(&shared.queue);
+        loop {
+            if let Some(job) = queue.reads.pop_front() {
+                queue.waiting -= 1;
+                self.waiting.set(false);
+                return Next::Read(job, queue.closed);
+            }
+            if queue.closed {
+                return Next::End;
+            }
+            queue = match holding.map(|at| shared.idle.saturating_sub(at.elapsed())) {
+                None => shared.signal.wait(queue).unwrap_or_else(|p| p.into_inner()),
+                Some(left) if left.is_zero() => return Next::GiveBack,
+                Some(left) => shared.signal.wait_timeout(queue, left).unwrap_or_else(|p| p.into_inner()).0,
+            };
+        }
+    }
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.shared.queue);
+        queue.started -= 1;
+        if self.waiting.get() {
+            queue.waiting -= 1;
+        }
+        let stranded = match queue.started {
+            0 => std::mem::take(&mut queue.reads),
+            _ => Default::default(),
+        };
+        drop(queue);
+        for job in stranded {
+            job(Err(StoreError::backend("the SQLite reader threads ended")), &|| {});
+        }
+    }
 }
 
 /// A reader thread: runs the queued reads one at a time on its connection
@@ -275,49 +356,13 @@ enum Next {
 /// hears why, [`catch_panic`]); should anything else end the thread, it is
 /// no longer counted, so the next read starts another.
 fn reader(shared: &ReadersShared) {
-    // Whether the thread counts itself as waiting for a read.
-    let counted = std::cell::Cell::new(false);
-    let ready = || {
-        if !counted.replace(true) {
-            lock(&shared.queue).waiting += 1;
-        }
-    };
-    /// Counts the thread out however it ends.
-    struct Started<'a>(&'a ReadersShared, &'a std::cell::Cell<bool>);
-    impl Drop for Started<'_> {
-        fn drop(&mut self) {
-            let mut queue = lock(&self.0.queue);
-            queue.started -= 1;
-            if self.1.get() {
-                queue.waiting -= 1;
-            }
-        }
-    }
-    let _started = Started(shared, &counted);
+    let seat = Seat { shared, waiting: std::cell::Cell::new(false) };
+    let ready = || seat.ready();
     let mut conn: Option<SqliteDb> = None;
     // When the connection last read, while its page cache holds what it read.
     let mut holding: Option<Instant> = None;
     loop {
-        ready();
-        let next = {
-            let mut queue = lock(&shared.queue);
-            loop {
-                if let Some(job) = queue.reads.pop_front() {
-                    queue.waiting -= 1;
-                    counted.set(false);
-                    break Next::Read(job);
-                }
-                if queue.closed {
-                    break Next::End;
-                }
-                queue = match holding.map(|at| READER_IDLE.saturating_sub(at.elapsed())) {
-                    None => shared.signal.wait(queue).unwrap_or_else(|p| p.into_inner()),
-                    Some(left) if left.is_zero() => break Next::GiveBack,
-                    Some(left) => shared.signal.wait_timeout(queue, left).unwrap_or_else(|p| p.into_inner()).0,
-                };
-            }
-        };
-        let job = match next {
+        let job = match seat.next(holding) {
             Next::End => return,
             Next::GiveBack => {
                 // Still counted as waiting: a read queued meanwhile waits
@@ -329,12 +374,12 @@ fn reader(shared: &ReadersShared) {
                 holding = None;
                 continue;
             }
-            Next::Read(job) => job,
+            Next::Read(job, true) => {
+                job(Err(StoreError::Closed), &ready);
+                continue;
+            }
+            Next::Read(job, false) => job,
         };
-        if lock(&shared.queue).closed {
-            job(Err(StoreError::Closed), &ready);
-            continue;
-        }
         let db = match conn.as_mut() {
             Some(db) => db,
             None => match open_conn(&shared.path, true) {
@@ -369,7 +414,7 @@ fn give_back(db: &SqliteDb) {
         tracing::debug!(error = %e, "a SQLite read connection did not release its memory");
     }
     let began = Instant::now();
-    memory::trim_c_heap();
+    refdesk_memory::trim_c_heap();
     tracing::debug!(took_us = began.elapsed().as_micros() as u64, "a SQLite reader gave its page cache back");
 }
 
@@ -494,7 +539,7 @@ impl SqliteStore {
             .name("refdesk-sqlite-writer".into())
             .spawn(move || writer(conn, rx, sink, CommitReports { report, pinged }))
             .map_err(|e| StoreError::failed("cannot start the writer thread", e))?;
-        let readers = Readers::new(path);
+        let readers = Readers::new(path, READER_IDLE);
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
         let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
         Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), long_reads, ping_wrote })
@@ -1219,8 +1264,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reader_that_has_read_nothing_for_a_while_gives_its_page_cache_back_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let mut store = SqliteStore::open(&path, Arc::new(Nowhere)).unwrap();
+        let idle = Duration::from_millis(100);
+        store.readers = Readers::new(&path, idle);
         let gave_back = || store.readers.shared.gave_back.load(Ordering::Relaxed);
+        let gives_back = |n: usize| async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while gave_back() < n {
+                assert!(Instant::now() < deadline, "{} give-backs after 10 s, not {n}", gave_back());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(gave_back(), n);
+        };
         let read = || {
             store.read(|db| {
                 Box::pin(async move {
@@ -1229,23 +1285,33 @@ mod tests {
                 })
             })
         };
-        // Reads closer together than READER_IDLE keep the cache.
-        for _ in 0..5 {
-            read().await.unwrap();
-            tokio::time::sleep(READER_IDLE / 5).await;
-        }
-        assert_eq!(gave_back(), 0, "a reader gave its cache back between reads");
-        // Then nothing is read: the thread gives it back once, and does not
-        // wake again for nothing.
-        tokio::time::sleep(READER_IDLE * 4).await;
+        read().await.unwrap();
+        // Nothing more is read: the thread gives its cache back once…
+        gives_back(1).await;
+        // …and, holding nothing, does not wake to give back again.
+        tokio::time::sleep(idle * 5).await;
         assert_eq!(gave_back(), 1);
-        // And it reads as before, and gives back again after that read.
+        // It reads as before, and gives back again after that read.
         assert_eq!(read().await.unwrap(), Some(0));
-        tokio::time::sleep(READER_IDLE * 3).await;
-        assert_eq!(gave_back(), 2);
+        gives_back(2).await;
         assert_eq!(lock(&store.readers.shared.queue).started, 1);
         store.close().await;
         assert_eq!(lock(&store.readers.shared.queue).started, 0, "the threads ended with the store");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_dropped_without_closing_ends_its_reader_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap();
+        store.read(|_db| Box::pin(async { Ok(()) })).await.unwrap();
+        let shared = store.readers.shared.clone();
+        assert_eq!(lock(&shared.queue).started, 1);
+        drop(store);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&shared.queue).started > 0 {
+            assert!(Instant::now() < deadline, "a reader thread outlived its store");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
