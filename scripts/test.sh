@@ -245,7 +245,7 @@ cargo fmt --all -- --check
 say "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-say "domain: unit and property tests (every rule of DESIGN.md)"
+say "domain: unit and property tests (every rule of DESIGN.md); the C library's trim (crates/memory)"
 cargo test -p refdesk-domain -p refdesk-memory --quiet
 
 say "store (the contract on SQLite and PostgreSQL), app, configuration, and three nodes on PostgreSQL + NATS"

@@ -23,11 +23,13 @@ pub fn trim_c_heap() {
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
-    /// The process's resident memory, in KiB (`/proc/self/statm`).
+    /// The process's resident memory, in KiB (`/proc/self/smaps_rollup`,
+    /// whatever the page size). The whole process's: this test must stay
+    /// the crate's only one.
     fn rss_kib() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4
+        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
+        let line = rollup.lines().find(|l| l.starts_with("Rss:")).expect("an Rss line");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     #[test]

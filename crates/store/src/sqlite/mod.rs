@@ -195,8 +195,8 @@ struct ReadQueue {
     started: usize,
     /// Threads waiting for a read (or about to).
     waiting: usize,
-    /// Set by `close`: no read is queued any more, those still queued fail
-    /// and the threads end.
+    /// Set by `close`, or when the store is dropped: no read is queued any
+    /// more, those still queued fail and the threads end.
     closed: bool,
 }
 
@@ -282,7 +282,8 @@ impl Drop for Readers {
 enum Next {
     /// A read, and whether the store is closing (then it fails).
     Read(ReadJob, bool),
-    /// Nothing to read for [`READER_IDLE`]: give the page cache back.
+    /// Nothing read for the idle time ([`READER_IDLE`]): give the page
+    /// cache back.
     GiveBack,
     /// The store is closing and nothing is queued.
     End,
