@@ -260,9 +260,7 @@ impl Readers {
         let threads = std::mem::take(&mut *lock(&self.threads));
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
-}
 
-impl Readers {
     /// Tells the threads to fail what is queued and end.
     fn stop(&self) {
         lock(&self.shared.queue).closed = true;
