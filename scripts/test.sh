@@ -242,12 +242,16 @@ ensure_nginx
 # CPU priority (nice 19): it takes only the CPU the layers leave idle (a
 # compiler's serial stretches, the waits of the server and browser tests),
 # so the layers run as they would alone, and the soak waits for it at the
-# end instead of spending eight minutes on it then. `setsid` gives it a
-# process group of its own, so that the build and its compilers stop with
-# this script whichever way it ends.
+# end instead of spending eight minutes on it then. Job control (`set -m`)
+# gives it a process group of its own, so that the build and its compilers
+# stop with this script whichever way it ends; not a session of its own
+# (`setsid`), which the kernel would schedule as a group apart, as much as
+# the layers together, whatever its nice value.
 release_log="$(mktemp /tmp/refdesk-release-build.XXXXXX)"
-setsid nice -n 19 cargo build --release -p refdesk --quiet >"$release_log" 2>&1 &
+set -m
+nice -n 19 cargo build --release -p refdesk --quiet </dev/null >"$release_log" 2>&1 &
 release_build=$!
+set +m
 stop_release_build() {
   kill -- -"$release_build" 2>/dev/null || true
   rm -f "$release_log"
