@@ -33,6 +33,16 @@ pub struct StartChat {
     pub browser: Option<String>,
 }
 
+/// The text a page of the patron's chat shows at most, in bytes: a page
+/// stops before the line that would take it past this (it always holds
+/// one). 64 KiB is hundreds of ordinary lines and at least four of the
+/// longest (4,000 characters of four bytes). An answer a client does not
+/// read stays in memory until the connection is let go (`idle_seconds`),
+/// so this bounds what one address can make a node hold through
+/// `GET /api/chat`: its `connections_per_address` answers of 64 KiB each,
+/// not of 500 lines of 16 KB (8 MB) each.
+pub const PATRON_PAGE_BYTES: usize = 64 * 1024;
+
 /// A page of a patron's chat (see [`App::patron_page`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct PatronPage {
@@ -191,6 +201,7 @@ impl App {
             keys,
             max_waiting: self.limits.max_waiting_per_library,
             max_waiting_per_net: self.limits.max_waiting_per_address,
+            max_started_per_net_per_day: self.limits.chats_per_address_per_day,
         };
         let (rec, _) = self.store.start_session(new).await?;
         Ok(Started { session: rec.ctx.id, token, library: lib.name })
@@ -481,19 +492,32 @@ impl App {
     }
 
     /// A page of the patron's own chat as the patron may see it: the lines
-    /// after `after`, reading at most `limit` (1–500), and the number of the
-    /// last line read (notes among them are read, never shown) and whether
-    /// more follow. A long chat is never loaded whole for one request.
+    /// after `after`, reading at most `limit` (1–500) and showing at most
+    /// [`PATRON_PAGE_BYTES`] of text, and the number of the last line read
+    /// (notes among them are read, never shown) and whether more follow. A
+    /// long chat is never loaded whole for one request.
     pub async fn patron_page(&self, rec: &SessionRecord, after: u64, limit: u32) -> AppResult<PatronPage> {
         if !(1..=500).contains(&limit) {
             return Err(DomainError::invalid("limit", "read 1 to 500 lines at a time").into());
         }
         let mut page = self.store.messages_after(rec.ctx.id, after, limit + 1).await?;
-        let more = page.len() > limit as usize;
+        let mut more = page.len() > limit as usize;
         page.truncate(limit as usize);
-        let last = page.last().map_or(after, |m| m.seq);
+        let mut last = page.last().map_or(after, |m| m.seq);
         let viewer = Viewer::Patron { session: rec.ctx.id };
-        let messages = transcript(&viewer, &rec.ctx, &page).cloned().collect();
+        let mut messages: Vec<Message> = transcript(&viewer, &rec.ctx, &page).cloned().collect();
+        let mut text = 0;
+        let over = messages.iter().position(|m| {
+            text += m.body.len();
+            text > PATRON_PAGE_BYTES
+        });
+        // The first line is shown whatever its length; the page ends before
+        // the line that passes the budget, and the next one starts there.
+        if let Some(kept) = over.map(|i| i.max(1)).filter(|&kept| kept < messages.len()) {
+            messages.truncate(kept);
+            last = messages[kept - 1].seq;
+            more = true;
+        }
         Ok(PatronPage { messages, last, more })
     }
 

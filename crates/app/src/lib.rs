@@ -191,6 +191,13 @@ pub struct Limits {
     /// Offline-form questions one client address (IPv6: per /64) may send
     /// a day: each is a `new` question in a library's list.
     pub form_questions_per_address_per_day: u32,
+    /// Chats one client address (IPv6: per /64) may start in 24 hours.
+    /// Every chat is kept, answered or not (its question and the lines
+    /// written before a librarian takes it): without this a stranger
+    /// starting and ending chats all day, within `starts_per_minute`, would
+    /// fill the disk. A library's public computers share one address: not
+    /// too low.
+    pub chats_per_address_per_day: u32,
     /// Lines a patron may add after their question while no librarian has
     /// taken the chat yet: a stranger's chat cannot fill the store while it
     /// waits (a librarian then reads what they wrote).
@@ -254,6 +261,7 @@ impl Default for Limits {
             patron_mails_per_recipient_per_day: 5,
             patron_mails_per_address_per_hour: 10,
             form_questions_per_address_per_day: 30,
+            chats_per_address_per_day: 200,
             patron_lines_before_accept: 20,
             max_chat_lines: 2000,
             header_read_seconds: 15,

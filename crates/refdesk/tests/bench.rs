@@ -32,7 +32,9 @@ fn start(args: &[&str], data: &Path, port: u16) -> Running {
     cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     cmd.env("REFDESK_LOG", "warn").env("REFDESK_DRAIN_SECONDS", "0");
     // The load generator starts its chats and signs in from one address.
-    cmd.env("REFDESK_STARTS_PER_MINUTE", "1000").env("REFDESK_LOGINS_PER_MINUTE", "1000");
+    cmd.env("REFDESK_STARTS_PER_MINUTE", "1000")
+        .env("REFDESK_CHATS_PER_ADDRESS_PER_DAY", "100000")
+        .env("REFDESK_LOGINS_PER_MINUTE", "1000");
     cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");
     cmd.env("REFDESK_MAX_CHAT_LINES", "1000000");
     let child = Running(cmd.spawn().expect("the server starts"));

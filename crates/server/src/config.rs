@@ -297,6 +297,7 @@ impl Config {
         for (var, field) in [
             ("REFDESK_LOGINS_PER_MINUTE", &mut self.limits.logins_per_minute),
             ("REFDESK_STARTS_PER_MINUTE", &mut self.limits.starts_per_minute),
+            ("REFDESK_CHATS_PER_ADDRESS_PER_DAY", &mut self.limits.chats_per_address_per_day),
             ("REFDESK_MAX_WAITING_PER_ADDRESS", &mut self.limits.max_waiting_per_address),
             ("REFDESK_MAX_WAITING_PER_LIBRARY", &mut self.limits.max_waiting_per_library),
         ] {
@@ -417,6 +418,7 @@ impl Config {
             ("limits.patron_mails_per_recipient_per_day", l.patron_mails_per_recipient_per_day as u64, 0, 10_000),
             ("limits.patron_mails_per_address_per_hour", l.patron_mails_per_address_per_hour as u64, 0, 100_000),
             ("limits.form_questions_per_address_per_day", l.form_questions_per_address_per_day as u64, 1, 1_000_000),
+            ("limits.chats_per_address_per_day", l.chats_per_address_per_day as u64, 1, 100_000_000),
             ("limits.patron_lines_before_accept", l.patron_lines_before_accept as u64, 0, 100_000),
             ("limits.max_chat_lines", l.max_chat_lines as u64, 10, 1_000_000),
         ];

@@ -120,13 +120,19 @@ fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
     Some(client_ip_of(peer, req.headers(), trusted))
 }
 
-/// [`client_ip`] from the peer's address and the request's headers.
+/// [`client_ip`] from the peer's address and the request's headers. The
+/// address is the last one of the last `X-Forwarded-For` line: a proxy that
+/// adds a line of its own rather than appending to the client's (HAProxy's
+/// `option forwardfor`) puts its line after any the client sent, so the
+/// client's own lines, forged or not, are never read.
 pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
     let forwarded = headers
-        .get("x-forwarded-for")
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
@@ -260,5 +266,33 @@ mod tests {
         posts.sort_unstable();
         limited.sort_unstable();
         assert_eq!(posts, limited, "the open and patron POST routes are exactly the limited ones");
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_address_is_the_last_the_proxy_added() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let proxy: IpAddr = [127, 0, 0, 1].into();
+        let trusted = [proxy];
+        let headers = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+            }
+            h
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // nginx appends to the client's line: the last entry is the one it saw.
+        assert_eq!(client_ip_of(proxy, &headers(&["198.51.100.9, 203.0.113.5"]), &trusted), ip("203.0.113.5"));
+        // A proxy that adds a line of its own puts it after the client's forged one.
+        assert_eq!(
+            client_ip_of(proxy, &headers(&["198.51.100.9", "203.0.113.5"]), &trusted),
+            ip("203.0.113.5"),
+            "a line the client sent decided the address"
+        );
+        // An untrusted peer is itself, whatever it sends.
+        let stranger = ip("192.0.2.44");
+        assert_eq!(client_ip_of(stranger, &headers(&["203.0.113.5"]), &trusted), stranger);
+        // A last line that is not an address leaves the proxy's own.
+        assert_eq!(client_ip_of(proxy, &headers(&["203.0.113.5", "nonsense"]), &trusted), proxy);
     }
 }

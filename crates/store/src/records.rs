@@ -452,6 +452,11 @@ pub struct NewSession {
     pub max_waiting: u32,
     /// Chats waiting at once from the network in `keys.net` at most.
     pub max_waiting_per_net: u32,
+    /// Chats started from the network in `keys.net` in the last 24 hours
+    /// at most, waiting, answered or not (offline-form questions are
+    /// counted apart): every chat is kept, so chats started all day would
+    /// fill the store.
+    pub max_started_per_net_per_day: u32,
 }
 
 /// How a chat ends, besides who ends it and the transcript.

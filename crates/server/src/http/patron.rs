@@ -110,7 +110,7 @@ impl From<StartChatBody> for StartChat {
         (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or browser id", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `queue_full` (the library's queue) or `too_many_mails` (transcripts to that address or asked from this network)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue) or `too_many_mails` (transcripts to that address or asked from this network)", body = ErrorBody),
     ))]
 async fn start(
     State(state): State<AppState>,
@@ -129,7 +129,9 @@ async fn start(
 struct PageQuery {
     /// Lines after this sequence number (default 0: from the start).
     after: Option<u64>,
-    /// Lines read at most, 1–500 (default 200).
+    /// Lines read at most, 1–500 (default 200). A page also stops before
+    /// the line that would take the text it shows past 64 KiB (it always
+    /// holds one line); `more` says whether lines follow.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }

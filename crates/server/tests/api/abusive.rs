@@ -191,6 +191,29 @@ async fn the_queue_is_bounded_per_network_and_per_library() {
     assert_eq!(start_from(&app, [127, 0, 0, 43], None).await.0, 201);
 }
 
+/// Chats a network starts are capped per 24 hours, ended ones too: a
+/// stranger starting, filling and ending chats all day would otherwise fill
+/// the disk without any librarian taking one.
+#[tokio::test]
+async fn chats_started_from_one_network_are_capped_per_day() {
+    let app = spawn_app_with_manual_clock_and(|c| c.limits.chats_per_address_per_day = 3).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, started) = start_from(&app, [127, 0, 0, 51], None).await;
+        assert_eq!(status, 201, "{started}");
+        let end = http.post(app.url("/api/chat/end")).bearer_auth(started["token"].as_str().unwrap()).send();
+        assert_eq!(end.await.unwrap().status(), 200);
+    }
+    let (status, refused) = start_from(&app, [127, 0, 0, 51], None).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_chats");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("tomorrow"), "{refused}");
+    assert_eq!(start_from(&app, [127, 0, 0, 52], None).await.0, 201, "another network is not held back");
+    app.clock().advance(24 * 3_600_000 + 1);
+    let (status, again) = start_from(&app, [127, 0, 0, 51], None).await;
+    assert_eq!(status, 201, "a day later the network starts again: {again}");
+}
+
 #[tokio::test]
 async fn patron_triggered_mail_is_capped_per_recipient_and_per_network() {
     let app = spawn_app_with(|c| {

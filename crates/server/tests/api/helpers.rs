@@ -132,6 +132,7 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
     // Tests sign many people in from one address; the limits have their own test.
     config.limits.logins_per_minute = 100_000;
     config.limits.starts_per_minute = 100_000;
+    config.limits.chats_per_address_per_day = 100_000;
     config.limits.max_waiting_per_address = 100_000;
     // `stop` ends a test's server at once; the drain has its own test
     // (crates/refdesk/tests/multinode.rs), with real processes.

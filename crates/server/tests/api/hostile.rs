@@ -182,6 +182,47 @@ async fn the_patrons_rest_transcript_is_read_a_page_at_a_time() {
     assert_eq!(patron.get("/api/chat?limit=0").await.0, 422);
 }
 
+/// A page of `GET /api/chat` stops at 64 KiB of text, however many lines
+/// were asked for: a client that asks for 500 of the longest lines on many
+/// connections and reads none of the answers makes the node hold 64 KiB
+/// per connection, not 8 MB. Paging on still gives every line once, in
+/// order.
+#[tokio::test]
+async fn a_page_of_the_patrons_chat_stops_at_its_text_budget() {
+    const BUDGET: usize = 64 * 1024;
+    let app = crate::helpers::spawn_app().await;
+    let patron = app.start_chat("riverside-main", "Long lines").await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let path = format!("/api/sessions/{}/messages", patron.session);
+    // The longest line: 4,000 characters of four bytes each, 16,000 bytes.
+    let longest = "\u{1D11E}".repeat(4000);
+    for i in 0..12 {
+        let body = if i % 4 == 3 { format!("short line {i}") } else { longest.clone() };
+        let (status, sent) = ann.post(&path, serde_json::json!({"body": body})).await;
+        assert_eq!(status, 200, "{sent}");
+    }
+    let (mut after, mut pages, mut seen) = (0, 0, Vec::new());
+    loop {
+        let (status, page) = patron.get(&format!("/api/chat?after={after}&limit=500")).await;
+        assert_eq!(status, 200, "{page}");
+        let lines = page["messages"].as_array().unwrap();
+        assert!(!lines.is_empty(), "a page holds a line at least");
+        let text: usize = lines.iter().map(|m| m["body"].as_str().unwrap().len()).sum();
+        assert!(text <= BUDGET, "a page showed {text} bytes of text");
+        seen.extend(lines.iter().map(|m| m["seq"].as_u64().unwrap()));
+        assert_eq!(page["last"], *seen.last().unwrap(), "the next page starts after the last line shown");
+        after = page["last"].as_u64().unwrap();
+        pages += 1;
+        if page["more"] == false {
+            break;
+        }
+        assert!(pages < 10, "paging never ended");
+    }
+    assert!(pages >= 3, "9 lines of 16,000 bytes fit in no fewer than three pages, not {pages}");
+    assert_eq!(seen, (1..=14).collect::<Vec<u64>>(), "the question, the accept line and 12 lines, each once, in order");
+}
+
 /// Found while checking the API against its document on PostgreSQL: a NUL
 /// in a name that is only looked up (a library's slug in a path or a body,
 /// a search, a username) reached the database, which cannot compare it, and

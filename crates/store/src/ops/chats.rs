@@ -53,6 +53,13 @@ fn net_full() -> DomainError {
     }
 }
 
+fn net_spent() -> DomainError {
+    DomainError::Limited {
+        code: "too_many_chats",
+        reason: "too many chats have been started from your network today; please try again tomorrow".into(),
+    }
+}
+
 /// Starts a waiting chat. The queue caps are counted inside this write:
 /// under the library's row lock and a lock per network on PostgreSQL (and
 /// SQLite's single writer), two starts cannot both pass a full count.
@@ -67,6 +74,10 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
         db.lock(&format!("net:{net}")).await?;
         if int(db, sel::WAITING_FROM_NET, args![net], "n").await? >= i64::from(new.max_waiting_per_net) {
             return Err(net_full().into());
+        }
+        let today = int(db, sel::STARTED_FROM_NET, args![net, new.now - 86_400_000], "n").await?;
+        if today >= i64::from(new.max_started_per_net_per_day) {
+            return Err(net_spent().into());
         }
     }
     let id = int(

@@ -486,6 +486,11 @@ pub(crate) const WAITING_IN_LIBRARY: &str =
 /// Chats waiting from one network (binds the network key).
 pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) AS n FROM sessions WHERE state = 'waiting' AND net_key = ?1";
 
+/// Chats started from a network since a time, whatever became of them;
+/// offline-form questions are not chats (binds net key, since).
+pub(crate) const STARTED_FROM_NET: &str =
+    "SELECT COUNT(*) AS n FROM sessions WHERE net_key = ?1 AND created_at >= ?2 AND NOT by_form";
+
 /// Chats started since a time that ask a transcript to one address, in any
 /// letter case (binds address, since): each mails at most once, and the
 /// count includes those not yet ended.

@@ -27,6 +27,7 @@ on_every_backend!(
     a_patron_leaving_the_queue_leaves_a_question_only_with_an_address,
     the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_one_a_conflict,
     the_queue_caps_hold_inside_the_start,
+    chats_started_from_one_network_are_capped_per_day_answered_or_not,
     an_ending_writes_its_last_words_and_keeps_a_question,
     a_chats_last_line_and_idleness_follow_its_messages,
 );
@@ -423,6 +424,39 @@ async fn the_queue_caps_hold_inside_the_start(b: &Backend) {
     let r = s.start_session(keyed(w, "q5", None, Some("net-c"), 3, 1)).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "queue_full", .. }))), "{r:?}");
     assert_eq!(s.waiting().await.unwrap().len(), 3, "the refused starts left nothing");
+}
+
+/// Chats started from one network in 24 hours are capped inside the write,
+/// whatever became of them (ended ones too: each is kept); another network
+/// is not held back, and a day after the first start the network may start
+/// again.
+async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let day = 86_400_000;
+    let new = |token: &str, net: &str, now: i64| refdesk_store::NewSession {
+        now,
+        max_started_per_net_per_day: 2,
+        ..keyed(w, token, None, Some(net), 99, 99)
+    };
+    for (token, now) in [("d1", 10), ("d2", 20)] {
+        let (rec, _) = s.start_session(new(token, "net-d", now)).await.unwrap();
+        let end = s.end(
+            rec.ctx.id,
+            refdesk_domain::chat::Author::System,
+            ok(),
+            Box::new(|_, _| None),
+            Ending::default(),
+            now + 1,
+        );
+        end.await.unwrap();
+    }
+    let r = s.start_session(new("d3", "net-d", 30)).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
+    assert!(s.session_by_token("d3").await.unwrap().is_none(), "the refused start left nothing");
+    s.start_session(new("d4", "net-e", 30)).await.unwrap();
+    let r = s.start_session(new("d5", "net-d", day + 10)).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
+    s.start_session(new("d6", "net-d", day + 11)).await.expect("the first start is over a day old");
 }
 
 /// An expiring chat's last words and end are one write; a chat that already

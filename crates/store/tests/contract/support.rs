@@ -346,6 +346,7 @@ pub async fn start(store: &dyn Store, w: &World, email: Option<&str>, token: &st
         keys: Default::default(),
         max_waiting: u32::MAX,
         max_waiting_per_net: u32::MAX,
+        max_started_per_net_per_day: u32::MAX,
     };
     store.start_session(new).await.unwrap().0.ctx.id
 }
@@ -371,5 +372,6 @@ pub fn keyed(w: &World, token: &str, browser: Option<&str>, net: Option<&str>, m
         keys: PatronKeys { browser: browser.map(Into::into), net: net.map(Into::into) },
         max_waiting: max,
         max_waiting_per_net: per_net,
+        max_started_per_net_per_day: u32::MAX,
     }
 }
