@@ -239,21 +239,23 @@ ensure_browser
 ensure_nginx
 
 # The soak's release build runs from here on in the background, at the lowest
-# CPU priority (nice 19): it takes only the CPU the layers leave idle (a
+# CPU and disk priority (nice 19, ionice idle): it takes only the CPU the layers leave idle (a
 # compiler's serial stretches, the waits of the server and browser tests),
 # so the layers run as they would alone, and the soak waits for it at the
 # end instead of spending eight minutes on it then. Job control (`set -m`)
 # gives it a process group of its own, so that the build and its compilers
 # stop with this script whichever way it ends; not a session of its own
 # (`setsid`), which the kernel would schedule as a group apart, as much as
-# the layers together, whatever its nice value.
+# the layers together, whatever its nice value. If this script is killed
+# outright (SIGKILL: no trap runs), cargo gets SIGKILL too (`--pdeathsig`),
+# and its compilers end with the crate they are on.
 release_log="$(mktemp /tmp/refdesk-release-build.XXXXXX)"
 set -m
-nice -n 19 cargo build --release -p refdesk --quiet </dev/null >"$release_log" 2>&1 &
+nice -n 19 ionice -c 3 setpriv --pdeathsig KILL cargo build --release -p refdesk --quiet </dev/null >"$release_log" 2>&1 &
 release_build=$!
 set +m
 stop_release_build() {
-  kill -- -"$release_build" 2>/dev/null || true
+  if [ -n "$release_build" ]; then kill -- -"$release_build" 2>/dev/null || true; fi
   rm -f "$release_log"
 }
 trap stop_release_build EXIT
@@ -297,6 +299,7 @@ if ! wait "$release_build"; then
   echo "the release build failed" >&2
   exit 1
 fi
+release_build=""
 scripts/soak.sh 120 500 1
 
 say "all layers passed"

@@ -39,8 +39,9 @@ pub struct StartChat {
 /// longest (4,000 characters of four bytes). An answer a client does not
 /// read stays in memory until the connection is let go (`idle_seconds`),
 /// so this bounds what one address can make a node hold through
-/// `GET /api/chat`: its `connections_per_address` answers of 64 KiB each,
-/// not of 500 lines of 16 KB (8 MB) each.
+/// `GET /api/chat`: its `connections_per_address` answers of 64 KiB of
+/// text each (plus each line's other fields and JSON's escapes: a few
+/// hundred KB at the very most), not of 500 lines of 16 KB (8 MB) each.
 pub const PATRON_PAGE_BYTES: usize = 64 * 1024;
 
 /// A page of a patron's chat (see [`App::patron_page`]).

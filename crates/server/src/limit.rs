@@ -113,8 +113,8 @@ fn kind_of(method: &Method, route: Option<&str>) -> Option<Kind> {
     LIMITED.iter().find(|(r, _)| *r == route).map(|(_, kind)| *kind)
 }
 
-/// The client's address: the peer, or behind a trusted proxy the last
-/// address that proxy appended to `X-Forwarded-For`.
+/// The client's address: the peer, or behind a trusted proxy the address
+/// it forwarded (see [`client_ip_of`]).
 fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
     Some(client_ip_of(peer, req.headers(), trusted))

@@ -427,9 +427,9 @@ async fn the_queue_caps_hold_inside_the_start(b: &Backend) {
 }
 
 /// Chats started from one network in 24 hours are capped inside the write,
-/// whatever became of them (ended ones too: each is kept); another network
-/// is not held back, and a day after the first start the network may start
-/// again.
+/// whatever became of them (ended ones too: each is kept), and offline-form
+/// questions are not counted; another network is not held back, and a day
+/// after the first start the network may start again.
 async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     let day = 86_400_000;
@@ -438,6 +438,18 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
         max_started_per_net_per_day: 2,
         ..keyed(w, token, None, Some(net), 99, 99)
     };
+    // A question left with the offline form is not a chat.
+    let form = refdesk_store::NewFormQuestion {
+        library: w.library.placement.library,
+        patron_name: None,
+        patron_email: "pat@example.org".into(),
+        question: "By e-mail?".into(),
+        token_hash: "d0".into(),
+        now: 5,
+        keys: refdesk_store::PatronKeys { browser: None, net: Some("net-d".into()) },
+        max_per_net_per_day: 99,
+    };
+    s.create_form_question(form).await.unwrap();
     for (token, now) in [("d1", 10), ("d2", 20)] {
         let (rec, _) = s.start_session(new(token, "net-d", now)).await.unwrap();
         let end = s.end(
