@@ -224,6 +224,8 @@ impl App {
                 left_per_net_per_day: self.limits.form_questions_per_address_per_day,
                 last_words: Some(expired_line(minutes, rec.patron_email.is_some())),
                 last_words_unanswered: Some(expired_line(minutes, false)),
+                // Nobody accepted it: no transcript goes.
+                transcripts_per_recipient_per_day: None,
             };
             // Nobody accepted it: there is no transcript to mail.
             match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), ending, now).await

@@ -250,7 +250,12 @@ impl App {
         let missed = Some("Missed chat: the patron left the queue before a librarian accepted".to_owned());
         let now = self.clock.now();
         let left_per_net_per_day = self.limits.form_questions_per_address_per_day;
-        let ending = refdesk_store::Ending { missed, left_per_net_per_day, ..Default::default() };
+        let ending = refdesk_store::Ending {
+            missed,
+            left_per_net_per_day,
+            transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
+            ..Default::default()
+        };
         let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), ending, now).await?;
         self.mail_wakeup.notify_one();
         Ok(line)
@@ -427,7 +432,10 @@ impl App {
     pub async fn staff_end(&self, staff: &Staff, session: SessionId) -> AppResult<Message> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let guard = staff_guard(staff, Action::End);
-        let ending = refdesk_store::Ending::default();
+        let ending = refdesk_store::Ending {
+            transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
+            ..Default::default()
+        };
         let line = self.store.end(session, author, guard, Box::new(transcript_mail), ending, self.clock.now()).await?;
         self.mail_wakeup.notify_one();
         Ok(line)

@@ -332,7 +332,10 @@ impl App {
                         }
                     });
                     let mail = Box::new(crate::mail::transcript_mail);
-                    let ending = refdesk_store::Ending::default();
+                    let ending = refdesk_store::Ending {
+                        transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
+                        ..Default::default()
+                    };
                     match self.store.end(id, refdesk_domain::chat::Author::System, guard, mail, ending, now).await {
                         Ok(_) => {
                             tracing::info!(session = %id, "chat ended after no activity");

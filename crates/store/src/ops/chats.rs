@@ -6,8 +6,8 @@ use crate::sql::rows::*;
 use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
 use crate::sql::{args, int, Db};
 use crate::{
-    Appended, Decide, Ending, Guard, Handover, LiveCount, NewMessage, NewSession, Result, SessionRecord,
-    TranscriptMail, TransferTo,
+    Appended, Decide, Ending, Guard, Handover, LiveCount, MailKind, NewMail, NewMessage, NewSession, Result,
+    SessionRecord, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
@@ -245,6 +245,22 @@ async fn may_leave_question<D: Db>(db: &mut D, rec: &SessionRecord, max: u32, no
     Ok(today < i64::from(max))
 }
 
+/// Whether an ending chat may queue its transcript `mail`: fewer than `max`
+/// other chats that asked one for the same address ended in the last day,
+/// counted under a lock per address (see [`Ending`]).
+async fn may_mail_transcript<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    mail: &NewMail,
+    max: Option<u32>,
+    now: Millis,
+) -> Result<bool> {
+    let Some(max) = max.filter(|_| mail.kind == MailKind::Transcript) else { return Ok(true) };
+    db.lock(&format!("mail:{}", mail.to.to_lowercase())).await?;
+    let sent = int(db, sel::TRANSCRIPTS_ENDED_TO, args![&mail.to, now - 86_400_000, id.0], "n").await?;
+    Ok(sent < i64::from(max))
+}
+
 /// Ends a chat (R5) and queues its transcript, in one write.
 async fn end<D: Db>(
     db: &mut D,
@@ -286,7 +302,11 @@ async fn end<D: Db>(
     let message = insert_message(db, &ended, lines::ended(&by), now).await?;
     let all = all_messages(db, id).await?;
     if let Some(m) = mail(&ended, &all) {
-        insert_mail(db, &m, ended.ctx.question, Some(id), now).await?;
+        if may_mail_transcript(db, id, &m, ending.transcripts_per_recipient_per_day, now).await? {
+            insert_mail(db, &m, ended.ctx.question, Some(id), now).await?;
+        } else {
+            tracing::info!(session = %id, "a transcript past its address's mails for the day: none queued");
+        }
     }
     let summary = load_session(db, id).await?.summary();
     events.push(Event::Message { ctx: ended.ctx, message: message.clone() });

@@ -20,6 +20,7 @@ on_every_backend!(
     conference_transfer_and_leave_keep_the_librarian_and_the_members_right,
     a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_over,
     an_end_writes_the_transcript_mail_in_the_same_write,
+    transcripts_to_one_address_are_capped_at_the_end_whatever_the_starts_let_through,
     an_ended_chat_cannot_end_again,
     a_code_set_after_the_end_takes_the_question_out_of_live,
     a_code_that_ends_a_referral_is_told_only_to_those_who_still_see_the_chat,
@@ -469,6 +470,38 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
     let r = s.start_session(new("d5", "net-d", day + 10)).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
     s.start_session(new("d6", "net-d", day + 11)).await.expect("the first start is over a day old");
+}
+
+/// Chats started at once may each pass the per-address count at their start;
+/// the end counts again, in its write: past the cap no transcript is queued,
+/// in whatever letter case the address was typed. Another address is not
+/// held back.
+async fn transcripts_to_one_address_are_capped_at_the_end_whatever_the_starts_let_through(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let mail = || {
+        Box::new(|rec: &SessionRecord, _: &[Message]| {
+            Some(NewMail {
+                kind: MailKind::Transcript,
+                to: rec.transcript_to.clone()?,
+                subject: "Chat".into(),
+                body: "b".into(),
+            })
+        })
+    };
+    let capped = || Ending { transcripts_per_recipient_per_day: Some(1), ..Ending::default() };
+    let mut chats = Vec::new();
+    for (token, to) in [("m1", "victim@example.org"), ("m2", "VICTIM@example.org"), ("m3", "other@example.org")] {
+        let id = chatting(s, w, None, token, 10).await;
+        s.set_transcript_to(id, Some(to.into())).await.unwrap();
+        chats.push(id);
+    }
+    for (n, id) in chats.into_iter().enumerate() {
+        s.end(id, patron(), ok(), mail(), capped(), 20 + n as i64).await.unwrap();
+    }
+    let due = s.due_mail(30, 10).await.unwrap();
+    let mut to: Vec<&str> = due.iter().map(|m| m.to.as_str()).collect();
+    to.sort_unstable();
+    assert_eq!(to, ["other@example.org", "victim@example.org"], "one transcript to the victim, not two");
 }
 
 /// An expiring chat's last words and end are one write; a chat that already
