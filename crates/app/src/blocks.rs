@@ -224,7 +224,7 @@ impl App {
                 left_per_net_per_day: self.limits.form_questions_per_address_per_day,
                 last_words: Some(expired_line(minutes, rec.patron_email.is_some())),
                 last_words_unanswered: Some(expired_line(minutes, false)),
-                // Nobody accepted it: no transcript goes.
+                // No transcript goes (below), so none is counted.
                 transcripts_per_recipient_per_day: None,
             };
             // Nobody accepted it: there is no transcript to mail.

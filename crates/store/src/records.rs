@@ -478,10 +478,12 @@ pub struct Ending {
     /// question (its network's count for the day is reached): it must not
     /// promise an answer by e-mail.
     pub last_words_unanswered: Option<String>,
-    /// Transcripts at most to one address (in any letter case) from chats
-    /// ended in the last 24 hours: past it this end queues none. Counted in
-    /// this write under a lock per address, so that chats started at once
-    /// (each passing the count at its start) cannot all mail. `None`: no cap.
+    /// Transcripts to one address (in any letter case) at most, counted as
+    /// the start's count is, over what was asked: the chats a librarian took
+    /// that ended in the last 24 hours asking one there. Past it this end
+    /// queues none. Counted in this write under a lock per address, so that
+    /// chats started at once (each passing the count at its start) cannot
+    /// all mail. `None`: no cap.
     pub transcripts_per_recipient_per_day: Option<u32>,
 }
 
