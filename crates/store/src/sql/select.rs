@@ -492,8 +492,9 @@ pub(crate) const STARTED_FROM_NET: &str =
     "SELECT COUNT(*) AS n FROM sessions WHERE net_key = ?1 AND created_at >= ?2 AND NOT by_form";
 
 /// Chats but one that a librarian took and that ended since a time, asking a
-/// transcript to one address in any letter case: the transcripts that went
-/// there (binds address, since, the chat ending now).
+/// transcript to one address in any letter case: the transcripts asked for
+/// there, whether or not each was queued (binds address, since, the chat
+/// ending now).
 pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM sessions
      WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND ended_at >= ?2
        AND accepted_at IS NOT NULL AND id <> ?3";
