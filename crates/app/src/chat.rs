@@ -250,15 +250,8 @@ impl App {
         let missed = Some("Missed chat: the patron left the queue before a librarian accepted".to_owned());
         let now = self.clock.now();
         let left_per_net_per_day = self.limits.form_questions_per_address_per_day;
-        let ending = refdesk_store::Ending {
-            missed,
-            left_per_net_per_day,
-            transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
-            ..Default::default()
-        };
-        let line = self.store.end(session.ctx.id, author, guard, Box::new(transcript_mail), ending, now).await?;
-        self.mail_wakeup.notify_one();
-        Ok(line)
+        let ending = refdesk_store::Ending { missed, left_per_net_per_day, ..Default::default() };
+        self.end_mailing(session.ctx.id, author, guard, ending, now).await
     }
 
     /// The patron rates the chat once it has ended (DESIGN §9: an optional
@@ -432,11 +425,27 @@ impl App {
     pub async fn staff_end(&self, staff: &Staff, session: SessionId) -> AppResult<Message> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let guard = staff_guard(staff, Action::End);
+        self.end_mailing(session, author, guard, refdesk_store::Ending::default(), self.clock.now()).await
+    }
+
+    /// Ends a chat the way a patron, its librarian or the idle round does:
+    /// its transcript queued if the patron asked for one, within the cap per
+    /// recipient (counted again in the end's own write), and the mailer
+    /// woken. The one place that sets the cap, so that no way of ending a
+    /// chat a librarian took forgets it.
+    pub(crate) async fn end_mailing(
+        &self,
+        id: SessionId,
+        author: Author,
+        guard: Guard,
+        ending: refdesk_store::Ending,
+        now: refdesk_domain::Millis,
+    ) -> AppResult<Message> {
         let ending = refdesk_store::Ending {
             transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
-            ..Default::default()
+            ..ending
         };
-        let line = self.store.end(session, author, guard, Box::new(transcript_mail), ending, self.clock.now()).await?;
+        let line = self.store.end(id, author, guard, Box::new(transcript_mail), ending, now).await?;
         self.mail_wakeup.notify_one();
         Ok(line)
     }

@@ -168,6 +168,10 @@ pub struct Limits {
     /// Requests one address may make per minute with a chat's token
     /// (ending, rating, asking for the transcript): each is a write.
     pub patron_posts_per_minute: u32,
+    /// Pages of their chat one address may read per minute with a chat's
+    /// token (`GET /api/chat`): each is a read of up to 501 lines, and the
+    /// readers are few and shared by everyone.
+    pub patron_reads_per_minute: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -253,6 +257,7 @@ impl Default for Limits {
             logins_per_minute: 10,
             starts_per_minute: 20,
             patron_posts_per_minute: 60,
+            patron_reads_per_minute: 300,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,

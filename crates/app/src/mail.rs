@@ -21,6 +21,7 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executor};
 use refdesk_domain::chat::{Author, Message};
+use refdesk_domain::report::DAY;
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{MailKind, NewMail, OutboxMail, QuestionRecord, SessionRecord};
@@ -194,7 +195,7 @@ impl App {
     /// from one network an hour. refdesk is not a way to mail strangers.
     pub(crate) async fn may_mail_transcript(&self, to: &str, keys: &refdesk_store::PatronKeys) -> AppResult<()> {
         let now = self.clock.now();
-        let sent = self.store.transcripts_to(to, now - 86_400_000).await?;
+        let sent = self.store.transcripts_to(to, now - DAY).await?;
         let too_many = || DomainError::Limited {
             code: "too_many_mails",
             reason: "too many transcripts have been asked for; please copy the chat instead".into(),

@@ -11,6 +11,7 @@ use refdesk_domain::authz::{authorize_admin, Admin};
 use refdesk_domain::ids::{LibraryId, SessionId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::privacy::{Retention, Transcripts};
+use refdesk_domain::report::DAY;
 use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{ErasureReason, PatronSession, PrivacyEntry};
 
@@ -151,7 +152,7 @@ impl App {
     }
 
     async fn apply_one_retention(&self, library: LibraryId, r: Retention, now: Millis) -> AppResult<u64> {
-        let before = now - Millis::from(r.days) * 86_400_000;
+        let before = now - Millis::from(r.days) * DAY;
         let (mut done, mut erased) = (0, 0);
         while done < ERASE_PER_RUN {
             let due = self.store.due_for_erasure(library, before, ERASE_BATCH).await?;

@@ -331,16 +331,9 @@ impl App {
                             Err(DomainError::Conflict("the chat is active again".into()))
                         }
                     });
-                    let mail = Box::new(crate::mail::transcript_mail);
-                    let ending = refdesk_store::Ending {
-                        transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
-                        ..Default::default()
-                    };
-                    match self.store.end(id, refdesk_domain::chat::Author::System, guard, mail, ending, now).await {
-                        Ok(_) => {
-                            tracing::info!(session = %id, "chat ended after no activity");
-                            self.mail_wakeup.notify_one();
-                        }
+                    let (author, ending) = (refdesk_domain::chat::Author::System, Default::default());
+                    match self.end_mailing(id, author, guard, ending, now).await {
+                        Ok(_) => tracing::info!(session = %id, "chat ended after no activity"),
                         Err(e) => tracing::debug!(session = %id, error = %e, "idle chat not ended"),
                     }
                 }

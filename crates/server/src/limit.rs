@@ -2,7 +2,8 @@
 //! (DESIGN §8, §9 "rate limits on every entry point"): sign-in attempts,
 //! starting chats or offline questions, and a patron's requests with their
 //! chat's token (ending, rating, a transcript: each a write, and a token
-//! anyone can get). Per client address, a token bucket
+//! anyone can get; reading their chat's pages, each a read on the few
+//! shared readers). Per client address, a token bucket
 //! per minute; over it, `429` with the API's error shape and `Retry-After`.
 //! Signed-in traffic and the socket have their own limits elsewhere.
 //!
@@ -37,6 +38,7 @@ enum Kind {
     Login,
     Start,
     Patron,
+    PatronRead,
 }
 
 struct Bucket {
@@ -91,11 +93,11 @@ fn prune(map: &mut HashMap<(Kind, IpAddr), Bucket>, now: Instant) {
     }
 }
 
-/// The entry points that are rate limited, by the route they matched (as
-/// registered, `{slug}` and all: axum's [`MatchedPath`]), never by the URL
-/// asked for. The test below checks that these are the document's open and
-/// patron `POST` operations, so a route renamed or added without a limit
-/// fails it.
+/// The `POST` entry points that are rate limited, by the route they matched
+/// (as registered, `{slug}` and all: axum's [`MatchedPath`]), never by the
+/// URL asked for. The test below checks that these are the document's open
+/// and patron `POST` operations, so a route renamed or added without a
+/// limit fails it.
 const LIMITED: [(&str, Kind); 6] = [
     ("/api/login", Kind::Login),
     ("/api/libraries/{slug}/chats", Kind::Start),
@@ -105,12 +107,21 @@ const LIMITED: [(&str, Kind); 6] = [
     ("/api/chat/rating", Kind::Patron),
 ];
 
+/// The `GET` entry points that are rate limited: those with a patron's
+/// token (the test below checks the document has no other), each a read on
+/// the shared readers that anyone with a chat's token could repeat without
+/// end. The open `GET`s (a library's status, the widget's files) read
+/// nothing per request that a loop could make costly.
+const LIMITED_READS: [(&str, Kind); 1] = [("/api/chat", Kind::PatronRead)];
+
 fn kind_of(method: &Method, route: Option<&str>) -> Option<Kind> {
-    if method != Method::POST {
-        return None;
-    }
     let route = route?;
-    LIMITED.iter().find(|(r, _)| *r == route).map(|(_, kind)| *kind)
+    let limited: &[(&str, Kind)] = match *method {
+        Method::POST => &LIMITED,
+        Method::GET => &LIMITED_READS,
+        _ => return None,
+    };
+    limited.iter().find(|(r, _)| *r == route).map(|(_, kind)| *kind)
 }
 
 /// The client's address: the peer, or behind a trusted proxy the address
@@ -150,12 +161,14 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
             Kind::Login => state.app.limits().logins_per_minute,
             Kind::Start => state.app.limits().starts_per_minute,
             Kind::Patron => state.app.limits().patron_posts_per_minute,
+            Kind::PatronRead => state.app.limits().patron_reads_per_minute,
         };
         if let Err(wait) = state.limiter.take(kind, ip, per_minute) {
             state.metrics.limited(match kind {
                 Kind::Login => "login",
                 Kind::Start => "start",
                 Kind::Patron => "patron",
+                Kind::PatronRead => "patron_read",
             });
             let err = ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
@@ -242,14 +255,16 @@ mod tests {
         assert_eq!(kind_of(&Method::POST, route("/api/libraries/{slug}/questions")), Some(Kind::Start));
         assert_eq!(kind_of(&Method::GET, route("/api/libraries/{slug}/status")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/chat/rating")), Some(Kind::Patron));
-        assert_eq!(kind_of(&Method::GET, route("/api/chat")), None);
+        assert_eq!(kind_of(&Method::GET, route("/api/chat")), Some(Kind::PatronRead));
+        assert_eq!(kind_of(&Method::POST, route("/api/chat")), None);
+        assert_eq!(kind_of(&Method::GET, route("/api/chat/end")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/sessions/{id}/messages")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/libraries/main/chats")), None, "a URL is not a route");
         assert_eq!(kind_of(&Method::POST, None), None, "a path no route matched");
     }
 
     #[test]
-    fn every_open_or_patron_post_of_the_document_is_limited_and_nothing_else() {
+    fn every_open_or_patron_post_and_patron_get_of_the_document_is_limited_and_nothing_else() {
         let doc = crate::http::openapi::document();
         let open_or_patron = |op: &utoipa::openapi::path::Operation| match &op.security {
             None => true,
@@ -266,6 +281,17 @@ mod tests {
         posts.sort_unstable();
         limited.sort_unstable();
         assert_eq!(posts, limited, "the open and patron POST routes are exactly the limited ones");
+        let mut patron_gets: Vec<&str> = doc
+            .paths
+            .paths
+            .iter()
+            .filter(|(_, item)| item.get.as_ref().is_some_and(|op| op.security.is_some() && open_or_patron(op)))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        let mut limited_reads: Vec<&str> = LIMITED_READS.iter().map(|(r, _)| *r).collect();
+        patron_gets.sort_unstable();
+        limited_reads.sort_unstable();
+        assert_eq!(patron_gets, limited_reads, "the GET routes with a patron's token are exactly the limited ones");
     }
 
     #[test]

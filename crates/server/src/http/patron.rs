@@ -143,6 +143,8 @@ struct PageQuery {
     responses(
         (status = 200, description = "a page of the chat", body = PatronChat),
         (status = 422, description = "`invalid`: a limit outside 1–500", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this network read more pages this minute than \
+            `limits.patron_reads_per_minute` (300) allows; `Retry-After` says when to try again", body = ErrorBody),
     ))]
 async fn chat(
     State(state): State<AppState>,

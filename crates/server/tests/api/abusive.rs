@@ -415,6 +415,33 @@ async fn a_patrons_requests_with_a_chat_token_are_rate_limited_per_network() {
 }
 
 #[tokio::test]
+async fn a_patrons_reads_of_their_chat_are_rate_limited_per_network() {
+    // Each page is a read on the few readers everyone shares: a chat's token
+    // (anyone's for the asking) must not buy an endless loop of them.
+    let app = spawn_app_with(|c| c.limits.patron_reads_per_minute = 3).await;
+    let (_, started) = start_from(&app, [127, 0, 0, 93], None).await;
+    let p = patron(&app, &started);
+    let from =
+        |last: u8| reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, last])).build().unwrap();
+    let read = |client: reqwest::Client| {
+        let (url, token) = (app.url("/api/chat"), p.token.clone());
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    for _ in 0..3 {
+        assert_eq!(read(from(93)).await.status(), 200);
+    }
+    let refused = read(from(93)).await;
+    assert_eq!(refused.status(), 429, "a fourth page within the minute");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(read(from(94)).await.status(), 200, "another network is not held back");
+    // The posts have a bucket of their own: reading did not use it up.
+    let ended = from(93).post(app.url("/api/chat/end")).bearer_auth(&p.token).send().await.unwrap();
+    assert_eq!(ended.status(), 200);
+}
+
+#[tokio::test]
 async fn a_chat_that_expires_past_its_networks_questions_for_the_day_promises_no_e_mail_answer() {
     let app = spawn_app_with_manual_clock_and(|c| {
         c.limits.form_questions_per_address_per_day = 1;

@@ -16,6 +16,7 @@ use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
 use refdesk_domain::lines;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{question_on_accept, Change, Handing, QuestionState, Status};
+use refdesk_domain::report::DAY;
 use refdesk_domain::{DomainError, Millis};
 
 /// A session as the queue lists it, having entered `rec.queue` at `since`.
@@ -75,7 +76,7 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
         if int(db, sel::WAITING_FROM_NET, args![net], "n").await? >= i64::from(new.max_waiting_per_net) {
             return Err(net_full().into());
         }
-        let today = int(db, sel::STARTED_FROM_NET, args![net, new.now - 86_400_000], "n").await?;
+        let today = int(db, sel::STARTED_FROM_NET, args![net, new.now - DAY], "n").await?;
         if today >= i64::from(new.max_started_per_net_per_day) {
             return Err(net_spent().into());
         }
@@ -241,7 +242,7 @@ async fn may_leave_question<D: Db>(db: &mut D, rec: &SessionRecord, max: u32, no
     let net = db.row(net_of, args![rec.ctx.id.0], |r| r.opt_text("net_key")).await?.flatten();
     let Some(net) = net else { return Ok(true) };
     db.lock(&format!("net:{net}")).await?;
-    let today = int(db, sel::LEFT_FROM_NET, args![&net, now - 86_400_000], "n").await?;
+    let today = int(db, sel::LEFT_FROM_NET, args![&net, now - DAY], "n").await?;
     Ok(today < i64::from(max))
 }
 
@@ -257,7 +258,7 @@ async fn may_mail_transcript<D: Db>(
 ) -> Result<bool> {
     let Some(max) = max.filter(|_| mail.kind == MailKind::Transcript) else { return Ok(true) };
     db.lock(&format!("mail:{}", mail.to.to_lowercase())).await?;
-    let sent = int(db, sel::TRANSCRIPTS_ENDED_TO, args![&mail.to, now - 86_400_000, id.0], "n").await?;
+    let sent = int(db, sel::TRANSCRIPTS_ENDED_TO, args![&mail.to, now - DAY, id.0], "n").await?;
     Ok(sent < i64::from(max))
 }
 

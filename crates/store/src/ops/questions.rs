@@ -11,6 +11,7 @@ use refdesk_domain::event::Event;
 use refdesk_domain::ids::{QuestionId, SessionId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{question_on_accept, QuestionState, Status};
+use refdesk_domain::report::DAY;
 use refdesk_domain::{DomainError, Millis};
 
 fn forms_full() -> DomainError {
@@ -26,7 +27,7 @@ fn forms_full() -> DomainError {
 async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result<QuestionRecord> {
     if let Some(net) = &new.keys.net {
         db.lock(&format!("net:{net}")).await?;
-        let today = int(db, sel::LEFT_FROM_NET, args![net, new.now - 86_400_000], "n").await?;
+        let today = int(db, sel::LEFT_FROM_NET, args![net, new.now - DAY], "n").await?;
         if today >= i64::from(new.max_per_net_per_day) {
             return Err(forms_full().into());
         }
