@@ -254,7 +254,16 @@ pub trait Blocks: Send + Sync {
     async fn blocks(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>>;
     /// A block in force in `coop` at `now` on either key, if any.
     async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>>;
+    /// The chats still waiting at the block's cooperative that it would
+    /// refuse now (started with either of its keys), but the one it was made
+    /// from; oldest first, at most [`BLOCKED_WAITING_AT_MOST`].
+    async fn waiting_under_block(&self, block: i64) -> Result<Vec<SessionId>>;
 }
+
+/// At most this many waiting chats a block ends besides its own: a network
+/// has at most `limits.max_waiting_per_address` waiting, a browser id's
+/// chats are bounded by the libraries' queues.
+pub const BLOCKED_WAITING_AT_MOST: u32 = 1_000;
 
 /// The figures of the reports (issue 15), counted where the rows are.
 /// Practice chats (a question excluded from statistics) are never counted.

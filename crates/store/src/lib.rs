@@ -31,7 +31,10 @@ mod records;
 mod sql;
 pub mod sqlite;
 
-pub use api::{Blocks, Chats, History, Im, Organisation, Outbox, Privacy, Questions, Reports, Staffing, Store};
+pub use api::{
+    Blocks, Chats, History, Im, Organisation, Outbox, Privacy, Questions, Reports, Staffing, Store,
+    BLOCKED_WAITING_AT_MOST,
+};
 pub use error::{Result, StoreError};
 pub use records::*;
 

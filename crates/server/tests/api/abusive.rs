@@ -312,6 +312,45 @@ async fn who_may_block_a_waiting_or_an_ended_chat() {
 }
 
 #[tokio::test]
+async fn a_block_ends_the_patrons_other_chats_still_waiting_and_no_one_elses() {
+    let app = spawn_app_with(|_| {}).await;
+    let carla = app.staff("carla").await;
+    let state = |id: i64| {
+        let store = app.state.app.store().clone();
+        async move { store.session(refdesk_domain::ids::SessionId(id)).await.unwrap().unwrap().state }
+    };
+    let session = |v: Value| v["session"].as_i64().unwrap();
+    // A patron floods the queue from two tabs and two networks.
+    let (_, first) = start_from(&app, [127, 0, 0, 101], Some(BROWSER)).await;
+    let (_, tab) = start_from(&app, [127, 0, 0, 101], None).await;
+    let (_, moved) = start_from(&app, [127, 0, 0, 102], Some(BROWSER)).await;
+    let (_, someone) = start_from(&app, [127, 0, 0, 103], None).await;
+    let (_, taken) = start_from(&app, [127, 0, 0, 101], None).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(session(taken.clone())).await.0, 200);
+    let mut tab_socket = patron(&app, &tab).socket().await;
+    tab_socket.resume(None, 0).await;
+
+    let (status, block) =
+        carla.post(&format!("/api/sessions/{}/block", session(first.clone())), json!({"reason": "a flood"})).await;
+    assert_eq!(status, 201, "{block}");
+    use refdesk_domain::chat::SessionState::{Active, Ended, Waiting};
+    for (chat, want, what) in [
+        (&first, Ended, "the blocked chat"),
+        (&tab, Ended, "the same network's other waiting chat"),
+        (&moved, Ended, "the same browser's waiting chat from another network"),
+        (&someone, Waiting, "another patron's"),
+        (&taken, Active, "a chat a librarian took is left to them"),
+    ] {
+        assert_eq!(state(session(chat.clone())).await, want, "{what}");
+    }
+    tab_socket.until(|f| f["system"] == "ended").await;
+    let (_, queue) = ann.get("/api/queue").await;
+    let waiting: Vec<i64> = queue.as_array().unwrap().iter().map(|e| e["session"].as_i64().unwrap()).collect();
+    assert_eq!(waiting, vec![session(someone)], "the queue holds the other patron alone: {queue}");
+}
+
+#[tokio::test]
 async fn the_offline_form_is_bounded_per_network_and_day() {
     let app = spawn_app_with_manual_clock_and(|c| c.limits.form_questions_per_address_per_day = 2).await;
     assert_eq!(form_from(&app, [127, 0, 0, 71]).await.0, 201);

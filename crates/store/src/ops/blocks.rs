@@ -7,7 +7,7 @@ use crate::sql::select::{self as sel, BLOCK_SELECT};
 use crate::sql::{args, int, Db};
 use crate::{BlockRecord, NewBlock, PatronKeys, Result, ScopeLevel};
 use async_trait::async_trait;
-use refdesk_domain::ids::CooperativeId;
+use refdesk_domain::ids::{CooperativeId, SessionId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::Change;
 use refdesk_domain::{DomainError, Millis};
@@ -107,6 +107,16 @@ impl<B: Backend> Blocks for B {
             Box::pin(async move {
                 let sql = format!("{BLOCK_SELECT} {}", sel::ACTIVE_BLOCK);
                 db.row(&sql, args![coop.0, &keys.browser, &keys.net, now], sel::block).await
+            })
+        })
+        .await
+    }
+
+    async fn waiting_under_block(&self, block: i64) -> Result<Vec<SessionId>> {
+        let most = i64::from(crate::api::BLOCKED_WAITING_AT_MOST);
+        self.read(move |db| {
+            Box::pin(async move {
+                db.rows(sel::WAITING_UNDER_BLOCK, args![block, most], |r| Ok(SessionId(r.int("session_id")?))).await
             })
         })
         .await

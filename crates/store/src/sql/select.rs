@@ -526,6 +526,16 @@ pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_
        AND ((?2 IS NOT NULL AND b.browser_key = ?2) OR (?3 IS NOT NULL AND b.net_key = ?3))
      ORDER BY b.expires_at DESC LIMIT 1";
 
+/// The chats still waiting in the block's cooperative started with either
+/// of its keys, but its own (`?1` the block, `?2` how many at most).
+pub(crate) const WAITING_UNDER_BLOCK: &str = "SELECT s.id AS session_id FROM blocks b
+     JOIN sessions s ON s.state <> 'ended' AND s.state = 'waiting' AND s.id <> b.session_id
+       AND ((b.browser_key IS NOT NULL AND s.browser_key = b.browser_key)
+         OR (b.net_key IS NOT NULL AND s.net_key = b.net_key))
+     JOIN libraries l ON l.id = s.library_id
+     JOIN institutions i ON i.id = l.institution_id AND i.cooperative_id = b.cooperative_id
+     WHERE b.id = ?1 ORDER BY s.id LIMIT ?2";
+
 pub(crate) const SCRIPT_SELECT: &str =
     "SELECT id AS script_id, scope AS scope, owner_id AS owner_id, title AS title, body AS body FROM scripts";
 
