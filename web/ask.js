@@ -66,6 +66,8 @@ const seen = new Set();
 // The last sequence number shown on this page: a reconnect resumes after it;
 // a reload starts from nothing on the page, so it replays the whole chat.
 let last = 0;
+// Whether a librarian took the chat (its "accepted" line was shown).
+let taken = false;
 
 // What the status line says when the connection is fine; "Reconnecting…"
 // stands in for it only while the socket is down.
@@ -100,12 +102,16 @@ function render(m) {
   if (m.seq > last) last = m.seq;
   // Their line arrived: they are no longer typing it.
   if (m.author.type === "staff" && typists.has(m.author.name)) setTyping(m.author.name, false);
-  if (m.system === "accepted") setStatus("A librarian is with you.");
+  if (m.system === "accepted") {
+    taken = true;
+    setStatus("A librarian is with you.");
+  }
   if (m.system === "ended") {
     setStatus("The chat has ended.");
     for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
     for (const who of [...typists.keys()]) setTyping(who, false);
-    $("rating-form").classList.remove("hidden");
+    // A chat no librarian took has nothing to rate (the server refuses it).
+    if (taken) $("rating-form").classList.remove("hidden");
   }
 }
 

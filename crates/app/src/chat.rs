@@ -271,6 +271,12 @@ impl App {
         if session.state != refdesk_domain::chat::SessionState::Ended {
             return Err(DomainError::Conflict("rate the chat once it has ended".into()).into());
         }
+        // A chat no librarian took has nothing to rate: its ratings would
+        // skew the service's reports, and push patrons' real comments out
+        // of the newest the report keeps.
+        if session.accepted_at.is_none() {
+            return Err(DomainError::Conflict("no librarian took this chat: there is nothing to rate".into()).into());
+        }
         Ok(self.store.rate(session.ctx.id, rating, comment).await?)
     }
 

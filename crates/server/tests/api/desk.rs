@@ -516,6 +516,18 @@ async fn a_patron_rates_an_ended_chat_and_staff_see_it_with_the_question() {
     assert_eq!(rate(json!({"rating": 4, "comment": "Very helpful"})).await.unwrap().status(), 200);
     let q = c.ann.question_of(c.patron.session).await;
     assert_eq!((q["rating"].as_u64(), q["rating_comment"].as_str()), (Some(4), Some("Very helpful")));
+
+    // A chat no librarian took has nothing to rate (it would skew the reports).
+    let untaken = app.start_chat("riverside-main", "Anyone there?").await;
+    let ended = http.post(app.url("/api/chat/end")).bearer_auth(&untaken.token).send().await.unwrap();
+    assert_eq!(ended.status(), 200);
+    let refused = http.post(app.url("/api/chat/rating")).bearer_auth(&untaken.token).json(&json!({"rating": 1}));
+    let refused = refused.send().await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("no librarian took"), "{body}");
+    let (_, report) = c.ann.get("/api/reports/rating-comments").await;
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(1), "the one real comment alone: {report}");
 }
 
 #[tokio::test]
