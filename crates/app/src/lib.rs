@@ -150,6 +150,11 @@ pub struct Limits {
     pub frames_per_second: u32,
     /// Frames a connection may send in a burst.
     pub frame_burst: u32,
+    /// Frames the patrons' sockets of one network (IPv4 address, IPv6 /64)
+    /// may send per second together, beyond each chat's own budget (bursts
+    /// of three seconds' worth): a chat's token is anyone's for the asking,
+    /// and each `send` or `resume` is work for the store.
+    pub patron_frames_per_second_per_address: u32,
     /// Largest WebSocket frame accepted, in bytes.
     pub max_frame_bytes: usize,
     /// Events queued for one slow connection before it must catch up from the store.
@@ -250,6 +255,7 @@ impl Default for Limits {
             login_hours: 12,
             frames_per_second: 20,
             frame_burst: 60,
+            patron_frames_per_second_per_address: 100,
             max_frame_bytes: 64 * 1024,
             connection_queue: 256,
             signoff_minutes: 5,

@@ -396,6 +396,12 @@ impl Config {
             ("limits.connection_queue", l.connection_queue as u64, 1, 1 << 16),
             ("limits.frames_per_second", l.frames_per_second as u64, 1, 100_000),
             ("limits.frame_burst", l.frame_burst as u64, 1, 100_000),
+            (
+                "limits.patron_frames_per_second_per_address",
+                l.patron_frames_per_second_per_address as u64,
+                1,
+                1_000_000,
+            ),
             ("limits.logins_per_minute", l.logins_per_minute as u64, 1, 100_000),
             ("limits.starts_per_minute", l.starts_per_minute as u64, 1, 100_000),
             ("limits.patron_posts_per_minute", l.patron_posts_per_minute as u64, 1, 100_000),

@@ -77,7 +77,7 @@ impl Connection {
 
     /// Takes a frame from the budget this socket shares.
     fn take(&self) -> bool {
-        self.slot.bucket().lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.slot.take()
     }
 
     /// Says `hello`, then serves the socket until either side ends it.

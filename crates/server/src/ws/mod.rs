@@ -94,6 +94,8 @@ pub const PENDING_AUTH_PER_ADDRESS: usize = 32;
 pub(crate) struct Pending {
     node: opening::Place,
     _address: Option<Held<std::net::IpAddr>>,
+    /// The frame budget of the patrons' sockets of the client's network.
+    network: Option<Arc<std::sync::Mutex<Bucket>>>,
 }
 /// How long the goodbye (a close frame, and the client's in reply) may take
 /// on a socket being closed.
@@ -172,7 +174,11 @@ pub(crate) async fn upgrade(
     let address = peer
         .map(|p| crate::limit::address_key(crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies)));
     let from_address = match address {
-        Some(a) => match state.sockets.addresses.take(a, state.app.limits().sockets_per_address, state.app.limits()) {
+        Some(a) => match state.sockets.addresses.take(
+            a,
+            state.app.limits().sockets_per_address,
+            sockets::per_address(state.app.limits()),
+        ) {
             Some(held) => Some(held),
             None => {
                 state.metrics.limited("socket");
@@ -186,21 +192,24 @@ pub(crate) async fn upgrade(
         None => None,
     };
     let pending_here = match address {
-        Some(a) => match state.sockets.pending.take(a, PENDING_AUTH_PER_ADDRESS, state.app.limits()) {
-            Some(held) => Some(held),
-            None => {
-                state.metrics.limited("socket_opening");
-                return Err(ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    code: "too_many_sockets",
-                    message: "too many connections from your address are still opening; try again in a few seconds"
-                        .into(),
-                });
+        Some(a) => {
+            match state.sockets.pending.take(a, PENDING_AUTH_PER_ADDRESS, sockets::per_address(state.app.limits())) {
+                Some(held) => Some(held),
+                None => {
+                    state.metrics.limited("socket_opening");
+                    return Err(ApiError {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        code: "too_many_sockets",
+                        message: "too many connections from your address are still opening; try again in a few seconds"
+                            .into(),
+                    });
+                }
             }
-        },
+        }
         None => None,
     };
-    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here };
+    let network = from_address.as_ref().map(Held::bucket);
+    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -276,7 +285,7 @@ async fn open(
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) -> Option<Box<Live>> {
-    let Pending { node, _address: from_address } = pending;
+    let Pending { node, _address: from_address, network } = pending;
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
@@ -306,11 +315,13 @@ async fn open(
     let l = app.limits();
     let (held, cap, what) = match (&patron, &login) {
         (Some(rec), _) => {
-            (sockets.chats.take(rec.ctx.id, l.sockets_per_chat, l).map(Slot::Chat), l.sockets_per_chat, "chat")
+            let held = sockets.chats.take(rec.ctx.id, l.sockets_per_chat, sockets::per_key(l));
+            (held.map(|h| Slot::Chat(h, network)), l.sockets_per_chat, "chat")
         }
         (None, Some(token)) => {
             let key = refdesk_app::auth::digest(token);
-            (sockets.sign_ins.take(key, l.sockets_per_sign_in, l).map(Slot::SignIn), l.sockets_per_sign_in, "sign-in")
+            let held = sockets.sign_ins.take(key, l.sockets_per_sign_in, sockets::per_key(l));
+            (held.map(Slot::SignIn), l.sockets_per_sign_in, "sign-in")
         }
         (None, None) => return None,
     };

@@ -2,7 +2,10 @@
 //! sockets counted per chat token, per staff sign-in and per client address
 //! (the `sockets_per_…` limits), and one frame budget (a token bucket,
 //! `frames_per_second` and `frame_burst`) shared by the sockets of one key,
-//! so that opening more of them does not multiply it.
+//! so that opening more of them does not multiply it. Patrons' frames are
+//! counted twice: under their chat, and under their network
+//! (`patron_frames_per_second_per_address`), so that many chats' tokens on
+//! one network do not multiply the budget either.
 
 use refdesk_domain::ids::SessionId;
 use std::collections::HashMap;
@@ -80,17 +83,18 @@ pub struct Held<K: Hash + Eq + Clone> {
 }
 
 impl<K: Hash + Eq + Clone> Registry<K> {
-    /// A place under `key` if fewer than `cap` sockets hold one.
-    pub(super) fn take(self: &Arc<Self>, key: K, cap: usize, limits: &refdesk_app::Limits) -> Option<Held<K>> {
+    /// A place under `key` if fewer than `cap` sockets hold one; a new key's
+    /// frame budget is `(rate, burst)`.
+    pub(super) fn take(self: &Arc<Self>, key: K, cap: usize, (rate, burst): (u32, u32)) -> Option<Held<K>> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.entries.len() >= map.prune_at {
             map.entries.retain(|_, e| e.open > 0 || !e.bucket.lock().unwrap_or_else(|p| p.into_inner()).full());
             map.prune_at = (map.entries.len() * 2).max(1024);
         }
-        let entry = map.entries.entry(key.clone()).or_insert_with(|| Entry {
-            open: 0,
-            bucket: Arc::new(Mutex::new(Bucket::new(limits.frames_per_second, limits.frame_burst))),
-        });
+        let entry = map
+            .entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry { open: 0, bucket: Arc::new(Mutex::new(Bucket::new(rate, burst))) });
         if entry.open >= cap {
             return None;
         }
@@ -102,6 +106,26 @@ impl<K: Hash + Eq + Clone> Registry<K> {
     pub fn open(&self, key: &K) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).entries.get(key).map_or(0, |e| e.open)
     }
+}
+
+impl<K: Hash + Eq + Clone> Held<K> {
+    /// The frame budget the key's sockets share.
+    pub(super) fn bucket(&self) -> Arc<Mutex<Bucket>> {
+        self.bucket.clone()
+    }
+}
+
+/// The frame budget of a chat's or a sign-in's sockets: `(rate, burst)`.
+pub(super) fn per_key(limits: &refdesk_app::Limits) -> (u32, u32) {
+    (limits.frames_per_second, limits.frame_burst)
+}
+
+/// The budget of the frames all patrons' sockets of one network send
+/// together: `patron_frames_per_second_per_address`, bursts of three
+/// seconds' worth.
+pub(super) fn per_address(limits: &refdesk_app::Limits) -> (u32, u32) {
+    let rate = limits.patron_frames_per_second_per_address;
+    (rate, rate.saturating_mul(3))
 }
 
 impl<K: Hash + Eq + Clone> Drop for Held<K> {
@@ -127,17 +151,21 @@ pub struct Sockets {
     pub(super) pending: Arc<Registry<IpAddr>>,
 }
 
-/// A socket's place under its chat or its staff sign-in.
+/// A socket's place under its chat (with its network's patron frame
+/// budget, when the address is known) or its staff sign-in.
 pub(super) enum Slot {
-    Chat(Held<SessionId>),
+    Chat(Held<SessionId>, Option<Arc<Mutex<Bucket>>>),
     SignIn(Held<String>),
 }
 
 impl Slot {
-    pub(super) fn bucket(&self) -> &Arc<Mutex<Bucket>> {
+    /// Takes a frame from the budgets this socket shares: its chat's or
+    /// sign-in's, and a patron's network's as well.
+    pub(super) fn take(&self) -> bool {
+        let lock = |b: &Arc<Mutex<Bucket>>| b.lock().unwrap_or_else(|p| p.into_inner()).take();
         match self {
-            Slot::Chat(h) => &h.bucket,
-            Slot::SignIn(h) => &h.bucket,
+            Slot::Chat(h, network) => lock(&h.bucket) && network.as_ref().is_none_or(lock),
+            Slot::SignIn(h) => lock(&h.bucket),
         }
     }
 }

@@ -365,7 +365,10 @@ async fn the_patron_side_works_from_the_widget_frame() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let token = res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let started = res.json::<serde_json::Value>().await.unwrap();
+    let token = started["token"].as_str().unwrap().to_owned();
+    // Taken by a librarian, so that it may be rated once ended.
+    assert_eq!(app.staff("ann").await.accept(started["session"].as_i64().unwrap()).await.0, 200);
     let res = frame(http.post(app.url("/api/chat/transcript")))
         .bearer_auth(&token)
         .json(&json!({"email": "pat@example.org"}))

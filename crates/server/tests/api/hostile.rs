@@ -13,7 +13,15 @@ type Raw = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<
 
 /// A patron socket, authenticated, its `hello` (or refusal) read.
 async fn patron_socket(addr: std::net::SocketAddr, token: &str) -> (Raw, Value) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/ws")).await.unwrap();
+    patron_socket_from(addr, token, [127, 0, 0, 1]).await
+}
+
+/// [`patron_socket`] from the loopback address `from` (another network).
+async fn patron_socket_from(addr: std::net::SocketAddr, token: &str, from: [u8; 4]) -> (Raw, Value) {
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.bind((std::net::Ipv4Addr::from(from), 0).into()).unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp.connect(addr).await.unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/api/ws"), stream).await.unwrap();
     ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await.unwrap();
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an answer").unwrap().unwrap() {
@@ -133,6 +141,54 @@ async fn every_kind_of_frame_counts_against_the_frame_limit() {
         }
     }
     assert!(limited, "the flood of control and binary frames was not limited");
+}
+
+/// Pongs and `rate_limited` errors among what `ws` sends back within a second of quiet.
+async fn pongs_and_refusals(ws: &mut Raw) -> (usize, usize) {
+    let (mut pongs, mut limited) = (0, 0);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+        if let Ws::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            pongs += usize::from(v["type"] == "pong");
+            limited += usize::from(v["code"] == "rate_limited");
+        }
+    }
+    (pongs, limited)
+}
+
+#[tokio::test]
+async fn the_patrons_of_one_network_share_a_frame_budget_whatever_the_chats() {
+    // Each chat has its own 60-frame burst; a stranger with many chats'
+    // tokens (anyone's for the asking) must not multiply it.
+    let app = spawn_app_with(|c| c.limits.patron_frames_per_second_per_address = 5).await;
+    let mut sockets = Vec::new();
+    for i in 0..4 {
+        let chat = app.start_chat("riverside-main", &format!("chat {i}")).await;
+        let (ws, hello) = patron_socket(app.addr, &chat.token).await;
+        assert_eq!(hello["type"], "hello");
+        sockets.push(ws);
+    }
+    for ws in &mut sockets {
+        for _ in 0..10 {
+            ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
+        }
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for ws in &mut sockets {
+        let (p, l) = pongs_and_refusals(ws).await;
+        (pongs, limited) = (pongs + p, limited + l);
+    }
+    assert_eq!(pongs + limited, 40, "every frame answered");
+    // A burst of three seconds' worth (15), and what refills meanwhile.
+    assert!((15..=22).contains(&pongs), "{pongs} of 40 frames from one network got through");
+    // Another network has its own budget; a chat's own budget still holds.
+    let other = app.start_chat("riverside-main", "elsewhere").await;
+    let (mut ws, hello) = patron_socket_from(app.addr, &other.token, [127, 0, 0, 2]).await;
+    assert_eq!(hello["type"], "hello");
+    for _ in 0..10 {
+        ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
+    }
+    assert_eq!(pongs_and_refusals(&mut ws).await, (10, 0), "another network is not held back");
 }
 
 #[tokio::test]
