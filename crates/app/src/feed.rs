@@ -236,6 +236,17 @@ impl Feed {
         self.sessions.get(&session).map(|w| w.last)
     }
 
+    /// The highest sequence number passed on of the IM conversation with
+    /// `peer`, if the feed follows it.
+    pub fn im_last_seq(&self, peer: StaffId) -> Option<u64> {
+        self.desk.as_ref().and_then(|d| d.im.get(&peer).copied())
+    }
+
+    /// IM conversations the feed follows.
+    pub fn im_followed(&self) -> usize {
+        self.desk.as_ref().map_or(0, |d| d.im.len())
+    }
+
     /// Starts (or restarts) watching a session from `after`; what the viewer
     /// may see of it since then comes from [`Feed::next_page`]. Refused
     /// outside the viewer's scope (I5).
@@ -518,16 +529,14 @@ impl Feed {
             let entry = self.desk().im.entry(peer).or_insert(0);
             *entry = (*entry).max(m.seq);
         } else if after > 0 {
-            let known = self
-                .app
-                .store
-                .im_conversations(me)
-                .await?
-                .into_iter()
-                .find(|c| c.peer == peer)
-                .map_or(0, |c| c.last_seq);
-            let entry = self.desk().im.entry(peer).or_insert(0);
-            *entry = (*entry).max(after.min(known));
+            let known = self.app.store.im_conversations(me).await?.into_iter().find(|c| c.peer == peer);
+            // A peer with no conversation leaves no mark: a client naming
+            // made-up peers must not grow the marks (copied on every event,
+            // each one read again after a lag).
+            if let Some(known) = known {
+                let entry = self.desk().im.entry(peer).or_insert(0);
+                *entry = (*entry).max(after.min(known.last_seq));
+            }
         }
         Ok(Page { items, done })
     }

@@ -408,3 +408,25 @@ async fn a_feed_whose_store_read_failed_tries_again_by_itself_when_no_other_even
         .collect();
     assert_eq!(lines, ["first", "second"], "both lines reach the patron: {out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn im_resumes_naming_made_up_colleagues_leave_no_marks_and_a_real_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    let ann = on_duty(&app, "ann").await;
+    let ben = on_duty(&app, "ben").await;
+    let mut feed = Feed::new(&app, Viewer::Staff(ann.clone()));
+    // Each such mark was copied on every event and read again after a lag.
+    for peer in 1_000..1_500 {
+        let page = feed.im_page(refdesk_domain::ids::StaffId(peer), 7, 50).await.unwrap();
+        assert!(page.items.is_empty());
+    }
+    assert_eq!(feed.im_followed(), 0, "made-up colleagues left marks");
+    // A real conversation is followed from where the client says it read.
+    for n in 0..3 {
+        app.im_send(&ben, ann.id, &format!("line {n}"), None).await.unwrap();
+    }
+    let page = feed.im_page(ben.id, 3, 50).await.unwrap();
+    assert!(page.items.is_empty(), "nothing after the last line");
+    assert_eq!((feed.im_followed(), feed.im_last_seq(ben.id)), (1, Some(3)));
+}
