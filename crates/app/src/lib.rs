@@ -177,6 +177,10 @@ pub struct Limits {
     /// token (`GET /api/chat`): each is a read of up to 501 lines, and the
     /// readers are few and shared by everyone.
     pub patron_reads_per_minute: u32,
+    /// Answers e-mailed from the question list to one address in 24 hours
+    /// (`429 too_many_mails` beyond): a patron asks a few questions a day,
+    /// and refdesk's own address must not be turned on anyone's inbox.
+    pub answers_per_recipient_per_day: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -264,6 +268,7 @@ impl Default for Limits {
             starts_per_minute: 20,
             patron_posts_per_minute: 60,
             patron_reads_per_minute: 300,
+            answers_per_recipient_per_day: 20,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,

@@ -220,7 +220,11 @@ impl App {
         let prepared = self.prepare(staff, id, action).await?;
         let receiving = prepared.receiving;
         let me = staff.clone();
-        let plan: refdesk_store::Plan = Box::new(move |q, session| decide(&me, prepared, confirm_live, q, session));
+        let per_recipient = Some(self.limits.answers_per_recipient_per_day);
+        let plan: refdesk_store::Plan = Box::new(move |q, session| {
+            let plan = decide(&me, prepared, confirm_live, q, session)?;
+            Ok(refdesk_store::QuestionPlan { mails_per_recipient_per_day: per_recipient, ..plan })
+        });
         let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
         self.after_acting(staff, receiving, acted).await
     }
@@ -405,6 +409,7 @@ fn answer(
         line: chat.map(|l| line(me, l, false)),
         mail: to.map(|to| answer_mail(q, &body, &to)),
         state: Some(after),
+        mails_per_recipient_per_day: None,
     })
 }
 

@@ -97,6 +97,11 @@ pub struct QuestionPlan {
     pub line: Option<NewMessage>,
     /// An e-mail to send.
     pub mail: Option<NewMail>,
+    /// Mails of the same kind to the mail's address (in any letter case) at
+    /// most in the last 24 hours, counted in this write under a lock per
+    /// address: past it the action is refused (`too_many_mails`) and
+    /// changes nothing. `None`: no cap.
+    pub mails_per_recipient_per_day: Option<u32>,
 }
 
 /// Decides a question-list action inside its transaction.

@@ -285,7 +285,7 @@ fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {
         (status = 404, description = "`not_found`: no such question, action, colleague or library", body = ErrorBody),
         (status = 409, description = "`conflict`: a live question without `confirm_live`, a stale confirmation, or an action its state refuses", body = ErrorBody),
         (status = 422, description = "`invalid`: a missing or bad field", body = ErrorBody),
-        (status = 429, description = "`too_many_mails`: answers e-mailed to that address today", body = ErrorBody),
+        (status = 429, description = "`too_many_mails`: `limits.answers_per_recipient_per_day` answers were e-mailed to that address in the last 24 hours; nothing was done", body = ErrorBody),
     ))]
 async fn act(
     State(s): State<AppState>,

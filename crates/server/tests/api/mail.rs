@@ -137,3 +137,22 @@ async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
     let raw = std::fs::read_to_string(file).unwrap();
     assert!(raw.contains("pat@example.org") && mail_text(&raw).contains("EML-ANSWER"));
 }
+
+#[tokio::test]
+async fn answers_e_mailed_to_one_address_are_capped_per_day() {
+    let app = spawn_app_with(|c| c.limits.answers_per_recipient_per_day = 2).await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat_with("riverside-main", json!({"question": "Q?", "email": "pat@example.org"})).await;
+    ann.accept(patron.session).await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let answer = |body: &str, email: &str| json!({"body": body, "email": email, "confirm_live": true});
+    for n in 0..2 {
+        assert_eq!(ann.act(q, "answer", answer(&format!("ANSWER {n}"), "victim@example.org")).await.0, 200);
+    }
+    let (status, refused) = ann.act(q, "answer", answer("ANSWER 2", "Victim@Example.org")).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_mails")), "{refused}");
+    let (_, detail) = ann.get(&format!("/api/questions/{q}")).await;
+    let answers = detail["timeline"].as_array().unwrap().iter().filter(|t| t["change"] == "answer").count();
+    assert_eq!(answers, 2, "the refused answer left nothing: {detail}");
+    assert_eq!(ann.act(q, "answer", answer("ANSWER 3", "pat@example.org")).await.0, 200, "another address");
+}

@@ -71,6 +71,14 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
     let question = question_where(db, id).await?;
     let before = question.state.clone();
     let plan = plan(&question, &session)?;
+    if let (Some(mail), Some(max)) = (&plan.mail, plan.mails_per_recipient_per_day) {
+        db.lock(&format!("mail:{}", mail.to.to_lowercase())).await?;
+        let sent = int(db, sel::MAILS_TO, args![mail.kind.as_str(), &mail.to, now - DAY], "n").await?;
+        if sent >= i64::from(max) {
+            let reason = format!("{sent} e-mails have gone to {} in the last 24 hours; try again tomorrow", mail.to);
+            return Err(DomainError::Limited { code: "too_many_mails", reason }.into());
+        }
+    }
     if let Some(after) = &plan.state {
         write_question_state(db, id, &before, after, &by, now).await?;
     }

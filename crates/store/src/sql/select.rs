@@ -499,6 +499,11 @@ pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM session
      WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND ended_at >= ?2
        AND accepted_at IS NOT NULL AND id <> ?3";
 
+/// Mails of one kind queued since a time to one address, in any letter case
+/// (binds kind, address, since; index `outbox_to`).
+pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
+     WHERE lower(to_addr) = lower(?2) AND created_at >= ?3 AND kind = ?1";
+
 /// Chats started since a time that ask a transcript to one address, in any
 /// letter case (binds address, since): each mails at most once, and the
 /// count includes those not yet ended.

@@ -10,24 +10,27 @@ use refdesk_store::{Handover, MailKind, NewMail, QuestionPlan, QuestionQuery, Qu
 on_every_backend!(
     a_question_list_action_writes_its_state_timeline_line_and_mail_at_once,
     the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts,
+    mails_to_one_address_are_capped_per_day_inside_the_actions_write,
 );
 
 /// Closes the chat's question from the question list, with a note, a line
 /// in the chat and an e-mail to the patron.
 fn close_with_mail() -> refdesk_store::Plan {
-    Box::new(|q, _| {
+    mail_to("pat@example.org", None)
+}
+
+/// [`close_with_mail`] to `to`, under a cap of mails to it per day.
+fn mail_to(to: &str, cap: Option<u32>) -> refdesk_store::Plan {
+    let to = to.to_owned();
+    Box::new(move |q, _| {
         let mut after = q.state.clone();
         after.status = Status::Closed;
         Ok(QuestionPlan {
             state: Some(after),
             entries: vec![Change::Note { body: "closing".into() }],
             line: Some(system("closed")),
-            mail: Some(NewMail {
-                kind: MailKind::Answer,
-                to: "pat@example.org".into(),
-                subject: "s".into(),
-                body: "b".into(),
-            }),
+            mail: Some(NewMail { kind: MailKind::Answer, to, subject: "s".into(), body: "b".into() }),
+            mails_per_recipient_per_day: cap,
         })
     })
 }
@@ -89,4 +92,30 @@ async fn the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts(
     assert_eq!(s.questions(search.clone()).await.unwrap().len(), 1, "search reaches the transcript");
     search.text = Some("nowhere in it".into());
     assert!(s.questions(search).await.unwrap().is_empty());
+}
+
+/// Past the cap of mails to one address (in any letter case) in 24 hours,
+/// the action is refused and changes nothing; a day later it goes.
+async fn mails_to_one_address_are_capped_per_day_inside_the_actions_write(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    let q = question_of(b, a).await;
+    let day = 86_400_000;
+    for at in [50, 60] {
+        s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", Some(2)), at).await.unwrap();
+    }
+    let (timeline, lines) = (s.timeline(q).await.unwrap().len(), s.messages_after(a, 0, 100).await.unwrap().len());
+    let refused = s.act_on_question(q, w.carla.clone(), mail_to("PAT@Example.org", Some(2)), 70).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(refdesk_store::StoreError::Domain(refdesk_domain::DomainError::Limited { code: "too_many_mails", .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(s.timeline(q).await.unwrap().len(), timeline, "nothing written");
+    assert_eq!(s.messages_after(a, 0, 100).await.unwrap().len(), lines, "no line");
+    s.act_on_question(q, w.carla.clone(), mail_to("other@example.org", Some(2)), 71).await.expect("another address");
+    s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", None), 72).await.expect("no cap, no count");
+    s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", Some(2)), 73 + day).await.expect("a day later");
 }
