@@ -161,9 +161,15 @@ impl App {
         Ok(self.store.create_staff(new).await?)
     }
 
-    /// A library by its slug.
+    /// A library by its slug, from memory once read (a library never changes).
     pub async fn library(&self, slug: &str) -> AppResult<LibraryRecord> {
-        self.store.library_by_slug(slug).await?.ok_or(AppError::Domain(DomainError::NotFound("library")))
+        let known = self.libraries.lock().unwrap_or_else(|p| p.into_inner()).get(slug).cloned();
+        if let Some(lib) = known {
+            return Ok(lib);
+        }
+        let lib = self.store.library_by_slug(slug).await?.ok_or(AppError::Domain(DomainError::NotFound("library")))?;
+        self.libraries.lock().unwrap_or_else(|p| p.into_inner()).insert(slug.to_owned(), lib.clone());
+        Ok(lib)
     }
 
     // --- the patron's side -------------------------------------------------

@@ -354,6 +354,11 @@ pub struct App {
     /// Whether anyone is on duty, per cooperative, and when that was read
     /// (see `App::library_status`).
     on_duty: staff::OnDutyCache,
+    /// Libraries by slug, as read: a library never changes once created,
+    /// and only those found are kept (at most the libraries there are), so
+    /// the open entry points (a library's status, on every page the widget
+    /// is on) need not read one for every request.
+    libraries: Arc<std::sync::Mutex<std::collections::HashMap<String, refdesk_store::LibraryRecord>>>,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
@@ -410,6 +415,7 @@ impl App {
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
             hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
             on_duty: Arc::default(),
+            libraries: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
             retention: Arc::default(),

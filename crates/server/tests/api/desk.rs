@@ -713,4 +713,8 @@ async fn the_entry_points_status_is_read_at_most_every_few_seconds_and_at_once_a
     let (code, _) = ann.post("/api/me/availability", json!({"availability": "off_duty"})).await;
     assert_eq!(code, 200);
     assert!(!status().await, "Ann went off duty here");
+    // Within those 5 s nothing is read at all, the library neither: with
+    // the store closed, the status is still answered.
+    app.state.app.store().close().await;
+    assert!(!status().await, "answered from memory, the library too");
 }
