@@ -179,6 +179,7 @@ function begin() {
         setStatus(`You are number ${f.position} in line (waiting ${mins} min). A librarian will be with you shortly.`);
       }
       else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
+      else if (f.type === "error" && f.code === "rate_limited") retrySoon();
       else if (f.type === "error") {
         const p = f.client_id && chat.pending.find((x) => x.client_id === f.client_id);
         if (p) {
@@ -188,6 +189,19 @@ function begin() {
       }
     },
   });
+  // A frame past the rate limit (this chat's, or its network's: a lab
+  // shares one) was dropped, whichever it was: once things are quiet the
+  // chat is followed again from the last line shown, and lines not yet
+  // acknowledged go again (I4: stored once).
+  let retry = null;
+  function retrySoon() {
+    if (retry) return;
+    retry = setTimeout(() => {
+      retry = null;
+      conn.send({ type: "resume", after: last });
+      for (const p of chat.pending) conn.send({ type: "send", client_id: p.client_id, body: p.body });
+    }, 2000);
+  }
   let typing = false;
   let typingSent = 0;
   let idle = null;

@@ -135,20 +135,20 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
         }
-        let others = self.end_waiting_under(&block, staff, now).await;
+        let others = self.end_waiting_under(&block, now).await;
         self.metrics().blocks.inc();
         tracing::info!(block = block.id, session = %session, staff = %staff.username, others, "patron blocked");
         Ok(block)
     }
 
     /// Ends the chats the blocked patron still has waiting in the
-    /// cooperative (other tabs, other libraries' queues: started with the
-    /// same browser id or from the same network), which the block would
-    /// refuse if they were started now: a librarian need not find and block
-    /// each. No transcript, no missed-chat question. A chat a librarian
-    /// takes meanwhile is left to them. Returns how many ended; a failure is
-    /// logged (the block itself stands).
-    async fn end_waiting_under(&self, block: &BlockRecord, staff: &Staff, now: Millis) -> usize {
+    /// cooperative, never taken by a librarian (other tabs, other libraries'
+    /// queues: [`refdesk_store::Blocks::waiting_under_block`]): a librarian
+    /// need not find and block each. Ended by refdesk (the blocker may not
+    /// see those libraries), with no transcript and no missed-chat question.
+    /// A chat a librarian takes meanwhile is left to them. Returns how many
+    /// ended; a failure is logged (the block itself stands).
+    async fn end_waiting_under(&self, block: &BlockRecord, now: Millis) -> usize {
         let ids = match self.store.waiting_under_block(block.id).await {
             Ok(ids) => ids,
             Err(e) => {
@@ -158,12 +158,12 @@ impl App {
         };
         let mut ended = 0;
         for id in ids {
-            let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
             let still_waiting: Guard = Box::new(|rec| match rec.state {
-                SessionState::Waiting => Ok(()),
+                SessionState::Waiting if rec.accepted_at.is_none() => Ok(()),
                 _ => Err(DomainError::Conflict("the chat was taken".into())),
             });
-            match self.store.end(id, author, still_waiting, Box::new(|_, _| None), Ending::default(), now).await {
+            match self.store.end(id, Author::System, still_waiting, Box::new(|_, _| None), Ending::default(), now).await
+            {
                 Ok(_) => ended += 1,
                 Err(e) => tracing::debug!(block = block.id, session = %id, error = %e, "waiting chat not ended"),
             }

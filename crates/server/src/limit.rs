@@ -110,15 +110,18 @@ const LIMITED: [(&str, Kind); 6] = [
 /// The `GET` entry points that are rate limited: those with a patron's
 /// token (the test below checks the document has no other), each a read on
 /// the shared readers that anyone with a chat's token could repeat without
-/// end. The open `GET`s (a library's status, the widget's files) read
-/// nothing per request that a loop could make costly.
+/// end. Of the open `GET`s, a library's status and the widget's files read
+/// nothing per request (the status from memory, 5 s at most per
+/// cooperative); the list of libraries reads their rows (a cooperative's
+/// few dozen), bounded like every request by the connections per address.
 const LIMITED_READS: [(&str, Kind); 1] = [("/api/chat", Kind::PatronRead)];
 
 fn kind_of(method: &Method, route: Option<&str>) -> Option<Kind> {
     let route = route?;
     let limited: &[(&str, Kind)] = match *method {
         Method::POST => &LIMITED,
-        Method::GET => &LIMITED_READS,
+        // axum answers a HEAD with the GET's handler: the same read.
+        Method::GET | Method::HEAD => &LIMITED_READS,
         _ => return None,
     };
     limited.iter().find(|(r, _)| *r == route).map(|(_, kind)| *kind)
@@ -256,6 +259,7 @@ mod tests {
         assert_eq!(kind_of(&Method::GET, route("/api/libraries/{slug}/status")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/chat/rating")), Some(Kind::Patron));
         assert_eq!(kind_of(&Method::GET, route("/api/chat")), Some(Kind::PatronRead));
+        assert_eq!(kind_of(&Method::HEAD, route("/api/chat")), Some(Kind::PatronRead), "a HEAD runs the GET");
         assert_eq!(kind_of(&Method::POST, route("/api/chat")), None);
         assert_eq!(kind_of(&Method::GET, route("/api/chat/end")), None);
         assert_eq!(kind_of(&Method::POST, route("/api/sessions/{id}/messages")), None);

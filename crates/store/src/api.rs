@@ -254,9 +254,11 @@ pub trait Blocks: Send + Sync {
     async fn blocks(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<BlockRecord>>;
     /// A block in force in `coop` at `now` on either key, if any.
     async fn active_block(&self, coop: CooperativeId, keys: PatronKeys, now: Millis) -> Result<Option<BlockRecord>>;
-    /// The chats still waiting at the block's cooperative that it would
-    /// refuse now (started with either of its keys), but the one it was made
-    /// from; oldest first, at most [`BLOCKED_WAITING_AT_MOST`].
+    /// The chats still waiting at the block's cooperative, never taken by a
+    /// librarian, from the blocked patron: started with its browser id, or
+    /// from its network with no browser id at all (a script's; another
+    /// patron's widget behind a shared address keeps its chat). Not the one
+    /// it was made from; oldest first, at most [`BLOCKED_WAITING_AT_MOST`].
     async fn waiting_under_block(&self, block: i64) -> Result<Vec<SessionId>>;
 }
 

@@ -191,9 +191,10 @@ pub(crate) async fn upgrade(
         },
         None => None,
     };
+    // Only the count of sockets still opening: its frame budget is never spent.
     let pending_here = match address {
         Some(a) => {
-            match state.sockets.pending.take(a, PENDING_AUTH_PER_ADDRESS, sockets::per_address(state.app.limits())) {
+            match state.sockets.pending.take(a, PENDING_AUTH_PER_ADDRESS, sockets::per_key(state.app.limits())) {
                 Some(held) => Some(held),
                 None => {
                     state.metrics.limited("socket_opening");

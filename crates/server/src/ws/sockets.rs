@@ -34,13 +34,17 @@ impl Bucket {
     }
 
     pub(super) fn take(&mut self) -> bool {
-        self.refill();
-        if self.tokens >= 1.0 {
+        let has = self.has_one();
+        if has {
             self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
+        has
+    }
+
+    /// Whether a frame may be taken now.
+    fn has_one(&mut self) -> bool {
+        self.refill();
+        self.tokens >= 1.0
     }
 
     fn full(&mut self) -> bool {
@@ -161,11 +165,43 @@ pub(super) enum Slot {
 impl Slot {
     /// Takes a frame from the budgets this socket shares: its chat's or
     /// sign-in's, and a patron's network's as well.
+    /// A frame the network refuses costs the chat nothing, and the other
+    /// way round.
     pub(super) fn take(&self) -> bool {
-        let lock = |b: &Arc<Mutex<Bucket>>| b.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match self {
-            Slot::Chat(h, network) => lock(&h.bucket) && network.as_ref().is_none_or(lock),
-            Slot::SignIn(h) => lock(&h.bucket),
+        fn lock(b: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+            b.lock().unwrap_or_else(|p| p.into_inner())
         }
+        match self {
+            Slot::Chat(h, Some(network)) => {
+                // Always the chat's, then the network's: one order.
+                let (mut own, mut shared) = (lock(&h.bucket), lock(network));
+                let both = own.has_one() && shared.has_one();
+                if both {
+                    own.tokens -= 1.0;
+                    shared.tokens -= 1.0;
+                }
+                both
+            }
+            Slot::Chat(h, None) => lock(&h.bucket).take(),
+            Slot::SignIn(h) => lock(&h.bucket).take(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_one_budget_refuses_costs_the_other_nothing() {
+        let (chats, networks) = (Arc::new(Registry::<SessionId>::default()), Arc::new(Registry::<IpAddr>::default()));
+        let network = networks.take([192, 0, 2, 1].into(), 10, (1, 1)).unwrap();
+        let slot = Slot::Chat(chats.take(SessionId(1), 4, (1, 3)).unwrap(), Some(network.bucket()));
+        assert!(slot.take(), "both budgets had a frame");
+        assert!(!slot.take(), "the network's is spent");
+        // The chat's own budget lost nothing to the refused frame: two left.
+        let alone = Slot::Chat(chats.take(SessionId(1), 4, (1, 3)).unwrap(), None);
+        assert!(alone.take() && alone.take(), "the refused frame was charged to the chat");
+        assert!(!alone.take());
     }
 }

@@ -531,12 +531,16 @@ pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_
        AND ((?2 IS NOT NULL AND b.browser_key = ?2) OR (?3 IS NOT NULL AND b.net_key = ?3))
      ORDER BY b.expires_at DESC LIMIT 1";
 
-/// The chats still waiting in the block's cooperative started with either
-/// of its keys, but its own (`?1` the block, `?2` how many at most).
+/// The chats still waiting in the block's cooperative that no librarian
+/// ever took, started from the blocked browser, or from its network with no
+/// browser id (not the widget: a script's), but its own (`?1` the block,
+/// `?2` how many at most). Another patron's widget behind the same shared
+/// address (a library's lab, a campus) keeps its chat.
 pub(crate) const WAITING_UNDER_BLOCK: &str = "SELECT s.id AS session_id FROM blocks b
      JOIN sessions s ON s.state <> 'ended' AND s.state = 'waiting' AND s.id <> b.session_id
+       AND s.accepted_at IS NULL
        AND ((b.browser_key IS NOT NULL AND s.browser_key = b.browser_key)
-         OR (b.net_key IS NOT NULL AND s.net_key = b.net_key))
+         OR (b.net_key IS NOT NULL AND s.net_key = b.net_key AND s.browser_key IS NULL))
      JOIN libraries l ON l.id = s.library_id
      JOIN institutions i ON i.id = l.institution_id AND i.cooperative_id = b.cooperative_id
      WHERE b.id = ?1 ORDER BY s.id LIMIT ?2";

@@ -3,7 +3,7 @@
 
 use crate::support::{keyed, ok, start, Backend};
 use refdesk_domain::DomainError;
-use refdesk_store::{NewBlock, NewSession, PatronKeys, ScopeLevel, StoreError};
+use refdesk_store::{Handover, NewBlock, NewSession, PatronKeys, ScopeLevel, StoreError, TransferTo};
 
 on_every_backend!(
     blocks_match_either_key_until_lifted_or_run_out,
@@ -54,15 +54,18 @@ async fn a_block_that_does_not_exist_is_none(b: &Backend) {
     assert!(b.store.block_by_id(999_999).await.unwrap().is_none());
 }
 
-/// The chats a block would refuse were they started now, still waiting:
-/// either key, any library of its cooperative, never another cooperative's,
-/// never a chat a librarian took, never the block's own.
+/// The blocked patron's chats still waiting: its browser's, or its
+/// network's with no browser id (never another patron's widget behind the
+/// same address), at any library of its cooperative, never another
+/// cooperative's, never a chat a librarian took (even handed back to a
+/// queue), never the block's own.
 async fn the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_cooperative_only(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     let chat = |token: &str, browser: Option<&str>, net: Option<&str>| keyed(w, token, browser, net, 99, 99);
     let (own, _) = s.start_session(chat("w0", Some("browser-1"), Some("net-1"))).await.unwrap();
     let (same_browser, _) = s.start_session(chat("w1", Some("browser-1"), Some("net-2"))).await.unwrap();
     let (same_net, _) = s.start_session(chat("w2", None, Some("net-1"))).await.unwrap();
+    let (neighbour, _) = s.start_session(chat("w7", Some("browser-2"), Some("net-1"))).await.unwrap();
     let (elsewhere, _) = s
         .start_session(NewSession { library: w.other.placement.library, ..chat("w3", None, Some("net-1")) })
         .await
@@ -70,6 +73,14 @@ async fn the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_coopera
     let (stranger, _) = s.start_session(chat("w4", Some("browser-3"), Some("net-3"))).await.unwrap();
     let (taken, _) = s.start_session(chat("w5", Some("browser-1"), None)).await.unwrap();
     s.accept(taken.ctx.id, w.ann.clone(), ok(), 2).await.unwrap();
+    let (handed_back, _) = s.start_session(chat("w8", Some("browser-1"), None)).await.unwrap();
+    s.accept(handed_back.ctx.id, w.ann.clone(), ok(), 2).await.unwrap();
+    let back = Handover {
+        to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+        stay: false,
+        line: crate::support::system("back to the queue"),
+    };
+    s.transfer(handed_back.ctx.id, w.ann.clone(), back, ok(), 2).await.unwrap();
     let far = s.create_cooperative("Far", refdesk_domain::question::default_codes()).await.unwrap();
     let far = s.create_library(s.create_institution(far, "Far U").await.unwrap(), "far", "Far").await.unwrap();
     let (far_chat, _) = s
@@ -80,13 +91,7 @@ async fn the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_coopera
     let new = NewBlock { session: own.ctx.id, by: w.carla.clone(), reason: "a flood".into(), expires_at: 100, now: 3 };
     let block = s.block(new).await.unwrap();
     let found = s.waiting_under_block(block.id).await.unwrap();
-    assert_eq!(
-        found,
-        vec![same_browser.ctx.id, same_net.ctx.id, elsewhere.ctx.id],
-        "stranger {:?}, taken {:?}, far {:?}",
-        stranger.ctx.id,
-        taken.ctx.id,
-        far_chat.ctx.id
-    );
+    let left = [stranger.ctx.id, taken.ctx.id, far_chat.ctx.id, neighbour.ctx.id, handed_back.ctx.id];
+    assert_eq!(found, vec![same_browser.ctx.id, same_net.ctx.id, elsewhere.ctx.id], "left alone: {left:?}");
     assert!(s.waiting_under_block(999_999).await.unwrap().is_empty(), "no such block");
 }
