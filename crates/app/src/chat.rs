@@ -96,12 +96,32 @@ impl App {
     /// client is on this machine, talking to refdesk directly; the demo
     /// password (known to everyone) signs in from nowhere else.
     pub async fn login(&self, username: &str, password: &str, local: bool) -> AppResult<(String, Staff)> {
+        self.login_from(username, password, local, None).await
+    }
+
+    /// [`App::login`] from the client address `ip`: an account's failed
+    /// attempts are counted ([`crate::signin`]), and the networks it signs
+    /// in from are not held back by them.
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &str,
+        local: bool,
+        ip: Option<std::net::IpAddr>,
+    ) -> AppResult<(String, Staff)> {
         if password == crate::demo::PASSWORD && !local {
             return Err(DomainError::Forbidden(
                 "the demo accounts sign in only from this machine; to serve a library, set refdesk up for real (README: Deploying for real)",
             )
             .into());
         }
+        let (net, per_hour, now) =
+            (ip.map(refdesk_domain::net::network), self.limits.failed_logins_per_account_per_hour, self.clock.now());
+        let Some(attempt) = self.sign_ins.start(username, net, per_hour, now) else {
+            let reason = "too many failed sign-ins for this account; try again in a few minutes, \
+                          or from where you usually sign in";
+            return Err(DomainError::Limited { code: "too_many_attempts", reason: reason.into() }.into());
+        };
         let rec = self.store.staff_by_username(username).await?;
         let refused = || AppError::Domain(DomainError::Forbidden("wrong username or password"));
         let Some(rec) = rec else {
@@ -116,6 +136,7 @@ impl App {
         if !ok || rec.disabled {
             return Err(refused());
         }
+        self.sign_ins.signed_in(username, net, attempt, per_hour, now);
         let token = auth::new_token()?;
         let expires = self.clock.now() + (self.limits.login_hours as i64) * 3_600_000;
         self.store.create_login(&auth::digest(&token), rec.staff.id, expires).await?;

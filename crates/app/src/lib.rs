@@ -38,6 +38,7 @@ pub mod privacy;
 mod questions;
 pub mod reports;
 pub mod setup;
+mod signin;
 pub mod staff;
 
 pub use chat::{PatronPage, StartChat, Started};
@@ -167,6 +168,10 @@ pub struct Limits {
     pub idle_chat_minutes: u64,
     /// Sign-in attempts one address may make per minute.
     pub logins_per_minute: u32,
+    /// Sign-in attempts one account may take per hour on a node, whatever
+    /// the network, but from those it signed in from in the last 30 days
+    /// (`429 too_many_attempts` beyond; a sign-in gives its attempt back).
+    pub failed_logins_per_account_per_hour: u32,
     /// Chats and offline questions one address may start per minute (a
     /// library's public computers may share one address: not too low).
     pub starts_per_minute: u32,
@@ -265,6 +270,7 @@ impl Default for Limits {
             signoff_minutes: 5,
             idle_chat_minutes: 30,
             logins_per_minute: 10,
+            failed_logins_per_account_per_hour: 20,
             starts_per_minute: 20,
             patron_posts_per_minute: 60,
             patron_reads_per_minute: 300,
@@ -351,6 +357,8 @@ pub struct App {
     hashing: Arc<tokio::sync::Semaphore>,
     /// Places in line for [`App::hash_work`] ([`HASHES_WAITING`]).
     hash_line: Arc<tokio::sync::Semaphore>,
+    /// Sign-in attempts left per account (see [`signin`]).
+    sign_ins: Arc<signin::FailedSignIns>,
     /// Whether anyone is on duty, per cooperative, and when that was read
     /// (see `App::library_status`).
     on_duty: staff::OnDutyCache,
@@ -414,6 +422,7 @@ impl App {
             connections: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
             hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
+            sign_ins: Arc::default(),
             on_duty: Arc::default(),
             libraries: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),

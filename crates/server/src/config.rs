@@ -403,6 +403,7 @@ impl Config {
                 1_000_000,
             ),
             ("limits.logins_per_minute", l.logins_per_minute as u64, 1, 100_000),
+            ("limits.failed_logins_per_account_per_hour", l.failed_logins_per_account_per_hour as u64, 1, 1_000_000),
             ("limits.starts_per_minute", l.starts_per_minute as u64, 1, 100_000),
             ("limits.patron_posts_per_minute", l.patron_posts_per_minute as u64, 1, 100_000),
             ("limits.patron_reads_per_minute", l.patron_reads_per_minute as u64, 1, 100_000),

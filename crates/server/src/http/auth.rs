@@ -43,7 +43,7 @@ struct Login {
         (status = 401, description = "`unauthenticated`: wrong username or password", body = ErrorBody),
         (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
         (status = 422, description = "`invalid`: a username or password that cannot be one", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node; `too_many_attempts`: this account's attempts for the hour (`limits.failed_logins_per_account_per_hour`, 20 on each node) are spent, from any network it did not sign in from in the last 30 days", body = ErrorBody),
     ))]
 async fn login(
     State(state): State<AppState>,
@@ -60,8 +60,11 @@ async fn login(
             message: WRONG_PASSWORD.into(),
         });
     }
-    let local = is_local(peer.map(|p| p.0 .0.ip()), &headers, &state);
-    let (token, staff) = state.app.login(&body.username, &body.password, local).await.map_err(wrong_password)?;
+    let peer = peer.map(|p| p.0 .0.ip());
+    let local = is_local(peer, &headers, &state);
+    let ip = peer.map(|p| crate::limit::client_ip_of(p, &headers, &state.trusted_proxies));
+    let login = state.app.login_from(&body.username, &body.password, local, ip);
+    let (token, staff) = login.await.map_err(wrong_password)?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits().login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");

@@ -524,3 +524,30 @@ async fn a_chat_that_expires_past_its_networks_questions_for_the_day_promises_no
         .question
         .is_none());
 }
+
+#[tokio::test]
+async fn guesses_at_one_account_from_many_networks_run_out_but_not_where_it_signs_in() {
+    let app = spawn_app_with(|c| c.limits.failed_logins_per_account_per_hour = 3).await;
+    let login = |from: u8, username: &str, password: &str| {
+        let client =
+            reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, from])).build().unwrap();
+        let (url, body) = (app.url("/api/login"), json!({"username": username, "password": password}));
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let password = refdesk_app::demo::PASSWORD;
+    // Ann signs in at her desk; later a guesser comes from other networks,
+    // each within its own per-address limit.
+    assert_eq!(login(111, "ann", password).await.0, 200);
+    for from in 112..115 {
+        assert_eq!(login(from, "ann", "wrong guess 1234").await.0, 401);
+    }
+    let (status, refused) = login(115, "ann", password).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{refused}");
+    assert_eq!(login(116, "nobody-here", "wrong guess 1234").await.0, 401, "each account its own budget");
+    // At her desk she still signs in.
+    assert_eq!(login(111, "ann", password).await.0, 200, "locked out where she signs in");
+    assert_eq!(login(112, "carla", password).await.0, 200, "another account");
+}
