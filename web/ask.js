@@ -198,6 +198,7 @@ function begin() {
     if (retry) return;
     retry = setTimeout(() => {
       retry = null;
+      if (!chat) return; // ended and cleared meanwhile
       conn.send({ type: "resume", after: last });
       for (const p of chat.pending) conn.send({ type: "send", client_id: p.client_id, body: p.body });
     }, 2000);
@@ -244,6 +245,7 @@ function begin() {
   $("end-clear").onclick = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
+    clearTimeout(retry);
     conn.close();
     forget();
     chat = null;

@@ -99,9 +99,9 @@ impl App {
         self.login_from(username, password, local, None).await
     }
 
-    /// [`App::login`] from the client address `ip`: an account's failed
-    /// attempts are counted ([`crate::signin`]), and the networks it signs
-    /// in from are not held back by them.
+    /// [`App::login`] from the client address `ip`: an account's attempts
+    /// are counted ([`crate::signin`]; past them `too_many_attempts`), and
+    /// the networks it signs in from are not held back by them.
     pub async fn login_from(
         &self,
         username: &str,
@@ -115,32 +115,49 @@ impl App {
             )
             .into());
         }
+        let refused = || AppError::Domain(DomainError::Forbidden("wrong username or password"));
+        // Every sign-in name is a slug (no secret): anything else names
+        // nobody, and is counted against no one.
+        if input::slug("username", username).is_err() {
+            return Err(refused());
+        }
         let (net, per_hour, now) =
             (ip.map(refdesk_domain::net::network), self.limits.failed_logins_per_account_per_hour, self.clock.now());
         let Some(attempt) = self.sign_ins.start(username, net, per_hour, now) else {
-            let reason = "too many failed sign-ins for this account; try again in a few minutes, \
+            let reason = "too many failed sign-ins for this account; try again later, \
                           or from where you usually sign in";
             return Err(DomainError::Limited { code: "too_many_attempts", reason: reason.into() }.into());
         };
-        let rec = self.store.staff_by_username(username).await?;
-        let refused = || AppError::Domain(DomainError::Forbidden("wrong username or password"));
-        let Some(rec) = rec else {
-            // Spend the same time as a real check, so timing does not tell
-            // which usernames exist.
-            // A full line of hashes refuses it as it would a known name.
-            self.hash_work(|| auth::verify_password("x", DUMMY_HASH)).await?;
-            return Err(refused());
+        let rec = match self.check_password(username, password).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Err(refused()),
+            Err(e) => {
+                // No password was checked (a full line of hashes, the
+                // store): the attempt is not counted.
+                self.sign_ins.give_back(username, attempt);
+                return Err(e);
+            }
         };
-        let (password, hash) = (password.to_owned(), rec.password_hash.clone());
-        let ok = self.hash_work(move || auth::verify_password(&password, &hash)).await?;
-        if !ok || rec.disabled {
-            return Err(refused());
-        }
-        self.sign_ins.signed_in(username, net, attempt, per_hour, now);
+        self.sign_ins.signed_in(username, net, attempt, now);
         let token = auth::new_token()?;
         let expires = self.clock.now() + (self.limits.login_hours as i64) * 3_600_000;
         self.store.create_login(&auth::digest(&token), rec.staff.id, expires).await?;
         Ok((token, rec.staff))
+    }
+
+    /// The account, if `password` is its own and it is enabled; `None` for
+    /// a wrong name or password.
+    async fn check_password(&self, username: &str, password: &str) -> AppResult<Option<refdesk_store::StaffRecord>> {
+        let Some(rec) = self.store.staff_by_username(username).await? else {
+            // Spend the same time as a real check, so timing does not tell
+            // which usernames exist.
+            // A full line of hashes refuses it as it would a known name.
+            self.hash_work(|| auth::verify_password("x", DUMMY_HASH)).await?;
+            return Ok(None);
+        };
+        let (password, hash) = (password.to_owned(), rec.password_hash.clone());
+        let ok = self.hash_work(move || auth::verify_password(&password, &hash)).await?;
+        Ok((ok && !rec.disabled).then_some(rec))
     }
 
     /// The staff member a cookie token belongs to.

@@ -547,6 +547,7 @@ async fn guesses_at_one_account_from_many_networks_run_out_but_not_where_it_sign
     let (status, refused) = login(115, "ann", password).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{refused}");
     assert_eq!(login(116, "nobody-here", "wrong guess 1234").await.0, 401, "each account its own budget");
+    assert_eq!(login(116, &"A".repeat(100_000), "wrong guess 1234").await.0, 401, "not a sign-in name: nothing kept");
     // At her desk she still signs in.
     assert_eq!(login(111, "ann", password).await.0, 200, "locked out where she signs in");
     assert_eq!(login(112, "carla", password).await.0, 200, "another account");
