@@ -19,6 +19,21 @@ pub fn digest(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// The stored form of a patron's network (an IPv4 address, or the /64 of
+/// an IPv6 one: `refdesk_domain::net::network`): what a block keeps,
+/// rather than the address.
+pub fn network_digest(ip: std::net::IpAddr) -> String {
+    digest(&format!("refdesk-net:{}", refdesk_domain::net::network(ip)))
+}
+
+/// The stored form of a network a staff member signed in from: digested
+/// apart from [`network_digest`], so that no patron's network is found in
+/// the staff's rows (a library's public computers and its desk often share
+/// one address), nor kept after the patron's data is erased.
+pub fn staff_network_digest(ip: std::net::IpAddr) -> String {
+    digest(&format!("refdesk-staff-net:{}", refdesk_domain::net::network(ip)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {

@@ -41,7 +41,7 @@ impl Asker {
                 (16..=128).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
             })
             .map(|b| auth::digest(&format!("refdesk-browser:{b}")));
-        let net = self.ip.map(|ip| auth::digest(&format!("refdesk-net:{}", refdesk_domain::net::network(ip))));
+        let net = self.ip.map(auth::network_digest);
         PatronKeys { browser, net }
     }
 }

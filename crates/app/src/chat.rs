@@ -3,6 +3,7 @@
 //! store's commit publishes.
 
 use crate::mail::transcript_mail;
+use crate::signin::{self, Verdict};
 use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
@@ -13,7 +14,7 @@ use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::{apply_code, QuestionState};
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{Appended, Guard, LibraryRecord, NewMessage, NewSession, NewStaff, SessionRecord};
+use refdesk_store::{Appended, Guard, KnownNetwork, LibraryRecord, NewMessage, NewSession, NewStaff, SessionRecord};
 use serde::Serialize;
 
 /// What a patron types into the pre-chat form.
@@ -121,9 +122,18 @@ impl App {
         if input::slug("username", username).is_err() {
             return Err(refused());
         }
-        let (net, per_hour, now) =
-            (ip.map(refdesk_domain::net::network), self.limits.failed_logins_per_account_per_hour, self.clock.now());
-        let Some(attempt) = self.sign_ins.start(username, net, per_hour, now) else {
+        let (per_hour, now) = (self.limits.failed_logins_per_account_per_hour, self.clock.now());
+        let net = ip.map(auth::staff_network_digest);
+        let net = net.as_deref();
+        let mut verdict = self.sign_ins.start(username, net, per_hour, now);
+        if verdict == (Verdict::Spent { ask: true }) {
+            // Whether the account signed in from this network lately, on
+            // any node, before or since this one started.
+            let networks = self.store.known_networks(username, now - signin::KNOWN_FOR).await?;
+            self.sign_ins.learned(username, networks, now);
+            verdict = self.sign_ins.start(username, net, per_hour, now);
+        }
+        let Verdict::Go(attempt) = verdict else {
             let reason = "too many failed sign-ins for this account; try again later, \
                           or from where you usually sign in";
             return Err(DomainError::Limited { code: "too_many_attempts", reason: reason.into() }.into());
@@ -141,7 +151,8 @@ impl App {
         self.sign_ins.signed_in(username, net, attempt, now);
         let token = auth::new_token()?;
         let expires = self.clock.now() + (self.limits.login_hours as i64) * 3_600_000;
-        self.store.create_login(&auth::digest(&token), rec.staff.id, expires).await?;
+        let from = net.map(|n| KnownNetwork { network: n.to_owned(), last_at: now });
+        self.store.create_login(&auth::digest(&token), rec.staff.id, expires, from).await?;
         Ok((token, rec.staff))
     }
 

@@ -12,28 +12,33 @@
 //! room by forgetting an account's count, and names sharing a counter only
 //! share a stricter budget. So that a stranger failing on purpose cannot
 //! lock a librarian out at the desk, the networks an account signed in from
-//! in the last 30 days (8 at most, remembered by this node since it
-//! started, and only on a sign-in: at most 8 per real account) are not held
-//! back by its budget; the per-address limit still holds there. Unknown
-//! names have budgets like known ones: the answer never tells which names
-//! exist.
+//! in the last 30 days are not held back by its budget; the per-address
+//! limit still holds there. Those networks (their digests,
+//! `auth::network_digest`) are in the store (8 per account,
+//! written by each sign-in, on any node, and kept across restarts); the
+//! store is asked only once an account's budget is spent, and what it said
+//! is kept here for a minute (so a flood of attempts costs a read a minute
+//! per name, and a password reset elsewhere is heeded within a minute).
+//! Unknown names have budgets like known ones: the answer never tells which
+//! names exist.
 
 use refdesk_domain::report::DAY;
 use refdesk_domain::Millis;
+use refdesk_store::KnownNetwork;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::IpAddr;
 use std::sync::Mutex;
 
-/// Counters in the table (16 bytes each, 1 MiB): a guesser spreading
+/// Counters in the table (32 bytes each, 2 MiB): a guesser spreading
 /// attempts over made-up names would need 20 for each to spend every
 /// account's budget, far more than a node hashes in an hour.
 const COUNTERS: usize = 65_536;
-/// Networks remembered per account.
-const KNOWN_NETWORKS: usize = 8;
 /// How long a network an account signed in from stays known.
-const KNOWN_FOR: Millis = 30 * DAY;
+pub(crate) const KNOWN_FOR: Millis = 30 * DAY;
+/// How long what the store said about an account's networks (or that no
+/// account has the name) is taken as true.
+const CHECKED_FOR: Millis = 60_000;
 const HOUR: Millis = 3_600_000;
 
 #[derive(Clone, Copy, Default)]
@@ -42,6 +47,9 @@ struct Counter {
     spent: f64,
     /// When `spent` was last brought up to date.
     at: Millis,
+    /// The keyed hash of the last name of this counter the store had no
+    /// account for, and when it said so.
+    absent: (u64, Millis),
 }
 
 impl Counter {
@@ -61,13 +69,30 @@ pub(crate) enum Attempt {
     Known,
 }
 
+/// Whether an attempt may go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It may.
+    Go(Attempt),
+    /// The account's attempts are spent. `ask`: whether the attempt comes
+    /// from a network the account signed in from is not known here; ask
+    /// the store ([`FailedSignIns::learned`]) and start again.
+    Spent { ask: bool },
+}
+
+/// An account's networks, as the store gave them.
+struct Known {
+    networks: Vec<(String, Millis)>,
+    checked_at: Millis,
+}
+
 /// The accounts' budgets on this node.
 pub(crate) struct FailedSignIns {
     keys: RandomState,
     counters: Mutex<Vec<Counter>>,
-    /// Networks each account signed in from, and when last: written only
-    /// by a sign-in, so it holds real accounts alone.
-    known: Mutex<HashMap<String, Vec<(IpAddr, Millis)>>>,
+    /// What the store said of accounts whose budget ran out: names the
+    /// store has an account for alone, so no more entries than accounts.
+    known: Mutex<HashMap<String, Known>>,
 }
 
 impl Default for FailedSignIns {
@@ -81,52 +106,78 @@ impl Default for FailedSignIns {
 }
 
 impl FailedSignIns {
-    fn slot(&self, username: &str) -> usize {
-        (self.keys.hash_one(username) % COUNTERS as u64) as usize
+    /// The name's keyed hash, and its counter.
+    fn slot(&self, username: &str) -> (u64, usize) {
+        let hash = self.keys.hash_one(username);
+        (hash, (hash % COUNTERS as u64) as usize)
     }
 
     /// Lets an attempt on `username` from `net` (the client's network) go
-    /// on, or `None` when the account has no attempts left.
-    pub(crate) fn start(&self, username: &str, net: Option<IpAddr>, per_hour: u32, now: Millis) -> Option<Attempt> {
+    /// on, or says the account has no attempts left.
+    pub(crate) fn start(&self, username: &str, net: Option<&str>, per_hour: u32, now: Millis) -> Verdict {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = |(n, at): &(IpAddr, Millis)| Some(*n) == net && now - at < KNOWN_FOR;
-        if known.get(username).is_some_and(|nets| nets.iter().any(fresh)) {
-            return Some(Attempt::Known);
+        let checked = known.get(username).filter(|k| now - k.checked_at < CHECKED_FOR);
+        let spared = |(n, at): &(String, Millis)| Some(n.as_str()) == net && now - at < KNOWN_FOR;
+        if checked.is_some_and(|k| k.networks.iter().any(spared)) {
+            return Verdict::Go(Attempt::Known);
         }
+        let checked = checked.is_some();
         drop(known);
-        let slot = self.slot(username);
+        let (hash, slot) = self.slot(username);
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let counter = &mut counters[slot];
         counter.repay(per_hour, now);
-        if counter.spent + 1.0 > f64::from(per_hour) {
-            return None;
+        if counter.spent + 1.0 <= f64::from(per_hour) {
+            counter.spent += 1.0;
+            return Verdict::Go(Attempt::Charged);
         }
-        counter.spent += 1.0;
-        Some(Attempt::Charged)
+        let absent = counter.absent.0 == hash && now - counter.absent.1 < CHECKED_FOR;
+        Verdict::Spent { ask: net.is_some() && !checked && !absent }
+    }
+
+    /// What the store said of `username` at `now`: the networks it signed
+    /// in from lately, or `None` when no account has that name.
+    pub(crate) fn learned(&self, username: &str, networks: Option<Vec<KnownNetwork>>, now: Millis) {
+        match networks {
+            Some(networks) => {
+                let networks = networks.into_iter().map(|n| (n.network, n.last_at)).collect();
+                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                known.insert(username.to_owned(), Known { networks, checked_at: now });
+            }
+            None => {
+                let (hash, slot) = self.slot(username);
+                let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+                counters[slot].absent = (hash, now);
+            }
+        }
+    }
+
+    /// Forgets what the store said of `username` (its password was reset,
+    /// or it was disabled: the store forgot its networks too).
+    pub(crate) fn forget(&self, username: &str) {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
+    }
+
+    /// The attempt signed in from `net` (which the store now holds among the
+    /// account's networks): its attempt is given back, and what this node
+    /// keeps of the account's networks (if anything) holds `net` too.
+    pub(crate) fn signed_in(&self, username: &str, net: Option<&str>, attempt: Attempt, now: Millis) {
+        self.give_back(username, attempt);
+        let Some(net) = net else { return };
+        if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get_mut(username) {
+            k.networks.retain(|(n, _)| n != net);
+            k.networks.insert(0, (net.to_owned(), now));
+        }
     }
 
     /// Gives a charged attempt back: it signed in, or no password was
     /// checked (the node was busy, the store failed).
     pub(crate) fn give_back(&self, username: &str, attempt: Attempt) {
         if attempt == Attempt::Charged {
-            let slot = self.slot(username);
+            let (_, slot) = self.slot(username);
             let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
             counters[slot].spent = (counters[slot].spent - 1.0).max(0.0);
         }
-    }
-
-    /// The attempt signed in: its attempt is given back, and its network is
-    /// known from now on.
-    pub(crate) fn signed_in(&self, username: &str, net: Option<IpAddr>, attempt: Attempt, now: Millis) {
-        self.give_back(username, attempt);
-        let Some(net) = net else { return };
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let nets = known.entry(username.to_owned()).or_default();
-        nets.retain(|(n, at)| *n != net && now - at < KNOWN_FOR);
-        if nets.len() >= KNOWN_NETWORKS {
-            nets.remove(0);
-        }
-        nets.push((net, now));
     }
 }
 
@@ -134,44 +185,83 @@ impl FailedSignIns {
 mod tests {
     use super::*;
 
+    fn net(n: &str, last_at: Millis) -> KnownNetwork {
+        KnownNetwork { network: n.to_owned(), last_at }
+    }
+
     #[test]
     fn an_account_has_so_many_attempts_an_hour_but_from_where_it_signed_in() {
         let g = FailedSignIns::default();
-        let (home, away): (IpAddr, IpAddr) = ([192, 0, 2, 1].into(), [198, 51, 100, 1].into());
+        let (home, away) = ("home's digest", "away's digest");
         for _ in 0..3 {
-            assert_eq!(g.start("ann", Some(away), 3, 0), Some(Attempt::Charged));
+            assert_eq!(g.start("ann", Some(away), 3, 0), Verdict::Go(Attempt::Charged));
         }
-        assert_eq!(g.start("ann", Some(home), 3, 0), None, "whatever the network");
-        assert_eq!(g.start("ann", Some(away), 3, HOUR / 3), Some(Attempt::Charged), "one back after 20 minutes");
-        assert_eq!(g.start("ann", Some(away), 3, HOUR / 3), None);
-        // Once she has signed in from home (before the flood, say), home is not held back.
-        g.signed_in("ann", Some(home), Attempt::Known, HOUR / 3);
-        assert_eq!(g.start("ann", Some(home), 3, HOUR / 2), Some(Attempt::Known));
-        assert_eq!(g.start("ann", Some(away), 3, HOUR / 2), None, "elsewhere still is");
-        assert_eq!(g.start("ann", Some(home), 3, HOUR / 2 + KNOWN_FOR), Some(Attempt::Charged), "known for 30 days");
+        assert_eq!(g.start("ann", Some(home), 3, 0), Verdict::Spent { ask: true }, "whatever the network");
+        assert_eq!(g.start("ann", None, 3, 0), Verdict::Spent { ask: false }, "no network: nothing to ask");
+        assert_eq!(g.start("ann", Some(away), 3, HOUR / 3), Verdict::Go(Attempt::Charged), "one back after 20 min");
+        // The store says she signed in from home last week.
+        let now = HOUR / 3;
+        g.learned("ann", Some(vec![net(home, now - 7 * DAY)]), now);
+        assert_eq!(g.start("ann", Some(home), 3, now), Verdict::Go(Attempt::Known));
+        assert_eq!(g.start("ann", Some(away), 3, now), Verdict::Spent { ask: false }, "asked a moment ago");
+        assert_eq!(g.start("ann", Some(away), 3, now + CHECKED_FOR), Verdict::Spent { ask: true }, "a minute on");
+        assert_eq!(
+            g.start("ann", Some(home), 3, now + CHECKED_FOR),
+            Verdict::Spent { ask: true },
+            "what the store said is not taken as true for ever (a password reset elsewhere)"
+        );
+        g.learned("ann", Some(vec![net(home, now + CHECKED_FOR - KNOWN_FOR + 1)]), now + CHECKED_FOR);
+        assert_eq!(g.start("ann", Some(home), 3, now + CHECKED_FOR), Verdict::Go(Attempt::Known));
+        assert_eq!(g.start("ann", Some(home), 3, now + CHECKED_FOR + 1), Verdict::Spent { ask: false }, "30 days");
+    }
+
+    #[test]
+    fn a_name_without_an_account_is_asked_about_once_a_minute() {
+        let g = FailedSignIns::default();
+        let away = "away's digest";
+        assert_eq!(g.start("nobody", Some(away), 1, 0), Verdict::Go(Attempt::Charged));
+        assert_eq!(g.start("nobody", Some(away), 1, 0), Verdict::Spent { ask: true });
+        g.learned("nobody", None, 0);
+        assert_eq!(g.start("nobody", Some(away), 1, CHECKED_FOR - 1), Verdict::Spent { ask: false });
+        assert!(g.known.lock().unwrap().is_empty(), "nothing kept by name for a name without an account");
+        assert_eq!(g.start("nobody", Some(away), 1, CHECKED_FOR), Verdict::Spent { ask: true });
+    }
+
+    #[test]
+    fn a_sign_in_or_a_reset_password_shows_in_what_is_kept() {
+        let g = FailedSignIns::default();
+        let (home, away) = ("home's digest", "away's digest");
+        assert_eq!(g.start("ann", Some(away), 1, 0), Verdict::Go(Attempt::Charged));
+        g.learned("ann", Some(vec![]), 0);
+        g.signed_in("ann", Some(home), Attempt::Known, 0);
+        assert_eq!(g.start("ann", Some(home), 1, 1), Verdict::Go(Attempt::Known), "what this node wrote");
+        g.forget("ann");
+        assert_eq!(g.start("ann", Some(home), 1, 2), Verdict::Spent { ask: true }, "forgotten: asked again");
     }
 
     #[test]
     fn an_attempt_that_signed_in_or_checked_nothing_is_given_back() {
         let g = FailedSignIns::default();
-        let a = g.start("ann", None, 1, 0).unwrap();
+        let Verdict::Go(a) = g.start("ann", None, 1, 0) else { panic!() };
         g.signed_in("ann", None, a, 0);
-        let b = g.start("ann", None, 1, 0).unwrap();
+        let Verdict::Go(b) = g.start("ann", None, 1, 0) else { panic!() };
         g.give_back("ann", b);
-        assert_eq!(g.start("ann", None, 1, 0), Some(Attempt::Charged));
-        assert_eq!(g.start("ann", None, 1, 0), None);
+        assert_eq!(g.start("ann", None, 1, 0), Verdict::Go(Attempt::Charged));
+        assert_eq!(g.start("ann", None, 1, 0), Verdict::Spent { ask: false });
     }
 
     #[test]
     fn a_flood_of_other_names_does_not_give_an_account_its_attempts_back() {
         let g = FailedSignIns::default();
         for _ in 0..20 {
-            g.start("ann", None, 20, 0).unwrap();
+            assert_eq!(g.start("ann", None, 20, 0), Verdict::Go(Attempt::Charged));
         }
-        let spent_by_others = (0..100_000).filter(|i| g.start(&format!("guess{i}"), None, 20, 1).is_none()).count();
-        assert_eq!(g.start("ann", None, 20, 2), None, "the flood made room by forgetting her count");
+        let spent_by_others = (0..100_000)
+            .filter(|i| matches!(g.start(&format!("guess{i}"), None, 20, 1), Verdict::Spent { .. }))
+            .count();
+        assert_eq!(g.start("ann", None, 20, 2), Verdict::Spent { ask: false }, "the flood made room");
         assert!(spent_by_others < 100, "names share counters rarely: {spent_by_others} refused");
         assert_eq!(g.counters.lock().unwrap().len(), COUNTERS, "the table never grows");
-        assert!(g.known.lock().unwrap().is_empty(), "only a sign-in is remembered");
+        assert!(g.known.lock().unwrap().is_empty(), "only what the store said of an account is kept");
     }
 }

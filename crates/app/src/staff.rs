@@ -291,7 +291,14 @@ impl App {
             }
             None => None,
         };
-        Ok(self.store.update_staff(target, StaffUpdate { role, disabled, password_hash }).await?)
+        let forgets_networks = password_hash.is_some() || disabled == Some(true);
+        self.store.update_staff(target, StaffUpdate { role, disabled, password_hash }).await?;
+        if forgets_networks {
+            // The store forgot where the account signed in from; so does
+            // this node (the others within a minute: `crate::signin`).
+            self.sign_ins.forget(&who.username);
+        }
+        Ok(())
     }
 
     /// One round of background work: offers chats that reached the roll-up
@@ -390,6 +397,13 @@ impl App {
         }
         if purged > 0 {
             tracing::info!(purged, "expired sign-ins purged");
+        }
+        // Networks not signed in from for 30 days spare an account nothing
+        // more (`crate::signin`); 8 per account at most, so one write.
+        match self.store.forget_known_networks(now - crate::signin::KNOWN_FOR).await {
+            Ok(n) if n > 0 => tracing::info!(forgotten = n, "sign-in networks older than 30 days forgotten"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot forget old sign-in networks; tried again at the next round"),
         }
     }
 

@@ -60,8 +60,22 @@ pub trait Staffing: Send + Sync {
     async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>>;
     /// A staff member by id (enabled or not).
     async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>>;
-    /// Records a sign-in: the SHA-256 of the cookie's token.
-    async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()>;
+    /// Records a sign-in: the SHA-256 of the cookie's token, and the
+    /// network it came `from` (when known), among the account's
+    /// [`KnownNetwork`]s; only the 8 it signed in from last are kept.
+    async fn create_login(
+        &self,
+        token_hash: &str,
+        staff: StaffId,
+        expires: Millis,
+        from: Option<KnownNetwork>,
+    ) -> Result<()>;
+    /// The networks the account `username` signed in from after `since`,
+    /// newest first; `None` when no account has that name.
+    async fn known_networks(&self, username: &str, since: Millis) -> Result<Option<Vec<KnownNetwork>>>;
+    /// Forgets the networks last signed in from at or before `before`;
+    /// returns how many. At most 8 per account are ever kept.
+    async fn forget_known_networks(&self, before: Millis) -> Result<u64>;
     /// The enabled staff member a live sign-in belongs to.
     async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>>;
     /// Ends a sign-in.

@@ -349,6 +349,17 @@ pub struct StaffRecord {
     pub disabled: bool,
 }
 
+/// A network a staff member signed in from (DESIGN §8: failed sign-ins
+/// per account spare the networks an account signs in from).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownNetwork {
+    /// The digest of an IPv4 address or an IPv6 /64
+    /// (`refdesk_app::auth::staff_network_digest`), not the address.
+    pub network: String,
+    /// When the account last signed in from it.
+    pub last_at: Millis,
+}
+
 /// A new staff member.
 #[derive(Clone, Debug)]
 pub struct NewStaff {

@@ -552,3 +552,35 @@ async fn guesses_at_one_account_from_many_networks_run_out_but_not_where_it_sign
     assert_eq!(login(111, "ann", password).await.0, 200, "locked out where she signs in");
     assert_eq!(login(112, "carla", password).await.0, 200, "another account");
 }
+
+#[tokio::test]
+async fn where_an_account_signed_in_is_remembered_across_a_restart_and_forgotten_with_its_password() {
+    let tweak = |c: &mut refdesk_server::Config| c.limits.failed_logins_per_account_per_hour = 3;
+    let login = |app: &TestApp, from: u8, password: &str| {
+        let client =
+            reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, from])).build().unwrap();
+        let (url, body) = (app.url("/api/login"), json!({"username": "ann", "password": password}));
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let password = refdesk_app::demo::PASSWORD;
+    let app = spawn_app_with(tweak).await;
+    assert_eq!(login(&app, 121, password).await.0, 200, "ann signs in at her desk");
+    // The node restarts; then a guesser spends her attempts from elsewhere.
+    let app = crate::helpers::start(app.stop().await, tweak).await;
+    for from in 122..125 {
+        assert_eq!(login(&app, from, "wrong guess 1234").await.0, 401);
+    }
+    let (status, refused) = login(&app, 125, password).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{refused}");
+    assert_eq!(login(&app, 121, password).await.0, 200, "her desk, known from before the restart");
+    // Her password is reset (by her library's admin): her desk is spared no more.
+    let ann = app.state.app.store().staff_by_username("ann").await.unwrap().unwrap().staff.id;
+    let carla = app.staff("carla").await;
+    let reset = carla.post(&format!("/api/staff/{}", ann.0), json!({"password": "a new passphrase 2026"})).await;
+    assert_eq!(reset.0, 200, "{reset:?}");
+    let (status, refused) = login(&app, 121, "a new passphrase 2026").await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{refused}");
+}

@@ -1,8 +1,10 @@
 //! Expired staff sign-ins are deleted by the background round: they can
-//! never be used again, and kept they would pile up for ever.
+//! never be used again, and kept they would pile up for ever. So are the
+//! networks an account has not signed in from for 30 days.
 
 use crate::helpers::spawn_app_with_manual_clock;
 use refdesk_app::{auth, demo};
+use refdesk_domain::report::DAY;
 
 #[tokio::test]
 async fn expired_sign_ins_are_purged_by_the_background_round_and_live_ones_kept() {
@@ -30,6 +32,33 @@ async fn expired_sign_ins_are_purged_by_the_background_round_and_live_ones_kept(
     .await;
     assert!(kept(fresh.clone()).await, "the live one is kept");
     assert!(app.state.app.staff_for_token(&fresh).await.is_ok(), "and still signs in");
+}
+
+#[tokio::test]
+async fn networks_not_signed_in_from_for_30_days_are_forgotten_by_the_background_round() {
+    let app = spawn_app_with_manual_clock().await;
+    let (desk, home): (std::net::IpAddr, _) = ("127.0.0.7".parse().unwrap(), "2001:db8:1:2::9".parse().unwrap());
+    app.state.app.login_from("ann", demo::PASSWORD, true, Some(desk)).await.unwrap();
+    app.clock().advance(29 * DAY);
+    app.state.app.login_from("ann", demo::PASSWORD, true, Some(home)).await.unwrap();
+    let store = app.state.app.store().clone();
+    let networks = || {
+        let store = store.clone();
+        async move {
+            let known = store.known_networks("ann", 0).await.unwrap().unwrap();
+            known.into_iter().map(|n| n.network).collect::<Vec<_>>()
+        }
+    };
+    // Digests, not addresses; of an IPv6 address its /64.
+    let (home_64, desk) =
+        (auth::staff_network_digest("2001:db8:1:2:ffff::1".parse().unwrap()), auth::staff_network_digest(desk));
+    assert_eq!(networks().await, [home_64.clone(), desk], "newest first");
+    app.clock().advance(DAY + refdesk_app::staff::PURGE_SIGN_INS_EVERY);
+    app.eventually("the desk, 30 days on, is forgotten", || {
+        let (n, home_64) = (networks(), home_64.clone());
+        async move { n.await == [home_64] }
+    })
+    .await;
 }
 
 #[tokio::test]

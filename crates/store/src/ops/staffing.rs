@@ -5,7 +5,10 @@ use crate::api::Staffing;
 use crate::sql::rows::not_found;
 use crate::sql::select::{self as sel, STAFF_SELECT};
 use crate::sql::{args, int, Db};
-use crate::{NewStaff, Result, StaffEntry, StaffRecord, StaffUpdate, StoreError};
+use crate::{KnownNetwork, NewStaff, Result, StaffEntry, StaffRecord, StaffUpdate, StoreError};
+
+/// Networks kept per account ([`KnownNetwork`]).
+const KNOWN_NETWORKS: i64 = 8;
 use async_trait::async_trait;
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::{CooperativeId, StaffId};
@@ -29,6 +32,24 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
         other => other,
     })?;
     Ok(StaffId(id))
+}
+
+/// Notes that `staff` signed in from `from.network`; of the account's
+/// networks only the 8 it signed in from last are kept.
+async fn remember_network<D: Db>(db: &mut D, staff: StaffId, from: &KnownNetwork) -> Result<()> {
+    db.exec(
+        "INSERT INTO sign_in_networks (staff_id, network, last_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (staff_id, network) DO UPDATE SET last_at = excluded.last_at",
+        args![staff.0, &from.network, from.last_at],
+    )
+    .await?;
+    db.exec(
+        "DELETE FROM sign_in_networks WHERE staff_id = ?1 AND network NOT IN
+           (SELECT network FROM sign_in_networks WHERE staff_id = ?1 ORDER BY last_at DESC, network LIMIT ?2)",
+        args![staff.0, KNOWN_NETWORKS],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: Millis) -> Result<((), Vec<Event>)> {
@@ -104,6 +125,11 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
     // and every open connection with it, so no old cookie or socket keeps
     // old powers.
     db.exec("DELETE FROM logins WHERE staff_id = ?1", args![id.0]).await?;
+    // A reset password or a disabled account: where it signed in from (its
+    // own owner, or whoever had the old password) is spared nothing more.
+    if update.password_hash.is_some() || update.disabled == Some(true) {
+        db.exec("DELETE FROM sign_in_networks WHERE staff_id = ?1", args![id.0]).await?;
+    }
     Ok(((), vec![Event::SignedOut { staff: id }]))
 }
 
@@ -130,7 +156,13 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
-    async fn create_login(&self, token_hash: &str, staff: StaffId, expires: Millis) -> Result<()> {
+    async fn create_login(
+        &self,
+        token_hash: &str,
+        staff: StaffId,
+        expires: Millis,
+        from: Option<KnownNetwork>,
+    ) -> Result<()> {
         let token_hash = token_hash.to_owned();
         self.write(move |db| {
             Box::pin(quiet(async move {
@@ -140,8 +172,45 @@ impl<B: Backend> Staffing for B {
                 )
                 .await
                 .map_err(|e| if e.is_not_found() { not_found("staff member") } else { e })?;
+                if let Some(from) = from {
+                    remember_network(db, staff, &from).await?;
+                }
                 Ok(())
             }))
+        })
+        .await
+    }
+
+    async fn known_networks(&self, username: &str, since: Millis) -> Result<Option<Vec<KnownNetwork>>> {
+        let username = username.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                // One row per network, or one row of nulls for an account
+                // with none: no row at all means no such account.
+                let rows = db
+                    .rows(
+                        "SELECT n.network AS network, n.last_at AS last_at FROM staff s
+                         LEFT JOIN sign_in_networks n ON n.staff_id = s.id AND n.last_at > ?2
+                         WHERE s.username = ?1 ORDER BY n.last_at DESC",
+                        args![&username, since],
+                        |r| Ok(r.opt_text("network")?.zip(r.opt_int("last_at")?)),
+                    )
+                    .await?;
+                Ok((!rows.is_empty()).then(|| {
+                    rows.into_iter().flatten().map(|(network, last_at)| KnownNetwork { network, last_at }).collect()
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn forget_known_networks(&self, before: Millis) -> Result<u64> {
+        // A full scan, as for `logins`: the table holds 8 rows per account
+        // at most, and this runs every few minutes.
+        self.write(move |db| {
+            Box::pin(quiet(
+                async move { db.exec("DELETE FROM sign_in_networks WHERE last_at <= ?1", args![before]).await },
+            ))
         })
         .await
     }

@@ -3,35 +3,37 @@
 use crate::support::Backend;
 use refdesk_domain::event::Availability;
 use refdesk_domain::ids::StaffId;
+use refdesk_domain::org::Role;
 use refdesk_domain::DomainError;
-use refdesk_store::{ScriptOwner, StoreError};
+use refdesk_store::{KnownNetwork, ScriptOwner, StaffUpdate, StoreError};
 
 on_every_backend!(
     a_sign_in_is_found_by_its_digest_until_it_expires,
     expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept,
+    the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forgotten,
     staff_on_duty_not_seen_lately_are_signed_off,
     a_script_is_offered_to_its_owner_until_deleted,
 );
 
 async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
-    s.create_login("digest", w.ann.id, 100).await.unwrap();
+    s.create_login("digest", w.ann.id, 100, None).await.unwrap();
     assert_eq!(s.staff_by_login("digest", 99).await.unwrap().map(|x| x.id), Some(w.ann.id));
     assert!(s.staff_by_login("digest", 100).await.unwrap().is_none(), "expired");
     assert!(s.staff_by_login("other", 99).await.unwrap().is_none(), "another digest");
     s.delete_login("digest").await.unwrap();
     assert!(s.staff_by_login("digest", 99).await.unwrap().is_none(), "signed out");
-    let r = s.create_login("ghost", StaffId(999_999), 100).await;
+    let r = s.create_login("ghost", StaffId(999_999), 100, None).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "staff who do not exist: {r:?}");
 }
 
 async fn expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     for i in 0..5 {
-        s.create_login(&format!("old{i}"), w.ann.id, 100 + i).await.unwrap();
+        s.create_login(&format!("old{i}"), w.ann.id, 100 + i, None).await.unwrap();
     }
-    s.create_login("at-the-edge", w.ann.id, 200).await.unwrap();
-    s.create_login("live", w.carla.id, 201).await.unwrap();
+    s.create_login("at-the-edge", w.ann.id, 200, None).await.unwrap();
+    s.create_login("live", w.carla.id, 201, None).await.unwrap();
     // At 200: the five old ones and the one that expires at 200 (no longer
     // usable at 200) go, two at a time; the live one stays.
     assert!(s.staff_by_login("at-the-edge", 200).await.unwrap().is_none(), "expired at 200");
@@ -48,6 +50,41 @@ async fn expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept(b: &B
     assert_eq!(s.purge_expired_logins(200, 100).await.unwrap(), 0, "nothing left to purge");
     assert_eq!(s.purge_expired_logins(201, 100).await.unwrap(), 1, "it goes once it expires");
     assert!(s.staff_by_login("live", 200).await.unwrap().is_none());
+}
+
+async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forgotten(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let from = |i: i64| Some(KnownNetwork { network: format!("192.0.2.{i}"), last_at: 1_000 + i });
+    let networks = |since| async move {
+        let known = s.known_networks("ann", since).await.unwrap().expect("ann has an account");
+        known.into_iter().map(|n| (n.network, n.last_at)).collect::<Vec<_>>()
+    };
+    assert_eq!(networks(0).await, [], "none yet");
+    assert_eq!(s.known_networks("nobody", 0).await.unwrap(), None, "no such account");
+    for i in 1..=9 {
+        s.create_login(&format!("t{i}"), w.ann.id, 10_000, from(i)).await.unwrap();
+    }
+    s.create_login("again", w.ann.id, 10_000, Some(KnownNetwork { network: "192.0.2.3".into(), last_at: 2_000 }))
+        .await
+        .unwrap();
+    s.create_login("carla's", w.carla.id, 10_000, from(50)).await.unwrap();
+    let kept = networks(0).await;
+    assert_eq!(kept.len(), 8, "eight at most: {kept:?}");
+    assert_eq!(kept[0], ("192.0.2.3".to_owned(), 2_000), "signed in from again: the newest");
+    assert!(kept.iter().all(|(n, _)| n != "192.0.2.1"), "the oldest went: {kept:?}");
+    assert_eq!(networks(1_005).await.len(), 5, "only those after `since`");
+    // The background round forgets the old ones; a reset password all.
+    assert_eq!(s.forget_known_networks(1_005).await.unwrap(), 3);
+    assert_eq!(networks(0).await.len(), 5);
+    s.update_staff(w.carla.id, StaffUpdate { role: Some(Role::Librarian), disabled: None, password_hash: None })
+        .await
+        .unwrap();
+    assert_eq!(s.known_networks("carla", 0).await.unwrap().unwrap().len(), 1, "a new role changes nothing here");
+    let reset = StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()) };
+    s.update_staff(w.ann.id, reset).await.unwrap();
+    assert_eq!(networks(0).await, [], "a reset password forgets them");
+    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None }).await.unwrap();
+    assert_eq!(s.known_networks("carla", 0).await.unwrap(), Some(vec![]), "so does disabling the account");
 }
 
 async fn staff_on_duty_not_seen_lately_are_signed_off(b: &Backend) {
