@@ -30,10 +30,10 @@ export function freePort() {
 
 /**
  * Starts refdesk and Chromium before the file's tests and stops them after;
- * `ready({ base, port })` is called once both are up. Returns
- * `{ base, port, open(viewport) }`.
+ * `ready({ base, port })` is called once both are up; `args` go to `refdesk
+ * serve` besides (`--set limits.…=…`). Returns `{ base, port, open(viewport) }`.
  */
-export function refdesk(folderPrefix, ready = () => {}) {
+export function refdesk(folderPrefix, ready = () => {}, args = []) {
   const h = { base: null, port: null, server: null, browser: null };
   before(async () => {
     assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
@@ -41,7 +41,7 @@ export function refdesk(folderPrefix, ready = () => {}) {
     h.port = await freePort();
     const data = fs.mkdtempSync(path.join(os.tmpdir(), folderPrefix));
     const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_CHATS_PER_ADDRESS_PER_DAY: "100000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000", REFDESK_PATRON_POSTS_PER_MINUTE: "1000", REFDESK_DRAIN_SECONDS: "0" };
-    h.server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${h.port}`], { stdio: ["ignore", "ignore", "inherit"], env });
+    h.server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${h.port}`, ...args], { stdio: ["ignore", "ignore", "inherit"], env });
     h.base = `http://127.0.0.1:${h.port}`;
     const deadline = Date.now() + 30000;
     for (;;) {

@@ -1,0 +1,54 @@
+// The patron's page under its network's frame limit: lines sent faster
+// than the limit are refused (`rate_limited`) and dropped by the server;
+// the page, told so, follows the chat again from its last line once things
+// are quiet and sends the lines not yet acknowledged again. Every line
+// reaches the librarian once, and none is left "not sent".
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { refdesk, PHONE } from "./harness.mjs";
+
+let base;
+// Two frames a second for the patrons' sockets of one network (bursts of
+// three seconds' worth): a patron typing quickly goes past it.
+const h = refdesk("refdesk-retry-", (r) => { base = r.base; }, ["--set", "limits.patron_frames_per_second_per_address=2"]);
+
+test("lines refused past the frame limit are sent again once things are quiet, and arrive once each", async () => {
+  const ann = await h.open();
+  await ann.goto(`${base}/desk`);
+  await ann.fill("#username", "ann");
+  await ann.fill("#password", "refdesk-demo");
+  await ann.click("#login button[type=submit]");
+  await ann.locator("#desk").waitFor();
+  await ann.selectOption("#availability", "on_duty");
+
+  const patron = await h.open(PHONE);
+  // What the server tells the patron's page, frame by frame.
+  const told = [];
+  patron.on("websocket", (ws) => ws.on("framereceived", (f) => { try { told.push(JSON.parse(f.payload)); } catch { /* binary */ } }));
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", "Quick");
+  await patron.fill("#question", "Several questions at once");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  await ann.getByRole("button", { name: /Accept: Quick/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+
+  const lines = Array.from({ length: 10 }, (_, i) => `line ${i + 1} of 10`);
+  for (const line of lines) {
+    await patron.fill("#text", line);
+    await patron.press("#text", "Enter");
+  }
+  const refused = () => told.filter((f) => f.type === "error" && f.code === "rate_limited").length;
+  for (const line of lines) await ann.locator("#log").getByText(line, { exact: true }).waitFor({ timeout: 60000 });
+  assert.ok(refused() > 0, "the burst went past the limit (no rate_limited frame: the test proves nothing)");
+
+  // Once each (I4). Not always in the order typed: a line sent while the
+  // limit had room again may be stored before the refused ones sent again.
+  const seen = await ann.locator("#log").innerText();
+  for (const line of lines) assert.equal(seen.split(line).length - 1, 1, `${line} shown once to the librarian`);
+  // The patron's own lines: stored ones only, none pending any more.
+  await patron.waitForFunction(() => !document.querySelector("#log li.pending"), null, { timeout: 30000 });
+  const page = await patron.locator("#log").innerText();
+  for (const line of lines) assert.equal(page.split(line).length - 1, 1, `${line} shown once to the patron`);
+  assert.ok(!/not sent/i.test(page), "no line left not sent");
+});
