@@ -14,8 +14,15 @@ use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::{apply_code, QuestionState};
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{Appended, Guard, KnownNetwork, LibraryRecord, NewMessage, NewSession, NewStaff, SessionRecord};
+use refdesk_store::{
+    Appended, Guard, KnownNetwork, LibraryRecord, NewLogin, NewMessage, NewSession, NewStaff, SessionRecord,
+};
 use serde::Serialize;
+use std::sync::Arc;
+
+/// How long the open list of libraries is served as read
+/// ([`App::listed_libraries`]).
+pub const LISTED_FOR: refdesk_domain::Millis = 5_000;
 
 /// What a patron types into the pre-chat form.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -127,10 +134,7 @@ impl App {
         let net = net.as_deref();
         let mut verdict = self.sign_ins.start(username, net, per_hour, now);
         if verdict == (Verdict::Spent { ask: true }) {
-            // Whether the account signed in from this network lately, on
-            // any node, before or since this one started.
-            let networks = self.store.known_networks(username, now - signin::KNOWN_FOR).await?;
-            self.sign_ins.learned(username, networks, now);
+            self.learn_networks(username, now).await?;
             verdict = self.sign_ins.start(username, net, per_hour, now);
         }
         let Verdict::Go(attempt) = verdict else {
@@ -138,7 +142,17 @@ impl App {
                           or from where you usually sign in";
             return Err(DomainError::Limited { code: "too_many_attempts", reason: reason.into() }.into());
         };
-        let rec = match self.check_password(username, password).await {
+        let checked = match self.check_password(username, password, &self.hash_line).await {
+            // The line is full: from a network the account signs in from,
+            // a place in a line of its own.
+            Err(busy) if busy.is_busy() => match self.signs_in_from(username, net, now).await {
+                Ok(true) => self.check_password(username, password, &self.known_line).await,
+                Ok(false) => Err(busy),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        let rec = match checked {
             Ok(Some(rec)) => rec,
             Ok(None) => return Err(refused()),
             Err(e) => {
@@ -148,27 +162,63 @@ impl App {
                 return Err(e);
             }
         };
-        self.sign_ins.signed_in(username, net, attempt, now);
         let token = auth::new_token()?;
-        let expires = self.clock.now() + (self.limits.login_hours as i64) * 3_600_000;
-        let from = net.map(|n| KnownNetwork { network: n.to_owned(), last_at: now });
-        self.store.create_login(&auth::digest(&token), rec.staff.id, expires, from).await?;
+        let login = NewLogin {
+            token_hash: auth::digest(&token),
+            staff: rec.staff.id,
+            expires: self.clock.now() + (self.limits.login_hours as i64) * 3_600_000,
+            password_hash: rec.password_hash,
+            from: net.map(|n| KnownNetwork { network: n.to_owned(), last_at: now }),
+        };
+        match self.store.create_login(login).await {
+            Ok(true) => self.sign_ins.signed_in(username, net, attempt, now),
+            // Its password was reset, or it was disabled, while this one
+            // was being checked: the old password signs no one in.
+            Ok(false) => return Err(refused()),
+            Err(e) => {
+                self.sign_ins.give_back(username, attempt);
+                return Err(e.into());
+            }
+        }
         Ok((token, rec.staff))
     }
 
     /// The account, if `password` is its own and it is enabled; `None` for
-    /// a wrong name or password.
-    async fn check_password(&self, username: &str, password: &str) -> AppResult<Option<refdesk_store::StaffRecord>> {
+    /// a wrong name or password. The hash takes a place in `line`.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        line: &Arc<tokio::sync::Semaphore>,
+    ) -> AppResult<Option<refdesk_store::StaffRecord>> {
         let Some(rec) = self.store.staff_by_username(username).await? else {
             // Spend the same time as a real check, so timing does not tell
             // which usernames exist.
             // A full line of hashes refuses it as it would a known name.
-            self.hash_work(|| auth::verify_password("x", DUMMY_HASH)).await?;
+            self.hash_work_in(line, || auth::verify_password("x", DUMMY_HASH)).await?;
             return Ok(None);
         };
         let (password, hash) = (password.to_owned(), rec.password_hash.clone());
-        let ok = self.hash_work(move || auth::verify_password(&password, &hash)).await?;
+        let ok = self.hash_work_in(line, move || auth::verify_password(&password, &hash)).await?;
         Ok((ok && !rec.disabled).then_some(rec))
+    }
+
+    /// Asks the store where `username` signed in from lately (on any node,
+    /// before or since this one started), for [`crate::signin`].
+    async fn learn_networks(&self, username: &str, now: refdesk_domain::Millis) -> AppResult<()> {
+        let networks = self.store.known_networks(username, now - signin::KNOWN_FOR).await?;
+        self.sign_ins.learned(username, networks, now);
+        Ok(())
+    }
+
+    /// Whether `username` signed in from `net` in the last 30 days.
+    async fn signs_in_from(&self, username: &str, net: Option<&str>, now: refdesk_domain::Millis) -> AppResult<bool> {
+        let Some(net) = net else { return Ok(false) };
+        if let Some(known) = self.sign_ins.known(username, net, now) {
+            return Ok(known);
+        }
+        self.learn_networks(username, now).await?;
+        Ok(self.sign_ins.known(username, net, now) == Some(true))
     }
 
     /// The staff member a cookie token belongs to.
@@ -600,9 +650,32 @@ impl App {
         Ok(PatronPage { messages, last, more })
     }
 
-    /// Every library (for pickers and the start page).
+    /// Every library, read now.
     pub async fn libraries(&self) -> AppResult<Vec<LibraryRecord>> {
         Ok(self.store.libraries().await?)
+    }
+
+    /// Every library, for the open list (`GET /api/libraries`: pickers and
+    /// the start page, which anyone may ask for as often as they like): read
+    /// from the store at most once every [`LISTED_FOR`] on this node, however
+    /// many ask. A library this node adds shows at once; one another node
+    /// adds, within [`LISTED_FOR`].
+    pub async fn listed_libraries(&self) -> AppResult<Arc<Vec<LibraryRecord>>> {
+        let mut listed = self.listed.lock().await;
+        let now = self.clock.now();
+        if let Some((at, libs)) = &*listed {
+            if (*at..*at + LISTED_FOR).contains(&now) {
+                return Ok(libs.clone());
+            }
+        }
+        let libs = Arc::new(self.store.libraries().await?);
+        *listed = Some((now, libs.clone()));
+        Ok(libs)
+    }
+
+    /// A library was added on this node: the open list is read again.
+    pub(crate) async fn library_added(&self) {
+        *self.listed.lock().await = None;
     }
 }
 

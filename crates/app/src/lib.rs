@@ -41,7 +41,7 @@ pub mod setup;
 mod signin;
 pub mod staff;
 
-pub use chat::{PatronPage, StartChat, Started};
+pub use chat::{PatronPage, StartChat, Started, LISTED_FOR};
 pub use desk::{Monitor, Transfer};
 pub use questions::{ActOutcome, ListFilter, QuestionAction, QuestionDetail};
 pub use staff::{FormReceipt, LibraryStatus, OfflineForm, Presence};
@@ -119,6 +119,11 @@ impl From<StoreError> for AppError {
 }
 
 impl AppError {
+    /// Whether this is `busy`: the line of password hashes is full.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, AppError::Domain(DomainError::Limited { code: "busy", .. }))
+    }
+
     /// A record the input names and that does not exist is bad input (the
     /// field is wrong); any other failure — the database down, say — stays
     /// what it is, and is never reported as the caller's mistake.
@@ -136,6 +141,11 @@ pub type AppResult<T> = Result<T, AppError>;
 /// Password hashes running or waiting for their turn at once, at most
 /// (two run): a line a few seconds long at the worst.
 pub const HASHES_WAITING: usize = 64;
+
+/// Places in a line of their own for sign-ins from a network the account
+/// signed in from lately ([`signin`]): sign-ins from everywhere else that
+/// fill [`HASHES_WAITING`] do not keep a librarian out at her desk.
+pub const KNOWN_HASHES_WAITING: usize = 16;
 
 /// Limits and timings the use cases enforce. Every field has a safe default.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -337,6 +347,9 @@ impl Clock {
 /// Connections that may re-read from the store at once (see [`App::rereads`]).
 const REREADS: usize = 8;
 
+/// The open list of libraries, and when it was read.
+type Listed = (Millis, Arc<Vec<refdesk_store::LibraryRecord>>);
+
 /// The application: every use case hangs off this. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -357,6 +370,8 @@ pub struct App {
     hashing: Arc<tokio::sync::Semaphore>,
     /// Places in line for [`App::hash_work`] ([`HASHES_WAITING`]).
     hash_line: Arc<tokio::sync::Semaphore>,
+    /// Places for sign-ins from a known network ([`KNOWN_HASHES_WAITING`]).
+    known_line: Arc<tokio::sync::Semaphore>,
     /// Sign-in attempts left per account (see [`signin`]).
     sign_ins: Arc<signin::FailedSignIns>,
     /// Whether anyone is on duty, per cooperative, and when that was read
@@ -367,6 +382,10 @@ pub struct App {
     /// the open entry points (a library's status, on every page the widget
     /// is on) need not read one for every request.
     libraries: Arc<std::sync::Mutex<std::collections::HashMap<String, refdesk_store::LibraryRecord>>>,
+    /// Every library, as last read for the open list, and when
+    /// ([`App::listed_libraries`]). A lock held across the read: when the
+    /// list is due, one request reads it and the others wait for that read.
+    listed: Arc<tokio::sync::Mutex<Option<Listed>>>,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
@@ -384,7 +403,16 @@ impl App {
     /// from many networks (each within its rate) would otherwise queue
     /// without end, holding their requests, and staff wait behind them.
     pub async fn hash_work<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-        let Ok(place) = self.hash_line.clone().try_acquire_owned() else {
+        self.hash_work_in(&self.hash_line, f).await
+    }
+
+    /// [`App::hash_work`] with a place in `line`.
+    async fn hash_work_in<T: Send + 'static>(
+        &self,
+        line: &Arc<tokio::sync::Semaphore>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> AppResult<T> {
+        let Ok(place) = line.clone().try_acquire_owned() else {
             return Err(DomainError::Limited {
                 code: "busy",
                 reason: "too many sign-ins at once; try again in a few seconds".into(),
@@ -406,9 +434,9 @@ impl App {
         tokio::task::spawn_blocking(hash).await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))
     }
 
-    /// Password hashes running or waiting for their turn now.
+    /// Password hashes running or waiting for their turn now, in both lines.
     pub fn hashes_in_line(&self) -> usize {
-        HASHES_WAITING - self.hash_line.available_permits()
+        HASHES_WAITING + KNOWN_HASHES_WAITING - self.hash_line.available_permits() - self.known_line.available_permits()
     }
 
     /// Assembles the app. The store must have been opened with `bus` as its sink.
@@ -422,9 +450,11 @@ impl App {
             connections: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
             hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
+            known_line: Arc::new(tokio::sync::Semaphore::new(KNOWN_HASHES_WAITING)),
             sign_ins: Arc::default(),
             on_duty: Arc::default(),
             libraries: Arc::default(),
+            listed: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
             retention: Arc::default(),

@@ -92,6 +92,7 @@ impl App {
         let cooperative = self.store.create_cooperative(&name, default_codes()).await?;
         let institution = self.store.create_institution(cooperative, &institution).await?;
         let library = self.store.create_library(institution, &slug, &library_name).await.map_err(slug_taken(&slug))?;
+        self.library_added().await;
         let admin = self
             .store
             .create_staff(NewStaff {
@@ -161,6 +162,8 @@ impl App {
             let target = Placement { institution, cooperative: inst.cooperative, ..staff.home };
             authorize_admin(staff, Admin::AddLibrary, &target)?;
         }
-        self.store.create_library(institution, &slug, &name).await.map_err(slug_taken(&slug))
+        let library = self.store.create_library(institution, &slug, &name).await.map_err(slug_taken(&slug))?;
+        self.library_added().await;
+        Ok(library)
     }
 }

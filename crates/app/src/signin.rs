@@ -14,11 +14,14 @@
 //! lock a librarian out at the desk, the networks an account signed in from
 //! in the last 30 days are not held back by its budget; the per-address
 //! limit still holds there. Those networks (their digests,
-//! `auth::network_digest`) are in the store (8 per account,
+//! `auth::staff_network_digest`) are in the store (8 per account,
 //! written by each sign-in, on any node, and kept across restarts); the
-//! store is asked only once an account's budget is spent, and what it said
-//! is kept here for a minute (so a flood of attempts costs a read a minute
-//! per name, and a password reset elsewhere is heeded within a minute).
+//! store is asked only once an account's budget is spent (or the line of
+//! password hashes is full), and what it said is kept here for a minute: a
+//! flood of attempts at an account costs a read a minute, and a password
+//! reset is heeded within a minute on every node. A name without an account
+//! costs a read per attempt at worst (one such name is remembered per
+//! counter), as an attempt with its budget left costs one to check it.
 //! Unknown names have budgets like known ones: the answer never tells which
 //! names exist.
 
@@ -36,6 +39,8 @@ use std::sync::Mutex;
 const COUNTERS: usize = 65_536;
 /// How long a network an account signed in from stays known.
 pub(crate) const KNOWN_FOR: Millis = 30 * DAY;
+/// Networks kept per account, as in the store.
+const KNOWN_NETWORKS: usize = 8;
 /// How long what the store said about an account's networks (or that no
 /// account has the name) is taken as true.
 const CHECKED_FOR: Millis = 60_000;
@@ -115,15 +120,11 @@ impl FailedSignIns {
     /// Lets an attempt on `username` from `net` (the client's network) go
     /// on, or says the account has no attempts left.
     pub(crate) fn start(&self, username: &str, net: Option<&str>, per_hour: u32, now: Millis) -> Verdict {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let checked = known.get(username).filter(|k| now - k.checked_at < CHECKED_FOR);
-        let spared = |(n, at): &(String, Millis)| Some(n.as_str()) == net && now - at < KNOWN_FOR;
-        if checked.is_some_and(|k| k.networks.iter().any(spared)) {
+        let known = net.and_then(|net| self.known(username, net, now));
+        if known == Some(true) {
             return Verdict::Go(Attempt::Known);
         }
-        let checked = checked.is_some();
-        drop(known);
-        let (hash, slot) = self.slot(username);
+        let (_, slot) = self.slot(username);
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let counter = &mut counters[slot];
         counter.repay(per_hour, now);
@@ -131,8 +132,21 @@ impl FailedSignIns {
             counter.spent += 1.0;
             return Verdict::Go(Attempt::Charged);
         }
-        let absent = counter.absent.0 == hash && now - counter.absent.1 < CHECKED_FOR;
-        Verdict::Spent { ask: net.is_some() && !checked && !absent }
+        Verdict::Spent { ask: net.is_some() && known.is_none() }
+    }
+
+    /// Whether `username` signed in from `net` in the last 30 days, as the
+    /// store said within the last minute; `None` when it has not been asked
+    /// since (see [`FailedSignIns::learned`]).
+    pub(crate) fn known(&self, username: &str, net: &str, now: Millis) -> Option<bool> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = known.get(username).filter(|k| now - k.checked_at < CHECKED_FOR) {
+            return Some(k.networks.iter().any(|(n, at)| n == net && now - at < KNOWN_FOR));
+        }
+        drop(known);
+        let (hash, slot) = self.slot(username);
+        let absent = self.counters.lock().unwrap_or_else(|p| p.into_inner())[slot].absent;
+        (absent.0 == hash && now - absent.1 < CHECKED_FOR).then_some(false)
     }
 
     /// What the store said of `username` at `now`: the networks it signed
@@ -167,6 +181,7 @@ impl FailedSignIns {
         if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get_mut(username) {
             k.networks.retain(|(n, _)| n != net);
             k.networks.insert(0, (net.to_owned(), now));
+            k.networks.truncate(KNOWN_NETWORKS);
         }
     }
 

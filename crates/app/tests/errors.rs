@@ -34,13 +34,9 @@ async fn a_library_that_does_not_exist_is_bad_input_but_a_closed_store_is_an_int
     assert!(matches!(source.downcast_ref::<StoreError>(), Some(StoreError::Closed)), "{source:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::new();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
-    let app = App::new(store, bus, Limits::default(), Clock::system());
-    // Two hashes run (held until released), the rest of the line waits.
+/// Fills the line of password hashes: two run, held until released (one
+/// `release` each), the rest wait.
+async fn fill_the_line(app: &App) -> (std::sync::mpsc::Sender<()>, Vec<tokio::task::JoinHandle<Result<(), AppError>>>) {
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = Arc::new(std::sync::Mutex::new(held));
     let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -60,8 +56,22 @@ async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
         assert!(std::time::Instant::now() < deadline, "the line never filled");
         tokio::task::yield_now().await;
     }
+    (release, line)
+}
+
+fn is_busy(e: &AppError) -> bool {
+    matches!(e, AppError::Domain(DomainError::Limited { code: "busy", .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), Clock::system());
+    let (release, line) = fill_the_line(&app).await;
     let refused = app.hash_work(|| ()).await.unwrap_err();
-    assert!(matches!(refused, AppError::Domain(DomainError::Limited { code: "busy", .. })), "{refused:?}");
+    assert!(is_busy(&refused), "{refused:?}");
     // Once the line moves, hashing is served again.
     for _ in 0..refdesk_app::HASHES_WAITING {
         release.send(()).unwrap();
@@ -70,4 +80,43 @@ async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
         waiting.await.unwrap().unwrap();
     }
     assert!(app.hash_work(|| ()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_line_of_hashes_does_not_keep_a_librarian_out_where_she_signs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), Clock::system());
+    demo::load(&app).await.unwrap();
+    let (desk, elsewhere): (std::net::IpAddr, std::net::IpAddr) = ([192, 0, 2, 7].into(), [198, 51, 100, 7].into());
+    app.login_from("ann", demo::PASSWORD, true, Some(desk)).await.unwrap();
+    // Sign-ins from everywhere fill the line.
+    let (release, line) = fill_the_line(&app).await;
+    let refused = app.login_from("ann", demo::PASSWORD, true, Some(elsewhere)).await.unwrap_err();
+    assert!(is_busy(&refused), "{refused:?}");
+    let refused = app.login_from("nobody", demo::PASSWORD, true, Some(desk)).await.unwrap_err();
+    assert!(is_busy(&refused), "a name without an account: {refused:?}");
+    // At her desk she takes a place in the other line, and signs in once a
+    // hash is free.
+    let at_desk = tokio::spawn({
+        let app = app.clone();
+        async move { app.login_from("ann", demo::PASSWORD, true, Some(desk)).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.hashes_in_line() < refdesk_app::HASHES_WAITING + 1 {
+        if at_desk.is_finished() {
+            panic!("refused at her desk: {:?}", at_desk.await.unwrap().map(|_| ()));
+        }
+        assert!(std::time::Instant::now() < deadline, "she never took a place");
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..refdesk_app::HASHES_WAITING {
+        release.send(()).unwrap();
+    }
+    let (_, ann) = at_desk.await.unwrap().expect("she signs in at her desk");
+    assert_eq!(ann.username, "ann");
+    for waiting in line {
+        waiting.await.unwrap().unwrap();
+    }
 }

@@ -60,16 +60,11 @@ pub trait Staffing: Send + Sync {
     async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>>;
     /// A staff member by id (enabled or not).
     async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>>;
-    /// Records a sign-in: the SHA-256 of the cookie's token, and the
-    /// network it came `from` (when known), among the account's
-    /// [`KnownNetwork`]s; only the 8 it signed in from last are kept.
-    async fn create_login(
-        &self,
-        token_hash: &str,
-        staff: StaffId,
-        expires: Millis,
-        from: Option<KnownNetwork>,
-    ) -> Result<()>;
+    /// Records a sign-in, and the network it came from among the account's
+    /// [`KnownNetwork`]s (only the 8 it signed in from last are kept).
+    /// `false`, recording nothing, when the account's password is no longer
+    /// the one checked or the account is disabled.
+    async fn create_login(&self, login: NewLogin) -> Result<bool>;
     /// The networks the account `username` signed in from after `since`,
     /// newest first; `None` when no account has that name.
     async fn known_networks(&self, username: &str, since: Millis) -> Result<Option<Vec<KnownNetwork>>>;

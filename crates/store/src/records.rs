@@ -349,6 +349,24 @@ pub struct StaffRecord {
     pub disabled: bool,
 }
 
+/// A sign-in to record ([`crate::api::Staffing::create_login`]).
+#[derive(Clone, Debug)]
+pub struct NewLogin {
+    /// The SHA-256 of the cookie's token.
+    pub token_hash: String,
+    /// Who signs in.
+    pub staff: StaffId,
+    /// When the sign-in stops working.
+    pub expires: Millis,
+    /// The password hash the password was checked against. Checking takes
+    /// a while: if by the write the account's is another (its password was
+    /// reset meanwhile), or the account was disabled, nothing is recorded.
+    pub password_hash: String,
+    /// The network it came from, when known: among the account's
+    /// [`KnownNetwork`]s from now on.
+    pub from: Option<KnownNetwork>,
+}
+
 /// A network a staff member signed in from (DESIGN §8: failed sign-ins
 /// per account spare the networks an account signs in from).
 #[derive(Clone, Debug, PartialEq, Eq)]

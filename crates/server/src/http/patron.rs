@@ -32,12 +32,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rating))
 }
 
-/// Libraries and their entry points.
+/// Libraries and their entry points (read at most every 5 seconds on a
+/// node: one added on another node may take that long to show).
 #[utoipa::path(get, path = "/api/libraries", tag = "patron",
     responses((status = 200, description = "every library", body = Vec<LibraryView>)))]
 async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<LibraryView>>> {
-    let libs = state.app.libraries().await?;
-    Ok(axum::Json(libs.into_iter().map(Into::into).collect()))
+    let libs = state.app.listed_libraries().await?;
+    Ok(axum::Json(libs.iter().cloned().map(Into::into).collect()))
 }
 
 /// A new library.

@@ -629,6 +629,28 @@ async fn institution_admins_add_libraries_with_their_own_entry_point() {
 }
 
 #[tokio::test]
+async fn the_open_list_of_libraries_is_read_once_every_few_seconds_and_at_once_after_an_addition_here() {
+    let app = spawn_app_with_manual_clock().await;
+    let slugs = || async {
+        let libs: Value = reqwest::get(app.url("/api/libraries")).await.unwrap().json().await.unwrap();
+        libs.as_array().unwrap().iter().map(|l| l["slug"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let before = slugs().await;
+    // Another node adds a library: this node's list shows it within 5 s.
+    let other = app.other_writer().await;
+    let institution = app.state.app.store().library_by_slug("riverside-main").await.unwrap().unwrap();
+    other.create_library(institution.placement.institution, "riverside-maps", "Map Room").await.unwrap();
+    assert_eq!(slugs().await, before, "read a moment ago: not read again");
+    app.clock().advance(refdesk_app::LISTED_FOR);
+    assert!(slugs().await.contains(&"riverside-maps".to_owned()), "read again 5 s on");
+    // One added here shows at once.
+    let dev = app.staff("dev").await;
+    let made = dev.post("/api/libraries", json!({"slug": "riverside-music", "name": "Music Library"})).await;
+    assert_eq!(made.0, 201, "{made:?}");
+    assert!(slugs().await.contains(&"riverside-music".to_owned()), "added on this node");
+}
+
+#[tokio::test]
 async fn b3_the_chatting_librarian_sees_who_watches_the_live_chat_without_taking_part() {
     let app = spawn_app().await;
     let mut c = chat_with_ann(&app).await;

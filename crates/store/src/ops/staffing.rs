@@ -5,7 +5,7 @@ use crate::api::Staffing;
 use crate::sql::rows::not_found;
 use crate::sql::select::{self as sel, STAFF_SELECT};
 use crate::sql::{args, int, Db};
-use crate::{KnownNetwork, NewStaff, Result, StaffEntry, StaffRecord, StaffUpdate, StoreError};
+use crate::{KnownNetwork, NewLogin, NewStaff, Result, StaffEntry, StaffRecord, StaffUpdate, StoreError};
 
 /// Networks kept per account ([`KnownNetwork`]).
 const KNOWN_NETWORKS: i64 = 8;
@@ -34,15 +34,37 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
     Ok(StaffId(id))
 }
 
+async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<bool> {
+    // The row's lock (PostgreSQL; SQLite has one writer): a reset or a
+    // disabling commits before this reads the row, or after this commits
+    // (and then ends this sign-in and forgets its network with the rest).
+    let lock = format!("SELECT password_hash, disabled FROM staff WHERE id = ?1{}", db.dialect().for_update());
+    let row = db.row(&lock, args![login.staff.0], |r| Ok((r.text("password_hash")?, r.flag("disabled")?))).await?;
+    let (hash, disabled) = row.ok_or(not_found("staff member"))?;
+    if hash != login.password_hash || disabled {
+        return Ok(false);
+    }
+    db.exec(
+        "INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)",
+        args![&login.token_hash, login.staff.0, login.expires],
+    )
+    .await?;
+    if let Some(from) = &login.from {
+        remember_network(db, login.staff, from).await?;
+    }
+    Ok(true)
+}
+
 /// Notes that `staff` signed in from `from.network`; of the account's
 /// networks only the 8 it signed in from last are kept.
 async fn remember_network<D: Db>(db: &mut D, staff: StaffId, from: &KnownNetwork) -> Result<()> {
-    db.exec(
+    // The later time stays, whichever node's clock wrote it.
+    let upsert = format!(
         "INSERT INTO sign_in_networks (staff_id, network, last_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (staff_id, network) DO UPDATE SET last_at = excluded.last_at",
-        args![staff.0, &from.network, from.last_at],
-    )
-    .await?;
+         ON CONFLICT (staff_id, network) DO UPDATE SET last_at = {}(sign_in_networks.last_at, excluded.last_at)",
+        db.dialect().greatest()
+    );
+    db.exec(&upsert, args![staff.0, &from.network, from.last_at]).await?;
     db.exec(
         "DELETE FROM sign_in_networks WHERE staff_id = ?1 AND network NOT IN
            (SELECT network FROM sign_in_networks WHERE staff_id = ?1 ORDER BY last_at DESC, network LIMIT ?2)",
@@ -156,29 +178,8 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
-    async fn create_login(
-        &self,
-        token_hash: &str,
-        staff: StaffId,
-        expires: Millis,
-        from: Option<KnownNetwork>,
-    ) -> Result<()> {
-        let token_hash = token_hash.to_owned();
-        self.write(move |db| {
-            Box::pin(quiet(async move {
-                db.exec(
-                    "INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)",
-                    args![&token_hash, staff.0, expires],
-                )
-                .await
-                .map_err(|e| if e.is_not_found() { not_found("staff member") } else { e })?;
-                if let Some(from) = from {
-                    remember_network(db, staff, &from).await?;
-                }
-                Ok(())
-            }))
-        })
-        .await
+    async fn create_login(&self, login: NewLogin) -> Result<bool> {
+        self.write(move |db| Box::pin(quiet(create_login(db, login)))).await
     }
 
     async fn known_networks(&self, username: &str, since: Millis) -> Result<Option<Vec<KnownNetwork>>> {

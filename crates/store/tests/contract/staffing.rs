@@ -4,11 +4,14 @@ use crate::support::Backend;
 use refdesk_domain::event::Availability;
 use refdesk_domain::ids::StaffId;
 use refdesk_domain::org::Role;
-use refdesk_domain::DomainError;
-use refdesk_store::{KnownNetwork, ScriptOwner, StaffUpdate, StoreError};
+use refdesk_domain::org::Staff;
+use refdesk_domain::{DomainError, Millis};
+use refdesk_store::prelude::*;
+use refdesk_store::{KnownNetwork, NewLogin, Result, ScriptOwner, StaffUpdate, StoreError};
 
 on_every_backend!(
     a_sign_in_is_found_by_its_digest_until_it_expires,
+    a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since_disabled_records_nothing,
     expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept,
     the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forgotten,
     staff_on_duty_not_seen_lately_are_signed_off,
@@ -17,23 +20,61 @@ on_every_backend!(
 
 async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
-    s.create_login("digest", w.ann.id, 100, None).await.unwrap();
+    assert!(sign_in(s, "digest", &w.ann, 100, None).await.unwrap());
     assert_eq!(s.staff_by_login("digest", 99).await.unwrap().map(|x| x.id), Some(w.ann.id));
     assert!(s.staff_by_login("digest", 100).await.unwrap().is_none(), "expired");
     assert!(s.staff_by_login("other", 99).await.unwrap().is_none(), "another digest");
     s.delete_login("digest").await.unwrap();
     assert!(s.staff_by_login("digest", 99).await.unwrap().is_none(), "signed out");
-    let r = s.create_login("ghost", StaffId(999_999), 100, None).await;
+    let ghost = NewLogin {
+        token_hash: "ghost".into(),
+        staff: StaffId(999_999),
+        expires: 100,
+        password_hash: "x".into(),
+        from: None,
+    };
+    let r = s.create_login(ghost).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "staff who do not exist: {r:?}");
+}
+
+/// A sign-in of `who`, checked against the password hash the store holds now.
+async fn sign_in(s: &dyn Store, token: &str, who: &Staff, expires: Millis, from: Option<KnownNetwork>) -> Result<bool> {
+    let password_hash = s.staff_by_username(&who.username).await.unwrap().unwrap().password_hash;
+    s.create_login(NewLogin { token_hash: token.into(), staff: who.id, expires, password_hash, from }).await
+}
+
+async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since_disabled_records_nothing(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let checked = s.staff_by_username("ann").await.unwrap().unwrap().password_hash;
+    let from = Some(KnownNetwork { network: "192.0.2.1".into(), last_at: 10 });
+    let login = |token: &str| NewLogin {
+        token_hash: token.into(),
+        staff: w.ann.id,
+        expires: 100,
+        password_hash: checked.clone(),
+        from: from.clone(),
+    };
+    // While her password was being checked, it was reset.
+    let reset = StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()) };
+    s.update_staff(w.ann.id, reset).await.unwrap();
+    assert!(!s.create_login(login("late")).await.unwrap(), "the old password signs no one in");
+    assert!(s.staff_by_login("late", 0).await.unwrap().is_none());
+    assert_eq!(s.known_networks("ann", 0).await.unwrap(), Some(vec![]), "nor is its network remembered");
+    // Or she was disabled.
+    let checked = s.staff_by_username("carla").await.unwrap().unwrap().password_hash;
+    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None }).await.unwrap();
+    let late = NewLogin { token_hash: "late".into(), staff: w.carla.id, expires: 100, password_hash: checked, from };
+    assert!(!s.create_login(late).await.unwrap(), "a disabled account signs in no more");
+    assert_eq!(s.known_networks("carla", 0).await.unwrap(), Some(vec![]));
 }
 
 async fn expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     for i in 0..5 {
-        s.create_login(&format!("old{i}"), w.ann.id, 100 + i, None).await.unwrap();
+        assert!(sign_in(s, &format!("old{i}"), &w.ann, 100 + i, None).await.unwrap());
     }
-    s.create_login("at-the-edge", w.ann.id, 200, None).await.unwrap();
-    s.create_login("live", w.carla.id, 201, None).await.unwrap();
+    assert!(sign_in(s, "at-the-edge", &w.ann, 200, None).await.unwrap());
+    assert!(sign_in(s, "live", &w.carla, 201, None).await.unwrap());
     // At 200: the five old ones and the one that expires at 200 (no longer
     // usable at 200) go, two at a time; the live one stays.
     assert!(s.staff_by_login("at-the-edge", 200).await.unwrap().is_none(), "expired at 200");
@@ -62,12 +103,13 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
     assert_eq!(networks(0).await, [], "none yet");
     assert_eq!(s.known_networks("nobody", 0).await.unwrap(), None, "no such account");
     for i in 1..=9 {
-        s.create_login(&format!("t{i}"), w.ann.id, 10_000, from(i)).await.unwrap();
+        assert!(sign_in(s, &format!("t{i}"), &w.ann, 10_000, from(i)).await.unwrap());
     }
-    s.create_login("again", w.ann.id, 10_000, Some(KnownNetwork { network: "192.0.2.3".into(), last_at: 2_000 }))
-        .await
-        .unwrap();
-    s.create_login("carla's", w.carla.id, 10_000, from(50)).await.unwrap();
+    let again = Some(KnownNetwork { network: "192.0.2.3".into(), last_at: 2_000 });
+    assert!(sign_in(s, "again", &w.ann, 10_000, again).await.unwrap());
+    let older = Some(KnownNetwork { network: "192.0.2.3".into(), last_at: 1_500 });
+    assert!(sign_in(s, "skewed", &w.ann, 10_000, older).await.unwrap(), "another node's clock, behind");
+    assert!(sign_in(s, "carla's", &w.carla, 10_000, from(50)).await.unwrap());
     let kept = networks(0).await;
     assert_eq!(kept.len(), 8, "eight at most: {kept:?}");
     assert_eq!(kept[0], ("192.0.2.3".to_owned(), 2_000), "signed in from again: the newest");
