@@ -13,7 +13,7 @@ use refdesk_domain::input::{self, Body, ClientId};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::{apply_code, QuestionState};
 use refdesk_domain::visibility::{transcript, Viewer};
-use refdesk_domain::DomainError;
+use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{
     Appended, Guard, KnownNetwork, LibraryRecord, NewLogin, NewMessage, NewSession, NewStaff, SessionRecord,
 };
@@ -138,19 +138,25 @@ impl App {
             verdict = self.sign_ins.start(username, net, per_hour, now);
         }
         let Verdict::Go(attempt) = verdict else {
+            if self.sign_ins.to_log(now) {
+                tracing::warn!(staff = %username, "an account's failed sign-ins for the hour are spent; refused");
+            }
             let reason = "too many failed sign-ins for this account; try again later, \
                           or from where you usually sign in";
             return Err(DomainError::Limited { code: "too_many_attempts", reason: reason.into() }.into());
         };
-        let checked = match self.check_password(username, password, &self.hash_line).await {
+        let place = match self.hash_place(&self.hash_line) {
+            Ok(place) => Ok(place),
             // The line is full: from a network the account signs in from,
-            // a place in a line of its own.
-            Err(busy) if busy.is_busy() => match self.signs_in_from(username, net, now).await {
-                Ok(true) => self.check_password(username, password, &self.known_line).await,
-                Ok(false) => Err(busy),
-                Err(e) => Err(e),
+            // a place in a line of its own (a failed read: still busy).
+            Err(busy) => match self.signs_in_from(username, net, now).await {
+                Ok(true) => self.hash_place(&self.known_line),
+                Ok(false) | Err(_) => Err(busy),
             },
-            other => other,
+        };
+        let checked = match place {
+            Ok(place) => self.check_password(username, password, place).await,
+            Err(busy) => Err(busy),
         };
         let rec = match checked {
             Ok(Some(rec)) => rec,
@@ -184,22 +190,22 @@ impl App {
     }
 
     /// The account, if `password` is its own and it is enabled; `None` for
-    /// a wrong name or password. The hash takes a place in `line`.
+    /// a wrong name or password. The hash takes `place` (taken before
+    /// anything is read: a full line costs the store nothing).
     async fn check_password(
         &self,
         username: &str,
         password: &str,
-        line: &Arc<tokio::sync::Semaphore>,
+        place: tokio::sync::OwnedSemaphorePermit,
     ) -> AppResult<Option<refdesk_store::StaffRecord>> {
         let Some(rec) = self.store.staff_by_username(username).await? else {
             // Spend the same time as a real check, so timing does not tell
             // which usernames exist.
-            // A full line of hashes refuses it as it would a known name.
-            self.hash_work_in(line, || auth::verify_password("x", DUMMY_HASH)).await?;
+            self.hash_in_place(place, || auth::verify_password("x", DUMMY_HASH)).await?;
             return Ok(None);
         };
         let (password, hash) = (password.to_owned(), rec.password_hash.clone());
-        let ok = self.hash_work_in(line, move || auth::verify_password(&password, &hash)).await?;
+        let ok = self.hash_in_place(place, move || auth::verify_password(&password, &hash)).await?;
         Ok((ok && !rec.disabled).then_some(rec))
     }
 
@@ -657,25 +663,49 @@ impl App {
 
     /// Every library, for the open list (`GET /api/libraries`: pickers and
     /// the start page, which anyone may ask for as often as they like): read
-    /// from the store at most once every [`LISTED_FOR`] on this node, however
-    /// many ask. A library this node adds shows at once; one another node
-    /// adds, within [`LISTED_FOR`].
+    /// from the store at most once every [`LISTED_FOR`] on this node. While
+    /// a read is under way (for [`LISTED_FOR`] at most) the others are
+    /// served the list as it was, and when a read fails, too. A library this
+    /// node adds shows at once; one another node adds, within [`LISTED_FOR`].
     pub async fn listed_libraries(&self) -> AppResult<Arc<Vec<LibraryRecord>>> {
-        let mut listed = self.listed.lock().await;
         let now = self.clock.now();
-        if let Some((at, libs)) = &*listed {
-            if (*at..*at + LISTED_FOR).contains(&now) {
-                return Ok(libs.clone());
+        let fresh = |at: Millis| (0..LISTED_FOR).contains(&(now - at));
+        let (was, changes) = {
+            let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            match &listed.read {
+                Some((at, libs)) if fresh(*at) => return Ok(libs.clone()),
+                Some((_, libs)) if listed.reading_since.is_some_and(fresh) => return Ok(libs.clone()),
+                _ => {}
             }
+            listed.reading_since = Some(now);
+            (listed.read.as_ref().map(|(_, libs)| libs.clone()), listed.changes)
+        };
+        let read = self.store.libraries().await;
+        let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        listed.reading_since = None;
+        match read {
+            Ok(libs) => {
+                let libs = Arc::new(libs);
+                if listed.changes == changes {
+                    listed.read = Some((now, libs.clone()));
+                }
+                Ok(libs)
+            }
+            Err(e) => match was {
+                Some(libs) => {
+                    tracing::warn!(error = %e, "cannot read the libraries; serving the list as last read");
+                    Ok(libs)
+                }
+                None => Err(e.into()),
+            },
         }
-        let libs = Arc::new(self.store.libraries().await?);
-        *listed = Some((now, libs.clone()));
-        Ok(libs)
     }
 
     /// A library was added on this node: the open list is read again.
-    pub(crate) async fn library_added(&self) {
-        *self.listed.lock().await = None;
+    pub(crate) fn library_added(&self) {
+        let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        listed.read = None;
+        listed.changes += 1;
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn load(app: &App) -> AppResult<()> {
     for (slug, name, inst) in LIBRARIES {
         app.store.create_library(institutions[*inst], slug, name).await?;
     }
+    app.library_added();
     for (username, name, role, lib) in ACCOUNTS {
         app.add_staff(None, lib, username, name, *role, PASSWORD).await?;
     }

@@ -347,8 +347,17 @@ impl Clock {
 /// Connections that may re-read from the store at once (see [`App::rereads`]).
 const REREADS: usize = 8;
 
-/// The open list of libraries, and when it was read.
-type Listed = (Millis, Arc<Vec<refdesk_store::LibraryRecord>>);
+/// The open list of libraries as last read ([`App::listed_libraries`]).
+#[derive(Default)]
+struct Listed {
+    /// The list, and when it was read.
+    read: Option<(Millis, Arc<Vec<refdesk_store::LibraryRecord>>)>,
+    /// When a read of it last began: while one is under way, the others
+    /// are served the list as it was.
+    reading_since: Option<Millis>,
+    /// Libraries added on this node: a read begun before one is not kept.
+    changes: u64,
+}
 
 /// The application: every use case hangs off this. Cheap to clone.
 #[derive(Clone)]
@@ -382,10 +391,8 @@ pub struct App {
     /// the open entry points (a library's status, on every page the widget
     /// is on) need not read one for every request.
     libraries: Arc<std::sync::Mutex<std::collections::HashMap<String, refdesk_store::LibraryRecord>>>,
-    /// Every library, as last read for the open list, and when
-    /// ([`App::listed_libraries`]). A lock held across the read: when the
-    /// list is due, one request reads it and the others wait for that read.
-    listed: Arc<tokio::sync::Mutex<Option<Listed>>>,
+    /// Every library, as last read for the open list ([`App::listed_libraries`]).
+    listed: Arc<std::sync::Mutex<Listed>>,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
@@ -403,22 +410,27 @@ impl App {
     /// from many networks (each within its rate) would otherwise queue
     /// without end, holding their requests, and staff wait behind them.
     pub async fn hash_work<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-        self.hash_work_in(&self.hash_line, f).await
+        let place = self.hash_place(&self.hash_line)?;
+        self.hash_in_place(place, f).await
     }
 
-    /// [`App::hash_work`] with a place in `line`.
-    async fn hash_work_in<T: Send + 'static>(
-        &self,
-        line: &Arc<tokio::sync::Semaphore>,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> AppResult<T> {
-        let Ok(place) = line.clone().try_acquire_owned() else {
-            return Err(DomainError::Limited {
+    /// A place in `line` for a hash, or `busy` at once.
+    fn hash_place(&self, line: &Arc<tokio::sync::Semaphore>) -> AppResult<tokio::sync::OwnedSemaphorePermit> {
+        line.clone().try_acquire_owned().map_err(|_| {
+            DomainError::Limited {
                 code: "busy",
                 reason: "too many sign-ins at once; try again in a few seconds".into(),
             }
-            .into());
-        };
+            .into()
+        })
+    }
+
+    /// [`App::hash_work`] with a place already taken.
+    async fn hash_in_place<T: Send + 'static>(
+        &self,
+        place: tokio::sync::OwnedSemaphorePermit,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> AppResult<T> {
         let permit = self
             .hashing
             .clone()

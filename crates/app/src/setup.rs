@@ -30,6 +30,25 @@ pub struct NewCooperative {
     pub admin_password: String,
 }
 
+impl NewCooperative {
+    /// The same, checked as far as it can be without the database (names,
+    /// the library's address, the admin's name and password) and in the
+    /// form it is kept: the CLI checks it before it opens, let alone
+    /// creates, a database.
+    pub fn checked(self) -> AppResult<NewCooperative> {
+        let admin_username = input::slug("username", &self.admin_username)?.to_owned();
+        Ok(NewCooperative {
+            name: required("cooperative", &self.name, 200)?,
+            institution: required("institution", &self.institution, 200)?,
+            library_slug: input::slug("library", &self.library_slug)?.to_owned(),
+            library_name: required("library_name", &self.library_name, 200)?,
+            admin_name: required("admin_name", &self.admin_name, 100)?,
+            admin_password: input::strong_password(&self.admin_password, &admin_username)?.to_owned(),
+            admin_username,
+        })
+    }
+}
+
 /// What a set-up created.
 #[derive(Clone, Debug)]
 pub struct SetUp {
@@ -75,13 +94,15 @@ impl App {
     /// cooperative admin (the operator's CLI). Everything is checked before
     /// anything is written.
     pub async fn add_cooperative(&self, new: NewCooperative) -> AppResult<SetUp> {
-        let name = required("cooperative", &new.name, 200)?;
-        let institution = required("institution", &new.institution, 200)?;
-        let slug = input::slug("library", &new.library_slug)?.to_owned();
-        let library_name = required("library_name", &new.library_name, 200)?;
-        let username = input::slug("username", &new.admin_username)?.to_owned();
-        let display_name = required("admin_name", &new.admin_name, 100)?;
-        let password = input::strong_password(&new.admin_password, &username)?.to_owned();
+        let NewCooperative {
+            name,
+            institution,
+            library_slug: slug,
+            library_name,
+            admin_username: username,
+            admin_name: display_name,
+            admin_password: password,
+        } = new.checked()?;
         if self.store.library_by_slug(&slug).await?.is_some() {
             return Err(DomainError::Conflict(format!("the address /ask/{slug} is taken")).into());
         }
@@ -92,7 +113,7 @@ impl App {
         let cooperative = self.store.create_cooperative(&name, default_codes()).await?;
         let institution = self.store.create_institution(cooperative, &institution).await?;
         let library = self.store.create_library(institution, &slug, &library_name).await.map_err(slug_taken(&slug))?;
-        self.library_added().await;
+        self.library_added();
         let admin = self
             .store
             .create_staff(NewStaff {
@@ -163,7 +184,7 @@ impl App {
             authorize_admin(staff, Admin::AddLibrary, &target)?;
         }
         let library = self.store.create_library(institution, &slug, &name).await.map_err(slug_taken(&slug))?;
-        self.library_added().await;
+        self.library_added();
         Ok(library)
     }
 }

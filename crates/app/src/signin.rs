@@ -45,6 +45,8 @@ const KNOWN_NETWORKS: usize = 8;
 /// account has the name) is taken as true.
 const CHECKED_FOR: Millis = 60_000;
 const HOUR: Millis = 3_600_000;
+/// Refusals logged: one this often at most.
+const LOG_EVERY: Millis = 10_000;
 
 #[derive(Clone, Copy, Default)]
 struct Counter {
@@ -98,6 +100,8 @@ pub(crate) struct FailedSignIns {
     /// What the store said of accounts whose budget ran out: names the
     /// store has an account for alone, so no more entries than accounts.
     known: Mutex<HashMap<String, Known>>,
+    /// When a refusal was last logged ([`FailedSignIns::to_log`]).
+    logged_at: Mutex<Option<Millis>>,
 }
 
 impl Default for FailedSignIns {
@@ -106,6 +110,7 @@ impl Default for FailedSignIns {
             keys: RandomState::new(),
             counters: Mutex::new(vec![Counter::default(); COUNTERS]),
             known: Mutex::default(),
+            logged_at: Mutex::default(),
         }
     }
 }
@@ -166,6 +171,18 @@ impl FailedSignIns {
         }
     }
 
+    /// Whether a refusal at `now` is to be logged: one every
+    /// [`LOG_EVERY`] on this node, so a flood of guesses does not flood the
+    /// log (the metrics count them all).
+    pub(crate) fn to_log(&self, now: Millis) -> bool {
+        let mut logged_at = self.logged_at.lock().unwrap_or_else(|p| p.into_inner());
+        let due = logged_at.is_none_or(|at| !(0..LOG_EVERY).contains(&(now - at)));
+        if due {
+            *logged_at = Some(now);
+        }
+        due
+    }
+
     /// Forgets what the store said of `username` (its password was reset,
     /// or it was disabled: the store forgot its networks too).
     pub(crate) fn forget(&self, username: &str) {
@@ -183,6 +200,17 @@ impl FailedSignIns {
             k.networks.insert(0, (net.to_owned(), now));
             k.networks.truncate(KNOWN_NETWORKS);
         }
+    }
+
+    /// An admin reset the account's password: its attempts on this node are
+    /// its own again (the stranger's guesses were at the old password), and
+    /// what this node kept of its networks is forgotten (the store forgot
+    /// them).
+    pub(crate) fn password_reset(&self, username: &str) {
+        self.forget(username);
+        let (_, slot) = self.slot(username);
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters[slot].spent = 0.0;
     }
 
     /// Gives a charged attempt back: it signed in, or no password was
@@ -252,6 +280,16 @@ mod tests {
         assert_eq!(g.start("ann", Some(home), 1, 1), Verdict::Go(Attempt::Known), "what this node wrote");
         g.forget("ann");
         assert_eq!(g.start("ann", Some(home), 1, 2), Verdict::Spent { ask: true }, "forgotten: asked again");
+    }
+
+    #[test]
+    fn a_password_reset_gives_the_account_its_attempts_back_and_refusals_are_logged_now_and_then() {
+        let g = FailedSignIns::default();
+        assert_eq!(g.start("ann", None, 1, 0), Verdict::Go(Attempt::Charged));
+        assert_eq!(g.start("ann", None, 1, 0), Verdict::Spent { ask: false });
+        g.password_reset("ann");
+        assert_eq!(g.start("ann", None, 1, 0), Verdict::Go(Attempt::Charged), "the guesses were at the old one");
+        assert!(g.to_log(0) && !g.to_log(LOG_EVERY - 1) && g.to_log(LOG_EVERY));
     }
 
     #[test]

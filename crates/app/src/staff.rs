@@ -291,11 +291,15 @@ impl App {
             }
             None => None,
         };
-        let forgets_networks = password_hash.is_some() || disabled == Some(true);
+        let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
         self.store.update_staff(target, StaffUpdate { role, disabled, password_hash }).await?;
-        if forgets_networks {
-            // The store forgot where the account signed in from; so does
-            // this node (the others within a minute: `crate::signin`).
+        // The store forgot where the account signed in from; so does this
+        // node (the others within a minute: `crate::signin`). A new password
+        // also gives the account its attempts back on this node: a stranger's
+        // guesses at the old one do not keep its owner out of the new one.
+        if reset {
+            self.sign_ins.password_reset(&who.username);
+        } else if disabling {
             self.sign_ins.forget(&who.username);
         }
         Ok(())

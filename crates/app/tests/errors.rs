@@ -120,3 +120,26 @@ async fn a_full_line_of_hashes_does_not_keep_a_librarian_out_where_she_signs_in(
         waiting.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_open_list_of_libraries_is_served_as_last_read_while_the_store_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let clock = Clock::manual(1_000_000);
+    let app = App::new(store.clone(), bus, Limits::default(), clock.clone());
+    let failed = app.listed_libraries().await.map(|l| l.len());
+    assert_eq!(failed.unwrap(), 0, "nothing set up yet");
+    demo::load(&app).await.unwrap();
+    let libraries = app.libraries().await.unwrap().len();
+    assert!(libraries > 0);
+    assert_eq!(app.listed_libraries().await.unwrap().len(), libraries, "added on this node: shown at once");
+    // The database goes away: past its five seconds the list is read
+    // again, fails, and the list as last read is served.
+    Store::close(&*store).await;
+    clock.advance(refdesk_app::LISTED_FOR);
+    assert_eq!(app.listed_libraries().await.unwrap().len(), libraries);
+    // Never read, a list cannot be served from a store that fails.
+    let fresh = App::new(store.clone(), Bus::new(), Limits::default(), clock.clone());
+    assert!(matches!(fresh.listed_libraries().await, Err(AppError::Internal(_))));
+}

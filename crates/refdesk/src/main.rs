@@ -49,7 +49,7 @@ use std::path::PathBuf;
     about = "Virtual reference service: live chat between library patrons and librarians"
 )]
 struct Cli {
-    /// Configuration file (TOML); `refdesk config` prints the defaults.
+    /// Configuration file (TOML); `refdesk config --defaults` prints the defaults.
     #[arg(long, short, global = true, env = "REFDESK_CONFIG")]
     config: Option<PathBuf>,
     /// Data folder (SQLite database). Overrides the file and REFDESK_DATA_DIR.
@@ -211,7 +211,8 @@ struct NewCooperativeArgs {
     /// Their display name (defaults to the sign-in name).
     #[arg(long)]
     admin_name: Option<String>,
-    /// A file holding the password (its first line).
+    /// A file holding the admin's password (its first line); else
+    /// REFDESK_PASSWORD, else a prompt. Never a flag: flags show in `ps`.
     #[arg(long)]
     password_file: Option<PathBuf>,
 }
@@ -369,6 +370,26 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// The configuration for a command that serves nobody (migrate, demo, user
 /// add): it needs the database, not the link to the other nodes.
+/// A new cooperative checked before any database is opened: bad input
+/// changes nothing, not even an empty database left behind.
+fn checked(new: refdesk_app::setup::NewCooperative) -> anyhow::Result<refdesk_app::setup::NewCooperative> {
+    new.checked().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The configuration of a command that works on what is already set up:
+/// with SQLite, refused when there is no database (a mistyped data folder
+/// would otherwise be created, with an empty database in it).
+fn existing(config: Config) -> anyhow::Result<Config> {
+    let path = config.database_path();
+    if config.database_url.is_none() && !path.exists() {
+        bail!(
+            "nothing set up yet: no database at {} (run `refdesk setup` there, or give the right --data-dir)",
+            path.display()
+        );
+    }
+    Ok(config)
+}
+
 fn offline(mut config: Config) -> Config {
     config.nats_url = None;
     config
@@ -399,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Setup(args) => {
-            let new = args.read()?;
+            let new = checked(args.read()?)?;
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let done = state.app.set_up(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
@@ -408,7 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cooperative { command: CooperativeCommand::Add(args) } => {
-            let new = args.read()?;
+            let new = checked(args.read()?)?;
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             let done = state.app.add_cooperative(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
@@ -416,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Institution { command: InstitutionCommand::Add { name, cooperative } } => {
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let coop = refdesk_domain::ids::CooperativeId(*cooperative);
             let done = state.app.add_institution(None, coop, name).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
@@ -425,7 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Library { command: LibraryCommand::Add { slug, name, institution } } => {
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
             let done = state.app.add_library(None, inst, slug, name).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
@@ -434,7 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::List => {
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let listed = list(&state.app).await;
             state.app.store().close().await;
             listed
@@ -455,12 +476,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `refdesk user add`.
 async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
-    let state = refdesk_server::open(&offline(load_config(cli)?), Clock::system()).await?;
+    let config = offline(existing(load_config(cli)?)?);
     let role = Role::parse(&u.role).with_context(|| {
         format!("unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin", u.role)
     })?;
     let name = u.name.clone().unwrap_or_else(|| u.username.clone());
     let password = read_password(u.password_file.as_deref())?;
+    let state = refdesk_server::open(&config, Clock::system()).await?;
     let id = state
         .app
         .add_staff(None, &u.library, &u.username, &name, role, &password)
@@ -490,6 +512,11 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         None => Some(lock::lock_data_dir(&config.data_dir)?),
         Some(_) => None,
     };
+    // Bound before the database is opened: a port already taken changes
+    // nothing.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     let state = refdesk_server::open(&config, Clock::system()).await?;
     if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
         state.app.store().close().await;
@@ -500,11 +527,12 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
             load_demo(&state.app).await?;
             println!("loaded the demo data");
         }
-        print_demo_logins();
+        if demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            print_demo_logins();
+        } else {
+            println!("--demo: this database already holds data other than the demo's; the demo was not loaded");
+        }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     match &config.database_url {
@@ -516,7 +544,9 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         println!("  patron chat:     http://{addr}/ask/{}  ({})", lib.slug, lib.name);
     }
     if libs.is_empty() {
-        println!("  no libraries yet: run `refdesk demo` or start with --demo");
+        println!(
+            "  no libraries yet: run `refdesk setup` to set up your cooperative (or `refdesk demo` to try it out)"
+        );
     }
     refdesk_server::run(listener, state, shutdown_signal()).await
 }

@@ -135,6 +135,7 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     let o = refdesk(dir.path(), &setup, Some("password123"));
     assert!(!o.status.success());
     assert!(text(&o).contains("password"), "{}", text(&o));
+    assert!(!dir.path().join("refdesk.sqlite3").exists(), "a refused set-up creates no database");
     let o = refdesk(dir.path(), &["list"], None);
     assert!(text(&o).contains("nothing set up yet"), "{}", text(&o));
     // A strong one sets the service up, once.

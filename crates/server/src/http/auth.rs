@@ -64,7 +64,18 @@ async fn login(
     let local = is_local(peer, &headers, &state);
     let ip = peer.map(|p| crate::limit::client_ip_of(p, &headers, &state.trusted_proxies));
     let login = state.app.login_from(&body.username, &body.password, local, ip);
-    let (token, staff) = login.await.map_err(wrong_password)?;
+    let (token, staff) = login.await.map_err(|e| {
+        // What an operator watches for (docs/operations.md, "Abuse"): an
+        // account's guesses spent, the node's line of hashes full.
+        if let AppError::Domain(refdesk_domain::DomainError::Limited { code, .. }) = &e {
+            match *code {
+                "too_many_attempts" => state.metrics.limited("login_account"),
+                "busy" => state.metrics.limited("login_busy"),
+                _ => {}
+            }
+        }
+        wrong_password(e)
+    })?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits().login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");

@@ -137,7 +137,13 @@ impl Connection {
                 true => Ok(()),
                 false => error(socket, "rate_limited", "too many frames; slow down", None).await,
             },
-            Step::Frame(Some(Ok(WsMessage::Close(_))) | None) => Err(Closed::quiet()),
+            Step::Frame(Some(Ok(WsMessage::Close(_)))) => {
+                // The client closes: its close is answered (RFC 6455, 5.5.1)
+                // by the reply the WebSocket queued, which a flush sends.
+                let _ = tokio::time::timeout(super::CLOSE_WITHIN, socket.flush()).await;
+                Err(Closed::quiet())
+            }
+            Step::Frame(None) => Err(Closed::quiet()),
             Step::Frame(Some(Err(e))) => Err(self.read_failed(e)),
             Step::Tick => self.on_tick(socket, every).await,
             Step::GoingAway => Err(Closed::with(CLOSE_GOING_AWAY, GOING_AWAY_REASON)),

@@ -554,7 +554,7 @@ async fn guesses_at_one_account_from_many_networks_run_out_but_not_where_it_sign
 }
 
 #[tokio::test]
-async fn where_an_account_signed_in_is_remembered_across_a_restart_and_forgotten_with_its_password() {
+async fn where_an_account_signed_in_is_remembered_across_a_restart_and_a_reset_password_starts_afresh() {
     let tweak = |c: &mut refdesk_server::Config| c.limits.failed_logins_per_account_per_hour = 3;
     let login = |app: &TestApp, from: u8, password: &str| {
         let client =
@@ -576,11 +576,16 @@ async fn where_an_account_signed_in_is_remembered_across_a_restart_and_forgotten
     let (status, refused) = login(&app, 125, password).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{refused}");
     assert_eq!(login(&app, 121, password).await.0, 200, "her desk, known from before the restart");
-    // Her password is reset (by her library's admin): her desk is spared no more.
-    let ann = app.state.app.store().staff_by_username("ann").await.unwrap().unwrap().staff.id;
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("refdesk_limited_total{limit=\"login_account\"} 1"), "the operator sees it:\n{metrics}");
+    // Her password is reset (by her library's admin): where she signed in is
+    // forgotten, and the stranger's guesses at the old password no longer
+    // hold her back.
+    let store = app.state.app.store().clone();
+    let ann = store.staff_by_username("ann").await.unwrap().unwrap().staff.id;
     let carla = app.staff("carla").await;
     let reset = carla.post(&format!("/api/staff/{}", ann.0), json!({"password": "a new passphrase 2026"})).await;
     assert_eq!(reset.0, 200, "{reset:?}");
-    let (status, refused) = login(&app, 121, "a new passphrase 2026").await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{refused}");
+    assert_eq!(store.known_networks("ann", 0).await.unwrap(), Some(vec![]), "her networks are forgotten");
+    assert_eq!(login(&app, 126, "a new passphrase 2026").await.0, 200, "signed in with her new password, anywhere");
 }

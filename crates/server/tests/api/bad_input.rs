@@ -32,6 +32,17 @@ async fn an_oversize_message_is_refused_with_a_clear_error_and_the_socket_stays_
 }
 
 #[tokio::test]
+async fn a_close_from_the_client_is_answered_with_a_close_frame() {
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "Closing handshake?").await;
+    let mut socket = patron.socket().await;
+    assert_eq!(socket.close_from_here().await, Some(1000), "a patron's socket answers the close (RFC 6455, 5.5.1)");
+    let ann = app.staff("ann").await;
+    let mut socket = ann.socket().await;
+    assert_eq!(socket.close_from_here().await, Some(1000), "and a librarian's");
+}
+
+#[tokio::test]
 async fn malformed_frames_get_an_error_frame_and_the_connection_stays_open() {
     let app = spawn_app().await;
     let patron = app.start_chat("riverside-main", "q").await;

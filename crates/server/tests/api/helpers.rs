@@ -391,6 +391,22 @@ impl Socket {
         }
     }
 
+    /// Closes from this side (1000) and returns the code of the close frame
+    /// the server answers with, or `None` when it dropped the connection
+    /// without one.
+    pub async fn close_from_here(&mut self) -> Option<u16> {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+        self.ws.send(Ws::Close(Some(bye))).await.expect("the close is sent");
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("an answer in time") {
+                Some(Ok(Ws::Close(frame))) => return Some(frame.map_or(1005, |f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+
     /// Whether the server ends the socket within `within`; text frames
     /// until then are kept.
     pub async fn closed_within(&mut self, within: Duration) -> bool {

@@ -36,9 +36,11 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
 
 async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<bool> {
     // The row's lock (PostgreSQL; SQLite has one writer): a reset or a
-    // disabling commits before this reads the row, or after this commits
-    // (and then ends this sign-in and forgets its network with the rest).
-    let lock = format!("SELECT password_hash, disabled FROM staff WHERE id = ?1{}", db.dialect().for_update());
+    // disabling (`update_staff`, FOR UPDATE) commits before this reads the
+    // row, or after this commits (and then ends this sign-in and forgets its
+    // network with the rest). NO KEY: writes that only refer to the row (an
+    // accept naming its librarian) need not wait for it.
+    let lock = format!("SELECT password_hash, disabled FROM staff WHERE id = ?1{}", db.dialect().no_key_update());
     let row = db.row(&lock, args![login.staff.0], |r| Ok((r.text("password_hash")?, r.flag("disabled")?))).await?;
     let (hash, disabled) = row.ok_or(not_found("staff member"))?;
     if hash != login.password_hash || disabled {
