@@ -138,7 +138,7 @@ impl App {
             verdict = self.sign_ins.start(username, net, per_hour, now);
         }
         let Verdict::Go(attempt) = verdict else {
-            if self.sign_ins.to_log(now) {
+            if self.sign_ins.to_log(username) {
                 tracing::warn!(staff = %username, "an account's failed sign-ins for the hour are spent; refused");
             }
             let reason = "too many failed sign-ins for this account; try again later, \
@@ -191,7 +191,7 @@ impl App {
 
     /// The account, if `password` is its own and it is enabled; `None` for
     /// a wrong name or password. The hash takes `place` (taken before
-    /// anything is read: a full line costs the store nothing).
+    /// the account is read: a full line costs no read of it).
     async fn check_password(
         &self,
         username: &str,
@@ -663,41 +663,65 @@ impl App {
 
     /// Every library, for the open list (`GET /api/libraries`: pickers and
     /// the start page, which anyone may ask for as often as they like): read
-    /// from the store at most once every [`LISTED_FOR`] on this node. While
-    /// a read is under way (for [`LISTED_FOR`] at most) the others are
-    /// served the list as it was, and when a read fails, too. A library this
-    /// node adds shows at once; one another node adds, within [`LISTED_FOR`].
+    /// from the store by one request at a time, at most once every
+    /// [`LISTED_FOR`] on this node. While a read is under way the others are
+    /// served the list as it was (or wait for the read, when there is none);
+    /// when a read fails, the list as it was for [`LISTED_FOR`] (or the
+    /// failure, without asking the store again). A library this node adds
+    /// shows at once; one another node adds, within [`LISTED_FOR`].
     pub async fn listed_libraries(&self) -> AppResult<Arc<Vec<LibraryRecord>>> {
-        let now = self.clock.now();
-        let fresh = |at: Millis| (0..LISTED_FOR).contains(&(now - at));
-        let (was, changes) = {
-            let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
-            match &listed.read {
-                Some((at, libs)) if fresh(*at) => return Ok(libs.clone()),
-                Some((_, libs)) if listed.reading_since.is_some_and(fresh) => return Ok(libs.clone()),
-                _ => {}
-            }
-            listed.reading_since = Some(now);
-            (listed.read.as_ref().map(|(_, libs)| libs.clone()), listed.changes)
-        };
-        let read = self.store.libraries().await;
-        let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
-        listed.reading_since = None;
-        match read {
-            Ok(libs) => {
-                let libs = Arc::new(libs);
-                if listed.changes == changes {
-                    listed.read = Some((now, libs.clone()));
+        let mut waited = false;
+        loop {
+            let now = self.clock.now();
+            let recent = |at: Millis| (0..LISTED_FOR).contains(&(now - at));
+            let (was, changes) = {
+                let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+                let was = listed.read.as_ref().map(|(at, libs)| (recent(*at), libs.clone()));
+                match was {
+                    Some((true, libs)) => return Ok(libs),
+                    Some((false, libs)) if listed.failed_at.is_some_and(recent) => return Ok(libs),
+                    None if listed.failed_at.is_some_and(recent) => {
+                        return Err(AppError::Internal("the libraries could not be read a moment ago".into()))
+                    }
+                    _ => {}
                 }
-                Ok(libs)
-            }
-            Err(e) => match was {
-                Some(libs) => {
-                    tracing::warn!(error = %e, "cannot read the libraries; serving the list as last read");
+                (was.map(|(_, libs)| libs), listed.changes)
+            };
+            let reading = match self.listing.try_lock() {
+                Ok(reading) => reading,
+                Err(_) => match was {
+                    Some(libs) => return Ok(libs),
+                    // Nothing to serve yet: wait for the read under way,
+                    // then look again (once; after that, read).
+                    None if !waited => {
+                        drop(self.listing.lock().await);
+                        waited = true;
+                        continue;
+                    }
+                    None => self.listing.lock().await,
+                },
+            };
+            let read = self.store.libraries().await;
+            let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            drop(reading);
+            return match read {
+                Ok(libs) => {
+                    let libs = Arc::new(libs);
+                    listed.failed_at = None;
+                    if listed.changes == changes {
+                        listed.read = Some((now, libs.clone()));
+                    }
                     Ok(libs)
                 }
-                None => Err(e.into()),
-            },
+                Err(e) => {
+                    listed.failed_at = Some(now);
+                    tracing::warn!(error = %e, "cannot read the libraries; the list as last read is served meanwhile");
+                    match was {
+                        Some(libs) => Ok(libs),
+                        None => Err(e.into()),
+                    }
+                }
+            };
         }
     }
 
@@ -705,6 +729,7 @@ impl App {
     pub(crate) fn library_added(&self) {
         let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
         listed.read = None;
+        listed.failed_at = None;
         listed.changes += 1;
     }
 }

@@ -352,9 +352,9 @@ const REREADS: usize = 8;
 struct Listed {
     /// The list, and when it was read.
     read: Option<(Millis, Arc<Vec<refdesk_store::LibraryRecord>>)>,
-    /// When a read of it last began: while one is under way, the others
-    /// are served the list as it was.
-    reading_since: Option<Millis>,
+    /// When a read of it last failed: the store is not asked again for
+    /// [`chat::LISTED_FOR`].
+    failed_at: Option<Millis>,
     /// Libraries added on this node: a read begun before one is not kept.
     changes: u64,
 }
@@ -393,6 +393,8 @@ pub struct App {
     libraries: Arc<std::sync::Mutex<std::collections::HashMap<String, refdesk_store::LibraryRecord>>>,
     /// Every library, as last read for the open list ([`App::listed_libraries`]).
     listed: Arc<std::sync::Mutex<Listed>>,
+    /// Held by the one request reading the open list from the store.
+    listing: Arc<tokio::sync::Mutex<()>>,
     /// Connections re-reading what they follow at once (after a resync every
     /// connection of the node does): a few at a time, so the database is
     /// not flooded; the others wait their turn.
@@ -467,6 +469,7 @@ impl App {
             on_duty: Arc::default(),
             libraries: Arc::default(),
             listed: Arc::default(),
+            listing: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
             retention: Arc::default(),

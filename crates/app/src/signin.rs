@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 
-/// Counters in the table (32 bytes each, 2 MiB): a guesser spreading
+/// Counters in the table (40 bytes each, 2.5 MiB): a guesser spreading
 /// attempts over made-up names would need 20 for each to spend every
 /// account's budget, far more than a node hashes in an hour.
 const COUNTERS: usize = 65_536;
@@ -45,8 +45,6 @@ const KNOWN_NETWORKS: usize = 8;
 /// account has the name) is taken as true.
 const CHECKED_FOR: Millis = 60_000;
 const HOUR: Millis = 3_600_000;
-/// Refusals logged: one this often at most.
-const LOG_EVERY: Millis = 10_000;
 
 #[derive(Clone, Copy, Default)]
 struct Counter {
@@ -57,6 +55,8 @@ struct Counter {
     /// The keyed hash of the last name of this counter the store had no
     /// account for, and when it said so.
     absent: (u64, Millis),
+    /// Whether a refusal was logged since the budget last had room.
+    logged: bool,
 }
 
 impl Counter {
@@ -100,8 +100,6 @@ pub(crate) struct FailedSignIns {
     /// What the store said of accounts whose budget ran out: names the
     /// store has an account for alone, so no more entries than accounts.
     known: Mutex<HashMap<String, Known>>,
-    /// When a refusal was last logged ([`FailedSignIns::to_log`]).
-    logged_at: Mutex<Option<Millis>>,
 }
 
 impl Default for FailedSignIns {
@@ -110,7 +108,6 @@ impl Default for FailedSignIns {
             keys: RandomState::new(),
             counters: Mutex::new(vec![Counter::default(); COUNTERS]),
             known: Mutex::default(),
-            logged_at: Mutex::default(),
         }
     }
 }
@@ -135,6 +132,7 @@ impl FailedSignIns {
         counter.repay(per_hour, now);
         if counter.spent + 1.0 <= f64::from(per_hour) {
             counter.spent += 1.0;
+            counter.logged = false;
             return Verdict::Go(Attempt::Charged);
         }
         Verdict::Spent { ask: net.is_some() && known.is_none() }
@@ -171,16 +169,15 @@ impl FailedSignIns {
         }
     }
 
-    /// Whether a refusal at `now` is to be logged: one every
-    /// [`LOG_EVERY`] on this node, so a flood of guesses does not flood the
-    /// log (the metrics count them all).
-    pub(crate) fn to_log(&self, now: Millis) -> bool {
-        let mut logged_at = self.logged_at.lock().unwrap_or_else(|p| p.into_inner());
-        let due = logged_at.is_none_or(|at| !(0..LOG_EVERY).contains(&(now - at)));
-        if due {
-            *logged_at = Some(now);
-        }
-        due
+    /// Whether a refusal of `username` is to be logged: the first each
+    /// time its budget runs out, so a flood of guesses does not flood the
+    /// log (the metrics count them all), and one account's is not lost
+    /// among made-up names' (each of which takes its budget's worth of
+    /// hashes to run out).
+    pub(crate) fn to_log(&self, username: &str) -> bool {
+        let (_, slot) = self.slot(username);
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        !std::mem::replace(&mut counters[slot].logged, true)
     }
 
     /// Forgets what the store said of `username` (its password was reset,
@@ -283,13 +280,17 @@ mod tests {
     }
 
     #[test]
-    fn a_password_reset_gives_the_account_its_attempts_back_and_refusals_are_logged_now_and_then() {
+    fn a_password_reset_gives_the_account_its_attempts_back_and_a_refusal_is_logged_once_each_time() {
         let g = FailedSignIns::default();
         assert_eq!(g.start("ann", None, 1, 0), Verdict::Go(Attempt::Charged));
         assert_eq!(g.start("ann", None, 1, 0), Verdict::Spent { ask: false });
         g.password_reset("ann");
         assert_eq!(g.start("ann", None, 1, 0), Verdict::Go(Attempt::Charged), "the guesses were at the old one");
-        assert!(g.to_log(0) && !g.to_log(LOG_EVERY - 1) && g.to_log(LOG_EVERY));
+        assert!(g.to_log("ann") && !g.to_log("ann"), "once while her attempts are spent");
+        assert_eq!(g.start("ann", None, 1, 0), Verdict::Spent { ask: false });
+        assert!(!g.to_log("ann"));
+        assert_eq!(g.start("ann", None, 1, HOUR), Verdict::Go(Attempt::Charged));
+        assert!(g.to_log("ann"), "and again once they are spent again");
     }
 
     #[test]

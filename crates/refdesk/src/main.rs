@@ -76,7 +76,7 @@ enum Command {
     /// Run the service.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long)]
+        #[arg(long, value_parser = listen_address)]
         listen: Option<SocketAddr>,
         /// Load the demo data if the database is empty.
         #[arg(long)]
@@ -368,8 +368,6 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The configuration for a command that serves nobody (migrate, demo, user
-/// add): it needs the database, not the link to the other nodes.
 /// A new cooperative checked before any database is opened: bad input
 /// changes nothing, not even an empty database left behind.
 fn checked(new: refdesk_app::setup::NewCooperative) -> anyhow::Result<refdesk_app::setup::NewCooperative> {
@@ -381,15 +379,21 @@ fn checked(new: refdesk_app::setup::NewCooperative) -> anyhow::Result<refdesk_ap
 /// would otherwise be created, with an empty database in it).
 fn existing(config: Config) -> anyhow::Result<Config> {
     let path = config.database_path();
-    if config.database_url.is_none() && !path.exists() {
-        bail!(
-            "nothing set up yet: no database at {} (run `refdesk setup` there, or give the right --data-dir)",
-            path.display()
-        );
+    if config.database_url.is_none() {
+        match std::fs::metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "nothing set up yet: no database at {} (run `refdesk setup` there, or give the right --data-dir)",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("reading the database at {}", path.display())),
+        }
     }
     Ok(config)
 }
 
+/// The configuration for a command that serves nobody (migrate, demo, user
+/// add): it needs the database, not the link to the other nodes.
 fn offline(mut config: Config) -> Config {
     config.nats_url = None;
     config
@@ -430,7 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cooperative { command: CooperativeCommand::Add(args) } => {
             let new = checked(args.read()?)?;
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let done = state.app.add_cooperative(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
             print_set_up(&done?, &args.admin);
@@ -492,6 +496,16 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     let id = id?;
     println!("created staff member {} (id {id}) at {}", u.username, u.library);
     Ok(())
+}
+
+/// A `--listen` address, or an error that says what one looks like.
+fn listen_address(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an address to listen on: give an IP address and a port, \
+             as 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080 (not a host name)"
+        )
+    })
 }
 
 /// `refdesk serve`.

@@ -98,3 +98,21 @@ fn a_setting_from_the_environment_is_checked_with_the_flags_that_complete_it() {
     assert!(with_flag.status.success(), "{}", err(&with_flag));
     assert!(out(&with_flag).contains("the configuration is valid"));
 }
+
+#[test]
+fn a_listen_address_that_is_not_one_says_what_one_looks_like_and_a_missing_database_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mistyped");
+    for listen in ["localhost:8080", "127.0.0.1", "127.0.0.1:99999"] {
+        let o = refdesk(None, &[], &["--data-dir", data.to_str().unwrap(), "serve", "--listen", listen]);
+        assert!(!o.status.success());
+        assert!(err(&o).contains("give an IP address and a port"), "{listen}: {}", err(&o));
+    }
+    // Commands on what is set up refuse a data folder with no database.
+    for args in [&["list"][..], &["library", "add", "x", "--name", "X", "--institution", "1"]] {
+        let o = refdesk(None, &[], &[&["--data-dir", data.to_str().unwrap()][..], args].concat());
+        assert!(!o.status.success());
+        assert!(err(&o).contains("nothing set up yet"), "{args:?}: {}", err(&o));
+    }
+    assert!(!data.exists(), "nothing was created");
+}

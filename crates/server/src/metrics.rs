@@ -126,7 +126,7 @@ impl ServerMetrics {
         for kind in ["tcp", "patron_socket", "staff_socket"] {
             let _ = m.connections.get_or_create(&[("kind", kind)]);
         }
-        for limit in ["login", "start", "socket", "connection"] {
+        for limit in ["login", "start", "socket", "connection", "login_account", "login_busy"] {
             let _ = m.limited.get_or_create(&[("limit", limit)]);
         }
         let r = &mut registry;
