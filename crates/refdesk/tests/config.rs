@@ -116,3 +116,12 @@ fn a_listen_address_that_is_not_one_says_what_one_looks_like_and_a_missing_datab
     }
     assert!(!data.exists(), "nothing was created");
 }
+
+#[test]
+fn a_setting_out_of_range_names_the_variable_or_the_flag_that_set_it() {
+    let o = refdesk(None, &[("REFDESK_BLOCK_HOURS", "0")], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("limits.block_hours") && err(&o).contains("from REFDESK_BLOCK_HOURS"), "{}", err(&o));
+    let o = refdesk(None, &[("REFDESK_BLOCK_HOURS", "0")], &["--set", "limits.block_hours=800", "config", "--check"]);
+    assert!(err(&o).contains("from --set limits.block_hours"), "the last to set it: {}", err(&o));
+}

@@ -110,6 +110,11 @@ pub struct Config {
     pub limits: Limits,
     /// E-mail to patrons.
     pub mail: MailConfig,
+    /// Where each setting set by name last came from (`REFDESK_…`, `--set
+    /// …`), for the errors of [`Config::validate`]; the file's own errors
+    /// name its lines.
+    #[serde(skip)]
+    pub sources: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -196,6 +201,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             mail: MailConfig::default(),
+            sources: Default::default(),
         }
     }
 }
@@ -433,7 +439,8 @@ impl Config {
         ];
         for (name, value, min, max) in bounded {
             if !(min..=max).contains(&value) {
-                bail!("{name} must be between {min} and {max} (it is {value})");
+                let from = self.sources.get(name).map(|s| format!(", from {s}")).unwrap_or_default();
+                bail!("{name} must be between {min} and {max} (it is {value}{from})");
             }
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;

@@ -61,6 +61,8 @@ impl Config {
             toml::from_str(&text).map_err(|e| anyhow!("{source}: {}", e.message().trim_end_matches('.')))?;
         // What the file never holds is kept as it is.
         changed.mail.public_url = self.mail.public_url.take();
+        changed.sources = std::mem::take(&mut self.sources);
+        changed.sources.insert(path.to_owned(), source.to_owned());
         *self = changed;
         Ok(())
     }
