@@ -40,6 +40,9 @@ pub fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
     if config.database_url.is_some() {
         bail!("{}", postgres_refused("restore"));
     }
+    // A file that cannot be read changes nothing, not even a data folder
+    // created for it.
+    std::fs::metadata(from).with_context(|| format!("restoring {} (nothing was changed)", from.display()))?;
     // Held until the restore ends: no server may start on the folder
     // meanwhile, and none may be running (it would keep the replaced
     // database open and go on writing to it).

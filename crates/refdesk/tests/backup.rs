@@ -253,6 +253,13 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     assert!(text(&out).contains("not a usable SQLite database"), "{}", text(&out));
     assert_eq!(snapshot(live.path()), was);
 
+    // Nor of a file that is not there: not even a data folder is made for it.
+    let fresh = backups.path().join("mistyped-data-folder");
+    let out = refdesk(&fresh, &["restore", "--from", &arg(&backups.path().join("no-such-backup"))]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert!(!fresh.exists(), "a data folder was made for a backup that is not there");
+
     // And PostgreSQL has tools of its own.
     let out = refdesk(live.path(), &["--database-url", "postgres://refdesk@127.0.0.1/none", "backup", "--to", "x"]);
     assert!(!out.status.success());
