@@ -351,6 +351,13 @@ fn init_logs(format: LogFormat) {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for name in Config::unknown_variables(names) {
+        eprintln!(
+            "warning: {name} is not a refdesk setting and is ignored (misspelt? `refdesk config --defaults` \
+             lists the settings; each is REFDESK_ and its name in capitals)"
+        );
+    }
     let mut config = Config::load_unchecked(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();

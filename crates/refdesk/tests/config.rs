@@ -125,3 +125,12 @@ fn a_setting_out_of_range_names_the_variable_or_the_flag_that_set_it() {
     let o = refdesk(None, &[("REFDESK_BLOCK_HOURS", "0")], &["--set", "limits.block_hours=800", "config", "--check"]);
     assert!(err(&o).contains("from --set limits.block_hours"), "the last to set it: {}", err(&o));
 }
+
+#[test]
+fn a_misspelt_variable_is_warned_about_not_ignored_without_a_word() {
+    let env = [("REFDESK_LISTN", "127.0.0.1:9"), ("REFDESK_BLOCK_HOURS", "48"), ("REFDESK_TEST_BACKEND", "sqlite")];
+    let o = refdesk(None, &env, &["config", "--check"]);
+    assert!(o.status.success(), "a warning, not an error: {}", err(&o));
+    assert!(err(&o).contains("REFDESK_LISTN is not a refdesk setting"), "{}", err(&o));
+    assert!(!err(&o).contains("REFDESK_BLOCK_HOURS") && !err(&o).contains("REFDESK_TEST_BACKEND"), "{}", err(&o));
+}

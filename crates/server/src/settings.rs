@@ -13,6 +13,38 @@
 use crate::Config;
 use anyhow::{anyhow, Context};
 
+/// The variables read besides the settings' own `REFDESK_<NAME>`: settings
+/// unset by default ([`Config::apply_env`]), the binary's (the file, a new
+/// account's password, the log filter) and the load generator's.
+const OTHER_VARIABLES: &[&str] = &[
+    "REFDESK_CONFIG",
+    "REFDESK_PASSWORD",
+    "REFDESK_BENCH_PASSWORD",
+    "REFDESK_LOG",
+    "REFDESK_LOG_FORMAT",
+    "REFDESK_LISTEN",
+    "REFDESK_DATA_DIR",
+    "REFDESK_DATABASE_URL",
+    "REFDESK_NATS_URL",
+    "REFDESK_NATS_USER",
+    "REFDESK_NATS_PASSWORD",
+    "REFDESK_NATS_TOKEN",
+    "REFDESK_NATS_CREDENTIALS_FILE",
+    "REFDESK_NATS_CA_FILE",
+    "REFDESK_NATS_TLS",
+    "REFDESK_NATS_SUBJECT",
+    "REFDESK_NATS_KEY",
+    "REFDESK_NATS_KEY_FILE",
+    "REFDESK_PUBLIC_URL",
+    "REFDESK_METRICS_LISTEN",
+    "REFDESK_TRUSTED_PROXIES",
+    "REFDESK_SECURE_COOKIES",
+    "REFDESK_SMTP_URL",
+    "REFDESK_MAIL_FROM",
+    "REFDESK_MAX_MESSAGE_CHARS",
+    "REFDESK_MAX_CONNECTIONS",
+];
+
 /// `raw` read as the type of the setting's `current` value.
 fn parse_value(current: Option<&toml::Value>, raw: &str) -> toml::Value {
     use toml::Value;
@@ -91,6 +123,22 @@ impl Config {
                 (path, vars)
             })
             .collect()
+    }
+
+    /// The variables among `names` that start with `REFDESK_` but that
+    /// refdesk reads nowhere: a misspelt one would otherwise be ignored
+    /// without a word. Those of the test scripts (`REFDESK_TEST_…`,
+    /// `REFDESK_BIN`) are not counted.
+    pub fn unknown_variables(names: impl IntoIterator<Item = String>) -> Vec<String> {
+        let settings = Config::setting_names();
+        let mut unknown: Vec<String> = names
+            .into_iter()
+            .filter(|n| n.starts_with("REFDESK_") && !n.starts_with("REFDESK_TEST_") && n != "REFDESK_BIN")
+            .filter(|n| !OTHER_VARIABLES.contains(&n.as_str()))
+            .filter(|n| !settings.iter().any(|(_, vars)| vars.contains(n)))
+            .collect();
+        unknown.sort();
+        unknown
     }
 
     /// Applies every `REFDESK_<NAME>` variable set (see the module's
@@ -192,6 +240,21 @@ pub fn line_of_error(text: &str, message: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_variable_the_docs_name_is_known_and_a_misspelt_one_is_not() {
+        let docs = [include_str!("../../../README.md"), include_str!("../../../docs/operations.md")].concat();
+        let named: Vec<String> = docs
+            .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|w| w.starts_with("REFDESK_") && w.len() > "REFDESK_".len())
+            .map(str::to_owned)
+            .collect();
+        assert!(named.len() > 20, "the docs name the variables: {named:?}");
+        assert_eq!(Config::unknown_variables(named), Vec::<String>::new());
+        let typo = vec!["REFDESK_LISTN".to_owned(), "REFDESK_TEST_BACKEND".to_owned(), "HOME".to_owned()];
+        assert_eq!(Config::unknown_variables(typo), ["REFDESK_LISTN"]);
+    }
+
     use super::*;
 
     #[test]
