@@ -12,7 +12,9 @@
 //! comes back.
 //!
 //! A second test restarts a node the clean way (SIGTERM): it drains, says
-//! goodbye with 1001, and its clients resume on the other node.
+//! goodbye with 1001, and its clients resume on the other node. A third
+//! shows that where an account signed in on one node spares it on another
+//! once a stranger has spent its failed sign-ins there.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -485,10 +487,10 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
 }
 
 /// A fresh PostgreSQL database, our own NATS server and a configuration
-/// file for nodes sharing them (`extra`: more top-level settings); the
-/// demo cooperative is loaded. Returns the folder (holding the file), the
-/// file and the NATS server.
-async fn deployment(what: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Proc) {
+/// file for nodes sharing them (`extra`: more top-level settings; `limits`:
+/// more limits); the demo cooperative is loaded. Returns the folder
+/// (holding the file), the file and the NATS server.
+async fn deployment(what: &str, extra: &str, limits: &str) -> (tempfile::TempDir, PathBuf, Proc) {
     let server =
         std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -506,13 +508,36 @@ async fn deployment(what: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Pro
         format!(
             "database_url = \"{database}\"\nnats_url = \"nats://127.0.0.1:{nats_port}\"\nnats_subject = \"test.{name}\"\n\
              nats_key = \"{key}\"\n{extra}\n\
-             [limits]\nlogins_per_minute = 100000\nstarts_per_minute = 100000\nchats_per_address_per_day = 100000\npatron_frames_per_second_per_address = 1000000\nmax_waiting_per_address = 100000\n"
+             [limits]\nlogins_per_minute = 100000\nstarts_per_minute = 100000\nchats_per_address_per_day = 100000\npatron_frames_per_second_per_address = 1000000\nmax_waiting_per_address = 100000\n{limits}"
         ),
     )
     .unwrap();
     let demo = refdesk(&config).arg("demo").stdout(Stdio::null()).status().expect("refdesk demo runs");
     assert!(demo.success(), "the demo loads into the shared database");
     (dir, config, nats)
+}
+
+/// A sign-in as Ann on `node` from the loopback address 127.0.0.`from`: its status.
+async fn sign_in_from(node: &Node, from: u8, password: &str) -> u16 {
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, from])).build().unwrap();
+    let body = json!({"username": "ann", "password": password});
+    client.post(node.url("/api/login")).json(&body).send().await.unwrap().status().as_u16()
+}
+
+/// The networks an account signed in from are in the database: a node
+/// whose budget for the account a stranger spent still lets her in from
+/// where she signed in on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_an_account_signed_in_on_one_node_spares_it_on_another() {
+    let (dir, config, _nats) = deployment("networks", "", "failed_logins_per_account_per_hour = 3\n").await;
+    let node1 = start_node(&config, &dir.path().join("n1")).await;
+    let node2 = start_node(&config, &dir.path().join("n2")).await;
+    assert_eq!(sign_in_from(&node1, 41, PASSWORD).await, 200, "at her desk, through node 1");
+    for from in 42..45 {
+        assert_eq!(sign_in_from(&node2, from, "wrong guess 1234").await, 401);
+    }
+    assert_eq!(sign_in_from(&node2, 45, PASSWORD).await, 429, "her attempts on node 2 are spent");
+    assert_eq!(sign_in_from(&node2, 41, PASSWORD).await, 200, "but not at her desk, known from node 1");
 }
 
 /// SIGTERM to node 1 while a patron and a librarian chat through it.
@@ -523,7 +548,7 @@ async fn deployment(what: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_node_and_its_clients_resume_on_another_with_nothing_lost() {
     const DRAIN: Duration = Duration::from_secs(3);
-    let (dir, config, _nats) = deployment("drain", "drain_seconds = 3\nshutdown_seconds = 5").await;
+    let (dir, config, _nats) = deployment("drain", "drain_seconds = 3\nshutdown_seconds = 5", "").await;
     let mut node1 = start_node(&config, &dir.path().join("n1")).await;
     let node2 = start_node(&config, &dir.path().join("n2")).await;
 
