@@ -42,7 +42,12 @@ pub fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
     }
     // A file that cannot be read changes nothing, not even a data folder
     // created for it.
-    std::fs::metadata(from).with_context(|| format!("restoring {} (nothing was changed)", from.display()))?;
+    let readable = std::fs::File::open(from).and_then(|f| f.metadata()).map(|m| m.is_file());
+    match readable {
+        Ok(true) => {}
+        Ok(false) => bail!("restoring {}: not a file (nothing was changed)", from.display()),
+        Err(e) => return Err(e).with_context(|| format!("restoring {} (nothing was changed)", from.display())),
+    }
     // Held until the restore ends: no server may start on the folder
     // meanwhile, and none may be running (it would keep the replaced
     // database open and go on writing to it).

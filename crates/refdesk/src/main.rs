@@ -291,6 +291,16 @@ fn main() -> std::process::ExitCode {
     // that does not load is reported by the command itself, in text.
     let format = load_config(&cli).map(|c| c.log_format).unwrap_or_default();
     init_logs(format);
+    // Once, in the log's format: a misspelt variable is not ignored without
+    // a word.
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for name in Config::unknown_variables(names) {
+        tracing::warn!(
+            variable = %name,
+            "not a refdesk setting, ignored (misspelt? `refdesk config --defaults` lists the settings; \
+             each is REFDESK_ and its name in capitals)"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -320,8 +330,10 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         let text = cli.config.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
         let message = format!("{e:#}");
         let line = refdesk_server::settings::line_of_error(&text, &message);
+        // An error that names the variable or flag that set it is not the file's.
+        let from_elsewhere = message.contains(", from REFDESK_") || message.contains(", from --set");
         match (line, &cli.config) {
-            (Some(n), Some(file)) if !message.contains("line ") => {
+            (Some(n), Some(file)) if !message.contains("line ") && !from_elsewhere => {
                 anyhow::anyhow!("{}, line {n}: {message}", file.display())
             }
             _ => e,
@@ -351,13 +363,6 @@ fn init_logs(format: LogFormat) {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
-    for name in Config::unknown_variables(names) {
-        eprintln!(
-            "warning: {name} is not a refdesk setting and is ignored (misspelt? `refdesk config --defaults` \
-             lists the settings; each is REFDESK_ and its name in capitals)"
-        );
-    }
     let mut config = Config::load_unchecked(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();

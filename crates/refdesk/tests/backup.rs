@@ -259,6 +259,10 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     assert!(!out.status.success());
     assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
     assert!(!fresh.exists(), "a data folder was made for a backup that is not there");
+    let out = refdesk(&fresh, &["restore", "--from", &arg(&backups.path().to_path_buf())]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not a file"), "{}", text(&out));
+    assert!(!fresh.exists(), "a data folder was made for a folder given as a backup");
 
     // And PostgreSQL has tools of its own.
     let out = refdesk(live.path(), &["--database-url", "postgres://refdesk@127.0.0.1/none", "backup", "--to", "x"]);
