@@ -438,10 +438,7 @@ impl Config {
             ("limits.max_chat_lines", l.max_chat_lines as u64, 10, 1_000_000),
         ];
         for (name, value, min, max) in bounded {
-            if !(min..=max).contains(&value) {
-                let from = self.sources.get(name).map(|s| format!(", from {s}")).unwrap_or_default();
-                bail!("{name} must be between {min} and {max} (it is {value}{from})");
-            }
+            self.in_range(name, value, min, max)?;
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;
         if self.metrics_listen.is_some_and(|m| m == self.listen) {
@@ -523,6 +520,16 @@ impl Config {
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("refdesk.sqlite3")
+    }
+
+    /// Whether the setting `name` is within `min..=max`; the error names
+    /// the variable or flag that set it, when one did.
+    fn in_range(&self, name: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
+        if !(min..=max).contains(&value) {
+            let from = self.sources.get(name).map(|s| format!(", from {s}")).unwrap_or_default();
+            bail!("{name} must be between {min} and {max} (it is {value}{from})");
+        }
+        Ok(())
     }
 
     /// The default configuration as TOML, for `refdesk config`. Settings
