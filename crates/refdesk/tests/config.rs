@@ -129,6 +129,11 @@ fn a_setting_out_of_range_names_the_variable_or_the_flag_that_set_it() {
     let f = file(dir.path(), "[limits]\nblock_hours = 12\n");
     let o = refdesk(Some(&f), &[("REFDESK_BLOCK_HOURS", "0")], &["config", "--check"]);
     assert!(err(&o).contains("from REFDESK_BLOCK_HOURS") && !err(&o).contains("line 2"), "{}", err(&o));
+    // Out of range because another setting was lowered: both are named.
+    let o = refdesk(None, &[("REFDESK_MAX_BLOCK_HOURS", "12")], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("limits.block_hours must be between 1 and 12"), "{}", err(&o));
+    assert!(err(&o).contains("limits.max_block_hours is 12, from REFDESK_MAX_BLOCK_HOURS"), "{}", err(&o));
 }
 
 #[test]

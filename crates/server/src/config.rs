@@ -428,8 +428,8 @@ impl Config {
             ("limits.max_waiting_per_library", l.max_waiting_per_library as u64, 1, 1_000_000),
             ("limits.max_waiting_per_address", l.max_waiting_per_address as u64, 1, 1_000_000),
             ("limits.waiting_expires_minutes", l.waiting_expires_minutes, 1, 7 * 24 * 60),
-            ("limits.block_hours", l.block_hours, 1, l.max_block_hours),
             ("limits.max_block_hours", l.max_block_hours, 1, 24 * 366),
+            ("limits.block_hours", l.block_hours, 1, l.max_block_hours),
             ("limits.patron_mails_per_recipient_per_day", l.patron_mails_per_recipient_per_day as u64, 0, 10_000),
             ("limits.patron_mails_per_address_per_hour", l.patron_mails_per_address_per_hour as u64, 0, 100_000),
             ("limits.form_questions_per_address_per_day", l.form_questions_per_address_per_day as u64, 1, 1_000_000),
@@ -526,10 +526,22 @@ impl Config {
     /// the variable or flag that set it, when one did.
     fn in_range(&self, name: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
         if !(min..=max).contains(&value) {
-            let from = self.sources.get(name).map(|s| format!(", from {s}")).unwrap_or_default();
-            bail!("{name} must be between {min} and {max} (it is {value}{from})");
+            let from = self.source_of(name);
+            // A bound that is itself a setting is named with its source.
+            let bound = match name {
+                "limits.block_hours" if value > max => {
+                    format!(", and limits.max_block_hours is {max}{}", self.source_of("limits.max_block_hours"))
+                }
+                _ => String::new(),
+            };
+            bail!("{name} must be between {min} and {max} (it is {value}{from}{bound})");
         }
         Ok(())
+    }
+
+    /// ", from X" when the variable or flag X set the setting `name`.
+    fn source_of(&self, name: &str) -> String {
+        self.sources.get(name).map(|s| format!(", from {s}")).unwrap_or_default()
     }
 
     /// The default configuration as TOML, for `refdesk config`. Settings
