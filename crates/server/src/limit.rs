@@ -76,6 +76,30 @@ impl Limiter {
     }
 }
 
+/// A patron socket's share of its network's read budget, the one
+/// `GET /api/chat` spends: a `resume` replays the chat from the store, and a
+/// socket could otherwise ask for it again and again within its frame budget.
+pub struct Reads {
+    limiter: std::sync::Arc<Limiter>,
+    ip: IpAddr,
+    metrics: std::sync::Arc<crate::metrics::ServerMetrics>,
+}
+
+impl Reads {
+    pub fn new(state: &AppState, ip: IpAddr) -> Reads {
+        Reads { limiter: state.limiter.clone(), ip, metrics: state.metrics.clone() }
+    }
+
+    /// Takes one read; `Err(seconds to wait)` when the network has none left.
+    pub fn take(&self, per_minute: u32) -> Result<(), u64> {
+        let taken = self.limiter.take(Kind::PatronRead, self.ip, per_minute);
+        if taken.is_err() {
+            self.metrics.limited("patron_read");
+        }
+        taken
+    }
+}
+
 /// Makes room: buckets untouched for a minute (full again: forgetting them
 /// changes nothing) go first; if a flood of addresses within the minute
 /// left the map full all the same, the fuller half goes too, so the map never

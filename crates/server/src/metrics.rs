@@ -126,7 +126,18 @@ impl ServerMetrics {
         for kind in ["tcp", "patron_socket", "staff_socket"] {
             let _ = m.connections.get_or_create(&[("kind", kind)]);
         }
-        for limit in ["login", "start", "socket", "connection", "login_account", "login_busy"] {
+        for limit in [
+            "login",
+            "start",
+            "patron",
+            "patron_read",
+            "socket",
+            "socket_opening",
+            "socket_opening_oldest",
+            "connection",
+            "login_account",
+            "login_busy",
+        ] {
             let _ = m.limited.get_or_create(&[("limit", limit)]);
         }
         let r = &mut registry;
@@ -149,7 +160,7 @@ impl ServerMetrics {
         r.register("store_readable", "1 if this scrape could read the store's figures", m.store_readable.clone());
         r.register(
             "limited",
-            "Requests and connections refused by a limit: login, start, socket, connection",
+            "Requests, frames and connections refused by a limit (docs/operations.md lists the limits)",
             m.limited.clone(),
         );
         ServerMetrics { registry, ..m }

@@ -40,9 +40,8 @@ struct Login {
     responses(
         (status = 200, description = "signed in", body = Staff,
             headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict"))),
-        (status = 401, description = "`unauthenticated`: wrong username or password", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: wrong username or password, a disabled account, or a name that is no sign-in name", body = ErrorBody),
         (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
-        (status = 422, description = "`invalid`: a username or password that cannot be one", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node (from a network the account signed in from in the last 30 days: 16 more places); `too_many_attempts`: this account's attempts for the hour (`limits.failed_logins_per_account_per_hour`, 20 on each node) are spent, from any network it did not sign in from in the last 30 days", body = ErrorBody),
     ))]
 async fn login(

@@ -55,7 +55,9 @@ struct NewBlock {
 }
 
 /// End a live chat and block its patron by browser and network until the
-/// block runs out; an ended chat's patron: the library's admins.
+/// block runs out; a waiting chat's patron: the library's admins; an ended
+/// chat's patron: its librarian within an hour of the end, or the library's
+/// admins.
 #[utoipa::path(post, path = "/api/sessions/{id}/block", tag = "abuse", security(("staff" = [])),
     params(("id" = i64, Path, description = "the session")),
     request_body = NewBlock,
@@ -63,8 +65,7 @@ struct NewBlock {
         (status = 201, description = "blocked", body = BlockView),
         (status = 403, description = "`forbidden`: not mine to block", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
-        (status = 409, description = "`conflict`: this patron is already blocked", body = ErrorBody),
-        (status = 422, description = "`invalid`: no reason, or hours out of bounds", body = ErrorBody),
+        (status = 422, description = "`invalid`: no reason, hours out of bounds, or nothing to block by", body = ErrorBody),
     ))]
 async fn block(
     State(s): State<AppState>,
@@ -92,10 +93,8 @@ async fn list(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> A
 #[utoipa::path(post, path = "/api/blocks/{id}/lift", tag = "abuse", security(("staff" = [])),
     params(("id" = i64, Path, description = "the block")),
     responses(
-        (status = 200, description = "lifted", body = BlockView),
-        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such block in my scope", body = ErrorBody),
-        (status = 409, description = "`conflict`: already lifted or run out", body = ErrorBody),
+        (status = 200, description = "lifted (one already lifted: as it was, nothing changes)", body = BlockView),
+        (status = 404, description = "`not_found`: no such block in my scope as an admin", body = ErrorBody),
     ))]
 async fn lift(
     State(s): State<AppState>,

@@ -101,8 +101,16 @@ pub fn document() -> OpenApi {
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",
     responses((status = 200, description = "the OpenAPI document of this API", body = Object)))]
-async fn openapi_json() -> axum::Json<OpenApi> {
-    axum::Json(document())
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_static(served()))
+}
+
+/// The document as served: built and encoded once, on the first request
+/// (anyone may ask for it, and building it costs milliseconds).
+fn served() -> &'static [u8] {
+    static DOC: std::sync::LazyLock<Vec<u8>> =
+        std::sync::LazyLock::new(|| serde_json::to_vec(&document()).unwrap_or_default());
+    &DOC
 }
 
 /// Adds to `op` what the edge may answer before or around its handler:
@@ -161,5 +169,16 @@ fn add(op: &mut Operation, status: u16, why: &str) {
             let response = ResponseBuilder::new().description(why).content("application/json", content).build();
             op.responses.responses.insert(key, RefOr::T(response));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_is_built_once_and_served_as_built() {
+        let first = super::served();
+        assert!(std::ptr::eq(first, super::served()), "not built again for a second request");
+        let doc: serde_json::Value = serde_json::from_slice(first).unwrap();
+        assert_eq!(doc, serde_json::to_value(super::document()).unwrap());
     }
 }

@@ -64,6 +64,7 @@ struct NewLibrary {
         (status = 403, description = "`forbidden`: institution or cooperative admins only, in scope", body = ErrorBody),
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
         (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad slug, or an empty or over-long name", body = ErrorBody),
     ))]
 async fn create_library(
     State(state): State<AppState>,

@@ -109,9 +109,9 @@ struct ConferenceBody {
     request_body = ConferenceBody,
     responses(
         (status = 200, description = "in the chat, in that mode", body = SessionView),
-        (status = 403, description = "`forbidden`: not an admin with this chat in scope, or the chatting librarian", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin with this chat in scope", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
-        (status = 409, description = "`conflict`: the chat is not live", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat is not live, I am its chatting librarian, or I am in it in that mode already", body = ErrorBody),
         (status = 422, description = "`invalid`: an unknown mode", body = ErrorBody),
     ))]
 async fn conference(
@@ -193,9 +193,9 @@ impl TransferBody {
     responses(
         (status = 200, description = "handed over", body = SessionView),
         (status = 403, description = "`forbidden`: only the chatting librarian", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such chat, colleague or library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat is not active, or the colleague is off duty", body = ErrorBody),
-        (status = 422, description = "`invalid`: not exactly one destination, or one outside the cooperative", body = ErrorBody),
+        (status = 422, description = "`invalid`: not exactly one destination, no such colleague or library in my cooperative, or myself", body = ErrorBody),
     ))]
 async fn transfer(
     State(s): State<AppState>,
@@ -325,7 +325,8 @@ struct StaffUpdateBody {
         (status = 200, description = "changed", body = StaffUpdated),
         (status = 403, description = "`forbidden`: outside my scope, or a role above mine", body = ErrorBody),
         (status = 404, description = "`not_found`: no such staff member", body = ErrorBody),
-        (status = 422, description = "`invalid`: a bad role or a weak password", body = ErrorBody),
+        (status = 409, description = "`conflict`: disabling or demoting myself", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad role, a weak password, or nothing to change", body = ErrorBody),
     ))]
 async fn staff_update(
     State(s): State<AppState>,
@@ -361,8 +362,7 @@ struct After {
 #[utoipa::path(get, path = "/api/im/{peer}", tag = "im", security(("staff" = [])),
     params(("peer" = i64, Path, description = "the colleague"), After),
     responses(
-        (status = 200, description = "the messages, oldest first", body = Vec<ImMessage>),
-        (status = 404, description = "`not_found`: no such colleague in my cooperative", body = ErrorBody),
+        (status = 200, description = "the messages, oldest first (none with an unknown colleague)", body = Vec<ImMessage>),
     ))]
 async fn im_history(
     State(s): State<AppState>,
@@ -391,8 +391,7 @@ struct ImBody {
     request_body = ImBody,
     responses(
         (status = 200, description = "stored (or already stored under this client id)", body = ImSent),
-        (status = 404, description = "`not_found`: no such colleague in my cooperative", body = ErrorBody),
-        (status = 422, description = "`invalid`: an empty or over-long body, a bad client id, or oneself", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long body, a bad client id, oneself, or no such colleague in my cooperative", body = ErrorBody),
     ))]
 async fn im_send(
     State(s): State<AppState>,
@@ -418,7 +417,7 @@ struct ReadBody {
     request_body = ReadBody,
     responses(
         (status = 200, description = "marked", body = ImRead),
-        (status = 404, description = "`not_found`: no such colleague in my cooperative", body = ErrorBody),
+        (status = 404, description = "`not_found`: no staff member has this id (the cooperative is not checked)", body = ErrorBody),
     ))]
 async fn im_read(
     State(s): State<AppState>,
@@ -498,8 +497,7 @@ async fn offline_question(
     params(("library" = i64, Path, description = "the library's id")),
     responses(
         (status = 200, description = "the page (empty if none was written)", body = PolicyPageView),
-        (status = 403, description = "`forbidden`: a library of another cooperative", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library in my cooperative", body = ErrorBody),
     ))]
 async fn policy(
     State(s): State<AppState>,
@@ -597,8 +595,7 @@ async fn create_script(
     params(("id" = i64, Path, description = "the script")),
     responses(
         (status = 200, description = "deleted", body = Deleted),
-        (status = 403, description = "`forbidden`: not mine to delete", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such script", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such script, or not one I may keep", body = ErrorBody),
     ))]
 async fn delete_script(
     State(s): State<AppState>,

@@ -34,6 +34,8 @@ pub(super) struct Connection {
     patron: Option<SessionRecord>,
     /// Its place under its chat or sign-in, with the shared frame budget.
     slot: Slot,
+    /// A patron's share of their network's read budget (`resume`).
+    reads: Option<crate::limit::Reads>,
     /// When the client last sent anything (a pong counts).
     heard: Instant,
     /// Turns `true` when the node's sockets must go (1001); held for the
@@ -63,6 +65,7 @@ impl Connection {
         login: Option<String>,
         slot: Slot,
         gone: tokio::sync::watch::Receiver<bool>,
+        reads: Option<crate::limit::Reads>,
     ) -> Connection {
         let mut feed = Feed::new(&app, viewer);
         if let Some(token) = login {
@@ -72,7 +75,7 @@ impl Connection {
             Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id))),
             Viewer::Patron { .. } => None,
         };
-        Connection { feed, _online: online, patron, slot, heard: Instant::now(), gone }
+        Connection { feed, _online: online, patron, slot, reads, heard: Instant::now(), gone }
     }
 
     /// Takes a frame from the budget this socket shares.
@@ -331,6 +334,13 @@ impl Connection {
             Ok(s) => s,
             Err(e) => return report(socket, e, None).await,
         };
+        // A patron's replay is a read of their chat like `GET /api/chat`,
+        // from the same budget, taken before anything is read.
+        let per_minute = self.feed.app().limits().patron_reads_per_minute;
+        if let Some(Err(wait)) = self.reads.as_ref().map(|r| r.take(per_minute)) {
+            let why = format!("too many reads from your address; try again in {wait} s");
+            return error(socket, "rate_limited", &why, None).await;
+        }
         if let Err(e) = self.feed.resume(session, after).await {
             return report(socket, e.into(), None).await;
         }

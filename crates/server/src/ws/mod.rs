@@ -96,6 +96,8 @@ pub(crate) struct Pending {
     _address: Option<Held<std::net::IpAddr>>,
     /// The frame budget of the patrons' sockets of the client's network.
     network: Option<Arc<std::sync::Mutex<Bucket>>>,
+    /// The read budget of the client's network, for a patron's replays.
+    reads: Option<crate::limit::Reads>,
 }
 /// How long the goodbye (a close frame, and the client's in reply) may take
 /// on a socket being closed.
@@ -210,7 +212,10 @@ pub(crate) async fn upgrade(
         None => None,
     };
     let network = from_address.as_ref().map(Held::bucket);
-    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network };
+    let reads = peer.map(|p| {
+        crate::limit::Reads::new(&state, crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies))
+    });
+    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -286,7 +291,7 @@ async fn open(
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) -> Option<Box<Live>> {
-    let Pending { node, _address: from_address, network } = pending;
+    let Pending { node, _address: from_address, network, reads } = pending;
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
@@ -335,7 +340,8 @@ async fn open(
     let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };
     let _open = metrics.socket(kind);
     tracing::debug!(kind, "socket authenticated");
-    let conn = Connection::new(app, viewer, patron, login, held, gone);
+    let reads = if patron.is_some() { reads } else { None };
+    let conn = Connection::new(app, viewer, patron, login, held, gone, reads);
     Some(Box::new(Live { conn, socket, _open, kind }))
 }
 

@@ -191,6 +191,44 @@ async fn the_patrons_of_one_network_share_a_frame_budget_whatever_the_chats() {
     assert_eq!(pongs_and_refusals(&mut ws).await, (10, 0), "another network is not held back");
 }
 
+/// Counts the `synced` frames and the `rate_limited` refusals a socket gets
+/// until it has been quiet for a second.
+async fn replays_and_refusals(ws: &mut Raw) -> (usize, usize) {
+    let (mut synced, mut limited) = (0, 0);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+        if let Ws::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            synced += usize::from(v["type"] == "synced");
+            limited += usize::from(v["code"] == "rate_limited");
+        }
+    }
+    (synced, limited)
+}
+
+#[tokio::test]
+async fn a_patrons_replays_spend_their_networks_read_budget_like_the_rest_reads() {
+    // A `resume` reads the chat from the store as `GET /api/chat` does; within
+    // the frame budget a socket could otherwise ask for it a hundred times
+    // a second.
+    let app = spawn_app_with(|c| c.limits.patron_reads_per_minute = 10).await;
+    let chat = app.start_chat("riverside-main", "again and again").await;
+    let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello");
+    for _ in 0..15 {
+        ws.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
+    }
+    let (synced, limited) = replays_and_refusals(&mut ws).await;
+    assert_eq!(synced + limited, 15, "every resume answered");
+    assert!((10..=11).contains(&synced), "a minute's budget of 10 (and what refilled): {synced} replays");
+    // The same budget as the REST reads of that network.
+    assert_eq!(chat.get("/api/chat").await.0, 429, "the network's reads are spent");
+    // Another network has its own.
+    let other = app.start_chat("riverside-main", "elsewhere").await;
+    let (mut ws, _) = patron_socket_from(app.addr, &other.token, [127, 0, 0, 2]).await;
+    ws.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
+    assert_eq!(replays_and_refusals(&mut ws).await, (1, 0), "another network is not held back");
+}
+
 #[tokio::test]
 async fn unknown_fields_and_missing_records_get_their_documented_answers() {
     let app = spawn_app().await;
