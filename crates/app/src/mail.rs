@@ -94,8 +94,12 @@ impl MailConfig {
 pub fn email_address(s: Option<&str>) -> Result<Option<String>, refdesk_domain::DomainError> {
     let address = refdesk_domain::input::optional_email(s)?;
     if let Some(a) = &address {
-        a.parse::<lettre::Address>()
-            .map_err(|_| refdesk_domain::DomainError::invalid("email", "is not an address we can send to"))?;
+        // The mailer parses the recipient as a mailbox, which takes no
+        // domain literal (`pat@[127.0.0.1]`) though an address does.
+        let sendable = a.parse::<lettre::Address>().is_ok() && a.parse::<Mailbox>().is_ok();
+        if !sendable {
+            return Err(refdesk_domain::DomainError::invalid("email", "is not an address we can send to"));
+        }
     }
     Ok(address)
 }
@@ -304,7 +308,7 @@ impl Mailer {
             };
             let sent = tokio::time::timeout(SEND_TIMEOUT, self.deliver(&mail))
                 .await
-                .unwrap_or_else(|_| Err(Failure::Transient("the SMTP server took too long".into())));
+                .unwrap_or_else(|_| Err(Failure::Transient(Why::plain("the SMTP server took too long"))));
             match sent {
                 Ok(()) => {
                     delivered += 1;
@@ -315,8 +319,8 @@ impl Mailer {
                 }
                 Err(Failure::Permanent(why)) => {
                     self.app.metrics().mail("undeliverable");
-                    tracing::error!(id = mail.id, %why, "e-mail cannot be delivered; kept in the outbox");
-                    let _ = self.app.store.mail_failed(mail.id, &why, i64::MAX).await;
+                    tracing::error!(id = mail.id, why = %why.logged, "e-mail cannot be delivered; kept in the outbox");
+                    let _ = self.app.store.mail_failed(mail.id, &why.stored, i64::MAX).await;
                 }
                 Err(Failure::Transient(why)) => {
                     self.app.metrics().mail("retry");
@@ -325,8 +329,10 @@ impl Mailer {
                         .retry_initial_ms
                         .saturating_mul(1u64 << mail.attempts.min(20))
                         .min(self.config.retry_max_ms);
-                    tracing::warn!(id = mail.id, %why, retry_in_ms = backoff, "e-mail delivery failed; will retry");
-                    let _ = self.app.store.mail_failed(mail.id, &why, self.app.clock.now() + backoff as i64).await;
+                    let why_logged = &why.logged;
+                    tracing::warn!(id = mail.id, why = %why_logged, retry_in_ms = backoff, "e-mail delivery failed; will retry");
+                    let _ =
+                        self.app.store.mail_failed(mail.id, &why.stored, self.app.clock.now() + backoff as i64).await;
                 }
             }
         }
@@ -334,8 +340,10 @@ impl Mailer {
     }
 
     async fn deliver(&self, mail: &OutboxMail) -> Result<(), Failure> {
-        let to: Mailbox =
-            mail.to.parse().map_err(|e| Failure::Permanent(format!("bad recipient {:?}: {e}", mail.to)))?;
+        let to: Mailbox = mail
+            .to
+            .parse()
+            .map_err(|e| Failure::Permanent(Why::plain(format!("the recipient's address cannot be parsed: {e}"))))?;
         let domain = self.from.email.domain().to_owned();
         let email = Email::builder()
             .from(self.from.clone())
@@ -347,13 +355,13 @@ impl Mailer {
                 Some(url) => format!("{}\n-- \nAsk a librarian again: {url}\n", mail.body.trim_end()),
                 None => mail.body.clone(),
             })
-            .map_err(|e| Failure::Permanent(format!("cannot build the e-mail: {e}")))?;
+            .map_err(|e| Failure::Permanent(Why::plain(format!("cannot build the e-mail: {e}"))))?;
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(email).await.map(|_| ()).map_err(|e| {
                 if e.is_permanent() {
-                    Failure::Permanent(e.to_string())
+                    Failure::Permanent(Why::smtp(&e))
                 } else {
-                    Failure::Transient(e.to_string())
+                    Failure::Transient(Why::smtp(&e))
                 }
             }),
             Transport::Files(dir) => {
@@ -369,7 +377,7 @@ impl Mailer {
                     tokio::fs::rename(&tmp, &path).await?;
                     tokio::fs::File::open(dir).await?.sync_all().await
                 };
-                write.await.map_err(|e| Failure::Transient(format!("cannot write the e-mail file: {e}")))
+                write.await.map_err(|e| Failure::Transient(Why::plain(format!("cannot write the e-mail file: {e}"))))
             }
         }
     }
@@ -385,9 +393,40 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(45);
 
 enum Failure {
     /// Worth trying again later (connection refused, timeout, 4xx).
-    Transient(String),
+    Transient(Why),
     /// Will never work (a bad address, a 5xx refusal).
-    Permanent(String),
+    Permanent(Why),
+}
+
+/// Why a delivery failed: in full for the outbox row (erased with its
+/// chat), and as the log may say it, which never holds the recipient's
+/// address — an SMTP server's refusal often quotes it (`550 5.1.1
+/// <pat@example.org>: Recipient address rejected`), and so do greylisting
+/// replies, logged at every retry.
+struct Why {
+    stored: String,
+    logged: String,
+}
+
+impl Why {
+    /// A reason that names no recipient: logged as it is.
+    fn plain(why: impl Into<String>) -> Why {
+        let why = why.into();
+        Why { logged: why.clone(), stored: why }
+    }
+
+    /// An SMTP failure: the server's own words stored, only its code logged.
+    fn smtp(e: &lettre::transport::smtp::Error) -> Why {
+        let logged = match e.status() {
+            Some(code) if e.is_permanent() => format!("the SMTP server refused it for good ({code})"),
+            Some(code) => format!("the SMTP server refused it for now ({code})"),
+            // Network, connection and TLS errors are the socket's, not the reply's.
+            None if e.is_timeout() || e.is_tls() || !(e.is_response() || e.is_client()) => e.to_string(),
+            None if e.is_response() => "the SMTP server's reply could not be read".to_owned(),
+            None => "the SMTP client refused it".to_owned(),
+        };
+        Why { stored: e.to_string(), logged }
+    }
 }
 
 #[cfg(test)]
@@ -412,6 +451,16 @@ mod tests {
         }
         assert!(!asks.take("busy", 0, 2), "the busy network was forgotten in the flood");
         assert!(asks.0.lock().unwrap().len() <= MAIL_ASKS_TRACKED);
+    }
+
+    #[test]
+    fn only_addresses_the_mailer_can_send_to_are_taken() {
+        assert_eq!(email_address(Some("pat@example.org")).unwrap().as_deref(), Some("pat@example.org"));
+        assert_eq!(email_address(None).unwrap(), None);
+        // An address, but no mailbox: it would be refused for good once the chat ended.
+        for bad in ["pat@[127.0.0.1]", "pat@[IPv6:::1]", "nope"] {
+            assert!(email_address(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -527,6 +527,46 @@ impl SmtpServer {
         }
     }
 
+    /// Starts one on a free port that refuses every recipient with `reply`,
+    /// in which `{addr}` stands for the address refused (as real servers
+    /// quote it), and writes each address it refused to a file.
+    pub async fn start_refusing(reply: &str) -> SmtpServer {
+        let port = free_port();
+        let maildir = tempfile::tempdir().unwrap();
+        let script = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+port, reply, seen = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Refusing:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with open(seen, "a") as f:
+            f.write(address + "\n")
+        return reply.replace("{addr}", address)
+Controller(Refusing(), hostname="127.0.0.1", port=port).start()
+while True:
+    time.sleep(3600)
+"#;
+        let child = std::process::Command::new("python3")
+            .args(["-c", script, &port.to_string(), reply])
+            .arg(maildir.path().join("refused"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd is installed (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "aiosmtpd did not start on port {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        SmtpServer { port, maildir, child: Some(child) }
+    }
+
+    /// The recipients a server of [`SmtpServer::start_refusing`] refused so far.
+    pub fn refused(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.maildir.path().join("refused")).unwrap_or_default();
+        text.lines().map(str::to_owned).collect()
+    }
+
     /// Stops the server process.
     pub fn down(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -92,6 +92,43 @@ async fn the_transcript_is_emailed_at_the_end_when_asked_for_without_notes_or_st
 }
 
 #[tokio::test]
+async fn an_smtp_refusal_that_quotes_the_recipient_never_puts_the_address_in_the_logs() {
+    for reply in [
+        "550 5.1.1 <{addr}>: Recipient address rejected: User unknown",
+        "450 4.2.0 <{addr}>: Recipient address rejected: Greylisted, try again later",
+    ] {
+        let smtp = SmtpServer::start_refusing(reply).await;
+        let url = smtp.url();
+        let app = spawn_app_with(move |c| {
+            c.mail.smtp_url = Some(url);
+            c.mail.retry_initial_ms = 50;
+            c.mail.retry_max_ms = 100;
+        })
+        .await;
+        let to = format!("refused.{}.{}@example.org", std::process::id(), &reply[..3]);
+        let form = json!({"question": "q", "email": to, "transcript": true});
+        let patron = app.start_chat_with("riverside-main", form).await;
+        let ann = app.staff("ann").await;
+        assert_eq!(ann.accept(patron.session).await.0, 200);
+        let end = ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+        assert_eq!(end.0, 200);
+        // Refused, and (greylisted) refused again, each time logged.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let wanted = if reply.starts_with('4') { 2 } else { 1 };
+        while smtp.refused().len() < wanted {
+            assert!(std::time::Instant::now() < deadline, "the mailer tried: {:?}", smtp.refused());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(smtp.refused().iter().all(|a| a.eq_ignore_ascii_case(&to)), "{:?}", smtp.refused());
+        let logs = crate::helpers::captured_logs().to_lowercase();
+        let code = &reply[..3];
+        assert!(logs.contains(&format!("({code}")), "the refusal is logged with its code");
+        assert!(!logs.contains(&to.to_lowercase()), "the logs carry the refused address {to}");
+    }
+}
+
+#[tokio::test]
 async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_are_refused() {
     let app = spawn_app().await;
     let patron = app.start_chat("riverside-main", "q").await;
