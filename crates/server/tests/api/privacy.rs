@@ -41,6 +41,19 @@ fn dump(app: &TestApp) -> String {
     text
 }
 
+/// On SQLite, the bytes of a backup of the live database (`refdesk
+/// backup`: a copy of its pages, free space and all), in lower case: what an
+/// erasure left in free pages or freed space would be in it.
+fn backup_bytes(app: &TestApp) -> Option<Vec<u8>> {
+    if app.dir.path().join("database_url").exists() {
+        return None;
+    }
+    let to = app.dir.path().join("copy.sqlite3");
+    let _ = std::fs::remove_file(&to);
+    refdesk_store::sqlite::backup::backup(&app.dir.path().join("refdesk.sqlite3"), &to, false).unwrap();
+    Some(std::fs::read(&to).unwrap().to_ascii_lowercase())
+}
+
 /// A dump without the rows of staff, their sign-ins and the networks they
 /// signed in from: the background
 /// round may sign off a librarian who left (and so change those rows) at
@@ -177,6 +190,12 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
         &net,
     ] {
         assert!(!all.to_lowercase().contains(&needle.to_lowercase()), "{needle:?} is still in the database");
+    }
+    if let Some(copy) = backup_bytes(&app) {
+        for needle in [masked.name, &masked.email, deleted.name, &deleted.email] {
+            let bytes = needle.to_lowercase().into_bytes();
+            assert!(!copy.windows(bytes.len()).any(|w| w == bytes), "a backup taken now still holds {needle:?}");
+        }
     }
     let (_, page) = carla.get(&format!("/api/questions/{q_masked}")).await;
     let text = page.to_string();
