@@ -314,6 +314,7 @@ impl App {
             max_waiting: self.limits.max_waiting_per_library,
             max_waiting_per_net: self.limits.max_waiting_per_address,
             max_started_per_net_per_day: self.limits.chats_per_address_per_day,
+            max_started_in_library_per_day: self.limits.starts_per_library_per_day,
         };
         let (rec, _) = self.store.start_session(new).await?;
         Ok(Started { session: rec.ctx.id, token, library: lib.name })

@@ -226,6 +226,11 @@ pub struct Limits {
     /// fill the disk. A library's public computers share one address: not
     /// too low.
     pub chats_per_address_per_day: u32,
+    /// Chats and offline-form questions one library may take in 24 hours,
+    /// from every address together: what bounds the rows strangers with
+    /// many addresses (an IPv6 /48 is 65,536 networks of their own) can add
+    /// to one library a day. Far above a library's busiest day.
+    pub starts_per_library_per_day: u32,
     /// Lines a patron may add after their question while no librarian has
     /// taken the chat yet: a stranger's chat cannot fill the store while it
     /// waits (a librarian then reads what they wrote).
@@ -294,6 +299,7 @@ impl Default for Limits {
             patron_mails_per_address_per_hour: 10,
             form_questions_per_address_per_day: 30,
             chats_per_address_per_day: 200,
+            starts_per_library_per_day: 5_000,
             patron_lines_before_accept: 20,
             max_chat_lines: 2000,
             header_read_seconds: 15,

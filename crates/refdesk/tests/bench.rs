@@ -34,6 +34,7 @@ fn start(args: &[&str], data: &Path, port: u16) -> Running {
     // The load generator starts its chats and signs in from one address.
     cmd.env("REFDESK_STARTS_PER_MINUTE", "1000")
         .env("REFDESK_CHATS_PER_ADDRESS_PER_DAY", "100000")
+        .env("REFDESK_STARTS_PER_LIBRARY_PER_DAY", "100000000")
         .env("REFDESK_PATRON_FRAMES_PER_SECOND_PER_ADDRESS", "1000000")
         .env("REFDESK_LOGINS_PER_MINUTE", "1000");
     cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");

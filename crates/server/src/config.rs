@@ -434,6 +434,7 @@ impl Config {
             ("limits.patron_mails_per_address_per_hour", l.patron_mails_per_address_per_hour as u64, 0, 100_000),
             ("limits.form_questions_per_address_per_day", l.form_questions_per_address_per_day as u64, 1, 1_000_000),
             ("limits.chats_per_address_per_day", l.chats_per_address_per_day as u64, 1, 100_000_000),
+            ("limits.starts_per_library_per_day", l.starts_per_library_per_day as u64, 1, 100_000_000),
             ("limits.patron_lines_before_accept", l.patron_lines_before_accept as u64, 0, 100_000),
             ("limits.max_chat_lines", l.max_chat_lines as u64, 10, 1_000_000),
         ];

@@ -9,7 +9,11 @@
 //!
 //! An address here is [`address_key`]: an IPv4 address, or an IPv6 /64 —
 //! one subscriber gets a whole /64, so counting each of its addresses
-//! apart would give one visitor 2^64 buckets.
+//! apart would give one visitor 2^64 buckets. A subscriber may get more
+//! than one /64, though: a home a /56, a tunnel broker's customer a /48,
+//! for nothing. So an IPv6 /64's bucket is backed by its /56's, which holds
+//! [`WIDER`] times as much, and that by its /48's, [`WIDER`] times as much
+//! again: 65,536 /64s of one /48 share sixteen /64s' worth.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -25,6 +29,9 @@ use std::time::Instant;
 /// Buckets tracked at most; beyond it the fullest are forgotten (a flood of
 /// addresses cannot grow memory without bound).
 const MAX_TRACKED: usize = 50_000;
+
+/// How many times a /64's budget its /56 has, and a /56's its /48.
+pub const WIDER: u32 = 4;
 
 /// The address limits count by: IPv4 as it is (an IPv4-mapped IPv6 address
 /// too), IPv6 by its /64 ([`refdesk_domain::net::network`], the rule blocks
@@ -49,30 +56,60 @@ struct Bucket {
     at: Instant,
 }
 
+/// A bucket's key: what it limits, and the network (its prefix length and
+/// address: an IPv6 /64's network address is also its /56's when bits 56–63
+/// are zero).
+type Key = (Kind, u8, IpAddr);
+
 /// The buckets of every tracked address.
 #[derive(Default)]
-pub struct Limiter(Mutex<HashMap<(Kind, IpAddr), Bucket>>);
+pub struct Limiter(Mutex<HashMap<Key, Bucket>>);
+
+/// The buckets an address takes from, with a minute's worth of each: its
+/// own (an IPv4 address, an IPv6 /64), and for IPv6 its /56 and its /48.
+fn networks_of(ip: IpAddr, per_minute: u32) -> Vec<(u8, IpAddr, f64)> {
+    let own = address_key(ip);
+    let mut nets = vec![(64, own, per_minute as f64)];
+    if let IpAddr::V6(v6) = own {
+        for (i, prefix) in [56u32, 48].into_iter().enumerate() {
+            let wide = std::net::Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> prefix));
+            let times = WIDER.pow(i as u32 + 1);
+            nets.push((prefix as u8, IpAddr::V6(wide), per_minute as f64 * times as f64));
+        }
+    }
+    nets
+}
 
 impl Limiter {
-    /// Takes one token for `ip`; `Err(seconds to wait)` when there is none.
+    /// Takes one token for `ip` from each of its networks' buckets, or none
+    /// at all; `Err(seconds to wait)` when one has none.
     fn take(&self, kind: Kind, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED {
-            prune(&mut map, Instant::now());
-        }
-        let rate = per_minute as f64 / 60.0;
         let now = Instant::now();
-        let full = per_minute as f64;
-        let b = map.entry((kind, address_key(ip))).or_insert(Bucket { tokens: full, capacity: full, at: now });
-        b.capacity = full;
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(per_minute as f64);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / rate).ceil() as u64)
+        if map.len() >= MAX_TRACKED {
+            prune(&mut map, now);
         }
+        let mut wait = 0;
+        let nets = networks_of(ip, per_minute);
+        for &(prefix, net, full) in &nets {
+            let b = map.entry((kind, prefix, net)).or_insert(Bucket { tokens: full, capacity: full, at: now });
+            let rate = full / 60.0;
+            b.capacity = full;
+            b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(full);
+            b.at = now;
+            if b.tokens < 1.0 {
+                wait = wait.max(((1.0 - b.tokens) / rate).ceil() as u64);
+            }
+        }
+        if wait > 0 {
+            return Err(wait);
+        }
+        for &(prefix, net, _) in &nets {
+            if let Some(b) = map.get_mut(&(kind, prefix, net)) {
+                b.tokens -= 1.0;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -105,7 +142,7 @@ impl Reads {
 /// left the map full all the same, the fuller half goes too, so the map never
 /// holds more than [`MAX_TRACKED`] and the addresses nearest their limit are
 /// the ones remembered.
-fn prune(map: &mut HashMap<(Kind, IpAddr), Bucket>, now: Instant) {
+fn prune(map: &mut HashMap<Key, Bucket>, now: Instant) {
     map.retain(|_, b| now.duration_since(b.at).as_secs() < 60);
     if map.len() >= MAX_TRACKED / 2 {
         let fullness = |b: &Bucket| b.tokens / b.capacity.max(1.0);
@@ -235,6 +272,32 @@ mod tests {
         assert!(l.take(Kind::Start, "2001:db8:1:3::1".parse().unwrap(), 1).is_ok(), "the next /64 does not");
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(address_key(mapped), IpAddr::from([10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn the_64s_of_one_56_or_48_share_its_wider_budget() {
+        let l = Limiter::default();
+        // One /56: 256 /64s, four /64s' worth between them.
+        let in_56 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 64)));
+        let passed = (0..256).filter(|&i| l.take(Kind::Start, in_56(i), 2).is_ok()).count();
+        assert_eq!(passed, 2 * WIDER as usize, "a /56's 256 /64s got {passed} starts");
+        // Its /48 holds four /56s' worth: the next /56s get the rest.
+        let in_48 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 72)));
+        let passed = (1..256).filter(|&i| l.take(Kind::Start, in_48(i), 2).is_ok()).count();
+        assert_eq!(passed, (2 * WIDER * WIDER - 2 * WIDER) as usize, "the /48's other /56s got {passed}");
+        assert!(l.take(Kind::Start, "2001:db8:2::1".parse().unwrap(), 2).is_ok(), "another /48 has its own");
+        assert!(l.take(Kind::Login, in_56(0), 2).is_ok(), "and another kind");
+        // A refusal by the wider bucket takes nothing from the narrower one.
+        let l = Limiter::default();
+        for i in 0..WIDER as u128 {
+            assert!(l.take(Kind::Start, in_56(i), 1).is_ok());
+        }
+        assert!(l.take(Kind::Start, in_56(9), 1).is_err(), "the /56 is spent");
+        assert_eq!(l.0.lock().unwrap()[&(Kind::Start, 64, address_key(in_56(9)))].tokens, 1.0);
+        // IPv4 addresses have no wider bucket.
+        let l = Limiter::default();
+        let passed = (0..=255u8).filter(|&i| l.take(Kind::Start, IpAddr::from([10, 0, 0, i]), 1).is_ok()).count();
+        assert_eq!(passed, 256);
     }
 
     #[test]

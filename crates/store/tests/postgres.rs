@@ -95,6 +95,7 @@ async fn a_change_made_on_one_node_is_never_missed_by_the_other_nodes_appends() 
         max_waiting: u32::MAX,
         max_waiting_per_net: u32::MAX,
         max_started_per_net_per_day: u32::MAX,
+        max_started_in_library_per_day: u32::MAX,
         now: 1,
     };
     let id = one.start_session(new).await.unwrap().0.ctx.id;
@@ -248,6 +249,7 @@ async fn chats(store: &PgStore, d: &Desk, n: usize) -> Vec<SessionId> {
             max_waiting: u32::MAX,
             max_waiting_per_net: u32::MAX,
             max_started_per_net_per_day: u32::MAX,
+            max_started_in_library_per_day: u32::MAX,
             now: 1,
         };
         let id = store.start_session(new).await.unwrap().0.ctx.id;

@@ -52,6 +52,7 @@ async fn setup() -> (tempfile::TempDir, Arc<SqliteStore>, Arc<Recorder>, Session
             max_waiting: u32::MAX,
             max_waiting_per_net: u32::MAX,
             max_started_per_net_per_day: u32::MAX,
+            max_started_in_library_per_day: u32::MAX,
             now: 1,
         })
         .await
@@ -253,6 +254,7 @@ async fn many_sessions(store: &SqliteStore, n: usize) -> Vec<SessionId> {
             max_waiting: u32::MAX,
             max_waiting_per_net: u32::MAX,
             max_started_per_net_per_day: u32::MAX,
+            max_started_in_library_per_day: u32::MAX,
             now: 1,
         };
         sessions.push(store.start_session(new).await.unwrap().0.ctx.id);

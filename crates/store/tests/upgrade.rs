@@ -91,6 +91,7 @@ async fn it_goes_on(store: &dyn Store) {
         max_waiting: 100,
         max_waiting_per_net: 100,
         max_started_per_net_per_day: 100,
+        max_started_in_library_per_day: u32::MAX,
     };
     let id = store.start_session(new).await.unwrap().0.ctx.id;
     assert_eq!(id, SessionId(6), "ids go on from the old ones");

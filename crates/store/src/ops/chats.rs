@@ -54,6 +54,14 @@ fn net_full() -> DomainError {
     }
 }
 
+/// A library that took its day's chats and questions (`too_many_today`).
+pub(crate) fn library_spent() -> DomainError {
+    DomainError::Limited {
+        code: "too_many_today",
+        reason: "this library cannot take more chats or questions today; please try again tomorrow".into(),
+    }
+}
+
 fn net_spent() -> DomainError {
     DomainError::Limited {
         code: "too_many_chats",
@@ -69,6 +77,10 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
     db.row(&lock, args![new.library.0], |r| r.int("library_id")).await?.ok_or(not_found("library"))?;
     if int(db, sel::WAITING_IN_LIBRARY, args![new.library.0], "n").await? >= i64::from(new.max_waiting) {
         return Err(queue_full().into());
+    }
+    let today = int(db, sel::STARTED_IN_LIBRARY, args![new.library.0, new.now - DAY], "n").await?;
+    if today >= i64::from(new.max_started_in_library_per_day) {
+        return Err(library_spent().into());
     }
     if let Some(net) = &new.keys.net {
         // Starts from one network to several libraries are ordered too.

@@ -25,6 +25,13 @@ fn forms_full() -> DomainError {
 /// line, and a `new` question nobody is assigned. Bounded per network and
 /// day, counted inside the write (a lock per network on PostgreSQL).
 async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result<QuestionRecord> {
+    // The library's row lock orders its starts and questions (as in `start`).
+    let lock = format!("SELECT id AS library_id FROM libraries WHERE id = ?1{}", db.dialect().no_key_update());
+    db.row(&lock, args![new.library.0], |r| r.int("library_id")).await?.ok_or(not_found("library"))?;
+    let today = int(db, sel::STARTED_IN_LIBRARY, args![new.library.0, new.now - DAY], "n").await?;
+    if today >= i64::from(new.max_started_in_library_per_day) {
+        return Err(super::chats::library_spent().into());
+    }
     if let Some(net) = &new.keys.net {
         db.lock(&format!("net:{net}")).await?;
         let today = int(db, sel::LEFT_FROM_NET, args![net, new.now - DAY], "n").await?;

@@ -504,6 +504,11 @@ pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM session
 pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
      WHERE lower(to_addr) = lower(?2) AND created_at >= ?3 AND kind = ?1";
 
+/// Chats and offline-form questions started at a library since a time
+/// (binds library, since; index `sessions_report`).
+pub(crate) const STARTED_IN_LIBRARY: &str =
+    "SELECT COUNT(*) AS n FROM sessions WHERE library_id = ?1 AND created_at >= ?2";
+
 /// Chats started since a time that ask a transcript to one address, in any
 /// letter case (binds address, since): each mails at most once, and the
 /// count includes those not yet ended.

@@ -1092,6 +1092,7 @@ mod tests {
             max_waiting: u32::MAX,
             max_waiting_per_net: u32::MAX,
             max_started_per_net_per_day: u32::MAX,
+            max_started_in_library_per_day: u32::MAX,
             now: 1,
         };
         store.start_session(new).await.unwrap().0.ctx.id

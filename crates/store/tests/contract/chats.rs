@@ -29,6 +29,7 @@ on_every_backend!(
     the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_one_a_conflict,
     the_queue_caps_hold_inside_the_start,
     chats_started_from_one_network_are_capped_per_day_answered_or_not,
+    chats_and_questions_started_at_one_library_are_capped_per_day_from_every_network,
     an_ending_writes_its_last_words_and_keeps_a_question,
     a_chats_last_line_and_idleness_follow_its_messages,
 );
@@ -449,6 +450,7 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
         now: 5,
         keys: refdesk_store::PatronKeys { browser: None, net: Some("net-d".into()) },
         max_per_net_per_day: 99,
+        max_started_in_library_per_day: u32::MAX,
     };
     s.create_form_question(form).await.unwrap();
     for (token, now) in [("d1", 10), ("d2", 20)] {
@@ -470,6 +472,42 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
     let r = s.start_session(new("d5", "net-d", day + 10)).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
     s.start_session(new("d6", "net-d", day + 11)).await.expect("the first start is over a day old");
+}
+
+/// Chats and offline-form questions started at one library in 24 hours are
+/// capped together inside the write, whatever network each came from;
+/// another library is not held back, and a day on the library takes more.
+async fn chats_and_questions_started_at_one_library_are_capped_per_day_from_every_network(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let day = 86_400_000;
+    let chat = |token: &str, net: &str, now: i64| refdesk_store::NewSession {
+        now,
+        max_started_in_library_per_day: 3,
+        ..keyed(w, token, None, Some(net), 99, 99)
+    };
+    let form = |token: &str, net: &str, now: i64| refdesk_store::NewFormQuestion {
+        library: w.library.placement.library,
+        patron_name: None,
+        patron_email: "pat@example.org".into(),
+        question: "By e-mail?".into(),
+        token_hash: token.into(),
+        now,
+        keys: refdesk_store::PatronKeys { browser: None, net: Some(net.into()) },
+        max_per_net_per_day: 99,
+        max_started_in_library_per_day: 3,
+    };
+    s.start_session(chat("l1", "net-l1", 10)).await.unwrap();
+    s.create_form_question(form("l2", "net-l2", 20)).await.unwrap();
+    s.start_session(chat("l3", "net-l3", 30)).await.unwrap();
+    let r = s.start_session(chat("l4", "net-l4", 40)).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_today", .. }))), "{r:?}");
+    assert!(s.session_by_token("l4").await.unwrap().is_none(), "the refused start left nothing");
+    let r = s.create_form_question(form("l5", "net-l5", 50)).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_today", .. }))), "{r:?}");
+    assert!(s.session_by_token("l5").await.unwrap().is_none(), "the refused question left nothing");
+    let elsewhere = refdesk_store::NewSession { library: w.other.placement.library, ..chat("l6", "net-l6", 60) };
+    s.start_session(elsewhere).await.expect("another library has its own day");
+    s.start_session(chat("l7", "net-l7", day + 11)).await.expect("the first start is over a day old");
 }
 
 /// Chats started at once may each pass the per-address count at their start;

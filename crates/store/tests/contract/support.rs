@@ -347,6 +347,7 @@ pub async fn start(store: &dyn Store, w: &World, email: Option<&str>, token: &st
         max_waiting: u32::MAX,
         max_waiting_per_net: u32::MAX,
         max_started_per_net_per_day: u32::MAX,
+        max_started_in_library_per_day: u32::MAX,
     };
     store.start_session(new).await.unwrap().0.ctx.id
 }
@@ -373,5 +374,6 @@ pub fn keyed(w: &World, token: &str, browser: Option<&str>, net: Option<&str>, m
         max_waiting: max,
         max_waiting_per_net: per_net,
         max_started_per_net_per_day: u32::MAX,
+        max_started_in_library_per_day: u32::MAX,
     }
 }
