@@ -636,11 +636,13 @@ impl App {
         if !(1..=500).contains(&limit) {
             return Err(DomainError::invalid("limit", "read 1 to 500 lines at a time").into());
         }
-        let mut page = self.store.messages_after(rec.ctx.id, after, limit + 1).await?;
-        let mut more = page.len() > limit as usize;
+        let viewer = Viewer::Patron { session: rec.ctx.id };
+        let shown = |lines: &[Message]| transcript(&viewer, &rec.ctx, lines).map(|m| m.body.len()).sum();
+        let read = |from, n| self.store.messages_after(rec.ctx.id, from, n);
+        let (mut page, cut_short) = read_page(read, shown, after, limit).await?;
+        let mut more = cut_short || page.len() > limit as usize;
         page.truncate(limit as usize);
         let mut last = page.last().map_or(after, |m| m.seq);
-        let viewer = Viewer::Patron { session: rec.ctx.id };
         let mut messages: Vec<Message> = transcript(&viewer, &rec.ctx, &page).cloned().collect();
         let mut text = 0;
         let over = messages.iter().position(|m| {
@@ -750,9 +752,86 @@ fn committed(appended: Appended) -> Appended {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJXwd0SjSZ0eHH0hbm6Ikfmd0V9j0nrGhJqk3Cqkxk";
 
+/// Lines read at a time for a patron's page (see [`read_page`]).
+const PAGE_CHUNK: u32 = 16;
+
+/// Reads the lines after `after` a [`PAGE_CHUNK`] at a time until `limit + 1`
+/// are read, the chat has no more, or the text `shown` of what was read
+/// passes [`PATRON_PAGE_BYTES`]: a page of long lines reads little more
+/// than it can show (500 lines of 16 KB would be 8 MB read for 64 KiB
+/// sent). Returns the lines and whether the text cut the reading short.
+async fn read_page<F, Fut>(
+    mut read: F,
+    shown: impl Fn(&[Message]) -> usize,
+    after: u64,
+    limit: u32,
+) -> AppResult<(Vec<Message>, bool)>
+where
+    F: FnMut(u64, u32) -> Fut,
+    Fut: std::future::Future<Output = refdesk_store::Result<Vec<Message>>>,
+{
+    let (mut lines, mut text, mut from) = (Vec::new(), 0, after);
+    loop {
+        let want = (limit + 1 - lines.len() as u32).min(PAGE_CHUNK);
+        let chunk = read(from, want).await?;
+        let done = chunk.len() < want as usize;
+        from = chunk.last().map_or(from, |m| m.seq);
+        text += shown(&chunk);
+        lines.extend(chunk);
+        if done || lines.len() > limit as usize {
+            return Ok((lines, false));
+        }
+        if text > PATRON_PAGE_BYTES {
+            return Ok((lines, true));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::DUMMY_HASH;
+    use super::{read_page, PATRON_PAGE_BYTES};
+    use refdesk_domain::chat::{Audience, Author, Message, MessageKind};
+    use refdesk_domain::ids::SessionId;
+
+    /// Reads a page of `lines` lines of `len` bytes each; the page and how
+    /// many lines were read to make it.
+    async fn page_of(lines: u64, len: usize, limit: u32) -> (usize, bool, usize) {
+        let all: Vec<Message> = (1..=lines)
+            .map(|seq| Message {
+                session: SessionId(1),
+                seq,
+                kind: MessageKind::Message,
+                audience: Audience::Everyone,
+                author: Author::System,
+                body: "x".repeat(len),
+                client_id: None,
+                at: 0,
+                system: None,
+            })
+            .collect();
+        let read = std::cell::Cell::new(0);
+        let chunk = |from: u64, n: u32| {
+            let got: Vec<Message> = all.iter().filter(|m| m.seq > from).take(n as usize).cloned().collect();
+            read.set(read.get() + got.len());
+            std::future::ready(Ok(got))
+        };
+        let shown = |ls: &[Message]| ls.iter().map(|m| m.body.len()).sum();
+        let (page, cut) = read_page(chunk, shown, 0, limit).await.unwrap();
+        (page.len(), cut, read.get())
+    }
+
+    #[tokio::test]
+    async fn a_page_of_long_lines_reads_little_more_than_it_can_show() {
+        // 500 lines of 16 KB asked for: 64 KiB are shown, so a chunk is read.
+        let (lines, cut, read) = page_of(2_000, 16_000, 500).await;
+        assert!(cut && lines == read && read <= 16, "{read} lines read for {} KiB", PATRON_PAGE_BYTES / 1024);
+        // Short lines: the page is the limit and one more, read in chunks.
+        assert_eq!(page_of(2_000, 10, 500).await, (501, false, 501));
+        // The chat ends first.
+        assert_eq!(page_of(40, 10, 500).await, (40, false, 40));
+        assert_eq!(page_of(0, 10, 500).await, (0, false, 0));
+    }
 
     #[test]
     fn the_dummy_hash_is_a_real_argon2id_hash_so_unknown_users_cost_a_real_check() {
