@@ -296,8 +296,8 @@ impl App {
             return Err(DomainError::invalid("email", "give an e-mail address to receive the transcript").into());
         }
         let transcript_to = if form.transcript { email.clone() } else { None };
-        if let Some(to) = &transcript_to {
-            self.may_mail_transcript(to, &keys).await?;
+        if transcript_to.is_some() {
+            self.may_ask_transcript(&keys)?;
         }
         let question = Body::parse(&form.question, self.limits.max_message_chars)
             .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
@@ -405,9 +405,8 @@ impl App {
         if !session.state.accepts_messages() {
             return Err(DomainError::Conflict("the chat has ended".into()).into());
         }
-        if let Some(to) = &email {
-            let keys = crate::blocks::Asker { ip, browser: None }.keys();
-            self.may_mail_transcript(to, &keys).await?;
+        if email.is_some() {
+            self.may_ask_transcript(&crate::blocks::Asker { ip, browser: None }.keys())?;
         }
         self.store.set_transcript_to(session.ctx.id, email.clone()).await?;
         Ok(email)

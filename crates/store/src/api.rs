@@ -239,9 +239,6 @@ pub trait Outbox: Send + Sync {
     async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
     /// The earliest time an undelivered e-mail is due, if any.
     async fn next_mail_due(&self) -> Result<Option<Millis>>;
-    /// Chats started since `since` that ask a transcript to `to`, whatever
-    /// its letter case (the per-recipient cap: each chat mails once at most).
-    async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64>;
     /// How many e-mails are not sent yet and when the oldest was queued
     /// (for metrics; reads the index of unsent mail only).
     async fn outbox_stats(&self) -> Result<OutboxStats>;

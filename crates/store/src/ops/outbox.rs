@@ -3,7 +3,7 @@
 use super::{quiet, Backend};
 use crate::api::Outbox;
 use crate::sql::select::{self as sel, OUTBOX_SELECT};
-use crate::sql::{args, int, Db};
+use crate::sql::{args, Db};
 use crate::{OutboxMail, OutboxStats, Result};
 use async_trait::async_trait;
 use refdesk_domain::Millis;
@@ -98,14 +98,6 @@ impl<B: Backend> Outbox for B {
                 let (unsent, oldest) = row.unwrap_or((0, None));
                 Ok(OutboxStats { unsent: unsent.max(0) as u64, oldest_queued_at: oldest })
             })
-        })
-        .await
-    }
-
-    async fn transcripts_to(&self, to: &str, since: Millis) -> Result<u64> {
-        let to = to.to_owned();
-        self.read(move |db| {
-            Box::pin(async move { Ok(int(db, sel::TRANSCRIPTS_TO, args![&to, since], "n").await?.max(0) as u64) })
         })
         .await
     }

@@ -509,12 +509,6 @@ pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
 pub(crate) const STARTED_IN_LIBRARY: &str =
     "SELECT COUNT(*) AS n FROM sessions WHERE library_id = ?1 AND created_at >= ?2";
 
-/// Chats started since a time that ask a transcript to one address, in any
-/// letter case (binds address, since): each mails at most once, and the
-/// count includes those not yet ended.
-pub(crate) const TRANSCRIPTS_TO: &str = "SELECT COUNT(*) AS n FROM sessions
-     WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND created_at >= ?2";
-
 /// The condition for the blocks a scope covers (binds `?1`: its id).
 pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
     match scope {
