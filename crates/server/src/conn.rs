@@ -6,7 +6,9 @@
 //!
 //! - **Caps.** At most [`Limits::max_connections`] connections on the node
 //!   and [`Limits::connections_per_address`] from one client address (an
-//!   IPv4 address, or an IPv6 /64; see [`crate::limit::address_key`]). Past
+//!   IPv4 address, or an IPv6 /64; see [`crate::limit::address_key`]), and
+//!   from an IPv6 /56 and /48 4 and 16 times as many
+//!   ([`crate::limit::networks`]: a /48 is 65,536 /64s, free). Past
 //!   either, a new connection is closed at once, before anything is read:
 //!   the other addresses are still served. A connection keeps its place
 //!   until its socket closes, an upgraded WebSocket's too. Behind a trusted
@@ -30,7 +32,7 @@
 //! no timeout, before hyper's header timer starts; and its graceful
 //! shutdown helper needs HTTP/2 compiled in.
 
-use crate::limit::address_key;
+use crate::limit::networks;
 use crate::AppState;
 use axum::extract::ConnectInfo;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -87,12 +89,14 @@ pub struct Counts {
     max: usize,
     per_address: usize,
     total: AtomicUsize,
-    by_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Open connections per network (prefix length, address; see [`networks`]).
+    by_address: Mutex<HashMap<(u8, IpAddr), usize>>,
 }
 
 /// One connection's place, given back when it is dropped (with the socket).
 pub struct Slot {
     counts: Arc<Counts>,
+    /// The client's address, when it is counted.
     address: Option<IpAddr>,
 }
 
@@ -109,18 +113,21 @@ impl Counts {
             self.total.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let key = per_address.then(|| address_key(peer));
-        if let Some(key) = key {
+        if per_address {
             let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-            let n = map.entry(key).or_insert(0);
-            if *n >= self.per_address {
+            let room = networks(peer).all(|(prefix, net, times)| {
+                map.get(&(prefix, net)).copied().unwrap_or(0) < self.per_address.saturating_mul(times as usize)
+            });
+            if !room {
                 drop(map);
                 self.total.fetch_sub(1, Ordering::SeqCst);
                 return None;
             }
-            *n += 1;
+            for (prefix, net, _) in networks(peer) {
+                *map.entry((prefix, net)).or_insert(0) += 1;
+            }
         }
-        Some(Slot { counts: self.clone(), address: key })
+        Some(Slot { counts: self.clone(), address: per_address.then_some(peer) })
     }
 
     /// Connections open now.
@@ -129,12 +136,14 @@ impl Counts {
     }
 
     fn release_address(&self, address: Option<IpAddr>) {
-        let Some(key) = address else { return };
+        let Some(peer) = address else { return };
         let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&key);
+        for (prefix, net, _) in networks(peer) {
+            if let Some(n) = map.get_mut(&(prefix, net)) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&(prefix, net));
+                }
             }
         }
     }
@@ -377,5 +386,35 @@ async fn connection(
                 watchdog.as_mut().reset(next.into());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_64s_of_one_56_or_48_share_its_wider_connection_cap() {
+        let counts = Counts::new(10_000, 2);
+        // The /64s of one /56 (bits 56–63 of the address).
+        let in_56 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 64)));
+        let held: Vec<Slot> = (0..256).filter_map(|i| counts.take(in_56(i), true)).collect();
+        assert_eq!(held.len(), 2 * 4, "a /56 holds four /64s' worth");
+        // The /56s of its /48 (bits 48–55) share sixteen /64s' worth.
+        let in_48 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 72)));
+        let more: Vec<Slot> = (1..256).filter_map(|i| counts.take(in_48(i), true)).collect();
+        assert_eq!(held.len() + more.len(), 2 * 16, "the /48's other /56s got {}", more.len());
+        assert!(counts.take("2001:db8:2::1".parse().unwrap(), true).is_some(), "another /48 has its own");
+        // Closing gives every network its place back.
+        drop(held);
+        drop(more);
+        assert!(counts.by_address.lock().unwrap().len() <= 3, "only the other /48's networks are left");
+        let again: Vec<Slot> = (0..256).filter_map(|i| counts.take(in_56(i), true)).collect();
+        assert_eq!(again.len(), 8);
+        // IPv4 addresses are counted alone; a trusted proxy's not at all.
+        let v4: Vec<Slot> = (0..=255u8).filter_map(|i| counts.take(IpAddr::from([10, 0, 0, i]), true)).collect();
+        assert_eq!(v4.len(), 256);
+        let proxy: Vec<Slot> = (0..5).filter_map(|_| counts.take(IpAddr::from([127, 0, 0, 1]), false)).collect();
+        assert_eq!(proxy.len(), 5);
     }
 }

@@ -65,19 +65,20 @@ type Key = (Kind, u8, IpAddr);
 #[derive(Default)]
 pub struct Limiter(Mutex<HashMap<Key, Bucket>>);
 
-/// The buckets an address takes from, with a minute's worth of each: its
-/// own (an IPv4 address, an IPv6 /64), and for IPv6 its /56 and its /48.
-fn networks_of(ip: IpAddr, per_minute: u32) -> Vec<(u8, IpAddr, f64)> {
+/// The networks an address counts in, each with its prefix length (64 for
+/// an address's own: an IPv4 address, an IPv6 /64), its address, and how
+/// many times a network's own allowance it has: for IPv6 also its /56
+/// ([`WIDER`] times) and its /48 ([`WIDER`]² times).
+pub fn networks(ip: IpAddr) -> impl Iterator<Item = (u8, IpAddr, u32)> {
     let own = address_key(ip);
-    let mut nets = vec![(64, own, per_minute as f64)];
-    if let IpAddr::V6(v6) = own {
-        for (i, prefix) in [56u32, 48].into_iter().enumerate() {
+    let wider = match own {
+        IpAddr::V6(v6) => [(56u8, WIDER), (48, WIDER * WIDER)].map(|(prefix, times)| {
             let wide = std::net::Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> prefix));
-            let times = WIDER.pow(i as u32 + 1);
-            nets.push((prefix as u8, IpAddr::V6(wide), per_minute as f64 * times as f64));
-        }
-    }
-    nets
+            Some((prefix, IpAddr::V6(wide), times))
+        }),
+        IpAddr::V4(_) => [None, None],
+    };
+    std::iter::once((64, own, 1)).chain(wider.into_iter().flatten())
 }
 
 impl Limiter {
@@ -90,8 +91,8 @@ impl Limiter {
             prune(&mut map, now);
         }
         let mut wait = 0;
-        let nets = networks_of(ip, per_minute);
-        for &(prefix, net, full) in &nets {
+        for (prefix, net, times) in networks(ip) {
+            let full = per_minute as f64 * times as f64;
             let b = map.entry((kind, prefix, net)).or_insert(Bucket { tokens: full, capacity: full, at: now });
             let rate = full / 60.0;
             b.capacity = full;
@@ -104,7 +105,7 @@ impl Limiter {
         if wait > 0 {
             return Err(wait);
         }
-        for &(prefix, net, _) in &nets {
+        for (prefix, net, _) in networks(ip) {
             if let Some(b) = map.get_mut(&(kind, prefix, net)) {
                 b.tokens -= 1.0;
             }
