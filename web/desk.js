@@ -18,6 +18,10 @@ const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
 const pending = new Map(); // client_id -> {session, body}
 let waiting = [];
+// Beyond what the queue and monitor frames showed (a frame holds 300 waiting
+// chats and 500 live ones at most): asked for again as room is made.
+let queueMore = 0;
+let monitorMore = 0;
 
 const log = (s) => {
   if (!logs.has(s)) logs.set(s, { last: 0, items: new Map(), unread: 0, lastPatronSeq: 0, lastStaffSeq: 0 });
@@ -207,7 +211,8 @@ function renderMonitor() {
       `${s.patron_name} — ${s.library_name} — ${s.librarian_name || "waiting"}`),
     el("div", { class: "status" }, since(s)));
   $("list-my").replaceChildren(...my.map(tab));
-  $("list-all").replaceChildren(...(me.role === "librarian" ? [] : [...monitor.values()].filter((s) => s.state !== "ended").map(item)));
+  const more = monitorMore > 0 ? [el("li", { class: "status" }, `…and ${monitorMore} more live chats`)] : [];
+  $("list-all").replaceChildren(...(me.role === "librarian" ? [] : [...[...monitor.values()].filter((s) => s.state !== "ended").map(item), ...more]));
   if (current !== null) {
     const s = monitor.get(current);
     if (s) $("chat-title").textContent = label(s);
@@ -236,7 +241,8 @@ async function refreshQuestions() {
 function renderQueue() {
   $("queue").replaceChildren(...waiting.map((w, i) => el("li", { "data-session": w.session },
     el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": i === 0 ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
-    el("div", {}, w.question))));
+    el("div", {}, w.question))),
+    ...(queueMore > 0 ? [el("li", { class: "status" }, `…and ${queueMore} more waiting`)] : []));
   updateTitle();
 }
 
@@ -331,15 +337,20 @@ async function start() {
       if (f.type === "hello") maxChars = f.max_message_chars || maxChars;
       else if (f.type === "event") onEvent(f);
       else if (f.type === "ack") { pending.delete(f.client_id); done(); }
-      else if (f.type === "queue") { waiting = f.waiting; renderQueue(); }
+      else if (f.type === "queue") { waiting = f.waiting; queueMore = f.more || 0; renderQueue(); }
       else if (f.type === "queue_added") {
         const fresh = !waiting.some((w) => w.session === f.session);
         waiting = waiting.filter((w) => w.session !== f.session).concat([f]);
         renderQueue();
         if (fresh) alertNewPatron(f);
       }
-      else if (f.type === "queue_removed") { waiting = waiting.filter((w) => w.session !== f.session); renderQueue(); }
+      else if (f.type === "queue_removed") {
+        waiting = waiting.filter((w) => w.session !== f.session);
+        renderQueue();
+        if (queueMore > 0) { queueMore = 0; conn.send({ type: "queue" }); } // the next in line
+      }
       else if (f.type === "monitor") {
+        monitorMore = f.more || 0;
         monitor.clear();
         for (const s of f.sessions) { monitor.set(s.ctx.id, s); follow(s); }
         renderMonitor();
@@ -351,7 +362,11 @@ async function start() {
         renderMonitor();
         if (fresh && f.ctx.id === current) showDetails(current);
       }
-      else if (f.type === "monitor_gone") { monitor.delete(f.session); renderMonitor(); }
+      else if (f.type === "monitor_gone") {
+        monitor.delete(f.session);
+        renderMonitor();
+        if (monitorMore > 0) { monitorMore = 0; conn.send({ type: "monitor" }); }
+      }
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; renderMonitor(); } }
       else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; renderMonitor(); } }

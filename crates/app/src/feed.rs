@@ -500,9 +500,14 @@ impl Feed {
         self.sub.join_monitor();
         self.desk().monitor = true;
         let live = self.app.store.live_sessions().await?;
-        let list: Vec<SessionSummary> =
+        let mut list: Vec<SessionSummary> =
             live.iter().filter(|r| sees(&self.viewer, Item::Monitored { ctx: &r.ctx })).map(|r| r.summary()).collect();
         self.desk().monitored = list.iter().map(|s| s.ctx.id).collect();
+        // The viewer's own chats (My) first: a frame may show only the first
+        // part of a long list (the socket's `MONITOR_SHOWN`).
+        if let Viewer::Staff(me) = &self.viewer {
+            list.sort_by_key(|s| s.ctx.librarian != Some(me.id) && s.ctx.member_mode(me.id).is_none());
+        }
         Ok(list)
     }
 

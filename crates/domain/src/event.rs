@@ -19,7 +19,8 @@ pub struct QueueEntry {
     pub library_name: String,
     /// The patron's name, or "Patron".
     pub patron_name: String,
-    /// Their question, as first typed.
+    /// Their question, as first typed: its first 300 characters, and "…"
+    /// when there is more ([`question_preview`]).
     pub question: String,
     /// When they started waiting in this queue.
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
@@ -33,6 +34,20 @@ pub struct QueueEntry {
     /// older than one already seen for the session is dropped.
     #[serde(default)]
     pub version: u64,
+}
+
+/// How much of a question the queue shows ([`question_preview`]).
+pub const QUESTION_PREVIEW_CHARS: usize = 300;
+
+/// A question as the queue shows it: its first [`QUESTION_PREVIEW_CHARS`]
+/// characters, and "…" when there is more (the whole question is in the
+/// chat, once resumed). A queue of long questions stays small enough for
+/// every desk to be sent it.
+pub fn question_preview(question: &str) -> String {
+    match question.char_indices().nth(QUESTION_PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &question[..cut]),
+        None => question.to_owned(),
+    }
 }
 
 /// A live session as the chat monitor lists it.

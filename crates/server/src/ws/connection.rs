@@ -36,6 +36,8 @@ pub(super) struct Connection {
     slot: Slot,
     /// A patron's share of their network's read budget (`resume`).
     reads: Option<crate::limit::Reads>,
+    /// Whether the client has resumed a session yet (its first is free).
+    resumed: bool,
     /// When the client last sent anything (a pong counts).
     heard: Instant,
     /// Turns `true` when the node's sockets must go (1001); held for the
@@ -75,7 +77,7 @@ impl Connection {
             Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id))),
             Viewer::Patron { .. } => None,
         };
-        Connection { feed, _online: online, patron, slot, reads, heard: Instant::now(), gone }
+        Connection { feed, _online: online, patron, slot, reads, resumed: false, heard: Instant::now(), gone }
     }
 
     /// Takes a frame from the budget this socket shares.
@@ -262,8 +264,8 @@ impl Connection {
                     return Err(Closed::with(CLOSE_POLICY, "signed out"));
                 }
                 Out::MonitorGone(s) => OutFrame::MonitorGone { session: *s },
-                Out::Queue(waiting) => OutFrame::Queue { waiting },
-                Out::MonitorList(sessions) => OutFrame::Monitor { sessions },
+                Out::Queue(waiting) => queue_frame(waiting),
+                Out::MonitorList(sessions) => monitor_frame(sessions),
                 Out::Availability { staff, availability } => {
                     OutFrame::Availability { staff: *staff, availability: *availability }
                 }
@@ -310,11 +312,11 @@ impl Connection {
                 Ok(())
             }
             In::Queue {} => match self.feed.watch_queue().await {
-                Ok(waiting) => send(socket, &OutFrame::Queue { waiting: &waiting }, within).await,
+                Ok(waiting) => send(socket, &queue_frame(&waiting), within).await,
                 Err(e) => report(socket, e.into(), None).await,
             },
             In::Monitor {} => match self.feed.watch_monitor().await {
-                Ok(sessions) => send(socket, &OutFrame::Monitor { sessions: &sessions }, within).await,
+                Ok(sessions) => send(socket, &monitor_frame(&sessions), within).await,
                 Err(e) => report(socket, e.into(), None).await,
             },
             In::ImSend { to, body, client_id } => self.on_im_send(socket, to, &body, client_id.as_deref()).await,
@@ -335,12 +337,19 @@ impl Connection {
             Err(e) => return report(socket, e, None).await,
         };
         // A patron's replay is a read of their chat like `GET /api/chat`,
-        // from the same budget, taken before anything is read.
+        // from the same budget, taken before anything is read. But not the
+        // socket's first: a chat is followed live only once resumed, and
+        // another patron behind the same address spending the budget must
+        // not keep this one from following theirs (opening a socket is a
+        // read already, so this at most doubles what openings cost).
         let per_minute = self.feed.app().limits().patron_reads_per_minute;
-        if let Some(Err(wait)) = self.reads.as_ref().map(|r| r.take(per_minute)) {
-            let why = format!("too many reads from your address; try again in {wait} s");
-            return error(socket, "rate_limited", &why, None).await;
+        if self.resumed {
+            if let Some(Err(wait)) = self.reads.as_ref().map(|r| r.take(per_minute)) {
+                let why = format!("too many reads from your address; try again in {wait} s");
+                return error(socket, "rate_limited", &why, None).await;
+            }
         }
+        self.resumed = true;
         if let Err(e) = self.feed.resume(session, after).await {
             return report(socket, e.into(), None).await;
         }
@@ -473,6 +482,30 @@ enum Step {
     Tick,
     /// The node is shutting down: say goodbye with 1001.
     GoingAway,
+}
+
+/// Waiting chats a `queue` frame shows at most; 300 previews of the longest
+/// questions (`question_preview`) and names make about 600 KB, under the
+/// socket's 1 MiB write buffer, which no frame may pass.
+pub(super) const QUEUE_SHOWN: usize = 300;
+/// Live chats a `monitor` frame shows at most (about 900 bytes each at
+/// most: 450 KB).
+pub(super) const MONITOR_SHOWN: usize = 500;
+
+/// The `queue` frame for the waiting chats in line: the first
+/// [`QUEUE_SHOWN`], and how many more wait. A flood of waiting chats cannot
+/// make a frame the socket cannot send (which would close it, at every
+/// reconnection, and with it the desk).
+fn queue_frame(waiting: &[refdesk_domain::event::QueueEntry]) -> OutFrame<'_> {
+    let shown = &waiting[..waiting.len().min(QUEUE_SHOWN)];
+    OutFrame::Queue { waiting: shown, more: waiting.len() - shown.len() }
+}
+
+/// The `monitor` frame: the first [`MONITOR_SHOWN`] of the live chats (the
+/// viewer's own come first), and how many more there are.
+fn monitor_frame(sessions: &[refdesk_domain::event::SessionSummary]) -> OutFrame<'_> {
+    let shown = &sessions[..sessions.len().min(MONITOR_SHOWN)];
+    OutFrame::Monitor { sessions: shown, more: sessions.len() - shown.len() }
 }
 
 /// A socket that does not drain: closed, and the client may resume later.

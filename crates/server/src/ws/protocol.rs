@@ -142,10 +142,13 @@ pub enum OutFrame<'a> {
         /// Started or stopped.
         on: bool,
     },
-    /// The whole queue, when following begins.
+    /// The queue, when following begins: the first
+    /// [`super::connection::QUEUE_SHOWN`] waiting chats in line.
     Queue {
-        /// The waiting chats one may serve.
+        /// The waiting chats one may serve, in line.
         waiting: &'a [QueueEntry],
+        /// How many more wait beyond those (0: that is all).
+        more: usize,
     },
     /// A chat joined the queue (the entry's own fields).
     QueueAdded(&'a QueueEntry),
@@ -183,10 +186,13 @@ pub enum OutFrame<'a> {
         /// Staff watching without taking part.
         watchers: &'a [Watcher],
     },
-    /// The whole chat monitor, when following begins.
+    /// The chat monitor, when following begins: the viewer's own chats,
+    /// then the others, [`super::connection::MONITOR_SHOWN`] at most.
     Monitor {
-        /// Every live session in scope.
+        /// Live sessions in scope.
         sessions: &'a [SessionSummary],
+        /// How many more are live in scope beyond those (0: that is all).
+        more: usize,
     },
     /// A monitored session changed (the summary's own fields).
     MonitorUpdate(&'a SessionSummary),

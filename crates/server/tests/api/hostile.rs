@@ -219,14 +219,55 @@ async fn a_patrons_replays_spend_their_networks_read_budget_like_the_rest_reads(
     }
     let (synced, limited) = replays_and_refusals(&mut ws).await;
     assert_eq!(synced + limited, 15, "every resume answered");
-    assert!((10..=11).contains(&synced), "a minute's budget of 10 (and what refilled): {synced} replays");
+    assert!((11..=12).contains(&synced), "the first, then a minute's budget of 10 (and what refilled): {synced}");
     // The same budget as the REST reads of that network.
     assert_eq!(chat.get("/api/chat").await.0, 429, "the network's reads are spent");
+    // Another socket of that network still follows its chat: its first
+    // resume is not refused, whoever spent the budget.
+    let (mut again, _) = patron_socket(app.addr, &chat.token).await;
+    again.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
+    assert_eq!(replays_and_refusals(&mut again).await, (1, 0), "a socket's first resume is not refused");
     // Another network has its own.
     let other = app.start_chat("riverside-main", "elsewhere").await;
     let (mut ws, _) = patron_socket_from(app.addr, &other.token, [127, 0, 0, 2]).await;
     ws.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
     assert_eq!(replays_and_refusals(&mut ws).await, (1, 0), "another network is not held back");
+}
+
+#[tokio::test]
+async fn a_queue_of_many_long_questions_still_reaches_the_desk_in_a_frame_it_can_send() {
+    // 310 chats of 4,000 four-byte characters: the whole queue would be a
+    // 5 MB frame, past the socket's 1 MiB write buffer, and the desk's
+    // socket would close at each `queue` (on every reconnection).
+    let app = spawn_app_with(|c| c.limits.max_waiting_per_library = 1000).await;
+    let long = "😀".repeat(4000);
+    let mut first = None;
+    for _ in 0..310 {
+        let chat = app.start_chat("riverside-main", &long).await;
+        first.get_or_insert(chat.session);
+    }
+    let ann = app.staff("ann").await;
+    let mut ws = ann.socket().await;
+    ws.send(json!({"type": "queue"})).await;
+    let queue = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
+    let waiting = queue["waiting"].as_array().unwrap();
+    assert_eq!((waiting.len(), queue["more"].as_u64()), (300, Some(10)), "the first 300 in line, and how many more");
+    assert_eq!(waiting[0]["session"], first.unwrap(), "in line: the longest waiting first");
+    let preview = waiting[0]["question"].as_str().unwrap();
+    assert_eq!(preview.chars().count(), 301, "300 characters and an ellipsis");
+    assert!(preview.ends_with('…') && preview.starts_with("😀😀"));
+    // The socket is still up.
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.until(|f| f["type"] == "pong").await.len(), 1);
+    // The library's admin sees them all in the monitor's ALL tab: a frame
+    // of 500 at most, and how many more.
+    let mut admin = app.staff("carla").await.socket().await;
+    admin.send(json!({"type": "monitor"})).await;
+    let monitor = admin.until(|f| f["type"] == "monitor").await.pop().unwrap();
+    assert_eq!((monitor["sessions"].as_array().unwrap().len(), monitor["more"].as_u64()), (310, Some(0)));
+    // The whole question is in the chat.
+    let (_, rec) = ann.get(&format!("/api/sessions/{}", first.unwrap())).await;
+    assert!(rec.to_string().contains(&long), "the chat holds the whole question");
 }
 
 #[tokio::test]

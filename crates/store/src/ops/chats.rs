@@ -19,14 +19,15 @@ use refdesk_domain::question::{question_on_accept, Change, Handing, QuestionStat
 use refdesk_domain::report::DAY;
 use refdesk_domain::{DomainError, Millis};
 
-/// A session as the queue lists it, having entered `rec.queue` at `since`.
-fn queue_entry(rec: &SessionRecord, question: String, since: Millis) -> QueueEntry {
+/// A session as the queue lists it, having entered `rec.queue` at `since`
+/// (its question as a preview).
+fn queue_entry(rec: &SessionRecord, question: &str, since: Millis) -> QueueEntry {
     QueueEntry {
         session: rec.ctx.id,
         placement: rec.ctx.placement,
         library_name: rec.library_name.clone(),
         patron_name: rec.patron_display(),
-        question,
+        question: refdesk_domain::event::question_preview(question),
         since,
         queue: rec.queue,
         coop_now: rec.queue_coop,
@@ -116,7 +117,7 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
     let rec = load_session(db, id).await?;
     let first = insert_first_line(db, &rec, &new.question, new.now).await?;
     let rec = load_session(db, id).await?;
-    let entry = queue_entry(&rec, new.question, new.now);
+    let entry = queue_entry(&rec, &new.question, new.now);
     let events = vec![
         Event::QueueAdded(entry.clone()),
         Event::Message { ctx: rec.ctx.clone(), message: first },
@@ -487,7 +488,7 @@ async fn transfer<D: Db>(
     let mut events = vec![Event::Message { ctx, message }];
     if after.state == SessionState::Waiting {
         let text = question_text(db, id).await?;
-        events.push(Event::QueueAdded(queue_entry(&after, text, now)));
+        events.push(Event::QueueAdded(queue_entry(&after, &text, now)));
     }
     events.push(Event::SessionChanged(after.summary()));
     Ok((after, events))

@@ -280,7 +280,8 @@ pub(crate) fn member(r: &dyn Cols) -> Result<refdesk_domain::chat::Member> {
 /// The waiting chats, with their queues.
 pub(crate) const QUEUE_SELECT: &str = "SELECT s.id AS session_id,
             s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
-            l.name AS library_name, s.patron_name AS patron_name, s.question_text AS question_text,
+            l.name AS library_name, s.patron_name AS patron_name,
+            substr(s.question_text, 1, 301) AS question_text,
             COALESCE(s.queued_at, s.created_at) AS since,
             ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
             s.queue_coop AS queue_coop, s.version AS version
@@ -294,7 +295,7 @@ pub(crate) fn queue_entry(r: &dyn Cols) -> Result<QueueEntry> {
         placement: placement(r, OWN)?,
         library_name: r.text("library_name")?,
         patron_name: r.opt_text("patron_name")?.unwrap_or_else(|| "Patron".into()),
-        question: r.text("question_text")?,
+        question: refdesk_domain::event::question_preview(&r.text("question_text")?),
         since: r.int("since")?,
         queue: placement(r, QUEUE)?,
         coop_now: r.flag("queue_coop")?,
