@@ -751,10 +751,12 @@ fn committed(appended: Appended) -> Appended {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJXwd0SjSZ0eHH0hbm6Ikfmd0V9j0nrGhJqk3Cqkxk";
 
-/// Lines read at a time for a patron's page (see [`read_page`]).
+/// Lines first read at once for a patron's page; each read after it takes
+/// twice as many (see [`read_page`]).
 const PAGE_CHUNK: u32 = 16;
 
-/// Reads the lines after `after` a [`PAGE_CHUNK`] at a time until `limit + 1`
+/// Reads the lines after `after`, [`PAGE_CHUNK`] then twice as many each time
+/// (a page of 500 short lines is 6 reads), until `limit + 1`
 /// are read, the chat has no more, or the text `shown` of what was read
 /// passes [`PATRON_PAGE_BYTES`]: a page of long lines reads little more
 /// than it can show (500 lines of 16 KB would be 8 MB read for 64 KiB
@@ -769,9 +771,10 @@ where
     F: FnMut(u64, u32) -> Fut,
     Fut: std::future::Future<Output = refdesk_store::Result<Vec<Message>>>,
 {
-    let (mut lines, mut text, mut from) = (Vec::new(), 0, after);
+    let (mut lines, mut text, mut from, mut chunk_size) = (Vec::new(), 0, after, PAGE_CHUNK);
     loop {
-        let want = (limit + 1 - lines.len() as u32).min(PAGE_CHUNK);
+        let want = (limit + 1 - lines.len() as u32).min(chunk_size);
+        chunk_size = chunk_size.saturating_mul(2);
         let chunk = read(from, want).await?;
         let done = chunk.len() < want as usize;
         from = chunk.last().map_or(from, |m| m.seq);
@@ -793,9 +796,9 @@ mod tests {
     use refdesk_domain::chat::{Audience, Author, Message, MessageKind};
     use refdesk_domain::ids::SessionId;
 
-    /// Reads a page of `lines` lines of `len` bytes each; the page and how
-    /// many lines were read to make it.
-    async fn page_of(lines: u64, len: usize, limit: u32) -> (usize, bool, usize) {
+    /// Reads a page of `lines` lines of `len` bytes each; the page, whether
+    /// its text cut it short, and how many lines and reads made it.
+    async fn page_of(lines: u64, len: usize, limit: u32) -> (usize, bool, usize, usize) {
         let all: Vec<Message> = (1..=lines)
             .map(|seq| Message {
                 session: SessionId(1),
@@ -809,27 +812,30 @@ mod tests {
                 system: None,
             })
             .collect();
-        let read = std::cell::Cell::new(0);
+        let (read, reads) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
         let chunk = |from: u64, n: u32| {
             let got: Vec<Message> = all.iter().filter(|m| m.seq > from).take(n as usize).cloned().collect();
             read.set(read.get() + got.len());
+            reads.set(reads.get() + 1);
             std::future::ready(Ok(got))
         };
         let shown = |ls: &[Message]| ls.iter().map(|m| m.body.len()).sum();
         let (page, cut) = read_page(chunk, shown, 0, limit).await.unwrap();
-        (page.len(), cut, read.get())
+        (page.len(), cut, read.get(), reads.get())
     }
 
     #[tokio::test]
     async fn a_page_of_long_lines_reads_little_more_than_it_can_show() {
         // 500 lines of 16 KB asked for: 64 KiB are shown, so a chunk is read.
-        let (lines, cut, read) = page_of(2_000, 16_000, 500).await;
+        let (lines, cut, read, reads) = page_of(2_000, 16_000, 500).await;
         assert!(cut && lines == read && read <= 16, "{read} lines read for {} KiB", PATRON_PAGE_BYTES / 1024);
-        // Short lines: the page is the limit and one more, read in chunks.
-        assert_eq!(page_of(2_000, 10, 500).await, (501, false, 501));
+        assert_eq!(reads, 1);
+        // Short lines: the page is the limit and one more, in a few reads
+        // of growing size (16, 32, 64, 128, 256, then the 5 left).
+        assert_eq!(page_of(2_000, 10, 500).await, (501, false, 501, 6));
         // The chat ends first.
-        assert_eq!(page_of(40, 10, 500).await, (40, false, 40));
-        assert_eq!(page_of(0, 10, 500).await, (0, false, 0));
+        assert_eq!(page_of(40, 10, 500).await, (40, false, 40, 2));
+        assert_eq!(page_of(0, 10, 500).await, (0, false, 0, 1));
     }
 
     #[test]

@@ -206,6 +206,9 @@ impl Default for Config {
     }
 }
 
+/// Settings whose upper bound is another setting: `(setting, its bound)`.
+const BOUNDED_BY: [(&str, &str); 1] = [("limits.block_hours", "limits.max_block_hours")];
+
 impl Config {
     /// refdesk's origin (`https://host[:port]`), if a public URL is set.
     pub fn public_origin(&self) -> Option<String> {
@@ -529,10 +532,8 @@ impl Config {
         if !(min..=max).contains(&value) {
             let from = self.source_of(name);
             // A bound that is itself a setting is named with its source.
-            let bound = match name {
-                "limits.block_hours" if value > max => {
-                    format!(", and limits.max_block_hours is {max}{}", self.source_of("limits.max_block_hours"))
-                }
+            let bound = match BOUNDED_BY.iter().find(|(setting, _)| *setting == name) {
+                Some((_, bound)) if value > max => format!(", and {bound} is {max}{}", self.source_of(bound)),
                 _ => String::new(),
             };
             bail!("{name} must be between {min} and {max} (it is {value}{from}{bound})");
@@ -540,7 +541,8 @@ impl Config {
         Ok(())
     }
 
-    /// ", from X" when the variable or flag X set the setting `name`.
+    /// ", from X" when the variable or flag X set the setting `name`
+    /// (nothing when the file or the default did).
     fn source_of(&self, name: &str) -> String {
         self.sources.get(name).map(|s| format!(", from {s}")).unwrap_or_default()
     }

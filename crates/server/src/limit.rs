@@ -87,7 +87,8 @@ impl Limiter {
     fn take(&self, kind: Kind, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if map.len() >= MAX_TRACKED {
+        // An address may add three buckets (IPv6: its /64, /56 and /48).
+        if map.len() + 3 > MAX_TRACKED {
             prune(&mut map, now);
         }
         let mut wait = 0;
@@ -124,11 +125,13 @@ pub struct Reads {
 }
 
 impl Reads {
+    /// The budget of the network of `ip` (the client's address).
     pub fn new(state: &AppState, ip: IpAddr) -> Reads {
         Reads { limiter: state.limiter.clone(), ip, metrics: state.metrics.clone() }
     }
 
     /// Takes one read; `Err(seconds to wait)` when the network has none left.
+    /// A refusal is counted in `refdesk_limited_total{limit="patron_read"}`.
     pub fn take(&self, per_minute: u32) -> Result<(), u64> {
         let taken = self.limiter.take(Kind::PatronRead, self.ip, per_minute);
         if taken.is_err() {
@@ -308,6 +311,12 @@ mod tests {
         // refilled, so forgetting by age alone would keep them all.
         for i in 0..(MAX_TRACKED as u32 * 3) {
             let ip = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+            let _ = l.take(Kind::Start, ip, 2);
+            assert!(l.0.lock().unwrap().len() <= MAX_TRACKED);
+        }
+        // IPv6 addresses of /48s of their own: three buckets each.
+        for i in 0..(MAX_TRACKED as u128) {
+            let ip = IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | (i << 80)));
             let _ = l.take(Kind::Start, ip, 2);
             assert!(l.0.lock().unwrap().len() <= MAX_TRACKED);
         }

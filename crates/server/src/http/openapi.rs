@@ -101,15 +101,21 @@ pub fn document() -> OpenApi {
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",
     responses((status = 200, description = "the OpenAPI document of this API", body = Object)))]
-async fn openapi_json() -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_static(served()))
+async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match served() {
+        Ok(doc) => ([(axum::http::header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_static(doc))
+            .into_response(),
+        Err(e) => crate::error::ApiError::from(refdesk_app::AppError::Internal(e.clone().into())).into_response(),
+    }
 }
 
 /// The document as served: built and encoded once, on the first request
 /// (anyone may ask for it, and building it costs milliseconds).
-fn served() -> &'static [u8] {
-    static DOC: std::sync::LazyLock<Vec<u8>> =
-        std::sync::LazyLock::new(|| serde_json::to_vec(&document()).unwrap_or_default());
+fn served() -> &'static Result<Vec<u8>, String> {
+    static DOC: std::sync::LazyLock<Result<Vec<u8>, String>> = std::sync::LazyLock::new(|| {
+        serde_json::to_vec(&document()).map_err(|e| format!("cannot encode the OpenAPI document: {e}"))
+    });
     &DOC
 }
 
@@ -176,8 +182,8 @@ fn add(op: &mut Operation, status: u16, why: &str) {
 mod tests {
     #[test]
     fn the_document_is_built_once_and_served_as_built() {
-        let first = super::served();
-        assert!(std::ptr::eq(first, super::served()), "not built again for a second request");
+        let first = super::served().as_ref().unwrap();
+        assert!(std::ptr::eq(first, super::served().as_ref().unwrap()), "not built again for a second request");
         let doc: serde_json::Value = serde_json::from_slice(first).unwrap();
         assert_eq!(doc, serde_json::to_value(super::document()).unwrap());
     }

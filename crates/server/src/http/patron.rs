@@ -112,7 +112,7 @@ impl From<StartChatBody> for StartChat {
         (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or browser id", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue) or `too_many_mails` (transcripts to that address or asked from this network)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue), `too_many_today` (the chats and offline questions the library took in the last 24 hours) or `too_many_mails` (transcripts asked from this network this hour)", body = ErrorBody),
     ))]
 async fn start(
     State(state): State<AppState>,
@@ -198,7 +198,7 @@ struct TranscriptRequest {
         (status = 200, description = "the address it will go to, or none", body = TranscriptTo),
         (status = 409, description = "`conflict`: the chat has ended", body = ErrorBody),
         (status = 422, description = "`invalid`: not an e-mail address", body = ErrorBody),
-        (status = 429, description = "`too_many_mails`: transcripts to that address, or asked from this network", body = ErrorBody),
+        (status = 429, description = "`too_many_mails`: transcripts asked from this network this hour", body = ErrorBody),
     ))]
 async fn transcript(
     State(state): State<AppState>,

@@ -481,7 +481,7 @@ impl From<OfflineFormBody> for OfflineForm {
         (status = 403, description = "`blocked`: where the library does not let blocked patrons use the form", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: no e-mail address, an empty or over-long question", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (starts from this address) or `too_many_questions` (this network's questions today)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (starts from this address), `too_many_questions` (this network's questions today) or `too_many_today` (the chats and offline questions the library took in the last 24 hours)", body = ErrorBody),
     ))]
 async fn offline_question(
     State(s): State<AppState>,

@@ -449,8 +449,10 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")).map_err(db)?;
         // What a patron's erasure removes is overwritten with zeros, not left
         // in the file's free space, where a copy of the file (`refdesk
-        // backup` copies pages) would carry it on (docs/privacy.md). Lines
-        // are never deleted on the hot path: this costs the erasures alone.
+        // backup` copies pages) would carry it on (docs/privacy.md). It also
+        // zeroes what other deletes and updates free (a conference member
+        // leaving, a sign-in ending): a few bytes in pages being written
+        // anyway; lines are never deleted on the hot path.
         conn.execute_batch("PRAGMA secure_delete = ON").map_err(db)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
