@@ -70,6 +70,11 @@ fn expired_line(minutes: u64, has_email: bool) -> String {
     format!("Sorry, no librarian was free to take your chat within {minutes} minutes. {rest}")
 }
 
+/// Chats the background round ends for waiting too long, at most, each
+/// round (a second): a flood of them left at once ends over a few rounds,
+/// and the round goes on to its other work meanwhile.
+const EXPIRED_PER_ROUND: u32 = 100;
+
 impl App {
     /// The chatting librarian (or whoever may write in the chat) warns the
     /// patron with the canned line, as their own message.
@@ -234,15 +239,17 @@ impl App {
     pub(crate) async fn expire_waiting(&self, now: Millis) {
         let minutes = self.limits.waiting_expires_minutes;
         let before = now - minutes as Millis * 60_000;
-        let waiting = match self.store.waiting().await {
+        // Their ids alone, a round's worth at most: the rest go in the next
+        // rounds, a second apart.
+        let expired = match self.store.expired_waiting(before, EXPIRED_PER_ROUND).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for chats waiting too long");
                 return;
             }
         };
-        for entry in waiting.into_iter().filter(|e| e.since < before) {
-            let Ok(Some(rec)) = self.store.session(entry.session).await else { continue };
+        for session in expired {
+            let Ok(Some(rec)) = self.store.session(session).await else { continue };
             // One write, under one guard: a librarian who accepts meanwhile
             // keeps the chat (and no line says nobody was free), and of
             // several nodes' rounds only the first ends it.
@@ -259,10 +266,9 @@ impl App {
                 transcripts_per_recipient_per_day: None,
             };
             // Nobody accepted it: there is no transcript to mail.
-            match self.store.end(entry.session, Author::System, still_waiting, Box::new(|_, _| None), ending, now).await
-            {
-                Ok(_) => tracing::info!(session = %entry.session, "waiting chat expired"),
-                Err(e) => tracing::debug!(session = %entry.session, error = %e, "waiting chat not expired"),
+            match self.store.end(session, Author::System, still_waiting, Box::new(|_, _| None), ending, now).await {
+                Ok(_) => tracing::info!(session = %session, "waiting chat expired"),
+                Err(e) => tracing::debug!(session = %session, error = %e, "waiting chat not expired"),
             }
         }
     }

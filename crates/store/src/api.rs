@@ -146,6 +146,10 @@ pub trait Chats: Send + Sync {
     async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()>;
     /// Active chats whose last message is older than `before`.
     async fn idle_sessions(&self, before: Millis) -> Result<Vec<SessionId>>;
+    /// Waiting chats that entered their queue before `before`, longest
+    /// waiting first, `limit` at most: their ids alone (the background
+    /// round asks every second, whatever strangers left in the queues).
+    async fn expired_waiting(&self, before: Millis, limit: u32) -> Result<Vec<SessionId>>;
     /// Every waiting or active session (the app filters for the monitor).
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
     /// A staff member enters a chat, or changes mode (R3, B2), with the line

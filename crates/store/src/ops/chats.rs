@@ -608,6 +608,16 @@ impl<B: Backend> Chats for B {
         .await
     }
 
+    async fn expired_waiting(&self, before: Millis, limit: u32) -> Result<Vec<SessionId>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let limit = i64::from(limit);
+                db.rows(sel::EXPIRED_WAITING, args![before, limit], |r| Ok(SessionId(r.int("session_id")?))).await
+            })
+        })
+        .await
+    }
+
     async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
         self.read(|db| Box::pin(sessions_where(db, sel::LIVE_SESSIONS, &[]))).await
     }

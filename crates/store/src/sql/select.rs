@@ -212,6 +212,12 @@ pub(crate) const IDLE_SESSIONS: &str = concat!(
     " < ?1 ORDER BY s.id"
 );
 
+/// Waiting chats that entered their queue before a time, longest waiting
+/// first (binds before, limit; the waiting chats' index `sessions_queue`).
+pub(crate) const EXPIRED_WAITING: &str = "SELECT s.id AS session_id FROM sessions s
+     WHERE s.state = 'waiting' AND COALESCE(s.queued_at, s.created_at) < ?1
+     ORDER BY COALESCE(s.queued_at, s.created_at), s.id LIMIT ?2";
+
 pub(crate) const SESSION_SELECT: &str = concat!(
     "SELECT s.id AS session_id,
             s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 on_every_backend!(
     waiting_chats_are_found_by_token_and_queue_oldest_first,
+    chats_waiting_too_long_are_found_longest_waiting_first_a_round_at_a_time,
     an_accept_is_atomic_and_creates_the_question_in_the_patrons_library,
     of_many_simultaneous_accepts_exactly_one_wins,
     a_guard_that_refuses_writes_nothing,
@@ -470,6 +471,25 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
     let r = s.start_session(new("d5", "net-d", day + 10)).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
     s.start_session(new("d6", "net-d", day + 11)).await.expect("the first start is over a day old");
+}
+
+/// The background round finds the chats that waited too long by their ids,
+/// longest waiting first, a round's worth at most; taken ones are not among
+/// them.
+async fn chats_waiting_too_long_are_found_longest_waiting_first_a_round_at_a_time(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let first = start(s, w, None, "x1", 10).await;
+    let taken = start(s, w, None, "x2", 20).await;
+    let third = start(s, w, None, "x3", 30).await;
+    s.accept(taken, w.ann.clone(), ok(), 40).await.unwrap();
+    assert_eq!(s.expired_waiting(25, 10).await.unwrap(), vec![first], "entered their queue before 25");
+    assert_eq!(
+        s.expired_waiting(100, 10).await.unwrap(),
+        vec![first, third],
+        "longest waiting first, not the taken one"
+    );
+    assert_eq!(s.expired_waiting(100, 1).await.unwrap(), vec![first], "a round's worth at most");
+    assert!(s.expired_waiting(10, 10).await.unwrap().is_empty(), "none entered before 10");
 }
 
 /// Chats and offline-form questions started at one library in 24 hours are
