@@ -316,8 +316,28 @@ impl App {
             max_started_per_net_per_day: self.limits.chats_per_address_per_day,
             max_started_in_library_per_day: self.limits.starts_per_library_per_day,
         };
-        let (rec, _) = self.store.start_session(new).await?;
+        let (rec, _) = self.store.start_session(new).await.map_err(|e| self.note_day_spent(&lib, e))?;
         Ok(Started { session: rec.ctx.id, token, library: lib.name })
+    }
+
+    /// Passes a store error on; when it is `too_many_today` (the library
+    /// took its day's chats and questions from strangers:
+    /// [`crate::Limits::starts_per_library_per_day`]), logs it at `warn`,
+    /// once an hour per library, so an operator sees a library closed by a
+    /// flood (docs/operations.md).
+    pub(crate) fn note_day_spent(&self, lib: &LibraryRecord, e: refdesk_store::StoreError) -> AppError {
+        let spent =
+            matches!(&e, refdesk_store::StoreError::Domain(DomainError::Limited { code: "too_many_today", .. }));
+        if spent {
+            let now = self.clock.now();
+            let mut logged = self.day_spent.lock().unwrap_or_else(|p| p.into_inner());
+            if logged.get(&lib.placement.library).is_none_or(|at| now - at >= 3_600_000) {
+                logged.insert(lib.placement.library, now);
+                let cap = self.limits.starts_per_library_per_day;
+                tracing::warn!(library = %lib.slug, cap, "a library took its day's chats and questions nobody answered: new ones are refused (429 too_many_today)");
+            }
+        }
+        e.into()
     }
 
     /// The session a patron token opens.

@@ -407,6 +407,9 @@ pub struct App {
     rereads: Arc<tokio::sync::Semaphore>,
     /// Transcripts asked for per network this hour (see [`mail::MailAsks`]).
     mail_asks: Arc<mail::MailAsks>,
+    /// When each library that took its day's chats was last logged as
+    /// such ([`App::note_day_spent`]); one entry per library at most.
+    day_spent: Arc<std::sync::Mutex<std::collections::HashMap<refdesk_domain::ids::LibraryId, Millis>>>,
     /// Held while this node applies the retention periods: one run at a
     /// time, however long a run takes.
     retention: Arc<tokio::sync::Mutex<()>>,
@@ -478,6 +481,7 @@ impl App {
             listing: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(REREADS)),
             mail_asks: Arc::default(),
+            day_spent: Arc::default(),
             retention: Arc::default(),
         }
     }

@@ -254,7 +254,7 @@ impl App {
             max_per_net_per_day: self.limits.form_questions_per_address_per_day,
             max_started_in_library_per_day: self.limits.starts_per_library_per_day,
         };
-        let q: QuestionRecord = self.store.create_form_question(new).await?;
+        let q: QuestionRecord = self.store.create_form_question(new).await.map_err(|e| self.note_day_spent(&lib, e))?;
         Ok(FormReceipt { question: q.id, library: lib.name })
     }
 

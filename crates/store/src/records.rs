@@ -272,8 +272,8 @@ pub struct NewFormQuestion {
     /// Form questions from the network in `keys.net` in the last day, at
     /// most (checked inside the write).
     pub max_per_net_per_day: u32,
-    /// Chats and form questions started at the library in the last 24
-    /// hours at most, from anywhere (see [`NewSession`]).
+    /// Chats nobody accepted and form questions started at the library in
+    /// the last 24 hours at most, from anywhere (see [`NewSession`]).
     pub max_started_in_library_per_day: u32,
 }
 
@@ -494,10 +494,11 @@ pub struct NewSession {
     /// counted apart): every chat is kept, so chats started all day would
     /// fill the store.
     pub max_started_per_net_per_day: u32,
-    /// Chats and offline-form questions started at the library in the last
-    /// 24 hours at most, from every network together: what bounds the rows
-    /// strangers with many networks (an IPv6 /48 holds 65,536 /64s) can add
-    /// to one library in a day.
+    /// Chats no librarian accepted (waiting, or ended unanswered) and
+    /// offline-form questions started at the library in the last 24 hours
+    /// at most, from every network together: what bounds the rows strangers
+    /// with many networks (an IPv6 /48 holds 65,536 /64s) can add to one
+    /// library in a day. Chats librarians took do not count.
     pub max_started_in_library_per_day: u32,
 }
 

@@ -215,6 +215,31 @@ async fn chats_started_from_one_network_are_capped_per_day() {
 }
 
 #[tokio::test]
+async fn a_library_that_took_its_days_chats_from_strangers_refuses_more_and_the_operator_is_told_once() {
+    let app = spawn_app_with(|c| c.limits.starts_per_library_per_day = 2).await;
+    app.start_chat("riverside-main", "one").await;
+    app.start_chat("riverside-main", "two").await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let res = http
+            .post(app.url("/api/libraries/riverside-main/chats"))
+            .json(&json!({"question": "three"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "too_many_today");
+    }
+    let form = json!({"question": "by e-mail?", "email": "pat@example.org"});
+    let res = http.post(app.url("/api/libraries/riverside-main/questions")).json(&form).send().await.unwrap();
+    assert_eq!(res.status(), 429, "the offline form counts with the chats");
+    assert!(app.start_chat("lakeside-public", "elsewhere").await.session > 0, "another library is served");
+    let logs = crate::helpers::captured_logs();
+    let told = logs.lines().filter(|l| l.contains("too_many_today") && l.contains("riverside-main")).count();
+    assert_eq!(told, 1, "logged once for the hour, not at each refusal: {told}");
+}
+
+#[tokio::test]
 async fn patron_triggered_mail_is_capped_per_recipient_and_per_network() {
     let app = spawn_app_with(|c| {
         c.limits.patron_mails_per_recipient_per_day = 1;

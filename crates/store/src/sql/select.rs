@@ -511,10 +511,11 @@ pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM session
 pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
      WHERE lower(to_addr) = lower(?2) AND created_at >= ?3 AND kind = ?1";
 
-/// Chats and offline-form questions started at a library since a time
-/// (binds library, since; index `sessions_report`).
+/// Chats no librarian accepted and offline-form questions, started at a
+/// library since a time (binds library, since; index `sessions_report`):
+/// what strangers can add; the chats librarians took are the library's work.
 pub(crate) const STARTED_IN_LIBRARY: &str =
-    "SELECT COUNT(*) AS n FROM sessions WHERE library_id = ?1 AND created_at >= ?2";
+    "SELECT COUNT(*) AS n FROM sessions WHERE library_id = ?1 AND created_at >= ?2 AND accepted_at IS NULL";
 
 /// The condition for the blocks a scope covers (binds `?1`: its id).
 pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
