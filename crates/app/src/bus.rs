@@ -16,7 +16,8 @@
 
 use refdesk_domain::chat::{SessionContext, Watcher};
 use refdesk_domain::event::Event;
-use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
+use refdesk_domain::ids::{CooperativeId, LibraryId, SessionId, StaffId};
+use refdesk_domain::org::Placement;
 use refdesk_domain::Millis;
 use refdesk_store::EventSink;
 use std::collections::BTreeMap;
@@ -68,10 +69,14 @@ impl Mailbox {
 struct Topics {
     /// Each session's watchers.
     sessions: HashMap<SessionId, Vec<Mailbox>>,
-    /// Watchers of the queue (staff, and patrons waiting for their place in line).
-    queue: Vec<Mailbox>,
-    /// Watchers of the chat monitor: every session's changes and messages.
-    monitor: Vec<Mailbox>,
+    /// Staff watching the queue, per cooperative: a queue event reaches the
+    /// desks of its own cooperative only (patrons waiting for their place
+    /// in line are in `patron_queues`).
+    queue: HashMap<CooperativeId, Vec<Mailbox>>,
+    /// Watchers of the chat monitor, per cooperative: every change and line
+    /// of its sessions. A flood of lines in one cooperative never reaches
+    /// (nor makes lag) the desks of another.
+    monitor: HashMap<CooperativeId, Vec<Mailbox>>,
     /// Each staff member's own connections (IM, availability).
     staff: HashMap<StaffId, Vec<Mailbox>>,
     /// Staff connections watching a live session without taking part (B3),
@@ -318,14 +323,15 @@ impl Subscription {
         }
     }
 
-    /// Starts receiving queue events.
-    pub fn join_queue(&self) {
-        join_list(&mut self.bus.lock().queue, &self.mailbox);
+    /// Starts receiving the queue events of a cooperative.
+    pub fn join_queue(&self, cooperative: CooperativeId) {
+        join_list(self.bus.lock().queue.entry(cooperative).or_default(), &self.mailbox);
     }
 
-    /// Starts receiving every session's changes and messages (chat monitor).
-    pub fn join_monitor(&self) {
-        join_list(&mut self.bus.lock().monitor, &self.mailbox);
+    /// Starts receiving every change and message of a cooperative's
+    /// sessions (chat monitor).
+    pub fn join_monitor(&self, cooperative: CooperativeId) {
+        join_list(self.bus.lock().monitor.entry(cooperative).or_default(), &self.mailbox);
     }
 
     /// Starts receiving what is addressed to one staff member (IM, availability).
@@ -340,8 +346,13 @@ impl Drop for Subscription {
         self.unwatch(None);
         let id = self.mailbox.id;
         let mut t = self.bus.lock();
-        t.queue.retain(|m| m.id != id);
-        t.monitor.retain(|m| m.id != id);
+        let topics = &mut *t;
+        for lists in [&mut topics.queue, &mut topics.monitor] {
+            lists.retain(|_, subs| {
+                subs.retain(|m| m.id != id);
+                !subs.is_empty()
+            });
+        }
         for session in &self.joined {
             t.leave(*session, id);
         }
@@ -490,7 +501,7 @@ impl Bus {
     /// to it, or any chat monitor (which hears every chat's lines).
     pub fn follows(&self, chats: &[Option<SessionId>]) -> Vec<bool> {
         let t = self.lock();
-        let monitored = !t.monitor.is_empty();
+        let monitored = t.monitor.values().any(|subs| !subs.is_empty());
         chats.iter().map(|chat| chat.is_none_or(|s| monitored || t.sessions.contains_key(&s))).collect()
     }
 
@@ -504,8 +515,9 @@ impl Bus {
         let mut seen = std::collections::HashSet::new();
         let everyone = t
             .queue
-            .iter()
-            .chain(&t.monitor)
+            .values()
+            .flatten()
+            .chain(t.monitor.values().flatten())
             .chain(t.sessions.values().flatten())
             .chain(t.staff.values().flatten())
             .chain(t.patron_queues.values().flat_map(|q| q.values()));
@@ -520,7 +532,7 @@ impl Bus {
     /// Number of connections subscribed to anything (for metrics and tests).
     pub fn connections(&self) -> usize {
         let t = self.lock();
-        let mut ids: Vec<u64> = t.queue.iter().chain(t.monitor.iter()).map(|m| m.id).collect();
+        let mut ids: Vec<u64> = t.queue.values().flatten().chain(t.monitor.values().flatten()).map(|m| m.id).collect();
         ids.extend(t.sessions.values().flatten().map(|m| m.id));
         ids.extend(t.staff.values().flatten().map(|m| m.id));
         ids.sort_unstable();
@@ -591,7 +603,7 @@ impl Topics {
     /// Hands an event to every mailbox of this node that takes it.
     fn route(&mut self, event: Arc<Event>) {
         match &*event {
-            Event::Message { ctx, .. } => self.to_session_and_monitor(ctx.id, &event),
+            Event::Message { ctx, .. } => self.to_session_and_monitor(ctx.id, ctx.placement.cooperative, &event),
             Event::Watchers { ctx, .. } => {
                 // Our own list changed, or another node's: everyone here
                 // hears the union.
@@ -600,9 +612,9 @@ impl Topics {
             }
             Event::Typing { ctx, .. } => self.to_session(ctx.id, &event),
             Event::Resync => {}
-            Event::QueueAdded(e) => self.to_queues(e.queue.library, (e.since, e.session), &event),
+            Event::QueueAdded(e) => self.to_queues(e.queue, (e.since, e.session), &event),
             Event::QueueRemoved { session, placement, since, .. } => {
-                self.to_queues(placement.library, (*since, *session), &event)
+                self.to_queues(*placement, (*since, *session), &event)
             }
             Event::SessionChanged(s) => {
                 if s.state == refdesk_domain::chat::SessionState::Ended {
@@ -613,13 +625,15 @@ impl Topics {
                     self.remote_watchers.remove(&s.ctx.id);
                     self.watchers.remove(&s.ctx.id);
                 }
-                self.to_session_and_monitor(s.ctx.id, &event);
+                self.to_session_and_monitor(s.ctx.id, s.ctx.placement.cooperative, &event);
             }
             Event::Im(im) => {
                 self.to_staff(im.from, &event);
                 self.to_staff(im.to, &event);
             }
-            Event::QueueRolledUp(_) => self.queue.iter().for_each(|m| m.deliver(&event)),
+            Event::QueueRolledUp(e) => {
+                self.queue.get(&e.queue.cooperative).into_iter().flatten().for_each(|m| m.deliver(&event))
+            }
             Event::SignedOut { staff } => self.to_staff(*staff, &event),
             Event::Availability { .. } | Event::Referred { .. } | Event::SignInEnded { .. } => {
                 self.staff.values().flatten().for_each(|m| m.deliver(&event))
@@ -633,25 +647,27 @@ impl Topics {
         }
     }
 
-    /// The session's watchers, and the chat monitor (last-message times,
-    /// state), once per connection even if it also watches the session.
-    fn to_session_and_monitor(&self, session: SessionId, event: &Arc<Event>) {
+    /// The session's watchers, and the chat monitors of its cooperative
+    /// (last-message times, state), once per connection even if it also
+    /// watches the session.
+    fn to_session_and_monitor(&self, session: SessionId, cooperative: CooperativeId, event: &Arc<Event>) {
         let watchers = self.sessions.get(&session).map_or(&[][..], Vec::as_slice);
         for m in watchers {
             m.deliver(event);
         }
-        for m in self.monitor.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
+        let monitors = self.monitor.get(&cooperative).map_or(&[][..], Vec::as_slice);
+        for m in monitors.iter().filter(|m| !watchers.iter().any(|w| w.id == m.id)) {
             m.deliver(event);
         }
     }
 
-    /// The staff queue, and the patrons waiting behind `key` in `queue`
-    /// (their place in line moves).
-    fn to_queues(&self, queue: LibraryId, key: (Millis, SessionId), event: &Arc<Event>) {
-        for m in &self.queue {
+    /// The staff queues of the cooperative, and the patrons waiting behind
+    /// `key` in `queue` (their place in line moves).
+    fn to_queues(&self, queue: Placement, key: (Millis, SessionId), event: &Arc<Event>) {
+        for m in self.queue.get(&queue.cooperative).map_or(&[][..], Vec::as_slice) {
             m.deliver(event);
         }
-        if let Some(waiting) = self.patron_queues.get(&queue) {
+        if let Some(waiting) = self.patron_queues.get(&queue.library) {
             // Behind the place: every mailbox at it is passed over.
             for m in waiting.range((Bound::Excluded((key.0, key.1, u64::MAX)), Bound::Unbounded)).map(|(_, m)| m) {
                 m.deliver(event);
@@ -750,7 +766,7 @@ mod tests {
         let mut patron = bus.subscribe(8);
         patron.join(SessionId(1));
         let desk = bus.subscribe(8);
-        desk.join_queue();
+        desk.join_queue(refdesk_domain::ids::CooperativeId(1));
         desk.join_staff(StaffId(1));
         assert_eq!(bus.follows(&[Some(SessionId(1)), Some(SessionId(2)), None]), [true, false, true]);
         // What `follows` says no to, routing hands to nobody.
@@ -759,8 +775,39 @@ mod tests {
         bus.deliver_local(vec![typing(1)]);
         assert!(patron.try_recv().is_some());
         // A chat monitor hears every chat's lines: then every chat is followed.
-        desk.join_monitor();
+        desk.join_monitor(refdesk_domain::ids::CooperativeId(1));
         assert_eq!(bus.follows(&[Some(SessionId(2))]), [true]);
+    }
+
+    #[test]
+    fn a_flood_of_lines_in_one_cooperative_never_reaches_nor_lags_the_desks_of_another() {
+        use refdesk_domain::ids::CooperativeId;
+        let bus = Bus::new();
+        let ours = bus.subscribe(4);
+        ours.join_monitor(CooperativeId(1));
+        ours.join_queue(CooperativeId(1));
+        let theirs = bus.subscribe(4);
+        theirs.join_monitor(CooperativeId(2));
+        theirs.join_queue(CooperativeId(2));
+        // A batch of cooperative 1's lines, more than a mailbox holds.
+        let line = |seq: u64| {
+            let Event::Typing { ctx, .. } = typing(5) else { unreachable!() };
+            let message = refdesk_domain::chat::Message {
+                session: ctx.id,
+                seq,
+                kind: refdesk_domain::chat::MessageKind::Message,
+                audience: refdesk_domain::chat::Audience::Everyone,
+                author: refdesk_domain::chat::Author::System,
+                body: "x".into(),
+                client_id: None,
+                at: 0,
+                system: None,
+            };
+            Event::Message { ctx, message }
+        };
+        bus.deliver_local((1..=10).map(line).collect());
+        assert!(ours.take_lagged(), "the cooperative's own desk heard them all, past its mailbox");
+        assert!(theirs.try_recv().is_none() && !theirs.take_lagged(), "another cooperative's desk heard nothing");
     }
 
     #[tokio::test]
@@ -799,19 +846,20 @@ mod tests {
     #[test]
     fn a_patrons_two_sockets_at_one_place_in_line_both_hear_it_move_until_each_leaves() {
         let bus = Bus::new();
-        let library = LibraryId(1);
+        let Event::Typing { ctx, .. } = typing(1) else { unreachable!() };
+        let (queue, library) = (ctx.placement, ctx.placement.library);
         let (ahead, mine) = ((1, SessionId(1)), (2, SessionId(2)));
         let mut tab1 = bus.subscribe(8);
         let mut tab2 = bus.subscribe(8);
         tab1.wait_in_queue(library, mine);
         tab2.wait_in_queue(library, mine);
         let moved = Arc::new(Event::Resync);
-        bus.lock().to_queues(library, ahead, &moved);
+        bus.lock().to_queues(queue, ahead, &moved);
         assert!(tab1.try_recv().is_some() && tab2.try_recv().is_some(), "both tabs hear the line move");
-        bus.lock().to_queues(library, mine, &moved);
+        bus.lock().to_queues(queue, mine, &moved);
         assert!(tab1.try_recv().is_none() && tab2.try_recv().is_none(), "their own place is not behind them");
         drop(tab1);
-        bus.lock().to_queues(library, ahead, &moved);
+        bus.lock().to_queues(queue, ahead, &moved);
         assert!(tab2.try_recv().is_some(), "closing one tab leaves the other in line");
         tab2.leave_queue_place();
         assert!(bus.lock().patron_queues.is_empty());

@@ -480,12 +480,12 @@ impl Feed {
         if matches!(self.viewer, Viewer::Patron { .. }) {
             return Err(DomainError::Forbidden("patrons have no queue").into());
         }
-        self.sub.join_queue();
-        self.desk().watching_queue = true;
         if let Viewer::Staff(me) = &self.viewer {
+            self.sub.join_queue(me.home.cooperative);
             let on_duty = self.app.is_on_duty(me).await?;
             self.desk().on_duty = on_duty;
         }
+        self.desk().watching_queue = true;
         let now = self.app.clock.now();
         let all = self.app.store.waiting().await?;
         Ok(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect())
@@ -497,7 +497,9 @@ impl Feed {
         if matches!(self.viewer, Viewer::Patron { .. }) {
             return Err(DomainError::Forbidden("patrons have no chat monitor").into());
         }
-        self.sub.join_monitor();
+        if let Viewer::Staff(me) = &self.viewer {
+            self.sub.join_monitor(me.home.cooperative);
+        }
         self.desk().monitor = true;
         let live = self.app.store.live_sessions().await?;
         let mut list: Vec<SessionSummary> =

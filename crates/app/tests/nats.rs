@@ -90,9 +90,9 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     let subject = format!("test.link.{}.{nanos}", std::process::id());
     let (a, b) = (Bus::new(), Bus::new());
     let on_a = a.subscribe(64);
-    on_a.join_queue();
+    on_a.join_queue(CooperativeId(1));
     let mut on_b = b.subscribe(64);
-    on_b.join_queue();
+    on_b.join_queue(CooperativeId(1));
     on_b.join(SessionId(7));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
     let mut probe = raw.subscribe(subject.clone()).await.unwrap();
@@ -222,14 +222,14 @@ async fn a_node_decodes_only_the_chat_events_someone_on_it_follows() {
     // there. Chat 7's line and the queue's event are.
     a.publish(vec![line(8, 1), typing(8), line(7, 1), Event::QueueAdded(entry(8, 0)), line(8, 2)]);
     assert_eq!(next(&on_b).await, line(7, 1));
-    on_b.join_queue();
+    on_b.join_queue(CooperativeId(1));
     a.publish(vec![Event::QueueAdded(entry(9, 0))]);
     assert_eq!(next(&on_b).await, Event::QueueAdded(entry(9, 0)), "events for more than one chat go on being decoded");
     assert_eq!(skipped(), 3, "chat 8's two lines and its typing");
 
     // A chat monitor on b hears every chat's lines: nothing is passed over.
     let monitor = b.subscribe(64);
-    monitor.join_monitor();
+    monitor.join_monitor(CooperativeId(1));
     a.publish(vec![line(8, 3)]);
     assert_eq!(next(&monitor).await, line(8, 3));
     assert_eq!(skipped(), 3);
@@ -241,7 +241,7 @@ async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody(
     let subject = format!("test.forged.{}.{nanos}", std::process::id());
     let bus = Bus::new();
     let sub = bus.subscribe(64);
-    sub.join_queue();
+    sub.join_queue(CooperativeId(1));
     sub.join_staff(StaffId(5));
     let raw = async_nats::connect(NATS).await.expect("NATS must be running on 127.0.0.1:4222");
     refdesk_app::nats::link(bus.clone(), &options(), &subject).await.unwrap();
@@ -304,7 +304,7 @@ async fn a_nats_server_out_of_reach_at_start_is_waited_for_not_an_error() {
     let url = format!("nats://127.0.0.1:{port}");
     let bus = Bus::new();
     let sub = bus.subscribe(8);
-    sub.join_queue();
+    sub.join_queue(CooperativeId(1));
     refdesk_app::nats::link(bus.clone(), &NatsOptions::with_key(url, KEY), "test.later")
         .await
         .expect("nobody listening yet is not a refusal: the link waits in the background");

@@ -75,7 +75,7 @@ async fn next_news(sub: &Subscription) -> Event {
 async fn linked(nats: &NatsOptions, subject: &str) -> (Arc<Bus>, refdesk_app::bus::Subscription) {
     let bus = Bus::new();
     let sub = bus.subscribe(64);
-    sub.join_queue();
+    sub.join_queue(CooperativeId(1));
     link(bus.clone(), nats, subject)
         .await
         .unwrap_or_else(|e| panic!("NATS with TLS must be running at {} (scripts/test.sh starts it): {e}", nats.url));
