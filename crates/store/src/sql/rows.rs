@@ -21,11 +21,32 @@ async fn members_of<D: Db>(db: &mut D, id: SessionId) -> Result<Vec<Member>> {
     db.rows(sel::MEMBERS_SELECT, args![id.0], sel::member).await
 }
 
-/// Sessions matching `cond`, with their members.
+/// Sessions whose members [`sessions_where`] reads in one statement.
+const MEMBERS_AT_ONCE: usize = 100;
+
+/// Sessions matching `cond`, with their members: read [`MEMBERS_AT_ONCE`]
+/// sessions' at a time (the chat monitor lists every live chat in scope:
+/// one statement per chat was a round trip per chat on PostgreSQL).
 pub(crate) async fn sessions_where<D: Db>(db: &mut D, cond: &str, args: &[Arg<'_>]) -> Result<Vec<SessionRecord>> {
     let mut out = db.rows(&format!("{SESSION_SELECT} WHERE {cond}"), args, sel::session).await?;
+    // One statement text whatever the count: ids past the last are 0, no session's.
+    let marks: Vec<String> = (1..=MEMBERS_AT_ONCE).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "SELECT m.session_id AS session_id, m.staff_id AS staff_id, st.display_name AS display_name, m.mode AS mode
+         FROM session_members m JOIN staff st ON st.id = m.staff_id
+         WHERE m.session_id IN ({}) ORDER BY m.session_id, m.joined_at, m.staff_id",
+        marks.join(", ")
+    );
+    let mut members: std::collections::HashMap<i64, Vec<Member>> = std::collections::HashMap::new();
+    for chunk in out.chunks(MEMBERS_AT_ONCE) {
+        let mut ids: Vec<Arg<'_>> = chunk.iter().map(|rec| Arg::Int(rec.ctx.id.0)).collect();
+        ids.resize_with(MEMBERS_AT_ONCE, || Arg::Int(0));
+        for (session, member) in db.rows(&sql, &ids, |r| Ok((r.int("session_id")?, sel::member(r)?))).await? {
+            members.entry(session).or_default().push(member);
+        }
+    }
     for rec in &mut out {
-        rec.ctx.members = members_of(db, rec.ctx.id).await?;
+        rec.ctx.members = members.remove(&rec.ctx.id.0).unwrap_or_default();
     }
     Ok(out)
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 on_every_backend!(
     waiting_chats_are_found_by_token_and_queue_oldest_first,
     chats_waiting_too_long_are_found_longest_waiting_first_a_round_at_a_time,
+    the_live_chats_carry_their_own_members_however_many_there_are,
     an_accept_is_atomic_and_creates_the_question_in_the_patrons_library,
     of_many_simultaneous_accepts_exactly_one_wins,
     a_guard_that_refuses_writes_nothing,
@@ -211,6 +212,33 @@ async fn only_committed_messages_are_published_once_each_in_commit_order(b: &Bac
     let stored = seqs(b, a).await;
     assert_eq!(stored.len(), 8, "question, joined, hi, note, whispering, taken over, left, ended");
     assert_eq!(b.sink.message_seqs(a), stored, "each committed message published once, in order; refused ones never");
+}
+
+/// The live chats' list (the chat monitor's) carries each chat's own
+/// conference members in the order they came, past the hundred chats whose
+/// members are read at once.
+async fn the_live_chats_carry_their_own_members_however_many_there_are(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let mut chats = Vec::new();
+    for i in 0..130 {
+        chats.push(chatting(s, w, None, &format!("lm{i}"), 10 + i).await);
+    }
+    for (i, &chat) in [chats[0], chats[99], chats[100], chats[129]].iter().enumerate() {
+        s.conference(chat, w.dev.clone(), ConferenceMode::Whisper, ok(), 200 + i as i64).await.unwrap();
+    }
+    s.conference(chats[100], w.carla.clone(), ConferenceMode::Join, ok(), 300).await.unwrap();
+    let live = s.live_sessions().await.unwrap();
+    assert_eq!(live.len(), 130);
+    for rec in &live {
+        let members: Vec<_> = rec.ctx.members.iter().map(|m| (m.staff, m.mode)).collect();
+        let want = match chats.iter().position(|&c| c == rec.ctx.id) {
+            Some(0 | 99 | 129) => vec![(w.dev.id, ConferenceMode::Whisper)],
+            Some(100) => vec![(w.dev.id, ConferenceMode::Whisper), (w.carla.id, ConferenceMode::Join)],
+            _ => vec![],
+        };
+        assert_eq!(members, want, "chat {:?}", rec.ctx.id);
+        assert_eq!(rec.ctx, s.session(rec.ctx.id).await.unwrap().unwrap().ctx, "as one chat's read says");
+    }
 }
 
 /// Conferencing (B2, B3): members are in the context; a change of hands
