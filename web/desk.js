@@ -22,6 +22,22 @@ let waiting = [];
 // chats and 500 live ones at most): asked for again as room is made.
 let queueMore = 0;
 let monitorMore = 0;
+// The lists are drawn again at most every 50 ms, however many frames change
+// them meanwhile: each patron's line is a monitor tick, and a flood of lines
+// or of waiting chats redrew the whole list for each one.
+const drawSoon = (() => {
+  const due = new Set();
+  let timer = null;
+  return (draw) => {
+    due.add(draw);
+    timer ??= setTimeout(() => {
+      timer = null;
+      const draws = [...due];
+      due.clear();
+      for (const d of draws) d();
+    }, 50);
+  };
+})();
 
 const log = (s) => {
   if (!logs.has(s)) logs.set(s, { last: 0, items: new Map(), unread: 0, lastPatronSeq: 0, lastStaffSeq: 0 });
@@ -341,12 +357,12 @@ async function start() {
       else if (f.type === "queue_added") {
         const fresh = !waiting.some((w) => w.session === f.session);
         waiting = waiting.filter((w) => w.session !== f.session).concat([f]);
-        renderQueue();
+        drawSoon(renderQueue);
         if (fresh) alertNewPatron(f);
       }
       else if (f.type === "queue_removed") {
         waiting = waiting.filter((w) => w.session !== f.session);
-        renderQueue();
+        drawSoon(renderQueue);
         if (queueMore > 0) { queueMore = 0; conn.send({ type: "queue" }); } // the next in line
       }
       else if (f.type === "monitor") {
@@ -364,12 +380,12 @@ async function start() {
       }
       else if (f.type === "monitor_gone") {
         monitor.delete(f.session);
-        renderMonitor();
+        drawSoon(renderMonitor);
         if (monitorMore > 0) { monitorMore = 0; conn.send({ type: "monitor" }); }
       }
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
-      else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; renderMonitor(); } }
-      else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; renderMonitor(); } }
+      else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
+      else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; drawSoon(renderMonitor); } }
       else if (f.type === "im") onIm(f);
       else if (f.type === "availability") refreshColleagues();
       else if (f.type === "referred") {

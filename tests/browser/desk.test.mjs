@@ -272,3 +272,37 @@ test("the patron's typing shows on the desk and clears when the line arrives; th
   assert.ok(labels.length > 0 && !labels.some((l) => /referred/i.test(l)), `${labels}`);
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a flood of a patron's lines redraws the admin's chat monitor a few times, not once a line", async () => {
+  const carla = await open();
+  await signIn(carla, "carla");
+  const patron = await open();
+  await askQuestion(patron, "Flood", "Many lines at once");
+  await carla.locator("#list-all").getByText(/Flood/).waitFor({ state: "attached" });
+  // From here on, every redraw of the ALL list is counted.
+  await carla.evaluate(() => {
+    window.redraws = 0;
+    new MutationObserver((records) => { window.redraws += records.length; })
+      .observe(document.getElementById("list-all"), { childList: true });
+  });
+  // Fifteen lines sent at once from a socket of the patron's own (each is a
+  // monitor tick for the admin's desk).
+  const sent = await patron.evaluate(async () => {
+    const { token } = JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main"));
+    const ws = new WebSocket(`ws://${location.host}/api/ws`);
+    await new Promise((ok) => { ws.onopen = ok; });
+    ws.send(JSON.stringify({ type: "auth", token }));
+    for (let i = 0; i < 15; i++) ws.send(JSON.stringify({ type: "send", client_id: `flood-${i}`, body: `line ${i}` }));
+    let acks = 0;
+    await new Promise((done) => {
+      ws.onmessage = (e) => { if (JSON.parse(e.data).type === "ack" && ++acks === 15) done(); };
+      setTimeout(done, 5000);
+    });
+    return acks;
+  });
+  assert.equal(sent, 15, "every line was taken");
+  await carla.waitForTimeout(500);
+  const redraws = await carla.evaluate(() => window.redraws);
+  assert.ok(redraws >= 1 && redraws <= 5, `the ALL list was redrawn ${redraws} times for 15 lines`);
+  await carla.locator("#list-all").getByText(/Flood/).waitFor({ state: "attached" });
+});

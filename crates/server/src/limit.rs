@@ -122,17 +122,27 @@ pub struct Reads {
     limiter: std::sync::Arc<Limiter>,
     ip: IpAddr,
     metrics: std::sync::Arc<crate::metrics::ServerMetrics>,
+    /// Whether the socket's first read, which is free, was made.
+    first_made: bool,
 }
 
 impl Reads {
     /// The budget of the network of `ip` (the client's address).
     pub fn new(state: &AppState, ip: IpAddr) -> Reads {
-        Reads { limiter: state.limiter.clone(), ip, metrics: state.metrics.clone() }
+        Reads { limiter: state.limiter.clone(), ip, metrics: state.metrics.clone(), first_made: false }
     }
 
-    /// Takes one read; `Err(seconds to wait)` when the network has none left.
-    /// A refusal is counted in `refdesk_limited_total{limit="patron_read"}`.
-    pub fn take(&self, per_minute: u32) -> Result<(), u64> {
+    /// Takes one read but the socket's first, which is free (a chat is
+    /// followed live only once resumed, and another patron behind the same
+    /// address spending the budget must not keep this one from following
+    /// theirs; opening a socket is a read already); `Err(seconds to wait)`
+    /// when the network has none left, counted in
+    /// `refdesk_limited_total{limit="patron_read"}`.
+    pub fn take_after_first(&mut self, per_minute: u32) -> Result<(), u64> {
+        if !self.first_made {
+            self.first_made = true;
+            return Ok(());
+        }
         let taken = self.limiter.take(Kind::PatronRead, self.ip, per_minute);
         if taken.is_err() {
             self.metrics.limited("patron_read");

@@ -36,8 +36,6 @@ pub(super) struct Connection {
     slot: Slot,
     /// A patron's share of their network's read budget (`resume`).
     reads: Option<crate::limit::Reads>,
-    /// Whether the client has resumed a session yet (its first is free).
-    resumed: bool,
     /// When the client last sent anything (a pong counts).
     heard: Instant,
     /// Turns `true` when the node's sockets must go (1001); held for the
@@ -77,7 +75,7 @@ impl Connection {
             Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id))),
             Viewer::Patron { .. } => None,
         };
-        Connection { feed, _online: online, patron, slot, reads, resumed: false, heard: Instant::now(), gone }
+        Connection { feed, _online: online, patron, slot, reads, heard: Instant::now(), gone }
     }
 
     /// Takes a frame from the budget this socket shares.
@@ -337,19 +335,13 @@ impl Connection {
             Err(e) => return report(socket, e, None).await,
         };
         // A patron's replay is a read of their chat like `GET /api/chat`,
-        // from the same budget, taken before anything is read. But not the
-        // socket's first: a chat is followed live only once resumed, and
-        // another patron behind the same address spending the budget must
-        // not keep this one from following theirs (opening a socket is a
-        // read already, so this at most doubles what openings cost).
+        // from the same budget, taken before anything is read; but not the
+        // socket's first (see `Reads::take_after_first`).
         let per_minute = self.feed.app().limits().patron_reads_per_minute;
-        if self.resumed {
-            if let Some(Err(wait)) = self.reads.as_ref().map(|r| r.take(per_minute)) {
-                let why = format!("too many reads from your address; try again in {wait} s");
-                return error(socket, "rate_limited", &why, None).await;
-            }
+        if let Some(Err(wait)) = self.reads.as_mut().map(|r| r.take_after_first(per_minute)) {
+            let why = format!("too many reads from your address; try again in {wait} s");
+            return error(socket, "rate_limited", &why, None).await;
         }
-        self.resumed = true;
         if let Err(e) = self.feed.resume(session, after).await {
             return report(socket, e.into(), None).await;
         }
