@@ -143,17 +143,28 @@ async fn every_kind_of_frame_counts_against_the_frame_limit() {
     assert!(limited, "the flood of control and binary frames was not limited");
 }
 
-/// Pongs and `rate_limited` errors among what `ws` sends back within a second of quiet.
-async fn pongs_and_refusals(ws: &mut Raw) -> (usize, usize) {
-    let (mut pongs, mut limited) = (0, 0);
+/// The frames of type `kind` and the `rate_limited` errors among what `ws`
+/// sends back until it has been quiet for a second.
+async fn answers_and_refusals(ws: &mut Raw, kind: &str) -> (usize, usize) {
+    let (mut answers, mut limited) = (0, 0);
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
         if let Ws::Text(t) = msg {
             let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            pongs += usize::from(v["type"] == "pong");
+            answers += usize::from(v["type"] == kind);
             limited += usize::from(v["code"] == "rate_limited");
         }
     }
-    (pongs, limited)
+    (answers, limited)
+}
+
+/// Pongs and `rate_limited` errors (see [`answers_and_refusals`]).
+async fn pongs_and_refusals(ws: &mut Raw) -> (usize, usize) {
+    answers_and_refusals(ws, "pong").await
+}
+
+/// `synced` frames (replays done) and `rate_limited` errors.
+async fn replays_and_refusals(ws: &mut Raw) -> (usize, usize) {
+    answers_and_refusals(ws, "synced").await
 }
 
 #[tokio::test]
@@ -189,20 +200,6 @@ async fn the_patrons_of_one_network_share_a_frame_budget_whatever_the_chats() {
         ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
     }
     assert_eq!(pongs_and_refusals(&mut ws).await, (10, 0), "another network is not held back");
-}
-
-/// Counts the `synced` frames and the `rate_limited` refusals a socket gets
-/// until it has been quiet for a second.
-async fn replays_and_refusals(ws: &mut Raw) -> (usize, usize) {
-    let (mut synced, mut limited) = (0, 0);
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
-        if let Ws::Text(t) = msg {
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            synced += usize::from(v["type"] == "synced");
-            limited += usize::from(v["code"] == "rate_limited");
-        }
-    }
-    (synced, limited)
 }
 
 #[tokio::test]
