@@ -365,9 +365,22 @@ struct Listed {
     changes: u64,
 }
 
-/// The application: every use case hangs off this. Cheap to clone.
+/// The application: every use case hangs off this. Cheap to clone, and
+/// small: every connection holds one (a waiting patron's socket is mostly
+/// what it holds, issue 17), so it is one pointer to [`Parts`].
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<Parts>);
+
+impl std::ops::Deref for App {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What an [`App`] shares between its clones.
+pub struct Parts {
     /// The source of truth.
     store: Arc<dyn Store>,
     /// Fan-out of committed events.
@@ -464,7 +477,7 @@ impl App {
 
     /// Assembles the app. The store must have been opened with `bus` as its sink.
     pub fn new(store: Arc<dyn Store>, bus: Arc<bus::Bus>, limits: Limits, clock: Clock) -> App {
-        App {
+        App(Arc::new(Parts {
             store,
             bus,
             limits: Arc::new(limits),
@@ -483,7 +496,7 @@ impl App {
             mail_asks: Arc::default(),
             day_spent: Arc::default(),
             retention: Arc::default(),
-        }
+        }))
     }
 
     /// The store, for what the server does with it directly: readiness,
