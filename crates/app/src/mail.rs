@@ -365,11 +365,27 @@ impl Mailer {
             Transport::Files(dir) => {
                 let write = async {
                     use tokio::io::AsyncWriteExt;
-                    tokio::fs::create_dir_all(dir).await?;
+                    // Private like the database beside it: an e-mail holds a
+                    // patron's address and question (a folder made by an
+                    // older refdesk, 0755, is made private too).
+                    let mut folder = tokio::fs::DirBuilder::new();
+                    folder.recursive(true);
+                    let mut open = tokio::fs::OpenOptions::new();
+                    open.write(true).create(true).truncate(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        folder.mode(0o700);
+                        open.mode(0o600);
+                        folder.create(dir).await?;
+                        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await?;
+                    }
+                    #[cfg(not(unix))]
+                    folder.create(dir).await?;
                     let path = dir.join(format!("{:08}.eml", mail.id));
                     let tmp = dir.join(format!(".{:08}.eml.tmp", mail.id));
                     // On disk before it is recorded as sent: the file, then its name.
-                    let mut file = tokio::fs::File::create(&tmp).await?;
+                    let mut file = open.open(&tmp).await?;
                     file.write_all(&email.formatted()).await?;
                     file.sync_all().await?;
                     tokio::fs::rename(&tmp, &path).await?;

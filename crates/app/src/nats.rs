@@ -313,19 +313,58 @@ fn refusal(e: &async_nats::ConnectError, shown: &str) -> String {
     }
 }
 
-/// A URL fit for logs: without the user, password or token in it, nor its
-/// query (which may hold a password too).
+/// A URL fit for logs and for `refdesk config`: its password or token
+/// (before the `@`) and the values of query parameters that may hold a
+/// secret (`password=`, `token=`, …) are `***`; the user name and the other
+/// parameters stay, so that what decides the connection's security
+/// (`tls=required`, `sslmode=verify-full`) is still seen — and is kept by an
+/// operator who saves the output as a configuration.
 pub fn redact_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
-        Some((base, _)) => (base, "?***"),
-        None => (url, ""),
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let shown = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &base[..scheme + 3], &base[at + 1..]),
-        (None, Some(at)) => format!("***@{}", &base[at + 1..]),
-        _ => base.to_owned(),
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let mut shown = match base[after_scheme..].rfind('@').map(|at| after_scheme + at) {
+        Some(at) => {
+            let user = match base[after_scheme..at].split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{}{user}{}", &base[..after_scheme], &base[at..])
+        }
+        None => base.to_owned(),
     };
-    shown + query
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if secret_param(key) => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        shown = format!("{shown}?{}", params.join("&"));
+    }
+    shown
+}
+
+/// Whether a URL's query parameter may hold a secret (its value is hidden).
+fn secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "token", "secret", "key", "auth", "cred"].iter().any(|s| key.contains(s))
+}
+
+/// Whether a URL holds `***` where a secret goes: a [`redact_url`] output
+/// saved as a configuration, which would sign in with `***`.
+pub fn holds_hidden_secret(url: &str) -> bool {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let userinfo = base[after_scheme..].rfind('@').map(|at| &base[after_scheme..after_scheme + at]);
+    let in_userinfo = userinfo.is_some_and(|u| u == "***" || u.ends_with(":***"));
+    let in_query = url
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p.split_once('=').is_some_and(|(_, v)| v == "***")));
+    in_userinfo || in_query
 }
 
 /// Links `bus` to the other nodes through the NATS server `nats` names, on
@@ -713,11 +752,27 @@ mod tests {
 
     #[test]
     fn secrets_in_a_nats_url_are_not_shown() {
-        assert_eq!(redact_url("nats://user:pass@host:4222"), "nats://***@host:4222");
+        assert_eq!(redact_url("nats://user:pass@host:4222"), "nats://user:***@host:4222");
         assert_eq!(redact_url("nats://token@host"), "nats://***@host");
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
-        assert_eq!(redact_url("postgres://h/db?password=x"), "postgres://h/db?***");
-        assert_eq!(redact_url("user:pw@host:4222"), "***@host:4222");
+        assert_eq!(redact_url("postgres://h/db?password=x"), "postgres://h/db?password=***");
+        assert_eq!(redact_url("user:pw@host:4222"), "user:***@host:4222");
+        // What makes the connection secure is shown, and so kept by whoever
+        // saves `refdesk config` as a configuration.
+        assert_eq!(
+            redact_url("smtp://me:p%40ss@mail:587?tls=required&auth_token=t0k"),
+            "smtp://me:***@mail:587?tls=required&auth_token=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@db/refdesk?sslmode=verify-full&sslpassword=x"),
+            "postgres://u:***@db/refdesk?sslmode=verify-full&sslpassword=***"
+        );
+        for shown in ["smtp://me:***@mail:587?tls=required", "smtps://***@mail", "postgres://db?password=***"] {
+            assert!(holds_hidden_secret(shown), "{shown}");
+        }
+        for real in ["smtp://me:s3cret@mail:587?tls=required", "nats://127.0.0.1:4222", "smtp://mail?tls=required"] {
+            assert!(!holds_hidden_secret(real), "{real}");
+        }
     }
 
     #[test]

@@ -39,11 +39,14 @@ pub struct DataDirLock {
     _file: File,
 }
 
-/// Takes the data folder's lock, creating the folder (0700) and the lock
-/// file (0600) if needed; refuses if another process holds it.
+/// Takes the data folder's lock, creating the folder (0700; the folder
+/// above it must exist) and the lock file (0600) if needed; refuses if
+/// another process holds it.
 pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
     let mut create = std::fs::DirBuilder::new();
-    create.recursive(true);
+    // Not the folders above it: a mistyped path is refused, not served
+    // empty.
+    create.recursive(false);
     let mut open = std::fs::OpenOptions::new();
     open.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -52,9 +55,18 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
         create.mode(0o700);
         open.mode(0o600);
     }
-    create.create(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
+    if !dir.is_dir() {
+        create.create(dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "creating the data folder {}: the folder above it does not exist (is data_dir right? refdesk \
+                 creates the data folder, not the folders above it)",
+                dir.display()
+            ),
+            _ => on_data(e, format!("creating the data folder {}", dir.display())),
+        })?;
+    }
     let path = dir.join(LOCK_FILE);
-    let mut file = open.open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file = open.open(&path).map_err(|e| on_data(e, format!("opening {}", path.display())))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -79,6 +91,18 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
     // Ours now: say whose it is (for the message above; nothing relies on it).
     file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).ok();
     Ok(DataDirLock { _file: file })
+}
+
+/// An I/O error on the data folder, saying what to do when the folder
+/// belongs to another user (a command run as root, or not as `refdesk`).
+pub fn on_data(e: std::io::Error, what: String) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (the data folder belongs to another user: run refdesk as its owner, e.g. `runuser -u refdesk -- refdesk …`)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("{what}: {e}{hint}")
 }
 
 #[cfg(test)]

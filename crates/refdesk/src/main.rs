@@ -331,7 +331,9 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         let message = format!("{e:#}");
         let line = refdesk_server::settings::line_of_error(&text, &message);
         // An error that names the variable or flag that set it is not the file's.
-        let from_elsewhere = message.contains(", from REFDESK_") || message.contains(", from --set");
+        let from_elsewhere = ["from REFDESK_", "from --", "--set", "REFDESK_"]
+            .iter()
+            .any(|s| message.contains(s) && (s.starts_with("from") || message.starts_with(s)));
         match (line, &cli.config) {
             (Some(n), Some(file)) if !message.contains("line ") && !from_elsewhere => {
                 anyhow::anyhow!("{}, line {n}: {message}", file.display())
@@ -366,12 +368,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load_unchecked(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
+        config.sources.insert("data_dir".into(), "--data-dir".into());
     }
     if let Some(url) = &cli.database_url {
         config.database_url = Some(url.clone());
+        config.sources.insert("database_url".into(), "--database-url".into());
     }
     if let Some(url) = &cli.nats_url {
         config.nats_url = Some(url.clone());
+        config.sources.insert("nats_url".into(), "--nats-url".into());
     }
     config.apply_sets(&cli.sets)?;
     // Checked once, with the flags: they may change what the file and the
@@ -441,7 +446,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let done = state.app.set_up(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
             print_set_up(&done?, &args.admin);
-            println!("next: `refdesk serve`, then sign in at /desk as {} to add staff and libraries", args.admin);
+            let config = load_config(&cli)?;
+            match &config.database_url {
+                None => println!("the database is {}", std::fs::canonicalize(config.database_path())?.display()),
+                Some(_) => println!("the database is the PostgreSQL one of database_url"),
+            }
+            let with = cli.config.as_ref().map(|f| format!(" --config {}", f.display())).unwrap_or_default();
+            println!("next: `refdesk{with} serve`, then sign in at /desk as {} to add staff and libraries", args.admin);
             Ok(())
         }
         Command::Cooperative { command: CooperativeCommand::Add(args) } => {
@@ -530,7 +541,24 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     // A public URL means the service is deployed: no demo there either.
     let public = !config.listen.ip().is_loopback() || config.public_url.is_some();
     if demo && public {
-        bail!("{}", demo_refused(config.listen));
+        bail!(
+            "--demo is for trying refdesk on this machine: it is refused with a public_url or a listen address \
+             other than loopback ({}). To serve a library, run `refdesk setup` (README: Deploying for real).",
+            config.listen
+        );
+    }
+    // Bound before anything is created or opened: a port already taken
+    // changes nothing, not even a new data folder. The metrics' port is
+    // tried here too (and bound again by `run`), so that a taken one is
+    // said before the server says it is serving.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    if let Some(metrics) = config.metrics_listen {
+        drop(
+            std::net::TcpListener::bind(metrics)
+                .with_context(|| format!("listening on {metrics} for /metrics (metrics_listen)"))?,
+        );
     }
     // Held until the process ends (see `lock`): before the database
     // is opened, so a second server changes nothing, not even the schema.
@@ -538,11 +566,6 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         None => Some(lock::lock_data_dir(&config.data_dir)?),
         Some(_) => None,
     };
-    // Bound before the database is opened: a port already taken changes
-    // nothing.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
     let state = refdesk_server::open(&config, Clock::system()).await?;
     if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
         state.app.store().close().await;
@@ -565,9 +588,15 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         None => println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display()),
         Some(_) => println!("refdesk is serving on http://{addr}/ (data in PostgreSQL)"),
     }
-    println!("  librarian desk:  http://{addr}/desk");
+    // Behind a proxy, the pages work at the public address only (a
+    // sign-in from another origin is refused as cross-site).
+    let base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    if config.public_url.is_some() {
+        println!("  (signing in works at {base} only: requests from another address are refused as cross-site)");
+    }
+    println!("  librarian desk:  {base}/desk");
     for lib in libs.iter().take(10) {
-        println!("  patron chat:     http://{addr}/ask/{}  ({})", lib.slug, lib.name);
+        println!("  patron chat:     {base}/ask/{}  ({})", lib.slug, lib.name);
     }
     if libs.is_empty() {
         println!(

@@ -50,7 +50,7 @@ fn the_configuration_in_effect_comes_from_the_file_the_environment_and_flags_wit
     assert_eq!(limits["idle_chat_minutes"].as_integer(), Some(9), "a table's setting by its key alone");
     assert_eq!(limits["block_hours"].as_integer(), Some(48), "a flag over the file");
     let smtp = shown["mail"]["smtp_url"].as_str().unwrap();
-    assert_eq!(smtp, "smtp://***@mail.example.org:587");
+    assert_eq!(smtp, "smtp://mailer:***@mail.example.org:587");
     assert!(!out(&o).contains("hunter2"));
 }
 
@@ -144,4 +144,96 @@ fn a_misspelt_variable_is_warned_about_not_ignored_without_a_word() {
     assert_eq!(err(&o).matches("REFDESK_LISTN").count(), 1, "warned about once: {}", err(&o));
     assert!(err(&o).contains("not a refdesk setting"), "{}", err(&o));
     assert!(!err(&o).contains("REFDESK_BLOCK_HOURS") && !err(&o).contains("REFDESK_TEST_BACKEND"), "{}", err(&o));
+}
+
+#[test]
+fn the_printed_configuration_keeps_what_makes_a_link_secure_and_refuses_to_run_with_its_hidden_secrets() {
+    let env = [("REFDESK_SMTP_URL", "smtp://mailer:hunter2@mail.example.org:587?tls=required")];
+    let o = refdesk(None, &env, &["config"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let shown: toml::Table = toml::from_str(&out(&o)).expect("the output is TOML");
+    let smtp = shown["mail"]["smtp_url"].as_str().unwrap();
+    // Saved as a configuration, it would still require TLS (it once said
+    // `?***`, and the mail then went in the clear)…
+    assert_eq!(smtp, "smtp://mailer:***@mail.example.org:587?tls=required");
+    // …and it is refused rather than used to sign in with "***".
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved.toml");
+    std::fs::write(&saved, out(&o)).unwrap();
+    let o = refdesk(Some(&saved), &[], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("mail.smtp_url holds ***"), "{}", err(&o));
+}
+
+#[test]
+fn an_error_about_a_setting_a_variable_or_flag_set_names_it_and_not_a_line_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(
+        dir.path(),
+        "listen = \"127.0.0.1:8089\"\npublic_url = \"https://ask.example.org\"\n\n[mail]\nfrom = \"a@b.org\"\n",
+    );
+    for (var, value, setting) in
+        [("REFDESK_PUBLIC_URL", "ask.example.org", "public_url"), ("REFDESK_MAIL_FROM", "bad", "mail.from")]
+    {
+        let o = refdesk(Some(&f), &[(var, value)], &["config", "--check"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(err(&o).contains(setting) && err(&o).contains(&format!("(from {var})")), "{}", err(&o));
+        assert!(!err(&o).contains("line "), "the file's lines are fine: {}", err(&o));
+    }
+    let o =
+        refdesk(Some(&f), &[], &["--data-dir", f.to_str().unwrap(), "--set", "block_hours=30", "config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("it is limits.block_hours") && !err(&o).contains("line "), "{}", err(&o));
+}
+
+#[test]
+fn a_relative_path_in_a_file_is_taken_from_the_files_folder_whatever_folder_a_command_runs_in() {
+    let etc = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let f = file(etc.path(), "data_dir = \"data\"\n");
+    let o = Command::new(BIN)
+        .env_clear()
+        .current_dir(elsewhere.path())
+        .arg("--config")
+        .arg(&f)
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
+    assert_eq!(shown["data_dir"].as_str().unwrap(), etc.path().join("data").to_str().unwrap());
+    // Not set in the file: from the folder the command runs in, as before.
+    let o = refdesk(None, &[], &["config"]);
+    let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
+    assert_eq!(shown["data_dir"].as_str(), Some("data"));
+}
+
+#[test]
+fn a_data_folder_that_cannot_be_one_is_refused_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the folder should be: the check says so.
+    let a_file = file(dir.path(), "");
+    let o = refdesk(None, &[], &["--data-dir", a_file.to_str().unwrap(), "config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("is a file, not a folder"), "{}", err(&o));
+    // A mistyped path: `serve` refuses it rather than serving an empty service.
+    let deep = dir.path().join("no/such/data");
+    let o = refdesk(None, &[], &["--data-dir", deep.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("the folder above it does not exist"), "{}", err(&o));
+    assert!(!dir.path().join("no").exists());
+    // A port already taken: refused before the data folder is made.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let o = refdesk(None, &[], &["--data-dir", data.to_str().unwrap(), "serve", "--listen", &port]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("Address already in use") || err(&o).contains("address in use"), "{}", err(&o));
+    assert!(!data.exists(), "nothing was created");
+    // The metrics' port taken: said before the server says it serves.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let env = [("REFDESK_METRICS_LISTEN", port.as_str())];
+    let o = refdesk(None, &env, &["--data-dir", data.to_str().unwrap(), "serve", "--listen", &listen]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("metrics_listen") && !out(&o).contains("is serving"), "{}{}", out(&o), err(&o));
 }

@@ -227,8 +227,20 @@ async fn the_demo_serves_this_machine_only() {
     let dir = tempfile::tempdir().unwrap();
     let o = refdesk(dir.path(), &["serve", "--demo", "--listen", "0.0.0.0:0"], None);
     assert!(!o.status.success());
-    assert!(text(&o).contains("refusing to listen on 0.0.0.0:0"), "{}", text(&o));
-    assert!(text(&o).contains("refdesk setup"), "{}", text(&o));
+    assert!(text(&o).contains("--demo is for trying refdesk on this machine"), "{}", text(&o));
+    assert!(text(&o).contains("(0.0.0.0:0)") && text(&o).contains("refdesk setup"), "{}", text(&o));
+    // With a public URL on loopback: refused for the URL, and it does not
+    // say the database holds the demo accounts (it holds nothing yet).
+    let o = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env("REFDESK_PUBLIC_URL", "https://ask.example.org")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("public_url") && !text(&o).contains("holds the demo"), "{}", text(&o));
 
     // A database holding the demo accounts: refused too, without --demo.
     let o = refdesk(dir.path(), &["demo"], None);

@@ -3,6 +3,7 @@
 //! flags (applied by the binary; `--set name=value` for any setting). Every field has a
 //! safe default, so `refdesk serve` needs none of it.
 
+use crate::settings::named_at;
 use anyhow::{bail, Context};
 use refdesk_app::mail::MailConfig;
 use refdesk_app::Limits;
@@ -150,6 +151,12 @@ impl std::fmt::Debug for Config {
 
 /// The top-level settings that are unset by default, as `refdesk config`
 /// shows them.
+/// The mail table's setting unset by default, shown in it.
+const MAIL_UNSET_BY_DEFAULT: &str = r#"# Unset by default: e-mail is written to <data_dir>/mail/*.eml. An SMTP server, with TLS
+# required (smtps://, or tls=required with STARTTLS) and its sign-in:
+# smtp_url = "smtp://refdesk:password@mail.example.org:587?tls=required"
+"#;
+
 const UNSET_BY_DEFAULT: &str = r#"
 # Unset by default. The address patrons and staff reach refdesk at (behind a reverse proxy, the
 # proxy's): only pages from it may change anything; https makes cookies Secure; e-mails and the
@@ -235,13 +242,42 @@ impl Config {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                Config::parse_toml(&text).with_context(|| format!("in the configuration file {}", path.display()))?
+                let mut config = Config::parse_toml(&text)
+                    .with_context(|| format!("in the configuration file {}", path.display()))?;
+                config.paths_from(path.parent().unwrap_or(Path::new(".")), &text);
+                config
             }
             None => Config::default(),
         };
         config.apply_env_settings(|k| std::env::var(k).ok())?;
         config.apply_env(|k| std::env::var(k).ok())?;
         Ok(config)
+    }
+
+    /// A relative path the file `text` sets is taken from the file's
+    /// folder `dir`, not from wherever a command is run: `data_dir = "data"`
+    /// in /etc/refdesk/refdesk.toml is /etc/refdesk/data for `serve`, for
+    /// `setup` and for the nightly backup alike (run from three folders, a
+    /// relative path was three data folders, two of them empty).
+    fn paths_from(&mut self, dir: &Path, text: &str) {
+        let in_file = |name: &str| crate::settings::line_of(text, name).is_some();
+        let from_dir = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if in_file("data_dir") {
+            from_dir(&mut self.data_dir);
+        }
+        for (name, path) in [
+            ("nats_credentials_file", &mut self.nats_credentials_file),
+            ("nats_ca_file", &mut self.nats_ca_file),
+            ("nats_key_file", &mut self.nats_key_file),
+        ] {
+            if let Some(p) = path.as_mut().filter(|_| in_file(name)) {
+                from_dir(p);
+            }
+        }
     }
 
     /// Parses a configuration file. An error names the line and what is
@@ -270,6 +306,11 @@ impl Config {
     /// (`REFDESK_MAX_WAITING_PER_ADDRESS`, `REFDESK_MAX_WAITING_PER_LIBRARY`)
     /// and `REFDESK_MAX_CONNECTIONS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        for (var, path) in ENV_SET {
+            if get(var).is_some() {
+                self.sources.insert((*path).to_owned(), (*var).to_owned());
+            }
+        }
         if let Some(v) = get("REFDESK_LISTEN") {
             self.listen =
                 v.parse().with_context(|| format!("REFDESK_LISTEN={v:?} is not an address like 127.0.0.1:8080"))?;
@@ -377,8 +418,27 @@ impl Config {
         Ok(())
     }
 
-    /// Refuses configurations that cannot work.
+    /// Refuses configurations that cannot work. An error about a setting
+    /// that a variable or a flag set names it (`(from REFDESK_PUBLIC_URL)`):
+    /// the file's line is not at fault then.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_settings().map_err(|e| {
+            let message = format!("{e:#}");
+            if message.contains(", from ") {
+                return e;
+            }
+            let named = self.sources.iter().filter_map(|(path, src)| Some((named_at(&message, path)?, src))).min();
+            match named {
+                Some((_, src)) => anyhow::anyhow!("{message} (from {src})"),
+                None => e,
+            }
+        })
+    }
+
+    fn validate_settings(&self) -> anyhow::Result<()> {
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            bail!("data_dir {} is a file, not a folder", self.data_dir.display());
+        }
         let l = &self.limits;
         if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
             bail!("limits.max_message_chars must be between 1 and 100000");
@@ -461,6 +521,16 @@ impl Config {
     /// The database and NATS part of [`Config::validate`]: settings that only
     /// make sense together.
     fn validate_links(&self) -> anyhow::Result<()> {
+        let urls = [
+            ("database_url", &self.database_url),
+            ("nats_url", &self.nats_url),
+            ("mail.smtp_url", &self.mail.smtp_url),
+        ];
+        for (name, url) in urls {
+            if url.as_deref().is_some_and(refdesk_app::nats::holds_hidden_secret) {
+                bail!("{name} holds *** where its password or token goes (`refdesk config` hides them): write the real one");
+            }
+        }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 bail!("database_url must be a postgres:// URL (leave it unset for the embedded SQLite database in data_dir)");
@@ -553,13 +623,58 @@ impl Config {
     pub fn default_toml() -> String {
         let text = toml::to_string_pretty(&Config::default()).unwrap_or_default();
         let tables = text.find("\n[").map_or(text.len(), |i| i + 1);
-        format!("{}{UNSET_BY_DEFAULT}{}", &text[..tables], &text[tables..])
+        let text = format!("{}{UNSET_BY_DEFAULT}{}", &text[..tables], &text[tables..]);
+        text.replacen("[mail]\n", &format!("[mail]\n{MAIL_UNSET_BY_DEFAULT}"), 1)
     }
 }
+
+/// The variables [`Config::apply_env`] reads by name, with the setting
+/// each sets: an error about that setting names the variable.
+const ENV_SET: &[(&str, &str)] = &[
+    ("REFDESK_LISTEN", "listen"),
+    ("REFDESK_DATA_DIR", "data_dir"),
+    ("REFDESK_DATABASE_URL", "database_url"),
+    ("REFDESK_PUBLIC_URL", "public_url"),
+    ("REFDESK_TRUSTED_PROXIES", "trusted_proxies"),
+    ("REFDESK_SECURE_COOKIES", "secure_cookies"),
+    ("REFDESK_SMTP_URL", "mail.smtp_url"),
+    ("REFDESK_MAIL_FROM", "mail.from"),
+    ("REFDESK_METRICS_LISTEN", "metrics_listen"),
+    ("REFDESK_LOG_FORMAT", "log_format"),
+    ("REFDESK_NATS_URL", "nats_url"),
+    ("REFDESK_NATS_USER", "nats_user"),
+    ("REFDESK_NATS_PASSWORD", "nats_password"),
+    ("REFDESK_NATS_TOKEN", "nats_token"),
+    ("REFDESK_NATS_KEY", "nats_key"),
+    ("REFDESK_NATS_CREDENTIALS_FILE", "nats_credentials_file"),
+    ("REFDESK_NATS_CA_FILE", "nats_ca_file"),
+    ("REFDESK_NATS_KEY_FILE", "nats_key_file"),
+    ("REFDESK_NATS_TLS", "nats_tls"),
+    ("REFDESK_NATS_SUBJECT", "nats_subject"),
+    ("REFDESK_LOGINS_PER_MINUTE", "limits.logins_per_minute"),
+    ("REFDESK_STARTS_PER_MINUTE", "limits.starts_per_minute"),
+    ("REFDESK_CHATS_PER_ADDRESS_PER_DAY", "limits.chats_per_address_per_day"),
+    ("REFDESK_MAX_WAITING_PER_ADDRESS", "limits.max_waiting_per_address"),
+    ("REFDESK_MAX_WAITING_PER_LIBRARY", "limits.max_waiting_per_library"),
+    ("REFDESK_MAX_CONNECTIONS", "limits.max_connections"),
+    ("REFDESK_MAX_MESSAGE_CHARS", "limits.max_message_chars"),
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relative_paths_a_file_sets_are_taken_from_its_folder() {
+        let text = "data_dir = \"data\"\nnats_ca_file = \"certs/ca.pem\"\nnats_key_file = \"/abs/key\"\n";
+        let mut c = Config::parse_toml(text).unwrap();
+        c.nats_credentials_file = Some("set/elsewhere".into());
+        c.paths_from(Path::new("/etc/refdesk"), text);
+        assert_eq!(c.data_dir, Path::new("/etc/refdesk/data"));
+        assert_eq!(c.nats_ca_file.as_deref(), Some(Path::new("/etc/refdesk/certs/ca.pem")));
+        assert_eq!(c.nats_key_file.as_deref(), Some(Path::new("/abs/key")), "an absolute path is kept");
+        assert_eq!(c.nats_credentials_file.as_deref(), Some(Path::new("set/elsewhere")), "not the file's");
+    }
 
     #[test]
     fn the_default_configuration_round_trips_and_is_valid() {
@@ -567,6 +682,12 @@ mod tests {
         let parsed: Config = toml::from_str(&text).unwrap();
         parsed.validate().unwrap();
         assert_eq!(parsed.listen, Config::default().listen);
+        // Each setting unset by default is shown in its table, commented out.
+        let mail = &text[text.find("[mail]").unwrap()..];
+        assert!(mail.contains("# smtp_url = "), "{text}");
+        for top in ["# public_url = ", "# database_url = ", "# nats_url = "] {
+            assert!(text[..text.find("\n[").unwrap()].contains(top), "{top}: {text}");
+        }
     }
 
     #[test]

@@ -86,6 +86,15 @@ impl Config {
             },
             None => &mut table,
         };
+        if section.is_none() && !target.contains_key(key) {
+            let table_of = target.iter().find_map(|(name, v)| match v {
+                toml::Value::Table(t) if t.contains_key(key) => Some(name.clone()),
+                _ => None,
+            });
+            if let Some(table) = table_of {
+                return Err(anyhow!("{source}: there is no setting {path:?}; it is {table}.{key}"));
+            }
+        }
         let value = parse_value(target.get(key), raw);
         target.insert(key.to_owned(), value);
         let text = toml::to_string(&table).context("the configuration cannot be written as TOML")?;
@@ -227,15 +236,21 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
 /// about `nats_key`). Messages begin with their subject ("metrics_listen
 /// must differ from listen").
 pub fn line_of_error(text: &str, message: &str) -> Option<usize> {
+    settings_set(text)
+        .filter_map(|(path, line)| named_at(message, &path).map(|at| (at, line)))
+        .min()
+        .map(|(_, line)| line)
+}
+
+/// Where `message` first names the setting `path` as a whole name (an
+/// error about `nats_key_file` is not one about `nats_key`).
+pub fn named_at(message: &str, path: &str) -> Option<usize> {
     let part_of_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let named_at = |path: &str| {
-        message.match_indices(path).map(|(at, _)| at).find(|&at| {
-            let before = message[..at].chars().next_back();
-            let after = message[at + path.len()..].chars().next();
-            !before.is_some_and(|c| part_of_name(c) || c == '.') && !after.is_some_and(part_of_name)
-        })
-    };
-    settings_set(text).filter_map(|(path, line)| named_at(&path).map(|at| (at, line))).min().map(|(_, line)| line)
+    message.match_indices(path).map(|(at, _)| at).find(|&at| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + path.len()..].chars().next();
+        !before.is_some_and(|c| part_of_name(c) || c == '.') && !after.is_some_and(part_of_name)
+    })
 }
 
 #[cfg(test)]
@@ -307,7 +322,7 @@ mod tests {
         for secret in ["s3cret", "p4ss", "qu3ry", &"k".repeat(44)] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
-        assert!(shown.contains("postgres://***@db/refdesk"), "{shown}");
+        assert!(shown.contains("postgres://refdesk:***@db/refdesk"), "{shown}");
     }
 
     #[test]

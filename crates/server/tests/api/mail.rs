@@ -175,8 +175,13 @@ async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
         assert!(std::time::Instant::now() < deadline, "an .eml file appears under the data folder");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let raw = std::fs::read_to_string(file).unwrap();
+    let raw = std::fs::read_to_string(&file).unwrap();
     assert!(raw.contains("pat@example.org") && mail_text(&raw).contains("EML-ANSWER"));
+    // Private like the database: a patron's address and question are in it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the mail folder");
+    assert_eq!(mode(&file), 0o600, "an e-mail file");
 }
 
 #[tokio::test]

@@ -132,11 +132,20 @@ fn parent(file: &Path) -> PathBuf {
 /// `force`.
 pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
     let began = Instant::now();
-    if !db_path.is_file() {
-        return Err(StoreError::backend(format!(
-            "there is no database at {}: nothing to back up (check data_dir or --data-dir)",
-            db_path.display()
-        )));
+    match std::fs::metadata(db_path) {
+        Ok(m) if m.is_file() => {}
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StoreError::backend(format!(
+                "cannot read the database at {}: {e} (run refdesk as the user that owns the data folder)",
+                db_path.display()
+            )));
+        }
+        _ => {
+            return Err(StoreError::backend(format!(
+                "there is no database at {}: nothing to back up (check data_dir or --data-dir)",
+                db_path.display()
+            )));
+        }
     }
     if to.exists() && !force {
         return Err(StoreError::backend(format!(
