@@ -45,14 +45,7 @@ function render(d) {
     el("strong", {}, "Patron: "), q.patron_name || "no name given", " · ",
     el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${d.patron_email}` }, d.patron_email) : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
-  const fresh = d.transcript.filter((m) => m.seq > shown);
-  if (fresh.length) {
-    const log = $("transcript");
-    const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    log.append(...fresh.map((m) => messageItem(m, { staffView: true })));
-    shown = fresh[fresh.length - 1].seq;
-    if (atEnd) log.scrollTop = log.scrollHeight;
-  }
+  addLines(d.transcript);
   if (d.timeline.length !== timelineLength) {
     timelineLength = d.timeline.length;
     $("timeline").replaceChildren(...d.timeline.map((t) =>
@@ -62,8 +55,32 @@ function render(d) {
   if (q.live) poll = setTimeout(refresh, POLL_MS);
 }
 
+// Adds the lines not on the page yet, keeping the log at its end if it was.
+function addLines(lines) {
+  const fresh = lines.filter((m) => m.seq > shown);
+  if (!fresh.length) return;
+  const log = $("transcript");
+  const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.append(...fresh.map((m) => messageItem(m, { staffView: true })));
+  shown = fresh[fresh.length - 1].seq;
+  if (atEnd) log.scrollTop = log.scrollHeight;
+}
+
+// The question's page holds the chat's first page of lines; a longer chat's
+// rest is read a page at a time from its session.
+async function addTheRest(session) {
+  for (;;) {
+    const page = await api(`/api/sessions/${session}?after=${shown}`);
+    const before = shown;
+    addLines(page.messages);
+    if (!page.more || shown === before) return;
+  }
+}
+
 async function load() {
-  render(await api(`/api/questions/${id}`));
+  const d = await api(`/api/questions/${id}`);
+  render(d);
+  if (d.transcript_more) await addTheRest(d.question.session);
 }
 
 async function refresh() {

@@ -266,3 +266,24 @@ test("an admin finds a patron's chats by e-mail, erases them from the privacy se
 
   for (const c of [ann, patron, carla]) await c.page.context().close();
 });
+
+test("the question's page of a chat longer than a page shows every line: the first page, then the rest from the session", async () => {
+  const ann = await caller("ann");
+  const patron = await caller(null);
+  const chat = await patron.ok("POST", "/api/libraries/riverside-main/chats", { name: "Lu", question: "A long one" });
+  await ann.ok("POST", `/api/sessions/${chat.session}/accept`);
+  // 80 lines of about 16,000 bytes: 1.28 MB, past a page's 1 MiB of text.
+  const long = "\u{1D11E}".repeat(3990);
+  for (let i = 0; i < 80; i++) {
+    await ann.ok("POST", `/api/sessions/${chat.session}/messages`, { kind: "message", body: `${i} ${long}` });
+  }
+  await ann.ok("POST", `/api/sessions/${chat.session}/messages`, { kind: "message", body: "THE LAST LINE" });
+  const q = (await ann.ok("GET", "/api/questions?library=riverside-main")).find((x) => x.session === chat.session);
+  const first = await ann.ok("GET", `/api/questions/${q.id}`);
+  assert.equal(first.transcript_more, true, "the first page does not hold it all");
+  await ann.page.goto(`${base}/desk/questions/${q.id}`);
+  await ann.page.locator("#transcript li", { hasText: "THE LAST LINE" }).waitFor();
+  // The question, the accept line, 80 long lines and the last: each once.
+  assert.equal(await ann.page.locator("#transcript li").count(), 83);
+  for (const c of [ann, patron]) await c.page.context().close();
+});

@@ -52,6 +52,21 @@ pub struct StartChat {
 /// hundred KB at the very most), not of 500 lines of 16 KB (8 MB) each.
 pub const PATRON_PAGE_BYTES: usize = 64 * 1024;
 
+/// A staff page of a chat's transcript ([`App::transcript`], a question's
+/// page) shows at most this many lines, and stops before the line that
+/// would take its text past [`STAFF_PAGE_BYTES`]: a whole chat of ordinary
+/// lines (up to `max_chat_lines` and the staff's last words) fits in one,
+/// and a chat of the longest lines is read a page at a time, not loaded
+/// whole (it could hold 2,000 lines of 16 KB).
+pub const STAFF_PAGE_LINES: u32 = 5_000;
+/// See [`STAFF_PAGE_LINES`].
+pub const STAFF_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Lines staff may still add to a chat once it holds `max_chat_lines`
+/// (the patron may add none): enough to say goodbye and point to a new
+/// chat, not to make it grow without bound.
+pub const STAFF_LINES_PAST_FULL: u64 = 100;
+
 /// A page of a patron's chat (see [`App::patron_page`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct PatronPage {
@@ -554,7 +569,12 @@ impl App {
     ) -> AppResult<Appended> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let msg = self.new_message(author, kind, body, client_id)?;
-        let guard = staff_guard(staff, Action::Send(kind));
+        let may = staff_guard(staff, Action::Send(kind));
+        let most = u64::from(self.limits.max_chat_lines) + STAFF_LINES_PAST_FULL;
+        let guard: Guard = Box::new(move |rec| {
+            may(rec)?;
+            refdesk_domain::chat::staff_may_add_a_line(rec.last_seq, most)
+        });
         Ok(committed(self.store.append(session, msg, guard, self.clock.now()).await?))
     }
 
@@ -625,16 +645,23 @@ impl App {
         Ok(self.store.codes(staff.home.cooperative).await?)
     }
 
-    /// A session's transcript as `viewer` may see it — through the one
-    /// visibility function, like every other output.
-    pub async fn transcript(&self, viewer: &Viewer, session: SessionId) -> AppResult<(SessionRecord, Vec<Message>)> {
+    /// A page of a session's transcript as `viewer` may see it — through
+    /// the one visibility function, like every other output: the lines
+    /// after `after`, at most [`STAFF_PAGE_LINES`] and
+    /// [`STAFF_PAGE_BYTES`] of text, and whether more follow.
+    pub async fn transcript(
+        &self,
+        viewer: &Viewer,
+        session: SessionId,
+        after: u64,
+    ) -> AppResult<(SessionRecord, Vec<Message>, bool)> {
         let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         match viewer {
             Viewer::Patron { session: own } if *own == session => {}
             Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
             Viewer::Staff(staff) => authorize(staff, Action::View, &target(&rec))?,
         }
-        let all = self.store.messages_after(session, 0, u32::MAX).await?;
+        let (page, more) = self.staff_page(session, after).await?;
         // The lines are judged by the session as it is after them: a change
         // of hands committed since the first read may have put the chat out
         // of view, or it may be the last of the lines read.
@@ -642,8 +669,21 @@ impl App {
         if let Viewer::Staff(staff) = viewer {
             authorize(staff, Action::View, &target(&rec))?;
         }
-        let visible = transcript(viewer, &rec.ctx, &all).cloned().collect();
-        Ok((rec, visible))
+        let mut visible: Vec<Message> = transcript(viewer, &rec.ctx, &page).cloned().collect();
+        let cut = within_budget(&mut visible, STAFF_PAGE_BYTES).is_some();
+        Ok((rec, visible, more || cut))
+    }
+
+    /// A session's lines after `after` as stored (not yet judged by the
+    /// visibility function): at most [`STAFF_PAGE_LINES`], read until their
+    /// text passes [`STAFF_PAGE_BYTES`]; and whether more follow.
+    pub(crate) async fn staff_page(&self, session: SessionId, after: u64) -> AppResult<(Vec<Message>, bool)> {
+        let read = |from, n| self.store.messages_after(session, from, n);
+        let text = |lines: &[Message]| lines.iter().map(|m| m.body.len()).sum();
+        let (mut page, cut_short) = read_page(read, text, after, STAFF_PAGE_LINES, STAFF_PAGE_BYTES).await?;
+        let more = cut_short || page.len() > STAFF_PAGE_LINES as usize;
+        page.truncate(STAFF_PAGE_LINES as usize);
+        Ok((page, more))
     }
 
     /// A page of the patron's own chat as the patron may see it: the lines
@@ -658,21 +698,13 @@ impl App {
         let viewer = Viewer::Patron { session: rec.ctx.id };
         let shown = |lines: &[Message]| transcript(&viewer, &rec.ctx, lines).map(|m| m.body.len()).sum();
         let read = |from, n| self.store.messages_after(rec.ctx.id, from, n);
-        let (mut page, cut_short) = read_page(read, shown, after, limit).await?;
+        let (mut page, cut_short) = read_page(read, shown, after, limit, PATRON_PAGE_BYTES).await?;
         let mut more = cut_short || page.len() > limit as usize;
         page.truncate(limit as usize);
         let mut last = page.last().map_or(after, |m| m.seq);
         let mut messages: Vec<Message> = transcript(&viewer, &rec.ctx, &page).cloned().collect();
-        let mut text = 0;
-        let over = messages.iter().position(|m| {
-            text += m.body.len();
-            text > PATRON_PAGE_BYTES
-        });
-        // The first line is shown whatever its length; the page ends before
-        // the line that passes the budget, and the next one starts there.
-        if let Some(kept) = over.map(|i| i.max(1)).filter(|&kept| kept < messages.len()) {
-            messages.truncate(kept);
-            last = messages[kept - 1].seq;
+        if let Some(kept) = within_budget(&mut messages, PATRON_PAGE_BYTES) {
+            last = kept;
             more = true;
         }
         Ok(PatronPage { messages, last, more })
@@ -778,7 +810,7 @@ const PAGE_CHUNK: u32 = 16;
 /// Reads the lines after `after`, [`PAGE_CHUNK`] then twice as many each time
 /// (a page of 500 short lines is 6 reads), until `limit + 1`
 /// are read, the chat has no more, or the text `shown` of what was read
-/// passes [`PATRON_PAGE_BYTES`]: a page of long lines reads little more
+/// passes `budget`: a page of long lines reads little more
 /// than it can show (500 lines of 16 KB would be 8 MB read for 64 KiB
 /// sent). Returns the lines and whether the text cut the reading short.
 async fn read_page<F, Fut>(
@@ -786,6 +818,7 @@ async fn read_page<F, Fut>(
     shown: impl Fn(&[Message]) -> usize,
     after: u64,
     limit: u32,
+    budget: usize,
 ) -> AppResult<(Vec<Message>, bool)>
 where
     F: FnMut(u64, u32) -> Fut,
@@ -803,10 +836,24 @@ where
         if done || lines.len() > limit as usize {
             return Ok((lines, false));
         }
-        if text > PATRON_PAGE_BYTES {
+        if text > budget {
             return Ok((lines, true));
         }
     }
+}
+
+/// Cuts `messages` before the line that takes their text past `budget`
+/// (the first is kept whatever its length; the next page starts there).
+/// The number of the last line kept, when lines were cut.
+pub(crate) fn within_budget(messages: &mut Vec<Message>, budget: usize) -> Option<u64> {
+    let mut text = 0;
+    let over = messages.iter().position(|m| {
+        text += m.body.len();
+        text > budget
+    });
+    let kept = over.map(|i| i.max(1)).filter(|&kept| kept < messages.len())?;
+    messages.truncate(kept);
+    Some(messages[kept - 1].seq)
 }
 
 #[cfg(test)]
@@ -840,7 +887,7 @@ mod tests {
             std::future::ready(Ok(got))
         };
         let shown = |ls: &[Message]| ls.iter().map(|m| m.body.len()).sum();
-        let (page, cut) = read_page(chunk, shown, 0, limit).await.unwrap();
+        let (page, cut) = read_page(chunk, shown, 0, limit, PATRON_PAGE_BYTES).await.unwrap();
         (page.len(), cut, read.get(), reads.get())
     }
 

@@ -134,4 +134,41 @@ impl App {
         let handover = Handover { to: target, stay, line };
         Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
     }
+
+    /// Puts the chats `librarian` was chatting in back in their library's
+    /// queue, when they can no longer answer them: their account disabled,
+    /// or signed off the desk after `signoff_minutes` with no connection.
+    /// The patron is told and waits for the next librarian, instead of
+    /// sitting in a chat nobody answers until it idles out; the timeline
+    /// says who it was taken from. A chat that changed hands meanwhile is
+    /// left as it is (checked inside each write).
+    pub(crate) async fn hand_back(&self, librarian: &Staff) {
+        let chats = match self.store.sessions_of(librarian.id).await {
+            Ok(chats) => chats,
+            Err(e) => {
+                tracing::warn!(error = %e, staff = %librarian.username, "cannot read the chats of a librarian who left");
+                return;
+            }
+        };
+        for rec in chats {
+            let who = librarian.id;
+            let still_theirs: Guard = Box::new(move |rec| {
+                match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {
+                    true => Ok(()),
+                    false => Err(DomainError::Conflict("the chat changed hands".into())),
+                }
+            });
+            let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
+            let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
+            let handover = Handover { to, stay: false, line };
+            let now = self.clock.now();
+            match self.store.transfer(rec.ctx.id, librarian.clone(), handover, still_theirs, now).await {
+                Ok(_) => {
+                    tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat went back in line: its librarian left")
+                }
+                Err(e) if e.is_conflict() => {}
+                Err(e) => tracing::warn!(error = %e, session = %rec.ctx.id, "cannot put a chat back in line"),
+            }
+        }
+    }
 }

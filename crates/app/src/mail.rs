@@ -119,8 +119,14 @@ pub fn answer_mail(q: &QuestionRecord, answer: &str, to: &str) -> NewMail {
     }
 }
 
+/// A transcript e-mail's text stops after the line that takes it past
+/// this: mail servers refuse messages of tens of MB (a chat may hold 2,000
+/// lines of 16 KB), and no patron reads one.
+pub const TRANSCRIPT_MAIL_BYTES: usize = 512 * 1024;
+
 /// The end-of-chat transcript, if the patron asked for one: exactly the lines
-/// the patron could see, through the visibility function.
+/// the patron could see, through the visibility function, up to
+/// [`TRANSCRIPT_MAIL_BYTES`].
 ///
 /// Only for a chat a librarian took: otherwise anyone could have refdesk
 /// e-mail any address whatever text they typed (start a chat, end it).
@@ -129,7 +135,13 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
     let to = session.transcript_to.clone()?;
     let viewer = Viewer::Patron { session: session.ctx.id };
     let mut body = String::from("The transcript of your chat with the library:\n\n");
-    for m in transcript(&viewer, &session.ctx, all) {
+    let lines: Vec<&Message> = transcript(&viewer, &session.ctx, all).collect();
+    for (i, m) in lines.iter().enumerate() {
+        if body.len() > TRANSCRIPT_MAIL_BYTES {
+            let rest = lines.len() - i;
+            body.push_str(&format!("\n[{rest} more lines: too long for an e-mail. Ask the library for the rest.]\n"));
+            break;
+        }
         let who = match &m.author {
             Author::Patron { name } => name.clone(),
             Author::Staff { name, .. } => format!("{name} (librarian)"),

@@ -127,8 +127,12 @@ pub struct ActOutcome {
 pub struct QuestionDetail {
     /// The question.
     pub question: QuestionRecord,
-    /// Every message staff may see, notes included.
+    /// The messages staff may see, notes included: the first page of the
+    /// chat ([`crate::chat::STAFF_PAGE_LINES`], [`crate::chat::STAFF_PAGE_BYTES`]).
     pub transcript: Vec<Message>,
+    /// Whether the chat goes on past `transcript` (the rest is read from
+    /// the session's transcript, a page at a time).
+    pub transcript_more: bool,
     /// R7.
     pub timeline: Vec<TimelineEntry>,
     /// The e-mail address the patron gave, if any: for following the
@@ -193,15 +197,23 @@ impl App {
         // The lines and the timeline first, then the question and the session
         // again: what judges them is at least as new as all they hold (a
         // referral or a change of hands after them is in it).
-        let all = self.store.messages_after(first.session, 0, u32::MAX).await?;
+        let (all, transcript_more) = self.staff_page(first.session, 0).await?;
         let timeline = self.store.timeline(id).await?;
         let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
         let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
         // Staff see notes; the visibility function still decides.
         let viewer = Viewer::Staff(staff.clone());
-        let visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();
-        Ok(QuestionDetail { question, transcript: visible, timeline, patron_email: session.patron_email })
+        let mut visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();
+        let transcript_more =
+            crate::chat::within_budget(&mut visible, crate::chat::STAFF_PAGE_BYTES).is_some() || transcript_more;
+        Ok(QuestionDetail {
+            question,
+            transcript: visible,
+            transcript_more,
+            timeline,
+            patron_email: session.patron_email,
+        })
     }
 
     /// Acts on a question. On a live question `confirm_live` must be true

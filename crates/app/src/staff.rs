@@ -303,6 +303,9 @@ impl App {
         } else if disabling {
             self.sign_ins.forget(&who.username);
         }
+        if disabling {
+            self.hand_back(&who).await;
+        }
         Ok(())
     }
 
@@ -371,6 +374,7 @@ impl App {
             Ok(gone) => {
                 for s in gone {
                     tracing::info!(staff = %s.username, "signed off the desk: no connection for too long");
+                    self.hand_back(&s).await;
                     self.duty_changed(s.home.cooperative);
                 }
             }

@@ -85,6 +85,19 @@ pub fn patron_may_add_a_line(
     Ok(())
 }
 
+/// Whether staff may add a line to a chat that holds `last_seq` lines:
+/// none once it holds `most` (`max_chat_lines` and a few past it, for the
+/// last words the patron, who may add none, is owed).
+pub fn staff_may_add_a_line(last_seq: u64, most: u64) -> Result<(), DomainError> {
+    if last_seq >= most {
+        return Err(DomainError::Limited {
+            code: "chat_full",
+            reason: "this chat is as long as a chat may be: end it, and the patron may start a new one".into(),
+        });
+    }
+    Ok(())
+}
+
 /// R5: a session stays *live* until it has ended **and** its resolution code
 /// has been set. Between the two, actions on its question still reach the
 /// chatting librarian's wrap-up, so the question list must keep saying "live".
@@ -399,6 +412,9 @@ mod tests {
         assert_eq!(code(patron_may_add_a_line(true, 9, 3, 10)), "ok");
         assert_eq!(code(patron_may_add_a_line(true, 10, 3, 10)), "chat_full");
         assert_eq!(code(patron_may_add_a_line(false, 1, 0, 10)), "wait_for_a_librarian");
+        // Staff: a few past the patron's limit, then none either.
+        assert!(staff_may_add_a_line(109, 110).is_ok());
+        assert_eq!(code(staff_may_add_a_line(110, 110)), "chat_full");
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub enum HandedTo<'a> {
     Library(&'a str),
     /// Into the cooperative's queue, offered to every library at once.
     Cooperative,
+    /// Back into its library's queue because its librarian can no longer
+    /// answer (signed off the desk, or their account disabled).
+    Away,
 }
 
 /// The line a change of hands writes; `by` is who handed it on (or, for a
@@ -112,6 +115,9 @@ pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
         HandedTo::Cooperative => format!(
             "{by} (librarian) has transferred your chat to the cooperative's librarians; one will be with you shortly"
         ),
+        HandedTo::Away => {
+            format!("{by} (librarian) is no longer at the desk; your chat is back in line, and a librarian will be with you shortly")
+        }
     };
     system(body, Audience::Everyone, SystemEvent::Transferred)
 }

@@ -446,14 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let done = state.app.set_up(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
             print_set_up(&done?, &args.admin);
-            let config = load_config(&cli)?;
-            match &config.database_url {
-                None => println!("the database is {}", std::fs::canonicalize(config.database_path())?.display()),
-                Some(_) => println!("the database is the PostgreSQL one of database_url"),
-            }
-            let with = cli.config.as_ref().map(|f| format!(" --config {}", f.display())).unwrap_or_default();
-            println!("next: `refdesk{with} serve`, then sign in at /desk as {} to add staff and libraries", args.admin);
-            Ok(())
+            print_next(&cli, &args.admin)
         }
         Command::Cooperative { command: CooperativeCommand::Add(args) } => {
             let new = checked(args.read()?)?;
@@ -529,6 +522,22 @@ fn listen_address(s: &str) -> Result<SocketAddr, String> {
              as 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080 (not a host name)"
         )
     })
+}
+
+/// After `setup`: where the database is, and the command that serves it
+/// (with the configuration file and data folder given, if they were).
+fn print_next(cli: &Cli, admin: &str) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    match &config.database_url {
+        None => println!("the database is {}", std::fs::canonicalize(config.database_path())?.display()),
+        Some(_) => println!("the database is the PostgreSQL one of database_url"),
+    }
+    let mut with = cli.config.as_ref().map(|f| format!(" --config {}", f.display())).unwrap_or_default();
+    if let Some(dir) = &cli.data_dir {
+        with += &format!(" --data-dir {}", dir.display());
+    }
+    println!("next: `refdesk{with} serve`, then sign in at /desk as {admin} to add staff and libraries");
+    Ok(())
 }
 
 /// `refdesk serve`.

@@ -141,6 +141,11 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     // A strong one sets the service up, once.
     let o = refdesk(dir.path(), &setup, Some(STRONG));
     assert!(o.status.success(), "{}", text(&o));
+    // It says where the database is, and what to run next.
+    let db = std::fs::canonicalize(dir.path().join("refdesk.sqlite3")).unwrap();
+    assert!(text(&o).contains(&format!("the database is {}", db.display())), "{}", text(&o));
+    let next = format!("next: `refdesk --data-dir {} serve`", dir.path().display());
+    assert!(text(&o).contains(&next), "{}", text(&o));
     let o = refdesk(dir.path(), &setup, Some(STRONG));
     assert!(!o.status.success());
     assert!(text(&o).contains("already set up"), "{}", text(&o));

@@ -436,9 +436,6 @@ impl Config {
     }
 
     fn validate_settings(&self) -> anyhow::Result<()> {
-        if self.data_dir.exists() && !self.data_dir.is_dir() {
-            bail!("data_dir {} is a file, not a folder", self.data_dir.display());
-        }
         let l = &self.limits;
         if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
             bail!("limits.max_message_chars must be between 1 and 100000");
@@ -518,9 +515,12 @@ impl Config {
         self.validate_links()
     }
 
-    /// The database and NATS part of [`Config::validate`]: settings that only
-    /// make sense together.
+    /// The data folder, database and NATS part of [`Config::validate`]:
+    /// where the data goes, and settings that only make sense together.
     fn validate_links(&self) -> anyhow::Result<()> {
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            bail!("data_dir {} is a file, not a folder", self.data_dir.display());
+        }
         let urls = [
             ("database_url", &self.database_url),
             ("nats_url", &self.nats_url),

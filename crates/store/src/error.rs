@@ -38,6 +38,12 @@ impl StoreError {
         StoreError::Backend { what, source: Some(Arc::new(source)) }
     }
 
+    /// Whether this is a conflict with the row's state (as opposed to a
+    /// failure): what was to be changed had changed already.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Domain(DomainError::Conflict(_)))
+    }
+
     /// Whether this is a missing row (as opposed to a failure).
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::Domain(DomainError::NotFound(_)))

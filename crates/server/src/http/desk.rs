@@ -2,8 +2,8 @@
 //! use cases the WebSocket calls), ending, and resolution codes.
 
 use super::auth::CurrentStaff;
-use crate::error::Path;
 use crate::error::{ApiResult, ErrorBody, Json};
+use crate::error::{Path, Query};
 use crate::http::views::{Ack, SessionTranscript, SessionView};
 use crate::input::{sendable_kind, SendKind};
 use crate::AppState;
@@ -14,7 +14,7 @@ use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{read_scale, QuestionState, ResolutionCode};
 use refdesk_domain::visibility::Viewer;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -45,20 +45,30 @@ async fn mine(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> A
     Ok(axum::Json(s.app.my_sessions(&staff).await?.into_iter().map(Into::into).collect()))
 }
 
-/// A session and the messages staff may see (notes included).
+/// Where a page of a session's transcript starts.
+#[derive(Deserialize, IntoParams)]
+struct TranscriptParams {
+    /// The lines after this one (default 0: from the first).
+    after: Option<u64>,
+}
+
+/// A session and a page of the messages staff may see (notes included).
 #[utoipa::path(get, path = "/api/sessions/{id}", tag = "desk", security(("staff" = [])),
-    params(("id" = i64, Path, description = "the session")),
+    params(("id" = i64, Path, description = "the session"), TranscriptParams),
     responses(
-        (status = 200, description = "the session and its transcript", body = SessionTranscript),
+        (status = 200, description = "the session and a page of its transcript", body = SessionTranscript),
+        (status = 400, description = "`bad_request`: `after` is not a number", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
     ))]
 async fn session(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
+    Query(q): Query<TranscriptParams>,
 ) -> ApiResult<axum::Json<SessionTranscript>> {
-    let (session, messages) = s.app.transcript(&Viewer::Staff(staff), SessionId(id)).await?;
-    Ok(axum::Json(SessionTranscript { session: session.into(), messages }))
+    let after = q.after.unwrap_or(0);
+    let (session, messages, more) = s.app.transcript(&Viewer::Staff(staff), SessionId(id), after).await?;
+    Ok(axum::Json(SessionTranscript { session: session.into(), messages, more }))
 }
 
 /// Accept a waiting chat (atomic: one winner, I6).
@@ -103,6 +113,7 @@ struct Send {
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat has ended", body = ErrorBody),
         (status = 422, description = "`invalid`: a kind other than message or note, an empty or over-long body, a bad client id", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them", body = ErrorBody),
     ))]
 async fn send(
     State(s): State<AppState>,

@@ -82,13 +82,16 @@ impl From<refdesk_store::SessionRecord> for SessionView {
     }
 }
 
-/// A session with every message staff may see (notes included).
+/// A session with a page of the messages staff may see (notes included).
 #[derive(Serialize, ToSchema)]
 pub struct SessionTranscript {
     /// The session.
     pub session: SessionView,
-    /// Its messages, in order.
+    /// Its messages after `after`, in order: at most 5,000, and no more
+    /// than about 1 MiB of text (the first always).
     pub messages: Vec<Message>,
+    /// Whether more follow: ask again with `after` the last one's `seq`.
+    pub more: bool,
 }
 
 /// The acknowledgement of a committed message (I2: sent after the commit).
@@ -249,8 +252,12 @@ impl From<refdesk_store::TimelineEntry> for TimelineEntryView {
 pub struct QuestionDetailView {
     /// The question.
     pub question: QuestionView,
-    /// Every message staff may see, notes included.
+    /// The messages staff may see, notes included: the chat's first page
+    /// (at most 5,000, and about 1 MiB of text).
     pub transcript: Vec<Message>,
+    /// Whether the chat goes on past `transcript`: the rest is at
+    /// `GET /api/sessions/{id}?after=`.
+    pub transcript_more: bool,
     /// R7, oldest first.
     pub timeline: Vec<TimelineEntryView>,
     /// The e-mail address the patron gave, if any (the page is staff-only).
@@ -262,6 +269,7 @@ impl From<refdesk_app::QuestionDetail> for QuestionDetailView {
         QuestionDetailView {
             question: d.question.into(),
             transcript: d.transcript,
+            transcript_more: d.transcript_more,
             timeline: d.timeline.into_iter().map(Into::into).collect(),
             patron_email: d.patron_email,
         }

@@ -454,6 +454,16 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
         ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": "Let us start afresh."})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(app.stored(p.session).await.len(), 9);
+    // Staff may add a hundred lines past it (to say goodbye, to point to a
+    // new chat), not go on without bound: no chat grows past 108 here.
+    for n in 9..108 {
+        let (status, body) =
+            ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": format!("staff {n}")})).await;
+        assert_eq!(status, 200, "line {n}: {body}");
+    }
+    let (status, body) = ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": "one more"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("chat_full")), "{body}");
+    assert_eq!(app.stored(p.session).await.len(), 108);
 }
 
 #[tokio::test]

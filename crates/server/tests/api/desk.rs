@@ -740,3 +740,49 @@ async fn the_entry_points_status_is_read_at_most_every_few_seconds_and_at_once_a
     app.state.app.store().close().await;
     assert!(!status().await, "answered from memory, the library too");
 }
+
+#[tokio::test]
+async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_the_patron_is_told() {
+    let app = spawn_app_with_manual_clock().await;
+    let state = |app: &TestApp, id: i64| {
+        let store = app.state.app.store().clone();
+        async move {
+            let rec = store.session(refdesk_domain::ids::SessionId(id)).await.unwrap().unwrap();
+            (rec.state, rec.ctx.librarian)
+        }
+    };
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "Is the archive open?").await;
+    let mut pat = patron.socket().await;
+    pat.resume(None, 0).await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    // Ann's account is disabled mid-chat: the chat waits again in its
+    // library's queue, and the patron is told, instead of talking to nobody.
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.post(&format!("/api/staff/{}", ann.id), json!({"disabled": true})).await.0, 200);
+    let told =
+        pat.until(|f| f["type"] == "event" && f["body"].as_str().is_some_and(|b| b.contains("back in line"))).await;
+    assert!(told.last().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("Ann Archer (librarian) is no longer at the desk"));
+    assert_eq!(state(&app, patron.session).await, (refdesk_domain::chat::SessionState::Waiting, None));
+    // Carla takes it, then leaves the desk without signing off (no
+    // connection for `signoff_minutes`): back in line again.
+    assert_eq!(carla.accept(patron.session).await.0, 200);
+    assert_eq!(state(&app, patron.session).await.1, Some(refdesk_domain::ids::StaffId(carla.id)));
+    app.clock().advance(6 * 60_000);
+    let now = app.clock().now();
+    app.state.app.tick(now).await;
+    pat.until(|f| {
+        f["type"] == "event"
+            && f["body"].as_str().is_some_and(|b| b.starts_with("Carla Catalog (librarian) is no longer"))
+    })
+    .await;
+    assert_eq!(state(&app, patron.session).await, (refdesk_domain::chat::SessionState::Waiting, None));
+    // The question's timeline says whose it was.
+    let dev = app.staff("dev").await;
+    let q = dev.question_of(patron.session).await["id"].as_i64().unwrap();
+    let (_, page) = dev.get(&format!("/api/questions/{q}")).await;
+    assert!(page["timeline"].as_array().unwrap().len() >= 3, "{page}");
+}

@@ -320,6 +320,70 @@ async fn the_patrons_rest_transcript_is_read_a_page_at_a_time() {
 /// per connection, not 8 MB. Paging on still gives every line once, in
 /// order.
 #[tokio::test]
+async fn staff_read_a_long_chat_of_long_lines_a_page_at_a_time_on_the_session_and_the_question() {
+    const BUDGET: usize = 1024 * 1024;
+    let app = spawn_app_with(|c| c.limits.max_chat_lines = 10_000).await;
+    let form = json!({"question": "Long lines", "email": "pat@example.org", "transcript": true});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    // 200 lines of the longest kind (16,000 bytes each): 3.2 MB.
+    let longest = "\u{1D11E}".repeat(4000);
+    let staff = app.state.app.store().staff_by_username("ann").await.unwrap().unwrap().staff;
+    for _ in 0..200 {
+        app.state
+            .app
+            .staff_send(&staff, refdesk_domain::ids::SessionId(patron.session), MessageKind::Message, &longest, None)
+            .await
+            .unwrap();
+    }
+    let (mut after, mut pages, mut seen) = (0, 0, Vec::new());
+    loop {
+        let (status, page) = ann.get(&format!("/api/sessions/{}?after={after}", patron.session)).await;
+        assert_eq!(status, 200, "{page}");
+        let lines = page["messages"].as_array().unwrap();
+        let text: usize = lines.iter().map(|m| m["body"].as_str().unwrap().len()).sum();
+        assert!(text <= BUDGET, "a page showed {text} bytes of text");
+        seen.extend(lines.iter().map(|m| m["seq"].as_u64().unwrap()));
+        after = *seen.last().unwrap();
+        pages += 1;
+        if page["more"] == false {
+            break;
+        }
+        assert!(pages < 10, "paging never ended");
+    }
+    assert!(pages >= 4, "3.2 MB of text in pages of 1 MiB at most: {pages}");
+    assert_eq!(seen, (1..=202).collect::<Vec<u64>>(), "every line once, in order");
+    // The question's page holds the first page and says that more follow.
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let (status, page) = ann.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(status, 200);
+    let text: usize = page["transcript"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().len()).sum();
+    assert!(text <= BUDGET && page["transcript_more"] == true, "{text}");
+    // A bad page start is a clear error.
+    let (status, body) = ann.get(&format!("/api/sessions/{}?after=soon", patron.session)).await;
+    assert_eq!(status, 400, "{body}");
+    // The transcript e-mail stops at 512 KiB of text and says so.
+    let (status, _) = ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+    assert_eq!(status, 200);
+    let dir = app.dir.path().join("mail");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let raw = loop {
+        let file = std::fs::read_dir(&dir)
+            .ok()
+            .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "eml")));
+        if let Some(f) = file {
+            break std::fs::read_to_string(f).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the transcript was written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let text = crate::helpers::mail_text(&raw);
+    assert!(text.len() < 600 * 1024, "a transcript of {} bytes", text.len());
+    assert!(text.contains("more lines: too long for an e-mail"), "{}", &text[text.len() - 300..]);
+}
+
+#[tokio::test]
 async fn a_page_of_the_patrons_chat_stops_at_its_text_budget() {
     const BUDGET: usize = 64 * 1024;
     let app = crate::helpers::spawn_app().await;

@@ -314,7 +314,12 @@ async fn end<D: Db>(
     }
     let ended = load_session(db, id).await?;
     let message = insert_message(db, &ended, lines::ended(&by), now).await?;
-    let all = all_messages(db, id).await?;
+    // The lines are read for a transcript only: an end with none to send
+    // reads nothing more (a chat may hold thousands of long lines).
+    let all = match (&ended.transcript_to, ended.accepted_at) {
+        (Some(_), Some(_)) => all_messages(db, id).await?,
+        _ => Vec::new(),
+    };
     if let Some(m) = mail(&ended, &all) {
         if may_mail_transcript(db, id, &m, ending.transcripts_per_recipient_per_day, now).await? {
             insert_mail(db, &m, ended.ctx.question, Some(id), now).await?;
