@@ -102,10 +102,9 @@ impl App {
                 // A chat goes only to a colleague who can take it now: enabled, on duty.
                 let entry = self
                     .store
-                    .staff_of(staff.home.cooperative)
+                    .staff_entry(id)
                     .await?
-                    .into_iter()
-                    .find(|e| e.staff.id == id && !e.disabled)
+                    .filter(|e| e.staff.home.cooperative == staff.home.cooperative && !e.disabled)
                     .ok_or_else(|| DomainError::invalid("to", "no such colleague in your cooperative"))?;
                 if entry.availability != refdesk_domain::event::Availability::OnDuty {
                     return Err(DomainError::Conflict(format!("{} is not on duty", entry.staff.display_name)).into());

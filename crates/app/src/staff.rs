@@ -171,8 +171,8 @@ impl App {
 
     /// Whether a staff member is on duty now.
     pub async fn is_on_duty(&self, staff: &Staff) -> AppResult<bool> {
-        let all = self.store.staff_of(staff.home.cooperative).await?;
-        Ok(all.iter().any(|e| e.staff.id == staff.id && e.availability == Availability::OnDuty))
+        let entry = self.store.staff_entry(staff.id).await?;
+        Ok(entry.is_some_and(|e| e.availability == Availability::OnDuty))
     }
 
     /// The staff of one's cooperative with their presence.

@@ -60,6 +60,8 @@ pub trait Staffing: Send + Sync {
     async fn staff_by_username(&self, username: &str) -> Result<Option<StaffRecord>>;
     /// A staff member by id (enabled or not).
     async fn staff_by_id(&self, id: StaffId) -> Result<Option<Staff>>;
+    /// One staff member with their availability and state.
+    async fn staff_entry(&self, id: StaffId) -> Result<Option<StaffEntry>>;
     /// Records a sign-in, and the network it came from among the account's
     /// [`KnownNetwork`]s (only the 8 it signed in from last are kept).
     /// `false`, recording nothing, when the account's password is no longer

@@ -10,6 +10,22 @@ use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
 use refdesk_domain::{DomainError, Millis};
 use serde::Serialize;
 
+/// What one cooperative's admins may create, at most (DESIGN §8: what
+/// anyone can make the service hold is bounded, staff too). Each is read
+/// whole on hot paths (the codes with every question, the libraries for
+/// the open list, a staff member's scripts on the desk); far past what a
+/// cooperative of hundreds of libraries uses. Counted inside the write
+/// (on PostgreSQL, writes at the same moment may each pass the count once).
+pub const MAX_CODES_PER_COOPERATIVE: i64 = 100;
+/// See [`MAX_CODES_PER_COOPERATIVE`].
+pub const MAX_INSTITUTIONS_PER_COOPERATIVE: i64 = 1_000;
+/// See [`MAX_CODES_PER_COOPERATIVE`].
+pub const MAX_LIBRARIES_PER_COOPERATIVE: i64 = 2_000;
+/// See [`MAX_CODES_PER_COOPERATIVE`].
+pub const MAX_STAFF_PER_COOPERATIVE: i64 = 10_000;
+/// Scripts of one owner (a staff member, a library, a cooperative).
+pub const MAX_SCRIPTS_PER_OWNER: i64 = 200;
+
 /// A rule evaluated inside the write's transaction on the session as it is.
 /// A backend may evaluate it more than once (on a cached copy first, then on
 /// the row): it must only read the session. For appends, the copy's

@@ -65,6 +65,7 @@ struct NewLibrary {
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
         (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad slug, or an empty or over-long name", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 2,000 libraries already", body = ErrorBody),
     ))]
 async fn create_library(
     State(state): State<AppState>,

@@ -75,6 +75,7 @@ struct NewInstitution {
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
         (status = 409, description = "`conflict`: the name is taken", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 1,000 institutions already", body = ErrorBody),
     ))]
 async fn create_institution(
     State(s): State<AppState>,
@@ -289,6 +290,7 @@ fn role(s: &str) -> Result<Role, ApiError> {
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 409, description = "`conflict`: the username is taken", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad username, name, role or a weak password", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 10,000 staff accounts already", body = ErrorBody),
     ))]
 async fn staff_create(
     State(s): State<AppState>,
@@ -581,6 +583,7 @@ struct ScriptBody {
         (status = 201, description = "saved", body = ScriptView),
         (status = 403, description = "`forbidden`: a scope my role may not write", body = ErrorBody),
         (status = 422, description = "`invalid`: an unknown scope, an empty or over-long title or body", body = ErrorBody),
+        (status = 429, description = "`too_many`: the owner holds 200 scripts already", body = ErrorBody),
     ))]
 async fn create_script(
     State(s): State<AppState>,
@@ -614,6 +617,7 @@ async fn delete_script(
         (status = 200, description = "the cooperative's codes now", body = Vec<ResolutionCode>),
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
         (status = 422, description = "`invalid`: a key that does not match the path, a bad key or label", body = ErrorBody),
+        (status = 429, description = "`too_many`: a new code, and the cooperative holds 100 already", body = ErrorBody),
     ))]
 async fn put_code(
     State(s): State<AppState>,

@@ -6,12 +6,14 @@ use crate::api::Organisation;
 use crate::sql::rows::{codes_of, not_found};
 use crate::sql::select as sel;
 use crate::sql::{args, int, Db};
+use crate::MAX_SCRIPTS_PER_OWNER;
 use crate::{InstitutionRecord, LibraryRecord, PolicyPage, Result, Script, ScriptOwner};
+use crate::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_LIBRARIES_PER_COOPERATIVE};
 use async_trait::async_trait;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::ResolutionCode;
-use refdesk_domain::Millis;
+use refdesk_domain::{DomainError, Millis};
 
 /// The columns of a resolution code, in `INSERT` order after the cooperative.
 const CODE_INSERT: &str = "INSERT INTO resolution_codes
@@ -51,12 +53,31 @@ async fn create_cooperative<D: Db>(db: &mut D, name: String, codes: Vec<Resoluti
     Ok(id)
 }
 
+/// Refuses a write that would make `sql`'s count (of what `a` names)
+/// pass `max`: `too_many` with what it counts.
+pub(crate) async fn at_most<D: Db>(
+    db: &mut D,
+    sql: &str,
+    a: &[crate::sql::Arg<'_>],
+    max: i64,
+    what: &str,
+) -> Result<()> {
+    if int(db, sql, a, "n").await? >= max {
+        let reason = format!("there may be at most {max} {what}; remove one first");
+        return Err(DomainError::Limited { code: "too_many", reason }.into());
+    }
+    Ok(())
+}
+
 async fn create_library<D: Db>(
     db: &mut D,
     institution: InstitutionId,
     slug: String,
     name: String,
 ) -> Result<LibraryRecord> {
+    let count = "SELECT COUNT(*) AS n FROM libraries l JOIN institutions i ON i.id = l.institution_id
+         WHERE i.cooperative_id = (SELECT cooperative_id FROM institutions WHERE id = ?1)";
+    at_most(db, count, args![institution.0], MAX_LIBRARIES_PER_COOPERATIVE, "libraries in a cooperative").await?;
     let id = int(
         db,
         "INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3) RETURNING id AS library_id",
@@ -99,6 +120,8 @@ async fn put_code<D: Db>(db: &mut D, coop: CooperativeId, code: ResolutionCode) 
         )
         .await?;
     if changed == 0 {
+        let count = "SELECT COUNT(*) AS n FROM resolution_codes WHERE cooperative_id = ?1";
+        at_most(db, count, args![coop.0], MAX_CODES_PER_COOPERATIVE, "resolution codes in a cooperative").await?;
         let last = int(
             db,
             "SELECT COALESCE(max(position), -1) AS position FROM resolution_codes WHERE cooperative_id = ?1",
@@ -119,6 +142,8 @@ async fn create_script<D: Db>(
     now: Millis,
 ) -> Result<Script> {
     let (scope, owner_id) = (owner.scope(), owner.id());
+    let count = "SELECT COUNT(*) AS n FROM scripts WHERE scope = ?1 AND owner_id = ?2";
+    at_most(db, count, args![scope, owner_id], MAX_SCRIPTS_PER_OWNER, "scripts of one owner").await?;
     let id = int(
         db,
         "INSERT INTO scripts (scope, owner_id, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -141,6 +166,9 @@ impl<B: Backend> Organisation for B {
         let name = name.to_owned();
         self.write(move |db| {
             Box::pin(quiet(async move {
+                let count = "SELECT COUNT(*) AS n FROM institutions WHERE cooperative_id = ?1";
+                let what = "institutions in a cooperative";
+                at_most(db, count, args![coop.0], MAX_INSTITUTIONS_PER_COOPERATIVE, what).await?;
                 let sql =
                     "INSERT INTO institutions (cooperative_id, name) VALUES (?1, ?2) RETURNING id AS institution_id";
                 let id = int(db, sql, args![coop.0, &name], "institution_id").await.map_err(|e| {

@@ -16,6 +16,12 @@ use refdesk_domain::org::Staff;
 use refdesk_domain::{DomainError, Millis};
 
 async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
+    let count = "SELECT COUNT(*) AS n FROM staff s JOIN libraries l ON l.id = s.library_id
+         JOIN institutions i ON i.id = l.institution_id
+         WHERE i.cooperative_id = (SELECT i2.cooperative_id FROM libraries l2
+           JOIN institutions i2 ON i2.id = l2.institution_id WHERE l2.id = ?1)";
+    let (max, what) = (crate::MAX_STAFF_PER_COOPERATIVE, "staff accounts in a cooperative");
+    super::org::at_most(db, count, args![new.library.0], max, what).await?;
     let id = int(
         db,
         "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -169,6 +175,15 @@ impl<B: Backend> Staffing for B {
             Box::pin(async move {
                 db.row(&format!("{STAFF_SELECT} WHERE s.username = ?1"), args![&username], sel::staff_record).await
             })
+        })
+        .await
+    }
+
+    async fn staff_entry(&self, id: StaffId) -> Result<Option<StaffEntry>> {
+        self.read(move |db| {
+            Box::pin(
+                async move { db.row(&format!("{STAFF_SELECT} WHERE s.id = ?1"), args![id.0], sel::staff_entry).await },
+            )
         })
         .await
     }

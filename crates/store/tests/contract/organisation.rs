@@ -6,7 +6,8 @@ use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
 use refdesk_domain::org::Role;
 use refdesk_domain::question::{default_codes, ResolutionCode};
 use refdesk_domain::DomainError;
-use refdesk_store::{NewStaff, PolicyPage, StoreError};
+use refdesk_store::{NewStaff, PolicyPage, ScriptOwner, StoreError};
+use refdesk_store::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_SCRIPTS_PER_OWNER};
 use std::collections::BTreeSet;
 
 on_every_backend!(
@@ -16,8 +17,13 @@ on_every_backend!(
     a_library_policy_page_is_replaced_and_read_back,
     replacing_a_code_keeps_its_place_in_the_picker,
     codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
+    what_admins_create_is_bounded_per_cooperative_and_per_owner,
     a_closed_store_refuses_reads_and_writes_and_closing_again_does_nothing,
 );
+
+fn too_many<T>(r: &Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many", .. })))
+}
 
 fn not_found<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::Domain(DomainError::NotFound(_))))
@@ -26,6 +32,39 @@ fn not_found<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
 /// A new code for the cooperative's picker.
 fn new_code(n: usize) -> ResolutionCode {
     ResolutionCode { key: format!("new_{n:02}"), label: format!("New {n}"), ..default_codes()[1].clone() }
+}
+
+/// DESIGN §8: what admins create is bounded too (each list is read whole on
+/// hot paths). Past a bound, `too_many`; what is already there can still
+/// be changed.
+async fn what_admins_create_is_bounded_per_cooperative_and_per_owner(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let coop = w.library.placement.cooperative;
+    let have = s.codes(coop).await.unwrap().len();
+    for n in have..MAX_CODES_PER_COOPERATIVE as usize {
+        s.put_code(coop, new_code(n)).await.unwrap();
+    }
+    let r = s.put_code(coop, new_code(999)).await;
+    assert!(too_many(&r), "a code past the bound: {r:?}");
+    let mut first = s.codes(coop).await.unwrap()[0].clone();
+    first.label = "Renamed".into();
+    s.put_code(coop, first).await.unwrap();
+    assert_eq!(s.codes(coop).await.unwrap().len() as i64, MAX_CODES_PER_COOPERATIVE);
+
+    let script = |owner| s.create_script(owner, "Hi".into(), "Hello!".into(), 1);
+    for _ in 0..MAX_SCRIPTS_PER_OWNER {
+        script(ScriptOwner::Personal(w.ann.id)).await.unwrap();
+    }
+    let r = script(ScriptOwner::Personal(w.ann.id)).await;
+    assert!(too_many(&r), "a script past the bound: {r:?}");
+    script(ScriptOwner::Personal(w.carla.id)).await.expect("another owner has scripts of their own");
+
+    let have = s.institutions().await.unwrap().iter().filter(|i| i.cooperative == coop).count();
+    for n in have..MAX_INSTITUTIONS_PER_COOPERATIVE as usize {
+        s.create_institution(coop, &format!("Institution {n}")).await.unwrap();
+    }
+    let r = s.create_institution(coop, "One more").await;
+    assert!(too_many(&r), "an institution past the bound: {r:?}");
 }
 
 async fn a_store_is_empty_until_its_first_cooperative(b: &Backend) {
