@@ -132,7 +132,15 @@ impl App {
         let block = self.store.block(new).await?;
         if rec.state != SessionState::Ended {
             let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
-            let guard: Guard = Box::new(|rec| rec.state.end().map(|_| ()));
+            // Ended only as it was judged: a chat taken over or accepted
+            // since is someone else's now (the block stands all the same).
+            let (state, librarian) = (rec.state, rec.ctx.librarian);
+            let guard: Guard = Box::new(move |now| {
+                if now.state != state || now.ctx.librarian != librarian {
+                    return Err(DomainError::Conflict("the chat changed hands".into()));
+                }
+                now.state.end().map(|_| ())
+            });
             // Blocked patrons get no transcript: the chat is not theirs to mail on.
             match self.store.end(session, author, guard, Box::new(|_, _| None), Ending::default(), now).await {
                 Ok(_) => {}

@@ -293,7 +293,8 @@ impl App {
             None => None,
         };
         let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
-        self.store.update_staff(target, StaffUpdate { role, disabled, password_hash }).await?;
+        let decided_on = Some((who.role, who.home.library));
+        self.store.update_staff(target, StaffUpdate { role, disabled, password_hash, decided_on }).await?;
         // The store forgot where the account signed in from; so does this
         // node (the others within a minute: `crate::signin`). A new password
         // also gives the account its attempts back on this node: a stranger's

@@ -318,6 +318,10 @@ pub struct StaffUpdate {
     pub disabled: Option<bool>,
     /// New argon2id hash.
     pub password_hash: Option<String>,
+    /// The role and home library the change was decided on (the actor's
+    /// right to make it): if the account has another now (promoted or moved
+    /// meanwhile), nothing changes (`Conflict`).
+    pub decided_on: Option<(Role, LibraryId)>,
 }
 
 /// One IM conversation as the list shows it.

@@ -137,8 +137,16 @@ async fn sign_off_stale<D: Db>(db: &mut D, before: Millis) -> Result<(Vec<Staff>
 }
 
 async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Result<((), Vec<Event>)> {
-    let lock = format!("SELECT id AS staff_id FROM staff WHERE id = ?1{}", db.dialect().for_update());
-    db.row(&lock, args![id.0], |r| r.int("staff_id")).await?.ok_or(not_found("staff member"))?;
+    let lock = format!("SELECT role, library_id FROM staff WHERE id = ?1{}", db.dialect().for_update());
+    let now = db.row(&lock, args![id.0], |r| Ok((r.text("role")?, r.int("library_id")?))).await?;
+    let (role_now, library_now) = now.ok_or(not_found("staff member"))?;
+    // Whoever decided it judged the account as it was: one promoted or
+    // moved since may be outside what they may change.
+    if let Some((role, library)) = update.decided_on {
+        if role.as_str() != role_now || library.0 != library_now {
+            return Err(DomainError::Conflict("the account was changed meanwhile: look at it again".into()).into());
+        }
+    }
     if let Some(role) = update.role {
         db.exec("UPDATE staff SET role = ?2 WHERE id = ?1", args![id.0, role.as_str()]).await?;
     }

@@ -16,7 +16,25 @@ on_every_backend!(
     the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forgotten,
     staff_on_duty_not_seen_lately_are_signed_off,
     a_script_is_offered_to_its_owner_until_deleted,
+    a_change_decided_on_an_account_as_it_was_is_refused_once_it_changed,
 );
+
+/// An admin's change is judged on the account as it was read (its role and
+/// home library); one promoted or moved meanwhile is left as it is, so a
+/// reset cannot reach an account now above the admin's role.
+async fn a_change_decided_on_an_account_as_it_was_is_refused_once_it_changed(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let was = (w.ann.role, w.ann.home.library);
+    let promote = StaffUpdate { role: Some(Role::CooperativeAdmin), decided_on: Some(was), ..Default::default() };
+    s.update_staff(w.ann.id, promote).await.unwrap();
+    let hash = s.staff_by_username("ann").await.unwrap().unwrap().password_hash;
+    let late = StaffUpdate { password_hash: Some("$argon2id$new".into()), decided_on: Some(was), ..Default::default() };
+    let r = s.update_staff(w.ann.id, late).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    let after = s.staff_by_username("ann").await.unwrap().unwrap();
+    assert_eq!(after.password_hash, hash, "the password is the same");
+    assert_eq!(after.staff.role, Role::CooperativeAdmin);
+}
 
 async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
@@ -55,14 +73,17 @@ async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since
         from: from.clone(),
     };
     // While her password was being checked, it was reset.
-    let reset = StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()) };
+    let reset =
+        StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()), decided_on: None };
     s.update_staff(w.ann.id, reset).await.unwrap();
     assert!(!s.create_login(login("late")).await.unwrap(), "the old password signs no one in");
     assert!(s.staff_by_login("late", 0).await.unwrap().is_none());
     assert_eq!(s.known_networks("ann", 0).await.unwrap(), Some(vec![]), "nor is its network remembered");
     // Or she was disabled.
     let checked = s.staff_by_username("carla").await.unwrap().unwrap().password_hash;
-    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None }).await.unwrap();
+    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None })
+        .await
+        .unwrap();
     let late = NewLogin { token_hash: "late".into(), staff: w.carla.id, expires: 100, password_hash: checked, from };
     assert!(!s.create_login(late).await.unwrap(), "a disabled account signs in no more");
     assert_eq!(s.known_networks("carla", 0).await.unwrap(), Some(vec![]));
@@ -118,14 +139,20 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
     // The background round forgets the old ones; a reset password all.
     assert_eq!(s.forget_known_networks(1_005).await.unwrap(), 3);
     assert_eq!(networks(0).await.len(), 5);
-    s.update_staff(w.carla.id, StaffUpdate { role: Some(Role::Librarian), disabled: None, password_hash: None })
-        .await
-        .unwrap();
+    s.update_staff(
+        w.carla.id,
+        StaffUpdate { role: Some(Role::Librarian), disabled: None, password_hash: None, decided_on: None },
+    )
+    .await
+    .unwrap();
     assert_eq!(s.known_networks("carla", 0).await.unwrap().unwrap().len(), 1, "a new role changes nothing here");
-    let reset = StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()) };
+    let reset =
+        StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()), decided_on: None };
     s.update_staff(w.ann.id, reset).await.unwrap();
     assert_eq!(networks(0).await, [], "a reset password forgets them");
-    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None }).await.unwrap();
+    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None })
+        .await
+        .unwrap();
     assert_eq!(s.known_networks("carla", 0).await.unwrap(), Some(vec![]), "so does disabling the account");
 }
 
