@@ -8,7 +8,13 @@ async function load() {
   try { me = await api("/api/me"); } catch { location.href = "/desk"; return; }
   // Said first: what the forms report later must not be written over.
   if (!$("status").textContent) $("status").textContent = `Signed in as ${me.display_name}.`;
-  const libs = await api("/api/libraries");
+  // The open list holds every cooperative's libraries: the page shows those
+  // this admin looks after (the server checks each change anyway).
+  const mine = (lib) => ({
+    cooperative_admin: lib.cooperative === me.home.cooperative,
+    institution_admin: lib.institution === me.home.institution,
+  })[me.role] ?? lib.id === me.home.library;
+  const libs = (await api("/api/libraries")).filter(mine);
   const service = await api("/api/service");
   const base = service.public_url || location.origin;
   const sections = [];

@@ -221,6 +221,8 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.goto(`${base}/desk/admin`);
   await admin.locator("#snippet-lib1").waitFor();
   assert.match(await admin.inputValue("#snippet-lib1"), /widget\.js" data-library="riverside-main"/);
+  // A library admin's page holds her own library, not every one of the open list.
+  assert.equal(await admin.locator("textarea[id^=snippet-]").count(), 1);
   await admin.fill("#policy-lib1", "Renewals: up to 3 times.");
   await admin.getByRole("button", { name: "Save policy notes" }).first().click();
   await admin.getByText(/Policy notes for .* saved/).waitFor();

@@ -77,6 +77,11 @@ impl MailConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.from.parse::<Mailbox>().map_err(|e| format!("mail.from {:?} is not an address: {e}", self.from))?;
         if let Some(url) = &self.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err("mail.smtp_url must start with smtps:// (TLS from the start) or smtp:// (with \
+                            ?tls=required for STARTTLS)"
+                    .into());
+            }
             AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                 .map_err(|e| format!("mail.smtp_url is not a usable SMTP URL: {e}"))?;
         }

@@ -355,8 +355,14 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
 /// JSON object a line with the span's fields (the request id) in it.
 fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("REFDESK_LOG").unwrap_or_else(|_| "info,refdesk=info".into());
+    // A filter that does not parse is said, not ignored without a word.
+    let filter = match std::env::var("REFDESK_LOG") {
+        Ok(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("warning: REFDESK_LOG={v:?} is not a log filter ({e}); logging at info");
+            "info,refdesk=info".into()
+        }),
+        Err(_) => "info,refdesk=info".into(),
+    };
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -503,11 +509,12 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     let name = u.name.clone().unwrap_or_else(|| u.username.clone());
     let password = read_password(u.password_file.as_deref())?;
     let state = refdesk_server::open(&config, Clock::system()).await?;
-    let id = state
-        .app
-        .add_staff(None, &u.library, &u.username, &name, role, &password)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"));
+    let id = state.app.add_staff(None, &u.library, &u.username, &name, role, &password).await.map_err(|e| match e {
+        refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound("library")) => {
+            anyhow::anyhow!("there is no library {:?} (`refdesk list` shows them)", u.library)
+        }
+        e => anyhow::anyhow!("{e}"),
+    });
     state.app.store().close().await;
     let id = id?;
     println!("created staff member {} (id {id}) at {}", u.username, u.library);

@@ -237,3 +237,24 @@ fn a_data_folder_that_cannot_be_one_is_refused_and_nothing_is_created() {
     assert!(!o.status.success());
     assert!(err(&o).contains("metrics_listen") && !out(&o).contains("is serving"), "{}{}", out(&o), err(&o));
 }
+
+#[test]
+fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("listen = \"localhost:8080\"\n", "like 127.0.0.1:8080 (not a host name)"),
+        ("trusted_proxies = [\"10.0.0.0/8\"]\n", "not a network like 10.0.0.0/8"),
+        ("[mail]\nsmtp_url = \"mail.example.org:25\"\n", "must start with smtps://"),
+    ];
+    for (text, says) in cases {
+        let o = refdesk(Some(&file(dir.path(), text)), &[], &["config", "--check"]);
+        assert_eq!(o.status.code(), Some(1), "{text}");
+        assert!(err(&o).contains(says), "{text}: {}", err(&o));
+    }
+    let o = refdesk(None, &[("REFDESK_TRUSTED_PROXIES", "10.0.0.0/8")], &["config", "--check"]);
+    assert!(err(&o).contains("not a network like 10.0.0.0/8"), "{}", err(&o));
+    // A log filter that does not parse is warned about, not ignored.
+    let o = refdesk(None, &[("REFDESK_LOG", "info,,=x[")], &["config", "--check"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("REFDESK_LOG=\"info,,=x[\" is not a log filter"), "{}", err(&o));
+}

@@ -285,7 +285,7 @@ impl Config {
     pub fn parse_toml(text: &str) -> anyhow::Result<Config> {
         toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let what = e.message().trim_end_matches('.');
+            let what = crate::settings::with_hint(e.message().trim_end_matches('.'));
             match line {
                 Some(n) => anyhow::anyhow!("line {n}: {what}"),
                 None => anyhow::anyhow!("{what}"),
@@ -438,7 +438,7 @@ impl Config {
     fn validate_settings(&self) -> anyhow::Result<()> {
         let l = &self.limits;
         if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
-            bail!("limits.max_message_chars must be between 1 and 100000");
+            bail!("limits.max_message_chars must be between 1 and 100000 (it is {})", l.max_message_chars);
         }
         // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
         // a full-length message must always fit in a frame.

@@ -99,7 +99,7 @@ impl Config {
         target.insert(key.to_owned(), value);
         let text = toml::to_string(&table).context("the configuration cannot be written as TOML")?;
         let mut changed: Config =
-            toml::from_str(&text).map_err(|e| anyhow!("{source}: {}", e.message().trim_end_matches('.')))?;
+            toml::from_str(&text).map_err(|e| anyhow!("{source}: {}", with_hint(e.message().trim_end_matches('.'))))?;
         // What the file never holds is kept as it is.
         changed.mail.public_url = self.mail.public_url.take();
         changed.sources = std::mem::take(&mut self.sources);
@@ -223,6 +223,18 @@ fn settings_set(text: &str) -> impl Iterator<Item = (String, usize)> + '_ {
         }
         Some((current.as_ref().map_or_else(|| key.to_owned(), |s| format!("{s}.{key}")), i + 1))
     })
+}
+
+/// A parser's words about a value, with what a good one looks like where
+/// they do not say (serde names the syntax, not the setting's form).
+pub fn with_hint(message: &str) -> String {
+    if message.contains("invalid socket address syntax") {
+        format!("{message}: give an IP address and a port, like 127.0.0.1:8080 (not a host name)")
+    } else if message.contains("invalid IP address syntax") {
+        format!("{message}: give IP addresses, like 10.0.0.1 or ::1 (each one address, not a network like 10.0.0.0/8)")
+    } else {
+        message.to_owned()
+    }
 }
 
 /// The line of `text` (a configuration file) where `path` is set, if it is.

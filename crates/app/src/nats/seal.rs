@@ -73,6 +73,10 @@ impl NatsKey {
     /// Says what is wrong without repeating the text.
     pub fn parse(text: &str) -> Result<NatsKey, String> {
         let text = text.trim();
+        let written = match decode_hex(text) {
+            Some(_) => "hexadecimal",
+            None => "base64",
+        };
         let bytes = decode_hex(text).or_else(|| decode_base64(text)).ok_or_else(|| {
             "the NATS key must be random bytes written in hexadecimal or base64 (e.g. the output of \
              `openssl rand -base64 32`)"
@@ -80,9 +84,10 @@ impl NatsKey {
         })?;
         if bytes.len() < MIN_KEY_BYTES {
             return Err(format!(
-                "the NATS key is {} bytes; it must be at least {MIN_KEY_BYTES} random bytes (e.g. the output of \
-                 `openssl rand -base64 32`)",
-                bytes.len()
+                "the NATS key holds {} bytes (its {} characters read as {written}); it must be at least \
+                 {MIN_KEY_BYTES} random bytes (e.g. the output of `openssl rand -base64 32`)",
+                bytes.len(),
+                text.chars().count()
             ));
         }
         // 32 random bytes hold about 30 different values; a key with few

@@ -418,11 +418,22 @@ pub struct LibraryView {
     pub slug: String,
     /// Display name.
     pub name: String,
+    /// Its institution.
+    pub institution: refdesk_domain::ids::InstitutionId,
+    /// Its cooperative (a page lists what is in its reader's scope).
+    pub cooperative: refdesk_domain::ids::CooperativeId,
 }
 
 impl From<refdesk_store::LibraryRecord> for LibraryView {
     fn from(l: refdesk_store::LibraryRecord) -> Self {
-        LibraryView { id: l.placement.library, slug: l.slug, name: l.name }
+        let p = l.placement;
+        LibraryView {
+            id: p.library,
+            slug: l.slug,
+            name: l.name,
+            institution: p.institution,
+            cooperative: p.cooperative,
+        }
     }
 }
 
