@@ -310,6 +310,38 @@ impl App {
         Ok(())
     }
 
+    /// The operator's change to an account, from the command line (no
+    /// actor: whoever runs refdesk on the machine holds the database): a new
+    /// password for an admin locked out, or an account disabled or enabled.
+    /// Ends the account's sign-ins, like a change made on the desk.
+    pub async fn operator_update(
+        &self,
+        username: &str,
+        password: Option<&str>,
+        disabled: Option<bool>,
+    ) -> AppResult<()> {
+        let who = self.store.staff_by_username(username).await?.ok_or(DomainError::NotFound("staff member"))?.staff;
+        let password_hash = match password {
+            // As strong as the first admin's (`setup`): this is how an
+            // admin's account is given back.
+            Some(p) => {
+                let p = input::strong_password(p, &who.username)?.to_owned();
+                Some(self.hash_work(move || auth::hash_password(&p)).await??)
+            }
+            None => None,
+        };
+        let reset = password_hash.is_some();
+        self.store.update_staff(who.id, StaffUpdate { password_hash, disabled, ..Default::default() }).await?;
+        if reset {
+            self.sign_ins.password_reset(&who.username);
+        }
+        if disabled == Some(true) {
+            self.sign_ins.forget(&who.username);
+            self.hand_back(&who).await;
+        }
+        Ok(())
+    }
+
     /// One round of background work: offers chats that reached the roll-up
     /// delay to the cooperative, marks connected staff seen, and signs off
     /// staff gone for longer than the sign-off delay. Returns the time it

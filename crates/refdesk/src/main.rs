@@ -221,6 +221,25 @@ struct NewCooperativeArgs {
 enum UserCommand {
     /// Create a staff member.
     Add(UserAdd),
+    /// Give an account a new password (an admin locked out): its sign-ins end.
+    Password {
+        /// Sign-in name.
+        username: String,
+        /// A file holding the password (its first line); else
+        /// REFDESK_PASSWORD, else a prompt. Never a flag.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Disable an account: its sign-ins end, and its chats go back in line.
+    Disable {
+        /// Sign-in name.
+        username: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// Sign-in name.
+        username: String,
+    },
 }
 
 #[derive(Args)]
@@ -493,11 +512,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_demo_logins();
             Ok(())
         }
-        Command::User { command: UserCommand::Add(u) } => add_user(&cli, u).await,
+        Command::User { command } => user_command(&cli, command).await,
         Command::Backup { to, force } => backup::backup(&offline(load_config(&cli)?), to, *force),
         Command::Restore { from } => backup::restore(&offline(load_config(&cli)?), from),
         Command::Serve { listen, demo } => serve(&cli, *listen, *demo).await,
     }
+}
+
+/// `refdesk user …`.
+async fn user_command(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add(u) => add_user(cli, u).await,
+        UserCommand::Password { username, password_file } => {
+            let password = read_password(password_file.as_deref())?;
+            update_user(cli, username, Some(&password), None).await
+        }
+        UserCommand::Disable { username } => update_user(cli, username, None, Some(true)).await,
+        UserCommand::Enable { username } => update_user(cli, username, None, Some(false)).await,
+    }
+}
+
+/// `refdesk user password`, `disable` and `enable`.
+async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled: Option<bool>) -> anyhow::Result<()> {
+    let config = offline(existing(load_config(cli)?)?);
+    let state = refdesk_server::open(&config, Clock::system()).await?;
+    let done = state.app.operator_update(username, password, disabled).await.map_err(|e| match e {
+        refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound(_)) => {
+            anyhow::anyhow!("there is no staff member {username:?}")
+        }
+        e => anyhow::anyhow!("{e}"),
+    });
+    state.app.store().close().await;
+    done?;
+    let what = match (password, disabled) {
+        (Some(_), _) => "has a new password",
+        (None, Some(true)) => "is disabled",
+        _ => "is enabled",
+    };
+    println!("{username} {what}; their sign-ins have ended");
+    Ok(())
 }
 
 /// `refdesk user add`.

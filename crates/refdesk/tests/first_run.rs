@@ -275,3 +275,37 @@ async fn the_demo_serves_this_machine_only() {
     let r = client.post(server.url("/api/login")).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_account_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = ["setup", "--cooperative", "C", "--institution", "I", "--library", "c-main", "--library-name", "Main"];
+    let o = refdesk(dir.path(), &[&setup[..], &["--admin", "nora"]].concat(), Some(STRONG));
+    assert!(o.status.success(), "{}", text(&o));
+    const NEW: &str = "harbour light heron 1921";
+    // A weak password or an unknown name: refused, nothing changed.
+    let o = refdesk(dir.path(), &["user", "password", "nora"], Some("password123"));
+    assert!(!o.status.success() && text(&o).contains("password"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["user", "password", "nobody"], Some(NEW));
+    assert!(!o.status.success() && text(&o).contains("there is no staff member \"nobody\""), "{}", text(&o));
+    let o = refdesk(dir.path(), &["user", "password", "nora"], Some(NEW));
+    assert!(o.status.success() && text(&o).contains("nora has a new password"), "{}", text(&o));
+
+    let server = Server::start(dir.path(), &[], &[]).await;
+    let login = |password: &'static str| {
+        let url = server.url("/api/login");
+        async move {
+            let body = json!({"username": "nora", "password": password});
+            reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(login(STRONG).await, 401, "the old password is gone");
+    assert_eq!(login(NEW).await, 200);
+    // Disabled beside the running service (the same data folder), then enabled.
+    let o = refdesk(dir.path(), &["user", "disable", "nora"], None);
+    assert!(o.status.success() && text(&o).contains("nora is disabled"), "{}", text(&o));
+    assert_ne!(login(NEW).await, 200, "a disabled account signs in no more");
+    let o = refdesk(dir.path(), &["user", "enable", "nora"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(login(NEW).await, 200);
+}
