@@ -67,20 +67,20 @@ function addLines(lines) {
 }
 
 // The question's page holds the chat's first page of lines; a longer chat's
-// rest is read a page at a time from its session.
-async function addTheRest(session) {
+// rest is read a page at a time, after the last line shown.
+async function addTheRest() {
   for (;;) {
-    const page = await api(`/api/sessions/${session}?after=${shown}`);
+    const page = await api(`/api/questions/${id}?after=${shown}`);
     const before = shown;
-    addLines(page.messages);
-    if (!page.more || shown === before) return;
+    addLines(page.transcript);
+    if (!page.transcript_more || shown === before) return;
   }
 }
 
 async function load() {
   const d = await api(`/api/questions/${id}`);
   render(d);
-  if (d.transcript_more) await addTheRest(d.question.session);
+  if (d.transcript_more) await addTheRest();
 }
 
 async function refresh() {

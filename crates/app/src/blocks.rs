@@ -134,15 +134,18 @@ impl App {
             let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
             // Ended only as it was judged: a chat taken over or accepted
             // since is someone else's now (the block stands all the same).
-            let (state, librarian) = (rec.state, rec.ctx.librarian);
+            // (When it was last put in line tells a waiting chat taken and
+            // handed back since from the one judged.)
+            let (state, librarian, queued) = (rec.state, rec.ctx.librarian, rec.queued_at);
             let guard: Guard = Box::new(move |now| {
-                if now.state != state || now.ctx.librarian != librarian {
+                if now.state != state || now.ctx.librarian != librarian || now.queued_at != queued {
                     return Err(DomainError::Conflict("the chat changed hands".into()));
                 }
                 now.state.end().map(|_| ())
             });
             // Blocked patrons get no transcript: the chat is not theirs to mail on.
-            match self.store.end(session, author, guard, Box::new(|_, _| None), Ending::default(), now).await {
+            let ending = Ending { no_transcript: true, ..Ending::default() };
+            match self.store.end(session, author, guard, Box::new(|_, _| None), ending, now).await {
                 Ok(_) => {}
                 Err(refdesk_store::StoreError::Domain(DomainError::Conflict(_))) => {}
                 Err(e) => return Err(e.into()),
@@ -175,8 +178,8 @@ impl App {
                 SessionState::Waiting if rec.accepted_at.is_none() => Ok(()),
                 _ => Err(DomainError::Conflict("the chat was taken".into())),
             });
-            match self.store.end(id, Author::System, still_waiting, Box::new(|_, _| None), Ending::default(), now).await
-            {
+            let ending = Ending { no_transcript: true, ..Ending::default() };
+            match self.store.end(id, Author::System, still_waiting, Box::new(|_, _| None), ending, now).await {
                 Ok(_) => ended += 1,
                 Err(e) => tracing::debug!(block = block.id, session = %id, error = %e, "waiting chat not ended"),
             }
@@ -270,11 +273,21 @@ impl App {
                 left_per_net_per_day: self.limits.form_questions_per_address_per_day,
                 last_words: Some(expired_line(minutes, rec.patron_email.is_some())),
                 last_words_unanswered: Some(expired_line(minutes, false)),
-                // No transcript goes (below), so none is counted.
-                transcripts_per_recipient_per_day: None,
+                transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
+                no_transcript: false,
             };
-            // Nobody accepted it: there is no transcript to mail.
-            match self.store.end(session, Author::System, still_waiting, Box::new(|_, _| None), ending, now).await {
+            // A chat a librarian took before it went back in line (handed on
+            // to a queue, or its librarian gone) had a conversation: its
+            // transcript goes as asked. One nobody took has none.
+            let mail: refdesk_store::TranscriptMail = match rec.accepted_at {
+                Some(_) => Box::new(crate::mail::transcript_mail),
+                None => Box::new(|_, _| None),
+            };
+            match self.store.end(session, Author::System, still_waiting, mail, ending, now).await {
+                Ok(_) if rec.accepted_at.is_some() => {
+                    self.mail_wakeup.notify_one();
+                    tracing::info!(session = %session, "waiting chat expired");
+                }
                 Ok(_) => tracing::info!(session = %session, "waiting chat expired"),
                 Err(e) => tracing::debug!(session = %session, error = %e, "waiting chat not expired"),
             }

@@ -674,13 +674,19 @@ impl App {
         Ok((rec, visible, more || cut))
     }
 
+    /// The most bytes a line's text can take (UTF-8: 4 a character).
+    fn longest_line(&self) -> usize {
+        self.limits.max_message_chars * 4
+    }
+
     /// A session's lines after `after` as stored (not yet judged by the
     /// visibility function): at most [`STAFF_PAGE_LINES`], read until their
     /// text passes [`STAFF_PAGE_BYTES`]; and whether more follow.
     pub(crate) async fn staff_page(&self, session: SessionId, after: u64) -> AppResult<(Vec<Message>, bool)> {
         let read = |from, n| self.store.messages_after(session, from, n);
         let text = |lines: &[Message]| lines.iter().map(|m| m.body.len()).sum();
-        let (mut page, cut_short) = read_page(read, text, after, STAFF_PAGE_LINES, STAFF_PAGE_BYTES).await?;
+        let budget = (STAFF_PAGE_BYTES, self.longest_line());
+        let (mut page, cut_short) = read_page(read, text, after, STAFF_PAGE_LINES, budget).await?;
         let more = cut_short || page.len() > STAFF_PAGE_LINES as usize;
         page.truncate(STAFF_PAGE_LINES as usize);
         Ok((page, more))
@@ -698,7 +704,8 @@ impl App {
         let viewer = Viewer::Patron { session: rec.ctx.id };
         let shown = |lines: &[Message]| transcript(&viewer, &rec.ctx, lines).map(|m| m.body.len()).sum();
         let read = |from, n| self.store.messages_after(rec.ctx.id, from, n);
-        let (mut page, cut_short) = read_page(read, shown, after, limit, PATRON_PAGE_BYTES).await?;
+        let budget = (PATRON_PAGE_BYTES, self.longest_line());
+        let (mut page, cut_short) = read_page(read, shown, after, limit, budget).await?;
         let mut more = cut_short || page.len() > limit as usize;
         page.truncate(limit as usize);
         let mut last = page.last().map_or(after, |m| m.seq);
@@ -812,13 +819,18 @@ const PAGE_CHUNK: u32 = 16;
 /// are read, the chat has no more, or the text `shown` of what was read
 /// passes `budget`: a page of long lines reads little more
 /// than it can show (500 lines of 16 KB would be 8 MB read for 64 KiB
-/// sent). Returns the lines and whether the text cut the reading short.
+/// sent). No read asks for more lines than twice the budget, less what
+/// was read, could hold at `longest` bytes each (but [`PAGE_CHUNK`] at
+/// least): after many short lines, a doubled read of long ones would
+/// otherwise be many times the budget (1,024 lines of 16 KB). So a page
+/// reads at most about twice its budget and a chunk. Returns the lines and
+/// whether the text cut the reading short.
 async fn read_page<F, Fut>(
     mut read: F,
     shown: impl Fn(&[Message]) -> usize,
     after: u64,
     limit: u32,
-    budget: usize,
+    (budget, longest): (usize, usize),
 ) -> AppResult<(Vec<Message>, bool)>
 where
     F: FnMut(u64, u32) -> Fut,
@@ -826,7 +838,9 @@ where
 {
     let (mut lines, mut text, mut from, mut chunk_size) = (Vec::new(), 0, after, PAGE_CHUNK);
     loop {
-        let want = (limit + 1 - lines.len() as u32).min(chunk_size);
+        let room = ((2 * budget).saturating_sub(text) / longest.max(1)).clamp(PAGE_CHUNK as usize, u32::MAX as usize);
+        let room = u32::try_from(room).unwrap_or(u32::MAX);
+        let want = (limit + 1 - lines.len() as u32).min(chunk_size).min(room);
         chunk_size = chunk_size.saturating_mul(2);
         let chunk = read(from, want).await?;
         let done = chunk.len() < want as usize;
@@ -859,13 +873,27 @@ pub(crate) fn within_budget(messages: &mut Vec<Message>, budget: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::DUMMY_HASH;
-    use super::{read_page, PATRON_PAGE_BYTES};
+    use super::{read_page, PATRON_PAGE_BYTES, STAFF_PAGE_BYTES};
     use refdesk_domain::chat::{Audience, Author, Message, MessageKind};
     use refdesk_domain::ids::SessionId;
 
-    /// Reads a page of `lines` lines of `len` bytes each; the page, whether
-    /// its text cut it short, and how many lines and reads made it.
+    /// Reads a patron's page of `lines` lines of `len` bytes each; the
+    /// page, whether its text cut it short, and how many lines and reads
+    /// made it.
     async fn page_of(lines: u64, len: usize, limit: u32) -> (usize, bool, usize, usize) {
+        let (page, cut, read, reads, _) = page_of_lines(lines, |_| len, limit, PATRON_PAGE_BYTES).await;
+        (page, cut, read, reads)
+    }
+
+    /// [`page_of`] with line `seq` `len(seq)` bytes long and the budget
+    /// given; and the bytes read.
+    async fn page_of_lines(
+        lines: u64,
+        len: impl Fn(u64) -> usize,
+        limit: u32,
+        budget: usize,
+    ) -> (usize, bool, usize, usize, usize) {
+        let bytes = std::cell::Cell::new(0);
         let all: Vec<Message> = (1..=lines)
             .map(|seq| Message {
                 session: SessionId(1),
@@ -873,7 +901,7 @@ mod tests {
                 kind: MessageKind::Message,
                 audience: Audience::Everyone,
                 author: Author::System,
-                body: "x".repeat(len),
+                body: "x".repeat(len(seq)),
                 client_id: None,
                 at: 0,
                 system: None,
@@ -884,11 +912,12 @@ mod tests {
             let got: Vec<Message> = all.iter().filter(|m| m.seq > from).take(n as usize).cloned().collect();
             read.set(read.get() + got.len());
             reads.set(reads.get() + 1);
+            bytes.set(bytes.get() + got.iter().map(|m| m.body.len()).sum::<usize>());
             std::future::ready(Ok(got))
         };
         let shown = |ls: &[Message]| ls.iter().map(|m| m.body.len()).sum();
-        let (page, cut) = read_page(chunk, shown, 0, limit, PATRON_PAGE_BYTES).await.unwrap();
-        (page.len(), cut, read.get(), reads.get())
+        let (page, cut) = read_page(chunk, shown, 0, limit, (budget, 16_000)).await.unwrap();
+        (page.len(), cut, read.get(), reads.get(), bytes.get())
     }
 
     #[tokio::test]
@@ -897,12 +926,18 @@ mod tests {
         let (lines, cut, read, reads) = page_of(2_000, 16_000, 500).await;
         assert!(cut && lines == read && read <= 16, "{read} lines read for {} KiB", PATRON_PAGE_BYTES / 1024);
         assert_eq!(reads, 1);
-        // Short lines: the page is the limit and one more, in a few reads
-        // of growing size (16, 32, 64, 128, 256, then the 5 left).
-        assert_eq!(page_of(2_000, 10, 500).await, (501, false, 501, 6));
+        // Short lines: the page is the limit and one more, in reads of 16
+        // (what 128 KiB holds of the longest lines, but 16 at least).
+        assert_eq!(page_of(2_000, 10, 500).await, (501, false, 501, 32));
         // The chat ends first.
-        assert_eq!(page_of(40, 10, 500).await, (40, false, 40, 2));
+        assert_eq!(page_of(40, 10, 500).await, (40, false, 40, 3));
         assert_eq!(page_of(0, 10, 500).await, (0, false, 0, 1));
+        // A staff page of 1,008 short lines then the longest ones: the
+        // reads after the short lines do not double to 1,024 long lines
+        // (16 MB); the page reads about twice its budget at most.
+        let long_after = |seq: u64| if seq <= 1_008 { 10 } else { 16_000 };
+        let (_, cut, _, _, bytes) = page_of_lines(2_000, long_after, 5_000, STAFF_PAGE_BYTES).await;
+        assert!(cut && bytes <= 2 * STAFF_PAGE_BYTES + 16 * 16_000, "{bytes} bytes read for a page of 1 MiB");
     }
 
     #[test]

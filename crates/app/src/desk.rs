@@ -15,6 +15,10 @@ use refdesk_domain::DomainError;
 use refdesk_store::{Guard, Handover, SessionRecord, TransferTo};
 use serde::Serialize;
 
+/// Chats whose librarian left handed back in one round at most; the rest
+/// in the next rounds, a second apart.
+const ORPHANS_PER_ROUND: u32 = 100;
+
 /// The chat monitor's two tabs.
 #[derive(Clone, Debug, Serialize)]
 pub struct Monitor {
@@ -150,24 +154,53 @@ impl App {
             }
         };
         for rec in chats {
-            let who = librarian.id;
-            let still_theirs: Guard = Box::new(move |rec| {
-                match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {
-                    true => Ok(()),
-                    false => Err(DomainError::Conflict("the chat changed hands".into())),
-                }
-            });
-            let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
-            let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
-            let handover = Handover { to, stay: false, line };
-            let now = self.clock.now();
-            match self.store.transfer(rec.ctx.id, librarian.clone(), handover, still_theirs, now).await {
-                Ok(_) => {
-                    tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat went back in line: its librarian left")
-                }
-                Err(e) if e.is_conflict() => {}
-                Err(e) => tracing::warn!(error = %e, session = %rec.ctx.id, "cannot put a chat back in line"),
+            self.hand_back_one(librarian, &rec).await;
+        }
+    }
+
+    /// [`App::hand_back`] for every chat whose librarian is disabled or has
+    /// had no connection on any node since `before` (`signoff_minutes`):
+    /// every round, so that a chat is handed back even when the moment the
+    /// librarian left was missed (a node that stopped, a read that failed,
+    /// a change made from the command line).
+    pub(crate) async fn hand_back_orphans(&self, before: refdesk_domain::Millis) {
+        let orphans = match self.store.orphaned_chats(before, ORPHANS_PER_ROUND).await {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for chats whose librarian left");
+                return;
             }
+        };
+        for (session, staff) in orphans {
+            let (Ok(Some(rec)), Ok(Some(librarian))) =
+                (self.store.session(session).await, self.store.staff_by_id(staff).await)
+            else {
+                continue;
+            };
+            self.hand_back_one(&librarian, &rec).await;
+        }
+    }
+
+    /// Puts one chat of `librarian`'s back in its library's queue, if it is
+    /// still theirs inside the write.
+    async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {
+        let who = librarian.id;
+        let still_theirs: Guard = Box::new(move |rec| {
+            match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {
+                true => Ok(()),
+                false => Err(DomainError::Conflict("the chat changed hands".into())),
+            }
+        });
+        let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
+        let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
+        let handover = Handover { to, stay: false, line };
+        let now = self.clock.now();
+        match self.store.transfer(rec.ctx.id, librarian.clone(), handover, still_theirs, now).await {
+            Ok(_) => {
+                tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat went back in line: its librarian left")
+            }
+            Err(e) if e.is_conflict() => {}
+            Err(e) => tracing::warn!(error = %e, session = %rec.ctx.id, "cannot put a chat back in line"),
         }
     }
 }

@@ -314,27 +314,29 @@ fn refusal(e: &async_nats::ConnectError, shown: &str) -> String {
 }
 
 /// A URL fit for logs and for `refdesk config`: its password or token
-/// (before the `@`) and the values of query parameters that may hold a
-/// secret (`password=`, `token=`, …) are `***`; the user name and the other
+/// (everything between `://` and the last `@`, but a user name before a
+/// `:`) and the values of query parameters that may hold a secret
+/// (`password=`, `token=`, …) are `***`; the user name and the other
 /// parameters stay, so that what decides the connection's security
 /// (`tls=required`, `sslmode=verify-full`) is still seen — and is kept by an
-/// operator who saves the output as a configuration.
+/// operator who saves the output as a configuration. A name alone before
+/// the `@` is a user for PostgreSQL and SMTP, and stays; for NATS it is a
+/// token, and is hidden.
 pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+    let parts = UrlParts::of(url);
+    let user = match parts.userinfo {
+        None => String::new(),
+        Some(info) => match info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None if parts.token_alone => "***@".to_owned(),
+            None => format!("{info}@"),
+        },
     };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let mut shown = match base[after_scheme..].rfind('@').map(|at| after_scheme + at) {
-        Some(at) => {
-            let user = match base[after_scheme..at].split_once(':') {
-                Some((user, _)) => format!("{user}:***"),
-                None => "***".to_owned(),
-            };
-            format!("{}{user}{}", &base[..after_scheme], &base[at..])
-        }
-        None => base.to_owned(),
+    let (host, query) = match parts.rest.split_once('?') {
+        Some((host, query)) => (host, Some(query)),
+        None => (parts.rest, None),
     };
+    let mut shown = format!("{}{user}{host}", parts.scheme);
     if let Some(query) = query {
         let params: Vec<String> = query
             .split('&')
@@ -348,20 +350,46 @@ pub fn redact_url(url: &str) -> String {
     shown
 }
 
+/// A URL cut where [`redact_url`] needs it. The user information runs to
+/// the last `@` whatever it holds (a password with an unescaped `?` or `/`
+/// is hidden whole, not taken for the query).
+struct UrlParts<'a> {
+    /// `nats://`, or nothing.
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    /// The host and what follows.
+    rest: &'a str,
+    /// A name alone before the `@` is a token (NATS).
+    token_alone: bool,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> UrlParts<'a> {
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let (scheme, tail) = url.split_at(after_scheme);
+        let token_alone = scheme.is_empty() || ["nats://", "tls://", "ws://", "wss://"].contains(&scheme);
+        match tail.rfind('@') {
+            Some(at) => UrlParts { scheme, userinfo: Some(&tail[..at]), rest: &tail[at + 1..], token_alone },
+            None => UrlParts { scheme, userinfo: None, rest: tail, token_alone },
+        }
+    }
+}
+
 /// Whether a URL's query parameter may hold a secret (its value is hidden).
+/// `sslkey` and `sslcert` are file names, not secrets.
 fn secret_param(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["pass", "pwd", "token", "secret", "key", "auth", "cred"].iter().any(|s| key.contains(s))
+    ["pass", "pwd", "token", "secret", "cred"].iter().any(|s| key.contains(s))
+        || ["key", "apikey", "api_key", "auth"].contains(&key.as_str())
 }
 
 /// Whether a URL holds `***` where a secret goes: a [`redact_url`] output
 /// saved as a configuration, which would sign in with `***`.
 pub fn holds_hidden_secret(url: &str) -> bool {
-    let base = url.split_once('?').map_or(url, |(b, _)| b);
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let userinfo = base[after_scheme..].rfind('@').map(|at| &base[after_scheme..after_scheme + at]);
-    let in_userinfo = userinfo.is_some_and(|u| u == "***" || u.ends_with(":***"));
-    let in_query = url
+    let parts = UrlParts::of(url);
+    let in_userinfo = parts.userinfo.is_some_and(|u| u == "***" || u.ends_with(":***"));
+    let in_query = parts
+        .rest
         .split_once('?')
         .is_some_and(|(_, q)| q.split('&').any(|p| p.split_once('=').is_some_and(|(_, v)| v == "***")));
     in_userinfo || in_query
@@ -767,7 +795,18 @@ mod tests {
             redact_url("postgres://u:pw@db/refdesk?sslmode=verify-full&sslpassword=x"),
             "postgres://u:***@db/refdesk?sslmode=verify-full&sslpassword=***"
         );
-        for shown in ["smtp://me:***@mail:587?tls=required", "smtps://***@mail", "postgres://db?password=***"] {
+        // A password holding an unescaped `?` is hidden whole.
+        assert_eq!(redact_url("nats://u:p?ss@host"), "nats://u:***@host");
+        assert_eq!(redact_url("smtp://u:p/a?s=s@mail:25?tls=required"), "smtp://u:***@mail:25?tls=required");
+        // A user name alone stays for PostgreSQL and SMTP (it is a token for
+        // NATS); a client certificate's key file is no secret.
+        assert_eq!(redact_url("postgres://refdesk@db/refdesk"), "postgres://refdesk@db/refdesk");
+        assert_eq!(redact_url("postgres://db/r?sslkey=/etc/k.pem"), "postgres://db/r?sslkey=/etc/k.pem");
+        assert!(!holds_hidden_secret(&redact_url("postgres://refdesk@db/refdesk?sslkey=/etc/k.pem")));
+        for odd in ["@", "user@", "://", "://@", "n@ts://é@ü?x=@", "?@?", ""] {
+            let _ = (redact_url(odd), holds_hidden_secret(odd));
+        }
+        for shown in ["smtp://me:***@mail:587?tls=required", "nats://***@mail", "postgres://db?password=***"] {
             assert!(holds_hidden_secret(shown), "{shown}");
         }
         for real in ["smtp://me:s3cret@mail:587?tls=required", "nats://127.0.0.1:4222", "smtp://mail?tls=required"] {

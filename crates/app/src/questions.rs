@@ -130,8 +130,8 @@ pub struct QuestionDetail {
     /// The messages staff may see, notes included: the first page of the
     /// chat ([`crate::chat::STAFF_PAGE_LINES`], [`crate::chat::STAFF_PAGE_BYTES`]).
     pub transcript: Vec<Message>,
-    /// Whether the chat goes on past `transcript` (the rest is read from
-    /// the session's transcript, a page at a time).
+    /// Whether the chat goes on past `transcript` (the rest is read a page
+    /// at a time, after its last line).
     pub transcript_more: bool,
     /// R7.
     pub timeline: Vec<TimelineEntry>,
@@ -190,14 +190,15 @@ impl App {
         Ok(self.store.questions(query).await?)
     }
 
-    /// One question with its transcript and timeline, as staff see it.
-    pub async fn question(&self, staff: &Staff, id: QuestionId) -> AppResult<QuestionDetail> {
+    /// One question with a page of its transcript (the lines after
+    /// `after`) and its timeline, as staff see it.
+    pub async fn question(&self, staff: &Staff, id: QuestionId, after: u64) -> AppResult<QuestionDetail> {
         let first = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &first.placement, first.referred.as_ref(), first.librarian)?;
         // The lines and the timeline first, then the question and the session
         // again: what judges them is at least as new as all they hold (a
         // referral or a change of hands after them is in it).
-        let (all, transcript_more) = self.staff_page(first.session, 0).await?;
+        let (all, transcript_more) = self.staff_page(first.session, after).await?;
         let timeline = self.store.timeline(id).await?;
         let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
@@ -233,8 +234,14 @@ impl App {
         let receiving = prepared.receiving;
         let me = staff.clone();
         let per_recipient = Some(self.limits.answers_per_recipient_per_day);
+        let most = u64::from(self.limits.max_chat_lines) + crate::chat::STAFF_LINES_PAST_FULL;
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
             let plan = decide(&me, prepared, confirm_live, q, session)?;
+            // A line into a live chat from the question list counts like
+            // one from the desk: no chat grows without bound.
+            if plan.line.is_some() {
+                refdesk_domain::chat::staff_may_add_a_line(session.last_seq, most)?;
+            }
             Ok(refdesk_store::QuestionPlan { mails_per_recipient_per_day: per_recipient, ..plan })
         });
         let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;

@@ -335,9 +335,10 @@ impl App {
         if reset {
             self.sign_ins.password_reset(&who.username);
         }
+        // A disabled librarian's chats go back in line at the serving
+        // nodes' next round (this process's bus reaches none of them).
         if disabled == Some(true) {
             self.sign_ins.forget(&who.username);
-            self.hand_back(&who).await;
         }
         Ok(())
     }
@@ -407,12 +408,12 @@ impl App {
             Ok(gone) => {
                 for s in gone {
                     tracing::info!(staff = %s.username, "signed off the desk: no connection for too long");
-                    self.hand_back(&s).await;
                     self.duty_changed(s.home.cooperative);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot sign off absent staff"),
         }
+        self.hand_back_orphans(cutoff).await;
         now
     }
 

@@ -221,6 +221,12 @@ fn a_data_folder_that_cannot_be_one_is_refused_and_nothing_is_created() {
     let o = refdesk(None, &[], &["--data-dir", deep.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]);
     assert!(!o.status.success());
     assert!(err(&o).contains("the folder above it does not exist"), "{}", err(&o));
+    // Nor does `setup` make it.
+    let setup = ["setup", "--cooperative", "C", "--institution", "I", "--library", "l", "--library-name", "L"];
+    let args = [&["--data-dir", deep.to_str().unwrap()][..], &setup, &["--admin", "nora"]].concat();
+    let o = refdesk(None, &[("REFDESK_PASSWORD", "river bend otter 1889")], &args);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("the folder above it does not exist"), "{}", err(&o));
     assert!(!dir.path().join("no").exists());
     // A port already taken: refused before the data folder is made.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -149,14 +149,14 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// The top-level settings that are unset by default, as `refdesk config`
-/// shows them.
 /// The mail table's setting unset by default, shown in it.
 const MAIL_UNSET_BY_DEFAULT: &str = r#"# Unset by default: e-mail is written to <data_dir>/mail/*.eml. An SMTP server, with TLS
 # required (smtps://, or tls=required with STARTTLS) and its sign-in:
 # smtp_url = "smtp://refdesk:password@mail.example.org:587?tls=required"
 "#;
 
+/// The top-level settings that are unset by default, as `refdesk config`
+/// shows them.
 const UNSET_BY_DEFAULT: &str = r#"
 # Unset by default. The address patrons and staff reach refdesk at (behind a reverse proxy, the
 # proxy's): only pages from it may change anything; https makes cookies Secure; e-mails and the

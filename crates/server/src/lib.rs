@@ -84,8 +84,19 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     let store: Arc<dyn refdesk_store::Store> = match &config.database_url {
         None => {
             // The mailer makes `mail/` under it when it first writes a file.
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
+            // Not the folders above it: a mistyped path is refused.
+            if !config.data_dir.is_dir() {
+                std::fs::create_dir(&config.data_dir).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                        "creating the data folder {}: the folder above it does not exist (is data_dir right? \
+                         refdesk creates the data folder, not the folders above it)",
+                        config.data_dir.display()
+                    ),
+                    _ => {
+                        anyhow::Error::new(e).context(format!("creating the data folder {}", config.data_dir.display()))
+                    }
+                })?;
+            }
             let path = config.database_path();
             private(&config.data_dir, &path)?;
             let store = SqliteStore::open(&path, bus.clone())

@@ -175,7 +175,8 @@ impl Config {
     }
 
     /// The configuration as TOML with every secret hidden: passwords and
-    /// tokens, the key, and what a URL holds before its `@`.
+    /// tokens, the key, and a URL's password or token and secret query
+    /// values (see `redact_url`; what makes a link secure stays).
     pub fn redacted_toml(&self) -> String {
         let mut table = toml::Table::try_from(self).unwrap_or_default();
         for key in ["nats_password", "nats_token", "nats_key"] {
@@ -198,8 +199,7 @@ impl Config {
     }
 }
 
-/// A URL without what it may hold of a secret: the user and password (or
-/// token) before its `@`, and its query (`?password=` is read too).
+/// A URL without what it may hold of a secret (`redact_url`).
 fn hide_userinfo(url: &str) -> String {
     refdesk_app::nats::redact_url(url)
 }

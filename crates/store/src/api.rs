@@ -107,6 +107,10 @@ pub trait Chats: Send + Sync {
     async fn waiting(&self) -> Result<Vec<QueueEntry>>;
     /// Every session that is active and where `staff` is the librarian.
     async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>>;
+    /// Active chats whose librarian can no longer answer them: their
+    /// account disabled, or no node has seen them since `before`; `limit`
+    /// at most, with the librarian of each.
+    async fn orphaned_chats(&self, before: Millis, limit: u32) -> Result<Vec<(SessionId, StaffId)>>;
     /// Accepts a waiting chat atomically (I6) and creates its question in the
     /// patron's library (R1). `guard` sees the row first.
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)>;

@@ -548,6 +548,9 @@ pub struct Ending {
     /// chats started at once (each passing the count at its start) cannot
     /// all mail. `None`: no cap.
     pub transcripts_per_recipient_per_day: Option<u32>,
+    /// No transcript goes, whatever the patron asked (a blocked patron's
+    /// chat): the chat's lines are not read for one.
+    pub no_transcript: bool,
 }
 
 /// What identifies a patron for a block, never in the clear: a SHA-256

@@ -155,9 +155,16 @@ async fn list(
     Ok(axum::Json(list.into_iter().map(Into::into).collect()))
 }
 
-/// A question with its transcript, timeline and the patron's e-mail address.
+/// Where a page of a question's transcript starts.
+#[derive(Deserialize, IntoParams)]
+struct DetailParams {
+    /// The transcript's lines after this one (default 0: from the first).
+    after: Option<u64>,
+}
+
+/// A question with a page of its transcript, its timeline and the patron's e-mail address.
 #[utoipa::path(get, path = "/api/questions/{id}", tag = "questions", security(("staff" = [])),
-    params(("id" = i64, Path, description = "the question's number")),
+    params(("id" = i64, Path, description = "the question's number"), DetailParams),
     responses(
         (status = 200, description = "the question's page", body = QuestionDetailView),
         (status = 403, description = "`forbidden`: a question outside my scope", body = ErrorBody),
@@ -167,8 +174,9 @@ async fn detail(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(id): Path<i64>,
+    Query(q): Query<DetailParams>,
 ) -> ApiResult<axum::Json<QuestionDetailView>> {
-    Ok(axum::Json(s.app.question(&staff, QuestionId(id)).await?.into()))
+    Ok(axum::Json(s.app.question(&staff, QuestionId(id), q.after.unwrap_or(0)).await?.into()))
 }
 
 /// The actions on a question (R4).

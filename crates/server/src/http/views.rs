@@ -252,11 +252,11 @@ impl From<refdesk_store::TimelineEntry> for TimelineEntryView {
 pub struct QuestionDetailView {
     /// The question.
     pub question: QuestionView,
-    /// The messages staff may see, notes included: the chat's first page
+    /// The messages staff may see, notes included, after `after`: a page
     /// (at most 5,000, and about 1 MiB of text).
     pub transcript: Vec<Message>,
-    /// Whether the chat goes on past `transcript`: the rest is at
-    /// `GET /api/sessions/{id}?after=`.
+    /// Whether the chat goes on past `transcript`: ask again with `after`
+    /// the last one's `seq`.
     pub transcript_more: bool,
     /// R7, oldest first.
     pub timeline: Vec<TimelineEntryView>,

@@ -463,6 +463,10 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
     }
     let (status, body) = ann.post(&format!("/api/sessions/{}/messages", p.session), json!({"body": "one more"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("chat_full")), "{body}");
+    // Nor through the question list, whose actions write into a live chat.
+    let q = ann.question_of(p.session).await["id"].as_i64().unwrap();
+    let (status, body) = ann.act(q, "note", json!({"body": "one more, from the list", "confirm_live": true})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("chat_full")), "{body}");
     assert_eq!(app.stored(p.session).await.len(), 108);
 }
 

@@ -752,7 +752,8 @@ async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_
         }
     };
     let ann = app.staff("ann").await;
-    let patron = app.start_chat("riverside-main", "Is the archive open?").await;
+    let form = json!({"question": "Is the archive open?", "email": "pat@example.org", "transcript": true});
+    let patron = app.start_chat_with("riverside-main", form).await;
     let mut pat = patron.socket().await;
     pat.resume(None, 0).await;
     assert_eq!(ann.accept(patron.session).await.0, 200);
@@ -780,9 +781,35 @@ async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_
     })
     .await;
     assert_eq!(state(&app, patron.session).await, (refdesk_domain::chat::SessionState::Waiting, None));
+    // Off duty (she may finish her chats) but gone: the same.
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.accept(patron.session).await.0, 200);
+    carla.post("/api/me/availability", json!({"availability": "off_duty"})).await;
+    app.clock().advance(6 * 60_000);
+    let now = app.clock().now();
+    app.state.app.tick(now).await;
+    assert_eq!(state(&app, patron.session).await, (refdesk_domain::chat::SessionState::Waiting, None));
     // The question's timeline says whose it was.
     let dev = app.staff("dev").await;
     let q = dev.question_of(patron.session).await["id"].as_i64().unwrap();
     let (_, page) = dev.get(&format!("/api/questions/{q}")).await;
     assert!(page["timeline"].as_array().unwrap().len() >= 3, "{page}");
+    // Nobody takes it back in time: it ends, and the transcript the patron
+    // asked for goes all the same (a librarian had taken the chat).
+    app.clock().advance(app.state.app.limits().waiting_expires_minutes as i64 * 60_000 + 60_000);
+    let now = app.clock().now();
+    app.state.app.tick(now).await;
+    assert_eq!(state(&app, patron.session).await.0, refdesk_domain::chat::SessionState::Ended);
+    let dir = app.dir.path().join("mail");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mails: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
+            .unwrap_or_default();
+        if mails.iter().any(|m| m.contains("Transcript") && m.contains("pat@example.org")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the transcript was mailed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

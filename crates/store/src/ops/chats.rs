@@ -316,8 +316,8 @@ async fn end<D: Db>(
     let message = insert_message(db, &ended, lines::ended(&by), now).await?;
     // The lines are read for a transcript only: an end with none to send
     // reads nothing more (a chat may hold thousands of long lines).
-    let all = match (&ended.transcript_to, ended.accepted_at) {
-        (Some(_), Some(_)) => all_messages(db, id).await?,
+    let all = match (&ended.transcript_to, ended.accepted_at, ending.no_transcript) {
+        (Some(_), Some(_), false) => all_messages(db, id).await?,
         _ => Vec::new(),
     };
     if let Some(m) = mail(&ended, &all) {
@@ -541,6 +541,22 @@ impl<B: Backend> Chats for B {
 
     async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>> {
         self.read(move |db| Box::pin(async move { sessions_where(db, sel::SESSIONS_OF, args![staff.0]).await })).await
+    }
+
+    async fn orphaned_chats(&self, before: Millis, limit: u32) -> Result<Vec<(SessionId, StaffId)>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT s.id AS session_id, s.librarian_id AS staff_id FROM sessions s
+                     JOIN staff st ON st.id = s.librarian_id
+                     WHERE s.state <> 'ended' AND s.state = 'active' AND (st.disabled OR st.last_seen < ?1)
+                     ORDER BY s.id LIMIT ?2";
+                db.rows(sql, args![before, i64::from(limit)], |r| {
+                    Ok((SessionId(r.int("session_id")?), StaffId(r.int("staff_id")?)))
+                })
+                .await
+            })
+        })
+        .await
     }
 
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {
