@@ -77,8 +77,10 @@ async function addTheRest() {
   }
 }
 
+// Each look asks only for the lines after those on the page: a live chat's
+// first page (up to 1 MiB) is not read again every few seconds.
 async function load() {
-  const d = await api(`/api/questions/${id}`);
+  const d = await api(`/api/questions/${id}?after=${shown}`);
   render(d);
   if (d.transcript_more) await addTheRest();
 }

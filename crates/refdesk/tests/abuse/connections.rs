@@ -258,8 +258,10 @@ async fn signing_out_closes_that_sign_ins_earlier_sockets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_readers_of_a_long_chat_leave_memory_bounded() {
     // The frame limit is not what this test tries (the one above does):
-    // it is raised so that the 8,000 lines can be written quickly.
-    let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nlogins_per_minute = 1000\n";
+    // it is raised so that the 8,000 lines can be written quickly; so is
+    // the chat's length, which has its own test (api/abusive.rs).
+    let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nlogins_per_minute = 1000\n\
+                  max_chat_lines = 10000\n";
     let server = Server::start(config, &[]).await;
     let (session, token) = accepted_chat(&server, "a very long chat").await;
 
@@ -382,7 +384,9 @@ async fn slow_readers_of_a_long_chat_leave_memory_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_librarian_and_resumes() {
     use futures_util::StreamExt;
-    let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 2\n";
+    // A chat's length has its own test (api/abusive.rs): raised here.
+    let config =
+        "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 2\nmax_chat_lines = 10000\n";
     let server = Server::start(config, &[]).await;
     let (session, token) = accepted_chat(&server, "and then I stop reading").await;
 
