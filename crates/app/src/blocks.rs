@@ -132,20 +132,9 @@ impl App {
         let block = self.store.block(new).await?;
         if rec.state != SessionState::Ended {
             let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
-            // Ended only as it was judged: a chat taken over or accepted
-            // since is someone else's now (the block stands all the same).
-            // (When it was last put in line tells a waiting chat taken and
-            // handed back since from the one judged.)
-            let (state, librarian, queued) = (rec.state, rec.ctx.librarian, rec.queued_at);
-            let guard: Guard = Box::new(move |now| {
-                if now.state != state || now.ctx.librarian != librarian || now.queued_at != queued {
-                    return Err(DomainError::Conflict("the chat changed hands".into()));
-                }
-                now.state.end().map(|_| ())
-            });
             // Blocked patrons get no transcript: the chat is not theirs to mail on.
             let ending = Ending { no_transcript: true, ..Ending::default() };
-            match self.store.end(session, author, guard, Box::new(|_, _| None), ending, now).await {
+            match self.store.end(session, author, as_judged(&rec), Box::new(|_, _| None), ending, now).await {
                 Ok(_) => {}
                 Err(refdesk_store::StoreError::Domain(DomainError::Conflict(_))) => {}
                 Err(e) => return Err(e.into()),
@@ -295,9 +284,66 @@ impl App {
     }
 }
 
+/// A block ends its chat only as it was judged: a chat taken over or
+/// accepted since is someone else's now (the block stands all the same).
+/// When it was last put in line tells a waiting chat taken and handed back
+/// since from the one judged.
+fn as_judged(judged: &refdesk_store::SessionRecord) -> Guard {
+    let (state, librarian, queued) = (judged.state, judged.ctx.librarian, judged.queued_at);
+    Box::new(move |now| {
+        if now.state != state || now.ctx.librarian != librarian || now.queued_at != queued {
+            return Err(DomainError::Conflict("the chat changed hands".into()));
+        }
+        now.state.end().map(|_| ())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desk::Transfer;
+    use crate::testing::{app_on_sqlite, on_duty, waiting_chat};
+
+    async fn end_as_judged(app: &App, judged: &refdesk_store::SessionRecord) -> refdesk_store::Result<()> {
+        let ending = Ending { no_transcript: true, ..Ending::default() };
+        let id = judged.ctx.id;
+        app.store.end(id, Author::System, as_judged(judged), Box::new(|_, _| None), ending, 1).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_block_ends_a_chat_only_if_it_has_not_changed_hands_since_it_was_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app_on_sqlite(&dir).await;
+        let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
+
+        // Judged waiting; Ann takes it before the block's end is written.
+        let s = waiting_chat(&app).await;
+        let judged = app.store.session(s).await.unwrap().unwrap();
+        app.accept(&ann, s).await.unwrap();
+        assert!(end_as_judged(&app, &judged).await.unwrap_err().is_conflict());
+        let now = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((now.state, now.ctx.librarian), (SessionState::Active, Some(ann.id)), "Ann's chat goes on");
+
+        // Judged in Ann's hands; she hands it to Ben meanwhile.
+        let judged = now;
+        app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
+        assert!(end_as_judged(&app, &judged).await.unwrap_err().is_conflict());
+
+        // Judged waiting; taken and put back in line meanwhile: waiting
+        // again, with nobody's name on it, but not the chat judged.
+        let t = waiting_chat(&app).await;
+        let judged = app.store.session(t).await.unwrap().unwrap();
+        app.accept(&ann, t).await.unwrap();
+        app.transfer(&ann, t, Transfer::Library("riverside-main".into()), false).await.unwrap();
+        let now = app.store.session(t).await.unwrap().unwrap();
+        assert_eq!((now.state, now.ctx.librarian), (SessionState::Waiting, None));
+        assert!(end_as_judged(&app, &judged).await.unwrap_err().is_conflict());
+        assert_eq!(app.store.session(t).await.unwrap().unwrap().state, SessionState::Waiting);
+
+        // Unchanged since judged: ended.
+        end_as_judged(&app, &now).await.unwrap();
+        assert_eq!(app.store.session(t).await.unwrap().unwrap().state, SessionState::Ended);
+    }
 
     #[test]
     fn one_network_one_key_and_never_the_address_itself() {

@@ -184,23 +184,64 @@ impl App {
     /// Puts one chat of `librarian`'s back in its library's queue, if it is
     /// still theirs inside the write.
     async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {
-        let who = librarian.id;
-        let still_theirs: Guard = Box::new(move |rec| {
-            match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {
-                true => Ok(()),
-                false => Err(DomainError::Conflict("the chat changed hands".into())),
-            }
-        });
         let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
         let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
         let handover = Handover { to, stay: false, line };
         let now = self.clock.now();
-        match self.store.transfer(rec.ctx.id, librarian.clone(), handover, still_theirs, now).await {
+        match self.store.transfer(rec.ctx.id, librarian.clone(), handover, still_theirs(librarian.id), now).await {
             Ok(_) => {
                 tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat went back in line: its librarian left")
             }
             Err(e) if e.is_conflict() => {}
             Err(e) => tracing::warn!(error = %e, session = %rec.ctx.id, "cannot put a chat back in line"),
         }
+    }
+}
+
+/// A departed librarian's chat goes back in line only if it is still
+/// theirs inside the write: taken over, handed on or ended meanwhile, it is
+/// left as it is.
+fn still_theirs(who: StaffId) -> Guard {
+    Box::new(move |rec| {
+        match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {
+            true => Ok(()),
+            false => Err(DomainError::Conflict("the chat changed hands".into())),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{app_on_sqlite, on_duty, waiting_chat};
+    use refdesk_domain::chat::SessionState;
+
+    #[tokio::test]
+    async fn a_chat_handed_on_while_its_departed_librarian_was_judged_stays_where_it_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app_on_sqlite(&dir).await;
+        let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
+        let s = waiting_chat(&app).await;
+        app.accept(&ann, s).await.unwrap();
+        // Ann's chats are read for handing back; she hands this one to Ben
+        // before the write.
+        let judged = app.store.session(s).await.unwrap().unwrap();
+        app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
+        app.hand_back_one(&ann, &judged).await;
+        let now = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((now.state, now.ctx.librarian), (SessionState::Active, Some(ben.id)), "Ben's chat goes on");
+        let lines = app.store.messages_after(s, 0, 100).await.unwrap();
+        assert!(!lines.iter().any(|m| m.body.contains("back in line") || m.body.contains("no longer")), "{lines:?}");
+
+        // Still Ben's when judged: back in line, at its library.
+        app.hand_back_one(&ben, &now).await;
+        let back = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((back.state, back.ctx.librarian), (SessionState::Waiting, None));
+
+        // Taken again by Ann meanwhile: Ben's hand-back leaves it to her.
+        app.accept(&ann, s).await.unwrap();
+        app.hand_back_one(&ben, &now).await;
+        let taken = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((taken.state, taken.ctx.librarian), (SessionState::Active, Some(ann.id)));
     }
 }

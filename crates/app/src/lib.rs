@@ -40,6 +40,8 @@ pub mod reports;
 pub mod setup;
 mod signin;
 pub mod staff;
+#[cfg(test)]
+mod testing;
 
 pub use chat::{PatronPage, StartChat, Started, LISTED_FOR};
 pub use desk::{Monitor, Transfer};
