@@ -443,6 +443,11 @@ function updateCounter() {
   $("counter").classList.toggle("error", left < 0);
 }
 function onRefused(f) {
+  // The sign-in has ended (signed out elsewhere, expired, the account
+  // disabled): trying again would never work, and each try counts against
+  // the address's budget of credentials that match nothing, which the whole
+  // library shares. The page reloads to the sign-in form instead.
+  if (f.code === "unauthenticated" && !f.client_id) { conn.close(); location.reload(); return; }
   $("chat-error").textContent = f.message;
   const sent = f.client_id && pending.get(f.client_id);
   if (!sent) return;

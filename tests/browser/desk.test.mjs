@@ -306,3 +306,18 @@ test("a flood of a patron's lines redraws the admin's chat monitor a few times, 
   assert.ok(redraws >= 1 && redraws <= 5, `the ALL list was redrawn ${redraws} times for 15 lines`);
   await carla.locator("#list-all").getByText(/Flood/).waitFor({ state: "attached" });
 });
+
+test("a desk whose sign-in ended elsewhere goes back to the sign-in form instead of reconnecting again and again", async () => {
+  const ann = await open();
+  let sockets = 0;
+  ann.on("websocket", () => { sockets += 1; });
+  await signIn(ann, "ann", null);
+  assert.equal(sockets, 1);
+  // Signed out from another tab: the same cookie, sent by the page itself.
+  await ann.evaluate(() => fetch("/api/logout", { method: "POST" }));
+  await ann.locator("#login").waitFor();
+  // Past the reconnect backoff's first steps (0.5, 1, 2 s): no socket again.
+  await ann.waitForTimeout(4000);
+  assert.equal(sockets, 1, "one socket, not a reconnect loop");
+  assert.ok(await ann.locator("#login").isVisible(), "the sign-in form is shown");
+});

@@ -52,3 +52,36 @@ test("lines refused past the frame limit are sent again once things are quiet, a
   for (const line of lines) assert.equal(page.split(line).length - 1, 1, `${line} shown once to the patron`);
   assert.ok(!/not sent/i.test(page), "no line left not sent");
 });
+
+test("a page holding a chat the server no longer knows stops asking, forgets it and says so", async () => {
+  const patron = await h.open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", "Gone");
+  await patron.fill("#question", "Is this chat still here?");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  // The page's stored chat now holds a token the server never gave (as
+  // after the chat was erased): the page is reloaded with it.
+  const stored = await patron.evaluate(() => {
+    const key = Object.keys(sessionStorage).find((k) => JSON.parse(sessionStorage.getItem(k))?.token);
+    const chat = JSON.parse(sessionStorage.getItem(key));
+    chat.token = "ab".repeat(32);
+    sessionStorage.setItem(key, JSON.stringify(chat));
+    return key;
+  });
+  assert.ok(stored, "the page keeps its chat in sessionStorage");
+  let sockets = 0;
+  const told = [];
+  patron.on("websocket", (ws) => {
+    sockets += 1;
+    ws.on("framereceived", (f) => { try { told.push(JSON.parse(f.payload)); } catch { /* binary */ } });
+  });
+  await patron.reload();
+  await patron.getByText("This chat is no longer available").waitFor();
+  assert.ok(told.some((f) => f.type === "error" && f.code === "unauthenticated"), JSON.stringify(told));
+  // Past the reconnect backoff's first steps (0.5, 1, 2 s): no second try.
+  await patron.waitForTimeout(4000);
+  assert.equal(sockets, 1, "one socket, not a reconnect loop");
+  assert.equal(await patron.evaluate((k) => sessionStorage.getItem(k), stored), null, "the chat is forgotten");
+  assert.ok(await patron.locator("#composer").isHidden(), "nothing to send into");
+});

@@ -14,6 +14,12 @@ pub fn new_token() -> AppResult<String> {
     Ok(hex(&bytes))
 }
 
+/// Whether `token` could be one [`new_token`] made: 64 lower-case hex
+/// digits. Anything else matches nothing, and is not looked up.
+pub fn is_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The stored form of a token.
 pub fn digest(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))

@@ -244,6 +244,9 @@ impl App {
 
     /// The staff member a cookie token belongs to.
     pub async fn staff_for_token(&self, token: &str) -> AppResult<Staff> {
+        if !auth::is_token(token) {
+            return Err(AppError::Unauthenticated);
+        }
         self.store.staff_by_login(&auth::digest(token), self.clock.now()).await?.ok_or(AppError::Unauthenticated)
     }
 
@@ -357,7 +360,7 @@ impl App {
 
     /// The session a patron token opens.
     pub async fn patron_session(&self, token: &str) -> AppResult<SessionRecord> {
-        if token.len() != 64 {
+        if !auth::is_token(token) {
             return Err(AppError::Unauthenticated);
         }
         self.store.session_by_token(&auth::digest(token)).await?.ok_or(AppError::Unauthenticated)

@@ -194,6 +194,11 @@ pub struct Limits {
     /// token (`GET /api/chat`): each is a read of up to 501 lines, and the
     /// readers are few and shared by everyone.
     pub patron_reads_per_minute: u32,
+    /// Staff cookies and chat tokens one address may present per minute
+    /// that match nothing (made up, mistyped, expired): each is a read.
+    /// Past it, the address's credentials are refused (`429`) before any
+    /// read until a minute's worth has refilled.
+    pub bad_credentials_per_minute: u32,
     /// Answers e-mailed from the question list to one address in 24 hours
     /// (`429 too_many_mails` beyond): a patron asks a few questions a day,
     /// and refdesk's own address must not be turned on anyone's inbox.
@@ -291,6 +296,7 @@ impl Default for Limits {
             starts_per_minute: 20,
             patron_posts_per_minute: 60,
             patron_reads_per_minute: 300,
+            bad_credentials_per_minute: 120,
             answers_per_recipient_per_day: 20,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,

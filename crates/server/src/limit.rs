@@ -46,6 +46,7 @@ enum Kind {
     Start,
     Patron,
     PatronRead,
+    BadCredential,
 }
 
 struct Bucket {
@@ -85,6 +86,11 @@ impl Limiter {
     /// Takes one token for `ip` from each of its networks' buckets, or none
     /// at all; `Err(seconds to wait)` when one has none.
     fn take(&self, kind: Kind, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
+        self.take_if(kind, ip, per_minute, true)
+    }
+
+    /// [`Limiter::take`], or with `spend` false only whether it would.
+    fn take_if(&self, kind: Kind, ip: IpAddr, per_minute: u32, spend: bool) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         // An address may add three buckets (IPv6: its /64, /56 and /48).
@@ -105,6 +111,9 @@ impl Limiter {
         }
         if wait > 0 {
             return Err(wait);
+        }
+        if !spend {
+            return Ok(());
         }
         for (prefix, net, _) in networks(ip) {
             if let Some(b) = map.get_mut(&(kind, prefix, net)) {
@@ -148,6 +157,111 @@ impl Reads {
             self.metrics.limited("patron_read");
         }
         taken
+    }
+}
+
+/// A network's budget of credentials that match nothing: a staff cookie or
+/// a chat's token that is made up, mistyped or expired. Looking one up is a
+/// read on the few shared readers, and anyone can make them up by the
+/// thousand; a real browser presents one that lapsed a few times at most,
+/// then signs in or starts a chat. So a network that presented
+/// `limits.bad_credentials_per_minute` of them within the minute has its
+/// next credentials refused with `429 rate_limited` before any read, good
+/// ones too, until its bucket refills (counted like the other limits: an
+/// IPv6 /64, backed by its /56 and /48). A credential that matches costs
+/// nothing.
+#[derive(Clone)]
+pub struct Credentials {
+    limiter: std::sync::Arc<Limiter>,
+    metrics: std::sync::Arc<crate::metrics::ServerMetrics>,
+    ip: IpAddr,
+    per_minute: u32,
+}
+
+/// Why a credential was not taken.
+#[derive(Debug)]
+pub enum Refused {
+    /// Its network presented too many that matched nothing: try again in
+    /// this many seconds.
+    TooMany(u64),
+    /// The lookup's own answer (`unauthenticated`, or the store's error).
+    Failed(refdesk_app::AppError),
+}
+
+impl Credentials {
+    /// The budget of the network of `ip` (the client's address).
+    pub fn of(state: &AppState, ip: IpAddr) -> Credentials {
+        let per_minute = state.app.limits().bad_credentials_per_minute;
+        Credentials { limiter: state.limiter.clone(), metrics: state.metrics.clone(), ip, per_minute }
+    }
+
+    /// Looks a credential up with `lookup`, unless the network has no budget
+    /// left; one that matched nothing (`unauthenticated`) spends one.
+    pub async fn check<T>(
+        &self,
+        lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
+    ) -> Result<T, Refused> {
+        if let Err(wait) = self.limiter.take_if(Kind::BadCredential, self.ip, self.per_minute, false) {
+            self.metrics.limited("bad_credential");
+            return Err(Refused::TooMany(wait));
+        }
+        match lookup.await {
+            Ok(found) => Ok(found),
+            Err(refdesk_app::AppError::Unauthenticated) => {
+                let _ = self.limiter.take(Kind::BadCredential, self.ip, self.per_minute);
+                Err(Refused::Failed(refdesk_app::AppError::Unauthenticated))
+            }
+            Err(e) => Err(Refused::Failed(e)),
+        }
+    }
+}
+
+/// [`Credentials::check`] for a request: by its client's address, when it
+/// has one (a request always has, but in tests served without a listener).
+pub async fn checked<T>(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
+) -> Result<T, Refused> {
+    within(ip.map(|ip| Credentials::of(state, ip)).as_ref(), lookup).await
+}
+
+/// [`Credentials::check`] with the budget, if there is one.
+pub async fn within<T>(
+    credentials: Option<&Credentials>,
+    lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
+) -> Result<T, Refused> {
+    match credentials {
+        Some(c) => c.check(lookup).await,
+        None => lookup.await.map_err(Refused::Failed),
+    }
+}
+
+impl Refused {
+    /// As the API reports it.
+    pub fn api_error(self) -> ApiError {
+        match self {
+            Refused::TooMany(wait) => too_many(wait),
+            Refused::Failed(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::TooMany(wait) => ([(RETRY_AFTER, wait.to_string())], too_many(wait)).into_response(),
+            Refused::Failed(e) => ApiError::from(e).into_response(),
+        }
+    }
+}
+
+/// `429 rate_limited`, to try again in `wait` seconds.
+fn too_many(wait: u64) -> ApiError {
+    ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "rate_limited",
+        message: format!("too many attempts from your address; try again in {wait} s"),
     }
 }
 
@@ -240,6 +354,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
             Kind::Start => state.app.limits().starts_per_minute,
             Kind::Patron => state.app.limits().patron_posts_per_minute,
             Kind::PatronRead => state.app.limits().patron_reads_per_minute,
+            Kind::BadCredential => state.app.limits().bad_credentials_per_minute,
         };
         if let Err(wait) = state.limiter.take(kind, ip, per_minute) {
             state.metrics.limited(match kind {
@@ -247,13 +362,9 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
                 Kind::Start => "start",
                 Kind::Patron => "patron",
                 Kind::PatronRead => "patron_read",
+                Kind::BadCredential => "bad_credential",
             });
-            let err = ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "rate_limited",
-                message: format!("too many attempts from your address; try again in {wait} s"),
-            };
-            return ([(RETRY_AFTER, wait.to_string())], err).into_response();
+            return Refused::TooMany(wait).into_response();
         }
     }
     next.run(req).await

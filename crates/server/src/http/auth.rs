@@ -3,7 +3,9 @@
 
 use crate::error::ErrorBody;
 use crate::error::{ApiError, ApiResult, Json};
+use crate::http::patron::ClientIp;
 use crate::http::views::SignedOut;
+use crate::limit::Refused;
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::SET_COOKIE;
@@ -127,18 +129,18 @@ fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppStat
 /// cleared either way.
 #[utoipa::path(post, path = "/api/logout", tag = "sign-in", security(("staff" = [])),
     responses((status = 200, description = "signed out; the cookie is cleared", body = SignedOut)))]
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> Response {
     let clear = AppendHeaders([(SET_COOKIE, format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))]);
     let Some(token) = cookie_token(&headers) else {
         return ApiError::from(AppError::Unauthenticated).into_response();
     };
     let signed_out = async {
-        state.app.staff_for_token(token).await?;
-        state.app.logout(token).await
+        crate::limit::checked(&state, ip, state.app.staff_for_token(token)).await?;
+        state.app.logout(token).await.map_err(Refused::Failed)
     };
     match signed_out.await {
         Ok(()) => (clear, axum::Json(SignedOut { signed_out: true })).into_response(),
-        Err(e) => (clear, ApiError::from(e)).into_response(),
+        Err(e) => (clear, e).into_response(),
     }
 }
 
@@ -153,10 +155,11 @@ async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
 pub struct CurrentStaff(pub Staff);
 
 impl FromRequestParts<AppState> for CurrentStaff {
-    type Rejection = ApiError;
+    type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = cookie_token(&parts.headers).ok_or(AppError::Unauthenticated)?;
-        Ok(CurrentStaff(state.app.staff_for_token(token).await?))
+        let token = cookie_token(&parts.headers).ok_or(Refused::Failed(AppError::Unauthenticated))?;
+        let ip = ClientIp::of(parts, state);
+        Ok(CurrentStaff(crate::limit::checked(state, ip, state.app.staff_for_token(token)).await?))
     }
 }

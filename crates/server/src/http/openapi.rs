@@ -9,7 +9,8 @@
 //!
 //! What every operation of a kind may answer, whatever its handler does, is
 //! added here once, from what the operation declares ([`edge_responses`]):
-//! `401` for a sign-in it lacks, `403 cross_origin` for a change asked by
+//! `401` for a sign-in it lacks (and `429` when the client's address made
+//! up too many), `403 cross_origin` for a change asked by
 //! another site's page, `400`/`413`/`415`/`422` for a body that is not the
 //! JSON it takes, `400` for a path or query string that does not parse. A
 //! handler's own `responses(...)` list what its use case may refuse.
@@ -136,6 +137,9 @@ fn edge_responses(op: &mut Operation, changes: bool, api: bool) {
     }
     if schemes.iter().any(|s| s == PATRON) {
         add(op, 401, "`unauthenticated`: no chat token, or one that opens no chat");
+    }
+    if schemes.iter().any(|s| s == STAFF || s == PATRON) {
+        add(op, 429, "`rate_limited`: the client's address presented more sign-in cookies or chat tokens that matched nothing than `limits.bad_credentials_per_minute` (120) allows, and each is refused before it is looked up until its budget refills; `Retry-After` says when to try again");
     }
     if changes {
         add(op, 403, "`cross_origin`: asked by a page that is not refdesk's own");

@@ -3,9 +3,10 @@
 //! token (`Authorization: Bearer …`), returned once when the chat starts.
 
 use crate::error::Path;
-use crate::error::{ApiError, ApiResult, ErrorBody, Json};
+use crate::error::{ApiResult, ErrorBody, Json};
 use crate::http::auth::CurrentStaff;
 use crate::http::views::{LibraryView, PatronChat, Rated, StartedView, TranscriptTo};
+use crate::limit::Refused;
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
@@ -245,7 +246,7 @@ async fn rating(
 pub struct PatronToken(pub SessionRecord);
 
 impl FromRequestParts<AppState> for PatronToken {
-    type Rejection = ApiError;
+    type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = parts
@@ -253,8 +254,9 @@ impl FromRequestParts<AppState> for PatronToken {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(AppError::Unauthenticated)?;
-        Ok(PatronToken(state.app.patron_session(token.trim()).await?))
+            .ok_or(Refused::Failed(AppError::Unauthenticated))?;
+        let ip = ClientIp::of(parts, state);
+        Ok(PatronToken(crate::limit::checked(state, ip, state.app.patron_session(token.trim())).await?))
     }
 }
 
@@ -266,7 +268,15 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(ClientIp::of(parts, state)))
+    }
+}
+
+impl ClientIp {
+    /// The client's address of a request (`None` when served without a
+    /// listener).
+    pub fn of(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
         let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-        Ok(ClientIp(peer.map(|p| crate::limit::client_ip_of(p, &parts.headers, &state.trusted_proxies))))
+        peer.map(|p| crate::limit::client_ip_of(p, &parts.headers, &state.trusted_proxies))
     }
 }

@@ -98,6 +98,8 @@ pub(crate) struct Pending {
     network: Option<Arc<std::sync::Mutex<Bucket>>>,
     /// The read budget of the client's network, for a patron's replays.
     reads: Option<crate::limit::Reads>,
+    /// Its budget of credentials that match nothing, for the `auth` frame.
+    credentials: Option<crate::limit::Credentials>,
 }
 /// How long the goodbye (a close frame, and the client's in reply) may take
 /// on a socket being closed.
@@ -212,10 +214,10 @@ pub(crate) async fn upgrade(
         None => None,
     };
     let network = from_address.as_ref().map(Held::bucket);
-    let reads = peer.map(|p| {
-        crate::limit::Reads::new(&state, crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies))
-    });
-    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads };
+    let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
+    let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
+    let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
+    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };
     let cookie = cookie_token(&headers).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -291,12 +293,12 @@ async fn open(
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) -> Option<Box<Live>> {
-    let Pending { node, _address: from_address, network, reads } = pending;
+    let Pending { node, _address: from_address, network, reads, credentials } = pending;
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
         // socket's future, held as long as the socket, stays small.
-        who = Box::pin(authenticate(&app, &mut socket, cookie, node)) => who,
+        who = Box::pin(authenticate(&app, &mut socket, cookie, node, credentials)) => who,
         () = going_away(&mut gone) => Err(Closed::GoingAway),
     };
     drop(from_address);
@@ -363,13 +365,14 @@ async fn authenticate(
     socket: &mut WebSocket,
     cookie: Option<String>,
     mut place: opening::Place,
+    credentials: Option<crate::limit::Credentials>,
 ) -> Result<Option<Identity>, Closed> {
     let first = tokio::select! {
         first = tokio::time::timeout(AUTH_WITHIN, socket.recv()) => first,
         () = place.lost() => return Err(Closed::PlaceLost),
     };
     drop(place);
-    Ok(identify(app, socket, cookie, first).await)
+    Ok(identify(app, socket, cookie, first, credentials).await)
 }
 
 /// Who the first frame says the client is (see [`authenticate`]).
@@ -378,6 +381,7 @@ async fn identify(
     socket: &mut WebSocket,
     cookie: Option<String>,
     first: Result<Option<Result<WsMessage, axum::Error>>, tokio::time::error::Elapsed>,
+    credentials: Option<crate::limit::Credentials>,
 ) -> Option<Identity> {
     const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
     let frame = match first {
@@ -396,19 +400,21 @@ async fn identify(
         let _ = error(socket, "unauthenticated", HOW, None).await;
         return None;
     };
+    // Looked up within the network's budget of credentials that match nothing.
+    let budget = credentials.as_ref();
     let who = match (token, cookie) {
-        (Some(token), _) => {
-            app.patron_session(&token).await.map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None))
-        }
-        (None, Some(cookie)) => {
-            app.staff_for_token(&cookie).await.map(|staff| (Viewer::Staff(staff), None, Some(cookie)))
-        }
-        (None, None) => Err(AppError::Unauthenticated),
+        (Some(token), _) => crate::limit::within(budget, app.patron_session(&token))
+            .await
+            .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None)),
+        (None, Some(cookie)) => crate::limit::within(budget, app.staff_for_token(&cookie))
+            .await
+            .map(|staff| (Viewer::Staff(staff), None, Some(cookie))),
+        (None, None) => Err(crate::limit::Refused::Failed(AppError::Unauthenticated)),
     };
     match who {
         Ok(who) => Some(who),
         Err(e) => {
-            let _ = report(socket, e.into(), None).await;
+            let _ = report(socket, e.api_error(), None).await;
             None
         }
     }

@@ -482,3 +482,59 @@ async fn control_characters_in_names_that_are_looked_up_are_refused_not_a_server
     // Still serving, on either backend.
     assert_eq!(erin.get("/api/libraries/riverside-main/status").await.0, 200);
 }
+
+/// A staff request with this cookie, from `client`: its status, whether it
+/// says when to try again, and its body.
+async fn me_with(client: &reqwest::Client, app: &crate::helpers::TestApp, cookie: &str) -> (u16, bool, Value) {
+    let res = client.get(app.url("/api/me")).header("Cookie", cookie).send().await.unwrap();
+    let (status, retry) = (res.status().as_u16(), res.headers().contains_key("retry-after"));
+    (status, retry, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn made_up_credentials_from_one_address_are_refused_before_any_read_past_a_few() {
+    let app = spawn_app_with(|c| c.limits.bad_credentials_per_minute = 5).await;
+    let ann = app.staff("ann").await;
+    let chat = app.start_chat("riverside-main", "Is the map room open?").await;
+    let here = reqwest::Client::new();
+    // Credentials that match cost nothing: many more than the budget.
+    for _ in 0..20 {
+        assert_eq!(me_with(&here, &app, &ann.cookie).await.0, 200);
+    }
+    // Five that match nothing, of every kind: a made-up staff cookie, one
+    // of no token's shape, a made-up chat token by REST and on a socket,
+    // an expired sign-in.
+    let forged = format!("refdesk_session={}", "ab".repeat(32));
+    assert_eq!(me_with(&here, &app, &forged).await.0, 401);
+    assert_eq!(me_with(&here, &app, "refdesk_session=x").await.0, 401);
+    let made_up = "cd".repeat(32);
+    let res = here.get(app.url("/api/chat")).bearer_auth(&made_up).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let (_, refused) = patron_socket(app.addr, &made_up).await;
+    assert_eq!(refused["code"], "unauthenticated", "{refused}");
+    let (status, _) = ann.post("/api/logout", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(me_with(&here, &app, &ann.cookie).await.0, 401, "signed out: the cookie matches nothing now");
+
+    // The sixth is refused before it is looked up, and so is a good one
+    // from the same address until the budget refills.
+    let (status, retry, body) = me_with(&here, &app, &forged).await;
+    assert_eq!((status, retry, body["error"]["code"].as_str()), (429, true, Some("rate_limited")), "{body}");
+    let res = here.get(app.url("/api/chat")).bearer_auth(&chat.token).send().await.unwrap();
+    assert_eq!(res.status(), 429, "the patron's own token, from the same address");
+    let (_, refused) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("refdesk_limited_total{limit=\"bad_credential\"} 3"), "{metrics}");
+
+    // Another address is not held back.
+    let elsewhere = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    let res = elsewhere.get(app.url("/api/chat")).bearer_auth(&chat.token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, hello) = patron_socket_from(app.addr, &chat.token, [127, 0, 0, 2]).await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+
+    // Refused before any read: with the store closed, still a 429, not a 500.
+    app.state.app.store().close().await;
+    assert_eq!(me_with(&here, &app, &forged).await.0, 429);
+}
