@@ -94,8 +94,8 @@ pub const PENDING_AUTH_PER_ADDRESS: usize = 32;
 pub(crate) struct Pending {
     node: opening::Place,
     _address: Option<Held<std::net::IpAddr>>,
-    /// The frame budget of the patrons' sockets of the client's network.
-    network: Option<Arc<std::sync::Mutex<Bucket>>>,
+    /// The frame budgets of the patrons' sockets of the client's network.
+    network: Option<Arc<sockets::Network>>,
     /// The read budget of the client's network, for a patron's replays.
     reads: Option<crate::limit::Reads>,
     /// Its budget of credentials that match nothing, for the `auth` frame.
@@ -213,8 +213,10 @@ pub(crate) async fn upgrade(
         }
         None => None,
     };
-    let network = from_address.as_ref().map(Held::bucket);
     let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
+    let network = from_address.as_ref().zip(ip).map(|(own, ip)| {
+        Arc::new(sockets::Network::of(&state.sockets, own, ip, sockets::per_address(state.app.limits())))
+    });
     let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
     let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
     let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };

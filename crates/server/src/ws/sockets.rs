@@ -5,7 +5,10 @@
 //! so that opening more of them does not multiply it. Patrons' frames are
 //! counted twice: under their chat, and under their network
 //! (`patron_frames_per_second_per_address`), so that many chats' tokens on
-//! one network do not multiply the budget either.
+//! one network do not multiply the budget either; an IPv6 /64's budget is
+//! backed by its /56's and its /48's (4 and 16 times as large, as for the
+//! rate limits of `crate::limit`), so that many /64s of one subscriber's
+//! /48 do not multiply it.
 
 use refdesk_domain::ids::SessionId;
 use std::collections::HashMap;
@@ -151,14 +154,46 @@ pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
     pub(super) sign_ins: Arc<Registry<String>>,
     pub(super) addresses: Arc<Registry<IpAddr>>,
+    /// The patron frame budgets of the IPv6 /56s and /48s with sockets open
+    /// (keyed by prefix length and network address); their sockets are
+    /// counted, not capped: the connection caps of `crate::conn` hold there.
+    pub(super) wider: Arc<Registry<(u8, IpAddr)>>,
     /// Sockets per client address still waiting for their `auth` frame.
     pub(super) pending: Arc<Registry<IpAddr>>,
 }
 
+/// The patron frame budgets a socket's network shares: its own (an IPv4
+/// address, an IPv6 /64) and, for IPv6, its /56's and /48's, each held
+/// (counted in their registry) while the socket lives.
+pub struct Network {
+    own: Arc<Mutex<Bucket>>,
+    wider: Vec<Held<(u8, IpAddr)>>,
+}
+
+impl Network {
+    /// The budgets of `ip`'s networks; `own` is its address's place (the
+    /// /64's, for IPv6) in [`Sockets::addresses`].
+    pub(super) fn of(sockets: &Sockets, own: &Held<IpAddr>, ip: IpAddr, (rate, burst): (u32, u32)) -> Network {
+        let wider = crate::limit::networks(ip)
+            .filter(|(prefix, _, _)| *prefix < 64)
+            .filter_map(|(prefix, net, times)| {
+                let budget = (rate.saturating_mul(times), burst.saturating_mul(times));
+                sockets.wider.take((prefix, net), usize::MAX, budget)
+            })
+            .collect();
+        Network { own: own.bucket(), wider }
+    }
+
+    /// The budgets, narrowest first (the one order they are locked in).
+    fn buckets(&self) -> impl Iterator<Item = &Mutex<Bucket>> {
+        std::iter::once(&*self.own).chain(self.wider.iter().map(|h| &*h.bucket))
+    }
+}
+
 /// A socket's place under its chat (with its network's patron frame
-/// budget, when the address is known) or its staff sign-in.
+/// budgets, when the address is known) or its staff sign-in.
 pub(super) enum Slot {
-    Chat(Held<SessionId>, Option<Arc<Mutex<Bucket>>>),
+    Chat(Held<SessionId>, Option<Arc<Network>>),
     SignIn(Held<String>),
 }
 
@@ -173,14 +208,14 @@ impl Slot {
         }
         match self {
             Slot::Chat(h, Some(network)) => {
-                // Always the chat's, then the network's: one order.
-                let (mut own, mut shared) = (lock(&h.bucket), lock(network));
-                let both = own.has_one() && shared.has_one();
-                if both {
-                    own.tokens -= 1.0;
-                    shared.tokens -= 1.0;
+                // Always the chat's, then the network's, narrowest first:
+                // one order.
+                let mut all: Vec<_> = std::iter::once(lock(&h.bucket)).chain(network.buckets().map(lock)).collect();
+                let every = all.iter_mut().all(|b| b.has_one());
+                if every {
+                    all.iter_mut().for_each(|b| b.tokens -= 1.0);
                 }
-                both
+                every
             }
             Slot::Chat(h, None) => lock(&h.bucket).take(),
             Slot::SignIn(h) => lock(&h.bucket).take(),
@@ -196,12 +231,46 @@ mod tests {
     fn a_frame_one_budget_refuses_costs_the_other_nothing() {
         let (chats, networks) = (Arc::new(Registry::<SessionId>::default()), Arc::new(Registry::<IpAddr>::default()));
         let network = networks.take([192, 0, 2, 1].into(), 10, (1, 1)).unwrap();
-        let slot = Slot::Chat(chats.take(SessionId(1), 4, (1, 3)).unwrap(), Some(network.bucket()));
+        let network = Arc::new(Network { own: network.bucket(), wider: Vec::new() });
+        let slot = Slot::Chat(chats.take(SessionId(1), 4, (1, 3)).unwrap(), Some(network));
         assert!(slot.take(), "both budgets had a frame");
         assert!(!slot.take(), "the network's is spent");
         // The chat's own budget lost nothing to the refused frame: two left.
         let alone = Slot::Chat(chats.take(SessionId(1), 4, (1, 3)).unwrap(), None);
         assert!(alone.take() && alone.take(), "the refused frame was charged to the chat");
         assert!(!alone.take());
+    }
+
+    #[test]
+    fn the_patron_sockets_of_many_64s_of_one_56_or_48_share_its_wider_frame_budget() {
+        let sockets = Sockets::default();
+        // Bursts of 3 frames per /64: its /56 has 12, its /48 48.
+        let budget = (1, 3);
+        let socket = |ip: IpAddr, chat: i64| {
+            let own = sockets.addresses.take(crate::limit::address_key(ip), 128, budget).unwrap();
+            let network = Arc::new(Network::of(&sockets, &own, ip, budget));
+            let slot = Slot::Chat(sockets.chats.take(SessionId(chat), 4, (1000, 1000)).unwrap(), Some(network));
+            (own, slot)
+        };
+        let frames = |slot: &Slot| (0..10).filter(|_| slot.take()).count();
+        // One chat in each of 256 /64s of one /56: twelve frames between them, not 768.
+        let in_56 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 64)));
+        let held: Vec<_> = (0..256).map(|i| socket(in_56(i), i as i64)).collect();
+        let sent: usize = held.iter().map(|(_, slot)| frames(slot)).sum();
+        assert_eq!(sent, 12, "the /56's budget");
+        // The /48's other /56s: its 48 less the 12 spent.
+        let in_48 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 72)));
+        let more: Vec<_> = (1..256).map(|i| socket(in_48(i), 1000 + i as i64)).collect();
+        let sent: usize = more.iter().map(|(_, slot)| frames(slot)).sum();
+        assert_eq!(sent, 48 - 12, "the /48's budget");
+        // Another /48, and IPv4 addresses, have their own.
+        let (_own, slot) = socket("2001:db8:2::1".parse().unwrap(), 5000);
+        assert_eq!(frames(&slot), 3);
+        let v4: Vec<_> = (0..=255u8).map(|i| socket(IpAddr::from([10, 0, 0, i]), 6000 + i64::from(i))).collect();
+        assert_eq!(
+            v4.iter().map(|(_, slot)| frames(slot)).sum::<usize>(),
+            256 * 3,
+            "an IPv4 address has no wider network"
+        );
     }
 }

@@ -21,7 +21,12 @@ async fn patron_socket_from(addr: std::net::SocketAddr, token: &str, from: [u8; 
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.bind((std::net::Ipv4Addr::from(from), 0).into()).unwrap();
     let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp.connect(addr).await.unwrap());
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/api/ws"), stream).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/api/ws"), stream).await.unwrap();
+    authenticated(ws, token).await
+}
+
+/// Sends the `auth` frame with `token`; the socket and the first answer.
+async fn authenticated(mut ws: Raw, token: &str) -> (Raw, Value) {
     ws.send(Ws::text(json!({"type": "auth", "token": token}).to_string())).await.unwrap();
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an answer").unwrap().unwrap() {
@@ -167,6 +172,22 @@ async fn replays_and_refusals(ws: &mut Raw) -> (usize, usize) {
     answers_and_refusals(ws, "synced").await
 }
 
+/// Sends `n` pings on each socket, then counts the `pong`s and the
+/// `rate_limited` errors of them all.
+async fn ping_each(sockets: &mut [Raw], n: usize) -> (usize, usize) {
+    for ws in sockets.iter_mut() {
+        for _ in 0..n {
+            ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
+        }
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for ws in sockets.iter_mut() {
+        let (p, l) = pongs_and_refusals(ws).await;
+        (pongs, limited) = (pongs + p, limited + l);
+    }
+    (pongs, limited)
+}
+
 #[tokio::test]
 async fn the_patrons_of_one_network_share_a_frame_budget_whatever_the_chats() {
     // Each chat has its own 60-frame burst; a stranger with many chats'
@@ -179,16 +200,7 @@ async fn the_patrons_of_one_network_share_a_frame_budget_whatever_the_chats() {
         assert_eq!(hello["type"], "hello");
         sockets.push(ws);
     }
-    for ws in &mut sockets {
-        for _ in 0..10 {
-            ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
-        }
-    }
-    let (mut pongs, mut limited) = (0, 0);
-    for ws in &mut sockets {
-        let (p, l) = pongs_and_refusals(ws).await;
-        (pongs, limited) = (pongs + p, limited + l);
-    }
+    let (pongs, limited) = ping_each(&mut sockets, 10).await;
     assert_eq!(pongs + limited, 40, "every frame answered");
     // A burst of three seconds' worth (15), and what refills meanwhile.
     assert!((15..=22).contains(&pongs), "{pongs} of 40 frames from one network got through");
@@ -196,10 +208,46 @@ async fn the_patrons_of_one_network_share_a_frame_budget_whatever_the_chats() {
     let other = app.start_chat("riverside-main", "elsewhere").await;
     let (mut ws, hello) = patron_socket_from(app.addr, &other.token, [127, 0, 0, 2]).await;
     assert_eq!(hello["type"], "hello");
-    for _ in 0..10 {
-        ws.send(Ws::text(json!({"type": "ping"}).to_string())).await.unwrap();
+    assert_eq!(ping_each(std::slice::from_mut(&mut ws), 10).await, (10, 0), "another network is not held back");
+}
+
+/// A patron socket from behind the trusted proxy at 127.0.0.1, for the
+/// client it names in `X-Forwarded-For`.
+async fn patron_socket_forwarded(addr: std::net::SocketAddr, token: &str, client: &str) -> (Raw, Value) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/api/ws").into_client_request().unwrap();
+    req.headers_mut().insert("X-Forwarded-For", client.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    authenticated(ws, token).await
+}
+
+#[tokio::test]
+async fn the_patrons_of_many_64s_of_one_56_share_its_frame_budget() {
+    // IPv6 hands a subscriber a /56 or a /48 (256 or 65,536 /64s) for
+    // nothing: a /64's budget (5 a second, bursts of 15) is backed by its
+    // /56's, four times as large (bursts of 60).
+    let app = spawn_app_with(|c| {
+        c.limits.patron_frames_per_second_per_address = 5;
+        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    })
+    .await;
+    let mut sockets = Vec::new();
+    for i in 0..12 {
+        let chat = app.start_chat("riverside-main", &format!("chat {i}")).await;
+        let (ws, hello) = patron_socket_forwarded(app.addr, &chat.token, &format!("2001:db8:1:{i:x}::1")).await;
+        assert_eq!(hello["type"], "hello");
+        sockets.push(ws);
     }
-    assert_eq!(pongs_and_refusals(&mut ws).await, (10, 0), "another network is not held back");
+    let (pongs, limited) = ping_each(&mut sockets, 10).await;
+    assert_eq!(pongs + limited, 120, "every frame answered");
+    // The /56's burst (60), and what refills meanwhile; not each /64's own
+    // (12 × 10, all of them).
+    assert!((60..=80).contains(&pongs), "{pongs} of 120 frames from twelve /64s of one /56 got through");
+    // Another /56 has its own budget.
+    let other = app.start_chat("riverside-main", "elsewhere").await;
+    let (mut ws, hello) = patron_socket_forwarded(app.addr, &other.token, "2001:db8:2::1").await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(ping_each(std::slice::from_mut(&mut ws), 10).await, (10, 0), "another network is not held back");
 }
 
 #[tokio::test]
