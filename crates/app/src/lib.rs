@@ -413,6 +413,8 @@ pub struct Parts {
     /// Whether anyone is on duty, per cooperative, and when that was read
     /// (see `App::library_status`).
     on_duty: staff::OnDutyCache,
+    /// Held by the one request reading a cooperative's status from the store.
+    status_reading: Arc<tokio::sync::Mutex<()>>,
     /// Libraries by slug, as read: a library never changes once created,
     /// and only those found are kept (at most the libraries there are), so
     /// the open entry points (a library's status, on every page the widget
@@ -497,6 +499,7 @@ impl App {
             known_line: Arc::new(tokio::sync::Semaphore::new(KNOWN_HASHES_WAITING)),
             sign_ins: Arc::default(),
             on_duty: Arc::default(),
+            status_reading: Arc::default(),
             libraries: Arc::default(),
             listed: Arc::default(),
             listing: Arc::default(),

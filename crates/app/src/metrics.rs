@@ -51,6 +51,9 @@ pub struct Metrics {
     pub feed_gaps: Counter,
     /// Blocks placed on abusive patrons.
     pub blocks: Counter,
+    /// Reads of a cooperative's staff to tell the widgets whether anyone is
+    /// on duty (at most one at a time, and one per 5 s per cooperative).
+    pub status_reads: Counter,
     /// Chats and questions refused because the patron is blocked.
     pub blocked_refusals: Counter,
 }
@@ -72,6 +75,7 @@ impl Default for Metrics {
             rereads: Counter::default(),
             feed_gaps: Counter::default(),
             blocks: Counter::default(),
+            status_reads: Counter::default(),
             blocked_refusals: Counter::default(),
         }
     }
@@ -133,6 +137,11 @@ impl Metrics {
         registry.register("feed_rereads", "Connections that re-read what they follow", self.rereads.clone());
         registry.register("feed_gaps", "Messages a connection filled from the store", self.feed_gaps.clone());
         registry.register("blocks", "Blocks placed on abusive patrons", self.blocks.clone());
+        registry.register(
+            "status_reads",
+            "Reads of a cooperative's staff to tell the widgets whether anyone is on duty",
+            self.status_reads.clone(),
+        );
         registry.register(
             "blocked_refusals",
             "Chats and questions refused to blocked patrons",

@@ -201,28 +201,52 @@ impl App {
     /// Read from the store at most once per [`STATUS_FRESH_MS`] per cooperative.
     pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
         let lib = self.library(slug).await?;
-        let coop = lib.placement.cooperative;
-        let now = self.clock.now();
-        let (read, changes) = {
-            let cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(&coop).map_or((None, 0), |e| (e.read, e.changes))
-        };
-        // Fresh only within the period after it was read (a clock set back
-        // does not make an old answer fresh).
-        let online = match read {
-            Some((at, online)) if (0..STATUS_FRESH_MS).contains(&(now - at)) => online,
-            _ => {
-                let staff = self.store.staff_of(coop).await?;
-                let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
-                let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
-                let entry = cache.entry(coop).or_default();
-                if entry.changes == changes {
-                    entry.read = Some((now, online));
-                }
-                online
-            }
-        };
+        let online = self.anyone_on_duty(lib.placement.cooperative).await?;
         Ok(LibraryStatus { library: lib.name, online })
+    }
+
+    /// [`App::library_status`]'s answer for a cooperative. One request at a
+    /// time reads it on this node (it reads the cooperative's whole staff):
+    /// while one does, the others are answered what was read before, or,
+    /// when nothing was (or a change here made it void), wait for that read.
+    /// So a flood of requests when the answer goes stale costs one read.
+    async fn anyone_on_duty(&self, coop: CooperativeId) -> AppResult<bool> {
+        let mut waited = false;
+        loop {
+            let now = self.clock.now();
+            let (read, changes) = {
+                let cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
+                cache.get(&coop).map_or((None, 0), |e| (e.read, e.changes))
+            };
+            // Fresh only within the period after it was read (a clock set
+            // back does not make an old answer fresh).
+            let stale = match read {
+                Some((at, online)) if (0..STATUS_FRESH_MS).contains(&(now - at)) => return Ok(online),
+                Some((_, online)) => Some(online),
+                None => None,
+            };
+            let _reading = match self.status_reading.try_lock() {
+                Ok(reading) => reading,
+                Err(_) => match stale {
+                    Some(online) => return Ok(online),
+                    None if !waited => {
+                        drop(self.status_reading.lock().await);
+                        waited = true;
+                        continue;
+                    }
+                    None => self.status_reading.lock().await,
+                },
+            };
+            self.metrics().status_reads.inc();
+            let staff = self.store.staff_of(coop).await?;
+            let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
+            let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = cache.entry(coop).or_default();
+            if entry.changes == changes {
+                entry.read = Some((now, online));
+            }
+            return Ok(online);
+        }
     }
 
     /// The offline question form: a `new` question in the library's list,

@@ -742,6 +742,32 @@ async fn the_entry_points_status_is_read_at_most_every_few_seconds_and_at_once_a
 }
 
 #[tokio::test]
+async fn a_flood_of_status_requests_when_the_answer_goes_stale_reads_the_staff_once() {
+    let app = spawn_app_with_manual_clock().await;
+    let reads = || async {
+        let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+        let line =
+            metrics.lines().find(|l| l.starts_with("refdesk_status_reads_total ")).expect("the metric").to_owned();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    let status = |http: reqwest::Client| {
+        let url = app.url("/api/libraries/riverside-main/status");
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let http = reqwest::Client::new();
+    assert_eq!(status(http.clone()).await, 200);
+    let first = reads().await;
+    assert_eq!(first, 1, "the first status read the staff");
+    // Stale: fifty at once, on as many connections.
+    app.clock().advance(refdesk_app::staff::STATUS_FRESH_MS);
+    let flood: Vec<_> = (0..50).map(|_| tokio::spawn(status(reqwest::Client::new()))).collect();
+    for asked in flood {
+        assert_eq!(asked.await.unwrap(), 200);
+    }
+    assert_eq!(reads().await, first + 1, "one read for the fifty");
+}
+
+#[tokio::test]
 async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_the_patron_is_told() {
     let app = spawn_app_with_manual_clock().await;
     let state = |app: &TestApp, id: i64| {
