@@ -175,8 +175,43 @@ pub(crate) async fn upgrade(
     let ws = ws.map_err(|r| ApiError { status: r.status(), code: "not_a_websocket", message: r.body_text() })?;
     // Counted by the client's address (behind a trusted proxy, the one it
     // names), before anything else is spent on it.
-    let address = peer
-        .map(|p| crate::limit::address_key(crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies)));
+    let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
+    let address = ip.map(crate::limit::address_key);
+    let (from_address, pending_here) = address_places(&state, address)?;
+    let network = from_address.as_ref().zip(ip).map(|(own, ip)| {
+        Arc::new(sockets::Network::of(&state.sockets, own, ip, sockets::per_address(state.app.limits())))
+    });
+    let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
+    let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
+    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };
+    let cookie = cookie_token(&headers).map(str::to_owned);
+    let sockets = state.sockets.clone();
+    let limits = state.app.limits().clone();
+    let app = state.app.clone();
+    let metrics = state.metrics.clone();
+    // The upgrade request's span (its request id) goes with the socket for
+    // its whole life, into the use cases it calls.
+    let span = tracing::Span::current();
+    // Subscribed before the upgrade: the server's shutdown waits for every
+    // receiver, so no socket can slip past its goodbye.
+    let gone = state.going_away.subscribe();
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(limits.max_frame_bytes * 16)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| {
+            serve(app, socket, cookie, pending, sockets, metrics, gone, from_address).instrument(span)
+        }))
+}
+
+/// The socket's places under its client's address: among the sockets
+/// open from it (`sockets_per_address`) and among those still opening
+/// ([`PENDING_AUTH_PER_ADDRESS`]); `429 too_many_sockets` when either is full.
+type AddressPlaces = (Option<Held<std::net::IpAddr>>, Option<Held<std::net::IpAddr>>);
+
+fn address_places(state: &AppState, address: Option<std::net::IpAddr>) -> Result<AddressPlaces, ApiError> {
     let from_address = match address {
         Some(a) => match state.sockets.addresses.take(
             a,
@@ -213,33 +248,7 @@ pub(crate) async fn upgrade(
         }
         None => None,
     };
-    let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
-    let network = from_address.as_ref().zip(ip).map(|(own, ip)| {
-        Arc::new(sockets::Network::of(&state.sockets, own, ip, sockets::per_address(state.app.limits())))
-    });
-    let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
-    let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
-    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };
-    let cookie = cookie_token(&headers).map(str::to_owned);
-    let sockets = state.sockets.clone();
-    let limits = state.app.limits().clone();
-    let app = state.app.clone();
-    let metrics = state.metrics.clone();
-    // The upgrade request's span (its request id) goes with the socket for
-    // its whole life, into the use cases it calls.
-    let span = tracing::Span::current();
-    // Subscribed before the upgrade: the server's shutdown waits for every
-    // receiver, so no socket can slip past its goodbye.
-    let gone = state.going_away.subscribe();
-    Ok(ws
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(limits.max_frame_bytes * 16)
-        .max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            serve(app, socket, cookie, pending, sockets, metrics, gone, from_address).instrument(span)
-        }))
+    Ok((from_address, pending_here))
 }
 
 /// Serves one socket. What an idle socket holds for its whole life is kept
