@@ -71,6 +71,10 @@ const SEND_BUFFER: usize = 256 * 1024;
 /// Largest read buffer of one HTTP connection (hyper's default is ~400 KiB):
 /// a request head must fit. Bodies stream through it.
 const MAX_BUF: usize = 64 * 1024;
+/// Largest request head (the request line and every header), refused with
+/// `431` beyond. The read buffer's limit alone is checked only while a head
+/// is incomplete: one that arrived whole in a larger read was taken.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// The connection cap for a node whose open-file limit is `nofile` and that
 /// keeps `database_connections` to PostgreSQL: `configured` if set (but
@@ -284,7 +288,8 @@ pub(crate) async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_seconds))
-        .max_buf_size(MAX_BUF);
+        .max_buf_size(MAX_BUF)
+        .max_header_size(MAX_HEAD);
     let builder = Arc::new(builder);
     // Each connection task holds a receiver: the sender's `closed()` says
     // when every one has finished. A send starts their graceful shutdown.

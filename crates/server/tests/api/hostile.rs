@@ -586,3 +586,81 @@ async fn made_up_credentials_from_one_address_are_refused_before_any_read_past_a
     app.state.app.store().close().await;
     assert_eq!(me_with(&here, &app, &forged).await.0, 429);
 }
+
+#[tokio::test]
+async fn an_address_holds_sockets_per_address_at_most_and_another_is_not_held_back() {
+    let app = spawn_app_with(|c| c.limits.sockets_per_address = 3).await;
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let chat = app.start_chat("riverside-main", &format!("tab {i}")).await;
+        let (ws, hello) = patron_socket(app.addr, &chat.token).await;
+        assert_eq!(hello["type"], "hello");
+        open.push(ws);
+    }
+    // The fourth is refused at the upgrade, before anything is read.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/api/ws", app.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 429);
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_sockets", "{body}");
+        }
+        other => panic!("a fourth socket from one address: {:?}", other.map(|_| "upgraded")),
+    }
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("refdesk_limited_total{limit=\"socket\"} 1"), "{metrics}");
+    // Another address has its own; one closed here makes room again.
+    let chat = app.start_chat("riverside-main", "elsewhere").await;
+    let (_other, hello) = patron_socket_from(app.addr, &chat.token, [127, 0, 0, 2]).await;
+    assert_eq!(hello["type"], "hello");
+    let mut closed = open.pop().unwrap();
+    closed.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_again, hello) = patron_socket(app.addr, &chat.token).await;
+        if hello["type"] == "hello" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after a socket closed: {hello}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_past_64_kib_is_refused_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n", "a".repeat(70 * 1024));
+    // The server may stop reading before the whole head is written.
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A head of a normal size is served.
+    assert_eq!(reqwest::get(app.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_chunked_body_past_the_limit_is_refused_without_being_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /api/libraries/riverside-main/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // No Content-Length to refuse it by: 64 chunks of 16 KiB (1 MiB), as
+    // long as the server reads them.
+    let chunk = format!("{:x}\r\n{}\r\n", 16 * 1024, "a".repeat(16 * 1024));
+    for _ in 0..64 {
+        if tcp.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("too_large"), "{answer}");
+}
