@@ -249,23 +249,36 @@ impl Drop for OpenSocket {
 ///
 /// Counters (`_total`), gauges and histograms as listed in
 /// docs/operations.md. Served here unless `metrics_listen` is set: then
-/// only on that address, and this answers 404.
+/// only on that address, and this answers 404. Here, only to this machine:
+/// a request from a loopback address that no proxy forwarded (a proxy in
+/// front of refdesk that forwards every path would otherwise publish them,
+/// and each scrape reads the database).
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "the metrics, in the OpenMetrics text format", body = String,
          content_type = "application/openmetrics-text"),
-        (status = 404, description = "`not_found`: `metrics_listen` is set; the metrics are served there", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: `metrics_listen` is set, and the metrics are served there; or the request came from another machine, or through a proxy (on the main listener they are served to a loopback address only)", body = crate::error::ErrorBody),
     ))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    if state.metrics.listen.is_some() {
-        return crate::error::ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: "no such page".into(),
-        }
-        .into_response();
-    }
-    answer(&state).await
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let message = if state.metrics.listen.is_some() {
+        "no such page"
+    } else if !from_this_machine(peer.map(|p| p.0 .0.ip()), &headers) {
+        "the metrics are served to this machine only; set metrics_listen to scrape them from elsewhere"
+    } else {
+        return answer(&state).await;
+    };
+    crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }.into_response()
+}
+
+/// Whether a request comes from this machine: a loopback peer, and no
+/// proxy header saying it forwards someone else's request.
+fn from_this_machine(peer: Option<std::net::IpAddr>, headers: &axum::http::HeaderMap) -> bool {
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+    peer.is_some_and(|p| p.is_loopback() || p.to_canonical().is_loopback()) && !forwarded
 }
 
 async fn answer(state: &AppState) -> Response {
@@ -353,6 +366,21 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_main_listener_serves_the_metrics_to_a_loopback_address_no_proxy_forwarded() {
+        let none = HeaderMap::new();
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert!(from_this_machine(ip("127.0.0.1"), &none));
+        assert!(from_this_machine(ip("::1"), &none));
+        assert!(from_this_machine(ip("::ffff:127.0.0.1"), &none));
+        assert!(!from_this_machine(ip("192.0.2.7"), &none), "another machine");
+        assert!(!from_this_machine(ip("2001:db8::7"), &none));
+        assert!(!from_this_machine(None, &none), "no peer known");
+        let mut forwarded = HeaderMap::new();
+        forwarded.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.7"));
+        assert!(!from_this_machine(ip("127.0.0.1"), &forwarded), "a proxy on this machine");
+    }
 
     #[test]
     fn a_well_formed_request_id_is_kept_and_anything_else_replaced() {

@@ -173,6 +173,22 @@ async fn with_metrics_listen_set_metrics_are_served_there_and_not_on_the_main_li
 }
 
 #[tokio::test]
+async fn on_the_main_listener_the_metrics_are_served_to_this_machine_only() {
+    let app = spawn_app().await;
+    assert_eq!(reqwest::get(app.url("/metrics")).await.unwrap().status(), 200, "from a loopback address");
+    // Through a proxy on this machine (nginx forwarding every path): not served.
+    let http = reqwest::Client::new();
+    for (header, value) in
+        [("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=203.0.113.9"), ("X-Real-IP", "203.0.113.9")]
+    {
+        let res = http.get(app.url("/metrics")).header(header, value).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{header}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("metrics_listen"), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn every_answer_carries_a_request_id_and_a_well_formed_one_given_is_kept() {
     let app = spawn_app().await;
     let http = reqwest::Client::new();
