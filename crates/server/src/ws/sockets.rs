@@ -183,11 +183,6 @@ impl Network {
             .collect();
         Network { own: own.bucket(), wider }
     }
-
-    /// The budgets, narrowest first (the one order they are locked in).
-    fn buckets(&self) -> impl Iterator<Item = &Mutex<Bucket>> {
-        std::iter::once(&*self.own).chain(self.wider.iter().map(|h| &*h.bucket))
-    }
 }
 
 /// A socket's place under its chat (with its network's patron frame
@@ -208,12 +203,20 @@ impl Slot {
         }
         match self {
             Slot::Chat(h, Some(network)) => {
-                // Always the chat's, then the network's, narrowest first:
-                // one order.
-                let mut all: Vec<_> = std::iter::once(lock(&h.bucket)).chain(network.buckets().map(lock)).collect();
-                let every = all.iter_mut().all(|b| b.has_one());
+                // Always the /56's, the /48's, the chat's, then the
+                // address's: one order, for every socket (a lock of each
+                // rank at most, in rising rank: no two sockets can wait on
+                // each other). No allocation: this is every frame's path.
+                let mut wider: [Option<std::sync::MutexGuard<'_, Bucket>>; 2] = [None, None];
+                for (guard, held) in wider.iter_mut().zip(&network.wider) {
+                    *guard = Some(lock(&held.bucket));
+                }
+                let (mut own, mut net) = (lock(&h.bucket), lock(&network.own));
+                let every = own.has_one() && net.has_one() && wider.iter_mut().flatten().all(|b| b.has_one());
                 if every {
-                    all.iter_mut().for_each(|b| b.tokens -= 1.0);
+                    for b in [&mut own, &mut net].into_iter().chain(wider.iter_mut().flatten()) {
+                        b.tokens -= 1.0;
+                    }
                 }
                 every
             }
