@@ -579,6 +579,13 @@ $("login").onsubmit = async (e) => {
   catch (err) { $("login-error").textContent = err.message; }
 };
 // A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.
-$("logout").onclick = async () => { try { await api("/api/logout", { method: "POST" }); } catch { /* signed out already */ } location.reload(); };
+$("logout").onclick = async () => {
+  try { await api("/api/logout", { method: "POST" }); } catch (err) {
+    // Refused before the sign-in was looked up: not signed out yet.
+    if (err.status === 429) { $("chat-error").textContent = `Not signed out: ${err.message}`; return; }
+    /* otherwise signed out already */
+  }
+  location.reload();
+};
 
 try { me = await api("/api/me"); start(); } catch { $("login").classList.remove("hidden"); }

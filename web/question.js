@@ -87,7 +87,12 @@ async function load() {
 
 async function refresh() {
   if (document.hidden) return; // picked up again when the page is shown
-  try { await load(); } catch { if (question?.live) poll = setTimeout(refresh, POLL_MS * 2); }
+  try { await load(); } catch (err) {
+    // A sign-in that ended is not asked again and again (each try counts
+    // against the address's budget of credentials that match nothing).
+    if (err.status === 401) { location.href = "/desk"; return; }
+    if (question?.live) poll = setTimeout(refresh, POLL_MS * 2);
+  }
 }
 document.addEventListener("visibilitychange", () => { if (!document.hidden && question?.live) { clearTimeout(poll); refresh(); } });
 

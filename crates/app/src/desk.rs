@@ -243,5 +243,10 @@ mod tests {
         app.hand_back_one(&ben, &now).await;
         let taken = app.store.session(s).await.unwrap().unwrap();
         assert_eq!((taken.state, taken.ctx.librarian), (SessionState::Active, Some(ann.id)));
+
+        // Ended meanwhile: it stays ended, not back in line.
+        app.staff_end(&ann, s).await.unwrap();
+        app.hand_back_one(&ann, &taken).await;
+        assert_eq!(app.store.session(s).await.unwrap().unwrap().state, SessionState::Ended);
     }
 }

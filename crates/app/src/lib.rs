@@ -267,6 +267,10 @@ pub struct Limits {
     pub sockets_per_sign_in: usize,
     /// WebSockets one client address holds at once (IPv6: per /64).
     pub sockets_per_address: usize,
+    /// WebSockets one client address may open per minute: each is a
+    /// handshake, an `auth` and, for a patron, a free replay of the chat, so
+    /// opening and closing sockets in a loop must not be free.
+    pub sockets_opened_per_minute: u32,
     /// Seconds between the server's WebSocket pings; a socket that shows no
     /// sign of life for two of them is closed.
     pub ws_ping_seconds: u64,
@@ -318,6 +322,7 @@ impl Default for Limits {
             sockets_per_chat: 4,
             sockets_per_sign_in: 8,
             sockets_per_address: 128,
+            sockets_opened_per_minute: 300,
             ws_ping_seconds: 30,
             ws_send_seconds: 10,
             replay_page: 50,

@@ -35,6 +35,13 @@ pub(crate) struct OnDuty {
 }
 
 impl App {
+    /// What [`OnDutyCache`] holds for `coop`: the answer read and when, and
+    /// the count of changes made here.
+    fn on_duty_as_read(&self, coop: CooperativeId) -> (Option<(Millis, bool)>, u64) {
+        let cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&coop).map_or((None, 0), |e| (e.read, e.changes))
+    }
+
     /// A change of duty on this node: the cooperative's status is read again.
     fn duty_changed(&self, coop: CooperativeId) {
         let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
@@ -214,14 +221,12 @@ impl App {
         let mut waited = false;
         loop {
             let now = self.clock.now();
-            let (read, changes) = {
-                let cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
-                cache.get(&coop).map_or((None, 0), |e| (e.read, e.changes))
-            };
+            let (read, changes) = self.on_duty_as_read(coop);
             // Fresh only within the period after it was read (a clock set
             // back does not make an old answer fresh).
+            let fresh = |at: Millis| (0..STATUS_FRESH_MS).contains(&(now - at));
             let stale = match read {
-                Some((at, online)) if (0..STATUS_FRESH_MS).contains(&(now - at)) => return Ok(online),
+                Some((at, online)) if fresh(at) => return Ok(online),
                 Some((_, online)) => Some(online),
                 None => None,
             };
@@ -237,6 +242,12 @@ impl App {
                     None => self.status_reading.lock().await,
                 },
             };
+            // Read by another request just before this one took its turn?
+            if let (Some((at, online)), _) = self.on_duty_as_read(coop) {
+                if fresh(at) {
+                    return Ok(online);
+                }
+            }
             self.metrics().status_reads.inc();
             let staff = self.store.staff_of(coop).await?;
             let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);

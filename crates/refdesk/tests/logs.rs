@@ -106,3 +106,25 @@ async fn text_logs_have_no_colour_codes_off_a_terminal() {
     assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("request_id=plain-1") && l.contains("answered")), "{lines:?}");
 }
+
+#[tokio::test]
+async fn a_flood_of_refusals_and_unknown_paths_does_not_flood_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let server = Server::start(&dir.path().join("data"), &log, &[("REFDESK_LOGINS_PER_MINUTE", "1")]).await;
+    let http = reqwest::Client::new();
+    let login = serde_json::json!({"username": "nobody", "password": "wrong guess"});
+    for _ in 0..30 {
+        http.post(server.url("/api/login")).json(&login).send().await.unwrap();
+        http.get(server.url("/wp-login.php")).send().await.unwrap();
+    }
+    http.get(server.url("/")).header("X-Request-Id", "after-the-flood").send().await.unwrap();
+    let lines = lines_until(&log, |l| l.contains("after-the-flood")).await;
+    let answered: Vec<&String> = lines.iter().filter(|l| l.contains("answered")).collect();
+    // The first sign-in (401) and the last request: the 29 refusals (429)
+    // and the 30 unknown paths (404) are counted, not logged at info.
+    assert_eq!(answered.len(), 2, "{answered:#?}");
+    assert!(!answered.iter().any(|l| l.contains("status=429") || l.contains("unmatched")), "{answered:#?}");
+    let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"refdesk_limited_total{limit="login"} 29"#), "still counted:\n{metrics}");
+}

@@ -483,6 +483,7 @@ impl Config {
             ("limits.sockets_per_chat", l.sockets_per_chat as u64, 1, 1000),
             ("limits.sockets_per_sign_in", l.sockets_per_sign_in as u64, 1, 1000),
             ("limits.sockets_per_address", l.sockets_per_address as u64, 1, 1 << 20),
+            ("limits.sockets_opened_per_minute", l.sockets_opened_per_minute as u64, 1, 1_000_000),
             ("limits.ws_ping_seconds", l.ws_ping_seconds, 1, 3600),
             ("limits.ws_send_seconds", l.ws_send_seconds, 1, 3600),
             ("limits.replay_page", l.replay_page as u64, 1, 10_000),
@@ -503,6 +504,12 @@ impl Config {
             self.in_range(name, value, min, max)?;
         }
         self.mail.validate().map_err(anyhow::Error::msg)?;
+        self.validate_addresses()?;
+        self.validate_links()
+    }
+
+    /// The addresses refdesk answers on and is known by.
+    fn validate_addresses(&self) -> anyhow::Result<()> {
         if self.metrics_listen.is_some_and(|m| m == self.listen) {
             bail!("metrics_listen must differ from listen (leave it unset to serve /metrics on listen)");
         }
@@ -513,7 +520,7 @@ impl Config {
                 bail!("public_url must be like https://ask.example.org (http or https, a host, an optional port, no path)");
             }
         }
-        self.validate_links()
+        Ok(())
     }
 
     /// The data folder, database and NATS part of [`Config::validate`]:

@@ -5,7 +5,11 @@
 //! anyone can get; reading their chat's pages, each a read on the few
 //! shared readers). Per client address, a token bucket
 //! per minute; over it, `429` with the API's error shape and `Retry-After`.
-//! Signed-in traffic and the socket have their own limits elsewhere.
+//! Here too: the budget of credentials that match nothing, which every
+//! signed-in request and every socket's `auth` goes through
+//! ([`Credentials`]), and the sockets an address opens a minute
+//! ([`Limiter::open_socket`]). The socket's frames have their own limits
+//! (`ws/sockets.rs`).
 //!
 //! An address here is [`address_key`]: an IPv4 address, or an IPv6 /64 —
 //! one subscriber gets a whole /64, so counting each of its addresses
@@ -47,6 +51,7 @@ enum Kind {
     Patron,
     PatronRead,
     BadCredential,
+    SocketOpen,
 }
 
 struct Bucket {
@@ -62,9 +67,62 @@ struct Bucket {
 /// are zero).
 type Key = (Kind, u8, IpAddr);
 
-/// The buckets of every tracked address.
+/// The buckets of every tracked address, and the credentials that matched
+/// lately ([`Known`]).
 #[derive(Default)]
-pub struct Limiter(Mutex<HashMap<Key, Bucket>>);
+pub struct Limiter(Mutex<HashMap<Key, Bucket>>, Known);
+
+/// Credentials this node found good lately (a staff sign-in, a chat's
+/// token: each by a hash under this process's random keys, which nobody
+/// outside can make match), so that a network whose budget of credentials
+/// that match nothing a stranger spent ([`Credentials`]) still serves its
+/// own people. At most [`KNOWN_MOST`]; when full, those unseen for
+/// [`KNOWN_FOR`] go first, then the older half.
+#[derive(Default)]
+struct Known {
+    seen: Mutex<HashMap<u64, Instant>>,
+    keys: std::hash::RandomState,
+}
+
+/// Credentials [`Known`] holds at most (~2 MiB).
+const KNOWN_MOST: usize = 65_536;
+/// How long a credential not presented again stays known, at least while
+/// there is room.
+const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Known {
+    fn key(&self, credential: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one(credential)
+    }
+
+    fn holds(&self, credential: &str) -> bool {
+        let key = self.key(credential);
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key)
+    }
+
+    fn forget(&self, credential: &str) {
+        let key = self.key(credential);
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
+    fn remember(&self, credential: &str) {
+        let key = self.key(credential);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if seen.len() >= KNOWN_MOST && !seen.contains_key(&key) {
+            seen.retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
+            if seen.len() >= KNOWN_MOST / 2 {
+                let mut ages: Vec<Instant> = seen.values().copied().collect();
+                let middle = ages.len() / 2;
+                let (_, cut, _) = ages.select_nth_unstable(middle);
+                let cut = *cut;
+                seen.retain(|_, at| *at > cut);
+            }
+        }
+        seen.insert(key, now);
+    }
+}
 
 /// The networks an address counts in, each with its prefix length (64 for
 /// an address's own: an IPv4 address, an IPv6 /64), its address, and how
@@ -83,14 +141,36 @@ pub fn networks(ip: IpAddr) -> impl Iterator<Item = (u8, IpAddr, u32)> {
 }
 
 impl Limiter {
+    /// One of `ip`'s sockets opened this minute (`sockets_opened_per_minute`);
+    /// `Err(seconds to wait)` when its network has opened its budget's worth.
+    pub fn open_socket(&self, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
+        self.take(Kind::SocketOpen, ip, per_minute)
+    }
+
+    /// A credential just handed out (a sign-in's cookie, a new chat's
+    /// token): known from the start ([`Known`]).
+    pub fn remember(&self, credential: &str) {
+        self.1.remember(credential);
+    }
+
+    /// A credential ended here (a sign-out): no longer known.
+    pub fn forget(&self, credential: &str) {
+        self.1.forget(credential);
+    }
+
+    /// Gives back the token [`Limiter::take`] took for `ip`.
+    fn give_back(&self, kind: Kind, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (prefix, net, _) in networks(ip) {
+            if let Some(b) = map.get_mut(&(kind, prefix, net)) {
+                b.tokens = (b.tokens + 1.0).min(b.capacity);
+            }
+        }
+    }
+
     /// Takes one token for `ip` from each of its networks' buckets, or none
     /// at all; `Err(seconds to wait)` when one has none.
     fn take(&self, kind: Kind, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
-        self.take_if(kind, ip, per_minute, true)
-    }
-
-    /// [`Limiter::take`], or with `spend` false only whether it would.
-    fn take_if(&self, kind: Kind, ip: IpAddr, per_minute: u32, spend: bool) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         // An address may add three buckets (IPv6: its /64, /56 and /48).
@@ -111,9 +191,6 @@ impl Limiter {
         }
         if wait > 0 {
             return Err(wait);
-        }
-        if !spend {
-            return Ok(());
         }
         for (prefix, net, _) in networks(ip) {
             if let Some(b) = map.get_mut(&(kind, prefix, net)) {
@@ -164,12 +241,14 @@ impl Reads {
 /// a chat's token that is made up, mistyped or expired. Looking one up is a
 /// read on the few shared readers, and anyone can make them up by the
 /// thousand; a real browser presents one that lapsed a few times at most,
-/// then signs in or starts a chat. So a network that presented
-/// `limits.bad_credentials_per_minute` of them within the minute has its
-/// next credentials refused with `429 rate_limited` before any read, good
-/// ones too, until its bucket refills (counted like the other limits: an
-/// IPv6 /64, backed by its /56 and /48). A credential that matches costs
-/// nothing.
+/// then signs in or starts a chat. So a credential this node does not know
+/// ([`Known`]: it matched lately, or was handed out here) takes one of its
+/// network's `limits.bad_credentials_per_minute` before it is looked up
+/// (counted like the other limits: an IPv6 /64, backed by its /56 and /48),
+/// and gets it back if it matches; with none left it is refused with `429
+/// rate_limited` before any read. One the node knows is looked up whatever
+/// the budget: a stranger sharing a library's address and spending its
+/// budget does not lock out the librarians and patrons already there.
 #[derive(Clone)]
 pub struct Credentials {
     limiter: std::sync::Arc<Limiter>,
@@ -195,24 +274,34 @@ impl Credentials {
         Credentials { limiter: state.limiter.clone(), metrics: state.metrics.clone(), ip, per_minute }
     }
 
-    /// Looks a credential up with `lookup`, unless the network has no budget
-    /// left; one that matched nothing (`unauthenticated`) spends one.
+    /// Looks `credential` up with `lookup`: at once if the node knows it;
+    /// otherwise with one of the network's budget, kept if it matched
+    /// nothing (`unauthenticated`), given back if not.
     pub async fn check<T>(
         &self,
+        credential: &str,
         lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
     ) -> Result<T, Refused> {
-        if let Err(wait) = self.limiter.take_if(Kind::BadCredential, self.ip, self.per_minute, false) {
-            self.metrics.limited("bad_credential");
-            return Err(Refused::TooMany(wait));
-        }
-        match lookup.await {
-            Ok(found) => Ok(found),
-            Err(refdesk_app::AppError::Unauthenticated) => {
-                let _ = self.limiter.take(Kind::BadCredential, self.ip, self.per_minute);
-                Err(Refused::Failed(refdesk_app::AppError::Unauthenticated))
+        let known = self.limiter.1.holds(credential);
+        if !known {
+            // Taken before the lookup, so that lookups at once cannot
+            // outrun the budget.
+            if let Err(wait) = self.limiter.take(Kind::BadCredential, self.ip, self.per_minute) {
+                self.metrics.limited("bad_credential");
+                return Err(Refused::TooMany(wait));
             }
-            Err(e) => Err(Refused::Failed(e)),
         }
+        let looked_up = lookup.await;
+        let matched_nothing = matches!(looked_up, Err(refdesk_app::AppError::Unauthenticated));
+        if matched_nothing {
+            self.limiter.1.forget(credential);
+        } else if !known {
+            self.limiter.give_back(Kind::BadCredential, self.ip);
+        }
+        if looked_up.is_ok() {
+            self.limiter.1.remember(credential);
+        }
+        looked_up.map_err(Refused::Failed)
     }
 }
 
@@ -221,18 +310,20 @@ impl Credentials {
 pub async fn checked<T>(
     state: &AppState,
     ip: Option<IpAddr>,
+    credential: &str,
     lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
 ) -> Result<T, Refused> {
-    within(ip.map(|ip| Credentials::of(state, ip)).as_ref(), lookup).await
+    within(ip.map(|ip| Credentials::of(state, ip)).as_ref(), credential, lookup).await
 }
 
 /// [`Credentials::check`] with the budget, if there is one.
 pub async fn within<T>(
     credentials: Option<&Credentials>,
+    credential: &str,
     lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
 ) -> Result<T, Refused> {
     match credentials {
-        Some(c) => c.check(lookup).await,
+        Some(c) => c.check(credential, lookup).await,
         None => lookup.await.map_err(Refused::Failed),
     }
 }
@@ -355,6 +446,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
             Kind::Patron => state.app.limits().patron_posts_per_minute,
             Kind::PatronRead => state.app.limits().patron_reads_per_minute,
             Kind::BadCredential => state.app.limits().bad_credentials_per_minute,
+            Kind::SocketOpen => state.app.limits().sockets_opened_per_minute,
         };
         if let Err(wait) = state.limiter.take(kind, ip, per_minute) {
             state.metrics.limited(match kind {
@@ -363,6 +455,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
                 Kind::Patron => "patron",
                 Kind::PatronRead => "patron_read",
                 Kind::BadCredential => "bad_credential",
+                Kind::SocketOpen => "socket_open",
             });
             return Refused::TooMany(wait).into_response();
         }

@@ -249,10 +249,11 @@ impl Drop for OpenSocket {
 ///
 /// Counters (`_total`), gauges and histograms as listed in
 /// docs/operations.md. Served here unless `metrics_listen` is set: then
-/// only on that address, and this answers 404. Here, only to this machine:
-/// a request from a loopback address that no proxy forwarded (a proxy in
-/// front of refdesk that forwards every path would otherwise publish them,
-/// and each scrape reads the database).
+/// only on that address, and this answers 404. Here, only to this machine
+/// ([`crate::http::auth::from_this_machine`]: a loopback peer that is not a
+/// trusted proxy, no proxy header, a loopback host name): a proxy in front
+/// of refdesk that forwards every path would otherwise publish them, and
+/// each scrape reads the database.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "the metrics, in the OpenMetrics text format", body = String,
@@ -266,19 +267,12 @@ pub(crate) async fn metrics(
 ) -> Response {
     let message = if state.metrics.listen.is_some() {
         "no such page"
-    } else if !from_this_machine(peer.map(|p| p.0 .0.ip()), &headers) {
+    } else if !crate::http::auth::from_this_machine(peer.map(|p| p.0 .0.ip()), &headers, &state.trusted_proxies) {
         "the metrics are served to this machine only; set metrics_listen to scrape them from elsewhere"
     } else {
         return answer(&state).await;
     };
     crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }.into_response()
-}
-
-/// Whether a request comes from this machine: a loopback peer, and no
-/// proxy header saying it forwards someone else's request.
-fn from_this_machine(peer: Option<std::net::IpAddr>, headers: &axum::http::HeaderMap) -> bool {
-    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
-    peer.is_some_and(|p| p.is_loopback() || p.to_canonical().is_loopback()) && !forwarded
 }
 
 async fn answer(state: &AppState) -> Response {
@@ -341,8 +335,12 @@ fn method_label(method: &Method) -> &'static str {
 
 /// The outermost middleware: gives the request its id and span, then
 /// counts and times it by the route it matched and the status answered.
-/// Logs one line per request (at debug for probes and scrapes): its route,
-/// never its URL, query or client address.
+/// Logs one line per request: its route, never its URL, query or client
+/// address. At debug for probes and scrapes, and for what strangers can
+/// send without end — a refusal by a rate limit (`429`), a path that
+/// matches no route — so that a flood of them does not flood the log (and
+/// journald's rate limit then drop the lines that matter); they are counted
+/// in `refdesk_http_requests_total` all the same.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id(req.headers());
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
@@ -353,9 +351,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let took = start.elapsed();
     state.metrics.request(&route, method, res.status(), took);
     let (status, ms) = (res.status().as_u16(), took.as_secs_f64() * 1000.0);
-    span.in_scope(|| match route.as_str() {
-        "/healthz" | "/readyz" | "/metrics" => tracing::debug!(status, ms, "answered"),
-        _ => tracing::info!(status, ms, "answered"),
+    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics" | "unmatched")
+        || res.status() == StatusCode::TOO_MANY_REQUESTS;
+    span.in_scope(|| match quiet {
+        true => tracing::debug!(status, ms, "answered"),
+        false => tracing::info!(status, ms, "answered"),
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
@@ -369,17 +369,25 @@ mod tests {
 
     #[test]
     fn the_main_listener_serves_the_metrics_to_a_loopback_address_no_proxy_forwarded() {
-        let none = HeaderMap::new();
+        use crate::http::auth::from_this_machine;
+        let host = |h: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(axum::http::header::HOST, HeaderValue::from_static(h));
+            headers
+        };
+        let local = host("127.0.0.1:8080");
         let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
-        assert!(from_this_machine(ip("127.0.0.1"), &none));
-        assert!(from_this_machine(ip("::1"), &none));
-        assert!(from_this_machine(ip("::ffff:127.0.0.1"), &none));
-        assert!(!from_this_machine(ip("192.0.2.7"), &none), "another machine");
-        assert!(!from_this_machine(ip("2001:db8::7"), &none));
-        assert!(!from_this_machine(None, &none), "no peer known");
-        let mut forwarded = HeaderMap::new();
+        assert!(from_this_machine(ip("127.0.0.1"), &local, &[]));
+        assert!(from_this_machine(ip("::1"), &host("[::1]:8080"), &[]));
+        assert!(from_this_machine(ip("::ffff:127.0.0.1"), &host("localhost:8080"), &[]));
+        assert!(!from_this_machine(ip("192.0.2.7"), &local, &[]), "another machine");
+        assert!(!from_this_machine(ip("2001:db8::7"), &local, &[]));
+        assert!(!from_this_machine(None, &local, &[]), "no peer known");
+        assert!(!from_this_machine(ip("127.0.0.1"), &host("ask.example.org"), &[]), "a public name: a tunnel");
+        assert!(!from_this_machine(ip("127.0.0.1"), &local, &[[127, 0, 0, 1].into()]), "a trusted proxy");
+        let mut forwarded = local.clone();
         forwarded.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.7"));
-        assert!(!from_this_machine(ip("127.0.0.1"), &forwarded), "a proxy on this machine");
+        assert!(!from_this_machine(ip("127.0.0.1"), &forwarded, &[]), "a proxy on this machine");
     }
 
     #[test]

@@ -478,6 +478,63 @@ async fn open_patron_sockets(server: &Server) -> u64 {
     value.unwrap_or_else(|| panic!("no count of patron sockets in /metrics:\n{text}")) as u64
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patron_who_reads_a_replay_a_frame_at_a_time_is_let_go_within_a_page_deadline() {
+    use futures_util::StreamExt;
+    let config =
+        "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 3\nmax_message_chars = 16000\nmax_frame_bytes = 100000\nreplay_page = 200\n";
+    let server = Server::start(config, &[]).await;
+    let (session, token) = accepted_chat(&server, "a long chat, read slowly").await;
+    // 200 lines of 16 KB: a page of 3.2 MB, far more than the socket buffers hold.
+    let cookie = sign_in_cookie(&server, "ann").await;
+    let mut ann = staff_socket(&server, &cookie).await;
+    let line = "y".repeat(15_990);
+    for i in 0..200 {
+        let frame =
+            json!({"type": "send", "session": session, "body": format!("{i} {line}"), "client_id": format!("t-{i}")});
+        send(&mut ann, frame).await;
+        let answer = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), ann.next()).await.expect("an answer in time");
+            if let Some(Ok(Ws::Text(t))) = frame {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "ack" || v["type"] == "error" {
+                    break v;
+                }
+            }
+        };
+        assert_eq!(answer["type"], "ack", "line {i}: {answer}");
+    }
+    // The patron resumes from 0 with a small receive buffer and takes eight
+    // frames a second (128 KB/s): each frame goes out within the 3 s a frame
+    // may take (the kernel wakes the writer once half its buffer is free,
+    // every two seconds or so), the whole page would take about 25 s.
+    let mut slow = ws_from(&server, [127, 0, 0, 1], None, Some(4096)).await;
+    send(&mut slow, json!({"type": "auth", "token": token})).await;
+    assert_eq!(first_answer(&mut slow, Duration::from_secs(5)).await.unwrap()["type"], "hello");
+    send(&mut slow, json!({"type": "resume", "after": 0})).await;
+    let start = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut frames = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), slow.next()).await {
+                Ok(Some(Ok(Ws::Close(frame)))) => return (frames, frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => frames += 1,
+                _ => return (frames, None),
+            }
+            tokio::time::sleep(Duration::from_millis(125)).await;
+        }
+    });
+    // The server lets it go once the page's deadline has passed (and its
+    // goodbye's second), long before the page would be written.
+    while open_patron_sockets(&server).await != 0 {
+        assert!(start.elapsed() < Duration::from_secs(12), "the trickling reader is still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the trickling reader was let go after {:?}", start.elapsed());
+    reader.abort();
+    assert!(server.healthy_within(Duration::from_secs(2)).await);
+}
+
 /// A chat started at riverside-main and accepted by ann, on duty.
 async fn accepted_chat(server: &Server, question: &str) -> (i64, String) {
     let (session, token) = start_chat(server, "riverside-main", question).await;

@@ -80,6 +80,7 @@ async fn login(
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits().login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    state.limiter.remember(&token);
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
 }
 
@@ -105,6 +106,17 @@ const WRONG_PASSWORD: &str = "wrong username or password";
 /// proxy, a tunnel or a rebinding DNS maps to this machine), and with no
 /// public URL set (a service with one is deployed).
 fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppState) -> bool {
+    from_this_machine(peer, headers, &state.trusted_proxies) && state.public_url.is_none()
+}
+
+/// Whether a request comes from this machine itself, talking to refdesk
+/// directly: from a loopback address that is not a known proxy, without a
+/// proxy's headers, addressed to a loopback name.
+pub(crate) fn from_this_machine(
+    peer: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    trusted_proxies: &[std::net::IpAddr],
+) -> bool {
     let Some(peer) = peer else { return false };
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let name = match host.strip_prefix('[') {
@@ -113,12 +125,11 @@ fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppStat
     };
     let loopback_name =
         name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    peer.is_loopback()
-        && !state.trusted_proxies.contains(&peer)
-        && !headers.contains_key("x-forwarded-for")
-        && !headers.contains_key("forwarded")
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+    (peer.is_loopback() || peer.to_canonical().is_loopback())
+        && !trusted_proxies.contains(&peer)
+        && !forwarded
         && loopback_name
-        && state.public_url.is_none()
 }
 
 /// Signs out.
@@ -135,11 +146,15 @@ async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: 
         return ApiError::from(AppError::Unauthenticated).into_response();
     };
     let signed_out = async {
-        crate::limit::checked(&state, ip, state.app.staff_for_token(token)).await?;
-        state.app.logout(token).await.map_err(Refused::Failed)
+        crate::limit::checked(&state, ip, token, state.app.staff_for_token(token)).await?;
+        state.app.logout(token).await.map_err(Refused::Failed)?;
+        state.limiter.forget(token);
+        Ok(())
     };
     match signed_out.await {
         Ok(()) => (clear, axum::Json(SignedOut { signed_out: true })).into_response(),
+        // Not looked up, so not signed out: the cookie stays, to try again.
+        Err(e @ Refused::TooMany(_)) => e.into_response(),
         Err(e) => (clear, e).into_response(),
     }
 }
@@ -160,6 +175,6 @@ impl FromRequestParts<AppState> for CurrentStaff {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = cookie_token(&parts.headers).ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);
-        Ok(CurrentStaff(crate::limit::checked(state, ip, state.app.staff_for_token(token)).await?))
+        Ok(CurrentStaff(crate::limit::checked(state, ip, token, state.app.staff_for_token(token)).await?))
     }
 }

@@ -123,6 +123,7 @@ async fn start(
     Json(form): Json<StartChatBody>,
 ) -> ApiResult<(StatusCode, axum::Json<StartedView>)> {
     let started = state.app.start_chat(&slug, form.into(), ip).await?;
+    state.limiter.remember(&started.token);
     Ok((StatusCode::CREATED, axum::Json(started.into())))
 }
 
@@ -256,7 +257,8 @@ impl FromRequestParts<AppState> for PatronToken {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);
-        Ok(PatronToken(crate::limit::checked(state, ip, state.app.patron_session(token.trim())).await?))
+        let token = token.trim();
+        Ok(PatronToken(crate::limit::checked(state, ip, token, state.app.patron_session(token)).await?))
     }
 }
 

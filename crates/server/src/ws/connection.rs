@@ -328,7 +328,11 @@ impl Connection {
 
     /// `resume`: the replay after `after`, a page at a time (the next read
     /// only once the last is written: a reader that stops holds one page, not
-    /// the chat), then `synced`, then what the viewer learns at once.
+    /// the chat), then `synced`, then what the viewer learns at once. A page
+    /// must be written whole within `ws_send_seconds`, not each of its frames:
+    /// a reader taking one frame every few seconds would otherwise hold its
+    /// page (up to 50 lines of 16 KB) for as long as it liked. It is let go
+    /// as too slow (1013), and resumes after the last line it got.
     async fn on_resume(&mut self, socket: &mut WebSocket, named: Option<SessionId>, after: u64) -> Result<(), Closed> {
         let session = match self.session_of(named) {
             Ok(s) => s,
@@ -349,8 +353,10 @@ impl Connection {
         loop {
             match self.feed.next_page(session, page).await {
                 Ok(p) => {
+                    let deadline = tokio::time::Instant::now() + within;
                     for m in &p.items {
-                        send(socket, &OutFrame::Event(m), within).await?;
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        send(socket, &OutFrame::Event(m), left).await?;
                     }
                     if p.done {
                         break;

@@ -51,7 +51,7 @@ use crate::AppState;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use connection::{close_frame, error, report, Connection};
 use protocol::First;
 use refdesk_app::{App, AppError};
@@ -157,7 +157,7 @@ pub(crate) struct WsQuery {
         (status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet; `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), and `Retry-After` says when to try again", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -176,6 +176,10 @@ pub(crate) async fn upgrade(
     // Counted by the client's address (behind a trusted proxy, the one it
     // names), before anything else is spent on it.
     let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
+    if let Some(Err(wait)) = ip.map(|ip| state.limiter.open_socket(ip, state.app.limits().sockets_opened_per_minute)) {
+        state.metrics.limited("socket_open");
+        return Ok(crate::limit::Refused::TooMany(wait).into_response());
+    }
     let address = ip.map(crate::limit::address_key);
     let (from_address, pending_here) = address_places(&state, address)?;
     let network = from_address.as_ref().zip(ip).map(|(own, ip)| {
@@ -206,11 +210,13 @@ pub(crate) async fn upgrade(
         }))
 }
 
+/// A socket's place among those open from its address, and among those
+/// still opening from it.
+type AddressPlaces = (Option<Held<std::net::IpAddr>>, Option<Held<std::net::IpAddr>>);
+
 /// The socket's places under its client's address: among the sockets
 /// open from it (`sockets_per_address`) and among those still opening
 /// ([`PENDING_AUTH_PER_ADDRESS`]); `429 too_many_sockets` when either is full.
-type AddressPlaces = (Option<Held<std::net::IpAddr>>, Option<Held<std::net::IpAddr>>);
-
 fn address_places(state: &AppState, address: Option<std::net::IpAddr>) -> Result<AddressPlaces, ApiError> {
     let from_address = match address {
         Some(a) => match state.sockets.addresses.take(
@@ -395,29 +401,32 @@ async fn identify(
     credentials: Option<crate::limit::Credentials>,
 ) -> Option<Identity> {
     const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
+    // `unauthenticated` says the credential opens nothing (a client drops
+    // it); a first frame that is not `auth`, or none in time, says only
+    // that: the credential may be good, and the client tries again.
     let frame = match first {
         Ok(Some(Ok(WsMessage::Text(text)))) => text,
         Ok(Some(Ok(_))) => {
-            let _ = error(socket, "unauthenticated", HOW, None).await;
+            let _ = error(socket, "bad_frame", HOW, None).await;
             return None;
         }
         Ok(_) => return None,
         Err(_) => {
-            let _ = error(socket, "unauthenticated", HOW, None).await;
+            let _ = error(socket, "auth_timeout", HOW, None).await;
             return None;
         }
     };
     let Ok(First::Auth { token }) = serde_json::from_str(frame.as_str()) else {
-        let _ = error(socket, "unauthenticated", HOW, None).await;
+        let _ = error(socket, "bad_frame", HOW, None).await;
         return None;
     };
     // Looked up within the network's budget of credentials that match nothing.
     let budget = credentials.as_ref();
     let who = match (token, cookie) {
-        (Some(token), _) => crate::limit::within(budget, app.patron_session(&token))
+        (Some(token), _) => crate::limit::within(budget, &token, app.patron_session(&token))
             .await
             .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None)),
-        (None, Some(cookie)) => crate::limit::within(budget, app.staff_for_token(&cookie))
+        (None, Some(cookie)) => crate::limit::within(budget, &cookie, app.staff_for_token(&cookie))
             .await
             .map(|staff| (Viewer::Staff(staff), None, Some(cookie))),
         (None, None) => Err(crate::limit::Refused::Failed(AppError::Unauthenticated)),

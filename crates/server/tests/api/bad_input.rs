@@ -82,9 +82,10 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
     );
     // No cookie, no staff socket.
     assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "auth"}))).await, "unauthenticated");
-    // Anything before `auth` ends the connection; so does silence.
-    assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "resume", "after": 0}))).await, "unauthenticated");
-    assert_eq!(first_frame_refused(&ws_url, None).await, "unauthenticated");
+    // Anything before `auth` ends the connection; so does silence. Neither
+    // says the credential is bad (a client keeps it and tries again).
+    assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "resume", "after": 0}))).await, "bad_frame");
+    assert_eq!(first_frame_refused(&ws_url, None).await, "auth_timeout");
     // A token in the URL (which proxies log) is refused outright, even a good one.
     let chat = app.start_chat("riverside-main", "in the URL").await;
     let url = format!("ws://{}/api/ws?token={}", app.addr, chat.token);

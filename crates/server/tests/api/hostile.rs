@@ -544,6 +544,16 @@ async fn made_up_credentials_from_one_address_are_refused_before_any_read_past_a
     let app = spawn_app_with(|c| c.limits.bad_credentials_per_minute = 5).await;
     let ann = app.staff("ann").await;
     let chat = app.start_chat("riverside-main", "Is the map room open?").await;
+    // A chat this node never handed out nor saw (as one started on another
+    // node, or before a restart): its token is good, but not known here.
+    let form = refdesk_app::StartChat {
+        name: None,
+        email: None,
+        question: "From elsewhere".into(),
+        transcript: false,
+        browser: None,
+    };
+    let elsewhere_token = app.state.app.start_chat("riverside-main", form, None).await.unwrap().token;
     let here = reqwest::Client::new();
     // Credentials that match cost nothing: many more than the budget.
     for _ in 0..20 {
@@ -551,7 +561,7 @@ async fn made_up_credentials_from_one_address_are_refused_before_any_read_past_a
     }
     // Five that match nothing, of every kind: a made-up staff cookie, one
     // of no token's shape, a made-up chat token by REST and on a socket,
-    // an expired sign-in.
+    // a sign-in that ended.
     let forged = format!("refdesk_session={}", "ab".repeat(32));
     assert_eq!(me_with(&here, &app, &forged).await.0, 401);
     assert_eq!(me_with(&here, &app, "refdesk_session=x").await.0, 401);
@@ -564,27 +574,63 @@ async fn made_up_credentials_from_one_address_are_refused_before_any_read_past_a
     assert_eq!(status, 200);
     assert_eq!(me_with(&here, &app, &ann.cookie).await.0, 401, "signed out: the cookie matches nothing now");
 
-    // The sixth is refused before it is looked up, and so is a good one
-    // from the same address until the budget refills.
+    // The sixth unknown one is refused before it is looked up, a good one
+    // this node does not know too, until the budget refills.
     let (status, retry, body) = me_with(&here, &app, &forged).await;
     assert_eq!((status, retry, body["error"]["code"].as_str()), (429, true, Some("rate_limited")), "{body}");
-    let res = here.get(app.url("/api/chat")).bearer_auth(&chat.token).send().await.unwrap();
-    assert_eq!(res.status(), 429, "the patron's own token, from the same address");
-    let (_, refused) = patron_socket(app.addr, &chat.token).await;
+    let res = here.get(app.url("/api/chat")).bearer_auth(&elsewhere_token).send().await.unwrap();
+    assert_eq!(res.status(), 429, "a good token this node has not seen");
+    let (_, refused) = patron_socket(app.addr, &elsewhere_token).await;
     assert_eq!(refused["code"], "rate_limited", "{refused}");
+    // Those it knows are served: the stranger who spent the address's
+    // budget does not lock out the people already there, nor one who
+    // signs in now.
+    let res = here.get(app.url("/api/chat")).bearer_auth(&chat.token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the patron's chat, started here");
+    let (_, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    let ben = app.staff("ben").await;
+    assert_eq!(me_with(&here, &app, &ben.cookie).await.0, 200, "a sign-in made now");
     let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("refdesk_limited_total{limit=\"bad_credential\"} 3"), "{metrics}");
 
     // Another address is not held back.
     let elsewhere = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
-    let res = elsewhere.get(app.url("/api/chat")).bearer_auth(&chat.token).send().await.unwrap();
+    let res = elsewhere.get(app.url("/api/chat")).bearer_auth(&elsewhere_token).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let (_, hello) = patron_socket_from(app.addr, &chat.token, [127, 0, 0, 2]).await;
-    assert_eq!(hello["type"], "hello", "{hello}");
 
     // Refused before any read: with the store closed, still a 429, not a 500.
     app.state.app.store().close().await;
     assert_eq!(me_with(&here, &app, &forged).await.0, 429);
+}
+
+#[tokio::test]
+async fn lookups_at_once_do_not_outrun_the_budget_and_a_refused_sign_out_keeps_its_cookie() {
+    let app = spawn_app_with(|c| c.limits.bad_credentials_per_minute = 5).await;
+    // Fifty made-up cookies at once, on as many connections: five are
+    // looked up (401), the rest refused before any read.
+    let forged: Vec<_> = (0..50)
+        .map(|i| {
+            let url = app.url("/api/me");
+            tokio::spawn(async move {
+                let cookie = format!("refdesk_session={:064x}", i + 1);
+                reqwest::Client::new().get(url).header("Cookie", cookie).send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for f in forged {
+        statuses.push(f.await.unwrap());
+    }
+    let looked_up = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(looked_up, 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 45);
+    // A sign-out refused by the budget did not sign out: the cookie is not
+    // cleared, so the page can say so and try again.
+    let unknown = format!("refdesk_session={}", "ef".repeat(32));
+    let res = reqwest::Client::new().post(app.url("/api/logout")).header("Cookie", unknown).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(!res.headers().contains_key("set-cookie"), "the cookie stays: not signed out");
 }
 
 #[tokio::test]
@@ -663,4 +709,30 @@ async fn a_chunked_body_past_the_limit_is_refused_without_being_read_whole() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("too_large"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_address_opens_so_many_sockets_a_minute_and_another_is_not_held_back() {
+    // Opening a socket is a handshake, an `auth` and, for a patron, a free
+    // replay of the chat: a loop of opening and closing must not be free.
+    let app = spawn_app_with(|c| c.limits.sockets_opened_per_minute = 3).await;
+    let chat = app.start_chat("riverside-main", "again and again").await;
+    for _ in 0..3 {
+        let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+        assert_eq!(hello["type"], "hello");
+        ws.close(None).await.unwrap();
+    }
+    match tokio_tungstenite::connect_async(format!("ws://{}/api/ws", app.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 429);
+            assert!(res.headers().contains_key("retry-after"));
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+        }
+        other => panic!("a fourth socket within the minute: {:?}", other.map(|_| "upgraded")),
+    }
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("refdesk_limited_total{limit=\"socket_open\"} 1"), "{metrics}");
+    let (_other, hello) = patron_socket_from(app.addr, &chat.token, [127, 0, 0, 2]).await;
+    assert_eq!(hello["type"], "hello", "another address has its own");
 }
