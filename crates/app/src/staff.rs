@@ -249,6 +249,7 @@ impl App {
                 }
             }
             self.metrics().status_reads.inc();
+            let now = self.clock.now();
             let staff = self.store.staff_of(coop).await?;
             let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
             let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());

@@ -84,30 +84,40 @@ struct Known {
     keys: std::hash::RandomState,
 }
 
-/// Credentials [`Known`] holds at most (~2 MiB).
+/// What a credential is: a staff sign-in's cookie, or a chat's token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// A staff sign-in's cookie.
+    Staff,
+    /// A chat's token.
+    Patron,
+}
+
+/// Credentials [`Known`] holds at most (~3 MiB with the table's overhead).
 const KNOWN_MOST: usize = 65_536;
 /// How long a credential not presented again stays known, at least while
 /// there is room.
 const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Known {
-    fn key(&self, credential: &str) -> u64 {
+    /// Its key: a chat's token known is not a staff cookie known.
+    fn key(&self, what: Credential, credential: &str) -> u64 {
         use std::hash::BuildHasher;
-        self.keys.hash_one(credential)
+        self.keys.hash_one((what, credential))
     }
 
-    fn holds(&self, credential: &str) -> bool {
-        let key = self.key(credential);
+    fn holds(&self, what: Credential, credential: &str) -> bool {
+        let key = self.key(what, credential);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key)
     }
 
-    fn forget(&self, credential: &str) {
-        let key = self.key(credential);
+    fn forget(&self, what: Credential, credential: &str) {
+        let key = self.key(what, credential);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
     }
 
-    fn remember(&self, credential: &str) {
-        let key = self.key(credential);
+    fn remember(&self, what: Credential, credential: &str) {
+        let key = self.key(what, credential);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if seen.len() >= KNOWN_MOST && !seen.contains_key(&key) {
@@ -149,13 +159,33 @@ impl Limiter {
 
     /// A credential just handed out (a sign-in's cookie, a new chat's
     /// token): known from the start ([`Known`]).
-    pub fn remember(&self, credential: &str) {
-        self.1.remember(credential);
+    pub fn remember(&self, what: Credential, credential: &str) {
+        self.1.remember(what, credential);
     }
 
     /// A credential ended here (a sign-out): no longer known.
-    pub fn forget(&self, credential: &str) {
-        self.1.forget(credential);
+    pub fn forget(&self, what: Credential, credential: &str) {
+        self.1.forget(what, credential);
+    }
+
+    /// Whether this node knows `credential` ([`Known`]).
+    pub fn knows(&self, what: Credential, credential: &str) -> bool {
+        self.1.holds(what, credential)
+    }
+
+    /// Takes one token for `ip` from each of its networks' buckets, even
+    /// past empty (down to minus a full bucket): what was spent without
+    /// asking is paid for, and the network waits the longer.
+    fn charge(&self, kind: Kind, ip: IpAddr, per_minute: u32) {
+        if self.take(kind, ip, per_minute).is_ok() {
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (prefix, net, _) in networks(ip) {
+            if let Some(b) = map.get_mut(&(kind, prefix, net)) {
+                b.tokens = (b.tokens - 1.0).max(-b.capacity);
+            }
+        }
     }
 
     /// Gives back the token [`Limiter::take`] took for `ip`.
@@ -279,10 +309,11 @@ impl Credentials {
     /// nothing (`unauthenticated`), given back if not.
     pub async fn check<T>(
         &self,
+        what: Credential,
         credential: &str,
         lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
     ) -> Result<T, Refused> {
-        let known = self.limiter.1.holds(credential);
+        let known = self.limiter.1.holds(what, credential);
         if !known {
             // Taken before the lookup, so that lookups at once cannot
             // outrun the budget.
@@ -293,13 +324,15 @@ impl Credentials {
         }
         let looked_up = lookup.await;
         let matched_nothing = matches!(looked_up, Err(refdesk_app::AppError::Unauthenticated));
-        if matched_nothing {
-            self.limiter.1.forget(credential);
-        } else if !known {
+        if matched_nothing && known {
+            // Known no more, and paid for now: it was looked up unasked.
+            self.limiter.1.forget(what, credential);
+            self.limiter.charge(Kind::BadCredential, self.ip, self.per_minute);
+        } else if !matched_nothing && !known {
             self.limiter.give_back(Kind::BadCredential, self.ip);
         }
         if looked_up.is_ok() {
-            self.limiter.1.remember(credential);
+            self.limiter.1.remember(what, credential);
         }
         looked_up.map_err(Refused::Failed)
     }
@@ -310,20 +343,20 @@ impl Credentials {
 pub async fn checked<T>(
     state: &AppState,
     ip: Option<IpAddr>,
-    credential: &str,
+    (what, credential): (Credential, &str),
     lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
 ) -> Result<T, Refused> {
-    within(ip.map(|ip| Credentials::of(state, ip)).as_ref(), credential, lookup).await
+    within(ip.map(|ip| Credentials::of(state, ip)).as_ref(), (what, credential), lookup).await
 }
 
 /// [`Credentials::check`] with the budget, if there is one.
 pub async fn within<T>(
     credentials: Option<&Credentials>,
-    credential: &str,
+    (what, credential): (Credential, &str),
     lookup: impl std::future::Future<Output = refdesk_app::AppResult<T>>,
 ) -> Result<T, Refused> {
     match credentials {
-        Some(c) => c.check(credential, lookup).await,
+        Some(c) => c.check(what, credential, lookup).await,
         None => lookup.await.map_err(Refused::Failed),
     }
 }
@@ -420,7 +453,7 @@ fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
 /// `option forwardfor`) puts its line after any the client sent, so the
 /// client's own lines, forged or not, are never read.
 pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
     let forwarded = headers
@@ -431,6 +464,12 @@ pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[Ip
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
     forwarded.unwrap_or(peer)
+}
+
+/// Whether `peer` is one of the `trusted` proxies: an IPv4 proxy may
+/// connect to a listener on `[::]` as its IPv4-mapped IPv6 address.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpAddr]) -> bool {
+    trusted.iter().any(|t| t.to_canonical() == peer.to_canonical())
 }
 
 /// The middleware.

@@ -137,6 +137,8 @@ impl ServerMetrics {
             "connection",
             "login_account",
             "login_busy",
+            "bad_credential",
+            "socket_open",
         ] {
             let _ = m.limited.get_or_create(&[("limit", limit)]);
         }

@@ -5,7 +5,7 @@ use crate::error::ErrorBody;
 use crate::error::{ApiError, ApiResult, Json};
 use crate::http::patron::ClientIp;
 use crate::http::views::SignedOut;
-use crate::limit::Refused;
+use crate::limit::{Credential, Refused};
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::SET_COOKIE;
@@ -80,7 +80,7 @@ async fn login(
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits().login_hours * 3600;
     let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
-    state.limiter.remember(&token);
+    state.limiter.remember(Credential::Staff, &token);
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
 }
 
@@ -127,7 +127,7 @@ pub(crate) fn from_this_machine(
         name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
     (peer.is_loopback() || peer.to_canonical().is_loopback())
-        && !trusted_proxies.contains(&peer)
+        && !crate::limit::is_trusted(peer, trusted_proxies)
         && !forwarded
         && loopback_name
 }
@@ -146,9 +146,9 @@ async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: 
         return ApiError::from(AppError::Unauthenticated).into_response();
     };
     let signed_out = async {
-        crate::limit::checked(&state, ip, token, state.app.staff_for_token(token)).await?;
+        crate::limit::checked(&state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?;
         state.app.logout(token).await.map_err(Refused::Failed)?;
-        state.limiter.forget(token);
+        state.limiter.forget(Credential::Staff, token);
         Ok(())
     };
     match signed_out.await {
@@ -175,6 +175,8 @@ impl FromRequestParts<AppState> for CurrentStaff {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = cookie_token(&parts.headers).ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);
-        Ok(CurrentStaff(crate::limit::checked(state, ip, token, state.app.staff_for_token(token)).await?))
+        Ok(CurrentStaff(
+            crate::limit::checked(state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?,
+        ))
     }
 }

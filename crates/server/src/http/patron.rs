@@ -6,7 +6,7 @@ use crate::error::Path;
 use crate::error::{ApiResult, ErrorBody, Json};
 use crate::http::auth::CurrentStaff;
 use crate::http::views::{LibraryView, PatronChat, Rated, StartedView, TranscriptTo};
-use crate::limit::Refused;
+use crate::limit::{Credential, Refused};
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
@@ -123,7 +123,7 @@ async fn start(
     Json(form): Json<StartChatBody>,
 ) -> ApiResult<(StatusCode, axum::Json<StartedView>)> {
     let started = state.app.start_chat(&slug, form.into(), ip).await?;
-    state.limiter.remember(&started.token);
+    state.limiter.remember(Credential::Patron, &started.token);
     Ok((StatusCode::CREATED, axum::Json(started.into())))
 }
 
@@ -258,7 +258,9 @@ impl FromRequestParts<AppState> for PatronToken {
             .ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);
         let token = token.trim();
-        Ok(PatronToken(crate::limit::checked(state, ip, token, state.app.patron_session(token)).await?))
+        Ok(PatronToken(
+            crate::limit::checked(state, ip, (Credential::Patron, token), state.app.patron_session(token)).await?,
+        ))
     }
 }
 

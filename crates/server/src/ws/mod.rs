@@ -47,6 +47,7 @@ pub use sockets::{Bucket, Held, Registry, Sockets};
 
 use crate::error::{ApiError, ErrorBody, Query};
 use crate::input::cookie_token;
+use crate::limit::Credential;
 use crate::AppState;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -176,7 +177,11 @@ pub(crate) async fn upgrade(
     // Counted by the client's address (behind a trusted proxy, the one it
     // names), before anything else is spent on it.
     let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
-    if let Some(Err(wait)) = ip.map(|ip| state.limiter.open_socket(ip, state.app.limits().sockets_opened_per_minute)) {
+    // A desk this node knows reconnects whatever the address opened: a
+    // stranger sharing a library's address does not keep its librarians out.
+    let known_desk = cookie_token(&headers).is_some_and(|c| state.limiter.knows(Credential::Staff, c));
+    let per_minute = state.app.limits().sockets_opened_per_minute;
+    if let Some(Err(wait)) = ip.filter(|_| !known_desk).map(|ip| state.limiter.open_socket(ip, per_minute)) {
         state.metrics.limited("socket_open");
         return Ok(crate::limit::Refused::TooMany(wait).into_response());
     }
@@ -423,12 +428,14 @@ async fn identify(
     // Looked up within the network's budget of credentials that match nothing.
     let budget = credentials.as_ref();
     let who = match (token, cookie) {
-        (Some(token), _) => crate::limit::within(budget, &token, app.patron_session(&token))
+        (Some(token), _) => crate::limit::within(budget, (Credential::Patron, &token), app.patron_session(&token))
             .await
             .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None)),
-        (None, Some(cookie)) => crate::limit::within(budget, &cookie, app.staff_for_token(&cookie))
-            .await
-            .map(|staff| (Viewer::Staff(staff), None, Some(cookie))),
+        (None, Some(cookie)) => {
+            crate::limit::within(budget, (Credential::Staff, &cookie), app.staff_for_token(&cookie))
+                .await
+                .map(|staff| (Viewer::Staff(staff), None, Some(cookie)))
+        }
         (None, None) => Err(crate::limit::Refused::Failed(AppError::Unauthenticated)),
     };
     match who {

@@ -625,6 +625,23 @@ async fn lookups_at_once_do_not_outrun_the_budget_and_a_refused_sign_out_keeps_i
     let looked_up = statuses.iter().filter(|s| **s == 401).count();
     assert_eq!(looked_up, 5, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 45);
+    // A chat's token known here is not a staff cookie known here: presented
+    // as one, it is looked up and charged, and stays charged.
+    let app = spawn_app_with(|c| c.limits.bad_credentials_per_minute = 5).await;
+    let chat = app.start_chat("riverside-main", "my token, as a cookie").await;
+    let as_cookie = format!("refdesk_session={}", chat.token);
+    let here = reqwest::Client::new();
+    let statuses: Vec<u16> = {
+        let mut s = Vec::new();
+        for _ in 0..8 {
+            s.push(me_with(&here, &app, &as_cookie).await.0);
+            // Known again as a chat's token between tries.
+            let res = here.get(app.url("/api/chat")).bearer_auth(&chat.token).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        s
+    };
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429], "charged each time");
     // A sign-out refused by the budget did not sign out: the cookie is not
     // cleared, so the page can say so and try again.
     let unknown = format!("refdesk_session={}", "ef".repeat(32));
@@ -735,4 +752,6 @@ async fn an_address_opens_so_many_sockets_a_minute_and_another_is_not_held_back(
     assert!(metrics.contains("refdesk_limited_total{limit=\"socket_open\"} 1"), "{metrics}");
     let (_other, hello) = patron_socket_from(app.addr, &chat.token, [127, 0, 0, 2]).await;
     assert_eq!(hello["type"], "hello", "another address has its own");
+    // A desk this node knows reconnects from the spent address all the same.
+    let _desk = app.staff("ann").await.socket().await;
 }
