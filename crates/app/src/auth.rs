@@ -32,6 +32,13 @@ pub fn network_digest(ip: std::net::IpAddr) -> String {
     digest(&format!("refdesk-net:{}", refdesk_domain::net::network(ip)))
 }
 
+/// The stored form of a wider network an IPv6 patron's /64 counts in
+/// (its /56 or /48: `refdesk_domain::net::networks`), the prefix length
+/// digested with it (a /56 and a /64 may be written alike).
+pub fn wider_network_digest(prefix: u8, network: std::net::IpAddr) -> String {
+    digest(&format!("refdesk-net/{prefix}:{network}"))
+}
+
 /// The stored form of a network a staff member signed in from: digested
 /// apart from [`network_digest`], so that no patron's network is found in
 /// the staff's rows (a library's public computers and its desk often share

@@ -42,7 +42,12 @@ impl Asker {
             })
             .map(|b| auth::digest(&format!("refdesk-browser:{b}")));
         let net = self.ip.map(auth::network_digest);
-        PatronKeys { browser, net }
+        let mut wider = [None, None];
+        let nets = self.ip.into_iter().flat_map(refdesk_domain::net::networks).skip(1);
+        for (slot, (prefix, wide, _)) in wider.iter_mut().zip(nets) {
+            *slot = Some(auth::wider_network_digest(prefix, wide));
+        }
+        PatronKeys { browser, net, wider }
     }
 }
 
@@ -308,6 +313,22 @@ mod tests {
         let ending = Ending { no_transcript: true, ..Ending::default() };
         let id = judged.ctx.id;
         app.store.end(id, Author::System, as_judged(judged), Box::new(|_, _| None), ending, 1).await.map(|_| ())
+    }
+
+    #[test]
+    fn an_ipv6_patrons_keys_name_its_56_and_48_apart_from_any_64_and_an_ipv4_patrons_none() {
+        let keys = |ip: &str| Asker { ip: Some(ip.parse().unwrap()), browser: None }.keys();
+        let v6 = keys("2001:db8:1:200::9");
+        let [n56, n48] = v6.wider.clone().map(Option::unwrap);
+        // The /64 2001:db8:1:200:: is written as its /56 is: digested apart.
+        assert_ne!(v6.net.as_deref(), Some(n56.as_str()));
+        assert_ne!(n56, n48);
+        let neighbour = keys("2001:db8:1:2ff::1");
+        assert_ne!(neighbour.net, v6.net, "another /64");
+        assert_eq!(neighbour.wider, v6.wider, "of the same /56 and /48");
+        assert_eq!(keys("2001:db8:1:300::1").wider[1], v6.wider[1], "another /56 of the same /48");
+        assert_eq!(keys("192.0.2.7").wider, [None, None]);
+        assert_eq!(keys("::ffff:192.0.2.7"), keys("192.0.2.7"));
     }
 
     #[tokio::test]

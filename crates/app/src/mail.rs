@@ -183,8 +183,10 @@ const MAIL_ASKS_TRACKED: usize = 50_000;
 pub struct MailAsks(std::sync::Mutex<std::collections::HashMap<String, (Millis, u32)>>);
 
 impl MailAsks {
-    /// Counts one ask from `net` at `now`; false when the hour's `cap` is reached.
-    fn take(&self, net: &str, now: Millis, cap: u32) -> bool {
+    /// Counts one ask at `now` in each of the networks `nets` (a key, and
+    /// how many times `cap` it has: an IPv6 /64's /56 and /48 too); false,
+    /// counting nothing, when one has had its hour's share.
+    fn take<'k>(&self, nets: impl Iterator<Item = (&'k str, u32)> + Clone, now: Millis, cap: u32) -> bool {
         let hour = now.div_euclid(3_600_000);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAIL_ASKS_TRACKED {
@@ -196,14 +198,19 @@ impl MailAsks {
                 map.retain(|_, (_, n)| *n > cut);
             }
         }
-        let entry = map.entry(net.to_owned()).or_insert((hour, 0));
-        if entry.0 != hour {
-            *entry = (hour, 0);
-        }
-        if entry.1 >= cap {
+        let spent = |(net, times): (&str, u32)| {
+            map.get(net).is_some_and(|(h, n)| *h == hour && u64::from(*n) >= u64::from(cap) * u64::from(times))
+        };
+        if nets.clone().any(spent) {
             return false;
         }
-        entry.1 += 1;
+        for (net, _) in nets {
+            let entry = map.entry(net.to_owned()).or_insert((hour, 0));
+            if entry.0 != hour {
+                *entry = (hour, 0);
+            }
+            entry.1 += 1;
+        }
         true
     }
 }
@@ -222,10 +229,8 @@ impl App {
             code: "too_many_mails",
             reason: "too many transcripts have been asked for; please copy the chat instead".into(),
         };
-        if let Some(net) = &keys.net {
-            if !self.mail_asks.take(net, now, self.limits.patron_mails_per_address_per_hour) {
-                return Err(too_many().into());
-            }
+        if !self.mail_asks.take(keys.networks(), now, self.limits.patron_mails_per_address_per_hour) {
+            return Err(too_many().into());
         }
         Ok(())
     }
@@ -464,23 +469,40 @@ impl Why {
 mod tests {
     use super::*;
 
+    /// One network, its own cap.
+    fn one(net: &str) -> impl Iterator<Item = (&str, u32)> + Clone {
+        std::iter::once((net, 1))
+    }
+
     #[test]
     fn transcript_asks_are_counted_per_network_and_hour() {
         let asks = MailAsks::default();
-        assert!(asks.take("a", 0, 2) && asks.take("a", 1, 2));
-        assert!(!asks.take("a", 2, 2), "the third in the hour is refused");
-        assert!(asks.take("b", 2, 2), "another network has its own");
-        assert!(asks.take("a", 3_600_000, 2), "a new hour starts again");
+        assert!(asks.take(one("a"), 0, 2) && asks.take(one("a"), 1, 2));
+        assert!(!asks.take(one("a"), 2, 2), "the third in the hour is refused");
+        assert!(asks.take(one("b"), 2, 2), "another network has its own");
+        assert!(asks.take(one("a"), 3_600_000, 2), "a new hour starts again");
+    }
+
+    #[test]
+    fn the_asks_of_an_ipv6_64_count_in_its_56_too_and_a_refused_one_counts_nowhere() {
+        let asks = MailAsks::default();
+        let nets = |n64: &'static str| [(n64, 1), ("s0", 4)].into_iter();
+        for n64 in ["a", "a", "b", "b", "c", "c", "d", "d"] {
+            assert!(asks.take(nets(n64), 0, 2), "{n64}: its /56 has room for 8");
+        }
+        assert!(!asks.take(nets("e"), 0, 2), "the /56 has had its 8");
+        assert!(!asks.take(nets("a"), 0, 2), "and the /64 its 2");
+        assert!(asks.take(one("e"), 0, 2), "the refused ask counted nowhere");
     }
 
     #[test]
     fn a_flood_of_networks_does_not_wipe_the_count_of_one_near_its_cap() {
         let asks = MailAsks::default();
-        assert!(asks.take("busy", 0, 2) && asks.take("busy", 0, 2));
+        assert!(asks.take(one("busy"), 0, 2) && asks.take(one("busy"), 0, 2));
         for i in 0..MAIL_ASKS_TRACKED * 2 {
-            asks.take(&format!("n{i}"), 0, 2);
+            asks.take(one(&format!("n{i}")), 0, 2);
         }
-        assert!(!asks.take("busy", 0, 2), "the busy network was forgotten in the flood");
+        assert!(!asks.take(one("busy"), 0, 2), "the busy network was forgotten in the flood");
         assert!(asks.0.lock().unwrap().len() <= MAIL_ASKS_TRACKED);
     }
 

@@ -35,7 +35,7 @@ use std::time::Instant;
 const MAX_TRACKED: usize = 50_000;
 
 /// How many times a /64's budget its /56 has, and a /56's its /48.
-pub const WIDER: u32 = 4;
+pub use refdesk_domain::net::WIDER;
 
 /// The address limits count by: IPv4 as it is (an IPv4-mapped IPv6 address
 /// too), IPv6 by its /64 ([`refdesk_domain::net::network`], the rule blocks
@@ -134,21 +134,10 @@ impl Known {
     }
 }
 
-/// The networks an address counts in, each with its prefix length (64 for
-/// an address's own: an IPv4 address, an IPv6 /64), its address, and how
-/// many times a network's own allowance it has: for IPv6 also its /56
-/// ([`WIDER`] times) and its /48 ([`WIDER`]² times).
-pub fn networks(ip: IpAddr) -> impl Iterator<Item = (u8, IpAddr, u32)> {
-    let own = address_key(ip);
-    let wider = match own {
-        IpAddr::V6(v6) => [(56u8, WIDER), (48, WIDER * WIDER)].map(|(prefix, times)| {
-            let wide = std::net::Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> prefix));
-            Some((prefix, IpAddr::V6(wide), times))
-        }),
-        IpAddr::V4(_) => [None, None],
-    };
-    std::iter::once((64, own, 1)).chain(wider.into_iter().flatten())
-}
+/// The networks an address counts in, with how many times a network's own
+/// allowance each has ([`refdesk_domain::net::networks`], the rule the
+/// daily caps in the store use too).
+pub use refdesk_domain::net::networks;
 
 impl Limiter {
     /// One of `ip`'s sockets opened this minute (`sockets_opened_per_minute`);

@@ -5,6 +5,7 @@ use crate::Result;
 pub use refdesk_domain::chat::NewMessage;
 use refdesk_domain::chat::{Message, SessionContext, SessionState};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
+use refdesk_domain::net::WIDER;
 use refdesk_domain::org::{Placement, Role, Staff};
 use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
 use refdesk_domain::{DomainError, Millis};
@@ -563,6 +564,36 @@ pub struct PatronKeys {
     pub browser: Option<String>,
     /// The network's.
     pub net: Option<String>,
+    /// An IPv6 network's /56's and /48's, in that order (`None` for IPv4):
+    /// the per-network caps on chats and questions count there too,
+    /// [`WIDER`] and [`WIDER`]² times as large (`refdesk_domain::net`).
+    /// Only a block's keys are kept once the patron's data is erased, and
+    /// a block keeps `browser` and `net` alone.
+    pub wider: [Option<String>; 2],
+}
+
+impl PatronKeys {
+    /// The networks the per-network caps count in, narrowest first: each
+    /// one's key, and how many times a network's own cap it has.
+    pub fn networks(&self) -> impl Iterator<Item = (&str, u32)> + Clone {
+        self.columns().map(|(_, key, times)| (key, times))
+    }
+
+    /// [`PatronKeys::networks`], each with its column in `sessions`.
+    pub(crate) fn columns(&self) -> impl Iterator<Item = (&'static str, &str, u32)> + Clone {
+        let [n56, n48] = &self.wider;
+        let own = self.net.as_deref().map(|k| ("net_key", k, 1));
+        let n56 = n56.as_deref().map(|k| ("net56_key", k, WIDER));
+        let n48 = n48.as_deref().map(|k| ("net48_key", k, WIDER * WIDER));
+        own.into_iter().chain(n56).chain(n48)
+    }
+
+    /// The widest network's key: what a write counting the caps locks (on
+    /// PostgreSQL), so that the counts of every narrower one are ordered
+    /// too.
+    pub(crate) fn widest(&self) -> Option<&str> {
+        self.networks().last().map(|(key, _)| key)
+    }
 }
 
 /// A patron blocked from chatting with a cooperative's libraries (an

@@ -400,6 +400,42 @@ async fn a_block_ends_the_patrons_other_chats_still_waiting_and_no_one_elses() {
     assert_eq!(waiting, vec![session(someone), session(neighbour)], "the others' chats alone: {queue}");
 }
 
+/// Starts a chat from behind the trusted proxy at 127.0.0.1, for the
+/// client it names in `X-Forwarded-For`.
+async fn start_forwarded(app: &TestApp, client: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(app.url("/api/libraries/riverside-main/chats"))
+        .header("X-Forwarded-For", client)
+        .json(&json!({"question": "Is the archive open?"}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// IPv6 hands a subscriber a /56 or a /48 (256 or 65,536 /64s) for
+/// nothing: the day's chats of a /64 are backed by its /56's (4 times as
+/// many) and its /48's (16 times), as the rate limits are.
+#[tokio::test]
+async fn the_chats_of_many_64s_of_one_56_share_its_days_cap() {
+    let app = spawn_app_with(|c| {
+        c.limits.chats_per_address_per_day = 1;
+        c.limits.starts_per_minute = 1_000;
+        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    })
+    .await;
+    for i in 0..4 {
+        let (status, started) = start_forwarded(&app, &format!("2001:db8:7:{i:x}::1")).await;
+        assert_eq!(status, 201, "/64 number {i} of the /56: {started}");
+    }
+    let (status, refused) = start_forwarded(&app, "2001:db8:7:4::1").await;
+    assert_eq!(status, 429, "a fifth /64 of the /56: {refused}");
+    assert_eq!(refused["error"]["code"], "too_many_chats");
+    let (status, again) = start_forwarded(&app, "2001:db8:7:0::2").await;
+    assert_eq!((status, again["error"]["code"].as_str()), (429, Some("too_many_chats")), "its /64 too: {again}");
+    assert_eq!(start_forwarded(&app, "2001:db8:7:100::1").await.0, 201, "another /56 of the /48 is not held back");
+}
+
 #[tokio::test]
 async fn the_offline_form_is_bounded_per_network_and_day() {
     let app = spawn_app_with_manual_clock_and(|c| c.limits.form_questions_per_address_per_day = 2).await;

@@ -4,10 +4,10 @@ use super::{quiet, Backend};
 use crate::api::Chats;
 use crate::sql::rows::*;
 use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
-use crate::sql::{args, int, Db};
+use crate::sql::{args, int, Cols, Db};
 use crate::{
-    Appended, Decide, Ending, Guard, Handover, LiveCount, MailKind, NewMail, NewMessage, NewSession, Result,
-    SessionRecord, TranscriptMail, TransferTo,
+    Appended, Decide, Ending, Guard, Handover, LiveCount, MailKind, NewMail, NewMessage, NewSession, PatronKeys,
+    Result, SessionRecord, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
@@ -83,22 +83,26 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
     if today >= i64::from(new.max_started_in_library_per_day) {
         return Err(library_spent().into());
     }
-    if let Some(net) = &new.keys.net {
+    if let Some(widest) = new.keys.widest() {
         // Starts from one network to several libraries are ordered too.
-        db.lock(&format!("net:{net}")).await?;
-        if int(db, sel::WAITING_FROM_NET, args![net], "n").await? >= i64::from(new.max_waiting_per_net) {
+        db.lock(&format!("net:{widest}")).await?;
+    }
+    for (column, key, times) in new.keys.columns() {
+        let cap = |max: u32| i64::from(max) * i64::from(times);
+        if int(db, &sel::waiting_from_net(column), args![key], "n").await? >= cap(new.max_waiting_per_net) {
             return Err(net_full().into());
         }
-        let today = int(db, sel::STARTED_FROM_NET, args![net, new.now - DAY], "n").await?;
-        if today >= i64::from(new.max_started_per_net_per_day) {
+        let today = int(db, &sel::started_from_net(column), args![key, new.now - DAY], "n").await?;
+        if today >= cap(new.max_started_per_net_per_day) {
             return Err(net_spent().into());
         }
     }
+    let [net56, net48] = &new.keys.wider;
     let id = int(
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
-           transcript_to, queued_at, browser_key, net_key)
-         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9) RETURNING id AS session_id",
+           transcript_to, queued_at, browser_key, net_key, net56_key, net48_key)
+         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, ?10, ?11) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -108,7 +112,9 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
             new.now,
             &new.transcript_to,
             &new.keys.browser,
-            &new.keys.net
+            &new.keys.net,
+            net56,
+            net48
         ],
         "session_id",
     )
@@ -251,12 +257,31 @@ async fn may_leave_question<D: Db>(db: &mut D, rec: &SessionRecord, max: u32, no
     if rec.ctx.question.is_some() {
         return Ok(true);
     }
-    let net_of = "SELECT net_key AS net_key FROM sessions WHERE id = ?1";
-    let net = db.row(net_of, args![rec.ctx.id.0], |r| r.opt_text("net_key")).await?.flatten();
-    let Some(net) = net else { return Ok(true) };
-    db.lock(&format!("net:{net}")).await?;
-    let today = int(db, sel::LEFT_FROM_NET, args![&net, now - DAY], "n").await?;
-    Ok(today < i64::from(max))
+    let nets_of =
+        "SELECT net_key AS net_key, net56_key AS net56_key, net48_key AS net48_key FROM sessions WHERE id = ?1";
+    let keys = |r: &dyn Cols| {
+        let wider = [r.opt_text("net56_key")?, r.opt_text("net48_key")?];
+        Ok(PatronKeys { browser: None, net: r.opt_text("net_key")?, wider })
+    };
+    let keys = db.row(nets_of, args![rec.ctx.id.0], keys).await?.unwrap_or_default();
+    may_leave_from(db, &keys, max, now).await
+}
+
+/// Whether the networks of `keys` have left fewer questions for an e-mail
+/// answer than `max` (each wider one its multiple of it) in the last day,
+/// forms and missed chats together, counted under a lock of the widest
+/// (PostgreSQL).
+pub(crate) async fn may_leave_from<D: Db>(db: &mut D, keys: &PatronKeys, max: u32, now: Millis) -> Result<bool> {
+    if let Some(widest) = keys.widest() {
+        db.lock(&format!("net:{widest}")).await?;
+    }
+    for (column, key, times) in keys.columns() {
+        let today = int(db, &sel::left_from_net(column), args![key, now - DAY], "n").await?;
+        if today >= i64::from(max) * i64::from(times) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether an ending chat may queue its transcript `mail`: fewer than `max`

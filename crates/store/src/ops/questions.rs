@@ -32,18 +32,15 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
     if today >= i64::from(new.max_started_in_library_per_day) {
         return Err(super::chats::library_spent().into());
     }
-    if let Some(net) = &new.keys.net {
-        db.lock(&format!("net:{net}")).await?;
-        let today = int(db, sel::LEFT_FROM_NET, args![net, new.now - DAY], "n").await?;
-        if today >= i64::from(new.max_per_net_per_day) {
-            return Err(forms_full().into());
-        }
+    if !super::chats::may_leave_from(db, &new.keys, new.max_per_net_per_day, new.now).await? {
+        return Err(forms_full().into());
     }
+    let [net56, net48] = &new.keys.wider;
     let session = int(
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
-           ended_at, queued_at, browser_key, net_key, by_form)
-         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, TRUE) RETURNING id AS session_id",
+           ended_at, queued_at, browser_key, net_key, net56_key, net48_key, by_form)
+         VALUES (?1, ?2, 'ended', ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, ?9, ?10, TRUE) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -52,7 +49,9 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
             &new.question,
             new.now,
             &new.keys.browser,
-            &new.keys.net
+            &new.keys.net,
+            net56,
+            net48
         ],
         "session_id",
     )

@@ -490,13 +490,19 @@ pub(crate) fn block(r: &dyn Cols) -> Result<crate::BlockRecord> {
 pub(crate) const WAITING_IN_LIBRARY: &str =
     "SELECT COUNT(*) AS n FROM sessions WHERE state = 'waiting' AND COALESCE(queue_library_id, library_id) = ?1";
 
-/// Chats waiting from one network (binds the network key).
-pub(crate) const WAITING_FROM_NET: &str = "SELECT COUNT(*) AS n FROM sessions WHERE state = 'waiting' AND net_key = ?1";
+/// Chats waiting from one network, by the column of its key
+/// (`PatronKeys::networks`; binds the key; a partial index of the waiting
+/// chats per column).
+pub(crate) fn waiting_from_net(column: &str) -> String {
+    format!("SELECT COUNT(*) AS n FROM sessions WHERE state = 'waiting' AND {column} = ?1")
+}
 
 /// Chats started from a network since a time, whatever became of them;
-/// offline-form questions are not chats (binds net key, since).
-pub(crate) const STARTED_FROM_NET: &str =
-    "SELECT COUNT(*) AS n FROM sessions WHERE net_key = ?1 AND created_at >= ?2 AND NOT by_form";
+/// offline-form questions are not chats (by the column of its key; binds
+/// the key, since).
+pub(crate) fn started_from_net(column: &str) -> String {
+    format!("SELECT COUNT(*) AS n FROM sessions WHERE {column} = ?1 AND created_at >= ?2 AND NOT by_form")
+}
 
 /// Chats but one that a librarian took and that ended since a time, asking a
 /// transcript to one address in any letter case: the transcripts asked for
@@ -527,11 +533,14 @@ pub(crate) fn block_scope(scope: ScopeLevel) -> (&'static str, i64) {
 }
 
 /// Questions left for an e-mail answer from one network since a time:
-/// offline forms, and chats nobody took that left a question (binds the
-/// network key, since).
-pub(crate) const LEFT_FROM_NET: &str =
-    "SELECT COUNT(*) AS n FROM sessions s WHERE s.net_key = ?1 AND s.created_at >= ?2
-       AND (s.by_form OR (s.accepted_at IS NULL AND EXISTS (SELECT 1 FROM questions q WHERE q.session_id = s.id)))";
+/// offline forms, and chats nobody took that left a question (by the
+/// column of its key; binds the key, since).
+pub(crate) fn left_from_net(column: &str) -> String {
+    format!(
+        "SELECT COUNT(*) AS n FROM sessions s WHERE s.{column} = ?1 AND s.created_at >= ?2
+           AND (s.by_form OR (s.accepted_at IS NULL AND EXISTS (SELECT 1 FROM questions q WHERE q.session_id = s.id)))"
+    )
+}
 
 /// Blocks in force on either key: binds cooperative, browser key, network key, now.
 pub(crate) const ACTIVE_BLOCK: &str = "WHERE i.cooperative_id = ?1 AND b.lifted_at IS NULL AND b.expires_at > ?4

@@ -12,7 +12,7 @@ on_every_backend!(
 );
 
 fn keys(browser: Option<&str>, net: Option<&str>) -> PatronKeys {
-    PatronKeys { browser: browser.map(Into::into), net: net.map(Into::into) }
+    PatronKeys { browser: browser.map(Into::into), net: net.map(Into::into), ..Default::default() }
 }
 
 /// A block matches either key until it runs out or is lifted; the

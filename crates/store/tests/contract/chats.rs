@@ -32,6 +32,7 @@ on_every_backend!(
     the_queue_caps_hold_inside_the_start,
     chats_started_from_one_network_are_capped_per_day_answered_or_not,
     chats_and_questions_started_at_one_library_are_capped_per_day_from_every_network,
+    the_caps_per_network_count_an_ipv6_patrons_56_and_48_as_well_as_its_64,
     an_ending_writes_its_last_words_and_keeps_a_question,
     a_chats_last_line_and_idleness_follow_its_messages,
 );
@@ -476,7 +477,7 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
         question: "By e-mail?".into(),
         token_hash: "d0".into(),
         now: 5,
-        keys: refdesk_store::PatronKeys { browser: None, net: Some("net-d".into()) },
+        keys: refdesk_store::PatronKeys { net: Some("net-d".into()), ..Default::default() },
         max_per_net_per_day: 99,
         max_started_in_library_per_day: u32::MAX,
     };
@@ -500,6 +501,83 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
     let r = s.start_session(new("d5", "net-d", day + 10)).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
     s.start_session(new("d6", "net-d", day + 11)).await.expect("the first start is over a day old");
+}
+
+/// An IPv6 subscriber may hold a /56 (256 /64s) or a /48 (65,536) for
+/// nothing: the per-network caps on chats started in a day, chats waiting
+/// and questions left count the /64's /56 (4 times the cap) and /48 (16
+/// times) too. Erasing the patron's data takes the wider keys with the
+/// rest.
+async fn the_caps_per_network_count_an_ipv6_patrons_56_and_48_as_well_as_its_64(b: &Backend) {
+    fn limited<T>(r: &Result<T, StoreError>, code: &str) -> bool {
+        matches!(r, Err(StoreError::Domain(DomainError::Limited { code: c, .. })) if *c == code)
+    }
+    let (s, w) = (&*b.store, &b.w);
+    let keys = |n64: &str, n56: &str, n48: &str| refdesk_store::PatronKeys {
+        browser: None,
+        net: Some(n64.into()),
+        wider: [Some(n56.into()), Some(n48.into())],
+    };
+    let chat = |token: String, keys: refdesk_store::PatronKeys, now: i64| refdesk_store::NewSession {
+        now,
+        max_started_per_net_per_day: 1,
+        keys,
+        ..keyed(w, &token, None, None, 999, 99)
+    };
+    // Four /64s of one /56 take its four chats; a fifth /64 of it is refused.
+    let mut first = None;
+    for i in 0..4 {
+        let (rec, _) = s.start_session(chat(format!("w{i}"), keys(&format!("a{i}"), "s0", "w"), 10)).await.unwrap();
+        first.get_or_insert(rec.ctx.id);
+    }
+    let r = s.start_session(chat("w4".into(), keys("a4", "s0", "w"), 11)).await;
+    assert!(limited(&r, "too_many_chats"), "the /56's day is spent: {r:?}");
+    assert!(s.session_by_token("w4").await.unwrap().is_none(), "the refused start left nothing");
+    // Its /48's other /56s take the rest of its sixteen, then none.
+    for n56 in 1..4 {
+        for i in 0..4 {
+            let token = format!("w{n56}-{i}");
+            s.start_session(chat(token, keys(&format!("a{n56}-{i}"), &format!("s{n56}"), "w"), 12)).await.unwrap();
+        }
+    }
+    let r = s.start_session(chat("w5".into(), keys("a5", "s4", "w"), 13)).await;
+    assert!(limited(&r, "too_many_chats"), "the /48's day is spent: {r:?}");
+    s.start_session(chat("w6".into(), keys("a6", "s5", "v"), 13)).await.expect("another /48 is not held back");
+
+    // Waiting chats: one per /64, so four per /56.
+    let waiting =
+        |token: String, keys| refdesk_store::NewSession { now: 20, keys, ..keyed(w, &token, None, None, 999, 1) };
+    for i in 0..4 {
+        s.start_session(waiting(format!("x{i}"), keys(&format!("b{i}"), "t0", "u"))).await.unwrap();
+    }
+    let r = s.start_session(waiting("x4".into(), keys("b4", "t0", "u"))).await;
+    assert!(limited(&r, "too_many_waiting"), "the /56's waiting chats: {r:?}");
+
+    // Questions left with the form: one a day per /64, so four per /56.
+    let form = |token: String, keys| refdesk_store::NewFormQuestion {
+        library: w.library.placement.library,
+        patron_name: None,
+        patron_email: "pat@example.org".into(),
+        question: "By e-mail?".into(),
+        token_hash: token,
+        now: 30,
+        keys,
+        max_per_net_per_day: 1,
+        max_started_in_library_per_day: u32::MAX,
+    };
+    for i in 0..4 {
+        s.create_form_question(form(format!("f{i}"), keys(&format!("c{i}"), "r0", "q"))).await.unwrap();
+    }
+    let r = s.create_form_question(form("f4".into(), keys("c4", "r0", "q"))).await;
+    assert!(limited(&r, "too_many_questions"), "the /56's questions: {r:?}");
+
+    // Erased, a chat keeps none of its networks.
+    let id = first.unwrap();
+    s.end(id, refdesk_domain::chat::Author::System, ok(), Box::new(|_, _| None), Ending::default(), 40).await.unwrap();
+    assert_eq!(b.session_networks(id).await, [Some("a0".into()), Some("s0".into()), Some("w".into())]);
+    let why = refdesk_store::ErasureReason::Request(w.carla.id);
+    s.erase(vec![id], refdesk_domain::privacy::Transcripts::Mask, why, 41).await.unwrap();
+    assert_eq!(b.session_networks(id).await, [None, None, None], "erased with the rest");
 }
 
 /// The background round finds the chats that waited too long by their ids,
@@ -540,7 +618,7 @@ async fn chats_and_questions_started_at_one_library_are_capped_per_day_from_ever
         question: "By e-mail?".into(),
         token_hash: token.into(),
         now,
-        keys: refdesk_store::PatronKeys { browser: None, net: Some(net.into()) },
+        keys: refdesk_store::PatronKeys { net: Some(net.into()), ..Default::default() },
         max_per_net_per_day: 99,
         max_started_in_library_per_day: 3,
     };

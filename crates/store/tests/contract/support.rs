@@ -188,19 +188,30 @@ impl Backend {
     /// A block's browser and network digests as stored: the trait never
     /// shows them (they are for matching only), so this looks underneath.
     pub async fn block_keys(&self, block: i64) -> (Option<String>, Option<String>) {
-        const SQL: &str = "SELECT browser_key, net_key FROM blocks WHERE id = $1";
+        let [browser, net] = self.texts("SELECT browser_key, net_key FROM blocks WHERE id = $1", block).await;
+        (browser, net)
+    }
+
+    /// A session's network digests as stored (its /64's or IPv4 address's,
+    /// its /56's, its /48's), which the trait never shows either.
+    pub async fn session_networks(&self, session: SessionId) -> [Option<String>; 3] {
+        self.texts("SELECT net_key, net56_key, net48_key FROM sessions WHERE id = $1", session.0).await
+    }
+
+    /// `N` nullable text columns of the row `sql` finds by its one id.
+    async fn texts<const N: usize>(&self, sql: &str, id: i64) -> [Option<String>; N] {
         match &self.underneath {
             Underneath::Sqlite(path) => {
                 let c =
                     rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-                c.query_row(&SQL.replace('$', "?"), [block], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+                c.query_row(&sql.replace('$', "?"), [id], |r| Ok(std::array::from_fn(|i| r.get(i).unwrap()))).unwrap()
             }
             Underneath::Postgres { url, .. } => {
-                use sqlx::Connection;
+                use sqlx::{Connection, Row};
                 let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                let keys = sqlx::query_as(SQL).bind(block).fetch_one(&mut c).await.unwrap();
+                let row = sqlx::query(sql).bind(id).fetch_one(&mut c).await.unwrap();
                 let _ = c.close().await;
-                keys
+                std::array::from_fn(|i| row.get(i))
             }
         }
     }
@@ -370,7 +381,7 @@ pub fn keyed(w: &World, token: &str, browser: Option<&str>, net: Option<&str>, m
         token_hash: token.into(),
         now: 1,
         transcript_to: None,
-        keys: PatronKeys { browser: browser.map(Into::into), net: net.map(Into::into) },
+        keys: PatronKeys { browser: browser.map(Into::into), net: net.map(Into::into), ..Default::default() },
         max_waiting: max,
         max_waiting_per_net: per_net,
         max_started_per_net_per_day: u32::MAX,
