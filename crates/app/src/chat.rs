@@ -2,6 +2,7 @@
 //! sign-in. Each authorizes, applies the domain rule and persists; the
 //! store's commit publishes.
 
+use crate::flight::Turn;
 use crate::mail::transcript_mail;
 use crate::signin::{self, Verdict};
 use crate::{auth, App, AppError, AppResult};
@@ -751,19 +752,10 @@ impl App {
                 }
                 (was.map(|(_, libs)| libs), listed.changes)
             };
-            let reading = match self.listing.try_lock() {
-                Ok(reading) => reading,
-                Err(_) => match was {
-                    Some(libs) => return Ok(libs),
-                    // Nothing to serve yet: wait for the read under way,
-                    // then look again (once; after that, read).
-                    None if !waited => {
-                        drop(self.listing.lock().await);
-                        waited = true;
-                        continue;
-                    }
-                    None => self.listing.lock().await,
-                },
+            let reading = match crate::flight::turn(&self.listing, was.clone(), &mut waited).await {
+                Turn::Read(reading) => reading,
+                Turn::Serve(libs) => return Ok(libs),
+                Turn::Again => continue,
             };
             let read = self.store.libraries().await;
             let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());

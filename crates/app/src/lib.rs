@@ -30,6 +30,7 @@ mod chat;
 pub mod demo;
 mod desk;
 pub mod feed;
+mod flight;
 mod im;
 pub mod mail;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! the queue's roll-up to the cooperative, staff management within scope,
 //! and the offline question form used when nobody is on duty.
 
+use crate::flight::Turn;
 use crate::{auth, App, AppResult};
 use refdesk_domain::authz::{authorize_admin, authorize_staff_admin, Admin};
 use refdesk_domain::event::{Availability, Event};
@@ -13,6 +14,8 @@ use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{NewFormQuestion, QuestionRecord, ScriptOwner, StaffEntry, StaffUpdate};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The longest policy page, in characters: the longest text anyone sends.
 pub const MAX_POLICY_CHARS: usize = 20_000;
@@ -50,8 +53,6 @@ impl App {
         entry.changes += 1;
     }
 }
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// How often the background work runs (roll-ups, sign-offs, marking
 /// connected staff seen).
@@ -230,17 +231,10 @@ impl App {
                 Some((_, online)) => Some(online),
                 None => None,
             };
-            let _reading = match self.status_reading.try_lock() {
-                Ok(reading) => reading,
-                Err(_) => match stale {
-                    Some(online) => return Ok(online),
-                    None if !waited => {
-                        drop(self.status_reading.lock().await);
-                        waited = true;
-                        continue;
-                    }
-                    None => self.status_reading.lock().await,
-                },
+            let _reading = match crate::flight::turn(&self.status_reading, stale, &mut waited).await {
+                Turn::Read(reading) => reading,
+                Turn::Serve(online) => return Ok(online),
+                Turn::Again => continue,
             };
             // Read by another request just before this one took its turn?
             if let (Some((at, online)), _) = self.on_duty_as_read(coop) {
