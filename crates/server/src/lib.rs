@@ -206,6 +206,11 @@ pub async fn run(
     let background = tokio::spawn(state.app.clone().run_background(async move {
         let _ = background_stopped.await;
     }));
+    // A line a minute at most summing up what the limits refused.
+    let (stop_summing, summing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let summing = tokio::spawn(state.metrics.clone().log_refusals(async move {
+        let _ = summing_stopped.await;
+    }));
     let limits = state.app.limits().clone();
     // The binary sets the cap from the real open-file limit; otherwise
     // (in-process tests) the usual one is assumed.
@@ -243,6 +248,8 @@ pub async fn run(
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
+        let _ = stop_summing.send(());
+        let _ = summing.await;
         let _ = stop_mail.send(());
         let _ = stop_background.send(());
         let _ = mail_task.await;

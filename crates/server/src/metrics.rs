@@ -52,6 +52,23 @@ pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; versio
 pub const STORE_WAIT: Duration = Duration::from_secs(2);
 /// The request id's header, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
+/// Every label of `refdesk_limited_total`, each there from the start.
+const LIMITS: [&str; 12] = [
+    "login",
+    "start",
+    "patron",
+    "patron_read",
+    "socket",
+    "socket_opening",
+    "socket_opening_oldest",
+    "connection",
+    "login_account",
+    "login_busy",
+    "bad_credential",
+    "socket_open",
+];
+/// How often the refusals by the limits are summed up in the log, at most.
+const REFUSALS_EVERY: Duration = Duration::from_secs(60);
 
 /// An HTTP request's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,20 +143,7 @@ impl ServerMetrics {
         for kind in ["tcp", "patron_socket", "staff_socket"] {
             let _ = m.connections.get_or_create(&[("kind", kind)]);
         }
-        for limit in [
-            "login",
-            "start",
-            "patron",
-            "patron_read",
-            "socket",
-            "socket_opening",
-            "socket_opening_oldest",
-            "connection",
-            "login_account",
-            "login_busy",
-            "bad_credential",
-            "socket_open",
-        ] {
+        for limit in LIMITS {
             let _ = m.limited.get_or_create(&[("limit", limit)]);
         }
         let r = &mut registry;
@@ -171,6 +175,44 @@ impl ServerMetrics {
     /// Counts a refusal by one of the limits.
     pub fn limited(&self, limit: &'static str) {
         self.limited.get_or_create(&[("limit", limit)]).inc();
+    }
+
+    /// What each limit refused since `seen` (its counts then, which it
+    /// moves on to now), as `limit=count` pairs; `None` when none refused
+    /// anything.
+    fn refused_since(&self, seen: &mut [u64; LIMITS.len()]) -> Option<String> {
+        let mut said = Vec::new();
+        for (limit, seen) in LIMITS.iter().zip(seen.iter_mut()) {
+            let now = self.limited.get_or_create(&[("limit", *limit)]).get();
+            if now > *seen {
+                said.push(format!("{limit}={}", now - *seen));
+            }
+            *seen = now;
+        }
+        (!said.is_empty()).then(|| said.join(" "))
+    }
+
+    /// Sums up at `warn`, once every [`REFUSALS_EVERY`] at most, what the
+    /// limits refused meanwhile, until `stop`. Each refusal is logged at
+    /// `debug` only (a flood of them would fill the log and make journald
+    /// drop the lines that matter), so this line is what an operator sees
+    /// of a flood, or of sign-ins refused because the node's line of
+    /// password hashes is full (`login_busy`).
+    pub(crate) async fn log_refusals(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let mut seen = [0; LIMITS.len()];
+        self.refused_since(&mut seen);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + REFUSALS_EVERY, REFUSALS_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = every.tick() => {}
+            }
+            if let Some(refused) = self.refused_since(&mut seen) {
+                tracing::warn!(%refused, "refused by the limits in the last minute (refdesk_limited_total; docs/operations.md)");
+            }
+        }
     }
 
     /// Counts an open socket of `kind` until the guard is dropped.
@@ -390,6 +432,21 @@ mod tests {
         let mut forwarded = local.clone();
         forwarded.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.7"));
         assert!(!from_this_machine(ip("127.0.0.1"), &forwarded, &[]), "a proxy on this machine");
+    }
+
+    #[test]
+    fn the_refusals_are_summed_up_by_limit_since_the_last_summary() {
+        let app = refdesk_app::metrics::Metrics::default();
+        let m = ServerMetrics::new(&app, None);
+        let mut seen = [0; LIMITS.len()];
+        assert_eq!(m.refused_since(&mut seen), None, "nothing refused");
+        m.limited("login_busy");
+        m.limited("login_busy");
+        m.limited("start");
+        assert_eq!(m.refused_since(&mut seen).as_deref(), Some("start=1 login_busy=2"));
+        assert_eq!(m.refused_since(&mut seen), None, "nothing since");
+        m.limited("socket_open");
+        assert_eq!(m.refused_since(&mut seen).as_deref(), Some("socket_open=1"));
     }
 
     #[test]
