@@ -107,9 +107,25 @@ pub(crate) fn may_serve(
 }
 
 /// A guard that re-checks `action` for `staff` on the row inside the write.
-fn staff_guard(staff: &Staff, action: Action) -> Guard {
+pub(crate) fn staff_guard(staff: &Staff, action: Action) -> Guard {
     let staff = staff.clone();
     Box::new(move |rec| authorize(&staff, action, &target(rec)))
+}
+
+impl App {
+    /// [`staff_guard`] for a write that adds a line to the chat (a message,
+    /// a code set, a conference, a hand-over): none once the chat holds
+    /// `max_chat_lines` and the staff's few past it, so that no chat grows
+    /// without bound, however often a code is set again or a mode changed.
+    /// Leaving and ending, which a full chat needs, are not held back.
+    pub(crate) fn line_guard(&self, staff: &Staff, action: Action) -> Guard {
+        let may = staff_guard(staff, action);
+        let most = u64::from(self.limits.max_chat_lines) + STAFF_LINES_PAST_FULL;
+        Box::new(move |rec| {
+            may(rec)?;
+            refdesk_domain::chat::staff_may_add_a_line(rec.last_seq, most)
+        })
+    }
 }
 
 impl App {
@@ -573,12 +589,7 @@ impl App {
     ) -> AppResult<Appended> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let msg = self.new_message(author, kind, body, client_id)?;
-        let may = staff_guard(staff, Action::Send(kind));
-        let most = u64::from(self.limits.max_chat_lines) + STAFF_LINES_PAST_FULL;
-        let guard: Guard = Box::new(move |rec| {
-            may(rec)?;
-            refdesk_domain::chat::staff_may_add_a_line(rec.last_seq, most)
-        });
+        let guard = self.line_guard(staff, Action::Send(kind));
         Ok(committed(self.store.append(session, msg, guard, self.clock.now()).await?))
     }
 
@@ -638,7 +649,7 @@ impl App {
             state.read_scale = read_scale.or(state.read_scale);
             Ok(state)
         });
-        let guard = staff_guard(staff, Action::SetCode);
+        let guard = self.line_guard(staff, Action::SetCode);
         let (state, _) =
             self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, self.clock.now()).await?;
         Ok(state)

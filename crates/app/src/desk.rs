@@ -3,6 +3,7 @@
 //! nobody enters a chat unannounced except silently (monitor) or in notes
 //! only (whisper).
 
+use crate::chat::staff_guard;
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::ConferenceMode;
@@ -39,11 +40,6 @@ pub enum Transfer {
     Cooperative,
 }
 
-fn guard(staff: &Staff, action: Action) -> Guard {
-    let staff = staff.clone();
-    Box::new(move |rec| authorize(&staff, action, &Target::of(&rec.ctx, rec.state)))
-}
-
 impl App {
     /// The chat monitor for this staff member: My and ALL.
     pub async fn monitor(&self, staff: &Staff) -> AppResult<Monitor> {
@@ -69,20 +65,20 @@ impl App {
         session: SessionId,
         mode: ConferenceMode,
     ) -> AppResult<SessionRecord> {
-        let g = guard(staff, Action::Conference(mode));
+        let g = self.line_guard(staff, Action::Conference(mode));
         Ok(self.store.conference(session, staff.clone(), mode, g, self.clock.now()).await?)
     }
 
     /// Leaves a chat one conferenced into.
     pub async fn leave_conference(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
-        Ok(self.store.leave(session, staff.clone(), guard(staff, Action::Leave), self.clock.now()).await?)
+        Ok(self.store.leave(session, staff.clone(), staff_guard(staff, Action::Leave), self.clock.now()).await?)
     }
 
     /// Takes the chat over (B2): a transfer to the conferencing member; the
     /// previous librarian stays, whispering.
     pub async fn take_over(&self, staff: &Staff, session: SessionId) -> AppResult<SessionRecord> {
         let line = lines::handed_over(&staff.display_name, HandedTo::TakenOver);
-        let g = guard(staff, Action::TakeOver);
+        let g = self.line_guard(staff, Action::TakeOver);
         let to = TransferTo::Staff(staff.clone());
         let handover = Handover { to, stay: true, line };
         Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
@@ -133,7 +129,7 @@ impl App {
                 (TransferTo::Queue { library: rec.ctx.placement, coop_now: true }, line)
             }
         };
-        let g = guard(staff, Action::Transfer);
+        let g = self.line_guard(staff, Action::Transfer);
         let handover = Handover { to: target, stay, line };
         Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
     }

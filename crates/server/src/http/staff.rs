@@ -114,6 +114,7 @@ struct ConferenceBody {
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat is not live, I am its chatting librarian, or I am in it in that mode already", body = ErrorBody),
         (status = 422, description = "`invalid`: an unknown mode", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them", body = ErrorBody),
     ))]
 async fn conference(
     State(s): State<AppState>,
@@ -149,6 +150,7 @@ async fn leave(
         (status = 403, description = "`forbidden`: not an admin with this chat in scope", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat is not active, or already mine", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them", body = ErrorBody),
     ))]
 async fn take_over(
     State(s): State<AppState>,
@@ -197,6 +199,7 @@ impl TransferBody {
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat is not active, or the colleague is off duty", body = ErrorBody),
         (status = 422, description = "`invalid`: not exactly one destination, no such colleague or library in my cooperative, or myself", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them", body = ErrorBody),
     ))]
 async fn transfer(
     State(s): State<AppState>,

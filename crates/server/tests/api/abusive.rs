@@ -503,7 +503,22 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
     let q = ann.question_of(p.session).await["id"].as_i64().unwrap();
     let (status, body) = ann.act(q, "note", json!({"body": "one more, from the list", "confirm_live": true})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("chat_full")), "{body}");
+    // Nor by what else writes a line and may be done again and again: a
+    // code set anew, a conference's change of mode, a take-over.
+    let path = |what: &str| format!("/api/sessions/{}/{what}", p.session);
+    let dev = app.staff("dev").await; // institution admin, Riverside University
+    for (who, what, body) in [
+        (&ann, "code", json!({"code": "answered"})),
+        (&dev, "conference", json!({"mode": "monitor"})),
+        (&dev, "takeover", json!({})),
+    ] {
+        let (status, refused) = who.post(&path(what), body).await;
+        assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("chat_full")), "{what}: {refused}");
+    }
     assert_eq!(app.stored(p.session).await.len(), 108);
+    // Ending is never held back.
+    assert_eq!(ann.post(&path("end"), json!({})).await.0, 200);
+    assert_eq!(app.stored(p.session).await.len(), 109, "the end's line");
 }
 
 #[tokio::test]
