@@ -204,6 +204,12 @@ pub struct Limits {
     /// (`429 too_many_mails` beyond): a patron asks a few questions a day,
     /// and refdesk's own address must not be turned on anyone's inbox.
     pub answers_per_recipient_per_day: u32,
+    /// Entries a question's timeline may hold from notes and messages to
+    /// its librarian (`429 question_full` beyond); the other actions (an
+    /// answer, a code, an assignment, closing) may add a hundred more. A
+    /// question is read whole with its timeline, and erased whole: looping
+    /// notes on one must not grow it without bound.
+    pub max_question_entries: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -303,6 +309,7 @@ impl Default for Limits {
             patron_reads_per_minute: 300,
             bad_credentials_per_minute: 120,
             answers_per_recipient_per_day: 20,
+            max_question_entries: 500,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,

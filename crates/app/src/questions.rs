@@ -235,6 +235,7 @@ impl App {
         let me = staff.clone();
         let per_recipient = Some(self.limits.answers_per_recipient_per_day);
         let most = u64::from(self.limits.max_chat_lines) + crate::chat::STAFF_LINES_PAST_FULL;
+        let entries = self.limits.max_question_entries;
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
             let plan = decide(&me, prepared, confirm_live, q, session)?;
             // A line into a live chat from the question list counts like
@@ -242,7 +243,11 @@ impl App {
             if plan.line.is_some() {
                 refdesk_domain::chat::staff_may_add_a_line(session.last_seq, most)?;
             }
-            Ok(refdesk_store::QuestionPlan { mails_per_recipient_per_day: per_recipient, ..plan })
+            // Words alone (a note, a message to the librarian) stop at the
+            // cap; what moves the question on may add a hundred more.
+            let words_alone = plan.state.is_none() && plan.mail.is_none();
+            let timeline_most = Some(if words_alone { entries } else { entries.saturating_add(100) });
+            Ok(refdesk_store::QuestionPlan { mails_per_recipient_per_day: per_recipient, timeline_most, ..plan })
         });
         let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
         self.after_acting(staff, receiving, acted).await
@@ -428,7 +433,7 @@ fn answer(
         line: chat.map(|l| line(me, l, false)),
         mail: to.map(|to| answer_mail(q, &body, &to)),
         state: Some(after),
-        mails_per_recipient_per_day: None,
+        ..QuestionPlan::default()
     })
 }
 

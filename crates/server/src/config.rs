@@ -499,6 +499,7 @@ impl Config {
             ("limits.starts_per_library_per_day", l.starts_per_library_per_day as u64, 1, 100_000_000),
             ("limits.patron_lines_before_accept", l.patron_lines_before_accept as u64, 0, 100_000),
             ("limits.max_chat_lines", l.max_chat_lines as u64, 10, 1_000_000),
+            ("limits.max_question_entries", l.max_question_entries as u64, 10, 100_000),
         ];
         for (name, value, min, max) in bounded {
             self.in_range(name, value, min, max)?;

@@ -119,6 +119,10 @@ pub struct QuestionPlan {
     /// address: past it the action is refused (`too_many_mails`) and
     /// changes nothing. `None`: no cap.
     pub mails_per_recipient_per_day: Option<u32>,
+    /// Entries the question's timeline may hold at most before this
+    /// action: when it would add to one holding that many, it is refused
+    /// (`question_full`) and changes nothing. `None`: no cap.
+    pub timeline_most: Option<u32>,
 }
 
 /// Decides a question-list action inside its transaction.

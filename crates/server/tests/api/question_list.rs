@@ -406,3 +406,37 @@ async fn a_referral_alerts_the_receiving_librarys_desks_only() {
     let seen = ann_ws.until(|f| f["type"] == "pong").await;
     assert!(seen.iter().all(|f| f["type"] != "referred"), "{seen:?}");
 }
+
+/// A question is read whole with its timeline, and erased whole: notes
+/// stop at `limits.max_question_entries`, and what moves the question on
+/// (here closing it) may still add a few past it; nothing refused is
+/// written.
+#[tokio::test]
+async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes() {
+    let app = crate::helpers::spawn_app_with(|c| c.limits.max_question_entries = 10).await;
+    let l = live_chat(&app, None).await;
+    l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "answered"})).await;
+    let timeline = || async {
+        let (_, detail) = l.ann.get(&format!("/api/questions/{}", l.question)).await;
+        detail["timeline"].as_array().unwrap().len()
+    };
+    let mut refused = None;
+    for n in 0..20 {
+        let (status, body) = l.ann.act(l.question, "note", json!({"body": format!("note {n}")})).await;
+        if status != 200 {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("a note past the cap is refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("question_full")), "{body}");
+    assert_eq!(timeline().await, 10, "the notes stopped at the cap");
+    let carla = app.staff("carla").await;
+    let (status, body) = carla.act(l.question, "note", json!({"body": "one more, from an admin"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("question_full")), "whoever writes: {body}");
+    let (status, body) = l.ann.act(l.question, "close", json!({})).await;
+    assert_eq!(status, 200, "closing goes past the cap: {body}");
+    assert_eq!(l.ann.question_of(l.patron.session).await["state"]["status"], "closed");
+    assert!(timeline().await > 10);
+}

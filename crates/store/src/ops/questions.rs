@@ -85,6 +85,14 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
             return Err(DomainError::Limited { code: "too_many_mails", reason }.into());
         }
     }
+    let adds = plan.state.as_ref().is_some_and(|after| *after != before) || !plan.entries.is_empty();
+    if let Some(most) = plan.timeline_most.filter(|_| adds) {
+        let held = int(db, sel::TIMELINE_ENTRIES, args![id.0], "n").await?;
+        if held >= i64::from(most) {
+            let reason = format!("this question's history is full ({held} entries); close it, or ask in a new one");
+            return Err(DomainError::Limited { code: "question_full", reason }.into());
+        }
+    }
     if let Some(after) = &plan.state {
         write_question_state(db, id, &before, after, &by, now).await?;
     }

@@ -349,6 +349,10 @@ pub(crate) fn author_columns(a: &Author) -> (&'static str, Option<i64>, &str) {
     }
 }
 
+/// The entries of a question's timeline (binds the question; index
+/// `timeline_question`).
+pub(crate) const TIMELINE_ENTRIES: &str = "SELECT COUNT(*) AS n FROM timeline WHERE question_id = ?1";
+
 pub(crate) const TIMELINE_SELECT: &str =
     "SELECT at AS at, actor_id AS actor_id, actor_name AS actor_name, change AS change
      FROM timeline WHERE question_id = ?1 ORDER BY id";

@@ -11,7 +11,36 @@ on_every_backend!(
     a_question_list_action_writes_its_state_timeline_line_and_mail_at_once,
     the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts,
     mails_to_one_address_are_capped_per_day_inside_the_actions_write,
+    an_action_adding_to_a_full_timeline_is_refused_inside_its_write_and_writes_nothing,
 );
+
+/// A note under a cap of `most` timeline entries.
+fn note_within(most: u32) -> refdesk_store::Plan {
+    Box::new(move |_, _| {
+        let entries = vec![Change::Note { body: "again".into() }];
+        Ok(QuestionPlan { entries, timeline_most: Some(most), ..QuestionPlan::default() })
+    })
+}
+
+/// `timeline_most` is counted inside the action's write: an action that
+/// would add to a timeline holding that many entries is refused
+/// (`question_full`) with nothing written; under a higher cap it goes.
+async fn an_action_adding_to_a_full_timeline_is_refused_inside_its_write_and_writes_nothing(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "f1", 10).await;
+    let q = question_of(b, a).await;
+    let held = s.timeline(q).await.unwrap().len() as u32;
+    s.act_on_question(q, w.carla.clone(), note_within(held + 2), 20).await.unwrap();
+    s.act_on_question(q, w.carla.clone(), note_within(held + 2), 21).await.unwrap();
+    let r = s.act_on_question(q, w.carla.clone(), note_within(held + 2), 22).await;
+    let full = matches!(
+        &r,
+        Err(refdesk_store::StoreError::Domain(refdesk_domain::DomainError::Limited { code: "question_full", .. }))
+    );
+    assert!(full, "{r:?}");
+    assert_eq!(s.timeline(q).await.unwrap().len() as u32, held + 2, "nothing written");
+    s.act_on_question(q, w.carla.clone(), note_within(held + 3), 23).await.expect("under a higher cap");
+}
 
 /// Closes the chat's question from the question list, with a note, a line
 /// in the chat and an e-mail to the patron.
@@ -31,6 +60,7 @@ fn mail_to(to: &str, cap: Option<u32>) -> refdesk_store::Plan {
             line: Some(system("closed")),
             mail: Some(NewMail { kind: MailKind::Answer, to, subject: "s".into(), body: "b".into() }),
             mails_per_recipient_per_day: cap,
+            timeline_most: None,
         })
     })
 }
