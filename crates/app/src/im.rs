@@ -11,6 +11,9 @@ use refdesk_domain::org::Staff;
 use refdesk_domain::DomainError;
 use refdesk_store::ImConversation;
 
+/// Messages of a conversation in one `GET /api/im/{peer}` at most.
+pub const IM_PAGE: u32 = 1000;
+
 impl App {
     /// Sends a direct message to a colleague of the same cooperative.
     /// Returns the stored message and whether the client id was seen before.
@@ -31,12 +34,24 @@ impl App {
             .await?
             .filter(|s| s.home.cooperative == staff.home.cooperative)
             .ok_or_else(|| DomainError::invalid("to", "no such colleague in your cooperative"))?;
-        Ok(self.store.im_send(staff.clone(), to, body, client_id, self.clock.now()).await?)
+        let per_day = self.limits.ims_per_staff_per_day;
+        Ok(self.store.im_send(staff.clone(), to, body, client_id, per_day, self.clock.now()).await?)
     }
 
-    /// The conversation with `peer` after `after`.
+    /// The conversation with `peer` after `after`: at most [`IM_PAGE`]
+    /// messages and a staff page's text (`STAFF_PAGE_BYTES`; the first
+    /// whatever its length); the next page is asked for after the last.
     pub async fn im_history(&self, staff: &Staff, peer: StaffId, after: u64) -> AppResult<Vec<ImMessage>> {
-        Ok(self.store.im_after(staff.id, peer, after, 1000).await?)
+        let mut page = self.store.im_after(staff.id, peer, after, IM_PAGE).await?;
+        let mut text = 0;
+        let over = page.iter().position(|m| {
+            text += m.body.len();
+            text > crate::chat::STAFF_PAGE_BYTES
+        });
+        if let Some(over) = over {
+            page.truncate(over.max(1));
+        }
+        Ok(page)
     }
 
     /// My conversations, with unread counts.

@@ -210,6 +210,10 @@ pub struct Limits {
     /// question is read whole with its timeline, and erased whole: looping
     /// notes on one must not grow it without bound.
     pub max_question_entries: u32,
+    /// IMs a staff member may send in 24 hours, to all colleagues together
+    /// (`429 too_many_ims` beyond): the one staff write no chat or question
+    /// bounds, so a stolen sign-in looping IMs cannot fill the disk.
+    pub ims_per_staff_per_day: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -310,6 +314,7 @@ impl Default for Limits {
             bad_credentials_per_minute: 120,
             answers_per_recipient_per_day: 20,
             max_question_entries: 500,
+            ims_per_staff_per_day: 2_000,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,

@@ -170,6 +170,14 @@ pub fn app(state: AppState) -> axum::Router {
     http::router(state)
 }
 
+/// A task's stop: the sender that tells it, and the future it waits on.
+fn stop_signal() -> (tokio::sync::oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    (stop, async move {
+        let _ = stopped.await;
+    })
+}
+
 /// Serves until `shutdown` completes, then shuts down cleanly, in steps a
 /// load balancer and the clients can follow:
 ///
@@ -197,20 +205,14 @@ pub async fn run(
     let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
         .map_err(anyhow::Error::msg)
         .context("configuring e-mail")?;
-    let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mail_task = tokio::spawn(mailer.run(async move {
-        let _ = mail_stopped.await;
-    }));
+    let (stop_mail, mail_stopped) = stop_signal();
+    let mail_task = tokio::spawn(mailer.run(mail_stopped));
     // Roll-ups, sign-offs and presence run beside the server too.
-    let (stop_background, background_stopped) = tokio::sync::oneshot::channel::<()>();
-    let background = tokio::spawn(state.app.clone().run_background(async move {
-        let _ = background_stopped.await;
-    }));
+    let (stop_background, background_stopped) = stop_signal();
+    let background = tokio::spawn(state.app.clone().run_background(background_stopped));
     // A line a minute at most summing up what the limits refused.
-    let (stop_summing, summing_stopped) = tokio::sync::oneshot::channel::<()>();
-    let summing = tokio::spawn(state.metrics.clone().log_refusals(async move {
-        let _ = summing_stopped.await;
-    }));
+    let (stop_summing, summing_stopped) = stop_signal();
+    let summing = tokio::spawn(state.metrics.clone().log_refusals(summing_stopped));
     let limits = state.app.limits().clone();
     // The binary sets the cap from the real open-file limit; otherwise
     // (in-process tests) the usual one is assumed.
@@ -220,10 +222,8 @@ pub async fn run(
     };
     let counts = conn::Counts::new(max, limits.connections_per_address);
     state.metrics.watch_connections(counts.clone());
-    let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(conn::serve(listener, state.clone(), counts, async move {
-        let _ = accepting_stopped.await;
-    }));
+    let (stop_accepting, accepting_stopped) = stop_signal();
+    let serving = tokio::spawn(conn::serve(listener, state.clone(), counts, accepting_stopped));
     shutdown.await;
     drain(&state).await;
     state.going_away.send_replace(true);

@@ -207,12 +207,15 @@ pub trait Questions: Send + Sync {
 #[async_trait]
 pub trait Im: Send + Sync {
     /// Stores a direct message; a re-sent client id returns the stored one.
+    /// A sender who sent `per_day` in the last 24 hours is refused
+    /// (`too_many_ims`), counted inside the write.
     async fn im_send(
         &self,
         from: Staff,
         to: StaffId,
         body: String,
         client_id: Option<String>,
+        per_day: u32,
         now: Millis,
     ) -> Result<(refdesk_domain::event::ImMessage, bool)>;
     /// The conversation of `a` and `b` after `after`, in order.

@@ -367,7 +367,7 @@ struct After {
 #[utoipa::path(get, path = "/api/im/{peer}", tag = "im", security(("staff" = [])),
     params(("peer" = i64, Path, description = "the colleague"), After),
     responses(
-        (status = 200, description = "the messages, oldest first (none with an unknown colleague)", body = Vec<ImMessage>),
+        (status = 200, description = "the messages, oldest first (none with an unknown colleague): at most 1,000 and 1 MiB of text (the first whatever its length); ask again after the last `seq` for the rest", body = Vec<ImMessage>),
     ))]
 async fn im_history(
     State(s): State<AppState>,
@@ -397,6 +397,7 @@ struct ImBody {
     responses(
         (status = 200, description = "stored (or already stored under this client id)", body = ImSent),
         (status = 422, description = "`invalid`: an empty or over-long body, a bad client id, oneself, or no such colleague in my cooperative", body = ErrorBody),
+        (status = 429, description = "`too_many_ims`: I sent `limits.ims_per_staff_per_day` messages to colleagues in the last 24 hours", body = ErrorBody),
     ))]
 async fn im_send(
     State(s): State<AppState>,

@@ -2,7 +2,7 @@
 //! roll-up to the cooperative (with a manual clock, not sleeps), automatic
 //! sign-off, the offline question form, and staff IM.
 
-use crate::helpers::{spawn_app, spawn_app_with_manual_clock, Patron, Socket, Staff, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, spawn_app_with_manual_clock, Patron, Socket, Staff, TestApp};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 
@@ -360,6 +360,31 @@ async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
     assert_eq!(carla_convs, json!([]));
     assert_eq!(ann.post(&format!("/api/im/{}", ann.id), json!({"body": "me"})).await.0, 422);
     assert_eq!(ann.post("/api/im/999999", json!({"body": "who"})).await.0, 422);
+}
+
+/// IM is the one staff write no chat or question bounds: a sender's
+/// messages of the day are capped (`429 too_many_ims`), and a history page
+/// holds at most a staff page's text (a thousand messages of 4,000 emoji
+/// were 16 MB in one answer); the next page is asked for after the last.
+#[tokio::test]
+async fn a_senders_ims_are_capped_per_day_and_a_history_page_by_its_text() {
+    let app = spawn_app_with(|c| c.limits.ims_per_staff_per_day = 300).await;
+    let (ann, ben) = (app.staff("ann").await, app.staff("ben").await);
+    let long = "😀".repeat(4000);
+    for n in 0..300 {
+        let (status, out) = ann.post(&format!("/api/im/{}", ben.id), json!({"body": long})).await;
+        assert_eq!(status, 200, "message {n}: {out}");
+    }
+    let (status, refused) = ann.post(&format!("/api/im/{}", ben.id), json!({"body": "one more"})).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_ims")), "{refused}");
+    assert_eq!(ben.post(&format!("/api/im/{}", ann.id), json!({"body": "stop!"})).await.0, 200, "ben has his own");
+    let (status, page) = ben.get(&format!("/api/im/{}", ann.id)).await;
+    assert_eq!(status, 200);
+    let page = page.as_array().unwrap();
+    // 16,000 bytes each: 65 fit in 1 MiB, the 66th goes past it.
+    assert_eq!(page.len(), 65, "a page's text is bounded");
+    let (_, next) = ben.get(&format!("/api/im/{}?after=65", ann.id)).await;
+    assert_eq!(next[0]["seq"], 66, "the next page starts after the last");
 }
 
 #[tokio::test]

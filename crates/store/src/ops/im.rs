@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use refdesk_domain::event::{Event, ImMessage};
 use refdesk_domain::ids::StaffId;
 use refdesk_domain::org::Staff;
+use refdesk_domain::report::DAY;
 use refdesk_domain::Millis;
 
 /// The conversation of two staff members, as stored: lower id first.
@@ -24,7 +25,7 @@ async fn send<D: Db>(
     from: Staff,
     to: StaffId,
     body: String,
-    client_id: Option<String>,
+    (client_id, per_day): (Option<String>, u32),
     now: Millis,
 ) -> Result<((ImMessage, bool), Vec<Event>)> {
     let (low, high) = pair(from.id, to);
@@ -35,6 +36,14 @@ async fn send<D: Db>(
         if let Some(m) = db.row(&sql, args![from.id.0, to.0, cid], sel::im).await? {
             return Ok(((m, true), Vec::new()));
         }
+    }
+    // A sender's messages of the day, whatever the conversation (index
+    // `im_sent`): the one staff write no chat or question bounds.
+    db.lock(&format!("im-from:{}", from.id.0)).await?;
+    let sent_today = "SELECT COUNT(*) AS n FROM im_messages WHERE sender = ?1 AND at >= ?2";
+    if int(db, sent_today, args![from.id.0, now - DAY], "n").await? >= i64::from(per_day) {
+        let reason = format!("you sent {per_day} messages to colleagues in the last 24 hours; try again later");
+        return Err(refdesk_domain::DomainError::Limited { code: "too_many_ims", reason }.into());
     }
     let seq = int(
         db,
@@ -78,9 +87,10 @@ impl<B: Backend> Im for B {
         to: StaffId,
         body: String,
         client_id: Option<String>,
+        per_day: u32,
         now: Millis,
     ) -> Result<(ImMessage, bool)> {
-        self.write(move |db| Box::pin(send(db, from, to, body, client_id, now))).await
+        self.write(move |db| Box::pin(send(db, from, to, body, (client_id, per_day), now))).await
     }
 
     async fn im_after(&self, a: StaffId, b: StaffId, after: u64, limit: u32) -> Result<Vec<ImMessage>> {

@@ -8,13 +8,31 @@ use refdesk_store::StoreError;
 on_every_backend!(
     an_im_is_stored_once_per_client_id_and_reading_clears_the_unread_count,
     an_im_with_a_colleague_who_does_not_exist_is_not_found,
+    a_senders_ims_are_capped_per_day_whoever_they_go_to,
 );
+
+/// The IMs a staff member sends in 24 hours are capped inside the write,
+/// over all their conversations; a re-sent one is not counted again, the
+/// colleague may still answer, and a day later the sender may write again.
+async fn a_senders_ims_are_capped_per_day_whoever_they_go_to(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let day = 86_400_000;
+    s.im_send(w.ann.clone(), w.dev.id, "one".into(), Some("c1".into()), 2, 10).await.unwrap();
+    s.im_send(w.ann.clone(), w.carla.id, "two".into(), None, 2, 20).await.unwrap();
+    let (_, dup) = s.im_send(w.ann.clone(), w.dev.id, "one".into(), Some("c1".into()), 2, 30).await.unwrap();
+    assert!(dup, "a re-send is answered, not refused");
+    let r = s.im_send(w.ann.clone(), w.dev.id, "three".into(), None, 2, 40).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_ims", .. }))), "{r:?}");
+    assert_eq!(s.im_after(w.ann.id, w.dev.id, 0, 10).await.unwrap().len(), 1, "nothing written");
+    s.im_send(w.dev.clone(), w.ann.id, "reply".into(), None, 2, 50).await.expect("the colleague has their own");
+    s.im_send(w.ann.clone(), w.dev.id, "three".into(), None, 2, day + 11).await.expect("a day after the first");
+}
 
 async fn an_im_is_stored_once_per_client_id_and_reading_clears_the_unread_count(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
-    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 300).await.unwrap();
+    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 99, 300).await.unwrap();
     assert!(!dup);
-    let (again, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 301).await.unwrap();
+    let (again, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 99, 301).await.unwrap();
     assert!(dup, "I4 for IM");
     assert_eq!(again, m);
     assert_eq!(s.im_after(w.dev.id, w.ann.id, 0, 10).await.unwrap(), vec![m.clone()]);
@@ -33,14 +51,14 @@ async fn an_im_with_a_colleague_who_does_not_exist_is_not_found(b: &Backend) {
     let ghost = StaffId(999_999);
     let r = s.im_read(w.ann.id, ghost, 1).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "reading with a ghost: {r:?}");
-    let r = s.im_send(w.ann.clone(), ghost, "anyone?".into(), Some("i1".into()), 1).await;
+    let r = s.im_send(w.ann.clone(), ghost, "anyone?".into(), Some("i1".into()), 99, 1).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "writing to a ghost: {r:?}");
-    let r = s.im_send(w.ann.clone(), ghost, "anyone?".into(), None, 2).await;
+    let r = s.im_send(w.ann.clone(), ghost, "anyone?".into(), None, 99, 2).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "without a client id: {r:?}");
     assert!(s.im_conversations(w.ann.id).await.unwrap().is_empty(), "nothing was written");
     assert!(s.im_after(w.ann.id, ghost, 0, 10).await.unwrap().is_empty());
 
     // The refusals leave the store as it was: the next message is the first.
-    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 3).await.unwrap();
+    let (m, dup) = s.im_send(w.ann.clone(), w.dev.id, "hello".into(), Some("i1".into()), 99, 3).await.unwrap();
     assert_eq!((m.seq, dup), (1, false));
 }
