@@ -337,7 +337,31 @@ impl App {
         if disabling {
             self.hand_back(&who).await;
         }
+        if let Some(role) = role.filter(|r| *r != who.role) {
+            self.leave_outside(&Staff { role, ..who }).await;
+        }
         Ok(())
+    }
+
+    /// A staff member whose role changed leaves the live chats they are in
+    /// (a conference) that the new role does not cover: a demoted admin
+    /// keeps no view of them, nor a voice. Each leave says so in the chat,
+    /// as leaving from the desk does.
+    async fn leave_outside(&self, who: &Staff) {
+        let live = match self.store.live_sessions().await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, staff = %who.username, "cannot read the chats of a staff member whose role changed");
+                return;
+            }
+        };
+        let outside = live.iter().filter(|r| r.ctx.member_mode(who.id).is_some() && !who.role_covers(&r.ctx.placement));
+        for rec in outside {
+            let now = self.clock.now();
+            if let Err(e) = self.store.leave(rec.ctx.id, who.clone(), Box::new(|_| Ok(())), now).await {
+                tracing::warn!(error = %e, session = %rec.ctx.id, "cannot take a staff member whose role changed out of a chat");
+            }
+        }
     }
 
     /// The operator's change to an account, from the command line (no

@@ -387,6 +387,35 @@ async fn a_senders_ims_are_capped_per_day_and_a_history_page_by_its_text() {
     assert_eq!(next[0]["seq"], 66, "the next page starts after the last");
 }
 
+/// An admin demoted out of a chat's scope leaves the live chats they
+/// conferenced into (with a line, as leaving does), and keeps no view of
+/// the ended ones they had been in: membership is not a back door past the
+/// new role.
+#[tokio::test]
+async fn a_demoted_admin_leaves_the_chats_outside_the_new_roles_scope() {
+    let app = spawn_app().await;
+    let mut live = chat_with_ann(&app).await;
+    let ended = chat_with_ann(&app).await;
+    let dev = app.staff("dev").await; // institution admin, at riverside-law
+    for c in [&live, &ended] {
+        let (status, rec) =
+            dev.post(&format!("/api/sessions/{}/conference", c.patron.session), json!({"mode": "whisper"})).await;
+        assert_eq!(status, 200, "{rec}");
+    }
+    assert_eq!(ended.ann.post(&format!("/api/sessions/{}/end", ended.patron.session), json!({})).await.0, 200);
+    let erin = app.staff("erin").await; // cooperative admin
+    let (status, out) = erin.post(&format!("/api/staff/{}", dev.id), json!({"role": "librarian"})).await;
+    assert_eq!(status, 200, "{out}");
+    live.ann_ws.until(|f| f["body"] == "Dev Dewey is no longer watching this chat").await;
+    let dev = app.staff("dev").await; // signed in again, a librarian at riverside-law now
+    for c in [&live, &ended] {
+        let (status, _) = dev.get(&format!("/api/sessions/{}", c.patron.session)).await;
+        assert_eq!(status, 404, "a riverside-main chat is outside a riverside-law librarian's scope");
+    }
+    let (_, questions) = dev.get("/api/questions").await;
+    assert_eq!(questions, json!([]), "nor in the question list");
+}
+
 #[tokio::test]
 async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     let app = spawn_app().await;

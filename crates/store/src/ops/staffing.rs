@@ -149,6 +149,15 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
     }
     if let Some(role) = update.role {
         db.exec("UPDATE staff SET role = ?2 WHERE id = ?1", args![id.0, role.as_str()]).await?;
+        // A new role: what the account saw of ended chats by having been in
+        // them (a conference from the monitor) goes; its role's scope
+        // decides from now on. The live chats it leaves through the app,
+        // with a line each (`App::manage_staff`).
+        if role.as_str() != role_now {
+            let ended = "DELETE FROM session_members
+                 WHERE staff_id = ?1 AND session_id IN (SELECT id FROM sessions WHERE state = 'ended')";
+            db.exec(ended, args![id.0]).await?;
+        }
     }
     if let Some(hash) = &update.password_hash {
         db.exec("UPDATE staff SET password_hash = ?2 WHERE id = ?1", args![id.0, hash]).await?;
