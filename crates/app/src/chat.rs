@@ -538,7 +538,7 @@ impl App {
         let rollup = self.rollup_ms();
         Ok(self
             .store
-            .waiting()
+            .waiting_in(staff.home.cooperative)
             .await?
             .into_iter()
             .filter(|e| {

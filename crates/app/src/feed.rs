@@ -487,7 +487,8 @@ impl Feed {
         }
         self.desk().watching_queue = true;
         let now = self.app.clock.now();
-        let all = self.app.store.waiting().await?;
+        let Viewer::Staff(me) = &self.viewer else { return Ok(Vec::new()) };
+        let all = self.app.store.waiting_in(me.home.cooperative).await?;
         Ok(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect())
     }
 
@@ -953,9 +954,9 @@ impl Feed {
             self.desk().on_duty = on_duty;
             // Going on duty, the patrons already waiting are offered at once
             // (off duty, none): the whole queue.
-            if self.desk_has(|d| d.watching_queue) {
+            if let (true, Viewer::Staff(me)) = (self.desk_has(|d| d.watching_queue), &self.viewer) {
                 let now = self.app.clock.now();
-                let all = self.app.store.waiting().await?;
+                let all = self.app.store.waiting_in(me.home.cooperative).await?;
                 out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));
             }
         }

@@ -105,6 +105,10 @@ pub trait Chats: Send + Sync {
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
     /// Every waiting chat, oldest first (the app filters by scope).
     async fn waiting(&self) -> Result<Vec<QueueEntry>>;
+    /// The waiting chats whose queue is in `coop`, oldest first: what its
+    /// staff may be offered (the app filters further), without reading the
+    /// other cooperatives' queues.
+    async fn waiting_in(&self, coop: CooperativeId) -> Result<Vec<QueueEntry>>;
     /// Every session that is active and where `staff` is the librarian.
     async fn sessions_of(&self, staff: StaffId) -> Result<Vec<SessionRecord>>;
     /// Active chats whose librarian can no longer answer them: their

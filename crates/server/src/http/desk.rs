@@ -31,11 +31,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(codes))
 }
 
-/// Waiting chats this staff member may serve, oldest first.
+/// Waiting chats this staff member may serve, oldest first: the first 300
+/// in line at most, as a socket's `queue` frame shows.
 #[utoipa::path(get, path = "/api/queue", tag = "desk", security(("staff" = [])),
-    responses((status = 200, description = "the queue", body = Vec<QueueEntry>)))]
+    responses((status = 200, description = "the queue: the first 300 in line at most", body = Vec<QueueEntry>)))]
 async fn queue(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<QueueEntry>>> {
-    Ok(axum::Json(s.app.queue(&staff).await?))
+    let mut waiting = s.app.queue(&staff).await?;
+    waiting.truncate(crate::ws::connection::QUEUE_SHOWN);
+    Ok(axum::Json(waiting))
 }
 
 /// Active chats this staff member is chatting in.

@@ -87,11 +87,15 @@ async fn create_institution(
 }
 
 /// The chat monitor: My (sessions I am in) and ALL (live sessions in my
-/// scope; admins).
+/// scope; admins), each the first 500 at most, as a socket's `monitor`
+/// frame shows.
 #[utoipa::path(get, path = "/api/monitor", tag = "desk", security(("staff" = [])),
-    responses((status = 200, description = "both tabs", body = MonitorView)))]
+    responses((status = 200, description = "both tabs, each the first 500 at most", body = MonitorView)))]
 async fn monitor(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<MonitorView>> {
-    Ok(axum::Json(s.app.monitor(&staff).await?.into()))
+    let mut tabs = s.app.monitor(&staff).await?;
+    tabs.my.truncate(crate::ws::connection::MONITOR_SHOWN);
+    tabs.all.truncate(crate::ws::connection::MONITOR_SHOWN);
+    Ok(axum::Json(tabs.into()))
 }
 
 /// How to take part in someone else's chat.

@@ -485,10 +485,10 @@ enum Step {
 /// Waiting chats a `queue` frame shows at most; 300 previews of the longest
 /// questions (`question_preview`) and names make about 600 KB, under the
 /// socket's 1 MiB write buffer, which no frame may pass.
-pub(super) const QUEUE_SHOWN: usize = 300;
+pub(crate) const QUEUE_SHOWN: usize = 300;
 /// Live chats a `monitor` frame shows at most (about 900 bytes each at
 /// most: 450 KB).
-pub(super) const MONITOR_SHOWN: usize = 500;
+pub(crate) const MONITOR_SHOWN: usize = 500;
 
 /// The `queue` frame for the waiting chats in line: the first
 /// [`QUEUE_SHOWN`], and how many more wait. A flood of waiting chats cannot

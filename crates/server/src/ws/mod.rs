@@ -36,7 +36,7 @@
 //! with 1001 (going away) and a reason, so that its client resumes at once
 //! on another node instead of waiting out a backoff after a dead link.
 
-mod connection;
+pub(crate) mod connection;
 mod opening;
 pub mod protocol;
 mod sockets;

@@ -298,6 +298,11 @@ async fn a_queue_of_many_long_questions_still_reaches_the_desk_in_a_frame_it_can
     let waiting = queue["waiting"].as_array().unwrap();
     assert_eq!((waiting.len(), queue["more"].as_u64()), (300, Some(10)), "the first 300 in line, and how many more");
     assert_eq!(waiting[0]["session"], first.unwrap(), "in line: the longest waiting first");
+    // The same bound over HTTP.
+    let (status, listed) = ann.get("/api/queue").await;
+    assert_eq!(status, 200);
+    let listed = listed.as_array().unwrap();
+    assert_eq!((listed.len(), &listed[0]["session"]), (300, &waiting[0]["session"]), "the first 300 in line");
     let preview = waiting[0]["question"].as_str().unwrap();
     assert_eq!(preview.chars().count(), 301, "300 characters and an ellipsis");
     assert!(preview.ends_with('…') && preview.starts_with("😀😀"));

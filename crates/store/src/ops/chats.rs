@@ -12,7 +12,7 @@ use crate::{
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
 use refdesk_domain::event::{Event, QueueEntry};
-use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
+use refdesk_domain::ids::{CooperativeId, LibraryId, SessionId, StaffId};
 use refdesk_domain::lines;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{question_on_accept, Change, Handing, QuestionState, Status};
@@ -559,6 +559,17 @@ impl<B: Backend> Chats for B {
             Box::pin(async move {
                 let sql = format!("{QUEUE_SELECT} ORDER BY COALESCE(s.queued_at, s.created_at), s.id");
                 db.rows(&sql, &[], sel::queue_entry).await
+            })
+        })
+        .await
+    }
+
+    async fn waiting_in(&self, coop: CooperativeId) -> Result<Vec<QueueEntry>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let order = "ORDER BY COALESCE(s.queued_at, s.created_at), s.id";
+                let sql = format!("{QUEUE_SELECT} AND qi.cooperative_id = ?1 {order}");
+                db.rows(&sql, args![coop.0], sel::queue_entry).await
             })
         })
         .await

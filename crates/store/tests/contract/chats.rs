@@ -48,6 +48,10 @@ async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
     assert_eq!(s.session_by_token("t1").await.unwrap().unwrap().ctx.id, a);
     assert!(s.session_by_token("t3").await.unwrap().is_none());
     assert_eq!(s.waiting().await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [a, c]);
+    let coop = w.library.placement.cooperative;
+    assert_eq!(s.waiting_in(coop).await.unwrap().iter().map(|e| e.session).collect::<Vec<_>>(), [a, c]);
+    let elsewhere = refdesk_domain::ids::CooperativeId(coop.0 + 1_000);
+    assert!(s.waiting_in(elsewhere).await.unwrap().is_empty(), "another cooperative's queue");
     assert_eq!(s.queue_ahead(w.library.placement.library, 20, c).await.unwrap(), 1);
     let slug = w.library.slug.clone();
     let live = |waiting, active| vec![LiveCount { library: slug.clone(), waiting, active }];
