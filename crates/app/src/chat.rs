@@ -120,11 +120,22 @@ impl App {
     /// Leaving and ending, which a full chat needs, are not held back.
     pub(crate) fn line_guard(&self, staff: &Staff, action: Action) -> Guard {
         let may = staff_guard(staff, action);
-        let most = u64::from(self.limits.max_chat_lines) + STAFF_LINES_PAST_FULL;
+        let most = self.staff_lines_most();
         Box::new(move |rec| {
             may(rec)?;
+            // A chat's first code is never refused: its question's status
+            // waits on it (R5, R6). Codes set again are.
+            if action == Action::SetCode && !rec.code_set {
+                return Ok(());
+            }
             refdesk_domain::chat::staff_may_add_a_line(rec.last_seq, most)
         })
+    }
+
+    /// The lines a chat may hold at most by staff's hand:
+    /// `max_chat_lines` and [`STAFF_LINES_PAST_FULL`].
+    pub(crate) fn staff_lines_most(&self) -> u64 {
+        u64::from(self.limits.max_chat_lines) + STAFF_LINES_PAST_FULL
     }
 }
 

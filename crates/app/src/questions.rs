@@ -234,13 +234,16 @@ impl App {
         let receiving = prepared.receiving;
         let me = staff.clone();
         let per_recipient = Some(self.limits.answers_per_recipient_per_day);
-        let most = u64::from(self.limits.max_chat_lines) + crate::chat::STAFF_LINES_PAST_FULL;
+        let most = self.staff_lines_most();
         let entries = self.limits.max_question_entries;
+        let coding = matches!(prepared.action, QuestionAction::SetCode { .. });
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
             let plan = decide(&me, prepared, confirm_live, q, session)?;
             // A line into a live chat from the question list counts like
-            // one from the desk: no chat grows without bound.
-            if plan.line.is_some() {
+            // one from the desk: no chat grows without bound. The chat's
+            // first code is never refused (`App::line_guard`).
+            let first_code = coding && !session.code_set;
+            if plan.line.is_some() && !first_code {
                 refdesk_domain::chat::staff_may_add_a_line(session.last_seq, most)?;
             }
             // Words alone (a note, a message to the librarian) stop at the

@@ -337,16 +337,18 @@ impl App {
         if disabling {
             self.hand_back(&who).await;
         }
-        if let Some(role) = role.filter(|r| *r != who.role) {
+        if let Some(role) = role.filter(|r| *r < who.role) {
             self.leave_outside(&Staff { role, ..who }).await;
         }
         Ok(())
     }
 
-    /// A staff member whose role changed leaves the live chats they are in
-    /// (a conference) that the new role does not cover: a demoted admin
-    /// keeps no view of them, nor a voice. Each leave says so in the chat,
-    /// as leaving from the desk does.
+    /// A demoted staff member leaves the live chats they are in (a
+    /// conference) that the new role does not cover: they keep no view of
+    /// them, nor a voice. Each leave says so in the chat, as leaving from
+    /// the desk does; a chat that ended meanwhile is left without a line
+    /// (and a conference the old role was still entering is refused inside
+    /// its write: the store compares the role).
     async fn leave_outside(&self, who: &Staff) {
         let live = match self.store.live_sessions().await {
             Ok(live) => live,
@@ -358,9 +360,21 @@ impl App {
         let outside = live.iter().filter(|r| r.ctx.member_mode(who.id).is_some() && !who.role_covers(&r.ctx.placement));
         for rec in outside {
             let now = self.clock.now();
-            if let Err(e) = self.store.leave(rec.ctx.id, who.clone(), Box::new(|_| Ok(())), now).await {
-                tracing::warn!(error = %e, session = %rec.ctx.id, "cannot take a staff member whose role changed out of a chat");
+            let live: refdesk_store::Guard = Box::new(|rec| match rec.state {
+                refdesk_domain::chat::SessionState::Ended => Err(DomainError::Conflict("the chat ended".into())),
+                _ => Ok(()),
+            });
+            match self.store.leave(rec.ctx.id, who.clone(), live, now).await {
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %rec.ctx.id, "cannot take a demoted staff member out of a chat")
+                }
             }
+        }
+        // Those that ended meanwhile.
+        if let Err(e) = self.store.leave_ended_chats(who.id).await {
+            tracing::warn!(error = %e, staff = %who.username, "cannot take a demoted staff member out of ended chats");
         }
     }
 

@@ -90,8 +90,13 @@ pub trait Staffing: Send + Sync {
     async fn sign_off_stale(&self, before: Millis) -> Result<Vec<Staff>>;
     /// Staff of a cooperative, with availability.
     async fn staff_of(&self, coop: CooperativeId) -> Result<Vec<StaffEntry>>;
-    /// Changes a staff member's account; disabling ends their sign-ins.
+    /// Changes a staff member's account; disabling ends their sign-ins. A
+    /// demotion also takes them out of the ended chats they had been in.
     async fn update_staff(&self, id: StaffId, update: StaffUpdate) -> Result<()>;
+    /// Takes a staff member out of the ended chats they had been in (a
+    /// conference, a hand-over they stayed in), after a demotion: their
+    /// role's scope decides what they see of them.
+    async fn leave_ended_chats(&self, id: StaffId) -> Result<()>;
 }
 
 /// Chat sessions: the queue, the lines, the people in them.
@@ -103,7 +108,8 @@ pub trait Chats: Send + Sync {
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
     /// A session by the SHA-256 of its patron token.
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
-    /// Every waiting chat, oldest first (the app filters by scope).
+    /// Every waiting chat of the service, oldest first (for tests and
+    /// tools; the app reads a cooperative's with [`Chats::waiting_in`]).
     async fn waiting(&self) -> Result<Vec<QueueEntry>>;
     /// The waiting chats whose queue is in `coop`, oldest first: what its
     /// staff may be offered (the app filters further), without reading the

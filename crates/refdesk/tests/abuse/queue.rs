@@ -70,9 +70,16 @@ async fn a_queue_flood_from_thirty_addresses_stops_at_the_librarys_cap() {
     let (status, refused) = start_from(&server, [127, 0, 3, 1], json!({"question": "the 601st"})).await;
     assert_eq!(status, 429, "{refused}");
     assert_eq!(refused["error"]["code"], "queue_full");
+    // The desk's list shows the first 300 in line; the metrics count them all.
     let queue: Vec<Value> = ann.get(server.url("/api/queue")).send().await.unwrap().json().await.unwrap();
-    let riverside = queue.iter().filter(|e| e["library_name"] == "Riverside University Main Library").count();
-    assert_eq!(riverside, 600, "no more than the cap waits");
+    assert_eq!(queue.len(), 300, "the first 300 in line");
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let waiting = metrics
+        .lines()
+        .find(|l| l.starts_with("refdesk_chats{") && l.contains("riverside-main") && l.contains("waiting"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse::<f64>().unwrap());
+    assert_eq!(waiting, Some(600.0), "no more than the cap waits");
     assert!(server.healthy_within(Duration::from_secs(2)).await);
 }
 

@@ -504,8 +504,11 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
     let (status, body) = ann.act(q, "note", json!({"body": "one more, from the list", "confirm_live": true})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("chat_full")), "{body}");
     // Nor by what else writes a line and may be done again and again: a
-    // code set anew, a conference's change of mode, a take-over.
+    // code set anew, a conference's change of mode, a take-over. The
+    // chat's first code goes whatever (its question's status waits on it).
     let path = |what: &str| format!("/api/sessions/{}/{what}", p.session);
+    let (status, body) = ann.post(&path("code"), json!({"code": "answered"})).await;
+    assert_eq!(status, 200, "the first code: {body}");
     let dev = app.staff("dev").await; // institution admin, Riverside University
     for (who, what, body) in [
         (&ann, "code", json!({"code": "answered"})),
@@ -515,10 +518,10 @@ async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_i
         let (status, refused) = who.post(&path(what), body).await;
         assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("chat_full")), "{what}: {refused}");
     }
-    assert_eq!(app.stored(p.session).await.len(), 108);
+    assert_eq!(app.stored(p.session).await.len(), 109, "the first code's line, and no other");
     // Ending is never held back.
     assert_eq!(ann.post(&path("end"), json!({})).await.0, 200);
-    assert_eq!(app.stored(p.session).await.len(), 109, "the end's line");
+    assert_eq!(app.stored(p.session).await.len(), 110, "the end's line");
 }
 
 #[tokio::test]

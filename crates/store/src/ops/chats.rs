@@ -409,6 +409,14 @@ async fn conference<D: Db>(
 ) -> Result<(SessionRecord, Vec<Event>)> {
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
+    // The role the request was judged by must still be the account's: a
+    // demotion committed meanwhile took the account out of the chats its
+    // new role does not cover, and must not be undone (on PostgreSQL the
+    // share lock waits for a change of the account under way).
+    let role_of = format!("SELECT role AS role FROM staff WHERE id = ?1{}", db.dialect().for_share());
+    if db.row(&role_of, args![by.id.0], |r| r.text("role")).await?.as_deref() != Some(by.role.as_str()) {
+        return Err(DomainError::Conflict("your role has changed: sign in again".into()).into());
+    }
     let before = rec.ctx.member_mode(by.id);
     if before == Some(mode) {
         return Err(DomainError::Conflict(format!("you are already in this chat in {} mode", mode.as_str())).into());

@@ -89,7 +89,7 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
     if let Some(most) = plan.timeline_most.filter(|_| adds) {
         let held = int(db, sel::TIMELINE_ENTRIES, args![id.0], "n").await?;
         if held >= i64::from(most) {
-            let reason = format!("this question's history is full ({held} entries); close it, or ask in a new one");
+            let reason = format!("this question's history is full ({held} entries): nothing more can be added to it");
             return Err(DomainError::Limited { code: "question_full", reason }.into());
         }
     }

@@ -9,10 +9,13 @@ use crate::{KnownNetwork, NewLogin, NewStaff, Result, StaffEntry, StaffRecord, S
 
 /// Networks kept per account ([`KnownNetwork`]).
 const KNOWN_NETWORKS: i64 = 8;
+/// A staff member's memberships of ended chats (binds the staff member).
+const ENDED_MEMBERSHIPS: &str =
+    "DELETE FROM session_members WHERE staff_id = ?1 AND session_id IN (SELECT id FROM sessions WHERE state = 'ended')";
 use async_trait::async_trait;
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::{CooperativeId, StaffId};
-use refdesk_domain::org::Staff;
+use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::{DomainError, Millis};
 
 async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
@@ -149,14 +152,12 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
     }
     if let Some(role) = update.role {
         db.exec("UPDATE staff SET role = ?2 WHERE id = ?1", args![id.0, role.as_str()]).await?;
-        // A new role: what the account saw of ended chats by having been in
-        // them (a conference from the monitor) goes; its role's scope
+        // A demotion: what the account saw of ended chats by having been
+        // in them (a conference from the monitor) goes; its role's scope
         // decides from now on. The live chats it leaves through the app,
         // with a line each (`App::manage_staff`).
-        if role.as_str() != role_now {
-            let ended = "DELETE FROM session_members
-                 WHERE staff_id = ?1 AND session_id IN (SELECT id FROM sessions WHERE state = 'ended')";
-            db.exec(ended, args![id.0]).await?;
+        if Role::parse(&role_now).is_some_and(|was| role < was) {
+            db.exec(ENDED_MEMBERSHIPS, args![id.0]).await?;
         }
     }
     if let Some(hash) = &update.password_hash {
@@ -317,5 +318,15 @@ impl<B: Backend> Staffing for B {
 
     async fn update_staff(&self, id: StaffId, update: StaffUpdate) -> Result<()> {
         self.write(move |db| Box::pin(update_staff(db, id, update))).await
+    }
+
+    async fn leave_ended_chats(&self, id: StaffId) -> Result<()> {
+        self.write(move |db| {
+            Box::pin(async move {
+                db.exec(ENDED_MEMBERSHIPS, args![id.0]).await?;
+                Ok(((), Vec::new()))
+            })
+        })
+        .await
     }
 }

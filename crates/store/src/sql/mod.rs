@@ -152,6 +152,15 @@ impl Dialect {
         }
     }
 
+    /// A row the transaction reads and relies on, which must not change
+    /// before it commits (it waits for a change under way).
+    pub(crate) fn for_share(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        }
+    }
+
     /// The lock a start takes on its library's row: it orders the starts
     /// of one library without blocking what refers to the row.
     pub(crate) fn no_key_update(self) -> &'static str {

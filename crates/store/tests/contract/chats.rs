@@ -33,6 +33,7 @@ on_every_backend!(
     chats_started_from_one_network_are_capped_per_day_answered_or_not,
     chats_and_questions_started_at_one_library_are_capped_per_day_from_every_network,
     the_caps_per_network_count_an_ipv6_patrons_56_and_48_as_well_as_its_64,
+    a_conference_by_a_role_the_account_no_longer_has_is_refused_inside_its_write,
     an_ending_writes_its_last_words_and_keeps_a_question,
     a_chats_last_line_and_idleness_follow_its_messages,
 );
@@ -505,6 +506,19 @@ async fn chats_started_from_one_network_are_capped_per_day_answered_or_not(b: &B
     let r = s.start_session(new("d5", "net-d", day + 10)).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many_chats", .. }))), "{r:?}");
     s.start_session(new("d6", "net-d", day + 11)).await.expect("the first start is over a day old");
+}
+
+/// A conference is judged by the role the request loaded: when the
+/// account's role changed since (a demotion that took it out of the chats
+/// its new role does not cover), the write refuses it and writes nothing.
+async fn a_conference_by_a_role_the_account_no_longer_has_is_refused_inside_its_write(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "r1", 10).await;
+    let stale = refdesk_domain::org::Staff { role: refdesk_domain::org::Role::CooperativeAdmin, ..w.dev.clone() };
+    let r = s.conference(a, stale, ConferenceMode::Monitor, ok(), 20).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    assert!(s.session(a).await.unwrap().unwrap().ctx.members.is_empty(), "nothing written");
+    s.conference(a, w.dev.clone(), ConferenceMode::Monitor, ok(), 21).await.expect("the role it has");
 }
 
 /// An IPv6 subscriber may hold a /56 (256 /64s) or a /48 (65,536) for
