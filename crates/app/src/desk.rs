@@ -10,10 +10,10 @@ use refdesk_domain::chat::ConferenceMode;
 use refdesk_domain::event::SessionSummary;
 use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::lines::{self, HandedTo};
-use refdesk_domain::org::Staff;
+use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::visibility::{sees, Item, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{Guard, Handover, SessionRecord, TransferTo};
+use refdesk_store::{Guard, Handover, ScopeLevel, SessionRecord, TransferTo};
 use serde::Serialize;
 
 /// Chats whose librarian left handed back in one round at most; the rest
@@ -44,12 +44,12 @@ impl App {
     /// The chat monitor for this staff member: My and ALL.
     pub async fn monitor(&self, staff: &Staff) -> AppResult<Monitor> {
         let viewer = Viewer::Staff(staff.clone());
-        let live = self.store.live_sessions().await?;
+        let live = self.store.live_seen_by(monitor_scope(staff), staff.id).await?;
         let mine = |r: &SessionRecord| r.ctx.librarian == Some(staff.id) || r.ctx.member_mode(staff.id).is_some();
         let my = live.iter().filter(|r| mine(r)).map(SessionRecord::summary).collect();
         let all = live
             .iter()
-            .filter(|_| staff.role >= refdesk_domain::org::Role::LibraryAdmin)
+            .filter(|_| staff.role >= Role::LibraryAdmin)
             .filter(|r| sees(&viewer, Item::Monitored { ctx: &r.ctx }))
             .map(SessionRecord::summary)
             .collect();
@@ -197,6 +197,13 @@ impl App {
 /// A departed librarian's chat goes back in line only if it is still
 /// theirs inside the write: taken over, handed on or ended meanwhile, it is
 /// left as it is.
+/// Whose live chats the chat monitor reads for `staff`: their role's
+/// libraries for an admin (the ALL tab), none beyond their own chats for a
+/// librarian (DESIGN §2). The visibility function still decides.
+pub(crate) fn monitor_scope(staff: &Staff) -> Option<ScopeLevel> {
+    (staff.role >= Role::LibraryAdmin).then(|| ScopeLevel::of(staff))
+}
+
 fn still_theirs(who: StaffId) -> Guard {
     Box::new(move |rec| {
         match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {

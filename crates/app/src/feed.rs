@@ -495,14 +495,13 @@ impl Feed {
     /// Starts receiving the chat monitor; returns the live sessions this
     /// staff member may see in it (My and ALL together).
     pub async fn watch_monitor(&mut self) -> AppResult<Vec<SessionSummary>> {
-        if matches!(self.viewer, Viewer::Patron { .. }) {
+        let Viewer::Staff(me) = &self.viewer else {
             return Err(DomainError::Forbidden("patrons have no chat monitor").into());
-        }
-        if let Viewer::Staff(me) = &self.viewer {
-            self.sub.join_monitor(me.home.cooperative);
-        }
+        };
+        let (coop, scope, id) = (me.home.cooperative, crate::desk::monitor_scope(me), me.id);
+        self.sub.join_monitor(coop);
         self.desk().monitor = true;
-        let live = self.app.store.live_sessions().await?;
+        let live = self.app.store.live_seen_by(scope, id).await?;
         let mut list: Vec<SessionSummary> =
             live.iter().filter(|r| sees(&self.viewer, Item::Monitored { ctx: &r.ctx })).map(|r| r.summary()).collect();
         self.desk().monitored = list.iter().map(|s| s.ctx.id).collect();

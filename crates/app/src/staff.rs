@@ -350,7 +350,7 @@ impl App {
     /// (and a conference the old role was still entering is refused inside
     /// its write: the store compares the role).
     async fn leave_outside(&self, who: &Staff) {
-        let live = match self.store.live_sessions().await {
+        let live = match self.store.live_seen_by(None, who.id).await {
             Ok(live) => live,
             Err(e) => {
                 tracing::warn!(error = %e, staff = %who.username, "cannot read the chats of a staff member whose role changed");

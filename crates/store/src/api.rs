@@ -166,8 +166,12 @@ pub trait Chats: Send + Sync {
     /// waiting first, `limit` at most: their ids alone (the background
     /// round asks every second, whatever strangers left in the queues).
     async fn expired_waiting(&self, before: Millis, limit: u32) -> Result<Vec<SessionId>>;
-    /// Every waiting or active session (the app filters for the monitor).
-    async fn live_sessions(&self) -> Result<Vec<SessionRecord>>;
+    /// The waiting and active sessions of `scope`'s libraries and those
+    /// `staff` takes part in (their librarian or a member), by id: what the
+    /// chat monitor may show them (the app filters further), without
+    /// reading the rest of the service's. `None`: only those they take
+    /// part in.
+    async fn live_seen_by(&self, scope: Option<ScopeLevel>, staff: StaffId) -> Result<Vec<SessionRecord>>;
     /// A staff member enters a chat, or changes mode (R3, B2), with the line
     /// [`refdesk_domain::lines::conference`] words for it.
     async fn conference(

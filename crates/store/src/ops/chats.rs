@@ -7,7 +7,7 @@ use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
 use crate::sql::{args, int, Cols, Db};
 use crate::{
     Appended, Decide, Ending, Guard, Handover, LiveCount, MailKind, NewMail, NewMessage, NewSession, PatronKeys,
-    Result, SessionRecord, TranscriptMail, TransferTo,
+    Result, ScopeLevel, SessionRecord, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
@@ -683,8 +683,16 @@ impl<B: Backend> Chats for B {
         .await
     }
 
-    async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
-        self.read(|db| Box::pin(sessions_where(db, sel::LIVE_SESSIONS, &[]))).await
+    async fn live_seen_by(&self, scope: Option<ScopeLevel>, staff: StaffId) -> Result<Vec<SessionRecord>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                // No scope: a library that is none (PostgreSQL wants `?1` used).
+                let (within, id) = scope.map_or(("s.library_id = ?1", 0), sel::session_scope);
+                let cond = sel::live_seen_by(within);
+                sessions_where(db, &cond, args![id, staff.0]).await
+            })
+        })
+        .await
     }
 
     async fn conference(

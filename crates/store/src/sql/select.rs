@@ -193,8 +193,27 @@ pub(crate) const SESSIONS_OF: &str = "s.state <> 'ended' AND s.state = 'active' 
        OR EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.staff_id = ?1))
      ORDER BY s.id";
 
-/// Every live session: the condition for [`SESSION_SELECT`].
-pub(crate) const LIVE_SESSIONS: &str = "s.state <> 'ended' AND s.state IN ('waiting', 'active') ORDER BY s.id";
+/// The live sessions within a scope (`within`, binding `?1`, from
+/// [`session_scope`]) or with `?2` taking part: the condition for
+/// [`SESSION_SELECT`] (the live sessions' partial index, then each one's
+/// library and members).
+pub(crate) fn live_seen_by(within: &str) -> String {
+    format!(
+        "s.state <> 'ended' AND s.state IN ('waiting', 'active') AND ({within} OR s.librarian_id = ?2
+           OR EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.staff_id = ?2))
+         ORDER BY s.id"
+    )
+}
+
+/// The condition for the sessions a scope covers, by the library they are
+/// at (the chat's placement; binds `?1`: the scope's id).
+pub(crate) fn session_scope(scope: ScopeLevel) -> (&'static str, i64) {
+    match scope {
+        ScopeLevel::Library(l) => ("s.library_id = ?1", l.0),
+        ScopeLevel::Institution(i) => ("l.institution_id = ?1", i.0),
+        ScopeLevel::Cooperative(c) => ("i.cooperative_id = ?1", c.0),
+    }
+}
 
 /// How many chats wait ahead of one in its queue: queue `?1`, the chat's
 /// place `(?2, ?3)` in the queue's order (when it joined, then its id).

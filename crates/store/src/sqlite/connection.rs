@@ -306,7 +306,8 @@ mod tests {
         let conn = migrated();
         let queries = [
             ("SESSIONS_OF", format!("{} WHERE {}", sel::SESSION_SELECT, sel::SESSIONS_OF)),
-            ("LIVE_SESSIONS", format!("{} WHERE {}", sel::SESSION_SELECT, sel::LIVE_SESSIONS)),
+            ("live_seen_by", format!("{} WHERE {}", sel::SESSION_SELECT, sel::live_seen_by("i.cooperative_id = ?1"))),
+            ("live_seen_by", format!("{} WHERE {}", sel::SESSION_SELECT, sel::live_seen_by("s.library_id = ?1"))),
             ("IDLE_SESSIONS", sel::IDLE_SESSIONS.to_owned()),
         ];
         for (what, sql) in queries {

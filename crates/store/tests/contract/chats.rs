@@ -6,13 +6,16 @@ use refdesk_domain::chat::{Audience, ConferenceMode, Message, MessageKind, Sessi
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{apply_code, Change, Status};
 use refdesk_domain::DomainError;
-use refdesk_store::{Ending, Handover, LiveCount, MailKind, NewMail, SessionRecord, StoreError, TransferTo};
+use refdesk_store::{
+    Ending, Handover, LiveCount, MailKind, NewMail, ScopeLevel, SessionRecord, StoreError, TransferTo,
+};
 use std::sync::{Arc, Mutex};
 
 on_every_backend!(
     waiting_chats_are_found_by_token_and_queue_oldest_first,
     chats_waiting_too_long_are_found_longest_waiting_first_a_round_at_a_time,
     the_live_chats_carry_their_own_members_however_many_there_are,
+    the_live_chats_are_read_by_scope_and_by_who_takes_part,
     an_accept_is_atomic_and_creates_the_question_in_the_patrons_library,
     of_many_simultaneous_accepts_exactly_one_wins,
     a_guard_that_refuses_writes_nothing,
@@ -233,7 +236,7 @@ async fn the_live_chats_carry_their_own_members_however_many_there_are(b: &Backe
         s.conference(chat, w.dev.clone(), ConferenceMode::Whisper, ok(), 200 + i as i64).await.unwrap();
     }
     s.conference(chats[100], w.carla.clone(), ConferenceMode::Join, ok(), 300).await.unwrap();
-    let live = s.live_sessions().await.unwrap();
+    let live = s.live_seen_by(Some(ScopeLevel::Library(w.library.placement.library)), w.carla.id).await.unwrap();
     assert_eq!(live.len(), 130);
     for rec in &live {
         let members: Vec<_> = rec.ctx.members.iter().map(|m| (m.staff, m.mode)).collect();
@@ -245,6 +248,36 @@ async fn the_live_chats_carry_their_own_members_however_many_there_are(b: &Backe
         assert_eq!(members, want, "chat {:?}", rec.ctx.id);
         assert_eq!(rec.ctx, s.session(rec.ctx.id).await.unwrap().unwrap().ctx, "as one chat's read says");
     }
+}
+
+/// The chat monitor reads the live chats of the viewer's scope and those
+/// they take part in, not the rest of the service's.
+async fn the_live_chats_are_read_by_scope_and_by_who_takes_part(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let active = chatting(s, w, None, "ls1", 10).await;
+    let waiting = start(s, w, None, "ls2", 20).await;
+    let ended = chatting(s, w, None, "ls3", 30).await;
+    s.end(ended, patron(), ok(), Box::new(|_, _| None), Ending::default(), 40).await.unwrap();
+    let ids = |recs: Vec<SessionRecord>| recs.iter().map(|r| r.ctx.id).collect::<Vec<_>>();
+    let here = w.library.placement;
+    let (main, law) = (ScopeLevel::Library(here.library), ScopeLevel::Library(w.other.placement.library));
+    assert_eq!(ids(s.live_seen_by(Some(main), w.carla.id).await.unwrap()), [active, waiting], "the library's");
+    assert_eq!(
+        ids(s.live_seen_by(Some(ScopeLevel::Institution(here.institution)), w.dev.id).await.unwrap()),
+        [active, waiting]
+    );
+    assert_eq!(
+        ids(s.live_seen_by(Some(ScopeLevel::Cooperative(here.cooperative)), w.dev.id).await.unwrap()),
+        [active, waiting]
+    );
+    let elsewhere = ScopeLevel::Cooperative(refdesk_domain::ids::CooperativeId(here.cooperative.0 + 1_000));
+    assert!(s.live_seen_by(Some(elsewhere), w.dev.id).await.unwrap().is_empty(), "another cooperative's");
+    assert!(s.live_seen_by(Some(law), w.dev.id).await.unwrap().is_empty(), "another library's");
+    assert_eq!(ids(s.live_seen_by(None, w.ann.id).await.unwrap()), [active], "the chat she is the librarian of");
+    assert!(s.live_seen_by(None, w.dev.id).await.unwrap().is_empty());
+    s.conference(active, w.dev.clone(), ConferenceMode::Monitor, ok(), 50).await.unwrap();
+    assert_eq!(ids(s.live_seen_by(Some(law), w.dev.id).await.unwrap()), [active], "a chat he conferenced into");
+    assert_eq!(ids(s.live_seen_by(None, w.dev.id).await.unwrap()), [active]);
 }
 
 /// Conferencing (B2, B3): members are in the context; a change of hands
