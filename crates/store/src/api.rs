@@ -240,7 +240,9 @@ pub trait Im: Send + Sync {
         after: u64,
         limit: u32,
     ) -> Result<Vec<refdesk_domain::event::ImMessage>>;
-    /// `me`'s conversations with unread counts.
+    /// `me`'s conversations, the last written first, with unread counts
+    /// (among each conversation's last 1,000 messages): a row per colleague
+    /// written to, whatever the history's length.
     async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>>;
     /// Marks `me`'s conversation with `peer` read up to `seq`.
     async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()>;

@@ -338,7 +338,8 @@ pub struct ImConversation {
     pub peer_name: String,
     /// The last sequence number in the conversation.
     pub last_seq: u64,
-    /// Messages from them not yet read.
+    /// Messages from them not yet read, among the conversation's last
+    /// 1,000 (it says 1,000 at most).
     pub unread: u64,
 }
 

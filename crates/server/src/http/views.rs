@@ -390,7 +390,8 @@ pub struct ImConversationView {
     pub peer_name: String,
     /// The last sequence number in the conversation.
     pub last_seq: u64,
-    /// Messages from them not yet read.
+    /// Messages from them not yet read, counted among the conversation's
+    /// last 1,000 (so 1,000 at most).
     pub unread: u64,
 }
 

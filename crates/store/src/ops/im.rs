@@ -59,6 +59,12 @@ async fn send<D: Db>(
     )
     .await
     .map_err(|e| if e.is_not_found() { not_found("staff member") } else { e })?;
+    db.exec(
+        "INSERT INTO im_conversations (low, high, last_seq, last_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (low, high) DO UPDATE SET last_seq = excluded.last_seq, last_at = excluded.last_at",
+        args![low, high, seq, now],
+    )
+    .await?;
     let m = ImMessage { seq: seq as u64, from: from.id, from_name: from.display_name, to, body, client_id, at: now };
     Ok(((m.clone(), false), vec![Event::Im(m)]))
 }
@@ -108,7 +114,9 @@ impl<B: Backend> Im for B {
 
     async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>> {
         self.read(move |db| {
-            Box::pin(async move { db.rows(sel::IM_CONVERSATIONS, args![me.0], sel::im_conversation).await })
+            Box::pin(async move {
+                db.rows(sel::IM_CONVERSATIONS, args![me.0, sel::IM_UNREAD_MOST], sel::im_conversation).await
+            })
         })
         .await
     }

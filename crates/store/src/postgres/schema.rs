@@ -21,4 +21,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/012.sql"),
     include_str!("migrations/013.sql"),
     include_str!("migrations/014.sql"),
+    include_str!("migrations/015.sql"),
 ];

@@ -139,16 +139,25 @@ pub(crate) fn im(r: &dyn Cols) -> Result<refdesk_domain::event::ImMessage> {
     })
 }
 
-/// The conversations of `?1`: peer, name, last seq, unread count.
+/// The conversations of `?1`, the last written first: peer, name, last
+/// seq, and the unread messages among the conversation's last
+/// [`IM_UNREAD_MOST`] (a row per colleague written to, each count at most
+/// that many entries of the primary key).
 pub(crate) const IM_CONVERSATIONS: &str =
-    "SELECT CASE WHEN m.low = ?1 THEN m.high ELSE m.low END AS peer, st.display_name AS peer_name,
-            max(m.seq) AS last_seq,
-            sum(CASE WHEN m.recipient = ?1 AND m.seq > COALESCE(r.last_read, 0) THEN 1 ELSE 0 END) AS unread
-     FROM im_messages m
-     JOIN staff st ON st.id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
-     LEFT JOIN im_reads r ON r.staff_id = ?1 AND r.peer_id = CASE WHEN m.low = ?1 THEN m.high ELSE m.low END
-     WHERE m.low = ?1 OR m.high = ?1
-     GROUP BY peer, st.display_name ORDER BY max(m.at) DESC";
+    "SELECT CASE WHEN c.low = ?1 THEN c.high ELSE c.low END AS peer, st.display_name AS peer_name,
+            c.last_seq AS last_seq,
+            (SELECT count(*) FROM im_messages m
+              WHERE m.low = c.low AND m.high = c.high AND m.seq > c.last_seq - ?2
+                AND m.seq > COALESCE(r.last_read, 0) AND m.recipient = ?1) AS unread
+     FROM im_conversations c
+     JOIN staff st ON st.id = CASE WHEN c.low = ?1 THEN c.high ELSE c.low END
+     LEFT JOIN im_reads r ON r.staff_id = ?1 AND r.peer_id = CASE WHEN c.low = ?1 THEN c.high ELSE c.low END
+     WHERE c.low = ?1 OR c.high = ?1
+     ORDER BY c.last_at DESC, peer";
+
+/// The most unread messages a conversation's count says (it reads no
+/// further back).
+pub(crate) const IM_UNREAD_MOST: i64 = 1000;
 
 pub(crate) fn im_conversation(r: &dyn Cols) -> Result<crate::ImConversation> {
     Ok(crate::ImConversation {

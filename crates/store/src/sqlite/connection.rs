@@ -320,6 +320,52 @@ mod tests {
         }
     }
 
+    /// A staff member's list of conversations reads their conversations'
+    /// rows, and of the messages only each conversation's recent range: it
+    /// summed every message of their history at each read.
+    #[test]
+    fn the_im_conversations_are_listed_without_reading_the_history() {
+        let conn = migrated();
+        let steps = plan(&conn, sel::IM_CONVERSATIONS);
+        let messages: Vec<&String> = steps.iter().filter(|s| s.contains(" m ") || s.ends_with(" m")).collect();
+        assert!(
+            messages.len() == 1 && messages[0].contains("PRIMARY KEY (low=? AND high=? AND seq>?)"),
+            "the messages are read otherwise: {steps:?}"
+        );
+        let conversations: Vec<&String> = steps.iter().filter(|s| s.contains(" c ") || s.ends_with(" c")).collect();
+        assert!(
+            !conversations.is_empty() && conversations.iter().all(|s| !s.starts_with("SCAN")),
+            "the conversations are scanned: {steps:?}"
+        );
+    }
+
+    /// The conversations' rows are filled in from the messages an older
+    /// release kept: each pair's last number and time.
+    #[test]
+    fn the_im_conversations_of_an_older_release_are_filled_in() {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        let (before, from) = MIGRATIONS.split_at(19);
+        for m in before {
+            conn.execute_batch(m).expect("the migrations apply");
+        }
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO im_messages (low, high, seq, sender, recipient, body, at) VALUES
+               (1, 2, 1, 1, 2, 'a', 10), (1, 2, 2, 2, 1, 'b', 20), (2, 3, 1, 3, 2, 'c', 15);",
+        )
+        .expect("an older release's messages");
+        for m in from {
+            conn.execute_batch(m).expect("the migrations apply");
+        }
+        let mut st = conn.prepare("SELECT low, high, last_seq, last_at FROM im_conversations ORDER BY low").unwrap();
+        let rows: Vec<(i64, i64, i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows, [(1, 2, 2, 20), (2, 3, 1, 15)]);
+    }
+
     /// A patron's place in line is counted from the entries ahead of theirs
     /// in the waiting chats' own index: with thousands waiting, reading
     /// every waiting chat's row filled a read connection's page cache for

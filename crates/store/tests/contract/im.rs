@@ -9,7 +9,31 @@ on_every_backend!(
     an_im_is_stored_once_per_client_id_and_reading_clears_the_unread_count,
     an_im_with_a_colleague_who_does_not_exist_is_not_found,
     a_senders_ims_are_capped_per_day_whoever_they_go_to,
+    the_conversations_are_listed_last_written_first_and_count_the_recent_unread,
 );
+
+/// The conversation list reads a row per colleague: the last written
+/// first, its last number, and the unread messages among its last 1,000.
+async fn the_conversations_are_listed_last_written_first_and_count_the_recent_unread(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    for i in 0..1_005 {
+        s.im_send(w.ann.clone(), w.dev.id, format!("m{i}"), None, 5_000, 10 + i).await.unwrap();
+    }
+    s.im_send(w.dev.clone(), w.ann.id, "yes?".into(), None, 5_000, 2_000).await.unwrap();
+    s.im_send(w.carla.clone(), w.dev.id, "hello".into(), None, 5_000, 3_000).await.unwrap();
+    let listed: Vec<_> =
+        s.im_conversations(w.dev.id).await.unwrap().iter().map(|c| (c.peer, c.last_seq, c.unread)).collect();
+    assert_eq!(
+        listed,
+        [(w.carla.id, 1, 1), (w.ann.id, 1_006, 999)],
+        "ann's unread counted in the last 1,000 (one is his)"
+    );
+    s.im_read(w.dev.id, w.ann.id, 1_000).await.unwrap();
+    assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[1].unread, 5);
+    let ann: Vec<_> =
+        s.im_conversations(w.ann.id).await.unwrap().iter().map(|c| (c.peer, c.last_seq, c.unread)).collect();
+    assert_eq!(ann, [(w.dev.id, 1_006, 1)]);
+}
 
 /// The IMs a staff member sends in 24 hours are capped inside the write,
 /// over all their conversations; a re-sent one is not counted again, the
