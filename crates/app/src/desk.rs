@@ -194,9 +194,6 @@ impl App {
     }
 }
 
-/// A departed librarian's chat goes back in line only if it is still
-/// theirs inside the write: taken over, handed on or ended meanwhile, it is
-/// left as it is.
 /// Whose live chats the chat monitor reads for `staff`: their role's
 /// libraries for an admin (the ALL tab), none beyond their own chats for a
 /// librarian (DESIGN §2). The visibility function still decides.
@@ -204,6 +201,9 @@ pub(crate) fn monitor_scope(staff: &Staff) -> Option<ScopeLevel> {
     (staff.role >= Role::LibraryAdmin).then(|| ScopeLevel::of(staff))
 }
 
+/// A departed librarian's chat goes back in line only if it is still
+/// theirs inside the write: taken over, handed on or ended meanwhile, it is
+/// left as it is.
 fn still_theirs(who: StaffId) -> Guard {
     Box::new(move |rec| {
         match rec.ctx.librarian == Some(who) && rec.state == refdesk_domain::chat::SessionState::Active {

@@ -247,9 +247,17 @@ impl App {
                 refdesk_domain::chat::staff_may_add_a_line(session.last_seq, most)?;
             }
             // Words alone (a note, a message to the librarian) stop at the
-            // cap; what moves the question on may add a hundred more.
+            // cap; what moves the question on may add a hundred more; closing
+            // it always goes (a reopening, which must come before another
+            // close, is refused in turn).
             let words_alone = plan.state.is_none() && plan.mail.is_none();
-            let timeline_most = Some(if words_alone { entries } else { entries.saturating_add(100) });
+            let closing =
+                plan.state.as_ref().is_some_and(|s| s.status == Status::Closed) && q.state.status != Status::Closed;
+            let timeline_most = match (closing, words_alone) {
+                (true, _) => None,
+                (false, true) => Some(entries),
+                (false, false) => Some(entries.saturating_add(100)),
+            };
             Ok(refdesk_store::QuestionPlan { mails_per_recipient_per_day: per_recipient, timeline_most, ..plan })
         });
         let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;

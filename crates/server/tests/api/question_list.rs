@@ -439,4 +439,25 @@ async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes(
     assert_eq!(status, 200, "closing goes past the cap: {body}");
     assert_eq!(l.ann.question_of(l.patron.session).await["state"]["status"], "closed");
     assert!(timeline().await > 10);
+    // Reopening and closing again add entries until a reopening is refused,
+    // a hundred past the cap; a close is never refused, so the question is
+    // never left open past it.
+    let mut reopened_until = None;
+    for n in 0..200 {
+        let (status, body) = l.ann.act(l.question, "reopen", json!({})).await;
+        if status != 200 {
+            assert_eq!((status, body["error"]["code"].as_str()), (429, Some("question_full")), "{body}");
+            reopened_until = Some(n);
+            break;
+        }
+        if n == 60 {
+            let (status, body) = l.ann.act(l.question, "note", json!({"body": "past the cap"})).await;
+            assert_eq!(status, 429, "notes stay refused: {body}");
+        }
+        let (status, body) = l.ann.act(l.question, "close", json!({})).await;
+        assert_eq!(status, 200, "closing is never refused: {body}");
+    }
+    assert!(reopened_until.is_some(), "a reopening is refused past the cap and a hundred");
+    assert!(timeline().await <= 10 + 100 + 2, "the timeline stops there: {}", timeline().await);
+    assert_eq!(l.ann.question_of(l.patron.session).await["state"]["status"], "closed");
 }
