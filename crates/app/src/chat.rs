@@ -299,10 +299,25 @@ impl App {
         role: Role,
         password: &str,
     ) -> AppResult<refdesk_domain::ids::StaffId> {
+        input::new_password(password, username, role)?;
+        self.add_account(actor, library_slug, username, display_name, role, password).await
+    }
+
+    /// [`App::add_staff`] for a password already judged: the demo's
+    /// accounts share the password the README gives.
+    pub(crate) async fn add_account(
+        &self,
+        actor: Option<&Staff>,
+        library_slug: &str,
+        username: &str,
+        display_name: &str,
+        role: Role,
+        password: &str,
+    ) -> AppResult<refdesk_domain::ids::StaffId> {
         let username = input::slug("username", username)?;
         let display_name = input::optional_line("display_name", Some(display_name), 100)?
             .ok_or_else(|| DomainError::invalid("display_name", "is required"))?;
-        let password = input::new_password(password)?.to_owned();
+        let password = password.to_owned();
         let lib = self.library(library_slug).await?;
         if let Some(actor) = actor {
             refdesk_domain::authz::authorize_staff_admin(actor, &lib.placement, role, Some(role))?;

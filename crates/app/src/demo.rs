@@ -53,7 +53,7 @@ pub async fn load(app: &App) -> AppResult<()> {
     }
     app.library_added();
     for (username, name, role, lib) in ACCOUNTS {
-        app.add_staff(None, lib, username, name, *role, PASSWORD).await?;
+        app.add_account(None, lib, username, name, *role, PASSWORD).await?;
     }
     Ok(())
 }

@@ -317,7 +317,7 @@ impl App {
         }
         let password_hash = match password {
             Some(p) => {
-                let p = input::new_password(p)?.to_owned();
+                let p = input::new_password(p, &who.username, role.unwrap_or(who.role))?.to_owned();
                 Some(self.hash_work(move || auth::hash_password(&p)).await??)
             }
             None => None,
@@ -390,10 +390,9 @@ impl App {
     ) -> AppResult<()> {
         let who = self.store.staff_by_username(username).await?.ok_or(DomainError::NotFound("staff member"))?.staff;
         let password_hash = match password {
-            // As strong as the first admin's (`setup`): this is how an
-            // admin's account is given back.
+            // As on the desk: an admin's as strong as the first admin's.
             Some(p) => {
-                let p = input::strong_password(p, &who.username)?.to_owned();
+                let p = input::new_password(p, &who.username, who.role)?.to_owned();
                 Some(self.hash_work(move || auth::hash_password(&p)).await??)
             }
             None => None,

@@ -1,6 +1,7 @@
 //! Parsers for everything that comes from outside. A value of one of these
 //! types has been checked once, at the edge; nothing inside re-validates.
 
+use crate::org::Role;
 use crate::DomainError;
 
 fn has_bad_control(s: &str) -> bool {
@@ -112,13 +113,36 @@ pub fn slug(field: &'static str, s: &str) -> Result<String, DomainError> {
     }
 }
 
-/// A new password: 8 to 256 characters.
-pub fn new_password(s: &str) -> Result<&str, DomainError> {
-    let n = s.chars().count();
-    if !(8..=256).contains(&n) {
-        return Err(DomainError::invalid("password", "must be 8 to 256 characters"));
+/// A new password for an account of `role`. Every account reads patrons'
+/// names, addresses and transcripts, so none takes a common password or
+/// one built from its username: a librarian's is 8 to 256 characters, an
+/// admin's (who also manages accounts) as strong as the first admin's
+/// ([`strong_password`]).
+pub fn new_password<'a>(s: &'a str, username: &str, role: Role) -> Result<&'a str, DomainError> {
+    if role >= Role::LibraryAdmin {
+        return strong_password(s, username);
+    }
+    let bad = |why| Err(DomainError::invalid("password", why));
+    if !(8..=256).contains(&s.chars().count()) {
+        return bad("must be 8 to 256 characters");
+    }
+    if !username.is_empty() && s.to_lowercase().contains(&username.to_lowercase()) {
+        return bad("must not contain the username");
+    }
+    if uncommon_part(s).chars().count() < 6 {
+        return bad("is too close to a commonly used password");
     }
     Ok(s)
+}
+
+/// What is left of a password, in lower case, once the common words are
+/// taken out: it must be a password of its own, not "password2024!".
+fn uncommon_part(s: &str) -> String {
+    let mut rest = s.to_lowercase();
+    for word in COMMON {
+        rest = rest.replace(word, "");
+    }
+    rest
 }
 
 /// Passwords too common to be worth a check: whatever else they look like,
@@ -159,17 +183,10 @@ pub fn strong_password<'a>(s: &'a str, username: &str) -> Result<&'a str, Domain
     if distinct.len() < 6 {
         return bad("needs at least 6 different characters");
     }
-    let lower = s.to_lowercase();
-    if !username.is_empty() && lower.contains(&username.to_lowercase()) {
+    if !username.is_empty() && s.to_lowercase().contains(&username.to_lowercase()) {
         return bad("must not contain the username");
     }
-    // What is left once the common words are taken out must be a password
-    // of its own, not "password2024!".
-    let mut rest = lower.clone();
-    for word in COMMON {
-        rest = rest.replace(word, "");
-    }
-    if rest.chars().count() < 8 {
+    if uncommon_part(s).chars().count() < 8 {
         return bad("is too close to a commonly used password");
     }
     Ok(s)
@@ -178,6 +195,20 @@ pub fn strong_password<'a>(s: &'a str, username: &str) -> Result<&'a str, Domain
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_librarians_password_is_not_common_nor_the_username_and_an_admins_is_strong() {
+        for weak in ["short", "password", "12345678", "Password2024!", "annarcher1", "library-123"] {
+            assert!(new_password(weak, "annarcher", Role::Librarian).is_err(), "{weak} accepted");
+        }
+        for ok in ["hunter2-otter", "tz8q!mvw"] {
+            assert_eq!(new_password(ok, "annarcher", Role::Librarian), Ok(ok));
+        }
+        for role in [Role::LibraryAdmin, Role::InstitutionAdmin, Role::CooperativeAdmin] {
+            assert!(new_password("tz8q!mvw", "annarcher", role).is_err(), "a short admin password for {role:?}");
+            assert!(new_password("river bend otter 1889", "annarcher", role).is_ok());
+        }
+    }
 
     #[test]
     fn a_service_password_must_be_long_varied_and_uncommon() {

@@ -175,13 +175,13 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     let (status, staff) = post(
         &nora,
         server.url("/api/staff"),
-        json!({"username": "lena", "display_name": "Lena Ledger", "library": "north-college", "role": "librarian", "password": "lena-long-secret"}),
+        json!({"username": "lena", "display_name": "Lena Ledger", "library": "north-college", "role": "librarian", "password": "otter-long-secret-7"}),
     )
     .await;
     assert_eq!(status, 201, "{staff}");
 
     // Lena, on duty, takes the first patron of the new library.
-    let lena = sign_in(&server, "lena", "lena-long-secret").await;
+    let lena = sign_in(&server, "lena", "otter-long-secret-7").await;
     let (status, _) = post(&lena, server.url("/api/institutions"), json!({"name": "Not hers to add"})).await;
     assert_eq!(status, 403, "only cooperative admins add institutions");
     assert_eq!(post(&lena, server.url("/api/me/availability"), json!({"availability": "on_duty"})).await.0, 200);
@@ -203,7 +203,7 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     let cookie = {
         let r = reqwest::Client::new()
             .post(server.url("/api/login"))
-            .json(&json!({"username": "lena", "password": "lena-long-secret"}))
+            .json(&json!({"username": "lena", "password": "otter-long-secret-7"}))
             .send()
             .await
             .unwrap();

@@ -59,7 +59,7 @@ async fn setup(app: &TestApp) {
     for role in Role::ALL {
         for w in WHERE {
             let name = format!("{}-{}", role.as_str().replace('_', "-"), library(w));
-            app.state.app.add_staff(None, library(w), &name, &name, role, "table-password").await.unwrap();
+            app.state.app.add_staff(None, library(w), &name, &name, role, "table passphrase 2026").await.unwrap();
         }
     }
 }
@@ -78,7 +78,7 @@ async fn every_operation_by_every_role_in_and_out_of_scope_is_allowed_or_refused
     for role in Role::ALL {
         for w in WHERE {
             let who = format!("{}-{}", role.as_str().replace('_', "-"), library(w));
-            let actor = app.staff_with_password(&who, "table-password").await;
+            let actor = app.staff_with_password(&who, "table passphrase 2026").await;
             let cov = covers(role, w);
             let admin = role >= Role::LibraryAdmin;
             let conf = role >= Role::InstitutionAdmin;

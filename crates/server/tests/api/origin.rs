@@ -67,14 +67,14 @@ async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
     let librarian = refdesk_domain::org::Role::Librarian;
     app.state
         .app
-        .add_staff(None, "riverside-main", "lena", "Lena Ledger", librarian, "lena-long-secret")
+        .add_staff(None, "riverside-main", "lena", "Lena Ledger", librarian, "otter-long-secret-7")
         .await
         .unwrap();
     let http = reqwest::Client::new();
     let login = |origin: &'static str| {
         http.post(app.url("/api/login"))
             .header("origin", origin)
-            .json(&json!({"username": "lena", "password": "lena-long-secret"}))
+            .json(&json!({"username": "lena", "password": "otter-long-secret-7"}))
             .send()
     };
     // A deployed service (it has a public URL) takes no demo sign-in.
