@@ -18,10 +18,10 @@ mod history;
 mod im;
 mod org;
 mod outbox;
-mod privacy;
+pub(crate) mod privacy;
 mod questions;
 mod reports;
-mod staffing;
+pub(crate) mod staffing;
 
 pub(crate) use chats::append;
 

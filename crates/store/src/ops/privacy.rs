@@ -90,7 +90,7 @@ async fn erase_question<D: Db>(db: &mut D, q: QuestionId, name: Option<&str>) ->
             db.exec("UPDATE timeline SET change = ?2 WHERE id = ?1", args![id, &json]).await?;
         }
     }
-    db.exec("DELETE FROM outbox WHERE question_id = ?1", args![q.0]).await?;
+    db.exec(OUTBOX_OF_QUESTION, args![q.0]).await?;
     Ok(())
 }
 
@@ -126,15 +126,11 @@ async fn erase_one<D: Db>(db: &mut D, id: SessionId, how: Transcripts, now: Mill
         args![id.0, &mask(&question, name), &comment.map(|c| mask(&c, name)), now],
     )
     .await?;
-    db.exec("DELETE FROM outbox WHERE session_id = ?1", args![id.0]).await?;
+    db.exec(OUTBOX_OF_SESSION, args![id.0]).await?;
     // A block still in force keeps its digests until it runs out (the
     // patron was abusive): `forget_spent_blocks` takes them then. Its
     // reason, which a librarian wrote, is masked now.
-    let blocks = db
-        .rows("SELECT id AS id, reason AS reason FROM blocks WHERE session_id = ?1", args![id.0], |r| {
-            Ok((r.int("id")?, r.text("reason")?))
-        })
-        .await?;
+    let blocks = db.rows(BLOCKS_OF_SESSION, args![id.0], |r| Ok((r.int("id")?, r.text("reason")?))).await?;
     for (block, reason) in blocks {
         db.exec("UPDATE blocks SET reason = ?2 WHERE id = ?1", args![block, &mask(&reason, name)]).await?;
     }
@@ -145,13 +141,42 @@ async fn erase_one<D: Db>(db: &mut D, id: SessionId, how: Transcripts, now: Mill
 /// Takes the digests out of blocks that ran out or were lifted, of erased
 /// chats (of `session` only, if given). Returns how many blocks.
 async fn forget_spent_blocks<D: Db>(db: &mut D, session: Option<SessionId>, now: Millis) -> Result<u64> {
-    let which = if session.is_some() { "session_id = ?2" } else { "?2 IS NULL" };
-    let sql = format!(
+    db.exec(&forget_spent(session.is_some()), args![now, session.map(|s| s.0)]).await
+}
+
+/// An erased chat's mails, and its question's (each through its index:
+/// the retention round erases thousands of chats, inside the one writer).
+pub(crate) const OUTBOX_OF_SESSION: &str = "DELETE FROM outbox WHERE session_id = ?1";
+pub(crate) const OUTBOX_OF_QUESTION: &str = "DELETE FROM outbox WHERE question_id = ?1";
+/// The blocks of a chat (binds it).
+pub(crate) const BLOCKS_OF_SESSION: &str = "SELECT id AS id, reason AS reason FROM blocks WHERE session_id = ?1";
+
+/// [`forget_spent_blocks`]' statement (binds now, then the session if
+/// `one`; each block's chat found by its key, not by listing every erased
+/// chat).
+pub(crate) fn forget_spent(one: bool) -> String {
+    let which = if one { "session_id = ?2" } else { "?2 IS NULL" };
+    format!(
         "UPDATE blocks SET browser_key = NULL, net_key = NULL
          WHERE (browser_key IS NOT NULL OR net_key IS NOT NULL) AND (lifted_at IS NOT NULL OR expires_at <= ?1)
-           AND {which} AND session_id IN (SELECT id FROM sessions WHERE erased_at IS NOT NULL)"
-    );
-    db.exec(&sql, args![now, session.map(|s| s.0)]).await
+           AND {which} AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = blocks.session_id AND s.erased_at IS NOT NULL)"
+    )
+}
+
+/// The chats of `libraries` with an address as the patron's or the
+/// transcript's (binds it), newest first: each branch says its column is
+/// set, so that SQLite takes the partial indexes of the addresses.
+pub(crate) fn patron_sessions_sql(libraries: &[LibraryId]) -> String {
+    format!(
+        "SELECT s.id AS session_id, q.id AS question_id, s.library_id AS library_id,
+                s.created_at AS created_at, s.state AS state, s.patron_name AS patron_name,
+                s.question_text AS question_text
+         FROM sessions s LEFT JOIN questions q ON q.session_id = s.id
+         WHERE ((s.patron_email IS NOT NULL AND lower(s.patron_email) = lower(?1))
+             OR (s.transcript_to IS NOT NULL AND lower(s.transcript_to) = lower(?1))) AND {}
+         ORDER BY s.created_at DESC, s.id DESC LIMIT 1000",
+        within("s.library_id", libraries)
+    )
 }
 
 async fn erase<D: Db>(
@@ -303,18 +328,7 @@ impl<B: Backend> Privacy for B {
         // more than ASCII, and both sides must fold alike.
         let email = email.trim().to_owned();
         self.read_long(move |db| {
-            Box::pin(async move {
-                let sql = format!(
-                    "SELECT s.id AS session_id, q.id AS question_id, s.library_id AS library_id,
-                            s.created_at AS created_at, s.state AS state, s.patron_name AS patron_name,
-                            s.question_text AS question_text
-                     FROM sessions s LEFT JOIN questions q ON q.session_id = s.id
-                     WHERE (lower(s.patron_email) = lower(?1) OR lower(s.transcript_to) = lower(?1)) AND {}
-                     ORDER BY s.created_at DESC, s.id DESC LIMIT 1000",
-                    within("s.library_id", &libraries)
-                );
-                db.rows(&sql, args![&email], patron_session).await
-            })
+            Box::pin(async move { db.rows(&patron_sessions_sql(&libraries), args![&email], patron_session).await })
         })
         .await
     }

@@ -10,8 +10,8 @@ use crate::{KnownNetwork, NewLogin, NewStaff, Result, StaffEntry, StaffRecord, S
 /// Networks kept per account ([`KnownNetwork`]).
 const KNOWN_NETWORKS: i64 = 8;
 /// A staff member's memberships of ended chats (binds the staff member).
-const ENDED_MEMBERSHIPS: &str =
-    "DELETE FROM session_members WHERE staff_id = ?1 AND session_id IN (SELECT id FROM sessions WHERE state = 'ended')";
+pub(crate) const ENDED_MEMBERSHIPS: &str = "DELETE FROM session_members WHERE staff_id = ?1
+       AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = session_members.session_id AND s.state = 'ended')";
 use async_trait::async_trait;
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::{CooperativeId, StaffId};

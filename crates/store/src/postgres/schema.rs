@@ -22,4 +22,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/013.sql"),
     include_str!("migrations/014.sql"),
     include_str!("migrations/015.sql"),
+    include_str!("migrations/016.sql"),
 ];

@@ -170,9 +170,9 @@ mod tests {
     use super::super::schema::MIGRATIONS;
     use super::SqliteDb;
     use crate::sql::{select as sel, Db};
-    use crate::StoreError;
+    use crate::{ScopeLevel, StoreError};
     use refdesk_domain::chat::{Author, Message};
-    use refdesk_domain::ids::{SessionId, StaffId};
+    use refdesk_domain::ids::{CooperativeId, LibraryId, SessionId, StaffId};
     use rusqlite::{params_from_iter, Connection};
 
     /// One message's columns as `(name, value)`, to be put in a `SELECT` in
@@ -364,6 +364,50 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(rows, [(1, 2, 2, 20), (2, 3, 1, 15)]);
+    }
+
+    /// What the retention round, an erasure, a demotion, the transcript
+    /// cap and a chat's start look up goes through an index: each was a
+    /// scan of every mail, block, member or chat the service ever held (a
+    /// read-only audit of what grows with history, 2026-12-03).
+    #[test]
+    fn what_grows_with_history_is_read_through_indexes() {
+        use crate::ops::{privacy, staffing};
+        let conn = migrated();
+        let block = format!("{} {}", sel::BLOCK_SELECT, sel::ACTIVE_BLOCK);
+        let ids = [LibraryId(1), LibraryId(2)];
+        let statements: [(&str, String, &str); 10] = [
+            ("outbox of a chat", privacy::OUTBOX_OF_SESSION.into(), "INDEX outbox_session (session_id=?)"),
+            ("outbox of a question", privacy::OUTBOX_OF_QUESTION.into(), "INDEX outbox_question (question_id=?)"),
+            ("blocks of a chat", privacy::BLOCKS_OF_SESSION.into(), "INDEX blocks_session (session_id=?)"),
+            ("spent blocks of a chat", privacy::forget_spent(true), "INDEX blocks_session (session_id=?)"),
+            ("spent blocks", privacy::forget_spent(false), "PRIMARY KEY"),
+            ("a patron's chats", privacy::patron_sessions_sql(&ids), "MULTI-INDEX OR"),
+            (
+                "transcripts to an address",
+                sel::TRANSCRIPTS_ENDED_TO.into(),
+                "INDEX sessions_transcript_ended (<expr>=? AND ended_at>?)",
+            ),
+            ("a block in force", block, "MULTI-INDEX OR"),
+            (
+                "blocks of a cooperative",
+                format!(
+                    "{} WHERE {} ORDER BY b.id DESC LIMIT ?2",
+                    sel::BLOCK_SELECT,
+                    sel::block_scope(ScopeLevel::Cooperative(CooperativeId(1))).0
+                ),
+                "INDEX blocks_cooperative (cooperative_id=?)",
+            ),
+            ("ended memberships", staffing::ENDED_MEMBERSHIPS.into(), "INDEX session_members_staff (staff_id=?)"),
+        ];
+        for (what, sql, index) in statements {
+            let steps = plan(&conn, &sql);
+            assert!(steps.iter().any(|s| s.contains(index)), "{what} is not read through {index}: {steps:?}");
+            let scans: Vec<&String> =
+                steps.iter().filter(|s| s.starts_with("SCAN") && !s.contains("CONSTANT")).collect();
+            let blocks_alone = what == "spent blocks"; // the round's own walk of the blocks, each chat by its key
+            assert!(scans.is_empty() || blocks_alone, "{what} scans: {steps:?}");
+        }
     }
 
     /// A patron's place in line is counted from the entries ahead of theirs
