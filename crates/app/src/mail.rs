@@ -84,12 +84,38 @@ impl MailConfig {
             }
             AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                 .map_err(|e| format!("mail.smtp_url is not a usable SMTP URL: {e}"))?;
+            if password_in_clear(url) {
+                return Err("mail.smtp_url gives a password over plain SMTP, which anyone on the way can read: use \
+                            smtps://… (TLS from the start) or smtp://…?tls=required (STARTTLS), or a relay on this \
+                            machine (127.0.0.1, ::1, localhost)"
+                    .into());
+            }
         }
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
             return Err("mail.retry_initial_ms must be positive and at most mail.retry_max_ms".into());
         }
         Ok(())
     }
+}
+
+/// Whether an SMTP URL sends a password to another machine without TLS
+/// (`smtp://` without `tls=required`; `tls=opportunistic` falls back to
+/// plain text when STARTTLS is refused, so it counts as none).
+fn password_in_clear(smtp_url: &str) -> bool {
+    let Ok(url) = url::Url::parse(smtp_url) else { return false };
+    let tls = url.scheme() == "smtps" || url.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+    // `smtp` is not a scheme the URL standard knows: its host is opaque
+    // text, an address written as one.
+    let local = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let bare = d.trim_start_matches('[').trim_end_matches(']');
+            bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    url.password().is_some() && !tls && !local
 }
 
 /// An optional e-mail address from outside, checked for shape and for
@@ -261,10 +287,30 @@ impl Mailer {
         Ok(Mailer { app, transport, from, config })
     }
 
+    /// Says once, at the start, what an operator must not miss: with no SMTP
+    /// server the e-mail stays on this machine (patrons get nothing), and a
+    /// sender at `localhost` is refused or filed as spam by mail servers.
+    fn warn_of_setup(&self) {
+        match &self.transport {
+            Transport::Files(dir) => tracing::warn!(
+                folder = %dir.display(),
+                "no mail.smtp_url: e-mails (transcripts, answers) are written to files in this folder, not sent; \
+                 set mail.smtp_url to send them"
+            ),
+            Transport::Smtp(_) if self.from.email.domain().eq_ignore_ascii_case("localhost") => tracing::warn!(
+                from = %self.from,
+                "mail.from is at localhost: mail servers refuse such mail or file it as spam; set mail.from to an \
+                 address of the library's own domain"
+            ),
+            Transport::Smtp(_) => {}
+        }
+    }
+
     /// Delivers until `shutdown` resolves: whatever is due, then sleeps until
     /// the next retry or until a new e-mail is queued.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        self.warn_of_setup();
         loop {
             self.deliver_due().await;
             let wait = match self.app.store.next_mail_due().await {
@@ -332,7 +378,9 @@ impl Mailer {
             match sent {
                 Ok(()) => {
                     delivered += 1;
-                    self.app.metrics().mail("sent");
+                    // Written to a file is not sent: `/metrics` tells them apart.
+                    let filed = matches!(self.transport, Transport::Files(_));
+                    self.app.metrics().mail(if filed { "filed" } else { "sent" });
                     if let Err(e) = self.app.store.mail_sent(mail.id, self.app.clock.now()).await {
                         tracing::error!(error = %e, id = mail.id, "delivered but not recorded; it may be sent again");
                     }
@@ -468,6 +516,29 @@ impl Why {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_goes_to_another_machine_over_tls_only() {
+        let check = |url: &str| MailConfig { smtp_url: Some(url.into()), ..MailConfig::default() }.validate();
+        for clear in [
+            "smtp://refdesk:s3cret@mail.example.org:587",
+            "smtp://refdesk:s3cret@mail.example.org:587?tls=opportunistic",
+            "smtp://refdesk:s3cret@192.0.2.7:25",
+        ] {
+            let e = check(clear).expect_err(clear);
+            assert!(e.contains("plain SMTP") && e.contains("tls=required"), "{e}");
+        }
+        for fine in [
+            "smtps://refdesk:s3cret@mail.example.org",
+            "smtp://refdesk:s3cret@mail.example.org:587?tls=required",
+            "smtp://refdesk:s3cret@127.0.0.1:25",
+            "smtp://refdesk:s3cret@localhost:25",
+            "smtp://refdesk:s3cret@[::1]:25",
+            "smtp://mail.example.org:25",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
+    }
 
     /// One network, its own cap.
     fn one(net: &str) -> impl Iterator<Item = (&str, u32)> + Clone {

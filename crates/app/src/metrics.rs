@@ -105,7 +105,7 @@ impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         // Each outcome and direction shows from the start, at 0: an alert
         // on a rate needs the series to exist before the first event.
-        for outcome in ["sent", "retry", "undeliverable"] {
+        for outcome in ["sent", "filed", "retry", "undeliverable"] {
             let _ = self.mail.get_or_create(&[("outcome", outcome)]);
         }
         for direction in ["sent", "received"] {

@@ -361,6 +361,18 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         }
     })?;
     if check {
+        // A misspelt variable is a warning at start; before a restart, an
+        // error: the setting it was meant to be is not in effect.
+        let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+        let unknown = Config::unknown_variables(names);
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "{} {} not a refdesk setting (misspelt? `refdesk config --defaults` lists the settings; each is \
+                 REFDESK_ and its name in capitals)",
+                unknown.join(", "),
+                if unknown.len() == 1 { "is" } else { "are" }
+            );
+        }
         println!("the configuration is valid");
     } else {
         print!("{}", config.redacted_toml());

@@ -38,7 +38,7 @@ fn the_configuration_in_effect_comes_from_the_file_the_environment_and_flags_wit
     let f = file(dir.path(), "database_connections = 3\n\n[limits]\nblock_hours = 12\nrollup_seconds = 30\n");
     let env = [
         ("REFDESK_LIMITS_ROLLUP_SECONDS", "45"),
-        ("REFDESK_SMTP_URL", "smtp://mailer:hunter2@mail.example.org:587"),
+        ("REFDESK_SMTP_URL", "smtp://mailer:hunter2@mail.example.org:587?tls=required"),
         ("REFDESK_IDLE_CHAT_MINUTES", "9"),
     ];
     let o = refdesk(Some(&f), &env, &["--set", "limits.block_hours=48", "config"]);
@@ -50,7 +50,7 @@ fn the_configuration_in_effect_comes_from_the_file_the_environment_and_flags_wit
     assert_eq!(limits["idle_chat_minutes"].as_integer(), Some(9), "a table's setting by its key alone");
     assert_eq!(limits["block_hours"].as_integer(), Some(48), "a flag over the file");
     let smtp = shown["mail"]["smtp_url"].as_str().unwrap();
-    assert_eq!(smtp, "smtp://mailer:***@mail.example.org:587");
+    assert_eq!(smtp, "smtp://mailer:***@mail.example.org:587?tls=required");
     assert!(!out(&o).contains("hunter2"));
 }
 
@@ -137,13 +137,18 @@ fn a_setting_out_of_range_names_the_variable_or_the_flag_that_set_it() {
 }
 
 #[test]
-fn a_misspelt_variable_is_warned_about_not_ignored_without_a_word() {
+fn a_misspelt_variable_is_warned_about_and_refused_by_the_check() {
     let env = [("REFDESK_LISTN", "127.0.0.1:9"), ("REFDESK_BLOCK_HOURS", "48"), ("REFDESK_TEST_BACKEND", "sqlite")];
-    let o = refdesk(None, &env, &["config", "--check"]);
+    let o = refdesk(None, &env, &["config"]);
     assert!(o.status.success(), "a warning, not an error: {}", err(&o));
     assert_eq!(err(&o).matches("REFDESK_LISTN").count(), 1, "warned about once: {}", err(&o));
     assert!(err(&o).contains("not a refdesk setting"), "{}", err(&o));
     assert!(!err(&o).contains("REFDESK_BLOCK_HOURS") && !err(&o).contains("REFDESK_TEST_BACKEND"), "{}", err(&o));
+    // The check before a restart: the setting meant is not in effect.
+    let o = refdesk(None, &env, &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("error: REFDESK_LISTN is not a refdesk setting"), "{}", err(&o));
+    assert!(!err(&o).contains("REFDESK_TEST_BACKEND is"), "{}", err(&o));
 }
 
 #[test]
@@ -202,10 +207,12 @@ fn a_relative_path_in_a_file_is_taken_from_the_files_folder_whatever_folder_a_co
     assert!(o.status.success(), "{}", err(&o));
     let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
     assert_eq!(shown["data_dir"].as_str().unwrap(), etc.path().join("data").to_str().unwrap());
-    // Not set in the file: from the folder the command runs in, as before.
-    let o = refdesk(None, &[], &["config"]);
+    // Not set in the file: from the folder the command runs in, as before,
+    // and printed whole, so that the output saved as a file elsewhere still
+    // names the same folder.
+    let o = Command::new(BIN).env_clear().current_dir(elsewhere.path()).arg("config").output().unwrap();
     let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
-    assert_eq!(shown["data_dir"].as_str(), Some("data"));
+    assert_eq!(shown["data_dir"].as_str().unwrap(), elsewhere.path().join("data").to_str().unwrap());
 }
 
 #[test]
@@ -216,8 +223,12 @@ fn a_data_folder_that_cannot_be_one_is_refused_and_nothing_is_created() {
     let o = refdesk(None, &[], &["--data-dir", a_file.to_str().unwrap(), "config", "--check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("is a file, not a folder"), "{}", err(&o));
-    // A mistyped path: `serve` refuses it rather than serving an empty service.
+    // A mistyped path: the check says so, and `serve` refuses it rather than
+    // serving an empty service.
     let deep = dir.path().join("no/such/data");
+    let o = refdesk(None, &[], &["--data-dir", deep.to_str().unwrap(), "config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("the folder above it does not exist"), "{}", err(&o));
     let o = refdesk(None, &[], &["--data-dir", deep.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]);
     assert!(!o.status.success());
     assert!(err(&o).contains("the folder above it does not exist"), "{}", err(&o));

@@ -195,6 +195,11 @@ impl Config {
         if let Some(toml::Value::Table(mail)) = table.get_mut("mail") {
             mail.get_mut("smtp_url").map(hide);
         }
+        // The folder in effect, whole: saved as a file elsewhere, a relative
+        // one would be taken from that file's folder (an empty database).
+        if let Some(dir) = std::path::absolute(&self.data_dir).ok().and_then(|d| d.to_str().map(str::to_owned)) {
+            table.insert("data_dir".into(), toml::Value::String(dir));
+        }
         toml::to_string_pretty(&table).unwrap_or_default()
     }
 }

@@ -157,6 +157,26 @@ async fn with_smtp_down_the_outbox_depth_and_the_oldest_age_grow_until_it_is_bac
     .await;
 }
 
+/// With no SMTP server configured, e-mail goes to files in the data folder:
+/// counted as filed, never as sent, so that an operator who forgot SMTP
+/// sees that no patron got it.
+#[tokio::test]
+async fn mail_written_to_files_is_counted_filed_not_sent() {
+    let app = spawn_app().await;
+    let form = json!({"question": "Q?", "email": "pat@example.org", "transcript": true});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    let ann = app.staff("ann").await;
+    ann.accept(patron.session).await;
+    let (status, _) = ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+    assert_eq!(status, 200);
+    app.state.app.mail_wakeup().notify_one();
+    app.eventually("the transcript is filed", || async {
+        value(&scrape(&app).await, "refdesk_mail", &[("outcome", "filed")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&scrape(&app).await, "refdesk_mail", &[("outcome", "sent")]), Some(0.0));
+}
+
 #[tokio::test]
 async fn with_metrics_listen_set_metrics_are_served_there_and_not_on_the_main_listener() {
     let port = free_port();
