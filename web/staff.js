@@ -12,12 +12,20 @@ async function update(id, body, what) {
 
 function row(s) {
   const role = el("select", { "aria-label": `Role of ${s.display_name}` }, ...ROLES.map((r) => el("option", { value: r, selected: r === s.role }, r.replace("_", " "))));
-  role.onchange = () => update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
+  role.onchange = () => {
+    // A promotion into an admin role comes with a new, strong password.
+    const up = ROLES.indexOf(role.value) > ROLES.indexOf(s.role) && role.value !== "librarian";
+    if (!up) return update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
+    const password = prompt(`A new password for ${s.display_name} as ${role.value.replace("_", " ")} (12 characters or more, with 6 different ones)`);
+    if (!password) { role.value = s.role; return; }
+    update(s.id, { role: role.value, password }, `Role of ${s.display_name} changed; their password too.`);
+  };
   const toggle = el("button", { type: "button", class: "secondary" }, s.disabled ? "Enable" : "Disable");
   toggle.onclick = () => update(s.id, { disabled: !s.disabled }, `${s.display_name} ${s.disabled ? "enabled" : "disabled"}.`);
   const reset = el("button", { type: "button", class: "secondary" }, "Reset password");
   reset.onclick = () => {
-    const password = prompt(`New password for ${s.display_name} (8 characters or more)`);
+    const rule = s.role === "librarian" ? "8 characters or more" : "12 characters or more, with 6 different ones";
+    const password = prompt(`New password for ${s.display_name} (${rule})`);
     if (password) update(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`);
   };
   return el("tr", {}, el("td", {}, s.display_name), el("td", {}, s.username), el("td", {}, s.library_name), el("td", {}, role),

@@ -103,7 +103,9 @@ impl MailConfig {
 /// plain text when STARTTLS is refused, so it counts as none).
 fn password_in_clear(smtp_url: &str) -> bool {
     let Ok(url) = url::Url::parse(smtp_url) else { return false };
-    let tls = url.scheme() == "smtps" || url.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+    // lettre reads the first `tls` parameter; so does this.
+    let first_tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let tls = url.scheme() == "smtps" || first_tls.as_deref() == Some("required");
     // `smtp` is not a scheme the URL standard knows: its host is opaque
     // text, an address written as one.
     let local = match url.host() {
@@ -524,6 +526,7 @@ mod tests {
             "smtp://refdesk:s3cret@mail.example.org:587",
             "smtp://refdesk:s3cret@mail.example.org:587?tls=opportunistic",
             "smtp://refdesk:s3cret@192.0.2.7:25",
+            "smtp://refdesk:s3cret@mail.example.org:587?tls=opportunistic&tls=required",
         ] {
             let e = check(clear).expect_err(clear);
             assert!(e.contains("plain SMTP") && e.contains("tls=required"), "{e}");

@@ -26,6 +26,15 @@ const ERASE_PER_RUN: usize = 20_000;
 /// wait for it).
 pub const ERASE_MAX: usize = 200;
 
+/// How long a delivered e-mail stays in the outbox: long enough to answer
+/// "did my answer go?", not an archive of answers and transcripts (the
+/// chat and its question keep what was said).
+pub const SENT_MAIL_KEPT: Millis = 7 * DAY;
+
+/// The most delivered e-mails one run deletes (a write of its own; the
+/// next run, ten minutes on, goes on).
+const SENT_MAIL_PER_RUN: u32 = 2_000;
+
 /// How often the retention periods are applied.
 pub const RETENTION_EVERY: Millis = 10 * 60_000;
 
@@ -127,8 +136,9 @@ impl App {
     }
 
     /// Applies every library's retention period at `now`: ended chats
-    /// started more than the period ago lose their personal data, and
-    /// spent blocks of erased chats their digests. Returns how many chats
+    /// started more than the period ago lose their personal data, spent
+    /// blocks of erased chats their digests, and the outbox the e-mails
+    /// delivered more than [`SENT_MAIL_KEPT`] ago. Returns how many chats
     /// were erased. Runs by itself every [`RETENTION_EVERY`] ([`App::tick`]),
     /// one run at a time on a node; tests call it with their clock. A
     /// library whose chats cannot be erased now is logged and skipped; the
@@ -145,6 +155,10 @@ impl App {
             }
         }
         self.store.forget_spent_blocks(now).await?;
+        let forgotten = self.store.forget_sent_mail(now - SENT_MAIL_KEPT, SENT_MAIL_PER_RUN).await?;
+        if forgotten > 0 {
+            tracing::debug!(mails = forgotten, "delivered e-mails past their week deleted from the outbox");
+        }
         if erased > 0 {
             tracing::info!(chats = erased, "retention periods applied");
         }

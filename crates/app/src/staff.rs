@@ -315,6 +315,13 @@ impl App {
         if role.is_none() && disabled.is_none() && password.is_none() {
             return Err(DomainError::invalid("body", "change the role, disabled or password").into());
         }
+        // An admin's password is strong: a promotion into an admin role comes
+        // with one (the account's own may have been a librarian's).
+        if role.is_some_and(|r| r > who.role && r >= Role::LibraryAdmin) && password.is_none() {
+            let why = "a promotion to an admin role needs a new password with it (12 to 256 characters, at least 6 \
+                       different ones, not built from the username or a common password)";
+            return Err(DomainError::invalid("password", why).into());
+        }
         let password_hash = match password {
             Some(p) => {
                 let p = input::new_password(p, &who.username, role.unwrap_or(who.role))?.to_owned();

@@ -126,6 +126,9 @@ pub fn new_password<'a>(s: &'a str, username: &str, role: Role) -> Result<&'a st
     if !(8..=256).contains(&s.chars().count()) {
         return bad("must be 8 to 256 characters");
     }
+    if distinct_chars(s) < 5 {
+        return bad("needs at least 5 different characters");
+    }
     if !username.is_empty() && s.to_lowercase().contains(&username.to_lowercase()) {
         return bad("must not contain the username");
     }
@@ -133,6 +136,13 @@ pub fn new_password<'a>(s: &'a str, username: &str, role: Role) -> Result<&'a st
         return bad("is too close to a commonly used password");
     }
     Ok(s)
+}
+
+fn distinct_chars(s: &str) -> usize {
+    let mut distinct: Vec<char> = s.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct.len()
 }
 
 /// What is left of a password, in lower case, once the common words are
@@ -166,6 +176,15 @@ const COMMON: &[&str] = &[
     "sunshine",
     "princess",
     "refdesk",
+    // The keyboard's and the digits' runs that lists of leaked passwords
+    // are full of (`abcd1234`, `1q2w3e4r`, `qwer1234`).
+    "1q2w3e4r",
+    "1234",
+    "4321",
+    "abcd",
+    "qwer",
+    "asdf",
+    "zxcv",
 ];
 
 /// The password of an account that runs a service (the first cooperative
@@ -177,10 +196,7 @@ pub fn strong_password<'a>(s: &'a str, username: &str) -> Result<&'a str, Domain
     if !(12..=256).contains(&n) {
         return bad("must be 12 to 256 characters");
     }
-    let mut distinct: Vec<char> = s.chars().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() < 6 {
+    if distinct_chars(s) < 6 {
         return bad("needs at least 6 different characters");
     }
     if !username.is_empty() && s.to_lowercase().contains(&username.to_lowercase()) {
@@ -198,7 +214,20 @@ mod tests {
 
     #[test]
     fn a_librarians_password_is_not_common_nor_the_username_and_an_admins_is_strong() {
-        for weak in ["short", "password", "12345678", "Password2024!", "annarcher1", "library-123"] {
+        for weak in [
+            "short",
+            "password",
+            "12345678",
+            "Password2024!",
+            "annarcher1",
+            "library-123",
+            "11111111",
+            "aaaaaaaa",
+            "abcd1234",
+            "1q2w3e4r",
+            "qwer1234",
+            "00000000",
+        ] {
             assert!(new_password(weak, "annarcher", Role::Librarian).is_err(), "{weak} accepted");
         }
         for ok in ["hunter2-otter", "tz8q!mvw"] {

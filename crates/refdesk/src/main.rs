@@ -341,6 +341,17 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// An error of a command that names what it adds to by id: an id that
+/// names nothing points to `refdesk list`.
+fn by_id(e: refdesk_app::AppError) -> anyhow::Error {
+    match e {
+        refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound(what)) => {
+            anyhow::anyhow!("there is no {what} with that id (`refdesk list` shows them, with their ids)")
+        }
+        e => anyhow::anyhow!("{e}"),
+    }
+}
+
 /// `refdesk config`: the configuration in effect, or `--check`'s verdict.
 /// An error names the line of the file that sets what is at fault, when a
 /// line does.
@@ -496,7 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Institution { command: InstitutionCommand::Add { name, cooperative } } => {
             let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let coop = refdesk_domain::ids::CooperativeId(*cooperative);
-            let done = state.app.add_institution(None, coop, name).await.map_err(|e| anyhow::anyhow!("{e}"));
+            let done = state.app.add_institution(None, coop, name).await.map_err(by_id);
             state.app.store().close().await;
             let i = done?;
             println!("created institution {} (id {}) in {}", i.name, i.id, i.cooperative_name);
@@ -505,7 +516,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Library { command: LibraryCommand::Add { slug, name, institution } } => {
             let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
-            let done = state.app.add_library(None, inst, slug, name).await.map_err(|e| anyhow::anyhow!("{e}"));
+            let done = state.app.add_library(None, inst, slug, name).await.map_err(by_id);
             state.app.store().close().await;
             let l = done?;
             println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);

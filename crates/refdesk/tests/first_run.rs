@@ -72,6 +72,27 @@ impl Server {
     }
 }
 
+/// A node on SQLite is the only one: on SIGTERM it does not wait out
+/// `drain_seconds` (no other node could take its clients), it closes at
+/// once and cleanly, its write-ahead log emptied and removed.
+#[tokio::test]
+async fn a_sqlite_node_stops_at_once_on_sigterm_without_a_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[], &[("REFDESK_DRAIN_SECONDS", "30")]).await;
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill runs");
+    assert!(term.success());
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(20), "still running: it waited for a drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.path().join("refdesk.sqlite3-wal").exists());
+}
+
 /// A signed-in staff member's HTTP client.
 async fn sign_in(server: &Server, username: &str, password: &str) -> reqwest::Client {
     let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
@@ -151,6 +172,13 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     assert!(text(&o).contains("already set up"), "{}", text(&o));
     let o = refdesk(dir.path(), &["list"], None);
     assert!(text(&o).contains("North Shore Libraries") && text(&o).contains("/ask/north-main"), "{}", text(&o));
+    // An id that names nothing: said, with where to find the ids.
+    let o = refdesk(dir.path(), &["institution", "add", "Nowhere U", "--cooperative", "99"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("there is no cooperative with that id (`refdesk list`"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["library", "add", "nowhere", "--name", "Nowhere", "--institution", "99"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("there is no institution with that id"), "{}", text(&o));
     // A clean exit leaves no write-ahead log behind; the data (password
     // hashes, transcripts) is for the service's own user only.
     assert!(!dir.path().join("refdesk.sqlite3-wal").exists());

@@ -93,7 +93,8 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// On SIGTERM or Ctrl-C, how long the node goes on serving everything
     /// while `/readyz` answers 503 `draining`, so that load balancers stop
-    /// sending it new clients first. 0: no drain period.
+    /// sending it new clients first. 0: no drain period. On SQLite, whose
+    /// node is the only one, there is none whatever this says.
     pub drain_seconds: u64,
     /// After the drain period, how long closing may take at most: every
     /// WebSocket gets a close frame (1001), requests under way finish, the

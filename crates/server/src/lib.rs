@@ -123,7 +123,10 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         app,
         secure_cookies: config.cookies_secure(),
         draining: Arc::new(AtomicBool::new(false)),
-        drain_period: Duration::from_secs(config.drain_seconds),
+        // On SQLite the node is the only one (its data folder is locked):
+        // no load balancer has another to send its clients to, so it does
+        // not drain; its clients resume when it is back.
+        drain_period: Duration::from_secs(if config.database_url.is_some() { config.drain_seconds } else { 0 }),
         shutdown_within: Duration::from_secs(config.shutdown_seconds),
         going_away: Arc::new(tokio::sync::watch::Sender::new(false)),
         readiness: Arc::default(),

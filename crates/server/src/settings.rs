@@ -143,6 +143,9 @@ impl Config {
         let mut unknown: Vec<String> = names
             .into_iter()
             .filter(|n| n.starts_with("REFDESK_") && !n.starts_with("REFDESK_TEST_") && n != "REFDESK_BIN")
+            // What Kubernetes (a Service named refdesk) and `docker --link`
+            // put in every container's environment: not settings, not typos.
+            .filter(|n| !n.starts_with("REFDESK_PORT") && !n.starts_with("REFDESK_SERVICE_"))
             .filter(|n| !OTHER_VARIABLES.contains(&n.as_str()))
             .filter(|n| !settings.iter().any(|(_, vars)| vars.contains(n)))
             .collect();
@@ -283,8 +286,12 @@ mod tests {
             .collect();
         assert!(named.len() > 20, "the docs name the variables: {named:?}");
         assert_eq!(Config::unknown_variables(named), Vec::<String>::new());
-        let typo = vec!["REFDESK_LISTN".to_owned(), "REFDESK_TEST_BACKEND".to_owned(), "HOME".to_owned()];
-        assert_eq!(Config::unknown_variables(typo), ["REFDESK_LISTN"]);
+        let typo = ["REFDESK_LISTN", "REFDESK_TEST_BACKEND", "HOME", "REFDESK_PORT_8080_TCP", "REFDESK_SERVICE_HOST"];
+        assert_eq!(
+            Config::unknown_variables(typo.map(String::from)),
+            ["REFDESK_LISTN"],
+            "Kubernetes' own are no typos"
+        );
     }
 
     use super::*;

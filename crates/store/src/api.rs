@@ -348,6 +348,10 @@ pub trait Privacy: Send + Sync {
     /// out or was lifted, once its chat was erased (a block in force keeps
     /// them until then). Returns how many blocks.
     async fn forget_spent_blocks(&self, now: Millis) -> Result<u64>;
+    /// Deletes at most `limit` e-mails delivered before `before`, oldest
+    /// first (the outbox is a queue, not an archive: each holds an answer or
+    /// a whole transcript); never one not delivered. Returns how many.
+    async fn forget_sent_mail(&self, before: Millis, limit: u32) -> Result<u64>;
     /// Chats of `libraries` whose patron e-mail or transcript address is
     /// `email`, whatever its letter case; newest first.
     async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>>;

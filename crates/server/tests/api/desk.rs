@@ -456,6 +456,9 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"password": "password2026"})).await.0, 422);
     let promoted = json!({"role": "library_admin", "password": "tz8q!mvw"});
     assert_eq!(carla.post(&format!("/api/staff/{nina}"), promoted).await.0, 422, "an admin's password, with the role");
+    let (status, body) = carla.post(&format!("/api/staff/{nina}"), json!({"role": "library_admin"})).await;
+    assert_eq!(status, 422, "a promotion to an admin role comes with a strong password: {body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("promotion"), "{body}");
     assert_eq!(carla.post(&format!("/api/staff/{}", carla.id), json!({"disabled": true})).await.0, 409);
 
     // Disabling ends Nina's sign-ins and refuses new ones.

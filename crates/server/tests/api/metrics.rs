@@ -177,6 +177,31 @@ async fn mail_written_to_files_is_counted_filed_not_sent() {
     assert_eq!(value(&scrape(&app).await, "refdesk_mail", &[("outcome", "sent")]), Some(0.0));
 }
 
+/// A delivered e-mail (here a transcript) stays in the outbox a week, then
+/// the retention round deletes it: the outbox is no archive of transcripts.
+#[tokio::test]
+async fn a_delivered_mail_leaves_the_outbox_a_week_later() {
+    let app = spawn_app_with_manual_clock_and(|_| {}).await;
+    let form = json!({"question": "Q?", "email": "pat@example.org", "transcript": true});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    let ann = app.staff("ann").await;
+    ann.accept(patron.session).await;
+    assert_eq!(ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    app.state.app.mail_wakeup().notify_one();
+    let store = app.state.app.store();
+    app.eventually("the transcript is delivered", || async {
+        store.mail(1).await.unwrap().is_some_and(|m| m.sent_at.is_some())
+    })
+    .await;
+    let week = refdesk_app::privacy::SENT_MAIL_KEPT;
+    app.clock().advance(week - 60_000);
+    app.state.app.apply_retention(app.clock().now()).await.unwrap();
+    assert!(store.mail(1).await.unwrap().is_some(), "kept for a week");
+    app.clock().advance(120_000);
+    app.state.app.apply_retention(app.clock().now()).await.unwrap();
+    assert!(store.mail(1).await.unwrap().is_none(), "deleted once a week old");
+}
+
 #[tokio::test]
 async fn with_metrics_listen_set_metrics_are_served_there_and_not_on_the_main_listener() {
     let port = free_port();

@@ -148,6 +148,14 @@ async fn forget_spent_blocks<D: Db>(db: &mut D, session: Option<SessionId>, now:
 /// the retention round erases thousands of chats, inside the one writer).
 pub(crate) const OUTBOX_OF_SESSION: &str = "DELETE FROM outbox WHERE session_id = ?1";
 pub(crate) const OUTBOX_OF_QUESTION: &str = "DELETE FROM outbox WHERE question_id = ?1";
+async fn forget_sent_mail<D: Db>(db: &mut D, before: Millis, limit: u32) -> Result<u64> {
+    db.exec(SENT_MAIL_BEFORE, args![before, i64::from(limit)]).await
+}
+
+/// Delivered e-mails, the oldest first, through their index (binds
+/// before, how many at most).
+pub(crate) const SENT_MAIL_BEFORE: &str = "DELETE FROM outbox WHERE id IN
+     (SELECT id FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?1 ORDER BY sent_at LIMIT ?2)";
 /// The blocks of a chat (binds it).
 pub(crate) const BLOCKS_OF_SESSION: &str = "SELECT id AS id, reason AS reason FROM blocks WHERE session_id = ?1";
 
@@ -321,6 +329,10 @@ impl<B: Backend> Privacy for B {
 
     async fn forget_spent_blocks(&self, now: Millis) -> Result<u64> {
         self.write(move |db| Box::pin(quiet(forget_spent_blocks(db, None, now)))).await
+    }
+
+    async fn forget_sent_mail(&self, before: Millis, limit: u32) -> Result<u64> {
+        self.write(move |db| Box::pin(quiet(forget_sent_mail(db, before, limit)))).await
     }
 
     async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>> {

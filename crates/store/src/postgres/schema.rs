@@ -23,4 +23,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/014.sql"),
     include_str!("migrations/015.sql"),
     include_str!("migrations/016.sql"),
+    include_str!("migrations/017.sql"),
 ];

@@ -376,7 +376,7 @@ mod tests {
         let conn = migrated();
         let block = format!("{} {}", sel::BLOCK_SELECT, sel::ACTIVE_BLOCK);
         let ids = [LibraryId(1), LibraryId(2)];
-        let statements: [(&str, String, &str); 10] = [
+        let statements: [(&str, String, &str); 11] = [
             ("outbox of a chat", privacy::OUTBOX_OF_SESSION.into(), "INDEX outbox_session (session_id=?)"),
             ("outbox of a question", privacy::OUTBOX_OF_QUESTION.into(), "INDEX outbox_question (question_id=?)"),
             ("blocks of a chat", privacy::BLOCKS_OF_SESSION.into(), "INDEX blocks_session (session_id=?)"),
@@ -399,6 +399,7 @@ mod tests {
                 "INDEX blocks_cooperative (cooperative_id=?)",
             ),
             ("ended memberships", staffing::ENDED_MEMBERSHIPS.into(), "INDEX session_members_staff (staff_id=?)"),
+            ("delivered mail", privacy::SENT_MAIL_BEFORE.into(), "INDEX outbox_sent (sent_at>? AND sent_at<?)"),
         ];
         for (what, sql, index) in statements {
             let steps = plan(&conn, &sql);

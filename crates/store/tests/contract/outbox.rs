@@ -19,12 +19,7 @@ async fn an_outbox_mail_is_claimed_by_one_mailer_retried_and_sent_once(b: &Backe
         Ok(QuestionPlan {
             entries: vec![Change::Note { body: "answered by mail".into() }],
             line: Some(system("answered by mail")),
-            mail: Some(NewMail {
-                kind: MailKind::Answer,
-                to: "pat@example.org".into(),
-                subject: "s".into(),
-                body: "b".into(),
-            }),
+            mail: Some(answer_mail()),
             ..QuestionPlan::default()
         })
     });
@@ -50,4 +45,20 @@ async fn an_outbox_mail_is_claimed_by_one_mailer_retried_and_sent_once(b: &Backe
     assert_eq!(s.outbox_stats().await.unwrap().unsent, 0);
     let sent = s.mail(mail).await.unwrap().unwrap();
     assert_eq!((sent.attempts, sent.sent_at), (2, Some(61)));
+
+    // A delivered e-mail is forgotten once past the time it is kept; one
+    // not delivered never is.
+    let other = s.act_on_question(q, w.carla.clone(), answer(), 70).await.unwrap().mail.unwrap();
+    assert_eq!(s.forget_sent_mail(61, 10).await.unwrap(), 0, "delivered at 61: not before it");
+    assert_eq!(s.forget_sent_mail(i64::MAX, 10).await.unwrap(), 1);
+    assert!(s.mail(mail).await.unwrap().is_none(), "forgotten");
+    assert!(s.mail(other).await.unwrap().is_some(), "not delivered: kept");
+}
+
+fn answer() -> refdesk_store::Plan {
+    Box::new(|_, _| Ok(QuestionPlan { mail: Some(answer_mail()), ..QuestionPlan::default() }))
+}
+
+fn answer_mail() -> NewMail {
+    NewMail { kind: MailKind::Answer, to: "pat@example.org".into(), subject: "s".into(), body: "b".into() }
 }
