@@ -172,6 +172,25 @@ pub struct QuestionQuery {
     pub limit: u32,
 }
 
+impl QuestionQuery {
+    /// A page of `limit` questions of a view, with no other filter.
+    pub fn page(scope: QuestionScope, view: refdesk_domain::actions::View, limit: u32) -> QuestionQuery {
+        QuestionQuery {
+            scope,
+            view,
+            status: None,
+            code: None,
+            from: None,
+            to: None,
+            librarian: None,
+            library: None,
+            text: None,
+            before: None,
+            limit,
+        }
+    }
+}
+
 /// A library's notes for staff serving its patrons (catalogue, accounts,
 /// databases, fines), linked from every session of its patrons.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -9,12 +9,18 @@
 //! A run is what a request costs the server but the HTTP layer:
 //! `App::report` (the store's queries and the table built from them) and
 //! the JSON the API would send.
+//!
+//! Then the question list over the same year: the first page (50) of
+//! each view, and a search for words found nowhere, for the same two
+//! people (`App::question_list`, what the questions page asks on each
+//! filter and the desk after accepts, ends and codes).
 
 use super::{ADMIN, LIBRARIAN};
 use anyhow::Context;
 use clap::Args;
 use refdesk_app::reports::{ReportParams, REPORTS};
-use refdesk_app::App;
+use refdesk_app::{App, ListFilter};
+use refdesk_domain::actions::View;
 use refdesk_domain::org::Staff;
 use refdesk_domain::report as r;
 use std::time::{Duration, Instant};
@@ -100,5 +106,38 @@ pub async fn time(app: &App, args: &TimeArgs) -> anyhow::Result<()> {
         );
     }
     println!("\nslowest run: {}", ms(slowest));
+    println!("\nThe question list's first page (50) of each view, {} runs each.\n", args.runs);
+    println!("| view | cooperative admin: rows | median | max | librarian: rows | median | max |");
+    println!("|---|---|---|---|---|---|---|");
+    let searched = ListFilter { text: Some("words found nowhere".into()), ..ListFilter::default() };
+    let views = View::ALL.into_iter().map(|view| (view.as_str(), ListFilter { view, ..ListFilter::default() }));
+    for (name, filter) in views.chain([("all, searched for words found nowhere", searched)]) {
+        let wide = time_list(app, &admin, &filter, args.runs).await?;
+        let one = time_list(app, &librarian, &filter, args.runs).await?;
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            wide.rows,
+            ms(wide.median),
+            ms(wide.max),
+            one.rows,
+            ms(one.median),
+            ms(one.max)
+        );
+    }
     Ok(())
+}
+
+/// One question-list page's runs for one person (no digest).
+async fn time_list(app: &App, who: &Staff, filter: &ListFilter, runs: usize) -> anyhow::Result<Timed> {
+    let mut took = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for _ in 0..runs.max(1) {
+        let began = Instant::now();
+        let page = app.question_list(who, filter.clone()).await.map_err(|e| anyhow::anyhow!("question list: {e}"))?;
+        std::hint::black_box(serde_json::to_vec(&page)?);
+        took.push(began.elapsed());
+        rows = page.len();
+    }
+    took.sort();
+    Ok(Timed { rows, digest: 0, median: took[took.len() / 2], max: took[took.len() - 1] })
 }

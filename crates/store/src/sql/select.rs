@@ -633,45 +633,58 @@ fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
     }
 }
 
+/// The conditions of a view, each an arm of the list (a question matches
+/// one arm at most). The views of work still to do say the `WHERE` of the
+/// partial index that holds their few questions (SQLite migration 023,
+/// PostgreSQL 018), so that a page of them is read there and not by
+/// walking every question of the service: the scope spans two tables, so
+/// no index of the scope serves it. Live is two arms, each with its index:
+/// the questions with no code yet, and those of the chats not ended.
+fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
+    use refdesk_domain::actions::View;
+    match view {
+        View::MyNew => &["q.assignee_id = ?2 AND q.status = 'new'"],
+        View::MyActive => &["q.assignee_id = ?2 AND q.status IN ('new', 'pending', 'answered')"],
+        View::New => &["q.status IN ('new', 'pending') AND q.status = 'new'"],
+        View::Unassigned => &["q.status IN ('new', 'pending') AND q.assignee_id IS NULL"],
+        View::Active => &["q.status IN ('new', 'pending', 'answered')"],
+        View::Answered => &["q.status = 'answered'"],
+        View::Closed => &["q.status = 'closed'"],
+        View::Pending => &["q.status IN ('new', 'pending') AND q.status = 'pending'"],
+        View::Referred => &["q.referred_to IS NOT NULL"],
+        View::FollowUp => &["q.follow_up = TRUE"],
+        View::All => &["1 = 1"],
+        // R5: live until ended *and* coded.
+        View::Live => &[
+            "s.accepted_at IS NOT NULL AND q.code IS NULL",
+            "s.accepted_at IS NOT NULL AND q.code IS NOT NULL
+               AND q.session_id IN (SELECT id FROM sessions WHERE state <> 'ended')",
+        ],
+    }
+}
+
 /// The SQL and arguments of a question-list query: scope, view, filters,
 /// paging. Every value is bound, never spliced into the text.
 pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
-    use refdesk_domain::actions::View;
+    use refdesk_domain::question::Status;
     let (scope, scope_id) = scope_condition(&query.scope);
-    let mut sql = format!("{QUESTION_SELECT} WHERE {scope}");
     let mut args: Vec<Arg<'static>> = vec![Arg::Int(scope_id), Arg::Int(query.scope.participant.0)];
-    let view = match query.view {
-        View::MyNew => "q.assignee_id = ?2 AND q.status = 'new'",
-        View::MyActive => "q.assignee_id = ?2 AND q.status IN ('new', 'pending', 'answered')",
-        View::New => "q.status = 'new'",
-        View::Unassigned => "q.assignee_id IS NULL AND q.status IN ('new', 'pending')",
-        View::Active => "q.status IN ('new', 'pending', 'answered')",
-        View::Answered => "q.status = 'answered'",
-        View::Closed => "q.status = 'closed'",
-        View::Pending => "q.status = 'pending'",
-        View::Referred => "q.referred_to IS NOT NULL",
-        View::FollowUp => "q.follow_up = TRUE",
-        View::All => "1 = 1",
-        // R5: live until ended *and* coded.
-        View::Live => "s.accepted_at IS NOT NULL AND (s.state <> 'ended' OR q.code IS NULL)",
-    };
-    sql.push_str(" AND ");
-    sql.push_str(view);
+    let mut filters = String::new();
     // Each condition's `?` placeholders are numbered as its values are bound.
     let mut bind = |cond: &str, values: Vec<Arg<'static>>| {
-        let mut out = String::new();
+        filters.push_str(" AND ");
         for (i, part) in cond.split('?').enumerate() {
             if i > 0 {
                 args.push(values[i - 1].clone());
-                out.push_str(&format!("?{}", args.len()));
+                filters.push_str(&format!("?{}", args.len()));
             }
-            out.push_str(part);
+            filters.push_str(part);
         }
-        sql.push_str(" AND ");
-        sql.push_str(&out);
     };
     if let Some(st) = query.status {
-        bind("q.status = ?", vec![Arg::from(st.as_str())]);
+        // New and pending ones are read in their own index (see `view_arms`).
+        let open = if matches!(st, Status::New | Status::Pending) { "q.status IN ('new', 'pending') AND " } else { "" };
+        bind(&format!("{open}q.status = ?"), vec![Arg::from(st.as_str())]);
     }
     if let Some(code) = &query.code {
         bind("q.code = ?", vec![Arg::owned(code.clone())]);
@@ -706,6 +719,17 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
         bind("q.id < ?", vec![Arg::Int(before.0)]);
     }
     args.push(Arg::Int(query.limit as i64));
-    sql.push_str(&format!(" ORDER BY q.id DESC LIMIT ?{}", args.len()));
+    let page = format!(" ORDER BY q.id DESC LIMIT ?{}", args.len());
+    let arm = |view: &str| format!("{QUESTION_SELECT} WHERE {scope} AND {view}{filters}{page}");
+    let sql = match view_arms(query.view) {
+        [one] => arm(one),
+        // Each arm's page, then the page of both (the arms share their
+        // numbered arguments).
+        arms => {
+            let parts: Vec<String> =
+                arms.iter().enumerate().map(|(n, view)| format!("SELECT * FROM ({}) AS arm{n}", arm(view))).collect();
+            format!("{} ORDER BY question_id DESC LIMIT ?{}", parts.join(" UNION ALL "), args.len())
+        }
+    };
     (sql, args)
 }

@@ -411,6 +411,43 @@ mod tests {
         }
     }
 
+    /// The question list's views of work to do read their questions in their
+    /// own partial indexes, in every scope: with the scope spanning two
+    /// tables, New, Pending, Live… walked every question of the service
+    /// when fewer than a page matched. The views of everything (All,
+    /// Answered, Closed) walk the questions newest first and stop at a page.
+    #[test]
+    fn the_views_of_work_to_do_are_read_in_their_own_indexes() {
+        use crate::{QuestionQuery, QuestionScope};
+        use refdesk_domain::actions::View;
+        use refdesk_domain::ids::InstitutionId;
+        let conn = migrated();
+        let sparse: [(View, &[&str]); 6] = [
+            (View::New, &["questions_open"]),
+            (View::Pending, &["questions_open"]),
+            (View::Unassigned, &["questions_open"]),
+            (View::Referred, &["questions_referred"]),
+            (View::FollowUp, &["questions_follow_up"]),
+            (View::Live, &["questions_uncoded", "sessions_live"]),
+        ];
+        let scopes = [
+            ScopeLevel::Library(LibraryId(1)),
+            ScopeLevel::Institution(InstitutionId(1)),
+            ScopeLevel::Cooperative(CooperativeId(1)),
+        ];
+        for covers in scopes {
+            for (view, indexes) in sparse {
+                let query = QuestionQuery::page(QuestionScope { covers, participant: StaffId(2) }, view, 50);
+                let steps = plan(&conn, &sel::question_query(&query, crate::sql::Dialect::Sqlite).0);
+                for index in indexes {
+                    assert!(steps.iter().any(|s| s.contains(index)), "{covers:?} {view:?} skips {index}: {steps:?}");
+                }
+                let walks = steps.iter().filter(|s| s.starts_with("SCAN q") && !s.contains("INDEX questions_"));
+                assert_eq!(walks.count(), 0, "{covers:?} {view:?} walks every question: {steps:?}");
+            }
+        }
+    }
+
     /// A patron's place in line is counted from the entries ahead of theirs
     /// in the waiting chats' own index: with thousands waiting, reading
     /// every waiting chat's row filled a read connection's page cache for

@@ -2,16 +2,24 @@
 
 use crate::support::{chatting, line, ok, staff_author, system, Backend};
 use refdesk_domain::actions::View;
+use refdesk_domain::chat::ConferenceMode;
 use refdesk_domain::chat::MessageKind;
+use refdesk_domain::ids::LibraryId;
 use refdesk_domain::ids::{QuestionId, SessionId, StaffId};
+use refdesk_domain::org::{Placement, Role};
+use refdesk_domain::question::QuestionState;
 use refdesk_domain::question::{Change, Status};
-use refdesk_store::{Handover, MailKind, NewMail, QuestionPlan, QuestionQuery, QuestionScope, ScopeLevel, TransferTo};
+use refdesk_store::{
+    Handover, MailKind, NewMail, NewStaff, PastEnd, PastSession, QuestionPlan, QuestionQuery, QuestionRecord,
+    QuestionScope, ScopeLevel, TransferTo,
+};
 
 on_every_backend!(
     a_question_list_action_writes_its_state_timeline_line_and_mail_at_once,
     the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts,
     mails_to_one_address_are_capped_per_day_inside_the_actions_write,
     an_action_adding_to_a_full_timeline_is_refused_inside_its_write_and_writes_nothing,
+    every_view_of_the_question_list_is_what_its_definition_says_in_every_scope_and_filter,
 );
 
 /// A note under a cap of `most` timeline entries.
@@ -101,19 +109,7 @@ async fn the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts(
     let q = question_of(b, a).await;
     s.act_on_question(q, w.carla.clone(), close_with_mail(), 50).await.unwrap();
 
-    let query = |covers, view| QuestionQuery {
-        scope: QuestionScope { covers, participant: StaffId(0) },
-        view,
-        status: None,
-        code: None,
-        from: None,
-        to: None,
-        librarian: None,
-        library: None,
-        text: None,
-        before: None,
-        limit: 50,
-    };
+    let query = |covers, view| QuestionQuery::page(QuestionScope { covers, participant: StaffId(0) }, view, 50);
     let found = s.questions(query(ScopeLevel::Library(w.library.placement.library), View::Closed)).await.unwrap();
     assert_eq!(found.iter().map(|q| q.id).collect::<Vec<_>>(), [q]);
     assert!(s.questions(query(ScopeLevel::Library(w.other.placement.library), View::All)).await.unwrap().is_empty());
@@ -148,4 +144,179 @@ async fn mails_to_one_address_are_capped_per_day_inside_the_actions_write(b: &Ba
     s.act_on_question(q, w.carla.clone(), mail_to("other@example.org", Some(2)), 71).await.expect("another address");
     s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", None), 72).await.expect("no cap, no count");
     s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", Some(2)), 73 + day).await.expect("a day later");
+}
+
+/// Whether `r` is in `scope` (DESIGN §2): a question of a library it
+/// covers, one referred to such a library, or one its person chatted in.
+fn in_scope(r: &QuestionRecord, scope: &QuestionScope) -> bool {
+    let covers = |p: &Placement| match scope.covers {
+        ScopeLevel::Library(l) => p.library == l,
+        ScopeLevel::Institution(i) => p.institution == i,
+        ScopeLevel::Cooperative(c) => p.cooperative == c,
+    };
+    covers(&r.placement) || r.referred.as_ref().is_some_and(covers) || r.librarian == Some(scope.participant)
+}
+
+/// Whether `r` is in `view`, as the menu describes each.
+fn in_view(r: &QuestionRecord, view: View, me: StaffId) -> bool {
+    let (st, mine) = (r.state.status, r.state.assignee == Some(me));
+    match view {
+        View::MyNew => mine && st == Status::New,
+        View::MyActive => mine && st != Status::Closed,
+        View::New => st == Status::New,
+        View::Unassigned => r.state.assignee.is_none() && matches!(st, Status::New | Status::Pending),
+        View::Active => st != Status::Closed,
+        View::Answered => st == Status::Answered,
+        View::Closed => st == Status::Closed,
+        View::Pending => st == Status::Pending,
+        View::Referred => r.state.referred_to.is_some(),
+        View::FollowUp => r.state.follow_up,
+        View::All => true,
+        View::Live => r.live,
+    }
+}
+
+/// Every view in every scope (a library, an institution, a cooperative,
+/// for a person who chatted in questions of other libraries or none), with
+/// each filter and paging, lists exactly the questions its definition
+/// picks, newest first: the views of work to do are read through their own
+/// indexes, and Live in two arms (its uncoded questions, and those of chats
+/// not ended), which must add up to the same list.
+async fn every_view_of_the_question_list_is_what_its_definition_says_in_every_scope_and_filter(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let coop = w.library.placement.cooperative;
+    let far_inst = s.create_institution(coop, "Far").await.unwrap();
+    let far = s.create_library(far_inst, "far", "Far").await.unwrap();
+    let away_coop = s.create_cooperative("Away", refdesk_domain::question::default_codes()).await.unwrap();
+    let away_inst = s.create_institution(away_coop, "Away").await.unwrap();
+    let away = s.create_library(away_inst, "away", "Away").await.unwrap();
+    let eve = NewStaff {
+        library: far.placement.library,
+        username: "eve".into(),
+        display_name: "Eve".into(),
+        role: Role::Librarian,
+        password_hash: "hash".into(),
+    };
+    let eve = s.create_staff(eve).await.unwrap();
+    let libraries = [&w.library, &w.other, &far, &away].map(|l| l.placement);
+    let staff = [w.ann.id, w.carla.id, w.dev.id, eve];
+    let codes = [None, Some("answered"), Some("referred"), Some("lost_call"), Some("follow_up_by_me")];
+    let words = ["alpha", "beta", "gamma"];
+
+    // A small generator (a linear congruential one): the same history on every backend.
+    let mut seed = 0x2545_f491_u64;
+    let mut next = move |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) % n as u64) as usize
+    };
+    let mut past = Vec::new();
+    for k in 0..160i64 {
+        let library = libraries[next(4)].library;
+        let at = 1_000_000 + k * 1_000;
+        let accepted = (next(5) > 0).then(|| (staff[next(4)], at + 10));
+        let state = QuestionState {
+            status: Status::ALL[next(4)],
+            code: codes[next(5)].map(str::to_owned),
+            assignee: (next(2) == 0).then(|| staff[next(4)]),
+            follow_up: next(4) == 0,
+            referred_to: (next(3) == 0).then(|| libraries[next(4)].library),
+            ..refdesk_domain::question::question_on_accept()
+        };
+        past.push(PastSession {
+            library,
+            token_hash: format!("past-{k}"),
+            patron_name: None,
+            patron_email: None,
+            question_text: format!("question {k} about {}", words[next(3)]),
+            by_form: accepted.is_none(),
+            created_at: at,
+            accepted,
+            ended_at: at + 500,
+            ended_by: Some(PastEnd::Patron),
+            handovers: 0,
+            rating: None,
+            members: accepted.map(|(by, at)| (by, ConferenceMode::Monitor, at)).into_iter().collect(),
+            question: Some((at + 10, state)),
+        });
+    }
+    assert_eq!(s.import_history(past).await.unwrap(), 160);
+    // Live chats: two under way with no code, one with a code (live until it ends).
+    let mut live = Vec::new();
+    for token in ["live-1", "live-2", "live-3"] {
+        live.push(question_of(b, chatting(s, w, None, token, 2_000_000).await).await);
+    }
+    let coded = Box::new(|q: &QuestionRecord, _: &_| {
+        let mut after = q.state.clone();
+        after.code = Some("answered".into());
+        Ok(QuestionPlan { state: Some(after), ..QuestionPlan::default() })
+    });
+    s.act_on_question(live[2], w.ann.clone(), coded, 2_000_100).await.unwrap();
+
+    let query = |covers, participant, view| QuestionQuery::page(QuestionScope { covers, participant }, view, 1_000);
+    let mut every = Vec::new();
+    for c in [coop, away_coop] {
+        every.extend(s.questions(query(ScopeLevel::Cooperative(c), StaffId(0), View::All)).await.unwrap());
+    }
+    // (One referred to the other cooperative is in both lists.)
+    every.sort_by_key(|r| std::cmp::Reverse(r.id));
+    every.dedup_by_key(|r| r.id);
+    assert_eq!(every.len(), 163, "every question is in its cooperative's list");
+    let ended = |r: &&QuestionRecord| r.session_state == refdesk_domain::chat::SessionState::Ended;
+    assert!(every.iter().filter(ended).any(|r| r.live), "an ended chat with no code is still live");
+    assert!(every.iter().filter(ended).any(|r| !r.live && r.librarian.is_some()), "one coded is not");
+
+    let scopes = [
+        ScopeLevel::Library(w.library.placement.library),
+        ScopeLevel::Library(far.placement.library),
+        ScopeLevel::Institution(w.library.placement.institution),
+        ScopeLevel::Institution(far_inst),
+        ScopeLevel::Cooperative(coop),
+        ScopeLevel::Cooperative(away_coop),
+    ];
+    let middle = every.iter().map(|r| r.id).max().unwrap().0 - 60;
+    type Filter = (&'static str, fn(&mut QuestionQuery, QuestionId, LibraryId, StaffId));
+    let filters: [Filter; 9] = [
+        ("none", |_, _, _, _| {}),
+        ("status new", |q, _, _, _| q.status = Some(Status::New)),
+        ("status answered", |q, _, _, _| q.status = Some(Status::Answered)),
+        ("code", |q, _, _, _| q.code = Some("answered".into())),
+        ("librarian", |q, _, _, me| q.librarian = Some(me)),
+        ("library", |q, _, l, _| q.library = Some(l)),
+        ("dates", |q, _, _, _| (q.from, q.to) = (Some(1_040_000), Some(1_120_000))),
+        ("before", |q, middle, _, _| q.before = Some(middle)),
+        ("words", |q, _, _, _| q.text = Some("ALP".into())),
+    ];
+    let mut checked = 0;
+    for covers in scopes {
+        for me in [w.ann.id, eve] {
+            for view in View::ALL {
+                for (name, set) in &filters {
+                    for limit in [3, 1_000] {
+                        let mut q = query(covers, me, view);
+                        q.limit = limit;
+                        set(&mut q, QuestionId(middle), w.library.placement.library, me);
+                        let want: Vec<QuestionId> = every
+                            .iter()
+                            .filter(|r| in_scope(r, &q.scope) && in_view(r, view, me))
+                            .filter(|r| q.status.is_none_or(|st| r.state.status == st))
+                            .filter(|r| q.code.as_ref().is_none_or(|c| r.state.code.as_ref() == Some(c)))
+                            .filter(|r| {
+                                q.from.is_none_or(|t| r.created_at >= t) && q.to.is_none_or(|t| r.created_at < t)
+                            })
+                            .filter(|r| q.librarian.is_none_or(|l| r.librarian == Some(l)))
+                            .filter(|r| q.library.is_none_or(|l| r.library == l))
+                            .filter(|r| q.before.is_none_or(|b| r.id < b))
+                            .filter(|r| q.text.is_none() || r.text.contains("alpha"))
+                            .map(|r| r.id)
+                            .take(limit as usize)
+                            .collect();
+                        let got: Vec<QuestionId> = s.questions(q).await.unwrap().iter().map(|r| r.id).collect();
+                        assert_eq!(got, want, "{covers:?}, staff {me:?}, view {view:?}, filter {name}, limit {limit}");
+                        checked += usize::from(!want.is_empty());
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 500, "most cases list something: {checked}");
 }
