@@ -187,6 +187,13 @@ enum LibraryCommand {
         #[arg(long)]
         institution: i64,
     },
+    /// Print a library's widget snippet, to paste into its web pages (the
+    /// desk's admin page sets the button's wording and colours too).
+    /// Needs public_url: the snippet loads widget.js from it.
+    Snippet {
+        /// The library's address, as in /ask/<slug>.
+        slug: String,
+    },
 }
 
 /// A new cooperative. The admin's password is never a flag: it comes from
@@ -520,6 +527,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state.app.store().close().await;
             let l = done?;
             println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
+            println!("its widget snippet: `refdesk library snippet {}`", l.slug);
+            Ok(())
+        }
+        Command::Library { command: LibraryCommand::Snippet { slug } } => {
+            let config = offline(existing(load_config(&cli)?)?);
+            let Some(public) = config.public_url.clone() else {
+                bail!(
+                    "set public_url first (the address patrons reach refdesk at, https://…): the snippet loads \
+                     widget.js from it, on the library's own site"
+                );
+            };
+            let state = refdesk_server::open(&config, Clock::system()).await?;
+            let found = state.app.library(slug).await;
+            state.app.store().close().await;
+            let library = found.map_err(|e| match e {
+                refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound(_)) => {
+                    anyhow::anyhow!("there is no library at /ask/{slug} (`refdesk list` shows them)")
+                }
+                e => anyhow::anyhow!("{e}"),
+            })?;
+            println!(
+                "<script src=\"{}/widget.js\" data-library=\"{}\" defer></script>",
+                public.trim_end_matches('/'),
+                library.slug
+            );
             Ok(())
         }
         Command::List => {

@@ -179,6 +179,16 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     let o = refdesk(dir.path(), &["library", "add", "nowhere", "--name", "Nowhere", "--institution", "99"], None);
     assert!(!o.status.success());
     assert!(text(&o).contains("there is no institution with that id"), "{}", text(&o));
+    // The widget's snippet, for the library's own site: it loads from public_url.
+    let o = refdesk(dir.path(), &["library", "snippet", "north-main"], None);
+    assert!(!o.status.success() && text(&o).contains("set public_url first"), "{}", text(&o));
+    let public = ["--set", "public_url=https://ask.north.example.org/", "library", "snippet"];
+    let o = refdesk(dir.path(), &[&public[..], &["north-main"]].concat(), None);
+    assert!(o.status.success(), "{}", text(&o));
+    let snippet = r#"<script src="https://ask.north.example.org/widget.js" data-library="north-main" defer></script>"#;
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), snippet);
+    let o = refdesk(dir.path(), &[&public[..], &["north-mian"]].concat(), None);
+    assert!(!o.status.success() && text(&o).contains("there is no library at /ask/north-mian"), "{}", text(&o));
     // A clean exit leaves no write-ahead log behind; the data (password
     // hashes, transcripts) is for the service's own user only.
     assert!(!dir.path().join("refdesk.sqlite3-wal").exists());

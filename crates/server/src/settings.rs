@@ -203,7 +203,16 @@ impl Config {
         if let Some(dir) = std::path::absolute(&self.data_dir).ok().and_then(|d| d.to_str().map(str::to_owned)) {
             table.insert("data_dir".into(), toml::Value::String(dir));
         }
-        toml::to_string_pretty(&table).unwrap_or_default()
+        let text = toml::to_string_pretty(&table).unwrap_or_default();
+        // Said where it is set, as what the cookies get is not the setting alone.
+        if self.cookies_secure() && !self.secure_cookies {
+            return text.replacen(
+                "\nsecure_cookies = false\n",
+                "\nsecure_cookies = false # cookies are Secure all the same: public_url is https\n",
+                1,
+            );
+        }
+        text
     }
 }
 
@@ -236,6 +245,28 @@ fn settings_set(text: &str) -> impl Iterator<Item = (String, usize)> + '_ {
 /// A parser's words about a value, with what a good one looks like where
 /// they do not say (serde names the syntax, not the setting's form).
 pub fn with_hint(message: &str) -> String {
+    // serde names the Rust type it wanted; say what to write instead.
+    const KINDS: [(&str, &str); 10] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ];
+    let message = &KINDS.iter().fold(message.to_owned(), |m, (rust, said)| {
+        // Only the whole word: `expected u16` is not `expected u1…`.
+        match m.find(rust) {
+            Some(at) if !m[at + rust.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()) => {
+                m.replacen(rust, said, 1)
+            }
+            _ => m,
+        }
+    });
     if message.contains("invalid socket address syntax") {
         format!("{message}: give an IP address and a port, like 127.0.0.1:8080 (not a host name)")
     } else if message.contains("invalid IP address syntax") {
@@ -275,6 +306,28 @@ pub fn named_at(message: &str, path: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A value of the wrong kind is told what to write, not the Rust type
+    /// the parser wanted, from the file, `--set` and the environment alike.
+    #[test]
+    fn a_value_of_the_wrong_kind_is_told_what_to_write() {
+        let in_file = |toml: &str| crate::config::Config::parse_toml(toml).unwrap_err().to_string();
+        assert_eq!(
+            in_file("[limits]\nblock_hours = \"x\"\n"),
+            "line 2: invalid type: string \"x\", expected a whole number, 0 or more"
+        );
+        assert!(in_file("[limits]\nblock_hours = -3\n").ends_with("integer `-3`, expected a whole number, 0 or more"));
+        assert!(
+            in_file("secure_cookies = 1\n").ends_with("expected true or false"),
+            "{}",
+            in_file("secure_cookies = 1\n")
+        );
+        let mut config = crate::config::Config::default();
+        let set = config.set("limits.block_hours", "abc", "--set limits.block_hours").unwrap_err().to_string();
+        assert_eq!(set, "--set limits.block_hours: invalid type: string \"abc\", expected a whole number, 0 or more");
+        assert!(!super::with_hint("expected u16").contains("u16"));
+        assert_eq!(super::with_hint("expected u160"), "expected u160", "only whole words");
+    }
 
     #[test]
     fn every_variable_the_docs_name_is_known_and_a_misspelt_one_is_not() {
@@ -347,6 +400,12 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("postgres://refdesk:***@db/refdesk"), "{shown}");
+        // Cookies are Secure over https whatever the setting says: printed beside it.
+        assert!(shown.contains("\nsecure_cookies = false\n"), "{shown}");
+        c.public_url = Some("https://ask.example.org".into());
+        let shown = c.redacted_toml();
+        assert!(shown.contains("secure_cookies = false # cookies are Secure all the same: public_url is https"));
+        assert!(crate::config::Config::parse_toml(&shown).is_ok_and(|back| back.cookies_secure()), "{shown}");
     }
 
     #[test]

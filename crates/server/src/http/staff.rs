@@ -335,7 +335,7 @@ struct StaffUpdateBody {
         (status = 403, description = "`forbidden`: outside my scope, or a role above mine", body = ErrorBody),
         (status = 404, description = "`not_found`: no such staff member", body = ErrorBody),
         (status = 409, description = "`conflict`: disabling or demoting myself, or the account's role or home changed while this was decided (look again)", body = ErrorBody),
-        (status = 422, description = "`invalid`: a bad role, a weak password, or nothing to change", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad role, a weak password, a promotion into an admin role without a new password, or nothing to change", body = ErrorBody),
     ))]
 async fn staff_update(
     State(s): State<AppState>,

@@ -3,10 +3,12 @@
 //! site, and the Content-Security-Policy says so.
 
 use crate::AppState;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use refdesk_app::AppError;
+use refdesk_domain::DomainError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -65,11 +67,20 @@ async fn index() -> Response {
 }
 
 /// The patron's chat: the only page other sites may frame (the widget).
+/// A library that does not exist gets the same page with `404` (the page
+/// says so): a mistyped snippet shows in the site's and the proxy's logs,
+/// and a link checker finds it.
 #[utoipa::path(get, path = "/ask/{slug}", tag = "pages",
     params(("slug" = String, Path, description = "the library's URL name")),
-    responses((status = 200, description = "HTML (an unknown library says so on the page)", body = String, content_type = "text/html")))]
-async fn ask() -> Response {
-    page_with(ASK, CSP_EMBEDDABLE)
+    responses(
+        (status = 200, description = "HTML", body = String, content_type = "text/html"),
+        (status = 404, description = "no such library: the same page, which says so", body = String, content_type = "text/html")))]
+async fn ask(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
+    let mut page = page_with(ASK, CSP_EMBEDDABLE);
+    if let Err(AppError::Domain(DomainError::NotFound(_))) = state.app.library(&slug).await {
+        *page.status_mut() = StatusCode::NOT_FOUND;
+    }
+    page
 }
 
 /// The librarian desk.

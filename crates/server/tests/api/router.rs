@@ -16,6 +16,7 @@ async fn health_readiness_and_pages_answer() {
         ("/desk/reports", 200),
         ("/assets/reports.js", 200),
         ("/ask/riverside-main", 200),
+        ("/ask/riverside-mian", 404),
         ("/assets/ask.js", 200),
         ("/nope", 404),
     ] {
@@ -24,6 +25,10 @@ async fn health_readiness_and_pages_answer() {
     let page = http.get(app.url("/ask/riverside-main")).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("default-src 'self'"), "no third-party scripts in patron pages");
+    // A mistyped library gets the chat page all the same, which says so.
+    let typo = http.get(app.url("/ask/riverside-mian")).send().await.unwrap();
+    assert_eq!(typo.headers()["content-security-policy"].to_str().unwrap(), csp);
+    assert!(typo.text().await.unwrap().contains("ask.js"), "the page that says the library is not found");
 }
 
 /// The router's own table of paths. axum keeps no public list of its
