@@ -622,8 +622,8 @@ pub(crate) fn policy(r: &dyn Cols) -> Result<crate::PolicyPage> {
     })
 }
 
-/// The SQL condition for a role scope: questions of the libraries it covers,
-/// questions referred to them, and those the staff member chatted in.
+/// The SQL condition of a role scope: a question of a library it covers,
+/// one referred to such a library, or one the staff member chatted in.
 /// Binds `?1` (the scope's id) and `?2` (the staff member).
 fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
     match scope.covers {
@@ -632,6 +632,11 @@ fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
         ScopeLevel::Cooperative(c) => ("(i.cooperative_id = ?1 OR ri.cooperative_id = ?1 OR s.librarian_id = ?2)", c.0),
     }
 }
+
+/// A library's scope as three conditions, one for each way a question is
+/// in it, each read through an index of its own: the library's questions,
+/// those referred to it, those of the staff member's chats.
+const LIBRARY_ARMS: [&str; 3] = ["q.library_id = ?1", "q.referred_to = ?1", "s.librarian_id = ?2"];
 
 /// The conditions of a view, each an arm of the list (a question matches
 /// one arm at most). The views of work still to do say the `WHERE` of the
@@ -667,7 +672,7 @@ fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
 /// paging. Every value is bound, never spliced into the text.
 pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
     use refdesk_domain::question::Status;
-    let (scope, scope_id) = scope_condition(&query.scope);
+    let (either, scope_id) = scope_condition(&query.scope);
     let mut args: Vec<Arg<'static>> = vec![Arg::Int(scope_id), Arg::Int(query.scope.participant.0)];
     let mut filters = String::new();
     // Each condition's `?` placeholders are numbered as its values are bound.
@@ -720,15 +725,25 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
     }
     args.push(Arg::Int(query.limit as i64));
     let page = format!(" ORDER BY q.id DESC LIMIT ?{}", args.len());
-    let arm = |view: &str| format!("{QUESTION_SELECT} WHERE {scope} AND {view}{filters}{page}");
-    let sql = match view_arms(query.view) {
-        [one] => arm(one),
-        // Each arm's page, then the page of both (the arms share their
-        // numbered arguments).
+    // A search reads every question in scope. A library's, each of its
+    // arms through its own index, not every question of the service, which
+    // the one condition of the three walks (an admin's scope holds most of
+    // them: one walk). Any other page finds its questions among the newest.
+    let scopes: &[&str] = match (&query.text, query.scope.covers) {
+        (Some(_), ScopeLevel::Library(_)) => &LIBRARY_ARMS,
+        _ => &[either],
+    };
+    let arm = |scope: &str, view: &str| format!("{QUESTION_SELECT} WHERE {scope} AND {view}{filters}{page}");
+    let arms: Vec<String> =
+        scopes.iter().flat_map(|scope| view_arms(query.view).iter().map(|view| arm(scope, view))).collect();
+    let sql = match &arms[..] {
+        [one] => one.clone(),
+        // Each arm's page, then the page of them all (the arms share their
+        // numbered arguments; a question in two of the scope's arms is one).
         arms => {
             let parts: Vec<String> =
-                arms.iter().enumerate().map(|(n, view)| format!("SELECT * FROM ({}) AS arm{n}", arm(view))).collect();
-            format!("{} ORDER BY question_id DESC LIMIT ?{}", parts.join(" UNION ALL "), args.len())
+                arms.iter().enumerate().map(|(n, arm)| format!("SELECT * FROM ({arm}) AS arm{n}")).collect();
+            format!("{} ORDER BY question_id DESC LIMIT ?{}", parts.join(" UNION "), args.len())
         }
     };
     (sql, args)

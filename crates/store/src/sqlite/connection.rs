@@ -446,6 +446,16 @@ mod tests {
                 assert_eq!(walks.count(), 0, "{covers:?} {view:?} walks every question: {steps:?}");
             }
         }
+        // A search reads every question in scope, no more: a librarian's, those
+        // of the library, those referred to it and those of their chats.
+        let mut search =
+            QuestionQuery::page(QuestionScope { covers: scopes[0], participant: StaffId(2) }, View::All, 50);
+        search.text = Some("words".into());
+        let steps = plan(&conn, &sel::question_query(&search, crate::sql::Dialect::Sqlite).0);
+        for index in ["questions_library (library_id=?)", "questions_referred", "sessions_librarian (librarian_id=?)"] {
+            assert!(steps.iter().any(|s| s.contains(index)), "the search skips {index}: {steps:?}");
+        }
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN q") && !s.contains("INDEX questions_")), "{steps:?}");
     }
 
     /// A patron's place in line is counted from the entries ahead of theirs
