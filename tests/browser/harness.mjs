@@ -40,7 +40,7 @@ export function refdesk(folderPrefix, ready = () => {}, args = []) {
     assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
     h.port = await freePort();
     const data = fs.mkdtempSync(path.join(os.tmpdir(), folderPrefix));
-    const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_CHATS_PER_ADDRESS_PER_DAY: "100000", REFDESK_STARTS_PER_LIBRARY_PER_DAY: "100000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000", REFDESK_PATRON_POSTS_PER_MINUTE: "1000", REFDESK_DRAIN_SECONDS: "0" };
+    const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_CHATS_PER_ADDRESS_PER_DAY: "100000", REFDESK_STARTS_PER_LIBRARY_PER_DAY: "100000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000", REFDESK_PATRON_POSTS_PER_MINUTE: "1000", REFDESK_FRAME_BURST: "1000", REFDESK_DRAIN_SECONDS: "0" };
     h.server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${h.port}`, ...args], { stdio: ["ignore", "ignore", "inherit"], env });
     h.base = `http://127.0.0.1:${h.port}`;
     const deadline = Date.now() + 30000;

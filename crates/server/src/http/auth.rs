@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use refdesk_app::AppError;
 use refdesk_domain::org::Staff;
+use refdesk_domain::DomainError;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -166,7 +167,12 @@ async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
     axum::Json(staff)
 }
 
-/// The signed-in staff member; 401 without a valid cookie.
+/// The signed-in staff member; 401 without a valid cookie. A write (any
+/// method but `GET` and `HEAD`) spends one of the frame budget the
+/// sign-in's sockets share (`frames_per_second`, `frame_burst`): a line, a
+/// code, a change of availability costs the same over HTTP as on the
+/// socket, and past the budget gets `429 rate_limited`, before anything is
+/// written.
 pub struct CurrentStaff(pub Staff);
 
 impl FromRequestParts<AppState> for CurrentStaff {
@@ -175,8 +181,15 @@ impl FromRequestParts<AppState> for CurrentStaff {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = cookie_token(&parts.headers).ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);
-        Ok(CurrentStaff(
-            crate::limit::checked(state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?,
-        ))
+        let staff =
+            crate::limit::checked(state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?;
+        let writes = !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+        let budget = crate::ws::per_key(state.app.limits());
+        if writes && !state.sockets.sign_ins.spend(refdesk_app::auth::digest(token), budget) {
+            state.metrics.limited("staff_write");
+            let reason = format!("more than {} changes a second from this sign-in; slow down", budget.0);
+            return Err(Refused::Failed(DomainError::Limited { code: "rate_limited", reason }.into()));
+        }
+        Ok(CurrentStaff(staff))
     }
 }

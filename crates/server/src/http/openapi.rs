@@ -92,7 +92,7 @@ pub fn document() -> OpenApi {
         for (changes, op) in ops {
             if let Some(op) = op {
                 // The upgrade is checked like a change: a socket acts.
-                edge_responses(op, changes || path == "/api/ws", path.starts_with("/api/"));
+                edge_responses(op, (changes || path == "/api/ws", changes), path.starts_with("/api/"));
             }
         }
     }
@@ -122,8 +122,9 @@ fn served() -> &'static Result<Vec<u8>, String> {
 
 /// Adds to `op` what the edge may answer before or around its handler:
 /// the refusals of the sign-in extractors, the origin check, the JSON body,
-/// path and query extractors.
-fn edge_responses(op: &mut Operation, changes: bool, api: bool) {
+/// path and query extractors. `changes`: whether the origin is checked,
+/// and whether the method writes (a staff sign-in's budget is spent).
+fn edge_responses(op: &mut Operation, (changes, writes): (bool, bool), api: bool) {
     let schemes: Vec<String> = op
         .security
         .iter()
@@ -140,6 +141,9 @@ fn edge_responses(op: &mut Operation, changes: bool, api: bool) {
     }
     if schemes.iter().any(|s| s == STAFF || s == PATRON) {
         add(op, 429, "`rate_limited`: the client's address presented more sign-in cookies or chat tokens that matched nothing than `limits.bad_credentials_per_minute` (120) allows, and each is refused before it is looked up until its budget refills; `Retry-After` says when to try again");
+    }
+    if writes && schemes.iter().any(|s| s == STAFF) {
+        add(op, 429, "`rate_limited`: this sign-in's writes (and its sockets' frames) went past `limits.frames_per_second` (20 a second, bursts of `frame_burst`, 60); nothing was written");
     }
     if changes {
         add(op, 403, "`cross_origin`: asked by a page that is not refdesk's own");

@@ -43,6 +43,7 @@ mod sockets;
 
 pub use opening::Opening;
 
+pub(crate) use sockets::per_key;
 pub use sockets::{Bucket, Held, Registry, Sockets};
 
 use crate::error::{ApiError, ErrorBody, Query};

@@ -89,15 +89,23 @@ pub struct Held<K: Hash + Eq + Clone> {
     bucket: Arc<Mutex<Bucket>>,
 }
 
+impl<K: Hash + Eq> RegistryMap<K> {
+    /// Past `prune_at` keys, forgets those with no socket open and a full
+    /// budget (forgetting them changes nothing).
+    fn make_room(&mut self) {
+        if self.entries.len() >= self.prune_at {
+            self.entries.retain(|_, e| e.open > 0 || !e.bucket.lock().unwrap_or_else(|p| p.into_inner()).full());
+            self.prune_at = (self.entries.len() * 2).max(1024);
+        }
+    }
+}
+
 impl<K: Hash + Eq + Clone> Registry<K> {
     /// A place under `key` if fewer than `cap` sockets hold one; a new key's
     /// frame budget is `(rate, burst)`.
     pub(super) fn take(self: &Arc<Self>, key: K, cap: usize, (rate, burst): (u32, u32)) -> Option<Held<K>> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.entries.len() >= map.prune_at {
-            map.entries.retain(|_, e| e.open > 0 || !e.bucket.lock().unwrap_or_else(|p| p.into_inner()).full());
-            map.prune_at = (map.entries.len() * 2).max(1024);
-        }
+        map.make_room();
         let entry = map
             .entries
             .entry(key.clone())
@@ -107,6 +115,21 @@ impl<K: Hash + Eq + Clone> Registry<K> {
         }
         entry.open += 1;
         Some(Held { registry: self.clone(), key, bucket: entry.bucket.clone() })
+    }
+
+    /// Spends one of `key`'s budget for what is not a socket (a staff
+    /// member's HTTP write, which shares the budget of their sign-in's
+    /// sockets): whether it had one. A new key's budget is `(rate, burst)`;
+    /// it is kept while it is not full again, as a closed socket's is.
+    pub(crate) fn spend(&self, key: K, (rate, burst): (u32, u32)) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.make_room();
+        let entry = map
+            .entries
+            .entry(key)
+            .or_insert_with(|| Entry { open: 0, bucket: Arc::new(Mutex::new(Bucket::new(rate, burst))) });
+        let spent = entry.bucket.lock().unwrap_or_else(|p| p.into_inner()).take();
+        spent
     }
 
     /// Sockets open under `key` now.
@@ -123,7 +146,7 @@ impl<K: Hash + Eq + Clone> Held<K> {
 }
 
 /// The frame budget of a chat's or a sign-in's sockets: `(rate, burst)`.
-pub(super) fn per_key(limits: &refdesk_app::Limits) -> (u32, u32) {
+pub(crate) fn per_key(limits: &refdesk_app::Limits) -> (u32, u32) {
     (limits.frames_per_second, limits.frame_burst)
 }
 
@@ -152,7 +175,7 @@ impl<K: Hash + Eq + Clone> Drop for Held<K> {
 #[derive(Default)]
 pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
-    pub(super) sign_ins: Arc<Registry<String>>,
+    pub(crate) sign_ins: Arc<Registry<String>>,
     pub(super) addresses: Arc<Registry<IpAddr>>,
     /// The patron frame budgets of the IPv6 /56s and /48s with sockets open
     /// (keyed by prefix length and network address); their sockets are

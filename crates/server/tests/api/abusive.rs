@@ -452,6 +452,7 @@ async fn the_offline_form_is_bounded_per_network_and_day() {
 #[tokio::test]
 async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_its_limit() {
     let app = spawn_app_with(|c| {
+        crate::helpers::staff_writes_unbounded(c);
         c.limits.patron_lines_before_accept = 3;
         c.limits.max_chat_lines = 8;
     })

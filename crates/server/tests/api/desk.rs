@@ -368,7 +368,11 @@ async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
 /// were 16 MB in one answer); the next page is asked for after the last.
 #[tokio::test]
 async fn a_senders_ims_are_capped_per_day_and_a_history_page_by_its_text() {
-    let app = spawn_app_with(|c| c.limits.ims_per_staff_per_day = 300).await;
+    let app = spawn_app_with(|c| {
+        crate::helpers::staff_writes_unbounded(c);
+        c.limits.ims_per_staff_per_day = 300;
+    })
+    .await;
     let (ann, ben) = (app.staff("ann").await, app.staff("ben").await);
     let long = "😀".repeat(4000);
     for n in 0..300 {

@@ -60,6 +60,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// For a test that writes many lines as staff over HTTP to reach another
+/// limit: a sign-in's writes spend its frame budget (`frames_per_second`).
+pub fn staff_writes_unbounded(c: &mut Config) {
+    c.limits.frames_per_second = 100_000;
+    c.limits.frame_burst = 100_000;
+}
+
 /// A fresh server, with the configuration adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temp folder");

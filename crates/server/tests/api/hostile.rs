@@ -343,7 +343,7 @@ async fn unknown_fields_and_missing_records_get_their_documented_answers() {
 /// loaded whole for one request, and notes are read but never shown.
 #[tokio::test]
 async fn the_patrons_rest_transcript_is_read_a_page_at_a_time() {
-    let app = crate::helpers::spawn_app().await;
+    let app = spawn_app_with(crate::helpers::staff_writes_unbounded).await;
     let patron = app.start_chat("riverside-main", "A long one").await;
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(patron.session).await.0, 200);
@@ -759,4 +759,43 @@ async fn an_address_opens_so_many_sockets_a_minute_and_another_is_not_held_back(
     assert_eq!(hello["type"], "hello", "another address has its own");
     // A desk this node knows reconnects from the spent address all the same.
     let _desk = app.staff("ann").await.socket().await;
+}
+
+/// A staff member's writes over HTTP spend the frame budget their sign-in's
+/// sockets share: a stolen cookie looping lines or availability changes
+/// (each a commit, each availability change a status read for every
+/// library's widget) gets `429 rate_limited` past it, before anything is
+/// written, as a socket does. Reads are not counted, a colleague's sign-in
+/// has its own budget, and the budget comes back.
+#[tokio::test]
+async fn a_sign_ins_writes_over_http_share_its_sockets_frame_budget() {
+    let app = spawn_app_with(|c| {
+        c.limits.frames_per_second = 2;
+        c.limits.frame_burst = 6;
+    })
+    .await;
+    // Signing in went on duty: one of the six spent.
+    let ann = app.staff("ann").await;
+    let mut answers = Vec::new();
+    for n in 0..12 {
+        let availability = if n % 2 == 0 { "away" } else { "on_duty" };
+        answers.push(ann.post("/api/me/availability", json!({ "availability": availability })).await);
+    }
+    let passed = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert!((5..=7).contains(&passed), "{passed} of 12 writes passed: {answers:?}");
+    let refused = answers.iter().find(|(status, _)| *status == 429).expect("the writes past the budget are refused");
+    assert_eq!(refused.1["error"]["code"], "rate_limited", "{}", refused.1);
+    // The last refused change was not made: the availability is the last one that passed.
+    let last_passed = answers.iter().rposition(|(status, _)| *status == 200).unwrap();
+    let expected = if last_passed % 2 == 0 { "away" } else { "on_duty" };
+    let (status, staff) = ann.get("/api/staff/presence").await;
+    assert_eq!(status, 200, "reads are not counted: {staff}");
+    let me = staff.as_array().unwrap().iter().find(|s| s["username"] == "ann").unwrap();
+    assert_eq!(me["availability"], expected, "{me}");
+    let bob = app.staff("ben").await;
+    let (status, _) = bob.post("/api/me/availability", json!({ "availability": "away" })).await;
+    assert_eq!(status, 200, "a colleague's sign-in has its own budget");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, _) = ann.post("/api/me/availability", json!({ "availability": "on_duty" })).await;
+    assert_eq!(status, 200, "the budget comes back, two a second");
 }

@@ -413,7 +413,11 @@ async fn a_referral_alerts_the_receiving_librarys_desks_only() {
 /// written.
 #[tokio::test]
 async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes() {
-    let app = crate::helpers::spawn_app_with(|c| c.limits.max_question_entries = 10).await;
+    let app = crate::helpers::spawn_app_with(|c| {
+        crate::helpers::staff_writes_unbounded(c);
+        c.limits.max_question_entries = 10;
+    })
+    .await;
     let l = live_chat(&app, None).await;
     l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
     l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "answered"})).await;
