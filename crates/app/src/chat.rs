@@ -329,11 +329,30 @@ impl App {
 
     /// A library by its slug, from memory once read (a library never changes).
     pub async fn library(&self, slug: &str) -> AppResult<LibraryRecord> {
+        self.library_by(slug, false).await
+    }
+
+    /// A library by its slug, for the entry points anyone may ask with any
+    /// name as often as they like (its status, its chat and form, the
+    /// `/ask` page): from memory once read; otherwise from the open list
+    /// ([`App::listed_libraries`]: one read per [`LISTED_FOR`] on this
+    /// node), never with a read of its own, so that a flood of made-up names
+    /// costs the store nothing. A library another node added is found
+    /// within [`LISTED_FOR`]; one this node added, at once.
+    pub async fn open_library(&self, slug: &str) -> AppResult<LibraryRecord> {
+        self.library_by(slug, true).await
+    }
+
+    async fn library_by(&self, slug: &str, open: bool) -> AppResult<LibraryRecord> {
         let known = self.libraries.lock().unwrap_or_else(|p| p.into_inner()).get(slug).cloned();
         if let Some(lib) = known {
             return Ok(lib);
         }
-        let lib = self.store.library_by_slug(slug).await?.ok_or(AppError::Domain(DomainError::NotFound("library")))?;
+        let found = match open {
+            true => self.listed_libraries().await?.iter().find(|l| l.slug == slug).cloned(),
+            false => self.store.library_by_slug(slug).await?,
+        };
+        let lib = found.ok_or(AppError::Domain(DomainError::NotFound("library")))?;
         self.libraries.lock().unwrap_or_else(|p| p.into_inner()).insert(slug.to_owned(), lib.clone());
         Ok(lib)
     }
@@ -348,7 +367,7 @@ impl App {
         form: StartChat,
         ip: Option<std::net::IpAddr>,
     ) -> AppResult<Started> {
-        let lib = self.library(library_slug).await?;
+        let lib = self.open_library(library_slug).await?;
         let keys = crate::blocks::Asker { ip, browser: form.browser.clone() }.keys();
         self.refuse_blocked(&lib, &keys, false).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;

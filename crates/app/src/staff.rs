@@ -208,7 +208,7 @@ impl App {
     /// own staff, or any of the cooperative (they serve it after roll-up).
     /// Read from the store at most once per [`STATUS_FRESH_MS`] per cooperative.
     pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
-        let lib = self.library(slug).await?;
+        let lib = self.open_library(slug).await?;
         let online = self.anyone_on_duty(lib.placement.cooperative).await?;
         Ok(LibraryStatus { library: lib.name, online })
     }
@@ -265,7 +265,7 @@ impl App {
         form: OfflineForm,
         ip: Option<std::net::IpAddr>,
     ) -> AppResult<FormReceipt> {
-        let lib = self.library(slug).await?;
+        let lib = self.open_library(slug).await?;
         let keys = crate::blocks::Asker { ip, browser: form.browser.clone() }.keys();
         self.refuse_blocked(&lib, &keys, true).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;

@@ -77,7 +77,7 @@ async fn index() -> Response {
         (status = 404, description = "no such library: the same page, which says so", body = String, content_type = "text/html")))]
 async fn ask(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
     let mut page = page_with(ASK, CSP_EMBEDDABLE);
-    if let Err(AppError::Domain(DomainError::NotFound(_))) = state.app.library(&slug).await {
+    if let Err(AppError::Domain(DomainError::NotFound(_))) = state.app.open_library(&slug).await {
         *page.status_mut() = StatusCode::NOT_FOUND;
     }
     page

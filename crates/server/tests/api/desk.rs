@@ -917,3 +917,31 @@ async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A made-up library name costs the store nothing: the entry points anyone
+/// may ask (a library's status, its chat and form, the `/ask` page) look a
+/// library this node does not know yet up in the open list, read at most
+/// once per `LISTED_FOR` on the node, not one name at a time. So a library
+/// another node just added is found within `LISTED_FOR`.
+#[tokio::test]
+async fn made_up_library_names_are_answered_from_the_open_list_not_by_a_read_each() {
+    let app = spawn_app_with_manual_clock().await;
+    let http = reqwest::Client::new();
+    let status = |slug: &str| http.get(app.url(&format!("/api/libraries/{slug}/status"))).send();
+    assert_eq!(status("no-such-library").await.unwrap().status(), 404);
+    // Added behind this node's back, as another node would.
+    let main = app.state.app.library("riverside-main").await.unwrap();
+    app.state.app.store().create_library(main.placement.institution, "brand-new", "Brand New").await.unwrap();
+    assert_eq!(status("brand-new").await.unwrap().status(), 404, "no read of its own for a name not in the list");
+    let page = http.get(app.url("/ask/brand-new")).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    let chat = json!({"name": "Pat", "question": "Open?"});
+    let r = http.post(app.url("/api/libraries/brand-new/chats")).json(&chat).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.clock().advance(refdesk_app::LISTED_FOR);
+    let found: Value = status("brand-new").await.unwrap().json().await.unwrap();
+    assert_eq!(found["library"], "Brand New", "{found}");
+    assert_eq!(http.get(app.url("/ask/brand-new")).send().await.unwrap().status(), 200);
+    let r = http.post(app.url("/api/libraries/brand-new/chats")).json(&chat).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}

@@ -334,6 +334,12 @@ async fn unknown_fields_and_missing_records_get_their_documented_answers() {
         let f = ws.next().await;
         assert_eq!((f["type"].as_str(), f["code"].as_str()), (Some("error"), Some("bad_frame")), "{frame}");
     }
+    // A frame of an unknown type is refused without being sent back whole.
+    let huge = "t".repeat(30_000);
+    ws.send(json!({"type": huge})).await;
+    let f = ws.next().await;
+    assert_eq!(f["code"], "bad_frame", "{f}");
+    assert!(f.to_string().len() < 1_000, "the error quotes the frame whole: {} bytes", f.to_string().len());
     // A colleague who does not exist: 404, as on PostgreSQL (was a 500 on SQLite).
     let (status, body) = ann.post("/api/im/999999/read", json!({"seq": 1})).await;
     assert_eq!(status, 404, "{body}");
