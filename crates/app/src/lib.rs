@@ -204,6 +204,10 @@ pub struct Limits {
     /// (`429 too_many_mails` beyond): a patron asks a few questions a day,
     /// and refdesk's own address must not be turned on anyone's inbox.
     pub answers_per_recipient_per_day: u32,
+    /// Answers one staff member e-mails from the question list in 24 hours,
+    /// to anyone (`429 too_many_mails` beyond): each address has its own
+    /// cap, so a stolen sign-in could otherwise mail any number of them.
+    pub answers_per_staff_per_day: u32,
     /// Entries a question's timeline may hold from notes and messages to
     /// its librarian (`429 question_full` beyond); the other actions (an
     /// answer, a code, an assignment, closing) may add a hundred more. A
@@ -313,6 +317,7 @@ impl Default for Limits {
             patron_reads_per_minute: 300,
             bad_credentials_per_minute: 120,
             answers_per_recipient_per_day: 20,
+            answers_per_staff_per_day: 200,
             max_question_entries: 500,
             ims_per_staff_per_day: 2_000,
             max_waiting_per_library: 600,

@@ -234,6 +234,7 @@ impl App {
         let receiving = prepared.receiving;
         let me = staff.clone();
         let per_recipient = Some(self.limits.answers_per_recipient_per_day);
+        let per_sender = Some(self.limits.answers_per_staff_per_day);
         let most = self.staff_lines_most();
         let entries = self.limits.max_question_entries;
         let coding = matches!(prepared.action, QuestionAction::SetCode { .. });
@@ -258,7 +259,12 @@ impl App {
                 (false, true) => Some(entries),
                 (false, false) => Some(entries.saturating_add(100)),
             };
-            Ok(refdesk_store::QuestionPlan { mails_per_recipient_per_day: per_recipient, timeline_most, ..plan })
+            Ok(refdesk_store::QuestionPlan {
+                mails_per_recipient_per_day: per_recipient,
+                mails_per_sender_per_day: per_sender,
+                timeline_most,
+                ..plan
+            })
         });
         let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
         self.after_acting(staff, receiving, acted).await

@@ -108,21 +108,27 @@ async fn text_logs_have_no_colour_codes_off_a_terminal() {
 }
 
 #[tokio::test]
-async fn a_flood_of_refusals_and_unknown_paths_does_not_flood_the_log() {
+async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
     let server = Server::start(&dir.path().join("data"), &log, &[("REFDESK_LOGINS_PER_MINUTE", "1")]).await;
     let http = reqwest::Client::new();
     let login = serde_json::json!({"username": "nobody", "password": "wrong guess"});
-    for _ in 0..30 {
+    for n in 0..30 {
         http.post(server.url("/api/login")).json(&login).send().await.unwrap();
         http.get(server.url("/wp-login.php")).send().await.unwrap();
+        // What every page of a library's site with the widget asks, made-up names or not.
+        http.get(server.url("/widget.js")).send().await.unwrap();
+        http.get(server.url(&format!("/api/libraries/site-{n}/status"))).send().await.unwrap();
+        http.get(server.url(&format!("/ask/site-{n}?embed=1"))).send().await.unwrap();
+        http.get(server.url("/assets/ask.js")).send().await.unwrap();
     }
     http.get(server.url("/")).header("X-Request-Id", "after-the-flood").send().await.unwrap();
     let lines = lines_until(&log, |l| l.contains("after-the-flood")).await;
     let answered: Vec<&String> = lines.iter().filter(|l| l.contains("answered")).collect();
-    // The first sign-in (401) and the last request: the 29 refusals (429)
-    // and the 30 unknown paths (404) are counted, not logged at info.
+    // The first sign-in (401) and the last request: the 29 refusals (429),
+    // the 30 unknown paths (404) and the widget's 120 requests are counted,
+    // not logged at info.
     assert_eq!(answered.len(), 2, "{answered:#?}");
     assert!(!answered.iter().any(|l| l.contains("status=429") || l.contains("unmatched")), "{answered:#?}");
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

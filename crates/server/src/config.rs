@@ -476,6 +476,7 @@ impl Config {
             ("limits.patron_reads_per_minute", l.patron_reads_per_minute as u64, 1, 100_000),
             ("limits.bad_credentials_per_minute", l.bad_credentials_per_minute as u64, 1, 100_000),
             ("limits.answers_per_recipient_per_day", l.answers_per_recipient_per_day as u64, 1, 1_000_000),
+            ("limits.answers_per_staff_per_day", l.answers_per_staff_per_day as u64, 1, 1_000_000),
             ("limits.header_read_seconds", l.header_read_seconds, 1, 3600),
             ("limits.idle_seconds", l.idle_seconds, 1, 24 * 3600),
             ("limits.body_seconds", l.body_seconds, 1, 3600),

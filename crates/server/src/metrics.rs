@@ -377,14 +377,21 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// What a library's web site asks of refdesk on each visitor's page, with
+/// the widget on it: logged at debug (see [`track`]).
+const WIDGET_ROUTES: [&str; 4] = ["/widget.js", "/assets/{file}", "/api/libraries/{slug}/status", "/ask/{slug}"];
+
 /// The outermost middleware: gives the request its id and span, then
 /// counts and times it by the route it matched and the status answered.
 /// Logs one line per request: its route, never its URL, query or client
-/// address. At debug for probes and scrapes, and for what strangers can
-/// send without end — a refusal by a rate limit (`429`), a path that
-/// matches no route — so that a flood of them does not flood the log (and
-/// journald's rate limit then drop the lines that matter); they are counted
-/// in `refdesk_http_requests_total` all the same.
+/// address. At debug for probes and scrapes, for what strangers can send
+/// without end — a refusal by a rate limit (`429`), a path that matches no
+/// route — and for what every visitor of a library's web site asks without
+/// knowing it (the widget's script and files, its library's status every
+/// 30 s, the chat page it frames: `WIDGET_ROUTES`), so that neither a flood
+/// nor a busy library site floods the log (and journald's rate limit then
+/// drop the lines that matter); they are counted in
+/// `refdesk_http_requests_total` all the same.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id(req.headers());
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
@@ -396,6 +403,9 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     state.metrics.request(&route, method, res.status(), took);
     let (status, ms) = (res.status().as_u16(), took.as_secs_f64() * 1000.0);
     let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics" | "unmatched")
+        || (WIDGET_ROUTES.contains(&route.as_str())
+            && matches!(method, "GET" | "HEAD")
+            && !res.status().is_server_error())
         || res.status() == StatusCode::TOO_MANY_REQUESTS;
     span.in_scope(|| match quiet {
         true => tracing::debug!(status, ms, "answered"),

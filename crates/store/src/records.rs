@@ -119,6 +119,11 @@ pub struct QuestionPlan {
     /// address: past it the action is refused (`too_many_mails`) and
     /// changes nothing. `None`: no cap.
     pub mails_per_recipient_per_day: Option<u32>,
+    /// Mails the acting staff member had queued from the question list at
+    /// most in the last 24 hours, to anyone, counted in this write under a
+    /// lock per staff member: past it the action is refused
+    /// (`too_many_mails`) and changes nothing. `None`: no cap.
+    pub mails_per_sender_per_day: Option<u32>,
     /// Entries the question's timeline may hold at most before this
     /// action: when it would add to one holding that many, it is refused
     /// (`question_full`) and changes nothing. `None`: no cap.

@@ -202,3 +202,22 @@ async fn answers_e_mailed_to_one_address_are_capped_per_day() {
     assert_eq!(answers, 2, "the refused answer left nothing: {detail}");
     assert_eq!(ann.act(q, "answer", answer("ANSWER 3", "pat@example.org")).await.0, 200, "another address");
 }
+
+/// A stolen sign-in cannot spread answers over many addresses, each within
+/// its own cap: one staff member's answers of the day are capped too.
+#[tokio::test]
+async fn answers_one_librarian_e_mails_are_capped_per_day_whatever_the_addresses() {
+    let app = spawn_app_with(|c| c.limits.answers_per_staff_per_day = 2).await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat_with("riverside-main", json!({"question": "Q?", "email": "pat@example.org"})).await;
+    ann.accept(patron.session).await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let answer = |email: &str| json!({"body": "Here it is.", "email": email, "confirm_live": true});
+    for n in 0..2 {
+        assert_eq!(ann.act(q, "answer", answer(&format!("reader{n}@example.org"))).await.0, 200);
+    }
+    let (status, refused) = ann.act(q, "answer", answer("reader2@example.org")).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("too_many_mails")), "{refused}");
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.act(q, "answer", answer("reader2@example.org")).await.0, 200, "a colleague's own count");
+}

@@ -347,7 +347,7 @@ async fn end<D: Db>(
     };
     if let Some(m) = mail(&ended, &all) {
         if may_mail_transcript(db, id, &m, ending.transcripts_per_recipient_per_day, now).await? {
-            insert_mail(db, &m, ended.ctx.question, Some(id), now).await?;
+            insert_mail(db, &m, (ended.ctx.question, Some(id)), None, now).await?;
         } else {
             tracing::info!(session = %id, "a transcript past its address's mails for the day: none queued");
         }

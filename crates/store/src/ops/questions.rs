@@ -85,6 +85,14 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
             return Err(DomainError::Limited { code: "too_many_mails", reason }.into());
         }
     }
+    if let (Some(_), Some(max)) = (&plan.mail, plan.mails_per_sender_per_day) {
+        db.lock(&format!("sender:{}", by.id.0)).await?;
+        let sent = int(db, sel::MAILS_SENT_BY, args![by.id.0, now - DAY], "n").await?;
+        if sent >= i64::from(max) {
+            let reason = format!("you have e-mailed {sent} answers in the last 24 hours; try again tomorrow");
+            return Err(DomainError::Limited { code: "too_many_mails", reason }.into());
+        }
+    }
     let adds = plan.state.as_ref().is_some_and(|after| *after != before) || !plan.entries.is_empty();
     if let Some(most) = plan.timeline_most.filter(|_| adds) {
         let held = int(db, sel::TIMELINE_ENTRIES, args![id.0], "n").await?;
@@ -109,7 +117,7 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
         None => None,
     };
     let mail = match &plan.mail {
-        Some(m) => Some(insert_mail(db, m, Some(id), Some(session.ctx.id), now).await?),
+        Some(m) => Some(insert_mail(db, m, (Some(id), Some(session.ctx.id)), Some(by.id), now).await?),
         None => None,
     };
     let question = question_where(db, id).await?;

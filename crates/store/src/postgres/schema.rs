@@ -25,4 +25,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/016.sql"),
     include_str!("migrations/017.sql"),
     include_str!("migrations/018.sql"),
+    include_str!("migrations/019.sql"),
 ];

@@ -6,7 +6,7 @@ use super::select::{self as sel, MESSAGE_SELECT, QUESTION_SELECT, SESSION_SELECT
 use super::{args, int, Arg, ClientIdSeen, Db};
 use crate::{NewMail, NewMessage, QuestionRecord, Result, SessionRecord, StoreError};
 use refdesk_domain::chat::{Author, Member, Message, MessageKind, SystemEvent};
-use refdesk_domain::ids::{CooperativeId, QuestionId, SessionId};
+use refdesk_domain::ids::{CooperativeId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
 use refdesk_domain::{DomainError, Millis};
@@ -272,18 +272,29 @@ pub(crate) async fn write_question_state<D: Db>(
 }
 
 /// Puts an e-mail in the outbox; its id.
+/// Queues a mail; `sender`: the staff member who sent it from the question
+/// list (their answers of the day are counted).
 pub(crate) async fn insert_mail<D: Db>(
     db: &mut D,
     m: &NewMail,
-    question: Option<QuestionId>,
-    session: Option<SessionId>,
+    (question, session): (Option<QuestionId>, Option<SessionId>),
+    sender: Option<StaffId>,
     now: Millis,
 ) -> Result<i64> {
     int(
         db,
-        "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id AS mail_id",
-        args![m.kind.as_str(), question.map(|q| q.0), session.map(|s| s.0), &m.to, &m.subject, &m.body, now],
+        "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at, sender_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) RETURNING id AS mail_id",
+        args![
+            m.kind.as_str(),
+            question.map(|q| q.0),
+            session.map(|s| s.0),
+            &m.to,
+            &m.subject,
+            &m.body,
+            now,
+            sender.map(|s| s.0)
+        ],
         "mail_id",
     )
     .await

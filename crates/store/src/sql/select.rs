@@ -546,6 +546,10 @@ pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM session
 
 /// Mails of one kind queued since a time to one address, in any letter case
 /// (binds kind, address, since; index `outbox_to`).
+/// Mails a staff member queued from the question list since a time (binds
+/// the staff member, since; index `outbox_sender`).
+pub(crate) const MAILS_SENT_BY: &str = "SELECT COUNT(*) AS n FROM outbox WHERE sender_id = ?1 AND created_at >= ?2";
+
 pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
      WHERE lower(to_addr) = lower(?2) AND created_at >= ?3 AND kind = ?1";
 

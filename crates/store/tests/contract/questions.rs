@@ -18,6 +18,7 @@ on_every_backend!(
     a_question_list_action_writes_its_state_timeline_line_and_mail_at_once,
     the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts,
     mails_to_one_address_are_capped_per_day_inside_the_actions_write,
+    mails_from_one_staff_member_are_capped_per_day_whatever_the_addresses,
     an_action_adding_to_a_full_timeline_is_refused_inside_its_write_and_writes_nothing,
     every_view_of_the_question_list_is_what_its_definition_says_in_every_scope_and_filter,
 );
@@ -58,6 +59,12 @@ fn close_with_mail() -> refdesk_store::Plan {
 
 /// [`close_with_mail`] to `to`, under a cap of mails to it per day.
 fn mail_to(to: &str, cap: Option<u32>) -> refdesk_store::Plan {
+    mail_capped(to, (cap, None))
+}
+
+/// [`close_with_mail`] to `to`, under caps of mails to it and from the
+/// acting staff member per day.
+fn mail_capped(to: &str, (per_recipient, per_sender): (Option<u32>, Option<u32>)) -> refdesk_store::Plan {
     let to = to.to_owned();
     Box::new(move |q, _| {
         let mut after = q.state.clone();
@@ -67,7 +74,8 @@ fn mail_to(to: &str, cap: Option<u32>) -> refdesk_store::Plan {
             entries: vec![Change::Note { body: "closing".into() }],
             line: Some(system("closed")),
             mail: Some(NewMail { kind: MailKind::Answer, to, subject: "s".into(), body: "b".into() }),
-            mails_per_recipient_per_day: cap,
+            mails_per_recipient_per_day: per_recipient,
+            mails_per_sender_per_day: per_sender,
             timeline_most: None,
         })
     })
@@ -131,7 +139,16 @@ async fn mails_to_one_address_are_capped_per_day_inside_the_actions_write(b: &Ba
         s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", Some(2)), at).await.unwrap();
     }
     let (timeline, lines) = (s.timeline(q).await.unwrap().len(), s.messages_after(a, 0, 100).await.unwrap().len());
-    let refused = s.act_on_question(q, w.carla.clone(), mail_to("PAT@Example.org", Some(2)), 70).await;
+    refused_too_many_mails(s.act_on_question(q, w.carla.clone(), mail_to("PAT@Example.org", Some(2)), 70).await);
+    assert_eq!(s.timeline(q).await.unwrap().len(), timeline, "nothing written");
+    assert_eq!(s.messages_after(a, 0, 100).await.unwrap().len(), lines, "no line");
+    s.act_on_question(q, w.carla.clone(), mail_to("other@example.org", Some(2)), 71).await.expect("another address");
+    s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", None), 72).await.expect("no cap, no count");
+    s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", Some(2)), 73 + day).await.expect("a day later");
+}
+
+/// An action refused for the mails already sent (`too_many_mails`).
+fn refused_too_many_mails<T: std::fmt::Debug>(refused: refdesk_store::Result<T>) {
     assert!(
         matches!(
             &refused,
@@ -139,11 +156,29 @@ async fn mails_to_one_address_are_capped_per_day_inside_the_actions_write(b: &Ba
         ),
         "{refused:?}"
     );
+}
+
+/// Past the cap of mails one staff member queued from the question list in
+/// 24 hours, to any addresses, the action is refused and changes nothing;
+/// a colleague has their own count; a day later it goes.
+async fn mails_from_one_staff_member_are_capped_per_day_whatever_the_addresses(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    let q = question_of(b, a).await;
+    let day = 86_400_000;
+    for (at, to) in [(50, "one@example.org"), (60, "two@example.org")] {
+        s.act_on_question(q, w.carla.clone(), mail_capped(to, (None, Some(2))), at).await.unwrap();
+    }
+    let timeline = s.timeline(q).await.unwrap().len();
+    let refused = s.act_on_question(q, w.carla.clone(), mail_capped("three@example.org", (None, Some(2))), 70).await;
+    refused_too_many_mails(refused);
     assert_eq!(s.timeline(q).await.unwrap().len(), timeline, "nothing written");
-    assert_eq!(s.messages_after(a, 0, 100).await.unwrap().len(), lines, "no line");
-    s.act_on_question(q, w.carla.clone(), mail_to("other@example.org", Some(2)), 71).await.expect("another address");
-    s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", None), 72).await.expect("no cap, no count");
-    s.act_on_question(q, w.carla.clone(), mail_to("pat@example.org", Some(2)), 73 + day).await.expect("a day later");
+    s.act_on_question(q, w.ann.clone(), mail_capped("three@example.org", (None, Some(2))), 71)
+        .await
+        .expect("a colleague");
+    let later =
+        s.act_on_question(q, w.carla.clone(), mail_capped("three@example.org", (None, Some(2))), 72 + day).await;
+    later.expect("a day later");
 }
 
 /// Whether `r` is in `scope` (DESIGN §2): a question of a library it
