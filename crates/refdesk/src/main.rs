@@ -520,40 +520,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("created institution {} (id {}) in {}", i.name, i.id, i.cooperative_name);
             Ok(())
         }
-        Command::Library { command: LibraryCommand::Add { slug, name, institution } } => {
-            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
-            let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
-            let done = state.app.add_library(None, inst, slug, name).await.map_err(by_id);
-            state.app.store().close().await;
-            let l = done?;
-            println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
-            println!("its widget snippet: `refdesk library snippet {}`", l.slug);
-            Ok(())
-        }
-        Command::Library { command: LibraryCommand::Snippet { slug } } => {
-            let config = offline(existing(load_config(&cli)?)?);
-            let Some(public) = config.public_url.clone() else {
-                bail!(
-                    "set public_url first (the address patrons reach refdesk at, https://…): the snippet loads \
-                     widget.js from it, on the library's own site"
-                );
-            };
-            let state = refdesk_server::open(&config, Clock::system()).await?;
-            let found = state.app.library(slug).await;
-            state.app.store().close().await;
-            let library = found.map_err(|e| match e {
-                refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound(_)) => {
-                    anyhow::anyhow!("there is no library at /ask/{slug} (`refdesk list` shows them)")
-                }
-                e => anyhow::anyhow!("{e}"),
-            })?;
-            println!(
-                "<script src=\"{}/widget.js\" data-library=\"{}\" defer></script>",
-                public.trim_end_matches('/'),
-                library.slug
-            );
-            Ok(())
-        }
+        Command::Library { command } => library_command(&cli, command).await,
         Command::List => {
             let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let listed = list(&state.app).await;
@@ -653,6 +620,46 @@ fn print_next(cli: &Cli, admin: &str) -> anyhow::Result<()> {
     }
     println!("next: `refdesk{with} serve`, then sign in at /desk as {admin} to add staff and libraries");
     Ok(())
+}
+
+/// `refdesk library …`.
+async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<()> {
+    match command {
+        LibraryCommand::Add { slug, name, institution } => {
+            let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+            let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
+            let done = state.app.add_library(None, inst, slug, name).await.map_err(by_id);
+            state.app.store().close().await;
+            let l = done?;
+            println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
+            println!("its widget snippet: `refdesk library snippet {}`", l.slug);
+            Ok(())
+        }
+        LibraryCommand::Snippet { slug } => {
+            let config = offline(existing(load_config(cli)?)?);
+            let Some(public) = config.public_url.clone() else {
+                bail!(
+                    "set public_url first (the address patrons reach refdesk at, https://…): the snippet loads \
+                     widget.js from it, on the library's own site"
+                );
+            };
+            let state = refdesk_server::open(&config, Clock::system()).await?;
+            let found = state.app.library(slug).await;
+            state.app.store().close().await;
+            let library = found.map_err(|e| match e {
+                refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound(_)) => {
+                    anyhow::anyhow!("there is no library at /ask/{slug} (`refdesk list` shows them)")
+                }
+                e => anyhow::anyhow!("{e}"),
+            })?;
+            println!(
+                "<script src=\"{}/widget.js\" data-library=\"{}\" defer></script>",
+                public.trim_end_matches('/'),
+                library.slug
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `refdesk serve`.

@@ -121,7 +121,7 @@ where
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),
             Err(rejection) => {
-                Err(ApiError { status: rejection.status(), code: "bad_json", message: rejection.body_text() })
+                Err(ApiError { status: rejection.status(), code: "bad_json", message: cut(rejection.body_text()) })
             }
         }
     }
@@ -136,7 +136,17 @@ pub fn bad_json(e: serde_json::Error) -> ApiError {
         serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError { status, code: "bad_json", message: format!("the request body: {e}") }
+    ApiError { status, code: "bad_json", message: cut(format!("the request body: {e}")) }
+}
+
+/// A parser's message, at most 300 characters of it: serde quotes what it
+/// did not expect whole, and a body or a frame of 100 KB would come back in
+/// its error.
+pub(crate) fn cut(message: String) -> String {
+    match message.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message,
+    }
 }
 
 /// Result of a handler.

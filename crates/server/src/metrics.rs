@@ -53,7 +53,7 @@ pub const STORE_WAIT: Duration = Duration::from_secs(2);
 /// The request id's header, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
 /// Every label of `refdesk_limited_total`, each there from the start.
-const LIMITS: [&str; 12] = [
+const LIMITS: [&str; 13] = [
     "login",
     "start",
     "patron",
@@ -66,6 +66,7 @@ const LIMITS: [&str; 12] = [
     "login_busy",
     "bad_credential",
     "socket_open",
+    "staff_write",
 ];
 /// How often the refusals by the limits are summed up in the log, at most.
 const REFUSALS_EVERY: Duration = Duration::from_secs(60);

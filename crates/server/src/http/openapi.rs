@@ -92,7 +92,9 @@ pub fn document() -> OpenApi {
         for (changes, op) in ops {
             if let Some(op) = op {
                 // The upgrade is checked like a change: a socket acts.
-                edge_responses(op, (changes || path == "/api/ws", changes), path.starts_with("/api/"));
+                // Signing out spends none of the sign-in's budget.
+                let writes = changes && path != "/api/logout";
+                edge_responses(op, (changes || path == "/api/ws", writes), path.starts_with("/api/"));
             }
         }
     }

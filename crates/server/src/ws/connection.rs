@@ -297,12 +297,7 @@ impl Connection {
         let frame: In = match serde_json::from_str(text.as_str()) {
             Ok(f) => f,
             Err(e) => {
-                // serde quotes what it did not expect, whole: a 60 KB frame
-                // would come back as a 60 KB error. Its first 200 characters say it.
-                let said = e.to_string();
-                let cut = said.char_indices().nth(200).map_or(said.len(), |(at, _)| at);
-                let why =
-                    format!("not a frame of the protocol: {}{}", &said[..cut], if cut < said.len() { "…" } else { "" });
+                let why = crate::error::cut(format!("not a frame of the protocol: {e}"));
                 return error(socket, "bad_frame", &why, None).await;
             }
         };

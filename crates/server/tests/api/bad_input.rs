@@ -438,6 +438,11 @@ async fn json_of_the_wrong_shape_is_422_and_text_that_is_not_json_is_400_everywh
         assert_eq!(got, status, "{path} {body}: {err}");
         assert_eq!(err["error"]["code"], "bad_json", "{path} {body}");
     }
+    // The parser quotes what it did not expect: not sent back whole.
+    let long = format!(r#"{{"availability": "away", "{}": 1}}"#, "k".repeat(30_000)).leak();
+    let (got, err) = send_raw(&ann, reqwest::Method::POST, availability, json, long).await;
+    assert_eq!((got, err["error"]["code"].as_str()), (422, Some("bad_json")), "{err}");
+    assert!(err.to_string().len() < 1_000, "the error quotes the body whole: {} bytes", err.to_string().len());
     assert_eq!(ann.get(&format!("/api/questions/{question}")).await.1, before, "nothing changed");
 }
 

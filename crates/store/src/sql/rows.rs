@@ -271,9 +271,8 @@ pub(crate) async fn write_question_state<D: Db>(
     Ok(())
 }
 
-/// Puts an e-mail in the outbox; its id.
-/// Queues a mail; `sender`: the staff member who sent it from the question
-/// list (their answers of the day are counted).
+/// Puts an e-mail in the outbox; its id. `sender`: the staff member who
+/// sent it from the question list (their answers of the day are counted).
 pub(crate) async fn insert_mail<D: Db>(
     db: &mut D,
     m: &NewMail,

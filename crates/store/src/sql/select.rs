@@ -544,12 +544,12 @@ pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM session
      WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND ended_at >= ?2
        AND accepted_at IS NOT NULL AND id <> ?3";
 
-/// Mails of one kind queued since a time to one address, in any letter case
-/// (binds kind, address, since; index `outbox_to`).
 /// Mails a staff member queued from the question list since a time (binds
 /// the staff member, since; index `outbox_sender`).
 pub(crate) const MAILS_SENT_BY: &str = "SELECT COUNT(*) AS n FROM outbox WHERE sender_id = ?1 AND created_at >= ?2";
 
+/// Mails of one kind queued since a time to one address, in any letter case
+/// (binds kind, address, since; index `outbox_to`).
 pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
      WHERE lower(to_addr) = lower(?2) AND created_at >= ?3 AND kind = ?1";
 
@@ -639,8 +639,14 @@ fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
 
 /// A library's scope as three conditions, one for each way a question is
 /// in it, each read through an index of its own: the library's questions,
-/// those referred to it, those of the staff member's chats.
-const LIBRARY_ARMS: [&str; 3] = ["q.library_id = ?1", "q.referred_to = ?1", "s.librarian_id = ?2"];
+/// those referred to it, those of the staff member's chats; each but the
+/// first without the questions of those before it (no question is read,
+/// and searched, twice).
+const LIBRARY_ARMS: [&str; 3] = [
+    "q.library_id = ?1",
+    "q.referred_to = ?1 AND q.library_id <> ?1",
+    "s.librarian_id = ?2 AND q.library_id <> ?1 AND (q.referred_to IS NULL OR q.referred_to <> ?1)",
+];
 
 /// The conditions of a view, each an arm of the list (a question matches
 /// one arm at most). The views of work still to do say the `WHERE` of the
@@ -743,11 +749,11 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
     let sql = match &arms[..] {
         [one] => one.clone(),
         // Each arm's page, then the page of them all (the arms share their
-        // numbered arguments; a question in two of the scope's arms is one).
+        // numbered arguments; no question is in two of them).
         arms => {
             let parts: Vec<String> =
                 arms.iter().enumerate().map(|(n, arm)| format!("SELECT * FROM ({arm}) AS arm{n}")).collect();
-            format!("{} ORDER BY question_id DESC LIMIT ?{}", parts.join(" UNION "), args.len())
+            format!("{} ORDER BY question_id DESC LIMIT ?{}", parts.join(" UNION ALL "), args.len())
         }
     };
     (sql, args)
