@@ -691,6 +691,24 @@ mod tests {
         (0..n).map(|_| Arc::new(Event::Resync)).collect()
     }
 
+    #[test]
+    fn the_session_versions_remembered_stay_bounded_and_keep_the_recent_ones() {
+        let mut t = Topics::default();
+        let total = (VERSIONS * 3) as i64;
+        for s in 0..total {
+            assert!(t.current(SessionId(s), 5));
+            assert!(t.versions.len() + t.old_versions.len() <= 2 * VERSIONS, "at {s}");
+        }
+        // The last VERSIONS sessions heard of are still known: an older
+        // event about one of them is dropped; a newer one goes.
+        for s in [total - 1, total - VERSIONS as i64] {
+            assert!(!t.current(SessionId(s), 4), "session {s}'s older event went through");
+            assert!(t.current(SessionId(s), 6));
+        }
+        // One heard of three generations ago is forgotten: its events go.
+        assert!(t.current(SessionId(0), 4));
+    }
+
     #[tokio::test]
     async fn a_mailbox_keeps_its_capacity_in_order_and_past_it_flags_the_connection_lagged() {
         let bus = Bus::new();

@@ -117,6 +117,9 @@ async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_th
     for n in 0..30 {
         http.post(server.url("/api/login")).json(&login).send().await.unwrap();
         http.get(server.url("/wp-login.php")).send().await.unwrap();
+        // No credential; another site's form.
+        http.get(server.url("/api/me")).send().await.unwrap();
+        http.post(server.url("/api/logout")).header("Origin", "https://elsewhere.example").send().await.unwrap();
         // What every page of a library's site with the widget asks, made-up names or not.
         http.get(server.url("/widget.js")).send().await.unwrap();
         http.get(server.url(&format!("/api/libraries/site-{n}/status"))).send().await.unwrap();
@@ -127,10 +130,14 @@ async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_th
     let lines = lines_until(&log, |l| l.contains("after-the-flood")).await;
     let answered: Vec<&String> = lines.iter().filter(|l| l.contains("answered")).collect();
     // The first sign-in (401) and the last request: the 29 refusals (429),
-    // the 30 unknown paths (404) and the widget's 120 requests are counted,
-    // not logged at info.
+    // the 30 unknown paths (404), the 60 requests without a credential
+    // (401) or from another site (403) and the widget's 120 requests are
+    // counted, not logged at info.
     assert_eq!(answered.len(), 2, "{answered:#?}");
     assert!(!answered.iter().any(|l| l.contains("status=429") || l.contains("unmatched")), "{answered:#?}");
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"refdesk_limited_total{limit="login"} 29"#), "still counted:\n{metrics}");
+    for status in ["401", "403"] {
+        assert!(metrics.contains(&format!(r#"status="{status}""#)), "{status}s still counted:\n{metrics}");
+    }
 }

@@ -284,6 +284,9 @@ pub enum Refused {
     TooMany(u64),
     /// The lookup's own answer (`unauthenticated`, or the store's error).
     Failed(refdesk_app::AppError),
+    /// A staff sign-in's writes past its frame budget (why): `rate_limited`,
+    /// to try again in a second.
+    SlowDown(String),
 }
 
 impl Credentials {
@@ -356,6 +359,7 @@ impl Refused {
         match self {
             Refused::TooMany(wait) => too_many(wait),
             Refused::Failed(e) => e.into(),
+            Refused::SlowDown(why) => slow_down(why),
         }
     }
 }
@@ -365,8 +369,14 @@ impl IntoResponse for Refused {
         match self {
             Refused::TooMany(wait) => ([(RETRY_AFTER, wait.to_string())], too_many(wait)).into_response(),
             Refused::Failed(e) => ApiError::from(e).into_response(),
+            Refused::SlowDown(why) => ([(RETRY_AFTER, "1")], slow_down(why)).into_response(),
         }
     }
+}
+
+/// `429 rate_limited`, for why.
+fn slow_down(why: String) -> ApiError {
+    ApiError { status: StatusCode::TOO_MANY_REQUESTS, code: "rate_limited", message: why }
 }
 
 /// `429 rate_limited`, to try again in `wait` seconds.
@@ -569,6 +579,25 @@ mod tests {
             let _ = l.take(Kind::Start, IpAddr::from((0x0b00_0000u32 + i).to_be_bytes()), 2);
         }
         assert!(l.take(Kind::Login, busy, 1).is_err(), "the limited address was forgotten in the flood");
+    }
+
+    #[test]
+    fn the_credentials_known_never_outgrow_their_bound_and_one_in_use_stays_known() {
+        let known = Known::default();
+        let len = || known.seen.lock().unwrap().len();
+        known.remember(Credential::Staff, "the librarian's cookie");
+        for i in 0..(KNOWN_MOST * 3) {
+            known.remember(Credential::Patron, &format!("token {i}"));
+            assert!(len() <= KNOWN_MOST, "{} credentials known", len());
+            if i % 1024 == 0 {
+                // Presented again now and then, as a desk's reconnects do.
+                assert!(known.holds(Credential::Staff, "the librarian's cookie"), "forgotten at {i}");
+                known.remember(Credential::Staff, "the librarian's cookie");
+            }
+        }
+        assert!(known.holds(Credential::Staff, "the librarian's cookie"));
+        assert!(!known.holds(Credential::Patron, "the librarian's cookie"), "a token is not a cookie");
+        assert!(!known.holds(Credential::Patron, "token 0"), "the oldest of the flood went first");
     }
 
     #[test]

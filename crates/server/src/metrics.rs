@@ -387,7 +387,9 @@ const WIDGET_ROUTES: [&str; 4] = ["/widget.js", "/assets/{file}", "/api/librarie
 /// Logs one line per request: its route, never its URL, query or client
 /// address. At debug for probes and scrapes, for what strangers can send
 /// without end — a refusal by a rate limit (`429`), a path that matches no
-/// route — and for what every visitor of a library's web site asks without
+/// route, a request without a credential that opens anything (`401`) or
+/// from another site (`403`; but for a failed sign-in, which the sign-in
+/// limits bound) — and for what every visitor of a library's web site asks without
 /// knowing it (the widget's script and files, its library's status every
 /// 30 s, the chat page it frames: `WIDGET_ROUTES`), so that neither a flood
 /// nor a busy library site floods the log (and journald's rate limit then
@@ -407,7 +409,8 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         || (WIDGET_ROUTES.contains(&route.as_str())
             && matches!(method, "GET" | "HEAD")
             && !res.status().is_server_error())
-        || res.status() == StatusCode::TOO_MANY_REQUESTS;
+        || res.status() == StatusCode::TOO_MANY_REQUESTS
+        || (matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) && route != "/api/login");
     span.in_scope(|| match quiet {
         true => tracing::debug!(status, ms, "answered"),
         false => tracing::info!(status, ms, "answered"),

@@ -40,6 +40,9 @@ type Verdict = Result<(), &'static str>;
 pub struct Readiness {
     /// Where the running check's verdict will appear; `None` between checks.
     running: Mutex<Option<watch::Receiver<Option<Verdict>>>>,
+    /// Why the node was last found not ready (`None`: it was ready), so
+    /// that a change is logged, not each probe.
+    down: Mutex<Option<&'static str>>,
 }
 
 impl Readiness {
@@ -53,13 +56,29 @@ impl Readiness {
             // The check's task ended without a verdict (it panicked).
             Ok(Err(_)) => Err(NOT_ANSWERING),
             Err(_) => {
-                tracing::warn!(
-                    within_ms = READY_WITHIN.as_millis() as u64,
-                    "not ready: the database did not answer in time"
-                );
+                let within_ms = READY_WITHIN.as_millis() as u64;
+                self.found(Err(NOT_ANSWERING), &format_args!("no answer within {within_ms} ms"));
                 Err(NOT_ANSWERING)
             }
         }
+    }
+
+    /// Logs a change of readiness: a warning when the node stops being
+    /// ready (or is not ready for another reason), a line when it is ready
+    /// again; not every probe, which a load balancer sends every few
+    /// seconds and anyone else may send as often as they like.
+    /// Whether it logged.
+    fn found(&self, verdict: Verdict, error: &dyn std::fmt::Display) -> bool {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if *down == verdict.err() {
+            return false;
+        }
+        *down = verdict.err();
+        match verdict {
+            Err(why) => tracing::warn!(%error, "not ready: {why}"),
+            Ok(()) => tracing::info!("ready again"),
+        }
+        true
     }
 
     /// The check under way, or a new one started now.
@@ -73,8 +92,16 @@ impl Readiness {
         drop(running);
         let (me, store) = (self.clone(), store.clone());
         tokio::spawn(async move {
-            let verdict =
-                tokio::time::timeout(CHECK_AT_MOST, probe(store.as_ref())).await.unwrap_or(Err(NOT_ANSWERING));
+            let verdict = match tokio::time::timeout(CHECK_AT_MOST, probe(store.as_ref())).await {
+                Ok((verdict, error)) => {
+                    me.found(verdict, &error.as_deref().unwrap_or(""));
+                    verdict
+                }
+                Err(_) => {
+                    me.found(Err(NOT_ANSWERING), &format_args!("no answer within {CHECK_AT_MOST:?}"));
+                    Err(NOT_ANSWERING)
+                }
+            };
             // Cleared before the verdict is given: a probe from now on
             // starts a fresh check rather than read this one's.
             me.running.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -86,14 +113,30 @@ impl Readiness {
 
 /// The check itself. A read alone is no proof: SQLite reads go on beside a
 /// writer that cannot commit (stuck, or its file read-only).
-async fn probe(store: &dyn Store) -> Verdict {
+/// Returns the verdict, and the store's error when not ready.
+async fn probe(store: &dyn Store) -> (Verdict, Option<String>) {
     if let Err(e) = store.is_empty().await {
-        tracing::warn!(error = %e, "not ready: the database does not answer");
-        return Err(UNAVAILABLE);
+        return (Err(UNAVAILABLE), Some(e.to_string()));
     }
     if let Err(e) = store.health().await {
-        tracing::warn!(error = %e, "not ready: the database cannot commit");
-        return Err(CANNOT_COMMIT);
+        return (Err(CANNOT_COMMIT), Some(e.to_string()));
     }
-    Ok(())
+    (Ok(()), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_of_readiness_is_logged_not_each_probe() {
+        let readiness = Readiness::default();
+        let found = |verdict| readiness.found(verdict, &"disk I/O error");
+        assert!(!found(Ok(())), "ready from the start: nothing to say");
+        assert!(found(Err(CANNOT_COMMIT)), "no longer ready");
+        assert!(!found(Err(CANNOT_COMMIT)) && !found(Err(CANNOT_COMMIT)), "each probe since says nothing new");
+        assert!(found(Err(NOT_ANSWERING)), "not ready for another reason");
+        assert!(found(Ok(())), "ready again");
+        assert!(!found(Ok(())));
+    }
 }

@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use refdesk_app::AppError;
 use refdesk_domain::org::Staff;
-use refdesk_domain::DomainError;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -171,8 +170,8 @@ async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
 /// method but `GET` and `HEAD`) spends one of the frame budget the
 /// sign-in's sockets share (`frames_per_second`, `frame_burst`): a line, a
 /// code, a change of availability costs the same over HTTP as on the
-/// socket, and past the budget gets `429 rate_limited`, before anything is
-/// written.
+/// socket, and past the budget gets `429 rate_limited` (with `Retry-After`),
+/// before anything is written.
 pub struct CurrentStaff(pub Staff);
 
 impl FromRequestParts<AppState> for CurrentStaff {
@@ -188,7 +187,7 @@ impl FromRequestParts<AppState> for CurrentStaff {
         if writes && !state.sockets.sign_ins.spend(refdesk_app::auth::digest(token), budget) {
             state.metrics.limited("staff_write");
             let reason = format!("more than {} changes a second from this sign-in; slow down", budget.0);
-            return Err(Refused::Failed(DomainError::Limited { code: "rate_limited", reason }.into()));
+            return Err(Refused::SlowDown(reason));
         }
         Ok(CurrentStaff(staff))
     }

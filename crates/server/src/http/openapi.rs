@@ -145,7 +145,7 @@ fn edge_responses(op: &mut Operation, (changes, writes): (bool, bool), api: bool
         add(op, 429, "`rate_limited`: the client's address presented more sign-in cookies or chat tokens that matched nothing than `limits.bad_credentials_per_minute` (120) allows, and each is refused before it is looked up until its budget refills; `Retry-After` says when to try again");
     }
     if writes && schemes.iter().any(|s| s == STAFF) {
-        add(op, 429, "`rate_limited`: this sign-in's writes (and its sockets' frames) went past `limits.frames_per_second` (20 a second, bursts of `frame_burst`, 60); nothing was written");
+        add(op, 429, "`rate_limited`: this sign-in's writes (and its sockets' frames) went past `limits.frames_per_second` (20 a second, bursts of `frame_burst`, 60); nothing was written (`Retry-After: 1`)");
     }
     if changes {
         add(op, 403, "`cross_origin`: asked by a page that is not refdesk's own");

@@ -83,6 +83,17 @@ impl Connection {
         self.slot.take()
     }
 
+    /// A frame past the budget: answered `rate_limited` and dropped, then
+    /// nothing more is read from the socket until its budgets have a frame
+    /// again (at most [`MOST_PAUSE`]). A client that floods is held back by
+    /// its own TCP window, not answered as fast as it sends: at most one
+    /// refusal for each frame the budget lets through.
+    async fn refuse(&self, socket: &mut WebSocket) -> Result<(), Closed> {
+        error(socket, "rate_limited", "too many frames; slow down", None).await?;
+        tokio::time::sleep(self.slot.wait().min(MOST_PAUSE)).await;
+        Ok(())
+    }
+
     /// Says `hello`, then serves the socket until either side ends it.
     pub(super) async fn run(&mut self, socket: &mut WebSocket) {
         // What an idle socket holds for its whole life is this future: all
@@ -134,11 +145,11 @@ impl Connection {
             // Every frame counts against the frame limit, whatever its kind.
             Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.take() {
                 true => error(socket, "bad_frame", "send JSON text frames", None).await,
-                false => error(socket, "rate_limited", "too many frames; slow down", None).await,
+                false => self.refuse(socket).await,
             },
             Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => match self.take() {
                 true => Ok(()),
-                false => error(socket, "rate_limited", "too many frames; slow down", None).await,
+                false => self.refuse(socket).await,
             },
             Step::Frame(Some(Ok(WsMessage::Close(_)))) => {
                 // The client closes: its close is answered (RFC 6455, 5.5.1)
@@ -292,7 +303,7 @@ impl Connection {
     /// connection stays up.
     async fn on_text(&mut self, socket: &mut WebSocket, text: &Utf8Bytes) -> Result<(), Closed> {
         if !self.take() {
-            return error(socket, "rate_limited", "too many frames; slow down", None).await;
+            return self.refuse(socket).await;
         }
         let frame: In = match serde_json::from_str(text.as_str()) {
             Ok(f) => f,
@@ -555,6 +566,11 @@ pub(super) async fn error(
 ) -> Result<(), Closed> {
     send(socket, &OutFrame::Error { code, message, client_id }, ERROR_WITHIN).await
 }
+
+/// The longest a socket is left unread after a refused frame (the budgets'
+/// slowest refill is a frame a second: `patron_frames_per_second_per_address`
+/// at least 1).
+const MOST_PAUSE: Duration = Duration::from_secs(1);
 
 /// How long an `error` frame may take to go out.
 const ERROR_WITHIN: Duration = Duration::from_secs(10);

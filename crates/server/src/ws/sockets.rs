@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A token bucket: `rate` frames per second, bursts of `burst`.
 pub struct Bucket {
@@ -53,6 +53,12 @@ impl Bucket {
     fn full(&mut self) -> bool {
         self.refill();
         self.tokens >= self.burst
+    }
+
+    /// How long until a frame may be taken.
+    fn wait(&mut self) -> Duration {
+        self.refill();
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0))
     }
 }
 
@@ -247,11 +253,52 @@ impl Slot {
             Slot::SignIn(h) => lock(&h.bucket).take(),
         }
     }
+
+    /// How long until every budget this socket shares has a frame again
+    /// (each locked alone: a wait, not a promise).
+    pub(super) fn wait(&self) -> Duration {
+        let wait = |b: &Mutex<Bucket>| b.lock().unwrap_or_else(|p| p.into_inner()).wait();
+        match self {
+            Slot::Chat(h, Some(network)) => {
+                let wider = network.wider.iter().map(|held| wait(&held.bucket));
+                wider.chain([wait(&h.bucket), wait(&network.own)]).max().unwrap_or_default()
+            }
+            Slot::Chat(h, None) => wait(&h.bucket),
+            Slot::SignIn(h) => wait(&h.bucket),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_whose_sockets_closed_are_forgotten_once_their_budget_refills() {
+        // A flood of chats (or sign-ins, or addresses), each opening a
+        // socket, spending its budget and closing: each key is kept until
+        // its budget refills (1 ms here), then pruned, so the map holds
+        // those of the last moments, not all.
+        let registry = Arc::new(Registry::<SessionId>::default());
+        for chat in 0..100_000 {
+            let held = registry.take(SessionId(chat), 4, (1000, 1)).unwrap();
+            assert!(lock(&held.bucket).take());
+            drop(held);
+            let kept = registry.map.lock().unwrap().entries.len();
+            assert!(kept <= 8192, "{kept} keys kept at chat {chat}");
+        }
+        // A key whose budget is spent is kept, so closing and opening again
+        // does not refill it.
+        let held = registry.take(SessionId(-1), 4, (1, 1)).unwrap();
+        assert!(lock(&held.bucket).take());
+        drop(held);
+        let again = registry.take(SessionId(-1), 4, (1, 1)).unwrap();
+        assert!(!lock(&again.bucket).take(), "a new socket refilled a spent budget");
+    }
+
+    fn lock(b: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+        b.lock().unwrap()
+    }
 
     #[test]
     fn a_frame_one_budget_refuses_costs_the_other_nothing() {
@@ -265,6 +312,22 @@ mod tests {
         let alone = Slot::Chat(chats.take(SessionId(1), 4, (1, 3)).unwrap(), None);
         assert!(alone.take() && alone.take(), "the refused frame was charged to the chat");
         assert!(!alone.take());
+    }
+
+    #[test]
+    fn a_socket_waits_for_the_slowest_of_its_budgets_to_have_a_frame() {
+        let (chats, networks) = (Arc::new(Registry::<SessionId>::default()), Arc::new(Registry::<IpAddr>::default()));
+        let network = networks.take([192, 0, 2, 1].into(), 10, (2, 1)).unwrap();
+        let network = Arc::new(Network { own: network.bucket(), wider: Vec::new() });
+        let slot = Slot::Chat(chats.take(SessionId(1), 4, (100, 1)).unwrap(), Some(network));
+        assert_eq!(slot.wait(), Duration::ZERO, "a frame is there");
+        assert!(slot.take());
+        // The chat's budget refills in 10 ms, the network's in 500.
+        let wait = slot.wait();
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        let alone = Slot::Chat(chats.take(SessionId(2), 4, (100, 1)).unwrap(), None);
+        assert!(alone.take());
+        assert!(alone.wait() <= Duration::from_millis(10), "{:?}", alone.wait());
     }
 
     #[test]
