@@ -441,14 +441,18 @@ impl App {
         }
         let msg = self.new_message(Author::Patron { name: session.patron_display() }, kind, body, client_id)?;
         let own = session.ctx.id;
-        let (before_accept, max_lines) =
-            (u64::from(self.limits.patron_lines_before_accept), u64::from(self.limits.max_chat_lines));
+        let most = refdesk_domain::chat::PatronLines {
+            before_accept: u64::from(self.limits.patron_lines_before_accept),
+            chars_before_accept: u64::from(self.limits.patron_chars_before_accept),
+            max_lines: u64::from(self.limits.max_chat_lines),
+        };
+        let chars = msg.body.chars().count() as u64;
         let guard: Guard = Box::new(move |rec| {
             if rec.ctx.id != own {
                 return Err(DomainError::NotFound("session"));
             }
-            let accepted = rec.accepted_at.is_some();
-            refdesk_domain::chat::patron_may_add_a_line(accepted, rec.last_seq, before_accept, max_lines)
+            let (accepted, written) = (rec.accepted_at.is_some(), (rec.last_seq, rec.patron_chars));
+            refdesk_domain::chat::patron_may_add_a_line(accepted, written, chars, most)
         });
         Ok(committed(self.store.append(own, msg, guard, self.clock.now()).await?))
     }

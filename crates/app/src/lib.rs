@@ -257,6 +257,10 @@ pub struct Limits {
     /// taken the chat yet: a stranger's chat cannot fill the store while it
     /// waits (a librarian then reads what they wrote).
     pub patron_lines_before_accept: u32,
+    /// Characters of those lines together: 20 lines of 4,000 four-byte
+    /// characters would be 320 KB a waiting chat, and a day's waiting chats
+    /// of one library (`starts_per_library_per_day`) 1.6 GB.
+    pub patron_chars_before_accept: u32,
     /// Lines a chat may hold before its patron may add no more (staff
     /// lines still go): no chat grows without bound.
     pub max_chat_lines: u32,
@@ -331,6 +335,7 @@ impl Default for Limits {
             chats_per_address_per_day: 200,
             starts_per_library_per_day: 5_000,
             patron_lines_before_accept: 20,
+            patron_chars_before_accept: 8_000,
             max_chat_lines: 2000,
             header_read_seconds: 15,
             idle_seconds: 60,

@@ -58,17 +58,32 @@ impl SessionState {
     }
 }
 
-/// Whether a patron may add a line to their chat, which holds `last_seq`
-/// lines (DESIGN §8: what one patron may make the service hold is bounded).
-/// Until a librarian takes it (`accepted` false), at most `before_accept`
-/// lines after the question; in any chat, none once it holds `max_lines`.
+/// What a patron may write to a chat (DESIGN §8: what one patron may make
+/// the service hold is bounded).
+#[derive(Clone, Copy, Debug)]
+pub struct PatronLines {
+    /// Lines after the question while no librarian has taken the chat.
+    pub before_accept: u64,
+    /// Characters of those lines, together.
+    pub chars_before_accept: u64,
+    /// Lines of the whole chat, past which the patron may add none.
+    pub max_lines: u64,
+}
+
+/// Whether a patron may add a line of `chars` characters to their chat,
+/// which holds `last_seq` lines, `written` characters of them the patron's
+/// after the question while nobody had taken it. Until a librarian takes
+/// it (`accepted` false), at most `before_accept` lines after the question,
+/// of `chars_before_accept` characters together; in any chat, none once it
+/// holds `max_lines`.
 pub fn patron_may_add_a_line(
     accepted: bool,
-    last_seq: u64,
-    before_accept: u64,
-    max_lines: u64,
+    (last_seq, written): (u64, u64),
+    chars: u64,
+    most: PatronLines,
 ) -> Result<(), DomainError> {
-    if !accepted && last_seq > before_accept {
+    if !accepted && last_seq > most.before_accept {
+        let before_accept = most.before_accept;
         return Err(DomainError::Limited {
             code: "wait_for_a_librarian",
             reason: format!(
@@ -76,6 +91,15 @@ pub fn patron_may_add_a_line(
             ),
         });
     }
+    if !accepted && written.saturating_add(chars) > most.chars_before_accept {
+        return Err(DomainError::Limited {
+            code: "wait_for_a_librarian",
+            reason: "you have added as much to your question as a waiting chat may hold; a librarian will read it \
+                     and answer soon"
+                .into(),
+        });
+    }
+    let max_lines = most.max_lines;
     if last_seq >= max_lines {
         return Err(DomainError::Limited {
             code: "chat_full",
@@ -405,13 +429,20 @@ mod tests {
             Err(DomainError::Limited { code, .. }) => code,
             Err(_) => "other",
         };
-        // Waiting: the question (line 1) and 3 more.
-        assert_eq!(code(patron_may_add_a_line(false, 3, 3, 10)), "ok");
-        assert_eq!(code(patron_may_add_a_line(false, 4, 3, 10)), "wait_for_a_librarian");
+        let most = PatronLines { before_accept: 3, chars_before_accept: 100, max_lines: 10 };
+        let line = |accepted, last_seq, written, chars, most| {
+            code(patron_may_add_a_line(accepted, (last_seq, written), chars, most))
+        };
+        // Waiting: the question (line 1) and 3 more, of 100 characters together.
+        assert_eq!(line(false, 3, 0, 5, most), "ok");
+        assert_eq!(line(false, 4, 0, 5, most), "wait_for_a_librarian");
+        assert_eq!(line(false, 2, 60, 40, most), "ok");
+        assert_eq!(line(false, 2, 60, 41, most), "wait_for_a_librarian");
+        assert_eq!(line(false, 1, 0, 101, most), "wait_for_a_librarian", "one line past it");
         // Taken: up to the chat's limit, whatever was said while waiting.
-        assert_eq!(code(patron_may_add_a_line(true, 9, 3, 10)), "ok");
-        assert_eq!(code(patron_may_add_a_line(true, 10, 3, 10)), "chat_full");
-        assert_eq!(code(patron_may_add_a_line(false, 1, 0, 10)), "wait_for_a_librarian");
+        assert_eq!(line(true, 9, 100, 4000, most), "ok");
+        assert_eq!(line(true, 10, 0, 5, most), "chat_full");
+        assert_eq!(line(false, 1, 0, 5, PatronLines { before_accept: 0, ..most }), "wait_for_a_librarian");
         // Staff: a few past the patron's limit, then none either.
         assert!(staff_may_add_a_line(109, 110).is_ok());
         assert_eq!(code(staff_may_add_a_line(110, 110)), "chat_full");

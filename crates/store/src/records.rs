@@ -3,7 +3,7 @@
 
 use crate::Result;
 pub use refdesk_domain::chat::NewMessage;
-use refdesk_domain::chat::{Message, SessionContext, SessionState};
+use refdesk_domain::chat::{Author, Message, SessionContext, SessionState};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::net::WIDER;
 use refdesk_domain::org::{Placement, Role, Staff};
@@ -481,15 +481,22 @@ pub struct SessionRecord {
     pub librarian_name: Option<String>,
     /// When its last message was written (its start, if it has none).
     pub last_message_at: Millis,
+    /// Characters of the patron's lines after the question while no
+    /// librarian has taken the chat (0 once one has).
+    pub patron_chars: u64,
 }
 
 impl SessionRecord {
-    /// A line stored after this copy was read: its last line follows (the
-    /// patron's limits on lines read it from the copy).
-    pub fn note_line(&mut self, seq: u64, at: Millis) {
-        if seq > self.last_seq {
-            self.last_seq = seq;
-            self.last_message_at = at;
+    /// A line stored after this copy was read: its last line follows, and
+    /// what the patron wrote while nobody had taken the chat (the patron's
+    /// limits on lines read both from the copy).
+    pub fn note_line(&mut self, line: &refdesk_domain::chat::Message) {
+        if line.seq > self.last_seq {
+            self.last_seq = line.seq;
+            self.last_message_at = line.at;
+            if self.accepted_at.is_none() && line.seq > 1 && matches!(line.author, Author::Patron { .. }) {
+                self.patron_chars += line.body.chars().count() as u64;
+            }
         }
     }
 

@@ -152,7 +152,8 @@ async fn acks(ws: &mut Socket, within: Duration) -> usize {
 async fn twenty_sockets_on_one_token_store_no_more_than_one_sockets_worth() {
     // The defaults: 4 sockets per chat, 20 frames a second, bursts of 60
     // (and a patron's lines while waiting raised past what is sent).
-    let server = Server::start("[limits]\npatron_lines_before_accept = 100000\n", &[]).await;
+    let limits = "[limits]\npatron_lines_before_accept = 100000\npatron_chars_before_accept = 100000000\n";
+    let server = Server::start(limits, &[]).await;
     let (_, token) = start_chat(&server, "riverside-main", "many sockets").await;
     let mut open = Vec::new();
     let mut refused = 0;
@@ -472,10 +473,91 @@ async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_lib
 
 /// The server's count of open patron sockets, from `/metrics`.
 async fn open_patron_sockets(server: &Server) -> u64 {
+    open_sockets(server, "patron_socket").await
+}
+
+/// Sockets of `kind` (`patron_socket`, `staff_socket`) open on the server.
+async fn open_sockets(server: &Server, kind: &str) -> u64 {
     let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.starts_with("refdesk_connections{kind=\"patron_socket\"}"));
+    let prefix = format!("refdesk_connections{{kind=\"{kind}\"}}");
+    let line = text.lines().find(|l| l.starts_with(&prefix));
     let value = line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
-    value.unwrap_or_else(|| panic!("no count of patron sockets in /metrics:\n{text}")) as u64
+    value.unwrap_or_else(|| panic!("no count of {kind} in /metrics:\n{text}")) as u64
+}
+
+/// Sends `frame` and waits (10 s at most) for its answer: a frame of type
+/// `ack`, or an error.
+async fn answer_to(ws: &mut Socket, frame: Value, ack: &str) -> Value {
+    use futures_util::StreamExt;
+    send(ws, frame).await;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an answer in time");
+        if let Some(Ok(Ws::Text(t))) = frame {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == ack || v["type"] == "error" {
+                return v;
+            }
+        }
+    }
+}
+
+/// Reads one frame every 125 ms (128 KB/s of 16 KB frames) until the
+/// server closes the socket or 30 s pass.
+fn trickle(mut ws: Socket) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            if matches!(frame, Ws::Close(_)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(125)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_colleague_who_reads_an_im_replay_a_frame_at_a_time_is_let_go_within_a_page_deadline() {
+    let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 3\n\
+                  max_message_chars = 16000\nmax_frame_bytes = 100000\nreplay_page = 200\n";
+    let server = Server::start(config, &[]).await;
+    let id_of = |who: &'static str| {
+        let server = &server;
+        async move {
+            let client = sign_in(server, who).await;
+            let me: Value = client.get(server.url("/api/me")).send().await.unwrap().json().await.unwrap();
+            me["id"].as_i64().expect("an id")
+        }
+    };
+    let (ann_id, ben_id) = (id_of("ann").await, id_of("ben").await);
+    // 200 IMs of 16 KB from ann to ben: a page of 3.2 MB.
+    let mut ann = staff_socket(&server, &sign_in_cookie(&server, "ann").await).await;
+    let line = "z".repeat(15_990);
+    for i in 0..200 {
+        let frame =
+            json!({"type": "im_send", "to": ben_id, "body": format!("{i} {line}"), "client_id": format!("i-{i}")});
+        let answer = answer_to(&mut ann, frame, "im_ack").await;
+        assert_eq!(answer["type"], "im_ack", "IM {i}: {answer}");
+    }
+    drop(ann);
+    let ben_cookie = sign_in_cookie(&server, "ben").await;
+    let mut slow = ws_from(&server, [127, 0, 0, 1], Some(&ben_cookie), Some(4096)).await;
+    send(&mut slow, json!({"type": "auth"})).await;
+    assert_eq!(first_answer(&mut slow, Duration::from_secs(5)).await.unwrap()["type"], "hello");
+    let before = open_sockets(&server, "staff_socket").await;
+    assert!(before >= 1, "ben's socket is counted");
+    send(&mut slow, json!({"type": "im_resume", "peer": ann_id, "after": 0})).await;
+    let start = Instant::now();
+    let reader = trickle(slow);
+    // Each frame goes out within the 3 s a frame may take; the page would
+    // take about 25 s. The server lets the reader go once the page's
+    // deadline has passed, as it does a chat's replay.
+    while open_sockets(&server, "staff_socket").await >= before {
+        assert!(start.elapsed() < Duration::from_secs(12), "the trickling reader is still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the trickling IM reader was let go after {:?}", start.elapsed());
+    reader.abort();
+    assert!(server.healthy_within(Duration::from_secs(2)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,16 +574,7 @@ async fn a_patron_who_reads_a_replay_a_frame_at_a_time_is_let_go_within_a_page_d
     for i in 0..200 {
         let frame =
             json!({"type": "send", "session": session, "body": format!("{i} {line}"), "client_id": format!("t-{i}")});
-        send(&mut ann, frame).await;
-        let answer = loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), ann.next()).await.expect("an answer in time");
-            if let Some(Ok(Ws::Text(t))) = frame {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["type"] == "ack" || v["type"] == "error" {
-                    break v;
-                }
-            }
-        };
+        let answer = answer_to(&mut ann, frame, "ack").await;
         assert_eq!(answer["type"], "ack", "line {i}: {answer}");
     }
     // The patron resumes from 0 with a small receive buffer and takes eight

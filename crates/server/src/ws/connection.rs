@@ -367,11 +367,7 @@ impl Connection {
         loop {
             match self.feed.next_page(session, page).await {
                 Ok(p) => {
-                    let deadline = tokio::time::Instant::now() + within;
-                    for m in &p.items {
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        send(socket, &OutFrame::Event(m), left).await?;
-                    }
+                    send_page(socket, p.items.iter().map(OutFrame::Event), within).await?;
                     if p.done {
                         break;
                     }
@@ -467,15 +463,15 @@ impl Connection {
         }
     }
 
-    /// `im_resume`: the conversation after `after`, a page at a time, then `im_synced`.
+    /// `im_resume`: the conversation after `after`, a page at a time, each
+    /// written whole within `ws_send_seconds` as a `resume`'s is, then
+    /// `im_synced`.
     async fn on_im_resume(&mut self, socket: &mut WebSocket, peer: StaffId, mut last: u64) -> Result<(), Closed> {
         let within = self.send_within();
         loop {
             match self.feed.im_page(peer, last, self.feed.app().limits().replay_page).await {
                 Ok(p) => {
-                    for m in &p.items {
-                        send(socket, &OutFrame::Im(m), within).await?;
-                    }
+                    send_page(socket, p.items.iter().map(OutFrame::Im), within).await?;
                     last = p.items.last().map_or(last, |m| m.seq);
                     if p.done {
                         break;
@@ -546,6 +542,21 @@ async fn queue(socket: &mut WebSocket, frame: &OutFrame<'_>, within: Duration) -
         Ok(queued) => queued.map_err(|_| Closed::quiet()),
         Err(_) => Err(too_slow()),
     }
+}
+
+/// Sends a page of a replay, whole within `within` (not each frame within
+/// it): a reader taking a frame every few seconds would otherwise hold the
+/// page (up to `replay_page` lines of 16 KB) as long as it liked.
+async fn send_page<'a>(
+    socket: &mut WebSocket,
+    frames: impl Iterator<Item = OutFrame<'a>>,
+    within: Duration,
+) -> Result<(), Closed> {
+    let deadline = tokio::time::Instant::now() + within;
+    for frame in frames {
+        send(socket, &frame, deadline.saturating_duration_since(tokio::time::Instant::now())).await?;
+    }
+    Ok(())
 }
 
 fn encode(frame: &OutFrame<'_>) -> Result<WsMessage, Closed> {

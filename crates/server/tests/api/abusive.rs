@@ -450,6 +450,43 @@ async fn the_offline_form_is_bounded_per_network_and_day() {
 }
 
 #[tokio::test]
+async fn a_patron_adds_only_so_many_characters_while_waiting_whatever_the_lines() {
+    // Twenty lines of 4,000 four-byte characters were 320 KB a chat nobody
+    // took; now what the patron adds while waiting is bounded in characters
+    // too, counted on the store's kept copy of the chat as on a fresh read.
+    let tweak = |c: &mut refdesk_server::Config| c.limits.patron_chars_before_accept = 10_000;
+    let app = spawn_app_with(tweak).await;
+    let mut p = app.start_chat("riverside-main", "Is the archive open?").await;
+    let mut pat = p.socket().await;
+    pat.resume(None, 0).await;
+    let long = "é".repeat(4_000);
+    for n in 0..2 {
+        let ack = pat.say(None, "message", &long, &format!("w{n}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let refused = pat.say(None, "message", &long, "w2").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("wait_for_a_librarian")));
+    // What still fits goes (2,000 characters left), then nothing more.
+    let ack = pat.say(None, "message", &"x".repeat(2_000), "w3").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let refused = pat.say(None, "message", "?", "w4").await;
+    assert_eq!(refused["code"], "wait_for_a_librarian", "{refused}");
+    // After a restart, the count read from the store says the same.
+    drop(pat);
+    let app = crate::helpers::start(app.stop().await, tweak).await;
+    p.addr = app.addr;
+    let mut again = p.socket().await;
+    again.resume(None, 0).await;
+    assert_eq!(again.say(None, "message", "?", "w5").await["code"], "wait_for_a_librarian");
+    assert_eq!(app.stored(p.session).await.len(), 4, "the question and three lines");
+    // Taken, the chat goes on: long lines are the librarian's to read now.
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let ack = again.say(None, "message", &long, "r0").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+}
+
+#[tokio::test]
 async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_its_limit() {
     let app = spawn_app_with(|c| {
         crate::helpers::staff_writes_unbounded(c);

@@ -229,7 +229,7 @@ pub(crate) async fn append<D: Db>(
         return Err(DomainError::Conflict("this chat has ended".into()).into());
     }
     let message = insert_message(db, &rec, msg, now).await?;
-    db.note_line(id, message.seq, message.at);
+    db.note_line(&message);
     let events = vec![Event::Message { ctx: rec.ctx, message: message.clone() }];
     Ok((Appended { message, duplicate: false }, events))
 }

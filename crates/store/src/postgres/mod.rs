@@ -32,6 +32,7 @@ use crate::{Appended, EventSink, Guard, NewMessage, Result, SessionRecord, Store
 pub use batch::BATCH_TASKS;
 use batch::{Answer, Appender, Outcome};
 use connection::{PgConn, PgDb};
+use refdesk_domain::chat::Message;
 use refdesk_domain::ids::SessionId;
 use refdesk_domain::{DomainError, Millis};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -65,10 +66,10 @@ impl SessionCache {
         }
     }
 
-    pub(super) fn note_line(&self, id: SessionId, seq: u64, at: Millis) {
+    pub(super) fn note_line(&self, line: &Message) {
         if let Ok(mut map) = self.0.lock() {
-            if let Some((_, rec)) = map.get_mut(&id) {
-                rec.note_line(seq, at);
+            if let Some((_, rec)) = map.get_mut(&line.session) {
+                rec.note_line(line);
             }
         }
     }
@@ -273,7 +274,7 @@ impl PgStore {
         match outcome {
             Outcome::Stored => {
                 let message = stored.ok_or_else(|| StoreError::backend("a stored message went missing"))?;
-                self.sessions.note_line(id, message.seq, message.at);
+                self.sessions.note_line(&message);
                 Ok(Some(Appended { message, duplicate: false }))
             }
             Outcome::Duplicate => {

@@ -229,7 +229,7 @@ pub trait Db: Send {
 
     /// A line stored in a session whose copy may be kept: the copy's last
     /// line follows, so that a guard reading it counts the lines.
-    fn note_line(&mut self, _id: SessionId, _seq: u64, _at: refdesk_domain::Millis) {}
+    fn note_line(&mut self, _line: &refdesk_domain::chat::Message) {}
 
     /// Drops any kept copy of a session: it changed, or it ended (an ended
     /// chat's copy, with its patron's name and address, is not kept).

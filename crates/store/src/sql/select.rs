@@ -190,6 +190,17 @@ macro_rules! last_line {
     };
 }
 
+/// What the patron wrote after the question while no librarian had taken
+/// the chat, in characters (0 once one has): at most a few lines, read in
+/// the messages' key only for a chat still waiting
+/// (`SessionRecord::patron_chars`; its copies add each line).
+macro_rules! patron_chars {
+    () => {
+        "CASE WHEN s.accepted_at IS NULL THEN COALESCE((SELECT SUM(LENGTH(pm.body)) FROM messages pm
+           WHERE pm.session_id = s.id AND pm.seq > 1 AND pm.author_kind = 'patron'), 0) ELSE 0 END"
+    };
+}
+
 // The live sessions' queries say `state <> 'ended'` as the partial index
 // `sessions_live` does: SQLite cannot tell that `state = 'active'` implies
 // it, and would read every session ever held instead (a year of a large
@@ -260,7 +271,9 @@ pub(crate) const SESSION_SELECT: &str = concat!(
             s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
             sst.display_name AS librarian_name, ",
     last_line!(at),
-    " AS last_message_at, s.version AS version
+    " AS last_message_at, s.version AS version, ",
+    patron_chars!(),
+    " AS patron_chars
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
@@ -295,6 +308,7 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         library_name: r.text("library_name")?,
         librarian_name: r.opt_text("librarian_name")?,
         last_message_at: r.int("last_message_at")?,
+        patron_chars: r.int("patron_chars")?.max(0) as u64,
     })
 }
 

@@ -148,8 +148,8 @@ impl Db for SqliteDb {
         self.sessions.keep(rec);
     }
 
-    fn note_line(&mut self, id: SessionId, seq: u64, at: refdesk_domain::Millis) {
-        self.sessions.note_line(id, seq, at);
+    fn note_line(&mut self, line: &refdesk_domain::chat::Message) {
+        self.sessions.note_line(line);
     }
 
     fn forget_session(&mut self, id: SessionId) {

@@ -21,7 +21,6 @@ use super::db as failed;
 use crate::sql::ClientIdSeen;
 use crate::{Result, SessionRecord};
 use refdesk_domain::ids::SessionId;
-use refdesk_domain::Millis;
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -111,9 +110,9 @@ impl Kept {
     }
 
     /// A line stored in a kept session: its record's last line follows.
-    pub(super) fn note_line(&mut self, id: SessionId, seq: u64, at: Millis) {
-        if let Some(c) = self.sessions.get_mut(&id) {
-            c.rec.note_line(seq, at);
+    pub(super) fn note_line(&mut self, line: &refdesk_domain::chat::Message) {
+        if let Some(c) = self.sessions.get_mut(&line.session) {
+            c.rec.note_line(line);
         }
     }
 
