@@ -9,7 +9,7 @@ use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
 use refdesk_domain::event::{Event, QueueEntry};
-use refdesk_domain::ids::SessionId;
+use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::input::{self, Body, ClientId};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::{apply_code, QuestionState};
@@ -138,6 +138,45 @@ impl App {
         u64::from(self.limits.max_chat_lines) + STAFF_LINES_PAST_FULL
     }
 }
+
+/// Lines and notes each staff member wrote today (a UTC day) on this node
+/// ([`crate::Limits::staff_lines_per_day`]): one entry per staff member who
+/// wrote since the node started, at most (staff, not strangers, add to it).
+#[derive(Default)]
+pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<StaffId, (i64, u32)>>);
+
+impl Written {
+    /// Counts a line `staff` writes at `now`; `too_many_lines` once they
+    /// wrote `most` today.
+    pub(crate) fn take(&self, staff: StaffId, most: u32, now: Millis) -> AppResult<()> {
+        let day = now.div_euclid(DAY);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (on, n) = map.entry(staff).or_insert((day, 0));
+        if *on != day {
+            (*on, *n) = (day, 0);
+        }
+        if *n >= most {
+            let reason = format!("you have written {most} lines and notes today; you may write more tomorrow");
+            return Err(DomainError::Limited { code: "too_many_lines", reason }.into());
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Gives back a line counted at `now` that was not written (refused,
+    /// or one already stored, sent again).
+    pub(crate) fn give_back(&self, staff: StaffId, now: Millis) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((on, n)) = map.get_mut(&staff) {
+            if *on == now.div_euclid(DAY) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// A day, in milliseconds.
+const DAY: i64 = 86_400_000;
 
 impl App {
     // --- sign-in -----------------------------------------------------------
@@ -639,7 +678,13 @@ impl App {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let msg = self.new_message(author, kind, body, client_id)?;
         let guard = self.line_guard(staff, Action::Send(kind));
-        Ok(committed(self.store.append(session, msg, guard, self.clock.now()).await?))
+        let now = self.clock.now();
+        self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
+        let appended = self.store.append(session, msg, guard, now).await;
+        if !matches!(appended, Ok(refdesk_store::Appended { duplicate: false, .. })) {
+            self.written.give_back(staff.id, now);
+        }
+        Ok(committed(appended?))
     }
 
     /// The chatting librarian ends the chat (R5).

@@ -218,6 +218,11 @@ pub struct Limits {
     /// (`429 too_many_ims` beyond): the one staff write no chat or question
     /// bounds, so a stolen sign-in looping IMs cannot fill the disk.
     pub ims_per_staff_per_day: u32,
+    /// Chat lines, librarian notes and notes or messages from the question
+    /// list one staff member may write a day (a UTC day), on each node: a
+    /// stolen sign-in within its frame budget would otherwise write a line
+    /// of 16 KB twenty times a second into every chat it may reach, all day.
+    pub staff_lines_per_day: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -324,6 +329,7 @@ impl Default for Limits {
             answers_per_staff_per_day: 200,
             max_question_entries: 500,
             ims_per_staff_per_day: 2_000,
+            staff_lines_per_day: 5_000,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,
@@ -464,6 +470,8 @@ pub struct Parts {
     /// Held while this node applies the retention periods: one run at a
     /// time, however long a run takes.
     retention: Arc<tokio::sync::Mutex<()>>,
+    /// What each staff member wrote today on this node (`staff_lines_per_day`).
+    written: chat::Written,
 }
 
 impl App {
@@ -535,6 +543,7 @@ impl App {
             mail_asks: Arc::default(),
             day_spent: Arc::default(),
             retention: Arc::default(),
+            written: chat::Written::default(),
         }))
     }
 

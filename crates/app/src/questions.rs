@@ -230,6 +230,9 @@ impl App {
         // Everything that needs input parsing or another lookup happens here,
         // before the transaction; the rule itself (`decide`) runs inside it,
         // on the question and its session as they are there.
+        // Words (a note, a message to the librarian) count among the day's
+        // lines of their writer, as those written at the desk do.
+        let words = matches!(action, QuestionAction::Note { .. } | QuestionAction::MessageLibrarian { .. });
         let prepared = self.prepare(staff, id, action).await?;
         let receiving = prepared.receiving;
         let me = staff.clone();
@@ -266,8 +269,15 @@ impl App {
                 ..plan
             })
         });
-        let acted = self.store.act_on_question(id, staff.clone(), plan, self.clock.now()).await?;
-        self.after_acting(staff, receiving, acted).await
+        let now = self.clock.now();
+        if words {
+            self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
+        }
+        let acted = self.store.act_on_question(id, staff.clone(), plan, now).await;
+        if words && acted.is_err() {
+            self.written.give_back(staff.id, now);
+        }
+        self.after_acting(staff, receiving, acted?).await
     }
 
     /// Parses an action's input and looks up what it names.

@@ -116,7 +116,7 @@ struct Send {
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat has ended", body = ErrorBody),
         (status = 422, description = "`invalid`: a kind other than message or note, an empty or over-long body, a bad client id", body = ErrorBody),
-        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them; `too_many_lines`: I wrote `limits.staff_lines_per_day` lines and notes today on this node", body = ErrorBody),
     ))]
 async fn send(
     State(s): State<AppState>,

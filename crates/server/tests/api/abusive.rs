@@ -450,6 +450,49 @@ async fn the_offline_form_is_bounded_per_network_and_day() {
 }
 
 #[tokio::test]
+async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_write_them() {
+    // A stolen sign-in within its frame budget could write a 16 KB line
+    // twenty times a second into every chat it reaches, all day.
+    let app = spawn_app_with_manual_clock_and(|c| {
+        crate::helpers::staff_writes_unbounded(c);
+        c.limits.staff_lines_per_day = 3;
+    })
+    .await;
+    let p = app.start_chat("riverside-main", "How many lines?").await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let lines = format!("/api/sessions/{}/messages", p.session);
+    // Over HTTP, on the socket, from the question list: three in all.
+    assert_eq!(ann.post(&lines, json!({"body": "one"})).await.0, 200);
+    let mut desk = ann.socket().await;
+    let ack = desk.say(Some(p.session), "note", "two, a note", "n2").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let again = desk.say(Some(p.session), "note", "two, a note", "n2").await;
+    assert_eq!(again["duplicate"], true, "a re-send is acknowledged and counts nothing: {again}");
+    let q = ann.question_of(p.session).await["id"].as_i64().unwrap();
+    let (status, body) = ann.act(q, "note", json!({"body": "three", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{body}");
+    // A fourth, whichever way: refused, nothing stored.
+    let stored = app.stored(p.session).await.len();
+    let (status, body) = ann.post(&lines, json!({"body": "four"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{body}");
+    let refused = desk.say(Some(p.session), "message", "four", "m4").await;
+    assert_eq!(refused["code"], "too_many_lines", "{refused}");
+    let (status, body) = ann.act(q, "note", json!({"body": "four", "confirm_live": true})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{body}");
+    assert_eq!(app.stored(p.session).await.len(), stored);
+    // A colleague writes their own.
+    let carla = app.staff("carla").await;
+    let (status, body) = carla.act(q, "note", json!({"body": "from carla", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{body}");
+    // The next day (signed in again), again.
+    app.clock().advance(86_400_000);
+    let ann = app.staff("ann").await;
+    let (status, body) = ann.act(q, "note", json!({"body": "a new day", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn a_patron_adds_only_so_many_characters_while_waiting_whatever_the_lines() {
     // Twenty lines of 4,000 four-byte characters were 320 KB a chat nobody
     // took; now what the patron adds while waiting is bounded in characters

@@ -61,10 +61,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// For a test that writes many lines as staff over HTTP to reach another
-/// limit: a sign-in's writes spend its frame budget (`frames_per_second`).
+/// limit: a sign-in's writes spend its frame budget (`frames_per_second`),
+/// and its lines the day's (`staff_lines_per_day`).
 pub fn staff_writes_unbounded(c: &mut Config) {
     c.limits.frames_per_second = 100_000;
     c.limits.frame_burst = 100_000;
+    c.limits.staff_lines_per_day = 10_000_000;
 }
 
 /// A fresh server, with the configuration adjusted by `tweak`.
