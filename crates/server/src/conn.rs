@@ -182,6 +182,56 @@ struct Watched {
     tcp: TcpStream,
     activity: Arc<Activity>,
     _slot: Slot,
+    /// Whether the last write found the kernel's send buffer full (the
+    /// client stopped reading).
+    blocked: bool,
+    /// Set by whoever lets the client go for not reading (a WebSocket too
+    /// slow for its frames: its last write may have gone into the kernel,
+    /// which then cannot send it).
+    let_go: LetGo,
+}
+
+/// A connection's client stopped reading and is let go: its socket is to be
+/// reset when it closes (see [`Watched`]'s `drop`). In every request's
+/// extensions.
+#[derive(Clone, Default)]
+pub struct LetGo(Arc<std::sync::atomic::AtomicBool>);
+
+impl LetGo {
+    /// Resets the connection, rather than closing it, once it closes.
+    pub fn reset(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Watched {
+    /// A connection let go while its client was not reading is reset, not
+    /// closed: a close would leave the kernel holding what it could not
+    /// send (up to twice [`SEND_BUFFER`]) in a socket no descriptor and no
+    /// connection cap counts any more, for as long as the client keeps its
+    /// window shut — and the client could then open another and do it
+    /// again. A reset drops it at once.
+    fn drop(&mut self) {
+        if self.blocked || self.let_go.0.load(Ordering::Relaxed) {
+            if let Err(e) = socket2::SockRef::from(&self.tcp).set_linger(Some(Duration::ZERO)) {
+                tracing::debug!(error = %e, "cannot set SO_LINGER");
+            }
+        }
+    }
+}
+
+impl Watched {
+    /// Notes how a write went: bytes moved, or a full send buffer.
+    fn wrote(&mut self, polled: &Poll<std::io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.blocked = false;
+                self.activity.touch();
+            }
+            Poll::Pending => self.blocked = true,
+            Poll::Ready(_) => {}
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -198,9 +248,7 @@ impl AsyncRead for Watched {
 impl AsyncWrite for Watched {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.tcp).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&polled);
         polled
     }
 
@@ -210,9 +258,7 @@ impl AsyncWrite for Watched {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&polled);
         polled
     }
 
@@ -324,8 +370,16 @@ pub(crate) async fn serve(
             tracing::debug!(error = %e, "cannot set SO_SNDBUF");
         }
         let activity = Arc::new(Activity { start: Instant::now(), last: AtomicU64::new(0) });
-        let io = TokioIo::new(Watched { tcp, activity: activity.clone(), _slot: slot });
-        tokio::spawn(connection(builder.clone(), io, router.clone(), peer, activity, limits.clone(), drain_rx.clone()));
+        let let_go = LetGo::default();
+        let io = TokioIo::new(Watched {
+            tcp,
+            activity: activity.clone(),
+            _slot: slot,
+            blocked: false,
+            let_go: let_go.clone(),
+        });
+        let connected = (peer, activity, let_go);
+        tokio::spawn(connection(builder.clone(), io, router.clone(), connected, limits.clone(), drain_rx.clone()));
     }
     // Closed now, not once the connections below have finished: a client
     // that connects from here on is refused at once and goes elsewhere.
@@ -339,8 +393,7 @@ async fn connection(
     builder: Arc<http1::Builder>,
     io: TokioIo<Watched>,
     router: axum::Router,
-    peer: SocketAddr,
-    activity: Arc<Activity>,
+    (peer, activity, let_go): (SocketAddr, Arc<Activity>, LetGo),
     limits: Arc<Limits>,
     mut drain: tokio::sync::watch::Receiver<()>,
 ) {
@@ -354,6 +407,7 @@ async fn connection(
             let sleep = Box::pin(tokio::time::sleep(body_within));
             let mut req = req.map(|body| axum::body::Body::new(Deadline { body, sleep }));
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(let_go.clone());
             let mut router = router.clone();
             async move {
                 let answer = tower_service::Service::call(&mut router, req).await;

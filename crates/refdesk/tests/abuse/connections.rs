@@ -76,6 +76,72 @@ async fn slow_headers_slow_bodies_and_idle_connections_are_closed_within_the_tim
     assert!(server.healthy_within(Duration::from_secs(1)).await);
 }
 
+/// The server's sockets towards `client` (a local port) on `port`, as the
+/// kernel lists them: (state, bytes waiting to be sent). `04` is
+/// FIN-WAIT-1: closed by the server, with what it still has to send.
+fn server_sockets(port: u16, client: u16) -> Vec<(String, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("the kernel's list of TCP sockets");
+    let port_of = |field: &str| field.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let ours = port_of(f[1]) == Some(port) && port_of(f[2]) == Some(client);
+            let queued = f[4].split(':').next().and_then(|q| u64::from_str_radix(q, 16).ok())?;
+            ours.then(|| (f[3].to_owned(), queued))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_leaves_the_kernel_nothing_once_let_go() {
+    // Twenty pipelined requests for a 28 KB file, never read: the server
+    // reads them all, writes until its send buffer is full, and lets the
+    // connection go once no byte has moved for idle_seconds. A plain close
+    // left the unsent answers (~370 KB) in a socket the kernel kept, with
+    // no descriptor and outside every connection cap, for as long as the
+    // client kept its window shut; the client could open another meanwhile.
+    let server = Server::start("[limits]\nidle_seconds = 2\n", &[]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], server.port))).await.unwrap();
+    let client = tcp.local_addr().unwrap().port();
+    let ask = "GET /assets/desk.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(20);
+    tcp.write_all(ask.as_bytes()).await.unwrap();
+    let start = Instant::now();
+    let stuck = loop {
+        let sockets = server_sockets(server.port, client);
+        if let Some((_, queued)) = sockets.iter().find(|(state, queued)| state == "01" && *queued > 100_000) {
+            break *queued;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the send buffer never filled: {sockets:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("{stuck} bytes stuck in the server's send buffer");
+    // Let go after 2 s of nothing moving: nothing of it is left.
+    loop {
+        let sockets = server_sockets(server.port, client);
+        if sockets.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(8), "still held by the kernel: {sockets:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client learns it was reset, not that the answers ended.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("an end") {
+            Ok(0) => break "end of stream",
+            Ok(n) => read += n,
+            Err(_) => break "reset",
+        }
+    };
+    assert_eq!(end, "reset", "after {read} bytes");
+    assert!(server.healthy_within(Duration::from_secs(2)).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_caps_other_addresses_still_get_healthz() {
     let server = Server::start("[limits]\nconnections_per_address = 20\nmax_connections = 40\n", &[]).await;
@@ -262,7 +328,7 @@ async fn slow_readers_of_a_long_chat_leave_memory_bounded() {
     // it is raised so that the 8,000 lines can be written quickly; so is
     // the chat's length, which has its own test (api/abusive.rs).
     let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nlogins_per_minute = 1000\n\
-                  max_chat_lines = 10000\n";
+                  max_chat_lines = 10000\nstaff_lines_per_day = 100000\n";
     let server = Server::start(config, &[]).await;
     let (session, token) = accepted_chat(&server, "a very long chat").await;
 
@@ -387,7 +453,7 @@ async fn a_patron_who_stops_reading_live_lines_is_let_go_without_slowing_the_lib
     use futures_util::StreamExt;
     // A chat's length has its own test (api/abusive.rs): raised here.
     let config =
-        "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 2\nmax_chat_lines = 10000\n";
+        "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nws_send_seconds = 2\nmax_chat_lines = 10000\nstaff_lines_per_day = 100000\n";
     let server = Server::start(config, &[]).await;
     let (session, token) = accepted_chat(&server, "and then I stop reading").await;
 
@@ -546,6 +612,10 @@ async fn a_colleague_who_reads_an_im_replay_a_frame_at_a_time_is_let_go_within_a
     let before = open_sockets(&server, "staff_socket").await;
     assert!(before >= 1, "ben's socket is counted");
     send(&mut slow, json!({"type": "im_resume", "peer": ann_id, "after": 0})).await;
+    let client = match slow.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().unwrap().port(),
+        _ => unreachable!("a plain socket"),
+    };
     let start = Instant::now();
     let reader = trickle(slow);
     // Each frame goes out within the 3 s a frame may take; the page would
@@ -556,6 +626,9 @@ async fn a_colleague_who_reads_an_im_replay_a_frame_at_a_time_is_let_go_within_a
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("the trickling IM reader was let go after {:?}", start.elapsed());
+    // Reset, not closed: the kernel holds nothing of the page for it.
+    let sockets = server_sockets(server.port, client);
+    assert!(sockets.iter().all(|(_, queued)| *queued == 0), "the unsent page is still held: {sockets:?}");
     reader.abort();
     assert!(server.healthy_within(Duration::from_secs(2)).await);
 }

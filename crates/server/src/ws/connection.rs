@@ -94,15 +94,16 @@ impl Connection {
         Ok(())
     }
 
-    /// Says `hello`, then serves the socket until either side ends it.
-    pub(super) async fn run(&mut self, socket: &mut WebSocket) {
+    /// Says `hello`, then serves the socket until either side ends it; the
+    /// close code it said goodbye with, if any.
+    pub(super) async fn run(&mut self, socket: &mut WebSocket) -> Option<u16> {
         // What an idle socket holds for its whole life is this future: all
         // but the wait is boxed, each box made in a `let` of its own (the
         // unboxed future, a temporary of an `.await` statement, would stay
         // in this one's state).
         let hello = Box::pin(self.hello(socket));
-        if hello.await.is_err() {
-            return;
+        if let Err(Closed(closed)) = hello.await {
+            return closed.map(|(code, _)| code);
         }
         let every = Duration::from_secs(self.feed.app().limits().ws_ping_seconds);
         let mut ping = tokio::time::interval_at((Instant::now() + every).into(), every);
@@ -120,9 +121,9 @@ impl Connection {
                 break closed;
             }
         };
-        if let Closed(Some((code, reason))) = closed {
-            Box::pin(goodbye(socket, close_frame(code, &reason))).await;
-        }
+        let Closed(Some((code, reason))) = closed else { return None };
+        Box::pin(goodbye(socket, close_frame(code, &reason))).await;
+        Some(code)
     }
 
     /// The first frame: who the server takes the client to be.

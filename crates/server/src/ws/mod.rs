@@ -165,6 +165,7 @@ pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Query(q): Query<WsQuery>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    let_go: Option<axum::Extension<crate::conn::LetGo>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -212,7 +213,8 @@ pub(crate) async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| {
-            serve(app, socket, cookie, pending, sockets, metrics, gone, from_address).instrument(span)
+            let held = (from_address, let_go.map(|e| e.0));
+            serve(app, socket, cookie, pending, sockets, metrics, gone, held).instrument(span)
         }))
 }
 
@@ -279,7 +281,7 @@ fn serve(
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     gone: tokio::sync::watch::Receiver<bool>,
-    from_address: Option<Held<std::net::IpAddr>>,
+    (from_address, let_go): (Option<Held<std::net::IpAddr>>, Option<crate::conn::LetGo>),
 ) -> impl std::future::Future<Output = ()> {
     let opening = Box::pin(open(app, socket, cookie, pending, sockets, metrics, gone));
     async move {
@@ -287,7 +289,13 @@ fn serve(
         let Some(mut live) = opening.await else { return };
         let Live { conn, socket, kind, .. } = &mut *live;
         let run = Box::pin(conn.run(socket));
-        run.await;
+        // A client let go for not reading (or answering) is reset when the
+        // socket closes: what its socket could not send is dropped.
+        if matches!(run.await, Some(CLOSE_TRY_AGAIN | CLOSE_NO_PONG)) {
+            if let Some(let_go) = &let_go {
+                let_go.reset();
+            }
+        }
         tracing::debug!(kind = *kind, "socket closed");
     }
 }
