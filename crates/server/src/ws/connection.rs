@@ -94,6 +94,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Spends a frame of the socket's budgets on a page of a replay, waiting
+    /// until they have one: a replay is many reads for one frame, and a
+    /// chat's budget is shared by its sockets and kept while it refills, so
+    /// opening socket after socket to replay a long chat from the start is
+    /// held to it too (a replay within the budget's burst goes at once).
+    async fn pace(&self) {
+        while !self.take() {
+            tokio::time::sleep(self.slot.wait().clamp(Duration::from_millis(1), MOST_PAUSE)).await;
+        }
+    }
+
     /// Says `hello`, then serves the socket until either side ends it; the
     /// close code it said goodbye with, if any.
     pub(super) async fn run(&mut self, socket: &mut WebSocket) -> Option<u16> {
@@ -347,7 +358,9 @@ impl Connection {
     /// must be written whole within `ws_send_seconds`, not each of its frames:
     /// a reader taking one frame every few seconds would otherwise hold its
     /// page (up to 50 lines of 16 KB) for as long as it liked. It is let go
-    /// as too slow (1013), and resumes after the last line it got.
+    /// as too slow (1013), and resumes after the last line it got. Each page
+    /// after the first spends a frame of the socket's budgets, waiting for
+    /// one if need be ([`Connection::pace`]).
     async fn on_resume(&mut self, socket: &mut WebSocket, named: Option<SessionId>, after: u64) -> Result<(), Closed> {
         let session = match self.session_of(named) {
             Ok(s) => s,
@@ -365,7 +378,10 @@ impl Connection {
             return report(socket, e.into(), None).await;
         }
         let (within, page) = (self.send_within(), self.feed.app().limits().replay_page);
-        loop {
+        for n in 0.. {
+            if n > 0 {
+                self.pace().await;
+            }
             match self.feed.next_page(session, page).await {
                 Ok(p) => {
                     send_page(socket, p.items.iter().map(OutFrame::Event), within).await?;
@@ -465,11 +481,14 @@ impl Connection {
     }
 
     /// `im_resume`: the conversation after `after`, a page at a time, each
-    /// written whole within `ws_send_seconds` as a `resume`'s is, then
-    /// `im_synced`.
+    /// written whole within `ws_send_seconds` and paced as a `resume`'s is,
+    /// then `im_synced`.
     async fn on_im_resume(&mut self, socket: &mut WebSocket, peer: StaffId, mut last: u64) -> Result<(), Closed> {
         let within = self.send_within();
-        loop {
+        for n in 0.. {
+            if n > 0 {
+                self.pace().await;
+            }
             match self.feed.im_page(peer, last, self.feed.app().limits().replay_page).await {
                 Ok(p) => {
                     send_page(socket, p.items.iter().map(OutFrame::Im), within).await?;

@@ -98,6 +98,54 @@ async fn a_client_that_stops_reading_is_let_go() {
     assert!(!synced, "the whole replay went out: the server waited for the reader");
 }
 
+/// Resumes `ws` from the start: the lines replayed, and how long until
+/// `synced`.
+async fn replay(ws: &mut Raw) -> (usize, Duration) {
+    let start = Instant::now();
+    ws.send(Ws::text(json!({"type": "resume", "after": 0}).to_string())).await.unwrap();
+    let mut lines = 0;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("the replay ends").unwrap();
+        let Ws::Text(t) = msg.unwrap() else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        match v["type"].as_str() {
+            Some("event") => lines += 1,
+            Some("synced") => return (lines, start.elapsed()),
+            Some("error") => panic!("the replay was refused: {v}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_long_replay_spends_its_chats_frame_budget_a_frame_a_page_on_every_socket() {
+    // A replay is many reads for one frame: opening socket after socket to
+    // replay a long chat from the start (a socket's first resume is not
+    // charged to its network's reads) kept the shared readers busy.
+    let app = spawn_app_with(|c| {
+        (c.limits.frames_per_second, c.limits.frame_burst, c.limits.replay_page) = (5, 5, 10);
+        c.limits.patron_lines_before_accept = 1_000;
+    })
+    .await;
+    let chat = app.start_chat("riverside-main", "a long chat").await;
+    let rec = app.state.app.patron_session(&chat.token).await.unwrap();
+    for n in 0..199 {
+        app.state.app.patron_send(&rec, MessageKind::Message, &format!("line {n}"), None).await.unwrap();
+    }
+    // 200 lines, 20 pages: the first page and the burst's four go at once
+    // (the resume frame took one), the other fifteen at five a second.
+    let (mut first, _) = patron_socket(app.addr, &chat.token).await;
+    let (lines, took) = replay(&mut first).await;
+    assert_eq!(lines, 200, "the whole chat");
+    assert!(took >= Duration::from_secs(2), "15 pages past the burst in {took:?}");
+    // Another socket of the chat shares its budget: no fresh burst.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut second, _) = patron_socket(app.addr, &chat.token).await;
+    let (lines, took) = replay(&mut second).await;
+    assert_eq!(lines, 200);
+    assert!(took >= Duration::from_secs(2), "the second socket's replay in {took:?}");
+}
+
 #[tokio::test]
 async fn a_chat_no_librarian_took_emails_no_transcript() {
     let app = spawn_app().await;
