@@ -148,7 +148,7 @@ pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<StaffId, (i
 impl Written {
     /// Counts a line `staff` writes at `now`; `too_many_lines` once they
     /// wrote `most` today.
-    pub(crate) fn take(&self, staff: StaffId, most: u32, now: Millis) -> AppResult<()> {
+    pub(crate) fn take(&self, staff: StaffId, most: u32, now: Millis) -> Result<(), DomainError> {
         let day = now.div_euclid(DAY);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let (on, n) = map.entry(staff).or_insert((day, 0));
@@ -157,7 +157,7 @@ impl Written {
         }
         if *n >= most {
             let reason = format!("you have written {most} lines and notes today; you may write more tomorrow");
-            return Err(DomainError::Limited { code: "too_many_lines", reason }.into());
+            return Err(DomainError::Limited { code: "too_many_lines", reason });
         }
         *n += 1;
         Ok(())
@@ -490,8 +490,12 @@ impl App {
             if rec.ctx.id != own {
                 return Err(DomainError::NotFound("session"));
             }
-            let (accepted, written) = (rec.accepted_at.is_some(), (rec.last_seq, rec.patron_chars));
-            refdesk_domain::chat::patron_may_add_a_line(accepted, written, chars, most)
+            let so_far = refdesk_domain::chat::SoFar {
+                accepted: rec.accepted_at.is_some(),
+                lines: rec.last_seq,
+                chars: rec.patron_chars,
+            };
+            refdesk_domain::chat::patron_may_add_a_line(so_far, chars, most)
         });
         Ok(committed(self.store.append(own, msg, guard, self.clock.now()).await?))
     }
@@ -677,11 +681,18 @@ impl App {
     ) -> AppResult<Appended> {
         let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
         let msg = self.new_message(author, kind, body, client_id)?;
-        let guard = self.line_guard(staff, Action::Send(kind));
+        let mut guard = self.line_guard(staff, Action::Send(kind));
         let now = self.clock.now();
-        self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
+        let counted = self.written.take(staff.id, self.limits.staff_lines_per_day, now);
+        if let Err(spent) = &counted {
+            // Refused in the store's write, not here: a line already stored
+            // under its client id is acknowledged again whatever the cap
+            // says now (I4: a re-send after a lost ack is not refused).
+            let (may, spent) = (guard, spent.clone());
+            guard = Box::new(move |rec| may(rec).and(Err(spent.clone())));
+        }
         let appended = self.store.append(session, msg, guard, now).await;
-        if !matches!(appended, Ok(refdesk_store::Appended { duplicate: false, .. })) {
+        if counted.is_ok() && !matches!(appended, Ok(refdesk_store::Appended { duplicate: false, .. })) {
             self.written.give_back(staff.id, now);
         }
         Ok(committed(appended?))

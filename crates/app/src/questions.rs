@@ -230,9 +230,12 @@ impl App {
         // Everything that needs input parsing or another lookup happens here,
         // before the transaction; the rule itself (`decide`) runs inside it,
         // on the question and its session as they are there.
-        // Words (a note, a message to the librarian) count among the day's
-        // lines of their writer, as those written at the desk do.
-        let words = matches!(action, QuestionAction::Note { .. } | QuestionAction::MessageLibrarian { .. });
+        // Words (an answer, a note, a message to the librarian) count among
+        // the day's lines of their writer, as those written at the desk do.
+        let words = matches!(
+            action,
+            QuestionAction::Answer { .. } | QuestionAction::Note { .. } | QuestionAction::MessageLibrarian { .. }
+        );
         let prepared = self.prepare(staff, id, action).await?;
         let receiving = prepared.receiving;
         let me = staff.clone();

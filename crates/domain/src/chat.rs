@@ -70,18 +70,24 @@ pub struct PatronLines {
     pub max_lines: u64,
 }
 
-/// Whether a patron may add a line of `chars` characters to their chat,
-/// which holds `last_seq` lines, `written` characters of them the patron's
-/// after the question while nobody had taken it. Until a librarian takes
-/// it (`accepted` false), at most `before_accept` lines after the question,
-/// of `chars_before_accept` characters together; in any chat, none once it
-/// holds `max_lines`.
-pub fn patron_may_add_a_line(
-    accepted: bool,
-    (last_seq, written): (u64, u64),
-    chars: u64,
-    most: PatronLines,
-) -> Result<(), DomainError> {
+/// A chat as a patron's next line finds it.
+#[derive(Clone, Copy, Debug)]
+pub struct SoFar {
+    /// Whether a librarian has taken it.
+    pub accepted: bool,
+    /// Its lines (its last line's number).
+    pub lines: u64,
+    /// Characters of the patron's lines after the question while nobody
+    /// had taken it.
+    pub chars: u64,
+}
+
+/// Whether a patron may add a line of `chars` characters to their chat.
+/// Until a librarian takes it, at most `before_accept` lines after the
+/// question, of `chars_before_accept` characters together; in any chat,
+/// none once it holds `max_lines`.
+pub fn patron_may_add_a_line(chat: SoFar, chars: u64, most: PatronLines) -> Result<(), DomainError> {
+    let SoFar { accepted, lines: last_seq, chars: written } = chat;
     if !accepted && last_seq > most.before_accept {
         let before_accept = most.before_accept;
         return Err(DomainError::Limited {
@@ -430,8 +436,8 @@ mod tests {
             Err(_) => "other",
         };
         let most = PatronLines { before_accept: 3, chars_before_accept: 100, max_lines: 10 };
-        let line = |accepted, last_seq, written, chars, most| {
-            code(patron_may_add_a_line(accepted, (last_seq, written), chars, most))
+        let line = |accepted, lines, chars_so_far, chars, most| {
+            code(patron_may_add_a_line(SoFar { accepted, lines, chars: chars_so_far }, chars, most))
         };
         // Waiting: the question (line 1) and 3 more, of 100 characters together.
         assert_eq!(line(false, 3, 0, 5, most), "ok");

@@ -120,6 +120,8 @@ async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_th
         // No credential; another site's form.
         http.get(server.url("/api/me")).send().await.unwrap();
         http.post(server.url("/api/logout")).header("Origin", "https://elsewhere.example").send().await.unwrap();
+        let from_elsewhere = http.post(server.url("/api/login")).header("Origin", "https://elsewhere.example");
+        from_elsewhere.json(&login).send().await.unwrap();
         // What every page of a library's site with the widget asks, made-up names or not.
         http.get(server.url("/widget.js")).send().await.unwrap();
         http.get(server.url(&format!("/api/libraries/site-{n}/status"))).send().await.unwrap();
@@ -130,9 +132,9 @@ async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_th
     let lines = lines_until(&log, |l| l.contains("after-the-flood")).await;
     let answered: Vec<&String> = lines.iter().filter(|l| l.contains("answered")).collect();
     // The first sign-in (401) and the last request: the 29 refusals (429),
-    // the 30 unknown paths (404), the 60 requests without a credential
-    // (401) or from another site (403) and the widget's 120 requests are
-    // counted, not logged at info.
+    // the 30 unknown paths (404), the 90 requests without a credential
+    // (401) or from another site (403, sign-ins too) and the widget's 120
+    // requests are counted, not logged at info.
     assert_eq!(answered.len(), 2, "{answered:#?}");
     assert!(!answered.iter().any(|l| l.contains("status=429") || l.contains("unmatched")), "{answered:#?}");
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

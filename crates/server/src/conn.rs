@@ -378,8 +378,8 @@ pub(crate) async fn serve(
             blocked: false,
             let_go: let_go.clone(),
         });
-        let connected = (peer, activity, let_go);
-        tokio::spawn(connection(builder.clone(), io, router.clone(), connected, limits.clone(), drain_rx.clone()));
+        let client = Client { peer, activity, let_go };
+        tokio::spawn(connection(builder.clone(), io, router.clone(), client, limits.clone(), drain_rx.clone()));
     }
     // Closed now, not once the connections below have finished: a client
     // that connects from here on is refused at once and goes elsewhere.
@@ -389,11 +389,18 @@ pub(crate) async fn serve(
     drain_tx.closed().await;
 }
 
+/// What a connection's task knows of its client.
+struct Client {
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    let_go: LetGo,
+}
+
 async fn connection(
     builder: Arc<http1::Builder>,
     io: TokioIo<Watched>,
     router: axum::Router,
-    (peer, activity, let_go): (SocketAddr, Arc<Activity>, LetGo),
+    Client { peer, activity, let_go }: Client,
     limits: Arc<Limits>,
     mut drain: tokio::sync::watch::Receiver<()>,
 ) {

@@ -378,6 +378,12 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Marks a response logged at debug whatever its route and status: a
+/// refusal anyone can send without end before any limit (another site's
+/// request, a body that is not JSON).
+#[derive(Clone, Copy, Debug)]
+pub struct Quiet;
+
 /// What a library's web site asks of refdesk on each visitor's page, with
 /// the widget on it: logged at debug (see [`track`]).
 const WIDGET_ROUTES: [&str; 4] = ["/widget.js", "/assets/{file}", "/api/libraries/{slug}/status", "/ask/{slug}"];
@@ -387,9 +393,10 @@ const WIDGET_ROUTES: [&str; 4] = ["/widget.js", "/assets/{file}", "/api/librarie
 /// Logs one line per request: its route, never its URL, query or client
 /// address. At debug for probes and scrapes, for what strangers can send
 /// without end — a refusal by a rate limit (`429`), a path that matches no
-/// route, a request without a credential that opens anything (`401`) or
-/// from another site (`403`; but for a failed sign-in, which the sign-in
-/// limits bound) — and for what every visitor of a library's web site asks without
+/// route, a request without a credential that opens anything (`401`, but
+/// for a failed sign-in, which the sign-in limits bound), one from another
+/// site or with a body that is not JSON (refused as [`Quiet`] by
+/// `crate::origin`) — and for what every visitor of a library's web site asks without
 /// knowing it (the widget's script and files, its library's status every
 /// 30 s, the chat page it frames: `WIDGET_ROUTES`), so that neither a flood
 /// nor a busy library site floods the log (and journald's rate limit then
@@ -410,7 +417,8 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
             && matches!(method, "GET" | "HEAD")
             && !res.status().is_server_error())
         || res.status() == StatusCode::TOO_MANY_REQUESTS
-        || (matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) && route != "/api/login");
+        || (res.status() == StatusCode::UNAUTHORIZED && route != "/api/login")
+        || res.extensions().get::<Quiet>().is_some();
     span.in_scope(|| match quiet {
         true => tracing::debug!(status, ms, "answered"),
         false => tracing::info!(status, ms, "answered"),

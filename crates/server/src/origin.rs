@@ -96,21 +96,22 @@ fn has_body(req: &Request) -> bool {
 pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let upgrade = req.headers().contains_key(header::UPGRADE);
+    // Refusals anyone can send without end, before any limit: counted, and
+    // logged at debug (`crate::metrics::Quiet`).
+    let refused = |e: ApiError| (axum::Extension(crate::metrics::Quiet), e).into_response();
     if (changes || upgrade) && !from_our_pages(req.headers(), state.public_origin.as_deref()) {
-        return ApiError {
+        return refused(ApiError {
             status: StatusCode::FORBIDDEN,
             code: "cross_origin",
             message: "this request comes from a page that is not refdesk's own".into(),
-        }
-        .into_response();
+        });
     }
     if changes && has_body(&req) && !is_json(req.headers()) {
-        return ApiError {
+        return refused(ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code: "unsupported_media_type",
             message: "a request body must be JSON, sent with Content-Type: application/json".into(),
-        }
-        .into_response();
+        });
     }
     next.run(req).await
 }

@@ -55,19 +55,18 @@ impl Readiness {
             Ok(Ok(v)) => v.unwrap_or(Err(NOT_ANSWERING)),
             // The check's task ended without a verdict (it panicked).
             Ok(Err(_)) => Err(NOT_ANSWERING),
-            Err(_) => {
-                let within_ms = READY_WITHIN.as_millis() as u64;
-                self.found(Err(NOT_ANSWERING), &format_args!("no answer within {within_ms} ms"));
-                Err(NOT_ANSWERING)
-            }
+            // Logged by the check when it ends (or gives up), not here: a
+            // database slow to answer but answering would otherwise log a
+            // change at every probe.
+            Err(_) => Err(NOT_ANSWERING),
         }
     }
 
     /// Logs a change of readiness: a warning when the node stops being
     /// ready (or is not ready for another reason), a line when it is ready
     /// again; not every probe, which a load balancer sends every few
-    /// seconds and anyone else may send as often as they like.
-    /// Whether it logged.
+    /// seconds and anyone else may send as often as they like. Returns
+    /// whether it logged.
     fn found(&self, verdict: Verdict, error: &dyn std::fmt::Display) -> bool {
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         if *down == verdict.err() {

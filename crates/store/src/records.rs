@@ -482,21 +482,32 @@ pub struct SessionRecord {
     /// When its last message was written (its start, if it has none).
     pub last_message_at: Millis,
     /// Characters of the patron's lines after the question while no
-    /// librarian has taken the chat (0 once one has).
+    /// librarian has taken the chat: counted in the copies appends read
+    /// (`ops::chats::append` loads it, `note_line` adds each line), 0 in
+    /// other reads and once a librarian has taken the chat.
+    #[serde(skip)]
     pub patron_chars: u64,
+    /// The last line `patron_chars` counts as read: lines after it are
+    /// added as they are noted, in whatever order.
+    #[serde(skip)]
+    pub counted_to: u64,
 }
 
 impl SessionRecord {
     /// A line stored after this copy was read: its last line follows, and
     /// what the patron wrote while nobody had taken the chat (the patron's
     /// limits on lines read both from the copy).
-    pub fn note_line(&mut self, line: &refdesk_domain::chat::Message) {
+    pub fn note_line(&mut self, line: &Message) {
+        // Each stored line is noted once, but not always in order (the
+        // callers of a PostgreSQL batch are answered together): counted by
+        // its number, not by whether it is the last.
+        let patrons = self.accepted_at.is_none() && matches!(line.author, Author::Patron { .. });
+        if patrons && line.seq > self.counted_to.max(1) {
+            self.patron_chars += line.body.chars().count() as u64;
+        }
         if line.seq > self.last_seq {
             self.last_seq = line.seq;
             self.last_message_at = line.at;
-            if self.accepted_at.is_none() && line.seq > 1 && matches!(line.author, Author::Patron { .. }) {
-                self.patron_chars += line.body.chars().count() as u64;
-            }
         }
     }
 

@@ -121,11 +121,15 @@ impl Connection {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closed = loop {
             // All four are cancel-safe; the work happens after the select.
+            // In this order: the node going away first; then a frame the
+            // client sent (a pong waiting behind a long turn is read before
+            // the ping timer's check that would take the client for gone).
             let step = tokio::select! {
+                biased;
+                () = going_away(&mut self.gone) => Step::GoingAway,
                 frame = socket.recv() => Step::Frame(frame),
                 event = self.feed.recv() => Step::Event(event),
                 _ = ping.tick() => Step::Tick,
-                () = going_away(&mut self.gone) => Step::GoingAway,
             };
             let turn = Box::pin(self.turn(socket, step, every));
             if let Err(closed) = turn.await {

@@ -213,8 +213,8 @@ pub(crate) async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| {
-            let held = (from_address, let_go.map(|e| e.0));
-            serve(app, socket, cookie, pending, sockets, metrics, gone, held).instrument(span)
+            let let_go = let_go.map(|e| e.0);
+            serve(app, socket, cookie, pending, sockets, metrics, gone, from_address, let_go).instrument(span)
         }))
 }
 
@@ -281,7 +281,8 @@ fn serve(
     sockets: Arc<Sockets>,
     metrics: Arc<crate::metrics::ServerMetrics>,
     gone: tokio::sync::watch::Receiver<bool>,
-    (from_address, let_go): (Option<Held<std::net::IpAddr>>, Option<crate::conn::LetGo>),
+    from_address: Option<Held<std::net::IpAddr>>,
+    let_go: Option<crate::conn::LetGo>,
 ) -> impl std::future::Future<Output = ()> {
     let opening = Box::pin(open(app, socket, cookie, pending, sockets, metrics, gone));
     async move {

@@ -285,7 +285,11 @@ mod tests {
             assert!(lock(&held.bucket).take());
             drop(held);
             let kept = registry.map.lock().unwrap().entries.len();
-            assert!(kept <= 8192, "{kept} keys kept at chat {chat}");
+            // At most the last 1,000 keys' budgets have not refilled.
+            assert!(kept <= 4096, "{kept} keys kept at chat {chat}");
+            if chat % 1000 == 999 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
         // A key whose budget is spent is kept, so closing and opening again
         // does not refill it.

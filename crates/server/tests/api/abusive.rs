@@ -455,15 +455,20 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
     // twenty times a second into every chat it reaches, all day.
     let app = spawn_app_with_manual_clock_and(|c| {
         crate::helpers::staff_writes_unbounded(c);
-        c.limits.staff_lines_per_day = 3;
+        c.limits.staff_lines_per_day = 4;
     })
     .await;
-    let p = app.start_chat("riverside-main", "How many lines?").await;
+    let p =
+        app.start_chat_with("riverside-main", json!({"question": "How many lines?", "email": "pat@example.org"})).await;
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(p.session).await.0, 200);
     let lines = format!("/api/sessions/{}/messages", p.session);
-    // Over HTTP, on the socket, from the question list: three in all.
+    // Over HTTP, on the socket, from the question list: four in all.
     assert_eq!(ann.post(&lines, json!({"body": "one"})).await.0, 200);
+    // A line refused for another reason counts nothing: a chat not hers.
+    let other = app.start_chat("riverside-main", "Someone else's").await;
+    let (status, _) = ann.post(&format!("/api/sessions/{}/messages", other.session), json!({"body": "x"})).await;
+    assert_eq!(status, 403, "not hers to write in");
     let mut desk = ann.socket().await;
     let ack = desk.say(Some(p.session), "note", "two, a note", "n2").await;
     assert_eq!(ack["type"], "ack", "{ack}");
@@ -472,15 +477,22 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
     let q = ann.question_of(p.session).await["id"].as_i64().unwrap();
     let (status, body) = ann.act(q, "note", json!({"body": "three", "confirm_live": true})).await;
     assert_eq!(status, 200, "{body}");
-    // A fourth, whichever way: refused, nothing stored.
+    let (status, body) = ann.act(q, "answer", json!({"body": "four, an answer", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{body}");
+    // A fifth, whichever way: refused, nothing stored.
     let stored = app.stored(p.session).await.len();
-    let (status, body) = ann.post(&lines, json!({"body": "four"})).await;
+    let (status, body) = ann.post(&lines, json!({"body": "five"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{body}");
-    let refused = desk.say(Some(p.session), "message", "four", "m4").await;
+    let refused = desk.say(Some(p.session), "message", "five", "m5").await;
     assert_eq!(refused["code"], "too_many_lines", "{refused}");
-    let (status, body) = ann.act(q, "note", json!({"body": "four", "confirm_live": true})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{body}");
+    for action in ["note", "answer", "message-librarian"] {
+        let (status, body) = ann.act(q, action, json!({"body": "five", "confirm_live": true})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{action}: {body}");
+    }
     assert_eq!(app.stored(p.session).await.len(), stored);
+    // A line stored before, sent again (its ack lost): acknowledged, not refused (I4).
+    let again = desk.say(Some(p.session), "note", "two, a note", "n2").await;
+    assert_eq!((again["type"].as_str(), again["duplicate"].as_bool()), (Some("ack"), Some(true)), "{again}");
     // A colleague writes their own.
     let carla = app.staff("carla").await;
     let (status, body) = carla.act(q, "note", json!({"body": "from carla", "confirm_live": true})).await;
@@ -509,19 +521,21 @@ async fn a_patron_adds_only_so_many_characters_while_waiting_whatever_the_lines(
     }
     let refused = pat.say(None, "message", &long, "w2").await;
     assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("wait_for_a_librarian")));
-    // What still fits goes (2,000 characters left), then nothing more.
-    let ack = pat.say(None, "message", &"x".repeat(2_000), "w3").await;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    let refused = pat.say(None, "message", "?", "w4").await;
-    assert_eq!(refused["code"], "wait_for_a_librarian", "{refused}");
-    // After a restart, the count read from the store says the same.
+    // After a restart, the count is read from the chat's lines: in
+    // characters, not bytes (8,000 of them, 16,000 bytes), so what still
+    // fits (2,000 characters) goes, then nothing more.
     drop(pat);
     let app = crate::helpers::start(app.stop().await, tweak).await;
     p.addr = app.addr;
     let mut again = p.socket().await;
     again.resume(None, 0).await;
-    assert_eq!(again.say(None, "message", "?", "w5").await["code"], "wait_for_a_librarian");
-    assert_eq!(app.stored(p.session).await.len(), 4, "the question and three lines");
+    let ack = again.say(None, "message", &"x".repeat(1_999), "w3").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(again.say(None, "message", "??", "w4").await["code"], "wait_for_a_librarian");
+    let ack = again.say(None, "message", "?", "w5").await;
+    assert_eq!(ack["type"], "ack", "the last character that fits: {ack}");
+    assert_eq!(again.say(None, "message", "?", "w6").await["code"], "wait_for_a_librarian");
+    assert_eq!(app.stored(p.session).await.len(), 5, "the question and four lines");
     // Taken, the chat goes on: long lines are the librarian's to read now.
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(p.session).await.0, 200);

@@ -190,17 +190,6 @@ macro_rules! last_line {
     };
 }
 
-/// What the patron wrote after the question while no librarian had taken
-/// the chat, in characters (0 once one has): at most a few lines, read in
-/// the messages' key only for a chat still waiting
-/// (`SessionRecord::patron_chars`; its copies add each line).
-macro_rules! patron_chars {
-    () => {
-        "CASE WHEN s.accepted_at IS NULL THEN COALESCE((SELECT SUM(LENGTH(pm.body)) FROM messages pm
-           WHERE pm.session_id = s.id AND pm.seq > 1 AND pm.author_kind = 'patron'), 0) ELSE 0 END"
-    };
-}
-
 // The live sessions' queries say `state <> 'ended'` as the partial index
 // `sessions_live` does: SQLite cannot tell that `state = 'active'` implies
 // it, and would read every session ever held instead (a year of a large
@@ -257,6 +246,13 @@ pub(crate) const EXPIRED_WAITING: &str = "SELECT s.id AS session_id FROM session
      WHERE s.state = 'waiting' AND COALESCE(s.queued_at, s.created_at) < ?1
      ORDER BY COALESCE(s.queued_at, s.created_at), s.id LIMIT ?2";
 
+/// What the patron of a chat wrote after the question, in characters
+/// (binds the session): read by an append's load of a chat nobody has
+/// taken yet (`SessionRecord::patron_chars`), its few lines in the
+/// messages' key; their bodies are read for their length.
+pub(crate) const PATRON_CHARS: &str = "SELECT COALESCE(SUM(LENGTH(body)), 0) AS n FROM messages
+     WHERE session_id = ?1 AND seq > 1 AND author_kind = 'patron'";
+
 pub(crate) const SESSION_SELECT: &str = concat!(
     "SELECT s.id AS session_id,
             s.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
@@ -271,9 +267,7 @@ pub(crate) const SESSION_SELECT: &str = concat!(
             s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
             sst.display_name AS librarian_name, ",
     last_line!(at),
-    " AS last_message_at, s.version AS version, ",
-    patron_chars!(),
-    " AS patron_chars
+    " AS last_message_at, s.version AS version
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
@@ -308,7 +302,8 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         library_name: r.text("library_name")?,
         librarian_name: r.opt_text("librarian_name")?,
         last_message_at: r.int("last_message_at")?,
-        patron_chars: r.int("patron_chars")?.max(0) as u64,
+        patron_chars: 0,
+        counted_to: r.int("last_seq")? as u64,
     })
 }
 

@@ -1116,6 +1116,29 @@ mod tests {
         Box::new(|_| Ok(()))
     }
 
+    /// A copy of a waiting chat counts each patron line stored after it was
+    /// read once, in whatever order the lines are noted (a PostgreSQL
+    /// batch answers its callers together), and nothing read with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_counts_what_its_patron_wrote_while_waiting_whatever_the_order_lines_are_noted_in() {
+        use crate::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), Arc::new(Nowhere)).unwrap());
+        let id = waiting_chat(&store).await;
+        let before = Chats::append(&*store, id, patron_line("c0"), any_line(), 2).await.unwrap().message;
+        let mut copy = store.session(id).await.unwrap().unwrap();
+        let (first, second) = (
+            Chats::append(&*store, id, patron_line("c1"), any_line(), 3).await.unwrap().message,
+            Chats::append(&*store, id, patron_line("c22"), any_line(), 4).await.unwrap().message,
+        );
+        copy.note_line(&second);
+        copy.note_line(&first);
+        copy.note_line(&before);
+        assert_eq!(copy.patron_chars, ("line c1".len() + "line c22".len()) as u64, "both, once; not the one read");
+        assert_eq!(copy.last_seq, second.seq);
+        Backend::close(&*store).await;
+    }
+
     /// I4 without an index of client ids (migration 014): a line stored by
     /// a job that then failed is gone, though the writer's set of the
     /// session's client ids still names it — so the line sent again is
