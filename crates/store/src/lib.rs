@@ -36,6 +36,7 @@ pub use api::{
     BLOCKED_WAITING_AT_MOST,
 };
 pub use error::{Result, StoreError};
+pub use ops::blocks::BLOCKS_PER_CHAT;
 pub use records::*;
 
 /// The storage traits, to bring every store method into scope at once.

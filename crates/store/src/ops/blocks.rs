@@ -2,7 +2,7 @@
 
 use super::{quiet, Backend};
 use crate::api::Blocks;
-use crate::sql::rows::{block_where, insert_timeline, load_session, not_found};
+use crate::sql::rows::{block_where, insert_timeline, lock_session, not_found};
 use crate::sql::select::{self as sel, BLOCK_SELECT};
 use crate::sql::{args, int, Db};
 use crate::{BlockRecord, NewBlock, PatronKeys, Result, ScopeLevel};
@@ -12,9 +12,33 @@ use refdesk_domain::org::Staff;
 use refdesk_domain::question::Change;
 use refdesk_domain::{DomainError, Millis};
 
-/// Blocks the keys a chat was started with, cooperative-wide.
+/// Blocks a chat's patron at most this many times in all (each lifted
+/// before the next): each block is a row and a timeline entry, and its
+/// lifting another, which nothing else bounds.
+pub const BLOCKS_PER_CHAT: i64 = 10;
+
+/// Blocks the keys a chat was started with, cooperative-wide: one block at
+/// a time per chat (locked: two at once cannot both pass), and
+/// [`BLOCKS_PER_CHAT`] in all.
 async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
-    let rec = load_session(db, new.session).await?;
+    let rec = lock_session(db, new.session).await?;
+    let (held, live) = db
+        .row(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN lifted_at IS NULL AND expires_at > ?2 THEN 1 ELSE 0 END), 0) AS live
+             FROM blocks WHERE session_id = ?1",
+            args![new.session.0, new.now],
+            |r| Ok((r.int("n")?, r.int("live")?)),
+        )
+        .await?
+        .unwrap_or_default();
+    if live > 0 {
+        let why = "this chat's patron is blocked already; lift that block to block them again";
+        return Err(DomainError::Conflict(why.into()).into());
+    }
+    if held >= BLOCKS_PER_CHAT {
+        let reason = format!("this chat's patron was blocked {held} times already; block them from a newer chat");
+        return Err(DomainError::Limited { code: "too_many_blocks", reason }.into());
+    }
     let (browser, net) = db
         .row(
             "SELECT browser_key AS browser_key, net_key AS net_key FROM sessions WHERE id = ?1",

@@ -12,7 +12,7 @@
 //! differ below [`Db`] — and in [`Backend::append`], each one's fast path
 //! for the one operation that runs per message.
 
-mod blocks;
+pub(crate) mod blocks;
 mod chats;
 mod history;
 mod im;

@@ -8,6 +8,7 @@ use refdesk_store::{Handover, NewBlock, NewSession, PatronKeys, ScopeLevel, Stor
 on_every_backend!(
     blocks_match_either_key_until_lifted_or_run_out,
     a_block_that_does_not_exist_is_none,
+    a_chats_patron_is_blocked_once_at_a_time_and_so_many_times_in_all,
     the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_cooperative_only
 );
 
@@ -48,6 +49,42 @@ async fn blocks_match_either_key_until_lifted_or_run_out(b: &Backend) {
     let new = NewBlock { session: bare, by: w.ann.clone(), reason: "x".into(), expires_at: 100, now: 7 };
     let r = s.block(new).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Invalid { .. }))), "nothing to block by: {r:?}");
+}
+
+/// Each block is a row and a timeline entry, its lifting another: blocking
+/// one chat's patron again and again (a stolen sign-in at the frame
+/// budget's pace) grew both without bound. One block at a time per chat,
+/// ten in all, each lifted before the next.
+async fn a_chats_patron_is_blocked_once_at_a_time_and_so_many_times_in_all(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let (rec, _) = s.start_session(keyed(w, "b3", Some("browser-3"), Some("net-3"), 99, 99)).await.unwrap();
+    let id = rec.ctx.id;
+    s.accept(id, w.ann.clone(), ok(), 2).await.unwrap();
+    let block = |now: i64, expires_at: i64| NewBlock {
+        session: id,
+        by: w.carla.clone(),
+        reason: "again".into(),
+        expires_at,
+        now,
+    };
+    let first = s.block(block(3, 1_000)).await.unwrap();
+    let again = s.block(block(4, 1_000)).await;
+    assert!(matches!(again, Err(StoreError::Domain(DomainError::Conflict(_)))), "blocked already: {again:?}");
+    // Run out, another may follow; lifted, too.
+    s.block(block(1_001, 1_002)).await.unwrap();
+    s.lift_block(first.id, w.carla.clone(), 1_003).await.unwrap();
+    for n in 2..refdesk_store::BLOCKS_PER_CHAT {
+        let block = s.block(block(2_000 + n * 10, 5_000)).await.unwrap();
+        s.lift_block(block.id, w.carla.clone(), 2_001 + n * 10).await.unwrap();
+    }
+    let past = s.block(block(3_000, 5_000)).await;
+    assert!(
+        matches!(&past, Err(StoreError::Domain(DomainError::Limited { code: "too_many_blocks", .. }))),
+        "the eleventh: {past:?}"
+    );
+    let q = s.session(id).await.unwrap().unwrap().ctx.question.unwrap();
+    let kinds: Vec<&str> = s.timeline(q).await.unwrap().iter().map(|t| t.change.kind()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "blocked").count(), 10, "{kinds:?}");
 }
 
 async fn a_block_that_does_not_exist_is_none(b: &Backend) {
