@@ -378,6 +378,29 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Whether a request's line is logged at `debug` rather than `info`: at
+/// `info` what staff signed in on this node ask, what changes something,
+/// a failed sign-in (which the sign-in limits bound) and every server
+/// error; at `debug` probes and scrapes, and what anyone can send without
+/// end — an anonymous read (a page, a document, the widget's script and
+/// files and its library's status on every page of a library's site, a
+/// patron's chat), an anonymous request refused (a rate limit's `429`, a
+/// path that matches no route, no credential, another site's form, a body
+/// that is not JSON) — so that neither a flood nor a busy library site
+/// floods the log (journald's rate limit would then drop the lines that
+/// matter). Each is counted in `refdesk_http_requests_total` all the same.
+/// `staff`: the request carries a sign-in this node knows.
+fn quiet(route: &str, method: &str, res: &Response, staff: bool) -> bool {
+    let status = res.status();
+    let anonymous = !staff && route != "/api/login" && !status.is_server_error();
+    matches!(route, "/healthz" | "/readyz" | "/metrics" | "unmatched")
+        || (WIDGET_ROUTES.contains(&route) && matches!(method, "GET" | "HEAD") && !status.is_server_error())
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::UNAUTHORIZED && route != "/api/login")
+        || res.extensions().get::<Quiet>().is_some()
+        || (anonymous && (matches!(method, "GET" | "HEAD" | "OPTIONS") || status.is_client_error()))
+}
+
 /// Marks a response logged at debug whatever its route and status: a
 /// refusal anyone can send without end before any limit (another site's
 /// request, a body that is not JSON).
@@ -391,35 +414,20 @@ const WIDGET_ROUTES: [&str; 4] = ["/widget.js", "/assets/{file}", "/api/librarie
 /// The outermost middleware: gives the request its id and span, then
 /// counts and times it by the route it matched and the status answered.
 /// Logs one line per request: its route, never its URL, query or client
-/// address. At debug for probes and scrapes, for what strangers can send
-/// without end — a refusal by a rate limit (`429`), a path that matches no
-/// route, a request without a credential that opens anything (`401`, but
-/// for a failed sign-in, which the sign-in limits bound), one from another
-/// site or with a body that is not JSON (refused as [`Quiet`] by
-/// `crate::origin`) — and for what every visitor of a library's web site asks without
-/// knowing it (the widget's script and files, its library's status every
-/// 30 s, the chat page it frames: `WIDGET_ROUTES`), so that neither a flood
-/// nor a busy library site floods the log (and journald's rate limit then
-/// drop the lines that matter); they are counted in
-/// `refdesk_http_requests_total` all the same.
+/// address; at `info` or `debug` as [`quiet`] says.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id(req.headers());
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = method_label(req.method());
+    let staff = crate::input::cookie_token(req.headers())
+        .is_some_and(|c| state.limiter.knows(crate::limit::Credential::Staff, c));
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
     let start = Instant::now();
     let mut res = next.run(req).instrument(span.clone()).await;
     let took = start.elapsed();
     state.metrics.request(&route, method, res.status(), took);
     let (status, ms) = (res.status().as_u16(), took.as_secs_f64() * 1000.0);
-    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics" | "unmatched")
-        || (WIDGET_ROUTES.contains(&route.as_str())
-            && matches!(method, "GET" | "HEAD")
-            && !res.status().is_server_error())
-        || res.status() == StatusCode::TOO_MANY_REQUESTS
-        || (res.status() == StatusCode::UNAUTHORIZED && route != "/api/login")
-        || res.extensions().get::<Quiet>().is_some();
-    span.in_scope(|| match quiet {
+    span.in_scope(|| match quiet(&route, method, &res, staff) {
         true => tracing::debug!(status, ms, "answered"),
         false => tracing::info!(status, ms, "answered"),
     });

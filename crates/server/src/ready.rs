@@ -11,6 +11,8 @@
 //! meanwhile wait on the same one rather than pile up more work on a
 //! database that is already slow. A check that has not finished after
 //! [`CHECK_AT_MOST`] is given up, and the next probe starts a fresh one.
+//! A check's verdict answers the probes of the next [`FRESH_FOR`] without
+//! another.
 //!
 //! It must never decide anything but readiness: the drain (see
 //! [`crate::run`]) is checked by the handler before it.
@@ -43,12 +45,26 @@ pub struct Readiness {
     /// Why the node was last found not ready (`None`: it was ready), so
     /// that a change is logged, not each probe.
     down: Mutex<Option<&'static str>>,
+    /// The last check's verdict and when it was given: reused for
+    /// [`FRESH_FOR`].
+    last: Mutex<Option<(std::time::Instant, Verdict)>>,
 }
+
+/// How long a check's verdict answers probes: anyone may ask `/readyz` as
+/// often as they like, and each check is a read and, on SQLite, a commit
+/// on the one writer; back to back, a flood of probes kept the writer
+/// committing for them.
+const FRESH_FOR: Duration = Duration::from_secs(1);
 
 impl Readiness {
     /// Whether the store answers reads and can commit, waiting at most
     /// [`READY_WITHIN`] for the check (a new one, or the one under way).
     pub async fn check(self: &Arc<Self>, store: &Arc<dyn Store>) -> Verdict {
+        if let Some((at, verdict)) = *self.last.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < FRESH_FOR {
+                return verdict;
+            }
+        }
         let mut verdict = self.running_check(store);
         let waited = tokio::time::timeout(READY_WITHIN, verdict.wait_for(Option::is_some)).await;
         match waited.map(|r| r.map(|v| *v)) {
@@ -102,7 +118,8 @@ impl Readiness {
                 }
             };
             // Cleared before the verdict is given: a probe from now on
-            // starts a fresh check rather than read this one's.
+            // reads this one's while it is fresh, then starts another.
+            *me.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), verdict));
             me.running.lock().unwrap_or_else(|p| p.into_inner()).take();
             tx.send_replace(Some(verdict));
         });
@@ -137,5 +154,21 @@ mod tests {
         assert!(found(Err(NOT_ANSWERING)), "not ready for another reason");
         assert!(found(Ok(())), "ready again");
         assert!(!found(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_verdict_answers_the_probes_of_the_next_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.sqlite3");
+        let store: Arc<dyn Store> =
+            Arc::new(refdesk_store::sqlite::SqliteStore::open(&file, Arc::new(refdesk_store::NoSink)).unwrap());
+        let readiness = Arc::new(Readiness::default());
+        assert_eq!(readiness.check(&store).await, Ok(()));
+        // A verdict given just now (as if the database had failed a check)
+        // answers without another check, for a second.
+        *readiness.last.lock().unwrap() = Some((std::time::Instant::now(), Err(CANNOT_COMMIT)));
+        assert_eq!(readiness.check(&store).await, Err(CANNOT_COMMIT), "not checked again");
+        tokio::time::sleep(FRESH_FOR + Duration::from_millis(50)).await;
+        assert_eq!(readiness.check(&store).await, Ok(()), "checked again once stale");
     }
 }

@@ -159,7 +159,7 @@ pub(crate) struct WsQuery {
         (status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet; `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), and `Retry-After` says when to try again", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet; `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), or, for a staff page whose sign-in the node knows, the sign-in's frame budget is spent; `Retry-After` says when to try again", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -181,9 +181,18 @@ pub(crate) async fn upgrade(
     let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
     // A desk this node knows reconnects whatever the address opened: a
     // stranger sharing a library's address does not keep its librarians out.
-    let known_desk = cookie_token(&headers).is_some_and(|c| state.limiter.knows(Credential::Staff, c));
+    // Its sign-in's frame budget pays instead (each open and close of a
+    // staff socket is a write: the staff member seen connected).
+    let desk = cookie_token(&headers).filter(|c| state.limiter.knows(Credential::Staff, c));
+    if let Some(cookie) = desk {
+        if !state.sockets.sign_ins.spend(refdesk_app::auth::digest(cookie), sockets::per_key(state.app.limits())) {
+            state.metrics.limited("socket_open");
+            let why = "this sign-in opened too many connections in a short time; slow down";
+            return Ok(crate::limit::Refused::SlowDown(why.into()).into_response());
+        }
+    }
     let per_minute = state.app.limits().sockets_opened_per_minute;
-    if let Some(Err(wait)) = ip.filter(|_| !known_desk).map(|ip| state.limiter.open_socket(ip, per_minute)) {
+    if let Some(Err(wait)) = ip.filter(|_| desk.is_none()).map(|ip| state.limiter.open_socket(ip, per_minute)) {
         state.metrics.limited("socket_open");
         return Ok(crate::limit::Refused::TooMany(wait).into_response());
     }

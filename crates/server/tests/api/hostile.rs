@@ -862,6 +862,61 @@ async fn an_address_opens_so_many_sockets_a_minute_and_another_is_not_held_back(
     let _desk = app.staff("ann").await.socket().await;
 }
 
+#[tokio::test]
+async fn what_staff_ask_is_logged_at_info_and_what_anyone_reads_at_debug() {
+    // Anyone can read the pages, the documents and the list of libraries
+    // without end: a line each at info flooded the log (3.6 MB in 3 s from
+    // one client). Staff signed in on this node are few, and what they do
+    // is what an operator looks for.
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let with_id = |req: reqwest::RequestBuilder, id: &str| req.header("X-Request-Id", id).send();
+    with_id(ann.http.get(app.url("/api/me")), "staff-read-9f3").await.unwrap();
+    with_id(reqwest::Client::new().get(app.url("/api/service")), "anonymous-read-9f3").await.unwrap();
+    let line = |id: &str| {
+        let logs = crate::helpers::captured_logs();
+        logs.lines().find(|l| l.contains(id) && l.contains("answered")).map(str::to_owned)
+    };
+    app.eventually("both lines logged", || async {
+        line("staff-read-9f3").is_some() && line("anonymous-read-9f3").is_some()
+    })
+    .await;
+    assert!(line("staff-read-9f3").unwrap().contains(" INFO "), "{:?}", line("staff-read-9f3"));
+    assert!(line("anonymous-read-9f3").unwrap().contains(" DEBUG "), "{:?}", line("anonymous-read-9f3"));
+}
+
+#[tokio::test]
+async fn a_desk_the_node_knows_opens_sockets_on_its_sign_ins_frame_budget() {
+    // A known desk is not held to its address's sockets a minute (a
+    // stranger there must not keep librarians out), and each of its sockets
+    // is a write as it opens and another as it closes: a stolen cookie
+    // opened 14,000 in 10 s. Its sign-in's budget pays for them.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app_with(|c| (c.limits.frames_per_second, c.limits.frame_burst) = (1, 5)).await;
+    let ann = app.staff("ann").await;
+    let (mut opened, mut refused) = (0, None);
+    for _ in 0..10 {
+        let mut req = format!("ws://{}/api/ws", app.addr).into_client_request().unwrap();
+        req.headers_mut().insert("cookie", ann.cookie.parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((mut ws, _)) => {
+                opened += 1;
+                ws.close(None).await.unwrap();
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                refused = Some(res);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let res = refused.expect("a socket past the sign-in's budget is refused");
+    assert!((4..=6).contains(&opened), "{opened} opened on a budget of 5");
+    assert_eq!((res.status().as_u16(), res.headers().get("retry-after").map(|v| v.as_bytes())), (429, Some(&b"1"[..])));
+    // A colleague's desk has its own.
+    let _ben = app.staff("ben").await.socket().await;
+}
+
 /// A staff member's writes over HTTP spend the frame budget their sign-in's
 /// sockets share: a stolen cookie looping lines or availability changes
 /// (each a commit, each availability change a status read for every
