@@ -223,6 +223,11 @@ pub struct Limits {
     /// stolen sign-in within its frame budget would otherwise write a line
     /// of 16 KB twenty times a second into every chat it may reach, all day.
     pub staff_lines_per_day: u32,
+    /// Reads (`GET`, `HEAD`) one staff sign-in may ask a second over HTTP,
+    /// in bursts of ten seconds' worth, on each node: a question's page or
+    /// a page of a chat is megabytes at most, built whole, and a stolen
+    /// sign-in looping them kept both cores and the shared readers busy.
+    pub staff_reads_per_second: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of
     /// starts can put in front of a librarian.
@@ -330,6 +335,7 @@ impl Default for Limits {
             max_question_entries: 500,
             ims_per_staff_per_day: 2_000,
             staff_lines_per_day: 5_000,
+            staff_reads_per_second: 50,
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,

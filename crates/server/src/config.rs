@@ -505,6 +505,7 @@ impl Config {
             ("limits.max_question_entries", l.max_question_entries as u64, 10, 100_000),
             ("limits.ims_per_staff_per_day", l.ims_per_staff_per_day as u64, 1, 1_000_000),
             ("limits.staff_lines_per_day", l.staff_lines_per_day as u64, 1, 10_000_000),
+            ("limits.staff_reads_per_second", l.staff_reads_per_second as u64, 1, 1_000_000),
         ];
         for (name, value, min, max) in bounded {
             self.in_range(name, value, min, max)?;

@@ -171,7 +171,8 @@ async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
 /// sign-in's sockets share (`frames_per_second`, `frame_burst`): a line, a
 /// code, a change of availability costs the same over HTTP as on the
 /// socket, and past the budget gets `429 rate_limited` (with `Retry-After`),
-/// before anything is written.
+/// before anything is written. A read spends one of the sign-in's read
+/// budget (`staff_reads_per_second`), the same way.
 pub struct CurrentStaff(pub Staff);
 
 impl FromRequestParts<AppState> for CurrentStaff {
@@ -183,11 +184,21 @@ impl FromRequestParts<AppState> for CurrentStaff {
         let staff =
             crate::limit::checked(state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?;
         let writes = !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
-        let budget = crate::ws::per_key(state.app.limits());
-        if writes && !state.sockets.sign_ins.spend(refdesk_app::auth::digest(token), budget) {
-            state.metrics.limited("staff_write");
-            let reason = format!("more than {} changes a second from this sign-in; slow down", budget.0);
-            return Err(Refused::SlowDown(reason));
+        let key = refdesk_app::auth::digest(token);
+        if writes {
+            let budget = crate::ws::per_key(state.app.limits());
+            if !state.sockets.sign_ins.spend(key, budget) {
+                state.metrics.limited("staff_write");
+                let reason = format!("more than {} changes a second from this sign-in; slow down", budget.0);
+                return Err(Refused::SlowDown(reason));
+            }
+        } else {
+            let rate = state.app.limits().staff_reads_per_second;
+            if !state.sockets.sign_in_reads.spend(key, (rate, rate.saturating_mul(10))) {
+                state.metrics.limited("staff_read");
+                let reason = format!("more than {rate} reads a second from this sign-in; slow down");
+                return Err(Refused::SlowDown(reason));
+            }
         }
         Ok(CurrentStaff(staff))
     }

@@ -94,7 +94,8 @@ pub fn document() -> OpenApi {
                 // The upgrade is checked like a change: a socket acts.
                 // Signing out spends none of the sign-in's budget.
                 let writes = changes && path != "/api/logout";
-                edge_responses(op, (changes || path == "/api/ws", writes), path.starts_with("/api/"));
+                let reads = !changes && path != "/api/ws";
+                edge_responses(op, (changes || path == "/api/ws", writes, reads), path.starts_with("/api/"));
             }
         }
     }
@@ -124,9 +125,10 @@ fn served() -> &'static Result<Vec<u8>, String> {
 
 /// Adds to `op` what the edge may answer before or around its handler:
 /// the refusals of the sign-in extractors, the origin check, the JSON body,
-/// path and query extractors. `changes`: whether the origin is checked,
-/// and whether the method writes (a staff sign-in's budget is spent).
-fn edge_responses(op: &mut Operation, (changes, writes): (bool, bool), api: bool) {
+/// path and query extractors. `changes`: whether the origin is checked;
+/// whether the method writes (a staff sign-in's frame budget is spent), or
+/// reads (its read budget is).
+fn edge_responses(op: &mut Operation, (changes, writes, reads): (bool, bool, bool), api: bool) {
     let schemes: Vec<String> = op
         .security
         .iter()
@@ -146,6 +148,8 @@ fn edge_responses(op: &mut Operation, (changes, writes): (bool, bool), api: bool
     }
     if writes && schemes.iter().any(|s| s == STAFF) {
         add(op, 429, "`rate_limited`: this sign-in's writes (and its sockets' frames) went past `limits.frames_per_second` (20 a second, bursts of `frame_burst`, 60); nothing was written (`Retry-After: 1`)");
+    } else if reads && schemes.iter().any(|s| s == STAFF) {
+        add(op, 429, "`rate_limited`: this sign-in's reads went past `limits.staff_reads_per_second` (50 a second, bursts of ten seconds' worth) (`Retry-After: 1`)");
     }
     if changes {
         add(op, 403, "`cross_origin`: asked by a page that is not refdesk's own");

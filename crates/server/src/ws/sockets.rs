@@ -182,6 +182,9 @@ impl<K: Hash + Eq + Clone> Drop for Held<K> {
 pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
     pub(crate) sign_ins: Arc<Registry<String>>,
+    /// The budget of a staff sign-in's reads over HTTP
+    /// (`staff_reads_per_second`); no socket is counted here.
+    pub(crate) sign_in_reads: Arc<Registry<String>>,
     pub(super) addresses: Arc<Registry<IpAddr>>,
     /// The patron frame budgets of the IPv6 /56s and /48s with sockets open
     /// (keyed by prefix length and network address); their sockets are

@@ -60,13 +60,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// For a test that writes many lines as staff over HTTP to reach another
-/// limit: a sign-in's writes spend its frame budget (`frames_per_second`),
-/// and its lines the day's (`staff_lines_per_day`).
+/// For a test that writes (or reads) much as staff over HTTP to reach
+/// another limit: a sign-in's writes spend its frame budget
+/// (`frames_per_second`), its lines the day's (`staff_lines_per_day`), its
+/// reads a budget of their own (`staff_reads_per_second`).
 pub fn staff_writes_unbounded(c: &mut Config) {
     c.limits.frames_per_second = 100_000;
     c.limits.frame_burst = 100_000;
     c.limits.staff_lines_per_day = 10_000_000;
+    c.limits.staff_reads_per_second = 100_000;
 }
 
 /// A fresh server, with the configuration adjusted by `tweak`.

@@ -917,6 +917,28 @@ async fn a_desk_the_node_knows_opens_sockets_on_its_sign_ins_frame_budget() {
     let _ben = app.staff("ben").await.socket().await;
 }
 
+#[tokio::test]
+async fn a_sign_ins_reads_over_http_have_a_budget_of_their_own() {
+    // A question's page or a page of a chat is megabytes at most, built
+    // whole: a stolen sign-in looping them (13,000 reads in 5 s) kept both
+    // cores and the shared readers busy.
+    let app = spawn_app_with(|c| c.limits.staff_reads_per_second = 2).await;
+    let ann = app.staff("ann").await;
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        answers.push(ann.http.get(app.url("/api/me")).send().await.unwrap());
+    }
+    let passed = answers.iter().filter(|r| r.status() == 200).count();
+    assert!((18..=23).contains(&passed), "{passed} of 40 reads on a budget of 20 and 2 a second");
+    let refused = answers.iter().find(|r| r.status() == 429).expect("reads past the budget are refused");
+    assert_eq!(refused.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    // Writes have their own budget; a colleague's sign-in its own.
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "away"})).await.0, 200);
+    assert_eq!(app.staff("ben").await.get("/api/me").await.0, 200);
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("refdesk_limited_total{limit=\"staff_read\"}"), "{metrics}");
+}
+
 /// A staff member's writes over HTTP spend the frame budget their sign-in's
 /// sockets share: a stolen cookie looping lines or availability changes
 /// (each a commit, each availability change a status read for every
