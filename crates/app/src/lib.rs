@@ -142,8 +142,18 @@ impl AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 /// Password hashes running or waiting for their turn at once, at most
-/// (two run): a line a few seconds long at the worst.
+/// ([`hashes_at_once`] run): a line a few seconds long at the worst.
 pub const HASHES_WAITING: usize = 64;
+
+/// Password hashes running at once on a node: one core fewer than the
+/// process may run on, one at least and four at most. Each takes a core
+/// for tens of milliseconds: a flood of sign-ins (each within its rate, from
+/// many networks) keeps that many cores busy for as long as it lasts, and
+/// must leave one to the chats. On a machine of two cores, one.
+pub fn hashes_at_once() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cores.saturating_sub(1).clamp(1, 4)
+}
 
 /// Places in a line of their own for sign-ins from a network the account
 /// signed in from lately ([`signin`]): sign-ins from everywhere else that
@@ -441,8 +451,9 @@ pub struct Parts {
     mail_wakeup: Arc<tokio::sync::Notify>,
     /// Live staff connections on this node.
     connections: staff::SharedConnections,
-    /// Password hashing is slow and takes 19 MiB each: a few at a time, so
-    /// a burst of sign-ins cannot exhaust memory or the blocking threads.
+    /// Password hashing is slow and takes 19 MiB each: [`hashes_at_once`]
+    /// at a time, so a burst of sign-ins cannot exhaust memory, the blocking
+    /// threads or the cores.
     hashing: Arc<tokio::sync::Semaphore>,
     /// Places in line for [`App::hash_work`] ([`HASHES_WAITING`]).
     hash_line: Arc<tokio::sync::Semaphore>,
@@ -536,7 +547,7 @@ impl App {
             clock,
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::default(),
-            hashing: Arc::new(tokio::sync::Semaphore::new(2)),
+            hashing: Arc::new(tokio::sync::Semaphore::new(hashes_at_once())),
             hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
             known_line: Arc::new(tokio::sync::Semaphore::new(KNOWN_HASHES_WAITING)),
             sign_ins: Arc::default(),

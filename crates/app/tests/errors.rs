@@ -9,6 +9,7 @@ use refdesk_store::prelude::*;
 use refdesk_store::sqlite::SqliteStore;
 use refdesk_store::StoreError;
 use std::error::Error;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 #[tokio::test]
@@ -34,8 +35,8 @@ async fn a_library_that_does_not_exist_is_bad_input_but_a_closed_store_is_an_int
     assert!(matches!(source.downcast_ref::<StoreError>(), Some(StoreError::Closed)), "{source:?}");
 }
 
-/// Fills the line of password hashes: two run, held until released (one
-/// `release` each), the rest wait.
+/// Fills the line of password hashes: [`refdesk_app::hashes_at_once`] run,
+/// held until released (one `release` each), the rest wait.
 async fn fill_the_line(app: &App) -> (std::sync::mpsc::Sender<()>, Vec<tokio::task::JoinHandle<Result<(), AppError>>>) {
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = Arc::new(std::sync::Mutex::new(held));
@@ -52,7 +53,9 @@ async fn fill_the_line(app: &App) -> (std::sync::mpsc::Sender<()>, Vec<tokio::ta
         }));
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while running.load(std::sync::atomic::Ordering::SeqCst) < 2 || app.hashes_in_line() < refdesk_app::HASHES_WAITING {
+    while running.load(std::sync::atomic::Ordering::SeqCst) < refdesk_app::hashes_at_once()
+        || app.hashes_in_line() < refdesk_app::HASHES_WAITING
+    {
         assert!(std::time::Instant::now() < deadline, "the line never filled");
         tokio::task::yield_now().await;
     }
@@ -80,6 +83,40 @@ async fn password_hashes_past_the_line_are_refused_as_busy_at_once() {
         waiting.await.unwrap().unwrap();
     }
     assert!(app.hash_work(|| ()).await.is_ok());
+}
+
+/// A flood of sign-ins keeps at most one core fewer than the node has busy
+/// hashing: on this machine's two cores, one hash at a time, the other core
+/// left to the chats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_hashes_run_on_one_core_fewer_than_the_node_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), Clock::system());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(refdesk_app::hashes_at_once(), cores.saturating_sub(1).clamp(1, 4));
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let hashes: Vec<_> = (0..12)
+        .map(|_| {
+            let (app, running, most) = (app.clone(), running.clone(), most.clone());
+            tokio::spawn(async move {
+                app.hash_work(move || {
+                    most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    running.fetch_sub(1, SeqCst);
+                })
+                .await
+            })
+        })
+        .collect();
+    for hash in hashes {
+        hash.await.unwrap().unwrap();
+    }
+    assert_eq!(most.load(SeqCst), refdesk_app::hashes_at_once(), "hashes that ran at once");
+    if cores > 1 {
+        assert!(most.load(SeqCst) < cores, "{} hashes at once on {cores} cores", most.load(SeqCst));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
