@@ -30,10 +30,14 @@ function describe(t) {
 // longer live changes only by someone's action, which reloads it.
 const POLL_MS = 4000;
 let shown = 0; // the highest seq in the transcript on the page
-let timelineLength = -1;
+let timelineShown = 0; // how many of the timeline's entries are on the page
 let poll = null;
 
-function render(d) {
+// The page asks for the lines after those it shows and the timeline's
+// entries after those it shows.
+const pageAfterShown = () => `/api/questions/${id}?after=${shown}&timeline_after=${timelineShown}`;
+
+function render(d, from) {
   question = d.question;
   const q = d.question;
   $("title").textContent = `Question #${q.id}`;
@@ -46,11 +50,7 @@ function render(d) {
     el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${d.patron_email}` }, d.patron_email) : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
   addLines(d.transcript);
-  if (d.timeline.length !== timelineLength) {
-    timelineLength = d.timeline.length;
-    $("timeline").replaceChildren(...d.timeline.map((t) =>
-      el("li", {}, el("time", { datetime: new Date(t.at).toISOString() }, new Date(t.at).toLocaleString()), ` ${t.actor_name}: ${describe(t)}`)));
-  }
+  addEntries(d.timeline, from);
   clearTimeout(poll);
   if (q.live) poll = setTimeout(refresh, POLL_MS);
 }
@@ -66,23 +66,37 @@ function addLines(lines) {
   if (atEnd) log.scrollTop = log.scrollHeight;
 }
 
-// The question's page holds the chat's first page of lines; a longer chat's
-// rest is read a page at a time, after the last line shown.
+// Adds the timeline's entries not on the page yet: `entries` start after the
+// first `from` (two looks at once may bring the same ones).
+function addEntries(entries, from) {
+  const fresh = entries.slice(Math.max(0, timelineShown - from));
+  if (!fresh.length) return;
+  $("timeline").append(...fresh.map((t) =>
+    el("li", {}, el("time", { datetime: new Date(t.at).toISOString() }, new Date(t.at).toLocaleString()), ` ${t.actor_name}: ${describe(t)}`)));
+  timelineShown = from + entries.length;
+}
+
+// The question's page holds the chat's first page of lines and the first
+// page of its timeline; the rest of a longer chat or timeline is read a page
+// at a time, after what is shown.
 async function addTheRest() {
   for (;;) {
-    const page = await api(`/api/questions/${id}?after=${shown}`);
-    const before = shown;
+    const before = [shown, timelineShown];
+    const page = await api(pageAfterShown());
     addLines(page.transcript);
-    if (!page.transcript_more || shown === before) return;
+    addEntries(page.timeline, before[1]);
+    const more = page.transcript_more || page.timeline_more;
+    if (!more || (shown === before[0] && timelineShown === before[1])) return;
   }
 }
 
-// Each look asks only for the lines after those on the page: a live chat's
-// first page (up to 1 MiB) is not read again every few seconds.
+// Each look asks only for the lines and entries after those on the page: a
+// live chat's first page (up to 1 MiB) is not read again every few seconds.
 async function load() {
-  const d = await api(`/api/questions/${id}?after=${shown}`);
-  render(d);
-  if (d.transcript_more) await addTheRest();
+  const from = timelineShown;
+  const d = await api(pageAfterShown());
+  render(d, from);
+  if (d.transcript_more || d.timeline_more) await addTheRest();
 }
 
 async function refresh() {

@@ -313,6 +313,21 @@ test("the question page shows the patron and follows the live chat; refer offers
   assert.notEqual(await page.locator("#refer").inputValue(), "riverside-main");
   await page.click("#refer-form button[type=submit]");
   await page.locator("#timeline li", { hasText: "referred to library" }).waitFor();
+
+  // A timeline longer than a page (100 entries) is read a page at a time,
+  // each entry once: on a reload, and as it grows while the page follows it.
+  for (let n = 0; n < 110; n++) {
+    const note = await ann.call("POST", `/api/questions/${q.id}/note`, { body: `PAGED NOTE ${n}.`, confirm_live: true });
+    assert.equal(note.status, 200, JSON.stringify(note.body));
+  }
+  await page.reload();
+  await page.locator("#timeline li", { hasText: "PAGED NOTE 109." }).waitFor();
+  assert.equal(await page.locator("#timeline li", { hasText: "PAGED NOTE" }).count(), 110, "every entry once");
+  assert.equal((await ann.call("POST", `/api/questions/${q.id}/note`, { body: "PAGED NOTE 110.", confirm_live: true })).status, 200);
+  await page.locator("#timeline li", { hasText: "PAGED NOTE 110." }).waitFor({ timeout: 12000 });
+  const texts = await page.locator("#timeline li").evaluateAll((ls) => ls.map((l) => l.textContent));
+  const paged = texts.filter((t) => t.includes("PAGED NOTE")).map((t) => Number(t.match(/PAGED NOTE (\d+)\./)[1]));
+  assert.deepEqual(paged, [...Array(111).keys()], "in order, none twice");
   for (const p of [ann.page, carla.page, patron]) await p.context().close();
 });
 

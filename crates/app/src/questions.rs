@@ -133,11 +133,41 @@ pub struct QuestionDetail {
     /// Whether the chat goes on past `transcript` (the rest is read a page
     /// at a time, after its last line).
     pub transcript_more: bool,
-    /// R7.
+    /// A page of its timeline (R7), oldest first: the entries after the
+    /// first `timeline_after` asked for, at most [`TIMELINE_PAGE_ENTRIES`],
+    /// cut before the entry that takes their text past
+    /// [`TIMELINE_PAGE_BYTES`].
     pub timeline: Vec<TimelineEntry>,
+    /// Whether the timeline goes on past `timeline` (read a page at a time).
+    pub timeline_more: bool,
     /// The e-mail address the patron gave, if any: for following the
     /// question up (the page is staff-only, like every question record).
     pub patron_email: Option<String>,
+}
+
+/// A question's page holds at most this many entries of its timeline, and
+/// stops before the entry that would take their text past
+/// [`TIMELINE_PAGE_BYTES`] (the first is kept whatever its length): a
+/// timeline of `max_question_entries` of the longest notes (500 of 16 KB,
+/// 8 MB) is read a page at a time, not built whole on every look, and a
+/// page that follows a live question asks only for the entries after those
+/// it shows.
+pub const TIMELINE_PAGE_ENTRIES: u32 = 100;
+/// See [`TIMELINE_PAGE_ENTRIES`].
+pub const TIMELINE_PAGE_BYTES: usize = 256 * 1024;
+
+/// Cuts `entries` (read one past [`TIMELINE_PAGE_ENTRIES`]) to a page;
+/// whether more follow.
+fn timeline_page(entries: &mut Vec<TimelineEntry>) -> bool {
+    let mut text = 0;
+    let over = entries.iter().position(|t| {
+        text += t.change.text_len() + t.actor_name.len();
+        text > TIMELINE_PAGE_BYTES
+    });
+    let kept = over.map_or(entries.len(), |i| i.max(1)).min(TIMELINE_PAGE_ENTRIES as usize);
+    let more = kept < entries.len();
+    entries.truncate(kept);
+    more
 }
 
 fn line(staff: &Staff, l: ChatLine, system: bool) -> NewMessage {
@@ -192,14 +222,21 @@ impl App {
 
     /// One question with a page of its transcript (the lines after
     /// `after`) and its timeline, as staff see it.
-    pub async fn question(&self, staff: &Staff, id: QuestionId, after: u64) -> AppResult<QuestionDetail> {
+    pub async fn question(
+        &self,
+        staff: &Staff,
+        id: QuestionId,
+        after: u64,
+        timeline_after: u64,
+    ) -> AppResult<QuestionDetail> {
         let first = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &first.placement, first.referred.as_ref(), first.librarian)?;
         // The lines and the timeline first, then the question and the session
         // again: what judges them is at least as new as all they hold (a
         // referral or a change of hands after them is in it).
         let (all, transcript_more) = self.staff_page(first.session, after).await?;
-        let timeline = self.store.timeline(id).await?;
+        let mut timeline = self.store.timeline_page(id, timeline_after, TIMELINE_PAGE_ENTRIES + 1).await?;
+        let timeline_more = timeline_page(&mut timeline);
         let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
         authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
         let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
@@ -213,6 +250,7 @@ impl App {
             transcript: visible,
             transcript_more,
             timeline,
+            timeline_more,
             patron_email: session.patron_email,
         })
     }

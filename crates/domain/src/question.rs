@@ -304,6 +304,29 @@ pub enum Change {
 }
 
 impl Change {
+    /// The bytes of text the entry carries (a note's, an answer's, a block's
+    /// reason; names and codes; none for the rest): what a page of a
+    /// question's timeline is measured by.
+    pub fn text_len(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        match self {
+            Change::Answer { body, emailed_to, .. } => body.len() + opt(emailed_to),
+            Change::Note { body } | Change::LibrarianMessage { body, .. } => body.len(),
+            Change::Blocked { reason, .. } => reason.len(),
+            Change::Conference { name, .. } => name.len(),
+            Change::Code { from, to } => opt(from) + opt(to),
+            Change::Created { .. }
+            | Change::Status { .. }
+            | Change::Assignee { .. }
+            | Change::FollowUp { .. }
+            | Change::Referred { .. }
+            | Change::ExcludeFromStats { .. }
+            | Change::ReadScale { .. }
+            | Change::Librarian { .. }
+            | Change::Unblocked { .. } => 0,
+        }
+    }
+
     /// The timeline entry's kind, as stored.
     pub fn kind(&self) -> &'static str {
         match self {

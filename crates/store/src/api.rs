@@ -213,8 +213,15 @@ pub trait Questions: Send + Sync {
     async fn act_on_question(&self, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<Acted>;
     /// One question.
     async fn question(&self, id: QuestionId) -> Result<Option<QuestionRecord>>;
-    /// Its timeline, oldest first.
-    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>>;
+    /// A page of its timeline, oldest first: the entries after its first
+    /// `after`, at most `limit`.
+    async fn timeline_page(&self, id: QuestionId, after: u64, limit: u32) -> Result<Vec<TimelineEntry>>;
+    /// Its whole timeline, oldest first (at most `max_question_entries` and a
+    /// hundred more, and its blocks): for tests and tools; a question's page
+    /// reads [`Questions::timeline_page`].
+    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
+        self.timeline_page(id, 0, u32::MAX).await
+    }
 }
 
 /// Staff instant messages.

@@ -155,14 +155,17 @@ async fn list(
     Ok(axum::Json(list.into_iter().map(Into::into).collect()))
 }
 
-/// Where a page of a question's transcript starts.
+/// Where the pages of a question's transcript and timeline start.
 #[derive(Deserialize, IntoParams)]
 struct DetailParams {
     /// The transcript's lines after this one (default 0: from the first).
     after: Option<u64>,
+    /// The timeline's entries after its first `timeline_after` (default 0:
+    /// from the first).
+    timeline_after: Option<u64>,
 }
 
-/// A question with a page of its transcript, its timeline and the patron's e-mail address.
+/// A question with a page of its transcript, a page of its timeline and the patron's e-mail address.
 #[utoipa::path(get, path = "/api/questions/{id}", tag = "questions", security(("staff" = [])),
     params(("id" = i64, Path, description = "the question's number"), DetailParams),
     responses(
@@ -176,7 +179,8 @@ async fn detail(
     Path(id): Path<i64>,
     Query(q): Query<DetailParams>,
 ) -> ApiResult<axum::Json<QuestionDetailView>> {
-    Ok(axum::Json(s.app.question(&staff, QuestionId(id), q.after.unwrap_or(0)).await?.into()))
+    let (after, timeline_after) = (q.after.unwrap_or(0), q.timeline_after.unwrap_or(0));
+    Ok(axum::Json(s.app.question(&staff, QuestionId(id), after, timeline_after).await?.into()))
 }
 
 /// The actions on a question (R4).

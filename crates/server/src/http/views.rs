@@ -258,8 +258,12 @@ pub struct QuestionDetailView {
     /// Whether the chat goes on past `transcript`: ask again with `after`
     /// the last one's `seq`.
     pub transcript_more: bool,
-    /// R7, oldest first.
+    /// A page of its timeline (R7), oldest first: the entries after the
+    /// first `timeline_after`, at most 100 and about 256 KiB of text.
     pub timeline: Vec<TimelineEntryView>,
+    /// Whether the timeline goes on past `timeline`: ask again with
+    /// `timeline_after` the number of entries shown.
+    pub timeline_more: bool,
     /// The e-mail address the patron gave, if any (the page is staff-only).
     pub patron_email: Option<String>,
 }
@@ -271,6 +275,7 @@ impl From<refdesk_app::QuestionDetail> for QuestionDetailView {
             transcript: d.transcript,
             transcript_more: d.transcript_more,
             timeline: d.timeline.into_iter().map(Into::into).collect(),
+            timeline_more: d.timeline_more,
             patron_email: d.patron_email,
         }
     }

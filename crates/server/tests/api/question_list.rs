@@ -407,10 +407,63 @@ async fn a_referral_alerts_the_receiving_librarys_desks_only() {
     assert!(seen.iter().all(|f| f["type"] != "referred"), "{seen:?}");
 }
 
-/// A question is read whole with its timeline, and erased whole: notes
-/// stop at `limits.max_question_entries`, and what moves the question on
-/// (here closing it) may still add a few past it; nothing refused is
-/// written.
+/// Every entry of a question's timeline, read a page at a time (`timeline_after`,
+/// `timeline_more`); the pages' lengths and their JSON's bytes beside.
+async fn whole_timeline(staff: &Staff, question: i64) -> (Vec<Value>, Vec<(usize, usize)>) {
+    let (mut entries, mut pages) = (Vec::new(), Vec::new());
+    loop {
+        let (status, d) = staff.get(&format!("/api/questions/{question}?timeline_after={}", entries.len())).await;
+        assert_eq!(status, 200, "{d}");
+        let page = d["timeline"].as_array().expect("a page of the timeline").clone();
+        pages.push((page.len(), d["timeline"].to_string().len()));
+        let more = d["timeline_more"].as_bool().expect("timeline_more");
+        assert!(!more || !page.is_empty(), "an empty page with more to come");
+        entries.extend(page);
+        if !more {
+            return (entries, pages);
+        }
+    }
+}
+
+/// A question's page holds a page of its timeline, not the whole of it: at
+/// most 100 entries and about 256 KiB of their text (a timeline of 500 of
+/// the longest notes was 8 MB, built on every look and, while the chat was
+/// live, every few seconds); the rest is read after the entries shown, each
+/// entry once and in order.
+#[tokio::test]
+async fn a_questions_timeline_is_read_a_page_at_a_time() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::staff_writes_unbounded).await;
+    let l = live_chat(&app, None).await;
+    let long = "\u{1D11E}".repeat(3996); // ~16 KB of four-byte characters
+    for n in 0..190 {
+        let body = if n < 40 { format!("{n} {long}") } else { format!("note {n}") };
+        let (status, out) = l.ann.act(l.question, "note", json!({ "body": body, "confirm_live": true })).await;
+        assert_eq!(status, 200, "{out}");
+    }
+    let (entries, pages) = whole_timeline(&l.ann, l.question).await;
+    for &(len, bytes) in &pages {
+        assert!(len <= 100, "a page of {len} entries: {pages:?}");
+        assert!(bytes <= 256 * 1024 + 100 * 300, "a page of {bytes} bytes: {pages:?}");
+    }
+    assert!(pages[0].0 < 20, "the long notes are cut by bytes: {pages:?}");
+    let notes: Vec<String> = entries
+        .iter()
+        .filter(|t| t["change"] == "note")
+        .map(|t| t["body"].as_str().unwrap().split(' ').next().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..190).map(|n| if n < 40 { n.to_string() } else { "note".into() }).collect();
+    assert_eq!(notes, expected, "every note once, in order");
+    let shorts: Vec<&str> =
+        entries.iter().filter_map(|t| t["body"].as_str()).filter(|b| b.starts_with("note ")).collect();
+    assert_eq!(shorts, (40..190).map(|n| format!("note {n}")).collect::<Vec<_>>());
+    // Past the end: nothing, and nothing more.
+    let (_, d) = l.ann.get(&format!("/api/questions/{}?timeline_after={}", l.question, entries.len())).await;
+    assert_eq!((d["timeline"].as_array().map(Vec::len), &d["timeline_more"]), (Some(0), &json!(false)), "{d}");
+}
+
+/// A question is erased whole: notes stop at
+/// `limits.max_question_entries`, and what moves the question on (here
+/// closing it) may still add a few past it; nothing refused is written.
 #[tokio::test]
 async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes() {
     let app = crate::helpers::spawn_app_with(|c| {
@@ -421,10 +474,7 @@ async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes(
     let l = live_chat(&app, None).await;
     l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
     l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "answered"})).await;
-    let timeline = || async {
-        let (_, detail) = l.ann.get(&format!("/api/questions/{}", l.question)).await;
-        detail["timeline"].as_array().unwrap().len()
-    };
+    let timeline = || async { whole_timeline(&l.ann, l.question).await.0.len() };
     let mut refused = None;
     for n in 0..20 {
         let (status, body) = l.ann.act(l.question, "note", json!({"body": format!("note {n}")})).await;

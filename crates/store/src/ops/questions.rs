@@ -162,8 +162,13 @@ impl<B: Backend> Questions for B {
         .await
     }
 
-    async fn timeline(&self, id: QuestionId) -> Result<Vec<TimelineEntry>> {
-        self.read(move |db| Box::pin(async move { db.rows(sel::TIMELINE_SELECT, args![id.0], sel::timeline).await }))
-            .await
+    async fn timeline_page(&self, id: QuestionId, after: u64, limit: u32) -> Result<Vec<TimelineEntry>> {
+        let after = after.min(i64::MAX as u64) as i64;
+        self.read(move |db| {
+            Box::pin(
+                async move { db.rows(sel::TIMELINE_SELECT, args![id.0, i64::from(limit), after], sel::timeline).await },
+            )
+        })
+        .await
     }
 }

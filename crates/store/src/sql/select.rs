@@ -392,7 +392,7 @@ pub(crate) const TIMELINE_ENTRIES: &str = "SELECT COUNT(*) AS n FROM timeline WH
 
 pub(crate) const TIMELINE_SELECT: &str =
     "SELECT at AS at, actor_id AS actor_id, actor_name AS actor_name, change AS change
-     FROM timeline WHERE question_id = ?1 ORDER BY id";
+     FROM timeline WHERE question_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3";
 
 pub(crate) fn timeline(r: &dyn Cols) -> Result<TimelineEntry> {
     let json = r.text("change")?;

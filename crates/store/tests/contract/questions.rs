@@ -21,6 +21,7 @@ on_every_backend!(
     mails_from_one_staff_member_are_capped_per_day_whatever_the_addresses,
     an_action_adding_to_a_full_timeline_is_refused_inside_its_write_and_writes_nothing,
     every_view_of_the_question_list_is_what_its_definition_says_in_every_scope_and_filter,
+    a_page_of_a_timeline_is_the_entries_after_the_first_so_many,
 );
 
 /// A note under a cap of `most` timeline entries.
@@ -49,6 +50,26 @@ async fn an_action_adding_to_a_full_timeline_is_refused_inside_its_write_and_wri
     assert!(full, "{r:?}");
     assert_eq!(s.timeline(q).await.unwrap().len() as u32, held + 2, "nothing written");
     s.act_on_question(q, w.carla.clone(), note_within(held + 3), 23).await.expect("under a higher cap");
+}
+
+/// `timeline_page(id, after, limit)`: the entries after the first `after`,
+/// at most `limit`, in the order the whole timeline has them.
+async fn a_page_of_a_timeline_is_the_entries_after_the_first_so_many(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "p1", 10).await;
+    let q = question_of(b, a).await;
+    for at in 20..27 {
+        s.act_on_question(q, w.carla.clone(), note_within(1_000), at).await.unwrap();
+    }
+    let whole = s.timeline(q).await.unwrap();
+    assert!(whole.len() >= 7, "{whole:?}");
+    let at = |t: &[refdesk_store::TimelineEntry]| t.iter().map(|e| (e.at, e.change.kind())).collect::<Vec<_>>();
+    for (after, limit) in [(0, 3), (3, 3), (2, 100), (whole.len() as u64 - 1, 5), (whole.len() as u64, 5), (u64::MAX, 1)] {
+        let page = s.timeline_page(q, after, limit).await.unwrap();
+        let from = (after as usize).min(whole.len());
+        let expected = &whole[from..(from + limit as usize).min(whole.len())];
+        assert_eq!(at(&page), at(expected), "after {after}, at most {limit}");
+    }
 }
 
 /// Closes the chat's question from the question list, with a note, a line
