@@ -17,7 +17,7 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release -p refdesk --quiet
   BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/refdesk"
 fi
-export REFDESK_LOG=warn,sqlx=error REFDESK_PASSWORD=question-list-bench-1 REFDESK_STAFF_READS_PER_SECOND=100000
+export REFDESK_LOG=warn,sqlx=error REFDESK_PASSWORD=question-list-bench-1 REFDESK_STAFF_READS_PER_SECOND=100000 REFDESK_SIGN_INS_PER_ACCOUNT=1000
 tmp=$(mktemp -d)
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true

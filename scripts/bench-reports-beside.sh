@@ -17,7 +17,7 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release -p refdesk --quiet
   BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/refdesk"
 fi
-export REFDESK_LOG=warn,sqlx=error REFDESK_PASSWORD=reports-beside-desk-1 REFDESK_STAFF_READS_PER_SECOND=100000
+export REFDESK_LOG=warn,sqlx=error REFDESK_PASSWORD=reports-beside-desk-1 REFDESK_STAFF_READS_PER_SECOND=100000 REFDESK_SIGN_INS_PER_ACCOUNT=1000
 server=postgres://postgres@127.0.0.1:5432
 db="refdesk_beside_$(date +%s)_$$"
 tmp=$(mktemp -d)

@@ -250,25 +250,47 @@ impl App {
                 return Err(e);
             }
         };
+        let token = self.record_sign_in(username, net, attempt, &rec, now).await?;
+        Ok((token, rec.staff))
+    }
+
+    /// Records a sign-in whose password was checked (the end of
+    /// [`App::login_from`]); its cookie's token.
+    async fn record_sign_in(
+        &self,
+        username: &str,
+        net: Option<&str>,
+        attempt: crate::signin::Attempt,
+        rec: &refdesk_store::StaffRecord,
+        now: Millis,
+    ) -> AppResult<String> {
         let token = auth::new_token()?;
         let login = NewLogin {
             token_hash: auth::digest(&token),
             staff: rec.staff.id,
             expires: self.clock.now() + (self.limits.login_hours as i64) * 3_600_000,
-            password_hash: rec.password_hash,
+            password_hash: rec.password_hash.clone(),
             from: net.map(|n| KnownNetwork { network: n.to_owned(), last_at: now }),
+            keep: self.limits.sign_ins_per_account,
         };
         match self.store.create_login(login).await {
-            Ok(true) => self.sign_ins.signed_in(username, net, attempt, now),
+            Ok(Some(ended)) => {
+                self.sign_ins.signed_in(username, net, attempt, now);
+                // After the commit, as for signing out: the sockets of the
+                // sign-ins it ended close now, on every node.
+                for login in ended {
+                    self.bus.publish_ephemeral(Event::SignInEnded { login });
+                }
+            }
             // Its password was reset, or it was disabled, while this one
             // was being checked: the old password signs no one in.
-            Ok(false) => return Err(refused()),
+            Ok(None) => return Err(AppError::Domain(DomainError::Forbidden("wrong username or password"))),
             Err(e) => {
                 self.sign_ins.give_back(username, attempt);
                 return Err(e.into());
             }
         }
-        Ok((token, rec.staff))
+        Ok(token)
     }
 
     /// The account, if `password` is its own and it is enabled; `None` for

@@ -43,6 +43,15 @@ impl App {
     /// whatever its length); the next page is asked for after the last.
     pub async fn im_history(&self, staff: &Staff, peer: StaffId, after: u64) -> AppResult<Vec<ImMessage>> {
         let mut page = self.store.im_after(staff.id, peer, after, IM_PAGE).await?;
+        if page.is_empty() {
+            // Nothing to show: say so when there is no one to talk with, as
+            // sending does (a conversation's page is read without a lookup).
+            self.store
+                .staff_by_id(peer)
+                .await?
+                .filter(|s| s.home.cooperative == staff.home.cooperative)
+                .ok_or_else(|| DomainError::invalid("peer", "no such colleague in your cooperative"))?;
+        }
         let mut text = 0;
         let over = page.iter().position(|m| {
             text += m.body.len();

@@ -304,6 +304,11 @@ pub struct Limits {
     pub sockets_per_chat: usize,
     /// WebSockets open at once on one staff sign-in.
     pub sockets_per_sign_in: usize,
+    /// Sign-ins one staff account holds at once (its devices and browsers):
+    /// a new one ends the oldest past it. Each has sockets and budgets of
+    /// its own; a password signing in again and again would otherwise
+    /// multiply them (and its rows) without end.
+    pub sign_ins_per_account: u32,
     /// WebSockets one client address holds at once (IPv6: per /64).
     pub sockets_per_address: usize,
     /// WebSockets one client address may open per minute: each is a
@@ -366,6 +371,7 @@ impl Default for Limits {
             connections_per_address: 256,
             sockets_per_chat: 4,
             sockets_per_sign_in: 8,
+            sign_ins_per_account: 20,
             sockets_per_address: 128,
             sockets_opened_per_minute: 300,
             ws_ping_seconds: 30,
@@ -531,6 +537,23 @@ impl App {
             f()
         };
         tokio::task::spawn_blocking(hash).await.map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))
+    }
+
+    /// Runs one turn of a task that must outlive its bugs (the mailer, the
+    /// background round): a panic in the turn is logged at `error` and
+    /// counted (`refdesk_task_panics_total`), and the task goes on with its
+    /// next turn, instead of stopping for the life of the process unseen
+    /// (`/readyz` would still say ready). `None` when the turn panicked.
+    pub async fn one_turn<T>(&self, task: &'static str, turn: impl std::future::Future<Output = T>) -> Option<T> {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(turn).catch_unwind().await {
+            Ok(out) => Some(out),
+            Err(_) => {
+                self.metrics().task_panics.get_or_create(&[("task", task)]).inc();
+                tracing::error!(task, "a turn of this task panicked (a bug; the panic is logged above); it goes on");
+                None
+            }
+        }
     }
 
     /// Password hashes running or waiting for their turn now, in both lines.

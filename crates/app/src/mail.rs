@@ -28,6 +28,11 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The longest first wait before an e-mail is tried again (an hour).
+pub const RETRY_INITIAL_MS_MOST: u64 = 3_600_000;
+/// The longest wait between two tries of an e-mail (a week).
+pub const RETRY_MAX_MS_MOST: u64 = 7 * 24 * 3_600_000;
+
 /// E-mail settings.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -93,6 +98,13 @@ impl MailConfig {
         }
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
             return Err("mail.retry_initial_ms must be positive and at most mail.retry_max_ms".into());
+        }
+        if self.retry_initial_ms > RETRY_INITIAL_MS_MOST || self.retry_max_ms > RETRY_MAX_MS_MOST {
+            return Err(format!(
+                "mail.retry_initial_ms must be at most {RETRY_INITIAL_MS_MOST} (an hour) and mail.retry_max_ms at most \
+                 {RETRY_MAX_MS_MOST} (a week): an e-mail that waits longer is better told undeliverable (it is {} and {})",
+                self.retry_initial_ms, self.retry_max_ms
+            ));
         }
         Ok(())
     }
@@ -314,7 +326,7 @@ impl Mailer {
         tokio::pin!(shutdown);
         self.warn_of_setup();
         loop {
-            self.deliver_due().await;
+            self.app.one_turn("mailer", self.deliver_due()).await;
             let wait = match self.app.store.next_mail_due().await {
                 Ok(Some(at)) => Duration::from_millis((at - self.app.clock.now()).clamp(0, 60_000) as u64),
                 Ok(None) => Duration::from_secs(60),
@@ -401,8 +413,8 @@ impl Mailer {
                         .min(self.config.retry_max_ms);
                     let why_logged = &why.logged;
                     tracing::warn!(id = mail.id, why = %why_logged, retry_in_ms = backoff, "e-mail delivery failed; will retry");
-                    let _ =
-                        self.app.store.mail_failed(mail.id, &why.stored, self.app.clock.now() + backoff as i64).await;
+                    let due = self.app.clock.now().saturating_add(i64::try_from(backoff).unwrap_or(i64::MAX));
+                    let _ = self.app.store.mail_failed(mail.id, &why.stored, due).await;
                 }
             }
         }

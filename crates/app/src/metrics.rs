@@ -56,6 +56,9 @@ pub struct Metrics {
     pub status_reads: Counter,
     /// Chats and questions refused because the patron is blocked.
     pub blocked_refusals: Counter,
+    /// Turns of a task beside the server that panicked, by `task`:
+    /// `mailer`, `background` (each went on with its next turn).
+    pub task_panics: Family<Label, Counter>,
 }
 
 impl Default for Metrics {
@@ -77,6 +80,7 @@ impl Default for Metrics {
             blocks: Counter::default(),
             status_reads: Counter::default(),
             blocked_refusals: Counter::default(),
+            task_panics: Family::default(),
         }
     }
 }
@@ -111,6 +115,9 @@ impl Metrics {
         for direction in ["sent", "received"] {
             let _ = self.nats_envelopes.get_or_create(&[("direction", direction)]);
         }
+        for task in ["mailer", "background"] {
+            let _ = self.task_panics.get_or_create(&[("task", task)]);
+        }
         registry.register("messages_committed", "Chat lines committed by this node", self.messages_committed.clone());
         registry.register(
             "commit_writes",
@@ -128,6 +135,11 @@ impl Metrics {
         registry.register("mail", "E-mails by outcome: sent, retry, undeliverable", self.mail.clone());
         registry.register("nats_envelopes", "NATS envelopes by direction", self.nats_envelopes.clone());
         registry.register("nats_gaps", "Envelopes missed from another node", self.nats_gaps.clone());
+        registry.register(
+            "task_panics",
+            "Turns of a task beside the server (mailer, background) that panicked; the task went on",
+            self.task_panics.clone(),
+        );
         registry.register(
             "nats_events_skipped",
             "Other nodes' chat events not decoded: nobody on this node follows their chat",

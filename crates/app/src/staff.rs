@@ -533,7 +533,9 @@ impl App {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            last = self.tick(last).await;
+            if let Some(next) = self.one_turn("background", self.tick(last)).await {
+                last = next;
+            }
         }
     }
 }

@@ -35,6 +35,33 @@ async fn a_library_that_does_not_exist_is_bad_input_but_a_closed_store_is_an_int
     assert!(matches!(source.downcast_ref::<StoreError>(), Some(StoreError::Closed)), "{source:?}");
 }
 
+/// A turn of the mailer or of the background round that panics (a bug) is
+/// counted and logged, and its task goes on: before, the panic ended the
+/// task for the life of the process, and `/readyz` still said ready.
+#[tokio::test]
+async fn a_turn_of_a_task_that_panics_is_counted_and_the_task_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), Clock::system());
+    let panics = |task: &'static str| app.metrics().task_panics.get_or_create(&[("task", task)]).get();
+    assert_eq!(app.one_turn("mailer", async { 7 }).await, Some(7));
+    assert_eq!(app.one_turn("mailer", async { panic!("a bug in a turn") }).await, None::<u8>);
+    assert_eq!((panics("mailer"), panics("background")), (1, 0));
+    // The background round goes on past a turn that panics.
+    let turns = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let turns = turns.clone();
+        app.one_turn("background", async move {
+            if turns.fetch_add(1, SeqCst) == 1 {
+                panic!("the second turn");
+            }
+        })
+        .await;
+    }
+    assert_eq!((turns.load(SeqCst), panics("background")), (3, 1));
+}
+
 /// Fills the line of password hashes: [`refdesk_app::hashes_at_once`] run,
 /// held until released (one `release` each), the rest wait.
 async fn fill_the_line(app: &App) -> (std::sync::mpsc::Sender<()>, Vec<tokio::task::JoinHandle<Result<(), AppError>>>) {

@@ -66,7 +66,9 @@ impl Server {
         cmd.env_remove("REFDESK_CONFIG").env_remove("REFDESK_DATABASE_URL");
         // The load is Ann's lines over HTTP, as fast as they are acknowledged.
         cmd.env("REFDESK_FRAMES_PER_SECOND", "100000").env("REFDESK_FRAME_BURST", "100000");
-        cmd.env("REFDESK_STAFF_LINES_PER_DAY", "10000000").env("REFDESK_STAFF_READS_PER_SECOND", "100000");
+        cmd.env("REFDESK_STAFF_LINES_PER_DAY", "10000000")
+            .env("REFDESK_STAFF_READS_PER_SECOND", "100000")
+            .env("REFDESK_SIGN_INS_PER_ACCOUNT", "1000");
         let server = Server { child: cmd.spawn().expect("refdesk serve starts"), port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while reqwest::get(server.url("/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {

@@ -41,7 +41,7 @@ fn start(args: &[&str], data: &Path, port: u16) -> Running {
     cmd.env("REFDESK_MAX_CHAT_LINES", "1000000");
     // Its desk accepts every chat at once from one sign-in (a staff write each).
     cmd.env("REFDESK_FRAME_BURST", "10000").env("REFDESK_STAFF_LINES_PER_DAY", "10000000");
-    cmd.env("REFDESK_STAFF_READS_PER_SECOND", "100000");
+    cmd.env("REFDESK_STAFF_READS_PER_SECOND", "100000").env("REFDESK_SIGN_INS_PER_ACCOUNT", "1000");
     let child = Running(cmd.spawn().expect("the server starts"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

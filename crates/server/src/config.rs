@@ -484,6 +484,7 @@ impl Config {
             ("limits.connections_per_address", l.connections_per_address as u64, 1, 1 << 20),
             ("limits.sockets_per_chat", l.sockets_per_chat as u64, 1, 1000),
             ("limits.sockets_per_sign_in", l.sockets_per_sign_in as u64, 1, 1000),
+            ("limits.sign_ins_per_account", u64::from(l.sign_ins_per_account), 1, 1000),
             ("limits.sockets_per_address", l.sockets_per_address as u64, 1, 1 << 20),
             ("limits.sockets_opened_per_minute", l.sockets_opened_per_minute as u64, 1, 1_000_000),
             ("limits.ws_ping_seconds", l.ws_ping_seconds, 1, 3600),
@@ -533,6 +534,10 @@ impl Config {
     /// The data folder, database and NATS part of [`Config::validate`]:
     /// where the data goes, and settings that only make sense together.
     fn validate_links(&self) -> anyhow::Result<()> {
+        // An empty value (`REFDESK_DATA_DIR=` in a unit file) is no folder.
+        if self.data_dir.as_os_str().to_string_lossy().trim().is_empty() {
+            bail!("data_dir is empty: give the data folder, such as /var/lib/refdesk");
+        }
         if self.data_dir.exists() && !self.data_dir.is_dir() {
             bail!("data_dir {} is a file, not a folder", self.data_dir.display());
         }
@@ -733,6 +738,31 @@ mod tests {
         assert!(c.apply_env(|k| (k == "REFDESK_LISTEN").then(|| "nowhere".into())).is_err());
         c.limits.max_message_chars = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn an_empty_data_folder_and_retries_that_would_overflow_a_time_are_refused() {
+        let refused = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            format!("{:#}", c.validate().expect_err("refused"))
+        };
+        let empty = refused(|c| c.data_dir = "".into());
+        assert!(empty.contains("data_dir is empty"), "{empty}");
+        assert!(refused(|c| c.data_dir = "  ".into()).contains("data_dir is empty"));
+        // Each try's due time is now plus the wait: a wait near i64::MAX
+        // milliseconds overflowed it, and the panic stopped the mailer.
+        let retry = refused(|c| {
+            c.mail.retry_initial_ms = 9_223_372_036_854_775_000;
+            c.mail.retry_max_ms = u64::MAX;
+        });
+        assert!(retry.contains("mail.retry_initial_ms must be at most 3600000"), "{retry}");
+        let max = refused(|c| c.mail.retry_max_ms = refdesk_app::mail::RETRY_MAX_MS_MOST + 1);
+        assert!(max.contains("mail.retry_max_ms at most"), "{max}");
+        let mut c = Config::default();
+        c.mail.retry_initial_ms = refdesk_app::mail::RETRY_INITIAL_MS_MOST;
+        c.mail.retry_max_ms = refdesk_app::mail::RETRY_MAX_MS_MOST;
+        c.validate().expect("the longest waits allowed");
     }
 
     #[test]

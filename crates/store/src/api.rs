@@ -64,9 +64,10 @@ pub trait Staffing: Send + Sync {
     async fn staff_entry(&self, id: StaffId) -> Result<Option<StaffEntry>>;
     /// Records a sign-in, and the network it came from among the account's
     /// [`KnownNetwork`]s (only the 8 it signed in from last are kept).
-    /// `false`, recording nothing, when the account's password is no longer
-    /// the one checked or the account is disabled.
-    async fn create_login(&self, login: NewLogin) -> Result<bool>;
+    /// `None`, recording nothing, when the account's password is no longer
+    /// the one checked or the account is disabled; otherwise the digests of
+    /// the account's oldest sign-ins it ended, past [`NewLogin::keep`].
+    async fn create_login(&self, login: NewLogin) -> Result<Option<Vec<String>>>;
     /// The networks the account `username` signed in from after `since`,
     /// newest first; `None` when no account has that name.
     async fn known_networks(&self, username: &str, since: Millis) -> Result<Option<Vec<KnownNetwork>>>;

@@ -418,6 +418,9 @@ pub struct NewLogin {
     /// The network it came from, when known: among the account's
     /// [`KnownNetwork`]s from now on.
     pub from: Option<KnownNetwork>,
+    /// The account's sign-ins kept at most, this one included: the oldest
+    /// past it end (`limits.sign_ins_per_account`).
+    pub keep: u32,
 }
 
 /// A network a staff member signed in from (DESIGN §8: failed sign-ins

@@ -326,9 +326,10 @@ async fn signing_out_closes_that_sign_ins_earlier_sockets() {
 async fn slow_readers_of_a_long_chat_leave_memory_bounded() {
     // The frame limit is not what this test tries (the one above does):
     // it is raised so that the 8,000 lines can be written quickly; so is
-    // the chat's length, which has its own test (api/abusive.rs).
+    // the chat's length, which has its own test (api/abusive.rs), and the
+    // sign-ins one account holds.
     let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nlogins_per_minute = 1000\n\
-                  max_chat_lines = 10000\nstaff_lines_per_day = 100000\n";
+                  max_chat_lines = 10000\nstaff_lines_per_day = 100000\nsign_ins_per_account = 100\n";
     let server = Server::start(config, &[]).await;
     let (session, token) = accepted_chat(&server, "a very long chat").await;
 

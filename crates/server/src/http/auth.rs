@@ -40,7 +40,7 @@ struct Login {
 #[utoipa::path(post, path = "/api/login", tag = "sign-in",
     request_body = Login,
     responses(
-        (status = 200, description = "signed in", body = Staff,
+        (status = 200, description = "signed in; the account's oldest sign-ins past `limits.sign_ins_per_account` (20) end", body = Staff,
             headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict"))),
         (status = 401, description = "`unauthenticated`: wrong username or password, a disabled account, or a name that is no sign-in name", body = ErrorBody),
         (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
@@ -167,12 +167,14 @@ async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
 }
 
 /// The signed-in staff member; 401 without a valid cookie. A write (any
-/// method but `GET` and `HEAD`) spends one of the frame budget the
-/// sign-in's sockets share (`frames_per_second`, `frame_burst`): a line, a
-/// code, a change of availability costs the same over HTTP as on the
-/// socket, and past the budget gets `429 rate_limited` (with `Retry-After`),
-/// before anything is written. A read spends one of the sign-in's read
-/// budget (`staff_reads_per_second`), the same way.
+/// method but `GET` and `HEAD`) spends one of the staff member's budget of
+/// writes over HTTP (`frames_per_second`, `frame_burst`, as a socket's
+/// frames): a line, a code, a change of availability costs the same over
+/// HTTP as on a socket, and past the budget gets `429 rate_limited` (with
+/// `Retry-After`), before anything is written. A read spends one of the
+/// staff member's read budget (`staff_reads_per_second`), the same way.
+/// Both are the account's, whatever sign-in asks: a password signed in ten
+/// times has one budget, not ten.
 pub struct CurrentStaff(pub Staff);
 
 impl FromRequestParts<AppState> for CurrentStaff {
@@ -184,19 +186,19 @@ impl FromRequestParts<AppState> for CurrentStaff {
         let staff =
             crate::limit::checked(state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?;
         let writes = !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
-        let key = refdesk_app::auth::digest(token);
+        let key = format!("staff:{}", staff.id.0);
         if writes {
             let budget = crate::ws::per_key(state.app.limits());
             if !state.sockets.sign_ins.spend(key, budget) {
                 state.metrics.limited("staff_write");
-                let reason = format!("more than {} changes a second from this sign-in; slow down", budget.0);
+                let reason = format!("more than {} changes a second from this account; slow down", budget.0);
                 return Err(Refused::SlowDown(reason));
             }
         } else {
             let rate = state.app.limits().staff_reads_per_second;
             if !state.sockets.sign_in_reads.spend(key, (rate, rate.saturating_mul(10))) {
                 state.metrics.limited("staff_read");
-                let reason = format!("more than {rate} reads a second from this sign-in; slow down");
+                let reason = format!("more than {rate} reads a second from this account; slow down");
                 return Err(Refused::SlowDown(reason));
             }
         }

@@ -371,7 +371,8 @@ struct After {
 #[utoipa::path(get, path = "/api/im/{peer}", tag = "im", security(("staff" = [])),
     params(("peer" = i64, Path, description = "the colleague"), After),
     responses(
-        (status = 200, description = "the messages, oldest first (none with an unknown colleague): at most 1,000 and 1 MiB of text (the first whatever its length); ask again after the last `seq` for the rest", body = Vec<ImMessage>),
+        (status = 200, description = "the messages, oldest first: at most 1,000 and 1 MiB of text (the first whatever its length); ask again after the last `seq` for the rest", body = Vec<ImMessage>),
+        (status = 422, description = "`invalid`: no such colleague in my cooperative (and no conversation with them)", body = ErrorBody),
     ))]
 async fn im_history(
     State(s): State<AppState>,

@@ -210,6 +210,26 @@ async fn malformed_paths_and_query_strings_get_the_same_error_shape() {
     }
 }
 
+/// Reading a conversation with nobody answers as sending to nobody does
+/// (it answered `200 []`): `422`; with a colleague not yet written to, an
+/// empty conversation.
+#[tokio::test]
+async fn a_conversation_with_no_colleague_is_refused_as_sending_to_one_is() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let ben = app.staff("ben").await;
+    for peer in ["-1", "9223372036854775807", "0"] {
+        let (status, body) = ann.get(&format!("/api/im/{peer}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid")), "{peer}: {body}");
+        let (sent, _) = ann.post(&format!("/api/im/{peer}"), json!({"body": "hello"})).await;
+        assert_eq!(sent, 422, "{peer}");
+    }
+    assert_eq!(ann.get(&format!("/api/im/{}", ben.id)).await, (200, json!([])), "a colleague not written to yet");
+    assert_eq!(ann.post(&format!("/api/im/{}", ben.id), json!({"body": "hello"})).await.0, 200);
+    let (status, page) = ann.get(&format!("/api/im/{}", ben.id)).await;
+    assert_eq!((status, page.as_array().map(Vec::len)), (200, Some(1)), "{page}");
+}
+
 #[tokio::test]
 async fn a_transcript_cannot_be_requested_once_the_chat_has_ended() {
     let app = spawn_app().await;

@@ -61,14 +61,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// For a test that writes (or reads) much as staff over HTTP to reach
-/// another limit: a sign-in's writes spend its frame budget
-/// (`frames_per_second`), its lines the day's (`staff_lines_per_day`), its
-/// reads a budget of their own (`staff_reads_per_second`).
+/// another limit, or signs the same accounts in again and again: a staff
+/// member's writes spend a frame budget (`frames_per_second`), their lines
+/// the day's (`staff_lines_per_day`), their reads a budget of their own
+/// (`staff_reads_per_second`), and an account holds
+/// `sign_ins_per_account` sign-ins.
 pub fn staff_writes_unbounded(c: &mut Config) {
     c.limits.frames_per_second = 100_000;
     c.limits.frame_burst = 100_000;
     c.limits.staff_lines_per_day = 10_000_000;
     c.limits.staff_reads_per_second = 100_000;
+    c.limits.sign_ins_per_account = 1_000;
 }
 
 /// A fresh server, with the configuration adjusted by `tweak`.

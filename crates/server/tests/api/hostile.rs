@@ -918,7 +918,7 @@ async fn a_desk_the_node_knows_opens_sockets_on_its_sign_ins_frame_budget() {
 }
 
 #[tokio::test]
-async fn a_sign_ins_reads_over_http_have_a_budget_of_their_own() {
+async fn a_staff_members_reads_over_http_have_a_budget_of_their_own() {
     // A question's page or a page of a chat is megabytes at most, built
     // whole: a stolen sign-in looping them (13,000 reads in 5 s) kept both
     // cores and the shared readers busy.
@@ -939,14 +939,64 @@ async fn a_sign_ins_reads_over_http_have_a_budget_of_their_own() {
     assert!(metrics.contains("refdesk_limited_total{limit=\"staff_read\"}"), "{metrics}");
 }
 
-/// A staff member's writes over HTTP spend the frame budget their sign-in's
-/// sockets share: a stolen cookie looping lines or availability changes
-/// (each a commit, each availability change a status read for every
-/// library's widget) gets `429 rate_limited` past it, before anything is
-/// written, as a socket does. Reads are not counted, nor is signing out,
-/// and a colleague's sign-in has its own budget.
+/// One password signed in again and again (ten a minute from one address,
+/// each a hash) has one budget of reads and one of writes over HTTP, the
+/// account's, not one per sign-in; and the account holds at most
+/// `sign_ins_per_account` sign-ins: the next ends the oldest, whose cookie
+/// then signs in no one and whose sockets close. Before, five sign-ins of
+/// one account read and wrote five times what one could.
 #[tokio::test]
-async fn a_sign_ins_writes_over_http_share_its_sockets_frame_budget() {
+async fn one_password_signed_in_again_and_again_has_one_budget_and_a_few_sign_ins() {
+    let app = spawn_app_with(|c| {
+        c.limits.staff_reads_per_second = 2;
+        c.limits.frames_per_second = 1;
+        c.limits.frame_burst = 12;
+        c.limits.sign_ins_per_account = 5;
+    })
+    .await;
+    let first = app.staff("ann").await;
+    let mut first_ws = first.socket().await;
+    first_ws.send(json!({"type": "ping"})).await;
+    first_ws.until(|f| f["type"] == "pong").await;
+    let mut ann = Vec::new();
+    for _ in 0..5 {
+        ann.push(app.staff("ann").await);
+    }
+    // The sixth sign-in ended the first, on its socket too.
+    assert_eq!(first.get("/api/me").await.0, 401, "the oldest sign-in ended");
+    assert!(first_ws.closed_within(Duration::from_secs(5)).await, "its socket closed");
+    let (status, me) = ann[0].get("/api/me").await;
+    assert_eq!(status, 200, "the five newest stay: {me}");
+    // Reads: a budget of 20 and 2 a second for the five together.
+    let mut passed = 0;
+    for _ in 0..8 {
+        for staff in &ann {
+            passed += usize::from(staff.http.get(app.url("/api/me")).send().await.unwrap().status() == 200);
+        }
+    }
+    assert!((17..=24).contains(&passed), "{passed} of 40 reads passed on five sign-ins of one account");
+    // Writes: six of the twelve were spent going on duty at each sign-in.
+    let mut written = 0;
+    for n in 0..4 {
+        for staff in &ann {
+            let availability = if n % 2 == 0 { "away" } else { "on_duty" };
+            let (status, _) = staff.post("/api/me/availability", json!({ "availability": availability })).await;
+            written += usize::from(status == 200);
+        }
+    }
+    assert!((5..=9).contains(&written), "{written} of 20 writes passed on five sign-ins of one account");
+    // A colleague's account has budgets of its own.
+    assert_eq!(app.staff("ben").await.get("/api/me").await.0, 200);
+}
+
+/// A staff member's writes over HTTP have a frame budget, as a socket's
+/// frames: a stolen cookie looping lines or availability changes (each a
+/// commit, each availability change a status read for every library's
+/// widget) gets `429 rate_limited` past it, before anything is written.
+/// Reads are not counted, nor is signing out, and a colleague has a budget
+/// of their own.
+#[tokio::test]
+async fn a_staff_members_writes_over_http_have_a_frame_budget() {
     let app = spawn_app_with(|c| {
         c.limits.frames_per_second = 2;
         c.limits.frame_burst = 6;

@@ -10,7 +10,7 @@
 //!   their mode, and the patron never reads a line from a second librarian
 //!   who was not announced first.
 
-use crate::helpers::{spawn_app, Socket, TestApp};
+use crate::helpers::{spawn_app_with, Socket, TestApp};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
@@ -284,7 +284,9 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
 #[test]
 fn i1_i3_i4_hold_over_random_sequences_of_actions() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let app = rt.block_on(spawn_app());
+    // The cases share the server and its accounts (each signs them in
+    // again): the accounts' budgets are lifted, as for bulk tests.
+    let app = rt.block_on(spawn_app_with(crate::helpers::staff_writes_unbounded));
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     let result =

@@ -43,7 +43,7 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
     Ok(StaffId(id))
 }
 
-async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<bool> {
+async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<Option<Vec<String>>> {
     // The row's lock (PostgreSQL; SQLite has one writer): a reset or a
     // disabling (`update_staff`, FOR UPDATE) commits before this reads the
     // row, or after this commits (and then ends this sign-in and forgets its
@@ -53,7 +53,7 @@ async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<bool> {
     let row = db.row(&lock, args![login.staff.0], |r| Ok((r.text("password_hash")?, r.flag("disabled")?))).await?;
     let (hash, disabled) = row.ok_or(not_found("staff member"))?;
     if hash != login.password_hash || disabled {
-        return Ok(false);
+        return Ok(None);
     }
     db.exec(
         "INSERT INTO logins (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)",
@@ -63,7 +63,19 @@ async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<bool> {
     if let Some(from) = &login.from {
         remember_network(db, login.staff, from).await?;
     }
-    Ok(true)
+    // Under the row's lock: sign-ins at once keep `keep` between them.
+    let oldest = db
+        .rows(
+            "SELECT token_hash FROM logins WHERE staff_id = ?1 AND token_hash NOT IN
+               (SELECT token_hash FROM logins WHERE staff_id = ?1 ORDER BY expires_at DESC, token_hash LIMIT ?2)",
+            args![login.staff.0, i64::from(login.keep.max(1))],
+            |r| r.text("token_hash"),
+        )
+        .await?;
+    for token_hash in &oldest {
+        db.exec("DELETE FROM logins WHERE token_hash = ?1", args![token_hash]).await?;
+    }
+    Ok(Some(oldest))
 }
 
 /// Notes that `staff` signed in from `from.network`; of the account's
@@ -213,7 +225,7 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
-    async fn create_login(&self, login: NewLogin) -> Result<bool> {
+    async fn create_login(&self, login: NewLogin) -> Result<Option<Vec<String>>> {
         self.write(move |db| Box::pin(quiet(create_login(db, login)))).await
     }
 

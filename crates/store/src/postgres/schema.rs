@@ -26,4 +26,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/017.sql"),
     include_str!("migrations/018.sql"),
     include_str!("migrations/019.sql"),
+    include_str!("migrations/020.sql"),
 ];

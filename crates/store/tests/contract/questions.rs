@@ -64,7 +64,9 @@ async fn a_page_of_a_timeline_is_the_entries_after_the_first_so_many(b: &Backend
     let whole = s.timeline(q).await.unwrap();
     assert!(whole.len() >= 7, "{whole:?}");
     let at = |t: &[refdesk_store::TimelineEntry]| t.iter().map(|e| (e.at, e.change.kind())).collect::<Vec<_>>();
-    for (after, limit) in [(0, 3), (3, 3), (2, 100), (whole.len() as u64 - 1, 5), (whole.len() as u64, 5), (u64::MAX, 1)] {
+    for (after, limit) in
+        [(0, 3), (3, 3), (2, 100), (whole.len() as u64 - 1, 5), (whole.len() as u64, 5), (u64::MAX, 1)]
+    {
         let page = s.timeline_page(q, after, limit).await.unwrap();
         let from = (after as usize).min(whole.len());
         let expected = &whole[from..(from + limit as usize).min(whole.len())];

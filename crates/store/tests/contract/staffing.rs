@@ -12,6 +12,7 @@ use refdesk_store::{KnownNetwork, NewLogin, Result, ScriptOwner, StaffUpdate, St
 on_every_backend!(
     a_sign_in_is_found_by_its_digest_until_it_expires,
     a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since_disabled_records_nothing,
+    a_new_sign_in_ends_the_accounts_oldest_past_the_cap,
     expired_sign_ins_are_purged_in_bounded_batches_and_live_ones_kept,
     the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forgotten,
     staff_on_duty_not_seen_lately_are_signed_off,
@@ -50,6 +51,7 @@ async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
         expires: 100,
         password_hash: "x".into(),
         from: None,
+        keep: 10,
     };
     let r = s.create_login(ghost).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "staff who do not exist: {r:?}");
@@ -58,7 +60,39 @@ async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
 /// A sign-in of `who`, checked against the password hash the store holds now.
 async fn sign_in(s: &dyn Store, token: &str, who: &Staff, expires: Millis, from: Option<KnownNetwork>) -> Result<bool> {
     let password_hash = s.staff_by_username(&who.username).await.unwrap().unwrap().password_hash;
-    s.create_login(NewLogin { token_hash: token.into(), staff: who.id, expires, password_hash, from }).await
+    let login = NewLogin { token_hash: token.into(), staff: who.id, expires, password_hash, from, keep: 1_000 };
+    Ok(s.create_login(login).await?.is_some())
+}
+
+/// An account holds at most `keep` sign-ins: a new one ends the oldest past
+/// it (their digests are returned, for their sockets to close), under the
+/// account's lock; other accounts' are left alone.
+async fn a_new_sign_in_ends_the_accounts_oldest_past_the_cap(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let password_hash = s.staff_by_username("ann").await.unwrap().unwrap().password_hash;
+    let login = |token: &str, expires: Millis| NewLogin {
+        token_hash: token.into(),
+        staff: w.ann.id,
+        expires,
+        password_hash: password_hash.clone(),
+        from: None,
+        keep: 3,
+    };
+    assert!(sign_in(s, "carla's", &w.carla, 50, None).await.unwrap());
+    for (i, expires) in [(0, 100), (1, 101), (2, 102)] {
+        assert_eq!(s.create_login(login(&format!("ann{i}"), expires)).await.unwrap(), Some(vec![]), "within the cap");
+    }
+    assert_eq!(s.create_login(login("ann3", 103)).await.unwrap(), Some(vec!["ann0".to_owned()]));
+    assert_eq!(s.create_login(login("ann4", 104)).await.unwrap(), Some(vec!["ann1".to_owned()]));
+    for (token, works) in [("ann0", false), ("ann1", false), ("ann2", true), ("ann3", true), ("ann4", true)] {
+        assert_eq!(s.staff_by_login(token, 0).await.unwrap().is_some(), works, "{token}");
+    }
+    assert!(s.staff_by_login("carla's", 0).await.unwrap().is_some(), "another account's sign-in stays");
+    // A lower cap ends as many as it takes, the oldest first.
+    let mut ended = s.create_login(NewLogin { keep: 1, ..login("ann5", 105) }).await.unwrap().unwrap();
+    ended.sort();
+    assert_eq!(ended, ["ann2", "ann3", "ann4"]);
+    assert!(s.staff_by_login("ann5", 0).await.unwrap().is_some());
 }
 
 async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since_disabled_records_nothing(b: &Backend) {
@@ -71,12 +105,13 @@ async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since
         expires: 100,
         password_hash: checked.clone(),
         from: from.clone(),
+        keep: 10,
     };
     // While her password was being checked, it was reset.
     let reset =
         StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()), decided_on: None };
     s.update_staff(w.ann.id, reset).await.unwrap();
-    assert!(!s.create_login(login("late")).await.unwrap(), "the old password signs no one in");
+    assert!(s.create_login(login("late")).await.unwrap().is_none(), "the old password signs no one in");
     assert!(s.staff_by_login("late", 0).await.unwrap().is_none());
     assert_eq!(s.known_networks("ann", 0).await.unwrap(), Some(vec![]), "nor is its network remembered");
     // Or she was disabled.
@@ -84,8 +119,9 @@ async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since
     s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None })
         .await
         .unwrap();
-    let late = NewLogin { token_hash: "late".into(), staff: w.carla.id, expires: 100, password_hash: checked, from };
-    assert!(!s.create_login(late).await.unwrap(), "a disabled account signs in no more");
+    let late =
+        NewLogin { token_hash: "late".into(), staff: w.carla.id, expires: 100, password_hash: checked, from, keep: 10 };
+    assert!(s.create_login(late).await.unwrap().is_none(), "a disabled account signs in no more");
     assert_eq!(s.known_networks("carla", 0).await.unwrap(), Some(vec![]));
 }
 
