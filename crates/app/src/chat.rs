@@ -506,6 +506,7 @@ impl App {
             before_accept: u64::from(self.limits.patron_lines_before_accept),
             chars_before_accept: u64::from(self.limits.patron_chars_before_accept),
             max_lines: u64::from(self.limits.max_chat_lines),
+            chars: u64::from(self.limits.patron_chars_per_chat),
         };
         let chars = msg.body.chars().count() as u64;
         let guard: Guard = Box::new(move |rec| {

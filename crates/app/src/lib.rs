@@ -281,6 +281,10 @@ pub struct Limits {
     /// characters would be 320 KB a waiting chat, and a day's waiting chats
     /// of one library (`starts_per_library_per_day`) 1.6 GB.
     pub patron_chars_before_accept: u32,
+    /// Characters of the patron's lines after the question in one chat,
+    /// taken or not: `max_chat_lines` lines of 4,000 four-byte characters
+    /// would be 32 MB a chat. Far above what a patron types in a long chat.
+    pub patron_chars_per_chat: u32,
     /// Lines a chat may hold before its patron may add no more (staff
     /// lines still go): no chat grows without bound.
     pub max_chat_lines: u32,
@@ -363,6 +367,7 @@ impl Default for Limits {
             starts_per_library_per_day: 5_000,
             patron_lines_before_accept: 20,
             patron_chars_before_accept: 8_000,
+            patron_chars_per_chat: 100_000,
             max_chat_lines: 2000,
             header_read_seconds: 15,
             idle_seconds: 60,

@@ -68,6 +68,9 @@ pub struct PatronLines {
     pub chars_before_accept: u64,
     /// Lines of the whole chat, past which the patron may add none.
     pub max_lines: u64,
+    /// Characters of the patron's lines after the question in the whole
+    /// chat, together, past which the patron may add none.
+    pub chars: u64,
 }
 
 /// A chat as a patron's next line finds it.
@@ -85,7 +88,8 @@ pub struct SoFar {
 /// Whether a patron may add a line of `chars` characters to their chat.
 /// Until a librarian takes it, at most `before_accept` lines after the
 /// question, of `chars_before_accept` characters together; in any chat,
-/// none once it holds `max_lines`.
+/// none once it holds `max_lines`, nor past `chars` characters of the
+/// patron's lines together.
 pub fn patron_may_add_a_line(chat: SoFar, chars: u64, most: PatronLines) -> Result<(), DomainError> {
     let SoFar { accepted, lines: last_seq, chars: written } = chat;
     if !accepted && last_seq > most.before_accept {
@@ -105,8 +109,7 @@ pub fn patron_may_add_a_line(chat: SoFar, chars: u64, most: PatronLines) -> Resu
                 .into(),
         });
     }
-    let max_lines = most.max_lines;
-    if last_seq >= max_lines {
+    if last_seq >= most.max_lines || written.saturating_add(chars) > most.chars {
         return Err(DomainError::Limited {
             code: "chat_full",
             reason: "this chat is as long as a chat may be; please start a new one".into(),
@@ -435,7 +438,7 @@ mod tests {
             Err(DomainError::Limited { code, .. }) => code,
             Err(_) => "other",
         };
-        let most = PatronLines { before_accept: 3, chars_before_accept: 100, max_lines: 10 };
+        let most = PatronLines { before_accept: 3, chars_before_accept: 100, max_lines: 10, chars: 5_000 };
         let line = |accepted, lines, chars_so_far, chars, most| {
             code(patron_may_add_a_line(SoFar { accepted, lines, chars: chars_so_far }, chars, most))
         };
@@ -445,9 +448,12 @@ mod tests {
         assert_eq!(line(false, 2, 60, 40, most), "ok");
         assert_eq!(line(false, 2, 60, 41, most), "wait_for_a_librarian");
         assert_eq!(line(false, 1, 0, 101, most), "wait_for_a_librarian", "one line past it");
-        // Taken: up to the chat's limit, whatever was said while waiting.
+        // Taken: up to the chat's limits, whatever was said while waiting.
         assert_eq!(line(true, 9, 100, 4000, most), "ok");
         assert_eq!(line(true, 10, 0, 5, most), "chat_full");
+        assert_eq!(line(true, 5, 4_000, 1_000, most), "ok", "the last character that fits");
+        assert_eq!(line(true, 5, 4_000, 1_001, most), "chat_full", "characters, whatever the lines");
+        assert_eq!(line(false, 2, 0, 5_001, PatronLines { chars_before_accept: 10_000, ..most }), "chat_full");
         assert_eq!(line(false, 1, 0, 5, PatronLines { before_accept: 0, ..most }), "wait_for_a_librarian");
         // Staff: a few past the patron's limit, then none either.
         assert!(staff_may_add_a_line(109, 110).is_ok());

@@ -502,6 +502,7 @@ impl Config {
             ("limits.starts_per_library_per_day", l.starts_per_library_per_day as u64, 1, 100_000_000),
             ("limits.patron_lines_before_accept", l.patron_lines_before_accept as u64, 0, 100_000),
             ("limits.patron_chars_before_accept", l.patron_chars_before_accept as u64, 0, 100_000_000),
+            ("limits.patron_chars_per_chat", u64::from(l.patron_chars_per_chat), 1, 100_000_000),
             ("limits.max_chat_lines", l.max_chat_lines as u64, 10, 1_000_000),
             ("limits.max_question_entries", l.max_question_entries as u64, 10, 100_000),
             ("limits.ims_per_staff_per_day", l.ims_per_staff_per_day as u64, 1, 1_000_000),

@@ -484,10 +484,9 @@ pub struct SessionRecord {
     pub librarian_name: Option<String>,
     /// When its last message was written (its start, if it has none).
     pub last_message_at: Millis,
-    /// Characters of the patron's lines after the question while no
-    /// librarian has taken the chat: counted in the copies appends read
-    /// (`ops::chats::append` loads it, `note_line` adds each line), 0 in
-    /// other reads and once a librarian has taken the chat.
+    /// Characters of the patron's lines after the question: counted in the
+    /// copies appends read (`ops::chats::append` loads it, `note_line` adds
+    /// each line), 0 in other reads.
     #[serde(skip)]
     pub patron_chars: u64,
     /// The last line `patron_chars` counts as read: lines after it are
@@ -498,13 +497,13 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     /// A line stored after this copy was read: its last line follows, and
-    /// what the patron wrote while nobody had taken the chat (the patron's
-    /// limits on lines read both from the copy).
+    /// what the patron wrote (the patron's limits on lines read both from
+    /// the copy).
     pub fn note_line(&mut self, line: &Message) {
         // Each stored line is noted once, but not always in order (the
         // callers of a PostgreSQL batch are answered together): counted by
         // its number, not by whether it is the last.
-        let patrons = self.accepted_at.is_none() && matches!(line.author, Author::Patron { .. });
+        let patrons = matches!(line.author, Author::Patron { .. });
         if patrons && line.seq > self.counted_to.max(1) {
             self.patron_chars += line.body.chars().count() as u64;
         }

@@ -544,6 +544,42 @@ async fn a_patron_adds_only_so_many_characters_while_waiting_whatever_the_lines(
 }
 
 #[tokio::test]
+async fn a_patron_adds_only_so_many_characters_to_a_chat_taken_or_not() {
+    // A chat a librarian took was bounded by its lines only: 2,000 lines of
+    // 4,000 four-byte characters, 32 MB. What the patron writes after the
+    // question is bounded in characters in any chat, counted from the
+    // chat's lines when the store reads it again (a restart, an accept).
+    let tweak = |c: &mut refdesk_server::Config| c.limits.patron_chars_per_chat = 10_000;
+    let app = spawn_app_with(tweak).await;
+    let mut p = app.start_chat("riverside-main", "Is the archive open?").await;
+    let mut pat = p.socket().await;
+    pat.resume(None, 0).await;
+    assert_eq!(pat.say(None, "message", &"é".repeat(3_000), "w0").await["type"], "ack");
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    for (n, chars) in [4_000, 2_999].into_iter().enumerate() {
+        let ack = pat.say(None, "message", &"é".repeat(chars), &format!("t{n}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let refused = pat.say(None, "message", "??", "t2").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("chat_full")), "{refused}");
+    assert_eq!(pat.say(None, "message", "!", "t3").await["type"], "ack", "the last character that fits");
+    drop(pat);
+    let app = crate::helpers::start(app.stop().await, tweak).await;
+    p.addr = app.addr;
+    let mut again = p.socket().await;
+    again.resume(None, 0).await;
+    assert_eq!(again.say(None, "message", "?", "t4").await["code"], "chat_full", "counted again after a restart");
+    assert_eq!(app.stored(p.session).await.len(), 6, "the question, its four lines and the accept's");
+    // The librarian may still answer, and end the chat.
+    let ann = app.staff("ann").await;
+    let mut desk = ann.socket().await;
+    desk.resume(Some(p.session), 0).await;
+    let ack = desk.say(Some(p.session), "message", "Please start a new chat for more.", "s0").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+}
+
+#[tokio::test]
 async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_its_limit() {
     let app = spawn_app_with(|c| {
         crate::helpers::staff_writes_unbounded(c);

@@ -70,6 +70,7 @@ async fn a_client_that_stops_reading_is_let_go() {
     let app = spawn_app_with(|c| {
         c.limits.patron_lines_before_accept = 10_000;
         c.limits.patron_chars_before_accept = 100_000_000;
+        c.limits.patron_chars_per_chat = 100_000_000;
         c.limits.max_chat_lines = 10_000;
     })
     .await;

@@ -200,9 +200,7 @@ pub(crate) async fn append<D: Db>(
             let lock = format!("SELECT version AS version FROM sessions WHERE id = ?1{}", db.dialect().for_update());
             let version = db.row(&lock, args![id.0], |r| r.int("version")).await?.ok_or(not_found("session"))?;
             let mut rec = load_session(db, id).await?;
-            if rec.accepted_at.is_none() {
-                rec.patron_chars = int(db, sel::PATRON_CHARS, args![id.0], "n").await?.max(0) as u64;
-            }
+            rec.patron_chars = int(db, sel::PATRON_CHARS, args![id.0], "n").await?.max(0) as u64;
             // An ended chat takes no more lines: it is not kept (its
             // patron's name and address with it) for appends that will all
             // be refused.

@@ -247,9 +247,10 @@ pub(crate) const EXPIRED_WAITING: &str = "SELECT s.id AS session_id FROM session
      ORDER BY COALESCE(s.queued_at, s.created_at), s.id LIMIT ?2";
 
 /// What the patron of a chat wrote after the question, in characters
-/// (binds the session): read by an append's load of a chat nobody has
-/// taken yet (`SessionRecord::patron_chars`), its few lines in the
-/// messages' key; their bodies are read for their length.
+/// (binds the session): read by an append's load of a chat
+/// (`SessionRecord::patron_chars`), its lines in the messages' key; their
+/// bodies are read for their length (at most `patron_chars_per_chat`
+/// characters of the patron's, and the staff's lines' rows).
 pub(crate) const PATRON_CHARS: &str = "SELECT COALESCE(SUM(LENGTH(body)), 0) AS n FROM messages
      WHERE session_id = ?1 AND seq > 1 AND author_kind = 'patron'";
 
