@@ -503,6 +503,7 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
     let mut report = tokio::time::interval(DROPS_LOGGED_EVERY);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Heard::default();
+    let mut gaps = Gaps::default();
     loop {
         let message = tokio::select! {
             message = inbound.next() => match message {
@@ -511,6 +512,7 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
             },
             _ = report.tick() => {
                 dropped.report();
+                gaps.report();
                 continue;
             }
         };
@@ -551,7 +553,9 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
         }
         if missed {
             bus.metrics().nats_gaps.inc();
-            tracing::warn!(node = %opened.node, "missed events from another node; re-reading from the store");
+            if gaps.note(std::time::Instant::now()) {
+                tracing::warn!(node = %opened.node, "missed events from another node; re-reading from the store");
+            }
             bus.resync();
         }
     }
@@ -611,6 +615,38 @@ impl Heard {
 /// time; nodes keep their clocks with NTP).
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Gaps in other nodes' numbering (each a resync): the first is logged at
+/// once, those within [`DROPS_LOGGED_EVERY`] after it are counted and logged
+/// together. A NATS link losing envelopes under load would otherwise log a
+/// line for each; `refdesk_nats_gaps_total` counts them all.
+#[derive(Default)]
+struct Gaps {
+    /// Gaps since the last one logged, not logged yet.
+    unlogged: u64,
+    /// When a gap was last logged.
+    logged: Option<std::time::Instant>,
+}
+
+impl Gaps {
+    /// Notes a gap found at `now`; whether to log it now.
+    fn note(&mut self, now: std::time::Instant) -> bool {
+        if self.logged.is_none_or(|at| now.duration_since(at) >= DROPS_LOGGED_EVERY) {
+            self.logged = Some(now);
+            return true;
+        }
+        self.unlogged += 1;
+        false
+    }
+
+    /// Logs the gaps not logged yet, if any.
+    fn report(&mut self) {
+        let more = std::mem::take(&mut self.unlogged);
+        if more > 0 {
+            tracing::warn!(more, "missed events from other nodes again; re-read from the store each time");
+        }
+    }
 }
 
 /// Messages dropped since they were last logged, by reason. What they held
@@ -777,6 +813,20 @@ fn envelopes(events: Vec<Event>) -> (Vec<Encoded>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_are_logged_the_first_at_once_then_together_at_most_every_few_seconds() {
+        let (mut gaps, start) = (Gaps::default(), std::time::Instant::now());
+        assert!(gaps.note(start), "the first, at once");
+        for ms in [1, 500, 9_999] {
+            assert!(!gaps.note(start + Duration::from_millis(ms)), "{ms} ms later: counted");
+        }
+        assert_eq!(gaps.unlogged, 3);
+        gaps.report();
+        assert_eq!(gaps.unlogged, 0, "logged together, then from zero");
+        assert!(gaps.note(start + DROPS_LOGGED_EVERY), "one a while later, at once again");
+        assert!(!gaps.note(start + DROPS_LOGGED_EVERY + Duration::from_millis(1)));
+    }
 
     #[test]
     fn secrets_in_a_nats_url_are_not_shown() {
