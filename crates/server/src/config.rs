@@ -164,7 +164,8 @@ const UNSET_BY_DEFAULT: &str = r#"
 # widget snippet link to it.
 # public_url = "https://ask.coop.example.org"
 # Unset by default. PostgreSQL, shared by several nodes; TLS as libpq: sslmode=disable, prefer (the default:
-# TLS if offered, unverified), require (unverified), verify-ca or verify-full (checked against sslrootcert).
+# TLS if offered, unverified), require (unverified), verify-full (checked against sslrootcert, and the host's
+# name; verify-ca checks the name too).
 # database_url = "postgres://refdesk:secret@db.example.org/refdesk?sslmode=verify-full&sslrootcert=/etc/refdesk/db-ca.pem"
 # The NATS link between nodes: nats://host:4222, or tls://host:4222 to require TLS. Sign in one way:
 # a user and password or a token (in the URL, or below), or a credentials file.

@@ -295,7 +295,7 @@ fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {
         (status = 200, description = "done; what happened, in words, in `notice`", body = ActOutcomeView),
         (status = 403, description = "`forbidden`: a question outside my scope, or an action my role may not take", body = ErrorBody),
         (status = 404, description = "`not_found`: no such question, action, colleague or library", body = ErrorBody),
-        (status = 409, description = "`conflict`: a live question without `confirm_live`, a stale confirmation, or an action its state refuses", body = ErrorBody),
+        (status = 409, description = "`conflict`: a live question without `confirm_live`, a stale confirmation, an action its state refuses, or words (a note, an answer, a message to the librarian) on a question whose patron's data was erased", body = ErrorBody),
         (status = 422, description = "`invalid`: a missing or bad field", body = ErrorBody),
         (status = 429, description = "`too_many_mails`: `limits.answers_per_recipient_per_day` answers were e-mailed to that address in the last 24 hours, or `limits.answers_per_staff_per_day` by this staff member to anyone; `question_full`: the question's timeline holds `limits.max_question_entries` entries (a note or a message to the librarian) or a hundred more (any other action but closing an open question, which always goes); `chat_full`: a line for a live chat that is full; `too_many_lines`: a note or a message to the librarian from one who wrote `limits.staff_lines_per_day` lines and notes today on this node. Nothing was done", body = ErrorBody),
     ))]

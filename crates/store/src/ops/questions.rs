@@ -5,12 +5,14 @@ use crate::api::Questions;
 use crate::sql::rows::*;
 use crate::sql::select::{self as sel, question_query};
 use crate::sql::{args, int, Db};
-use crate::{Acted, NewFormQuestion, Plan, QuestionQuery, QuestionRecord, Result, TimelineEntry};
+use crate::{
+    Acted, NewFormQuestion, Plan, QuestionPlan, QuestionQuery, QuestionRecord, Result, SessionRecord, TimelineEntry,
+};
 use async_trait::async_trait;
 use refdesk_domain::event::Event;
 use refdesk_domain::ids::{QuestionId, SessionId};
 use refdesk_domain::org::Staff;
-use refdesk_domain::question::{question_on_accept, QuestionState, Status};
+use refdesk_domain::question::{question_on_accept, Change, QuestionState, Status};
 use refdesk_domain::report::DAY;
 use refdesk_domain::{DomainError, Millis};
 
@@ -66,6 +68,33 @@ async fn create_form_question<D: Db>(db: &mut D, new: NewFormQuestion) -> Result
     question_where(db, q).await
 }
 
+/// Words (a note, an answer, a message to the librarian) and e-mails are
+/// refused on a question whose patron's data was erased: an erasure masks
+/// once, and retention and a request by address pass over an erased chat,
+/// so what was written after it (a name, an address an answer went to)
+/// would be kept for good. Its code, status and owner may still change.
+async fn refuse_words_once_erased<D: Db>(db: &mut D, session: &SessionRecord, plan: &QuestionPlan) -> Result<()> {
+    let words = plan.mail.is_some()
+        || plan
+            .entries
+            .iter()
+            .any(|c| matches!(c, Change::Note { .. } | Change::Answer { .. } | Change::LibrarianMessage { .. }));
+    if !words {
+        return Ok(());
+    }
+    let erased = db
+        .row("SELECT erased_at AS erased_at FROM sessions WHERE id = ?1", args![session.ctx.id.0], |r| {
+            r.opt_int("erased_at")
+        })
+        .await?
+        .flatten();
+    if erased.is_some() {
+        let why = "this question's personal data was erased: nothing more can be written on it or e-mailed from it";
+        return Err(DomainError::Conflict(why.into()).into());
+    }
+    Ok(())
+}
+
 /// Applies a question-list action: the plan is decided on the question and
 /// its session as they are inside the write.
 async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Millis) -> Result<(Acted, Vec<Event>)> {
@@ -77,6 +106,7 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
     let question = question_where(db, id).await?;
     let before = question.state.clone();
     let plan = plan(&question, &session)?;
+    refuse_words_once_erased(db, &session, &plan).await?;
     if let (Some(mail), Some(max)) = (&plan.mail, plan.mails_per_recipient_per_day) {
         db.lock(&format!("mail:{}", mail.to.to_lowercase())).await?;
         let sent = int(db, sel::MAILS_TO, args![mail.kind.as_str(), &mail.to, now - DAY], "n").await?;

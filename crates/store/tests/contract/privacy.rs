@@ -12,7 +12,8 @@ on_every_backend!(
     erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing,
     a_deleted_transcript_keeps_its_last_line_so_the_next_takes_a_new_number,
     retention_periods_and_what_they_make_due,
-    a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read
+    a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read,
+    nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased
 );
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
@@ -155,4 +156,43 @@ async fn a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read(
     assert_eq!(s.forget_spent_blocks(99).await.unwrap(), 0, "in force until 100");
     assert_eq!(s.forget_spent_blocks(100).await.unwrap(), 1);
     assert_eq!(b.block_keys(block.id).await, (None, None));
+}
+
+/// An erasure masks once, and retention and a request by address pass over
+/// an erased chat: a note, an answer (and its e-mail) or a message to the
+/// librarian written after it would be kept for good. They are refused,
+/// inside the action's write, with nothing written; the question's state
+/// may still change.
+async fn nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased(b: &Backend) {
+    let s = &*b.store;
+    let a = chatting(s, &b.w, Some("pat@example.org"), "x1", 10).await;
+    s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 12).await.unwrap();
+    let q = s.session(a).await.unwrap().unwrap().ctx.question.unwrap();
+    assert_eq!(s.erase(vec![a], Transcripts::Mask, ErasureReason::Retention, 50).await.unwrap(), 1);
+    let held = s.timeline(q).await.unwrap().len();
+    let words: [(&str, Change); 3] = [
+        ("note", Change::Note { body: "Pat Smith called again".into() }),
+        (
+            "answer",
+            Change::Answer { body: "Dear Pat".into(), emailed_to: Some("pat@example.org".into()), in_chat: false },
+        ),
+        ("message", Change::LibrarianMessage { to: None, body: "Pat is back".into() }),
+    ];
+    for (what, change) in words {
+        let plan: refdesk_store::Plan =
+            Box::new(move |_, _| Ok(refdesk_store::QuestionPlan { entries: vec![change], ..Default::default() }));
+        let refused = s.act_on_question(q, b.w.ann.clone(), plan, 60).await;
+        assert!(matches!(refused, Err(StoreError::Domain(DomainError::Conflict(_)))), "{what}: {refused:?}");
+    }
+    assert_eq!(s.timeline(q).await.unwrap().len(), held, "nothing written");
+    let flagged: refdesk_store::Plan = Box::new(|q, _| {
+        let mut state = q.state.clone();
+        state.follow_up = !q.state.follow_up;
+        let entries = vec![Change::FollowUp { to: state.follow_up }];
+        Ok(refdesk_store::QuestionPlan { state: Some(state), entries, ..Default::default() })
+    });
+    s.act_on_question(q, b.w.ann.clone(), flagged, 61).await.expect("a change of state still goes");
+    let after = s.timeline(q).await.unwrap();
+    assert!(after[held..].iter().any(|t| t.change.kind() == "follow_up"), "{after:?}");
+    assert!(after.iter().all(|t| !matches!(t.change, Change::Note { .. } | Change::Answer { .. })), "{after:?}");
 }
