@@ -25,8 +25,8 @@ function describe(t) {
 }
 
 // The page follows the question while its chat is live: it asks again every
-// few seconds (only while live, and only while the page is on screen), adds
-// the new lines and redraws the timeline when it grew. A question that is no
+// few seconds (only while live, and only while the page is on screen), and
+// adds the new lines and timeline entries. A question that is no
 // longer live changes only by someone's action, which reloads it.
 const POLL_MS = 4000;
 let shown = 0; // the highest seq in the transcript on the page

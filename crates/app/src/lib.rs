@@ -221,8 +221,8 @@ pub struct Limits {
     /// Entries a question's timeline may hold from notes and messages to
     /// its librarian (`429 question_full` beyond); the other actions (an
     /// answer, a code, an assignment, closing) may add a hundred more. A
-    /// question is read whole with its timeline, and erased whole: looping
-    /// notes on one must not grow it without bound.
+    /// question is erased whole with its timeline: looping notes on one
+    /// must not grow it without bound.
     pub max_question_entries: u32,
     /// IMs a staff member may send in 24 hours, to all colleagues together
     /// (`429 too_many_ims` beyond): the one staff write no chat or question
@@ -233,10 +233,11 @@ pub struct Limits {
     /// stolen sign-in within its frame budget would otherwise write a line
     /// of 16 KB twenty times a second into every chat it may reach, all day.
     pub staff_lines_per_day: u32,
-    /// Reads (`GET`, `HEAD`) one staff sign-in may ask a second over HTTP,
-    /// in bursts of ten seconds' worth, on each node: a question's page or
-    /// a page of a chat is megabytes at most, built whole, and a stolen
-    /// sign-in looping them kept both cores and the shared readers busy.
+    /// Reads (`GET`, `HEAD`) one staff member may ask a second over HTTP,
+    /// all their sign-ins together, in bursts of ten seconds' worth, on
+    /// each node: a question's page or a page of a chat is up to a megabyte
+    /// or so, and a stolen sign-in looping them kept both cores and the
+    /// shared readers busy.
     pub staff_reads_per_second: u32,
     /// Chats waiting at once in one library's queue: beyond it a new chat
     /// is refused (the patron is offered the form). Bounds what a flood of

@@ -386,9 +386,15 @@ impl Mailer {
                     continue;
                 }
             };
-            let sent = tokio::time::timeout(SEND_TIMEOUT, self.deliver(&mail))
-                .await
-                .unwrap_or_else(|_| Err(Failure::Transient(Why::plain("the SMTP server took too long"))));
+            // A mail whose sending panics (a bug) is set aside as
+            // undeliverable: tried again, it would panic again and hold up
+            // the mails after it in every pass.
+            let sending = tokio::time::timeout(SEND_TIMEOUT, self.deliver(&mail));
+            let sent = match self.app.one_turn("mailer", sending).await {
+                Some(Ok(sent)) => sent,
+                Some(Err(_)) => Err(Failure::Transient(Why::plain("the SMTP server took too long"))),
+                None => Err(Failure::Permanent(Why::plain("refdesk failed while sending it (a bug; see the log)"))),
+            };
             match sent {
                 Ok(()) => {
                     delivered += 1;

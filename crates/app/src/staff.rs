@@ -533,9 +533,10 @@ impl App {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            if let Some(next) = self.one_turn("background", self.tick(last)).await {
-                last = next;
-            }
+            // A turn that panics still moves `last` on: its roll-ups are not
+            // sent again, nor its periodic runs started again, every second.
+            let turn = self.clock.now();
+            last = self.one_turn("background", self.tick(last)).await.unwrap_or(turn);
         }
     }
 }

@@ -126,8 +126,8 @@ fn served() -> &'static Result<Vec<u8>, String> {
 /// Adds to `op` what the edge may answer before or around its handler:
 /// the refusals of the sign-in extractors, the origin check, the JSON body,
 /// path and query extractors. `changes`: whether the origin is checked;
-/// whether the method writes (a staff sign-in's frame budget is spent), or
-/// reads (its read budget is).
+/// whether the method writes (a staff member's write budget is spent), or
+/// reads (their read budget is).
 fn edge_responses(op: &mut Operation, (changes, writes, reads): (bool, bool, bool), api: bool) {
     let schemes: Vec<String> = op
         .security

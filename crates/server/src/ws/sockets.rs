@@ -124,8 +124,8 @@ impl<K: Hash + Eq + Clone> Registry<K> {
     }
 
     /// Spends one of `key`'s budget for what is not a socket (a staff
-    /// member's HTTP write, which shares the budget of their sign-in's
-    /// sockets): whether it had one. A new key's budget is `(rate, burst)`;
+    /// member's HTTP write or read, keyed by their account; a known desk's
+    /// socket opening, keyed by its sign-in): whether it had one. A new key's budget is `(rate, burst)`;
     /// it is kept while it is not full again, as a closed socket's is.
     pub(crate) fn spend(&self, key: K, (rate, burst): (u32, u32)) -> bool {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,9 +181,13 @@ impl<K: Hash + Eq + Clone> Drop for Held<K> {
 #[derive(Default)]
 pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
+    /// A staff sign-in's sockets and their frame budget (keyed by the
+    /// sign-in's digest), and a staff member's budget of HTTP writes (keyed
+    /// `staff:{id}`, no socket).
     pub(crate) sign_ins: Arc<Registry<String>>,
-    /// The budget of a staff sign-in's reads over HTTP
-    /// (`staff_reads_per_second`); no socket is counted here.
+    /// The budget of a staff member's reads over HTTP, all their sign-ins
+    /// together (`staff_reads_per_second`, keyed `staff:{id}`); no socket is
+    /// counted here.
     pub(crate) sign_in_reads: Arc<Registry<String>>,
     pub(super) addresses: Arc<Registry<IpAddr>>,
     /// The patron frame budgets of the IPv6 /56s and /48s with sockets open

@@ -79,6 +79,19 @@ async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
 
 /// Lifts a block once; lifting it again changes nothing.
 async fn lift<D: Db>(db: &mut D, id: i64, by: Staff, now: Millis) -> Result<BlockRecord> {
+    // Its chat's lock, as every writer of a timeline takes: entries commit
+    // in the order of their numbers, so a page that follows the timeline by
+    // how many entries it holds misses none (PostgreSQL).
+    let session = db
+        .row("SELECT session_id AS session_id FROM blocks WHERE id = ?1", args![id], |r| r.opt_int("session_id"))
+        .await?
+        .flatten();
+    if let Some(session) = session {
+        match lock_session(db, SessionId(session)).await {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
     let n = db
         .exec(
             "UPDATE blocks SET lifted_at = ?2, lifted_by = ?3 WHERE id = ?1 AND lifted_at IS NULL",

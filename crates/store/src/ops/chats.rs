@@ -535,14 +535,22 @@ async fn transfer<D: Db>(
 
 /// The patron's rating of an ended chat, replacing an earlier one.
 async fn rate<D: Db>(db: &mut D, id: SessionId, rating: u8, comment: Option<String>) -> Result<()> {
+    // Not once the chat's personal data is erased: a comment written after
+    // it would be kept for good (an erasure is done once).
     let n = db
         .exec(
-            "UPDATE sessions SET rating = ?2, rating_comment = ?3 WHERE id = ?1",
+            "UPDATE sessions SET rating = ?2, rating_comment = ?3 WHERE id = ?1 AND erased_at IS NULL",
             args![id.0, i64::from(rating), &comment],
         )
         .await?;
     if n == 0 {
-        return Err(not_found("session"));
+        let exists = db.row("SELECT id AS id FROM sessions WHERE id = ?1", args![id.0], |r| r.int("id")).await?;
+        return Err(match exists {
+            Some(_) => {
+                DomainError::Conflict("this chat's personal data was erased; it takes no rating now".into()).into()
+            }
+            None => not_found("session"),
+        });
     }
     Ok(())
 }

@@ -63,12 +63,15 @@ async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<Option<Vec<S
     if let Some(from) = &login.from {
         remember_network(db, login.staff, from).await?;
     }
-    // Under the row's lock: sign-ins at once keep `keep` between them.
+    // Under the row's lock: sign-ins at once keep `keep` between them. The
+    // new one is never among those ended, whatever its expiry (a shorter
+    // `login_hours` than before, another node's clock).
     let oldest = db
         .rows(
-            "SELECT token_hash FROM logins WHERE staff_id = ?1 AND token_hash NOT IN
-               (SELECT token_hash FROM logins WHERE staff_id = ?1 ORDER BY expires_at DESC, token_hash LIMIT ?2)",
-            args![login.staff.0, i64::from(login.keep.max(1))],
+            "SELECT token_hash FROM logins WHERE staff_id = ?1 AND token_hash <> ?3 AND token_hash NOT IN
+               (SELECT token_hash FROM logins WHERE staff_id = ?1 AND token_hash <> ?3
+                ORDER BY expires_at DESC, token_hash LIMIT ?2)",
+            args![login.staff.0, i64::from(login.keep.max(1) - 1), &login.token_hash],
             |r| r.text("token_hash"),
         )
         .await?;

@@ -159,8 +159,9 @@ async fn a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read(
 }
 
 /// An erasure masks once, and retention and a request by address pass over
-/// an erased chat: a note, an answer (and its e-mail) or a message to the
-/// librarian written after it would be kept for good. They are refused,
+/// an erased chat: a note, an answer (and its e-mail), a message to the
+/// librarian or a patron's rating comment written after it would be kept
+/// for good. They are refused,
 /// inside the action's write, with nothing written; the question's state
 /// may still change.
 async fn nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased(b: &Backend) {
@@ -185,6 +186,12 @@ async fn nothing_personal_is_written_on_a_question_once_its_patrons_data_is_eras
         assert!(matches!(refused, Err(StoreError::Domain(DomainError::Conflict(_)))), "{what}: {refused:?}");
     }
     assert_eq!(s.timeline(q).await.unwrap().len(), held, "nothing written");
+    // Nor does its patron's token take a rating (and its comment) any more.
+    let rated = s.rate(a, 5, Some("Pat Smith, pat@example.org".into())).await;
+    assert!(matches!(rated, Err(StoreError::Domain(DomainError::Conflict(_)))), "{rated:?}");
+    let comment = s.question(q).await.unwrap().unwrap().rating_comment;
+    assert!(!comment.is_some_and(|c| c.contains("Pat")), "nothing written");
+    assert!(matches!(s.rate(refdesk_domain::ids::SessionId(999_999), 5, None).await, Err(e) if e.is_not_found()));
     let flagged: refdesk_store::Plan = Box::new(|q, _| {
         let mut state = q.state.clone();
         state.follow_up = !q.state.follow_up;

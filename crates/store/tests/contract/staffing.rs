@@ -93,6 +93,11 @@ async fn a_new_sign_in_ends_the_accounts_oldest_past_the_cap(b: &Backend) {
     ended.sort();
     assert_eq!(ended, ["ann2", "ann3", "ann4"]);
     assert!(s.staff_by_login("ann5", 0).await.unwrap().is_some());
+    // The new sign-in is never the one ended, even when it expires first
+    // (`login_hours` made shorter, another node's clock).
+    let ended = s.create_login(NewLogin { keep: 1, ..login("ann6", 90) }).await.unwrap().unwrap();
+    assert_eq!(ended, ["ann5"]);
+    assert!(s.staff_by_login("ann6", 0).await.unwrap().is_some(), "the new one works");
 }
 
 async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since_disabled_records_nothing(b: &Backend) {
