@@ -47,9 +47,10 @@ function render(d, from) {
     + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
   $("patron").replaceChildren(
     el("strong", {}, "Patron: "), q.patron_name || "no name given", " · ",
-    // The address is the patron's own text: encoded whole, so that a `?` or
-    // `&` in it cannot add a Cc, a subject or a body to the librarian's mail.
-    el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email)}` }, d.patron_email) : "none given");
+    // The address is the patron's own text: encoded (but its `@`, which
+    // some mail programs would not decode), so that a `?` or `&` in it
+    // cannot add a Cc, a subject or a body to the librarian's mail.
+    el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email).replaceAll("%40", "@")}` }, d.patron_email) : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
   addLines(d.transcript);
   addEntries(d.timeline, from);

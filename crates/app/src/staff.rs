@@ -465,17 +465,20 @@ impl App {
         }
         // Chats nobody took in time end, and their patrons are told.
         self.expire_waiting(now).await;
-        // Retention periods (issue 15), every ten minutes, beside the round.
+        // Retention periods (issue 15), every ten minutes, beside the round;
+        // a panic there is counted as the round's own are.
         if now / crate::privacy::RETENTION_EVERY != last / crate::privacy::RETENTION_EVERY {
             let app = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = app.apply_retention(now).await {
+                let applied = app.one_turn("background", app.apply_retention(now)).await;
+                if let Some(Err(e)) = applied {
                     tracing::warn!(error = %e, "cannot apply the retention periods");
                 }
             });
         }
         if now / PURGE_SIGN_INS_EVERY != last / PURGE_SIGN_INS_EVERY {
-            tokio::spawn(self.clone().purge_expired_sign_ins(now));
+            let app = self.clone();
+            tokio::spawn(async move { app.one_turn("background", app.clone().purge_expired_sign_ins(now)).await });
         }
         let cutoff = now - (self.limits.signoff_minutes as Millis) * 60_000;
         match self.store.sign_off_stale(cutoff).await {
@@ -533,8 +536,11 @@ impl App {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            // A turn that panics still moves `last` on: its roll-ups are not
-            // sent again, nor its periodic runs started again, every second.
+            // A turn that panics still moves `last` on: its periodic runs are
+            // not started again every second. The roll-ups it had not yet
+            // sent are not sent (those chats reach the desks as they reload
+            // their queues, or as they expire): a turn that panics again and
+            // again must not resend its whole window each second.
             let turn = self.clock.now();
             last = self.one_turn("background", self.tick(last)).await.unwrap_or(turn);
         }

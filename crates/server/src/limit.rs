@@ -284,7 +284,7 @@ pub enum Refused {
     TooMany(u64),
     /// The lookup's own answer (`unauthenticated`, or the store's error).
     Failed(refdesk_app::AppError),
-    /// A staff sign-in's writes past its frame budget (why): `rate_limited`,
+    /// A staff member's writes (all their sign-ins) past the frame budget (why): `rate_limited`,
     /// to try again in a second.
     SlowDown(String),
 }

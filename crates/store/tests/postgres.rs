@@ -595,3 +595,46 @@ async fn two_nodes_batching_appends_to_the_same_chats_in_opposite_orders_never_d
         assert!(gapless(&stored), "{id}: {stored:?}");
     }
 }
+
+/// A chat full on a node's copy stays full (its lines only grow): a line
+/// refused so is refused, and a stored line sent again is acknowledged
+/// again (I4), both without waiting for the chat's row, which another
+/// transaction holds locked here — a patron sending to a full chat at the
+/// frame budget's pace does not take the row's lock from its librarian
+/// with each line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_for_a_chat_full_on_the_copy_is_refused_or_acknowledged_again_without_its_rows_lock() {
+    let url = fresh_postgres().await;
+    let n = node(&url).await;
+    let d = desk(&n.store).await;
+    let chat = chats(&n.store, &d, 1).await[0];
+    let stored = n.store.append(chat, from_patron("first", Some("c1")), anyone(), 10).await.unwrap();
+    let full = || -> Guard {
+        Box::new(|_| {
+            Err(DomainError::Limited { code: "chat_full", reason: "this chat is as long as a chat may be".into() })
+        })
+    };
+    let mut lock = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE").bind(chat.0).execute(&mut lock).await.unwrap();
+
+    let within = Duration::from_secs(5);
+    let refused = tokio::time::timeout(within, n.store.append(chat, from_patron("more", Some("c2")), full(), 11))
+        .await
+        .expect("refused without waiting for the row");
+    assert!(matches!(refused, Err(StoreError::Domain(DomainError::Limited { code: "chat_full", .. }))), "{refused:?}");
+    let again = tokio::time::timeout(within, n.store.append(chat, from_patron("first", Some("c1")), full(), 12))
+        .await
+        .expect("acknowledged again without waiting for the row")
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, stored.message);
+    // Without a client id, refused as well.
+    let plain = tokio::time::timeout(within, n.store.append(chat, from_patron("more", None), full(), 13))
+        .await
+        .expect("refused without waiting for the row");
+    assert!(matches!(plain, Err(StoreError::Domain(DomainError::Limited { code: "chat_full", .. }))), "{plain:?}");
+
+    sqlx::raw_sql("COMMIT").execute(&mut lock).await.unwrap();
+    assert_eq!(stored_seqs(&n.store, chat).await, [1, 2, 3, 4], "nothing stored after the first line");
+}

@@ -371,13 +371,34 @@ impl Backend for PgStore {
     async fn append(&self, id: SessionId, msg: NewMessage, guard: Guard, now: Millis) -> Result<Appended> {
         // The fast path: the guard passes on a copy the database confirms is current.
         if let Some((version, rec)) = self.sessions.get(id) {
-            // A refusal (a chat full, say) goes the full path too: the line
-            // may be one already stored and sent again, acknowledged there
-            // as a duplicate (I4), which the copy cannot tell.
-            if guard(&rec).is_ok() {
-                if let Some(done) = self.append_on_copy(version, rec, &msg, now).await? {
-                    return Ok(done);
+            match guard(&rec) {
+                Ok(()) => {
+                    if let Some(done) = self.append_on_copy(version, rec, &msg, now).await? {
+                        return Ok(done);
+                    }
                 }
+                // A chat full on the copy is full in the database too (its
+                // lines and what its patron wrote only grow while it is
+                // live): refused without the full path's locked read of the
+                // whole chat, once an unlocked look has not found the line
+                // already stored under its client id (a re-send after a lost
+                // ack is acknowledged again, I4).
+                Err(full @ DomainError::Limited { code: "chat_full", .. }) => {
+                    let Some(cid) = msg.client_id.clone() else { return Err(full.into()) };
+                    let sender = msg.author.sender_key();
+                    let stored = self
+                        .read(move |db| {
+                            Box::pin(async move { crate::sql::rows::message_by_client_id(db, id, &sender, &cid).await })
+                        })
+                        .await?;
+                    return match stored {
+                        Some(message) => Ok(Appended { message, duplicate: true }),
+                        None => Err(full.into()),
+                    };
+                }
+                // Any other refusal (waiting for a librarian, say) may be
+                // stale on the copy: the full path reads the chat afresh.
+                Err(_) => {}
             }
         }
         // The full path, which also refreshes the copy.

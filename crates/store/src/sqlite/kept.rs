@@ -53,8 +53,8 @@ enum Ids {
 /// record; every other write on a session drops that session's copy
 /// (`sql::rows::lock_session`), and a batch that fails to commit drops
 /// them all — so nothing a guard or an event's context reads ever differs
-/// from the database (its last line and what its patron wrote while
-/// waiting follow each line stored: `note_line`), and a set never lacks a stored line (it may
+/// from the database (its last line and what its patron wrote follow
+/// each line stored: `note_line`), and a set never lacks a stored line (it may
 /// name one rolled back: see [`Kept::note_client_id`]). It is this
 /// backend's fast path for appends: it saves the reads per message that
 /// were most of the writer's work per message. Only the writer's
