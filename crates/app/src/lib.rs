@@ -170,9 +170,10 @@ pub struct Limits {
     pub rollup_seconds: u64,
     /// How long a staff sign-in lasts, in hours.
     pub login_hours: u64,
-    /// Frames a connection may send per second, sustained.
+    /// Frames the sockets of one chat token, or of one staff member, may
+    /// send per second together, sustained (and a staff member's HTTP writes).
     pub frames_per_second: u32,
-    /// Frames a connection may send in a burst.
+    /// Frames they may send in a burst.
     pub frame_burst: u32,
     /// Frames the patrons' sockets of one network (IPv4 address, IPv6 /64)
     /// may send per second together, beyond each chat's own budget (bursts

@@ -40,7 +40,9 @@ fn start(args: &[&str], data: &Path, port: u16) -> Running {
     cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");
     cmd.env("REFDESK_MAX_CHAT_LINES", "1000000").env("REFDESK_PATRON_CHARS_PER_CHAT", "100000000");
     // Its desk accepts every chat at once from one sign-in (a staff write each).
-    cmd.env("REFDESK_FRAME_BURST", "10000").env("REFDESK_STAFF_LINES_PER_DAY", "10000000");
+    cmd.env("REFDESK_FRAMES_PER_SECOND", "100000")
+        .env("REFDESK_FRAME_BURST", "10000")
+        .env("REFDESK_STAFF_LINES_PER_DAY", "10000000");
     cmd.env("REFDESK_STAFF_READS_PER_SECOND", "100000").env("REFDESK_SIGN_INS_PER_ACCOUNT", "1000");
     let child = Running(cmd.spawn().expect("the server starts"));
     let deadline = Instant::now() + Duration::from_secs(30);

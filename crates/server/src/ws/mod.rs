@@ -368,9 +368,13 @@ async fn open(
             (held.map(|h| Slot::Chat(h, network)), l.sockets_per_chat, "chat")
         }
         (None, Some(token)) => {
+            let refdesk_domain::visibility::Viewer::Staff(staff) = &viewer else { return None };
             let key = refdesk_app::auth::digest(token);
-            let held = sockets.sign_ins.take(key, l.sockets_per_sign_in, sockets::per_key(l));
-            (held.map(Slot::SignIn), l.sockets_per_sign_in, "sign-in")
+            let held = sockets.sign_ins.take(key, l.sockets_per_sign_in, sockets::per_key(l)).and_then(|sign_in| {
+                let account = sockets.sign_ins.take(sockets::account_key(staff.id), usize::MAX, sockets::per_key(l))?;
+                Some(Slot::SignIn(Box::new(sockets::StaffPlace { _sign_in: sign_in, account })))
+            });
+            (held, l.sockets_per_sign_in, "sign-in")
         }
         (None, None) => return None,
     };

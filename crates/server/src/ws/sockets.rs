@@ -181,9 +181,10 @@ impl<K: Hash + Eq + Clone> Drop for Held<K> {
 #[derive(Default)]
 pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
-    /// A staff sign-in's sockets and their frame budget (keyed by the
-    /// sign-in's digest), and a staff member's budget of HTTP writes (keyed
-    /// `staff:{id}`, no socket).
+    /// A staff sign-in's sockets and the budget of their openings (keyed by
+    /// the sign-in's digest), a staff member's sockets and the budget of
+    /// their frames (keyed `sockets:{id}`, [`StaffPlace`]), and a staff
+    /// member's budget of HTTP writes (keyed `staff:{id}`, no socket).
     pub(crate) sign_ins: Arc<Registry<String>>,
     /// The budget of a staff member's reads over HTTP, all their sign-ins
     /// together (`staff_reads_per_second`, keyed `staff:{id}`); no socket is
@@ -225,7 +226,24 @@ impl Network {
 /// budgets, when the address is known) or its staff sign-in.
 pub(super) enum Slot {
     Chat(Held<SessionId>, Option<Arc<Network>>),
-    SignIn(Held<String>),
+    /// Boxed: a patron's socket, the many, does not carry its size.
+    SignIn(Box<StaffPlace>),
+}
+
+/// A staff socket's places: under its sign-in, which caps its sockets
+/// (`sockets_per_sign_in`), and under its account (keyed `sockets:{id}`,
+/// uncapped), whose frame budget every socket of the staff member shares,
+/// whatever sign-in it came with — so that signing in again and again (up
+/// to `sign_ins_per_account`) does not multiply it.
+pub(super) struct StaffPlace {
+    /// Held for its place, given back when the socket closes.
+    pub(super) _sign_in: Held<String>,
+    pub(super) account: Held<String>,
+}
+
+/// The key of a staff member's socket frame budget in [`Sockets::sign_ins`].
+pub(super) fn account_key(staff: refdesk_domain::ids::StaffId) -> String {
+    format!("sockets:{}", staff.0)
 }
 
 impl Slot {
@@ -257,7 +275,7 @@ impl Slot {
                 every
             }
             Slot::Chat(h, None) => lock(&h.bucket).take(),
-            Slot::SignIn(h) => lock(&h.bucket).take(),
+            Slot::SignIn(place) => lock(&place.account.bucket).take(),
         }
     }
 
@@ -271,7 +289,7 @@ impl Slot {
                 wider.chain([wait(&h.bucket), wait(&network.own)]).max().unwrap_or_default()
             }
             Slot::Chat(h, None) => wait(&h.bucket),
-            Slot::SignIn(h) => wait(&h.bucket),
+            Slot::SignIn(place) => wait(&place.account.bucket),
         }
     }
 }

@@ -986,8 +986,30 @@ async fn one_password_signed_in_again_and_again_has_one_budget_and_a_few_sign_in
         }
     }
     assert!((5..=9).contains(&written), "{written} of 20 writes passed on five sign-ins of one account");
+    // Socket frames: one budget (12, and 1 a second) for the sockets of all
+    // five sign-ins, not twelve for each (all fifty pings would pass).
+    let start = Instant::now();
+    let (mut pongs, mut limited) = (0, 0);
+    for staff in &ann {
+        let mut ws = staff.socket().await;
+        for _ in 0..10 {
+            ws.send(json!({"type": "ping"})).await;
+        }
+        ws.closed_within(Duration::from_millis(1500)).await;
+        pongs += ws.frames.iter().filter(|f| f["type"] == "pong").count();
+        limited += ws.frames.iter().filter(|f| f["code"] == "rate_limited").count();
+    }
+    assert!(limited > 0, "frames past the account's budget were refused");
+    assert!(within_budget(pongs, (1.0, 12.0), start.elapsed()), "{pongs} of 50 pings answered on five sign-ins");
     // A colleague's account has budgets of its own.
-    assert_eq!(app.staff("ben").await.get("/api/me").await.0, 200);
+    let ben = app.staff("ben").await;
+    assert_eq!(ben.get("/api/me").await.0, 200);
+    let mut ws = ben.socket().await;
+    for _ in 0..10 {
+        ws.send(json!({"type": "ping"})).await;
+    }
+    ws.closed_within(Duration::from_millis(1500)).await;
+    assert_eq!(ws.frames.iter().filter(|f| f["type"] == "pong").count(), 10, "a colleague's frames all pass");
 }
 
 /// A staff member's writes over HTTP have a frame budget, as a socket's
