@@ -275,3 +275,15 @@ fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(err(&o).contains("REFDESK_LOG=\"info,,=x[\" is not a log filter"), "{}", err(&o));
 }
+
+#[test]
+fn a_database_that_does_not_answer_is_named_once_with_its_cause_said_once() {
+    // Nothing listens on port 1: the connection is refused. The store's
+    // error repeats its source's text (for logs that print only the
+    // message); the command line says each cause once.
+    let o = refdesk(None, &[], &["--database-url", "postgres://postgres@127.0.0.1:1/test", "list"]);
+    assert!(!o.status.success());
+    let text = err(&o);
+    assert!(text.contains("cannot connect to PostgreSQL at 127.0.0.1:1"), "{text}");
+    assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+}
