@@ -51,8 +51,7 @@ pub fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
     // Held until the restore ends: no server may start on the folder
     // meanwhile, and none may be running (it would keep the replaced
     // database open and go on writing to it).
-    let _lock = lock::lock_data_dir(&config.data_dir)
-        .context("refdesk restore needs the service stopped (and it stays stopped until the restore ends)")?;
+    let _lock = lock::lock_data_dir(&config.data_dir, lock::Purpose::Restore)?;
     let db = config.database_path();
     let done = backup::restore(from, &db)
         .map_err(plain)

@@ -39,10 +39,19 @@ pub struct DataDirLock {
     _file: File,
 }
 
+/// What the lock is taken for: what a refusal tells the operator to do.
+#[derive(Clone, Copy, Debug)]
+pub enum Purpose {
+    /// `serve`: another server, or a restore, holds the folder.
+    Serve,
+    /// `restore`: the service must be stopped first.
+    Restore,
+}
+
 /// Takes the data folder's lock, creating the folder (0700; the folder
 /// above it must exist) and the lock file (0600) if needed; refuses if
 /// another process holds it.
-pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
+pub fn lock_data_dir(dir: &Path, purpose: Purpose) -> anyhow::Result<DataDirLock> {
     let mut create = std::fs::DirBuilder::new();
     // Not the folders above it: a mistyped path is refused, not served
     // empty.
@@ -69,21 +78,7 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
     let mut file = open.open(&path).map_err(|e| on_data(e, format!("opening {}", path.display())))?;
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = match holder.trim() {
-                pid if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => format!(" (process {pid})"),
-                _ => String::new(),
-            };
-            bail!(
-                "another refdesk serve{holder} is already using the data folder {}: one server per SQLite data \
-                 folder (it holds {}). Stop that one first, or give this one its own --data-dir; to run several \
-                 nodes for one service, use PostgreSQL (database_url)",
-                dir.display(),
-                path.display()
-            );
-        }
+        Err(std::fs::TryLockError::WouldBlock) => bail!("{}", refusal(dir, &mut file, purpose)),
         Err(std::fs::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
@@ -91,6 +86,44 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
     // Ours now: say whose it is (for the message above; nothing relies on it).
     file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).ok();
     Ok(DataDirLock { _file: file })
+}
+
+/// What another process holding `dir` means for `purpose`, naming the
+/// process when its lock file says which.
+fn refusal(dir: &Path, file: &mut File, purpose: Purpose) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    let holder = match holder.trim() {
+        pid if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => format!(" (process {pid})"),
+        _ => String::new(),
+    };
+    let (dir, path) = (dir.display(), dir.join(LOCK_FILE));
+    match purpose {
+        Purpose::Serve => format!(
+            "another refdesk serve{holder} is already using the data folder {dir}: one server per SQLite data \
+             folder (it holds {}). Stop that one first, or give this one its own --data-dir; to run several \
+             nodes for one service, use PostgreSQL (database_url)",
+            path.display()
+        ),
+        Purpose::Restore => format!(
+            "a refdesk serve{holder} is using the data folder {dir} (it holds {}): refdesk restore needs the \
+             service stopped (e.g. `systemctl stop refdesk`), and keeps it from starting until the restore ends",
+            path.display()
+        ),
+    }
+}
+
+/// Whether another process holds `dir` now, and what that means for
+/// `serve`; nothing is created (a folder or lock file that is not there is
+/// held by no one). For a `serve` that could not bind its port: a second
+/// copy of a running service is told so, not just that the port is taken.
+pub fn held(dir: &Path) -> Option<String> {
+    let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock() {
+        Err(std::fs::TryLockError::WouldBlock) => Some(refusal(dir, &mut file, Purpose::Serve)),
+        // Free (released again as `file` drops), or not lockable: nothing to say.
+        _ => None,
+    }
 }
 
 /// An I/O error on the data folder, saying what to do when the folder
@@ -113,12 +146,17 @@ mod tests {
     fn a_second_lock_on_one_folder_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let first = lock_data_dir(&data).unwrap();
-        let err = lock_data_dir(&data).unwrap_err().to_string();
+        assert_eq!(held(&data), None, "no folder: held by no one");
+        let first = lock_data_dir(&data, Purpose::Serve).unwrap();
+        let err = lock_data_dir(&data, Purpose::Serve).unwrap_err().to_string();
         assert!(err.contains("another refdesk serve"), "{err}");
         assert!(err.contains(&format!("(process {})", std::process::id())), "{err}");
+        assert_eq!(held(&data), Some(err), "said without taking it");
+        let err = lock_data_dir(&data, Purpose::Restore).unwrap_err().to_string();
+        assert!(err.contains("needs the service stopped") && !err.contains("--data-dir"), "{err}");
         drop(first);
-        lock_data_dir(&data).expect("free again once the holder is gone");
+        assert_eq!(held(&data), None, "free again");
+        lock_data_dir(&data, Purpose::Restore).expect("free again once the holder is gone");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -169,7 +169,7 @@ enum InstitutionCommand {
         /// Its name.
         name: String,
         /// The cooperative's id (see `refdesk list`).
-        #[arg(long)]
+        #[arg(long, value_parser = record_id)]
         cooperative: i64,
     },
 }
@@ -184,7 +184,7 @@ enum LibraryCommand {
         #[arg(long)]
         name: String,
         /// The institution's id (see `refdesk list`).
-        #[arg(long)]
+        #[arg(long, value_parser = record_id)]
         institution: i64,
     },
     /// Print a library's widget snippet, to paste into its web pages (the
@@ -247,6 +247,10 @@ enum UserCommand {
         /// Sign-in name.
         username: String,
     },
+    /// Every staff account, by cooperative: sign-in name, role, home
+    /// library, and whether it is disabled (an operator locked out of the
+    /// desk finds the names here).
+    List,
 }
 
 #[derive(Args)]
@@ -569,7 +573,59 @@ async fn user_command(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { username } => update_user(cli, username, None, Some(true)).await,
         UserCommand::Enable { username } => update_user(cli, username, None, Some(false)).await,
+        UserCommand::List => {
+            let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+            let listed = list_users(&state.app).await;
+            state.app.store().close().await;
+            listed
+        }
     }
+}
+
+/// Binds `listen`, before anything is created or opened: a port already
+/// taken changes nothing, not even a new data folder. The metrics' port is
+/// tried here too (and bound again by `run`), so that a taken one is said
+/// before the server says it is serving. A port taken by a server on the
+/// same data folder (a second copy of the service) is said as such.
+async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let taken = |e: std::io::Error, what: String| match (&config.database_url, e.kind()) {
+        (None, std::io::ErrorKind::AddrInUse) => match lock::held(&config.data_dir) {
+            Some(held) => anyhow::anyhow!("{held}"),
+            None => anyhow::Error::new(e).context(what),
+        },
+        _ => anyhow::Error::new(e).context(what),
+    };
+    let listen = config.listen;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| taken(e, format!("listening on {listen}")))?;
+    if let Some(metrics) = config.metrics_listen {
+        drop(
+            std::net::TcpListener::bind(metrics)
+                .map_err(|e| taken(e, format!("listening on {metrics} for /metrics (metrics_listen)")))?,
+        );
+    }
+    Ok(listener)
+}
+
+/// `refdesk user list`.
+async fn list_users(app: &App) -> anyhow::Result<()> {
+    let institutions = app.institutions(None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let libraries = app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cooperatives: Vec<_> = institutions.iter().map(|i| (i.cooperative, i.cooperative_name.as_str())).collect();
+    cooperatives.dedup();
+    if cooperatives.is_empty() {
+        println!("nothing set up yet: run `refdesk setup` (or `refdesk demo` to try it out)");
+    }
+    for (coop, name) in cooperatives {
+        println!("cooperative {coop}: {name}");
+        for entry in app.store().staff_of(coop).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            let s = &entry.staff;
+            let slug = libraries.iter().find(|l| l.placement.library == s.home.library).map_or("?", |l| &l.slug);
+            let disabled = if entry.disabled { "  (disabled)" } else { "" };
+            println!("  {:<20} {:<18} {slug:<16} {}{disabled}", s.username, s.role.as_str(), s.display_name);
+        }
+    }
+    Ok(())
 }
 
 /// `refdesk user password`, `disable` and `enable`.
@@ -584,12 +640,11 @@ async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled
     });
     state.app.store().close().await;
     done?;
-    let what = match (password, disabled) {
-        (Some(_), _) => "has a new password",
-        (None, Some(true)) => "is disabled",
-        _ => "is enabled",
-    };
-    println!("{username} {what}; their sign-ins have ended");
+    match (password, disabled) {
+        (Some(_), _) => println!("{username} has a new password; their sign-ins have ended"),
+        (None, Some(true)) => println!("{username} is disabled; their sign-ins have ended"),
+        _ => println!("{username} is enabled; they may sign in again"),
+    }
     Ok(())
 }
 
@@ -612,6 +667,15 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     let id = id?;
     println!("created staff member {} (id {id}) at {}", u.username, u.library);
     Ok(())
+}
+
+/// A record's id (`--cooperative`, `--institution`), or an error that says
+/// where ids are (a name given in its place said "invalid digit").
+fn record_id(s: &str) -> Result<i64, String> {
+    match s.trim().parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(format!("give its id, a number (`refdesk list` shows each with its id), not {s:?}")),
+    }
 }
 
 /// A `--listen` address, or an error that says what one looks like.
@@ -696,23 +760,11 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
             config.listen
         );
     }
-    // Bound before anything is created or opened: a port already taken
-    // changes nothing, not even a new data folder. The metrics' port is
-    // tried here too (and bound again by `run`), so that a taken one is
-    // said before the server says it is serving.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    if let Some(metrics) = config.metrics_listen {
-        drop(
-            std::net::TcpListener::bind(metrics)
-                .with_context(|| format!("listening on {metrics} for /metrics (metrics_listen)"))?,
-        );
-    }
+    let listener = bind(&config).await?;
     // Held until the process ends (see `lock`): before the database
     // is opened, so a second server changes nothing, not even the schema.
     let _lock = match &config.database_url {
-        None => Some(lock::lock_data_dir(&config.data_dir)?),
+        None => Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?),
         Some(_) => None,
     };
     let state = refdesk_server::open(&config, Clock::system()).await?;

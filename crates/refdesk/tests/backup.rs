@@ -244,9 +244,24 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     let out = refdesk(live.path(), &["restore", "--from", &arg(&file)]);
     assert!(!out.status.success());
     assert!(text(&out).contains("needs the service stopped"), "{}", text(&out));
-    assert!(text(&out).contains("another refdesk serve"), "{}", text(&out));
+    assert!(text(&out).contains(&format!("a refdesk serve (process {})", server.child.id())), "{}", text(&out));
+    assert!(!text(&out).contains("--data-dir"), "no advice meant for a second server: {}", text(&out));
     assert_eq!(snapshot(live.path()).0, was.0);
     drop(server);
+
+    // Nor from the database itself (it would be copied onto itself, and
+    // set aside beside itself).
+    let was = snapshot(live.path());
+    let out = refdesk(live.path(), &["restore", "--from", &arg(&live.path().join("refdesk.sqlite3"))]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is the database itself"), "{}", text(&out));
+    assert_eq!(snapshot(live.path()), was);
+
+    // A backup into a folder that is not there says which folder.
+    let nowhere = backups.path().join("no-such-folder");
+    let out = refdesk(live.path(), &["backup", "--to", &arg(&nowhere.join("x.sqlite3"))]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains(&format!("the folder {} does not exist", nowhere.display())), "{}", text(&out));
 
     // Nor of a file that is not a refdesk database.
     let junk = backups.path().join("notes.txt");

@@ -287,3 +287,16 @@ fn a_database_that_does_not_answer_is_named_once_with_its_cause_said_once() {
     assert!(text.contains("cannot connect to PostgreSQL at 127.0.0.1:1"), "{text}");
     assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
 }
+
+#[test]
+fn a_name_given_for_an_id_says_where_the_ids_are() {
+    for args in [
+        &["institution", "add", "Ghost", "--cooperative", "North Shore Libraries"][..],
+        &["library", "add", "annex", "--name", "Annex", "--institution", "0"],
+    ] {
+        let o = refdesk(None, &[], args);
+        assert!(!o.status.success());
+        assert!(err(&o).contains("give its id, a number (`refdesk list` shows each with its id)"), "{}", err(&o));
+        assert!(!err(&o).contains("invalid digit"), "{}", err(&o));
+    }
+}

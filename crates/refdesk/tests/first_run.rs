@@ -342,8 +342,12 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     // Disabled beside the running service (the same data folder), then enabled.
     let o = refdesk(dir.path(), &["user", "disable", "nora"], None);
     assert!(o.status.success() && text(&o).contains("nora is disabled"), "{}", text(&o));
+    // An operator finds the accounts, and which are disabled, without the desk.
+    let o = refdesk(dir.path(), &["user", "list"], None);
+    let line = text(&o).lines().find(|l| l.trim_start().starts_with("nora ")).map(str::to_owned);
+    assert!(o.status.success() && line.as_deref().is_some_and(|l| l.ends_with("(disabled)")), "{}", text(&o));
     assert_ne!(login(NEW).await, 200, "a disabled account signs in no more");
     let o = refdesk(dir.path(), &["user", "enable", "nora"], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success() && text(&o).contains("nora is enabled; they may sign in again"), "{}", text(&o));
     assert_eq!(login(NEW).await, 200);
 }

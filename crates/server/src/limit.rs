@@ -287,6 +287,9 @@ pub enum Refused {
     /// A staff member's writes (all their sign-ins) past the frame budget (why): `rate_limited`,
     /// to try again in a second.
     SlowDown(String),
+    /// A patron's token (or none) that opens no chat: `unauthenticated`,
+    /// said as a patron can act on it (there is nothing to sign in to).
+    NoChat,
 }
 
 impl Credentials {
@@ -360,6 +363,22 @@ impl Refused {
             Refused::TooMany(wait) => too_many(wait),
             Refused::Failed(e) => e.into(),
             Refused::SlowDown(why) => slow_down(why),
+            Refused::NoChat => ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthenticated",
+                message: "this chat is no longer open here (its link is mistyped, or its record was erased); \
+                          start a new chat"
+                    .into(),
+            },
+        }
+    }
+
+    /// A patron's refusal: an unknown token is a chat that is not there,
+    /// not a sign-in to make.
+    pub fn for_patron(self) -> Refused {
+        match self {
+            Refused::Failed(refdesk_app::AppError::Unauthenticated) => Refused::NoChat,
+            other => other,
         }
     }
 }
@@ -370,6 +389,7 @@ impl IntoResponse for Refused {
             Refused::TooMany(wait) => ([(RETRY_AFTER, wait.to_string())], too_many(wait)).into_response(),
             Refused::Failed(e) => ApiError::from(e).into_response(),
             Refused::SlowDown(why) => ([(RETRY_AFTER, "1")], slow_down(why)).into_response(),
+            Refused::NoChat => self.api_error().into_response(),
         }
     }
 }

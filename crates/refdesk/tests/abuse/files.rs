@@ -39,6 +39,14 @@ async fn a_second_serve_on_one_data_folder_refuses_to_start_and_the_first_keeps_
     assert!(said.contains(&format!("(process {})", server.child.id())), "naming the holder: {said}");
     assert!(said.contains(&server.data_path().display().to_string()), "and the folder: {said}");
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_err(), "it never listened");
+    // The usual mistake: the same configuration, so the same port too. The
+    // port is taken, and that is said as the folder's being in use, not
+    // only as an address in use.
+    let same = server.command(&["serve", "--listen", &format!("127.0.0.1:{}", server.port)]).spawn().unwrap();
+    let (status, said) = exits_within(same, Duration::from_secs(30));
+    assert!(!status.success(), "the second serve fails: {said}");
+    assert!(said.contains("another refdesk serve"), "a clear message: {said}");
+    assert!(said.contains(&format!("(process {})", server.child.id())), "naming the holder: {said}");
 
     // The first serves on: ready, the chat from before is still waiting, a
     // new one starts, and a librarian accepts both.

@@ -255,12 +255,11 @@ impl FromRequestParts<AppState> for PatronToken {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(Refused::Failed(AppError::Unauthenticated))?;
+            .ok_or(Refused::NoChat)?;
         let ip = ClientIp::of(parts, state);
         let token = token.trim();
-        Ok(PatronToken(
-            crate::limit::checked(state, ip, (Credential::Patron, token), state.app.patron_session(token)).await?,
-        ))
+        let lookup = crate::limit::checked(state, ip, (Credential::Patron, token), state.app.patron_session(token));
+        Ok(PatronToken(lookup.await.map_err(Refused::for_patron)?))
     }
 }
 

@@ -453,7 +453,8 @@ async fn identify(
     let who = match (token, cookie) {
         (Some(token), _) => crate::limit::within(budget, (Credential::Patron, &token), app.patron_session(&token))
             .await
-            .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None)),
+            .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None))
+            .map_err(crate::limit::Refused::for_patron),
         (None, Some(cookie)) => {
             crate::limit::within(budget, (Credential::Staff, &cookie), app.staff_for_token(&cookie))
                 .await

@@ -75,6 +75,13 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthenticated");
+    // Said as a patron can act on it: there is nothing to sign in to.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("start a new chat") && !message.contains("sign in"), "{message}");
+    let res = reqwest::Client::new().get(app.url("/api/chat")).send().await.unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated", "no token at all");
+    assert!(body["error"]["message"].as_str().unwrap().contains("start a new chat"), "{body}");
     let ws_url = format!("ws://{}/api/ws", app.addr);
     assert_eq!(
         first_frame_refused(&ws_url, Some(json!({"type": "auth", "token": "f".repeat(64)}))).await,

@@ -156,6 +156,12 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
     if same_file(db_path, to) {
         return Err(StoreError::backend(format!("{} is the database itself", to.display())));
     }
+    if !parent(to).is_dir() {
+        return Err(StoreError::backend(format!(
+            "the folder {} does not exist: create it first, or give a file in a folder that does",
+            parent(to).display()
+        )));
+    }
     let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
     let temp = parent(to).join(format!(".{name}.partial-{}", std::process::id()));
     create_private(&temp)?;
@@ -263,6 +269,12 @@ pub fn restore(from: &Path, db_path: &Path) -> Result<Restored> {
     let meta = std::fs::metadata(from).map_err(io(format!("reading {}", from.display())))?;
     if !meta.is_file() {
         return Err(StoreError::backend(format!("{} is not a file", from.display())));
+    }
+    if same_file(from, db_path) {
+        return Err(StoreError::backend(format!(
+            "{} is the database itself: restore from a backup of it (`refdesk backup --to FILE`)",
+            from.display()
+        )));
     }
     let dir = parent(db_path);
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
