@@ -141,12 +141,35 @@ pub fn bad_json(e: serde_json::Error) -> ApiError {
 
 /// A parser's message, at most 300 characters of it: serde quotes what it
 /// did not expect whole, and a body or a frame of 100 KB would come back in
-/// its error.
+/// its error. Rust's names of number types are said in words.
 pub(crate) fn cut(message: String) -> String {
+    let message = in_words(message);
     match message.char_indices().nth(300) {
         Some((at, _)) => format!("{}…", &message[..at]),
         None => message,
     }
+}
+
+/// `expected i64` and ``a `u32` `` (serde's and axum's words for a value
+/// of the wrong form) as a client's developer reads them.
+fn in_words(mut message: String) -> String {
+    message = message
+        .replace("invalid digit found in string", "not a whole number")
+        .replace("cannot parse integer from empty string", "empty where a whole number goes");
+    for ty in ["i64", "i32", "i16", "i8", "u64", "u32", "u16", "u8", "usize", "isize", "f64", "f32"] {
+        if !message.contains(ty) {
+            continue;
+        }
+        let words = match ty.as_bytes()[0] {
+            b'f' => "a number",
+            b'u' => "a whole number, 0 or more",
+            _ => "a whole number",
+        };
+        message = message
+            .replace(&format!("a `{ty}`"), words)
+            .replace(&format!("expected {ty}"), &format!("expected {words}"));
+    }
+    message
 }
 
 /// Result of a handler.
@@ -172,7 +195,7 @@ where
         }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(r) => Err(ApiError { status: r.status(), code: "bad_path", message: r.body_text() }),
+            Err(r) => Err(ApiError { status: r.status(), code: "bad_path", message: cut(r.body_text()) }),
         }
     }
 }
@@ -195,7 +218,7 @@ where
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(r) => Err(ApiError { status: r.status(), code: "bad_query", message: r.body_text() }),
+            Err(r) => Err(ApiError { status: r.status(), code: "bad_query", message: cut(r.body_text()) }),
         }
     }
 }

@@ -213,8 +213,17 @@ async fn malformed_paths_and_query_strings_get_the_same_error_shape() {
         let (status, body) = ann.get(path).await;
         assert_eq!(status, 400, "{path}");
         assert!(body["error"]["code"].as_str().is_some_and(|c| c.starts_with("bad_")), "{path}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{path}");
+        // In words, not Rust's names of types.
+        assert!(message.contains("whole number") && !message.contains("64"), "{path}: {message}");
     }
+    // A body's value of the wrong form, too.
+    let (status, body) =
+        ann.post("/api/libraries", json!({"institution": "North College", "slug": "x", "name": "X"})).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("expected a whole number") && !message.contains("i64"), "{message}");
 }
 
 /// Reading a conversation with nobody answers as sending to nobody does
