@@ -278,7 +278,11 @@ fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(text.lines().next().unwrap_or("").to_owned());
+        let first = text.lines().next().unwrap_or("");
+        if first.is_empty() {
+            bail!("{} holds no password on its first line", path.display());
+        }
+        return Ok(first.to_owned());
     }
     if let Ok(p) = std::env::var("REFDESK_PASSWORD") {
         return Ok(p);
@@ -798,6 +802,9 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     println!("  librarian desk:  {base}/desk");
     for lib in libs.iter().take(10) {
         println!("  patron chat:     {base}/ask/{}  ({})", lib.slug, lib.name);
+    }
+    if libs.len() > 10 {
+        println!("  … and {} more libraries (`refdesk list`)", libs.len() - 10);
     }
     if libs.is_empty() {
         println!(

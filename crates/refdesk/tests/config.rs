@@ -79,6 +79,15 @@ fn config_check_says_what_is_wrong_and_where() {
     let o = refdesk(Some(&good), &[], &["--set", "limits.nothing=1", "config", "--check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("limits.nothing"), "{}", err(&o));
+
+    // The usual slip in TOML, a text value without its quotes: the line, on
+    // one line, and what to write.
+    let unquoted = file(dir.path(), "data_dir = \"data\"\nlisten = 127.0.0.1:8089\n");
+    let o = refdesk(Some(&unquoted), &[], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let said = err(&o);
+    assert!(said.contains("line 2") && said.contains("a text value goes in quotes"), "{said}");
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
 }
 
 #[test]

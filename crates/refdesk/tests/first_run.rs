@@ -324,6 +324,12 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     // A weak password or an unknown name: refused, nothing changed.
     let o = refdesk(dir.path(), &["user", "password", "nora"], Some("password123"));
     assert!(!o.status.success() && text(&o).contains("password"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["user", "password", "nora"], Some("eleven char"));
+    assert!(!o.status.success() && text(&o).contains("12 to 256 characters (an admin's"), "{}", text(&o));
+    let empty = dir.path().join("empty-password");
+    std::fs::write(&empty, "\n").unwrap();
+    let o = refdesk(dir.path(), &["user", "password", "nora", "--password-file", empty.to_str().unwrap()], None);
+    assert!(!o.status.success() && text(&o).contains("holds no password on its first line"), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nobody"], Some(NEW));
     assert!(!o.status.success() && text(&o).contains("there is no staff member \"nobody\""), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nora"], Some(NEW));

@@ -143,33 +143,11 @@ pub fn bad_json(e: serde_json::Error) -> ApiError {
 /// did not expect whole, and a body or a frame of 100 KB would come back in
 /// its error. Rust's names of number types are said in words.
 pub(crate) fn cut(message: String) -> String {
-    let message = in_words(message);
+    let message = crate::settings::in_words(&message);
     match message.char_indices().nth(300) {
         Some((at, _)) => format!("{}…", &message[..at]),
         None => message,
     }
-}
-
-/// `expected i64` and ``a `u32` `` (serde's and axum's words for a value
-/// of the wrong form) as a client's developer reads them.
-fn in_words(mut message: String) -> String {
-    message = message
-        .replace("invalid digit found in string", "not a whole number")
-        .replace("cannot parse integer from empty string", "empty where a whole number goes");
-    for ty in ["i64", "i32", "i16", "i8", "u64", "u32", "u16", "u8", "usize", "isize", "f64", "f32"] {
-        if !message.contains(ty) {
-            continue;
-        }
-        let words = match ty.as_bytes()[0] {
-            b'f' => "a number",
-            b'u' => "a whole number, 0 or more",
-            _ => "a whole number",
-        };
-        message = message
-            .replace(&format!("a `{ty}`"), words)
-            .replace(&format!("expected {ty}"), &format!("expected {words}"));
-    }
-    message
 }
 
 /// Result of a handler.

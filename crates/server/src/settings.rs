@@ -245,8 +245,26 @@ fn settings_set(text: &str) -> impl Iterator<Item = (String, usize)> + '_ {
 /// A parser's words about a value, with what a good one looks like where
 /// they do not say (serde names the syntax, not the setting's form).
 pub fn with_hint(message: &str) -> String {
-    // serde names the Rust type it wanted; say what to write instead.
-    const KINDS: [(&str, &str); 10] = [
+    // TOML's syntax errors come on two lines ("invalid string" and what it
+    // expected): one here, with what the usual slip is.
+    let message = &in_words(message).replace('\n', ": ");
+    if ["invalid string", "expected newline", "invalid TOML value"].iter().any(|m| message.contains(m)) {
+        return format!("{message} (one setting per line; a text value goes in quotes: listen = \"127.0.0.1:8080\")");
+    }
+    if message.contains("invalid socket address syntax") {
+        format!("{message}: give an IP address and a port, like 127.0.0.1:8080 (not a host name)")
+    } else if message.contains("invalid IP address syntax") {
+        format!("{message}: give IP addresses, like 10.0.0.1 or ::1 (each one address, not a network like 10.0.0.0/8)")
+    } else {
+        message.to_owned()
+    }
+}
+
+/// A parser's message (serde's, axum's, Rust's integer parsing) with the
+/// Rust type it names said as what to write instead: `expected u16`, ``a
+/// `i64` ``, `invalid digit found in string`.
+pub fn in_words(message: &str) -> String {
+    const KINDS: [(&str, &str); 22] = [
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected u16", "expected a whole number from 0 to 65535"),
         ("expected u32", "expected a whole number from 0 to 4294967295"),
@@ -257,8 +275,20 @@ pub fn with_hint(message: &str) -> String {
         ("expected f32", "expected a number"),
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
+        ("a `u8`", "a whole number from 0 to 255"),
+        ("a `u16`", "a whole number from 0 to 65535"),
+        ("a `u32`", "a whole number, 0 or more"),
+        ("a `u64`", "a whole number, 0 or more"),
+        ("a `usize`", "a whole number, 0 or more"),
+        ("a `i32`", "a whole number"),
+        ("a `i64`", "a whole number"),
+        ("a `f64`", "a number"),
+        ("a `bool`", "true or false"),
+        ("invalid digit found in string", "not a whole number"),
+        ("cannot parse integer from empty string", "empty where a whole number goes"),
+        ("number too large to fit in target type", "too large a number"),
     ];
-    let message = &KINDS.iter().fold(message.to_owned(), |m, (rust, said)| {
+    KINDS.iter().fold(message.to_owned(), |m, (rust, said)| {
         // Only the whole word: `expected u16` is not `expected u1…`.
         match m.find(rust) {
             Some(at) if !m[at + rust.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()) => {
@@ -266,14 +296,7 @@ pub fn with_hint(message: &str) -> String {
             }
             _ => m,
         }
-    });
-    if message.contains("invalid socket address syntax") {
-        format!("{message}: give an IP address and a port, like 127.0.0.1:8080 (not a host name)")
-    } else if message.contains("invalid IP address syntax") {
-        format!("{message}: give IP addresses, like 10.0.0.1 or ::1 (each one address, not a network like 10.0.0.0/8)")
-    } else {
-        message.to_owned()
-    }
+    })
 }
 
 /// The line of `text` (a configuration file) where `path` is set, if it is.
