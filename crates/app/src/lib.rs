@@ -170,8 +170,9 @@ pub struct Limits {
     pub rollup_seconds: u64,
     /// How long a staff sign-in lasts, in hours.
     pub login_hours: u64,
-    /// Frames the sockets of one chat token, or of one staff member, may
-    /// send per second together, sustained (and a staff member's HTTP writes).
+    /// Frames the sockets of one chat token, or of one staff sign-in, may
+    /// send per second together, sustained (a staff member's sockets
+    /// together five times that; and a staff member's HTTP writes).
     pub frames_per_second: u32,
     /// Frames they may send in a burst.
     pub frame_burst: u32,

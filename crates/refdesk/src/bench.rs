@@ -295,7 +295,9 @@ async fn chat_pairs(http: &reqwest::Client, base: &str, args: &BenchArgs) -> any
     let staff_base = args.staff_url.as_deref().unwrap_or(&args.url).trim_end_matches('/').to_owned();
     // The server holds each sign-in to a few sockets and one frame budget
     // (a person at a desk): the bench librarian signs in once for every
-    // few chats, as many librarians would be.
+    // few chats, as many librarians would be. A staff member's sockets
+    // together have five sign-ins' worth: past a few chats the server must
+    // run with `frames_per_second` lifted, as scripts/bench-*.sh do.
     let fastest = args.rates.iter().copied().fold(args.rate, f64::max);
     let per_sign_in = args.chats_per_sign_in.unwrap_or(((15.0 / fastest).floor() as usize).clamp(1, 4)).max(1);
     let mut cookies = Vec::new();

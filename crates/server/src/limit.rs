@@ -366,8 +366,8 @@ impl Refused {
             Refused::NoChat => ApiError {
                 status: StatusCode::UNAUTHORIZED,
                 code: "unauthenticated",
-                message: "this chat is no longer open here (its link is mistyped, or its record was erased); \
-                          start a new chat"
+                message: "this chat is not open here (its record was erased, or the token is not one this \
+                          service gave); start a new chat"
                     .into(),
             },
         }

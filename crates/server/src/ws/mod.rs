@@ -371,8 +371,9 @@ async fn open(
             let refdesk_domain::visibility::Viewer::Staff(staff) = &viewer else { return None };
             let key = refdesk_app::auth::digest(token);
             let held = sockets.sign_ins.take(key, l.sockets_per_sign_in, sockets::per_key(l)).and_then(|sign_in| {
-                let account = sockets.sign_ins.take(sockets::account_key(staff.id), usize::MAX, sockets::per_key(l))?;
-                Some(Slot::SignIn(Box::new(sockets::StaffPlace { _sign_in: sign_in, account })))
+                let account =
+                    sockets.sign_ins.take(sockets::account_key(staff.id), usize::MAX, sockets::per_account(l))?;
+                Some(Slot::SignIn(Box::new(sockets::StaffPlace { sign_in, account })))
             });
             (held, l.sockets_per_sign_in, "sign-in")
         }

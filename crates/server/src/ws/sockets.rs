@@ -181,10 +181,11 @@ impl<K: Hash + Eq + Clone> Drop for Held<K> {
 #[derive(Default)]
 pub struct Sockets {
     pub(super) chats: Arc<Registry<SessionId>>,
-    /// A staff sign-in's sockets and the budget of their openings (keyed by
-    /// the sign-in's digest), a staff member's sockets and the budget of
-    /// their frames (keyed `sockets:{id}`, [`StaffPlace`]), and a staff
-    /// member's budget of HTTP writes (keyed `staff:{id}`, no socket).
+    /// A staff sign-in's sockets and their frame budget (keyed by the
+    /// sign-in's digest; their openings spend it too), a staff member's
+    /// sockets and the budget of all their frames (keyed `sockets:{id}`,
+    /// [`StaffPlace`]), and a staff member's budget of HTTP writes (keyed
+    /// `staff:{id}`, no socket).
     pub(crate) sign_ins: Arc<Registry<String>>,
     /// The budget of a staff member's reads over HTTP, all their sign-ins
     /// together (`staff_reads_per_second`, keyed `staff:{id}`); no socket is
@@ -231,19 +232,30 @@ pub(super) enum Slot {
 }
 
 /// A staff socket's places: under its sign-in, which caps its sockets
-/// (`sockets_per_sign_in`), and under its account (keyed `sockets:{id}`,
-/// uncapped), whose frame budget every socket of the staff member shares,
-/// whatever sign-in it came with — so that signing in again and again (up
-/// to `sign_ins_per_account`) does not multiply it.
+/// (`sockets_per_sign_in`) and whose frame budget they share, and under its
+/// account (keyed `sockets:{id}`, uncapped), whose budget of
+/// [`ACCOUNT_SIGN_INS`] sign-ins' worth every socket of the staff member
+/// shares besides, whatever sign-in it came with — so that signing in
+/// again and again (up to `sign_ins_per_account`, 20) multiplies the frames
+/// a password sends by five at most, while a desk account shared by a few
+/// workstations reconnecting at once is not held to one sign-in's worth.
 pub(super) struct StaffPlace {
-    /// Held for its place, given back when the socket closes.
-    pub(super) _sign_in: Held<String>,
+    pub(super) sign_in: Held<String>,
     pub(super) account: Held<String>,
 }
+
+/// How many sign-ins' frame budgets a staff member's sockets have together.
+pub(super) const ACCOUNT_SIGN_INS: u32 = 5;
 
 /// The key of a staff member's socket frame budget in [`Sockets::sign_ins`].
 pub(super) fn account_key(staff: refdesk_domain::ids::StaffId) -> String {
     format!("sockets:{}", staff.0)
+}
+
+/// The frame budget of a staff member's sockets together: `(rate, burst)`.
+pub(super) fn per_account(limits: &refdesk_app::Limits) -> (u32, u32) {
+    let (rate, burst) = per_key(limits);
+    (rate.saturating_mul(ACCOUNT_SIGN_INS), burst.saturating_mul(ACCOUNT_SIGN_INS))
 }
 
 impl Slot {
@@ -275,7 +287,17 @@ impl Slot {
                 every
             }
             Slot::Chat(h, None) => lock(&h.bucket).take(),
-            Slot::SignIn(place) => lock(&place.account.bucket).take(),
+            Slot::SignIn(place) => {
+                // The sign-in's, then the account's: one order for every
+                // staff socket.
+                let (mut own, mut account) = (lock(&place.sign_in.bucket), lock(&place.account.bucket));
+                let both = own.has_one() && account.has_one();
+                if both {
+                    own.tokens -= 1.0;
+                    account.tokens -= 1.0;
+                }
+                both
+            }
         }
     }
 
@@ -289,7 +311,7 @@ impl Slot {
                 wider.chain([wait(&h.bucket), wait(&network.own)]).max().unwrap_or_default()
             }
             Slot::Chat(h, None) => wait(&h.bucket),
-            Slot::SignIn(place) => wait(&place.account.bucket),
+            Slot::SignIn(place) => wait(&place.sign_in.bucket).max(wait(&place.account.bucket)),
         }
     }
 }

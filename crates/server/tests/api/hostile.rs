@@ -986,30 +986,63 @@ async fn one_password_signed_in_again_and_again_has_one_budget_and_a_few_sign_in
         }
     }
     assert!((5..=9).contains(&written), "{written} of 20 writes passed on five sign-ins of one account");
-    // Socket frames: one budget (12, and 1 a second) for the sockets of all
-    // five sign-ins, not twelve for each (all fifty pings would pass).
+    // A colleague's account has budgets of its own.
+    assert_eq!(app.staff("ben").await.get("/api/me").await.0, 200);
+}
+
+/// A staff member's sockets, whatever sign-in each came with, share a
+/// budget of five sign-ins' worth besides each sign-in's own: fifteen
+/// sign-ins of one password send what five could, not fifteen times one
+/// (before, each sign-in's sockets had a budget of their own alone).
+#[tokio::test]
+async fn a_staff_members_sockets_share_five_sign_ins_worth_of_frames_whatever_their_sign_ins() {
+    let app = spawn_app_with(|c| {
+        (c.limits.frames_per_second, c.limits.frame_burst) = (1, 8);
+        c.limits.logins_per_minute = 1000;
+    })
+    .await;
+    // Signed in without going on duty (each change of it spends the
+    // account's budget of HTTP writes, bursts of 8 here).
+    let mut sockets = Vec::new();
+    for _ in 0..15 {
+        let res = reqwest::Client::new()
+            .post(app.url("/api/login"))
+            .json(&json!({"username": "ann", "password": refdesk_app::demo::PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        sockets.push(crate::helpers::Socket::connect(&format!("ws://{}/api/ws", app.addr), Some(&cookie), None).await);
+    }
     let start = Instant::now();
-    let (mut pongs, mut limited) = (0, 0);
-    for staff in &ann {
-        let mut ws = staff.socket().await;
+    for ws in &mut sockets {
         for _ in 0..10 {
             ws.send(json!({"type": "ping"})).await;
         }
-        ws.closed_within(Duration::from_millis(1500)).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for ws in &mut sockets {
+        ws.closed_within(Duration::from_millis(200)).await;
         pongs += ws.frames.iter().filter(|f| f["type"] == "pong").count();
         limited += ws.frames.iter().filter(|f| f["code"] == "rate_limited").count();
     }
+    // Each sign-in's own budget would have let through 6 or more of its
+    // ten (90 or more); the account's lets through 40 and 5 a second.
     assert!(limited > 0, "frames past the account's budget were refused");
-    assert!(within_budget(pongs, (1.0, 12.0), start.elapsed()), "{pongs} of 50 pings answered on five sign-ins");
-    // A colleague's account has budgets of its own.
-    let ben = app.staff("ben").await;
-    assert_eq!(ben.get("/api/me").await.0, 200);
-    let mut ws = ben.socket().await;
-    for _ in 0..10 {
+    assert!(pongs > 8, "more than one sign-in's worth: {pongs}");
+    assert!(
+        within_budget(pongs, (5.0, 40.0), start.elapsed()),
+        "{pongs} of 150 pings answered in {:?}",
+        start.elapsed()
+    );
+    // A colleague's account has a budget of its own.
+    let mut ws = app.staff("ben").await.socket().await;
+    for _ in 0..7 {
         ws.send(json!({"type": "ping"})).await;
     }
-    ws.closed_within(Duration::from_millis(1500)).await;
-    assert_eq!(ws.frames.iter().filter(|f| f["type"] == "pong").count(), 10, "a colleague's frames all pass");
+    ws.closed_within(Duration::from_millis(1000)).await;
+    assert_eq!(ws.frames.iter().filter(|f| f["type"] == "pong").count(), 7, "a colleague's frames all pass");
 }
 
 /// A staff member's writes over HTTP have a frame budget, as a socket's

@@ -23,15 +23,21 @@ pub enum PgConn {
 pub struct PgDb {
     conn: PgConn,
     sessions: Arc<SessionCache>,
+    /// Lines this write stored, for the node's copies of their chats once
+    /// it commits (not before: a copy that counted a line still in flight
+    /// could refuse its re-send as a chat full before the line is there to
+    /// be found, and would keep counting it if the commit failed).
+    noted: Vec<refdesk_domain::chat::Message>,
 }
 
 impl PgDb {
     pub(super) fn new(conn: PgConn, sessions: Arc<SessionCache>) -> PgDb {
-        PgDb { conn, sessions }
+        PgDb { conn, sessions, noted: Vec::new() }
     }
 
-    pub(super) fn into_inner(self) -> PgConn {
-        self.conn
+    /// The connection, and the lines to note on the copies once it commits.
+    pub(super) fn into_inner(self) -> (PgConn, Vec<refdesk_domain::chat::Message>) {
+        (self.conn, self.noted)
     }
 
     fn c(&mut self) -> &mut PgConnection {
@@ -140,7 +146,7 @@ impl Db for PgDb {
     }
 
     fn note_line(&mut self, line: &refdesk_domain::chat::Message) {
-        self.sessions.note_line(line);
+        self.noted.push(line.clone());
     }
 
     fn forget_session(&mut self, id: SessionId) {

@@ -322,15 +322,18 @@ impl Backend for PgStore {
         let tx = self.pool.begin().await.map_err(db)?;
         let mut conn = PgDb::new(PgConn::Tx(tx), self.sessions.clone());
         let (value, events) = op(&mut conn).await?;
-        let PgConn::Tx(tx) = conn.into_inner() else {
+        let (PgConn::Tx(tx), noted) = conn.into_inner() else {
             return Err(StoreError::backend("a write lost its transaction"));
         };
         // Commits, then hands the events to the sink (never before: I2). In
         // a task of its own, so that a committed write's events are
         // published even if the caller has gone away meanwhile.
-        let sink = self.sink.clone();
+        let (sink, sessions) = (self.sink.clone(), self.sessions.clone());
         tokio::spawn(async move {
             reported(sink.as_ref(), start, tx.commit().await.map_err(db))?;
+            for line in &noted {
+                sessions.note_line(line);
+            }
             if !events.is_empty() {
                 sink.publish(events);
             }

@@ -156,11 +156,17 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
     if same_file(db_path, to) {
         return Err(StoreError::backend(format!("{} is the database itself", to.display())));
     }
-    if !parent(to).is_dir() {
-        return Err(StoreError::backend(format!(
-            "the folder {} does not exist: create it first, or give a file in a folder that does",
-            parent(to).display()
-        )));
+    let folder = parent(to);
+    match std::fs::metadata(&folder) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(StoreError::backend(format!("{} is not a folder", folder.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::backend(format!(
+                "the folder {} does not exist: create it first, or give a file in a folder that does",
+                folder.display()
+            )))
+        }
+        Err(e) => return Err(StoreError::backend(format!("the folder {}: {e}", folder.display()))),
     }
     let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
     let temp = parent(to).join(format!(".{name}.partial-{}", std::process::id()));
