@@ -547,12 +547,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Library { command } => library_command(&cli, command).await,
-        Command::List => {
-            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
-            let listed = list(&state.app).await;
-            state.app.store().close().await;
-            listed
-        }
+        Command::List => print_list(&cli, false).await,
         Command::Demo => {
             let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
             load_demo(&state.app).await?;
@@ -577,13 +572,17 @@ async fn user_command(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { username } => update_user(cli, username, None, Some(true)).await,
         UserCommand::Enable { username } => update_user(cli, username, None, Some(false)).await,
-        UserCommand::List => {
-            let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
-            let listed = list_users(&state.app).await;
-            state.app.store().close().await;
-            listed
-        }
+        UserCommand::List => print_list(cli, true).await,
     }
+}
+
+/// `refdesk list` (the organisation) or `refdesk user list` (`staff`), on
+/// the database as it is.
+async fn print_list(cli: &Cli, staff: bool) -> anyhow::Result<()> {
+    let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+    let listed = if staff { list_users(&state.app).await } else { list(&state.app).await };
+    state.app.store().close().await;
+    listed
 }
 
 /// Binds `listen`, before anything is created or opened: a port already
