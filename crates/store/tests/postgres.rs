@@ -405,38 +405,56 @@ async fn appends_queued_while_a_batch_is_on_its_way_gather_into_one_batch_which_
     // is held up here, once it has waited 100 ms (`GATHER_WAIT`).
     let held = hold(&[&n.store], &url, blocker, &d.ann).await;
     let before = n.sink.batches().len();
+    let started = std::time::Instant::now();
     let mut few = Vec::new();
     for i in 0..10 {
         few.push(queued(append(&n.store, chat, from_patron(&format!("few {i}"), None), anyone())).await);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let queueing = started.elapsed();
     for a in few {
         a.await.unwrap();
     }
-    // One batch of ten, stored while the held one still waits (or two, if
-    // a loaded machine held the appends up past the 100 ms; alone, with
+    // One batch of ten, stored while the held one still waits (or one more
+    // for each 100 ms a loaded machine took to queue them; alone, with
     // idle batch tasks there, each would have gone by itself).
     let few = n.sink.batches()[before..].to_vec();
-    assert!(few.iter().sum::<usize>() == 10 && few.len() <= 2, "the ten gathered: {few:?}");
-    let before = n.sink.batches().len();
+    let most = 1 + (queueing.as_millis() / 100) as usize;
+    assert!(few.iter().sum::<usize>() == 10 && few.len() <= most, "the ten gathered: {few:?} in {queueing:?}");
 
-    // Seventy at once: the batch does not wait once it holds 64.
-    let mut many = Vec::new();
-    for i in 0..70 {
-        many.push(queued(append(&n.store, chat, from_patron(&format!("many {i}"), None), anyone())).await);
+    // Seventy at once: the batch does not wait once it holds 64, so all
+    // seventy are stored well within the 100 ms a smaller batch waits for
+    // the held one. A loaded machine can spoil a try (slow to queue them,
+    // or slow to count the batch ahead as ended, which lets a small batch
+    // go first and the rest wait their 100 ms): such a try is made again,
+    // a few times at most. Without the rule, every try takes 100 ms.
+    let mut stored_here = 10;
+    let mut tries = Vec::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = n.sink.batches().len();
+        let started = std::time::Instant::now();
+        let mut many = Vec::new();
+        for i in 0..70 {
+            many.push(queued(append(&n.store, chat, from_patron(&format!("many {i}"), None), anyone())).await);
+        }
+        for a in many {
+            a.await.unwrap();
+        }
+        let took = started.elapsed();
+        stored_here += 70;
+        let batches = n.sink.batches()[before..].to_vec();
+        assert_eq!(batches.iter().sum::<usize>(), 70, "{batches:?}");
+        if took < Duration::from_millis(90) && batches.iter().any(|&b| b >= 64) {
+            break;
+        }
+        tries.push((took, batches));
+        assert!(tries.len() < 5, "no batch went as it reached 64: {tries:?}");
     }
-    for a in many {
-        a.await.unwrap();
-    }
-    // (On a loaded machine the first of them may have waited its 100 ms
-    // alone before the others were queued: then it went by itself.)
-    let batches = n.sink.batches()[before..].to_vec();
-    assert_eq!(batches.iter().sum::<usize>(), 70, "{batches:?}");
-    assert!(batches.iter().any(|&b| b >= 64), "one went as it reached 64: {batches:?}");
     held.release().await;
     assert_eq!(n.sink.batches().last(), Some(&1), "the held append, last");
     let stored = stored_seqs(&n.store, chat).await;
-    assert!(gapless(&stored) && stored.len() == 3 + 80, "{stored:?}");
+    assert!(gapless(&stored) && stored.len() == 3 + stored_here, "{stored:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
