@@ -424,7 +424,21 @@ impl Bus {
             })
             .collect();
         if !events.is_empty() && uplink.try_send(events).is_err() {
-            self.uplink_overflow.store(true, Ordering::Release);
+            self.uplink_dropped();
+        }
+    }
+
+    /// Notes a batch for the other nodes dropped (the uplink's outbox is
+    /// full): counted each time, logged once until the link takes its next
+    /// batch. While the link is stuck every event, a patron's typing too,
+    /// would otherwise write a line to the log.
+    fn uplink_dropped(&self) {
+        self.metrics.nats_batches_dropped.inc();
+        if !self.uplink_overflow.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "the link to the other nodes is behind; events for them are dropped until it catches up \
+                 (refdesk_nats_batches_dropped_total counts them)"
+            );
         }
     }
 
@@ -550,8 +564,7 @@ impl EventSink for Bus {
             if !shared.is_empty() && uplink.try_send(shared).is_err() {
                 // The other nodes are told (a skipped envelope number) and
                 // re-read what they follow from the store.
-                self.uplink_overflow.store(true, Ordering::Release);
-                tracing::warn!("the link to the other nodes is behind; events for them were dropped");
+                self.uplink_dropped();
             }
         }
         self.deliver_local(events);
@@ -707,6 +720,41 @@ mod tests {
         }
         // One heard of three generations ago is forgotten: its events go.
         assert!(t.current(SessionId(0), 4));
+    }
+
+    #[test]
+    fn a_stuck_link_to_the_other_nodes_is_logged_once_and_each_dropped_batch_counted() {
+        use tracing_subscriber::layer::SubscriberExt;
+        /// Counts the warnings logged.
+        struct Warnings(Arc<std::sync::atomic::AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+            fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+                if *e.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let logs = tracing_subscriber::registry().with(Warnings(warnings.clone()));
+        let bus = Bus::new();
+        // A link whose outbox is full, as when NATS stopped taking envelopes.
+        let (uplink, _stuck) = mpsc::channel(1);
+        uplink.try_send(Vec::new()).unwrap();
+        bus.set_uplink(uplink).unwrap();
+        let signed_out = || vec![Event::SignedOut { staff: refdesk_domain::ids::StaffId(1) }];
+        tracing::subscriber::with_default(logs, || {
+            // A thousand events (a patron's typing, say) while it is stuck.
+            for _ in 0..1000 {
+                bus.publish(signed_out());
+            }
+            assert_eq!(warnings.load(Ordering::SeqCst), 1, "said once, not a thousand times");
+            assert_eq!(bus.metrics().nats_batches_dropped.get(), 1000, "each counted");
+            // The link took its next batch (and told the others of the gap):
+            // falling behind again is said again.
+            assert!(bus.take_uplink_overflow());
+            bus.publish(signed_out());
+            assert_eq!(warnings.load(Ordering::SeqCst), 2);
+        });
     }
 
     #[tokio::test]

@@ -43,6 +43,9 @@ pub struct Metrics {
     /// Other nodes' chat events passed over undecoded: nobody on this node
     /// follows their chat.
     pub nats_events_skipped: Counter,
+    /// Batches of events for the other nodes dropped because the link to
+    /// them was behind (its outbox full).
+    pub nats_batches_dropped: Counter,
     /// Times every connection of the node was told to re-read from the store.
     pub resyncs: Counter,
     /// Connections that re-read what they follow (a slow one, or after a resync).
@@ -74,6 +77,7 @@ impl Default for Metrics {
             nats_envelopes: Family::default(),
             nats_gaps: Counter::default(),
             nats_events_skipped: Counter::default(),
+            nats_batches_dropped: Counter::default(),
             resyncs: Counter::default(),
             rereads: Counter::default(),
             feed_gaps: Counter::default(),
@@ -144,6 +148,11 @@ impl Metrics {
             "nats_events_skipped",
             "Other nodes' chat events not decoded: nobody on this node follows their chat",
             self.nats_events_skipped.clone(),
+        );
+        registry.register(
+            "nats_batches_dropped",
+            "Batches of events for the other nodes dropped while the link to them was behind",
+            self.nats_batches_dropped.clone(),
         );
         registry.register("resyncs", "Times the node's connections were told to re-read", self.resyncs.clone());
         registry.register("feed_rereads", "Connections that re-read what they follow", self.rereads.clone());

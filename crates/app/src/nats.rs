@@ -449,6 +449,7 @@ async fn send(
     mut sealer: Sealer,
 ) {
     let mut seq = 0u64;
+    let mut failing = false;
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -486,11 +487,20 @@ async fn send(
                     continue;
                 }
             };
+            // Said once while publishing fails, not once per envelope (each
+            // patron's typing is one).
             match client.publish(to.clone(), payload.into()).await {
-                Ok(()) => local.metrics().nats_envelope("sent"),
-                Err(e) => {
+                Ok(()) => {
+                    local.metrics().nats_envelope("sent");
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("publishing to NATS again");
+                    }
+                }
+                Err(e) if !failing => {
+                    failing = true;
                     tracing::warn!(error = %e, "cannot publish to NATS; the other nodes will re-read from the store")
                 }
+                Err(e) => tracing::debug!(error = %e, "cannot publish to NATS"),
             }
         }
     }
