@@ -10,7 +10,8 @@
 //! The lock is the operating system's (`flock`), not the file's existence:
 //! it goes away with the process however that ends (a crash, `kill -9`), so
 //! a stale file never keeps a server from starting. The file holds the
-//! holder's process id, for the message only.
+//! holder's process id and what it holds the folder for (`serve` or
+//! `restore`), for the message only.
 //!
 //! `restore` takes it too: it replaces the database file, which no server
 //! may have open. `backup` does not: it copies the live database beside the
@@ -83,21 +84,42 @@ pub fn lock_data_dir(dir: &Path, purpose: Purpose) -> anyhow::Result<DataDirLock
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
-    // Ours now: say whose it is (for the message above; nothing relies on it).
-    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).ok();
+    // Ours now: say whose it is and why (for the message above; nothing
+    // relies on it).
+    let holder = format!("{} {}", std::process::id(), purpose.command());
+    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{holder}")).ok();
     Ok(DataDirLock { _file: file })
 }
 
+impl Purpose {
+    /// The command that takes the lock for this, as the lock file says it.
+    fn command(self) -> &'static str {
+        match self {
+            Purpose::Serve => "serve",
+            Purpose::Restore => "restore",
+        }
+    }
+}
+
 /// What another process holding `dir` means for `purpose`, naming the
-/// process when its lock file says which.
+/// process and its command when its lock file says them (a file of an
+/// older build names only the process, which was a `serve` or a restore).
 fn refusal(dir: &Path, file: &mut File, purpose: Purpose) -> String {
-    let mut holder = String::new();
-    let _ = file.read_to_string(&mut holder);
-    let holder = match holder.trim() {
-        pid if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => format!(" (process {pid})"),
+    let mut said = String::new();
+    let _ = file.read_to_string(&mut said);
+    let mut words = said.split_whitespace();
+    let holder = match words.next() {
+        Some(pid) if pid.bytes().all(|b| b.is_ascii_digit()) => format!(" (process {pid})"),
         _ => String::new(),
     };
     let (dir, path) = (dir.display(), dir.join(LOCK_FILE));
+    if words.next() == Some(Purpose::Restore.command()) {
+        return format!(
+            "a refdesk restore{holder} is replacing the database in the data folder {dir} (it holds {}): wait for \
+             it to end, then try again",
+            path.display()
+        );
+    }
     match purpose {
         Purpose::Serve => format!(
             "another refdesk serve{holder} is already using the data folder {dir}: one server per SQLite data \
@@ -156,7 +178,20 @@ mod tests {
         assert!(err.contains("needs the service stopped") && !err.contains("--data-dir"), "{err}");
         drop(first);
         assert_eq!(held(&data), None, "free again");
-        lock_data_dir(&data, Purpose::Restore).expect("free again once the holder is gone");
+        let restoring = lock_data_dir(&data, Purpose::Restore).expect("free again once the holder is gone");
+        for purpose in [Purpose::Serve, Purpose::Restore] {
+            let err = lock_data_dir(&data, purpose).unwrap_err().to_string();
+            assert!(err.contains("a refdesk restore (process ") && err.contains("wait for it to end"), "{err}");
+        }
+        assert!(held(&data).is_some_and(|e| e.contains("a refdesk restore")), "a serve that cannot bind is told too");
+        drop(restoring);
+        // A lock file from an older build names the process alone.
+        std::fs::write(data.join(LOCK_FILE), "4242\n").unwrap();
+        let file = std::fs::File::open(data.join(LOCK_FILE)).unwrap();
+        file.try_lock().unwrap();
+        let err = lock_data_dir(&data, Purpose::Serve).unwrap_err().to_string();
+        assert!(err.contains("another refdesk serve (process 4242)"), "{err}");
+        drop(file);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
