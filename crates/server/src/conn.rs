@@ -326,10 +326,27 @@ pub(crate) async fn serve(
     counts: Arc<Counts>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let limits = state.app.limits().clone();
-    let trusted = state.trusted_proxies.clone();
-    let metrics = state.metrics.clone();
-    let router = crate::app(state);
+    let (limits, trusted, metrics) = (state.app.limits().clone(), state.trusted_proxies.clone(), state.metrics.clone());
+    serve_router(listener, crate::app(state), Serving { limits, trusted, metrics, counts }, shutdown).await;
+}
+
+/// What a listener's connections are held to: the limits (header, body and
+/// idle times), the proxies whose connections are counted against the
+/// node's cap alone, and the caps.
+pub(crate) struct Serving {
+    pub limits: Arc<Limits>,
+    pub trusted: Arc<Vec<IpAddr>>,
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
+    pub counts: Arc<Counts>,
+}
+
+/// [`serve`] for any router: the main listener's, or the metrics'.
+pub(crate) async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    Serving { limits, trusted, metrics, counts }: Serving,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -355,7 +372,9 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = counts.take(peer.ip(), !trusted.contains(&peer.ip())) else {
+        // A trusted proxy's connections are many clients': the node's cap
+        // alone holds them (an IPv4 proxy reaches `[::]` as `::ffff:a.b.c.d`).
+        let Some(slot) = counts.take(peer.ip(), !crate::limit::is_trusted(peer.ip(), &trusted)) else {
             tracing::debug!(open = counts.open(), "connection refused: too many open");
             metrics.limited("connection");
             drop(tcp);

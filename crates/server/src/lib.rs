@@ -75,6 +75,8 @@ pub struct AppState {
     pub sockets: Arc<ws::Sockets>,
     /// The node's metrics registry and the figures the server keeps.
     pub metrics: Arc<metrics::ServerMetrics>,
+    /// `GET /api/libraries`'s answer, encoded once per read of the list.
+    pub listed_json: Arc<http::patron::ListedJson>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -142,6 +144,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         pending_auth: ws::Opening::new(ws::PENDING_AUTH),
         sockets: Arc::default(),
         metrics,
+        listed_json: Arc::default(),
     })
 }
 

@@ -331,19 +331,34 @@ async fn answer(state: &AppState) -> Response {
     }
 }
 
+/// Connections the `metrics_listen` address holds at once, at most (a
+/// scraper needs one): whoever else reaches the address cannot hold the
+/// node's file descriptors there…
+pub const METRICS_CONNECTIONS: usize = 16;
+
+/// …nor, from one address, every place the scraper needs.
+pub const METRICS_CONNECTIONS_PER_ADDRESS: usize = 4;
+
 /// Serves `/metrics` alone on `listener` (the `metrics_listen` address)
-/// until `shutdown` completes.
+/// until `shutdown` completes, with the main listener's header, body and
+/// idle times and [`METRICS_CONNECTIONS`] connections at most, of them
+/// [`METRICS_CONNECTIONS_PER_ADDRESS`] from one address (scrapes
+/// themselves run one at a time: [`ServerMetrics::scrape`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let serving = crate::conn::Serving {
+        limits: state.app.limits().clone(),
+        trusted: Arc::new(Vec::new()),
+        metrics: state.metrics.clone(),
+        counts: crate::conn::Counts::new(METRICS_CONNECTIONS, METRICS_CONNECTIONS_PER_ADDRESS),
+    };
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(|State(state): State<AppState>| async move { answer(&state).await }))
         .with_state(state);
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-        tracing::error!(error = %e, "the metrics listener failed");
-    }
+    crate::conn::serve_router(listener, router, serving, shutdown).await;
 }
 
 /// The request id to use: the client's (or proxy's) if well formed, else a new one.

@@ -8,6 +8,7 @@ use crate::http::views::{Ack, SessionTranscript, SessionView};
 use crate::input::{sendable_kind, SendKind};
 use crate::AppState;
 use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
 use refdesk_domain::chat::Message;
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::SessionId;
@@ -32,14 +33,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Waiting chats this staff member may serve, oldest first: the first 300
-/// in line at most, as a socket's `queue` frame shows.
+/// in line at most, as a socket's `queue` frame shows, and in the header
+/// [`MORE`] how many more wait (the frame's `more`).
 #[utoipa::path(get, path = "/api/queue", tag = "desk", security(("staff" = [])),
-    responses((status = 200, description = "the queue: the first 300 in line at most", body = Vec<QueueEntry>)))]
-async fn queue(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<Vec<QueueEntry>>> {
+    responses((status = 200, description = "the queue: the first 300 in line at most", body = Vec<QueueEntry>,
+        headers(("refdesk-more" = u64, description = "how many more wait beyond those listed (0: that is all)")))))]
+async fn queue(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+) -> ApiResult<([(HeaderName, HeaderValue); 1], axum::Json<Vec<QueueEntry>>)> {
     let mut waiting = s.app.queue(&staff).await?;
+    let more = waiting.len().saturating_sub(crate::ws::connection::QUEUE_SHOWN);
     waiting.truncate(crate::ws::connection::QUEUE_SHOWN);
-    Ok(axum::Json(waiting))
+    Ok(([(MORE, HeaderValue::from(more))], axum::Json(waiting)))
 }
+
+/// The header of a list cut short that says how many more there are.
+const MORE: HeaderName = HeaderName::from_static("refdesk-more");
 
 /// Active chats this staff member is chatting in.
 #[utoipa::path(get, path = "/api/sessions", tag = "desk", security(("staff" = [])),

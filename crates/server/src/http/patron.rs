@@ -12,12 +12,14 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use refdesk_app::{AppError, StartChat};
 use refdesk_domain::chat::Message;
 use refdesk_domain::ids::InstitutionId;
 use refdesk_domain::visibility::Viewer;
-use refdesk_store::SessionRecord;
+use refdesk_store::{LibraryRecord, SessionRecord};
 use serde::Deserialize;
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -37,9 +39,33 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// node: one added on another node may take that long to show).
 #[utoipa::path(get, path = "/api/libraries", tag = "patron",
     responses((status = 200, description = "every library", body = Vec<LibraryView>)))]
-async fn libraries(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<LibraryView>>> {
+async fn libraries(State(state): State<AppState>) -> ApiResult<axum::response::Response> {
     let libs = state.app.listed_libraries().await?;
-    Ok(axum::Json(libs.iter().cloned().map(Into::into).collect()))
+    let json = state.listed_json.encoded(&libs)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// The open list of libraries as last encoded, with the list it was
+/// encoded from: anyone may ask for it as often as they like, and a large
+/// cooperative's list is a few hundred kilobytes, so it is encoded once
+/// per read of the list (every few seconds at most), not once per request.
+#[derive(Default)]
+pub struct ListedJson(std::sync::Mutex<Option<(Arc<Vec<LibraryRecord>>, axum::body::Bytes)>>);
+
+impl ListedJson {
+    fn encoded(&self, libs: &Arc<Vec<LibraryRecord>>) -> Result<axum::body::Bytes, AppError> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, json)) = kept.as_ref().filter(|(from, _)| Arc::ptr_eq(from, libs)) {
+            return Ok(json.clone());
+        }
+        let views: Vec<LibraryView> = libs.iter().cloned().map(Into::into).collect();
+        let json = axum::body::Bytes::from(
+            serde_json::to_vec(&views)
+                .map_err(|e| AppError::Internal(format!("encoding the libraries: {e}").into()))?,
+        );
+        *kept = Some((libs.clone(), json.clone()));
+        Ok(json)
+    }
 }
 
 /// A new library.
@@ -113,7 +139,7 @@ impl From<StartChatBody> for StartChat {
         (status = 201, description = "waiting in the library's queue", body = StartedView),
         (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
-        (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or browser id", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long question or a bad e-mail address (a malformed browser id is ignored)", body = ErrorBody),
         (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue), `too_many_today` (the chats and offline questions the library took in the last 24 hours) or `too_many_mails` (transcripts asked from this network this hour)", body = ErrorBody),
     ))]
 async fn start(
@@ -281,5 +307,36 @@ impl ClientIp {
     pub fn of(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
         let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
         peer.map(|p| crate::limit::client_ip_of(p, &parts.headers, &state.trusted_proxies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refdesk_domain::ids::{CooperativeId, LibraryId};
+    use refdesk_domain::org::Placement;
+
+    #[test]
+    fn the_list_of_libraries_is_encoded_once_per_read_of_it() {
+        let library = |id: i64, slug: &str| LibraryRecord {
+            placement: Placement {
+                library: LibraryId(id),
+                institution: InstitutionId(1),
+                cooperative: CooperativeId(1),
+            },
+            slug: slug.into(),
+            name: format!("The {slug} library"),
+        };
+        let kept = ListedJson::default();
+        let read = Arc::new(vec![library(1, "main")]);
+        let first = kept.encoded(&read).unwrap();
+        let again = kept.encoded(&read).unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not encoded again");
+        let listed: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(listed[0]["slug"], "main");
+        // A new read of the list (a library added): encoded anew.
+        let next = Arc::new(vec![library(1, "main"), library(2, "music")]);
+        let listed: serde_json::Value = serde_json::from_slice(&kept.encoded(&next).unwrap()).unwrap();
+        assert_eq!(listed[1]["slug"], "music");
     }
 }

@@ -88,14 +88,11 @@ async fn create_institution(
 
 /// The chat monitor: My (sessions I am in) and ALL (live sessions in my
 /// scope; admins), each the first 500 at most, as a socket's `monitor`
-/// frame shows.
+/// frame shows, and how many more each holds.
 #[utoipa::path(get, path = "/api/monitor", tag = "desk", security(("staff" = [])),
     responses((status = 200, description = "both tabs, each the first 500 at most", body = MonitorView)))]
 async fn monitor(State(s): State<AppState>, CurrentStaff(staff): CurrentStaff) -> ApiResult<axum::Json<MonitorView>> {
-    let mut tabs = s.app.monitor(&staff).await?;
-    tabs.my.truncate(crate::ws::connection::MONITOR_SHOWN);
-    tabs.all.truncate(crate::ws::connection::MONITOR_SHOWN);
-    Ok(axum::Json(tabs.into()))
+    Ok(axum::Json(MonitorView::first(s.app.monitor(&staff).await?, crate::ws::connection::MONITOR_SHOWN)))
 }
 
 /// How to take part in someone else's chat.

@@ -312,11 +312,20 @@ pub struct MonitorView {
     pub my: Vec<SessionSummary>,
     /// Every live session in my scope (admins; empty for librarians).
     pub all: Vec<SessionSummary>,
+    /// Sessions I am in beyond those in `my` (0: that is all).
+    pub my_more: usize,
+    /// Live sessions in my scope beyond those in `all` (0: that is all).
+    pub all_more: usize,
 }
 
-impl From<refdesk_app::Monitor> for MonitorView {
-    fn from(m: refdesk_app::Monitor) -> Self {
-        MonitorView { my: m.my, all: m.all }
+impl MonitorView {
+    /// Both tabs, each cut to its first `most`, saying how many more each holds.
+    pub fn first(m: refdesk_app::Monitor, most: usize) -> Self {
+        let (mut my, mut all) = (m.my, m.all);
+        let (my_more, all_more) = (my.len().saturating_sub(most), all.len().saturating_sub(most));
+        my.truncate(most);
+        all.truncate(most);
+        MonitorView { my, all, my_more, all_more }
     }
 }
 

@@ -56,7 +56,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use connection::{close_frame, error, report, Connection};
 use protocol::First;
-use refdesk_app::{App, AppError};
+use refdesk_app::App;
 use refdesk_domain::visibility::Viewer;
 use refdesk_store::SessionRecord;
 use serde::Deserialize;
@@ -430,6 +430,8 @@ async fn identify(
     credentials: Option<crate::limit::Credentials>,
 ) -> Option<Identity> {
     const HOW: &str = "send {\"type\": \"auth\"} first: with the chat's token for a patron, bare for signed-in staff";
+    const NEITHER: &str = "this auth frame has no chat token and the socket no staff sign-in: a patron sends the \
+                           chat's token (\"token\"), staff sign in first (POST /api/login)";
     // `unauthenticated` says the credential opens nothing (a client drops
     // it); a first frame that is not `auth`, or none in time, says only
     // that: the credential may be good, and the client tries again.
@@ -461,7 +463,11 @@ async fn identify(
                 .await
                 .map(|staff| (Viewer::Staff(staff), None, Some(cookie)))
         }
-        (None, None) => Err(crate::limit::Refused::Failed(AppError::Unauthenticated)),
+        (None, None) => {
+            // Nothing to look up: said apart from a credential that opens nothing.
+            let _ = error(socket, "unauthenticated", NEITHER, None).await;
+            return None;
+        }
     };
     match who {
         Ok(who) => Some(who),

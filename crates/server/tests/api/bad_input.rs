@@ -87,8 +87,10 @@ async fn unknown_sessions_and_wrong_tokens_are_refused() {
         first_frame_refused(&ws_url, Some(json!({"type": "auth", "token": "f".repeat(64)}))).await,
         "unauthenticated"
     );
-    // No cookie, no staff socket.
-    assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "auth"}))).await, "unauthenticated");
+    // No cookie, no staff socket; told what each kind of client sends.
+    let (code, message) = first_frame_refusal(&ws_url, Some(json!({"type": "auth"}))).await;
+    assert_eq!(code, "unauthenticated");
+    assert!(message.contains("chat's token") && message.contains("sign in first"), "{message}");
     // Anything before `auth` ends the connection; so does silence. Neither
     // says the credential is bad (a client keeps it and tries again).
     assert_eq!(first_frame_refused(&ws_url, Some(json!({"type": "resume", "after": 0}))).await, "bad_frame");
@@ -300,26 +302,31 @@ async fn the_open_entry_points_are_rate_limited_per_address() {
 /// Opens a socket, sends `first` (or nothing), and returns the code of the
 /// error frame the server answers with; the server then closes the socket.
 async fn first_frame_refused(url: &str, first: Option<serde_json::Value>) -> String {
+    first_frame_refusal(url, first).await.0
+}
+
+/// The code and message of the error a socket gets for its first frame.
+async fn first_frame_refusal(url: &str, first: Option<serde_json::Value>) -> (String, String) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as Ws;
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("the upgrade itself is open to all");
     if let Some(f) = first {
         ws.send(Ws::text(f.to_string())).await.unwrap();
     }
-    let mut code = None;
+    let mut refusal = None;
     // The server waits 10 s for an `auth` frame.
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(std::time::Duration::from_secs(15), ws.next()).await {
         match msg {
             Ws::Text(t) => {
                 let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
                 assert_eq!(v["type"], "error", "nothing but an error before auth: {v}");
-                code = v["code"].as_str().map(str::to_owned);
+                refusal = Some((v["code"].as_str().unwrap().to_owned(), v["message"].as_str().unwrap().to_owned()));
             }
             Ws::Close(_) => break,
             _ => {}
         }
     }
-    code.expect("an error frame before the close")
+    refusal.expect("an error frame before the close")
 }
 
 /// A staff member's request with a raw body of the given content type

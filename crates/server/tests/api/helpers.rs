@@ -154,9 +154,18 @@ pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config), clock: Cl
     backend(&mut config, dir.path()).await;
     tweak(&mut config);
     let state = refdesk_server::open(&config, clock).await.expect("the store opens");
-    // Bound before spawning: the server is ready when this returns.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let addr = listener.local_addr().unwrap();
+    // Bound before spawning: the server is ready when this returns. On a
+    // port of its own, on loopback unless the test asked for another
+    // address (`[::]` for a dual-stack listener).
+    let bind = match config.listen.ip() {
+        ip if ip.is_unspecified() => std::net::SocketAddr::new(ip, 0),
+        _ => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let listener = tokio::net::TcpListener::bind(bind).await.expect("a port");
+    let addr = match listener.local_addr().unwrap() {
+        a if a.ip().is_unspecified() => std::net::SocketAddr::from(([127, 0, 0, 1], a.port())),
+        a => a,
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let serving = state.clone();
     let task = tokio::spawn(async move {

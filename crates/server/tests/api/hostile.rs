@@ -394,9 +394,11 @@ async fn a_queue_of_many_long_questions_still_reaches_the_desk_in_a_frame_it_can
     let waiting = queue["waiting"].as_array().unwrap();
     assert_eq!((waiting.len(), queue["more"].as_u64()), (300, Some(10)), "the first 300 in line, and how many more");
     assert_eq!(waiting[0]["session"], first.unwrap(), "in line: the longest waiting first");
-    // The same bound over HTTP.
-    let (status, listed) = ann.get("/api/queue").await;
-    assert_eq!(status, 200);
+    // The same bound over HTTP, and how many more in a header.
+    let res = ann.http.get(format!("{}/api/queue", ann.base())).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["refdesk-more"], "10", "how many more wait");
+    let listed: Value = res.json().await.unwrap();
     let listed = listed.as_array().unwrap();
     assert_eq!((listed.len(), &listed[0]["session"]), (300, &waiting[0]["session"]), "the first 300 in line");
     let preview = waiting[0]["question"].as_str().unwrap();
@@ -411,6 +413,9 @@ async fn a_queue_of_many_long_questions_still_reaches_the_desk_in_a_frame_it_can
     admin.send(json!({"type": "monitor"})).await;
     let monitor = admin.until(|f| f["type"] == "monitor").await.pop().unwrap();
     assert_eq!((monitor["sessions"].as_array().unwrap().len(), monitor["more"].as_u64()), (310, Some(0)));
+    let (_, tabs) = app.staff("carla").await.get("/api/monitor").await;
+    assert_eq!((tabs["all"].as_array().unwrap().len(), &tabs["all_more"]), (310, &json!(0)), "all of them");
+    assert_eq!((&tabs["my"], &tabs["my_more"]), (&json!([]), &json!(0)));
     // The whole question is in the chat.
     let (_, rec) = ann.get(&format!("/api/sessions/{}", first.unwrap())).await;
     assert!(rec.to_string().contains(&long), "the chat holds the whole question");
@@ -1089,4 +1094,54 @@ async fn a_staff_members_writes_over_http_have_a_frame_budget() {
     assert_eq!(status, 200, "a colleague's sign-in has its own budget");
     let (status, _) = ann.post("/api/logout", json!({})).await;
     assert_eq!(status, 200, "signing out spends none of it");
+}
+
+#[tokio::test]
+async fn a_trusted_ipv4_proxy_on_a_dual_stack_listener_is_held_by_the_nodes_cap_alone() {
+    // On `[::]` an IPv4 proxy's connections come from `::ffff:127.0.0.1`:
+    // still the trusted proxy, whose connections are many clients'. Held
+    // to one address's cap, the proxy (and every patron behind it) would
+    // be shut out once that many were open.
+    let app = spawn_app_with(|c| {
+        c.listen = "[::]:8080".parse().unwrap();
+        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        c.limits.connections_per_address = 2;
+    })
+    .await;
+    let from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
+        socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], app.addr.port()))).await.unwrap()
+    };
+    let mut proxied = Vec::new();
+    for _ in 0..5 {
+        proxied.push(from(1).await);
+    }
+    for (i, conn) in proxied.iter_mut().enumerate() {
+        assert!(answers_health(conn).await, "the proxy's connection {i} is served");
+    }
+    // Another address is held to its own cap.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(from(2).await);
+    }
+    let mut served = 0;
+    for conn in &mut others {
+        served += usize::from(answers_health(conn).await);
+    }
+    assert_eq!(served, 2, "an address that is no proxy holds two connections at most");
+}
+
+/// Whether a request on `conn` gets an answer (a connection refused at
+/// once is closed without one).
+async fn answers_health(conn: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+        _ => false,
+    }
 }

@@ -218,6 +218,54 @@ async fn with_metrics_listen_set_metrics_are_served_there_and_not_on_the_main_li
 }
 
 #[tokio::test]
+async fn the_metrics_listener_holds_few_connections_and_few_from_one_address() {
+    use tokio::io::AsyncReadExt;
+    let port = free_port();
+    let app = spawn_app_with(move |c| c.metrics_listen = Some(([127, 0, 0, 1], port).into())).await;
+    let at = |from: [u8; 4]| reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    app.eventually("the metrics listener answers", || async { reqwest::get(&url).await.is_ok() }).await;
+    // Whoever reaches the address opens connections and says nothing.
+    let open_from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
+        socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
+    };
+    // Held: no answer yet (a refused one is closed at once).
+    let held = |mut conns: Vec<tokio::net::TcpStream>| async move {
+        let mut kept = Vec::new();
+        for mut c in conns.drain(..) {
+            let mut b = [0u8; 1];
+            if tokio::time::timeout(std::time::Duration::from_millis(300), c.read(&mut b)).await.is_err() {
+                kept.push(c);
+            }
+        }
+        kept
+    };
+    let mut one = Vec::new();
+    for _ in 0..20 {
+        one.push(open_from(9).await);
+    }
+    let one = held(one).await;
+    assert_eq!(one.len(), refdesk_server::metrics::METRICS_CONNECTIONS_PER_ADDRESS, "from one address");
+    // The scraper, from its own address, still gets its answer.
+    let res = at([127, 0, 0, 2]).get(&url).header("connection", "close").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().ends_with("# EOF\n"));
+    // (Its connection closed: give the server a moment to count it gone.)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Many addresses: the listener's cap, whatever their number.
+    let mut many = Vec::new();
+    for last in 10..20 {
+        for _ in 0..4 {
+            many.push(open_from(last).await);
+        }
+    }
+    let many = held(many).await;
+    assert_eq!(one.len() + many.len(), refdesk_server::metrics::METRICS_CONNECTIONS, "the listener's cap");
+}
+
+#[tokio::test]
 async fn on_the_main_listener_the_metrics_are_served_to_this_machine_only() {
     let app = spawn_app().await;
     assert_eq!(reqwest::get(app.url("/metrics")).await.unwrap().status(), 200, "from a loopback address");
