@@ -182,3 +182,21 @@ fn idle_connections_are_measured_over_all_and_over_the_second_half() {
         }
     }
 }
+
+#[test]
+fn lengths_past_a_day_or_of_nothing_are_refused_before_anything_runs() {
+    for (flag, value) in [
+        ("--duration", "18446744073709551615"),
+        ("--duration", "0"),
+        ("--chat-seconds", "86401"),
+        ("--sample-seconds", "0"),
+    ] {
+        let out = Command::new(BIN).args(["bench", flag, value]).output().expect("the load generator runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(flag) && err.contains("1..=86400"), "{flag} {value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = Command::new(BIN).args(["bench-reports", "generate", "--year", "300000000000000"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("1970..=9999"), "{err}");
+}

@@ -41,7 +41,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub questions: u64,
     /// The calendar year the history covers (UTC).
-    #[arg(long, default_value_t = 2025)]
+    #[arg(long, default_value_t = 2025, value_parser = clap::value_parser!(i64).range(1970..=9999))]
     pub year: i64,
     /// Seed of the generator.
     #[arg(long, default_value_t = 15)]
