@@ -1,8 +1,10 @@
-// Staff management within one's scope, never above one's own role.
+// Staff management within one's scope: accounts of a role below one's own,
+// and one's own; a peer of one's role is managed by a role above.
 import { api, el } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 const ROLES = ["librarian", "library_admin", "institution_admin", "cooperative_admin"];
+let me = null;
 
 async function update(id, body, what) {
   $("error").textContent = "";
@@ -11,7 +13,14 @@ async function update(id, body, what) {
 }
 
 function row(s) {
-  const role = el("select", { "aria-label": `Role of ${s.display_name}` }, ...ROLES.map((r) => el("option", { value: r, selected: r === s.role }, r.replace("_", " "))));
+  const mine = ROLES.indexOf(me.role);
+  const cells = (role, actions) => el("tr", {}, el("td", {}, s.display_name), el("td", {}, s.username),
+    el("td", {}, s.library_name), el("td", {}, role), el("td", {}, s.disabled ? "disabled" : "active"), el("td", {}, ...actions));
+  if (s.id !== me.id && ROLES.indexOf(s.role) >= mine) {
+    return cells(s.role.replace("_", " "), ["managed by a role above yours"]);
+  }
+  const offered = ROLES.filter((r, i) => i <= mine);
+  const role = el("select", { "aria-label": `Role of ${s.display_name}` }, ...offered.map((r) => el("option", { value: r, selected: r === s.role }, r.replace("_", " "))));
   role.onchange = () => {
     // A promotion into an admin role comes with a new, strong password.
     const up = ROLES.indexOf(role.value) > ROLES.indexOf(s.role) && role.value !== "librarian";
@@ -28,8 +37,7 @@ function row(s) {
     const password = prompt(`New password for ${s.display_name} (${rule})`);
     if (password) update(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`);
   };
-  return el("tr", {}, el("td", {}, s.display_name), el("td", {}, s.username), el("td", {}, s.library_name), el("td", {}, role),
-    el("td", {}, s.disabled ? "disabled" : "active"), el("td", {}, toggle, " ", reset));
+  return cells(role, s.id === me.id ? [reset] : [toggle, " ", reset]);
 }
 
 async function load() {
@@ -48,5 +56,6 @@ $("create").onsubmit = async (e) => {
   } catch (err) { $("error").textContent = err.message; }
 };
 
+try { me = await api("/api/me"); } catch { location.href = "/desk"; }
 $("new-library").append(...(await api("/api/libraries")).map((l) => el("option", { value: l.slug }, l.name)));
 load();

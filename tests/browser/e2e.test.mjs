@@ -218,6 +218,18 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.goto(`${base}/desk/staff`);
   await admin.getByRole("cell", { name: "ann", exact: true }).waitFor();
   await accessible(admin, "staff management");
+  // Ann, a librarian, Carla manages; Pia, a library admin as Carla is, not.
+  await admin.fill("#new-username", "pia");
+  await admin.fill("#new-name", "Pia Peer");
+  await admin.selectOption("#new-role", "library_admin");
+  await admin.fill("#new-password", "river bend otter 1889");
+  await admin.click("#create button[type=submit]");
+  await admin.getByRole("cell", { name: "pia", exact: true }).waitFor();
+  const rowOf = (user) => admin.getByRole("row").filter({ has: admin.getByRole("cell", { name: user, exact: true }) });
+  assert.equal(await rowOf("ann").getByRole("button", { name: "Reset password" }).count(), 1);
+  assert.equal(await rowOf("pia").getByRole("button").count(), 0, "no control over a peer");
+  assert.equal(await rowOf("pia").getByRole("combobox").count(), 0);
+  await rowOf("pia").getByText("managed by a role above yours").waitFor();
   await admin.goto(`${base}/desk/admin`);
   await admin.locator("#snippet-lib1").waitFor();
   assert.match(await admin.inputValue("#snippet-lib1"), /widget\.js" data-library="riverside-main"/);

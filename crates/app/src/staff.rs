@@ -5,7 +5,7 @@
 
 use crate::flight::Turn;
 use crate::{auth, App, AppResult};
-use refdesk_domain::authz::{authorize_admin, authorize_staff_admin, Admin};
+use refdesk_domain::authz::{authorize_admin, authorize_staff_change, Admin};
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::{CooperativeId, StaffId};
 use refdesk_domain::input::{self, Body};
@@ -298,7 +298,8 @@ impl App {
     }
 
     /// Changes a colleague's role, disables or enables them, or resets their
-    /// password — within scope, never above one's own role (DESIGN §2).
+    /// password — within scope, only below one's own role (DESIGN §2), or
+    /// one's own account.
     pub async fn manage_staff(
         &self,
         actor: &Staff,
@@ -308,7 +309,7 @@ impl App {
         password: Option<&str>,
     ) -> AppResult<()> {
         let who = self.store.staff_by_id(target).await?.ok_or(DomainError::NotFound("staff member"))?;
-        authorize_staff_admin(actor, &who.home, who.role, role)?;
+        authorize_staff_change(actor, who.id, &who.home, who.role, role)?;
         if who.id == actor.id && (disabled == Some(true) || role.is_some_and(|r| r < actor.role)) {
             return Err(DomainError::Conflict("you cannot disable or demote yourself".into()).into());
         }

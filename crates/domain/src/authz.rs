@@ -229,6 +229,28 @@ pub fn authorize_staff_admin(
     Ok(())
 }
 
+/// A change to an existing account (its role, disabling or enabling it,
+/// a new password): as [`authorize_staff_admin`], and only to accounts of
+/// a role below one's own, or one's own. A peer of the same role could
+/// otherwise reset a fellow admin's password and sign in as them, or
+/// disable every other admin of the library; a role above theirs (or the
+/// operator's `refdesk user`) manages them.
+pub fn authorize_staff_change(
+    actor: &Staff,
+    target: StaffId,
+    target_home: &Placement,
+    target_role: Role,
+    new_role: Option<Role>,
+) -> Result<(), DomainError> {
+    authorize_staff_admin(actor, target_home, target_role, new_role)?;
+    if target_role == actor.role && target != actor.id {
+        return Err(DomainError::Forbidden(
+            "an account of your own role is managed by a role above it (or the operator's refdesk user)",
+        ));
+    }
+    Ok(())
+}
+
 /// Administration of a library or cooperative (DESIGN §2, §9).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Admin {
@@ -486,6 +508,34 @@ mod tests {
             let got = authorize_staff_admin(&staff(5, role), &place_of(w), target_role, new_role);
             assert_eq!(got.is_ok(), allowed, "{role:?} × {w:?} × {target_role:?} → {new_role:?}");
         }
+    }
+
+    #[test]
+    fn an_account_is_changed_by_a_role_above_it_or_by_its_owner_never_by_a_peer() {
+        use Role::*;
+        use Where::*;
+        let place_of = |w| target(w, None).placement;
+        let (me, peer) = (StaffId(5), StaffId(6));
+        let table = [
+            (LibraryAdmin, peer, Librarian, None, true),
+            (LibraryAdmin, peer, LibraryAdmin, None, false),
+            (LibraryAdmin, peer, LibraryAdmin, Some(Librarian), false),
+            (LibraryAdmin, me, LibraryAdmin, None, true),
+            (InstitutionAdmin, peer, LibraryAdmin, None, true),
+            (CooperativeAdmin, peer, CooperativeAdmin, None, false),
+            (CooperativeAdmin, peer, InstitutionAdmin, Some(CooperativeAdmin), true),
+        ];
+        for (role, who, target_role, new_role, allowed) in table {
+            let got = authorize_staff_change(&staff(5, role), who, &place_of(SameLibrary), target_role, new_role);
+            assert_eq!(got.is_ok(), allowed, "{role:?} × {who:?} ({target_role:?}) → {new_role:?}");
+        }
+        // Scope and the role ceiling still hold.
+        let ceiling =
+            authorize_staff_change(&staff(5, LibraryAdmin), peer, &place_of(SameLibrary), InstitutionAdmin, None);
+        assert!(ceiling.is_err());
+        let scope =
+            authorize_staff_change(&staff(5, CooperativeAdmin), peer, &place_of(OtherCooperative), Librarian, None);
+        assert!(scope.is_err());
     }
 
     #[test]

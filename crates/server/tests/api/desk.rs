@@ -464,6 +464,16 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     assert_eq!(status, 422, "a promotion to an admin role comes with a strong password: {body}");
     assert!(body["error"]["message"].as_str().unwrap_or_default().contains("promotion"), "{body}");
     assert_eq!(carla.post(&format!("/api/staff/{}", carla.id), json!({"disabled": true})).await.0, 409);
+    // Pia, a library admin as Carla is: no peer resets her password (and
+    // signs in as her), disables or demotes her; Dev, above them, may.
+    let pia = list.as_array().unwrap().iter().find(|s| s["username"] == "pia").unwrap()["id"].as_i64().unwrap();
+    for change in [json!({"password": "a-peer-takes-over-9"}), json!({"disabled": true}), json!({"role": "librarian"})]
+    {
+        let (status, body) = carla.post(&format!("/api/staff/{pia}"), change.clone()).await;
+        assert_eq!(status, 403, "{change}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("a role above it"), "{body}");
+    }
+    assert_eq!(dev.post(&format!("/api/staff/{pia}"), json!({"password": "a-new-one-from-dev-7"})).await.0, 200);
 
     // Disabling ends Nina's sign-ins and refuses new ones.
     let nina_client = reqwest::Client::builder().cookie_store(true).build().unwrap();
@@ -480,6 +490,11 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
         200
     );
     assert_eq!(login(&nina_client, "another-pass-2").await.unwrap().status(), 200);
+    // Her own password, Carla may change (which ends her sign-ins).
+    assert_eq!(
+        carla.post(&format!("/api/staff/{}", carla.id), json!({"password": "quiet harbour lantern 42"})).await.0,
+        200
+    );
 }
 
 #[tokio::test]
