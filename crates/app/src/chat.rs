@@ -778,9 +778,16 @@ impl App {
             Ok(state)
         });
         let guard = self.line_guard(staff, Action::SetCode);
-        let (state, _) =
-            self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, self.clock.now()).await?;
-        Ok(state)
+        // A code set writes a line in the chat and an entry in its
+        // question's history: counted as a line, or an admin could write
+        // one again and again into every ended chat in scope.
+        let now = self.clock.now();
+        self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
+        let set = self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, now).await;
+        if set.is_err() {
+            self.written.give_back(staff.id, now);
+        }
+        Ok(set?.0)
     }
 
     /// The resolution codes offered to this staff member.

@@ -455,7 +455,7 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
     // twenty times a second into every chat it reaches, all day.
     let app = spawn_app_with_manual_clock_and(|c| {
         crate::helpers::staff_writes_unbounded(c);
-        c.limits.staff_lines_per_day = 4;
+        c.limits.staff_lines_per_day = 5;
     })
     .await;
     let p =
@@ -463,7 +463,7 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(p.session).await.0, 200);
     let lines = format!("/api/sessions/{}/messages", p.session);
-    // Over HTTP, on the socket, from the question list: four in all.
+    // Over HTTP, on the socket, from the question list, a code set: five in all.
     assert_eq!(ann.post(&lines, json!({"body": "one"})).await.0, 200);
     // A line refused for another reason counts nothing: a chat not hers.
     let other = app.start_chat("riverside-main", "Someone else's").await;
@@ -479,7 +479,10 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
     assert_eq!(status, 200, "{body}");
     let (status, body) = ann.act(q, "answer", json!({"body": "four, an answer", "confirm_live": true})).await;
     assert_eq!(status, 200, "{body}");
-    // A fifth, whichever way: refused, nothing stored.
+    let code = format!("/api/sessions/{}/code", p.session);
+    let (status, body) = ann.post(&code, json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200, "five, a code set (a line in the chat): {body}");
+    // A sixth, whichever way: refused, nothing stored.
     let stored = app.stored(p.session).await.len();
     let (status, body) = ann.post(&lines, json!({"body": "five"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{body}");
@@ -489,6 +492,8 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
         let (status, body) = ann.act(q, action, json!({"body": "five", "confirm_live": true})).await;
         assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{action}: {body}");
     }
+    let (status, body) = ann.post(&code, json!({"code": "follow_up_by_me"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "a code set: {body}");
     assert_eq!(app.stored(p.session).await.len(), stored);
     // A line stored before, sent again (its ack lost): acknowledged, not refused (I4).
     let again = desk.say(Some(p.session), "note", "two, a note", "n2").await;
