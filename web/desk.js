@@ -139,6 +139,7 @@ function renderComposer() {
   if (!canMessage && $("mode").value === "message") $("mode").value = "note";
   if (canMessage && !$("mode").dataset.chosen) $("mode").value = "message";
   $("text-label").textContent = $("mode").value === "note" ? "Librarian note (staff only)" : "Reply (the patron sees it)";
+  retarget();
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
   $("end").classList.toggle("hidden", part !== "librarian");
   $("transfer").classList.toggle("hidden", part !== "librarian");
@@ -474,19 +475,35 @@ const staleGuard = {
   },
 };
 
-// Typing indicators follow the composer's mode: a note is typed for staff only.
-let typingOn = false;
+// Typing indicators follow the composer's mode: a note is typed for staff
+// only. `typing` is what the others were told ({ session, note } while
+// "typing" is on): a switch from reply to note while typing takes the
+// patron's "typing…" away, and a switch to another chat ends it.
+let typing = null;
+function announceTyping(on) {
+  const note = $("mode").value === "note";
+  const want = on && current !== null ? { session: current, note } : null;
+  if (typing && (!want || want.session !== typing.session || want.note !== typing.note)) {
+    conn.send({ type: "typing", session: typing.session, on: false, note: typing.note });
+    typing = null;
+  }
+  if (want && !typing) {
+    conn.send({ type: "typing", session: want.session, on: true, note: want.note });
+    typing = want;
+  }
+}
+// After the composer changed (its mode, or the chat shown): told again if
+// need be; never started by it.
+function retarget() {
+  if (typing) announceTyping(typing.session === current);
+}
 function onInput() {
   const text = $("text").value;
   if (text && staleGuard.from === null && current !== null) staleGuard.from = log(current).last;
   if (!text) staleGuard.reset();
   updateCounter();
   saveDraft();
-  const on = text.length > 0;
-  if (on !== typingOn && current !== null) {
-    typingOn = on;
-    conn.send({ type: "typing", session: current, on, note: $("mode").value === "note" });
-  }
+  announceTyping(text.length > 0);
 }
 $("text").oninput = onInput;
 $("mode").onchange = () => { $("mode").dataset.chosen = "1"; renderComposer(); };
@@ -514,7 +531,7 @@ $("composer").onsubmit = (e) => {
     $("chat-error").textContent = "Not connected: your text stays in the box; send again once reconnected.";
     return;
   }
-  if (typingOn) { typingOn = false; conn.send({ type: "typing", session: current, on: false, note: kind === "note" }); }
+  announceTyping(false);
   $("text").value = "";
   staleGuard.reset();
   saveDraft();

@@ -267,6 +267,21 @@ test("the patron's typing shows on the desk and clears when the line arrives; th
   await patron.press("#text", "Enter");
   await ann.locator("#log", { hasText: "I am writing a long question" }).waitFor();
   await ann.waitForFunction(() => !document.getElementById("present").textContent.includes("typing"));
+  // Ann begins a reply, then turns it into a note: the patron's "typing…"
+  // goes at once (not after its 6 s of silence), and a note typed from
+  // the start never shows there.
+  await ann.locator("#text").pressSequentially("Let me look");
+  await patron.locator("#typing", { hasText: "Ann Archer is typing…" }).waitFor();
+  const switched = Date.now();
+  await ann.selectOption("#mode", "note");
+  await patron.waitForFunction(() => document.getElementById("typing").textContent === "");
+  assert.ok(Date.now() - switched < 4000, "cleared by the switch, not by the silence");
+  await ann.locator("#text").pressSequentially(" in the catalogue for this");
+  await ann.press("#text", "Enter");
+  await ann.locator("#log", { hasText: "Let me look in the catalogue for this" }).waitFor();
+  await ann.locator("#text").pressSequentially("A note from the start");
+  await patron.waitForTimeout(1000);
+  assert.equal(await patron.locator("#typing").textContent(), "", "a note's typing is for staff only");
   // Referring needs the library to refer to: that is done from the question list.
   const labels = await ann.$$eval("#code option", (os) => os.map((o) => o.textContent));
   assert.ok(labels.length > 0 && !labels.some((l) => /referred/i.test(l)), `${labels}`);
