@@ -24,6 +24,10 @@ pub const MAX_INSTITUTIONS_PER_COOPERATIVE: i64 = 1_000;
 pub const MAX_LIBRARIES_PER_COOPERATIVE: i64 = 2_000;
 /// See [`MAX_CODES_PER_COOPERATIVE`].
 pub const MAX_STAFF_PER_COOPERATIVE: i64 = 10_000;
+/// Staff accounts of one library, at most: a library admin who adds
+/// accounts without end fills their own library's share, not the whole
+/// cooperative's (no account is ever removed, only disabled).
+pub const MAX_STAFF_PER_LIBRARY: i64 = 1_000;
 /// Scripts of one owner (a staff member, a library, a cooperative).
 pub const MAX_SCRIPTS_PER_OWNER: i64 = 200;
 

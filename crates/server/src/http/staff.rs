@@ -294,7 +294,7 @@ fn role(s: &str) -> Result<Role, ApiError> {
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 409, description = "`conflict`: the username is taken", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad username, name, role or a weak password", body = ErrorBody),
-        (status = 429, description = "`too_many`: the cooperative holds 10,000 staff accounts already", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 10,000 staff accounts already, or the library 1,000", body = ErrorBody),
     ))]
 async fn staff_create(
     State(s): State<AppState>,

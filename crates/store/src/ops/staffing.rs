@@ -25,6 +25,9 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
            JOIN institutions i2 ON i2.id = l2.institution_id WHERE l2.id = ?1)";
     let (max, what) = (crate::MAX_STAFF_PER_COOPERATIVE, "staff accounts in a cooperative");
     super::org::at_most(db, count, args![new.library.0], max, what).await?;
+    let in_library = "SELECT COUNT(*) AS n FROM staff WHERE library_id = ?1";
+    let (max, what) = (crate::MAX_STAFF_PER_LIBRARY, "staff accounts in a library");
+    super::org::at_most(db, in_library, args![new.library.0], max, what).await?;
     let id = int(
         db,
         "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)

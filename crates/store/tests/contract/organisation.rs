@@ -6,6 +6,7 @@ use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
 use refdesk_domain::org::Role;
 use refdesk_domain::question::{default_codes, ResolutionCode};
 use refdesk_domain::DomainError;
+use refdesk_store::MAX_STAFF_PER_LIBRARY;
 use refdesk_store::{NewStaff, PolicyPage, ScriptOwner, StoreError};
 use refdesk_store::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_SCRIPTS_PER_OWNER};
 use std::collections::BTreeSet;
@@ -65,6 +66,24 @@ async fn what_admins_create_is_bounded_per_cooperative_and_per_owner(b: &Backend
     }
     let r = s.create_institution(coop, "One more").await;
     assert!(too_many(&r), "an institution past the bound: {r:?}");
+
+    // A library holds its share of the cooperative's staff accounts.
+    let account = |library: LibraryId, n: usize| NewStaff {
+        library,
+        username: format!("staff-{}-{n}", library.0),
+        display_name: format!("Staff {n}"),
+        role: Role::Librarian,
+        password_hash: "hash".into(),
+    };
+    let main = w.library.placement.library;
+    let have = s.staff_of(coop).await.unwrap().iter().filter(|e| e.staff.home.library == main).count();
+    for n in have..MAX_STAFF_PER_LIBRARY as usize {
+        s.create_staff(account(main, n)).await.unwrap();
+    }
+    let r = s.create_staff(account(main, 99_999)).await;
+    assert!(too_many(&r), "an account past the library's bound: {r:?}");
+    let other = w.other.placement.library;
+    s.create_staff(account(other, 1)).await.expect("another library has room of its own");
 }
 
 async fn a_store_is_empty_until_its_first_cooperative(b: &Backend) {
