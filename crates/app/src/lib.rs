@@ -43,6 +43,7 @@ mod signin;
 pub mod staff;
 #[cfg(test)]
 mod testing;
+pub mod turns;
 
 pub use chat::{PatronPage, StartChat, Started, LISTED_FOR};
 pub use desk::{Monitor, Transfer};
@@ -503,6 +504,8 @@ pub struct Parts {
     retention: Arc<tokio::sync::Mutex<()>>,
     /// What each staff member wrote today on this node (`staff_lines_per_day`).
     written: chat::Written,
+    /// Each staff member's own line for reports and searches by words.
+    long_reads: turns::Lines,
 }
 
 impl App {
@@ -592,6 +595,7 @@ impl App {
             day_spent: Arc::default(),
             retention: Arc::default(),
             written: chat::Written::default(),
+            long_reads: turns::Lines::default(),
         }))
     }
 

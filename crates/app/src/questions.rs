@@ -217,6 +217,11 @@ impl App {
             before: f.before,
             limit: f.limit.clamp(1, 200),
         };
+        // A search by words is a long read: in this staff member's own line.
+        let _turn = match query.text {
+            Some(_) => Some(self.long_reads.turn(staff.id).await),
+            None => None,
+        };
         Ok(self.store.questions(query).await?)
     }
 

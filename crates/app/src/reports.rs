@@ -121,6 +121,8 @@ impl App {
     /// library asked for, if it is among them).
     pub async fn report(&self, staff: &Staff, name: &str, p: &ReportParams) -> AppResult<Table> {
         let (name, title) = REPORTS.iter().find(|(n, _)| *n == name).ok_or(DomainError::NotFound("report"))?;
+        // In this staff member's own line (`crate::turns`).
+        let _turn = self.long_reads.turn(staff.id).await;
         let scope = self.report_scope(staff, p).await?;
         let (columns, rows) = match *name {
             "by-day" => self.by_days(&scope, p, 1).await?,

@@ -37,6 +37,7 @@ pub use api::{
 };
 pub use error::{Result, StoreError};
 pub use ops::blocks::BLOCKS_PER_CHAT;
+pub use ops::LONG_READS;
 pub use records::*;
 
 /// The storage traits, to bring every store method into scope at once.
