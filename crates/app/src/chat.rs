@@ -635,10 +635,25 @@ impl App {
     ) -> AppResult<()> {
         let kind = if note { MessageKind::Note } else { MessageKind::Message };
         authorize(staff, Action::Send(kind), &Target::of(&ctx, refdesk_domain::chat::SessionState::Active))?;
+        self.publish_staff_typing(staff, ctx, note, on);
+        Ok(())
+    }
+
+    /// Publishes a staff member's typing to the audience of its composer
+    /// (a note's: staff only), without asking whether they may write
+    /// there: for an "off" that follows the "on" [`App::staff_typing`]
+    /// allowed (`Feed::staff_typing`), which must reach whoever was told
+    /// "on" even once their conference mode no longer lets them write.
+    pub(crate) fn publish_staff_typing(
+        &self,
+        staff: &Staff,
+        ctx: refdesk_domain::chat::SessionContext,
+        note: bool,
+        on: bool,
+    ) {
         let audience = if note { Audience::Staff } else { Audience::Everyone };
         let by = Some(Typist::Staff(staff.id));
         self.bus.publish_ephemeral(Event::Typing { ctx, audience, who: staff.display_name.clone(), by, on });
-        Ok(())
     }
 
     // --- the librarian's side ----------------------------------------------
@@ -777,14 +792,20 @@ impl App {
             state.read_scale = read_scale.or(state.read_scale);
             Ok(state)
         });
-        let guard = self.line_guard(staff, Action::SetCode);
+        let mut guard = self.line_guard(staff, Action::SetCode);
         // A code set writes a line in the chat and an entry in its
         // question's history: counted as a line, or an admin could write
-        // one again and again into every ended chat in scope.
+        // one again and again into every ended chat in scope. Past the
+        // day's count only a code set again is refused: a chat's first
+        // code never is (its question's status waits on it, R5, R6).
         let now = self.clock.now();
-        self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
+        let counted = self.written.take(staff.id, self.limits.staff_lines_per_day, now);
+        if let Err(spent) = &counted {
+            let (may, spent) = (guard, spent.clone());
+            guard = Box::new(move |rec| if rec.code_set { may(rec).and(Err(spent.clone())) } else { may(rec) });
+        }
         let set = self.store.set_code(session, code.to_owned(), staff.clone(), guard, decide, now).await;
-        if set.is_err() {
+        if counted.is_ok() && set.is_err() {
             self.written.give_back(staff.id, now);
         }
         Ok(set?.0)

@@ -287,12 +287,25 @@ impl App {
         let most = self.staff_lines_most();
         let entries = self.limits.max_question_entries;
         let coding = matches!(prepared.action, QuestionAction::SetCode { .. });
+        // Words, and a code set (a line in the chat and an entry in the
+        // history), count in the day's lines; a code set past the count is
+        // refused only when it is not the chat's first (below).
+        let now = self.clock.now();
+        let counted = (words || coding).then(|| self.written.take(staff.id, self.limits.staff_lines_per_day, now));
+        let spent = match counted {
+            Some(Err(spent)) if words => return Err(spent.into()),
+            Some(Err(ref spent)) => Some(spent.clone()),
+            _ => None,
+        };
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
             let plan = decide(&me, prepared, confirm_live, q, session)?;
             // A line into a live chat from the question list counts like
             // one from the desk: no chat grows without bound. The chat's
             // first code is never refused (`App::line_guard`).
             let first_code = coding && !session.code_set;
+            if let Some(spent) = spent.filter(|_| !first_code) {
+                return Err(spent);
+            }
             if plan.line.is_some() && !first_code {
                 refdesk_domain::chat::staff_may_add_a_line(session.last_seq, most)?;
             }
@@ -315,12 +328,8 @@ impl App {
                 ..plan
             })
         });
-        let now = self.clock.now();
-        if words {
-            self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
-        }
         let acted = self.store.act_on_question(id, staff.clone(), plan, now).await;
-        if words && acted.is_err() {
+        if matches!(counted, Some(Ok(()))) && acted.is_err() {
             self.written.give_back(staff.id, now);
         }
         self.after_acting(staff, receiving, acted?).await

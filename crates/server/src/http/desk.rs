@@ -177,7 +177,7 @@ struct SetCode {
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat was never accepted", body = ErrorBody),
         (status = 422, description = "`invalid`: no such code in my cooperative", body = ErrorBody),
-        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them; `too_many_lines`: I wrote `limits.staff_lines_per_day` lines, notes and code sets today on this node (a code set writes a line)", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them; `too_many_lines`: I wrote `limits.staff_lines_per_day` lines, notes and code sets today on this node (a code set writes a line; a chat's first code is never refused)", body = ErrorBody),
     ))]
 async fn set_code(
     State(s): State<AppState>,

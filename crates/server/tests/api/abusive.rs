@@ -493,7 +493,15 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
         assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{action}: {body}");
     }
     let (status, body) = ann.post(&code, json!({"code": "follow_up_by_me"})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "a code set: {body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "a code set again: {body}");
+    let (status, body) = ann.act(q, "code", json!({"code": "answered", "confirm_live": true})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "from the list: {body}");
+    // A chat's first code is never refused: its question's status waits on it.
+    let next = app.start_chat("riverside-main", "Another one").await;
+    assert_eq!(ann.accept(next.session).await.0, 200);
+    let first = format!("/api/sessions/{}/code", next.session);
+    let (status, body) = ann.post(&first, json!({"code": "answered"})).await;
+    assert_eq!(status, 200, "a first code past the count: {body}");
     assert_eq!(app.stored(p.session).await.len(), stored);
     // A line stored before, sent again (its ack lost): acknowledged, not refused (I4).
     let again = desk.say(Some(p.session), "note", "two, a note", "n2").await;
