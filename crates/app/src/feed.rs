@@ -187,6 +187,9 @@ struct Desk {
     /// IM conversations whose catch-up stopped at a page: the rest is read
     /// at the next turn.
     im_more: Vec<StaffId>,
+    /// The "typing" this connection announced last and has not ended: its
+    /// chat, and whether in the note composer ([`Feed::staff_typing`]).
+    typing: Option<(SessionId, bool)>,
 }
 
 /// Ended sessions a staff connection keeps following at most.
@@ -214,6 +217,28 @@ impl Feed {
     /// A staff connection's flag or list, read without making the desk.
     fn desk_has(&self, f: impl Fn(&Desk) -> bool) -> bool {
         self.desk.as_deref().is_some_and(f)
+    }
+
+    /// A staff member's typing from this connection ([`App::staff_typing`]).
+    /// The "off" of the "on" it announced goes to the same audience without
+    /// asking again whether they may write there: a change of conference
+    /// mode (join to whisper, a take-over) must not leave the patron shown
+    /// "typing…" by someone who may no longer write to them. It reveals
+    /// nobody: that audience was told of them with the "on".
+    pub fn staff_typing(&mut self, ctx: SessionContext, note: bool, on: bool) -> AppResult<()> {
+        let Viewer::Staff(staff) = &self.viewer else {
+            return Err(DomainError::Forbidden("only staff type as staff").into());
+        };
+        let (this, announced) = (Some((ctx.id, note)), self.desk.as_deref().and_then(|d| d.typing));
+        if !on && announced == this {
+            self.app.publish_staff_typing(staff, ctx, note, false);
+        } else {
+            self.app.staff_typing(staff, ctx, note, on)?;
+        }
+        if on || announced == this {
+            self.desk().typing = this.filter(|_| on);
+        }
+        Ok(())
     }
 
     /// The application this feed reads from.

@@ -453,10 +453,11 @@ impl Connection {
         let Some(ctx) = self.feed.context(session).cloned() else {
             return error(socket, "not_watching", "resume the session before typing in it", None).await;
         };
-        let typed = match (&self.patron, self.feed.viewer()) {
-            (Some(rec), _) => self.feed.app().patron_typing(rec, ctx, note, on),
-            (None, Viewer::Staff(staff)) => self.feed.app().staff_typing(staff, ctx, note, on),
-            (None, Viewer::Patron { .. }) => return Err(Closed::quiet()),
+        let staff = matches!(self.feed.viewer(), Viewer::Staff(_));
+        let typed = match &self.patron {
+            Some(rec) => self.feed.app().patron_typing(rec, ctx, note, on),
+            None if staff => self.feed.staff_typing(ctx, note, on),
+            None => return Err(Closed::quiet()),
         };
         match typed {
             Ok(()) => Ok(()),

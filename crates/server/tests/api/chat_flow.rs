@@ -195,3 +195,45 @@ async fn nobody_is_told_of_their_own_typing_but_each_sees_the_other_type() {
     assert_eq!(typing(&pat_ws.frames), ["Ann Archer"], "the patron never hears of their own typing");
     assert_eq!(typing(&ann_ws.frames), ["Pat"], "the librarian never hears of her own typing");
 }
+
+#[tokio::test]
+async fn a_member_who_may_no_longer_write_to_the_patron_still_ends_the_typing_they_began() {
+    // Dev joined and began a reply; then he went to whisper. His "off" is
+    // not refused (his desk would show an error) and reaches the staff who
+    // were told "on"; the patron, who no longer sees him (B2), is not
+    // told of him again, "on" or "off" (their indicator clears by itself).
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let dev = app.staff("dev").await;
+    let patron = app.start_chat("riverside-main", "A joint question").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let conference = format!("/api/sessions/{}/conference", patron.session);
+    assert_eq!(dev.post(&conference, json!({"mode": "join"})).await.0, 200);
+    let mut dev_ws = dev.socket().await;
+    dev_ws.resume(Some(patron.session), 0).await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    let mut pat_ws = patron.socket().await;
+    pat_ws.resume(None, 0).await;
+    dev_ws.send(json!({"type": "typing", "session": patron.session, "on": true})).await;
+    for ws in [&mut pat_ws, &mut ann_ws] {
+        let on = ws.until(|f| f["type"] == "typing").await.pop().unwrap();
+        assert_eq!((on["who"].as_str(), on["on"].as_bool()), (Some("Dev Dewey"), Some(true)));
+    }
+    assert_eq!(dev.post(&conference, json!({"mode": "whisper"})).await.0, 200);
+    dev_ws.send(json!({"type": "typing", "session": patron.session, "on": false})).await;
+    let off = ann_ws.until(|f| f["type"] == "typing" && f["on"] == false).await.pop().unwrap();
+    assert_eq!(off["who"], "Dev Dewey", "Ann's desk hears that Dev stopped");
+    // A new reply from a whisperer is still refused, and so is an "off" for
+    // what was never announced; the "off" above was not.
+    dev_ws.send(json!({"type": "typing", "session": patron.session, "on": true})).await;
+    dev_ws.send(json!({"type": "typing", "session": patron.session, "on": false})).await;
+    dev_ws.send(json!({"type": "ping"})).await;
+    let frames = dev_ws.until(|f| f["type"] == "pong").await;
+    let errors: Vec<_> = frames.iter().filter(|f| f["type"] == "error").collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|f| f["code"] == "forbidden"), "{errors:?}");
+    ann.post(&format!("/api/sessions/{}/messages", patron.session), json!({"body": "after"})).await;
+    let frames = pat_ws.until(|f| f["body"] == "after").await;
+    assert!(frames.iter().all(|f| f["type"] != "typing"), "nothing of a whisperer reached the patron: {frames:?}");
+}
