@@ -233,8 +233,9 @@ pub fn authorize_staff_admin(
 /// a new password): as [`authorize_staff_admin`], and only to accounts of
 /// a role below one's own, or one's own. A peer of the same role could
 /// otherwise reset a fellow admin's password and sign in as them, or
-/// disable every other admin of the library; a role above theirs (or the
-/// operator's `refdesk user`) manages them.
+/// disable every other admin of the library; a role above theirs manages
+/// them (a cooperative admin, with none above: the operator's `refdesk
+/// user disable` or `password`).
 pub fn authorize_staff_change(
     actor: &Staff,
     target: StaffId,
@@ -245,7 +246,7 @@ pub fn authorize_staff_change(
     authorize_staff_admin(actor, target_home, target_role, new_role)?;
     if target_role == actor.role && target != actor.id {
         return Err(DomainError::Forbidden(
-            "an account of your own role is managed by a role above it (or the operator's refdesk user)",
+            "an account of your own role is managed by a role above it (a cooperative admin's, by the operator's refdesk user)",
         ));
     }
     Ok(())

@@ -327,7 +327,8 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (limits, trusted, metrics) = (state.app.limits().clone(), state.trusted_proxies.clone(), state.metrics.clone());
-    serve_router(listener, crate::app(state), Serving { limits, trusted, metrics, counts }, shutdown).await;
+    let serving = Serving { limits, trusted, metrics, counts, refused: "connection" };
+    serve_router(listener, crate::app(state), serving, shutdown).await;
 }
 
 /// What a listener's connections are held to: the limits (header, body and
@@ -338,13 +339,15 @@ pub(crate) struct Serving {
     pub trusted: Arc<Vec<IpAddr>>,
     pub metrics: Arc<crate::metrics::ServerMetrics>,
     pub counts: Arc<Counts>,
+    /// The `limit` label a connection refused by the caps is counted under.
+    pub refused: &'static str,
 }
 
 /// [`serve`] for any router: the main listener's, or the metrics'.
 pub(crate) async fn serve_router(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    Serving { limits, trusted, metrics, counts }: Serving,
+    Serving { limits, trusted, metrics, counts, refused }: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut builder = http1::Builder::new();
@@ -376,7 +379,7 @@ pub(crate) async fn serve_router(
         // alone holds them (an IPv4 proxy reaches `[::]` as `::ffff:a.b.c.d`).
         let Some(slot) = counts.take(peer.ip(), !crate::limit::is_trusted(peer.ip(), &trusted)) else {
             tracing::debug!(open = counts.open(), "connection refused: too many open");
-            metrics.limited("connection");
+            metrics.limited(refused);
             drop(tcp);
             continue;
         };

@@ -53,7 +53,7 @@ pub const STORE_WAIT: Duration = Duration::from_secs(2);
 /// The request id's header, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
 /// Every label of `refdesk_limited_total`, each there from the start.
-const LIMITS: [&str; 14] = [
+const LIMITS: [&str; 15] = [
     "login",
     "start",
     "patron",
@@ -62,6 +62,7 @@ const LIMITS: [&str; 14] = [
     "socket_opening",
     "socket_opening_oldest",
     "connection",
+    "metrics_connection",
     "login_account",
     "login_busy",
     "bad_credential",
@@ -354,6 +355,7 @@ pub async fn serve(
         trusted: Arc::new(Vec::new()),
         metrics: state.metrics.clone(),
         counts: crate::conn::Counts::new(METRICS_CONNECTIONS, METRICS_CONNECTIONS_PER_ADDRESS),
+        refused: "metrics_connection",
     };
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(|State(state): State<AppState>| async move { answer(&state).await }))

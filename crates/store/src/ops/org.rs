@@ -63,7 +63,7 @@ pub(crate) async fn at_most<D: Db>(
     what: &str,
 ) -> Result<()> {
     if int(db, sql, a, "n").await? >= max {
-        let reason = format!("there may be at most {max} {what}; remove one first");
+        let reason = format!("there may be at most {max} {what}: this one was not added");
         return Err(DomainError::Limited { code: "too_many", reason }.into());
     }
     Ok(())

@@ -23,6 +23,9 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
          JOIN institutions i ON i.id = l.institution_id
          WHERE i.cooperative_id = (SELECT i2.cooperative_id FROM libraries l2
            JOIN institutions i2 ON i2.id = l2.institution_id WHERE l2.id = ?1)";
+    // Counted, then added, one at a time: two nodes adding at once would
+    // otherwise each see room for one more (accounts are added seldom).
+    db.lock("staff-accounts").await?;
     let (max, what) = (crate::MAX_STAFF_PER_COOPERATIVE, "staff accounts in a cooperative");
     super::org::at_most(db, count, args![new.library.0], max, what).await?;
     let in_library = "SELECT COUNT(*) AS n FROM staff WHERE library_id = ?1";

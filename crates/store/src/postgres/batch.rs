@@ -66,8 +66,9 @@ const GATHER: usize = 64;
 /// The longest a batch waits for the one on its way: many times a commit
 /// under load (a few milliseconds), so that only a batch held up for
 /// another reason (a row locked by another transaction, a stalled disk) is
-/// not waited for to the end.
-const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// not waited for to the end. (`PgOptions::gather_wait`; a test lengthens
+/// it to tell the rules apart on a loaded machine.)
+pub(super) const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Appends waiting at most: enough for every task's next batch; past it an
 /// append waits for room, so a database that falls behind slows the senders
@@ -130,10 +131,10 @@ pub(super) struct Appender {
 impl Appender {
     /// Starts `tasks` batch tasks (at least one) that store appends on `pool`
     /// and publish to `sink`.
-    pub(super) fn start(pool: PgPool, sink: Arc<dyn EventSink>, tasks: usize) -> Appender {
+    pub(super) fn start(pool: PgPool, sink: Arc<dyn EventSink>, tasks: usize, wait: std::time::Duration) -> Appender {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
-        let in_flight = Arc::new(InFlight::default());
+        let in_flight = Arc::new(InFlight { count: AtomicUsize::new(0), ended: Notify::new(), wait });
         for _ in 0..tasks.max(1) {
             tokio::spawn(batches(queue.clone(), in_flight.clone(), pool.clone(), sink.clone()));
         }
@@ -157,11 +158,12 @@ impl Appender {
 }
 
 /// Batches on their way, shared by a store's batch tasks: how many, and a
-/// signal each time one ends.
-#[derive(Default)]
+/// signal each time one ends; and how long a batch waits for them at most
+/// ([`GATHER_WAIT`]).
 struct InFlight {
     count: AtomicUsize,
     ended: Notify,
+    wait: std::time::Duration,
 }
 
 /// A batch task: takes its turn at the queue, gathers a batch
@@ -203,7 +205,7 @@ async fn batches(
 /// the queue is closed and empty.
 async fn gather(queue: &mut mpsc::Receiver<Job>, in_flight: &InFlight) -> Option<Vec<Job>> {
     let mut batch = vec![queue.recv().await?];
-    let waited_enough = tokio::time::sleep(GATHER_WAIT);
+    let waited_enough = tokio::time::sleep(in_flight.wait);
     tokio::pin!(waited_enough);
     loop {
         while batch.len() < MAX_BATCH {

@@ -178,11 +178,14 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// How long an operation waits for a connection before failing.
     pub acquire_timeout: Duration,
+    /// How long a batch of appends waits for the one on its way, at most
+    /// ([`batch::GATHER_WAIT`]).
+    pub gather_wait: Duration,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+        PgOptions { max_connections: 16, acquire_timeout: Duration::from_secs(5), gather_wait: batch::GATHER_WAIT }
     }
 }
 
@@ -258,7 +261,7 @@ impl PgStore {
             .await
             .map_err(|e| cannot_connect(e, &connect))?;
         let tasks = batch::BATCH_TASKS.min(options.max_connections.max(1) as usize);
-        let appends = Appender::start(pool.clone(), sink.clone(), tasks);
+        let appends = Appender::start(pool.clone(), sink.clone(), tasks, options.gather_wait);
         let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
         Ok(PgStore { pool, sink, sessions: Default::default(), appends, long_reads })
     }
