@@ -54,6 +54,14 @@ const pref = {
   key: (k) => `refdesk.${me?.id}.${k}`,
   get(k) { try { return localStorage.getItem(this.key(k)); } catch { return null; } },
   set(k, v) { try { if (v === null) localStorage.removeItem(this.key(k)); else localStorage.setItem(this.key(k), v); } catch { /* storage blocked */ } },
+  // Unsent replies hold patrons' details: none stays on a shared desk's
+  // computer once its librarian signs out (the other settings do).
+  clearDrafts() {
+    try {
+      const drafts = Object.keys(localStorage).filter((k) => k.startsWith(this.key("draft.")));
+      for (const k of drafts) localStorage.removeItem(k);
+    } catch { /* storage blocked */ }
+  },
 };
 
 // --- the title: how many need me -----------------------------------------------
@@ -602,6 +610,7 @@ $("logout").onclick = async () => {
     if (err.status === 429) { $("chat-error").textContent = `Not signed out: ${err.message}`; return; }
     /* otherwise signed out already */
   }
+  pref.clearDrafts();
   location.reload();
 };
 

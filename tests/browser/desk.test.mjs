@@ -342,3 +342,21 @@ test("a desk whose sign-in ended elsewhere goes back to the sign-in form instead
   assert.equal(sockets, before, "no socket after the sign-out, not a reconnect loop");
   assert.ok(await ann.locator("#login").isVisible(), "the sign-in form is shown");
 });
+
+test("signing out leaves no unsent reply in the browser; other settings stay", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Dora", "A question with my address in it");
+  await ann.getByRole("button", { name: /Accept: Dora/ }).click();
+  await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  await ann.locator("#text").pressSequentially("Dora, your address 12 Elm St is");
+  const drafts = () => ann.evaluate(() => Object.keys(localStorage).filter((k) => k.includes(".draft.")));
+  await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
+  await ann.evaluate(() => localStorage.setItem("refdesk.kept", "a setting"));
+  await ann.click("#logout");
+  await ann.locator("#login").waitFor({ state: "visible" });
+  assert.deepEqual(await drafts(), [], "the unsent reply is gone");
+  assert.equal(await ann.evaluate(() => localStorage.getItem("refdesk.kept")), "a setting");
+  for (const p of [ann, patron]) await p.context().close();
+});

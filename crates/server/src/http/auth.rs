@@ -139,9 +139,14 @@ pub(crate) fn from_this_machine(
 /// and a client that says so is not told it was. The stale cookie is
 /// cleared either way.
 #[utoipa::path(post, path = "/api/logout", tag = "sign-in", security(("staff" = [])),
-    responses((status = 200, description = "signed out; the cookie is cleared", body = SignedOut)))]
+    responses((status = 200, description = "signed out; the cookie is cleared, and the browser's cache of this site (`Clear-Site-Data: \"cache\"`)", body = SignedOut)))]
 async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> Response {
-    let clear = AppendHeaders([(SET_COOKIE, format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))]);
+    let clear = AppendHeaders([
+        (SET_COOKIE, format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")),
+        // What the browser kept of the desk's pages (a shared computer at
+        // the desk): the page itself removes its unsent replies.
+        (axum::http::HeaderName::from_static("clear-site-data"), "\"cache\"".to_owned()),
+    ]);
     let Some(token) = cookie_token(&headers) else {
         return ApiError::from(AppError::Unauthenticated).into_response();
     };

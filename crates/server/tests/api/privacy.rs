@@ -291,3 +291,22 @@ async fn logs_never_carry_patron_names_addresses_message_text_or_tokens() {
         assert!(!logs.contains(needle), "the logs carry {needle:?}");
     }
 }
+
+#[tokio::test]
+async fn no_cache_keeps_what_the_api_answers_and_signing_out_clears_the_browsers() {
+    // A shared computer at the desk: what its browser cached of a patron's
+    // question must not outlive the librarian's sign-in (nor an erasure).
+    let app = crate::helpers::spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "My card number is 1234").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    for path in [format!("/api/questions/{q}"), "/api/questions/export".into(), "/api/libraries".into()] {
+        let res = ann.http.get(format!("{}{path}", ann.base())).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["cache-control"], "no-store", "{path}");
+    }
+    let res = ann.http.post(format!("{}/api/logout", ann.base())).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["clear-site-data"], "\"cache\"");
+}
