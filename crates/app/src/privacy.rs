@@ -80,7 +80,8 @@ impl App {
     }
 
     /// Every chat of the admin's libraries that carries `email` as the
-    /// patron's address or transcript address.
+    /// patron's address or transcript address, or where an answer was
+    /// e-mailed to it.
     pub async fn patron_chats(&self, staff: &Staff, email: &str) -> AppResult<Vec<PatronChat>> {
         let email = checked_email(email)?;
         let scope = self.privacy_scope(staff).await?;

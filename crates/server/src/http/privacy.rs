@@ -112,7 +112,8 @@ struct PatronChatView {
 }
 
 /// Every chat and question of my libraries whose patron e-mail or
-/// transcript address is `email` (library admins and above), newest first.
+/// transcript address is `email`, or where an answer was e-mailed to it, in
+/// any letter case (library admins and above), newest first.
 /// A `POST` that changes nothing, so that the address stays out of URLs.
 #[utoipa::path(post, path = "/api/privacy/patron", tag = "privacy", security(("staff" = [])),
     request_body = FindRequest,

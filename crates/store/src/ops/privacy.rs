@@ -91,6 +91,7 @@ async fn erase_question<D: Db>(db: &mut D, q: QuestionId, name: Option<&str>) ->
         }
     }
     db.exec(OUTBOX_OF_QUESTION, args![q.0]).await?;
+    db.exec("DELETE FROM answer_addresses WHERE question_id = ?1", args![q.0]).await?;
     Ok(())
 }
 
@@ -171,20 +172,86 @@ pub(crate) fn forget_spent(one: bool) -> String {
     )
 }
 
-/// The chats of `libraries` with an address as the patron's or the
-/// transcript's (binds it), newest first: each branch says its column is
-/// set, so that SQLite takes the partial indexes of the addresses.
-pub(crate) fn patron_sessions_sql(libraries: &[LibraryId]) -> String {
+/// The chats of `libraries` an address was given or used on: as the
+/// patron's, as the transcript's, or where an answer was e-mailed (a
+/// librarian may answer to an address the patron gave in the chat). Each
+/// row says which address it was found by, newest chat first; a chat may
+/// come once for each. Each branch says its column is set, so that SQLite
+/// takes the partial indexes of the addresses.
+///
+/// Binds the address, compared in any ASCII letter case (through the
+/// addresses' indexes); with `pattern`, a `LIKE` pattern instead (see
+/// [`AddressQuery`]), which reads every address.
+pub(crate) fn patron_sessions_sql(libraries: &[LibraryId], pattern: bool) -> String {
+    let is = |column: &str| {
+        if pattern {
+            format!("lower({column}) LIKE ?1 ESCAPE '\\'")
+        } else {
+            format!("lower({column}) = lower(?1)")
+        }
+    };
     format!(
         "SELECT s.id AS session_id, q.id AS question_id, s.library_id AS library_id,
                 s.created_at AS created_at, s.state AS state, s.patron_name AS patron_name,
-                s.question_text AS question_text
-         FROM sessions s LEFT JOIN questions q ON q.session_id = s.id
-         WHERE ((s.patron_email IS NOT NULL AND lower(s.patron_email) = lower(?1))
-             OR (s.transcript_to IS NOT NULL AND lower(s.transcript_to) = lower(?1))) AND {}
-         ORDER BY s.created_at DESC, s.id DESC LIMIT 1000",
-        within("s.library_id", libraries)
+                s.question_text AS question_text, hit.address AS address
+         FROM (SELECT id AS session_id, patron_email AS address FROM sessions
+                 WHERE patron_email IS NOT NULL AND {}
+               UNION ALL
+               SELECT id, transcript_to FROM sessions WHERE transcript_to IS NOT NULL AND {}
+               UNION ALL
+               SELECT aq.session_id, a.address FROM answer_addresses a JOIN questions aq ON aq.id = a.question_id
+                 WHERE {}) hit
+         JOIN sessions s ON s.id = hit.session_id LEFT JOIN questions q ON q.session_id = s.id
+         WHERE {}
+         ORDER BY s.created_at DESC, s.id DESC LIMIT {}",
+        is("patron_email"),
+        is("transcript_to"),
+        is("a.address"),
+        within("s.library_id", libraries),
+        3 * PATRON_SESSIONS_MAX
     )
+}
+
+/// The most chats [`Privacy::patron_sessions`] lists.
+const PATRON_SESSIONS_MAX: usize = 1000;
+
+/// How the stores look an address up, so that both find the same chats.
+/// SQLite's `lower` folds ASCII letters alone (it is built without ICU),
+/// PostgreSQL's by its locale: the stores find the candidates, and Rust's
+/// Unicode folding ([`fold`]) decides. An address in ASCII (nearly all) is
+/// compared in the indexes; one with other letters is matched as a
+/// `LIKE` pattern in which each of them may be any one letter.
+pub(crate) enum AddressQuery {
+    /// ASCII: compared with `lower(…) = lower(?1)`.
+    Exact(String),
+    /// Not ASCII: a pattern for `lower(…) LIKE ?1`.
+    Pattern(String),
+}
+
+impl AddressQuery {
+    pub(crate) fn new(address: &str) -> AddressQuery {
+        if address.is_ascii() {
+            return AddressQuery::Exact(address.to_owned());
+        }
+        let mut pattern = String::with_capacity(address.len());
+        for c in address.chars() {
+            match c {
+                '%' | '_' | '\\' => {
+                    pattern.push('\\');
+                    pattern.push(c);
+                }
+                c if c.is_ascii() => pattern.push(c.to_ascii_lowercase()),
+                _ => pattern.push('_'),
+            }
+        }
+        AddressQuery::Pattern(pattern)
+    }
+}
+
+/// An address as compared when erasing by address: trimmed, in lower case
+/// by Unicode's rules.
+pub(crate) fn fold(address: &str) -> String {
+    address.trim().to_lowercase()
 }
 
 async fn erase<D: Db>(
@@ -336,13 +403,26 @@ impl<B: Backend> Privacy for B {
     }
 
     async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>> {
-        // Folded by the database on both sides: PostgreSQL's `lower` folds
-        // more than ASCII, and both sides must fold alike.
-        let email = email.trim().to_owned();
-        self.read_long(move |db| {
-            Box::pin(async move { db.rows(&patron_sessions_sql(&libraries), args![&email], patron_session).await })
-        })
-        .await
+        let wanted = fold(email);
+        let (sql, bound) = match AddressQuery::new(email.trim()) {
+            AddressQuery::Exact(a) => (patron_sessions_sql(&libraries, false), a),
+            AddressQuery::Pattern(p) => (patron_sessions_sql(&libraries, true), p),
+        };
+        let hits = self
+            .read_long(move |db| {
+                Box::pin(
+                    async move { db.rows(&sql, args![&bound], |r| Ok((patron_session(r)?, r.text("address")?))).await },
+                )
+            })
+            .await?;
+        let mut found: Vec<PatronSession> = Vec::new();
+        for (chat, address) in hits {
+            if fold(&address) == wanted && !found.iter().any(|f| f.session == chat.session) {
+                found.push(chat);
+            }
+        }
+        found.truncate(PATRON_SESSIONS_MAX);
+        Ok(found)
     }
 
     async fn privacy_log(&self, libraries: Vec<LibraryId>, limit: u32) -> Result<Vec<PrivacyEntry>> {

@@ -27,4 +27,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/018.sql"),
     include_str!("migrations/019.sql"),
     include_str!("migrations/020.sql"),
+    include_str!("migrations/021.sql"),
 ];

@@ -196,6 +196,11 @@ pub(crate) async fn insert_timeline<D: Db>(
         args![q.0, now, actor.map(|s| s.id.0), actor.map_or("refdesk", |s| s.display_name.as_str()), &json],
     )
     .await?;
+    // Where an answer went, for erasing by address (it may be an address
+    // the patron gave in the chat, not the chat's own).
+    if let Change::Answer { emailed_to: Some(to), .. } = change {
+        db.exec("INSERT INTO answer_addresses (question_id, address) VALUES (?1, ?2)", args![q.0, to]).await?;
+    }
     Ok(())
 }
 

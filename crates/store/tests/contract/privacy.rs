@@ -13,7 +13,8 @@ on_every_backend!(
     a_deleted_transcript_keeps_its_last_line_so_the_next_takes_a_new_number,
     retention_periods_and_what_they_make_due,
     a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read,
-    nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased
+    nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased,
+    an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores
 );
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
@@ -202,4 +203,34 @@ async fn nothing_personal_is_written_on_a_question_once_its_patrons_data_is_eras
     let after = s.timeline(q).await.unwrap();
     assert!(after[held..].iter().any(|t| t.change.kind() == "follow_up"), "{after:?}");
     assert!(after.iter().all(|t| !matches!(t.change, Change::Note { .. } | Change::Answer { .. })), "{after:?}");
+}
+
+/// Erasing by address finds a chat by where its answers were e-mailed too
+/// (a librarian may answer to an address the patron gave in the chat), and
+/// both stores fold letters beyond ASCII alike (SQLite's `lower` folds
+/// ASCII alone). Once erased, the answer's address is found no more.
+async fn an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores(b: &Backend) {
+    let s = &*b.store;
+    let lib = b.w.library.placement.library;
+    let a = chatting(s, &b.w, Some("pat@example.org"), "m1", 10).await;
+    let q = s.session(a).await.unwrap().unwrap().ctx.question.unwrap();
+    let answer =
+        Change::Answer { body: "Dear Jörg".into(), emailed_to: Some("Jörg@Example.org".into()), in_chat: false };
+    let plan: refdesk_store::Plan =
+        Box::new(move |_, _| Ok(refdesk_store::QuestionPlan { entries: vec![answer], ..Default::default() }));
+    s.act_on_question(q, b.w.ann.clone(), plan, 11).await.unwrap();
+    let u = chatting(s, &b.w, Some("ÅSA@example.org"), "m2", 20).await;
+    let _other = chatting(s, &b.w, Some("asa@example.org"), "m3", 30).await;
+
+    let sessions = |found: Vec<refdesk_store::PatronSession>| found.into_iter().map(|f| f.session).collect::<Vec<_>>();
+    assert_eq!(sessions(s.patron_sessions("jÖRG@example.ORG", vec![lib]).await.unwrap()), [a], "the answer's address");
+    assert_eq!(sessions(s.patron_sessions("åsa@EXAMPLE.org", vec![lib]).await.unwrap()), [u], "Å and å, not a");
+    assert_eq!(sessions(s.patron_sessions("pat@example.org", vec![lib]).await.unwrap()), [a]);
+    assert!(s.patron_sessions("j%rg@example.org", vec![lib]).await.unwrap().is_empty(), "no wildcards");
+    assert!(s.patron_sessions("jörg@example.org", vec![b.w.other.placement.library]).await.unwrap().is_empty());
+
+    s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 40).await.unwrap();
+    let why = ErasureReason::Request(b.w.carla.id);
+    assert_eq!(s.erase(vec![a], Transcripts::Mask, why, 41).await.unwrap(), 1);
+    assert!(s.patron_sessions("jörg@example.org", vec![lib]).await.unwrap().is_empty(), "erased with the chat");
 }
