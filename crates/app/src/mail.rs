@@ -47,6 +47,10 @@ pub struct MailConfig {
     pub retry_initial_ms: u64,
     /// Longest wait between retries, in milliseconds.
     pub retry_max_ms: u64,
+    /// Keep every e-mail in the outbox and send (or write) none: after a
+    /// restore, until the erasures made since the backup are repeated; while
+    /// the SMTP server is changed. Unset it and restart to send them.
+    pub hold: bool,
     /// The service's public URL (the server's `public_url`), linked at the
     /// foot of every e-mail. Not a setting of its own.
     #[serde(skip)]
@@ -60,6 +64,7 @@ impl Default for MailConfig {
             from: "refdesk <noreply@localhost>".into(),
             retry_initial_ms: 2_000,
             retry_max_ms: 600_000,
+            hold: false,
             public_url: None,
         }
     }
@@ -73,6 +78,7 @@ impl std::fmt::Debug for MailConfig {
             .field("from", &self.from)
             .field("retry_initial_ms", &self.retry_initial_ms)
             .field("retry_max_ms", &self.retry_max_ms)
+            .field("hold", &self.hold)
             .finish()
     }
 }
@@ -323,6 +329,12 @@ impl Mailer {
     /// Delivers until `shutdown` resolves: whatever is due, then sleeps until
     /// the next retry or until a new e-mail is queued.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        if self.config.hold {
+            tracing::warn!(
+                "mail.hold is set: every e-mail stays in the outbox and none is sent; unset it and restart to send them"
+            );
+            return shutdown.await;
+        }
         tokio::pin!(shutdown);
         self.warn_of_setup();
         loop {

@@ -64,3 +64,28 @@ async fn an_email_taken_by_the_mailer_is_not_sent_once_its_patron_is_erased() {
     assert!(!text.contains("erase.me"), "nothing of the erased patron's");
     assert_eq!(store.next_mail_due().await.unwrap(), None, "nothing left to send");
 }
+
+/// With `mail.hold` (after a restore, until the erasures made since the
+/// backup are repeated) every e-mail stays in the outbox, none is written
+/// or sent; without it, the same mailer sends what waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_mailer_sends_nothing_and_the_mail_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
+    demo::load(&app).await.unwrap();
+    ended_chat_with_transcript(&app, "held@example.org").await;
+
+    let run = |hold: bool| {
+        let config = MailConfig { hold, ..MailConfig::default() };
+        let mailer = Mailer::new(app.clone(), config, dir.path().to_path_buf()).unwrap();
+        mailer.run(tokio::time::sleep(std::time::Duration::from_millis(500)))
+    };
+    run(true).await;
+    assert!(files(dir.path()).is_empty(), "nothing written while held");
+    assert!(store.next_mail_due().await.unwrap().is_some(), "the transcript waits in the outbox");
+    run(false).await;
+    assert_eq!(files(dir.path()).len(), 1, "sent once no longer held");
+    assert_eq!(store.next_mail_due().await.unwrap(), None);
+}

@@ -35,8 +35,9 @@ pub fn backup(config: &Config, to: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `refdesk restore --from FILE`.
-pub fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
+/// `refdesk restore --from FILE`; `with` names the configuration file and
+/// data folder for the command it advises next.
+pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
     if config.database_url.is_some() {
         bail!("{}", postgres_refused("restore"));
     }
@@ -61,7 +62,12 @@ pub fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
         Some(aside) => println!("the database it replaced is kept as {}", aside.display()),
         None => println!("there was no database there before"),
     }
-    println!("next: `refdesk serve` (it brings an older schema up to date as it starts)");
+    // The outbox is the backup's: e-mails of patrons erased since would go
+    // out at the start (docs/operations.md, "Restore").
+    println!(
+        "next: `REFDESK_MAIL_HOLD=true refdesk{with} serve` (it brings an older schema up to date as it starts; the \
+         e-mail waits), repeat the erasures on request made since the backup, then serve without REFDESK_MAIL_HOLD"
+    );
     Ok(())
 }
 

@@ -557,7 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { command } => user_command(&cli, command).await,
         Command::Backup { to, force } => backup::backup(&offline(load_config(&cli)?), to, *force),
-        Command::Restore { from } => backup::restore(&offline(load_config(&cli)?), from),
+        Command::Restore { from } => backup::restore(&offline(load_config(&cli)?), from, &same_folder(&cli)),
         Command::Serve { listen, demo } => serve(&cli, *listen, *demo).await,
     }
 }
@@ -699,12 +699,19 @@ fn print_next(cli: &Cli, admin: &str) -> anyhow::Result<()> {
         None => println!("the database is {}", std::fs::canonicalize(config.database_path())?.display()),
         Some(_) => println!("the database is the PostgreSQL one of database_url"),
     }
+    let with = same_folder(cli);
+    println!("next: `refdesk{with} serve`, then sign in at /desk as {admin} to add staff and libraries");
+    Ok(())
+}
+
+/// The flags that name this command's configuration file and data folder,
+/// for the next command it advises (` --config FILE --data-dir DIR`).
+fn same_folder(cli: &Cli) -> String {
     let mut with = cli.config.as_ref().map(|f| format!(" --config {}", f.display())).unwrap_or_default();
     if let Some(dir) = &cli.data_dir {
         with += &format!(" --data-dir {}", dir.display());
     }
-    println!("next: `refdesk{with} serve`, then sign in at /desk as {admin} to add staff and libraries");
-    Ok(())
+    with
 }
 
 /// `refdesk library …`.

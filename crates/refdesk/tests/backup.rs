@@ -200,6 +200,9 @@ async fn a_backup_taken_under_load_restores_every_message_acknowledged_before_it
     let out = refdesk(&data, &["restore", "--from", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("there was no database there before"), "{}", text(&out));
+    // What to run next names the same data folder, with the e-mail held.
+    let next = format!("`REFDESK_MAIL_HOLD=true refdesk --data-dir {} serve`", data.display());
+    assert!(text(&out).contains(&next), "{}", text(&out));
     let in_backup = stored(&data.join("refdesk.sqlite3"));
     let due: Vec<&Acked> = sent.iter().filter(|m| m.at < began).collect();
     assert!(due.len() >= before, "{} acknowledged before the backup, {before} counted", due.len());
@@ -256,6 +259,12 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     assert!(!out.status.success());
     assert!(text(&out).contains("is the database itself"), "{}", text(&out));
     assert_eq!(snapshot(live.path()), was);
+
+    // A folder given as the backup's file is said to be one, --force or
+    // not (it failed renaming the copy onto it).
+    let out = refdesk(live.path(), &["backup", "--to", &arg(&backups.path().to_path_buf()), "--force"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is a folder: give the backup's file in it"), "{}", text(&out));
 
     // A backup into a folder that is not there says which folder.
     let nowhere = backups.path().join("no-such-folder");

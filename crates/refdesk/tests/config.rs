@@ -160,6 +160,33 @@ fn a_misspelt_variable_is_warned_about_and_refused_by_the_check() {
     assert!(!err(&o).contains("REFDESK_TEST_BACKEND is"), "{}", err(&o));
 }
 
+/// Every setting answers to `REFDESK_` and its name, the SMTP URL too
+/// (unset by default, it had only a short name, and the rule's name was
+/// warned about and ignored: the mail was filed, not sent); two names of
+/// one setting that disagree are refused, not one taken without a word.
+#[test]
+fn every_setting_answers_to_its_rules_name_and_two_names_that_disagree_are_refused() {
+    let url = "smtp://127.0.0.1:2525";
+    let o = refdesk(None, &[("REFDESK_MAIL_SMTP_URL", url), ("REFDESK_MAIL_HOLD", "true")], &["config"]);
+    assert!(o.status.success() && !err(&o).contains("not a refdesk setting"), "{}", err(&o));
+    let shown: toml::Table = toml::from_str(&out(&o)).expect("the output is TOML");
+    assert_eq!(shown["mail"]["smtp_url"].as_str(), Some(url));
+    assert_eq!(shown["mail"]["hold"].as_bool(), Some(true));
+    let o = refdesk(None, &[("REFDESK_MAIL_SMTP_URL", url), ("REFDESK_SMTP_URL", url)], &["config", "--check"]);
+    assert!(o.status.success(), "the same value twice: {}", err(&o));
+    let o = refdesk(None, &[("REFDESK_MAIL_SMTP_URL", url), ("REFDESK_SMTP_URL", "smtp://[::1]:25")], &["config"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("REFDESK_SMTP_URL and REFDESK_MAIL_SMTP_URL both set mail.smtp_url"), "{}", err(&o));
+    let both = [("REFDESK_LIMITS_BLOCK_HOURS", "48"), ("REFDESK_BLOCK_HOURS", "12")];
+    let o = refdesk(None, &both, &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("REFDESK_LIMITS_BLOCK_HOURS and REFDESK_BLOCK_HOURS both set limits.block_hours"),
+        "{}",
+        err(&o)
+    );
+}
+
 #[test]
 fn the_printed_configuration_keeps_what_makes_a_link_secure_and_refuses_to_run_with_its_hidden_secrets() {
     let env = [("REFDESK_SMTP_URL", "smtp://mailer:hunter2@mail.example.org:587?tls=required")];

@@ -340,8 +340,17 @@ impl Config {
                 v.parse().with_context(|| format!("REFDESK_SECURE_COOKIES={v:?} must be true or false"))?;
         }
         self.apply_ops_env(&get)?;
-        if let Some(v) = get("REFDESK_SMTP_URL") {
-            self.mail.smtp_url = Some(v).filter(|v| !v.is_empty());
+        // Its own name and the one every setting's follows (unset by
+        // default, it has no `REFDESK_<NAME>` of the settings').
+        match (get("REFDESK_SMTP_URL"), get("REFDESK_MAIL_SMTP_URL")) {
+            (Some(a), Some(b)) if a != b => {
+                anyhow::bail!(
+                    "REFDESK_SMTP_URL and REFDESK_MAIL_SMTP_URL both set mail.smtp_url, to different values: set one \
+                     of them"
+                )
+            }
+            (Some(v), _) | (None, Some(v)) => self.mail.smtp_url = Some(v).filter(|v| !v.is_empty()),
+            (None, None) => {}
         }
         if let Some(v) = get("REFDESK_MAIL_FROM") {
             self.mail.from = v;
@@ -670,6 +679,7 @@ const ENV_SET: &[(&str, &str)] = &[
     ("REFDESK_TRUSTED_PROXIES", "trusted_proxies"),
     ("REFDESK_SECURE_COOKIES", "secure_cookies"),
     ("REFDESK_SMTP_URL", "mail.smtp_url"),
+    ("REFDESK_MAIL_SMTP_URL", "mail.smtp_url"),
     ("REFDESK_MAIL_FROM", "mail.from"),
     ("REFDESK_METRICS_LISTEN", "metrics_listen"),
     ("REFDESK_LOG_FORMAT", "log_format"),

@@ -40,6 +40,7 @@ const OTHER_VARIABLES: &[&str] = &[
     "REFDESK_TRUSTED_PROXIES",
     "REFDESK_SECURE_COOKIES",
     "REFDESK_SMTP_URL",
+    "REFDESK_MAIL_SMTP_URL",
     "REFDESK_MAIL_FROM",
     "REFDESK_MAX_MESSAGE_CHARS",
     "REFDESK_MAX_CONNECTIONS",
@@ -157,10 +158,16 @@ impl Config {
     /// documentation).
     pub fn apply_env_settings(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         for (path, vars) in Config::setting_names() {
-            for var in vars {
-                if let Some(v) = get(&var) {
-                    self.set(&path, &v, &var)?;
+            let set: Vec<(String, String)> = vars.into_iter().filter_map(|var| get(&var).map(|v| (var, v))).collect();
+            // Two names of one setting that disagree: neither is taken
+            // over the other without a word.
+            if let [(a, x), (b, y), ..] = set.as_slice() {
+                if x != y {
+                    return Err(anyhow!("{a} and {b} both set {path}, to different values: set one of them"));
                 }
+            }
+            if let Some((var, v)) = set.first() {
+                self.set(&path, v, var)?;
             }
         }
         Ok(())

@@ -147,6 +147,13 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
             )));
         }
     }
+    if to.is_dir() {
+        return Err(StoreError::backend(format!(
+            "{} is a folder: give the backup's file in it (such as {})",
+            to.display(),
+            to.join("refdesk.sqlite3").display()
+        )));
+    }
     if to.exists() && !force {
         return Err(StoreError::backend(format!(
             "{} already exists; refusing to overwrite it (give another file, or --force to replace it)",
