@@ -51,7 +51,21 @@ async function load() {
     for (const input of [online, offline, color, text, position]) input.oninput = input.onchange = () => { code.value = snippetOf(); };
     const copy = el("button", { type: "button", class: "secondary" }, "Copy snippet");
     copy.onclick = async () => { code.select(); try { await navigator.clipboard.writeText(code.value); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };
-    const section = el("section", { "aria-labelledby": `h-${id}` }, el("h2", { id: `h-${id}` }, lib.name),
+    // Its name as patrons see it (a typo, or a library that renames itself);
+    // its address and snippets stay.
+    const heading = el("h2", { id: `h-${id}` }, lib.name);
+    const [name, nameBox] = field("name", "Library name, as patrons see it", { value: lib.name, maxlength: 200 });
+    const rename = el("button", { type: "button", class: "secondary" }, "Rename");
+    rename.onclick = async () => {
+      $("error").textContent = "";
+      try {
+        const done = await api(`/api/libraries/${encodeURIComponent(lib.slug)}`, { method: "POST", body: { name: name.value } });
+        heading.textContent = lib.name = done.name;
+        $("status").textContent = `Renamed to ${done.name}.`;
+      } catch (err) { $("error").textContent = err.message; }
+    };
+    const section = el("section", { "aria-labelledby": `h-${id}` }, heading,
+      el("div", { class: "row" }, nameBox, el("div", {}, rename)),
       el("div", { class: "row" }, onlineBox, offlineBox),
       el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
       el("label", { for: `snippet-${id}` }, "Widget snippet"), code, el("p", {}, copy));

@@ -37,7 +37,15 @@ function row(s) {
     const password = prompt(`New password for ${s.display_name} (${rule})`);
     if (password) update(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`);
   };
-  return cells(role, s.id === me.id ? [reset] : [toggle, " ", reset]);
+  // A typo, or a new name: lines already written keep the old one.
+  const rename = el("button", { type: "button", class: "secondary" }, "Rename");
+  rename.onclick = () => {
+    const name = prompt(`New display name for ${s.display_name} (their sign-ins end)`, s.display_name);
+    if (name && name.trim() && name.trim() !== s.display_name) {
+      update(s.id, { display_name: name }, `${s.display_name} is now ${name.trim()}; their sign-ins ended.`);
+    }
+  };
+  return cells(role, s.id === me.id ? [reset, " ", rename] : [toggle, " ", reset, " ", rename]);
 }
 
 async function load() {

@@ -9,7 +9,7 @@ use refdesk_domain::ids::{CooperativeId, InstitutionId, StaffId};
 use refdesk_domain::org::{Placement, Role, Staff};
 use refdesk_domain::question::default_codes;
 use refdesk_domain::{input, DomainError};
-use refdesk_store::{InstitutionRecord, LibraryRecord, NewStaff, StoreError};
+use refdesk_store::{InstitutionRecord, LibraryRecord, Named, NewStaff, StoreError};
 
 /// A new cooperative, as `refdesk setup` takes it.
 #[derive(Clone)]
@@ -158,6 +158,35 @@ impl App {
             .ok_or(DomainError::NotFound("cooperative"))?;
         let id = self.store.create_institution(cooperative, &name).await?;
         Ok(InstitutionRecord { id, name, cooperative, cooperative_name })
+    }
+
+    /// Gives a library, an institution or a cooperative a new name: the
+    /// operator's CLI (`None`), or an admin whose role covers it (a
+    /// library's admins rename it, an institution's admins the institution,
+    /// cooperative admins the cooperative). What was written under the old
+    /// name keeps it; lists and widgets show the new one within seconds.
+    pub async fn rename(&self, actor: Option<&Staff>, what: Named, name: &str) -> AppResult<()> {
+        let name = required("name", name, 200)?;
+        if let Some(staff) = actor {
+            let (action, target) = match what {
+                Named::Library(id) => {
+                    let all = self.store.libraries().await?;
+                    let lib = all.iter().find(|l| l.placement.library == id).ok_or(DomainError::NotFound("library"))?;
+                    (Admin::RenameLibrary, lib.placement)
+                }
+                Named::Institution(id) => {
+                    let all = self.store.institutions().await?;
+                    let inst = all.iter().find(|i| i.id == id).ok_or(DomainError::NotFound("institution"))?;
+                    let target = Placement { institution: id, cooperative: inst.cooperative, ..staff.home };
+                    (Admin::RenameInstitution, target)
+                }
+                Named::Cooperative(id) => (Admin::RenameCooperative, Placement { cooperative: id, ..staff.home }),
+            };
+            authorize_admin(staff, action, &target)?;
+        }
+        self.store.rename(what, &name).await?;
+        self.library_added();
+        Ok(())
     }
 
     /// Adds a library: the operator's CLI (`None`, an institution named), an

@@ -297,8 +297,8 @@ impl App {
         Ok(all.into_iter().filter(|e| actor.role_covers(&e.staff.home)).collect())
     }
 
-    /// Changes a colleague's role, disables or enables them, or resets their
-    /// password — within scope, only below one's own role (DESIGN §2), or
+    /// Changes a colleague's role, disables or enables them, resets their
+    /// password or gives them a new display name — within scope, only below one's own role (DESIGN §2), or
     /// one's own account.
     pub async fn manage_staff(
         &self,
@@ -307,14 +307,23 @@ impl App {
         role: Option<Role>,
         disabled: Option<bool>,
         password: Option<&str>,
+        display_name: Option<&str>,
     ) -> AppResult<()> {
+        // A new name, as a new account's: one line of text.
+        let display_name = match display_name {
+            Some(name) => Some(
+                input::optional_line("display_name", Some(name), 100)?
+                    .ok_or_else(|| DomainError::invalid("display_name", "is required"))?,
+            ),
+            None => None,
+        };
         let who = self.store.staff_by_id(target).await?.ok_or(DomainError::NotFound("staff member"))?;
         authorize_staff_change(actor, who.id, &who.home, who.role, role)?;
         if who.id == actor.id && (disabled == Some(true) || role.is_some_and(|r| r < actor.role)) {
             return Err(DomainError::Conflict("you cannot disable or demote yourself".into()).into());
         }
-        if role.is_none() && disabled.is_none() && password.is_none() {
-            return Err(DomainError::invalid("body", "change the role, disabled or password").into());
+        if role.is_none() && disabled.is_none() && password.is_none() && display_name.is_none() {
+            return Err(DomainError::invalid("body", "change the role, disabled, password or display_name").into());
         }
         // An admin's password is strong: a promotion into an admin role comes
         // with one (the account's own may have been a librarian's).
@@ -332,7 +341,8 @@ impl App {
         };
         let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
         let decided_on = Some((who.role, who.home.library));
-        self.store.update_staff(target, StaffUpdate { role, disabled, password_hash, decided_on }).await?;
+        let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name };
+        self.store.update_staff(target, update).await?;
         // The store forgot where the account signed in from; so does this
         // node (the others within a minute: `crate::signin`). A new password
         // also gives the account its attempts back on this node: a stranger's

@@ -272,6 +272,12 @@ pub enum Admin {
     Blocks,
     /// Set a library's retention period; find and erase a patron's data.
     Privacy,
+    /// Give a library a new name (its admins and those above).
+    RenameLibrary,
+    /// Give an institution a new name (its admins and cooperative admins).
+    RenameInstitution,
+    /// Give the cooperative a new name.
+    RenameCooperative,
 }
 
 /// Decides administration: library admins for their library's policy page
@@ -289,6 +295,9 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::EditCodes => (Role::CooperativeAdmin, "resolution codes are the cooperative admins' to change"),
         Admin::Blocks => (Role::LibraryAdmin, "blocks are for the library's admins"),
         Admin::Privacy => (Role::LibraryAdmin, "patron privacy is for the library's admins"),
+        Admin::RenameLibrary => (Role::LibraryAdmin, "a library is renamed by its admins"),
+        Admin::RenameInstitution => (Role::InstitutionAdmin, "an institution is renamed by its admins"),
+        Admin::RenameCooperative => (Role::CooperativeAdmin, "the cooperative is renamed by its admins"),
     };
     if staff.role >= needed && staff.role_covers(target) {
         Ok(())

@@ -39,6 +39,7 @@ use refdesk_app::{demo, App, Clock};
 use refdesk_domain::org::Role;
 use refdesk_server::config::LogFormat;
 use refdesk_server::Config;
+use refdesk_store::Named;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -160,6 +161,15 @@ enum Command {
 enum CooperativeCommand {
     /// Add a cooperative with its first institution, library and cooperative admin.
     Add(NewCooperativeArgs),
+    /// Give a cooperative a new name.
+    Rename {
+        /// The cooperative's id (see `refdesk list`).
+        #[arg(value_parser = record_id)]
+        id: i64,
+        /// Its new name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +181,15 @@ enum InstitutionCommand {
         /// The cooperative's id (see `refdesk list`).
         #[arg(long, value_parser = record_id)]
         cooperative: i64,
+    },
+    /// Give an institution a new name.
+    Rename {
+        /// The institution's id (see `refdesk list`).
+        #[arg(value_parser = record_id)]
+        id: i64,
+        /// Its new name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -193,6 +212,15 @@ enum LibraryCommand {
     Snippet {
         /// The library's address, as in /ask/<slug>.
         slug: String,
+    },
+    /// Give a library a new name, as patrons see it (its address, /ask/<slug>,
+    /// and its snippets stay).
+    Rename {
+        /// The library's address, as in /ask/<slug>.
+        slug: String,
+        /// Its new name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -537,6 +565,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_set_up(&done?, &args.admin);
             Ok(())
         }
+        Command::Cooperative { command: CooperativeCommand::Rename { id, name } } => {
+            rename(&cli, Named::Cooperative(refdesk_domain::ids::CooperativeId(*id)), name).await
+        }
+        Command::Institution { command: InstitutionCommand::Rename { id, name } } => {
+            rename(&cli, Named::Institution(refdesk_domain::ids::InstitutionId(*id)), name).await
+        }
         Command::Institution { command: InstitutionCommand::Add { name, cooperative } } => {
             let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
             let coop = refdesk_domain::ids::CooperativeId(*cooperative);
@@ -574,6 +608,17 @@ async fn user_command(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
         UserCommand::Enable { username } => update_user(cli, username, None, Some(false)).await,
         UserCommand::List => print_list(cli, true).await,
     }
+}
+
+/// `refdesk cooperative|institution|library rename`: the operator's, so
+/// no role is checked.
+async fn rename(cli: &Cli, what: Named, name: &str) -> anyhow::Result<()> {
+    let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+    let done = state.app.rename(None, what, name).await.map_err(by_id);
+    state.app.store().close().await;
+    done?;
+    println!("renamed to {}", name.trim());
+    Ok(())
 }
 
 /// `refdesk list` (the organisation) or `refdesk user list` (`staff`), on
@@ -726,6 +771,12 @@ async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<
             println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
             println!("its widget snippet: `refdesk library snippet {}`", l.slug);
             Ok(())
+        }
+        LibraryCommand::Rename { slug, name } => {
+            let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+            let found = state.app.library(slug).await.map_err(|e| anyhow::anyhow!("{e}"));
+            state.app.store().close().await;
+            rename(cli, Named::Library(found?.placement.library), name).await
         }
         LibraryCommand::Snippet { slug } => {
             let config = offline(existing(load_config(cli)?)?);

@@ -179,6 +179,18 @@ async fn a_new_service_is_set_up_without_the_demo_and_serves_its_first_patron() 
     let o = refdesk(dir.path(), &["library", "add", "nowhere", "--name", "Nowhere", "--institution", "99"], None);
     assert!(!o.status.success());
     assert!(text(&o).contains("there is no institution with that id"), "{}", text(&o));
+    // A typo is not for good: the operator renames (the address stays).
+    let o = refdesk(dir.path(), &["library", "rename", "north-main", "--name", "North Main Library (Downtown)"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refdesk(dir.path(), &["cooperative", "rename", "1", "--name", "North Shore Library Co-op"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refdesk(dir.path(), &["institution", "rename", "99", "--name", "Nowhere"], None);
+    assert!(!o.status.success() && text(&o).contains("there is no institution with that id"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["library", "rename", "north-main", "--name", " "], None);
+    assert!(!o.status.success() && text(&o).contains("name"), "{}", text(&o));
+    let o = refdesk(dir.path(), &["list"], None);
+    assert!(text(&o).contains("North Main Library (Downtown)"), "{}", text(&o));
+    assert!(text(&o).contains("North Shore Library Co-op"), "{}", text(&o));
     // The widget's snippet, for the library's own site: it loads from public_url.
     let o = refdesk(dir.path(), &["library", "snippet", "north-main"], None);
     assert!(!o.status.success() && text(&o).contains("set public_url first"), "{}", text(&o));

@@ -22,6 +22,10 @@ pub trait Organisation: Send + Sync {
     async fn create_institution(&self, coop: CooperativeId, name: &str) -> Result<InstitutionId>;
     /// Creates a library; its slug must be unique.
     async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord>;
+    /// Gives a cooperative, an institution or a library a new name (a
+    /// typo, or a library that renames itself); `NotFound` if it is not
+    /// there. What was written under the old name (chat lines, mail) keeps it.
+    async fn rename(&self, what: Named, name: &str) -> Result<()>;
     /// A library by its slug.
     async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>>;
     /// Every library.

@@ -351,6 +351,8 @@ pub struct StaffUpdate {
     pub disabled: Option<bool>,
     /// New argon2id hash.
     pub password_hash: Option<String>,
+    /// New display name (lines already written keep the name they had).
+    pub display_name: Option<String>,
     /// The role and home library the change was decided on (the actor's
     /// right to make it): if the account has another now (promoted or moved
     /// meanwhile), nothing changes (`Conflict`).
@@ -380,6 +382,17 @@ pub struct LibraryRecord {
     pub slug: String,
     /// Display name.
     pub name: String,
+}
+
+/// What a new name is given to ([`crate::api::Organisation::rename`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Named {
+    /// A cooperative.
+    Cooperative(CooperativeId),
+    /// An institution.
+    Institution(InstitutionId),
+    /// A library (its slug, in its widget snippets and links, stays).
+    Library(LibraryId),
 }
 
 /// An institution and the cooperative it belongs to.

@@ -16,10 +16,11 @@ use axum::http::StatusCode;
 use refdesk_app::{OfflineForm, Transfer};
 use refdesk_domain::chat::ConferenceMode;
 use refdesk_domain::event::{Availability, ImMessage};
-use refdesk_domain::ids::{LibraryId, SessionId, StaffId};
-use refdesk_domain::org::Role;
+use refdesk_domain::ids::{InstitutionId, LibraryId, SessionId, StaffId};
+use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::ResolutionCode;
-use serde::Deserialize;
+use refdesk_store::Named;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -46,6 +47,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_script))
         .routes(routes!(put_code))
         .routes(routes!(institutions, create_institution))
+        .routes(routes!(rename_institution))
+        .routes(routes!(rename_library))
+        .routes(routes!(rename_cooperative))
 }
 
 /// The institutions of my cooperative.
@@ -84,6 +88,87 @@ async fn create_institution(
 ) -> ApiResult<(StatusCode, axum::Json<InstitutionView>)> {
     let created = s.app.add_institution(Some(&staff), staff.home.cooperative, &body.name).await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
+}
+
+/// A new name.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewName {
+    /// The name, one line (at most 200 characters).
+    #[schema(max_length = 200)]
+    name: String,
+}
+
+/// What was renamed, by what name now.
+#[derive(Serialize, ToSchema)]
+struct Renamed {
+    /// The new name, as stored (trimmed).
+    name: String,
+}
+
+/// Gives a library, an institution or a cooperative a new name.
+async fn rename(s: &AppState, staff: &Staff, what: Named, name: &str) -> ApiResult<axum::Json<Renamed>> {
+    s.app.rename(Some(staff), what, name).await?;
+    Ok(axum::Json(Renamed { name: name.trim().to_owned() }))
+}
+
+/// Rename a library (a typo, or a library that renames itself): its admins
+/// and those above. Its slug, in widget snippets and links, stays; what was
+/// written under the old name (chat lines, e-mail) keeps it; the widget
+/// and the lists show the new one within 5 s.
+#[utoipa::path(post, path = "/api/libraries/{slug}", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's slug")),
+    request_body = NewName,
+    responses(
+        (status = 200, description = "renamed", body = Renamed),
+        (status = 403, description = "`forbidden`: not an admin of the library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+    ))]
+async fn rename_library(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+    Json(body): Json<NewName>,
+) -> ApiResult<axum::Json<Renamed>> {
+    let lib = s.app.library(&slug).await?;
+    rename(&s, &staff, Named::Library(lib.placement.library), &body.name).await
+}
+
+/// Rename an institution of my cooperative: its admins and cooperative
+/// admins.
+#[utoipa::path(post, path = "/api/institutions/{id}", tag = "admin", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the institution")),
+    request_body = NewName,
+    responses(
+        (status = 200, description = "renamed", body = Renamed),
+        (status = 403, description = "`forbidden`: not an admin of the institution", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+    ))]
+async fn rename_institution(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(id): Path<i64>,
+    Json(body): Json<NewName>,
+) -> ApiResult<axum::Json<Renamed>> {
+    rename(&s, &staff, Named::Institution(InstitutionId(id)), &body.name).await
+}
+
+/// Rename my cooperative: cooperative admins.
+#[utoipa::path(post, path = "/api/cooperative", tag = "admin", security(("staff" = [])),
+    request_body = NewName,
+    responses(
+        (status = 200, description = "renamed", body = Renamed),
+        (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+    ))]
+async fn rename_cooperative(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Json(body): Json<NewName>,
+) -> ApiResult<axum::Json<Renamed>> {
+    rename(&s, &staff, Named::Cooperative(staff.home.cooperative), &body.name).await
 }
 
 /// The chat monitor: My (sessions I am in) and ALL (live sessions in my
@@ -320,10 +405,15 @@ struct StaffUpdateBody {
     /// A new password.
     #[schema(min_length = 8)]
     password: Option<String>,
+    /// A new display name, one line (at most 100 characters): lines already
+    /// written keep the name they were written under.
+    #[schema(max_length = 100)]
+    display_name: Option<String>,
 }
 
-/// Change a staff member's role, disable or enable them, or reset their
-/// password; their sign-ins end.
+/// Change a staff member's role, disable or enable them, reset their
+/// password or give them a new display name; their sign-ins end (so that
+/// no open desk keeps the old role, password or name).
 #[utoipa::path(post, path = "/api/staff/{id}", tag = "staff", security(("staff" = [])),
     params(("id" = i64, Path, description = "the staff member")),
     request_body = StaffUpdateBody,
@@ -341,7 +431,7 @@ async fn staff_update(
     Json(b): Json<StaffUpdateBody>,
 ) -> ApiResult<axum::Json<StaffUpdated>> {
     let r = b.role.as_deref().map(role).transpose()?;
-    s.app.manage_staff(&staff, StaffId(id), r, b.disabled, b.password.as_deref()).await?;
+    s.app.manage_staff(&staff, StaffId(id), r, b.disabled, b.password.as_deref(), b.display_name.as_deref()).await?;
     Ok(axum::Json(StaffUpdated { updated: id }))
 }
 

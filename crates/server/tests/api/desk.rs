@@ -960,3 +960,66 @@ async fn made_up_library_names_are_answered_from_the_open_list_not_by_a_read_eac
     let r = http.post(app.url("/api/libraries/brand-new/chats")).json(&chat).send().await.unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
+
+/// A typo is not for good: a library's admins rename it (its address stays,
+/// and the open list shows the new name at once on this node), an
+/// institution's admins the institution, cooperative admins the
+/// cooperative, each only within their scope; a staff member's display name
+/// is changed as their role is, and lines already written keep the old one.
+#[tokio::test]
+async fn names_are_changed_by_those_whose_scope_covers_them_and_lines_keep_the_name_they_had() {
+    let app = spawn_app().await;
+    let (ann, carla, dev, erin) =
+        (app.staff("ann").await, app.staff("carla").await, app.staff("dev").await, app.staff("erin").await);
+    let name = |n: &str| json!({ "name": n });
+    let listed = || async {
+        let libs: Value = reqwest::get(app.url("/api/libraries")).await.unwrap().json().await.unwrap();
+        libs.as_array().unwrap().iter().find(|l| l["slug"] == "riverside-main").unwrap()["name"].clone()
+    };
+    assert_eq!(ann.post("/api/libraries/riverside-main", name("X")).await.0, 403, "librarians do not rename");
+    assert_eq!(carla.post("/api/libraries/lakeside-public", name("X")).await.0, 403, "another library");
+    assert_eq!(carla.post("/api/libraries/riverside-main", name("  ")).await.0, 422, "an empty name");
+    assert_eq!(carla.post("/api/libraries/no-such-library", name("X")).await.0, 404);
+    let (status, out) = carla.post("/api/libraries/riverside-main", name(" Riverside Main Library ")).await;
+    assert_eq!((status, out["name"].as_str()), (200, Some("Riverside Main Library")), "{out}");
+    assert_eq!(listed().await, "Riverside Main Library", "at once on this node");
+    let patron = app.start_chat("riverside-main", "Still at the same address?").await;
+    assert!(patron.session > 0);
+
+    let (_, insts) = dev.get("/api/institutions").await;
+    let id = insts.as_array().unwrap().iter().find(|i| i["name"] == "Riverside University").unwrap()["id"].clone();
+    let path = format!("/api/institutions/{id}");
+    assert_eq!(carla.post(&path, name("X")).await.0, 403, "library admins do not rename institutions");
+    assert_eq!(dev.post(&path, name("Riverside University (Main Campus)")).await.0, 200);
+    assert_eq!(dev.post("/api/cooperative", name("X")).await.0, 403, "cooperative admins only");
+    assert_eq!(erin.post("/api/cooperative", name("24/7 Reference Co-op")).await.0, 200);
+    let (_, insts) = erin.get("/api/institutions").await;
+    let renamed = insts.as_array().unwrap().iter().find(|i| i["id"] == id).unwrap();
+    assert_eq!(renamed["name"], "Riverside University (Main Campus)");
+    assert_eq!(renamed["cooperative_name"], "24/7 Reference Co-op");
+
+    // Ann's line before the new name keeps the old one; her sign-ins end.
+    ann.accept(patron.session).await;
+    ann.post(&format!("/api/sessions/{}/messages", patron.session), json!({"body": "Hello"})).await;
+    assert_eq!(
+        ann.post(&format!("/api/staff/{}", ann.id), json!({"display_name": "X"})).await.0,
+        403,
+        "a librarian manages no account, their own neither"
+    );
+    let (status, out) =
+        carla.post(&format!("/api/staff/{}", ann.id), json!({"display_name": "Ann Archer-Smith"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(ann.get("/api/me").await.0, 401, "her sign-ins ended");
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.get("/api/me").await.1["display_name"], "Ann Archer-Smith");
+    ann.post(&format!("/api/sessions/{}/messages", patron.session), json!({"body": "Still here"})).await;
+    let (_, chat) = ann.get(&format!("/api/sessions/{}", patron.session)).await;
+    let authors: Vec<(&str, &str)> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "message" && m["author"]["type"] == "staff")
+        .map(|m| (m["body"].as_str().unwrap(), m["author"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(authors, [("Hello", "Ann Archer"), ("Still here", "Ann Archer-Smith")]);
+}

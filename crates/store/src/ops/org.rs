@@ -7,7 +7,7 @@ use crate::sql::rows::{codes_of, not_found};
 use crate::sql::select as sel;
 use crate::sql::{args, int, Db};
 use crate::MAX_SCRIPTS_PER_OWNER;
-use crate::{InstitutionRecord, LibraryRecord, PolicyPage, Result, Script, ScriptOwner};
+use crate::{InstitutionRecord, LibraryRecord, Named, PolicyPage, Result, Script, ScriptOwner};
 use crate::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_LIBRARIES_PER_COOPERATIVE};
 use async_trait::async_trait;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
@@ -187,6 +187,24 @@ impl<B: Backend> Organisation for B {
     async fn create_library(&self, institution: InstitutionId, slug: &str, name: &str) -> Result<LibraryRecord> {
         let (slug, name) = (slug.to_owned(), name.to_owned());
         self.write(move |db| Box::pin(quiet(create_library(db, institution, slug, name)))).await
+    }
+
+    async fn rename(&self, what: Named, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        let (sql, id, thing) = match what {
+            Named::Cooperative(c) => ("UPDATE cooperatives SET name = ?2 WHERE id = ?1", c.0, "cooperative"),
+            Named::Institution(i) => ("UPDATE institutions SET name = ?2 WHERE id = ?1", i.0, "institution"),
+            Named::Library(l) => ("UPDATE libraries SET name = ?2 WHERE id = ?1", l.0, "library"),
+        };
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                match db.exec(sql, args![id, &name]).await? {
+                    0 => Err(not_found(thing)),
+                    _ => Ok(()),
+                }
+            }))
+        })
+        .await
     }
 
     async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>> {

@@ -181,6 +181,9 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
             db.exec(ENDED_MEMBERSHIPS, args![id.0]).await?;
         }
     }
+    if let Some(name) = &update.display_name {
+        db.exec("UPDATE staff SET display_name = ?2 WHERE id = ?1", args![id.0, name]).await?;
+    }
     if let Some(hash) = &update.password_hash {
         db.exec("UPDATE staff SET password_hash = ?2 WHERE id = ?1", args![id.0, hash]).await?;
     }

@@ -318,13 +318,24 @@ async fn a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_o
     let refused = s.transfer(a, w.ann.clone(), to_carla(), ok(), 11).await.unwrap_err();
     assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "off duty: {refused:?}");
     s.set_availability(w.carla.id, Availability::OnDuty, 12).await.unwrap();
-    let update = refdesk_store::StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None };
+    let update = refdesk_store::StaffUpdate {
+        role: None,
+        disabled: Some(true),
+        password_hash: None,
+        decided_on: None,
+        display_name: None,
+    };
     s.update_staff(w.carla.id, update).await.unwrap();
     let refused = s.transfer(a, w.ann.clone(), to_carla(), ok(), 13).await.unwrap_err();
     assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "disabled: {refused:?}");
     assert_eq!(s.session(a).await.unwrap().unwrap().ctx.librarian, Some(w.ann.id), "nothing changed");
-    let update =
-        refdesk_store::StaffUpdate { role: None, disabled: Some(false), password_hash: None, decided_on: None };
+    let update = refdesk_store::StaffUpdate {
+        role: None,
+        disabled: Some(false),
+        password_hash: None,
+        decided_on: None,
+        display_name: None,
+    };
     s.update_staff(w.carla.id, update).await.unwrap();
     s.set_availability(w.carla.id, Availability::OnDuty, 14).await.unwrap();
     let rec = s.transfer(a, w.ann.clone(), to_carla(), ok(), 15).await.unwrap();

@@ -7,13 +7,14 @@ use refdesk_domain::org::Role;
 use refdesk_domain::question::{default_codes, ResolutionCode};
 use refdesk_domain::DomainError;
 use refdesk_store::MAX_STAFF_PER_LIBRARY;
-use refdesk_store::{NewStaff, PolicyPage, ScriptOwner, StoreError};
+use refdesk_store::{Named, NewStaff, PolicyPage, ScriptOwner, StoreError};
 use refdesk_store::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_SCRIPTS_PER_OWNER};
 use std::collections::BTreeSet;
 
 on_every_backend!(
     a_store_is_empty_until_its_first_cooperative,
     a_library_slug_is_taken_once,
+    cooperatives_institutions_and_libraries_are_renamed_and_what_is_not_there_is_not_found,
     creating_under_a_parent_that_does_not_exist_is_not_found,
     a_library_policy_page_is_replaced_and_read_back,
     replacing_a_code_keeps_its_place_in_the_picker,
@@ -99,6 +100,23 @@ async fn a_library_slug_is_taken_once(b: &Backend) {
     let r = b.store.create_library(b.w.library.placement.institution, "main", "Again").await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
     assert_eq!(b.store.libraries().await.unwrap(), [b.w.library.clone(), b.w.other.clone()]);
+}
+
+/// A new name replaces the old one where it is read, and naming what is
+/// not there is NotFound on every backend.
+async fn cooperatives_institutions_and_libraries_are_renamed_and_what_is_not_there_is_not_found(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let p = w.library.placement;
+    s.rename(Named::Library(p.library), "Main Library").await.unwrap();
+    s.rename(Named::Institution(p.institution), "North University").await.unwrap();
+    s.rename(Named::Cooperative(p.cooperative), "North Co-op").await.unwrap();
+    assert_eq!(s.library_by_slug("main").await.unwrap().unwrap().name, "Main Library");
+    let inst = s.institutions().await.unwrap().into_iter().find(|i| i.id == p.institution).unwrap();
+    assert_eq!((inst.name.as_str(), inst.cooperative_name.as_str()), ("North University", "North Co-op"));
+    assert_eq!(s.library_by_slug(&w.other.slug).await.unwrap().unwrap(), w.other, "the other library is as it was");
+    assert!(not_found(&s.rename(Named::Library(LibraryId(999_999)), "X").await));
+    assert!(not_found(&s.rename(Named::Institution(InstitutionId(999_999)), "X").await));
+    assert!(not_found(&s.rename(Named::Cooperative(CooperativeId(999_999)), "X").await));
 }
 
 /// Issue 14's drift: SQLite reported a foreign-key failure as a database

@@ -113,17 +113,25 @@ async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since
         keep: 10,
     };
     // While her password was being checked, it was reset.
-    let reset =
-        StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()), decided_on: None };
+    let reset = StaffUpdate {
+        role: None,
+        disabled: None,
+        password_hash: Some("$argon2id$new".into()),
+        decided_on: None,
+        display_name: None,
+    };
     s.update_staff(w.ann.id, reset).await.unwrap();
     assert!(s.create_login(login("late")).await.unwrap().is_none(), "the old password signs no one in");
     assert!(s.staff_by_login("late", 0).await.unwrap().is_none());
     assert_eq!(s.known_networks("ann", 0).await.unwrap(), Some(vec![]), "nor is its network remembered");
     // Or she was disabled.
     let checked = s.staff_by_username("carla").await.unwrap().unwrap().password_hash;
-    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None })
-        .await
-        .unwrap();
+    s.update_staff(
+        w.carla.id,
+        StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None, display_name: None },
+    )
+    .await
+    .unwrap();
     let late =
         NewLogin { token_hash: "late".into(), staff: w.carla.id, expires: 100, password_hash: checked, from, keep: 10 };
     assert!(s.create_login(late).await.unwrap().is_none(), "a disabled account signs in no more");
@@ -182,18 +190,32 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
     assert_eq!(networks(0).await.len(), 5);
     s.update_staff(
         w.carla.id,
-        StaffUpdate { role: Some(Role::Librarian), disabled: None, password_hash: None, decided_on: None },
+        StaffUpdate {
+            role: Some(Role::Librarian),
+            disabled: None,
+            password_hash: None,
+            decided_on: None,
+            display_name: None,
+        },
     )
     .await
     .unwrap();
     assert_eq!(s.known_networks("carla", 0).await.unwrap().unwrap().len(), 1, "a new role changes nothing here");
-    let reset =
-        StaffUpdate { role: None, disabled: None, password_hash: Some("$argon2id$new".into()), decided_on: None };
+    let reset = StaffUpdate {
+        role: None,
+        disabled: None,
+        password_hash: Some("$argon2id$new".into()),
+        decided_on: None,
+        display_name: None,
+    };
     s.update_staff(w.ann.id, reset).await.unwrap();
     assert_eq!(networks(0).await, [], "a reset password forgets them");
-    s.update_staff(w.carla.id, StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None })
-        .await
-        .unwrap();
+    s.update_staff(
+        w.carla.id,
+        StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None, display_name: None },
+    )
+    .await
+    .unwrap();
     assert_eq!(s.known_networks("carla", 0).await.unwrap(), Some(vec![]), "so does disabling the account");
 }
 
