@@ -86,7 +86,13 @@ impl std::fmt::Debug for MailConfig {
 impl MailConfig {
     /// Refuses settings that cannot work.
     pub fn validate(&self) -> Result<(), String> {
-        self.from.parse::<Mailbox>().map_err(|e| format!("mail.from {:?} is not an address: {e}", self.from))?;
+        self.from.parse::<Mailbox>().map_err(|e| {
+            format!(
+                "mail.from {:?} is not an address ({e}): give one like \"Ask a Librarian <ask@library.example.org>\" \
+                 or ask@library.example.org",
+                self.from
+            )
+        })?;
         if let Some(url) = &self.smtp_url {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
                 return Err("mail.smtp_url must start with smtps:// (TLS from the start) or smtp:// (with \

@@ -310,6 +310,15 @@ fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
         if first.is_empty() {
             bail!("{} holds no password on its first line", path.display());
         }
+        // A space an editor left at the end would be part of the password,
+        // and signing in with what was meant would fail.
+        if first.trim() != first {
+            bail!(
+                "the password on the first line of {} begins or ends with a space or tab: remove it (a password \
+                 given in a file has none there)",
+                path.display()
+            );
+        }
         return Ok(first.to_owned());
     }
     if let Ok(p) = std::env::var("REFDESK_PASSWORD") {
@@ -686,6 +695,12 @@ async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled
         }
         e => anyhow::anyhow!("{e}"),
     });
+    // Disabling the cooperative's last cooperative admin leaves no one to
+    // manage its admins, codes and institutions: done, but said.
+    let lone = match (&done, disabled) {
+        (Ok(()), Some(true)) => last_cooperative_admin(state.app.store().as_ref(), username).await,
+        _ => None,
+    };
     state.app.store().close().await;
     done?;
     match (password, disabled) {
@@ -693,7 +708,29 @@ async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled
         (None, Some(true)) => println!("{username} is disabled; their sign-ins have ended"),
         _ => println!("{username} is enabled; they may sign in again"),
     }
+    if let Some(coop) = lone {
+        println!(
+            "note: {coop} has no enabled cooperative admin now; `refdesk user enable {username}` opens the account \
+             again, or add one with `refdesk user add … --role cooperative_admin`"
+        );
+    }
     Ok(())
+}
+
+/// The cooperative's name, when `username` is a cooperative admin and no
+/// other enabled one is left in it.
+async fn last_cooperative_admin(store: &dyn refdesk_store::Store, username: &str) -> Option<String> {
+    let who = store.staff_by_username(username).await.ok()??.staff;
+    if who.role != Role::CooperativeAdmin {
+        return None;
+    }
+    let all = store.staff_of(who.home.cooperative).await.ok()?;
+    let others = all.iter().any(|e| e.staff.id != who.id && e.staff.role == Role::CooperativeAdmin && !e.disabled);
+    if others {
+        return None;
+    }
+    let inst = store.institutions().await.ok()?;
+    inst.into_iter().find(|i| i.cooperative == who.home.cooperative).map(|i| i.cooperative_name)
 }
 
 /// `refdesk user add`.

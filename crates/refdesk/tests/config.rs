@@ -298,6 +298,12 @@ fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
         ("listen = \"localhost:8080\"\n", "like 127.0.0.1:8080 (not a host name)"),
         ("trusted_proxies = [\"10.0.0.0/8\"]\n", "not a network like 10.0.0.0/8"),
         ("[mail]\nsmtp_url = \"mail.example.org:25\"\n", "must start with smtps://"),
+        ("listen = \"127.0.0.1:99999\"\n", "a port from 1 to 65535"),
+        ("[mail]\nfrom = \"Ask a Librarian\"\n", "give one like \"Ask a Librarian <ask@library.example.org>\""),
+        (
+            "[mail]\nfrom = \"Ask <ask@example.org>\"\npublic_url = \"https://ask.example.org\"\n",
+            "public_url is a setting of its own, outside every table: it goes above the file's first [table]",
+        ),
     ];
     for (text, says) in cases {
         let o = refdesk(Some(&file(dir.path(), text)), &[], &["config", "--check"]);

@@ -342,6 +342,10 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     std::fs::write(&empty, "\n").unwrap();
     let o = refdesk(dir.path(), &["user", "password", "nora", "--password-file", empty.to_str().unwrap()], None);
     assert!(!o.status.success() && text(&o).contains("holds no password on its first line"), "{}", text(&o));
+    // An editor's trailing space would have been part of the password.
+    std::fs::write(&empty, format!("{NEW} \r\n")).unwrap();
+    let o = refdesk(dir.path(), &["user", "password", "nora", "--password-file", empty.to_str().unwrap()], None);
+    assert!(!o.status.success() && text(&o).contains("begins or ends with a space or tab"), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nobody"], Some(NEW));
     assert!(!o.status.success() && text(&o).contains("there is no staff member \"nobody\""), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nora"], Some(NEW));
@@ -360,6 +364,8 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     // Disabled beside the running service (the same data folder), then enabled.
     let o = refdesk(dir.path(), &["user", "disable", "nora"], None);
     assert!(o.status.success() && text(&o).contains("nora is disabled"), "{}", text(&o));
+    // The cooperative's only cooperative admin: done, and said.
+    assert!(text(&o).contains("has no enabled cooperative admin now"), "{}", text(&o));
     // An operator finds the accounts, and which are disabled, without the desk.
     let o = refdesk(dir.path(), &["user", "list"], None);
     let line = text(&o).lines().find(|l| l.trim_start().starts_with("nora ")).map(str::to_owned);

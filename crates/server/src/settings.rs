@@ -259,12 +259,27 @@ pub fn with_hint(message: &str) -> String {
         return format!("{message} (one setting per line; a text value goes in quotes: listen = \"127.0.0.1:8080\")");
     }
     if message.contains("invalid socket address syntax") {
-        format!("{message}: give an IP address and a port, like 127.0.0.1:8080 (not a host name)")
+        format!("{message}: give an IP address and a port from 1 to 65535, like 127.0.0.1:8080 (not a host name)")
+    } else if let Some(key) = top_level_in_a_table(message) {
+        // A setting written below a `[table]` line is read as one of its.
+        format!(
+            "{message} ({key} is a setting of its own, outside every table: it goes above the file's first [table])"
+        )
     } else if message.contains("invalid IP address syntax") {
         format!("{message}: give IP addresses, like 10.0.0.1 or ::1 (each one address, not a network like 10.0.0.0/8)")
     } else {
         message.to_owned()
     }
+}
+
+/// The setting an "unknown field" message names, if it is one outside
+/// every table (and the message is a table's, so it was written below one).
+fn top_level_in_a_table(message: &str) -> Option<&str> {
+    let key = message.split("unknown field `").nth(1)?.split('`').next()?;
+    let top: Vec<String> =
+        Config::setting_names().into_iter().map(|(path, _)| path).filter(|p| !p.contains('.')).collect();
+    let unset_by_default = ["public_url", "database_url", "metrics_listen", "nats_url"];
+    (top.iter().any(|t| t == key) || unset_by_default.contains(&key)).then_some(key)
 }
 
 /// A parser's message (serde's, axum's, Rust's integer parsing) with the
