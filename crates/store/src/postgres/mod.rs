@@ -45,38 +45,80 @@ use std::time::{Duration, Instant};
 /// Sessions kept for appends at most (a busy cooperative has fewer live ones).
 const SESSION_CACHE: usize = 20_000;
 
+/// How long a kept copy nobody used stays: a chat another node ended, or
+/// erased (this node hears of neither), is not held here, with its patron's
+/// name and addresses, for as long as the node runs.
+const SESSION_UNUSED: Duration = Duration::from_secs(600);
+/// How often the copies are looked over for unused ones.
+const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Sessions as appends need them, with the version they were read at,
 /// shared by every connection of one store. An append checks that version
 /// under the row lock in the same statement that stores it, so a stale copy
 /// is never acted on: it is read again. That makes an append one round trip.
 #[derive(Default)]
-pub struct SessionCache(Mutex<HashMap<SessionId, (i64, SessionRecord)>>);
+pub struct SessionCache(Mutex<Kept<(i64, SessionRecord)>>);
+
+/// Copies by session, each with when it was last used; those unused for
+/// [`SESSION_UNUSED`] go at the next look, once a [`SESSION_SWEEP_EVERY`].
+struct Kept<V> {
+    map: HashMap<SessionId, (V, Instant)>,
+    swept: Option<Instant>,
+}
+
+impl<V> Default for Kept<V> {
+    fn default() -> Self {
+        Kept { map: HashMap::new(), swept: None }
+    }
+}
+
+impl<V: Clone> Kept<V> {
+    fn get(&mut self, id: SessionId, now: Instant) -> Option<V> {
+        self.sweep(now);
+        let (v, used) = self.map.get_mut(&id)?;
+        *used = now;
+        Some(v.clone())
+    }
+
+    fn put(&mut self, id: SessionId, v: V, now: Instant) {
+        self.sweep(now);
+        if self.map.len() >= SESSION_CACHE {
+            self.map.clear();
+        }
+        self.map.insert(id, (v, now));
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if self.swept.is_some_and(|at| now.saturating_duration_since(at) < SESSION_SWEEP_EVERY) {
+            return;
+        }
+        self.swept = Some(now);
+        self.map.retain(|_, (_, used)| now.saturating_duration_since(*used) < SESSION_UNUSED);
+    }
+}
 
 impl SessionCache {
     fn get(&self, id: SessionId) -> Option<(i64, SessionRecord)> {
-        self.0.lock().ok()?.get(&id).cloned()
+        self.0.lock().ok()?.get(id, Instant::now())
     }
 
     fn put(&self, id: SessionId, version: i64, rec: SessionRecord) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= SESSION_CACHE {
-                map.clear();
-            }
-            map.insert(id, (version, rec));
+        if let Ok(mut kept) = self.0.lock() {
+            kept.put(id, (version, rec), Instant::now());
         }
     }
 
     pub(super) fn note_line(&self, line: &Message) {
-        if let Ok(mut map) = self.0.lock() {
-            if let Some((_, rec)) = map.get_mut(&line.session) {
+        if let Ok(mut kept) = self.0.lock() {
+            if let Some(((_, rec), _)) = kept.map.get_mut(&line.session) {
                 rec.note_line(line);
             }
         }
     }
 
     fn forget(&self, id: SessionId) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(&id);
+        if let Ok(mut kept) = self.0.lock() {
+            kept.map.remove(&id);
         }
     }
 }
@@ -497,6 +539,26 @@ mod tests {
         let many = options.max_connections as usize + 4;
         crate::ops::tests::long_reads_leave_room_for_the_rest(store.clone(), many, false).await;
         store.close().await;
+    }
+
+    /// A copy nobody used for ten minutes goes at the next look (once a
+    /// minute): one of a chat another node ended or erased is not kept for
+    /// the node's life. One in use stays.
+    #[test]
+    fn a_kept_copy_unused_for_a_while_goes_and_one_in_use_stays() {
+        let t0 = Instant::now();
+        let mut kept: Kept<u32> = Kept::default();
+        kept.put(SessionId(1), 1, t0);
+        kept.put(SessionId(2), 2, t0);
+        let minute = Duration::from_secs(60);
+        for m in 1..=12 {
+            assert_eq!(kept.get(SessionId(2), t0 + minute * m), Some(2), "used each minute");
+        }
+        assert_eq!(kept.map.len(), 1, "the unused one went");
+        assert_eq!(kept.get(SessionId(1), t0 + minute * 12), None);
+        // A look at most once a minute: not one per use.
+        kept.put(SessionId(3), 3, t0 + minute * 12 + Duration::from_secs(1));
+        assert_eq!(kept.swept, Some(t0 + minute * 12));
     }
 
     #[test]
