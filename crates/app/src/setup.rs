@@ -175,8 +175,13 @@ impl App {
                     (Admin::RenameLibrary, lib.placement)
                 }
                 Named::Institution(id) => {
+                    // Another cooperative's reads as missing: no probing of
+                    // which ids it has.
                     let all = self.store.institutions().await?;
-                    let inst = all.iter().find(|i| i.id == id).ok_or(DomainError::NotFound("institution"))?;
+                    let inst = all
+                        .iter()
+                        .find(|i| i.id == id && i.cooperative == staff.home.cooperative)
+                        .ok_or(DomainError::NotFound("institution"))?;
                     let target = Placement { institution: id, cooperative: inst.cooperative, ..staff.home };
                     (Admin::RenameInstitution, target)
                 }

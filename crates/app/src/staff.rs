@@ -476,6 +476,7 @@ impl App {
         }
         // Chats nobody took in time end, and their patrons are told.
         self.expire_waiting(now).await;
+        self.store.forget_unused();
         // Retention periods (issue 15), every ten minutes, beside the round;
         // a panic there is counted as the round's own are.
         if now / crate::privacy::RETENTION_EVERY != last / crate::privacy::RETENTION_EVERY {

@@ -578,6 +578,21 @@ mod tests {
             (InstitutionAdmin, Admin::Privacy, SameCooperative, false),
             (CooperativeAdmin, Admin::Privacy, SameCooperative, true),
             (CooperativeAdmin, Admin::Privacy, OtherCooperative, false),
+            (Librarian, Admin::RenameLibrary, SameLibrary, false),
+            (LibraryAdmin, Admin::RenameLibrary, SameLibrary, true),
+            (LibraryAdmin, Admin::RenameLibrary, SameInstitution, false),
+            (InstitutionAdmin, Admin::RenameLibrary, SameInstitution, true),
+            (InstitutionAdmin, Admin::RenameLibrary, SameCooperative, false),
+            (CooperativeAdmin, Admin::RenameLibrary, SameCooperative, true),
+            (CooperativeAdmin, Admin::RenameLibrary, OtherCooperative, false),
+            (LibraryAdmin, Admin::RenameInstitution, SameLibrary, false),
+            (InstitutionAdmin, Admin::RenameInstitution, SameInstitution, true),
+            (InstitutionAdmin, Admin::RenameInstitution, SameCooperative, false),
+            (CooperativeAdmin, Admin::RenameInstitution, SameCooperative, true),
+            (CooperativeAdmin, Admin::RenameInstitution, OtherCooperative, false),
+            (InstitutionAdmin, Admin::RenameCooperative, SameInstitution, false),
+            (CooperativeAdmin, Admin::RenameCooperative, SameCooperative, true),
+            (CooperativeAdmin, Admin::RenameCooperative, OtherCooperative, false),
         ];
         for (role, action, w, allowed) in table {
             assert_eq!(

@@ -72,8 +72,13 @@ pub fn optional_line(field: &'static str, s: Option<&str>, max: usize) -> Result
     if s.chars().count() > max {
         return Err(DomainError::invalid(field, format!("at most {max} characters")));
     }
-    if s.chars().any(char::is_control) {
+    if s.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
         return Err(DomainError::invalid(field, "must be a single line of text"));
+    }
+    // Bidirectional embeddings, overrides and isolates turn the text that
+    // follows around: a name could show as a colleague's, or as refdesk's.
+    if s.chars().any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+        return Err(DomainError::invalid(field, "must not hold characters that reverse the text's direction"));
     }
     Ok(Some(s.to_owned()))
 }
@@ -221,6 +226,20 @@ pub fn strong_password<'a>(s: &'a str, username: &str) -> Result<&'a str, Domain
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name is one line that reads the way it is written: no line or
+    /// paragraph separator, no character that turns the text around (a
+    /// name that would show as a colleague's, or as refdesk's). Letters of
+    /// every script, and the joiners some write names with, stay.
+    #[test]
+    fn a_name_is_one_line_that_reads_as_written() {
+        let line = |s: &str| optional_line("name", Some(s), 100);
+        assert_eq!(line(" Ann Archer ").unwrap().as_deref(), Some("Ann Archer"));
+        assert!(line("مریم\u{200C}ها").unwrap().is_some(), "a zero-width non-joiner, as Persian writes names");
+        for bad in ["Ann\nArcher", "Ann\u{2028}Archer", "A\u{2029}B", "\u{202E}rehcrA nnA", "a\u{2066}b\u{2069}"] {
+            assert!(line(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_librarians_password_is_not_common_nor_the_username_and_an_admins_is_strong() {

@@ -278,7 +278,19 @@ fn top_level_in_a_table(message: &str) -> Option<&str> {
     let key = message.split("unknown field `").nth(1)?.split('`').next()?;
     let top: Vec<String> =
         Config::setting_names().into_iter().map(|(path, _)| path).filter(|p| !p.contains('.')).collect();
-    let unset_by_default = ["public_url", "database_url", "metrics_listen", "nats_url"];
+    let unset_by_default = [
+        "public_url",
+        "database_url",
+        "metrics_listen",
+        "nats_url",
+        "nats_user",
+        "nats_password",
+        "nats_token",
+        "nats_credentials_file",
+        "nats_ca_file",
+        "nats_key",
+        "nats_key_file",
+    ];
     (top.iter().any(|t| t == key) || unset_by_default.contains(&key)).then_some(key)
 }
 

@@ -414,4 +414,9 @@ pub trait Store:
     /// not read-only (no standby, no `default_transaction_read_only`). An
     /// error says what is wrong.
     async fn health(&self) -> Result<()>;
+    /// Lets go of what the store keeps in memory that nobody has used for
+    /// a while (PostgreSQL: the copies of chats for appends, with their
+    /// patrons' names and addresses); the background round calls it, so
+    /// that a node that appends nothing still lets them go.
+    fn forget_unused(&self) {}
 }

@@ -90,7 +90,7 @@ struct NewLibrary {
         (status = 201, description = "created", body = LibraryView),
         (status = 403, description = "`forbidden`: institution or cooperative admins only, in scope", body = ErrorBody),
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
-        (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
+        (status = 409, description = "`conflict`: the slug is taken, or another library of the cooperative has that name (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad slug, or an empty or over-long name", body = ErrorBody),
         (status = 429, description = "`too_many`: the cooperative holds 2,000 libraries already", body = ErrorBody),
     ))]

@@ -116,6 +116,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// See [`crate::Store::health`].
     fn health(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// See [`crate::Store::forget_unused`].
+    fn forget_unused(&self) {}
 }
 
 #[async_trait::async_trait]
@@ -132,6 +135,10 @@ impl<B: Backend> crate::Store for B {
 
     async fn health(&self) -> Result<()> {
         Backend::health(self).await
+    }
+
+    fn forget_unused(&self) {
+        Backend::forget_unused(self)
     }
 }
 

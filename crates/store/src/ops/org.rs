@@ -37,7 +37,78 @@ async fn insert_code<D: Db>(db: &mut D, coop: CooperativeId, code: &ResolutionCo
     .await
 }
 
+/// What must be called apart from what: cooperatives on the service,
+/// institutions and libraries within their cooperative.
+#[derive(Clone, Copy)]
+enum Kin {
+    Cooperatives,
+    Institutions(CooperativeId),
+    Libraries(CooperativeId),
+}
+
+/// Refuses `name` when another of its kin (but `except`, being renamed) is
+/// called alike, in any letter case: two libraries of one cooperative
+/// called alike cannot be told apart in its lists, reports and transfers.
+/// One name change or addition at a time (an advisory lock on PostgreSQL;
+/// SQLite has one writer), so that two at once cannot both find it free.
+async fn name_free<D: Db>(db: &mut D, kin: Kin, except: Option<i64>, name: &str) -> Result<()> {
+    db.lock("organisation-names").await?;
+    let row = |r: &dyn crate::sql::Cols| Ok((r.int("id")?, r.text("name")?));
+    let (taken, what) = match kin {
+        Kin::Cooperatives => {
+            (db.rows("SELECT id AS id, name AS name FROM cooperatives", args![], row).await?, "cooperative")
+        }
+        Kin::Institutions(c) => {
+            let sql = "SELECT id AS id, name AS name FROM institutions WHERE cooperative_id = ?1";
+            (db.rows(sql, args![c.0], row).await?, "institution of the cooperative")
+        }
+        Kin::Libraries(c) => {
+            let sql =
+                "SELECT l.id AS id, l.name AS name FROM libraries l JOIN institutions i ON i.id = l.institution_id
+                       WHERE i.cooperative_id = ?1";
+            (db.rows(sql, args![c.0], row).await?, "library of the cooperative")
+        }
+    };
+    let wanted = name.trim().to_lowercase();
+    if taken.iter().any(|(id, n)| Some(*id) != except && n.trim().to_lowercase() == wanted) {
+        let why = format!("another {what} is called {:?}: give this one a name of its own", name.trim());
+        return Err(DomainError::Conflict(why).into());
+    }
+    Ok(())
+}
+
+/// The cooperative an institution belongs to.
+async fn cooperative_of<D: Db>(db: &mut D, institution: InstitutionId) -> Result<CooperativeId> {
+    let sql = "SELECT cooperative_id AS cooperative_id FROM institutions WHERE id = ?1";
+    let coop = db.row(sql, args![institution.0], |r| r.int("cooperative_id")).await?;
+    Ok(CooperativeId(coop.ok_or(not_found("institution"))?))
+}
+
+async fn rename<D: Db>(db: &mut D, what: Named, name: String) -> Result<()> {
+    let (kin, id, sql, thing) = match what {
+        Named::Cooperative(c) => {
+            (Kin::Cooperatives, c.0, "UPDATE cooperatives SET name = ?2 WHERE id = ?1", "cooperative")
+        }
+        Named::Institution(i) => {
+            let coop = cooperative_of(db, i).await?;
+            (Kin::Institutions(coop), i.0, "UPDATE institutions SET name = ?2 WHERE id = ?1", "institution")
+        }
+        Named::Library(l) => {
+            let sql = "SELECT institution_id AS institution_id FROM libraries WHERE id = ?1";
+            let inst = db.row(sql, args![l.0], |r| r.int("institution_id")).await?.ok_or(not_found("library"))?;
+            let coop = cooperative_of(db, InstitutionId(inst)).await?;
+            (Kin::Libraries(coop), l.0, "UPDATE libraries SET name = ?2 WHERE id = ?1", "library")
+        }
+    };
+    name_free(db, kin, Some(id), &name).await?;
+    match db.exec(sql, args![id, &name]).await? {
+        0 => Err(not_found(thing)),
+        _ => Ok(()),
+    }
+}
+
 async fn create_cooperative<D: Db>(db: &mut D, name: String, codes: Vec<ResolutionCode>) -> Result<CooperativeId> {
+    name_free(db, Kin::Cooperatives, None, &name).await?;
     let id = CooperativeId(
         int(
             db,
@@ -78,6 +149,8 @@ async fn create_library<D: Db>(
     let count = "SELECT COUNT(*) AS n FROM libraries l JOIN institutions i ON i.id = l.institution_id
          WHERE i.cooperative_id = (SELECT cooperative_id FROM institutions WHERE id = ?1)";
     at_most(db, count, args![institution.0], MAX_LIBRARIES_PER_COOPERATIVE, "libraries in a cooperative").await?;
+    let coop = cooperative_of(db, institution).await?;
+    name_free(db, Kin::Libraries(coop), None, &name).await?;
     let id = int(
         db,
         "INSERT INTO libraries (institution_id, slug, name) VALUES (?1, ?2, ?3) RETURNING id AS library_id",
@@ -169,6 +242,7 @@ impl<B: Backend> Organisation for B {
                 let count = "SELECT COUNT(*) AS n FROM institutions WHERE cooperative_id = ?1";
                 let what = "institutions in a cooperative";
                 at_most(db, count, args![coop.0], MAX_INSTITUTIONS_PER_COOPERATIVE, what).await?;
+                name_free(db, Kin::Institutions(coop), None, &name).await?;
                 let sql =
                     "INSERT INTO institutions (cooperative_id, name) VALUES (?1, ?2) RETURNING id AS institution_id";
                 let id = int(db, sql, args![coop.0, &name], "institution_id").await.map_err(|e| {
@@ -191,20 +265,7 @@ impl<B: Backend> Organisation for B {
 
     async fn rename(&self, what: Named, name: &str) -> Result<()> {
         let name = name.to_owned();
-        let (sql, id, thing) = match what {
-            Named::Cooperative(c) => ("UPDATE cooperatives SET name = ?2 WHERE id = ?1", c.0, "cooperative"),
-            Named::Institution(i) => ("UPDATE institutions SET name = ?2 WHERE id = ?1", i.0, "institution"),
-            Named::Library(l) => ("UPDATE libraries SET name = ?2 WHERE id = ?1", l.0, "library"),
-        };
-        self.write(move |db| {
-            Box::pin(quiet(async move {
-                match db.exec(sql, args![id, &name]).await? {
-                    0 => Err(not_found(thing)),
-                    _ => Ok(()),
-                }
-            }))
-        })
-        .await
+        self.write(move |db| Box::pin(quiet(rename(db, what, name)))).await
     }
 
     async fn library_by_slug(&self, slug: &str) -> Result<Option<LibraryRecord>> {

@@ -208,7 +208,9 @@ pub(crate) fn patron_sessions_sql(libraries: &[LibraryId], pattern: bool) -> Str
         is("transcript_to"),
         is("a.address"),
         within("s.library_id", libraries),
-        3 * PATRON_SESSIONS_MAX
+        // A pattern's candidates include some that Rust's folding then
+        // drops: room for many more.
+        (if pattern { 30 } else { 3 }) * PATRON_SESSIONS_MAX
     )
 }
 
@@ -220,7 +222,7 @@ const PATRON_SESSIONS_MAX: usize = 1000;
 /// PostgreSQL's by its locale: the stores find the candidates, and Rust's
 /// Unicode folding ([`fold`]) decides. An address in ASCII (nearly all) is
 /// compared in the indexes; one with other letters is matched as a
-/// `LIKE` pattern in which each of them may be any one letter.
+/// `LIKE` pattern in which each run of them may be anything.
 pub(crate) enum AddressQuery {
     /// ASCII: compared with `lower(…) = lower(?1)`.
     Exact(String),
@@ -241,7 +243,10 @@ impl AddressQuery {
                     pattern.push(c);
                 }
                 c if c.is_ascii() => pattern.push(c.to_ascii_lowercase()),
-                _ => pattern.push('_'),
+                // Any run of other letters: its lower case may be longer
+                // (İ is i and a dot), or the database may count bytes.
+                _ if pattern.ends_with('%') && !pattern.ends_with("\\%") => {}
+                _ => pattern.push('%'),
             }
         }
         AddressQuery::Pattern(pattern)

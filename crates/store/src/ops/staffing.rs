@@ -193,9 +193,9 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
             db.exec("UPDATE staff SET availability = 'off_duty' WHERE id = ?1", args![id.0]).await?;
         }
     }
-    // A disabled account, a new password or a new role: every sign-in ends,
-    // and every open connection with it, so no old cookie or socket keeps
-    // old powers.
+    // A disabled account, a new password, a new role or a new name: every
+    // sign-in ends, and every open connection with it, so no old cookie or
+    // socket keeps old powers (or writes lines under the old name).
     db.exec("DELETE FROM logins WHERE staff_id = ?1", args![id.0]).await?;
     // A reset password or a disabled account: where it signed in from (its
     // own owner, or whoever had the old password) is spared nothing more.

@@ -461,6 +461,12 @@ impl Backend for PgStore {
         self.pool.close().await
     }
 
+    fn forget_unused(&self) {
+        if let Ok(mut kept) = self.sessions.0.lock() {
+            kept.sweep(Instant::now());
+        }
+    }
+
     async fn health(&self) -> Result<()> {
         // One round trip on a pooled connection. A standby (after a
         // fail-over that left this node on the old primary's replica)

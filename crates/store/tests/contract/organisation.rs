@@ -27,6 +27,10 @@ fn too_many<T>(r: &Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::Domain(DomainError::Limited { code: "too_many", .. })))
 }
 
+fn conflict<T>(r: &Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Domain(DomainError::Conflict(_))))
+}
+
 fn not_found<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::Domain(DomainError::NotFound(_))))
 }
@@ -114,6 +118,18 @@ async fn cooperatives_institutions_and_libraries_are_renamed_and_what_is_not_the
     let inst = s.institutions().await.unwrap().into_iter().find(|i| i.id == p.institution).unwrap();
     assert_eq!((inst.name.as_str(), inst.cooperative_name.as_str()), ("North University", "North Co-op"));
     assert_eq!(s.library_by_slug(&w.other.slug).await.unwrap().unwrap(), w.other, "the other library is as it was");
+    // Two of a kind in one cooperative (or two cooperatives) are never
+    // called alike, in any letter case; a name's own case may change.
+    let other = w.other.name.to_uppercase();
+    let same_coop = w.other.placement.cooperative == p.cooperative;
+    let r = s.rename(Named::Library(p.library), &other).await;
+    assert_eq!(conflict(&r), same_coop, "{r:?}");
+    assert!(conflict(&s.create_library(p.institution, "main-2", "MAIN library").await), "an addition too");
+    s.rename(Named::Library(p.library), "MAIN LIBRARY").await.unwrap();
+    let second = s.create_institution(p.cooperative, "South College").await.unwrap();
+    assert!(conflict(&s.rename(Named::Institution(second), "north university").await));
+    assert!(conflict(&s.create_institution(p.cooperative, "North University ").await));
+    assert!(conflict(&s.create_cooperative("north co-op", vec![]).await));
     assert!(not_found(&s.rename(Named::Library(LibraryId(999_999)), "X").await));
     assert!(not_found(&s.rename(Named::Institution(InstitutionId(999_999)), "X").await));
     assert!(not_found(&s.rename(Named::Cooperative(CooperativeId(999_999)), "X").await));

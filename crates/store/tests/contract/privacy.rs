@@ -227,6 +227,11 @@ async fn an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_o
     assert_eq!(sessions(s.patron_sessions("åsa@EXAMPLE.org", vec![lib]).await.unwrap()), [u], "Å and å, not a");
     assert_eq!(sessions(s.patron_sessions("pat@example.org", vec![lib]).await.unwrap()), [a]);
     assert!(s.patron_sessions("j%rg@example.org", vec![lib]).await.unwrap().is_empty(), "no wildcards");
+    // Nor beside letters beyond ASCII, where the stores match a pattern.
+    let x = chatting(s, &b.w, Some("jöxrg@example.org"), "m4", 35).await;
+    assert!(s.patron_sessions("jö_rg@example.org", vec![lib]).await.unwrap().is_empty(), "an _ is an _");
+    assert!(s.patron_sessions("jö%@example.org", vec![lib]).await.unwrap().is_empty(), "a % is a %");
+    assert_eq!(sessions(s.patron_sessions("JÖXRG@example.org", vec![lib]).await.unwrap()), [x]);
     assert!(s.patron_sessions("jörg@example.org", vec![b.w.other.placement.library]).await.unwrap().is_empty());
 
     s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 40).await.unwrap();
