@@ -230,6 +230,17 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   assert.equal(await rowOf("pia").getByRole("button").count(), 0, "no control over a peer");
   assert.equal(await rowOf("pia").getByRole("combobox").count(), 0);
   await rowOf("pia").getByText("managed by a role above yours").waitFor();
+  // A typo in a name is not for good: Carla renames a librarian she added.
+  await admin.fill("#new-username", "lee");
+  await admin.fill("#new-name", "Lee Lendre");
+  await admin.selectOption("#new-role", "librarian");
+  await admin.fill("#new-password", "maple leaf 2026");
+  await admin.click("#create button[type=submit]");
+  await admin.getByRole("cell", { name: "lee", exact: true }).waitFor();
+  // (The harness accepts every prompt with its default: this one answers.)
+  await admin.evaluate(() => { window.prompt = () => "Lee Lender"; });
+  await rowOf("lee").getByRole("button", { name: "Rename" }).click();
+  await admin.getByRole("cell", { name: "Lee Lender", exact: true }).waitFor();
   await admin.goto(`${base}/desk/admin`);
   await admin.locator("#snippet-lib1").waitFor();
   assert.match(await admin.inputValue("#snippet-lib1"), /widget\.js" data-library="riverside-main"/);
@@ -238,6 +249,14 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.fill("#policy-lib1", "Renewals: up to 3 times.");
   await admin.getByRole("button", { name: "Save policy notes" }).first().click();
   await admin.getByText(/Policy notes for .* saved/).waitFor();
+  // …and her library: its heading and the open list say the new name, its
+  // address stays.
+  await admin.fill("#name-lib1", "Riverside University Main Library (Downtown)");
+  await admin.getByRole("button", { name: "Rename" }).first().click();
+  await admin.getByText("Renamed to Riverside University Main Library (Downtown).").waitFor();
+  await admin.getByRole("heading", { name: "Riverside University Main Library (Downtown)" }).waitFor();
+  const renamed = await (await fetch(`${base}/api/libraries/riverside-main/status`)).json();
+  assert.equal(renamed.library, "Riverside University Main Library (Downtown)");
   await admin.fill("#script-title", "Hours");
   await admin.fill("#script-body", "We are open 9 to 5.");
   await admin.selectOption("#script-scope", "library");

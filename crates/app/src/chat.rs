@@ -388,7 +388,8 @@ impl App {
         Ok(self.store.create_staff(new).await?)
     }
 
-    /// A library by its slug, from memory once read (a library never changes).
+    /// A library by its slug, from memory once read (read again after
+    /// [`LISTED_FOR`]: it may have been renamed).
     pub async fn library(&self, slug: &str) -> AppResult<LibraryRecord> {
         self.library_by(slug, false).await
     }
@@ -405,16 +406,19 @@ impl App {
     }
 
     async fn library_by(&self, slug: &str, open: bool) -> AppResult<LibraryRecord> {
+        let now = self.clock.now();
         let known = self.libraries.lock().unwrap_or_else(|p| p.into_inner()).get(slug).cloned();
-        if let Some(lib) = known {
-            return Ok(lib);
+        if let Some((lib, at)) = known {
+            if (0..LISTED_FOR).contains(&(now - at)) {
+                return Ok(lib);
+            }
         }
         let found = match open {
             true => self.listed_libraries().await?.iter().find(|l| l.slug == slug).cloned(),
             false => self.store.library_by_slug(slug).await?,
         };
         let lib = found.ok_or(AppError::Domain(DomainError::NotFound("library")))?;
-        self.libraries.lock().unwrap_or_else(|p| p.into_inner()).insert(slug.to_owned(), lib.clone());
+        self.libraries.lock().unwrap_or_else(|p| p.into_inner()).insert(slug.to_owned(), (lib.clone(), now));
         Ok(lib)
     }
 
@@ -954,6 +958,9 @@ impl App {
         listed.read = None;
         listed.failed_at = None;
         listed.changes += 1;
+        drop(listed);
+        // A renamed one is read again at once.
+        self.libraries.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

@@ -481,11 +481,12 @@ pub struct Parts {
     on_duty: staff::OnDutyCache,
     /// Held by the one request reading a cooperative's status from the store.
     status_reading: Arc<tokio::sync::Mutex<()>>,
-    /// Libraries by slug, as read: a library never changes once created,
-    /// and only those found are kept (at most the libraries there are), so
-    /// the open entry points (a library's status, on every page the widget
-    /// is on) need not read one for every request.
-    libraries: Arc<std::sync::Mutex<std::collections::HashMap<String, refdesk_store::LibraryRecord>>>,
+    /// Libraries by slug, with when each was read: only those found are kept
+    /// (at most the libraries there are), so the open entry points (a
+    /// library's status, on every page the widget is on) need not read one
+    /// for every request. A library is renamed now and then: each is read
+    /// again after [`chat::LISTED_FOR`] (one renamed on this node, at once).
+    libraries: Arc<std::sync::Mutex<std::collections::HashMap<String, (refdesk_store::LibraryRecord, Millis)>>>,
     /// Every library, as last read for the open list ([`App::listed_libraries`]).
     listed: Arc<std::sync::Mutex<Listed>>,
     /// Held by the one request reading the open list from the store.

@@ -1023,3 +1023,26 @@ async fn names_are_changed_by_those_whose_scope_covers_them_and_lines_keep_the_n
         .collect();
     assert_eq!(authors, [("Hello", "Ann Archer"), ("Still here", "Ann Archer-Smith")]);
 }
+
+/// A library renamed on another node: this node's entry points (its status,
+/// on every page the widget is on) say the new name within seconds, though
+/// they keep libraries in memory; one renamed here, at once.
+#[tokio::test]
+async fn a_library_renamed_elsewhere_is_named_anew_here_within_seconds() {
+    let app = spawn_app_with_manual_clock().await;
+    let status = || async {
+        let s: Value =
+            reqwest::get(app.url("/api/libraries/riverside-main/status")).await.unwrap().json().await.unwrap();
+        s["library"].as_str().unwrap().to_owned()
+    };
+    let before = status().await;
+    let other = app.other_writer().await;
+    let lib = app.state.app.store().library_by_slug("riverside-main").await.unwrap().unwrap();
+    other.rename(refdesk_store::Named::Library(lib.placement.library), "Riverside Downtown").await.unwrap();
+    assert_eq!(status().await, before, "read a moment ago");
+    app.clock().advance(2 * refdesk_app::LISTED_FOR);
+    assert_eq!(status().await, "Riverside Downtown", "read again after a few seconds");
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.post("/api/libraries/riverside-main", json!({"name": "Riverside Uptown"})).await.0, 200);
+    assert_eq!(status().await, "Riverside Uptown", "renamed here: at once");
+}
