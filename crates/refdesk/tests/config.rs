@@ -299,6 +299,7 @@ fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
         ("trusted_proxies = [\"10.0.0.0/8\"]\n", "not a network like 10.0.0.0/8"),
         ("[mail]\nsmtp_url = \"mail.example.org:25\"\n", "must start with smtps://"),
         ("listen = \"127.0.0.1:99999\"\n", "a port from 1 to 65535"),
+        ("[limits]\nframe_burst = 0\n", "line 2: limits.frame_burst must be between 1 and 100000"),
         ("[mail]\nfrom = \"Ask a Librarian\"\n", "give one like \"Ask a Librarian <ask@library.example.org>\""),
         (
             "[mail]\nfrom = \"Ask <ask@example.org>\"\npublic_url = \"https://ask.example.org\"\n",

@@ -456,9 +456,6 @@ impl Config {
         if l.max_frame_bytes < l.max_message_chars.saturating_mul(6) + 1024 {
             bail!("limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits");
         }
-        if l.frames_per_second == 0 || l.frame_burst == 0 || l.connection_queue == 0 {
-            bail!("limits.frames_per_second, frame_burst and connection_queue must be positive");
-        }
         // Upper bounds too: nothing here may overflow a computation or a
         // buffer (a day of sign-off, a year of sign-in, a 16 MiB frame…).
         let bounded = [
