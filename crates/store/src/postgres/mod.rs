@@ -567,6 +567,51 @@ mod tests {
         assert_eq!(kept.swept, Some(t0 + minute * 12));
     }
 
+    /// The addresses answers were e-mailed to are copied from the timelines
+    /// an older release kept (migration 021), but those of chats already
+    /// erased and those of entries that are not answers or went nowhere; a
+    /// timeline entry that is not an answer is never read as JSON.
+    #[tokio::test]
+    async fn the_answer_addresses_of_an_older_release_are_filled_in() {
+        let server = std::env::var("REFDESK_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("refdesk_answers_{}_{nanos}", std::process::id());
+        let url = create_database(&server, &name)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+        let mut c = PgConnection::connect(&url).await.unwrap();
+        let (before, from) = schema::MIGRATIONS.split_at(20);
+        for m in before {
+            sqlx::raw_sql(m).execute(&mut c).await.unwrap();
+        }
+        sqlx::raw_sql(
+            r#"SET session_replication_role = replica;
+             INSERT INTO sessions (id, library_id, token_hash, state, question_text, created_at, erased_at)
+               OVERRIDING SYSTEM VALUE VALUES
+               (1, 1, 'a', 'ended', 'q', 10, NULL), (2, 1, 'b', 'ended', 'q', 10, 20);
+             INSERT INTO questions (id, session_id, library_id, text, status, created_at)
+               OVERRIDING SYSTEM VALUE VALUES
+               (1, 1, 1, 'q', 'answered', 10), (2, 2, 1, 'q', 'answered', 10);
+             INSERT INTO timeline (question_id, at, actor_name, change) VALUES
+               (1, 11, 'Ann', '{"change":"answer","body":"Hi","emailed_to":"Jo@example.org","in_chat":false}'),
+               (1, 12, 'Ann', '{"change":"answer","body":"Hi","emailed_to":null,"in_chat":true}'),
+               (1, 13, 'Ann', 'not JSON: an entry that is no answer is never cast'),
+               (2, 11, 'Ann', '{"change":"answer","body":"[masked]","emailed_to":"[email]","in_chat":false}');
+             SET session_replication_role = DEFAULT;"#,
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        for m in from {
+            sqlx::raw_sql(m).execute(&mut c).await.unwrap();
+        }
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT question_id, address FROM answer_addresses").fetch_all(&mut c).await.unwrap();
+        assert_eq!(rows, [(1, "Jo@example.org".to_owned())]);
+        c.close().await.unwrap();
+    }
+
     #[test]
     fn a_database_url_takes_the_new_name_and_keeps_its_tls_settings() {
         assert_eq!(
