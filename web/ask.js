@@ -181,6 +181,7 @@ function begin() {
       else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
       else if (f.type === "error" && f.code === "rate_limited") retrySoon();
       else if (f.type === "error" && f.code === "unauthenticated" && !f.client_id) gone();
+      else if (f.type === "erased") { $("log").replaceChildren(); seen.clear(); gone("This chat's record was erased. Reload the page to start a new chat."); }
       else if (f.type === "error") {
         const p = f.client_id && chat.pending.find((x) => x.client_id === f.client_id);
         if (p) {
@@ -195,12 +196,12 @@ function begin() {
   // and each try counts against the network's budget of credentials that
   // match nothing, which the other patrons of a library's shared address
   // share. So the page stops, forgets the chat and says so.
-  function gone() {
+  function gone(why = "This chat is no longer available. Reload the page to start a new one.") {
     clearTimeout(retry);
     conn.close();
     forget();
     chat = null;
-    setStatus("This chat is no longer available. Reload the page to start a new one.");
+    setStatus(why);
     for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
   }
   // A frame past the rate limit (this chat's, or its network's: a lab

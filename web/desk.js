@@ -202,6 +202,29 @@ function onEvent(m) {
 }
 const loadedAt = Date.now();
 
+// A chat whose patron's data was erased: nothing of it stays on this page
+// or in this browser (its lines, its details, the reply being written).
+// Opening it again from the question list shows what is left.
+function forget(session) {
+  logs.delete(session);
+  details.delete(session);
+  monitor.delete(session);
+  pref.set(`draft.${session}`, null);
+  if (current === session) {
+    current = null;
+    $("text").value = "";
+    $("log").replaceChildren();
+    $("patron").replaceChildren();
+    $("chat-title").textContent = "";
+    $("chat").classList.add("hidden");
+    $("details").classList.add("hidden");
+    $("no-chat").classList.remove("hidden");
+    $("no-chat").textContent = "The chat you had open was erased at the patron's request or by the library's retention period.";
+  }
+  renderMonitor();
+  refreshQuestions().catch(fail);
+}
+
 // Every chat I am in is followed, on screen or not, so that none of its
 // lines goes unnoticed (after a reload too).
 function follow(s) {
@@ -392,6 +415,7 @@ async function start() {
         drawSoon(renderMonitor);
         if (monitorMore > 0) { monitorMore = 0; conn.send({ type: "monitor" }); }
       }
+      else if (f.type === "erased") forget(f.session);
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
       else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; drawSoon(renderMonitor); } }

@@ -360,3 +360,49 @@ test("signing out leaves no unsent reply in the browser; other settings stay", a
   assert.equal(await ann.evaluate(() => localStorage.getItem("refdesk.kept")), "a setting");
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a chat erased while open at the desk leaves it with its unsent reply, and leaves the patron's page too", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  const email = "erasmus.gone@example.org";
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", "Erasmus");
+  await patron.fill("#email", email);
+  await patron.fill("#question", "Erasmus here: forget me afterwards");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  await ann.getByRole("button", { name: /Accept: Erasmus/ }).click();
+  await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  await patron.click("#end");
+  await ann.locator("#log", { hasText: "ended by" }).waitFor();
+  await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
+  await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
+
+  // Carla, the library's admin, erases the chat on the patron's request.
+  const carla = await open();
+  await signIn(carla, "carla", null);
+  const erased = await carla.evaluate(async (email) => {
+    const post = (url, body) => fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json());
+    const found = await post("/api/privacy/patron", { email });
+    return post("/api/privacy/erase", { email, sessions: found.map((f) => f.session) });
+  }, email);
+  assert.deepEqual(erased, { erased: 1 });
+
+  await ann.locator("#no-chat", { hasText: "was erased" }).waitFor();
+  assert.equal(await ann.locator("#chat").isHidden(), true, "the chat is no longer shown");
+  assert.equal(await ann.locator("#list-my", { hasText: "Erasmus" }).count(), 0, "nor listed");
+  // The question list is read again (its row then shows the masked question).
+  const named = () => ann.evaluate(() => [...document.querySelectorAll("main *")]
+    .filter((e) => e.children.length === 0 && e.textContent.includes("Erasmus"))
+    .map((e) => `${e.id || e.tagName}: ${e.textContent}`));
+  for (let i = 0; i < 50 && (await named()).length > 0; i++) await ann.waitForTimeout(100);
+  assert.deepEqual(await named(), [], "the name is nowhere on the desk");
+  const drafts = await ann.evaluate(() => Object.keys(localStorage).filter((k) => k.includes(".draft.")));
+  assert.deepEqual(drafts, [], "the unsent reply is gone from the browser");
+  await patron.locator("#status", { hasText: "was erased" }).waitFor();
+  assert.equal(await patron.locator("#log li").count(), 0, "the patron's page shows the chat no more");
+  assert.equal(await patron.evaluate(() => Object.keys(sessionStorage).length), 0, "nor keeps it");
+  await accessible(ann, "the desk after a chat it showed was erased");
+  for (const p of [ann, patron, carla]) await p.context().close();
+});

@@ -648,6 +648,11 @@ impl Topics {
                 self.queue.get(&e.queue.cooperative).into_iter().flatten().for_each(|m| m.deliver(&event))
             }
             Event::SignedOut { staff } => self.to_staff(*staff, &event),
+            Event::Erased { sessions } => {
+                for session in sessions {
+                    self.to_session(*session, &event);
+                }
+            }
             Event::Availability { .. } | Event::Referred { .. } | Event::SignInEnded { .. } => {
                 self.staff.values().flatten().for_each(|m| m.deliver(&event))
             }

@@ -113,6 +113,8 @@ pub enum Out {
     },
     /// A session left the viewer's chat monitor (transferred away, out of scope).
     MonitorGone(SessionId),
+    /// A followed chat's personal data was erased: no longer followed.
+    Erased(SessionId),
     /// A colleague's availability changed.
     Availability {
         /// Who.
@@ -840,11 +842,28 @@ impl Feed {
                     out.push(Out::SignedOut);
                 }
             }
+            Event::Erased { sessions } => self.on_erased(sessions, &mut out),
             // A lag is handled above (everything followed was re-read);
             // otherwise the connection was woken for the rest of a catch-up.
             Event::Resync => self.catch_up_more(&mut out).await?,
         }
         Ok(out)
+    }
+
+    /// Chats whose personal data was erased: each this connection follows
+    /// is told of, and no longer followed (the page drops what it shows of
+    /// it; opening it again reads what is left). The event names several
+    /// chats and reaches this connection once for each it follows: the
+    /// first time tells of them all.
+    fn on_erased(&mut self, sessions: &[SessionId], out: &mut Vec<Out>) {
+        for session in sessions {
+            let Some(watched) = self.sessions.get(session) else { continue };
+            if !sees(&self.viewer, Item::Erased { ctx: &watched.ctx }) {
+                continue;
+            }
+            self.leave(*session);
+            out.push(Out::Erased(*session));
+        }
     }
 
     /// A committed line: passed on once, in order, if this viewer sees it.

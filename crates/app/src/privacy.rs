@@ -8,6 +8,7 @@
 
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize_admin, Admin};
+use refdesk_domain::event::Event;
 use refdesk_domain::ids::{LibraryId, SessionId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::privacy::{Retention, Transcripts};
@@ -114,7 +115,8 @@ impl App {
             return Err(DomainError::invalid("sessions", why).into());
         }
         let why = ErasureReason::Request(staff.id);
-        let n = self.store.erase(sessions, transcripts, why, self.clock.now()).await?;
+        let n = self.store.erase(sessions.clone(), transcripts, why, self.clock.now()).await?;
+        self.bus.publish_ephemeral(Event::Erased { sessions });
         tracing::info!(staff = %staff.username, chats = n, "patron data erased on request");
         Ok(n)
     }
@@ -175,7 +177,8 @@ impl App {
                 break;
             }
             done += due.len();
-            erased += self.store.erase(due, r.transcripts, ErasureReason::Retention, now).await?;
+            erased += self.store.erase(due.clone(), r.transcripts, ErasureReason::Retention, now).await?;
+            self.bus.publish_ephemeral(Event::Erased { sessions: due });
         }
         Ok(erased)
     }

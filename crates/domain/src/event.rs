@@ -211,6 +211,13 @@ pub enum Event {
     /// down): every connection re-reads what it follows from the store.
     /// Never stored, never sent between nodes.
     Resync,
+    /// The personal data of these ended chats was erased (on request or by
+    /// the retention period): a page that shows one drops what it shows.
+    /// Never stored (the erasure is).
+    Erased {
+        /// The chats.
+        sessions: Vec<SessionId>,
+    },
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {
         /// The session.

@@ -74,6 +74,11 @@ pub enum Item<'a> {
         /// Their cooperative.
         cooperative: crate::ids::CooperativeId,
     },
+    /// That a chat's personal data was erased: whoever may see the chat.
+    Erased {
+        /// The chat, as the viewer last saw it.
+        ctx: &'a SessionContext,
+    },
     /// A staff-to-staff direct message: its two ends only.
     Im {
         /// Sender.
@@ -103,6 +108,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
                     None => true,
                 }
         }
+        (Viewer::Patron { session }, Item::Erased { ctx }) => ctx.id == *session,
         // Patrons never see the queue, the monitor, who is watching, staff
         // availability or staff IM.
         (
@@ -127,7 +133,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
         (Viewer::Staff(staff), Item::Monitored { ctx }) => {
             authorize(staff, Action::Monitor, &Target::of(ctx, SessionState::Active)).is_ok()
         }
-        (Viewer::Staff(staff), Item::Presence { ctx }) => staff_may_view(staff, ctx),
+        (Viewer::Staff(staff), Item::Presence { ctx } | Item::Erased { ctx }) => staff_may_view(staff, ctx),
         (Viewer::Staff(staff), Item::Im { from, to }) => staff.id == from || staff.id == to,
         (Viewer::Staff(staff), Item::Colleague { cooperative }) => staff.home.cooperative == cooperative,
         (Viewer::Staff(staff), Item::Referral { to }) => staff.role_covers(&to),
@@ -329,6 +335,15 @@ mod tests {
         assert!(sees(&librarian(5, 1), Item::Presence { ctx: &c }), "B3: the chatting librarian sees who is there");
         assert!(sees(&librarian(2, 1), Item::Im { from: StaffId(1), to: StaffId(2) }));
         assert!(!sees(&librarian(3, 1), Item::Im { from: StaffId(1), to: StaffId(2) }));
+    }
+
+    #[test]
+    fn an_erasure_is_told_to_the_chats_patron_and_to_staff_who_may_see_it() {
+        let c = ctx(1);
+        assert!(sees(&Viewer::Patron { session: SessionId(1) }, Item::Erased { ctx: &c }));
+        assert!(!sees(&Viewer::Patron { session: SessionId(2) }, Item::Erased { ctx: &c }));
+        assert!(sees(&librarian(6, 1), Item::Erased { ctx: &c }), "same library");
+        assert!(!sees(&librarian(6, 3), Item::Erased { ctx: &c }), "other library");
     }
 
     #[test]

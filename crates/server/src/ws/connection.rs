@@ -289,6 +289,7 @@ impl Connection {
                     return Err(Closed::with(CLOSE_POLICY, "signed out"));
                 }
                 Out::MonitorGone(s) => OutFrame::MonitorGone { session: *s },
+                Out::Erased(s) => OutFrame::Erased { session: *s },
                 Out::Queue(waiting) => queue_frame(waiting),
                 Out::MonitorList(sessions) => monitor_frame(sessions),
                 Out::Availability { staff, availability } => {

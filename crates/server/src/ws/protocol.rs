@@ -208,6 +208,12 @@ pub enum OutFrame<'a> {
         /// The session.
         session: SessionId,
     },
+    /// A followed chat's personal data was erased: the page drops what it
+    /// shows of it (it is no longer followed).
+    Erased {
+        /// The session.
+        session: SessionId,
+    },
     /// A direct message (the message's own fields).
     Im(&'a ImMessage),
     /// A direct message was committed.

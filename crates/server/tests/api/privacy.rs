@@ -310,3 +310,52 @@ async fn no_cache_keeps_what_the_api_answers_and_signing_out_clears_the_browsers
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["clear-site-data"], "\"cache\"");
 }
+
+/// An erasure reaches the pages open on the chat: the desks following it
+/// and the patron's own page are told (`erased`) and stop following it; a
+/// desk following another chat is told nothing. The same for the retention
+/// period's erasures.
+#[tokio::test]
+async fn pages_open_on_a_chat_are_told_it_was_erased_and_stop_following_it() {
+    let app = spawn_app_with_manual_clock().await;
+    let who = person("Evangeline Thistlewood", "evangeline");
+    let (patron, _) = personal_chat(&app, "riverside-main", &who).await;
+    let other = person("Montgomery Brackenridge", "montgomery");
+    let (kept, _) = personal_chat(&app, "riverside-main", &other).await;
+    let ann = app.staff("ann").await;
+    let mut desk = ann.socket().await;
+    let lines = desk.resume(Some(patron.session), 0).await;
+    assert!(lines.iter().any(|l| l["body"].as_str().unwrap_or("").contains("Thistlewood")), "{lines:?}");
+    let mut elsewhere = ann.socket().await;
+    elsewhere.resume(Some(kept.session), 0).await;
+    let mut own = patron.socket().await;
+    own.resume(None, 0).await;
+
+    let carla = app.staff("carla").await;
+    let body = json!({"email": who.email, "sessions": [patron.session]});
+    assert_eq!(carla.post("/api/privacy/erase", body).await.1, json!({"erased": 1}));
+    let erased = json!({"type": "erased", "session": patron.session});
+    assert_eq!(desk.until(|f| f["type"] == "erased").await.last(), Some(&erased));
+    assert_eq!(own.until(|f| f["type"] == "erased").await.last(), Some(&erased));
+    elsewhere.send(json!({"type": "ping"})).await;
+    let frames = elsewhere.until(|f| f["type"] == "pong").await;
+    assert!(frames.iter().all(|f| f["type"] != "erased"), "only pages on the chat are told: {frames:?}");
+
+    // No longer followed: a line written to it now is not passed on; a
+    // resume reads what is left.
+    let code = json!({"code": "answered", "read_scale": 3});
+    assert_eq!(ann.post(&format!("/api/sessions/{}/code", patron.session), code).await.0, 200);
+    desk.send(json!({"type": "ping"})).await;
+    let frames = desk.until(|f| f["type"] == "pong").await;
+    assert!(frames.iter().all(|f| f["type"] != "event"), "{frames:?}");
+    let left = desk.resume(Some(patron.session), 0).await;
+    assert!(!left.is_empty() && !format!("{left:?}").contains("Thistlewood"), "{left:?}");
+
+    // The retention period's erasure is told too.
+    assert_eq!(carla.put("/api/libraries/riverside-main/retention", json!({"days": 1})).await.0, 200);
+    app.clock().advance(2 * DAY);
+    // (the background round may have applied it first)
+    app.state.app.apply_retention(app.clock().now()).await.unwrap();
+    let erased = json!({"type": "erased", "session": kept.session});
+    assert_eq!(elsewhere.until(|f| f["type"] == "erased").await.last(), Some(&erased));
+}
