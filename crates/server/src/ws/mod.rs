@@ -159,7 +159,7 @@ pub(crate) struct WsQuery {
         (status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets, or 32 that have not sent their `auth` frame yet; `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), or, for a staff page whose sign-in the node knows, the sign-in's frame budget is spent; `Retry-After` says when to try again", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets (IPv6: or its /56 4 times as many, its /48 16 times), or 32 that have not sent their `auth` frame yet; `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), or, for a staff page whose sign-in the node knows, the sign-in's frame budget is spent; `Retry-After` says when to try again", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -198,9 +198,19 @@ pub(crate) async fn upgrade(
     }
     let address = ip.map(crate::limit::address_key);
     let (from_address, pending_here) = address_places(&state, address)?;
-    let network = from_address.as_ref().zip(ip).map(|(own, ip)| {
-        Arc::new(sockets::Network::of(&state.sockets, own, ip, sockets::per_address(state.app.limits())))
-    });
+    let network = match from_address.as_ref().zip(ip) {
+        Some((own, ip)) => {
+            let (cap, budget) = (state.app.limits().sockets_per_address, sockets::per_address(state.app.limits()));
+            match sockets::Network::of(&state.sockets, own, ip, cap, budget) {
+                Some(network) => Some(Arc::new(network)),
+                None => {
+                    state.metrics.limited("socket");
+                    return Err(too_many_sockets("too many connections are open from your network; close some"));
+                }
+            }
+        }
+        None => None,
+    };
     let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
     let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
     let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };
@@ -227,6 +237,11 @@ pub(crate) async fn upgrade(
         }))
 }
 
+/// `429 too_many_sockets`, saying why.
+fn too_many_sockets(why: &str) -> ApiError {
+    ApiError { status: StatusCode::TOO_MANY_REQUESTS, code: "too_many_sockets", message: why.into() }
+}
+
 /// A socket's place among those open from its address, and among those
 /// still opening from it.
 type AddressPlaces = (Option<Held<std::net::IpAddr>>, Option<Held<std::net::IpAddr>>);
@@ -244,11 +259,7 @@ fn address_places(state: &AppState, address: Option<std::net::IpAddr>) -> Result
             Some(held) => Some(held),
             None => {
                 state.metrics.limited("socket");
-                return Err(ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    code: "too_many_sockets",
-                    message: "too many connections are open from your address; close some".into(),
-                });
+                return Err(too_many_sockets("too many connections are open from your address; close some"));
             }
         },
         None => None,
@@ -260,12 +271,8 @@ fn address_places(state: &AppState, address: Option<std::net::IpAddr>) -> Result
                 Some(held) => Some(held),
                 None => {
                     state.metrics.limited("socket_opening");
-                    return Err(ApiError {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        code: "too_many_sockets",
-                        message: "too many connections from your address are still opening; try again in a few seconds"
-                            .into(),
-                    });
+                    let why = "too many connections from your address are still opening; try again in a few seconds";
+                    return Err(too_many_sockets(why));
                 }
             }
         }

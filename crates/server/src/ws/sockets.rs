@@ -193,8 +193,12 @@ pub struct Sockets {
     pub(crate) sign_in_reads: Arc<Registry<String>>,
     pub(super) addresses: Arc<Registry<IpAddr>>,
     /// The patron frame budgets of the IPv6 /56s and /48s with sockets open
-    /// (keyed by prefix length and network address); their sockets are
-    /// counted, not capped: the connection caps of `crate::conn` hold there.
+    /// (keyed by prefix length and network address), and their sockets,
+    /// open or opening: capped at [`crate::limit::networks`]' multiple of
+    /// `sockets_per_address`. The connection caps of `crate::conn` hold
+    /// there too, but not behind a trusted proxy, whose connections are
+    /// many clients' (nginx's own per-address limit counts whole addresses,
+    /// and one /64 holds 2⁶⁴ of them).
     pub(super) wider: Arc<Registry<(u8, IpAddr)>>,
     /// Sockets per client address still waiting for their `auth` frame.
     pub(super) pending: Arc<Registry<IpAddr>>,
@@ -209,17 +213,25 @@ pub struct Network {
 }
 
 impl Network {
-    /// The budgets of `ip`'s networks; `own` is its address's place (the
-    /// /64's, for IPv6) in [`Sockets::addresses`].
-    pub(super) fn of(sockets: &Sockets, own: &Held<IpAddr>, ip: IpAddr, (rate, burst): (u32, u32)) -> Network {
+    /// The budgets of `ip`'s networks, and the socket's places in its /56
+    /// and /48 (IPv6), each holding `cap` times its multiple; `own` is its
+    /// address's place (the /64's, for IPv6) in [`Sockets::addresses`].
+    /// `None`: a wider network is full.
+    pub(super) fn of(
+        sockets: &Sockets,
+        own: &Held<IpAddr>,
+        ip: IpAddr,
+        cap: usize,
+        (rate, burst): (u32, u32),
+    ) -> Option<Network> {
         let wider = crate::limit::networks(ip)
             .filter(|(prefix, _, _)| *prefix < 64)
-            .filter_map(|(prefix, net, times)| {
+            .map(|(prefix, net, times)| {
                 let budget = (rate.saturating_mul(times), burst.saturating_mul(times));
-                sockets.wider.take((prefix, net), usize::MAX, budget)
+                sockets.wider.take((prefix, net), cap.saturating_mul(times as usize), budget)
             })
-            .collect();
-        Network { own: own.bucket(), wider }
+            .collect::<Option<Vec<_>>>()?;
+        Some(Network { own: own.bucket(), wider })
     }
 }
 
@@ -388,7 +400,7 @@ mod tests {
         let budget = (1, 3);
         let socket = |ip: IpAddr, chat: i64| {
             let own = sockets.addresses.take(crate::limit::address_key(ip), 128, budget).unwrap();
-            let network = Arc::new(Network::of(&sockets, &own, ip, budget));
+            let network = Arc::new(Network::of(&sockets, &own, ip, usize::MAX, budget).unwrap());
             let slot = Slot::Chat(sockets.chats.take(SessionId(chat), 4, (1000, 1000)).unwrap(), Some(network));
             (own, slot)
         };

@@ -316,6 +316,59 @@ async fn patron_socket_forwarded(addr: std::net::SocketAddr, token: &str, client
     authenticated(ws, token).await
 }
 
+/// An upgrade from behind the trusted proxy at 127.0.0.1 for `client`,
+/// not authenticated: the socket, or the refusal's status and code.
+async fn upgrade_forwarded(addr: std::net::SocketAddr, client: &str) -> Result<Raw, (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/api/ws").into_client_request().unwrap();
+    req.headers_mut().insert("X-Forwarded-For", client.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap_or_default()).unwrap();
+            Err((res.status().as_u16(), body["error"]["code"].as_str().unwrap_or_default().to_owned()))
+        }
+        Err(e) => panic!("an upgrade for {client}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_64s_of_one_56_or_48_hold_a_multiple_of_an_addresss_sockets_at_most() {
+    // Behind a trusted proxy the connection caps count the proxy alone (and
+    // nginx's `limit_conn` whole addresses): a client with a /48 would
+    // otherwise hold `sockets_per_address` sockets in each of its 65,536
+    // /64s. Its /56 holds 4 times as many, its /48 16 times.
+    let app = spawn_app_with(|c| {
+        c.limits.sockets_per_address = 2;
+        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    })
+    .await;
+    let mut open = Vec::new();
+    for i in 0..8 {
+        open.push(upgrade_forwarded(app.addr, &format!("2001:db8:1:{i:x}::1")).await.expect("room in the /56"));
+    }
+    let refused = upgrade_forwarded(app.addr, "2001:db8:1:ff::1").await.err();
+    assert_eq!(refused, Some((429, "too_many_sockets".to_owned())), "the /56 holds 4 × 2");
+    // The /48's other /56s: 32 in all.
+    for i in 0..24 {
+        let client = format!("2001:db8:1:{:x}::1", 0x100 * (1 + i / 8) + i % 8);
+        open.push(upgrade_forwarded(app.addr, &client).await.expect("room in the /48"));
+    }
+    let refused = upgrade_forwarded(app.addr, "2001:db8:1:ff00::1").await.err();
+    assert_eq!(refused, Some((429, "too_many_sockets".to_owned())), "the /48 holds 16 × 2");
+    // Another /48 and an IPv4 client have their own; one closed makes room.
+    assert!(upgrade_forwarded(app.addr, "2001:db8:2::1").await.is_ok());
+    assert!(upgrade_forwarded(app.addr, "192.0.2.7").await.is_ok());
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while upgrade_forwarded(app.addr, "2001:db8:1:0::2").await.is_err() {
+        assert!(Instant::now() < deadline, "no room after a socket closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_patrons_of_many_64s_of_one_56_share_its_frame_budget() {
     // IPv6 hands a subscriber a /56 or a /48 (256 or 65,536 /64s) for
