@@ -985,15 +985,17 @@ const PAGE_CHUNK: u32 = 16;
 
 /// Reads the lines after `after`, [`PAGE_CHUNK`] then twice as many each time
 /// (a page of 500 short lines is 6 reads), until `limit + 1`
-/// are read, the chat has no more, or the text `shown` of what was read
-/// passes `budget`: a page of long lines reads little more
-/// than it can show (500 lines of 16 KB would be 8 MB read for 64 KiB
-/// sent). No read asks for more lines than twice the budget, less what
-/// was read, could hold at `longest` bytes each (but [`PAGE_CHUNK`] at
-/// least): after many short lines, a doubled read of long ones would
-/// otherwise be many times the budget (1,024 lines of 16 KB). So a page
-/// reads at most about twice its budget and a chunk. Returns the lines and
-/// whether the text cut the reading short.
+/// are read, the chat has no more, the text `shown` of what was read
+/// passes `budget`, or the text read passes twice it: a page of long lines
+/// reads little more than it can show (500 lines of 16 KB would be 8 MB
+/// read for 64 KiB sent), and a patron's page of lines they may not see
+/// (long notes) no more than one they may. No read asks for more lines
+/// than twice the budget, less what was read, could hold at `longest`
+/// bytes each (but [`PAGE_CHUNK`] at least): after many short lines, a
+/// doubled read of long ones would otherwise be many times the budget
+/// (1,024 lines of 16 KB). So a page reads at most about twice its budget
+/// and a chunk. Returns the lines and whether the text cut the reading
+/// short.
 async fn read_page<F, Fut>(
     mut read: F,
     shown: impl Fn(&[Message]) -> usize,
@@ -1006,8 +1008,10 @@ where
     Fut: std::future::Future<Output = refdesk_store::Result<Vec<Message>>>,
 {
     let (mut lines, mut text, mut from, mut chunk_size) = (Vec::new(), 0, after, PAGE_CHUNK);
+    let mut read_bytes = 0;
     loop {
-        let room = ((2 * budget).saturating_sub(text) / longest.max(1)).clamp(PAGE_CHUNK as usize, u32::MAX as usize);
+        let room =
+            ((2 * budget).saturating_sub(read_bytes) / longest.max(1)).clamp(PAGE_CHUNK as usize, u32::MAX as usize);
         let room = u32::try_from(room).unwrap_or(u32::MAX);
         let want = (limit + 1 - lines.len() as u32).min(chunk_size).min(room);
         chunk_size = chunk_size.saturating_mul(2);
@@ -1015,11 +1019,12 @@ where
         let done = chunk.len() < want as usize;
         from = chunk.last().map_or(from, |m| m.seq);
         text += shown(&chunk);
+        read_bytes += chunk.iter().map(|m| m.body.len()).sum::<usize>();
         lines.extend(chunk);
         if done || lines.len() > limit as usize {
             return Ok((lines, false));
         }
-        if text > budget {
+        if text > budget || read_bytes > 2 * budget {
             return Ok((lines, true));
         }
     }
@@ -1050,25 +1055,26 @@ mod tests {
     /// page, whether its text cut it short, and how many lines and reads
     /// made it.
     async fn page_of(lines: u64, len: usize, limit: u32) -> (usize, bool, usize, usize) {
-        let (page, cut, read, reads, _) = page_of_lines(lines, |_| len, limit, PATRON_PAGE_BYTES).await;
+        let (page, cut, read, reads, _) = page_of_lines(lines, |_| len, limit, PATRON_PAGE_BYTES, false).await;
         (page, cut, read, reads)
     }
 
-    /// [`page_of`] with line `seq` `len(seq)` bytes long and the budget
-    /// given; and the bytes read.
+    /// [`page_of`] with line `seq` `len(seq)` bytes long, the budget given
+    /// and, with `notes`, every line a note (never shown); and the bytes read.
     async fn page_of_lines(
         lines: u64,
         len: impl Fn(u64) -> usize,
         limit: u32,
         budget: usize,
+        notes: bool,
     ) -> (usize, bool, usize, usize, usize) {
         let bytes = std::cell::Cell::new(0);
         let all: Vec<Message> = (1..=lines)
             .map(|seq| Message {
                 session: SessionId(1),
                 seq,
-                kind: MessageKind::Message,
-                audience: Audience::Everyone,
+                kind: if notes { MessageKind::Note } else { MessageKind::Message },
+                audience: if notes { Audience::Staff } else { Audience::Everyone },
                 author: Author::System,
                 body: "x".repeat(len(seq)),
                 client_id: None,
@@ -1084,7 +1090,7 @@ mod tests {
             bytes.set(bytes.get() + got.iter().map(|m| m.body.len()).sum::<usize>());
             std::future::ready(Ok(got))
         };
-        let shown = |ls: &[Message]| ls.iter().map(|m| m.body.len()).sum();
+        let shown = |ls: &[Message]| ls.iter().filter(|m| m.audience == Audience::Everyone).map(|m| m.body.len()).sum();
         let (page, cut) = read_page(chunk, shown, 0, limit, (budget, 16_000)).await.unwrap();
         (page.len(), cut, read.get(), reads.get(), bytes.get())
     }
@@ -1105,8 +1111,12 @@ mod tests {
         // reads after the short lines do not double to 1,024 long lines
         // (16 MB); the page reads about twice its budget at most.
         let long_after = |seq: u64| if seq <= 1_008 { 10 } else { 16_000 };
-        let (_, cut, _, _, bytes) = page_of_lines(2_000, long_after, 5_000, STAFF_PAGE_BYTES).await;
+        let (_, cut, _, _, bytes) = page_of_lines(2_000, long_after, 5_000, STAFF_PAGE_BYTES, false).await;
         assert!(cut && bytes <= 2 * STAFF_PAGE_BYTES + 16 * 16_000, "{bytes} bytes read for a page of 1 MiB");
+        // A patron's page of 600 long notes, which it shows none of: read
+        // no further than a page of lines it shows (it said 8 MB before).
+        let (_, cut, _, _, bytes) = page_of_lines(600, |_| 16_000, 500, PATRON_PAGE_BYTES, true).await;
+        assert!(cut && bytes <= 2 * PATRON_PAGE_BYTES + 16 * 16_000, "{bytes} bytes read for a page of 64 KiB");
     }
 
     #[test]
