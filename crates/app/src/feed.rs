@@ -996,10 +996,10 @@ impl Feed {
         if matches!(&self.viewer, Viewer::Staff(me) if me.id == staff) && on_duty != self.desk_has(|d| d.on_duty) {
             self.desk().on_duty = on_duty;
             // Going on duty, the patrons already waiting are offered at once
-            // (off duty, none): the whole queue.
+            // (off duty, none: nothing to read): the whole queue.
             if let (true, Viewer::Staff(me)) = (self.desk_has(|d| d.watching_queue), &self.viewer) {
                 let now = self.app.clock.now();
-                let all = self.app.store.waiting_in(me.home.cooperative).await?;
+                let all = if on_duty { self.app.store.waiting_in(me.home.cooperative).await? } else { Vec::new() };
                 out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));
             }
         }

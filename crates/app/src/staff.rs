@@ -170,10 +170,11 @@ impl App {
 
     /// Goes on duty, away, or off duty.
     pub async fn set_availability(&self, staff: &Staff, a: Availability) -> AppResult<()> {
-        self.store.set_availability(staff.id, a, self.clock.now()).await?;
-        // This node's widgets see the change at once (others within
-        // STATUS_FRESH_MS).
-        self.duty_changed(staff.home.cooperative);
+        if self.store.set_availability(staff.id, a, self.clock.now()).await? {
+            // This node's widgets see the change at once (others within
+            // STATUS_FRESH_MS).
+            self.duty_changed(staff.home.cooperative);
+        }
         Ok(())
     }
 

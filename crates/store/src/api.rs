@@ -87,8 +87,9 @@ pub trait Staffing: Send + Sync {
     /// them) and returns how many it deleted. Bounded, so that one call
     /// never holds the writer long; call again while it returns `limit`.
     async fn purge_expired_logins(&self, now: Millis, limit: u32) -> Result<u64>;
-    /// Sets a staff member's availability.
-    async fn set_availability(&self, id: StaffId, a: refdesk_domain::event::Availability, now: Millis) -> Result<()>;
+    /// Sets a staff member's availability and marks them seen; whether it
+    /// changed (an unchanged one is announced to nobody).
+    async fn set_availability(&self, id: StaffId, a: refdesk_domain::event::Availability, now: Millis) -> Result<bool>;
     /// Records that these staff members have a live connection now.
     async fn touch(&self, ids: Vec<StaffId>, now: Millis) -> Result<()>;
     /// Takes off duty everyone on duty not seen since `before`; returns them.

@@ -106,13 +106,18 @@ async fn remember_network<D: Db>(db: &mut D, staff: StaffId, from: &KnownNetwork
     Ok(())
 }
 
-async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: Millis) -> Result<((), Vec<Event>)> {
-    let coop = db
+/// Sets an availability; the change is announced only if there is one: a
+/// desk (or a script) saying the same again and again would otherwise have
+/// every staff connection of every node hear it, and every desk of that
+/// person watching the queue read it whole.
+async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: Millis) -> Result<(bool, Vec<Event>)> {
+    let (coop, was) = db
         .row(
-            "SELECT i.cooperative_id AS cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id
+            "SELECT i.cooperative_id AS cooperative_id, s.availability AS availability
+             FROM staff s JOIN libraries l ON l.id = s.library_id
              JOIN institutions i ON i.id = l.institution_id WHERE s.id = ?1",
             args![id.0],
-            |r| r.int("cooperative_id"),
+            |r| Ok((r.int("cooperative_id")?, r.text("availability")?)),
         )
         .await?
         .ok_or(not_found("staff member"))?;
@@ -121,7 +126,10 @@ async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: 
         db.dialect().greatest()
     );
     db.exec(&sql, args![id.0, a.as_str(), now]).await?;
-    Ok(((), vec![Event::Availability { staff: id, cooperative: CooperativeId(coop), availability: a }]))
+    if was == a.as_str() {
+        return Ok((false, Vec::new()));
+    }
+    Ok((true, vec![Event::Availability { staff: id, cooperative: CooperativeId(coop), availability: a }]))
 }
 
 async fn touch<D: Db>(db: &mut D, ids: Vec<StaffId>, now: Millis) -> Result<()> {
@@ -318,7 +326,7 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
-    async fn set_availability(&self, id: StaffId, a: Availability, now: Millis) -> Result<()> {
+    async fn set_availability(&self, id: StaffId, a: Availability, now: Millis) -> Result<bool> {
         self.write(move |db| Box::pin(set_availability(db, id, a, now))).await
     }
 

@@ -221,7 +221,10 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
 
 async fn staff_on_duty_not_seen_lately_are_signed_off(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
-    s.set_availability(w.ann.id, Availability::OnDuty, 100).await.unwrap();
+    assert!(s.set_availability(w.ann.id, Availability::OnDuty, 100).await.unwrap(), "a change");
+    assert!(!s.set_availability(w.ann.id, Availability::OnDuty, 100).await.unwrap(), "the same again");
+    let said = b.sink.availabilities(w.ann.id);
+    assert_eq!(said, [Availability::OnDuty], "a change is announced once; the same again not at all");
     s.touch(vec![w.ann.id], 200).await.unwrap();
     assert!(s.sign_off_stale(150).await.unwrap().is_empty(), "seen since");
     let off: Vec<StaffId> = s.sign_off_stale(201).await.unwrap().iter().map(|x| x.id).collect();

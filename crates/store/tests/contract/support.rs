@@ -38,6 +38,18 @@ impl Recorder {
             .collect()
     }
 
+    /// The availabilities published for `staff`, in order.
+    pub fn availabilities(&self, staff: refdesk_domain::ids::StaffId) -> Vec<refdesk_domain::event::Availability> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Availability { staff: who, availability, .. } if *who == staff => Some(*availability),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The sequence numbers of the messages published for `session`, in
     /// the order they were published.
     pub fn message_seqs(&self, session: SessionId) -> Vec<u64> {
