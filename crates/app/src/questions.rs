@@ -179,6 +179,17 @@ impl App {
     /// The question list in this staff member's scope, newest first (R2: live
     /// questions are in it, marked live — B1).
     pub async fn question_list(&self, staff: &Staff, f: ListFilter) -> AppResult<Vec<QuestionRecord>> {
+        self.list_questions(staff, f, false).await
+    }
+
+    /// A page of an export of the question list ([`App::question_list`]):
+    /// a long read, in the staff member's own line whatever the filter (an
+    /// export reads page after page as fast as its client takes them).
+    pub async fn question_export_page(&self, staff: &Staff, f: ListFilter) -> AppResult<Vec<QuestionRecord>> {
+        self.list_questions(staff, f, true).await
+    }
+
+    async fn list_questions(&self, staff: &Staff, f: ListFilter, long: bool) -> AppResult<Vec<QuestionRecord>> {
         let library = match &f.library {
             Some(slug) => Some(
                 self.library(slug)
@@ -218,9 +229,9 @@ impl App {
             limit: f.limit.clamp(1, 200),
         };
         // A search by words is a long read: in this staff member's own line.
-        let _turn = match query.text {
-            Some(_) => Some(self.long_reads.turn(staff.id).await),
-            None => None,
+        let _turn = match query.text.is_some() || long {
+            true => Some(self.long_reads.turn(staff.id).await),
+            false => None,
         };
         Ok(self.store.questions(query).await?)
     }

@@ -141,7 +141,11 @@ async fn report(
 
 /// The question list as CSV, with the list's filters (`GET /api/questions`'s
 /// parameters; `before` and `limit` are not used): every matching question,
-/// newest first, at most 50,000. No patron's name or e-mail address.
+/// newest first, at most 50,000. No patron's name or e-mail address. It is
+/// read 200 questions at a time as the client takes them, each read in the
+/// staff member's own line of long reads (two at once, as reports) and
+/// spending one of their reads (`limits.staff_reads_per_second`): past the
+/// budget the download waits, it does not fail.
 #[utoipa::path(get, path = "/api/questions/export", tag = "questions", security(("staff" = [])),
     params(super::questions::ListParams),
     responses(
@@ -161,12 +165,13 @@ async fn export_questions(
     // time as the client takes it: what is held is a page, whatever the
     // export's length, and a client that stops reading stops the reads.
     let page = ListFilter { before: None, limit: EXPORT_PAGE as u32, ..filter };
-    let first = s.app.question_list(&staff, page.clone()).await?;
+    let first = s.app.question_export_page(&staff, page.clone()).await?;
     let mut w = questions_csv_writer()?;
     write_questions(&mut w, &first)?;
     let head = finish(w)?;
     let last = first.last().map(|q| q.id).filter(|_| first.len() == EXPORT_PAGE);
-    let export = Export { app: s.app.clone(), staff, page, written: first.len(), last };
+    let reads = (s.sockets.sign_in_reads.clone(), s.app.limits().staff_reads_per_second);
+    let export = Export { app: s.app.clone(), staff, page, written: first.len(), last, reads };
     let rest =
         futures_util::stream::unfold(export, |mut e| async move { e.next_chunk().await.map(|chunk| (chunk, e)) });
     let body = futures_util::StreamExt::chain(
@@ -188,6 +193,9 @@ struct Export {
     written: usize,
     /// The last question written, while a full page may have more after it.
     last: Option<refdesk_domain::ids::QuestionId>,
+    /// The staff members' read budgets, and the rate: each page spends one
+    /// of the exporter's, as a request would.
+    reads: (std::sync::Arc<crate::ws::Registry<String>>, u32),
 }
 
 impl Export {
@@ -196,8 +204,16 @@ impl Export {
     async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, std::io::Error>> {
         let before = self.last.filter(|_| self.written < EXPORT_MAX)?;
         self.page.before = Some(before);
+        // Each page spends a read of the exporter's budget, waiting for one
+        // rather than failing the download: the pages come no faster than
+        // the account's reads, however many exports it runs.
+        let (budgets, rate) = &self.reads;
+        let key = format!("staff:{}", self.staff.id.0);
+        while !budgets.spend(key.clone(), (*rate, rate.saturating_mul(10))) {
+            tokio::time::sleep(std::time::Duration::from_secs(1) / (*rate).max(1)).await;
+        }
         let chunk = async {
-            let got = self.app.question_list(&self.staff, self.page.clone()).await.map_err(ApiError::from)?;
+            let got = self.app.question_export_page(&self.staff, self.page.clone()).await.map_err(ApiError::from)?;
             let take = got.len().min(EXPORT_MAX - self.written);
             let mut w = writer();
             write_questions(&mut w, &got[..take])?;

@@ -1112,3 +1112,36 @@ async fn the_question_export_goes_out_a_page_at_a_time_and_holds_every_question_
     let texts: BTreeSet<&str> = records[1..].iter().map(|r| r[10].as_str()).collect();
     assert_eq!(texts.len(), 450);
 }
+
+#[tokio::test]
+async fn each_page_of_a_question_export_spends_a_read_of_the_exporters_budget() {
+    // An export reads a page at a time as its client takes them: without a
+    // read per page, one request would let an account read 250 pages at
+    // the speed of its download, and a few hundred at once the whole store.
+    let app = spawn_app_with_manual_clock_and(|c| c.limits.staff_reads_per_second = 1).await;
+    for n in 0..450 {
+        let form = refdesk_app::OfflineForm {
+            name: None,
+            email: Some("pat@example.org".into()),
+            question: format!("Question {n}"),
+            browser: None,
+        };
+        app.state.app.ask_offline("riverside-main", form, None).await.unwrap();
+    }
+    let erin = app.staff("erin").await;
+    // The account's reads spent (ten seconds' worth), then one back.
+    let mut spent = 0;
+    while erin.get("/api/me").await.0 != 429 {
+        spent += 1;
+        assert!(spent < 100, "the read budget never ran out");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let res = get_raw(&erin, "/api/questions/export").await;
+    assert_eq!(res.status(), 200, "the request spends the one read back");
+    let records = read_csv(&res.bytes().await.unwrap());
+    assert_eq!(records.len(), 451, "the whole export, however slowly");
+    // Its two further pages waited for a read each (a second apiece).
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(1500), "three pages in {took:?}");
+}
