@@ -231,10 +231,13 @@ pub struct Limits {
     /// (`429 too_many_ims` beyond): the one staff write no chat or question
     /// bounds, so a stolen sign-in looping IMs cannot fill the disk.
     pub ims_per_staff_per_day: u32,
-    /// Chat lines, librarian notes and notes or messages from the question
-    /// list one staff member may write a day (a UTC day), on each node: a
-    /// stolen sign-in within its frame budget would otherwise write a line
-    /// of 16 KB twenty times a second into every chat it may reach, all day.
+    /// Chat lines, librarian notes and question-list actions (notes,
+    /// messages, answers, codes, assignments, claims, referrals, status
+    /// changes) one staff member may write a day (a UTC day), on each node:
+    /// a stolen sign-in within its frame budget would otherwise write a line
+    /// of 16 KB twenty times a second into every chat it may reach, or an
+    /// entry in a question's history, all day. A chat's first code and
+    /// closing an open question always go.
     pub staff_lines_per_day: u32,
     /// Reads (`GET`, `HEAD`) one staff member may ask a second over HTTP,
     /// all their sign-ins together, in bursts of ten seconds' worth, on

@@ -298,15 +298,18 @@ impl App {
         let most = self.staff_lines_most();
         let entries = self.limits.max_question_entries;
         let coding = matches!(prepared.action, QuestionAction::SetCode { .. });
-        // Words, and a code set (a line in the chat and an entry in the
-        // history), count in the day's lines; a code set past the count is
-        // refused only when it is not the chat's first (below).
+        // Every action counts in the day's lines (each writes an entry in
+        // the history, some a line in the chat): a stolen sign-in toggling
+        // an assignment or a claim on every question it reaches would
+        // otherwise write a row each time, all day. Past the count, words
+        // are refused at once; another action inside the write, unless it
+        // is the chat's first code or closes an open question (below).
         let now = self.clock.now();
-        let counted = (words || coding).then(|| self.written.take(staff.id, self.limits.staff_lines_per_day, now));
+        let counted = self.written.take(staff.id, self.limits.staff_lines_per_day, now);
         let spent = match counted {
-            Some(Err(spent)) if words => return Err(spent.into()),
-            Some(Err(ref spent)) => Some(spent.clone()),
-            _ => None,
+            Err(spent) if words => return Err(spent.into()),
+            Err(ref spent) => Some(spent.clone()),
+            Ok(()) => None,
         };
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
             let plan = decide(&me, prepared, confirm_live, q, session)?;
@@ -314,9 +317,6 @@ impl App {
             // one from the desk: no chat grows without bound. The chat's
             // first code is never refused (`App::line_guard`).
             let first_code = coding && !session.code_set;
-            if let Some(spent) = spent.filter(|_| !first_code) {
-                return Err(spent);
-            }
             if plan.line.is_some() && !first_code {
                 refdesk_domain::chat::staff_may_add_a_line(session.last_seq, most)?;
             }
@@ -327,6 +327,9 @@ impl App {
             let words_alone = plan.state.is_none() && plan.mail.is_none();
             let closing =
                 plan.state.as_ref().is_some_and(|s| s.status == Status::Closed) && q.state.status != Status::Closed;
+            if let Some(spent) = spent.filter(|_| !first_code && !closing) {
+                return Err(spent);
+            }
             let timeline_most = match (closing, words_alone) {
                 (true, _) => None,
                 (false, true) => Some(entries),
@@ -340,7 +343,7 @@ impl App {
             })
         });
         let acted = self.store.act_on_question(id, staff.clone(), plan, now).await;
-        if matches!(counted, Some(Ok(()))) && acted.is_err() {
+        if counted.is_ok() && acted.is_err() {
             self.written.give_back(staff.id, now);
         }
         self.after_acting(staff, receiving, acted?).await

@@ -96,7 +96,12 @@ impl Drop for Online {
                 map.remove(&self.staff);
             }
         }
+        let last = !map.contains_key(&self.staff);
         drop(map);
+        if !last {
+            // Still connected here: the background round marks them seen.
+            return;
+        }
         let (store, id, now) = (self.app.store.clone(), self.staff, self.app.clock.now());
         tokio::spawn(async move {
             match store.touch(vec![id], now).await {
@@ -158,13 +163,24 @@ pub struct FormReceipt {
 }
 
 impl App {
-    /// Registers a live staff connection (see [`Online`]).
+    /// Registers a live staff connection (see [`Online`]). The first of a
+    /// staff member's on this node marks them seen at once; the others
+    /// need not (the background round marks the connected every second):
+    /// a loop opening and closing sockets would otherwise write twice a
+    /// socket.
     pub fn staff_online(&self, staff: StaffId) -> Online {
-        *self.connections.lock().entry(staff).or_insert(0) += 1;
-        let (store, now) = (self.store.clone(), self.clock.now());
-        tokio::spawn(async move {
-            let _ = store.touch(vec![staff], now).await;
-        });
+        let first = {
+            let mut map = self.connections.lock();
+            let n = map.entry(staff).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            let (store, now) = (self.store.clone(), self.clock.now());
+            tokio::spawn(async move {
+                let _ = store.touch(vec![staff], now).await;
+            });
+        }
         Online { app: self.clone(), staff }
     }
 

@@ -392,6 +392,13 @@ async fn open(
         goodbye(&mut socket, close_frame(CLOSE_POLICY, "too many connections")).await;
         return None;
     };
+    if !held.opened() {
+        metrics.limited("socket_open");
+        let why = "this account opened too many connections in a short time; slow down";
+        let _ = error(&mut socket, "rate_limited", why, None).await;
+        goodbye(&mut socket, close_frame(CLOSE_TRY_AGAIN, "too many connections opened")).await;
+        return None;
+    }
     let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };
     let _open = metrics.socket(kind);
     tracing::debug!(kind, "socket authenticated");

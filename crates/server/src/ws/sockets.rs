@@ -271,6 +271,18 @@ pub(super) fn per_account(limits: &refdesk_app::Limits) -> (u32, u32) {
 }
 
 impl Slot {
+    /// Spends the opening of a staff socket from its account's budget (its
+    /// sign-in's was spent at the upgrade, when the node knew it): twenty
+    /// sign-ins of one password would otherwise open twenty sign-ins'
+    /// worth. `false`: spent; the socket must not open. A patron's is
+    /// counted by its address at the upgrade.
+    pub(super) fn opened(&self) -> bool {
+        match self {
+            Slot::Chat(..) => true,
+            Slot::SignIn(place) => place.account.bucket.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        }
+    }
+
     /// Takes a frame from the budgets this socket shares: its chat's or
     /// sign-in's, and a patron's network's as well.
     /// A frame the network refuses costs the chat nothing, and the other

@@ -503,11 +503,22 @@ async fn a_staff_member_writes_only_so_many_lines_and_notes_a_day_however_they_w
     let (status, body) = ann.post(&first, json!({"code": "answered"})).await;
     assert_eq!(status, 200, "a first code past the count: {body}");
     assert_eq!(app.stored(p.session).await.len(), stored);
+    // Every question-list action counts (each an entry in the history):
+    // past the count a claim or an assignment is refused too; closing the
+    // open question still goes.
+    let carla = app.staff("carla").await;
+    let to_carla = json!({"to": carla.id, "confirm_live": true});
+    for (action, body) in [("assign", to_carla), ("refer", json!({"library": "lakeside-public", "confirm_live": true}))]
+    {
+        let (status, body) = ann.act(q, action, body).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_lines")), "{action}: {body}");
+    }
+    let (status, body) = ann.act(q, "close", json!({"confirm_live": true})).await;
+    assert_eq!(status, 200, "closing an open question past the count: {body}");
     // A line stored before, sent again (its ack lost): acknowledged, not refused (I4).
     let again = desk.say(Some(p.session), "note", "two, a note", "n2").await;
     assert_eq!((again["type"].as_str(), again["duplicate"].as_bool()), (Some("ack"), Some(true)), "{again}");
     // A colleague writes their own.
-    let carla = app.staff("carla").await;
     let (status, body) = carla.act(q, "note", json!({"body": "from carla", "confirm_live": true})).await;
     assert_eq!(status, 200, "{body}");
     // The next day (signed in again), again.

@@ -977,6 +977,49 @@ async fn a_desk_the_node_knows_opens_sockets_on_its_sign_ins_frame_budget() {
 }
 
 #[tokio::test]
+async fn a_staff_members_socket_openings_spend_the_accounts_budget_whatever_sign_in_opens_them() {
+    // Each sign-in's budget pays for its openings at the upgrade; twenty
+    // sign-ins of one password would otherwise open twenty times as many.
+    // The account's budget is five sign-ins' worth.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app_with(|c| {
+        (c.limits.frames_per_second, c.limits.frame_burst) = (1, 2);
+        c.limits.logins_per_minute = 100;
+    })
+    .await;
+    let mut sign_ins = Vec::new();
+    for _ in 0..10 {
+        let login = json!({"username": "ann", "password": "refdesk-demo"});
+        let res = reqwest::Client::new().post(app.url("/api/login")).json(&login).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        sign_ins.push(res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned());
+    }
+    let (mut opened, mut slowed) = (0, 0);
+    for cookie in sign_ins.iter().chain(&sign_ins) {
+        let mut req = format!("ws://{}/api/ws", app.addr).into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else { continue };
+        ws.send(Ws::text(json!({"type": "auth"}).to_string())).await.unwrap();
+        let first = loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an answer").unwrap().unwrap() {
+                Ws::Text(t) => break serde_json::from_str::<Value>(t.as_str()).unwrap(),
+                _ => continue,
+            }
+        };
+        match (first["type"].as_str(), first["code"].as_str()) {
+            (Some("hello"), _) => opened += 1,
+            (Some("error"), Some("rate_limited")) => slowed += 1,
+            other => panic!("{other:?}: {first}"),
+        }
+        let _ = ws.close(None).await;
+    }
+    assert!((10..=14).contains(&opened), "{opened} of 20 opened on the account's budget of 10 and 5 a second");
+    assert!(slowed >= 6, "the rest are told to slow down: {slowed}");
+    // A colleague's desk has its own.
+    let _ben = app.staff("ben").await.socket().await;
+}
+
+#[tokio::test]
 async fn a_staff_members_reads_over_http_have_a_budget_of_their_own() {
     // A question's page or a page of a chat is megabytes at most, built
     // whole: a stolen sign-in looping them (13,000 reads in 5 s) kept both
