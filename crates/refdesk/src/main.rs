@@ -423,24 +423,8 @@ fn by_id(e: refdesk_app::AppError) -> anyhow::Error {
 }
 
 /// `refdesk config`: the configuration in effect, or `--check`'s verdict.
-/// An error names the line of the file that sets what is at fault, when a
-/// line does.
 fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
-    let config = load_config(cli).map_err(|e| {
-        let text = cli.config.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
-        let message = format!("{e:#}");
-        let line = refdesk_server::settings::line_of_error(&text, &message);
-        // An error that names the variable or flag that set it is not the file's.
-        let from_elsewhere = ["from REFDESK_", "from --", "--set", "REFDESK_"]
-            .iter()
-            .any(|s| message.contains(s) && (s.starts_with("from") || message.starts_with(s)));
-        match (line, &cli.config) {
-            (Some(n), Some(file)) if !message.contains("line ") && !from_elsewhere => {
-                anyhow::anyhow!("{}, line {n}: {message}", file.display())
-            }
-            _ => e,
-        }
-    })?;
+    let config = load_config(cli)?;
     if check {
         // A misspelt variable is a warning at start; before a restart, an
         // error: the setting it was meant to be is not in effect.
@@ -459,6 +443,22 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         print!("{}", config.redacted_toml());
     }
     Ok(())
+}
+
+/// A problem of the configuration, with the file and the line that set
+/// what is at fault, when a line of the file did.
+fn at_its_line(cli: &Cli, text: &str, message: &str) -> String {
+    let line = refdesk_server::settings::line_of_error(text, message);
+    // An error that names the variable or flag that set it is not the file's.
+    let from_elsewhere = ["from REFDESK_", "from --", "--set", "REFDESK_"]
+        .iter()
+        .any(|s| message.contains(s) && (s.starts_with("from") || message.starts_with(s)));
+    match (line, &cli.config) {
+        (Some(n), Some(file)) if !message.contains("line ") && !from_elsewhere => {
+            format!("{}, line {n}: {message}", file.display())
+        }
+        _ => message.to_owned(),
+    }
 }
 
 /// Log lines go to standard error (standard output is the commands'
@@ -482,7 +482,26 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// The configuration of the file, the environment and the flags, checked.
+/// An error names the line of the file that sets what is at fault, when a
+/// line does; the check's problems are said all at once, each on a line
+/// of its own.
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    load_config_unannotated(cli).map_err(|e| {
+        let text = cli.config.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        let problems: Vec<String> = match e.downcast_ref::<refdesk_server::config::Problems>() {
+            Some(found) => found.0.iter().map(|message| at_its_line(cli, &text, message)).collect(),
+            // Any other error (a file that does not parse) as it is.
+            None => vec![at_its_line(cli, &text, &format!("{e:#}"))],
+        };
+        match problems.len() {
+            1 => anyhow::anyhow!("{}", problems[0]),
+            n => anyhow::anyhow!("{n} problems:\n  {}", problems.join("\n  ")),
+        }
+    })
+}
+
+fn load_config_unannotated(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load_unchecked(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();

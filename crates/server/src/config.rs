@@ -218,6 +218,18 @@ impl Default for Config {
 /// Settings whose upper bound is another setting: `(setting, its bound)`.
 const BOUNDED_BY: [(&str, &str); 1] = [("limits.block_hours", "limits.max_block_hours")];
 
+/// Every problem [`Config::validate`] found, one a line when shown.
+#[derive(Debug)]
+pub struct Problems(pub Vec<String>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for Problems {}
+
 impl Config {
     /// refdesk's origin (`https://host[:port]`), if a public URL is set.
     pub fn public_origin(&self) -> Option<String> {
@@ -429,32 +441,46 @@ impl Config {
         Ok(())
     }
 
-    /// Refuses configurations that cannot work. An error about a setting
-    /// that a variable or a flag set names it (`(from REFDESK_PUBLIC_URL)`):
-    /// the file's line is not at fault then.
+    /// Refuses configurations that cannot work, saying every problem found,
+    /// one a line (an operator fixes them all at once, not one per check).
+    /// An error about a setting that a variable or a flag set names it
+    /// (`(from REFDESK_PUBLIC_URL)`): the file's line is not at fault then.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.validate_settings().map_err(|e| {
-            let message = format!("{e:#}");
-            if message.contains(", from ") {
-                return e;
-            }
-            let named = self.sources.iter().filter_map(|(path, src)| Some((named_at(&message, path)?, src))).min();
-            match named {
-                Some((_, src)) => anyhow::anyhow!("{message} (from {src})"),
-                None => e,
-            }
-        })
+        let problems: Vec<String> = self
+            .validate_settings()
+            .into_iter()
+            .map(|e| {
+                let message = format!("{e:#}");
+                if message.contains(", from ") {
+                    return message;
+                }
+                let named = self.sources.iter().filter_map(|(path, src)| Some((named_at(&message, path)?, src))).min();
+                match named {
+                    Some((_, src)) => format!("{message} (from {src})"),
+                    None => message,
+                }
+            })
+            .collect();
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(Problems(problems).into()),
+        }
     }
 
-    fn validate_settings(&self) -> anyhow::Result<()> {
+    /// Every problem of the settings (none: they can work).
+    fn validate_settings(&self) -> Vec<anyhow::Error> {
+        let mut problems = Vec::new();
         let l = &self.limits;
         if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
-            bail!("limits.max_message_chars must be between 1 and 100000 (it is {})", l.max_message_chars);
+            let it = l.max_message_chars;
+            problems.push(anyhow::anyhow!("limits.max_message_chars must be between 1 and 100000 (it is {it})"));
         }
         // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
         // a full-length message must always fit in a frame.
         if l.max_frame_bytes < l.max_message_chars.saturating_mul(6) + 1024 {
-            bail!("limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits");
+            problems.push(anyhow::anyhow!(
+                "limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits"
+            ));
         }
         // Upper bounds too: nothing here may overflow a computation or a
         // buffer (a day of sign-off, a year of sign-in, a 16 MiB frame…).
@@ -516,12 +542,13 @@ impl Config {
             ("limits.staff_lines_per_day", l.staff_lines_per_day as u64, 1, 10_000_000),
             ("limits.staff_reads_per_second", l.staff_reads_per_second as u64, 1, 1_000_000),
         ];
-        for (name, value, min, max) in bounded {
-            self.in_range(name, value, min, max)?;
-        }
-        self.mail.validate().map_err(anyhow::Error::msg)?;
-        self.validate_addresses()?;
-        self.validate_links()
+        problems.extend(
+            bounded.into_iter().filter_map(|(name, value, min, max)| self.in_range(name, value, min, max).err()),
+        );
+        problems.extend(self.mail.validate().err().map(anyhow::Error::msg));
+        problems.extend(self.validate_addresses().err());
+        problems.extend(self.validate_links().err());
+        problems
     }
 
     /// The addresses refdesk answers on and is known by.
