@@ -108,7 +108,7 @@ function render(m) {
   }
   if (m.system === "ended") {
     setStatus("The chat has ended.");
-    for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
+    for (const id of ["composer", "end", "transcript-form", "rating-form"]) $(id).classList.add("hidden");
     for (const who of [...typists.keys()]) setTyping(who, false);
     // A chat no librarian took has nothing to rate (the server refuses it).
     if (taken) $("rating-form").classList.remove("hidden");
@@ -297,6 +297,7 @@ $("stars").append(...[1, 2, 3, 4, 5].map((n) => el("label", { class: "inline" },
   el("input", { type: "radio", name: "rating", value: String(n), class: "inline", required: true }), ` ${n}${n === 1 ? " (poor)" : n === 5 ? " (excellent)" : ""} `)));
 $("rating-form").onsubmit = async (e) => {
   e.preventDefault();
+  if (!chat) return; // forgotten meanwhile (erased, or no longer known)
   const rating = Number(document.querySelector('input[name="rating"]:checked')?.value);
   try {
     await api("/api/chat/rating", { method: "POST", token: chat.token, body: { rating, comment: $("rating-comment").value } });

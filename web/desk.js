@@ -222,8 +222,10 @@ function forget(session) {
     $("no-chat").textContent = "The chat you had open was erased at the patron's request or by the library's retention period.";
   }
   renderMonitor();
-  refreshQuestions().catch(fail);
+  drawSoon(refreshQuestionsSoon);
 }
+// A retention run may erase many chats at once: the list is read once.
+const refreshQuestionsSoon = () => { refreshQuestions().catch(fail); };
 
 // Every chat I am in is followed, on screen or not, so that none of its
 // lines goes unnoticed (after a reload too).

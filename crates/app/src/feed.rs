@@ -136,6 +136,21 @@ struct Watched {
     last: u64,
     /// A catch-up stopped at a page: the rest is read at the next turn.
     more: bool,
+    /// Erased when the viewer began to watch it: what they were given is
+    /// what the erasure left.
+    erased: bool,
+}
+
+/// A watched session read again ([`Feed::read_context_again`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Again {
+    /// Still watched, its context renewed.
+    Watched,
+    /// No longer in view: left.
+    Left,
+    /// Erased since the viewer began to watch it (the event that said so
+    /// was missed): left; the viewer must be told.
+    Erased,
 }
 
 /// A connection's feed.
@@ -276,8 +291,12 @@ impl Feed {
 
     /// Starts (or restarts) watching a session from `after`; what the viewer
     /// may see of it since then comes from [`Feed::next_page`]. Refused
-    /// outside the viewer's scope (I5).
-    pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<()> {
+    /// outside the viewer's scope (I5). `false`: the chat was erased, and
+    /// the viewer claims lines of it (`after` > 0) it did not get from this
+    /// connection since: they may be from before the erasure (a page that
+    /// was reconnecting when the `erased` frame went out). It is not
+    /// watched; the viewer must be told (`erased`), and may resume from 0.
+    pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<bool> {
         if matches!(self.viewer, Viewer::Patron { session: own } if own != session) {
             return Err(DomainError::NotFound("session").into());
         }
@@ -294,6 +313,11 @@ impl Feed {
                 return Err(e);
             }
         };
+        let known = self.sessions.get(&session).is_some_and(|w| w.erased);
+        if rec.erased && after > 0 && !known {
+            self.leave(session);
+            return Ok(false);
+        }
         if let Viewer::Staff(staff) = &self.viewer {
             // Watching a live chat one takes no part in is never silent:
             // the chatting librarian sees who is watching (B3).
@@ -306,11 +330,12 @@ impl Feed {
         // every message up to the number it named.
         let after = after.min(rec.last_seq);
         let watchers = self.sub.watchers_of(session);
-        self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after, more: false }));
+        let erased = rec.erased;
+        self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after, more: false, erased }));
         if rec.state == refdesk_domain::chat::SessionState::Ended {
             self.forget_ended(session);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether a page of lines read from the store is judged by the session
@@ -332,19 +357,22 @@ impl Feed {
     }
 
     /// Reads a watched session's context again (after missed events, or
-    /// lines that changed hands): a session no longer in view is left.
-    /// Whether it is still watched.
-    async fn read_context_again(&mut self, session: SessionId) -> AppResult<bool> {
+    /// lines that changed hands): a session no longer in view is left, and
+    /// so is one erased since the viewer began to watch it.
+    async fn read_context_again(&mut self, session: SessionId) -> AppResult<Again> {
         match self.record_in_view(session).await {
             Ok(rec) => {
-                if let Some(w) = self.sessions.get_mut(&session) {
-                    w.ctx = rec.ctx;
+                let Some(w) = self.sessions.get_mut(&session) else { return Ok(Again::Left) };
+                if rec.erased && !w.erased {
+                    self.leave(session);
+                    return Ok(Again::Erased);
                 }
-                Ok(self.sessions.contains_key(&session))
+                w.ctx = rec.ctx;
+                Ok(Again::Watched)
             }
             Err(AppError::Domain(DomainError::NotFound(_))) => {
                 self.leave(session);
-                Ok(false)
+                Ok(Again::Left)
             }
             Err(e) => Err(e),
         }
@@ -391,7 +419,7 @@ impl Feed {
         // after them, not by the copy from before them (a chat transferred
         // away while its replay was read would show the new hands' notes).
         // Out of view now, the replay is refused as a resume would be.
-        if self.judged_again(&read) && !self.read_context_again(session).await? {
+        if self.judged_again(&read) && self.read_context_again(session).await? != Again::Watched {
             return Err(DomainError::NotFound("session").into());
         }
         let Some(w) = self.sessions.get_mut(&session) else {
@@ -641,7 +669,7 @@ impl Feed {
         let Some(from) = self.sessions.get(&session).map(|w| w.last) else { return Ok(Vec::new()) };
         let page = self.app.store.messages_after(session, from, PAGE).await?;
         // As for a replay's page (`next_page`): judged as the session is now.
-        if self.judged_again(&page) && !self.read_context_again(session).await? {
+        if self.judged_again(&page) && self.read_context_again(session).await? != Again::Watched {
             return Ok(Vec::new());
         }
         let more = page.len() == PAGE as usize;
@@ -758,8 +786,13 @@ impl Feed {
         for s in watched {
             // Changes of hands may be among what was dropped: the
             // context is re-read, and a session no longer in view is left.
-            if !self.read_context_again(s).await? {
-                continue;
+            match self.read_context_again(s).await? {
+                Again::Watched => {}
+                Again::Left => continue,
+                Again::Erased => {
+                    out.push(Out::Erased(s));
+                    continue;
+                }
             }
             out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
         }

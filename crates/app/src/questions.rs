@@ -229,10 +229,7 @@ impl App {
             limit: f.limit.clamp(1, 200),
         };
         // A search by words is a long read: in this staff member's own line.
-        let _turn = match query.text.is_some() || long {
-            true => Some(self.long_reads.turn(staff.id).await),
-            false => None,
-        };
+        let _turn = if query.text.is_some() || long { Some(self.long_reads.turn(staff.id).await) } else { None };
         Ok(self.store.questions(query).await?)
     }
 

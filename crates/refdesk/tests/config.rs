@@ -322,17 +322,18 @@ fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
 #[test]
 fn the_check_says_every_problem_at_once_each_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let text = "listen = \"127.0.0.1:8080\"\nmetrics_listen = \"127.0.0.1:8080\"\n[limits]\nframe_burst = 0\nsockets_per_chat = 5000\n";
+    let text = "listen = \"127.0.0.1:8080\"\nmetrics_listen = \"127.0.0.1:8080\"\nnats_subject = \"a.*\"\n[limits]\nframe_burst = 0\nsockets_per_chat = 5000\n";
     let path = file(dir.path(), text);
     let o = refdesk(Some(&path), &[], &["config", "--check"]);
     assert_eq!(o.status.code(), Some(1));
     let said = err(&o);
-    assert!(said.contains("3 problems:"), "{said}");
+    assert!(said.contains("4 problems:"), "{said}");
     let at = |n: usize, what: &str| format!("{}, line {n}: {what}", path.display());
     for line in [
-        at(4, "limits.frame_burst must be between 1 and 100000"),
-        at(5, "limits.sockets_per_chat must be between 1 and 1000"),
+        at(5, "limits.frame_burst must be between 1 and 100000"),
+        at(6, "limits.sockets_per_chat must be between 1 and 1000"),
         at(2, "metrics_listen must differ from listen"),
+        at(3, "nats_subject must be dot-separated words"),
     ] {
         assert!(said.contains(&line), "{line:?} in {said}");
     }

@@ -461,10 +461,10 @@ impl Config {
                 }
             })
             .collect();
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(Problems(problems).into()),
+        if problems.is_empty() {
+            return Ok(());
         }
+        Err(Problems(problems).into())
     }
 
     /// Every problem of the settings (none: they can work).
@@ -477,7 +477,7 @@ impl Config {
         }
         // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
         // a full-length message must always fit in a frame.
-        if l.max_frame_bytes < l.max_message_chars.saturating_mul(6) + 1024 {
+        if l.max_frame_bytes < l.max_message_chars.saturating_mul(6).saturating_add(1024) {
             problems.push(anyhow::anyhow!(
                 "limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits"
             ));
@@ -546,45 +546,45 @@ impl Config {
             bounded.into_iter().filter_map(|(name, value, min, max)| self.in_range(name, value, min, max).err()),
         );
         problems.extend(self.mail.validate().err().map(anyhow::Error::msg));
-        problems.extend(self.validate_addresses().err());
-        problems.extend(self.validate_links().err());
+        self.address_problems(&mut problems);
+        self.link_problems(&mut problems);
         problems
     }
 
     /// The addresses refdesk answers on and is known by.
-    fn validate_addresses(&self) -> anyhow::Result<()> {
+    fn address_problems(&self, problems: &mut Vec<anyhow::Error>) {
         if self.metrics_listen.is_some_and(|m| m == self.listen) {
-            bail!("metrics_listen must differ from listen (leave it unset to serve /metrics on listen)");
+            problems.push(anyhow::anyhow!(
+                "metrics_listen must differ from listen (leave it unset to serve /metrics on listen)"
+            ));
         }
         if let Some(url) = &self.public_url {
             let origin = crate::origin::origin_of(url.trim_end_matches('/'));
             let bare = url.trim_end_matches('/').splitn(4, '/').nth(3).is_none();
             if origin.is_none() || !bare || url.contains(['?', '#']) {
-                bail!("public_url must be like https://ask.example.org (http or https, a host, an optional port, no path)");
+                problems.push(anyhow::anyhow!("public_url must be like https://ask.example.org (http or https, a host, an optional port, no path)"));
             }
         }
-        Ok(())
     }
 
     /// The data folder, database and NATS part of [`Config::validate`]:
     /// where the data goes, and settings that only make sense together.
-    fn validate_links(&self) -> anyhow::Result<()> {
+    fn link_problems(&self, problems: &mut Vec<anyhow::Error>) {
         // An empty value (`REFDESK_DATA_DIR=` in a unit file) is no folder.
         if self.data_dir.as_os_str().to_string_lossy().trim().is_empty() {
-            bail!("data_dir is empty: give the data folder, such as /var/lib/refdesk");
-        }
-        if self.data_dir.exists() && !self.data_dir.is_dir() {
-            bail!("data_dir {} is a file, not a folder", self.data_dir.display());
+            problems.push(anyhow::anyhow!("data_dir is empty: give the data folder, such as /var/lib/refdesk"));
+        } else if self.data_dir.exists() && !self.data_dir.is_dir() {
+            problems.push(anyhow::anyhow!("data_dir {} is a file, not a folder", self.data_dir.display()));
         }
         // What `serve` and `setup` would refuse on SQLite, said by the check
         // before a restart: refdesk makes the data folder, not those above.
         let above = self.data_dir.parent().filter(|p| !p.as_os_str().is_empty());
         if self.database_url.is_none() && !self.data_dir.exists() && above.is_some_and(|p| !p.is_dir()) {
-            bail!(
+            problems.push(anyhow::anyhow!(
                 "data_dir {}: the folder above it does not exist (is data_dir right? refdesk creates the data \
                  folder, not the folders above it)",
                 self.data_dir.display()
-            );
+            ));
         }
         let urls = [
             ("database_url", &self.database_url),
@@ -593,26 +593,28 @@ impl Config {
         ];
         for (name, url) in urls {
             if url.as_deref().is_some_and(refdesk_app::nats::holds_hidden_secret) {
-                bail!("{name} holds *** where its password or token goes (`refdesk config` hides them): write the real one");
+                problems.push(anyhow::anyhow!("{name} holds *** where its password or token goes (`refdesk config` hides them): write the real one"));
             }
         }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                bail!("database_url must be a postgres:// URL (leave it unset for the embedded SQLite database in data_dir)");
+                problems.push(anyhow::anyhow!("database_url must be a postgres:// URL (leave it unset for the embedded SQLite database in data_dir)"));
             }
         }
         if !(1..=1000).contains(&self.database_connections) {
-            bail!("database_connections must be between 1 and 1000");
+            problems.push(anyhow::anyhow!("database_connections must be between 1 and 1000"));
         }
         match self.nats() {
             Some(nats) => {
                 // An error about the key names its own setting; the rest are the link's.
-                nats.check().map_err(|e| match e.starts_with("nats_") {
-                    true => anyhow::anyhow!("{e}"),
-                    false => anyhow::anyhow!("nats_url: {e}"),
-                })?;
+                if let Err(e) = nats.check() {
+                    let named = if e.starts_with("nats_") { e } else { format!("nats_url: {e}") };
+                    problems.push(anyhow::anyhow!(named));
+                }
                 if self.database_url.is_none() {
-                    bail!("nats_url links several nodes, which must share a PostgreSQL database: set database_url too");
+                    problems.push(anyhow::anyhow!(
+                        "nats_url links several nodes, which must share a PostgreSQL database: set database_url too"
+                    ));
                 }
             }
             None => {
@@ -625,7 +627,8 @@ impl Config {
                     || self.nats_key_file.is_some()
                     || self.nats_tls;
                 if set {
-                    bail!("the nats_… settings are for the NATS link, but nats_url is not set");
+                    problems
+                        .push(anyhow::anyhow!("the nats_… settings are for the NATS link, but nats_url is not set"));
                 }
             }
         }
@@ -635,9 +638,10 @@ impl Config {
                 .split('.')
                 .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
         if !subject_ok {
-            bail!("nats_subject must be dot-separated words of letters, digits, '_' and '-' (no wildcards)");
+            problems.push(anyhow::anyhow!(
+                "nats_subject must be dot-separated words of letters, digits, '_' and '-' (no wildcards)"
+            ));
         }
-        Ok(())
     }
 
     /// The NATS link's settings, if there is one.

@@ -501,6 +501,8 @@ pub struct SessionRecord {
     pub librarian_name: Option<String>,
     /// When its last message was written (its start, if it has none).
     pub last_message_at: Millis,
+    /// Whether its patron's personal data was erased.
+    pub erased: bool,
     /// Characters of the patron's lines after the question: counted in the
     /// copies appends read (`ops::chats::append` loads it, `note_line` adds
     /// each line), 0 in other reads.

@@ -379,8 +379,10 @@ impl Connection {
             let why = format!("too many reads from your address; try again in {wait} s");
             return error(socket, "rate_limited", &why, None).await;
         }
-        if let Err(e) = self.feed.resume(session, after).await {
-            return report(socket, e.into(), None).await;
+        match self.feed.resume(session, after).await {
+            Ok(true) => {}
+            Ok(false) => return send(socket, &OutFrame::Erased { session }, self.send_within()).await,
+            Err(e) => return report(socket, e.into(), None).await,
         }
         let (within, page) = (self.send_within(), self.feed.app().limits().replay_page);
         for n in 0.. {

@@ -181,8 +181,9 @@ pub(crate) async fn upgrade(
     let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
     // A desk this node knows reconnects whatever the address opened: a
     // stranger sharing a library's address does not keep its librarians out.
-    // Its sign-in's frame budget pays instead (each open and close of a
-    // staff socket is a write: the staff member seen connected).
+    // Its sign-in's frame budget pays instead (each socket is an
+    // authentication, and a member's first and last on the node a write:
+    // the staff member seen connected), and its account's after `auth`.
     let desk = cookie_token(&headers).filter(|c| state.limiter.knows(Credential::Staff, c));
     if let Some(cookie) = desk {
         if !state.sockets.sign_ins.spend(refdesk_app::auth::digest(cookie), sockets::per_key(state.app.limits())) {
@@ -200,7 +201,11 @@ pub(crate) async fn upgrade(
     let (from_address, pending_here) = address_places(&state, address)?;
     let network = match from_address.as_ref().zip(ip) {
         Some((own, ip)) => {
-            let (cap, budget) = (state.app.limits().sockets_per_address, sockets::per_address(state.app.limits()));
+            // A desk the node knows is not held to its /56's and /48's: a
+            // stranger holding sockets across a campus's /64s must not keep
+            // its librarians out (their sign-ins bound their sockets).
+            let cap = if desk.is_some() { usize::MAX } else { state.app.limits().sockets_per_address };
+            let budget = sockets::per_address(state.app.limits());
             match sockets::Network::of(&state.sockets, own, ip, cap, budget) {
                 Some(network) => Some(Arc::new(network)),
                 None => {

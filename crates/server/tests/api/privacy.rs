@@ -350,6 +350,15 @@ async fn pages_open_on_a_chat_are_told_it_was_erased_and_stop_following_it() {
     assert!(frames.iter().all(|f| f["type"] != "event"), "{frames:?}");
     let left = desk.resume(Some(patron.session), 0).await;
     assert!(!left.is_empty() && !format!("{left:?}").contains("Thistlewood"), "{left:?}");
+    let again = desk.resume(Some(patron.session), 1).await;
+    assert!(again.len() < left.len(), "resumed after a line it got since: no `erased` again");
+    // A page that was reconnecting when it went out resumes after the
+    // lines it had from before: it is told then, and follows nothing.
+    let mut reconnected = ann.socket().await;
+    let had = lines.iter().filter_map(|l| l["seq"].as_u64()).max().unwrap();
+    reconnected.send(json!({"type": "resume", "session": patron.session, "after": had})).await;
+    let told = reconnected.until(|f| ["erased", "synced", "error"].contains(&f["type"].as_str().unwrap_or(""))).await;
+    assert_eq!(told.last(), Some(&json!({"type": "erased", "session": patron.session})), "{told:?}");
 
     // The retention period's erasure is told too.
     assert_eq!(carla.put("/api/libraries/riverside-main/retention", json!({"days": 1})).await.0, 200);

@@ -1135,6 +1135,8 @@ async fn each_page_of_a_question_export_spends_a_read_of_the_exporters_budget() 
         spent += 1;
         assert!(spent < 100, "the read budget never ran out");
     }
+    // The budget refills in time (a token a second): there is nothing to
+    // wait on but the clock.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let started = std::time::Instant::now();
     let res = get_raw(&erin, "/api/questions/export").await;

@@ -111,22 +111,24 @@ async fn remember_network<D: Db>(db: &mut D, staff: StaffId, from: &KnownNetwork
 /// every staff connection of every node hear it, and every desk of that
 /// person watching the queue read it whole.
 async fn set_availability<D: Db>(db: &mut D, id: StaffId, a: Availability, now: Millis) -> Result<(bool, Vec<Event>)> {
-    let (coop, was) = db
+    let coop = db
         .row(
-            "SELECT i.cooperative_id AS cooperative_id, s.availability AS availability
-             FROM staff s JOIN libraries l ON l.id = s.library_id
+            "SELECT i.cooperative_id AS cooperative_id FROM staff s JOIN libraries l ON l.id = s.library_id
              JOIN institutions i ON i.id = l.institution_id WHERE s.id = ?1",
             args![id.0],
-            |r| Ok((r.int("cooperative_id")?, r.text("availability")?)),
+            |r| r.int("cooperative_id"),
         )
         .await?
         .ok_or(not_found("staff member"))?;
-    let sql = format!(
-        "UPDATE staff SET availability = ?2, last_seen = {}(last_seen, ?3) WHERE id = ?1",
-        db.dialect().greatest()
-    );
-    db.exec(&sql, args![id.0, a.as_str(), now]).await?;
-    if was == a.as_str() {
+    // Seen first, which on PostgreSQL locks the row until the commit: a
+    // sign-off of someone not seen lately (`sign_off_stale`) waits, then
+    // finds them seen. Then changed only where it differs, decided on the
+    // row as it is under that lock (a read before the lock could miss a
+    // sign-off committed meanwhile, and a real change would go untold).
+    let seen = format!("UPDATE staff SET last_seen = {}(last_seen, ?2) WHERE id = ?1", db.dialect().greatest());
+    db.exec(&seen, args![id.0, now]).await?;
+    let change = "UPDATE staff SET availability = ?2 WHERE id = ?1 AND availability <> ?2";
+    if db.exec(change, args![id.0, a.as_str()]).await? == 0 {
         return Ok((false, Vec::new()));
     }
     Ok((true, vec![Event::Availability { staff: id, cooperative: CooperativeId(coop), availability: a }]))

@@ -268,7 +268,7 @@ pub(crate) const SESSION_SELECT: &str = concat!(
             s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
             sst.display_name AS librarian_name, ",
     last_line!(at),
-    " AS last_message_at, s.version AS version
+    " AS last_message_at, s.version AS version, s.erased_at IS NOT NULL AS erased
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
@@ -303,6 +303,7 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         library_name: r.text("library_name")?,
         librarian_name: r.opt_text("librarian_name")?,
         last_message_at: r.int("last_message_at")?,
+        erased: r.flag("erased")?,
         patron_chars: 0,
         counted_to: r.int("last_seq")? as u64,
     })
