@@ -470,18 +470,8 @@ impl Config {
     /// Every problem of the settings (none: they can work).
     fn validate_settings(&self) -> Vec<anyhow::Error> {
         let mut problems = Vec::new();
+        self.message_problems(&mut problems);
         let l = &self.limits;
-        if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
-            let it = l.max_message_chars;
-            problems.push(anyhow::anyhow!("limits.max_message_chars must be between 1 and 100000 (it is {it})"));
-        }
-        // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
-        // a full-length message must always fit in a frame.
-        if l.max_frame_bytes < l.max_message_chars.saturating_mul(6).saturating_add(1024) {
-            problems.push(anyhow::anyhow!(
-                "limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits"
-            ));
-        }
         // Upper bounds too: nothing here may overflow a computation or a
         // buffer (a day of sign-off, a year of sign-in, a 16 MiB frame…).
         let bounded = [
@@ -549,6 +539,22 @@ impl Config {
         self.address_problems(&mut problems);
         self.link_problems(&mut problems);
         problems
+    }
+
+    /// A message's length, and the frame that must hold it.
+    fn message_problems(&self, problems: &mut Vec<anyhow::Error>) {
+        let l = &self.limits;
+        if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
+            let it = l.max_message_chars;
+            problems.push(anyhow::anyhow!("limits.max_message_chars must be between 1 and 100000 (it is {it})"));
+        }
+        // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
+        // a full-length message must always fit in a frame.
+        if l.max_frame_bytes < l.max_message_chars.saturating_mul(6).saturating_add(1024) {
+            problems.push(anyhow::anyhow!(
+                "limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits"
+            ));
+        }
     }
 
     /// The addresses refdesk answers on and is known by.
