@@ -771,6 +771,12 @@ async fn every_report_in_json_and_csv_matches_a_model_of_generated_chats_for_eve
         // Weeks pass on the manual clock: sign-ins last, forms are not capped per day.
         c.limits.login_hours = 24 * 366;
         c.limits.form_questions_per_address_per_day = 100_000;
+        // The staff here work over HTTP alone (no socket marks them seen):
+        // minutes pass within a chat, and the background round, whenever
+        // it came, would sign its librarian off and send the chat back in
+        // line, which the model does not follow (a CI run on PostgreSQL
+        // failed so, an end refused as not the librarian's).
+        c.limits.signoff_minutes = 24 * 60;
     })
     .await;
     let erin = app.staff("erin").await;
