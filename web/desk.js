@@ -482,7 +482,12 @@ function onRefused(f) {
   // disabled): trying again would never work, and each try counts against
   // the address's budget of credentials that match nothing, which the whole
   // library shares. The page reloads to the sign-in form instead.
-  if (f.code === "unauthenticated" && !f.client_id) { conn.close(); location.reload(); return; }
+  if (f.code === "unauthenticated" && !f.client_id) {
+    // Signing out here: the socket may hear of it before the request's
+    // answer, and the reload would then leave the drafts behind.
+    if (signingOut) pref.clearDrafts();
+    conn.close(); location.reload(); return;
+  }
   $("chat-error").textContent = f.message;
   const sent = f.client_id && pending.get(f.client_id);
   if (!sent) return;
@@ -630,10 +635,12 @@ $("login").onsubmit = async (e) => {
   catch (err) { $("login-error").textContent = err.message; }
 };
 // A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.
+let signingOut = false;
 $("logout").onclick = async () => {
+  signingOut = true;
   try { await api("/api/logout", { method: "POST" }); } catch (err) {
     // Refused before the sign-in was looked up: not signed out yet.
-    if (err.status === 429) { $("chat-error").textContent = `Not signed out: ${err.message}`; return; }
+    if (err.status === 429) { signingOut = false; $("chat-error").textContent = `Not signed out: ${err.message}`; return; }
     /* otherwise signed out already */
   }
   pref.clearDrafts();
