@@ -1098,15 +1098,7 @@ async fn reports_refuse_bad_input_naming_it() {
 async fn the_question_export_goes_out_a_page_at_a_time_and_holds_every_question_once() {
     let app = spawn_app_with_manual_clock().await;
     // Two full pages of 200 and a part.
-    for n in 0..450 {
-        let form = refdesk_app::OfflineForm {
-            name: None,
-            email: Some("pat@example.org".into()),
-            question: format!("Question {n}"),
-            browser: None,
-        };
-        app.state.app.ask_offline("riverside-main", form, None).await.unwrap();
-    }
+    ask_offline_questions(&app, 450).await;
     let erin = app.staff("erin").await;
     let res = get_raw(&erin, "/api/questions/export").await;
     assert_eq!(res.status(), 200);
@@ -1125,15 +1117,7 @@ async fn each_page_of_a_question_export_spends_a_read_of_the_exporters_budget() 
     // read per page, one request would let an account read 250 pages at
     // the speed of its download, and a few hundred at once the whole store.
     let app = spawn_app_with_manual_clock_and(|c| c.limits.staff_reads_per_second = 1).await;
-    for n in 0..450 {
-        let form = refdesk_app::OfflineForm {
-            name: None,
-            email: Some("pat@example.org".into()),
-            question: format!("Question {n}"),
-            browser: None,
-        };
-        app.state.app.ask_offline("riverside-main", form, None).await.unwrap();
-    }
+    ask_offline_questions(&app, 450).await;
     let erin = app.staff("erin").await;
     // The account's reads spent (ten seconds' worth), then one back.
     let mut spent = 0;
@@ -1152,4 +1136,18 @@ async fn each_page_of_a_question_export_spends_a_read_of_the_exporters_budget() 
     // Its two further pages waited for a read each (a second apiece).
     let took = started.elapsed();
     assert!(took >= std::time::Duration::from_millis(1500), "three pages in {took:?}");
+}
+
+/// `n` offline-form questions at Riverside Main: two full pages of an
+/// export and a part, for 450.
+async fn ask_offline_questions(app: &TestApp, n: usize) {
+    for i in 0..n {
+        let form = refdesk_app::OfflineForm {
+            name: None,
+            email: Some("pat@example.org".into()),
+            question: format!("Question {i}"),
+            browser: None,
+        };
+        app.state.app.ask_offline("riverside-main", form, None).await.unwrap();
+    }
 }
