@@ -24,11 +24,14 @@ function describe(t) {
   }
 }
 
-// The page follows the question while its chat is live: it asks again every
-// few seconds (only while live, and only while the page is on screen), and
-// adds the new lines and timeline entries. A question that is no
-// longer live changes only by someone's action, which reloads it.
+// The page follows the question while it is on screen: every few seconds
+// while its chat is live, every half minute once it is not (someone else's
+// action, or an erasure of the patron's data), adding the new lines and
+// timeline entries. A page that showed the chat before its patron's data
+// was erased reloads, so that nothing erased stays on screen.
 const POLL_MS = 4000;
+const QUIET_POLL_MS = 30000;
+let erasedShown = null; // whether the page shows the chat as erased
 let shown = 0; // the highest seq in the transcript on the page
 let timelineShown = 0; // how many of the timeline's entries are on the page
 let poll = null;
@@ -38,8 +41,11 @@ let poll = null;
 const pageAfterShown = () => `/api/questions/${id}?after=${shown}&timeline_after=${timelineShown}`;
 
 function render(d, from) {
-  question = d.question;
   const q = d.question;
+  if (erasedShown === false && q.erased) { location.reload(); return; }
+  erasedShown = q.erased;
+  question = q;
+  $("erased-note").classList.toggle("hidden", !q.erased);
   $("title").textContent = `Question #${q.id}`;
   $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
     `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}`
@@ -55,7 +61,7 @@ function render(d, from) {
   addLines(d.transcript);
   addEntries(d.timeline, from);
   clearTimeout(poll);
-  if (q.live) poll = setTimeout(refresh, POLL_MS);
+  poll = setTimeout(refresh, q.live ? POLL_MS : QUIET_POLL_MS);
 }
 
 // Adds the lines not on the page yet, keeping the log at its end if it was.
@@ -108,10 +114,10 @@ async function refresh() {
     // A sign-in that ended is not asked again and again (each try counts
     // against the address's budget of credentials that match nothing).
     if (err.status === 401) { location.href = "/desk"; return; }
-    if (question?.live) poll = setTimeout(refresh, POLL_MS * 2);
+    poll = setTimeout(refresh, (question?.live ? POLL_MS : QUIET_POLL_MS) * 2);
   }
 }
-document.addEventListener("visibilitychange", () => { if (!document.hidden && question?.live) { clearTimeout(poll); refresh(); } });
+document.addEventListener("visibilitychange", () => { if (!document.hidden && question) { clearTimeout(poll); refresh(); } });
 
 async function act(action, body = {}) {
   $("error").textContent = ""; $("notice").textContent = "";

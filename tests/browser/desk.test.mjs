@@ -378,6 +378,13 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await ann.locator("#log", { hasText: "ended by" }).waitFor();
   await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
   await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
+  // The question's page is open in another tab.
+  const page = await ann.context().newPage();
+  const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json())
+    .find((x) => x.text === "Erasmus here: forget me afterwards").id);
+  await page.goto(`${base}/desk/questions/${qid}`);
+  await page.locator("#transcript", { hasText: "forget me afterwards" }).waitFor();
+  assert.equal(await page.locator("#erased-note").isHidden(), true);
 
   // Carla, the library's admin, erases the chat on the patron's request.
   const carla = await open();
@@ -404,5 +411,12 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   assert.equal(await patron.locator("#log li").count(), 0, "the patron's page shows the chat no more");
   assert.equal(await patron.evaluate(() => Object.keys(sessionStorage).length), 0, "nor keeps it");
   await accessible(ann, "the desk after a chat it showed was erased");
+  // The question's page, on screen again (or at its next look), reloads
+  // and shows the chat masked.
+  await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+  await page.locator("#erased-note").waitFor();
+  assert.equal(await page.locator("main", { hasText: "Erasmus" }).count(), 0, "the name is not on the question's page");
+  assert.equal(await page.locator("#transcript", { hasText: "[name] here: forget me" }).count(), 1, "the patron's lines masked");
+  await accessible(page, "a question's page after its chat was erased");
   for (const p of [ann, patron, carla]) await p.context().close();
 });

@@ -760,6 +760,9 @@ pub struct QuestionRecord {
     /// (the list and the question page); the e-mail address is on the
     /// question page alone.
     pub patron_name: Option<String>,
+    /// Whether its patron's personal data was erased (docs/privacy.md):
+    /// the chat's lines and the question's texts are masked.
+    pub erased: bool,
 }
 
 /// One timeline entry (R7).

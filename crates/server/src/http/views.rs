@@ -199,6 +199,10 @@ pub struct QuestionView {
     pub rating_comment: Option<String>,
     /// The name the patron gave, if any.
     pub patron_name: Option<String>,
+    /// Its patron's personal data was erased (on request or by the
+    /// library's retention period): the chat's lines and the question's
+    /// texts are masked. A page that shows it reads it again.
+    pub erased: bool,
 }
 
 impl From<refdesk_store::QuestionRecord> for QuestionView {
@@ -222,6 +226,7 @@ impl From<refdesk_store::QuestionRecord> for QuestionView {
             rating: q.rating,
             rating_comment: q.rating_comment,
             patron_name: q.patron_name,
+            erased: q.erased,
         }
     }
 }

@@ -262,6 +262,7 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     let (status, _) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": [lakeside]})).await;
     assert_eq!(status, 422, "not carla's library");
     assert_eq!(patron_post(&live, "/api/chat/end", json!(null)).await.0, 200);
+    assert_eq!(carla.get(&format!("/api/questions/{q1}")).await.1["question"]["erased"], false);
     let (status, erased) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!((status, erased), (200, json!({"erased": 2})));
     assert_eq!(carla.post(path, body.clone()).await.1, json!([]));
@@ -269,6 +270,7 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert_eq!(left.as_array().unwrap().len(), 1, "the other library's chat is untouched");
     let (_, page) = carla.get(&format!("/api/questions/{q1}")).await;
     assert!(!page.to_string().contains("Oakenshield") && !page.to_string().contains(&who.email));
+    assert_eq!(page["question"]["erased"], true, "a page that shows it knows to read it again");
     let (_, log) = carla.get("/api/privacy/log").await;
     assert_eq!(log[0]["action"], "erase");
     assert_eq!(log[0]["by"], "Carla Catalog");

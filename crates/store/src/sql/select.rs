@@ -437,7 +437,8 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
             q.created_at AS created_at, ",
     last_line!(at),
     " AS last_message_at, s.accepted_at AS accepted_at,
-            s.rating AS rating, s.rating_comment AS rating_comment, s.patron_name AS patron_name
+            s.rating AS rating, s.rating_comment AS rating_comment, s.patron_name AS patron_name,
+            s.erased_at IS NOT NULL AS erased
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id"
@@ -465,6 +466,7 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
         rating: r.opt_int("rating")?.map(|v| v.clamp(0, 255) as u8),
         rating_comment: r.opt_text("rating_comment")?,
         patron_name: r.opt_text("patron_name")?,
+        erased: r.flag("erased")?,
     })
 }
 
