@@ -242,6 +242,25 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     let out = refdesk(live.path(), &["backup", "--to", &arg(&file), "--force"]);
     assert!(out.status.success(), "{}", text(&out));
 
+    // Nor, --force or not, the files SQLite keeps beside the database
+    // (a copy in place of the log would break it), named or linked to.
+    let wal = live.path().join("refdesk.sqlite3-wal");
+    let link = backups.path().join("link-to-the-log");
+    std::os::unix::fs::symlink(&wal, &link).unwrap();
+    for (to, part) in [
+        (wal.clone(), "write-ahead log"),
+        (live.path().join("refdesk.sqlite3-shm"), "shared-memory index"),
+        (live.path().join("refdesk.sqlite3-journal"), "rollback journal"),
+        (link, "write-ahead log"),
+    ] {
+        let out = refdesk(live.path(), &["backup", "--to", &arg(&to), "--force"]);
+        assert!(!out.status.success(), "{}", to.display());
+        assert!(text(&out).contains(&format!("is the database's {part}")), "{}", text(&out));
+    }
+    assert!(!live.path().join("refdesk.sqlite3-journal").exists());
+    let log = std::fs::read(&wal).unwrap_or_default();
+    assert!(!log.starts_with(b"SQLite format 3"), "the log is still a log");
+
     // No restore under a running server.
     let was = snapshot(live.path());
     let out = refdesk(live.path(), &["restore", "--from", &arg(&file)]);

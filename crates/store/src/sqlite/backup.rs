@@ -163,6 +163,12 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
     if same_file(db_path, to) {
         return Err(StoreError::backend(format!("{} is the database itself", to.display())));
     }
+    if let Some(part) = companion(db_path, to) {
+        return Err(StoreError::backend(format!(
+            "{} is the database's {part}, which SQLite writes to while the service runs: give a file of its own",
+            to.display()
+        )));
+    }
     let folder = parent(to);
     match std::fs::metadata(&folder) {
         Ok(m) if m.is_dir() => {}
@@ -187,6 +193,25 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
     sync_dir(to)?;
     summary.took = began.elapsed();
     Ok(summary)
+}
+
+/// Which of the files SQLite keeps beside the database `db` the path `to`
+/// is, if it is one (by name, whether or not it exists now, or by a link
+/// to it): replacing one of them under a running server breaks the
+/// database.
+fn companion(db: &Path, to: &Path) -> Option<&'static str> {
+    let db_name = db.file_name()?.to_string_lossy().into_owned();
+    let db_dir = parent(db).canonicalize().ok()?;
+    let to_dir = parent(to).canonicalize().ok();
+    [("-wal", "write-ahead log"), ("-shm", "shared-memory index"), ("-journal", "rollback journal")]
+        .into_iter()
+        .find(|(suffix, _)| {
+            let name = format!("{db_name}{suffix}");
+            let by_name =
+                to_dir.as_ref() == Some(&db_dir) && to.file_name().is_some_and(|n| n.to_string_lossy() == name);
+            by_name || same_file(&db_dir.join(&name), to)
+        })
+        .map(|(_, part)| part)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
