@@ -850,7 +850,7 @@ impl App {
     }
 
     /// The most bytes a line's text can take (UTF-8: 4 a character).
-    fn longest_line(&self) -> usize {
+    pub(crate) fn longest_line(&self) -> usize {
         self.limits.max_message_chars * 4
     }
 
@@ -996,16 +996,16 @@ const PAGE_CHUNK: u32 = 16;
 /// (1,024 lines of 16 KB). So a page reads at most about twice its budget
 /// and a chunk. Returns the lines and whether the text cut the reading
 /// short.
-async fn read_page<F, Fut>(
+pub(crate) async fn read_page<L: Line, F, Fut>(
     mut read: F,
-    shown: impl Fn(&[Message]) -> usize,
+    shown: impl Fn(&[L]) -> usize,
     after: u64,
     limit: u32,
     (budget, longest): (usize, usize),
-) -> AppResult<(Vec<Message>, bool)>
+) -> AppResult<(Vec<L>, bool)>
 where
     F: FnMut(u64, u32) -> Fut,
-    Fut: std::future::Future<Output = refdesk_store::Result<Vec<Message>>>,
+    Fut: std::future::Future<Output = refdesk_store::Result<Vec<L>>>,
 {
     let (mut lines, mut text, mut from, mut chunk_size) = (Vec::new(), 0, after, PAGE_CHUNK);
     let mut read_bytes = 0;
@@ -1017,9 +1017,9 @@ where
         chunk_size = chunk_size.saturating_mul(2);
         let chunk = read(from, want).await?;
         let done = chunk.len() < want as usize;
-        from = chunk.last().map_or(from, |m| m.seq);
+        from = chunk.last().map_or(from, Line::seq);
         text += shown(&chunk);
-        read_bytes += chunk.iter().map(|m| m.body.len()).sum::<usize>();
+        read_bytes += chunk.iter().map(Line::text_len).sum::<usize>();
         lines.extend(chunk);
         if done || lines.len() > limit as usize {
             return Ok((lines, false));
@@ -1027,6 +1027,32 @@ where
         if text > budget || read_bytes > 2 * budget {
             return Ok((lines, true));
         }
+    }
+}
+
+/// What [`read_page`] reads: a chat's lines, a staff IM conversation's.
+pub(crate) trait Line {
+    /// Its number in its chat or conversation.
+    fn seq(&self) -> u64;
+    /// The bytes of its text.
+    fn text_len(&self) -> usize;
+}
+
+impl Line for Message {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn text_len(&self) -> usize {
+        self.body.len()
+    }
+}
+
+impl Line for refdesk_domain::event::ImMessage {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn text_len(&self) -> usize {
+        self.body.len()
     }
 }
 

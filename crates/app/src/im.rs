@@ -41,8 +41,12 @@ impl App {
     /// The conversation with `peer` after `after`: at most [`IM_PAGE`]
     /// messages and a staff page's text (`STAFF_PAGE_BYTES`; the first
     /// whatever its length); the next page is asked for after the last.
+    /// Read a chunk at a time until the text read passes the page's
+    /// (`read_page`): a page of long messages reads little more than it
+    /// sends, not a thousand messages of 16 KB for 1 MiB.
     pub async fn im_history(&self, staff: &Staff, peer: StaffId, after: u64) -> AppResult<Vec<ImMessage>> {
-        let mut page = self.store.im_after(staff.id, peer, after, IM_PAGE).await?;
+        let read = |from, n| self.store.im_after(staff.id, peer, from, n);
+        let page = im_page(read, after, self.longest_line()).await?;
         if page.is_empty() {
             // Nothing to show: say so when there is no one to talk with, as
             // sending does (a conversation's page is read without a lookup).
@@ -52,14 +56,6 @@ impl App {
                 .filter(|s| s.home.cooperative == staff.home.cooperative)
                 .ok_or_else(|| DomainError::invalid("peer", "no such colleague in your cooperative"))?;
         }
-        let mut text = 0;
-        let over = page.iter().position(|m| {
-            text += m.body.len();
-            text > crate::chat::STAFF_PAGE_BYTES
-        });
-        if let Some(over) = over {
-            page.truncate(over.max(1));
-        }
         Ok(page)
     }
 
@@ -68,8 +64,77 @@ impl App {
         Ok(self.store.im_conversations(staff.id).await?)
     }
 
-    /// Marks a conversation read up to `seq`.
-    pub async fn im_read(&self, staff: &Staff, peer: StaffId, seq: u64) -> AppResult<()> {
+    /// Marks a conversation read up to `seq` (its last message at most);
+    /// returns how far.
+    pub async fn im_read(&self, staff: &Staff, peer: StaffId, seq: u64) -> AppResult<u64> {
         Ok(self.store.im_read(staff.id, peer, seq).await?)
+    }
+}
+
+/// A page of a conversation after `after`, read by `read` (from, count):
+/// see [`App::im_history`]; `longest` is the most bytes a message holds.
+async fn im_page<F, Fut>(read: F, after: u64, longest: usize) -> AppResult<Vec<ImMessage>>
+where
+    F: FnMut(u64, u32) -> Fut,
+    Fut: std::future::Future<Output = refdesk_store::Result<Vec<ImMessage>>>,
+{
+    let text = |page: &[ImMessage]| page.iter().map(|m| m.body.len()).sum();
+    let budget = crate::chat::STAFF_PAGE_BYTES;
+    let (mut page, _) = crate::chat::read_page(read, text, after, IM_PAGE, (budget, longest)).await?;
+    page.truncate(IM_PAGE as usize);
+    let mut text = 0;
+    let over = page.iter().position(|m| {
+        text += m.body.len();
+        text > budget
+    });
+    if let Some(over) = over {
+        page.truncate(over.max(1));
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{im_page, IM_PAGE};
+    use crate::chat::STAFF_PAGE_BYTES;
+    use refdesk_domain::event::ImMessage;
+    use refdesk_domain::ids::StaffId;
+    use std::cell::Cell;
+
+    /// A page of a conversation of `n` messages of `len` bytes: its
+    /// messages and the bytes read to make it.
+    async fn page_of(n: u64, len: usize) -> (usize, usize) {
+        let all: Vec<ImMessage> = (1..=n)
+            .map(|seq| ImMessage {
+                seq,
+                from: StaffId(1),
+                from_name: "Ann".into(),
+                to: StaffId(2),
+                body: "x".repeat(len),
+                client_id: None,
+                at: 0,
+            })
+            .collect();
+        let bytes = Cell::new(0);
+        let read = |from: u64, count: u32| {
+            let got: Vec<ImMessage> = all.iter().filter(|m| m.seq > from).take(count as usize).cloned().collect();
+            bytes.set(bytes.get() + got.iter().map(|m| m.body.len()).sum::<usize>());
+            std::future::ready(Ok(got))
+        };
+        let page = im_page(read, 0, 16_000).await.unwrap();
+        (page.len(), bytes.get())
+    }
+
+    #[tokio::test]
+    async fn a_page_of_long_messages_reads_little_more_than_it_sends() {
+        // A thousand messages of 16 KB (16 MB): a page of 1 MiB, read in
+        // chunks until the text read passes it, not all at once.
+        let (shown, read) = page_of(1_000, 16_000).await;
+        assert_eq!(shown, STAFF_PAGE_BYTES / 16_000);
+        assert!(read <= 2 * STAFF_PAGE_BYTES + 16 * 16_000, "{read} bytes read for a page of 1 MiB");
+        // Short messages: the page is full, a thousand.
+        assert_eq!(page_of(3_000, 10).await.0, IM_PAGE as usize);
+        // One message longer than a page is still sent.
+        assert_eq!(page_of(5, STAFF_PAGE_BYTES + 1).await.0, 1);
     }
 }

@@ -86,6 +86,10 @@ impl App {
     pub async fn patron_chats(&self, staff: &Staff, email: &str) -> AppResult<Vec<PatronChat>> {
         let email = checked_email(email)?;
         let scope = self.privacy_scope(staff).await?;
+        // A long read (an address with letters beyond ASCII is looked for
+        // as a pattern, which may read many addresses): in this admin's
+        // own line (`crate::turns`), as reports and word searches are.
+        let _turn = self.long_reads.turn(staff.id).await;
         let found = self.store.patron_sessions(&email, scope.iter().map(|(id, _)| *id).collect()).await?;
         Ok(found
             .into_iter()
@@ -184,10 +188,15 @@ impl App {
     }
 }
 
-/// An e-mail address to search for: trimmed, one `@`, at most 254 bytes.
+/// An e-mail address to search for: trimmed, one `@`, at most 254 bytes,
+/// no control characters (PostgreSQL refuses a NUL in text).
 fn checked_email(email: &str) -> Result<String, DomainError> {
     let email = email.trim();
-    let ok = email.len() <= 254 && email.matches('@').count() == 1 && !email.starts_with('@') && !email.ends_with('@');
+    let ok = email.len() <= 254
+        && email.matches('@').count() == 1
+        && !email.starts_with('@')
+        && !email.ends_with('@')
+        && !email.chars().any(char::is_control);
     if ok {
         Ok(email.to_owned())
     } else {

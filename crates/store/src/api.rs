@@ -257,8 +257,9 @@ pub trait Im: Send + Sync {
     /// (among each conversation's last 1,000 messages): a row per colleague
     /// written to, whatever the history's length.
     async fn im_conversations(&self, me: StaffId) -> Result<Vec<ImConversation>>;
-    /// Marks `me`'s conversation with `peer` read up to `seq`.
-    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()>;
+    /// Marks `me`'s conversation with `peer` read up to `seq`, or its last
+    /// message if `seq` is past it; returns how far.
+    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<u64>;
 }
 
 /// E-mail waiting to be sent, and the caps on it.

@@ -517,7 +517,7 @@ struct ReadBody {
     params(("peer" = i64, Path, description = "the colleague")),
     request_body = ReadBody,
     responses(
-        (status = 200, description = "marked", body = ImRead),
+        (status = 200, description = "marked: how far (the last message at most)", body = ImRead),
         (status = 404, description = "`not_found`: no staff member has this id (the cooperative is not checked)", body = ErrorBody),
     ))]
 async fn im_read(
@@ -526,8 +526,8 @@ async fn im_read(
     Path(peer): Path<i64>,
     Json(b): Json<ReadBody>,
 ) -> ApiResult<axum::Json<ImRead>> {
-    s.app.im_read(&staff, StaffId(peer), b.seq).await?;
-    Ok(axum::Json(ImRead { read: b.seq }))
+    let read = s.app.im_read(&staff, StaffId(peer), b.seq).await?;
+    Ok(axum::Json(ImRead { read }))
 }
 
 /// Whether anyone who can serve this library's patrons is on duty.

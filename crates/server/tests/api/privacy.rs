@@ -280,6 +280,13 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert_eq!(status, 422);
     let (path, body) = find("nobody");
     assert_eq!(carla.post(path, body).await.0, 422, "not an address");
+    // A control character (PostgreSQL refuses a NUL in text: a 500 before).
+    for bad in ["a\u{0}@b.c", "a\u{7}b@c.d"] {
+        let (path, body) = find(bad);
+        assert_eq!(carla.post(path, body).await.0, 422, "{bad:?}");
+        let erase = json!({"email": bad, "sessions": ids});
+        assert_eq!(carla.post("/api/privacy/erase", erase).await.0, 422, "{bad:?}");
+    }
 }
 
 #[tokio::test]

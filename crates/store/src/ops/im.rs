@@ -69,20 +69,26 @@ async fn send<D: Db>(
     Ok(((m.clone(), false), vec![Event::Im(m)]))
 }
 
-async fn mark_read<D: Db>(db: &mut D, me: StaffId, peer: StaffId, seq: u64) -> Result<((), Vec<Event>)> {
+async fn mark_read<D: Db>(db: &mut D, me: StaffId, peer: StaffId, seq: u64) -> Result<(u64, Vec<Event>)> {
+    // No further than the conversation's last message: a position past it
+    // would leave the colleague's next messages counted as read.
+    let (low, high) = pair(me, peer);
+    let last_sql = "SELECT COALESCE(max(last_seq), 0) AS n FROM im_conversations WHERE low = ?1 AND high = ?2";
+    let last = int(db, last_sql, args![low, high], "n").await?;
+    let seq = (seq.min(i64::MAX as u64) as i64).min(last);
     let sql = format!(
         "INSERT INTO im_reads (staff_id, peer_id, last_read) VALUES (?1, ?2, ?3)
          ON CONFLICT (staff_id, peer_id) DO UPDATE SET last_read = {}(im_reads.last_read, excluded.last_read)",
         db.dialect().greatest()
     );
-    db.exec(&sql, args![me.0, peer.0, seq.min(i64::MAX as u64) as i64]).await.map_err(|e| {
+    db.exec(&sql, args![me.0, peer.0, seq]).await.map_err(|e| {
         if e.is_not_found() {
             not_found("staff member")
         } else {
             e
         }
     })?;
-    Ok(((), Vec::new()))
+    Ok((seq as u64, Vec::new()))
 }
 
 #[async_trait]
@@ -121,7 +127,7 @@ impl<B: Backend> Im for B {
         .await
     }
 
-    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<()> {
+    async fn im_read(&self, me: StaffId, peer: StaffId, seq: u64) -> Result<u64> {
         self.write(move |db| Box::pin(mark_read(db, me, peer, seq))).await
     }
 }

@@ -193,7 +193,7 @@ pub(crate) fn patron_sessions_sql(libraries: &[LibraryId], pattern: bool) -> Str
     format!(
         "SELECT s.id AS session_id, q.id AS question_id, s.library_id AS library_id,
                 s.created_at AS created_at, s.state AS state, s.patron_name AS patron_name,
-                s.question_text AS question_text, hit.address AS address
+                substr(s.question_text, 1, {QUESTION_SHOWN}) AS question_text, hit.address AS address
          FROM (SELECT id AS session_id, patron_email AS address FROM sessions
                  WHERE patron_email IS NOT NULL AND {}
                UNION ALL
@@ -216,6 +216,9 @@ pub(crate) fn patron_sessions_sql(libraries: &[LibraryId], pattern: bool) -> Str
 
 /// The most chats [`Privacy::patron_sessions`] lists.
 const PATRON_SESSIONS_MAX: usize = 1000;
+/// The characters of each chat's question it lists: enough to tell the
+/// chats apart, not a whole question for each of thousands of candidates.
+pub const QUESTION_SHOWN: usize = 200;
 
 /// How the stores look an address up, so that both find the same chats.
 /// SQLite's `lower` folds ASCII letters alone (it is built without ICU),

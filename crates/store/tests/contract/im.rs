@@ -33,6 +33,11 @@ async fn the_conversations_are_listed_last_written_first_and_count_the_recent_un
     let ann: Vec<_> =
         s.im_conversations(w.ann.id).await.unwrap().iter().map(|c| (c.peer, c.last_seq, c.unread)).collect();
     assert_eq!(ann, [(w.dev.id, 1_006, 1)]);
+    // Read past the last message: up to it, so what ann writes next is unread.
+    assert_eq!(s.im_read(w.dev.id, w.ann.id, u64::MAX).await.unwrap(), 1_006);
+    s.im_send(w.ann.clone(), w.dev.id, "one more".into(), None, 5_000, 4_000).await.unwrap();
+    assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 1, "read up to the last only");
+    assert_eq!(s.im_read(w.carla.id, w.ann.id, 7).await.unwrap(), 0, "no conversation: nothing to read");
 }
 
 /// The IMs a staff member sends in 24 hours are capped inside the write,

@@ -1,7 +1,7 @@
 //! Patron privacy: retention periods, erasing a chat's personal data (all
 //! or nothing, once), and the audit list (issue 15).
 
-use crate::support::{chatting, ok, patron, start, Backend};
+use crate::support::{asking, chatting, ok, patron, start, Backend};
 use refdesk_domain::chat::{Author, MessageKind};
 use refdesk_domain::privacy::{Retention, Transcripts, DELETED};
 use refdesk_domain::question::{apply_code, Change};
@@ -14,7 +14,8 @@ on_every_backend!(
     retention_periods_and_what_they_make_due,
     a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read,
     nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased,
-    an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores
+    an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores,
+    the_chats_found_by_address_show_the_start_of_their_question
 );
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
@@ -238,4 +239,14 @@ async fn an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_o
     let why = ErasureReason::Request(b.w.carla.id);
     assert_eq!(s.erase(vec![a], Transcripts::Mask, why, 41).await.unwrap(), 1);
     assert!(s.patron_sessions("jörg@example.org", vec![lib]).await.unwrap().is_empty(), "erased with the chat");
+}
+
+/// Each chat found by address shows its question's first 200 characters,
+/// not the whole (a search may read thousands of candidates).
+async fn the_chats_found_by_address_show_the_start_of_their_question(b: &Backend) {
+    let s = &*b.store;
+    asking(s, &b.w, Some("long@example.org"), &"é".repeat(1_500), "long", 5).await;
+    let found = s.patron_sessions("long@example.org", vec![b.w.library.placement.library]).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].question_text, "é".repeat(200), "200 characters, not bytes");
 }

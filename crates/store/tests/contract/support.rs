@@ -358,11 +358,23 @@ pub fn staff_author(s: &Staff) -> Author {
 /// Pat starts a chat at `main` asking "Where?", with an e-mail address or
 /// none; it waits in the queue.
 pub async fn start(store: &dyn Store, w: &World, email: Option<&str>, token: &str, now: i64) -> SessionId {
+    asking(store, w, email, "Where?", token, now).await
+}
+
+/// [`start`], with the question `question`.
+pub async fn asking(
+    store: &dyn Store,
+    w: &World,
+    email: Option<&str>,
+    question: &str,
+    token: &str,
+    now: i64,
+) -> SessionId {
     let new = NewSession {
         library: w.library.placement.library,
         patron_name: Some("Pat".into()),
         patron_email: email.map(Into::into),
-        question: "Where?".into(),
+        question: question.into(),
         token_hash: token.into(),
         now,
         transcript_to: None,
