@@ -88,6 +88,26 @@ fn has_body(req: &Request) -> bool {
     req.body().size_hint().exact() != Some(0)
 }
 
+/// Logs a refused origin at `warn`, once a minute at most (anyone can send
+/// them without end): a desk opened at an address that is not
+/// `public_url`'s fails every sign-in, and the operator should hear why.
+fn tell_the_operator(headers: &HeaderMap, ours: Option<&str>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60);
+    if LAST.swap(minute, Ordering::Relaxed) == minute {
+        return;
+    }
+    let seen = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("none");
+    tracing::warn!(
+        origin = seen("origin"),
+        sec_fetch_site = seen("sec-fetch-site"),
+        expected = ours.unwrap_or("the Host asked for"),
+        "refused a request from a page that is not refdesk's own (once a minute at most); if it is your own desk's \
+         address, open the desk at public_url's, or set public_url to it"
+    );
+}
+
 /// The middleware: refuses, with `403 cross_origin`, a request that
 /// changes something or upgrades to a WebSocket when the browser says it
 /// comes from a page that is not refdesk's own; then, with
@@ -100,11 +120,15 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
     // logged at debug (`crate::metrics::Quiet`).
     let refused = |e: ApiError| (axum::Extension(crate::metrics::Quiet), e).into_response();
     if (changes || upgrade) && !from_our_pages(req.headers(), state.public_origin.as_deref()) {
-        return refused(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "cross_origin",
-            message: "this request comes from a page that is not refdesk's own".into(),
-        });
+        let ours = state.public_origin.as_deref();
+        tell_the_operator(req.headers(), ours);
+        let message = match ours {
+            // A librarian who opened the desk at another address of the
+            // same server (http for https, an internal name) is told where.
+            Some(ours) => format!("this request comes from a page that is not refdesk's own: open refdesk at {ours}"),
+            None => "this request comes from a page that is not refdesk's own".into(),
+        };
+        return refused(ApiError { status: StatusCode::FORBIDDEN, code: "cross_origin", message });
     }
     if changes && has_body(&req) && !is_json(req.headers()) {
         return refused(ApiError {

@@ -533,21 +533,25 @@ async fn im_read(
 /// Whether anyone who can serve this library's patrons is on duty.
 ///
 /// Public: the widget's button on a library's own site (another origin)
-/// reads it, so any origin may (no cookies are involved).
+/// reads it, so any origin may (no cookies are involved). Its refusals too:
+/// a mistyped slug in a library's snippet shows in the browser's console
+/// as the `404` it is, not as a cross-origin error.
 #[utoipa::path(get, path = "/api/libraries/{slug}/status", tag = "patron",
     params(("slug" = String, Path, description = "the library's URL name")),
     responses(
         (status = 200, description = "the entry point's status", body = LibraryStatusView,
             headers(("access-control-allow-origin" = String, description = "*"))),
-        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody,
+            headers(("access-control-allow-origin" = String, description = "*"))),
     ))]
-async fn library_status(
-    State(s): State<AppState>,
-    Path(slug): Path<String>,
-) -> ApiResult<impl axum::response::IntoResponse> {
+async fn library_status(State(s): State<AppState>, Path(slug): Path<String>) -> axum::response::Response {
     use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
-    let status: LibraryStatusView = s.app.library_status(&slug).await?.into();
-    Ok(([(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store")], axum::Json(status)))
+    use axum::response::IntoResponse;
+    let headers = [(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store")];
+    match s.app.library_status(&slug).await {
+        Ok(status) => (headers, axum::Json(LibraryStatusView::from(status))).into_response(),
+        Err(e) => (headers, ApiError::from(e)).into_response(),
+    }
 }
 
 /// What the offline question form takes.

@@ -3,6 +3,7 @@
 //! site, and the Content-Security-Policy says so.
 
 use crate::AppState;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::StatusCode;
@@ -75,9 +76,16 @@ async fn index() -> Response {
     responses(
         (status = 200, description = "HTML", body = String, content_type = "text/html"),
         (status = 404, description = "no such library: the same page, which says so", body = String, content_type = "text/html")))]
-async fn ask(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
+async fn ask(State(state): State<AppState>, slug: Result<Path<String>, PathRejection>) -> Response {
     let mut page = page_with(ASK, CSP_EMBEDDABLE);
-    if let Err(AppError::Domain(DomainError::NotFound(_))) = state.app.open_library(&slug).await {
+    // A name that is not text (bytes that are not UTF-8) names no library.
+    let missing = match slug {
+        Ok(Path(slug)) => {
+            matches!(state.app.open_library(&slug).await, Err(AppError::Domain(DomainError::NotFound(_))))
+        }
+        Err(_) => true,
+    };
+    if missing {
         *page.status_mut() = StatusCode::NOT_FOUND;
     }
     page

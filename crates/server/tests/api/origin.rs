@@ -87,7 +87,11 @@ async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
         .unwrap();
     assert_eq!(demo.status(), 403);
     assert_eq!(login("https://library.example.edu").await.unwrap().status(), 403);
-    assert_eq!(login("http://ask.coop.example.org").await.unwrap().status(), 403, "the scheme counts");
+    let wrong = login("http://ask.coop.example.org").await.unwrap();
+    assert_eq!(wrong.status(), 403, "the scheme counts");
+    let said: serde_json::Value = wrong.json().await.unwrap();
+    let said = said["error"]["message"].as_str().unwrap().to_owned();
+    assert!(said.ends_with("open refdesk at https://ask.coop.example.org"), "where to sign in: {said}");
     let ok = login("https://ask.coop.example.org").await.unwrap();
     assert_eq!(ok.status(), 200);
     let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
@@ -97,6 +101,14 @@ async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
     // The widget's button on the library's own site reads the status.
     let status = http.get(app.url("/api/libraries/riverside-main/status")).send().await.unwrap();
     assert_eq!(status.headers()["access-control-allow-origin"], "*");
+    // A mistyped library in its snippet: a 404 the site's page can read.
+    let status = http.get(app.url("/api/libraries/no-such-library/status")).send().await.unwrap();
+    assert_eq!(status.status(), 404);
+    assert_eq!(status.headers()["access-control-allow-origin"], "*");
+    // A name that is not text names no library either: the page says so.
+    let page = http.get(app.url("/ask/%ff%fe")).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
 }
 
 #[tokio::test]
