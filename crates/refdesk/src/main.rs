@@ -439,6 +439,9 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
             );
         }
         println!("the configuration is valid");
+        for advice in config.advice() {
+            println!("warning: {advice}");
+        }
     } else {
         print!("{}", config.redacted_toml());
     }
@@ -901,6 +904,9 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         }
     }
     let addr = listener.local_addr()?;
+    for advice in config.advice() {
+        tracing::warn!("{advice}");
+    }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     match &config.database_url {
         None => println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display()),

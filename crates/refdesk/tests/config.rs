@@ -366,3 +366,24 @@ fn a_name_given_for_an_id_says_where_the_ids_are() {
         assert!(!err(&o).contains("invalid digit"), "{}", err(&o));
     }
 }
+
+#[test]
+fn what_works_but_is_unsafe_on_the_open_internet_is_said_not_refused() {
+    let check = |env: &[(&str, &str)]| {
+        let o = refdesk(None, env, &["config", "--check"]);
+        assert!(o.status.success(), "advice, not an error: {}", err(&o));
+        assert!(out(&o).starts_with("the configuration is valid"), "{}", out(&o));
+        out(&o).lines().filter(|l| l.starts_with("warning: ")).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let plain = check(&[("REFDESK_PUBLIC_URL", "http://ask.example.org")]);
+    assert_eq!(plain.len(), 1, "{plain:?}");
+    assert!(plain[0].contains("public_url is plain http (http://ask.example.org)") && plain[0].contains("https"));
+    for local in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "https://ask.example.org"] {
+        assert_eq!(check(&[("REFDESK_PUBLIC_URL", local)]), Vec::<String>::new(), "{local}");
+    }
+    let proxied = check(&[("REFDESK_TRUSTED_PROXIES", "127.0.0.1")]);
+    assert_eq!(proxied.len(), 1, "{proxied:?}");
+    assert!(proxied[0].contains("trusted_proxies is set but public_url is not"), "{proxied:?}");
+    let both = [("REFDESK_TRUSTED_PROXIES", "127.0.0.1"), ("REFDESK_PUBLIC_URL", "https://ask.example.org")];
+    assert_eq!(check(&both), Vec::<String>::new());
+}

@@ -441,6 +441,34 @@ impl Config {
         Ok(())
     }
 
+    /// What works but is unsafe on the open internet: said at start (a
+    /// `warn` line each) and by `config --check`, never refused (a trial on
+    /// a private network is not wrong).
+    pub fn advice(&self) -> Vec<String> {
+        let mut advice = Vec::new();
+        if let Some(origin) = self.public_origin().filter(|o| o.starts_with("http://")) {
+            let host = origin.trim_start_matches("http://").rsplit_once(':').map_or(&origin[7..], |(h, _)| h);
+            let local = host == "localhost"
+                || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !local {
+                advice.push(format!(
+                    "public_url is plain http ({origin}): staff passwords and sign-in cookies would cross the network \
+                     unencrypted; serve refdesk over https behind a TLS proxy (README, \"The public address, TLS and a \
+                     reverse proxy\")"
+                ));
+            }
+        }
+        if !self.trusted_proxies.is_empty() && self.public_url.is_none() {
+            advice.push(
+                "trusted_proxies is set but public_url is not: behind a proxy the pages then take sign-ins at \
+                 whatever Host it forwards and the cookies are not Secure; set public_url to the https address \
+                 patrons and staff use"
+                    .into(),
+            );
+        }
+        advice
+    }
+
     /// Refuses configurations that cannot work, saying every problem found,
     /// one a line (an operator fixes them all at once, not one per check).
     /// An error about a setting that a variable or a flag set names it
