@@ -69,12 +69,17 @@ pub const USUAL_NOFILE: u64 = 1024;
 /// moves 2.5 MB/s at 100 ms of round trip: far more than chat needs.
 const SEND_BUFFER: usize = 256 * 1024;
 /// Largest read buffer of one HTTP connection (hyper's default is ~400 KiB):
-/// a request head must fit. Bodies stream through it.
-const MAX_BUF: usize = 64 * 1024;
+/// a request head must fit. Bodies stream through it. A client that
+/// trickles a head holds this much for `header_read_seconds`, on each of
+/// its connections: at 64 KiB, one IPv6 /48's 4,096 connections (16 ×
+/// `connections_per_address`) were 256 MiB, the node's 10,000 640 MiB; at
+/// 16 KiB a quarter. refdesk's own requests carry one cookie; nginx, in
+/// front, takes header lines of 8 KiB at most by default.
+const MAX_BUF: usize = 16 * 1024;
 /// Largest request head (the request line and every header), refused with
 /// `431` beyond. The read buffer's limit alone is checked only while a head
 /// is incomplete: one that arrived whole in a larger read was taken.
-const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 
 /// The connection cap for a node whose open-file limit is `nofile` and that
 /// keeps `database_connections` to PostgreSQL: `configured` if set (but
