@@ -92,7 +92,7 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await accessible(carla, "a question's page");
   await carla.fill("#answer", "ANSWER: drawer 7 of the map room, ask at the desk.");
   await carla.click("#answer-form button[type=submit]");
-  await carla.getByText(/shown in the chat only|shown in the chat and e-mailed/).waitFor();
+  await carla.getByText(/shown in the chat only|shown in the chat and is on its way by e-mail/).waitFor();
   await carla.screenshot({ path: path.join(SHOTS, "question-page.png"), fullPage: true });
   await patron.getByText("ANSWER: drawer 7 of the map room, ask at the desk.").waitFor();
 

@@ -313,6 +313,20 @@ impl Mailer {
         Ok(Mailer { app, transport, from, config })
     }
 
+    /// Where the mail goes, for the log: the SMTP server's scheme, host and
+    /// port (never its user or password), or the folder.
+    fn server(&self) -> String {
+        let url = self.config.smtp_url.as_deref().and_then(|u| url::Url::parse(u).ok());
+        match (&self.transport, url) {
+            (Transport::Files(dir), _) => dir.display().to_string(),
+            (Transport::Smtp(_), Some(url)) => {
+                let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{}://{}{port}", url.scheme(), url.host_str().unwrap_or(""))
+            }
+            (Transport::Smtp(_), None) => "the SMTP server".into(),
+        }
+    }
+
     /// Says once, at the start, what an operator must not miss: with no SMTP
     /// server the e-mail stays on this machine (patrons get nothing), and a
     /// sender at `localhost` is refused or filed as spam by mail servers.
@@ -436,7 +450,13 @@ impl Mailer {
                         .saturating_mul(1u64 << mail.attempts.min(20))
                         .min(self.config.retry_max_ms);
                     let why_logged = &why.logged;
-                    tracing::warn!(id = mail.id, why = %why_logged, retry_in_ms = backoff, "e-mail delivery failed; will retry");
+                    tracing::warn!(
+                        id = mail.id,
+                        why = %why_logged,
+                        server = %self.server(),
+                        retry_in_ms = backoff,
+                        "e-mail delivery failed; will retry"
+                    );
                     let due = self.app.clock.now().saturating_add(i64::try_from(backoff).unwrap_or(i64::MAX));
                     let _ = self.app.store.mail_failed(mail.id, &why.stored, due).await;
                 }

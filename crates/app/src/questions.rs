@@ -421,8 +421,10 @@ impl App {
             (true, None) => {
                 Some("No e-mail address is known for this patron: the answer was shown in the chat only.".to_owned())
             }
-            (true, Some(to)) => Some(format!("The answer was shown in the chat and e-mailed to {to}.")),
-            (false, Some(to)) if acted.line.is_none() => Some(format!("The answer was e-mailed to {to}.")),
+            // In the outbox, not yet sent (the mailer sends it within
+            // seconds, or retries while the SMTP server is away).
+            (true, Some(to)) => Some(format!("The answer was shown in the chat and is on its way by e-mail to {to}.")),
+            (false, Some(to)) if acted.line.is_none() => Some(format!("The answer is on its way by e-mail to {to}.")),
             _ => None,
         };
         Ok(ActOutcome { question: acted.question, chat_line: acted.line, emailed_to, notice })

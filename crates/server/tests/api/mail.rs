@@ -25,6 +25,7 @@ async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_
     let (status, out) = ann.act(q, "answer", json!({"body": "FIRST-ANSWER: drawer 7"})).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["emailed_to"], "pat@example.org");
+    assert_eq!(out["notice"], "The answer is on its way by e-mail to pat@example.org.", "not sent yet: queued");
 
     // SMTP is down: the mailer tries and fails, and keeps the e-mail.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -33,6 +34,10 @@ async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_
         assert_eq!(due.len(), 1, "kept in the outbox");
         if due[0].attempts >= 2 {
             assert!(due[0].last_error.is_some());
+            // The log names the server it could not reach.
+            let server = format!("server=smtp://127.0.0.1:{port}");
+            let logs = crate::helpers::captured_logs();
+            assert!(logs.lines().any(|l| l.contains("will retry") && l.contains(&server)), "{server} not in the log");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the mailer retries");
