@@ -493,7 +493,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     load_config_unannotated(cli).map_err(|e| {
         let text = cli.config.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
         let problems: Vec<String> = match e.downcast_ref::<refdesk_server::config::Problems>() {
-            Some(found) => found.0.iter().map(|message| at_its_line(cli, &text, message)).collect(),
+            Some(found) => {
+                // In the file's order; those of the environment and flags after.
+                let mut found = found.0.clone();
+                found.sort_by_key(|m| refdesk_server::settings::line_of_error(&text, m).unwrap_or(usize::MAX));
+                found.iter().map(|message| at_its_line(cli, &text, message)).collect()
+            }
             // Any other error (a file that does not parse) as it is.
             None => vec![at_its_line(cli, &text, &format!("{e:#}"))],
         };
@@ -908,13 +913,28 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         tracing::warn!("{advice}");
     }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // On every interface (0.0.0.0, ::), this machine's own address is one
+    // that a browser here can open.
+    let reachable = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let on = if addr.ip().is_unspecified() {
+        format!("every interface, port {}", addr.port())
+    } else {
+        format!("http://{addr}/")
+    };
     match &config.database_url {
-        None => println!("refdesk is serving on http://{addr}/ (data in {})", config.data_dir.display()),
-        Some(_) => println!("refdesk is serving on http://{addr}/ (data in PostgreSQL)"),
+        None => {
+            let data = config.data_dir.canonicalize().unwrap_or_else(|_| config.data_dir.clone());
+            println!("refdesk is serving on {on} (data in {})", data.display());
+        }
+        Some(_) => println!("refdesk is serving on {on} (data in PostgreSQL)"),
     }
     // Behind a proxy, the pages work at the public address only (a
     // sign-in from another origin is refused as cross-site).
-    let base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let base = config.public_url.clone().unwrap_or_else(|| format!("http://{reachable}"));
     if config.public_url.is_some() {
         println!("  (signing in works at {base} only: requests from another address are refused as cross-site)");
     }
