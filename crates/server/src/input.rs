@@ -37,18 +37,37 @@ pub fn sendable_kind(kind: Option<&str>) -> Result<MessageKind, ApiError> {
 }
 
 /// The staff sign-in cookie's name (set by `POST /api/login`, read by every
-/// staff route and the staff WebSocket).
+/// staff route and the staff WebSocket) over plain http.
 pub const COOKIE_NAME: &str = "refdesk_session";
+/// Its name when cookies are `Secure` (https): a browser keeps a `__Host-`
+/// cookie only if it is `Secure`, for `Path=/` and set by this very host
+/// (no `Domain`). A page on a sibling host of the same domain
+/// (`students.example.edu` beside `ask.example.edu`) can set a cookie of
+/// the plain name for the whole domain, which the browser would send
+/// first, signing the victim's desk in as the attacker's account; it cannot
+/// set this one, and refdesk then reads no other.
+pub const SECURE_COOKIE_NAME: &str = "__Host-refdesk_session";
 
-/// The session token in the request's cookies, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+/// The sign-in cookie's name: see [`SECURE_COOKIE_NAME`].
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
+
+/// The session token in the request's cookies, if any (the cookie of
+/// [`cookie_name`]`(secure)`).
+pub fn cookie_token(headers: &HeaderMap, secure: bool) -> Option<&str> {
+    let name = cookie_name(secure);
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 

@@ -437,7 +437,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let id = request_id(req.headers());
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = method_label(req.method());
-    let staff = crate::input::cookie_token(req.headers())
+    let staff = crate::input::cookie_token(req.headers(), state.secure_cookies)
         .is_some_and(|c| state.limiter.knows(crate::limit::Credential::Staff, c));
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
     let start = Instant::now();

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use crate::input::{cookie_token, COOKIE_NAME};
+pub use crate::input::{cookie_name, cookie_token};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -41,7 +41,7 @@ struct Login {
     request_body = Login,
     responses(
         (status = 200, description = "signed in; the account's oldest sign-ins past `limits.sign_ins_per_account` (20) end", body = Staff,
-            headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict"))),
+            headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict (over https __Host-refdesk_session=…; …; Secure)"))),
         (status = 401, description = "`unauthenticated`: wrong username or password, a disabled account, or a name that is no sign-in name", body = ErrorBody),
         (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node (from a network the account signed in from in the last 30 days: 16 more places); `too_many_attempts`: this account's attempts for the hour (`limits.failed_logins_per_account_per_hour`, 20 on each node) are spent, from any network it did not sign in from in the last 30 days", body = ErrorBody),
@@ -79,7 +79,8 @@ async fn login(
     })?;
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let max_age = state.app.limits().login_hours * 3600;
-    let cookie = format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let name = cookie_name(state.secure_cookies);
+    let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     state.limiter.remember(Credential::Staff, &token);
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
 }
@@ -142,12 +143,16 @@ pub(crate) fn from_this_machine(
     responses((status = 200, description = "signed out; the cookie is cleared, and the browser's cache of this site (`Clear-Site-Data: \"cache\"`)", body = SignedOut)))]
 async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> Response {
     let clear = AppendHeaders([
-        (SET_COOKIE, format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")),
+        (SET_COOKIE, {
+            let (name, secure) =
+                (cookie_name(state.secure_cookies), if state.secure_cookies { "; Secure" } else { "" });
+            format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+        }),
         // What the browser kept of the desk's pages (a shared computer at
         // the desk): the page itself removes its unsent replies.
         (axum::http::HeaderName::from_static("clear-site-data"), "\"cache\"".to_owned()),
     ]);
-    let Some(token) = cookie_token(&headers) else {
+    let Some(token) = cookie_token(&headers, state.secure_cookies) else {
         return ApiError::from(AppError::Unauthenticated).into_response();
     };
     let signed_out = async {
@@ -186,7 +191,8 @@ impl FromRequestParts<AppState> for CurrentStaff {
     type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = cookie_token(&parts.headers).ok_or(Refused::Failed(AppError::Unauthenticated))?;
+        let token =
+            cookie_token(&parts.headers, state.secure_cookies).ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);
         let staff =
             crate::limit::checked(state, ip, (Credential::Staff, token), state.app.staff_for_token(token)).await?;

@@ -56,7 +56,7 @@ pub fn base() -> OpenApi {
         STAFF,
         SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
             crate::input::COOKIE_NAME,
-            "set by POST /api/login (HttpOnly, SameSite=Strict)",
+            "set by POST /api/login (HttpOnly, SameSite=Strict); named __Host-refdesk_session, and Secure, when refdesk is served over https",
         ))),
     );
     components.add_security_scheme(

@@ -184,7 +184,7 @@ pub(crate) async fn upgrade(
     // Its sign-in's frame budget pays instead (each socket is an
     // authentication, and a member's first and last on the node a write:
     // the staff member seen connected), and its account's after `auth`.
-    let desk = cookie_token(&headers).filter(|c| state.limiter.knows(Credential::Staff, c));
+    let desk = cookie_token(&headers, state.secure_cookies).filter(|c| state.limiter.knows(Credential::Staff, c));
     if let Some(cookie) = desk {
         if !state.sockets.sign_ins.spend(refdesk_app::auth::digest(cookie), sockets::per_key(state.app.limits())) {
             state.metrics.limited("socket_open");
@@ -219,7 +219,7 @@ pub(crate) async fn upgrade(
     let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
     let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
     let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };
-    let cookie = cookie_token(&headers).map(str::to_owned);
+    let cookie = cookie_token(&headers, state.secure_cookies).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
     let app = state.app.clone();

@@ -96,6 +96,27 @@ async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
     assert_eq!(ok.status(), 200);
     let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // Over https the cookie is a __Host- one, which a sibling host of the
+    // domain cannot set; a plain one it planted is not read.
+    assert!(cookie.starts_with("__Host-refdesk_session=") && cookie.contains("; Path=/;"), "{cookie}");
+    assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
+    let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let me = |cookie: String| http.get(app.url("/api/me")).header("cookie", cookie).send();
+    assert_eq!(me(format!("__Host-refdesk_session={token}")).await.unwrap().status(), 200);
+    assert_eq!(me(format!("refdesk_session={token}")).await.unwrap().status(), 401, "the plain name is not read");
+    let planted = me(format!("refdesk_session=planted; __Host-refdesk_session={token}")).await.unwrap();
+    let who: serde_json::Value = planted.json().await.unwrap();
+    assert_eq!(who["username"], "lena", "the planted cookie, sent first, is not the one read");
+    // Signing out clears it by its name.
+    let out = http
+        .post(app.url("/api/logout"))
+        .header("origin", "https://ask.coop.example.org")
+        .header("cookie", format!("__Host-refdesk_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    let cleared = out.headers()["set-cookie"].to_str().unwrap();
+    assert!(cleared.starts_with("__Host-refdesk_session=;") && cleared.contains("; Secure"), "{cleared}");
     let service: serde_json::Value = http.get(app.url("/api/service")).send().await.unwrap().json().await.unwrap();
     assert_eq!(service["public_url"], "https://ask.coop.example.org");
     // The widget's button on the library's own site reads the status.
