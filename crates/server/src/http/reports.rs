@@ -157,8 +157,11 @@ async fn report(
 async fn export_questions(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
+    headers: axum::http::HeaderMap,
     Query(p): Query<super::questions::ListParams>,
 ) -> ApiResult<Response> {
+    // The sign-in, looked at again before each page (CurrentStaff found it).
+    let token = crate::input::cookie_token(&headers, s.secure_cookies).unwrap_or_default().to_owned();
     let filter = super::questions::filter(p)?;
     // The first page is read before answering, so that a refusal is an
     // error status, not a broken download; the rest is read a page at a
@@ -171,7 +174,7 @@ async fn export_questions(
     let head = finish(w)?;
     let last = first.last().map(|q| q.id).filter(|_| first.len() == EXPORT_PAGE);
     let reads = (s.sockets.sign_in_reads.clone(), s.app.limits().staff_reads_per_second);
-    let export = Export { app: s.app.clone(), staff, page, written: first.len(), last, reads };
+    let export = Export { app: s.app.clone(), staff, token, page, written: first.len(), last, reads };
     let rest =
         futures_util::stream::unfold(export, |mut e| async move { e.next_chunk().await.map(|chunk| (chunk, e)) });
     let body = futures_util::StreamExt::chain(
@@ -189,6 +192,9 @@ const EXPORT_PAGE: usize = 200;
 struct Export {
     app: refdesk_app::App,
     staff: refdesk_domain::org::Staff,
+    /// The exporter's sign-in: an export whose sign-in ended (signed out,
+    /// the account disabled or its password reset) ends at the next page.
+    token: String,
     page: ListFilter,
     written: usize,
     /// The last question written, while a full page may have more after it.
@@ -213,6 +219,9 @@ impl Export {
             tokio::time::sleep(std::time::Duration::from_secs(1) / (*rate).max(1)).await;
         }
         let chunk = async {
+            // Read as the account is now: its role or libraries may have
+            // changed, and a sign-in that ended reads no more.
+            self.staff = self.app.staff_for_token(&self.token).await.map_err(ApiError::from)?;
             let got = self.app.question_export_page(&self.staff, self.page.clone()).await.map_err(ApiError::from)?;
             let take = got.len().min(EXPORT_MAX - self.written);
             let mut w = writer();

@@ -1138,6 +1138,24 @@ async fn each_page_of_a_question_export_spends_a_read_of_the_exporters_budget() 
     assert!(took >= std::time::Duration::from_millis(1500), "three pages in {took:?}");
 }
 
+#[tokio::test]
+async fn a_question_export_ends_at_its_next_page_once_its_sign_in_has_ended() {
+    let app = spawn_app_with_manual_clock_and(|c| c.limits.staff_reads_per_second = 1).await;
+    ask_offline_questions(&app, 450).await;
+    let erin = app.staff("erin").await;
+    // Its reads spent, so that the second page waits a second for one.
+    while erin.get("/api/me").await.0 != 429 {}
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = get_raw(&erin, "/api/questions/export").await;
+    assert_eq!(res.status(), 200);
+    // Signed out (elsewhere, or by an admin disabling the account) while
+    // the download goes on: what is left is not read.
+    let token = erin.cookie.split_once('=').unwrap().1;
+    app.state.app.logout(token).await.unwrap();
+    let body = res.bytes().await;
+    assert!(body.is_err(), "the download ends short, not with the whole list: {:?}", body.map(|b| b.len()));
+}
+
 /// `n` offline-form questions at Riverside Main: two full pages of an
 /// export and a part, for 450.
 async fn ask_offline_questions(app: &TestApp, n: usize) {
