@@ -599,7 +599,7 @@ async fn offline_question(
 
 /// A library's policy page for staff serving its patrons.
 #[utoipa::path(get, path = "/api/policies/{library}", tag = "desk", security(("staff" = [])),
-    params(("library" = i64, Path, description = "the library's id")),
+    params(("library" = String, Path, description = "the library's id, or its URL name (slug)")),
     responses(
         (status = 200, description = "the page (empty if none was written)", body = PolicyPageView),
         (status = 404, description = "`not_found`: no such library in my cooperative", body = ErrorBody),
@@ -607,9 +607,19 @@ async fn offline_question(
 async fn policy(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-    Path(library): Path<i64>,
+    Path(library): Path<String>,
 ) -> ApiResult<axum::Json<PolicyPageView>> {
-    Ok(axum::Json(s.app.policy(&staff, LibraryId(library)).await?.into()))
+    let id = library_named(&s, &library).await?;
+    Ok(axum::Json(s.app.policy(&staff, id).await?.into()))
+}
+
+/// A library named in a path by its id or its slug, as every other route
+/// names one. An unknown slug is `404`, as an unknown id is.
+async fn library_named(s: &AppState, named: &str) -> ApiResult<LibraryId> {
+    match named.parse::<i64>() {
+        Ok(id) => Ok(LibraryId(id)),
+        Err(_) => Ok(s.app.library(named).await?.placement.library),
+    }
 }
 
 /// A policy page's text.
@@ -623,7 +633,7 @@ struct PolicyBody {
 
 /// Replace a library's policy page (its admins).
 #[utoipa::path(put, path = "/api/policies/{library}", tag = "admin", security(("staff" = [])),
-    params(("library" = i64, Path, description = "the library's id")),
+    params(("library" = String, Path, description = "the library's id, or its URL name (slug)")),
     request_body = PolicyBody,
     responses(
         (status = 200, description = "the page now", body = PolicyPageView),
@@ -634,10 +644,10 @@ struct PolicyBody {
 async fn set_policy(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-    Path(library): Path<i64>,
+    Path(library): Path<String>,
     Json(b): Json<PolicyBody>,
 ) -> ApiResult<axum::Json<PolicyPageView>> {
-    let id = LibraryId(library);
+    let id = library_named(&s, &library).await?;
     s.app.set_policy(&staff, id, &b.body).await?;
     Ok(axum::Json(s.app.policy(&staff, id).await?.into()))
 }
