@@ -290,6 +290,9 @@ pub enum Refused {
     /// A patron's token (or none) that opens no chat: `unauthenticated`,
     /// said as a patron can act on it (there is nothing to sign in to).
     NoChat,
+    /// A staff request, a read too, that the browser says a page other than
+    /// refdesk's sent: `403 cross_origin` (see `crate::origin`).
+    CrossSite,
 }
 
 impl Credentials {
@@ -370,6 +373,7 @@ impl Refused {
                           service gave); start a new chat"
                     .into(),
             },
+            Refused::CrossSite => crate::origin::cross_origin(None),
         }
     }
 
@@ -389,7 +393,7 @@ impl IntoResponse for Refused {
             Refused::TooMany(wait) => ([(RETRY_AFTER, wait.to_string())], too_many(wait)).into_response(),
             Refused::Failed(e) => ApiError::from(e).into_response(),
             Refused::SlowDown(why) => ([(RETRY_AFTER, "1")], slow_down(why)).into_response(),
-            Refused::NoChat => self.api_error().into_response(),
+            Refused::NoChat | Refused::CrossSite => self.api_error().into_response(),
         }
     }
 }

@@ -48,8 +48,11 @@ pub fn origin_of(url: &str) -> Option<String> {
 }
 
 /// Whether the browser's own account of where the request comes from says
-/// refdesk's pages. `expected`: refdesk's origin, if known.
-fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
+/// refdesk's pages. `expected`: refdesk's origin, if known. Staff routes
+/// ask it of reads too (`CurrentStaff`): a page on a host of the same site
+/// gets the `SameSite=Strict` cookie sent with its requests, and though it
+/// cannot read the answers, each would spend the librarian's budget of reads.
+pub fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         // `none`: typed in or bookmarked, not sent by a page.
         if !matches!(site, "same-origin" | "none") {
@@ -88,6 +91,17 @@ fn has_body(req: &Request) -> bool {
     req.body().size_hint().exact() != Some(0)
 }
 
+/// `403 cross_origin`; with refdesk's origin (`ours`) said, so that a
+/// librarian who opened the desk at another address of the same server
+/// (http for https, an internal name) is told where to open it.
+pub fn cross_origin(ours: Option<&str>) -> ApiError {
+    let message = match ours {
+        Some(ours) => format!("this request comes from a page that is not refdesk's own: open refdesk at {ours}"),
+        None => "this request comes from a page that is not refdesk's own".into(),
+    };
+    ApiError { status: StatusCode::FORBIDDEN, code: "cross_origin", message }
+}
+
 /// Logs a refused origin at `warn`, once a minute at most (anyone can send
 /// them without end): a desk opened at an address that is not
 /// `public_url`'s fails every sign-in, and the operator should hear why.
@@ -122,13 +136,7 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
     if (changes || upgrade) && !from_our_pages(req.headers(), state.public_origin.as_deref()) {
         let ours = state.public_origin.as_deref();
         tell_the_operator(req.headers(), ours);
-        let message = match ours {
-            // A librarian who opened the desk at another address of the
-            // same server (http for https, an internal name) is told where.
-            Some(ours) => format!("this request comes from a page that is not refdesk's own: open refdesk at {ours}"),
-            None => "this request comes from a page that is not refdesk's own".into(),
-        };
-        return refused(ApiError { status: StatusCode::FORBIDDEN, code: "cross_origin", message });
+        return refused(cross_origin(ours));
     }
     if changes && has_body(&req) && !is_json(req.headers()) {
         return refused(ApiError {

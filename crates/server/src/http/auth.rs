@@ -191,6 +191,9 @@ impl FromRequestParts<AppState> for CurrentStaff {
     type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !crate::origin::from_our_pages(&parts.headers, state.public_origin.as_deref()) {
+            return Err(Refused::CrossSite);
+        }
         let token =
             cookie_token(&parts.headers, state.secure_cookies).ok_or(Refused::Failed(AppError::Unauthenticated))?;
         let ip = ClientIp::of(parts, state);

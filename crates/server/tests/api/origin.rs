@@ -38,6 +38,16 @@ async fn another_origin_cannot_act_with_a_librarians_cookie() {
             .unwrap();
         assert_eq!(res.status(), 403, "logout with {header}: {value}");
     }
+    // Nor read with it (each read would spend her budget): a page on
+    // another host of the same site gets her SameSite=Strict cookie sent.
+    for site in ["same-site", "cross-site"] {
+        let res = ann.http.get(app.url("/api/questions")).header("sec-fetch-site", site).send().await.unwrap();
+        assert_eq!(res.status(), 403, "a read sent by a {site} page");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "cross_origin");
+    }
+    let ours_read = ann.http.get(app.url("/api/questions")).header("sec-fetch-site", "same-origin").send();
+    assert_eq!(ours_read.await.unwrap().status(), 200, "refdesk's own page reads");
     // Nothing was done: the chat still waits, and Ann is still signed in.
     assert_eq!(ann.get("/api/me").await.0, 200);
     let (status, _) = ann.post(&format!("/api/sessions/{}/accept", patron.session), json!(null)).await;
