@@ -913,6 +913,13 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         tracing::warn!("{advice}");
     }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    print_serving(&config, addr, &libs);
+    refdesk_server::run(listener, state, shutdown_signal()).await
+}
+
+/// What `serve` prints once it listens: where, the data, and the links to
+/// open (the public address's, or one this machine can open).
+fn print_serving(config: &Config, addr: std::net::SocketAddr, libs: &[refdesk_store::LibraryRecord]) {
     // On every interface (0.0.0.0, ::), this machine's own address is one
     // that a browser here can open.
     let reachable = if addr.ip().is_unspecified() {
@@ -950,7 +957,6 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
             "  no libraries yet: run `refdesk setup` to set up your cooperative (or `refdesk demo` to try it out)"
         );
     }
-    refdesk_server::run(listener, state, shutdown_signal()).await
 }
 
 /// Raises the soft open-file limit to the hard one (1,024 by default on
