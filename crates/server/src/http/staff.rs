@@ -599,7 +599,7 @@ async fn offline_question(
 
 /// A library's policy page for staff serving its patrons.
 #[utoipa::path(get, path = "/api/policies/{library}", tag = "desk", security(("staff" = [])),
-    params(("library" = String, Path, description = "the library's id, or its URL name (slug)")),
+    params(("library" = i64, Path, description = "the library's id")),
     responses(
         (status = 200, description = "the page (empty if none was written)", body = PolicyPageView),
         (status = 404, description = "`not_found`: no such library in my cooperative", body = ErrorBody),
@@ -607,19 +607,9 @@ async fn offline_question(
 async fn policy(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-    Path(library): Path<String>,
+    Path(library): Path<i64>,
 ) -> ApiResult<axum::Json<PolicyPageView>> {
-    let id = library_named(&s, &library).await?;
-    Ok(axum::Json(s.app.policy(&staff, id).await?.into()))
-}
-
-/// A library named in a path by its id or its slug, as every other route
-/// names one. An unknown slug is `404`, as an unknown id is.
-async fn library_named(s: &AppState, named: &str) -> ApiResult<LibraryId> {
-    match named.parse::<i64>() {
-        Ok(id) => Ok(LibraryId(id)),
-        Err(_) => Ok(s.app.library(named).await?.placement.library),
-    }
+    Ok(axum::Json(s.app.policy(&staff, LibraryId(library)).await?.into()))
 }
 
 /// A policy page's text.
@@ -633,7 +623,7 @@ struct PolicyBody {
 
 /// Replace a library's policy page (its admins).
 #[utoipa::path(put, path = "/api/policies/{library}", tag = "admin", security(("staff" = [])),
-    params(("library" = String, Path, description = "the library's id, or its URL name (slug)")),
+    params(("library" = i64, Path, description = "the library's id")),
     request_body = PolicyBody,
     responses(
         (status = 200, description = "the page now", body = PolicyPageView),
@@ -644,10 +634,10 @@ struct PolicyBody {
 async fn set_policy(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
-    Path(library): Path<String>,
+    Path(library): Path<i64>,
     Json(b): Json<PolicyBody>,
 ) -> ApiResult<axum::Json<PolicyPageView>> {
-    let id = library_named(&s, &library).await?;
+    let id = LibraryId(library);
     s.app.set_policy(&staff, id, &b.body).await?;
     Ok(axum::Json(s.app.policy(&staff, id).await?.into()))
 }

@@ -643,10 +643,6 @@ async fn policy_pages_are_read_by_the_cooperative_and_written_by_the_librarys_ad
     assert_eq!(page["body"], "Renewals: up to 3 times.\nFines: none for children.");
     assert_eq!(page["updated_by"], "Carla Catalog");
     assert_eq!(ben.get("/api/policies/999999").await.0, 404);
-    // By its slug, as every other route names a library.
-    let (status, by_slug) = ben.get("/api/policies/riverside-main").await;
-    assert_eq!((status, &by_slug), (200, &page));
-    assert_eq!(ben.get("/api/policies/no-such-library").await.0, 404);
 }
 
 #[tokio::test]
