@@ -1059,15 +1059,15 @@ impl Line for refdesk_domain::event::ImMessage {
 /// Cuts `messages` before the line that takes their text past `budget`
 /// (the first is kept whatever its length; the next page starts there).
 /// The number of the last line kept, when lines were cut.
-pub(crate) fn within_budget(messages: &mut Vec<Message>, budget: usize) -> Option<u64> {
+pub(crate) fn within_budget<L: Line>(messages: &mut Vec<L>, budget: usize) -> Option<u64> {
     let mut text = 0;
     let over = messages.iter().position(|m| {
-        text += m.body.len();
+        text += m.text_len();
         text > budget
     });
     let kept = over.map(|i| i.max(1)).filter(|&kept| kept < messages.len())?;
     messages.truncate(kept);
-    Some(messages[kept - 1].seq)
+    Some(messages[kept - 1].seq())
 }
 
 #[cfg(test)]

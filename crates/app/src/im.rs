@@ -82,14 +82,7 @@ where
     let budget = crate::chat::STAFF_PAGE_BYTES;
     let (mut page, _) = crate::chat::read_page(read, text, after, IM_PAGE, (budget, longest)).await?;
     page.truncate(IM_PAGE as usize);
-    let mut text = 0;
-    let over = page.iter().position(|m| {
-        text += m.body.len();
-        text > budget
-    });
-    if let Some(over) = over {
-        page.truncate(over.max(1));
-    }
+    crate::chat::within_budget(&mut page, budget);
     Ok(page)
 }
 

@@ -381,7 +381,14 @@ fn what_works_but_is_unsafe_on_the_open_internet_is_said_not_refused() {
     let plain = check(&[("REFDESK_PUBLIC_URL", "http://ask.example.org")]);
     assert_eq!(plain.len(), 1, "{plain:?}");
     assert!(plain[0].contains("public_url is plain http (http://ask.example.org)") && plain[0].contains("https"));
-    for local in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "https://ask.example.org"] {
+    let locals = [
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+        "http://[::1]:8080",
+        "http://[::1]",
+        "https://ask.example.org",
+    ];
+    for local in locals {
         assert_eq!(check(&[("REFDESK_PUBLIC_URL", local)]), Vec::<String>::new(), "{local}");
     }
     let proxied = check(&[("REFDESK_TRUSTED_PROXIES", "127.0.0.1")]);

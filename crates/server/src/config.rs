@@ -446,25 +446,26 @@ impl Config {
     /// a private network is not wrong).
     pub fn advice(&self) -> Vec<String> {
         let mut advice = Vec::new();
-        if let Some(origin) = self.public_origin().filter(|o| o.starts_with("http://")) {
-            let host = origin.trim_start_matches("http://").rsplit_once(':').map_or(&origin[7..], |(h, _)| h);
-            let local = host == "localhost"
-                || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let url = self.public_url.as_deref().and_then(|u| u.parse::<axum::http::Uri>().ok());
+        if let Some(url) = url.filter(|u| u.scheme_str() == Some("http")) {
+            let host = url.host().unwrap_or("").trim_matches(['[', ']']);
+            let local = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if !local {
                 advice.push(format!(
-                    "public_url is plain http ({origin}): staff passwords and sign-in cookies would cross the network \
+                    "public_url is plain http ({}): staff passwords and sign-in cookies would cross the network \
                      unencrypted; serve refdesk over https behind a TLS proxy (README, \"The public address, TLS and a \
-                     reverse proxy\")"
+                     reverse proxy\")",
+                    self.public_origin().unwrap_or_default()
                 ));
             }
         }
         if !self.trusted_proxies.is_empty() && self.public_url.is_none() {
-            advice.push(
+            let cookies = if self.cookies_secure() { "" } else { " and the cookies are not Secure" };
+            advice.push(format!(
                 "trusted_proxies is set but public_url is not: behind a proxy the pages then take sign-ins at \
-                 whatever Host it forwards and the cookies are not Secure; set public_url to the https address \
-                 patrons and staff use"
-                    .into(),
-            );
+                 whatever Host it forwards{cookies}; set public_url to the https address patrons and staff use"
+            ));
         }
         advice
     }

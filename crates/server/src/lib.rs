@@ -77,6 +77,9 @@ pub struct AppState {
     pub metrics: Arc<metrics::ServerMetrics>,
     /// `GET /api/libraries`'s answer, encoded once per read of the list.
     pub listed_json: Arc<http::patron::ListedJson>,
+    /// The minute (of the app's clock) a refused origin was last logged at
+    /// `warn` (see `origin::check`).
+    pub cross_origin_told: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Opens the store named by `config` (migrating it), links the bus to the
@@ -145,6 +148,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         sockets: Arc::default(),
         metrics,
         listed_json: Arc::default(),
+        cross_origin_told: Arc::default(),
     })
 }
 

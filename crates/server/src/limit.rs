@@ -393,7 +393,10 @@ impl IntoResponse for Refused {
             Refused::TooMany(wait) => ([(RETRY_AFTER, wait.to_string())], too_many(wait)).into_response(),
             Refused::Failed(e) => ApiError::from(e).into_response(),
             Refused::SlowDown(why) => ([(RETRY_AFTER, "1")], slow_down(why)).into_response(),
-            Refused::NoChat | Refused::CrossSite => self.api_error().into_response(),
+            Refused::NoChat => self.api_error().into_response(),
+            // Anyone's page can have a browser send these without end:
+            // counted, logged at debug (`crate::metrics::Quiet`).
+            Refused::CrossSite => (axum::Extension(crate::metrics::Quiet), self.api_error()).into_response(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Requests that change something, and WebSocket upgrades, must come from
-//! refdesk's own pages. A browser says where a request comes from (`Origin`,
+//! Requests that change something, WebSocket upgrades and every staff
+//! request (reads too: `CurrentStaff`) must come from refdesk's own pages. A browser says where a request comes from (`Origin`,
 //! `Sec-Fetch-Site`); a page on another origin — another site, or another
 //! host of the same site — that tries to act with a signed-in librarian's
 //! cookie is refused before any handler runs. Clients that are not browsers
@@ -105,11 +105,10 @@ pub fn cross_origin(ours: Option<&str>) -> ApiError {
 /// Logs a refused origin at `warn`, once a minute at most (anyone can send
 /// them without end): a desk opened at an address that is not
 /// `public_url`'s fails every sign-in, and the operator should hear why.
-fn tell_the_operator(headers: &HeaderMap, ours: Option<&str>) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60);
-    if LAST.swap(minute, Ordering::Relaxed) == minute {
+fn tell_the_operator(state: &AppState, headers: &HeaderMap, ours: Option<&str>) {
+    use std::sync::atomic::Ordering;
+    let minute = state.app.clock().now().div_euclid(60_000);
+    if state.cross_origin_told.swap(minute, Ordering::Relaxed) == minute {
         return;
     }
     let seen = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("none");
@@ -135,7 +134,7 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
     let refused = |e: ApiError| (axum::Extension(crate::metrics::Quiet), e).into_response();
     if (changes || upgrade) && !from_our_pages(req.headers(), state.public_origin.as_deref()) {
         let ours = state.public_origin.as_deref();
-        tell_the_operator(req.headers(), ours);
+        tell_the_operator(&state, req.headers(), ours);
         return refused(cross_origin(ours));
     }
     if changes && has_body(&req) && !is_json(req.headers()) {

@@ -441,10 +441,13 @@ async fn appends_queued_while_a_batch_is_on_its_way_gather_into_one_batch_which_
     let took = started.elapsed();
     let batches = n.sink.batches()[before..].to_vec();
     assert_eq!(batches.iter().sum::<usize>(), 70, "{batches:?}");
-    // (The ten's batch task may count its batch as ended only once the
-    // first of these is taken: that one then goes with the few queued by
-    // then, and the rest make the batch of 64 or more.)
-    assert!(batches.iter().any(|&b| b >= 64) && took < wait / 2, "one went as it reached 64: {batches:?} in {took:?}");
+    // (The ten's batch task says its batch ended just after answering
+    // them, so possibly once some of these are queued: the first batch then
+    // goes on that end with those, and the rest either make a batch of 64
+    // or more or, fewer than 64, go when that first batch ends — a CI run
+    // saw [16, 54]. Either way none waits for the held one.)
+    let shapes = batches.iter().any(|&b| b >= 64) || batches.len() == 2;
+    assert!(shapes && took < wait / 2, "none waited for the held one: {batches:?} in {took:?}");
     held.release().await;
     assert_eq!(n.sink.batches().last(), Some(&1), "the held append, last");
     let stored = stored_seqs(&n.store, chat).await;

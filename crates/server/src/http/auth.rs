@@ -36,7 +36,9 @@ struct Login {
 /// Staff sign-in: sets the HttpOnly session cookie.
 ///
 /// The cookie (`refdesk_session`) signs in every staff operation and the
-/// staff WebSocket; it is `SameSite=Strict`, and `Secure` behind HTTPS.
+/// staff WebSocket; it is `SameSite=Strict`, and when cookies are `Secure`
+/// (an https public URL, or `secure_cookies`) it is
+/// `__Host-refdesk_session` (`crate::input::SECURE_COOKIE_NAME`).
 #[utoipa::path(post, path = "/api/login", tag = "sign-in",
     request_body = Login,
     responses(

@@ -37,9 +37,11 @@ pub const PATRON: &str = "patron";
         title = "refdesk",
         description = "Virtual reference service: live chat between library patrons and librarians. \
 Real-time traffic uses the WebSocket at /api/ws (docs/protocol.md). Staff sign in with POST /api/login, \
-which sets the `refdesk_session` cookie; a patron's chat is opened by its secret token \
+which sets the `refdesk_session` cookie (`__Host-refdesk_session` when cookies are Secure: an https \
+public_url, or secure_cookies); a patron's chat is opened by its secret token \
 (`Authorization: Bearer …`), returned once when the chat starts. A browser request that changes something, \
-or upgrades to a WebSocket, from a page that is not refdesk's own gets 403 cross_origin. A request that \
+or upgrades to a WebSocket, or any staff request (reads too), from a page that is not refdesk's own gets 403 \
+cross_origin. A request that \
 changes something and has a body must send it as Content-Type: application/json, else 415 \
 unsupported_media_type (nothing changes). A JSON body of the wrong shape (missing, mistyped or unknown \
 field) is 422 bad_json; one that is not JSON, 400 bad_json. Every error is {\"error\": {\"code\", \"message\"}}."

@@ -107,7 +107,7 @@ struct PatronChatView {
     state: SessionState,
     /// The name the patron gave.
     patron_name: Option<String>,
-    /// What they asked.
+    /// What they asked: its first 200 characters.
     question_text: String,
 }
 
@@ -120,7 +120,7 @@ struct PatronChatView {
     responses(
         (status = 200, description = "what carries the address", body = [PatronChatView]),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
-        (status = 422, description = "`invalid`: not an e-mail address", body = ErrorBody),
+        (status = 422, description = "`invalid`: not an e-mail address (or one with a control character)", body = ErrorBody),
     ))]
 async fn find(
     State(s): State<AppState>,

@@ -154,18 +154,18 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
             to.join("refdesk.sqlite3").display()
         )));
     }
-    if to.exists() && !force {
-        return Err(StoreError::backend(format!(
-            "{} already exists; refusing to overwrite it (give another file, or --force to replace it)",
-            to.display()
-        )));
-    }
     if same_file(db_path, to) {
         return Err(StoreError::backend(format!("{} is the database itself", to.display())));
     }
     if let Some(part) = companion(db_path, to) {
         return Err(StoreError::backend(format!(
             "{} is the database's {part}, which SQLite writes to while the service runs: give a file of its own",
+            to.display()
+        )));
+    }
+    if to.exists() && !force {
+        return Err(StoreError::backend(format!(
+            "{} already exists; refusing to overwrite it (give another file, or --force to replace it)",
             to.display()
         )));
     }
@@ -195,13 +195,14 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Which of the files SQLite keeps beside the database `db` the path `to`
-/// is, if it is one (by name, whether or not it exists now, or by a link
-/// to it): replacing one of them under a running server breaks the
-/// database.
+/// Which of the files SQLite keeps beside the database `db` (beside the
+/// file itself, should `db` be a link) the path `to` is, if it is one, by
+/// name, whether or not it exists now: replacing one of them under a
+/// running server breaks the database.
 fn companion(db: &Path, to: &Path) -> Option<&'static str> {
+    let db = db.canonicalize().ok()?;
     let db_name = db.file_name()?.to_string_lossy().into_owned();
-    let db_dir = parent(db).canonicalize().ok()?;
+    let db_dir = parent(&db).canonicalize().ok()?;
     let to_dir = parent(to).canonicalize().ok();
     [("-wal", "write-ahead log"), ("-shm", "shared-memory index"), ("-journal", "rollback journal")]
         .into_iter()

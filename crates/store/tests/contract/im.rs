@@ -38,6 +38,8 @@ async fn the_conversations_are_listed_last_written_first_and_count_the_recent_un
     s.im_send(w.ann.clone(), w.dev.id, "one more".into(), None, 5_000, 4_000).await.unwrap();
     assert_eq!(s.im_conversations(w.dev.id).await.unwrap()[0].unread, 1, "read up to the last only");
     assert_eq!(s.im_read(w.carla.id, w.ann.id, 7).await.unwrap(), 0, "no conversation: nothing to read");
+    // The answer is how far it is marked, not what was asked.
+    assert_eq!(s.im_read(w.dev.id, w.ann.id, 3).await.unwrap(), 1_006, "already read further");
 }
 
 /// The IMs a staff member sends in 24 hours are capped inside the write,
