@@ -1,5 +1,6 @@
 //! Requests that change something, WebSocket upgrades and every staff
-//! request (reads too: `CurrentStaff`) must come from refdesk's own pages. A browser says where a request comes from (`Origin`,
+//! request (reads too: `CurrentStaff`) must come from refdesk's own pages.
+//! A browser says where a request comes from (`Origin`,
 //! `Sec-Fetch-Site`); a page on another origin — another site, or another
 //! host of the same site — that tries to act with a signed-in librarian's
 //! cookie is refused before any handler runs. Clients that are not browsers

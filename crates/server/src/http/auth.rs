@@ -79,12 +79,18 @@ async fn login(
         }
         wrong_password(e)
     })?;
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let max_age = state.app.limits().login_hours * 3600;
-    let name = cookie_name(state.secure_cookies);
-    let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let cookie = sign_in_cookie(&state, &token, state.app.limits().login_hours * 3600);
     state.limiter.remember(Credential::Staff, &token);
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
+}
+
+/// The `Set-Cookie` value of the sign-in cookie holding `token` for
+/// `max_age` seconds (an empty token for 0: cleared), by its name when
+/// cookies are `Secure` or not (see `crate::input::SECURE_COOKIE_NAME`).
+fn sign_in_cookie(state: &AppState, token: &str, max_age: u64) -> String {
+    let name = cookie_name(state.secure_cookies);
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 /// The use case refuses a wrong username or password as a rule would
@@ -145,11 +151,7 @@ pub(crate) fn from_this_machine(
     responses((status = 200, description = "signed out; the cookie is cleared, and the browser's cache of this site (`Clear-Site-Data: \"cache\"`)", body = SignedOut)))]
 async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> Response {
     let clear = AppendHeaders([
-        (SET_COOKIE, {
-            let (name, secure) =
-                (cookie_name(state.secure_cookies), if state.secure_cookies { "; Secure" } else { "" });
-            format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
-        }),
+        (SET_COOKIE, sign_in_cookie(&state, "", 0)),
         // What the browser kept of the desk's pages (a shared computer at
         // the desk): the page itself removes its unsent replies.
         (axum::http::HeaderName::from_static("clear-site-data"), "\"cache\"".to_owned()),
