@@ -47,7 +47,7 @@ pub fn staff_network_digest(ip: std::net::IpAddr) -> String {
     digest(&format!("refdesk-staff-net:{}", refdesk_domain::net::network(ip)))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");

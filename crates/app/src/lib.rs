@@ -29,6 +29,7 @@ pub mod bus;
 mod chat;
 pub mod demo;
 mod desk;
+pub mod devices;
 pub mod feed;
 mod flight;
 mod im;
@@ -479,6 +480,8 @@ pub struct Parts {
     known_line: Arc<tokio::sync::Semaphore>,
     /// Sign-in attempts left per account (see [`signin`]).
     sign_ins: Arc<signin::FailedSignIns>,
+    /// The key of browsers' tokens ([`devices`]), once read from the store.
+    device_key: tokio::sync::OnceCell<devices::DeviceKey>,
     /// Whether anyone is on duty, per cooperative, and when that was read
     /// (see `App::library_status`).
     on_duty: staff::OnDutyCache,
@@ -589,6 +592,7 @@ impl App {
             hash_line: Arc::new(tokio::sync::Semaphore::new(HASHES_WAITING)),
             known_line: Arc::new(tokio::sync::Semaphore::new(KNOWN_HASHES_WAITING)),
             sign_ins: Arc::default(),
+            device_key: tokio::sync::OnceCell::new(),
             on_duty: Arc::default(),
             status_reading: Arc::default(),
             libraries: Arc::default(),

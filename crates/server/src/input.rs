@@ -57,10 +57,25 @@ pub fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
+/// The cookie of the browsers staff signed in from (`refdesk_app::devices`),
+/// by the same rule as the sign-in cookie's ([`SECURE_COOKIE_NAME`]): a
+/// sibling host cannot plant one over https.
+pub fn device_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-refdesk_device"
+    } else {
+        "refdesk_device"
+    }
+}
+
 /// The session token in the request's cookies, if any (the cookie of
 /// [`cookie_name`]`(secure)`).
 pub fn cookie_token(headers: &HeaderMap, secure: bool) -> Option<&str> {
-    let name = cookie_name(secure);
+    cookie(headers, cookie_name(secure))
+}
+
+/// The value of the request's first cookie named `name`, if any.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()

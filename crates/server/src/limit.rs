@@ -190,6 +190,12 @@ impl Limiter {
     /// Takes one token for `ip` from each of its networks' buckets, or none
     /// at all; `Err(seconds to wait)` when one has none.
     fn take(&self, kind: Kind, ip: IpAddr, per_minute: u32) -> Result<(), u64> {
+        self.take_from(kind, &networks(ip).collect::<Vec<_>>(), per_minute)
+    }
+
+    /// [`Limiter::take`] from the buckets `nets` names (prefix length,
+    /// network, times a network's own allowance).
+    fn take_from(&self, kind: Kind, nets: &[(u8, IpAddr, u32)], per_minute: u32) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         // An address may add three buckets (IPv6: its /64, /56 and /48).
@@ -197,7 +203,7 @@ impl Limiter {
             prune(&mut map, now);
         }
         let mut wait = 0;
-        for (prefix, net, times) in networks(ip) {
+        for &(prefix, net, times) in nets {
             let full = per_minute as f64 * times as f64;
             let b = map.entry((kind, prefix, net)).or_insert(Bucket { tokens: full, capacity: full, at: now });
             let rate = full / 60.0;
@@ -211,12 +217,41 @@ impl Limiter {
         if wait > 0 {
             return Err(wait);
         }
-        for (prefix, net, _) in networks(ip) {
+        for &(prefix, net, _) in nets {
             if let Some(b) = map.get_mut(&(kind, prefix, net)) {
                 b.tokens -= 1.0;
             }
         }
         Ok(())
+    }
+}
+
+/// The browsers' tokens a sign-in attempt presented, signed and current
+/// (`refdesk_app::devices`): the middleware leaves the attempt's budget to
+/// the handler, which knows the account it is for.
+#[derive(Clone)]
+pub struct KnownDevices(pub Vec<refdesk_app::devices::KnownDevice>);
+
+impl KnownDevices {
+    /// Takes the attempt at `username` from the budget of the browser's
+    /// token for that account, if it has one, else from the address's
+    /// (`logins_per_minute` both); `Err(seconds to wait)` when it has none
+    /// left, counted as the middleware counts.
+    pub fn take(&self, state: &AppState, username: &str, ip: Option<IpAddr>) -> Result<(), Refused> {
+        let per_minute = state.app.limits().logins_per_minute;
+        let taken = match self.0.iter().find(|d| d.username == username) {
+            // Its own bucket, apart from every address's (whose own
+            // prefix length is 64).
+            Some(device) => {
+                let bucket = [(128, IpAddr::V6(std::net::Ipv6Addr::from(device.bucket)), 1)];
+                state.limiter.take_from(Kind::Login, &bucket, per_minute)
+            }
+            None => ip.map_or(Ok(()), |ip| state.limiter.take(Kind::Login, ip, per_minute)),
+        };
+        taken.map_err(|wait| {
+            state.metrics.limited("login");
+            Refused::TooMany(wait)
+        })
     }
 }
 
@@ -499,10 +534,22 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpAddr]) -> bool {
 }
 
 /// The middleware.
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(kind) = kind_of(req.method(), req.extensions().get::<MatchedPath>().map(MatchedPath::as_str)) else {
         return next.run(req).await;
     };
+    if kind == Kind::Login {
+        let name = crate::input::device_cookie_name(state.secure_cookies);
+        if let Some(cookie) = crate::input::cookie(req.headers(), name) {
+            let known = state.app.known_devices(cookie).await;
+            if !known.is_empty() {
+                // The handler takes it, from the token's budget or the
+                // address's ([`KnownDevices::take`]).
+                req.extensions_mut().insert(KnownDevices(known));
+                return next.run(req).await;
+            }
+        }
+    }
     let ip = client_ip(&req, &state.trusted_proxies);
     if let Some(ip) = ip {
         let per_minute = match kind {

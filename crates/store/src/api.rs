@@ -78,6 +78,10 @@ pub trait Staffing: Send + Sync {
     /// Forgets the networks last signed in from at or before `before`;
     /// returns how many. At most 8 per account are ever kept.
     async fn forget_known_networks(&self, before: Millis) -> Result<u64>;
+    /// The secret the service keeps under `name`: the one stored, or
+    /// `fresh` when there was none (it is stored then, so that every node,
+    /// before and after a restart, gets the same).
+    async fn server_key(&self, name: &str, fresh: &str) -> Result<String>;
     /// The enabled staff member a live sign-in belongs to.
     async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>>;
     /// Ends a sign-in.

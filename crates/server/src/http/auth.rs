@@ -2,10 +2,10 @@
 //! cookie holding a random token (only its digest is stored).
 
 use crate::error::ErrorBody;
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiError, Json};
 use crate::http::patron::ClientIp;
 use crate::http::views::SignedOut;
-use crate::limit::{Credential, Refused};
+use crate::limit::{Credential, KnownDevices, Refused};
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::SET_COOKIE;
@@ -38,34 +38,40 @@ struct Login {
 /// The cookie (`refdesk_session`) signs in every staff operation and the
 /// staff WebSocket; it is `SameSite=Strict`, and when cookies are `Secure`
 /// (an https public URL, or `secure_cookies`) it is
-/// `__Host-refdesk_session` (`crate::input::SECURE_COOKIE_NAME`).
+/// `__Host-refdesk_session` (`crate::input::SECURE_COOKIE_NAME`). It also
+/// sets `refdesk_device` (`__Host-refdesk_device`): the browser's signed
+/// tokens of the accounts that signed in there lately, whose attempts at
+/// those accounts have a rate limit of their own (`refdesk_app::devices`).
 #[utoipa::path(post, path = "/api/login", tag = "sign-in",
     request_body = Login,
     responses(
         (status = 200, description = "signed in; the account's oldest sign-ins past `limits.sign_ins_per_account` (20) end", body = Staff,
-            headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict (over https __Host-refdesk_session=…; …; Secure)"))),
+            headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict (over https __Host-refdesk_session=…; …; Secure); and refdesk_device=username:issued:hmac[~…]; HttpOnly; SameSite=Strict; Max-Age=2592000 (__Host-refdesk_device), the accounts that signed in at this browser lately"))),
         (status = 401, description = "`unauthenticated`: wrong username or password, a disabled account, or a name that is no sign-in name", body = ErrorBody),
         (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node (from a network the account signed in from in the last 30 days: 16 more places); `too_many_attempts`: this account's attempts for the hour (`limits.failed_logins_per_account_per_hour`, 20 on each node) are spent, from any network it did not sign in from in the last 30 days", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address, or from this browser at an account that signed in at it lately (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node (from a network the account signed in from in the last 30 days: 16 more places); `too_many_attempts`: this account's attempts for the hour (`limits.failed_logins_per_account_per_hour`, 20 on each node) are spent, from any network it did not sign in from in the last 30 days", body = ErrorBody),
     ))]
 async fn login(
     State(state): State<AppState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    devices: Option<axum::Extension<KnownDevices>>,
     headers: HeaderMap,
     Json(body): Json<Login>,
-) -> ApiResult<impl IntoResponse> {
+) -> Result<Response, Response> {
+    let peer = peer.map(|p| p.0 .0.ip());
+    let ip = peer.map(|p| crate::limit::client_ip_of(p, &headers, &state.trusted_proxies));
+    // From a browser the account signed in from: not taken by the
+    // middleware (see `crate::limit::KnownDevices`).
+    if let Some(axum::Extension(devices)) = &devices {
+        devices.take(&state, &body.username, ip).map_err(IntoResponse::into_response)?;
+    }
     // No account's name holds a control character, and PostgreSQL cannot
     // even look up one with a NUL: it signs nobody in, like any unknown name.
     if body.username.chars().any(char::is_control) {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthenticated",
-            message: WRONG_PASSWORD.into(),
-        });
+        let message = WRONG_PASSWORD.into();
+        return Err(ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message }.into_response());
     }
-    let peer = peer.map(|p| p.0 .0.ip());
     let local = is_local(peer, &headers, &state);
-    let ip = peer.map(|p| crate::limit::client_ip_of(p, &headers, &state.trusted_proxies));
     let login = state.app.login_from(&body.username, &body.password, local, ip);
     let (token, staff) = login.await.map_err(|e| {
         // What an operator watches for (docs/operations.md, "Abuse"): an
@@ -77,20 +83,41 @@ async fn login(
                 _ => {}
             }
         }
-        wrong_password(e)
+        wrong_password(e).into_response()
     })?;
     let cookie = sign_in_cookie(&state, &token, state.app.limits().login_hours * 3600);
     state.limiter.remember(Credential::Staff, &token);
-    Ok((AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)))
+    let device_name = crate::input::device_cookie_name(state.secure_cookies);
+    let device = state.app.device_cookie(crate::input::cookie(&headers, device_name), &staff.username).await;
+    let mut response = (AppendHeaders([(SET_COOKIE, cookie)]), axum::Json(staff)).into_response();
+    match device {
+        Ok(device) => {
+            let max_age = refdesk_app::devices::DEVICE_FOR / 1000;
+            let set = set_cookie(&state, device_name, &device, max_age as u64);
+            if let Ok(value) = axum::http::HeaderValue::from_str(&set) {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+        }
+        // Signed in all the same: the next attempt from this browser
+        // counts by address, as without the cookie.
+        Err(e) => tracing::warn!(error = %e, "no known-browser cookie could be made for a sign-in"),
+    }
+    Ok(response)
 }
 
 /// The `Set-Cookie` value of the sign-in cookie holding `token` for
 /// `max_age` seconds (an empty token for 0: cleared), by its name when
 /// cookies are `Secure` or not (see `crate::input::SECURE_COOKIE_NAME`).
 fn sign_in_cookie(state: &AppState, token: &str, max_age: u64) -> String {
-    let name = cookie_name(state.secure_cookies);
+    set_cookie(state, cookie_name(state.secure_cookies), token, max_age)
+}
+
+/// The `Set-Cookie` value of refdesk's cookie `name` holding `value` for
+/// `max_age` seconds: HttpOnly, SameSite=Strict, for the whole site, and
+/// Secure when cookies are.
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> String {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
-    format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 /// The use case refuses a wrong username or password as a rule would

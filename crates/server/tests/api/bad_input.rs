@@ -299,6 +299,79 @@ async fn the_open_entry_points_are_rate_limited_per_address() {
     assert_eq!(app.state.app.store().waiting().await.unwrap().len(), 2);
 }
 
+/// A stranger sharing the library's address (its Wi-Fi, its public
+/// computers) can spend the address's sign-in attempts; a browser an account
+/// signed in from before has a budget of its own for that account, which no
+/// one can forge a cookie for.
+#[tokio::test]
+async fn a_stranger_spending_the_addresses_sign_ins_does_not_lock_out_a_browser_that_signed_in_before() {
+    let app = spawn_app_with(|c| c.limits.logins_per_minute = 3).await;
+    let desk = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let stranger = reqwest::Client::new();
+    let login = |http: &reqwest::Client, username: &str, password: &str, cookie: Option<String>| {
+        let req = http.post(app.url("/api/login")).json(&json!({"username": username, "password": password}));
+        let req = match cookie {
+            Some(c) => req.header("cookie", format!("refdesk_device={c}")),
+            None => req,
+        };
+        req.send()
+    };
+    let res = login(&desk, "ann", refdesk_app::demo::PASSWORD, None).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let set: Vec<String> = res.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().into()).collect();
+    let device = set.iter().find(|c| c.starts_with("refdesk_device=")).expect("a known-browser cookie");
+    for attribute in ["; HttpOnly", "; SameSite=Strict", "; Path=/", "; Max-Age=2592000"] {
+        assert!(device.contains(attribute), "{device}");
+    }
+    let token = device.split(';').next().unwrap().trim_start_matches("refdesk_device=").to_owned();
+    assert!(token.starts_with("ann:"), "{token}");
+
+    // The stranger spends the address's other two attempts, and is refused.
+    for _ in 0..2 {
+        assert_eq!(login(&stranger, "ann", "wrong-guess", None).await.unwrap().status(), 401);
+    }
+    assert_eq!(login(&stranger, "ann", "wrong-guess", None).await.unwrap().status(), 429, "the address is spent");
+    // Forged, altered or another account's: the address's budget, spent.
+    let (name, rest) = token.split_once(':').unwrap();
+    let (issued, tag) = rest.split_once(':').unwrap();
+    let later = format!("{name}:{}:{tag}", issued.parse::<i64>().unwrap() + 1);
+    let zeros = format!("{name}:{issued}:{}", "0".repeat(64));
+    for forged in [later, zeros, token.replacen("ann:", "ben:", 1)] {
+        let res = login(&stranger, "ann", "wrong-guess", Some(forged.clone())).await.unwrap();
+        assert_eq!(res.status(), 429, "{forged}");
+    }
+    let res = login(&stranger, "ben", refdesk_app::demo::PASSWORD, Some(token.clone())).await.unwrap();
+    assert_eq!(res.status(), 429, "ann's token spares attempts at ann's account only");
+
+    // The desk's browser signs ann in all the same; the next shift's
+    // librarian at the same browser has no token yet.
+    let res = login(&desk, "ann", refdesk_app::demo::PASSWORD, None).await.unwrap();
+    assert_eq!(res.status(), 200, "the desk signs in");
+    assert_eq!(login(&desk, "ben", refdesk_app::demo::PASSWORD, None).await.unwrap().status(), 429);
+    // The browser's budget is the address's size: ann's guesses from it
+    // are limited too (a new token came with the sign-in: a full budget).
+    for _ in 0..3 {
+        assert_eq!(login(&desk, "ann", "wrong-guess", None).await.unwrap().status(), 401);
+    }
+    let res = login(&desk, "ann", "wrong-guess", None).await.unwrap();
+    assert_eq!(res.status(), 429, "its own budget is spent");
+    assert!(res.headers().contains_key("retry-after"));
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("refdesk_limited_total{limit=\"login\"} 7"), "refusals are counted:\n{metrics}");
+
+    // The key is the store's: after a restart the browser is known still.
+    let tweak = |c: &mut refdesk_server::config::Config| c.limits.logins_per_minute = 3;
+    let app = crate::helpers::start(app.stop().await, tweak).await;
+    let login = |http: &reqwest::Client, password: &str| {
+        http.post(app.url("/api/login")).json(&json!({"username": "ann", "password": password})).send()
+    };
+    for _ in 0..3 {
+        assert_eq!(login(&stranger, "wrong-guess").await.unwrap().status(), 401);
+    }
+    assert_eq!(login(&stranger, "wrong-guess").await.unwrap().status(), 429);
+    assert_eq!(login(&desk, refdesk_app::demo::PASSWORD).await.unwrap().status(), 200, "known after a restart");
+}
+
 /// Opens a socket, sends `first` (or nothing), and returns the code of the
 /// error frame the server answers with; the server then closes the socket.
 async fn first_frame_refused(url: &str, first: Option<serde_json::Value>) -> String {

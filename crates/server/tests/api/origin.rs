@@ -110,6 +110,9 @@ async fn with_a_public_url_only_its_origin_acts_and_cookies_are_secure() {
     // domain cannot set; a plain one it planted is not read.
     assert!(cookie.starts_with("__Host-refdesk_session=") && cookie.contains("; Path=/;"), "{cookie}");
     assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
+    let device = ok.headers().get_all("set-cookie").iter().nth(1).map(|c| c.to_str().unwrap().to_owned());
+    let device = device.expect("the known-browser cookie");
+    assert!(device.starts_with("__Host-refdesk_device=lena:") && device.contains("; Secure"), "{device}");
     let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
     let me = |cookie: String| http.get(app.url("/api/me")).header("cookie", cookie).send();
     assert_eq!(me(format!("__Host-refdesk_session={token}")).await.unwrap().status(), 200);

@@ -285,6 +285,24 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
+    async fn server_key(&self, name: &str, fresh: &str) -> Result<String> {
+        let (name, fresh) = (name.to_owned(), fresh.to_owned());
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                // Two nodes starting at once: the first insert stays, and
+                // both read it back.
+                db.exec(
+                    "INSERT INTO server_keys (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    args![&name, &fresh],
+                )
+                .await?;
+                let key = "SELECT value FROM server_keys WHERE name = ?1";
+                db.row(key, args![&name], |r| r.text("value")).await?.ok_or_else(|| not_found("server key"))
+            }))
+        })
+        .await
+    }
+
     async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>> {
         let token_hash = token_hash.to_owned();
         self.read(move |db| {

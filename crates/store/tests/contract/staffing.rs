@@ -18,7 +18,20 @@ on_every_backend!(
     staff_on_duty_not_seen_lately_are_signed_off,
     a_script_is_offered_to_its_owner_until_deleted,
     a_change_decided_on_an_account_as_it_was_is_refused_once_it_changed,
+    a_server_key_is_made_once_and_the_same_for_every_caller,
 );
+
+/// Every node (and the same node after a restart) signs with one key: the
+/// first value offered is kept, and later offers get it back.
+async fn a_server_key_is_made_once_and_the_same_for_every_caller(b: &Backend) {
+    let s = &*b.store;
+    assert_eq!(s.server_key("devices", "first").await.unwrap(), "first");
+    assert_eq!(s.server_key("devices", "second").await.unwrap(), "first", "the stored key is kept");
+    assert_eq!(s.server_key("other", "third").await.unwrap(), "third", "each name has its own");
+    let (a, b, c) = tokio::join!(s.server_key("raced", "a"), s.server_key("raced", "b"), s.server_key("raced", "c"));
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert!(a == b && b == c, "callers at once agree: {a} {b} {c}");
+}
 
 /// An admin's change is judged on the account as it was read (its role and
 /// home library); one promoted or moved meanwhile is left as it is, so a

@@ -1,0 +1,190 @@
+//! The browsers staff signed in from (DESIGN §8: rate limits on every entry
+//! point, which a stranger must not be able to spend for someone else).
+//! Sign-in attempts are limited per client address
+//! (`limits.logins_per_minute`), and a library's desk often shares its
+//! address with the public computers and the Wi-Fi: a stranger there could
+//! spend that budget and keep the next shift from signing in.
+//!
+//! So a browser that signs in gets a cookie (`__Host-refdesk_device` over
+//! https) holding, for each account that signed in there lately (at most
+//! [`MOST`]: a desk's computer serves a few librarians), a token: the
+//! account's name, when it signed in, and an HMAC-SHA256 of both under a
+//! key the service keeps in its store (`server_keys`, made by the first
+//! node that needs it: the same on every node and after a restart). An
+//! attempt at an account whose token the browser presents, signed and at
+//! most [`DEVICE_FOR`] old, has a budget of its own (keyed by the token),
+//! at the same rate; every other attempt spends its address's. Nothing is
+//! stored per browser, no token can be made without the key, and one only
+//! ever spares its holder's attempts at its own account.
+
+use crate::{App, AppError, AppResult};
+use refdesk_domain::report::DAY;
+use refdesk_domain::Millis;
+use ring::hmac;
+
+/// How long a browser stays known after it last signed in.
+pub const DEVICE_FOR: Millis = 30 * DAY;
+/// Accounts a cookie holds tokens for at most (the newest kept).
+pub const MOST: usize = 8;
+/// The key's name in the store.
+const KEY_NAME: &str = "device-cookies";
+
+/// The key that signs the tokens.
+pub struct DeviceKey(hmac::Key);
+
+/// A signed token of a cookie, current at the time it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownDevice {
+    /// The account that signed in from the browser.
+    pub username: String,
+    /// The token's own budget's key (from its signature: made by no one
+    /// without the key).
+    pub bucket: u128,
+}
+
+impl DeviceKey {
+    /// A key of `secret`'s bytes.
+    pub fn new(secret: &[u8]) -> DeviceKey {
+        DeviceKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    fn message(username: &str, issued: Millis) -> String {
+        format!("refdesk-device:{username}:{issued}")
+    }
+
+    /// The token saying `username` signed in from this browser at `issued`.
+    pub fn token(&self, username: &str, issued: Millis) -> String {
+        let tag = hmac::sign(&self.0, Self::message(username, issued).as_bytes());
+        format!("{username}:{issued}:{}", crate::auth::hex(tag.as_ref()))
+    }
+
+    /// The token's account and budget, if it is signed by this key and at
+    /// most [`DEVICE_FOR`] old at `now` (not issued after it either, give or
+    /// take a minute of another node's clock).
+    fn check(&self, token: &str, now: Millis) -> Option<KnownDevice> {
+        let mut parts = token.splitn(3, ':');
+        let (username, issued, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        let issued: Millis = issued.parse().ok()?;
+        if now - issued >= DEVICE_FOR || issued - now > 60_000 || tag.len() != 64 {
+            return None;
+        }
+        let tag = unhex(tag)?;
+        hmac::verify(&self.0, Self::message(username, issued).as_bytes(), &tag).ok()?;
+        Some(KnownDevice { username: username.to_owned(), bucket: u128::from_be_bytes(tag[..16].try_into().ok()?) })
+    }
+
+    /// The signed, current tokens of a cookie's value, newest first (no more
+    /// than [`MOST`] are read, whatever the cookie holds).
+    pub fn known(&self, cookie: &str, now: Millis) -> Vec<KnownDevice> {
+        cookie.split('~').take(MOST).filter_map(|t| self.check(t, now)).collect()
+    }
+
+    /// The cookie's value once `username` signed in at `now`: its new token
+    /// first, then those of the other accounts still signed and current.
+    pub fn after_sign_in(&self, cookie: Option<&str>, username: &str, now: Millis) -> String {
+        let mut tokens = vec![self.token(username, now)];
+        let others = cookie.unwrap_or("").split('~').take(MOST);
+        let others = others.filter(|t| self.check(t, now).is_some_and(|d| d.username != username));
+        tokens.extend(others.take(MOST - 1).map(str::to_owned));
+        tokens.join("~")
+    }
+}
+
+/// Bytes of lower-case hex digits.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    s.as_bytes().chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(*p.get(1)?)?)).collect()
+}
+
+impl App {
+    /// The key that signs browsers' tokens: read from the store (made there
+    /// by the first node that asked) once per process.
+    pub async fn device_key(&self) -> AppResult<&DeviceKey> {
+        self.device_key
+            .get_or_try_init(|| async {
+                let fresh = crate::auth::new_token()?;
+                let secret = self.store.server_key(KEY_NAME, &fresh).await.map_err(AppError::from)?;
+                Ok::<_, AppError>(DeviceKey::new(secret.as_bytes()))
+            })
+            .await
+    }
+
+    /// The signed, current tokens of a device cookie's value
+    /// ([`DeviceKey::known`]); none when the key cannot be read (then every
+    /// attempt spends its address's budget, as before there were any).
+    pub async fn known_devices(&self, cookie: &str) -> Vec<KnownDevice> {
+        match self.device_key().await {
+            Ok(key) => key.known(cookie, self.clock.now()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the key of known browsers could not be read; sign-ins count by address");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The device cookie's value once `username` signed in
+    /// ([`DeviceKey::after_sign_in`]).
+    pub async fn device_cookie(&self, cookie: Option<&str>, username: &str) -> AppResult<String> {
+        Ok(self.device_key().await?.after_sign_in(cookie, username, self.clock.now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = 1_800_000_000_000;
+
+    #[test]
+    fn a_token_is_known_for_its_account_until_it_is_thirty_days_old() {
+        let key = DeviceKey::new(b"secret");
+        let token = key.token("ann", NOW);
+        let known = key.known(&token, NOW + DEVICE_FOR - 1);
+        assert_eq!(known.len(), 1);
+        assert_eq!(known[0].username, "ann");
+        assert!(key.known(&token, NOW + DEVICE_FOR).is_empty(), "thirty days on, it is not");
+        assert!(key.known(&token, NOW - 120_000).is_empty(), "nor one issued in the future");
+        assert_ne!(known[0].bucket, key.known(&key.token("ann", NOW + 1), NOW)[0].bucket, "a budget per token");
+    }
+
+    #[test]
+    fn a_token_not_signed_by_the_key_is_not_known() {
+        let key = DeviceKey::new(b"secret");
+        let token = key.token("ann", NOW);
+        assert!(DeviceKey::new(b"another").known(&token, NOW).is_empty(), "another service's key");
+        let renamed = token.replacen("ann", "bob", 1);
+        assert!(key.known(&renamed, NOW).is_empty(), "another account's name on ann's signature");
+        let later = token.replacen(&NOW.to_string(), &(NOW + 1).to_string(), 1);
+        assert!(key.known(&later, NOW).is_empty(), "another time");
+        let mut flipped = token.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert!(key.known(&String::from_utf8(flipped).unwrap(), NOW).is_empty(), "a changed signature");
+        for junk in ["", "~", "ann", "ann:1", "ann:x:00", "ann:1:zz", &format!("ann:{NOW}:{}", "é".repeat(32))] {
+            assert!(key.known(junk, NOW).is_empty(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_cookie_keeps_the_newest_token_of_each_account_eight_at_most() {
+        let key = DeviceKey::new(b"secret");
+        let mut cookie = String::new();
+        for i in 0..10 {
+            cookie = key.after_sign_in(Some(&cookie), &format!("user{i}"), NOW + i);
+        }
+        let known: Vec<String> = key.known(&cookie, NOW + 10).into_iter().map(|d| d.username).collect();
+        assert_eq!(known, ["user9", "user8", "user7", "user6", "user5", "user4", "user3", "user2"]);
+        let again = key.after_sign_in(Some(&cookie), "user5", NOW + 20);
+        let known = key.known(&again, NOW + 20);
+        assert_eq!(known.len(), MOST, "one token per account");
+        assert_eq!(known[0].username, "user5");
+        assert_eq!(known.iter().filter(|d| d.username == "user5").count(), 1);
+        let forged = format!("{}~{cookie}", "mallory:1:00");
+        let kept = key.after_sign_in(Some(&forged), "ann", NOW + 30);
+        assert!(!kept.contains("mallory"), "what does not check out is dropped");
+    }
+}
