@@ -28,6 +28,8 @@ pub const DEVICE_FOR: Millis = 30 * DAY;
 pub const MOST: usize = 8;
 /// The key's name in the store.
 const KEY_NAME: &str = "device-cookies";
+/// How long after the store failed to give the key it is asked again.
+const RETRY_KEY: Millis = 10_000;
 
 /// The key that signs the tokens.
 pub struct DeviceKey(hmac::Key);
@@ -116,10 +118,20 @@ impl App {
     /// The signed, current tokens of a device cookie's value
     /// ([`DeviceKey::known`]); none when the key cannot be read (then every
     /// attempt spends its address's budget, as before there were any).
+    /// The store is asked for the key once every [`RETRY_KEY`] at most
+    /// while it fails: anyone can send a cookie, and each attempt would
+    /// otherwise be a write.
     pub async fn known_devices(&self, cookie: &str) -> Vec<KnownDevice> {
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now();
+        let failed_at = self.device_key_failed_at.load(Ordering::Relaxed);
+        if self.device_key.get().is_none() && failed_at != 0 && now - failed_at < RETRY_KEY {
+            return Vec::new();
+        }
         match self.device_key().await {
-            Ok(key) => key.known(cookie, self.clock.now()),
+            Ok(key) => key.known(cookie, now),
             Err(e) => {
+                self.device_key_failed_at.store(now.max(1), Ordering::Relaxed);
                 tracing::warn!(error = %e, "the key of known browsers could not be read; sign-ins count by address");
                 Vec::new()
             }

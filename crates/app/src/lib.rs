@@ -482,6 +482,8 @@ pub struct Parts {
     sign_ins: Arc<signin::FailedSignIns>,
     /// The key of browsers' tokens ([`devices`]), once read from the store.
     device_key: tokio::sync::OnceCell<devices::DeviceKey>,
+    /// When the store last failed to give it (0: never).
+    device_key_failed_at: std::sync::atomic::AtomicI64,
     /// Whether anyone is on duty, per cooperative, and when that was read
     /// (see `App::library_status`).
     on_duty: staff::OnDutyCache,
@@ -593,6 +595,7 @@ impl App {
             known_line: Arc::new(tokio::sync::Semaphore::new(KNOWN_HASHES_WAITING)),
             sign_ins: Arc::default(),
             device_key: tokio::sync::OnceCell::new(),
+            device_key_failed_at: std::sync::atomic::AtomicI64::new(0),
             on_duty: Arc::default(),
             status_reading: Arc::default(),
             libraries: Arc::default(),

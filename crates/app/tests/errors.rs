@@ -207,3 +207,48 @@ async fn the_open_list_of_libraries_is_served_as_last_read_while_the_store_fails
     let fresh = App::new(store.clone(), Bus::new(), Limits::default(), clock.clone());
     assert!(matches!(fresh.listed_libraries().await, Err(AppError::Internal(_))));
 }
+
+/// Anyone can send a known-browser cookie with a sign-in: while the store
+/// cannot give the key (a write, the first time), it is asked once every
+/// ten seconds at most, and the attempt counts by address meanwhile.
+#[tokio::test]
+async fn the_key_of_known_browsers_is_asked_for_once_every_ten_seconds_while_the_store_fails() {
+    use std::sync::Mutex;
+    static WARNINGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    struct Capture;
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            WARNINGS.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let subscriber = tracing_subscriber::fmt().with_env_filter("warn").with_writer(|| Capture).finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let asked = || String::from_utf8_lossy(&WARNINGS.lock().unwrap()).matches("could not be read").count();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let clock = Clock::manual(1_000_000);
+    let app = App::new(store.clone(), bus, Limits::default(), clock.clone());
+    Store::close(&*store).await;
+    for _ in 0..50 {
+        assert!(app.known_devices("ann:1000000:00").await.is_empty());
+    }
+    assert_eq!(asked(), 1, "asked once");
+    clock.advance(10_000);
+    assert!(app.known_devices("ann:1000000:00").await.is_empty());
+    assert_eq!(asked(), 2, "and again ten seconds on");
+
+    // A store that answers: its key signs and checks tokens.
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store, bus, Limits::default(), clock.clone());
+    let cookie = app.device_cookie(None, "ann").await.unwrap();
+    let known = app.known_devices(&cookie).await;
+    assert_eq!(known.iter().map(|d| d.username.as_str()).collect::<Vec<_>>(), ["ann"]);
+}
