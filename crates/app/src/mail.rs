@@ -191,7 +191,7 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
     session.accepted_at?;
     let to = session.transcript_to.clone()?;
     let viewer = Viewer::Patron { session: session.ctx.id };
-    let mut body = String::from("The transcript of your chat with the library:\n\n");
+    let mut body = format!("The transcript of your chat with {}:\n\n", session.library_name);
     let lines: Vec<&Message> = transcript(&viewer, &session.ctx, all).collect();
     for (i, m) in lines.iter().enumerate() {
         if body.len() > TRANSCRIPT_MAIL_BYTES {
@@ -206,9 +206,10 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
         };
         body.push_str(&format!("[{}] {who}: {}\n", utc_time(m.at), m.body));
     }
+    let library = &session.library_name;
     let subject = match session.ctx.question {
-        Some(q) => format!("Transcript of your chat (question #{q})"),
-        None => "Transcript of your chat".into(),
+        Some(q) => format!("Transcript of your chat with {library} (question #{q})"),
+        None => format!("Transcript of your chat with {library}"),
     };
     Some(NewMail { kind: MailKind::Transcript, to, subject, body })
 }
@@ -477,6 +478,7 @@ impl Mailer {
             .subject(mail.subject.clone())
             .message_id(Some(format!("<refdesk.{}.{}@{domain}>", mail.id, mail.created_at)))
             .header(ContentType::TEXT_PLAIN)
+            .header(lettre::message::header::MIME_VERSION_1_0)
             .body(match &self.config.public_url {
                 Some(url) => format!("{}\n-- \nAsk a librarian again: {url}\n", mail.body.trim_end()),
                 None => mail.body.clone(),
@@ -510,8 +512,14 @@ impl Mailer {
                     }
                     #[cfg(not(unix))]
                     folder.create(dir).await?;
-                    let path = dir.join(format!("{:08}.eml", mail.id));
-                    let tmp = dir.join(format!(".{:08}.eml.tmp", mail.id));
+                    // Named by the row and when it was queued, as its
+                    // Message-ID: a database restored from a backup gives
+                    // the next e-mails ids its newer files already have,
+                    // and one of those must not be written over. The same
+                    // row tried again writes the same file.
+                    let name = format!("{:08}-{}.eml", mail.id, mail.created_at);
+                    let path = dir.join(&name);
+                    let tmp = dir.join(format!(".{name}.tmp"));
                     // On disk before it is recorded as sent: the file, then its name.
                     let mut file = open.open(&tmp).await?;
                     file.write_all(&email.formatted()).await?;

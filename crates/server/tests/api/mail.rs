@@ -89,7 +89,8 @@ async fn the_transcript_is_emailed_at_the_end_when_asked_for_without_notes_or_st
     let raw = &mails[0];
     let text = mail_text(raw);
     assert!(raw.contains("pat@example.org"));
-    assert!(raw.contains("Transcript"), "{raw}");
+    assert!(raw.contains("Transcript of your chat with Riverside"), "the library is named: {raw}");
+    assert!(raw.contains("MIME-Version: 1.0"), "{raw}");
     assert!(text.contains("How do I cite a map?") && text.contains("Use the Chicago style for maps."), "{text}");
     assert!(text.contains("Chat session has ended"));
     assert!(!text.contains("SECRET-NOTE") && !raw.contains("SECRET-NOTE"), "no note (B4)");
@@ -169,19 +170,40 @@ async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
     let (status, _) = ann.act(q, "answer", json!({"body": "EML-ANSWER", "confirm_live": true})).await;
     assert_eq!(status, 200);
     let dir = app.dir.path().join("mail");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let file = loop {
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
-            .unwrap_or_default();
-        if let Some(f) = files.first() {
-            break f.clone();
+    let files = |n: usize| {
+        let dir = dir.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut files: Vec<_> = std::fs::read_dir(&dir)
+                    .map(|d| {
+                        d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect()
+                    })
+                    .unwrap_or_default();
+                if files.len() >= n {
+                    files.sort();
+                    return files;
+                }
+                assert!(std::time::Instant::now() < deadline, "{n} .eml files appear under the data folder");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        assert!(std::time::Instant::now() < deadline, "an .eml file appears under the data folder");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let file = files(1).await[0].clone();
     let raw = std::fs::read_to_string(&file).unwrap();
     assert!(raw.contains("pat@example.org") && mail_text(&raw).contains("EML-ANSWER"));
+    assert!(raw.contains("MIME-Version: 1.0"), "{raw}");
+    // A database restored from an older backup gives the next e-mail the
+    // id of one already filed (the outbox's newest row gone): it is filed
+    // beside it, not over it.
+    let db = rusqlite::Connection::open(app.dir.path().join("refdesk.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute("DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox)", []).unwrap();
+    let (status, _) = ann.act(q, "answer", json!({"body": "EML-SECOND", "confirm_live": true})).await;
+    assert_eq!(status, 200);
+    let both = files(2).await;
+    assert!(mail_text(&std::fs::read_to_string(&file).unwrap()).contains("EML-ANSWER"), "the first is kept");
+    assert!(both.iter().any(|f| mail_text(&std::fs::read_to_string(f).unwrap()).contains("EML-SECOND")));
     // Private like the database: a patron's address and question are in it.
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
