@@ -250,5 +250,7 @@ async fn the_key_of_known_browsers_is_asked_for_once_every_ten_seconds_while_the
     let app = App::new(store, bus, Limits::default(), clock.clone());
     let cookie = app.device_cookie(None, "ann").await.unwrap();
     let known = app.known_devices(&cookie).await;
-    assert_eq!(known.iter().map(|d| d.username.as_str()).collect::<Vec<_>>(), ["ann"]);
+    assert_eq!(known.len(), 1);
+    assert_eq!(app.known_device_of(&known, "ann"), Some(known[0].bucket));
+    assert_eq!(app.known_device_of(&known, "ben"), None);
 }

@@ -235,23 +235,31 @@ pub struct KnownDevices(pub Vec<refdesk_app::devices::KnownDevice>);
 impl KnownDevices {
     /// Takes the attempt at `username` from the budget of the browser's
     /// token for that account, if it has one, else from the address's
-    /// (`logins_per_minute` both); `Err(seconds to wait)` when it has none
-    /// left, counted as the middleware counts.
-    pub fn take(&self, state: &AppState, username: &str, ip: Option<IpAddr>) -> Result<(), Refused> {
+    /// (`logins_per_minute` both); refused with `429` and `Retry-After`
+    /// when it has none left, counted as the middleware counts.
+    pub fn take(&self, state: &AppState, username: &str, ip: Option<IpAddr>) -> Result<(), Response> {
         let per_minute = state.app.limits().logins_per_minute;
-        let taken = match self.0.iter().find(|d| d.username == username) {
+        let refused = |wait| {
+            state.metrics.limited("login");
+            wait
+        };
+        match state.app.known_device_of(&self.0, username) {
             // Its own bucket, apart from every address's (whose own
             // prefix length is 64).
             Some(device) => {
-                let bucket = [(128, IpAddr::V6(std::net::Ipv6Addr::from(device.bucket)), 1)];
-                state.limiter.take_from(Kind::Login, &bucket, per_minute)
+                let bucket = [(128, IpAddr::V6(std::net::Ipv6Addr::from(device)), 1)];
+                state.limiter.take_from(Kind::Login, &bucket, per_minute).map_err(refused).map_err(|wait| {
+                    let message =
+                        format!("too many sign-in attempts at this account from this browser; try again in {wait} s");
+                    let error = slow_down(message);
+                    ([(RETRY_AFTER, wait.to_string())], error).into_response()
+                })
             }
-            None => ip.map_or(Ok(()), |ip| state.limiter.take(Kind::Login, ip, per_minute)),
-        };
-        taken.map_err(|wait| {
-            state.metrics.limited("login");
-            Refused::TooMany(wait)
-        })
+            None => match ip.map(|ip| state.limiter.take(Kind::Login, ip, per_minute)) {
+                Some(Err(wait)) => Err(Refused::TooMany(refused(wait)).into_response()),
+                _ => Ok(()),
+            },
+        }
     }
 }
 
