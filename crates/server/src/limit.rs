@@ -237,7 +237,7 @@ impl KnownDevices {
     /// token for that account, if it has one, else from the address's
     /// (`logins_per_minute` both); refused with `429` and `Retry-After`
     /// when it has none left, counted as the middleware counts.
-    pub fn take(&self, state: &AppState, username: &str, ip: Option<IpAddr>) -> Result<(), Response> {
+    pub fn take(&self, state: &AppState, username: &str, ip: Option<IpAddr>) -> Result<(), Refused> {
         let per_minute = state.app.limits().logins_per_minute;
         let refused = |wait| {
             state.metrics.limited("login");
@@ -248,15 +248,11 @@ impl KnownDevices {
             // prefix length is 64).
             Some(device) => {
                 let bucket = [(128, IpAddr::V6(std::net::Ipv6Addr::from(device)), 1)];
-                state.limiter.take_from(Kind::Login, &bucket, per_minute).map_err(refused).map_err(|wait| {
-                    let message =
-                        format!("too many sign-in attempts at this account from this browser; try again in {wait} s");
-                    let error = slow_down(message);
-                    ([(RETRY_AFTER, wait.to_string())], error).into_response()
-                })
+                let taken = state.limiter.take_from(Kind::Login, &bucket, per_minute);
+                taken.map_err(|wait| Refused::BrowserSpent(refused(wait)))
             }
             None => match ip.map(|ip| state.limiter.take(Kind::Login, ip, per_minute)) {
-                Some(Err(wait)) => Err(Refused::TooMany(refused(wait)).into_response()),
+                Some(Err(wait)) => Err(Refused::TooMany(refused(wait))),
                 _ => Ok(()),
             },
         }
@@ -325,6 +321,9 @@ pub enum Refused {
     /// Its network presented too many that matched nothing: try again in
     /// this many seconds.
     TooMany(u64),
+    /// A browser's sign-in attempts at an account it signed in to lately
+    /// are spent ([`KnownDevices`]): try again in this many seconds.
+    BrowserSpent(u64),
     /// The lookup's own answer (`unauthenticated`, or the store's error).
     Failed(refdesk_app::AppError),
     /// A staff member's writes (all their sign-ins) past the frame budget (why): `rate_limited`,
@@ -407,6 +406,9 @@ impl Refused {
     pub fn api_error(self) -> ApiError {
         match self {
             Refused::TooMany(wait) => too_many(wait),
+            Refused::BrowserSpent(wait) => {
+                slow_down(format!("too many sign-in attempts at this account from this browser; try again in {wait} s"))
+            }
             Refused::Failed(e) => e.into(),
             Refused::SlowDown(why) => slow_down(why),
             Refused::NoChat => ApiError {
@@ -433,7 +435,9 @@ impl Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
-            Refused::TooMany(wait) => ([(RETRY_AFTER, wait.to_string())], too_many(wait)).into_response(),
+            Refused::TooMany(wait) | Refused::BrowserSpent(wait) => {
+                ([(RETRY_AFTER, wait.to_string())], self.api_error()).into_response()
+            }
             Refused::Failed(e) => ApiError::from(e).into_response(),
             Refused::SlowDown(why) => ([(RETRY_AFTER, "1")], slow_down(why)).into_response(),
             Refused::NoChat => self.api_error().into_response(),

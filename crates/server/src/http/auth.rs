@@ -63,7 +63,7 @@ async fn login(
     // From a browser the account signed in from: not taken by the
     // middleware (see `crate::limit::KnownDevices`).
     if let Some(axum::Extension(devices)) = &devices {
-        devices.take(&state, &body.username, ip)?;
+        devices.take(&state, &body.username, ip).map_err(IntoResponse::into_response)?;
     }
     // No account's name holds a control character, and PostgreSQL cannot
     // even look up one with a NUL: it signs nobody in, like any unknown name.
