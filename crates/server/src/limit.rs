@@ -76,11 +76,15 @@ pub struct Limiter(Mutex<HashMap<Key, Bucket>>, Known);
 /// token: each by a hash under this process's random keys, which nobody
 /// outside can make match), so that a network whose budget of credentials
 /// that match nothing a stranger spent ([`Credentials`]) still serves its
-/// own people. At most [`KNOWN_MOST`]; when full, those unseen for
-/// [`KNOWN_FOR`] go first, then the older half.
+/// own people. At most [`KNOWN_MOST`] of each kind; when full, those unseen
+/// for [`KNOWN_FOR`] go first, then the older half. Staff cookies and chat
+/// tokens are kept apart: anyone can get chat tokens by the thousand
+/// (starting chats from many networks), and they must not push the desk's
+/// cookies out; staff cookies come only from sign-ins.
 #[derive(Default)]
 struct Known {
-    seen: Mutex<HashMap<u64, Instant>>,
+    /// Staff cookies (`[0]`) and chat tokens (`[1]`).
+    seen: [Mutex<HashMap<u64, Instant>>; 2],
     keys: std::hash::RandomState,
 }
 
@@ -93,7 +97,8 @@ pub enum Credential {
     Patron,
 }
 
-/// Credentials [`Known`] holds at most (~3 MiB with the table's overhead).
+/// Credentials of each kind [`Known`] holds at most (~3 MiB with the
+/// table's overhead).
 const KNOWN_MOST: usize = 65_536;
 /// How long a credential not presented again stays known, at least while
 /// there is room.
@@ -106,19 +111,25 @@ impl Known {
         self.keys.hash_one((what, credential))
     }
 
+    /// The table of credentials of `what`'s kind.
+    fn of(&self, what: Credential) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+        let table = &self.seen[usize::from(what == Credential::Patron)];
+        table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn holds(&self, what: Credential, credential: &str) -> bool {
         let key = self.key(what, credential);
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key)
+        self.of(what).contains_key(&key)
     }
 
     fn forget(&self, what: Credential, credential: &str) {
         let key = self.key(what, credential);
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.of(what).remove(&key);
     }
 
     fn remember(&self, what: Credential, credential: &str) {
         let key = self.key(what, credential);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.of(what);
         let now = Instant::now();
         if seen.len() >= KNOWN_MOST && !seen.contains_key(&key) {
             seen.retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
@@ -670,20 +681,36 @@ mod tests {
     #[test]
     fn the_credentials_known_never_outgrow_their_bound_and_one_in_use_stays_known() {
         let known = Known::default();
-        let len = || known.seen.lock().unwrap().len();
+        let len = |what| known.of(what).len();
+        known.remember(Credential::Patron, "a patron's token");
+        for i in 0..(KNOWN_MOST * 3) {
+            known.remember(Credential::Patron, &format!("token {i}"));
+            assert!(len(Credential::Patron) <= KNOWN_MOST, "{} credentials known", len(Credential::Patron));
+            if i % 1024 == 0 {
+                // Presented again now and then, as a chat's reconnects do.
+                assert!(known.holds(Credential::Patron, "a patron's token"), "forgotten at {i}");
+                known.remember(Credential::Patron, "a patron's token");
+            }
+        }
+        assert!(known.holds(Credential::Patron, "a patron's token"));
+        assert!(!known.holds(Credential::Staff, "a patron's token"), "a token is not a cookie");
+        assert!(!known.holds(Credential::Patron, "token 0"), "the oldest of the flood went first");
+        // Staff cookies fill a table of their own, within the same bound.
+        for i in 0..(KNOWN_MOST + 10) {
+            known.remember(Credential::Staff, &format!("cookie {i}"));
+        }
+        assert!(len(Credential::Staff) <= KNOWN_MOST);
+    }
+
+    #[test]
+    fn a_flood_of_chat_tokens_does_not_push_a_librarians_cookie_out() {
+        let known = Known::default();
+        // Signed in, then not seen again while strangers start chats.
         known.remember(Credential::Staff, "the librarian's cookie");
         for i in 0..(KNOWN_MOST * 3) {
             known.remember(Credential::Patron, &format!("token {i}"));
-            assert!(len() <= KNOWN_MOST, "{} credentials known", len());
-            if i % 1024 == 0 {
-                // Presented again now and then, as a desk's reconnects do.
-                assert!(known.holds(Credential::Staff, "the librarian's cookie"), "forgotten at {i}");
-                known.remember(Credential::Staff, "the librarian's cookie");
-            }
         }
         assert!(known.holds(Credential::Staff, "the librarian's cookie"));
-        assert!(!known.holds(Credential::Patron, "the librarian's cookie"), "a token is not a cookie");
-        assert!(!known.holds(Credential::Patron, "token 0"), "the oldest of the flood went first");
     }
 
     #[test]
