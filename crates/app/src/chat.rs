@@ -206,6 +206,7 @@ impl App {
             .into());
         }
         let refused = || AppError::Domain(DomainError::Forbidden("wrong username or password"));
+        let username = &refdesk_domain::input::sign_in_name(username);
         // Every sign-in name is a slug (no secret): anything else names
         // nobody, and is counted against no one.
         if input::slug("username", username).is_err() {

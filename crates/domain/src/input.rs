@@ -106,6 +106,13 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
     Ok(Some(s.to_owned()))
 }
 
+/// A sign-in name as typed: without the spaces around it and in lower case
+/// (every sign-in name is a [`slug`]; a tablet's keyboard capitalises the
+/// first letter, and " Liam" or "Liam" means `liam`).
+pub fn sign_in_name(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
+}
+
 /// A sign-in name or library slug: 1–64 of `a-z 0-9 . _ -`.
 pub fn slug(field: &'static str, s: &str) -> Result<String, DomainError> {
     let ok = !s.is_empty()

@@ -58,21 +58,22 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> Result<Response, Response> {
+    let username = refdesk_domain::input::sign_in_name(&body.username);
     let peer = peer.map(|p| p.0 .0.ip());
     let ip = peer.map(|p| crate::limit::client_ip_of(p, &headers, &state.trusted_proxies));
     // From a browser the account signed in from: not taken by the
     // middleware (see `crate::limit::KnownDevices`).
     if let Some(axum::Extension(devices)) = &devices {
-        devices.take(&state, &body.username, ip).map_err(IntoResponse::into_response)?;
+        devices.take(&state, &username, ip).map_err(IntoResponse::into_response)?;
     }
     // No account's name holds a control character, and PostgreSQL cannot
     // even look up one with a NUL: it signs nobody in, like any unknown name.
-    if body.username.chars().any(char::is_control) {
+    if username.chars().any(char::is_control) {
         let message = WRONG_PASSWORD.into();
         return Err(ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message }.into_response());
     }
     let local = is_local(peer, &headers, &state);
-    let login = state.app.login_from(&body.username, &body.password, local, ip);
+    let login = state.app.login_from(&username, &body.password, local, ip);
     let (token, staff) = login.await.map_err(|e| {
         // What an operator watches for (docs/operations.md, "Abuse"): an
         // account's guesses spent, the node's line of hashes full.

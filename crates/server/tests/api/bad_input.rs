@@ -299,6 +299,28 @@ async fn the_open_entry_points_are_rate_limited_per_address() {
     assert_eq!(app.state.app.store().waiting().await.unwrap().len(), 2);
 }
 
+/// A tablet capitalises the first letter of the name box; a pasted name
+/// brings a space: the name is read in lower case, without spaces around
+/// it (every sign-in name is lower case), and no attempt is spent on it.
+#[tokio::test]
+async fn a_sign_in_name_is_read_in_lower_case_without_spaces_around_it() {
+    let app = spawn_app().await;
+    for typed in ["Ann", " ann ", "ANN\t"] {
+        let res = reqwest::Client::new()
+            .post(app.url("/api/login"))
+            .json(&json!({"username": typed, "password": refdesk_app::demo::PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{typed:?}");
+        let me: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(me["username"], "ann");
+    }
+    let inside = json!({"username": "a nn", "password": refdesk_app::demo::PASSWORD});
+    let res = reqwest::Client::new().post(app.url("/api/login")).json(&inside).send().await.unwrap();
+    assert_eq!(res.status(), 401, "a space inside is no sign-in name");
+}
+
 /// A stranger sharing the library's address (its Wi-Fi, its public
 /// computers) can spend the address's sign-in attempts; a browser an account
 /// signed in from before has a budget of its own for that account, which no
