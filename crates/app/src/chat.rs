@@ -6,7 +6,7 @@ use crate::flight::Turn;
 use crate::mail::transcript_mail;
 use crate::signin::{self, Verdict};
 use crate::{auth, App, AppError, AppResult};
-use refdesk_domain::authz::{authorize, Action, Target};
+use refdesk_domain::authz::{authorize, authorize_view, Action, Target};
 use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{SessionId, StaffId};
@@ -835,7 +835,7 @@ impl App {
         match viewer {
             Viewer::Patron { session: own } if *own == session => {}
             Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
-            Viewer::Staff(staff) => authorize(staff, Action::View, &target(&rec))?,
+            Viewer::Staff(staff) => authorize_view(staff, &rec.ctx, rec.state)?,
         }
         let (page, more) = self.staff_page(session, after).await?;
         // The lines are judged by the session as it is after them: a change
@@ -843,7 +843,7 @@ impl App {
         // of view, or it may be the last of the lines read.
         let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         if let Viewer::Staff(staff) = viewer {
-            authorize(staff, Action::View, &target(&rec))?;
+            authorize_view(staff, &rec.ctx, rec.state)?;
         }
         let mut visible: Vec<Message> = transcript(viewer, &rec.ctx, &page).cloned().collect();
         let cut = within_budget(&mut visible, STAFF_PAGE_BYTES).is_some();

@@ -72,6 +72,18 @@ fn participates(staff: &Staff, target: &Target) -> bool {
     target.librarian == Some(staff.id) || target.mode_of(staff.id).is_some()
 }
 
+/// Whether `staff` may view a session (its record, its lines as the
+/// visibility function lets them see each): what their role covers
+/// ([`Action::View`]), or the library its question was referred to. The
+/// one rule for a session's page, a socket's resume and the visibility
+/// function's staff lines.
+pub fn authorize_view(staff: &Staff, ctx: &SessionContext, state: SessionState) -> Result<(), DomainError> {
+    if ctx.referred.is_some_and(|r| staff.role_covers(&r)) {
+        return Ok(());
+    }
+    authorize(staff, Action::View, &Target::of(ctx, state))
+}
+
 /// Decides whether `staff` may do `action` to `target`. Refusals say why,
 /// without naming anything the caller may not see.
 pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), DomainError> {

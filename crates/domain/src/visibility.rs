@@ -142,8 +142,7 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
 
 fn staff_may_view(staff: &Staff, ctx: &SessionContext) -> bool {
     // The state does not matter for viewing; Active is a stand-in.
-    authorize(staff, Action::View, &Target::of(ctx, SessionState::Active)).is_ok()
-        || ctx.referred.is_some_and(|r| staff.role_covers(&r))
+    crate::authz::authorize_view(staff, ctx, SessionState::Active).is_ok()
 }
 
 /// The messages of a transcript that `viewer` may see, in order. Used for

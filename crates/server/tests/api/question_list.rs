@@ -233,6 +233,8 @@ async fn ended_questions_can_be_reopened_assigned_claimed_referred_and_recoded_w
     let (_, mine) = l.ann.get("/api/questions?view=my_new").await;
     assert_eq!(mine.as_array().unwrap().len(), 1);
 
+    let (status, _) = ben.get(&format!("/api/sessions/{}", l.patron.session)).await;
+    assert_eq!(status, 404, "not Lakeside's chat before it is referred there");
     // Refer to Lakeside: pending, marked referred, and in Lakeside's list.
     let (status, out) = carla.act(q, "refer", json!({"library": "lakeside-public"})).await;
     assert_eq!(status, 200, "{out}");
@@ -243,6 +245,12 @@ async fn ended_questions_can_be_reopened_assigned_claimed_referred_and_recoded_w
     let (status, detail) = ben.get(&format!("/api/questions/{q}")).await;
     assert_eq!(status, 200);
     assert!(!detail["transcript"].as_array().unwrap().is_empty(), "and its transcript");
+    // Its chat's page, and a socket's resume, by the same rule.
+    let (status, chat) = ben.get(&format!("/api/sessions/{}", l.patron.session)).await;
+    assert_eq!(status, 200, "{chat}");
+    let mut ws = ben.socket().await;
+    let resumed = ws.resume(Some(l.patron.session), 0).await;
+    assert!(resumed.iter().any(|f| f["type"] == "event" && f["kind"] == "message"), "{resumed:?}");
 
     // Change the code from the question page (an admin in scope may).
     let (status, out) = carla.act(q, "code", json!({"code": "answered"})).await;
