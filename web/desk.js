@@ -325,7 +325,7 @@ async function refreshColleagues() {
 
 function renderIm() {
   if (imPeer === null) return;
-  $("im-log").replaceChildren(...imLog(imPeer).items.map((m) => el("li", {}, el("span", { class: "who" }, `${m.from_name}:`), m.body, el("time", {}, clock(m.at)))));
+  $("im-log").replaceChildren(...imLog(imPeer).items.map((m) => el("li", {}, el("span", { class: "who" }, `${m.from_name}:`), el("span", { class: "body" }, m.body), el("time", {}, clock(m.at)))));
 }
 
 async function openIm(peer) {

@@ -276,6 +276,21 @@ test("http and https addresses in messages are safe links; javascript:, data: an
   assert.equal(await line.locator("b, i").count(), 0, "markup stays text");
   assert.match(await line.innerText(), /javascript:alert\(1\), data:text\/html,<b>hi<\/b> or ftp:\/\/example\.org\/f — <i>plain<\/i> text!/);
   await accessible(patron, "the patron's chat with links");
+  // A line that turns its text around (a right-to-left override) turns
+  // itself alone: the time beside it stays after it (every page has the
+  // same style sheet).
+  await say(ann, session, "\u202Ethis line reads backwards");
+  for (const page of [patron]) {
+    const turned = page.locator("#log li", { hasText: "backwards" });
+    await turned.waitFor();
+    const where = await turned.evaluate((li) => {
+      const body = li.querySelector(".body").getBoundingClientRect();
+      const time = li.querySelector("time").getBoundingClientRect();
+      return { bidi: getComputedStyle(li.querySelector(".body")).unicodeBidi, bodyLeft: body.left, timeLeft: time.left };
+    });
+    assert.equal(where.bidi, "isolate");
+    assert.ok(where.timeLeft > where.bodyLeft, `the time stays after the line: ${JSON.stringify(where)}`);
+  }
   for (const p of [ann.page, patron]) await p.context().close();
 });
 

@@ -8,6 +8,23 @@ fn has_bad_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
+/// Whether `c` shows nothing: white space, or a format character that only
+/// steers the text around it (zero-width spaces and joiners, direction
+/// marks and overrides, the byte-order mark, a soft hyphen) or a filler.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        )
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}')
+}
+
+/// Whether `s` shows nothing at all ([`is_invisible`]).
+fn is_blank(s: &str) -> bool {
+    s.chars().all(is_invisible)
+}
+
 /// A chat line's text: not blank, at most `max` characters, no control
 /// characters but newline and tab.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +34,7 @@ impl Body {
     /// Parses a message body with the configured length limit.
     pub fn parse(s: &str, max: usize) -> Result<Body, DomainError> {
         let trimmed = s.trim();
-        if trimmed.is_empty() {
+        if is_blank(trimmed) {
             return Err(DomainError::invalid("body", "the message is empty"));
         }
         let n = trimmed.chars().count();
@@ -66,7 +83,7 @@ impl ClientId {
 /// An optional short single-line text (a patron's name): trimmed, empty means
 /// absent, at most `max` characters, no control characters.
 pub fn optional_line(field: &'static str, s: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
-    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+    let Some(s) = s.map(str::trim).filter(|s| !is_blank(s)) else {
         return Ok(None);
     };
     if s.chars().count() > max {
@@ -245,6 +262,20 @@ mod tests {
         assert!(line("مریم\u{200C}ها").unwrap().is_some(), "a zero-width non-joiner, as Persian writes names");
         for bad in ["Ann\nArcher", "Ann\u{2028}Archer", "A\u{2029}B", "\u{202E}rehcrA nnA", "a\u{2066}b\u{2069}"] {
             assert!(line(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A line that shows nothing (zero-width spaces, direction marks, a
+    /// byte-order mark) is empty; the same characters within text stay
+    /// (an emoji's joiners, Persian's non-joiner).
+    #[test]
+    fn a_line_of_invisible_characters_only_is_empty() {
+        for blank in ["\u{200B}", "\u{202E}\u{200B}\u{FEFF}", " \u{2060}\u{3164} ", "\u{00AD}\u{2066}\u{2069}"] {
+            assert!(Body::parse(blank, 100).is_err(), "{blank:?}");
+            assert_eq!(optional_line("name", Some(blank), 100).unwrap(), None, "{blank:?}");
+        }
+        for text in ["👩\u{200D}👩\u{200D}👧", "می\u{200C}خواهم", "ok\u{200B}"] {
+            assert_eq!(Body::parse(text, 100).unwrap().as_str(), text);
         }
     }
 
