@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 let me = null;
 let conn = null;
 let current = null; // session shown
+const sendAs = new Map(); // session → "message" or "note", as chosen in that chat
 let imPeer = null; // IM conversation shown
 let maxChars = 4000; // from the hello frame
 const logs = new Map(); // session -> {last, items: Map(seq -> message), unread, lastPatronSeq, lastStaffSeq}
@@ -144,9 +145,12 @@ function renderComposer() {
   const canNote = canMessage || part === "whisper";
   $("composer").classList.toggle("hidden", !canNote);
   $("mode").querySelector('option[value="message"]').disabled = !canMessage;
-  if (!canMessage && $("mode").value === "message") $("mode").value = "note";
-  if (canMessage && !$("mode").dataset.chosen) $("mode").value = "message";
-  $("text-label").textContent = $("mode").value === "note" ? "Librarian note (staff only)" : "Reply (the patron sees it)";
+  // Each chat has its own choice, a message unless chosen otherwise in it:
+  // a note sent in one chat never makes the first reply in another a note.
+  $("mode").value = canMessage ? (sendAs.get(current) ?? "message") : "note";
+  const note = $("mode").value === "note";
+  $("composer").classList.toggle("note-mode", note);
+  $("text-label").textContent = note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
   retarget();
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
   $("end").classList.toggle("hidden", part !== "librarian");
@@ -210,19 +214,27 @@ function forget(session) {
   details.delete(session);
   monitor.delete(session);
   pref.set(`draft.${session}`, null);
-  if (current === session) {
-    current = null;
-    $("text").value = "";
-    $("log").replaceChildren();
-    $("patron").replaceChildren();
-    $("chat-title").textContent = "";
-    $("chat").classList.add("hidden");
-    $("details").classList.add("hidden");
-    $("no-chat").classList.remove("hidden");
+  if (closeChat(session)) {
     $("no-chat").textContent = "The chat you had open was erased at the patron's request or by the library's retention period.";
   }
   renderMonitor();
   drawSoon(refreshQuestionsSoon);
+}
+
+// Closes the chat shown if it is `session`; whether it was.
+function closeChat(session) {
+  sendAs.delete(session);
+  if (current !== session) return false;
+  current = null;
+  $("text").value = "";
+  $("log").replaceChildren();
+  $("patron").replaceChildren();
+  $("chat-title").textContent = "";
+  $("chat").classList.add("hidden");
+  $("details").classList.add("hidden");
+  $("no-chat").classList.remove("hidden");
+  $("no-chat").textContent = "Accept a waiting patron, or choose one of your chats.";
+  return true;
 }
 // A retention run may erase many chats at once: the list is read once.
 const refreshQuestionsSoon = () => { refreshQuestions().catch(fail); };
@@ -238,8 +250,10 @@ function follow(s) {
 }
 
 function since(s) {
-  const from = s.accepted_at ?? s.created_at;
-  const mins = Math.max(0, Math.round((Date.now() - from) / 60000));
+  if (s.state === "ended") return `ended; last message ${clock(s.last_message_at)} — set a resolution code`;
+  // Waiting: since it was queued (again, after a transfer); chatting: since accepted.
+  const from = s.state === "waiting" ? (s.queued_at ?? s.created_at) : (s.accepted_at ?? s.created_at);
+  const mins = Math.max(0, Math.floor((Date.now() - from) / 60000));
   return `${s.state === "waiting" ? "waiting" : "chatting"} ${mins} min, last message ${clock(s.last_message_at)}`;
 }
 
@@ -545,7 +559,7 @@ function onInput() {
   announceTyping(text.length > 0);
 }
 $("text").oninput = onInput;
-$("mode").onchange = () => { $("mode").dataset.chosen = "1"; renderComposer(); };
+$("mode").onchange = () => { sendAs.set(current, $("mode").value); renderComposer(); };
 
 $("composer").onsubmit = (e) => {
   e.preventDefault();
@@ -597,7 +611,13 @@ $("end").onclick = () => act(api(`/api/sessions/${current}/end`, { method: "POST
 $("set-code").onclick = () => {
   const body = { code: $("code").value };
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
-  act(api(`/api/sessions/${current}/code`, { method: "POST", body }).then(() => { $("read-scale").value = ""; return refreshQuestions(); }));
+  const session = current;
+  act(api(`/api/sessions/${session}/code`, { method: "POST", body }).then(() => {
+    $("read-scale").value = "";
+    // Ended and coded: no longer live, nothing more to do in it here.
+    if (monitor.get(session)?.state === "ended") { monitor.delete(session); closeChat(session); renderMonitor(); }
+    return refreshQuestions();
+  }));
 };
 for (const b of document.querySelectorAll(".conf")) {
   b.onclick = () => {
@@ -636,7 +656,19 @@ $("login").onsubmit = async (e) => {
 };
 // A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.
 let signingOut = false;
+// Signing out in the middle of chats leaves their patrons with nobody
+// until the sign-off of staff not seen hands them back to the queue
+// (minutes), so the desk asks first. (Going off duty does not: the chats
+// stay, only new patrons are not offered.)
+function confirmLeavingChats() {
+  const open = [...monitor.values()].filter((s) => s.state === "active" && s.ctx.librarian === me.id);
+  if (!open.length) return true;
+  const many = open.length > 1;
+  return confirm(`You are chatting with ${open.map((s) => s.patron_name).join(", ")}. Signing out leaves ${many ? "them" : "this patron"} `
+    + `without a librarian for minutes, until ${many ? "they go" : "the chat goes"} back to the queue: transfer or end ${many ? "those chats" : "it"} first. Sign out anyway?`);
+}
 $("logout").onclick = async () => {
+  if (!confirmLeavingChats()) return;
   signingOut = true;
   try { await api("/api/logout", { method: "POST" }); } catch (err) {
     // Refused before the sign-in was looked up: not signed out yet.

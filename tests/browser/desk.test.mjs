@@ -110,6 +110,39 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   assert.equal((await ann.inputValue("#text")).length, 5000, "the text is still there");
   await accessible(ann, "the desk with an over-long reply");
   await ann.fill("#text", "");
+
+  // The newest lines are never under the reply box, on a laptop's screen.
+  const overlap = await ann.evaluate(() => document.getElementById("log").getBoundingClientRect().bottom
+    - document.getElementById("composer").getBoundingClientRect().top);
+  assert.ok(overlap <= 0, `the log runs ${overlap} px under the composer`);
+
+  // "Send as" is each chat's own: a note in Ada's chat does not make the
+  // first reply in Bo's a note (its patron would never see it).
+  await ann.selectOption("#mode", "note");
+  assert.match(await ann.locator("#text-label").innerText(), /staff only/);
+  await ann.getByRole("button", { name: /^Bo — Riverside/ }).click();
+  assert.equal(await ann.inputValue("#mode"), "message", "Bo's chat: a message");
+  await ann.fill("#text", "Hello Bo");
+  await ann.press("#text", "Enter");
+  await patrons[1].locator("#log li", { hasText: "Hello Bo" }).waitFor();
+  await ann.getByRole("button", { name: /^Ada — Riverside/ }).click();
+  assert.equal(await ann.inputValue("#mode"), "note", "Ada's chat keeps its choice");
+
+  // Signing out in the middle of chats asks first (the harness answers yes
+  // to every dialog; what it said is kept).
+  const asked = new Promise((resolve) => ann.once("dialog", (d) => resolve(d.message())));
+  // Ended and coded, Cy's chat leaves the list; before the code it says so.
+  await ann.getByRole("button", { name: /^Cy — Riverside/ }).click();
+  await ann.click("#end");
+  await ann.getByRole("button", { name: /^Cy — Riverside/ }).locator("xpath=..").getByText(/ended; .* set a resolution code/).waitFor();
+  await ann.selectOption("#code", { index: 1 });
+  await ann.click("#set-code");
+  await ann.getByRole("button", { name: /^Cy — Riverside/ }).waitFor({ state: "detached" });
+  await ann.click("#logout");
+  const said = await asked;
+  assert.match(said, /^You are chatting with .*\. Signing out leaves them without a librarian/);
+  assert.ok(said.includes("Ada") && said.includes("Bo") && !said.includes("Cy"), said);
+  await ann.locator("#login").waitFor();
   for (const p of [ann, ...patrons]) await p.context().close();
 });
 
@@ -168,7 +201,7 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   await patron.getByText(/Dev Dewey/).first().waitFor();
   await ann.waitForFunction(() => document.getElementById("mode").value === "note");
   assert.equal(await ann.locator('#mode option[value="message"]').isDisabled(), true, "after a take-over: notes only");
-  assert.equal(await ann.locator("#text-label").innerText(), "Librarian note (staff only)");
+  assert.equal(await ann.locator("#text-label").innerText(), "Librarian note (staff only: the patron does not see it)");
   assert.equal(await ann.getByRole("button", { name: "End chat" }).count(), 0);
   for (const p of [ann, dev, patron]) await p.context().close();
 });
