@@ -175,8 +175,8 @@ function begin() {
       else if (f.type === "hello") { if (f.max_message_chars > 0) maxChars = f.max_message_chars; updateCounter(); }
       else if (f.type === "typing") setTyping(f.who, f.on);
       else if (f.type === "position") {
-        const mins = Math.max(0, Math.round((Date.now() - f.since) / 60000));
-        setStatus(`You are number ${f.position} in line (waiting ${mins} min). A librarian will be with you shortly.`);
+        place = f;
+        showPlace();
       }
       else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
       else if (f.type === "error" && f.code === "rate_limited") retrySoon();
@@ -315,6 +315,9 @@ $("start").onsubmit = async (e) => {
         body: { name: $("name").value, email: $("email").value, question: $("question").value, browser },
       });
       $("start").replaceChildren(el("p", { role: "status" }, `Thank you. Your question is number ${r.question}; ${r.library} will answer you by e-mail.`));
+      // Asked: the form is gone, and the status check leaves the page be.
+      refused = true;
+      $("offline").classList.add("hidden");
     } catch (err) { $("start-error").textContent = err.message; }
     return;
   }
@@ -339,6 +342,15 @@ $("start").onsubmit = async (e) => {
     }
   }
 };
+
+// The patron's place in line, the minutes counted on while it stays.
+let place = null;
+function showPlace() {
+  if (!place) return;
+  const mins = Math.max(0, Math.floor((Date.now() - place.since) / 60000));
+  setStatus(`You are number ${place.position} in line (waiting ${mins} min). A librarian will be with you shortly.`);
+}
+setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 30000);
 
 // Nobody on duty: the entry point says so and offers the question form.
 // Checked again while the form waits (every 30 s, and whenever the widget is

@@ -302,10 +302,23 @@ async function refreshQuestions() {
     el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code || "—"), el("td", {}, q.librarian_name || ""))));
 }
 
+// Minutes shown in the queue and the chat monitor count on between events
+// (the queue's in place: a focused Accept button keeps its focus).
+const waited = (w) => `waiting ${Math.max(0, Math.floor((Date.now() - w.since) / 60000))} min`;
+setInterval(() => {
+  if (!me) return;
+  for (const w of waiting) {
+    const line = $("queue").querySelector(`li[data-session="${w.session}"] .status`);
+    if (line) line.textContent = waited(w);
+  }
+  drawSoon(renderMonitor);
+}, 30000);
+
 function renderQueue() {
   $("queue").replaceChildren(...waiting.map((w, i) => el("li", { "data-session": w.session },
     el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": i === 0 ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
-    el("div", {}, w.question))),
+    el("div", {}, w.question),
+    el("div", { class: "status" }, waited(w)))),
     ...(queueMore > 0 ? [el("li", { class: "status" }, `…and ${queueMore} more waiting`)] : []));
   updateTitle();
 }

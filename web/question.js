@@ -5,16 +5,29 @@ import { api, el, messageItem } from "/assets/common.js";
 const $ = (id) => document.getElementById(id);
 const id = Number(location.pathname.split("/").pop());
 let question = null;
+// Names for the ids and keys the timeline keeps: the cooperative's staff,
+// libraries and resolution codes (filled in once the page has read them).
+const names = { staff: new Map(), libraries: new Map(), codes: new Map() };
+const person = (id) => (id == null ? "nobody" : names.staff.get(id) ?? `staff #${id}`);
+const codeLabel = (key) => (key == null ? "none" : names.codes.get(key) ?? key);
 
 function describe(t) {
   switch (t.change) {
     case "created": return `created (${t.status})`;
     case "status": return `status ${t.from} → ${t.to}`;
-    case "code": return `resolution code ${t.from ?? "none"} → ${t.to ?? "none"}`;
+    case "code": return `resolution code ${codeLabel(t.from)} → ${codeLabel(t.to)}`;
     case "read_scale": return `READ scale ${t.to ?? "none"}`;
-    case "assignee": return `assignee ${t.from ?? "nobody"} → ${t.to ?? "nobody"}`;
-    case "referred": return `referred to library ${t.to ?? "none"}`;
+    case "assignee": return `assigned: ${person(t.from)} → ${person(t.to)}`;
+    case "referred": return t.to == null ? "referral withdrawn" : `referred to ${names.libraries.get(t.to) ?? `library #${t.to}`}`;
     case "follow_up": return `follow-up ${t.to ? "flagged" : "cleared"}`;
+    case "exclude_from_stats": return t.to ? "left out of the statistics" : "counted in the statistics again";
+    case "conference": return t.mode ? `${t.name} conferenced in: ${t.mode}` : `${t.name} left the chat`;
+    case "librarian": return {
+      take_over: `took the chat over from ${person(t.from)}`,
+      transfer: `handed the chat from ${person(t.from)} to ${person(t.to)}`,
+      queue: `sent the chat back to a queue (from ${person(t.from)})`,
+      "accepted from a queue": `accepted the chat from a queue`,
+    }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;
     case "answer": return `answer${t.emailed_to ? ` e-mailed to ${t.emailed_to}` : ""}${t.in_chat ? " and shown in the chat" : ""}: ${t.body}`;
     case "note": return `note: ${t.body}`;
     case "librarian_message": return `message to the librarian: ${t.body}`;
@@ -48,8 +61,9 @@ function render(d, from) {
   $("erased-note").classList.toggle("hidden", !q.erased);
   $("title").textContent = `Question #${q.id}`;
   $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
-    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code || "none"}`
-    + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; librarian ${q.librarian_name || "—"}`
+    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
+    + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; chatted with ${q.librarian_name || "—"}`
+    + `; assigned to ${q.state.assignee == null ? "nobody" : person(q.state.assignee)}`
     + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
   $("patron").replaceChildren(
     el("strong", {}, "Patron: "), q.patron_name || "no name given", " · ",
@@ -160,7 +174,10 @@ $("code-form").onsubmit = (e) => {
 };
 
 try {
-  const [codes, libs] = await Promise.all([api("/api/codes"), api("/api/libraries")]);
+  const [codes, libs, people] = await Promise.all([api("/api/codes"), api("/api/libraries"), api("/api/staff/presence").catch(() => [])]);
+  for (const c of codes) names.codes.set(c.key, c.label);
+  for (const l of libs) names.libraries.set(l.id, l.name);
+  for (const p of people) names.staff.set(p.id, p.display_name);
   $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
   await load();
   // The READ scale recorded so far is the picker's start (a new code keeps it).

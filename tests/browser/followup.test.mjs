@@ -329,8 +329,13 @@ test("the question page shows the patron and follows the live chat; refer offers
   assert.ok(options.length >= 1, "some library to refer to");
   assert.ok(!options.includes("Riverside University Main Library"), `not its own library: ${options}`);
   assert.notEqual(await page.locator("#refer").inputValue(), "riverside-main");
+  const to = await page.locator("#refer option:checked").innerText();
   await page.click("#refer-form button[type=submit]");
-  await page.locator("#timeline li", { hasText: "referred to library" }).waitFor();
+  // The timeline names the library, the people and the codes, not their ids.
+  await page.locator("#timeline li", { hasText: `referred to ${to}` }).waitFor();
+  await page.click("#claim");
+  await page.locator("#timeline li", { hasText: "assigned: nobody → Carla Catalog" }).waitFor();
+  assert.match(await page.locator("#summary").innerText(), /chatted with Ann Archer; assigned to Carla Catalog/);
 
   // A timeline longer than a page (100 entries) is read a page at a time,
   // each entry once: on a reload, and as it grows while the page follows it.
@@ -407,4 +412,24 @@ test("the offline form says the e-mail is required and offers no transcript", as
   await patron.getByRole("button", { name: "Send question" }).waitFor();
   await accessible(patron, "the offline form");
   await patron.context().close();
+
+  // Sent: the page thanks the patron, the "no librarian" line goes, and the
+  // status check that runs every 30 s leaves the page be (it looked for
+  // the form's fields, gone, and threw each time).
+  const asker = await open(PHONE);
+  const errors = [];
+  asker.on("pageerror", (e) => errors.push(e.message));
+  await asker.clock.install();
+  await asker.goto(`${base}/ask/riverside-main`);
+  await asker.locator("#offline").waitFor();
+  await asker.fill("#name", "Ola");
+  await asker.fill("#email", "ola@example.org");
+  await asker.fill("#question", "Do you have the 1890 survey maps?");
+  await asker.getByRole("button", { name: "Send question" }).click();
+  await asker.getByText(/Thank you\. Your question is number \d+/).waitFor();
+  assert.equal(await asker.locator("#offline").isVisible(), false, "the 'no librarian' line is gone");
+  await asker.clock.fastForward("01:05");
+  await asker.waitForTimeout(300);
+  assert.deepEqual(errors, [], "no error on the page");
+  await asker.context().close();
 });
