@@ -48,6 +48,8 @@ const imLog = (p) => { if (!ims.has(p)) ims.set(p, { last: 0, items: [] }); retu
 const fail = (err) => { $("chat-error").textContent = err.message; };
 // An action that succeeded clears the error an earlier one left.
 const done = () => { $("chat-error").textContent = ""; };
+// A passing word in the status line, gone after a few seconds.
+const say = (text) => { $("status").textContent = text; setTimeout(() => { if ($("status").textContent === text) $("status").textContent = ""; }, 5000); };
 const act = (promise) => promise.then((v) => { done(); return v; }).catch(fail);
 
 // --- settings kept per user in this browser ----------------------------------
@@ -361,6 +363,10 @@ async function openIm(peer) {
   $("im-title").textContent = `IM with ${colleagues.get(peer)?.display_name ?? peer}`;
   conn.send({ type: "im_resume", peer, after: imLog(peer).last });
   renderIm();
+  // What came while it was closed is read now (what the resume brings is
+  // marked as it comes).
+  const last = imLog(peer).last;
+  if (last > 0) api(`/api/im/${peer}/read`, { method: "POST", body: { seq: last } }).then(() => drawSoon(refreshColleagues), () => {});
 }
 
 function onIm(m) {
@@ -368,7 +374,8 @@ function onIm(m) {
   const l = imLog(peer);
   if (m.seq <= l.last) return;
   l.items.push(m); l.last = m.seq;
-  if (peer === imPeer) { renderIm(); api(`/api/im/${peer}/read`, { method: "POST", body: { seq: m.seq } }).catch(() => {}); }
+  // Read where it is open: the colleague's unread count goes (once for a burst).
+  if (peer === imPeer) { renderIm(); api(`/api/im/${peer}/read`, { method: "POST", body: { seq: m.seq } }).then(() => drawSoon(refreshColleagues), () => {}); }
   else refreshColleagues();
 }
 
@@ -382,7 +389,8 @@ async function refreshScripts() {
 $("script").onfocus = () => { refreshScripts().catch(() => {}); };
 $("script").onchange = () => {
   const chosen = scripts.find((x) => String(x.id) === $("script").value);
-  if (chosen) { $("text").value = chosen.body; $("text").focus(); onInput(); }
+  // Inserted where the cursor is (or over the selection): what was typed stays.
+  if (chosen) { const t = $("text"); t.setRangeText(chosen.body, t.selectionStart, t.selectionEnd, "end"); t.focus(); onInput(); }
   $("script").value = "";
 };
 $("save-script").onclick = async () => {
@@ -390,7 +398,7 @@ $("save-script").onclick = async () => {
   if (!body) { $("chat-error").textContent = "Type the reply to save first."; return; }
   const title = prompt("A title for this script", body.slice(0, 40));
   if (!title) return;
-  try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); done(); $("status").textContent = "Script saved."; }
+  try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); done(); say("Script saved."); }
   catch (err) { fail(err); }
 };
 
@@ -398,6 +406,8 @@ async function start() {
   $("login").classList.add("hidden");
   $("desk").classList.remove("hidden");
   $("me").textContent = `Signed in as ${me.display_name} (${me.role.replace("_", " ")})`;
+  // ALL (every live chat in my scope) is the admins' monitor: a librarian's would stay empty.
+  $("tab-all").classList.toggle("hidden", me.role === "librarian");
   alertsOn = pref.get("alerts") === "on";
   $("alerts").checked = alertsOn;
   const codes = await api("/api/codes");
@@ -652,7 +662,8 @@ $("transfer").onsubmit = (e) => {
   const v = $("transfer-to").value;
   const body = v === "coop" ? { cooperative: true } : v.startsWith("staff:") ? { to: Number(v.slice(6)) } : { library: v.slice(4) };
   body.stay = $("stay").checked;
-  act(api(`/api/sessions/${current}/transfer`, { method: "POST", body }));
+  // "Stay" is asked each time: it does not carry over to the next transfer.
+  act(api(`/api/sessions/${current}/transfer`, { method: "POST", body }).then(() => { $("stay").checked = false; }));
 };
 $("availability").onchange = () => act(api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues));
 $("im-form").onsubmit = (e) => {

@@ -272,6 +272,21 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   });
   await ann.focus("#script");
   await ann.waitForFunction(() => [...document.querySelectorAll("#script option")].some((o) => o.textContent === "Opening hours"));
+  // A script goes in where the cursor is: what was typed stays.
+  await ann.fill("#text", "Good question. ");
+  await ann.selectOption("#script", { label: "Opening hours" });
+  assert.equal(await ann.inputValue("#text"), "Good question. We are open 9 to 5.");
+  await ann.fill("#text", "");
+  // An IM read where it is open takes its colleague's unread count away.
+  await carla.evaluate(async (to) => {
+    const r = await fetch(`/api/im/${to}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ body: "Lunch at one?" }) });
+    if (!r.ok) throw new Error(await r.text());
+  }, await ann.evaluate(async () => (await (await fetch("/api/me")).json()).id));
+  const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
+  await carlaIm.filter({ hasText: "1 unread" }).waitFor();
+  await carlaIm.click();
+  await ann.locator("#im-log li", { hasText: "Lunch at one?" }).waitFor();
+  await ann.getByRole("button", { name: /^Carla Catalog — / }).filter({ hasText: "unread" }).waitFor({ state: "detached" });
   // A refused action leaves its error; the next thing that works clears it.
   await ann.getByText("Abusive patron").click();
   await ann.fill("#block-reason", "test");
