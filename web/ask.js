@@ -110,8 +110,11 @@ function render(m) {
     setStatus("The chat has ended.");
     for (const id of ["composer", "end", "transcript-form", "rating-form"]) $(id).classList.add("hidden");
     for (const who of [...typists.keys()]) setTyping(who, false);
-    // A chat no librarian took has nothing to rate (the server refuses it).
+    // A chat no librarian took has nothing to rate (the server refuses it),
+    // and no transcript is sent for it.
     if (taken) $("rating-form").classList.remove("hidden");
+    const note = $("transcript-note");
+    note.textContent = taken ? note.textContent.replace(/ will be sent to (.*) when the chat ends\./, " is on its way to $1.") : "";
   }
 }
 
@@ -270,7 +273,7 @@ function begin() {
     e.preventDefault();
     try {
       const r = await api("/api/chat/transcript", { method: "POST", token: chat.token, body: { email: $("transcript-email").value } });
-      $("status").textContent = r.transcript_to ? `The transcript will be sent to ${r.transcript_to} when the chat ends.` : "No transcript will be sent.";
+      $("transcript-note").textContent = r.transcript_to ? `The transcript will be sent to ${r.transcript_to} when the chat ends.` : "No transcript will be sent.";
     } catch (err) { $("chat-error").textContent = err.message; }
   };
   $("end").onclick = async () => {
@@ -329,6 +332,11 @@ $("start").onsubmit = async (e) => {
     chat = { token: r.token, session: r.session, pending: [] };
     save();
     begin();
+    // Asked for on the form: the box during the chat says where it goes.
+    if ($("transcript").checked && $("email").value) {
+      $("transcript-email").value = $("email").value;
+      $("transcript-note").textContent = `The transcript will be sent to ${$("email").value} when the chat ends.`;
+    }
   } catch (err) {
     $("start-error").textContent = err.message;
     // Blocked, or the queue is full: the form may still take the question.
@@ -355,17 +363,26 @@ setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 300
 // Nobody on duty: the entry point says so and offers the question form.
 // Checked again while the form waits (every 30 s, and whenever the widget is
 // opened): a librarian may come on duty after the page was loaded.
+// The page says whose librarians the patron is asking.
+function nameLibrary(st) {
+  if (!st?.library) return;
+  $("heading").textContent = `Ask a librarian — ${st.library}`;
+  document.title = `Ask a librarian — ${st.library}`;
+}
 async function checkStatus() {
   if (chat || refused) return;
   try {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
+    nameLibrary(st);
     setOffline(!st.online);
     $("offline").classList.toggle("hidden", !offline);
   } catch (err) { $("start-error").textContent = err.message; }
 }
 
-if (chat) begin();
-else {
+if (chat) {
+  begin();
+  api(`/api/libraries/${encodeURIComponent(slug)}/status`).then(nameLibrary, () => {});
+} else {
   await checkStatus();
   setInterval(checkStatus, 30000);
   window.addEventListener("message", (e) => {

@@ -294,6 +294,28 @@ test("http and https addresses in messages are safe links; javascript:, data: an
   for (const p of [ann.page, patron]) await p.context().close();
 });
 
+test("the patron's page names its library; a transcript asked for on the form is said to go where asked, and on its way at the end", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.locator("#heading", { hasText: "Ask a librarian — Riverside University Main Library" }).waitFor();
+  assert.match(await patron.title(), /Riverside University Main Library/);
+  await patron.fill("#name", "Tess");
+  await patron.fill("#email", "tess@example.org");
+  await patron.fill("#question", "Can I get a copy of this chat?");
+  await patron.check("#transcript");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
+  assert.equal(await patron.inputValue("#transcript-email"), "tess@example.org");
+  const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
+  await accept(ann, session);
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  assert.equal((await ann.call("POST", `/api/sessions/${session}/end`)).status, 200);
+  await patron.getByText("The transcript is on its way to tess@example.org.").waitFor();
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
 test("the question page shows the patron and follows the live chat; refer offers only other libraries", async () => {
   const ann = await staff("ann");
   const carla = await staff("carla");
