@@ -349,7 +349,12 @@ async function refreshColleagues() {
   $("transfer-to").replaceChildren(
     el("option", { value: "coop" }, "the cooperative's queue"),
     ...people.filter((p) => p.id !== me.id && p.presence === "on_duty").map((p) => el("option", { value: `staff:${p.id}` }, p.display_name)),
-    ...(await api("/api/libraries")).map((l) => el("option", { value: `lib:${l.slug}` }, `${l.name} queue`)));
+    // A library none of whose own staff is on duty is said so: a chat sent
+    // there waits for the hand-over to the cooperative's queue.
+    ...(await api("/api/libraries")).map((l) => {
+      const staffed = people.some((p) => p.home?.library === l.id && p.presence === "on_duty");
+      return el("option", { value: `lib:${l.slug}` }, `${l.name} queue${staffed ? "" : " (none of its staff on duty)"}`);
+    }));
 }
 
 function renderIm() {
