@@ -37,7 +37,20 @@ pub const LOCK_FILE: &str = "refdesk.lock";
 /// process ends).
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: File,
+    file: File,
+    /// The process id of the `serve` that held the folder before and did
+    /// not stop cleanly (a crash, `kill -9`, a power cut): it never wrote
+    /// that it stopped ([`DataDirLock::stopped`]).
+    pub unclean_before: Option<String>,
+}
+
+impl DataDirLock {
+    /// Notes in the lock file that this `serve` stopped cleanly, so that the
+    /// next one does not report an unclean stop.
+    pub fn stopped(mut self) {
+        let said = format!("{} serve stopped", std::process::id());
+        self.file.set_len(0).and_then(|()| self.file.rewind()).and_then(|()| writeln!(self.file, "{said}")).ok();
+    }
 }
 
 /// What the lock is taken for: what a refusal tells the operator to do.
@@ -84,11 +97,20 @@ pub fn lock_data_dir(dir: &Path, purpose: Purpose) -> anyhow::Result<DataDirLock
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
-    // Ours now: say whose it is and why (for the message above; nothing
-    // relies on it).
+    // A `serve` before this one that never said it stopped did not stop
+    // cleanly (its lock went with its process).
+    let mut before = String::new();
+    let _ = file.read_to_string(&mut before);
+    let words: Vec<&str> = before.split_whitespace().collect();
+    let unclean_before = match words.as_slice() {
+        [pid, "serve"] if matches!(purpose, Purpose::Serve) => Some((*pid).to_owned()),
+        _ => None,
+    };
+    // Ours now: say whose it is and why (for the message above, and for
+    // the next `serve`'s look at how this one ended).
     let holder = format!("{} {}", std::process::id(), purpose.command());
     file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{holder}")).ok();
-    Ok(DataDirLock { _file: file })
+    Ok(DataDirLock { file, unclean_before })
 }
 
 impl Purpose {
@@ -185,6 +207,14 @@ mod tests {
         }
         assert!(held(&data).is_some_and(|e| e.contains("a refdesk restore")), "a serve that cannot bind is told too");
         drop(restoring);
+        // A serve that did not say it stopped is told to the next one.
+        let serving = lock_data_dir(&data, Purpose::Serve).unwrap();
+        assert_eq!(serving.unclean_before, None, "a restore before it");
+        drop(serving);
+        let again = lock_data_dir(&data, Purpose::Serve).unwrap();
+        assert_eq!(again.unclean_before, Some(std::process::id().to_string()), "killed: never said it stopped");
+        again.stopped();
+        assert_eq!(lock_data_dir(&data, Purpose::Serve).unwrap().unclean_before, None, "stopped cleanly");
         // A lock file from an older build names the process alone.
         std::fs::write(data.join(LOCK_FILE), "4242\n").unwrap();
         let file = std::fs::File::open(data.join(LOCK_FILE)).unwrap();

@@ -888,11 +888,20 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     let listener = bind(&config).await?;
     // Held until the process ends (see `lock`): before the database
     // is opened, so a second server changes nothing, not even the schema.
-    let _lock = match &config.database_url {
+    let lock = match &config.database_url {
         None => Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?),
         Some(_) => None,
     };
     let state = refdesk_server::open(&config, Clock::system()).await?;
+    if let Some(pid) = lock.as_ref().and_then(|l| l.unclean_before.as_deref()) {
+        tracing::warn!(
+            process = pid,
+            "the previous refdesk serve on this data folder did not shut down cleanly (a crash, kill -9 or a \
+             power cut): SQLite recovered the database from its log, and nothing acknowledged was lost. Chats \
+             that were live stay with their librarians, whose desks reconnect; a chat whose librarian does not \
+             come back returns to the queue after limits.signoff_minutes"
+        );
+    }
     if public && demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
         state.app.store().close().await;
         bail!("{}", demo_refused(config.listen));
@@ -914,7 +923,11 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     print_serving(&config, addr, &libs);
-    refdesk_server::run(listener, state, shutdown_signal()).await
+    refdesk_server::run(listener, state, shutdown_signal()).await?;
+    if let Some(lock) = lock {
+        lock.stopped();
+    }
+    Ok(())
 }
 
 /// What `serve` prints once it listens: where, the data, and the links to

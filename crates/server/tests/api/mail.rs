@@ -196,9 +196,7 @@ async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
     // A database restored from an older backup gives the next e-mail the
     // id of one already filed (the outbox's newest row gone): it is filed
     // beside it, not over it.
-    let db = rusqlite::Connection::open(app.dir.path().join("refdesk.sqlite3")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute("DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox)", []).unwrap();
+    forget_the_newest_outbox_row(&app);
     let (status, _) = ann.act(q, "answer", json!({"body": "EML-SECOND", "confirm_live": true})).await;
     assert_eq!(status, 200);
     let both = files(2).await;
@@ -209,6 +207,32 @@ async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700, "the mail folder");
     assert_eq!(mode(&file), 0o600, "an e-mail file");
+}
+
+/// Deletes the outbox's newest row so that the next e-mail gets its id, as
+/// after a restore from a backup taken before it: on SQLite the next id is
+/// the highest plus one; on PostgreSQL the identity is set back too.
+fn forget_the_newest_outbox_row(app: &crate::helpers::TestApp) {
+    let newest = "DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox) RETURNING id";
+    match std::fs::read_to_string(app.dir.path().join("database_url")) {
+        Ok(url) => {
+            let psql = |sql: &str| {
+                let out = std::process::Command::new("psql")
+                    .args([url.trim(), "-qtAc", sql])
+                    .output()
+                    .expect("psql runs (scripts/test.sh installs it)");
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                String::from_utf8(out.stdout).unwrap()
+            };
+            let id = psql(newest).lines().next().unwrap().trim().to_owned();
+            psql(&format!("ALTER TABLE outbox ALTER COLUMN id RESTART WITH {id}"));
+        }
+        Err(_) => {
+            let db = rusqlite::Connection::open(app.dir.path().join("refdesk.sqlite3")).unwrap();
+            db.busy_timeout(Duration::from_secs(10)).unwrap();
+            db.query_row(newest, [], |r| r.get::<_, i64>(0)).unwrap();
+        }
+    }
 }
 
 #[tokio::test]
