@@ -205,6 +205,7 @@ function begin() {
     forget();
     chat = null;
     setStatus(why);
+    $("transcript-note").textContent = "";
     for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
   }
   // A frame past the rate limit (this chat's, or its network's: a lab

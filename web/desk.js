@@ -61,7 +61,7 @@ const pref = {
   // computer once its librarian signs out (the other settings do).
   clearDrafts() {
     try {
-      const drafts = Object.keys(localStorage).filter((k) => k.startsWith(this.key("draft.")));
+      const drafts = Object.keys(localStorage).filter((k) => k.startsWith(this.key("draft.")) || k.startsWith(this.key("mode.")));
       for (const k of drafts) localStorage.removeItem(k);
     } catch { /* storage blocked */ }
   },
@@ -149,7 +149,11 @@ function renderComposer() {
   $("mode").querySelector('option[value="message"]').disabled = !canMessage;
   // Each chat has its own choice, a message unless chosen otherwise in it:
   // a note sent in one chat never makes the first reply in another a note.
-  $("mode").value = canMessage ? (sendAs.get(current) ?? "message") : "note";
+  // A note forced (whispering, or after a take-over) stays a note if the
+  // part changes while it is being written; the choice is kept with the
+  // chat's draft, across reloads.
+  if (!canMessage) sendAs.set(current, "note");
+  $("mode").value = canMessage ? (sendAs.get(current) ?? pref.get(`mode.${current}`) ?? "message") : "note";
   const note = $("mode").value === "note";
   $("composer").classList.toggle("note-mode", note);
   $("text-label").textContent = note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
@@ -226,6 +230,8 @@ function forget(session) {
 // Closes the chat shown if it is `session`; whether it was.
 function closeChat(session) {
   sendAs.delete(session);
+  pref.set(`draft.${session}`, null);
+  pref.set(`mode.${session}`, null);
   if (current !== session) return false;
   current = null;
   $("text").value = "";
@@ -252,12 +258,15 @@ function follow(s) {
 }
 
 function since(s) {
-  if (s.state === "ended") return `ended; last message ${clock(s.last_message_at)} — set a resolution code`;
+  if (s.state === "ended") return `ended; last message ${clock(s.last_message_at)}${s.ctx.librarian === me.id ? " — set a resolution code" : ""}`;
   // Waiting: since it was queued (again, after a transfer); chatting: since accepted.
   const from = s.state === "waiting" ? (s.queued_at ?? s.created_at) : (s.accepted_at ?? s.created_at);
   const mins = Math.max(0, Math.floor((Date.now() - from) / 60000));
   return `${s.state === "waiting" ? "waiting" : "chatting"} ${mins} min, last message ${clock(s.last_message_at)}`;
 }
+
+// A chat monitor entry's status line: how long, and who else is there.
+const tabStatus = (s) => since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "");
 
 function renderMonitor() {
   const mine = (s) => s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
@@ -270,9 +279,9 @@ function renderMonitor() {
       l.unread ? el("span", { class: "badge count" }, ` ${l.unread} new`) : "",
       yours ? el("span", { class: "badge waiting" }, " waiting for you") : "");
     button.setAttribute("aria-keyshortcuts", n < 9 ? `Alt+${n + 1}` : "");
-    return el("li", {}, button, el("div", { class: "status" }, since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")));
+    return el("li", { "data-session": s.ctx.id }, button, el("div", { class: "status" }, tabStatus(s)));
   };
-  const item = (s) => el("li", {},
+  const item = (s) => el("li", { "data-session": s.ctx.id },
     el("button", { type: "button", class: "secondary", onclick: () => show(s.ctx.id) },
       `${s.patron_name} — ${s.library_name} — ${s.librarian_name || "waiting"}`),
     el("div", { class: "status" }, since(s)));
@@ -313,7 +322,13 @@ setInterval(() => {
     const line = $("queue").querySelector(`li[data-session="${w.session}"] .status`);
     if (line) line.textContent = waited(w);
   }
-  drawSoon(renderMonitor);
+  for (const [list, status] of [["list-my", tabStatus], ["list-all", since]]) {
+    for (const li of $(list).querySelectorAll("li[data-session]")) {
+      const s = monitor.get(Number(li.dataset.session));
+      const line = li.querySelector(":scope > .status");
+      if (s && line) line.textContent = status(s);
+    }
+  }
 }, 30000);
 
 function renderQueue() {
@@ -346,16 +361,21 @@ async function refreshColleagues() {
   $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
     el("button", { type: "button", class: "secondary", onclick: () => openIm(p.id) },
       `${p.display_name} — ${p.presence.replace("_", " ")}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
+  // Rebuilt as colleagues come and go: what the librarian chose stays chosen.
+  const chosen = $("transfer-to").value;
+  libraries ??= await api("/api/libraries");
   $("transfer-to").replaceChildren(
     el("option", { value: "coop" }, "the cooperative's queue"),
     ...people.filter((p) => p.id !== me.id && p.presence === "on_duty").map((p) => el("option", { value: `staff:${p.id}` }, p.display_name)),
     // A library none of whose own staff is on duty is said so: a chat sent
     // there waits for the hand-over to the cooperative's queue.
-    ...(await api("/api/libraries")).map((l) => {
-      const staffed = people.some((p) => p.home?.library === l.id && p.presence === "on_duty");
+    ...libraries.map((l) => {
+      const staffed = people.some((p) => p.id !== me.id && p.home?.library === l.id && p.presence === "on_duty");
       return el("option", { value: `lib:${l.slug}` }, `${l.name} queue${staffed ? "" : " (none of its staff on duty)"}`);
     }));
+  if ([...$("transfer-to").options].some((o) => o.value === chosen)) $("transfer-to").value = chosen;
 }
+let libraries = null; // the cooperative's libraries, read once
 
 function renderIm() {
   if (imPeer === null) return;
@@ -587,7 +607,7 @@ function onInput() {
   announceTyping(text.length > 0);
 }
 $("text").oninput = onInput;
-$("mode").onchange = () => { sendAs.set(current, $("mode").value); renderComposer(); };
+$("mode").onchange = () => { sendAs.set(current, $("mode").value); pref.set(`mode.${current}`, $("mode").value); renderComposer(); };
 
 $("composer").onsubmit = (e) => {
   e.preventDefault();

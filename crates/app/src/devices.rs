@@ -136,6 +136,14 @@ impl App {
     pub async fn device_key(&self) -> AppResult<&DeviceKey> {
         self.device_key
             .get_or_try_init(|| async {
+                // Callers that queued while another tried and failed wait
+                // out the same ten seconds.
+                let failed_at = self.device_key_failed_at.load(std::sync::atomic::Ordering::Relaxed);
+                if failed_at != 0 && self.clock.now() - failed_at < RETRY_KEY {
+                    return Err(AppError::Internal(
+                        String::from("the key of known browsers could not be read lately").into(),
+                    ));
+                }
                 let fresh = crate::auth::new_token()?;
                 let secret = self.store.server_key(KEY_NAME, &fresh).await.map_err(AppError::from)?;
                 Ok::<_, AppError>(DeviceKey::new(secret.as_bytes()))

@@ -193,7 +193,9 @@ pub struct Limits {
     /// Minutes without a message after which an active chat is ended by
     /// refdesk (R5: a chat ends by the patron, the librarian, or a timeout).
     pub idle_chat_minutes: u64,
-    /// Sign-in attempts one address may make per minute.
+    /// Sign-in attempts one address may make per minute; a browser that
+    /// signed in to the account lately has as many of its own for it
+    /// ([`devices`]).
     pub logins_per_minute: u32,
     /// Sign-in attempts one account may take per hour on a node, whatever
     /// the network, but from those it signed in from in the last 30 days

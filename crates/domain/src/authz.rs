@@ -407,6 +407,33 @@ mod tests {
         assert!(authorize_question(&staff(5, Role::Librarian), &other, None, Some(StaffId(5))).is_ok(), "I chatted");
     }
 
+    /// Viewing a session: the role's scope, or the library its question was
+    /// referred to — never a library the referral names not.
+    #[test]
+    fn a_session_is_viewed_within_the_role_or_by_the_library_it_was_referred_to() {
+        use Role::*;
+        let ctx = |w: Where, referred: Option<Where>| crate::chat::SessionContext {
+            id: crate::ids::SessionId(1),
+            placement: target(w, None).placement,
+            librarian: Some(StaffId(99)),
+            question: None,
+            referred: referred.map(|r| target(r, None).placement),
+            members: vec![],
+            version: 0,
+        };
+        let view =
+            |role, c: &crate::chat::SessionContext| authorize_view(&staff(5, role), c, SessionState::Ended).is_ok();
+        assert!(view(Librarian, &ctx(Where::SameLibrary, None)));
+        assert!(!view(Librarian, &ctx(Where::SameCooperative, None)), "another library's");
+        assert!(view(Librarian, &ctx(Where::SameCooperative, Some(Where::SameLibrary))), "referred to mine");
+        assert!(!view(Librarian, &ctx(Where::SameCooperative, Some(Where::SameInstitution))), "referred elsewhere");
+        assert!(
+            view(InstitutionAdmin, &ctx(Where::SameCooperative, Some(Where::SameInstitution))),
+            "to my institution"
+        );
+        assert!(!view(CooperativeAdmin, &ctx(Where::OtherCooperative, None)), "another cooperative's");
+    }
+
     #[test]
     fn serving_is_own_library_at_once_and_cooperative_after_rollup() {
         let s = staff(5, Role::Librarian);

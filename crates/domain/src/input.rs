@@ -18,6 +18,7 @@ fn is_invisible(c: char) -> bool {
             '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
         )
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}')
+        || matches!(c, '\u{061C}' | '\u{2800}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Whether `s` shows nothing at all ([`is_invisible`]).
@@ -270,7 +271,13 @@ mod tests {
     /// (an emoji's joiners, Persian's non-joiner).
     #[test]
     fn a_line_of_invisible_characters_only_is_empty() {
-        for blank in ["\u{200B}", "\u{202E}\u{200B}\u{FEFF}", " \u{2060}\u{3164} ", "\u{00AD}\u{2066}\u{2069}"] {
+        for blank in [
+            "\u{200B}",
+            "\u{202E}\u{200B}\u{FEFF}",
+            " \u{2060}\u{3164} ",
+            "\u{00AD}\u{2066}\u{2069}",
+            "\u{061C}\u{2800}\u{FE0F}\u{E0041}",
+        ] {
             assert!(Body::parse(blank, 100).is_err(), "{blank:?}");
             assert_eq!(optional_line("name", Some(blank), 100).unwrap(), None, "{blank:?}");
         }

@@ -11,7 +11,8 @@
 //! it goes away with the process however that ends (a crash, `kill -9`), so
 //! a stale file never keeps a server from starting. The file holds the
 //! holder's process id and what it holds the folder for (`serve` or
-//! `restore`), for the message only.
+//! `restore`), for the message; a `serve` that ends in order adds
+//! `stopped`, so the next one can tell an unclean stop (and says so).
 //!
 //! `restore` takes it too: it replaces the database file, which no server
 //! may have open. `backup` does not: it copies the live database beside the

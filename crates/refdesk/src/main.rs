@@ -892,8 +892,27 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         None => Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?),
         Some(_) => None,
     };
-    let state = refdesk_server::open(&config, Clock::system()).await?;
-    if let Some(pid) = lock.as_ref().and_then(|l| l.unclean_before.as_deref()) {
+    let unclean_before = lock.as_ref().and_then(|l| l.unclean_before.clone());
+    let served = serve_locked(&config, listener, unclean_before.as_deref(), public, demo).await;
+    // Every orderly end (an error included) says so in the lock file; a
+    // crash or a kill does not, and the next `serve` tells.
+    if let Some(lock) = lock {
+        lock.stopped();
+    }
+    served
+}
+
+/// `serve` once it holds its data folder: opens the store, loads the demo
+/// if asked, and serves until the shutdown signal.
+async fn serve_locked(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    unclean_before: Option<&str>,
+    public: bool,
+    demo: bool,
+) -> anyhow::Result<()> {
+    let state = refdesk_server::open(config, Clock::system()).await?;
+    if let Some(pid) = unclean_before {
         tracing::warn!(
             process = pid,
             "the previous refdesk serve on this data folder did not shut down cleanly (a crash, kill -9 or a \
@@ -922,12 +941,8 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         tracing::warn!("{advice}");
     }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    print_serving(&config, addr, &libs);
-    refdesk_server::run(listener, state, shutdown_signal()).await?;
-    if let Some(lock) = lock {
-        lock.stopped();
-    }
-    Ok(())
+    print_serving(config, addr, &libs);
+    refdesk_server::run(listener, state, shutdown_signal()).await
 }
 
 /// What `serve` prints once it listens: where, the data, and the links to

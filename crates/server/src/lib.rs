@@ -285,12 +285,16 @@ async fn drain(state: &AppState) {
     if seconds == 0 {
         // SQLite (one node: no balancer has another to send clients to),
         // or `drain_seconds = 0`: said as it is, not as a drain.
-        tracing::info!("shutdown begun: no drain period, the listener closes now");
+        tracing::info!(
+            "shutdown begun: no drain period; WebSockets are closed with 1001 (going away), the listener closes now"
+        );
     } else {
         tracing::info!(drain_seconds = seconds, "shutdown begun: /readyz answers 503 while this node drains");
     }
     tokio::time::sleep(state.drain_period).await;
-    tracing::info!("drain over: WebSockets are closed with 1001 (going away), the listener closes");
+    if seconds > 0 {
+        tracing::info!("drain over: WebSockets are closed with 1001 (going away), the listener closes");
+    }
 }
 
 /// Starts `/metrics` on `metrics_listen`, if set; stopped by the sender.

@@ -65,7 +65,9 @@ struct TranscriptParams {
     after: Option<u64>,
 }
 
-/// A session and a page of the messages staff may see (notes included).
+/// A session and a page of the messages staff may see (notes included):
+/// for the staff whose role covers it, and those of the library its
+/// question was referred to.
 #[utoipa::path(get, path = "/api/sessions/{id}", tag = "desk", security(("staff" = [])),
     params(("id" = i64, Path, description = "the session"), TranscriptParams),
     responses(
