@@ -26,6 +26,9 @@ let memory = null;
 // This browser's random id, for a library's block on an abusive patron (with
 // the network): from the host page's widget.js when embedded, else kept in
 // refdesk's own localStorage where the browser allows it.
+// The patron's local time minus UTC in minutes: the e-mailed transcript's
+// times are written on their own clock.
+const utcOffset = () => -new Date().getTimezoneOffset();
 const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 let browser = (() => {
   if (host) return null;
@@ -108,7 +111,8 @@ function render(m) {
   }
   if (m.system === "ended") {
     setStatus("The chat has ended.");
-    for (const id of ["composer", "end", "transcript-form", "rating-form"]) $(id).classList.add("hidden");
+    for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm"]) $(id).classList.add("hidden");
+    $("end-row").classList.remove("hidden");
     for (const who of [...typists.keys()]) setTyping(who, false);
     // A chat no librarian took has nothing to rate (the server refuses it),
     // and no transcript is sent for it.
@@ -206,7 +210,8 @@ function begin() {
     chat = null;
     setStatus(why);
     $("transcript-note").textContent = "";
-    for (const id of ["composer", "end", "transcript-form"]) $(id).classList.add("hidden");
+    for (const id of ["composer", "end", "transcript-form", "end-confirm"]) $(id).classList.add("hidden");
+    $("end-row").classList.remove("hidden");
   }
   // A frame past the rate limit (this chat's, or its network's: a lab
   // shares one) was dropped, whichever it was: once things are quiet the
@@ -261,7 +266,23 @@ function begin() {
     else if (!now && typing) sendTyping(false);
     if (now) idle = setTimeout(() => { if (typing) sendTyping(false); }, 5000);
   };
-  $("end-clear").onclick = async () => {
+  // Ending cannot be undone, and a stray tap on a phone would do it: the
+  // page asks first, on the page itself (a browser may refuse a dialog to
+  // the widget's frame, on another site than the library's page).
+  let then = null;
+  const asking = (on) => {
+    $("end-row").classList.toggle("hidden", on);
+    $("end-confirm").classList.toggle("hidden", !on);
+  };
+  const askFirst = (action) => () => {
+    if ($("end").classList.contains("hidden")) return action(); // already ended: nothing to lose
+    then = action;
+    asking(true);
+    $("end-yes").focus();
+  };
+  $("end-yes").onclick = () => { asking(false); then?.(); };
+  $("end-no").onclick = () => { asking(false); $("end").focus(); };
+  const endAndClear = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
     clearTimeout(retry);
@@ -270,16 +291,17 @@ function begin() {
     chat = null;
     location.replace(location.pathname + location.search);
   };
+  $("end-clear").onclick = askFirst(endAndClear);
   $("transcript-form").onsubmit = async (e) => {
     e.preventDefault();
     try {
-      const r = await api("/api/chat/transcript", { method: "POST", token: chat.token, body: { email: $("transcript-email").value } });
+      const r = await api("/api/chat/transcript", { method: "POST", token: chat.token, body: { email: $("transcript-email").value, utc_offset: utcOffset() } });
       $("transcript-note").textContent = r.transcript_to ? `The transcript will be sent to ${r.transcript_to} when the chat ends.` : "No transcript will be sent.";
     } catch (err) { $("chat-error").textContent = err.message; }
   };
-  $("end").onclick = async () => {
+  $("end").onclick = askFirst(async () => {
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch (err) { $("chat-error").textContent = err.message; }
-  };
+  });
 }
 
 let offline = false;
@@ -328,7 +350,7 @@ $("start").onsubmit = async (e) => {
   try {
     const r = await api(`/api/libraries/${encodeURIComponent(slug)}/chats`, {
       method: "POST",
-      body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked, browser },
+      body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked, browser, utc_offset: utcOffset() },
     });
     chat = { token: r.token, session: r.session, pending: [] };
     save();

@@ -653,7 +653,13 @@ document.addEventListener("keydown", (e) => {
 });
 
 // --- actions -------------------------------------------------------------------
-$("end").onclick = () => act(api(`/api/sessions/${current}/end`, { method: "POST" }));
+// Ending cannot be undone (the patron cannot come back to the chat): asked
+// first, as a stray click on a busy desk would otherwise end it.
+$("end").onclick = () => {
+  const s = monitor.get(current);
+  if (!confirm(`End the chat with ${s ? s.patron_name : "this patron"}? The patron cannot come back to it.`)) return;
+  act(api(`/api/sessions/${current}/end`, { method: "POST" }));
+};
 // The READ scale goes with the code when the librarian picks one (optional);
 // the picker starts empty again for the next chat.
 $("set-code").onclick = () => {

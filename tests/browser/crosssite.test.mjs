@@ -411,7 +411,10 @@ test("on another page of the library's site the chat follows the patron", async 
 
 test("the patron ends the chat from the widget and rates it", async () => {
   const frame = frameLocator(host);
+  // Ending is asked first, on the page inside the frame (no dialog: one
+  // from a frame of another site may be refused by the browser).
   await frame.locator("#end").click();
+  await frame.getByRole("button", { name: "Yes, end it" }).click();
   await frame.locator("#rating-form").waitFor();
   await frame.getByLabel("5 (excellent)").check();
   await frame.locator("#rating-comment").fill(RATING_COMMENT);

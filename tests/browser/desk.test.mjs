@@ -135,14 +135,16 @@ test("three chats: a line in a chat not on screen raises its unread count and th
 
   // Signing out in the middle of chats asks first (the harness answers yes
   // to every dialog; what it said is kept).
-  const asked = new Promise((resolve) => ann.once("dialog", (d) => resolve(d.message())));
-  // Ended and coded, Cy's chat leaves the list; before the code it says so.
+  // Ended (asked first) and coded, Cy's chat leaves the list; before the code it says so.
   await ann.getByRole("button", { name: /^Cy — Riverside/ }).click();
+  const ending = new Promise((resolve) => ann.once("dialog", (d) => resolve(d.message())));
   await ann.click("#end");
+  assert.equal(await ending, "End the chat with Cy? The patron cannot come back to it.");
   await ann.getByRole("button", { name: /^Cy — Riverside/ }).locator("xpath=..").getByText(/ended; .* set a resolution code/).waitFor();
   await ann.selectOption("#code", { index: 1 });
   await ann.click("#set-code");
   await ann.getByRole("button", { name: /^Cy — Riverside/ }).waitFor({ state: "detached" });
+  const asked = new Promise((resolve) => ann.once("dialog", (d) => resolve(d.message())));
   await ann.click("#logout");
   const said = await asked;
   assert.match(said, /^You are chatting with .*\. Signing out leaves them without a librarian/);
@@ -428,6 +430,7 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await ann.getByRole("button", { name: /Accept: Erasmus/ }).click();
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
   await patron.click("#end");
+  await patron.click("#end-yes");
   await ann.locator("#log", { hasText: "ended by" }).waitFor();
   await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
   await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));

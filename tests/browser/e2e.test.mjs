@@ -7,6 +7,7 @@
 // the README shows), otherwise to a temporary folder.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { refdesk, accessible, PHONE, DESKTOP, SHOTS } from "./harness.mjs";
 
@@ -205,6 +206,14 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
 
   // "End and clear": nothing of the chat stays in the browser.
   await phone.click("#end-clear");
+  // Asked first, on the page: "Keep chatting" changes nothing, "Yes" ends.
+  await phone.getByText("End this chat? You cannot come back to it.").waitFor();
+  await accessible(phone, "the patron's question before ending");
+  await phone.getByRole("button", { name: "Keep chatting" }).click();
+  assert.ok(await phone.locator("#composer").isVisible(), "still chatting");
+  assert.equal(await phone.evaluate(() => document.activeElement.id), "end", "the focus is back on End chat");
+  await phone.click("#end-clear");
+  await phone.getByRole("button", { name: "Yes, end it" }).click();
   await phone.locator("#start").waitFor();
   assert.equal(await phone.evaluate(() => sessionStorage.length), 0, "session storage is empty");
   assert.ok(!(await phone.content()).includes("Asked from a phone"), "the page holds nothing of the chat");
@@ -308,6 +317,35 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await frame.locator("#question").waitFor();
   await site.screenshot({ path: path.join(SHOTS, "widget-desktop.png") });
   for (const p of [phone, other, ann, site]) await p.context().close();
+});
+
+test("the e-mailed transcript gives the patron's own clock, as their browser has it", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await h.open(PHONE, { timezoneId: "Asia/Kolkata" });
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", "Priya");
+  await patron.fill("#email", "priya@example.org");
+  await patron.check("#transcript");
+  await patron.fill("#question", "Which atlas shows the 1890 river?");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  await ann.getByRole("button", { name: /Accept: Priya/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await patron.click("#end");
+  await patron.getByRole("button", { name: "Yes, end it" }).click();
+  await patron.getByText(/Chat session has ended/).waitFor();
+
+  // The mailer writes the e-mail to the data folder (no SMTP server here).
+  const folder = path.join(h.data, "mail");
+  let mail = "";
+  for (const deadline = Date.now() + 10000; !mail.includes("priya@example.org"); await new Promise((r) => setTimeout(r, 100))) {
+    assert.ok(Date.now() < deadline, "the transcript is written");
+    const files = fs.existsSync(folder) ? fs.readdirSync(folder) : [];
+    mail = files.map((f) => fs.readFileSync(path.join(folder, f), "utf8")).find((t) => t.includes("priya@example.org")) || "";
+  }
+  assert.match(mail, /times are UTC\+05:30/);
+  for (const p of [ann, patron]) await p.context().close();
 });
 
 // Last in this file: the block holds the loopback network until it is lifted.

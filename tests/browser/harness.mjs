@@ -34,12 +34,13 @@ export function freePort() {
  * serve` besides (`--set limits.…=…`). Returns `{ base, port, open(viewport) }`.
  */
 export function refdesk(folderPrefix, ready = () => {}, args = []) {
-  const h = { base: null, port: null, server: null, browser: null };
+  const h = { base: null, port: null, server: null, browser: null, data: null };
   before(async () => {
     assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
     assert.ok(fs.existsSync(CHROMIUM), `Chromium is installed (${CHROMIUM})`);
     h.port = await freePort();
     const data = fs.mkdtempSync(path.join(os.tmpdir(), folderPrefix));
+    h.data = data;
     const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_CHATS_PER_ADDRESS_PER_DAY: "100000", REFDESK_STARTS_PER_LIBRARY_PER_DAY: "100000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000", REFDESK_PATRON_POSTS_PER_MINUTE: "1000", REFDESK_FRAME_BURST: "1000", REFDESK_DRAIN_SECONDS: "0" };
     h.server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${h.port}`, ...args], { stdio: ["ignore", "ignore", "inherit"], env });
     h.base = `http://127.0.0.1:${h.port}`;
@@ -59,10 +60,13 @@ export function refdesk(folderPrefix, ready = () => {}, args = []) {
     await h.browser?.close();
     h.server?.kill();
   });
-  /** A fresh browser context (its own cookies and storage) and page. */
-  h.open = async (viewport = DESKTOP) => {
+  /**
+   * A fresh browser context (its own cookies and storage) and page;
+   * `options` go to the context besides (`timezoneId`, …).
+   */
+  h.open = async (viewport = DESKTOP, options = {}) => {
     // bypassCSP lets the test inject axe-core; the pages themselves load nothing else.
-    const context = await h.browser.newContext({ viewport, bypassCSP: true });
+    const context = await h.browser.newContext({ viewport, bypassCSP: true, ...options });
     const page = await context.newPage();
     page.setDefaultTimeout(10000);
     page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));

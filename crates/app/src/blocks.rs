@@ -265,7 +265,10 @@ impl App {
             let ending = Ending {
                 missed: Some(format!("Missed chat: no librarian accepted it within {minutes} minutes")),
                 left_per_net_per_day: self.limits.form_questions_per_address_per_day,
-                last_words: Some(expired_line(minutes, rec.patron_email.is_some())),
+                // Which line is decided inside the write: the promise of an
+                // answer only where a question is left.
+                last_words: Some(expired_line(minutes, false)),
+                left_words: Some(expired_line(minutes, true)),
                 last_words_unanswered: Some(expired_line(minutes, false)),
                 transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
                 no_transcript: false,

@@ -40,6 +40,10 @@ pub struct StartChat {
     /// The widget's random id for this browser (see [`crate::blocks`]).
     #[serde(default)]
     pub browser: Option<String>,
+    /// The patron's local time minus UTC, in minutes (−840 to 840): the
+    /// transcript's times are written in it.
+    #[serde(default)]
+    pub utc_offset: Option<i32>,
 }
 
 /// The text a page of the patron's chat shows at most, in bytes: a page
@@ -442,6 +446,7 @@ impl App {
             return Err(DomainError::invalid("email", "give an e-mail address to receive the transcript").into());
         }
         let transcript_to = if form.transcript { email.clone() } else { None };
+        let transcript_utc_offset = form.utc_offset.map(input::utc_offset).transpose()?.filter(|_| form.transcript);
         if transcript_to.is_some() {
             self.may_ask_transcript(&keys)?;
         }
@@ -456,6 +461,7 @@ impl App {
             token_hash: auth::digest(&token),
             now: self.clock.now(),
             transcript_to,
+            transcript_utc_offset,
             keys,
             max_waiting: self.limits.max_waiting_per_library,
             max_waiting_per_net: self.limits.max_waiting_per_address,
@@ -537,7 +543,11 @@ impl App {
         let missed = Some("Missed chat: the patron left the queue before a librarian accepted".to_owned());
         let now = self.clock.now();
         let left_per_net_per_day = self.limits.form_questions_per_address_per_day;
-        let ending = refdesk_store::Ending { missed, left_per_net_per_day, ..Default::default() };
+        let left_words = Some(
+            "You left the line. We have your question and your e-mail address: a librarian will answer you by e-mail."
+                .to_owned(),
+        );
+        let ending = refdesk_store::Ending { missed, left_words, left_per_net_per_day, ..Default::default() };
         self.end_mailing(session.ctx.id, author, guard, ending, now).await
     }
 
@@ -574,16 +584,18 @@ impl App {
         &self,
         session: &SessionRecord,
         email: Option<&str>,
+        utc_offset: Option<i32>,
         ip: Option<std::net::IpAddr>,
     ) -> AppResult<Option<String>> {
         let email = crate::mail::email_address(email)?;
+        let utc_offset = utc_offset.map(input::utc_offset).transpose()?;
         if !session.state.accepts_messages() {
             return Err(DomainError::Conflict("the chat has ended".into()).into());
         }
         if email.is_some() {
             self.may_ask_transcript(&crate::blocks::Asker { ip, browser: None }.keys())?;
         }
-        self.store.set_transcript_to(session.ctx.id, email.clone()).await?;
+        self.store.set_transcript_to(session.ctx.id, email.clone(), utc_offset).await?;
         Ok(email)
     }
 

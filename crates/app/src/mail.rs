@@ -51,8 +51,9 @@ pub struct MailConfig {
     /// restore, until the erasures made since the backup are repeated; while
     /// the SMTP server is changed. Unset it and restart to send them.
     pub hold: bool,
-    /// The service's public URL (the server's `public_url`), linked at the
-    /// foot of every e-mail. Not a setting of its own.
+    /// The service's public URL (the server's `public_url`): the foot of
+    /// every e-mail links its library's `/ask/<slug>` page there (the root
+    /// when the library is not known). Not a setting of its own.
     #[serde(skip)]
     pub public_url: Option<String>,
 }
@@ -191,7 +192,14 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
     session.accepted_at?;
     let to = session.transcript_to.clone()?;
     let viewer = Viewer::Patron { session: session.ctx.id };
-    let mut body = format!("The transcript of your chat with {}:\n\n", session.library_name);
+    let wall = Wall(session.transcript_utc_offset.unwrap_or(0));
+    let mut day = wall.day(session.created_at);
+    let mut body = format!(
+        "The transcript of your chat with {} on {} (times are {}):\n\n",
+        session.library_name,
+        wall.date(session.created_at),
+        wall.zone()
+    );
     let lines: Vec<&Message> = transcript(&viewer, &session.ctx, all).collect();
     for (i, m) in lines.iter().enumerate() {
         if body.len() > TRANSCRIPT_MAIL_BYTES {
@@ -199,12 +207,16 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
             body.push_str(&format!("\n[{rest} more lines: too long for an e-mail. Ask the library for the rest.]\n"));
             break;
         }
+        if wall.day(m.at) != day {
+            day = wall.day(m.at);
+            body.push_str(&format!("\n{}\n", wall.date(m.at)));
+        }
         let who = match &m.author {
             Author::Patron { name } => name.clone(),
             Author::Staff { name, .. } => format!("{name} (librarian)"),
             Author::System => "—".into(),
         };
-        body.push_str(&format!("[{}] {who}: {}\n", utc_time(m.at), m.body));
+        body.push_str(&format!("[{}] {who}: {}\n", wall.time(m.at), m.body));
     }
     let library = &session.library_name;
     let subject = match session.ctx.question {
@@ -214,10 +226,57 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
     Some(NewMail { kind: MailKind::Transcript, to, subject, body })
 }
 
-/// `HH:MM UTC` of a timestamp, without a date library.
-fn utc_time(ms: i64) -> String {
-    let mins = ms.div_euclid(60_000).rem_euclid(24 * 60);
-    format!("{:02}:{:02} UTC", mins / 60, mins % 60)
+/// The patron's wall clock: local time minus UTC in minutes (0: UTC
+/// itself, when the browser gave none). Without a date library: a chat
+/// lasts minutes, so one offset, the one given with the address, serves it.
+struct Wall(i32);
+
+impl Wall {
+    fn local(&self, ms: i64) -> i64 {
+        ms.div_euclid(60_000).saturating_add(i64::from(self.0))
+    }
+
+    /// The local day since 1970-01-01.
+    fn day(&self, ms: i64) -> i64 {
+        self.local(ms).div_euclid(24 * 60)
+    }
+
+    /// `HH:MM`, local.
+    fn time(&self, ms: i64) -> String {
+        let mins = self.local(ms).rem_euclid(24 * 60);
+        format!("{:02}:{:02}", mins / 60, mins % 60)
+    }
+
+    /// `Saturday 5 December 2026`, local.
+    fn date(&self, ms: i64) -> String {
+        const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        let day = self.day(ms);
+        let (y, m, d) = refdesk_domain::report::civil_from_days(day);
+        let weekday = DAYS[refdesk_domain::report::weekday(day) as usize];
+        format!("{weekday} {d} {} {y}", MONTHS[(m as usize).saturating_sub(1) % 12])
+    }
+
+    /// `UTC`, or `UTC+05:30` / `UTC-05:00`.
+    fn zone(&self) -> String {
+        match self.0 {
+            0 => "UTC".into(),
+            o => format!("UTC{}{:02}:{:02}", if o < 0 { '-' } else { '+' }, o.abs() / 60, o.abs() % 60),
+        }
+    }
 }
 
 enum Transport {
@@ -479,9 +538,12 @@ impl Mailer {
             .message_id(Some(format!("<refdesk.{}.{}@{domain}>", mail.id, mail.created_at)))
             .header(ContentType::TEXT_PLAIN)
             .header(lettre::message::header::MIME_VERSION_1_0)
-            .body(match &self.config.public_url {
-                Some(url) => format!("{}\n-- \nAsk a librarian again: {url}\n", mail.body.trim_end()),
-                None => mail.body.clone(),
+            .body(match (&self.config.public_url, &mail.library_slug) {
+                (Some(url), Some(slug)) => {
+                    format!("{}\n-- \nAsk a librarian again: {url}/ask/{slug}\n", mail.body.trim_end())
+                }
+                (Some(url), None) => format!("{}\n-- \nAsk a librarian again: {url}\n", mail.body.trim_end()),
+                (None, _) => mail.body.clone(),
             })
             .map_err(|e| Failure::Permanent(Why::plain(format!("cannot build the e-mail: {e}"))))?;
         match &self.transport {
@@ -671,8 +733,21 @@ mod tests {
     }
 
     #[test]
-    fn times_are_formatted_in_utc() {
-        assert_eq!(utc_time(0), "00:00 UTC");
-        assert_eq!(utc_time((13 * 60 + 5) * 60_000), "13:05 UTC");
+    fn times_are_written_on_the_patrons_wall_clock() {
+        let (utc, new_york, delhi) = (Wall(0), Wall(-300), Wall(330));
+        assert_eq!(
+            (utc.time(0), utc.date(0), utc.zone()),
+            ("00:00".into(), "Thursday 1 January 1970".into(), "UTC".into())
+        );
+        let at = (13 * 60 + 5) * 60_000;
+        assert_eq!(utc.time(at), "13:05");
+        assert_eq!((new_york.time(at), new_york.zone()), ("08:05".into(), "UTC-05:00".into()));
+        assert_eq!((delhi.time(at), delhi.zone()), ("18:35".into(), "UTC+05:30".into()));
+        // Before its midnight in New York, after it in Delhi.
+        assert_eq!(new_york.date(0), "Wednesday 31 December 1969");
+        assert_eq!(delhi.date(20 * 3_600_000), "Friday 2 January 1970");
+        let today = 1_796_428_800_000; // 2026-12-05T00:00:00Z
+        assert_eq!(utc.date(today), "Saturday 5 December 2026");
+        assert_eq!(Wall(-840).date(today), "Friday 4 December 2026");
     }
 }

@@ -59,9 +59,7 @@ pub struct ReportParams {
 impl ReportParams {
     /// Checks the range.
     pub fn new(from: i64, to: i64, utc_offset: i32, library: Option<String>) -> Result<Self, DomainError> {
-        if !(-840..=840).contains(&utc_offset) {
-            return Err(DomainError::invalid("utc_offset", "give the offset from UTC in minutes, -840 to 840"));
-        }
+        let utc_offset = refdesk_domain::input::utc_offset(utc_offset)?;
         if to < from {
             return Err(DomainError::invalid("to", "the range ends before it starts"));
         }

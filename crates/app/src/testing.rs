@@ -31,6 +31,7 @@ pub async fn waiting_chat(app: &App) -> SessionId {
         question: "Is the map room open?".into(),
         transcript: false,
         browser: None,
+        utc_offset: None,
     };
     app.start_chat("riverside-main", form, None).await.unwrap().session
 }

@@ -42,6 +42,7 @@ async fn chat(app: &App, n: usize) -> SessionId {
         question: format!("Question {n}"),
         transcript: false,
         browser: None,
+        utc_offset: None,
     };
     app.start_chat("riverside-main", form, None).await.unwrap().session
 }

@@ -20,6 +20,7 @@ async fn ended_chat_with_transcript(app: &App, email: &str) -> SessionId {
         question: "Do you have the atlas?".into(),
         transcript: true,
         browser: None,
+        utc_offset: None,
     };
     let session = app.start_chat("riverside-main", form, None).await.unwrap().session;
     let (_, ann) = app.login("ann", demo::PASSWORD, true).await.unwrap();
@@ -27,6 +28,15 @@ async fn ended_chat_with_transcript(app: &App, email: &str) -> SessionId {
     app.accept(&ann, session).await.unwrap();
     app.staff_end(&ann, session).await.unwrap();
     session
+}
+
+/// The demo cooperative on a SQLite file in `dir`.
+async fn demo_app(dir: &std::path::Path) -> (Arc<SqliteStore>, App) {
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
+    demo::load(&app).await.unwrap();
+    (store, app)
 }
 
 fn files(dir: &std::path::Path) -> Vec<String> {
@@ -39,10 +49,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_taken_by_the_mailer_is_not_sent_once_its_patron_is_erased() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::new();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
-    let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
-    demo::load(&app).await.unwrap();
+    let (store, app) = demo_app(dir.path()).await;
     let erased = ended_chat_with_transcript(&app, "erase.me@example.org").await;
     ended_chat_with_transcript(&app, "keep.me@example.org").await;
 
@@ -71,10 +78,7 @@ async fn an_email_taken_by_the_mailer_is_not_sent_once_its_patron_is_erased() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_mailer_sends_nothing_and_the_mail_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::new();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
-    let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
-    demo::load(&app).await.unwrap();
+    let (store, app) = demo_app(dir.path()).await;
     ended_chat_with_transcript(&app, "held@example.org").await;
 
     let run = |hold: bool| {
@@ -88,4 +92,40 @@ async fn a_held_mailer_sends_nothing_and_the_mail_waits_for_it() {
     run(false).await;
     assert_eq!(files(dir.path()).len(), 1, "sent once no longer held");
     assert_eq!(store.next_mail_due().await.unwrap(), None);
+}
+
+/// With a `public_url`, every e-mail ends with a link to its library's
+/// own page (`/ask/<slug>`): the transcript to the chat's, an answer to
+/// the question's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_links_its_own_librarys_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, app) = demo_app(dir.path()).await;
+    ended_chat_with_transcript(&app, "chat@example.org").await;
+    let form = refdesk_app::OfflineForm {
+        email: Some("form@example.org".into()),
+        question: "Is the lake path open?".into(),
+        ..Default::default()
+    };
+    let asked = app.ask_offline("lakeside-public", form, None).await.unwrap();
+    let (_, ben) = app.login("ben", demo::PASSWORD, true).await.unwrap();
+    let answer = refdesk_app::QuestionAction::Answer { body: "It is.".into(), email: None };
+    app.act(&ben, asked.question, answer, false).await.unwrap();
+
+    let config = MailConfig { public_url: Some("https://ask.coop.example.org".into()), ..MailConfig::default() };
+    let mailer = Mailer::new(app.clone(), config, dir.path().to_path_buf()).unwrap();
+    mailer.run(tokio::time::sleep(std::time::Duration::from_millis(500))).await;
+    let sent = files(dir.path());
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let read = |to: &str| {
+        let texts = sent.iter().map(|f| std::fs::read_to_string(dir.path().join("mail").join(f)).unwrap());
+        texts.into_iter().find(|t| t.contains(to)).unwrap()
+    };
+    let transcript = read("chat@example.org");
+    assert!(
+        transcript.contains("Ask a librarian again: https://ask.coop.example.org/ask/riverside-main"),
+        "{transcript}"
+    );
+    let answer = read("form@example.org");
+    assert!(answer.contains("Ask a librarian again: https://ask.coop.example.org/ask/lakeside-public"), "{answer}");
 }

@@ -124,6 +124,15 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
     Ok(Some(s.to_owned()))
 }
 
+/// Local time minus UTC, in minutes: −840 to 840 (UTC−14:00 to UTC+14:00,
+/// every offset in use). A report's days and a transcript's times go by it.
+pub fn utc_offset(minutes: i32) -> Result<i32, DomainError> {
+    match (-840..=840).contains(&minutes) {
+        true => Ok(minutes),
+        false => Err(DomainError::invalid("utc_offset", "give the offset from UTC in minutes, -840 to 840")),
+    }
+}
+
 /// A sign-in name as typed: without the spaces around it and in lower case
 /// (every sign-in name is a [`slug`]; a tablet's keyboard capitalises the
 /// first letter, and " Liam" or "Liam" means `liam`).

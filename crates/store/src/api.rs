@@ -151,7 +151,7 @@ pub trait Chats: Send + Sync {
         now: Millis,
     ) -> Result<Message>;
     /// Records where the patron wants the transcript sent.
-    async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()>;
+    async fn set_transcript_to(&self, id: SessionId, email: Option<String>, utc_offset: Option<i32>) -> Result<()>;
     /// Sets the question's resolution code: writes the new state, its
     /// timeline entries (R7) and "Resolution code set" (R5). `decide` is R6,
     /// given the state before and the session.

@@ -104,6 +104,8 @@ pub struct OutboxMail {
     pub sent_at: Option<Millis>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// The slug of the library it is from, if known.
+    pub library_slug: Option<String>,
 }
 
 /// What a question-list action writes, decided by the app from the
@@ -489,6 +491,10 @@ pub struct SessionRecord {
     pub last_seq: u64,
     /// Where the patron asked the transcript to be e-mailed at the end.
     pub transcript_to: Option<String>,
+    /// The patron's local time minus UTC in minutes, as their browser gave
+    /// it with the transcript's address: the transcript's times are written
+    /// in it (`None`: in UTC).
+    pub transcript_utc_offset: Option<i32>,
     /// The library whose queue it waits (or last waited) in.
     pub queue: Placement,
     /// When it entered that queue.
@@ -497,6 +503,8 @@ pub struct SessionRecord {
     pub queue_coop: bool,
     /// The patron's library's name.
     pub library_name: String,
+    /// The patron's library's slug (its `/ask/<slug>` page).
+    pub library_slug: String,
     /// The chatting librarian's name.
     pub librarian_name: Option<String>,
     /// When its last message was written (its start, if it has none).
@@ -567,6 +575,8 @@ pub struct NewSession {
     pub question: String,
     /// E-mail the transcript here at the end.
     pub transcript_to: Option<String>,
+    /// The patron's local time minus UTC, in minutes, for the transcript.
+    pub transcript_utc_offset: Option<i32>,
     /// SHA-256 of the chat's secret token.
     pub token_hash: String,
     /// Now.
@@ -606,6 +616,9 @@ pub struct Ending {
     /// A line from refdesk to everyone, written in the same transaction
     /// just before the end line: why the chat ends.
     pub last_words: Option<String>,
+    /// The line instead of `last_words` when a missed chat leaves its
+    /// question (the patron is told it will be answered by e-mail).
+    pub left_words: Option<String>,
     /// The line instead of `last_words` when a missed chat could leave no
     /// question (its network's count for the day is reached): it must not
     /// promise an answer by e-mail.

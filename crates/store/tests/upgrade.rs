@@ -87,6 +87,7 @@ async fn it_goes_on(store: &dyn Store) {
         token_hash: "upgrade-token".into(),
         now: 1,
         transcript_to: None,
+        transcript_utc_offset: None,
         keys: Default::default(),
         max_waiting: 100,
         max_waiting_per_net: 100,

@@ -123,11 +123,18 @@ struct StartChatBody {
     /// what a block goes by, with the network.
     #[serde(default)]
     browser: Option<String>,
+    /// The patron's local time minus UTC in minutes, −840 to 840 (a
+    /// browser's `-new Date().getTimezoneOffset()`): the transcript's times
+    /// are written in it; without it, in UTC.
+    #[serde(default)]
+    #[schema(minimum = -840, maximum = 840)]
+    utc_offset: Option<i32>,
 }
 
 impl From<StartChatBody> for StartChat {
     fn from(b: StartChatBody) -> Self {
-        StartChat { name: b.name, email: b.email, question: b.question, transcript: b.transcript, browser: b.browser }
+        let StartChatBody { name, email, question, transcript, browser, utc_offset } = b;
+        StartChat { name, email, question, transcript, browser, utc_offset }
     }
 }
 
@@ -217,6 +224,11 @@ async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> Ap
 struct TranscriptRequest {
     /// Where to send it; empty or absent cancels the request.
     email: Option<String>,
+    /// The patron's local time minus UTC in minutes, −840 to 840: the
+    /// transcript's times are written in it; without it, in UTC.
+    #[serde(default)]
+    #[schema(minimum = -840, maximum = 840)]
+    utc_offset: Option<i32>,
 }
 
 /// The patron asks for the transcript by e-mail at the end (an empty
@@ -226,7 +238,7 @@ struct TranscriptRequest {
     responses(
         (status = 200, description = "the address it will go to, or none", body = TranscriptTo),
         (status = 409, description = "`conflict`: the chat has ended", body = ErrorBody),
-        (status = 422, description = "`invalid`: not an e-mail address", body = ErrorBody),
+        (status = 422, description = "`invalid`: not an e-mail address, or `utc_offset` out of range", body = ErrorBody),
         (status = 429, description = "`too_many_mails`: transcripts asked from this network this hour", body = ErrorBody),
     ))]
 async fn transcript(
@@ -235,7 +247,7 @@ async fn transcript(
     ClientIp(ip): ClientIp,
     Json(body): Json<TranscriptRequest>,
 ) -> ApiResult<axum::Json<TranscriptTo>> {
-    let to = state.app.request_transcript(&rec, body.email.as_deref(), ip).await?;
+    let to = state.app.request_transcript(&rec, body.email.as_deref(), body.utc_offset, ip).await?;
     Ok(axum::Json(TranscriptTo { transcript_to: to }))
 }
 

@@ -576,6 +576,21 @@ async fn a_patron_who_leaves_the_queue_having_given_an_address_leaves_a_missed_c
         let res = reqwest::Client::new().post(app.url("/api/chat/end")).bearer_auth(&p.token).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
+    // Each is told what becomes of the question.
+    let url = app.url("/api/chat");
+    let told = |token: String| {
+        let url = url.clone();
+        async move {
+            let res = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+            let page: Value = res.json().await.unwrap();
+            let lines = page["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned());
+            lines.collect::<Vec<_>>().join("\n")
+        }
+    };
+    let lines = told(with.token.clone()).await;
+    assert!(lines.contains("a librarian will answer you by e-mail"), "{lines}");
+    let lines = told(without.token.clone()).await;
+    assert!(!lines.contains("by e-mail"), "no address, no promise: {lines}");
     let ann = app.staff("ann").await;
     let (_, new) = ann.get("/api/questions?view=new").await;
     assert_eq!(new.as_array().unwrap().len(), 1, "only the patron who left an address");

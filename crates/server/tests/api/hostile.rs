@@ -717,6 +717,7 @@ async fn made_up_credentials_from_one_address_are_refused_before_any_read_past_a
         question: "From elsewhere".into(),
         transcript: false,
         browser: None,
+        utc_offset: None,
     };
     let elsewhere_token = app.state.app.start_chat("riverside-main", form, None).await.unwrap().token;
     let here = reqwest::Client::new();

@@ -98,6 +98,50 @@ async fn the_transcript_is_emailed_at_the_end_when_asked_for_without_notes_or_st
 }
 
 #[tokio::test]
+async fn the_transcripts_times_are_on_the_patrons_clock_and_an_offset_out_of_range_changes_nothing() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let http = reqwest::Client::new();
+    let start = |offset: serde_json::Value| {
+        let form = json!({"question": "Maps?", "email": "pat@example.org", "transcript": true, "utc_offset": offset});
+        http.post(app.url("/api/libraries/riverside-main/chats")).json(&form).send()
+    };
+    for bad in [json!(841), json!(-900), json!("+05:30"), json!(1.5)] {
+        assert_eq!(start(bad.clone()).await.unwrap().status(), 422, "{bad}");
+    }
+    let ann = app.staff("ann").await;
+    let (_, queue) = ann.get("/api/queue").await;
+    assert_eq!(queue.as_array().map(Vec::len), Some(0), "a refused start made no chat: {queue}");
+
+    // India: UTC+05:30. The patron then confirms the address with their
+    // clock changed (a laptop carried across a border): the last one counts.
+    let started: serde_json::Value = start(json!(330)).await.unwrap().json().await.unwrap();
+    let (session, token) = (started["session"].as_i64().unwrap(), started["token"].as_str().unwrap().to_owned());
+    let confirm = |offset: serde_json::Value| {
+        let body = json!({"email": "pat@example.org", "utc_offset": offset});
+        http.post(app.url("/api/chat/transcript")).bearer_auth(&token).json(&body).send()
+    };
+    assert_eq!(confirm(json!(-841)).await.unwrap().status(), 422);
+    let id = refdesk_domain::ids::SessionId(session);
+    let rec = app.state.app.store().session(id).await.unwrap().unwrap();
+    assert_eq!(rec.transcript_utc_offset, Some(330), "the refused offset changed nothing");
+    assert_eq!(confirm(json!(-300)).await.unwrap().status(), 200);
+    ann.accept(session).await;
+    ann.post(&format!("/api/sessions/{session}/messages"), json!({"body": "Try the map room."})).await;
+    ann.post(&format!("/api/sessions/{session}/end"), json!(null)).await;
+
+    let text = mail_text(&smtp.wait_for(1).await[0]);
+    assert!(text.contains("(times are UTC-05:00)"), "{text}");
+    let lines = app.state.app.store().messages_after(id, 0, 100).await.unwrap();
+    let first = lines.iter().find(|m| m.body == "Maps?").unwrap();
+    let local = (first.at.div_euclid(60_000) - 300).rem_euclid(24 * 60);
+    let stamp = format!("[{:02}:{:02}] Patron: Maps?", local / 60, local % 60);
+    assert!(text.contains(&stamp), "the question at {stamp} New York time: {text}");
+    assert!(!text.contains("UTC]"), "{text}");
+}
+
+#[tokio::test]
 async fn an_smtp_refusal_that_quotes_the_recipient_never_puts_the_address_in_the_logs() {
     for reply in [
         "550 5.1.1 <{addr}>: Recipient address rejected: User unknown",

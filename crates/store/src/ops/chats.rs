@@ -101,8 +101,8 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
     let id = int(
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
-           transcript_to, queued_at, browser_key, net_key, net56_key, net48_key)
-         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, ?10, ?11) RETURNING id AS session_id",
+           transcript_to, transcript_utc_offset, queued_at, browser_key, net_key, net56_key, net48_key)
+         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?12, ?6, ?8, ?9, ?10, ?11) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -114,7 +114,8 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
             &new.keys.browser,
             &new.keys.net,
             net56,
-            net48
+            net48,
+            new.transcript_utc_offset.map(i64::from)
         ],
         "session_id",
     )
@@ -324,6 +325,7 @@ async fn end<D: Db>(
     if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &ending.missed, &rec.patron_email) {
         if may_leave_question(db, &rec, ending.left_per_net_per_day, now).await? {
             leave_missed(db, &rec, note, now).await?;
+            last_words = ending.left_words.or(last_words);
         } else {
             tracing::info!(session = %id, "a missed chat past its network's questions for the day: no question left");
             last_words = ending.last_words_unanswered.or(last_words);
@@ -361,12 +363,22 @@ async fn end<D: Db>(
 
 /// Only while the chat goes on: at its end the transcript is built from
 /// this column, in the same transaction as the end.
-async fn set_transcript_to<D: Db>(db: &mut D, id: SessionId, email: Option<String>) -> Result<()> {
+async fn set_transcript_to<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    email: Option<String>,
+    utc_offset: Option<i32>,
+) -> Result<()> {
     let rec = lock_session(db, id).await?;
     if rec.state == SessionState::Ended {
         return Err(DomainError::Conflict("the chat has ended".into()).into());
     }
-    db.exec("UPDATE sessions SET transcript_to = ?2 WHERE id = ?1", args![id.0, &email]).await?;
+    let utc_offset = utc_offset.filter(|_| email.is_some()).map(i64::from);
+    db.exec(
+        "UPDATE sessions SET transcript_to = ?2, transcript_utc_offset = ?3 WHERE id = ?1",
+        args![id.0, &email, utc_offset],
+    )
+    .await?;
     Ok(())
 }
 
@@ -632,8 +644,8 @@ impl<B: Backend> Chats for B {
         self.write(move |db| Box::pin(end(db, id, by, guard, mail, ending, now))).await
     }
 
-    async fn set_transcript_to(&self, id: SessionId, email: Option<String>) -> Result<()> {
-        self.write(move |db| Box::pin(quiet(set_transcript_to(db, id, email)))).await
+    async fn set_transcript_to(&self, id: SessionId, email: Option<String>, utc_offset: Option<i32>) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(set_transcript_to(db, id, email, utc_offset)))).await
     }
 
     async fn set_code(

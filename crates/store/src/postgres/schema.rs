@@ -29,4 +29,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/020.sql"),
     include_str!("migrations/021.sql"),
     include_str!("migrations/022.sql"),
+    include_str!("migrations/023.sql"),
 ];

@@ -261,11 +261,11 @@ pub(crate) const SESSION_SELECT: &str = concat!(
             s.patron_email AS patron_email, s.created_at AS created_at, s.accepted_at AS accepted_at,
             s.ended_at AS ended_at, q.code IS NOT NULL AS code_set, ",
     last_line!(seq),
-    " AS last_seq, s.transcript_to AS transcript_to,
+    " AS last_seq, s.transcript_to AS transcript_to, s.transcript_utc_offset AS transcript_utc_offset,
             q.referred_to AS referred_to, rl.institution_id AS referred_institution,
             ri.cooperative_id AS referred_cooperative,
             ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
-            s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
+            s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name, l.slug AS library_slug,
             sst.display_name AS librarian_name, ",
     last_line!(at),
     " AS last_message_at, s.version AS version, s.erased_at IS NOT NULL AS erased
@@ -297,10 +297,12 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         code_set: r.flag("code_set")?,
         last_seq: r.int("last_seq")? as u64,
         transcript_to: r.opt_text("transcript_to")?,
+        transcript_utc_offset: r.opt_int("transcript_utc_offset")?.and_then(|m| i32::try_from(m).ok()),
         queue: placement(r, QUEUE)?,
         queued_at: r.opt_int("queued_at")?.unwrap_or_default(),
         queue_coop: r.flag("queue_coop")?,
         library_name: r.text("library_name")?,
+        library_slug: r.text("library_slug")?,
         librarian_name: r.opt_text("librarian_name")?,
         last_message_at: r.int("last_message_at")?,
         erased: r.flag("erased")?,
@@ -470,8 +472,13 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
     })
 }
 
+/// An e-mail with the slug of the library it is from (the question's, else
+/// the chat's: its `/ask/<slug>` page is linked at the foot).
 pub(crate) const OUTBOX_SELECT: &str = "SELECT id AS mail_id, kind AS kind, to_addr AS to_addr, subject AS subject,
-            body AS body, created_at AS created_at, attempts AS attempts, sent_at AS sent_at, last_error AS last_error
+            body AS body, created_at AS created_at, attempts AS attempts, sent_at AS sent_at, last_error AS last_error,
+            (SELECT l.slug FROM libraries l WHERE l.id = COALESCE(
+                (SELECT q.library_id FROM questions q WHERE q.id = outbox.question_id),
+                (SELECT s.library_id FROM sessions s WHERE s.id = outbox.session_id))) AS library_slug
      FROM outbox";
 
 pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
@@ -485,6 +492,7 @@ pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
         attempts: r.int("attempts")?.clamp(0, u32::MAX as i64) as u32,
         sent_at: r.opt_int("sent_at")?,
         last_error: r.opt_text("last_error")?,
+        library_slug: r.opt_text("library_slug")?,
     })
 }
 

@@ -1094,6 +1094,7 @@ mod tests {
             question: "q".into(),
             token_hash: "t".into(),
             transcript_to: None,
+            transcript_utc_offset: None,
             keys: Default::default(),
             max_waiting: u32::MAX,
             max_waiting_per_net: u32::MAX,

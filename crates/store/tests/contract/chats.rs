@@ -348,8 +348,13 @@ async fn an_end_writes_the_transcript_mail_in_the_same_write(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
     s.append(a, line(patron(), MessageKind::Message, "hi", None), ok(), 12).await.unwrap();
-    s.set_transcript_to(a, Some("Pat@Example.org".into())).await.unwrap();
-    assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("Pat@Example.org"));
+    s.set_transcript_to(a, Some("x@example.org".into()), Some(330)).await.unwrap();
+    s.set_transcript_to(a, None, Some(330)).await.unwrap();
+    let rec = s.session(a).await.unwrap().unwrap();
+    assert_eq!((rec.transcript_to, rec.transcript_utc_offset), (None, None), "cancelled, the clock with it");
+    s.set_transcript_to(a, Some("Pat@Example.org".into()), Some(-300)).await.unwrap();
+    let rec = s.session(a).await.unwrap().unwrap();
+    assert_eq!((rec.transcript_to.as_deref(), rec.transcript_utc_offset), (Some("Pat@Example.org"), Some(-300)));
 
     // What the mail was built from, kept to look at after the end.
     type Seen = Option<(SessionRecord, Vec<Message>)>;
@@ -452,13 +457,24 @@ async fn a_patrons_rating_is_kept_on_the_question(b: &Backend) {
 /// otherwise.
 async fn a_patron_leaving_the_queue_leaves_a_question_only_with_an_address(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
-    let missed = || Ending { missed: Some("missed".into()), left_per_net_per_day: 30, ..Default::default() };
+    let missed = || Ending {
+        missed: Some("missed".into()),
+        left_words: Some("answered by e-mail".into()),
+        left_per_net_per_day: 30,
+        ..Default::default()
+    };
+    let words = |id| async move {
+        let lines = s.messages_after(id, 0, 10).await.unwrap();
+        lines.into_iter().filter(|m| m.body == "answered by e-mail").count()
+    };
     let bare = start(s, w, None, "t1", 10).await;
     s.end(bare, patron(), ok(), Box::new(|_, _| None), missed(), 80).await.unwrap();
     assert!(s.session(bare).await.unwrap().unwrap().ctx.question.is_none(), "no address, no question");
+    assert_eq!(words(bare).await, 0, "and no promise of an answer");
 
     let asked = start(s, w, Some("pat@example.org"), "t2", 20).await;
     s.end(asked, patron(), ok(), Box::new(|_, _| None), missed(), 81).await.unwrap();
+    assert_eq!(words(asked).await, 1, "the patron is told it will be answered");
     let q = s.session(asked).await.unwrap().unwrap().ctx.question.expect("an address, a question");
     let question = s.question(q).await.unwrap().unwrap();
     assert_eq!((question.library, question.state.status), (w.library.placement.library, Status::New));
@@ -480,14 +496,14 @@ async fn the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_o
     let (s, w) = (&*b.store, &b.w);
     let missing = SessionId(999_999);
     for to in [None, Some("a@example.org".to_owned())] {
-        let r = s.set_transcript_to(missing, to).await;
+        let r = s.set_transcript_to(missing, to, None).await;
         assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "{r:?}");
     }
     let a = start(s, w, None, "t1", 1).await;
-    s.set_transcript_to(a, Some("a@example.org".into())).await.unwrap();
+    s.set_transcript_to(a, Some("a@example.org".into()), None).await.unwrap();
     s.end(a, refdesk_domain::chat::Author::System, ok(), Box::new(|_, _| None), Ending::default(), 2).await.unwrap();
     for to in [None, Some("b@example.org".to_owned())] {
-        let r = s.set_transcript_to(a, to).await;
+        let r = s.set_transcript_to(a, to, None).await;
         assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
     }
     assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("a@example.org"), "unchanged");
@@ -720,7 +736,7 @@ async fn transcripts_to_one_address_are_capped_at_the_end_whatever_the_starts_le
     let mut chats = Vec::new();
     for (token, to) in [("m1", "victim@example.org"), ("m2", "VICTIM@example.org"), ("m3", "other@example.org")] {
         let id = chatting(s, w, None, token, 10).await;
-        s.set_transcript_to(id, Some(to.into())).await.unwrap();
+        s.set_transcript_to(id, Some(to.into()), None).await.unwrap();
         chats.push(id);
     }
     for (n, id) in chats.into_iter().enumerate() {

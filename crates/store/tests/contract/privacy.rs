@@ -36,6 +36,7 @@ async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i
 async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing(b: &Backend) {
     let s = &*b.store;
     let a = chatting(s, &b.w, Some("pat@example.org"), "e1", 10).await;
+    s.set_transcript_to(a, Some("pat@example.org".into()), Some(60)).await.unwrap();
     say(b, a, "I'm Pat, pat@example.org, 555 123 4567", 11).await;
     s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 12).await.unwrap();
     s.rate(a, 5, Some("Pat says thanks".into())).await.unwrap();
@@ -61,6 +62,7 @@ async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothin
     assert_eq!(s.erase(vec![a, d], Transcripts::Mask, why, 43).await.unwrap(), 0, "once");
     let rec = s.session(a).await.unwrap().unwrap();
     assert_eq!((rec.patron_name, rec.patron_email, rec.transcript_to), (None, None, None));
+    assert_eq!(rec.transcript_utc_offset, None, "nor where the patron's clock was");
     let lines: Vec<String> = s.messages_after(a, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
     assert!(lines.contains(&"I'm [name], [email], [phone]".to_owned()), "{lines:?}");
     assert!(lines.iter().all(|l| !l.contains("Pat") && !l.contains("example.org")), "{lines:?}");
