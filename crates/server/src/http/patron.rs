@@ -146,7 +146,7 @@ impl From<StartChatBody> for StartChat {
         (status = 201, description = "waiting in the library's queue", body = StartedView),
         (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
-        (status = 422, description = "`invalid`: an empty or over-long question or a bad e-mail address (a malformed browser id is ignored)", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or `utc_offset` out of range (a malformed browser id is ignored)", body = ErrorBody),
         (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue), `too_many_today` (the chats and offline questions the library took in the last 24 hours) or `too_many_mails` (transcripts asked from this network this hour)", body = ErrorBody),
     ))]
 async fn start(
