@@ -146,6 +146,14 @@ async function loadRetention(libs) {
     save.setAttribute("aria-label", `Save the retention of ${lib.name}`);
     save.onclick = async () => {
       $("error").textContent = "";
+      $("status").textContent = "";
+      // Letters typed into the number box leave it "empty": that must not
+      // read as "keep personal data", which would drop the period.
+      if (!days.checkValidity()) {
+        $("error").textContent = `${lib.name}: give a whole number of days from 1 to 3650, or leave the box empty to keep personal data until erased on request.`;
+        days.focus();
+        return;
+      }
       const body = { days: days.value === "" ? null : Number(days.value), transcripts: transcripts.value };
       try {
         await api(url, { method: "PUT", body });
@@ -225,21 +233,36 @@ async function loadScripts() {
   }));
 }
 
+// What each of a code's flags does, for its checkbox.
+const FLAGS = [
+  ["follow_up", "follow up"],
+  ["referred", "refers the question"],
+  ["exclude_from_stats", "practice: left out of reports"],
+];
+let codeKeys = new Set(); // the codes' keys as last read: "Add code" adds, never replaces
 async function loadCodes() {
   const codes = await api("/api/codes");
+  codeKeys = new Set(codes.map((c) => c.key));
   $("codes").replaceChildren(...codes.map((c) => {
     const label = el("input", { value: c.label, "aria-label": `Label of ${c.key}` });
     const status = el("select", { "aria-label": `Status for ${c.key}` }, ...STATUSES.map((v) => el("option", { value: v, selected: v === c.status }, v)));
     const assign = el("select", { "aria-label": `Assignment for ${c.key}` }, ...ASSIGN.map((v) => el("option", { value: v, selected: v === c.assign }, v.replace(/_/g, " "))));
+    const flags = FLAGS.map(([k, text]) => {
+      const box = el("input", { type: "checkbox", class: "inline", id: `flag-${c.key}-${k}`, checked: c[k] });
+      return [k, box, el("label", { class: "inline", for: box.id }, ` ${text} `)];
+    });
     const save = el("button", { type: "button", class: "secondary" }, `Save ${c.key}`);
     save.onclick = async () => {
       $("error").textContent = "";
+      $("status").textContent = "";
+      const set = Object.fromEntries(flags.map(([k, box]) => [k, box.checked]));
       try {
-        await api(`/api/codes/${encodeURIComponent(c.key)}`, { method: "PUT", body: { ...c, label: label.value, status: status.value, assign: assign.value } });
+        await api(`/api/codes/${encodeURIComponent(c.key)}`, { method: "PUT", body: { ...c, ...set, label: label.value, status: status.value, assign: assign.value } });
         $("status").textContent = `Code ${c.key} saved.`;
       } catch (err) { $("error").textContent = err.message; }
     };
-    return el("tr", {}, el("td", {}, c.key), el("td", {}, label), el("td", {}, status), el("td", {}, assign), el("td", {}, save));
+    return el("tr", {}, el("td", {}, c.key), el("td", {}, label), el("td", {}, status), el("td", {}, assign),
+      el("td", {}, ...flags.flatMap(([, box, text]) => [box, text])), el("td", {}, save));
   }));
 }
 
@@ -266,7 +289,12 @@ $("institution-form").onsubmit = async (e) => {
 $("code-form").onsubmit = async (e) => {
   e.preventDefault();
   $("error").textContent = "";
+  $("status").textContent = "";
   const key = $("code-key").value;
+  if (codeKeys.has(key)) {
+    $("error").textContent = `A code with the key ${key} exists already: change it in its row above, or choose another key.`;
+    return;
+  }
   try {
     await api(`/api/codes/${encodeURIComponent(key)}`, { method: "PUT", body: {
       key, label: $("code-label").value, status: $("code-status").value, assign: "nobody",

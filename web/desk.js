@@ -305,12 +305,14 @@ function selectTab(all) {
 $("tab-my").onclick = () => selectTab(false);
 $("tab-all").onclick = () => selectTab(true);
 
+const codeLabels = new Map(); // resolution code key -> label
 async function refreshQuestions() {
   const qs = await api("/api/questions");
   $("questions").replaceChildren(...qs.map((q) => el("tr", {},
     el("td", {}, String(q.id)),
     el("td", {}, q.live ? el("span", { class: "badge live" }, "Live") : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
-    el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code || "—"), el("td", {}, q.librarian_name || ""))));
+    el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
+    el("td", {}, q.librarian_name || ""))));
 }
 
 // Minutes shown in the queue and the chat monitor count on between events
@@ -433,9 +435,12 @@ async function start() {
   $("me").textContent = `Signed in as ${me.display_name} (${me.role.replace("_", " ")})`;
   // ALL (every live chat in my scope) is the admins' monitor: a librarian's would stay empty.
   $("tab-all").classList.toggle("hidden", me.role === "librarian");
+  // Staff are managed by admins: a librarian's page would only be refused.
+  document.querySelector("a[href='/desk/staff']").classList.toggle("hidden", me.role === "librarian");
   alertsOn = pref.get("alerts") === "on";
   $("alerts").checked = alertsOn;
   const codes = await api("/api/codes");
+  for (const c of codes) codeLabels.set(c.key, c.label);
   // A referral is made from the question list, where the library is chosen.
   $("code").replaceChildren(...codes.filter((c) => !c.referred).map((c) => el("option", { value: c.key }, c.label)));
   conn = socket("/api/ws", {

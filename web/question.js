@@ -182,6 +182,9 @@ try {
   await load();
   // The READ scale recorded so far is the picker's start (a new code keeps it).
   if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
+  // And the code set so far: "Set code" to record a READ scale alone must
+  // not change the code to the list's first.
+  if (question.state.code && names.codes.has(question.state.code)) $("code").value = question.state.code;
   // Referring hands the question to another library: its own is no choice.
   $("refer").append(...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
 } catch (err) {

@@ -22,6 +22,9 @@ function query(before) {
   return q;
 }
 
+// Codes by key, for their labels (read once the page starts).
+const codeLabels = new Map();
+const codeOf = (q) => (q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—");
 function row(q) {
   const link = el("a", { href: `/desk/questions/${q.id}` }, q.text);
   return el("tr", {},
@@ -29,7 +32,7 @@ function row(q) {
     el("td", {}, q.live ? el("span", { class: "badge live", title: "The chat is still going on" }, "Live") : "", " ", link),
     el("td", {}, q.patron_name || "—"),
     el("td", {}, q.library_name + (q.referred_name ? ` → ${q.referred_name}` : "")),
-    el("td", {}, q.state.status), el("td", {}, q.state.code || "—"), el("td", {}, q.librarian_name || "—"),
+    el("td", {}, q.state.status), el("td", {}, codeOf(q)), el("td", {}, q.librarian_name || "—"),
     el("td", {}, new Date(q.last_message_at).toLocaleString()));
 }
 
@@ -37,7 +40,7 @@ function row(q) {
 // each column heading is a button; the sorted column says so with aria-sort.
 const KEYS = {
   id: (q) => q.id, text: (q) => q.text, patron: (q) => q.patron_name || "", library: (q) => q.library_name,
-  status: (q) => q.state.status, code: (q) => q.state.code || "", librarian: (q) => q.librarian_name || "", last: (q) => q.last_message_at,
+  status: (q) => q.state.status, code: (q) => (q.state.code ? codeOf(q) : ""), librarian: (q) => q.librarian_name || "", last: (q) => q.last_message_at,
 };
 let sort = { key: "id", dir: "descending" };
 let shown = [];
@@ -102,6 +105,7 @@ $("more").onclick = () => load(true);
 
 const [codes, libs, staff] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries"), api("/api/staff/presence").catch(() => [])]);
 $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
+for (const c of codes) codeLabels.set(c.key, c.label);
 $("library").append(...libs.map((l) => el("option", { value: l.slug }, l.name)));
 $("librarian").append(...staff.slice().sort((a, b) => a.display_name.localeCompare(b.display_name))
   .map((s) => el("option", { value: String(s.id) }, s.display_name)));

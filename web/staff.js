@@ -8,8 +8,14 @@ let me = null;
 
 async function update(id, body, what) {
   $("error").textContent = "";
+  $("status").textContent = "";
   try { await api(`/api/staff/${id}`, { method: "POST", body }); $("status").textContent = what; await load(); }
-  catch (err) { $("error").textContent = err.message; }
+  catch (err) {
+    $("error").textContent = err.message;
+    // Refused: the row goes back to what the server has (a role picked
+    // in its menu would otherwise read as made).
+    await load().catch(() => {});
+  }
 }
 
 function row(s) {

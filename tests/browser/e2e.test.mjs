@@ -174,7 +174,7 @@ test("a librarian accepts, replies, writes a note and sets a code with the keybo
   await ann.keyboard.press("ArrowDown"); // Follow-up by me
   await tabTo(ann, () => document.activeElement?.id === "set-code", "Set code");
   await ann.keyboard.press("Enter");
-  await ann.locator("#questions tr", { hasText: "follow_up_by_me" }).first().waitFor();
+  await ann.locator("#questions tr", { hasText: "Follow-up by me" }).first().waitFor();
 
   // Screen readers: both transcripts are live regions, and new lines land in them.
   for (const page of [ann, patron]) {

@@ -211,12 +211,13 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
             day = wall.day(m.at);
             body.push_str(&format!("\n{}\n", wall.date(m.at)));
         }
+        // refdesk's own lines ("… has joined the chat") are said by no one.
         let who = match &m.author {
-            Author::Patron { name } => name.clone(),
-            Author::Staff { name, .. } => format!("{name} (librarian)"),
-            Author::System => "—".into(),
+            Author::Patron { name } => format!("{name}: "),
+            Author::Staff { name, .. } => format!("{name} (librarian): "),
+            Author::System => String::new(),
         };
-        body.push_str(&format!("[{}] {who}: {}\n", wall.time(m.at), m.body));
+        body.push_str(&format!("[{}] {who}{}\n", wall.time(m.at), m.body));
     }
     let library = &session.library_name;
     let subject = match session.ctx.question {

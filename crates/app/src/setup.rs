@@ -66,10 +66,12 @@ fn required(field: &'static str, value: &str, max: usize) -> AppResult<String> {
     Ok(input::optional_line(field, Some(value), max)?.ok_or_else(|| DomainError::invalid(field, "is required"))?)
 }
 
-/// A taken slug reads as what it is to the person who chose it.
+/// A taken slug reads as what it is to the person who chose it (the
+/// store's unique key says "already exists"); a taken name keeps the
+/// store's own words, which name it.
 fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> AppError + '_ {
     move |e| match e {
-        StoreError::Domain(DomainError::Conflict(_)) => {
+        StoreError::Domain(DomainError::Conflict(why)) if why.starts_with("already exists") => {
             AppError::Domain(DomainError::Conflict(format!("the address /ask/{slug} is taken")))
         }
         other => other.into(),

@@ -665,11 +665,20 @@ impl App {
     /// Deletes a script one may keep in its scope.
     pub async fn delete_script(&self, staff: &Staff, id: i64) -> AppResult<()> {
         let script = self.store.script(id).await?.ok_or(DomainError::NotFound("script"))?;
-        let mine = script.owned_by().is_some_and(|owner| Self::script_owner(staff, &script.scope).ok() == Some(owner));
-        if !mine {
-            return Err(DomainError::NotFound("script").into());
+        let owner = script.owned_by();
+        match Self::script_owner(staff, &script.scope) {
+            Ok(may) if owner == Some(may) => Ok(self.store.delete_script(id).await?),
+            // One this staff member sees (their library's, their
+            // cooperative's) but may not delete: said why.
+            Err(refused)
+                if owner == Some(ScriptOwner::Library(staff.home.library))
+                    || owner == Some(ScriptOwner::Cooperative(staff.home.cooperative)) =>
+            {
+                Err(refused.into())
+            }
+            // Anyone else's is not there for them.
+            _ => Err(DomainError::NotFound("script").into()),
         }
-        Ok(self.store.delete_script(id).await?)
     }
 
     /// Adds or changes one of the cooperative's resolution codes (R6):

@@ -311,10 +311,14 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::RenameInstitution => (Role::InstitutionAdmin, "an institution is renamed by its admins"),
         Admin::RenameCooperative => (Role::CooperativeAdmin, "the cooperative is renamed by its admins"),
     };
-    if staff.role >= needed && staff.role_covers(target) {
-        Ok(())
-    } else {
+    if staff.role < needed {
         Err(DomainError::Forbidden(why))
+    } else if !staff.role_covers(target) {
+        // The role is enough, but not here: said as such, not as a role
+        // the admin already has.
+        Err(DomainError::Forbidden("that is outside the libraries your role covers"))
+    } else {
+        Ok(())
     }
 }
 
@@ -640,5 +644,12 @@ mod tests {
                 "{role:?} × {action:?} × {w:?}"
             );
         }
+        // A refusal says why: a role too low, or a place outside the role.
+        let why = |role, w| match authorize_admin(&staff(5, role), Admin::AddLibrary, &place_of(w)) {
+            Err(DomainError::Forbidden(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(why(LibraryAdmin, SameLibrary), "libraries are added by institution and cooperative admins");
+        assert_eq!(why(InstitutionAdmin, SameCooperative), "that is outside the libraries your role covers");
     }
 }

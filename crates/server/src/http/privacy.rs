@@ -30,7 +30,7 @@ struct RetentionView {
     /// Days after which a chat's personal data is erased, 1–3650; null:
     /// kept until erased on request.
     #[schema(minimum = 1, maximum = 3650)]
-    days: Option<u32>,
+    days: Option<i64>,
     /// What happens to transcripts then (default `mask`).
     #[serde(default = "mask")]
     transcripts: Transcripts,
@@ -55,7 +55,7 @@ async fn retention(
 ) -> ApiResult<axum::Json<RetentionView>> {
     let r = s.app.retention(&staff, &slug).await?;
     Ok(axum::Json(RetentionView {
-        days: r.map(|r| r.days),
+        days: r.map(|r| i64::from(r.days)),
         transcripts: r.map_or(Transcripts::Mask, |r| r.transcripts),
     }))
 }
@@ -77,7 +77,10 @@ async fn set_retention(
     Path(slug): Path<String>,
     Json(b): Json<RetentionView>,
 ) -> ApiResult<axum::Json<RetentionView>> {
-    let r = b.days.map(|days| Retention::new(days, b.transcripts)).transpose()?;
+    // Read as any whole number, so that -5 or 10^12 get the rule's own
+    // words (1 to 3650), not a parser's "expected u32".
+    let days = |d: i64| u32::try_from(d).unwrap_or(0);
+    let r = b.days.map(|d| Retention::new(days(d), b.transcripts)).transpose()?;
     s.app.set_retention(&staff, &slug, r).await?;
     Ok(axum::Json(b))
 }

@@ -701,7 +701,8 @@ async fn create_script(
     params(("id" = i64, Path, description = "the script")),
     responses(
         (status = 200, description = "deleted", body = Deleted),
-        (status = 404, description = "`not_found`: no such script, or not one I may keep", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a script of my library or cooperative that my role does not keep", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such script, or one I do not see", body = ErrorBody),
     ))]
 async fn delete_script(
     State(s): State<AppState>,

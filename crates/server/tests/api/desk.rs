@@ -691,6 +691,15 @@ async fn scripts_are_personal_library_or_cooperative_and_kept_by_those_who_may()
     assert_eq!(del(&ben, greeting).await, 404, "not his");
     assert_eq!(del(&ann, greeting).await, 200);
     assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"]);
+    // Shared scripts Ann sees but may not delete are refused as such; the
+    // library's is not there for Ben (another library's).
+    let (hours, coop) = {
+        let all = ann.get("/api/scripts").await.1;
+        (all[0]["id"].as_i64().unwrap(), all[1]["id"].as_i64().unwrap())
+    };
+    assert_eq!((del(&ann, hours).await, del(&ann, coop).await), (403, 403));
+    assert_eq!((del(&ben, hours).await, del(&ben, coop).await), (404, 403));
+    assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"], "nothing deleted");
 }
 
 #[tokio::test]
@@ -727,7 +736,17 @@ async fn institution_admins_add_libraries_with_their_own_entry_point() {
     assert_eq!(dev.post("/api/libraries", json!({"slug": "Bad Slug", "name": "x"})).await.0, 422);
     let (status, made) = dev.post("/api/libraries", lib.clone()).await;
     assert_eq!(status, 201, "{made}");
-    assert_eq!(dev.post("/api/libraries", lib).await.0, 409, "the address is taken");
+    // Each conflict is told as what it is: the address, or the name.
+    let (status, why) = dev.post("/api/libraries", json!({"slug": "riverside-music", "name": "Music Annex"})).await;
+    assert_eq!(
+        (status, why["error"]["message"].as_str()),
+        (409, Some("conflict: the address /ask/riverside-music is taken")),
+        "{why}"
+    );
+    let (status, why) =
+        dev.post("/api/libraries", json!({"slug": "music-2", "name": "riverside university music library"})).await;
+    assert_eq!(status, 409);
+    assert!(why["error"]["message"].as_str().unwrap().contains("is called"), "the name, not the free address: {why}");
     // Its entry point works at once, and the new library belongs to Dev's institution.
     let patron = app.start_chat("riverside-music", "Scores for a quartet?").await;
     let (_, monitor) = dev.get("/api/monitor").await;

@@ -139,6 +139,10 @@ async fn the_transcripts_times_are_on_the_patrons_clock_and_an_offset_out_of_ran
     let stamp = format!("[{:02}:{:02}] Patron: Maps?", local / 60, local % 60);
     assert!(text.contains(&stamp), "the question at {stamp} New York time: {text}");
     assert!(!text.contains("UTC]"), "{text}");
+    assert!(
+        text.contains("] Chat session has ended") && !text.contains("—:"),
+        "refdesk's lines are said by no one: {text}"
+    );
 }
 
 #[tokio::test]

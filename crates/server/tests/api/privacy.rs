@@ -142,7 +142,12 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
     let carla = app.staff("carla").await;
     let keep = json!({"days": 30, "transcripts": "mask"});
     assert_eq!(app.staff("ann").await.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 403);
-    assert_eq!(carla.put("/api/libraries/riverside-main/retention", json!({"days": 0})).await.0, 422);
+    for days in [json!(0), json!(-5), json!(3651), json!(4_294_967_297_i64)] {
+        let (status, why) = carla.put("/api/libraries/riverside-main/retention", json!({"days": days})).await;
+        let message = why["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(status, 422, "{days}");
+        assert!(message.contains("1 to 3650 days"), "{days}: the rule's words, not a parser's: {message}");
+    }
     assert_eq!(carla.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 200);
     assert_eq!(carla.get("/api/libraries/riverside-main/retention").await.1, keep);
     let erin = app.staff("erin").await;

@@ -1,0 +1,103 @@
+// An administrator's mistakes change nothing they did not mean to change
+// (from an administrator's-day trial): adding a code under a key that
+// exists, letters typed into a retention period, a role change the server
+// refuses, and "Set code" pressed to record a READ scale alone. In Debian's
+// Chromium against the real server with the demo data.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { refdesk, accessible } from "./harness.mjs";
+
+let base;
+const h = refdesk("refdesk-admin-", (r) => { base = r.base; });
+
+async function signIn(username, availability) {
+  const page = await h.open();
+  await page.goto(`${base}/desk`);
+  await page.fill("#username", username);
+  await page.fill("#password", "refdesk-demo");
+  await page.click("#login button[type=submit]");
+  await page.getByText(/Signed in as/).waitFor();
+  if (availability) await page.selectOption("#availability", availability);
+  return page;
+}
+
+/** A GET of the API with the page's own sign-in. */
+const read = (page, url) => page.evaluate(async (u) => (await fetch(u)).json(), url);
+
+test("a code key that exists is refused, not replaced; a code's flags can be set and kept", async () => {
+  const erin = await signIn("erin");
+  await erin.goto(`${base}/desk/admin`);
+  await erin.getByRole("button", { name: "Save practice" }).waitFor();
+  await erin.fill("#code-key", "practice");
+  await erin.fill("#code-label", "Not practice at all");
+  await erin.click("#code-form button[type=submit]");
+  await erin.getByText("A code with the key practice exists already").waitFor();
+  const practice = async () => (await read(erin, "/api/codes")).find((c) => c.key === "practice");
+  assert.deepEqual([(await practice()).label, (await practice()).exclude_from_stats], ["Practice", true], "unchanged");
+
+  // The flags are in the row: cleared, saved and read back; then set again.
+  const flag = erin.locator("#flag-practice-exclude_from_stats");
+  assert.ok(await flag.isChecked(), "the row shows the flag the code has");
+  await flag.uncheck();
+  await erin.getByRole("button", { name: "Save practice" }).click();
+  await erin.getByText("Code practice saved.").waitFor();
+  assert.equal((await practice()).exclude_from_stats, false);
+  await flag.check();
+  await erin.getByRole("button", { name: "Save practice" }).click();
+  await erin.getByText("Code practice saved.").waitFor();
+  assert.equal((await practice()).exclude_from_stats, true);
+  await accessible(erin, "the admin page with the codes' flags");
+  await erin.context().close();
+});
+
+test("letters in a retention period are refused and the period is kept", async () => {
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/admin`);
+  const days = carla.getByRole("spinbutton", { name: /Days before personal data is removed, Riverside University Main Library/ });
+  const save = carla.getByRole("button", { name: "Save the retention of Riverside University Main Library" });
+  await days.fill("30");
+  await save.click();
+  await carla.getByText(/personal data is removed after 30 days/).waitFor();
+  // "1e" is no number: the box reads as empty, which must not mean "keep".
+  await days.fill("");
+  await days.pressSequentially("1e");
+  await save.click();
+  await carla.getByText(/give a whole number of days from 1 to 3650/).waitFor();
+  const kept = await read(carla, "/api/libraries/riverside-main/retention");
+  assert.equal(kept.days, 30, "the period is kept");
+  await carla.context().close();
+});
+
+test("a role change the server refuses leaves the row showing the role the account has", async () => {
+  const erin = await signIn("erin");
+  await erin.goto(`${base}/desk/staff`);
+  const role = erin.getByRole("combobox", { name: "Role of Erin Index" });
+  await role.selectOption("librarian");
+  await erin.getByText(/cannot disable or demote yourself/).waitFor();
+  await erin.waitForFunction(() => document.querySelector("select[aria-label='Role of Erin Index']")?.value === "cooperative_admin");
+  await erin.context().close();
+});
+
+test("Set code with a READ scale alone keeps the question's code", async () => {
+  const ann = await signIn("ann", "on_duty");
+  const patron = await h.open();
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", "Reed");
+  await patron.fill("#question", "How hard was this one?");
+  await patron.click("#start button[type=submit]");
+  await ann.getByRole("button", { name: /Accept: Reed/ }).click();
+  await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  await ann.selectOption("#code", "follow_up_by_me");
+  await ann.click("#set-code");
+  const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json())
+    .find((x) => x.text === "How hard was this one?").id);
+  await ann.goto(`${base}/desk/questions/${qid}`);
+  await ann.locator("#code-form").waitFor();
+  assert.equal(await ann.inputValue("#code"), "follow_up_by_me", "the picker starts at the code set");
+  await ann.selectOption("#read-scale", "4");
+  await ann.click("#code-form button[type=submit]");
+  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.state.read_scale === 4, qid);
+  const q = (await read(ann, `/api/questions/${qid}`)).question;
+  assert.equal(q.state.code, "follow_up_by_me", "the code is the one set before");
+  for (const p of [ann, patron]) await p.context().close();
+});
