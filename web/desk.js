@@ -338,7 +338,10 @@ function renderQueue() {
     el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": i === 0 ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
     el("div", {}, w.question),
     el("div", { class: "status" }, waited(w)))),
-    ...(queueMore > 0 ? [el("li", { class: "status" }, `…and ${queueMore} more waiting`)] : []));
+    ...(queueMore > 0 ? [el("li", { class: "status" }, `…and ${queueMore} more waiting`)] : []),
+    // Empty: off duty, waiting patrons are not offered (an admin's ALL tab may show them).
+    ...(waiting.length === 0 && $("availability").value !== "on_duty"
+      ? [el("li", { class: "status" }, "You are not on duty: patrons waiting are not shown here. Go on duty to take chats.")] : []));
   updateTitle();
 }
 
@@ -359,7 +362,7 @@ async function refreshColleagues() {
   const unread = new Map(convs.map((c) => [c.peer, c.unread]));
   for (const p of people) colleagues.set(p.id, p);
   const mine = people.find((p) => p.id === me.id);
-  if (mine && document.activeElement !== $("availability")) $("availability").value = mine.availability;
+  if (mine && document.activeElement !== $("availability")) { $("availability").value = mine.availability; renderQueue(); }
   $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
     el("button", { type: "button", class: "secondary", onclick: () => openIm(p.id) },
       `${p.display_name} — ${p.presence.replace("_", " ")}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
@@ -553,6 +556,8 @@ function onRefused(f) {
     // Signing out here: the socket may hear of it before the request's
     // answer, and the reload would then leave the drafts behind.
     if (signingOut) pref.clearDrafts();
+    // The sign-in form then says why it is back (not while signing out here).
+    else sessionStorage.setItem("refdesk.ended", "1");
     conn.close(); location.reload(); return;
   }
   $("chat-error").textContent = f.message;
@@ -701,7 +706,10 @@ $("transfer").onsubmit = (e) => {
   // "Stay" is asked each time: it does not carry over to the next transfer.
   act(api(`/api/sessions/${current}/transfer`, { method: "POST", body }).then(() => { $("stay").checked = false; }));
 };
-$("availability").onchange = () => act(api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues));
+$("availability").onchange = () => {
+  renderQueue();
+  act(api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues));
+};
 $("im-form").onsubmit = (e) => {
   e.preventDefault();
   const body = $("im-text").value.trim();
@@ -739,4 +747,11 @@ $("logout").onclick = async () => {
   location.reload();
 };
 
-try { me = await api("/api/me"); start(); } catch { $("login").classList.remove("hidden"); }
+try { me = await api("/api/me"); start(); } catch {
+  $("login").classList.remove("hidden");
+  if (sessionStorage.getItem("refdesk.ended")) {
+    $("login-error").textContent = "You were signed out: your sign-in ended elsewhere or expired, or your account was disabled. "
+      + "Sign in again; if that is refused, ask your library's admin.";
+  }
+}
+sessionStorage.removeItem("refdesk.ended");

@@ -59,18 +59,22 @@ function render(d, from) {
   erasedShown = q.erased;
   question = q;
   $("erased-note").classList.toggle("hidden", !q.erased);
+  // An erased question takes no answer nor note (the server refuses them):
+  // its forms are not offered.
+  for (const id of ["answer-form", "note-form"]) $(id).classList.toggle("hidden", q.erased);
   $("title").textContent = `Question #${q.id}`;
   $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
     `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
     + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; chatted with ${q.librarian_name || "—"}`
     + `; assigned to ${q.state.assignee == null ? "nobody" : person(q.state.assignee)}`
+    + (q.referred_name ? `; referred to ${q.referred_name}` : "")
     + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
   $("patron").replaceChildren(
-    el("strong", {}, "Patron: "), q.patron_name || "no name given", " · ",
+    el("strong", {}, "Patron: "), q.erased ? "erased" : q.patron_name || "no name given", " · ",
     // The address is the patron's own text: encoded (but its `@`, which
     // some mail programs would not decode), so that a `?` or `&` in it
     // cannot add a Cc, a subject or a body to the librarian's mail.
-    el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email).replaceAll("%40", "@")}` }, d.patron_email) : "none given");
+    el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email).replaceAll("%40", "@")}` }, d.patron_email) : q.erased ? "erased" : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
   addLines(d.transcript);
   addEntries(d.timeline, from);

@@ -232,6 +232,12 @@ function section(rep, q) {
 
 async function show() {
   $("error").textContent = "";
+  // A range that ends before it starts is said once, here, not under each report.
+  if ($("from").value && $("to").value && $("to").value < $("from").value) {
+    $("error").textContent = `The range ends (${$("to").value}) before it starts (${$("from").value}): change one of the dates.`;
+    $("to").focus();
+    return;
+  }
   const q = query();
   const where = $("library").value ? $("library").selectedOptions[0].textContent : "every library you may see";
   $("status").textContent = "Loading the reports…";

@@ -101,3 +101,14 @@ test("Set code with a READ scale alone keeps the question's code", async () => {
   assert.equal(q.state.code, "follow_up_by_me", "the code is the one set before");
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a reversed date range on the reports page is said once, and no report is asked for", async () => {
+  const carla = await signIn("carla");
+  let asked = 0;
+  carla.on("request", (r) => { if (/\/api\/reports\/[a-z_]+/.test(r.url())) asked += 1; });
+  await carla.goto(`${base}/desk/reports?from=2026-12-05&to=2026-12-01`);
+  await carla.getByText("The range ends (2026-12-01) before it starts (2026-12-05): change one of the dates.").waitFor();
+  assert.equal(await carla.locator(".report-section").count(), 0, "no section under it repeats it");
+  assert.equal(asked, 0);
+  await carla.context().close();
+});

@@ -44,8 +44,10 @@ test("going on duty shows the patrons already waiting, and the desk shows the av
   await askQuestion(patron, "Early", "Waiting before anyone was on duty");
   await ann.waitForTimeout(500);
   assert.equal(await ann.getByRole("button", { name: /Accept: Early/ }).count(), 0, "off duty: not offered");
+  await ann.locator("#queue").getByText("You are not on duty: patrons waiting are not shown here.").waitFor();
   await ann.selectOption("#availability", "on_duty");
   await ann.getByRole("button", { name: /Accept: Early/ }).waitFor();
+  assert.equal(await ann.locator("#queue").getByText("You are not on duty").count(), 0, "on duty: the hint goes");
   assert.match(await ann.title(), /^\(\d+\) Desk/, "the title counts who is waiting");
   await ann.check("#alerts");
   await ann.reload();
@@ -396,6 +398,7 @@ test("a desk whose sign-in ended elsewhere goes back to the sign-in form instead
   await ann.waitForTimeout(4000);
   assert.equal(sockets, before, "no socket after the sign-out, not a reconnect loop");
   assert.ok(await ann.locator("#login").isVisible(), "the sign-in form is shown");
+  assert.match(await ann.locator("#login-error").innerText(), /^You were signed out: your sign-in ended elsewhere/, "and says why");
 });
 
 test("signing out leaves no unsent reply in the browser; other settings stay", async () => {
@@ -413,6 +416,7 @@ test("signing out leaves no unsent reply in the browser; other settings stay", a
   await ann.locator("#login").waitFor({ state: "visible" });
   assert.deepEqual(await drafts(), [], "the unsent reply is gone");
   assert.equal(await ann.evaluate(() => localStorage.getItem("refdesk.kept")), "a setting");
+  assert.equal(await ann.locator("#login-error").innerText(), "", "signed out on purpose: nothing to explain");
   for (const p of [ann, patron]) await p.context().close();
 });
 
