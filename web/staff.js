@@ -6,6 +6,41 @@ const $ = (id) => document.getElementById(id);
 const ROLES = ["librarian", "library_admin", "institution_admin", "cooperative_admin"];
 let me = null;
 
+// What a new password must be, by role (the server checks it: crates/domain/src/input.rs).
+const RULES = {
+  librarian: "8 characters or more, with 5 different ones; not the username or a common password",
+  admin: "12 characters or more, with 6 different ones; not the username or a common password",
+};
+const ruleOf = (role) => (role === "librarian" ? RULES.librarian : RULES.admin);
+
+/**
+ * Asks for a new password in a dialog (typed twice, never shown): resolves
+ * to it, or to null when cancelled.
+ */
+function askPassword(title, role) {
+  const dialog = $("password-dialog");
+  $("password-title").textContent = title;
+  $("password-rule").textContent = `It needs ${ruleOf(role)}.`;
+  $("password-error").textContent = "";
+  $("password-form").reset();
+  return new Promise((resolve) => {
+    const done = (value) => { dialog.close(); resolve(value); };
+    $("password-cancel").onclick = () => done(null);
+    dialog.oncancel = (e) => { e.preventDefault(); done(null); }; // Escape
+    $("password-form").onsubmit = (e) => {
+      e.preventDefault();
+      if ($("password-new").value !== $("password-again").value) {
+        $("password-error").textContent = "The two passwords differ: type the same one twice.";
+        $("password-again").focus();
+        return;
+      }
+      done($("password-new").value);
+    };
+    dialog.showModal();
+    $("password-new").focus();
+  });
+}
+
 async function update(id, body, what) {
   $("error").textContent = "";
   $("status").textContent = "";
@@ -27,20 +62,19 @@ function row(s) {
   }
   const offered = ROLES.filter((r, i) => i <= mine);
   const role = el("select", { "aria-label": `Role of ${s.display_name}` }, ...offered.map((r) => el("option", { value: r, selected: r === s.role }, r.replace("_", " "))));
-  role.onchange = () => {
+  role.onchange = async () => {
     // A promotion into an admin role comes with a new, strong password.
     const up = ROLES.indexOf(role.value) > ROLES.indexOf(s.role) && role.value !== "librarian";
     if (!up) return update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
-    const password = prompt(`A new password for ${s.display_name} as ${role.value.replace("_", " ")} (12 characters or more, with 6 different ones)`);
+    const password = await askPassword(`A new password for ${s.display_name} as ${role.value.replaceAll("_", " ")}`, role.value);
     if (!password) { role.value = s.role; return; }
     update(s.id, { role: role.value, password }, `Role of ${s.display_name} changed; their password too.`);
   };
   const toggle = el("button", { type: "button", class: "secondary" }, s.disabled ? "Enable" : "Disable");
   toggle.onclick = () => update(s.id, { disabled: !s.disabled }, `${s.display_name} ${s.disabled ? "enabled" : "disabled"}.`);
   const reset = el("button", { type: "button", class: "secondary" }, "Reset password");
-  reset.onclick = () => {
-    const rule = s.role === "librarian" ? "8 characters or more" : "12 characters or more, with 6 different ones";
-    const password = prompt(`New password for ${s.display_name} (${rule})`);
+  reset.onclick = async () => {
+    const password = await askPassword(`A new password for ${s.display_name}`, s.role);
     if (password) update(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`);
   };
   // A typo, or a new name: lines already written keep the old one.
@@ -71,5 +105,13 @@ $("create").onsubmit = async (e) => {
 };
 
 try { me = await api("/api/me"); } catch { location.href = "/desk"; }
-$("new-library").append(...(await api("/api/libraries")).map((l) => el("option", { value: l.slug }, l.name)));
+// The form offers what this admin may give: roles up to their own, the
+// libraries of their scope (the server refuses anything else).
+const inScope = (l) => ({
+  library_admin: l.id === me.home.library,
+  institution_admin: l.institution === me.home.institution,
+  cooperative_admin: l.cooperative === me.home.cooperative,
+})[me.role] ?? false;
+$("new-library").append(...(await api("/api/libraries")).filter(inScope).map((l) => el("option", { value: l.slug }, l.name)));
+for (const option of [...$("new-role").options]) if (ROLES.indexOf(option.value) > ROLES.indexOf(me.role)) option.remove();
 load();

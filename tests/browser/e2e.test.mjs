@@ -227,6 +227,9 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.goto(`${base}/desk/staff`);
   await admin.getByRole("cell", { name: "ann", exact: true }).waitFor();
   await accessible(admin, "staff management");
+  // Carla, a library admin, is offered her own library and roles up to hers.
+  assert.deepEqual(await admin.locator("#new-library option").allTextContents(), ["Riverside University Main Library"]);
+  assert.deepEqual(await admin.locator("#new-role option").evaluateAll((o) => o.map((x) => x.value)), ["librarian", "library_admin"]);
   // Ann, a librarian, Carla manages; Pia, a library admin as Carla is, not.
   await admin.fill("#new-username", "pia");
   await admin.fill("#new-name", "Pia Peer");
@@ -250,6 +253,23 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.evaluate(() => { window.prompt = () => "Lee Lender"; });
   await rowOf("lee").getByRole("button", { name: "Rename" }).click();
   await admin.getByRole("cell", { name: "Lee Lender", exact: true }).waitFor();
+  // A new password is typed twice, in a dialog that never shows it.
+  await rowOf("lee").getByRole("button", { name: "Reset password" }).click();
+  const dialog = admin.getByRole("dialog", { name: "A new password for Lee Lender" });
+  await dialog.getByText("It needs 8 characters or more, with 5 different ones").waitFor();
+  assert.equal(await dialog.getByLabel("New password").getAttribute("type"), "password");
+  await accessible(admin, "the new-password dialog");
+  await dialog.getByLabel("New password").fill("copper kettle 77");
+  await dialog.getByLabel("The same again").fill("copper kettle 78");
+  await dialog.getByRole("button", { name: "Set the password" }).click();
+  await dialog.getByText("The two passwords differ").waitFor();
+  await dialog.getByLabel("The same again").fill("copper kettle 77");
+  await dialog.getByRole("button", { name: "Set the password" }).click();
+  await admin.getByText("Password of Lee Lender reset; their sign-ins ended.").waitFor();
+  const signedIn = await admin.evaluate(async () => (await fetch("/api/login", {
+    method: "POST", headers: { "content-type": "application/json" }, credentials: "omit",
+    body: JSON.stringify({ username: "lee", password: "copper kettle 77" }) })).status);
+  assert.equal(signedIn, 200, "Lee signs in with it");
   await admin.goto(`${base}/desk/admin`);
   await admin.locator("#snippet-lib1").waitFor();
   assert.match(await admin.inputValue("#snippet-lib1"), /widget\.js" data-library="riverside-main"/);
