@@ -69,8 +69,19 @@ const seen = new Set();
 // The last sequence number shown on this page: a reconnect resumes after it;
 // a reload starts from nothing on the page, so it replays the whole chat.
 let last = 0;
-// Whether a librarian took the chat (its "accepted" line was shown).
+// Whether a librarian took the chat (its "accepted" line was shown), and
+// whether it has ended.
 let taken = false;
+let ended = false;
+// Where the transcript goes, as the server last said (null: nowhere).
+let transcriptTo = null;
+function noteTranscript() {
+  const note = $("transcript-note");
+  if (!transcriptTo) { note.textContent = ""; return; }
+  if (!ended) note.textContent = `The transcript will be sent to ${transcriptTo} when the chat ends.`;
+  // Only a chat a librarian took has a transcript (refdesk mails no stranger).
+  else note.textContent = taken ? `The transcript is on its way to ${transcriptTo}.` : "";
+}
 
 // What the status line says when the connection is fine; "Reconnecting…"
 // stands in for it only while the socket is down.
@@ -78,8 +89,22 @@ let statusText = "";
 let connected = true;
 function setStatus(text) {
   statusText = text;
-  if (connected) $("status").textContent = text;
+  if (connected && navigator.onLine !== false) $("status").textContent = text;
 }
+// The browser knows it has lost the network before the socket does (a
+// socket may stay open for minutes on a dead link): said at once.
+window.addEventListener("offline", () => {
+  if (chat) $("status").textContent = "You are offline. What you send goes once you are back online.";
+});
+window.addEventListener("online", () => { if (chat) $("status").textContent = connected ? statusText : "Reconnecting…"; });
+
+// Other tabs of this browser showing this chat (a tab opened from it keeps
+// a copy of its storage) leave it when it is ended and cleared here: on a
+// public computer nothing of it may stay on screen.
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("refdesk.chat") : null;
+tabs?.addEventListener("message", (e) => {
+  if (chat && e.data?.cleared === chat.session) { forget(); chat = null; location.replace(location.pathname + location.search); }
+});
 
 // Who is typing, each with the timer that clears them: the server sends no
 // "stopped" when a line is sent, and a dropped typist never sends one.
@@ -107,18 +132,20 @@ function render(m) {
   if (m.author.type === "staff" && typists.has(m.author.name)) setTyping(m.author.name, false);
   if (m.system === "accepted") {
     taken = true;
+    $("duty").classList.add("hidden");
     setStatus("A librarian is with you.");
   }
   if (m.system === "ended") {
+    ended = true;
     setStatus("The chat has ended.");
-    for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm"]) $(id).classList.add("hidden");
+    for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
     $("end-row").classList.remove("hidden");
+    $("end-clear").textContent = "Clear this chat and start a new one";
     for (const who of [...typists.keys()]) setTyping(who, false);
     // A chat no librarian took has nothing to rate (the server refuses it),
-    // and no transcript is sent for it.
-    if (taken) $("rating-form").classList.remove("hidden");
-    const note = $("transcript-note");
-    note.textContent = taken ? note.textContent.replace(/ will be sent to (.*) when the chat ends\./, " is on its way to $1.") : "";
+    // and no transcript is sent for it; one rated already is not asked again.
+    if (taken && !chat?.rated) $("rating-form").classList.remove("hidden");
+    noteTranscript();
   }
 }
 
@@ -164,7 +191,8 @@ function begin() {
   setStatus("Waiting for a librarian…");
   // Lines sent but not yet acknowledged (after a reload too): shown as
   // pending until the server stores them or refuses them.
-  for (const p of chat.pending) $("log").append(el("li", { class: "pending", "data-client": p.client_id }, p.body));
+  for (const p of chat.pending) $("log").append(el("li", { class: "pending", "data-client": p.client_id, dir: "auto" }, p.body));
+  $("log").scrollTop = $("log").scrollHeight;
   const conn = socket("/api/ws", {
     auth: { token: chat.token },
     onOpen: (send) => {
@@ -210,7 +238,7 @@ function begin() {
     chat = null;
     setStatus(why);
     $("transcript-note").textContent = "";
-    for (const id of ["composer", "end", "transcript-form", "end-confirm"]) $(id).classList.add("hidden");
+    for (const id of ["composer", "end", "transcript-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
     $("end-row").classList.remove("hidden");
   }
   // A frame past the rate limit (this chat's, or its network's: a lab
@@ -248,7 +276,8 @@ function begin() {
     }
     const p = { client_id: newClientId(), body };
     chat.pending.push(p); save();
-    $("log").append(el("li", { class: "pending", "data-client": p.client_id }, body));
+    $("log").append(el("li", { class: "pending", "data-client": p.client_id, dir: "auto" }, body));
+    $("log").scrollTop = $("log").scrollHeight;
     conn.send({ type: "send", client_id: p.client_id, body });
     $("text").value = ""; $("chat-error").textContent = "";
     updateCounter();
@@ -280,11 +309,12 @@ function begin() {
     asking(true);
     $("end-yes").focus();
   };
-  $("end-yes").onclick = () => { asking(false); then?.(); };
+  $("end-yes").onclick = () => { asking(false); $("end-clear").focus(); then?.(); };
   $("end-no").onclick = () => { asking(false); $("end").focus(); };
   const endAndClear = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
+    tabs?.postMessage({ cleared: chat.session });
     clearTimeout(retry);
     conn.close();
     forget();
@@ -296,7 +326,9 @@ function begin() {
     e.preventDefault();
     try {
       const r = await api("/api/chat/transcript", { method: "POST", token: chat.token, body: { email: $("transcript-email").value, utc_offset: utcOffset() } });
-      $("transcript-note").textContent = r.transcript_to ? `The transcript will be sent to ${r.transcript_to} when the chat ends.` : "No transcript will be sent.";
+      transcriptTo = r.transcript_to;
+      noteTranscript();
+      if (!r.transcript_to) $("transcript-note").textContent = "No transcript will be sent.";
     } catch (err) { $("chat-error").textContent = err.message; }
   };
   $("end").onclick = askFirst(async () => {
@@ -327,6 +359,7 @@ $("rating-form").onsubmit = async (e) => {
   const rating = Number(document.querySelector('input[name="rating"]:checked')?.value);
   try {
     await api("/api/chat/rating", { method: "POST", token: chat.token, body: { rating, comment: $("rating-comment").value } });
+    chat.rated = true; save();
     $("rating-form").replaceChildren(el("p", { role: "status" }, "Thank you for your rating."));
   } catch (err) { $("chat-error").textContent = err.message; }
 };
@@ -355,10 +388,17 @@ $("start").onsubmit = async (e) => {
     chat = { token: r.token, session: r.session, pending: [] };
     save();
     begin();
-    // Asked for on the form: the box during the chat says where it goes.
+    $("text").focus();
+    // Asked for on the form: the box during the chat says where it goes,
+    // or that it could not be asked for (the network's share this hour).
+    transcriptTo = r.transcript_to;
     if ($("transcript").checked && $("email").value) {
       $("transcript-email").value = $("email").value;
-      $("transcript-note").textContent = `The transcript will be sent to ${$("email").value} when the chat ends.`;
+      noteTranscript();
+      if (!r.transcript_to) {
+        $("transcript-note").textContent = "Your chat has started, but its transcript could not be asked for: too many have been "
+          + "asked from this network this hour. You may ask again below later, or copy the chat before you leave.";
+      }
     }
   } catch (err) {
     $("start-error").textContent = err.message;
@@ -402,9 +442,26 @@ async function checkStatus() {
   } catch (err) { $("start-error").textContent = err.message; }
 }
 
+// While the patron waits, whether anyone is on duty to take the chat: if
+// not, they are told so, not left to wait for nobody.
+async function checkDuty() {
+  if (!chat || taken || ended) { $("duty").classList.add("hidden"); return; }
+  try {
+    const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
+    nameLibrary(st);
+    $("duty").classList.toggle("hidden", st.online || !chat || taken || ended);
+  } catch { /* said again in 30 s */ }
+}
+setInterval(checkDuty, 30000);
+
 if (chat) {
   begin();
-  api(`/api/libraries/${encodeURIComponent(slug)}/status`).then(nameLibrary, () => {});
+  api(`/api/libraries/${encodeURIComponent(slug)}/status`).then((st) => {
+    nameLibrary(st);
+    $("duty").classList.toggle("hidden", st.online || !chat || taken || ended);
+  }, () => {});
+  // A page opened again: where the transcript goes, as the server has it.
+  api("/api/chat?limit=1", { token: chat.token }).then((page) => { transcriptTo = page.transcript_to; noteTranscript(); }, () => {});
 } else {
   await checkStatus();
   setInterval(checkStatus, 30000);

@@ -78,7 +78,8 @@ export function messageItem(m, { staffView = false } = {}) {
   const li = el("li", { class: `${m.kind} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
   if (m.kind === "note") li.append(el("span", { class: "label" }, "librarian note"));
   if (who) li.append(el("span", { class: "who" }, who + ":"));
-  li.append(el("span", { class: "body" }, ...linkify(m.body)));
+  // A right-to-left line keeps its punctuation at its own end.
+  li.append(el("span", { class: "body", dir: "auto" }, ...linkify(m.body)));
   li.append(el("time", { datetime: new Date(m.at).toISOString() }, clock(m.at)));
   return li;
 }

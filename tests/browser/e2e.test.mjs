@@ -204,7 +204,10 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await ann.screenshot({ path: path.join(SHOTS, "desk-two-chats.png"), fullPage: true });
   await phone.getByText("Ann Archer (librarian) has joined the chat").waitFor();
 
-  // "End and clear": nothing of the chat stays in the browser.
+  // "End and clear": nothing of the chat stays in the browser, nor in
+  // another tab opened from this one (it holds a copy of the chat).
+  const [copy] = await Promise.all([phone.waitForEvent("popup"), phone.evaluate(() => { window.open(location.href); })]);
+  await copy.getByText("Ann Archer (librarian) has joined the chat").waitFor();
   await phone.click("#end-clear");
   // Asked first, on the page: "Keep chatting" changes nothing, "Yes" ends.
   await phone.getByText("End this chat? You cannot come back to it.").waitFor();
@@ -215,6 +218,9 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await phone.click("#end-clear");
   await phone.getByRole("button", { name: "Yes, end it" }).click();
   await phone.locator("#start").waitFor();
+  await copy.locator("#start").waitFor();
+  assert.ok(!(await copy.content()).includes("Asked from a phone"), "the other tab holds nothing of the chat");
+  await copy.close();
   assert.equal(await phone.evaluate(() => sessionStorage.length), 0, "session storage is empty");
   assert.ok(!(await phone.content()).includes("Asked from a phone"), "the page holds nothing of the chat");
 

@@ -309,10 +309,55 @@ test("the patron's page names its library; a transcript asked for on the form is
   await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
   assert.equal(await patron.inputValue("#transcript-email"), "tess@example.org");
   const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
+  assert.equal(await patron.evaluate(() => document.activeElement.id), "text", "the message box has the focus");
   await accept(ann, session);
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // Opened again (a reload, another page of the library's site), the page
+  // still says where the transcript goes: the server tells it.
+  await patron.reload();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
+  // A right-to-left line is laid out as one.
+  assert.equal(await patron.locator("#log li .body").first().getAttribute("dir"), "auto");
   assert.equal((await ann.call("POST", `/api/sessions/${session}/end`)).status, 200);
   await patron.getByText("The transcript is on its way to tess@example.org.").waitFor();
+  await patron.getByLabel("5 (excellent)").check();
+  await patron.locator("#rating-form button[type=submit]").click();
+  await patron.getByText("Thank you for your rating.").waitFor();
+  // Rated once: a reload does not ask again; the way on is a new chat.
+  await patron.reload();
+  await patron.getByText("The transcript is on its way to tess@example.org.").waitFor();
+  assert.ok(await patron.locator("#rating-form").isHidden(), "not asked to rate again");
+  await patron.getByRole("button", { name: "Clear this chat and start a new one" }).click();
+  await patron.locator("#start").waitFor();
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
+test("a waiting patron is told when nobody is on duty, and when the network is lost", async () => {
+  const carla = await staff("carla", "off_duty"); // off duty, whatever an earlier test left
+  await carla.page.context().close();
+  const ann = await staff("ann");
+  assert.equal((await ann.call("POST", "/api/me/availability", { availability: "on_duty" })).status, 200);
+  const patron = await open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#question", "Is anyone there?");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  assert.ok(await patron.locator("#duty").isHidden(), "someone is on duty");
+  assert.equal((await ann.call("POST", "/api/me/availability", { availability: "off_duty" })).status, 200);
+  // Checked every 30 s; a reload asks at once.
+  await patron.reload();
+  await patron.getByText("No librarian is on duty right now.").waitFor();
+  await patron.context().setOffline(true);
+  await patron.evaluate(() => window.dispatchEvent(new Event("offline")));
+  await patron.getByText("You are offline. What you send goes once you are back online.").waitFor();
+  await patron.context().setOffline(false);
+  await patron.evaluate(() => window.dispatchEvent(new Event("online")));
+  await patron.getByText(/You are number 1 in line|Waiting for a librarian/).waitFor();
+  await patron.getByRole("button", { name: "End chat" }).click();
+  await patron.getByRole("button", { name: "Yes, end it" }).click();
+  assert.equal(await patron.evaluate(() => document.activeElement.id), "end-clear", "the focus stays on the page's controls");
+  await patron.getByText("The chat has ended.").waitFor();
   for (const p of [ann.page, patron]) await p.context().close();
 });
 

@@ -92,6 +92,8 @@ pub struct Started {
     pub token: String,
     /// The library's name.
     pub library: String,
+    /// Where the transcript will go, if asked for and taken.
+    pub transcript_to: Option<String>,
 }
 
 fn target(rec: &SessionRecord) -> Target<'_> {
@@ -445,11 +447,15 @@ impl App {
         if form.transcript && email.is_none() {
             return Err(DomainError::invalid("email", "give an e-mail address to receive the transcript").into());
         }
-        let transcript_to = if form.transcript { email.clone() } else { None };
-        let transcript_utc_offset = form.utc_offset.map(input::utc_offset).transpose()?.filter(|_| form.transcript);
-        if transcript_to.is_some() {
-            self.may_ask_transcript(&keys)?;
-        }
+        let utc_offset = form.utc_offset.map(input::utc_offset).transpose()?;
+        // A transcript past the network's hourly share is not taken, but the
+        // chat is: a lab's computers share one address, and a patron must
+        // not be kept from asking their question by others' transcripts.
+        let transcript_to = match form.transcript {
+            true => email.clone().filter(|_| self.may_ask_transcript(&keys).is_ok()),
+            false => None,
+        };
+        let transcript_utc_offset = utc_offset.filter(|_| transcript_to.is_some());
         let question = Body::parse(&form.question, self.limits.max_message_chars)
             .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
         let token = auth::new_token()?;
@@ -460,7 +466,7 @@ impl App {
             question: question.into_string(),
             token_hash: auth::digest(&token),
             now: self.clock.now(),
-            transcript_to,
+            transcript_to: transcript_to.clone(),
             transcript_utc_offset,
             keys,
             max_waiting: self.limits.max_waiting_per_library,
@@ -469,7 +475,7 @@ impl App {
             max_started_in_library_per_day: self.limits.starts_per_library_per_day,
         };
         let (rec, _) = self.store.start_session(new).await.map_err(|e| self.note_day_spent(&lib, e))?;
-        Ok(Started { session: rec.ctx.id, token, library: lib.name })
+        Ok(Started { session: rec.ctx.id, token, library: lib.name, transcript_to })
     }
 
     /// Passes a store error on; when it is `too_many_today` (the library

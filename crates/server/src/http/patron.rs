@@ -147,7 +147,7 @@ impl From<StartChatBody> for StartChat {
         (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or `utc_offset` out of range (a malformed browser id is ignored)", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue), `too_many_today` (the chats and offline questions the library took in the last 24 hours) or `too_many_mails` (transcripts asked from this network this hour)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue) or `too_many_today` (the chats and offline questions the library took in the last 24 hours) (a transcript past this network's hourly share is not refused: the chat starts without one, `transcript_to` null)", body = ErrorBody),
     ))]
 async fn start(
     State(state): State<AppState>,
@@ -196,6 +196,7 @@ async fn chat(
         messages: page.messages,
         last: page.last,
         more: page.more,
+        transcript_to: rec.transcript_to,
     }))
 }
 

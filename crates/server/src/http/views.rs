@@ -526,11 +526,17 @@ pub struct StartedView {
     pub token: String,
     /// The library's name.
     pub library: String,
+    /// Where the transcript will be e-mailed at the end: the address when
+    /// one was asked for and taken, else none — asked for from a network
+    /// that asked for too many this hour, the chat starts without one
+    /// (`limits.patron_mails_per_address_per_hour`; a library's lab shares
+    /// one address) and the page says so.
+    pub transcript_to: Option<String>,
 }
 
 impl From<refdesk_app::Started> for StartedView {
     fn from(s: refdesk_app::Started) -> Self {
-        StartedView { session: s.session, token: s.token, library: s.library }
+        StartedView { session: s.session, token: s.token, library: s.library, transcript_to: s.transcript_to }
     }
 }
 
@@ -547,6 +553,9 @@ pub struct PatronChat {
     pub last: u64,
     /// Whether more lines follow.
     pub more: bool,
+    /// Where the transcript is (or was) to be e-mailed at the end, if the
+    /// patron asked: a page opened again says so.
+    pub transcript_to: Option<String>,
 }
 
 /// Whether a library's entry point has anyone to answer.

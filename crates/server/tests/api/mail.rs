@@ -199,6 +199,10 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
     assert_eq!(res.status(), 200);
     let rec = app.state.app.store().session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
     assert_eq!(rec.transcript_to.as_deref(), Some("pat@example.org"));
+    // A page opened again reads where it goes.
+    let page: serde_json::Value =
+        http.get(app.url("/api/chat")).bearer_auth(&patron.token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["transcript_to"], "pat@example.org");
     let res = http
         .post(app.url("/api/libraries/riverside-main/chats"))
         .json(&json!({"question": "q", "transcript": true}))
