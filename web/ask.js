@@ -121,9 +121,30 @@ function setTyping(who, on) {
   showTyping();
 }
 
+// New lines from the library while the patron looks elsewhere (another tab,
+// or the widget closed): counted in the page's title, and told to the
+// widget's button. Lines replayed when the page opens are not new.
+const openedAt = Date.now();
+let unseen = 0;
+let baseTitle = document.title;
+function noticeNew(m) {
+  if (m.author.type === "patron" || m.at < openedAt - 5000) return;
+  fromHost("refdesk:new-line");
+  if (!document.hidden) return;
+  unseen += 1;
+  document.title = `(${unseen}) New message — ${baseTitle}`;
+}
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && unseen) { unseen = 0; document.title = baseTitle; }
+});
+// Escape in the widget's frame closes it (the library's page cannot see
+// keys pressed in the frame).
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && host) fromHost("refdesk:close"); });
+
 function render(m) {
   if (seen.has(m.seq)) return;
   seen.add(m.seq);
+  noticeNew(m);
   document.querySelector(`[data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
   $("log").append(messageItem(m));
   $("log").scrollTop = $("log").scrollHeight;
@@ -133,6 +154,7 @@ function render(m) {
   if (m.system === "accepted") {
     taken = true;
     $("duty").classList.add("hidden");
+    $("end").textContent = "End chat";
     setStatus("A librarian is with you.");
   }
   if (m.system === "ended") {
@@ -188,6 +210,7 @@ function notSent(p, reason) {
 function begin() {
   $("start").classList.add("hidden");
   $("chat").classList.remove("hidden");
+  $("end").textContent = taken ? "End chat" : "Leave the line";
   setStatus("Waiting for a librarian…");
   // Lines sent but not yet acknowledged (after a reload too): shown as
   // pending until the server stores them or refuses them.
@@ -306,6 +329,8 @@ function begin() {
   const askFirst = (action) => () => {
     if ($("end").classList.contains("hidden")) return action(); // already ended: nothing to lose
     then = action;
+    // Waiting, the patron leaves the line; once a librarian is there, the chat.
+    $("end-question").textContent = taken ? "End this chat? You cannot come back to it." : "Leave the line? Your place in it is lost.";
     asking(true);
     $("end-yes").focus();
   };
@@ -342,7 +367,8 @@ let offline = false;
 function setOffline(on) {
   offline = on;
   $("email").required = on;
-  $("email-label").textContent = on ? "Your e-mail (required: the answer comes by e-mail)" : "Your e-mail (optional, for a copy of the answer)";
+  $("email-label").textContent = on ? "Your e-mail (required: the answer comes by e-mail)"
+    : "Your e-mail (optional: for the transcript, or for an answer by e-mail if no librarian is free)";
   $("transcript-row").classList.toggle("hidden", on);
   if (on) $("transcript").checked = false;
   document.querySelector('#start button[type="submit"]').textContent = on ? "Send question" : "Start chat";
@@ -430,7 +456,8 @@ setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 300
 function nameLibrary(st) {
   if (!st?.library) return;
   $("heading").textContent = `Ask a librarian — ${st.library}`;
-  document.title = `Ask a librarian — ${st.library}`;
+  baseTitle = `Ask a librarian — ${st.library}`;
+  document.title = unseen ? `(${unseen}) New message — ${baseTitle}` : baseTitle;
 }
 async function checkStatus() {
   if (chat || refused) return;

@@ -38,10 +38,25 @@
   const state = document.createElement("span");
   state.style.cssText = "display:block;font-weight:400;font-size:14px";
   button.append(title, state);
+  const frame = document.createElement("iframe");
+  frame.title = "Chat with a librarian";
+  frame.src = `${origin}/ask/${encodeURIComponent(library)}?embed=1&host=${encodeURIComponent(location.origin)}`;
+  frame.hidden = true;
+  frame.style.cssText = `position:fixed;${side}:1rem;bottom:5rem;z-index:2147483000;width:min(380px,calc(100vw - 2rem));height:min(600px,calc(100vh - 6rem));border:1px solid #767676;border-radius:8px;background:#fff`;
+
+  // Lines from the library that came while the chat was closed, and the
+  // last on-duty state read.
+  let unread = 0;
+  let last = null;
   const show = (name, online) => {
+    last = { name, online };
     button.dataset.refdeskState = online ? "online" : "offline";
     title.textContent = (online ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
-    state.textContent = online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";
+    state.textContent = unread ? `● ${unread} new message${unread > 1 ? "s" : ""}: open the chat`
+      : online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";
+    // Open, the button is one short line, clear of the frame above it.
+    if (!frame.hidden) { title.textContent = "Close the chat"; state.textContent = ""; }
+    state.hidden = !state.textContent;
   };
   title.textContent = d.labelOffline || "Ask a librarian";
   const refresh = async () => {
@@ -52,12 +67,6 @@
   };
   refresh();
   setInterval(refresh, poll);
-
-  const frame = document.createElement("iframe");
-  frame.title = "Chat with a librarian";
-  frame.src = `${origin}/ask/${encodeURIComponent(library)}?embed=1&host=${encodeURIComponent(location.origin)}`;
-  frame.hidden = true;
-  frame.style.cssText = `position:fixed;${side}:1rem;bottom:5rem;z-index:2147483000;width:min(380px,calc(100vw - 2rem));height:min(600px,calc(100vh - 6rem));border:1px solid #767676;border-radius:8px;background:#fff`;
 
   // The chat in progress, kept first-party here: {chat, open}.
   let memory = null;
@@ -81,6 +90,8 @@
     if (m.type === "refdesk:restore") toFrame({ type: "refdesk:chat", chat: read()?.chat || null, browser: browserId });
     else if (m.type === "refdesk:save" && m.chat && typeof m.chat.token === "string") write({ chat: m.chat, open: !frame.hidden });
     else if (m.type === "refdesk:clear") write(null);
+    else if (m.type === "refdesk:new-line" && frame.hidden) { unread += 1; if (last) show(last.name, last.online); }
+    else if (m.type === "refdesk:close" && !frame.hidden) { setOpen(false); button.focus(); }
   });
 
   const setOpen = (open) => {
@@ -88,6 +99,8 @@
     button.setAttribute("aria-expanded", String(open));
     const saved = read();
     if (saved) write({ ...saved, open });
+    if (open) unread = 0;
+    if (last) show(last.name, last.online);
     if (open) { frame.focus(); toFrame({ type: "refdesk:opened" }); }
   };
   button.addEventListener("click", () => setOpen(frame.hidden));

@@ -409,6 +409,21 @@ test("on another page of the library's site the chat follows the patron", async 
   await frame.locator("#log").getByText(LINES.librarian3).waitFor();
 });
 
+test("Escape closes the widget; closed, its button counts the librarian's new lines, and opening it reads them", async () => {
+  const frame = frameLocator(host);
+  await frame.locator("#text").press("Escape");
+  await until("Escape in the frame closes the widget", async () => (await button(host).getAttribute("aria-expanded")) === "false");
+  assert.ok(await host.locator(`iframe[src^="${ask}/"]`).isHidden());
+  await reply("While you were away: the map room opens at 9.");
+  await until("the closed widget's button counts the new line", async () => /1 new message: open the chat/.test(await button(host).innerText()));
+  await openWidget(host);
+  await frame.locator("#log").getByText("While you were away: the map room opens at 9.").waitFor();
+  assert.equal((await button(host).innerText()).trim(), "Close the chat", "open, the button is one line that closes it");
+  await button(host).click();
+  await until("read, the count is gone", async () => /A librarian is available/.test(await button(host).innerText()));
+  await openWidget(host);
+});
+
 test("the patron ends the chat from the widget and rates it", async () => {
   const frame = frameLocator(host);
   // Ending is asked first, on the page inside the frame (no dialog: one

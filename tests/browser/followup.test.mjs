@@ -354,7 +354,9 @@ test("a waiting patron is told when nobody is on duty, and when the network is l
   await patron.context().setOffline(false);
   await patron.evaluate(() => window.dispatchEvent(new Event("online")));
   await patron.getByText(/You are number 1 in line|Waiting for a librarian/).waitFor();
-  await patron.getByRole("button", { name: "End chat" }).click();
+  // Waiting, the patron leaves the line (once taken, the button ends the chat).
+  await patron.getByRole("button", { name: "Leave the line" }).click();
+  await patron.getByText("Leave the line? Your place in it is lost.").waitFor();
   await patron.getByRole("button", { name: "Yes, end it" }).click();
   assert.equal(await patron.evaluate(() => document.activeElement.id), "end-clear", "the focus stays on the page's controls");
   await patron.getByText("The chat has ended.").waitFor();
