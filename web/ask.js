@@ -23,12 +23,12 @@ const host = (() => {
   try { const o = new URL(params.get("host") || "").origin; return o === params.get("host") ? o : null; } catch { return null; }
 })();
 let memory = null;
-// This browser's random id, for a library's block on an abusive patron (with
-// the network): from the host page's widget.js when embedded, else kept in
-// refdesk's own localStorage where the browser allows it.
 // The patron's local time minus UTC in minutes: the e-mailed transcript's
 // times are written on their own clock.
 const utcOffset = () => -new Date().getTimezoneOffset();
+// This browser's random id, for a library's block on an abusive patron (with
+// the network): from the host page's widget.js when embedded, else kept in
+// refdesk's own localStorage where the browser allows it.
 const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 let browser = (() => {
   if (host) return null;
@@ -123,12 +123,13 @@ function setTyping(who, on) {
 
 // New lines from the library while the patron looks elsewhere (another tab,
 // or the widget closed): counted in the page's title, and told to the
-// widget's button. Lines replayed when the page opens are not new.
-const openedAt = Date.now();
+// widget's button. Lines replayed when the page opens (before the socket's
+// first `synced`) are not new; those missed while it reconnected are.
+let live = false;
 let unseen = 0;
 let baseTitle = document.title;
 function noticeNew(m) {
-  if (m.author.type === "patron" || m.at < openedAt - 5000) return;
+  if (m.author.type === "patron" || !live) return;
   fromHost("refdesk:new-line");
   if (!document.hidden) return;
   unseen += 1;
@@ -139,7 +140,12 @@ document.addEventListener("visibilitychange", () => {
 });
 // Escape in the widget's frame closes it (the library's page cannot see
 // keys pressed in the frame).
-document.addEventListener("keydown", (e) => { if (e.key === "Escape" && host) fromHost("refdesk:close"); });
+// Escape with the end question showing answers it "no" instead.
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape") return;
+  if (!$("end-confirm").classList.contains("hidden")) $("end-no").click();
+  else if (host) fromHost("refdesk:close");
+});
 
 function render(m) {
   if (seen.has(m.seq)) return;
@@ -230,6 +236,7 @@ function begin() {
     },
     onFrame: (f) => {
       if (f.type === "event") render(f);
+      else if (f.type === "synced") live = true;
       else if (f.type === "hello") { if (f.max_message_chars > 0) maxChars = f.max_message_chars; updateCounter(); }
       else if (f.type === "typing") setTyping(f.who, f.on);
       else if (f.type === "position") {
@@ -322,24 +329,26 @@ function begin() {
   // page asks first, on the page itself (a browser may refuse a dialog to
   // the widget's frame, on another site than the library's page).
   let then = null;
+  let opener = null; // the button that asked, for the focus on "Keep chatting"
   const asking = (on) => {
     $("end-row").classList.toggle("hidden", on);
     $("end-confirm").classList.toggle("hidden", !on);
   };
-  const askFirst = (action) => () => {
+  const askFirst = (action) => (e) => {
     if ($("end").classList.contains("hidden")) return action(); // already ended: nothing to lose
     then = action;
+    opener = e?.currentTarget ?? $("end");
     // Waiting, the patron leaves the line; once a librarian is there, the chat.
     $("end-question").textContent = taken ? "End this chat? You cannot come back to it." : "Leave the line? Your place in it is lost.";
     asking(true);
     $("end-yes").focus();
   };
   $("end-yes").onclick = () => { asking(false); $("end-clear").focus(); then?.(); };
-  $("end-no").onclick = () => { asking(false); $("end").focus(); };
+  $("end-no").onclick = () => { asking(false); (opener ?? $("end")).focus(); };
   const endAndClear = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
-    tabs?.postMessage({ cleared: chat.session });
+    if (chat) tabs?.postMessage({ cleared: chat.session }); // none when already gone
     clearTimeout(retry);
     conn.close();
     forget();

@@ -191,6 +191,10 @@ try {
   if (question.state.code && names.codes.has(question.state.code)) $("code").value = question.state.code;
   // Referring hands the question to another library: its own is no choice.
   $("refer").append(...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
+  // A referred question's picker starts at the library it went to: "Set
+  // code" for a READ scale must not send it on to the list's first.
+  const referredTo = question.referred && libs.find((l) => l.id === question.referred.library);
+  if (referredTo) $("refer").value = referredTo.slug;
 } catch (err) {
   if (err.status === 401) location.href = "/desk";
   $("error").textContent = err.message;

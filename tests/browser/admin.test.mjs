@@ -24,6 +24,20 @@ async function signIn(username, availability) {
 /** A GET of the API with the page's own sign-in. */
 const read = (page, url) => page.evaluate(async (u) => (await fetch(u)).json(), url);
 
+/** A patron's chat that Ann (on duty) accepted: her page, the patron's, the question's number. */
+async function chatWithAnn(name, question) {
+  const ann = await signIn("ann", "on_duty");
+  const patron = await h.open();
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", name);
+  await patron.fill("#question", question);
+  await patron.click("#start button[type=submit]");
+  await ann.getByRole("button", { name: new RegExp(`Accept: ${name}`) }).click();
+  await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  const qid = await ann.evaluate(async (text) => (await (await fetch("/api/questions")).json()).find((x) => x.text === text).id, question);
+  return { ann, patron, qid };
+}
+
 test("a code key that exists is refused, not replaced; a code's flags can be set and kept", async () => {
   const erin = await signIn("erin");
   await erin.goto(`${base}/desk/admin`);
@@ -79,20 +93,12 @@ test("a role change the server refuses leaves the row showing the role the accou
 });
 
 test("Set code with a READ scale alone keeps the question's code", async () => {
-  const ann = await signIn("ann", "on_duty");
-  const patron = await h.open();
-  await patron.goto(`${base}/ask/riverside-main`);
-  await patron.fill("#name", "Reed");
-  await patron.fill("#question", "How hard was this one?");
-  await patron.click("#start button[type=submit]");
-  await ann.getByRole("button", { name: /Accept: Reed/ }).click();
-  await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  const { ann, patron, qid } = await chatWithAnn("Reed", "How hard was this one?");
   await ann.selectOption("#code", "follow_up_by_me");
   await ann.click("#set-code");
-  const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json())
-    .find((x) => x.text === "How hard was this one?").id);
+  await ann.locator("#questions tr", { hasText: "Follow-up by me" }).first().waitFor();
   await ann.goto(`${base}/desk/questions/${qid}`);
-  await ann.locator("#code-form").waitFor();
+  await ann.locator("#refer option").first().waitFor({ state: "attached" }); // the page has read everything
   assert.equal(await ann.inputValue("#code"), "follow_up_by_me", "the picker starts at the code set");
   await ann.selectOption("#read-scale", "4");
   await ann.click("#code-form button[type=submit]");
@@ -111,4 +117,25 @@ test("a reversed date range on the reports page is said once, and no report is a
   assert.equal(await carla.locator(".report-section").count(), 0, "no section under it repeats it");
   assert.equal(asked, 0);
   await carla.context().close();
+});
+
+test("Set code with a READ scale alone keeps a referred question where it was referred", async () => {
+  const { ann, patron, qid } = await chatWithAnn("Rhea", "Which lake has the oldest survey?");
+  await ann.goto(`${base}/desk/questions/${qid}`);
+  await ann.locator("#refer option").first().waitFor({ state: "attached" }); // the page has read everything
+  // Referred to the second library of the list, not the first.
+  await ann.selectOption("#code", "referred");
+  await ann.selectOption("#refer", "lakeside-public");
+  await ann.click("#code-form button[type=submit]");
+  const referred = async () => (await read(ann, `/api/questions/${qid}`)).question;
+  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.referred_name !== null, qid);
+  assert.equal((await referred()).referred_name, "Lakeside Public Library");
+  await ann.reload();
+  await ann.locator("#refer option").first().waitFor({ state: "attached" }); // the page has read everything
+  assert.equal(await ann.inputValue("#refer"), "lakeside-public", "the picker starts where it was referred");
+  await ann.selectOption("#read-scale", "3");
+  await ann.click("#code-form button[type=submit]");
+  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.state.read_scale === 3, qid);
+  assert.equal((await referred()).referred_name, "Lakeside Public Library", "still there");
+  for (const p of [ann, patron]) await p.context().close();
 });

@@ -214,7 +214,7 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await accessible(phone, "the patron's question before ending");
   await phone.getByRole("button", { name: "Keep chatting" }).click();
   assert.ok(await phone.locator("#composer").isVisible(), "still chatting");
-  assert.equal(await phone.evaluate(() => document.activeElement.id), "end", "the focus is back on End chat");
+  assert.equal(await phone.evaluate(() => document.activeElement.id), "end-clear", "the focus is back on the button that asked");
   await phone.click("#end-clear");
   await phone.getByRole("button", { name: "Yes, end it" }).click();
   await phone.locator("#start").waitFor();

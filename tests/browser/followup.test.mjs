@@ -343,6 +343,11 @@ test("a waiting patron is told when nobody is on duty, and when the network is l
   await patron.fill("#question", "Is anyone there?");
   await patron.click("#start button[type=submit]");
   await patron.locator("#chat").waitFor();
+  // Asked at once on a reload: with Ann on duty, no hint.
+  const asked = patron.waitForResponse((r) => r.url().endsWith("/api/libraries/riverside-main/status"));
+  await patron.reload();
+  await asked;
+  await patron.waitForTimeout(300); // the answer applied
   assert.ok(await patron.locator("#duty").isHidden(), "someone is on duty");
   assert.equal((await ann.call("POST", "/api/me/availability", { availability: "off_duty" })).status, 200);
   // Checked every 30 s; a reload asks at once.

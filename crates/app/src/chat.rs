@@ -451,10 +451,7 @@ impl App {
         // A transcript past the network's hourly share is not taken, but the
         // chat is: a lab's computers share one address, and a patron must
         // not be kept from asking their question by others' transcripts.
-        let transcript_to = match form.transcript {
-            true => email.clone().filter(|_| self.may_ask_transcript(&keys).is_ok()),
-            false => None,
-        };
+        let transcript_to = email.clone().filter(|_| form.transcript && self.may_ask_transcript(&keys).is_ok());
         let transcript_utc_offset = utc_offset.filter(|_| transcript_to.is_some());
         let question = Body::parse(&form.question, self.limits.max_message_chars)
             .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;

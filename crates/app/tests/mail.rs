@@ -114,7 +114,7 @@ async fn an_email_links_its_own_librarys_page() {
 
     let config = MailConfig { public_url: Some("https://ask.coop.example.org".into()), ..MailConfig::default() };
     let mailer = Mailer::new(app.clone(), config, dir.path().to_path_buf()).unwrap();
-    mailer.run(tokio::time::sleep(std::time::Duration::from_millis(500))).await;
+    assert_eq!(mailer.deliver_due().await, 2);
     let sent = files(dir.path());
     assert_eq!(sent.len(), 2, "{sent:?}");
     let read = |to: &str| {

@@ -127,9 +127,10 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
 /// Local time minus UTC, in minutes: −840 to 840 (UTC−14:00 to UTC+14:00,
 /// every offset in use). A report's days and a transcript's times go by it.
 pub fn utc_offset(minutes: i32) -> Result<i32, DomainError> {
-    match (-840..=840).contains(&minutes) {
-        true => Ok(minutes),
-        false => Err(DomainError::invalid("utc_offset", "give the offset from UTC in minutes, -840 to 840")),
+    if (-840..=840).contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(DomainError::invalid("utc_offset", "give the offset from UTC in minutes, -840 to 840"))
     }
 }
 

@@ -503,8 +503,6 @@ pub struct SessionRecord {
     pub queue_coop: bool,
     /// The patron's library's name.
     pub library_name: String,
-    /// The patron's library's slug (its `/ask/<slug>` page).
-    pub library_slug: String,
     /// The chatting librarian's name.
     pub librarian_name: Option<String>,
     /// When its last message was written (its start, if it has none).

@@ -265,7 +265,7 @@ pub(crate) const SESSION_SELECT: &str = concat!(
             q.referred_to AS referred_to, rl.institution_id AS referred_institution,
             ri.cooperative_id AS referred_cooperative,
             ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
-            s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name, l.slug AS library_slug,
+            s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
             sst.display_name AS librarian_name, ",
     last_line!(at),
     " AS last_message_at, s.version AS version, s.erased_at IS NOT NULL AS erased
@@ -302,7 +302,6 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         queued_at: r.opt_int("queued_at")?.unwrap_or_default(),
         queue_coop: r.flag("queue_coop")?,
         library_name: r.text("library_name")?,
-        library_slug: r.text("library_slug")?,
         librarian_name: r.opt_text("librarian_name")?,
         last_message_at: r.int("last_message_at")?,
         erased: r.flag("erased")?,
