@@ -27,30 +27,55 @@ impl Drop for Running {
     }
 }
 
-fn start(args: &[&str], data: &Path, port: u16) -> Running {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    cmd.env("REFDESK_LOG", "warn").env("REFDESK_DRAIN_SECONDS", "0");
-    // The load generator starts its chats and signs in from one address.
-    cmd.env("REFDESK_STARTS_PER_MINUTE", "1000")
-        .env("REFDESK_CHATS_PER_ADDRESS_PER_DAY", "100000")
-        .env("REFDESK_STARTS_PER_LIBRARY_PER_DAY", "100000000")
-        .env("REFDESK_PATRON_FRAMES_PER_SECOND_PER_ADDRESS", "1000000")
-        .env("REFDESK_LOGINS_PER_MINUTE", "1000");
-    cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");
-    cmd.env("REFDESK_MAX_CHAT_LINES", "1000000").env("REFDESK_PATRON_CHARS_PER_CHAT", "100000000");
-    // Its desk accepts every chat at once from one sign-in (a staff write each).
-    cmd.env("REFDESK_FRAMES_PER_SECOND", "100000")
-        .env("REFDESK_FRAME_BURST", "10000")
-        .env("REFDESK_STAFF_LINES_PER_DAY", "10000000");
-    cmd.env("REFDESK_STAFF_READS_PER_SECOND", "100000").env("REFDESK_SIGN_INS_PER_ACCOUNT", "1000");
-    let child = Running(cmd.spawn().expect("the server starts"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
+/// Starts `refdesk` with `args` (`{port}` in them: a free port) and waits
+/// until it listens: `(the process, its port)`. Another test's server may
+/// take the port between its choice and the bind (tests run at once): a
+/// process that exits at its start is started again on another port, and
+/// one that answered the connect check must still be running after it (the
+/// check may have reached the other one).
+fn start(args: &[&str], data: &Path) -> (Running, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(data)
+            .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.env("REFDESK_LOG", "warn").env("REFDESK_DRAIN_SECONDS", "0");
+        // The load generator starts its chats and signs in from one address.
+        cmd.env("REFDESK_STARTS_PER_MINUTE", "1000")
+            .env("REFDESK_CHATS_PER_ADDRESS_PER_DAY", "100000")
+            .env("REFDESK_STARTS_PER_LIBRARY_PER_DAY", "100000000")
+            .env("REFDESK_PATRON_FRAMES_PER_SECOND_PER_ADDRESS", "1000000")
+            .env("REFDESK_LOGINS_PER_MINUTE", "1000");
+        cmd.env("REFDESK_MAX_WAITING_PER_ADDRESS", "1000");
+        cmd.env("REFDESK_MAX_CHAT_LINES", "1000000").env("REFDESK_PATRON_CHARS_PER_CHAT", "100000000");
+        // Its desk accepts every chat at once from one sign-in (a staff write each).
+        cmd.env("REFDESK_FRAMES_PER_SECOND", "100000")
+            .env("REFDESK_FRAME_BURST", "10000")
+            .env("REFDESK_STAFF_LINES_PER_DAY", "10000000");
+        cmd.env("REFDESK_STAFF_READS_PER_SECOND", "100000").env("REFDESK_SIGN_INS_PER_ACCOUNT", "1000");
+        let mut child = Running(cmd.spawn().expect("the server starts"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exited = |c: &mut Running| c.0.try_wait().expect("the server's state").is_some();
+        loop {
+            if exited(&mut child) {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+                if exited(&mut child) {
+                    break;
+                }
+                return (child, port);
+            }
+            assert!(Instant::now() < deadline, "nothing listens on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    child
+    panic!("the server exited at its start five times (its port taken each time?)");
 }
 
 /// Runs the load generator; its `summary:` lines, as maps. What is tested
@@ -96,8 +121,7 @@ fn assert_phases(phases: &[HashMap<String, f64>], offered: &[f64]) {
 #[test]
 fn the_bare_relay_carries_every_frame_of_a_sweep_to_the_other_side() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let relay = start(&["bench-relay", "--listen", &format!("127.0.0.1:{port}")], dir.path(), port);
+    let (relay, port) = start(&["bench-relay", "--listen", "127.0.0.1:{port}"], dir.path());
     let url = format!("http://127.0.0.1:{port}");
     let pid = relay.0.id().to_string();
     let phases =
@@ -108,9 +132,8 @@ fn the_bare_relay_carries_every_frame_of_a_sweep_to_the_other_side() {
 #[test]
 fn a_sweep_on_refdesk_delivers_every_message_of_every_phase() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (server, port) = start(&["serve", "--demo", "--listen", "127.0.0.1:{port}"], dir.path());
     let listen = format!("127.0.0.1:{port}");
-    let server = start(&["serve", "--demo", "--listen", &listen], dir.path(), port);
     let url = format!("http://{listen}");
     let pid = server.0.id().to_string();
     let (probe, csv) = (tempfile::tempdir().unwrap(), dir.path().join("latencies.csv"));
@@ -155,13 +178,11 @@ fn a_sweep_on_refdesk_delivers_every_message_of_every_phase() {
 #[test]
 fn idle_connections_are_measured_over_all_and_over_the_second_half() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (server, port) = start(&["serve", "--demo", "--listen", "127.0.0.1:{port}"], dir.path());
     let listen = format!("127.0.0.1:{port}");
-    let server = start(&["serve", "--demo", "--listen", &listen], dir.path(), port);
     let pid = server.0.id().to_string();
     let patrons = bench(&["--url", &format!("http://{listen}"), "--idle", "40", "--server-pid", &pid]);
-    let relay_port = free_port();
-    let relay = start(&["bench-relay", "--listen", &format!("127.0.0.1:{relay_port}")], dir.path(), relay_port);
+    let (relay, relay_port) = start(&["bench-relay", "--listen", "127.0.0.1:{port}"], dir.path());
     let relay_pid = relay.0.id().to_string();
     let sockets = bench(&[
         "--relay",

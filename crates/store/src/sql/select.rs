@@ -297,7 +297,11 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         code_set: r.flag("code_set")?,
         last_seq: r.int("last_seq")? as u64,
         transcript_to: r.opt_text("transcript_to")?,
-        transcript_utc_offset: r.opt_int("transcript_utc_offset")?.and_then(|m| i32::try_from(m).ok()),
+        // Written only in range; read so, whatever a hand-edited row holds.
+        transcript_utc_offset: r
+            .opt_int("transcript_utc_offset")?
+            .filter(|m| (-840..=840).contains(m))
+            .map(|m| m as i32),
         queue: placement(r, QUEUE)?,
         queued_at: r.opt_int("queued_at")?.unwrap_or_default(),
         queue_coop: r.flag("queue_coop")?,
