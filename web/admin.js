@@ -238,6 +238,7 @@ const FLAGS = [
   ["follow_up", "follow up"],
   ["referred", "refers the question"],
   ["exclude_from_stats", "practice: left out of reports"],
+  ["retired", "retired: no longer offered (questions keep it)"],
 ];
 let codeKeys = new Set(); // the codes' keys as last read: "Add code" adds, never replaces
 async function loadCodes() {
@@ -298,7 +299,7 @@ $("code-form").onsubmit = async (e) => {
   try {
     await api(`/api/codes/${encodeURIComponent(key)}`, { method: "PUT", body: {
       key, label: $("code-label").value, status: $("code-status").value, assign: "nobody",
-      follow_up: false, referred: false, exclude_from_stats: false } });
+      follow_up: false, referred: false, exclude_from_stats: false, retired: false } });
     e.target.reset(); await loadCodes(); $("status").textContent = `Code ${key} added.`;
   } catch (err) { $("error").textContent = err.message; }
 };

@@ -181,13 +181,30 @@ function render(m) {
 // down near it and refuses to send over it, keeping the text.
 let maxChars = 4000;
 const length = (text) => [...text.trim()].length; // Unicode scalar values, as the server counts
-function updateCounter() {
-  const left = maxChars - length($("text").value);
+function countDown(box, counter) {
+  const left = maxChars - length($(box).value);
   const near = left <= Math.min(200, Math.ceil(maxChars / 10));
-  $("counter").textContent = !near ? "" : left >= 0 ? `${left} left` : `${-left} over the limit of ${maxChars} characters`;
-  $("counter").classList.toggle("error", left < 0);
-  $("text").setAttribute("aria-invalid", left < 0 ? "true" : "false");
+  $(counter).textContent = !near ? "" : left >= 0 ? `${left} left` : `${-left} over the limit of ${maxChars} characters`;
+  $(counter).classList.toggle("error", left < 0);
+  $(box).setAttribute("aria-invalid", left < 0 ? "true" : "false");
+  return left >= 0;
 }
+const updateCounter = () => countDown("text", "counter");
+// The start form's question likewise: a pasted text past the limit is kept
+// whole and said to be too long, not cut short by the box.
+$("question").addEventListener("input", () => countDown("question", "question-counter"));
+
+// A refusal of one of the start form's boxes says which, in the page's
+// words, and marks and focuses the box; anything else is said as it is.
+const BOXES = { name: "Your name", email: "Your e-mail", question: "Your question" };
+function refusal(err) {
+  const label = err.code === "invalid" ? BOXES[err.field] : undefined;
+  if (!label) return err.message;
+  $(err.field).setAttribute("aria-invalid", "true");
+  $(err.field).focus();
+  return `${label}: ${err.message.replace(`invalid ${err.field}: `, "")}.`;
+}
+for (const box of ["name", "email"]) $(box).addEventListener("input", () => $(box).setAttribute("aria-invalid", "false"));
 
 // A line the server refused: never shown as sent. Back in the box if the box
 // is empty; otherwise kept in the log, marked, with a button to edit it.
@@ -402,6 +419,12 @@ $("rating-form").onsubmit = async (e) => {
 $("start").onsubmit = async (e) => {
   e.preventDefault();
   $("start-error").textContent = "";
+  if (!countDown("question", "question-counter")) {
+    const rest = offline ? "" : ", and say the rest once the chat has started";
+    $("start-error").textContent = `Your question is longer than the ${maxChars} characters it may have: shorten it${rest}.`;
+    $("question").focus();
+    return;
+  }
   if (offline) {
     try {
       const r = await api(`/api/libraries/${encodeURIComponent(slug)}/questions`, {
@@ -412,7 +435,7 @@ $("start").onsubmit = async (e) => {
       // Asked: the form is gone, and the status check leaves the page be.
       refused = true;
       $("offline").classList.add("hidden");
-    } catch (err) { $("start-error").textContent = err.message; }
+    } catch (err) { $("start-error").textContent = refusal(err); }
     return;
   }
   try {
@@ -436,7 +459,7 @@ $("start").onsubmit = async (e) => {
       }
     }
   } catch (err) {
-    $("start-error").textContent = err.message;
+    $("start-error").textContent = refusal(err);
     // Blocked, or the queue is full: the form may still take the question.
     if (err.code === "blocked" || err.code === "queue_full") {
       refused = true;

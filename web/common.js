@@ -12,6 +12,7 @@ export async function api(path, { method = "GET", body, token } = {}) {
     const err = new Error(data?.error?.message || `request failed (${res.status})`);
     err.status = res.status;
     err.code = data?.error?.code;
+    err.field = data?.error?.field; // the refused field of a 422 invalid, if one
     throw err;
   }
   return data;

@@ -444,8 +444,9 @@ async function start() {
   $("alerts").checked = alertsOn;
   const codes = await api("/api/codes");
   for (const c of codes) codeLabels.set(c.key, c.label);
-  // A referral is made from the question list, where the library is chosen.
-  $("code").replaceChildren(...codes.filter((c) => !c.referred).map((c) => el("option", { value: c.key }, c.label)));
+  // A referral is made from the question list, where the library is chosen;
+  // a retired code is given to no question any more.
+  $("code").replaceChildren(...codes.filter((c) => !c.referred && !c.retired).map((c) => el("option", { value: c.key }, c.label)));
   conn = socket("/api/ws", {
     onOpen: (send) => {
       send({ type: "queue" }); send({ type: "monitor" });

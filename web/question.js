@@ -182,8 +182,11 @@ try {
   for (const c of codes) names.codes.set(c.key, c.label);
   for (const l of libs) names.libraries.set(l.id, l.name);
   for (const p of people) names.staff.set(p.id, p.display_name);
-  $("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
   await load();
+  // Retired codes are offered no more, but the question's own stays (its
+  // READ scale may be set again with it).
+  const offered = codes.filter((c) => !c.retired || c.key === question.state.code);
+  $("code").append(...offered.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
   // The READ scale recorded so far is the picker's start (a new code keeps it).
   if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
   // And the code set so far: "Set code" to record a READ scale alone must

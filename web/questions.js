@@ -104,7 +104,7 @@ $("filters").onsubmit = (e) => {
 $("more").onclick = () => load(true);
 
 const [codes, libs, staff] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries"), api("/api/staff/presence").catch(() => [])]);
-$("code").append(...codes.map((c) => el("option", { value: c.key }, c.label)));
+$("code").append(...codes.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
 for (const c of codes) codeLabels.set(c.key, c.label);
 $("library").append(...libs.map((l) => el("option", { value: l.slug }, l.name)));
 $("librarian").append(...staff.slice().sort((a, b) => a.display_name.localeCompare(b.display_name))

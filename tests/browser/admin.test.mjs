@@ -108,6 +108,43 @@ test("Set code with a READ scale alone keeps the question's code", async () => {
   for (const p of [ann, patron]) await p.context().close();
 });
 
+test("a code retired on the admin page is offered no more, and a question that has it keeps it", async () => {
+  const { ann, patron, qid } = await chatWithAnn("Lou", "Is this line still there?");
+  await ann.selectOption("#code", "lost_call");
+  await ann.click("#set-code");
+  await ann.locator("#questions tr", { hasText: "Lost call" }).first().waitFor();
+  const erin = await signIn("erin");
+  await erin.goto(`${base}/desk/admin`);
+  const retire = erin.locator("#flag-lost_call-retired");
+  assert.equal(await retire.isChecked(), false);
+  await retire.check();
+  await erin.getByRole("button", { name: "Save lost_call" }).click();
+  await erin.getByText("Code lost_call saved.").waitFor();
+  const lost = async () => (await read(erin, "/api/codes")).find((c) => c.key === "lost_call");
+  assert.equal((await lost()).retired, true);
+  assert.equal((await lost()).label, "Lost call (patron left, connection lost)", "the rest of the code kept");
+  await accessible(erin, "the admin page with a retired code");
+  // The desk, read again, offers it no more.
+  await ann.reload();
+  await ann.locator("#code option").first().waitFor({ state: "attached" });
+  assert.equal(await ann.locator("#code option[value=lost_call]").count(), 0, "not offered at the desk");
+  // The question that has it shows it, marked, and keeps it.
+  await ann.goto(`${base}/desk/questions/${qid}`);
+  await ann.locator("#refer option").first().waitFor({ state: "attached" });
+  assert.equal(await ann.inputValue("#code"), "lost_call");
+  assert.match(await ann.locator("#code option[value=lost_call]").innerText(), /\(retired\)$/);
+  await ann.selectOption("#read-scale", "2");
+  await ann.click("#code-form button[type=submit]");
+  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.state.read_scale === 2, qid);
+  assert.equal((await read(ann, `/api/questions/${qid}`)).question.state.code, "lost_call");
+  // Offered again once the retirement is undone.
+  await retire.uncheck();
+  await erin.getByRole("button", { name: "Save lost_call" }).click();
+  await erin.getByText("Code lost_call saved.").waitFor();
+  assert.equal((await lost()).retired, false);
+  for (const p of [ann, patron, erin]) await p.context().close();
+});
+
 test("a reversed date range on the reports page is said once, and no report is asked for", async () => {
   const carla = await signIn("carla");
   let asked = 0;

@@ -474,6 +474,40 @@ test("the question list has a patron column, a librarian filter and sortable col
 });
 
 // Last: it takes every librarian of these tests off duty.
+test("a question past the limit is kept whole and said too long; a refused e-mail is said in the page's words; leaving the line gives the question's number", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  // Pasted past the limit: not cut by the box, counted, and not sent.
+  await patron.fill("#question", "q".repeat(4100));
+  await patron.locator("#question-counter", { hasText: "100 over the limit of 4000 characters" }).waitFor();
+  assert.equal((await patron.inputValue("#question")).length, 4100, "the box keeps the whole text");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#start-error", { hasText: "Your question is longer than the 4000 characters it may have: shorten it, and say the rest once the chat has started." }).waitFor();
+  assert.equal(await patron.evaluate(() => document.activeElement.id), "question");
+  assert.equal(await patron.locator("#chat").isVisible(), false, "no chat started");
+  // An address the server refuses (the browser's own check lets it by).
+  await patron.fill("#question", "Do you have the 1890 survey maps?");
+  await patron.fill("#email", "pat@example");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#start-error", { hasText: "Your e-mail: not an e-mail address." }).waitFor();
+  assert.equal(await patron.locator("#email").getAttribute("aria-invalid"), "true", "the box is marked");
+  assert.equal(await patron.evaluate(() => document.activeElement.id), "email", "and focused");
+  await accessible(patron, "the start form with a refused e-mail address");
+  await patron.fill("#email", "pat@example.org");
+  assert.equal(await patron.locator("#email").getAttribute("aria-invalid"), "false", "corrected, no longer marked");
+  await patron.click("#start button[type=submit]");
+  await patron.locator("#chat").waitFor();
+  // Leaving the line with an address: the question is kept, and its number said.
+  await patron.getByRole("button", { name: "Leave the line" }).click();
+  await patron.getByRole("button", { name: "Yes, end it" }).click();
+  const told = await patron.getByText(/You left the line\. We have your question \(number \d+\)/).innerText();
+  const kept = (await ann.call("GET", "/api/questions?view=new")).body.find((q) => q.text === "Do you have the 1890 survey maps?");
+  assert.ok(kept, "the question is kept");
+  assert.match(told, new RegExp(`\\(number ${kept.id}\\)`), "the number is the kept question's");
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
 test("the offline form says the e-mail is required and offers no transcript", async () => {
   for (const who of ["ann", "carla"]) await (await staff(who, "off_duty")).page.context().close();
   const patron = await open(PHONE);

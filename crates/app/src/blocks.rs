@@ -68,7 +68,7 @@ pub fn blocked_message(may_ask: bool) -> String {
 /// What the patron reads when nobody could take their chat in time.
 fn expired_line(minutes: u64, has_email: bool) -> String {
     let rest = if has_email {
-        "We have your question and your e-mail address: a librarian will answer you by e-mail."
+        "We have your question (number {question}) and your e-mail address: a librarian will answer you by e-mail."
     } else {
         "Please try again later, or leave your question with the library's form."
     };

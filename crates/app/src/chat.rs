@@ -453,8 +453,7 @@ impl App {
         // not be kept from asking their question by others' transcripts.
         let transcript_to = email.clone().filter(|_| form.transcript && self.may_ask_transcript(&keys).is_ok());
         let transcript_utc_offset = utc_offset.filter(|_| transcript_to.is_some());
-        let question = Body::parse(&form.question, self.limits.max_message_chars)
-            .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
+        let question = Body::question(&form.question, self.limits.max_message_chars)?;
         let token = auth::new_token()?;
         let new = NewSession {
             library: lib.placement.library,
@@ -547,7 +546,8 @@ impl App {
         let now = self.clock.now();
         let left_per_net_per_day = self.limits.form_questions_per_address_per_day;
         let left_words = Some(
-            "You left the line. We have your question and your e-mail address: a librarian will answer you by e-mail."
+            "You left the line. We have your question (number {question}) and your e-mail address: a librarian will \
+             answer you by e-mail."
                 .to_owned(),
         );
         let ending = refdesk_store::Ending { missed, left_words, left_per_net_per_day, ..Default::default() };
@@ -798,10 +798,7 @@ impl App {
     ) -> AppResult<QuestionState> {
         let key = code.to_owned();
         let decide: refdesk_store::Decide = Box::new(move |before, rec, codes| {
-            let code = codes
-                .iter()
-                .find(|c| c.key == key)
-                .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {key:?}")))?;
+            let code = refdesk_domain::question::pick_code(codes, &key, before.code.as_deref())?;
             if code.referred {
                 return Err(DomainError::invalid(
                     "code",

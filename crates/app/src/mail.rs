@@ -155,7 +155,7 @@ pub fn email_address(s: Option<&str>) -> Result<Option<String>, refdesk_domain::
         // domain literal (`pat@[127.0.0.1]`) though an address does.
         let sendable = a.parse::<lettre::Address>().is_ok() && a.parse::<Mailbox>().is_ok();
         if !sendable {
-            return Err(refdesk_domain::DomainError::invalid("email", "is not an address we can send to"));
+            return Err(refdesk_domain::DomainError::invalid("email", "not an address we can send to"));
         }
     }
     Ok(address)

@@ -543,10 +543,7 @@ fn set_code(
     receiving: Option<(LibraryId, Placement)>,
 ) -> Result<QuestionPlan, DomainError> {
     authorize(me, Action::SetCode, &Target::of(&session.ctx, session.state))?;
-    let code = codes
-        .iter()
-        .find(|c| c.key == code)
-        .ok_or_else(|| DomainError::invalid("code", format!("unknown resolution code {code:?}")))?;
+    let code = refdesk_domain::question::pick_code(codes, code, q.state.code.as_deref())?;
     if code.referred && receiving.is_none() {
         return Err(DomainError::invalid("library", "name the library the question is referred to"));
     }

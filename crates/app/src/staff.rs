@@ -288,8 +288,7 @@ impl App {
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
         let email = crate::mail::email_address(form.email.as_deref())?
             .ok_or_else(|| DomainError::invalid("email", "give an e-mail address so the library can answer"))?;
-        let question = Body::parse(&form.question, self.limits.max_message_chars)
-            .map_err(|_| DomainError::invalid("question", "type a question (it may not be empty or too long)"))?;
+        let question = Body::question(&form.question, self.limits.max_message_chars)?;
         let new = NewFormQuestion {
             library: lib.placement.library,
             patron_name: name,

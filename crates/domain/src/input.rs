@@ -51,6 +51,20 @@ impl Body {
         Ok(Body(trimmed.to_owned()))
     }
 
+    /// A patron's question (the chat's first line, or the form's): as
+    /// [`Body::parse`], refused under the field `question` with what to do.
+    pub fn question(s: &str, max: usize) -> Result<Body, DomainError> {
+        Body::parse(s, max).map_err(|_| {
+            let n = s.trim().chars().count();
+            let why = match n {
+                _ if is_blank(s) => "type your question".to_owned(),
+                n if n > max => format!("it is {n} characters long, and a question may have {max}: shorten it"),
+                _ => "it holds control characters; type it again".to_owned(),
+            };
+            DomainError::invalid("question", why)
+        })
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -107,7 +121,7 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
     let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    let bad = || DomainError::invalid("email", "is not an e-mail address");
+    let bad = || DomainError::invalid("email", "not an e-mail address");
     if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -364,6 +378,18 @@ mod tests {
         assert!(ClientId::parse(&"x".repeat(65)).is_err());
         assert!(slug("username", "ann.lee").is_ok());
         assert!(slug("username", "Ann").is_err());
+    }
+
+    #[test]
+    fn a_refused_question_says_why() {
+        let why = |s: &str| match Body::question(s, 10) {
+            Err(DomainError::Invalid { field: "question", reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(why(" \u{200B} "), "type your question");
+        assert_eq!(why("a question too long"), "it is 19 characters long, and a question may have 10: shorten it");
+        assert!(why("a\u{7}b").contains("control characters"));
+        assert_eq!(Body::question(" ten chars!", 10).map(Body::into_string), Ok("ten chars!".into()));
     }
 
     proptest! {

@@ -94,6 +94,11 @@ pub struct ResolutionCode {
     pub referred: bool,
     /// Leaves the question out of statistics (practice chats).
     pub exclude_from_stats: bool,
+    /// No longer offered: a question cannot be given it, but questions
+    /// that have it keep it (and reports still name it). A code is retired
+    /// rather than deleted, since questions and their history name it.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 impl ResolutionCode {
@@ -106,8 +111,28 @@ impl ResolutionCode {
             follow_up: false,
             referred: false,
             exclude_from_stats: false,
+            retired: false,
         }
     }
+}
+
+/// The code `key` of `codes`, to give a question whose code is now
+/// `current`: a retired code only if the question has it already (a READ
+/// scale set again with it), never newly.
+pub fn pick_code<'a>(
+    codes: &'a [ResolutionCode],
+    key: &str,
+    current: Option<&str>,
+) -> Result<&'a ResolutionCode, crate::DomainError> {
+    let code = codes
+        .iter()
+        .find(|c| c.key == key)
+        .ok_or_else(|| crate::DomainError::invalid("code", format!("unknown resolution code {key:?}")))?;
+    if code.retired && current != Some(key) {
+        let why = format!("the resolution code {:?} is retired: pick another", code.label);
+        return Err(crate::DomainError::invalid("code", why));
+    }
+    Ok(code)
 }
 
 /// The default resolution codes of DESIGN §4, in picker order.

@@ -19,12 +19,20 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// For `invalid`: the request's field that was refused, as the client
+    /// named it, so that a page can point at the box to correct.
+    pub field: Option<String>,
 }
 
 impl ApiError {
+    /// An error of no one field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
     /// A 400 with the given code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into(), field: None }
     }
 
     /// A 500 whose detail goes to the log only.
@@ -34,6 +42,7 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: "something went wrong on our side; nothing was lost, try again".into(),
+            field: None,
         }
     }
 
@@ -47,9 +56,12 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Domain(d) => d.into(),
-            AppError::Unauthenticated => {
-                ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: "sign in first".into() }
-            }
+            AppError::Unauthenticated => ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthenticated",
+                message: "sign in first".into(),
+                field: None,
+            },
             AppError::Internal(detail) => ApiError::internal(detail),
         }
     }
@@ -58,6 +70,10 @@ impl From<AppError> for ApiError {
 impl From<DomainError> for ApiError {
     fn from(d: DomainError) -> Self {
         let message = d.to_string();
+        let field = match &d {
+            DomainError::Invalid { field, .. } => Some((*field).to_owned()),
+            _ => None,
+        };
         let (status, code) = match d {
             DomainError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             DomainError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -66,7 +82,7 @@ impl From<DomainError> for ApiError {
             DomainError::Limited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             DomainError::Blocked(_) => (StatusCode::FORBIDDEN, "blocked"),
         };
-        ApiError { status, code, message }
+        ApiError { status, code, message, field }
     }
 }
 
@@ -84,8 +100,13 @@ pub struct ErrorDetail {
     /// `invalid`, `unauthenticated`, `bad_json`, `rate_limited`… (each
     /// operation of the OpenAPI document names those it may answer).
     pub code: String,
-    /// A sentence for people.
+    /// A sentence for people: for `invalid`, "invalid <field>: <why>".
     pub message: String,
+    /// For `invalid`, when the refusal is of one field of the request: its
+    /// name, as the request spelled it (`email`, `question`…). Absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -95,13 +116,15 @@ impl ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "too_large",
             message: "the request body is larger than refdesk reads; send less".into(),
+            field: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field } };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -120,9 +143,12 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),
-            Err(rejection) => {
-                Err(ApiError { status: rejection.status(), code: "bad_json", message: cut(rejection.body_text()) })
-            }
+            Err(rejection) => Err(ApiError {
+                status: rejection.status(),
+                code: "bad_json",
+                message: cut(rejection.body_text()),
+                field: None,
+            }),
         }
     }
 }
@@ -136,7 +162,7 @@ pub fn bad_json(e: serde_json::Error) -> ApiError {
         serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError { status, code: "bad_json", message: cut(format!("the request body: {e}")) }
+    ApiError { status, code: "bad_json", message: cut(format!("the request body: {e}")), field: None }
 }
 
 /// A parser's message, at most 300 characters of it: serde quotes what it
@@ -173,7 +199,7 @@ where
         }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(r) => Err(ApiError { status: r.status(), code: "bad_path", message: cut(r.body_text()) }),
+            Err(r) => Err(ApiError { status: r.status(), code: "bad_path", message: cut(r.body_text()), field: None }),
         }
     }
 }
@@ -196,7 +222,7 @@ where
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(r) => Err(ApiError { status: r.status(), code: "bad_query", message: cut(r.body_text()) }),
+            Err(r) => Err(ApiError { status: r.status(), code: "bad_query", message: cut(r.body_text()), field: None }),
         }
     }
 }

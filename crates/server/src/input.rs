@@ -32,6 +32,7 @@ pub fn sendable_kind(kind: Option<&str>) -> Result<MessageKind, ApiError> {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid",
             message: format!("invalid kind: {other:?}; send \"message\" or \"note\""),
+            field: Some("kind".into()),
         }),
     }
 }
@@ -102,7 +103,12 @@ pub fn has_encoded_control(s: &str) -> bool {
 
 /// A `422 invalid` naming the field and why.
 pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: format!("invalid {field}: {why}") }
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "invalid",
+        message: format!("invalid {field}: {why}"),
+        field: Some(field.to_owned()),
+    }
 }
 
 #[cfg(test)]

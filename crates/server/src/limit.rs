@@ -428,6 +428,7 @@ impl Refused {
                 message: "this chat is not open here (its record was erased, or the token is not one this \
                           service gave); start a new chat"
                     .into(),
+                field: None,
             },
             Refused::CrossSite => crate::origin::cross_origin(None),
         }
@@ -461,7 +462,7 @@ impl IntoResponse for Refused {
 
 /// `429 rate_limited`, for why.
 fn slow_down(why: String) -> ApiError {
-    ApiError { status: StatusCode::TOO_MANY_REQUESTS, code: "rate_limited", message: why }
+    ApiError { status: StatusCode::TOO_MANY_REQUESTS, code: "rate_limited", message: why, field: None }
 }
 
 /// `429 rate_limited`, to try again in `wait` seconds.
@@ -470,6 +471,7 @@ fn too_many(wait: u64) -> ApiError {
         status: StatusCode::TOO_MANY_REQUESTS,
         code: "rate_limited",
         message: format!("too many attempts from your address; try again in {wait} s"),
+        field: None,
     }
 }
 

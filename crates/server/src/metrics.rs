@@ -319,7 +319,8 @@ pub(crate) async fn metrics(
     } else {
         return answer(&state).await;
     };
-    crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }.into_response()
+    crate::error::ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into(), field: None }
+        .into_response()
 }
 
 async fn answer(state: &AppState) -> Response {

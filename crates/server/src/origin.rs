@@ -100,7 +100,7 @@ pub fn cross_origin(ours: Option<&str>) -> ApiError {
         Some(ours) => format!("this request comes from a page that is not refdesk's own: open refdesk at {ours}"),
         None => "this request comes from a page that is not refdesk's own".into(),
     };
-    ApiError { status: StatusCode::FORBIDDEN, code: "cross_origin", message }
+    ApiError { status: StatusCode::FORBIDDEN, code: "cross_origin", message, field: None }
 }
 
 /// Logs a refused origin at `warn`, once a minute at most (anyone can send
@@ -143,6 +143,7 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code: "unsupported_media_type",
             message: "a request body must be JSON, sent with Content-Type: application/json".into(),
+            field: None,
         });
     }
     next.run(req).await

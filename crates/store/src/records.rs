@@ -615,7 +615,8 @@ pub struct Ending {
     /// just before the end line: why the chat ends.
     pub last_words: Option<String>,
     /// The line instead of `last_words` when a missed chat leaves its
-    /// question (the patron is told it will be answered by e-mail).
+    /// question (the patron is told it will be answered by e-mail);
+    /// `{question}` in it becomes the question's number.
     pub left_words: Option<String>,
     /// The line instead of `last_words` when a missed chat could leave no
     /// question (its network's count for the day is reached): it must not

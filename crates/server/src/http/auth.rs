@@ -70,7 +70,8 @@ async fn login(
     // even look up one with a NUL: it signs nobody in, like any unknown name.
     if username.chars().any(char::is_control) {
         let message = WRONG_PASSWORD.into();
-        return Err(ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message }.into_response());
+        return Err(ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message, field: None }
+            .into_response());
     }
     let local = is_local(peer, &headers, &state);
     let login = state.app.login_from(&username, &body.password, local, ip);
@@ -128,7 +129,7 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> String
 fn wrong_password(e: AppError) -> ApiError {
     match e {
         AppError::Domain(refdesk_domain::DomainError::Forbidden(why)) if why == WRONG_PASSWORD => {
-            ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: why.into() }
+            ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: why.into(), field: None }
         }
         other => other.into(),
     }

@@ -57,13 +57,14 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
         .fallback(|| async {
-            ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into() }
+            ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into(), field: None }
         })
         .method_not_allowed_fallback(|| async {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 code: "method_not_allowed",
                 message: "this path does not take that method; see Allow".into(),
+                field: None,
             }
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit(state.app.limits())))

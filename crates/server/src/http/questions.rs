@@ -227,6 +227,7 @@ impl ActionName {
             status: axum::http::StatusCode::NOT_FOUND,
             code: "not_found",
             message: format!("no action {s:?}; use {}", Self::ALL.map(|(name, _)| name).join(", ")),
+            field: None,
         })
     }
 
@@ -308,7 +309,7 @@ async fn act(
     let body = match body {
         Ok(body) => body,
         Err(r) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::too_large()),
-        Err(r) => return Err(ApiError { status: r.status(), code: "bad_json", message: r.body_text() }),
+        Err(r) => return Err(ApiError { status: r.status(), code: "bad_json", message: r.body_text(), field: None }),
     };
     let action = ActionName::parse(&action)?;
     // Actions without fields (close, claim…) may come with no body, or `null`.

@@ -175,7 +175,7 @@ pub(crate) async fn upgrade(
             "a chat's token never goes in a URL: send it in the first frame, {\"type\": \"auth\", \"token\": …}",
         ));
     }
-    let ws = ws.map_err(|r| ApiError { status: r.status(), code: "not_a_websocket", message: r.body_text() })?;
+    let ws = ws.map_err(|r| ApiError::new(r.status(), "not_a_websocket", r.body_text()))?;
     // Counted by the client's address (behind a trusted proxy, the one it
     // names), before anything else is spent on it.
     let ip = peer.map(|p| crate::limit::client_ip_of(p.0 .0.ip(), &headers, &state.trusted_proxies));
@@ -244,7 +244,7 @@ pub(crate) async fn upgrade(
 
 /// `429 too_many_sockets`, saying why.
 fn too_many_sockets(why: &str) -> ApiError {
-    ApiError { status: StatusCode::TOO_MANY_REQUESTS, code: "too_many_sockets", message: why.into() }
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_sockets", why)
 }
 
 /// A socket's place among those open from its address, and among those

@@ -626,3 +626,36 @@ async fn signing_out_without_a_sign_in_is_401() {
     assert_eq!(res.status(), 401, "a cookie that signs nobody in");
     assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "and it is cleared");
 }
+
+#[tokio::test]
+async fn a_refused_field_of_the_start_form_is_named_in_the_error_and_nothing_is_started() {
+    let app = spawn_app().await;
+    let start = |form: serde_json::Value| {
+        let url = app.url("/api/libraries/riverside-main/chats");
+        async move {
+            let r = reqwest::Client::new().post(url).json(&form).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let long = "q".repeat(4001);
+    for (form, field, why) in [
+        (json!({"question": "Maps?", "email": "pat@example"}), "email", "invalid email: not an e-mail address"),
+        (json!({"question": " \u{200B} "}), "question", "invalid question: type your question"),
+        (
+            json!({"question": long}),
+            "question",
+            "invalid question: it is 4001 characters long, and a question may have 4000: shorten it",
+        ),
+        (json!({"question": "Maps?", "name": "n".repeat(101)}), "name", "invalid name: at most 100 characters"),
+    ] {
+        let (status, body) = start(form).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"], json!({"code": "invalid", "message": why, "field": field}), "{body}");
+    }
+    let ann = app.staff("ann").await;
+    let (_, queue) = ann.get("/api/queue").await;
+    assert_eq!(queue.as_array().map(Vec::len), Some(0), "nothing started: {queue}");
+    // Other errors name no field.
+    let (status, body) = ann.get("/api/questions/999999").await;
+    assert_eq!((status, body["error"].get("field")), (404, None), "{body}");
+}

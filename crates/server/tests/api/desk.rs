@@ -589,12 +589,14 @@ async fn a_patron_who_leaves_the_queue_having_given_an_address_leaves_a_missed_c
     };
     let lines = told(with.token.clone()).await;
     assert!(lines.contains("a librarian will answer you by e-mail"), "{lines}");
-    let lines = told(without.token.clone()).await;
-    assert!(!lines.contains("by e-mail"), "no address, no promise: {lines}");
+    let anonymous = told(without.token.clone()).await;
+    assert!(!anonymous.contains("by e-mail"), "no address, no promise: {anonymous}");
     let ann = app.staff("ann").await;
     let (_, new) = ann.get("/api/questions?view=new").await;
     assert_eq!(new.as_array().unwrap().len(), 1, "only the patron who left an address");
     assert_eq!(new[0]["text"], "Gone already");
+    // The patron was given the kept question's number.
+    assert!(lines.contains(&format!("We have your question (number {}) and", new[0]["id"])), "{lines}");
     assert_eq!(new[0]["live"], false);
     assert_eq!(new[0]["state"]["follow_up"], true);
     let (_, detail) = ann.get(&format!("/api/questions/{}", new[0]["id"])).await;
@@ -725,6 +727,41 @@ async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_
         c.ann.post(&format!("/api/sessions/{}/code", c.patron.session), json!({"code": "needs_expert"})).await;
     assert_eq!(status, 200, "{state}");
     assert_eq!((state["status"].as_str(), state["follow_up"].as_bool()), (Some("pending"), Some(true)));
+}
+
+#[tokio::test]
+async fn a_retired_code_is_given_to_no_question_and_the_questions_that_have_it_keep_it() {
+    let app = spawn_app().await;
+    let c = chat_with_ann(&app).await;
+    let erin = app.staff("erin").await;
+    let code_of = |session: i64| format!("/api/sessions/{session}/code");
+    assert_eq!(c.ann.post(&code_of(c.patron.session), json!({"code": "follow_up_by_me"})).await.0, 200);
+    let (_, codes) = erin.get("/api/codes").await;
+    let mut mine = codes.as_array().unwrap().iter().find(|k| k["key"] == "follow_up_by_me").unwrap().clone();
+    assert_eq!(mine["retired"], false);
+    mine["retired"] = json!(true);
+    assert_eq!(erin.put("/api/codes/follow_up_by_me", mine).await.0, 200);
+    let (_, codes) = c.ann.get("/api/codes").await;
+    let listed = codes.as_array().unwrap().iter().find(|k| k["key"] == "follow_up_by_me").unwrap().clone();
+    assert_eq!((listed["retired"].as_bool(), codes.as_array().unwrap().len()), (Some(true), 7), "kept, marked");
+
+    // The question that has it keeps it, and may record its READ scale with it.
+    let (status, state) =
+        c.ann.post(&code_of(c.patron.session), json!({"code": "follow_up_by_me", "read_scale": 3})).await;
+    assert_eq!((status, state["code"].as_str(), state["read_scale"].as_i64()), (200, Some("follow_up_by_me"), Some(3)));
+    // No other question is given it, from the chat or from the question list.
+    let other = app.start_chat("riverside-main", "Another one").await;
+    c.ann.accept(other.session).await;
+    let (status, body) = c.ann.post(&code_of(other.session), json!({"code": "follow_up_by_me"})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("code")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("is retired"), "{body}");
+    let (_, list) = c.ann.get("/api/questions").await;
+    let q = list.as_array().unwrap().iter().find(|q| q["text"] == "Another one").expect("its question")["id"].clone();
+    let q = q.as_i64().unwrap();
+    let (status, body) = c.ann.act(q, "code", json!({"code": "follow_up_by_me", "confirm_live": true})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("code")), "{body}");
+    let (_, after) = c.ann.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(after["question"]["state"]["code"], Value::Null, "unchanged: {after}");
 }
 
 #[tokio::test]

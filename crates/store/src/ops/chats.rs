@@ -12,7 +12,7 @@ use crate::{
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
 use refdesk_domain::event::{Event, QueueEntry};
-use refdesk_domain::ids::{CooperativeId, LibraryId, SessionId, StaffId};
+use refdesk_domain::ids::{CooperativeId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::lines;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{question_on_accept, Change, Handing, QuestionState, Status};
@@ -239,7 +239,7 @@ pub(crate) async fn append<D: Db>(
 /// A chat that waited and was never taken: its question (kept from an
 /// earlier acceptance, or a new one) gets `note`, for the patron's library
 /// to answer by e-mail (DESIGN §9, "missed chat").
-async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: Millis) -> Result<()> {
+async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: Millis) -> Result<QuestionId> {
     let q = match rec.ctx.question {
         Some(q) => q,
         None => {
@@ -248,7 +248,8 @@ async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: M
             insert_question(db, rec, &text, &state, None, now).await?
         }
     };
-    insert_timeline(db, q, now, None, &Change::Note { body: note.to_owned() }).await
+    insert_timeline(db, q, now, None, &Change::Note { body: note.to_owned() }).await?;
+    Ok(q)
 }
 
 /// Whether a chat nobody took may leave a question for an e-mail answer:
@@ -324,8 +325,9 @@ async fn end<D: Db>(
     let mut last_words = ending.last_words;
     if let (SessionState::Waiting, Some(note), Some(_)) = (rec.state, &ending.missed, &rec.patron_email) {
         if may_leave_question(db, &rec, ending.left_per_net_per_day, now).await? {
-            leave_missed(db, &rec, note, now).await?;
-            last_words = ending.left_words.or(last_words);
+            let question = leave_missed(db, &rec, note, now).await?;
+            let left = ending.left_words.map(|w| w.replace("{question}", &question.0.to_string()));
+            last_words = left.or(last_words);
         } else {
             tracing::info!(session = %id, "a missed chat past its network's questions for the day: no question left");
             last_words = ending.last_words_unanswered.or(last_words);

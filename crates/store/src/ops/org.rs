@@ -17,11 +17,11 @@ use refdesk_domain::{DomainError, Millis};
 
 /// The columns of a resolution code, in `INSERT` order after the cooperative.
 const CODE_INSERT: &str = "INSERT INTO resolution_codes
-     (cooperative_id, key, label, status, assign, follow_up, referred, exclude_from_stats, position)";
+     (cooperative_id, key, label, status, assign, follow_up, referred, exclude_from_stats, retired, position)";
 
 async fn insert_code<D: Db>(db: &mut D, coop: CooperativeId, code: &ResolutionCode, position: i64) -> Result<u64> {
     db.exec(
-        &format!("{CODE_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        &format!("{CODE_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         args![
             coop.0,
             &code.key,
@@ -31,6 +31,7 @@ async fn insert_code<D: Db>(db: &mut D, coop: CooperativeId, code: &ResolutionCo
             code.follow_up,
             code.referred,
             code.exclude_from_stats,
+            code.retired,
             position
         ],
     )
@@ -179,7 +180,7 @@ async fn put_code<D: Db>(db: &mut D, coop: CooperativeId, code: ResolutionCode) 
     let changed = db
         .exec(
             "UPDATE resolution_codes SET label = ?3, status = ?4, assign = ?5, follow_up = ?6, referred = ?7,
-             exclude_from_stats = ?8 WHERE cooperative_id = ?1 AND key = ?2",
+             exclude_from_stats = ?8, retired = ?9 WHERE cooperative_id = ?1 AND key = ?2",
             args![
                 coop.0,
                 &code.key,
@@ -188,7 +189,8 @@ async fn put_code<D: Db>(db: &mut D, coop: CooperativeId, code: ResolutionCode) 
                 code.assign.as_str(),
                 code.follow_up,
                 code.referred,
-                code.exclude_from_stats
+                code.exclude_from_stats,
+                code.retired
             ],
         )
         .await?;

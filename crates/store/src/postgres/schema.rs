@@ -30,4 +30,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/021.sql"),
     include_str!("migrations/022.sql"),
     include_str!("migrations/023.sql"),
+    include_str!("migrations/024.sql"),
 ];

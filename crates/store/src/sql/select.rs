@@ -500,7 +500,8 @@ pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
 }
 
 pub(crate) const CODES_SELECT: &str = "SELECT key AS key, label AS label, status AS status, assign AS assign,
-            follow_up AS follow_up, referred AS referred, exclude_from_stats AS exclude_from_stats
+            follow_up AS follow_up, referred AS referred, exclude_from_stats AS exclude_from_stats,
+            retired AS retired
      FROM resolution_codes WHERE cooperative_id = ?1 ORDER BY position";
 
 pub(crate) fn code(r: &dyn Cols) -> Result<ResolutionCode> {
@@ -512,6 +513,7 @@ pub(crate) fn code(r: &dyn Cols) -> Result<ResolutionCode> {
         follow_up: r.flag("follow_up")?,
         referred: r.flag("referred")?,
         exclude_from_stats: r.flag("exclude_from_stats")?,
+        retired: r.flag("retired")?,
     })
 }
 

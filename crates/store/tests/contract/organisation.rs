@@ -196,6 +196,7 @@ async fn replacing_a_code_keeps_its_place_in_the_picker(b: &Backend) {
     let mut middle = before[3].clone();
     middle.label = "Referred elsewhere".into();
     middle.follow_up = !middle.follow_up;
+    middle.retired = true;
     s.put_code(coop, middle.clone()).await.unwrap();
     s.put_code(coop, new_code(1)).await.unwrap();
     let mut added = new_code(1);
