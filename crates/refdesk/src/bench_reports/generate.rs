@@ -279,7 +279,10 @@ async fn create_org(store: &dyn Store) -> anyhow::Result<Org> {
             let mut librarians = Vec::new();
             for k in 1..=n {
                 let user = format!("bench.i{}l{}.{k}", i + 1, j + 1);
-                let display = format!("{} {}", FIRST[(libraries.len() * 8 + k) % FIRST.len()], LAST[k % LAST.len()]);
+                // Named apart within the cooperative, as refdesk requires:
+                // the pairs of names repeat, the libraries do not.
+                let (first, last) = (FIRST[(libraries.len() * 8 + k) % FIRST.len()], LAST[k % LAST.len()]);
+                let display = format!("{first} {last} (i{}l{})", i + 1, j + 1);
                 librarians.push(store.create_staff(staff(id, user, display, Role::Librarian)).await?);
             }
             libraries.push(Library { id, zone: i, librarians });

@@ -149,7 +149,7 @@ async fn every_operation_by_every_role_in_and_out_of_scope_is_allowed_or_refused
                     "create a librarian at the patron's library",
                     "POST",
                     "/api/staff".into(),
-                    json!({"username": format!("new-{who}"), "display_name": "N", "library": "riverside-main", "role": "librarian", "password": "long-enough-1"}),
+                    json!({"username": format!("new-{who}"), "display_name": format!("N {who}"), "library": "riverside-main", "role": "librarian", "password": "long-enough-1"}),
                     if cov && admin { 201 } else { 403 },
                 ),
             ];

@@ -429,6 +429,10 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     assert_eq!(carla.post("/api/staff", new("riverside-main", "institution_admin", "ivan")).await.0, 403);
     assert_eq!(carla.post("/api/staff", new("lakeside-public", "librarian", "lars")).await.0, 403);
     assert_eq!(carla.post("/api/staff", new("riverside-main", "librarian", "nina")).await.0, 409, "taken");
+    let (status, why) = carla.post("/api/staff", new("riverside-main", "librarian", "nora")).await;
+    let message = why["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 409, "Nina is called New Person already: {why}");
+    assert!(message.contains("is called \"New Person\""), "{why}");
     assert_eq!(carla.post("/api/staff", new("riverside-main", "wizard", "w")).await.0, 422);
     let ann = app.staff("ann").await;
     assert_eq!(

@@ -39,20 +39,23 @@ async fn insert_code<D: Db>(db: &mut D, coop: CooperativeId, code: &ResolutionCo
 }
 
 /// What must be called apart from what: cooperatives on the service,
-/// institutions and libraries within their cooperative.
+/// institutions, libraries and staff members (their display names) within
+/// their cooperative.
 #[derive(Clone, Copy)]
-enum Kin {
+pub(crate) enum Kin {
     Cooperatives,
     Institutions(CooperativeId),
     Libraries(CooperativeId),
+    Staff(CooperativeId),
 }
 
 /// Refuses `name` when another of its kin (but `except`, being renamed) is
 /// called alike, in any letter case: two libraries of one cooperative
-/// called alike cannot be told apart in its lists, reports and transfers.
+/// called alike cannot be told apart in its lists, reports and transfers,
+/// nor two colleagues in its IM list, its chats and their transcripts.
 /// One name change or addition at a time (an advisory lock on PostgreSQL;
 /// SQLite has one writer), so that two at once cannot both find it free.
-async fn name_free<D: Db>(db: &mut D, kin: Kin, except: Option<i64>, name: &str) -> Result<()> {
+pub(crate) async fn name_free<D: Db>(db: &mut D, kin: Kin, except: Option<i64>, name: &str) -> Result<()> {
     db.lock("organisation-names").await?;
     let row = |r: &dyn crate::sql::Cols| Ok((r.int("id")?, r.text("name")?));
     let (taken, what) = match kin {
@@ -68,6 +71,11 @@ async fn name_free<D: Db>(db: &mut D, kin: Kin, except: Option<i64>, name: &str)
                 "SELECT l.id AS id, l.name AS name FROM libraries l JOIN institutions i ON i.id = l.institution_id
                        WHERE i.cooperative_id = ?1";
             (db.rows(sql, args![c.0], row).await?, "library of the cooperative")
+        }
+        Kin::Staff(c) => {
+            let sql = "SELECT s.id AS id, s.display_name AS name FROM staff s JOIN libraries l ON l.id = s.library_id
+                       JOIN institutions i ON i.id = l.institution_id WHERE i.cooperative_id = ?1";
+            (db.rows(sql, args![c.0], row).await?, "staff member of the cooperative")
         }
     };
     let wanted = name.trim().to_lowercase();

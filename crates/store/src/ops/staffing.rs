@@ -1,5 +1,6 @@
 //! Staff accounts, sign-ins and availability.
 
+use super::org::Kin;
 use super::{quiet, Backend};
 use crate::api::Staffing;
 use crate::sql::rows::not_found;
@@ -31,6 +32,8 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
     let in_library = "SELECT COUNT(*) AS n FROM staff WHERE library_id = ?1";
     let (max, what) = (crate::MAX_STAFF_PER_LIBRARY, "staff accounts in a library");
     super::org::at_most(db, in_library, args![new.library.0], max, what).await?;
+    let coop = cooperative_of_library(db, new.library.0).await?;
+    super::org::name_free(db, Kin::Staff(coop), None, &new.display_name).await?;
     let id = int(
         db,
         "INSERT INTO staff (library_id, username, display_name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -47,6 +50,14 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
         other => other,
     })?;
     Ok(StaffId(id))
+}
+
+/// The cooperative of the library `library`.
+async fn cooperative_of_library<D: Db>(db: &mut D, library: i64) -> Result<CooperativeId> {
+    let sql = "SELECT i.cooperative_id AS cooperative_id FROM libraries l
+               JOIN institutions i ON i.id = l.institution_id WHERE l.id = ?1";
+    let coop = db.row(sql, args![library], |r| r.int("cooperative_id")).await?;
+    Ok(CooperativeId(coop.ok_or(not_found("library"))?))
 }
 
 async fn create_login<D: Db>(db: &mut D, login: NewLogin) -> Result<Option<Vec<String>>> {
@@ -171,9 +182,10 @@ async fn sign_off_stale<D: Db>(db: &mut D, before: Millis) -> Result<(Vec<Staff>
 }
 
 async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Result<((), Vec<Event>)> {
-    let lock = format!("SELECT role, library_id FROM staff WHERE id = ?1{}", db.dialect().for_update());
-    let now = db.row(&lock, args![id.0], |r| Ok((r.text("role")?, r.int("library_id")?))).await?;
-    let (role_now, library_now) = now.ok_or(not_found("staff member"))?;
+    let lock = format!("SELECT role, library_id, display_name FROM staff WHERE id = ?1{}", db.dialect().for_update());
+    let now =
+        db.row(&lock, args![id.0], |r| Ok((r.text("role")?, r.int("library_id")?, r.text("display_name")?))).await?;
+    let (role_now, library_now, name_now) = now.ok_or(not_found("staff member"))?;
     // Whoever decided it judged the account as it was: one promoted or
     // moved since may be outside what they may change.
     if let Some((role, library)) = update.decided_on {
@@ -192,6 +204,11 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
         }
     }
     if let Some(name) = &update.display_name {
+        // A name kept as it was (in any letter case) is no new name.
+        if name.trim().to_lowercase() != name_now.trim().to_lowercase() {
+            let coop = cooperative_of_library(db, library_now).await?;
+            super::org::name_free(db, Kin::Staff(coop), Some(id.0), name).await?;
+        }
         db.exec("UPDATE staff SET display_name = ?2 WHERE id = ?1", args![id.0, name]).await?;
     }
     if let Some(hash) = &update.password_hash {

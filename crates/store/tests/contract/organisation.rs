@@ -7,7 +7,7 @@ use refdesk_domain::org::Role;
 use refdesk_domain::question::{default_codes, ResolutionCode};
 use refdesk_domain::DomainError;
 use refdesk_store::MAX_STAFF_PER_LIBRARY;
-use refdesk_store::{Named, NewStaff, PolicyPage, ScriptOwner, StoreError};
+use refdesk_store::{Named, NewStaff, PolicyPage, ScriptOwner, StaffUpdate, StoreError};
 use refdesk_store::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_SCRIPTS_PER_OWNER};
 use std::collections::BTreeSet;
 
@@ -20,6 +20,7 @@ on_every_backend!(
     replacing_a_code_keeps_its_place_in_the_picker,
     codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
     what_admins_create_is_bounded_per_cooperative_and_per_owner,
+    colleagues_of_a_cooperative_are_named_apart,
     a_closed_store_refuses_reads_and_writes_and_closing_again_does_nothing,
 );
 
@@ -76,7 +77,7 @@ async fn what_admins_create_is_bounded_per_cooperative_and_per_owner(b: &Backend
     let account = |library: LibraryId, n: usize| NewStaff {
         library,
         username: format!("staff-{}-{n}", library.0),
-        display_name: format!("Staff {n}"),
+        display_name: format!("Staff {}-{n}", library.0),
         role: Role::Librarian,
         password_hash: "hash".into(),
     };
@@ -247,6 +248,44 @@ async fn codes_added_at_once_each_get_a_place_of_their_own_after_the_others(b: &
     let last = s.codes(coop).await.unwrap();
     assert_eq!(last[..after.len()], after[..], "a later code changes nobody's place");
     assert_eq!(last.last().map(|c| c.key.as_str()), Some("new_99"), "and goes last");
+}
+
+/// Two colleagues of one cooperative called alike cannot be told apart in
+/// its IM list, its chats and their transcripts: a name taken in any letter
+/// case is refused, on an account added or renamed; another cooperative's
+/// names are its own.
+async fn colleagues_of_a_cooperative_are_named_apart(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let account = |library: LibraryId, username: &str, display_name: &str| NewStaff {
+        library,
+        username: username.into(),
+        display_name: display_name.into(),
+        role: Role::Librarian,
+        password_hash: "hash".into(),
+    };
+    let before = s.staff_of(w.library.placement.cooperative).await.unwrap().len();
+    // "ANN" is Ann's (the world's staff are named in capitals); the other library is of her cooperative.
+    let r = s.create_staff(account(w.other.placement.library, "ann2", " ann ")).await;
+    assert!(conflict(&r), "{r:?}");
+    assert_eq!(s.staff_of(w.library.placement.cooperative).await.unwrap().len(), before, "nobody added");
+    let coop = s.create_cooperative("Another cooperative", default_codes()).await.unwrap();
+    let inst = s.create_institution(coop, "Another institution").await.unwrap();
+    let elsewhere = s.create_library(inst, "elsewhere", "Elsewhere").await.unwrap();
+    s.create_staff(account(elsewhere.placement.library, "ann3", "Ann")).await.expect("another cooperative");
+
+    let rename = |name: &str| StaffUpdate {
+        role: None,
+        disabled: None,
+        password_hash: None,
+        decided_on: None,
+        display_name: Some(name.into()),
+    };
+    let r = s.update_staff(w.carla.id, rename("Ann")).await;
+    assert!(conflict(&r), "{r:?}");
+    assert_eq!(s.staff_by_id(w.carla.id).await.unwrap().unwrap().display_name, "CARLA", "unchanged");
+    s.update_staff(w.carla.id, rename("Carla")).await.expect("her own name, in other letters");
+    s.update_staff(w.ann.id, rename("Ann Archer")).await.expect("a name nobody has");
+    s.create_staff(account(w.other.placement.library, "ann4", "Ann")).await.expect("free once Ann was renamed");
 }
 
 /// A clean shutdown: once closed, reads and writes say so, and closing
