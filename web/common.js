@@ -142,3 +142,29 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
 export function newClientId() {
   return (crypto.randomUUID?.() || `${Date.now()}-${Math.random()}`).slice(0, 64);
 }
+
+/**
+ * Asks for one line of text in a modal dialog of the page (in place of
+ * `window.prompt`, which a browser may refuse, and which has no label or
+ * limit): resolves to the trimmed text, or null if cancelled (Cancel,
+ * Escape) or left empty. The dialog is made for the question and removed
+ * once answered.
+ */
+export function askLine({ title, label, value = "", maxLength = 100, submit = "Save" }) {
+  const input = el("input", { id: "ask-line-input", value, maxlength: String(maxLength), required: true, autocomplete: "off" });
+  const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
+  const form = el("form", { method: "dialog" },
+    el("h2", { id: "ask-line-title" }, title),
+    el("label", { for: "ask-line-input" }, label), input,
+    el("p", { class: "row" }, el("button", { type: "submit" }, submit), " ", cancel));
+  const dialog = el("dialog", { "aria-labelledby": "ask-line-title" }, form);
+  document.body.append(dialog);
+  return new Promise((resolve) => {
+    const done = (answer) => { dialog.close(); dialog.remove(); resolve(answer?.trim() || null); };
+    cancel.onclick = () => done(null);
+    dialog.oncancel = (e) => { e.preventDefault(); done(null); }; // Escape
+    form.onsubmit = (e) => { e.preventDefault(); done(input.value); };
+    dialog.showModal();
+    input.select();
+  });
+}

@@ -3,7 +3,7 @@
 // (drafts kept per chat, a length counter, refused lines kept, the
 // stale-reply guard), notes, scripts and policy notes, conferencing,
 // transfer, availability, alerts and staff IM.
-import { api, el, clock, messageItem, socket, newClientId } from "/assets/common.js";
+import { api, el, clock, messageItem, socket, newClientId, askLine } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -156,7 +156,14 @@ function renderComposer() {
   $("mode").value = canMessage ? (sendAs.get(current) ?? pref.get(`mode.${current}`) ?? "message") : "note";
   const note = $("mode").value === "note";
   $("composer").classList.toggle("note-mode", note);
-  $("text-label").textContent = note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
+  // An ended chat takes no more lines: an unsent reply stays, to copy, and
+  // the focus goes from it to what is left to do, the resolution code.
+  const ended = s?.state === "ended";
+  const typing = document.activeElement === $("text");
+  $("text").readOnly = ended;
+  for (const id of ["send", "mode", "script"]) $(id).disabled = ended;
+  $("text-label").textContent = ended ? "The chat has ended: nothing more can be sent (your unsent text stays here to copy)"
+    : note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
   retarget();
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
   $("end").classList.toggle("hidden", part !== "librarian");
@@ -167,6 +174,7 @@ function renderComposer() {
   for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", !admin || part === "librarian" || part === b.dataset.mode);
   $("takeover").classList.toggle("hidden", !admin || part === "librarian");
   $("leave").classList.toggle("hidden", part === "librarian" || part === "none");
+  if (ended && typing) ($("librarian-actions").classList.contains("hidden") ? $("log") : $("code")).focus();
 }
 
 function renderPresent() {
@@ -426,7 +434,7 @@ $("script").onchange = () => {
 $("save-script").onclick = async () => {
   const body = $("text").value.trim();
   if (!body) { $("chat-error").textContent = "Type the reply to save first."; return; }
-  const title = prompt("A title for this script", body.slice(0, 40));
+  const title = await askLine({ title: "Save the reply as my script", label: "Its title in the scripts' list", value: body.slice(0, 40), submit: "Save the script" });
   if (!title) return;
   try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); done(); say("Script saved."); }
   catch (err) { fail(err); }

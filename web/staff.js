@@ -1,6 +1,6 @@
 // Staff management within one's scope: accounts of a role below one's own,
 // and one's own; a peer of one's role is managed by a role above.
-import { api, el } from "/assets/common.js";
+import { api, el, askLine } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 const ROLES = ["librarian", "library_admin", "institution_admin", "cooperative_admin"];
@@ -79,11 +79,9 @@ function row(s) {
   };
   // A typo, or a new name: lines already written keep the old one.
   const rename = el("button", { type: "button", class: "secondary" }, "Rename");
-  rename.onclick = () => {
-    const name = prompt(`New display name for ${s.display_name} (their sign-ins end)`, s.display_name);
-    if (name && name.trim() && name.trim() !== s.display_name) {
-      update(s.id, { display_name: name }, `${s.display_name} is now ${name.trim()}; their sign-ins ended.`);
-    }
+  rename.onclick = async () => {
+    const name = await askLine({ title: `Rename ${s.display_name}`, label: "New display name (their sign-ins end; lines already written keep the old one)", value: s.display_name, submit: "Rename" });
+    if (name && name !== s.display_name) update(s.id, { display_name: name }, `${s.display_name} is now ${name}; their sign-ins ended.`);
   };
   return cells(role, s.id === me.id ? [reset, " ", rename] : [toggle, " ", reset, " ", rename]);
 }

@@ -433,11 +433,19 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await patron.locator("#chat").waitFor();
   await ann.getByRole("button", { name: /Accept: Erasmus/ }).click();
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
+  await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
   await patron.click("#end");
   await patron.click("#end-yes");
   await ann.locator("#log", { hasText: "ended by" }).waitFor();
-  await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
-  await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
+  // Ended while Ann was typing: her text stays, to copy, but nothing more
+  // can be sent, and the focus goes to what is left to do, the code.
+  await ann.locator("#text-label", { hasText: "The chat has ended" }).waitFor();
+  assert.equal(await ann.evaluate(() => document.activeElement.id), "code", "the focus left the reply box");
+  assert.equal(await ann.inputValue("#text"), "Erasmus, one more thing about");
+  assert.equal(await ann.locator("#text").getAttribute("readonly"), "", "read-only");
+  assert.equal(await ann.locator("#send").isDisabled(), true);
+  await accessible(ann, "the desk with a chat ended while typing");
   // The question's page is open in another tab.
   const page = await ann.context().newPage();
   const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json())

@@ -53,7 +53,12 @@ test("a chat with a note, a conference, an answer from the question list, an end
 
   // A reply saved as a script, then inserted from the picker.
   await ann.fill("#text", "Yes — the map room has an 1890 survey.");
-  await ann.click("#save-script"); // the title prompt is accepted with its default
+  await ann.click("#save-script");
+  // Its title is asked in a dialog of the page, the reply's start offered.
+  const titled = ann.getByRole("dialog", { name: "Save the reply as my script" });
+  assert.equal(await titled.getByLabel("Its title in the scripts' list").inputValue(), "Yes — the map room has an 1890 survey.");
+  await accessible(ann, "the script title dialog");
+  await titled.getByRole("button", { name: "Save the script" }).click();
   await ann.getByText("Script saved.").waitFor();
   await ann.fill("#text", "");
   await ann.selectOption("#script", { label: "Yes — the map room has an 1890 survey." });
@@ -255,9 +260,15 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await admin.fill("#new-password", "maple leaf 2026");
   await admin.click("#create button[type=submit]");
   await admin.getByRole("cell", { name: "lee", exact: true }).waitFor();
-  // (The harness accepts every prompt with its default: this one answers.)
-  await admin.evaluate(() => { window.prompt = () => "Lee Lender"; });
   await rowOf("lee").getByRole("button", { name: "Rename" }).click();
+  const renaming = admin.getByRole("dialog", { name: "Rename Lee Lendre" });
+  // Escape asks nothing: the name stays.
+  await renaming.getByLabel(/New display name/).press("Escape");
+  await renaming.waitFor({ state: "detached" });
+  await admin.getByRole("cell", { name: "Lee Lendre", exact: true }).waitFor();
+  await rowOf("lee").getByRole("button", { name: "Rename" }).click();
+  await renaming.getByLabel(/New display name/).fill("Lee Lender");
+  await renaming.getByRole("button", { name: "Rename" }).click();
   await admin.getByRole("cell", { name: "Lee Lender", exact: true }).waitFor();
   // A new password is typed twice, in a dialog that never shows it.
   await rowOf("lee").getByRole("button", { name: "Reset password" }).click();
