@@ -208,6 +208,13 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   await ann.getByRole("button", { name: /Second — Riverside/ }).waitFor();
   await ann.screenshot({ path: path.join(SHOTS, "desk-two-chats.png"), fullPage: true });
   await phone.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // On the phone's screen without scrolling: the box, Send and End chat.
+  for (const id of ["text", "end"]) {
+    const box = await phone.locator(`#${id}`).boundingBox();
+    assert.ok(box && box.y >= 0 && box.y + box.height <= PHONE.height, `#${id} is within the 740 px screen (${JSON.stringify(box)})`);
+  }
+  const send = await phone.locator("#composer button[type=submit]").boundingBox();
+  assert.ok(send.y + send.height <= PHONE.height, "Send is on screen");
 
   // "End and clear": nothing of the chat stays in the browser, nor in
   // another tab opened from this one (it holds a copy of the chat).
