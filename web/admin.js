@@ -2,6 +2,9 @@
 import { api, el } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
+// Before each action, what the last one said goes: a new error never
+// stands beside an older "saved".
+const clearSaid = () => { $("error").textContent = ""; $("status").textContent = ""; };
 
 async function load() {
   let me;
@@ -57,7 +60,7 @@ async function load() {
     const [name, nameBox] = field("name", "Library name, as patrons see it", { value: lib.name, maxlength: 200 });
     const rename = el("button", { type: "button", class: "secondary" }, "Rename");
     rename.onclick = async () => {
-      $("error").textContent = "";
+      clearSaid();
       try {
         const done = await api(`/api/libraries/${encodeURIComponent(lib.slug)}`, { method: "POST", body: { name: name.value } });
         heading.textContent = lib.name = done.name;
@@ -74,7 +77,7 @@ async function load() {
       const text = el("textarea", { id: `policy-${id}`, rows: 6 }, policy.body);
       const save = el("button", { type: "button" }, "Save policy notes");
       save.onclick = async () => {
-        $("error").textContent = "";
+        clearSaid();
         try { await api(`/api/policies/${lib.id}`, { method: "PUT", body: { body: text.value } }); $("status").textContent = `Policy notes for ${lib.name} saved.`; }
         catch (err) { $("error").textContent = err.message; }
       };
@@ -85,7 +88,7 @@ async function load() {
       const box = el("input", { type: "checkbox", id: `blocked-form-${id}`, class: "inline" });
       box.checked = blocked.may_use_form;
       box.onchange = async () => {
-        $("error").textContent = "";
+        clearSaid();
         try {
           await api(`/api/libraries/${encodeURIComponent(lib.slug)}/blocked-patrons`, { method: "PUT", body: { may_use_form: box.checked } });
           $("status").textContent = `Saved for ${lib.name}.`;
@@ -115,7 +118,7 @@ async function loadBlocks() {
       const lift = el("button", { type: "button", class: "secondary" }, "Lift");
       lift.setAttribute("aria-label", `Lift the block on the patron of chat ${b.session}`);
       lift.onclick = async () => {
-        $("error").textContent = "";
+        clearSaid();
         try { await api(`/api/blocks/${b.id}/lift`, { method: "POST" }); $("status").textContent = "Block lifted."; await loadBlocks(); }
         catch (err) { $("error").textContent = err.message; }
       };
@@ -145,8 +148,7 @@ async function loadRetention(libs) {
     const save = el("button", { type: "button", class: "secondary" }, "Save");
     save.setAttribute("aria-label", `Save the retention of ${lib.name}`);
     save.onclick = async () => {
-      $("error").textContent = "";
-      $("status").textContent = "";
+      clearSaid();
       // Letters typed into the number box leave it "empty": that must not
       // read as "keep personal data", which would drop the period.
       if (!days.checkValidity()) {
@@ -168,7 +170,7 @@ async function loadRetention(libs) {
 let eraseEmail = null; // the address the rows shown were found by
 
 async function findPatron() {
-  $("error").textContent = "";
+  clearSaid();
   eraseEmail = $("erase-email").value.trim();
   // A POST: the address goes in the body, never in a URL (access logs keep URLs).
   const found = await api("/api/privacy/patron", { method: "POST", body: { email: eraseEmail } });
@@ -196,7 +198,7 @@ $("erase-find").onsubmit = async (e) => {
 };
 
 $("erase-go").onclick = async () => {
-  $("error").textContent = "";
+  clearSaid();
   const sessions = [...document.querySelectorAll(".erase-pick:checked")].map((b) => Number(b.value));
   if (!sessions.length) { $("error").textContent = "Choose at least one chat to erase."; return; }
   if (!window.confirm(`Erase the personal data of ${sessions.length} chat(s) of ${eraseEmail}? This cannot be undone.`)) return;
@@ -254,8 +256,7 @@ async function loadCodes() {
     });
     const save = el("button", { type: "button", class: "secondary" }, `Save ${c.key}`);
     save.onclick = async () => {
-      $("error").textContent = "";
-      $("status").textContent = "";
+      clearSaid();
       const set = Object.fromEntries(flags.map(([k, box]) => [k, box.checked]));
       try {
         await api(`/api/codes/${encodeURIComponent(c.key)}`, { method: "PUT", body: { ...c, ...set, label: label.value, status: status.value, assign: assign.value } });
@@ -269,7 +270,7 @@ async function loadCodes() {
 
 $("library-form").onsubmit = async (e) => {
   e.preventDefault();
-  $("error").textContent = "";
+  clearSaid();
   try {
     const body = { name: $("lib-name").value, slug: $("lib-slug").value };
     if (!$("lib-inst-box").hidden) body.institution = Number($("lib-inst").value);
@@ -280,7 +281,7 @@ $("library-form").onsubmit = async (e) => {
 
 $("institution-form").onsubmit = async (e) => {
   e.preventDefault();
-  $("error").textContent = "";
+  clearSaid();
   try {
     const inst = await api("/api/institutions", { method: "POST", body: { name: $("inst-name").value } });
     e.target.reset(); await load(); $("status").textContent = `${inst.name} added.`;
@@ -289,8 +290,7 @@ $("institution-form").onsubmit = async (e) => {
 
 $("code-form").onsubmit = async (e) => {
   e.preventDefault();
-  $("error").textContent = "";
-  $("status").textContent = "";
+  clearSaid();
   const key = $("code-key").value;
   if (codeKeys.has(key)) {
     $("error").textContent = `A code with the key ${key} exists already: change it in its row above, or choose another key.`;
@@ -306,7 +306,7 @@ $("code-form").onsubmit = async (e) => {
 
 $("script-form").onsubmit = async (e) => {
   e.preventDefault();
-  $("error").textContent = "";
+  clearSaid();
   try {
     await api("/api/scripts", { method: "POST", body: { scope: $("script-scope").value, title: $("script-title").value, body: $("script-body").value } });
     e.target.reset(); await loadScripts(); $("status").textContent = "Script added.";

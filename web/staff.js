@@ -94,6 +94,7 @@ async function load() {
 $("create").onsubmit = async (e) => {
   e.preventDefault();
   $("error").textContent = "";
+  $("status").textContent = "";
   try {
     await api("/api/staff", { method: "POST", body: {
       username: $("new-username").value, display_name: $("new-name").value, library: $("new-library").value,

@@ -60,6 +60,12 @@ test("a code key that exists is refused, not replaced; a code's flags can be set
   await erin.getByRole("button", { name: "Save practice" }).click();
   await erin.getByText("Code practice saved.").waitFor();
   assert.equal((await practice()).exclude_from_stats, true);
+  // A refusal after that says so alone: the older "saved" goes.
+  await erin.fill("#code-key", "practice");
+  await erin.fill("#code-label", "Again");
+  await erin.click("#code-form button[type=submit]");
+  await erin.getByText("A code with the key practice exists already").waitFor();
+  assert.equal(await erin.locator("#status").innerText(), "", "no 'saved' beside the error");
   await accessible(erin, "the admin page with the codes' flags");
   await erin.context().close();
 });
