@@ -53,7 +53,7 @@ async function load() {
     const code = el("textarea", { id: `snippet-${id}`, rows: 3, readonly: true }, snippetOf());
     for (const input of [online, offline, color, text, position]) input.oninput = input.onchange = () => { code.value = snippetOf(); };
     const copy = el("button", { type: "button", class: "secondary" }, "Copy snippet");
-    copy.onclick = async () => { code.select(); try { await navigator.clipboard.writeText(code.value); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };
+    copy.onclick = async () => { clearSaid(); code.select(); try { await navigator.clipboard.writeText(code.value); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };
     // Its name as patrons see it (a typo, or a library that renames itself);
     // its address and snippets stay.
     const heading = el("h2", { id: `h-${id}` }, lib.name);
@@ -228,7 +228,8 @@ async function loadScripts() {
   $("scripts").replaceChildren(...scripts.map((x) => {
     const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
     del.onclick = async () => {
-      try { await api(`/api/scripts/${x.id}`, { method: "DELETE" }); await loadScripts(); }
+      clearSaid();
+      try { await api(`/api/scripts/${x.id}`, { method: "DELETE" }); await loadScripts(); $("status").textContent = `Script “${x.title}” deleted.`; }
       catch (err) { $("error").textContent = err.message; }
     };
     return el("li", {}, `${x.title} (${x.scope}): ${x.body} `, del);

@@ -198,9 +198,11 @@ $("question").addEventListener("input", () => countDown("question", "question-co
 // words, and marks and focuses the box; anything else is said as it is.
 const BOXES = { name: "Your name", email: "Your e-mail", question: "Your question" };
 function refusal(err) {
-  const label = err.code === "invalid" ? BOXES[err.field] : undefined;
+  const label = err.code === "invalid" && Object.hasOwn(BOXES, err.field ?? "") ? BOXES[err.field] : undefined;
   if (!label) return err.message;
   $(err.field).setAttribute("aria-invalid", "true");
+  const described = $(err.field).getAttribute("aria-describedby") || "";
+  if (!described.includes("start-error")) $(err.field).setAttribute("aria-describedby", `${described} start-error`.trim());
   $(err.field).focus();
   return `${label}: ${err.message.replace(`invalid ${err.field}: `, "")}.`;
 }
@@ -487,6 +489,9 @@ setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 300
 // The page says whose librarians the patron is asking.
 function nameLibrary(st) {
   if (!st?.library) return;
+  // The service's line limit, for the start form's question (the chat's
+  // socket says it again in its hello).
+  if (st.max_message_chars > 0) maxChars = st.max_message_chars;
   $("heading").textContent = `Ask a librarian — ${st.library}`;
   baseTitle = `Ask a librarian — ${st.library}`;
   document.title = unseen ? `(${unseen}) New message — ${baseTitle}` : baseTitle;

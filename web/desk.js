@@ -15,6 +15,7 @@ let maxChars = 4000; // from the hello frame
 const logs = new Map(); // session -> {last, items: Map(seq -> message), unread, lastPatronSeq, lastStaffSeq}
 const ims = new Map(); // peer -> {last, items: []}
 const monitor = new Map(); // session -> summary
+const endSeen = new Set(); // sessions seen ended while shown (the focus left their box once)
 const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
 const pending = new Map(); // client_id -> {session, body}
@@ -157,9 +158,13 @@ function renderComposer() {
   const note = $("mode").value === "note";
   $("composer").classList.toggle("note-mode", note);
   // An ended chat takes no more lines: an unsent reply stays, to copy, and
-  // the focus goes from it to what is left to do, the resolution code.
-  const ended = s?.state === "ended";
-  const typing = document.activeElement === $("text");
+  // the focus goes from it to what is left to do, the resolution code —
+  // once, when the end is first seen here (the text may then be copied).
+  // Known from the chat's own log too: the monitor forgets ended chats on
+  // a reconnect.
+  const ended = s?.state === "ended" || (current !== null && log(current).ended === true);
+  const moveFocus = ended && !endSeen.has(current) && document.activeElement === $("text");
+  if (ended) endSeen.add(current);
   $("text").readOnly = ended;
   for (const id of ["send", "mode", "script"]) $(id).disabled = ended;
   $("text-label").textContent = ended ? "The chat has ended: nothing more can be sent (your unsent text stays here to copy)"
@@ -174,7 +179,7 @@ function renderComposer() {
   for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", !admin || part === "librarian" || part === b.dataset.mode);
   $("takeover").classList.toggle("hidden", !admin || part === "librarian");
   $("leave").classList.toggle("hidden", part === "librarian" || part === "none");
-  if (ended && typing) ($("librarian-actions").classList.contains("hidden") ? $("log") : $("code")).focus();
+  if (moveFocus) ($("librarian-actions").classList.contains("hidden") ? $("log") : $("code")).focus();
 }
 
 function renderPresent() {
@@ -204,6 +209,7 @@ function onEvent(m) {
   l.last = Math.max(l.last, m.seq);
   if (m.author.type === "patron") l.lastPatronSeq = Math.max(l.lastPatronSeq, m.seq);
   if (m.author.type === "staff" && m.kind === "message") l.lastStaffSeq = Math.max(l.lastStaffSeq, m.seq);
+  if (m.system === "ended") l.ended = true;
   const fresh = m.at > loadedAt - 1000;
   if (m.session === current) {
     document.querySelector(`#log [data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
@@ -631,7 +637,7 @@ $("mode").onchange = () => { sendAs.set(current, $("mode").value); pref.set(`mod
 $("composer").onsubmit = (e) => {
   e.preventDefault();
   const body = $("text").value.trim();
-  if (!body || current === null) return;
+  if (!body || current === null || $("text").readOnly) return; // an ended chat takes nothing more
   if ([...body].length > maxChars) {
     $("chat-error").textContent = `This reply is ${[...body].length} characters; the limit is ${maxChars}. Shorten it or send it in parts.`;
     return;

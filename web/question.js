@@ -124,6 +124,24 @@ async function load() {
   const d = await api(pageAfterShown());
   render(d, from);
   if (d.transcript_more || d.timeline_more) await addTheRest();
+  offerCodes();
+}
+
+// The codes the picker offers, made again after each change: retired codes
+// no more, but the question's own stays (its READ scale may be set again
+// with it); the picker starts at the question's code ("Set code" to record
+// a READ scale alone must not change it to the list's first). Made again
+// only when the question's code changed: the page reads the question every
+// few seconds, and a choice being made stays.
+let allCodes = [];
+let offeredFor;
+function offerCodes() {
+  const own = question?.state.code;
+  if (allCodes.length === 0 || (own === offeredFor && $("code").options.length > 0)) return;
+  offeredFor = own;
+  const offered = allCodes.filter((c) => !c.retired || c.key === own);
+  $("code").replaceChildren(...offered.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
+  if (own && offered.some((c) => c.key === own)) $("code").value = own;
 }
 
 async function refresh() {
@@ -182,16 +200,10 @@ try {
   for (const c of codes) names.codes.set(c.key, c.label);
   for (const l of libs) names.libraries.set(l.id, l.name);
   for (const p of people) names.staff.set(p.id, p.display_name);
+  allCodes = codes;
   await load();
-  // Retired codes are offered no more, but the question's own stays (its
-  // READ scale may be set again with it).
-  const offered = codes.filter((c) => !c.retired || c.key === question.state.code);
-  $("code").append(...offered.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
   // The READ scale recorded so far is the picker's start (a new code keeps it).
   if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
-  // And the code set so far: "Set code" to record a READ scale alone must
-  // not change the code to the list's first.
-  if (question.state.code && names.codes.has(question.state.code)) $("code").value = question.state.code;
   // Referring hands the question to another library: its own is no choice.
   $("refer").append(...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
   // A referred question's picker starts at the library it went to: "Set

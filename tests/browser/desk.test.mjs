@@ -446,6 +446,13 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   assert.equal(await ann.locator("#text").getAttribute("readonly"), "", "read-only");
   assert.equal(await ann.locator("#send").isDisabled(), true);
   await accessible(ann, "the desk with a chat ended while typing");
+  // Back in the box to copy the text, she keeps the focus; Enter sends nothing.
+  await ann.click("#text");
+  await ann.press("#text", "Enter");
+  await ann.waitForTimeout(300);
+  assert.equal(await ann.evaluate(() => document.activeElement.id), "text", "the focus is not taken again");
+  assert.equal(await ann.inputValue("#text"), "Erasmus, one more thing about", "nothing was sent");
+  assert.equal(await ann.locator("#chat-error").innerText(), "", "nor refused");
   // The question's page is open in another tab.
   const page = await ann.context().newPage();
   const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json())

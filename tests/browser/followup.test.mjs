@@ -473,7 +473,6 @@ test("the question list has a patron column, a librarian filter and sortable col
   for (const p of [ann.page, carla.page]) await p.context().close();
 });
 
-// Last: it takes every librarian of these tests off duty.
 test("a question past the limit is kept whole and said too long; a refused e-mail is said in the page's words; leaving the line gives the question's number", async () => {
   const ann = await staff("ann");
   const patron = await open(PHONE);
@@ -508,6 +507,7 @@ test("a question past the limit is kept whole and said too long; a refused e-mai
   for (const p of [ann.page, patron]) await p.context().close();
 });
 
+// Last: it takes every librarian of these tests off duty.
 test("the offline form says the e-mail is required and offers no transcript", async () => {
   for (const who of ["ann", "carla"]) await (await staff(who, "off_duty")).page.context().close();
   const patron = await open(PHONE);

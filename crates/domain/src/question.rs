@@ -441,6 +441,22 @@ mod tests {
     const ANN: StaffId = StaffId(7);
 
     #[test]
+    fn a_retired_code_is_picked_only_by_a_question_that_has_it() {
+        let mut codes = default_codes();
+        codes[1].retired = true;
+        let key = codes[1].key.clone();
+        let refused = |r: Result<&ResolutionCode, crate::DomainError>| match r {
+            Err(crate::DomainError::Invalid { field: "code", reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(pick_code(&codes, &key, None)).contains("is retired"), "newly: refused");
+        assert!(refused(pick_code(&codes, &key, Some("answered"))).contains("is retired"), "over another code");
+        assert_eq!(pick_code(&codes, &key, Some(&key)).map(|c| &c.key), Ok(&key), "the question's own");
+        assert_eq!(pick_code(&codes, "answered", Some(&key)).map(|c| c.key.as_str()), Ok("answered"));
+        assert!(refused(pick_code(&codes, "nope", None)).contains("unknown resolution code"));
+    }
+
+    #[test]
     fn r1_question_is_answered_with_no_code_at_acceptance() {
         let q = question_on_accept();
         assert_eq!(q.status, Status::Answered);

@@ -272,7 +272,11 @@ impl TransferBody {
             (Some(to), None, false) => Ok(Transfer::Staff(StaffId(to))),
             (None, Some(lib), false) => Ok(Transfer::Library(refdesk_domain::input::slug("library", lib)?)),
             (None, None, true) => Ok(Transfer::Cooperative),
-            _ => Err(invalid("transfer", "name exactly one of to, library or cooperative")),
+            _ => Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "invalid transfer: name exactly one of to, library or cooperative",
+            )),
         }
     }
 }
@@ -549,7 +553,10 @@ async fn library_status(State(s): State<AppState>, Path(slug): Path<String>) -> 
     use axum::response::IntoResponse;
     let headers = [(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store")];
     match s.app.library_status(&slug).await {
-        Ok(status) => (headers, axum::Json(LibraryStatusView::from(status))).into_response(),
+        Ok(status) => {
+            let view = LibraryStatusView::of(status, s.app.limits().max_message_chars);
+            (headers, axum::Json(view)).into_response()
+        }
         Err(e) => (headers, ApiError::from(e)).into_response(),
     }
 }

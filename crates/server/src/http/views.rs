@@ -565,11 +565,15 @@ pub struct LibraryStatusView {
     pub library: String,
     /// Someone who can serve its patrons is on duty.
     pub online: bool,
+    /// The longest question or line a patron may send, in characters
+    /// (`limits.max_message_chars`): the start form counts down to it.
+    pub max_message_chars: usize,
 }
 
-impl From<refdesk_app::LibraryStatus> for LibraryStatusView {
-    fn from(s: refdesk_app::LibraryStatus) -> Self {
-        LibraryStatusView { library: s.library, online: s.online }
+impl LibraryStatusView {
+    /// The view of `s`, with the service's line limit.
+    pub fn of(s: refdesk_app::LibraryStatus, max_message_chars: usize) -> Self {
+        LibraryStatusView { library: s.library, online: s.online, max_message_chars }
     }
 }
 

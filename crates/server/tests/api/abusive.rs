@@ -150,11 +150,13 @@ async fn a_block_runs_out_and_waiting_chats_expire() {
     let line = told.iter().find(|f| f["body"].as_str().is_some_and(|b| b.starts_with("Sorry, no librarian"))).unwrap();
     assert!(line["body"].as_str().unwrap().contains("try again later"), "{line}");
     let told = kim_ws.until(|f| f["system"] == "ended").await;
-    assert!(told.iter().any(|f| f["body"].as_str().is_some_and(|b| b.contains("answer you by e-mail"))), "{told:?}");
-    // Kim's question stays, as a missed chat; the anonymous one has nowhere to be answered.
+    // Kim's question stays, as a missed chat, and she is given its number;
+    // the anonymous one has nowhere to be answered.
     let store = &app.state.app.store();
     let session = |p: &Patron| refdesk_domain::ids::SessionId(p.session);
-    assert!(store.session(session(&kim)).await.unwrap().unwrap().ctx.question.is_some());
+    let kept = store.session(session(&kim)).await.unwrap().unwrap().ctx.question.expect("Kim's question is kept");
+    let promise = format!("We have your question (number {}) and your e-mail address: a librarian will answer", kept.0);
+    assert!(told.iter().any(|f| f["body"].as_str().is_some_and(|b| b.contains(&promise))), "{told:?}");
     assert!(store.session(session(&anon)).await.unwrap().unwrap().ctx.question.is_none());
 }
 

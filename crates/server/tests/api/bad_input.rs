@@ -629,7 +629,11 @@ async fn signing_out_without_a_sign_in_is_401() {
 
 #[tokio::test]
 async fn a_refused_field_of_the_start_form_is_named_in_the_error_and_nothing_is_started() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.limits.max_message_chars = 4000).await;
+    // The entry point says how long a question may be, for the form's count.
+    let status: serde_json::Value =
+        reqwest::get(app.url("/api/libraries/riverside-main/status")).await.unwrap().json().await.unwrap();
+    assert_eq!(status["max_message_chars"], 4000, "{status}");
     let start = |form: serde_json::Value| {
         let url = app.url("/api/libraries/riverside-main/chats");
         async move {
