@@ -16,6 +16,7 @@ const logs = new Map(); // session -> {last, items: Map(seq -> message), unread,
 const ims = new Map(); // peer -> {last, items: []}
 const monitor = new Map(); // session -> summary
 const endSeen = new Set(); // sessions seen ended while shown (the focus left their box once)
+const forcedNote = new Set(); // sessions where the viewer could write notes only (whispering, or none)
 const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
 const pending = new Map(); // client_id -> {session, body}
@@ -96,6 +97,7 @@ function show(session) {
   $("present").dataset.typing = "";
   conn.send({ type: "resume", session, after: l.last });
   $("text").value = pref.get(`draft.${session}`) || "";
+  showCodeChoice();
   staleGuard.reset();
   updateCounter();
   done();
@@ -136,7 +138,9 @@ async function showDetails(session) {
 // a conference member as their mode allows (join: both; whisper: notes;
 // monitor: nothing); conferencing is for institution and cooperative admins.
 function myPart(s) {
-  if (!s) return "unknown";
+  // A chat the monitor took from me (handed to someone else, taken over):
+  // nothing more is mine to write in it.
+  if (!s) return logs.get(current)?.gone ? "none" : "unknown";
   if (s.ctx.librarian === me.id) return "librarian";
   return s.ctx.members.find((m) => m.staff === me.id)?.mode ?? "none";
 }
@@ -153,10 +157,20 @@ function renderComposer() {
   // A note forced (whispering, or after a take-over) stays a note if the
   // part changes while it is being written; the choice is kept with the
   // chat's draft, across reloads.
-  if (!canMessage) sendAs.set(current, "note");
+  // Once the viewer may write to the patron again (a take-over, a join, a
+  // chat handed back), an empty box turns to "message": the first reply
+  // must not become a note unnoticed; a note being written stays one.
+  if (!canMessage) { sendAs.set(current, "note"); forcedNote.add(current); }
+  else if (forcedNote.has(current) && !$("text").value.trim()) {
+    forcedNote.delete(current);
+    sendAs.set(current, "message");
+    pref.set(`mode.${current}`, null);
+  }
   $("mode").value = canMessage ? (sendAs.get(current) ?? pref.get(`mode.${current}`) ?? "message") : "note";
   const note = $("mode").value === "note";
   $("composer").classList.toggle("note-mode", note);
+  // At the point of sending, what it will be.
+  $("send").textContent = note ? "Add note (staff only)" : "Send";
   // An ended chat takes no more lines: an unsent reply stays, to copy, and
   // the focus goes from it to what is left to do, the resolution code —
   // once, when the end is first seen here (the text may then be copied).
@@ -171,8 +185,8 @@ function renderComposer() {
     : note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
   retarget();
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
-  $("end").classList.toggle("hidden", part !== "librarian");
-  $("transfer").classList.toggle("hidden", part !== "librarian");
+  $("end").classList.toggle("hidden", part !== "librarian" || ended);
+  $("transfer").classList.toggle("hidden", part !== "librarian" || ended);
   $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
   const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
   $("conferencing").classList.toggle("hidden", !admin && part === "none");
@@ -460,7 +474,8 @@ async function start() {
   for (const c of codes) codeLabels.set(c.key, c.label);
   // A referral is made from the question list, where the library is chosen;
   // a retired code is given to no question any more.
-  $("code").replaceChildren(...codes.filter((c) => !c.referred && !c.retired).map((c) => el("option", { value: c.key }, c.label)));
+  $("code").replaceChildren(el("option", { value: "" }, "Choose a code…"),
+    ...codes.filter((c) => !c.referred && !c.retired).map((c) => el("option", { value: c.key }, c.label)));
   conn = socket("/api/ws", {
     onOpen: (send) => {
       send({ type: "queue" }); send({ type: "monitor" });
@@ -492,6 +507,7 @@ async function start() {
       }
       else if (f.type === "monitor_update") {
         const fresh = !monitor.has(f.ctx.id);
+        if (logs.has(f.ctx.id)) log(f.ctx.id).gone = false;
         monitor.set(f.ctx.id, f);
         follow(f);
         renderMonitor();
@@ -499,6 +515,8 @@ async function start() {
       }
       else if (f.type === "monitor_gone") {
         monitor.delete(f.session);
+        if (logs.has(f.session)) log(f.session).gone = true;
+        if (f.session === current) { say("This chat was handed on: it is no longer yours to write in."); renderComposer(); }
         drawSoon(renderMonitor);
         if (monitorMore > 0) { monitorMore = 0; conn.send({ type: "monitor" }); }
       }
@@ -632,7 +650,7 @@ function onInput() {
   announceTyping(text.length > 0);
 }
 $("text").oninput = onInput;
-$("mode").onchange = () => { sendAs.set(current, $("mode").value); pref.set(`mode.${current}`, $("mode").value); renderComposer(); };
+$("mode").onchange = () => { forcedNote.delete(current); sendAs.set(current, $("mode").value); pref.set(`mode.${current}`, $("mode").value); renderComposer(); };
 
 $("composer").onsubmit = (e) => {
   e.preventDefault();
@@ -687,12 +705,23 @@ $("end").onclick = () => {
 };
 // The READ scale goes with the code when the librarian picks one (optional);
 // the picker starts empty again for the next chat.
+// Each chat has its own choice of code and READ scale, none at first: a
+// choice made in one chat never becomes another's code.
+const codeChoice = new Map(); // session -> {code, read}
+function showCodeChoice() {
+  const c = codeChoice.get(current);
+  $("code").value = c?.code ?? "";
+  $("read-scale").value = c?.read ?? "";
+}
+$("code").onchange = $("read-scale").onchange = () => codeChoice.set(current, { code: $("code").value, read: $("read-scale").value });
 $("set-code").onclick = () => {
+  if (!$("code").value) { $("chat-error").textContent = "Choose a resolution code first."; $("code").focus(); return; }
   const body = { code: $("code").value };
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
   const session = current;
   act(api(`/api/sessions/${session}/code`, { method: "POST", body }).then(() => {
-    $("read-scale").value = "";
+    codeChoice.delete(session);
+    if (current === session) showCodeChoice();
     // Ended and coded: no longer live, nothing more to do in it here.
     if (monitor.get(session)?.state === "ended") { monitor.delete(session); closeChat(session); renderMonitor(); }
     return refreshQuestions();

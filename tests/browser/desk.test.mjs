@@ -212,7 +212,41 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   assert.equal(await ann.locator('#mode option[value="message"]').isDisabled(), true, "after a take-over: notes only");
   assert.equal(await ann.locator("#text-label").innerText(), "Librarian note (staff only: the patron does not see it)");
   assert.equal(await ann.getByRole("button", { name: "End chat" }).count(), 0);
+  // Dev, now the chatting librarian with an empty box, writes to the patron:
+  // his first reply must not become a note unnoticed.
+  await dev.waitForFunction(() => document.getElementById("mode").value === "message");
+  assert.equal(await dev.locator("#send").innerText(), "Send");
+  await dev.fill("#text", "Hello Eve, Dev here: I'll go on from Ann.");
+  await dev.press("#text", "Enter");
+  await patron.getByText("Hello Eve, Dev here: I'll go on from Ann.").waitFor();
+  // Ann, whispering, sends notes, and her button says so.
+  assert.equal(await ann.locator("#send").innerText(), "Add note (staff only)");
   for (const p of [ann, dev, patron]) await p.context().close();
+});
+
+test("each chat has its own choice of resolution code, none at first", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const [one, two] = [await open(), await open()];
+  await askQuestion(one, "Una", "First of two");
+  await askQuestion(two, "Duo", "Second of two");
+  await ann.getByRole("button", { name: /Accept: Una/ }).click();
+  await ann.getByRole("button", { name: /Accept: Duo/ }).click();
+  await ann.locator("#chat-title", { hasText: /^Duo — / }).waitFor();
+  assert.equal(await ann.inputValue("#code"), "", "nothing chosen at first");
+  await ann.click("#set-code");
+  await ann.locator("#chat-error", { hasText: "Choose a resolution code first." }).waitFor();
+  await ann.selectOption("#code", "lost_call");
+  await ann.selectOption("#read-scale", "5");
+  // Una's chat: Duo's choice is not hers.
+  await ann.getByRole("button", { name: /^Una — Riverside/ }).click();
+  await ann.locator("#chat-title", { hasText: /^Una — / }).waitFor();
+  assert.deepEqual([await ann.inputValue("#code"), await ann.inputValue("#read-scale")], ["", ""]);
+  // Back to Duo's: still there.
+  await ann.getByRole("button", { name: /^Duo — Riverside/ }).click();
+  await ann.locator("#chat-title", { hasText: /^Duo — / }).waitFor();
+  assert.deepEqual([await ann.inputValue("#code"), await ann.inputValue("#read-scale")], ["lost_call", "5"]);
+  for (const p of [ann, one, two]) await p.context().close();
 });
 
 test("the keyboard flow: from a new patron's alert to the first reply sent in five keystrokes or fewer", async () => {
@@ -433,6 +467,11 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await patron.locator("#chat").waitFor();
   await ann.getByRole("button", { name: /Accept: Erasmus/ }).click();
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
+  // On a 1366 × 768 laptop the chat's controls are on screen without scrolling.
+  for (const id of ["text", "send", "end", "code", "set-code"]) {
+    const box = await ann.locator(`#${id}`).boundingBox();
+    assert.ok(box && box.y + box.height <= LAPTOP.height, `#${id} within the screen: ${JSON.stringify(box)}`);
+  }
   await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
   await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
   await patron.click("#end");

@@ -176,6 +176,7 @@ test("a librarian accepts, replies, writes a note and sets a code with the keybo
   await ann.locator("#log li.note", { hasText: "KEYBOARD NOTE" }).waitFor();
 
   await tabTo(ann, () => document.activeElement?.id === "code", "the resolution code");
+  await ann.keyboard.press("ArrowDown"); // Answered (none is chosen at first)
   await ann.keyboard.press("ArrowDown"); // Follow-up by me
   await tabTo(ann, () => document.activeElement?.id === "set-code", "Set code");
   await ann.keyboard.press("Enter");
