@@ -202,8 +202,15 @@ function renderPresent() {
   const who = [s.librarian_name ? `${s.librarian_name} (chatting)` : "nobody chatting yet"];
   for (const m of s.ctx.members) who.push(`${m.name} (${m.mode})`);
   for (const w of s.watchers || []) who.push(`${w.name} (watching)`);
+  // Whether the patron has the chat open (unknown until the server says;
+  // told while a librarian chats with them).
+  const l = logs.get(current);
+  if (l?.patronHere === true && s.state === "active") who.unshift(`${s.patron_name} (patron)`);
+  const away = l?.patronHere === false && s.state === "active";
+  const gone = away ? ` — ${s.patron_name} has left the chat page (closed or offline; seen at ${clock(l.patronSince)})` : "";
   const typing = $("present").dataset.typing;
-  $("present").textContent = `Present: ${who.join(", ")}${typing ? ` — ${typing}` : ""}`;
+  $("present").textContent = `Present: ${who.join(", ")}${gone}${typing ? ` — ${typing}` : ""}`;
+  $("present").classList.toggle("warn-inline", away);
 }
 
 // Typing indicators clear when that person's line arrives, and by themselves
@@ -294,7 +301,8 @@ function since(s) {
 }
 
 // A chat monitor entry's status line: how long, and who else is there.
-const tabStatus = (s) => since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "");
+const tabStatus = (s) => since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")
+  + (logs.get(s.ctx.id)?.patronHere === false && s.state === "active" ? "; the patron left the page" : "");
 
 function renderMonitor() {
   const mine = (s) => s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
@@ -523,7 +531,13 @@ async function start() {
       else if (f.type === "erased") forget(f.session);
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
-      else if (f.type === "presence") { const s = monitor.get(f.session); if (s) { s.ctx.members = f.members; s.watchers = f.watchers; drawSoon(renderMonitor); } }
+      else if (f.type === "presence") {
+        const l = logs.get(f.session);
+        if (l && l.patronHere !== f.patron_here) { l.patronHere = f.patron_here; l.patronSince = Date.now(); }
+        const s = monitor.get(f.session);
+        if (s) { s.ctx.members = f.members; s.watchers = f.watchers; }
+        drawSoon(renderMonitor);
+      }
       else if (f.type === "im") onIm(f);
       else if (f.type === "availability") refreshColleagues();
       else if (f.type === "referred") {

@@ -534,3 +534,24 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await accessible(page, "a question's page after its chat was erased");
   for (const p of [ann, patron, carla]) await p.context().close();
 });
+
+test("the desk shows when the patron leaves the chat page, and when they are back", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Wren", "Are you still there?");
+  await ann.getByRole("button", { name: /Accept: Wren/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.locator("#present", { hasText: "Wren (patron)" }).waitFor();
+  // The patron's page goes elsewhere: the desk says so, in the chat and its tab.
+  await patron.goto("about:blank");
+  await ann.locator("#present", { hasText: "Wren has left the chat page" }).waitFor();
+  await ann.locator("#list-my", { hasText: "the patron left the page" }).waitFor();
+  await accessible(ann, "the desk with a patron gone from the chat page");
+  // Back (the chat is kept in the tab): present again.
+  await patron.goBack();
+  await patron.locator("#chat").waitFor();
+  await ann.locator("#present", { hasText: "Wren (patron)" }).waitFor();
+  assert.equal(await ann.locator("#present", { hasText: "has left" }).count(), 0);
+  for (const p of [ann, patron]) await p.context().close();
+});

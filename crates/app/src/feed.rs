@@ -86,6 +86,9 @@ pub enum Out {
         members: Vec<Member>,
         /// Staff watching without taking part.
         watchers: Vec<Watcher>,
+        /// Whether the patron has the chat open (a page with its socket
+        /// on some node).
+        patron_here: bool,
     },
     /// A session changed, for the chat monitor.
     Monitor(SessionSummary),
@@ -323,8 +326,10 @@ impl Feed {
             // the chatting librarian sees who is watching (B3).
             let part = rec.ctx.librarian == Some(staff.id) || rec.ctx.member_mode(staff.id).is_some();
             if rec.state == refdesk_domain::chat::SessionState::Active && !part {
-                self.sub.watch(&rec.ctx, Watcher { staff: staff.id, name: staff.display_name.clone() });
+                self.sub.watch(&rec.ctx, Watcher::staff(staff.id, &staff.display_name));
             }
+        } else {
+            self.patron_present(&rec.ctx, rec.state);
         }
         // A client cannot claim to have seen the future: that would silence
         // every message up to the number it named.
@@ -435,6 +440,18 @@ impl Feed {
         Ok(Page { items, done })
     }
 
+    /// While a librarian chats with the patron, this patron's page counts
+    /// as one open on the chat (a watcher marked `patron`): its staff are
+    /// told, on every node, and told again when the last such page closes.
+    /// Not while it waits (a queue may hold thousands, each a list every
+    /// node would send the others every few seconds), nor once it ended.
+    fn patron_present(&self, ctx: &SessionContext, state: refdesk_domain::chat::SessionState) {
+        match state {
+            refdesk_domain::chat::SessionState::Active => self.sub.watch(ctx, Watcher::patron()),
+            _ => self.sub.unwatch(Some(ctx.id)),
+        }
+    }
+
     /// Keeps a patron's place in line: read once from the store when they
     /// (re)join a queue, then moved by the queue events ahead of them.
     async fn follow_queue(
@@ -470,12 +487,7 @@ impl Feed {
     pub fn presence(&self, session: SessionId) -> Option<Out> {
         let w = self.sessions.get(&session)?;
         let ctx = &w.ctx;
-        sees(&self.viewer, Item::Presence { ctx }).then(|| Out::Presence {
-            session,
-            librarian: ctx.librarian,
-            members: ctx.members.clone(),
-            watchers: w.watchers.clone(),
-        })
+        sees(&self.viewer, Item::Presence { ctx }).then(|| presence_of(ctx, &w.watchers))
     }
 
     /// Notes that a watched session ended; leaves the oldest ended one past
@@ -709,13 +721,7 @@ impl Feed {
         let changed = w.ctx.members != ctx.members || w.ctx.librarian != ctx.librarian;
         w.ctx = ctx.clone();
         if changed && sees(&self.viewer, Item::Presence { ctx }) {
-            let watchers = w.watchers.clone();
-            out.push(Out::Presence {
-                session: ctx.id,
-                librarian: ctx.librarian,
-                members: ctx.members.clone(),
-                watchers,
-            });
+            out.push(presence_of(ctx, &w.watchers));
         }
     }
 
@@ -803,6 +809,7 @@ impl Feed {
                 if let Some(rec) = self.app.store.session(session).await? {
                     let before = self.waiting.map(|(_, _, place)| place);
                     self.waiting = None;
+                    self.patron_present(&rec.ctx, rec.state);
                     self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
                     if self.waiting.map(|(_, _, place)| place) != before {
                         out.extend(self.position());
@@ -933,12 +940,7 @@ impl Feed {
         let Some(w) = self.sessions.get_mut(&session) else { return };
         w.watchers = watchers.to_vec();
         if sees(&self.viewer, Item::Presence { ctx: &w.ctx }) {
-            out.push(Out::Presence {
-                session,
-                librarian: w.ctx.librarian,
-                members: w.ctx.members.clone(),
-                watchers: watchers.to_vec(),
-            });
+            out.push(presence_of(&w.ctx, watchers));
         }
     }
 
@@ -979,6 +981,7 @@ impl Feed {
         if let Viewer::Patron { session } = self.viewer {
             if summary.ctx.id == session {
                 // Accepted, ended, or transferred back to a queue.
+                self.patron_present(&summary.ctx, summary.state);
                 self.follow_queue(session, summary.state, summary.queue.library, summary.queued_at).await?;
                 out.extend(self.position());
             }
@@ -1040,5 +1043,18 @@ impl Feed {
             out.push(Out::Availability { staff, availability });
         }
         Ok(())
+    }
+}
+
+/// Who is in a session (B3), for staff: its librarian and members, the
+/// staff watching it, and whether the patron's page is open — the patron's
+/// own entry among the watchers is told as that alone, never listed.
+fn presence_of(ctx: &SessionContext, watchers: &[Watcher]) -> Out {
+    Out::Presence {
+        session: ctx.id,
+        librarian: ctx.librarian,
+        members: ctx.members.clone(),
+        watchers: watchers.iter().filter(|w| !w.patron).cloned().collect(),
+        patron_here: watchers.iter().any(|w| w.patron),
     }
 }

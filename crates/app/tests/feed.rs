@@ -87,7 +87,7 @@ async fn an_ended_chat_has_no_watchers_left_on_the_bus() {
     let mut watching = Feed::new(&app, Viewer::Staff(carla.clone()));
     watching.resume(s, 0).await.unwrap();
     let probe = app.bus().subscribe(16);
-    let carla_watches = Watcher { staff: carla.id, name: carla.display_name.clone() };
+    let carla_watches = Watcher::staff(carla.id, &carla.display_name);
     assert_eq!(probe.watchers_of(s), vec![carla_watches]);
     app.staff_end(&ann, s).await.unwrap();
     pump(&mut watching).await;

@@ -144,7 +144,7 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
     assert!(on_b.take_lagged(), "and the connection counts as lagged");
 
     // Watchers: each node's own list; the node's connections see the union.
-    let w = |id: i64, name: &str| Watcher { staff: StaffId(id), name: name.into() };
+    let w = |id: i64, name: &str| Watcher::staff(StaffId(id), name);
     from_node(&raw, &subject, &mut x, 6, vec![Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] }]).await;
     assert_eq!(next(&on_b).await, Event::Watchers { ctx: ctx(7), watchers: vec![w(3, "Carla")] });
     let local = b.subscribe(8);

@@ -295,7 +295,9 @@ pub struct Member {
 
 /// A staff member watching a live chat without taking part in it (from the
 /// chat monitor or the question list). The chatting librarian always sees
-/// them (B3).
+/// them (B3). Or, marked `patron`, the patron's own page open on the chat
+/// (no one's id or name): carried with the watchers from node to node, so
+/// that staff can tell whether the patron is still there.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Watcher {
@@ -303,6 +305,22 @@ pub struct Watcher {
     pub staff: StaffId,
     /// Their display name.
     pub name: String,
+    /// The patron's page, not a staff member (never listed as a watcher:
+    /// staff are told `patron_here` instead).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub patron: bool,
+}
+
+impl Watcher {
+    /// A staff member watching.
+    pub fn staff(id: StaffId, name: &str) -> Self {
+        Watcher { staff: id, name: name.to_owned(), patron: false }
+    }
+
+    /// The patron's page, open on their chat.
+    pub fn patron() -> Self {
+        Watcher { staff: StaffId(0), name: String::new(), patron: true }
+    }
 }
 
 /// What a system line records, so that clients can update their state from

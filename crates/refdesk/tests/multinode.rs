@@ -380,7 +380,11 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
         f["type"] == "presence"
             && f["watchers"].as_array().is_some_and(|w| w.iter().any(|x| x["name"] == "Carla Catalog"))
     };
-    lib.until(carla_seen).await; // on node 2
+    let seen = lib.until(carla_seen).await; // on node 2
+                                            // Node 1's list carries the patron's page too: told as patron_here, never listed.
+    let presence = &seen;
+    assert_eq!(presence["patron_here"], true, "{presence}");
+    assert!(presence["watchers"].as_array().unwrap().iter().all(|w| w["name"] != ""), "{presence}");
     adm.until(carla_seen).await; // on node 3
     let mut desk = ben.socket(&node3).await;
     desk.send(json!({"type": "queue"})).await;

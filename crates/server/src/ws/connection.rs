@@ -278,9 +278,13 @@ impl Connection {
                 Out::QueueAdded(e) => OutFrame::QueueAdded(e),
                 Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
                 Out::Position { position, since } => OutFrame::Position { position: *position, since: *since },
-                Out::Presence { session, librarian, members, watchers } => {
-                    OutFrame::Presence { session: *session, librarian: *librarian, members, watchers }
-                }
+                Out::Presence { session, librarian, members, watchers, patron_here } => OutFrame::Presence {
+                    session: *session,
+                    librarian: *librarian,
+                    members,
+                    watchers,
+                    patron_here: *patron_here,
+                },
                 Out::Monitor(summary) => OutFrame::MonitorUpdate(summary),
                 Out::MonitorTick { session, at } => OutFrame::MonitorTick { session: *session, at: *at },
                 Out::Im(m) => OutFrame::Im(m),

@@ -185,6 +185,8 @@ pub enum OutFrame<'a> {
         members: &'a [Member],
         /// Staff watching without taking part.
         watchers: &'a [Watcher],
+        /// Whether the patron has the chat open (their page is connected).
+        patron_here: bool,
     },
     /// The chat monitor, when following begins: the viewer's own chats,
     /// then the others, [`super::connection::MONITOR_SHOWN`] at most.

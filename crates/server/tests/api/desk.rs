@@ -840,6 +840,40 @@ async fn b3_the_chatting_librarian_sees_who_watches_the_live_chat_without_taking
 }
 
 #[tokio::test]
+async fn staff_are_told_whether_the_patrons_page_is_open_and_it_is_never_listed_as_a_watcher() {
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "Still there?").await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    let here = |on: bool| move |f: &Value| f["type"] == "presence" && f["patron_here"] == on;
+    // The patron opens the chat: Ann is told, and the page is no watcher.
+    let mut page = patron.socket().await;
+    page.resume(None, 0).await;
+    let seen = ann_ws.until(here(true)).await;
+    assert_eq!(seen.last().unwrap()["watchers"], json!([]), "{seen:?}");
+    // A second tab; the first closes: the patron is still there.
+    let mut tab = patron.socket().await;
+    tab.resume(None, 0).await;
+    page.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let ack = tab.say(None, "message", "still here, in another tab", "tab-1").await;
+    let seq = ack["seq"].as_u64().unwrap();
+    let seen = ann_ws.until(|f| f["type"] == "event" && f["seq"].as_u64() == Some(seq)).await;
+    assert!(!seen.iter().any(here(false)), "not gone while a tab is open: {seen:?}");
+    // The last closes: gone; back again: here.
+    let told = tab.frames.clone();
+    tab.close().await;
+    ann_ws.until(here(false)).await;
+    let mut back = patron.socket().await;
+    back.resume(None, 0).await;
+    ann_ws.until(here(true)).await;
+    // The patron never hears who is present, their own page included.
+    assert!(told.iter().chain(back.frames.iter()).all(|f| f["type"] != "presence"), "{told:?}");
+}
+
+#[tokio::test]
 async fn r5_an_active_chat_with_no_message_for_too_long_ends_by_timeout() {
     let app = spawn_app_with_manual_clock().await;
     let mut c = chat_with_ann(&app).await;
