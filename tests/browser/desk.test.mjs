@@ -34,6 +34,17 @@ async function askQuestion(page, name, question, library = "riverside-main") {
   await page.locator("#chat").waitFor();
 }
 
+/** Ann on duty at her desk, and a patron whose chat she accepted. */
+async function chatWithAnn(name, question) {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, name, question);
+  await ann.getByRole("button", { name: new RegExp(`Accept: ${name}`) }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  return { ann, patron };
+}
+
 test("going on duty shows the patrons already waiting, and the desk shows the availability the server has", async () => {
   const ann = await open();
   await signIn(ann, "ann", "off_duty");
@@ -156,12 +167,7 @@ test("three chats: a line in a chat not on screen raises its unread count and th
 });
 
 test("the stale-reply guard: lines the patron sent since I began typing are pointed out once before sending", async () => {
-  const ann = await open();
-  await signIn(ann, "ann");
-  const patron = await open();
-  await askQuestion(patron, "Dee", "Guard question");
-  await ann.getByRole("button", { name: /Accept: Dee/ }).click();
-  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const { ann, patron } = await chatWithAnn("Dee", "Guard question");
   // The guard counts from the last line on my screen when I begin typing: wait
   // for the chat's history, or the question itself would count as new.
   await ann.locator("#log", { hasText: "Guard question" }).waitFor();
@@ -183,12 +189,7 @@ test("the stale-reply guard: lines the patron sent since I began typing are poin
 });
 
 test("the composer and buttons follow the viewer: a librarian has no conference buttons; a whispering admin writes notes only", async () => {
-  const ann = await open();
-  await signIn(ann, "ann");
-  const patron = await open();
-  await askQuestion(patron, "Eve", "Roles question");
-  await ann.getByRole("button", { name: /Accept: Eve/ }).click();
-  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const { ann, patron } = await chatWithAnn("Eve", "Roles question");
   // The chat on Ann's screen, with its buttons, before counting them.
   await ann.locator("#chat-title", { hasText: /^Eve — / }).waitFor();
   await ann.getByRole("button", { name: "End chat" }).waitFor();
@@ -277,12 +278,7 @@ test("the keyboard flow: from a new patron's alert to the first reply sent in fi
 test("a referral alerts the receiving library's desk", async () => {
   const ben = await open();
   await signIn(ben, "ben");
-  const ann = await open();
-  await signIn(ann, "ann");
-  const patron = await open();
-  await askQuestion(patron, "Gus", "Lakeside's local history?");
-  await ann.getByRole("button", { name: /Accept: Gus/ }).click();
-  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const { ann, patron } = await chatWithAnn("Gus", "Lakeside's local history?");
   const carla = await open();
   await signIn(carla, "carla");
   const question = await carla.evaluate(async () => {
@@ -300,12 +296,7 @@ test("a referral alerts the receiving library's desk", async () => {
 });
 
 test("nothing stale: a script a colleague adds appears when the picker is opened, and an error clears after a later success", async () => {
-  const ann = await open();
-  await signIn(ann, "ann");
-  const patron = await open();
-  await askQuestion(patron, "Hal", "Stale question");
-  await ann.getByRole("button", { name: /Accept: Hal/ }).click();
-  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const { ann, patron } = await chatWithAnn("Hal", "Stale question");
   // Carla saves a library script; Ann's open desk offers it without a reload.
   const carla = await open();
   await signIn(carla, "carla");
@@ -344,12 +335,7 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
 });
 
 test("the patron's typing shows on the desk and clears when the line arrives; the desk offers no Referred code", async () => {
-  const ann = await open();
-  await signIn(ann, "ann");
-  const patron = await open();
-  await askQuestion(patron, "Ivy", "Typing question");
-  await ann.getByRole("button", { name: /Accept: Ivy/ }).click();
-  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const { ann, patron } = await chatWithAnn("Ivy", "Typing question");
   // The desk follows the chat once its replay is in (typing is not replayed).
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
   await patron.locator("#text").pressSequentially("I am writing a long");
@@ -536,12 +522,7 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
 });
 
 test("the desk shows when the patron leaves the chat page, and when they are back", async () => {
-  const ann = await open();
-  await signIn(ann, "ann");
-  const patron = await open();
-  await askQuestion(patron, "Wren", "Are you still there?");
-  await ann.getByRole("button", { name: /Accept: Wren/ }).click();
-  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const { ann, patron } = await chatWithAnn("Wren", "Are you still there?");
   await ann.locator("#present", { hasText: "Wren (patron)" }).waitFor();
   // The patron's page goes elsewhere: the desk says so, in the chat and its tab.
   await patron.goto("about:blank");
