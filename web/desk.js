@@ -790,8 +790,8 @@ function confirmLeavingChats() {
   const open = [...monitor.values()].filter((s) => s.state === "active" && s.ctx.librarian === me.id);
   if (!open.length) return true;
   const many = open.length > 1;
-  return confirm(`You are chatting with ${open.map((s) => s.patron_name).join(", ")}. Signing out leaves ${many ? "them" : "this patron"} `
-    + `without a librarian for minutes, until ${many ? "they go" : "the chat goes"} back to the queue: transfer or end ${many ? "those chats" : "it"} first. Sign out anyway?`);
+  return confirm(`You are chatting with ${open.map((s) => s.patron_name).join(", ")}. Signing out puts ${many ? "them" : "this patron"} `
+    + `back in the queue for another librarian (unless you are signed in elsewhere too): transfer or end ${many ? "those chats" : "it"} first to choose who. Sign out anyway?`);
 }
 $("logout").onclick = async () => {
   if (!confirmLeavingChats()) return;

@@ -349,10 +349,25 @@ impl App {
     /// Signs out.
     pub async fn logout(&self, token: &str) -> AppResult<()> {
         let login = auth::digest(token);
-        self.store.delete_login(&login).await?;
+        let last = self.store.delete_login(&login, self.clock.now()).await?;
         // After the commit: the sockets opened with this sign-in close now,
         // on every node (the check at each ping stays, for expiry).
         self.bus.publish_ephemeral(Event::SignInEnded { login });
+        // Their last sign-in: they left the desk. Off duty, and the chats
+        // they were in go back in line now (the patron is told), not after
+        // `signoff_minutes` without a connection.
+        if let Some(id) = last {
+            match self.store.staff_by_id(id).await {
+                Ok(Some(staff)) => {
+                    if let Err(e) = self.set_availability(&staff, refdesk_domain::event::Availability::OffDuty).await {
+                        tracing::warn!(error = %e, staff = %staff.username, "cannot sign off a departing librarian");
+                    }
+                    self.hand_back(&staff).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the staff member who signed out"),
+            }
+        }
         Ok(())
     }
 

@@ -84,8 +84,9 @@ pub trait Staffing: Send + Sync {
     async fn server_key(&self, name: &str, fresh: &str) -> Result<String>;
     /// The enabled staff member a live sign-in belongs to.
     async fn staff_by_login(&self, token_hash: &str, now: Millis) -> Result<Option<Staff>>;
-    /// Ends a sign-in.
-    async fn delete_login(&self, token_hash: &str) -> Result<()>;
+    /// Ends a sign-in. Returns its staff member when it was the last of
+    /// theirs still valid at `now` (they have left every desk), else `None`.
+    async fn delete_login(&self, token_hash: &str, now: Millis) -> Result<Option<StaffId>>;
     /// Deletes at most `limit` sign-ins that expired at or before `now`
     /// (they can never be used again: [`Staffing::staff_by_login`] ignores
     /// them) and returns how many it deleted. Bounded, so that one call

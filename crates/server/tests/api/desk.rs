@@ -564,7 +564,7 @@ async fn a_sign_in_revoked_while_its_notice_was_lost_closes_the_socket_at_the_ne
     // notice was lost on the way); the queue list comes again on a resync,
     // but a revoked sign-in is noticed first.
     let token = ann.cookie.split_once('=').unwrap().1;
-    app.state.app.store().delete_login(&refdesk_app::auth::digest(token)).await.unwrap();
+    app.state.app.store().delete_login(&refdesk_app::auth::digest(token), 0).await.unwrap();
     app.state.app.bus().resync();
     let bye = ws.until(|f| f["type"] == "error" || f["type"] == "queue").await;
     assert_eq!(bye.last().unwrap()["code"], "unauthenticated", "{bye:?}");
@@ -871,6 +871,29 @@ async fn staff_are_told_whether_the_patrons_page_is_open_and_it_is_never_listed_
     ann_ws.until(here(true)).await;
     // The patron never hears who is present, their own page included.
     assert!(told.iter().chain(back.frames.iter()).all(|f| f["type"] != "presence"), "{told:?}");
+}
+
+#[tokio::test]
+async fn signing_out_of_ones_last_sign_in_puts_ones_chats_back_in_line_at_once() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    assert_eq!(c.ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    // Signed in twice (another browser): signing out of one leaves her chats be.
+    let elsewhere = app.staff("ann").await;
+    assert_eq!(elsewhere.post("/api/logout", json!(null)).await.0, 200);
+    let carla = app.staff("carla").await;
+    let (_, queue) = carla.get("/api/queue").await;
+    assert!(!queue.as_array().unwrap().iter().any(|e| e["session"] == s), "still Ann's: {queue}");
+    // Her last sign-in: the chat goes back in line now, and the patron is told.
+    assert_eq!(c.ann.post("/api/logout", json!(null)).await.0, 200);
+    let (_, queue) = carla.get("/api/queue").await;
+    assert!(queue.as_array().unwrap().iter().any(|e| e["session"] == s), "back in line: {queue}");
+    let told = c.pat.until(|f| f["type"] == "event" && f["system"] == "transferred").await;
+    assert!(told.last().unwrap()["body"].as_str().unwrap().contains("Ann Archer"), "{told:?}");
+    let (_, people) = carla.get("/api/staff/presence").await;
+    let ann = people.as_array().unwrap().iter().find(|p| p["display_name"] == "Ann Archer").unwrap().clone();
+    assert_eq!(ann["availability"], "off_duty", "{ann}");
 }
 
 #[tokio::test]

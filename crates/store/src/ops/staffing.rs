@@ -334,12 +334,17 @@ impl<B: Backend> Staffing for B {
         .await
     }
 
-    async fn delete_login(&self, token_hash: &str) -> Result<()> {
+    async fn delete_login(&self, token_hash: &str, now: Millis) -> Result<Option<StaffId>> {
         let token_hash = token_hash.to_owned();
         self.write(move |db| {
             Box::pin(quiet(async move {
+                let whose = "SELECT staff_id AS staff_id FROM logins WHERE token_hash = ?1";
+                let staff = db.row(whose, args![&token_hash], |r| r.int("staff_id")).await?;
                 db.exec("DELETE FROM logins WHERE token_hash = ?1", args![&token_hash]).await?;
-                Ok(())
+                let Some(staff) = staff else { return Ok(None) };
+                let others = "SELECT COUNT(*) AS n FROM logins WHERE staff_id = ?1 AND expires_at > ?2";
+                let left = int(db, others, args![staff, now], "n").await?;
+                Ok((left == 0).then_some(StaffId(staff)))
             }))
         })
         .await

@@ -56,8 +56,12 @@ async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
     assert_eq!(s.staff_by_login("digest", 99).await.unwrap().map(|x| x.id), Some(w.ann.id));
     assert!(s.staff_by_login("digest", 100).await.unwrap().is_none(), "expired");
     assert!(s.staff_by_login("other", 99).await.unwrap().is_none(), "another digest");
-    s.delete_login("digest").await.unwrap();
+    assert!(sign_in(s, "second", &w.ann, 100, None).await.unwrap());
+    assert_eq!(s.delete_login("digest", 50).await.unwrap(), None, "another sign-in of hers is left");
     assert!(s.staff_by_login("digest", 99).await.unwrap().is_none(), "signed out");
+    assert!(s.staff_by_login("second", 99).await.unwrap().is_some(), "the other one stays");
+    assert_eq!(s.delete_login("second", 50).await.unwrap(), Some(w.ann.id), "her last");
+    assert_eq!(s.delete_login("second", 50).await.unwrap(), None, "gone already: no one's");
     let ghost = NewLogin {
         token_hash: "ghost".into(),
         staff: StaffId(999_999),
