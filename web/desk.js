@@ -17,6 +17,7 @@ const ims = new Map(); // peer -> {last, items: []}
 const monitor = new Map(); // session -> summary
 const endSeen = new Set(); // sessions seen ended while shown (the focus left their box once)
 const forcedNote = new Set(); // sessions where the viewer could write notes only (whispering, or none)
+const taking = new Set(); // sessions I am accepting or taking over myself: no "handed to you" alert
 const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
 const pending = new Map(); // client_id -> {session, body}
@@ -382,6 +383,7 @@ function renderQueue() {
 }
 
 async function accept(session) {
+  taking.add(session);
   try {
     const rec = await api(`/api/sessions/${session}/accept`, { method: "POST" });
     // Mine at once, before the monitor's update arrives: the tab, the composer.
@@ -391,6 +393,7 @@ async function accept(session) {
     $("text").focus();
     refreshQuestions();
   } catch (err) { $("status").textContent = err.message; }
+  finally { setTimeout(() => taking.delete(session), 5000); }
 }
 
 async function refreshColleagues() {
@@ -515,9 +518,18 @@ async function start() {
       }
       else if (f.type === "monitor_update") {
         const fresh = !monitor.has(f.ctx.id);
+        // A chat someone else handed to me (a transfer, a hand-back) is
+        // announced as a new patron's line would be: counted, chimed, said.
+        const handed = f.ctx.librarian === me.id && f.state === "active" && monitor.get(f.ctx.id)?.ctx.librarian !== me.id
+          && !taking.has(f.ctx.id);
         if (logs.has(f.ctx.id)) log(f.ctx.id).gone = false;
         monitor.set(f.ctx.id, f);
         follow(f);
+        if (handed) {
+          log(f.ctx.id).unread += 1;
+          chime();
+          say(`${f.patron_name}'s chat was handed to you: it is among your chats.`);
+        }
         renderMonitor();
         if (fresh && f.ctx.id === current) showDetails(current);
       }
@@ -747,7 +759,12 @@ for (const b of document.querySelectorAll(".conf")) {
     act(api(`/api/sessions/${current}/conference`, { method: "POST", body: { mode: b.dataset.mode } }));
   };
 }
-$("takeover").onclick = () => { if (confirm("Take this chat over? The patron is told.")) act(api(`/api/sessions/${current}/takeover`, { method: "POST" })); };
+$("takeover").onclick = () => {
+  if (!confirm("Take this chat over? The patron is told.")) return;
+  const session = current;
+  taking.add(session);
+  act(api(`/api/sessions/${session}/takeover`, { method: "POST" })).finally(() => setTimeout(() => taking.delete(session), 5000));
+};
 $("leave").onclick = () => act(api(`/api/sessions/${current}/leave`, { method: "POST" }));
 $("warn").onclick = () => act(api(`/api/sessions/${current}/warn`, { method: "POST" }));
 $("block").onsubmit = (e) => {

@@ -536,3 +536,24 @@ test("the desk shows when the patron leaves the chat page, and when they are bac
   assert.equal(await ann.locator("#present", { hasText: "has left" }).count(), 0);
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a chat handed to me by a colleague is announced: counted in the title, and said", async () => {
+  const { ann, patron } = await chatWithAnn("Hal", "Handed over?");
+  const carla = await open();
+  await signIn(carla, "carla");
+  const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
+  const handed = await ann.evaluate(async (session) => {
+    const people = await (await fetch("/api/staff/presence")).json();
+    const to = people.find((p) => p.display_name === "Carla Catalog").id;
+    const r = await fetch(`/api/sessions/${session}/transfer`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ to }) });
+    return r.status;
+  }, session);
+  assert.equal(handed, 200);
+  await carla.getByText("Hal's chat was handed to you: it is among your chats.").waitFor();
+  await carla.waitForFunction(() => /^\(\d+\) Desk/.test(document.title));
+  await carla.getByRole("button", { name: /^Hal — Riverside/ }).waitFor();
+  // Ann, who handed it on, may write in it no more.
+  await ann.locator("#status", { hasText: "This chat was handed on" }).waitFor();
+  assert.equal(await ann.locator("#composer").isHidden(), true);
+  for (const p of [ann, carla, patron]) await p.context().close();
+});
