@@ -204,7 +204,7 @@ function refusal(err) {
   const described = $(err.field).getAttribute("aria-describedby") || "";
   if (!described.includes("start-error")) $(err.field).setAttribute("aria-describedby", `${described} start-error`.trim());
   $(err.field).focus();
-  return `${label}: ${err.message.replace(`invalid ${err.field}: `, "")}.`;
+  return `${label}: ${err.message.replace(new RegExp(`^invalid ${err.field}: `, "i"), "")}.`;
 }
 for (const box of ["name", "email"]) $(box).addEventListener("input", () => $(box).setAttribute("aria-invalid", "false"));
 

@@ -9,7 +9,10 @@ export async function api(path, { method = "GET", body, token } = {}) {
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
-    const err = new Error(data?.error?.message || `request failed (${res.status})`);
+    // The API's sentence, without its kind ("conflict: ", "forbidden: "),
+    // which the code says: people read what happened and what to do.
+    const said = (data?.error?.message || `request failed (${res.status})`).replace(/^(conflict|forbidden): /, "");
+    const err = new Error(said.charAt(0).toUpperCase() + said.slice(1));
     err.status = res.status;
     err.code = data?.error?.code;
     err.field = data?.error?.field; // the refused field of a 422 invalid, if one

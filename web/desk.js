@@ -314,7 +314,9 @@ function renderMonitor() {
     const button = el("button", { type: "button", class: s.ctx.id === current ? "" : "secondary", "aria-current": s.ctx.id === current ? "true" : undefined, onclick: () => show(s.ctx.id) },
       label(s),
       l.unread ? el("span", { class: "badge count" }, ` ${l.unread} new`) : "",
-      yours ? el("span", { class: "badge waiting" }, " waiting for you") : "");
+      yours ? el("span", { class: "badge waiting" }, " waiting for you") : "",
+      // The key that shows it, in view (its accessible name stays the chat's).
+      n < 9 ? el("kbd", { class: "tab-key", "aria-hidden": "true" }, `Alt+${n + 1}`) : "");
     button.setAttribute("aria-keyshortcuts", n < 9 ? `Alt+${n + 1}` : "");
     return el("li", { "data-session": s.ctx.id }, button, el("div", { class: "status" }, tabStatus(s)));
   };
@@ -432,6 +434,9 @@ async function openIm(peer) {
   $("im-title").textContent = `IM with ${colleagues.get(peer)?.display_name ?? peer}`;
   conn.send({ type: "im_resume", peer, after: imLog(peer).last });
   renderIm();
+  // Below the chat: brought into view, ready to type in.
+  $("im").scrollIntoView({ block: "nearest" });
+  $("im-text").focus();
   // What came while it was closed is read now (what the resume brings is
   // marked as it comes).
   const last = imLog(peer).last;
@@ -465,10 +470,13 @@ $("script").onchange = () => {
 $("save-script").onclick = async () => {
   const body = $("text").value.trim();
   if (!body) { $("chat-error").textContent = "Type the reply to save first."; return; }
-  const title = await askLine({ title: "Save the reply as my script", label: "Its title in the scripts' list", value: body.slice(0, 40), submit: "Save the script" });
-  if (!title) return;
+  // Its start as the title offered, cut at a word.
+  const start = body.length > 40 ? `${body.slice(0, 40).replace(/\s+\S*$/, "")}…` : body;
+  const title = await askLine({ title: "Save the reply as my script", label: "Its title in the scripts' list", value: start, submit: "Save the script" });
+  if (!title) { $("text").focus(); return; }
   try { await api("/api/scripts", { method: "POST", body: { scope: "personal", title, body } }); await refreshScripts(); done(); say("Script saved."); }
   catch (err) { fail(err); }
+  $("text").focus(); // back to the reply: Enter sends it, not the dialog again
 };
 
 async function start() {
@@ -713,7 +721,9 @@ $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.prevent
 document.addEventListener("keydown", (e) => {
   if (!e.altKey || e.ctrlKey || e.metaKey || !me) return;
   if (e.key === "a" || e.key === "A") {
-    if (waiting.length) { e.preventDefault(); accept(waiting[0].session); }
+    e.preventDefault();
+    if (waiting.length) accept(waiting[0].session);
+    else say("Nobody is waiting.");
   } else if (/^[1-9]$/.test(e.key)) {
     const tabs = $("list-my").querySelectorAll("li > button");
     const tab = tabs[Number(e.key) - 1];

@@ -21,10 +21,14 @@ function describe(t) {
     case "referred": return t.to == null ? "referral withdrawn" : `referred to ${names.libraries.get(t.to) ?? `library #${t.to}`}`;
     case "follow_up": return `follow-up ${t.to ? "flagged" : "cleared"}`;
     case "exclude_from_stats": return t.to ? "left out of the statistics" : "counted in the statistics again";
-    case "conference": return t.mode ? `${t.name} conferenced in: ${t.mode}` : `${t.name} left the chat`;
+    // The entry begins with who did it: their own name is not said twice.
+    case "conference": {
+      const who = t.name === t.actor_name ? "" : `${t.name} `;
+      return t.mode ? `${who}conferenced in: ${t.mode}` : `${who}left the chat`;
+    }
     case "librarian": return {
       take_over: `took the chat over from ${person(t.from)}`,
-      transfer: `handed the chat from ${person(t.from)} to ${person(t.to)}`,
+      transfer: person(t.from) === t.actor_name ? `handed the chat to ${person(t.to)}` : `handed the chat from ${person(t.from)} to ${person(t.to)}`,
       queue: `sent the chat back to a queue (from ${person(t.from)})`,
       "accepted from a queue": `accepted the chat from a queue`,
     }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;
@@ -63,12 +67,15 @@ function render(d, from) {
   // its forms are not offered.
   for (const id of ["answer-form", "note-form"]) $(id).classList.toggle("hidden", q.erased);
   $("title").textContent = `Question #${q.id}`;
-  $("summary").replaceChildren(q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
-    `${q.text} — ${q.library_name}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
+  // The question as the patron wrote it (its paragraphs kept), then what
+  // became of it.
+  $("summary").replaceChildren(el("blockquote", { class: "question-text", dir: "auto" }, q.text),
+    el("p", {}, q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
+    `${q.library_name}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
     + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; chatted with ${q.librarian_name || "—"}`
     + `; assigned to ${q.state.assignee == null ? "nobody" : person(q.state.assignee)}`
     + (q.referred_name ? `; referred to ${q.referred_name}` : "")
-    + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : ""));
+    + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : "")));
   $("patron").replaceChildren(
     el("strong", {}, "Patron: "), q.erased ? "erased" : q.patron_name || "no name given", " · ",
     // The address is the patron's own text: encoded (but its `@`, which

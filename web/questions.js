@@ -3,9 +3,9 @@ import { api, el } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEWS = [
-  ["all", "All"], ["live", "Live"], ["my_new", "My new"], ["my_active", "My active"], ["new", "New"],
+  ["all", "All"], ["live", "Live"], ["my_new", "My new (my follow-ups)"], ["my_active", "My active"], ["new", "New"],
   ["unassigned", "Unassigned"], ["active", "Active"], ["answered", "Answered"], ["closed", "Closed"],
-  ["pending", "Pending"], ["referred", "Referred"], ["follow_up", "Follow-up"],
+  ["pending", "Pending"], ["referred", "Referred"], ["follow_up", "Flagged: follow-up by the patron's library"],
 ];
 $("view").append(...VIEWS.map(([v, label]) => el("option", { value: v }, label)));
 
