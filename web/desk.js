@@ -161,13 +161,20 @@ function renderComposer() {
   // Once the viewer may write to the patron again (a take-over, a join, a
   // chat handed back), an empty box turns to "message": the first reply
   // must not become a note unnoticed; a note being written stays one.
-  if (!canMessage) { sendAs.set(current, "note"); forcedNote.add(current); }
-  else if (forcedNote.has(current) && !$("text").value.trim()) {
+  // The forced note is kept with the draft too ("forced"): after a reload a
+  // note being written must not come back as a reply.
+  const saved = pref.get(`mode.${current}`);
+  if (!canMessage) {
+    sendAs.set(current, "note");
+    forcedNote.add(current);
+    if (saved !== "forced") pref.set(`mode.${current}`, "forced");
+  } else if ((forcedNote.has(current) || saved === "forced") && !$("text").value.trim()) {
     forcedNote.delete(current);
     sendAs.set(current, "message");
     pref.set(`mode.${current}`, null);
   }
-  $("mode").value = canMessage ? (sendAs.get(current) ?? pref.get(`mode.${current}`) ?? "message") : "note";
+  const kept = pref.get(`mode.${current}`);
+  $("mode").value = canMessage ? (sendAs.get(current) ?? (kept === "forced" ? "note" : kept) ?? "message") : "note";
   const note = $("mode").value === "note";
   $("composer").classList.toggle("note-mode", note);
   // At the point of sending, what it will be.
@@ -552,8 +559,13 @@ async function start() {
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
       else if (f.type === "presence") {
+        // "Left" is said only after this desk saw the patron here: a
+        // desk that resumes a chat before the patron's page has counted
+        // (just after an accept), or a node of an older version that does
+        // not count it, would otherwise cry wolf.
         const l = logs.get(f.session);
-        if (l && l.patronHere !== f.patron_here) { l.patronHere = f.patron_here; l.patronSince = Date.now(); }
+        if (l && f.patron_here) { l.patronHere = true; l.patronSeen = true; }
+        else if (l && l.patronSeen && l.patronHere !== false) { l.patronHere = false; l.patronSince = Date.now(); }
         const s = monitor.get(f.session);
         if (s) { s.ctx.members = f.members; s.watchers = f.watchers; }
         drawSoon(renderMonitor);
@@ -756,7 +768,8 @@ $("set-code").onclick = () => {
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
   const session = current;
   act(api(`/api/sessions/${session}/code`, { method: "POST", body }).then(() => {
-    codeChoice.delete(session);
+    // The picker then shows the code set (a live chat's may be changed).
+    codeChoice.set(session, { code: body.code, read: "" });
     if (current === session) showCodeChoice();
     // Ended and coded: no longer live, nothing more to do in it here.
     if (monitor.get(session)?.state === "ended") { monitor.delete(session); closeChat(session); renderMonitor(); }

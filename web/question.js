@@ -23,12 +23,12 @@ function describe(t) {
     case "exclude_from_stats": return t.to ? "left out of the statistics" : "counted in the statistics again";
     // The entry begins with who did it: their own name is not said twice.
     case "conference": {
-      const who = t.name === t.actor_name ? "" : `${t.name} `;
+      const who = t.staff === t.actor ? "" : `${t.name} `;
       return t.mode ? `${who}conferenced in: ${t.mode}` : `${who}left the chat`;
     }
     case "librarian": return {
       take_over: `took the chat over from ${person(t.from)}`,
-      transfer: person(t.from) === t.actor_name ? `handed the chat to ${person(t.to)}` : `handed the chat from ${person(t.from)} to ${person(t.to)}`,
+      transfer: t.from === t.actor ? `handed the chat to ${person(t.to)}` : `handed the chat from ${person(t.from)} to ${person(t.to)}`,
       queue: `sent the chat back to a queue (from ${person(t.from)})`,
       "accepted from a queue": `accepted the chat from a queue`,
     }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;

@@ -206,15 +206,30 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   assert.equal(await dev.locator('#mode option[value="message"]').isDisabled(), true, "whispering: notes only");
   assert.equal(await dev.getByRole("button", { name: "End chat" }).count(), 0, "only the chatting librarian ends the chat");
   await accessible(dev, "the desk of a whispering admin");
-  // Dev takes the chat over: Ann stays, whispering, and her composer says so.
+  // Dev takes the chat over with a note half written: Ann stays, whispering,
+  // and her composer says so.
+  await dev.fill("#text", "Note for Ann: the patron asked before");
   await dev.getByRole("button", { name: "Take over" }).click();
   await patron.getByText(/Dev Dewey/).first().waitFor();
   await ann.waitForFunction(() => document.getElementById("mode").value === "note");
   assert.equal(await ann.locator('#mode option[value="message"]').isDisabled(), true, "after a take-over: notes only");
   assert.equal(await ann.locator("#text-label").innerText(), "Librarian note (staff only: the patron does not see it)");
   assert.equal(await ann.getByRole("button", { name: "End chat" }).count(), 0);
-  // Dev, now the chatting librarian with an empty box, writes to the patron:
-  // his first reply must not become a note unnoticed.
+  // Dev's note being written stays a note, after a reload too: it never
+  // comes back as a reply the patron would see.
+  await dev.locator("#present", { hasText: "Dev Dewey (chatting)" }).waitFor();
+  assert.equal(await dev.inputValue("#mode"), "note");
+  await dev.reload();
+  await dev.locator("#desk").waitFor();
+  await dev.getByRole("button", { name: /^Eve — Riverside/ }).first().click();
+  await dev.locator("#present", { hasText: "Dev Dewey (chatting)" }).waitFor();
+  assert.equal(await dev.inputValue("#text"), "Note for Ann: the patron asked before");
+  assert.equal(await dev.inputValue("#mode"), "note", "still a note after the reload");
+  assert.equal(await dev.locator("#send").innerText(), "Add note (staff only)");
+  await dev.press("#text", "Enter");
+  await dev.locator("#log li.note", { hasText: "Note for Ann" }).waitFor();
+  // Sent, his box is empty: now the chatting librarian, it turns to a
+  // message, and his first reply is not a note unnoticed.
   await dev.waitForFunction(() => document.getElementById("mode").value === "message");
   assert.equal(await dev.locator("#send").innerText(), "Send");
   await dev.fill("#text", "Hello Eve, Dev here: I'll go on from Ann.");

@@ -801,6 +801,15 @@ impl Feed {
                 }
             }
             out.extend(self.catch_up(s).await?.into_iter().map(Out::Message));
+            // Who is present may have changed among what was dropped (a
+            // patron's page closed): told again if it did.
+            let now = self.sub.watchers_of(s);
+            if let Some(w) = self.sessions.get_mut(&s).filter(|w| w.watchers != now) {
+                w.watchers = now;
+                if sees(&self.viewer, Item::Presence { ctx: &w.ctx }) {
+                    out.push(presence_of(&w.ctx, &w.watchers));
+                }
+            }
         }
         // A patron's place in line is counted again — a chat sent back to
         // a queue meanwhile is in line again — and told only if it moved.

@@ -339,9 +339,19 @@ impl<B: Backend> Staffing for B {
         self.write(move |db| {
             Box::pin(quiet(async move {
                 let whose = "SELECT staff_id AS staff_id FROM logins WHERE token_hash = ?1";
-                let staff = db.row(whose, args![&token_hash], |r| r.int("staff_id")).await?;
-                db.exec("DELETE FROM logins WHERE token_hash = ?1", args![&token_hash]).await?;
-                let Some(staff) = staff else { return Ok(None) };
+                let Some(staff) = db.row(whose, args![&token_hash], |r| r.int("staff_id")).await? else {
+                    return Ok(None);
+                };
+                // The account's row first (PostgreSQL; SQLite has one
+                // writer), as `create_login` and `update_staff` take it: its
+                // sign-ins and sign-outs are then counted one at a time — two
+                // last sign-outs at once, or a sign-in on another node, are
+                // seen by the count after them — and in one lock order.
+                let lock = format!("SELECT id AS id FROM staff WHERE id = ?1{}", db.dialect().no_key_update());
+                db.row(&lock, args![staff], |r| r.int("id")).await?;
+                if db.exec("DELETE FROM logins WHERE token_hash = ?1", args![&token_hash]).await? == 0 {
+                    return Ok(None); // signed out meanwhile (a double click): the other one tells
+                }
                 let others = "SELECT COUNT(*) AS n FROM logins WHERE staff_id = ?1 AND expires_at > ?2";
                 let left = int(db, others, args![staff, now], "n").await?;
                 Ok((left == 0).then_some(StaffId(staff)))

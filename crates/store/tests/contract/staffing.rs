@@ -62,6 +62,14 @@ async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
     assert!(s.staff_by_login("second", 99).await.unwrap().is_some(), "the other one stays");
     assert_eq!(s.delete_login("second", 50).await.unwrap(), Some(w.ann.id), "her last");
     assert_eq!(s.delete_login("second", 50).await.unwrap(), None, "gone already: no one's");
+    // Her two last sign-outs at once: exactly one of them was the last.
+    for _ in 0..5 {
+        assert!(sign_in(s, "one", &w.ann, 100, None).await.unwrap());
+        assert!(sign_in(s, "two", &w.ann, 100, None).await.unwrap());
+        let (a, b) = tokio::join!(s.delete_login("one", 50), s.delete_login("two", 50));
+        let lasts = [a.unwrap(), b.unwrap()].into_iter().flatten().count();
+        assert_eq!(lasts, 1, "one last sign-out, not none nor two");
+    }
     let ghost = NewLogin {
         token_hash: "ghost".into(),
         staff: StaffId(999_999),
