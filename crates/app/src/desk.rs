@@ -136,7 +136,9 @@ impl App {
 
     /// Puts the chats `librarian` was chatting in back in their library's
     /// queue, when they can no longer answer them: their account disabled,
-    /// or signed off the desk after `signoff_minutes` with no connection.
+    /// their last sign-in ended, or signed off the desk after
+    /// `signoff_minutes` with no connection; the conferences they were in,
+    /// they leave.
     /// The patron is told and waits for the next librarian, instead of
     /// sitting in a chat nobody answers until it idles out; the timeline
     /// says who it was taken from. A chat that changed hands meanwhile is
@@ -150,7 +152,15 @@ impl App {
             }
         };
         for rec in chats {
-            self.hand_back_one(librarian, &rec).await;
+            if rec.ctx.librarian == Some(librarian.id) {
+                self.hand_back_one(librarian, &rec).await;
+            } else if rec.ctx.member_mode(librarian.id).is_some() {
+                // A conference they were in: they leave it, with its line
+                // (a patron told someone joined is told they left).
+                if let Err(e) = self.leave_conference(librarian, rec.ctx.id).await {
+                    tracing::debug!(error = %e, session = %rec.ctx.id, "a departed member did not leave a chat");
+                }
+            }
         }
     }
 

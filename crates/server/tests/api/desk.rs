@@ -894,6 +894,20 @@ async fn signing_out_of_ones_last_sign_in_puts_ones_chats_back_in_line_at_once()
     let (_, people) = carla.get("/api/staff/presence").await;
     let ann = people.as_array().unwrap().iter().find(|p| p["display_name"] == "Ann Archer").unwrap().clone();
     assert_eq!(ann["availability"], "off_duty", "{ann}");
+    // An admin who joined a chat (announced) and signs out of her last
+    // sign-in leaves it, and the patron is told.
+    let other = app.start_chat("riverside-main", "Another one?").await;
+    assert_eq!(carla.accept(other.session).await.0, 200);
+    let erin = app.staff("erin").await;
+    let conf = format!("/api/sessions/{}/conference", other.session);
+    assert_eq!(erin.post(&conf, json!({"mode": "join"})).await.0, 200);
+    let mut page = other.socket().await;
+    page.resume(None, 0).await;
+    assert_eq!(erin.post("/api/logout", json!(null)).await.0, 200);
+    let told = page.until(|f| f["type"] == "event" && f["body"] == "Erin Index (librarian) has left the chat").await;
+    assert!(!told.is_empty());
+    let (_, rec) = carla.get(&format!("/api/sessions/{}", other.session)).await;
+    assert_eq!(rec["session"]["ctx"]["members"], json!([]), "{rec}");
 }
 
 #[tokio::test]
