@@ -198,6 +198,8 @@ function renderComposer() {
   $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
   const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
   $("conferencing").classList.toggle("hidden", !admin && part === "none");
+  // A library admin watching a colleague's chat is told why there is nothing to press.
+  $("watch-only").classList.toggle("hidden", admin || part !== "none" || !s || s.state !== "active");
   for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", !admin || part === "librarian" || part === b.dataset.mode);
   $("takeover").classList.toggle("hidden", !admin || part === "librarian");
   $("leave").classList.toggle("hidden", part === "librarian" || part === "none");

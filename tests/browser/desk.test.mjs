@@ -572,3 +572,16 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
   assert.equal(await ann.locator("#composer").isHidden(), true);
   for (const p of [ann, carla, patron]) await p.context().close();
 });
+
+test("a library admin watching a colleague's chat is told why she has no conference buttons", async () => {
+  const { ann, patron } = await chatWithAnn("Ora", "Who else is here?");
+  const carla = await open();
+  await signIn(carla, "carla", null);
+  await carla.click("#tab-all");
+  await carla.getByRole("button", { name: /Ora — Riverside University Main Library/ }).first().click();
+  await carla.locator("#watch-only").waitFor();
+  assert.match(await carla.locator("#watch-only").innerText(), /for institution and cooperative admins/);
+  assert.equal(await carla.getByRole("button", { name: "Whisper", exact: true }).count(), 0);
+  await accessible(carla, "the desk of a library admin watching a chat");
+  for (const p of [ann, carla, patron]) await p.context().close();
+});
