@@ -385,7 +385,11 @@ function renderQueue() {
   $("queue").replaceChildren(...waiting.map((w, i) => el("li", { "data-session": w.session },
     el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": i === 0 ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
     el("div", {}, w.question),
-    el("div", { class: "status" }, waited(w)))),
+    el("div", { class: "status" }, waited(w)),
+    // A patron whose pages are all closed may be gone for good: said, so
+    // that a librarian can take someone who is there first.
+    ...(w.away_since ? [el("div", { class: "status away" },
+      `${w.patron_name} has closed the chat page (at ${clock(w.away_since)}); they may come back`)] : []))),
     ...(queueMore > 0 ? [el("li", { class: "status" }, `…and ${queueMore} more waiting`)] : []),
     // Empty: off duty, waiting patrons are not offered (an admin's ALL tab may show them).
     ...(waiting.length === 0 && $("availability").value !== "on_duty"
@@ -521,6 +525,10 @@ async function start() {
         waiting = waiting.filter((w) => w.session !== f.session).concat([f]);
         drawSoon(renderQueue);
         if (fresh) alertNewPatron(f);
+      }
+      else if (f.type === "patron_away") {
+        const w = waiting.find((x) => x.session === f.session);
+        if (w) { w.away_since = f.since ?? undefined; drawSoon(renderQueue); }
       }
       else if (f.type === "queue_removed") {
         waiting = waiting.filter((w) => w.session !== f.session);

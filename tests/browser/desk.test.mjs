@@ -552,6 +552,23 @@ test("the desk shows when the patron leaves the chat page, and when they are bac
   for (const p of [ann, patron]) await p.context().close();
 });
 
+test("the queue says when a waiting patron has closed the chat page, and when they are back", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Ghost", "Do you keep old phone books?");
+  const entry = ann.locator("#queue li", { hasText: "Accept: Ghost" });
+  await entry.waitFor();
+  assert.equal(await entry.locator(".away").count(), 0, "there: nothing said");
+  await patron.goto("about:blank");
+  await entry.locator(".away", { hasText: "Ghost has closed the chat page" }).waitFor();
+  await accessible(ann, "the queue with a patron who closed the chat page");
+  await patron.goBack();
+  await patron.locator("#chat").waitFor();
+  await entry.locator(".away").waitFor({ state: "detached" });
+  for (const p of [ann, patron]) await p.context().close();
+});
+
 test("a chat handed to me by a colleague is announced: counted in the title, and said", async () => {
   const { ann, patron } = await chatWithAnn("Hal", "Handed over?");
   const carla = await open();

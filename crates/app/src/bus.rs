@@ -323,6 +323,14 @@ impl Subscription {
         }
     }
 
+    /// Whether some connection of this node still waits at the place `key`
+    /// in `queue` (another page of the same patron).
+    pub fn waits_here(&self, queue: LibraryId, key: QueueKey) -> bool {
+        let t = self.bus.lock();
+        let Some(q) = t.patron_queues.get(&queue) else { return false };
+        q.range((key.0, key.1, 0)..=(key.0, key.1, u64::MAX)).next().is_some()
+    }
+
     /// Starts receiving the queue events of a cooperative.
     pub fn join_queue(&self, cooperative: CooperativeId) {
         join_list(self.bus.lock().queue.entry(cooperative).or_default(), &self.mailbox);
@@ -628,6 +636,18 @@ impl Topics {
             Event::QueueAdded(e) => self.to_queues(e.queue, (e.since, e.session), &event),
             Event::QueueRemoved { session, placement, since, .. } => {
                 self.to_queues(*placement, (*since, *session), &event)
+            }
+            // The staff queues (what they show of the chat), and the patron's
+            // own pages (one open marks them back, whichever node it is on).
+            Event::PatronAway { session, queue, .. } => {
+                let queues = self.queue.get(&queue.cooperative).map_or(&[][..], Vec::as_slice);
+                for m in queues {
+                    m.deliver(&event);
+                }
+                let pages = self.sessions.get(session).map_or(&[][..], Vec::as_slice);
+                for m in pages.iter().filter(|m| !queues.iter().any(|q| q.id == m.id)) {
+                    m.deliver(&event);
+                }
             }
             Event::SessionChanged(s) => {
                 if s.state == refdesk_domain::chat::SessionState::Ended {

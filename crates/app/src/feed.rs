@@ -69,6 +69,14 @@ pub enum Out {
     QueueAdded(QueueEntry),
     /// A chat left the queue.
     QueueRemoved(SessionId),
+    /// A waiting chat's patron has had no page of it open since `since`,
+    /// or has one again (`None`).
+    PatronAway {
+        /// The session.
+        session: SessionId,
+        /// Since when.
+        since: Option<Millis>,
+    },
     /// The patron's place in line (1 = next).
     Position {
         /// Their place.
@@ -394,12 +402,18 @@ impl Feed {
         }
         let counted = async {
             let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
-            self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await
+            self.follow_queue(session, rec.state, rec.queue.library, rec.queued_at).await?;
+            Ok::<_, AppError>(rec.patron_away && self.waiting.is_some())
         };
-        if let Err(e) = counted.await {
-            // Counted again at the next event, as after a lag.
-            self.sub.set_lagged();
-            return Err(e);
+        match counted.await {
+            // A page open again: the queue no longer shows them away.
+            Ok(true) => self.patron_back(session).await,
+            Ok(false) => {}
+            Err(e) => {
+                // Counted again at the next event, as after a lag.
+                self.sub.set_lagged();
+                return Err(e);
+            }
         }
         Ok(self.position())
     }
@@ -866,6 +880,9 @@ impl Feed {
                 }
             }
             Event::QueueRemoved { session, placement, .. } => self.on_queue_removed(*session, *placement, &mut out),
+            Event::PatronAway { session, queue, since } => {
+                self.on_patron_away(*session, *queue, *since, &mut out).await
+            }
             Event::SessionChanged(summary) => self.on_session_changed(summary, &mut out).await?,
             Event::Im(m) => self.on_im(m, &mut out).await?,
             Event::Availability { staff, cooperative, availability } => {
@@ -975,9 +992,63 @@ impl Feed {
             return;
         }
         // Anyone who could have been offered it hears that it is gone.
-        let item = Item::Waiting { placement, waited: Millis::MAX, rollup: self.app.rollup_ms(), coop_now: true };
-        if sees(&self.viewer, item) {
+        if self.may_have_been_offered(placement) {
             out.push(Out::QueueRemoved(session));
+        }
+    }
+
+    /// Whether this viewer could have been offered a chat waiting in
+    /// `queue`, at some time (waiting long enough, or sent to the
+    /// cooperative's queue): who hears of what becomes of it.
+    fn may_have_been_offered(&self, queue: Placement) -> bool {
+        sees(
+            &self.viewer,
+            Item::Waiting { placement: queue, waited: Millis::MAX, rollup: self.app.rollup_ms(), coop_now: true },
+        )
+    }
+
+    /// A waiting patron's pages closed, or one opened again. Staff who
+    /// could be offered the chat are told; a page of the patron's own that
+    /// is open marks them back at once (the page that closed may have been
+    /// another tab, on this node or another).
+    async fn on_patron_away(
+        &mut self,
+        session: SessionId,
+        queue: Placement,
+        since: Option<Millis>,
+        out: &mut Vec<Out>,
+    ) {
+        if let Viewer::Patron { session: own } = self.viewer {
+            if own == session && since.is_some() && self.waiting.is_some() {
+                self.patron_back(session).await;
+            }
+        } else if self.may_have_been_offered(queue) {
+            out.push(Out::PatronAway { session, since });
+        }
+    }
+
+    /// Marks this connection's patron back (a page of the waiting chat is
+    /// open). A failed write is logged: the queue shows them away until
+    /// their next page opens, which is all it costs.
+    async fn patron_back(&self, session: SessionId) {
+        if let Err(e) = self.app.store.patron_away(session, None).await {
+            tracing::warn!(%session, error = %e, "could not mark a waiting patron back");
+        }
+    }
+
+    /// This connection's page closed (its client went; not this node): a
+    /// waiting patron with no other page of the chat open on this node is
+    /// marked away from now. A page of theirs open on another node marks
+    /// them back as soon as it hears of it.
+    pub async fn page_closed(&mut self) {
+        let Viewer::Patron { session } = self.viewer else { return };
+        let Some((queue, key, _)) = self.waiting.take() else { return };
+        self.sub.leave_queue_place();
+        if self.sub.waits_here(queue, key) {
+            return;
+        }
+        if let Err(e) = self.app.store.patron_away(session, Some(self.app.clock.now())).await {
+            tracing::warn!(%session, error = %e, "could not mark a waiting patron away");
         }
     }
 

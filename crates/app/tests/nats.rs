@@ -52,6 +52,7 @@ fn entry(session: i64, version: u64) -> QueueEntry {
         queue: place(),
         coop_now: false,
         version,
+        away_since: None,
     }
 }
 

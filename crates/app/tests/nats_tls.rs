@@ -55,6 +55,7 @@ fn entry(session: i64) -> QueueEntry {
         queue: place,
         coop_now: false,
         version: 0,
+        away_since: None,
     }
 }
 

@@ -34,6 +34,11 @@ pub struct QueueEntry {
     /// older than one already seen for the session is dropped.
     #[serde(default)]
     pub version: u64,
+    /// Since when the patron has had no page of the chat open (the socket
+    /// of their last page closed; they may come back): `None` while one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub away_since: Option<Millis>,
 }
 
 /// How much of a question the queue shows ([`question_preview`]).
@@ -217,6 +222,16 @@ pub enum Event {
     Erased {
         /// The chats.
         sessions: Vec<SessionId>,
+    },
+    /// A waiting chat's patron closed their last page of it, or opened
+    /// one again. Nobody's place in line changes.
+    PatronAway {
+        /// The session.
+        session: SessionId,
+        /// The library whose queue it waits in.
+        queue: Placement,
+        /// Since when no page is open; `None`: one is again.
+        since: Option<Millis>,
     },
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {

@@ -126,8 +126,17 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
         return Err(bad());
     }
     let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+    // The everyday form only: a local part of plain characters and dots, a
+    // domain of letters, digits, hyphens and dots. A quoted local part, an
+    // escape or a comment would write one mailbox in endless ways, each
+    // counted apart by the caps on mail to one address.
+    let plain = |c: char| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(c);
     if local.is_empty()
-        || domain.contains('@')
+        || !local.chars().all(plain)
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || !domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.')
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')
@@ -136,6 +145,17 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
         return Err(bad());
     }
     Ok(Some(s.to_owned()))
+}
+
+/// The mailbox an address (as [`optional_email`] takes it) reaches, as the
+/// caps on mail to one address count it: letter case, a `+tag` and dots in
+/// the local part make no difference, as at most providers. Two people
+/// whose addresses differ only so share a cap, which is all it costs.
+pub fn mailbox_key(address: &str) -> String {
+    let address = address.trim().to_lowercase();
+    let Some((local, domain)) = address.rsplit_once('@') else { return address };
+    let local = local.split('+').next().unwrap_or_default().replace('.', "");
+    format!("{local}@{domain}")
 }
 
 /// Local time minus UTC, in minutes: −840 to 840 (UTC−14:00 to UTC+14:00,
@@ -368,6 +388,36 @@ mod tests {
         for bad in ["a", "a@b", "@b.org", "a@b..org", "a b@c.org", "a@b@c.org", "a@.org"] {
             assert!(optional_email(Some(bad)).is_err(), "{bad}");
         }
+        // One mailbox written in other ways than its everyday form.
+        for odd in [
+            r#""target"@example.net"#,
+            r#""\target"@example.net"#,
+            r"t\arget@example.net",
+            "(x)t@example.net",
+            "t@[127.0.0.1]",
+            ".t@example.net",
+            "t.@example.net",
+            "t..u@example.net",
+            "t@exa_mple.net",
+        ] {
+            assert!(optional_email(Some(odd)).is_err(), "{odd}");
+        }
+        for fine in ["o'brien@example.ie", "first.last+lib@example.org", "zoë@exämple.de", "a-b_c@sub.example.co.uk"]
+        {
+            assert!(optional_email(Some(fine)).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_mailbox_is_counted_once_however_its_address_is_written() {
+        let key = mailbox_key("target@example.net");
+        for same in
+            ["Target@Example.NET", "target+a@example.net", "tar.get@example.net", " t.a.r.g.e.t+x+y@example.net "]
+        {
+            assert_eq!(mailbox_key(same), key, "{same}");
+        }
+        assert_ne!(mailbox_key("target@example.org"), key);
+        assert_ne!(mailbox_key("targe@example.net"), key);
     }
 
     #[test]

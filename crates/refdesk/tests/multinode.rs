@@ -389,8 +389,25 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     let mut desk = ben.socket(&node3).await;
     desk.send(json!({"type": "queue"})).await;
     desk.until(|f| f["type"] == "queue").await;
-    let (queued, _) = start_chat(&node1, "Seen across nodes?").await;
+    let (queued, queued_token) = start_chat(&node1, "Seen across nodes?").await;
     desk.until(|f| f["type"] == "queue_added" && f["session"] == queued).await;
+    // The waiting patron has a page on node 1 and one on node 3. Node 1's
+    // closes: node 1 takes them for gone, node 3's page says they are not.
+    let page = |node: &Node| format!("ws://127.0.0.1:{}/api/ws", node.port);
+    let mut tab1 = Socket::connect(&page(&node1), None, Some(&queued_token)).await;
+    tab1.resume(None, 0).await;
+    tab1.until(|f| f["type"] == "position").await;
+    let mut tab3 = Socket::connect(&page(&node3), None, Some(&queued_token)).await;
+    tab3.resume(None, 0).await;
+    tab3.until(|f| f["type"] == "position").await;
+    drop(tab1);
+    let away =
+        |on: bool| move |f: &Value| f["type"] == "patron_away" && f["session"] == queued && f["since"].is_i64() == on;
+    desk.until(away(true)).await;
+    desk.until(away(false)).await;
+    // Node 3's closes too: gone, whichever node the desk is on.
+    drop(tab3);
+    desk.until(away(true)).await;
 
     // --- node 2 is killed mid-chat; the librarian resumes on node 3 ---
     let before_kill = lib.last_seq();

@@ -169,6 +169,11 @@ pub trait Chats: Send + Sync {
     async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
     /// How many chats wait ahead of (`since`, `session`) in a library's queue.
     async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64>;
+    /// A waiting chat's patron has had no page of it open since `since`
+    /// (their last page's socket closed), or has one again (`None`):
+    /// recorded and told to the queues (`Event::PatronAway`) when it
+    /// changes; nothing once the chat no longer waits.
+    async fn patron_away(&self, id: SessionId, since: Option<Millis>) -> Result<()>;
     /// The patron's rating of an ended chat (1–5) and comment; replaces an earlier one.
     async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()>;
     /// Active chats whose last message is older than `before`.

@@ -509,6 +509,11 @@ pub struct SessionRecord {
     pub last_message_at: Millis,
     /// Whether its patron's personal data was erased.
     pub erased: bool,
+    /// While it waits: whether its patron has no page of it open (since
+    /// when is in its queue entry, `QueueEntry::away_since`). A flag, not
+    /// the time: each patron's socket keeps its record (issue 17).
+    #[serde(skip)]
+    pub patron_away: bool,
     /// Characters of the patron's lines after the question: counted in the
     /// copies appends read (`ops::chats::append` loads it, `note_line` adds
     /// each line), 0 in other reads.

@@ -141,6 +141,11 @@ impl Connection {
         Some(code)
     }
 
+    /// The socket closed, its client gone (see `Feed::page_closed`).
+    pub(super) async fn page_closed(&mut self) {
+        self.feed.page_closed().await;
+    }
+
     /// The first frame: who the server takes the client to be.
     async fn hello(&self, socket: &mut WebSocket) -> Result<(), Closed> {
         let hello = OutFrame::Hello {
@@ -277,6 +282,7 @@ impl Connection {
                 Out::Typing { session, who, on } => OutFrame::Typing { session: *session, who, on: *on },
                 Out::QueueAdded(e) => OutFrame::QueueAdded(e),
                 Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
+                Out::PatronAway { session, since } => OutFrame::PatronAway { session: *session, since: *since },
                 Out::Position { position, since } => OutFrame::Position { position: *position, since: *since },
                 Out::Presence { session, librarian, members, watchers, patron_here } => OutFrame::Presence {
                     session: *session,

@@ -310,13 +310,18 @@ fn serve(
         let _from_address = from_address;
         let Some(mut live) = opening.await else { return };
         let Live { conn, socket, kind, .. } = &mut *live;
-        let run = Box::pin(conn.run(socket));
+        let code = Box::pin(conn.run(socket)).await;
         // A client let go for not reading (or answering) is reset when the
         // socket closes: what its socket could not send is dropped.
-        if matches!(run.await, Some(CLOSE_TRY_AGAIN | CLOSE_NO_PONG)) {
+        if matches!(code, Some(CLOSE_TRY_AGAIN | CLOSE_NO_PONG)) {
             if let Some(let_go) = &let_go {
                 let_go.reset();
             }
+        }
+        // The client went, not this node (whose patrons open their pages
+        // again on another): a waiting patron's queue entry may say so.
+        if code != Some(CLOSE_GOING_AWAY) {
+            Box::pin(conn.page_closed()).await;
         }
         tracing::debug!(kind = *kind, "socket closed");
     }

@@ -157,6 +157,15 @@ pub enum OutFrame<'a> {
         /// The session.
         session: SessionId,
     },
+    /// A waiting chat's patron has had no page of it open since `since`
+    /// (milliseconds; their last page's socket closed), or has one again
+    /// (`null`). To staff who could be offered the chat.
+    PatronAway {
+        /// The session.
+        session: SessionId,
+        /// Since when, or `null`.
+        since: Option<i64>,
+    },
     /// A frame was refused; the connection stays up.
     Error {
         /// As the REST API's error codes.

@@ -612,6 +612,32 @@ async fn a_patron_who_leaves_the_queue_having_given_an_address_leaves_a_missed_c
 }
 
 #[tokio::test]
+async fn a_chat_taken_then_sent_back_and_never_taken_again_leaves_its_question_to_answer_by_e_mail() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron =
+        app.start_chat_with("riverside-main", json!({"question": "Taken once", "email": "pat@example.org"})).await;
+    let s = patron.session;
+    assert_eq!(ann.accept(s).await.0, 200);
+    let q = ann.question_of(s).await["id"].as_i64().unwrap();
+    // Answered from the accept (R1); back in line, and the patron leaves it.
+    let (status, rec) = ann.post(&format!("/api/sessions/{s}/transfer"), json!({"library": "riverside-main"})).await;
+    assert_eq!(status, 200, "{rec}");
+    let res = reqwest::Client::new().post(app.url("/api/chat/end")).bearer_auth(&patron.token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // Promised an answer by e-mail: it is in the work to do again.
+    let (_, new) = ann.get("/api/questions?view=new").await;
+    let mine = new.as_array().unwrap().iter().find(|x| x["id"] == q).cloned();
+    let mine = mine.unwrap_or_else(|| panic!("question {q} is to answer: {new}"));
+    assert_eq!(mine["state"]["status"], "new");
+    assert_eq!(mine["state"]["follow_up"], true);
+    assert_eq!(mine["state"]["assignee"], Value::Null);
+    let (_, detail) = ann.get(&format!("/api/questions/{q}")).await;
+    let timeline = detail["timeline"].as_array().unwrap();
+    assert!(timeline.iter().any(|t| t["change"] == "status"), "said in its timeline: {detail}");
+}
+
+#[tokio::test]
 async fn a_patron_rates_an_ended_chat_and_staff_see_it_with_the_question() {
     let app = spawn_app().await;
     let c = chat_with_ann(&app).await;
@@ -871,6 +897,58 @@ async fn staff_are_told_whether_the_patrons_page_is_open_and_it_is_never_listed_
     ann_ws.until(here(true)).await;
     // The patron never hears who is present, their own page included.
     assert!(told.iter().chain(back.frames.iter()).all(|f| f["type"] != "presence"), "{told:?}");
+}
+
+#[tokio::test]
+async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_and_when_they_are_back() {
+    let app = spawn_app().await;
+    let patron = app.start_chat("riverside-main", "Anyone there?").await;
+    let s = patron.session;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let mut ann_ws = ann.socket().await;
+    ann_ws.send(json!({"type": "queue"})).await;
+    ann_ws.until(|f| f["type"] == "queue").await;
+    let entry = || async {
+        let (_, queue) = ann.get("/api/queue").await;
+        queue.as_array().unwrap().iter().find(|e| e["session"] == s).cloned().unwrap()
+    };
+    let told =
+        |away: bool| move |f: &Value| f["type"] == "patron_away" && f["session"] == s && f["since"].is_i64() == away;
+    // Two tabs; one closes: the patron is still there.
+    let mut page = patron.socket().await;
+    page.resume(None, 0).await;
+    let mut tab = patron.socket().await;
+    tab.resume(None, 0).await;
+    tab.until(|f| f["type"] == "position").await;
+    let mut heard = page.frames.clone();
+    page.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(entry().await.get("away_since").is_none(), "a tab is still open: {}", entry().await);
+    // The last closes: the desk is told, and the queue says since when.
+    let before = app.clock().now();
+    heard.extend(tab.frames.clone());
+    tab.close().await;
+    let seen = ann_ws.until(told(true)).await;
+    let since = seen.last().unwrap()["since"].as_i64().unwrap();
+    assert!(since >= before, "{seen:?}");
+    assert_eq!(entry().await["away_since"], since);
+    // A page opens again: back.
+    let mut back = patron.socket().await;
+    back.resume(None, 0).await;
+    ann_ws.until(told(false)).await;
+    assert!(entry().await.get("away_since").is_none(), "{}", entry().await);
+    // Gone again, then accepted and sent back to a queue: it starts there
+    // with the patron taken as present (the live chat follows them).
+    heard.extend(back.frames.clone());
+    back.close().await;
+    ann_ws.until(told(true)).await;
+    assert_eq!(ann.accept(s).await.0, 200);
+    let (status, rec) = ann.post(&format!("/api/sessions/{s}/transfer"), json!({"cooperative": true})).await;
+    assert_eq!(status, 200, "{rec}");
+    assert!(entry().await.get("away_since").is_none(), "{}", entry().await);
+    // Patrons are never told of it (their place in line is all they hear).
+    assert!(heard.iter().all(|f| f["type"] != "patron_away"), "{heard:?}");
 }
 
 #[tokio::test]

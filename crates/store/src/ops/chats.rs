@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{CooperativeId, LibraryId, QuestionId, SessionId, StaffId};
+use refdesk_domain::input::mailbox_key;
 use refdesk_domain::lines;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{question_on_accept, Change, Handing, QuestionState, Status};
@@ -32,6 +33,9 @@ fn queue_entry(rec: &SessionRecord, question: &str, since: Millis) -> QueueEntry
         queue: rec.queue,
         coop_now: rec.queue_coop,
         version: rec.ctx.version,
+        // Entering a queue (started, sent back): the patron has the chat
+        // open, or is taken to until their page is seen to close.
+        away_since: None,
     }
 }
 
@@ -98,11 +102,12 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
         }
     }
     let [net56, net48] = &new.keys.wider;
+    let transcript_key = new.transcript_to.as_deref().map(mailbox_key);
     let id = int(
         db,
         "INSERT INTO sessions (library_id, token_hash, state, patron_name, patron_email, question_text, created_at,
-           transcript_to, transcript_utc_offset, queued_at, browser_key, net_key, net56_key, net48_key)
-         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?12, ?6, ?8, ?9, ?10, ?11) RETURNING id AS session_id",
+           transcript_to, transcript_utc_offset, queued_at, browser_key, net_key, net56_key, net48_key, transcript_key)
+         VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7, ?12, ?6, ?8, ?9, ?10, ?11, ?13) RETURNING id AS session_id",
         args![
             new.library.0,
             &new.token_hash,
@@ -115,7 +120,8 @@ async fn start<D: Db>(db: &mut D, new: NewSession) -> Result<((SessionRecord, Qu
             &new.keys.net,
             net56,
             net48,
-            new.transcript_utc_offset.map(i64::from)
+            new.transcript_utc_offset.map(i64::from),
+            &transcript_key
         ],
         "session_id",
     )
@@ -151,7 +157,8 @@ async fn accept<D: Db>(
     // covers the whole chat.
     let n = db
         .exec(
-            "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = COALESCE(accepted_at, ?3)
+            "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = COALESCE(accepted_at, ?3),
+               patron_away_at = NULL
              WHERE id = ?1 AND state = 'waiting'",
             args![id.0, by.id.0, now],
         )
@@ -241,7 +248,10 @@ pub(crate) async fn append<D: Db>(
 /// to answer by e-mail (DESIGN §9, "missed chat").
 async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: Millis) -> Result<QuestionId> {
     let q = match rec.ctx.question {
-        Some(q) => q,
+        Some(q) => {
+            back_to_work(db, q, now).await?;
+            q
+        }
         None => {
             let text = question_text(db, rec.ctx.id).await?;
             let state = QuestionState { status: Status::New, follow_up: true, ..question_on_accept() };
@@ -250,6 +260,28 @@ async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: M
     };
     insert_timeline(db, q, now, None, &Change::Note { body: note.to_owned() }).await?;
     Ok(q)
+}
+
+/// A question kept from an earlier acceptance (`answered` since, R1) whose
+/// chat went back in line and was never taken again: the patron is told a
+/// librarian will answer by e-mail, so it goes back to the work to do —
+/// `new`, nobody's, flagged for follow-up, each change in its timeline —
+/// unless a resolution code was set (a librarian decided what it is).
+async fn back_to_work<D: Db>(db: &mut D, q: QuestionId, now: Millis) -> Result<()> {
+    let before = question_where(db, q).await?.state;
+    if before.code.is_some() {
+        return Ok(());
+    }
+    let after = QuestionState { status: Status::New, assignee: None, follow_up: true, ..before.clone() };
+    db.exec(
+        "UPDATE questions SET status = ?2, assignee_id = NULL, follow_up = ?3 WHERE id = ?1",
+        args![q.0, after.status.as_str(), true],
+    )
+    .await?;
+    for change in refdesk_domain::question::changes(&before, &after) {
+        insert_timeline(db, q, now, None, &change).await?;
+    }
+    Ok(())
 }
 
 /// Whether a chat nobody took may leave a question for an e-mail answer:
@@ -298,8 +330,9 @@ async fn may_mail_transcript<D: Db>(
     now: Millis,
 ) -> Result<bool> {
     let Some(max) = max.filter(|_| mail.kind == MailKind::Transcript) else { return Ok(true) };
-    db.lock(&format!("mail:{}", mail.to.to_lowercase())).await?;
-    let sent = int(db, sel::TRANSCRIPTS_ENDED_TO, args![&mail.to, now - DAY, id.0], "n").await?;
+    let key = mailbox_key(&mail.to);
+    db.lock(&format!("mail:{key}")).await?;
+    let sent = int(db, sel::TRANSCRIPTS_ENDED_TO, args![&key, now - DAY, id.0], "n").await?;
     Ok(sent < i64::from(max))
 }
 
@@ -376,9 +409,10 @@ async fn set_transcript_to<D: Db>(
         return Err(DomainError::Conflict("the chat has ended".into()).into());
     }
     let utc_offset = utc_offset.filter(|_| email.is_some()).map(i64::from);
+    let key = email.as_deref().map(mailbox_key);
     db.exec(
-        "UPDATE sessions SET transcript_to = ?2, transcript_utc_offset = ?3 WHERE id = ?1",
-        args![id.0, &email, utc_offset],
+        "UPDATE sessions SET transcript_to = ?2, transcript_utc_offset = ?3, transcript_key = ?4 WHERE id = ?1",
+        args![id.0, &email, utc_offset, &key],
     )
     .await?;
     Ok(())
@@ -515,7 +549,7 @@ async fn transfer<D: Db>(
         TransferTo::Queue { library, coop_now } => {
             db.exec(
                 "UPDATE sessions SET state = 'waiting', librarian_id = NULL, queue_library_id = ?2, queued_at = ?3,
-                   queue_coop = ?4
+                   queue_coop = ?4, patron_away_at = NULL
                  WHERE id = ?1 AND state = 'active'",
                 args![id.0, library.library.0, now, *coop_now],
             )
@@ -545,6 +579,22 @@ async fn transfer<D: Db>(
     }
     events.push(Event::SessionChanged(after.summary()));
     Ok((after, events))
+}
+
+/// Marks a waiting chat's patron away since `since` (their last page
+/// closed), or back (`None`); a change only, told to the queues. Nothing
+/// once the chat no longer waits: its patron is followed otherwise then.
+async fn patron_away<D: Db>(db: &mut D, id: SessionId, since: Option<Millis>) -> Result<((), Vec<Event>)> {
+    let sql = if since.is_some() {
+        "UPDATE sessions SET patron_away_at = ?2 WHERE id = ?1 AND state = 'waiting' AND patron_away_at IS NULL"
+    } else {
+        "UPDATE sessions SET patron_away_at = ?2 WHERE id = ?1 AND state = 'waiting' AND patron_away_at IS NOT NULL"
+    };
+    if db.exec(sql, args![id.0, since]).await? == 0 {
+        return Ok(((), Vec::new()));
+    }
+    let rec = load_session(db, id).await?;
+    Ok(((), vec![Event::PatronAway { session: id, queue: rec.queue, since }]))
 }
 
 /// The patron's rating of an ended chat, replacing an earlier one.
@@ -681,6 +731,10 @@ impl<B: Backend> Chats for B {
             })
         })
         .await
+    }
+
+    async fn patron_away(&self, id: SessionId, since: Option<Millis>) -> Result<()> {
+        self.write(move |db| Box::pin(patron_away(db, id, since))).await
     }
 
     async fn rate(&self, id: SessionId, rating: u8, comment: Option<String>) -> Result<()> {

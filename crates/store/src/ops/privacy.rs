@@ -121,7 +121,8 @@ async fn erase_one<D: Db>(db: &mut D, id: SessionId, how: Transcripts, now: Mill
         erase_question(db, q, name).await?;
     }
     db.exec(
-        "UPDATE sessions SET patron_name = NULL, patron_email = NULL, transcript_to = NULL, browser_key = NULL,
+        "UPDATE sessions SET patron_name = NULL, patron_email = NULL, transcript_to = NULL, transcript_key = NULL,
+           browser_key = NULL,
            transcript_utc_offset = NULL, net_key = NULL, net56_key = NULL, net48_key = NULL, question_text = ?2, rating_comment = ?3, erased_at = ?4
          WHERE id = ?1",
         args![id.0, &mask(&question, name), &comment.map(|c| mask(&c, name)), now],

@@ -108,8 +108,9 @@ async fn act<D: Db>(db: &mut D, id: QuestionId, by: Staff, plan: Plan, now: Mill
     let plan = plan(&question, &session)?;
     refuse_words_once_erased(db, &session, &plan).await?;
     if let (Some(mail), Some(max)) = (&plan.mail, plan.mails_per_recipient_per_day) {
-        db.lock(&format!("mail:{}", mail.to.to_lowercase())).await?;
-        let sent = int(db, sel::MAILS_TO, args![mail.kind.as_str(), &mail.to, now - DAY], "n").await?;
+        let key = refdesk_domain::input::mailbox_key(&mail.to);
+        db.lock(&format!("mail:{key}")).await?;
+        let sent = int(db, sel::MAILS_TO, args![mail.kind.as_str(), &key, now - DAY], "n").await?;
         if sent >= i64::from(max) {
             let reason = format!("{sent} e-mails have gone to {} in the last 24 hours; try again tomorrow", mail.to);
             return Err(DomainError::Limited { code: "too_many_mails", reason }.into());

@@ -31,4 +31,6 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/022.sql"),
     include_str!("migrations/023.sql"),
     include_str!("migrations/024.sql"),
+    include_str!("migrations/025.sql"),
+    include_str!("migrations/026.sql"),
 ];

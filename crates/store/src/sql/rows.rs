@@ -287,8 +287,9 @@ pub(crate) async fn insert_mail<D: Db>(
 ) -> Result<i64> {
     int(
         db,
-        "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at, sender_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) RETURNING id AS mail_id",
+        "INSERT INTO outbox (kind, question_id, session_id, to_addr, subject, body, created_at, next_attempt_at, sender_id,
+           to_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9) RETURNING id AS mail_id",
         args![
             m.kind.as_str(),
             question.map(|q| q.0),
@@ -297,7 +298,8 @@ pub(crate) async fn insert_mail<D: Db>(
             &m.subject,
             &m.body,
             now,
-            sender.map(|s| s.0)
+            sender.map(|s| s.0),
+            &refdesk_domain::input::mailbox_key(&m.to)
         ],
         "mail_id",
     )

@@ -268,7 +268,8 @@ pub(crate) const SESSION_SELECT: &str = concat!(
             s.queued_at AS queued_at, s.queue_coop AS queue_coop, l.name AS library_name,
             sst.display_name AS librarian_name, ",
     last_line!(at),
-    " AS last_message_at, s.version AS version, s.erased_at IS NOT NULL AS erased
+    " AS last_message_at, s.version AS version, s.erased_at IS NOT NULL AS erased,
+            s.patron_away_at IS NOT NULL AS patron_away
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      LEFT JOIN staff sst ON sst.id = s.librarian_id
@@ -309,6 +310,7 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         librarian_name: r.opt_text("librarian_name")?,
         last_message_at: r.int("last_message_at")?,
         erased: r.flag("erased")?,
+        patron_away: r.flag("patron_away")?,
         patron_chars: 0,
         counted_to: r.int("last_seq")? as u64,
     })
@@ -334,7 +336,7 @@ pub(crate) const QUEUE_SELECT: &str = "SELECT s.id AS session_id,
             substr(s.question_text, 1, 301) AS question_text,
             COALESCE(s.queued_at, s.created_at) AS since,
             ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
-            s.queue_coop AS queue_coop, s.version AS version
+            s.queue_coop AS queue_coop, s.version AS version, s.patron_away_at AS patron_away_at
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      WHERE s.state = 'waiting'";
@@ -350,6 +352,7 @@ pub(crate) fn queue_entry(r: &dyn Cols) -> Result<QueueEntry> {
         queue: placement(r, QUEUE)?,
         coop_now: r.flag("queue_coop")?,
         version: r.int("version")?.max(0) as u64,
+        away_since: r.opt_int("patron_away_at")?,
     })
 }
 
@@ -563,21 +566,22 @@ pub(crate) fn started_from_net(column: &str) -> String {
 }
 
 /// Chats but one that a librarian took and that ended since a time, asking a
-/// transcript to one address in any letter case: the transcripts asked for
-/// there, whether or not each was queued (binds address, since, the chat
-/// ending now).
+/// transcript to one mailbox however its address was written
+/// (`mailbox_key`): the transcripts asked for there, whether or not each was
+/// queued (binds the mailbox's key, since, the chat ending now).
 pub(crate) const TRANSCRIPTS_ENDED_TO: &str = "SELECT COUNT(*) AS n FROM sessions
-     WHERE lower(transcript_to) = lower(?1) AND transcript_to IS NOT NULL AND ended_at >= ?2
+     WHERE transcript_key = ?1 AND ended_at >= ?2
        AND accepted_at IS NOT NULL AND id <> ?3";
 
 /// Mails a staff member queued from the question list since a time (binds
 /// the staff member, since; index `outbox_sender`).
 pub(crate) const MAILS_SENT_BY: &str = "SELECT COUNT(*) AS n FROM outbox WHERE sender_id = ?1 AND created_at >= ?2";
 
-/// Mails of one kind queued since a time to one address, in any letter case
-/// (binds kind, address, since; index `outbox_to`).
+/// Mails of one kind queued since a time to one mailbox, however its
+/// address was written (binds kind, the mailbox's key, since; index
+/// `outbox_to`).
 pub(crate) const MAILS_TO: &str = "SELECT COUNT(*) AS n FROM outbox
-     WHERE lower(to_addr) = lower(?2) AND created_at >= ?3 AND kind = ?1";
+     WHERE to_key = ?2 AND created_at >= ?3 AND kind = ?1";
 
 /// Chats no librarian accepted and offline-form questions, started at a
 /// library since a time (binds library, since; index `sessions_report`):

@@ -423,7 +423,7 @@ mod tests {
             (
                 "transcripts to an address",
                 sel::TRANSCRIPTS_ENDED_TO.into(),
-                "INDEX sessions_transcript_ended (<expr>=? AND ended_at>?)",
+                "INDEX sessions_transcript_ended (transcript_key=? AND ended_at>?)",
             ),
             ("a block in force", block, "MULTI-INDEX OR"),
             (

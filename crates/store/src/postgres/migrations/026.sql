@@ -1,0 +1,13 @@
+-- The caps on mail to one address count the mailbox it reaches
+-- (`refdesk_domain::input::mailbox_key`: letter case, a +tag and dots in the
+-- local part make no difference), not the address as written: before, each
+-- spelling of one mailbox was counted apart. Rows written before take their
+-- address in lower case (as the caps counted them then).
+ALTER TABLE sessions ADD COLUMN transcript_key TEXT;
+UPDATE sessions SET transcript_key = lower(transcript_to) WHERE transcript_to IS NOT NULL;
+DROP INDEX sessions_transcript_ended;
+CREATE INDEX sessions_transcript_ended ON sessions (transcript_key, ended_at) WHERE transcript_key IS NOT NULL;
+ALTER TABLE outbox ADD COLUMN to_key TEXT;
+UPDATE outbox SET to_key = lower(to_addr);
+DROP INDEX outbox_to;
+CREATE INDEX outbox_to ON outbox (to_key, created_at);
