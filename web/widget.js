@@ -73,6 +73,14 @@
   const read = () => { try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch { return memory; } };
   const write = (v) => { memory = v; try { if (v) sessionStorage.setItem(key, JSON.stringify(v)); else sessionStorage.removeItem(key); } catch { /* memory only */ } };
   const toFrame = (msg) => frame.contentWindow?.postMessage(msg, origin);
+  // Until the chat page has loaded, the frame holds an empty page of this
+  // site's origin: "opened" waits for it (posted before, it would be lost,
+  // with an error in the console). The frame's own asks come once it runs.
+  let loaded = false;
+  frame.addEventListener("load", () => {
+    loaded = true;
+    if (!frame.hidden) toFrame({ type: "refdesk:opened" });
+  });
   // This browser's random id (never anything about the patron): what a
   // library's block on an abusive patron goes by, with the network. Kept
   // here, first-party; a new one each visit where storage is blocked.
@@ -101,7 +109,7 @@
     if (saved) write({ ...saved, open });
     if (open) unread = 0;
     if (last) show(last.name, last.online);
-    if (open) { frame.focus(); toFrame({ type: "refdesk:opened" }); }
+    if (open) { frame.focus(); if (loaded) toFrame({ type: "refdesk:opened" }); }
   };
   button.addEventListener("click", () => setOpen(frame.hidden));
   document.body.append(frame, button);

@@ -61,6 +61,7 @@ let refdesk;
 let nginx;
 let context;
 let host; // the library's page
+const hostErrors = []; // what its console said as errors and warnings
 let desk; // the librarian's desk, a second page of the same browser
 let port; // nginx's TLS port: both sites
 let ask; // https://ask.test:<port>
@@ -256,6 +257,9 @@ before(async () => {
   });
   context.setDefaultTimeout(15000);
   host = context.pages()[0] ?? await context.newPage();
+  // Chromium says a message posted to a window of another origin than the
+  // one named as a warning.
+  host.on("console", (m) => { if (["error", "warning"].includes(m.type())) hostErrors.push(m.text()); });
   // The chat's token, however it travels: in a JSON response to the frame, or
   // in a frame the patron's WebSocket sends.
   host.on("response", async (res) => {
@@ -407,6 +411,9 @@ test("on another page of the library's site the chat follows the patron", async 
   await frame.locator("#log").getByText(LINES.librarian2).waitFor();
   await reply(LINES.librarian3);
   await frame.locator("#log").getByText(LINES.librarian3).waitFor();
+  // The widget, open from the start on this page, wrote to its frame only
+  // once the chat page was there (not to the empty page before it).
+  assert.deepEqual(hostErrors.filter((e) => e.includes("postMessage")), [], "no message posted to the frame too early");
 });
 
 test("Escape closes the widget; closed, its button counts the librarian's new lines, and opening it reads them", async () => {

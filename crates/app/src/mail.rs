@@ -500,8 +500,21 @@ impl Mailer {
                 }
                 Err(Failure::Permanent(why)) => {
                     self.app.metrics().mail("undeliverable");
-                    tracing::error!(id = mail.id, why = %why.logged, "e-mail cannot be delivered; kept in the outbox");
-                    let _ = self.app.store.mail_failed(mail.id, &why.stored, i64::MAX).await;
+                    let now = self.app.clock.now();
+                    match self.app.store.mail_undeliverable(mail.id, &why.stored, now).await {
+                        Ok(question) => tracing::error!(
+                            id = mail.id,
+                            question = question.map(|q| q.0),
+                            why = %why.logged,
+                            "e-mail cannot be delivered; kept in the outbox, and said in its question's timeline"
+                        ),
+                        Err(e) => tracing::error!(
+                            id = mail.id,
+                            why = %why.logged,
+                            error = %e,
+                            "e-mail cannot be delivered, and could not be set aside; it will be tried again"
+                        ),
+                    }
                 }
                 Err(Failure::Transient(why)) => {
                     self.app.metrics().mail("retry");

@@ -577,7 +577,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             done
         }
         Command::Migrate => {
-            let config = offline(load_config(&cli)?);
+            // A mistyped data folder is refused, not given a new database.
+            let config = offline(existing(load_config(&cli)?)?);
             refdesk_server::open(&config, Clock::system()).await?.app.store().close().await;
             match &config.database_url {
                 None => println!("database at {} is up to date", config.database_path().display()),

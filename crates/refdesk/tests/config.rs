@@ -118,7 +118,7 @@ fn a_listen_address_that_is_not_one_says_what_one_looks_like_and_a_missing_datab
         assert!(err(&o).contains("give an IP address and a port"), "{listen}: {}", err(&o));
     }
     // Commands on what is set up refuse a data folder with no database.
-    for args in [&["list"][..], &["library", "add", "x", "--name", "X", "--institution", "1"]] {
+    for args in [&["list"][..], &["library", "add", "x", "--name", "X", "--institution", "1"], &["migrate"]] {
         let o = refdesk(None, &[], &[&["--data-dir", data.to_str().unwrap()][..], args].concat());
         assert!(!o.status.success());
         assert!(err(&o).contains("nothing set up yet"), "{args:?}: {}", err(&o));
@@ -296,7 +296,8 @@ fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("listen = \"localhost:8080\"\n", "like 127.0.0.1:8080 (not a host name)"),
-        ("trusted_proxies = [\"10.0.0.0/8\"]\n", "not a network like 10.0.0.0/8"),
+        ("trusted_proxies = [\"proxy.example.org\"]\n", "is not an IP address or a network (such as 10.0.0.5 or"),
+        ("trusted_proxies = [\"10.0.0.5/8\"]\n", "has bits set past its prefix"),
         ("[mail]\nsmtp_url = \"mail.example.org:25\"\n", "must start with smtps://"),
         ("listen = \"127.0.0.1:99999\"\n", "a port from 1 to 65535"),
         ("[limits]\nframe_burst = 0\n", "line 2: limits.frame_burst must be between 1 and 100000"),
@@ -311,8 +312,14 @@ fn a_value_of_the_wrong_form_says_what_the_right_one_looks_like() {
         assert_eq!(o.status.code(), Some(1), "{text}");
         assert!(err(&o).contains(says), "{text}: {}", err(&o));
     }
-    let o = refdesk(None, &[("REFDESK_TRUSTED_PROXIES", "10.0.0.0/8")], &["config", "--check"]);
-    assert!(err(&o).contains("not a network like 10.0.0.0/8"), "{}", err(&o));
+    let o = refdesk(None, &[("REFDESK_TRUSTED_PROXIES", "10.0.0.0/0")], &["config", "--check"]);
+    assert!(err(&o).contains("a /0 would believe any client"), "{}", err(&o));
+    // Networks, for proxies whose addresses change (a platform's ingress).
+    let env = [("REFDESK_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8, 192.0.2.7")];
+    let o = refdesk(None, &env, &["config"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let printed = out(&o).split_whitespace().collect::<String>();
+    assert!(printed.contains(r#"trusted_proxies=["10.0.0.0/8","fd00::/8","192.0.2.7",]"#), "{}", out(&o));
     // A log filter that does not parse is warned about, not ignored.
     let o = refdesk(None, &[("REFDESK_LOG", "info,,=x[")], &["config", "--check"]);
     assert!(o.status.success(), "{}", err(&o));

@@ -89,8 +89,10 @@ pub struct Config {
     /// Mark cookies `Secure` (always so when `public_url` is https).
     pub secure_cookies: bool,
     /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the
-    /// rate limits count the client's address, not the proxy's.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// rate limits count the client's address, not the proxy's. Each an
+    /// address, or a network (`10.0.0.0/8`) for proxies whose addresses
+    /// change.
+    pub trusted_proxies: Vec<crate::proxy::ProxyNet>,
     /// On SIGTERM or Ctrl-C, how long the node goes on serving everything
     /// while `/readyz` answers 503 `draining`, so that load balancers stop
     /// sending it new clients first. 0: no drain period. On SQLite, whose
@@ -344,7 +346,7 @@ impl Config {
                 .split(',')
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
-                .map(|a| a.parse().with_context(|| format!("REFDESK_TRUSTED_PROXIES: {a:?} is not an IP address")))
+                .map(|a| a.parse().map_err(|e| anyhow::anyhow!("REFDESK_TRUSTED_PROXIES: {e}")))
                 .collect::<anyhow::Result<_>>()?;
         }
         if let Some(v) = get("REFDESK_SECURE_COOKIES") {

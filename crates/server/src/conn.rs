@@ -341,7 +341,7 @@ pub(crate) async fn serve(
 /// node's cap alone, and the caps.
 pub(crate) struct Serving {
     pub limits: Arc<Limits>,
-    pub trusted: Arc<Vec<IpAddr>>,
+    pub trusted: Arc<Vec<crate::proxy::ProxyNet>>,
     pub metrics: Arc<crate::metrics::ServerMetrics>,
     pub counts: Arc<Counts>,
     /// The `limit` label a connection refused by the caps is counted under.

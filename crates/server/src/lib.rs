@@ -23,6 +23,7 @@ pub mod input;
 pub mod limit;
 pub mod metrics;
 pub mod origin;
+pub mod proxy;
 pub mod ready;
 pub mod settings;
 pub mod ws;
@@ -64,7 +65,7 @@ pub struct AppState {
     /// Rate limits on the open entry points.
     pub limiter: Arc<limit::Limiter>,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    pub trusted_proxies: Arc<Vec<crate::proxy::ProxyNet>>,
     /// refdesk's origin from `public_url` (see [`origin`]).
     pub public_origin: Option<String>,
     /// `public_url`, without a trailing slash.

@@ -20,6 +20,7 @@
 //! again: 65,536 /64s of one /48 share sixteen /64s' worth.
 
 use crate::error::ApiError;
+use crate::proxy::ProxyNet;
 use crate::AppState;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header::RETRY_AFTER, Method, StatusCode};
@@ -528,7 +529,7 @@ fn kind_of(method: &Method, route: Option<&str>) -> Option<Kind> {
 
 /// The client's address: the peer, or behind a trusted proxy the address
 /// it forwarded (see [`client_ip_of`]).
-fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+fn client_ip(req: &Request, trusted: &[ProxyNet]) -> Option<IpAddr> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
     Some(client_ip_of(peer, req.headers(), trusted))
 }
@@ -538,7 +539,7 @@ fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
 /// adds a line of its own rather than appending to the client's (HAProxy's
 /// `option forwardfor`) puts its line after any the client sent, so the
 /// client's own lines, forged or not, are never read.
-pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
     if !is_trusted(peer, trusted) {
         return peer;
     }
@@ -552,11 +553,7 @@ pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[Ip
     forwarded.unwrap_or(peer)
 }
 
-/// Whether `peer` is one of the `trusted` proxies: an IPv4 proxy may
-/// connect to a listener on `[::]` as its IPv4-mapped IPv6 address.
-pub fn is_trusted(peer: IpAddr, trusted: &[IpAddr]) -> bool {
-    trusted.iter().any(|t| t.to_canonical() == peer.to_canonical())
-}
+pub use crate::proxy::is_trusted;
 
 /// The middleware.
 pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -785,7 +782,7 @@ mod tests {
     fn behind_a_trusted_proxy_the_address_is_the_last_the_proxy_added() {
         use axum::http::{HeaderMap, HeaderValue};
         let proxy: IpAddr = [127, 0, 0, 1].into();
-        let trusted = [proxy];
+        let trusted = ["127.0.0.1".parse::<ProxyNet>().unwrap()];
         let headers = |lines: &[&str]| {
             let mut h = HeaderMap::new();
             for line in lines {

@@ -477,7 +477,7 @@ mod tests {
         assert!(!from_this_machine(ip("2001:db8::7"), &local, &[]));
         assert!(!from_this_machine(None, &local, &[]), "no peer known");
         assert!(!from_this_machine(ip("127.0.0.1"), &host("ask.example.org"), &[]), "a public name: a tunnel");
-        assert!(!from_this_machine(ip("127.0.0.1"), &local, &[[127, 0, 0, 1].into()]), "a trusted proxy");
+        assert!(!from_this_machine(ip("127.0.0.1"), &local, &["127.0.0.1".parse().unwrap()]), "a trusted proxy");
         let mut forwarded = local.clone();
         forwarded.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.7"));
         assert!(!from_this_machine(ip("127.0.0.1"), &forwarded, &[]), "a proxy on this machine");

@@ -265,8 +265,6 @@ pub fn with_hint(message: &str) -> String {
         format!(
             "{message} ({key} is a setting of its own, outside every table: it goes above the file's first [table])"
         )
-    } else if message.contains("invalid IP address syntax") {
-        format!("{message}: give IP addresses, like 10.0.0.1 or ::1 (each one address, not a network like 10.0.0.0/8)")
     } else {
         message.to_owned()
     }

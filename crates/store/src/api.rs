@@ -288,6 +288,10 @@ pub trait Outbox: Send + Sync {
     async fn mail_sent(&self, id: i64, now: Millis) -> Result<()>;
     /// Records a failed attempt and when to try again.
     async fn mail_failed(&self, id: i64, error: &str, retry_at: Millis) -> Result<()>;
+    /// Sets an e-mail aside for good (the mail server refused it): kept in
+    /// the outbox, never tried again; its question (if any) is told in its
+    /// timeline, and an answer's flagged for follow-up. Returns it.
+    async fn mail_undeliverable(&self, id: i64, error: &str, now: Millis) -> Result<Option<QuestionId>>;
     /// One e-mail by id (for status pages and tests).
     async fn mail(&self, id: i64) -> Result<Option<OutboxMail>>;
     /// The earliest time an undelivered e-mail is due, if any.

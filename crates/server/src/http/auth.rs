@@ -153,7 +153,7 @@ fn is_local(peer: Option<std::net::IpAddr>, headers: &HeaderMap, state: &AppStat
 pub(crate) fn from_this_machine(
     peer: Option<std::net::IpAddr>,
     headers: &HeaderMap,
-    trusted_proxies: &[std::net::IpAddr],
+    trusted_proxies: &[crate::proxy::ProxyNet],
 ) -> bool {
     let Some(peer) = peer else { return false };
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");

@@ -436,7 +436,7 @@ async fn the_chats_of_many_64s_of_one_56_share_its_days_cap() {
     let app = spawn_app_with(|c| {
         c.limits.chats_per_address_per_day = 1;
         c.limits.starts_per_minute = 1_000;
-        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     for i in 0..4 {

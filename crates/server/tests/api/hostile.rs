@@ -340,7 +340,7 @@ async fn behind_a_proxy_the_64s_of_one_56_or_48_hold_a_multiple_of_an_addresss_s
     // /64s. Its /56 holds 4 times as many, its /48 16 times.
     let app = spawn_app_with(|c| {
         c.limits.sockets_per_address = 2;
-        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     let mut open = Vec::new();
@@ -376,7 +376,7 @@ async fn the_patrons_of_many_64s_of_one_56_share_its_frame_budget() {
     // /56's, four times as large (bursts of 60).
     let app = spawn_app_with(|c| {
         c.limits.patron_frames_per_second_per_address = 5;
-        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     let mut sockets = Vec::new();
@@ -1225,7 +1225,9 @@ async fn a_trusted_ipv4_proxy_on_a_dual_stack_listener_is_held_by_the_nodes_cap_
     // be shut out once that many were open.
     let app = spawn_app_with(|c| {
         c.listen = "[::]:8080".parse().unwrap();
-        c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        // A network, as for an ingress whose addresses change: 127.0.0.0
+        // and 127.0.0.1 (127.0.0.2, below, is outside it).
+        c.trusted_proxies = vec!["127.0.0.0/31".parse().unwrap()];
         c.limits.connections_per_address = 2;
     })
     .await;

@@ -187,6 +187,30 @@ async fn an_smtp_refusal_that_quotes_the_recipient_never_puts_the_address_in_the
 }
 
 #[tokio::test]
+async fn an_answer_the_mail_server_refuses_for_good_is_said_on_its_question_and_flags_it_for_follow_up() {
+    let smtp = SmtpServer::start_refusing("550 5.1.1 <{addr}>: Recipient address rejected: User unknown").await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat_with("riverside-main", json!({"question": "Q?", "email": "gone@example.org"})).await;
+    ann.accept(patron.session).await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let (status, _) = ann.act(q, "answer", json!({"body": "Here it is.", "confirm_live": true})).await;
+    assert_eq!(status, 200);
+    let detail = || async { ann.get(&format!("/api/questions/{q}")).await.1 };
+    let told = |d: &serde_json::Value| {
+        d["timeline"].as_array().unwrap().iter().any(|t| {
+            let body = t["body"].as_str().unwrap_or_default();
+            t["change"] == "note" && body.starts_with("The answer e-mailed to gone@example.org could not be delivered")
+        })
+    };
+    app.eventually("the refusal is said on the question", || async { told(&detail().await) }).await;
+    let d = detail().await;
+    assert_eq!(d["question"]["state"]["follow_up"], true, "{d}");
+    assert!(smtp.refused().len() == 1, "refused once, not tried again: {:?}", smtp.refused());
+}
+
+#[tokio::test]
 async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_are_refused() {
     let app = spawn_app().await;
     let patron = app.start_chat("riverside-main", "q").await;

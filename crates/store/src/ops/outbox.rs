@@ -2,10 +2,13 @@
 
 use super::{quiet, Backend};
 use crate::api::Outbox;
+use crate::sql::rows::{insert_timeline, question_where};
 use crate::sql::select::{self as sel, OUTBOX_SELECT};
 use crate::sql::{args, Db};
-use crate::{OutboxMail, OutboxStats, Result};
+use crate::{MailKind, OutboxMail, OutboxStats, Result};
 use async_trait::async_trait;
+use refdesk_domain::ids::QuestionId;
+use refdesk_domain::question::{Change, QuestionState};
 use refdesk_domain::Millis;
 
 /// Takes due e-mail for one mailer until `lease_until`. Several nodes'
@@ -22,8 +25,44 @@ async fn claim<D: Db>(db: &mut D, now: Millis, limit: u32, lease_until: Millis) 
     Ok(claimed)
 }
 
+/// Sets an e-mail aside as undeliverable and tells its question: a note
+/// in its timeline saying what the mail server said, and an answer's
+/// question flagged for follow-up (its patron has not been answered).
+async fn undeliverable<D: Db>(db: &mut D, id: i64, error: String, now: Millis) -> Result<Option<QuestionId>> {
+    db.exec(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
+        args![id, &error, i64::MAX],
+    )
+    .await?;
+    let sql = "SELECT COALESCE(o.question_id, q.id) AS question_id, o.kind AS kind, o.to_addr AS to_addr
+         FROM outbox o LEFT JOIN questions q ON q.session_id = o.session_id WHERE o.id = ?1";
+    let found =
+        db.row(sql, args![id], |r| Ok((r.opt_int("question_id")?, r.text("kind")?, r.text("to_addr")?))).await?;
+    let Some((Some(q), kind, to)) = found else { return Ok(None) };
+    let q = QuestionId(q);
+    let answer = MailKind::parse(&kind) == Some(MailKind::Answer);
+    let what = if answer { "The answer" } else { "The transcript" };
+    let again = if answer { " Answer again, to a corrected address if need be." } else { "" };
+    let body = format!("{what} e-mailed to {to} could not be delivered: {error}.{again}");
+    insert_timeline(db, q, now, None, &Change::Note { body }).await?;
+    if answer {
+        let before = question_where(db, q).await?.state;
+        let after = QuestionState { follow_up: true, ..before.clone() };
+        db.exec("UPDATE questions SET follow_up = ?2 WHERE id = ?1", args![q.0, true]).await?;
+        for change in refdesk_domain::question::changes(&before, &after) {
+            insert_timeline(db, q, now, None, &change).await?;
+        }
+    }
+    Ok(Some(q))
+}
+
 #[async_trait]
 impl<B: Backend> Outbox for B {
+    async fn mail_undeliverable(&self, id: i64, error: &str, now: Millis) -> Result<Option<QuestionId>> {
+        let error = error.to_owned();
+        self.write(move |db| Box::pin(quiet(undeliverable(db, id, error, now)))).await
+    }
+
     async fn due_mail(&self, now: Millis, limit: u32) -> Result<Vec<OutboxMail>> {
         self.read(move |db| {
             Box::pin(async move {
