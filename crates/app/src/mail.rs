@@ -87,39 +87,51 @@ impl std::fmt::Debug for MailConfig {
 impl MailConfig {
     /// Refuses settings that cannot work.
     pub fn validate(&self) -> Result<(), String> {
-        self.from.parse::<Mailbox>().map_err(|e| {
-            format!(
+        match self.problems().as_slice() {
+            [] => Ok(()),
+            problems => Err(problems.join("\n")),
+        }
+    }
+
+    /// Every problem of these settings, one each (an operator fixes them
+    /// all at once, not one per check).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.from.parse::<Mailbox>() {
+            problems.push(format!(
                 "mail.from {:?} is not an address ({e}): give one like \"Ask a Librarian <ask@library.example.org>\" \
                  or ask@library.example.org",
                 self.from
-            )
-        })?;
+            ));
+        }
         if let Some(url) = &self.smtp_url {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                return Err("mail.smtp_url must start with smtps:// (TLS from the start) or smtp:// (with \
-                            ?tls=required for STARTTLS)"
-                    .into());
-            }
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                .map_err(|e| format!("mail.smtp_url is not a usable SMTP URL: {e}"))?;
-            if password_in_clear(url) {
-                return Err("mail.smtp_url gives a password over plain SMTP, which anyone on the way can read: use \
-                            smtps://… (TLS from the start) or smtp://…?tls=required (STARTTLS), or a relay on this \
-                            machine (127.0.0.1, ::1, localhost)"
-                    .into());
+                problems.push(
+                    "mail.smtp_url must start with smtps:// (TLS from the start) or smtp:// (with ?tls=required for \
+                     STARTTLS)"
+                        .into(),
+                );
+            } else if let Err(e) = AsyncSmtpTransport::<Tokio1Executor>::from_url(url) {
+                problems.push(format!("mail.smtp_url is not a usable SMTP URL: {e}"));
+            } else if password_in_clear(url) {
+                problems.push(
+                    "mail.smtp_url gives a password over plain SMTP, which anyone on the way can read: use smtps://… \
+                     (TLS from the start) or smtp://…?tls=required (STARTTLS), or a relay on this machine (127.0.0.1, \
+                     ::1, localhost)"
+                        .into(),
+                );
             }
         }
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
-            return Err("mail.retry_initial_ms must be positive and at most mail.retry_max_ms".into());
-        }
-        if self.retry_initial_ms > RETRY_INITIAL_MS_MOST || self.retry_max_ms > RETRY_MAX_MS_MOST {
-            return Err(format!(
+            problems.push("mail.retry_initial_ms must be positive and at most mail.retry_max_ms".into());
+        } else if self.retry_initial_ms > RETRY_INITIAL_MS_MOST || self.retry_max_ms > RETRY_MAX_MS_MOST {
+            problems.push(format!(
                 "mail.retry_initial_ms must be at most {RETRY_INITIAL_MS_MOST} (an hour) and mail.retry_max_ms at most \
                  {RETRY_MAX_MS_MOST} (a week): an e-mail that waits longer is better told undeliverable (it is {} and {})",
                 self.retry_initial_ms, self.retry_max_ms
             ));
         }
-        Ok(())
+        problems
     }
 }
 

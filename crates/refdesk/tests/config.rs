@@ -347,6 +347,13 @@ fn the_check_says_every_problem_at_once_each_with_its_line() {
         let found = said[from..].find(&line).unwrap_or_else(|| panic!("{line:?} after the one before in {said}"));
         from += found + line.len();
     }
+    // The mail settings' problems too, each of them.
+    let mail = "[mail]\nfrom = \"bad\"\nsmtp_url = \"smtp://user:pw@mail.example.org:25\"\n";
+    let o = refdesk(Some(&file(dir.path(), mail)), &[], &["config", "--check"]);
+    let said = err(&o);
+    assert!(said.contains("2 problems:"), "{said}");
+    assert!(said.contains("line 2: mail.from \"bad\" is not an address"), "{said}");
+    assert!(said.contains("line 3: mail.smtp_url gives a password over plain SMTP"), "{said}");
     // One is said as before, without a count.
     let o = refdesk(Some(&file(dir.path(), "[limits]\nframe_burst = 0\n")), &[], &["config", "--check"]);
     assert!(!err(&o).contains("problems") && err(&o).contains("line 2: limits.frame_burst"), "{}", err(&o));

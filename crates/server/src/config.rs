@@ -566,7 +566,7 @@ impl Config {
         problems.extend(
             bounded.into_iter().filter_map(|(name, value, min, max)| self.in_range(name, value, min, max).err()),
         );
-        problems.extend(self.mail.validate().err().map(anyhow::Error::msg));
+        problems.extend(self.mail.problems().into_iter().map(anyhow::Error::msg));
         self.address_problems(&mut problems);
         self.link_problems(&mut problems);
         problems

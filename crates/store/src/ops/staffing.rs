@@ -33,6 +33,12 @@ async fn create_staff<D: Db>(db: &mut D, new: NewStaff) -> Result<StaffId> {
     let (max, what) = (crate::MAX_STAFF_PER_LIBRARY, "staff accounts in a library");
     super::org::at_most(db, in_library, args![new.library.0], max, what).await?;
     let coop = cooperative_of_library(db, new.library.0).await?;
+    // The username first: adding an account again (the same command run
+    // twice) is told that, not that its display name is someone's.
+    let same = "SELECT id AS staff_id FROM staff WHERE username = ?1";
+    if db.row(same, args![&new.username], |r| r.int("staff_id")).await?.is_some() {
+        return Err(DomainError::Conflict(format!("the username {} is taken", new.username)).into());
+    }
     super::org::name_free(db, Kin::Staff(coop), None, &new.display_name).await?;
     let id = int(
         db,

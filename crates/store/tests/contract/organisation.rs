@@ -286,6 +286,12 @@ async fn colleagues_of_a_cooperative_are_named_apart(b: &Backend) {
     s.update_staff(w.carla.id, rename("Carla")).await.expect("her own name, in other letters");
     s.update_staff(w.ann.id, rename("Ann Archer")).await.expect("a name nobody has");
     s.create_staff(account(w.other.placement.library, "ann4", "Ann")).await.expect("free once Ann was renamed");
+    // The same account added again is told its username is taken, not its name.
+    let r = s.create_staff(account(w.other.placement.library, "ann4", "Ann")).await;
+    assert!(
+        matches!(&r, Err(StoreError::Domain(DomainError::Conflict(m))) if m == "the username ann4 is taken"),
+        "{r:?}"
+    );
 }
 
 /// A clean shutdown: once closed, reads and writes say so, and closing
