@@ -397,6 +397,16 @@ function renderQueue() {
   updateTitle();
 }
 
+// Chats that left the queue in the last few seconds: one of them that
+// turns out to be mine was accepted by me in another window of my desk,
+// not handed to me by a colleague (whose chats are live, not waiting).
+const leftLine = new Map(); // session -> when
+function justAccepted(session) {
+  const now = Date.now();
+  for (const [s, at] of leftLine) if (now - at > 10000) leftLine.delete(s);
+  return leftLine.has(session);
+}
+
 async function accept(session) {
   taking.add(session);
   try {
@@ -531,6 +541,7 @@ async function start() {
         if (w) { w.away_since = f.since ?? undefined; drawSoon(renderQueue); }
       }
       else if (f.type === "queue_removed") {
+        leftLine.set(f.session, Date.now());
         waiting = waiting.filter((w) => w.session !== f.session);
         drawSoon(renderQueue);
         if (queueMore > 0) { queueMore = 0; conn.send({ type: "queue" }); } // the next in line
@@ -546,7 +557,7 @@ async function start() {
         // A chat someone else handed to me (a transfer, a hand-back) is
         // announced as a new patron's line would be: counted, chimed, said.
         const handed = f.ctx.librarian === me.id && f.state === "active" && monitor.get(f.ctx.id)?.ctx.librarian !== me.id
-          && !taking.has(f.ctx.id);
+          && !taking.has(f.ctx.id) && !justAccepted(f.ctx.id);
         if (logs.has(f.ctx.id)) log(f.ctx.id).gone = false;
         monitor.set(f.ctx.id, f);
         follow(f);

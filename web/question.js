@@ -162,13 +162,14 @@ async function refresh() {
 }
 document.addEventListener("visibilitychange", () => { if (!document.hidden && question) { clearTimeout(poll); refresh(); } });
 
-async function act(action, body = {}) {
+/** Does `action`; `sure`, if given, is asked first (a step that takes the
+ * question out of one's lists), together with the live chat's warning. */
+async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
-  let confirm_live = false;
-  if (question?.live) {
-    if (!window.confirm("This chat is still live. What you do may appear in the chat, and the patron may see it. Go on?")) return false;
-    confirm_live = true;
-  }
+  const live = question?.live ? "This chat is still live. What you do may appear in the chat, and the patron may see it." : null;
+  const ask = [sure, live].filter(Boolean).join("\n\n");
+  if (ask && !window.confirm(`${ask}\n\nGo on?`)) return false;
+  const confirm_live = Boolean(live);
   try {
     const out = await api(`/api/questions/${id}/${action}`, { method: "POST", body: { ...body, confirm_live } });
     $("notice").textContent = out.notice || "Done.";
@@ -189,10 +190,14 @@ $("answer-form").onsubmit = async (e) => {
 };
 $("note-form").onsubmit = async (e) => { e.preventDefault(); if (await act("note", { body: $("note").value })) $("note").value = ""; };
 $("to-librarian").onclick = async () => { if (await act("message-librarian", { body: $("note").value })) $("note").value = ""; };
-$("close").onclick = () => act("close");
+$("close").onclick = () => act("close", {}, `Close question ${id}? It leaves the lists of work to do (Reopen brings it back).`);
 $("reopen").onclick = () => act("reopen");
 $("claim").onclick = () => act("claim");
-$("refer-form").onsubmit = (e) => { e.preventDefault(); act("refer", { library: $("refer").value }); };
+$("refer-form").onsubmit = (e) => {
+  e.preventDefault();
+  const to = $("refer").selectedOptions[0]?.textContent ?? "that library";
+  act("refer", { library: $("refer").value }, `Refer question ${id} to ${to}? Its staff are told at their desks, and the question is theirs to answer.`);
+};
 $("code-form").onsubmit = (e) => {
   e.preventDefault();
   const body = { code: $("code").value };

@@ -13,7 +13,8 @@ import { refdesk, accessible, SHOTS } from "./harness.mjs";
 const LAPTOP = { width: 1366, height: 768 };
 
 let base;
-const h = refdesk("refdesk-desk-", (r) => { base = r.base; });
+// A patron's page closed for a second is told at the queue (10 s by default).
+const h = refdesk("refdesk-desk-", (r) => { base = r.base; }, ["--set", "limits.patron_away_seconds=1"]);
 const open = (viewport = LAPTOP) => h.open(viewport);
 
 async function signIn(page, username, availability = "on_duty") {
@@ -588,6 +589,23 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
   await ann.locator("#status", { hasText: "This chat was handed on" }).waitFor();
   assert.equal(await ann.locator("#composer").isHidden(), true);
   for (const p of [ann, carla, patron]) await p.context().close();
+});
+
+test("a chat I accept in another window of my desk is not announced as handed to me", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const other = await open();
+  await signIn(other, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Juno", "Two windows?");
+  await ann.getByRole("button", { name: /Accept: Juno/ }).waitFor();
+  await other.getByRole("button", { name: /Accept: Juno/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  // The first window shows it among her chats, and says nothing of a hand-over.
+  await ann.getByRole("button", { name: /^Juno — Riverside/ }).waitFor();
+  await ann.waitForTimeout(500);
+  assert.equal(await ann.getByText("Juno's chat was handed to you").count(), 0, "not handed: accepted");
+  for (const p of [ann, other, patron]) await p.context().close();
 });
 
 test("a library admin watching a colleague's chat is told why she has no conference buttons", async () => {

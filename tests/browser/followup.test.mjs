@@ -404,9 +404,20 @@ test("the question page shows the patron and follows the live chat; refer offers
   assert.ok(!options.includes("Riverside University Main Library"), `not its own library: ${options}`);
   assert.notEqual(await page.locator("#refer").inputValue(), "riverside-main");
   const to = await page.locator("#refer option:checked").innerText();
+  // Closing asks first; cancelled, nothing is done.
+  page.removeAllListeners("dialog");
+  const asked = [];
+  page.once("dialog", (d) => { asked.push(d.message()); d.dismiss(); });
+  await page.click("#close");
+  await page.waitForTimeout(300);
+  assert.match(asked[0] ?? "", new RegExp(`^Close question ${q.id}\\?`), `asked: ${asked}`);
+  assert.equal(await page.locator("#notice").innerText(), "", "cancelled: nothing done");
+  assert.equal(await page.locator("#timeline li", { hasText: "closed" }).count(), 0);
+  page.on("dialog", (d) => { asked.push(d.message()); d.accept(); });
   await page.click("#refer-form button[type=submit]");
   // The timeline names the library, the people and the codes, not their ids.
   await page.locator("#timeline li", { hasText: `referred to ${to}` }).waitFor();
+  assert.ok(asked[1]?.startsWith(`Refer question ${q.id} to ${to}?`) && asked[1].includes("still live"), `asked: ${asked}`);
   await page.click("#claim");
   await page.locator("#timeline li", { hasText: "assigned: nobody → Carla Catalog" }).waitFor();
   assert.match(await page.locator("#summary").innerText(), /chatted with Ann Archer; assigned to Carla Catalog/);

@@ -87,6 +87,10 @@ struct Topics {
     /// patron joining the end of a long queue costs nobody anything.
     /// Keyed by place and mailbox: a patron's sockets (two tabs) share a place.
     patron_queues: HashMap<LibraryId, BTreeMap<(Millis, SessionId, u64), Mailbox>>,
+    /// Waiting chats whose last page on this node closed, each with when
+    /// its last page closed: the patron is marked away once a grace period
+    /// passes with no page of theirs open again (one wait per chat).
+    away_pending: HashMap<SessionId, (Millis, std::time::Instant)>,
     /// Other nodes' watchers, per session and node.
     /// Each list is sent again every few seconds while it is not empty, so
     /// one not heard of for a while is a dead node's and is dropped.
@@ -326,9 +330,7 @@ impl Subscription {
     /// Whether some connection of this node still waits at the place `key`
     /// in `queue` (another page of the same patron).
     pub fn waits_here(&self, queue: LibraryId, key: QueueKey) -> bool {
-        let t = self.bus.lock();
-        let Some(q) = t.patron_queues.get(&queue) else { return false };
-        q.range((key.0, key.1, 0)..=(key.0, key.1, u64::MAX)).next().is_some()
+        self.bus.waits_at(queue, key)
     }
 
     /// Starts receiving the queue events of a cooperative.
@@ -390,6 +392,38 @@ impl Bus {
     }
 
     /// A new mailbox holding at most `capacity` undelivered events.
+    /// Whether some connection of this node waits at the place `key` in
+    /// `queue` (a page of that patron is open here).
+    pub fn waits_at(&self, queue: LibraryId, key: QueueKey) -> bool {
+        let t = self.lock();
+        let Some(q) = t.patron_queues.get(&queue) else { return false };
+        q.range((key.0, key.1, 0)..=(key.0, key.1, u64::MAX)).next().is_some()
+    }
+
+    /// Whether the patron of a live chat has a page of it open, on any node
+    /// (their entry in its watchers).
+    pub fn patron_watches(&self, session: SessionId) -> bool {
+        self.lock().all_watchers(session).iter().any(|w| w.patron)
+    }
+
+    /// Notes that the last page of a waiting chat on this node closed at
+    /// `at`; true when no wait for it was under way (the caller starts one).
+    pub fn page_gone(&self, session: SessionId, at: Millis) -> bool {
+        self.lock().away_pending.insert(session, (at, std::time::Instant::now())).is_none()
+    }
+
+    /// When the chat's last page on this node closed (the latest close
+    /// [`Bus::page_gone`] noted), if a wait for it is under way: the
+    /// server's time, and this process's clock to wait by.
+    pub fn pages_gone_at(&self, session: SessionId) -> Option<(Millis, std::time::Instant)> {
+        self.lock().away_pending.get(&session).copied()
+    }
+
+    /// Ends the wait [`Bus::page_gone`] started.
+    pub fn pages_wait_over(&self, session: SessionId) {
+        self.lock().away_pending.remove(&session);
+    }
+
     pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
         let queue = Arc::new(Queue {
             events: Mutex::default(),

@@ -4,7 +4,7 @@
 //! only (whisper).
 
 use crate::chat::staff_guard;
-use crate::{App, AppResult};
+use crate::{App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
 use refdesk_domain::chat::ConferenceMode;
 use refdesk_domain::event::SessionSummary;
@@ -131,7 +131,29 @@ impl App {
         };
         let g = self.line_guard(staff, Action::Transfer);
         let handover = Handover { to: target, stay, line };
-        Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
+        self.transfer_as_seen(session, staff, handover, g).await
+    }
+
+    /// A transfer; a chat it sends back to a queue whose patron had no page
+    /// of it open (presence, while it was live) is marked away at once, as
+    /// the queue would have shown them had they left while it waited.
+    async fn transfer_as_seen(
+        &self,
+        session: SessionId,
+        by: &Staff,
+        handover: Handover,
+        guard: refdesk_store::Guard,
+    ) -> AppResult<SessionRecord> {
+        let to_queue = matches!(handover.to, TransferTo::Queue { .. });
+        let here = self.bus().patron_watches(session);
+        let now = self.clock.now();
+        let rec = self.store.transfer(session, by.clone(), handover, guard, now).await?;
+        if to_queue && !here && rec.state == refdesk_domain::chat::SessionState::Waiting {
+            if let Err(e) = self.store.patron_away(session, Some(now)).await {
+                tracing::warn!(%session, error = %e, "could not mark a patron gone before the hand-back away");
+            }
+        }
+        Ok(rec)
     }
 
     /// Puts the chats `librarian` was chatting in back in their library's
@@ -193,12 +215,11 @@ impl App {
         let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
         let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
         let handover = Handover { to, stay: false, line };
-        let now = self.clock.now();
-        match self.store.transfer(rec.ctx.id, librarian.clone(), handover, still_theirs(librarian.id), now).await {
+        match self.transfer_as_seen(rec.ctx.id, librarian, handover, still_theirs(librarian.id)).await {
             Ok(_) => {
                 tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat went back in line: its librarian left")
             }
-            Err(e) if e.is_conflict() => {}
+            Err(AppError::Domain(DomainError::Conflict(_))) => {}
             Err(e) => tracing::warn!(error = %e, session = %rec.ctx.id, "cannot put a chat back in line"),
         }
     }

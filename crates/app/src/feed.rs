@@ -837,6 +837,10 @@ impl Feed {
                     if self.waiting.map(|(_, _, place)| place) != before {
                         out.extend(self.position());
                     }
+                    // Marked away among what was missed, while this page is open.
+                    if rec.patron_away && self.waiting.is_some() {
+                        self.patron_back(session).await;
+                    }
                 }
             }
         }
@@ -1038,18 +1042,40 @@ impl Feed {
 
     /// This connection's page closed (its client went; not this node): a
     /// waiting patron with no other page of the chat open on this node is
-    /// marked away from now. A page of theirs open on another node marks
-    /// them back as soon as it hears of it.
-    pub async fn page_closed(&mut self) {
+    /// marked away, as of when their last page closed, once
+    /// `limits.patron_away_seconds` pass with none open here again (a
+    /// reload, a move to another page of the library's site: no flicker at
+    /// the desks, no write). One wait per chat, however many pages close.
+    /// A page of theirs open on another node marks them back as soon as it
+    /// hears of it.
+    pub fn page_closed(&mut self) {
         let Viewer::Patron { session } = self.viewer else { return };
         let Some((queue, key, _)) = self.waiting.take() else { return };
         self.sub.leave_queue_place();
-        if self.sub.waits_here(queue, key) {
+        let bus = self.app.bus().clone();
+        if bus.waits_at(queue, key) || !bus.page_gone(session, self.app.clock.now()) {
             return;
         }
-        if let Err(e) = self.app.store.patron_away(session, Some(self.app.clock.now())).await {
-            tracing::warn!(%session, error = %e, "could not mark a waiting patron away");
-        }
+        let app = self.app.clone();
+        let grace = std::time::Duration::from_secs(app.limits().patron_away_seconds);
+        tokio::spawn(async move {
+            // From the latest close: a page closed again meanwhile waits its
+            // own grace.
+            while let Some((since, closed)) = bus.pages_gone_at(session) {
+                let due = closed + grace;
+                if std::time::Instant::now() < due {
+                    tokio::time::sleep_until(due.into()).await;
+                    continue;
+                }
+                bus.pages_wait_over(session);
+                if !bus.waits_at(queue, key) {
+                    if let Err(e) = app.store.patron_away(session, Some(since)).await {
+                        tracing::warn!(%session, error = %e, "could not mark a waiting patron away");
+                    }
+                }
+                break;
+            }
+        });
     }
 
     async fn on_session_changed(&mut self, summary: &SessionSummary, out: &mut Vec<Out>) -> AppResult<()> {

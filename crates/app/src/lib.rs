@@ -258,6 +258,10 @@ pub struct Limits {
     /// Minutes a chat may wait for a librarian before refdesk ends it (the
     /// patron is told; with an e-mail address it stays as a missed chat).
     pub waiting_expires_minutes: u64,
+    /// Seconds a waiting patron's pages stay closed before the queue says
+    /// they have closed the chat page (a reload or a move to another page
+    /// of the library's site is not told). 0: at once.
+    pub patron_away_seconds: u64,
     /// Hours a block on an abusive patron lasts unless the librarian says
     /// otherwise (a library's public computer must not be blocked for long).
     pub block_hours: u64,
@@ -368,6 +372,7 @@ impl Default for Limits {
             max_waiting_per_library: 600,
             max_waiting_per_address: 20,
             waiting_expires_minutes: 15,
+            patron_away_seconds: 10,
             block_hours: 24,
             max_block_hours: 24 * 30,
             patron_mails_per_recipient_per_day: 5,

@@ -326,7 +326,7 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
         format!(
             "database_url = \"{database}\"\nnats_url = \"nats://127.0.0.1:{nats_port}\"\nnats_subject = \"test.{name}\"\n\
              nats_key = \"{key}\"\n\
-             [limits]\nrollup_seconds = 0\nlogins_per_minute = 100000\nstarts_per_minute = 100000\nchats_per_address_per_day = 100000\nstarts_per_library_per_day = 100000000\npatron_frames_per_second_per_address = 1000000\nmax_waiting_per_address = 100000\n"
+             [limits]\nrollup_seconds = 0\nlogins_per_minute = 100000\nstarts_per_minute = 100000\nchats_per_address_per_day = 100000\nstarts_per_library_per_day = 100000000\npatron_frames_per_second_per_address = 1000000\nmax_waiting_per_address = 100000\npatron_away_seconds = 1\n"
         ),
     )
     .unwrap();

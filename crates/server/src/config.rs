@@ -547,6 +547,7 @@ impl Config {
             ("limits.max_waiting_per_library", l.max_waiting_per_library as u64, 1, 1_000_000),
             ("limits.max_waiting_per_address", l.max_waiting_per_address as u64, 1, 1_000_000),
             ("limits.waiting_expires_minutes", l.waiting_expires_minutes, 1, 7 * 24 * 60),
+            ("limits.patron_away_seconds", l.patron_away_seconds, 0, 3600),
             ("limits.max_block_hours", l.max_block_hours, 1, 24 * 366),
             ("limits.block_hours", l.block_hours, 1, l.max_block_hours),
             ("limits.patron_mails_per_recipient_per_day", l.patron_mails_per_recipient_per_day as u64, 0, 10_000),

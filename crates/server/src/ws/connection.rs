@@ -142,8 +142,8 @@ impl Connection {
     }
 
     /// The socket closed, its client gone (see `Feed::page_closed`).
-    pub(super) async fn page_closed(&mut self) {
-        self.feed.page_closed().await;
+    pub(super) fn page_closed(&mut self) {
+        self.feed.page_closed();
     }
 
     /// The first frame: who the server takes the client to be.

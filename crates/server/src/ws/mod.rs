@@ -321,7 +321,7 @@ fn serve(
         // The client went, not this node (whose patrons open their pages
         // again on another): a waiting patron's queue entry may say so.
         if code != Some(CLOSE_GOING_AWAY) {
-            Box::pin(conn.page_closed()).await;
+            conn.page_closed();
         }
         tracing::debug!(kind = *kind, "socket closed");
     }

@@ -635,6 +635,20 @@ async fn a_chat_taken_then_sent_back_and_never_taken_again_leaves_its_question_t
     let (_, detail) = ann.get(&format!("/api/questions/{q}")).await;
     let timeline = detail["timeline"].as_array().unwrap();
     assert!(timeline.iter().any(|t| t["change"] == "status"), "said in its timeline: {detail}");
+    // What a librarian decided stands: a question closed (or answered,
+    // referred, assigned) before the chat went back in line stays so.
+    let patron =
+        app.start_chat_with("riverside-main", json!({"question": "Closed once", "email": "pat@example.org"})).await;
+    let s = patron.session;
+    assert_eq!(ann.accept(s).await.0, 200);
+    let q = ann.question_of(s).await["id"].as_i64().unwrap();
+    assert_eq!(ann.act(q, "close", json!({"confirm_live": true})).await.0, 200);
+    let (status, rec) = ann.post(&format!("/api/sessions/{s}/transfer"), json!({"library": "riverside-main"})).await;
+    assert_eq!(status, 200, "{rec}");
+    let res = reqwest::Client::new().post(app.url("/api/chat/end")).bearer_auth(&patron.token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, detail) = ann.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(detail["question"]["state"]["status"], "closed", "{detail}");
 }
 
 #[tokio::test]
@@ -901,7 +915,7 @@ async fn staff_are_told_whether_the_patrons_page_is_open_and_it_is_never_listed_
 
 #[tokio::test]
 async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_and_when_they_are_back() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.limits.patron_away_seconds = 1).await;
     let patron = app.start_chat("riverside-main", "Anyone there?").await;
     let s = patron.session;
     let ann = app.staff("ann").await;
@@ -915,38 +929,53 @@ async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_
     };
     let told =
         |away: bool| move |f: &Value| f["type"] == "patron_away" && f["session"] == s && f["since"].is_i64() == away;
-    // Two tabs; one closes: the patron is still there.
-    let mut page = patron.socket().await;
-    page.resume(None, 0).await;
-    let mut tab = patron.socket().await;
-    tab.resume(None, 0).await;
-    tab.until(|f| f["type"] == "position").await;
-    let mut heard = page.frames.clone();
-    page.close().await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(entry().await.get("away_since").is_none(), "a tab is still open: {}", entry().await);
-    // The last closes: the desk is told, and the queue says since when.
-    let before = app.clock().now();
+    let page = || async {
+        let mut page = patron.socket().await;
+        page.resume(None, 0).await;
+        page.until(|f| f["type"] == "position").await;
+        page
+    };
+    // Two tabs; one closes. Then the other is reloaded (closed, opened
+    // again at once). Neither is told: a page stayed, or came back in time.
+    let first = page().await;
+    let tab = page().await;
+    let mut heard = first.frames.clone();
+    first.close().await;
     heard.extend(tab.frames.clone());
     tab.close().await;
+    let reloaded = page().await;
+    // The last closes: once the grace has passed the desk is told, as of the
+    // close (the first mark Ann hears of is this one).
+    let before = app.clock().now();
+    heard.extend(reloaded.frames.clone());
+    reloaded.close().await;
     let seen = ann_ws.until(told(true)).await;
     let since = seen.last().unwrap()["since"].as_i64().unwrap();
-    assert!(since >= before, "{seen:?}");
+    assert!(since >= before, "the first mark is the last close's: {seen:?}");
+    assert!(app.clock().now() >= since + 1000, "after the grace");
     assert_eq!(entry().await["away_since"], since);
     // A page opens again: back.
-    let mut back = patron.socket().await;
-    back.resume(None, 0).await;
+    let back = page().await;
     ann_ws.until(told(false)).await;
     assert!(entry().await.get("away_since").is_none(), "{}", entry().await);
-    // Gone again, then accepted and sent back to a queue: it starts there
-    // with the patron taken as present (the live chat follows them).
-    heard.extend(back.frames.clone());
-    back.close().await;
-    ann_ws.until(told(true)).await;
+    // Accepted with the page open, and sent back to a queue: there.
     assert_eq!(ann.accept(s).await.0, 200);
-    let (status, rec) = ann.post(&format!("/api/sessions/{s}/transfer"), json!({"cooperative": true})).await;
+    let transfer = format!("/api/sessions/{s}/transfer");
+    let (status, rec) = ann.post(&transfer, json!({"cooperative": true})).await;
     assert_eq!(status, 200, "{rec}");
     assert!(entry().await.get("away_since").is_none(), "{}", entry().await);
+    // Accepted again, the page closed while it is live, then sent back: it
+    // starts marked away (presence knew the patron had gone).
+    assert_eq!(ann.accept(s).await.0, 200);
+    let mut watching = ann.socket().await;
+    watching.resume(Some(s), 0).await;
+    watching.until(|f| f["type"] == "presence" && f["patron_here"] == true).await;
+    heard.extend(back.frames.clone());
+    back.close().await;
+    watching.until(|f| f["type"] == "presence" && f["patron_here"] == false).await;
+    let (status, rec) = ann.post(&transfer, json!({"cooperative": true})).await;
+    assert_eq!(status, 200, "{rec}");
+    assert!(entry().await["away_since"].is_i64(), "{}", entry().await);
     // Patrons are never told of it (their place in line is all they hear).
     assert!(heard.iter().all(|f| f["type"] != "patron_away"), "{heard:?}");
 }

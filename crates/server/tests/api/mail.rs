@@ -207,6 +207,11 @@ async fn an_answer_the_mail_server_refuses_for_good_is_said_on_its_question_and_
     app.eventually("the refusal is said on the question", || async { told(&detail().await) }).await;
     let d = detail().await;
     assert_eq!(d["question"]["state"]["follow_up"], true, "{d}");
+    let note = d["timeline"].as_array().unwrap().iter().find(|t| t["change"] == "note").unwrap().clone();
+    assert!(
+        note["body"].as_str().unwrap().contains("the mail server answered: “permanent error (550): 5.1.1"),
+        "quoted: {note}"
+    );
     assert!(smtp.refused().len() == 1, "refused once, not tried again: {:?}", smtp.refused());
 }
 

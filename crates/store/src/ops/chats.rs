@@ -266,10 +266,17 @@ async fn leave_missed<D: Db>(db: &mut D, rec: &SessionRecord, note: &str, now: M
 /// chat went back in line and was never taken again: the patron is told a
 /// librarian will answer by e-mail, so it goes back to the work to do —
 /// `new`, nobody's, flagged for follow-up, each change in its timeline —
-/// unless a resolution code was set (a librarian decided what it is).
+/// if nobody did anything with it since the accept: no code, no close, no
+/// referral, no assignee, no answer (in the chat or by e-mail). What a
+/// librarian decided stands.
 async fn back_to_work<D: Db>(db: &mut D, q: QuestionId, now: Millis) -> Result<()> {
     let before = question_where(db, q).await?.state;
-    if before.code.is_some() {
+    let as_accepted = QuestionState {
+        exclude_from_stats: before.exclude_from_stats,
+        read_scale: before.read_scale,
+        ..question_on_accept()
+    };
+    if before != as_accepted || answered(db, q).await? {
         return Ok(());
     }
     let after = QuestionState { status: Status::New, assignee: None, follow_up: true, ..before.clone() };
@@ -282,6 +289,16 @@ async fn back_to_work<D: Db>(db: &mut D, q: QuestionId, now: Millis) -> Result<(
         insert_timeline(db, q, now, None, &change).await?;
     }
     Ok(())
+}
+
+/// Whether a question was answered (in its chat or by e-mail), from its
+/// timeline (at most `max_question_entries` entries, read once a chat
+/// leaves the line).
+async fn answered<D: Db>(db: &mut D, q: QuestionId) -> Result<bool> {
+    let entries = db
+        .rows("SELECT change AS change FROM timeline WHERE question_id = ?1", args![q.0], |r| r.text("change"))
+        .await?;
+    Ok(entries.iter().any(|json| matches!(serde_json::from_str(json), Ok(Change::Answer { .. }))))
 }
 
 /// Whether a chat nobody took may leave a question for an e-mail answer:

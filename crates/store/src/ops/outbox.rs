@@ -26,24 +26,41 @@ async fn claim<D: Db>(db: &mut D, now: Millis, limit: u32, lease_until: Millis) 
 }
 
 /// Sets an e-mail aside as undeliverable and tells its question: a note
-/// in its timeline saying what the mail server said, and an answer's
-/// question flagged for follow-up (its patron has not been answered).
+/// in its timeline quoting what the mail server said (its first
+/// [`QUOTED_REPLY`] characters: the reply may come from a server the
+/// patron runs), and an answer's question flagged for follow-up (its
+/// patron has not been answered). Nothing if the e-mail was sent or set
+/// aside meanwhile (another node's mailer, once this one's lease ran out).
 async fn undeliverable<D: Db>(db: &mut D, id: i64, error: String, now: Millis) -> Result<Option<QuestionId>> {
-    db.exec(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
-        args![id, &error, i64::MAX],
-    )
-    .await?;
     let sql = "SELECT COALESCE(o.question_id, q.id) AS question_id, o.kind AS kind, o.to_addr AS to_addr
          FROM outbox o LEFT JOIN questions q ON q.session_id = o.session_id WHERE o.id = ?1";
     let found =
         db.row(sql, args![id], |r| Ok((r.opt_int("question_id")?, r.text("kind")?, r.text("to_addr")?))).await?;
-    let Some((Some(q), kind, to)) = found else { return Ok(None) };
+    if let Some((Some(q), _, _)) = &found {
+        // Under the chat's lock, as the question list's actions take it:
+        // its state is written whole there, and would undo the flag.
+        let lock = format!(
+            "SELECT s.id AS session_id FROM sessions s JOIN questions q ON q.session_id = s.id WHERE q.id = ?1{}",
+            db.dialect().for_update()
+        );
+        db.row(&lock, args![*q], |r| r.int("session_id")).await?;
+    }
+    let set_aside = db
+        .exec(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+             WHERE id = ?1 AND sent_at IS NULL AND next_attempt_at <> ?3",
+            args![id, &error, i64::MAX],
+        )
+        .await?;
+    let Some((Some(q), kind, to)) = found.filter(|_| set_aside > 0) else { return Ok(None) };
     let q = QuestionId(q);
     let answer = MailKind::parse(&kind) == Some(MailKind::Answer);
     let what = if answer { "The answer" } else { "The transcript" };
     let again = if answer { " Answer again, to a corrected address if need be." } else { "" };
-    let body = format!("{what} e-mailed to {to} could not be delivered: {error}.{again}");
+    let said: String = error.chars().take(QUOTED_REPLY).collect();
+    let cut = if said.len() < error.len() { "…" } else { "" };
+    let body =
+        format!("{what} e-mailed to {to} could not be delivered; the mail server answered: “{said}{cut}”.{again}");
     insert_timeline(db, q, now, None, &Change::Note { body }).await?;
     if answer {
         let before = question_where(db, q).await?.state;
@@ -55,6 +72,9 @@ async fn undeliverable<D: Db>(db: &mut D, id: i64, error: String, now: Millis) -
     }
     Ok(Some(q))
 }
+
+/// How much of a mail server's refusal a question's timeline quotes.
+const QUOTED_REPLY: usize = 200;
 
 #[async_trait]
 impl<B: Backend> Outbox for B {

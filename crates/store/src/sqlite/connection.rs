@@ -409,7 +409,7 @@ mod tests {
         let conn = migrated();
         let block = format!("{} {}", sel::BLOCK_SELECT, sel::ACTIVE_BLOCK);
         let ids = [LibraryId(1), LibraryId(2)];
-        let statements: [(&str, String, &str); 11] = [
+        let statements: [(&str, String, &str); 12] = [
             ("outbox of a chat", privacy::OUTBOX_OF_SESSION.into(), "INDEX outbox_session (session_id=?)"),
             ("outbox of a question", privacy::OUTBOX_OF_QUESTION.into(), "INDEX outbox_question (question_id=?)"),
             ("blocks of a chat", privacy::BLOCKS_OF_SESSION.into(), "INDEX blocks_session (session_id=?)"),
@@ -419,6 +419,11 @@ mod tests {
                 "a patron's chats",
                 privacy::patron_sessions_sql(&ids, false),
                 "INDEX answer_addresses_address (<expr>=?)",
+            ),
+            (
+                "a patron's chats that asked a transcript to the address",
+                privacy::patron_sessions_sql(&ids, false),
+                "INDEX sessions_transcript_to (<expr>=?)",
             ),
             (
                 "transcripts to an address",
