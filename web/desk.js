@@ -365,7 +365,10 @@ async function refreshQuestions() {
 
 // Minutes shown in the queue and the chat monitor count on between events
 // (the queue's in place: a focused Accept button keeps its focus).
-const waited = (w) => `waiting ${Math.max(0, Math.floor((Date.now() - w.since) / 60000))} min`;
+// A chat sent back to a queue says so, and when it was first asked: its
+// minutes count from its return.
+const waited = (w) => `waiting ${Math.max(0, Math.floor((Date.now() - w.since) / 60000))} min`
+  + (w.asked_at && w.since > w.asked_at ? ` (back in line; first asked at ${clock(w.asked_at)})` : "");
 setInterval(() => {
   if (!me) return;
   for (const w of waiting) {

@@ -558,6 +558,7 @@ test("the queue says when a waiting patron has closed the chat page, and when th
   await signIn(ann, "ann");
   const patron = await open();
   await askQuestion(patron, "Ghost", "Do you keep old phone books?");
+  await patron.getByText(/You are number \d+ in line/).waitFor(); // its page is connected
   const entry = ann.locator("#queue li", { hasText: "Accept: Ghost" });
   await entry.waitFor();
   assert.equal(await entry.locator(".away").count(), 0, "there: nothing said");
@@ -589,6 +590,19 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
   await ann.locator("#status", { hasText: "This chat was handed on" }).waitFor();
   assert.equal(await ann.locator("#composer").isHidden(), true);
   for (const p of [ann, carla, patron]) await p.context().close();
+});
+
+test("a chat sent back to the queue says so in the queue, and when it was first asked", async () => {
+  const { ann, patron } = await chatWithAnn("Remy", "Sent back?");
+  const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
+  const status = await ann.evaluate(async (session) => {
+    const r = await fetch(`/api/sessions/${session}/transfer`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ cooperative: true }) });
+    return r.status;
+  }, session);
+  assert.equal(status, 200);
+  const entry = ann.locator("#queue li", { hasText: "Accept: Remy" });
+  await entry.locator(".status", { hasText: /^waiting 0 min \(back in line; first asked at \d/ }).waitFor();
+  for (const p of [ann, patron]) await p.context().close();
 });
 
 test("a chat I accept in another window of my desk is not announced as handed to me", async () => {

@@ -1048,9 +1048,12 @@ impl Feed {
     /// the desks, no write). One wait per chat, however many pages close.
     /// A page of theirs open on another node marks them back as soon as it
     /// hears of it.
-    pub fn page_closed(&mut self) {
+    ///
+    /// `opened`: the chat's queue and place as the page's socket found them
+    /// when it opened, for a page closed before it was told its place.
+    pub fn page_closed(&mut self, opened: Option<(refdesk_domain::ids::LibraryId, crate::bus::QueueKey)>) {
         let Viewer::Patron { session } = self.viewer else { return };
-        let Some((queue, key, _)) = self.waiting.take() else { return };
+        let Some((queue, key)) = self.waiting.take().map(|(queue, key, _)| (queue, key)).or(opened) else { return };
         self.sub.leave_queue_place();
         let bus = self.app.bus().clone();
         if bus.waits_at(queue, key) || !bus.page_gone(session, self.app.clock.now()) {

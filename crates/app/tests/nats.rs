@@ -52,6 +52,7 @@ fn entry(session: i64, version: u64) -> QueueEntry {
         queue: place(),
         coop_now: false,
         version,
+        asked_at: 1,
         away_since: None,
     }
 }

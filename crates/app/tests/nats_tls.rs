@@ -55,6 +55,7 @@ fn entry(session: i64) -> QueueEntry {
         queue: place,
         coop_now: false,
         version: 0,
+        asked_at: 1,
         away_since: None,
     }
 }

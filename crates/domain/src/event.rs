@@ -34,6 +34,11 @@ pub struct QueueEntry {
     /// older than one already seen for the session is dropped.
     #[serde(default)]
     pub version: u64,
+    /// When the patron started the chat: before `since` when it was sent
+    /// back to a queue (the desk says so, and when it was first asked).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub asked_at: Millis,
     /// Since when the patron has had no page of the chat open (the socket
     /// of their last page closed; they may come back): `None` while one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -143,7 +143,8 @@ impl Connection {
 
     /// The socket closed, its client gone (see `Feed::page_closed`).
     pub(super) fn page_closed(&mut self) {
-        self.feed.page_closed();
+        let waiting = self.patron.as_ref().filter(|r| r.state == refdesk_domain::chat::SessionState::Waiting);
+        self.feed.page_closed(waiting.map(|r| (r.queue.library, (r.queued_at, r.ctx.id))));
     }
 
     /// The first frame: who the server takes the client to be.

@@ -958,12 +958,16 @@ async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_
     let back = page().await;
     ann_ws.until(told(false)).await;
     assert!(entry().await.get("away_since").is_none(), "{}", entry().await);
-    // Accepted with the page open, and sent back to a queue: there.
+    // Accepted with the page open, and sent back to a queue: there. The
+    // entry says when the chat was first asked, before it came back.
+    assert_eq!(entry().await["asked_at"], entry().await["since"], "asked as it joined the line");
     assert_eq!(ann.accept(s).await.0, 200);
     let transfer = format!("/api/sessions/{s}/transfer");
     let (status, rec) = ann.post(&transfer, json!({"cooperative": true})).await;
     assert_eq!(status, 200, "{rec}");
-    assert!(entry().await.get("away_since").is_none(), "{}", entry().await);
+    let back_in_line = entry().await;
+    assert!(back_in_line.get("away_since").is_none(), "{back_in_line}");
+    assert!(back_in_line["asked_at"].as_i64() < back_in_line["since"].as_i64(), "{back_in_line}");
     // Accepted again, the page closed while it is live, then sent back: it
     // starts marked away (presence knew the patron had gone).
     assert_eq!(ann.accept(s).await.0, 200);
@@ -978,6 +982,21 @@ async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_
     assert!(entry().await["away_since"].is_i64(), "{}", entry().await);
     // Patrons are never told of it (their place in line is all they hear).
     assert!(heard.iter().all(|f| f["type"] != "patron_away"), "{heard:?}");
+}
+
+#[tokio::test]
+async fn a_waiting_patrons_page_closed_before_it_was_told_its_place_is_marked_away_too() {
+    let app = spawn_app_with(|c| c.limits.patron_away_seconds = 0).await;
+    let patron = app.start_chat("riverside-main", "Gone at once").await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let mut ann_ws = ann.socket().await;
+    ann_ws.send(json!({"type": "queue"})).await;
+    ann_ws.until(|f| f["type"] == "queue").await;
+    // Signed in on its socket, closed before asking for the chat.
+    patron.socket().await.close().await;
+    let s = patron.session;
+    ann_ws.until(|f| f["type"] == "patron_away" && f["session"] == s && f["since"].is_i64()).await;
 }
 
 #[tokio::test]

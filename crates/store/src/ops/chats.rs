@@ -33,6 +33,7 @@ fn queue_entry(rec: &SessionRecord, question: &str, since: Millis) -> QueueEntry
         queue: rec.queue,
         coop_now: rec.queue_coop,
         version: rec.ctx.version,
+        asked_at: rec.created_at,
         // Entering a queue (started, sent back): the patron has the chat
         // open, or is taken to until their page is seen to close.
         away_since: None,

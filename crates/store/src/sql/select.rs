@@ -336,7 +336,8 @@ pub(crate) const QUEUE_SELECT: &str = "SELECT s.id AS session_id,
             substr(s.question_text, 1, 301) AS question_text,
             COALESCE(s.queued_at, s.created_at) AS since,
             ql.id AS queue_library, ql.institution_id AS queue_institution, qi.cooperative_id AS queue_cooperative,
-            s.queue_coop AS queue_coop, s.version AS version, s.patron_away_at AS patron_away_at
+            s.queue_coop AS queue_coop, s.version AS version, s.patron_away_at AS patron_away_at,
+            s.created_at AS created_at
      FROM sessions s JOIN libraries l ON l.id = s.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN libraries ql ON ql.id = COALESCE(s.queue_library_id, s.library_id) JOIN institutions qi ON qi.id = ql.institution_id
      WHERE s.state = 'waiting'";
@@ -352,6 +353,7 @@ pub(crate) fn queue_entry(r: &dyn Cols) -> Result<QueueEntry> {
         queue: placement(r, QUEUE)?,
         coop_now: r.flag("queue_coop")?,
         version: r.int("version")?.max(0) as u64,
+        asked_at: r.int("created_at")?,
         away_since: r.opt_int("patron_away_at")?,
     })
 }
