@@ -149,12 +149,15 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
 
 /// The mailbox an address (as [`optional_email`] takes it) reaches, as the
 /// caps on mail to one address count it: letter case, a `+tag` and dots in
-/// the local part make no difference, as at most providers. Two people
-/// whose addresses differ only so share a cap, which is all it costs.
+/// the local part make no difference, as at most providers, and the domain
+/// is taken in its ASCII form (`exämple.de`, `xn--exmple-cua.de` and
+/// full-width letters are one domain). Two people whose addresses differ
+/// only so share a cap, which is all it costs.
 pub fn mailbox_key(address: &str) -> String {
     let address = address.trim().to_lowercase();
     let Some((local, domain)) = address.rsplit_once('@') else { return address };
     let local = local.split('+').next().unwrap_or_default().replace('.', "");
+    let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_owned());
     format!("{local}@{domain}")
 }
 
@@ -418,6 +421,10 @@ mod tests {
         }
         assert_ne!(mailbox_key("target@example.org"), key);
         assert_ne!(mailbox_key("targe@example.net"), key);
+        // One domain, however its name is written.
+        assert_eq!(mailbox_key("target@ｅｘａｍｐｌｅ.net"), key, "full-width letters");
+        assert_eq!(mailbox_key("a@exämple.de"), mailbox_key("a@xn--exmple-cua.de"));
+        assert_eq!(mailbox_key("a@EXÄMPLE.de"), mailbox_key("a@exämple.de"));
     }
 
     #[test]
