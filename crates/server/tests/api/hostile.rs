@@ -1268,3 +1268,59 @@ async fn answers_health(conn: &mut tokio::net::TcpStream) -> bool {
         _ => false,
     }
 }
+
+/// Writes the node's store has committed so far (`refdesk_commit_writes`'s
+/// sum: the jobs of the commits, however they were batched).
+async fn writes(app: &crate::helpers::TestApp) -> u64 {
+    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("refdesk_commit_writes_sum ")).expect(&text);
+    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+}
+
+#[tokio::test]
+async fn a_waiting_patron_opening_and_closing_pages_as_fast_as_they_may_is_marked_away_once_with_one_write() {
+    // Each close of a waiting patron's last page could be a write (the away
+    // mark) and each open another (back): a stranger looping pages of a
+    // chat would keep the one SQLite writer busy. The mark waits for the
+    // grace from the latest close, one wait per chat: however many pages
+    // open and close within it, one write, after the last.
+    let app = spawn_app_with(|c| c.limits.patron_away_seconds = 1).await;
+    let patron = app.start_chat("riverside-main", "Pages, pages").await;
+    let s = patron.session;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let mut ann_ws = ann.socket().await;
+    ann_ws.send(json!({"type": "queue"})).await;
+    ann_ws.until(|f| f["type"] == "queue").await;
+    // What the node writes of its own (the background round's), a second.
+    let idle = writes(&app).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let idle_per_second = (writes(&app).await - idle) as f64 / 4.0;
+    let before = writes(&app).await;
+    let started = Instant::now();
+    let mut pages = 0;
+    // Within the grace of each other, for three times the grace, at the
+    // pace the chat's frame budget allows (an opening, a resume and a close
+    // are three frames).
+    while started.elapsed() < Duration::from_secs(3) {
+        let mut page = patron.socket().await;
+        page.resume(None, 0).await;
+        page.until(|f| f["type"] == "position").await;
+        page.close().await;
+        pages += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(pages >= 10, "only {pages} pages in 3 s");
+    let heard = ann_ws.until(|f| f["type"] == "patron_away" && f["session"] == s).await;
+    let marks: Vec<_> = heard.iter().filter(|f| f["type"] == "patron_away").collect();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert!(marks[0]["since"].is_i64(), "away, not back: {marks:?}");
+    // Nothing more comes of the pages that closed before the last.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = (idle_per_second * started.elapsed().as_secs_f64()).ceil() as u64;
+    let written = (writes(&app).await - before).saturating_sub(idle);
+    assert!(written <= 2, "{written} writes more than idle ({idle}) for {pages} pages of a waiting chat");
+    ann_ws.send(json!({"type": "ping"})).await;
+    let rest = ann_ws.until(|f| f["type"] == "pong").await;
+    assert!(rest.iter().all(|f| f["type"] != "patron_away"), "{rest:?}");
+}
