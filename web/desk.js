@@ -825,8 +825,11 @@ $("transfer").onsubmit = (e) => {
   const v = $("transfer-to").value;
   const body = v === "coop" ? { cooperative: true } : v.startsWith("staff:") ? { to: Number(v.slice(6)) } : { library: v.slice(4) };
   body.stay = $("stay").checked;
-  // "Stay" is asked each time: it does not carry over to the next transfer.
-  act(api(`/api/sessions/${current}/transfer`, { method: "POST", body }).then(() => { $("stay").checked = false; }));
+  // A librarian note, written just before the transfer's line.
+  if ($("transfer-note").value.trim()) body.note = $("transfer-note").value;
+  // "Stay" and the note are for this transfer only.
+  act(api(`/api/sessions/${current}/transfer`, { method: "POST", body })
+    .then(() => { $("stay").checked = false; $("transfer-note").value = ""; }));
 };
 $("availability").onchange = () => {
   renderQueue();

@@ -167,6 +167,33 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   for (const p of [ann, ...patrons]) await p.context().close();
 });
 
+test("a transfer to a colleague carries a note for them, which the patron never sees", async () => {
+  const { ann, patron } = await chatWithAnn("Fay", "Transfer question");
+  const ben = await open();
+  await signIn(ben, "ben");
+  await ann.locator("#chat-title", { hasText: /^Fay — / }).waitFor();
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
+  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
+  const note = "Wants Sanborn maps of 1890; catalogue checked, map room not yet";
+  await ann.fill("#transfer-note", note);
+  await accessible(ann, "the transfer form with a note");
+  await ann.locator("#transfer button[type=submit]").click();
+  await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
+  // Ben has the chat, the note just before the transfer's line.
+  await ben.getByRole("button", { name: /^Fay — / }).click();
+  const log = ben.locator("#log li");
+  await log.filter({ hasText: note }).waitFor();
+  const texts = await log.allTextContents();
+  const at = texts.findIndex((t) => t.includes(note));
+  assert.match(texts[at + 1] ?? "", /has transferred the chat to Ben Booker/, texts.join(" | "));
+  assert.equal(await ann.inputValue("#transfer-note"), "", "the note is for that transfer only");
+  // The patron never sees it, nor after a reload.
+  await patron.reload();
+  await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
+  assert.equal(await patron.getByText(note).count(), 0, "the note never reaches the patron");
+  for (const p of [ann, ben, patron]) await p.context().close();
+});
+
 test("the stale-reply guard: lines the patron sent since I began typing are pointed out once before sending", async () => {
   const { ann, patron } = await chatWithAnn("Dee", "Guard question");
   // The guard counts from the last line on my screen when I begin typing: wait

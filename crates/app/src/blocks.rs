@@ -350,7 +350,7 @@ mod tests {
 
         // Judged in Ann's hands; she hands it to Ben meanwhile.
         let judged = now;
-        app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
+        app.transfer(&ann, s, Transfer::Staff(ben.id), false, None).await.unwrap();
         assert!(end_as_judged(&app, &judged).await.unwrap_err().is_conflict());
 
         // Judged waiting; taken and put back in line meanwhile: waiting
@@ -358,7 +358,7 @@ mod tests {
         let t = waiting_chat(&app).await;
         let judged = app.store.session(t).await.unwrap().unwrap();
         app.accept(&ann, t).await.unwrap();
-        app.transfer(&ann, t, Transfer::Library("riverside-main".into()), false).await.unwrap();
+        app.transfer(&ann, t, Transfer::Library("riverside-main".into()), false, None).await.unwrap();
         let now = app.store.session(t).await.unwrap().unwrap();
         assert_eq!((now.state, now.ctx.librarian), (SessionState::Waiting, None));
         assert!(end_as_judged(&app, &judged).await.unwrap_err().is_conflict());

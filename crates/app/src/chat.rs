@@ -617,7 +617,7 @@ impl App {
         Ok(email)
     }
 
-    fn new_message(
+    pub(crate) fn new_message(
         &self,
         author: Author,
         kind: MessageKind,

@@ -6,7 +6,7 @@
 use crate::chat::staff_guard;
 use crate::{App, AppError, AppResult};
 use refdesk_domain::authz::{authorize, Action, Target};
-use refdesk_domain::chat::ConferenceMode;
+use refdesk_domain::chat::{Author, ConferenceMode, MessageKind};
 use refdesk_domain::event::SessionSummary;
 use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::lines::{self, HandedTo};
@@ -80,23 +80,40 @@ impl App {
         let line = lines::handed_over(&staff.display_name, HandedTo::TakenOver);
         let g = self.line_guard(staff, Action::TakeOver);
         let to = TransferTo::Staff(staff.clone());
-        let handover = Handover { to, stay: true, line };
+        let handover = Handover { to, stay: true, line, note: None };
         Ok(self.store.transfer(session, staff.clone(), handover, g, self.clock.now()).await?)
     }
 
     /// The chatting librarian hands the chat on; the patron is told. With
-    /// `stay`, the previous librarian remains as a whispering member.
+    /// `stay`, the previous librarian remains as a whispering member. A
+    /// `note` (blank: none) is a librarian note for whoever takes it next,
+    /// written just before the transfer's line: a note like any other
+    /// (staff only, counted in `staff_lines_per_day`).
     pub async fn transfer(
         &self,
         staff: &Staff,
         session: SessionId,
         to: Transfer,
         stay: bool,
+        note: Option<&str>,
     ) -> AppResult<SessionRecord> {
         let me = &staff.display_name;
         // Refuse someone who may not transfer before judging where to.
         let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         authorize(staff, Action::Transfer, &Target::of(&rec.ctx, rec.state))?;
+        let note = match note.filter(|n| !n.trim().is_empty()) {
+            Some(body) => {
+                let author = Author::Staff { id: staff.id, name: me.clone() };
+                let note = self.new_message(author, MessageKind::Note, body, None).map_err(|e| match e {
+                    AppError::Domain(DomainError::Invalid { reason, .. }) => {
+                        DomainError::invalid("note", reason).into()
+                    }
+                    e => e,
+                })?;
+                Some(note)
+            }
+            None => None,
+        };
         let (target, line) = match to {
             Transfer::Staff(id) => {
                 // A chat goes only to a colleague who can take it now: enabled, on duty.
@@ -130,8 +147,17 @@ impl App {
             }
         };
         let g = self.line_guard(staff, Action::Transfer);
-        let handover = Handover { to: target, stay, line };
-        self.transfer_as_seen(session, staff, handover, g).await
+        let now = self.clock.now();
+        let counted = note.is_some();
+        if counted {
+            self.written.take(staff.id, self.limits.staff_lines_per_day, now)?;
+        }
+        let handover = Handover { to: target, stay, line, note };
+        let done = self.transfer_as_seen(session, staff, handover, g).await;
+        if counted && done.is_err() {
+            self.written.give_back(staff.id, now);
+        }
+        done
     }
 
     /// A transfer; a chat it sends back to a queue whose patron had no page
@@ -214,7 +240,7 @@ impl App {
     async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {
         let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
         let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
-        let handover = Handover { to, stay: false, line };
+        let handover = Handover { to, stay: false, line, note: None };
         match self.transfer_as_seen(rec.ctx.id, librarian, handover, still_theirs(librarian.id)).await {
             Ok(_) => {
                 tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat went back in line: its librarian left")
@@ -260,7 +286,7 @@ mod tests {
         // Ann's chats are read for handing back; she hands this one to Ben
         // before the write.
         let judged = app.store.session(s).await.unwrap().unwrap();
-        app.transfer(&ann, s, Transfer::Staff(ben.id), false).await.unwrap();
+        app.transfer(&ann, s, Transfer::Staff(ben.id), false, None).await.unwrap();
         app.hand_back_one(&ann, &judged).await;
         let now = app.store.session(s).await.unwrap().unwrap();
         assert_eq!((now.state, now.ctx.librarian), (SessionState::Active, Some(ben.id)), "Ben's chat goes on");

@@ -168,7 +168,7 @@ async fn a_patron_whose_chat_went_back_to_a_queue_while_their_connection_lagged_
     for n in 0..300 {
         app.staff_send(&ann, s, MessageKind::Message, &format!("line {n}"), None).await.unwrap();
     }
-    app.transfer(&ann, s, refdesk_app::Transfer::Library("riverside-main".into()), false).await.unwrap();
+    app.transfer(&ann, s, refdesk_app::Transfer::Library("riverside-main".into()), false, None).await.unwrap();
     let out = drain(&mut feed).await;
     assert!(
         out.iter().any(|o| matches!(o, Out::Position { position: 1, .. })),
@@ -183,7 +183,7 @@ async fn handed_to_ben(app: &App) -> (refdesk_domain::org::Staff, refdesk_domain
     let (ann, ben) = (on_duty(app, "ann").await, on_duty(app, "ben").await);
     let s = chat(app, 1).await;
     app.accept(&ann, s).await.unwrap();
-    app.transfer(&ann, s, refdesk_app::Transfer::Staff(ben.id), false).await.unwrap();
+    app.transfer(&ann, s, refdesk_app::Transfer::Staff(ben.id), false, None).await.unwrap();
     let mut feed = Feed::new(app, Viewer::Staff(ben.clone()));
     feed.resume(s, 0).await.unwrap();
     (ann, ben, s, feed)
@@ -199,7 +199,7 @@ async fn a_replay_read_after_the_chat_changed_hands_out_of_view_shows_none_of_th
     // Before Ben's replay is read, he hands the chat back (from another
     // tab), and Ann writes a note he may no longer see.
     let (ann, ben, s, mut feed) = handed_to_ben(&app).await;
-    app.transfer(&ben, s, Transfer::Staff(ann.id), false).await.unwrap();
+    app.transfer(&ben, s, Transfer::Staff(ann.id), false, None).await.unwrap();
     app.staff_send(&ann, s, MessageKind::Note, "Riverside only: the patron's card has expired", None).await.unwrap();
 
     let mut shown = Vec::new();
@@ -238,7 +238,7 @@ async fn a_gap_filled_from_the_store_after_the_chat_changed_hands_out_of_view_sh
     for line in ["One moment.", "Ann can help you further."] {
         app.staff_send(&ben, s, MessageKind::Message, line, None).await.unwrap();
     }
-    app.transfer(&ben, s, Transfer::Staff(ann.id), false).await.unwrap();
+    app.transfer(&ben, s, Transfer::Staff(ann.id), false, None).await.unwrap();
     app.staff_send(&ann, s, MessageKind::Note, "Riverside only: the patron's card has expired", None).await.unwrap();
     let _missed = feed.recv().await;
     let out = drain(&mut feed).await;

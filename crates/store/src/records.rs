@@ -301,6 +301,9 @@ pub struct Handover {
     pub stay: bool,
     /// The line written into the chat.
     pub line: NewMessage,
+    /// A librarian note for whoever takes the chat next (staff only),
+    /// written just before the line.
+    pub note: Option<NewMessage>,
 }
 
 /// A question left through the offline form (nobody on duty).

@@ -108,7 +108,7 @@ async fn a_change_made_on_one_node_is_never_missed_by_the_other_nodes_appends() 
 
     // Node two hands the chat to Ben: node one's copy of it is now stale.
     let line = said(&ben, "Ben takes over");
-    let handover = Handover { to: TransferTo::Staff(ben.clone()), stay: false, line };
+    let handover = Handover { to: TransferTo::Staff(ben.clone()), stay: false, line, note: None };
     two.transfer(id, ben.clone(), handover, Box::new(|_| Ok(())), 5).await.unwrap();
     let refused = one.append(id, said(&ann, "still mine?"), chatting(&ann), 6).await;
     assert!(matches!(refused, Err(StoreError::Domain(DomainError::Forbidden(_)))), "{refused:?}");

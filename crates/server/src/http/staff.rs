@@ -263,6 +263,9 @@ struct TransferBody {
     /// Stay as a whispering member.
     #[serde(default)]
     stay: bool,
+    /// A librarian note for whoever takes the chat next (staff only;
+    /// blank: none), written just before the transfer's line.
+    note: Option<String>,
 }
 
 impl TransferBody {
@@ -291,8 +294,8 @@ impl TransferBody {
         (status = 403, description = "`forbidden`: only the chatting librarian", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat is not active, or the colleague is off duty", body = ErrorBody),
-        (status = 422, description = "`invalid`: not exactly one destination, no such colleague or library in my cooperative, or myself", body = ErrorBody),
-        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them", body = ErrorBody),
+        (status = 422, description = "`invalid`: not exactly one destination, no such colleague or library in my cooperative, or myself; or a `note` longer than `limits.max_message_chars` or with control characters (`field`: `note`)", body = ErrorBody),
+        (status = 429, description = "`chat_full`: the chat holds `limits.max_chat_lines` lines and the hundred staff may add past them; `too_many_lines`: a `note` past `limits.staff_lines_per_day`", body = ErrorBody),
     ))]
 async fn transfer(
     State(s): State<AppState>,
@@ -301,7 +304,7 @@ async fn transfer(
     Json(b): Json<TransferBody>,
 ) -> ApiResult<axum::Json<SessionView>> {
     let to = b.destination()?;
-    Ok(axum::Json(s.app.transfer(&staff, SessionId(id), to, b.stay).await?.into()))
+    Ok(axum::Json(s.app.transfer(&staff, SessionId(id), to, b.stay, b.note.as_deref()).await?.into()))
 }
 
 /// One's availability.

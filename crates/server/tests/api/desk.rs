@@ -255,6 +255,49 @@ async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_p
 }
 
 #[tokio::test]
+async fn a_transfer_may_leave_a_note_for_whoever_takes_the_chat_next_which_the_patron_never_sees() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    let path = format!("/api/sessions/{s}/transfer");
+    // A note too long, or with control characters, is refused, and the chat
+    // stays Ann's.
+    for bad in ["x".repeat(4001), "ring\u{7}".to_owned()] {
+        let (status, body) = c.ann.post(&path, json!({"cooperative": true, "note": bad})).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (422, Some("note")), "{body}");
+    }
+    let (_, mine) = c.ann.get("/api/sessions").await;
+    assert_eq!(mine[0]["ctx"]["librarian"], c.ann.id, "{mine}");
+    // A blank note is none.
+    let note = "Wants the 1890 atlas scanned; the catalogue says map room, not checked yet.";
+    let (status, rec) = c.ann.post(&path, json!({"cooperative": true, "note": note})).await;
+    assert_eq!(status, 200, "{rec}");
+    // Whoever takes it reads the note, just before the transfer's line.
+    let ben = app.staff("ben").await;
+    assert_eq!(ben.accept(s).await.0, 200);
+    let mut ben_ws = ben.socket().await;
+    let lines = ben_ws.resume(Some(s), 0).await;
+    let at = lines.iter().position(|f| f["body"] == note).expect("the note is in the chat");
+    assert_eq!((lines[at]["kind"].as_str(), lines[at]["audience"].as_str()), (Some("note"), Some("staff")));
+    assert_eq!(lines[at]["author"]["name"], "Ann Archer");
+    assert_eq!(lines[at + 1]["system"], "transferred", "{:?}", &lines[at..]);
+    // The patron never: not live, not in their page of the chat.
+    let seen = patron_events_until(&mut c, false, "still-there").await;
+    assert!(bodies(&seen).iter().any(|b| b.contains("has transferred your chat")), "{seen:?}");
+    assert!(!bodies(&seen).iter().any(|b| b == note), "{seen:?}");
+    let (_, chat) = c.patron.get("/api/chat").await;
+    assert!(chat["messages"].as_array().unwrap().iter().all(|m| m["body"] != note), "{chat}");
+    // Taken back to Ann with a blank note: no note line.
+    let (status, rec) = ben.post(&path, json!({"to": c.ann.id, "note": "  "})).await;
+    assert_eq!(status, 200, "{rec}");
+    let after = c
+        .ann_ws
+        .until(|f| f["type"] == "event" && f["system"] == "transferred" && f["body"].as_str().unwrap().contains("Ben"))
+        .await;
+    assert!(after.iter().all(|f| f["kind"] != "note" || f["body"] == note), "{after:?}");
+}
+
+#[tokio::test]
 async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point_offers_the_form() {
     let app = spawn_app_with_manual_clock().await;
     let status = |app: &TestApp| {

@@ -539,7 +539,7 @@ async fn transfer<D: Db>(
     guard: Guard,
     now: Millis,
 ) -> Result<(SessionRecord, Vec<Event>)> {
-    let Handover { to, stay, line } = handover;
+    let Handover { to, stay, line, note } = handover;
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
     // Counted for the reports (issue 15); the timeline says who and how.
@@ -589,8 +589,13 @@ async fn transfer<D: Db>(
     }
     let after = load_session(db, id).await?;
     let ctx = refdesk_domain::visibility::handover_audience(&rec.ctx, rec.librarian_name.as_deref(), &after.ctx);
+    let mut events = Vec::new();
+    if let Some(note) = note {
+        let message = insert_message(db, &after, note, now).await?;
+        events.push(Event::Message { ctx: ctx.clone(), message });
+    }
     let message = insert_message(db, &after, line, now).await?;
-    let mut events = vec![Event::Message { ctx, message }];
+    events.push(Event::Message { ctx, message });
     if after.state == SessionState::Waiting {
         let text = question_text(db, id).await?;
         events.push(Event::QueueAdded(queue_entry(&after, &text, now)));

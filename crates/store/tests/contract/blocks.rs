@@ -116,6 +116,7 @@ async fn the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_coopera
         to: TransferTo::Queue { library: w.library.placement, coop_now: false },
         stay: false,
         line: crate::support::system("back to the queue"),
+        note: None,
     };
     s.transfer(handed_back.ctx.id, w.ann.clone(), back, ok(), 2).await.unwrap();
     let far = s.create_cooperative("Far", refdesk_domain::question::default_codes()).await.unwrap();

@@ -73,6 +73,7 @@ async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
         to: TransferTo::Queue { library: w.library.placement, coop_now: false },
         stay: false,
         line: system("back to the queue"),
+        note: None,
     };
     s.transfer(a, w.ann.clone(), back, ok(), 35).await.unwrap();
     assert_eq!(s.queue_ahead(w.library.placement.library, 35, a).await.unwrap(), 2, "behind c and d");
@@ -213,7 +214,8 @@ async fn only_committed_messages_are_published_once_each_in_commit_order(b: &Bac
     s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 14).await.unwrap();
     s.append(a, line(staff_author(&w.ann), MessageKind::Note, "psst", Some("c1")), ok(), 15).await.unwrap();
     s.conference(a, w.dev.clone(), ConferenceMode::Whisper, ok(), 16).await.unwrap();
-    let handover = Handover { to: TransferTo::Staff(w.dev.clone()), stay: true, line: system("taken over") };
+    let handover =
+        Handover { to: TransferTo::Staff(w.dev.clone()), stay: true, line: system("taken over"), note: None };
     s.transfer(a, w.dev.clone(), handover, ok(), 17).await.unwrap();
     s.leave(a, w.ann.clone(), ok(), 18).await.unwrap();
     s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), Ending::default(), 19).await.unwrap();
@@ -287,7 +289,8 @@ async fn conference_transfer_and_leave_keep_the_librarian_and_the_members_right(
     let a = chatting(s, w, None, "t1", 10).await;
     let rec = s.conference(a, w.dev.clone(), ConferenceMode::Whisper, ok(), 40).await.unwrap();
     assert_eq!(rec.ctx.member_mode(w.dev.id), Some(ConferenceMode::Whisper));
-    let handover = Handover { to: TransferTo::Staff(w.dev.clone()), stay: true, line: system("taken over") };
+    let handover =
+        Handover { to: TransferTo::Staff(w.dev.clone()), stay: true, line: system("taken over"), note: None };
     let rec = s.transfer(a, w.dev.clone(), handover, ok(), 41).await.unwrap();
     assert_eq!(rec.ctx.librarian, Some(w.dev.id));
     assert_eq!(rec.ctx.member_mode(w.ann.id), Some(ConferenceMode::Whisper), "the previous librarian stays");
@@ -314,7 +317,8 @@ async fn a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_o
     use refdesk_domain::event::Availability;
     let (s, w) = (&*b.store, &b.w);
     let a = chatting(s, w, None, "h1", 10).await;
-    let to_carla = || Handover { to: TransferTo::Staff(w.carla.clone()), stay: false, line: system("to Carla") };
+    let to_carla =
+        || Handover { to: TransferTo::Staff(w.carla.clone()), stay: false, line: system("to Carla"), note: None };
     let refused = s.transfer(a, w.ann.clone(), to_carla(), ok(), 11).await.unwrap_err();
     assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "off duty: {refused:?}");
     s.set_availability(w.carla.id, Availability::OnDuty, 12).await.unwrap();
@@ -758,6 +762,7 @@ async fn an_ending_writes_its_last_words_and_keeps_a_question(b: &Backend) {
         to: TransferTo::Queue { library: w.library.placement, coop_now: false },
         stay: false,
         line: system("back to the queue"),
+        note: None,
     };
     s.transfer(a, w.ann.clone(), handover, ok(), 3).await.unwrap();
     let ending = Ending {

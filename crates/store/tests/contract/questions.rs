@@ -115,7 +115,8 @@ async fn a_question_list_action_writes_its_state_timeline_line_and_mail_at_once(
     let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
     // Handed to Dev, on duty (a chat goes to no one else).
     s.set_availability(w.dev.id, refdesk_domain::event::Availability::OnDuty, 40).await.unwrap();
-    let handover = Handover { to: TransferTo::Staff(w.dev.clone()), stay: false, line: system("taken over") };
+    let handover =
+        Handover { to: TransferTo::Staff(w.dev.clone()), stay: false, line: system("taken over"), note: None };
     s.transfer(a, w.ann.clone(), handover, ok(), 41).await.unwrap();
     let q = question_of(b, a).await;
 
