@@ -9,6 +9,10 @@ const $ = (id) => document.getElementById(id);
 let me = null;
 let conn = null;
 let current = null; // session shown
+// The chat being accepted, from the click (or Alt+A) until it is shown: what
+// is typed meanwhile is for its patron, so it is kept as that chat's draft
+// and never sent to, nor announced as typing in, the chat shown before.
+let accepting = null;
 const sendAs = new Map(); // session → "message" or "note", as chosen in that chat
 let imPeer = null; // IM conversation shown
 let maxChars = 4000; // from the hello frame
@@ -85,6 +89,7 @@ function label(s) {
 
 function show(session) {
   saveDraft();
+  accepting = null;
   current = session;
   const l = log(session);
   l.unread = 0;
@@ -100,6 +105,9 @@ function show(session) {
   $("text").value = pref.get(`draft.${session}`) || "";
   showCodeChoice();
   staleGuard.reset();
+  // Typed before the chat was shown (while it was accepted, or a draft):
+  // lines that come after what its history holds are new.
+  if ($("text").value) staleGuard.from = l.synced ? l.last : "at sync";
   updateCounter();
   done();
   renderPresent();
@@ -411,17 +419,34 @@ function justAccepted(session) {
 }
 
 async function accept(session) {
+  if (accepting !== null) return;
   taking.add(session);
+  // The box is the new chat's from now: the chat shown keeps its draft.
+  announceTyping(false);
+  saveDraft();
+  accepting = session;
+  $("text").value = pref.get(`draft.${session}`) || "";
+  staleGuard.reset();
+  updateCounter();
+  $("text").focus();
   try {
     const rec = await api(`/api/sessions/${session}/accept`, { method: "POST" });
     // Mine at once, before the monitor's update arrives: the tab, the composer.
     if (!monitor.has(session)) monitor.set(session, { ...rec, last_message_at: rec.created_at, watchers: [] });
     done();
     show(session);
+    accepting = null;
     $("text").focus();
     refreshQuestions();
-  } catch (err) { $("status").textContent = err.message; }
-  finally { setTimeout(() => taking.delete(session), 5000); }
+  } catch (err) {
+    // Not mine: what was typed for its patron is dropped, the chat shown
+    // gets its own draft back.
+    pref.set(`draft.${session}`, null);
+    accepting = null;
+    $("text").value = current === null ? "" : pref.get(`draft.${current}`) || "";
+    updateCounter();
+    $("status").textContent = err.message;
+  } finally { setTimeout(() => taking.delete(session), 5000); }
 }
 
 async function refreshColleagues() {
@@ -532,6 +557,11 @@ async function start() {
       if (f.type === "hello") maxChars = f.max_message_chars || maxChars;
       else if (f.type === "event") onEvent(f);
       else if (f.type === "ack") { pending.delete(f.client_id); done(); }
+      else if (f.type === "synced" && f.session != null) {
+        const l = log(f.session);
+        l.synced = true;
+        if (f.session === current && staleGuard.from === "at sync") staleGuard.from = l.last;
+      }
       else if (f.type === "queue") { waiting = f.waiting; queueMore = f.more || 0; renderQueue(); }
       else if (f.type === "queue_added") {
         const fresh = !waiting.some((w) => w.session === f.session);
@@ -608,7 +638,16 @@ async function start() {
   await refreshQuestions();
   await refreshColleagues();
   await refreshScripts();
+  // What no event tells: a colleague who came online or went (their duty
+  // unchanged), questions others added or changed. Read again while the
+  // desk is on screen.
+  setInterval(() => {
+    if (document.visibilityState !== "visible") return;
+    refreshColleagues().catch(() => {});
+    refreshQuestions().catch(() => {});
+  }, COLLEAGUES_EVERY_MS);
 }
+const COLLEAGUES_EVERY_MS = 30000;
 
 // --- alerts: a sound and a desktop notification for a new patron and for a
 // patron's line in a chat not on screen; the choice is kept per user.
@@ -641,9 +680,10 @@ function alertNewPatron(entry) {
 // Drafts are kept per chat (and survive a reload); the box counts down to
 // the limit; a line the server refuses comes back to the box.
 function saveDraft() {
-  if (current === null) return;
+  const session = accepting ?? current;
+  if (session === null) return;
   const text = $("text").value;
-  pref.set(`draft.${current}`, text ? text : null);
+  pref.set(`draft.${session}`, text ? text : null);
 }
 function updateCounter() {
   const left = maxChars - [...$("text").value].length;
@@ -684,7 +724,7 @@ const staleGuard = {
   warned: false,
   reset() { this.from = null; this.warned = false; $("stale").classList.add("hidden"); },
   newer() {
-    if (this.from === null || current === null) return 0;
+    if (this.from === null || this.from === "at sync" || current === null) return 0;
     return [...log(current).items.values()].filter((m) => m.seq > this.from && m.author.type === "patron").length;
   },
 };
@@ -696,7 +736,7 @@ const staleGuard = {
 let typing = null;
 function announceTyping(on) {
   const note = $("mode").value === "note";
-  const want = on && current !== null ? { session: current, note } : null;
+  const want = on && current !== null && accepting === null ? { session: current, note } : null;
   if (typing && (!want || want.session !== typing.session || want.note !== typing.note)) {
     conn.send({ type: "typing", session: typing.session, on: false, note: typing.note });
     typing = null;
@@ -713,7 +753,10 @@ function retarget() {
 }
 function onInput() {
   const text = $("text").value;
-  if (text && staleGuard.from === null && current !== null) staleGuard.from = log(current).last;
+  if (text && staleGuard.from === null && current !== null && accepting === null) {
+    // A chat whose history has not come yet counts from where it ends.
+    staleGuard.from = log(current).synced ? log(current).last : "at sync";
+  }
   if (!text) staleGuard.reset();
   updateCounter();
   saveDraft();
@@ -726,6 +769,11 @@ $("composer").onsubmit = (e) => {
   e.preventDefault();
   const body = $("text").value.trim();
   if (!body || current === null || $("text").readOnly) return; // an ended chat takes nothing more
+  if (accepting !== null) {
+    // Never to the chat shown before: the one being accepted opens first.
+    $("chat-error").textContent = "Opening the chat you accepted: send once it is shown.";
+    return;
+  }
   if ([...body].length > maxChars) {
     $("chat-error").textContent = `This reply is ${[...body].length} characters; the limit is ${maxChars}. Shorten it or send it in parts.`;
     return;
@@ -791,6 +839,11 @@ $("set-code").onclick = () => {
   const body = { code: $("code").value };
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
   const session = current;
+  // Another librarian's chat, still going on (B1): asked first.
+  const s = monitor.get(session);
+  if (s && s.state !== "ended" && myPart(s) !== "librarian"
+    && !confirm(`Set the resolution code of ${s.librarian_name ? `${s.librarian_name}'s` : "this"} chat with ${s.patron_name} while it goes on? `
+      + "Its librarian sees the code line, and the code decides the question's status.")) return;
   act(api(`/api/sessions/${session}/code`, { method: "POST", body }).then(() => {
     // The picker then shows the code set (a live chat's may be changed).
     codeChoice.set(session, { code: body.code, read: "" });

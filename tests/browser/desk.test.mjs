@@ -168,10 +168,13 @@ test("three chats: a line in a chat not on screen raises its unread count and th
 });
 
 test("a transfer to a colleague carries a note for them, which the patron never sees", async () => {
-  const { ann, patron } = await chatWithAnn("Fay", "Transfer question");
+  const { ann, patron } = await chatWithAnn("Lu", "Transfer question");
+  // Ben comes on duty (an earlier test may have left him on duty: the change
+  // is what tells Ann's desk at once).
   const ben = await open();
-  await signIn(ben, "ben");
-  await ann.locator("#chat-title", { hasText: /^Fay — / }).waitFor();
+  await signIn(ben, "ben", "away");
+  await ben.selectOption("#availability", "on_duty");
+  await ann.locator("#chat-title", { hasText: /^Lu — / }).waitFor();
   await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
   await ann.selectOption("#transfer-to", { label: "Ben Booker" });
   const note = "Wants Sanborn maps of 1890; catalogue checked, map room not yet";
@@ -180,7 +183,7 @@ test("a transfer to a colleague carries a note for them, which the patron never 
   await ann.locator("#transfer button[type=submit]").click();
   await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
   // Ben has the chat, the note just before the transfer's line.
-  await ben.getByRole("button", { name: /^Fay — / }).click();
+  await ben.getByRole("button", { name: /^Lu — / }).click();
   const log = ben.locator("#log li");
   await log.filter({ hasText: note }).waitFor();
   const texts = await log.allTextContents();
@@ -234,6 +237,12 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   assert.equal(await dev.locator('#mode option[value="message"]').isDisabled(), true, "whispering: notes only");
   assert.equal(await dev.getByRole("button", { name: "End chat" }).count(), 0, "only the chatting librarian ends the chat");
   await accessible(dev, "the desk of a whispering admin");
+  // Setting the code of Ann's chat while it goes on is asked first (B1).
+  await dev.selectOption("#code", { index: 1 });
+  const asked = new Promise((resolve) => dev.once("dialog", (d) => resolve(d.message())));
+  await dev.click("#set-code");
+  assert.match(await asked, /^Set the resolution code of Ann Archer's chat with Eve while it goes on\?/);
+  await ann.locator("#log li", { hasText: /Resolution code set: .* \(by Dev Dewey\)/ }).waitFor();
   // Dev takes the chat over with a note half written: Ann stays, whispering,
   // and her composer says so.
   await dev.fill("#text", "Note for Ann: the patron asked before");
@@ -293,6 +302,33 @@ test("each chat has its own choice of resolution code, none at first", async () 
   for (const p of [ann, one, two]) await p.context().close();
 });
 
+test("what I type while a chat is being accepted is for its patron: never sent to the chat on screen, and its history is not new", async () => {
+  const { ann, patron: pat } = await chatWithAnn("Pia", "First patron's question");
+  await ann.locator("#chat-title", { hasText: /^Pia — / }).waitFor();
+  const quinn = await open();
+  await askQuestion(quinn, "Quinn", "Second patron's question");
+  await ann.getByRole("button", { name: /Accept: Quinn/ }).waitFor();
+  // A slow link: the accept takes a second and a half.
+  await ann.route("**/api/sessions/*/accept", async (route) => { await new Promise((r) => setTimeout(r, 1500)); await route.continue(); });
+  await ann.keyboard.press("Alt+A");
+  await ann.keyboard.type("Hi Quinn, your address is on file");
+  await ann.keyboard.press("Enter");
+  // Not sent anywhere yet: the chat shown was Pia's.
+  await ann.locator("#chat-title", { hasText: /^Quinn — / }).waitFor();
+  assert.equal(await ann.inputValue("#text"), "Hi Quinn, your address is on file", "the typing is Quinn's draft");
+  await ann.locator("#log", { hasText: "Second patron's question" }).waitFor();
+  // Sent to Quinn, with no warning that the question is new.
+  await ann.keyboard.press("Enter");
+  await quinn.getByText("Hi Quinn, your address is on file").waitFor();
+  assert.equal(await ann.locator("#stale:not(.hidden)").count(), 0, "no stale-reply warning for the chat's own history");
+  // Pia's page never had it, nor anything typed for Quinn; her draft is untouched.
+  await pat.locator("#log li", { hasText: "Ann Archer (librarian) has joined the chat" }).waitFor();
+  assert.equal(await pat.getByText("Hi Quinn").count(), 0, "never to the patron on screen before");
+  await ann.getByRole("button", { name: /^Pia — / }).click();
+  assert.equal(await ann.inputValue("#text"), "", "the chat shown before keeps its own draft");
+  for (const p of [ann, pat, quinn]) await p.context().close();
+});
+
 test("the keyboard flow: from a new patron's alert to the first reply sent in five keystrokes or fewer", async () => {
   const ann = await open();
   await signIn(ann, "ann");
@@ -304,9 +340,8 @@ test("the keyboard flow: from a new patron's alert to the first reply sent in fi
   await press("Alt+A"); // accept the next patron: focus lands in the reply box
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
   await ann.waitForFunction(() => document.activeElement?.id === "text");
-  // The reply goes once the chat's history is on screen (typed before it,
-  // the stale-reply guard would count the question as new).
-  await ann.locator("#log", { hasText: "Keyboard flow?" }).waitFor();
+  // Typed at once, whether the chat's history is on screen yet or not (the
+  // stale-reply guard does not count the question as new).
   await ann.keyboard.insertText("Hello Fay, I can help."); // the reply itself: typing, not navigation
   await press("Enter");
   await patron.getByText("Hello Fay, I can help.").waitFor();
