@@ -71,24 +71,29 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), refuse_announced_too_large))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
-        .layer(axum::middleware::from_fn(no_store))
-        // Outermost: what the limits and the origin check refuse is counted,
-        // timed and given a request id too.
+        // What the limits and the origin check refuse is counted, timed and
+        // given a request id too.
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        // Outermost: every answer, refusals and the fallback's among them.
+        .layer(axum::middleware::from_fn(safe_headers))
         .with_state(state)
 }
 
 /// An API answer is kept by no cache unless it says otherwise: most hold a
 /// patron's words, name or e-mail address, and a staff computer at a
 /// shared desk keeps what its browser cached after the librarian signs out
-/// (and past an erasure). Pages say so themselves (`web.rs`).
-async fn no_store(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// (and past an erasure). Pages say so themselves (`web.rs`). And no answer
+/// is sniffed into another type than it says (a 404's text, a refusal's
+/// JSON): `X-Content-Type-Options: nosniff` on every one.
+async fn safe_headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
     let api = req.uri().path().starts_with("/api/");
     let mut res = next.run(req).await;
+    let headers = res.headers_mut();
     if api {
-        let no_store = axum::http::HeaderValue::from_static("no-store");
-        res.headers_mut().entry(axum::http::header::CACHE_CONTROL).or_insert(no_store);
+        headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     }
+    headers.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
     res
 }
 

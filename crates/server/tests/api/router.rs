@@ -10,6 +10,8 @@ async fn health_readiness_and_pages_answer() {
     let http = reqwest::Client::new();
     for (path, status) in [
         ("/healthz", 200),
+        ("/api/me", 401),
+        ("/assets/..%2f..%2fetc%2fpasswd", 404),
         ("/readyz", 200),
         ("/", 200),
         ("/desk", 200),
@@ -20,8 +22,17 @@ async fn health_readiness_and_pages_answer() {
         ("/assets/ask.js", 200),
         ("/nope", 404),
     ] {
-        assert_eq!(http.get(app.url(path)).send().await.unwrap().status().as_u16(), status, "{path}");
+        let res = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{path}");
+        // No answer is sniffed into another type than it says, a 404's
+        // text and a refusal's JSON among them.
+        assert_eq!(res.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
     }
+    let wrong = http.delete(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        (wrong.status().as_u16(), &wrong.headers()["x-content-type-options"]),
+        (405, &"nosniff".parse::<reqwest::header::HeaderValue>().unwrap())
+    );
     let page = http.get(app.url("/ask/riverside-main")).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("default-src 'self'"), "no third-party scripts in patron pages");
