@@ -77,6 +77,13 @@ let ended = false;
 let transcriptTo = null;
 function noteTranscript() {
   const note = $("transcript-note");
+  if (ended) {
+    // Ended: a chat a librarian took may still have its transcript sent,
+    // once (the server keeps to that).
+    const form = $("transcript-form");
+    form.classList.toggle("hidden", !(taken && !transcriptTo && chat));
+    form.querySelector("label").textContent = "E-mail me the transcript of this chat";
+  }
   if (!transcriptTo) { note.textContent = ""; return; }
   if (!ended) note.textContent = `The transcript will be sent to ${transcriptTo} when the chat ends.`;
   // Only a chat a librarian took has a transcript (refdesk mails no stranger).

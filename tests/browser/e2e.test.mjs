@@ -122,6 +122,12 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await patron.fill("#rating-comment", "Very helpful");
   await patron.click("#rating-form button[type=submit]");
   await patron.getByText("Thank you for your rating.").waitFor();
+  // The transcript, not asked for during the chat, may be asked for now: once.
+  await patron.getByLabel("E-mail me the transcript of this chat").fill("wren.after@example.org");
+  await accessible(patron, "the transcript asked for after the end");
+  await patron.click("#transcript-form button[type=submit]");
+  await patron.getByText("The transcript is on its way to wren.after@example.org.").waitFor();
+  assert.equal(await patron.locator("#transcript-form").isHidden(), true, "asked for once");
   // The code with the effort it took on the READ scale (issue 15); the
   // picker starts empty again for the next chat.
   await ann.selectOption("#code", "answered");

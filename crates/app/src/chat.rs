@@ -598,6 +598,8 @@ impl App {
     /// The patron asks for (or, with `None`, cancels) the transcript by
     /// e-mail at the end of the chat, to the address they confirm.
     /// `ip`: the client's address, for the cap on transcripts per network.
+    /// Once the chat has ended the transcript is queued at once (once per
+    /// chat, of a chat a librarian took).
     pub async fn request_transcript(
         &self,
         session: &SessionRecord,
@@ -608,7 +610,18 @@ impl App {
         let email = crate::mail::email_address(email)?;
         let utc_offset = utc_offset.map(input::utc_offset).transpose()?;
         if !session.state.accepts_messages() {
-            return Err(DomainError::Conflict("the chat has ended".into()).into());
+            // Ended: sent at once, if it may be (the store says why not).
+            let Some(to) = email else {
+                return Err(DomainError::Conflict("the chat has ended".into()).into());
+            };
+            self.may_ask_transcript(&crate::blocks::Asker { ip, browser: None }.keys())?;
+            let max = Some(self.limits.patron_mails_per_recipient_per_day);
+            let now = self.clock.now();
+            self.store
+                .transcript_after_end(session.ctx.id, to.clone(), utc_offset, Box::new(transcript_mail), max, now)
+                .await?;
+            self.mail_wakeup.notify_one();
+            return Ok(Some(to));
         }
         if email.is_some() {
             self.may_ask_transcript(&crate::blocks::Asker { ip, browser: None }.keys())?;

@@ -153,6 +153,20 @@ pub trait Chats: Send + Sync {
     ) -> Result<Message>;
     /// Records where the patron wants the transcript sent.
     async fn set_transcript_to(&self, id: SessionId, email: Option<String>, utc_offset: Option<i32>) -> Result<()>;
+    /// The patron asks for the transcript once the chat has ended: recorded
+    /// and queued at once (`mail` builds it), once per chat, only of a chat
+    /// a librarian took and whose data is not erased; past
+    /// `max_per_recipient_per_day` transcripts to one mailbox, recorded and
+    /// not sent (as at an end: never refused for it).
+    async fn transcript_after_end(
+        &self,
+        id: SessionId,
+        email: String,
+        utc_offset: Option<i32>,
+        mail: TranscriptMail,
+        max_per_recipient_per_day: Option<u32>,
+        now: Millis,
+    ) -> Result<()>;
     /// Sets the question's resolution code: writes the new state, its
     /// timeline entries (R7) and "Resolution code set" (R5). `decide` is R6,
     /// given the state before and the session.

@@ -244,6 +244,65 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
 }
 
 #[tokio::test]
+async fn a_patron_asks_for_the_transcript_after_the_chat_has_ended_and_it_is_sent_once_without_notes() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| {
+        c.mail.smtp_url = Some(url);
+        c.limits.patron_mails_per_recipient_per_day = 1;
+    })
+    .await;
+    let ann = app.staff("ann").await;
+    let http = reqwest::Client::new();
+    let ask = |token: String, email: &'static str| {
+        let req = http.post(app.url("/api/chat/transcript")).bearer_auth(token);
+        async move {
+            let res = req.json(&json!({"email": email, "utc_offset": 60})).send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // A chat no librarian took has no transcript, after its end either.
+    let missed = app.start_chat("riverside-main", "Nobody came").await;
+    let end = |token: String| http.post(app.url("/api/chat/end")).bearer_auth(token).send();
+    assert_eq!(end(missed.token.clone()).await.unwrap().status(), 200);
+    assert_eq!(ask(missed.token.clone(), "pat@example.org").await.0, 409);
+    // A chat Ann took, ended with no transcript asked for.
+    let patron = app.start_chat("riverside-main", "Where are the 1890 maps?").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let path = format!("/api/sessions/{}/messages", patron.session);
+    ann.post(&path, json!({"body": "In the map room, drawer 12."})).await;
+    ann.post(&path, json!({"kind": "note", "body": "SECRET-NOTE drawer 12 sticks"})).await;
+    assert_eq!(ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    // Without an address there is nothing to cancel.
+    let res = http.post(app.url("/api/chat/transcript")).bearer_auth(&patron.token).json(&json!({})).send();
+    assert_eq!(res.await.unwrap().status(), 409);
+    // Asked for now: sent at once, to that address, with no note.
+    let (status, body) = ask(patron.token.clone(), "pat@example.org").await;
+    assert_eq!((status, &body["transcript_to"]), (200, &json!("pat@example.org")), "{body}");
+    let mails = smtp.wait_for(1).await;
+    let text = mail_text(&mails[0]);
+    assert!(mails[0].contains("pat@example.org") && text.contains("In the map room, drawer 12."), "{text}");
+    assert!(!mails[0].contains("SECRET-NOTE"), "no note (B4)");
+    // Once per chat: asking again, to any address, sends nothing more.
+    let (status, body) = ask(patron.token.clone(), "other@example.org").await;
+    assert_eq!(status, 409, "{body}");
+    // Another chat's transcript to the same mailbox is past its day's cap
+    // (1 here): not sent, and not refused either (a refusal would tell a
+    // stranger the address had transcripts today), as at an end.
+    let second = app.start_chat("riverside-main", "And the 1900 maps?").await;
+    assert_eq!(ann.accept(second.session).await.0, 200);
+    assert_eq!(ann.post(&format!("/api/sessions/{}/end", second.session), json!(null)).await.0, 200);
+    let (status, body) = ask(second.token.clone(), "Pat+maps@example.org").await;
+    assert_eq!(status, 200, "{body}");
+    app.eventually("nothing left to send", || async {
+        app.state.app.store().due_mail(i64::MAX, 10).await.unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(smtp.messages().len(), 1, "one transcript in all");
+}
+
+#[tokio::test]
 async fn with_no_smtp_server_configured_email_is_written_as_eml_files() {
     let app = spawn_app().await;
     let ann = app.staff("ann").await;

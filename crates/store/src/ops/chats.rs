@@ -436,6 +436,53 @@ async fn set_transcript_to<D: Db>(
     Ok(())
 }
 
+/// A transcript asked for once the chat has ended: where it goes is
+/// recorded and the mail queued in one write. Once per chat (a transcript
+/// asked for before the end was sent then), only of a chat a librarian
+/// took, not once its patron's data is erased; past the cap of transcripts
+/// to one mailbox a day (`max`) it is recorded and not sent, as at an end.
+async fn transcript_after_end<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    email: String,
+    utc_offset: Option<i32>,
+    mail: TranscriptMail,
+    max: Option<u32>,
+    now: Millis,
+) -> Result<()> {
+    let rec = lock_session(db, id).await?;
+    let refused = |why: &str| Err(DomainError::Conflict(why.to_owned()).into());
+    if rec.state != SessionState::Ended {
+        return refused("the chat has not ended: its transcript is sent when it does");
+    }
+    if rec.erased {
+        return refused("this chat's personal data was erased; it has no transcript now");
+    }
+    if rec.accepted_at.is_none() {
+        return refused("no librarian took this chat: it has no transcript");
+    }
+    if rec.transcript_to.is_some() {
+        return refused("the transcript of this chat has already been asked for");
+    }
+    let key = mailbox_key(&email);
+    db.exec(
+        "UPDATE sessions SET transcript_to = ?2, transcript_utc_offset = ?3, transcript_key = ?4 WHERE id = ?1",
+        args![id.0, &email, utc_offset.map(i64::from), &key],
+    )
+    .await?;
+    let ended = load_session(db, id).await?;
+    let all = all_messages(db, id).await?;
+    let Some(m) = mail(&ended, &all) else { return Ok(()) };
+    // Past the mailbox's day, as at an end: recorded, not sent, and not
+    // refused (which would tell a stranger the address had transcripts today).
+    if may_mail_transcript(db, id, &m, max, now).await? {
+        insert_mail(db, &m, (ended.ctx.question, Some(id)), None, now).await?;
+    } else {
+        tracing::info!(session = %id, "a transcript asked after the end past its address's mails for the day: none queued");
+    }
+    Ok(())
+}
+
 /// Sets the question's code (R6 decided by `decide`) and says so in the chat.
 async fn set_code<D: Db>(
     db: &mut D,
@@ -721,6 +768,20 @@ impl<B: Backend> Chats for B {
 
     async fn set_transcript_to(&self, id: SessionId, email: Option<String>, utc_offset: Option<i32>) -> Result<()> {
         self.write(move |db| Box::pin(quiet(set_transcript_to(db, id, email, utc_offset)))).await
+    }
+    async fn transcript_after_end(
+        &self,
+        id: SessionId,
+        email: String,
+        utc_offset: Option<i32>,
+        mail: TranscriptMail,
+        max_per_recipient_per_day: Option<u32>,
+        now: Millis,
+    ) -> Result<()> {
+        self.write(move |db| {
+            Box::pin(quiet(transcript_after_end(db, id, email, utc_offset, mail, max_per_recipient_per_day, now)))
+        })
+        .await
     }
 
     async fn set_code(
