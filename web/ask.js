@@ -172,7 +172,7 @@ function render(m) {
   }
   if (m.system === "ended") {
     ended = true;
-    setStatus("The chat has ended.");
+    setStatus(taken ? "The chat has ended." : "You are no longer in line.");
     for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
     $("end-row").classList.remove("hidden");
     $("end-clear").textContent = "Clear this chat and start a new one";
@@ -366,6 +366,8 @@ function begin() {
     opener = e?.currentTarget ?? $("end");
     // Waiting, the patron leaves the line; once a librarian is there, the chat.
     $("end-question").textContent = taken ? "End this chat? You cannot come back to it." : "Leave the line? Your place in it is lost.";
+    $("end-yes").textContent = taken ? "Yes, end it" : "Yes, leave the line";
+    $("end-no").textContent = taken ? "Keep chatting" : "Stay in line";
     asking(true);
     $("end-yes").focus();
   };

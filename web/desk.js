@@ -193,7 +193,8 @@ function renderComposer() {
   // Known from the chat's own log too: the monitor forgets ended chats on
   // a reconnect.
   const ended = s?.state === "ended" || (current !== null && log(current).ended === true);
-  const moveFocus = ended && !endSeen.has(current) && document.activeElement === $("text");
+  // From the reply box, or from the End button that is now hidden.
+  const moveFocus = ended && !endSeen.has(current) && [$("text"), $("end"), document.body].includes(document.activeElement);
   if (ended) endSeen.add(current);
   $("text").readOnly = ended;
   for (const id of ["send", "mode", "script"]) $(id).disabled = ended;
@@ -249,6 +250,12 @@ function onEvent(m) {
   if (m.author.type === "patron") l.lastPatronSeq = Math.max(l.lastPatronSeq, m.seq);
   if (m.author.type === "staff" && m.kind === "message") l.lastStaffSeq = Math.max(l.lastStaffSeq, m.seq);
   if (m.system === "ended") l.ended = true;
+  // An ended chat's code set by someone else (from its question's page, or
+  // by an admin): nothing more to do in it here.
+  if (m.system === "code_set" && monitor.get(m.session)?.state === "ended" && !m.body.endsWith(`(by ${me.display_name})`)) {
+    monitor.delete(m.session);
+    if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
+  }
   const fresh = m.at > loadedAt - 1000;
   if (m.session === current) {
     document.querySelector(`#log [data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
@@ -322,8 +329,14 @@ function since(s) {
 const tabStatus = (s) => since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")
   + (logs.get(s.ctx.id)?.patronHere === false && s.state === "active" ? "; the patron left the page" : "");
 
+// How long after an accept a patron page not counted is taken for gone.
+const PRESENCE_SETTLES_MS = 5000;
+
 function renderMonitor() {
-  const mine = (s) => s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
+  // An ended chat stays among mine while its code is mine to set; one I was
+  // only present in (whispering, say, after a transfer) while on screen.
+  const mine = (s) => s.ctx.librarian === me.id
+    || (s.ctx.members.some((m) => m.staff === me.id) && (s.state !== "ended" || s.ctx.id === current));
   const my = [...monitor.values()].filter(mine);
   const tab = (s, n) => {
     const l = log(s.ctx.id);
@@ -449,6 +462,7 @@ async function accept(session) {
   } finally { setTimeout(() => taking.delete(session), 5000); }
 }
 
+const PRESENCE_WORDS = { on_duty: "on duty", away: "away", online: "online, off duty", offline: "offline" };
 async function refreshColleagues() {
   const [people, convs] = await Promise.all([api("/api/staff/presence"), api("/api/im")]);
   const unread = new Map(convs.map((c) => [c.peer, c.unread]));
@@ -457,7 +471,7 @@ async function refreshColleagues() {
   if (mine && document.activeElement !== $("availability")) { $("availability").value = mine.availability; renderQueue(); }
   $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
     el("button", { type: "button", class: "secondary", onclick: () => openIm(p.id) },
-      `${p.display_name} — ${p.presence.replace("_", " ")}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
+      `${p.display_name} — ${PRESENCE_WORDS[p.presence] ?? p.presence}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
   // Rebuilt as colleagues come and go: what the librarian chose stays chosen.
   const chosen = $("transfer-to").value;
   libraries ??= await api("/api/libraries");
@@ -613,13 +627,14 @@ async function start() {
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
       else if (f.type === "presence") {
-        // "Left" is said only after this desk saw the patron here: a
-        // desk that resumes a chat before the patron's page has counted
-        // (just after an accept), or a node of an older version that does
-        // not count it, would otherwise cry wolf.
+        // "Left" is said only after this desk saw the patron here, or of a
+        // chat accepted a while ago (a desk reloaded): a desk that resumes
+        // a chat before the patron's page has counted (just after an
+        // accept) would otherwise cry wolf.
         const l = logs.get(f.session);
+        const settled = (monitor.get(f.session)?.accepted_at ?? Infinity) < Date.now() - PRESENCE_SETTLES_MS;
         if (l && f.patron_here) { l.patronHere = true; l.patronSeen = true; }
-        else if (l && l.patronSeen && l.patronHere !== false) { l.patronHere = false; l.patronSince = Date.now(); }
+        else if (l && (l.patronSeen || settled) && l.patronHere !== false) { l.patronHere = false; l.patronSince = Date.now(); }
         const s = monitor.get(f.session);
         if (s) { s.ctx.members = f.members; s.watchers = f.watchers; }
         drawSoon(renderMonitor);

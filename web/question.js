@@ -32,7 +32,7 @@ function describe(t) {
       queue: `sent the chat back to a queue (from ${person(t.from)})`,
       "accepted from a queue": `accepted the chat from a queue`,
     }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;
-    case "answer": return `answer${t.emailed_to ? ` e-mailed to ${t.emailed_to}` : ""}${t.in_chat ? " and shown in the chat" : ""}: ${t.body}`;
+    case "answer": return `answer ${[t.emailed_to && `e-mailed to ${t.emailed_to}`, t.in_chat && "shown in the chat"].filter(Boolean).join(" and ")}: ${t.body}`.replace("answer : ", "answer: ");
     case "note": return `note: ${t.body}`;
     case "librarian_message": return `message to the librarian: ${t.body}`;
     case "blocked": return `patron blocked until ${new Date(t.until).toLocaleString()} (block ${t.block}): ${t.reason}`;
@@ -163,10 +163,16 @@ async function refresh() {
 document.addEventListener("visibilitychange", () => { if (!document.hidden && question) { clearTimeout(poll); refresh(); } });
 
 /** Does `action`; `sure`, if given, is asked first (a step that takes the
- * question out of one's lists), together with the live chat's warning. */
+ * question out of one's lists), together with the live chat's warning (B1):
+ * what of it appears in the chat, and whether the patron sees it. */
+const LIVE_WORDS = {
+  answer: "This chat is still live: your answer appears in it, and the patron sees it.",
+  note: "This chat is still live: your note appears in it, for staff only (the patron does not see it).",
+  "message-librarian": "This chat is still live: your message appears in it, for staff only (the patron does not see it).",
+};
 async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
-  const live = question?.live ? "This chat is still live. What you do may appear in the chat, and the patron may see it." : null;
+  const live = question?.live ? LIVE_WORDS[action] ?? "This chat is still live. What you do may appear in the chat, and the patron may see it." : null;
   const ask = [sure, live].filter(Boolean).join("\n\n");
   if (ask && !window.confirm(`${ask}\n\nGo on?`)) return false;
   const confirm_live = Boolean(live);

@@ -167,7 +167,7 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   for (const p of [ann, ...patrons]) await p.context().close();
 });
 
-test("a transfer to a colleague carries a note for them, which the patron never sees", async () => {
+test("a transfer to a colleague carries a note for them, which the patron never sees; staying, I see the chat until its code is set", async () => {
   const { ann, patron } = await chatWithAnn("Lu", "Transfer question");
   // Ben comes on duty (an earlier test may have left him on duty: the change
   // is what tells Ann's desk at once).
@@ -179,6 +179,7 @@ test("a transfer to a colleague carries a note for them, which the patron never 
   await ann.selectOption("#transfer-to", { label: "Ben Booker" });
   const note = "Wants Sanborn maps of 1890; catalogue checked, map room not yet";
   await ann.fill("#transfer-note", note);
+  await ann.check("#stay");
   await accessible(ann, "the transfer form with a note");
   await ann.locator("#transfer button[type=submit]").click();
   await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
@@ -194,6 +195,14 @@ test("a transfer to a colleague carries a note for them, which the patron never 
   await patron.reload();
   await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
   assert.equal(await patron.getByText(note).count(), 0, "the note never reaches the patron");
+  // Ann stayed, whispering. Ben ends the chat and sets its code: it leaves
+  // Ann's chats (nothing more to do in it), the one on her screen too.
+  await ann.locator("#present", { hasText: "Ann Archer (whisper)" }).waitFor();
+  await ben.click("#end");
+  await ben.selectOption("#code", { index: 1 });
+  await ben.click("#set-code");
+  await ann.locator("#list-my li", { hasText: /^Lu — / }).waitFor({ state: "detached" });
+  await ann.locator("#no-chat").waitFor();
   for (const p of [ann, ben, patron]) await p.context().close();
 });
 
@@ -612,6 +621,13 @@ test("the desk shows when the patron leaves the chat page, and when they are bac
   await patron.locator("#chat").waitFor();
   await ann.locator("#present", { hasText: "Wren (patron)" }).waitFor();
   assert.equal(await ann.locator("#present", { hasText: "has left" }).count(), 0);
+  // Gone again, and the desk reloaded: still said (the chat was accepted a
+  // while ago, so the patron's page had time to count).
+  await patron.goto("about:blank");
+  await ann.locator("#list-my", { hasText: "the patron left the page" }).waitFor();
+  await ann.waitForTimeout(5000);
+  await ann.reload();
+  await ann.locator("#list-my", { hasText: "the patron left the page" }).waitFor();
   for (const p of [ann, patron]) await p.context().close();
 });
 

@@ -97,10 +97,18 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await carla.locator("#live-warning").waitFor();
   await accessible(carla, "a question's page");
   await carla.fill("#answer", "ANSWER: drawer 7 of the map room, ask at the desk.");
+  const warned = new Promise((resolve) => carla.once("dialog", (d) => resolve(d.message())));
   await carla.click("#answer-form button[type=submit]");
+  assert.match(await warned, /This chat is still live: your answer appears in it, and the patron sees it\./);
   await carla.getByText(/shown in the chat only|shown in the chat and is on its way by e-mail/).waitFor();
   await carla.screenshot({ path: path.join(SHOTS, "question-page.png"), fullPage: true });
   await patron.getByText("ANSWER: drawer 7 of the map room, ask at the desk.").waitFor();
+  // A note on the live question: the warning says the patron does not see it.
+  await carla.fill("#note", "NOTE: drawer 7 sticks, lift it");
+  const noted = new Promise((resolve) => carla.once("dialog", (d) => resolve(d.message())));
+  await carla.click("#note-form button[type=submit]");
+  assert.match(await noted, /your note appears in it, for staff only \(the patron does not see it\)/);
+  await ann.locator("#log li", { hasText: "NOTE: drawer 7 sticks, lift it" }).waitFor();
 
   // The patron reloads mid-chat: nothing lost, nothing doubled.
   const before = await patron.locator("#log li").count();
@@ -110,11 +118,13 @@ test("a chat with a note, a conference, an answer from the question list, an end
   const seqs = await patron.$$eval("#log li[data-seq]", (lis) => lis.map((li) => li.dataset.seq));
   assert.equal(new Set(seqs).size, seqs.length, "no message shown twice");
   assert.equal(seqs.length, before, "every message still shown");
+  assert.equal(await patron.getByText("NOTE: drawer 7 sticks").count(), 0, "the note never reaches the patron");
   await patron.screenshot({ path: path.join(SHOTS, "widget-phone.png"), fullPage: true });
 
-  // End, then the resolution code.
+  // End, then the resolution code: the focus goes there from the button.
   await ann.click("#end");
   await patron.getByText(/Chat session has ended/).waitFor();
+  await ann.waitForFunction(() => document.activeElement?.id === "code");
   // The optional rating at the end.
   await patron.locator("#rating-form").waitFor();
   await accessible(patron, "the rating form");

@@ -362,9 +362,11 @@ test("a waiting patron is told when nobody is on duty, and when the network is l
   // Waiting, the patron leaves the line (once taken, the button ends the chat).
   await patron.getByRole("button", { name: "Leave the line" }).click();
   await patron.getByText("Leave the line? Your place in it is lost.").waitFor();
-  await patron.getByRole("button", { name: "Yes, end it" }).click();
+  assert.equal(await patron.getByRole("button", { name: "Stay in line" }).count(), 1, "the choice is the line's, not a chat's");
+  await patron.getByRole("button", { name: "Yes, leave the line" }).click();
   assert.equal(await patron.evaluate(() => document.activeElement.id), "end-clear", "the focus stays on the page's controls");
-  await patron.getByText("The chat has ended.").waitFor();
+  await patron.getByText("You are no longer in line.").waitFor();
+  assert.equal(await patron.getByText("The chat has ended.").count(), 0, "there was no chat to end");
   for (const p of [ann.page, patron]) await p.context().close();
 });
 
@@ -510,7 +512,7 @@ test("a question past the limit is kept whole and said too long; a refused e-mai
   await patron.locator("#chat").waitFor();
   // Leaving the line with an address: the question is kept, and its number said.
   await patron.getByRole("button", { name: "Leave the line" }).click();
-  await patron.getByRole("button", { name: "Yes, end it" }).click();
+  await patron.getByRole("button", { name: "Yes, leave the line" }).click();
   const told = await patron.getByText(/You left the line\. We have your question \(number \d+\)/).innerText();
   const kept = (await ann.call("GET", "/api/questions?view=new")).body.find((q) => q.text === "Do you have the 1890 survey maps?");
   assert.ok(kept, "the question is kept");
