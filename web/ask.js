@@ -239,6 +239,7 @@ function notSent(p, reason) {
     } }, "Edit"));
 }
 
+let drafting = null;
 function begin() {
   $("start").classList.add("hidden");
   $("chat").classList.remove("hidden");
@@ -248,6 +249,9 @@ function begin() {
   // pending until the server stores them or refuses them.
   for (const p of chat.pending) $("log").append(el("li", { class: "pending", "data-client": p.client_id, dir: "auto" }, p.body));
   $("log").scrollTop = $("log").scrollHeight;
+  // What was being written when the page went (a reload, a move to another
+  // page of the library's site), kept with the chat ("end and clear" too).
+  if (chat.draft && !$("text").value) { $("text").value = chat.draft; updateCounter(); }
   const conn = socket("/api/ws", {
     auth: { token: chat.token },
     onOpen: (send) => {
@@ -336,6 +340,7 @@ function begin() {
     $("log").scrollTop = $("log").scrollHeight;
     conn.send({ type: "send", client_id: p.client_id, body });
     $("text").value = ""; $("chat-error").textContent = "";
+    chat.draft = ""; clearTimeout(drafting);
     updateCounter();
     clearTimeout(idle);
     if (typing) sendTyping(false);
@@ -345,6 +350,10 @@ function begin() {
   // (the other side forgets it after 6 s), and "stopped" after 5 s idle.
   $("text").oninput = () => {
     updateCounter();
+    // Kept a moment after the last key (embedded, each save is a message
+    // to the library's page).
+    clearTimeout(drafting);
+    drafting = setTimeout(() => { if (chat) { chat.draft = $("text").value; save(); } }, 400);
     const now = $("text").value.trim().length > 0;
     clearTimeout(idle);
     if (now && (!typing || Date.now() - typingSent > 3000)) sendTyping(true);

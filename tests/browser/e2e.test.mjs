@@ -110,9 +110,13 @@ test("a chat with a note, a conference, an answer from the question list, an end
   assert.match(await noted, /your note appears in it, for staff only \(the patron does not see it\)/);
   await ann.locator("#log li", { hasText: "NOTE: drawer 7 sticks, lift it" }).waitFor();
 
-  // The patron reloads mid-chat: nothing lost, nothing doubled.
+  // The patron reloads mid-chat: nothing lost, nothing doubled, not even
+  // what they were writing.
   const before = await patron.locator("#log li").count();
+  await patron.fill("#text", "And the 1900 survey, is it");
+  await patron.waitForTimeout(600); // kept a moment after the last key
   await patron.reload();
+  await patron.waitForFunction(() => document.getElementById("text").value === "And the 1900 survey, is it");
   await patron.getByText("ANSWER: drawer 7 of the map room, ask at the desk.").waitFor();
   await patron.waitForFunction((n) => document.querySelectorAll("#log li").length >= n, before);
   const seqs = await patron.$$eval("#log li[data-seq]", (lis) => lis.map((li) => li.dataset.seq));

@@ -1,10 +1,11 @@
 //! The demo cooperative: two institutions, three libraries, a staff member
-//! of every role and the default resolution codes — so that a newcomer can
-//! try every flow at once.
+//! of every role, the default resolution codes, policy notes and scripts —
+//! so that a newcomer can try every flow at once.
 
 use crate::{App, AppResult};
 use refdesk_domain::org::Role;
 use refdesk_domain::question::default_codes;
+use refdesk_store::ScriptOwner;
 
 /// The password of every demo account.
 pub const PASSWORD: &str = "refdesk-demo";
@@ -23,6 +24,44 @@ pub const LIBRARIES: &[(&str, &str, usize)] = &[
     ("riverside-main", "Riverside University Main Library", 0),
     ("riverside-law", "Riverside University Law Library", 0),
     ("lakeside-public", "Lakeside Public Library", 1),
+];
+
+/// The demo's policy notes: (library slug, the admin who wrote them, text).
+pub const POLICIES: &[(&str, &str, &str)] = &[
+    (
+        "riverside-main",
+        "carla",
+        "Library cards: students and staff use their university ID; visitors register at the front desk with photo ID.\n\
+         Renewals: up to 3 times online unless someone holds the item. Fines are not charged on student loans.\n\
+         Databases: off campus, sign in with the university account (the proxy asks once a day).\n\
+         Maps: the map room (level 2) is open 10–16 on weekdays; the 1890 river survey is in drawer 7.\n\
+         Refer: theses and archives questions go to Special Collections by e-mail.",
+    ),
+    (
+        "lakeside-public",
+        "erin",
+        "Library cards: free for residents of Lakeside; bring proof of address.\n\
+         Holds: up to 15 at a time; items wait 7 days at the branch chosen.\n\
+         E-books: Libby with the card number and PIN; a forgotten PIN is reset at any branch.\n\
+         Local history: the Lakeside Room keeps newspapers from 1870 on microfilm (ask for an appointment).",
+    ),
+];
+
+/// The demo's scripts: (`None` for the cooperative's, or a library's slug, title, text).
+pub const SCRIPTS: &[(Option<&str>, &str, &str)] = &[
+    (None, "Greeting", "Hello, I am a librarian and happy to help. Let me read your question."),
+    (None, "Searching", "Thanks for waiting: I am still searching and will be back in a minute or two."),
+    (
+        None,
+        "Follow up by e-mail",
+        "I would like to look into this further. May I e-mail you an answer? Please check the address you gave us.",
+    ),
+    (None, "Closing", "Is there anything else I can help you with today? Thank you for using the chat."),
+    (
+        Some("riverside-main"),
+        "Off-campus access",
+        "To use our databases from home, sign in with your university account when the page asks for it.",
+    ),
 ];
 
 /// Whether the database holds a demo account that still signs in with the
@@ -48,12 +87,27 @@ pub async fn load(app: &App) -> AppResult<()> {
     for name in ["Riverside University", "City of Lakeside"] {
         institutions.push(app.store.create_institution(coop, name).await?);
     }
+    let mut libraries = std::collections::HashMap::new();
     for (slug, name, inst) in LIBRARIES {
-        app.store.create_library(institutions[*inst], slug, name).await?;
+        let lib = app.store.create_library(institutions[*inst], slug, name).await?;
+        libraries.insert(*slug, lib.placement.library);
     }
     app.library_added();
+    let mut staff = std::collections::HashMap::new();
     for (username, name, role, lib) in ACCOUNTS {
-        app.add_account(None, lib, username, name, *role, PASSWORD).await?;
+        staff.insert(*username, app.add_account(None, lib, username, name, *role, PASSWORD).await?);
+    }
+    // So that the policy and script panels show what they are for.
+    let now = app.clock.now();
+    for (slug, by, text) in POLICIES {
+        app.store.set_policy(libraries[slug], (*text).to_owned(), staff[by], now).await?;
+    }
+    for (library, title, text) in SCRIPTS {
+        let owner = match library {
+            Some(slug) => ScriptOwner::Library(libraries[slug]),
+            None => ScriptOwner::Cooperative(coop),
+        };
+        app.store.create_script(owner, (*title).to_owned(), (*text).to_owned(), now).await?;
     }
     Ok(())
 }
