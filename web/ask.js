@@ -96,7 +96,8 @@ let statusText = "";
 let connected = true;
 function setStatus(text) {
   statusText = text;
-  if (connected && navigator.onLine !== false) $("status").textContent = text;
+  // The same words again are not written (a screen reader would say them again).
+  if (connected && navigator.onLine !== false && $("status").textContent !== text) $("status").textContent = text;
 }
 // The browser knows it has lost the network before the socket does (a
 // socket may stay open for minutes on a dead link): said at once.
@@ -499,7 +500,7 @@ function showPlace() {
   const mins = Math.max(0, Math.floor((Date.now() - place.since) / 60000));
   setStatus(`You are number ${place.position} in line (waiting ${mins} min). A librarian will be with you shortly.`);
 }
-setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 30000);
+setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 10000);
 
 // Nobody on duty: the entry point says so and offers the question form.
 // Checked again while the form waits (every 30 s, and whenever the widget is

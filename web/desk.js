@@ -75,9 +75,12 @@ const pref = {
 };
 
 // --- the title: how many need me -----------------------------------------------
+// The title counts what waits for me: patrons in line, unread lines of my
+// chats, unread IMs from colleagues.
+let imUnread = 0;
 function updateTitle() {
   const unread = [...logs.values()].reduce((n, l) => n + l.unread, 0);
-  const n = unread + waiting.length;
+  const n = unread + waiting.length + imUnread;
   document.title = n ? `(${n}) Desk — refdesk` : "Desk — refdesk";
   $("queue-count").textContent = waiting.length ? String(waiting.length) : "";
 }
@@ -466,6 +469,8 @@ const PRESENCE_WORDS = { on_duty: "on duty", away: "away", online: "online, off 
 async function refreshColleagues() {
   const [people, convs] = await Promise.all([api("/api/staff/presence"), api("/api/im")]);
   const unread = new Map(convs.map((c) => [c.peer, c.unread]));
+  imUnread = convs.reduce((n, c) => n + c.unread, 0);
+  updateTitle();
   for (const p of people) colleagues.set(p.id, p);
   const mine = people.find((p) => p.id === me.id);
   if (mine && document.activeElement !== $("availability")) { $("availability").value = mine.availability; renderQueue(); }

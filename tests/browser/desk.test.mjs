@@ -404,10 +404,14 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
     if (!r.ok) throw new Error(await r.text());
   }, await ann.evaluate(async () => (await (await fetch("/api/me")).json()).id));
   const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
+  const titled = async () => Number((await ann.title()).match(/^\((\d+)\)/)?.[1] ?? 0);
+  const before = await titled();
   await carlaIm.filter({ hasText: "1 unread" }).waitFor();
+  await ann.waitForFunction((n) => document.title.startsWith(`(${n + 1})`), before); // the title counts it
   await carlaIm.click();
   await ann.locator("#im-log li", { hasText: "Lunch at one?" }).waitFor();
   await ann.getByRole("button", { name: /^Carla Catalog — / }).filter({ hasText: "unread" }).waitFor({ state: "detached" });
+  await ann.waitForFunction((n) => (document.title.match(/^\((\d+)\)/)?.[1] ?? "0") === String(n), before);
   // A refused action leaves its error; the next thing that works clears it.
   await ann.getByText("Abusive patron").click();
   await ann.fill("#block-reason", "test");
