@@ -128,7 +128,9 @@ async fn two_librarians_accepting_the_same_chat_at_once_exactly_one_gets_it() {
         let mut statuses = [a.0, c.0];
         statuses.sort();
         assert_eq!(statuses, [200, 409], "round {round}: one wins, the other is told it is taken");
-        let winner = if a.0 == 200 { ann.id } else { carla.id };
+        let (winner, lost, name) =
+            if a.0 == 200 { (ann.id, c.1, "Ann Archer") } else { (carla.id, a.1, "Carla Catalog") };
+        assert_eq!(lost["error"]["message"], format!("conflict: {name} has already accepted this chat"), "who took it");
         let stored =
             app.state.app.store().session(refdesk_domain::ids::SessionId(patron.session)).await.unwrap().unwrap();
         assert_eq!(stored.ctx.librarian.map(|s| s.0), Some(winner));

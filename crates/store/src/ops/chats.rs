@@ -150,6 +150,15 @@ async fn accept<D: Db>(
 ) -> Result<((SessionRecord, Message), Vec<Event>)> {
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
+    // Lost to a colleague: who took it (to ask them, or to leave it).
+    if rec.state == SessionState::Active {
+        let who = match (rec.ctx.librarian, rec.librarian_name.as_deref()) {
+            (Some(l), _) if l == by.id => "You have".to_owned(),
+            (_, Some(name)) => format!("{name} has"),
+            _ => "Another librarian has".to_owned(),
+        };
+        return Err(DomainError::Conflict(format!("{who} already accepted this chat")).into());
+    }
     rec.state.accept()?;
     // The session's lock makes this the one accept that sees 'waiting'; the
     // WHERE clause says so again. `accepted_at` is the first acceptance: a
