@@ -60,7 +60,8 @@ function row(s) {
   if (s.id !== me.id && ROLES.indexOf(s.role) >= mine) {
     return cells(s.role.replace("_", " "), ["managed by a role above yours"]);
   }
-  const offered = ROLES.filter((r, i) => i <= mine);
+  // Roles below mine: a peer is made by a role above (and myself I keep my role).
+  const offered = ROLES.filter((r, i) => (s.id === me.id ? i === mine : i < mine));
   const role = el("select", { "aria-label": `Role of ${s.display_name}` }, ...offered.map((r) => el("option", { value: r, selected: r === s.role }, r.replace("_", " "))));
   role.onchange = async () => {
     // A promotion into an admin role comes with a new, strong password.
@@ -112,5 +113,6 @@ const inScope = (l) => ({
   cooperative_admin: l.cooperative === me.home.cooperative,
 })[me.role] ?? false;
 $("new-library").append(...(await api("/api/libraries")).filter(inScope).map((l) => el("option", { value: l.slug }, l.name)));
-for (const option of [...$("new-role").options]) if (ROLES.indexOf(option.value) > ROLES.indexOf(me.role)) option.remove();
+// Roles below one's own: a peer is added (and managed) by a role above.
+for (const option of [...$("new-role").options]) if (ROLES.indexOf(option.value) >= ROLES.indexOf(me.role)) option.remove();
 load();

@@ -403,7 +403,7 @@ impl App {
         let password = password.to_owned();
         let lib = self.library(library_slug).await?;
         if let Some(actor) = actor {
-            refdesk_domain::authz::authorize_staff_admin(actor, &lib.placement, role, Some(role))?;
+            refdesk_domain::authz::authorize_staff_add(actor, &lib.placement, role)?;
         }
         let password_hash = self.hash_work(move || auth::hash_password(&password)).await??;
         let new = NewStaff { library: lib.placement.library, username, display_name, role, password_hash };

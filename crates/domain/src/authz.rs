@@ -241,9 +241,23 @@ pub fn authorize_staff_admin(
     Ok(())
 }
 
+/// A new account: as [`authorize_staff_admin`], and of a role below one's
+/// own. A peer one added could not be managed by the one who added it
+/// ([`authorize_staff_change`]): an account of one's own role is added by a
+/// role above it (a cooperative admin, by the operator's `refdesk user add`).
+pub fn authorize_staff_add(actor: &Staff, home: &Placement, role: Role) -> Result<(), DomainError> {
+    authorize_staff_admin(actor, home, role, Some(role))?;
+    if role == actor.role {
+        return Err(DomainError::Forbidden(
+            "an account of your own role is added by a role above it (a cooperative admin, by the operator's refdesk user add)",
+        ));
+    }
+    Ok(())
+}
+
 /// A change to an existing account (its role, disabling or enabling it,
 /// a new password): as [`authorize_staff_admin`], and only to accounts of
-/// a role below one's own, or one's own. A peer of the same role could
+/// a role below one's own (never into it), or one's own. A peer of the same role could
 /// otherwise reset a fellow admin's password and sign in as them, or
 /// disable every other admin of the library; a role above theirs manages
 /// them (a cooperative admin, with none above: the operator's `refdesk
@@ -260,6 +274,10 @@ pub fn authorize_staff_change(
         return Err(DomainError::Forbidden(
             "an account of your own role is managed by a role above it (a cooperative admin's, by the operator's refdesk user)",
         ));
+    }
+    // Nor made a peer: one could not manage them after.
+    if new_role == Some(actor.role) && target != actor.id {
+        return Err(DomainError::Forbidden("your own role is granted by a role above it"));
     }
     Ok(())
 }
@@ -576,11 +594,25 @@ mod tests {
             (LibraryAdmin, me, LibraryAdmin, None, true),
             (InstitutionAdmin, peer, LibraryAdmin, None, true),
             (CooperativeAdmin, peer, CooperativeAdmin, None, false),
-            (CooperativeAdmin, peer, InstitutionAdmin, Some(CooperativeAdmin), true),
+            (CooperativeAdmin, peer, InstitutionAdmin, Some(InstitutionAdmin), true),
+            // Never made a peer (one could not manage them after).
+            (LibraryAdmin, peer, Librarian, Some(LibraryAdmin), false),
+            (CooperativeAdmin, peer, InstitutionAdmin, Some(CooperativeAdmin), false),
+            (InstitutionAdmin, peer, Librarian, Some(LibraryAdmin), true),
         ];
         for (role, who, target_role, new_role, allowed) in table {
             let got = authorize_staff_change(&staff(5, role), who, &place_of(SameLibrary), target_role, new_role);
             assert_eq!(got.is_ok(), allowed, "{role:?} × {who:?} ({target_role:?}) → {new_role:?}");
+        }
+        // An account is added of a role below one's own only.
+        for (role, new, allowed) in [
+            (LibraryAdmin, Librarian, true),
+            (LibraryAdmin, LibraryAdmin, false),
+            (CooperativeAdmin, InstitutionAdmin, true),
+            (CooperativeAdmin, CooperativeAdmin, false),
+        ] {
+            let got = authorize_staff_add(&staff(5, role), &place_of(SameLibrary), new);
+            assert_eq!(got.is_ok(), allowed, "{role:?} adds {new:?}");
         }
         // Scope and the role ceiling still hold.
         let ceiling =

@@ -487,27 +487,38 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     // No account takes a common password or its username; an admin's is
     // as strong as the first admin's. Refused, nothing created.
     let with = |role: &str, user: &str, pw: &str| json!({"username": user, "display_name": "P", "library": "riverside-main", "role": role, "password": pw});
-    for (role, user, pw) in [
-        ("librarian", "pia", "password1"),
-        ("librarian", "pia", "12345678"),
-        ("librarian", "pia", "pia-pia-pia"),
-        ("library_admin", "pia", "tz8q!mvw"),
-    ] {
+    for (role, user, pw) in
+        [("librarian", "pia", "password1"), ("librarian", "pia", "12345678"), ("librarian", "pia", "pia-pia-pia")]
+    {
         let (status, body) = carla.post("/api/staff", with(role, user, pw)).await;
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid")), "{role} {pw}: {body}");
     }
-    assert_eq!(carla.post("/api/staff", with("library_admin", "pia", "river bend otter 1889")).await.0, 201);
+    // A peer of her own role Carla could not manage once added: added by a
+    // role above hers (Dev), with an admin's strong password.
+    let (status, body) = carla.post("/api/staff", with("library_admin", "pia", "river bend otter 1889")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("added by a role above it"), "{body}");
+    let dev = app.staff("dev").await;
+    let (status, body) = dev.post("/api/staff", with("library_admin", "pia", "tz8q!mvw")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid")),
+        "an admin's password is strong: {body}"
+    );
+    assert_eq!(dev.post("/api/staff", with("library_admin", "pia", "river bend otter 1889")).await.0, 201);
 
     let (_, list) = carla.get("/api/staff").await;
     let nina = list.as_array().unwrap().iter().find(|s| s["username"] == "nina").unwrap()["id"].as_i64().unwrap();
-    let dev = app.staff("dev").await;
     assert_eq!(carla.post(&format!("/api/staff/{}", dev.id), json!({"disabled": true})).await.0, 403, "above her role");
     assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"role": "cooperative_admin"})).await.0, 403);
     assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"password": "short"})).await.0, 422);
     assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"password": "password2026"})).await.0, 422);
+    let promoted = json!({"role": "library_admin", "password": "river bend otter 1889"});
+    let (status, body) = carla.post(&format!("/api/staff/{nina}"), promoted).await;
+    assert_eq!(status, 403, "a peer of Carla's is made by a role above hers: {body}");
     let promoted = json!({"role": "library_admin", "password": "tz8q!mvw"});
-    assert_eq!(carla.post(&format!("/api/staff/{nina}"), promoted).await.0, 422, "an admin's password, with the role");
-    let (status, body) = carla.post(&format!("/api/staff/{nina}"), json!({"role": "library_admin"})).await;
+    assert_eq!(dev.post(&format!("/api/staff/{nina}"), promoted).await.0, 422, "an admin's password, with the role");
+    let (status, body) = dev.post(&format!("/api/staff/{nina}"), json!({"role": "library_admin"})).await;
     assert_eq!(status, 422, "a promotion to an admin role comes with a strong password: {body}");
     assert!(body["error"]["message"].as_str().unwrap_or_default().contains("promotion"), "{body}");
     assert_eq!(carla.post(&format!("/api/staff/{}", carla.id), json!({"disabled": true})).await.0, 409);

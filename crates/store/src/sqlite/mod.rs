@@ -802,6 +802,9 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let mut backoff = Duration::ZERO;
     let mut next_restart = Instant::now();
     let mut every = CHECKPOINT_EVERY;
+    // A failing checkpoint (a full disk) fails four times a second: said
+    // once a minute, with how many times since.
+    let mut failing = Throttle::default();
     // Stops when `close` sends or drops the other end.
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         let passive = wal_checkpoint(&conn, "PASSIVE");
@@ -829,12 +832,54 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
                             "a reader kept the WAL from restarting"
                         );
                     }
-                    Err(e) => tracing::warn!(error = %e, "WAL restart failed; will retry"),
+                    Err(e) => {
+                        if let Some(more) = failing.failed(Instant::now()) {
+                            tracing::warn!(error = %e, failed_since = more, "WAL restart failed; will retry");
+                        }
+                    }
                 }
                 next_restart = Instant::now() + backoff;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+            Ok(_) => failing.worked(),
+            Err(e) => {
+                if let Some(more) = failing.failed(Instant::now()) {
+                    tracing::warn!(error = %e, failed_since = more, "WAL checkpoint failed; will retry");
+                }
+            }
+        }
+    }
+}
+
+/// A failure that repeats, told once a [`Throttle::EVERY`] at most.
+#[derive(Default)]
+struct Throttle {
+    /// When it was last told, and the failures since.
+    told: Option<(Instant, u64)>,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Another failure at `now`: `Some(failures not told since the last
+    /// time)` if it is to be told.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        match &mut self.told {
+            Some((at, missed)) if now.duration_since(*at) < Self::EVERY => {
+                *missed += 1;
+                None
+            }
+            told => {
+                let missed = told.map_or(0, |(_, missed)| missed);
+                *told = Some((now, 0));
+                Some(missed)
+            }
+        }
+    }
+
+    /// It worked: the next failure is told at once.
+    fn worked(&mut self) {
+        if self.told.take().is_some() {
+            tracing::info!("WAL checkpoints work again");
         }
     }
 }
@@ -988,6 +1033,20 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_failing_four_times_a_second_is_told_once_a_minute_with_the_count() {
+        let mut failing = Throttle::default();
+        let start = Instant::now();
+        let told: Vec<(u64, u64)> = (0..4 * 150u64)
+            .filter_map(|i| failing.failed(start + Duration::from_millis(250 * i)).map(|missed| (i, missed)))
+            .collect();
+        // At 0 s, 60 s and 120 s of 150 s; each time with the failures between.
+        assert_eq!(told, [(0, 0), (240, 239), (480, 239)]);
+        // Once it works, the next failure is told at once.
+        failing.worked();
+        assert_eq!(failing.failed(start + Duration::from_secs(151)), Some(0));
+    }
 
     /// Counts the steps of one wait until the handler gives up.
     fn steps_until_given_up(first_try: i32, most: Duration) -> i32 {
