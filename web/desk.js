@@ -719,8 +719,9 @@ function onRefused(f) {
     // Signing out here: the socket may hear of it before the request's
     // answer, and the reload would then leave the drafts behind.
     if (signingOut) pref.clearDrafts();
-    // The sign-in form then says why it is back (not while signing out here).
-    else sessionStorage.setItem("refdesk.ended", "1");
+    // The sign-in form then says why it is back (not while signing out, or
+    // changing the password, here).
+    else if (!changingPassword) sessionStorage.setItem("refdesk.ended", "1");
     conn.close(); location.reload(); return;
   }
   $("chat-error").textContent = f.message;
@@ -922,6 +923,32 @@ $("login").onsubmit = async (e) => {
 };
 // A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.
 let signingOut = false;
+// One's own password: every sign-in ends, this one too; the drafts stay (the
+// same person signs in again).
+let changingPassword = false;
+$("change-password").onclick = () => {
+  $("my-password-form").reset();
+  $("my-password-error").textContent = "";
+  $("my-password").showModal();
+};
+$("my-password-cancel").onclick = () => $("my-password").close();
+$("my-password-form").onsubmit = async (e) => {
+  e.preventDefault();
+  if ($("my-password-new").value !== $("my-password-again").value) {
+    $("my-password-error").textContent = "The new password and the same again differ.";
+    return;
+  }
+  changingPassword = true;
+  try {
+    await api("/api/me/password", { method: "POST", body: { current: $("my-password-current").value, password: $("my-password-new").value } });
+  } catch (err) {
+    changingPassword = false;
+    $("my-password-error").textContent = err.message;
+    return;
+  }
+  sessionStorage.setItem("refdesk.password", "1");
+  location.reload();
+};
 // Signing out in the middle of chats leaves their patrons with nobody
 // until the sign-off of staff not seen hands them back to the queue
 // (minutes), so the desk asks first. (Going off duty does not: the chats
@@ -947,9 +974,11 @@ $("logout").onclick = async () => {
 
 try { me = await api("/api/me"); start(); } catch {
   $("login").classList.remove("hidden");
-  if (sessionStorage.getItem("refdesk.ended")) {
+  if (sessionStorage.getItem("refdesk.password")) $("login-error").textContent = "Your password is changed: sign in with the new one.";
+  else if (sessionStorage.getItem("refdesk.ended")) {
     $("login-error").textContent = "You were signed out: your sign-in ended elsewhere or expired, or your account was disabled. "
       + "Sign in again; if that is refused, ask your library's admin.";
   }
 }
 sessionStorage.removeItem("refdesk.ended");
+sessionStorage.removeItem("refdesk.password");

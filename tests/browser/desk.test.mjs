@@ -716,3 +716,39 @@ test("a library admin watching a colleague's chat is told why she has no confere
   await accessible(carla, "the desk of a library admin watching a chat");
   for (const p of [ann, carla, patron]) await p.context().close();
 });
+
+test("a librarian changes her own password from the desk and signs in again with it", async () => {
+  // A librarian of her own (the demo's keep their password for the other tests).
+  const admin = (await open()).request;
+  const headers = { Origin: base };
+  assert.equal((await admin.post(`${base}/api/login`, { headers, data: { username: "carla", password: "refdesk-demo" } })).status(), 200);
+  const una = { username: "una", display_name: "Una Unwin", library: "riverside-main", role: "librarian", password: "first pass 2026" };
+  assert.equal((await admin.post(`${base}/api/staff`, { headers, data: una })).status(), 201);
+  const page = await open();
+  const signInAs = async (password) => {
+    await page.fill("#username", "una");
+    await page.fill("#password", password);
+    await page.click("#login button[type=submit]");
+  };
+  await page.goto(`${base}/desk`);
+  await signInAs("first pass 2026");
+  await page.getByText(/Signed in as Una Unwin/).waitFor();
+  await page.getByRole("button", { name: "My password" }).click();
+  const dialog = page.getByRole("dialog", { name: "Change my password" });
+  await accessible(page, "the dialog to change one's password");
+  // The wrong current password: said, nothing changes.
+  await dialog.getByLabel("Current password").fill("not my password");
+  await dialog.getByLabel("New password").fill("second pass 2027");
+  await dialog.getByLabel("The same again").fill("second pass 2027");
+  await dialog.getByRole("button", { name: "Change it" }).click();
+  await dialog.getByText("your current password is not right").waitFor();
+  // Right: signed out everywhere, told so, and in again with the new one.
+  await dialog.getByLabel("Current password").fill("first pass 2026");
+  await dialog.getByRole("button", { name: "Change it" }).click();
+  await page.getByText("Your password is changed: sign in with the new one.").waitFor();
+  await signInAs("first pass 2026");
+  await page.locator("#login-error", { hasText: /^Wrong username or password/ }).waitFor();
+  await signInAs("second pass 2027");
+  await page.getByText(/Signed in as Una Unwin/).waitFor();
+  await page.context().close();
+});

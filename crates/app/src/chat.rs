@@ -261,6 +261,44 @@ impl App {
         Ok((token, rec.staff))
     }
 
+    /// A staff member's own new password, given the one they have (any
+    /// role; admins may also use [`App::manage_staff`]). The current one is
+    /// checked as a sign-in's is and counted against the account's attempts
+    /// (`failed_logins_per_account_per_hour`: a stolen cookie cannot guess
+    /// it at leisure, nor lock the owner out with a password of its own);
+    /// a new one that would be refused spends no attempt. Every sign-in of
+    /// the account then ends, this one too.
+    pub async fn change_own_password(&self, staff: &Staff, current: &str, new: &str) -> AppResult<()> {
+        let username = staff.username.as_str();
+        let new = input::new_password(new, username, staff.role)?.to_owned();
+        let (per_hour, now) = (self.limits.failed_logins_per_account_per_hour, self.clock.now());
+        let Verdict::Go(attempt) = self.sign_ins.start(username, None, per_hour, now) else {
+            let reason = "too many wrong passwords for this account; try again later".to_owned();
+            return Err(DomainError::Limited { code: "too_many_attempts", reason }.into());
+        };
+        let checked = match self.hash_place(&self.hash_line) {
+            Ok(place) => self.check_password(username, current, place).await,
+            Err(busy) => Err(busy),
+        };
+        let rec = match checked {
+            Ok(Some(rec)) if rec.staff.id == staff.id => rec,
+            Ok(_) => return Err(DomainError::Forbidden("your current password is not right").into()),
+            Err(e) => {
+                // No password was checked: the attempt is not counted.
+                self.sign_ins.give_back(username, attempt);
+                return Err(e);
+            }
+        };
+        self.sign_ins.give_back(username, attempt);
+        let password_hash = Some(self.hash_work(move || auth::hash_password(&new)).await??);
+        let decided_on = Some((rec.staff.role, rec.staff.home.library));
+        let update =
+            refdesk_store::StaffUpdate { role: None, disabled: None, password_hash, decided_on, display_name: None };
+        self.store.update_staff(staff.id, update).await?;
+        self.sign_ins.password_reset(username);
+        Ok(())
+    }
+
     /// Records a sign-in whose password was checked (the end of
     /// [`App::login_from`]); its cookie's token.
     async fn record_sign_in(

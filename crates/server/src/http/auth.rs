@@ -22,7 +22,7 @@ pub use crate::input::{cookie_name, cookie_token};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout)).routes(routes!(me))
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout)).routes(routes!(me)).routes(routes!(my_password))
 }
 
 /// A staff member's credentials.
@@ -207,6 +207,37 @@ async fn logout(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: 
     responses((status = 200, description = "who is signed in", body = Staff)))]
 async fn me(CurrentStaff(staff): CurrentStaff) -> axum::Json<Staff> {
     axum::Json(staff)
+}
+
+/// One's own new password, with the current one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    /// The password one signs in with now.
+    current: String,
+    /// The new one: as for a new account of one's role.
+    password: String,
+}
+
+/// Changes one's own password (any role). Every sign-in of the account
+/// ends, this one too: the cookie is cleared, and one signs in again with
+/// the new password.
+#[utoipa::path(post, path = "/api/me/password", tag = "sign-in", security(("staff" = [])),
+    request_body = NewPassword,
+    responses(
+        (status = 200, description = "changed; signed out everywhere, the cookie cleared", body = SignedOut),
+        (status = 403, description = "`forbidden`: the current password is not right (counted against the account's attempts)", body = ErrorBody),
+        (status = 422, description = "`invalid`: the new password is not one the account's role may have (`field`: `password`)", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: the account's attempts for the hour (`limits.failed_logins_per_account_per_hour`) are spent; `busy`: the node's line of password checks is full", body = ErrorBody),
+    ))]
+async fn my_password(
+    State(state): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Json(body): Json<NewPassword>,
+) -> Result<Response, ApiError> {
+    state.app.change_own_password(&staff, &body.current, &body.password).await?;
+    let clear = AppendHeaders([(SET_COOKIE, sign_in_cookie(&state, "", 0))]);
+    Ok((clear, axum::Json(SignedOut { signed_out: true })).into_response())
 }
 
 /// The signed-in staff member; 401 without a valid cookie. A write (any

@@ -86,3 +86,47 @@ async fn a_staff_socket_whose_sign_in_has_run_out_is_served_no_more_reads_before
     assert!(socket.closed_within(std::time::Duration::from_secs(5)).await, "the socket is let go");
     assert_eq!(socket.events().len(), replayed, "nothing replayed: {:?}", socket.frames);
 }
+
+#[tokio::test]
+async fn any_staff_member_changes_their_own_password_with_the_current_one_and_signs_in_again() {
+    let app = crate::helpers::spawn_app_with(|c| c.limits.failed_logins_per_account_per_hour = 3).await;
+    let ann = app.staff("ann").await; // a librarian: she manages nobody
+    let change = |current: &str, password: &str| serde_json::json!({"current": current, "password": password});
+    let login = |pw: &str| {
+        let body = serde_json::json!({"username": "ann", "password": pw});
+        let req = reqwest::Client::new().post(app.url("/api/login")).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // A new password her role may not have: refused, no attempt spent.
+    for _ in 0..4 {
+        let (status, body) = ann.post("/api/me/password", change(demo::PASSWORD, "password1")).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (422, Some("password")), "{body}");
+    }
+    // The wrong current password: refused, and counted as a sign-in's.
+    let (status, body) = ann.post("/api/me/password", change("not-mine-at-all", "river otter 1890")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(ann.get("/api/me").await.0, 200, "nothing changed");
+    // Right: every sign-in ends (this one too, its cookie cleared); the new
+    // password signs in, the old one no more.
+    let res = ann
+        .http
+        .post(format!("{}/api/me/password", ann.base()))
+        .json(&change(demo::PASSWORD, "river otter 1890"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    assert_eq!(ann.get("/api/me").await.0, 401, "signed out");
+    assert_eq!(login(demo::PASSWORD).await, 401);
+    assert_eq!(login("river otter 1890").await, 200);
+    // A stolen cookie cannot guess the current password at leisure: the
+    // account's attempts (3 here) run out.
+    let ann = app.staff_with_password("ann", "river otter 1890").await;
+    let mut statuses = Vec::new();
+    for guess in ["guess-one-1", "guess-two-2", "guess-three-3", "guess-four-4"] {
+        statuses.push(ann.post("/api/me/password", change(guess, "another river 1891")).await.0);
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
