@@ -681,7 +681,7 @@ impl App {
     }
 
     /// Adds or changes one of the cooperative's resolution codes (R6):
-    /// cooperative admins only.
+    /// cooperative admins only; no two codes in use share a label.
     pub async fn put_code(&self, staff: &Staff, code: refdesk_domain::question::ResolutionCode) -> AppResult<()> {
         authorize_admin(staff, Admin::EditCodes, &staff.home)?;
         input::slug("key", &code.key)?;
@@ -689,6 +689,18 @@ impl App {
             .ok_or_else(|| DomainError::invalid("label", "is required"))?;
         if code.referred && code.assign != refdesk_domain::question::Assignment::ReceivingLibrary {
             return Err(DomainError::invalid("assign", "a referral code assigns to the receiving library").into());
+        }
+        // Two codes in use called alike could not be told apart in the
+        // pickers (a retired one's label may be given again).
+        let codes = self.store.codes(staff.home.cooperative).await?;
+        if let Some(other) =
+            codes.iter().find(|c| c.key != code.key && !c.retired && c.label.to_lowercase() == label.to_lowercase())
+        {
+            return Err(DomainError::Conflict(format!(
+                "the code {} is labelled \"{}\" already",
+                other.key, other.label
+            ))
+            .into());
         }
         let code = refdesk_domain::question::ResolutionCode { label, ..code };
         Ok(self.store.put_code(staff.home.cooperative, code).await?)

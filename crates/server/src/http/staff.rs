@@ -730,6 +730,7 @@ async fn delete_script(
     responses(
         (status = 200, description = "the cooperative's codes now", body = Vec<ResolutionCode>),
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
+        (status = 409, description = "`conflict`: another code in use has that label (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: a key that does not match the path, a bad key or label", body = ErrorBody),
         (status = 429, description = "`too_many`: a new code, and the cooperative holds 100 already", body = ErrorBody),
     ))]

@@ -826,9 +826,15 @@ async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_
     assert_eq!(put(&carla, "needs_expert", code.clone()).await, 403, "library admins do not change codes");
     assert_eq!(put(&erin, "other_key", code.clone()).await, 422, "path and body agree");
     assert_eq!(put(&erin, "needs_expert", json!({"key": "needs_expert"})).await, 422, "a whole code");
-    assert_eq!(put(&erin, "needs_expert", code).await, 200);
+    assert_eq!(put(&erin, "needs_expert", code.clone()).await, 200);
     let (_, codes) = c.ann.get("/api/codes").await;
     assert_eq!(codes.as_array().unwrap().last().unwrap()["key"], "needs_expert", "new codes go last");
+    // No two codes in use are called alike (in any letter case): the pickers
+    // could not tell them apart. The code itself may keep its label.
+    let mut twin = code.clone();
+    (twin["key"], twin["label"]) = (json!("twin"), json!("needs a SUBJECT expert"));
+    assert_eq!(put(&erin, "twin", twin).await, 409);
+    assert_eq!(put(&erin, "needs_expert", code).await, 200, "changed, keeping its own label");
     // R6 as data: the new code decides the status.
     let (status, state) =
         c.ann.post(&format!("/api/sessions/{}/code", c.patron.session), json!({"code": "needs_expert"})).await;
