@@ -231,4 +231,6 @@ try {
 } catch (err) {
   if (err.status === 401) location.href = "/desk";
   $("error").textContent = err.message;
+  // No question to act on (not in my scope, or none such): no empty forms.
+  if (!question) document.querySelector(".question-cols").classList.add("hidden");
 }

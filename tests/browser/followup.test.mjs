@@ -438,6 +438,11 @@ test("the question page shows the patron and follows the live chat; refer offers
   const texts = await page.locator("#timeline li").evaluateAll((ls) => ls.map((l) => l.textContent));
   const paged = texts.filter((t) => t.includes("PAGED NOTE")).map((t) => Number(t.match(/PAGED NOTE (\d+)\./)[1]));
   assert.deepEqual(paged, [...Array(111).keys()], "in order, none twice");
+  // A question not there for me (none such, or outside my scope): said, and
+  // no empty forms to act on it.
+  await page.goto(`${base}/desk/questions/999999`);
+  await page.locator("#error", { hasText: /./ }).waitFor();
+  assert.ok(await page.locator("#answer-form").isHidden() && await page.locator("#code-form").isHidden(), "no actions offered");
   for (const p of [ann.page, carla.page, patron]) await p.context().close();
 });
 
