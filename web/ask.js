@@ -173,6 +173,8 @@ function render(m) {
   }
   if (m.system === "ended") {
     ended = true;
+    // Nothing more can be sent: what was being written is not kept.
+    if (chat?.draft) { chat.draft = ""; save(); }
     setStatus(taken ? "The chat has ended." : "You are no longer in line.");
     for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
     $("end-row").classList.remove("hidden");

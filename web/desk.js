@@ -68,7 +68,7 @@ const pref = {
   // computer once its librarian signs out (the other settings do).
   clearDrafts() {
     try {
-      const drafts = Object.keys(localStorage).filter((k) => k.startsWith(this.key("draft.")) || k.startsWith(this.key("mode.")));
+      const drafts = Object.keys(localStorage).filter((k) => ["draft.", "mode.", "seen."].some((p) => k.startsWith(this.key(p))));
       for (const k of drafts) localStorage.removeItem(k);
     } catch { /* storage blocked */ }
   },
@@ -255,7 +255,7 @@ function onEvent(m) {
   if (m.system === "ended") l.ended = true;
   // An ended chat's code set by someone else (from its question's page, or
   // by an admin): nothing more to do in it here.
-  if (m.system === "code_set" && monitor.get(m.session)?.state === "ended" && !m.body.endsWith(`(by ${me.display_name})`)) {
+  if (m.system === "code_set" && monitor.get(m.session)?.state === "ended") {
     monitor.delete(m.session);
     if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
   }
@@ -295,6 +295,7 @@ function closeChat(session) {
   sendAs.delete(session);
   pref.set(`draft.${session}`, null);
   pref.set(`mode.${session}`, null);
+  pref.set(`seen.${session}`, null);
   if (current !== session) return false;
   current = null;
   $("text").value = "";
@@ -331,9 +332,6 @@ function since(s) {
 // A chat monitor entry's status line: how long, and who else is there.
 const tabStatus = (s) => since(s) + (s.ctx.members.length ? `; present: ${s.ctx.members.map((m) => `${m.name} (${m.mode})`).join(", ")}` : "")
   + (logs.get(s.ctx.id)?.patronHere === false && s.state === "active" ? "; the patron left the page" : "");
-
-// How long after an accept a patron page not counted is taken for gone.
-const PRESENCE_SETTLES_MS = 5000;
 
 function renderMonitor() {
   // An ended chat stays among mine while its code is mine to set; one I was
@@ -632,14 +630,13 @@ async function start() {
       else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
       else if (f.type === "presence") {
-        // "Left" is said only after this desk saw the patron here, or of a
-        // chat accepted a while ago (a desk reloaded): a desk that resumes
-        // a chat before the patron's page has counted (just after an
-        // accept) would otherwise cry wolf.
+        // "Left" is said only after this desk saw the patron here (before a
+        // reload too: kept with the chat in this browser): a desk that
+        // resumes a chat before the patron's page has counted (just after
+        // an accept) would otherwise cry wolf.
         const l = logs.get(f.session);
-        const settled = (monitor.get(f.session)?.accepted_at ?? Infinity) < Date.now() - PRESENCE_SETTLES_MS;
-        if (l && f.patron_here) { l.patronHere = true; l.patronSeen = true; }
-        else if (l && (l.patronSeen || settled) && l.patronHere !== false) { l.patronHere = false; l.patronSince = Date.now(); }
+        if (l && f.patron_here) { l.patronHere = true; l.patronSeen = true; pref.set(`seen.${f.session}`, "1"); }
+        else if (l && (l.patronSeen || pref.get(`seen.${f.session}`)) && l.patronHere !== false) { l.patronHere = false; l.patronSince = Date.now(); }
         const s = monitor.get(f.session);
         if (s) { s.ctx.members = f.members; s.watchers = f.watchers; }
         drawSoon(renderMonitor);
@@ -661,10 +658,13 @@ async function start() {
   // What no event tells: a colleague who came online or went (their duty
   // unchanged), questions others added or changed. Read again while the
   // desk is on screen.
+  // Not while the librarian is in one of those lists (a keyboard's or a
+  // screen reader's place in it, an open transfer menu): next time.
   setInterval(() => {
     if (document.visibilityState !== "visible") return;
-    refreshColleagues().catch(() => {});
-    refreshQuestions().catch(() => {});
+    const inside = (...ids) => ids.some((id) => $(id).contains(document.activeElement));
+    if (!inside("colleagues", "transfer-to")) refreshColleagues().catch(() => {});
+    if (!inside("questions")) refreshQuestions().catch(() => {});
   }, COLLEAGUES_EVERY_MS);
 }
 const COLLEAGUES_EVERY_MS = 30000;

@@ -292,8 +292,9 @@ impl App {
         self.sign_ins.give_back(username, attempt);
         let password_hash = Some(self.hash_work(move || auth::hash_password(&new)).await??);
         let decided_on = Some((rec.staff.role, rec.staff.home.library));
-        let update =
-            refdesk_store::StaffUpdate { role: None, disabled: None, password_hash, decided_on, display_name: None };
+        // Not over a reset or a disabling made meanwhile.
+        let password_was = Some(rec.password_hash);
+        let update = refdesk_store::StaffUpdate { password_hash, decided_on, password_was, ..Default::default() };
         self.store.update_staff(staff.id, update).await?;
         self.sign_ins.password_reset(username);
         Ok(())

@@ -357,7 +357,7 @@ impl App {
         };
         let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
         let decided_on = Some((who.role, who.home.library));
-        let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name };
+        let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name, password_was: None };
         self.store.update_staff(target, update).await?;
         // The store forgot where the account signed in from; so does this
         // node (the others within a minute: `crate::signin`). A new password

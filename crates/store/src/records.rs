@@ -362,6 +362,10 @@ pub struct StaffUpdate {
     /// right to make it): if the account has another now (promoted or moved
     /// meanwhile), nothing changes (`Conflict`).
     pub decided_on: Option<(Role, LibraryId)>,
+    /// The password hash the change was decided on (one's own password,
+    /// checked): if the account has another now (reset meanwhile), or it
+    /// was disabled, nothing changes (`Conflict`).
+    pub password_was: Option<String>,
 }
 
 /// One IM conversation as the list shows it.

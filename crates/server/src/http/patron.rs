@@ -234,12 +234,13 @@ struct TranscriptRequest {
 
 /// The patron asks for the transcript by e-mail at the end (an empty
 /// address cancels the request). Once the chat has ended, the transcript
-/// is queued at once: once per chat, of a chat a librarian took.
+/// is queued at once: once per chat, within an hour of the end, of a chat
+/// a librarian took.
 #[utoipa::path(post, path = "/api/chat/transcript", tag = "patron", security(("patron" = [])),
     request_body = TranscriptRequest,
     responses(
         (status = 200, description = "the address it will go to (or, once the chat has ended, is on its way to), or none", body = TranscriptTo),
-        (status = 409, description = "`conflict`: the chat has ended and the request cancels nothing, or its transcript was already asked for, no librarian took it, or its personal data was erased", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat has ended and the request cancels nothing, or its transcript was already asked for, no librarian took it, it ended more than an hour ago, its patron was blocked from it, or its personal data was erased", body = ErrorBody),
         (status = 422, description = "`invalid`: not an e-mail address, or `utc_offset` out of range", body = ErrorBody),
         (status = 429, description = "`too_many_mails`: transcripts asked from this network this hour", body = ErrorBody),
     ))]

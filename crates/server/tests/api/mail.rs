@@ -265,7 +265,9 @@ async fn a_patron_asks_for_the_transcript_after_the_chat_has_ended_and_it_is_sen
     let missed = app.start_chat("riverside-main", "Nobody came").await;
     let end = |token: String| http.post(app.url("/api/chat/end")).bearer_auth(token).send();
     assert_eq!(end(missed.token.clone()).await.unwrap().status(), 200);
-    assert_eq!(ask(missed.token.clone(), "pat@example.org").await.0, 409);
+    let (status, body) = ask(missed.token.clone(), "pat@example.org").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no librarian took"), "{body}");
     // A chat Ann took, ended with no transcript asked for.
     let patron = app.start_chat("riverside-main", "Where are the 1890 maps?").await;
     assert_eq!(ann.accept(patron.session).await.0, 200);
@@ -286,6 +288,7 @@ async fn a_patron_asks_for_the_transcript_after_the_chat_has_ended_and_it_is_sen
     // Once per chat: asking again, to any address, sends nothing more.
     let (status, body) = ask(patron.token.clone(), "other@example.org").await;
     assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("already been asked for"), "{body}");
     // Another chat's transcript to the same mailbox is past its day's cap
     // (1 here): not sent, and not refused either (a refusal would tell a
     // stranger the address had transcripts today), as at an end.
@@ -300,6 +303,43 @@ async fn a_patron_asks_for_the_transcript_after_the_chat_has_ended_and_it_is_sen
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(smtp.messages().len(), 1, "one transcript in all");
+}
+
+#[tokio::test]
+async fn a_transcript_after_the_end_is_for_an_hour_and_never_for_a_chat_whose_patron_was_blocked() {
+    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    let ann = app.staff("ann").await;
+    let ask = |token: String| {
+        let req = reqwest::Client::new().post(app.url("/api/chat/transcript")).bearer_auth(token);
+        async move {
+            let res = req.json(&json!({"email": "pat@example.org"})).send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let ended_chat = |question: &'static str| async {
+        let patron = app.start_chat("riverside-main", question).await;
+        assert_eq!(ann.accept(patron.session).await.0, 200);
+        assert_eq!(ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+        patron
+    };
+    // An hour after its end, a chat's transcript is no longer sent (the
+    // mailbox's day counts the chats ended in it).
+    let late = ended_chat("Old maps?").await;
+    app.clock().advance(3_600_000 + 1_000);
+    let (status, body) = ask(late.token.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("more than an hour ago"), "{body}");
+    let rec = app.state.app.store().session(refdesk_domain::ids::SessionId(late.session)).await.unwrap().unwrap();
+    assert_eq!(rec.transcript_to, None, "nothing recorded");
+    // Blocked after the end (within its hour): the chat is not theirs to mail
+    // (the block holds the network: last).
+    let rude = ended_chat("You are all useless").await;
+    let (status, body) = ann.post(&format!("/api/sessions/{}/block", rude.session), json!({"reason": "abuse"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = ask(rude.token.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("blocked"), "{body}");
+    assert!(app.state.app.store().due_mail(i64::MAX, 10).await.unwrap().is_empty(), "nothing queued");
 }
 
 #[tokio::test]

@@ -91,6 +91,7 @@ async fn a_staff_socket_whose_sign_in_has_run_out_is_served_no_more_reads_before
 async fn any_staff_member_changes_their_own_password_with_the_current_one_and_signs_in_again() {
     let app = crate::helpers::spawn_app_with(|c| c.limits.failed_logins_per_account_per_hour = 3).await;
     let ann = app.staff("ann").await; // a librarian: she manages nobody
+    let elsewhere = app.staff("ann").await; // her sign-in at another computer
     let change = |current: &str, password: &str| serde_json::json!({"current": current, "password": password});
     let login = |pw: &str| {
         let body = serde_json::json!({"username": "ann", "password": pw});
@@ -119,6 +120,7 @@ async fn any_staff_member_changes_their_own_password_with_the_current_one_and_si
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("Max-Age=0"), "{cookie}");
     assert_eq!(ann.get("/api/me").await.0, 401, "signed out");
+    assert_eq!(elsewhere.get("/api/me").await.0, 401, "and everywhere else");
     assert_eq!(login(demo::PASSWORD).await, 401);
     assert_eq!(login("river otter 1890").await, 200);
     // A stolen cookie cannot guess the current password at leisure: the

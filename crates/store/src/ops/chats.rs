@@ -445,10 +445,14 @@ async fn set_transcript_to<D: Db>(
     Ok(())
 }
 
+/// How long after a chat's end its transcript may still be asked for.
+const TRANSCRIPT_AFTER_END: Millis = 3_600_000;
+
 /// A transcript asked for once the chat has ended: where it goes is
 /// recorded and the mail queued in one write. Once per chat (a transcript
-/// asked for before the end was sent then), only of a chat a librarian
-/// took, not once its patron's data is erased; past the cap of transcripts
+/// asked for before the end was sent then), within an hour of the end,
+/// only of a chat a librarian took and whose patron was not blocked from
+/// it, not once its patron's data is erased; past the cap of transcripts
 /// to one mailbox a day (`max`) it is recorded and not sent, as at an end.
 async fn transcript_after_end<D: Db>(
     db: &mut D,
@@ -472,6 +476,17 @@ async fn transcript_after_end<D: Db>(
     }
     if rec.transcript_to.is_some() {
         return refused("the transcript of this chat has already been asked for");
+    }
+    // Soon after the end only: then the mailbox's cap, which counts the
+    // chats ended in the last day, counts this one too.
+    if rec.ended_at.is_some_and(|at| now - at > TRANSCRIPT_AFTER_END) {
+        return refused("this chat ended more than an hour ago: its transcript can no longer be sent");
+    }
+    // A chat its patron was blocked from is not theirs to mail (as at a
+    // block's end: no transcript).
+    let blocked = db.row("SELECT id AS id FROM blocks WHERE session_id = ?1", args![id.0], |r| r.int("id")).await?;
+    if blocked.is_some() {
+        return refused("this chat's patron was blocked: it has no transcript");
     }
     let key = mailbox_key(&email);
     db.exec(

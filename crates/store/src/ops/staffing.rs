@@ -188,10 +188,25 @@ async fn sign_off_stale<D: Db>(db: &mut D, before: Millis) -> Result<(Vec<Staff>
 }
 
 async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Result<((), Vec<Event>)> {
-    let lock = format!("SELECT role, library_id, display_name FROM staff WHERE id = ?1{}", db.dialect().for_update());
-    let now =
-        db.row(&lock, args![id.0], |r| Ok((r.text("role")?, r.int("library_id")?, r.text("display_name")?))).await?;
-    let (role_now, library_now, name_now) = now.ok_or(not_found("staff member"))?;
+    let lock = format!(
+        "SELECT role, library_id, display_name, password_hash, disabled FROM staff WHERE id = ?1{}",
+        db.dialect().for_update()
+    );
+    let now = db
+        .row(&lock, args![id.0], |r| {
+            Ok((
+                r.text("role")?,
+                r.int("library_id")?,
+                r.text("display_name")?,
+                r.text("password_hash")?,
+                r.flag("disabled")?,
+            ))
+        })
+        .await?;
+    let (role_now, library_now, name_now, hash_now, disabled_now) = now.ok_or(not_found("staff member"))?;
+    if update.password_was.as_ref().is_some_and(|was| *was != hash_now || disabled_now) {
+        return Err(DomainError::Conflict("the account was changed meanwhile: sign in again".into()).into());
+    }
     // Whoever decided it judged the account as it was: one promoted or
     // moved since may be outside what they may change.
     if let Some((role, library)) = update.decided_on {

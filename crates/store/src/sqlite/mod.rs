@@ -803,8 +803,9 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let mut next_restart = Instant::now();
     let mut every = CHECKPOINT_EVERY;
     // A failing checkpoint (a full disk) fails four times a second: said
-    // once a minute, with how many times since.
-    let mut failing = Throttle::default();
+    // once a minute, with how many times since (the passes and the
+    // restarts apart: a pass that works says nothing of the restarts).
+    let (mut passes, mut restarts) = (Throttle::default(), Throttle::default());
     // Stops when `close` sends or drops the other end.
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         let passive = wal_checkpoint(&conn, "PASSIVE");
@@ -812,6 +813,7 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
         every = if filling { CHECKPOINT_EVERY_WHEN_FILLING } else { CHECKPOINT_EVERY };
         match passive {
             Ok((_, frames)) if frames > restart_frames && Instant::now() >= next_restart => {
+                passes.worked();
                 let began = Instant::now();
                 // Past twice the restart size the log's bound comes first: a
                 // RESTART waits longer for a gap between readers, and is
@@ -820,6 +822,7 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
                 set_restart_wait(&conn, urgent);
                 match wal_checkpoint(&conn, "RESTART") {
                     Ok((false, _)) => {
+                        restarts.worked();
                         backoff = Duration::ZERO;
                         tracing::debug!(frames, took_us = began.elapsed().as_micros() as u64, "restarted the WAL");
                     }
@@ -833,16 +836,16 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
                         );
                     }
                     Err(e) => {
-                        if let Some(more) = failing.failed(Instant::now()) {
+                        if let Some(more) = restarts.failed(Instant::now()) {
                             tracing::warn!(error = %e, failed_since = more, "WAL restart failed; will retry");
                         }
                     }
                 }
                 next_restart = Instant::now() + backoff;
             }
-            Ok(_) => failing.worked(),
+            Ok(_) => passes.worked(),
             Err(e) => {
-                if let Some(more) = failing.failed(Instant::now()) {
+                if let Some(more) = passes.failed(Instant::now()) {
                     tracing::warn!(error = %e, failed_since = more, "WAL checkpoint failed; will retry");
                 }
             }

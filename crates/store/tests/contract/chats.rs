@@ -323,6 +323,7 @@ async fn a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_o
     assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "off duty: {refused:?}");
     s.set_availability(w.carla.id, Availability::OnDuty, 12).await.unwrap();
     let update = refdesk_store::StaffUpdate {
+        password_was: None,
         role: None,
         disabled: Some(true),
         password_hash: None,
@@ -334,6 +335,7 @@ async fn a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_o
     assert!(matches!(refused, StoreError::Domain(DomainError::Conflict(_))), "disabled: {refused:?}");
     assert_eq!(s.session(a).await.unwrap().unwrap().ctx.librarian, Some(w.ann.id), "nothing changed");
     let update = refdesk_store::StaffUpdate {
+        password_was: None,
         role: None,
         disabled: Some(false),
         password_hash: None,

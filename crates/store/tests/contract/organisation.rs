@@ -274,6 +274,7 @@ async fn colleagues_of_a_cooperative_are_named_apart(b: &Backend) {
     s.create_staff(account(elsewhere.placement.library, "ann3", "Ann")).await.expect("another cooperative");
 
     let rename = |name: &str| StaffUpdate {
+        password_was: None,
         role: None,
         disabled: None,
         password_hash: None,

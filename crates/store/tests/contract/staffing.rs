@@ -18,6 +18,7 @@ on_every_backend!(
     staff_on_duty_not_seen_lately_are_signed_off,
     a_script_is_offered_to_its_owner_until_deleted,
     a_change_decided_on_an_account_as_it_was_is_refused_once_it_changed,
+    ones_own_new_password_is_refused_over_a_reset_or_a_disabling_made_meanwhile,
     a_server_key_is_made_once_and_the_same_for_every_caller,
 );
 
@@ -48,6 +49,33 @@ async fn a_change_decided_on_an_account_as_it_was_is_refused_once_it_changed(b: 
     let after = s.staff_by_username("ann").await.unwrap().unwrap();
     assert_eq!(after.password_hash, hash, "the password is the same");
     assert_eq!(after.staff.role, Role::CooperativeAdmin);
+}
+
+/// One's own new password is decided on the password one gave: a reset or
+/// a disabling made meanwhile stands.
+async fn ones_own_new_password_is_refused_over_a_reset_or_a_disabling_made_meanwhile(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let was = s.staff_by_username("ann").await.unwrap().unwrap().password_hash;
+    let mine = |hash: &str| StaffUpdate {
+        password_hash: Some(hash.into()),
+        password_was: Some(was.clone()),
+        ..Default::default()
+    };
+    // The admin's reset lands first: hers, decided on the old one, does not.
+    let reset = StaffUpdate { password_hash: Some("$argon2id$reset".into()), ..Default::default() };
+    s.update_staff(w.ann.id, reset).await.unwrap();
+    let r = s.update_staff(w.ann.id, mine("$argon2id$mine")).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    assert_eq!(s.staff_by_username("ann").await.unwrap().unwrap().password_hash, "$argon2id$reset");
+    // Nor on a disabled account, whatever its hash.
+    let back = StaffUpdate { password_hash: Some(was.clone()), disabled: Some(true), ..Default::default() };
+    s.update_staff(w.ann.id, back).await.unwrap();
+    let r = s.update_staff(w.ann.id, mine("$argon2id$mine")).await;
+    assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
+    // Enabled, with the password it was decided on: changed.
+    s.update_staff(w.ann.id, StaffUpdate { disabled: Some(false), ..Default::default() }).await.unwrap();
+    s.update_staff(w.ann.id, mine("$argon2id$mine")).await.unwrap();
+    assert_eq!(s.staff_by_username("ann").await.unwrap().unwrap().password_hash, "$argon2id$mine");
 }
 
 async fn a_sign_in_is_found_by_its_digest_until_it_expires(b: &Backend) {
@@ -139,6 +167,7 @@ async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since
     };
     // While her password was being checked, it was reset.
     let reset = StaffUpdate {
+        password_was: None,
         role: None,
         disabled: None,
         password_hash: Some("$argon2id$new".into()),
@@ -153,7 +182,14 @@ async fn a_sign_in_checked_against_a_password_since_reset_or_of_an_account_since
     let checked = s.staff_by_username("carla").await.unwrap().unwrap().password_hash;
     s.update_staff(
         w.carla.id,
-        StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None, display_name: None },
+        StaffUpdate {
+            password_was: None,
+            role: None,
+            disabled: Some(true),
+            password_hash: None,
+            decided_on: None,
+            display_name: None,
+        },
     )
     .await
     .unwrap();
@@ -216,6 +252,7 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
     s.update_staff(
         w.carla.id,
         StaffUpdate {
+            password_was: None,
             role: Some(Role::Librarian),
             disabled: None,
             password_hash: None,
@@ -227,6 +264,7 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
     .unwrap();
     assert_eq!(s.known_networks("carla", 0).await.unwrap().unwrap().len(), 1, "a new role changes nothing here");
     let reset = StaffUpdate {
+        password_was: None,
         role: None,
         disabled: None,
         password_hash: Some("$argon2id$new".into()),
@@ -237,7 +275,14 @@ async fn the_networks_an_account_signs_in_from_are_kept_eight_at_most_until_forg
     assert_eq!(networks(0).await, [], "a reset password forgets them");
     s.update_staff(
         w.carla.id,
-        StaffUpdate { role: None, disabled: Some(true), password_hash: None, decided_on: None, display_name: None },
+        StaffUpdate {
+            password_was: None,
+            role: None,
+            disabled: Some(true),
+            password_hash: None,
+            decided_on: None,
+            display_name: None,
+        },
     )
     .await
     .unwrap();
