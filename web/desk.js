@@ -255,7 +255,7 @@ function onEvent(m) {
   if (m.system === "ended") l.ended = true;
   // An ended chat's code set by someone else (from its question's page, or
   // by an admin): nothing more to do in it here.
-  if (m.system === "code_set" && monitor.get(m.session)?.state === "ended") {
+  if (m.system === "code_set" && monitor.get(m.session)?.state === "ended" && !settingCode.has(m.session)) {
     monitor.delete(m.session);
     if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
   }
@@ -849,6 +849,7 @@ $("end").onclick = () => {
 // Each chat has its own choice of code and READ scale, none at first: a
 // choice made in one chat never becomes another's code.
 const codeChoice = new Map(); // session -> {code, read}
+const settingCode = new Set(); // sessions whose code I am setting
 function showCodeChoice() {
   const c = codeChoice.get(current);
   $("code").value = c?.code ?? "";
@@ -865,7 +866,9 @@ $("set-code").onclick = () => {
   if (s && s.state !== "ended" && myPart(s) !== "librarian"
     && !confirm(`Set the resolution code of ${s.librarian_name ? `${s.librarian_name}'s` : "this"} chat with ${s.patron_name} while it goes on? `
       + "Its librarian sees the code line, and the code decides the question's status.")) return;
-  act(api(`/api/sessions/${session}/code`, { method: "POST", body }).then(() => {
+  // Its code line, heard before the answer, is not someone else's.
+  settingCode.add(session);
+  act(api(`/api/sessions/${session}/code`, { method: "POST", body }).finally(() => settingCode.delete(session)).then(() => {
     // The picker then shows the code set (a live chat's may be changed).
     codeChoice.set(session, { code: body.code, read: "" });
     if (current === session) showCodeChoice();
