@@ -91,10 +91,18 @@ test("letters in a retention period are refused and the period is kept", async (
 test("a role change the server refuses leaves the row showing the role the account has", async () => {
   const erin = await signIn("erin");
   await erin.goto(`${base}/desk/staff`);
-  const role = erin.getByRole("combobox", { name: "Role of Erin Index" });
-  await role.selectOption("librarian");
-  await erin.getByText(/cannot disable or demote yourself/).waitFor();
-  await erin.waitForFunction(() => document.querySelector("select[aria-label='Role of Erin Index']")?.value === "cooperative_admin");
+  // Her own role is not offered to change (a self-demotion is refused).
+  await erin.getByRole("combobox", { name: "Role of Erin Index" }).waitFor();
+  assert.deepEqual(await erin.getByRole("combobox", { name: "Role of Erin Index" }).locator("option").allTextContents(), ["cooperative admin"]);
+  // A promotion with a password the server refuses (a common one): the row
+  // goes back to the role the account has.
+  await erin.getByRole("combobox", { name: "Role of Ann Archer" }).selectOption("library_admin");
+  const dialog = erin.getByRole("dialog");
+  await dialog.getByLabel("New password").fill("password1234");
+  await dialog.getByLabel("The same again").fill("password1234");
+  await dialog.getByRole("button", { name: "Set the password" }).click();
+  await erin.locator("#error", { hasText: /password/ }).waitFor();
+  await erin.waitForFunction(() => document.querySelector("select[aria-label='Role of Ann Archer']")?.value === "librarian");
   await erin.context().close();
 });
 
