@@ -5,6 +5,7 @@
 use crate::{App, AppResult};
 use refdesk_domain::org::Role;
 use refdesk_domain::question::default_codes;
+use refdesk_domain::DomainError;
 use refdesk_store::ScriptOwner;
 
 /// The password of every demo account.
@@ -99,12 +100,14 @@ pub async fn load(app: &App) -> AppResult<()> {
     }
     // So that the policy and script panels show what they are for.
     let now = app.clock.now();
+    let library = |slug: &str| libraries.get(slug).copied().ok_or(DomainError::NotFound("demo library"));
     for (slug, by, text) in POLICIES {
-        app.store.set_policy(libraries[slug], (*text).to_owned(), staff[by], now).await?;
+        let by = staff.get(by).copied().ok_or(DomainError::NotFound("demo account"))?;
+        app.store.set_policy(library(slug)?, (*text).to_owned(), by, now).await?;
     }
-    for (library, title, text) in SCRIPTS {
-        let owner = match library {
-            Some(slug) => ScriptOwner::Library(libraries[slug]),
+    for (slug, title, text) in SCRIPTS {
+        let owner = match slug {
+            Some(slug) => ScriptOwner::Library(library(slug)?),
             None => ScriptOwner::Cooperative(coop),
         };
         app.store.create_script(owner, (*title).to_owned(), (*text).to_owned(), now).await?;

@@ -71,10 +71,17 @@ impl App {
         Ok(self.store.retention(lib.placement.library).await?)
     }
 
-    /// Sets or clears a library's retention period.
-    pub async fn set_retention(&self, staff: &Staff, slug: &str, r: Option<Retention>) -> AppResult<()> {
+    /// Sets or clears a library's retention period: `r` says which, or
+    /// why not (judged once the caller may set it).
+    pub async fn set_retention(
+        &self,
+        staff: &Staff,
+        slug: &str,
+        r: impl FnOnce() -> Result<Option<Retention>, DomainError>,
+    ) -> AppResult<()> {
         let lib = self.library(slug).await?;
         authorize_admin(staff, Admin::Privacy, &lib.placement)?;
+        let r = r()?;
         self.store.set_retention(lib.placement.library, r, staff.id, self.clock.now()).await?;
         tracing::info!(library = %slug, days = r.map(|r| r.days), staff = %staff.username, "retention period set");
         Ok(())

@@ -141,7 +141,10 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
     app.clock().advance(start - app.clock().now());
     let carla = app.staff("carla").await;
     let keep = json!({"days": 30, "transcripts": "mask"});
-    assert_eq!(app.staff("ann").await.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 403);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 403);
+    // Whatever she sends: she may not set it at all (not told her days are wrong).
+    assert_eq!(ann.put("/api/libraries/riverside-main/retention", json!({"days": -5})).await.0, 403);
     for days in [json!(0), json!(-5), json!(3651), json!(4_294_967_297_i64)] {
         let (status, why) = carla.put("/api/libraries/riverside-main/retention", json!({"days": days})).await;
         let message = why["error"]["message"].as_str().unwrap_or_default().to_owned();
