@@ -432,8 +432,17 @@ function justAccepted(session) {
   return leftLine.has(session);
 }
 
-async function accept(session) {
-  if (accepting !== null) return;
+// Accepts run one after the other: a second Accept clicked while the first is
+// on its way waits for it (never dropped), the same chat is asked for once.
+let acceptsDone = Promise.resolve();
+const acceptsAsked = new Set();
+function accept(session) {
+  if (acceptsAsked.has(session)) return acceptsDone;
+  acceptsAsked.add(session);
+  acceptsDone = acceptsDone.then(() => acceptNow(session)).finally(() => acceptsAsked.delete(session));
+  return acceptsDone;
+}
+async function acceptNow(session) {
   taking.add(session);
   // The box is the new chat's from now: the chat shown keeps its draft.
   announceTyping(false);
@@ -464,8 +473,16 @@ async function accept(session) {
 }
 
 const PRESENCE_WORDS = { on_duty: "on duty", away: "away", online: "online, off duty", offline: "offline" };
+// Reads of the colleagues overlap (a presence frame, an IM, the 30 s
+// round): one that lands after a later one is dropped, never drawn over it.
+let colleaguesAsked = 0;
+let colleaguesDrawn = 0;
 async function refreshColleagues() {
+  const asked = ++colleaguesAsked;
   const [people, convs] = await Promise.all([api("/api/staff/presence"), api("/api/im")]);
+  libraries ??= await api("/api/libraries");
+  if (asked < colleaguesDrawn) return;
+  colleaguesDrawn = asked;
   const unread = new Map(convs.map((c) => [c.peer, c.unread]));
   imUnread = convs.reduce((n, c) => n + c.unread, 0);
   updateTitle();
@@ -477,7 +494,6 @@ async function refreshColleagues() {
       `${p.display_name} — ${PRESENCE_WORDS[p.presence] ?? p.presence}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
   // Rebuilt as colleagues come and go: what the librarian chose stays chosen.
   const chosen = $("transfer-to").value;
-  libraries ??= await api("/api/libraries");
   $("transfer-to").replaceChildren(
     el("option", { value: "coop" }, "the cooperative's queue"),
     ...people.filter((p) => p.id !== me.id && p.presence === "on_duty").map((p) => el("option", { value: `staff:${p.id}` }, p.display_name)),

@@ -286,12 +286,15 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   for (const p of [ann, dev, patron]) await p.context().close();
 });
 
-test("each chat has its own choice of resolution code, none at first", async () => {
+test("two Accepts clicked in a row both land; each chat has its own choice of resolution code, none at first", async () => {
   const ann = await open();
   await signIn(ann, "ann");
   const [one, two] = [await open(), await open()];
   await askQuestion(one, "Una", "First of two");
   await askQuestion(two, "Duo", "Second of two");
+  // A slow link: Duo's Accept is clicked while Una's is on its way, and is
+  // not lost for that.
+  await ann.route("**/api/sessions/*/accept", async (route) => { await new Promise((r) => setTimeout(r, 700)); await route.continue(); });
   await ann.getByRole("button", { name: /Accept: Una/ }).click();
   await ann.getByRole("button", { name: /Accept: Duo/ }).click();
   await ann.locator("#chat-title", { hasText: /^Duo — / }).waitFor();
