@@ -73,6 +73,26 @@ async function load() {
       el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
       el("label", { for: `snippet-${id}` }, "Widget snippet"), code, el("p", {}, copy));
     try {
+      // The sites that may show the chat: the widget's pages, no other.
+      const url = `/api/libraries/${encodeURIComponent(lib.slug)}/embedding`;
+      const embedding = await api(url);
+      const sites = el("textarea", { id: `sites-${id}`, rows: 3, "aria-describedby": `sites-hint-${id}`, spellcheck: "false" }, embedding.sites.join("\n"));
+      const hint = el("p", { id: `sites-hint-${id}`, class: "hint" });
+      const said = (list) => { hint.textContent = list.length ? `Only ${list.length === 1 ? "this site" : "these sites"} (and refdesk itself) may show the chat; browsers refuse it anywhere else.` : "Any site may show the chat. Name your library's sites, one address per line (https://www.example.org; https://*.example.org for every subdomain), so that no other site can."; };
+      said(embedding.sites);
+      const save = el("button", { type: "button", class: "secondary" }, "Save sites");
+      save.onclick = async () => {
+        clearSaid();
+        try {
+          const done = await api(url, { method: "PUT", body: { sites: sites.value.split(/\s+/).filter(Boolean) } });
+          sites.value = done.sites.join("\n");
+          said(done.sites);
+          $("status").textContent = `Sites for ${lib.name} saved.`;
+        } catch (err) { $("error").textContent = err.message; sites.focus(); }
+      };
+      section.append(el("label", { for: sites.id }, "Sites that may show this chat (the widget's pages)"), sites, hint, el("p", {}, save));
+    } catch { /* not this admin's library */ }
+    try {
       const policy = await api(`/api/policies/${lib.id}`);
       const text = el("textarea", { id: `policy-${id}`, rows: 6 }, policy.body);
       const save = el("button", { type: "button" }, "Save policy notes");

@@ -7,7 +7,10 @@
 // test checks inside the frame rather than assuming.
 //
 // A patron chats with a librarian from the library's page, reloads it, moves
-// to another page of the site, ends and rates the chat; afterwards neither
+// to another page of the site, ends and rates the chat. The library's admin
+// then names its site as the only one that may show the chat: a third site
+// (https://elsewhere.test) that shows it until then is refused by the
+// browser, and the library's page still shows it. Afterwards neither
 // nginx's logs nor refdesk's hold the patron's name, e-mail, question, any
 // line of the chat, or the chat's token.
 //
@@ -66,6 +69,7 @@ let desk; // the librarian's desk, a second page of the same browser
 let port; // nginx's TLS port: both sites
 let ask; // https://ask.test:<port>
 let library; // https://library.test:<port>
+let elsewhere; // https://elsewhere.test:<port>: a site that is not the library's
 const tokens = new Set(); // every chat token the frame received or sent
 const logs = {};
 
@@ -86,7 +90,7 @@ function makeCertificates(dir) {
     "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key", "-out", "ca.pem"], { cwd: dir });
   run("openssl", ["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
     "-subj", "/CN=ask.test", "-keyout", "server.key", "-out", "server.csr"], { cwd: dir });
-  fs.writeFileSync(path.join(dir, "server.ext"), ["subjectAltName=DNS:library.test,DNS:ask.test",
+  fs.writeFileSync(path.join(dir, "server.ext"), ["subjectAltName=DNS:library.test,DNS:ask.test,DNS:elsewhere.test",
     "basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
     "extendedKeyUsage=serverAuth", ""].join("\n"));
   run("openssl", ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -117,16 +121,19 @@ function nginxConf(refdeskPort) {
   // Temporary files in the test's folder, not the packaged /var/lib/nginx.
   const temps = NGINX_TEMPS.map((t) => `    ${t}_temp_path ${path.join(tmp, "nginx-temp", t)};`).join("\n");
   conf = replace(conf, "http {\n", `http {\n${temps}\n`);
-  const site = `
-    # The library's own site (another site than refdesk's), static pages only.
+  // Static sites beside refdesk's, each a folder of the test's: the
+  // library's own (another site than refdesk's), and one that is not the
+  // library's, with the library's widget on it.
+  const staticSite = (name, folder) => `
     server {
         listen 127.0.0.1:${port} ssl;
-        server_name library.test;
+        server_name ${name};
         ssl_certificate     ${path.join(tmp, "server.pem")};
         ssl_certificate_key ${path.join(tmp, "server.key")};
-        root ${path.join(tmp, "library")};
+        root ${path.join(tmp, folder)};
         index index.html;
-    }
+    }`;
+  const site = `${staticSite("library.test", "library")}${staticSite("elsewhere.test", "elsewhere")}
 }
 `;
   const end = conf.lastIndexOf("}");
@@ -153,6 +160,12 @@ ${snippet}
     "<h2>Welcome</h2><p>Books, maps and local history for the North Shore since 1901.</p><p>Questions? Ask a librarian with the button below.</p>"));
   fs.writeFileSync(path.join(dir, "hours.html"), page("Opening hours",
     "<h2>Opening hours</h2><p>Monday to Friday 9–19, Saturday 10–16.</p>"));
+  const other = path.join(tmp, "elsewhere");
+  fs.mkdirSync(other);
+  fs.writeFileSync(path.join(other, "index.html"), `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Not the library</title></head>
+<body><h1>Somebody else's site</h1>${snippet}</body></html>
+`);
 }
 
 /** GET over TLS to nginx, checked against the test CA, as `name`. */
@@ -203,6 +216,7 @@ before(async () => {
   const refdeskPort = await freePort();
   ask = `https://ask.test:${port}`;
   library = `https://library.test:${port}`;
+  elsewhere = `https://elsewhere.test:${port}`;
 
   // refdesk set up for real (a server with the demo accounts refuses a
   // public URL), with a librarian of the library, behind nginx.
@@ -234,7 +248,8 @@ before(async () => {
   nginx = spawn(NGINX, ["-p", tmp, "-e", logs.error, "-c", path.join(tmp, "nginx.conf"), "-g", "daemon off;"],
     { stdio: ["ignore", "ignore", fs.openSync(nginxErr, "a")] });
   await until(`nginx serves both sites over TLS (see ${nginxErr} and ${logs.error})`,
-    async () => (await get("ask.test", "/readyz")) === 200 && (await get("library.test", "/")) === 200);
+    async () => (await get("ask.test", "/readyz")) === 200 && (await get("library.test", "/")) === 200
+      && (await get("elsewhere.test", "/")) === 200);
 
   // Chromium: both names resolve to 127.0.0.1, the test CA is trusted through
   // an NSS database in a HOME of its own, and third-party cookies (hence
@@ -253,7 +268,7 @@ before(async () => {
     viewport: DESKTOP,
     env: { ...process.env, HOME: home },
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP library.test 127.0.0.1, MAP ask.test 127.0.0.1"],
+      "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP library.test 127.0.0.1, MAP ask.test 127.0.0.1, MAP elsewhere.test 127.0.0.1"],
   });
   context.setDefaultTimeout(15000);
   host = context.pages()[0] ?? await context.newPage();
@@ -442,6 +457,53 @@ test("the patron ends the chat from the widget and rates it", async () => {
   await frame.locator("#rating-comment").fill(RATING_COMMENT);
   await frame.locator("#rating-form button[type=submit]").click();
   await frame.getByText("Thank you for your rating.").waitFor();
+});
+
+test("once the library's admin names its site, another site cannot show its chat, and the library's page still can", async () => {
+  // Before: any site may show it, this one too.
+  const other = await context.newPage();
+  const refusals = [];
+  other.on("console", (m) => { if (m.text().includes("frame-ancestors")) refusals.push(m.text()); });
+  await other.goto(`${elsewhere}/`);
+  await openWidget(other);
+  await frameLocator(other).locator("#question").waitFor();
+
+  // The admin names the library's site on the libraries page.
+  // (The browser is the librarian's too: she signs out first.)
+  await desk.click("#logout");
+  await desk.locator("#username").waitFor();
+  const admin = await context.newPage();
+  await admin.goto(`${ask}/desk`);
+  await admin.fill("#username", "nora");
+  await admin.fill("#password", "river bend otter 1889 admin");
+  await admin.click("#login button[type=submit]");
+  await admin.locator("#desk").waitFor();
+  await admin.goto(`${ask}/desk/admin`);
+  const sites = admin.getByLabel("Sites that may show this chat (the widget's pages)");
+  assert.equal(await sites.inputValue(), "", "none named at first");
+  await admin.getByText("Any site may show the chat.").waitFor();
+  await sites.fill(`${library.toUpperCase()}/`);
+  await admin.getByRole("button", { name: "Save sites" }).click();
+  await admin.getByText(`Sites for ${LIBRARY_NAME} saved.`).waitFor();
+  assert.equal(await sites.inputValue(), library, "written back as the origin");
+  await admin.getByText("Only this site (and refdesk itself) may show the chat").waitFor();
+  await admin.screenshot({ path: path.join(SHOTS, "admin-embedding-sites.png"), fullPage: true });
+
+  // The other site: the browser refuses the frame, and says why.
+  await other.reload();
+  await button(other).click();
+  await until("Chromium refuses the chat in a frame on a site the library did not name", () => refusals.length > 0, 15000);
+  assert.match(refusals[0], new RegExp(`frame-ancestors 'self' ${library.replace(/[.]/g, "\\.")}`));
+  // Whether the widget's frame holds refdesk's chat page (a refused frame
+  // holds the browser's error page instead).
+  const chatShown = async (page) => (await frameOf(page)).evaluate(() => document.querySelector('script[src="/assets/ask.js"]') !== null).catch(() => false);
+  assert.equal(await chatShown(other), false, "no chat page on the other site");
+  assert.equal(await frameLocator(other).locator("#question").count(), 0, "no chat form on the other site");
+  // The library's own page still shows it (the ended chat, rated).
+  await host.goto(`${library}/`);
+  await openWidget(host);
+  await until("the library's page shows the chat", () => chatShown(host), 15000);
+  for (const p of [other, admin]) await p.close();
 });
 
 test("nginx's logs and refdesk's log hold none of the patron's data, the chat's lines or its token", async () => {

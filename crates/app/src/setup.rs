@@ -223,4 +223,30 @@ impl App {
         self.library_added();
         Ok(library)
     }
+
+    /// A library as its admins see it: read from the store, not the
+    /// entry points' copy (which may be a few seconds old).
+    async fn administered(&self, staff: &Staff, slug: &str, action: Admin) -> AppResult<LibraryRecord> {
+        let lib = self.store.library_by_slug(slug).await?.ok_or(DomainError::NotFound("library"))?;
+        authorize_admin(staff, action, &lib.placement)?;
+        Ok(lib)
+    }
+
+    /// The sites allowed to show a library's chat in a frame (its admins
+    /// ask); empty: any site.
+    pub async fn embed_sites(&self, staff: &Staff, slug: &str) -> AppResult<Vec<String>> {
+        Ok(self.administered(staff, slug, Admin::Embedding).await?.embed_sites)
+    }
+
+    /// Sets the sites allowed to show a library's chat in a frame
+    /// ([`input::embed_sites`]; empty: any site), as written back. The
+    /// chat page says so to browsers at once on this node, within
+    /// [`crate::LISTED_FOR`] on the others.
+    pub async fn set_embed_sites(&self, staff: &Staff, slug: &str, sites: &[String]) -> AppResult<Vec<String>> {
+        let lib = self.administered(staff, slug, Admin::Embedding).await?;
+        let sites = input::embed_sites(sites)?;
+        self.store.set_embed_sites(lib.placement.library, sites.clone()).await?;
+        self.library_added();
+        Ok(sites)
+    }
 }

@@ -304,6 +304,8 @@ pub enum Admin {
     Privacy,
     /// Give a library a new name (its admins and those above).
     RenameLibrary,
+    /// Say which web sites may show a library's chat (its widget).
+    Embedding,
     /// Give an institution a new name (its admins and cooperative admins).
     RenameInstitution,
     /// Give the cooperative a new name.
@@ -326,6 +328,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::Blocks => (Role::LibraryAdmin, "blocks are for the library's admins"),
         Admin::Privacy => (Role::LibraryAdmin, "patron privacy is for the library's admins"),
         Admin::RenameLibrary => (Role::LibraryAdmin, "a library is renamed by its admins"),
+        Admin::Embedding => (Role::LibraryAdmin, "the sites that show a library's chat are its admins' to say"),
         Admin::RenameInstitution => (Role::InstitutionAdmin, "an institution is renamed by its admins"),
         Admin::RenameCooperative => (Role::CooperativeAdmin, "the cooperative is renamed by its admins"),
     };
@@ -660,6 +663,11 @@ mod tests {
             (InstitutionAdmin, Admin::RenameLibrary, SameCooperative, false),
             (CooperativeAdmin, Admin::RenameLibrary, SameCooperative, true),
             (CooperativeAdmin, Admin::RenameLibrary, OtherCooperative, false),
+            (Librarian, Admin::Embedding, SameLibrary, false),
+            (LibraryAdmin, Admin::Embedding, SameLibrary, true),
+            (LibraryAdmin, Admin::Embedding, SameInstitution, false),
+            (InstitutionAdmin, Admin::Embedding, SameInstitution, true),
+            (CooperativeAdmin, Admin::Embedding, OtherCooperative, false),
             (LibraryAdmin, Admin::RenameInstitution, SameLibrary, false),
             (InstitutionAdmin, Admin::RenameInstitution, SameInstitution, true),
             (InstitutionAdmin, Admin::RenameInstitution, SameCooperative, false),

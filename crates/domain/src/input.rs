@@ -295,9 +295,114 @@ pub fn strong_password<'a>(s: &'a str, username: &str) -> Result<&'a str, Domain
     Ok(s)
 }
 
+/// How many sites one library's chat may be shown on ([`embed_sites`]).
+pub const MAX_EMBED_SITES: usize = 20;
+
+/// The web sites allowed to show a library's chat in a frame (its widget):
+/// each an origin, `https://` or `http://` then a host name (its first
+/// label may be `*`, for every subdomain) and an optional port, nothing
+/// after it but a `/`. Written back in lower case, without the `/`, each
+/// once, in the order given; at most [`MAX_EMBED_SITES`]. An empty list
+/// means any site. Nothing else gets through: the list goes into a
+/// `Content-Security-Policy` header as it is.
+pub fn embed_sites(sites: &[String]) -> Result<Vec<String>, DomainError> {
+    if sites.len() > MAX_EMBED_SITES {
+        return Err(DomainError::invalid("sites", "at most 20 sites"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(sites.len());
+    for given in sites {
+        let site = embed_site(given).ok_or_else(|| {
+            let shown: String = given.trim().chars().take(80).collect();
+            DomainError::invalid(
+                "sites",
+                format!("\"{shown}\" is not a site's address: write it as https://www.example.org (scheme, host, optional port; no path)"),
+            )
+        })?;
+        if !out.contains(&site) {
+            out.push(site);
+        }
+    }
+    Ok(out)
+}
+
+fn embed_site(given: &str) -> Option<String> {
+    let lower = given.trim().to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    if let Some(port) = port {
+        let ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        if !ok || !(1..=65535).contains(&port.parse::<u32>().ok()?) {
+            return None;
+        }
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let wild = labels.first() == Some(&"*");
+    let named = if wild { &labels[1..] } else { &labels[..] };
+    // A wildcard stands for the subdomains of a name of two labels or more.
+    if host.len() > 253 || named.is_empty() || (wild && named.len() < 2) || !named.iter().all(|l| label_ok(l)) {
+        return None;
+    }
+    Some(format!("{scheme}://{rest}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only origins get through, in one spelling each: nothing that could
+    /// end the header's directive or add another source to it.
+    #[test]
+    fn an_embedding_site_is_an_origin_and_nothing_more() {
+        let sites = |v: &[&str]| embed_sites(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            sites(&[" HTTPS://www.Riverside.example.org/ ", "http://127.0.0.1:8080", "https://*.example.edu"]).unwrap(),
+            ["https://www.riverside.example.org", "http://127.0.0.1:8080", "https://*.example.edu"]
+        );
+        assert_eq!(sites(&["https://a.org", "https://A.org/"]).unwrap(), ["https://a.org"], "each once");
+        assert!(sites(&[]).unwrap().is_empty(), "an empty list: any site");
+        for bad in [
+            "*",
+            "www.example.org",
+            "ftp://example.org",
+            "https://example.org/chat",
+            "https://example.org; script-src *",
+            "https://example.org https://evil.example",
+            "https://example.org,https://evil.example",
+            "https://*",
+            "https://*.org",
+            "https://a.*.org",
+            "https://example.org:0",
+            "https://example.org:70000",
+            "https://example.org:",
+            "https://-a.org",
+            "https://exa mple.org",
+            "https://user@example.org",
+            "https://example.org?x=1",
+            "https://",
+            "'self'",
+            "https://ex\u{e4}mple.org",
+        ] {
+            let err = sites(&[bad]).unwrap_err();
+            assert!(matches!(err, DomainError::Invalid { field: "sites", .. }), "{bad:?}: {err:?}");
+        }
+        let many: Vec<String> = (0..=MAX_EMBED_SITES).map(|i| format!("https://s{i}.example.org")).collect();
+        assert!(embed_sites(&many).is_err(), "at most {MAX_EMBED_SITES}");
+        assert_eq!(embed_sites(&many[..MAX_EMBED_SITES]).unwrap().len(), MAX_EMBED_SITES);
+    }
 
     /// A name is one line that reads the way it is written: no line or
     /// paragraph separator, no character that turns the text around (a

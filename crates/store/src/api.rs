@@ -53,6 +53,9 @@ pub trait Organisation: Send + Sync {
     async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool>;
     /// Sets [`Organisation::blocked_may_ask`].
     async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()>;
+    /// Sets the sites allowed to show a library's chat in a frame
+    /// ([`LibraryRecord::embed_sites`], checked by the caller); empty: any site.
+    async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()>;
 }
 
 /// Staff accounts, sign-ins and availability.

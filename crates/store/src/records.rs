@@ -391,6 +391,9 @@ pub struct LibraryRecord {
     pub slug: String,
     /// Display name.
     pub name: String,
+    /// The sites allowed to show its chat in a frame (origins, as
+    /// `refdesk_domain::input::embed_sites` writes them); empty: any site.
+    pub embed_sites: Vec<String>,
 }
 
 /// What a new name is given to ([`crate::api::Organisation::rename`]).

@@ -18,7 +18,7 @@ use refdesk_domain::chat::Message;
 use refdesk_domain::ids::InstitutionId;
 use refdesk_domain::visibility::Viewer;
 use refdesk_store::{LibraryRecord, SessionRecord};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -28,6 +28,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(libraries, create_library))
+        .routes(routes!(embedding, set_embedding))
         .routes(routes!(start))
         .routes(routes!(chat))
         .routes(routes!(end))
@@ -101,6 +102,55 @@ async fn create_library(
 ) -> ApiResult<(StatusCode, axum::Json<LibraryView>)> {
     let l = state.app.add_library(Some(&staff), b.institution, &b.slug, &b.name).await?;
     Ok((StatusCode::CREATED, axum::Json(l.into())))
+}
+
+/// The web sites allowed to show a library's chat in a frame: its widget's
+/// pages. Each an origin (`https://www.example.org`, a port if not the
+/// scheme's, `https://*.example.org` for every subdomain); none: any site.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EmbedSites {
+    /// Origins, at most 20; empty: any site may show the chat.
+    #[schema(max_items = 20)]
+    sites: Vec<String>,
+}
+
+/// The sites allowed to show this library's chat (its admins).
+#[utoipa::path(get, path = "/api/libraries/{slug}/embedding", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    responses(
+        (status = 200, description = "the library's setting", body = EmbedSites),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+    ))]
+async fn embedding(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<EmbedSites>> {
+    Ok(axum::Json(EmbedSites { sites: s.app.embed_sites(&staff, &slug).await? }))
+}
+
+/// Say which sites may show this library's chat in a frame (its admins):
+/// `/ask/{slug}` then carries `Content-Security-Policy: frame-ancestors`
+/// with them (at once on this node, within 5 s on the others), and a
+/// browser shows the chat on no other site. An empty list lets any site.
+#[utoipa::path(put, path = "/api/libraries/{slug}/embedding", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    request_body = EmbedSites,
+    responses(
+        (status = 200, description = "the library's setting now, as written back (lower case, each once)", body = EmbedSites),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: more than 20 sites, or one that is not an origin (field `sites`)", body = ErrorBody),
+    ))]
+async fn set_embedding(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+    Json(b): Json<EmbedSites>,
+) -> ApiResult<axum::Json<EmbedSites>> {
+    Ok(axum::Json(EmbedSites { sites: s.app.set_embed_sites(&staff, &slug, &b.sites).await? }))
 }
 
 /// What a patron types into the pre-chat form.
@@ -341,6 +391,7 @@ mod tests {
             },
             slug: slug.into(),
             name: format!("The {slug} library"),
+            embed_sites: Vec::new(),
         };
         let kept = ListedJson::default();
         let read = Arc::new(vec![library(1, "main")]);

@@ -18,9 +18,13 @@ use utoipa_axum::routes;
 /// the browser refuses to submit a form itself (which would put what the
 /// patron typed in the URL).
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
-/// The patron's chat may be framed by any library's web site (the widget);
-/// everything else stays as strict.
-const CSP_EMBEDDABLE: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'none'";
+/// The patron's chat may be framed by the web sites its library's admins
+/// named (the widget), or by any site if they named none; everything else
+/// stays as strict.
+fn csp_embeddable(sites: &[String]) -> String {
+    let ancestors = if sites.is_empty() { "*".to_owned() } else { format!("'self' {}", sites.join(" ")) };
+    CSP.replace("frame-ancestors 'self'", &format!("frame-ancestors {ancestors}"))
+}
 
 const ASSETS: &[(&str, &str, &str)] = &[
     ("refdesk.css", "text/css; charset=utf-8", include_str!("../../../../web/refdesk.css")),
@@ -77,18 +81,23 @@ async fn index() -> Response {
         (status = 200, description = "HTML", body = String, content_type = "text/html"),
         (status = 404, description = "no such library: the same page, which says so", body = String, content_type = "text/html")))]
 async fn ask(State(state): State<AppState>, slug: Result<Path<String>, PathRejection>) -> Response {
-    let mut page = page_with(ASK, CSP_EMBEDDABLE);
     // A name that is not text (bytes that are not UTF-8) names no library.
-    let missing = match slug {
-        Ok(Path(slug)) => {
-            matches!(state.app.open_library(&slug).await, Err(AppError::Domain(DomainError::NotFound(_))))
-        }
-        Err(_) => true,
+    let found = match slug {
+        Ok(Path(slug)) => state.app.open_library(&slug).await,
+        Err(_) => Err(AppError::Domain(DomainError::NotFound("library"))),
     };
-    if missing {
-        *page.status_mut() = StatusCode::NOT_FOUND;
+    match found {
+        Ok(lib) => page_with(ASK, &csp_embeddable(&lib.embed_sites)),
+        Err(AppError::Domain(DomainError::NotFound(_))) => {
+            // A mistyped snippet's frame says so, wherever it is.
+            let mut page = page_with(ASK, &csp_embeddable(&[]));
+            *page.status_mut() = StatusCode::NOT_FOUND;
+            page
+        }
+        // The store unreachable: the page, which asks again, framed only
+        // where the library surely allows it.
+        Err(_) => page_with(ASK, CSP),
     }
-    page
 }
 
 /// The librarian desk.
@@ -138,7 +147,7 @@ fn page(html: &'static str) -> Response {
     page_with(html, CSP)
 }
 
-fn page_with(html: &'static str, csp: &'static str) -> Response {
+fn page_with(html: &'static str, csp: &str) -> Response {
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),

@@ -175,3 +175,67 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// The `frame-ancestors` a library's chat page is served with.
+async fn framed_by(app: &crate::helpers::TestApp, slug: &str) -> String {
+    let page = reqwest::get(app.url(&format!("/ask/{slug}"))).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'self'") && csp.contains("form-action 'none'"), "the rest stays: {csp}");
+    let directive = csp.split(';').map(str::trim).find(|d| d.starts_with("frame-ancestors ")).unwrap();
+    directive.trim_start_matches("frame-ancestors ").to_owned()
+}
+
+/// A library's admins name the sites that may show its chat (its widget's
+/// pages); browsers then refuse to show it in a frame anywhere else. None
+/// named: any site, as before. A refused or bad list changes nothing.
+#[tokio::test]
+async fn a_library_names_the_sites_that_may_show_its_chat_and_no_other_may() {
+    let app = spawn_app().await;
+    let url = "/api/libraries/riverside-main/embedding";
+    let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
+    assert_eq!(carla.get(url).await, (200, serde_json::json!({"sites": []})));
+    assert_eq!(framed_by(&app, "riverside-main").await, "*", "none named: any site");
+
+    // Refused: a librarian; an admin of another library; a list that is
+    // not one of origins, or too long. Nothing changes.
+    let mine = serde_json::json!({"sites": ["https://www.riverside.example.org"]});
+    assert_eq!(ann.get(url).await.0, 403);
+    assert_eq!(ann.put(url, mine.clone()).await.0, 403);
+    assert_eq!(carla.put("/api/libraries/riverside-law/embedding", mine.clone()).await.0, 403);
+    assert_eq!(carla.put("/api/libraries/no-such-library/embedding", mine.clone()).await.0, 404);
+    for bad in [
+        serde_json::json!({"sites": ["https://www.riverside.example.org; script-src *"]}),
+        serde_json::json!({"sites": ["https://a.example.org https://evil.example"]}),
+        serde_json::json!({"sites": ["*"]}),
+        serde_json::json!({"sites": (0..21).map(|i| format!("https://s{i}.example.org")).collect::<Vec<_>>()}),
+    ] {
+        let (status, why) = carla.put(url, bad).await;
+        assert_eq!((status, why["error"]["field"].as_str()), (422, Some("sites")), "{why}");
+    }
+    let (status, why) = carla.put(url, serde_json::json!({"sites": "https://a.org"})).await;
+    assert_eq!(status, 422, "{why}");
+    assert_eq!(carla.get(url).await.1["sites"], serde_json::json!([]));
+    assert_eq!(framed_by(&app, "riverside-main").await, "*");
+
+    // Named: written back in one spelling; the page says them at once.
+    let (status, set) = carla
+        .put(url, serde_json::json!({"sites": [" HTTPS://Www.Riverside.example.org/ ", "http://127.0.0.1:8080", "https://www.riverside.example.org"]}))
+        .await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set, serde_json::json!({"sites": ["https://www.riverside.example.org", "http://127.0.0.1:8080"]}));
+    assert_eq!(carla.get(url).await.1, set);
+    assert_eq!(
+        framed_by(&app, "riverside-main").await,
+        "'self' https://www.riverside.example.org http://127.0.0.1:8080"
+    );
+    // Another library's page is its own affair; a page that names no
+    // library may be shown anywhere (a mistyped snippet says so).
+    assert_eq!(framed_by(&app, "lakeside-public").await, "*");
+    assert_eq!(framed_by(&app, "riverside-mian").await, "*");
+    // Its patrons' entry point works as before.
+    app.start_chat("riverside-main", "still open to patrons").await;
+
+    // None again: any site.
+    assert_eq!(carla.put(url, serde_json::json!({"sites": []})).await, (200, serde_json::json!({"sites": []})));
+    assert_eq!(framed_by(&app, "riverside-main").await, "*");
+}

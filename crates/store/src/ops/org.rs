@@ -388,4 +388,21 @@ impl<B: Backend> Organisation for B {
         })
         .await
     }
+
+    async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()> {
+        let sites = (!sites.is_empty()).then(|| sites.join(" "));
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec(
+                    "INSERT INTO library_settings (library_id, blocked_may_ask, embed_sites) VALUES (?1, TRUE, ?2)
+                     ON CONFLICT (library_id) DO UPDATE SET embed_sites = excluded.embed_sites",
+                    args![library.0, sites.as_deref()],
+                )
+                .await
+                .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
+                Ok(())
+            }))
+        })
+        .await
+    }
 }

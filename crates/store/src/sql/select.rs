@@ -68,11 +68,18 @@ const REFERRED: [&str; 3] = ["referred_to", "referred_institution", "referred_co
 
 pub(crate) const LIBRARY_SELECT: &str =
     "SELECT l.id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
-            l.slug AS slug, l.name AS library_name
-     FROM libraries l JOIN institutions i ON i.id = l.institution_id";
+            l.slug AS slug, l.name AS library_name, ls.embed_sites AS embed_sites
+     FROM libraries l JOIN institutions i ON i.id = l.institution_id
+     LEFT JOIN library_settings ls ON ls.library_id = l.id";
 
 pub(crate) fn library(r: &dyn Cols) -> Result<LibraryRecord> {
-    Ok(LibraryRecord { placement: placement(r, OWN)?, slug: r.text("slug")?, name: r.text("library_name")? })
+    let embed_sites = r.opt_text("embed_sites")?.map(|s| s.split_whitespace().map(str::to_owned).collect());
+    Ok(LibraryRecord {
+        placement: placement(r, OWN)?,
+        slug: r.text("slug")?,
+        name: r.text("library_name")?,
+        embed_sites: embed_sites.unwrap_or_default(),
+    })
 }
 
 /// Every institution with its cooperative, by cooperative then name.

@@ -17,6 +17,7 @@ on_every_backend!(
     cooperatives_institutions_and_libraries_are_renamed_and_what_is_not_there_is_not_found,
     creating_under_a_parent_that_does_not_exist_is_not_found,
     a_library_policy_page_is_replaced_and_read_back,
+    a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_other_settings,
     replacing_a_code_keeps_its_place_in_the_picker,
     codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
     what_admins_create_is_bounded_per_cooperative_and_per_owner,
@@ -181,6 +182,29 @@ async fn a_library_policy_page_is_replaced_and_read_back(b: &Backend) {
         PolicyPage { library, body: "Fines: none".into(), updated_at: 500, updated_by: Some("CARLA".into()) };
     assert_eq!(page, expected);
     assert!(s.policy(w.other.placement.library).await.unwrap().is_none(), "each library its own");
+}
+
+/// The sites allowed to frame a library's chat come with the library, by
+/// its slug and in the list; a library's other setting (blocked patrons'
+/// form) is left as it was, and setting it leaves the sites.
+async fn a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_other_settings(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let library = w.library.placement.library;
+    let slug = w.library.slug.as_str();
+    assert!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites.is_empty(), "none at first");
+    let sites = vec!["https://www.example.org".to_owned(), "https://*.example.edu:8443".to_owned()];
+    s.set_embed_sites(library, sites.clone()).await.unwrap();
+    assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites, sites);
+    let listed = s.libraries().await.unwrap();
+    assert_eq!(listed.iter().find(|l| l.placement.library == library).unwrap().embed_sites, sites);
+    assert!(listed.iter().filter(|l| l.placement.library != library).all(|l| l.embed_sites.is_empty()), "its own");
+    assert!(s.blocked_may_ask(library).await.unwrap(), "the other setting as it was");
+    s.set_blocked_may_ask(library, false).await.unwrap();
+    assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites, sites, "kept by the other setting");
+    s.set_embed_sites(library, Vec::new()).await.unwrap();
+    assert!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites.is_empty());
+    assert!(!s.blocked_may_ask(library).await.unwrap(), "kept by the sites");
+    assert!(not_found(&s.set_embed_sites(LibraryId(999_999), sites).await));
 }
 
 /// `put_code` promises that a new code goes last and says nothing of moving
