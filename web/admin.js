@@ -125,6 +125,8 @@ async function load() {
     await loadBlocks();
     await loadRetention(libs);
     await loadPrivacyLog();
+    $("admin-log-h").parentElement.hidden = false;
+    await loadAdminLog();
   }
 }
 
@@ -238,6 +240,18 @@ async function loadPrivacyLog() {
     el("td", {}, x.by || "refdesk (scheduled)"), el("td", { class: "num" }, String(x.sessions)),
     el("td", {}, x.transcripts === "delete" ? "deleted" : "masked"))));
   if (!entries.length) $("privacy-log").replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "Nothing erased yet.")));
+}
+
+// Each change this page makes is said in the status line: the admin log
+// is read again then, so that it shows the change just made.
+new MutationObserver(() => { if (!$("admin-log-h").parentElement.hidden && $("status").textContent) loadAdminLog().catch(() => {}); })
+  .observe($("status"), { childList: true, characterData: true, subtree: true });
+async function loadAdminLog() {
+  const entries = await api("/api/admin-log?limit=200");
+  $("admin-log").replaceChildren(...entries.map((x) => el("tr", {},
+    el("td", {}, new Date(x.at).toLocaleString()), el("td", {}, x.library ?? "the cooperative"),
+    el("td", {}, x.by ?? "the operator (command line)"), el("td", {}, x.detail))));
+  if (!entries.length) $("admin-log").replaceChildren(el("tr", {}, el("td", { colspan: 4 }, "No changes yet.")));
 }
 
 const STATUSES = ["new", "pending", "answered", "closed"];

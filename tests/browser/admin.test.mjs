@@ -190,3 +190,34 @@ test("Set code with a READ scale alone keeps a referred question where it was re
   assert.equal((await referred()).referred_name, "Lakeside Public Library", "still there");
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a library admin names her library's sites on the libraries page; the change is in the admin log below, and the list is kept", async () => {
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/admin`);
+  const sites = carla.getByLabel("Sites that may show this chat (the widget's pages)");
+  await carla.getByText("Any site may show the chat.").waitFor();
+  // Something that is not a site's address: refused, said, nothing saved.
+  await sites.fill("www.riverside.example.org");
+  await carla.getByRole("button", { name: "Save sites" }).click();
+  await carla.locator("#error", { hasText: "is not a site's address" }).waitFor();
+  assert.equal((await read(carla, "/api/libraries/riverside-main/embedding")).sites.length, 0);
+  await sites.fill("https://www.riverside.example.org\nhttps://*.riverside.example.edu");
+  await carla.getByRole("button", { name: "Save sites" }).click();
+  await carla.getByText("Sites for Riverside University Main Library saved.").waitFor();
+  await carla.getByText("Only these sites (and refdesk itself) may show the chat").waitFor();
+  // The admin log, read again after the change, says who did what where.
+  const row = carla.locator("#admin-log tr", { hasText: "only these sites may show the chat" });
+  await row.waitFor();
+  assert.match(await row.innerText(), /Riverside University Main Library\s+Carla Catalog \(carla\)\s+only these sites may show the chat: https:\/\/www\.riverside\.example\.org https:\/\/\*\.riverside\.example\.edu/);
+  await accessible(carla, "the libraries page with the sites and the admin log");
+  // Kept: a reload shows the list as saved.
+  await carla.reload();
+  await carla.getByText("Only these sites (and refdesk itself) may show the chat").waitFor();
+  assert.equal(await sites.inputValue(), "https://www.riverside.example.org\nhttps://*.riverside.example.edu");
+  // A librarian's page has no admin log.
+  const ann = await signIn("ann");
+  await ann.goto(`${base}/desk/admin`);
+  await ann.getByRole("heading", { name: "Libraries" }).waitFor();
+  assert.equal(await ann.locator("#admin-log-h").isVisible(), false);
+  for (const p of [carla, ann]) await p.context().close();
+});

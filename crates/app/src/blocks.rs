@@ -213,7 +213,11 @@ impl App {
     pub async fn set_blocked_may_ask(&self, staff: &Staff, slug: &str, may: bool) -> AppResult<()> {
         let lib = self.library(slug).await?;
         authorize_admin(staff, Admin::Blocks, &lib.placement)?;
-        Ok(self.store.set_blocked_may_ask(lib.placement.library, may).await?)
+        self.store.set_blocked_may_ask(lib.placement.library, may).await?;
+        let detail =
+            format!("a blocked patron {} send the offline question form", if may { "may still" } else { "may not" });
+        self.log_admin(Some(staff), crate::audit::Concerns::Library(lib.placement), "blocked_patrons", detail).await;
+        Ok(())
     }
 
     /// Refuses a patron a block stands against, with the polite message.

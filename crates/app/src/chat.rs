@@ -297,6 +297,8 @@ impl App {
         let update = refdesk_store::StaffUpdate { password_hash, decided_on, password_was, ..Default::default() };
         self.store.update_staff(staff.id, update).await?;
         self.sign_ins.password_reset(username);
+        let detail = format!("{}: own password changed", crate::audit::who(&staff.display_name, &staff.username));
+        self.log_admin(Some(staff), crate::audit::Concerns::Library(staff.home), "staff", detail).await;
         Ok(())
     }
 
@@ -445,8 +447,12 @@ impl App {
             refdesk_domain::authz::authorize_staff_add(actor, &lib.placement, role)?;
         }
         let password_hash = self.hash_work(move || auth::hash_password(&password)).await??;
+        let detail =
+            format!("{} added, {}", crate::audit::who(&display_name, &username), crate::audit::role_words(role));
         let new = NewStaff { library: lib.placement.library, username, display_name, role, password_hash };
-        Ok(self.store.create_staff(new).await?)
+        let id = self.store.create_staff(new).await?;
+        self.log_admin(actor, crate::audit::Concerns::Library(lib.placement), "staff", detail).await;
+        Ok(id)
     }
 
     /// A library by its slug, from memory once read (read again after

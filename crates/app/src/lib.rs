@@ -23,6 +23,7 @@
 //! server maps to status codes once.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod blocks;
 pub mod bus;

@@ -83,6 +83,18 @@ impl App {
         authorize_admin(staff, Admin::Privacy, &lib.placement)?;
         let r = r()?;
         self.store.set_retention(lib.placement.library, r, staff.id, self.clock.now()).await?;
+        let detail = match r {
+            Some(r) => format!(
+                "personal data removed after {} days, transcripts {}",
+                r.days,
+                match r.transcripts {
+                    refdesk_domain::privacy::Transcripts::Mask => "kept masked",
+                    refdesk_domain::privacy::Transcripts::Delete => "deleted",
+                }
+            ),
+            None => "personal data kept until erased".to_owned(),
+        };
+        self.log_admin(Some(staff), crate::audit::Concerns::Library(lib.placement), "retention", detail).await;
         tracing::info!(library = %slug, days = r.map(|r| r.days), staff = %staff.username, "retention period set");
         Ok(())
     }

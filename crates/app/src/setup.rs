@@ -3,6 +3,7 @@
 //! database, `refdesk cooperative add` for an operator hosting several),
 //! then institutions and libraries, from the CLI or by admins.
 
+use crate::audit::Concerns;
 use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{authorize_admin, Admin};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, StaffId};
@@ -116,6 +117,10 @@ impl App {
         let institution = self.store.create_institution(cooperative, &institution).await?;
         let library = self.store.create_library(institution, &slug, &library_name).await.map_err(slug_taken(&slug))?;
         self.library_added();
+        let detail = format!(
+            "cooperative “{name}” set up: its first library “{library_name}” (/ask/{slug}) and cooperative admin {}",
+            crate::audit::who(&display_name, &username)
+        );
         let admin = self
             .store
             .create_staff(NewStaff {
@@ -126,6 +131,7 @@ impl App {
                 password_hash,
             })
             .await?;
+        self.log_admin(None, Concerns::Library(library.placement), "setup", detail).await;
         Ok(SetUp { cooperative, institution, library, admin })
     }
 
@@ -159,6 +165,13 @@ impl App {
             .map(|i| i.cooperative_name.clone())
             .ok_or(DomainError::NotFound("cooperative"))?;
         let id = self.store.create_institution(cooperative, &name).await?;
+        self.log_admin(
+            actor,
+            Concerns::Institution(id, cooperative),
+            "institution",
+            format!("institution “{name}” added"),
+        )
+        .await;
         Ok(InstitutionRecord { id, name, cooperative, cooperative_name })
     }
 
@@ -169,30 +182,40 @@ impl App {
     /// name keeps it; lists and widgets show the new one within seconds.
     pub async fn rename(&self, actor: Option<&Staff>, what: Named, name: &str) -> AppResult<()> {
         let name = required("name", name, 200)?;
+        // What it is, the place an admin must cover, and its name before.
+        let (action, concerns, old) = match what {
+            Named::Library(id) => {
+                let all = self.store.libraries().await?;
+                let lib = all.iter().find(|l| l.placement.library == id).ok_or(DomainError::NotFound("library"))?;
+                (Admin::RenameLibrary, Concerns::Library(lib.placement), lib.name.clone())
+            }
+            Named::Institution(id) => {
+                // Another cooperative's reads as missing: no probing of
+                // which ids it has.
+                let all = self.store.institutions().await?;
+                let inst = all
+                    .iter()
+                    .find(|i| i.id == id && actor.is_none_or(|s| i.cooperative == s.home.cooperative))
+                    .ok_or(DomainError::NotFound("institution"))?;
+                (Admin::RenameInstitution, Concerns::Institution(id, inst.cooperative), inst.name.clone())
+            }
+            Named::Cooperative(id) => {
+                let all = self.store.institutions().await?;
+                let old = all.iter().find(|i| i.cooperative == id).map(|i| i.cooperative_name.clone());
+                (Admin::RenameCooperative, Concerns::Cooperative(id), old.ok_or(DomainError::NotFound("cooperative"))?)
+            }
+        };
         if let Some(staff) = actor {
-            let (action, target) = match what {
-                Named::Library(id) => {
-                    let all = self.store.libraries().await?;
-                    let lib = all.iter().find(|l| l.placement.library == id).ok_or(DomainError::NotFound("library"))?;
-                    (Admin::RenameLibrary, lib.placement)
-                }
-                Named::Institution(id) => {
-                    // Another cooperative's reads as missing: no probing of
-                    // which ids it has.
-                    let all = self.store.institutions().await?;
-                    let inst = all
-                        .iter()
-                        .find(|i| i.id == id && i.cooperative == staff.home.cooperative)
-                        .ok_or(DomainError::NotFound("institution"))?;
-                    let target = Placement { institution: id, cooperative: inst.cooperative, ..staff.home };
-                    (Admin::RenameInstitution, target)
-                }
-                Named::Cooperative(id) => (Admin::RenameCooperative, Placement { cooperative: id, ..staff.home }),
+            let target = match concerns {
+                Concerns::Library(p) => p,
+                Concerns::Institution(institution, cooperative) => Placement { institution, cooperative, ..staff.home },
+                Concerns::Cooperative(cooperative) => Placement { cooperative, ..staff.home },
             };
             authorize_admin(staff, action, &target)?;
         }
         self.store.rename(what, &name).await?;
         self.library_added();
+        self.log_admin(actor, concerns, "rename", format!("renamed “{old}” → “{name}”")).await;
         Ok(())
     }
 
@@ -221,6 +244,8 @@ impl App {
         }
         let library = self.store.create_library(institution, &slug, &name).await.map_err(slug_taken(&slug))?;
         self.library_added();
+        let detail = format!("library “{name}” added (/ask/{slug})");
+        self.log_admin(actor, Concerns::Library(library.placement), "library", detail).await;
         Ok(library)
     }
 
@@ -247,6 +272,12 @@ impl App {
         let sites = input::embed_sites(sites)?;
         self.store.set_embed_sites(lib.placement.library, sites.clone()).await?;
         self.library_added();
+        let detail = if sites.is_empty() {
+            "any site may show the chat".to_owned()
+        } else {
+            format!("only these sites may show the chat: {}", sites.join(" "))
+        };
+        self.log_admin(Some(staff), Concerns::Library(lib.placement), "embedding", detail).await;
         Ok(sites)
     }
 }

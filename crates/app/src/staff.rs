@@ -3,6 +3,7 @@
 //! the queue's roll-up to the cooperative, staff management within scope,
 //! and the offline question form used when nobody is on duty.
 
+use crate::audit::{self, Concerns};
 use crate::flight::Turn;
 use crate::{auth, App, AppResult};
 use refdesk_domain::authz::{authorize_admin, authorize_staff_change, Admin};
@@ -356,9 +357,28 @@ impl App {
             None => None,
         };
         let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
+        let mut said = Vec::new();
+        if let Some(r) = role.filter(|r| *r != who.role) {
+            said.push(format!("role {} → {}", audit::role_words(who.role), audit::role_words(r)));
+        }
+        match disabled {
+            Some(true) => said.push("disabled".to_owned()),
+            Some(false) => said.push("enabled".to_owned()),
+            None => {}
+        }
+        if reset {
+            said.push("password reset".to_owned());
+        }
+        if let Some(name) = display_name.as_deref().filter(|n| *n != who.display_name) {
+            said.push(format!("name “{}” → “{name}”", who.display_name));
+        }
         let decided_on = Some((who.role, who.home.library));
         let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name, password_was: None };
         self.store.update_staff(target, update).await?;
+        if !said.is_empty() {
+            let detail = format!("{}: {}", audit::who(&who.display_name, &who.username), said.join("; "));
+            self.log_admin(Some(actor), Concerns::Library(who.home), "staff", detail).await;
+        }
         // The store forgot where the account signed in from; so does this
         // node (the others within a minute: `crate::signin`). A new password
         // also gives the account its attempts back on this node: a stranger's
@@ -433,6 +453,19 @@ impl App {
         };
         let reset = password_hash.is_some();
         self.store.update_staff(who.id, StaffUpdate { password_hash, disabled, ..Default::default() }).await?;
+        let said: Vec<&str> = [
+            reset.then_some("password reset"),
+            (disabled == Some(true)).then_some("disabled"),
+            (disabled == Some(false)).then_some("enabled"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !said.is_empty() {
+            let detail =
+                format!("{}: {}, from the command line", audit::who(&who.display_name, &who.username), said.join("; "));
+            self.log_admin(None, Concerns::Library(who.home), "staff", detail).await;
+        }
         if reset {
             self.sign_ins.password_reset(&who.username);
         }
@@ -623,7 +656,10 @@ impl App {
                 DomainError::invalid("body", format!("at most {MAX_POLICY_CHARS} characters of plain text")).into()
             );
         }
-        Ok(self.store.set_policy(library, body.to_owned(), staff.id, self.clock.now()).await?)
+        self.store.set_policy(library, body.to_owned(), staff.id, self.clock.now()).await?;
+        let detail = format!("policy notes saved ({} characters)", body.chars().count());
+        self.log_admin(Some(staff), Concerns::Library(lib.placement), "policy", detail).await;
+        Ok(())
     }
 }
 
@@ -703,6 +739,17 @@ impl App {
             .into());
         }
         let code = refdesk_domain::question::ResolutionCode { label, ..code };
-        Ok(self.store.put_code(staff.home.cooperative, code).await?)
+        let new = !codes.iter().any(|c| c.key == code.key);
+        let detail = format!(
+            "code {} “{}” {}: status {}{}",
+            code.key,
+            code.label,
+            if new { "added" } else { "changed" },
+            code.status.as_str(),
+            if code.retired { ", retired" } else { "" }
+        );
+        self.store.put_code(staff.home.cooperative, code).await?;
+        self.log_admin(Some(staff), Concerns::Cooperative(staff.home.cooperative), "code", detail).await;
+        Ok(())
     }
 }

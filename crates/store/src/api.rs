@@ -53,6 +53,12 @@ pub trait Organisation: Send + Sync {
     async fn blocked_may_ask(&self, library: LibraryId) -> Result<bool>;
     /// Sets [`Organisation::blocked_may_ask`].
     async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()>;
+    /// Writes an entry of the admin log; past `keep` entries of its
+    /// cooperative, the oldest are deleted in the same write.
+    async fn log_admin(&self, entry: AdminEntry, keep: u32) -> Result<()>;
+    /// The admin log entries of a scope, newest first: a library's, an
+    /// institution's (its libraries' too), a cooperative's (all of them).
+    async fn admin_log(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<AdminEntry>>;
     /// Sets the sites allowed to show a library's chat in a frame
     /// ([`LibraryRecord::embed_sites`], checked by the caller); empty: any site.
     async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()>;

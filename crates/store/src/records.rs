@@ -991,6 +991,28 @@ pub struct PrivacyEntry {
     pub transcripts: Option<refdesk_domain::privacy::Transcripts>,
 }
 
+/// One entry of the admin log: a change an admin made to accounts or
+/// settings (or the operator, from the command line), and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdminEntry {
+    /// Its id (0 in one not yet written).
+    pub id: i64,
+    /// When.
+    pub at: Millis,
+    /// The cooperative it was made in.
+    pub cooperative: CooperativeId,
+    /// The institution it concerns, if one (a library's too).
+    pub institution: Option<InstitutionId>,
+    /// The library it concerns, if one.
+    pub library: Option<LibraryId>,
+    /// Who made it; `None`: the operator, from the command line.
+    pub actor: Option<StaffId>,
+    /// What kind of change (`staff.role`, `code`, `embedding`, …).
+    pub action: String,
+    /// What changed, in words (names, not ids; never a password).
+    pub detail: String,
+}
+
 /// A chat or offline form of the past, ended, with its question (if it has
 /// one) and its first message: what [`crate::History::import_history`]
 /// writes. For loading history in bulk — the reports' benchmark, or

@@ -8,6 +8,7 @@
 //! `.route(…)`) would be served undescribed: the router test
 //! (`tests/api/router.rs`) walks the router's own table and fails on it.
 
+pub mod audit;
 pub mod auth;
 pub mod blocks;
 pub mod desk;
@@ -44,6 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(reports::router())
         .merge(privacy::router())
         .merge(staff::router())
+        .merge(audit::router())
         .merge(openapi::router())
         .merge(web::router())
         .routes(routes!(crate::ws::upgrade))

@@ -2,6 +2,7 @@
 //! in a temp folder, driven over real HTTP and real WebSockets.
 
 mod abusive;
+mod admin_log;
 mod authz_table;
 mod bad_input;
 mod chat_flow;

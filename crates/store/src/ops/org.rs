@@ -7,7 +7,7 @@ use crate::sql::rows::{codes_of, not_found};
 use crate::sql::select as sel;
 use crate::sql::{args, int, Db};
 use crate::MAX_SCRIPTS_PER_OWNER;
-use crate::{InstitutionRecord, LibraryRecord, Named, PolicyPage, Result, Script, ScriptOwner};
+use crate::{AdminEntry, InstitutionRecord, LibraryRecord, Named, PolicyPage, Result, ScopeLevel, Script, ScriptOwner};
 use crate::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_LIBRARIES_PER_COOPERATIVE};
 use async_trait::async_trait;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, StaffId};
@@ -385,6 +385,68 @@ impl<B: Backend> Organisation for B {
                 .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
                 Ok(())
             }))
+        })
+        .await
+    }
+
+    async fn log_admin(&self, entry: AdminEntry, keep: u32) -> Result<()> {
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                let AdminEntry { cooperative, institution, library, at, actor, action, detail, .. } = entry;
+                db.exec(
+                    "INSERT INTO admin_log (cooperative_id, institution_id, library_id, at, actor_id, action, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    args![
+                        cooperative.0,
+                        institution.map(|i| i.0),
+                        library.map(|l| l.0),
+                        at,
+                        actor.map(|a| a.0),
+                        &action,
+                        &detail
+                    ],
+                )
+                .await?;
+                // The oldest past the cap, by the cooperative's index.
+                db.exec(
+                    "DELETE FROM admin_log WHERE cooperative_id = ?1 AND id <= (
+                        SELECT id FROM admin_log WHERE cooperative_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    args![cooperative.0, i64::from(keep)],
+                )
+                .await?;
+                Ok(())
+            }))
+        })
+        .await
+    }
+
+    async fn admin_log(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<AdminEntry>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let (column, id) = match scope {
+                    ScopeLevel::Library(l) => ("library_id", l.0),
+                    ScopeLevel::Institution(i) => ("institution_id", i.0),
+                    ScopeLevel::Cooperative(c) => ("cooperative_id", c.0),
+                };
+                let sql = format!(
+                    "SELECT id AS id, at AS at, cooperative_id AS cooperative_id, institution_id AS institution_id,
+                            library_id AS library_id, actor_id AS actor_id, action AS action, detail AS detail
+                     FROM admin_log WHERE {column} = ?1 ORDER BY id DESC LIMIT ?2"
+                );
+                db.rows(&sql, args![id, i64::from(limit)], |r| {
+                    Ok(AdminEntry {
+                        id: r.int("id")?,
+                        at: r.int("at")?,
+                        cooperative: CooperativeId(r.int("cooperative_id")?),
+                        institution: r.opt_int("institution_id")?.map(InstitutionId),
+                        library: r.opt_int("library_id")?.map(LibraryId),
+                        actor: r.opt_int("actor_id")?.map(StaffId),
+                        action: r.text("action")?,
+                        detail: r.text("detail")?,
+                    })
+                })
+                .await
+            })
         })
         .await
     }

@@ -34,4 +34,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/025.sql"),
     include_str!("migrations/026.sql"),
     include_str!("migrations/027.sql"),
+    include_str!("migrations/028.sql"),
 ];

@@ -7,7 +7,7 @@ use refdesk_domain::org::Role;
 use refdesk_domain::question::{default_codes, ResolutionCode};
 use refdesk_domain::DomainError;
 use refdesk_store::MAX_STAFF_PER_LIBRARY;
-use refdesk_store::{Named, NewStaff, PolicyPage, ScriptOwner, StaffUpdate, StoreError};
+use refdesk_store::{AdminEntry, Named, NewStaff, PolicyPage, ScopeLevel, ScriptOwner, StaffUpdate, StoreError};
 use refdesk_store::{MAX_CODES_PER_COOPERATIVE, MAX_INSTITUTIONS_PER_COOPERATIVE, MAX_SCRIPTS_PER_OWNER};
 use std::collections::BTreeSet;
 
@@ -18,6 +18,7 @@ on_every_backend!(
     creating_under_a_parent_that_does_not_exist_is_not_found,
     a_library_policy_page_is_replaced_and_read_back,
     a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_other_settings,
+    the_admin_log_is_read_by_scope_newest_first_and_keeps_so_many_per_cooperative,
     replacing_a_code_keeps_its_place_in_the_picker,
     codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
     what_admins_create_is_bounded_per_cooperative_and_per_owner,
@@ -205,6 +206,56 @@ async fn a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_oth
     assert!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites.is_empty());
     assert!(!s.blocked_may_ask(library).await.unwrap(), "kept by the sites");
     assert!(not_found(&s.set_embed_sites(LibraryId(999_999), sites).await));
+}
+
+/// Entries are read by the place they concern (a library's, an
+/// institution's with its libraries', the cooperative's with everything),
+/// newest first; past the cap, the oldest of the cooperative go.
+async fn the_admin_log_is_read_by_scope_newest_first_and_keeps_so_many_per_cooperative(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let main = w.library.placement;
+    let entry = |n: i64, library: Option<LibraryId>, institution: Option<InstitutionId>| AdminEntry {
+        id: 0,
+        at: 1_000 + n,
+        cooperative: main.cooperative,
+        institution,
+        library,
+        actor: (n % 2 == 0).then_some(w.carla.id),
+        action: "test".into(),
+        detail: format!("change {n}"),
+    };
+    let details = |v: Vec<AdminEntry>| v.into_iter().map(|e| e.detail).collect::<Vec<_>>();
+    s.log_admin(entry(1, Some(main.library), Some(main.institution)), 4).await.unwrap();
+    s.log_admin(entry(2, Some(w.other.placement.library), Some(main.institution)), 4).await.unwrap();
+    s.log_admin(entry(3, None, Some(main.institution)), 4).await.unwrap();
+    s.log_admin(entry(4, None, None), 4).await.unwrap();
+    let read = |scope| s.admin_log(scope, 100);
+    assert_eq!(details(read(ScopeLevel::Library(main.library)).await.unwrap()), ["change 1"]);
+    assert_eq!(
+        details(read(ScopeLevel::Institution(main.institution)).await.unwrap()),
+        ["change 3", "change 2", "change 1"]
+    );
+    let all = read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap();
+    assert_eq!(details(all.clone()), ["change 4", "change 3", "change 2", "change 1"]);
+    assert_eq!(all[0], AdminEntry { id: all[0].id, ..entry(4, None, None) }, "read back as written");
+    assert_eq!(all[3].actor, None, "the operator's");
+    assert_eq!(
+        details(s.admin_log(ScopeLevel::Cooperative(main.cooperative), 2).await.unwrap()),
+        ["change 4", "change 3"]
+    );
+    // Past four, the oldest go.
+    s.log_admin(entry(5, Some(main.library), Some(main.institution)), 4).await.unwrap();
+    s.log_admin(entry(6, None, None), 4).await.unwrap();
+    assert_eq!(
+        details(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap()),
+        ["change 6", "change 5", "change 4", "change 3"]
+    );
+    assert_eq!(details(read(ScopeLevel::Library(main.library)).await.unwrap()), ["change 5"]);
+    // Another cooperative's are its own, and its cap too.
+    let coop = s.create_cooperative("Elsewhere", default_codes()).await.unwrap();
+    s.log_admin(AdminEntry { cooperative: coop, ..entry(7, None, None) }, 1).await.unwrap();
+    assert_eq!(details(read(ScopeLevel::Cooperative(coop)).await.unwrap()), ["change 7"]);
+    assert_eq!(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap().len(), 4);
 }
 
 /// `put_code` promises that a new code goes last and says nothing of moving
