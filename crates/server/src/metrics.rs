@@ -35,8 +35,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use refdesk_app::metrics::Label;
+use refdesk_domain::event::Availability;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -100,6 +102,24 @@ struct ChatLabels {
     state: String,
 }
 
+/// A library's slug, as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LibraryLabel {
+    library: String,
+}
+
+/// The staff on duty (not disabled) of every cooperative.
+async fn on_duty(store: &dyn refdesk_store::Store) -> refdesk_store::Result<Vec<refdesk_store::StaffEntry>> {
+    let mut cooperatives: Vec<_> = store.institutions().await?.into_iter().map(|i| i.cooperative).collect();
+    cooperatives.dedup();
+    let mut on = Vec::new();
+    for coop in cooperatives {
+        let staff = store.staff_of(coop).await?;
+        on.extend(staff.into_iter().filter(|s| !s.disabled && s.availability == Availability::OnDuty));
+    }
+    Ok(on)
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … 16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -115,6 +135,8 @@ pub struct ServerMetrics {
     outbox_unsent: Gauge,
     outbox_oldest: Gauge<f64, AtomicU64>,
     store_readable: Gauge,
+    database_bytes: Gauge,
+    on_duty: Family<LibraryLabel, Gauge>,
     limited: Family<Label, Counter>,
     /// The accept loop's counts, once it runs (read at each scrape).
     open: OnceLock<Arc<crate::conn::Counts>>,
@@ -138,6 +160,8 @@ impl ServerMetrics {
             outbox_unsent: Gauge::default(),
             outbox_oldest: Gauge::default(),
             store_readable: Gauge::default(),
+            database_bytes: Gauge::default(),
+            on_duty: Family::default(),
             limited: Family::default(),
             open: OnceLock::new(),
             scraping: tokio::sync::Mutex::new(()),
@@ -167,6 +191,15 @@ impl ServerMetrics {
             m.outbox_oldest.clone(),
         );
         r.register("store_readable", "1 if this scrape could read the store's figures", m.store_readable.clone());
+        r.register_with_unit(
+            "database",
+            "The database's size (SQLite: its pages, without the write-ahead log; PostgreSQL: pg_database_size)",
+            Unit::Bytes,
+            m.database_bytes.clone(),
+        );
+        r.register("staff_on_duty", "Staff on duty per library (their home library)", m.on_duty.clone());
+        let build = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
+        r.register("build", "The running build: its version", build);
         r.register(
             "limited",
             "Requests, frames and connections refused by a limit (docs/operations.md lists the limits)",
@@ -243,15 +276,25 @@ impl ServerMetrics {
             self.connections.get_or_create(&[("kind", "tcp")]).set(counts.open() as i64);
         }
         let store = app.store();
-        let (libraries, live, outbox) = tokio::join!(
+        let (libraries, live, outbox, size, staff) = tokio::join!(
             tokio::time::timeout(STORE_WAIT, store.libraries()),
             tokio::time::timeout(STORE_WAIT, store.live_counts()),
             tokio::time::timeout(STORE_WAIT, store.outbox_stats()),
+            tokio::time::timeout(STORE_WAIT, store.database_size()),
+            tokio::time::timeout(STORE_WAIT, on_duty(store.as_ref())),
         );
-        let (Ok(Ok(libraries)), Ok(Ok(live)), Ok(Ok(outbox))) = (libraries, live, outbox) else {
+        let (Ok(Ok(libraries)), Ok(Ok(live)), Ok(Ok(outbox)), Ok(Ok(size)), Ok(Ok(staff))) =
+            (libraries, live, outbox, size, staff)
+        else {
             tracing::warn!("/metrics: the store did not answer; its figures are left as they were");
             return false;
         };
+        self.database_bytes.set(i64::try_from(size).unwrap_or(i64::MAX));
+        self.on_duty.clear();
+        for lib in &libraries {
+            let n = staff.iter().filter(|s| s.staff.home.library == lib.placement.library).count();
+            self.on_duty.get_or_create(&LibraryLabel { library: lib.slug.clone() }).set(n as i64);
+        }
         // Every library shows, at 0 when nothing is live: an alert on a
         // queue needs its series before the first chat.
         self.chats.clear();

@@ -107,6 +107,31 @@ async fn a_chat_moves_the_committed_count_the_queue_gauges_and_the_request_count
     .await;
 }
 
+/// What an operator alerts on beside the queues: the build running, the
+/// database's size, and who is on duty at each library.
+#[tokio::test]
+async fn the_build_the_database_size_and_the_staff_on_duty_per_library_are_figures() {
+    let app = spawn_app().await;
+    let before = scrape(&app).await;
+    let build = before.families.get("refdesk_build").expect("the build's family");
+    let sample = build.iter_samples().next().expect("one sample");
+    assert_eq!(sample.get_labelset().unwrap().get_label_value("version"), Some(env!("CARGO_PKG_VERSION")));
+    let size = value(&before, "refdesk_database_bytes", &[]).expect("the database's size");
+    assert!(size >= 4096.0, "{size}");
+    let on_duty = |s: &Scrape, library: &str| value(s, "refdesk_staff_on_duty", &[("library", library)]);
+    assert_eq!(on_duty(&before, "riverside-main"), Some(0.0), "every library shows, at 0");
+    assert_eq!(on_duty(&before, "lakeside-public"), Some(0.0));
+    // Ann goes on duty at Riverside: one there, none elsewhere.
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let after = scrape(&app).await;
+    assert_eq!(on_duty(&after, "riverside-main"), Some(1.0));
+    assert_eq!(on_duty(&after, "lakeside-public"), Some(0.0));
+    // Away is not on duty.
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "away"})).await.0, 200);
+    assert_eq!(on_duty(&scrape(&app).await, "riverside-main"), Some(0.0));
+}
+
 #[tokio::test]
 async fn with_smtp_down_the_outbox_depth_and_the_oldest_age_grow_until_it_is_back() {
     // Arrange: SMTP is down; the clock moves when the test says.
