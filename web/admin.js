@@ -246,10 +246,16 @@ async function loadPrivacyLog() {
 // is read again then, so that it shows the change just made.
 new MutationObserver(() => { if (!$("admin-log-h").parentElement.hidden && $("status").textContent) loadAdminLog().catch(() => {}); })
   .observe($("status"), { childList: true, characterData: true, subtree: true });
+// Reads may overlap: one that lands after a later one is not drawn.
+let logAsked = 0;
+let logDrawn = 0;
 async function loadAdminLog() {
+  const asked = ++logAsked;
   const entries = await api("/api/admin-log?limit=200");
+  if (asked < logDrawn) return;
+  logDrawn = asked;
   $("admin-log").replaceChildren(...entries.map((x) => el("tr", {},
-    el("td", {}, new Date(x.at).toLocaleString()), el("td", {}, x.library ?? "the cooperative"),
+    el("td", {}, new Date(x.at).toLocaleString()), el("td", {}, x.library ?? x.institution ?? "the cooperative"),
     el("td", {}, x.by ?? "the operator (command line)"), el("td", {}, x.detail))));
   if (!entries.length) $("admin-log").replaceChildren(el("tr", {}, el("td", { colspan: 4 }, "No changes yet.")));
 }

@@ -439,7 +439,8 @@ const acceptsAsked = new Set();
 function accept(session) {
   if (acceptsAsked.has(session)) return acceptsDone;
   acceptsAsked.add(session);
-  acceptsDone = acceptsDone.then(() => acceptNow(session)).finally(() => acceptsAsked.delete(session));
+  // One that fails never keeps the next from running.
+  acceptsDone = acceptsDone.catch(() => {}).then(() => acceptNow(session)).finally(() => acceptsAsked.delete(session));
   return acceptsDone;
 }
 async function acceptNow(session) {

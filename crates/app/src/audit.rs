@@ -13,10 +13,19 @@ use refdesk_domain::org::{Placement, Role, Staff};
 use refdesk_domain::DomainError;
 use refdesk_store::{AdminEntry, ScopeLevel};
 
-/// Entries kept per cooperative: the oldest past it are deleted as new ones
-/// are written (a cooperative's admins make a few changes a day; a stolen
-/// admin sign-in looping changes at its write budget cannot fill the disk).
+/// Entries kept per cooperative: past it, the oldest are deleted as new
+/// ones are written, but never one younger than [`ADMIN_LOG_KEPT_DAYS`].
 pub const ADMIN_LOG_KEPT: u32 = 10_000;
+
+/// Days an entry is kept whatever the cap.
+pub const ADMIN_LOG_KEPT_DAYS: i64 = 30;
+
+/// Changes one admin may make in a UTC day on a node (`429
+/// too_many_changes` past it, nothing changed). A cooperative's admins make
+/// a few a day, a library's first day a few hundred; a stolen admin sign-in
+/// looping changes at its write budget would otherwise write 1.7 million
+/// entries a day, or push every other entry out past the cap.
+pub const ADMIN_CHANGES_PER_DAY: u32 = 500;
 
 /// Entries one read returns at most.
 pub const ADMIN_LOG_PAGE: u32 = 500;
@@ -42,6 +51,8 @@ pub struct AdminLogLine {
     pub by: Option<String>,
     /// The library's name, if it concerns one.
     pub library: Option<String>,
+    /// The institution's name, if it concerns one (a library's too).
+    pub institution: Option<String>,
 }
 
 /// A role's name in words ("library admin").
@@ -55,6 +66,18 @@ pub(crate) fn who(display_name: &str, username: &str) -> String {
 }
 
 impl App {
+    /// Counts a change `actor` is about to make (the operator's are not
+    /// counted); refused past [`ADMIN_CHANGES_PER_DAY`] today.
+    pub(crate) fn admin_change(&self, actor: Option<&Staff>) -> Result<(), DomainError> {
+        let Some(actor) = actor else { return Ok(()) };
+        self.admin_changes.take_or(actor.id, ADMIN_CHANGES_PER_DAY, self.clock.now(), || DomainError::Limited {
+            code: "too_many_changes",
+            reason: format!(
+                "you have made {ADMIN_CHANGES_PER_DAY} changes to accounts and settings today; you may make more tomorrow"
+            ),
+        })
+    }
+
     /// Writes an admin log entry for a change just made.
     pub(crate) async fn log_admin(&self, actor: Option<&Staff>, concerns: Concerns, action: &str, detail: String) {
         let (cooperative, institution, library) = match concerns {
@@ -72,7 +95,8 @@ impl App {
             action: action.to_owned(),
             detail,
         };
-        if let Err(e) = self.store.log_admin(entry.clone(), ADMIN_LOG_KEPT).await {
+        let young = entry.at - ADMIN_LOG_KEPT_DAYS * 86_400_000;
+        if let Err(e) = self.store.log_admin(entry.clone(), ADMIN_LOG_KEPT, young).await {
             tracing::error!(error = %e, action, detail = %entry.detail, "a change was made but not written to the admin log");
         }
     }
@@ -87,6 +111,7 @@ impl App {
         let entries = self.store.admin_log(ScopeLevel::of(staff), limit.clamp(1, ADMIN_LOG_PAGE)).await?;
         let people = self.store.staff_of(staff.home.cooperative).await?;
         let libraries = self.listed_libraries().await?;
+        let institutions = self.store.institutions().await?;
         Ok(entries
             .into_iter()
             .map(|entry| AdminLogLine {
@@ -99,8 +124,45 @@ impl App {
                 library: entry
                     .library
                     .and_then(|id| libraries.iter().find(|l| l.placement.library == id).map(|l| l.name.clone())),
+                institution: entry
+                    .institution
+                    .and_then(|id| institutions.iter().find(|i| i.id == id).map(|i| i.name.clone())),
                 entry,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::app_on_sqlite;
+
+    /// An admin's changes of a day are counted whatever they change; past
+    /// the day's, each is refused before anything is written, and a change
+    /// that changes nothing is counted but not logged.
+    #[tokio::test]
+    async fn an_admin_makes_so_many_changes_a_day_and_one_past_them_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app_on_sqlite(&dir).await;
+        let (_, carla) = app.login("carla", crate::demo::PASSWORD, true).await.unwrap();
+        let logged = |app: &App| {
+            let app = app.clone();
+            let carla = carla.clone();
+            async move { app.admin_log(&carla, ADMIN_LOG_PAGE).await.unwrap().len() }
+        };
+        let before = logged(&app).await;
+        for i in 0..ADMIN_CHANGES_PER_DAY {
+            app.set_blocked_may_ask(&carla, "riverside-main", (i / 2) % 2 == 1).await.unwrap();
+        }
+        // Every other one changed nothing (false, false, true, true, …).
+        assert_eq!(logged(&app).await, before + ADMIN_CHANGES_PER_DAY as usize / 2);
+        let refused = app.set_blocked_may_ask(&carla, "riverside-main", false).await.unwrap_err();
+        assert!(refused.to_string().contains("changes to accounts and settings today"), "{refused}");
+        assert!(app.store.blocked_may_ask(carla.home.library).await.unwrap(), "as it was");
+        assert_eq!(logged(&app).await, before + ADMIN_CHANGES_PER_DAY as usize / 2, "nothing logged");
+        // Another admin is not held back.
+        let (_, dev) = app.login("dev", crate::demo::PASSWORD, true).await.unwrap();
+        app.set_blocked_may_ask(&dev, "riverside-main", false).await.unwrap();
     }
 }

@@ -9,6 +9,7 @@
 //! default): a library's public computer is shared, and its next user must
 //! not be turned away for long.
 
+use crate::audit::Concerns;
 use crate::{auth, App, AppResult};
 use refdesk_domain::authz::{authorize, authorize_admin, Action, Admin, Target};
 use refdesk_domain::chat::{Author, MessageKind, SessionState};
@@ -213,10 +214,16 @@ impl App {
     pub async fn set_blocked_may_ask(&self, staff: &Staff, slug: &str, may: bool) -> AppResult<()> {
         let lib = self.library(slug).await?;
         authorize_admin(staff, Admin::Blocks, &lib.placement)?;
+        let was = self.store.blocked_may_ask(lib.placement.library).await?;
+        self.admin_change(Some(staff))?;
         self.store.set_blocked_may_ask(lib.placement.library, may).await?;
-        let detail =
-            format!("a blocked patron {} send the offline question form", if may { "may still" } else { "may not" });
-        self.log_admin(Some(staff), crate::audit::Concerns::Library(lib.placement), "blocked_patrons", detail).await;
+        if was != may {
+            let detail = format!(
+                "a blocked patron {} send the offline question form",
+                if may { "may still" } else { "may not" }
+            );
+            self.log_admin(Some(staff), Concerns::Library(lib.placement), "blocked_patrons", detail).await;
+        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! sign-in. Each authorizes, applies the domain rule and persists; the
 //! store's commit publishes.
 
+use crate::audit::{self, Concerns};
 use crate::flight::Turn;
 use crate::mail::transcript_mail;
 use crate::signin::{self, Verdict};
@@ -155,6 +156,21 @@ impl Written {
     /// Counts a line `staff` writes at `now`; `too_many_lines` once they
     /// wrote `most` today.
     pub(crate) fn take(&self, staff: StaffId, most: u32, now: Millis) -> Result<(), DomainError> {
+        self.take_or(staff, most, now, || {
+            let reason = format!("you have written {most} lines and notes today; you may write more tomorrow");
+            DomainError::Limited { code: "too_many_lines", reason }
+        })
+    }
+
+    /// Counts one of what `staff` does at `now`; `refused()` once they did
+    /// `most` today.
+    pub(crate) fn take_or(
+        &self,
+        staff: StaffId,
+        most: u32,
+        now: Millis,
+        refused: impl FnOnce() -> DomainError,
+    ) -> Result<(), DomainError> {
         let day = now.div_euclid(DAY);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let (on, n) = map.entry(staff).or_insert((day, 0));
@@ -162,8 +178,7 @@ impl Written {
             (*on, *n) = (day, 0);
         }
         if *n >= most {
-            let reason = format!("you have written {most} lines and notes today; you may write more tomorrow");
-            return Err(DomainError::Limited { code: "too_many_lines", reason });
+            return Err(refused());
         }
         *n += 1;
         Ok(())
@@ -297,8 +312,8 @@ impl App {
         let update = refdesk_store::StaffUpdate { password_hash, decided_on, password_was, ..Default::default() };
         self.store.update_staff(staff.id, update).await?;
         self.sign_ins.password_reset(username);
-        let detail = format!("{}: own password changed", crate::audit::who(&staff.display_name, &staff.username));
-        self.log_admin(Some(staff), crate::audit::Concerns::Library(staff.home), "staff", detail).await;
+        let detail = format!("{}: own password changed", audit::who(&staff.display_name, &staff.username));
+        self.log_admin(Some(staff), Concerns::Library(staff.home), "staff", detail).await;
         Ok(())
     }
 
@@ -447,11 +462,11 @@ impl App {
             refdesk_domain::authz::authorize_staff_add(actor, &lib.placement, role)?;
         }
         let password_hash = self.hash_work(move || auth::hash_password(&password)).await??;
-        let detail =
-            format!("{} added, {}", crate::audit::who(&display_name, &username), crate::audit::role_words(role));
+        let detail = format!("{} added, {}", audit::who(&display_name, &username), audit::role_words(role));
         let new = NewStaff { library: lib.placement.library, username, display_name, role, password_hash };
+        self.admin_change(actor)?;
         let id = self.store.create_staff(new).await?;
-        self.log_admin(actor, crate::audit::Concerns::Library(lib.placement), "staff", detail).await;
+        self.log_admin(actor, Concerns::Library(lib.placement), "staff", detail).await;
         Ok(id)
     }
 

@@ -521,6 +521,9 @@ pub struct Parts {
     retention: Arc<tokio::sync::Mutex<()>>,
     /// What each staff member wrote today on this node (`staff_lines_per_day`).
     written: chat::Written,
+    /// The changes each admin made today on this node
+    /// ([`audit::ADMIN_CHANGES_PER_DAY`]).
+    admin_changes: chat::Written,
     /// Each staff member's own line for reports and searches by words.
     long_reads: turns::Lines,
 }
@@ -614,6 +617,7 @@ impl App {
             day_spent: Arc::default(),
             retention: Arc::default(),
             written: chat::Written::default(),
+            admin_changes: chat::Written::default(),
             long_reads: turns::Lines::default(),
         }))
     }

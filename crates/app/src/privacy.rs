@@ -6,6 +6,7 @@
 //! Logs name the admin and count chats; they never carry the e-mail address
 //! searched for, nor anything of the chats.
 
+use crate::audit::Concerns;
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize_admin, Admin};
 use refdesk_domain::event::Event;
@@ -82,6 +83,8 @@ impl App {
         let lib = self.library(slug).await?;
         authorize_admin(staff, Admin::Privacy, &lib.placement)?;
         let r = r()?;
+        let was = self.store.retention(lib.placement.library).await?;
+        self.admin_change(Some(staff))?;
         self.store.set_retention(lib.placement.library, r, staff.id, self.clock.now()).await?;
         let detail = match r {
             Some(r) => format!(
@@ -94,7 +97,9 @@ impl App {
             ),
             None => "personal data kept until erased".to_owned(),
         };
-        self.log_admin(Some(staff), crate::audit::Concerns::Library(lib.placement), "retention", detail).await;
+        if was != r {
+            self.log_admin(Some(staff), Concerns::Library(lib.placement), "retention", detail).await;
+        }
         tracing::info!(library = %slug, days = r.map(|r| r.days), staff = %staff.username, "retention period set");
         Ok(())
     }

@@ -164,6 +164,7 @@ impl App {
             .find(|i| i.cooperative == cooperative)
             .map(|i| i.cooperative_name.clone())
             .ok_or(DomainError::NotFound("cooperative"))?;
+        self.admin_change(actor)?;
         let id = self.store.create_institution(cooperative, &name).await?;
         self.log_admin(
             actor,
@@ -182,6 +183,11 @@ impl App {
     /// name keeps it; lists and widgets show the new one within seconds.
     pub async fn rename(&self, actor: Option<&Staff>, what: Named, name: &str) -> AppResult<()> {
         let name = required("name", name, 200)?;
+        // The cooperative's admins only, before anything is looked up (no
+        // probing of which cooperatives there are).
+        if let (Named::Cooperative(id), Some(staff)) = (what, actor) {
+            authorize_admin(staff, Admin::RenameCooperative, &Placement { cooperative: id, ..staff.home })?;
+        }
         // What it is, the place an admin must cover, and its name before.
         let (action, concerns, old) = match what {
             Named::Library(id) => {
@@ -213,9 +219,12 @@ impl App {
             };
             authorize_admin(staff, action, &target)?;
         }
+        self.admin_change(actor)?;
         self.store.rename(what, &name).await?;
         self.library_added();
-        self.log_admin(actor, concerns, "rename", format!("renamed “{old}” → “{name}”")).await;
+        if old != name {
+            self.log_admin(actor, concerns, "rename", format!("renamed “{old}” → “{name}”")).await;
+        }
         Ok(())
     }
 
@@ -242,6 +251,7 @@ impl App {
             let target = Placement { institution, cooperative: inst.cooperative, ..staff.home };
             authorize_admin(staff, Admin::AddLibrary, &target)?;
         }
+        self.admin_change(actor)?;
         let library = self.store.create_library(institution, &slug, &name).await.map_err(slug_taken(&slug))?;
         self.library_added();
         let detail = format!("library “{name}” added (/ask/{slug})");
@@ -270,8 +280,12 @@ impl App {
     pub async fn set_embed_sites(&self, staff: &Staff, slug: &str, sites: &[String]) -> AppResult<Vec<String>> {
         let lib = self.administered(staff, slug, Admin::Embedding).await?;
         let sites = input::embed_sites(sites)?;
+        self.admin_change(Some(staff))?;
         self.store.set_embed_sites(lib.placement.library, sites.clone()).await?;
         self.library_added();
+        if sites == lib.embed_sites {
+            return Ok(sites);
+        }
         let detail = if sites.is_empty() {
             "any site may show the chat".to_owned()
         } else {

@@ -334,7 +334,8 @@ impl App {
             ),
             None => None,
         };
-        let who = self.store.staff_by_id(target).await?.ok_or(DomainError::NotFound("staff member"))?;
+        let entry = self.store.staff_entry(target).await?.ok_or(DomainError::NotFound("staff member"))?;
+        let (who, was_disabled) = (entry.staff, entry.disabled);
         authorize_staff_change(actor, who.id, &who.home, who.role, role)?;
         if who.id == actor.id && (disabled == Some(true) || role.is_some_and(|r| r < actor.role)) {
             return Err(DomainError::Conflict("you cannot disable or demote yourself".into()).into());
@@ -361,7 +362,7 @@ impl App {
         if let Some(r) = role.filter(|r| *r != who.role) {
             said.push(format!("role {} → {}", audit::role_words(who.role), audit::role_words(r)));
         }
-        match disabled {
+        match disabled.filter(|d| *d != was_disabled) {
             Some(true) => said.push("disabled".to_owned()),
             Some(false) => said.push("enabled".to_owned()),
             None => {}
@@ -374,6 +375,7 @@ impl App {
         }
         let decided_on = Some((who.role, who.home.library));
         let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name, password_was: None };
+        self.admin_change(Some(actor))?;
         self.store.update_staff(target, update).await?;
         if !said.is_empty() {
             let detail = format!("{}: {}", audit::who(&who.display_name, &who.username), said.join("; "));
@@ -656,9 +658,13 @@ impl App {
                 DomainError::invalid("body", format!("at most {MAX_POLICY_CHARS} characters of plain text")).into()
             );
         }
+        let was = self.store.policy(library).await?.map(|p| p.body);
+        self.admin_change(Some(staff))?;
         self.store.set_policy(library, body.to_owned(), staff.id, self.clock.now()).await?;
-        let detail = format!("policy notes saved ({} characters)", body.chars().count());
-        self.log_admin(Some(staff), Concerns::Library(lib.placement), "policy", detail).await;
+        if was.as_deref() != Some(body) {
+            let detail = format!("policy notes saved ({} characters)", body.chars().count());
+            self.log_admin(Some(staff), Concerns::Library(lib.placement), "policy", detail).await;
+        }
         Ok(())
     }
 }
@@ -694,7 +700,25 @@ impl App {
         let title = input::optional_line("title", Some(title), 100)?
             .ok_or_else(|| DomainError::invalid("title", "is required"))?;
         let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
-        Ok(self.store.create_script(owner, title, body, self.clock.now()).await?)
+        let shared = Self::shared_script(staff, owner);
+        if shared.is_some() {
+            self.admin_change(Some(staff))?;
+        }
+        let script = self.store.create_script(owner, title, body, self.clock.now()).await?;
+        if let Some(concerns) = shared {
+            self.log_admin(Some(staff), concerns, "script", format!("script “{}” added", script.title)).await;
+        }
+        Ok(script)
+    }
+
+    /// Where a library's or the cooperative's script is logged; `None`
+    /// for one's own.
+    fn shared_script(staff: &Staff, owner: ScriptOwner) -> Option<Concerns> {
+        match owner {
+            ScriptOwner::Personal(_) => None,
+            ScriptOwner::Library(_) => Some(Concerns::Library(staff.home)),
+            ScriptOwner::Cooperative(c) => Some(Concerns::Cooperative(c)),
+        }
     }
 
     /// Deletes a script one may keep in its scope.
@@ -702,7 +726,17 @@ impl App {
         let script = self.store.script(id).await?.ok_or(DomainError::NotFound("script"))?;
         let owner = script.owned_by();
         match Self::script_owner(staff, &script.scope) {
-            Ok(may) if owner == Some(may) => Ok(self.store.delete_script(id).await?),
+            Ok(may) if owner == Some(may) => {
+                let shared = Self::shared_script(staff, may);
+                if shared.is_some() {
+                    self.admin_change(Some(staff))?;
+                }
+                self.store.delete_script(id).await?;
+                if let Some(concerns) = shared {
+                    self.log_admin(Some(staff), concerns, "script", format!("script “{}” deleted", script.title)).await;
+                }
+                Ok(())
+            }
             // One this staff member sees (their library's, their
             // cooperative's) but may not delete: said why.
             Err(refused)
@@ -739,7 +773,8 @@ impl App {
             .into());
         }
         let code = refdesk_domain::question::ResolutionCode { label, ..code };
-        let new = !codes.iter().any(|c| c.key == code.key);
+        let was = codes.iter().find(|c| c.key == code.key);
+        let (new, same) = (was.is_none(), was == Some(&code));
         let detail = format!(
             "code {} “{}” {}: status {}{}",
             code.key,
@@ -748,8 +783,11 @@ impl App {
             code.status.as_str(),
             if code.retired { ", retired" } else { "" }
         );
+        self.admin_change(Some(staff))?;
         self.store.put_code(staff.home.cooperative, code).await?;
-        self.log_admin(Some(staff), Concerns::Cooperative(staff.home.cooperative), "code", detail).await;
+        if !same {
+            self.log_admin(Some(staff), Concerns::Cooperative(staff.home.cooperative), "code", detail).await;
+        }
         Ok(())
     }
 }

@@ -307,7 +307,7 @@ pub const MAX_EMBED_SITES: usize = 20;
 /// `Content-Security-Policy` header as it is.
 pub fn embed_sites(sites: &[String]) -> Result<Vec<String>, DomainError> {
     if sites.len() > MAX_EMBED_SITES {
-        return Err(DomainError::invalid("sites", "at most 20 sites"));
+        return Err(DomainError::invalid("sites", format!("at most {MAX_EMBED_SITES} sites")));
     }
     let mut out: Vec<String> = Vec::with_capacity(sites.len());
     for given in sites {
@@ -315,7 +315,10 @@ pub fn embed_sites(sites: &[String]) -> Result<Vec<String>, DomainError> {
             let shown: String = given.trim().chars().take(80).collect();
             DomainError::invalid(
                 "sites",
-                format!("\"{shown}\" is not a site's address: write it as https://www.example.org (scheme, host, optional port; no path)"),
+                format!(
+                    "\"{shown}\" is not a site's address: write it as https://www.example.org (scheme, host, \
+                     optional port; no path; a name in other letters than a-z in its xn-- form)"
+                ),
             )
         })?;
         if !out.contains(&site) {
@@ -336,12 +339,23 @@ fn embed_site(given: &str) -> Option<String> {
         Some((host, port)) => (host, Some(port)),
         None => (rest, None),
     };
-    if let Some(port) = port {
-        let ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
-        if !ok || !(1..=65535).contains(&port.parse::<u32>().ok()?) {
-            return None;
+    // A port as a number, and none where it is the scheme's own: one site,
+    // one spelling.
+    let port = match port {
+        Some(p) => {
+            let n: u32 = if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            } else {
+                p.parse().ok()?
+            };
+            if !(1..=65535).contains(&n) {
+                return None;
+            }
+            let default = if scheme == "https" { 443 } else { 80 };
+            (n != default).then_some(n)
         }
-    }
+        None => None,
+    };
     let labels: Vec<&str> = host.split('.').collect();
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -356,7 +370,10 @@ fn embed_site(given: &str) -> Option<String> {
     if host.len() > 253 || named.is_empty() || (wild && named.len() < 2) || !named.iter().all(|l| label_ok(l)) {
         return None;
     }
-    Some(format!("{scheme}://{rest}"))
+    Some(match port {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 #[cfg(test)]
@@ -372,7 +389,13 @@ mod tests {
             sites(&[" HTTPS://www.Riverside.example.org/ ", "http://127.0.0.1:8080", "https://*.example.edu"]).unwrap(),
             ["https://www.riverside.example.org", "http://127.0.0.1:8080", "https://*.example.edu"]
         );
-        assert_eq!(sites(&["https://a.org", "https://A.org/"]).unwrap(), ["https://a.org"], "each once");
+        assert_eq!(
+            sites(&["https://a.org", "https://A.org/", "https://a.org:443", "http://a.org:80", "http://a.org:0080"])
+                .unwrap(),
+            ["https://a.org", "http://a.org"],
+            "each once, the scheme's port left out"
+        );
+        assert_eq!(sites(&["https://a.org:08443"]).unwrap(), ["https://a.org:8443"]);
         assert!(sites(&[]).unwrap().is_empty(), "an empty list: any site");
         for bad in [
             "*",

@@ -54,8 +54,9 @@ pub trait Organisation: Send + Sync {
     /// Sets [`Organisation::blocked_may_ask`].
     async fn set_blocked_may_ask(&self, library: LibraryId, may: bool) -> Result<()>;
     /// Writes an entry of the admin log; past `keep` entries of its
-    /// cooperative, the oldest are deleted in the same write.
-    async fn log_admin(&self, entry: AdminEntry, keep: u32) -> Result<()>;
+    /// cooperative, the oldest are deleted in the same write, but never one
+    /// written at or after `young`.
+    async fn log_admin(&self, entry: AdminEntry, keep: u32, young: Millis) -> Result<()>;
     /// The admin log entries of a scope, newest first: a library's, an
     /// institution's (its libraries' too), a cooperative's (all of them).
     async fn admin_log(&self, scope: ScopeLevel, limit: u32) -> Result<Vec<AdminEntry>>;

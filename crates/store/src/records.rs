@@ -1007,7 +1007,7 @@ pub struct AdminEntry {
     pub library: Option<LibraryId>,
     /// Who made it; `None`: the operator, from the command line.
     pub actor: Option<StaffId>,
-    /// What kind of change (`staff.role`, `code`, `embedding`, …).
+    /// What kind of change (`staff`, `code`, `embedding`, …).
     pub action: String,
     /// What changed, in words (names, not ids; never a password).
     pub detail: String,

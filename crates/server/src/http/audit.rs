@@ -1,5 +1,6 @@
 //! The admin log: what admins changed in accounts and settings, for the
-//! admins whose role covers it.
+//! admins whose role covers it. Read only: entries are written by the app
+//! beside each change, never through this module.
 
 use super::auth::CurrentStaff;
 use crate::error::{ApiResult, ErrorBody, Query};
@@ -35,8 +36,8 @@ struct AdminLogEntry {
     /// When (ms since the epoch).
     at: Millis,
     /// What kind: `staff` (an account added or changed), `code`,
-    /// `retention`, `embedding`, `blocked_patrons`, `policy`, `library`,
-    /// `institution`, `rename`, `setup`.
+    /// `retention`, `embedding`, `blocked_patrons`, `policy`, `script`,
+    /// `library`, `institution`, `rename`, `setup`.
     action: String,
     /// What changed, in words (names, roles, settings; never a password).
     detail: String,
@@ -45,21 +46,33 @@ struct AdminLogEntry {
     by: Option<String>,
     /// The library it concerns, if one.
     library: Option<String>,
+    /// The institution it concerns, if one (a library's too).
+    institution: Option<String>,
 }
 
 impl From<AdminLogLine> for AdminLogEntry {
     fn from(l: AdminLogLine) -> Self {
-        let AdminLogLine { entry, by, library } = l;
-        AdminLogEntry { id: entry.id, at: entry.at, action: entry.action, detail: entry.detail, by, library }
+        let AdminLogLine { entry, by, library, institution } = l;
+        AdminLogEntry {
+            id: entry.id,
+            at: entry.at,
+            action: entry.action,
+            detail: entry.detail,
+            by,
+            library,
+            institution,
+        }
     }
 }
 
 /// The admin log of the places my role covers (library admins and above):
 /// accounts added and changed (roles, disabling, password resets, names,
 /// one's own password), resolution codes, retention periods, the sites
-/// that may show a chat, the blocked patrons' form, policy notes, libraries
-/// and institutions added and renamed. Newest first; a cooperative keeps
-/// its last 10,000.
+/// that may show a chat, the blocked patrons' form, policy notes, library
+/// and cooperative scripts, libraries and institutions added and renamed
+/// (lifted blocks are in `GET /api/blocks`). A change that changes nothing
+/// is not logged. Newest first; a cooperative keeps its last 10,000, and
+/// every entry for 30 days.
 #[utoipa::path(get, path = "/api/admin-log", tag = "admin", security(("staff" = [])),
     params(Limit),
     responses(
@@ -74,7 +87,7 @@ async fn admin_log(
 ) -> ApiResult<axum::Json<Vec<AdminLogEntry>>> {
     let limit = q.limit.unwrap_or(200);
     if !(1..=ADMIN_LOG_PAGE).contains(&limit) {
-        return Err(refdesk_domain::DomainError::invalid("limit", "1 to 500").into());
+        return Err(refdesk_domain::DomainError::invalid("limit", format!("1 to {ADMIN_LOG_PAGE}")).into());
     }
     Ok(axum::Json(s.app.admin_log(&staff, limit).await?.into_iter().map(Into::into).collect()))
 }

@@ -130,6 +130,7 @@ async fn policy(
         (status = 200, description = "the library's setting now", body = BlockedPatrons),
         (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn set_policy(
     State(s): State<AppState>,

@@ -93,7 +93,7 @@ struct NewLibrary {
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
         (status = 409, description = "`conflict`: the slug is taken, or another library of the cooperative has that name (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad slug, or an empty or over-long name", body = ErrorBody),
-        (status = 429, description = "`too_many`: the cooperative holds 2,000 libraries already", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 2,000 libraries already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn create_library(
     State(state): State<AppState>,
@@ -133,7 +133,7 @@ async fn embedding(
 
 /// Say which sites may show this library's chat in a frame (its admins):
 /// `/ask/{slug}` then carries `Content-Security-Policy: frame-ancestors`
-/// with them (at once on this node, within 5 s on the others), and a
+/// with them (at once on this node, within 10 s on the others), and a
 /// browser shows the chat on no other site. An empty list lets any site.
 #[utoipa::path(put, path = "/api/libraries/{slug}/embedding", tag = "admin", security(("staff" = [])),
     params(("slug" = String, Path, description = "the library's URL name")),
@@ -143,6 +143,7 @@ async fn embedding(
         (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: more than 20 sites, or one that is not an origin (field `sites`)", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn set_embedding(
     State(s): State<AppState>,

@@ -70,6 +70,7 @@ async fn retention(
         (status = 403, description = "`forbidden`: not an admin of this library", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: days out of bounds", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn set_retention(
     State(s): State<AppState>,

@@ -79,7 +79,7 @@ struct NewInstitution {
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
         (status = 409, description = "`conflict`: another institution of the cooperative has that name (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
-        (status = 429, description = "`too_many`: the cooperative holds 1,000 institutions already", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 1,000 institutions already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn create_institution(
     State(s): State<AppState>,
@@ -125,6 +125,7 @@ async fn rename(s: &AppState, staff: &Staff, what: Named, name: &str) -> ApiResu
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 409, description = "`conflict`: another library of the cooperative has that name (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn rename_library(
     State(s): State<AppState>,
@@ -147,6 +148,7 @@ async fn rename_library(
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
         (status = 409, description = "`conflict`: another institution of the cooperative has that name (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn rename_institution(
     State(s): State<AppState>,
@@ -165,6 +167,7 @@ async fn rename_institution(
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
         (status = 409, description = "`conflict`: another cooperative of the service has that name (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn rename_cooperative(
     State(s): State<AppState>,
@@ -389,7 +392,7 @@ fn role(s: &str) -> Result<Role, ApiError> {
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 409, description = "`conflict`: the username is taken", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad username, name, role or a weak password", body = ErrorBody),
-        (status = 429, description = "`too_many`: the cooperative holds 10,000 staff accounts already, or the library 1,000", body = ErrorBody),
+        (status = 429, description = "`too_many`: the cooperative holds 10,000 staff accounts already, or the library 1,000; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn staff_create(
     State(s): State<AppState>,
@@ -433,6 +436,7 @@ struct StaffUpdateBody {
         (status = 404, description = "`not_found`: no such staff member", body = ErrorBody),
         (status = 409, description = "`conflict`: disabling or demoting myself, or the account's role or home changed while this was decided (look again)", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad role, a weak password, a promotion into an admin role without a new password, or nothing to change", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn staff_update(
     State(s): State<AppState>,
@@ -640,6 +644,7 @@ struct PolicyBody {
         (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
         (status = 422, description = "`invalid`: an over-long page", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn set_policy(
     State(s): State<AppState>,
@@ -696,7 +701,7 @@ struct ScriptBody {
         (status = 201, description = "saved", body = ScriptView),
         (status = 403, description = "`forbidden`: a scope my role may not write", body = ErrorBody),
         (status = 422, description = "`invalid`: an unknown scope, an empty or over-long title or body", body = ErrorBody),
-        (status = 429, description = "`too_many`: the owner holds 200 scripts already", body = ErrorBody),
+        (status = 429, description = "`too_many`: the owner holds 200 scripts already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn create_script(
     State(s): State<AppState>,
@@ -713,6 +718,7 @@ async fn create_script(
         (status = 200, description = "deleted", body = Deleted),
         (status = 403, description = "`forbidden`: a script of my library or cooperative that my role does not keep", body = ErrorBody),
         (status = 404, description = "`not_found`: no such script, or one I do not see", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn delete_script(
     State(s): State<AppState>,
@@ -732,7 +738,7 @@ async fn delete_script(
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
         (status = 409, description = "`conflict`: another code in use has that label (in any letter case)", body = ErrorBody),
         (status = 422, description = "`invalid`: a key that does not match the path, a bad key or label", body = ErrorBody),
-        (status = 429, description = "`too_many`: a new code, and the cooperative holds 100 already", body = ErrorBody),
+        (status = 429, description = "`too_many`: a new code, and the cooperative holds 100 already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn put_code(
     State(s): State<AppState>,

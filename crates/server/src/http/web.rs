@@ -94,8 +94,10 @@ async fn ask(State(state): State<AppState>, slug: Result<Path<String>, PathRejec
             *page.status_mut() = StatusCode::NOT_FOUND;
             page
         }
-        // The store unreachable: the page, which asks again, framed only
-        // where the library surely allows it.
+        // The store unreachable (and no list of libraries read before):
+        // which sites the library allows is not known, so only refdesk's
+        // own may frame the page; a widget's frame stays blank until the
+        // patron opens the chat again.
         Err(_) => page_with(ASK, CSP),
     }
 }

@@ -81,6 +81,11 @@ async fn each_admin_change_is_logged_for_the_admins_whose_role_covers_it() {
     assert_eq!(all[0].0, "code");
     assert_eq!(all[0].1, "code lost_call “Lost connection” changed: status closed");
     assert_eq!((all[0].2.as_deref(), all[0].3.as_deref()), (Some("Erin Index (erin)"), None));
+    // Setting what is set already changes nothing, and logs nothing.
+    let again = json!({"sites": ["https://WWW.riverside.example.org:443/"]});
+    assert_eq!(carla.put("/api/libraries/riverside-main/embedding", again).await.0, 200);
+    assert_eq!(carla.post(&format!("/api/staff/{}", made["id"]), json!({"disabled": true})).await.0, 200);
+    assert_eq!(lines(&carla.get("/api/admin-log").await.1)[..5], expected[..]);
     // A librarian reads none of it; a bad limit is refused.
     assert_eq!(ann.get("/api/admin-log").await.0, 401, "her sign-ins ended with the reset");
     let ann = app.staff_with_password("ann", secret).await;

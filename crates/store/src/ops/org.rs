@@ -389,7 +389,7 @@ impl<B: Backend> Organisation for B {
         .await
     }
 
-    async fn log_admin(&self, entry: AdminEntry, keep: u32) -> Result<()> {
+    async fn log_admin(&self, entry: AdminEntry, keep: u32, young: Millis) -> Result<()> {
         self.write(move |db| {
             Box::pin(quiet(async move {
                 let AdminEntry { cooperative, institution, library, at, actor, action, detail, .. } = entry;
@@ -407,11 +407,12 @@ impl<B: Backend> Organisation for B {
                     ],
                 )
                 .await?;
-                // The oldest past the cap, by the cooperative's index.
+                // The oldest past the cap, by the cooperative's index; not
+                // the young ones, which a flood of changes must not push out.
                 db.exec(
-                    "DELETE FROM admin_log WHERE cooperative_id = ?1 AND id <= (
+                    "DELETE FROM admin_log WHERE cooperative_id = ?1 AND at < ?3 AND id <= (
                         SELECT id FROM admin_log WHERE cooperative_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                    args![cooperative.0, i64::from(keep)],
+                    args![cooperative.0, i64::from(keep), young],
                 )
                 .await?;
                 Ok(())

@@ -225,10 +225,10 @@ async fn the_admin_log_is_read_by_scope_newest_first_and_keeps_so_many_per_coope
         detail: format!("change {n}"),
     };
     let details = |v: Vec<AdminEntry>| v.into_iter().map(|e| e.detail).collect::<Vec<_>>();
-    s.log_admin(entry(1, Some(main.library), Some(main.institution)), 4).await.unwrap();
-    s.log_admin(entry(2, Some(w.other.placement.library), Some(main.institution)), 4).await.unwrap();
-    s.log_admin(entry(3, None, Some(main.institution)), 4).await.unwrap();
-    s.log_admin(entry(4, None, None), 4).await.unwrap();
+    s.log_admin(entry(1, Some(main.library), Some(main.institution)), 4, 1_005).await.unwrap();
+    s.log_admin(entry(2, Some(w.other.placement.library), Some(main.institution)), 4, 1_005).await.unwrap();
+    s.log_admin(entry(3, None, Some(main.institution)), 4, 1_005).await.unwrap();
+    s.log_admin(entry(4, None, None), 4, 1_005).await.unwrap();
     let read = |scope| s.admin_log(scope, 100);
     assert_eq!(details(read(ScopeLevel::Library(main.library)).await.unwrap()), ["change 1"]);
     assert_eq!(
@@ -244,18 +244,31 @@ async fn the_admin_log_is_read_by_scope_newest_first_and_keeps_so_many_per_coope
         ["change 4", "change 3"]
     );
     // Past four, the oldest go.
-    s.log_admin(entry(5, Some(main.library), Some(main.institution)), 4).await.unwrap();
-    s.log_admin(entry(6, None, None), 4).await.unwrap();
+    s.log_admin(entry(5, Some(main.library), Some(main.institution)), 4, 1_005).await.unwrap();
+    s.log_admin(entry(6, None, None), 4, 1_005).await.unwrap();
     assert_eq!(
         details(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap()),
         ["change 6", "change 5", "change 4", "change 3"]
     );
     assert_eq!(details(read(ScopeLevel::Library(main.library)).await.unwrap()), ["change 5"]);
+    // Entries written at or after `young` are kept past the cap.
+    s.log_admin(entry(8, None, None), 4, 1_004).await.unwrap();
+    assert_eq!(
+        details(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap()),
+        ["change 8", "change 6", "change 5", "change 4"],
+        "change 3 (at 1,003) went; change 4 (at 1,004) would have been kept anyway"
+    );
+    s.log_admin(entry(9, None, None), 4, 1_004).await.unwrap();
+    assert_eq!(
+        details(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap()),
+        ["change 9", "change 8", "change 6", "change 5", "change 4"],
+        "none at or after 1,004 deleted, the cap or not"
+    );
     // Another cooperative's are its own, and its cap too.
     let coop = s.create_cooperative("Elsewhere", default_codes()).await.unwrap();
-    s.log_admin(AdminEntry { cooperative: coop, ..entry(7, None, None) }, 1).await.unwrap();
+    s.log_admin(AdminEntry { cooperative: coop, ..entry(7, None, None) }, 1, 1_005).await.unwrap();
     assert_eq!(details(read(ScopeLevel::Cooperative(coop)).await.unwrap()), ["change 7"]);
-    assert_eq!(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap().len(), 4);
+    assert_eq!(read(ScopeLevel::Cooperative(main.cooperative)).await.unwrap().len(), 5);
 }
 
 /// `put_code` promises that a new code goes last and says nothing of moving
