@@ -358,21 +358,7 @@ impl App {
             None => None,
         };
         let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
-        let mut said = Vec::new();
-        if let Some(r) = role.filter(|r| *r != who.role) {
-            said.push(format!("role {} → {}", audit::role_words(who.role), audit::role_words(r)));
-        }
-        match disabled.filter(|d| *d != was_disabled) {
-            Some(true) => said.push("disabled".to_owned()),
-            Some(false) => said.push("enabled".to_owned()),
-            None => {}
-        }
-        if reset {
-            said.push("password reset".to_owned());
-        }
-        if let Some(name) = display_name.as_deref().filter(|n| *n != who.display_name) {
-            said.push(format!("name “{}” → “{name}”", who.display_name));
-        }
+        let said = changed_words(&who, was_disabled, role, disabled, reset, display_name.as_deref());
         let decided_on = Some((who.role, who.home.library));
         let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name, password_was: None };
         self.admin_change(Some(actor))?;
@@ -790,4 +776,32 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// What a change to `who`'s account changes, in the admin log's words;
+/// nothing for what it sets as it was.
+fn changed_words(
+    who: &Staff,
+    was_disabled: bool,
+    role: Option<Role>,
+    disabled: Option<bool>,
+    reset: bool,
+    display_name: Option<&str>,
+) -> Vec<String> {
+    let mut said = Vec::new();
+    if let Some(r) = role.filter(|r| *r != who.role) {
+        said.push(format!("role {} → {}", audit::role_words(who.role), audit::role_words(r)));
+    }
+    match disabled.filter(|d| *d != was_disabled) {
+        Some(true) => said.push("disabled".to_owned()),
+        Some(false) => said.push("enabled".to_owned()),
+        None => {}
+    }
+    if reset {
+        said.push("password reset".to_owned());
+    }
+    if let Some(name) = display_name.filter(|n| *n != who.display_name) {
+        said.push(format!("name “{}” → “{name}”", who.display_name));
+    }
+    said
 }
