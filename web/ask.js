@@ -514,6 +514,11 @@ function nameLibrary(st) {
   // socket says it again in its hello).
   if (st.max_message_chars > 0) maxChars = st.max_message_chars;
   $("heading").textContent = `Ask a librarian — ${st.library}`;
+  // What happens to what the patron gives, before they give it.
+  const kept = st.personal_data_days
+    ? `${st.library} removes your name, e-mail address and network address from the chat ${st.personal_data_days} day${st.personal_data_days === 1 ? "" : "s"} after it ends.`
+    : `${st.library} keeps them with the chat until it erases them (ask the library to).`;
+  $("privacy-note").textContent = `Your name and e-mail are optional. Librarians of ${st.library} and of the libraries it shares this service with see what you write. ${kept}`;
   baseTitle = `Ask a librarian — ${st.library}`;
   document.title = unseen ? `(${unseen}) New message — ${baseTitle}` : baseTitle;
 }

@@ -559,3 +559,23 @@ test("the offline form says the e-mail is required and offers no transcript", as
   assert.deepEqual(errors, [], "no error on the page");
   await asker.context().close();
 });
+
+test("before starting, the patron is told who sees what they write and how long the library keeps their name and address", async () => {
+  const note = async () => {
+    const patron = await open(PHONE);
+    await patron.goto(`${base}/ask/riverside-main`);
+    await patron.locator("#privacy-note", { hasText: "Your name and e-mail are optional." }).waitFor();
+    const text = await patron.locator("#privacy-note").innerText();
+    await patron.context().close();
+    return text;
+  };
+  assert.match(await note(), /Librarians of Riverside University Main Library and of the libraries it shares this service with see what you write\. Riverside University Main Library keeps them with the chat until it erases them/);
+  const carla = await staff("carla", "away");
+  assert.equal((await carla.call("PUT", "/api/libraries/riverside-main/retention", { days: 90, transcripts: "mask" })).status, 200);
+  try {
+    assert.match(await note(), /removes your name, e-mail address and network address from the chat 90 days after it ends\./);
+  } finally {
+    assert.equal((await carla.call("PUT", "/api/libraries/riverside-main/retention", { days: null })).status, 200);
+    await carla.page.context().close();
+  }
+});

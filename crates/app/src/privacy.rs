@@ -86,6 +86,9 @@ impl App {
         let was = self.store.retention(lib.placement.library).await?;
         self.admin_change(Some(staff))?;
         self.store.set_retention(lib.placement.library, r, staff.id, self.clock.now()).await?;
+        // Its patrons are told at once on this node (the others read it
+        // again within seconds).
+        self.library_added();
         let detail = match r {
             Some(r) => format!(
                 "personal data removed after {} days, transcripts {}",

@@ -137,6 +137,9 @@ pub struct LibraryStatus {
     pub library: String,
     /// Someone who can serve its patrons is on duty.
     pub online: bool,
+    /// Days after which the library removes a patron's name, e-mail
+    /// address and network from an ended chat (`None`: kept until erased).
+    pub retention_days: Option<u32>,
 }
 
 /// What the offline question form takes.
@@ -228,7 +231,7 @@ impl App {
     pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
         let lib = self.open_library(slug).await?;
         let online = self.anyone_on_duty(lib.placement.cooperative).await?;
-        Ok(LibraryStatus { library: lib.name, online })
+        Ok(LibraryStatus { library: lib.name, online, retention_days: lib.retention_days })
     }
 
     /// [`App::library_status`]'s answer for a cooperative. One request at a

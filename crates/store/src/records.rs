@@ -394,6 +394,9 @@ pub struct LibraryRecord {
     /// The sites allowed to show its chat in a frame (origins, as
     /// `refdesk_domain::input::embed_sites` writes them); empty: any site.
     pub embed_sites: Vec<String>,
+    /// Its retention period's days (`None`: personal data kept until
+    /// erased on request), for what its patrons are told.
+    pub retention_days: Option<u32>,
 }
 
 /// What a new name is given to ([`crate::api::Organisation::rename`]).

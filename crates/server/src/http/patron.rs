@@ -393,6 +393,7 @@ mod tests {
             slug: slug.into(),
             name: format!("The {slug} library"),
             embed_sites: Vec::new(),
+            retention_days: None,
         };
         let kept = ListedJson::default();
         let read = Arc::new(vec![library(1, "main")]);

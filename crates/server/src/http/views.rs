@@ -568,12 +568,21 @@ pub struct LibraryStatusView {
     /// The longest question or line a patron may send, in characters
     /// (`limits.max_message_chars`): the start form counts down to it.
     pub max_message_chars: usize,
+    /// Days after a chat ends that the library removes the patron's name,
+    /// e-mail address and network from it (its retention period); `null`:
+    /// kept until the library erases them. The start form says which.
+    pub personal_data_days: Option<u32>,
 }
 
 impl LibraryStatusView {
     /// The view of `s`, with the service's line limit.
     pub fn of(s: refdesk_app::LibraryStatus, max_message_chars: usize) -> Self {
-        LibraryStatusView { library: s.library, online: s.online, max_message_chars }
+        LibraryStatusView {
+            library: s.library,
+            online: s.online,
+            max_message_chars,
+            personal_data_days: s.retention_days,
+        }
     }
 }
 

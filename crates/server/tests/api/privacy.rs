@@ -151,8 +151,15 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
         assert_eq!(status, 422, "{days}");
         assert!(message.contains("1 to 3650 days"), "{days}: the rule's words, not a parser's: {message}");
     }
+    let told = |app: &TestApp, slug: &str| {
+        let url = app.url(&format!("/api/libraries/{slug}/status"));
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap()["personal_data_days"].clone() }
+    };
+    assert_eq!(told(&app, "riverside-main").await, Value::Null, "patrons are told: kept until erased");
     assert_eq!(carla.put("/api/libraries/riverside-main/retention", keep.clone()).await.0, 200);
     assert_eq!(carla.get("/api/libraries/riverside-main/retention").await.1, keep);
+    assert_eq!(told(&app, "riverside-main").await, json!(30), "patrons are told the period at once");
+    assert_eq!(told(&app, "lakeside-public").await, Value::Null, "each library its own");
     let erin = app.staff("erin").await;
     let delete = json!({"days": 30, "transcripts": "delete"});
     assert_eq!(erin.put("/api/libraries/lakeside-public/retention", delete).await.0, 200);
