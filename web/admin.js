@@ -93,6 +93,22 @@ async function load() {
       section.append(el("label", { for: sites.id }, "Sites that may show this chat (the widget's pages)"), sites, hint, el("p", {}, save));
     } catch { /* not this admin's library */ }
     try {
+      // Where patrons' replies to the library's e-mails go.
+      const url = `/api/libraries/${encodeURIComponent(lib.slug)}/reply-to`;
+      const current = await api(url);
+      const address = el("input", { id: `reply-to-${id}`, type: "email", maxlength: 254, autocomplete: "off", value: current.reply_to ?? "", placeholder: "none: replies go to the service's address" });
+      const save = el("button", { type: "button", class: "secondary", "aria-label": `Save the reply address of ${lib.name}` }, "Save");
+      save.onclick = async () => {
+        clearSaid();
+        try {
+          const done = await api(url, { method: "PUT", body: { reply_to: address.value.trim() || null } });
+          address.value = done.reply_to ?? "";
+          $("status").textContent = done.reply_to ? `Replies to ${lib.name}'s e-mails go to ${done.reply_to}.` : `Replies to ${lib.name}'s e-mails go to the service's address.`;
+        } catch (err) { $("error").textContent = err.message; address.focus(); }
+      };
+      section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)));
+    } catch { /* not this admin's library */ }
+    try {
       const policy = await api(`/api/policies/${lib.id}`);
       const text = el("textarea", { id: `policy-${id}`, rows: 6 }, policy.body);
       const save = el("button", { type: "button" }, "Save policy notes");

@@ -209,6 +209,16 @@ test("a library admin names her library's sites on the libraries page; the chang
   const row = carla.locator("#admin-log tr", { hasText: "only these sites may show the chat" });
   await row.waitFor();
   assert.match(await row.innerText(), /Riverside University Main Library\s+Carla Catalog \(carla\)\s+only these sites may show the chat: https:\/\/www\.riverside\.example\.org https:\/\/\*\.riverside\.example\.edu/);
+  // Where patrons' replies go: an address that is not one is refused and said.
+  const replyTo = carla.getByLabel("Replies to e-mailed answers and transcripts go to");
+  await replyTo.fill("ref desk");
+  await carla.getByRole("button", { name: "Save the reply address of Riverside University Main Library" }).click();
+  await carla.locator("#error", { hasText: /address/ }).waitFor();
+  await replyTo.fill("ref@riverside.example.org");
+  await carla.getByRole("button", { name: "Save the reply address of Riverside University Main Library" }).click();
+  await carla.getByText("Replies to Riverside University Main Library's e-mails go to ref@riverside.example.org.").waitFor();
+  await carla.locator("#admin-log tr", { hasText: "replies to the library's e-mails go to ref@riverside.example.org" }).waitFor();
+  assert.equal((await read(carla, "/api/libraries/riverside-main/reply-to")).reply_to, "ref@riverside.example.org");
   await accessible(carla, "the libraries page with the sites and the admin log");
   // Kept: a reload shows the list as saved.
   await carla.reload();

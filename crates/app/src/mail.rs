@@ -551,14 +551,28 @@ impl Mailer {
         delivered
     }
 
+    /// The library's address for replies, named with the library's name;
+    /// `None` when it has none (or it cannot be read now: the mail goes
+    /// without, rather than waiting).
+    async fn reply_to(&self, mail: &OutboxMail) -> Option<Mailbox> {
+        let lib = self.app.open_library(mail.library_slug.as_deref()?).await.ok()?;
+        let address = lib.reply_to?.parse().ok()?;
+        Some(Mailbox::new(Some(lib.name), address))
+    }
+
     async fn deliver(&self, mail: &OutboxMail) -> Result<(), Failure> {
         let to: Mailbox = mail
             .to
             .parse()
             .map_err(|e| Failure::Permanent(Why::plain(format!("the recipient's address cannot be parsed: {e}"))))?;
         let domain = self.from.email.domain().to_owned();
-        let email = Email::builder()
-            .from(self.from.clone())
+        let mut email = Email::builder().from(self.from.clone());
+        // A reply reaches the library, where its admins said (read as it is
+        // sent: mail queued before the address was set takes it too).
+        if let Some(reply_to) = self.reply_to(mail).await {
+            email = email.reply_to(reply_to);
+        }
+        let email = email
             .to(to)
             .subject(mail.subject.clone())
             .message_id(Some(format!("<refdesk.{}.{}@{domain}>", mail.id, mail.created_at)))

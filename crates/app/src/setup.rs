@@ -273,6 +273,34 @@ impl App {
         Ok(self.administered(staff, slug, Admin::Embedding).await?.embed_sites)
     }
 
+    /// The address a library's e-mails to patrons name for replies (its
+    /// admins ask); `None`: none (replies go to `mail.from`).
+    pub async fn reply_to(&self, staff: &Staff, slug: &str) -> AppResult<Option<String>> {
+        Ok(self.administered(staff, slug, Admin::ReplyTo).await?.reply_to)
+    }
+
+    /// Sets the address a library's e-mails (answers, transcripts) name
+    /// for replies: one the mailer can send to, or none (`None` or blank).
+    /// The mail already queued takes it too (it is read as each is sent).
+    pub async fn set_reply_to(&self, staff: &Staff, slug: &str, address: Option<&str>) -> AppResult<Option<String>> {
+        let lib = self.administered(staff, slug, Admin::ReplyTo).await?;
+        let address = crate::mail::email_address(address).map_err(|e| match e {
+            DomainError::Invalid { reason, .. } => DomainError::Invalid { field: "reply_to", reason },
+            e => e,
+        })?;
+        self.admin_change(Some(staff))?;
+        self.store.set_reply_to(lib.placement.library, address.clone()).await?;
+        self.library_added();
+        if address != lib.reply_to {
+            let detail = match &address {
+                Some(a) => format!("replies to the library's e-mails go to {a}"),
+                None => "replies to the library's e-mails go to the service's address".to_owned(),
+            };
+            self.log_admin(Some(staff), Concerns::Library(lib.placement), "reply_to", detail).await;
+        }
+        Ok(address)
+    }
+
     /// Sets the sites allowed to show a library's chat in a frame
     /// ([`input::embed_sites`]; empty: any site), as written back. The
     /// chat page says so to browsers at once on this node, within

@@ -306,6 +306,8 @@ pub enum Admin {
     RenameLibrary,
     /// Say which web sites may show a library's chat (its widget).
     Embedding,
+    /// Say where patrons' replies to a library's e-mails go.
+    ReplyTo,
     /// Give an institution a new name (its admins and cooperative admins).
     RenameInstitution,
     /// Give the cooperative a new name.
@@ -329,6 +331,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::Privacy => (Role::LibraryAdmin, "patron privacy is for the library's admins"),
         Admin::RenameLibrary => (Role::LibraryAdmin, "a library is renamed by its admins"),
         Admin::Embedding => (Role::LibraryAdmin, "the sites that show a library's chat are its admins' to say"),
+        Admin::ReplyTo => (Role::LibraryAdmin, "where replies to a library's e-mails go is its admins' to say"),
         Admin::RenameInstitution => (Role::InstitutionAdmin, "an institution is renamed by its admins"),
         Admin::RenameCooperative => (Role::CooperativeAdmin, "the cooperative is renamed by its admins"),
     };
@@ -668,6 +671,10 @@ mod tests {
             (LibraryAdmin, Admin::Embedding, SameInstitution, false),
             (InstitutionAdmin, Admin::Embedding, SameInstitution, true),
             (CooperativeAdmin, Admin::Embedding, OtherCooperative, false),
+            (Librarian, Admin::ReplyTo, SameLibrary, false),
+            (LibraryAdmin, Admin::ReplyTo, SameLibrary, true),
+            (LibraryAdmin, Admin::ReplyTo, SameInstitution, false),
+            (CooperativeAdmin, Admin::ReplyTo, SameCooperative, true),
             (LibraryAdmin, Admin::RenameInstitution, SameLibrary, false),
             (InstitutionAdmin, Admin::RenameInstitution, SameInstitution, true),
             (InstitutionAdmin, Admin::RenameInstitution, SameCooperative, false),

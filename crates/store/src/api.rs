@@ -63,6 +63,9 @@ pub trait Organisation: Send + Sync {
     /// Sets the sites allowed to show a library's chat in a frame
     /// ([`LibraryRecord::embed_sites`], checked by the caller); empty: any site.
     async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()>;
+    /// Sets the address a library's e-mails name for replies
+    /// ([`LibraryRecord::reply_to`], checked by the caller); `None`: none.
+    async fn set_reply_to(&self, library: LibraryId, address: Option<String>) -> Result<()>;
 }
 
 /// Staff accounts, sign-ins and availability.

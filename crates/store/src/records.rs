@@ -397,6 +397,8 @@ pub struct LibraryRecord {
     /// Its retention period's days (`None`: personal data kept until
     /// erased on request), for what its patrons are told.
     pub retention_days: Option<u32>,
+    /// The address its e-mails to patrons name for replies (`Reply-To`).
+    pub reply_to: Option<String>,
 }
 
 /// What a new name is given to ([`crate::api::Organisation::rename`]).

@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(libraries, create_library))
         .routes(routes!(embedding, set_embedding))
+        .routes(routes!(reply_to, set_reply_to))
         .routes(routes!(start))
         .routes(routes!(chat))
         .routes(routes!(end))
@@ -152,6 +153,53 @@ async fn set_embedding(
     Json(b): Json<EmbedSites>,
 ) -> ApiResult<axum::Json<EmbedSites>> {
     Ok(axum::Json(EmbedSites { sites: s.app.set_embed_sites(&staff, &slug, &b.sites).await? }))
+}
+
+/// Where patrons' replies to a library's e-mails go.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReplyTo {
+    /// An e-mail address (the library's reference desk), or `null`: none,
+    /// replies go to the service's `mail.from`.
+    reply_to: Option<String>,
+}
+
+/// Where patrons' replies to this library's e-mails go (its admins).
+#[utoipa::path(get, path = "/api/libraries/{slug}/reply-to", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    responses(
+        (status = 200, description = "the library's setting", body = ReplyTo),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+    ))]
+async fn reply_to(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<ReplyTo>> {
+    Ok(axum::Json(ReplyTo { reply_to: s.app.reply_to(&staff, &slug).await? }))
+}
+
+/// Say where patrons' replies to this library's e-mails (answers,
+/// transcripts) go: each is sent with `Reply-To: <library name> <address>`
+/// (mail already queued too); `null` or blank: none.
+#[utoipa::path(put, path = "/api/libraries/{slug}/reply-to", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    request_body = ReplyTo,
+    responses(
+        (status = 200, description = "the library's setting now, as written back (trimmed)", body = ReplyTo),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: not an address mail can be sent to (field `reply_to`)", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
+    ))]
+async fn set_reply_to(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+    Json(b): Json<ReplyTo>,
+) -> ApiResult<axum::Json<ReplyTo>> {
+    Ok(axum::Json(ReplyTo { reply_to: s.app.set_reply_to(&staff, &slug, b.reply_to.as_deref()).await? }))
 }
 
 /// What a patron types into the pre-chat form.
@@ -394,6 +442,7 @@ mod tests {
             name: format!("The {slug} library"),
             embed_sites: Vec::new(),
             retention_days: None,
+            reply_to: None,
         };
         let kept = ListedJson::default();
         let read = Arc::new(vec![library(1, "main")]);

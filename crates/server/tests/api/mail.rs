@@ -454,3 +454,47 @@ async fn answers_one_librarian_e_mails_are_capped_per_day_whatever_the_addresses
     let carla = app.staff("carla").await;
     assert_eq!(carla.act(q, "answer", answer("reader2@example.org")).await.0, 200, "a colleague's own count");
 }
+
+/// A library's admins say where patrons' replies go: its e-mails carry
+/// `Reply-To` with the library's name and that address, another library's
+/// none; a librarian may not set it, and an address that is not one
+/// changes nothing.
+#[tokio::test]
+async fn a_librarys_emails_name_the_address_its_admins_gave_for_replies() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let (ann, ben, carla) = (app.staff("ann").await, app.staff("ben").await, app.staff("carla").await);
+    let setting = "/api/libraries/riverside-main/reply-to";
+    assert_eq!(carla.get(setting).await, (200, json!({"reply_to": null})));
+    assert_eq!(ann.put(setting, json!({"reply_to": "ref@riverside.example.org"})).await.0, 403);
+    for bad in ["not an address", "ref@[127.0.0.1]", "a@b@c.org"] {
+        let (status, why) = carla.put(setting, json!({"reply_to": bad})).await;
+        assert_eq!((status, why["error"]["field"].as_str()), (422, Some("reply_to")), "{bad}: {why}");
+    }
+    assert_eq!(carla.get(setting).await.1, json!({"reply_to": null}), "nothing saved");
+    let set = carla.put(setting, json!({"reply_to": " ref@riverside.example.org "})).await;
+    assert_eq!(set, (200, json!({"reply_to": "ref@riverside.example.org"})));
+
+    // A transcript from each of two libraries.
+    for (staff, library, email) in
+        [(&ann, "riverside-main", "pat@example.org"), (&ben, "lakeside-public", "lee@example.org")]
+    {
+        let form = json!({"name": "Pat", "question": "Replies?", "email": email, "transcript": true});
+        let patron = app.start_chat_with(library, form).await;
+        staff.accept(patron.session).await;
+        assert_eq!(staff.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    }
+    let mails = smtp.wait_for(2).await;
+    let header = |raw: &str| raw.lines().find(|l| l.to_ascii_lowercase().starts_with("reply-to:")).map(str::to_owned);
+    let riverside = mails.iter().find(|m| m.contains("pat@example.org")).unwrap();
+    let reply = header(riverside).expect("a Reply-To header");
+    assert!(
+        reply.contains("ref@riverside.example.org") && reply.contains("Riverside University Main Library"),
+        "{reply}"
+    );
+    let lakeside = mails.iter().find(|m| m.contains("lee@example.org")).unwrap();
+    assert_eq!(header(lakeside), None, "another library's has none");
+    // Cleared: none again.
+    assert_eq!(carla.put(setting, json!({"reply_to": null})).await, (200, json!({"reply_to": null})));
+}

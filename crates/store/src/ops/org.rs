@@ -452,20 +452,40 @@ impl<B: Backend> Organisation for B {
         .await
     }
 
+    async fn set_reply_to(&self, library: LibraryId, address: Option<String>) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::ReplyTo, address)))).await
+    }
+
     async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()> {
         let sites = (!sites.is_empty()).then(|| sites.join(" "));
-        self.write(move |db| {
-            Box::pin(quiet(async move {
-                db.exec(
-                    "INSERT INTO library_settings (library_id, blocked_may_ask, embed_sites) VALUES (?1, TRUE, ?2)
-                     ON CONFLICT (library_id) DO UPDATE SET embed_sites = excluded.embed_sites",
-                    args![library.0, sites.as_deref()],
-                )
-                .await
-                .map_err(|e| if e.is_not_found() { not_found("library") } else { e })?;
-                Ok(())
-            }))
-        })
-        .await
+        self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::EmbedSites, sites)))).await
     }
+}
+
+/// A library's text setting, a column of `library_settings`.
+#[derive(Clone, Copy)]
+enum Setting {
+    EmbedSites,
+    ReplyTo,
+}
+
+/// Sets one of a library's text settings; the others keep their values (a
+/// new row takes the defaults).
+async fn set_setting<D: Db>(db: &mut D, library: LibraryId, setting: Setting, value: Option<String>) -> Result<()> {
+    let column = match setting {
+        Setting::EmbedSites => "embed_sites",
+        Setting::ReplyTo => "reply_to",
+    };
+    let sql = format!(
+        "INSERT INTO library_settings (library_id, blocked_may_ask, {column}) VALUES (?1, TRUE, ?2)
+         ON CONFLICT (library_id) DO UPDATE SET {column} = excluded.{column}"
+    );
+    db.exec(&sql, args![library.0, value.as_deref()]).await.map_err(|e| {
+        if e.is_not_found() {
+            not_found("library")
+        } else {
+            e
+        }
+    })?;
+    Ok(())
 }

@@ -17,7 +17,7 @@ on_every_backend!(
     cooperatives_institutions_and_libraries_are_renamed_and_what_is_not_there_is_not_found,
     creating_under_a_parent_that_does_not_exist_is_not_found,
     a_library_policy_page_is_replaced_and_read_back,
-    a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_other_settings,
+    a_librarys_embedding_sites_and_reply_address_are_read_with_it_and_kept_apart_from_its_other_settings,
     the_admin_log_is_read_by_scope_newest_first_and_keeps_so_many_per_cooperative,
     replacing_a_code_keeps_its_place_in_the_picker,
     codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
@@ -188,7 +188,9 @@ async fn a_library_policy_page_is_replaced_and_read_back(b: &Backend) {
 /// The sites allowed to frame a library's chat come with the library, by
 /// its slug and in the list; a library's other setting (blocked patrons'
 /// form) is left as it was, and setting it leaves the sites.
-async fn a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_other_settings(b: &Backend) {
+async fn a_librarys_embedding_sites_and_reply_address_are_read_with_it_and_kept_apart_from_its_other_settings(
+    b: &Backend,
+) {
     let (s, w) = (&*b.store, &b.w);
     let library = w.library.placement.library;
     let slug = w.library.slug.as_str();
@@ -202,8 +204,14 @@ async fn a_librarys_embedding_sites_are_read_with_it_and_kept_apart_from_its_oth
     assert!(s.blocked_may_ask(library).await.unwrap(), "the other setting as it was");
     s.set_blocked_may_ask(library, false).await.unwrap();
     assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites, sites, "kept by the other setting");
+    s.set_reply_to(library, Some("ref@example.org".into())).await.unwrap();
+    let read = s.library_by_slug(slug).await.unwrap().unwrap();
+    assert_eq!((read.reply_to.as_deref(), read.embed_sites), (Some("ref@example.org"), sites.clone()), "each its own");
     s.set_embed_sites(library, Vec::new()).await.unwrap();
     assert!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites.is_empty());
+    assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().reply_to.as_deref(), Some("ref@example.org"));
+    s.set_reply_to(library, None).await.unwrap();
+    assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().reply_to, None);
     assert!(!s.blocked_may_ask(library).await.unwrap(), "kept by the sites");
     assert!(not_found(&s.set_embed_sites(LibraryId(999_999), sites).await));
 }
