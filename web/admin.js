@@ -5,6 +5,15 @@ const $ = (id) => document.getElementById(id);
 // Before each action, what the last one said goes: a new error never
 // stands beside an older "saved".
 const clearSaid = () => { $("error").textContent = ""; $("status").textContent = ""; };
+// A field's own refusal, said beside it (the page's error line may be far
+// above): marked, described and focused; "" clears it.
+function fieldError(input, line, text) {
+  line.textContent = text;
+  input.dataset.describedby ??= input.getAttribute("aria-describedby") ?? "";
+  const described = `${text ? line.id : ""} ${input.dataset.describedby}`.trim();
+  if (described) input.setAttribute("aria-describedby", described); else input.removeAttribute("aria-describedby");
+  if (text) { input.setAttribute("aria-invalid", "true"); input.focus(); } else input.removeAttribute("aria-invalid");
+}
 
 async function load() {
   let me;
@@ -87,10 +96,12 @@ async function load() {
           const done = await api(url, { method: "PUT", body: { sites: sites.value.split(/\s+/).filter(Boolean) } });
           sites.value = done.sites.join("\n");
           said(done.sites);
+          fieldError(sites, sitesError, "");
           $("status").textContent = `Sites for ${lib.name} saved.`;
-        } catch (err) { $("error").textContent = err.message; sites.focus(); }
+        } catch (err) { fieldError(sites, sitesError, `Not saved: ${err.message}`); }
       };
-      section.append(el("label", { for: sites.id }, "Sites that may show this chat (the widget's pages)"), sites, hint, el("p", {}, save));
+      const sitesError = el("p", { id: `sites-error-${id}`, class: "error", role: "alert" });
+      section.append(el("label", { for: sites.id }, "Sites that may show this chat (the widget's pages)"), sites, sitesError, hint, el("p", {}, save));
     } catch { /* not this admin's library */ }
     try {
       // Where patrons' replies to the library's e-mails go.
@@ -103,10 +114,14 @@ async function load() {
         try {
           const done = await api(url, { method: "PUT", body: { reply_to: address.value.trim() || null } });
           address.value = done.reply_to ?? "";
+          fieldError(address, addressError, "");
           $("status").textContent = done.reply_to ? `Replies to ${lib.name}'s e-mails go to ${done.reply_to}.` : `Replies to ${lib.name}'s e-mails go to the service's address.`;
-        } catch (err) { $("error").textContent = err.message; address.focus(); }
+        } catch (err) {
+          fieldError(address, addressError, err.status === 422 ? "Not saved: this is not an address e-mail can be sent to." : `Not saved: ${err.message}`);
+        }
       };
-      section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)));
+      const addressError = el("p", { id: `reply-to-error-${id}`, class: "error", role: "alert" });
+      section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)), addressError);
     } catch { /* not this admin's library */ }
     try {
       const policy = await api(`/api/policies/${lib.id}`);

@@ -421,6 +421,23 @@ function setOffline(on) {
   $("transcript-row").classList.toggle("hidden", on);
   if (on) $("transcript").checked = false;
   document.querySelector('#start button[type="submit"]').textContent = on ? "Send question" : "Start chat";
+  sayPrivacy();
+}
+
+// What happens to what the patron gives, said before they give it: who
+// sees it, how long the library keeps their name and addresses (the last
+// status read tells its retention period).
+let told = null;
+function sayPrivacy() {
+  if (!told) return;
+  const lib = told.library;
+  const what = offline ? "question" : "chat";
+  const n = told.personal_data_days;
+  const kept = n
+    ? `${lib} removes your name, e-mail address and network address from its records of your ${what} ${n} day${n === 1 ? "" : "s"} after it is over.`
+    : `${lib} keeps them with your ${what} until it erases them (ask the library to).`;
+  const optional = offline ? "Your name is optional; your e-mail address is needed for the answer." : "Your name and e-mail are optional.";
+  $("privacy-note").textContent = `${optional} Librarians of ${lib} and of the libraries it shares this service with see what you write. ${kept}`;
 }
 // Refused a chat (blocked, or the queue full): the status check leaves the form be.
 let refused = false;
@@ -514,11 +531,8 @@ function nameLibrary(st) {
   // socket says it again in its hello).
   if (st.max_message_chars > 0) maxChars = st.max_message_chars;
   $("heading").textContent = `Ask a librarian — ${st.library}`;
-  // What happens to what the patron gives, before they give it.
-  const kept = st.personal_data_days
-    ? `${st.library} removes your name, e-mail address and network address from the chat ${st.personal_data_days} day${st.personal_data_days === 1 ? "" : "s"} after it ends.`
-    : `${st.library} keeps them with the chat until it erases them (ask the library to).`;
-  $("privacy-note").textContent = `Your name and e-mail are optional. Librarians of ${st.library} and of the libraries it shares this service with see what you write. ${kept}`;
+  told = st;
+  sayPrivacy();
   baseTitle = `Ask a librarian — ${st.library}`;
   document.title = unseen ? `(${unseen}) New message — ${baseTitle}` : baseTitle;
 }

@@ -199,12 +199,15 @@ test("a library admin names her library's sites on the libraries page; the chang
   // Something that is not a site's address: refused, said, nothing saved.
   await sites.fill("www.riverside.example.org");
   await carla.getByRole("button", { name: "Save sites" }).click();
-  await carla.locator("#error", { hasText: "is not a site's address" }).waitFor();
+  // Said beside the field (the page's error line is far above), the field marked.
+  await carla.locator("#sites-error-lib1", { hasText: "is not a site's address" }).waitFor();
+  assert.equal(await sites.getAttribute("aria-invalid"), "true");
   assert.equal((await read(carla, "/api/libraries/riverside-main/embedding")).sites.length, 0);
   await sites.fill("https://www.riverside.example.org\nhttps://*.riverside.example.edu");
   await carla.getByRole("button", { name: "Save sites" }).click();
   await carla.getByText("Sites for Riverside University Main Library saved.").waitFor();
   await carla.getByText("Only these sites (and refdesk itself) may show the chat").waitFor();
+  assert.equal(await sites.getAttribute("aria-invalid"), null, "no longer marked");
   // The admin log, read again after the change, says who did what where.
   const row = carla.locator("#admin-log tr", { hasText: "only these sites may show the chat" });
   await row.waitFor();
@@ -213,7 +216,7 @@ test("a library admin names her library's sites on the libraries page; the chang
   const replyTo = carla.getByLabel("Replies to e-mailed answers and transcripts go to");
   await replyTo.fill("ref desk");
   await carla.getByRole("button", { name: "Save the reply address of Riverside University Main Library" }).click();
-  await carla.locator("#error", { hasText: /address/ }).waitFor();
+  await carla.locator("#reply-to-error-lib1", { hasText: "Not saved: this is not an address e-mail can be sent to." }).waitFor();
   await replyTo.fill("ref@riverside.example.org");
   await carla.getByRole("button", { name: "Save the reply address of Riverside University Main Library" }).click();
   await carla.getByText("Replies to Riverside University Main Library's e-mails go to ref@riverside.example.org.").waitFor();

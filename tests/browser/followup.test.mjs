@@ -536,6 +536,8 @@ test("the offline form says the e-mail is required and offers no transcript", as
   assert.equal(await patron.locator("#email").getAttribute("required"), "");
   assert.equal(await patron.locator("#transcript").isVisible(), false, "no transcript box");
   await patron.getByRole("button", { name: "Send question" }).waitFor();
+  // The privacy note says the same: the address is needed, not optional.
+  assert.match(await patron.locator("#privacy-note").innerText(), /^Your name is optional; your e-mail address is needed for the answer\. .* with your question /);
   await accessible(patron, "the offline form");
   await patron.context().close();
 
@@ -564,16 +566,16 @@ test("before starting, the patron is told who sees what they write and how long 
   const note = async () => {
     const patron = await open(PHONE);
     await patron.goto(`${base}/ask/riverside-main`);
-    await patron.locator("#privacy-note", { hasText: "Your name and e-mail are optional." }).waitFor();
+    await patron.locator("#privacy-note", { hasText: "Your name" }).waitFor();
     const text = await patron.locator("#privacy-note").innerText();
     await patron.context().close();
     return text;
   };
-  assert.match(await note(), /Librarians of Riverside University Main Library and of the libraries it shares this service with see what you write\. Riverside University Main Library keeps them with the chat until it erases them/);
+  assert.match(await note(), /Librarians of Riverside University Main Library and of the libraries it shares this service with see what you write\. Riverside University Main Library keeps them with your (chat|question) until it erases them/);
   const carla = await staff("carla", "away");
   assert.equal((await carla.call("PUT", "/api/libraries/riverside-main/retention", { days: 90, transcripts: "mask" })).status, 200);
   try {
-    assert.match(await note(), /removes your name, e-mail address and network address from the chat 90 days after it ends\./);
+    assert.match(await note(), /removes your name, e-mail address and network address from its records of your (chat|question) 90 days after it is over\./);
   } finally {
     assert.equal((await carla.call("PUT", "/api/libraries/riverside-main/retention", { days: null })).status, 200);
     await carla.page.context().close();

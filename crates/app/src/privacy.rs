@@ -91,8 +91,9 @@ impl App {
         self.library_added();
         let detail = match r {
             Some(r) => format!(
-                "personal data removed after {} days, transcripts {}",
+                "personal data removed after {} day{}, transcripts {}",
                 r.days,
+                if r.days == 1 { "" } else { "s" },
                 match r.transcripts {
                     refdesk_domain::privacy::Transcripts::Mask => "kept masked",
                     refdesk_domain::privacy::Transcripts::Delete => "deleted",

@@ -288,6 +288,12 @@ impl App {
             DomainError::Invalid { reason, .. } => DomainError::Invalid { field: "reply_to", reason },
             e => e,
         })?;
+        // In a header as it is: a mail server without SMTPUTF8 would refuse
+        // or garble other letters.
+        if address.as_deref().is_some_and(|a| !a.is_ascii()) {
+            let why = "use an address of a-z letters (a domain in other letters in its xn-- form)";
+            return Err(DomainError::invalid("reply_to", why).into());
+        }
         self.admin_change(Some(staff))?;
         self.store.set_reply_to(lib.placement.library, address.clone()).await?;
         self.library_added();

@@ -453,8 +453,7 @@ impl App {
         .flatten()
         .collect();
         if !said.is_empty() {
-            let detail =
-                format!("{}: {}, from the command line", audit::who(&who.display_name, &who.username), said.join("; "));
+            let detail = format!("{}: {}", audit::who(&who.display_name, &who.username), said.join("; "));
             self.log_admin(None, Concerns::Library(who.home), "staff", detail).await;
         }
         if reset {

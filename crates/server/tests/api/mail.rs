@@ -468,7 +468,7 @@ async fn a_librarys_emails_name_the_address_its_admins_gave_for_replies() {
     let setting = "/api/libraries/riverside-main/reply-to";
     assert_eq!(carla.get(setting).await, (200, json!({"reply_to": null})));
     assert_eq!(ann.put(setting, json!({"reply_to": "ref@riverside.example.org"})).await.0, 403);
-    for bad in ["not an address", "ref@[127.0.0.1]", "a@b@c.org"] {
+    for bad in ["not an address", "ref@[127.0.0.1]", "a@b@c.org", "désk@bücher.example.org"] {
         let (status, why) = carla.put(setting, json!({"reply_to": bad})).await;
         assert_eq!((status, why["error"]["field"].as_str()), (422, Some("reply_to")), "{bad}: {why}");
     }
