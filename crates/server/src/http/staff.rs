@@ -373,8 +373,10 @@ struct NewStaffBody {
     /// Never above my own.
     #[schema(value_type = Role)]
     role: String,
-    /// At least 8 characters (12 for admins), not a common one.
-    #[schema(min_length = 8)]
+    /// 8 to 256 characters (an admin's 12 to 256), at least 5 different
+    /// ones (an admin's 6), not containing the username, and not a common
+    /// password with a few characters added.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
 }
 
