@@ -402,13 +402,15 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   assert.equal(await ann.inputValue("#text"), "Good question. We are open 9 to 5.");
   await ann.fill("#text", "");
   // An IM read where it is open takes its colleague's unread count away.
+  // The title's count is read before the IM is sent (it may arrive before
+  // the send's answer does).
+  const titled = async () => Number((await ann.title()).match(/^\((\d+)\)/)?.[1] ?? 0);
+  const before = await titled();
   await carla.evaluate(async (to) => {
     const r = await fetch(`/api/im/${to}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ body: "Lunch at one?" }) });
     if (!r.ok) throw new Error(await r.text());
   }, await ann.evaluate(async () => (await (await fetch("/api/me")).json()).id));
   const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
-  const titled = async () => Number((await ann.title()).match(/^\((\d+)\)/)?.[1] ?? 0);
-  const before = await titled();
   await carlaIm.filter({ hasText: "1 unread" }).waitFor();
   await ann.waitForFunction((n) => document.title.startsWith(`(${n + 1})`), before); // the title counts it
   await carlaIm.click();
