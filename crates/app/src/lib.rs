@@ -31,6 +31,7 @@ mod chat;
 pub mod demo;
 mod desk;
 pub mod devices;
+pub mod erasures;
 pub mod feed;
 mod flight;
 mod im;
@@ -526,6 +527,10 @@ pub struct Parts {
     admin_changes: chat::Written,
     /// Each staff member's own line for reports and searches by words.
     long_reads: turns::Lines,
+    /// The erasure journal, when the server keeps one (`erasures`).
+    erasures: std::sync::OnceLock<Arc<erasures::Journal>>,
+    /// Whether a chat the journal names waits for its end to be erased again.
+    erasures_waiting: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -619,6 +624,8 @@ impl App {
             written: chat::Written::default(),
             admin_changes: chat::Written::default(),
             long_reads: turns::Lines::default(),
+            erasures: std::sync::OnceLock::new(),
+            erasures_waiting: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -9,6 +9,7 @@
 use crate::audit::Concerns;
 use crate::{App, AppResult};
 use refdesk_domain::authz::{authorize_admin, Admin};
+use refdesk_domain::chat::SessionState;
 use refdesk_domain::event::Event;
 use refdesk_domain::ids::{LibraryId, SessionId};
 use refdesk_domain::org::Staff;
@@ -146,6 +147,15 @@ impl App {
             let why = format!("chat {} does not carry that address in your libraries", other.0);
             return Err(DomainError::invalid("sessions", why).into());
         }
+        let chats = found.iter().filter(|f| sessions.contains(&f.found.session));
+        // Refused before the journal notes it (the store checks it again
+        // inside its write): the journal holds only erasures to make.
+        if let Some(live) = chats.clone().find(|f| f.found.state != SessionState::Ended) {
+            let why = format!("chat {} is still going on: end it before erasing it", live.found.session.0);
+            return Err(DomainError::Conflict(why).into());
+        }
+        self.journal_erasure(staff.id, transcripts, chats.map(|f| (f.found.session, f.found.created_at)).collect())
+            .await?;
         let why = ErasureReason::Request(staff.id);
         let n = self.store.erase(sessions.clone(), transcripts, why, self.clock.now()).await?;
         self.bus.publish_ephemeral(Event::Erased { sessions });
@@ -188,6 +198,9 @@ impl App {
                     tracing::warn!(library = %library.0, error = %e, "cannot apply this library's retention period")
                 }
             }
+        }
+        if self.erasures_waiting() {
+            self.redo_erasures().await?;
         }
         self.store.forget_spent_blocks(now).await?;
         let forgotten = self.store.forget_sent_mail(now - SENT_MAIL_KEPT, SENT_MAIL_PER_RUN).await?;

@@ -63,11 +63,23 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
         None => println!("there was no database there before"),
     }
     // The outbox is the backup's: e-mails of patrons erased since would go
-    // out at the start (docs/operations.md, "Restore").
-    println!(
-        "next: `REFDESK_MAIL_HOLD=true refdesk{with} serve` (it brings an older schema up to date as it starts; the \
-         e-mail waits), repeat the erasures on request made since the backup, then serve without REFDESK_MAIL_HOLD"
-    );
+    // out at the start, but for the erasure journal (docs/operations.md,
+    // "Restore"; `refdesk_app::erasures`).
+    let journal = config.data_dir.join(refdesk_app::erasures::FILE);
+    if journal.is_file() {
+        println!(
+            "next: `refdesk{with} serve`: as it starts (bringing an older schema up to date) it makes again the \
+             erasures on request noted in {} that this database lacks, before any e-mail goes; its log says how many",
+            journal.display()
+        );
+    } else {
+        println!(
+            "next: `REFDESK_MAIL_HOLD=true refdesk{with} serve` (it brings an older schema up to date as it starts; \
+             the e-mail waits): there is no erasure journal ({}) here, so repeat the erasures on request made since \
+             the backup, then serve without REFDESK_MAIL_HOLD",
+            journal.display()
+        );
+    }
     Ok(())
 }
 

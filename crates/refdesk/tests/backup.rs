@@ -58,6 +58,11 @@ impl Drop for Server {
 
 impl Server {
     async fn start(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(dir, extra, &[]).await
+    }
+
+    /// Started with `env` set too.
+    async fn start_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(BIN);
@@ -69,6 +74,7 @@ impl Server {
         cmd.env("REFDESK_STAFF_LINES_PER_DAY", "10000000")
             .env("REFDESK_STAFF_READS_PER_SECOND", "100000")
             .env("REFDESK_SIGN_INS_PER_ACCOUNT", "1000");
+        cmd.envs(env.iter().copied());
         let server = Server { child: cmd.spawn().expect("refdesk serve starts"), port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while reqwest::get(server.url("/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
@@ -107,6 +113,43 @@ impl Server {
         assert_eq!(r.status(), 200, "ann accepts chat {session}");
         session
     }
+}
+
+/// Signs `who` in.
+async fn signed_in(server: &Server, who: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login = json!({"username": who, "password": DEMO});
+    assert_eq!(client.post(server.url("/api/login")).json(&login).send().await.unwrap().status(), 200);
+    client
+}
+
+/// A patron's chat at riverside-main, with a transcript asked for to
+/// `email`, accepted by `ann` and ended by the patron; its id.
+async fn ended_chat(server: &Server, ann: &reqwest::Client, name: &str, email: &str) -> i64 {
+    let start = json!({"name": name, "email": email, "question": format!("I am {name}: where are the shore surveys?")});
+    let r = reqwest::Client::new()
+        .post(server.url("/api/libraries/riverside-main/chats"))
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let started = r.json::<Value>().await.unwrap();
+    let (session, token) = (started["session"].as_i64().unwrap(), started["token"].as_str().unwrap().to_owned());
+    let r = ann.post(server.url(&format!("/api/sessions/{session}/accept"))).send().await.unwrap();
+    assert_eq!(r.status(), 200, "ann accepts chat {session}");
+    let patron = reqwest::Client::new();
+    for (path, body) in [("/api/chat/transcript", json!({"email": email})), ("/api/chat/end", json!(null))] {
+        let r = patron.post(server.url(path)).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap_or_default());
+    }
+    session
+}
+
+/// The e-mail files written in `dir`'s `mail/` folder, as text.
+fn mail_files(dir: &Path) -> Vec<String> {
+    let Ok(files) = std::fs::read_dir(dir.join("mail")) else { return Vec::new() };
+    files.map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap()).collect()
 }
 
 /// One acknowledged message: its chat, its client id, and when the answer
@@ -202,6 +245,7 @@ async fn a_backup_taken_under_load_restores_every_message_acknowledged_before_it
     assert!(text(&out).contains("there was no database there before"), "{}", text(&out));
     // What to run next names the same data folder, with the e-mail held.
     let next = format!("`REFDESK_MAIL_HOLD=true refdesk --data-dir {} serve`", data.display());
+    // (No journal was there: the erasures since, if any, are the operator's to repeat.)
     assert!(text(&out).contains(&next), "{}", text(&out));
     let in_backup = stored(&data.join("refdesk.sqlite3"));
     let due: Vec<&Acked> = sent.iter().filter(|m| m.at < began).collect();
@@ -316,4 +360,62 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     let out = refdesk(live.path(), &["--database-url", "postgres://refdesk@127.0.0.1/none", "backup", "--to", "x"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("pg_dump"), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn an_erasure_on_request_made_after_a_backup_is_made_again_before_the_restored_database_sends_any_mail() {
+    let live = tempfile::tempdir().unwrap();
+    // The e-mail held: the transcripts wait in the outbox, and so in the backup.
+    let server = Server::start_with(live.path(), &["--demo"], &[("REFDESK_MAIL_HOLD", "true")]).await;
+    let ann = server.ann().await;
+    let tag = std::process::id();
+    let (erased_email, kept_email) = (format!("quill.{tag}@example.org"), format!("sam.{tag}@example.org"));
+    let erased = ended_chat(&server, &ann, "Quillfeather", &erased_email).await;
+    let kept = ended_chat(&server, &ann, "Sam", &kept_email).await;
+    let backups = tempfile::tempdir().unwrap();
+    let file = backups.path().join("nightly.sqlite3");
+    let out = refdesk(live.path(), &["backup", "--to", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // After the backup, the patron asks for her data to be erased.
+    let carla = signed_in(&server, "carla").await;
+    let ask = json!({"email": erased_email, "sessions": [erased], "transcripts": "delete"});
+    let r = carla.post(server.url("/api/privacy/erase")).json(&ask).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let journal = std::fs::read_to_string(live.path().join("erasures.jsonl")).unwrap();
+    assert!(journal.contains(&format!("[{erased},")), "the chat is noted: {journal}");
+    assert!(!journal.contains("example.org") && !journal.contains("Quillfeather"), "and nothing of hers: {journal}");
+    drop(server);
+
+    // The backup comes back over the database; the journal stays.
+    let out = refdesk(live.path(), &["restore", "--from", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("makes again the erasures on request noted in"), "{}", text(&out));
+    let db = live.path().join("refdesk.sqlite3");
+    let email_of = |id: i64| -> Option<String> {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT patron_email FROM sessions WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(email_of(erased), Some(erased_email.clone()), "the backup holds her data again");
+
+    // Served with the e-mail no longer held: the other patron's transcript
+    // goes, hers does not, and her data is gone again.
+    let server = Server::start(live.path(), &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mail_files(live.path()).iter().any(|m| m.contains(&kept_email)) {
+        assert!(Instant::now() < deadline, "the other patron's transcript was not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mails = mail_files(live.path());
+    assert!(!mails.iter().any(|m| m.contains(&erased_email) || m.contains("Quillfeather")), "{mails:?}");
+    assert_eq!(email_of(erased), None);
+    assert_eq!(email_of(kept), Some(kept_email));
+    let carla = signed_in(&server, "carla").await;
+    let r = carla.post(server.url("/api/privacy/patron")).json(&json!({"email": erased_email})).send().await.unwrap();
+    let found = r.json::<Value>().await.unwrap();
+    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
+    let log = carla.get(server.url("/api/privacy/log")).send().await.unwrap().json::<Value>().await.unwrap();
+    let redo = log.as_array().unwrap().iter().find(|e| e["action"] == "redo").expect("the audit list says so");
+    assert_eq!((redo["sessions"].as_i64(), redo["by"].as_str()), (Some(1), Some("Carla Catalog")), "{redo}");
+    assert_eq!(redo["transcripts"], "delete");
 }

@@ -125,6 +125,18 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     }
     let metrics = Arc::new(metrics::ServerMetrics::new(bus.metrics(), config.metrics_listen));
     let app = App::new(store, bus, config.limits.clone(), clock);
+    // Erasures on request, noted beside the database (see
+    // `refdesk_app::erasures`). On PostgreSQL the node's data folder may not
+    // exist (nothing else needs it there): then this node keeps none.
+    if config.database_url.is_none() || config.data_dir.is_dir() {
+        app.keep_erasures(config.data_dir.join(refdesk_app::erasures::FILE));
+    } else {
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "no data folder: erasures on request made through this node are not noted beside the database, and a \
+             restored database will not get them again (docs/operations.md, \"Erasures and backups\")"
+        );
+    }
     Ok(AppState {
         app,
         secure_cookies: config.cookies_secure(),
@@ -213,11 +225,8 @@ pub async fn run(
     // anything else runs.
     let (stop_metrics, metrics_task) = serve_metrics(&state).await?;
     // The outbox's sender runs beside the server and stops with it.
-    let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
-        .map_err(anyhow::Error::msg)
-        .context("configuring e-mail")?;
     let (stop_mail, mail_stopped) = stop_signal();
-    let mail_task = tokio::spawn(mailer.run(mail_stopped));
+    let mail_task = start_mailer(&state, mail_stopped)?;
     // Roll-ups, sign-offs and presence run beside the server too.
     let (stop_background, background_stopped) = stop_signal();
     let background = tokio::spawn(state.app.clone().run_background(background_stopped));
@@ -300,6 +309,38 @@ async fn drain(state: &AppState) {
 
 /// Starts `/metrics` on `metrics_listen`, if set; stopped by the sender.
 /// An address that cannot be bound stops the start, as the main one does.
+/// Starts the outbox's sender, once the erasures a restored database lacks
+/// are made again (their chats' e-mails go with them), until `stopped`.
+fn start_mailer(
+    state: &AppState,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
+        .map_err(anyhow::Error::msg)
+        .context("configuring e-mail")?;
+    let app = state.app.clone();
+    Ok(tokio::spawn(async move {
+        let mut stopped = std::pin::pin!(stopped);
+        tokio::select! {
+            () = redo_erasures(&app) => mailer.run(stopped).await,
+            () = &mut stopped => {}
+        }
+    }))
+}
+
+/// [`App::redo_erasures`], tried again every 10 s until it is done.
+async fn redo_erasures(app: &App) {
+    loop {
+        match app.redo_erasures().await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot make the erasures of the journal again yet; the e-mail waits")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
 async fn serve_metrics(
     state: &AppState,
 ) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>)> {

@@ -399,6 +399,19 @@ pub trait Privacy: Send + Sync {
         why: ErasureReason,
         now: Millis,
     ) -> Result<u64>;
+    /// Erases again, in one write, the chats of an erasure on request made
+    /// by `by` (each named with when it started: an id a restored database
+    /// gave again to another chat is left alone) whose personal data this
+    /// database still holds: the ended ones now, recorded in the audit list
+    /// as `redo`; those going on are returned as waiting. A chat this
+    /// database does not hold, or holds erased, is passed over.
+    async fn redo_erasures(
+        &self,
+        chats: Vec<(SessionId, Millis)>,
+        transcripts: Transcripts,
+        by: StaffId,
+        now: Millis,
+    ) -> Result<Redone>;
     /// Takes the browser and network digests out of every block that ran
     /// out or was lifted, once its chat was erased (a block in force keeps
     /// them until then). Returns how many blocks.

@@ -975,6 +975,20 @@ pub enum ErasureReason {
     Retention,
     /// The patron asked; an admin erased it.
     Request(StaffId),
+    /// Erased on request before, and again now in a database restored
+    /// from a backup taken before that (the admin who erased it, if the
+    /// account is in this database).
+    Redone(Option<StaffId>),
+}
+
+/// What [`crate::api::Privacy::redo_erasures`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redone {
+    /// Chats erased now.
+    pub erased: u64,
+    /// Chats to erase still going on in this database (restored while
+    /// they were): erased once they end.
+    pub waiting: Vec<SessionId>,
 }
 
 /// An entry of the privacy audit list.

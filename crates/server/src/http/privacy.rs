@@ -200,7 +200,9 @@ struct PrivacyEntryView {
     at: i64,
     /// Whose chats.
     library: String,
-    /// `retention` (the period ran out) or `erase` (on request).
+    /// `retention` (the period ran out), `erase` (on request) or `redo` (an
+    /// erasure on request made again in a database restored from a backup
+    /// taken before it, from the erasure journal).
     action: String,
     /// The admin who erased on request.
     by: Option<String>,

@@ -269,6 +269,7 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     let (status, err) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!(status, 409, "a chat still going on: {err}");
     assert_eq!(patron_data(&dump(&app)), before, "all or nothing");
+    assert!(!app.dir.path().join("erasures.jsonl").exists(), "nor is a refused erasure noted to be made again");
     let (_, theirs) = erin.post(path, body.clone()).await;
     let lakeside = theirs.as_array().unwrap().iter().find(|f| !ids.contains(&f["session"].as_i64().unwrap())).unwrap()
         ["session"]
@@ -278,8 +279,20 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert_eq!(status, 422, "not carla's library");
     assert_eq!(patron_post(&live, "/api/chat/end", json!(null)).await.0, 200);
     assert_eq!(carla.get(&format!("/api/questions/{q1}")).await.1["question"]["erased"], false);
+    // The erasure journal cannot be written (a folder in its place):
+    // nothing is erased, and the admin gets an error (the log says why).
+    let journal = app.dir.path().join("erasures.jsonl");
+    std::fs::create_dir(&journal).unwrap();
+    let (status, err) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
+    assert_eq!(status, 500, "{err}");
+    assert_eq!(err["error"]["code"], "internal", "{err}");
+    assert_eq!(carla.post(path, body.clone()).await.1.as_array().unwrap().len(), 2, "nothing erased");
+    std::fs::remove_dir(&journal).unwrap();
     let (status, erased) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!((status, erased), (200, json!({"erased": 2})));
+    let noted = std::fs::read_to_string(&journal).unwrap();
+    assert!(ids.iter().all(|id| noted.contains(&format!("[{id},"))), "both noted first: {noted}");
+    assert!(!noted.contains(&who.email) && !noted.contains("Philippa"), "nothing of the patron's: {noted}");
     assert_eq!(carla.post(path, body.clone()).await.1, json!([]));
     let (_, left) = erin.post(path, body.clone()).await;
     assert_eq!(left.as_array().unwrap().len(), 1, "the other library's chat is untouched");

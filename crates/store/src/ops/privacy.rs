@@ -15,7 +15,7 @@ use super::{quiet, Backend};
 use crate::api::Privacy;
 use crate::sql::rows::{lock_session, not_found};
 use crate::sql::{args, within, Db};
-use crate::{ErasureReason, PatronSession, PrivacyEntry, Result, StoreError};
+use crate::{ErasureReason, PatronSession, PrivacyEntry, Redone, Result, StoreError};
 use async_trait::async_trait;
 use refdesk_domain::chat::SessionState;
 use refdesk_domain::ids::{LibraryId, QuestionId, SessionId, StaffId};
@@ -282,6 +282,7 @@ async fn erase<D: Db>(
     let (action, by) = match why {
         ErasureReason::Retention => ("retention", None),
         ErasureReason::Request(by) => ("erase", Some(by.0)),
+        ErasureReason::Redone(by) => ("redo", by.map(|b| b.0)),
     };
     for (library, n) in &per_library {
         db.exec(
@@ -292,6 +293,38 @@ async fn erase<D: Db>(
         .await?;
     }
     Ok(per_library.values().sum::<i64>() as u64)
+}
+
+/// See [`Privacy::redo_erasures`].
+async fn redo<D: Db>(
+    db: &mut D,
+    chats: Vec<(SessionId, Millis)>,
+    how: Transcripts,
+    by: StaffId,
+    now: Millis,
+) -> Result<Redone> {
+    let mut due = Vec::new();
+    let mut waiting = Vec::new();
+    for (id, started) in chats {
+        let sql = "SELECT created_at AS created_at, state AS state, erased_at AS erased_at FROM sessions WHERE id = ?1";
+        let found =
+            db.row(sql, args![id.0], |r| Ok((r.int("created_at")?, r.text("state")?, r.opt_int("erased_at")?))).await?;
+        match found {
+            Some((created, state, None)) if created == started => match SessionState::parse(&state) {
+                Some(SessionState::Ended) => due.push(id),
+                _ => waiting.push(id),
+            },
+            _ => {}
+        }
+    }
+    if due.is_empty() {
+        return Ok(Redone { erased: 0, waiting });
+    }
+    // The audit list names the admin only if the account is in this
+    // database (one made after the backup is not).
+    let known = db.row("SELECT id AS id FROM staff WHERE id = ?1", args![by.0], |r| r.int("id")).await?;
+    let erased = erase(db, due, how, ErasureReason::Redone(known.map(StaffId)), now).await?;
+    Ok(Redone { erased, waiting })
 }
 
 fn transcripts(r: &dyn crate::sql::Cols, column: &str) -> Result<Transcripts> {
@@ -401,6 +434,16 @@ impl<B: Backend> Privacy for B {
 
     async fn erase(&self, sessions: Vec<SessionId>, how: Transcripts, why: ErasureReason, now: Millis) -> Result<u64> {
         self.write(move |db| Box::pin(quiet(erase(db, sessions, how, why, now)))).await
+    }
+
+    async fn redo_erasures(
+        &self,
+        chats: Vec<(SessionId, Millis)>,
+        how: Transcripts,
+        by: StaffId,
+        now: Millis,
+    ) -> Result<Redone> {
+        self.write(move |db| Box::pin(quiet(redo(db, chats, how, by, now)))).await
     }
 
     async fn forget_spent_blocks(&self, now: Millis) -> Result<u64> {

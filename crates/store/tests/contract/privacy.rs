@@ -15,7 +15,8 @@ on_every_backend!(
     a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read,
     nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased,
     an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores,
-    the_chats_found_by_address_show_the_start_of_their_question
+    the_chats_found_by_address_show_the_start_of_their_question,
+    erasures_made_again_take_only_the_same_chats_still_holding_data_and_wait_for_live_ones
 );
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
@@ -251,4 +252,42 @@ async fn the_chats_found_by_address_show_the_start_of_their_question(b: &Backend
     let found = s.patron_sessions("long@example.org", vec![b.w.library.placement.library]).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].question_text, "é".repeat(200), "200 characters, not bytes");
+}
+
+/// What a restored database gets from the erasure journal: the ended chats
+/// named (by id and start) that still hold their patron's data are erased,
+/// once, as `redo`; a chat going on waits; an id another chat holds now (it
+/// started at another time), one erased already and one not there are passed
+/// over; an admin not in the database is not named.
+async fn erasures_made_again_take_only_the_same_chats_still_holding_data_and_wait_for_live_ones(b: &Backend) {
+    let s = &*b.store;
+    let lib = b.w.library.placement.library;
+    let ended = chatting(s, &b.w, Some("pat@example.org"), "r1", 10).await;
+    say(b, ended, "I'm Pat", 11).await;
+    s.end(ended, patron(), ok(), Box::new(|_, _| None), Ending::default(), 12).await.unwrap();
+    let other = chatting(s, &b.w, Some("sam@example.org"), "r2", 20).await;
+    s.end(other, patron(), ok(), Box::new(|_, _| None), Ending::default(), 21).await.unwrap();
+    let live = chatting(s, &b.w, Some("pat@example.org"), "r3", 30).await;
+    let at = |id| async move { s.session(id).await.unwrap().unwrap().created_at };
+    let (ended_at, other_at, live_at) = (at(ended).await, at(other).await, at(live).await);
+    let nowhere = refdesk_domain::ids::SessionId(live.0 + 1000);
+    let named = vec![(ended, ended_at), (other, other_at + 1), (live, live_at), (nowhere, 5)];
+    let r = s.redo_erasures(named.clone(), Transcripts::Mask, b.w.carla.id, 40).await.unwrap();
+    assert_eq!((r.erased, r.waiting), (1, vec![live]));
+    assert_eq!(s.session(ended).await.unwrap().unwrap().patron_email, None);
+    assert_eq!(s.session(other).await.unwrap().unwrap().patron_email.as_deref(), Some("sam@example.org"));
+    assert_eq!(s.session(live).await.unwrap().unwrap().patron_email.as_deref(), Some("pat@example.org"));
+    let log = s.privacy_log(vec![lib], 10).await.unwrap();
+    let entries: Vec<_> = log.iter().map(|e| (e.action.as_str(), e.sessions, e.by)).collect();
+    assert_eq!(entries, vec![("redo", 1, Some(b.w.carla.id))]);
+
+    // Again, once the live chat has ended, by an account not in this database.
+    s.end(live, patron(), ok(), Box::new(|_, _| None), Ending::default(), 50).await.unwrap();
+    let gone = refdesk_domain::ids::StaffId(b.w.carla.id.0 + 100_000);
+    let r = s.redo_erasures(named, Transcripts::Mask, gone, 60).await.unwrap();
+    assert_eq!((r.erased, r.waiting), (1, vec![]), "the erased one is not erased again");
+    assert_eq!(s.session(live).await.unwrap().unwrap().patron_email, None);
+    let log = s.privacy_log(vec![lib], 10).await.unwrap();
+    assert_eq!((log[0].action.as_str(), log[0].sessions, log[0].by), ("redo", 1, None));
+    assert_eq!(log.len(), 2);
 }
