@@ -419,3 +419,86 @@ async fn an_erasure_on_request_made_after_a_backup_is_made_again_before_the_rest
     assert_eq!((redo["sessions"].as_i64(), redo["by"].as_str()), (Some(1), Some("Carla Catalog")), "{redo}");
     assert_eq!(redo["transcripts"], "delete");
 }
+
+/// A tmpfs mounted at a folder of its own, unmounted when dropped (the
+/// tests run as root, as CI does: `mount` must work, or the test fails).
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(at: PathBuf) -> Mounted {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "refdesk-test"]).arg(&at).output().unwrap();
+        assert!(out.status.success(), "mounting a tmpfs (as root): {}", text(&out));
+        Mounted(at)
+    }
+
+    /// Remounts it read-only (`ro`) or read-write.
+    fn remount(&self, mode: &str) {
+        let out = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&self.0).output().unwrap();
+        assert!(out.status.success(), "remounting {mode}: {}", text(&out));
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+/// Lines of chat `session` in the database at `path`.
+fn lines_of(path: &Path, session: i64) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row("SELECT count(*) FROM messages WHERE session_id = ?1", [session], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_is_taken_from_a_data_folder_whose_file_system_was_remounted_read_only() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = Mounted::new(root.path().join("disk"));
+    let data = disk.0.join("data");
+    let backups = tempfile::tempdir().unwrap();
+    let to = |name: &str| backups.path().join(name);
+
+    // Stopped cleanly: no write-ahead log, no shared-memory index, and
+    // none can be made on a read-only file system.
+    let mut server = Server::start(&data, &["--demo"]).await;
+    let ann = server.ann().await;
+    let session = server.chat(&ann, 1).await;
+    let body = json!({"body": "Before the disk went read-only.", "client_id": "ro-1"});
+    let url = server.url(&format!("/api/sessions/{session}/messages"));
+    assert_eq!(ann.post(&url).json(&body).send().await.unwrap().status(), 200);
+    let stopped = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(server.child.wait().unwrap().success());
+    assert!(!data.join("refdesk.sqlite3-wal").exists(), "a clean stop empties the log");
+    let lines = lines_of(&data.join("refdesk.sqlite3"), session);
+    disk.remount("ro");
+    let out = refdesk(&data, &["backup", "--to", to("clean.sqlite3").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lines_of(&to("clean.sqlite3"), session), lines);
+
+    // Killed: the log and its index stay, and SQLite reads both.
+    disk.remount("rw");
+    server = Server::start(&data, &[]).await;
+    let ann = server.ann().await;
+    let body = json!({"body": "After the restart, in the log alone.", "client_id": "ro-2"});
+    let url = server.url(&format!("/api/sessions/{session}/messages"));
+    assert_eq!(ann.post(&url).json(&body).send().await.unwrap().status(), 200);
+    drop(server);
+    assert!(std::fs::metadata(data.join("refdesk.sqlite3-wal")).unwrap().len() > 0);
+    disk.remount("ro");
+    let out = refdesk(&data, &["backup", "--to", to("killed.sqlite3").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lines_of(&to("killed.sqlite3"), session), lines + 1, "the line in the log is in the backup");
+
+    // A log with transactions but no index: an immutable read would miss
+    // them, so it is refused, saying what to do, and leaves nothing.
+    disk.remount("rw");
+    std::fs::remove_file(data.join("refdesk.sqlite3-shm")).unwrap();
+    disk.remount("ro");
+    let out = refdesk(&data, &["backup", "--to", to("no-index.sqlite3").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("copy both files to a writable folder"), "{}", text(&out));
+    let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "only the two backups: {left:?}");
+}

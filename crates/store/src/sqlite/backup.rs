@@ -225,7 +225,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// The online copy itself: every page, in one step (see the module's
 /// comment for why one).
 fn copy_live(db_path: &Path, temp: &Path) -> Result<()> {
-    let src = open_conn(db_path, true).map_err(|e| context(e, format!("opening {}", db_path.display())))?;
+    let src = match open_conn(db_path, true) {
+        Ok(src) => src,
+        Err(_) if on_read_only_file_system(db_path) => open_frozen(db_path)?,
+        Err(e) => return Err(context(e, format!("opening {}", db_path.display()))),
+    };
     let mut dst = Connection::open(temp).map_err(db)?;
     let copy = Backup::new(&src, &mut dst).map_err(db)?;
     match copy.step(-1).map_err(|e| context(db(e), "copying the database".into()))? {
@@ -234,6 +238,53 @@ fn copy_live(db_path: &Path, temp: &Path) -> Result<()> {
         // backup writes to the same destination: worth a retry.
         other => Err(StoreError::backend(format!("the database was busy ({other:?}); try the backup again"))),
     }
+}
+
+/// Whether `db_path` lies on a file system mounted read-only (as one is
+/// remounted after a disk error: when a backup matters most). Opening the
+/// file for writing changes nothing in it.
+fn on_read_only_file_system(db_path: &Path) -> bool {
+    matches!(
+        OpenOptions::new().write(true).open(db_path),
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// The database on a read-only file system without the shared-memory index
+/// SQLite's WAL readers need (a server stopped cleanly removes it, and none
+/// can be made there): opened as immutable, which is what it is — nothing
+/// can write to that file system. Unless its write-ahead log holds
+/// transactions (a crash, then the index lost): an immutable reader would
+/// not see them, so that is refused, with what to do instead.
+fn open_frozen(db_path: &Path) -> Result<Connection> {
+    let wal = with_suffix(db_path, "-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(StoreError::backend(format!(
+            "{} is on a read-only file system, and its write-ahead log {} holds transactions SQLite cannot read \
+             there without its shared-memory index: copy both files to a writable folder, side by side, and back \
+             up from there (refdesk --data-dir THAT-FOLDER backup --to …)",
+            db_path.display(),
+            wal.display()
+        )));
+    }
+    let uri = format!("file:{}?immutable=1", uri_path(db_path));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(uri, flags)
+        .map_err(|e| context(db(e), format!("opening {} (read-only file system)", db_path.display())))
+}
+
+/// `path` for a `file:` URI: `%`, `?` and `#` escaped (SQLite decodes them).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn context(e: StoreError, what: String) -> StoreError {
