@@ -124,6 +124,37 @@ async function load() {
       section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)), addressError);
     } catch { /* not this admin's library */ }
     try {
+      // Closing the chat to new patrons, with what they read instead.
+      const url = `/api/libraries/${encodeURIComponent(lib.slug)}/closing`;
+      const current = await api(url);
+      const notice = el("input", { id: `closed-notice-${id}`, maxlength: 500, autocomplete: "off", value: current.notice ?? "", placeholder: "Closed for the holidays until 2 January. Call us at 555-0100.", "aria-describedby": `closed-hint-${id}` });
+      const hint = el("p", { id: `closed-hint-${id}`, class: "hint" });
+      const said = (n) => { hint.textContent = n ? `Closed: patrons of ${lib.name} read this notice instead of the chat and the question form. Chats going on, and patrons already waiting, go on.` : `Open. To close the chat to new patrons (a holiday, a move), write what they should read instead and close it.`; };
+      said(current.notice);
+      const closeIt = el("button", { type: "button", class: "secondary" }, "Close the chat");
+      const openIt = el("button", { type: "button", class: "secondary" }, "Open the chat");
+      const toggle = (n) => { closeIt.textContent = n ? "Change the notice" : "Close the chat"; openIt.hidden = !n; };
+      toggle(current.notice);
+      const put = async (value) => {
+        clearSaid();
+        try {
+          const done = await api(url, { method: "PUT", body: { notice: value } });
+          notice.value = done.notice ?? "";
+          said(done.notice);
+          toggle(done.notice);
+          fieldError(notice, noticeError, "");
+          $("status").textContent = done.notice ? `${lib.name}'s chat is closed to new patrons.` : `${lib.name}'s chat is open.`;
+        } catch (err) { fieldError(notice, noticeError, `Not saved: ${err.message}`); }
+      };
+      closeIt.onclick = () => {
+        if (!notice.value.trim()) { fieldError(notice, noticeError, "Write what patrons should read while the chat is closed."); return; }
+        put(notice.value.trim());
+      };
+      openIt.onclick = () => put(null);
+      const noticeError = el("p", { id: `closed-error-${id}`, class: "error", role: "alert" });
+      section.append(el("label", { for: notice.id }, "Notice while the chat is closed"), notice, noticeError, hint, el("p", {}, closeIt, " ", openIt));
+    } catch { /* not this admin's library */ }
+    try {
       const policy = await api(`/api/policies/${lib.id}`);
       const text = el("textarea", { id: `policy-${id}`, rows: 6 }, policy.body);
       const save = el("button", { type: "button" }, "Save policy notes");

@@ -475,7 +475,10 @@ $("start").onsubmit = async (e) => {
       // Asked: the form is gone, and the status check leaves the page be.
       refused = true;
       $("offline").classList.add("hidden");
-    } catch (err) { $("start-error").textContent = refusal(err); }
+    } catch (err) {
+      if (err.code === "closed") sayClosed(err.message);
+      else $("start-error").textContent = refusal(err);
+    }
     return;
   }
   try {
@@ -499,6 +502,7 @@ $("start").onsubmit = async (e) => {
       }
     }
   } catch (err) {
+    if (err.code === "closed") { sayClosed(err.message); return; }
     $("start-error").textContent = refusal(err);
     // Blocked, or the queue is full: the form may still take the question.
     if (err.code === "blocked" || err.code === "queue_full") {
@@ -536,11 +540,22 @@ function nameLibrary(st) {
   baseTitle = `Ask a librarian — ${st.library}`;
   document.title = unseen ? `(${unseen}) New message — ${baseTitle}` : baseTitle;
 }
+// The library's admins closed its chat to new patrons: their notice takes
+// the forms' place (a chat going on is not touched); opened again, the
+// forms come back at the next check.
+function sayClosed(notice) {
+  $("closed").textContent = notice ?? "";
+  $("closed").classList.toggle("hidden", !notice);
+  $("start").classList.toggle("hidden", !!notice);
+  if (notice) $("offline").classList.add("hidden");
+}
 async function checkStatus() {
   if (chat || refused) return;
   try {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
     nameLibrary(st);
+    sayClosed(st.closed_notice);
+    if (st.closed_notice) return;
     setOffline(!st.online);
     $("offline").classList.toggle("hidden", !offline);
   } catch (err) { $("start-error").textContent = err.message; }

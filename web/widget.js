@@ -48,11 +48,12 @@
   // last on-duty state read.
   let unread = 0;
   let last = null;
-  const show = (name, online) => {
-    last = { name, online };
-    button.dataset.refdeskState = online ? "online" : "offline";
-    title.textContent = (online ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
+  const show = (name, online, closed) => {
+    last = { name, online, closed };
+    button.dataset.refdeskState = closed ? "closed" : online ? "online" : "offline";
+    title.textContent = (online && !closed ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
     state.textContent = unread ? `● ${unread} new message${unread > 1 ? "s" : ""}: open the chat`
+      : closed ? "○ The chat is closed: open for the library's notice"
       : online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";
     // Open, the button is one short line, clear of the frame above it.
     if (!frame.hidden) { title.textContent = "Close the chat"; state.textContent = ""; }
@@ -62,7 +63,7 @@
   const refresh = async () => {
     try {
       const r = await fetch(`${origin}/api/libraries/${encodeURIComponent(library)}/status`, { credentials: "omit", cache: "no-store" });
-      if (r.ok) { const st = await r.json(); show(st.library, st.online); }
+      if (r.ok) { const st = await r.json(); show(st.library, st.online, !!st.closed_notice); }
     } catch { /* refdesk unreachable: keep the last state */ }
   };
   refresh();
@@ -98,7 +99,7 @@
     if (m.type === "refdesk:restore") toFrame({ type: "refdesk:chat", chat: read()?.chat || null, browser: browserId });
     else if (m.type === "refdesk:save" && m.chat && typeof m.chat.token === "string") write({ chat: m.chat, open: !frame.hidden });
     else if (m.type === "refdesk:clear") write(null);
-    else if (m.type === "refdesk:new-line" && frame.hidden) { unread += 1; if (last) show(last.name, last.online); }
+    else if (m.type === "refdesk:new-line" && frame.hidden) { unread += 1; if (last) show(last.name, last.online, last.closed); }
     else if (m.type === "refdesk:close" && !frame.hidden) { setOpen(false); button.focus(); }
   });
 
@@ -108,7 +109,7 @@
     const saved = read();
     if (saved) write({ ...saved, open });
     if (open) unread = 0;
-    if (last) show(last.name, last.online);
+    if (last) show(last.name, last.online, last.closed);
     if (open) { frame.focus(); if (loaded) toFrame({ type: "refdesk:opened" }); }
   };
   button.addEventListener("click", () => setOpen(frame.hidden));

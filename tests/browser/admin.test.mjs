@@ -234,3 +234,34 @@ test("a library admin names her library's sites on the libraries page; the chang
   assert.equal(await ann.locator("#admin-log-h").isVisible(), false);
   for (const p of [carla, ann]) await p.context().close();
 });
+
+test("a library admin closes the chat with a notice that the patron's page shows instead of the forms, then opens it again", async () => {
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/admin`);
+  const notice = carla.getByLabel("Notice while the chat is closed");
+  await carla.getByText("Open. To close the chat to new patrons").waitFor();
+  // No notice, no closing: said beside the field.
+  await carla.getByRole("button", { name: "Close the chat" }).first().click();
+  await carla.locator("#closed-error-lib1", { hasText: "Write what patrons should read" }).waitFor();
+  assert.equal((await read(carla, "/api/libraries/riverside-main/closing")).notice, null);
+  const words = "Closed for the holidays until 2 January. Call us at 555-0100.";
+  await notice.first().fill(words);
+  await carla.getByRole("button", { name: "Close the chat" }).first().click();
+  await carla.getByText("Riverside University Main Library's chat is closed to new patrons.").waitFor();
+  await carla.locator("#admin-log tr", { hasText: `the chat is closed to new patrons, who read: ${words}` }).waitFor();
+  // The patron's page: the notice, and neither form.
+  const patron = await h.open();
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.locator("#closed", { hasText: words }).waitFor();
+  assert.equal(await patron.locator("#start").isVisible(), false);
+  assert.equal(await patron.locator("#offline").isVisible(), false);
+  await accessible(patron, "the patron's page of a closed library");
+  // Open again: the patron's page, looked at again, has the form back.
+  await carla.getByRole("button", { name: "Open the chat" }).first().click();
+  await carla.getByText("Riverside University Main Library's chat is open.").waitFor();
+  assert.equal(await notice.first().inputValue(), "");
+  await patron.reload();
+  await patron.locator("#start").waitFor();
+  assert.equal(await patron.locator("#closed").isVisible(), false);
+  for (const p of [carla, patron]) await p.context().close();
+});

@@ -515,6 +515,7 @@ impl App {
         ip: Option<std::net::IpAddr>,
     ) -> AppResult<Started> {
         let lib = self.open_library(library_slug).await?;
+        refuse_closed(&lib)?;
         let keys = crate::blocks::Asker { ip, browser: form.browser.clone() }.keys();
         self.refuse_blocked(&lib, &keys, false).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;
@@ -1169,6 +1170,15 @@ pub(crate) fn within_budget<L: Line>(messages: &mut Vec<L>, budget: usize) -> Op
     let kept = over.map(|i| i.max(1)).filter(|&kept| kept < messages.len())?;
     messages.truncate(kept);
     Some(messages[kept - 1].seq())
+}
+
+/// A library whose admins closed its chat takes no new chat nor question:
+/// the patron reads their notice instead.
+pub(crate) fn refuse_closed(lib: &LibraryRecord) -> Result<(), DomainError> {
+    match &lib.closed_notice {
+        Some(notice) => Err(DomainError::Closed(notice.clone())),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

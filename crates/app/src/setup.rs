@@ -79,6 +79,9 @@ fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> AppError + '_ {
     }
 }
 
+/// The longest notice a closed library's patrons read.
+pub const CLOSED_NOTICE_CHARS: usize = 500;
+
 impl App {
     /// Sets up a new service: a cooperative with its first institution,
     /// library and cooperative admin. Refused once anything exists.
@@ -305,6 +308,39 @@ impl App {
             self.log_admin(Some(staff), Concerns::Library(lib.placement), "reply_to", detail).await;
         }
         Ok(address)
+    }
+
+    /// A library's notice while its chat is closed to new patrons (its
+    /// admins ask); `None`: open.
+    pub async fn closed_notice(&self, staff: &Staff, slug: &str) -> AppResult<Option<String>> {
+        Ok(self.administered(staff, slug, Admin::Closing).await?.closed_notice)
+    }
+
+    /// Closes a library's chat to new patrons — its page and widget show
+    /// `notice` instead of the chat and the question form, and both are
+    /// refused (`closed`) — or opens it again (`None` or blank). Chats
+    /// going on, and patrons already waiting, are not touched. Said at
+    /// once on this node, within [`crate::LISTED_FOR`] on the others.
+    pub async fn set_closed_notice(
+        &self,
+        staff: &Staff,
+        slug: &str,
+        notice: Option<&str>,
+    ) -> AppResult<Option<String>> {
+        let lib = self.administered(staff, slug, Admin::Closing).await?;
+        let notice = input::optional_line("notice", notice, CLOSED_NOTICE_CHARS)?;
+        self.admin_change(Some(staff))?;
+        self.store.set_closed_notice(lib.placement.library, notice.clone()).await?;
+        self.library_added();
+        if notice != lib.closed_notice {
+            let detail = match &notice {
+                Some(n) => format!("the chat is closed to new patrons, who read: {n}"),
+                None => "the chat is open again".to_owned(),
+            };
+            self.log_admin(Some(staff), Concerns::Library(lib.placement), "closing", detail).await;
+        }
+        tracing::info!(library = %slug, closed = notice.is_some(), staff = %staff.username, "library's chat closed or opened");
+        Ok(notice)
     }
 
     /// Sets the sites allowed to show a library's chat in a frame

@@ -140,6 +140,9 @@ pub struct LibraryStatus {
     /// Days after which the library removes a patron's name, e-mail
     /// address and network from an ended chat (`None`: kept until erased).
     pub retention_days: Option<u32>,
+    /// Its admins' notice while its chat is closed to new patrons (`None`:
+    /// open).
+    pub closed_notice: Option<String>,
 }
 
 /// What the offline question form takes.
@@ -231,7 +234,8 @@ impl App {
     pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
         let lib = self.open_library(slug).await?;
         let online = self.anyone_on_duty(lib.placement.cooperative).await?;
-        Ok(LibraryStatus { library: lib.name, online, retention_days: lib.retention_days })
+        let closed_notice = lib.closed_notice.clone();
+        Ok(LibraryStatus { library: lib.name, online, retention_days: lib.retention_days, closed_notice })
     }
 
     /// [`App::library_status`]'s answer for a cooperative. One request at a
@@ -287,6 +291,7 @@ impl App {
         ip: Option<std::net::IpAddr>,
     ) -> AppResult<FormReceipt> {
         let lib = self.open_library(slug).await?;
+        crate::chat::refuse_closed(&lib)?;
         let keys = crate::blocks::Asker { ip, browser: form.browser.clone() }.keys();
         self.refuse_blocked(&lib, &keys, true).await?;
         let name = input::optional_line("name", form.name.as_deref(), 100)?;

@@ -308,6 +308,8 @@ pub enum Admin {
     Embedding,
     /// Say where patrons' replies to a library's e-mails go.
     ReplyTo,
+    /// Close a library's chat to new patrons, with a notice, and open it again.
+    Closing,
     /// Give an institution a new name (its admins and cooperative admins).
     RenameInstitution,
     /// Give the cooperative a new name.
@@ -332,6 +334,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::RenameLibrary => (Role::LibraryAdmin, "a library is renamed by its admins"),
         Admin::Embedding => (Role::LibraryAdmin, "the sites that show a library's chat are its admins' to say"),
         Admin::ReplyTo => (Role::LibraryAdmin, "where replies to a library's e-mails go is its admins' to say"),
+        Admin::Closing => (Role::LibraryAdmin, "a library's chat is closed and opened again by its admins"),
         Admin::RenameInstitution => (Role::InstitutionAdmin, "an institution is renamed by its admins"),
         Admin::RenameCooperative => (Role::CooperativeAdmin, "the cooperative is renamed by its admins"),
     };
@@ -675,6 +678,10 @@ mod tests {
             (LibraryAdmin, Admin::ReplyTo, SameLibrary, true),
             (LibraryAdmin, Admin::ReplyTo, SameInstitution, false),
             (CooperativeAdmin, Admin::ReplyTo, SameCooperative, true),
+            (Librarian, Admin::Closing, SameLibrary, false),
+            (LibraryAdmin, Admin::Closing, SameLibrary, true),
+            (LibraryAdmin, Admin::Closing, SameInstitution, false),
+            (CooperativeAdmin, Admin::Closing, SameCooperative, true),
             (LibraryAdmin, Admin::RenameInstitution, SameLibrary, false),
             (InstitutionAdmin, Admin::RenameInstitution, SameInstitution, true),
             (InstitutionAdmin, Admin::RenameInstitution, SameCooperative, false),

@@ -36,6 +36,10 @@ pub enum DomainError {
     /// sentence that says what they can still do.
     #[error("{0}")]
     Blocked(String),
+    /// The library's chat is closed (its admins closed it): their notice
+    /// to patrons, said instead of the chat and the question form.
+    #[error("{0}")]
+    Closed(String),
 }
 
 impl DomainError {

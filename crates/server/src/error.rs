@@ -81,6 +81,7 @@ impl From<DomainError> for ApiError {
             DomainError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             DomainError::Limited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             DomainError::Blocked(_) => (StatusCode::FORBIDDEN, "blocked"),
+            DomainError::Closed(_) => (StatusCode::CONFLICT, "closed"),
         };
         ApiError { status, code, message, field }
     }

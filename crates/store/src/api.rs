@@ -66,6 +66,10 @@ pub trait Organisation: Send + Sync {
     /// Sets the address a library's e-mails name for replies
     /// ([`LibraryRecord::reply_to`], checked by the caller); `None`: none.
     async fn set_reply_to(&self, library: LibraryId, address: Option<String>) -> Result<()>;
+    /// Closes a library's chat to new patrons with a notice
+    /// ([`LibraryRecord::closed_notice`], checked by the caller), or opens
+    /// it again (`None`).
+    async fn set_closed_notice(&self, library: LibraryId, notice: Option<String>) -> Result<()>;
 }
 
 /// Staff accounts, sign-ins and availability.

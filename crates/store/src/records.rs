@@ -399,6 +399,9 @@ pub struct LibraryRecord {
     pub retention_days: Option<u32>,
     /// The address its e-mails to patrons name for replies (`Reply-To`).
     pub reply_to: Option<String>,
+    /// Its admins' notice while its chat is closed to new patrons (`None`:
+    /// open).
+    pub closed_notice: Option<String>,
 }
 
 /// What a new name is given to ([`crate::api::Organisation::rename`]).

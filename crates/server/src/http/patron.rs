@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(libraries, create_library))
         .routes(routes!(embedding, set_embedding))
         .routes(routes!(reply_to, set_reply_to))
+        .routes(routes!(closing, set_closing))
         .routes(routes!(start))
         .routes(routes!(chat))
         .routes(routes!(end))
@@ -202,6 +203,57 @@ async fn set_reply_to(
     Ok(axum::Json(ReplyTo { reply_to: s.app.set_reply_to(&staff, &slug, b.reply_to.as_deref()).await? }))
 }
 
+/// Whether a library's chat is closed to new patrons, and what they read.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Closing {
+    /// The notice patrons read instead of the chat and the question form
+    /// (one line, at most 500 characters: "Closed for the holidays until
+    /// 2 January; call 555-0100"), or `null`: open.
+    notice: Option<String>,
+}
+
+/// Whether this library's chat is closed to new patrons (its admins).
+#[utoipa::path(get, path = "/api/libraries/{slug}/closing", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    responses(
+        (status = 200, description = "the library's setting", body = Closing),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+    ))]
+async fn closing(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Closing>> {
+    Ok(axum::Json(Closing { notice: s.app.closed_notice(&staff, &slug).await? }))
+}
+
+/// Close this library's chat to new patrons with a notice (a holiday, the
+/// library leaving the service), or open it again (`null` or blank). While
+/// closed, its page, its widget and the status say the notice, and a new
+/// chat or offline question is refused (`409 closed`); chats going on and
+/// patrons already waiting are not touched. At once on this node, within
+/// 5 s on the others.
+#[utoipa::path(put, path = "/api/libraries/{slug}/closing", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    request_body = Closing,
+    responses(
+        (status = 200, description = "the library's setting now, as written back (trimmed)", body = Closing),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: more than 500 characters, more than one line, or characters that turn the text around (field `notice`)", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
+    ))]
+async fn set_closing(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+    Json(b): Json<Closing>,
+) -> ApiResult<axum::Json<Closing>> {
+    Ok(axum::Json(Closing { notice: s.app.set_closed_notice(&staff, &slug, b.notice.as_deref()).await? }))
+}
+
 /// What a patron types into the pre-chat form.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +297,7 @@ impl From<StartChatBody> for StartChat {
         (status = 201, description = "waiting in the library's queue", body = StartedView),
         (status = 403, description = "`blocked`: a polite refusal for a blocked patron", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 409, description = "`closed`: the library's admins closed its chat; the message is their notice", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long question, a bad e-mail address or `utc_offset` out of range (a malformed browser id is ignored)", body = ErrorBody),
         (status = 429, description = "`rate_limited` (starts from this address), `too_many_waiting` (this network's waiting chats), `too_many_chats` (chats this network started in the last 24 hours), `queue_full` (the library's queue) or `too_many_today` (the chats and offline questions the library took in the last 24 hours) (a transcript past this network's hourly share is not refused: the chat starts without one, `transcript_to` null)", body = ErrorBody),
     ))]
@@ -443,6 +496,7 @@ mod tests {
             embed_sites: Vec::new(),
             retention_days: None,
             reply_to: None,
+            closed_notice: None,
         };
         let kept = ListedJson::default();
         let read = Arc::new(vec![library(1, "main")]);

@@ -601,6 +601,7 @@ impl From<OfflineFormBody> for OfflineForm {
         (status = 201, description = "the question's number", body = FormReceiptView),
         (status = 403, description = "`blocked`: where the library does not let blocked patrons use the form", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 409, description = "`closed`: the library's admins closed its chat; the message is their notice", body = ErrorBody),
         (status = 422, description = "`invalid`: no e-mail address, an empty or over-long question", body = ErrorBody),
         (status = 429, description = "`rate_limited` (starts from this address), `too_many_questions` (this network's questions today) or `too_many_today` (the chats and offline questions the library took in the last 24 hours)", body = ErrorBody),
     ))]

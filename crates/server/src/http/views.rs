@@ -572,6 +572,11 @@ pub struct LibraryStatusView {
     /// e-mail address and network from it (its retention period); `null`:
     /// kept until the library erases them. The start form says which.
     pub personal_data_days: Option<u32>,
+    /// While the library's admins have closed its chat to new patrons:
+    /// their notice, which the page and the widget show instead of the
+    /// chat and the question form (both are refused, `409 closed`); `null`:
+    /// open.
+    pub closed_notice: Option<String>,
 }
 
 impl LibraryStatusView {
@@ -582,6 +587,7 @@ impl LibraryStatusView {
             online: s.online,
             max_message_chars,
             personal_data_days: s.retention_days,
+            closed_notice: s.closed_notice,
         }
     }
 }

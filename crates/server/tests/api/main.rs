@@ -6,6 +6,7 @@ mod admin_log;
 mod authz_table;
 mod bad_input;
 mod chat_flow;
+mod closing;
 mod desk;
 mod helpers;
 mod hostile;

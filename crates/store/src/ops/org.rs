@@ -456,6 +456,10 @@ impl<B: Backend> Organisation for B {
         self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::ReplyTo, address)))).await
     }
 
+    async fn set_closed_notice(&self, library: LibraryId, notice: Option<String>) -> Result<()> {
+        self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::ClosedNotice, notice)))).await
+    }
+
     async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()> {
         let sites = (!sites.is_empty()).then(|| sites.join(" "));
         self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::EmbedSites, sites)))).await
@@ -467,6 +471,7 @@ impl<B: Backend> Organisation for B {
 enum Setting {
     EmbedSites,
     ReplyTo,
+    ClosedNotice,
 }
 
 /// Sets one of a library's text settings; the others keep their values (a
@@ -475,6 +480,7 @@ async fn set_setting<D: Db>(db: &mut D, library: LibraryId, setting: Setting, va
     let column = match setting {
         Setting::EmbedSites => "embed_sites",
         Setting::ReplyTo => "reply_to",
+        Setting::ClosedNotice => "closed_notice",
     };
     let sql = format!(
         "INSERT INTO library_settings (library_id, blocked_may_ask, {column}) VALUES (?1, TRUE, ?2)

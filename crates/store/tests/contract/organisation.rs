@@ -210,8 +210,19 @@ async fn a_librarys_embedding_sites_and_reply_address_are_read_with_it_and_kept_
     s.set_embed_sites(library, Vec::new()).await.unwrap();
     assert!(s.library_by_slug(slug).await.unwrap().unwrap().embed_sites.is_empty());
     assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().reply_to.as_deref(), Some("ref@example.org"));
+    s.set_closed_notice(library, Some("Closed until 2 January.".into())).await.unwrap();
+    let read = s.library_by_slug(slug).await.unwrap().unwrap();
+    assert_eq!(
+        (read.closed_notice.as_deref(), read.reply_to.as_deref()),
+        (Some("Closed until 2 January."), Some("ref@example.org"))
+    );
+    let listed = s.libraries().await.unwrap();
+    assert!(listed.iter().filter(|l| l.placement.library != library).all(|l| l.closed_notice.is_none()), "its own");
     s.set_reply_to(library, None).await.unwrap();
     assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().reply_to, None);
+    assert!(s.library_by_slug(slug).await.unwrap().unwrap().closed_notice.is_some(), "kept by the other setting");
+    s.set_closed_notice(library, None).await.unwrap();
+    assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().closed_notice, None);
     assert!(!s.blocked_may_ask(library).await.unwrap(), "kept by the sites");
     assert!(not_found(&s.set_embed_sites(LibraryId(999_999), sites).await));
 }
