@@ -298,7 +298,7 @@ async function loadPrivacyLog() {
   const entries = await api("/api/privacy/log");
   $("privacy-log").replaceChildren(...entries.map((x) => el("tr", {},
     el("td", {}, new Date(x.at).toLocaleString()), el("td", {}, x.library),
-    el("td", {}, { erase: "erased on request", redo: "erased on request, again after a restore" }[x.action] ?? "retention period"),
+    el("td", {}, { erase: "erased on request", redo: "erased on request, made again from the erasure journal" }[x.action] ?? "retention period"),
     el("td", {}, x.by || "refdesk (scheduled)"), el("td", { class: "num" }, String(x.sessions)),
     el("td", {}, x.transcripts === "delete" ? "deleted" : "masked"))));
   if (!entries.length) $("privacy-log").replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "Nothing erased yet.")));

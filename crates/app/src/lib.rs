@@ -529,8 +529,9 @@ pub struct Parts {
     long_reads: turns::Lines,
     /// The erasure journal, when the server keeps one (`erasures`).
     erasures: std::sync::OnceLock<Arc<erasures::Journal>>,
-    /// Whether a chat the journal names waits for its end to be erased again.
-    erasures_waiting: std::sync::atomic::AtomicBool,
+    /// The journal's entries whose chats wait for their end to be erased
+    /// again (only those chats).
+    erasures_waiting: std::sync::Mutex<Vec<erasures::Entry>>,
 }
 
 impl App {
@@ -625,7 +626,7 @@ impl App {
             admin_changes: chat::Written::default(),
             long_reads: turns::Lines::default(),
             erasures: std::sync::OnceLock::new(),
-            erasures_waiting: std::sync::atomic::AtomicBool::new(false),
+            erasures_waiting: std::sync::Mutex::default(),
         }))
     }
 

@@ -463,6 +463,33 @@ impl Mailer {
         }
     }
 
+    /// `claimed` as it is now, if it is still to be sent now: not if it was
+    /// erased or recorded as sent since it was taken, nor while its chat
+    /// waits to be erased again (the erasure journal: a chat going on in a
+    /// restored database; its erasure deletes the mail once the chat ends).
+    /// One not read, or waiting, stays under its claim, taken again after it.
+    async fn still_to_send(&self, claimed: &OutboxMail) -> Option<OutboxMail> {
+        let mail = match self.app.store.mail(claimed.id).await {
+            Ok(Some(mail)) if mail.sent_at.is_none() => mail,
+            Ok(_) => {
+                tracing::info!(
+                    id = claimed.id,
+                    "an e-mail was erased (or recorded as sent) since it was taken; not sent"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, id = claimed.id, "cannot read an e-mail again before sending it; left for later");
+                return None;
+            }
+        };
+        if mail.session.is_some_and(|s| self.app.erasure_waits(s)) {
+            tracing::info!(id = mail.id, "an e-mail of a chat to be erased again once it ends; not sent");
+            return None;
+        }
+        Some(mail)
+    }
+
     /// Delivers e-mail this mailer claimed ([`deliver_due`]'s second half,
     /// public so that a test can put a privacy erase between the two).
     /// Each is read again just before it is sent: the ones before it may
@@ -475,22 +502,7 @@ impl Mailer {
     pub async fn deliver_claimed(&self, due: Vec<OutboxMail>) -> usize {
         let mut delivered = 0;
         for claimed in due {
-            let mail = match self.app.store.mail(claimed.id).await {
-                Ok(Some(mail)) if mail.sent_at.is_none() => mail,
-                Ok(_) => {
-                    tracing::info!(
-                        id = claimed.id,
-                        "an e-mail was erased (or recorded as sent) since it was taken; not sent"
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    // Its lease keeps it from the other mailers; it is tried
-                    // again once the lease runs out.
-                    tracing::warn!(error = %e, id = claimed.id, "cannot read an e-mail again before sending it; left for later");
-                    continue;
-                }
-            };
+            let Some(mail) = self.still_to_send(&claimed).await else { continue };
             // A mail whose sending panics (a bug) is set aside as
             // undeliverable: tried again, it would panic again and hold up
             // the mails after it in every pass.

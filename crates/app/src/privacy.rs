@@ -154,7 +154,7 @@ impl App {
             let why = format!("chat {} is still going on: end it before erasing it", live.found.session.0);
             return Err(DomainError::Conflict(why).into());
         }
-        self.journal_erasure(staff.id, transcripts, chats.map(|f| (f.found.session, f.found.created_at)).collect())
+        self.journal_erasure(staff, transcripts, chats.map(|f| (f.found.session, f.found.created_at)).collect())
             .await?;
         let why = ErasureReason::Request(staff.id);
         let n = self.store.erase(sessions.clone(), transcripts, why, self.clock.now()).await?;
@@ -199,8 +199,9 @@ impl App {
                 }
             }
         }
-        if self.erasures_waiting() {
-            self.redo_erasures().await?;
+        // Failing, it leaves the rest of the run be (tried again at the next).
+        if let Err(e) = self.redo_waiting_erasures().await {
+            tracing::error!(error = %e, "cannot make the erasures that waited for their chat's end yet");
         }
         self.store.forget_spent_blocks(now).await?;
         let forgotten = self.store.forget_sent_mail(now - SENT_MAIL_KEPT, SENT_MAIL_PER_RUN).await?;

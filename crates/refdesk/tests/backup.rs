@@ -500,7 +500,7 @@ async fn a_backup_is_taken_from_a_data_folder_whose_file_system_was_remounted_re
     disk.remount("ro");
     let out = refdesk(&data, &["backup", "--to", to("no-index.sqlite3").to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("copy both files to a writable folder"), "{}", text(&out));
+    assert!(text(&out).contains("copy the database and the files beside it to a writable folder"), "{}", text(&out));
     let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 2, "only the two backups: {left:?}");
 }

@@ -134,7 +134,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         tracing::warn!(
             data_dir = %config.data_dir.display(),
             "no data folder: erasures on request made through this node are not noted beside the database, and a \
-             restored database will not get them again (docs/operations.md, \"Erasures and backups\")"
+             restored database will not get them again (docs/operations.md, \"Restore\")"
         );
     }
     Ok(AppState {
@@ -226,7 +226,8 @@ pub async fn run(
     let (stop_metrics, metrics_task) = serve_metrics(&state).await?;
     // The outbox's sender runs beside the server and stops with it.
     let (stop_mail, mail_stopped) = stop_signal();
-    let mail_task = start_mailer(&state, mail_stopped)?;
+    let redone = redo_erasures_at_start(&state.app).await;
+    let mail_task = start_mailer(&state, mail_stopped, redone)?;
     // Roll-ups, sign-offs and presence run beside the server too.
     let (stop_background, background_stopped) = stop_signal();
     let background = tokio::spawn(state.app.clone().run_background(background_stopped));
@@ -307,13 +308,13 @@ async fn drain(state: &AppState) {
     }
 }
 
-/// Starts `/metrics` on `metrics_listen`, if set; stopped by the sender.
-/// An address that cannot be bound stops the start, as the main one does.
 /// Starts the outbox's sender, once the erasures a restored database lacks
-/// are made again (their chats' e-mails go with them), until `stopped`.
+/// are made again (their chats' e-mails go with them: `redone` says whether
+/// the start did it already), until `stopped`.
 fn start_mailer(
     state: &AppState,
     stopped: impl Future<Output = ()> + Send + 'static,
+    redone: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mailer = refdesk_app::mail::Mailer::new(state.app.clone(), state.mail.clone(), state.data_dir.clone())
         .map_err(anyhow::Error::msg)
@@ -322,25 +323,52 @@ fn start_mailer(
     Ok(tokio::spawn(async move {
         let mut stopped = std::pin::pin!(stopped);
         tokio::select! {
-            () = redo_erasures(&app) => mailer.run(stopped).await,
+            () = redo_erasures(&app, redone) => mailer.run(stopped).await,
             () = &mut stopped => {}
         }
     }))
 }
 
-/// [`App::redo_erasures`], tried again every 10 s until it is done.
-async fn redo_erasures(app: &App) {
+/// [`App::redo_erasures`] unless `done`, tried again every 10 s until it is.
+async fn redo_erasures(app: &App, done: bool) {
+    if done {
+        return;
+    }
     loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
         match app.redo_erasures().await {
             Ok(_) => return,
             Err(e) => {
                 tracing::error!(error = %e, "cannot make the erasures of the journal again yet; the e-mail waits")
             }
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }
 
+/// Makes again, before anything is served, the erasures of the journal
+/// the database lacks (see `refdesk_app::erasures`). A store that cannot
+/// within [`REDO_AT_START`] does not keep the node from starting (it may be
+/// down, and `/readyz` says so): the mailer waits for it instead. Whether
+/// it was done.
+async fn redo_erasures_at_start(app: &App) -> bool {
+    match tokio::time::timeout(REDO_AT_START, app.redo_erasures()).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot make the erasures of the journal again yet; the e-mail waits");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("the erasures of the journal are not made again yet (the store is slow); the e-mail waits");
+            false
+        }
+    }
+}
+
+/// How long a start waits for [`redo_erasures_at_start`].
+const REDO_AT_START: Duration = Duration::from_secs(10);
+
+/// Starts `/metrics` on `metrics_listen`, if set; stopped by the sender.
+/// An address that cannot be bound stops the start, as the main one does.
 async fn serve_metrics(
     state: &AppState,
 ) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>)> {

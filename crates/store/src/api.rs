@@ -404,7 +404,8 @@ pub trait Privacy: Send + Sync {
         now: Millis,
     ) -> Result<u64>;
     /// Erases again, in one write, the chats of an erasure on request made
-    /// by `by` (each named with when it started: an id a restored database
+    /// by `by` (an account's id and username: the audit list names it only
+    /// if both match an account here) (each named with when it started: an id a restored database
     /// gave again to another chat is left alone) whose personal data this
     /// database still holds: the ended ones now, recorded in the audit list
     /// as `redo`; those going on are returned as waiting. A chat this
@@ -413,7 +414,7 @@ pub trait Privacy: Send + Sync {
         &self,
         chats: Vec<(SessionId, Millis)>,
         transcripts: Transcripts,
-        by: StaffId,
+        by: (StaffId, String),
         now: Millis,
     ) -> Result<Redone>;
     /// Takes the browser and network digests out of every block that ran

@@ -106,6 +106,9 @@ pub struct OutboxMail {
     pub last_error: Option<String>,
     /// The slug of the library it is from, if known.
     pub library_slug: Option<String>,
+    /// The chat it is of (a transcript's; an answer's question's chat),
+    /// if any.
+    pub session: Option<SessionId>,
 }
 
 /// What a question-list action writes, decided by the app from the
@@ -988,7 +991,7 @@ pub enum ErasureReason {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Redone {
     /// Chats erased now.
-    pub erased: u64,
+    pub erased: Vec<SessionId>,
     /// Chats to erase still going on in this database (restored while
     /// they were): erased once they end.
     pub waiting: Vec<SessionId>,

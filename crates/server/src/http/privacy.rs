@@ -201,8 +201,8 @@ struct PrivacyEntryView {
     /// Whose chats.
     library: String,
     /// `retention` (the period ran out), `erase` (on request) or `redo` (an
-    /// erasure on request made again in a database restored from a backup
-    /// taken before it, from the erasure journal).
+    /// erasure on request made again from the erasure journal, where the
+    /// database lacked it: one restored from an older backup).
     action: String,
     /// The admin who erased on request.
     by: Option<String>,

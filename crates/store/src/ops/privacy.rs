@@ -300,7 +300,7 @@ async fn redo<D: Db>(
     db: &mut D,
     chats: Vec<(SessionId, Millis)>,
     how: Transcripts,
-    by: StaffId,
+    by: (StaffId, String),
     now: Millis,
 ) -> Result<Redone> {
     let mut due = Vec::new();
@@ -318,13 +318,15 @@ async fn redo<D: Db>(
         }
     }
     if due.is_empty() {
-        return Ok(Redone { erased: 0, waiting });
+        return Ok(Redone { erased: Vec::new(), waiting });
     }
     // The audit list names the admin only if the account is in this
-    // database (one made after the backup is not).
-    let known = db.row("SELECT id AS id FROM staff WHERE id = ?1", args![by.0], |r| r.int("id")).await?;
-    let erased = erase(db, due, how, ErasureReason::Redone(known.map(StaffId)), now).await?;
-    Ok(Redone { erased, waiting })
+    // database (one made after the backup is not; its id may be another's).
+    let (by, username) = by;
+    let sql = "SELECT id AS id FROM staff WHERE id = ?1 AND username = ?2";
+    let known = db.row(sql, args![by.0, username.as_str()], |r| r.int("id")).await?;
+    erase(db, due.clone(), how, ErasureReason::Redone(known.map(StaffId)), now).await?;
+    Ok(Redone { erased: due, waiting })
 }
 
 fn transcripts(r: &dyn crate::sql::Cols, column: &str) -> Result<Transcripts> {
@@ -440,7 +442,7 @@ impl<B: Backend> Privacy for B {
         &self,
         chats: Vec<(SessionId, Millis)>,
         how: Transcripts,
-        by: StaffId,
+        by: (StaffId, String),
         now: Millis,
     ) -> Result<Redone> {
         self.write(move |db| Box::pin(quiet(redo(db, chats, how, by, now)))).await

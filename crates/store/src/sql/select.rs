@@ -498,7 +498,9 @@ pub(crate) const OUTBOX_SELECT: &str = "SELECT id AS mail_id, kind AS kind, to_a
             body AS body, created_at AS created_at, attempts AS attempts, sent_at AS sent_at, last_error AS last_error,
             (SELECT l.slug FROM libraries l WHERE l.id = COALESCE(
                 (SELECT q.library_id FROM questions q WHERE q.id = outbox.question_id),
-                (SELECT s.library_id FROM sessions s WHERE s.id = outbox.session_id))) AS library_slug
+                (SELECT s.library_id FROM sessions s WHERE s.id = outbox.session_id))) AS library_slug,
+            COALESCE(outbox.session_id, (SELECT q.session_id FROM questions q WHERE q.id = outbox.question_id))
+              AS chat_id
      FROM outbox";
 
 pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
@@ -513,6 +515,7 @@ pub(crate) fn outbox(r: &dyn Cols) -> Result<crate::OutboxMail> {
         sent_at: r.opt_int("sent_at")?,
         last_error: r.opt_text("last_error")?,
         library_slug: r.opt_text("library_slug")?,
+        session: r.opt_int("chat_id")?.map(SessionId),
     })
 }
 

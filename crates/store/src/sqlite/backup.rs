@@ -252,20 +252,26 @@ fn on_read_only_file_system(db_path: &Path) -> bool {
 
 /// The database on a read-only file system without the shared-memory index
 /// SQLite's WAL readers need (a server stopped cleanly removes it, and none
-/// can be made there): opened as immutable, which is what it is — nothing
-/// can write to that file system. Unless its write-ahead log holds
-/// transactions (a crash, then the index lost): an immutable reader would
-/// not see them, so that is refused, with what to do instead.
+/// can be made there): opened as immutable — only when none of the files
+/// SQLite keeps beside it is there, which is the state a clean stop leaves
+/// and no running server has (it holds the log and its index open). A log
+/// or a rollback journal there may hold what an immutable reader would not
+/// see: refused, with what to do instead.
 fn open_frozen(db_path: &Path) -> Result<Connection> {
-    let wal = with_suffix(db_path, "-wal");
-    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-        return Err(StoreError::backend(format!(
-            "{} is on a read-only file system, and its write-ahead log {} holds transactions SQLite cannot read \
-             there without its shared-memory index: copy both files to a writable folder, side by side, and back \
-             up from there (refdesk --data-dir THAT-FOLDER backup --to …)",
-            db_path.display(),
-            wal.display()
-        )));
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let beside = with_suffix(db_path, suffix);
+        match std::fs::metadata(&beside) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => {
+                return Err(StoreError::backend(format!(
+                    "{} is on a read-only file system, and SQLite cannot read it there with {} beside it: copy the \
+                     database and the files beside it to a writable folder, side by side, and back up from there \
+                     (refdesk --data-dir THAT-FOLDER backup --to …)",
+                    db_path.display(),
+                    beside.display()
+                )))
+            }
+        }
     }
     let uri = format!("file:{}?immutable=1", uri_path(db_path));
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
