@@ -171,3 +171,12 @@ export function askLine({ title, label, value = "", maxLength = 100, submit = "S
     input.select();
   });
 }
+
+// R5: a chat is live until it has ended *and* its code is set; one that
+// ended without a code yet is said so.
+export function liveBadge(q) {
+  const ended = q.session_state === "ended";
+  return el("span", { class: "badge live", title: ended ? "The chat has ended; its librarian has not set a resolution code yet" : "The chat is still going on" },
+    ended ? "Live: ended, no code yet" : "Live");
+}
+

@@ -3,7 +3,7 @@
 // (drafts kept per chat, a length counter, refused lines kept, the
 // stale-reply guard), notes, scripts and policy notes, conferencing,
 // transfer, availability, alerts and staff IM.
-import { api, el, clock, messageItem, socket, newClientId, askLine } from "/assets/common.js";
+import { api, el, clock, messageItem, socket, newClientId, askLine, liveBadge } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -380,7 +380,7 @@ async function refreshQuestions() {
   const qs = await api("/api/questions");
   $("questions").replaceChildren(...qs.map((q) => el("tr", {},
     el("td", {}, String(q.id)),
-    el("td", {}, q.live ? el("span", { class: "badge live" }, "Live") : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
+    el("td", {}, q.live ? liveBadge(q) : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
     el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
     el("td", {}, q.librarian_name || ""))));
 }

@@ -1,6 +1,6 @@
 // A question's page: transcript, timeline (R7) and actions (R4), with a
 // confirmation before acting on a live chat (B1).
-import { api, el, messageItem } from "/assets/common.js";
+import { api, el, messageItem, liveBadge } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 const id = Number(location.pathname.split("/").pop());
@@ -70,7 +70,7 @@ function render(d, from) {
   // The question as the patron wrote it (its paragraphs kept), then what
   // became of it.
   $("summary").replaceChildren(el("blockquote", { class: "question-text", dir: "auto" }, q.text),
-    el("p", {}, q.live ? el("span", { class: "badge live" }, "Live") : "", " ",
+    el("p", {}, q.live ? liveBadge(q) : "", " ",
     `${q.library_name}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
     + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; chatted with ${q.librarian_name || "—"}`
     + `; assigned to ${q.state.assignee == null ? "nobody" : person(q.state.assignee)}`
@@ -83,6 +83,9 @@ function render(d, from) {
     // cannot add a Cc, a subject or a body to the librarian's mail.
     el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email).replaceAll("%40", "@")}` }, d.patron_email) : q.erased ? "erased" : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
+  $("live-warning").textContent = q.session_state === "ended"
+    ? "This chat has ended, but its librarian has not set a resolution code yet: what you do here is added to the chat (an answer where the patron sees it if their page is still open; notes and the rest for staff only), and the code, when set, decides the status. You will be asked to confirm."
+    : "This chat is still live: what you do here appears in the chat (an answer for the patron to see; notes, codes and the rest for staff only). You will be asked to confirm.";
   addLines(d.transcript);
   addEntries(d.timeline, from);
   clearTimeout(poll);
@@ -170,9 +173,18 @@ const LIVE_WORDS = {
   note: "This chat is still live: your note appears in it, for staff only (the patron does not see it).",
   "message-librarian": "This chat is still live: your message appears in it, for staff only (the patron does not see it).",
 };
+// The chat has ended, its code not set yet (R5: still live).
+const ENDED_WORDS = {
+  answer: "This chat has ended, its code not set yet: your answer is added to it, where the patron sees it if their page is still open.",
+  note: "This chat has ended, its code not set yet: your note is added to it, for staff only (the patron does not see it).",
+  "message-librarian": "This chat has ended, its code not set yet: your message is added to it for its librarian, staff only.",
+};
 async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
-  const live = question?.live ? LIVE_WORDS[action] ?? "This chat is still live. What you do may appear in the chat, and the patron may see it." : null;
+  const ended = question?.session_state === "ended";
+  const words = ended ? ENDED_WORDS : LIVE_WORDS;
+  const other = ended ? "This chat has ended, its code not set yet: what you do is added to it, for staff only." : "This chat is still live. What you do may appear in the chat, and the patron may see it.";
+  const live = question?.live ? words[action] ?? other : null;
   const ask = [sure, live].filter(Boolean).join("\n\n");
   if (ask && !window.confirm(`${ask}\n\nGo on?`)) return false;
   const confirm_live = Boolean(live);

@@ -1,5 +1,5 @@
 // The question list: views, filters, search and paging; live questions are marked (B1).
-import { api, el } from "/assets/common.js";
+import { api, el, liveBadge } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEWS = [
@@ -29,7 +29,7 @@ function row(q) {
   const link = el("a", { href: `/desk/questions/${q.id}` }, q.text);
   return el("tr", {},
     el("td", {}, String(q.id)),
-    el("td", {}, q.live ? el("span", { class: "badge live", title: "The chat is still going on" }, "Live") : "", " ", link),
+    el("td", {}, q.live ? liveBadge(q) : "", " ", link),
     el("td", {}, q.patron_name || "—"),
     el("td", {}, q.library_name + (q.referred_name ? ` → ${q.referred_name}` : "")),
     el("td", {}, q.state.status), el("td", {}, codeOf(q)), el("td", {}, q.librarian_name || "—"),

@@ -142,6 +142,15 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await patron.click("#transcript-form button[type=submit]");
   await patron.getByText("The transcript is on its way to wren.after@example.org.").waitFor();
   assert.equal(await patron.locator("#transcript-form").isHidden(), true, "asked for once");
+  // Ended, its code not set yet: still live (R5), and said to have ended.
+  await carla.reload();
+  await carla.locator("#summary .badge.live", { hasText: "Live: ended, no code yet" }).waitFor();
+  await carla.locator("#live-warning", { hasText: "This chat has ended, but its librarian has not set a resolution code yet" }).waitFor();
+  await carla.fill("#note", "NOTE: after the end");
+  const endedNote = new Promise((resolve) => carla.once("dialog", (d) => resolve(d.message())));
+  await carla.click("#note-form button[type=submit]");
+  assert.match(await endedNote, /This chat has ended, its code not set yet: your note is added to it, for staff only/);
+  await ann.locator("#log li", { hasText: "NOTE: after the end" }).waitFor();
   // The code with the effort it took on the READ scale (issue 15); the
   // picker starts empty again for the next chat.
   await ann.selectOption("#code", "answered");
