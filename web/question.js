@@ -83,6 +83,10 @@ function render(d, from) {
     // cannot add a Cc, a subject or a body to the librarian's mail.
     el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email).replaceAll("%40", "@")}` }, d.patron_email) : q.erased ? "erased" : "none given");
   $("live-warning").classList.toggle("hidden", !q.live);
+  // Only what the question's state allows is offered.
+  $("reopen").hidden = q.state.status !== "closed";
+  $("close").hidden = q.state.status === "closed";
+  $("to-librarian").hidden = !q.live;
   $("live-warning").textContent = q.session_state === "ended"
     ? "This chat has ended, but its librarian has not set a resolution code yet: what you do here is added to the chat (an answer where the patron sees it if their page is still open; notes and the rest for staff only), and the code, when set, decides the status. You will be asked to confirm."
     : "This chat is still live: what you do here appears in the chat (an answer for the patron to see; notes, codes and the rest for staff only). You will be asked to confirm.";
@@ -150,8 +154,11 @@ function offerCodes() {
   if (allCodes.length === 0 || (own === offeredFor && $("code").options.length > 0)) return;
   offeredFor = own;
   const offered = allCodes.filter((c) => !c.retired || c.key === own);
-  $("code").replaceChildren(...offered.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
-  if (own && offered.some((c) => c.key === own)) $("code").value = own;
+  // No code yet: nothing chosen, as at the desk (one click must not record
+  // the list's first).
+  const none = own ? [] : [el("option", { value: "" }, "Choose a code…")];
+  $("code").replaceChildren(...none, ...offered.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
+  $("code").value = own && offered.some((c) => c.key === own) ? own : "";
 }
 
 async function refresh() {
@@ -179,6 +186,11 @@ const ENDED_WORDS = {
   note: "This chat has ended, its code not set yet: your note is added to it, for staff only (the patron does not see it).",
   "message-librarian": "This chat has ended, its code not set yet: your message is added to it for its librarian, staff only.",
 };
+// What each action did, said when the server adds nothing of its own.
+const DONE_WORDS = {
+  note: "Note added.", "message-librarian": "Message sent to the chatting librarian.", close: "Question closed.",
+  reopen: "Question reopened.", claim: "Question assigned to you.", refer: "Question referred.", code: "Resolution code set.",
+};
 async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
   const ended = question?.session_state === "ended";
@@ -190,7 +202,7 @@ async function act(action, body = {}, sure = null) {
   const confirm_live = Boolean(live);
   try {
     const out = await api(`/api/questions/${id}/${action}`, { method: "POST", body: { ...body, confirm_live } });
-    $("notice").textContent = out.notice || "Done.";
+    $("notice").textContent = out.notice || DONE_WORDS[action] || "Done.";
     await load();
     return true;
   } catch (err) {
@@ -219,6 +231,7 @@ $("refer-form").onsubmit = (e) => {
 $("code-form").onsubmit = (e) => {
   e.preventDefault();
   const body = { code: $("code").value };
+  if (!body.code) { $("error").textContent = "Choose a resolution code first."; $("code").focus(); return; }
   if (body.code === "referred") body.library = $("refer").value;
   // Optional: left out, the READ scale recorded before stays as it is.
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);

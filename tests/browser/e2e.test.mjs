@@ -151,6 +151,12 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await carla.click("#note-form button[type=submit]");
   assert.match(await endedNote, /This chat has ended, its code not set yet: your note is added to it, for staff only/);
   await ann.locator("#log li", { hasText: "NOTE: after the end" }).waitFor();
+  await carla.getByText("Note added.").waitFor();
+  // Only what the question's state allows; no code chosen for it.
+  assert.equal(await carla.locator("#reopen").isVisible(), false, "an answered question is not reopened");
+  assert.equal(await carla.inputValue("#code"), "", "nothing chosen: one click records nothing");
+  await carla.click("#code-form button[type=submit]");
+  await carla.locator("#error", { hasText: "Choose a resolution code first." }).waitFor();
   // The code with the effort it took on the READ scale (issue 15); the
   // picker starts empty again for the next chat.
   await ann.selectOption("#code", "answered");
