@@ -548,8 +548,17 @@ async function refreshScripts() {
 $("script").onfocus = () => { refreshScripts().catch(() => {}); };
 $("script").onchange = () => {
   const chosen = scripts.find((x) => String(x.id) === $("script").value);
-  // Inserted where the cursor is (or over the selection): what was typed stays.
-  if (chosen) { const t = $("text"); t.setRangeText(chosen.body, t.selectionStart, t.selectionEnd, "end"); t.focus(); onInput(); }
+  // Inserted where the cursor is (or over the selection): what was typed
+  // stays, a space kept on each side where a word would run into it.
+  if (chosen) {
+    const t = $("text");
+    const [from, to] = [t.selectionStart, t.selectionEnd];
+    const before = from > 0 && !/\s/.test(t.value[from - 1]) ? " " : "";
+    const after = to < t.value.length && !/\s/.test(t.value[to]) ? " " : "";
+    t.setRangeText(`${before}${chosen.body}${after}`, from, to, "end");
+    t.focus();
+    onInput();
+  }
   $("script").value = "";
 };
 $("save-script").onclick = async () => {

@@ -400,6 +400,11 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   await ann.fill("#text", "Good question. ");
   await ann.selectOption("#script", { label: "Opening hours" });
   assert.equal(await ann.inputValue("#text"), "Good question. We are open 9 to 5.");
+  // Between two words, it keeps a space on each side.
+  await ann.fill("#text", "Hello,Pat.");
+  await ann.evaluate(() => { const t = document.getElementById("text"); t.setSelectionRange(6, 6); });
+  await ann.selectOption("#script", { label: "Opening hours" });
+  assert.equal(await ann.inputValue("#text"), "Hello, We are open 9 to 5. Pat.");
   await ann.fill("#text", "");
   // An IM read where it is open takes its colleague's unread count away.
   // The title's count is read before the IM is sent (it may arrive before
