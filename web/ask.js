@@ -6,6 +6,10 @@ const slug = decodeURIComponent(location.pathname.split("/").pop());
 const key = `refdesk.chat.${slug}`;
 const $ = (id) => document.getElementById(id);
 
+// A line on its way, marked as such, in words too (not by its colour alone).
+const pendingItem = (clientId, body) =>
+  el("li", { class: "pending", "data-client": clientId, dir: "auto" }, el("span", { class: "pending-label" }, "Sending… "), body);
+
 // Where the chat in progress ({token, session, pending}) is kept, so that it
 // survives a reload. Never in a URL.
 // - Embedded by widget.js on a library's site (another site), this frame's
@@ -250,7 +254,7 @@ function begin() {
   setStatus("Waiting for a librarian…");
   // Lines sent but not yet acknowledged (after a reload too): shown as
   // pending until the server stores them or refuses them.
-  for (const p of chat.pending) $("log").append(el("li", { class: "pending", "data-client": p.client_id, dir: "auto" }, p.body));
+  for (const p of chat.pending) $("log").append(pendingItem(p.client_id, p.body));
   $("log").scrollTop = $("log").scrollHeight;
   // What was being written when the page went (a reload, a move to another
   // page of the library's site), kept with the chat ("end and clear" too).
@@ -339,7 +343,7 @@ function begin() {
     }
     const p = { client_id: newClientId(), body };
     chat.pending.push(p); save();
-    $("log").append(el("li", { class: "pending", "data-client": p.client_id, dir: "auto" }, body));
+    $("log").append(pendingItem(p.client_id, body));
     $("log").scrollTop = $("log").scrollHeight;
     conn.send({ type: "send", client_id: p.client_id, body });
     $("text").value = ""; $("chat-error").textContent = "";

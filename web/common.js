@@ -139,7 +139,18 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
     };
   };
   open();
-  return { send, close: () => { closedByUs = true; ws?.close(); } };
+  // `reconnect`: closed and opened again at once (the network came back:
+  // the old socket may be dead without having said so).
+  const reconnect = () => {
+    if (closedByUs || !ws) return;
+    const old = ws;
+    old.onclose = null;
+    old.close();
+    onState?.("reconnecting");
+    delay = 500;
+    open();
+  };
+  return { send, reconnect, close: () => { closedByUs = true; ws?.close(); } };
 }
 
 export function newClientId() {

@@ -24,7 +24,12 @@ const forcedNote = new Set(); // sessions where the viewer could write notes onl
 const taking = new Set(); // sessions I am accepting or taking over myself: no "handed to you" alert
 const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
-const pending = new Map(); // client_id -> {session, body}
+const pending = new Map(); // client_id -> {session, kind, body}, until acknowledged or refused
+// A line on its way, shown where it will be: marked as such, in words too.
+function pendingItem(clientId, p) {
+  return el("li", { class: `pending${p.kind === "note" ? " note" : ""}`, "data-client": clientId, dir: "auto" },
+    el("span", { class: "pending-label" }, "Sending… "), p.body);
+}
 let waiting = [];
 // Beyond what the queue and monitor frames showed (a frame holds 300 waiting
 // chats and 500 live ones at most): asked for again as room is made.
@@ -56,6 +61,21 @@ const fail = (err) => { $("chat-error").textContent = err.message; };
 // An action that succeeded clears the error an earlier one left.
 const done = () => { $("chat-error").textContent = ""; };
 // A passing word in the status line, gone after a few seconds.
+// Whether the desk's socket is up, and what it says while it is not:
+// replies go once it is back, and the queue and the chats may be behind.
+let connected = true;
+function sayConnection() {
+  const offline = navigator.onLine === false;
+  const text = offline ? "You are offline: what you send goes once you are back online; the queue and the chats shown may be behind."
+    : connected ? "" : "Reconnecting… what you send goes once the desk is connected again.";
+  $("connection").textContent = text;
+  $("connection").classList.toggle("hidden", !text);
+}
+window.addEventListener("offline", sayConnection);
+// Back online: the socket may have been cut without a word (a network that
+// dropped leaves it open until its next ping fails); opened again at once,
+// it resumes everything and sends what is on its way.
+window.addEventListener("online", () => { sayConnection(); conn?.reconnect(); });
 const say = (text) => { $("status").textContent = text; setTimeout(() => { if ($("status").textContent === text) $("status").textContent = ""; }, 5000); };
 const act = (promise) => promise.then((v) => { done(); return v; }).catch(fail);
 
@@ -101,7 +121,8 @@ function show(session) {
   $("details").classList.remove("hidden");
   const s = monitor.get(session);
   $("chat-title").textContent = s ? label(s) : `Chat ${session}`;
-  $("log").replaceChildren(...[...l.items.values()].map((m) => messageItem(m, { staffView: true })));
+  $("log").replaceChildren(...[...l.items.values()].map((m) => messageItem(m, { staffView: true })),
+    ...[...pending].filter(([, p]) => p.session === session).map(([id, p]) => pendingItem(id, p)));
   $("log").scrollTop = $("log").scrollHeight;
   $("present").dataset.typing = "";
   conn.send({ type: "resume", session, after: l.last });
@@ -594,8 +615,10 @@ async function start() {
       send({ type: "queue" }); send({ type: "monitor" });
       for (const [s, l] of logs) send({ type: "resume", session: s, after: l.last });
       for (const [p, l] of ims) send({ type: "im_resume", peer: p, after: l.last });
+      // Lines not acknowledged yet go again, with their ids: stored once (I4).
+      for (const [id, p] of pending) send({ type: "send", session: p.session, kind: p.kind, client_id: id, body: p.body });
     },
-    onState: (s) => { $("status").textContent = s === "connected" ? "" : "Reconnecting…"; },
+    onState: (s) => { connected = s === "connected"; sayConnection(); },
     onFrame: (f) => {
       if (f.type === "hello") maxChars = f.max_message_chars || maxChars;
       else if (f.type === "event") onEvent(f);
@@ -834,12 +857,13 @@ $("composer").onsubmit = (e) => {
   }
   const clientId = newClientId();
   const kind = $("mode").value;
-  pending.set(clientId, { session: current, body });
-  if (!conn.send({ type: "send", session: current, kind, client_id: clientId, body })) {
-    pending.delete(clientId);
-    $("chat-error").textContent = "Not connected: your text stays in the box; send again once reconnected.";
-    return;
-  }
+  const line = { session: current, kind, body };
+  pending.set(clientId, line);
+  // Shown at once, marked as on its way; not connected, it goes once the
+  // desk is again (the socket sends every line not acknowledged yet).
+  $("log").append(pendingItem(clientId, line));
+  $("log").scrollTop = $("log").scrollHeight;
+  conn.send({ type: "send", session: current, kind, client_id: clientId, body });
   announceTyping(false);
   $("text").value = "";
   staleGuard.reset();

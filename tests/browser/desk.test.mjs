@@ -761,3 +761,24 @@ test("a librarian changes her own password from the desk and signs in again with
   await page.getByText(/Signed in as Una Unwin/).waitFor();
   await page.context().close();
 });
+
+test("a desk that loses its network says so, shows a reply sent meanwhile as on its way, and sends it once back", async () => {
+  const { ann, patron } = await chatWithAnn("Nell", "Is the archive open late?");
+  await ann.context().setOffline(true);
+  await ann.locator("#connection", { hasText: "You are offline: what you send goes once you are back online" }).waitFor();
+  await ann.fill("#text", "Sent while offline.");
+  await ann.press("#text", "Enter");
+  // In the log at once, marked in words, the box free for the next.
+  const onItsWay = ann.locator("#log li.pending", { hasText: "Sent while offline." });
+  await onItsWay.waitFor();
+  assert.match(await onItsWay.innerText(), /^Sending…/);
+  assert.equal(await ann.inputValue("#text"), "");
+  await ann.context().setOffline(false);
+  await patron.getByText("Sent while offline.").waitFor({ timeout: 20000 });
+  await ann.locator("#log li:not(.pending)", { hasText: "Sent while offline." }).waitFor();
+  await ann.locator("#connection").waitFor({ state: "hidden" });
+  assert.equal(await ann.locator("#log li.pending").count(), 0, "nothing left on its way");
+  await patron.waitForTimeout(500);
+  assert.equal(await patron.getByText("Sent while offline.").count(), 1, "delivered once");
+  for (const p of [ann, patron]) await p.context().close();
+});
