@@ -943,9 +943,15 @@ $("leave").onclick = () => act(api(`/api/sessions/${current}/leave`, { method: "
 $("warn").onclick = () => act(api(`/api/sessions/${current}/warn`, { method: "POST" }));
 $("block").onsubmit = (e) => {
   e.preventDefault();
-  const body = { reason: $("block-reason").value, hours: Number($("block-hours").value) };
+  const body = { reason: $("block-reason").value, hours: Number($("block-hours").value), network: $("block-network").checked };
   act(api(`/api/sessions/${current}/block`, { method: "POST", body })
-    .then((b) => { $("block-reason").value = ""; $("abuse").open = false; $("status").textContent = `Patron blocked until ${new Date(b.expires_at).toLocaleString()}.`; }));
+    .then((b) => {
+      $("block-reason").value = "";
+      $("block-network").checked = false;
+      $("abuse").open = false;
+      const held = body.network ? "their browser and network" : "their browser";
+      $("status").textContent = `Patron blocked (${held}) until ${new Date(b.expires_at).toLocaleString()}.`;
+    }));
 };
 $("transfer").onsubmit = (e) => {
   e.preventDefault();

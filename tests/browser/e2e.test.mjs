@@ -430,7 +430,7 @@ test("the e-mailed transcript gives the patron's own clock, as their browser has
   for (const p of [ann, patron]) await p.context().close();
 });
 
-// Last in this file: the block holds the loopback network until it is lifted.
+// Last in this file: the block holds the patron's browser until it is lifted.
 test("a librarian warns, ends and blocks an abusive patron; the patron is refused politely; an admin lifts the block", async () => {
   const ann = await open();
   await signIn(ann, "ann");
@@ -445,7 +445,7 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   await patron.getByText(/Please keep this chat respectful/).waitFor();
   await ann.fill("#block-reason", "insults after a warning");
   await ann.click("#block button[type=submit]");
-  await ann.getByText(/Patron blocked until/).waitFor();
+  await ann.getByText(/Patron blocked \(their browser\) until/).waitFor();
   await patron.getByText(/Chat session has ended/).waitFor();
   assert.ok(!(await patron.content()).includes("insults after a warning"), "the reason is for staff only");
 
@@ -460,6 +460,11 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   await again.getByRole("button", { name: "Send question" }).waitFor();
   await again.screenshot({ path: path.join(SHOTS, "patron-blocked.png") });
   await accessible(again, "the blocked patron's page");
+  // Another browser on the same network (here every browser is on
+  // loopback) is not held: the block was the browser's alone.
+  const neighbour = await open(PHONE);
+  await askQuestion(neighbour, "Polite", "Is the library open on Sunday?");
+  await neighbour.context().close();
 
   // The library's admin lists the block and lifts it.
   const carla = await open();

@@ -94,13 +94,15 @@ impl App {
     /// first, or the idle timeout); the library's admins, any time, and for
     /// a chat still waiting (a flood of abusive questions need not be
     /// accepted first). `hours`: how long (default
-    /// [`crate::Limits::block_hours`]).
+    /// [`crate::Limits::block_hours`]); `network`: the chat's network too,
+    /// not its browser alone (see [`refdesk_store::NewBlock::network`]).
     pub async fn block(
         &self,
         staff: &Staff,
         session: SessionId,
         reason: &str,
         hours: Option<u64>,
+        network: bool,
     ) -> AppResult<BlockRecord> {
         let reason = Body::parse(reason, 500)
             .map_err(|_| DomainError::invalid("reason", "say why, in at most 500 characters"))?
@@ -134,7 +136,8 @@ impl App {
         allowed?;
         // The block first: should the end fail (the patron ended it just
         // now), the patron is blocked all the same.
-        let new = NewBlock { session, by: staff.clone(), reason, expires_at: now + hours as Millis * 3_600_000, now };
+        let expires_at = now + hours as Millis * 3_600_000;
+        let new = NewBlock { session, by: staff.clone(), reason, expires_at, now, network };
         let block = self.store.block(new).await?;
         if rec.state != SessionState::Ended {
             let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };

@@ -745,6 +745,10 @@ pub struct NewBlock {
     pub expires_at: Millis,
     /// Now.
     pub now: Millis,
+    /// Whether it holds the chat's network too, and so every patron there
+    /// (a campus, a library's Wi-Fi), or the browser alone. A chat with no
+    /// browser id is blocked by its network whatever this says.
+    pub network: bool,
 }
 
 /// The result of an append: the message, and whether it was already stored

@@ -52,10 +52,20 @@ struct NewBlock {
     #[serde(default)]
     #[schema(minimum = 1)]
     hours: Option<u64>,
+    /// Whether the block holds the chat's network too — every patron there
+    /// (a campus, a library's Wi-Fi, a mobile carrier's shared address) —
+    /// or the patron's browser alone (default `true`: both). A chat with
+    /// no browser id (not from the widget) is blocked by its network.
+    #[serde(default = "both")]
+    network: bool,
 }
 
-/// End a live chat and block its patron by browser and network until the
-/// block runs out; a waiting chat's patron: the library's admins; an ended
+fn both() -> bool {
+    true
+}
+
+/// End a live chat and block its patron by browser and (unless `network`
+/// is `false`) network until the block runs out; a waiting chat's patron: the library's admins; an ended
 /// chat's patron: its librarian within an hour of the end, or the library's
 /// admins.
 #[utoipa::path(post, path = "/api/sessions/{id}/block", tag = "abuse", security(("staff" = [])),
@@ -75,7 +85,7 @@ async fn block(
     Path(id): Path<i64>,
     Json(b): Json<NewBlock>,
 ) -> ApiResult<(StatusCode, axum::Json<BlockView>)> {
-    let created = s.app.block(&staff, SessionId(id), &b.reason, b.hours).await?;
+    let created = s.app.block(&staff, SessionId(id), &b.reason, b.hours, b.network).await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 

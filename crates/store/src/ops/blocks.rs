@@ -51,6 +51,7 @@ async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
         let why = "this chat holds no browser id or address to block by; end it instead";
         return Err(DomainError::invalid("session", why).into());
     }
+    let net = net.filter(|_| new.network || browser.is_none());
     let id = int(
         db,
         "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by,

@@ -23,7 +23,8 @@ async fn blocks_match_either_key_until_lifted_or_run_out(b: &Backend) {
     let (rec, _) = s.start_session(keyed(w, "b1", Some("browser-1"), Some("net-1"), 99, 99)).await.unwrap();
     let id = rec.ctx.id;
     s.accept(id, w.ann.clone(), ok(), 2).await.unwrap();
-    let new = NewBlock { session: id, by: w.ann.clone(), reason: "abuse".into(), expires_at: 100, now: 3 };
+    let new =
+        NewBlock { session: id, by: w.ann.clone(), reason: "abuse".into(), expires_at: 100, now: 3, network: true };
     let block = s.block(new).await.unwrap();
     assert_eq!(block.reason, "abuse");
     assert_eq!(block.created_by_name, "ANN");
@@ -45,8 +46,22 @@ async fn blocks_match_either_key_until_lifted_or_run_out(b: &Backend) {
     let kinds: Vec<&str> = s.timeline(q).await.unwrap().iter().map(|t| t.change.kind()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "blocked").count(), 1, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "unblocked").count(), 1, "lifting twice records once: {kinds:?}");
+    // The browser alone: the network's other patrons are not held.
+    let (rec, _) = s.start_session(keyed(w, "b4", Some("browser-4"), Some("net-4"), 99, 99)).await.unwrap();
+    s.accept(rec.ctx.id, w.ann.clone(), ok(), 5).await.unwrap();
+    let alone = NewBlock {
+        session: rec.ctx.id,
+        by: w.ann.clone(),
+        reason: "x".into(),
+        expires_at: 100,
+        now: 5,
+        network: false,
+    };
+    s.block(alone).await.unwrap();
+    assert!(s.active_block(coop, keys(Some("browser-4"), Some("other")), 50).await.unwrap().is_some(), "by browser");
+    assert!(s.active_block(coop, keys(Some("another"), Some("net-4")), 50).await.unwrap().is_none(), "not by network");
     let bare = start(s, w, None, "b2", 6).await;
-    let new = NewBlock { session: bare, by: w.ann.clone(), reason: "x".into(), expires_at: 100, now: 7 };
+    let new = NewBlock { session: bare, by: w.ann.clone(), reason: "x".into(), expires_at: 100, now: 7, network: true };
     let r = s.block(new).await;
     assert!(matches!(r, Err(StoreError::Domain(DomainError::Invalid { .. }))), "nothing to block by: {r:?}");
 }
@@ -66,6 +81,7 @@ async fn a_chats_patron_is_blocked_once_at_a_time_and_so_many_times_in_all(b: &B
         reason: "again".into(),
         expires_at,
         now,
+        network: true,
     };
     let first = s.block(block(3, 1_000)).await.unwrap();
     let again = s.block(block(4, 1_000)).await;
@@ -126,7 +142,14 @@ async fn the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_coopera
         .await
         .unwrap();
 
-    let new = NewBlock { session: own.ctx.id, by: w.carla.clone(), reason: "a flood".into(), expires_at: 100, now: 3 };
+    let new = NewBlock {
+        session: own.ctx.id,
+        by: w.carla.clone(),
+        reason: "a flood".into(),
+        expires_at: 100,
+        now: 3,
+        network: true,
+    };
     let block = s.block(new).await.unwrap();
     let found = s.waiting_under_block(block.id).await.unwrap();
     let left = [stranger.ctx.id, taken.ctx.id, far_chat.ctx.id, neighbour.ctx.id, handed_back.ctx.id];

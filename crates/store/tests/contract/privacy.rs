@@ -140,7 +140,7 @@ async fn a_block_keeps_its_digests_only_while_in_force_and_timelines_still_read(
     let id = s.start_session(new).await.unwrap().0.ctx.id;
     s.accept(id, b.w.ann.clone(), ok(), 2).await.unwrap();
     let reason = "New Read Created was rude".to_owned();
-    let block = NewBlock { session: id, by: b.w.ann.clone(), reason, expires_at: 100, now: 3 };
+    let block = NewBlock { session: id, by: b.w.ann.clone(), reason, expires_at: 100, now: 3, network: true };
     let block = s.block(block).await.unwrap();
     let note: refdesk_store::Plan = Box::new(|_, _| {
         let entries = vec![Change::Note { body: "New Read called; new.read@example.org".into() }];
