@@ -76,6 +76,10 @@ let last = 0;
 // Whether a librarian took the chat (its "accepted" line was shown), and
 // whether it has ended.
 let taken = false;
+// A librarian is in the chat now (not so when it went back to a queue: a
+// librarian signed out, or sent it to another library's).
+let withLibrarian = false;
+function sayEndButton() { $("end").textContent = withLibrarian ? "End chat" : "Leave the line"; }
 let ended = false;
 // Where the transcript goes, as the server last said (null: nowhere).
 let transcriptTo = null;
@@ -171,8 +175,9 @@ function render(m) {
   if (m.author.type === "staff" && typists.has(m.author.name)) setTyping(m.author.name, false);
   if (m.system === "accepted") {
     taken = true;
+    withLibrarian = true;
     $("duty").classList.add("hidden");
-    $("end").textContent = "End chat";
+    sayEndButton();
     setStatus("A librarian is with you.");
   }
   if (m.system === "ended") {
@@ -250,7 +255,8 @@ let drafting = null;
 function begin() {
   $("start").classList.add("hidden");
   $("chat").classList.remove("hidden");
-  $("end").textContent = taken ? "End chat" : "Leave the line";
+  withLibrarian = taken;
+  sayEndButton();
   setStatus("Waiting for a librarian…");
   // Lines sent but not yet acknowledged (after a reload too): shown as
   // pending until the server stores them or refuses them.
@@ -277,8 +283,14 @@ function begin() {
       else if (f.type === "hello") { if (f.max_message_chars > 0) maxChars = f.max_message_chars; updateCounter(); }
       else if (f.type === "typing") setTyping(f.who, f.on);
       else if (f.type === "position") {
+        // In line (again, if a librarian had it): the button says so, and
+        // whether anyone is on duty to take it is asked now.
         place = f;
+        withLibrarian = false;
+        sayEndButton();
+        for (const who of [...typists.keys()]) setTyping(who, false); // whoever was typing has gone
         showPlace();
+        checkDuty();
       }
       else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
       else if (f.type === "error" && f.code === "rate_limited") retrySoon();
@@ -381,9 +393,9 @@ function begin() {
     then = action;
     opener = e?.currentTarget ?? $("end");
     // Waiting, the patron leaves the line; once a librarian is there, the chat.
-    $("end-question").textContent = taken ? "End this chat? You cannot come back to it." : "Leave the line? Your place in it is lost.";
-    $("end-yes").textContent = taken ? "Yes, end it" : "Yes, leave the line";
-    $("end-no").textContent = taken ? "Keep chatting" : "Stay in line";
+    $("end-question").textContent = withLibrarian ? "End this chat? You cannot come back to it." : "Leave the line? Your place in it is lost.";
+    $("end-yes").textContent = withLibrarian ? "Yes, end it" : "Yes, leave the line";
+    $("end-no").textContent = withLibrarian ? "Keep chatting" : "Stay in line";
     asking(true);
     $("end-yes").focus();
   };
@@ -525,7 +537,9 @@ let place = null;
 function showPlace() {
   if (!place) return;
   const mins = Math.max(0, Math.floor((Date.now() - place.since) / 60000));
-  setStatus(`You are number ${place.position} in line (waiting ${mins} min). A librarian will be with you shortly.`);
+  // "Shortly" only while someone is on duty to take it.
+  const soon = $("duty").classList.contains("hidden") ? " A librarian will be with you shortly." : "";
+  setStatus(`You are number ${place.position} in line (waiting ${mins} min).${soon}`);
 }
 setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 10000);
 
@@ -568,11 +582,12 @@ async function checkStatus() {
 // While the patron waits, whether anyone is on duty to take the chat: if
 // not, they are told so, not left to wait for nobody.
 async function checkDuty() {
-  if (!chat || taken || ended) { $("duty").classList.add("hidden"); return; }
+  if (!chat || withLibrarian || ended) { $("duty").classList.add("hidden"); return; }
   try {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
     nameLibrary(st);
-    $("duty").classList.toggle("hidden", st.online || !chat || taken || ended);
+    $("duty").classList.toggle("hidden", st.online || !chat || withLibrarian || ended);
+    if (place && /in line/.test(statusText)) showPlace();
   } catch { /* said again in 30 s */ }
 }
 setInterval(checkDuty, 30000);
@@ -581,7 +596,7 @@ if (chat) {
   begin();
   api(`/api/libraries/${encodeURIComponent(slug)}/status`).then((st) => {
     nameLibrary(st);
-    $("duty").classList.toggle("hidden", st.online || !chat || taken || ended);
+    $("duty").classList.toggle("hidden", st.online || !chat || withLibrarian || ended);
   }, () => {});
   // A page opened again: where the transcript goes, as the server has it.
   api("/api/chat?limit=1", { token: chat.token }).then((page) => { transcriptTo = page.transcript_to; noteTranscript(); }, () => {});

@@ -233,8 +233,10 @@ function renderComposer() {
   $("conferencing").classList.toggle("hidden", !admin && part === "none");
   // A library admin watching a colleague's chat is told why there is nothing to press.
   $("watch-only").classList.toggle("hidden", admin || part !== "none" || !s || s.state !== "active");
-  for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", !admin || part === "librarian" || part === b.dataset.mode);
-  $("takeover").classList.toggle("hidden", !admin || part === "librarian");
+  // An ended chat takes no one in: nothing to monitor, join or take over
+  // (Leave stays, to let it go).
+  for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", ended || !admin || part === "librarian" || part === b.dataset.mode);
+  $("takeover").classList.toggle("hidden", ended || !admin || part === "librarian");
   $("leave").classList.toggle("hidden", part === "librarian" || part === "none");
   if (moveFocus) ($("librarian-actions").classList.contains("hidden") ? $("log") : $("code")).focus();
 }
@@ -523,7 +525,8 @@ async function refreshColleagues() {
     // there waits for the hand-over to the cooperative's queue.
     ...libraries.map((l) => {
       const staffed = people.some((p) => p.id !== me.id && p.home?.library === l.id && p.presence === "on_duty");
-      return el("option", { value: `lib:${l.slug}` }, `${l.name} queue${staffed ? "" : " (none of its staff on duty)"}`);
+      const mine = me.home?.library === l.id;
+      return el("option", { value: `lib:${l.slug}` }, `${l.name} queue${staffed ? "" : mine ? " (no one else of its staff on duty)" : " (none of its staff on duty)"}`);
     }));
   if ([...$("transfer-to").options].some((o) => o.value === chosen)) $("transfer-to").value = chosen;
 }

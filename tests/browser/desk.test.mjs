@@ -693,6 +693,9 @@ test("a chat sent back to the queue says so in the queue, and when it was first 
   assert.equal(status, 200);
   const entry = ann.locator("#queue li", { hasText: "Accept: Remy" });
   await entry.locator(".status", { hasText: /^waiting 0 min \(back in line; first asked at \d/ }).waitFor();
+  // The patron, back in line, is offered to leave the line, not to end a chat.
+  await patron.getByText(/You are number \d+ in line/).waitFor();
+  await patron.getByRole("button", { name: "Leave the line" }).waitFor();
   for (const p of [ann, patron]) await p.context().close();
 });
 
