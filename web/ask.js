@@ -85,6 +85,9 @@ let ended = false;
 let transcriptTo = null;
 function noteTranscript() {
   const note = $("transcript-note");
+  // The box offers the address the chat has, or the one given at its start
+  // (after a reload too): not asked for again.
+  if (!$("transcript-email").value) $("transcript-email").value = transcriptTo || chat?.email || "";
   if (ended) {
     // Ended: a chat a librarian took may still have its transcript sent,
     // once (the server keeps to that).
@@ -262,6 +265,7 @@ function begin() {
   // pending until the server stores them or refuses them.
   for (const p of chat.pending) $("log").append(pendingItem(p.client_id, p.body));
   $("log").scrollTop = $("log").scrollHeight;
+  noteTranscript();
   // What was being written when the page went (a reload, a move to another
   // page of the library's site), kept with the chat ("end and clear" too).
   if (chat.draft && !$("text").value) { $("text").value = chat.draft; updateCounter(); }
@@ -403,7 +407,7 @@ function begin() {
   $("end-no").onclick = () => { asking(false); (opener ?? $("end")).focus(); };
   const endAndClear = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
-    try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ }
+    if (!ended) { try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch { /* already ended */ } }
     if (chat) tabs?.postMessage({ cleared: chat.session }); // none when already gone
     clearTimeout(retry);
     conn.close();
@@ -502,7 +506,9 @@ $("start").onsubmit = async (e) => {
       method: "POST",
       body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked, browser, utc_offset: utcOffset() },
     });
-    chat = { token: r.token, session: r.session, pending: [] };
+    // The address given is kept with the chat in this tab (cleared with
+    // it): the transcript box offers it, after a reload too.
+    chat = { token: r.token, session: r.session, pending: [], email: $("email").value.trim() || undefined };
     save();
     begin();
     $("text").focus();

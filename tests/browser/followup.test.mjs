@@ -317,6 +317,7 @@ test("the patron's page names its library; a transcript asked for on the form is
   await patron.reload();
   await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
   await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
+  assert.equal(await patron.inputValue("#transcript-email"), "tess@example.org", "the box, too, after a reload");
   // A right-to-left line is laid out as one.
   assert.equal(await patron.locator("#log li .body").first().getAttribute("dir"), "auto");
   assert.equal((await ann.call("POST", `/api/sessions/${session}/end`)).status, 200);
