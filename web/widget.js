@@ -53,6 +53,7 @@
     button.dataset.refdeskState = closed ? "closed" : online ? "online" : "offline";
     title.textContent = (online && !closed ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
     state.textContent = unread ? `● ${unread} new message${unread > 1 ? "s" : ""}: open the chat`
+      : read()?.chat ? "● Your chat: open it"
       : closed ? "○ The chat is closed: open for the library's notice"
       : online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";
     // Open, the button is one short line, clear of the frame above it.
@@ -97,23 +98,32 @@
     if (e.origin !== origin || e.source !== frame.contentWindow) return;
     const m = e.data || {};
     if (m.type === "refdesk:restore") toFrame({ type: "refdesk:chat", chat: read()?.chat || null, browser: browserId });
-    else if (m.type === "refdesk:save" && m.chat && typeof m.chat.token === "string") write({ chat: m.chat, open: !frame.hidden });
+    else if (m.type === "refdesk:save" && m.chat && typeof m.chat.token === "string") write({ ...read(), chat: m.chat, open: !frame.hidden });
     else if (m.type === "refdesk:clear") write(null);
-    else if (m.type === "refdesk:new-line" && frame.hidden) { unread += 1; if (last) show(last.name, last.online, last.closed); }
+    else if (m.type === "refdesk:new-line" && frame.hidden) {
+      // Counted here and kept with the chat: the next page of the site
+      // shows the count too.
+      unread += 1;
+      const saved = read();
+      if (saved) write({ ...saved, unread });
+      if (last) show(last.name, last.online, last.closed);
+    }
     else if (m.type === "refdesk:close" && !frame.hidden) { setOpen(false); button.focus(); }
   });
 
   const setOpen = (open) => {
     frame.hidden = !open;
     button.setAttribute("aria-expanded", String(open));
-    const saved = read();
-    if (saved) write({ ...saved, open });
     if (open) unread = 0;
+    const saved = read();
+    if (saved) write({ ...saved, open, unread });
     if (last) show(last.name, last.online, last.closed);
     if (open) { frame.focus(); if (loaded) toFrame({ type: "refdesk:opened" }); }
   };
   button.addEventListener("click", () => setOpen(frame.hidden));
   document.body.append(frame, button);
-  // A chat under way was open on the page before: open it again here.
+  // A chat under way was open on the page before: open it again here;
+  // closed, its lines not read yet are still counted.
+  unread = read()?.unread || 0;
   if (read()?.open) setOpen(true);
 })();
