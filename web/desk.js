@@ -947,13 +947,19 @@ $("warn").onclick = () => act(api(`/api/sessions/${current}/warn`, { method: "PO
 $("block").onsubmit = (e) => {
   e.preventDefault();
   const body = { reason: $("block-reason").value, hours: Number($("block-hours").value), network: $("block-network").checked };
-  act(api(`/api/sessions/${current}/block`, { method: "POST", body })
+  const blocked = current;
+  act(api(`/api/sessions/${blocked}/block`, { method: "POST", body })
     .then((b) => {
       $("block-reason").value = "";
       $("block-network").checked = false;
       $("abuse").open = false;
       const held = body.network ? "their browser and network" : "their browser";
       $("status").textContent = `Patron blocked (${held}) until ${new Date(b.expires_at).toLocaleString()}.`;
+      // The code a block calls for, offered (the cooperative's, if it kept it).
+      if ([...$("code").options].some((o) => o.value === "inappropriate") && !codeChoice.get(blocked)?.code) {
+        codeChoice.set(blocked, { code: "inappropriate", read: codeChoice.get(blocked)?.read ?? "" });
+        if (current === blocked) showCodeChoice();
+      }
     }));
 };
 $("transfer").onsubmit = (e) => {

@@ -446,6 +446,7 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   await ann.fill("#block-reason", "insults after a warning");
   await ann.click("#block button[type=submit]");
   await ann.getByText(/Patron blocked \(their browser\) until/).waitFor();
+  assert.equal(await ann.inputValue("#code"), "inappropriate", "the code a block calls for is offered");
   await patron.getByText(/Chat session has ended/).waitFor();
   assert.ok(!(await patron.content()).includes("insults after a warning"), "the reason is for staff only");
 
