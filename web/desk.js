@@ -514,7 +514,7 @@ async function refreshColleagues() {
   const mine = people.find((p) => p.id === me.id);
   if (mine && document.activeElement !== $("availability")) { $("availability").value = mine.availability; renderQueue(); }
   $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
-    el("button", { type: "button", class: "secondary", onclick: () => openIm(p.id) },
+    el("button", { type: "button", class: "secondary", "data-peer": String(p.id), onclick: () => openIm(p.id) },
       `${p.display_name} — ${PRESENCE_WORDS[p.presence] ?? p.presence}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
   // Rebuilt as colleagues come and go: what the librarian chose stays chosen.
   const chosen = $("transfer-to").value;
@@ -543,14 +543,24 @@ async function openIm(peer) {
   $("im-title").textContent = `IM with ${colleagues.get(peer)?.display_name ?? peer}`;
   conn.send({ type: "im_resume", peer, after: imLog(peer).last });
   renderIm();
-  // Below the chat: brought into view, ready to type in.
-  $("im").scrollIntoView({ block: "nearest" });
-  $("im-text").focus();
+  // A panel over the page's corner: ready to type in, nothing scrolled.
+  $("im-text").focus({ preventScroll: true });
   // What came while it was closed is read now (what the resume brings is
   // marked as it comes).
   const last = imLog(peer).last;
   if (last > 0) api(`/api/im/${peer}/read`, { method: "POST", body: { seq: last } }).then(() => drawSoon(refreshColleagues), () => {});
 }
+
+// Closed, the conversation's new lines are counted on the colleague's name.
+function closeIm() {
+  const peer = imPeer;
+  imPeer = null;
+  $("im").classList.add("hidden");
+  const back = [...$("colleagues").querySelectorAll("button")].find((b) => b.dataset.peer === String(peer));
+  (back ?? $("text")).focus({ preventScroll: true });
+}
+$("im-close").onclick = closeIm;
+$("im").addEventListener("keydown", (e) => { if (e.key === "Escape") { e.preventDefault(); closeIm(); } });
 
 function onIm(m) {
   const peer = m.from === me.id ? m.to : m.from;

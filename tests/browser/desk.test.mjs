@@ -418,10 +418,21 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
   await carlaIm.filter({ hasText: "1 unread" }).waitFor();
   await ann.waitForFunction((n) => document.title.startsWith(`(${n + 1})`), before); // the title counts it
+  const scrolled = await ann.evaluate(() => window.scrollY);
   await carlaIm.click();
   await ann.locator("#im-log li", { hasText: "Lunch at one?" }).waitFor();
   await ann.getByRole("button", { name: /^Carla Catalog — / }).filter({ hasText: "unread" }).waitFor({ state: "detached" });
   await ann.waitForFunction((n) => (document.title.match(/^\((\d+)\)/)?.[1] ?? "0") === String(n), before);
+  // The IM opens over the page's corner, ready to type in: the chat and the
+  // queue stay where they were (it scrolled them out of view at 1366×768).
+  assert.equal(await ann.evaluate(() => document.activeElement?.id), "im-text");
+  assert.equal(await ann.evaluate(() => window.scrollY), scrolled, "nothing scrolled");
+  assert.ok(await ann.locator("#im-text").isVisible() && await ann.locator("#log").isVisible());
+  const box = await ann.locator("#im").boundingBox();
+  assert.ok(box.y + box.height <= 768 && box.y >= 0, `in the window: ${JSON.stringify(box)}`);
+  await ann.press("#im-text", "Escape");
+  await ann.locator("#im").waitFor({ state: "hidden" });
+  assert.match(await ann.evaluate(() => document.activeElement?.textContent ?? ""), /^Carla Catalog — /, "back on her name");
   // A refused action leaves its error; the next thing that works clears it.
   await ann.getByText("Abusive patron").click();
   await ann.fill("#block-reason", "test");
