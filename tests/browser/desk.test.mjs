@@ -418,6 +418,9 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
   await carlaIm.filter({ hasText: "1 unread" }).waitFor();
   await ann.waitForFunction((n) => document.title.startsWith(`(${n + 1})`), before); // the title counts it
+  // (Her name may be far down the column after this file's chats: in view
+  // first, as a librarian would scroll to it.)
+  await carlaIm.scrollIntoViewIfNeeded();
   const scrolled = await ann.evaluate(() => window.scrollY);
   await carlaIm.click();
   await ann.locator("#im-log li", { hasText: "Lunch at one?" }).waitFor();
