@@ -209,7 +209,7 @@ async function loadBlocks() {
       cell.append(" ", lift);
     }
     return el("tr", {}, el("td", {}, b.library_name), el("td", {}, b.reason), el("td", {}, b.created_by_name),
-      el("td", {}, new Date(b.expires_at).toLocaleString()), cell);
+      el("td", {}, b.network ? "browser and network" : "browser"), el("td", {}, new Date(b.expires_at).toLocaleString()), cell);
   }));
 }
 // --- privacy: retention per library, erasing on request, the audit list ------

@@ -83,11 +83,17 @@ function sayEndButton() { $("end").textContent = withLibrarian ? "End chat" : "L
 let ended = false;
 // Where the transcript goes, as the server last said (null: nowhere).
 let transcriptTo = null;
+// The address given on the start form, in this page's memory only (the
+// chat kept in storage — the library site's, in the widget — holds none).
+let startEmail = null;
+let offered = false;
 function noteTranscript() {
   const note = $("transcript-note");
-  // The box offers the address the chat has, or the one given at its start
-  // (after a reload too): not asked for again.
-  if (!$("transcript-email").value) $("transcript-email").value = transcriptTo || chat?.email || "";
+  // The box offers, once, the address the chat has (after a reload too),
+  // or the one given at its start: not asked for again. Emptied by the
+  // patron, it stays empty.
+  const offer = transcriptTo || startEmail;
+  if (!offered && offer && !$("transcript-email").value) { $("transcript-email").value = offer; offered = true; }
   if (ended) {
     // Ended: a chat a librarian took may still have its transcript sent,
     // once (the server keeps to that).
@@ -506,9 +512,8 @@ $("start").onsubmit = async (e) => {
       method: "POST",
       body: { name: $("name").value, email: $("email").value, question: $("question").value, transcript: $("transcript").checked, browser, utc_offset: utcOffset() },
     });
-    // The address given is kept with the chat in this tab (cleared with
-    // it): the transcript box offers it, after a reload too.
-    chat = { token: r.token, session: r.session, pending: [], email: $("email").value.trim() || undefined };
+    chat = { token: r.token, session: r.session, pending: [] };
+    startEmail = $("email").value.trim() || null;
     save();
     begin();
     $("text").focus();

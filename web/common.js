@@ -98,11 +98,13 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
   let ws = null;
   let delay = 500;
   let closedByUs = false;
+  let again = null; // the next try's timer, while one waits
   const send = (frame) => {
     if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(frame)); return true; }
     return false;
   };
   const open = () => {
+    if (closedByUs) return;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     ws = new WebSocket(`${proto}//${location.host}${url}`);
     ws.onopen = () => {
@@ -129,28 +131,31 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
       // back at once, without growing the backoff; the jitter spreads a
       // whole node's clients over a quarter of a second.
       if (e.code === 1001) {
-        setTimeout(open, Math.random() * 250);
+        again = setTimeout(open, Math.random() * 250);
         return;
       }
       // Up to half as long again, at random: the clients of a node that
       // closed them all at once come back spread out, not together.
-      setTimeout(open, delay * (1 + Math.random() / 2));
+      again = setTimeout(open, delay * (1 + Math.random() / 2));
       delay = Math.min(delay * 2, 10000);
     };
   };
   open();
   // `reconnect`: closed and opened again at once (the network came back:
   // the old socket may be dead without having said so).
+  // One socket at a time: a try already waiting is made now instead.
   const reconnect = () => {
     if (closedByUs || !ws) return;
+    clearTimeout(again);
     const old = ws;
     old.onclose = null;
+    old.onopen = old.onmessage = null;
     old.close();
     onState?.("reconnecting");
     delay = 500;
     open();
   };
-  return { send, reconnect, close: () => { closedByUs = true; ws?.close(); } };
+  return { send, reconnect, close: () => { closedByUs = true; clearTimeout(again); ws?.close(); } };
 }
 
 export function newClientId() {

@@ -68,8 +68,9 @@ function sayConnection() {
   const offline = navigator.onLine === false;
   const text = offline ? "You are offline: what you send goes once you are back online; the queue and the chats shown may be behind."
     : connected ? "" : "Reconnecting… what you send goes once the desk is connected again.";
+  // Kept in the page, empty while connected: a live region shown and
+  // filled at once would go unannounced.
   $("connection").textContent = text;
-  $("connection").classList.toggle("hidden", !text);
 }
 window.addEventListener("offline", sayConnection);
 // Back online: the socket may have been cut without a word (a network that
@@ -283,6 +284,9 @@ function onEvent(m) {
     if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
   }
   const fresh = m.at > loadedAt - 1000;
+  // A line of mine on its way is stored: no longer pending, whatever became
+  // of its ack.
+  if (m.client_id) pending.delete(m.client_id);
   if (m.session === current) {
     document.querySelector(`#log [data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
     $("log").append(messageItem(m, { staffView: true }));
@@ -313,8 +317,10 @@ function forget(session) {
   drawSoon(refreshQuestionsSoon);
 }
 
-// Closes the chat shown if it is `session`; whether it was.
+// Closes the chat shown if it is `session`; whether it was. Its lines on
+// their way go with it (the chat is gone from the desk, or erased).
 function closeChat(session) {
+  for (const [id, p] of pending) if (p.session === session) pending.delete(id);
   sendAs.delete(session);
   pref.set(`draft.${session}`, null);
   pref.set(`mode.${session}`, null);
@@ -790,13 +796,23 @@ function onRefused(f) {
   const sent = f.client_id && pending.get(f.client_id);
   if (!sent) return;
   pending.delete(f.client_id);
+  // Back where it was written, never lost: added to what is there (several
+  // lines may be refused at once, re-sent at a reconnect). A note comes back
+  // as a note: the box turns to "note" (the box may have been turned to a
+  // reply since), so that it can never reach the patron by an Enter.
+  const asNote = sent.kind === "note";
+  const what = asNote ? "Your note is back in the box, as a note" : "Your text is back in the box";
   if (sent.session === current) {
     document.querySelector(`#log [data-client="${CSS.escape(f.client_id)}"]`)?.remove();
-    if (!$("text").value) $("text").value = sent.body;
-    $("chat-error").textContent = `Not sent: ${f.message}. Your text is back in the box.`;
+    $("text").value = $("text").value ? `${$("text").value}\n${sent.body}` : sent.body;
+    if (asNote && $("mode").value !== "note") { $("mode").value = "note"; $("mode").onchange(); }
+    $("chat-error").textContent = `Not sent: ${f.message}. ${what}.`;
     updateCounter();
+    saveDraft();
   } else {
-    pref.set(`draft.${sent.session}`, sent.body);
+    const draft = pref.get(`draft.${sent.session}`);
+    pref.set(`draft.${sent.session}`, draft ? `${draft}\n${sent.body}` : sent.body);
+    if (asNote) { sendAs.set(sent.session, "note"); pref.set(`mode.${sent.session}`, "note"); }
   }
 }
 
@@ -963,7 +979,7 @@ $("block").onsubmit = (e) => {
       $("block-reason").value = "";
       $("block-network").checked = false;
       $("abuse").open = false;
-      const held = body.network ? "their browser and network" : "their browser";
+      const held = b.network ? "their browser and network" : "their browser";
       $("status").textContent = `Patron blocked (${held}) until ${new Date(b.expires_at).toLocaleString()}.`;
       // The code a block calls for, offered (the cooperative's, if it kept it).
       if ([...$("code").options].some((o) => o.value === "inappropriate") && !codeChoice.get(blocked)?.code) {

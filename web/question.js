@@ -220,8 +220,11 @@ $("answer-form").onsubmit = async (e) => {
 };
 $("note-form").onsubmit = async (e) => { e.preventDefault(); if (await act("note", { body: $("note").value })) $("note").value = ""; };
 $("to-librarian").onclick = async () => { if (await act("message-librarian", { body: $("note").value })) $("note").value = ""; };
-$("close").onclick = () => act("close", {}, `Close question ${id}? It leaves the lists of work to do (Reopen brings it back).`);
-$("reopen").onclick = () => act("reopen");
+// The button pressed is replaced by its opposite: the focus goes there.
+$("close").onclick = async () => {
+  if (await act("close", {}, `Close question ${id}? It leaves the lists of work to do (Reopen brings it back).`)) $("reopen").focus();
+};
+$("reopen").onclick = async () => { if (await act("reopen")) $("close").focus(); };
 $("claim").onclick = () => act("claim");
 $("refer-form").onsubmit = (e) => {
   e.preventDefault();

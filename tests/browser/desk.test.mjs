@@ -780,7 +780,25 @@ test("a librarian changes her own password from the desk and signs in again with
 });
 
 test("a desk that loses its network says so, shows a reply sent meanwhile as on its way, and sends it once back", async () => {
-  const { ann, patron } = await chatWithAnn("Nell", "Is the archive open late?");
+  // The desk's socket through a route that can drop what the page sends, as
+  // a network that went away does (the browser's offline mode alone leaves
+  // an open socket working).
+  const ann = await open();
+  let dropping = false;
+  let sockets = 0;
+  await ann.routeWebSocket(/\/api\/ws$/, (ws) => {
+    sockets += 1;
+    const server = ws.connectToServer();
+    ws.onMessage((m) => { if (!(dropping && String(m).includes('"type":"send"'))) server.send(m); });
+    server.onMessage((m) => ws.send(m));
+  });
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Nell", "Is the archive open late?");
+  await ann.getByRole("button", { name: /Accept: Nell/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  const before = sockets;
+  dropping = true;
   await ann.context().setOffline(true);
   await ann.locator("#connection", { hasText: "You are offline: what you send goes once you are back online" }).waitFor();
   await ann.fill("#text", "Sent while offline.");
@@ -790,8 +808,13 @@ test("a desk that loses its network says so, shows a reply sent meanwhile as on 
   await onItsWay.waitFor();
   assert.match(await onItsWay.innerText(), /^Sending…/);
   assert.equal(await ann.inputValue("#text"), "");
+  await patron.waitForTimeout(1000);
+  assert.equal(await patron.getByText("Sent while offline.").count(), 0, "it never left the desk");
+  // Back online: a new socket at once, and the line sent again on it.
+  dropping = false;
   await ann.context().setOffline(false);
   await patron.getByText("Sent while offline.").waitFor({ timeout: 20000 });
+  assert.ok(sockets > before, "the socket was opened again");
   await ann.locator("#log li:not(.pending)", { hasText: "Sent while offline." }).waitFor();
   await ann.locator("#connection").waitFor({ state: "hidden" });
   assert.equal(await ann.locator("#log li.pending").count(), 0, "nothing left on its way");

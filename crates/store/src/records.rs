@@ -730,6 +730,10 @@ pub struct BlockRecord {
     pub lifted_at: Option<Millis>,
     /// Who lifted it.
     pub lifted_by_name: Option<String>,
+    /// Whether it holds the chat's network (everyone there), not only its
+    /// browser; false too once its digests are forgotten (run out or lifted,
+    /// its chat erased).
+    pub network: bool,
 }
 
 /// A block to record on a chat's patron.

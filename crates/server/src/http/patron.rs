@@ -234,7 +234,7 @@ async fn closing(
 /// closed, its page, its widget and the status say the notice, and a new
 /// chat or offline question is refused (`409 closed`); chats going on and
 /// patrons already waiting are not touched. At once on this node, within
-/// 5 s on the others.
+/// 10 s on the others.
 #[utoipa::path(put, path = "/api/libraries/{slug}/closing", tag = "admin", security(("staff" = [])),
     params(("slug" = String, Path, description = "the library's URL name")),
     request_body = Closing,

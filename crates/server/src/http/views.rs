@@ -138,6 +138,9 @@ pub struct BlockView {
     pub lifted_at: Option<i64>,
     /// Who lifted it.
     pub lifted_by_name: Option<String>,
+    /// Whether it holds the chat's network — every patron there — and not
+    /// only the patron's browser.
+    pub network: bool,
 }
 
 impl From<refdesk_store::BlockRecord> for BlockView {
@@ -155,6 +158,7 @@ impl From<refdesk_store::BlockRecord> for BlockView {
             expires_at: b.expires_at,
             lifted_at: b.lifted_at,
             lifted_by_name: b.lifted_by_name,
+            network: b.network,
         }
     }
 }

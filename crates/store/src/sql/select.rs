@@ -542,7 +542,8 @@ pub(crate) const BLOCK_SELECT: &str = "SELECT b.id AS block_id,
             b.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
             l.name AS library_name, b.session_id AS session_id, q.id AS question_id, b.reason AS reason,
             b.created_by AS created_by, cb.display_name AS created_by_name, b.created_at AS created_at,
-            b.expires_at AS expires_at, b.lifted_at AS lifted_at, lb.display_name AS lifted_by_name
+            b.expires_at AS expires_at, b.lifted_at AS lifted_at, lb.display_name AS lifted_by_name,
+            (b.net_key IS NOT NULL) AS holds_network
      FROM blocks b JOIN libraries l ON l.id = b.library_id JOIN institutions i ON i.id = l.institution_id
      JOIN staff cb ON cb.id = b.created_by LEFT JOIN staff lb ON lb.id = b.lifted_by
      LEFT JOIN questions q ON q.session_id = b.session_id";
@@ -561,6 +562,7 @@ pub(crate) fn block(r: &dyn Cols) -> Result<crate::BlockRecord> {
         expires_at: r.int("expires_at")?,
         lifted_at: r.opt_int("lifted_at")?,
         lifted_by_name: r.opt_text("lifted_by_name")?,
+        network: r.flag("holds_network")?,
     })
 }
 

@@ -26,7 +26,7 @@ async fn blocks_match_either_key_until_lifted_or_run_out(b: &Backend) {
     let new =
         NewBlock { session: id, by: w.ann.clone(), reason: "abuse".into(), expires_at: 100, now: 3, network: true };
     let block = s.block(new).await.unwrap();
-    assert_eq!(block.reason, "abuse");
+    assert_eq!((block.reason.as_str(), block.network), ("abuse", true));
     assert_eq!(block.created_by_name, "ANN");
     assert_eq!(s.block_by_id(block.id).await.unwrap(), Some(block.clone()));
     let coop = w.library.placement.cooperative;
@@ -57,7 +57,7 @@ async fn blocks_match_either_key_until_lifted_or_run_out(b: &Backend) {
         now: 5,
         network: false,
     };
-    s.block(alone).await.unwrap();
+    assert!(!s.block(alone).await.unwrap().network, "said to hold the browser alone");
     assert!(s.active_block(coop, keys(Some("browser-4"), Some("other")), 50).await.unwrap().is_some(), "by browser");
     assert!(s.active_block(coop, keys(Some("another"), Some("net-4")), 50).await.unwrap().is_none(), "not by network");
     let bare = start(s, w, None, "b2", 6).await;
