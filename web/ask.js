@@ -191,8 +191,9 @@ function render(m) {
   }
   if (m.system === "ended") {
     ended = true;
-    // Nothing more can be sent: what was being written is not kept.
-    if (chat?.draft) { chat.draft = ""; save(); }
+    // Nothing more can be sent: what was being written is not kept. Kept
+    // as ended (the widget's button says so on the library's pages).
+    if (chat && (chat.draft || !chat.ended)) { chat.draft = ""; chat.ended = true; save(); }
     setStatus(taken ? "The chat has ended." : "You are no longer in line.");
     for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
     $("end-row").classList.remove("hidden");

@@ -287,6 +287,11 @@ function onEvent(m) {
   // A line of mine on its way is stored: no longer pending, whatever became
   // of its ack.
   if (m.client_id) pending.delete(m.client_id);
+  // A colleague writing here is signed in, whatever the list read last
+  // said (it is read again every half minute): read again now.
+  if (m.author.type === "staff" && m.author.id !== me?.id && colleagues.get(m.author.id)?.presence === "offline") {
+    drawSoon(() => refreshColleagues().catch(() => {}));
+  }
   if (m.session === current) {
     document.querySelector(`#log [data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
     $("log").append(messageItem(m, { staffView: true }));

@@ -53,6 +53,7 @@
     button.dataset.refdeskState = closed ? "closed" : online ? "online" : "offline";
     title.textContent = (online && !closed ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
     state.textContent = unread ? `● ${unread} new message${unread > 1 ? "s" : ""}: open the chat`
+      : read()?.chat?.ended ? "○ Your chat has ended: open it to read it or clear it"
       : read()?.chat ? "● Your chat: open it"
       : closed ? "○ The chat is closed: open for the library's notice"
       : online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";

@@ -460,6 +460,9 @@ test("the patron ends the chat from the widget and rates it", async () => {
   await frame.locator("#rating-comment").fill(RATING_COMMENT);
   await frame.locator("#rating-form button[type=submit]").click();
   await frame.getByText("Thank you for your rating.").waitFor();
+  // Closed, the button says the chat has ended (not that it goes on).
+  await button(host).click();
+  await until("the closed widget says the chat has ended", async () => /Your chat has ended/.test(await button(host).innerText()));
 });
 
 test("once the library's admin names its site, another site cannot show its chat, and the library's page still can", async () => {

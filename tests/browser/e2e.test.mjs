@@ -75,14 +75,26 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await ann.selectOption("#mode", "message");
 
   // An institution admin joins from the ALL tab: announced to the patron first.
+  // Signed in without going on duty: nothing tells Ann's desk, whose list
+  // of colleagues was read before (it is read every half minute).
   const dev = await open();
-  await signIn(dev, "dev");
+  await dev.goto(`${base}/desk`);
+  await dev.fill("#username", "dev");
+  await dev.fill("#password", "refdesk-demo");
+  await dev.click("#login button[type=submit]");
+  await dev.getByText(/Signed in as/).waitFor();
   await dev.click("#tab-all");
   await dev.getByRole("button", { name: /Pat — Riverside University Main Library/ }).first().click();
   await dev.locator("#chat").waitFor();
   await dev.getByRole("button", { name: "Join (announced)" }).click();
   await patron.getByText("Dev Dewey (librarian) has joined the chat").waitFor();
   await ann.getByText(/Present: .*Dev Dewey \(join\)/).waitFor();
+  // Dev writes: Ann's list of colleagues says at once that he is signed in
+  // (not after its half-minute read).
+  await dev.fill("#text", "Dev here: the 1890 survey is in the map room.");
+  await dev.press("#text", "Enter");
+  await ann.locator("#log li", { hasText: "Dev here: the 1890 survey" }).waitFor();
+  await ann.getByRole("button", { name: /^Dev Dewey — (online|on duty|away)/ }).waitFor({ timeout: 5000 });
   await accessible(ann, "the desk with a chat, a note and a conference");
   await accessible(dev, "the ALL tab");
 
