@@ -15,9 +15,14 @@ function fieldError(input, line, text) {
   if (text) { input.setAttribute("aria-invalid", "true"); input.focus(); } else input.removeAttribute("aria-invalid");
 }
 
+// Who reads the page (set by load): the scripts' list offers Edit and
+// Delete on the scripts their role keeps (the server decides anyway).
+let viewer = null;
+
 async function load() {
   let me;
   try { me = await api("/api/me"); } catch { location.href = "/desk"; return; }
+  viewer = me;
   // Said first: what the forms report later must not be written over.
   if (!$("status").textContent) $("status").textContent = `Signed in as ${me.display_name}.`;
   // The open list holds every cooperative's libraries: the page shows those
@@ -334,8 +339,43 @@ async function loadScripts() {
       try { await api(`/api/scripts/${x.id}`, { method: "DELETE" }); await loadScripts(); $("status").textContent = `Script “${x.title}” deleted.`; }
       catch (err) { $("error").textContent = err.message; }
     };
-    return el("li", {}, `${x.title} (${x.scope}): ${x.body} `, del);
+    const edit = el("button", { type: "button", class: "secondary" }, `Edit “${x.title}”`);
+    const item = el("li", {}, `${x.title} (${x.scope}): ${x.body} `, ...(keeps(x) ? [edit, " ", del] : []));
+    edit.onclick = () => { clearSaid(); item.replaceChildren(scriptEditor(x)); item.querySelector("input").focus(); };
+    return item;
   }));
+}
+
+// Whether the viewer's role keeps a script: their own; their library's
+// (its admins and those above); the cooperative's (its admins).
+function keeps(x) {
+  if (x.scope === "personal") return true;
+  if (x.scope === "library") return viewer?.role !== "librarian";
+  return viewer?.role === "cooperative_admin";
+}
+
+// A script's title and text, changed in place (its scope stays); Cancel
+// puts the list back as it was.
+function scriptEditor(x) {
+  const title = el("input", { id: `script-${x.id}-title`, required: true, maxlength: "100", value: x.title });
+  const body = el("textarea", { id: `script-${x.id}-body`, rows: "3", required: true });
+  body.value = x.body;
+  const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
+  cancel.onclick = () => { clearSaid(); loadScripts(); };
+  const form = el("form", {},
+    el("label", { for: title.id }, `Title of the script “${x.title}”`), title,
+    el("label", { for: body.id }, "Its text"), body,
+    el("p", {}, el("button", { type: "submit" }, "Save the script"), " ", cancel));
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    clearSaid();
+    try {
+      const now = await api(`/api/scripts/${x.id}`, { method: "PUT", body: { title: title.value, body: body.value } });
+      await loadScripts();
+      $("status").textContent = `Script “${now.title}” saved.`;
+    } catch (err) { $("error").textContent = err.message; }
+  };
+  return form;
 }
 
 // What each of a code's flags does, for its checkbox.

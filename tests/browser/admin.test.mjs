@@ -265,3 +265,48 @@ test("a library admin closes the chat with a notice that the patron's page shows
   assert.equal(await patron.locator("#closed").isVisible(), false);
   for (const p of [carla, patron]) await p.context().close();
 });
+
+test("a library admin edits a library script in place; a librarian who may not is told so and nothing changes", async () => {
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/admin`);
+  await carla.selectOption("#script-scope", "library");
+  await carla.fill("#script-title", "Holiday hours");
+  await carla.fill("#script-body", "We close at noon on 24 December.");
+  await carla.click("#script-form button[type=submit]");
+  await carla.getByText("Script added.").waitFor();
+  await carla.getByRole("button", { name: "Edit “Holiday hours”" }).click();
+  const title = carla.getByLabel("Title of the script “Holiday hours”");
+  assert.equal(await title.inputValue(), "Holiday hours");
+  await title.fill("Holiday opening hours");
+  await carla.getByLabel("Its text").fill("We close at 1 pm on 24 December and open again on 27 December.");
+  await accessible(carla, "a script being edited");
+  await carla.getByRole("button", { name: "Save the script" }).click();
+  await carla.getByText("Script “Holiday opening hours” saved.").waitFor();
+  await carla.locator("#scripts li", { hasText: "Holiday opening hours (library): We close at 1 pm on 24 December" }).waitFor();
+  await carla.locator("#admin-log tr", { hasText: "script “Holiday hours” changed, now “Holiday opening hours”" }).waitFor();
+
+  // Ann sees the library's script with its new text, and is not offered
+  // to change it (her role does not keep it; the API refuses it too).
+  const ann = await signIn("ann");
+  await ann.goto(`${base}/desk/admin`);
+  const item = ann.locator("#scripts li", { hasText: "Holiday opening hours (library): We close at 1 pm on 24 December" });
+  await item.waitFor();
+  assert.equal(await item.getByRole("button").count(), 0, "no Edit nor Delete on a script her role does not keep");
+  // Her own she edits; Cancel puts the list back unchanged.
+  await ann.fill("#script-title", "Thanks");
+  await ann.fill("#script-body", "Thank you for asking!");
+  await ann.click("#script-form button[type=submit]");
+  await ann.getByRole("button", { name: "Edit “Thanks”" }).click();
+  await ann.getByLabel("Its text").fill("Something else");
+  await ann.getByRole("button", { name: "Cancel" }).click();
+  await ann.locator("#scripts li", { hasText: "Thanks (personal): Thank you for asking!" }).waitFor();
+  await ann.getByRole("button", { name: "Edit “Thanks”" }).click();
+  await ann.getByLabel("Its text").fill("Thank you for asking; come back any time.");
+  await ann.getByRole("button", { name: "Save the script" }).click();
+  await ann.getByText("Script “Thanks” saved.").waitFor();
+  const thanks = (await read(ann, "/api/scripts")).find((x) => x.title === "Thanks");
+  assert.deepEqual([thanks.scope, thanks.body], ["personal", "Thank you for asking; come back any time."]);
+  const hours = (await read(ann, "/api/scripts")).find((x) => x.title === "Holiday opening hours");
+  assert.equal(hours.body, "We close at 1 pm on 24 December and open again on 27 December.");
+  for (const p of [carla, ann]) await p.context().close();
+});

@@ -714,33 +714,64 @@ impl App {
         }
     }
 
-    /// Deletes a script one may keep in its scope.
-    pub async fn delete_script(&self, staff: &Staff, id: i64) -> AppResult<()> {
+    /// A script this staff member may keep (change or delete), with where
+    /// a change to it is logged (`None`: their own). One they see but may
+    /// not keep (their library's, their cooperative's) is refused with why;
+    /// anyone else's is not there for them.
+    async fn kept_script(&self, staff: &Staff, id: i64) -> AppResult<(refdesk_store::Script, Option<Concerns>)> {
         let script = self.store.script(id).await?.ok_or(DomainError::NotFound("script"))?;
         let owner = script.owned_by();
         match Self::script_owner(staff, &script.scope) {
-            Ok(may) if owner == Some(may) => {
-                let shared = Self::shared_script(staff, may);
-                if shared.is_some() {
-                    self.admin_change(Some(staff))?;
-                }
-                self.store.delete_script(id).await?;
-                if let Some(concerns) = shared {
-                    self.log_admin(Some(staff), concerns, "script", format!("script “{}” deleted", script.title)).await;
-                }
-                Ok(())
-            }
-            // One this staff member sees (their library's, their
-            // cooperative's) but may not delete: said why.
+            Ok(may) if owner == Some(may) => Ok((script, Self::shared_script(staff, may))),
             Err(refused)
                 if owner == Some(ScriptOwner::Library(staff.home.library))
                     || owner == Some(ScriptOwner::Cooperative(staff.home.cooperative)) =>
             {
                 Err(refused.into())
             }
-            // Anyone else's is not there for them.
             _ => Err(DomainError::NotFound("script").into()),
         }
+    }
+
+    /// Changes the title and text of a script one may keep in its scope
+    /// (its scope stays).
+    pub async fn update_script(
+        &self,
+        staff: &Staff,
+        id: i64,
+        title: &str,
+        body: &str,
+    ) -> AppResult<refdesk_store::Script> {
+        let (script, shared) = self.kept_script(staff, id).await?;
+        let title = input::optional_line("title", Some(title), 100)?
+            .ok_or_else(|| DomainError::invalid("title", "is required"))?;
+        let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
+        if shared.is_some() {
+            self.admin_change(Some(staff))?;
+        }
+        let changed = self.store.update_script(id, title, body).await?;
+        if let Some(concerns) = shared {
+            let detail = if changed.title == script.title {
+                format!("script “{}” changed", changed.title)
+            } else {
+                format!("script “{}” changed, now “{}”", script.title, changed.title)
+            };
+            self.log_admin(Some(staff), concerns, "script", detail).await;
+        }
+        Ok(changed)
+    }
+
+    /// Deletes a script one may keep in its scope.
+    pub async fn delete_script(&self, staff: &Staff, id: i64) -> AppResult<()> {
+        let (script, shared) = self.kept_script(staff, id).await?;
+        if shared.is_some() {
+            self.admin_change(Some(staff))?;
+        }
+        self.store.delete_script(id).await?;
+        if let Some(concerns) = shared {
+            self.log_admin(Some(staff), concerns, "script", format!("script “{}” deleted", script.title)).await;
+        }
+        Ok(())
     }
 
     /// Adds or changes one of the cooperative's resolution codes (R6):

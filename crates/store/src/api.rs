@@ -47,6 +47,9 @@ pub trait Organisation: Send + Sync {
     async fn script(&self, id: i64) -> Result<Option<Script>>;
     /// Saves a script.
     async fn create_script(&self, owner: ScriptOwner, title: String, body: String, now: Millis) -> Result<Script>;
+    /// Replaces a script's title and text (its owner stays); `NotFound` if
+    /// there is no such script.
+    async fn update_script(&self, id: i64, title: String, body: String) -> Result<Script>;
     /// Deletes a script.
     async fn delete_script(&self, id: i64) -> Result<()>;
     /// Whether a blocked patron may still send the library's offline form.

@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(offline_question))
         .routes(routes!(policy, set_policy))
         .routes(routes!(scripts, create_script))
-        .routes(routes!(delete_script))
+        .routes(routes!(update_script, delete_script))
         .routes(routes!(put_code))
         .routes(routes!(institutions, create_institution))
         .routes(routes!(rename_institution))
@@ -712,6 +712,38 @@ async fn create_script(
     Json(b): Json<ScriptBody>,
 ) -> ApiResult<(StatusCode, axum::Json<ScriptView>)> {
     Ok((StatusCode::CREATED, axum::Json(s.app.create_script(&staff, &b.scope, &b.title, &b.body).await?.into())))
+}
+
+/// A script's new title and text.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ScriptEdit {
+    /// What the picker shows.
+    #[schema(max_length = 100)]
+    title: String,
+    /// What it inserts.
+    body: String,
+}
+
+/// Change the title and text of a script one may keep (its scope stays):
+/// one's own; a library's (its admins); the cooperative's (its admins).
+#[utoipa::path(put, path = "/api/scripts/{id}", tag = "desk", security(("staff" = [])),
+    params(("id" = i64, Path, description = "the script")),
+    request_body = ScriptEdit,
+    responses(
+        (status = 200, description = "the script now", body = ScriptView),
+        (status = 403, description = "`forbidden`: a script of my library or cooperative that my role does not keep", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such script, or one I do not see", body = ErrorBody),
+        (status = 422, description = "`invalid`: an empty or over-long title or body", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
+    ))]
+async fn update_script(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(id): Path<i64>,
+    Json(b): Json<ScriptEdit>,
+) -> ApiResult<axum::Json<ScriptView>> {
+    Ok(axum::Json(s.app.update_script(&staff, id, &b.title, &b.body).await?.into()))
 }
 
 /// Delete a script one may keep.

@@ -811,6 +811,57 @@ async fn scripts_are_personal_library_or_cooperative_and_kept_by_those_who_may()
     assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"], "nothing deleted");
 }
 
+/// A script is changed in place by whoever may keep it (the same rule as
+/// deleting); a refused or invalid change changes nothing; a shared
+/// script's change is in the admin log, one's own is not.
+#[tokio::test]
+async fn a_script_is_changed_in_place_by_those_who_may_keep_it() {
+    let app = spawn_app().await;
+    let (ann, carla, ben) = (app.staff("ann").await, app.staff("carla").await, app.staff("ben").await);
+    let new = |scope: &str, title: &str| json!({"scope": scope, "title": title, "body": format!("{title} body")});
+    let (_, greeting) = ann.post("/api/scripts", new("personal", "Greeting")).await;
+    let (_, hours) = carla.post("/api/scripts", new("library", "Hours")).await;
+    let (greeting, hours) = (greeting["id"].as_i64().unwrap(), hours["id"].as_i64().unwrap());
+    let edit = |title: &str, body: &str| json!({"title": title, "body": body});
+    let script = |all: &Value, id: i64| all.as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap();
+
+    let (status, now) = ann.put(&format!("/api/scripts/{greeting}"), edit("Hello", "Hello, how can I help?")).await;
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(
+        (now["id"].as_i64(), &now["scope"], &now["title"]),
+        (Some(greeting), &json!("personal"), &json!("Hello"))
+    );
+    let all = ann.get("/api/scripts").await.1;
+    assert_eq!(script(&all, greeting)["body"], "Hello, how can I help?", "read back");
+    assert_eq!(all.as_array().unwrap().iter().filter(|s| s["id"] == greeting).count(), 1, "changed, not added");
+
+    // Refusals: another's own (not there), a shared one the role does not
+    // keep (said why), another library's, bad input, unknown fields.
+    let hours_path = format!("/api/scripts/{hours}");
+    assert_eq!(ben.put(&format!("/api/scripts/{greeting}"), edit("Mine", "Mine now")).await.0, 404);
+    assert_eq!(ann.put(&hours_path, edit("Hours", "Closed forever")).await.0, 403);
+    assert_eq!(ben.put(&hours_path, edit("Hours", "Closed forever")).await.0, 404);
+    assert_eq!(carla.put(&hours_path, edit("", "x")).await.0, 422, "an empty title");
+    assert_eq!(carla.put(&hours_path, edit("Hours", "")).await.0, 422, "an empty text");
+    assert_eq!(carla.put(&hours_path, edit(&"H".repeat(101), "x")).await.0, 422, "an over-long title");
+    assert_eq!(carla.put(&hours_path, json!({"title": "Hours", "body": "x", "scope": "personal"})).await.0, 422);
+    assert_eq!(carla.put("/api/scripts/99999999", edit("Hours", "x")).await.0, 404);
+    let all = ann.get("/api/scripts").await.1;
+    assert_eq!((&script(&all, hours)["title"], &script(&all, hours)["body"]), (&json!("Hours"), &json!("Hours body")));
+
+    let (status, _) = carla.put(&hours_path, edit("Opening hours", "We open at 9 on weekdays.")).await;
+    assert_eq!(status, 200);
+    let all = ann.get("/api/scripts").await.1;
+    assert_eq!(script(&all, hours)["body"], "We open at 9 on weekdays.", "the library's librarians get the new text");
+    let log = carla.get("/api/admin-log").await.1;
+    let details: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["detail"].as_str()).collect();
+    assert!(details.contains(&"script “Hours” changed, now “Opening hours”"), "{details:?}");
+    assert!(
+        !details.iter().any(|d| d.contains("Greeting") || d.contains("Hello")),
+        "one's own is not logged: {details:?}"
+    );
+}
+
 #[tokio::test]
 async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_the_status() {
     let app = spawn_app().await;

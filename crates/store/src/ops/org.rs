@@ -353,6 +353,17 @@ impl<B: Backend> Organisation for B {
         self.write(move |db| Box::pin(quiet(create_script(db, owner, title, body, now)))).await
     }
 
+    async fn update_script(&self, id: i64, title: String, body: String) -> Result<Script> {
+        self.write(move |db| {
+            Box::pin(quiet(async move {
+                db.exec("UPDATE scripts SET title = ?1, body = ?2 WHERE id = ?3", args![&title, &body, id]).await?;
+                let sql = format!("{} WHERE id = ?1", sel::SCRIPT_SELECT);
+                db.row(&sql, args![id], sel::script).await?.ok_or_else(|| not_found("script"))
+            }))
+        })
+        .await
+    }
+
     async fn delete_script(&self, id: i64) -> Result<()> {
         self.write(move |db| {
             Box::pin(quiet(async move {

@@ -22,6 +22,7 @@ on_every_backend!(
     replacing_a_code_keeps_its_place_in_the_picker,
     codes_added_at_once_each_get_a_place_of_their_own_after_the_others,
     what_admins_create_is_bounded_per_cooperative_and_per_owner,
+    a_script_is_rewritten_in_place_and_one_not_there_is_not_found,
     colleagues_of_a_cooperative_are_named_apart,
     a_closed_store_refuses_reads_and_writes_and_closing_again_does_nothing,
 );
@@ -92,6 +93,26 @@ async fn what_admins_create_is_bounded_per_cooperative_and_per_owner(b: &Backend
     assert!(too_many(&r), "an account past the library's bound: {r:?}");
     let other = w.other.placement.library;
     s.create_staff(account(other, 1)).await.expect("another library has room of its own");
+}
+
+/// A script's title and text change in place: same id, same owner, read
+/// back by whoever could use it; a script not there is `NotFound` and
+/// nothing is written.
+async fn a_script_is_rewritten_in_place_and_one_not_there_is_not_found(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let owner = ScriptOwner::Library(w.library.placement.library);
+    let script = s.create_script(owner, "Hours".into(), "We open at 9.".into(), 1).await.unwrap();
+    let other = s.create_script(owner, "Cards".into(), "Ask at the desk.".into(), 2).await.unwrap();
+    let changed = s.update_script(script.id, "Opening hours".into(), "We open at 10.".into()).await.unwrap();
+    assert_eq!((changed.id, changed.owned_by()), (script.id, Some(owner)));
+    assert_eq!((changed.title.as_str(), changed.body.as_str()), ("Opening hours", "We open at 10."));
+    let seen = s.scripts_for(&w.ann).await.unwrap();
+    let mine = |id| seen.iter().find(|x| x.id == id).cloned().unwrap();
+    assert_eq!(mine(script.id).body, "We open at 10.", "the library's librarian reads the new text");
+    assert_eq!(mine(other.id).body, "Ask at the desk.", "another script is untouched");
+    let r = s.update_script(other.id + 1000, "X".into(), "Y".into()).await;
+    assert!(not_found(&r), "a script not there: {r:?}");
+    assert_eq!(s.scripts_for(&w.ann).await.unwrap().len(), seen.len(), "nothing was added");
 }
 
 async fn a_store_is_empty_until_its_first_cooperative(b: &Backend) {
