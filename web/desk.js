@@ -783,6 +783,14 @@ function updateCounter() {
   $("counter").textContent = left < 500 ? (left >= 0 ? `${left} characters left` : `${-left} characters over the limit of ${maxChars}`) : "";
   $("counter").classList.toggle("error", left < 0);
 }
+let resend = null;
+function resendSoon() {
+  if (resend) return;
+  resend = setTimeout(() => {
+    resend = null;
+    for (const [id, p] of pending) conn.send({ type: "send", session: p.session, kind: p.kind, client_id: id, body: p.body });
+  }, 2000);
+}
 function onRefused(f) {
   // The sign-in has ended (signed out elsewhere, expired, the account
   // disabled): trying again would never work, and each try counts against
@@ -797,6 +805,10 @@ function onRefused(f) {
     else if (!changingPassword) sessionStorage.setItem("refdesk.ended", "1");
     conn.close(); location.reload(); return;
   }
+  // A line the frame budget turned away (many frames at once, as at a
+  // reconnect) is not refused for what it says: it stays "Sending…" and
+  // goes again shortly with its id (I4: stored once).
+  if (f.code === "rate_limited" && f.client_id && pending.has(f.client_id)) { resendSoon(); return; }
   $("chat-error").textContent = f.message;
   const sent = f.client_id && pending.get(f.client_id);
   if (!sent) return;

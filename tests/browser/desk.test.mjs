@@ -822,3 +822,40 @@ test("a desk that loses its network says so, shows a reply sent meanwhile as on 
   assert.equal(await patron.getByText("Sent while offline.").count(), 1, "delivered once");
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a reply the frame budget turns away stays on its way and goes again by itself, once", async () => {
+  // The server's refusal of a frame past the budget (`rate_limited`, with
+  // the line's client id: the API suite's hostile.rs shows the server
+  // sends it) is given to the page by a route, in place of sending the
+  // line on: the line was never stored.
+  const ann = await open();
+  let refused = 0;
+  await ann.routeWebSocket(/\/api\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => {
+      const f = JSON.parse(String(m));
+      if (f.type === "send" && f.body === "Budget reply." && refused === 0) {
+        refused += 1;
+        ws.send(JSON.stringify({ type: "error", code: "rate_limited", message: "too many frames; slow down", client_id: f.client_id }));
+      } else server.send(m);
+    });
+    server.onMessage((m) => ws.send(m));
+  });
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Orla", "Do you lend laptops?");
+  await ann.getByRole("button", { name: /Accept: Orla/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.fill("#text", "Budget reply.");
+  await ann.press("#text", "Enter");
+  await ann.locator("#log li.pending", { hasText: "Budget reply." }).waitFor();
+  assert.equal(await ann.inputValue("#text"), "", "not put back in the box: it was not refused for what it says");
+  await patron.getByText("Budget reply.").waitFor({ timeout: 10000 });
+  assert.equal(refused, 1);
+  await ann.locator("#log li:not(.pending)", { hasText: "Budget reply." }).waitFor();
+  assert.equal(await ann.locator("#log li.pending").count(), 0, "nothing left on its way");
+  assert.equal(await ann.locator("#chat-error").innerText(), "", "nothing to tell the librarian");
+  await patron.waitForTimeout(2500);
+  assert.equal(await patron.getByText("Budget reply.").count(), 1, "delivered once");
+  for (const p of [ann, patron]) await p.context().close();
+});

@@ -17,6 +17,7 @@ use futures_util::SinkExt as _;
 use refdesk_app::feed::{Feed, Out};
 use refdesk_app::{App, AppError};
 use refdesk_domain::ids::{SessionId, StaffId};
+use refdesk_domain::input::ClientId;
 use refdesk_domain::visibility::Viewer;
 use refdesk_domain::DomainError;
 use refdesk_store::SessionRecord;
@@ -88,8 +89,11 @@ impl Connection {
     /// again (at most [`MOST_PAUSE`]). A client that floods is held back by
     /// its own TCP window, not answered as fast as it sends: at most one
     /// refusal for each frame the budget lets through.
-    async fn refuse(&self, socket: &mut WebSocket) -> Result<(), Closed> {
-        error(socket, "rate_limited", "too many frames; slow down", None).await?;
+    /// A refused text frame's refusal carries its `client_id` (a valid one),
+    /// so that a client can tell which line did not go (a desk re-sending its
+    /// lines at a reconnect puts it back in the box).
+    async fn refuse(&self, socket: &mut WebSocket, client_id: Option<&str>) -> Result<(), Closed> {
+        error(socket, "rate_limited", "too many frames; slow down", client_id).await?;
         tokio::time::sleep(self.slot.wait().min(MOST_PAUSE)).await;
         Ok(())
     }
@@ -167,11 +171,11 @@ impl Connection {
             // Every frame counts against the frame limit, whatever its kind.
             Step::Frame(Some(Ok(WsMessage::Binary(_)))) => match self.take() {
                 true => error(socket, "bad_frame", "send JSON text frames", None).await,
-                false => self.refuse(socket).await,
+                false => self.refuse(socket, None).await,
             },
             Step::Frame(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => match self.take() {
                 true => Ok(()),
-                false => self.refuse(socket).await,
+                false => self.refuse(socket, None).await,
             },
             Step::Frame(Some(Ok(WsMessage::Close(_)))) => {
                 // The client closes: its close is answered (RFC 6455, 5.5.1)
@@ -331,7 +335,8 @@ impl Connection {
     /// connection stays up.
     async fn on_text(&mut self, socket: &mut WebSocket, text: &Utf8Bytes) -> Result<(), Closed> {
         if !self.take() {
-            return self.refuse(socket).await;
+            let tagged = refused_client_id(text.as_str());
+            return self.refuse(socket, tagged.as_ref().map(ClientId::as_str)).await;
         }
         let frame: In = match serde_json::from_str(text.as_str()) {
             Ok(f) => f,
@@ -608,6 +613,19 @@ fn encode(frame: &OutFrame<'_>) -> Result<WsMessage, Closed> {
 
 /// Sends an `error` frame. Before a connection is set up (auth) or for
 /// answers that are themselves errors the default send time applies.
+/// The `client_id` of a frame refused unread, if it names a valid one: the
+/// frame is parsed for that field alone (at most one refusal for each frame
+/// the budget lets through, [`Connection::refuse`]).
+fn refused_client_id(text: &str) -> Option<ClientId> {
+    #[derive(serde::Deserialize)]
+    struct Tagged<'a> {
+        #[serde(borrow)]
+        client_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let tagged: Tagged<'_> = serde_json::from_str(text).ok()?;
+    ClientId::parse(&tagged.client_id?).ok()
+}
+
 pub(super) async fn error(
     socket: &mut WebSocket,
     code: &str,
@@ -634,4 +652,21 @@ pub(super) async fn report(socket: &mut WebSocket, e: ApiError, client_id: Optio
 /// A close frame with a code and a reason.
 pub(super) fn close_frame(code: u16, reason: &str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_client_id;
+
+    #[test]
+    fn a_refused_frame_is_answered_with_its_client_id_only_when_it_is_a_valid_one() {
+        let id = |text: &str| refused_client_id(text).map(|c| c.as_str().to_owned());
+        assert_eq!(id(r#"{"type":"send","client_id":"c-7","body":"hi"}"#).as_deref(), Some("c-7"));
+        assert_eq!(id(r#"{"client_id":"c\u002d8"}"#).as_deref(), Some("c-8"), "escaped");
+        assert_eq!(id(r#"{"type":"send","body":"hi"}"#), None, "none given");
+        assert_eq!(id(r#"{"client_id":"not valid"}"#), None, "a space");
+        assert_eq!(id(&format!(r#"{{"client_id":"{}"}}"#, "x".repeat(65))), None, "too long");
+        assert_eq!(id(r#"{"client_id":7}"#), None, "not a string");
+        assert_eq!(id("not json"), None);
+    }
 }

@@ -198,6 +198,35 @@ async fn every_kind_of_frame_counts_against_the_frame_limit() {
     assert!(limited, "the flood of control and binary frames was not limited");
 }
 
+/// A `send` refused by the frame budget is refused with its `client_id`, so
+/// that the client knows which of its lines did not go (a desk re-sending
+/// its lines at a reconnect puts that one back in its box): every line of a
+/// burst is answered once, acknowledged or refused by its id.
+#[tokio::test]
+async fn a_line_refused_by_the_frame_budget_is_refused_by_its_client_id() {
+    let app = spawn_app().await;
+    let chat = app.start_chat("riverside-main", "a burst of lines").await;
+    let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello");
+    for n in 0..90 {
+        let line =
+            json!({"type": "send", "kind": "message", "client_id": format!("c-{n}"), "body": format!("line {n}")});
+        ws.send(Ws::text(line.to_string())).await.unwrap();
+    }
+    let (mut answered, mut refused) = (std::collections::BTreeMap::new(), 0);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+        let Ws::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if let (Some("ack" | "error"), Some(id)) = (v["type"].as_str(), v["client_id"].as_str()) {
+            *answered.entry(id.to_owned()).or_insert(0) += 1;
+            refused += usize::from(v["code"] == "rate_limited");
+        }
+    }
+    assert!(refused > 0, "the burst of 90 went past the budget");
+    let expected: std::collections::BTreeMap<String, i32> = (0..90).map(|n| (format!("c-{n}"), 1)).collect();
+    assert_eq!(answered, expected, "every line answered once, by its id");
+}
+
 /// What a socket answered to a burst of frames: the frames of the kind
 /// asked for, the `rate_limited` errors, and when the last answer of the
 /// kind came.
