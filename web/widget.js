@@ -48,6 +48,7 @@
   // last on-duty state read.
   let unread = 0;
   let last = null;
+  let mode = null; // "frame" or "tab", once the first status is read (below)
   const show = (name, online, closed) => {
     last = { name, online, closed };
     button.dataset.refdeskState = closed ? "closed" : online ? "online" : "offline";
@@ -57,6 +58,7 @@
       : read()?.chat ? "● Your chat: open it"
       : closed ? "○ The chat is closed: open for the library's notice"
       : online ? "● A librarian is available: chat now" : "○ No one is on duty: leave a question";
+    if (mode === "tab") state.textContent += " (opens in a new tab)";
     // Open, the button is one short line, clear of the frame above it.
     if (!frame.hidden) { title.textContent = "Close the chat"; state.textContent = ""; }
     state.hidden = !state.textContent;
@@ -65,11 +67,10 @@
   const refresh = async () => {
     try {
       const r = await fetch(`${origin}/api/libraries/${encodeURIComponent(library)}/status`, { credentials: "omit", cache: "no-store" });
-      if (r.ok) { const st = await r.json(); show(st.library, st.online, !!st.closed_notice); }
-    } catch { /* refdesk unreachable: keep the last state */ }
+      if (r.ok) { const st = await r.json(); setUp(st.framed_here !== false); show(st.library, st.online, !!st.closed_notice); }
+      else setUp(true);
+    } catch { setUp(true); /* refdesk unreachable: keep the last state */ }
   };
-  refresh();
-  setInterval(refresh, poll);
 
   // The chat in progress, kept first-party here: {chat, open}.
   let memory = null;
@@ -121,10 +122,34 @@
     if (last) show(last.name, last.online, last.closed);
     if (open) { frame.focus(); if (loaded) toFrame({ type: "refdesk:opened" }); }
   };
-  button.addEventListener("click", () => setOpen(frame.hidden));
-  document.body.append(frame, button);
-  // A chat under way was open on the page before: open it again here;
-  // closed, its lines not read yet are still counted.
-  unread = read()?.unread || 0;
-  if (read()?.open) setOpen(true);
+  // The chat opens in the frame, unless the library's admins named the
+  // sites that may show it and this one is not among them: the browser
+  // would refuse the frame (an empty box), so the chat opens in a tab of
+  // its own, and the console says what to do. Decided by the first status
+  // read (refdesk unreachable or the library unknown: the frame, as
+  // before); the frame is added only then.
+  const ask = `${origin}/ask/${encodeURIComponent(library)}`;
+  function setUp(framed) {
+    if (mode) return;
+    mode = framed ? "frame" : "tab";
+    if (mode === "tab") {
+      console.warn(`refdesk: ${location.origin} is not among the sites that may show ${library}'s chat in a frame; `
+        + "the button opens it in a new tab. The library's admins can add this site on refdesk's Libraries page (/desk/admin).");
+      button.removeAttribute("aria-expanded");
+      return;
+    }
+    document.body.append(frame);
+    // A chat under way was open on the page before: open it again here;
+    // closed, its lines not read yet are still counted.
+    unread = read()?.unread || 0;
+    if (read()?.open) setOpen(true);
+  }
+  button.addEventListener("click", () => {
+    if (mode === "tab") { window.open(ask, "_blank", "noopener"); return; }
+    setUp(true);
+    setOpen(frame.hidden);
+  });
+  document.body.append(button);
+  refresh();
+  setInterval(refresh, poll);
 })();

@@ -495,9 +495,27 @@ test("once the library's admin names its site, another site cannot show its chat
   await admin.getByText("Only this site (and refdesk itself) may show the chat").waitFor();
   await admin.screenshot({ path: path.join(SHOTS, "admin-embedding-sites.png"), fullPage: true });
 
-  // The other site: the browser refuses the frame, and says why.
+  // The other site: the widget does not offer a frame the browser would
+  // refuse (an empty box); its button opens the chat in a tab of its own,
+  // and the console tells the site's webmaster what to do.
+  const warnings = [];
+  other.on("console", (m) => { if (m.type() === "warning" && m.text().startsWith("refdesk:")) warnings.push(m.text()); });
   await other.reload();
-  await button(other).click();
+  await button(other).filter({ hasText: "(opens in a new tab)" }).waitFor();
+  assert.equal(await other.locator("iframe").count(), 0, "no frame on the other site");
+  assert.equal(await button(other).getAttribute("aria-expanded"), null, "the button opens no panel here");
+  assert.match(warnings.join("\n"), new RegExp(`${elsewhere.replace(/[.]/g, "\\.")} is not among the sites that may show ${LIBRARY}'s chat`));
+  const [tab] = await Promise.all([context.waitForEvent("page"), button(other).click()]);
+  await tab.waitForURL(`${ask}/ask/${LIBRARY}`);
+  await tab.locator("#question").waitFor();
+  await tab.close();
+  // And the browser refuses the chat in a frame there, and says why: the
+  // header, not the widget, is what keeps the other site from showing it.
+  await other.evaluate((src) => {
+    const f = document.createElement("iframe");
+    f.src = src;
+    document.body.append(f);
+  }, `${ask}/ask/${LIBRARY}?embed=1`);
   await until("Chromium refuses the chat in a frame on a site the library did not name", () => refusals.length > 0, 15000);
   assert.match(refusals[0], new RegExp(`frame-ancestors 'self' ${library.replace(/[.]/g, "\\.")}`));
   // Whether the widget's frame holds refdesk's chat page (a refused frame

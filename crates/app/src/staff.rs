@@ -143,6 +143,9 @@ pub struct LibraryStatus {
     /// Its admins' notice while its chat is closed to new patrons (`None`:
     /// open).
     pub closed_notice: Option<String>,
+    /// Whether the page that asked (its origin) may show the chat in a frame
+    /// ([`input::may_frame`]); `true` when the request named no origin.
+    pub framed_here: bool,
 }
 
 /// What the offline question form takes.
@@ -231,11 +234,12 @@ impl App {
     /// Whether anyone who can serve this library's patrons is on duty: its
     /// own staff, or any of the cooperative (they serve it after roll-up).
     /// Read from the store at most once per [`STATUS_FRESH_MS`] per cooperative.
-    pub async fn library_status(&self, slug: &str) -> AppResult<LibraryStatus> {
+    pub async fn library_status(&self, slug: &str, origin: Option<&str>) -> AppResult<LibraryStatus> {
         let lib = self.open_library(slug).await?;
         let online = self.anyone_on_duty(lib.placement.cooperative).await?;
         let closed_notice = lib.closed_notice.clone();
-        Ok(LibraryStatus { library: lib.name, online, retention_days: lib.retention_days, closed_notice })
+        let framed_here = origin.is_none_or(|o| input::may_frame(&lib.embed_sites, o));
+        Ok(LibraryStatus { library: lib.name, online, retention_days: lib.retention_days, closed_notice, framed_here })
     }
 
     /// [`App::library_status`]'s answer for a cooperative. One request at a

@@ -334,6 +334,48 @@ pub fn embed_sites(sites: &[String]) -> Result<Vec<String>, DomainError> {
     Ok(out)
 }
 
+/// Whether a page of `origin` (a request's `Origin` header) may show a
+/// library's chat in a frame, the `sites` ([`embed_sites`]) being what the
+/// chat's `Content-Security-Policy: frame-ancestors` names: any page when
+/// there are none; else as a browser matches a source (the scheme, or
+/// `http` for a page on `https`; the host, or any subdomain for `*.`; the
+/// port, a missing one being the scheme's own). An origin that is not a
+/// site's address (`null`, an IPv6 literal) matches no named site.
+pub fn may_frame(sites: &[String], origin: &str) -> bool {
+    if sites.is_empty() {
+        return true;
+    }
+    let Some(page) = embed_site(origin) else { return false };
+    let Some(page) = origin_parts(&page).filter(|p| !p.host.starts_with('*')) else { return false };
+    sites.iter().filter_map(|s| origin_parts(s)).any(|site| {
+        let scheme = site.scheme == page.scheme || (site.scheme == "http" && page.scheme == "https");
+        let host = match site.host.strip_prefix('*') {
+            Some(suffix) => page.host.ends_with(suffix) && page.host.len() > suffix.len(),
+            None => site.host == page.host,
+        };
+        let port = site.port == page.port || (site.default_port && page.default_port);
+        scheme && host && port
+    })
+}
+
+/// A written-back site's scheme, host and port (the scheme's own when none).
+struct OriginParts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: u32,
+    default_port: bool,
+}
+
+fn origin_parts(site: &str) -> Option<OriginParts<'_>> {
+    let (scheme, rest) = site.split_once("://")?;
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (rest, default),
+    };
+    Some(OriginParts { scheme, host, port, default_port: port == default })
+}
+
 fn embed_site(given: &str) -> Option<String> {
     let lower = given.trim().to_ascii_lowercase();
     let (scheme, rest) = lower.split_once("://")?;
@@ -385,6 +427,47 @@ fn embed_site(given: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The widget asks whether its page may frame the chat: the answer
+    /// agrees with how a browser matches `frame-ancestors` sources.
+    #[test]
+    fn a_page_may_frame_the_chat_as_the_named_sites_say() {
+        let sites = embed_sites(&[
+            "https://www.riverside.example.org".into(),
+            "https://*.riverside.example.edu".into(),
+            "http://intranet.example.org:8080".into(),
+            "http://old.example.org".into(),
+        ])
+        .unwrap();
+        for (origin, may) in [
+            ("https://www.riverside.example.org", true),
+            ("https://WWW.Riverside.Example.org", true),
+            ("https://www.riverside.example.org:443", true),
+            ("http://www.riverside.example.org", false),
+            ("https://www.riverside.example.org:8443", false),
+            ("https://riverside.example.org", false),
+            ("https://evil-www.riverside.example.org", false),
+            ("https://www.riverside.example.org.evil.test", false),
+            ("https://law.riverside.example.edu", true),
+            ("https://a.b.riverside.example.edu", true),
+            ("https://riverside.example.edu", false),
+            ("https://xriverside.example.edu", false),
+            ("http://intranet.example.org:8080", true),
+            ("https://intranet.example.org:8080", true),
+            ("http://intranet.example.org", false),
+            ("http://old.example.org", true),
+            ("https://old.example.org", true),
+            ("https://old.example.org:8443", false),
+            ("null", false),
+            ("", false),
+            ("http://[::1]:8080", false),
+            ("https://*.riverside.example.edu", false),
+        ] {
+            assert_eq!(may_frame(&sites, origin), may, "{origin}");
+        }
+        assert!(may_frame(&[], "null"), "no sites named: any page");
+        assert!(may_frame(&[], "https://anywhere.example.net"));
+    }
 
     /// Only origins get through, in one spelling each: nothing that could
     /// end the header's directive or add another source to it.

@@ -557,11 +557,16 @@ async fn im_read(
         (status = 404, description = "`not_found`: no such library", body = ErrorBody,
             headers(("access-control-allow-origin" = String, description = "*"))),
     ))]
-async fn library_status(State(s): State<AppState>, Path(slug): Path<String>) -> axum::response::Response {
-    use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
+async fn library_status(
+    State(s): State<AppState>,
+    Path(slug): Path<String>,
+    request: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, ORIGIN, VARY};
     use axum::response::IntoResponse;
-    let headers = [(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store")];
-    match s.app.library_status(&slug).await {
+    let headers = [(ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (CACHE_CONTROL, "no-store"), (VARY, "Origin")];
+    let origin = request.get(ORIGIN).and_then(|o| o.to_str().ok());
+    match s.app.library_status(&slug, origin).await {
         Ok(status) => {
             let view = LibraryStatusView::of(status, s.app.limits().max_message_chars);
             (headers, axum::Json(view)).into_response()

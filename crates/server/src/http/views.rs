@@ -581,6 +581,13 @@ pub struct LibraryStatusView {
     /// chat and the question form (both are refused, `409 closed`); `null`:
     /// open.
     pub closed_notice: Option<String>,
+    /// Whether the page that asked (the request's `Origin`) may show the
+    /// chat in a frame: `false` when the library's admins named the sites
+    /// that may (`PUT /api/libraries/{slug}/embedding`) and this page's is
+    /// not one of them — the browser would refuse the frame, so the widget
+    /// opens the chat in a tab of its own instead. `true` without an
+    /// `Origin`.
+    pub framed_here: bool,
 }
 
 impl LibraryStatusView {
@@ -592,6 +599,7 @@ impl LibraryStatusView {
             max_message_chars,
             personal_data_days: s.retention_days,
             closed_notice: s.closed_notice,
+            framed_here: s.framed_here,
         }
     }
 }

@@ -185,6 +185,18 @@ async fn framed_by(app: &crate::helpers::TestApp, slug: &str) -> String {
     directive.trim_start_matches("frame-ancestors ").to_owned()
 }
 
+/// Whether the status says a page of `origin` may frame the chat (the
+/// widget opens the chat in a tab of its own where it may not).
+async fn framed_here(app: &crate::helpers::TestApp, origin: Option<&str>) -> bool {
+    let mut ask = reqwest::Client::new().get(app.url("/api/libraries/riverside-main/status"));
+    if let Some(origin) = origin {
+        ask = ask.header("Origin", origin);
+    }
+    let res = ask.send().await.unwrap();
+    assert_eq!(res.headers()["vary"], "Origin", "the answer depends on the page");
+    res.json::<serde_json::Value>().await.unwrap()["framed_here"].as_bool().unwrap()
+}
+
 /// A library's admins name the sites that may show its chat (its widget's
 /// pages); browsers then refuse to show it in a frame anywhere else. None
 /// named: any site, as before. A refused or bad list changes nothing.
@@ -195,6 +207,7 @@ async fn a_library_names_the_sites_that_may_show_its_chat_and_no_other_may() {
     let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
     assert_eq!(carla.get(url).await, (200, serde_json::json!({"sites": []})));
     assert_eq!(framed_by(&app, "riverside-main").await, "*", "none named: any site");
+    assert!(framed_here(&app, Some("https://elsewhere.example.net")).await);
 
     // Refused: a librarian; an admin of another library; a list that is
     // not one of origins, or too long. Nothing changes.
@@ -228,6 +241,14 @@ async fn a_library_names_the_sites_that_may_show_its_chat_and_no_other_may() {
         framed_by(&app, "riverside-main").await,
         "'self' https://www.riverside.example.org http://127.0.0.1:8080"
     );
+    // The widget is told whether its page may frame the chat, as the
+    // browser would match it.
+    assert!(framed_here(&app, Some("https://www.riverside.example.org")).await);
+    assert!(framed_here(&app, Some("http://127.0.0.1:8080")).await);
+    assert!(!framed_here(&app, Some("https://elsewhere.example.net")).await);
+    assert!(!framed_here(&app, Some("http://127.0.0.1:8081")).await);
+    assert!(!framed_here(&app, Some("null")).await);
+    assert!(framed_here(&app, None).await, "no Origin: a page of refdesk's own");
     // Another library's page is its own affair; a page that names no
     // library may be shown anywhere (a mistyped snippet says so).
     assert_eq!(framed_by(&app, "lakeside-public").await, "*");
@@ -238,4 +259,5 @@ async fn a_library_names_the_sites_that_may_show_its_chat_and_no_other_may() {
     // None again: any site.
     assert_eq!(carla.put(url, serde_json::json!({"sites": []})).await, (200, serde_json::json!({"sites": []})));
     assert_eq!(framed_by(&app, "riverside-main").await, "*");
+    assert!(framed_here(&app, Some("https://elsewhere.example.net")).await);
 }
