@@ -426,8 +426,17 @@ struct Mounted(PathBuf);
 
 impl Mounted {
     fn new(at: PathBuf) -> Mounted {
+        Mounted::sized(at, "50%")
+    }
+
+    /// Of `size` (tmpfs's `size=`: `32m`, `50%`).
+    fn sized(at: PathBuf, size: &str) -> Mounted {
         std::fs::create_dir_all(&at).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "refdesk-test"]).arg(&at).output().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "refdesk-test"])
+            .arg(&at)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "mounting a tmpfs (as root): {}", text(&out));
         Mounted(at)
     }
@@ -503,4 +512,130 @@ async fn a_backup_is_taken_from_a_data_folder_whose_file_system_was_remounted_re
     assert!(text(&out).contains("copy the database and the files beside it to a writable folder"), "{}", text(&out));
     let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 2, "only the two backups: {left:?}");
+}
+
+/// Fills the file system of `dir` with a file of zeros until it is full;
+/// the file's path.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    let _ = file.sync_all();
+    path
+}
+
+/// A data folder's disk that fills up (an operator's bad day): lines that
+/// cannot be written are refused, never acknowledged; `/readyz` says the
+/// database cannot commit; nothing acknowledged before is lost; and once
+/// space is freed the same server takes lines again, without a restart.
+/// After a kill, every acknowledged line is in the database, once.
+#[tokio::test]
+async fn a_full_disk_refuses_lines_without_losing_any_and_the_server_goes_on_once_space_is_freed() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = Mounted::sized(root.path().join("disk"), "48m");
+    let data = disk.0.join("data");
+    let server = Server::start(&data, &["--demo"]).await;
+    let ann = server.ann().await;
+    let session = server.chat(&ann, 1).await;
+    let url = server.url(&format!("/api/sessions/{session}/messages"));
+    let mut acked = HashSet::new();
+    let send = |n: usize| {
+        let (ann, url) = (ann.clone(), url.clone());
+        async move {
+            let client_id = format!("full-{n}");
+            let body = json!({"body": format!("line {n}: {}", "x".repeat(2000)), "client_id": client_id});
+            let r = ann.post(&url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), client_id)
+        }
+    };
+    for n in 0..20 {
+        let (status, id) = send(n).await;
+        assert_eq!(status, 200);
+        acked.insert((session, id));
+    }
+
+    let filler = fill(&disk.0);
+    let mut refused = None;
+    for n in 20..3000 {
+        match send(n).await {
+            (200, id) => {
+                acked.insert((session, id));
+            }
+            (status, _) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a line was refused on the full disk");
+    let (available, size) = disk_figures(&server).await;
+    assert!(available < 2 << 20, "/metrics says the disk is full: {available} bytes left");
+    assert!((40 << 20..=48 << 20).contains(&size), "the disk's size: {size}");
+    assert!(refused >= 500, "refused as the server's trouble, not the librarian's: {refused}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = reqwest::get(server.url("/readyz")).await.unwrap();
+        if r.status() == 503 {
+            let why = r.text().await.unwrap();
+            assert!(why.contains("cannot commit"), "{why}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz kept saying ready on a full disk");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Space again: the same server takes lines, and says it is ready.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 5000;
+    loop {
+        let (status, id) = send(n).await;
+        n += 1;
+        if status == 200 {
+            acked.insert((session, id));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server took no line after space was freed ({status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for _ in 0..20 {
+        let (status, id) = send(n).await;
+        n += 1;
+        assert_eq!(status, 200, "lines go on after the first");
+        acked.insert((session, id));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(server.url("/readyz")).await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not say ready again once space was freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (available, _) = disk_figures(&server).await;
+    assert!(available > 8 << 20, "/metrics says space is back: {available} bytes");
+
+    drop(server);
+    let stored = stored(&data.join("refdesk.sqlite3"));
+    let missing: Vec<_> = acked.difference(&stored).collect();
+    assert!(missing.is_empty(), "acknowledged but not stored: {missing:?}");
+}
+
+/// `refdesk_data_dir_available_bytes` and `refdesk_data_dir_size_bytes` as
+/// `/metrics` says them.
+async fn disk_figures(server: &Server) -> (u64, u64) {
+    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let figure = |name: &str| {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {text}"));
+        line[name.len() + 1..].trim().parse::<u64>().unwrap()
+    };
+    (figure("refdesk_data_dir_available_bytes"), figure("refdesk_data_dir_size_bytes"))
 }

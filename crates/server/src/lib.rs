@@ -124,6 +124,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         tracing::info!(node = %link.node, subject = %config.nats_subject, "NATS link set up (it connects in the background if NATS is not reachable yet)");
     }
     let metrics = Arc::new(metrics::ServerMetrics::new(bus.metrics(), config.metrics_listen));
+    metrics.watch_disk(config.data_dir.clone());
     let app = App::new(store, bus, config.limits.clone(), clock);
     // Erasures on request, noted beside the database (see
     // `refdesk_app::erasures`). On PostgreSQL the node's data folder may not

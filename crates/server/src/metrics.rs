@@ -136,10 +136,14 @@ pub struct ServerMetrics {
     outbox_oldest: Gauge<f64, AtomicU64>,
     store_readable: Gauge,
     database_bytes: Gauge,
+    disk_available: Gauge,
+    disk_size: Gauge,
     on_duty: Family<LibraryLabel, Gauge>,
     limited: Family<Label, Counter>,
     /// The accept loop's counts, once it runs (read at each scrape).
     open: OnceLock<Arc<crate::conn::Counts>>,
+    /// The data folder, whose file system's free space each scrape reads.
+    data_dir: OnceLock<std::path::PathBuf>,
     /// One scrape at a time: each sets the read figures, then encodes them.
     scraping: tokio::sync::Mutex<()>,
     /// `metrics_listen`: where `/metrics` is served instead of the main listener.
@@ -161,9 +165,12 @@ impl ServerMetrics {
             outbox_oldest: Gauge::default(),
             store_readable: Gauge::default(),
             database_bytes: Gauge::default(),
+            disk_available: Gauge::default(),
+            disk_size: Gauge::default(),
             on_duty: Family::default(),
             limited: Family::default(),
             open: OnceLock::new(),
+            data_dir: OnceLock::new(),
             scraping: tokio::sync::Mutex::new(()),
             listen,
         };
@@ -196,6 +203,18 @@ impl ServerMetrics {
             "The database's size (SQLite: its pages, without the write-ahead log; PostgreSQL: pg_database_size)",
             Unit::Bytes,
             m.database_bytes.clone(),
+        );
+        r.register_with_unit(
+            "data_dir_available",
+            "Space left on the data folder's file system for refdesk (statvfs: blocks available to it; the database, its write-ahead log, e-mail files and backups there grow into it)",
+            Unit::Bytes,
+            m.disk_available.clone(),
+        );
+        r.register_with_unit(
+            "data_dir_size",
+            "The size of the data folder's file system",
+            Unit::Bytes,
+            m.disk_size.clone(),
         );
         r.register("staff_on_duty", "Staff on duty per library (their home library)", m.on_duty.clone());
         let build = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
@@ -270,11 +289,31 @@ impl ServerMetrics {
         self.http_seconds.get_or_create(&route).observe(took.as_secs_f64());
     }
 
+    /// Lets scrapes read the free space of the data folder's file system.
+    pub(crate) fn watch_disk(&self, data_dir: std::path::PathBuf) {
+        let _ = self.data_dir.set(data_dir);
+    }
+
+    /// Reads the data folder's file system (left as it was when it cannot
+    /// be read: a folder not made yet, on PostgreSQL).
+    fn read_disk(&self) {
+        let Some(dir) = self.data_dir.get() else { return };
+        match rustix::fs::statvfs(dir) {
+            Ok(fs) => {
+                let bytes = |blocks: u64| i64::try_from(blocks.saturating_mul(fs.f_frsize)).unwrap_or(i64::MAX);
+                self.disk_available.set(bytes(fs.f_bavail));
+                self.disk_size.set(bytes(fs.f_blocks));
+            }
+            Err(e) => tracing::debug!(error = %e, "/metrics: the data folder's file system could not be read"),
+        }
+    }
+
     /// Sets the figures read at scrape time. Whether the store answered.
     async fn refresh(&self, app: &refdesk_app::App) -> bool {
         if let Some(counts) = self.open.get() {
             self.connections.get_or_create(&[("kind", "tcp")]).set(counts.open() as i64);
         }
+        self.read_disk();
         let store = app.store();
         let (libraries, live, outbox, size, staff) = tokio::join!(
             tokio::time::timeout(STORE_WAIT, store.libraries()),
