@@ -41,7 +41,7 @@ use refdesk_server::config::LogFormat;
 use refdesk_server::Config;
 use refdesk_store::Named;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -442,8 +442,72 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         for advice in config.advice() {
             println!("warning: {advice}");
         }
+        check_data_dir(&config)?;
     } else {
         print!("{}", config.redacted_toml());
+    }
+    Ok(())
+}
+
+/// Below this much space left on the data folder's disk, `config --check`
+/// warns (a full disk refuses every line: docs/operations.md).
+const LOW_DISK_BYTES: u64 = 1 << 30;
+
+/// `config --check`'s look at the data folder: whether `serve` can make or
+/// use it, the space left on its disk, and (SQLite) whether the database
+/// is this refdesk's version or one `serve` will upgrade — said before a
+/// restart, not found at it. An error for what would stop `serve`.
+fn check_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let writable = |p: &Path| rustix::fs::access(p, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK).is_ok();
+    if !dir.exists() {
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // (The folder above it exists: the configuration's check says so.)
+        if !writable(parent) {
+            anyhow::bail!(
+                "data_dir {}: {} is not writable by this user, who could not create it",
+                dir.display(),
+                parent.display()
+            );
+        }
+        println!("data folder {}: not there yet; `refdesk serve` (or `refdesk setup`) creates it", dir.display());
+        return Ok(());
+    }
+    // (A file where the folder should be: the configuration's check says so.)
+    if !writable(dir) {
+        anyhow::bail!("data_dir {} is not writable by this user: run refdesk as the folder's owner", dir.display());
+    }
+    match refdesk_server::metrics::disk_space(dir) {
+        Ok(space) => {
+            let gb = |b: u64| b as f64 / 1e9;
+            println!("data folder {}: {:.1} GB free of {:.1} GB", dir.display(), gb(space.available), gb(space.size));
+            if space.available < LOW_DISK_BYTES || space.available < space.size / 10 {
+                println!(
+                    "warning: the data folder's disk is nearly full: a full disk refuses every chat line (free space,                      or move data_dir to a bigger disk; docs/operations.md, \"A full disk\")"
+                );
+            }
+        }
+        Err(e) => println!("warning: the space left on {}'s disk could not be read: {e}", dir.display()),
+    }
+    if config.database_url.is_some() {
+        return Ok(());
+    }
+    let path = config.database_path();
+    match refdesk_store::sqlite::backup::schema_versions(&path).map_err(|e| anyhow::anyhow!("{e}"))? {
+        None => println!("database {}: not there yet; `refdesk setup` (or `serve --demo`) creates it", path.display()),
+        Some((now, known)) if now == known => {
+            println!("database {}: schema version {now}, this refdesk's", path.display())
+        }
+        Some((now, known)) if now < known => println!(
+            "warning: database {} is at schema version {now}: `refdesk serve` upgrades it to {known} when it starts, \
+             and an older refdesk cannot open it afterwards; take a backup first (`refdesk backup --to …`)",
+            path.display()
+        ),
+        Some((now, known)) => anyhow::bail!(
+            "database {} is at schema version {now}, newer than this refdesk ({known}): `serve` would refuse it; \
+             run the refdesk that made it, or a newer one",
+            path.display()
+        ),
     }
     Ok(())
 }

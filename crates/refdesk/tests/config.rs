@@ -411,3 +411,60 @@ fn what_works_but_is_unsafe_on_the_open_internet_is_said_not_refused() {
     let both = [("REFDESK_TRUSTED_PROXIES", "127.0.0.1"), ("REFDESK_PUBLIC_URL", "https://ask.example.org")];
     assert_eq!(check(&both), Vec::<String>::new());
 }
+
+/// `config --check` looks at the data folder too, before a restart finds
+/// out: whether `serve` can make or use it, the space left on its disk, and
+/// whether the database is this refdesk's schema version, one `serve` will
+/// upgrade (a warning: take a backup first), or one it would refuse.
+#[test]
+fn config_check_looks_at_the_data_folder_and_says_whether_serve_would_upgrade_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let check = || refdesk(None, &[], &["--data-dir", data.to_str().unwrap(), "config", "--check"]);
+    let o = check();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("not there yet; `refdesk serve` (or `refdesk setup`) creates it"), "{}", out(&o));
+    assert!(!data.exists(), "the check creates nothing");
+
+    std::fs::write(&data, "a file, not a folder").unwrap();
+    let o = check();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("not a folder"), "{}", err(&o));
+    std::fs::remove_file(&data).unwrap();
+
+    let o = refdesk(None, &[], &["--data-dir", data.to_str().unwrap(), "demo"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = check();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains(" GB free of "), "{}", out(&o));
+    assert!(out(&o).contains(", this refdesk's"), "{}", out(&o));
+    let db = data.join("refdesk.sqlite3");
+    let version: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+
+    let set = |v: i64| rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", v).unwrap();
+    set(version - 2);
+    let o = check();
+    assert!(o.status.success(), "{}", err(&o));
+    let said = out(&o);
+    assert!(
+        said.contains(&format!("warning: database {} is at schema version {}", db.display(), version - 2)),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("upgrades it to {version} when it starts")) && said.contains("refdesk backup"),
+        "{said}"
+    );
+
+    set(version + 3);
+    let before = std::fs::read(&db).unwrap();
+    let o = check();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains(&format!("newer than this refdesk ({version})")), "{}", err(&o));
+    assert!(std::fs::read(&db).unwrap() == before, "the check wrote nothing");
+
+    std::fs::write(&db, "not a database at all, but long enough to look like one to a quick glance").unwrap();
+    let o = check();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("refdesk.sqlite3"), "{}", err(&o));
+}

@@ -298,11 +298,10 @@ impl ServerMetrics {
     /// be read: a folder not made yet, on PostgreSQL).
     fn read_disk(&self) {
         let Some(dir) = self.data_dir.get() else { return };
-        match rustix::fs::statvfs(dir) {
-            Ok(fs) => {
-                let bytes = |blocks: u64| i64::try_from(blocks.saturating_mul(fs.f_frsize)).unwrap_or(i64::MAX);
-                self.disk_available.set(bytes(fs.f_bavail));
-                self.disk_size.set(bytes(fs.f_blocks));
+        match disk_space(dir) {
+            Ok(space) => {
+                self.disk_available.set(i64::try_from(space.available).unwrap_or(i64::MAX));
+                self.disk_size.set(i64::try_from(space.size).unwrap_or(i64::MAX));
             }
             Err(e) => tracing::debug!(error = %e, "/metrics: the data folder's file system could not be read"),
         }
@@ -376,6 +375,22 @@ impl Drop for OpenSocket {
 
 /// The node's metrics, for Prometheus.
 ///
+/// A file system's space, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct DiskSpace {
+    /// What an unprivileged process may still write there.
+    pub available: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The space of the file system that holds `dir` (statvfs).
+pub fn disk_space(dir: &std::path::Path) -> std::io::Result<DiskSpace> {
+    let fs = rustix::fs::statvfs(dir)?;
+    let bytes = |blocks: u64| blocks.saturating_mul(fs.f_frsize);
+    Ok(DiskSpace { available: bytes(fs.f_bavail), size: bytes(fs.f_blocks) })
+}
+
 /// Counters (`_total`), gauges and histograms as listed in
 /// docs/operations.md. Served here unless `metrics_listen` is set: then
 /// only on that address, and this answers 404. Here, only to this machine

@@ -326,6 +326,23 @@ fn settle(path: &Path, what: &str) -> Result<Summary> {
     Ok(Summary { bytes, ..summary })
 }
 
+/// The schema version of the database at `db_path` and the version this
+/// refdesk brings it to (`refdesk config --check` says whether `serve`
+/// will upgrade it), read without writing anything; `None` when there is
+/// no database there yet.
+pub fn schema_versions(db_path: &Path) -> Result<Option<(usize, usize)>> {
+    if !db_path.exists() {
+        return Ok(None);
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(db_path, flags)
+        .map_err(|e| context(db(e), format!("opening {}", db_path.display())))?;
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| context(db(e), format!("reading {} (is it a SQLite database?)", db_path.display())))?;
+    Ok(Some((version, schema::MIGRATIONS.len())))
+}
+
 /// Checks the schema is refdesk's, at a version this binary knows.
 fn describe(conn: &Connection, what: &str) -> Result<Summary> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
