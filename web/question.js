@@ -13,7 +13,10 @@ const codeLabel = (key) => (key == null ? "none" : names.codes.get(key) ?? key);
 
 function describe(t) {
   switch (t.change) {
-    case "created": return `created (${t.status})`;
+    // R1: a chat's question is made as a librarian begins chatting,
+    // answered by default; one from the offline form by the patron.
+    case "created": return t.actor == null ? `question created (${t.status})`
+      : `began chatting, which created the question (${t.status} until a resolution code says otherwise)`;
     case "status": return `status ${t.from} → ${t.to}`;
     case "code": return `resolution code ${codeLabel(t.from)} → ${codeLabel(t.to)}`;
     case "read_scale": return `READ scale ${t.to ?? "none"}`;

@@ -26,6 +26,16 @@ pub const MAX_POLICY_CHARS: usize = 20_000;
 /// may), and each answer read every staff member of the cooperative.
 pub const STATUS_FRESH_MS: Millis = 5_000;
 
+/// How recently a staff member on duty must have been connected (seen by a
+/// node: each marks its connected staff every round, and the end of their
+/// last connection) for the entry points to say a librarian is available.
+/// They stay on duty for `signoff_minutes` after their last connection
+/// ends (a reload, a network blip: their chats wait for them), but a
+/// patron is not told someone is there who has been gone a minute — after
+/// a closed browser, a restart, or a restore of a database in which they
+/// were on duty.
+pub const AVAILABLE_WITHIN_MS: Millis = 60_000;
+
 /// Per cooperative: whether anyone was on duty, when that was read, and a
 /// count of the changes made on this node (an answer read before one is
 /// not kept after it). One entry per cooperative that has libraries, at most.
@@ -274,7 +284,8 @@ impl App {
             self.metrics().status_reads.inc();
             let now = self.clock.now();
             let staff = self.store.staff_of(coop).await?;
-            let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty);
+            let here = |e: &refdesk_store::StaffEntry| now - e.last_seen <= AVAILABLE_WITHIN_MS;
+            let online = staff.iter().any(|e| !e.disabled && e.availability == Availability::OnDuty && here(e));
             let mut cache = self.on_duty.lock().unwrap_or_else(|p| p.into_inner());
             let entry = cache.entry(coop).or_default();
             if entry.changes == changes {

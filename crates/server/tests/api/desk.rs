@@ -336,11 +336,18 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
     .await;
     assert_eq!(presence(&erin).await, "on_duty", "a connected librarian is never signed off");
 
-    // The browser closes; five minutes later Ben is off duty.
+    // The browser closes. A minute later the entry point no longer says
+    // a librarian is available, though Ben is still on duty (a reload or a
+    // blip would have brought him back); five minutes later he is off duty.
     ws.close().await;
     app.eventually("the connection's end is recorded", || async { app.state.app.connections().connected().is_empty() })
         .await;
-    app.clock().advance(5 * 60_000 + 1_000);
+    app.clock().advance(refdesk_app::staff::AVAILABLE_WITHIN_MS - 5_000);
+    assert!(status(&app).await, "gone less than a minute: still said available");
+    app.clock().advance(6_000);
+    assert!(!status(&app).await, "gone a minute: nobody is said to be there");
+    assert_eq!(presence(&erin).await, "on_duty", "still on duty for his colleagues until signed off");
+    app.clock().advance(5 * 60_000 + 1_000 - refdesk_app::staff::AVAILABLE_WITHIN_MS - 1_000);
     app.eventually("Ben is signed off automatically", || presence(&erin).then(|a| async move { a == "off_duty" }))
         .await;
     assert!(!status(&app).await, "the entry point says nobody is there");
