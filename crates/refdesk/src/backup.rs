@@ -32,7 +32,24 @@ pub fn backup(config: &Config, to: &Path, force: bool) -> anyhow::Result<()> {
     let db = config.database_path();
     let done = backup::backup(&db, to, force).map_err(plain).with_context(|| format!("backing up {}", db.display()))?;
     println!("backed up {} to {}: {}", db.display(), to.display(), describe(&done));
+    if inside(to, &config.data_dir) {
+        println!(
+            "warning: {} is inside the data folder {}: a copy there is lost with the folder's disk, and retention \
+             and erasures never reach it; move it elsewhere (docs/operations.md, \"Backups and restore\")",
+            to.display(),
+            config.data_dir.display()
+        );
+    }
     Ok(())
+}
+
+/// Whether the file `path` (written) lies in the folder `dir` or below.
+fn inside(path: &Path, dir: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).ok();
+    match (path.parent().and_then(real), real(dir)) {
+        (Some(folder), Some(dir)) => folder.starts_with(dir),
+        _ => false,
+    }
 }
 
 /// `refdesk restore --from FILE`; `with` names the configuration file and

@@ -442,6 +442,16 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         for advice in config.advice() {
             println!("warning: {advice}");
         }
+        // (`serve` says it at start, as the mailer starts.)
+        if config.mail.smtp_url.is_none() {
+            println!(
+                "warning: no mail.smtp_url: answers and transcripts are written to files in {}, not sent (patrons get \
+                 nothing); set mail.smtp_url to the library's mail server (README, \"Configuration\")",
+                std::path::absolute(config.data_dir.join("mail"))
+                    .unwrap_or_else(|_| config.data_dir.join("mail"))
+                    .display()
+            );
+        }
         check_data_dir(&config)?;
     } else {
         print!("{}", config.redacted_toml());
@@ -458,7 +468,9 @@ const LOW_DISK_BYTES: u64 = 1 << 30;
 /// is this refdesk's version or one `serve` will upgrade — said before a
 /// restart, not found at it. An error for what would stop `serve`.
 fn check_data_dir(config: &Config) -> anyhow::Result<()> {
-    let dir = &config.data_dir;
+    // Said from `/`: a relative data_dir is relative to where refdesk runs
+    // (a service's working folder), which the operator should see.
+    let dir = &std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let writable = |p: &Path| rustix::fs::access(p, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK).is_ok();
     if !dir.exists() {
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -492,7 +504,7 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
     if config.database_url.is_some() {
         return Ok(());
     }
-    let path = config.database_path();
+    let path = dir.join("refdesk.sqlite3");
     match refdesk_store::sqlite::backup::schema_versions(&path).map_err(|e| anyhow::anyhow!("{e}"))? {
         None => println!("database {}: not there yet; `refdesk setup` (or `serve --demo`) creates it", path.display()),
         Some((now, known)) if now == known => {

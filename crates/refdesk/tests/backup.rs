@@ -285,6 +285,18 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     assert_eq!(std::fs::read(&file).unwrap(), b"last night's");
     let out = refdesk(live.path(), &["backup", "--to", &arg(&file), "--force"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    // A copy inside the data folder is made, and said to be in the wrong
+    // place (the folder's disk, and out of retention's and erasures' reach).
+    std::fs::create_dir(live.path().join("copies")).unwrap();
+    let out = refdesk(live.path(), &["backup", "--to", &arg(&live.path().join("copies/extra.sqlite3"))]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("is inside the data folder") && text(&out).contains("move it elsewhere"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(live.path().join("copies")).unwrap();
 
     // Nor, --force or not, the files SQLite keeps beside the database
     // (a copy in place of the log would break it).
