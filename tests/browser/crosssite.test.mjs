@@ -371,6 +371,10 @@ test("the patron starts a chat in the frame; the librarian accepts it from the q
   await frame.locator("#question").fill(PATRON.question);
   const started = host.waitForResponse((r) => r.url().startsWith(`${ask}/api/`) && r.request().method() === "POST"
     && new URL(r.url()).pathname.endsWith("/chats"));
+  // The start form fits the frame, its button too (a library's long name
+  // takes two lines of the heading).
+  const startButton = await (await frameOf(host)).$eval("#start button[type=submit]", (el) => el.getBoundingClientRect().bottom <= innerHeight);
+  assert.ok(startButton, "Start chat is in view in the frame without scrolling");
   await frame.locator("#start button[type=submit]").click();
   collectTokens(await (await started).json());
   await frame.locator("#chat").waitFor();
@@ -396,7 +400,10 @@ test("the patron starts a chat in the frame; the librarian accepts it from the q
   const box = await (await host.$(`iframe[src^="${ask}/"]`)).boundingBox();
   assert.ok(box.width <= 382 && box.height <= 602, `the frame is ${box.width}×${box.height} (380 × 600 and its border)`);
   const inFrame = await frameOf(host);
-  for (const sel of ["#text", "#composer button[type=submit]", "#end"]) {
+  // The message box has the focus (a page taller than the frame would
+  // scroll to it and take the heading out of view).
+  await inFrame.focus("#text");
+  for (const sel of ["#heading", "#text", "#composer button[type=submit]", "#end"]) {
     const r = await inFrame.$eval(sel, (el) => { const b = el.getBoundingClientRect(); return { top: b.top, bottom: b.bottom, left: b.left, right: b.right, h: innerHeight, w: innerWidth }; });
     assert.ok(r.top >= 0 && r.bottom <= r.h && r.left >= 0 && r.right <= r.w, `${sel} is wholly in view in the frame: ${JSON.stringify(r)}`);
   }
