@@ -1030,7 +1030,7 @@ $("im-form").onsubmit = (e) => {
 $("login").onsubmit = async (e) => {
   e.preventDefault();
   try { me = await api("/api/login", { method: "POST", body: { username: $("username").value, password: $("password").value } }); start(); }
-  catch (err) { $("login-error").textContent = err.message; }
+  catch (err) { $("login-status").textContent = ""; $("login-error").textContent = err.message; }
 };
 // A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.
 let signingOut = false;
@@ -1085,7 +1085,8 @@ $("logout").onclick = async () => {
 
 try { me = await api("/api/me"); start(); } catch {
   $("login").classList.remove("hidden");
-  if (sessionStorage.getItem("refdesk.password")) $("login-error").textContent = "Your password is changed: sign in with the new one.";
+  // Said as news, not as an error.
+  if (sessionStorage.getItem("refdesk.password")) $("login-status").textContent = "Your password is changed: sign in with the new one.";
   else if (sessionStorage.getItem("refdesk.ended")) {
     $("login-error").textContent = "You were signed out: your sign-in ended elsewhere or expired, or your account was disabled. "
       + "Sign in again; if that is refused, ask your library's admin.";

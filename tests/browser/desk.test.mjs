@@ -771,7 +771,9 @@ test("a librarian changes her own password from the desk and signs in again with
   // Right: signed out everywhere, told so, and in again with the new one.
   await dialog.getByLabel("Current password").fill("first pass 2026");
   await dialog.getByRole("button", { name: "Change it" }).click();
-  await page.getByText("Your password is changed: sign in with the new one.").waitFor();
+  // As news (a status), not as an error.
+  await page.locator("#login-status", { hasText: "Your password is changed: sign in with the new one." }).waitFor();
+  assert.equal(await page.locator("#login-error").innerText(), "");
   await signInAs("first pass 2026");
   await page.locator("#login-error", { hasText: /^Wrong username or password/ }).waitFor();
   await signInAs("second pass 2027");
