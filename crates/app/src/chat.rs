@@ -199,6 +199,9 @@ impl Written {
 /// A day, in milliseconds.
 const DAY: i64 = 86_400_000;
 
+/// What a sign-in with the right password of a disabled account is told.
+pub const ACCOUNT_DISABLED: &str = "this account is disabled: ask your library's admin to enable it";
+
 impl App {
     // --- sign-in -----------------------------------------------------------
 
@@ -263,6 +266,13 @@ impl App {
             Err(busy) => Err(busy),
         };
         let rec = match checked {
+            // The right password of a disabled account: its owner is told
+            // why, and to whom to turn (no guesser learns it: it takes the
+            // password). Not a failed attempt.
+            Ok(Some(rec)) if rec.disabled => {
+                self.sign_ins.give_back(username, attempt);
+                return Err(DomainError::Forbidden(ACCOUNT_DISABLED).into());
+            }
             Ok(Some(rec)) => rec,
             Ok(None) => return Err(refused()),
             Err(e) => {
@@ -296,7 +306,7 @@ impl App {
             Err(busy) => Err(busy),
         };
         let rec = match checked {
-            Ok(Some(rec)) if rec.staff.id == staff.id => rec,
+            Ok(Some(rec)) if rec.staff.id == staff.id && !rec.disabled => rec,
             Ok(_) => return Err(DomainError::Forbidden("your current password is not right").into()),
             Err(e) => {
                 // No password was checked: the attempt is not counted.
@@ -356,8 +366,8 @@ impl App {
         Ok(token)
     }
 
-    /// The account, if `password` is its own and it is enabled; `None` for
-    /// a wrong name or password. The hash takes `place` (taken before
+    /// The account, if `password` is its own (enabled or not); `None` for a
+    /// wrong name or password. The hash takes `place` (taken before
     /// the account is read: a full line costs no read of it).
     async fn check_password(
         &self,
@@ -373,7 +383,7 @@ impl App {
         };
         let (password, hash) = (password.to_owned(), rec.password_hash.clone());
         let ok = self.hash_in_place(place, move || auth::verify_password(&password, &hash)).await?;
-        Ok((ok && !rec.disabled).then_some(rec))
+        Ok(ok.then_some(rec))
     }
 
     /// Asks the store where `username` signed in from lately (on any node,

@@ -47,8 +47,8 @@ struct Login {
     responses(
         (status = 200, description = "signed in; the account's oldest sign-ins past `limits.sign_ins_per_account` (20) end", body = Staff,
             headers(("set-cookie" = String, description = "refdesk_session=…; HttpOnly; SameSite=Strict (over https __Host-refdesk_session=…; …; Secure); and refdesk_device=label:issued:hmac[~…]; HttpOnly; SameSite=Strict; Max-Age=2592000 (__Host-refdesk_device), the accounts that signed in at this browser lately"))),
-        (status = 401, description = "`unauthenticated`: wrong username or password, a disabled account, or a name that is no sign-in name", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the demo password from another machine", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: wrong username or password, or a name that is no sign-in name", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the demo password from another machine; or the right password of a disabled account (\"this account is disabled: …\"; a wrong one is `401` as for anyone)", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many sign-in attempts from this address, or from this browser at an account that signed in at it lately (`Retry-After`); `busy`: 64 sign-ins are already being checked on this node (from a network the account signed in from in the last 30 days: 16 more places); `too_many_attempts`: this account's attempts for the hour (`limits.failed_logins_per_account_per_hour`, 20 on each node) are spent, from any network it did not sign in from in the last 30 days", body = ErrorBody),
     ))]
 async fn login(

@@ -548,7 +548,15 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     assert_eq!(login(&nina_client, "long-enough-1").await.unwrap().status(), 200);
     assert_eq!(carla.post(&format!("/api/staff/{nina}"), json!({"disabled": true})).await.0, 200);
     assert_eq!(nina_client.get(app.url("/api/me")).send().await.unwrap().status(), 401);
-    assert_eq!(login(&nina_client, "long-enough-1").await.unwrap().status(), 401);
+    // With her password she is told why; with another, as anyone is.
+    let refused = login(&nina_client, "long-enough-1").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let why = refused.json::<Value>().await.unwrap();
+    assert!(why["error"]["message"].as_str().unwrap().contains("this account is disabled"), "{why}");
+    let wrong = login(&nina_client, "not-her-password-1").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let why = wrong.json::<Value>().await.unwrap();
+    assert_eq!(why["error"]["message"], "wrong username or password", "nothing said of the account");
     // Re-enabled with a new password.
     assert_eq!(
         carla.post(&format!("/api/staff/{nina}"), json!({"disabled": false, "password": "another-pass-2"})).await.0,
