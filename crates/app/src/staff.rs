@@ -761,6 +761,10 @@ impl App {
         let title = input::optional_line("title", Some(title), 100)?
             .ok_or_else(|| DomainError::invalid("title", "is required"))?;
         let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
+        // Saved as it was: nothing written, logged or counted.
+        if (title.as_str(), body.as_str()) == (script.title.as_str(), script.body.as_str()) {
+            return Ok(script);
+        }
         if shared.is_some() {
             self.admin_change(Some(staff))?;
         }

@@ -226,8 +226,9 @@ impl Connection {
         Duration::from_secs(self.feed.app().limits().ws_send_seconds)
     }
 
-    /// A frame could not be read: over the size limit (said with 1009), or
-    /// a broken connection.
+    /// A frame could not be read: over the size limit (said with 1009), a
+    /// protocol error (1002), a text frame not in UTF-8 (1007), or a broken
+    /// connection.
     fn read_failed(&self, e: axum::Error) -> Closed {
         use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
         let inner = e.into_inner();
@@ -240,6 +241,8 @@ impl Connection {
                 tracing::debug!(error = %p, "WebSocket protocol error");
                 Closed::with(1002, "protocol error")
             }
+            // A text frame that is not UTF-8 (RFC 6455, 8.1: fail with 1007).
+            Some(WsError::Utf8(_)) => Closed::with(1007, "a text frame must be UTF-8"),
             _ => {
                 tracing::debug!(error = %inner, "WebSocket read failed");
                 Closed::quiet()
@@ -632,6 +635,10 @@ pub(super) async fn error(
     message: &str,
     client_id: Option<&str>,
 ) -> Result<(), Closed> {
+    // Only a valid id goes back: an invalid one (what was refused, maybe)
+    // is not echoed, whatever it holds (controls, direction overrides,
+    // 60 KB).
+    let client_id = client_id.filter(|c| ClientId::parse(c).is_ok());
     send(socket, &OutFrame::Error { code, message, client_id }, ERROR_WITHIN).await
 }
 

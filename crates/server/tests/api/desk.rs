@@ -866,6 +866,15 @@ async fn a_script_is_changed_in_place_by_those_who_may_keep_it() {
 
     let (status, _) = carla.put(&hours_path, edit("Opening hours", "We open at 9 on weekdays.")).await;
     assert_eq!(status, 200);
+    // Saved again as it is (spaces around the title aside): nothing logged.
+    let logged = carla.get("/api/admin-log").await.1.as_array().unwrap().len();
+    let (status, same) = carla.put(&hours_path, edit(" Opening hours ", "We open at 9 on weekdays.")).await;
+    assert_eq!((status, &same["title"]), (200, &json!("Opening hours")));
+    assert_eq!(
+        carla.get("/api/admin-log").await.1.as_array().unwrap().len(),
+        logged,
+        "an unchanged script is not a change"
+    );
     let all = ann.get("/api/scripts").await.1;
     assert_eq!(script(&all, hours)["body"], "We open at 9 on weekdays.", "the library's librarians get the new text");
     let log = carla.get("/api/admin-log").await.1;

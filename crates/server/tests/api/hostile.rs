@@ -227,6 +227,53 @@ async fn a_line_refused_by_the_frame_budget_is_refused_by_its_client_id() {
     assert_eq!(answered, expected, "every line answered once, by its id");
 }
 
+/// An error frame gives back a client id only if it is a valid one: an
+/// invalid id (60 KB, controls, a direction override) is refused without
+/// being echoed.
+#[tokio::test]
+async fn an_invalid_client_id_is_refused_without_being_echoed() {
+    let app = spawn_app().await;
+    let chat = app.start_chat("riverside-main", "odd ids").await;
+    let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello");
+    for bad in ["x".repeat(60_000), "a\u{202e}b".to_owned(), "nul\u{0}".to_owned(), "a space".to_owned()] {
+        let line = json!({"type": "send", "kind": "message", "client_id": bad, "body": "hello"});
+        ws.send(Ws::text(line.to_string())).await.unwrap();
+        let refused = loop {
+            let Some(Ok(Ws::Text(t))) = ws.next().await else { panic!("the socket closed") };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "error" {
+                break v;
+            }
+        };
+        assert_eq!(refused["code"], "invalid", "{refused}");
+        assert!(refused.get("client_id").is_none_or(Value::is_null), "not echoed: {}", refused.to_string().len());
+    }
+}
+
+/// A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455,
+/// 8.1), said in a close frame, not by dropping the connection.
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_is_closed_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let app = spawn_app().await;
+    let chat = app.start_chat("riverside-main", "bad bytes").await;
+    let (mut ws, hello) = patron_socket(app.addr, &chat.token).await;
+    assert_eq!(hello["type"], "hello");
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    ws.send(Ws::Frame(frame)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let close = loop {
+        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(Ws::Close(close)))) => break close,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1007));
+}
+
 /// What a socket answered to a burst of frames: the frames of the kind
 /// asked for, the `rate_limited` errors, and when the last answer of the
 /// kind came.

@@ -248,6 +248,16 @@ async fn a_library_names_the_sites_that_may_show_its_chat_and_no_other_may() {
     assert!(!framed_here(&app, Some("https://elsewhere.example.net")).await);
     assert!(!framed_here(&app, Some("http://127.0.0.1:8081")).await);
     assert!(!framed_here(&app, Some("null")).await);
+    // An Origin that is not text names no site.
+    for raw in [&b"https://evil.example\x80"[..], "https://\u{e9}vil.example".as_bytes()] {
+        let res = reqwest::Client::new()
+            .get(app.url("/api/libraries/riverside-main/status"))
+            .header("Origin", reqwest::header::HeaderValue::from_bytes(raw).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["framed_here"], false, "{raw:?}");
+    }
     assert!(framed_here(&app, None).await, "no Origin: a page of refdesk's own");
     // Another library's page is its own affair; a page that names no
     // library may be shown anywhere (a mistyped snippet says so).
