@@ -578,7 +578,8 @@ impl Config {
         let l = &self.limits;
         if l.max_message_chars == 0 || l.max_message_chars > 100_000 {
             let it = l.max_message_chars;
-            problems.push(anyhow::anyhow!("limits.max_message_chars must be between 1 and 100000 (it is {it})"));
+            let from = self.source_of("limits.max_message_chars");
+            problems.push(anyhow::anyhow!("limits.max_message_chars must be between 1 and 100000 (it is {it}{from})"));
         }
         // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
         // a full-length message must always fit in a frame.
