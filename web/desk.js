@@ -28,7 +28,7 @@ const pending = new Map(); // client_id -> {session, kind, body}, until acknowle
 // A line on its way, shown where it will be: marked as such, in words too.
 function pendingItem(clientId, p) {
   return el("li", { class: `pending${p.kind === "note" ? " note" : ""}`, "data-client": clientId, dir: "auto" },
-    el("span", { class: "pending-label" }, "Sending… "), p.body);
+    el("span", { class: "pending-label" }, p.kind === "note" ? "Sending… librarian note: " : "Sending… "), p.body);
 }
 let waiting = [];
 // Beyond what the queue and monitor frames showed (a frame holds 300 waiting
@@ -247,7 +247,9 @@ function renderPresent() {
   if (!s) { $("present").textContent = ""; return; }
   const who = [s.librarian_name ? `${s.librarian_name} (chatting)` : "nobody chatting yet"];
   for (const m of s.ctx.members) who.push(`${m.name} (${m.mode})`);
-  for (const w of s.watchers || []) who.push(`${w.name} (watching)`);
+  // Someone who takes part has the chat open too: said once, as taking part.
+  const takesPart = (id) => id === s.ctx.librarian || s.ctx.members.some((m) => m.staff === id);
+  for (const w of s.watchers || []) if (!takesPart(w.staff)) who.push(`${w.name} (watching)`);
   // Whether the patron has the chat open (unknown until the server says;
   // told while a librarian chats with them).
   const l = logs.get(current);
@@ -356,7 +358,7 @@ function follow(s) {
 }
 
 function since(s) {
-  if (s.state === "ended") return `ended; last message ${clock(s.last_message_at)}${s.ctx.librarian === me.id ? " — set a resolution code" : ""}`;
+  if (s.state === "ended") return `ended; last message ${clock(s.last_message_at)}${s.ctx.librarian === me.id && !s.code_set ? " — set a resolution code" : ""}`;
   // Waiting: since it was queued (again, after a transfer); chatting: since accepted.
   const from = s.state === "waiting" ? (s.queued_at ?? s.created_at) : (s.accepted_at ?? s.created_at);
   const mins = Math.max(0, Math.floor((Date.now() - from) / 60000));
@@ -684,6 +686,14 @@ async function start() {
         if (logs.has(f.ctx.id)) log(f.ctx.id).gone = false;
         monitor.set(f.ctx.id, f);
         follow(f);
+        // Ended with its code already set (during the chat): nothing more
+        // to do in it — it leaves the list, unless a reply not sent is
+        // still in its box (kept, to copy).
+        if (f.state === "ended" && f.code_set && !settingCode.has(f.ctx.id)
+          && !(f.ctx.id === current && $("text").value.trim())) {
+          monitor.delete(f.ctx.id);
+          if (closeChat(f.ctx.id)) say(`${f.patron_name}'s chat has ended, its resolution code set: it leaves your list.`);
+        }
         if (handed) {
           log(f.ctx.id).unread += 1;
           chime();
@@ -966,7 +976,7 @@ $("set-code").onclick = () => {
   settingCode.add(session);
   act(api(`/api/sessions/${session}/code`, { method: "POST", body }).finally(() => settingCode.delete(session)).then(() => {
     // The picker then shows the code set (a live chat's may be changed).
-    codeChoice.set(session, { code: body.code, read: "" });
+    codeChoice.set(session, { code: body.code, read: body.read_scale ? String(body.read_scale) : "" });
     if (current === session) showCodeChoice();
     // Ended and coded: no longer live, nothing more to do in it here.
     if (monitor.get(session)?.state === "ended") { monitor.delete(session); closeChat(session); renderMonitor(); }

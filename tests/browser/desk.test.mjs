@@ -242,6 +242,10 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   await dev.getByRole("button", { name: /Eve — Riverside University Main Library/ }).first().click();
   await dev.getByRole("button", { name: "Whisper" }).click();
   await dev.locator("#present", { hasText: "Dev Dewey (whisper)" }).waitFor();
+  // Taking part, he has the chat open too: named once, as taking part.
+  await ann.locator("#present", { hasText: "Dev Dewey (whisper)" }).waitFor();
+  await ann.waitForTimeout(1000);
+  for (const p of [ann, dev]) assert.doesNotMatch(await p.locator("#present").innerText(), /Dev Dewey \(watching\)/);
   await dev.waitForFunction(() => document.getElementById("mode").value === "note");
   assert.equal(await dev.locator('#mode option[value="message"]').isDisabled(), true, "whispering: notes only");
   assert.equal(await dev.getByRole("button", { name: "End chat" }).count(), 0, "only the chatting librarian ends the chat");
@@ -859,5 +863,26 @@ test("a reply the frame budget turns away stays on its way and goes again by its
   assert.equal(await ann.locator("#chat-error").innerText(), "", "nothing to tell the librarian");
   await patron.waitForTimeout(2500);
   assert.equal(await patron.getByText("Budget reply.").count(), 1, "delivered once");
+  for (const p of [ann, patron]) await p.context().close();
+});
+
+test("a code and READ scale set while the chat goes on stay shown, and ending it then takes it off the list with no second code", async () => {
+  const { ann, patron } = await chatWithAnn("Maya", "Coded before the end");
+  await ann.locator("#chat-title", { hasText: /^Maya — / }).waitFor();
+  await ann.selectOption("#code", { index: 1 });
+  await ann.selectOption("#read-scale", "3");
+  await ann.click("#set-code");
+  await ann.locator("#log li", { hasText: /Resolution code set/ }).waitFor();
+  assert.equal(await ann.inputValue("#read-scale"), "3", "the READ scale set is shown, not 'Not recorded'");
+  const ending = new Promise((resolve) => ann.once("dialog", (d) => resolve(d.message())));
+  await ann.click("#end");
+  await ending;
+  // Ended and already coded: nothing left to do, so it leaves the list
+  // (it said "set a resolution code", and setting it again added a line).
+  await ann.getByRole("button", { name: /^Maya — Riverside/ }).waitFor({ state: "detached" });
+  assert.equal(await ann.getByText(/set a resolution code/).count(), 0);
+  const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json()).find((x) => x.text === "Coded before the end").id);
+  const q = await ann.evaluate(async (id) => (await fetch(`/api/questions/${id}`)).json(), qid);
+  assert.equal(q.question.state.read_scale, 3);
   for (const p of [ann, patron]) await p.context().close();
 });

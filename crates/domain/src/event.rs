@@ -88,6 +88,10 @@ pub struct SessionSummary {
     /// Since when it waits there.
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub queued_at: Millis,
+    /// Whether its question has a resolution code (R5: an ended chat with
+    /// one is no longer live, and there is nothing left to do in it).
+    #[serde(default)]
+    pub code_set: bool,
 }
 
 /// A staff-to-staff direct message.

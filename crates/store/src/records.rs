@@ -577,6 +577,7 @@ impl SessionRecord {
             last_message_at: self.last_message_at,
             queue: self.queue,
             queued_at: self.queued_at,
+            code_set: self.code_set,
         }
     }
 
