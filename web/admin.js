@@ -32,6 +32,7 @@ async function load() {
     institution_admin: lib.institution === me.home.institution,
   })[me.role] ?? lib.id === me.home.library;
   const libs = (await api("/api/libraries")).filter(mine);
+  const admin = me.role !== "librarian";
   const service = await api("/api/service");
   const base = service.public_url || location.origin;
   const sections = [];
@@ -82,85 +83,91 @@ async function load() {
       } catch (err) { $("error").textContent = err.message; }
     };
     const section = el("section", { "aria-labelledby": `h-${id}` }, heading,
-      el("div", { class: "row" }, nameBox, el("div", {}, rename)),
+      ...(admin ? [el("div", { class: "row" }, nameBox, el("div", {}, rename))] : []),
       el("div", { class: "row" }, onlineBox, offlineBox),
       el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
       el("label", { for: `snippet-${id}` }, "Widget snippet"), code, el("p", {}, copy));
-    try {
-      // The sites that may show the chat: the widget's pages, no other.
-      const url = `/api/libraries/${encodeURIComponent(lib.slug)}/embedding`;
-      const embedding = await api(url);
-      const sites = el("textarea", { id: `sites-${id}`, rows: 3, "aria-describedby": `sites-hint-${id}`, spellcheck: "false" }, embedding.sites.join("\n"));
-      const hint = el("p", { id: `sites-hint-${id}`, class: "hint" });
-      const said = (list) => { hint.textContent = list.length ? `Only ${list.length === 1 ? "this site" : "these sites"} (and refdesk itself) may show the chat; browsers refuse it anywhere else.` : "Any site may show the chat. Name your library's sites, one address per line (https://www.example.org; https://*.example.org for every subdomain), so that no other site can."; };
-      said(embedding.sites);
-      const save = el("button", { type: "button", class: "secondary" }, "Save sites");
-      save.onclick = async () => {
-        clearSaid();
-        try {
-          const done = await api(url, { method: "PUT", body: { sites: sites.value.split(/\s+/).filter(Boolean) } });
-          sites.value = done.sites.join("\n");
-          said(done.sites);
-          fieldError(sites, sitesError, "");
-          $("status").textContent = `Sites for ${lib.name} saved.`;
-        } catch (err) { fieldError(sites, sitesError, `Not saved: ${err.message}`); }
-      };
-      const sitesError = el("p", { id: `sites-error-${id}`, class: "error", role: "alert" });
-      section.append(el("label", { for: sites.id }, "Sites that may show this chat (the widget's pages)"), sites, sitesError, hint, el("p", {}, save));
-    } catch { /* not this admin's library */ }
-    try {
-      // Where patrons' replies to the library's e-mails go.
-      const url = `/api/libraries/${encodeURIComponent(lib.slug)}/reply-to`;
-      const current = await api(url);
-      const address = el("input", { id: `reply-to-${id}`, type: "email", maxlength: 254, autocomplete: "off", value: current.reply_to ?? "", placeholder: "none: replies go to the service's address" });
-      const save = el("button", { type: "button", class: "secondary", "aria-label": `Save the reply address of ${lib.name}` }, "Save");
-      save.onclick = async () => {
-        clearSaid();
-        try {
-          const done = await api(url, { method: "PUT", body: { reply_to: address.value.trim() || null } });
-          address.value = done.reply_to ?? "";
-          fieldError(address, addressError, "");
-          $("status").textContent = done.reply_to ? `Replies to ${lib.name}'s e-mails go to ${done.reply_to}.` : `Replies to ${lib.name}'s e-mails go to the service's address.`;
-        } catch (err) {
-          fieldError(address, addressError, err.status === 422 ? "Not saved: this is not an address e-mail can be sent to." : `Not saved: ${err.message}`);
-        }
-      };
-      const addressError = el("p", { id: `reply-to-error-${id}`, class: "error", role: "alert" });
-      section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)), addressError);
-    } catch { /* not this admin's library */ }
-    try {
-      // Closing the chat to new patrons, with what they read instead.
-      const url = `/api/libraries/${encodeURIComponent(lib.slug)}/closing`;
-      const current = await api(url);
-      const notice = el("input", { id: `closed-notice-${id}`, maxlength: 500, autocomplete: "off", value: current.notice ?? "", placeholder: "Closed for the holidays until 2 January. Call us at 555-0100.", "aria-describedby": `closed-hint-${id}` });
-      const hint = el("p", { id: `closed-hint-${id}`, class: "hint" });
-      const said = (n) => { hint.textContent = n ? `Closed: patrons of ${lib.name} read this notice instead of the chat and the question form. Chats going on, and patrons already waiting, go on.` : `Open. To close the chat to new patrons (a holiday, a move), write what they should read instead and close it.`; };
-      said(current.notice);
-      const closeIt = el("button", { type: "button", class: "secondary" }, "Close the chat");
-      const openIt = el("button", { type: "button", class: "secondary" }, "Open the chat");
-      const toggle = (n) => { closeIt.textContent = n ? "Change the notice" : "Close the chat"; openIt.hidden = !n; };
-      toggle(current.notice);
-      const put = async (value) => {
-        clearSaid();
-        try {
-          const done = await api(url, { method: "PUT", body: { notice: value } });
-          notice.value = done.notice ?? "";
-          said(done.notice);
-          toggle(done.notice);
-          fieldError(notice, noticeError, "");
-          $("status").textContent = done.notice ? `${lib.name}'s chat is closed to new patrons.` : `${lib.name}'s chat is open.`;
-        } catch (err) { fieldError(notice, noticeError, `Not saved: ${err.message}`); }
-      };
-      closeIt.onclick = () => {
-        if (!notice.value.trim()) { fieldError(notice, noticeError, "Write what patrons should read while the chat is closed."); return; }
-        put(notice.value.trim());
-      };
-      openIt.onclick = () => put(null);
-      const noticeError = el("p", { id: `closed-error-${id}`, class: "error", role: "alert" });
-      section.append(el("label", { for: notice.id }, "Notice while the chat is closed"), notice, noticeError, hint, el("p", {}, closeIt, " ", openIt));
-    } catch { /* not this admin's library */ }
+    // A librarian reads the policy notes and copies the snippet; the
+    // library's settings are its admins' (nothing is asked that would be
+    // refused).
+    if (admin) {
+      try {
+        // The sites that may show the chat: the widget's pages, no other.
+        const url = `/api/libraries/${encodeURIComponent(lib.slug)}/embedding`;
+        const embedding = await api(url);
+        const sites = el("textarea", { id: `sites-${id}`, rows: 3, "aria-describedby": `sites-hint-${id}`, spellcheck: "false" }, embedding.sites.join("\n"));
+        const hint = el("p", { id: `sites-hint-${id}`, class: "hint" });
+        const said = (list) => { hint.textContent = list.length ? `Only ${list.length === 1 ? "this site" : "these sites"} (and refdesk itself) may show the chat; browsers refuse it anywhere else.` : "Any site may show the chat. Name your library's sites, one address per line (https://www.example.org; https://*.example.org for every subdomain), so that no other site can."; };
+        said(embedding.sites);
+        const save = el("button", { type: "button", class: "secondary" }, "Save sites");
+        save.onclick = async () => {
+          clearSaid();
+          try {
+            const done = await api(url, { method: "PUT", body: { sites: sites.value.split(/\s+/).filter(Boolean) } });
+            sites.value = done.sites.join("\n");
+            said(done.sites);
+            fieldError(sites, sitesError, "");
+            $("status").textContent = `Sites for ${lib.name} saved.`;
+          } catch (err) { fieldError(sites, sitesError, `Not saved: ${err.message}`); }
+        };
+        const sitesError = el("p", { id: `sites-error-${id}`, class: "error", role: "alert" });
+        section.append(el("label", { for: sites.id }, "Sites that may show this chat (the widget's pages)"), sites, sitesError, hint, el("p", {}, save));
+      } catch { /* not this admin's library */ }
+      try {
+        // Where patrons' replies to the library's e-mails go.
+        const url = `/api/libraries/${encodeURIComponent(lib.slug)}/reply-to`;
+        const current = await api(url);
+        const address = el("input", { id: `reply-to-${id}`, type: "email", maxlength: 254, autocomplete: "off", value: current.reply_to ?? "", placeholder: "none: replies go to the service's address" });
+        const save = el("button", { type: "button", class: "secondary", "aria-label": `Save the reply address of ${lib.name}` }, "Save");
+        save.onclick = async () => {
+          clearSaid();
+          try {
+            const done = await api(url, { method: "PUT", body: { reply_to: address.value.trim() || null } });
+            address.value = done.reply_to ?? "";
+            fieldError(address, addressError, "");
+            $("status").textContent = done.reply_to ? `Replies to ${lib.name}'s e-mails go to ${done.reply_to}.` : `Replies to ${lib.name}'s e-mails go to the service's address.`;
+          } catch (err) {
+            fieldError(address, addressError, err.status === 422 ? "Not saved: this is not an address e-mail can be sent to." : `Not saved: ${err.message}`);
+          }
+        };
+        const addressError = el("p", { id: `reply-to-error-${id}`, class: "error", role: "alert" });
+        section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)), addressError);
+      } catch { /* not this admin's library */ }
+      try {
+        // Closing the chat to new patrons, with what they read instead.
+        const url = `/api/libraries/${encodeURIComponent(lib.slug)}/closing`;
+        const current = await api(url);
+        const notice = el("input", { id: `closed-notice-${id}`, maxlength: 500, autocomplete: "off", value: current.notice ?? "", placeholder: "Closed for the holidays until 2 January. Call us at 555-0100.", "aria-describedby": `closed-hint-${id}` });
+        const hint = el("p", { id: `closed-hint-${id}`, class: "hint" });
+        const said = (n) => { hint.textContent = n ? `Closed: patrons of ${lib.name} read this notice instead of the chat and the question form. Chats going on, and patrons already waiting, go on.` : `Open. To close the chat to new patrons (a holiday, a move), write what they should read instead and close it.`; };
+        said(current.notice);
+        const closeIt = el("button", { type: "button", class: "secondary" }, "Close the chat");
+        const openIt = el("button", { type: "button", class: "secondary" }, "Open the chat");
+        const toggle = (n) => { closeIt.textContent = n ? "Change the notice" : "Close the chat"; openIt.hidden = !n; };
+        toggle(current.notice);
+        const put = async (value) => {
+          clearSaid();
+          try {
+            const done = await api(url, { method: "PUT", body: { notice: value } });
+            notice.value = done.notice ?? "";
+            said(done.notice);
+            toggle(done.notice);
+            fieldError(notice, noticeError, "");
+            $("status").textContent = done.notice ? `${lib.name}'s chat is closed to new patrons.` : `${lib.name}'s chat is open.`;
+          } catch (err) { fieldError(notice, noticeError, `Not saved: ${err.message}`); }
+        };
+        closeIt.onclick = () => {
+          if (!notice.value.trim()) { fieldError(notice, noticeError, "Write what patrons should read while the chat is closed."); return; }
+          put(notice.value.trim());
+        };
+        openIt.onclick = () => put(null);
+        const noticeError = el("p", { id: `closed-error-${id}`, class: "error", role: "alert" });
+        section.append(el("label", { for: notice.id }, "Notice while the chat is closed"), notice, noticeError, hint, el("p", {}, closeIt, " ", openIt));
+      } catch { /* not this admin's library */ }
+    }
     try {
       const policy = await api(`/api/policies/${lib.id}`);
+      if (!admin) throw policy;
       const text = el("textarea", { id: `policy-${id}`, rows: 6 }, policy.body);
       const save = el("button", { type: "button" }, "Save policy notes");
       save.onclick = async () => {
@@ -169,8 +176,11 @@ async function load() {
         catch (err) { $("error").textContent = err.message; }
       };
       section.append(el("label", { for: `policy-${id}` }, "Policy notes (catalogue, accounts, databases, fines)"), text, el("p", {}, save));
-    } catch { /* another cooperative's library */ }
-    try {
+    } catch (read) {
+      // Read only, for a librarian; another cooperative's library: none.
+      if (read?.body !== undefined) section.append(el("h3", {}, "Policy notes"), el("p", { class: "pre" }, read.body || "None yet."));
+    }
+    if (admin) try {
       const blocked = await api(`/api/libraries/${encodeURIComponent(lib.slug)}/blocked-patrons`);
       const box = el("input", { type: "checkbox", id: `blocked-form-${id}`, class: "inline" });
       box.checked = blocked.may_use_form;

@@ -286,9 +286,18 @@ test("a library admin edits a library script in place; a librarian who may not i
   await carla.locator("#admin-log tr", { hasText: "script “Holiday hours” changed, now “Holiday opening hours”" }).waitFor();
 
   // Ann sees the library's script with its new text, and is not offered
-  // to change it (her role does not keep it; the API refuses it too).
+  // to change it (her role does not keep it; the API refuses it too). Nor
+  // the library's settings: its policy notes are there to read, and the
+  // page asks nothing the server would refuse her.
   const ann = await signIn("ann");
+  const refused = [];
+  ann.on("response", (r) => { if (r.status() === 403) refused.push(r.url()); });
   await ann.goto(`${base}/desk/admin`);
+  await ann.getByRole("heading", { name: "Policy notes" }).first().waitFor();
+  for (const name of ["Rename", "Save sites", "Save policy notes", "Close the chat"]) {
+    assert.equal(await ann.getByRole("button", { name }).count(), 0, `no ${name} for a librarian`);
+  }
+  assert.deepEqual(refused, [], "nothing asked that is refused");
   const item = ann.locator("#scripts li", { hasText: "Holiday opening hours (library): We close at 1 pm on 24 December" });
   await item.waitFor();
   assert.equal(await item.getByRole("button").count(), 0, "no Edit nor Delete on a script her role does not keep");
