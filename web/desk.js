@@ -976,10 +976,13 @@ $("set-code").onclick = () => {
   settingCode.add(session);
   act(api(`/api/sessions/${session}/code`, { method: "POST", body }).finally(() => settingCode.delete(session)).then(() => {
     // The picker then shows the code set (a live chat's may be changed).
-    codeChoice.set(session, { code: body.code, read: body.read_scale ? String(body.read_scale) : "" });
+    // A live chat's READ scale stays shown with it; an ended chat's pickers
+    // empty, for the next chat.
+    const ended = monitor.get(session)?.state === "ended";
+    codeChoice.set(session, { code: body.code, read: !ended && body.read_scale ? String(body.read_scale) : "" });
     if (current === session) showCodeChoice();
     // Ended and coded: no longer live, nothing more to do in it here.
-    if (monitor.get(session)?.state === "ended") { monitor.delete(session); closeChat(session); renderMonitor(); }
+    if (ended) { monitor.delete(session); closeChat(session); renderMonitor(); }
     return refreshQuestions();
   }));
 };
