@@ -281,6 +281,13 @@ impl Subscription {
         let id = self.mailbox.id;
         let events: Vec<Event> = {
             let mut t = self.bus.lock();
+            // One session, not watched by this connection: nothing to look
+            // through (asked at each change of a chat one takes part in).
+            if let Some(only) = session {
+                if !t.watchers.get(&only).is_some_and(|(_, list)| list.iter().any(|(m, _)| *m == id)) {
+                    return;
+                }
+            }
             let mut events = Vec::new();
             t.watchers.retain(|s, (ctx, list)| {
                 if session.is_some_and(|only| only != *s) || !list.iter().any(|(m, _)| *m == id) {

@@ -1084,6 +1084,14 @@ impl Feed {
     async fn on_session_changed(&mut self, summary: &SessionSummary, out: &mut Vec<Out>) -> AppResult<()> {
         let ended = summary.state == refdesk_domain::chat::SessionState::Ended;
         self.refresh(&summary.ctx, out);
+        // A watcher who now takes part (whispers, joins, took the chat) is
+        // listed as taking part, not as watching too (B3).
+        if let Viewer::Staff(staff) = &self.viewer {
+            let ctx = &summary.ctx;
+            if ctx.librarian == Some(staff.id) || ctx.member_mode(staff.id).is_some() {
+                self.sub.unwatch(Some(ctx.id));
+            }
+        }
         if ended {
             self.forget_ended(summary.ctx.id);
         }

@@ -1023,6 +1023,33 @@ async fn b3_the_chatting_librarian_sees_who_watches_the_live_chat_without_taking
     assert!(c.pat.frames.iter().all(|f| f["type"] != "presence"));
 }
 
+/// Someone watching a chat who then takes part in it (whispers, joins) is a
+/// member, no longer a watcher: the chatting librarian is told once who is
+/// there, and how.
+#[tokio::test]
+async fn a_watcher_who_conferences_in_is_listed_as_taking_part_not_as_watching() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    let dev = app.staff("dev").await;
+    let mut dev_ws = dev.socket().await;
+    dev_ws.resume(Some(s), 0).await;
+    let seen = c.ann_ws.until(|f| f["type"] == "presence" && !f["watchers"].as_array().unwrap().is_empty()).await;
+    assert_eq!(seen.last().unwrap()["watchers"][0]["name"], "Dev Dewey");
+    let (status, body) = dev.post(&format!("/api/sessions/{s}/conference"), json!({"mode": "whisper"})).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = c
+        .ann_ws
+        .until(|f| {
+            f["type"] == "presence"
+                && f["members"].as_array().is_some_and(|m| !m.is_empty())
+                && f["watchers"].as_array().is_some_and(Vec::is_empty)
+        })
+        .await;
+    assert_eq!(seen.last().unwrap()["members"][0]["name"], "Dev Dewey");
+    drop(dev_ws);
+}
+
 #[tokio::test]
 async fn staff_are_told_whether_the_patrons_page_is_open_and_it_is_never_listed_as_a_watcher() {
     let app = spawn_app().await;
