@@ -1029,9 +1029,16 @@ $("transfer").onsubmit = (e) => {
   act(api(`/api/sessions/${current}/transfer`, { method: "POST", body })
     .then(() => { $("stay").checked = false; $("transfer-note").value = ""; }));
 };
+// Each choice is sent once the one before is answered: two quick choices
+// could otherwise reach the server the other way round (two connections)
+// and leave the librarian where she no longer is.
+let availabilitySent = Promise.resolve();
 $("availability").onchange = () => {
   renderQueue();
-  act(api("/api/me/availability", { method: "POST", body: { availability: $("availability").value } }).then(refreshColleagues));
+  const availability = $("availability").value;
+  availabilitySent = availabilitySent.catch(() => {})
+    .then(() => api("/api/me/availability", { method: "POST", body: { availability } }));
+  act(availabilitySent.then(refreshColleagues));
 };
 $("im-form").onsubmit = (e) => {
   e.preventDefault();

@@ -886,3 +886,25 @@ test("a code and READ scale set while the chat goes on stay shown, and ending it
   assert.equal(q.question.state.read_scale, 3);
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("two availability choices in quick succession reach the server in the order chosen", async () => {
+  const ben = await open();
+  await signIn(ben, "ben", null);
+  // The first choice's request is slow to arrive (a busy network): the
+  // second must not overtake it, or the server keeps the first.
+  let first = true;
+  await ben.route("**/api/me/availability", async (route) => {
+    if (first) { first = false; await new Promise((r) => setTimeout(r, 800)); }
+    await route.continue();
+  });
+  await ben.selectOption("#availability", "away");
+  await ben.selectOption("#availability", "on_duty");
+  const mine = async () => ben.evaluate(async () => {
+    const me = await (await fetch("/api/me")).json();
+    return (await (await fetch("/api/staff/presence")).json()).find((p) => p.id === me.id).availability;
+  });
+  await ben.waitForTimeout(1500);
+  assert.equal(await mine(), "on_duty", "the last choice is the one kept");
+  assert.equal(await ben.inputValue("#availability"), "on_duty", "and the one shown");
+  await ben.context().close();
+});
