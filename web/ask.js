@@ -461,7 +461,7 @@ function sayPrivacy() {
   const what = offline ? "question" : "chat";
   const n = told.personal_data_days;
   const kept = n
-    ? `${lib} removes your name, e-mail address and network address from its records of your ${what} ${n} day${n === 1 ? "" : "s"} after it is over.`
+    ? `${lib} removes your name, e-mail address and network address from its records of your ${what} ${n} day${n === 1 ? "" : "s"} after it began (once it is over); what you wrote may be kept without them.`
     : `${lib} keeps them with your ${what} until it erases them (ask the library to).`;
   const optional = offline ? "Your name is optional; your e-mail address is needed for the answer." : "Your name and e-mail are optional.";
   $("privacy-note").textContent = `${optional} Librarians of ${lib} and of the libraries it shares this service with see what you write. ${kept}`;

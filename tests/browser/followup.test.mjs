@@ -576,7 +576,7 @@ test("before starting, the patron is told who sees what they write and how long 
   const carla = await staff("carla", "away");
   assert.equal((await carla.call("PUT", "/api/libraries/riverside-main/retention", { days: 90, transcripts: "mask" })).status, 200);
   try {
-    assert.match(await note(), /removes your name, e-mail address and network address from its records of your (chat|question) 90 days after it is over\./);
+    assert.match(await note(), /removes your name, e-mail address and network address from its records of your (chat|question) 90 days after it began \(once it is over\); what you wrote may be kept without them\./);
   } finally {
     assert.equal((await carla.call("PUT", "/api/libraries/riverside-main/retention", { days: null })).status, 200);
     await carla.page.context().close();

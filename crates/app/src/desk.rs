@@ -235,6 +235,44 @@ impl App {
         }
     }
 
+    /// Tells the patrons of live chats whose librarian's desk has lost its
+    /// connection (no node has seen them for
+    /// [`crate::staff::AVAILABLE_WITHIN_MS`]) that it has, and when the
+    /// chat goes back in line if they are not back (`signoff_before`: what
+    /// [`App::hand_back_orphans`] hands back); and, once a node sees them
+    /// again, that they are back. A patron would otherwise read "a librarian
+    /// is with you" for the whole sign-off delay. Every node's round may
+    /// find the same chats: each is told once (checked inside the write).
+    pub(crate) async fn tell_librarians_desks(
+        &self,
+        now: refdesk_domain::Millis,
+        signoff_before: refdesk_domain::Millis,
+    ) {
+        let gone_before = now - crate::staff::AVAILABLE_WITHIN_MS;
+        let due = match self.store.librarians_to_tell(gone_before, signoff_before, ORPHANS_PER_ROUND).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for chats whose librarian's desk is gone or back");
+                return;
+            }
+        };
+        for t in due {
+            let line = match t.gone {
+                true => lines::librarian_gone(&t.name, (t.last_seen - signoff_before + 59_999).max(60_000) / 60_000),
+                false => lines::librarian_back(&t.name),
+            };
+            match self.store.tell_librarian_desk(t.session, t.staff, t.gone, gone_before, line, now).await {
+                Ok(true) => {
+                    tracing::info!(session = %t.session, staff = t.staff.0, gone = t.gone, "the patron was told of the librarian's desk")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %t.session, "cannot tell the patron of the librarian's desk")
+                }
+            }
+        }
+    }
+
     /// Puts one chat of `librarian`'s back in its library's queue, if it is
     /// still theirs inside the write.
     async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {

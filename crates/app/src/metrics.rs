@@ -35,8 +35,10 @@ pub struct Metrics {
     /// E-mails by outcome: `sent`, `retry` (a transient failure) or
     /// `undeliverable` (kept in the outbox, never retried).
     pub mail: Family<Label, Counter>,
-    /// NATS envelopes, by `direction`: `sent` or `received` (heartbeats
-    /// included; envelopes refused by the seal are not received).
+    /// NATS envelopes, by `direction`: `sent`, `received` (heartbeats
+    /// included) or `refused` (on this deployment's subject, but not
+    /// opening with its key, replayed, too old, or unreadable: a node with
+    /// another `nats_key` splits the cooperative without another sign).
     pub nats_envelopes: Family<Label, Counter>,
     /// Envelopes missed from another node (a gap in its numbering).
     pub nats_gaps: Counter,
@@ -116,7 +118,7 @@ impl Metrics {
         for outcome in ["sent", "filed", "retry", "undeliverable"] {
             let _ = self.mail.get_or_create(&[("outcome", outcome)]);
         }
-        for direction in ["sent", "received"] {
+        for direction in ["sent", "received", "refused"] {
             let _ = self.nats_envelopes.get_or_create(&[("direction", direction)]);
         }
         for task in ["mailer", "background"] {

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -56,6 +57,9 @@ const ENVELOPE_BYTES: usize = 256 * 1024;
 /// Dropped messages are logged at most this often (as counts): a flood of
 /// forgeries must not become a flood of log lines.
 const DROPS_LOGGED_EVERY: Duration = Duration::from_secs(10);
+/// How often the connections re-read from the database while NATS is out
+/// of reach ([`reread_while_down`]).
+const REREAD_WHILE_DOWN: Duration = Duration::from_secs(5);
 
 /// What crosses NATS, sealed ([`seal::Sealer`]); the node that sent it is
 /// in the seal. Each event is encoded once, as the sender splits its
@@ -192,6 +196,27 @@ impl NatsOptions {
             }
             (None, None) => Err(NO_KEY.into()),
         }
+    }
+
+    /// [`NatsOptions::check`], and the files [`link`] reads at start, read
+    /// now (`config --check`): the nodes' key file (its key checked), the
+    /// CA file (PEM certificates) and the credentials file. Says what is
+    /// wrong without any secret.
+    pub fn check_files(&self) -> Result<(), String> {
+        self.check()?;
+        self.envelope_key()?;
+        if let Some(file) = &self.ca_file {
+            let pem =
+                std::fs::read(file).map_err(|e| format!("cannot read the NATS CA file {}: {e}", file.display()))?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(format!("the NATS CA file {} holds no PEM certificate", file.display()));
+            }
+        }
+        if let Some(file) = &self.credentials_file {
+            std::fs::metadata(file)
+                .map_err(|e| format!("cannot read the NATS credentials file {}: {e}", file.display()))?;
+        }
+        Ok(())
     }
 
     /// The key the envelopes are sealed with.
@@ -413,13 +438,15 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
     }
     // Once without retrying, so that a refusal is told now; then, if the
     // server was only out of reach, again with retries in the background.
-    let first = connect_options(&bus, nats, &sign_in, &node, &shown).await?.connect(server.clone()).await;
+    let down = Arc::new(AtomicBool::new(false));
+    let first = connect_options(&bus, nats, &sign_in, &node, &shown, &down).await?.connect(server.clone()).await;
     let client = match first {
         Ok(client) => client,
         Err(e) if refused(&e) => return Err(AppError::Internal(refusal(&e, &shown).into())),
         Err(e) => {
-            tracing::warn!(server = %shown, error = %e, "cannot reach NATS yet; linking in the background, the node serves its own connections meanwhile");
-            connect_options(&bus, nats, &sign_in, &node, &shown)
+            tracing::warn!(server = %shown, error = %e, "cannot reach NATS yet; linking in the background, the node serves its own connections meanwhile (they re-read from the database every 5 s until it is linked)");
+            down.store(true, Ordering::Release);
+            connect_options(&bus, nats, &sign_in, &node, &shown, &down)
                 .await?
                 .retry_on_initial_connect()
                 .connect(server)
@@ -434,8 +461,25 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
     let (uplink, outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
     tokio::spawn(send(client, subject.to_owned(), bus.clone(), outbound, sealer));
+    tokio::spawn(reread_while_down(bus.clone(), down));
     tokio::spawn(receive(inbound, subject.to_owned(), bus, Opener::new(key), me));
     Ok(Link { node })
+}
+
+/// While NATS is out of reach the other nodes' events do not come: every
+/// [`REREAD_WHILE_DOWN`] this node's connections re-read what they follow
+/// from the database, as after a missed envelope, so that a chat whose
+/// patron and librarian are on different nodes goes on (late by that much
+/// at most) instead of waiting for NATS, and a desk sees patrons who came
+/// in through another node. The reads are the rereads' (one connection at
+/// a time per permit of `App::rereads`).
+async fn reread_while_down(bus: Arc<Bus>, down: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(REREAD_WHILE_DOWN).await;
+        if down.load(Ordering::Acquire) {
+            bus.resync();
+        }
+    }
 }
 
 /// The outbound task: this node's committed events, numbered and sealed,
@@ -532,6 +576,7 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
         let opened = match opener.open(&on, &message.payload, now_ms()) {
             Ok(opened) => opened,
             Err(refused) => {
+                bus.metrics().nats_envelope("refused");
                 dropped.count(refused);
                 continue;
             }
@@ -541,6 +586,7 @@ async fn receive(mut inbound: async_nats::Subscriber, on: String, bus: Arc<Bus>,
             // Sealed with our key, yet not an envelope: a node of
             // another version. Nothing can be done with it.
             Err(_) => {
+                bus.metrics().nats_envelope("refused");
                 dropped.unreadable += 1;
                 dropped.maybe_report();
                 continue;
@@ -735,6 +781,7 @@ async fn connect_options(
     sign_in: &SignIn,
     node: &str,
     shown: &str,
+    down: &Arc<AtomicBool>,
 ) -> AppResult<async_nats::ConnectOptions> {
     // `no_echo`: the server does not send a node its own envelopes back. The
     // node would only drop them (`receive` still does, should one come), and
@@ -754,12 +801,13 @@ async fn connect_options(
     if nats.tls {
         options = options.require_tls(true);
     }
-    let (on_event, server) = (bus.clone(), shown.to_owned());
+    let (on_event, server, down) = (bus.clone(), shown.to_owned(), down.clone());
     Ok(options.event_callback(move |event| {
-        let (bus, server) = (on_event.clone(), server.clone());
+        let (bus, server, down) = (on_event.clone(), server.clone(), down.clone());
         async move {
             match event {
                 async_nats::Event::Connected => {
+                    down.store(false, Ordering::Release);
                     tracing::info!("linked to the other nodes over NATS; re-reading from the store");
                     // Watching that began while the link was down is
                     // told to the other nodes now.
@@ -773,7 +821,8 @@ async fn connect_options(
                     });
                 }
                 async_nats::Event::Disconnected => {
-                    tracing::warn!(%server, "lost NATS: other nodes' events wait until it is back")
+                    down.store(true, Ordering::Release);
+                    tracing::warn!(%server, "lost NATS: until it is back, the node's connections re-read from the database every 5 s what the other nodes would have told")
                 }
                 // Reconnecting, the client only says what kind of error it met.
                 async_nats::Event::ClientError(e) if e.to_string().contains("authorization") => {

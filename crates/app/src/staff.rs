@@ -562,6 +562,7 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "cannot sign off absent staff"),
         }
         self.hand_back_orphans(cutoff).await;
+        self.tell_librarians_desks(now, cutoff).await;
         now
     }
 

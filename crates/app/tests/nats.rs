@@ -288,6 +288,9 @@ async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody(
     assert_eq!(next(&sub).await, Event::QueueAdded(entry(88, 0)), "the forgeries reached nobody");
     assert!(!sub.take_lagged(), "and made the node re-read nothing");
     assert!(sub.try_recv().is_none(), "nothing else arrived");
+    // Each is counted (a node with another key shows on /metrics).
+    let refused = bus.metrics().nats_envelopes.get_or_create(&[("direction", "refused")]).get();
+    assert_eq!(refused, 4, "not sealed, another key, altered, replayed");
 }
 
 /// A NATS server of this test's own, stopped when dropped.

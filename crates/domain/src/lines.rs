@@ -122,6 +122,25 @@ pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
     system(body, Audience::Everyone, SystemEvent::Transferred)
 }
 
+/// The chatting librarian's desk has lost its connection (no node has
+/// seen it for a minute): the patron is told, and how long until the chat
+/// goes back in line if the librarian is not back (`minutes`, at least 1).
+pub fn librarian_gone(name: &str, minutes: i64) -> NewMessage {
+    let within = if minutes <= 1 { "a minute".to_owned() } else { format!("{minutes} minutes") };
+    system(
+        format!(
+            "{name} (librarian) seems to have lost their connection; if they are not back within {within}, your chat goes back in line for the next librarian"
+        ),
+        Audience::Everyone,
+        SystemEvent::Presence,
+    )
+}
+
+/// The librarian whose desk had lost its connection is back.
+pub fn librarian_back(name: &str) -> NewMessage {
+    system(format!("{name} (librarian) is back"), Audience::Everyone, SystemEvent::Presence)
+}
+
 /// A question referred to another library from the question list while
 /// its chat goes on: staff only.
 pub fn referred(by: &str) -> NewMessage {

@@ -423,7 +423,7 @@ fn by_id(e: refdesk_app::AppError) -> anyhow::Error {
 }
 
 /// `refdesk config`: the configuration in effect, or `--check`'s verdict.
-fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
+async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     if check {
         // A misspelt variable is a warning at start; before a restart, an
@@ -453,6 +453,7 @@ fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
             );
         }
         check_data_dir(&config)?;
+        check_links(&config).await?;
     } else {
         print!("{}", config.redacted_toml());
     }
@@ -495,7 +496,8 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
             println!("data folder {}: {:.1} GB free of {:.1} GB", dir.display(), gb(space.available), gb(space.size));
             if space.available < LOW_DISK_BYTES || space.available < space.size / 10 {
                 println!(
-                    "warning: the data folder's disk is nearly full: a full disk refuses every chat line (free space,                      or move data_dir to a bigger disk; docs/operations.md, \"A full disk\")"
+                    "warning: the data folder's disk is nearly full: a full disk refuses every chat line (free \
+                     space, or move data_dir to a bigger disk; docs/operations.md, \"A full disk\")"
                 );
             }
         }
@@ -505,24 +507,53 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = dir.join("refdesk.sqlite3");
-    match refdesk_store::sqlite::backup::schema_versions(&path).map_err(|e| anyhow::anyhow!("{e}"))? {
-        None => println!("database {}: not there yet; `refdesk setup` (or `serve --demo`) creates it", path.display()),
-        Some((now, known)) if now == known => {
-            println!("database {}: schema version {now}, this refdesk's", path.display())
-        }
+    let versions = refdesk_store::sqlite::backup::schema_versions(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    say_schema(&format!("database {}", path.display()), versions, "take a backup first (`refdesk backup --to …`)")
+}
+
+/// `config --check`'s word on a database's schema version (`None`: no
+/// database yet), against this refdesk's: an error if `serve` would refuse it.
+fn say_schema(database: &str, versions: Option<(usize, usize)>, backup: &str) -> anyhow::Result<()> {
+    match versions {
+        None | Some((0, _)) => println!("{database}: not set up yet; `refdesk setup` (or `serve --demo`) creates it"),
+        Some((now, known)) if now == known => println!("{database}: schema version {now}, this refdesk's"),
         Some((now, known)) if now < known => println!(
-            "warning: database {} is at schema version {now}: `refdesk serve` upgrades it to {known} when it starts, \
-             and an older refdesk cannot open it afterwards; take a backup first (`refdesk backup --to …`)",
-            path.display()
+            "warning: {database} is at schema version {now}: `refdesk serve` upgrades it to {known} when it starts, \
+             and an older refdesk cannot open it afterwards; {backup}"
         ),
         Some((now, known)) => anyhow::bail!(
-            "database {} is at schema version {now}, newer than this refdesk ({known}): `serve` would refuse it; \
-             run the refdesk that made it, or a newer one",
-            path.display()
+            "{database} is at schema version {now}, newer than this refdesk ({known}): `serve` would refuse it; run \
+             the refdesk that made it, or a newer one"
         ),
     }
     Ok(())
 }
+
+/// `config --check`'s look at what a node links to, before a restart finds
+/// it: the PostgreSQL database, connected to as `serve` would (a bad URL,
+/// an unreadable `sslrootcert`, a refused sign-in or TLS handshake, a
+/// database out of reach) and its schema version read, nothing changed; and
+/// the files the NATS link reads (the nodes' key, the CA, the credentials).
+/// NATS itself is not connected to: `serve` links in the background when
+/// it is out of reach, and refuses a sign-in it is refused at start.
+async fn check_links(config: &Config) -> anyhow::Result<()> {
+    if let Some(url) = &config.database_url {
+        let read = tokio::time::timeout(PG_CHECK_WITHIN, refdesk_store::postgres::schema_versions(url))
+            .await
+            .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within {} s", PG_CHECK_WITHIN.as_secs()))?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let backup = "take a dump first (`pg_dump`: docs/operations.md, \"Backups\")";
+        say_schema("the PostgreSQL database", Some(read), backup)?;
+    }
+    if let Some(nats) = config.nats() {
+        nats.check_files().map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("NATS link: the nodes' key and the files it names are readable (NATS itself is not connected to)");
+    }
+    Ok(())
+}
+
+/// How long `config --check` waits for PostgreSQL.
+const PG_CHECK_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A problem of the configuration, with the file and the line that set
 /// what is at fault, when a line of the file did.
@@ -643,7 +674,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Config::default_toml());
             Ok(())
         }
-        Command::Config { check, .. } => config_command(&cli, *check),
+        Command::Config { check, .. } => config_command(&cli, *check).await,
         Command::Bench(args) => bench::run(args.clone(), bench::Storage::of(&cli.data_dir, &cli.database_url)).await,
         Command::BenchRelay { listen } => relay::run(*listen).await,
         Command::BenchReports { command } => {

@@ -103,7 +103,7 @@ fn a_setting_from_the_environment_is_checked_with_the_flags_that_complete_it() {
     assert!(!alone.status.success(), "{}", out(&alone));
     assert!(err(&alone).contains("database_url"), "{}", err(&alone));
     let with_flag =
-        refdesk(None, &env, &["--database-url", "postgres://postgres@127.0.0.1:5432/test", "config", "--check"]);
+        refdesk(None, &env, &["--database-url", "postgres://postgres@127.0.0.1:5432/postgres", "config", "--check"]);
     assert!(with_flag.status.success(), "{}", err(&with_flag));
     assert!(out(&with_flag).contains("the configuration is valid"));
 }
@@ -478,4 +478,54 @@ fn config_check_looks_at_the_data_folder_and_says_whether_serve_would_upgrade_th
     let o = check();
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("refdesk.sqlite3"), "{}", err(&o));
+}
+
+/// On PostgreSQL `config --check` connects as `serve` would and reads the
+/// schema version, changing nothing, and refuses what `serve` would refuse
+/// at start: a bad URL, an `sslrootcert` it cannot read, a database out of
+/// reach, a NATS key file or CA file it cannot use.
+#[test]
+fn config_check_connects_to_postgresql_and_reads_the_nats_links_files_as_serve_would() {
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_check_{}_{nanos}", std::process::id());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime
+        .block_on(refdesk_store::postgres::create_database(&server, &name))
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let check = |url: &str, env: &[(&str, &str)]| {
+        refdesk(None, env, &["--data-dir", data.to_str().unwrap(), "--database-url", url, "config", "--check"])
+    };
+    let o = check(&db, &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("the PostgreSQL database: not set up yet"), "{}", out(&o));
+    let o = check(&db, &[]);
+    assert!(out(&o).contains("not set up yet"), "the check created no schema: {}", out(&o));
+    let o = refdesk(None, &[], &["--data-dir", data.to_str().unwrap(), "--database-url", &db, "demo"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = check(&db, &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("the PostgreSQL database: schema version ") && out(&o).contains(", this refdesk's"));
+
+    let refused = |url: &str, env: &[(&str, &str)], said: &str| {
+        let o = check(url, env);
+        assert_eq!(o.status.code(), Some(1), "{url} {env:?}: {}", out(&o));
+        assert!(err(&o).contains(said), "{url} {env:?}: {}", err(&o));
+    };
+    refused(&format!("{db}?sslmode=verfy-full"), &[], "bad PostgreSQL URL");
+    refused(&format!("{db}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"), &[], "sslrootcert");
+    refused("postgres://postgres@127.0.0.1:1/postgres", &[], "cannot connect to PostgreSQL at 127.0.0.1:1");
+
+    let nats = ("REFDESK_NATS_URL", "nats://127.0.0.1:4222");
+    refused(&db, &[nats, ("REFDESK_NATS_KEY_FILE", "/nonexistent/nats.key")], "nats_key_file");
+    let not_a_ca = dir.path().join("ca.pem");
+    std::fs::write(&not_a_ca, "not a certificate").unwrap();
+    let key = ("REFDESK_NATS_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+    refused(&db, &[nats, key, ("REFDESK_NATS_CA_FILE", not_a_ca.to_str().unwrap())], "holds no PEM certificate");
+    let o = check(&db, &[nats, key]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("NATS link: the nodes' key and the files it names are readable"), "{}", out(&o));
 }

@@ -615,10 +615,11 @@ impl Config {
         } else if self.data_dir.exists() && !self.data_dir.is_dir() {
             problems.push(anyhow::anyhow!("data_dir {} is a file, not a folder", self.data_dir.display()));
         }
-        // What `serve` and `setup` would refuse on SQLite, said by the check
-        // before a restart: refdesk makes the data folder, not those above.
+        // What `serve` and `setup` would refuse, said by the check before a
+        // restart: refdesk makes the data folder, not those above (on
+        // PostgreSQL too: it holds the erasure journal).
         let above = self.data_dir.parent().filter(|p| !p.as_os_str().is_empty());
-        if self.database_url.is_none() && !self.data_dir.exists() && above.is_some_and(|p| !p.is_dir()) {
+        if !self.data_dir.exists() && above.is_some_and(|p| !p.is_dir()) {
             problems.push(anyhow::anyhow!(
                 "data_dir {}: the folder above it does not exist (is data_dir right? refdesk creates the data \
                  folder, not the folders above it)",

@@ -87,24 +87,25 @@ pub struct AppState {
 /// other nodes if NATS is configured, and assembles the app.
 pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     let bus = Bus::new();
+    // The data folder, on either database: the SQLite file, the erasure
+    // journal (which a restored PostgreSQL database needs as much), the
+    // mailer's `mail/` when there is no SMTP server. Not the folders above
+    // it: a mistyped path is refused.
+    if !config.data_dir.is_dir() {
+        std::fs::create_dir(&config.data_dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "creating the data folder {}: the folder above it does not exist (is data_dir right? \
+                 refdesk creates the data folder, not the folders above it)",
+                config.data_dir.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("creating the data folder {}", config.data_dir.display())),
+        })?;
+    }
+    private(&config.data_dir, None)?;
     let store: Arc<dyn refdesk_store::Store> = match &config.database_url {
         None => {
-            // The mailer makes `mail/` under it when it first writes a file.
-            // Not the folders above it: a mistyped path is refused.
-            if !config.data_dir.is_dir() {
-                std::fs::create_dir(&config.data_dir).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                        "creating the data folder {}: the folder above it does not exist (is data_dir right? \
-                         refdesk creates the data folder, not the folders above it)",
-                        config.data_dir.display()
-                    ),
-                    _ => {
-                        anyhow::Error::new(e).context(format!("creating the data folder {}", config.data_dir.display()))
-                    }
-                })?;
-            }
             let path = config.database_path();
-            private(&config.data_dir, &path)?;
+            private(&config.data_dir, Some(&path))?;
             let store = SqliteStore::open(&path, bus.clone())
                 .with_context(|| format!("opening the SQLite database {}", path.display()))?;
             Arc::new(store)
@@ -117,9 +118,14 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         }
     };
     if let Some(nats) = config.nats() {
+        // What stops the link at start is the configuration's or the NATS
+        // server's answer, never a fault of refdesk's: said as it is.
         let link = refdesk_app::nats::link(bus.clone(), &nats, &config.nats_subject)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(|e| match e {
+                refdesk_app::AppError::Internal(why) => anyhow::anyhow!("{why}"),
+                e => anyhow::anyhow!("{e}"),
+            })
             .context("linking to the other nodes over NATS")?;
         tracing::info!(node = %link.node, subject = %config.nats_subject, "NATS link set up (it connects in the background if NATS is not reachable yet)");
     }
@@ -127,17 +133,8 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     metrics.watch_disk(config.data_dir.clone());
     let app = App::new(store, bus, config.limits.clone(), clock);
     // Erasures on request, noted beside the database (see
-    // `refdesk_app::erasures`). On PostgreSQL the node's data folder may not
-    // exist (nothing else needs it there): then this node keeps none.
-    if config.database_url.is_none() || config.data_dir.is_dir() {
-        app.keep_erasures(config.data_dir.join(refdesk_app::erasures::FILE));
-    } else {
-        tracing::warn!(
-            data_dir = %config.data_dir.display(),
-            "no data folder: erasures on request made through this node are not noted beside the database, and a \
-             restored database will not get them again (docs/operations.md, \"Restore\")"
-        );
-    }
+    // `refdesk_app::erasures`), on either database.
+    app.keep_erasures(config.data_dir.join(refdesk_app::erasures::FILE));
     Ok(AppState {
         app,
         secure_cookies: config.cookies_secure(),
@@ -169,7 +166,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
 /// The data folder holds password hashes and transcripts: only its owner
 /// may enter it (0700), and the database is created 0600 (SQLite gives its
 /// `-wal` and `-shm` files the database's mode).
-fn private(dir: &std::path::Path, db: &std::path::Path) -> anyhow::Result<()> {
+fn private(dir: &std::path::Path, db: Option<&std::path::Path>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -178,6 +175,7 @@ fn private(dir: &std::path::Path, db: &std::path::Path) -> anyhow::Result<()> {
                 .with_context(|| format!("making {} private", p.display()))
         };
         only_owner(dir, 0o700)?;
+        let Some(db) = db else { return Ok(()) };
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -152,6 +152,30 @@ pub trait Chats: Send + Sync {
     /// account disabled, or no node has seen them since `before`; `limit`
     /// at most, with the librarian of each.
     async fn orphaned_chats(&self, before: Millis, limit: u32) -> Result<Vec<(SessionId, StaffId)>>;
+    /// Active chats whose librarian's desk is gone and whose patron was not
+    /// told (no node has seen the librarian since `gone_before`, but one
+    /// has since `signoff_before`: the chat is not handed back yet), and
+    /// those whose patron was told and whose librarian has been seen since;
+    /// `limit` at most. Their accounts enabled.
+    async fn librarians_to_tell(
+        &self,
+        gone_before: Millis,
+        signoff_before: Millis,
+        limit: u32,
+    ) -> Result<Vec<LibrarianToTell>>;
+    /// Writes `line` into an active chat of `staff`'s, telling its patron
+    /// that their desk is gone (`gone`: not seen since `gone_before`) or
+    /// back, and records it — if that still holds inside the write (the
+    /// chat theirs, not told already). Whether it wrote.
+    async fn tell_librarian_desk(
+        &self,
+        id: SessionId,
+        staff: StaffId,
+        gone: bool,
+        gone_before: Millis,
+        line: NewMessage,
+        now: Millis,
+    ) -> Result<bool>;
     /// Accepts a waiting chat atomically (I6) and creates its question in the
     /// patron's library (R1). `guard` sees the row first.
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)>;

@@ -626,6 +626,23 @@ pub struct NewSession {
     pub max_started_in_library_per_day: u32,
 }
 
+/// A live chat whose patron is to be told about its librarian's desk
+/// ([`crate::Chats::librarians_to_tell`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibrarianToTell {
+    /// The chat.
+    pub session: SessionId,
+    /// Its librarian.
+    pub staff: StaffId,
+    /// Their display name.
+    pub name: String,
+    /// When a node last saw them connected.
+    pub last_seen: Millis,
+    /// Gone (the patron not told yet), or back (told they were gone, and
+    /// seen since).
+    pub gone: bool,
+}
+
 /// How a chat ends, besides who ends it and the transcript.
 #[derive(Clone, Debug, Default)]
 pub struct Ending {

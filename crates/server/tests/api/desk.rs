@@ -373,6 +373,73 @@ async fn staff_whose_connections_are_all_gone_are_signed_off_and_the_entry_point
 }
 
 #[tokio::test]
+async fn a_patron_is_told_when_the_librarians_desk_has_lost_its_connection_and_when_they_are_back() {
+    let app = spawn_app_with_manual_clock().await;
+    let mut c = chat_with_ann(&app).await;
+    let ann_id = c.ann.id;
+    let seen = |what: &'static str| {
+        let after = app.clock().now();
+        let app = &app;
+        async move {
+            app.eventually(what, || async {
+                let all = app.state.app.store().staff_of(refdesk_domain::ids::CooperativeId(1)).await.unwrap();
+                all.iter().any(|e| e.staff.id.0 == ann_id && e.last_seen >= after)
+            })
+            .await
+        }
+    };
+    // Rounds of background work run every second.
+    let rounds = || tokio::time::sleep(std::time::Duration::from_millis(2_500));
+    let connection_lines = |events: &[Value]| {
+        bodies(events).into_iter().filter(|b| b.contains("connection") || b.ends_with("is back")).count()
+    };
+    seen("a round saw Ann's desk").await;
+    // Her browser closes. Under a minute: nothing said.
+    c.ann_ws.close_from_here().await;
+    app.eventually("the connection's end is recorded", || async { app.state.app.connections().connected().is_empty() })
+        .await;
+    app.clock().advance(refdesk_app::staff::AVAILABLE_WITHIN_MS - 1_000);
+    rounds().await;
+    let early = patron_events_until_from_patron(&mut c, "still-there?").await;
+    assert_eq!(connection_lines(&early), 0, "{early:?}");
+    // A minute: the patron is told, with the time left before the chat goes
+    // back in line (the sign-off's 5 minutes, less the minute).
+    app.clock().advance(2_000);
+    let told = c.pat.until(|f| f["body"].as_str().is_some_and(|b| b.contains("lost their connection"))).await;
+    let line = told.last().unwrap();
+    assert_eq!(
+        line["body"],
+        "Ann Archer (librarian) seems to have lost their connection; if they are not back within 4 minutes, your chat goes back in line for the next librarian"
+    );
+    assert_eq!((line["kind"].as_str(), line["audience"].as_str()), (Some("system"), Some("everyone")));
+    // Told once, however many rounds run.
+    app.clock().advance(10_000);
+    rounds().await;
+    let later = patron_events_until_from_patron(&mut c, "hello?").await;
+    assert_eq!(connection_lines(&later), 0, "told once: {later:?}");
+    // She is back: the patron is told so, once.
+    let mut ann_ws = c.ann.socket().await;
+    ann_ws.resume(Some(c.patron.session), 0).await;
+    app.clock().advance(1_000);
+    seen("a round saw Ann's desk again").await;
+    let back = c.pat.until(|f| f["body"].as_str().is_some_and(|b| b.ends_with("is back"))).await;
+    assert_eq!(back.last().unwrap()["body"], "Ann Archer (librarian) is back");
+    app.clock().advance(1_000);
+    rounds().await;
+    let after = patron_events_until_from_patron(&mut c, "great").await;
+    assert_eq!(connection_lines(&after), 0, "{after:?}");
+    let stored: Vec<Value> = app.stored(c.patron.session).await.iter().map(|m| json!({"body": m.body})).collect();
+    assert_eq!(connection_lines(&stored), 2, "{stored:?}");
+}
+
+/// What the patron received up to a line of their own (`marker`, also its
+/// client id: no spaces).
+async fn patron_events_until_from_patron(c: &mut Chat, marker: &str) -> Vec<Value> {
+    c.pat.frames.clear();
+    patron_events_until(c, false, marker).await
+}
+
+#[tokio::test]
 async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
     let app = spawn_app().await;
     let (ann, ben) = (app.staff("ann").await, app.staff("ben").await);

@@ -238,7 +238,7 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
 async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothing() {
     let app = spawn_app_with_manual_clock().await;
     let who = person("Philippa Oakenshield", "philippa");
-    let (_, q1) = personal_chat(&app, "riverside-main", &who).await;
+    let (first, q1) = personal_chat(&app, "riverside-main", &who).await;
     let (_, _) = personal_chat(&app, "lakeside-public", &who).await;
     // A chat still going on, the address in another letter case.
     let live = app
@@ -294,6 +294,8 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert!(ids.iter().all(|id| noted.contains(&format!("[{id},"))), "both noted first: {noted}");
     assert!(!noted.contains(&who.email) && !noted.contains("Philippa"), "nothing of the patron's: {noted}");
     assert_eq!(carla.post(path, body.clone()).await.1, json!([]));
+    // A page that kept the chat's token (a shared computer) reads nothing.
+    assert_eq!(first.get("/api/chat").await.0, 401, "the erased chat's token opens nothing");
     let (_, left) = erin.post(path, body.clone()).await;
     assert_eq!(left.as_array().unwrap().len(), 1, "the other library's chat is untouched");
     let (_, page) = carla.get(&format!("/api/questions/{q1}")).await;

@@ -6,8 +6,8 @@ use crate::sql::rows::*;
 use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
 use crate::sql::{args, int, Cols, Db};
 use crate::{
-    Appended, Decide, Ending, Guard, Handover, LiveCount, MailKind, NewMail, NewMessage, NewSession, PatronKeys,
-    Result, ScopeLevel, SessionRecord, TranscriptMail, TransferTo,
+    Appended, Decide, Ending, Guard, Handover, LibrarianToTell, LiveCount, MailKind, NewMail, NewMessage, NewSession,
+    PatronKeys, Result, ScopeLevel, SessionRecord, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
@@ -168,7 +168,7 @@ async fn accept<D: Db>(
     let n = db
         .exec(
             "UPDATE sessions SET state = 'active', librarian_id = ?2, accepted_at = COALESCE(accepted_at, ?3),
-               patron_away_at = NULL
+               patron_away_at = NULL, librarian_away_at = NULL
              WHERE id = ?1 AND state = 'waiting'",
             args![id.0, by.id.0, now],
         )
@@ -630,15 +630,18 @@ async fn transfer<D: Db>(
                     return Err(DomainError::Conflict(format!("{} is not on duty", s.display_name)).into());
                 }
             }
-            db.exec("UPDATE sessions SET librarian_id = ?2 WHERE id = ?1 AND state = 'active'", args![id.0, s.id.0])
-                .await?;
+            db.exec(
+                "UPDATE sessions SET librarian_id = ?2, librarian_away_at = NULL WHERE id = ?1 AND state = 'active'",
+                args![id.0, s.id.0],
+            )
+            .await?;
             db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, s.id.0]).await?;
             (Some(s.id), if s.id == by.id { Handing::TakeOver } else { Handing::Transfer })
         }
         TransferTo::Queue { library, coop_now } => {
             db.exec(
                 "UPDATE sessions SET state = 'waiting', librarian_id = NULL, queue_library_id = ?2, queued_at = ?3,
-                   queue_coop = ?4, patron_away_at = NULL
+                   queue_coop = ?4, patron_away_at = NULL, librarian_away_at = NULL
                  WHERE id = ?1 AND state = 'active'",
                 args![id.0, library.library.0, now, *coop_now],
             )
@@ -673,6 +676,43 @@ async fn transfer<D: Db>(
     }
     events.push(Event::SessionChanged(after.summary()));
     Ok((after, events))
+}
+
+/// [`Chats::tell_librarian_desk`]: the line and the mark together, or
+/// nothing when the chat changed hands, or another node told it first.
+async fn tell_librarian_desk<D: Db>(
+    db: &mut D,
+    id: SessionId,
+    staff: StaffId,
+    gone: bool,
+    gone_before: Millis,
+    line: NewMessage,
+    now: Millis,
+) -> Result<(bool, Vec<Event>)> {
+    let rec = lock_session(db, id).await?;
+    if rec.state != SessionState::Active || rec.ctx.librarian != Some(staff) {
+        return Ok((false, Vec::new()));
+    }
+    let marked = if gone {
+        db.exec(
+            "UPDATE sessions SET librarian_away_at = ?3 WHERE id = ?1 AND librarian_away_at IS NULL
+               AND EXISTS (SELECT 1 FROM staff st WHERE st.id = ?2 AND st.last_seen < ?4)",
+            args![id.0, staff.0, now, gone_before],
+        )
+        .await?
+    } else {
+        db.exec(
+            "UPDATE sessions SET librarian_away_at = NULL WHERE id = ?1 AND librarian_away_at IS NOT NULL
+               AND EXISTS (SELECT 1 FROM staff st WHERE st.id = ?2 AND st.last_seen > sessions.librarian_away_at)",
+            args![id.0, staff.0],
+        )
+        .await?
+    };
+    if marked == 0 {
+        return Ok((false, Vec::new()));
+    }
+    let message = insert_message(db, &rec, line, now).await?;
+    Ok((true, vec![Event::Message { ctx: rec.ctx, message }]))
 }
 
 /// Marks a waiting chat's patron away since `since` (their last page
@@ -768,6 +808,48 @@ impl<B: Backend> Chats for B {
             })
         })
         .await
+    }
+
+    async fn librarians_to_tell(
+        &self,
+        gone_before: Millis,
+        signoff_before: Millis,
+        limit: u32,
+    ) -> Result<Vec<LibrarianToTell>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = "SELECT s.id AS session_id, s.librarian_id AS staff_id, st.display_name AS name,
+                       st.last_seen AS last_seen, s.librarian_away_at IS NULL AS gone
+                     FROM sessions s JOIN staff st ON st.id = s.librarian_id
+                     WHERE s.state = 'active' AND NOT st.disabled
+                       AND ((s.librarian_away_at IS NULL AND st.last_seen < ?1 AND st.last_seen >= ?2)
+                         OR st.last_seen > s.librarian_away_at)
+                     ORDER BY s.id LIMIT ?3";
+                db.rows(sql, args![gone_before, signoff_before, i64::from(limit)], |r| {
+                    Ok(LibrarianToTell {
+                        session: SessionId(r.int("session_id")?),
+                        staff: StaffId(r.int("staff_id")?),
+                        name: r.text("name")?,
+                        last_seen: r.int("last_seen")?,
+                        gone: r.flag("gone")?,
+                    })
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn tell_librarian_desk(
+        &self,
+        id: SessionId,
+        staff: StaffId,
+        gone: bool,
+        gone_before: Millis,
+        line: NewMessage,
+        now: Millis,
+    ) -> Result<bool> {
+        self.write(move |db| Box::pin(tell_librarian_desk(db, id, staff, gone, gone_before, line, now))).await
     }
 
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {

@@ -123,9 +123,12 @@ async fn erase_one<D: Db>(db: &mut D, id: SessionId, how: Transcripts, now: Mill
     db.exec(
         "UPDATE sessions SET patron_name = NULL, patron_email = NULL, transcript_to = NULL, transcript_key = NULL,
            browser_key = NULL,
-           transcript_utc_offset = NULL, net_key = NULL, net56_key = NULL, net48_key = NULL, question_text = ?2, rating_comment = ?3, erased_at = ?4
+           transcript_utc_offset = NULL, net_key = NULL, net56_key = NULL, net48_key = NULL, question_text = ?2, rating_comment = ?3, erased_at = ?4,
+           token_hash = ?5
          WHERE id = ?1",
-        args![id.0, &mask(&question, name), &comment.map(|c| mask(&c, name)), now],
+        // The patron's token opens nothing any more (a page on a shared
+        // computer kept it): what replaces its digest is no digest of any.
+        args![id.0, &mask(&question, name), &comment.map(|c| mask(&c, name)), now, &format!("erased:{}", id.0)],
     )
     .await?;
     db.exec(OUTBOX_OF_SESSION, args![id.0]).await?;

@@ -231,6 +231,29 @@ impl Default for PgOptions {
     }
 }
 
+/// The database's schema version and this refdesk's, read without
+/// changing anything (`config --check`): connecting as `serve` would, so
+/// that a bad URL, an unreadable `sslrootcert`, a refused sign-in or TLS
+/// handshake is said before a restart, as `serve` would say it.
+pub async fn schema_versions(url: &str) -> Result<(usize, usize)> {
+    let connect = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::failed("bad PostgreSQL URL", e))?
+        .application_name("refdesk config --check");
+    let mut c = PgConnection::connect_with(&connect).await.map_err(|e| cannot_connect(e, &connect))?;
+    let present = sqlx::query("SELECT to_regclass('refdesk_schema') IS NOT NULL AS present")
+        .fetch_one(&mut c)
+        .await
+        .map_err(db)?
+        .flag("present")?;
+    let mut version = 0;
+    if present {
+        let row = sqlx::query("SELECT max(version) AS version FROM refdesk_schema").fetch_one(&mut c).await;
+        version = row.map_err(db)?.opt_int("version")?.unwrap_or(0) as usize;
+    }
+    let _ = c.close().await;
+    Ok((version, schema::MIGRATIONS.len()))
+}
+
 /// Brings the schema up to date, one node at a time (an advisory lock).
 async fn migrate(c: &mut PgConnection) -> Result<()> {
     // Any fixed number: it names refdesk's migration lock.

@@ -7,7 +7,7 @@ use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{apply_code, Change, Status};
 use refdesk_domain::DomainError;
 use refdesk_store::{
-    Ending, Handover, LiveCount, MailKind, NewMail, ScopeLevel, SessionRecord, StoreError, TransferTo,
+    Ending, Handover, LibrarianToTell, LiveCount, MailKind, NewMail, ScopeLevel, SessionRecord, StoreError, TransferTo,
 };
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +38,7 @@ on_every_backend!(
     the_caps_per_network_count_an_ipv6_patrons_56_and_48_as_well_as_its_64,
     a_conference_by_a_role_the_account_no_longer_has_is_refused_inside_its_write,
     an_ending_writes_its_last_words_and_keeps_a_question,
+    a_live_chats_patron_is_told_once_that_its_librarians_desk_is_gone_and_once_that_they_are_back,
     a_chats_last_line_and_idleness_follow_its_messages,
 );
 
@@ -782,4 +783,51 @@ async fn an_ending_writes_its_last_words_and_keeps_a_question(b: &Backend) {
     let notes = s.timeline(q).await.unwrap().into_iter().filter(|t| matches!(t.change, Change::Note { .. })).count();
     assert_eq!(notes, 1);
     assert!(s.due_mail(i64::MAX, 10).await.unwrap().is_empty(), "no transcript was asked");
+}
+
+/// A live chat whose librarian no node has seen since `gone_before` (but
+/// since the sign-off's limit) is found to tell its patron, and told once
+/// whichever node tries; once the librarian is seen again it is found to
+/// say they are back, once. A chat that changes hands is told of its new
+/// librarian only.
+async fn a_live_chats_patron_is_told_once_that_its_librarians_desk_is_gone_and_once_that_they_are_back(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t1", 10).await;
+    s.touch(vec![w.ann.id], 100).await.unwrap();
+    let ann = |last_seen, gone| LibrarianToTell {
+        session: a,
+        staff: w.ann.id,
+        name: w.ann.display_name.clone(),
+        last_seen,
+        gone,
+    };
+    assert!(s.librarians_to_tell(100, 0, 10).await.unwrap().is_empty(), "seen at the limit: not gone");
+    assert_eq!(s.librarians_to_tell(101, 0, 10).await.unwrap(), [ann(100, true)]);
+    assert!(s.librarians_to_tell(101, 101, 10).await.unwrap().is_empty(), "past the sign-off: handed back instead");
+    assert!(!s.tell_librarian_desk(a, w.ann.id, true, 100, system("gone"), 120).await.unwrap(), "seen since");
+    assert!(s.tell_librarian_desk(a, w.ann.id, true, 101, system("gone"), 120).await.unwrap());
+    assert!(!s.tell_librarian_desk(a, w.ann.id, true, 101, system("gone"), 121).await.unwrap(), "told once");
+    assert!(s.librarians_to_tell(130, 0, 10).await.unwrap().is_empty(), "told");
+    assert!(!s.tell_librarian_desk(a, w.ann.id, false, 130, system("back"), 130).await.unwrap(), "not back");
+    s.touch(vec![w.ann.id], 140).await.unwrap();
+    assert_eq!(s.librarians_to_tell(130, 0, 10).await.unwrap(), [ann(140, false)]);
+    assert!(s.tell_librarian_desk(a, w.ann.id, false, 130, system("back"), 141).await.unwrap());
+    assert!(!s.tell_librarian_desk(a, w.ann.id, false, 130, system("back"), 142).await.unwrap(), "told once");
+    assert!(s.librarians_to_tell(130, 0, 10).await.unwrap().is_empty(), "back and told");
+    let bodies: Vec<String> = s.messages_after(a, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies[bodies.len() - 2..], ["gone", "back"]);
+
+    // Gone again, told, then handed to Dev: the mark goes with Ann, and
+    // Ann's desk is nothing to the chat's patron now.
+    assert!(s.tell_librarian_desk(a, w.ann.id, true, 141, system("gone again"), 200).await.unwrap());
+    let handover =
+        Handover { to: TransferTo::Staff(w.dev.clone()), stay: false, line: system("taken over"), note: None };
+    s.transfer(a, w.dev.clone(), handover, ok(), 201).await.unwrap();
+    s.touch(vec![w.ann.id, w.dev.id], 300).await.unwrap();
+    assert!(s.librarians_to_tell(250, 0, 10).await.unwrap().is_empty(), "nobody to say is back");
+    assert!(!s.tell_librarian_desk(a, w.ann.id, false, 250, system("back"), 301).await.unwrap(), "not Ann's chat");
+    assert_eq!(s.librarians_to_tell(301, 0, 10).await.unwrap().len(), 1, "Dev's desk, if gone, is told");
+    // An ended chat is nobody's to tell of.
+    s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), Ending::default(), 302).await.unwrap();
+    assert!(s.librarians_to_tell(301, 0, 10).await.unwrap().is_empty());
 }

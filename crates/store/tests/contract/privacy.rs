@@ -61,6 +61,10 @@ async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothin
     assert_eq!(s.erase(vec![a], Transcripts::Mask, why.clone(), 41).await.unwrap(), 1);
     assert_eq!(s.erase(vec![d], Transcripts::Delete, why.clone(), 42).await.unwrap(), 1);
     assert_eq!(s.erase(vec![a, d], Transcripts::Mask, why, 43).await.unwrap(), 0, "once");
+    for token in ["e1", "e2"] {
+        assert!(s.session_by_token(token).await.unwrap().is_none(), "the patron's token opens nothing now");
+    }
+    assert!(s.session_by_token("e3").await.unwrap().is_some(), "a chat not erased still opens");
     let rec = s.session(a).await.unwrap().unwrap();
     assert_eq!((rec.patron_name, rec.patron_email, rec.transcript_to), (None, None, None));
     assert_eq!(rec.transcript_utc_offset, None, "nor where the patron's clock was");
