@@ -31,6 +31,7 @@ function pendingItem(clientId, p) {
     el("span", { class: "pending-label" }, p.kind === "note" ? "Sending… librarian note: " : "Sending… "), p.body);
 }
 let waiting = [];
+let queueRead = false; // a whole queue was read since the page opened
 // Beyond what the queue and monitor frames showed (a frame holds 300 waiting
 // chats and 500 live ones at most): asked for again as room is made.
 let queueMore = 0;
@@ -654,7 +655,15 @@ async function start() {
         l.synced = true;
         if (f.session === current && staleGuard.from === "at sync") staleGuard.from = l.last;
       }
-      else if (f.type === "queue") { waiting = f.waiting; queueMore = f.more || 0; renderQueue(); }
+      else if (f.type === "queue") {
+        // The whole list (on connecting again, and as the server re-reads
+        // what it could not tell: a NATS outage): patrons who came in
+        // meanwhile are announced, with one alert, but at the page's first.
+        const known = new Set(waiting.map((w) => w.session));
+        const fresh = queueRead ? f.waiting.filter((w) => !known.has(w.session)) : [];
+        waiting = f.waiting; queueMore = f.more || 0; queueRead = true; renderQueue();
+        if (fresh.length) alertNewPatron(fresh[0]);
+      }
       else if (f.type === "queue_added") {
         const fresh = !waiting.some((w) => w.session === f.session);
         waiting = waiting.filter((w) => w.session !== f.session).concat([f]);

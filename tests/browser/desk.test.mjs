@@ -908,3 +908,39 @@ test("two availability choices in quick succession reach the server in the order
   assert.equal(await ben.inputValue("#availability"), "on_duty", "and the one shown");
   await ben.context().close();
 });
+
+test("a patron who came in while the desk was offline is announced once it is back", async () => {
+  const ann = await open();
+  await ann.addInitScript(() => {
+    window.chimes = 0;
+    const Real = window.AudioContext;
+    window.AudioContext = class extends Real { createOscillator() { window.chimes += 1; return super.createOscillator(); } };
+  });
+  // The desk's socket through a route that can stop passing what the server
+  // sends, as a network that went away does.
+  let deaf = false;
+  await ann.routeWebSocket(/\/api\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => { if (!deaf) ws.send(m); });
+  });
+  await signIn(ann, "ann");
+  await ann.check("#alerts");
+  await ann.waitForFunction(() => document.getElementById("availability").value === "on_duty");
+  await ann.waitForTimeout(500);
+  const chimes = () => ann.evaluate(() => window.chimes);
+  const before = await chimes();
+  deaf = true;
+  await ann.context().setOffline(true);
+  await ann.locator("#connection", { hasText: "You are offline" }).waitFor();
+  const patron = await open();
+  await askQuestion(patron, "Orla", "Came in while the desk was offline");
+  await patron.waitForTimeout(500);
+  assert.equal(await ann.getByRole("button", { name: /Accept: Orla/ }).count(), 0, "not heard of yet");
+  deaf = false;
+  await ann.context().setOffline(false);
+  // The whole queue comes with the new socket: Orla is in it, and announced.
+  await ann.getByRole("button", { name: /Accept: Orla/ }).waitFor({ timeout: 20000 });
+  await ann.waitForFunction((n) => window.chimes > n, before, { timeout: 5000 });
+  for (const p of [ann, patron]) await p.context().close();
+});
