@@ -797,11 +797,7 @@ impl<B: Backend> Chats for B {
     async fn orphaned_chats(&self, before: Millis, limit: u32) -> Result<Vec<(SessionId, StaffId)>> {
         self.read(move |db| {
             Box::pin(async move {
-                let sql = "SELECT s.id AS session_id, s.librarian_id AS staff_id FROM sessions s
-                     JOIN staff st ON st.id = s.librarian_id
-                     WHERE s.state <> 'ended' AND s.state = 'active' AND (st.disabled OR st.last_seen < ?1)
-                     ORDER BY s.id LIMIT ?2";
-                db.rows(sql, args![before, i64::from(limit)], |r| {
+                db.rows(sel::ORPHANED_CHATS, args![before, i64::from(limit)], |r| {
                     Ok((SessionId(r.int("session_id")?), StaffId(r.int("staff_id")?)))
                 })
                 .await
@@ -818,14 +814,8 @@ impl<B: Backend> Chats for B {
     ) -> Result<Vec<LibrarianToTell>> {
         self.read(move |db| {
             Box::pin(async move {
-                let sql = "SELECT s.id AS session_id, s.librarian_id AS staff_id, st.display_name AS name,
-                       st.last_seen AS last_seen, s.librarian_away_at IS NULL AS gone
-                     FROM sessions s JOIN staff st ON st.id = s.librarian_id
-                     WHERE s.state = 'active' AND NOT st.disabled
-                       AND ((s.librarian_away_at IS NULL AND st.last_seen < ?1 AND st.last_seen >= ?2)
-                         OR st.last_seen > s.librarian_away_at)
-                     ORDER BY s.id LIMIT ?3";
-                db.rows(sql, args![gone_before, signoff_before, i64::from(limit)], |r| {
+                let bound = args![gone_before, signoff_before, i64::from(limit)];
+                db.rows(sel::LIBRARIANS_TO_TELL, bound, |r| {
                     Ok(LibrarianToTell {
                         session: SessionId(r.int("session_id")?),
                         staff: StaffId(r.int("staff_id")?),

@@ -252,6 +252,24 @@ pub(crate) const IDLE_SESSIONS: &str = concat!(
     " < ?1 ORDER BY s.id"
 );
 
+/// Active chats whose librarian is disabled or no node has seen since `?1`
+/// (binds before, limit): every node's round, every second.
+pub(crate) const ORPHANED_CHATS: &str = "SELECT s.id AS session_id, s.librarian_id AS staff_id FROM sessions s
+     JOIN staff st ON st.id = s.librarian_id
+     WHERE s.state <> 'ended' AND s.state = 'active' AND (st.disabled OR st.last_seen < ?1)
+     ORDER BY s.id LIMIT ?2";
+
+/// Active chats whose patron is to be told their librarian's desk is gone
+/// (not seen since `?1`, but since `?2`) or back (binds gone before,
+/// sign-off before, limit): every node's round, every second.
+pub(crate) const LIBRARIANS_TO_TELL: &str = "SELECT s.id AS session_id, s.librarian_id AS staff_id,
+       st.display_name AS name, st.last_seen AS last_seen, s.librarian_away_at IS NULL AS gone
+     FROM sessions s JOIN staff st ON st.id = s.librarian_id
+     WHERE s.state <> 'ended' AND s.state = 'active' AND NOT st.disabled
+       AND ((s.librarian_away_at IS NULL AND st.last_seen < ?1 AND st.last_seen >= ?2)
+         OR st.last_seen > s.librarian_away_at)
+     ORDER BY s.id LIMIT ?3";
+
 /// Waiting chats that entered their queue before a time, longest waiting
 /// first (binds before, limit; the waiting chats' index `sessions_queue`).
 pub(crate) const EXPIRED_WAITING: &str = "SELECT s.id AS session_id FROM sessions s

@@ -297,8 +297,9 @@ mod tests {
         rows.map(|r| r.expect("a step")).collect()
     }
 
-    /// The background round's idle check (every second, on every node), the
-    /// desk's and the monitor's lists read the live sessions through their
+    /// The background round's idle check, its look for chats whose
+    /// librarian left or whose desk is gone (every second, on every node),
+    /// the desk's and the monitor's lists read the live sessions through their
     /// index, not every session ever held (a year of a cooperative is a
     /// million rows).
     #[test]
@@ -309,6 +310,8 @@ mod tests {
             ("live_seen_by", format!("{} WHERE {}", sel::SESSION_SELECT, sel::live_seen_by("i.cooperative_id = ?1"))),
             ("live_seen_by", format!("{} WHERE {}", sel::SESSION_SELECT, sel::live_seen_by("s.library_id = ?1"))),
             ("IDLE_SESSIONS", sel::IDLE_SESSIONS.to_owned()),
+            ("ORPHANED_CHATS", sel::ORPHANED_CHATS.to_owned()),
+            ("LIBRARIANS_TO_TELL", sel::LIBRARIANS_TO_TELL.to_owned()),
         ];
         for (what, sql) in queries {
             let steps = plan(&conn, &sql);
