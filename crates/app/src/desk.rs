@@ -249,6 +249,12 @@ impl App {
         signoff_before: refdesk_domain::Millis,
     ) {
         let gone_before = now - crate::staff::AVAILABLE_WITHIN_MS;
+        // A node that was down (an upgrade, a restart) has not seen the
+        // desks that are reconnecting to it: their librarians did not go
+        // anywhere, the node did. Their first minute back is theirs.
+        if gone_before < self.started {
+            return;
+        }
         let due = match self.store.librarians_to_tell(gone_before, signoff_before, ORPHANS_PER_ROUND).await {
             Ok(due) => due,
             Err(e) => {

@@ -475,6 +475,8 @@ pub struct Parts {
     limits: Arc<Limits>,
     /// Time.
     clock: Clock,
+    /// When this app was assembled (the node started), by `clock`.
+    started: Millis,
     /// Wakes the mailer when an e-mail is queued.
     mail_wakeup: Arc<tokio::sync::Notify>,
     /// Live staff connections on this node.
@@ -604,6 +606,7 @@ impl App {
             store,
             bus,
             limits: Arc::new(limits),
+            started: clock.now(),
             clock,
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::default(),

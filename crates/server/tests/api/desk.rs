@@ -432,6 +432,39 @@ async fn a_patron_is_told_when_the_librarians_desk_has_lost_its_connection_and_w
     assert_eq!(connection_lines(&stored), 2, "{stored:?}");
 }
 
+/// A node down for more than a minute (an upgrade) has seen no desk since:
+/// once back, it gives the desks its first minute to reconnect, and tells
+/// no patron that their librarian left.
+#[tokio::test]
+async fn a_node_back_after_a_minute_down_tells_no_patron_their_librarians_desk_is_gone() {
+    let app = spawn_app_with_manual_clock().await;
+    let c = chat_with_ann(&app).await;
+    let session = c.patron.session;
+    let clock = app.clock().clone();
+    drop(c);
+    let dir = app.stop().await;
+    clock.advance(3 * 60_000);
+    let app = crate::helpers::start_with(dir, |_| {}, clock.clone()).await;
+    // Rounds run before the desk is back, within seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let ann = app.staff("ann").await;
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(session), 0).await;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+        clock.advance(30_000);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let said: Vec<String> = app
+        .stored(session)
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .filter(|b| b.contains("lost their connection") || b.ends_with("is back"))
+        .collect();
+    assert!(said.is_empty(), "{said:?}");
+}
+
 /// What the patron received up to a line of their own (`marker`, also its
 /// client id: no spaces).
 async fn patron_events_until_from_patron(c: &mut Chat, marker: &str) -> Vec<Value> {
