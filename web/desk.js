@@ -31,7 +31,10 @@ function pendingItem(clientId, p) {
     el("span", { class: "pending-label" }, p.kind === "note" ? "Sending… librarian note: " : "Sending… "), p.body);
 }
 let waiting = [];
-let queueRead = false; // a whole queue was read since the page opened
+// The patrons this page has listed, and whether the last whole queue it
+// read was an on-duty one (announcing the patrons new since).
+const seenWaiting = new Set();
+let queueOnDuty = false;
 // Beyond what the queue and monitor frames showed (a frame holds 300 waiting
 // chats and 500 live ones at most): asked for again as room is made.
 let queueMore = 0;
@@ -139,12 +142,14 @@ function show(session) {
   renderPresent();
   renderComposer();
   renderMonitor();
-  showDetails(session);
+  showDetails(session, true);
 }
 
-async function showDetails(session) {
+// `fresh`: read again (the chat was opened: the patron may have asked for
+// the transcript since).
+async function showDetails(session, fresh = false) {
   const s = monitor.get(session);
-  if (!details.has(session)) {
+  if (fresh || !details.has(session)) {
     try {
       const view = await api(`/api/sessions/${session}`);
       details.set(session, view.session);
@@ -160,6 +165,7 @@ async function showDetails(session) {
     ...row("Library", d?.library_name || s?.library_name),
     ...row("Question", question),
     ...row("Started", d ? clock(d.created_at) : ""),
+    ...row("Transcript", d ? (d.transcript_to ? `to be e-mailed to ${d.transcript_to} at the end` : "not asked for") : ""),
   );
   const library = s?.ctx.placement.library ?? d?.ctx?.placement.library;
   if (library === undefined) return;
@@ -657,15 +663,18 @@ async function start() {
       }
       else if (f.type === "queue") {
         // The whole list (on connecting again, and as the server re-reads
-        // what it could not tell: a NATS outage): patrons who came in
-        // meanwhile are announced, with one alert, but at the page's first.
-        const known = new Set(waiting.map((w) => w.session));
-        const fresh = queueRead ? f.waiting.filter((w) => !known.has(w.session)) : [];
-        waiting = f.waiting; queueMore = f.more || 0; queueRead = true; renderQueue();
+        // what it could not tell: a NATS outage): patrons never listed on
+        // this page before are announced, with one alert — not in the
+        // page's first list, nor in the one going on duty brings.
+        const fresh = queueOnDuty ? f.waiting.filter((w) => !seenWaiting.has(w.session)) : [];
+        for (const w of f.waiting) seenWaiting.add(w.session);
+        waiting = f.waiting; queueMore = f.more || 0; renderQueue();
+        queueOnDuty = $("availability").value === "on_duty";
         if (fresh.length) alertNewPatron(fresh[0]);
       }
       else if (f.type === "queue_added") {
         const fresh = !waiting.some((w) => w.session === f.session);
+        seenWaiting.add(f.session);
         waiting = waiting.filter((w) => w.session !== f.session).concat([f]);
         drawSoon(renderQueue);
         if (fresh) alertNewPatron(f);

@@ -942,5 +942,34 @@ test("a patron who came in while the desk was offline is announced once it is ba
   // The whole queue comes with the new socket: Orla is in it, and announced.
   await ann.getByRole("button", { name: /Accept: Orla/ }).waitFor({ timeout: 20000 });
   await ann.waitForFunction((n) => window.chimes > n, before, { timeout: 5000 });
+  // Going on duty lists who is waiting, unannounced: that is what going on
+  // duty is for (one chime each time was noise).
+  const saved = ann.waitForResponse((r) => r.url().endsWith("/api/me/availability"));
+  await ann.selectOption("#availability", "off_duty");
+  await saved;
+  const ben = await open();
+  await signIn(ben, "ben");
+  const second = await open();
+  await askQuestion(second, "Pia", "Came in while Ann was off duty");
+  await second.getByText(/You are number \d+ in line/).waitFor();
+  const offDuty = await chimes();
+  await ann.selectOption("#availability", "on_duty");
+  await ann.getByRole("button", { name: /Accept: Pia/ }).waitFor();
+  await ann.waitForTimeout(500);
+  assert.equal(await chimes(), offDuty, "no alert for the list going on duty brings");
+  for (const p of [ann, ben, patron, second]) await p.context().close();
+});
+
+test("the patron's details say whether a transcript will be e-mailed, as of when the chat was opened", async () => {
+  const { ann, patron } = await chatWithAnn("Tess", "Transcript question");
+  await ann.locator("#chat-title", { hasText: /^Tess — / }).waitFor();
+  await ann.locator("#patron", { hasText: "Transcriptnot asked for" }).waitFor();
+  await patron.fill("#transcript-email", "tess@example.org");
+  await patron.locator("#transcript-form button[type=submit]").click();
+  await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
+  // Opened again (from another chat, or the list): read again.
+  await ann.getByRole("button", { name: /^Tess — / }).click();
+  await ann.locator("#patron", { hasText: "Transcriptto be e-mailed to tess@example.org at the end" }).waitFor();
+  await accessible(ann, "the patron's details with a transcript asked for");
   for (const p of [ann, patron]) await p.context().close();
 });

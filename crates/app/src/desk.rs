@@ -13,7 +13,7 @@ use refdesk_domain::lines::{self, HandedTo};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::visibility::{sees, Item, Viewer};
 use refdesk_domain::DomainError;
-use refdesk_store::{Guard, Handover, ScopeLevel, SessionRecord, TransferTo};
+use refdesk_store::{DeskNews, Guard, Handover, ScopeLevel, SessionRecord, TransferTo};
 use serde::Serialize;
 
 /// Chats whose librarian left handed back in one round at most; the rest
@@ -267,7 +267,12 @@ impl App {
                 true => lines::librarian_gone(&t.name, (t.last_seen - signoff_before + 59_999).max(60_000) / 60_000),
                 false => lines::librarian_back(&t.name),
             };
-            match self.store.tell_librarian_desk(t.session, t.staff, t.gone, gone_before, line, now).await {
+            let news = match t.gone {
+                true => DeskNews::Gone { not_seen_since: gone_before },
+                false => DeskNews::Back,
+            };
+            let max_lines = self.limits.max_chat_lines as u64;
+            match self.store.tell_librarian_desk(t.session, t.staff, news, line, max_lines, now).await {
                 Ok(true) => {
                     tracing::info!(session = %t.session, staff = t.staff.0, gone = t.gone, "the patron was told of the librarian's desk")
                 }

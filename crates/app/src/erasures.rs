@@ -229,7 +229,16 @@ impl App {
         transcripts: Transcripts,
         chats: Vec<(SessionId, Millis)>,
     ) -> AppResult<()> {
-        let Some(journal) = self.erasures.get().cloned() else { return Ok(()) };
+        // Without the journal a restored database would bring the patron's
+        // data back: nothing is erased (the node's log said why at start).
+        let Some(journal) = self.erasures.get().cloned() else {
+            return Err(refdesk_domain::DomainError::Conflict(
+                "this node keeps no erasure journal (its data folder could not be made: see its log), so nothing \
+                 was erased; ask the service's operator"
+                    .into(),
+            )
+            .into());
+        };
         let entry = Entry {
             at: self.clock.now(),
             by: by.id.0,

@@ -305,8 +305,9 @@ impl Feed {
     /// outside the viewer's scope (I5). `false`: the chat was erased, and
     /// the viewer claims lines of it (`after` > 0) it did not get from this
     /// connection since: they may be from before the erasure (a page that
-    /// was reconnecting when the `erased` frame went out). It is not
-    /// watched; the viewer must be told (`erased`), and may resume from 0.
+    /// was reconnecting when the `erased` frame went out), or the viewer is
+    /// its patron. It is not watched; the viewer must be told (`erased`),
+    /// and staff may resume from 0.
     pub async fn resume(&mut self, session: SessionId, after: u64) -> AppResult<bool> {
         if matches!(self.viewer, Viewer::Patron { session: own } if own != session) {
             return Err(DomainError::NotFound("session").into());
@@ -325,7 +326,11 @@ impl Feed {
             }
         };
         let known = self.sessions.get(&session).is_some_and(|w| w.erased);
-        if rec.erased && after > 0 && !known {
+        // An erased chat is not its patron's any more (its token opens
+        // nothing): a socket of theirs opened before the erasure reads none
+        // of it either.
+        let patron = matches!(self.viewer, Viewer::Patron { .. });
+        if rec.erased && (patron || (after > 0 && !known)) {
             self.leave(session);
             return Ok(false);
         }

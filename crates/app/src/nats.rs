@@ -213,7 +213,7 @@ impl NatsOptions {
             }
         }
         if let Some(file) = &self.credentials_file {
-            std::fs::metadata(file)
+            std::fs::read(file)
                 .map_err(|e| format!("cannot read the NATS credentials file {}: {e}", file.display()))?;
         }
         Ok(())

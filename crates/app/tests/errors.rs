@@ -254,3 +254,36 @@ async fn the_key_of_known_browsers_is_asked_for_once_every_ten_seconds_while_the
     assert_eq!(app.known_device_of(&known, "ann"), Some(known[0].bucket));
     assert_eq!(app.known_device_of(&known, "ben"), None);
 }
+
+/// A node that keeps no erasure journal (its data folder could not be
+/// made) erases nothing on request: a restored database would bring the
+/// patron back. It says so, and the chat keeps its data.
+#[tokio::test]
+async fn an_erasure_on_request_without_a_journal_is_refused_and_erases_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3"), bus.clone()).unwrap());
+    let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
+    demo::load(&app).await.unwrap();
+    let form = refdesk_app::StartChat {
+        name: Some("Pat".into()),
+        email: Some("pat@example.org".into()),
+        question: "Where are the maps?".into(),
+        ..Default::default()
+    };
+    let slug = store.libraries().await.unwrap()[0].slug.clone();
+    let started = app.start_chat(&slug, form, None).await.unwrap();
+    let rec = store.session(started.session).await.unwrap().unwrap();
+    app.patron_end(&rec).await.unwrap();
+    let (_, carla) = app.login("carla", demo::PASSWORD, true).await.unwrap();
+    let refused = app
+        .erase_patron(&carla, "pat@example.org", vec![started.session], refdesk_domain::privacy::Transcripts::Mask)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, AppError::Domain(DomainError::Conflict(why)) if why.contains("no erasure journal")),
+        "{refused:?}"
+    );
+    let kept = store.session(started.session).await.unwrap().unwrap();
+    assert_eq!(kept.patron_email.as_deref(), Some("pat@example.org"), "nothing erased");
+}

@@ -35,6 +35,8 @@ async fn demo_app(dir: &std::path::Path) -> (Arc<SqliteStore>, App) {
     let bus = Bus::new();
     let store = Arc::new(SqliteStore::open(&dir.join("t.sqlite3"), bus.clone()).unwrap());
     let app = App::new(store.clone(), bus, Limits::default(), Clock::system());
+    // As the server keeps it: an erasure on request is noted there first.
+    app.keep_erasures(dir.join(refdesk_app::erasures::FILE));
     demo::load(&app).await.unwrap();
     (store, app)
 }

@@ -1,6 +1,7 @@
 //! The lines refdesk itself writes into a chat, worded in one place (ready
 //! for translation): who joined, left, took over or ended a chat, the code
-//! set at its end, a chat handed on or referred. Who may read each one is
+//! set at its end, a chat handed on or referred, a librarian's desk that
+//! lost its connection or is back. Who may read each one is
 //! its [`Audience`], set here and enforced by [`crate::visibility`]. (The
 //! question list's own chat lines — an answer, a note, "Question closed" —
 //! are decided with their action in [`crate::actions`].)
@@ -168,5 +169,15 @@ mod tests {
         assert_eq!(leave("Ann", Some(Join)).audience, Audience::Everyone);
         assert_eq!(leave("Ann", Some(Whisper)).audience, Audience::Staff);
         assert_eq!(code_set("Answered", "Ann").audience, Audience::Staff);
+    }
+
+    #[test]
+    fn a_librarians_lost_connection_is_told_to_everyone_with_the_time_left() {
+        let one = librarian_gone("Ann", 1);
+        assert_eq!(one.audience, Audience::Everyone);
+        assert!(one.body.contains("not back within a minute,"), "{}", one.body);
+        assert!(librarian_gone("Ann", 4).body.contains("within 4 minutes,"));
+        assert_eq!(librarian_back("Ann").body, "Ann (librarian) is back");
+        assert_eq!(librarian_back("Ann").audience, Audience::Everyone);
     }
 }

@@ -483,7 +483,9 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
                 parent.display()
             );
         }
-        println!("data folder {}: not there yet; `refdesk serve` (or `refdesk setup`) creates it", dir.display());
+        let makers =
+            if config.database_url.is_none() { "`refdesk serve` (or `refdesk setup`)" } else { "`refdesk serve`" };
+        println!("data folder {}: not there yet; {makers} creates it", dir.display());
         return Ok(());
     }
     // (A file where the folder should be: the configuration's check says so.)
@@ -1019,6 +1021,19 @@ async fn serve_locked(
     public: bool,
     demo: bool,
 ) -> anyhow::Result<()> {
+    // On PostgreSQL too: the node's erasure journal goes there. Without it
+    // the node serves (a node upgraded where it cannot write) but refuses
+    // erasures on request, which a restore would undo.
+    if let Err(e) = refdesk_server::make_data_dir(config) {
+        if config.database_url.is_none() {
+            return Err(e);
+        }
+        tracing::warn!(
+            error = %format!("{e:#}"),
+            "no data folder: this node refuses erasures on request (a restored database would not get them again; \
+             docs/operations.md, \"Restore\") until it can make its data folder"
+        );
+    }
     let state = refdesk_server::open(config, Clock::system()).await?;
     if let Some(pid) = unclean_before {
         tracing::warn!(

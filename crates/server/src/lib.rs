@@ -87,23 +87,9 @@ pub struct AppState {
 /// other nodes if NATS is configured, and assembles the app.
 pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     let bus = Bus::new();
-    // The data folder, on either database: the SQLite file, the erasure
-    // journal (which a restored PostgreSQL database needs as much), the
-    // mailer's `mail/` when there is no SMTP server. Not the folders above
-    // it: a mistyped path is refused.
-    if !config.data_dir.is_dir() {
-        std::fs::create_dir(&config.data_dir).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "creating the data folder {}: the folder above it does not exist (is data_dir right? \
-                 refdesk creates the data folder, not the folders above it)",
-                config.data_dir.display()
-            ),
-            _ => anyhow::Error::new(e).context(format!("creating the data folder {}", config.data_dir.display())),
-        })?;
-    }
-    private(&config.data_dir, None)?;
     let store: Arc<dyn refdesk_store::Store> = match &config.database_url {
         None => {
+            make_data_dir(config)?;
             let path = config.database_path();
             private(&config.data_dir, Some(&path))?;
             let store = SqliteStore::open(&path, bus.clone())
@@ -133,8 +119,12 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
     metrics.watch_disk(config.data_dir.clone());
     let app = App::new(store, bus, config.limits.clone(), clock);
     // Erasures on request, noted beside the database (see
-    // `refdesk_app::erasures`), on either database.
-    app.keep_erasures(config.data_dir.join(refdesk_app::erasures::FILE));
+    // `refdesk_app::erasures`). On PostgreSQL `serve` makes the data folder
+    // first ([`make_data_dir`]); a command of the command line makes no
+    // erasure and needs none.
+    if config.data_dir.is_dir() {
+        app.keep_erasures(config.data_dir.join(refdesk_app::erasures::FILE));
+    }
     Ok(AppState {
         app,
         secure_cookies: config.cookies_secure(),
@@ -161,6 +151,24 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         listed_json: Arc::default(),
         cross_origin_told: Arc::default(),
     })
+}
+
+/// Makes the data folder if it is not there, private (0700): on SQLite
+/// the database's (every command's), on PostgreSQL the erasure journal's
+/// and the mailer's without SMTP (`serve`'s, before [`open`]). Not the
+/// folders above it: a mistyped path is refused.
+pub fn make_data_dir(config: &Config) -> anyhow::Result<()> {
+    if !config.data_dir.is_dir() {
+        std::fs::create_dir(&config.data_dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "creating the data folder {}: the folder above it does not exist (is data_dir right? \
+                 refdesk creates the data folder, not the folders above it)",
+                config.data_dir.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("creating the data folder {}", config.data_dir.display())),
+        })?;
+    }
+    private(&config.data_dir, None)
 }
 
 /// The data folder holds password hashes and transcripts: only its owner

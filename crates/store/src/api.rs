@@ -164,16 +164,17 @@ pub trait Chats: Send + Sync {
         limit: u32,
     ) -> Result<Vec<LibrarianToTell>>;
     /// Writes `line` into an active chat of `staff`'s, telling its patron
-    /// that their desk is gone (`gone`: not seen since `gone_before`) or
-    /// back, and records it — if that still holds inside the write (the
-    /// chat theirs, not told already). Whether it wrote.
+    /// `news` of their desk, and records it — if that still holds inside the
+    /// write (the chat theirs, not told already, under `max_lines` lines:
+    /// a desk that drops and comes back again and again fills no chat).
+    /// Whether it wrote.
     async fn tell_librarian_desk(
         &self,
         id: SessionId,
         staff: StaffId,
-        gone: bool,
-        gone_before: Millis,
+        news: DeskNews,
         line: NewMessage,
+        max_lines: u64,
         now: Millis,
     ) -> Result<bool>;
     /// Accepts a waiting chat atomically (I6) and creates its question in the

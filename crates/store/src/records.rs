@@ -643,6 +643,20 @@ pub struct LibrarianToTell {
     pub gone: bool,
 }
 
+/// What a patron is to be told of their librarian's desk
+/// ([`crate::Chats::tell_librarian_desk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeskNews {
+    /// It has lost its connection: no node has seen the librarian since
+    /// this time.
+    Gone {
+        /// Not seen since (checked inside the write).
+        not_seen_since: Millis,
+    },
+    /// They are back (seen since the patron was told they were gone).
+    Back,
+}
+
 /// How a chat ends, besides who ends it and the transcript.
 #[derive(Clone, Debug, Default)]
 pub struct Ending {

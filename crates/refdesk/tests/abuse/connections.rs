@@ -706,6 +706,15 @@ async fn silent_sockets_from_one_address_cannot_fill_the_places_of_sockets_still
         let refused = try_ws_to(server.port, [127, 0, 4, 1], None, None).await.err();
         assert_eq!(refused, Some(429), "a 33rd silent socket from one address was taken");
     }
+    // A librarian's desk behind the same address (a campus NAT, the
+    // library's Wi-Fi) is not kept out by them: its sign-in bounds it.
+    let cookie = sign_in_cookie(&server, "ann").await;
+    let mut desk = match try_ws_to(server.port, [127, 0, 4, 1], Some(&cookie), None).await {
+        Ok(ws) => ws,
+        Err(status) => panic!("the desk's socket was refused ({status}): a stranger's silent sockets kept it out"),
+    };
+    send(&mut desk, json!({"type": "auth"})).await;
+    next_of(&mut desk, "hello", |_| true).await;
     // Another address opens and authenticates as usual.
     let (_, token) = start_chat(&server, "riverside-main", "Opening beside a flood").await;
     let mut other = ws_from(&server, [127, 0, 4, 2], None, None).await;

@@ -178,7 +178,7 @@ struct Erased {
     responses(
         (status = 200, description = "erased", body = Erased),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
-        (status = 409, description = "`conflict`: a chat is still going on", body = ErrorBody),
+        (status = 409, description = "`conflict`: a chat is still going on, or this node keeps no erasure journal (its data folder could not be made)", body = ErrorBody),
         (status = 422, description = "`invalid`: a chat that does not carry the address in my libraries", body = ErrorBody),
     ))]
 async fn erase(

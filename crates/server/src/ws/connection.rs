@@ -307,7 +307,11 @@ impl Connection {
                     return Err(Closed::with(CLOSE_POLICY, "signed out"));
                 }
                 Out::MonitorGone(s) => OutFrame::MonitorGone { session: *s },
-                Out::Erased(s) => OutFrame::Erased { session: *s },
+                Out::Erased(s) => {
+                    queue(socket, &OutFrame::Erased { session: *s }, self.send_within()).await?;
+                    self.erased_chats_patron()?;
+                    continue;
+                }
                 Out::Queue(waiting) => queue_frame(waiting),
                 Out::MonitorList(sessions) => monitor_frame(sessions),
                 Out::Availability { staff, availability } => {
@@ -320,6 +324,15 @@ impl Connection {
             queue(socket, &frame, self.send_within()).await?;
         }
         Ok(())
+    }
+
+    /// After an `erased` frame: a patron's socket closes (the chat's token
+    /// opens nothing any more); a staff socket goes on.
+    fn erased_chats_patron(&self) -> Result<(), Closed> {
+        match self.patron {
+            Some(_) => Err(Closed::with(CLOSE_POLICY, "the chat was erased")),
+            None => Ok(()),
+        }
     }
 
     /// The session a frame names: a patron's own by default; staff must name one.
@@ -400,7 +413,10 @@ impl Connection {
         }
         match self.feed.resume(session, after).await {
             Ok(true) => {}
-            Ok(false) => return send(socket, &OutFrame::Erased { session }, self.send_within()).await,
+            Ok(false) => {
+                send(socket, &OutFrame::Erased { session }, self.send_within()).await?;
+                return self.erased_chats_patron();
+            }
             Err(e) => return report(socket, e.into(), None).await,
         }
         let (within, page) = (self.send_within(), self.feed.app().limits().replay_page);

@@ -159,7 +159,7 @@ pub(crate) struct WsQuery {
         (status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "`token_in_url`: a token in the URL; `not_a_websocket`: not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "`not_a_websocket`: the connection cannot be upgraded", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets (IPv6: or its /56 4 times as many, its /48 16 times), or 32 that have not sent their `auth` frame yet; `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), or, for a staff page whose sign-in the node knows, the sign-in's frame budget is spent; `Retry-After` says when to try again", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: the client's address (IPv6: its /64) already holds `limits.sockets_per_address` sockets (IPv6: or its /56 4 times as many, its /48 16 times), or 32 that have not sent their `auth` frame yet (never for a staff page whose sign-in the node knows); `rate_limited`: it opened `limits.sockets_opened_per_minute` (300) within the minute (IPv6: a /64, within its /56's and /48's), or, for a staff page whose sign-in the node knows, the sign-in's frame budget is spent; `Retry-After` says when to try again", body = ErrorBody),
     ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -198,7 +198,7 @@ pub(crate) async fn upgrade(
         return Ok(crate::limit::Refused::TooMany(wait).into_response());
     }
     let address = ip.map(crate::limit::address_key);
-    let (from_address, pending_here) = address_places(&state, address)?;
+    let (from_address, pending_here) = address_places(&state, address, desk.is_some())?;
     let network = match from_address.as_ref().zip(ip) {
         Some((own, ip)) => {
             // A desk the node knows is not held to its /56's and /48's: a
@@ -254,13 +254,17 @@ type AddressPlaces = (Option<Held<std::net::IpAddr>>, Option<Held<std::net::IpAd
 /// The socket's places under its client's address: among the sockets
 /// open from it (`sockets_per_address`) and among those still opening
 /// ([`PENDING_AUTH_PER_ADDRESS`]); `429 too_many_sockets` when either is full.
-fn address_places(state: &AppState, address: Option<std::net::IpAddr>) -> Result<AddressPlaces, ApiError> {
+/// A desk the node knows (`desk`) is counted but never refused: a stranger
+/// sharing a library's address (a campus NAT, the library's Wi-Fi) holding
+/// its sockets or leaving 32 unopened must not keep its librarians out
+/// (their sign-ins bound their sockets: `sockets_per_sign_in`).
+fn address_places(state: &AppState, address: Option<std::net::IpAddr>, desk: bool) -> Result<AddressPlaces, ApiError> {
+    let (cap, opening) = match desk {
+        true => (usize::MAX, usize::MAX),
+        false => (state.app.limits().sockets_per_address, PENDING_AUTH_PER_ADDRESS),
+    };
     let from_address = match address {
-        Some(a) => match state.sockets.addresses.take(
-            a,
-            state.app.limits().sockets_per_address,
-            sockets::per_address(state.app.limits()),
-        ) {
+        Some(a) => match state.sockets.addresses.take(a, cap, sockets::per_address(state.app.limits())) {
             Some(held) => Some(held),
             None => {
                 state.metrics.limited("socket");
@@ -271,16 +275,14 @@ fn address_places(state: &AppState, address: Option<std::net::IpAddr>) -> Result
     };
     // Only the count of sockets still opening: its frame budget is never spent.
     let pending_here = match address {
-        Some(a) => {
-            match state.sockets.pending.take(a, PENDING_AUTH_PER_ADDRESS, sockets::per_key(state.app.limits())) {
-                Some(held) => Some(held),
-                None => {
-                    state.metrics.limited("socket_opening");
-                    let why = "too many connections from your address are still opening; try again in a few seconds";
-                    return Err(too_many_sockets(why));
-                }
+        Some(a) => match state.sockets.pending.take(a, opening, sockets::per_key(state.app.limits())) {
+            Some(held) => Some(held),
+            None => {
+                state.metrics.limited("socket_opening");
+                let why = "too many connections from your address are still opening; try again in a few seconds";
+                return Err(too_many_sockets(why));
             }
-        }
+        },
         None => None,
     };
     Ok((from_address, pending_here))

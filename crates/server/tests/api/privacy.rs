@@ -288,8 +288,19 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     assert_eq!(err["error"]["code"], "internal", "{err}");
     assert_eq!(carla.post(path, body.clone()).await.1.as_array().unwrap().len(), 2, "nothing erased");
     std::fs::remove_dir(&journal).unwrap();
+    // Two sockets of the patron's, opened before: one following the chat,
+    // one that has not asked for it yet.
+    let mut following = first.socket().await;
+    following.resume(None, 0).await;
+    let mut idle = first.socket().await;
     let (status, erased) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": ids})).await;
     assert_eq!((status, erased), (200, json!({"erased": 2})));
+    following.until(|f| f["type"] == "erased").await;
+    assert!(following.closed_within(std::time::Duration::from_secs(5)).await, "the patron's socket closes once told");
+    idle.send(json!({"type": "resume", "after": 0})).await;
+    let read = idle.until(|f| f["type"] == "erased" || f["type"] == "event" || f["type"] == "synced").await;
+    assert_eq!(read.last().unwrap()["type"], "erased", "nothing of the erased chat is replayed: {read:?}");
+    assert!(idle.closed_within(std::time::Duration::from_secs(5)).await, "and that socket closes too");
     let noted = std::fs::read_to_string(&journal).unwrap();
     assert!(ids.iter().all(|id| noted.contains(&format!("[{id},"))), "both noted first: {noted}");
     assert!(!noted.contains(&who.email) && !noted.contains("Philippa"), "nothing of the patron's: {noted}");

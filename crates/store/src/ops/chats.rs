@@ -6,8 +6,8 @@ use crate::sql::rows::*;
 use crate::sql::select::{self as sel, MESSAGE_SELECT, QUEUE_SELECT};
 use crate::sql::{args, int, Cols, Db};
 use crate::{
-    Appended, Decide, Ending, Guard, Handover, LibrarianToTell, LiveCount, MailKind, NewMail, NewMessage, NewSession,
-    PatronKeys, Result, ScopeLevel, SessionRecord, TranscriptMail, TransferTo,
+    Appended, Decide, DeskNews, Ending, Guard, Handover, LibrarianToTell, LiveCount, MailKind, NewMail, NewMessage,
+    NewSession, PatronKeys, Result, ScopeLevel, SessionRecord, TranscriptMail, TransferTo,
 };
 use async_trait::async_trait;
 use refdesk_domain::chat::{Author, ConferenceMode, Message, SessionState};
@@ -684,29 +684,31 @@ async fn tell_librarian_desk<D: Db>(
     db: &mut D,
     id: SessionId,
     staff: StaffId,
-    gone: bool,
-    gone_before: Millis,
-    line: NewMessage,
+    news: DeskNews,
+    (line, max_lines): (NewMessage, u64),
     now: Millis,
 ) -> Result<(bool, Vec<Event>)> {
     let rec = lock_session(db, id).await?;
-    if rec.state != SessionState::Active || rec.ctx.librarian != Some(staff) {
+    if rec.state != SessionState::Active || rec.ctx.librarian != Some(staff) || rec.last_seq >= max_lines {
         return Ok((false, Vec::new()));
     }
-    let marked = if gone {
-        db.exec(
-            "UPDATE sessions SET librarian_away_at = ?3 WHERE id = ?1 AND librarian_away_at IS NULL
-               AND EXISTS (SELECT 1 FROM staff st WHERE st.id = ?2 AND st.last_seen < ?4)",
-            args![id.0, staff.0, now, gone_before],
-        )
-        .await?
-    } else {
-        db.exec(
-            "UPDATE sessions SET librarian_away_at = NULL WHERE id = ?1 AND librarian_away_at IS NOT NULL
-               AND EXISTS (SELECT 1 FROM staff st WHERE st.id = ?2 AND st.last_seen > sessions.librarian_away_at)",
-            args![id.0, staff.0],
-        )
-        .await?
+    let marked = match news {
+        DeskNews::Gone { not_seen_since } => {
+            db.exec(
+                "UPDATE sessions SET librarian_away_at = ?3 WHERE id = ?1 AND librarian_away_at IS NULL
+                   AND EXISTS (SELECT 1 FROM staff st WHERE st.id = ?2 AND st.last_seen < ?4)",
+                args![id.0, staff.0, now, not_seen_since],
+            )
+            .await?
+        }
+        DeskNews::Back => {
+            db.exec(
+                "UPDATE sessions SET librarian_away_at = NULL WHERE id = ?1 AND librarian_away_at IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM staff st WHERE st.id = ?2 AND st.last_seen > sessions.librarian_away_at)",
+                args![id.0, staff.0],
+            )
+            .await?
+        }
     };
     if marked == 0 {
         return Ok((false, Vec::new()));
@@ -834,12 +836,12 @@ impl<B: Backend> Chats for B {
         &self,
         id: SessionId,
         staff: StaffId,
-        gone: bool,
-        gone_before: Millis,
+        news: DeskNews,
         line: NewMessage,
+        max_lines: u64,
         now: Millis,
     ) -> Result<bool> {
-        self.write(move |db| Box::pin(tell_librarian_desk(db, id, staff, gone, gone_before, line, now))).await
+        self.write(move |db| Box::pin(tell_librarian_desk(db, id, staff, news, (line, max_lines), now))).await
     }
 
     async fn accept(&self, id: SessionId, by: Staff, guard: Guard, now: Millis) -> Result<(SessionRecord, Message)> {

@@ -7,7 +7,8 @@ use refdesk_domain::ids::SessionId;
 use refdesk_domain::question::{apply_code, Change, Status};
 use refdesk_domain::DomainError;
 use refdesk_store::{
-    Ending, Handover, LibrarianToTell, LiveCount, MailKind, NewMail, ScopeLevel, SessionRecord, StoreError, TransferTo,
+    DeskNews, Ending, Handover, LibrarianToTell, LiveCount, MailKind, NewMail, ScopeLevel, SessionRecord, StoreError,
+    TransferTo,
 };
 use std::sync::{Arc, Mutex};
 
@@ -791,6 +792,7 @@ async fn an_ending_writes_its_last_words_and_keeps_a_question(b: &Backend) {
 /// say they are back, once. A chat that changes hands is told of its new
 /// librarian only.
 async fn a_live_chats_patron_is_told_once_that_its_librarians_desk_is_gone_and_once_that_they_are_back(b: &Backend) {
+    const LINES: u64 = 2_000;
     let (s, w) = (&*b.store, &b.w);
     let a = chatting(s, w, None, "t1", 10).await;
     s.touch(vec![w.ann.id], 100).await.unwrap();
@@ -804,30 +806,59 @@ async fn a_live_chats_patron_is_told_once_that_its_librarians_desk_is_gone_and_o
     assert!(s.librarians_to_tell(100, 0, 10).await.unwrap().is_empty(), "seen at the limit: not gone");
     assert_eq!(s.librarians_to_tell(101, 0, 10).await.unwrap(), [ann(100, true)]);
     assert!(s.librarians_to_tell(101, 101, 10).await.unwrap().is_empty(), "past the sign-off: handed back instead");
-    assert!(!s.tell_librarian_desk(a, w.ann.id, true, 100, system("gone"), 120).await.unwrap(), "seen since");
-    assert!(s.tell_librarian_desk(a, w.ann.id, true, 101, system("gone"), 120).await.unwrap());
-    assert!(!s.tell_librarian_desk(a, w.ann.id, true, 101, system("gone"), 121).await.unwrap(), "told once");
+    assert!(
+        !s.tell_librarian_desk(a, w.ann.id, DeskNews::Gone { not_seen_since: 100 }, system("gone"), LINES, 120)
+            .await
+            .unwrap(),
+        "seen since"
+    );
+    assert!(s
+        .tell_librarian_desk(a, w.ann.id, DeskNews::Gone { not_seen_since: 101 }, system("gone"), LINES, 120)
+        .await
+        .unwrap());
+    assert!(
+        !s.tell_librarian_desk(a, w.ann.id, DeskNews::Gone { not_seen_since: 101 }, system("gone"), LINES, 121)
+            .await
+            .unwrap(),
+        "told once"
+    );
     assert!(s.librarians_to_tell(130, 0, 10).await.unwrap().is_empty(), "told");
-    assert!(!s.tell_librarian_desk(a, w.ann.id, false, 130, system("back"), 130).await.unwrap(), "not back");
+    assert!(!s.tell_librarian_desk(a, w.ann.id, DeskNews::Back, system("back"), LINES, 130).await.unwrap(), "not back");
     s.touch(vec![w.ann.id], 140).await.unwrap();
     assert_eq!(s.librarians_to_tell(130, 0, 10).await.unwrap(), [ann(140, false)]);
-    assert!(s.tell_librarian_desk(a, w.ann.id, false, 130, system("back"), 141).await.unwrap());
-    assert!(!s.tell_librarian_desk(a, w.ann.id, false, 130, system("back"), 142).await.unwrap(), "told once");
+    assert!(s.tell_librarian_desk(a, w.ann.id, DeskNews::Back, system("back"), LINES, 141).await.unwrap());
+    assert!(
+        !s.tell_librarian_desk(a, w.ann.id, DeskNews::Back, system("back"), LINES, 142).await.unwrap(),
+        "told once"
+    );
     assert!(s.librarians_to_tell(130, 0, 10).await.unwrap().is_empty(), "back and told");
     let bodies: Vec<String> = s.messages_after(a, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(bodies[bodies.len() - 2..], ["gone", "back"]);
 
     // Gone again, told, then handed to Dev: the mark goes with Ann, and
     // Ann's desk is nothing to the chat's patron now.
-    assert!(s.tell_librarian_desk(a, w.ann.id, true, 141, system("gone again"), 200).await.unwrap());
+    assert!(s
+        .tell_librarian_desk(a, w.ann.id, DeskNews::Gone { not_seen_since: 141 }, system("gone again"), LINES, 200)
+        .await
+        .unwrap());
     let handover =
         Handover { to: TransferTo::Staff(w.dev.clone()), stay: false, line: system("taken over"), note: None };
     s.transfer(a, w.dev.clone(), handover, ok(), 201).await.unwrap();
     s.touch(vec![w.ann.id, w.dev.id], 300).await.unwrap();
     assert!(s.librarians_to_tell(250, 0, 10).await.unwrap().is_empty(), "nobody to say is back");
-    assert!(!s.tell_librarian_desk(a, w.ann.id, false, 250, system("back"), 301).await.unwrap(), "not Ann's chat");
+    assert!(
+        !s.tell_librarian_desk(a, w.ann.id, DeskNews::Back, system("back"), LINES, 301).await.unwrap(),
+        "not Ann's chat"
+    );
     assert_eq!(s.librarians_to_tell(301, 0, 10).await.unwrap().len(), 1, "Dev's desk, if gone, is told");
     // An ended chat is nobody's to tell of.
     s.end(a, staff_author(&w.dev), ok(), Box::new(|_, _| None), Ending::default(), 302).await.unwrap();
     assert!(s.librarians_to_tell(301, 0, 10).await.unwrap().is_empty());
+
+    // A chat at its line cap is told nothing more (a desk that drops and
+    // comes back again and again fills no chat): two lines, a cap of two.
+    let full = chatting(s, w, None, "t2", 400).await;
+    let gone = DeskNews::Gone { not_seen_since: 1_000 };
+    assert!(!s.tell_librarian_desk(full, w.ann.id, gone, system("gone"), 2, 500).await.unwrap(), "full");
+    assert!(s.tell_librarian_desk(full, w.ann.id, gone, system("gone"), 3, 500).await.unwrap());
 }
