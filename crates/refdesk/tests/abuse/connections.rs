@@ -275,6 +275,13 @@ async fn an_over_long_frame_gets_1009_and_a_dead_socket_is_closed() {
     let (code, reason) = close.expect("a close frame, not a dropped connection");
     assert_eq!(code, 1009, "{reason}");
     assert!(reason.contains("65536"), "the reason says the limit: {reason}");
+    // The same as the first frame, before `auth`: said the same way (it
+    // was an empty close frame).
+    let mut first = ws_from(&server, [127, 0, 5, 9], None, None).await;
+    first.send(Ws::text("x".repeat(100 * 1024))).await.unwrap();
+    let (close, _) = until_closed(&mut first, Duration::from_secs(5)).await;
+    let (code, reason) = close.expect("a close frame, not a dropped connection");
+    assert_eq!((code, reason.contains("65536")), (1009, true), "before auth: {reason}");
 
     // A dead socket: authenticated, then never read again, so the
     // server's pings go unanswered.

@@ -226,28 +226,8 @@ impl Connection {
         Duration::from_secs(self.feed.app().limits().ws_send_seconds)
     }
 
-    /// A frame could not be read: over the size limit (said with 1009), a
-    /// protocol error (1002), a text frame not in UTF-8 (1007), or a broken
-    /// connection.
     fn read_failed(&self, e: axum::Error) -> Closed {
-        use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-        let inner = e.into_inner();
-        match inner.downcast_ref::<WsError>() {
-            Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                let max = self.feed.app().limits().max_frame_bytes;
-                Closed::with(CLOSE_TOO_BIG, format!("a frame may be at most {max} bytes"))
-            }
-            Some(WsError::Protocol(p)) => {
-                tracing::debug!(error = %p, "WebSocket protocol error");
-                Closed::with(1002, "protocol error")
-            }
-            // A text frame that is not UTF-8 (RFC 6455, 8.1: fail with 1007).
-            Some(WsError::Utf8(_)) => Closed::with(1007, "a text frame must be UTF-8"),
-            _ => {
-                tracing::debug!(error = %inner, "WebSocket read failed");
-                Closed::quiet()
-            }
-        }
+        read_failed(e, self.feed.app().limits().max_frame_bytes)
     }
 
     /// Every ping interval: a socket silent for two intervals is dead; a
@@ -673,6 +653,39 @@ pub(super) async fn report(socket: &mut WebSocket, e: ApiError, client_id: Optio
 }
 
 /// A close frame with a code and a reason.
+/// A frame could not be read, before `auth` or after: over the size limit
+/// `max` (said with 1009), a protocol error (1002), a text frame not in
+/// UTF-8 (1007), or a broken connection (nothing to say).
+pub(super) fn read_failed(e: axum::Error, max: usize) -> Closed {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let inner = e.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+            Closed::with(CLOSE_TOO_BIG, format!("a frame may be at most {max} bytes"))
+        }
+        Some(WsError::Protocol(p)) => {
+            tracing::debug!(error = %p, "WebSocket protocol error");
+            Closed::with(1002, "protocol error")
+        }
+        // A text frame that is not UTF-8 (RFC 6455, 8.1: fail with 1007).
+        Some(WsError::Utf8(_)) => Closed::with(1007, "a text frame must be UTF-8"),
+        _ => {
+            tracing::debug!(error = %inner, "WebSocket read failed");
+            Closed::quiet()
+        }
+    }
+}
+
+impl Closed {
+    /// The close frame to say goodbye with, if any.
+    pub(super) fn frame(self) -> WsMessage {
+        match self.0 {
+            Some((code, reason)) => close_frame(code, &reason),
+            None => WsMessage::Close(None),
+        }
+    }
+}
+
 pub(super) fn close_frame(code: u16, reason: &str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))
 }

@@ -373,6 +373,10 @@ async fn open(
             goodbye(&mut socket, close_frame(CLOSE_TRY_AGAIN, "too many connections are opening; try again")).await;
             return None;
         }
+        Err(Closed::Unreadable(why)) => {
+            goodbye(&mut socket, why.frame()).await;
+            return None;
+        }
     };
     let Some((viewer, patron, login)) = who else {
         goodbye(&mut socket, WsMessage::Close(None)).await;
@@ -426,6 +430,9 @@ enum Closed {
     /// A newer socket took its place among the opening ones before its
     /// first frame came ([`Opening`]).
     PlaceLost,
+    /// Its first frame could not be read (over the size limit, not UTF-8,
+    /// a protocol error): said with the code that says why, as after `auth`.
+    Unreadable(connection::Closed),
 }
 
 /// Reads the `auth` frame: a patron's token, or the staff cookie of the
@@ -444,6 +451,9 @@ async fn authenticate(
         () = place.lost() => return Err(Closed::PlaceLost),
     };
     drop(place);
+    if let Ok(Some(Err(e))) = first {
+        return Err(Closed::Unreadable(connection::read_failed(e, app.limits().max_frame_bytes)));
+    }
     Ok(identify(app, socket, cookie, first, credentials).await)
 }
 
