@@ -9,9 +9,16 @@
 //!   IPv4 address, or an IPv6 /64; see [`crate::limit::address_key`]), and
 //!   from an IPv6 /56 and /48 4 and 16 times as many
 //!   ([`crate::limit::networks`]: a /48 is 65,536 /64s, free). Past
-//!   either, a new connection is closed at once, before anything is read:
-//!   the other addresses are still served. A connection keeps its place
-//!   until its socket closes, an upgraded WebSocket's too. Behind a trusted
+//!   either, a new connection takes the place of the oldest *silent* one
+//!   within the cap it met (one with no request being handled: opened and
+//!   quiet, trickling a header, or kept alive between requests), which is
+//!   closed; with none silent, the new connection is closed at once,
+//!   before anything is read. So connections that send nothing cannot keep
+//!   anyone out (a stranger on a library's Wi-Fi filling its address's
+//!   share with them kept the library's desks and patrons out): only
+//!   requests being handled and upgraded WebSockets, which the rate limits
+//!   and the socket caps bound, hold a place for sure. A connection keeps
+//!   its place until its socket closes, an upgraded WebSocket's too. Behind a trusted
 //!   proxy every connection comes from the proxy, so the per-address cap is
 //!   left to it (the WebSocket layer still counts the client's address).
 //! - **Header timeout.** hyper's `header_read_timeout` starts when the
@@ -40,12 +47,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use refdesk_app::Limits;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -98,45 +105,152 @@ pub struct Counts {
     max: usize,
     per_address: usize,
     total: AtomicUsize,
-    /// Open connections per network (prefix length, address; see [`networks`]).
-    by_address: Mutex<HashMap<(u8, IpAddr), usize>>,
+    open: Mutex<Open>,
 }
 
-/// One connection's place, given back when it is dropped (with the socket).
+/// The connections each cap counts, oldest first.
+#[derive(Default)]
+struct Open {
+    /// Every connection still serving HTTP (an upgraded one has left: its
+    /// [`Lease`] is gone), in the order they opened.
+    all: VecDeque<Weak<Lease>>,
+    /// Per network (prefix length, address; see [`networks`]): how many
+    /// connections it holds (upgraded ones too), and those still serving
+    /// HTTP, in the order they opened.
+    by_address: HashMap<(u8, IpAddr), Network>,
+}
+
+#[derive(Default)]
+struct Network {
+    count: usize,
+    leases: VecDeque<Weak<Lease>>,
+}
+
+/// Places a newcomer at a cap looks at for a silent connection, at most,
+/// before it is closed instead: a cap full of busy connections costs a
+/// bounded walk per refusal.
+const LOOK_AT_MOST: usize = 256;
+
+/// A connection still serving HTTP, as the caps see it: whether it is
+/// handling a request, and how to close it for a newcomer.
+#[derive(Default)]
+pub struct Lease {
+    /// Requests being handled now: none, and the connection is silent.
+    handling: AtomicUsize,
+    /// Set once its place has been given back (by it, or to a newcomer).
+    released: Arc<AtomicBool>,
+    /// Told when its place went to a newcomer.
+    evicted: tokio::sync::Notify,
+    /// The networks it is counted in (none behind a trusted proxy).
+    address: Option<IpAddr>,
+}
+
+/// One connection's place, given back when it is dropped (with the socket),
+/// unless a newcomer took it first.
 pub struct Slot {
     counts: Arc<Counts>,
     /// The client's address, when it is counted.
     address: Option<IpAddr>,
+    released: Arc<AtomicBool>,
+}
+
+/// A new connection's place: its slot, what the caps see of it, and
+/// whether a silent connection was closed to make room.
+pub struct Taken {
+    pub slot: Slot,
+    pub lease: Arc<Lease>,
+    pub evicted: bool,
 }
 
 impl Counts {
     /// Counts with these caps.
     pub fn new(max: usize, per_address: usize) -> Arc<Counts> {
-        Arc::new(Counts { max, per_address, total: AtomicUsize::new(0), by_address: Mutex::default() })
+        Arc::new(Counts { max, per_address, total: AtomicUsize::new(0), open: Mutex::default() })
     }
 
-    /// A place for a connection from `peer`, if both caps allow one.
-    /// `per_address: false` (a trusted proxy) counts only against the node's.
-    pub fn take(self: &Arc<Self>, peer: IpAddr, per_address: bool) -> Option<Slot> {
-        if self.total.fetch_add(1, Ordering::SeqCst) >= self.max {
-            self.total.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
+    /// A place for a connection from `peer`, if both caps allow one, or
+    /// once the oldest silent connection under the cap that is full has
+    /// given it up. `per_address: false` (a trusted proxy) counts only
+    /// against the node's.
+    pub fn take(self: &Arc<Self>, peer: IpAddr, per_address: bool) -> Option<Taken> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut evicted = false;
+        // Narrowest network first: a place given up in it is given up in
+        // the wider ones and on the node too, so nobody is closed for a
+        // newcomer that is then turned away.
         if per_address {
-            let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-            let room = networks(peer).all(|(prefix, net, times)| {
-                map.get(&(prefix, net)).copied().unwrap_or(0) < self.per_address.saturating_mul(times as usize)
-            });
-            if !room {
-                drop(map);
-                self.total.fetch_sub(1, Ordering::SeqCst);
+            for (prefix, net, times) in networks(peer) {
+                let cap = self.per_address.saturating_mul(times as usize);
+                if open.by_address.get(&(prefix, net)).is_some_and(|n| n.count >= cap) {
+                    if !self.evict(&mut open, Some((prefix, net))) {
+                        return None;
+                    }
+                    evicted = true;
+                }
+            }
+        }
+        if self.total.load(Ordering::SeqCst) >= self.max {
+            if !self.evict(&mut open, None) {
                 return None;
             }
+            evicted = true;
+        }
+        let released = Arc::new(AtomicBool::new(false));
+        let address = per_address.then_some(peer);
+        let lease = Arc::new(Lease { released: released.clone(), address, ..Lease::default() });
+        self.total.fetch_add(1, Ordering::SeqCst);
+        let total = self.total.load(Ordering::SeqCst);
+        push(&mut open.all, &lease, total);
+        if let Some(peer) = address {
             for (prefix, net, _) in networks(peer) {
-                *map.entry((prefix, net)).or_insert(0) += 1;
+                let network = open.by_address.entry((prefix, net)).or_default();
+                network.count += 1;
+                push(&mut network.leases, &lease, network.count);
             }
         }
-        Some(Slot { counts: self.clone(), address: per_address.then_some(peer) })
+        Some(Taken { slot: Slot { counts: self.clone(), address, released }, lease, evicted })
+    }
+
+    /// Gives a newcomer the place of the oldest silent connection in
+    /// `network` (or on the node): releases it now and tells it to close.
+    /// False when none of the first [`LOOK_AT_MOST`] is silent.
+    fn evict(&self, open: &mut Open, network: Option<(u8, IpAddr)>) -> bool {
+        let leases = match network {
+            None => &mut open.all,
+            Some(key) => match open.by_address.get_mut(&key) {
+                Some(n) => &mut n.leases,
+                None => return false,
+            },
+        };
+        let mut victim = None;
+        let mut looked = 0;
+        let mut i = 0;
+        while i < leases.len() && looked < LOOK_AT_MOST {
+            match leases[i].upgrade() {
+                None => {
+                    leases.remove(i);
+                }
+                Some(lease) if lease.released.load(Ordering::SeqCst) => {
+                    leases.remove(i);
+                }
+                Some(lease) if lease.handling.load(Ordering::SeqCst) == 0 => {
+                    leases.remove(i);
+                    victim = Some(lease);
+                    break;
+                }
+                Some(_) => {
+                    looked += 1;
+                    i += 1;
+                }
+            }
+        }
+        let Some(victim) = victim else { return false };
+        if victim.released.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.release(open, victim.address);
+        victim.evicted.notify_one();
+        true
     }
 
     /// Connections open now.
@@ -144,24 +258,37 @@ impl Counts {
         self.total.load(Ordering::SeqCst)
     }
 
-    fn release_address(&self, address: Option<IpAddr>) {
+    /// Gives a connection's place back on the node and in its networks.
+    fn release(&self, open: &mut Open, address: Option<IpAddr>) {
+        self.total.fetch_sub(1, Ordering::SeqCst);
         let Some(peer) = address else { return };
-        let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         for (prefix, net, _) in networks(peer) {
-            if let Some(n) = map.get_mut(&(prefix, net)) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&(prefix, net));
+            if let Some(n) = open.by_address.get_mut(&(prefix, net)) {
+                n.count -= 1;
+                if n.count == 0 {
+                    open.by_address.remove(&(prefix, net));
                 }
             }
         }
     }
 }
 
+/// Adds a connection to a cap's list, first dropping those gone from it
+/// when it has grown to twice the `count` still open (so a network that
+/// never empties does not keep the Weak of every connection it ever had).
+fn push(leases: &mut VecDeque<Weak<Lease>>, lease: &Arc<Lease>, count: usize) {
+    if leases.len() >= 2 * count + 16 {
+        leases.retain(|l| l.upgrade().is_some_and(|l| !l.released.load(Ordering::SeqCst)));
+    }
+    leases.push_back(Arc::downgrade(lease));
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.counts.total.fetch_sub(1, Ordering::SeqCst);
-        self.counts.release_address(self.address);
+        if !self.released.swap(true, Ordering::SeqCst) {
+            let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+            self.counts.release(&mut open, self.address);
+        }
     }
 }
 
@@ -314,11 +441,11 @@ impl Body for Deadline {
 }
 
 /// Counts a connection's requests being handled while it lives.
-struct Handling(Arc<AtomicUsize>);
+struct Handling(Arc<Lease>);
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.handling.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -332,7 +459,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (limits, trusted, metrics) = (state.app.limits().clone(), state.trusted_proxies.clone(), state.metrics.clone());
-    let serving = Serving { limits, trusted, metrics, counts, refused: "connection" };
+    let serving = Serving { limits, trusted, metrics, counts, refused: "connection", evicted: "connection_oldest" };
     serve_router(listener, crate::app(state), serving, shutdown).await;
 }
 
@@ -346,13 +473,15 @@ pub(crate) struct Serving {
     pub counts: Arc<Counts>,
     /// The `limit` label a connection refused by the caps is counted under.
     pub refused: &'static str,
+    /// The label a silent connection closed for a newcomer is counted under.
+    pub evicted: &'static str,
 }
 
 /// [`serve`] for any router: the main listener's, or the metrics'.
 pub(crate) async fn serve_router(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    Serving { limits, trusted, metrics, counts, refused }: Serving,
+    Serving { limits, trusted, metrics, counts, refused, evicted }: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut builder = http1::Builder::new();
@@ -382,12 +511,16 @@ pub(crate) async fn serve_router(
         };
         // A trusted proxy's connections are many clients': the node's cap
         // alone holds them (an IPv4 proxy reaches `[::]` as `::ffff:a.b.c.d`).
-        let Some(slot) = counts.take(peer.ip(), !crate::limit::is_trusted(peer.ip(), &trusted)) else {
-            tracing::debug!(open = counts.open(), "connection refused: too many open");
+        let Some(taken) = counts.take(peer.ip(), !crate::limit::is_trusted(peer.ip(), &trusted)) else {
+            tracing::debug!(open = counts.open(), "connection refused: too many open, none silent");
             metrics.limited(refused);
             drop(tcp);
             continue;
         };
+        if taken.evicted {
+            tracing::debug!(open = counts.open(), "a silent connection closed for a new one");
+            metrics.limited(evicted);
+        }
         // Chat frames are small and latency-bound: Nagle's algorithm would hold
         // them back waiting for the peer's delayed ACK (tens of milliseconds).
         if let Err(e) = tcp.set_nodelay(true) {
@@ -401,11 +534,11 @@ pub(crate) async fn serve_router(
         let io = TokioIo::new(Watched {
             tcp,
             activity: activity.clone(),
-            _slot: slot,
+            _slot: taken.slot,
             blocked: false,
             let_go: let_go.clone(),
         });
-        let client = Client { peer, activity, let_go };
+        let client = Client { peer, activity, let_go, lease: taken.lease };
         tokio::spawn(connection(builder.clone(), io, router.clone(), client, limits.clone(), drain_rx.clone()));
     }
     // Closed now, not once the connections below have finished: a client
@@ -421,23 +554,23 @@ struct Client {
     peer: SocketAddr,
     activity: Arc<Activity>,
     let_go: LetGo,
+    lease: Arc<Lease>,
 }
 
 async fn connection(
     builder: Arc<http1::Builder>,
     io: TokioIo<Watched>,
     router: axum::Router,
-    Client { peer, activity, let_go }: Client,
+    Client { peer, activity, let_go, lease }: Client,
     limits: Arc<Limits>,
     mut drain: tokio::sync::watch::Receiver<()>,
 ) {
-    let handling = Arc::new(AtomicUsize::new(0));
     let body_within = Duration::from_secs(limits.body_seconds);
     let service = {
-        let handling = handling.clone();
+        let lease = lease.clone();
         service_fn(move |req: hyper::Request<Incoming>| {
-            handling.fetch_add(1, Ordering::SeqCst);
-            let busy = Handling(handling.clone());
+            lease.handling.fetch_add(1, Ordering::SeqCst);
+            let busy = Handling(lease.clone());
             let sleep = Box::pin(tokio::time::sleep(body_within));
             let mut req = req.map(|body| axum::body::Body::new(Deadline { body, sleep }));
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -469,9 +602,19 @@ async fn connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            // Its place went to a newcomer while it was silent. A request
+            // that began since is answered first.
+            () = lease.evicted.notified() => {
+                if lease.handling.load(Ordering::SeqCst) == 0 {
+                    tracing::debug!("silent connection closed for a new one");
+                    break;
+                }
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
             () = watchdog.as_mut() => {
                 let quiet_until = activity.last() + idle;
-                if handling.load(Ordering::SeqCst) == 0 && Instant::now() >= quiet_until {
+                if lease.handling.load(Ordering::SeqCst) == 0 && Instant::now() >= quiet_until {
                     tracing::debug!("idle connection closed");
                     break;
                 }
@@ -485,29 +628,76 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+
+    /// A connection that is not silent: upgraded (no lease left), so never
+    /// closed for a newcomer.
+    fn busy(taken: Taken) -> Slot {
+        taken.slot
+    }
 
     #[test]
     fn the_64s_of_one_56_or_48_share_its_wider_connection_cap() {
         let counts = Counts::new(10_000, 2);
         // The /64s of one /56 (bits 56–63 of the address).
         let in_56 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 64)));
-        let held: Vec<Slot> = (0..256).filter_map(|i| counts.take(in_56(i), true)).collect();
+        let held: Vec<Slot> = (0..256).filter_map(|i| counts.take(in_56(i), true).map(busy)).collect();
         assert_eq!(held.len(), 2 * 4, "a /56 holds four /64s' worth");
         // The /56s of its /48 (bits 48–55) share sixteen /64s' worth.
         let in_48 = |i: u128| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8_0001_0000u128 << 64) | (i << 72)));
-        let more: Vec<Slot> = (1..256).filter_map(|i| counts.take(in_48(i), true)).collect();
+        let more: Vec<Slot> = (1..256).filter_map(|i| counts.take(in_48(i), true).map(busy)).collect();
         assert_eq!(held.len() + more.len(), 2 * 16, "the /48's other /56s got {}", more.len());
         assert!(counts.take("2001:db8:2::1".parse().unwrap(), true).is_some(), "another /48 has its own");
         // Closing gives every network its place back.
         drop(held);
         drop(more);
-        assert!(counts.by_address.lock().unwrap().len() <= 3, "only the other /48's networks are left");
-        let again: Vec<Slot> = (0..256).filter_map(|i| counts.take(in_56(i), true)).collect();
+        assert!(counts.open.lock().unwrap().by_address.len() <= 3, "only the other /48's networks are left");
+        let again: Vec<Slot> = (0..256).filter_map(|i| counts.take(in_56(i), true).map(busy)).collect();
         assert_eq!(again.len(), 8);
         // IPv4 addresses are counted alone; a trusted proxy's not at all.
-        let v4: Vec<Slot> = (0..=255u8).filter_map(|i| counts.take(IpAddr::from([10, 0, 0, i]), true)).collect();
+        let v4: Vec<Slot> =
+            (0..=255u8).filter_map(|i| counts.take(IpAddr::from([10, 0, 0, i]), true).map(busy)).collect();
         assert_eq!(v4.len(), 256);
-        let proxy: Vec<Slot> = (0..5).filter_map(|_| counts.take(IpAddr::from([127, 0, 0, 1]), false)).collect();
+        let proxy: Vec<Slot> =
+            (0..5).filter_map(|_| counts.take(IpAddr::from([127, 0, 0, 1]), false).map(busy)).collect();
         assert_eq!(proxy.len(), 5);
+    }
+
+    #[test]
+    fn at_a_cap_the_oldest_silent_connection_gives_its_place_to_a_newcomer() {
+        let counts = Counts::new(6, 3);
+        let (a, b, c) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 3]));
+        let first: Vec<Taken> = (0..3).map(|_| counts.take(a, true).unwrap()).collect();
+        assert!(!first.iter().any(|t| t.evicted));
+        // The oldest is handling a request: the next oldest, silent, goes.
+        first[0].lease.handling.fetch_add(1, Ordering::SeqCst);
+        let fourth = counts.take(a, true).expect("a silent connection gave its place");
+        assert!(fourth.evicted);
+        assert!(first[1].lease.released.load(Ordering::SeqCst));
+        assert!(first[1].lease.evicted.notified().now_or_never().is_some(), "the closed one is told");
+        assert!(!first[2].lease.released.load(Ordering::SeqCst));
+        assert_eq!(counts.open(), 3);
+        // Its socket closing later gives nothing back a second time.
+        let mut first = first.into_iter();
+        let (busy_one, evicted, third) = (first.next().unwrap(), first.next().unwrap(), first.next().unwrap());
+        drop(evicted);
+        assert_eq!(counts.open(), 3);
+        // The node's cap: another address fills it, and a third takes the
+        // place of the oldest silent connection anywhere (`third`).
+        let others: Vec<Taken> = (0..3).map(|_| counts.take(b, true).unwrap()).collect();
+        assert!(others.iter().all(|t| !t.evicted));
+        let newcomer = counts.take(c, true).expect("the node's oldest silent connection gave its place");
+        assert!(newcomer.evicted && third.lease.released.load(Ordering::SeqCst));
+        assert_eq!(counts.open(), 6);
+        // Busy or upgraded connections are never closed for a newcomer: with
+        // none silent, it is turned away and nobody is closed.
+        let kept: Vec<Slot> = [fourth, newcomer].into_iter().chain(others).map(busy).collect();
+        assert!(counts.take(a, true).is_none(), "a full address of busy connections");
+        assert!(counts.take(IpAddr::from([10, 0, 0, 9]), true).is_none(), "a full node of busy connections");
+        assert_eq!(counts.open(), 6);
+        drop(kept);
+        drop(busy_one);
+        assert_eq!(counts.open(), 0);
+        assert!(counts.open.lock().unwrap().by_address.is_empty());
     }
 }

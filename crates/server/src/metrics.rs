@@ -55,7 +55,7 @@ pub const STORE_WAIT: Duration = Duration::from_secs(2);
 /// The request id's header, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
 /// Every label of `refdesk_limited_total`, each there from the start.
-const LIMITS: [&str; 15] = [
+const LIMITS: [&str; 17] = [
     "login",
     "start",
     "patron",
@@ -64,7 +64,9 @@ const LIMITS: [&str; 15] = [
     "socket_opening",
     "socket_opening_oldest",
     "connection",
+    "connection_oldest",
     "metrics_connection",
+    "metrics_connection_oldest",
     "login_account",
     "login_busy",
     "bad_credential",
@@ -454,6 +456,7 @@ pub async fn serve(
         metrics: state.metrics.clone(),
         counts: crate::conn::Counts::new(METRICS_CONNECTIONS, METRICS_CONNECTIONS_PER_ADDRESS),
         refused: "metrics_connection",
+        evicted: "metrics_connection_oldest",
     };
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(|State(state): State<AppState>| async move { answer(&state).await }))

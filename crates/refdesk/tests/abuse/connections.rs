@@ -142,54 +142,83 @@ async fn a_client_that_stops_reading_leaves_the_kernel_nothing_once_let_go() {
     assert!(server.healthy_within(Duration::from_secs(2)).await);
 }
 
+/// The node's open TCP connections (this one's included), from `/metrics`.
+async fn open_connections(server: &Server) -> u64 {
+    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("refdesk_connections{kind=\"tcp\"}"));
+    line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no tcp count:\n{text}"))
+}
+
+/// An HTTP `GET` from `from`, on a connection of its own; its status.
+async fn get_from(server: &Server, from: [u8; 4], path: &str) -> Result<u16, String> {
+    let r = client_from(from).get(server.url(path)).timeout(Duration::from_secs(2)).send().await;
+    r.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_connection_caps_other_addresses_still_get_healthz() {
+async fn at_the_connection_caps_a_newcomer_takes_the_place_of_the_oldest_silent_connection() {
     let server = Server::start("[limits]\nconnections_per_address = 20\nmax_connections = 40\n", &[]).await;
-    // One address opens its 20 connections and holds them (silent, within
-    // the 15 s header timeout), then tries more.
-    let mut held = Vec::new();
+    // A stranger on the library's address (its Wi-Fi, a campus NAT) opens
+    // its 20 connections and sends nothing (within the 15 s header timeout).
+    let mut silent = Vec::new();
     for _ in 0..20 {
-        held.push(connect_from(&server, [127, 0, 0, 5]).await.unwrap());
+        silent.push(connect_from(&server, [127, 0, 0, 5]).await.unwrap());
     }
-    for _ in 0..5 {
-        let mut more = connect_from(&server, [127, 0, 0, 5]).await.unwrap();
-        let after = closed_after(&mut more, Duration::from_secs(2)).await;
-        assert!(after < Duration::from_millis(500), "a connection past the per-address cap was held {after:?}");
+    // The library's people behind that address are still served: a sign-in
+    // and a page, each in the place of the stranger's oldest silent connection.
+    let library = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 5])).build().unwrap();
+    let r = library
+        .post(server.url("/api/login"))
+        .json(&json!({"username": "ann", "password": DEMO}))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200), "the desk's sign-in from a full address");
+    assert_eq!(get_from(&server, [127, 0, 0, 5], "/healthz").await, Ok(200));
+    for (i, tcp) in silent.iter_mut().take(2).enumerate() {
+        let after = closed_after(tcp, Duration::from_secs(2)).await;
+        assert!(after < Duration::from_millis(500), "the {i}th oldest silent connection was held {after:?}");
     }
-    // Another address is served at once.
-    let other = client_from([127, 0, 0, 2]);
-    let r = other.get(server.url("/healthz")).timeout(Duration::from_secs(1)).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    // One of the 20 closes: the address has room again.
-    drop(held.pop());
+    // The others still wait: only as many as needed made room.
+    for tcp in &mut silent[2..] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut byte)).await;
+        assert!(read.is_err(), "a silent connection closed with nobody needing its place: {read:?}");
+    }
+    // The library's connections close; the stranger opens two more: 20.
+    drop(library);
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = client_from([127, 0, 0, 5]).get(server.url("/healthz")).timeout(Duration::from_secs(1)).send().await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the closed connection's place was never given back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while open_connections(&server).await != 18 + 1 {
+        assert!(Instant::now() < deadline, "the library's connections were never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The node's cap (40) holds too: 19 + 20 from two addresses fill it
-    // with the one being made; past it a third address is turned away,
-    // not queued, until one closes.
-    let mut second = Vec::new();
+    for _ in 0..2 {
+        silent.push(connect_from(&server, [127, 0, 0, 5]).await.unwrap());
+    }
+    // Sockets that are not silent (upgraded WebSockets) hold their places:
+    // another address fills its 20 with them, and its 21st connection is
+    // closed at once, nobody's place taken.
+    let mut sockets = Vec::new();
     for _ in 0..20 {
-        second.push(connect_from(&server, [127, 0, 0, 6]).await.unwrap());
+        sockets.push(ws_from(&server, [127, 0, 0, 8], None, None).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = connect_from(&server, [127, 0, 0, 7]).await.unwrap();
-    let mut fourth = connect_from(&server, [127, 0, 0, 7]).await.unwrap();
-    // 19 + 20 + 1: the fourth is the 41st.
-    let _ = &mut third;
-    let after = closed_after(&mut fourth, Duration::from_secs(2)).await;
-    assert!(after < Duration::from_millis(500), "a connection past the node's cap was held {after:?}");
-    drop(second);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.healthy_within(Duration::from_secs(1)).await {
-        assert!(Instant::now() < deadline, "/healthz not served once connections closed");
+    let mut past = connect_from(&server, [127, 0, 0, 8]).await.unwrap();
+    let after = closed_after(&mut past, Duration::from_secs(2)).await;
+    assert!(after < Duration::from_millis(500), "a connection past a cap of busy ones was held {after:?}");
+    for ws in &mut sockets {
+        use futures_util::StreamExt;
+        let heard = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+        assert!(heard.is_err(), "a busy socket was closed or told something: {heard:?}");
     }
+    // The node's cap (40), full with the first address's 20 and the 20
+    // sockets: a third address takes the place of the oldest silent
+    // connection on the node.
+    assert_eq!(get_from(&server, [127, 0, 0, 7], "/healthz").await, Ok(200), "a third address at the node's cap");
+    let after = closed_after(&mut silent[2], Duration::from_secs(2)).await;
+    assert!(after < Duration::from_millis(500), "the node's oldest silent connection was held {after:?}");
+    let limited = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let evicted = limited.lines().find(|l| l.starts_with("refdesk_limited_total{limit=\"connection_oldest\"}"));
+    assert!(evicted.is_some_and(|l| !l.ends_with(" 0")), "evictions are counted: {evicted:?}");
 }
 
 /// Sends `n` messages on `ws` as fast as it can.
