@@ -81,6 +81,9 @@ let taken = false;
 let withLibrarian = false;
 function sayEndButton() { $("end").textContent = withLibrarian ? "End chat" : "Leave the line"; }
 let ended = false;
+// The librarian blocked this patron (a "blocked" line came just before the
+// end): nothing is asked of them after it, no rating nor transcript.
+let blocked = false;
 // Where the transcript goes, as the server last said (null: nowhere).
 let transcriptTo = null;
 // The address given on the start form, in this page's memory only (the
@@ -98,7 +101,7 @@ function noteTranscript() {
     // Ended: a chat a librarian took may still have its transcript sent,
     // once (the server keeps to that).
     const form = $("transcript-form");
-    form.classList.toggle("hidden", !(taken && !transcriptTo && chat));
+    form.classList.toggle("hidden", !(taken && !transcriptTo && chat && !blocked));
     form.querySelector("label").textContent = "E-mail me the transcript of this chat";
   }
   if (!transcriptTo) { note.textContent = ""; return; }
@@ -189,6 +192,7 @@ function render(m) {
     sayEndButton();
     setStatus("A librarian is with you.");
   }
+  if (m.system === "blocked") blocked = true;
   if (m.system === "ended") {
     ended = true;
     // Nothing more can be sent: what was being written is not kept. Kept
@@ -196,12 +200,14 @@ function render(m) {
     if (chat && (chat.draft || !chat.ended)) { chat.draft = ""; chat.ended = true; save(); }
     setStatus(taken ? "The chat has ended." : "You are no longer in line.");
     for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
+    $("transcript-error").textContent = "";
     $("end-row").classList.remove("hidden");
     $("end-clear").textContent = "Clear this chat and start a new one";
     for (const who of [...typists.keys()]) setTyping(who, false);
     // A chat no librarian took has nothing to rate (the server refuses it),
-    // and no transcript is sent for it; one rated already is not asked again.
-    if (taken && !chat?.rated) $("rating-form").classList.remove("hidden");
+    // and no transcript is sent for it; one rated already is not asked
+    // again, nor one its patron was blocked from (refused too).
+    if (taken && !chat?.rated && !blocked) $("rating-form").classList.remove("hidden");
     noteTranscript();
   }
 }
@@ -423,14 +429,21 @@ function begin() {
     location.replace(location.pathname + location.search);
   };
   $("end-clear").onclick = askFirst(endAndClear);
+  // Its refusal is said under the box, and goes once an address is taken.
   $("transcript-form").onsubmit = async (e) => {
     e.preventDefault();
     try {
       const r = await api("/api/chat/transcript", { method: "POST", token: chat.token, body: { email: $("transcript-email").value, utc_offset: utcOffset() } });
+      $("transcript-error").textContent = "";
+      $("transcript-email").removeAttribute("aria-invalid");
       transcriptTo = r.transcript_to;
       noteTranscript();
       if (!r.transcript_to) $("transcript-note").textContent = "No transcript will be sent.";
-    } catch (err) { $("chat-error").textContent = err.message; }
+    } catch (err) {
+      $("transcript-error").textContent = err.message;
+      $("transcript-email").setAttribute("aria-invalid", "true");
+      $("transcript-email").focus();
+    }
   };
   $("end").onclick = askFirst(async () => {
     try { await api("/api/chat/end", { method: "POST", token: chat.token }); } catch (err) { $("chat-error").textContent = err.message; }

@@ -118,6 +118,7 @@ function label(s) {
 function show(session) {
   saveDraft();
   accepting = null;
+  if (current !== session) $("chat-notice").textContent = "";
   current = session;
   const l = log(session);
   l.unread = 0;
@@ -165,7 +166,8 @@ async function showDetails(session, fresh = false) {
     ...row("Library", d?.library_name || s?.library_name),
     ...row("Question", question),
     ...row("Started", d ? clock(d.created_at) : ""),
-    ...row("Transcript", d ? (d.transcript_to ? `to be e-mailed to ${d.transcript_to} at the end` : "not asked for") : ""),
+    ...row("Transcript", !d ? "" : !d.transcript_to ? "not asked for"
+      : log(session).ended || d.state === "ended" ? `e-mailed to ${d.transcript_to}` : `to be e-mailed to ${d.transcript_to} at the end`),
   );
   const library = s?.ctx.placement.library ?? d?.ctx?.placement.library;
   if (library === undefined) return;
@@ -285,7 +287,11 @@ function onEvent(m) {
   l.last = Math.max(l.last, m.seq);
   if (m.author.type === "patron") l.lastPatronSeq = Math.max(l.lastPatronSeq, m.seq);
   if (m.author.type === "staff" && m.kind === "message") l.lastStaffSeq = Math.max(l.lastStaffSeq, m.seq);
-  if (m.system === "ended") l.ended = true;
+  if (m.system === "ended") {
+    l.ended = true;
+    // What the details said would happen at the end (a transcript) has.
+    if (m.session === current) showDetails(m.session, true);
+  }
   // An ended chat's code set by someone else (from its question's page, or
   // by an admin): nothing more to do in it here.
   if (m.system === "code_set" && monitor.get(m.session)?.state === "ended" && !settingCode.has(m.session)) {
@@ -293,6 +299,9 @@ function onEvent(m) {
     if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
   }
   const fresh = m.at > loadedAt - 1000;
+  // The question list below the chat shows what these change (its status,
+  // code, librarian, live badge) now, not at its next read.
+  if (fresh && ["accepted", "ended", "code_set", "transferred"].includes(m.system)) drawSoon(refreshQuestionsSoon);
   // A line of mine on its way is stored: no longer pending, whatever became
   // of its ack.
   if (m.client_id) pending.delete(m.client_id);
@@ -342,6 +351,7 @@ function closeChat(session) {
   if (current !== session) return false;
   current = null;
   $("text").value = "";
+  $("chat-notice").textContent = "";
   $("log").replaceChildren();
   $("patron").replaceChildren();
   $("chat-title").textContent = "";
@@ -631,6 +641,8 @@ async function start() {
   $("login").classList.add("hidden");
   $("desk").classList.remove("hidden");
   $("me").textContent = `Signed in as ${me.display_name} (${me.role.replace("_", " ")})`;
+  // Cut short on a narrow header (one line, not two): whole on hover.
+  $("me").title = $("me").textContent;
   // ALL (every live chat in my scope) is the admins' monitor: a librarian's would stay empty.
   $("tab-all").classList.toggle("hidden", me.role === "librarian");
   // Staff are managed by admins: a librarian's page would only be refused.
@@ -721,9 +733,16 @@ async function start() {
         if (fresh && f.ctx.id === current) showDetails(current);
       }
       else if (f.type === "monitor_gone") {
+        const who = monitor.get(f.session)?.patron_name;
         monitor.delete(f.session);
         if (logs.has(f.session)) log(f.session).gone = true;
-        if (f.session === current) { say("This chat was handed on: it is no longer yours to write in."); renderComposer(); }
+        // The chat on screen is no longer this desk's (handed on, taken
+        // over): it closes, saying so where the chat was, not in a passing
+        // line at the top of the page.
+        if (f.session === current) {
+          closeChat(f.session);
+          $("no-chat").textContent = `The chat${who ? ` with ${who}` : ""} was handed on: it is no longer yours to write in. Accept a waiting patron, or choose one of your chats.`;
+        }
         drawSoon(renderMonitor);
         if (monitorMore > 0) { monitorMore = 0; conn.send({ type: "monitor" }); }
       }
@@ -767,6 +786,19 @@ async function start() {
     if (!inside("colleagues", "transfer-to")) refreshColleagues().catch(() => {});
     if (!inside("questions")) refreshQuestions().catch(() => {});
   }, COLLEAGUES_EVERY_MS);
+  // And as the librarian reaches for a transfer (the pointer over it, or
+  // the keyboard in it before the menu): a colleague who signed in since
+  // the last read is offered, not missing for up to half a minute. Before
+  // the menu opens, not while it is open; once in a few seconds at most.
+  let reached = 0;
+  const reaching = () => {
+    if (Date.now() - reached < 5000) return;
+    reached = Date.now();
+    refreshColleagues().catch(() => {});
+  };
+  // (A click on the menu comes after the pointer entered: read then.)
+  $("transfer").addEventListener("pointerenter", reaching);
+  $("transfer").addEventListener("focusin", reaching);
 }
 const COLLEAGUES_EVERY_MS = 30000;
 
@@ -1028,12 +1060,18 @@ $("block").onsubmit = (e) => {
       $("block-network").checked = false;
       $("abuse").open = false;
       const held = b.network ? "their browser and network" : "their browser";
-      $("status").textContent = `Patron blocked (${held}) until ${new Date(b.expires_at).toLocaleString()}.`;
+      // Said beside the chat's actions (the page's status line is at its
+      // top, off screen on a laptop once the librarian scrolled down to
+      // block), with what is left to do: the code.
+      let said = `Patron blocked (${held}) until ${new Date(b.expires_at).toLocaleString()}.`;
       // The code a block calls for, offered (the cooperative's, if it kept it).
-      if ([...$("code").options].some((o) => o.value === "inappropriate") && !codeChoice.get(blocked)?.code) {
+      const offered = [...$("code").options].find((o) => o.value === "inappropriate");
+      if (offered && !codeChoice.get(blocked)?.code) {
         codeChoice.set(blocked, { code: "inappropriate", read: codeChoice.get(blocked)?.read ?? "" });
         if (current === blocked) showCodeChoice();
+        said += ` "${offered.textContent}" is chosen as the chat's code: press Set code to record it.`;
       }
+      if (current === blocked) { $("chat-notice").textContent = said; $("set-code").focus(); } else say(said);
     }));
 };
 $("transfer").onsubmit = (e) => {

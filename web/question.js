@@ -85,6 +85,13 @@ function render(d, from) {
     // some mail programs would not decode), so that a `?` or `&` in it
     // cannot add a Cc, a subject or a body to the librarian's mail.
     el("strong", {}, "E-mail: "), d.patron_email ? el("a", { href: `mailto:${encodeURIComponent(d.patron_email).replaceAll("%40", "@")}` }, d.patron_email) : q.erased ? "erased" : "none given");
+  // Where an answer goes, as it is: no address known, it reaches the
+  // patron only in a chat still open, or at the address given below.
+  const inChat = q.live && q.session_state !== "ended";
+  $("answer-label").textContent = d.patron_email
+    ? `Send answer (e-mailed to ${d.patron_email}${inChat ? "; shown in the chat too" : ""})`
+    : inChat ? "Send answer (shown in the chat: no e-mail address is known; give one below to e-mail it too)"
+      : "Send answer (no e-mail address is known: give one below)";
   $("live-warning").classList.toggle("hidden", !q.live);
   // Only what the question's state allows is offered.
   $("reopen").hidden = q.state.status !== "closed";

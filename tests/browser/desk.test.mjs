@@ -695,9 +695,10 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
   await carla.getByText("Hal's chat was handed to you: it is among your chats.").waitFor();
   await carla.waitForFunction(() => /^\(\d+\) Desk/.test(document.title));
   await carla.getByRole("button", { name: /^Hal — Riverside/ }).waitFor();
-  // Ann, who handed it on, may write in it no more.
-  await ann.locator("#status", { hasText: "This chat was handed on" }).waitFor();
-  assert.equal(await ann.locator("#composer").isHidden(), true);
+  // Ann, who handed it on, may write in it no more: the chat she had open
+  // closes, saying so where it was (not in a passing line at the top).
+  await ann.locator("#no-chat", { hasText: "The chat with Hal was handed on" }).waitFor();
+  assert.equal(await ann.locator("#chat").isHidden(), true, "no dead chat left open");
   for (const p of [ann, carla, patron]) await p.context().close();
 });
 
@@ -964,12 +965,43 @@ test("the patron's details say whether a transcript will be e-mailed, as of when
   const { ann, patron } = await chatWithAnn("Tess", "Transcript question");
   await ann.locator("#chat-title", { hasText: /^Tess — / }).waitFor();
   await ann.locator("#patron", { hasText: "Transcriptnot asked for" }).waitFor();
+  // A refused address is said under its box, and goes once one is taken.
+  await patron.fill("#transcript-email", "tess@example");
+  await patron.locator("#transcript-form button[type=submit]").click();
+  await patron.locator("#transcript-error", { hasText: /e-mail address/ }).waitFor();
+  assert.equal(await patron.getAttribute("#transcript-email", "aria-invalid"), "true");
+  assert.equal(await patron.locator("#chat-error").textContent(), "", "not among the chat's errors");
   await patron.fill("#transcript-email", "tess@example.org");
   await patron.locator("#transcript-form button[type=submit]").click();
   await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
+  assert.equal(await patron.locator("#transcript-error").textContent(), "", "the refusal went");
   // Opened again (from another chat, or the list): read again.
   await ann.getByRole("button", { name: /^Tess — / }).click();
   await ann.locator("#patron", { hasText: "Transcriptto be e-mailed to tess@example.org at the end" }).waitFor();
   await accessible(ann, "the patron's details with a transcript asked for");
+  // The chat ends: what was to happen at the end has.
+  await patron.click("#end");
+  await patron.click("#end-yes");
+  await ann.locator("#patron", { hasText: "Transcripte-mailed to tess@example.org" }).waitFor();
   for (const p of [ann, patron]) await p.context().close();
+});
+
+test("a colleague who signed in since the desk last looked is offered as soon as the librarian reaches for a transfer", async () => {
+  // Ben on duty, then gone: after a few seconds his colleagues see him offline.
+  const ben = await open();
+  await signIn(ben, "ben", "on_duty");
+  await ben.context().close();
+  await new Promise((r) => setTimeout(r, 6000));
+  const { ann, patron } = await chatWithAnn("Vi", "Who else is here?");
+  await ann.locator("#colleagues li", { hasText: /Ben Booker.*offline/ }).waitFor();
+  assert.equal(await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).count(), 0, "not offered while offline");
+  // He signs in again, on duty as he was: no change of duty tells Ann's desk.
+  const back = await open();
+  await signIn(back, "ben", null);
+  await back.getByText(/Signed in as/).waitFor();
+  // Ann reaches for the transfer: he is offered at once, not within the
+  // half minute the desk reads its colleagues again.
+  await ann.hover("#transfer");
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached", timeout: 5000 });
+  for (const p of [ann, back, patron]) await p.context().close();
 });

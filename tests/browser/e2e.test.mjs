@@ -457,9 +457,15 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   await patron.getByText(/Please keep this chat respectful/).waitFor();
   await ann.fill("#block-reason", "insults after a warning");
   await ann.click("#block button[type=submit]");
-  await ann.getByText(/Patron blocked \(their browser\) until/).waitFor();
+  // Said beside the chat's actions, with what is left to do.
+  await ann.locator("#chat-notice", { hasText: /Patron blocked \(their browser\) until .* press Set code to record it/ }).waitFor();
   assert.equal(await ann.inputValue("#code"), "inappropriate", "the code a block calls for is offered");
+  // The patron is told no other chat will be taken for a while, and is
+  // asked nothing more: no rating (the server refuses it), no transcript.
+  await patron.getByText(/this library cannot take another chat from you for a while/).waitFor();
   await patron.getByText(/Chat session has ended/).waitFor();
+  assert.equal(await patron.locator("#rating-form").isHidden(), true, "a blocked patron is asked no rating");
+  assert.equal(await patron.locator("#transcript-form").isHidden(), true, "nor offered a transcript");
   assert.ok(!(await patron.content()).includes("insults after a warning"), "the reason is for staff only");
 
   // The same browser (its storage) tries again: refused, politely, and

@@ -141,8 +141,10 @@ impl App {
         let block = self.store.block(new).await?;
         if rec.state != SessionState::Ended {
             let author = Author::Staff { id: staff.id, name: staff.display_name.clone() };
-            // Blocked patrons get no transcript: the chat is not theirs to mail on.
-            let ending = Ending { no_transcript: true, ..Ending::default() };
+            // Blocked patrons get no transcript: the chat is not theirs to
+            // mail on. They are told, just before the end, why no other
+            // chat will be taken (and their page asks no rating).
+            let ending = Ending { no_transcript: true, blocked: true, ..Ending::default() };
             match self.store.end(session, author, as_judged(&rec), Box::new(|_, _| None), ending, now).await {
                 Ok(_) => {}
                 Err(refdesk_store::StoreError::Domain(DomainError::Conflict(_))) => {}
@@ -286,6 +288,7 @@ impl App {
                 last_words_unanswered: Some(expired_line(minutes, false)),
                 transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
                 no_transcript: false,
+                blocked: false,
             };
             // A chat a librarian took before it went back in line (handed on
             // to a queue, or its librarian gone) had a conversation: its

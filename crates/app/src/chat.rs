@@ -7,7 +7,9 @@ use crate::flight::Turn;
 use crate::mail::transcript_mail;
 use crate::signin::{self, Verdict};
 use crate::{auth, App, AppError, AppResult};
-use refdesk_domain::authz::{authorize, authorize_view, Action, Target};
+use refdesk_domain::authz::{
+    authorize, authorize_question, authorize_question_work, authorize_view, Action, Target, Work,
+};
 use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{SessionId, StaffId};
@@ -896,7 +898,13 @@ impl App {
         read_scale: Option<u8>,
     ) -> AppResult<QuestionState> {
         let key = code.to_owned();
+        let (me, now) = (staff.clone(), self.clock.now());
         let decide: refdesk_store::Decide = Box::new(move |before, rec, codes| {
+            // A librarian who chatted for the cooperative codes the chat
+            // while they are part of it, as on the question page.
+            let ctx = &rec.ctx;
+            let standing = authorize_question(&me, &ctx.placement, ctx.referred.as_ref(), ctx.librarian)?;
+            authorize_question_work(standing, Work::WrapUp, rec.ended_at, now)?;
             let code = refdesk_domain::question::pick_code(codes, &key, before.code.as_deref())?;
             if code.referred {
                 return Err(DomainError::invalid(

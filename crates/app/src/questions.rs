@@ -6,7 +6,7 @@
 use crate::mail::answer_mail;
 use crate::{App, AppResult};
 use refdesk_domain::actions::{self, check_confirmation, ChatLine, View};
-use refdesk_domain::authz::{authorize, authorize_question, Action, Target};
+use refdesk_domain::authz::{authorize, authorize_question, authorize_question_work, Action, Standing, Target, Work};
 use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
 use refdesk_domain::input::Body;
@@ -309,7 +309,7 @@ impl App {
             Ok(()) => None,
         };
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
-            let plan = decide(&me, prepared, confirm_live, q, session)?;
+            let plan = decide(&me, prepared, confirm_live, q, session, now)?;
             // A line into a live chat from the question list counts like
             // one from the desk: no chat grows without bound. The chat's
             // first code is never refused (`App::line_guard`).
@@ -451,8 +451,11 @@ fn decide(
     confirmed: bool,
     q: &QuestionRecord,
     session: &SessionRecord,
+    now: Millis,
 ) -> Result<QuestionPlan, DomainError> {
-    authorize_question(me, &q.placement, q.referred.as_ref(), q.librarian)?;
+    let standing = authorize_question(me, &q.placement, q.referred.as_ref(), q.librarian)?;
+    let work = work_of(&prepared.action, prepared.receiving.as_ref().map(|(to, _)| *to), q.library);
+    authorize_question_work(standing, work, session.ended_at, now)?;
     check_confirmation(q.live, confirmed)?;
     let live = q.live;
     let Prepared { action, receiving, assignee, codes } = prepared;
@@ -475,9 +478,11 @@ fn decide(
         }
         QuestionAction::Reopen => plan.state = Some(actions::reopen(&q.state)?),
         QuestionAction::Assign { to } => {
-            if let Some(who) = &assignee {
-                authorize_question(who, &q.placement, q.referred.as_ref(), q.librarian)
-                    .map_err(|_| DomainError::invalid("to", "that staff member cannot work this question"))?;
+            // To staff whose scope holds it: a librarian who only chatted
+            // would hold it for as long as it is theirs.
+            let scope = assignee.as_ref().map(|who| authorize_question(who, &q.placement, q.referred.as_ref(), None));
+            if scope.is_some_and(|s| s != Ok(Standing::Scope)) {
+                return Err(DomainError::invalid("to", "that staff member cannot work this question"));
             }
             plan.state = Some(actions::assign(&q.state, to)?);
         }
@@ -498,6 +503,24 @@ fn decide(
         plan.state = None;
     }
     Ok(plan)
+}
+
+/// Whether an action wraps the question up or decides who has it and where
+/// it goes ([`authorize_question_work`]); `receiving` is the library a code
+/// or a referral sends it to.
+fn work_of(action: &QuestionAction, receiving: Option<LibraryId>, owner: LibraryId) -> Work {
+    match action {
+        QuestionAction::Answer { email: None, .. } | QuestionAction::Note { .. } => Work::WrapUp,
+        QuestionAction::MessageLibrarian { .. } => Work::WrapUp,
+        QuestionAction::SetCode { .. } if receiving.is_none_or(|to| to == owner) => Work::WrapUp,
+        QuestionAction::Answer { email: Some(_), .. }
+        | QuestionAction::SetCode { .. }
+        | QuestionAction::Close
+        | QuestionAction::Reopen
+        | QuestionAction::Assign { .. }
+        | QuestionAction::Claim
+        | QuestionAction::Refer { .. } => Work::Manage,
+    }
 }
 
 /// R5 keeps a question live until its code is set, but an answer shown in a

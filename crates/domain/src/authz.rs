@@ -203,20 +203,81 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
     }
 }
 
+/// How a staff member reaches a question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Their role covers its library, or the library it was referred to.
+    Scope,
+    /// Only as the librarian who chatted with its patron (cooperative
+    /// coverage, I5): see [`authorize_question_work`].
+    Chatted,
+}
+
 /// Question-list work (read a question, act on it): staff whose role covers
 /// the owning library, or the library it was referred to, and the librarian
-/// who chatted (I5). Outside that: refused, and nothing changes.
+/// who chatted (I5), who may read it and wrap it up
+/// ([`authorize_question_work`]). Outside that: refused, and nothing changes.
 pub fn authorize_question(
     staff: &Staff,
     owner: &Placement,
     referred: Option<&Placement>,
     librarian: Option<StaffId>,
-) -> Result<(), DomainError> {
-    let covers = staff.role_covers(owner) || referred.is_some_and(|r| staff.role_covers(r));
-    if covers || librarian == Some(staff.id) {
-        Ok(())
+) -> Result<Standing, DomainError> {
+    if staff.role_covers(owner) || referred.is_some_and(|r| staff.role_covers(r)) {
+        Ok(Standing::Scope)
+    } else if librarian == Some(staff.id) {
+        Ok(Standing::Chatted)
     } else {
         Err(DomainError::Forbidden("this question is outside your scope"))
+    }
+}
+
+/// What is done to a question, as [`authorize_question_work`] tells it apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A note, a message to the chatting librarian, an answer shown in the
+    /// chat or e-mailed to the patron's own address, a resolution code that
+    /// refers it to no other library: the chat's wrap-up.
+    WrapUp,
+    /// What decides who has the question or where its answer goes: a
+    /// referral (or a code that refers it), an assignment, a claim, closing
+    /// or reopening it, an answer e-mailed to another address.
+    Manage,
+}
+
+/// How long after its chat ended the librarian who chatted may still wrap
+/// a question up. From the end, not from their last word: their own notes
+/// would otherwise keep it theirs.
+pub const WRAP_UP_MS: Millis = 24 * 60 * 60 * 1000;
+
+/// Whether a staff member of this [`Standing`] may do `work` on a question
+/// whose chat ended at `ended_at` (`None`: it goes on). Staff in scope may
+/// do anything. The librarian who chatted for the cooperative is part of it
+/// only while it lasts (DESIGN §2): they wrap it up — a note, the answer to
+/// the patron, the code (or a new one) — while the chat goes on and for
+/// [`WRAP_UP_MS`] after it ended, and never decide who has it or where it
+/// goes: a librarian who took one chat for the cooperative could otherwise
+/// refer the patron's question (and with it their name, address and
+/// transcript) to their own library's staff, re-code it out of its
+/// library's figures, or e-mail it anywhere under that library's name, at
+/// any time after.
+pub fn authorize_question_work(
+    standing: Standing,
+    work: Work,
+    ended_at: Option<Millis>,
+    now: Millis,
+) -> Result<(), DomainError> {
+    match (standing, work) {
+        (Standing::Scope, _) => Ok(()),
+        (Standing::Chatted, Work::Manage) => Err(DomainError::Forbidden(
+            "you chatted with this patron for the cooperative: referring, assigning, closing or reopening the question, or e-mailing an answer elsewhere, is for its library's staff",
+        )),
+        (Standing::Chatted, Work::WrapUp) if ended_at.is_none_or(|at| now.saturating_sub(at) <= WRAP_UP_MS) => {
+            Ok(())
+        }
+        (Standing::Chatted, Work::WrapUp) => Err(DomainError::Forbidden(
+            "you chatted with this patron for the cooperative, and the chat ended over a day ago: the question is its library's now",
+        )),
     }
 }
 
@@ -430,12 +491,38 @@ mod tests {
         for (role, w, allowed) in table {
             let t = target(w, Some(StaffId(99)));
             let got = authorize_question(&staff(5, role), &t.placement, None, t.librarian);
-            assert_eq!(got.is_ok(), allowed, "{role:?} × {w:?}");
+            assert_eq!(got.ok(), allowed.then_some(Standing::Scope), "{role:?} × {w:?}");
         }
         let other = target(Where::SameCooperative, None).placement;
         let home = target(Where::SameLibrary, None).placement;
-        assert!(authorize_question(&staff(5, Role::Librarian), &other, Some(&home), None).is_ok(), "referred to me");
-        assert!(authorize_question(&staff(5, Role::Librarian), &other, None, Some(StaffId(5))).is_ok(), "I chatted");
+        let me = staff(5, Role::Librarian);
+        assert_eq!(authorize_question(&me, &other, Some(&home), None), Ok(Standing::Scope), "referred to me");
+        assert_eq!(authorize_question(&me, &other, None, Some(StaffId(5))), Ok(Standing::Chatted), "I chatted");
+        assert_eq!(authorize_question(&me, &home, None, Some(StaffId(5))), Ok(Standing::Scope), "mine and I chatted");
+    }
+
+    /// The librarian who chatted for the cooperative wraps the question up
+    /// while it lasts, and never decides who has it or where it goes.
+    #[test]
+    fn a_librarian_who_only_chatted_wraps_the_question_up_while_it_lasts_and_manages_nothing() {
+        let (now, day) = (1_000_000_000, WRAP_UP_MS);
+        // (standing, work, ended this long ago (None: going on), allowed)
+        let table = [
+            (Standing::Scope, Work::Manage, Some(10 * day), true),
+            (Standing::Scope, Work::WrapUp, Some(10 * day), true),
+            (Standing::Chatted, Work::WrapUp, None, true),
+            (Standing::Chatted, Work::WrapUp, Some(0), true),
+            (Standing::Chatted, Work::WrapUp, Some(day), true),
+            (Standing::Chatted, Work::WrapUp, Some(day + 1), false),
+            (Standing::Chatted, Work::Manage, None, false),
+        ];
+        for (standing, work, ago, allowed) in table {
+            let got = authorize_question_work(standing, work, ago.map(|ago| now - ago), now);
+            assert_eq!(got.is_ok(), allowed, "{standing:?} {work:?} ended {ago:?} ms ago");
+            if let Err(e) = got {
+                assert!(matches!(e, DomainError::Forbidden(_)));
+            }
+        }
     }
 
     /// Viewing a session: the role's scope, or the library its question was

@@ -339,6 +339,8 @@ pub enum SystemEvent {
     Presence,
     /// The chat was transferred (to a colleague or back to a queue).
     Transferred,
+    /// Its patron was blocked: the line just before the end says so.
+    Blocked,
 }
 
 impl SystemEvent {
@@ -350,12 +352,13 @@ impl SystemEvent {
             SystemEvent::CodeSet => "code_set",
             SystemEvent::Presence => "presence",
             SystemEvent::Transferred => "transferred",
+            SystemEvent::Blocked => "blocked",
         }
     }
 
     /// Parses [`SystemEvent::as_str`]'s names.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Ended, Self::CodeSet, Self::Presence, Self::Transferred]
+        [Self::Accepted, Self::Ended, Self::CodeSet, Self::Presence, Self::Transferred, Self::Blocked]
             .into_iter()
             .find(|v| v.as_str() == s)
     }

@@ -53,6 +53,18 @@ pub fn last_words(body: String) -> NewMessage {
     }
 }
 
+/// What a patron blocked from a chat reads just before its end: the chat is
+/// over, and why they will not get another soon (the warning said it may
+/// come to this, `refdesk_app`'s `WARNING`). Not the reason the librarian
+/// gave: that is the library's.
+pub fn blocked() -> NewMessage {
+    system(
+        "The librarian has ended this chat, and this library cannot take another chat from you for a while.".into(),
+        Audience::Everyone,
+        SystemEvent::Blocked,
+    )
+}
+
 /// A staff member enters a chat or changes mode (R3, B2). Joining is
 /// announced to the patron, and so is leaving after a join; monitoring and
 /// whispering are announced to staff only — the chatting librarian always

@@ -690,6 +690,9 @@ pub struct Ending {
     /// No transcript goes, whatever the patron asked (a blocked patron's
     /// chat): the chat's lines are not read for one.
     pub no_transcript: bool,
+    /// Its patron was blocked: [`refdesk_domain::lines::blocked`] is written
+    /// just before the end line, instead of any `last_words`.
+    pub blocked: bool,
 }
 
 /// What identifies a patron for a block, never in the clear: a SHA-256

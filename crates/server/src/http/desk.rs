@@ -175,7 +175,7 @@ struct SetCode {
     request_body = SetCode,
     responses(
         (status = 200, description = "the question's state after the code", body = QuestionState),
-        (status = 403, description = "`forbidden`: only the chatting librarian or an admin in scope", body = ErrorBody),
+        (status = 403, description = "`forbidden`: only the chatting librarian or an admin in scope; a chatting librarian from outside the patron's library's scope (cooperative coverage) once the chat ended over a day ago", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat was never accepted", body = ErrorBody),
         (status = 422, description = "`invalid`: no such code in my cooperative", body = ErrorBody),

@@ -424,7 +424,7 @@ struct RatingRequest {
     request_body = RatingRequest,
     responses(
         (status = 200, description = "kept", body = Rated),
-        (status = 409, description = "`conflict`: the chat has not ended, was never accepted, or its personal data was erased", body = ErrorBody),
+        (status = 409, description = "`conflict`: the chat has not ended, was never accepted, its patron was blocked from it, or its personal data was erased", body = ErrorBody),
         (status = 422, description = "`invalid`: a rating outside 1–5 or an over-long comment", body = ErrorBody),
     ))]
 async fn rating(

@@ -294,7 +294,7 @@ fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {
     request_body(content = Option<ActBody>, description = "optional for actions without fields"),
     responses(
         (status = 200, description = "done; what happened, in words, in `notice`", body = ActOutcomeView),
-        (status = 403, description = "`forbidden`: a question outside my scope, or an action my role may not take", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a question outside my scope, or an action my role may not take; for a librarian who only chatted with its patron for the cooperative, anything but wrapping it up (a note, an answer to the patron's own address or in the chat, a code that refers it to no other library) while the chat goes on and for a day after it ended", body = ErrorBody),
         (status = 404, description = "`not_found`: no such question, action, colleague or library", body = ErrorBody),
         (status = 409, description = "`conflict`: a live question without `confirm_live`, a stale confirmation, an action its state refuses, or words (a note, an answer, a message to the librarian) on a question whose patron's data was erased", body = ErrorBody),
         (status = 422, description = "`invalid`: a missing or bad field", body = ErrorBody),

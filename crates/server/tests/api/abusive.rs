@@ -60,7 +60,28 @@ async fn a_librarian_warns_then_blocks_and_an_admin_in_scope_lifts_the_block() {
     assert_eq!(ann.post(&path, json!({"reason": "threats", "hours": 100000})).await.0, 422);
     let (status, block) = ann.post(&path, json!({"reason": "threats after a warning"})).await;
     assert_eq!(status, 201, "{block}");
-    pat.until(|f| f["system"] == "ended").await;
+    // The patron is told, just before the end, that no other chat will be
+    // taken for a while (not the reason: that is the library's); their
+    // rating is not asked, nor taken.
+    let seen = pat.until(|f| f["system"] == "ended").await;
+    let told = seen.iter().find(|f| f["system"] == "blocked").expect("the patron is told of the block");
+    assert!(told["body"].as_str().unwrap().contains("cannot take another chat from you"), "{told}");
+    assert!(!seen.iter().any(|f| f.to_string().contains("threats")), "the reason is for staff");
+    let rating = reqwest::Client::new()
+        .post(app.url("/api/chat/rating"))
+        .bearer_auth(&p.token)
+        .json(&json!({"rating": 1, "comment": "you are rude"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rating.status().as_u16(), 409, "a blocked patron's rating is refused");
+    let q = app
+        .state
+        .app
+        .store()
+        .question(refdesk_domain::ids::QuestionId(ann.question_of(p.session).await["id"].as_i64().unwrap()))
+        .await;
+    assert_eq!(q.unwrap().unwrap().rating, None, "no rating kept");
     let hours = (block["expires_at"].as_i64().unwrap() - block["created_at"].as_i64().unwrap()) / 3_600_000;
     assert_eq!(hours, 24, "a day by default");
 

@@ -270,9 +270,12 @@ async fn the_metrics_listener_holds_few_connections_and_few_from_one_address() {
     for _ in 0..20 {
         one.push(open_from(9).await);
     }
+    // Each past the address's cap took the place of its oldest: the last
+    // four are held.
     let one = held(one).await;
     assert_eq!(one.len(), refdesk_server::metrics::METRICS_CONNECTIONS_PER_ADDRESS, "from one address");
-    // Many addresses: the listener's cap, whatever their number.
+    // Many addresses: the listener's cap, whatever their number; the
+    // newest hold it, the first address's among the oldest closed.
     let mut many = Vec::new();
     for last in 10..20 {
         for _ in 0..4 {
@@ -280,10 +283,12 @@ async fn the_metrics_listener_holds_few_connections_and_few_from_one_address() {
         }
     }
     let many = held(many).await;
-    assert_eq!(one.len() + many.len(), refdesk_server::metrics::METRICS_CONNECTIONS, "the listener's cap");
-    // Once they go, the scraper is served again; the refusals were counted
+    assert_eq!(many.len(), refdesk_server::metrics::METRICS_CONNECTIONS, "the listener's cap");
+    assert_eq!(held(one).await.len(), 0, "the oldest silent connections gave their places");
+    // Once they go, the scraper is served again (it would have been at once:
+    // its connection takes a silent one's place); the closings were counted
     // as the metrics listener's, not the main listener's.
-    drop((one, many));
+    drop(many);
     let scraper = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
     let scrape = || async {
         let res = scraper.get(&url).send().await.ok()?;
@@ -298,8 +303,9 @@ async fn the_metrics_listener_holds_few_connections_and_few_from_one_address() {
         assert!(std::time::Instant::now() < deadline, "the scraper is served again");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    let refused = value(&s, "refdesk_limited", &[("limit", "metrics_connection")]).unwrap();
-    assert!(refused >= 16.0 + 24.0, "16 from one address and 24 past the cap: {refused}");
+    let closed = value(&s, "refdesk_limited", &[("limit", "metrics_connection_oldest")]).unwrap();
+    assert!(closed >= 16.0 + 24.0, "16 from one address and 24 past the cap: {closed}");
+    assert_eq!(value(&s, "refdesk_limited", &[("limit", "connection_oldest")]), Some(0.0));
     assert_eq!(value(&s, "refdesk_limited", &[("limit", "connection")]), Some(0.0));
 }
 

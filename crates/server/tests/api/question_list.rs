@@ -523,3 +523,82 @@ async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes(
     assert!(timeline().await <= 10 + 100 + 2, "the timeline stops there: {}", timeline().await);
     assert_eq!(l.ann.question_of(l.patron.session).await["state"]["status"], "closed");
 }
+
+#[tokio::test]
+async fn a_librarian_who_chatted_for_the_cooperative_wraps_the_question_up_and_never_sends_it_elsewhere() {
+    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    let form = json!({"name": "Pat", "question": "Whose question is this?", "email": "pat@example.org"});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    // After the roll-up Ben, of Lakeside, takes Riverside's patron.
+    app.clock().advance(60_000);
+    let ben = app.staff("ben").await;
+    assert_eq!(ben.accept(patron.session).await.0, 200);
+    let ann = app.staff("ann").await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let act = |what: &str| format!("/api/questions/{q}/{what}");
+    let question = |app: &TestApp| {
+        let store = app.state.app.store().clone();
+        async move { store.question(refdesk_domain::ids::QuestionId(q)).await.unwrap().unwrap() }
+    };
+    // What decides who has the question, or where it goes: refused, nothing changed.
+    let before = question(&app).await;
+    let refused = [
+        ("refer", json!({"library": "lakeside-public", "confirm_live": true})),
+        ("assign", json!({"to": ben.id, "confirm_live": true})),
+        ("claim", json!({"confirm_live": true})),
+        ("close", json!({"confirm_live": true})),
+        ("answer", json!({"body": "Here", "email": "someone@example.org", "confirm_live": true})),
+        ("code", json!({"code": "referred", "library": "lakeside-public", "confirm_live": true})),
+    ];
+    for (what, body) in &refused {
+        let (status, out) = ben.post(&act(what), body.clone()).await;
+        assert_eq!(status, 403, "Ben may not {what}: {out}");
+        assert!(out["error"]["message"].as_str().unwrap().contains("its library's staff"), "{out}");
+    }
+    let after = question(&app).await;
+    assert_eq!((after.state, after.referred), (before.state, before.referred), "nothing changed");
+    // Riverside's own staff still may (the refusal is Ben's alone).
+    let (status, out) = ann.post(&act("claim"), json!({"confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    // The wrap-up is his: a note, an answer to the patron's own address, the code.
+    let (status, out) = ben.post(&act("note"), json!({"body": "Sent the maps", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = ben.post(&act("answer"), json!({"body": "The maps are here", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(ben.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    let (status, out) = ben.post(&act("code"), json!({"code": "answered", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    // Within the day after the end he may still put it right (a code set
+    // in the chat, a word forgotten).
+    let (status, out) = ben.post(&act("note"), json!({"body": "One more thing"})).await;
+    assert_eq!(status, 200, "{out}");
+    // A day after the end the question is Riverside's alone. (A day
+    // outlasts a sign-in: each signs in again.)
+    app.clock().advance(refdesk_domain::authz::WRAP_UP_MS + 1);
+    let ben = app.staff("ben").await;
+    let (status, out) = ben.post(&act("note"), json!({"body": "Later still"})).await;
+    assert_eq!(status, 403, "{out}");
+    assert!(out["error"]["message"].as_str().unwrap().contains("its library's now"), "{out}");
+    let (status, out) = ben.post(&act("code"), json!({"code": "practice"})).await;
+    assert_eq!(status, 403, "Ben cannot re-code it out of Riverside's figures: {out}");
+    let desk_code = format!("/api/sessions/{}/code", patron.session);
+    let (status, out) = ben.post(&desk_code, json!({"code": "practice"})).await;
+    assert_eq!(status, 403, "nor from the desk: {out}");
+    assert_eq!(question(&app).await.state.code.as_deref(), Some("answered"));
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post(&act("note"), json!({"body": "Ours"})).await.0, 200, "Riverside's still may");
+
+    // A day from the end, not from his last word: his own notes do not make it longer.
+    let patron = app.start_chat("riverside-main", "And this one?").await;
+    app.clock().advance(60_000);
+    assert_eq!(ben.accept(patron.session).await.0, 200);
+    assert_eq!(ben.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let note = format!("/api/questions/{q}/note");
+    app.clock().advance(refdesk_domain::authz::WRAP_UP_MS - 60_000);
+    let ben = app.staff("ben").await;
+    assert_eq!(ben.post(&note, json!({"body": "Late", "confirm_live": true})).await.0, 200);
+    app.clock().advance(2 * 60_000);
+    let (status, out) = ben.post(&note, json!({"body": "Too late", "confirm_live": true})).await;
+    assert_eq!(status, 403, "{out}");
+}

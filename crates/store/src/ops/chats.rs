@@ -397,9 +397,13 @@ async fn end<D: Db>(
     if rec.state == SessionState::Waiting {
         events.push(queue_removed(&rec));
     }
-    if let Some(words) = last_words {
+    let last_line = match (ending.blocked, last_words) {
+        (true, _) => Some(lines::blocked()),
+        (false, words) => words.map(lines::last_words),
+    };
+    if let Some(line) = last_line {
         let before = load_session(db, id).await?;
-        let message = insert_message(db, &before, lines::last_words(words), now).await?;
+        let message = insert_message(db, &before, line, now).await?;
         events.push(Event::Message { ctx: before.ctx, message });
     }
     let ended = load_session(db, id).await?;
@@ -735,6 +739,12 @@ async fn patron_away<D: Db>(db: &mut D, id: SessionId, since: Option<Millis>) ->
 
 /// The patron's rating of an ended chat, replacing an earlier one.
 async fn rate<D: Db>(db: &mut D, id: SessionId, rating: u8, comment: Option<String>) -> Result<()> {
+    // Not from a patron blocked from the chat (as its transcript): the
+    // service's ratings are its patrons' word on it, not a blocked one's.
+    let blocked = db.row("SELECT id AS id FROM blocks WHERE session_id = ?1", args![id.0], |r| r.int("id")).await?;
+    if blocked.is_some() {
+        return Err(DomainError::Conflict("this chat's patron was blocked: it takes no rating".into()).into());
+    }
     // Not once the chat's personal data is erased: a comment written after
     // it would be kept for good (an erasure is done once).
     let n = db
