@@ -452,12 +452,38 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
                     .display()
             );
         }
+        if let Some(path) = &cli.config {
+            say_readable_secrets(path);
+        }
         check_data_dir(&config)?;
         check_links(&config).await?;
     } else {
         print!("{}", config.redacted_toml());
     }
     Ok(())
+}
+
+/// `config --check`'s warning for a configuration file that every user of
+/// the machine may read while it holds a secret (`serve` reads it as it
+/// is: a service's file is often made by an editor with the default 0644).
+fn say_readable_secrets(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let everyone = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+        let secrets = match everyone.then(|| std::fs::read_to_string(path)) {
+            Some(Ok(text)) => refdesk_server::settings::secrets_in(&text),
+            _ => return,
+        };
+        if !secrets.is_empty() {
+            println!(
+                "warning: {} holds {} and every user of this machine can read it: make it 0600 (or 0640, group \
+                 refdesk's), or give the secrets in the environment (REFDESK_<NAME>)",
+                path.display(),
+                secrets.join(", ")
+            );
+        }
+    }
 }
 
 /// Below this much space left on the data folder's disk, `config --check`

@@ -529,3 +529,31 @@ fn config_check_connects_to_postgresql_and_reads_the_nats_links_files_as_serve_w
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("NATS link: the nodes' key and the files it names are readable"), "{}", out(&o));
 }
+
+#[test]
+fn config_check_warns_of_a_file_everyone_may_read_that_holds_a_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = format!(
+        "data_dir = {:?}\n[mail]\nsmtp_url = \"smtp://mailer:s3cret-words@127.0.0.1:2525\"\n",
+        data.to_str().unwrap()
+    );
+    let secret = file(dir.path(), &text);
+    let chmod = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    chmod(&secret, 0o644);
+    let o = refdesk(Some(&secret), &[], &["config", "--check"]);
+    assert!(o.status.success(), "a warning, not an error: {}", err(&o));
+    let said = out(&o);
+    assert!(said.contains("holds mail.smtp_url and every user of this machine can read it"), "{said}");
+    assert!(!said.contains("s3cret-words"), "the secret itself is not said: {said}");
+    // Readable by its owner (and group) alone, or holding no secret: nothing said.
+    chmod(&secret, 0o640);
+    assert!(!out(&refdesk(Some(&secret), &[], &["config", "--check"])).contains("can read it"));
+    let plain = file(
+        dir.path(),
+        &format!("data_dir = {:?}\n[mail]\nsmtp_url = \"smtp://127.0.0.1:2525\"\n", data.to_str().unwrap()),
+    );
+    chmod(&plain, 0o644);
+    assert!(!out(&refdesk(Some(&plain), &[], &["config", "--check"])).contains("can read it"));
+}

@@ -189,7 +189,7 @@ impl Config {
     /// values (see `redact_url`; what makes a link secure stays).
     pub fn redacted_toml(&self) -> String {
         let mut table = toml::Table::try_from(self).unwrap_or_default();
-        for key in ["nats_password", "nats_token", "nats_key"] {
+        for key in SECRET_KEYS {
             if table.contains_key(key) {
                 table.insert(key.into(), toml::Value::String("<hidden>".into()));
             }
@@ -199,7 +199,7 @@ impl Config {
                 *url = hide_userinfo(url);
             }
         };
-        for key in ["database_url", "nats_url"] {
+        for key in URL_KEYS {
             table.get_mut(key).map(hide);
         }
         if let Some(toml::Value::Table(mail)) = table.get_mut("mail") {
@@ -224,6 +224,26 @@ impl Config {
 }
 
 /// A URL without what it may hold of a secret (`redact_url`).
+/// The settings that are secrets whole.
+const SECRET_KEYS: [&str; 3] = ["nats_password", "nats_token", "nats_key"];
+/// The top-level settings that are URLs, which may hold a password (and
+/// `mail.smtp_url`).
+const URL_KEYS: [&str; 2] = ["database_url", "nats_url"];
+
+/// The secrets a configuration file's text holds, by setting name: a
+/// password, token or key, or a URL with a password or token in it.
+/// Empty for text that is not TOML (the check says so elsewhere).
+pub fn secrets_in(text: &str) -> Vec<&'static str> {
+    let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+    let hidden = |v: Option<&toml::Value>| v.and_then(toml::Value::as_str).is_some_and(|u| hide_userinfo(u) != u);
+    let mut held: Vec<&'static str> = SECRET_KEYS.into_iter().filter(|k| table.contains_key(*k)).collect();
+    held.extend(URL_KEYS.into_iter().filter(|k| hidden(table.get(*k))));
+    if hidden(table.get("mail").and_then(|m| m.get("smtp_url"))) {
+        held.push("mail.smtp_url");
+    }
+    held
+}
+
 fn hide_userinfo(url: &str) -> String {
     refdesk_app::nats::redact_url(url)
 }
@@ -361,6 +381,16 @@ pub fn named_at(message: &str, path: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    /// What a file holds that must not be readable by everyone.
+    #[test]
+    fn the_secrets_a_file_holds_are_named() {
+        let all = "database_url = \"postgres://refdesk:pw@db/refdesk\"\nnats_url = \"nats://n:t@nats:4222\"\n\
+                   nats_key = \"k\"\nnats_password = \"p\"\n[mail]\nsmtp_url = \"smtps://u:p@mail:465\"\n";
+        assert_eq!(super::secrets_in(all), ["nats_password", "nats_key", "database_url", "nats_url", "mail.smtp_url"],);
+        let none = "database_url = \"postgres://refdesk@db/refdesk\"\n[mail]\nsmtp_url = \"smtp://mail:25\"\n";
+        assert!(super::secrets_in(none).is_empty());
+        assert!(super::secrets_in("not = [toml").is_empty());
+    }
 
     /// A value of the wrong kind is told what to write, not the Rust type
     /// the parser wanted, from the file, `--set` and the environment alike.
