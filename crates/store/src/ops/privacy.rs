@@ -49,12 +49,16 @@ async fn erase_messages<D: Db>(db: &mut D, id: SessionId, how: Transcripts, name
         .await?;
     }
     let lines = db
-        .rows("SELECT seq AS seq, body AS body FROM messages WHERE session_id = ?1", args![id.0], |r| {
-            Ok((r.int("seq")?, r.text("body")?))
-        })
+        .rows(
+            "SELECT seq AS seq, body AS body, author_kind AS author_kind FROM messages WHERE session_id = ?1",
+            args![id.0],
+            |r| Ok((r.int("seq")?, r.text("body")?, r.text("author_kind")? == "system")),
+        )
         .await?;
-    for (seq, body) in lines {
-        let masked = mask(&body, name);
+    for (seq, body, refdesks) in lines {
+        // refdesk's own lines name staff, libraries and codes, never the
+        // patron: their words are not the patron's name's, whatever it is.
+        let masked = mask(&body, if refdesks { None } else { name });
         if masked != body {
             db.exec("UPDATE messages SET body = ?3 WHERE session_id = ?1 AND seq = ?2", args![id.0, seq, &masked])
                 .await?;

@@ -16,8 +16,38 @@ on_every_backend!(
     nothing_personal_is_written_on_a_question_once_its_patrons_data_is_erased,
     an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores,
     the_chats_found_by_address_show_the_start_of_their_question,
-    erasures_made_again_take_only_the_same_chats_still_holding_data_and_wait_for_live_ones
+    erasures_made_again_take_only_the_same_chats_still_holding_data_and_wait_for_live_ones,
+    refdesks_own_lines_keep_their_words_when_the_patrons_name_shares_them
 );
+
+/// refdesk's own lines never hold the patron's name (they name staff,
+/// libraries, codes): erasure masks their addresses and numbers alone, so
+/// that a patron whose name shares their words does not turn "ANN (librarian)
+/// has joined the chat" into "[name] (librarian) has [name] the chat". What
+/// people wrote is masked as before, staff's lines too ("Hello Ann").
+async fn refdesks_own_lines_keep_their_words_when_the_patrons_name_shares_them(b: &Backend) {
+    let s = &*b.store;
+    let new = refdesk_store::NewSession {
+        patron_name: Some("Ann Joined".into()),
+        ..crate::support::keyed(&b.w, "named", None, None, 100, 100)
+    };
+    let (rec, _) = s.start_session(new).await.unwrap();
+    let id = rec.ctx.id;
+    s.accept(id, b.w.ann.clone(), ok(), 2).await.unwrap();
+    let hello = crate::support::line(
+        crate::support::staff_author(&b.w.ann),
+        MessageKind::Message,
+        "Hello Ann, you joined",
+        None,
+    );
+    s.append(id, hello, ok(), 3).await.unwrap();
+    s.end(id, patron(), ok(), Box::new(|_, _| None), Ending::default(), 4).await.unwrap();
+    let why = ErasureReason::Request(b.w.carla.id);
+    assert_eq!(s.erase(vec![id], Transcripts::Mask, why, 5).await.unwrap(), 1);
+    let lines: Vec<String> = s.messages_after(id, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
+    assert!(lines.contains(&"ANN (librarian) has joined the chat".to_owned()), "refdesk's line kept: {lines:?}");
+    assert!(lines.contains(&"Hello [name], you [name]".to_owned()), "the librarian's masked: {lines:?}");
+}
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
     let m = NewMessage {
