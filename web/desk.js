@@ -68,10 +68,14 @@ const done = () => { $("chat-error").textContent = ""; };
 // Whether the desk's socket is up, and what it says while it is not:
 // replies go once it is back, and the queue and the chats may be behind.
 let connected = true;
+// The server's link to refdesk's other servers is down (its "link" frame):
+// lines from patrons and colleagues connected to them come a few seconds late.
+let linkDown = false;
 function sayConnection() {
   const offline = navigator.onLine === false;
   const text = offline ? "You are offline: what you send goes once you are back online; the queue and the chats shown may be behind."
-    : connected ? "" : "Reconnecting… what you send goes once the desk is connected again.";
+    : !connected ? "Reconnecting… what you send goes once the desk is connected again."
+      : linkDown ? "This server has lost its link to refdesk's other servers: lines from patrons and colleagues connected to them may come a few seconds late." : "";
   // Kept in the page, empty while connected: a live region shown and
   // filled at once would go unannounced.
   $("connection").textContent = text;
@@ -763,6 +767,7 @@ async function start() {
       }
       else if (f.type === "im") onIm(f);
       else if (f.type === "availability") refreshColleagues();
+      else if (f.type === "link") { linkDown = f.down; sayConnection(); }
       else if (f.type === "referred") {
         $("referral").replaceChildren(`Question #${f.question} was referred to ${f.library_name} by ${f.by}: `,
           el("a", { href: `/desk/questions/${f.question}` }, f.text));

@@ -174,6 +174,8 @@ pub struct Bus {
     uplink: std::sync::OnceLock<Uplink>,
     /// Set when events for the other nodes had to be dropped.
     uplink_overflow: AtomicBool,
+    /// Set while the link to the other nodes is down (NATS out of reach).
+    link_down: AtomicBool,
     /// The node's metrics: every part of the node shares the bus, so they
     /// hang off it (see [`crate::metrics`]).
     metrics: Arc<crate::metrics::Metrics>,
@@ -452,6 +454,19 @@ impl Bus {
     /// is also sent down `uplink`. Set once; later calls are refused.
     pub fn set_uplink(&self, uplink: Uplink) -> Result<(), Uplink> {
         self.uplink.set(uplink)
+    }
+
+    /// Says whether the link to the other nodes is down (NATS out of
+    /// reach): the node's connections re-read from the store meanwhile
+    /// (`nats::reread_while_down`), and staff connections are told at their
+    /// next re-read, so that desks can say lines may come late.
+    pub fn set_link_down(&self, down: bool) {
+        self.link_down.store(down, Ordering::Release);
+    }
+
+    /// Whether the link to the other nodes is down ([`Bus::set_link_down`]).
+    pub fn link_down(&self) -> bool {
+        self.link_down.load(Ordering::Acquire)
     }
 
     /// Whether events for the other nodes were dropped since the last call.

@@ -133,6 +133,13 @@ pub enum Out {
         /// Now.
         availability: Availability,
     },
+    /// This node's link to the other nodes went down (NATS out of reach:
+    /// lines from elsewhere come from the store, up to 5 s late), or is
+    /// back. Staff only, and only when it changes.
+    Link {
+        /// Down now.
+        down: bool,
+    },
     /// The whole queue again (after a lag or a resync: changes may be missing).
     Queue(Vec<QueueEntry>),
     /// The whole chat monitor again (after a lag or a resync).
@@ -218,6 +225,8 @@ struct Desk {
     /// The "typing" this connection announced last and has not ended: its
     /// chat, and whether in the note composer ([`Feed::staff_typing`]).
     typing: Option<(SessionId, bool)>,
+    /// Whether this connection was last told the node's link is down.
+    told_link_down: bool,
 }
 
 /// Ended sessions a staff connection keeps following at most.
@@ -868,6 +877,13 @@ impl Feed {
         let mut out = Vec::new();
         if self.sub.take_lagged() {
             out = self.reread().await?;
+            // Every change of the link re-reads (while it is down, every
+            // 5 s): a desk hears of it then.
+            let down = self.app.bus.link_down();
+            if let Some(desk) = self.desk.as_deref_mut().filter(|d| d.told_link_down != down) {
+                desk.told_link_down = down;
+                out.push(Out::Link { down });
+            }
         }
         match &*event {
             Event::Message { ctx, message } => self.on_message(ctx, message, &mut out).await?,

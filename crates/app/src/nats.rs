@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -438,15 +437,14 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
     }
     // Once without retrying, so that a refusal is told now; then, if the
     // server was only out of reach, again with retries in the background.
-    let down = Arc::new(AtomicBool::new(false));
-    let first = connect_options(&bus, nats, &sign_in, &node, &shown, &down).await?.connect(server.clone()).await;
+    let first = connect_options(&bus, nats, &sign_in, &node, &shown).await?.connect(server.clone()).await;
     let client = match first {
         Ok(client) => client,
         Err(e) if refused(&e) => return Err(AppError::Internal(refusal(&e, &shown).into())),
         Err(e) => {
             tracing::warn!(server = %shown, error = %e, "cannot reach NATS yet; linking in the background, the node serves its own connections meanwhile (they re-read from the database every 5 s until it is linked)");
-            down.store(true, Ordering::Release);
-            connect_options(&bus, nats, &sign_in, &node, &shown, &down)
+            bus.set_link_down(true);
+            connect_options(&bus, nats, &sign_in, &node, &shown)
                 .await?
                 .retry_on_initial_connect()
                 .connect(server)
@@ -461,7 +459,7 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
     let (uplink, outbound) = mpsc::channel::<Vec<Event>>(OUTBOX);
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
     tokio::spawn(send(client, subject.to_owned(), bus.clone(), outbound, sealer));
-    tokio::spawn(reread_while_down(bus.clone(), down));
+    tokio::spawn(reread_while_down(bus.clone()));
     tokio::spawn(receive(inbound, subject.to_owned(), bus, Opener::new(key), me));
     Ok(Link { node })
 }
@@ -473,10 +471,10 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
 /// at most) instead of waiting for NATS, and a desk sees patrons who came
 /// in through another node. The reads are the rereads' (one connection at
 /// a time per permit of `App::rereads`).
-async fn reread_while_down(bus: Arc<Bus>, down: Arc<AtomicBool>) {
+async fn reread_while_down(bus: Arc<Bus>) {
     loop {
         tokio::time::sleep(REREAD_WHILE_DOWN).await;
-        if down.load(Ordering::Acquire) {
+        if bus.link_down() {
             bus.resync();
         }
     }
@@ -781,7 +779,6 @@ async fn connect_options(
     sign_in: &SignIn,
     node: &str,
     shown: &str,
-    down: &Arc<AtomicBool>,
 ) -> AppResult<async_nats::ConnectOptions> {
     // `no_echo`: the server does not send a node its own envelopes back. The
     // node would only drop them (`receive` still does, should one come), and
@@ -801,13 +798,13 @@ async fn connect_options(
     if nats.tls {
         options = options.require_tls(true);
     }
-    let (on_event, server, down) = (bus.clone(), shown.to_owned(), down.clone());
+    let (on_event, server) = (bus.clone(), shown.to_owned());
     Ok(options.event_callback(move |event| {
-        let (bus, server, down) = (on_event.clone(), server.clone(), down.clone());
+        let (bus, server) = (on_event.clone(), server.clone());
         async move {
             match event {
                 async_nats::Event::Connected => {
-                    down.store(false, Ordering::Release);
+                    bus.set_link_down(false);
                     tracing::info!("linked to the other nodes over NATS; re-reading from the store");
                     // Watching that began while the link was down is
                     // told to the other nodes now.
@@ -821,7 +818,7 @@ async fn connect_options(
                     });
                 }
                 async_nats::Event::Disconnected => {
-                    down.store(true, Ordering::Release);
+                    bus.set_link_down(true);
                     tracing::warn!(%server, "lost NATS: until it is back, the node's connections re-read from the database every 5 s what the other nodes would have told")
                 }
                 // Reconnecting, the client only says what kind of error it met.

@@ -174,6 +174,8 @@ struct Socket {
     /// seq → (kind, body), and how often each seq arrived.
     events: BTreeMap<u64, (String, String)>,
     doubled: Vec<u64>,
+    /// What each `link` frame said (the node's link to the others down).
+    links: Vec<bool>,
 }
 
 impl Socket {
@@ -185,7 +187,7 @@ impl Socket {
             req.headers_mut().insert("Cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
-        let mut s = Socket { ws, events: BTreeMap::new(), doubled: Vec::new() };
+        let mut s = Socket { ws, events: BTreeMap::new(), doubled: Vec::new(), links: Vec::new() };
         let auth = json!({"type": "auth", "token": token}).to_string();
         s.ws.send(Ws::text(auth)).await.expect("the auth frame is sent");
         assert_eq!(s.next().await["type"], "hello");
@@ -201,6 +203,9 @@ impl Socket {
                 .expect("the frame is readable");
             if let Ws::Text(t) = msg {
                 let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "link" {
+                    self.links.push(v["down"].as_bool().unwrap());
+                }
                 if v["type"] == "event" {
                     let seq = v["seq"].as_u64().unwrap();
                     let entry =
@@ -216,6 +221,16 @@ impl Socket {
 
     async fn send(&mut self, frame: Value) {
         self.ws.send(Ws::text(frame.to_string())).await.unwrap();
+    }
+
+    /// Reads until the node has said its link is `down` (or not), if its
+    /// last word on it was not that already; within [`PATIENCE`] (other
+    /// frames keep coming meanwhile: the re-reads of an outage).
+    async fn until_link(&mut self, down: bool) {
+        if self.links.last() != Some(&down) {
+            let told = tokio::time::timeout(PATIENCE, self.until(|f| f["type"] == "link" && f["down"] == down)).await;
+            assert!(told.is_ok(), "the desk was not told its node's link is {}", if down { "down" } else { "back" });
+        }
     }
 
     async fn resume(&mut self, session: Option<i64>, after: u64) {
@@ -448,10 +463,15 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     adm.until_body("said while NATS was down").await;
     lib3.say(Some(session), "answered while NATS was down", "l-nats-down").await;
     pat.until_body("answered while NATS was down").await;
+    // The desks are told their node's link is down (lines may come a few
+    // seconds late), and when it is back; patrons are told nothing of it.
+    desk.until_link(true).await;
     nats = start_nats(nats_port).await;
     pat.say(None, "and after it came back", "p-nats-up").await;
     lib3.until_body("and after it came back").await;
     adm.until_body("and after it came back").await;
+    desk.until_link(false).await;
+    assert!(pat.links.is_empty(), "a patron hears nothing of the nodes' link");
     lib3.say(Some(session), "librarian on node 3 answers", "l-after").await;
     pat.until_body("librarian on node 3 answers").await;
     adm.until_body("librarian on node 3 answers").await;

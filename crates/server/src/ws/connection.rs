@@ -297,6 +297,7 @@ impl Connection {
                 Out::Availability { staff, availability } => {
                     OutFrame::Availability { staff: *staff, availability: *availability }
                 }
+                Out::Link { down } => OutFrame::Link { down: *down },
                 Out::Referred { question, library_name, text, by } => {
                     OutFrame::Referred { question: *question, library_name, text, by }
                 }

@@ -252,6 +252,12 @@ pub enum OutFrame<'a> {
         /// Now.
         availability: Availability,
     },
+    /// This node's link to refdesk's other nodes went down (lines from
+    /// patrons and colleagues on them come up to 5 s late), or is back.
+    Link {
+        /// Down now.
+        down: bool,
+    },
     /// A question was referred to one's library.
     Referred {
         /// The question.
