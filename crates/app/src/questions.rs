@@ -454,7 +454,8 @@ fn decide(
     now: Millis,
 ) -> Result<QuestionPlan, DomainError> {
     let standing = authorize_question(me, &q.placement, q.referred.as_ref(), q.librarian)?;
-    let work = work_of(&prepared.action, prepared.receiving.as_ref().map(|(to, _)| *to), q.library);
+    let receiving = prepared.receiving.as_ref().map(|(to, _)| *to);
+    let work = work_of(&prepared.action, receiving, q.library, session.patron_email.as_deref());
     authorize_question_work(standing, work, session.ended_at, now)?;
     check_confirmation(q.live, confirmed)?;
     let live = q.live;
@@ -507,10 +508,13 @@ fn decide(
 
 /// Whether an action wraps the question up or decides who has it and where
 /// it goes ([`authorize_question_work`]); `receiving` is the library a code
-/// or a referral sends it to.
-fn work_of(action: &QuestionAction, receiving: Option<LibraryId>, owner: LibraryId) -> Work {
+/// or a referral sends it to, `patron` the patron's own address (an answer
+/// sent there, named or not, is the wrap-up's).
+fn work_of(action: &QuestionAction, receiving: Option<LibraryId>, owner: LibraryId, patron: Option<&str>) -> Work {
+    let patrons = |to: &str| patron.is_some_and(|p| p.trim().eq_ignore_ascii_case(to.trim()));
     match action {
         QuestionAction::Answer { email: None, .. } | QuestionAction::Note { .. } => Work::WrapUp,
+        QuestionAction::Answer { email: Some(to), .. } if patrons(to) => Work::WrapUp,
         QuestionAction::MessageLibrarian { .. } => Work::WrapUp,
         QuestionAction::SetCode { .. } if receiving.is_none_or(|to| to == owner) => Work::WrapUp,
         QuestionAction::Answer { email: Some(_), .. }

@@ -10,14 +10,17 @@
 //!   from an IPv6 /56 and /48 4 and 16 times as many
 //!   ([`crate::limit::networks`]: a /48 is 65,536 /64s, free). Past
 //!   either, a new connection takes the place of the oldest *silent* one
-//!   within the cap it met (one with no request being handled: opened and
-//!   quiet, trickling a header, or kept alive between requests), which is
-//!   closed; with none silent, the new connection is closed at once,
-//!   before anything is read. So connections that send nothing cannot keep
-//!   anyone out (a stranger on a library's Wi-Fi filling its address's
-//!   share with them kept the library's desks and patrons out): only
-//!   requests being handled and upgraded WebSockets, which the rate limits
-//!   and the socket caps bound, hold a place for sure. A connection keeps
+//!   within the cap it met (one with no request being handled nor answer
+//!   still going out: opened and quiet, trickling a header, or kept alive
+//!   between requests), which is closed; with none silent, the new
+//!   connection is closed at once, before anything is read. So connections
+//!   that send nothing cannot keep anyone out (a stranger on a library's
+//!   Wi-Fi filling its address's share with them kept the library's desks
+//!   and patrons out): only requests being handled or answered (bounded by
+//!   the rate limits, and by the idle timeout for a client that stops
+//!   reading) and upgraded WebSockets (the socket caps) hold a place for
+//!   sure. A connection is chosen in one atomic step from silent
+//!   ([`Lease`]'s `busy`): a request that begins on it after is refused. A connection keeps
 //!   its place until its socket closes, an upgraded WebSocket's too. Behind a trusted
 //!   proxy every connection comes from the proxy, so the per-address cap is
 //!   left to it (the WebSocket layer still counts the client's address).
@@ -126,6 +129,9 @@ struct Network {
     leases: VecDeque<Weak<Lease>>,
 }
 
+/// A [`Lease`]'s `busy` once its place went to a newcomer.
+const EVICTED: usize = 1 << (usize::BITS - 1);
+
 /// Places a newcomer at a cap looks at for a silent connection, at most,
 /// before it is closed instead: a cap full of busy connections costs a
 /// bounded walk per refusal.
@@ -135,8 +141,21 @@ const LOOK_AT_MOST: usize = 256;
 /// handling a request, and how to close it for a newcomer.
 #[derive(Default)]
 pub struct Lease {
-    /// Requests being handled now: none, and the connection is silent.
+    /// Requests being handled or answered now (their answer's body not yet
+    /// all sent): none, and the connection is silent. [`EVICTED`] once its
+    /// place went to a newcomer: set only from none (one atomic step, so no
+    /// request can begin meanwhile), and a request that comes after is
+    /// refused.
+    busy: AtomicUsize,
+    /// Requests in the router now (not their answers being sent): the idle
+    /// timeout waits for none (a client that stopped reading an answer is
+    /// let go).
     handling: AtomicUsize,
+    /// Its last write found the kernel's send buffer full: an answer (whose
+    /// body may be done, its bytes in hyper's buffer) is still going out.
+    /// Not silent either; a client that stopped reading is let go by the
+    /// idle timeout instead. Shared with its [`Watched`] stream.
+    stalled: Arc<AtomicBool>,
     /// Set once its place has been given back (by it, or to a newcomer).
     released: Arc<AtomicBool>,
     /// Told when its place went to a newcomer.
@@ -226,28 +245,26 @@ impl Counts {
         let mut looked = 0;
         let mut i = 0;
         while i < leases.len() && looked < LOOK_AT_MOST {
-            match leases[i].upgrade() {
-                None => {
-                    leases.remove(i);
-                }
-                Some(lease) if lease.released.load(Ordering::SeqCst) => {
-                    leases.remove(i);
-                }
-                Some(lease) if lease.handling.load(Ordering::SeqCst) == 0 => {
-                    leases.remove(i);
+            let Some(lease) = leases[i].upgrade().filter(|l| !l.released.load(Ordering::SeqCst)) else {
+                leases.remove(i);
+                continue;
+            };
+            // Silent, and from this step on refusing requests: chosen.
+            let stalled = lease.stalled.load(Ordering::SeqCst);
+            if !stalled && lease.busy.compare_exchange(0, EVICTED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                leases.remove(i);
+                // Unless its socket closed just now: it gives its place
+                // back itself (once this lock is free); look on.
+                if !lease.released.swap(true, Ordering::SeqCst) {
                     victim = Some(lease);
                     break;
                 }
-                Some(_) => {
-                    looked += 1;
-                    i += 1;
-                }
+                continue;
             }
+            looked += 1;
+            i += 1;
         }
         let Some(victim) = victim else { return false };
-        if victim.released.swap(true, Ordering::SeqCst) {
-            return false;
-        }
         self.release(open, victim.address);
         victim.evicted.notify_one();
         true
@@ -315,8 +332,9 @@ struct Watched {
     activity: Arc<Activity>,
     _slot: Slot,
     /// Whether the last write found the kernel's send buffer full (the
-    /// client stopped reading).
+    /// client stopped reading), as its [`Lease`] sees it too.
     blocked: bool,
+    stalled: Arc<AtomicBool>,
     /// Set by whoever lets the client go for not reading (a WebSocket too
     /// slow for its frames: its last write may have gone into the kernel,
     /// which then cannot send it).
@@ -361,8 +379,9 @@ impl Watched {
                 self.activity.touch();
             }
             Poll::Pending => self.blocked = true,
-            Poll::Ready(_) => {}
+            Poll::Ready(_) => return,
         }
+        self.stalled.store(self.blocked, Ordering::SeqCst);
     }
 }
 
@@ -440,7 +459,7 @@ impl Body for Deadline {
     }
 }
 
-/// Counts a connection's requests being handled while it lives.
+/// Counts a request as being handled (in the router) while it lives.
 struct Handling(Arc<Lease>);
 
 impl Drop for Handling {
@@ -448,6 +467,54 @@ impl Drop for Handling {
         self.0.handling.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Counts a request as busy on its connection, from its head until its
+/// answer's body is all sent (or dropped): a connection still answering is
+/// not silent ([`Lease`]).
+struct Busy(Arc<Lease>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An answer's body, holding its request's [`Busy`] until it is sent.
+struct Answering {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl Body for Answering {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request on a connection whose place went to a newcomer (it began as
+/// the connection was chosen as silent): not served, and the connection
+/// closes.
+#[derive(Debug)]
+struct PlaceTaken;
+
+impl std::fmt::Display for PlaceTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this connection's place went to a newer one")
+    }
+}
+
+impl std::error::Error for PlaceTaken {}
 
 /// Accepts connections until `shutdown` completes, then lets the open
 /// requests finish (upgraded WebSockets are not waited for: they are the
@@ -536,6 +603,7 @@ pub(crate) async fn serve_router(
             activity: activity.clone(),
             _slot: taken.slot,
             blocked: false,
+            stalled: taken.lease.stalled.clone(),
             let_go: let_go.clone(),
         });
         let client = Client { peer, activity, let_go, lease: taken.lease };
@@ -569,17 +637,25 @@ async fn connection(
     let service = {
         let lease = lease.clone();
         service_fn(move |req: hyper::Request<Incoming>| {
+            let taken = lease.busy.fetch_add(1, Ordering::SeqCst) & EVICTED != 0;
+            let busy = Busy(lease.clone());
             lease.handling.fetch_add(1, Ordering::SeqCst);
-            let busy = Handling(lease.clone());
+            let handling = Handling(lease.clone());
             let sleep = Box::pin(tokio::time::sleep(body_within));
             let mut req = req.map(|body| axum::body::Body::new(Deadline { body, sleep }));
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(let_go.clone());
             let mut router = router.clone();
             async move {
-                let answer = tower_service::Service::call(&mut router, req).await;
-                drop(busy);
-                answer
+                if taken {
+                    return Err(PlaceTaken);
+                }
+                let answer = match tower_service::Service::call(&mut router, req).await {
+                    Ok(answer) => answer,
+                    Err(never) => match never {},
+                };
+                drop(handling);
+                Ok(answer.map(|body| axum::body::Body::new(Answering { body, _busy: busy })))
             }
         })
     };
@@ -602,15 +678,11 @@ async fn connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            // Its place went to a newcomer while it was silent. A request
-            // that began since is answered first.
+            // Its place went to a newcomer while it was silent: nothing is
+            // being answered, and a request that comes now is refused.
             () = lease.evicted.notified() => {
-                if lease.handling.load(Ordering::SeqCst) == 0 {
-                    tracing::debug!("silent connection closed for a new one");
-                    break;
-                }
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+                tracing::debug!("silent connection closed for a new one");
+                break;
             }
             () = watchdog.as_mut() => {
                 let quiet_until = activity.last() + idle;
@@ -669,12 +741,15 @@ mod tests {
         let (a, b, c) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 3]));
         let first: Vec<Taken> = (0..3).map(|_| counts.take(a, true).unwrap()).collect();
         assert!(!first.iter().any(|t| t.evicted));
-        // The oldest is handling a request: the next oldest, silent, goes.
-        first[0].lease.handling.fetch_add(1, Ordering::SeqCst);
+        // The oldest is handling a request (or still sending its answer):
+        // the next oldest, silent, goes.
+        first[0].lease.busy.fetch_add(1, Ordering::SeqCst);
         let fourth = counts.take(a, true).expect("a silent connection gave its place");
         assert!(fourth.evicted);
         assert!(first[1].lease.released.load(Ordering::SeqCst));
         assert!(first[1].lease.evicted.notified().now_or_never().is_some(), "the closed one is told");
+        // A request that begins on it now is refused (it was chosen silent).
+        assert_ne!(first[1].lease.busy.fetch_add(1, Ordering::SeqCst) & EVICTED, 0);
         assert!(!first[2].lease.released.load(Ordering::SeqCst));
         assert_eq!(counts.open(), 3);
         // Its socket closing later gives nothing back a second time.

@@ -221,6 +221,39 @@ async fn at_the_connection_caps_a_newcomer_takes_the_place_of_the_oldest_silent_
     assert!(evicted.is_some_and(|l| !l.ends_with(" 0")), "evictions are counted: {evicted:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_sending_its_answers_is_not_closed_for_a_newcomer() {
+    let server = Server::start("[limits]\nconnections_per_address = 4\n", &[]).await;
+    // A client on a slow line asks for four long documents at once (each
+    // 200 KB): its answers wait on it, past what the kernel's buffers hold.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 9], 0))).unwrap();
+    let mut slow = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], server.port))).await.unwrap();
+    let ask = "GET /api/openapi.json HTTP/1.1\r\nHost: refdesk\r\n\r\n";
+    let last = "GET /api/openapi.json HTTP/1.1\r\nHost: refdesk\r\nConnection: close\r\n\r\n";
+    slow.write_all(format!("{ask}{ask}{ask}{last}").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The address fills its cap with silent connections, and opens more:
+    // each takes a silent one's place, never the one still answering.
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        silent.push(connect_from(&server, [127, 0, 0, 9]).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The slow client reads on: all four answers, whole.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut got)).await;
+    assert!(
+        read.as_ref().is_ok_and(|r| r.is_ok()),
+        "the answers' connection was cut: {read:?} after {} bytes",
+        got.len()
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 4, "four answers, after {} bytes", got.len());
+    assert!(text.trim_end().ends_with('}'), "the last one whole");
+}
+
 /// Sends `n` messages on `ws` as fast as it can.
 async fn flood(ws: &mut Socket, n: usize, tag: &str) {
     for i in 0..n {

@@ -565,6 +565,9 @@ async fn a_librarian_who_chatted_for_the_cooperative_wraps_the_question_up_and_n
     assert_eq!(status, 200, "{out}");
     let (status, out) = ben.post(&act("answer"), json!({"body": "The maps are here", "confirm_live": true})).await;
     assert_eq!(status, 200, "{out}");
+    let own = json!({"body": "And the atlas", "email": "Pat@Example.org", "confirm_live": true});
+    let (status, out) = ben.post(&act("answer"), own).await;
+    assert_eq!(status, 200, "the patron's own address, written out: {out}");
     assert_eq!(ben.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
     let (status, out) = ben.post(&act("code"), json!({"code": "answered", "confirm_live": true})).await;
     assert_eq!(status, 200, "{out}");
