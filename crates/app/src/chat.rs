@@ -8,7 +8,7 @@ use crate::mail::transcript_mail;
 use crate::signin::{self, Verdict};
 use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{
-    authorize, authorize_question, authorize_question_work, authorize_view, Action, Target, Work,
+    authorize, authorize_question, authorize_question_work, authorize_view_at, Action, Target, Work,
 };
 use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
 use refdesk_domain::event::{Event, QueueEntry};
@@ -954,7 +954,7 @@ impl App {
         match viewer {
             Viewer::Patron { session: own } if *own == session => {}
             Viewer::Patron { .. } => return Err(DomainError::NotFound("session").into()),
-            Viewer::Staff(staff) => authorize_view(staff, &rec.ctx, rec.state)?,
+            Viewer::Staff(staff) => authorize_view_at(staff, &rec.ctx, rec.state, rec.ended_at, self.clock.now())?,
         }
         let (page, more) = self.staff_page(session, after).await?;
         // The lines are judged by the session as it is after them: a change
@@ -962,7 +962,7 @@ impl App {
         // of view, or it may be the last of the lines read.
         let rec = self.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         if let Viewer::Staff(staff) = viewer {
-            authorize_view(staff, &rec.ctx, rec.state)?;
+            authorize_view_at(staff, &rec.ctx, rec.state, rec.ended_at, self.clock.now())?;
         }
         let mut visible: Vec<Message> = transcript(viewer, &rec.ctx, &page).cloned().collect();
         let cut = within_budget(&mut visible, STAFF_PAGE_BYTES).is_some();

@@ -24,7 +24,7 @@
 
 use crate::bus::Subscription;
 use crate::{App, AppError, AppResult};
-use refdesk_domain::authz::authorize_view;
+use refdesk_domain::authz::authorize_view_at;
 use refdesk_domain::chat::{Member, Message, SessionContext, Watcher};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry, SessionSummary};
 use refdesk_domain::ids::{CooperativeId, SessionId, StaffId};
@@ -378,7 +378,7 @@ impl Feed {
     async fn record_in_view(&self, session: SessionId) -> AppResult<refdesk_store::SessionRecord> {
         let rec = self.app.store.session(session).await?.ok_or(DomainError::NotFound("session"))?;
         if let Viewer::Staff(staff) = &self.viewer {
-            authorize_view(staff, &rec.ctx, rec.state)?;
+            authorize_view_at(staff, &rec.ctx, rec.state, rec.ended_at, self.app.clock.now())?;
         }
         Ok(rec)
     }

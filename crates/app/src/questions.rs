@@ -6,7 +6,9 @@
 use crate::mail::answer_mail;
 use crate::{App, AppResult};
 use refdesk_domain::actions::{self, check_confirmation, ChatLine, View};
-use refdesk_domain::authz::{authorize, authorize_question, authorize_question_work, Action, Standing, Target, Work};
+use refdesk_domain::authz::{
+    authorize, authorize_question, authorize_question_work, Action, Standing, Target, Work, WRAP_UP_MS,
+};
 use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
 use refdesk_domain::input::Body;
@@ -216,7 +218,11 @@ impl App {
             }
         }
         let query = QuestionQuery {
-            scope: QuestionScope { covers: ScopeLevel::of(staff), participant: staff.id },
+            scope: QuestionScope {
+                covers: ScopeLevel::of(staff),
+                participant: staff.id,
+                chatted_since: self.clock.now().saturating_sub(WRAP_UP_MS),
+            },
             view: f.view,
             status: f.status,
             code: f.code,
@@ -251,8 +257,9 @@ impl App {
         let mut timeline = self.store.timeline_page(id, timeline_after, TIMELINE_PAGE_ENTRIES + 1).await?;
         let timeline_more = timeline_page(&mut timeline);
         let question = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
-        authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
+        let standing = authorize_question(staff, &question.placement, question.referred.as_ref(), question.librarian)?;
         let session = self.store.session(question.session).await?.ok_or(DomainError::NotFound("session"))?;
+        authorize_question_work(standing, Work::Read, session.ended_at, self.clock.now())?;
         // Staff see notes; the visibility function still decides.
         let viewer = Viewer::Staff(staff.clone());
         let mut visible: Vec<Message> = transcript(&viewer, &session.ctx, &all).cloned().collect();

@@ -84,6 +84,26 @@ pub fn authorize_view(staff: &Staff, ctx: &SessionContext, state: SessionState) 
     authorize(staff, Action::View, &Target::of(ctx, state))
 }
 
+/// Whether `staff` may read a session now (its page, a socket's resume):
+/// [`authorize_view`], and the librarian who chatted with another library's
+/// patron only while they are part of it (DESIGN §2): while the chat goes
+/// on and for [`WRAP_UP_MS`] after it ended, as for its question
+/// ([`authorize_question_work`]). After that the chat is its library's.
+pub fn authorize_view_at(
+    staff: &Staff,
+    ctx: &SessionContext,
+    state: SessionState,
+    ended_at: Option<Millis>,
+    now: Millis,
+) -> Result<(), DomainError> {
+    authorize_view(staff, ctx, state)?;
+    let covered = staff.role_covers(&ctx.placement) || ctx.referred.is_some_and(|r| staff.role_covers(&r));
+    match ended_at {
+        Some(at) if !covered && now.saturating_sub(at) > WRAP_UP_MS => Err(DomainError::NotFound("session")),
+        _ => Ok(()),
+    }
+}
+
 /// Decides whether `staff` may do `action` to `target`. Refusals say why,
 /// without naming anything the caller may not see.
 pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), DomainError> {
@@ -235,6 +255,8 @@ pub fn authorize_question(
 /// What is done to a question, as [`authorize_question_work`] tells it apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work {
+    /// Reading it: the question, its transcript, its history.
+    Read,
     /// A note, a message to the chatting librarian, an answer shown in the
     /// chat or e-mailed to the patron's own address, a resolution code that
     /// refers it to no other library: the chat's wrap-up.
@@ -272,10 +294,10 @@ pub fn authorize_question_work(
         (Standing::Chatted, Work::Manage) => Err(DomainError::Forbidden(
             "you chatted with this patron for the cooperative: referring, assigning, closing or reopening the question, or e-mailing an answer elsewhere, is for its library's staff",
         )),
-        (Standing::Chatted, Work::WrapUp) if ended_at.is_none_or(|at| now.saturating_sub(at) <= WRAP_UP_MS) => {
+        (Standing::Chatted, Work::Read | Work::WrapUp) if ended_at.is_none_or(|at| now.saturating_sub(at) <= WRAP_UP_MS) => {
             Ok(())
         }
-        (Standing::Chatted, Work::WrapUp) => Err(DomainError::Forbidden(
+        (Standing::Chatted, Work::Read | Work::WrapUp) => Err(DomainError::Forbidden(
             "you chatted with this patron for the cooperative, and the chat ended over a day ago: the question is its library's now",
         )),
     }
@@ -515,6 +537,10 @@ mod tests {
             (Standing::Chatted, Work::WrapUp, Some(day), true),
             (Standing::Chatted, Work::WrapUp, Some(day + 1), false),
             (Standing::Chatted, Work::Manage, None, false),
+            (Standing::Scope, Work::Read, Some(10 * day), true),
+            (Standing::Chatted, Work::Read, None, true),
+            (Standing::Chatted, Work::Read, Some(day), true),
+            (Standing::Chatted, Work::Read, Some(day + 1), false),
         ];
         for (standing, work, ago, allowed) in table {
             let got = authorize_question_work(standing, work, ago.map(|ago| now - ago), now);
@@ -523,6 +549,43 @@ mod tests {
                 assert!(matches!(e, DomainError::Forbidden(_)));
             }
         }
+    }
+
+    /// The librarian who chatted with another library's patron reads the
+    /// chat while it goes on and for a day after its end; staff whose role
+    /// covers it, or the library it was referred to, for good.
+    #[test]
+    fn a_chat_is_read_by_the_librarian_who_had_it_for_another_library_while_they_are_part_of_it() {
+        let (now, day) = (1_000_000_000, WRAP_UP_MS);
+        let ctx = |w: Where, referred: Option<Where>| crate::chat::SessionContext {
+            id: crate::ids::SessionId(1),
+            placement: target(w, None).placement,
+            librarian: Some(StaffId(5)),
+            question: None,
+            referred: referred.map(|r| target(r, None).placement),
+            members: vec![],
+            version: 0,
+        };
+        let me = staff(5, Role::Librarian);
+        // (the patron's library, referred to, ended this long ago, allowed)
+        let table = [
+            (Where::SameCooperative, None, None, true),
+            (Where::SameCooperative, None, Some(day), true),
+            (Where::SameCooperative, None, Some(day + 1), false),
+            (Where::SameCooperative, Some(Where::SameLibrary), Some(10 * day), true),
+            (Where::SameLibrary, None, Some(10 * day), true),
+        ];
+        for (w, referred, ago, allowed) in table {
+            let got = authorize_view_at(&me, &ctx(w, referred), SessionState::Ended, ago.map(|ago| now - ago), now);
+            assert_eq!(got.is_ok(), allowed, "{w:?} referred to {referred:?}, ended {ago:?} ms ago");
+            if let Err(e) = got {
+                assert_eq!(e, DomainError::NotFound("session"), "says nothing of the chat");
+            }
+        }
+        // Someone else's chat of another library: never.
+        let mut theirs = ctx(Where::SameCooperative, None);
+        theirs.librarian = Some(StaffId(6));
+        assert!(authorize_view_at(&me, &theirs, SessionState::Active, None, now).is_err());
     }
 
     /// Viewing a session: the role's scope, or the library its question was

@@ -866,8 +866,12 @@ pub struct TimelineEntry {
 pub struct QuestionScope {
     /// The role scope, as a placement filter.
     pub covers: ScopeLevel,
-    /// Include questions of sessions this staff member chatted in.
+    /// Include questions of sessions this staff member chatted in…
     pub participant: StaffId,
+    /// …while they go on, or ended at or after this time: the librarian
+    /// who chatted for another library is part of its question only for a
+    /// while after the chat (DESIGN §2, `authz::WRAP_UP_MS`).
+    pub chatted_since: Millis,
 }
 
 /// A role scope as a filter.

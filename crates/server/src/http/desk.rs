@@ -73,7 +73,7 @@ struct TranscriptParams {
     responses(
         (status = 200, description = "the session and a page of its transcript", body = SessionTranscript),
         (status = 400, description = "`bad_request`: `after` is not a number", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat in my scope (a chat I had for another library is in it while it goes on and for a day after its end)", body = ErrorBody),
     ))]
 async fn session(
     State(s): State<AppState>,

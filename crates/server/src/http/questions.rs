@@ -139,7 +139,9 @@ pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
     })
 }
 
-/// The question list in my scope, newest first; live questions are marked live (R2, B1).
+/// The question list in my scope, newest first; live questions are marked live (R2, B1). Besides my
+/// role's libraries and what was referred to them: the questions of the chats I had for other libraries,
+/// while the chat goes on and for a day after its end.
 #[utoipa::path(get, path = "/api/questions", tag = "questions", security(("staff" = [])),
     params(ListParams),
     responses(
@@ -170,7 +172,7 @@ struct DetailParams {
     params(("id" = i64, Path, description = "the question's number"), DetailParams),
     responses(
         (status = 200, description = "the question's page", body = QuestionDetailView),
-        (status = 403, description = "`forbidden`: a question outside my scope", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a question outside my scope (a question of another library whose chat I had is in it while the chat goes on and for a day after its end)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such question", body = ErrorBody),
     ))]
 async fn detail(

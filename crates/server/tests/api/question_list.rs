@@ -524,17 +524,24 @@ async fn notes_stop_when_a_questions_timeline_is_full_and_closing_it_still_goes(
     assert_eq!(l.ann.question_of(l.patron.session).await["state"]["status"], "closed");
 }
 
-#[tokio::test]
-async fn a_librarian_who_chatted_for_the_cooperative_wraps_the_question_up_and_never_sends_it_elsewhere() {
-    let app = crate::helpers::spawn_app_with_manual_clock().await;
-    let form = json!({"name": "Pat", "question": "Whose question is this?", "email": "pat@example.org"});
+/// Pat asks Riverside (giving an address); after the roll-up Ben, of
+/// Lakeside, takes the chat. Returns Pat, Ben, Ann (of Riverside) and the
+/// question's number.
+async fn ben_serves_riversides_patron(app: &TestApp, question: &str) -> (Patron, Staff, Staff, i64) {
+    let form = json!({"name": "Pat", "question": question, "email": "pat@example.org"});
     let patron = app.start_chat_with("riverside-main", form).await;
-    // After the roll-up Ben, of Lakeside, takes Riverside's patron.
     app.clock().advance(60_000);
     let ben = app.staff("ben").await;
     assert_eq!(ben.accept(patron.session).await.0, 200);
     let ann = app.staff("ann").await;
     let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    (patron, ben, ann, q)
+}
+
+#[tokio::test]
+async fn a_librarian_who_chatted_for_the_cooperative_wraps_the_question_up_and_never_sends_it_elsewhere() {
+    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    let (patron, ben, ann, q) = ben_serves_riversides_patron(&app, "Whose question is this?").await;
     let act = |what: &str| format!("/api/questions/{q}/{what}");
     let question = |app: &TestApp| {
         let store = app.state.app.store().clone();
@@ -604,4 +611,56 @@ async fn a_librarian_who_chatted_for_the_cooperative_wraps_the_question_up_and_n
     app.clock().advance(2 * 60_000);
     let (status, out) = ben.post(&note, json!({"body": "Too late", "confirm_live": true})).await;
     assert_eq!(status, 403, "{out}");
+}
+
+/// DESIGN §2: a librarian who served another library's patron sees the
+/// session and its question while they are part of it — the chat, and the
+/// day of its wrap-up — and no longer: not the question, its transcript or
+/// the patron's address, not in the list, not the session's page nor a
+/// socket's resume.
+#[tokio::test]
+async fn a_librarian_who_chatted_for_the_cooperative_reads_the_question_only_while_they_are_part_of_it() {
+    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    let (patron, ben, _, q) = ben_serves_riversides_patron(&app, "Maps of the river?").await;
+    assert_eq!(ben.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    let listed = |list: &Value| list.as_array().unwrap().iter().any(|r| r["id"] == q);
+    let session_page = format!("/api/sessions/{}", patron.session);
+
+    // Within the day after the end: all of it.
+    app.clock().advance(refdesk_domain::authz::WRAP_UP_MS - 60_000);
+    let ben = app.staff("ben").await;
+    let (status, out) = ben.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["patron_email"], "pat@example.org");
+    let (status, list) = ben.get("/api/questions").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(listed(&list), "in his list: {list}");
+    assert_eq!(ben.get(&session_page).await.0, 200);
+    let mut desk = ben.socket().await;
+    assert!(!desk.resume(Some(patron.session), 0).await.is_empty(), "his socket reads the chat");
+    desk.close().await;
+
+    // A day after the end: none of it. Riverside's own staff still read it.
+    app.clock().advance(2 * 60_000);
+    let ben = app.staff("ben").await;
+    let (status, out) = ben.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(status, 403, "{out}");
+    assert!(!out.to_string().contains("pat@example.org"), "{out}");
+    let (status, list) = ben.get("/api/questions").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(!listed(&list), "no longer in his list: {list}");
+    let (status, list) = ben.get("/api/questions?q=river").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(!listed(&list), "nor found by its words: {list}");
+    let (status, out) = ben.get(&session_page).await;
+    assert_eq!(status, 404, "{out}");
+    let mut desk = ben.socket().await;
+    desk.send(json!({"type": "resume", "session": patron.session, "after": 0})).await;
+    let frames = desk.until(|f| f["type"] == "synced" || f["type"] == "error").await;
+    assert!(frames.iter().all(|f| f["type"] != "event"), "no line of it: {frames:?}");
+    assert_eq!(frames.last().unwrap()["type"], "error", "{frames:?}");
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.get(&format!("/api/questions/{q}")).await.0, 200);
+    let (_, list) = ann.get("/api/questions").await;
+    assert!(listed(&list), "in Riverside's list: {list}");
 }

@@ -694,13 +694,14 @@ pub(crate) fn policy(r: &dyn Cols) -> Result<crate::PolicyPage> {
 }
 
 /// The SQL condition of a role scope: a question of a library it covers,
-/// one referred to such a library, or one the staff member chatted in.
-/// Binds `?1` (the scope's id) and `?2` (the staff member).
+/// one referred to such a library, or one the staff member chatted in
+/// that goes on or ended lately. Binds `?1` (the scope's id), `?2` (the
+/// staff member) and `?3` (the end of their chats that still counts).
 fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
     match scope.covers {
-        ScopeLevel::Library(l) => ("(q.library_id = ?1 OR q.referred_to = ?1 OR s.librarian_id = ?2)", l.0),
-        ScopeLevel::Institution(i) => ("(l.institution_id = ?1 OR rl.institution_id = ?1 OR s.librarian_id = ?2)", i.0),
-        ScopeLevel::Cooperative(c) => ("(i.cooperative_id = ?1 OR ri.cooperative_id = ?1 OR s.librarian_id = ?2)", c.0),
+        ScopeLevel::Library(l) => ("(q.library_id = ?1 OR q.referred_to = ?1 OR (s.librarian_id = ?2 AND (s.ended_at IS NULL OR s.ended_at >= ?3)))", l.0),
+        ScopeLevel::Institution(i) => ("(l.institution_id = ?1 OR rl.institution_id = ?1 OR (s.librarian_id = ?2 AND (s.ended_at IS NULL OR s.ended_at >= ?3)))", i.0),
+        ScopeLevel::Cooperative(c) => ("(i.cooperative_id = ?1 OR ri.cooperative_id = ?1 OR (s.librarian_id = ?2 AND (s.ended_at IS NULL OR s.ended_at >= ?3)))", c.0),
     }
 }
 
@@ -712,7 +713,7 @@ fn scope_condition(scope: &QuestionScope) -> (&'static str, i64) {
 const LIBRARY_ARMS: [&str; 3] = [
     "q.library_id = ?1",
     "q.referred_to = ?1 AND q.library_id <> ?1",
-    "s.librarian_id = ?2 AND q.library_id <> ?1 AND (q.referred_to IS NULL OR q.referred_to <> ?1)",
+    "s.librarian_id = ?2 AND (s.ended_at IS NULL OR s.ended_at >= ?3) AND q.library_id <> ?1 AND (q.referred_to IS NULL OR q.referred_to <> ?1)",
 ];
 
 /// The conditions of a view, each an arm of the list (a question matches
@@ -750,7 +751,8 @@ fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
 pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
     use refdesk_domain::question::Status;
     let (either, scope_id) = scope_condition(&query.scope);
-    let mut args: Vec<Arg<'static>> = vec![Arg::Int(scope_id), Arg::Int(query.scope.participant.0)];
+    let mut args: Vec<Arg<'static>> =
+        vec![Arg::Int(scope_id), Arg::Int(query.scope.participant.0), Arg::Int(query.scope.chatted_since)];
     let mut filters = String::new();
     // Each condition's `?` placeholders are numbered as its values are bound.
     let mut bind = |cond: &str, values: Vec<Arg<'static>>| {

@@ -482,7 +482,8 @@ mod tests {
         ];
         for covers in scopes {
             for (view, indexes) in sparse {
-                let query = QuestionQuery::page(QuestionScope { covers, participant: StaffId(2) }, view, 50);
+                let query =
+                    QuestionQuery::page(QuestionScope { covers, participant: StaffId(2), chatted_since: 0 }, view, 50);
                 let steps = plan(&conn, &sel::question_query(&query, crate::sql::Dialect::Sqlite).0);
                 for index in indexes {
                     assert!(steps.iter().any(|s| s.contains(index)), "{covers:?} {view:?} skips {index}: {steps:?}");
@@ -493,8 +494,11 @@ mod tests {
         }
         // A search reads every question in scope, no more: a librarian's, those
         // of the library, those referred to it and those of their chats.
-        let mut search =
-            QuestionQuery::page(QuestionScope { covers: scopes[0], participant: StaffId(2) }, View::All, 50);
+        let mut search = QuestionQuery::page(
+            QuestionScope { covers: scopes[0], participant: StaffId(2), chatted_since: 0 },
+            View::All,
+            50,
+        );
         search.text = Some("words".into());
         let steps = plan(&conn, &sel::question_query(&search, crate::sql::Dialect::Sqlite).0);
         for index in ["questions_library (library_id=?)", "questions_referred", "sessions_librarian (librarian_id=?)"] {

@@ -141,7 +141,9 @@ async fn the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts(
     let q = question_of(b, a).await;
     s.act_on_question(q, w.carla.clone(), close_with_mail(), 50).await.unwrap();
 
-    let query = |covers, view| QuestionQuery::page(QuestionScope { covers, participant: StaffId(0) }, view, 50);
+    let query = |covers, view| {
+        QuestionQuery::page(QuestionScope { covers, participant: StaffId(0), chatted_since: 0 }, view, 50)
+    };
     let found = s.questions(query(ScopeLevel::Library(w.library.placement.library), View::Closed)).await.unwrap();
     assert_eq!(found.iter().map(|q| q.id).collect::<Vec<_>>(), [q]);
     assert!(s.questions(query(ScopeLevel::Library(w.other.placement.library), View::All)).await.unwrap().is_empty());
@@ -207,13 +209,14 @@ async fn mails_from_one_staff_member_are_capped_per_day_whatever_the_addresses(b
 
 /// Whether `r` is in `scope` (DESIGN §2): a question of a library it
 /// covers, one referred to such a library, or one its person chatted in.
-fn in_scope(r: &QuestionRecord, scope: &QuestionScope) -> bool {
+fn in_scope(r: &QuestionRecord, scope: &QuestionScope, ended_at: Option<refdesk_domain::Millis>) -> bool {
     let covers = |p: &Placement| match scope.covers {
         ScopeLevel::Library(l) => p.library == l,
         ScopeLevel::Institution(i) => p.institution == i,
         ScopeLevel::Cooperative(c) => p.cooperative == c,
     };
-    covers(&r.placement) || r.referred.as_ref().is_some_and(covers) || r.librarian == Some(scope.participant)
+    let chatted = r.librarian == Some(scope.participant) && ended_at.is_none_or(|at| at >= scope.chatted_since);
+    covers(&r.placement) || r.referred.as_ref().is_some_and(covers) || chatted
 }
 
 /// Whether `r` is in `view`, as the menu describes each.
@@ -311,7 +314,9 @@ async fn every_view_of_the_question_list_is_what_its_definition_says_in_every_sc
     });
     s.act_on_question(live[2], w.ann.clone(), coded, 2_000_100).await.unwrap();
 
-    let query = |covers, participant, view| QuestionQuery::page(QuestionScope { covers, participant }, view, 1_000);
+    let query = |covers, participant, view| {
+        QuestionQuery::page(QuestionScope { covers, participant, chatted_since: 0 }, view, 1_000)
+    };
     let mut every = Vec::new();
     for c in [coop, away_coop] {
         every.extend(s.questions(query(ScopeLevel::Cooperative(c), StaffId(0), View::All)).await.unwrap());
@@ -333,6 +338,14 @@ async fn every_view_of_the_question_list_is_what_its_definition_says_in_every_sc
         ScopeLevel::Cooperative(away_coop),
     ];
     let middle = every.iter().map(|r| r.id).max().unwrap().0 - 60;
+    // The librarian who chatted for another library lists its question
+    // while the chat goes on and for a while after its end: half the past
+    // chats ended before this.
+    let cut = 1_080_000;
+    let mut ended_at = std::collections::HashMap::new();
+    for r in &every {
+        ended_at.insert(r.id, s.session(r.session).await.unwrap().unwrap().ended_at);
+    }
     type Filter = (&'static str, fn(&mut QuestionQuery, QuestionId, LibraryId, StaffId));
     let filters: [Filter; 9] = [
         ("none", |_, _, _, _| {}),
@@ -353,10 +366,11 @@ async fn every_view_of_the_question_list_is_what_its_definition_says_in_every_sc
                     for limit in [3, 1_000] {
                         let mut q = query(covers, me, view);
                         q.limit = limit;
+                        q.scope.chatted_since = if limit == 3 { 0 } else { cut };
                         set(&mut q, QuestionId(middle), w.library.placement.library, me);
                         let want: Vec<QuestionId> = every
                             .iter()
-                            .filter(|r| in_scope(r, &q.scope) && in_view(r, view, me))
+                            .filter(|r| in_scope(r, &q.scope, ended_at[&r.id]) && in_view(r, view, me))
                             .filter(|r| q.status.is_none_or(|st| r.state.status == st))
                             .filter(|r| q.code.as_ref().is_none_or(|c| r.state.code.as_ref() == Some(c)))
                             .filter(|r| {
@@ -378,4 +392,19 @@ async fn every_view_of_the_question_list_is_what_its_definition_says_in_every_sc
         }
     }
     assert!(checked > 500, "most cases list something: {checked}");
+    // The cut leaves out some of Eve's chats for other libraries, and keeps others.
+    let far_scope = ScopeLevel::Library(far.placement.library);
+    let mut all = query(far_scope, eve, View::All);
+    let before: Vec<_> = s.questions(all.clone()).await.unwrap().iter().map(|r| r.id).collect();
+    all.scope.chatted_since = cut;
+    let after: Vec<_> = s.questions(all).await.unwrap().iter().map(|r| r.id).collect();
+    let chats_elsewhere = |ids: &[QuestionId]| {
+        ids.iter().filter(|id| every.iter().any(|r| r.id == **id && r.library != far.placement.library)).count()
+    };
+    assert!(
+        chats_elsewhere(&after) > 0 && chats_elsewhere(&after) < chats_elsewhere(&before),
+        "{} of {} chats for other libraries listed after the cut",
+        chats_elsewhere(&after),
+        chats_elsewhere(&before)
+    );
 }
