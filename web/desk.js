@@ -241,7 +241,7 @@ function renderComposer() {
   retarget();
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
   $("end").classList.toggle("hidden", part !== "librarian" || ended);
-  $("transfer").classList.toggle("hidden", part !== "librarian" || ended);
+  $("transfer-box").classList.toggle("hidden", part !== "librarian" || ended);
   $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
   const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
   $("conferencing").classList.toggle("hidden", !admin && part === "none");
@@ -802,8 +802,8 @@ async function start() {
     refreshColleagues().catch(() => {});
   };
   // (A click on the menu comes after the pointer entered: read then.)
-  $("transfer").addEventListener("pointerenter", reaching);
-  $("transfer").addEventListener("focusin", reaching);
+  $("transfer-box").addEventListener("pointerenter", reaching);
+  $("transfer-box").addEventListener("focusin", reaching);
 }
 const COLLEAGUES_EVERY_MS = 30000;
 
@@ -1088,7 +1088,7 @@ $("transfer").onsubmit = (e) => {
   if ($("transfer-note").value.trim()) body.note = $("transfer-note").value;
   // "Stay" and the note are for this transfer only.
   act(api(`/api/sessions/${current}/transfer`, { method: "POST", body })
-    .then(() => { $("stay").checked = false; $("transfer-note").value = ""; }));
+    .then(() => { $("stay").checked = false; $("transfer-note").value = ""; $("transfer-box").open = false; }));
 };
 // Each choice is sent once the one before is answered: two quick choices
 // could otherwise reach the server the other way round (two connections)

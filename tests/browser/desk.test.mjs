@@ -129,6 +129,12 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   const overlap = await ann.evaluate(() => document.getElementById("log").getBoundingClientRect().bottom
     - document.getElementById("composer").getBoundingClientRect().top);
   assert.ok(overlap <= 0, `the log runs ${overlap} px under the composer`);
+  // Nor are the chat's actions below the fold: ending it, its code, a
+  // transfer, an abusive patron (they were, below the reply box).
+  const below = await ann.evaluate(() => { window.scrollTo(0, 0); return ["#end", "#set-code", "#transfer-box summary", "#abuse summary"]
+    .map((sel) => [sel, Math.round(document.querySelector(sel).getBoundingClientRect().bottom)])
+    .filter(([, bottom]) => bottom > window.innerHeight); });
+  assert.deepEqual(below, [], `below the fold at ${JSON.stringify(LAPTOP)}`);
 
   // The transfer list says which libraries have none of their own staff on
   // duty but me (a chat sent there waits for the cooperative's queue).
@@ -176,6 +182,7 @@ test("a transfer to a colleague carries a note for them, which the patron never 
   await ben.selectOption("#availability", "on_duty");
   await ann.locator("#chat-title", { hasText: /^Lu — / }).waitFor();
   await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
+  await ann.locator("#transfer-box summary").click();
   await ann.selectOption("#transfer-to", { label: "Ben Booker" });
   const note = "Wants Sanborn maps of 1890; catalogue checked, map room not yet";
   await ann.fill("#transfer-note", note);
@@ -1001,7 +1008,7 @@ test("a colleague who signed in since the desk last looked is offered as soon as
   await back.getByText(/Signed in as/).waitFor();
   // Ann reaches for the transfer: he is offered at once, not within the
   // half minute the desk reads its colleagues again.
-  await ann.hover("#transfer");
+  await ann.hover("#transfer-box summary");
   await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached", timeout: 5000 });
   for (const p of [ann, back, patron]) await p.context().close();
 });
