@@ -424,7 +424,17 @@ fn by_id(e: refdesk_app::AppError) -> anyhow::Error {
 
 /// `refdesk config`: the configuration in effect, or `--check`'s verdict.
 async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
-    let config = load_config(cli)?;
+    let config = match load_config(cli) {
+        Ok(config) => config,
+        // A file that holds a secret for every user to read is said even
+        // when it is also wrong: its error alone hid it until mended.
+        Err(e) => {
+            if let (true, Some(path)) = (check, &cli.config) {
+                say_readable_secrets(path);
+            }
+            return Err(e);
+        }
+    };
     if check {
         // A misspelt variable is a warning at start; before a restart, an
         // error: the setting it was meant to be is not in effect.

@@ -556,4 +556,11 @@ fn config_check_warns_of_a_file_everyone_may_read_that_holds_a_secret() {
     );
     chmod(&plain, 0o644);
     assert!(!out(&refdesk(Some(&plain), &[], &["config", "--check"])).contains("can read it"));
+    // A file wrong besides: its error, and the warning all the same.
+    let wrong = file(dir.path(), &format!("{text}[limits]\nblock_hours = 0\n"));
+    chmod(&wrong, 0o644);
+    let o = refdesk(Some(&wrong), &[], &["config", "--check"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(err(&o).contains("block_hours"), "the error: {}", err(&o));
+    assert!(out(&o).contains("holds mail.smtp_url and every user of this machine can read it"), "{}", out(&o));
 }
