@@ -122,7 +122,15 @@ function label(s) {
 function show(session) {
   saveDraft();
   accepting = null;
-  if (current !== session) $("chat-notice").textContent = "";
+  if (current !== session) {
+    $("chat-notice").textContent = "";
+    // A transfer's note or a block's reason is for the chat it was typed
+    // in: another chat opens with the panels closed and empty (a note
+    // typed for one, hidden in a closed panel, could go out in another).
+    for (const id of ["transfer-box", "abuse"]) $(id).open = false;
+    for (const id of ["transfer-note", "block-reason"]) $(id).value = "";
+    for (const id of ["stay", "block-network"]) $(id).checked = false;
+  }
   current = session;
   const l = log(session);
   l.unread = 0;
@@ -232,7 +240,8 @@ function renderComposer() {
   // a reconnect.
   const ended = s?.state === "ended" || (current !== null && log(current).ended === true);
   // From the reply box, or from the End button that is now hidden.
-  const moveFocus = ended && !endSeen.has(current) && [$("text"), $("end"), document.body].includes(document.activeElement);
+  const moveFocus = ended && !endSeen.has(current)
+    && ([$("text"), $("end"), document.body].includes(document.activeElement) || $("transfer-box").contains(document.activeElement));
   if (ended) endSeen.add(current);
   $("text").readOnly = ended;
   for (const id of ["send", "mode", "script"]) $(id).disabled = ended;
@@ -242,6 +251,7 @@ function renderComposer() {
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
   $("end").classList.toggle("hidden", part !== "librarian" || ended);
   $("transfer-box").classList.toggle("hidden", part !== "librarian" || ended);
+  if (part !== "librarian" || ended) $("transfer-box").open = false;
   $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
   const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
   $("conferencing").classList.toggle("hidden", !admin && part === "none");

@@ -152,6 +152,14 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   await patrons[1].locator("#log li", { hasText: "Hello Bo" }).waitFor();
   await ann.getByRole("button", { name: /^Ada — Riverside/ }).click();
   assert.equal(await ann.inputValue("#mode"), "note", "Ada's chat keeps its choice");
+  // A transfer's note typed in Ada's chat does not wait, hidden in a
+  // closed panel, for a transfer of Bo's.
+  await ann.locator("#transfer-box summary").click();
+  await ann.fill("#transfer-note", "Ada wants the 1890 census");
+  await ann.getByRole("button", { name: /^Bo — Riverside/ }).click();
+  assert.equal(await ann.locator("#transfer-box").evaluate((d) => d.open), false, "Bo's chat opens with the panel closed");
+  assert.equal(await ann.inputValue("#transfer-note"), "", "and no note of Ada's");
+  await ann.getByRole("button", { name: /^Ada — Riverside/ }).click();
 
   // Signing out in the middle of chats asks first (the harness answers yes
   // to every dialog; what it said is kept).

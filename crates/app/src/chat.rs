@@ -899,6 +899,14 @@ impl App {
     ) -> AppResult<QuestionState> {
         let key = code.to_owned();
         let (me, now) = (staff.clone(), self.clock.now());
+        // Who a code may give the question to, as the chat is now (a chat
+        // that changed hands since gives it to nobody: read again next time).
+        let chatter = match self.store.session(session).await? {
+            Some(rec) => {
+                self.chatter_in_scope(rec.ctx.librarian, &rec.ctx.placement, rec.ctx.referred.as_ref()).await?
+            }
+            None => None,
+        };
         let decide: refdesk_store::Decide = Box::new(move |before, rec, codes| {
             // A librarian who chatted for the cooperative codes the chat
             // while they are part of it, as on the question page.
@@ -912,7 +920,7 @@ impl App {
                     "referring needs a receiving library: refer from the question page",
                 ));
             }
-            let mut state = apply_code(before, code, rec.ctx.librarian, None);
+            let mut state = apply_code(before, code, rec.ctx.librarian.filter(|l| chatter == Some(*l)), None);
             state.read_scale = read_scale.or(state.read_scale);
             Ok(state)
         });

@@ -157,6 +157,10 @@ struct Watched {
     /// Erased when the viewer began to watch it: what they were given is
     /// what the erasure left.
     erased: bool,
+    /// When this staff viewer's view of it ends: a librarian who chatted
+    /// with another library's patron follows the chat for a day after its
+    /// end (`authz::view_ends`), then it is left. `None`: for good.
+    until: Option<Millis>,
 }
 
 /// A watched session read again ([`Feed::read_context_again`]).
@@ -328,7 +332,11 @@ impl Feed {
         let rec = match self.record_in_view(session).await {
             Ok(rec) => rec,
             Err(e) => {
-                if !watched {
+                // Refused (no longer in view): not followed any more, even
+                // if it was (its lines would otherwise go on coming).
+                if watched && matches!(e, AppError::Domain(DomainError::NotFound(_))) {
+                    self.leave(session);
+                } else if !watched {
                     self.sub.leave(session);
                 }
                 return Err(e);
@@ -358,7 +366,9 @@ impl Feed {
         let after = after.min(rec.last_seq);
         let watchers = self.sub.watchers_of(session);
         let erased = rec.erased;
-        self.sessions.insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after, more: false, erased }));
+        let until = self.view_ends(&rec.ctx, rec.ended_at);
+        self.sessions
+            .insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after, more: false, erased, until }));
         if rec.state == refdesk_domain::chat::SessionState::Ended {
             self.forget_ended(session);
         }
@@ -372,6 +382,25 @@ impl Feed {
     /// whoever holds the chat, when a line changed hands (for presence).
     fn judged_again(&self, page: &[Message]) -> bool {
         !page.is_empty() && (matches!(self.viewer, Viewer::Staff(_)) || page.iter().any(|m| m.system.is_some()))
+    }
+
+    /// When this viewer's view of a session ends ([`Watched::until`]).
+    fn view_ends(&self, ctx: &SessionContext, ended_at: Option<Millis>) -> Option<Millis> {
+        match &self.viewer {
+            Viewer::Staff(staff) => refdesk_domain::authz::view_ends(staff, ctx, ended_at),
+            Viewer::Patron { .. } => None,
+        }
+    }
+
+    /// Leaves a watched session whose view has ended ([`Watched::until`]);
+    /// whether it did.
+    fn left_in_time(&mut self, session: SessionId) -> bool {
+        let now = self.app.clock.now();
+        let over = self.sessions.get(&session).and_then(|w| w.until).is_some_and(|until| now > until);
+        if over {
+            self.leave(session);
+        }
+        over
     }
 
     /// A session's record as it is now, if this viewer may see it (I5).
@@ -389,12 +418,14 @@ impl Feed {
     async fn read_context_again(&mut self, session: SessionId) -> AppResult<Again> {
         match self.record_in_view(session).await {
             Ok(rec) => {
+                let until = self.view_ends(&rec.ctx, rec.ended_at);
                 let Some(w) = self.sessions.get_mut(&session) else { return Ok(Again::Left) };
                 if rec.erased && !w.erased {
                     self.leave(session);
                     return Ok(Again::Erased);
                 }
                 w.ctx = rec.ctx;
+                w.until = until;
                 Ok(Again::Watched)
             }
             Err(AppError::Domain(DomainError::NotFound(_))) => {
@@ -959,8 +990,14 @@ impl Feed {
 
     /// A committed line: passed on once, in order, if this viewer sees it.
     async fn on_message(&mut self, ctx: &SessionContext, message: &Message, out: &mut Vec<Out>) -> AppResult<()> {
-        if self.desk_has(|d| d.monitor) && sees(&self.viewer, Item::Monitored { ctx }) {
+        // Ticks for the chats the monitor lists (live ones: an ended chat
+        // is shown ended once, then no longer listed).
+        if self.desk_has(|d| d.monitor && d.monitored.contains(&ctx.id)) && sees(&self.viewer, Item::Monitored { ctx })
+        {
             out.push(Out::MonitorTick { session: ctx.id, at: message.at });
+        }
+        if self.left_in_time(ctx.id) {
+            return Ok(());
         }
         self.refresh(ctx, out);
         let Some(w) = self.sessions.get_mut(&ctx.id) else { return Ok(()) };
@@ -1104,6 +1141,7 @@ impl Feed {
 
     async fn on_session_changed(&mut self, summary: &SessionSummary, out: &mut Vec<Out>) -> AppResult<()> {
         let ended = summary.state == refdesk_domain::chat::SessionState::Ended;
+        self.left_in_time(summary.ctx.id);
         self.refresh(&summary.ctx, out);
         // A watcher who now takes part (whispers, joins, took the chat) is
         // listed as taking part, not as watching too (B3).
@@ -1115,6 +1153,13 @@ impl Feed {
         }
         if ended {
             self.forget_ended(summary.ctx.id);
+            // Its end starts the day a librarian who chatted for another
+            // library still follows it (the end's time is about now).
+            let until = self.view_ends(&summary.ctx, Some(self.app.clock.now()));
+            if let Some(w) = self.sessions.get_mut(&summary.ctx.id).filter(|w| w.until.is_none()) {
+                w.until = until;
+            }
+            self.left_in_time(summary.ctx.id);
         }
         if let Viewer::Patron { session } = self.viewer {
             if summary.ctx.id == session {
@@ -1126,13 +1171,17 @@ impl Feed {
         }
         let Some(desk) = self.desk.as_deref_mut().filter(|d| d.monitor) else { return Ok(()) };
         if sees(&self.viewer, Item::Monitored { ctx: &summary.ctx }) {
-            // An ended chat is shown ended once, then no longer tracked.
+            // An ended chat is shown ended once, then no longer tracked: a
+            // later change of it (a conference member leaving, a code) is
+            // not the monitor's, whose list is of live chats.
             if ended {
-                desk.monitored.remove(&summary.ctx.id);
+                if desk.monitored.remove(&summary.ctx.id) {
+                    out.push(Out::Monitor(summary.clone()));
+                }
             } else {
                 desk.monitored.insert(summary.ctx.id);
+                out.push(Out::Monitor(summary.clone()));
             }
-            out.push(Out::Monitor(summary.clone()));
         } else if desk.monitored.remove(&summary.ctx.id) {
             out.push(Out::MonitorGone(summary.ctx.id));
         }

@@ -357,8 +357,13 @@ impl App {
     async fn prepare(&self, staff: &Staff, id: QuestionId, action: QuestionAction) -> AppResult<Prepared> {
         let max = self.limits.max_message_chars;
         let parse_body = |b: &str| Body::parse(b, max).map(Body::into_string);
-        let mut prepared =
-            Prepared { action: QuestionAction::Close, receiving: None, assignee: None, codes: Vec::new() };
+        let mut prepared = Prepared {
+            action: QuestionAction::Close,
+            receiving: None,
+            assignee: None,
+            codes: Vec::new(),
+            chatter: None,
+        };
         prepared.action = match action {
             QuestionAction::Answer { body, email } => {
                 let email = crate::mail::email_address(email.as_deref())?;
@@ -382,11 +387,29 @@ impl App {
                 }
                 let q = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
                 prepared.codes = self.store.codes(q.placement.cooperative).await?;
+                prepared.chatter = self.chatter_in_scope(q.librarian, &q.placement, q.referred.as_ref()).await?;
                 QuestionAction::SetCode { code, library, read_scale }
             }
             other => other,
         };
         Ok(prepared)
+    }
+
+    /// The chatting librarian, if their role's scope holds the question
+    /// (`authorize_question`): a code that gives the question to them
+    /// ("Answered", "Follow-up by me") gives it to nobody otherwise — a
+    /// librarian who chatted for the cooperative reads it for a day only,
+    /// and a follow-up left with them would be no one's after (it waits,
+    /// unassigned, for its library's staff).
+    pub(crate) async fn chatter_in_scope(
+        &self,
+        chatter: Option<StaffId>,
+        owner: &Placement,
+        referred: Option<&Placement>,
+    ) -> AppResult<Option<StaffId>> {
+        let Some(id) = chatter else { return Ok(None) };
+        let Some(staff) = self.store.staff_by_id(id).await? else { return Ok(None) };
+        Ok((authorize_question(&staff, owner, referred, None) == Ok(Standing::Scope)).then_some(id))
     }
 
     /// The library a question is referred to, by slug.
@@ -447,6 +470,9 @@ struct Prepared {
     assignee: Option<Staff>,
     /// The cooperative's codes, for a code.
     codes: Vec<ResolutionCode>,
+    /// For a code: the chatting librarian, if the question is in their
+    /// role's scope ([`App::chatter_in_scope`]).
+    chatter: Option<StaffId>,
 }
 
 /// Decides an action on the question and its session as they are inside
@@ -466,7 +492,7 @@ fn decide(
     authorize_question_work(standing, work, session.ended_at, now)?;
     check_confirmation(q.live, confirmed)?;
     let live = q.live;
-    let Prepared { action, receiving, assignee, codes } = prepared;
+    let Prepared { action, receiving, assignee, codes, chatter } = prepared;
     let mut plan = QuestionPlan::default();
     match action {
         QuestionAction::Answer { body, email } => plan = answer(me, q, session, body, email)?,
@@ -504,7 +530,8 @@ fn decide(
             plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name));
         }
         QuestionAction::SetCode { code, read_scale, .. } => {
-            plan = set_code(me, q, session, (&code, read_scale), &codes, receiving)?
+            let chatting = q.librarian.filter(|l| chatter == Some(*l));
+            plan = set_code(me, q, session, (&code, read_scale), &codes, (chatting, receiving))?
         }
     }
     if plan.state.as_ref() == Some(&q.state) {
@@ -574,7 +601,7 @@ fn set_code(
     session: &SessionRecord,
     (code, read_scale): (&str, Option<u8>),
     codes: &[ResolutionCode],
-    receiving: Option<(LibraryId, Placement)>,
+    (chatting, receiving): (Option<StaffId>, Option<(LibraryId, Placement)>),
 ) -> Result<QuestionPlan, DomainError> {
     authorize(me, Action::SetCode, &Target::of(&session.ctx, session.state))?;
     let code = refdesk_domain::question::pick_code(codes, code, q.state.code.as_deref())?;
@@ -586,7 +613,7 @@ fn set_code(
             return Err(DomainError::invalid("library", "refer to another library of the cooperative"));
         }
     }
-    let mut state = apply_code(&q.state, code, q.librarian, receiving.map(|r| r.0));
+    let mut state = apply_code(&q.state, code, chatting, receiving.map(|r| r.0));
     state.read_scale = read_scale.or(state.read_scale);
     Ok(QuestionPlan {
         state: Some(state),

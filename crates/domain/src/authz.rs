@@ -97,11 +97,18 @@ pub fn authorize_view_at(
     now: Millis,
 ) -> Result<(), DomainError> {
     authorize_view(staff, ctx, state)?;
-    let covered = staff.role_covers(&ctx.placement) || ctx.referred.is_some_and(|r| staff.role_covers(&r));
-    match ended_at {
-        Some(at) if !covered && now.saturating_sub(at) > WRAP_UP_MS => Err(DomainError::NotFound("session")),
+    match view_ends(staff, ctx, ended_at) {
+        Some(until) if now > until => Err(DomainError::NotFound("session")),
         _ => Ok(()),
     }
+}
+
+/// When `staff`'s view of a session that ended at `ended_at` ends
+/// ([`authorize_view_at`]): `None` when it does not (their role covers the
+/// session, or the library it was referred to) or the chat goes on.
+pub fn view_ends(staff: &Staff, ctx: &SessionContext, ended_at: Option<Millis>) -> Option<Millis> {
+    let covered = staff.role_covers(&ctx.placement) || ctx.referred.is_some_and(|r| staff.role_covers(&r));
+    ended_at.filter(|_| !covered).map(|at| at.saturating_add(WRAP_UP_MS))
 }
 
 /// Decides whether `staff` may do `action` to `target`. Refusals say why,

@@ -620,7 +620,8 @@ async fn a_librarian_who_chatted_for_the_cooperative_wraps_the_question_up_and_n
 /// socket's resume.
 #[tokio::test]
 async fn a_librarian_who_chatted_for_the_cooperative_reads_the_question_only_while_they_are_part_of_it() {
-    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    // Sign-ins outlast the day here: a socket kept open across it is tried.
+    let app = crate::helpers::spawn_app_with_manual_clock_and(|c| c.limits.login_hours = 24 * 7).await;
     let (patron, ben, _, q) = ben_serves_riversides_patron(&app, "Maps of the river?").await;
     assert_eq!(ben.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
     let listed = |list: &Value| list.as_array().unwrap().iter().any(|r| r["id"] == q);
@@ -638,10 +639,36 @@ async fn a_librarian_who_chatted_for_the_cooperative_reads_the_question_only_whi
     assert_eq!(ben.get(&session_page).await.0, 200);
     let mut desk = ben.socket().await;
     assert!(!desk.resume(Some(patron.session), 0).await.is_empty(), "his socket reads the chat");
+    let mut kept = ben.socket().await;
+    kept.resume(Some(patron.session), 0).await;
+    kept.send(json!({"type": "monitor"})).await;
+    kept.until(|f| f["type"] == "monitor").await;
     desk.close().await;
 
-    // A day after the end: none of it. Riverside's own staff still read it.
+    // A day after the end: none of it. Riverside's own staff still read it,
+    // and write in it (no code yet: the question is live, and a note from
+    // its page is a line of the chat): a socket of his open since reads
+    // none of it, nor does his chat monitor tick for it.
     app.clock().advance(2 * 60_000);
+    let ann = app.staff("ann").await;
+    let secret = "Known researcher, phone 555-0100";
+    let (status, out) = ann.act(q, "note", json!({"body": secret, "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    let seen = kept.frames.len();
+    assert!(!kept.closed_within(std::time::Duration::from_millis(1_500)).await, "the socket stays open");
+    let about = |f: &&Value| {
+        f["session"] == patron.session || f["ctx"]["id"] == patron.session || f.to_string().contains("555-0100")
+    };
+    let after: Vec<&Value> = kept.frames[seen..].iter().filter(about).collect();
+    assert!(after.is_empty(), "nothing of the chat reaches his open socket: {after:?}");
+    // Nor after he asks for it again (refused).
+    kept.send(json!({"type": "resume", "session": patron.session, "after": 0})).await;
+    let frames = kept.until(|f| f["type"] == "synced" || f["type"] == "error").await;
+    assert_eq!(frames.last().unwrap()["type"], "error", "{frames:?}");
+    assert_eq!(ann.act(q, "note", json!({"body": "And again", "confirm_live": true})).await.0, 200);
+    let seen = kept.frames.len();
+    assert!(!kept.closed_within(std::time::Duration::from_millis(1_000)).await);
+    assert_eq!(kept.frames[seen..].iter().filter(about).count(), 0, "{:?}", &kept.frames[seen..]);
     let ben = app.staff("ben").await;
     let (status, out) = ben.get(&format!("/api/questions/{q}")).await;
     assert_eq!(status, 403, "{out}");
@@ -663,4 +690,35 @@ async fn a_librarian_who_chatted_for_the_cooperative_reads_the_question_only_whi
     assert_eq!(ann.get(&format!("/api/questions/{q}")).await.0, 200);
     let (_, list) = ann.get("/api/questions").await;
     assert!(listed(&list), "in Riverside's list: {list}");
+}
+
+/// A code that gives the question to its chatting librarian ("Follow-up by
+/// me", "Answered") gives it to nobody when they chatted for another
+/// library: they read it for a day only, and a follow-up left with them
+/// would be no one's after. It waits, unassigned, for its library's staff.
+#[tokio::test]
+async fn a_follow_up_promised_by_a_librarian_of_another_library_waits_for_the_patrons_library() {
+    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    // From the desk's code route.
+    let (patron, ben, ann, q) = ben_serves_riversides_patron(&app, "Census of 1890?").await;
+    let (status, out) =
+        ben.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200, "{out}");
+    let state = ann.question_of(patron.session).await["state"].clone();
+    assert_eq!((state["status"].as_str(), state["assignee"].as_i64()), (Some("new"), None), "{state}");
+    let (_, unassigned) = ann.get("/api/questions?view=unassigned").await;
+    assert!(unassigned.as_array().unwrap().iter().any(|r| r["id"] == q), "in Riverside's unassigned: {unassigned}");
+    // From the question page.
+    let (patron, ben, ann, _) = ben_serves_riversides_patron(&app, "Maps of 1900?").await;
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let (status, out) = ben.act(q, "code", json!({"code": "follow_up_by_me", "confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(ann.question_of(patron.session).await["state"]["assignee"], Value::Null);
+    // Riverside's own librarian keeps hers.
+    let patron = app.start_chat("riverside-main", "Mine?").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let (status, _) =
+        ann.post(&format!("/api/sessions/{}/code", patron.session), json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(ann.question_of(patron.session).await["state"]["assignee"], json!(ann.id));
 }
