@@ -192,7 +192,11 @@ function render(m) {
     sayEndButton();
     setStatus("A librarian is with you.");
   }
-  if (m.system === "blocked") blocked = true;
+  if (m.system === "blocked") {
+    blocked = true;
+    // Blocked after the end (within the hour): no rating, no transcript.
+    for (const id of ["rating-form", "transcript-form"]) $(id).classList.add("hidden");
+  }
   if (m.system === "ended") {
     ended = true;
     // Nothing more can be sent: what was being written is not kept. Kept

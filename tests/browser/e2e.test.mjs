@@ -442,6 +442,27 @@ test("the e-mailed transcript gives the patron's own clock, as their browser has
   for (const p of [ann, patron]) await p.context().close();
 });
 
+test("a patron blocked just after the chat ended is told so, and asked no rating any more", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open(PHONE);
+  await askQuestion(patron, "Late", "A last insult before going");
+  await ann.getByRole("button", { name: /Accept: Late/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.locator("#chat-title", { hasText: /^Late — / }).waitFor();
+  await ann.click("#end");
+  await patron.getByText(/Chat session has ended/).waitFor();
+  await patron.locator("#rating-form").waitFor();
+  await ann.getByText("Abusive patron").click();
+  await ann.fill("#block-reason", "insults as the chat ended");
+  await ann.click("#block button[type=submit]");
+  await patron.getByText(/this library cannot take another chat from you for a while/).waitFor();
+  await patron.locator("#rating-form").waitFor({ state: "hidden" });
+  assert.equal(await patron.locator("#transcript-form").isHidden(), true, "nor offered a transcript");
+  assert.ok(!(await patron.content()).includes("insults as the chat ended"), "the reason is for staff only");
+  for (const p of [ann, patron]) await p.context().close();
+});
+
 // Last in this file: the block holds the patron's browser until it is lifted.
 test("a librarian warns, ends and blocks an abusive patron; the patron is refused politely; an admin lifts the block", async () => {
   const ann = await open();
@@ -492,7 +513,7 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   await carla.getByRole("cell", { name: "insults after a warning" }).waitFor();
   await accessible(carla, "the admin page with a block");
   await carla.screenshot({ path: path.join(SHOTS, "admin-blocks.png"), fullPage: true });
-  await carla.getByRole("button", { name: /Lift the block/ }).click();
+  await carla.getByRole("row", { name: /insults after a warning/ }).getByRole("button", { name: /Lift the block/ }).click();
   await carla.getByText("Block lifted.").waitFor();
   await carla.getByRole("cell", { name: /lifted by Carla Catalog/ }).waitFor();
 

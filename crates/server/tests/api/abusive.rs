@@ -899,3 +899,43 @@ async fn where_an_account_signed_in_is_remembered_across_a_restart_and_a_reset_p
     assert_eq!(store.known_networks("ann", 0).await.unwrap(), Some(vec![]), "her networks are forgotten");
     assert_eq!(login(&app, 126, "a new passphrase 2026").await.0, 200, "signed in with her new password, anywhere");
 }
+
+/// A patron blocked just after their chat ended (within the hour the
+/// librarian may) is told so in it, as at a block that ends the chat: their
+/// page, still open, stops offering a rating the block refuses. An older
+/// chat blocked by an admin gets no line.
+#[tokio::test]
+async fn a_patron_blocked_just_after_the_end_is_told_in_the_chat() {
+    let app = spawn_app_with_manual_clock_and(|_| {}).await;
+    let (status, started) = start_from(&app, [127, 0, 0, 22], Some(BROWSER)).await;
+    assert_eq!(status, 201, "{started}");
+    let p = patron(&app, &started);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    let mut pat = p.socket().await;
+    pat.resume(None, 0).await;
+    assert_eq!(ann.post(&format!("/api/sessions/{}/end", p.session), json!(null)).await.0, 200);
+    pat.until(|f| f["system"] == "ended").await;
+    app.clock().advance(10 * 60_000);
+    let ann = app.staff("ann").await;
+    let (status, block) =
+        ann.post(&format!("/api/sessions/{}/block", p.session), json!({"reason": "insults at the end"})).await;
+    assert_eq!(status, 201, "{block}");
+    let told = pat.until(|f| f["type"] == "event").await;
+    let told = told.last().unwrap();
+    assert_eq!(told["system"], "blocked", "{told}");
+    assert!(!told.to_string().contains("insults"), "the reason is for staff: {told}");
+
+    // Ended over an hour before: the block stands, and says nothing in the chat.
+    let (_, started) = start_from(&app, [127, 0, 0, 23], Some("1f1e2d3c4b5a69788796a5b4c3d2e1f0")).await;
+    let p = patron(&app, &started);
+    assert_eq!(ann.accept(p.session).await.0, 200);
+    assert_eq!(ann.post(&format!("/api/sessions/{}/end", p.session), json!(null)).await.0, 200);
+    app.clock().advance(2 * 3_600_000);
+    let carla = app.staff("carla").await;
+    let (status, block) =
+        carla.post(&format!("/api/sessions/{}/block", p.session), json!({"reason": "found later"})).await;
+    assert_eq!(status, 201, "{block}");
+    let lines = app.stored(p.session).await;
+    assert!(lines.iter().all(|m| m.system != Some(refdesk_domain::chat::SystemEvent::Blocked)), "{lines:?}");
+}

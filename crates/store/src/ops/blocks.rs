@@ -2,12 +2,15 @@
 
 use super::{quiet, Backend};
 use crate::api::Blocks;
-use crate::sql::rows::{block_where, insert_timeline, lock_session, not_found};
+use crate::sql::rows::{block_where, insert_message, insert_timeline, lock_session, not_found};
 use crate::sql::select::{self as sel, BLOCK_SELECT};
 use crate::sql::{args, int, Db};
 use crate::{BlockRecord, NewBlock, PatronKeys, Result, ScopeLevel};
 use async_trait::async_trait;
+use refdesk_domain::chat::SessionState;
+use refdesk_domain::event::Event;
 use refdesk_domain::ids::{CooperativeId, SessionId};
+use refdesk_domain::lines;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::Change;
 use refdesk_domain::{DomainError, Millis};
@@ -17,10 +20,16 @@ use refdesk_domain::{DomainError, Millis};
 /// lifting another, which nothing else bounds.
 pub const BLOCKS_PER_CHAT: i64 = 10;
 
+/// How long after its end a chat's patron, blocked, is still told so in it
+/// (their page may still be open, offering a rating the block refuses).
+const TOLD_AFTER_END: Millis = 3_600_000;
+
 /// Blocks the keys a chat was started with, cooperative-wide: one block at
 /// a time per chat (locked: two at once cannot both pass), and
-/// [`BLOCKS_PER_CHAT`] in all.
-async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
+/// [`BLOCKS_PER_CHAT`] in all. A chat that ended within the hour gets the
+/// `blocked` line its end would have had (a chat going on gets it from the
+/// end that follows the block).
+async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<(BlockRecord, Vec<Event>)> {
     let rec = lock_session(db, new.session).await?;
     let (held, live) = db
         .row(
@@ -75,7 +84,13 @@ async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<BlockRecord> {
         let change = Change::Blocked { block: id, reason: new.reason.clone(), until: new.expires_at };
         insert_timeline(db, q, new.now, Some(&new.by), &change).await?;
     }
-    block_where(db, id).await
+    let mut events = Vec::new();
+    let lately = rec.ended_at.is_some_and(|at| new.now.saturating_sub(at) <= TOLD_AFTER_END);
+    if rec.state == SessionState::Ended && lately {
+        let message = insert_message(db, &rec, lines::blocked(), new.now).await?;
+        events.push(Event::Message { ctx: rec.ctx, message });
+    }
+    Ok((block_where(db, id).await?, events))
 }
 
 /// Lifts a block once; lifting it again changes nothing.
@@ -109,7 +124,7 @@ async fn lift<D: Db>(db: &mut D, id: i64, by: Staff, now: Millis) -> Result<Bloc
 #[async_trait]
 impl<B: Backend> Blocks for B {
     async fn block(&self, new: NewBlock) -> Result<BlockRecord> {
-        self.write(move |db| Box::pin(quiet(block(db, new)))).await
+        self.write(move |db| Box::pin(block(db, new))).await
     }
 
     async fn lift_block(&self, id: i64, by: Staff, now: Millis) -> Result<BlockRecord> {
