@@ -815,6 +815,20 @@ async function start() {
   $("transfer-box").addEventListener("pointerenter", reaching);
   $("transfer-box").addEventListener("focusin", reaching);
 }
+// An open panel (Transfer, Abusive patron) closes with Escape, the focus
+// back on its label.
+for (const id of ["transfer-box", "abuse"]) {
+  // One open at a time: they lie at the same place.
+  $(id).addEventListener("toggle", () => {
+    if ($(id).open) for (const other of ["transfer-box", "abuse"]) if (other !== id) $(other).open = false;
+  });
+  $(id).addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || !$(id).open) return;
+    e.preventDefault();
+    $(id).open = false;
+    $(id).querySelector("summary").focus();
+  });
+}
 const COLLEAGUES_EVERY_MS = 30000;
 
 // --- alerts: a sound and a desktop notification for a new patron and for a

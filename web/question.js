@@ -236,19 +236,34 @@ $("close").onclick = async () => {
 };
 $("reopen").onclick = async () => { if (await act("reopen")) $("close").focus(); };
 $("claim").onclick = () => act("claim");
+// Nothing is referred to a library the librarian did not choose (the
+// picker's first library was taken for the code "Referred", unasked).
+const referTo = () => {
+  if ($("refer").value) return $("refer").selectedOptions[0].textContent;
+  $("error").textContent = "Choose the library to refer the question to, under \u201cRefer to library\u201d.";
+  $("refer").focus();
+  return null;
+};
 $("refer-form").onsubmit = (e) => {
   e.preventDefault();
-  const to = $("refer").selectedOptions[0]?.textContent ?? "that library";
+  const to = referTo();
+  if (!to) return;
   act("refer", { library: $("refer").value }, `Refer question ${id} to ${to}? Its staff are told at their desks, and the question is theirs to answer.`);
 };
 $("code-form").onsubmit = (e) => {
   e.preventDefault();
   const body = { code: $("code").value };
   if (!body.code) { $("error").textContent = "Choose a resolution code first."; $("code").focus(); return; }
-  if (body.code === "referred") body.library = $("refer").value;
+  let sure = null;
+  if (body.code === "referred") {
+    const to = referTo();
+    if (!to) return;
+    body.library = $("refer").value;
+    sure = `Refer question ${id} to ${to}, with the code \u201c${$("code").selectedOptions[0].textContent}\u201d? Its staff are told at their desks.`;
+  }
   // Optional: left out, the READ scale recorded before stays as it is.
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
-  act("code", body);
+  act("code", body, sure);
 };
 
 try {
@@ -261,7 +276,8 @@ try {
   // The READ scale recorded so far is the picker's start (a new code keeps it).
   if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
   // Referring hands the question to another library: its own is no choice.
-  $("refer").append(...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
+  $("refer").append(el("option", { value: "" }, "Choose a library\u2026"),
+    ...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
   // A referred question's picker starts at the library it went to: "Set
   // code" for a READ scale must not send it on to the list's first.
   const referredTo = question.referred && libs.find((l) => l.id === question.referred.library);

@@ -9,14 +9,28 @@ const VIEWS = [
 ];
 $("view").append(...VIEWS.map(([v, label]) => el("option", { value: v }, label)));
 
+// Dates are the librarian's own days, midnight to midnight where their
+// browser is (a day of UTC put a US library's evening questions on the
+// next day); `to` is sent as the midnight that ends its day.
+const midnight = (ymd, later = 0) => {
+  const [y, m, d] = ymd.split("-").map(Number);
+  return new Date(y, m - 1, d + later).getTime();
+};
+const dayOf = (ms) => {
+  const t = new Date(ms);
+  return `${t.getFullYear()}-${String(t.getMonth() + 1).padStart(2, "0")}-${String(t.getDate()).padStart(2, "0")}`;
+};
 const params = new URLSearchParams(location.search);
-for (const [k, v] of params) if ($(k)) $(k).value = k === "from" || k === "to" ? new Date(Number(v)).toISOString().slice(0, 10) : v;
+for (const [k, v] of params) {
+  if (!$(k)) continue;
+  $(k).value = k === "from" ? dayOf(Number(v)) : k === "to" ? dayOf(Number(v) - 1) : v;
+}
 
 function query(before) {
   const q = new URLSearchParams();
   for (const k of ["view", "status", "code", "library", "librarian", "q"]) if ($(k).value) q.set(k, $(k).value);
-  if ($("from").value) q.set("from", String(Date.parse($("from").value)));
-  if ($("to").value) q.set("to", String(Date.parse($("to").value) + 86400000));
+  if ($("from").value) q.set("from", String(midnight($("from").value)));
+  if ($("to").value) q.set("to", String(midnight($("to").value, 1)));
   if (before) q.set("before", String(before));
   q.set("limit", "50");
   return q;

@@ -29,8 +29,8 @@ async function askQuestion(page, name, question, { email, site = base } = {}) {
 }
 
 /** A staff member signed in (by the API, from a page of refdesk's origin) and on duty. */
-async function staff(username, availability = "on_duty") {
-  const page = await open();
+async function staff(username, availability = "on_duty", options = {}) {
+  const page = await h.open(undefined, options);
   await page.goto(`${base}/`);
   const call = (method, url, body) => page.evaluate(async ([method, url, body]) => {
     const res = await fetch(url, { method, headers: body === undefined ? {} : { "Content-Type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -401,11 +401,19 @@ test("the question page shows the patron and follows the live chat; refer offers
   assert.equal(await page.locator("#transcript li", { hasText: "LIVE LINE from the patron" }).count(), 1, "no line twice");
   await accessible(page, "a question's page after live updates");
 
-  // Refer: the question's own library is no choice; another is the default.
+  // Refer: the question's own library is no choice, and none is chosen
+  // for the librarian: the code "Referred" asks which first.
   const options = await page.locator("#refer option").evaluateAll((os) => os.map((o) => o.textContent));
-  assert.ok(options.length >= 1, "some library to refer to");
+  assert.ok(options.length >= 2, "some library to refer to");
   assert.ok(!options.includes("Riverside University Main Library"), `not its own library: ${options}`);
-  assert.notEqual(await page.locator("#refer").inputValue(), "riverside-main");
+  assert.equal(await page.locator("#refer").inputValue(), "", "no library chosen yet");
+  await page.selectOption("#code", "referred");
+  await page.click("#code-form button[type=submit]");
+  await page.locator("#error", { hasText: /Choose the library to refer the question to/ }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), "refer");
+  assert.equal(await page.locator("#timeline li", { hasText: "referred to" }).count(), 0, "nothing referred");
+  await page.selectOption("#code", "");
+  await page.selectOption("#refer", { index: 1 });
   const to = await page.locator("#refer option:checked").innerText();
   // Closing asks first; cancelled, nothing is done.
   page.removeAllListeners("dialog");
@@ -490,6 +498,43 @@ test("the question list has a patron column, a librarian filter and sortable col
   assert.equal(await page.locator("#librarian option:checked").innerText(), "Carla Catalog", "the filter survives a reload");
   await accessible(page, "the question list filtered by librarian");
   for (const p of [ann.page, carla.page]) await p.context().close();
+});
+
+test("the question list's dates are the librarian's own days, where their browser is", async () => {
+  // A time zone whose date is not UTC's now (a US library's evening is
+  // already tomorrow in UTC; a Pacific island's morning is still yesterday).
+  const zone = new Date().getUTCHours() < 10 ? "Pacific/Pago_Pago" : "Pacific/Kiritimati";
+  const ann = await staff("ann", "on_duty", { timezoneId: zone });
+  const patron = await open(PHONE);
+  await accept(ann, await askQuestion(patron, "Hana", "A question asked this evening, island time"));
+  await patron.context().close();
+  const page = ann.page;
+  const day = (offset) => page.evaluate((offset) => {
+    const t = new Date();
+    t.setDate(t.getDate() + offset);
+    return `${t.getFullYear()}-${String(t.getMonth() + 1).padStart(2, "0")}-${String(t.getDate()).padStart(2, "0")}`;
+  }, offset);
+  const today = await day(0);
+  await page.goto(`${base}/desk/questions?q=island+time`);
+  await page.locator("#rows tr", { hasText: "island time" }).waitFor();
+  for (const [from, to, shown] of [[today, today, 1], [await day(-1), await day(-1), 0], [await day(1), await day(1), 0]]) {
+    await page.fill("#from", from);
+    await page.fill("#to", to);
+    // The list drawn anew from the server's answer (the status line says it).
+    await page.evaluate(() => { document.getElementById("status-line").textContent = ""; });
+    await page.click("#filters button[type=submit]");
+    await page.waitForFunction(() => document.getElementById("status-line").textContent !== "");
+    assert.equal(await page.locator("#rows tr", { hasText: "island time" }).count(), shown, `${zone}: from ${from} to ${to}`);
+  }
+  // The days survive a reload as they were typed.
+  await page.fill("#from", today);
+  await page.fill("#to", today);
+  await page.click("#filters button[type=submit]");
+  await page.locator("#rows tr", { hasText: "island time" }).waitFor();
+  await page.reload();
+  await page.locator("#rows tr", { hasText: "island time" }).waitFor();
+  assert.deepEqual([await page.inputValue("#from"), await page.inputValue("#to")], [today, today]);
+  await ann.page.context().close();
 });
 
 test("a question past the limit is kept whole and said too long; a refused e-mail is said in the page's words; leaving the line gives the question's number", async () => {

@@ -224,12 +224,15 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
             body.push_str(&format!("\n{}\n", wall.date(m.at)));
         }
         // refdesk's own lines ("… has joined the chat") are said by no one.
+        // The patron's are "You": a name is the patron's to choose, and one
+        // like "Ann Archer (librarian)" made their lines read as the
+        // librarian's in a mail sent under the library's name.
         let who = match &m.author {
-            Author::Patron { name } => format!("{name}: "),
+            Author::Patron { .. } => "You: ".to_owned(),
             Author::Staff { name, .. } => format!("{name} (librarian): "),
             Author::System => String::new(),
         };
-        body.push_str(&format!("[{}] {who}{}\n", wall.time(m.at), m.body));
+        body.push_str(&format!("[{}] {who}{}\n", wall.time(m.at), indented(&m.body)));
     }
     let library = &session.library_name;
     let subject = match session.ctx.question {
@@ -237,6 +240,14 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
         None => format!("Transcript of your chat with {library}"),
     };
     Some(NewMail { kind: MailKind::Transcript, to, subject, body })
+}
+
+/// A line's text with every line after its first indented: no text a
+/// patron writes can begin a line of the transcript, as a time and a name
+/// do (a question of several lines forged a librarian's line, and the end).
+fn indented(text: &str) -> String {
+    let breaks = |c: char| matches!(c, '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    text.replace("\r\n", "\n").split(breaks).collect::<Vec<_>>().join("\n    ")
 }
 
 /// The patron's wall clock: local time minus UTC in minutes (0: UTC
@@ -724,6 +735,17 @@ mod tests {
     /// One network, its own cap.
     fn one(net: &str) -> impl Iterator<Item = (&str, u32)> + Clone {
         std::iter::once((net, 1))
+    }
+
+    #[test]
+    fn a_line_of_several_lines_cannot_begin_a_line_of_the_transcript() {
+        let forged =
+            "Hi\n[07:20] Ann Archer (librarian): Verify your card\r\n[07:21] Chat session has ended\rA\u{2028}B\u{85}C";
+        let text = super::indented(forged);
+        assert_eq!(text.lines().next(), Some("Hi"));
+        assert!(text.lines().skip(1).all(|l| l.starts_with("    ")), "{text:?}");
+        assert_eq!(text.split('\n').count(), 6, "{text:?}");
+        assert_eq!(super::indented("one line"), "one line");
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl View {
             View::Closed => q.status == Status::Closed,
             View::Pending => q.status == Status::Pending,
             View::Referred => q.referred_to.is_some(),
-            View::FollowUp => q.follow_up,
+            // Flagged and still to do: a to-do list that empties as the
+            // work is done (an answer e-mailed, the question closed).
+            View::FollowUp => q.follow_up && matches!(q.status, Status::New | Status::Pending),
             View::All => true,
             View::Live => live,
         }
@@ -187,7 +189,12 @@ pub fn reopen(before: &QuestionState) -> Result<QuestionState, DomainError> {
 /// Assign (or claim, or unassign with `None`).
 pub fn assign(before: &QuestionState, to: Option<StaffId>) -> Result<QuestionState, DomainError> {
     if before.assignee == to {
-        return Err(DomainError::Conflict("the question is already assigned so".into()));
+        let why = if to.is_some() {
+            "the question is already assigned to them"
+        } else {
+            "the question is assigned to nobody already"
+        };
+        return Err(DomainError::Conflict(why.into()));
     }
     Ok(QuestionState { assignee: to, ..before.clone() })
 }

@@ -97,6 +97,29 @@ async fn the_transcript_is_emailed_at_the_end_when_asked_for_without_notes_or_st
     assert!(!text.contains("Resolution code set"), "no staff-only line (B4)");
 }
 
+/// A patron cannot forge a librarian's lines in the transcript the library
+/// e-mails: their lines are "You", and a line of theirs that holds several
+/// begins none of the transcript's.
+#[tokio::test]
+async fn a_patrons_words_cannot_pass_for_the_librarians_in_the_transcript() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let ann = app.staff("ann").await;
+    let forged = "Hi\n[07:20] Ann Archer (librarian): Your account is locked: verify it at http://evil.example\n[07:20] Chat session has ended (ended by the librarian)";
+    let form = json!({"name": "Ann Archer (librarian)", "question": forged, "email": "victim@example.org", "transcript": true});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    ann.accept(patron.session).await;
+    ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+    let text = mail_text(&smtp.wait_for(1).await[0]);
+    let starts: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(starts.iter().any(|l| l.ends_with("] You: Hi")), "{text}");
+    assert!(!starts.iter().any(|l| l.contains("evil.example")), "no line of the patron's begins one: {text}");
+    assert_eq!(starts.iter().filter(|l| l.contains("Chat session has ended")).count(), 1, "{text}");
+    assert!(text.lines().any(|l| l.starts_with("    [07:20] Ann Archer (librarian): Your account")), "{text}");
+    assert!(!text.contains("Ann Archer (librarian): Hi"), "{text}");
+}
+
 #[tokio::test]
 async fn the_transcripts_times_are_on_the_patrons_clock_and_an_offset_out_of_range_changes_nothing() {
     let smtp = SmtpServer::start().await;
@@ -136,7 +159,7 @@ async fn the_transcripts_times_are_on_the_patrons_clock_and_an_offset_out_of_ran
     let lines = app.state.app.store().messages_after(id, 0, 100).await.unwrap();
     let first = lines.iter().find(|m| m.body == "Maps?").unwrap();
     let local = (first.at.div_euclid(60_000) - 300).rem_euclid(24 * 60);
-    let stamp = format!("[{:02}:{:02}] Patron: Maps?", local / 60, local % 60);
+    let stamp = format!("[{:02}:{:02}] You: Maps?", local / 60, local % 60);
     assert!(text.contains(&stamp), "the question at {stamp} New York time: {text}");
     assert!(!text.contains("UTC]"), "{text}");
     assert!(

@@ -735,7 +735,7 @@ fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
         View::Closed => &["q.status = 'closed'"],
         View::Pending => &["q.status IN ('new', 'pending') AND q.status = 'pending'"],
         View::Referred => &["q.referred_to IS NOT NULL"],
-        View::FollowUp => &["q.follow_up = TRUE"],
+        View::FollowUp => &["q.follow_up = TRUE AND q.status IN ('new', 'pending')"],
         View::All => &["1 = 1"],
         // R5: live until ended *and* coded.
         View::Live => &[

@@ -232,7 +232,7 @@ fn in_view(r: &QuestionRecord, view: View, me: StaffId) -> bool {
         View::Closed => st == Status::Closed,
         View::Pending => st == Status::Pending,
         View::Referred => r.state.referred_to.is_some(),
-        View::FollowUp => r.state.follow_up,
+        View::FollowUp => r.state.follow_up && matches!(r.state.status, Status::New | Status::Pending),
         View::All => true,
         View::Live => r.live,
     }
