@@ -1078,7 +1078,12 @@ $("takeover").onclick = () => {
   act(api(`/api/sessions/${session}/takeover`, { method: "POST" })).finally(() => setTimeout(() => taking.delete(session), 5000));
 };
 $("leave").onclick = () => act(api(`/api/sessions/${current}/leave`, { method: "POST" }));
-$("warn").onclick = () => act(api(`/api/sessions/${current}/warn`, { method: "POST" }));
+$("warn").onclick = () => {
+  const warned = current;
+  // Said beside the button's panel (the line itself is in the chat).
+  act(api(`/api/sessions/${warned}/warn`, { method: "POST" })
+    .then(() => { if (current === warned) $("chat-notice").textContent = "The patron was warned: the line is in the chat."; }));
+};
 $("block").onsubmit = (e) => {
   e.preventDefault();
   const body = { reason: $("block-reason").value, hours: Number($("block-hours").value), network: $("block-network").checked };

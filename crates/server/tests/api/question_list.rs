@@ -722,3 +722,27 @@ async fn a_follow_up_promised_by_a_librarian_of_another_library_waits_for_the_pa
     assert_eq!(status, 200);
     assert_eq!(ann.question_of(patron.session).await["state"]["assignee"], json!(ann.id));
 }
+
+/// A patron who calls back is found by their name or address, and a
+/// question by its number ("#5" or "5"), as well as by its words.
+#[tokio::test]
+async fn the_list_finds_a_question_by_the_patrons_name_or_address_or_its_number() {
+    let app = spawn_app().await;
+    let form = json!({"name": "Evangeline Moss", "question": "Sanborn maps?", "email": "evan.moss@example.org"});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    let other = app.start_chat("riverside-main", "Census of 1890?").await;
+    let ann = app.staff("ann").await;
+    for s in [patron.session, other.session] {
+        assert_eq!(ann.accept(s).await.0, 200);
+    }
+    let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
+    let found = |list: &Value| list.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>();
+    for words in ["evangeline", "Moss", "evan.moss@example", &format!("%23{q}"), "Sanborn"] {
+        let (status, list) = ann.get(&format!("/api/questions?q={words}")).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(found(&list), vec![q], "{words}: {list}");
+    }
+    // A bare number is the question's, and words too ("1" is in "1890").
+    let (_, list) = ann.get(&format!("/api/questions?q={q}")).await;
+    assert!(found(&list).contains(&q), "{list}");
+}

@@ -786,17 +786,21 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
         bind("q.library_id = ?", vec![Arg::Int(l.0)]);
     }
     if let Some(text) = &query.text {
-        // A substring search over the question and every line of its
-        // transcript (staff see notes, so notes are searched too); LIKE's
-        // wildcards in the words are escaped.
+        // A substring search over the question, the patron's name and
+        // address (a patron who calls back is looked for by name) and every
+        // line of its transcript (staff see notes, so notes are searched
+        // too); LIKE's wildcards in the words are escaped. A number, or
+        // "#" and a number, is also the question's own.
         let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let pattern = Arg::owned(format!("%{escaped}%"));
+        let number = text.trim().trim_start_matches('#').parse::<i64>().ok();
         bind(
             &format!(
-                "(q.text {like} ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body {like} ? ESCAPE '\\'))",
+                "(q.text {like} ? ESCAPE '\\' OR s.patron_name {like} ? ESCAPE '\\' OR s.patron_email {like} ? ESCAPE '\\'
+                  OR q.id = ? OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body {like} ? ESCAPE '\\'))",
                 like = dialect.like()
             ),
-            vec![pattern.clone(), pattern],
+            vec![pattern.clone(), pattern.clone(), pattern.clone(), Arg::Int(number.unwrap_or(0)), pattern],
         );
     }
     if let Some(before) = query.before {
