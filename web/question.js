@@ -5,6 +5,7 @@ import { api, el, messageItem, liveBadge } from "/assets/common.js";
 const $ = (id) => document.getElementById(id);
 const id = Number(location.pathname.split("/").pop());
 let question = null;
+let me = null; // who is signed in (GET /api/me)
 // Names for the ids and keys the timeline keeps: the cooperative's staff,
 // libraries and resolution codes (filled in once the page has read them).
 const names = { staff: new Map(), libraries: new Map(), codes: new Map() };
@@ -97,6 +98,9 @@ function render(d, from) {
   $("reopen").hidden = q.state.status !== "closed";
   $("close").hidden = q.state.status === "closed";
   $("to-librarian").hidden = !q.live;
+  // Claim is for a question not mine yet; the picker shows who has it.
+  $("claim").hidden = me !== null && q.state.assignee === me.id;
+  if ([...$("assign").options].some((o) => o.value === String(q.state.assignee ?? ""))) $("assign").value = String(q.state.assignee ?? "");
   $("live-warning").textContent = q.session_state === "ended"
     ? "This chat has ended, but its librarian has not set a resolution code yet: what you do here is added to the chat (an answer where the patron sees it if their page is still open; notes and the rest for staff only), and the code, when set, decides the status. You will be asked to confirm."
     : "This chat is still live: what you do here appears in the chat (an answer for the patron to see; notes, codes and the rest for staff only). You will be asked to confirm.";
@@ -199,7 +203,7 @@ const ENDED_WORDS = {
 // What each action did, said when the server adds nothing of its own.
 const DONE_WORDS = {
   note: "Note added.", "message-librarian": "Message sent to the chatting librarian.", close: "Question closed.",
-  reopen: "Question reopened.", claim: "Question assigned to you.", refer: "Question referred.", code: "Resolution code set.",
+  reopen: "Question reopened.", claim: "Question assigned to you.", assign: "Question assigned.", refer: "Question referred.", code: "Resolution code set.",
 };
 async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
@@ -236,6 +240,11 @@ $("close").onclick = async () => {
 };
 $("reopen").onclick = async () => { if (await act("reopen")) $("close").focus(); };
 $("claim").onclick = () => act("claim");
+$("assign-form").onsubmit = (e) => {
+  e.preventDefault();
+  const to = $("assign").value ? Number($("assign").value) : null;
+  act("assign", { to }, to === null ? null : `Assign question ${id} to ${$("assign").selectedOptions[0].textContent}?`);
+};
 // Nothing is referred to a library the librarian did not choose (the
 // picker's first library was taken for the code "Referred", unasked).
 const referTo = () => {
@@ -267,12 +276,20 @@ $("code-form").onsubmit = (e) => {
 };
 
 try {
-  const [codes, libs, people] = await Promise.all([api("/api/codes"), api("/api/libraries"), api("/api/staff/presence").catch(() => [])]);
+  const [codes, libs, people, mine] = await Promise.all([api("/api/codes"), api("/api/libraries"), api("/api/staff/presence").catch(() => []), api("/api/me")]);
+  me = mine;
   for (const c of codes) names.codes.set(c.key, c.label);
   for (const l of libs) names.libraries.set(l.id, l.name);
   for (const p of people) names.staff.set(p.id, p.display_name);
   allCodes = codes;
+  // Who a question may go to: the staff of its library (and of the one it
+  // was referred to, once it is), the server deciding in the end.
+  const assignable = () => people.filter((p) => !p.disabled
+    && (p.home.library === question.library || p.home.library === question.referred?.library));
   await load();
+  $("assign").append(...assignable().map((p) => el("option", { value: String(p.id) }, p.display_name)));
+  $("assign").value = String(question.state.assignee ?? "");
+  if ($("assign").value !== String(question.state.assignee ?? "")) $("assign").value = "";
   // The READ scale recorded so far is the picker's start (a new code keeps it).
   if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
   // Referring hands the question to another library: its own is no choice.

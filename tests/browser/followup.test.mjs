@@ -500,6 +500,40 @@ test("the question list has a patron column, a librarian filter and sortable col
   for (const p of [ann.page, carla.page]) await p.context().close();
 });
 
+test("a question is assigned from its page to a colleague of its library; Claim is not offered for a question already mine", async () => {
+  const ann = await staff("ann");
+  const carla = await staff("carla");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Ida", "Who holds the 1890 survey?");
+  await accept(ann, session);
+  await patron.context().close();
+  const q = (await ann.call("GET", `/api/questions?limit=200`)).body.find((x) => x.session === session);
+  const page = carla.page;
+  await page.goto(`${base}/desk/questions/${q.id}`);
+  await page.locator("#assign option", { hasText: "Ann Archer" }).waitFor({ state: "attached" });
+  const offered = await page.locator("#assign option").allTextContents();
+  assert.ok(offered.includes("Nobody") && offered.includes("Carla Catalog"), offered.join(" | "));
+  assert.ok(!offered.includes("Ben Booker"), `only the staff of the question's library: ${offered}`);
+  await page.selectOption("#assign", { label: "Ann Archer" });
+  await page.click("#assign-form button[type=submit]");
+  await page.locator("#timeline li", { hasText: "assigned: nobody → Ann Archer" }).waitFor();
+  assert.equal(await page.locator("#assign option:checked").innerText(), "Ann Archer");
+  await accessible(page, "the question page with its assignment");
+  // Ann's page: hers, so no Claim; the picker says so.
+  await ann.page.goto(`${base}/desk/questions/${q.id}`);
+  await ann.page.locator("#assign option", { hasText: "Ann Archer" }).waitFor({ state: "attached" });
+  await ann.page.waitForFunction(() => document.getElementById("claim").hidden);
+  assert.equal(await ann.page.locator("#assign option:checked").innerText(), "Ann Archer");
+  // Back to nobody: Claim again.
+  await page.selectOption("#assign", "");
+  await page.click("#assign-form button[type=submit]");
+  await page.locator("#timeline li", { hasText: "assigned: Ann Archer → nobody" }).waitFor();
+  await ann.page.reload();
+  await ann.page.locator("#assign option", { hasText: "Ann Archer" }).waitFor({ state: "attached" });
+  await ann.page.waitForFunction(() => !document.getElementById("claim").hidden);
+  for (const p of [ann.page, carla.page]) await p.context().close();
+});
+
 test("the question list's dates are the librarian's own days, where their browser is", async () => {
   // A time zone whose date is not UTC's now (a US library's evening is
   // already tomorrow in UTC; a Pacific island's morning is still yesterday).
