@@ -746,6 +746,23 @@ fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
     }
 }
 
+/// A search's condition (`?` for each of its values, in order): a
+/// substring of the question, the patron's name or address (a patron who
+/// calls back is looked for by name) or any line of its transcript (staff
+/// see notes, so notes are searched too), LIKE's wildcards in the words
+/// escaped; a number, or "#" and a number, is also the question's own.
+fn words_condition(text: &str, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = Arg::owned(format!("%{escaped}%"));
+    let number = text.trim().trim_start_matches('#').parse::<i64>().ok();
+    let cond = format!(
+        "(q.text {like} ? ESCAPE '\\' OR s.patron_name {like} ? ESCAPE '\\' OR s.patron_email {like} ? ESCAPE '\\'
+          OR q.id = ? OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body {like} ? ESCAPE '\\'))",
+        like = dialect.like()
+    );
+    (cond, vec![pattern.clone(), pattern.clone(), pattern.clone(), Arg::Int(number.unwrap_or(0)), pattern])
+}
+
 /// The SQL and arguments of a question-list query: scope, view, filters,
 /// paging. Every value is bound, never spliced into the text.
 pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
@@ -786,22 +803,8 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
         bind("q.library_id = ?", vec![Arg::Int(l.0)]);
     }
     if let Some(text) = &query.text {
-        // A substring search over the question, the patron's name and
-        // address (a patron who calls back is looked for by name) and every
-        // line of its transcript (staff see notes, so notes are searched
-        // too); LIKE's wildcards in the words are escaped. A number, or
-        // "#" and a number, is also the question's own.
-        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let pattern = Arg::owned(format!("%{escaped}%"));
-        let number = text.trim().trim_start_matches('#').parse::<i64>().ok();
-        bind(
-            &format!(
-                "(q.text {like} ? ESCAPE '\\' OR s.patron_name {like} ? ESCAPE '\\' OR s.patron_email {like} ? ESCAPE '\\'
-                  OR q.id = ? OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = q.session_id AND m.body {like} ? ESCAPE '\\'))",
-                like = dialect.like()
-            ),
-            vec![pattern.clone(), pattern.clone(), pattern.clone(), Arg::Int(number.unwrap_or(0)), pattern],
-        );
+        let (cond, values) = words_condition(text, dialect);
+        bind(&cond, values);
     }
     if let Some(before) = query.before {
         bind("q.id < ?", vec![Arg::Int(before.0)]);
