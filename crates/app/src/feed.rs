@@ -395,8 +395,10 @@ impl Feed {
     /// Leaves a watched session whose view has ended ([`Watched::until`]);
     /// whether it did.
     fn left_in_time(&mut self, session: SessionId) -> bool {
-        let now = self.app.clock.now();
-        let over = self.sessions.get(&session).and_then(|w| w.until).is_some_and(|until| now > until);
+        // The clock is read only for a session whose view ends (per event
+        // on every watched session: most have none).
+        let until = self.sessions.get(&session).and_then(|w| w.until);
+        let over = until.is_some_and(|until| self.app.clock.now() > until);
         if over {
             self.leave(session);
         }

@@ -36,16 +36,23 @@ fn patron(app: &TestApp, v: &Value) -> Patron {
     Patron { session: v["session"].as_i64().unwrap(), token: v["token"].as_str().unwrap().to_owned(), addr: app.addr }
 }
 
-#[tokio::test]
-async fn a_librarian_warns_then_blocks_and_an_admin_in_scope_lifts_the_block() {
-    let app = spawn_app_with(|_| {}).await;
-    let (status, started) = start_from(&app, [127, 0, 0, 21], Some(BROWSER)).await;
+/// A chat started from `from` in [`BROWSER`], accepted by Ann, its
+/// patron's socket following it: the patron, Ann and that socket.
+async fn accepted_by_ann(app: &TestApp, from: [u8; 4]) -> (Patron, crate::helpers::Staff, crate::helpers::Socket) {
+    let (status, started) = start_from(app, from, Some(BROWSER)).await;
     assert_eq!(status, 201, "{started}");
-    let p = patron(&app, &started);
+    let p = patron(app, &started);
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(p.session).await.0, 200);
     let mut pat = p.socket().await;
     pat.resume(None, 0).await;
+    (p, ann, pat)
+}
+
+#[tokio::test]
+async fn a_librarian_warns_then_blocks_and_an_admin_in_scope_lifts_the_block() {
+    let app = spawn_app_with(|_| {}).await;
+    let (p, ann, mut pat) = accepted_by_ann(&app, [127, 0, 0, 21]).await;
 
     // A warning: the canned line, as Ann's, reaches the patron.
     let (status, warned) = ann.post(&format!("/api/sessions/{}/warn", p.session), json!({})).await;
@@ -907,13 +914,7 @@ async fn where_an_account_signed_in_is_remembered_across_a_restart_and_a_reset_p
 #[tokio::test]
 async fn a_patron_blocked_just_after_the_end_is_told_in_the_chat() {
     let app = spawn_app_with_manual_clock_and(|_| {}).await;
-    let (status, started) = start_from(&app, [127, 0, 0, 22], Some(BROWSER)).await;
-    assert_eq!(status, 201, "{started}");
-    let p = patron(&app, &started);
-    let ann = app.staff("ann").await;
-    assert_eq!(ann.accept(p.session).await.0, 200);
-    let mut pat = p.socket().await;
-    pat.resume(None, 0).await;
+    let (p, ann, mut pat) = accepted_by_ann(&app, [127, 0, 0, 22]).await;
     assert_eq!(ann.post(&format!("/api/sessions/{}/end", p.session), json!(null)).await.0, 200);
     pat.until(|f| f["system"] == "ended").await;
     app.clock().advance(10 * 60_000);
