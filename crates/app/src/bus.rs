@@ -942,6 +942,7 @@ mod tests {
             let message = refdesk_domain::chat::Message {
                 session: ctx.id,
                 seq,
+                patron_seq: seq,
                 kind: refdesk_domain::chat::MessageKind::Message,
                 audience: refdesk_domain::chat::Audience::Everyone,
                 author: refdesk_domain::chat::Author::System,

@@ -16,7 +16,7 @@ use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::input::{self, Body, ClientId};
 use refdesk_domain::org::{Role, Staff};
 use refdesk_domain::question::{apply_code, QuestionState};
-use refdesk_domain::visibility::{transcript, Viewer};
+use refdesk_domain::visibility::{as_seen, transcript, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{
     Appended, Guard, KnownNetwork, LibraryRecord, NewLogin, NewMessage, NewSession, NewStaff, SessionRecord,
@@ -995,24 +995,31 @@ impl App {
         Ok((page, more))
     }
 
-    /// A page of the patron's own chat as the patron may see it: the lines
-    /// after `after`, reading at most `limit` (1–500) and showing at most
-    /// [`PATRON_PAGE_BYTES`] of text, and the number of the last line read
-    /// (notes among them are read, never shown) and whether more follow. A
-    /// long chat is never loaded whole for one request.
+    /// A page of the patron's own chat as the patron may see it: their
+    /// lines after their number `after`, at most `limit` (1–500) and at
+    /// most [`PATRON_PAGE_BYTES`] of text, the number of the last one and
+    /// whether more follow. A long chat is never loaded whole for one
+    /// request.
     pub async fn patron_page(&self, rec: &SessionRecord, after: u64, limit: u32) -> AppResult<PatronPage> {
         if !(1..=500).contains(&limit) {
             return Err(DomainError::invalid("limit", "read 1 to 500 lines at a time").into());
         }
         let viewer = Viewer::Patron { session: rec.ctx.id };
         let shown = |lines: &[Message]| transcript(&viewer, &rec.ctx, lines).map(|m| m.body.len()).sum();
-        let read = |from, n| self.store.messages_after(rec.ctx.id, from, n);
+        // Their lines alone are read: the lines for staff are neither read
+        // nor counted, in the limit or the text's budget, so a page's length
+        // says nothing of them. `after` is the patron's number
+        // (`Message::patron_seq`), and so are the page's: no gap shows
+        // where staff wrote either.
+        let read = |from, n| self.store.lines_for_everyone_after(rec.ctx.id, from, n);
         let budget = (PATRON_PAGE_BYTES, self.longest_line());
-        let (mut page, cut_short) = read_page(read, shown, after, limit, budget).await?;
+        let (from, seen) = self.store.seen_by_patron(rec.ctx.id, after).await?;
+        let (mut page, cut_short) = read_page(read, shown, from, limit, budget).await?;
         let mut more = cut_short || page.len() > limit as usize;
         page.truncate(limit as usize);
-        let mut last = page.last().map_or(after, |m| m.seq);
-        let mut messages: Vec<Message> = transcript(&viewer, &rec.ctx, &page).cloned().collect();
+        let mut last = page.last().map_or(seen, |m| m.patron_seq);
+        let mut messages: Vec<Message> =
+            transcript(&viewer, &rec.ctx, &page).map(|m| as_seen(&viewer, m.clone())).collect();
         if let Some(kept) = within_budget(&mut messages, PATRON_PAGE_BYTES) {
             last = kept;
             more = true;
@@ -1236,6 +1243,7 @@ mod tests {
             .map(|seq| Message {
                 session: SessionId(1),
                 seq,
+                patron_seq: if notes { 0 } else { seq },
                 kind: if notes { MessageKind::Note } else { MessageKind::Message },
                 audience: if notes { Audience::Staff } else { Audience::Everyone },
                 author: Author::System,

@@ -29,7 +29,7 @@ use refdesk_domain::chat::{Member, Message, SessionContext, Watcher};
 use refdesk_domain::event::{Availability, Event, ImMessage, QueueEntry, SessionSummary};
 use refdesk_domain::ids::{CooperativeId, SessionId, StaffId};
 use refdesk_domain::org::Placement;
-use refdesk_domain::visibility::{sees, Item, Viewer};
+use refdesk_domain::visibility::{as_seen, sees, Item, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,6 +152,8 @@ struct Watched {
     watchers: Vec<Watcher>,
     /// Highest sequence number processed (seen or filtered out).
     last: u64,
+    /// That line's number for the chat's patron ([`Message::patron_seq`]).
+    shown: u64,
     /// A catch-up stopped at a page: the rest is read at the next turn.
     more: bool,
     /// Erased when the viewer began to watch it: what they were given is
@@ -161,6 +163,16 @@ struct Watched {
     /// with another library's patron follows the chat for a day after its
     /// end (`authz::view_ends`), then it is left. `None`: for good.
     until: Option<Millis>,
+}
+
+impl Watched {
+    /// A line processed (passed on or filtered out).
+    fn passed(&mut self, m: &Message) {
+        if m.seq > self.last {
+            self.last = m.seq;
+            self.shown = m.patron_seq;
+        }
+    }
 }
 
 /// A watched session read again ([`Feed::read_context_again`]).
@@ -297,9 +309,12 @@ impl Feed {
         self.sessions.get(&session).map(|w| &w.ctx)
     }
 
-    /// The highest sequence number processed for a watched session.
+    /// The highest sequence number processed for a watched session, as
+    /// the viewer numbers the session's lines (a patron, by their own count:
+    /// [`refdesk_domain::visibility::seq_seen`]).
     pub fn last_seq(&self, session: SessionId) -> Option<u64> {
-        self.sessions.get(&session).map(|w| w.last)
+        let patron = matches!(self.viewer, Viewer::Patron { .. });
+        self.sessions.get(&session).map(|w| if patron { w.shown } else { w.last })
     }
 
     /// The highest sequence number passed on of the IM conversation with
@@ -313,7 +328,8 @@ impl Feed {
         self.desk.as_ref().map_or(0, |d| d.im.len())
     }
 
-    /// Starts (or restarts) watching a session from `after`; what the viewer
+    /// Starts (or restarts) watching a session from `after` (a line's number
+    /// as the viewer knows it: a patron's are their own); what the viewer
     /// may see of it since then comes from [`Feed::next_page`]. Refused
     /// outside the viewer's scope (I5). `false`: the chat was erased, and
     /// the viewer claims lines of it (`after` > 0) it did not get from this
@@ -351,6 +367,21 @@ impl Feed {
             self.leave(session);
             return Ok(false);
         }
+        // A client cannot claim to have seen the future: that would silence
+        // every message up to the number it named. A patron's number is
+        // their own (`Message::patron_seq`): where it stands is read.
+        let (last, shown) = match self.viewer {
+            Viewer::Patron { .. } => match self.app.store.seen_by_patron(session, after).await {
+                Ok(numbers) => numbers,
+                Err(e) => {
+                    if !watched {
+                        self.sub.leave(session);
+                    }
+                    return Err(e.into());
+                }
+            },
+            Viewer::Staff(_) => (after.min(rec.last_seq), 0),
+        };
         if let Viewer::Staff(staff) = &self.viewer {
             // Watching a live chat one takes no part in is never silent:
             // the chatting librarian sees who is watching (B3).
@@ -361,14 +392,11 @@ impl Feed {
         } else {
             self.patron_present(&rec.ctx, rec.state);
         }
-        // A client cannot claim to have seen the future: that would silence
-        // every message up to the number it named.
-        let after = after.min(rec.last_seq);
         let watchers = self.sub.watchers_of(session);
         let erased = rec.erased;
         let until = self.view_ends(&rec.ctx, rec.ended_at);
-        self.sessions
-            .insert(session, Box::new(Watched { ctx: rec.ctx, watchers, last: after, more: false, erased, until }));
+        let watched = Watched { ctx: rec.ctx, watchers, last, shown, more: false, erased, until };
+        self.sessions.insert(session, Box::new(watched));
         if rec.state == refdesk_domain::chat::SessionState::Ended {
             self.forget_ended(session);
         }
@@ -493,9 +521,9 @@ impl Feed {
         };
         let mut items = Vec::with_capacity(read.len());
         for m in read {
-            w.last = w.last.max(m.seq);
+            w.passed(&m);
             if sees(&self.viewer, Item::Message { ctx: &w.ctx, message: &m }) {
-                items.push(m);
+                items.push(as_seen(&self.viewer, m));
             }
         }
         Ok(Page { items, done })
@@ -753,9 +781,9 @@ impl Feed {
         w.more = more;
         let mut out = Vec::with_capacity(page.len());
         for m in page {
-            w.last = w.last.max(m.seq);
+            w.passed(&m);
             if sees(&self.viewer, Item::Message { ctx: &w.ctx, message: &m }) {
-                out.push(m);
+                out.push(as_seen(&self.viewer, m));
             }
         }
         Ok(out)
@@ -1013,12 +1041,12 @@ impl Feed {
             out.extend(self.catch_up(ctx.id).await?.into_iter().map(Out::Message));
             return Ok(());
         }
-        w.last = message.seq;
+        w.passed(message);
         if sees(&self.viewer, Item::Message { ctx: &w.ctx, message }) {
             // In the receiving connection's span (its request id): with the
             // sender's "message committed", one line can be followed across.
             tracing::debug!(session = %ctx.id, seq = message.seq, "message passed on");
-            out.push(Out::Message(message.clone()));
+            out.push(Out::Message(as_seen(&self.viewer, message.clone())));
         }
         Ok(())
     }

@@ -187,6 +187,7 @@ fn line(session: i64, seq: u64) -> Event {
         message: Message {
             session: SessionId(session),
             seq,
+            patron_seq: seq,
             kind: MessageKind::Message,
             audience: MessageKind::Message.audience(),
             author: Author::Patron { name: "Pat".into() },

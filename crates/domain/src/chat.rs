@@ -395,6 +395,13 @@ pub struct Message {
     pub session: SessionId,
     /// Per-session sequence number, strictly increasing from 1.
     pub seq: u64,
+    /// The number the session's patron knows it by: how many of the
+    /// session's lines for everyone there are up to it (a line for staff
+    /// carries the last such line's). The patron's lines count 1, 2, 3…
+    /// with no gap where staff lines fall between them
+    /// ([`crate::visibility::as_seen`]).
+    #[serde(default)]
+    pub patron_seq: u64,
     /// What it is.
     pub kind: MessageKind,
     /// Who may see it.

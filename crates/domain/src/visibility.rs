@@ -145,6 +145,24 @@ fn staff_may_view(staff: &Staff, ctx: &SessionContext) -> bool {
     crate::authz::authorize_view(staff, ctx, SessionState::Active).is_ok()
 }
 
+/// The number `viewer` knows a line by, once [`sees`] let it through: a
+/// patron numbers the lines of their chat by their own count
+/// ([`Message::patron_seq`], the lines they see alone), so that no gap
+/// between two of them tells that staff wrote in between; staff number
+/// them by the session's count.
+pub fn seq_seen(viewer: &Viewer, message: &Message) -> u64 {
+    match viewer {
+        Viewer::Patron { .. } => message.patron_seq,
+        Viewer::Staff(_) => message.seq,
+    }
+}
+
+/// A line as `viewer` is given it: numbered as they know it ([`seq_seen`]).
+pub fn as_seen(viewer: &Viewer, mut message: Message) -> Message {
+    message.seq = seq_seen(viewer, &message);
+    message
+}
+
 /// The messages of a transcript that `viewer` may see, in order. Used for
 /// REST transcripts, resumes and e-mailed transcripts alike.
 pub fn transcript<'a>(
@@ -209,6 +227,7 @@ mod tests {
         Message {
             session: SessionId(session),
             seq: 1,
+            patron_seq: 1,
             kind,
             audience,
             author: Author::System,

@@ -250,7 +250,12 @@ impl Socket {
 
     /// Sends a line and returns its ack.
     async fn say(&mut self, session: Option<i64>, body: &str, client_id: &str) -> Value {
-        let mut frame = json!({"type": "send", "kind": "message", "body": body, "client_id": client_id});
+        self.write(session, "message", body, client_id).await
+    }
+
+    /// Sends a line of `kind` (a message, a note) and returns its ack.
+    async fn write(&mut self, session: Option<i64>, kind: &str, body: &str, client_id: &str) -> Value {
+        let mut frame = json!({"type": "send", "kind": kind, "body": body, "client_id": client_id});
         if let Some(s) = session {
             frame["session"] = json!(s);
         }
@@ -481,18 +486,24 @@ async fn three_nodes_share_one_cooperative_through_postgresql_and_nats() {
     for (who, s) in [("patron", &pat), ("admin", &adm), ("librarian", &lib3)] {
         assert!(s.doubled.is_empty(), "{who} got nothing twice: {:?}", s.doubled);
     }
-    assert_eq!(pat.lines(), adm.lines(), "patron (node 1) and admin (node 3) end in agreement");
+    let bodies = |s: &Socket| s.lines().into_iter().map(|(_, body)| body).collect::<Vec<_>>();
+    assert_eq!(bodies(&pat), bodies(&adm), "patron (node 1) and admin (node 3) end in agreement");
+    // The patron's numbers are their own: 1, 2, 3…
+    let numbers: Vec<u64> = pat.events.keys().copied().collect();
+    assert_eq!(numbers, (1..=numbers.len() as u64).collect::<Vec<_>>(), "the patron's numbers, gapless");
 
     // --- the patron moves from node 1 to node 3 mid-chat (a load balancer's
     // choice): resuming there gives exactly what they missed ---
     let seen = pat.last_seq();
     drop(pat);
     lib3.say(Some(session), "while you were away 1", "l-away-1").await;
+    lib3.write(Some(session), "note", "NOTE-WHILE-AWAY", "l-away-note").await;
     lib3.say(Some(session), "while you were away 2", "l-away-2").await;
     let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node3.port), None, Some(&token)).await;
     pat.resume(None, seen).await;
     let missed: Vec<&String> = pat.events.values().map(|(_, b)| b).collect();
     assert_eq!(missed, ["while you were away 1", "while you were away 2"], "I3 on another node");
+    assert_eq!(pat.events.keys().copied().collect::<Vec<_>>(), [seen + 1, seen + 2], "by the patron's numbers");
 
     // --- the database goes away: not ready, no false ack; back: ready by itself ---
     let admin = reqwest::Client::new();

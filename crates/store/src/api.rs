@@ -226,6 +226,15 @@ pub trait Chats: Send + Sync {
     ) -> Result<(QuestionState, Message)>;
     /// Messages with `seq > after`, in order, at most `limit`.
     async fn messages_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
+    /// The patron's line numbered `patron_seq` (`Message::patron_seq`), as
+    /// `(seq, patron_seq)`: where a patron who has had their lines up to it
+    /// stands. A number past the chat's last line is its last line's
+    /// numbers; `(0, 0)` for 0.
+    async fn seen_by_patron(&self, id: SessionId, patron_seq: u64) -> Result<(u64, u64)>;
+    /// The lines for everyone (those a patron sees) with `seq > after`, in
+    /// order, at most `limit`: the lines for staff between them are stepped
+    /// over in the read, never read whole nor counted.
+    async fn lines_for_everyone_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
     /// How many chats wait ahead of (`since`, `session`) in a library's queue.
     async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64>;
     /// A waiting chat's patron has had no page of it open since `since`

@@ -52,6 +52,18 @@ async fn nothing_is_lost(store: &dyn Store) {
         n
     };
     assert_eq!(lines, vec![8, 2, 6, 6, 1], "every message of every chat");
+    // The patron's numbers, which the old release did not keep, count each
+    // chat's lines for everyone (its lines for staff carry the last's).
+    let mut staff_lines = 0;
+    for id in 1..=5 {
+        let mut everyone = 0;
+        for m in store.messages_after(SessionId(id), 0, 1000).await.unwrap() {
+            everyone += u64::from(m.audience == refdesk_domain::chat::Audience::Everyone);
+            staff_lines += u64::from(m.audience == refdesk_domain::chat::Audience::Staff);
+            assert_eq!(m.patron_seq, everyone, "chat {id}, line {}", m.seq);
+        }
+    }
+    assert!(staff_lines > 0, "the old chats hold lines for staff, which the patron's numbers skip");
     // The last line's number, once kept on the session's row (the old rows
     // said 8, 2, 6, 6, 1), now read from its messages.
     let mut last_seqs = Vec::new();

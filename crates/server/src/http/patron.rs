@@ -317,9 +317,11 @@ async fn start(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct PageQuery {
-    /// Lines after this sequence number (default 0: from the start).
+    /// Lines after this number, the patron's own (a line's `patron_seq`,
+    /// which their lines carry as `seq`; default 0: from the start).
     after: Option<u64>,
-    /// Lines read at most, 1–500 (default 200). A page also stops before
+    /// Lines at most, 1–500 (default 200): the patron's (the lines for staff
+    /// are neither read nor counted). A page also stops before
     /// the line that would take the text it shows past 64 KiB (it always
     /// holds one line); `more` says whether lines follow.
     #[param(minimum = 1, maximum = 500)]
@@ -368,7 +370,7 @@ async fn end(State(state): State<AppState>, PatronToken(rec): PatronToken) -> Ap
     ) {
         return Err(AppError::Internal("the end-of-chat line is not visible to the patron".into()).into());
     }
-    Ok(axum::Json(line))
+    Ok(axum::Json(refdesk_domain::visibility::as_seen(&viewer, line)))
 }
 
 /// Where the patron wants the transcript.

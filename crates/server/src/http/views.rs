@@ -551,9 +551,11 @@ pub struct PatronChat {
     pub session: SessionId,
     /// waiting, active or ended.
     pub state: SessionState,
-    /// The lines the patron may see (notes and staff-only lines never, B4).
+    /// The lines the patron may see (notes and staff-only lines never, B4),
+    /// numbered the patron's way: `seq` is their `patron_seq`, 1, 2, 3…
     pub messages: Vec<Message>,
-    /// The number of the last line read: the next page starts after it.
+    /// The patron's number of the last line read: the next page starts
+    /// after it.
     pub last: u64,
     /// Whether more lines follow.
     pub more: bool,

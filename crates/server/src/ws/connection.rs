@@ -450,7 +450,9 @@ impl Connection {
         };
         match result {
             Ok(a) => {
-                let ack = OutFrame::Ack { session, client_id: cid, seq: a.message.seq, duplicate: a.duplicate };
+                // A patron's by their own count (`Message::patron_seq`).
+                let seq = refdesk_domain::visibility::seq_seen(self.feed.viewer(), &a.message);
+                let ack = OutFrame::Ack { session, client_id: cid, seq, duplicate: a.duplicate };
                 queue(socket, &ack, self.send_within()).await
             }
             Err(e) => report(socket, e.into(), cid).await,

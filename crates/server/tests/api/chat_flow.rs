@@ -54,8 +54,14 @@ async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
     assert_eq!(note["seq"], 4);
     let reply = ann_ws.say(Some(patron.session), "message", "Yes, in the map room.", "a2").await;
     assert_eq!(reply["seq"], 5);
-    let seen: Vec<u64> = pat_ws.events_until_seq(5).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seen, [3, 5], "the patron gets its own line and the reply, never the note (seq 4)");
+    let seen = pat_ws.events_until_seq(4).await;
+    let seen: Vec<(u64, &str)> =
+        seen.iter().map(|e| (e["seq"].as_u64().unwrap(), e["body"].as_str().unwrap())).collect();
+    assert_eq!(
+        seen,
+        [(3, "Thanks!"), (4, "Yes, in the map room.")],
+        "the patron gets its own line and the reply, never the note, nor a gap where it is"
+    );
     ann_ws.events_until_seq(5).await;
     assert!(ann_ws.events().iter().any(|e| e["kind"] == "note" && e["audience"] == "staff"), "staff see the note");
 
@@ -96,7 +102,11 @@ async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
         .iter()
         .map(|m| (m["seq"].as_u64().unwrap(), m["audience"].as_str().unwrap()))
         .collect();
-    assert_eq!(kinds.iter().map(|k| k.0).collect::<Vec<_>>(), [1, 2, 3, 5, 6]);
+    assert_eq!(kinds.iter().map(|k| k.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "by the patron's numbers");
+    assert_eq!(chat["last"], 5, "the patron's number of the last line read");
+    let (_, rest) = patron.get("/api/chat?after=3").await;
+    let after_3: Vec<&Value> = rest["messages"].as_array().unwrap().iter().map(|m| &m["seq"]).collect();
+    assert_eq!(after_3, [4, 5], "a page after a number of the patron's");
     assert!(kinds.iter().all(|k| k.1 == "everyone"));
     // And nothing the patron's socket ever received was for staff.
     assert!(pat_ws.frames.iter().all(|f| f["audience"] != "staff" && f["kind"] != "note"));

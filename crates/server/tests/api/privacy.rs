@@ -8,18 +8,6 @@ use serde_json::{json, Value};
 
 const DAY: i64 = 86_400_000;
 
-async fn patron_post(p: &Patron, path: &str, body: Value) -> (u16, Value) {
-    let res = reqwest::Client::new()
-        .post(format!("http://{}{path}", p.addr))
-        .bearer_auth(&p.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 /// Every row of the database as text: `sqlite3 .dump`, or `pg_dump`.
 fn dump(app: &TestApp) -> String {
     let out = match std::fs::read_to_string(app.dir.path().join("database_url")) {
@@ -106,7 +94,7 @@ async fn personal_chat(app: &TestApp, library: &str, who: &Person) -> (Patron, i
     assert_eq!(staff.post(&format!("/api/sessions/{}/messages", patron.session), say).await.0, 200);
     let note = json!({"kind": "note", "body": format!("{} called from {}", who.name, who.phone)});
     assert_eq!(staff.post(&format!("/api/sessions/{}/messages", patron.session), note).await.0, 200);
-    assert_eq!(patron_post(&patron, "/api/chat/transcript", json!({"email": who.email})).await.0, 200);
+    assert_eq!(patron.post("/api/chat/transcript", json!({"email": who.email})).await.0, 200);
     app.clock().advance(300_000);
     assert_eq!(
         staff
@@ -115,9 +103,9 @@ async fn personal_chat(app: &TestApp, library: &str, who: &Person) -> (Patron, i
             .0,
         200
     );
-    assert_eq!(patron_post(&patron, "/api/chat/end", json!(null)).await.0, 200);
+    assert_eq!(patron.post("/api/chat/end", json!(null)).await.0, 200);
     let comment = json!({"rating": 5, "comment": format!("{} here: great, reach me at {}", who.name, who.email)});
-    assert_eq!(patron_post(&patron, "/api/chat/rating", comment).await.0, 200);
+    assert_eq!(patron.post("/api/chat/rating", comment).await.0, 200);
     let question = staff.question_of(patron.session).await["id"].as_i64().unwrap();
     (patron, question)
 }
@@ -277,7 +265,7 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
         .unwrap();
     let (status, _) = carla.post("/api/privacy/erase", json!({"email": who.email, "sessions": [lakeside]})).await;
     assert_eq!(status, 422, "not carla's library");
-    assert_eq!(patron_post(&live, "/api/chat/end", json!(null)).await.0, 200);
+    assert_eq!(live.post("/api/chat/end", json!(null)).await.0, 200);
     assert_eq!(carla.get(&format!("/api/questions/{q1}")).await.1["question"]["erased"], false);
     // The erasure journal cannot be written (a folder in its place):
     // nothing is erased, and the admin gets an error (the log says why).

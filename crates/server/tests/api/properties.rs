@@ -122,6 +122,8 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
     let path = |what: &str| format!("/api/sessions/{session}/{what}");
 
     let (mut patron_ids, mut staff_ids) = (Vec::<String>::new(), Vec::<String>::new());
+    // (client id, the number the patron's ack gave) of every patron line.
+    let mut patron_acks: Vec<(String, u64)> = Vec::new();
     // (sender, client id) of every staff line sent, for I4.
     let mut sent_ids: Vec<(i64, String)> = Vec::new();
     let mut n = 0;
@@ -142,6 +144,7 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
                 };
                 let ack = p.socket.as_mut().unwrap().say(None, "message", &format!("patron {id}"), &id).await;
                 prop_assert_eq!(&ack["type"], "ack", "{}", ack);
+                patron_acks.push((id, ack["seq"].as_u64().unwrap()));
             }
             Action::StaffSays { note, resend } => {
                 let id = match resend.and_then(|i| staff_ids.get(i % staff_ids.len().max(1)).cloned()) {
@@ -220,7 +223,7 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
     if p.socket.is_none() {
         p.reconnect(patron.socket().await, None).await;
     }
-    p.drain_to(last).await;
+    p.drain_to(marker["message"]["patron_seq"].as_u64().unwrap()).await;
     w.drain_to(last).await;
     d.drain_to(last).await;
     if !ann_ws.events().iter().any(|e| e["seq"].as_u64() == Some(last)) {
@@ -230,8 +233,13 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
 
     let stored = app.stored(session).await;
     let seqs = |v: &[Value]| v.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>();
-    let everyone: Vec<u64> =
-        stored.iter().filter(|m| m.audience == refdesk_domain::chat::Audience::Everyone).map(|m| m.seq).collect();
+    // The patron's numbers: their own count of the lines they see.
+    let everyone: Vec<u64> = stored
+        .iter()
+        .filter(|m| m.audience == refdesk_domain::chat::Audience::Everyone)
+        .map(|m| m.patron_seq)
+        .collect();
+    prop_assert_eq!(&everyone, &(1..=everyone.len() as u64).collect::<Vec<_>>(), "the patron's numbers run 1, 2, 3…");
     let all: Vec<u64> = stored.iter().map(|m| m.seq).collect();
 
     // I1
@@ -261,6 +269,11 @@ async fn run_case(app: &TestApp, actions: Vec<Action>) -> Result<(), TestCaseErr
         }
     }
     prop_assert_eq!(seqs(&ann_all), all);
+    // A patron's ack (a re-send's too) gives their own number of the line.
+    for (id, seq) in &patron_acks {
+        let line = stored.iter().find(|m| m.client_id.as_deref() == Some(id.as_str())).unwrap();
+        prop_assert_eq!(line.patron_seq, *seq, "the ack of {}", id);
+    }
     // I4: each client id once per sender.
     for id in &patron_ids {
         let count = stored.iter().filter(|m| m.client_id.as_deref() == Some(id.as_str())).count();

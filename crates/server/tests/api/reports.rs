@@ -149,12 +149,6 @@ async fn on_duty(s: &Staff) {
     assert_eq!(status, 200, "{body}");
 }
 
-async fn patron_post(app: &TestApp, p: &Patron, path: &str, body: Value) -> (u16, Value) {
-    let res = reqwest::Client::new().post(app.url(path)).bearer_auth(&p.token).json(&body).send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 impl World<'_> {
     fn advance(&self, ms: i64) {
         self.app.clock().advance(ms);
@@ -331,7 +325,7 @@ impl World<'_> {
         self.wait(20 * SEC, 8 * MIN);
         let by_patron = self.rng.chance(30);
         let (status, body) = if by_patron {
-            patron_post(self.app, &patron, "/api/chat/end", json!(null)).await
+            patron.post("/api/chat/end", json!(null)).await
         } else {
             self.staff[chat.librarian.unwrap()].post(&format!("/api/sessions/{s}/end"), json!(null)).await
         };
@@ -352,7 +346,7 @@ impl World<'_> {
                 body["comment"] = json!(comment);
                 chat.comment = Some(comment);
             }
-            let (status, out) = patron_post(self.app, &patron, "/api/chat/rating", body).await;
+            let (status, out) = patron.post("/api/chat/rating", body).await;
             assert_eq!(status, 200, "{out}");
             chat.rating = Some(rating);
         }
@@ -380,7 +374,7 @@ impl World<'_> {
         let library = self.rng.between(0, 3) as usize;
         let (patron, mut chat, email) = self.start(library, n).await;
         self.wait(2 * SEC, 10 * MIN);
-        let (status, body) = patron_post(self.app, &patron, "/api/chat/end", json!(null)).await;
+        let (status, body) = patron.post("/api/chat/end", json!(null)).await;
         assert_eq!(status, 200, "{body}");
         let t = now(self.app);
         chat.ended = Some(t);
@@ -972,7 +966,7 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         assert_eq!(ann.accept(patron.session).await.0, 200);
         assert_eq!(ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
         let rating = json!({"rating": i % 5 + 1, "comment": text});
-        assert_eq!(patron_post(&app, &patron, "/api/chat/rating", rating).await.0, 200);
+        assert_eq!(patron.post("/api/chat/rating", rating).await.0, 200);
     }
     // Another library's question, which the filtered export must leave out.
     let ben = app.staff("ben").await;

@@ -35,11 +35,13 @@ async fn a_server_restart_keeps_everything() {
     let list: serde_json::Value = res.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["live"], true);
-    // Sequence numbers continue where they were.
+    // Sequence numbers continue where they were: the patron's own (the
+    // note, the session's line 4, is none of theirs), and the session's.
     let ack = ws.say(None, "message", "after the restart", "p2").await;
-    assert_eq!(ack["seq"], 5);
+    assert_eq!(ack["seq"], 4);
     let stored = app.stored(patron.session).await;
     assert_eq!(stored.len(), 5);
+    assert_eq!((stored[4].seq, stored[4].patron_seq), (5, 4));
     assert_eq!(stored.iter().filter(|m| m.body == "a note").count(), 1);
 }
 

@@ -19,21 +19,38 @@ async fn a_patron_who_disconnects_mid_chat_resumes_with_exactly_what_it_missed()
     let last_seen = pat_ws.events_until_seq(3).await.last().unwrap()["seq"].as_u64().unwrap();
     pat_ws.close().await;
 
-    // While the patron is away: a message, a note, a message.
-    ann_ws.say(Some(patron.session), "message", "Which book?", "a1").await; // 4
-    ann_ws.say(Some(patron.session), "note", "patron account 1234 has a block", "a2").await; // 5
-    ann_ws.say(Some(patron.session), "message", "I can renew it for you.", "a3").await; // 6
+    // While the patron is away: a message, a note, a message (the
+    // session's lines 4, 5 and 6; the patron's 4 and 5: the note is none
+    // of theirs, and leaves no gap in their numbers).
+    ann_ws.say(Some(patron.session), "message", "Which book?", "a1").await;
+    ann_ws.say(Some(patron.session), "note", "patron account 1234 has a block", "a2").await;
+    ann_ws.say(Some(patron.session), "message", "I can renew it for you.", "a3").await;
 
     let mut again = patron.socket().await;
     let missed = again.resume(None, last_seen).await;
     let seqs: Vec<u64> = missed.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [4, 6], "no gap, no duplicate, no note");
+    assert_eq!(seqs, [4, 5], "no gap, no duplicate, no note");
     assert_eq!(missed[1]["body"], "I can renew it for you.");
+    let synced = again.frames.iter().find(|f| f["type"] == "synced").expect("synced");
+    assert_eq!(synced["last"], 5, "the patron's number of their last line");
 
-    // And it keeps receiving live after the resume, in order.
-    ann_ws.say(Some(patron.session), "message", "Done.", "a4").await; // 7
-    let live = again.events_until_seq(7).await;
-    assert_eq!(live.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [7]);
+    // And it keeps receiving live after the resume, in order, by its own
+    // numbers (another note between).
+    ann_ws.say(Some(patron.session), "note", "renewed", "a4").await; // the session's 7
+    ann_ws.say(Some(patron.session), "message", "Done.", "a5").await; // 8: the patron's 6
+    let live = again.events_until_seq(6).await;
+    assert_eq!(
+        live.iter().map(|e| (e["seq"].as_u64().unwrap(), e["body"].as_str())).collect::<Vec<_>>(),
+        [(6, Some("Done."))]
+    );
+    again.close().await;
+    ann_ws.say(Some(patron.session), "note", "all done", "a6").await;
+
+    // A resume from a number of theirs after which only notes were written
+    // gets nothing, and its `synced` says the same number.
+    let mut third = patron.socket().await;
+    assert!(third.resume(None, 6).await.is_empty());
+    assert_eq!(third.frames.iter().find(|f| f["type"] == "synced").unwrap()["last"], 6);
 }
 
 #[tokio::test]
@@ -156,4 +173,55 @@ async fn what_a_node_never_heard_of_is_recovered_from_the_store_at_a_resync() {
     assert_eq!(&bodies[bodies.len() - 2..], ["Yes, until six.", "Thanks!"], "{bodies:?}");
     assert_eq!(bodies.iter().filter(|b| **b == "Yes, until six.").count(), 1);
     assert!(!bodies.contains(&"NOTE-ONLY-STAFF"));
+}
+
+/// Nothing a patron is given tells where staff wrote (notes, a code set, a
+/// colleague monitoring): their numbers run 1, 2, 3… over the socket, its
+/// acks and `synced`, `GET /api/chat` (whose pages hold as many of their
+/// lines however many notes fall between) and the line ending the chat.
+#[tokio::test]
+async fn a_patron_cannot_tell_where_staff_wrote_from_the_numbers_or_the_pages() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let patron = app.start_chat("riverside-main", "hi").await; // 1
+    ann.accept(patron.session).await; // 2
+    let mut ann_ws = ann.socket().await;
+    ann_ws.resume(Some(patron.session), 0).await;
+    let s = Some(patron.session);
+    ann_ws.say(s, "note", "n1", "a1").await;
+    ann_ws.say(s, "message", "three", "a2").await; // the patron's 3
+    ann_ws.say(s, "note", "n2", "a3").await;
+    ann_ws.say(s, "note", "n3", "a4").await;
+    let mut pat = patron.socket().await;
+    let replay = pat.resume(None, 2).await;
+    assert_eq!(replay.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [3], "after the patron's 2");
+    assert_eq!(pat.frames.iter().find(|f| f["type"] == "synced").unwrap()["last"], 3);
+    let ack = pat.say(None, "message", "four", "p1").await; // 4
+    assert_eq!(ack["seq"], 4, "the ack gives the patron's number");
+    ann_ws.say(s, "note", "n4", "a5").await;
+    ann_ws.say(s, "message", "five", "a6").await; // 5
+    let live = pat.events_until_seq(5).await;
+    assert_eq!(live.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 5]);
+    let again = pat.say(None, "message", "four", "p1").await;
+    assert_eq!((again["seq"].as_u64(), again["duplicate"].as_bool()), (Some(4), Some(true)), "a re-send's too");
+    let (status, ended) = patron.post("/api/chat/end", serde_json::json!(null)).await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(ended["seq"], 6, "the end, the patron's sixth line");
+
+    // Pages of two: two lines each, wherever the notes fall.
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let (status, page) = patron.get(&format!("/api/chat?after={after}&limit=2")).await;
+        assert_eq!(status, 200, "{page}");
+        let seqs: Vec<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        after = page["last"].as_u64().unwrap();
+        pages.push(seqs);
+        if page["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(pages, [vec![1, 2], vec![3, 4], vec![5, 6]]);
+    let stored = app.stored(patron.session).await;
+    assert_eq!(stored.len(), 10, "the session's own numbers count the four notes too");
 }

@@ -915,6 +915,36 @@ impl<B: Backend> Chats for B {
         .await
     }
 
+    async fn seen_by_patron(&self, id: SessionId, patron_seq: u64) -> Result<(u64, u64)> {
+        if patron_seq == 0 {
+            return Ok((0, 0));
+        }
+        let patron_seq = patron_seq.min(i64::MAX as u64) as i64;
+        self.read(move |db| {
+            Box::pin(async move {
+                let numbers = |r: &dyn Cols| Ok((r.int("seq")? as u64, r.int("patron_seq")? as u64));
+                match db.row(sel::PATRON_LINE, args![id.0, patron_seq], numbers).await? {
+                    Some(line) => Ok(line),
+                    None => Ok(db.row(sel::LAST_LINE, args![id.0], numbers).await?.unwrap_or((0, 0))),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn lines_for_everyone_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>> {
+        let after = after.min(i64::MAX as u64) as i64;
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "{MESSAGE_SELECT} WHERE session_id = ?1 AND seq > ?2 AND audience = 'everyone' ORDER BY seq LIMIT ?3"
+                );
+                db.rows(&sql, args![id.0, after, i64::from(limit)], sel::message).await
+            })
+        })
+        .await
+    }
+
     async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64> {
         self.read(move |db| {
             Box::pin(async move {

@@ -323,8 +323,9 @@ fn answer(row: &PgRow, jobs: &mut [Option<Job>]) -> Result<(Reply, Result<Answer
         .and_then(|i| jobs.get_mut(i))
         .and_then(Option::take)
         .ok_or_else(|| StoreError::backend(format!("refdesk_append_many answered for append {idx}")))?;
-    let read = || Ok::<_, StoreError>((Outcome::parse(&row.text("outcome")?)?, row.int("seq")?));
-    let (outcome, seq) = match read() {
+    let read =
+        || Ok::<_, StoreError>((Outcome::parse(&row.text("outcome")?)?, row.int("seq")?, row.int("patron_seq")?));
+    let (outcome, seq, patron_seq) = match read() {
         Ok(read) => read,
         Err(e) => return Ok((reply, Err(e), None)),
     };
@@ -334,6 +335,7 @@ fn answer(row: &PgRow, jobs: &mut [Option<Job>]) -> Result<(Reply, Result<Answer
     let message = Message {
         session: ctx.id,
         seq: seq as u64,
+        patron_seq: patron_seq as u64,
         kind: msg.kind,
         audience: msg.audience,
         author: msg.author,
@@ -372,7 +374,7 @@ fn statement(batch: &[Job]) -> Query<'_, Postgres, PgArguments> {
         body.push(m.body.as_str());
         system.push(m.system.map(SystemEvent::as_str));
     }
-    sqlx::query("SELECT idx, outcome, seq FROM refdesk_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+    sqlx::query("SELECT idx, outcome, seq, patron_seq FROM refdesk_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
         .bind(session)
         .bind(version)
         .bind(now)

@@ -5,7 +5,7 @@
 use super::select::{self as sel, MESSAGE_SELECT, QUESTION_SELECT, SESSION_SELECT};
 use super::{args, int, Arg, ClientIdSeen, Db};
 use crate::{NewMail, NewMessage, QuestionRecord, Result, SessionRecord, StoreError};
-use refdesk_domain::chat::{Author, Member, Message, MessageKind, SystemEvent};
+use refdesk_domain::chat::{Audience, Author, Member, Message, MessageKind, SystemEvent};
 use refdesk_domain::ids::{CooperativeId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::{Change, QuestionState, ResolutionCode};
@@ -121,15 +121,17 @@ pub(crate) async fn insert_message<D: Db>(
     now: Millis,
 ) -> Result<Message> {
     let id = rec.ctx.id;
-    let seq = int(db, sel::NEXT_SEQ, args![id.0], "seq").await?;
+    let last = db.row(sel::LAST_LINE, args![id.0], |r| Ok((r.int("seq")?, r.int("patron_seq")?))).await?;
+    let (seq, patron_seq) = next_numbers(last.unwrap_or((0, 0)), m.audience);
     let (kind, author_id, name) = sel::author_columns(&m.author);
     let sender = m.author.sender_key();
     db.exec(
-        "INSERT INTO messages (session_id, seq, kind, audience, author_kind, author_id, author_name, sender, client_id, body, system, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO messages (session_id, seq, patron_seq, kind, audience, author_kind, author_id, author_name, sender, client_id, body, system, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         args![
             id.0,
             seq,
+            patron_seq,
             m.kind.as_str(),
             m.audience.as_str(),
             kind,
@@ -149,6 +151,7 @@ pub(crate) async fn insert_message<D: Db>(
     Ok(Message {
         session: id,
         seq: seq as u64,
+        patron_seq: patron_seq as u64,
         kind: m.kind,
         audience: m.audience,
         author: m.author,
@@ -157,6 +160,14 @@ pub(crate) async fn insert_message<D: Db>(
         at: now,
         system: m.system,
     })
+}
+
+/// The numbers of the line after one numbered `last` (`(0, 0)`: none), for
+/// `audience`: the next of the session's, and the patron's, which only the
+/// lines they see move on (`Message::patron_seq`).
+pub(crate) fn next_numbers(last: (i64, i64), audience: Audience) -> (i64, i64) {
+    let (seq, patron_seq) = last;
+    (seq + 1, patron_seq + i64::from(audience == Audience::Everyone))
 }
 
 /// The patron's question as the first line of their session.

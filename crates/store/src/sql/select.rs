@@ -182,8 +182,18 @@ pub(crate) fn im_conversation(r: &dyn Cols) -> Result<crate::ImConversation> {
 
 /// The session `?1`'s next sequence number (see `rows::insert_message`):
 /// a seek to the end of its range in the messages' primary key.
-pub(crate) const NEXT_SEQ: &str =
-    "SELECT COALESCE((SELECT seq FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1), 0) + 1 AS seq";
+/// A session's last line: its number, and its number for the patron
+/// (`Message::patron_seq`). No row: the session has no line yet.
+pub(crate) const LAST_LINE: &str =
+    "SELECT seq AS seq, patron_seq AS patron_seq FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1";
+
+/// The patron's line numbered `?2`. A line's number is at least its
+/// patron's (`patron_seq`), so the line is at `seq >= ?2`: the read seeks
+/// there in the key and steps over the lines for staff before it (only
+/// their `audience`, at the head of the row, is read), never over the
+/// chat's lines from its start.
+pub(crate) const PATRON_LINE: &str = "SELECT seq AS seq, patron_seq AS patron_seq FROM messages
+     WHERE session_id = ?1 AND seq >= ?2 AND audience = 'everyone' AND patron_seq >= ?2 ORDER BY seq LIMIT 1";
 
 /// A session's last sequence number and the time of its last line, for a
 /// query naming the session `s`. Each is a seek to the end of its range in
@@ -390,7 +400,8 @@ pub(crate) fn queue_entry(r: &dyn Cols) -> Result<QueueEntry> {
 
 /// Every line of a chat as a viewer receives it (the replay and catch-up
 /// read this per line).
-pub(crate) const MESSAGE_SELECT: &str = "SELECT session_id AS session_id, seq AS seq, kind AS kind,
+pub(crate) const MESSAGE_SELECT: &str =
+    "SELECT session_id AS session_id, seq AS seq, patron_seq AS patron_seq, kind AS kind,
             audience AS audience, author_kind AS author_kind, author_id AS author_id, author_name AS author_name,
             client_id AS client_id, body AS body, system AS system, at AS at
      FROM messages";
@@ -406,6 +417,7 @@ pub(crate) fn message(r: &dyn Cols) -> Result<Message> {
     Ok(Message {
         session: SessionId(r.int("session_id")?),
         seq: r.int("seq")? as u64,
+        patron_seq: r.int("patron_seq")? as u64,
         kind: parse(r, "kind", "message kind", MessageKind::parse)?,
         audience: parse(r, "audience", "audience", Audience::parse)?,
         author,

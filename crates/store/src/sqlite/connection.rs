@@ -177,9 +177,10 @@ mod tests {
 
     /// One message's columns as `(name, value)`, to be put in a `SELECT` in
     /// any order.
-    const LINE: [(&str, &str); 11] = [
+    const LINE: [(&str, &str); 12] = [
         ("session_id", "7"),
         ("seq", "3"),
+        ("patron_seq", "2"),
         ("kind", "'message'"),
         ("audience", "'everyone'"),
         ("author_kind", "'staff'"),
@@ -216,7 +217,7 @@ mod tests {
         // Assert
         assert_eq!(in_order, backwards);
         assert_eq!(in_order.session, SessionId(7));
-        assert_eq!(in_order.seq, 3);
+        assert_eq!((in_order.seq, in_order.patron_seq), (3, 2));
         assert_eq!(in_order.author, Author::Staff { id: StaffId(42), name: "Ann".into() });
         assert_eq!(in_order.body, "Try the catalogue.");
         assert_eq!(in_order.client_id.as_deref(), Some("c-1"));

@@ -41,4 +41,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/034.sql"),
     include_str!("migrations/035.sql"),
     include_str!("migrations/036.sql"),
+    include_str!("migrations/037.sql"),
 ];

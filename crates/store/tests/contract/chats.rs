@@ -22,6 +22,7 @@ on_every_backend!(
     a_guard_that_refuses_writes_nothing,
     appends_are_gapless_and_a_client_id_is_stored_once_per_sender,
     simultaneous_sends_are_gapless_and_store_each_client_id_once,
+    a_patron_numbers_only_the_lines_they_see_without_a_gap,
     only_committed_messages_are_published_once_each_in_commit_order,
     conference_transfer_and_leave_keep_the_librarian_and_the_members_right,
     a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_over,
@@ -201,6 +202,72 @@ async fn simultaneous_sends_are_gapless_and_store_each_client_id_once(b: &Backen
     }
     assert_eq!(fresh, 20, "one message per client id");
     assert_eq!(seqs(b, c).await, (1..=22).collect::<Vec<u64>>(), "question, joined line, then 20 gapless");
+}
+
+/// A line's number for the patron (`patron_seq`) counts the lines for
+/// everyone alone, however the lines for staff fall between them (notes sent
+/// at once with the patron's lines, in one batch on PostgreSQL; a colleague
+/// whispering): stored, re-sent and published alike, and read back as the
+/// place a patron's number stands for.
+async fn a_patron_numbers_only_the_lines_they_see_without_a_gap(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let a = chatting(s, w, None, "t4", 700).await;
+    let sends: Vec<_> = (0..30)
+        .map(|i| {
+            let (store, ann) = (b.store.clone(), w.ann.clone());
+            tokio::spawn(async move {
+                let new = match i % 3 {
+                    0 => line(staff_author(&ann), MessageKind::Note, "psst", Some(&format!("n{i}"))),
+                    1 => line(patron(), MessageKind::Message, "hi", Some(&format!("p{i}"))),
+                    _ => line(staff_author(&ann), MessageKind::Message, "hello", Some(&format!("s{i}"))),
+                };
+                store.append(a, new, ok(), 702).await.unwrap().message
+            })
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for send in sends {
+        sent.push(send.await.unwrap());
+    }
+    s.conference(a, w.dev.clone(), ConferenceMode::Whisper, ok(), 703).await.unwrap();
+    let again = s.append(a, line(patron(), MessageKind::Message, "hi", Some("p1")), ok(), 704).await.unwrap();
+    let first = sent.iter().find(|m| m.client_id.as_deref() == Some("p1")).unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.message.seq, again.message.patron_seq), (first.seq, first.patron_seq), "a re-send's numbers");
+    s.end(a, staff_author(&w.ann), ok(), Box::new(|_, _| None), Ending::default(), 705).await.unwrap();
+
+    let all = s.messages_after(a, 0, 1000).await.unwrap();
+    assert_eq!(all.len(), 2 + 30 + 2, "question, joined, the sends, whispering, ended");
+    let mut everyone = 0;
+    for m in &all {
+        everyone += u64::from(m.audience == Audience::Everyone);
+        assert_eq!(m.patron_seq, everyone, "line {} ({:?}) counts the lines for everyone up to it", m.seq, m.kind);
+    }
+    assert_eq!(everyone, 2 + 20 + 1, "question, joined, the patron's and librarian's lines, ended");
+    for m in &sent {
+        let stored = &all[m.seq as usize - 1];
+        assert_eq!((m.seq, m.patron_seq), (stored.seq, stored.patron_seq), "as the append answered");
+    }
+    // (Two PostgreSQL writers may publish their batches out of order.)
+    let mut published: Vec<(u64, u64)> = b.sink.messages(a).iter().map(|m| (m.seq, m.patron_seq)).collect();
+    published.sort_unstable();
+    assert_eq!(published, all.iter().map(|m| (m.seq, m.patron_seq)).collect::<Vec<_>>(), "as published");
+
+    assert_eq!(s.seen_by_patron(a, 0).await.unwrap(), (0, 0));
+    let theirs: Vec<&Message> = all.iter().filter(|m| m.audience == Audience::Everyone).collect();
+    for line in &theirs {
+        assert_eq!(s.seen_by_patron(a, line.patron_seq).await.unwrap(), (line.seq, line.patron_seq), "their line");
+    }
+    let last = all.last().unwrap();
+    for past in [everyone + 1, u64::MAX] {
+        assert_eq!(s.seen_by_patron(a, past).await.unwrap(), (last.seq, last.patron_seq), "a number past the last");
+    }
+    // Their lines alone, from any line on, at most so many.
+    for from in [0, 3, all[10].seq, last.seq] {
+        let read = s.lines_for_everyone_after(a, from, 5).await.unwrap();
+        let expected: Vec<&Message> = theirs.iter().copied().filter(|m| m.seq > from).take(5).collect();
+        assert_eq!(read.iter().collect::<Vec<_>>(), expected, "after {from}");
+    }
 }
 
 /// I2: events are published only for committed writes, once each, in

@@ -53,12 +53,17 @@ impl Recorder {
     /// The sequence numbers of the messages published for `session`, in
     /// the order they were published.
     pub fn message_seqs(&self, session: SessionId) -> Vec<u64> {
+        self.messages(session).iter().map(|m| m.seq).collect()
+    }
+
+    /// The messages published for `session`, in the order they were published.
+    pub fn messages(&self, session: SessionId) -> Vec<refdesk_domain::chat::Message> {
         self.0
             .lock()
             .unwrap()
             .iter()
             .filter_map(|e| match e {
-                Event::Message { message, .. } if message.session == session => Some(message.seq),
+                Event::Message { message, .. } if message.session == session => Some(message.clone()),
                 _ => None,
             })
             .collect()
