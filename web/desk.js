@@ -119,6 +119,18 @@ function label(s) {
   return `${s.patron_name} — ${s.library_name}`;
 }
 
+// The chat's name, and a link to its question's page (where it is referred
+// to another library, and its timeline read), once it has one.
+function titleChat(session, s) {
+  $("chat-title").textContent = s ? label(s) : `Chat ${session}`;
+  const q = s?.ctx.question;
+  $("refer-hint").hidden = !q;
+  if (q) {
+    $("question-link").href = `/desk/questions/${q}`;
+    $("question-link").textContent = `Question #${q}`;
+  }
+}
+
 function show(session) {
   saveDraft();
   accepting = null;
@@ -137,8 +149,7 @@ function show(session) {
   $("chat").classList.remove("hidden");
   $("no-chat").classList.add("hidden");
   $("details").classList.remove("hidden");
-  const s = monitor.get(session);
-  $("chat-title").textContent = s ? label(s) : `Chat ${session}`;
+  titleChat(session, monitor.get(session));
   $("log").replaceChildren(...[...l.items.values()].map((m) => messageItem(m, { staffView: true })),
     ...[...pending].filter(([, p]) => p.session === session).map(([id, p]) => pendingItem(id, p)));
   $("log").scrollTop = $("log").scrollHeight;
@@ -249,6 +260,7 @@ function renderComposer() {
     : note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
   retarget();
   $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
+  $("refer-hint").classList.toggle("hidden", $("librarian-actions").classList.contains("hidden"));
   $("end").classList.toggle("hidden", part !== "librarian" || ended);
   $("transfer-box").classList.toggle("hidden", part !== "librarian" || ended);
   if (part !== "librarian" || ended) $("transfer-box").open = false;
@@ -369,6 +381,7 @@ function closeChat(session) {
   $("log").replaceChildren();
   $("patron").replaceChildren();
   $("chat-title").textContent = "";
+  $("refer-hint").hidden = true;
   $("chat").classList.add("hidden");
   $("details").classList.add("hidden");
   $("no-chat").classList.remove("hidden");
@@ -427,7 +440,7 @@ function renderMonitor() {
   $("list-all").replaceChildren(...(me.role === "librarian" ? [] : [...[...monitor.values()].filter((s) => s.state !== "ended").map(item), ...more]));
   if (current !== null) {
     const s = monitor.get(current);
-    if (s) $("chat-title").textContent = label(s);
+    if (s) titleChat(current, s);
   }
   renderPresent();
   renderComposer();
@@ -816,7 +829,11 @@ async function start() {
   $("transfer-box").addEventListener("focusin", reaching);
 }
 // An open panel (Transfer, Abusive patron) closes with Escape, the focus
-// back on its label.
+// back on its label, and with a click anywhere outside it (what was typed
+// in it stays until another chat opens).
+document.addEventListener("pointerdown", (e) => {
+  for (const id of ["transfer-box", "abuse"]) if ($(id).open && !$(id).contains(e.target)) $(id).open = false;
+});
 for (const id of ["transfer-box", "abuse"]) {
   // One open at a time: they lie at the same place.
   $(id).addEventListener("toggle", () => {

@@ -47,6 +47,7 @@ function row(q) {
     el("td", {}, q.patron_name || "—"),
     el("td", {}, q.library_name + (q.referred_name ? ` → ${q.referred_name}` : "")),
     el("td", {}, q.state.status), el("td", {}, codeOf(q)), el("td", {}, q.librarian_name || "—"),
+    el("td", {}, q.assignee_name || "—"),
     el("td", {}, new Date(q.last_message_at).toLocaleString()));
 }
 
@@ -54,7 +55,8 @@ function row(q) {
 // each column heading is a button; the sorted column says so with aria-sort.
 const KEYS = {
   id: (q) => q.id, text: (q) => q.text, patron: (q) => q.patron_name || "", library: (q) => q.library_name,
-  status: (q) => q.state.status, code: (q) => (q.state.code ? codeOf(q) : ""), librarian: (q) => q.librarian_name || "", last: (q) => q.last_message_at,
+  status: (q) => q.state.status, code: (q) => (q.state.code ? codeOf(q) : ""), librarian: (q) => q.librarian_name || "",
+  assignee: (q) => q.assignee_name || "", last: (q) => q.last_message_at,
 };
 let sort = { key: "id", dir: "descending" };
 let shown = [];

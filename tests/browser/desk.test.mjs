@@ -160,6 +160,18 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   assert.equal(await ann.locator("#transfer-box").evaluate((d) => d.open), false, "Bo's chat opens with the panel closed");
   assert.equal(await ann.inputValue("#transfer-note"), "", "and no note of Ada's");
   await ann.getByRole("button", { name: /^Ada — Riverside/ }).click();
+  // The chat's question is a link away (a referral is made on its page).
+  assert.match(await ann.locator("#question-link").innerText(), /^Question #\d+$/);
+  assert.match(await ann.locator("#question-link").getAttribute("href"), /^\/desk\/questions\/\d+$/);
+  assert.match(await ann.locator("#refer-hint").innerText(), /^To refer the question to another library.*: Question #\d+\.$/);
+  // A click outside an open panel closes it; what was typed in it stays.
+  await ann.locator("#transfer-box summary").click();
+  await ann.fill("#transfer-note", "kept for later");
+  await ann.locator("#text").click();
+  assert.equal(await ann.locator("#transfer-box").evaluate((d) => d.open), false, "a click outside closes it");
+  await ann.locator("#transfer-box summary").click();
+  assert.equal(await ann.inputValue("#transfer-note"), "kept for later", "what was typed stays");
+  await ann.locator("#transfer-box summary").click();
 
   // Signing out in the middle of chats asks first (the harness answers yes
   // to every dialog; what it said is kept).

@@ -519,6 +519,15 @@ test("a question is assigned from its page to a colleague of its library; Claim 
   await page.locator("#timeline li", { hasText: "assigned: nobody → Ann Archer" }).waitFor();
   assert.equal(await page.locator("#assign option:checked").innerText(), "Ann Archer");
   await accessible(page, "the question page with its assignment");
+  // The list says to whom, in a column of its own.
+  const list = await page.context().newPage();
+  await list.goto(`${base}/desk/questions?q=${encodeURIComponent(`#${q.id}`)}`);
+  const row = list.locator("#rows tr", { hasText: "Who holds the 1890 survey?" }).first();
+  await row.waitFor();
+  const heads = await list.locator("#heads th").allInnerTexts();
+  const cells = await row.locator("td").allInnerTexts();
+  assert.equal(cells[heads.indexOf("Assigned to")], "Ann Archer", `${heads} | ${cells}`);
+  await list.close();
   // Ann's page: hers, so no Claim; the picker says so.
   await ann.page.goto(`${base}/desk/questions/${q.id}`);
   await ann.page.locator("#assign option", { hasText: "Ann Archer" }).waitFor({ state: "attached" });

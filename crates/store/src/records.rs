@@ -819,6 +819,9 @@ pub struct QuestionRecord {
     pub librarian: Option<StaffId>,
     /// Their display name.
     pub librarian_name: Option<String>,
+    /// The display name of the staff member it is assigned to
+    /// (`state.assignee`).
+    pub assignee_name: Option<String>,
     /// The session's state.
     pub session_state: SessionState,
     /// R5: still live.

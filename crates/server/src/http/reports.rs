@@ -15,6 +15,7 @@ use refdesk_app::ListFilter;
 use refdesk_domain::report::{self as r, Cell, Table, DAY};
 use refdesk_store::QuestionRecord;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -169,12 +170,15 @@ async fn export_questions(
     // export's length, and a client that stops reading stops the reads.
     let page = ListFilter { before: None, limit: EXPORT_PAGE as u32, ..filter };
     let first = s.app.question_export_page(&staff, page.clone()).await?;
+    // Codes are written as the librarians pick them (their labels), as the
+    // list shows them; a key no code has any more, as it is.
+    let labels: Labels = Arc::new(s.app.codes(&staff).await?.into_iter().map(|c| (c.key, c.label)).collect());
     let mut w = questions_csv_writer()?;
-    write_questions(&mut w, &first)?;
+    write_questions(&mut w, &first, &labels)?;
     let head = finish(w)?;
     let last = first.last().map(|q| q.id).filter(|_| first.len() == EXPORT_PAGE);
     let reads = (s.sockets.sign_in_reads.clone(), s.app.limits().staff_reads_per_second);
-    let export = Export { app: s.app.clone(), staff, token, page, written: first.len(), last, reads };
+    let export = Export { app: s.app.clone(), staff, token, page, written: first.len(), last, reads, labels };
     let rest =
         futures_util::stream::unfold(export, |mut e| async move { e.next_chunk().await.map(|chunk| (chunk, e)) });
     let body = futures_util::StreamExt::chain(
@@ -187,6 +191,9 @@ async fn export_questions(
 
 /// Questions read per page of an export.
 const EXPORT_PAGE: usize = 200;
+
+/// Resolution codes' labels by key.
+type Labels = Arc<std::collections::HashMap<String, String>>;
 
 /// An export under way: the list's query, and how far it has come.
 struct Export {
@@ -202,6 +209,8 @@ struct Export {
     /// The staff members' read budgets, and the rate: each page spends one
     /// of the exporter's, as a request would.
     reads: (std::sync::Arc<crate::ws::Registry<String>>, u32),
+    /// The codes' labels, read once for the whole export.
+    labels: Labels,
 }
 
 impl Export {
@@ -225,7 +234,7 @@ impl Export {
             let got = self.app.question_export_page(&self.staff, self.page.clone()).await.map_err(ApiError::from)?;
             let take = got.len().min(EXPORT_MAX - self.written);
             let mut w = writer();
-            write_questions(&mut w, &got[..take])?;
+            write_questions(&mut w, &got[..take], &self.labels)?;
             self.written += take;
             self.last = if take == EXPORT_PAGE { got.last().map(|q| q.id) } else { None };
             finish(w)
@@ -308,6 +317,7 @@ fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
         "Code",
         "READ scale",
         "Librarian",
+        "Assigned to",
         "Referred to",
         "Follow-up",
         "Rating",
@@ -318,17 +328,23 @@ fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
 }
 
 /// Questions as rows of the question list's CSV.
-fn write_questions(w: &mut csv::Writer<Vec<u8>>, questions: &[QuestionRecord]) -> Result<(), ApiError> {
+fn write_questions(
+    w: &mut csv::Writer<Vec<u8>>,
+    questions: &[QuestionRecord],
+    labels: &Labels,
+) -> Result<(), ApiError> {
     for q in questions {
         let st = &q.state;
+        let code = st.code.as_deref().map(|key| labels.get(key).map_or(key, String::as_str));
         let row = [
             q.id.0.to_string(),
             utc(q.created_at),
             defused(&q.library_name).into_owned(),
             st.status.as_str().to_owned(),
-            defused(st.code.as_deref().unwrap_or("")).into_owned(),
+            defused(code.unwrap_or("")).into_owned(),
             st.read_scale.map(|n| n.to_string()).unwrap_or_default(),
             defused(q.librarian_name.as_deref().unwrap_or("")).into_owned(),
+            defused(q.assignee_name.as_deref().unwrap_or("")).into_owned(),
             defused(q.referred_name.as_deref().unwrap_or("")).into_owned(),
             if st.follow_up { "yes" } else { "" }.to_owned(),
             q.rating.map(|n| n.to_string()).unwrap_or_default(),

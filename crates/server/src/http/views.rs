@@ -182,6 +182,8 @@ pub struct QuestionView {
     pub librarian: Option<StaffId>,
     /// Their name.
     pub librarian_name: Option<String>,
+    /// The name of the staff member it is assigned to (`state.assignee`).
+    pub assignee_name: Option<String>,
     /// The chat's state.
     pub session_state: SessionState,
     /// R2, B1: its chat is still live.
@@ -220,6 +222,7 @@ impl From<refdesk_store::QuestionRecord> for QuestionView {
             state: q.state,
             librarian: q.librarian,
             librarian_name: q.librarian_name,
+            assignee_name: q.assignee_name,
             session_state: q.session_state,
             live: q.live,
             created_at: q.created_at,

@@ -85,6 +85,7 @@ async fn a_chat_becomes_a_question_whose_status_follows_the_resolution_code() {
     let (_, list) = ann.get("/api/questions").await;
     assert_eq!(list[0]["live"], false, "R5: ended and coded, no longer live");
     assert_eq!(list[0]["state"]["status"], "new");
+    assert_eq!(list[0]["assignee_name"], "Ann Archer", "the list names whom it is assigned to");
 
     // R7: the timeline has every change with who.
     let qid = list[0]["id"].as_i64().unwrap();

@@ -965,6 +965,10 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         let patron = app.start_chat("riverside-main", text).await;
         assert_eq!(ann.accept(patron.session).await.0, 200);
         assert_eq!(ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+        if i == 0 {
+            let code = json!({"code": "follow_up_by_me"});
+            assert_eq!(ann.post(&format!("/api/sessions/{}/code", patron.session), code).await.0, 200);
+        }
         let rating = json!({"rating": i % 5 + 1, "comment": text});
         assert_eq!(patron.post("/api/chat/rating", rating).await.0, 200);
     }
@@ -1014,13 +1018,14 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         "Code",
         "READ scale",
         "Librarian",
+        "Assigned to",
         "Referred to",
         "Follow-up",
         "Rating",
         "Question text",
     ];
     assert_eq!(records[0], head);
-    let texts: Vec<&str> = records[1..].iter().map(|r| r[10].as_str()).collect();
+    let texts: Vec<&str> = records[1..].iter().map(|r| r[11].as_str()).collect();
     let mut want: Vec<String> = AWKWARD.iter().map(|t| defused(t)).collect();
     want.reverse(); // newest first
     assert_eq!(texts, want);
@@ -1028,10 +1033,15 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         assert_eq!(r[2], "Riverside University Main Library");
         assert_eq!(r[6], "Ann Archer");
     }
+    // The coded one (the oldest, last): its code as the librarian picked
+    // it, and to whom the code gave it.
+    let coded = records.last().unwrap();
+    assert_eq!((coded[3].as_str(), coded[4].as_str(), coded[7].as_str()), ("new", "Follow-up by me", "Ann Archer"));
+    assert!(records[1..records.len() - 1].iter().all(|r| r[4].is_empty() && r[7].is_empty()), "no code, nobody");
     // Without the filter, Lakeside's formula is there too, neutralised.
     let all = read_csv(&get_raw(&erin, "/api/questions/export").await.bytes().await.unwrap());
     assert_eq!(all.len(), AWKWARD.len() + 2);
-    assert!(all.iter().any(|r| r[10] == "'=1+1 from Lakeside" && r[2] == "Lakeside Public Library"));
+    assert!(all.iter().any(|r| r[11] == "'=1+1 from Lakeside" && r[2] == "Lakeside Public Library"));
 }
 
 // --- bad input ----------------------------------------------------------------
@@ -1101,7 +1111,7 @@ async fn the_question_export_goes_out_a_page_at_a_time_and_holds_every_question_
     assert_eq!(records.len(), 451, "the heading and every question");
     let ids: Vec<i64> = records[1..].iter().map(|r| r[0].parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first, each once");
-    let texts: BTreeSet<&str> = records[1..].iter().map(|r| r[10].as_str()).collect();
+    let texts: BTreeSet<&str> = records[1..].iter().map(|r| r[11].as_str()).collect();
     assert_eq!(texts.len(), 450);
 }
 

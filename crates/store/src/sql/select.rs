@@ -481,7 +481,8 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
     "SELECT q.id AS question_id, q.session_id AS session_id,
             q.library_id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
             l.name AS library_name, q.text AS text,
-            q.status AS status, q.code AS code, q.assignee_id AS assignee_id, q.follow_up AS follow_up,
+            q.status AS status, q.code AS code, q.assignee_id AS assignee_id, sa.display_name AS assignee_name,
+            q.follow_up AS follow_up,
             q.referred_to AS referred_to, q.exclude_from_stats AS exclude_from_stats, q.read_scale AS read_scale,
             rl.institution_id AS referred_institution, ri.cooperative_id AS referred_cooperative,
             rl.name AS referred_name,
@@ -493,6 +494,7 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
             s.erased_at IS NOT NULL AS erased
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
+     LEFT JOIN staff sa ON sa.id = q.assignee_id
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id"
 );
 
@@ -509,6 +511,7 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
         state,
         librarian: r.opt_int("librarian_id")?.map(StaffId),
         librarian_name: r.opt_text("librarian_name")?,
+        assignee_name: r.opt_text("assignee_name")?,
         session_state,
         created_at: r.int("created_at")?,
         last_message_at: r.int("last_message_at")?,
