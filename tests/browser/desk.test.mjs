@@ -1032,3 +1032,15 @@ test("a colleague who signed in since the desk last looked is offered as soon as
   await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached", timeout: 5000 });
   for (const p of [ann, back, patron]) await p.context().close();
 });
+
+test("the desk's header is one line on a 1366 px laptop whatever the role (an admin's wrapped Sign out below it)", async () => {
+  for (const who of ["ann", "carla", "dev"]) {
+    const page = await open();
+    await signIn(page, who, null);
+    const tops = await page.evaluate(() => [...document.querySelector(".deskbar").children]
+      .map((e) => Math.round(e.getBoundingClientRect().top + e.getBoundingClientRect().height / 2)));
+    assert.ok(Math.max(...tops) - Math.min(...tops) <= 4, `${who}: the header's items are on one line (${tops})`);
+    assert.match(await page.locator("#me").getAttribute("title"), /^Signed in as /, "the whole name on hover");
+    await page.context().close();
+  }
+});
