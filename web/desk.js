@@ -792,7 +792,8 @@ async function start() {
       else if (f.type === "availability") refreshColleagues();
       else if (f.type === "link") { linkDown = f.down; sayConnection(); }
       else if (f.type === "referred") {
-        $("referral").replaceChildren(`Question #${f.question} was referred to ${f.library_name} by ${f.by}: `,
+        const what = f.follow_up ? `left for ${f.library_name} to follow up` : `referred to ${f.library_name}`;
+        $("referral").replaceChildren(`Question #${f.question} was ${what} by ${f.by}: `,
           el("a", { href: `/desk/questions/${f.question}` }, f.text));
         chime();
         refreshQuestions();

@@ -416,6 +416,19 @@ test("a referral alerts the receiving library's desk", async () => {
   for (const p of [ben, ann, patron, carla]) await p.context().close();
 });
 
+test("a question left to the patron's library to follow up alerts that library's other desks", async () => {
+  const carla = await open();
+  await signIn(carla, "carla");
+  const { ann, patron } = await chatWithAnn("Ivo", "Who can follow this up?");
+  await ann.click("#end");
+  await ann.selectOption("#code", { label: "Follow-up by patron's library" });
+  await ann.click("#set-code");
+  await carla.getByText(/^Question #\d+ was left for Riverside University Main Library to follow up by Ann Archer:/).waitFor();
+  await carla.locator("#referral").getByRole("link", { name: "Who can follow this up?" }).waitFor();
+  assert.equal(await ann.locator("#referral").innerText(), "", "not told to the desk that set it");
+  for (const p of [ann, patron, carla]) await p.context().close();
+});
+
 test("nothing stale: a script a colleague adds appears when the picker is opened, and an error clears after a later success", async () => {
   const { ann, patron } = await chatWithAnn("Hal", "Stale question");
   // Carla saves a library script; Ann's open desk offers it without a reload.

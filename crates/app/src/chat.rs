@@ -901,12 +901,17 @@ impl App {
         let (me, now) = (staff.clone(), self.clock.now());
         // Who a code may give the question to, as the chat is now (a chat
         // that changed hands since gives it to nobody: read again next time).
-        let chatter = match self.store.session(session).await? {
-            Some(rec) => {
-                self.chatter_in_scope(rec.ctx.librarian, &rec.ctx.placement, rec.ctx.referred.as_ref()).await?
-            }
-            None => None,
+        let (chatter, question) = match self.store.session(session).await? {
+            Some(rec) => (
+                self.chatter_in_scope(rec.ctx.librarian, &rec.ctx.placement, rec.ctx.referred.as_ref()).await?,
+                rec.ctx.question,
+            ),
+            None => (None, None),
         };
+        // Whether the code flags the question for follow-up by its library
+        // (it was not): that library's desks are told once it commits.
+        let flagged = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flags = flagged.clone();
         let decide: refdesk_store::Decide = Box::new(move |before, rec, codes| {
             // A librarian who chatted for the cooperative codes the chat
             // while they are part of it, as on the question page.
@@ -922,6 +927,7 @@ impl App {
             }
             let mut state = apply_code(before, code, rec.ctx.librarian.filter(|l| chatter == Some(*l)), None);
             state.read_scale = read_scale.or(state.read_scale);
+            flags.store(!before.follow_up && state.follow_up, std::sync::atomic::Ordering::Relaxed);
             Ok(state)
         });
         let mut guard = self.line_guard(staff, Action::SetCode);
@@ -940,7 +946,15 @@ impl App {
         if counted.is_ok() && set.is_err() {
             self.written.give_back(staff.id, now);
         }
-        Ok(set?.0)
+        let state = set?.0;
+        // Read for the desks' notice (its library, its words): the code
+        // stands whether or not the read does.
+        if let Some(id) = question.filter(|_| flagged.load(std::sync::atomic::Ordering::Relaxed)) {
+            if let Ok(Some(q)) = self.store.question(id).await {
+                self.tell_follow_up(staff, &q);
+            }
+        }
+        Ok(state)
     }
 
     /// The resolution codes offered to this staff member.

@@ -111,16 +111,19 @@ pub enum Out {
     Im(ImMessage),
     /// This staff member's sign-ins were revoked: the connection must close.
     SignedOut,
-    /// A question was referred to a library this staff member serves.
+    /// A question was referred to a library this staff member serves, or
+    /// flagged for its follow-up.
     Referred {
         /// The question.
         question: refdesk_domain::ids::QuestionId,
-        /// The library it was referred to.
+        /// The library it was referred to (or flagged for).
         library_name: String,
         /// The question as first asked.
         text: String,
-        /// Who referred it.
+        /// Who referred or flagged it.
         by: String,
+        /// Flagged for follow-up, not referred.
+        follow_up: bool,
     },
     /// A session left the viewer's chat monitor (transferred away, out of scope).
     MonitorGone(SessionId),
@@ -979,13 +982,15 @@ impl Feed {
                     out.push(Out::SignedOut);
                 }
             }
-            Event::Referred { question, to, library_name, text, by } => {
-                if sees(&self.viewer, Item::Referral { to: *to }) {
+            Event::Referred { question, to, library_name, text, by, by_id, follow_up } => {
+                let theirs = matches!(&self.viewer, Viewer::Staff(me) if Some(me.id) == *by_id);
+                if !theirs && sees(&self.viewer, Item::Referral { to: *to }) {
                     out.push(Out::Referred {
                         question: *question,
                         library_name: library_name.clone(),
                         text: text.clone(),
                         by: by.clone(),
+                        follow_up: *follow_up,
                     });
                 }
             }

@@ -20,6 +20,8 @@ use refdesk_store::{
     NewMessage, QuestionPlan, QuestionQuery, QuestionRecord, QuestionScope, ScopeLevel, SessionRecord, TimelineEntry,
 };
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Filters of the question list, already parsed.
 #[derive(Clone, Debug)]
@@ -315,8 +317,13 @@ impl App {
             Err(ref spent) => Some(spent.clone()),
             Ok(()) => None,
         };
+        // Whether a code flags the question for follow-up by its library
+        // (it was not): that library's desks are told once it commits.
+        let flagged = Arc::new(AtomicBool::new(false));
+        let flags = flagged.clone();
         let plan: refdesk_store::Plan = Box::new(move |q, session| {
             let plan = decide(&me, prepared, confirm_live, q, session, now)?;
+            flags.store(!q.state.follow_up && plan.state.as_ref().is_some_and(|s| s.follow_up), Ordering::Relaxed);
             // A line into a live chat from the question list counts like
             // one from the desk: no chat grows without bound. The chat's
             // first code is never refused (`App::line_guard`).
@@ -350,7 +357,22 @@ impl App {
         if counted.is_ok() && acted.is_err() {
             self.written.give_back(staff.id, now);
         }
-        self.after_acting(staff, receiving, acted?).await
+        self.after_acting(staff, receiving, flagged.load(Ordering::Relaxed), acted?).await
+    }
+
+    /// Tells the desks of a question's own library that a code flagged it
+    /// for their follow-up (once committed: nothing is announced that could
+    /// roll back), as a referral is told to the receiving library's.
+    pub(crate) fn tell_follow_up(&self, staff: &Staff, q: &refdesk_store::QuestionRecord) {
+        self.bus.publish_ephemeral(refdesk_domain::event::Event::Referred {
+            question: q.id,
+            to: q.placement,
+            library_name: q.library_name.clone(),
+            text: q.text.chars().take(200).collect(),
+            by: staff.display_name.clone(),
+            by_id: Some(staff.id),
+            follow_up: true,
+        });
     }
 
     /// Parses an action's input and looks up what it names.
@@ -420,13 +442,18 @@ impl App {
 
     /// What follows a committed action: a referral told at once to the
     /// receiving library's desks (after the commit: nothing is announced
-    /// that could roll back), the mailer woken, and the notice for the page.
+    /// that could roll back), and one `flagged` for follow-up to its own
+    /// library's, the mailer woken, and the notice for the page.
     async fn after_acting(
         &self,
         staff: &Staff,
         receiving: Option<(LibraryId, Placement)>,
+        flagged: bool,
         acted: refdesk_store::Acted,
     ) -> AppResult<ActOutcome> {
+        if flagged {
+            self.tell_follow_up(staff, &acted.question);
+        }
         if let (Some((_, to)), Some(now)) = (receiving, acted.question.referred) {
             if now == to {
                 let text: String = acted.question.text.chars().take(200).collect();
@@ -436,6 +463,8 @@ impl App {
                     library_name: acted.question.referred_name.clone().unwrap_or_default(),
                     text,
                     by: staff.display_name.clone(),
+                    by_id: Some(staff.id),
+                    follow_up: false,
                 });
             }
         }

@@ -207,19 +207,27 @@ pub enum Event {
         /// The SHA-256 digest of the sign-in's token (as stored), never the token.
         login: String,
     },
-    /// A question was referred to a library: its staff are told at their
-    /// desks (issue 13). Never stored as such (the question's timeline is).
+    /// A question was referred to a library, or flagged for follow-up by
+    /// its patron's library: that library's staff are told at their desks
+    /// (issue 13). Never stored as such (the question's timeline is).
     Referred {
         /// The question.
         question: crate::ids::QuestionId,
-        /// The library it was referred to.
+        /// The library it was referred to (flagged: the patron's library).
         to: Placement,
         /// That library's name.
         library_name: String,
         /// The question as first asked.
         text: String,
-        /// Who referred it.
+        /// Who referred or flagged it.
         by: String,
+        /// Their id: they are not told of what they did.
+        #[serde(default)]
+        by_id: Option<crate::ids::StaffId>,
+        /// Flagged for follow-up by the patron's library (a code), not
+        /// referred.
+        #[serde(default)]
+        follow_up: bool,
     },
     /// This node may have missed events (its link to the other nodes was
     /// down): every connection re-reads what it follows from the store.

@@ -298,8 +298,8 @@ impl Connection {
                     OutFrame::Availability { staff: *staff, availability: *availability }
                 }
                 Out::Link { down } => OutFrame::Link { down: *down },
-                Out::Referred { question, library_name, text, by } => {
-                    OutFrame::Referred { question: *question, library_name, text, by }
+                Out::Referred { question, library_name, text, by, follow_up } => {
+                    OutFrame::Referred { question: *question, library_name, text, by, follow_up: *follow_up }
                 }
             };
             queue(socket, &frame, self.send_within()).await?;

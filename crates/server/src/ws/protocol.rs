@@ -258,7 +258,8 @@ pub enum OutFrame<'a> {
         /// Down now.
         down: bool,
     },
-    /// A question was referred to one's library.
+    /// A question was referred to one's library, or flagged for its
+    /// follow-up.
     Referred {
         /// The question.
         question: QuestionId,
@@ -266,7 +267,9 @@ pub enum OutFrame<'a> {
         library_name: &'a str,
         /// The question as first asked.
         text: &'a str,
-        /// Who referred it.
+        /// Who referred or flagged it.
         by: &'a str,
+        /// Flagged for follow-up by the patron's library, not referred.
+        follow_up: bool,
     },
 }

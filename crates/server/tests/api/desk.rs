@@ -196,6 +196,29 @@ async fn after_the_rollup_a_librarian_of_another_library_serves_the_patron_and_t
     assert_eq!(q["librarian_name"], "Ben Booker");
     let (_, bens) = ben.get("/api/questions").await;
     assert_eq!(bens.as_array().unwrap().len(), 1, "Ben sees the question he is part of");
+
+    // Ben leaves it to the patron's library: Riverside's desks are told at
+    // once (as of a referral), Ben's and Lakeside's not; a code set again
+    // (the same one, a READ scale with it) tells nobody again.
+    let mut ann_ws = ann.socket().await;
+    let carla = app.staff("carla").await;
+    let mut carla_ws = carla.socket().await;
+    assert_eq!(ben.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    let code = format!("/api/sessions/{}/code", patron.session);
+    assert_eq!(ben.post(&code, json!({"code": "follow_up_by_library"})).await.0, 200);
+    for ws in [&mut ann_ws, &mut carla_ws] {
+        let told = ws.until(|f| f["type"] == "referred").await.last().unwrap().clone();
+        assert_eq!(told["question"], q["id"]);
+        assert_eq!((told["follow_up"].as_bool(), told["by"].as_str()), (Some(true), Some("Ben Booker")));
+        assert_eq!(told["library_name"], "Riverside University Main Library");
+        assert_eq!(told["text"], "Rolled up?");
+    }
+    assert_eq!(ben.post(&code, json!({"code": "follow_up_by_library", "read_scale": 2})).await.0, 200);
+    for ws in [&mut ann_ws, &mut carla_ws, &mut ben_ws] {
+        ws.send(json!({"type": "ping"})).await;
+        let seen = ws.until(|f| f["type"] == "pong").await;
+        assert!(seen.iter().all(|f| f["type"] != "referred"), "told once, and never Ben: {seen:?}");
+    }
 }
 
 #[tokio::test]

@@ -417,6 +417,28 @@ async fn a_referral_alerts_the_receiving_librarys_desks_only() {
     assert!(seen.iter().all(|f| f["type"] != "referred"), "{seen:?}");
 }
 
+/// A code set on the question page that leaves a question to its library's
+/// follow-up is told at once to that library's desks, but not to whoever
+/// set it.
+#[tokio::test]
+async fn a_follow_up_flag_alerts_the_questions_library_but_not_who_set_it() {
+    let app = spawn_app().await;
+    let l = live_chat(&app, None).await;
+    l.ann.post(&format!("/api/sessions/{}/end", l.patron.session), json!(null)).await;
+    let mut ann_ws = l.ann.socket().await;
+    let carla = app.staff("carla").await;
+    let mut carla_ws = carla.socket().await;
+    let body = json!({"code": "follow_up_by_library", "confirm_live": true});
+    let (status, out) = carla.act(l.question, "code", body).await;
+    assert_eq!(status, 200, "{out}");
+    let told = ann_ws.until(|f| f["type"] == "referred").await.last().unwrap().clone();
+    assert_eq!((told["question"].as_i64(), told["follow_up"].as_bool()), (Some(l.question), Some(true)));
+    assert_eq!(told["by"], "Carla Catalog");
+    carla_ws.send(json!({"type": "ping"})).await;
+    let seen = carla_ws.until(|f| f["type"] == "pong").await;
+    assert!(seen.iter().all(|f| f["type"] != "referred"), "not told of her own code: {seen:?}");
+}
+
 /// Every entry of a question's timeline, read a page at a time (`timeline_after`,
 /// `timeline_more`); the pages' lengths and their JSON's bytes beside.
 async fn whole_timeline(staff: &Staff, question: i64) -> (Vec<Value>, Vec<(usize, usize)>) {
