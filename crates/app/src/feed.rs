@@ -825,14 +825,15 @@ impl Feed {
         // All or nothing: if anything fails, where each session and
         // conversation stood is restored, so that what was read but not
         // passed on is read again.
-        let sessions: Vec<(SessionId, u64)> = self.sessions.iter().map(|(s, w)| (*s, w.last)).collect();
+        let sessions: Vec<(SessionId, (u64, u64))> =
+            self.sessions.iter().map(|(s, w)| (*s, (w.last, w.shown))).collect();
         let (im, waiting) = (self.desk.as_ref().map(|d| d.im.clone()), self.waiting);
         let handled = self.handle_event(event).await;
         if handled.is_err() {
             self.waiting = waiting;
-            for (s, last) in sessions {
+            for (s, (last, shown)) in sessions {
                 if let Some(w) = self.sessions.get_mut(&s) {
-                    w.last = last;
+                    (w.last, w.shown) = (last, shown);
                 }
             }
             if let (Some(desk), Some(im)) = (self.desk.as_deref_mut(), im) {

@@ -544,6 +544,10 @@ pub struct SessionRecord {
     /// added as they are noted, in whatever order.
     #[serde(skip)]
     pub counted_to: u64,
+    /// The lines its patron sees (its last line's `patron_seq`): in the
+    /// copies appends read, as `patron_chars`; 0 in other reads.
+    #[serde(skip)]
+    pub patron_lines: u64,
 }
 
 impl SessionRecord {
@@ -561,6 +565,7 @@ impl SessionRecord {
         if line.seq > self.last_seq {
             self.last_seq = line.seq;
             self.last_message_at = line.at;
+            self.patron_lines = line.patron_seq;
         }
     }
 

@@ -650,6 +650,41 @@ async fn a_patron_adds_only_so_many_characters_to_a_chat_taken_or_not() {
     assert_eq!(ack["type"], "ack", "{ack}");
 }
 
+/// Where a full chat stops its patron tells nothing of the notes in it: the
+/// patron's limit counts the lines they see.
+#[tokio::test]
+async fn a_chat_is_full_for_its_patron_at_the_same_line_whatever_notes_fall_between() {
+    let app = spawn_app_with(|c| {
+        crate::helpers::staff_writes_unbounded(c);
+        c.limits.max_chat_lines = 8;
+    })
+    .await;
+    let ann = app.staff("ann").await;
+    let mut sent = Vec::new();
+    for notes in [0, 3] {
+        let p = app.start_chat("riverside-main", "How full?").await;
+        assert_eq!(ann.accept(p.session).await.0, 200);
+        for n in 0..notes {
+            let note = json!({"kind": "note", "body": format!("note {n}")});
+            assert_eq!(ann.post(&format!("/api/sessions/{}/messages", p.session), note).await.0, 200);
+        }
+        let mut pat = p.socket().await;
+        pat.resume(None, 0).await;
+        let mut acked = 0;
+        loop {
+            let f = pat.say(None, "message", "more", &format!("m{acked}")).await;
+            if f["type"] != "ack" {
+                assert_eq!(f["code"], "chat_full", "{f}");
+                break;
+            }
+            acked += 1;
+            assert!(acked < 20, "never full");
+        }
+        sent.push(acked);
+    }
+    assert_eq!(sent, [6, 6], "the question, the accept line and six lines each, with notes or without");
+}
+
 #[tokio::test]
 async fn a_patron_adds_only_so_many_lines_while_waiting_and_no_chat_grows_past_its_limit() {
     let app = spawn_app_with(|c| {

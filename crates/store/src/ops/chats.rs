@@ -219,6 +219,8 @@ pub(crate) async fn append<D: Db>(
             let version = db.row(&lock, args![id.0], |r| r.int("version")).await?.ok_or(not_found("session"))?;
             let mut rec = load_session(db, id).await?;
             rec.patron_chars = int(db, sel::PATRON_CHARS, args![id.0], "n").await?.max(0) as u64;
+            let patron_lines = db.row(sel::LAST_LINE, args![id.0], |r| r.int("patron_seq")).await?;
+            rec.patron_lines = patron_lines.unwrap_or(0).max(0) as u64;
             // An ended chat takes no more lines: it is not kept (its
             // patron's name and address with it) for appends that will all
             // be refused.

@@ -28,7 +28,8 @@ const SESSION_COLUMNS: &str = "sessions (library_id, token_hash, state, patron_n
     practice, rating, rating_comment)";
 const QUESTION_COLUMNS: &str = "questions (session_id, library_id, text, status, code, assignee_id, follow_up,
     referred_to, exclude_from_stats, read_scale, created_at)";
-const MESSAGE_COLUMNS: &str = "messages (session_id, seq, kind, audience, author_kind, author_name, sender, body, at)";
+const MESSAGE_COLUMNS: &str =
+    "messages (session_id, seq, patron_seq, kind, audience, author_kind, author_name, sender, body, at)";
 const MEMBER_COLUMNS: &str = "session_members (session_id, staff_id, mode, joined_at)";
 
 /// `(?1, ?2), (?3, ?4)` for 2 rows of 2 columns.
@@ -115,10 +116,12 @@ fn question_args(id: i64, s: &PastSession) -> Option<[Arg<'_>; 11]> {
 }
 
 /// The patron's question as the chat's first line, as a live chat starts.
-fn message_args(id: i64, s: &PastSession) -> [Arg<'_>; 9] {
+fn message_args(id: i64, s: &PastSession) -> [Arg<'_>; 10] {
     let kind = MessageKind::Message;
+    // The question, the chat's first line and its patron's.
     [
         Arg::Int(id),
+        Arg::Int(1),
         Arg::Int(1),
         Arg::from(kind.as_str()),
         Arg::from(kind.audience().as_str()),
@@ -136,7 +139,7 @@ async fn import<D: Db>(db: &mut D, sessions: Vec<PastSession>) -> Result<u64> {
     let questions: Vec<Arg<'_>> = pairs().filter_map(|(id, s)| question_args(id, s)).flatten().collect();
     insert_all(db, QUESTION_COLUMNS, 11, &questions).await?;
     let messages: Vec<Arg<'_>> = pairs().flat_map(|(id, s)| message_args(id, s)).collect();
-    insert_all(db, MESSAGE_COLUMNS, 9, &messages).await?;
+    insert_all(db, MESSAGE_COLUMNS, 10, &messages).await?;
     let members: Vec<Arg<'_>> = pairs()
         .flat_map(|(id, s)| s.members.iter().map(move |(staff, mode, at)| (id, staff, mode, at)))
         .flat_map(|(id, staff, mode, at)| [Arg::Int(id), Arg::Int(staff.0), Arg::from(mode.as_str()), Arg::Int(*at)])

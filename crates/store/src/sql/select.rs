@@ -353,6 +353,7 @@ pub(crate) fn session(r: &dyn Cols) -> Result<SessionRecord> {
         patron_away: r.flag("patron_away")?,
         patron_chars: 0,
         counted_to: r.int("last_seq")? as u64,
+        patron_lines: 0,
     })
 }
 

@@ -302,6 +302,9 @@ async fn every_view_of_the_question_list_is_what_its_definition_says_in_every_sc
         });
     }
     assert_eq!(s.import_history(past).await.unwrap(), 160);
+    // An imported chat's question is its first line, and its patron's.
+    let first = s.messages_after(refdesk_domain::ids::SessionId(1), 0, 10).await.unwrap();
+    assert_eq!(first.iter().map(|m| (m.seq, m.patron_seq)).collect::<Vec<_>>(), [(1, 1)]);
     // Live chats: two under way with no code, one with a code (live until it ends).
     let mut live = Vec::new();
     for token in ["live-1", "live-2", "live-3"] {

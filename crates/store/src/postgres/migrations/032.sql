@@ -6,13 +6,22 @@
 --
 -- `refdesk_append_many` now numbers both and returns the patron's: its
 -- result changes, so it is dropped and made again. A node of the previous
--- release calls it with the old result and stores lines without the
--- patron's number: stop every node before starting this release
+-- release would still append through it, but its other writes leave the
+-- patron's number out and fail (below), and the pages it serves number
+-- lines the old way: stop every node before starting this release
 -- (docs/operations.md, "Upgrades").
 ALTER TABLE messages ADD COLUMN patron_seq BIGINT NOT NULL DEFAULT 0;
-UPDATE messages SET patron_seq = (
-    SELECT count(*) FROM messages e
-     WHERE e.session_id = messages.session_id AND e.seq <= messages.seq AND e.audience = 'everyone');
+-- Counted in one pass over each chat's lines (a running sum), not once
+-- per line over the lines before it.
+UPDATE messages SET patron_seq = numbered.n
+  FROM (SELECT session_id, seq,
+               sum(CASE WHEN audience = 'everyone' THEN 1 ELSE 0 END) OVER (PARTITION BY session_id ORDER BY seq) AS n
+          FROM messages) AS numbered
+ WHERE messages.session_id = numbered.session_id AND messages.seq = numbered.seq;
+-- No default once every line has its number: a write that leaves it out (a
+-- node of the previous release, which must not run beside this one) fails
+-- rather than store a line the patron would number 0.
+ALTER TABLE messages ALTER COLUMN patron_seq DROP DEFAULT;
 
 DROP FUNCTION refdesk_append_many(BIGINT[], BIGINT[], BIGINT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[],
                                   TEXT[], TEXT[], TEXT[]);

@@ -4,6 +4,10 @@
 -- session's own numbers, which count the lines for staff too, would show
 -- where a librarian wrote a note or a colleague joined unseen.
 ALTER TABLE messages ADD COLUMN patron_seq INTEGER NOT NULL DEFAULT 0;
-UPDATE messages SET patron_seq = (
-    SELECT count(*) FROM messages e
-     WHERE e.session_id = messages.session_id AND e.seq <= messages.seq AND e.audience = 'everyone');
+-- Counted in one pass over each chat's lines (a running sum), not once
+-- per line over the lines before it.
+UPDATE messages SET patron_seq = numbered.n
+  FROM (SELECT session_id, seq,
+               sum(CASE WHEN audience = 'everyone' THEN 1 ELSE 0 END) OVER (PARTITION BY session_id ORDER BY seq) AS n
+          FROM messages) AS numbered
+ WHERE messages.session_id = numbered.session_id AND messages.seq = numbered.seq;
