@@ -47,6 +47,8 @@ const own = {
   set(v) { memory = v; try { sessionStorage.setItem(key, JSON.stringify(v)); } catch { /* blocked: memory only */ } },
   clear() { memory = null; try { sessionStorage.removeItem(key); } catch { /* blocked */ } },
 };
+// Whether the chat is in the page's storage (not in its memory alone).
+const kept = () => { try { return JSON.parse(sessionStorage.getItem(key))?.token === chat?.token; } catch { return false; } };
 const fromHost = (type, data) => { if (host) window.parent.postMessage({ type, ...data }, host); };
 function restore() {
   if (!host) return Promise.resolve(own.get());
@@ -297,6 +299,23 @@ function begin() {
       $("status").textContent = connected ? statusText : "Reconnecting…";
       // Whoever was typing before the drop may have stopped meanwhile.
       if (!connected) for (const who of [...typists.keys()]) setTyping(who, false);
+    },
+    // refdesk was upgraded while this page was open: reloaded, it runs
+    // the new build's script and replays the chat as the new build numbers
+    // it (the chat, the lines on their way and what was being typed are
+    // kept with it). Once: the builds it has seen are kept with the chat,
+    // so that servers of two builds side by side (an upgrade under way)
+    // do not reload it again and again.
+    onUpdated: (release, first) => {
+      const known = chat?.releases ?? [];
+      if (!chat || known.includes(release)) return;
+      chat.releases = [...known, first, release].slice(-4);
+      if (!chat.ended) chat.draft = $("text").value;
+      save();
+      // Not where this browser blocks the page's storage (the chat is in
+      // its memory alone): reloaded, it would be lost.
+      if (!host && !kept()) return;
+      location.reload();
     },
     onFrame: (f) => {
       if (f.type === "event") render(f);

@@ -94,8 +94,12 @@ export function messageItem(m, { staffView = false } = {}) {
  */
 // The first frame authenticates (docs/protocol.md): `auth` holds a patron's
 // chat token; staff send it bare and their sign-in cookie decides.
-export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
+// `onUpdated(release, first)`: a `hello` named another build of the pages
+// than the first one did (docs/protocol.md): refdesk was upgraded under
+// this page.
+export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) {
   let ws = null;
+  let release = null; // the first `hello`'s
   let delay = 500;
   let closedByUs = false;
   let again = null; // the next try's timer, while one waits
@@ -119,7 +123,11 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState }) {
         // (its `hello`), not when it merely opened: a socket closed before
         // its `auth` was answered (a node shedding sockets still opening,
         // 1013) keeps growing it.
-        if (frame.type === "hello") delay = 500;
+        if (frame.type === "hello") {
+          delay = 500;
+          release ??= frame.release;
+          if (frame.release && frame.release !== release) onUpdated?.(frame.release, release);
+        }
         onFrame(frame);
       } catch (err) { console.error(err); }
     };

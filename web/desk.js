@@ -71,14 +71,21 @@ let connected = true;
 // The server's link to refdesk's other servers is down (its "link" frame):
 // lines from patrons and colleagues connected to them come a few seconds late.
 let linkDown = false;
+// refdesk was upgraded on the server while the desk was open (a `hello`
+// named another build of the pages): this page's script is the old one.
+let updated = false;
 function sayConnection() {
   const offline = navigator.onLine === false;
   const text = offline ? "You are offline: what you send goes once you are back online; the queue and the chats shown may be behind."
     : !connected ? "Reconnecting… what you send goes once the desk is connected again."
-      : linkDown ? "This server has lost its link to refdesk's other servers: lines from patrons and colleagues connected to them may come a few seconds late." : "";
+      : linkDown ? "This server has lost its link to refdesk's other servers: lines from patrons and colleagues connected to them may come a few seconds late."
+        : updated ? "refdesk has been updated on the server. Reload this page to go on with the new version (what you were typing is kept)." : "";
   // Kept in the page, empty while connected: a live region shown and
   // filled at once would go unannounced.
   $("connection").textContent = text;
+  if (updated && text.startsWith("refdesk has been updated")) {
+    $("connection").append(" ", el("button", { type: "button", id: "reload", class: "secondary", onclick: () => location.reload() }, "Reload"));
+  }
 }
 window.addEventListener("offline", sayConnection);
 // Back online: the socket may have been cut without a word (a network that
@@ -691,6 +698,7 @@ async function start() {
       for (const [id, p] of pending) send({ type: "send", session: p.session, kind: p.kind, client_id: id, body: p.body });
     },
     onState: (s) => { connected = s === "connected"; sayConnection(); },
+    onUpdated: () => { updated = true; sayConnection(); },
     onFrame: (f) => {
       if (f.type === "hello") maxChars = f.max_message_chars || maxChars;
       else if (f.type === "event") onEvent(f);

@@ -213,6 +213,89 @@ test("a close with 1001 (a server going away after its drain) brings the patron'
   for (const p of [ann.page, patron]) await p.context().close();
 });
 
+test("a patron's page open across an upgrade of refdesk reloads once, keeping its chat and what was being typed; the desk says so and offers to reload", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  // Every socket through a route that can make the server's `hello` name
+  // another build of the pages (`release`), as a server upgraded meanwhile
+  // does, and close the socket as a server going away does.
+  let release = null;
+  /** The page's sockets through the route: the last one, and how many `hello`s it passed. */
+  const routed = async (page) => {
+    const r = { last: null, hellos: 0 };
+    await page.routeWebSocket(/\/api\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      r.last = { ws, server };
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        const f = JSON.parse(m);
+        if (f.type === "hello") {
+          r.hellos += 1;
+          if (release) f.release = release;
+        }
+        ws.send(JSON.stringify(f));
+      });
+    });
+    return r;
+  };
+  const patronSockets = await routed(patron);
+  let loads = 0;
+  patron.on("load", () => { loads += 1; });
+  const session = await askQuestion(patron, "Una", "Will the upgrade lose my chat?");
+  await accept(ann, session);
+  await say(ann, session, "Said before the upgrade.");
+  await patron.getByText("Said before the upgrade.").waitFor();
+  await patron.fill("#text", "Half a sentence");
+  /** Closes the page's socket as a server going away does. */
+  const restart = async (r) => { const { ws, server } = r.last; await ws.close({ code: 1001, reason: "going away" }); await server.close(); };
+
+  const before = loads;
+  release = "00000000000000aa";
+  await restart(patronSockets);
+  await patron.waitForFunction(() => window.performance.getEntriesByType("navigation")[0]?.type === "reload");
+  await patron.getByText("Said before the upgrade.").waitFor();
+  assert.equal(loads, before + 1, "reloaded once");
+  assert.equal(await patron.getByText("Said before the upgrade.").count(), 1, "the chat replayed once");
+  assert.equal(await patron.getByText("Will the upgrade lose my chat?").count(), 1);
+  assert.equal(await patron.inputValue("#text"), "Half a sentence", "what was being typed is kept");
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+  await say(ann, session, "Said after the upgrade.");
+  await patron.getByText("Said after the upgrade.").waitFor();
+
+  // The same build again, then the old one (two servers side by side while
+  // an upgrade is under way): both known, no reload.
+  for (const r of ["00000000000000aa", null]) {
+    release = r;
+    await restart(patronSockets);
+    await patron.waitForTimeout(2500);
+    await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+    assert.equal(loads, before + 1, `no reload for a build seen before (${r ?? "the first"})`);
+  }
+
+  // The desk: told, with a button; nothing reloads by itself (a reply
+  // being written stays where it is).
+  release = null;
+  const desk = await open();
+  const deskSockets = await routed(desk);
+  await desk.goto(`${base}/desk`);
+  await desk.fill("#username", "ben");
+  await desk.fill("#password", "refdesk-demo");
+  await desk.click("#login button[type=submit]");
+  await desk.locator("#desk").waitFor();
+  await desk.locator("#connection").waitFor({ state: "hidden" });
+  while (deskSockets.hellos === 0) await desk.waitForTimeout(50);
+  release = "00000000000000bb";
+  await restart(deskSockets);
+  await desk.locator("#connection", { hasText: "refdesk has been updated on the server" }).waitFor();
+  await accessible(desk, "the desk told of an upgrade");
+  await desk.getByRole("button", { name: "Reload" }).click();
+  await desk.locator("#desk").waitFor();
+  await desk.waitForFunction(() => window.performance.getEntriesByType("navigation")[0]?.type === "reload");
+  await desk.waitForTimeout(1000);
+  assert.equal(await desk.locator("#connection").innerText(), "", "the reloaded desk is the new build's");
+  for (const p of [ann.page, patron, desk]) await p.context().close();
+});
+
 test("a 5,000-character message stays in the box with a counter and is not sent; a line the server refuses stays editable", async () => {
   const ann = await staff("ann");
   const patron = await open(PHONE);

@@ -49,6 +49,63 @@ const STAFF: &str = include_str!("../../../../web/staff.html");
 const ADMIN: &str = include_str!("../../../../web/admin.html");
 const REPORTS: &str = include_str!("../../../../web/reports.html");
 
+/// Everything the pages are made of, the widget too: what [`RELEASE`] is
+/// the fingerprint of.
+const ALL: &[&str] = &[
+    INDEX,
+    WIDGET,
+    ASK,
+    DESK,
+    QUESTIONS,
+    QUESTION,
+    STAFF,
+    ADMIN,
+    REPORTS,
+    ASSETS[0].2,
+    ASSETS[1].2,
+    ASSETS[2].2,
+    ASSETS[3].2,
+    ASSETS[4].2,
+    ASSETS[5].2,
+    ASSETS[6].2,
+    ASSETS[7].2,
+    ASSETS[8].2,
+    ASSETS[9].2,
+];
+const _: () = assert!(ASSETS.len() == 10, "a new asset goes in ALL too");
+
+/// 64-bit FNV-1a of every page and asset, worked out when the binary is
+/// built: two servers built from the same pages give the same number.
+const fn fingerprint(texts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut t = 0;
+    while t < texts.len() {
+        let bytes = texts[t].as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            hash ^= bytes[i] as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        // Where one text ends counts: moving a byte from one to the next
+        // changes the pages.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        t += 1;
+    }
+    hash
+}
+
+/// Which build of the pages this server serves, as the socket's `hello`
+/// says it (`release`): a page that hears another one than at its first
+/// `hello` was loaded from an older build and reloads (the patron's) or
+/// says so (the desk's). Opaque: no version number for a stranger to
+/// match against a list of flaws.
+pub fn release() -> &'static str {
+    static RELEASE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{:016x}", fingerprint(ALL)));
+    &RELEASE
+}
+
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -192,5 +249,22 @@ async fn asset(Path(file): Path<String>) -> Response {
                 .into_response()
         }
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_changes_with_any_page_and_not_otherwise() {
+        let pages = ["<p>a</p>", "let x = 1;"];
+        let same = fingerprint(&pages);
+        assert_eq!(same, fingerprint(&["<p>a</p>", "let x = 1;"]));
+        assert_ne!(same, fingerprint(&["<p>a</p>", "let x = 2;"]), "a byte changed");
+        assert_ne!(same, fingerprint(&["<p>a</p>l", "et x = 1;"]), "a byte moved from one file to the next");
+        assert_ne!(same, fingerprint(&["let x = 1;", "<p>a</p>"]), "two files swapped");
+        assert_eq!(release(), format!("{:016x}", fingerprint(ALL)));
+        assert_eq!(release().len(), 16);
     }
 }

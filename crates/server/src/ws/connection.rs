@@ -157,6 +157,7 @@ impl Connection {
             role: if self.patron.is_some() { "patron" } else { "staff" },
             session: self.patron.as_ref().map(|r| r.ctx.id),
             max_message_chars: self.feed.app().limits().max_message_chars,
+            release: crate::http::web::release(),
         };
         send(socket, &hello, self.send_within()).await
     }

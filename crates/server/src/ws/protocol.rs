@@ -112,6 +112,9 @@ pub enum OutFrame<'a> {
         session: Option<SessionId>,
         /// The longest line the server takes.
         max_message_chars: usize,
+        /// Which build of the pages the server serves (opaque): another
+        /// than at a page's first `hello` means the page is out of date.
+        release: &'static str,
     },
     /// A line of a followed session (the message's own fields).
     Event(&'a Message),

@@ -384,6 +384,8 @@ pub struct Socket {
     ws: Stream,
     /// Every frame received, in order.
     pub frames: Vec<Value>,
+    /// The first one, `hello`.
+    pub hello: Value,
 }
 
 impl Socket {
@@ -395,10 +397,10 @@ impl Socket {
             req.headers_mut().insert("Cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
-        let mut s = Socket { ws, frames: Vec::new() };
+        let mut s = Socket { ws, frames: Vec::new(), hello: Value::Null };
         s.send(json!({"type": "auth", "token": token})).await;
-        let hello = s.next().await;
-        assert_eq!(hello["type"], "hello");
+        s.hello = s.next().await;
+        assert_eq!(s.hello["type"], "hello");
         s
     }
 

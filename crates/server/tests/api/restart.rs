@@ -13,6 +13,11 @@ async fn a_server_restart_keeps_everything() {
     let ack = ws.say(None, "message", "acknowledged line", "p1").await;
     assert_eq!(ack["seq"], 3);
     let mut ann_ws = ann.socket().await;
+    // The build of the pages, named in every `hello` (a page hearing
+    // another one reloads): opaque, the same for patrons and staff.
+    let release = ws.hello["release"].as_str().expect("hello names the release").to_owned();
+    assert!(release.len() == 16 && release.bytes().all(|b| b.is_ascii_hexdigit()), "{release}");
+    assert_eq!(ann_ws.hello["release"], release.as_str());
     ann_ws.resume(Some(patron.session), 0).await;
     ann_ws.say(Some(patron.session), "note", "a note", "a1").await;
     ws.close().await;
@@ -26,6 +31,8 @@ async fn a_server_restart_keeps_everything() {
 
     // The patron's token, the staff sign-in, the messages and the question are all there.
     let mut ws = patron.socket().await;
+    // The same build after a restart: an open page is not told to reload.
+    assert_eq!(ws.hello["release"], release.as_str());
     let all = ws.resume(None, 0).await;
     let bodies: Vec<&str> = all.iter().map(|e| e["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, ["Before the restart", "Ann Archer (librarian) has joined the chat", "acknowledged line"]);
