@@ -184,7 +184,9 @@ pub fn answer_mail(q: &QuestionRecord, answer: &str, to: &str) -> NewMail {
             "{answer}\n\n— {library}\n\nYour question (#{id}):\n> {question}\n",
             library = q.library_name,
             id = q.id,
-            question = q.text.replace('\n', "\n> "),
+            // Each line quoted: what a stranger wrote on the offline form
+            // cannot pass for the library's words after its signature.
+            question = lines_joined(&q.text, "\n> "),
         ),
     }
 }
@@ -246,8 +248,16 @@ pub fn transcript_mail(session: &SessionRecord, all: &[Message]) -> Option<NewMa
 /// patron writes can begin a line of the transcript, as a time and a name
 /// do (a question of several lines forged a librarian's line, and the end).
 fn indented(text: &str) -> String {
+    lines_joined(text, "\n    ")
+}
+
+/// `text`'s lines joined by `between`: every character a mail reader may
+/// break a line at ends one (Unicode's line and paragraph separators, the
+/// next-line and form-feed controls, not only `\n`), so that each line
+/// gets the indent or quote mark `between` ends with.
+fn lines_joined(text: &str, between: &str) -> String {
     let breaks = |c: char| matches!(c, '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}');
-    text.replace("\r\n", "\n").split(breaks).collect::<Vec<_>>().join("\n    ")
+    text.replace("\r\n", "\n").split(breaks).collect::<Vec<_>>().join(between)
 }
 
 /// The patron's wall clock: local time minus UTC in minutes (0: UTC
@@ -730,6 +740,19 @@ mod tests {
         ] {
             assert_eq!(check(fine), Ok(()), "{fine}");
         }
+    }
+
+    /// What a stranger wrote on the offline form, quoted under an answer:
+    /// every line of it, whatever breaks it (the separators a mail reader
+    /// may show as line breaks too), so that nothing of it stands below the
+    /// library's signature as the library's own words.
+    #[test]
+    fn every_line_of_the_question_is_quoted_under_an_answer() {
+        let forged = "Where is the map room?\u{2028}\u{2028}— Riverside\u{2029}IMPORTANT: confirm your PIN\u{85}at evil.example\r\nend";
+        let text = super::lines_joined(forged, "\n> ");
+        assert_eq!(text.split('\n').count(), 6, "{text:?}");
+        assert!(text.split('\n').skip(1).all(|l| l.starts_with("> ")), "{text:?}");
+        assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}', '\r']), "{text:?}");
     }
 
     /// One network, its own cap.

@@ -447,13 +447,21 @@ impl App {
     /// actor: whoever runs refdesk on the machine holds the database): a new
     /// password for an admin locked out, or an account disabled or enabled.
     /// Ends the account's sign-ins, like a change made on the desk.
+    /// `false`: nothing to change (disabling an account already disabled,
+    /// enabling one enabled): nothing done, nothing logged.
     pub async fn operator_update(
         &self,
         username: &str,
         password: Option<&str>,
         disabled: Option<bool>,
-    ) -> AppResult<()> {
-        let who = self.store.staff_by_username(username).await?.ok_or(DomainError::NotFound("staff member"))?.staff;
+    ) -> AppResult<bool> {
+        let found = self.store.staff_by_username(username).await?.ok_or(DomainError::NotFound("staff member"))?;
+        // Setting what is set changes nothing, and is logged nowhere.
+        let disabled = disabled.filter(|d| *d != found.disabled);
+        if password.is_none() && disabled.is_none() {
+            return Ok(false);
+        }
+        let who = found.staff;
         let password_hash = match password {
             // As on the desk: an admin's as strong as the first admin's.
             Some(p) => {
@@ -484,7 +492,7 @@ impl App {
         if disabled == Some(true) {
             self.sign_ins.forget(&who.username);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// One round of background work: offers chats that reached the roll-up

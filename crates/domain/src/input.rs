@@ -141,6 +141,11 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
         || domain.starts_with('.')
         || domain.ends_with('.')
         || domain.contains("..")
+        // No top-level domain is all digits: `a@1.2.3.4` is an address
+        // literal without its brackets, which no mail server delivers
+        // to, and which would point the relay at a machine of the
+        // sender's choosing.
+        || domain.rsplit('.').next().is_some_and(|top| top.chars().all(|c| c.is_ascii_digit()))
     {
         return Err(bad());
     }
@@ -376,6 +381,24 @@ fn origin_parts(site: &str) -> Option<OriginParts<'_>> {
     Some(OriginParts { scheme, host, port, default_port: port == default })
 }
 
+/// Whether `host` is a host name as DNS writes it (and an IPv4 address
+/// in dotted decimal): labels of ASCII letters, digits and hyphens, none
+/// empty, none beginning or ending with a hyphen, at most 63 bytes each and
+/// 253 in all. The last label is not all digits, unless the whole is an
+/// IPv4 address: `1.2.3.999` names nothing. A name in other letters is
+/// written in its `xn--` form.
+pub fn host_name(host: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let numeric_top = host.rsplit('.').next().is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()));
+    host.len() <= 253 && host.split('.').all(label_ok) && (!numeric_top || host.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
 fn embed_site(given: &str) -> Option<String> {
     let lower = given.trim().to_ascii_lowercase();
     let (scheme, rest) = lower.split_once("://")?;
@@ -404,18 +427,12 @@ fn embed_site(given: &str) -> Option<String> {
         }
         None => None,
     };
-    let labels: Vec<&str> = host.split('.').collect();
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
+    let (wild, named) = match host.strip_prefix("*.") {
+        Some(named) => (true, named),
+        None => (false, host),
     };
-    let wild = labels.first() == Some(&"*");
-    let named = if wild { &labels[1..] } else { &labels[..] };
     // A wildcard stands for the subdomains of a name of two labels or more.
-    if host.len() > 253 || named.is_empty() || (wild && named.len() < 2) || !named.iter().all(|l| label_ok(l)) {
+    if !host_name(named) || (wild && !named.contains('.')) {
         return None;
     }
     Some(match port {
@@ -469,6 +486,30 @@ mod tests {
         assert!(may_frame(&[], "https://anywhere.example.net"));
     }
 
+    #[test]
+    fn a_host_name_is_written_as_dns_writes_it() {
+        for good in ["localhost", "ask.example.org", "xn--exmple-cua.de", "127.0.0.1", "a-b.c0.org", "example.co.uk"] {
+            assert!(host_name(good), "{good}");
+        }
+        let long = format!("{}.org", vec!["a".repeat(63); 4].join("."));
+        for bad in [
+            "",
+            ".",
+            "a..org",
+            "-a.org",
+            "a-.org",
+            "a.org.",
+            "a_b.org",
+            "ex\u{e4}mple.org",
+            "1.2.3.999",
+            "a.123",
+            &long,
+        ] {
+            assert!(!host_name(bad), "{bad}");
+        }
+        assert!(!host_name(&format!("{}.org", "a".repeat(64))), "a label of 64 bytes");
+    }
+
     /// Only origins get through, in one spelling each: nothing that could
     /// end the header's directive or add another source to it.
     #[test]
@@ -507,6 +548,10 @@ mod tests {
             "https://",
             "'self'",
             "https://ex\u{e4}mple.org",
+            "https://a..org",
+            "https://-bad-.example.org",
+            "https://1.2.3.999",
+            "https://a.org.",
         ] {
             let err = sites(&[bad]).unwrap_err();
             assert!(matches!(err, DomainError::Invalid { field: "sites", .. }), "{bad:?}: {err:?}");
@@ -621,6 +666,8 @@ mod tests {
             "t.@example.net",
             "t..u@example.net",
             "t@exa_mple.net",
+            "t@1.2.3.4",
+            "t@example.123",
         ] {
             assert!(optional_email(Some(odd)).is_err(), "{odd}");
         }

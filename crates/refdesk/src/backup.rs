@@ -31,9 +31,9 @@ pub fn backup(config: &Config, to: &Path, force: bool) -> anyhow::Result<()> {
     }
     let db = config.database_path();
     let done = backup::backup(&db, to, force).map_err(plain).with_context(|| format!("backing up {}", db.display()))?;
-    println!("backed up {} to {}: {}", db.display(), to.display(), describe(&done));
+    out!("backed up {} to {}: {}", db.display(), to.display(), describe(&done));
     if inside(to, &config.data_dir) {
-        println!(
+        out!(
             "warning: {} is inside the data folder {}: a copy there is lost with the folder's disk, and retention \
              and erasures never reach it; move it elsewhere (docs/operations.md, \"Backups and restore\")",
             to.display(),
@@ -74,23 +74,23 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
     let done = backup::restore(from, &db)
         .map_err(plain)
         .with_context(|| format!("restoring {} (nothing was changed)", from.display()))?;
-    println!("restored {} into {}: {}", from.display(), db.display(), describe(&done.summary));
+    out!("restored {} into {}: {}", from.display(), db.display(), describe(&done.summary));
     match &done.set_aside {
-        Some(aside) => println!("the database it replaced is kept as {}", aside.display()),
-        None => println!("there was no database there before"),
+        Some(aside) => out!("the database it replaced is kept as {}", aside.display()),
+        None => out!("there was no database there before"),
     }
     // The outbox is the backup's: e-mails of patrons erased since would go
     // out at the start, but for the erasure journal (docs/operations.md,
     // "Restore"; `refdesk_app::erasures`).
     let journal = config.data_dir.join(refdesk_app::erasures::FILE);
     if journal.is_file() {
-        println!(
+        out!(
             "next: `refdesk{with} serve`: as it starts (bringing an older schema up to date) it makes again the \
              erasures on request noted in {} that this database lacks, before any e-mail goes; its log says how many",
             journal.display()
         );
     } else {
-        println!(
+        out!(
             "next: `REFDESK_MAIL_HOLD=true refdesk{with} serve` (it brings an older schema up to date as it starts; \
              the e-mail waits): there is no erasure journal ({}) here, so repeat the erasures on request made since \
              the backup, then serve without REFDESK_MAIL_HOLD",

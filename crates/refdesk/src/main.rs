@@ -19,6 +19,24 @@
 //!   report timed over it (docs/performance.md).
 #![forbid(unsafe_code)]
 
+/// `println!` that does not panic when standard output is closed (a pipe
+/// whose reader went: `| head`, a log shipper restarting): what is printed
+/// is for the operator, and its loss must not end the service.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`out!`] for standard error.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod backup;
 mod bench;
 mod bench_reports;
@@ -350,9 +368,13 @@ impl NewCooperativeArgs {
 }
 
 fn print_set_up(done: &refdesk_app::setup::SetUp, admin: &str) {
-    println!(
+    out!(
         "created cooperative {} with institution {} and library {} (/ask/{}); cooperative admin {admin} (id {})",
-        done.cooperative, done.institution, done.library.placement.library, done.library.slug, done.admin
+        done.cooperative,
+        done.institution,
+        done.library.placement.library,
+        done.library.slug,
+        done.admin
     );
 }
 
@@ -375,7 +397,7 @@ fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            err!("error: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -387,7 +409,7 @@ fn main() -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
+            err!("error: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -448,13 +470,13 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
                 if unknown.len() == 1 { "is" } else { "are" }
             );
         }
-        println!("the configuration is valid");
+        out!("the configuration is valid");
         for advice in config.advice() {
-            println!("warning: {advice}");
+            out!("warning: {advice}");
         }
         // (`serve` says it at start, as the mailer starts.)
         if config.mail.smtp_url.is_none() {
-            println!(
+            out!(
                 "warning: no mail.smtp_url: answers and transcripts are written to files in {}, not sent (patrons get \
                  nothing); set mail.smtp_url to the library's mail server (README, \"Configuration\")",
                 std::path::absolute(config.data_dir.join("mail"))
@@ -468,7 +490,7 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         check_data_dir(&config)?;
         check_links(&config).await?;
     } else {
-        print!("{}", config.redacted_toml());
+        out!("{}", config.redacted_toml().trim_end());
     }
     Ok(())
 }
@@ -486,7 +508,7 @@ fn say_readable_secrets(path: &Path) {
             _ => return,
         };
         if !secrets.is_empty() {
-            println!(
+            out!(
                 "warning: {} holds {} and every user of this machine can read it: make it 0600 (or 0640, group \
                  refdesk's), or give the secrets in the environment (REFDESK_<NAME>)",
                 path.display(),
@@ -521,7 +543,7 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
         }
         let makers =
             if config.database_url.is_none() { "`refdesk serve` (or `refdesk setup`)" } else { "`refdesk serve`" };
-        println!("data folder {}: not there yet; {makers} creates it", dir.display());
+        out!("data folder {}: not there yet; {makers} creates it", dir.display());
         return Ok(());
     }
     // (A file where the folder should be: the configuration's check says so.)
@@ -531,15 +553,15 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
     match refdesk_server::metrics::disk_space(dir) {
         Ok(space) => {
             let gb = |b: u64| b as f64 / 1e9;
-            println!("data folder {}: {:.1} GB free of {:.1} GB", dir.display(), gb(space.available), gb(space.size));
+            out!("data folder {}: {:.1} GB free of {:.1} GB", dir.display(), gb(space.available), gb(space.size));
             if space.available < LOW_DISK_BYTES || space.available < space.size / 10 {
-                println!(
+                out!(
                     "warning: the data folder's disk is nearly full: a full disk refuses every chat line (free \
                      space, or move data_dir to a bigger disk; docs/operations.md, \"A full disk\")"
                 );
             }
         }
-        Err(e) => println!("warning: the space left on {}'s disk could not be read: {e}", dir.display()),
+        Err(e) => out!("warning: the space left on {}'s disk could not be read: {e}", dir.display()),
     }
     if config.database_url.is_some() {
         return Ok(());
@@ -553,9 +575,9 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
 /// database yet), against this refdesk's: an error if `serve` would refuse it.
 fn say_schema(database: &str, versions: Option<(usize, usize)>, backup: &str) -> anyhow::Result<()> {
     match versions {
-        None | Some((0, _)) => println!("{database}: not set up yet; `refdesk setup` (or `serve --demo`) creates it"),
-        Some((now, known)) if now == known => println!("{database}: schema version {now}, this refdesk's"),
-        Some((now, known)) if now < known => println!(
+        None | Some((0, _)) => out!("{database}: not set up yet; `refdesk setup` (or `serve --demo`) creates it"),
+        Some((now, known)) if now == known => out!("{database}: schema version {now}, this refdesk's"),
+        Some((now, known)) if now < known => out!(
             "warning: {database} is at schema version {now}: `refdesk serve` upgrades it to {known} when it starts, \
              and an older refdesk cannot open it afterwards; {backup}"
         ),
@@ -585,7 +607,7 @@ async fn check_links(config: &Config) -> anyhow::Result<()> {
     }
     if let Some(nats) = config.nats() {
         nats.check_files().map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("NATS link: the nodes' key and the files it names are readable (NATS itself is not connected to)");
+        out!("NATS link: the nodes' key and the files it names are readable (NATS itself is not connected to)");
     }
     Ok(())
 }
@@ -618,12 +640,15 @@ fn init_logs(format: LogFormat) {
     // A filter that does not parse is said, not ignored without a word.
     let filter = match std::env::var("REFDESK_LOG") {
         Ok(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
-            eprintln!("warning: REFDESK_LOG={v:?} is not a log filter ({e}); logging at info");
+            err!("warning: REFDESK_LOG={v:?} is not a log filter ({e}); logging at info");
             "info,refdesk=info".into()
         }),
         Err(_) => "info,refdesk=info".into(),
     };
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written (standard error closed) is lost,
+    // not reported on standard error: that report would panic.
+    let logs =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     match format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
@@ -709,7 +734,7 @@ fn offline(mut config: Config) -> Config {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Config { defaults: true, .. } => {
-            print!("{}", Config::default_toml());
+            out!("{}", Config::default_toml().trim_end());
             Ok(())
         }
         Command::Config { check, .. } => config_command(&cli, *check).await,
@@ -726,8 +751,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = offline(existing(load_config(&cli)?)?);
             refdesk_server::open(&config, Clock::system()).await?.app.store().close().await;
             match &config.database_url {
-                None => println!("database at {} is up to date", config.database_path().display()),
-                Some(_) => println!("the PostgreSQL database is up to date"),
+                None => out!("database at {} is up to date", config.database_path().display()),
+                Some(_) => out!("the PostgreSQL database is up to date"),
             }
             Ok(())
         }
@@ -759,7 +784,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let done = state.app.add_institution(None, coop, name).await.map_err(by_id);
             state.app.store().close().await;
             let i = done?;
-            println!("created institution {} (id {}) in {}", i.name, i.id, i.cooperative_name);
+            out!("created institution {} (id {}) in {}", i.name, i.id, i.cooperative_name);
             Ok(())
         }
         Command::Library { command } => library_command(&cli, command).await,
@@ -799,7 +824,7 @@ async fn rename(cli: &Cli, what: Named, name: &str) -> anyhow::Result<()> {
     let done = state.app.rename(None, what, name).await.map_err(by_id);
     state.app.store().close().await;
     done?;
-    println!("renamed to {}", name.trim());
+    out!("renamed to {}", name.trim());
     Ok(())
 }
 
@@ -844,15 +869,15 @@ async fn list_users(app: &App) -> anyhow::Result<()> {
     let mut cooperatives: Vec<_> = institutions.iter().map(|i| (i.cooperative, i.cooperative_name.as_str())).collect();
     cooperatives.dedup();
     if cooperatives.is_empty() {
-        println!("nothing set up yet: run `refdesk setup` (or `refdesk demo` to try it out)");
+        out!("nothing set up yet: run `refdesk setup` (or `refdesk demo` to try it out)");
     }
     for (coop, name) in cooperatives {
-        println!("cooperative {coop}: {name}");
+        out!("cooperative {coop}: {name}");
         for entry in app.store().staff_of(coop).await.map_err(|e| anyhow::anyhow!("{e}"))? {
             let s = &entry.staff;
             let slug = libraries.iter().find(|l| l.placement.library == s.home.library).map_or("?", |l| &l.slug);
             let disabled = if entry.disabled { "  (disabled)" } else { "" };
-            println!("  {:<20} {:<18} {slug:<16} {}{disabled}", s.username, s.role.as_str(), s.display_name);
+            out!("  {:<20} {:<18} {slug:<16} {}{disabled}", s.username, s.role.as_str(), s.display_name);
         }
     }
     Ok(())
@@ -871,18 +896,20 @@ async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled
     // Disabling the cooperative's last cooperative admin leaves no one to
     // manage its admins, codes and institutions: done, but said.
     let lone = match (&done, disabled) {
-        (Ok(()), Some(true)) => last_cooperative_admin(state.app.store().as_ref(), username).await,
+        (Ok(true), Some(true)) => last_cooperative_admin(state.app.store().as_ref(), username).await,
         _ => None,
     };
     state.app.store().close().await;
-    done?;
-    match (password, disabled) {
-        (Some(_), _) => println!("{username} has a new password; their sign-ins have ended"),
-        (None, Some(true)) => println!("{username} is disabled; their sign-ins have ended"),
-        _ => println!("{username} is enabled; they may sign in again"),
+    let changed = done?;
+    match (password, disabled, changed) {
+        (Some(_), _, _) => out!("{username} has a new password; their sign-ins have ended"),
+        (None, Some(true), true) => out!("{username} is disabled; their sign-ins have ended"),
+        (None, Some(true), false) => out!("{username} was disabled already; nothing changed"),
+        (None, _, true) => out!("{username} is enabled; they may sign in again"),
+        (None, _, false) => out!("{username} was enabled already; nothing changed"),
     }
     if let Some(coop) = lone {
-        println!(
+        out!(
             "note: {coop} has no enabled cooperative admin now; `refdesk user enable {username}` opens the account \
              again, or add one with `refdesk user add … --role cooperative_admin`"
         );
@@ -923,7 +950,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     });
     state.app.store().close().await;
     let id = id?;
-    println!("created staff member {} (id {id}) at {}", u.username, u.library);
+    out!("created staff member {} (id {id}) at {}", u.username, u.library);
     Ok(())
 }
 
@@ -951,11 +978,11 @@ fn listen_address(s: &str) -> Result<SocketAddr, String> {
 fn print_next(cli: &Cli, admin: &str) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     match &config.database_url {
-        None => println!("the database is {}", std::fs::canonicalize(config.database_path())?.display()),
-        Some(_) => println!("the database is the PostgreSQL one of database_url"),
+        None => out!("the database is {}", std::fs::canonicalize(config.database_path())?.display()),
+        Some(_) => out!("the database is the PostgreSQL one of database_url"),
     }
     let with = same_folder(cli);
-    println!("next: `refdesk{with} serve`, then sign in at /desk as {admin} to add staff and libraries");
+    out!("next: `refdesk{with} serve`, then sign in at /desk as {admin} to add staff and libraries");
     Ok(())
 }
 
@@ -978,8 +1005,8 @@ async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<
             let done = state.app.add_library(None, inst, slug, name).await.map_err(by_id);
             state.app.store().close().await;
             let l = done?;
-            println!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
-            println!("its widget snippet: `refdesk library snippet {}`", l.slug);
+            out!("created library {} (id {}) at /ask/{}", l.name, l.placement.library, l.slug);
+            out!("its widget snippet: `refdesk library snippet {}`", l.slug);
             Ok(())
         }
         LibraryCommand::Rename { slug, name } => {
@@ -1005,7 +1032,7 @@ async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<
                 }
                 e => anyhow::anyhow!("{e}"),
             })?;
-            println!(
+            out!(
                 "<script src=\"{}/widget.js\" data-library=\"{}\" defer></script>",
                 public.trim_end_matches('/'),
                 library.slug
@@ -1087,12 +1114,12 @@ async fn serve_locked(
     if demo {
         if state.app.store().is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
             load_demo(&state.app).await?;
-            println!("loaded the demo data");
+            out!("loaded the demo data");
         }
         if demo::present(&state.app).await.map_err(|e| anyhow::anyhow!("{e}"))? {
             print_demo_logins();
         } else {
-            println!("--demo: this database already holds data other than the demo's; the demo was not loaded");
+            out!("--demo: this database already holds data other than the demo's; the demo was not loaded");
         }
     }
     let addr = listener.local_addr()?;
@@ -1122,27 +1149,25 @@ fn print_serving(config: &Config, addr: std::net::SocketAddr, libs: &[refdesk_st
     match &config.database_url {
         None => {
             let data = config.data_dir.canonicalize().unwrap_or_else(|_| config.data_dir.clone());
-            println!("refdesk is serving on {on} (data in {})", data.display());
+            out!("refdesk is serving on {on} (data in {})", data.display());
         }
-        Some(_) => println!("refdesk is serving on {on} (data in PostgreSQL)"),
+        Some(_) => out!("refdesk is serving on {on} (data in PostgreSQL)"),
     }
     // Behind a proxy, the pages work at the public address only (a
     // sign-in from another origin is refused as cross-site).
     let base = config.public_url.clone().unwrap_or_else(|| format!("http://{reachable}"));
     if config.public_url.is_some() {
-        println!("  (signing in works at {base} only: requests from another address are refused as cross-site)");
+        out!("  (signing in works at {base} only: requests from another address are refused as cross-site)");
     }
-    println!("  librarian desk:  {base}/desk");
+    out!("  librarian desk:  {base}/desk");
     for lib in libs.iter().take(10) {
-        println!("  patron chat:     {base}/ask/{}  ({})", lib.slug, lib.name);
+        out!("  patron chat:     {base}/ask/{}  ({})", lib.slug, lib.name);
     }
     if libs.len() > 10 {
-        println!("  … and {} more libraries (`refdesk list`)", libs.len() - 10);
+        out!("  … and {} more libraries (`refdesk list`)", libs.len() - 10);
     }
     if libs.is_empty() {
-        println!(
-            "  no libraries yet: run `refdesk setup` to set up your cooperative (or `refdesk demo` to try it out)"
-        );
+        out!("  no libraries yet: run `refdesk setup` to set up your cooperative (or `refdesk demo` to try it out)");
     }
 }
 
@@ -1172,17 +1197,17 @@ async fn list(app: &App) -> anyhow::Result<()> {
     let institutions = app.institutions(None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let libraries = app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if institutions.is_empty() {
-        println!("nothing set up yet: run `refdesk setup` (or `refdesk demo` to try it out)");
+        out!("nothing set up yet: run `refdesk setup` (or `refdesk demo` to try it out)");
     }
     let mut coop = None;
     for i in &institutions {
         if coop != Some(i.cooperative) {
-            println!("cooperative {}: {}", i.cooperative, i.cooperative_name);
+            out!("cooperative {}: {}", i.cooperative, i.cooperative_name);
             coop = Some(i.cooperative);
         }
-        println!("  institution {}: {}", i.id, i.name);
+        out!("  institution {}: {}", i.id, i.name);
         for l in libraries.iter().filter(|l| l.placement.institution == i.id) {
-            println!("    library {}: {} (/ask/{})", l.placement.library, l.name, l.slug);
+            out!("    library {}: {} (/ask/{})", l.placement.library, l.name, l.slug);
         }
     }
     Ok(())
@@ -1205,9 +1230,9 @@ async fn load_demo(app: &App) -> anyhow::Result<()> {
 }
 
 fn print_demo_logins() {
-    println!("demo logins (password for all: {}):", demo::PASSWORD);
+    out!("demo logins (password for all: {}):", demo::PASSWORD);
     for (user, name, role, lib) in demo::ACCOUNTS {
-        println!("  {user:<6} {name:<14} {:<18} {lib}", role.as_str());
+        out!("  {user:<6} {name:<14} {:<18} {lib}", role.as_str());
     }
 }
 

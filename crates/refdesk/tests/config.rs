@@ -564,3 +564,35 @@ fn config_check_warns_of_a_file_everyone_may_read_that_holds_a_secret() {
     assert!(err(&o).contains("block_hours"), "the error: {}", err(&o));
     assert!(out(&o).contains("holds mail.smtp_url and every user of this machine can read it"), "{}", out(&o));
 }
+
+/// A `public_url` no browser could be at is refused before anything
+/// starts: every sign-in would be refused, and `library snippet` would
+/// print a widget address that loads nowhere.
+#[test]
+fn a_public_url_no_browser_can_reach_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let check = |url: &str| {
+        let set = format!("public_url={url}");
+        refdesk(None, &[], &["--data-dir", data.to_str().unwrap(), "--set", &set, "config", "--check"])
+    };
+    for bad in [
+        "https://ask.example.org:99999",
+        "https://ask.example.org:0",
+        "https://-bad-.example..org",
+        "https://ask..example.org",
+        "https://1.2.3.999",
+        "https://ask_desk.example.org",
+    ] {
+        let o = check(bad);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", out(&o));
+        assert!(err(&o).contains("public_url must be like https://ask.example.org"), "{bad}: {}", err(&o));
+    }
+    for fine in
+        ["https://ask.example.org", "https://ask.example.org:8443/", "http://127.0.0.1:8080", "https://[::1]:8443"]
+    {
+        let o = check(fine);
+        assert_eq!(o.status.code(), Some(0), "{fine}: {}", err(&o));
+    }
+    assert!(!data.exists(), "a check creates nothing");
+}

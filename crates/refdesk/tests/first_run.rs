@@ -366,6 +366,9 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     assert!(o.status.success() && text(&o).contains("nora is disabled"), "{}", text(&o));
     // The cooperative's only cooperative admin: done, and said.
     assert!(text(&o).contains("has no enabled cooperative admin now"), "{}", text(&o));
+    // Again: nothing to change, and nothing logged (below).
+    let o = refdesk(dir.path(), &["user", "disable", "nora"], None);
+    assert!(o.status.success() && text(&o).contains("nora was disabled already; nothing changed"), "{}", text(&o));
     // An operator finds the accounts, and which are disabled, without the desk.
     let o = refdesk(dir.path(), &["user", "list"], None);
     let line = text(&o).lines().find(|l| l.trim_start().starts_with("nora ")).map(str::to_owned);
@@ -374,4 +377,9 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     let o = refdesk(dir.path(), &["user", "enable", "nora"], None);
     assert!(o.status.success() && text(&o).contains("nora is enabled; they may sign in again"), "{}", text(&o));
     assert_eq!(login(NEW).await, 200);
+    // The admin log holds each change once: not the disable that changed nothing.
+    let nora = sign_in(&server, "nora", NEW).await;
+    let log = nora.get(server.url("/api/admin-log")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(log.matches(": disabled").count(), 1, "{log}");
+    assert_eq!(log.matches(": enabled").count(), 1, "{log}");
 }

@@ -156,3 +156,45 @@ async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_th
         assert!(metrics.contains(&format!(r#"status="{status}""#)), "{status}s still counted:\n{metrics}");
     }
 }
+
+/// A server whose standard output and error are pipes their reader closed
+/// (`refdesk serve 2>&1 | head`, a log shipper restarting) goes on serving:
+/// a line it cannot write is lost, not a panic that ends the service. It
+/// still stops cleanly on SIGTERM, saying so in its lock file.
+#[tokio::test]
+async fn a_server_whose_log_pipe_closes_goes_on_serving_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(&data).args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Every request is logged: each one after the close is a write that fails.
+    cmd.env("REFDESK_LOG", "info,refdesk_server=debug").env_remove("REFDESK_LOG_FORMAT");
+    let mut server = Server { child: cmd.spawn().expect("refdesk serve starts"), port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(server.url("/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "refdesk serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server.child.stdout.take());
+    drop(server.child.stderr.take());
+    for _ in 0..20 {
+        let res = reqwest::get(server.url("/readyz")).await.expect("still serving after its log pipe closed");
+        assert_eq!(res.status(), 200);
+    }
+    assert!(server.child.try_wait().unwrap().is_none(), "the server ended when it could not write its log");
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill runs");
+    assert!(term.success());
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(20), "still running after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let lock = std::fs::read_to_string(data.join("refdesk.lock")).unwrap();
+    assert!(lock.contains("serve stopped"), "the lock file says it stopped cleanly: {lock:?}");
+}

@@ -600,8 +600,11 @@ impl Config {
         if let Some(url) = &self.public_url {
             let origin = crate::origin::origin_of(url.trim_end_matches('/'));
             let bare = url.trim_end_matches('/').splitn(4, '/').nth(3).is_none();
-            if origin.is_none() || !bare || url.contains(['?', '#']) {
-                problems.push(anyhow::anyhow!("public_url must be like https://ask.example.org (http or https, a host, an optional port, no path)"));
+            if origin.is_none() || !bare || url.contains(['?', '#']) || !reachable(url) {
+                problems.push(anyhow::anyhow!(
+                    "public_url must be like https://ask.example.org (http or https, a host name or IP address, an \
+                     optional port from 1 to 65535, no path; a name in other letters than a-z in its xn-- form)"
+                ));
             }
         }
     }
@@ -769,6 +772,25 @@ const ENV_SET: &[(&str, &str)] = &[
     ("REFDESK_MAX_CONNECTIONS", "limits.max_connections"),
     ("REFDESK_MAX_MESSAGE_CHARS", "limits.max_message_chars"),
 ];
+
+/// Whether a browser could reach `url` (a `public_url` of the right
+/// shape): its port from 1 to 65535, and its host an IP address or a name
+/// as DNS writes it. A browser never sends the origin of `:99999` or of
+/// `-bad-.example..org`: every sign-in would be refused.
+fn reachable(url: &str) -> bool {
+    let Ok(uri) = url.trim_end_matches('/').parse::<axum::http::Uri>() else { return false };
+    let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else { return false };
+    // `Uri::port` is `None` for a port that is not a `u16`, as for none.
+    let port_ok = match authority.as_str().rsplit_once(':') {
+        Some((_, port)) if !port.ends_with(']') => port.parse::<u16>().is_ok_and(|p| p != 0),
+        _ => true,
+    };
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+    port_ok && (ip || refdesk_domain::input::host_name(&host.to_ascii_lowercase()))
+}
 
 #[cfg(test)]
 mod tests {
