@@ -97,9 +97,10 @@ impl MailConfig {
     /// all at once, not one per check).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = self.from.parse::<Mailbox>() {
+        // (lettre's own word for it, "Invalid input", says nothing more.)
+        if self.from.parse::<Mailbox>().is_err() {
             problems.push(format!(
-                "mail.from {:?} is not an address ({e}): give one like \"Ask a Librarian <ask@library.example.org>\" \
+                "mail.from {:?} is not an address: give one like \"Ask a Librarian <ask@library.example.org>\" \
                  or ask@library.example.org",
                 self.from
             ));

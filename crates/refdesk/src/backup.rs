@@ -69,11 +69,22 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
     // Held until the restore ends: no server may start on the folder
     // meanwhile, and none may be running (it would keep the replaced
     // database open and go on writing to it).
-    let _lock = lock::lock_data_dir(&config.data_dir, lock::Purpose::Restore)?;
+    let created = !config.data_dir.exists();
+    let lock = lock::lock_data_dir(&config.data_dir, lock::Purpose::Restore)?;
     let db = config.database_path();
-    let done = backup::restore(from, &db)
-        .map_err(plain)
-        .with_context(|| format!("restoring {} (nothing was changed)", from.display()))?;
+    let done = match backup::restore(from, &db) {
+        Ok(done) => done,
+        Err(e) => {
+            // A folder made for the restore goes with it: it holds nothing
+            // but the lock (`remove_dir` takes an empty folder only).
+            drop(lock);
+            if created {
+                let _ = std::fs::remove_file(config.data_dir.join(lock::LOCK_FILE));
+                let _ = std::fs::remove_dir(&config.data_dir);
+            }
+            return Err(plain(e)).with_context(|| format!("restoring {} (nothing was changed)", from.display()));
+        }
+    };
     out!("restored {} into {}: {}", from.display(), db.display(), describe(&done.summary));
     match &done.set_aside {
         Some(aside) => out!("the database it replaced is kept as {}", aside.display()),

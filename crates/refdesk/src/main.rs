@@ -483,6 +483,19 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
                     .unwrap_or_else(|_| config.data_dir.join("mail"))
                     .display()
             );
+        } else if config
+            .mail
+            .from
+            .trim()
+            .trim_end_matches('>')
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case("localhost"))
+        {
+            out!(
+                "warning: mail.from is at localhost ({}): mail servers refuse such mail or file it as spam; set \
+                 mail.from to an address of the library's own domain",
+                config.mail.from.trim()
+            );
         }
         if let Some(path) = &cli.config {
             say_readable_secrets(path);
@@ -569,6 +582,17 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
     let path = dir.join("refdesk.sqlite3");
     let versions = refdesk_store::sqlite::backup::schema_versions(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     say_schema(&format!("database {}", path.display()), versions, "take a backup first (`refdesk backup --to …`)")
+}
+
+/// The schema version the database is at now (`Some(0)` or `None`: none
+/// yet, or it could not be read).
+async fn schema_version(config: &Config) -> Option<usize> {
+    match &config.database_url {
+        Some(url) => refdesk_store::postgres::schema_versions(url).await.ok().map(|(now, _)| now),
+        None => {
+            refdesk_store::sqlite::backup::schema_versions(&config.database_path()).ok().flatten().map(|(now, _)| now)
+        }
+    }
 }
 
 /// `config --check`'s word on a database's schema version (`None`: no
@@ -749,10 +773,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             // A mistyped data folder is refused, not given a new database.
             let config = offline(existing(load_config(&cli)?)?);
+            let before = schema_version(&config).await;
             refdesk_server::open(&config, Clock::system()).await?.app.store().close().await;
-            match &config.database_url {
-                None => out!("database at {} is up to date", config.database_path().display()),
-                Some(_) => out!("the PostgreSQL database is up to date"),
+            let after = schema_version(&config).await;
+            let what = match &config.database_url {
+                None => format!("database at {}", config.database_path().display()),
+                Some(_) => "the PostgreSQL database".to_owned(),
+            };
+            match (before, after) {
+                (Some(b), Some(a)) if b > 0 && b < a => out!("{what}: upgraded from schema version {b} to {a}"),
+                (Some(0) | None, Some(a)) => out!("{what}: created at schema version {a}"),
+                (_, Some(a)) => out!("{what} is up to date (schema version {a}); nothing to do"),
+                (_, None) => out!("{what} is up to date"),
             }
             Ok(())
         }
@@ -940,6 +972,10 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
         format!("unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin", u.role)
     })?;
     let name = u.name.clone().unwrap_or_else(|| u.username.clone());
+    // What can be judged before the password is asked for, is: nobody types
+    // a password twice to learn the username was wrong.
+    refdesk_domain::input::slug("username", &u.username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    refdesk_domain::input::optional_line("display_name", Some(&name), 100).map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = read_password(u.password_file.as_deref())?;
     let state = refdesk_server::open(&config, Clock::system()).await?;
     let id = state.app.add_staff(None, &u.library, &u.username, &name, role, &password).await.map_err(|e| match e {
@@ -1050,12 +1086,15 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     }
     cap_connections(&mut config);
     // A public URL means the service is deployed: no demo there either.
-    let public = !config.listen.ip().is_loopback() || config.public_url.is_some();
-    if demo && public {
+    let why = match (&config.public_url, config.listen.ip().is_loopback()) {
+        (Some(url), _) => Some(format!("with a public_url ({url})")),
+        (None, false) => Some(format!("on a listen address other than loopback ({})", config.listen)),
+        (None, true) => None,
+    };
+    if let Some(why) = why.as_ref().filter(|_| demo) {
         bail!(
-            "--demo is for trying refdesk on this machine: it is refused with a public_url or a listen address \
-             other than loopback ({}). To serve a library, run `refdesk setup` (README: Deploying for real).",
-            config.listen
+            "--demo is for trying refdesk on this machine: it is refused {why}. To serve a library, run `refdesk \
+             setup` (README: Deploying for real)."
         );
     }
     let listener = bind(&config).await?;
@@ -1066,7 +1105,7 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
         Some(_) => None,
     };
     let unclean_before = lock.as_ref().and_then(|l| l.unclean_before.clone());
-    let served = serve_locked(&config, listener, unclean_before.as_deref(), public, demo).await;
+    let served = serve_locked(&config, listener, unclean_before.as_deref(), why.is_some(), demo).await;
     // Every orderly end (an error included) says so in the lock file; a
     // crash or a kill does not, and the next `serve` tells.
     if let Some(lock) = lock {

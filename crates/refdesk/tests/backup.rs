@@ -363,6 +363,11 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     assert!(!out.status.success());
     assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
     assert!(!fresh.exists(), "a data folder was made for a backup that is not there");
+    // Nor for one that is there but no refdesk database.
+    let out = refdesk(&fresh, &["restore", "--from", &arg(&junk)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert!(!fresh.exists(), "a data folder was left behind by a restore that failed");
     let out = refdesk(&fresh, &["restore", "--from", &arg(&backups.path().to_path_buf())]);
     assert!(!out.status.success());
     assert!(text(&out).contains("not a file"), "{}", text(&out));

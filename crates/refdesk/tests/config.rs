@@ -387,7 +387,8 @@ fn a_name_given_for_an_id_says_where_the_ids_are() {
 #[test]
 fn what_works_but_is_unsafe_on_the_open_internet_is_said_not_refused() {
     let check = |env: &[(&str, &str)]| {
-        let env: Vec<_> = env.iter().copied().chain([("REFDESK_MAIL_SMTP_URL", "smtp://127.0.0.1:2525")]).collect();
+        let mail = [("REFDESK_MAIL_SMTP_URL", "smtp://127.0.0.1:2525"), ("REFDESK_MAIL_FROM", "Ask <ask@example.org>")];
+        let env: Vec<_> = env.iter().copied().chain(mail).collect();
         let o = refdesk(None, &env, &["config", "--check"]);
         assert!(o.status.success(), "advice, not an error: {}", err(&o));
         assert!(out(&o).starts_with("the configuration is valid"), "{}", out(&o));
@@ -403,6 +404,10 @@ fn what_works_but_is_unsafe_on_the_open_internet_is_said_not_refused() {
         "{}",
         out(&o)
     );
+    // An SMTP server, but the default sender at localhost: said as at start.
+    let o = refdesk(None, &[("REFDESK_MAIL_SMTP_URL", "smtp://127.0.0.1:2525")], &["config", "--check"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("warning: mail.from is at localhost (refdesk <noreply@localhost>)"), "{}", out(&o));
     let plain = check(&[("REFDESK_PUBLIC_URL", "http://ask.example.org")]);
     assert_eq!(plain.len(), 1, "{plain:?}");
     assert!(plain[0].contains("public_url is plain http (http://ask.example.org)") && plain[0].contains("https"));
@@ -595,4 +600,23 @@ fn a_public_url_no_browser_can_reach_is_refused() {
         assert_eq!(o.status.code(), Some(0), "{fine}: {}", err(&o));
     }
     assert!(!data.exists(), "a check creates nothing");
+}
+
+/// `migrate` says what it did: the versions it upgraded the schema from and
+/// to, then that there was nothing to do.
+#[test]
+fn migrate_says_from_which_schema_version_it_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/tests/fixtures/v0.1-92606b6.sqlite3");
+    std::fs::copy(fixture, dir.path().join("refdesk.sqlite3")).unwrap();
+    let data = dir.path().to_str().unwrap();
+    let o = refdesk(None, &[], &["--data-dir", data, "migrate"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let said = out(&o);
+    let upgraded = said.split("upgraded from schema version ").nth(1).unwrap_or_else(|| panic!("{said}"));
+    let (from, to) = upgraded.trim().split_once(" to ").unwrap();
+    let (from, to): (usize, usize) = (from.parse().unwrap(), to.parse().unwrap());
+    assert!(from < to, "{said}");
+    let o = refdesk(None, &[], &["--data-dir", data, "migrate"]);
+    assert!(out(&o).contains(&format!("is up to date (schema version {to}); nothing to do")), "{}", out(&o));
 }

@@ -295,7 +295,8 @@ async fn the_demo_serves_this_machine_only() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(text(&o).contains("public_url") && !text(&o).contains("holds the demo"), "{}", text(&o));
+    assert!(text(&o).contains("refused with a public_url (https://ask.example.org)"), "{}", text(&o));
+    assert!(!text(&o).contains("127.0.0.1") && !text(&o).contains("holds the demo"), "{}", text(&o));
 
     // A database holding the demo accounts: refused too, without --demo.
     let o = refdesk(dir.path(), &["demo"], None);
@@ -346,6 +347,11 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     std::fs::write(&empty, format!("{NEW} \r\n")).unwrap();
     let o = refdesk(dir.path(), &["user", "password", "nora", "--password-file", empty.to_str().unwrap()], None);
     assert!(!o.status.success() && text(&o).contains("begins or ends with a space or tab"), "{}", text(&o));
+    // A username that cannot be one is said before any password is asked
+    // for (none is given here: it would have been asked for first).
+    let o = refdesk(dir.path(), &["user", "add", "Nora Two", "--library", "c-main"], None);
+    assert!(!o.status.success() && text(&o).contains("username"), "{}", text(&o));
+    assert!(!text(&o).to_lowercase().contains("password"), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nobody"], Some(NEW));
     assert!(!o.status.success() && text(&o).contains("there is no staff member \"nobody\""), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nora"], Some(NEW));
