@@ -681,7 +681,7 @@ async function start() {
   $("tab-all").classList.toggle("hidden", me.role === "librarian");
   // Staff are managed by admins: a librarian's page would only be refused.
   document.querySelector("a[href='/desk/staff']").classList.toggle("hidden", me.role === "librarian");
-  alertsOn = pref.get("alerts") === "on";
+  alertsOn = pref.get("alerts") !== "off";
   $("alerts").checked = alertsOn;
   const codes = await api("/api/codes");
   for (const c of codes) codeLabels.set(c.key, c.label);
@@ -858,22 +858,31 @@ for (const id of ["transfer-box", "abuse"]) {
 const COLLEAGUES_EVERY_MS = 30000;
 
 // --- alerts: a sound and a desktop notification for a new patron and for a
-// patron's line in a chat not on screen; the choice is kept per user.
-let alertsOn = false;
+// patron's line in a chat not on screen. On unless its librarian turned
+// them off (kept per user): a desk that stays silent for a patron who
+// arrives while the librarian looks at another window lets them wait.
+let alertsOn = true;
 $("alerts").onchange = async () => {
   alertsOn = $("alerts").checked;
-  pref.set("alerts", alertsOn ? "on" : null);
+  pref.set("alerts", alertsOn ? null : "off");
   if (alertsOn && "Notification" in window && Notification.permission === "default") await Notification.requestPermission();
 };
+// One audio context for the page's life: one made per chime was never
+// closed, and each holds an audio device's thread and buffers (some
+// browsers cap how many a page may have open). Made at
+// the first chime, and resumed if the browser suspended it (a page no one
+// has clicked in yet may not play sound until they do).
+let audio = null;
 function chime() {
   if (!alertsOn) return;
   try {
-    const ctx = new AudioContext();
-    const tone = ctx.createOscillator();
+    audio ??= new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+    const tone = audio.createOscillator();
     tone.frequency.value = 880;
-    tone.connect(ctx.destination);
+    tone.connect(audio.destination);
     tone.start();
-    tone.stop(ctx.currentTime + 0.2);
+    tone.stop(audio.currentTime + 0.2);
   } catch { /* no sound available */ }
 }
 function alertNewPatron(entry) {

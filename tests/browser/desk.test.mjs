@@ -950,6 +950,50 @@ test("two availability choices in quick succession reach the server in the order
   await ben.context().close();
 });
 
+test("sound alerts are on for a desk until its librarian turns them off; every patron chimes, through one audio context", async () => {
+  const ann = await open();
+  await ann.addInitScript(() => {
+    window.chimes = 0;
+    window.contexts = 0;
+    const Real = window.AudioContext;
+    window.AudioContext = class extends Real {
+      constructor(...a) { super(...a); window.contexts += 1; }
+      createOscillator() { window.chimes += 1; return super.createOscillator(); }
+    };
+  });
+  await signIn(ann, "ann");
+  assert.equal(await ann.isChecked("#alerts"), true, "on for a librarian who never chose");
+  await ann.waitForTimeout(500);
+  const patrons = [];
+  for (const name of ["Quinn", "Rhea", "Sol", "Tam", "Uma", "Vic", "Wren", "Xia"]) {
+    const patron = await open();
+    await askQuestion(patron, name, `${name} asks, for the chime`);
+    await ann.getByRole("button", { name: new RegExp(`Accept: ${name}`) }).waitFor();
+    patrons.push(patron);
+  }
+  await ann.waitForFunction(() => window.chimes >= 8, null, { timeout: 5000 });
+  // A context a chime, never closed, held an audio device's resources each.
+  assert.equal(await ann.evaluate(() => window.contexts), 1, "one audio context for the page");
+  // Turned off, it stays off after a reload: no chime for the next patron.
+  await ann.uncheck("#alerts");
+  await ann.reload();
+  await ann.locator("#desk").waitFor();
+  await ann.waitForTimeout(500);
+  assert.equal(await ann.isChecked("#alerts"), false, "off stays off");
+  const quiet = await open();
+  await askQuestion(quiet, "Yara", "Yara asks, quietly");
+  await ann.getByRole("button", { name: /Accept: Yara/ }).waitFor();
+  await ann.waitForTimeout(500);
+  assert.equal(await ann.evaluate(() => window.chimes), 0, "no chime once turned off");
+  // The line is left as it was found: each patron leaves it.
+  for (const patron of [...patrons, quiet]) {
+    await patron.getByRole("button", { name: "Leave the line" }).click();
+    await patron.getByRole("button", { name: "Yes, leave the line" }).click();
+    await patron.getByText("You are no longer in line.").waitFor();
+  }
+  for (const p of [ann, ...patrons, quiet]) await p.context().close();
+});
+
 test("a patron who came in while the desk was offline is announced once it is back", async () => {
   const ann = await open();
   await ann.addInitScript(() => {
