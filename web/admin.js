@@ -48,6 +48,7 @@ async function load() {
     $("lib-inst").replaceChildren(...insts.map((i) => el("option", { value: String(i.id) }, i.name)));
     $("lib-inst").value = String(me.home.institution);
   }
+  await loadNames(me);
   for (const lib of libs) {
     const id = `lib${lib.id}`;
     // The button's wording, colours and place: set here, carried by the snippet.
@@ -205,6 +206,38 @@ async function load() {
     $("admin-log-h").parentElement.hidden = false;
     await loadAdminLog();
   }
+}
+
+// The names above the libraries': the cooperative's (its admins) and its
+// institutions' (a cooperative admin renames any, an institution admin
+// their own), each in a row with its Rename button.
+async function loadNames(me) {
+  const coopAdmin = me.role === "cooperative_admin";
+  const show = coopAdmin || me.role === "institution_admin";
+  $("names-h").parentElement.hidden = !show;
+  if (!show) return;
+  const insts = (await api("/api/institutions")).filter((i) => coopAdmin || i.id === me.home.institution);
+  // `kind`: "Institution" or "Cooperative", said with the name it has.
+  const row = (id, kind, value, url) => {
+    const input = el("input", { id, value, maxlength: 200, required: true });
+    const label = el("label", { for: id }, `${kind}: ${value}`);
+    const button = el("button", { type: "button", class: "secondary", "aria-label": `Rename the ${kind.toLowerCase()} ${value}` }, "Rename");
+    button.onclick = async () => {
+      clearSaid();
+      try {
+        const done = await api(url, { method: "POST", body: { name: input.value } });
+        input.value = done.name;
+        label.textContent = `${kind}: ${done.name}`;
+        button.setAttribute("aria-label", `Rename the ${kind.toLowerCase()} ${done.name}`);
+        $("status").textContent = `Renamed to ${done.name}.`;
+        await loadAdminLog();
+      } catch (err) { $("error").textContent = err.message; }
+    };
+    return el("div", { class: "row" }, el("div", {}, label, input), el("div", {}, button));
+  };
+  const rows = insts.map((i) => row(`inst-name-${i.id}`, "Institution", i.name, `/api/institutions/${i.id}`));
+  if (coopAdmin && insts.length) rows.unshift(row("coop-name", "Cooperative", insts[0].cooperative_name, "/api/cooperative"));
+  $("names").replaceChildren(...rows);
 }
 
 async function loadBlocks() {

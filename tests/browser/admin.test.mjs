@@ -319,3 +319,52 @@ test("a library admin edits a library script in place; a librarian who may not i
   assert.equal(hours.body, "We close at 1 pm on 24 December and open again on 27 December.");
   for (const p of [carla, ann]) await p.context().close();
 });
+
+test("a cooperative admin renames the cooperative and an institution on the libraries page; an institution admin only their own", async () => {
+  const erin = await signIn("erin");
+  await erin.goto(`${base}/desk/admin`);
+  const insts = await read(erin, "/api/institutions");
+  assert.ok(insts.length >= 2, "the demo has several institutions");
+  const [first, second] = insts;
+  const coop = first.cooperative_name;
+  await erin.getByRole("heading", { name: "Names" }).waitFor();
+  await erin.getByLabel(`Cooperative: ${coop}`).waitFor();
+  // Another institution's name: refused, said, nothing renamed.
+  await erin.getByLabel(`Institution: ${first.name}`).fill(second.name.toUpperCase());
+  await erin.getByRole("button", { name: `Rename the institution ${first.name}` }).click();
+  await erin.locator("#error").filter({ hasText: /name/ }).waitFor();
+  assert.equal((await read(erin, "/api/institutions")).find((i) => i.id === first.id).name, first.name);
+  // A new name: kept, said, in the admin log.
+  await erin.getByLabel(`Institution: ${first.name}`).fill(`${first.name} (renamed)`);
+  await erin.getByRole("button", { name: `Rename the institution ${first.name}` }).click();
+  await erin.getByText(`Renamed to ${first.name} (renamed).`).waitFor();
+  await erin.getByLabel(`Institution: ${first.name} (renamed)`).waitFor();
+  assert.equal((await read(erin, "/api/institutions")).find((i) => i.id === first.id).name, `${first.name} (renamed)`);
+  await erin.locator("#admin-log tr", { hasText: "(renamed)" }).first().waitFor();
+  await erin.getByLabel(`Cooperative: ${coop}`).fill(`${coop} (renamed)`);
+  await erin.getByRole("button", { name: `Rename the cooperative ${coop}` }).click();
+  await erin.getByText(`Renamed to ${coop} (renamed).`).waitFor();
+  assert.equal((await read(erin, "/api/institutions"))[0].cooperative_name, `${coop} (renamed)`);
+  await accessible(erin, "the names on the libraries page");
+  // An institution admin: their own institution's name, not the cooperative's nor another's.
+  const dev = await signIn("dev");
+  await dev.goto(`${base}/desk/admin`);
+  await dev.getByRole("heading", { name: "Names" }).waitFor();
+  const mine = (await read(dev, "/api/me")).home.institution;
+  const own = (await read(dev, "/api/institutions")).find((i) => i.id === mine);
+  await dev.getByLabel(`Institution: ${own.name}`).waitFor();
+  assert.equal(await dev.locator("#names input").count(), 1, "one name to change: their institution's");
+  // A librarian: no names to change.
+  const ann = await signIn("ann");
+  await ann.goto(`${base}/desk/admin`);
+  await ann.getByRole("heading", { name: "Libraries" }).waitFor();
+  assert.equal(await ann.locator("#names-h").isVisible(), false);
+  // Put back as they were, for the other tests.
+  await erin.getByLabel(`Institution: ${first.name} (renamed)`).fill(first.name);
+  await erin.getByRole("button", { name: `Rename the institution ${first.name} (renamed)` }).click();
+  await erin.getByText(`Renamed to ${first.name}.`).waitFor();
+  await erin.getByLabel(`Cooperative: ${coop} (renamed)`).fill(coop);
+  await erin.getByRole("button", { name: `Rename the cooperative ${coop} (renamed)` }).click();
+  await erin.getByText(`Renamed to ${coop}.`).waitFor();
+  for (const p of [erin, dev, ann]) await p.context().close();
+});
