@@ -620,3 +620,16 @@ fn migrate_says_from_which_schema_version_it_upgraded() {
     let o = refdesk(None, &[], &["--data-dir", data, "migrate"]);
     assert!(out(&o).contains(&format!("is up to date (schema version {to}); nothing to do")), "{}", out(&o));
 }
+
+/// A table given one value, and a number past any setting's range, are
+/// said in the operator's words, not serde's (`expected struct Limits`).
+#[test]
+fn a_table_given_a_value_and_a_number_too_large_are_said_plainly() {
+    let o = refdesk(None, &[], &["--set", "limits=5", "config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("--set limits: this is a table of settings, not one value"), "{}", err(&o));
+    assert!(!err(&o).contains("struct"), "{}", err(&o));
+    let o = refdesk(None, &[("REFDESK_MAX_MESSAGE_CHARS", "18446744073709551616")], &["config", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("REFDESK_MAX_MESSAGE_CHARS") && err(&o).contains("too large"), "{}", err(&o));
+}

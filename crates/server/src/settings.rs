@@ -278,6 +278,23 @@ pub fn with_hint(message: &str) -> String {
     if ["invalid string", "expected newline", "invalid TOML value"].iter().any(|m| message.contains(m)) {
         return format!("{message} (one setting per line; a text value goes in quotes: listen = \"127.0.0.1:8080\")");
     }
+    // A number given as a string was one too large for any setting (TOML
+    // and the environment hand it over as text once it is past 64 bits).
+    let too_large = message
+        .split("invalid type: string \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .is_some_and(|n| !n.is_empty() && n.len() <= 40 && n.bytes().all(|b| b.is_ascii_digit()));
+    if too_large && message.contains("whole number") {
+        return format!("{message}: this one is too large");
+    }
+    // A table (`limits`, `mail`) set to a value: its settings are set one by one.
+    if message.contains("expected struct ") {
+        return "this is a table of settings, not one value: set its settings one by one (in the file below its \
+                [table] line; with --set or the environment by their full names, like limits.block_hours; `refdesk \
+                config --defaults` lists them)"
+            .to_owned();
+    }
     if message.contains("invalid socket address syntax") {
         format!("{message}: give an IP address and a port from 1 to 65535, like 127.0.0.1:8080 (not a host name)")
     } else if let Some(key) = top_level_in_a_table(message) {
