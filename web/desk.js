@@ -383,6 +383,10 @@ function closeChat(session) {
   pref.set(`seen.${session}`, null);
   if (current !== session) return false;
   current = null;
+  // Where the librarian was (the reply box, the transfer form just sent)
+  // goes with the chat: the focus moves to what says why it closed, not to
+  // the top of the page.
+  const focusWasHere = $("chat").contains(document.activeElement) || document.activeElement === document.body;
   $("text").value = "";
   $("chat-notice").textContent = "";
   $("log").replaceChildren();
@@ -393,6 +397,7 @@ function closeChat(session) {
   $("details").classList.add("hidden");
   $("no-chat").classList.remove("hidden");
   $("no-chat").textContent = "Accept a waiting patron, or choose one of your chats.";
+  if (focusWasHere) $("no-chat").focus();
   return true;
 }
 // A retention run may erase many chats at once: the list is read once.

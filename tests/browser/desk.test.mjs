@@ -742,6 +742,20 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
   for (const p of [ann, carla, patron]) await p.context().close();
 });
 
+test("a chat transferred without staying closes on the desk, and the focus goes to what says so", async () => {
+  const { ann, patron } = await chatWithAnn("Mo", "Transfer me, please");
+  const ben = await open();
+  await signIn(ben, "ben", "away");
+  await ben.selectOption("#availability", "on_duty");
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
+  await ann.locator("#transfer-box summary").click();
+  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
+  await ann.locator("#transfer button[type=submit]").click();
+  await ann.locator("#no-chat", { hasText: "The chat with Mo was handed on" }).waitFor();
+  await ann.waitForFunction(() => document.activeElement?.id === "no-chat");
+  for (const p of [ann, ben, patron]) await p.context().close();
+});
+
 test("a chat sent back to the queue says so in the queue, and when it was first asked", async () => {
   const { ann, patron } = await chatWithAnn("Remy", "Sent back?");
   const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
