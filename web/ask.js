@@ -47,8 +47,17 @@ const own = {
   set(v) { memory = v; try { sessionStorage.setItem(key, JSON.stringify(v)); } catch { /* blocked: memory only */ } },
   clear() { memory = null; try { sessionStorage.removeItem(key); } catch { /* blocked */ } },
 };
-// Whether the chat is in the page's storage (not in its memory alone).
-const kept = () => { try { return JSON.parse(sessionStorage.getItem(key))?.token === chat?.token; } catch { return false; } };
+// Whether the page's storage (not its memory alone) holds the chat as it
+// is now, the build `release` among those it has seen.
+const kept = (release) => {
+  try {
+    const stored = JSON.parse(sessionStorage.getItem(key));
+    return stored?.token === chat?.token && (stored?.releases ?? []).includes(release);
+  } catch { return false; }
+};
+// Whether the library's page (widget.js) answered for the chat: it keeps
+// it across a reload of this frame.
+let hostKeeps = false;
 const fromHost = (type, data) => { if (host) window.parent.postMessage({ type, ...data }, host); };
 function restore() {
   if (!host) return Promise.resolve(own.get());
@@ -57,6 +66,7 @@ function restore() {
     const on = (e) => {
       if (e.source !== window.parent || e.origin !== host || e.data?.type !== "refdesk:chat") return;
       if (typeof e.data.browser === "string") browser = e.data.browser;
+      hostKeeps = true;
       done(e.data.chat && typeof e.data.chat.token === "string" ? e.data.chat : null);
     };
     // No widget.js answered: memory only. Never this frame's own storage,
@@ -306,15 +316,19 @@ function begin() {
     // kept with it). Once: the builds it has seen are kept with the chat,
     // so that servers of two builds side by side (an upgrade under way)
     // do not reload it again and again.
-    onUpdated: (release, first) => {
+    // Not an ended chat: nothing to resume, and what is being typed (a
+    // rating's comment, an address for the transcript) would be lost.
+    onUpdated: (release, mine) => {
       const known = chat?.releases ?? [];
-      if (!chat || known.includes(release)) return;
-      chat.releases = [...known, first, release].slice(-4);
-      if (!chat.ended) chat.draft = $("text").value;
+      if (!chat || chat.ended || ended || known.includes(release)) return;
+      chat.releases = [...new Set([...known, mine, release].filter(Boolean))].slice(-4);
+      chat.draft = $("text").value;
       save();
-      // Not where this browser blocks the page's storage (the chat is in
-      // its memory alone): reloaded, it would be lost.
-      if (!host && !kept()) return;
+      // Only where the chat is kept outside the page (its storage, or the
+      // library's page through widget.js): reloaded from memory alone, it
+      // would be lost, and a storage that kept an older copy would reload
+      // it again at every `hello`.
+      if (host ? !hostKeeps : !kept(release)) return;
       location.reload();
     },
     onFrame: (f) => {

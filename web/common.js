@@ -94,12 +94,13 @@ export function messageItem(m, { staffView = false } = {}) {
  */
 // The first frame authenticates (docs/protocol.md): `auth` holds a patron's
 // chat token; staff send it bare and their sign-in cookie decides.
-// `onUpdated(release, first)`: a `hello` named another build of the pages
-// than the first one did (docs/protocol.md): refdesk was upgraded under
-// this page.
+// `onUpdated(release, mine)`: a `hello` named another build of the pages
+// than this page's (docs/protocol.md): refdesk was upgraded under it.
 export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) {
   let ws = null;
-  let release = null; // the first `hello`'s
+  // This page's build, as the server that served it named it; else (a
+  // page of an older server) the first `hello`'s.
+  let release = document.querySelector('meta[name="refdesk-release"]')?.content || null;
   let delay = 500;
   let closedByUs = false;
   let again = null; // the next try's timer, while one waits
@@ -125,7 +126,7 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
         // 1013) keeps growing it.
         if (frame.type === "hello") {
           delay = 500;
-          release ??= frame.release;
+          if (frame.release) release ??= frame.release;
           if (frame.release && frame.release !== release) onUpdated?.(frame.release, release);
         }
         onFrame(frame);

@@ -79,12 +79,17 @@ function sayConnection() {
   const text = offline ? "You are offline: what you send goes once you are back online; the queue and the chats shown may be behind."
     : !connected ? "Reconnecting… what you send goes once the desk is connected again."
       : linkDown ? "This server has lost its link to refdesk's other servers: lines from patrons and colleagues connected to them may come a few seconds late."
-        : updated ? "refdesk has been updated on the server. Reload this page to go on with the new version (what you were typing is kept)." : "";
+        : updated ? "refdesk has been updated on the server. Reload this page to go on with the new version (drafts in the reply box are kept)." : "";
   // Kept in the page, empty while connected: a live region shown and
   // filled at once would go unannounced.
   $("connection").textContent = text;
   if (updated && text.startsWith("refdesk has been updated")) {
-    $("connection").append(" ", el("button", { type: "button", id: "reload", class: "secondary", onclick: () => location.reload() }, "Reload"));
+    // Not while lines are on their way: they are in this page alone.
+    const reload = () => {
+      if (pending.size) { say("Some of your lines are still on their way: reload once they are sent."); return; }
+      location.reload();
+    };
+    $("connection").append(" ", el("button", { type: "button", id: "reload", class: "secondary", onclick: reload }, "Reload"));
   }
 }
 window.addEventListener("offline", sayConnection);
@@ -878,6 +883,17 @@ $("alerts").onchange = async () => {
 // the first chime, and resumed if the browser suspended it (a page no one
 // has clicked in yet may not play sound until they do).
 let audio = null;
+// A page no one has clicked in since it loaded (a reload, a tab the
+// browser restored) may play no sound: the context is made, or woken, at
+// the librarian's first click or key, so that the first patron is heard.
+const wakeAudio = () => {
+  if (!alertsOn) return;
+  try {
+    audio ??= new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+  } catch { /* no sound available */ }
+};
+for (const kind of ["pointerdown", "keydown"]) document.addEventListener(kind, wakeAudio, { capture: true });
 function chime() {
   if (!alertsOn) return;
   try {

@@ -272,6 +272,18 @@ test("a patron's page open across an upgrade of refdesk reloads once, keeping it
     assert.equal(loads, before + 1, `no reload for a build seen before (${r ?? "the first"})`);
   }
 
+  // The page names the build it is (what it compares each `hello` with).
+  assert.match(await patron.locator('meta[name="refdesk-release"]').getAttribute("content"), /^[0-9a-f]{16}$/);
+  // Ended, the chat has nothing to resume: a new build reloads nothing (a
+  // rating's comment being written stays).
+  await patron.getByRole("button", { name: "End chat" }).click();
+  await patron.getByRole("button", { name: /Yes, end/ }).click();
+  await patron.getByText("The chat has ended.").first().waitFor();
+  release = "00000000000000cc";
+  await restart(patronSockets);
+  await patron.waitForTimeout(2500);
+  assert.equal(loads, before + 1, "no reload once the chat has ended");
+
   // The desk: told, with a button; nothing reloads by itself (a reply
   // being written stays where it is).
   release = null;
@@ -288,6 +300,9 @@ test("a patron's page open across an upgrade of refdesk reloads once, keeping it
   await restart(deskSockets);
   await desk.locator("#connection", { hasText: "refdesk has been updated on the server" }).waitFor();
   await accessible(desk, "the desk told of an upgrade");
+  // Reloaded, the page is the new build's (the route now passes the
+  // server's own `hello`, which names the build the page says it is).
+  release = null;
   await desk.getByRole("button", { name: "Reload" }).click();
   await desk.locator("#desk").waitFor();
   await desk.waitForFunction(() => window.performance.getEntriesByType("navigation")[0]?.type === "reload");

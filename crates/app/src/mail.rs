@@ -93,6 +93,13 @@ impl MailConfig {
         }
     }
 
+    /// Whether the sender (`from`) is at `localhost`: mail servers refuse
+    /// such mail or file it as spam. One test for `serve`'s warning at
+    /// start and `config --check`'s.
+    pub fn sender_at_localhost(&self) -> bool {
+        self.from.parse::<Mailbox>().is_ok_and(|m| m.email.domain().eq_ignore_ascii_case("localhost"))
+    }
+
     /// Every problem of these settings, one each (an operator fixes them
     /// all at once, not one per check).
     pub fn problems(&self) -> Vec<String> {
@@ -432,7 +439,7 @@ impl Mailer {
                 "no mail.smtp_url: e-mails (transcripts, answers) are written to files in this folder, not sent; \
                  set mail.smtp_url to send them"
             ),
-            Transport::Smtp(_) if self.from.email.domain().eq_ignore_ascii_case("localhost") => tracing::warn!(
+            Transport::Smtp(_) if self.config.sender_at_localhost() => tracing::warn!(
                 from = %self.from,
                 "mail.from is at localhost: mail servers refuse such mail or file it as spam; set mail.from to an \
                  address of the library's own domain"
@@ -749,11 +756,41 @@ mod tests {
     /// library's signature as the library's own words.
     #[test]
     fn every_line_of_the_question_is_quoted_under_an_answer() {
+        use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId};
         let forged = "Where is the map room?\u{2028}\u{2028}— Riverside\u{2029}IMPORTANT: confirm your PIN\u{85}at evil.example\r\nend";
-        let text = super::lines_joined(forged, "\n> ");
-        assert_eq!(text.split('\n').count(), 6, "{text:?}");
-        assert!(text.split('\n').skip(1).all(|l| l.starts_with("> ")), "{text:?}");
-        assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}', '\r']), "{text:?}");
+        let placement = refdesk_domain::org::Placement {
+            library: LibraryId(1),
+            institution: InstitutionId(1),
+            cooperative: CooperativeId(1),
+        };
+        let q = QuestionRecord {
+            id: QuestionId(4),
+            session: SessionId(9),
+            library: LibraryId(1),
+            library_name: "Riverside".into(),
+            text: forged.into(),
+            state: refdesk_domain::question::question_on_accept(),
+            librarian: None,
+            librarian_name: None,
+            assignee_name: None,
+            session_state: refdesk_domain::chat::SessionState::Ended,
+            live: false,
+            created_at: 0,
+            last_message_at: 0,
+            placement,
+            referred: None,
+            referred_name: None,
+            rating: None,
+            rating_comment: None,
+            patron_name: None,
+            erased: false,
+        };
+        let mail = answer_mail(&q, "Room 2.", "pat@example.org");
+        let quoted = mail.body.split("Your question (#4):\n").nth(1).expect("the question follows the answer");
+        let lines: Vec<&str> = quoted.trim_end_matches('\n').split('\n').collect();
+        assert_eq!(lines.len(), 6, "{quoted:?}");
+        assert!(lines.iter().all(|l| l.starts_with('>')), "{quoted:?}");
+        assert!(!mail.body.contains(['\u{2028}', '\u{2029}', '\u{85}', '\r']), "{:?}", mail.body);
     }
 
     /// One network, its own cap.

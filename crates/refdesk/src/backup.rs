@@ -76,10 +76,14 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
         Ok(done) => done,
         Err(e) => {
             // A folder made for the restore goes with it: it holds nothing
-            // but the lock (`remove_dir` takes an empty folder only).
-            drop(lock);
+            // but the lock (`remove_dir` takes an empty folder only). The
+            // lock's file goes while it is held: no `serve` can take it
+            // meanwhile and hold a file that is no longer there.
             if created {
                 let _ = std::fs::remove_file(config.data_dir.join(lock::LOCK_FILE));
+            }
+            drop(lock);
+            if created {
                 let _ = std::fs::remove_dir(&config.data_dir);
             }
             return Err(plain(e)).with_context(|| format!("restoring {} (nothing was changed)", from.display()));

@@ -483,14 +483,7 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
                     .unwrap_or_else(|_| config.data_dir.join("mail"))
                     .display()
             );
-        } else if config
-            .mail
-            .from
-            .trim()
-            .trim_end_matches('>')
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| d.eq_ignore_ascii_case("localhost"))
-        {
+        } else if config.mail.sender_at_localhost() {
             out!(
                 "warning: mail.from is at localhost ({}): mail servers refuse such mail or file it as spam; set \
                  mail.from to an address of the library's own domain",

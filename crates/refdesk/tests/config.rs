@@ -587,15 +587,20 @@ fn a_public_url_no_browser_can_reach_is_refused() {
         "https://-bad-.example..org",
         "https://ask..example.org",
         "https://1.2.3.999",
-        "https://ask_desk.example.org",
+        "https://ask.example.org:0443",
+        "https://ask.example.org:+443",
     ] {
         let o = check(bad);
         assert_eq!(o.status.code(), Some(1), "{bad}: {}", out(&o));
         assert!(err(&o).contains("public_url must be like https://ask.example.org"), "{bad}: {}", err(&o));
     }
-    for fine in
-        ["https://ask.example.org", "https://ask.example.org:8443/", "http://127.0.0.1:8080", "https://[::1]:8443"]
-    {
+    for fine in [
+        "https://ask.example.org",
+        "https://ask.example.org:8443/",
+        "http://127.0.0.1:8080",
+        "https://[::1]:8443",
+        "https://ask_desk.example.org",
+    ] {
         let o = check(fine);
         assert_eq!(o.status.code(), Some(0), "{fine}: {}", err(&o));
     }

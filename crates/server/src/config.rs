@@ -780,16 +780,24 @@ const ENV_SET: &[(&str, &str)] = &[
 fn reachable(url: &str) -> bool {
     let Ok(uri) = url.trim_end_matches('/').parse::<axum::http::Uri>() else { return false };
     let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else { return false };
-    // `Uri::port` is `None` for a port that is not a `u16`, as for none.
+    // `Uri::port` is `None` for a port that is not a `u16`, as for none. A
+    // port written as a browser writes it: digits, no leading zero, no
+    // sign (`:0443` and `:+443` are 443 to a browser, whose `Origin` then
+    // never matches the one written here).
     let port_ok = match authority.as_str().rsplit_once(':') {
-        Some((_, port)) if !port.ends_with(']') => port.parse::<u16>().is_ok_and(|p| p != 0),
+        Some((_, port)) if !port.ends_with(']') => {
+            port.bytes().all(|b| b.is_ascii_digit()) && !port.starts_with('0') && port.parse::<u16>().is_ok()
+        }
         _ => true,
     };
     let ip = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
-    port_ok && (ip || refdesk_domain::input::host_name(&host.to_ascii_lowercase()))
+    // An underscore is no DNS host name's, but browsers load such names
+    // (some intranets have them): taken, as before this check.
+    let name = host.to_ascii_lowercase().replace('_', "-");
+    port_ok && (ip || refdesk_domain::input::host_name(&name))
 }
 
 #[cfg(test)]

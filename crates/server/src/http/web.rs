@@ -49,35 +49,14 @@ const STAFF: &str = include_str!("../../../../web/staff.html");
 const ADMIN: &str = include_str!("../../../../web/admin.html");
 const REPORTS: &str = include_str!("../../../../web/reports.html");
 
-/// Everything the pages are made of, the widget too: what [`RELEASE`] is
-/// the fingerprint of.
-const ALL: &[&str] = &[
-    INDEX,
-    WIDGET,
-    ASK,
-    DESK,
-    QUESTIONS,
-    QUESTION,
-    STAFF,
-    ADMIN,
-    REPORTS,
-    ASSETS[0].2,
-    ASSETS[1].2,
-    ASSETS[2].2,
-    ASSETS[3].2,
-    ASSETS[4].2,
-    ASSETS[5].2,
-    ASSETS[6].2,
-    ASSETS[7].2,
-    ASSETS[8].2,
-    ASSETS[9].2,
-];
-const _: () = assert!(ASSETS.len() == 10, "a new asset goes in ALL too");
+/// The pages served from these constants (the widget's script apart):
+/// with [`ASSETS`] and [`WIDGET`], what [`release`] is the fingerprint of.
+const PAGES: &[&str] = &[INDEX, ASK, DESK, QUESTIONS, QUESTION, STAFF, ADMIN, REPORTS];
 
-/// 64-bit FNV-1a of every page and asset, worked out when the binary is
-/// built: two servers built from the same pages give the same number.
-const fn fingerprint(texts: &[&str]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+/// 64-bit FNV-1a of texts, continued from `hash`, worked out when the
+/// binary is built: two servers built from the same pages give the same
+/// number.
+const fn fingerprint(mut hash: u64, texts: &[&str]) -> u64 {
     let mut t = 0;
     while t < texts.len() {
         let bytes = texts[t].as_bytes();
@@ -96,13 +75,25 @@ const fn fingerprint(texts: &[&str]) -> u64 {
     hash
 }
 
+/// [`fingerprint`] of every page, the widget and every asset.
+const fn build() -> u64 {
+    let mut hash = fingerprint(0xcbf2_9ce4_8422_2325, PAGES);
+    hash = fingerprint(hash, &[WIDGET]);
+    let mut a = 0;
+    while a < ASSETS.len() {
+        hash = fingerprint(hash, &[ASSETS[a].2]);
+        a += 1;
+    }
+    hash
+}
+
 /// Which build of the pages this server serves, as the socket's `hello`
 /// says it (`release`): a page that hears another one than at its first
 /// `hello` was loaded from an older build and reloads (the patron's) or
 /// says so (the desk's). Opaque: no version number for a stranger to
 /// match against a list of flaws.
 pub fn release() -> &'static str {
-    static RELEASE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{:016x}", fingerprint(ALL)));
+    static RELEASE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{:016x}", build()));
     &RELEASE
 }
 
@@ -206,7 +197,12 @@ fn page(html: &'static str) -> Response {
     page_with(html, CSP)
 }
 
+/// A page, its build named in it (`<meta name="refdesk-release">`): its
+/// script tells by it whether a server it reaches later serves another
+/// build (docs/protocol.md, `hello`).
 fn page_with(html: &'static str, csp: &str) -> Response {
+    let stamped =
+        html.replacen("<head>", &format!("<head>\n<meta name=\"refdesk-release\" content=\"{}\">", release()), 1);
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -214,7 +210,7 @@ fn page_with(html: &'static str, csp: &str) -> Response {
             (X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (CACHE_CONTROL, "no-store"),
         ],
-        html,
+        stamped,
     )
         .into_response()
 }
@@ -258,13 +254,18 @@ mod tests {
 
     #[test]
     fn the_release_changes_with_any_page_and_not_otherwise() {
-        let pages = ["<p>a</p>", "let x = 1;"];
-        let same = fingerprint(&pages);
-        assert_eq!(same, fingerprint(&["<p>a</p>", "let x = 1;"]));
-        assert_ne!(same, fingerprint(&["<p>a</p>", "let x = 2;"]), "a byte changed");
-        assert_ne!(same, fingerprint(&["<p>a</p>l", "et x = 1;"]), "a byte moved from one file to the next");
-        assert_ne!(same, fingerprint(&["let x = 1;", "<p>a</p>"]), "two files swapped");
-        assert_eq!(release(), format!("{:016x}", fingerprint(ALL)));
+        let print = |texts: &[&str]| fingerprint(0xcbf2_9ce4_8422_2325, texts);
+        let same = print(&["<p>a</p>", "let x = 1;"]);
+        assert_eq!(same, print(&["<p>a</p>", "let x = 1;"]));
+        assert_ne!(same, print(&["<p>a</p>", "let x = 2;"]), "a byte changed");
+        assert_ne!(same, print(&["<p>a</p>l", "et x = 1;"]), "a byte moved from one file to the next");
+        assert_ne!(same, print(&["let x = 1;", "<p>a</p>"]), "two files swapped");
+        assert_eq!(release(), format!("{:016x}", build()));
         assert_eq!(release().len(), 16);
+        // Every page is one of those fingerprinted, and names its build once.
+        for page in [INDEX, ASK, DESK, QUESTIONS, QUESTION, STAFF, ADMIN, REPORTS] {
+            assert!(PAGES.contains(&page));
+            assert_eq!(page.matches("<head>").count(), 1, "the build goes in the page's one <head>");
+        }
     }
 }
