@@ -267,7 +267,7 @@ test("a patron's page open across an upgrade of refdesk reloads once, keeping it
   for (const r of ["00000000000000aa", null]) {
     release = r;
     await restart(patronSockets);
-    await patron.waitForTimeout(2500);
+    await patron.waitForTimeout(1500);
     await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
     assert.equal(loads, before + 1, `no reload for a build seen before (${r ?? "the first"})`);
   }
@@ -281,7 +281,7 @@ test("a patron's page open across an upgrade of refdesk reloads once, keeping it
   await patron.getByText("The chat has ended.").first().waitFor();
   release = "00000000000000cc";
   await restart(patronSockets);
-  await patron.waitForTimeout(2500);
+  await patron.waitForTimeout(1500);
   assert.equal(loads, before + 1, "no reload once the chat has ended");
 
   // The desk: told, with a button; nothing reloads by itself (a reply

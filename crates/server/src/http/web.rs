@@ -75,9 +75,16 @@ const fn fingerprint(mut hash: u64, texts: &[&str]) -> u64 {
     hash
 }
 
-/// [`fingerprint`] of every page, the widget and every asset.
+/// What the pages' scripts and the server agree on beyond the pages' text:
+/// changed with any change of what a frame means (docs/protocol.md) that
+/// comes without a change to the pages, so that pages open across the
+/// upgrade reload all the same ([`release`]).
+const PROTOCOL: &str = "2026-12-06: a patron's own sequence numbers (patron_seq)";
+
+/// [`fingerprint`] of the protocol, every page, the widget and every asset.
 const fn build() -> u64 {
-    let mut hash = fingerprint(0xcbf2_9ce4_8422_2325, PAGES);
+    let mut hash = fingerprint(0xcbf2_9ce4_8422_2325, &[PROTOCOL]);
+    hash = fingerprint(hash, PAGES);
     hash = fingerprint(hash, &[WIDGET]);
     let mut a = 0;
     while a < ASSETS.len() {
