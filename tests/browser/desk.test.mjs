@@ -351,11 +351,17 @@ test("what I type while a chat is being accepted is for its patron: never sent t
   const quinn = await open();
   await askQuestion(quinn, "Quinn", "Second patron's question");
   await ann.getByRole("button", { name: /Accept: Quinn/ }).waitFor();
-  // A slow link: the accept takes a second and a half.
-  await ann.route("**/api/sessions/*/accept", async (route) => { await new Promise((r) => setTimeout(r, 1500)); await route.continue(); });
+  // A slow link: the accept is held until the librarian has typed and
+  // pressed Enter (a fixed delay would let a loaded machine's slow typing
+  // outlast it, and the line would rightly go to Quinn, shown by then).
+  let letAccept;
+  const typed = new Promise((r) => { letAccept = r; });
+  await ann.route("**/api/sessions/*/accept", async (route) => { await typed; await route.continue(); });
   await ann.keyboard.press("Alt+A");
   await ann.keyboard.type("Hi Quinn, your address is on file");
   await ann.keyboard.press("Enter");
+  await ann.locator("#chat-error", { hasText: "Opening the chat you accepted" }).waitFor();
+  letAccept();
   // Not sent anywhere yet: the chat shown was Pia's.
   await ann.locator("#chat-title", { hasText: /^Quinn — / }).waitFor();
   assert.equal(await ann.inputValue("#text"), "Hi Quinn, your address is on file", "the typing is Quinn's draft");
