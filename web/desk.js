@@ -942,13 +942,17 @@ function onRefused(f) {
   // the address's budget of credentials that match nothing, which the whole
   // library shares. The page reloads to the sign-in form instead.
   if (f.code === "unauthenticated" && !f.client_id) {
+    conn.close();
+    // A new password ends this sign-in too, and the socket may hear of it
+    // before the request's answer: the answer reloads the page, and the
+    // sign-in form says the password changed, not that it was signed out.
+    if (changingPassword) { signInEnded = true; return; }
     // Signing out here: the socket may hear of it before the request's
     // answer, and the reload would then leave the drafts behind.
     if (signingOut) pref.clearDrafts();
-    // The sign-in form then says why it is back (not while signing out, or
-    // changing the password, here).
-    else if (!changingPassword) sessionStorage.setItem("refdesk.ended", "1");
-    conn.close(); location.reload(); return;
+    // The sign-in form then says why it is back (not while signing out here).
+    else sessionStorage.setItem("refdesk.ended", "1");
+    location.reload(); return;
   }
   // A line the frame budget turned away (many frames at once, as at a
   // reconnect) is not refused for what it says: it stays "Sending…" and
@@ -1203,6 +1207,7 @@ let signingOut = false;
 // One's own password: every sign-in ends, this one too; the drafts stay (the
 // same person signs in again).
 let changingPassword = false;
+let signInEnded = false; // heard on the socket while the password was being changed
 $("change-password").onclick = () => {
   $("my-password-form").reset();
   $("my-password-error").textContent = "";
@@ -1220,6 +1225,9 @@ $("my-password-form").onsubmit = async (e) => {
     await api("/api/me/password", { method: "POST", body: { current: $("my-password-current").value, password: $("my-password-new").value } });
   } catch (err) {
     changingPassword = false;
+    // Not changed, and the sign-in ended meanwhile (elsewhere, expired):
+    // back to the sign-in form, which says so.
+    if (signInEnded || err.status === 401) { sessionStorage.setItem("refdesk.ended", "1"); location.reload(); return; }
     $("my-password-error").textContent = err.message;
     return;
   }

@@ -146,7 +146,10 @@
   }
   button.addEventListener("click", () => {
     if (mode === "tab") { window.open(ask, "_blank", "noopener"); return; }
-    setUp(true);
+    // Clicked before the first status was read: it opens (the set-up may
+    // have opened a chat that was open on the page before; a toggle would
+    // then shut it under the click).
+    if (!mode) { setUp(true); setOpen(true); return; }
     setOpen(frame.hidden);
   });
   document.body.append(button);

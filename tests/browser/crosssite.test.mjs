@@ -304,6 +304,9 @@ async function frameOf(page) {
   return handle.contentFrame();
 }
 async function openWidget(page) {
+  // Once the widget has read the library's status: a chat that was open on
+  // the page before opens again then, and a click would shut it.
+  await page.waitForFunction(() => document.querySelector("button")?.dataset.refdeskState !== "unknown");
   if ((await button(page).getAttribute("aria-expanded")) !== "true") await button(page).click();
   await frameLocator(page).locator("body").waitFor();
 }
@@ -412,7 +415,20 @@ test("the patron starts a chat in the frame; the librarian accepts it from the q
 
 test("reloading the library's page restores the chat in the widget, and new lines still go both ways", async () => {
   await host.bringToFront();
+  // The library's status comes late: a click on the button before it
+  // opens the chat, which was open before the reload (the widget, opening
+  // it again as it sets up, must not then shut it under the click).
+  let letStatus, passed;
+  const held = new Promise((r) => { letStatus = r; });
+  const through = new Promise((r) => { passed = r; });
+  await host.route("**/api/libraries/*/status", async (route) => { await held; await route.continue(); passed(); });
   await host.reload();
+  await button(host).click();
+  letStatus();
+  await through;
+  await host.unroute("**/api/libraries/*/status");
+  await frameLocator(host).locator("body").waitFor();
+  assert.equal(await button(host).getAttribute("aria-expanded"), "true", "a click before the status opens the chat");
   await openWidget(host);
   const frame = frameLocator(host);
   await frame.locator("#log").getByText(LINES.librarian1).waitFor();
