@@ -607,7 +607,6 @@ impl App {
             before_accept: u64::from(self.limits.patron_lines_before_accept),
             chars_before_accept: u64::from(self.limits.patron_chars_before_accept),
             max_lines: u64::from(self.limits.max_chat_lines),
-            all_lines: self.staff_lines_most(),
             chars: u64::from(self.limits.patron_chars_per_chat),
         };
         let chars = msg.body.chars().count() as u64;
@@ -618,7 +617,6 @@ impl App {
             let so_far = refdesk_domain::chat::SoFar {
                 accepted: rec.accepted_at.is_some(),
                 lines: rec.patron_lines,
-                all_lines: rec.last_seq,
                 chars: rec.patron_chars,
             };
             refdesk_domain::chat::patron_may_add_a_line(so_far, chars, most)

@@ -301,8 +301,9 @@ pub struct Limits {
     /// taken or not: `max_chat_lines` lines of 4,000 four-byte characters
     /// would be 32 MB a chat. Far above what a patron types in a long chat.
     pub patron_chars_per_chat: u32,
-    /// Lines a chat may hold before its patron may add no more (staff
-    /// lines still go): no chat grows without bound.
+    /// Lines its patron sees that a chat may hold before they may add no
+    /// more (lines for staff are not counted); staff may add lines until it
+    /// holds 100 more in all: no chat grows without bound.
     pub max_chat_lines: u32,
     /// Seconds a client has to send a request's whole header, counted from
     /// when the connection opens or its previous answer went out: a slow or

@@ -67,11 +67,11 @@ pub struct PatronLines {
     /// Characters of those lines, together.
     pub chars_before_accept: u64,
     /// The patron's lines (those they see: `Message::patron_seq`), past
-    /// which they may add none.
+    /// which they may add none. Lines for staff never count towards it,
+    /// nor do they bring the patron to the staff's own limit
+    /// ([`staff_may_add_a_line`]): where the chat fills for its patron would
+    /// tell that they were written.
     pub max_lines: u64,
-    /// Lines of the whole chat, staff's included, past which nobody may add
-    /// one (the staff's own limit).
-    pub all_lines: u64,
     /// Characters of the patron's lines after the question in the whole
     /// chat, together, past which the patron may add none.
     pub chars: u64,
@@ -86,8 +86,6 @@ pub struct SoFar {
     /// limits count these alone, so that where they stop tells nothing of
     /// the lines for staff.
     pub lines: u64,
-    /// All its lines (its last line's number).
-    pub all_lines: u64,
     /// Characters of the patron's lines after the question while nobody
     /// had taken it.
     pub chars: u64,
@@ -97,11 +95,11 @@ pub struct SoFar {
 /// Until a librarian takes it, at most `before_accept` lines after the
 /// question, of `chars_before_accept` characters together; in any chat,
 /// none once it holds `max_lines` lines they see, nor past `chars`
-/// characters of the patron's lines together, nor once the whole chat
-/// holds `all_lines` (which only a chat with many lines for staff reaches
-/// first).
+/// characters of the patron's lines together. So a chat holds at most
+/// `max_lines` lines its patron sees and the staff's lines, which stop at
+/// their own limit ([`staff_may_add_a_line`]).
 pub fn patron_may_add_a_line(chat: SoFar, chars: u64, most: PatronLines) -> Result<(), DomainError> {
-    let SoFar { accepted, lines: last_seq, all_lines, chars: written } = chat;
+    let SoFar { accepted, lines: last_seq, chars: written } = chat;
     if !accepted && last_seq > most.before_accept {
         let before_accept = most.before_accept;
         return Err(DomainError::Limited {
@@ -119,7 +117,7 @@ pub fn patron_may_add_a_line(chat: SoFar, chars: u64, most: PatronLines) -> Resu
                 .into(),
         });
     }
-    if last_seq >= most.max_lines || all_lines >= most.all_lines || written.saturating_add(chars) > most.chars {
+    if last_seq >= most.max_lines || written.saturating_add(chars) > most.chars {
         return Err(DomainError::Limited {
             code: "chat_full",
             reason: "this chat is as long as a chat may be; please start a new one".into(),
@@ -476,11 +474,10 @@ mod tests {
             Err(DomainError::Limited { code, .. }) => code,
             Err(_) => "other",
         };
-        let most =
-            PatronLines { before_accept: 3, chars_before_accept: 100, max_lines: 10, all_lines: 15, chars: 5_000 };
+        let most = PatronLines { before_accept: 3, chars_before_accept: 100, max_lines: 10, chars: 5_000 };
         // A chat whose lines are all the patron's.
         let line = |accepted, lines, chars_so_far, chars, most| {
-            code(patron_may_add_a_line(SoFar { accepted, lines, all_lines: lines, chars: chars_so_far }, chars, most))
+            code(patron_may_add_a_line(SoFar { accepted, lines, chars: chars_so_far }, chars, most))
         };
         // Waiting: the question (line 1) and 3 more, of 100 characters together.
         assert_eq!(line(false, 3, 0, 5, most), "ok");
@@ -495,16 +492,10 @@ mod tests {
         assert_eq!(line(true, 5, 4_000, 1_001, most), "chat_full", "characters, whatever the lines");
         assert_eq!(line(false, 2, 0, 5_001, PatronLines { chars_before_accept: 10_000, ..most }), "chat_full");
         assert_eq!(line(false, 1, 0, 5, PatronLines { before_accept: 0, ..most }), "wait_for_a_librarian");
-        // Lines for staff between theirs do not bring their limits nearer
-        // (where they stop would tell how many there are), but for the
-        // whole chat's.
-        let with_notes = |lines, all_lines| {
-            code(patron_may_add_a_line(SoFar { accepted: true, lines, all_lines, chars: 0 }, 5, most))
-        };
-        assert_eq!(with_notes(9, 14), "ok");
-        assert_eq!(with_notes(10, 14), "chat_full");
-        assert_eq!(with_notes(8, 15), "chat_full", "the whole chat's limit");
-        let waiting = SoFar { accepted: false, lines: 3, all_lines: 6, chars: 0 };
+        // Lines for staff between theirs are not counted (where they stop
+        // would tell how many there are): the patron's limits read only
+        // what they see.
+        let waiting = SoFar { accepted: false, lines: 3, chars: 0 };
         assert_eq!(code(patron_may_add_a_line(waiting, 5, most)), "ok", "three after the question");
         // Staff: a few past the patron's limit, then none either.
         assert!(staff_may_add_a_line(109, 110).is_ok());

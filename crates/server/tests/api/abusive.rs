@@ -661,12 +661,19 @@ async fn a_chat_is_full_for_its_patron_at_the_same_line_whatever_notes_fall_betw
     .await;
     let ann = app.staff("ann").await;
     let mut sent = Vec::new();
-    for notes in [0, 3] {
+    // No notes, three, and notes until staff may add no line at all (the
+    // chat's 8 and 100 more): the patron's own limit is where it was.
+    for notes in [0, 3, 200] {
         let p = app.start_chat("riverside-main", "How full?").await;
         assert_eq!(ann.accept(p.session).await.0, 200);
         for n in 0..notes {
             let note = json!({"kind": "note", "body": format!("note {n}")});
-            assert_eq!(ann.post(&format!("/api/sessions/{}/messages", p.session), note).await.0, 200);
+            let (status, body) = ann.post(&format!("/api/sessions/{}/messages", p.session), note).await;
+            if status == 429 {
+                assert_eq!((n, body["error"]["code"].as_str()), (106, Some("chat_full")), "{body}");
+                break;
+            }
+            assert_eq!(status, 200, "{body}");
         }
         let mut pat = p.socket().await;
         pat.resume(None, 0).await;
@@ -682,7 +689,7 @@ async fn a_chat_is_full_for_its_patron_at_the_same_line_whatever_notes_fall_betw
         }
         sent.push(acked);
     }
-    assert_eq!(sent, [6, 6], "the question, the accept line and six lines each, with notes or without");
+    assert_eq!(sent, [6, 6, 6], "the question, the accept line and six lines each, with notes or without");
 }
 
 #[tokio::test]
