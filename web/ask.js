@@ -302,7 +302,10 @@ function begin() {
     auth: { token: chat.token },
     onOpen: (send) => {
       send({ type: "resume", after: last });
-      for (const p of chat.pending) send({ type: "send", client_id: p.client_id, body: p.body }); // I4: same id, stored once
+      // I4: same id, stored once. Lines turned away by the frame limit go
+      // on one at a time (below).
+      if (draining) drain();
+      else for (const p of chat.pending) send({ type: "send", client_id: p.client_id, body: p.body });
     },
     onState: (s) => {
       connected = s === "connected";
@@ -346,7 +349,10 @@ function begin() {
         showPlace();
         checkDuty();
       }
-      else if (f.type === "ack") { chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save(); }
+      else if (f.type === "ack") {
+        chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save();
+        if (draining) drain();
+      }
       else if (f.type === "error" && f.code === "rate_limited") retrySoon();
       else if (f.type === "error" && f.code === "unauthenticated" && !f.client_id) gone();
       else if (f.type === "erased") { $("log").replaceChildren(); seen.clear(); gone("This chat's record was erased. Reload the page to start a new chat."); }
@@ -355,6 +361,7 @@ function begin() {
         if (p) {
           chat.pending = chat.pending.filter((x) => x !== p); save();
           notSent(p, f.message);
+          if (draining) drain();
         } else $("chat-error").textContent = f.message;
       }
     },
@@ -378,15 +385,26 @@ function begin() {
   // shares one) was dropped, whichever it was: once things are quiet the
   // chat is followed again from the last line shown, and lines not yet
   // acknowledged go again (I4: stored once).
+  // They go one at a time, each once the one before is stored, and lines
+  // typed meanwhile wait behind them: sent together, a line could find
+  // room the one before it did not, and the chat would read out of order.
   let retry = null;
+  let draining = false;
   function retrySoon() {
     if (retry) return;
+    draining = true;
     retry = setTimeout(() => {
       retry = null;
       if (!chat) return; // ended and cleared meanwhile
       conn.send({ type: "resume", after: last });
-      for (const p of chat.pending) conn.send({ type: "send", client_id: p.client_id, body: p.body });
+      drain();
     }, 2000);
+  }
+  function drain() {
+    if (!chat || retry) return;
+    const [next] = chat.pending;
+    if (!next) { draining = false; return; }
+    conn.send({ type: "send", client_id: next.client_id, body: next.body });
   }
   let typing = false;
   let typingSent = 0;
@@ -411,7 +429,10 @@ function begin() {
     chat.pending.push(p); save();
     $("log").append(pendingItem(p.client_id, body));
     $("log").scrollTop = $("log").scrollHeight;
-    conn.send({ type: "send", client_id: p.client_id, body });
+    // While lines turned away by the frame limit wait to go again, this one
+    // waits with them and goes after them: sent now, it could be stored
+    // before them, and the chat would read out of order.
+    if (!draining) conn.send({ type: "send", client_id: p.client_id, body });
     $("text").value = ""; $("chat-error").textContent = "";
     chat.draft = ""; clearTimeout(drafting);
     updateCounter();

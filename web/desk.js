@@ -611,11 +611,18 @@ function renderIm() {
   $("im-log").replaceChildren(...imLog(imPeer).items.map((m) => el("li", {}, el("span", { class: "who" }, `${m.from_name}:`), el("span", { class: "body" }, m.body), el("time", {}, clock(m.at)))));
 }
 
+// IMs on their way, until acknowledged: one refused comes back to its box.
+const imSent = new Map(); // client_id -> {peer, body}
 async function openIm(peer) {
   imPeer = peer;
+  $("im-error").textContent = "";
   $("im").classList.remove("hidden");
   $("im-title").textContent = `IM with ${colleagues.get(peer)?.display_name ?? peer}`;
-  conn.send({ type: "im_resume", peer, after: imLog(peer).last });
+  // Opened the first time on this page, the conversation is read from its
+  // start: lines that came live while it was closed are not all of it.
+  const l = imLog(peer);
+  if (!l.resumed) Object.assign(l, { resumed: true, last: 0, items: [] });
+  conn.send({ type: "im_resume", peer, after: l.last });
   renderIm();
   // A panel over the page's corner: ready to type in, nothing scrolled.
   $("im-text").focus({ preventScroll: true });
@@ -807,6 +814,7 @@ async function start() {
         drawSoon(renderMonitor);
       }
       else if (f.type === "im") onIm(f);
+      else if (f.type === "im_ack") imSent.delete(f.client_id);
       else if (f.type === "availability") refreshColleagues();
       else if (f.type === "link") { linkDown = f.down; sayConnection(); }
       else if (f.type === "referred") {
@@ -958,6 +966,14 @@ function onRefused(f) {
   // reconnect) is not refused for what it says: it stays "Sending…" and
   // goes again shortly with its id (I4: stored once).
   if (f.code === "rate_limited" && f.client_id && pending.has(f.client_id)) { resendSoon(); return; }
+  // An IM refused: said in its panel, and its text back in the box.
+  const im = f.client_id && imSent.get(f.client_id);
+  if (im) {
+    imSent.delete(f.client_id);
+    if (imPeer === im.peer && !$("im-text").value) $("im-text").value = im.body;
+    $("im-error").textContent = `Not sent: ${f.message}`;
+    return;
+  }
   $("chat-error").textContent = f.message;
   const sent = f.client_id && pending.get(f.client_id);
   if (!sent) return;
@@ -1058,7 +1074,9 @@ $("composer").onsubmit = (e) => {
   // desk is again (the socket sends every line not acknowledged yet).
   $("log").append(pendingItem(clientId, line));
   $("log").scrollTop = $("log").scrollHeight;
-  conn.send({ type: "send", session: current, kind, client_id: clientId, body });
+  // Lines turned away by the frame limit wait to go again: this one goes
+  // after them, not before (the chat would read out of order).
+  if (!resend) conn.send({ type: "send", session: current, kind, client_id: clientId, body });
   announceTyping(false);
   $("text").value = "";
   staleGuard.reset();
@@ -1194,7 +1212,14 @@ $("im-form").onsubmit = (e) => {
   e.preventDefault();
   const body = $("im-text").value.trim();
   if (!body || imPeer === null) return;
-  conn.send({ type: "im_send", to: imPeer, body, client_id: newClientId() });
+  // Refused here, before anything is sent: the text stays in the box, and
+  // the panel says why (the server would refuse it, and it would be lost).
+  const chars = [...body].length;
+  $("im-error").textContent = chars > maxChars ? `This message is ${chars} characters; the limit is ${maxChars}. Shorten it or send it in parts.` : "";
+  if (chars > maxChars) return;
+  const clientId = newClientId();
+  imSent.set(clientId, { peer: imPeer, body });
+  conn.send({ type: "im_send", to: imPeer, body, client_id: clientId });
   $("im-text").value = "";
 };
 $("login").onsubmit = async (e) => {

@@ -496,6 +496,26 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   await ann.press("#text", "Enter");
   await patron.getByText("Here is the answer.").waitFor();
   await ann.waitForFunction(() => document.getElementById("chat-error").textContent === "");
+  // A new page, and an IM comes before the conversation is opened: opened,
+  // it shows the whole conversation, not that IM alone.
+  await ann.reload();
+  await ann.locator("#desk").waitFor();
+  await carla.evaluate(async (to) => {
+    const r = await fetch(`/api/im/${to}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ body: "And the rota?" }) });
+    if (!r.ok) throw new Error(await r.text());
+  }, await ann.evaluate(async () => (await (await fetch("/api/me")).json()).id));
+  await carlaIm.filter({ hasText: "1 unread" }).waitFor();
+  await carlaIm.click();
+  await ann.locator("#im-log li", { hasText: "And the rota?" }).waitFor();
+  await ann.locator("#im-log li", { hasText: "Lunch at one?" }).waitFor();
+  assert.deepEqual(await ann.locator("#im-log li .body").allInnerTexts(), ["Lunch at one?", "And the rota?"]);
+  // Too long: refused on the page, said in the panel, the text kept.
+  const long = "x".repeat(4001);
+  await ann.fill("#im-text", long);
+  await ann.press("#im-text", "Enter");
+  await ann.locator("#im-error", { hasText: "the limit is 4000" }).waitFor();
+  assert.equal(await ann.inputValue("#im-text"), long);
+  assert.equal(await ann.locator("#chat-error").innerText(), "", "not said under the chat");
   for (const p of [ann, patron, carla]) await p.context().close();
 });
 

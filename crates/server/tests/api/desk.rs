@@ -1333,6 +1333,20 @@ async fn signing_out_of_ones_last_sign_in_puts_ones_chats_back_in_line_at_once()
 }
 
 #[tokio::test]
+async fn signing_out_after_going_off_duty_still_puts_ones_chats_back_in_line_at_once() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    // Off duty first (no new patrons), then signing out from the desk.
+    assert_eq!(c.ann.post("/api/me/availability", json!({"availability": "off_duty"})).await.0, 200);
+    assert_eq!(c.ann.post("/api/logout", json!(null)).await.0, 200);
+    let carla = app.staff("carla").await;
+    let (_, queue) = carla.get("/api/queue").await;
+    assert!(queue.as_array().unwrap().iter().any(|e| e["session"] == s), "back in line: {queue}");
+    c.pat.until(|f| f["type"] == "event" && f["system"] == "transferred").await;
+}
+
+#[tokio::test]
 async fn r5_an_active_chat_with_no_message_for_too_long_ends_by_timeout() {
     let app = spawn_app_with_manual_clock().await;
     let mut c = chat_with_ann(&app).await;

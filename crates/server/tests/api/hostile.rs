@@ -1397,8 +1397,14 @@ async fn a_waiting_patron_opening_and_closing_pages_as_fast_as_they_may_is_marke
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let idle = (idle_per_second * started.elapsed().as_secs_f64()).ceil() as u64;
     let written = (writes(&app).await - before).saturating_sub(idle);
-    // One (the mark), and room for the estimate of the node's own.
-    assert!(written <= 3, "{written} writes more than idle ({idle}) for {pages} pages of a waiting chat");
+    // One (the mark), and room for the estimate of the node's own, which
+    // come in bursts (a round's): half as many again as the estimate. A
+    // write for each open and each close would be two a page, 10 and more.
+    let room = 3 + idle / 2;
+    assert!(
+        written <= room,
+        "{written} writes more than idle ({idle}) for {pages} pages of a waiting chat (room {room})"
+    );
     ann_ws.send(json!({"type": "ping"})).await;
     let rest = ann_ws.until(|f| f["type"] == "pong").await;
     assert!(rest.iter().all(|f| f["type"] != "patron_away"), "{rest:?}");
