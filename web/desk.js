@@ -480,7 +480,19 @@ async function refreshQuestions() {
     el("td", {}, q.live ? liveBadge(q) : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
     el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
     el("td", {}, q.librarian_name || ""))));
+  // My chats that ended before this page was loaded, their code not set yet:
+  // among my chats again, to set it (the monitor lists live chats only).
+  for (const q of qs) {
+    if (!q.live || q.session_state !== "ended" || q.librarian !== me.id || monitor.has(q.session) || restored.has(q.session)) continue;
+    restored.add(q.session);
+    api(`/api/sessions/${q.session}`).then(({ session: s }) => {
+      if (s.state !== "ended" || s.code_set || monitor.has(q.session)) return;
+      monitor.set(q.session, { ...s, last_message_at: q.last_message_at, watchers: [] });
+      renderMonitor();
+    }, () => { /* out of scope now */ });
+  }
 }
+const restored = new Set(); // sessions put back among my chats after a reload
 
 // Minutes shown in the queue and the chat monitor count on between events
 // (the queue's in place: a focused Accept button keeps its focus).
@@ -755,7 +767,11 @@ async function start() {
       }
       else if (f.type === "monitor") {
         monitorMore = f.more || 0;
+        // The monitor lists live chats only: mine that ended, their code
+        // not set yet, stay (at a reconnect, or put back after a reload).
+        const ended = [...monitor.values()].filter((s) => s.state === "ended" && s.ctx.librarian === me.id && !s.code_set);
         monitor.clear();
+        for (const s of ended) monitor.set(s.ctx.id, s);
         for (const s of f.sessions) { monitor.set(s.ctx.id, s); follow(s); }
         renderMonitor();
       }

@@ -193,6 +193,9 @@ const LIVE_WORDS = {
   answer: "This chat is still live: your answer appears in it, and the patron sees it.",
   note: "This chat is still live: your note appears in it, for staff only (the patron does not see it).",
   "message-librarian": "This chat is still live: your message appears in it, for staff only (the patron does not see it).",
+  close: "This chat is still live: closing the question adds a line to it for staff only (the patron does not see it), and the chat goes on.",
+  refer: "This chat is still live: the referral adds a line to it for staff only (the patron does not see it).",
+  code: "This chat is still live: the code adds a line to it for staff only (the patron does not see it).",
 };
 // The chat has ended, its code not set yet (R5: still live).
 const ENDED_WORDS = {
@@ -209,7 +212,7 @@ async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
   const ended = question?.session_state === "ended";
   const words = ended ? ENDED_WORDS : LIVE_WORDS;
-  const other = ended ? "This chat has ended, its code not set yet: what you do is added to it, for staff only." : "This chat is still live. What you do may appear in the chat, and the patron may see it.";
+  const other = ended ? "This chat has ended, its code not set yet: what you do is added to it, for staff only." : "This chat is still live: this changes the question only, and nothing of it appears in the chat.";
   const live = question?.live ? words[action] ?? other : null;
   const ask = [sure, live].filter(Boolean).join("\n\n");
   if (ask && !window.confirm(`${ask}\n\nGo on?`)) return false;

@@ -193,6 +193,31 @@ test("three chats: a line in a chat not on screen raises its unread count and th
   for (const p of [ann, ...patrons]) await p.context().close();
 });
 
+test("a chat I ended without its code is still among my chats after a reload, until I set the code", async () => {
+  const { ann, patron } = await chatWithAnn("Rhea", "Ended, then reloaded");
+  await ann.getByRole("button", { name: /^Rhea — Riverside/ }).click();
+  const asked = new Promise((resolve) => ann.once("dialog", (d) => resolve(d.message())));
+  await ann.click("#end");
+  await asked;
+  const tab = ann.locator("#list-my li", { hasText: "Rhea — Riverside" });
+  await tab.getByText(/ended; .* set a resolution code/).waitFor();
+  await ann.reload();
+  await ann.locator("#desk").waitFor();
+  await tab.getByText(/ended; .* set a resolution code/).waitFor();
+  // Nor does the monitor's list, sent again at a reconnect, take it away.
+  const again = ann.waitForEvent("websocket");
+  await ann.evaluate(() => window.dispatchEvent(new Event("online")));
+  await (await again).waitForEvent("framereceived", { predicate: (f) => String(f.payload).includes('"type":"monitor"') });
+  await ann.evaluate(() => new Promise((r) => setTimeout(r, 200)));
+  assert.ok(await tab.isVisible(), "still among my chats after the monitor's list came again");
+  await ann.getByRole("button", { name: /^Rhea — Riverside/ }).click();
+  await ann.locator("#log", { hasText: "Ended, then reloaded" }).waitFor();
+  await ann.selectOption("#code", { index: 1 });
+  await ann.click("#set-code");
+  await tab.waitFor({ state: "detached" });
+  for (const p of [ann, patron]) await p.context().close();
+});
+
 test("a transfer to a colleague carries a note for them, which the patron never sees; staying, I see the chat until its code is set", async () => {
   const { ann, patron } = await chatWithAnn("Lu", "Transfer question");
   // Ben comes on duty (an earlier test may have left him on duty: the change
@@ -969,7 +994,8 @@ test("a code and READ scale set while the chat goes on stay shown, and ending it
   // Ended and already coded: nothing left to do, so it leaves the list
   // (it said "set a resolution code", and setting it again added a line).
   await ann.getByRole("button", { name: /^Maya — Riverside/ }).waitFor({ state: "detached" });
-  assert.equal(await ann.getByText(/set a resolution code/).count(), 0);
+  // (Chats of earlier tests Ann ended without a code are rightly still hers.)
+  assert.equal(await ann.locator("#list-my li", { hasText: "Maya" }).count(), 0);
   const qid = await ann.evaluate(async () => (await (await fetch("/api/questions")).json()).find((x) => x.text === "Coded before the end").id);
   const q = await ann.evaluate(async (id) => (await fetch(`/api/questions/${id}`)).json(), qid);
   assert.equal(q.question.state.read_scale, 3);
