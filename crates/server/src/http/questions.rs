@@ -61,7 +61,7 @@ pub(super) struct ListParams {
     librarian: Option<String>,
     /// The owning library's slug.
     library: Option<String>,
-    /// Words in the question or its transcript.
+    /// Words in the question or its transcript, in any letter case (whatever the script).
     #[param(max_length = 200)]
     q: Option<String>,
     /// Paging: questions older than this one (its id).

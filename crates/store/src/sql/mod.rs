@@ -143,6 +143,19 @@ impl Dialect {
         }
     }
 
+    /// `column` in lower case, whatever its script, for a LIKE against a
+    /// pattern lower-cased alike: SQLite's LIKE and `lower` fold ASCII
+    /// letters only ("ВОЛГИ" did not find "Волги"), so its connections have
+    /// `casefold` (`sqlite::open_conn`); PostgreSQL's ILIKE and `lower`
+    /// fold by the database's locale, which may be "C" (ASCII only), so
+    /// `lower` is told ICU's root collation.
+    pub(crate) fn folded(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("casefold({column})"),
+            Dialect::Postgres => format!("lower({column} COLLATE \"und-x-icu\")"),
+        }
+    }
+
     /// Appended to a `SELECT` whose rows the transaction goes on to change.
     /// SQLite has one writer, so nothing is needed there.
     pub(crate) fn for_update(self) -> &'static str {

@@ -456,6 +456,16 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         conn.execute_batch("PRAGMA secure_delete = ON").map_err(db)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
+    // Text in lower case whatever its script, for searches (`Dialect::folded`).
+    let flags =
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8 | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("casefold", 1, flags, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).to_lowercase()),
+            _ => None,
+        })
+    })
+    .map_err(db)?;
     Ok(conn)
 }
 

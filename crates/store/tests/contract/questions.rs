@@ -151,7 +151,15 @@ async fn the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts(
     search.text = Some("psst".into());
     assert_eq!(s.questions(search.clone()).await.unwrap().len(), 1, "search reaches the transcript");
     search.text = Some("nowhere in it".into());
-    assert!(s.questions(search).await.unwrap().is_empty());
+    assert!(s.questions(search.clone()).await.unwrap().is_empty());
+    // In any letter case, whatever the script (SQLite's LIKE folds ASCII
+    // letters only).
+    s.append(a, line(staff_author(&w.ann), MessageKind::Note, "Волга, Ελλάδα, Straße", None), ok(), 30).await.unwrap();
+    for words in ["ВОЛГА", "волга", "ΕΛΛΆΔΑ", "STRAßE", "PSST", "\u{413}\u{410}, \u{395}\u{39b}\u{39b}"]
+    {
+        search.text = Some(words.into());
+        assert_eq!(s.questions(search.clone()).await.unwrap().len(), 1, "{words}");
+    }
 }
 
 /// Past the cap of mails to one address (in any letter case) in 24 hours,
