@@ -215,7 +215,14 @@ function render(m) {
     // as ended (the widget's button says so on the library's pages).
     if (chat && (chat.draft || !chat.ended)) { chat.draft = ""; chat.ended = true; save(); }
     setStatus(taken ? "The chat has ended." : "You are no longer in line.");
-    for (const id of ["composer", "end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
+    for (const id of ["end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
+    // What was being typed stays on screen, to copy, until the page is
+    // left (it is not kept with the chat); there is nowhere to send it.
+    if ($("text").value.trim()) {
+      $("text").readOnly = true;
+      $("composer").querySelector("button[type=submit]").classList.add("hidden");
+      $("chat-error").textContent = "Not sent: the chat ended first. What you wrote stays in the box, to copy, until you leave this page.";
+    } else $("composer").classList.add("hidden");
     $("transcript-error").textContent = "";
     $("end-row").classList.remove("hidden");
     $("end-clear").textContent = "Clear this chat and start a new one";
@@ -240,10 +247,18 @@ function countDown(box, counter) {
   $(box).setAttribute("aria-invalid", left < 0 ? "true" : "false");
   return left >= 0;
 }
-const updateCounter = () => countDown("text", "counter");
+// "Too long", once said, goes as soon as the text fits (the browser may
+// stop the next submit for another box, and it would stay).
+const tooLongSaid = { question: false, text: false };
+const fits = (box, counter, error) => {
+  const ok = countDown(box, counter);
+  if (ok && tooLongSaid[box]) { $(error).textContent = ""; tooLongSaid[box] = false; }
+  return ok;
+};
+const updateCounter = () => fits("text", "counter", "chat-error");
 // The start form's question likewise: a pasted text past the limit is kept
 // whole and said to be too long, not cut short by the box.
-$("question").addEventListener("input", () => countDown("question", "question-counter"));
+$("question").addEventListener("input", () => fits("question", "question-counter", "start-error"));
 
 // A refusal of one of the start form's boxes says which, in the page's
 // words, and marks and focuses the box; anything else is said as it is.
@@ -416,11 +431,12 @@ function begin() {
   $("composer").onsubmit = (e) => {
     e.preventDefault();
     const body = $("text").value.trim();
-    if (!body) return;
+    if (!body || ended) return; // an ended chat takes nothing more (its box is left to copy from)
     const over = length(body) - maxChars;
     if (over > 0) {
       // Refused here, before anything is sent: the text stays in the box.
       $("chat-error").textContent = `Your message is ${over} character${over > 1 ? "s" : ""} too long (at most ${maxChars}). Shorten it, or send it in parts.`;
+      tooLongSaid.text = true;
       updateCounter();
       $("text").focus();
       return;
@@ -560,6 +576,7 @@ $("start").onsubmit = async (e) => {
   if (!countDown("question", "question-counter")) {
     const rest = offline ? "" : ", and say the rest once the chat has started";
     $("start-error").textContent = `Your question is longer than the ${maxChars} characters it may have: shorten it${rest}.`;
+    tooLongSaid.question = true;
     $("question").focus();
     return;
   }

@@ -1048,8 +1048,11 @@ function announceTyping(on) {
 function retarget() {
   if (typing) announceTyping(typing.session === current);
 }
+// "Too long", once said, goes as soon as the reply fits.
+let tooLongSaid = false;
 function onInput() {
   const text = $("text").value;
+  if (tooLongSaid && [...text.trim()].length <= maxChars) { $("chat-error").textContent = ""; tooLongSaid = false; }
   if (text && staleGuard.from === null && current !== null && accepting === null) {
     // A chat whose history has not come yet counts from where it ends.
     staleGuard.from = log(current).synced ? log(current).last : "at sync";
@@ -1073,6 +1076,7 @@ $("composer").onsubmit = (e) => {
   }
   if ([...body].length > maxChars) {
     $("chat-error").textContent = `This reply is ${[...body].length} characters; the limit is ${maxChars}. Shorten it or send it in parts.`;
+    tooLongSaid = true;
     return;
   }
   const newer = staleGuard.newer();

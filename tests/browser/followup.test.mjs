@@ -91,6 +91,24 @@ const say = async (s, session, body) => {
   assert.ok(r.status === 200 || r.status === 201, `the line is sent (${r.status} ${JSON.stringify(r.body)})`);
 };
 
+test("what a patron was typing when the librarian ended the chat stays on screen, to copy, and cannot be sent", async () => {
+  const ann = await staff("ann");
+  const patron = await open(PHONE);
+  const session = await askQuestion(patron, "Ida", "Ending while I type?");
+  await accept(ann, session);
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+  await patron.fill("#text", "One more thing about the");
+  assert.equal((await ann.call("POST", `/api/sessions/${session}/end`)).status, 200);
+  await patron.locator("#status", { hasText: "The chat has ended." }).waitFor();
+  await patron.locator("#chat-error", { hasText: "Not sent: the chat ended first." }).waitFor();
+  assert.equal(await patron.inputValue("#text"), "One more thing about the");
+  assert.ok(await patron.locator("#text").isVisible() && await patron.locator("#text").evaluate((t) => t.readOnly), "shown, read-only");
+  assert.ok(await patron.locator("#composer button[type=submit]").isHidden(), "no Send");
+  await patron.press("#text", "Enter");
+  assert.equal(await patron.locator("#log li", { hasText: "One more thing" }).count(), 0, "nothing sent");
+  for (const p of [ann.page, patron]) await p.context().close();
+});
+
 test("the patron never sees their own typing; the librarian's indicator clears when her line arrives and after 6 s of silence", async () => {
   const ann = await staff("ann");
   const patron = await open(PHONE);
@@ -698,8 +716,11 @@ test("a question past the limit is kept whole and said too long; a refused e-mai
   await patron.locator("#start-error", { hasText: "Your question is longer than the 4000 characters it may have: shorten it, and say the rest once the chat has started." }).waitFor();
   assert.equal(await patron.evaluate(() => document.activeElement.id), "question");
   assert.equal(await patron.locator("#chat").isVisible(), false, "no chat started");
-  // An address the server refuses (the browser's own check lets it by).
+  // Shortened, the error goes at once (were the next submit stopped by the
+  // browser for another box, it would otherwise stay).
   await patron.fill("#question", "Do you have the 1890 survey maps?");
+  assert.equal(await patron.locator("#start-error").innerText(), "", "said too long no more");
+  // An address the server refuses (the browser's own check lets it by).
   await patron.fill("#email", "pat@example");
   await patron.click("#start button[type=submit]");
   await patron.locator("#start-error", { hasText: "Your e-mail: not an e-mail address." }).waitFor();
