@@ -123,13 +123,13 @@ pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
         HandedTo::TakenOver => format!("{by} (librarian) has taken over the chat"),
         HandedTo::Colleague(name) => format!("{by} (librarian) has transferred the chat to {name} (librarian)"),
         HandedTo::Library(name) => {
-            format!("{by} (librarian) has transferred your chat to {name}; a librarian will be with you shortly")
+            format!("{by} (librarian) has transferred your chat to {name}; a librarian will be with you as soon as one is free")
         }
         HandedTo::Cooperative => format!(
-            "{by} (librarian) has transferred your chat to the cooperative's librarians; one will be with you shortly"
+            "{by} (librarian) has transferred your chat to the cooperative's librarians; one will be with you as soon as they are free"
         ),
         HandedTo::Away => {
-            format!("{by} (librarian) is no longer at the desk; your chat is back in line, and a librarian will be with you shortly")
+            format!("{by} (librarian) is no longer at the desk; your chat is back in line, and a librarian will be with you as soon as one is free")
         }
     };
     system(body, Audience::Everyone, SystemEvent::Transferred)
