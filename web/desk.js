@@ -482,15 +482,21 @@ async function refreshQuestions() {
     el("td", {}, q.librarian_name || ""))));
   // My chats that ended before this page was loaded, their code not set yet:
   // among my chats again, to set it (the monitor lists live chats only).
+  let gone = false;
   for (const q of qs) {
+    // One whose code was set elsewhere meanwhile (while this desk was
+    // offline, say) leaves the list, unless it is on screen.
+    const s = monitor.get(q.session);
+    if (!q.live && s?.state === "ended" && q.session !== current) { monitor.delete(q.session); gone = true; }
     if (!q.live || q.session_state !== "ended" || q.librarian !== me.id || monitor.has(q.session) || restored.has(q.session)) continue;
     restored.add(q.session);
-    api(`/api/sessions/${q.session}`).then(({ session: s }) => {
-      if (s.state !== "ended" || s.code_set || monitor.has(q.session)) return;
-      monitor.set(q.session, { ...s, last_message_at: q.last_message_at, watchers: [] });
+    api(`/api/sessions/${q.session}`).then(({ session: view }) => {
+      if (view.state !== "ended" || view.code_set || monitor.has(q.session)) return;
+      monitor.set(q.session, { ...view, last_message_at: q.last_message_at, watchers: [] });
       renderMonitor();
     }, () => { /* out of scope now */ });
   }
+  if (gone) renderMonitor();
 }
 const restored = new Set(); // sessions put back among my chats after a reload
 
