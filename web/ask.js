@@ -249,10 +249,11 @@ function countDown(box, counter) {
 }
 // "Too long", once said, goes as soon as the text fits (the browser may
 // stop the next submit for another box, and it would stay).
-const tooLongSaid = { question: false, text: false };
+const tooLongSaid = { question: null, text: null }; // what was said, while it is shown
 const fits = (box, counter, error) => {
   const ok = countDown(box, counter);
-  if (ok && tooLongSaid[box]) { $(error).textContent = ""; tooLongSaid[box] = false; }
+  if (ok && tooLongSaid[box] !== null && $(error).textContent === tooLongSaid[box]) $(error).textContent = "";
+  if (ok) tooLongSaid[box] = null;
   return ok;
 };
 const updateCounter = () => fits("text", "counter", "chat-error");
@@ -366,7 +367,7 @@ function begin() {
       }
       else if (f.type === "ack") {
         chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save();
-        if (draining) drain();
+        if (draining && f.client_id === drained) drain();
       }
       else if (f.type === "error" && f.code === "rate_limited") retrySoon();
       else if (f.type === "error" && f.code === "unauthenticated" && !f.client_id) gone();
@@ -376,7 +377,7 @@ function begin() {
         if (p) {
           chat.pending = chat.pending.filter((x) => x !== p); save();
           notSent(p, f.message);
-          if (draining) drain();
+          if (draining && f.client_id === drained) drain();
         } else $("chat-error").textContent = f.message;
       }
     },
@@ -405,9 +406,11 @@ function begin() {
   // room the one before it did not, and the chat would read out of order.
   let retry = null;
   let draining = false;
+  let drained = null; // the line sent last by `drain`, whose answer sends the next
   function retrySoon() {
     if (retry) return;
     draining = true;
+    drained = null;
     retry = setTimeout(() => {
       retry = null;
       if (!chat) return; // ended and cleared meanwhile
@@ -418,7 +421,8 @@ function begin() {
   function drain() {
     if (!chat || retry) return;
     const [next] = chat.pending;
-    if (!next) { draining = false; return; }
+    if (!next) { draining = false; drained = null; return; }
+    drained = next.client_id;
     conn.send({ type: "send", client_id: next.client_id, body: next.body });
   }
   let typing = false;
@@ -436,7 +440,7 @@ function begin() {
     if (over > 0) {
       // Refused here, before anything is sent: the text stays in the box.
       $("chat-error").textContent = `Your message is ${over} character${over > 1 ? "s" : ""} too long (at most ${maxChars}). Shorten it, or send it in parts.`;
-      tooLongSaid.text = true;
+      tooLongSaid.text = $("chat-error").textContent;
       updateCounter();
       $("text").focus();
       return;
@@ -576,7 +580,7 @@ $("start").onsubmit = async (e) => {
   if (!countDown("question", "question-counter")) {
     const rest = offline ? "" : ", and say the rest once the chat has started";
     $("start-error").textContent = `Your question is longer than the ${maxChars} characters it may have: shorten it${rest}.`;
-    tooLongSaid.question = true;
+    tooLongSaid.question = $("start-error").textContent;
     $("question").focus();
     return;
   }

@@ -480,25 +480,32 @@ async function refreshQuestions() {
     el("td", {}, q.live ? liveBadge(q) : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
     el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
     el("td", {}, q.librarian_name || ""))));
-  // My chats that ended before this page was loaded, their code not set yet:
-  // among my chats again, to set it (the monitor lists live chats only).
-  let gone = false;
-  for (const q of qs) {
-    // One whose code was set elsewhere meanwhile (while this desk was
-    // offline, say) leaves the list, unless it is on screen.
-    const s = monitor.get(q.session);
-    if (!q.live && s?.state === "ended" && q.session !== current) { monitor.delete(q.session); gone = true; }
-    if (!q.live || q.session_state !== "ended" || q.librarian !== me.id || monitor.has(q.session) || restored.has(q.session)) continue;
-    restored.add(q.session);
-    api(`/api/sessions/${q.session}`).then(({ session: view }) => {
-      if (view.state !== "ended" || view.code_set || monitor.has(q.session)) return;
-      monitor.set(q.session, { ...view, last_message_at: q.last_message_at, watchers: [] });
-      renderMonitor();
-    }, () => { /* out of scope now */ });
-  }
-  if (gone) renderMonitor();
 }
-const restored = new Set(); // sessions put back among my chats after a reload
+
+// My chats that ended, their code not set yet, are still mine to code, but
+// the monitor lists live chats only: after its list (at the start, at a
+// reconnect) they are read from my live questions and put back; one coded
+// elsewhere meanwhile leaves, unless it is on screen.
+const LIVE_PAGE = 50; // the question list's page
+async function restoreEnded() {
+  const qs = await api(`/api/questions?view=live&librarian=${me.id}`);
+  let changed = false;
+  if (qs.length < LIVE_PAGE) {
+    const live = new Set(qs.map((q) => q.session));
+    for (const s of [...monitor.values()]) {
+      if (s.state === "ended" && s.ctx.librarian === me.id && !live.has(s.ctx.id) && s.ctx.id !== current) { monitor.delete(s.ctx.id); changed = true; }
+    }
+  }
+  for (const q of qs) {
+    if (q.session_state !== "ended" || monitor.has(q.session)) continue;
+    // Its header alone: no line comes after the largest number.
+    const { session: view } = await api(`/api/sessions/${q.session}?after=${Number.MAX_SAFE_INTEGER}`);
+    if (view.state !== "ended" || view.code_set || monitor.has(q.session)) continue;
+    monitor.set(q.session, { ...view, last_message_at: q.last_message_at, watchers: [] });
+    changed = true;
+  }
+  if (changed) renderMonitor();
+}
 
 // Minutes shown in the queue and the chat monitor count on between events
 // (the queue's in place: a focused Accept button keeps its focus).
@@ -664,8 +671,12 @@ $("im").addEventListener("keydown", (e) => { if (e.key === "Escape") { e.prevent
 function onIm(m) {
   const peer = m.from === me.id ? m.to : m.from;
   const l = imLog(peer);
-  if (m.seq <= l.last) return;
-  l.items.push(m); l.last = m.seq;
+  // Each once, in order: a line that came live may be ahead of the
+  // history read when the conversation opens.
+  if (l.items.some((x) => x.seq === m.seq)) return;
+  l.items.push(m);
+  if (m.seq < l.last) l.items.sort((a, b) => a.seq - b.seq);
+  l.last = Math.max(l.last, m.seq);
   // Read where it is open: the colleague's unread count goes (once for a burst).
   if (peer === imPeer) { renderIm(); api(`/api/im/${peer}/read`, { method: "POST", body: { seq: m.seq } }).then(() => drawSoon(refreshColleagues), () => {}); }
   else refreshColleagues();
@@ -780,6 +791,7 @@ async function start() {
         for (const s of ended) monitor.set(s.ctx.id, s);
         for (const s of f.sessions) { monitor.set(s.ctx.id, s); follow(s); }
         renderMonitor();
+        restoreEnded().catch(() => { /* read again at the next reconnect */ });
       }
       else if (f.type === "monitor_update") {
         const fresh = !monitor.has(f.ctx.id);
@@ -1055,10 +1067,13 @@ function retarget() {
   if (typing) announceTyping(typing.session === current);
 }
 // "Too long", once said, goes as soon as the reply fits.
-let tooLongSaid = false;
+let tooLongSaid = null; // what was said, while it is shown
 function onInput() {
   const text = $("text").value;
-  if (tooLongSaid && [...text.trim()].length <= maxChars) { $("chat-error").textContent = ""; tooLongSaid = false; }
+  if (tooLongSaid !== null && [...text.trim()].length <= maxChars) {
+    if ($("chat-error").textContent === tooLongSaid) $("chat-error").textContent = "";
+    tooLongSaid = null;
+  }
   if (text && staleGuard.from === null && current !== null && accepting === null) {
     // A chat whose history has not come yet counts from where it ends.
     staleGuard.from = log(current).synced ? log(current).last : "at sync";
@@ -1082,7 +1097,7 @@ $("composer").onsubmit = (e) => {
   }
   if ([...body].length > maxChars) {
     $("chat-error").textContent = `This reply is ${[...body].length} characters; the limit is ${maxChars}. Shorten it or send it in parts.`;
-    tooLongSaid = true;
+    tooLongSaid = $("chat-error").textContent;
     return;
   }
   const newer = staleGuard.newer();

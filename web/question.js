@@ -202,6 +202,9 @@ const ENDED_WORDS = {
   answer: "This chat has ended, its code not set yet: your answer is added to it, where the patron sees it if their page is still open.",
   note: "This chat has ended, its code not set yet: your note is added to it, for staff only (the patron does not see it).",
   "message-librarian": "This chat has ended, its code not set yet: your message is added to it for its librarian, staff only.",
+  close: "This chat has ended, its code not set yet: closing the question adds a line to it for staff only.",
+  refer: "This chat has ended, its code not set yet: the referral adds a line to it for staff only.",
+  code: "This chat has ended, its code not set yet: the code adds a line to it for staff only.",
 };
 // What each action did, said when the server adds nothing of its own.
 const DONE_WORDS = {
@@ -212,7 +215,7 @@ async function act(action, body = {}, sure = null) {
   $("error").textContent = ""; $("notice").textContent = "";
   const ended = question?.session_state === "ended";
   const words = ended ? ENDED_WORDS : LIVE_WORDS;
-  const other = ended ? "This chat has ended, its code not set yet: what you do is added to it, for staff only." : "This chat is still live: this changes the question only, and nothing of it appears in the chat.";
+  const other = ended ? "This chat has ended, its code not set yet: this changes the question only, and nothing of it appears in the chat." : "This chat is still live: this changes the question only, and nothing of it appears in the chat.";
   const live = question?.live ? words[action] ?? other : null;
   const ask = [sure, live].filter(Boolean).join("\n\n");
   if (ask && !window.confirm(`${ask}\n\nGo on?`)) return false;

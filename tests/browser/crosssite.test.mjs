@@ -306,7 +306,7 @@ async function frameOf(page) {
 async function openWidget(page) {
   // Once the widget has read the library's status: a chat that was open on
   // the page before opens again then, and a click would shut it.
-  await page.waitForFunction(() => document.querySelector("button")?.dataset.refdeskState !== "unknown");
+  await page.waitForFunction(() => { const b = document.querySelector("button"); return b && b.dataset.refdeskState !== "unknown"; });
   if ((await button(page).getAttribute("aria-expanded")) !== "true") await button(page).click();
   await frameLocator(page).locator("body").waitFor();
 }

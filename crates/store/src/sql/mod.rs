@@ -146,13 +146,14 @@ impl Dialect {
     /// `column` in lower case, whatever its script, for a LIKE against a
     /// pattern lower-cased alike: SQLite's LIKE and `lower` fold ASCII
     /// letters only ("ВОЛГИ" did not find "Волги"), so its connections have
-    /// `casefold` (`sqlite::open_conn`); PostgreSQL's ILIKE and `lower`
-    /// fold by the database's locale, which may be "C" (ASCII only), so
-    /// `lower` is told ICU's root collation.
+    /// `casefold` (`sqlite::open_conn`). PostgreSQL's ILIKE folds by the
+    /// database's locale (a UTF-8 one folds every script; "C", ASCII
+    /// alone): the column as it is (ICU's collation would fold whatever the
+    /// locale, but a server built without ICU would then fail the search).
     pub(crate) fn folded(self, column: &str) -> String {
         match self {
             Dialect::Sqlite => format!("casefold({column})"),
-            Dialect::Postgres => format!("lower({column} COLLATE \"und-x-icu\")"),
+            Dialect::Postgres => column.to_owned(),
         }
     }
 

@@ -153,7 +153,8 @@ async fn the_question_list_keeps_to_its_scope_and_view_and_searches_transcripts(
     search.text = Some("nowhere in it".into());
     assert!(s.questions(search.clone()).await.unwrap().is_empty());
     // In any letter case, whatever the script (SQLite's LIKE folds ASCII
-    // letters only).
+    // letters only; PostgreSQL's ILIKE folds by the database's locale, a
+    // UTF-8 one here).
     s.append(a, line(staff_author(&w.ann), MessageKind::Note, "Волга, Ελλάδα, Straße", None), ok(), 30).await.unwrap();
     for words in ["ВОЛГА", "волга", "ΕΛΛΆΔΑ", "STRAßE", "PSST", "\u{413}\u{410}, \u{395}\u{39b}\u{39b}"]
     {
