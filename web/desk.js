@@ -330,6 +330,13 @@ function onEvent(m) {
     // What the details said would happen at the end (a transcript) has.
     if (m.session === current) showDetails(m.session, true);
   }
+  // The patron asked for the transcript, or no longer wants it: the
+  // details say where it goes (read again when the chat is shown; a line
+  // of the chat's history was read with them).
+  if (m.system === "transcript" && m.at > loadedAt - 1000) {
+    details.delete(m.session);
+    if (m.session === current) showDetails(m.session);
+  }
   // An ended chat's code set by someone else (from its question's page, or
   // by an admin): nothing more to do in it here.
   if (m.system === "code_set" && monitor.get(m.session)?.state === "ended" && !settingCode.has(m.session)) {

@@ -1123,7 +1123,7 @@ test("a patron who came in while the desk was offline is announced once it is ba
   for (const p of [ann, ben, patron, second]) await p.context().close();
 });
 
-test("the patron's details say whether a transcript will be e-mailed, as of when the chat was opened", async () => {
+test("the patron's details say whether a transcript will be e-mailed, as soon as the patron asks; the line saying so is the desk's alone", async () => {
   const { ann, patron } = await chatWithAnn("Tess", "Transcript question");
   await ann.locator("#chat-title", { hasText: /^Tess — / }).waitFor();
   await ann.locator("#patron", { hasText: "Transcriptnot asked for" }).waitFor();
@@ -1137,9 +1137,11 @@ test("the patron's details say whether a transcript will be e-mailed, as of when
   await patron.locator("#transcript-form button[type=submit]").click();
   await patron.getByText("The transcript will be sent to tess@example.org when the chat ends.").waitFor();
   assert.equal(await patron.locator("#transcript-error").textContent(), "", "the refusal went");
-  // Opened again (from another chat, or the list): read again.
-  await ann.getByRole("button", { name: /^Tess — / }).click();
+  // The desk is told, in a staff-only line, and shows where it goes
+  // without the chat being opened again.
+  await ann.locator("#log li.system", { hasText: "The patron asked for the transcript by e-mail" }).waitFor();
   await ann.locator("#patron", { hasText: "Transcriptto be e-mailed to tess@example.org at the end" }).waitFor();
+  assert.equal(await patron.getByText("asked for the transcript by e-mail").count(), 0, "the patron's page has no such line");
   await accessible(ann, "the patron's details with a transcript asked for");
   // The chat ends: what was to happen at the end has.
   await patron.click("#end");

@@ -699,7 +699,8 @@ impl App {
         if email.is_some() {
             self.may_ask_transcript(&crate::blocks::Asker { ip, browser: None }.keys())?;
         }
-        self.store.set_transcript_to(session.ctx.id, email.clone(), utc_offset).await?;
+        let most = self.staff_lines_most();
+        self.store.set_transcript_to(session.ctx.id, email.clone(), utc_offset, most, self.clock.now()).await?;
         Ok(email)
     }
 

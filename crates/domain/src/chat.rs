@@ -349,6 +349,9 @@ pub enum SystemEvent {
     Transferred,
     /// Its patron was blocked: the line just before the end says so.
     Blocked,
+    /// The patron asked for the transcript by e-mail, gave it another
+    /// address, or no longer wants it (staff only: the desk shows it).
+    Transcript,
 }
 
 impl SystemEvent {
@@ -361,12 +364,13 @@ impl SystemEvent {
             SystemEvent::Presence => "presence",
             SystemEvent::Transferred => "transferred",
             SystemEvent::Blocked => "blocked",
+            SystemEvent::Transcript => "transcript",
         }
     }
 
     /// Parses [`SystemEvent::as_str`]'s names.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Ended, Self::CodeSet, Self::Presence, Self::Transferred, Self::Blocked]
+        [Self::Accepted, Self::Ended, Self::CodeSet, Self::Presence, Self::Transferred, Self::Blocked, Self::Transcript]
             .into_iter()
             .find(|v| v.as_str() == s)
     }

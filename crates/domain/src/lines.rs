@@ -154,6 +154,32 @@ pub fn librarian_back(name: &str) -> NewMessage {
     system(format!("{name} (librarian) is back"), Audience::Everyone, SystemEvent::Presence)
 }
 
+/// What the patron asked of the transcript, for staff: what the desk shows
+/// of it (where it goes) is read again when this line comes. The address
+/// is not in the line (it is the patron's, erased with their data).
+pub fn transcript(asked: TranscriptAsk) -> NewMessage {
+    let body = match asked {
+        TranscriptAsk::Asked => "The patron asked for the transcript by e-mail at the end of the chat",
+        TranscriptAsk::Readdressed => "The patron gave another address for the transcript",
+        TranscriptAsk::Cancelled => "The patron no longer wants the transcript by e-mail",
+        TranscriptAsk::AfterEnd => "The patron asked for the transcript after the end: it is e-mailed",
+    };
+    system(body.to_owned(), Audience::Staff, SystemEvent::Transcript)
+}
+
+/// What a patron's transcript request changed ([`transcript`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TranscriptAsk {
+    /// Asked for, none asked before.
+    Asked,
+    /// Asked again, to another address.
+    Readdressed,
+    /// No longer wanted.
+    Cancelled,
+    /// Asked once the chat had ended (sent at once).
+    AfterEnd,
+}
+
 /// A question referred to another library from the question list while
 /// its chat goes on: staff only.
 pub fn referred(by: &str) -> NewMessage {
@@ -181,6 +207,10 @@ mod tests {
         assert_eq!(leave("Ann", Some(Join)).audience, Audience::Everyone);
         assert_eq!(leave("Ann", Some(Whisper)).audience, Audience::Staff);
         assert_eq!(code_set("Answered", "Ann").audience, Audience::Staff);
+        for ask in [TranscriptAsk::Asked, TranscriptAsk::Readdressed, TranscriptAsk::Cancelled, TranscriptAsk::AfterEnd]
+        {
+            assert_eq!(transcript(ask).audience, Audience::Staff);
+        }
     }
 
     #[test]

@@ -196,8 +196,16 @@ pub trait Chats: Send + Sync {
         ending: Ending,
         now: Millis,
     ) -> Result<Message>;
-    /// Records where the patron wants the transcript sent.
-    async fn set_transcript_to(&self, id: SessionId, email: Option<String>, utc_offset: Option<i32>) -> Result<()>;
+    /// Records where the patron wants the transcript sent, and tells staff
+    /// in a line when that changed (unless the chat holds `max_lines`).
+    async fn set_transcript_to(
+        &self,
+        id: SessionId,
+        email: Option<String>,
+        utc_offset: Option<i32>,
+        max_lines: u64,
+        now: Millis,
+    ) -> Result<()>;
     /// The patron asks for the transcript once the chat has ended: recorded
     /// and queued at once (`mail` builds it), once per chat, only of a chat
     /// a librarian took and whose data is not erased; past

@@ -264,6 +264,26 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
         .await
         .unwrap();
     assert_eq!(res.status(), 422, "a transcript needs an address");
+    // Staff are told, in a line of their own, once per change: the refused
+    // addresses and the same one again wrote nothing; the patron reads none.
+    assert_eq!(post(json!({"email": "pat@example.org", "utc_offset": 60})).await.unwrap().status(), 200);
+    assert_eq!(post(json!({})).await.unwrap().status(), 200);
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let (_, view) = ann.get(&format!("/api/sessions/{}", patron.session)).await;
+    let told: Vec<_> = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["system"] == "transcript")
+        .map(|m| (m["audience"].as_str().unwrap(), m["body"].as_str().unwrap()))
+        .collect();
+    assert_eq!(told.len(), 2, "asked, then cancelled: {view}");
+    assert!(told.iter().all(|(audience, _)| *audience == "staff"), "{told:?}");
+    assert!(told[0].1.contains("asked for the transcript") && told[1].1.contains("no longer"), "{told:?}");
+    let page: serde_json::Value =
+        http.get(app.url("/api/chat")).bearer_auth(&patron.token).send().await.unwrap().json().await.unwrap();
+    assert!(!page.to_string().contains("transcript by e-mail"), "the patron reads no such line: {page}");
 }
 
 #[tokio::test]
@@ -308,6 +328,9 @@ async fn a_patron_asks_for_the_transcript_after_the_chat_has_ended_and_it_is_sen
     let text = mail_text(&mails[0]);
     assert!(mails[0].contains("pat@example.org") && text.contains("In the map room, drawer 12."), "{text}");
     assert!(!mails[0].contains("SECRET-NOTE"), "no note (B4)");
+    assert!(!text.contains("asked for the transcript"), "nor the line telling staff: {text}");
+    let (_, view) = ann.get(&format!("/api/sessions/{}", patron.session)).await;
+    assert_eq!(view["messages"].as_array().unwrap().last().unwrap()["system"], "transcript", "staff are told: {view}");
     // Once per chat: asking again, to any address, sends nothing more.
     let (status, body) = ask(patron.token.clone(), "other@example.org").await;
     assert_eq!(status, 409, "{body}");

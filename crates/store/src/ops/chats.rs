@@ -436,11 +436,21 @@ async fn set_transcript_to<D: Db>(
     id: SessionId,
     email: Option<String>,
     utc_offset: Option<i32>,
-) -> Result<()> {
+    max_lines: u64,
+    now: Millis,
+) -> Result<((), Vec<Event>)> {
     let rec = lock_session(db, id).await?;
     if rec.state == SessionState::Ended {
         return Err(DomainError::Conflict("the chat has ended".into()).into());
     }
+    // Staff are told what changed (their desk shows where it goes); the
+    // same address again, with another clock perhaps, is no news.
+    let asked = match (&rec.transcript_to, &email) {
+        (None, Some(_)) => Some(lines::TranscriptAsk::Asked),
+        (Some(before), Some(to)) if before != to => Some(lines::TranscriptAsk::Readdressed),
+        (Some(_), None) => Some(lines::TranscriptAsk::Cancelled),
+        _ => None,
+    };
     let utc_offset = utc_offset.filter(|_| email.is_some()).map(i64::from);
     let key = email.as_deref().map(mailbox_key);
     db.exec(
@@ -448,7 +458,11 @@ async fn set_transcript_to<D: Db>(
         args![id.0, &email, utc_offset, &key],
     )
     .await?;
-    Ok(())
+    // A full chat takes the change without the line (a patron asking and
+    // cancelling again and again would otherwise grow it without bound).
+    let Some(asked) = asked.filter(|_| rec.last_seq < max_lines) else { return Ok(((), Vec::new())) };
+    let message = insert_message(db, &rec, lines::transcript(asked), now).await?;
+    Ok(((), vec![Event::Message { ctx: rec.ctx, message }]))
 }
 
 /// How long after a chat's end its transcript may still be asked for.
@@ -468,7 +482,7 @@ async fn transcript_after_end<D: Db>(
     mail: TranscriptMail,
     max: Option<u32>,
     now: Millis,
-) -> Result<()> {
+) -> Result<((), Vec<Event>)> {
     let rec = lock_session(db, id).await?;
     let refused = |why: &str| Err(DomainError::Conflict(why.to_owned()).into());
     if rec.state != SessionState::Ended {
@@ -502,15 +516,20 @@ async fn transcript_after_end<D: Db>(
     .await?;
     let ended = load_session(db, id).await?;
     let all = all_messages(db, id).await?;
-    let Some(m) = mail(&ended, &all) else { return Ok(()) };
-    // Past the mailbox's day, as at an end: recorded, not sent, and not
-    // refused (which would tell a stranger the address had transcripts today).
-    if may_mail_transcript(db, id, &m, max, now).await? {
-        insert_mail(db, &m, (ended.ctx.question, Some(id)), None, now).await?;
-    } else {
-        tracing::info!(session = %id, "a transcript asked after the end past its address's mails for the day: none queued");
+    if let Some(m) = mail(&ended, &all) {
+        // Past the mailbox's day, as at an end: recorded, not sent, and not
+        // refused (which would tell a stranger the address had
+        // transcripts today).
+        if may_mail_transcript(db, id, &m, max, now).await? {
+            insert_mail(db, &m, (ended.ctx.question, Some(id)), None, now).await?;
+        } else {
+            tracing::info!(session = %id, "a transcript asked after the end past its address's mails for the day: none queued");
+        }
     }
-    Ok(())
+    // After the lines the transcript holds: staff are told (once: a chat's
+    // transcript is asked for once after its end).
+    let message = insert_message(db, &ended, lines::transcript(lines::TranscriptAsk::AfterEnd), now).await?;
+    Ok(((), vec![Event::Message { ctx: ended.ctx, message }]))
 }
 
 /// Sets the question's code (R6 decided by `decide`) and says so in the chat.
@@ -876,8 +895,15 @@ impl<B: Backend> Chats for B {
         self.write(move |db| Box::pin(end(db, id, by, guard, mail, ending, now))).await
     }
 
-    async fn set_transcript_to(&self, id: SessionId, email: Option<String>, utc_offset: Option<i32>) -> Result<()> {
-        self.write(move |db| Box::pin(quiet(set_transcript_to(db, id, email, utc_offset)))).await
+    async fn set_transcript_to(
+        &self,
+        id: SessionId,
+        email: Option<String>,
+        utc_offset: Option<i32>,
+        max_lines: u64,
+        now: Millis,
+    ) -> Result<()> {
+        self.write(move |db| Box::pin(set_transcript_to(db, id, email, utc_offset, max_lines, now))).await
     }
     async fn transcript_after_end(
         &self,
@@ -889,7 +915,7 @@ impl<B: Backend> Chats for B {
         now: Millis,
     ) -> Result<()> {
         self.write(move |db| {
-            Box::pin(quiet(transcript_after_end(db, id, email, utc_offset, mail, max_per_recipient_per_day, now)))
+            Box::pin(transcript_after_end(db, id, email, utc_offset, mail, max_per_recipient_per_day, now))
         })
         .await
     }

@@ -27,6 +27,7 @@ on_every_backend!(
     conference_transfer_and_leave_keep_the_librarian_and_the_members_right,
     a_chat_goes_only_to_a_colleague_enabled_and_on_duty_when_it_is_handed_over,
     an_end_writes_the_transcript_mail_in_the_same_write,
+    what_the_patron_asks_of_the_transcript_is_told_to_staff_alone_once_per_change,
     transcripts_to_one_address_are_capped_at_the_end_whatever_the_starts_let_through,
     an_ended_chat_cannot_end_again,
     a_code_set_after_the_end_takes_the_question_out_of_live,
@@ -423,11 +424,11 @@ async fn an_end_writes_the_transcript_mail_in_the_same_write(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
     s.append(a, line(patron(), MessageKind::Message, "hi", None), ok(), 12).await.unwrap();
-    s.set_transcript_to(a, Some("x@example.org".into()), Some(330)).await.unwrap();
-    s.set_transcript_to(a, None, Some(330)).await.unwrap();
+    s.set_transcript_to(a, Some("x@example.org".into()), Some(330), 100, 13).await.unwrap();
+    s.set_transcript_to(a, None, Some(330), 100, 13).await.unwrap();
     let rec = s.session(a).await.unwrap().unwrap();
     assert_eq!((rec.transcript_to, rec.transcript_utc_offset), (None, None), "cancelled, the clock with it");
-    s.set_transcript_to(a, Some("Pat@Example.org".into()), Some(-300)).await.unwrap();
+    s.set_transcript_to(a, Some("Pat@Example.org".into()), Some(-300), 100, 14).await.unwrap();
     let rec = s.session(a).await.unwrap().unwrap();
     assert_eq!((rec.transcript_to.as_deref(), rec.transcript_utc_offset), (Some("Pat@Example.org"), Some(-300)));
 
@@ -451,6 +452,53 @@ async fn an_end_writes_the_transcript_mail_in_the_same_write(b: &Backend) {
     assert_eq!((due[0].kind.as_str(), due[0].to.as_str()), ("transcript", "Pat@Example.org"));
     assert!(due[0].body.contains("hi") && due[0].body.ends_with(&ended.body), "{}", due[0].body);
     assert_eq!((due[0].created_at, due[0].attempts, due[0].sent_at), (20, 0, None));
+}
+
+/// The desk shows where a chat's transcript goes: each change the patron
+/// makes (asked, another address, cancelled, asked after the end) writes
+/// a staff-only line in the same write; the same address again writes none.
+async fn what_the_patron_asks_of_the_transcript_is_told_to_staff_alone_once_per_change(b: &Backend) {
+    use refdesk_domain::chat::SystemEvent;
+    let (s, w) = (&*b.store, &b.w);
+    let told = |all: &[Message]| -> Vec<String> {
+        all.iter()
+            .filter(|m| m.system == Some(SystemEvent::Transcript))
+            .inspect(|m| assert_eq!((m.audience, m.kind), (Audience::Staff, MessageKind::System), "{m:?}"))
+            .map(|m| m.body.clone())
+            .collect()
+    };
+    let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
+    s.set_transcript_to(a, Some("pat@example.org".into()), Some(60), 100, 11).await.unwrap();
+    s.set_transcript_to(a, Some("pat@example.org".into()), Some(0), 100, 12).await.unwrap();
+    s.set_transcript_to(a, Some("pat@work.example".into()), None, 100, 13).await.unwrap();
+    s.set_transcript_to(a, None, None, 100, 14).await.unwrap();
+    s.set_transcript_to(a, None, None, 100, 15).await.unwrap();
+    let all = s.messages_after(a, 0, 100).await.unwrap();
+    let said = told(&all);
+    assert_eq!(said.len(), 3, "asked, readdressed, cancelled; the repeats said nothing: {said:?}");
+    assert!(said[0].contains("asked for the transcript") && said[2].contains("no longer"), "{said:?}");
+    assert!(said.iter().all(|b| !b.contains('@')), "the address is not in the line: {said:?}");
+    // A full chat takes the change, and says nothing.
+    let full = all.last().unwrap().seq;
+    s.set_transcript_to(a, Some("pat@example.org".into()), None, full, 16).await.unwrap();
+    assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("pat@example.org"));
+    s.set_transcript_to(a, None, None, full, 17).await.unwrap();
+    assert_eq!(s.messages_after(a, 0, 100).await.unwrap().len(), all.len(), "no line past the chat's room");
+
+    s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 20).await.unwrap();
+    let mail = Box::new(|rec: &SessionRecord, _: &[Message]| {
+        Some(NewMail {
+            kind: MailKind::Transcript,
+            to: rec.transcript_to.clone()?,
+            subject: "Chat".into(),
+            body: "b".into(),
+        })
+    });
+    s.transcript_after_end(a, "pat@example.org".into(), None, mail, None, 21).await.unwrap();
+    let all = s.messages_after(a, 0, 100).await.unwrap();
+    assert_eq!(told(&all).len(), 4, "and the ask after the end: {all:?}");
+    assert_eq!(all.last().map(|m| m.system), Some(Some(SystemEvent::Transcript)), "after the end line");
+    assert_eq!(s.due_mail(30, 10).await.unwrap().len(), 1, "the transcript is queued");
 }
 
 /// R5: a chat ends once.
@@ -572,14 +620,14 @@ async fn the_transcript_address_of_a_missing_chat_is_not_found_and_of_an_ended_o
     let (s, w) = (&*b.store, &b.w);
     let missing = SessionId(999_999);
     for to in [None, Some("a@example.org".to_owned())] {
-        let r = s.set_transcript_to(missing, to, None).await;
+        let r = s.set_transcript_to(missing, to, None, 100, 1).await;
         assert!(matches!(r, Err(StoreError::Domain(DomainError::NotFound(_)))), "{r:?}");
     }
     let a = start(s, w, None, "t1", 1).await;
-    s.set_transcript_to(a, Some("a@example.org".into()), None).await.unwrap();
+    s.set_transcript_to(a, Some("a@example.org".into()), None, 100, 1).await.unwrap();
     s.end(a, refdesk_domain::chat::Author::System, ok(), Box::new(|_, _| None), Ending::default(), 2).await.unwrap();
     for to in [None, Some("b@example.org".to_owned())] {
-        let r = s.set_transcript_to(a, to, None).await;
+        let r = s.set_transcript_to(a, to, None, 100, 3).await;
         assert!(matches!(r, Err(StoreError::Domain(DomainError::Conflict(_)))), "{r:?}");
     }
     assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("a@example.org"), "unchanged");
@@ -812,7 +860,7 @@ async fn transcripts_to_one_address_are_capped_at_the_end_whatever_the_starts_le
     let mut chats = Vec::new();
     for (token, to) in [("m1", "victim@example.org"), ("m2", "VICTIM@example.org"), ("m3", "other@example.org")] {
         let id = chatting(s, w, None, token, 10).await;
-        s.set_transcript_to(id, Some(to.into()), None).await.unwrap();
+        s.set_transcript_to(id, Some(to.into()), None, 100, 11).await.unwrap();
         chats.push(id);
     }
     for (n, id) in chats.into_iter().enumerate() {

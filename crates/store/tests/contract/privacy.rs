@@ -67,7 +67,7 @@ async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i
 async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothing(b: &Backend) {
     let s = &*b.store;
     let a = chatting(s, &b.w, Some("pat@example.org"), "e1", 10).await;
-    s.set_transcript_to(a, Some("pat@example.org".into()), Some(60)).await.unwrap();
+    s.set_transcript_to(a, Some("pat@example.org".into()), Some(60), 100, 10).await.unwrap();
     say(b, a, "I'm Pat, pat@example.org, 555 123 4567", 11).await;
     s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 12).await.unwrap();
     s.rate(a, 5, Some("Pat says thanks".into())).await.unwrap();
