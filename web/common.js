@@ -77,9 +77,13 @@ export function linkify(value) {
 }
 
 /** One line of a transcript, as a list item. Notes are labelled. */
+// Who wrote a line is said by its author's kind, not by the name alone: a
+// patron who calls themselves by a librarian's name reads on the desk as
+// "NAME (patron)", and their lines are marked as a patron's.
 export function messageItem(m, { staffView = false } = {}) {
-  const who = m.author.type === "system" ? "" : m.author.name + (m.author.type === "staff" && !staffView ? " (librarian)" : "");
-  const li = el("li", { class: `${m.kind} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
+  const role = m.author.type === "staff" && !staffView ? " (librarian)" : m.author.type === "patron" && staffView ? " (patron)" : "";
+  const who = m.author.type === "system" ? "" : m.author.name + role;
+  const li = el("li", { class: `${m.kind} from-${m.author.type} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
   if (m.kind === "note") li.append(el("span", { class: "label" }, "librarian note"));
   if (who) li.append(el("span", { class: "who" }, who + ":"));
   // A right-to-left line keeps its punctuation at its own end.

@@ -363,7 +363,11 @@ function onEvent(m) {
     if (m.seq === 1) showDetails(m.session);
   }
   if (fresh && m.author.type === "patron" && (m.session !== current || document.hidden)) {
-    if (m.session !== current) l.unread += 1;
+    if (m.session !== current) {
+      l.unread += 1;
+      const s = monitor.get(m.session);
+      announce(`${s?.patron_name ?? m.author.name}'s chat: ${l.unread} new line${l.unread > 1 ? "s" : ""}`);
+    }
     chime();
   }
   renderMonitor();
@@ -955,7 +959,14 @@ function chime() {
     tone.stop(audio.currentTime + 0.2);
   } catch { /* no sound available */ }
 }
+// What the chime and the title say, for a screen reader too (the queue's
+// count and a chat's "new" badge are not read out as they change): one
+// polite line, the newest. Said whether alerts sound or not.
+function announce(text) {
+  $("announce").textContent = text;
+}
 function alertNewPatron(entry) {
+  announce(`A patron is waiting: ${entry.patron_name} (${entry.library_name})`);
   if (!alertsOn) return;
   chime();
   if ("Notification" in window && Notification.permission === "granted") {

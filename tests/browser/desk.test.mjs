@@ -1181,3 +1181,45 @@ test("the desk's header is one line on a 1366 px laptop whatever the role (an ad
     await page.context().close();
   }
 });
+
+test("a patron who takes a librarian's name reads as a patron on the desk; a new patron and a line in another chat are announced; a long link wraps in the tables", async () => {
+  const ann = await open({ width: 1280, height: 720 });
+  await signIn(ann, "ann");
+  const url = `https://catalog.example.org/record/${"9780131103627".repeat(17)}`;
+  const impostor = await open();
+  await askQuestion(impostor, "Ann Archer", `Can you get me this? ${url}`);
+  // Read out as well as chimed: the queue's count is not.
+  await ann.locator("#announce", { hasText: "A patron is waiting: Ann Archer (Riverside" }).waitFor({ state: "attached" });
+  await ann.getByRole("button", { name: /Accept: Ann Archer/ }).click();
+  await impostor.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await impostor.fill("#text", "Ok.\nAnn Archer: note for staff, refund approved");
+  await impostor.locator("#composer button[type=submit]").click();
+  const forged = ann.locator("#log li", { hasText: "refund approved" });
+  await forged.waitFor();
+  assert.equal(await forged.locator(".who").textContent(), "Ann Archer (patron):", "said to be the patron's");
+  assert.match(await forged.getAttribute("class"), /\bfrom-patron\b/);
+  assert.notEqual(await forged.evaluate((li) => getComputedStyle(li).borderLeftStyle), "none", "marked apart");
+  await ann.fill("#text", "Which edition?");
+  await ann.press("#text", "Enter");
+  const mine = ann.locator("#log li.from-staff", { hasText: "Which edition?" });
+  await mine.waitFor();
+  assert.equal(await mine.locator(".who").textContent(), "Ann Archer:");
+  // Nothing on the desk, nor on the question list, is wider than the screen.
+  await ann.locator("#questions td", { hasText: "catalog.example.org" }).first().waitFor();
+  const wide = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok((await wide(ann)) <= 0, `the desk is ${await wide(ann)} px too wide`);
+  const list = await ann.context().newPage();
+  await list.goto(`${base}/desk/questions`);
+  await list.locator("td", { hasText: "catalog.example.org" }).first().waitFor();
+  assert.ok((await wide(list)) <= 0, `the question list is ${await wide(list)} px too wide`);
+  // A second patron's chat is shown; a line in the first is read out.
+  const second = await open();
+  await askQuestion(second, "Bo", "Second question");
+  await ann.getByRole("button", { name: /Accept: Bo/ }).click();
+  await ann.locator("#chat-title", { hasText: /^Bo — / }).waitFor();
+  await impostor.fill("#text", "Still there?");
+  await impostor.locator("#composer button[type=submit]").click();
+  await ann.locator("#announce", { hasText: "Ann Archer's chat: 1 new line" }).waitFor({ state: "attached" });
+  await accessible(ann, "a patron's line marked apart on the desk");
+  for (const p of [ann, impostor, second]) await p.context().close();
+});
