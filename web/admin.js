@@ -104,7 +104,7 @@ async function load() {
         save.onclick = async () => {
           clearSaid();
           try {
-            const done = await api(url, { method: "PUT", body: { sites: sites.value.split(/\s+/).filter(Boolean) } });
+            const done = await api(url, { method: "PUT", body: { sites: sites.value.split(/[\n,]+/).map((v) => v.trim()).filter(Boolean) } });
             sites.value = done.sites.join("\n");
             said(done.sites);
             fieldError(sites, sitesError, "");
@@ -119,8 +119,10 @@ async function load() {
         const url = `/api/libraries/${encodeURIComponent(lib.slug)}/reply-to`;
         const current = await api(url);
         const address = el("input", { id: `reply-to-${id}`, type: "email", maxlength: 254, autocomplete: "off", value: current.reply_to ?? "", placeholder: "none: replies go to the service's address" });
-        const save = el("button", { type: "button", class: "secondary", "aria-label": `Save the reply address of ${lib.name}` }, "Save");
-        save.onclick = async () => {
+        const save = el("button", { type: "submit", class: "secondary", "aria-label": `Save the reply address of ${lib.name}` }, "Save");
+        // A form: Enter in the field saves, as everywhere else on the page.
+        const saveAddress = async (e) => {
+          e.preventDefault();
           clearSaid();
           try {
             const done = await api(url, { method: "PUT", body: { reply_to: address.value.trim() || null } });
@@ -132,7 +134,8 @@ async function load() {
           }
         };
         const addressError = el("p", { id: `reply-to-error-${id}`, class: "error", role: "alert" });
-        section.append(el("div", { class: "row" }, el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)), addressError);
+        section.append(el("form", { class: "row", onsubmit: saveAddress, novalidate: true },
+          el("div", {}, el("label", { for: address.id }, "Replies to e-mailed answers and transcripts go to"), address), el("div", {}, save)), addressError);
       } catch { /* not this admin's library */ }
       try {
         // Closing the chat to new patrons, with what they read instead.

@@ -567,6 +567,7 @@ test("nginx's logs and refdesk's log hold none of the patron's data, the chat's 
     [/"POST [^"]*\/chats[ ?]/, "nginx logged the start of the chat"],
     [/"GET \/api\/ws[ ?]/, "nginx logged the WebSocket"],
     [/"GET \/hours\.html /, "nginx logged the library's second page"],
+    [/"GET \/api\/ws[ ?][^\n]* request_id=[0-9a-f]{32}\n/, "nginx logged the id it gave refdesk with each request"],
   ].filter(([re]) => !re.test(text.access)).map(([, what]) => `not so: ${what}`);
   if (!text.refdesk) missing.push("not so: refdesk wrote a log");
   if (tokens.size === 0) missing.push("not so: the chat's token was captured");

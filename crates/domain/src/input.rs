@@ -318,20 +318,30 @@ pub fn embed_sites(sites: &[String]) -> Result<Vec<String>, DomainError> {
         return Err(too_many());
     }
     let mut out: Vec<String> = Vec::with_capacity(MAX_EMBED_SITES);
+    // Every one refused is named at once (the first few), not the first
+    // alone: an admin fixing a list of twenty should not learn of each in
+    // turn.
+    let mut refused: Vec<String> = Vec::new();
     for given in sites {
-        let site = embed_site(given).ok_or_else(|| {
-            let shown: String = given.trim().chars().take(80).collect();
-            DomainError::invalid(
-                "sites",
-                format!(
-                    "\"{shown}\" is not a site's address: write it as https://www.example.org (scheme, host, \
-                     optional port; no path; a name in other letters than a-z in its xn-- form)"
-                ),
-            )
-        })?;
-        if !out.contains(&site) {
-            out.push(site);
+        match embed_site(given) {
+            Some(site) if !out.contains(&site) => out.push(site),
+            Some(_) => {}
+            None => refused.push(format!("\"{}\"", given.trim().chars().take(80).collect::<String>())),
         }
+    }
+    if !refused.is_empty() {
+        let (these, are) =
+            if refused.len() == 1 { ("is not a site's address", "it") } else { ("are not sites' addresses", "each") };
+        let more = refused.len().saturating_sub(5);
+        let and_more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        return Err(DomainError::invalid(
+            "sites",
+            format!(
+                "{}{and_more} {these}: write {are} as https://www.example.org (scheme, host, optional port; no \
+                 path; a name in other letters than a-z in its xn-- form)",
+                refused[..refused.len().min(5)].join(", ")
+            ),
+        ));
     }
     if out.len() > MAX_EMBED_SITES {
         return Err(too_many());
@@ -556,6 +566,12 @@ mod tests {
             let err = sites(&[bad]).unwrap_err();
             assert!(matches!(err, DomainError::Invalid { field: "sites", .. }), "{bad:?}: {err:?}");
         }
+        // Every refused one is named, the first five at most.
+        let err = sites(&["not a url", "https://a.org", "www.b.org"]).unwrap_err().to_string();
+        assert!(err.contains("\"not a url\", \"www.b.org\" are not sites' addresses"), "{err}");
+        let eight: Vec<String> = (0..8).map(|i| format!("bad{i}")).collect();
+        let err = embed_sites(&eight).unwrap_err().to_string();
+        assert!(err.contains("\"bad4\" and 3 more are not") && !err.contains("bad5"), "{err}");
         let many: Vec<String> = (0..=MAX_EMBED_SITES).map(|i| format!("https://s{i}.example.org")).collect();
         assert!(embed_sites(&many).is_err(), "at most {MAX_EMBED_SITES}");
         let mut twice = many[..MAX_EMBED_SITES].to_vec();

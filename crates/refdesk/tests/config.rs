@@ -249,6 +249,22 @@ fn a_relative_path_in_a_file_is_taken_from_the_files_folder_whatever_folder_a_co
     let o = Command::new(BIN).env_clear().current_dir(elsewhere.path()).arg("config").output().unwrap();
     let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
     assert_eq!(shown["data_dir"].as_str().unwrap(), elsewhere.path().join("data").to_str().unwrap());
+    // The NATS files too, with the file named from the folder above its
+    // own: printed whole (they were printed from the folder the command ran
+    // in, so the output saved as a file named files that are not there).
+    let text = "database_url = \"postgres://refdesk@db/refdesk\"\nnats_url = \"nats://nats:4222\"\n\
+                nats_key_file = \"nats.key\"\nnats_ca_file = \"ca.pem\"\nnats_credentials_file = \"n.creds\"\n";
+    let f = file(etc.path(), text);
+    let above = etc.path().parent().unwrap();
+    let named = f.strip_prefix(above).unwrap();
+    let o = Command::new(BIN).env_clear().current_dir(above).arg("--config").arg(named).arg("config").output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
+    for (setting, name) in
+        [("nats_key_file", "nats.key"), ("nats_ca_file", "ca.pem"), ("nats_credentials_file", "n.creds")]
+    {
+        assert_eq!(shown[setting].as_str().unwrap(), etc.path().join(name).to_str().unwrap(), "{setting}");
+    }
 }
 
 #[test]

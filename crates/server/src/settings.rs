@@ -12,6 +12,7 @@
 
 use crate::Config;
 use anyhow::{anyhow, Context};
+use std::path::Path;
 
 /// The variables read besides the settings' own `REFDESK_<NAME>`: settings
 /// unset by default ([`Config::apply_env`]), the binary's (the file, a new
@@ -205,10 +206,21 @@ impl Config {
         if let Some(toml::Value::Table(mail)) = table.get_mut("mail") {
             mail.get_mut("smtp_url").map(hide);
         }
-        // The folder in effect, whole: saved as a file elsewhere, a relative
-        // one would be taken from that file's folder (an empty database).
-        if let Some(dir) = std::path::absolute(&self.data_dir).ok().and_then(|d| d.to_str().map(str::to_owned)) {
-            table.insert("data_dir".into(), toml::Value::String(dir));
+        // The paths in effect, whole: saved as a file elsewhere, a relative
+        // one would be taken from that file's folder (an empty database, a
+        // key file not found).
+        let whole = |p: &Path| std::path::absolute(p).ok().and_then(|d| d.to_str().map(str::to_owned));
+        let files = [
+            ("nats_credentials_file", &self.nats_credentials_file),
+            ("nats_ca_file", &self.nats_ca_file),
+            ("nats_key_file", &self.nats_key_file),
+        ];
+        let paths = std::iter::once(("data_dir", Some(&self.data_dir)))
+            .chain(files.into_iter().map(|(name, path)| (name, path.as_ref())));
+        for (name, path) in paths {
+            if let Some(path) = path.and_then(|p| whole(p)) {
+                table.insert(name.into(), toml::Value::String(path));
+            }
         }
         let text = toml::to_string_pretty(&table).unwrap_or_default();
         // Said where it is set, as what the cookies get is not the setting alone.
