@@ -7,8 +7,10 @@ const key = `refdesk.chat.${slug}`;
 const $ = (id) => document.getElementById(id);
 
 // A line on its way, marked as such, in words too (not by its colour alone).
+// Not read out: the line is, once it is stored (else a screen reader says
+// each line twice, "Sending… X" and then "NAME: X").
 const pendingItem = (clientId, body) =>
-  el("li", { class: "pending", "data-client": clientId, dir: "auto" }, el("span", { class: "pending-label" }, "Sending… "), body);
+  el("li", { class: "pending", "data-client": clientId, dir: "auto", "aria-hidden": "true" }, el("span", { class: "pending-label" }, "Sending… "), body);
 
 // Where the chat in progress ({token, session, pending}) is kept, so that it
 // survives a reload. Never in a URL.
@@ -126,6 +128,16 @@ function noteTranscript() {
 // stands in for it only while the socket is down.
 let statusText = "";
 let connected = true;
+// Where the focus goes when what held it is taken away (the chat ended,
+// the rating sent): what is left to do, or the line that says what
+// happened — not the page's top, not a button that clears the chat.
+function focusStatus(node = $("status")) {
+  node.tabIndex = -1;
+  node.focus();
+}
+const focusAfterEnd = () => focusStatus($("rating-form").classList.contains("hidden") ? $("status") : $("rating-form").querySelector("fieldset"));
+const focusLost = () => !document.activeElement || document.activeElement === document.body
+  || document.activeElement.id === "status" || document.activeElement.closest(".hidden") !== null;
 function setStatus(text) {
   statusText = text;
   // The same words again are not written (a screen reader would say them again).
@@ -232,6 +244,7 @@ function render(m) {
     // again, nor one its patron was blocked from (refused too).
     if (taken && !chat?.rated && !blocked) $("rating-form").classList.remove("hidden");
     noteTranscript();
+    if (focusLost()) focusAfterEnd();
   }
 }
 
@@ -494,7 +507,7 @@ function begin() {
     asking(true);
     $("end-yes").focus();
   };
-  $("end-yes").onclick = () => { asking(false); $("end-clear").focus(); then?.(); };
+  $("end-yes").onclick = () => { asking(false); focusStatus(); then?.(); };
   $("end-no").onclick = () => { asking(false); (opener ?? $("end")).focus(); };
   const endAndClear = async () => {
     // On a shared computer nothing of the chat may stay behind in the browser.
@@ -570,7 +583,9 @@ $("rating-form").onsubmit = async (e) => {
   try {
     await api("/api/chat/rating", { method: "POST", token: chat.token, body: { rating, comment: $("rating-comment").value } });
     chat.rated = true; save();
-    $("rating-form").replaceChildren(el("p", { role: "status" }, "Thank you for your rating."));
+    const thanks = el("p", { role: "status" }, "Thank you for your rating.");
+    $("rating-form").replaceChildren(thanks);
+    focusStatus(thanks);
   } catch (err) { $("chat-error").textContent = err.message; }
 };
 

@@ -79,9 +79,11 @@ export function linkify(value) {
 /** One line of a transcript, as a list item. Notes are labelled. */
 // Who wrote a line is said by its author's kind, not by the name alone: a
 // patron who calls themselves by a librarian's name reads on the desk as
-// "NAME (patron)", and their lines are marked as a patron's.
+// "NAME (patron)", and their lines are marked as a patron's (one with no
+// name, "Patron", is said once).
 export function messageItem(m, { staffView = false } = {}) {
-  const role = m.author.type === "staff" && !staffView ? " (librarian)" : m.author.type === "patron" && staffView ? " (patron)" : "";
+  const patron = m.author.type === "patron" && staffView && m.author.name !== "Patron";
+  const role = m.author.type === "staff" && !staffView ? " (librarian)" : patron ? " (patron)" : "";
   const who = m.author.type === "system" ? "" : m.author.name + role;
   const li = el("li", { class: `${m.kind} from-${m.author.type} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
   if (m.kind === "note") li.append(el("span", { class: "label" }, "librarian note"));

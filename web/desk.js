@@ -25,9 +25,10 @@ const taking = new Set(); // sessions I am accepting or taking over myself: no "
 const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
 const pending = new Map(); // client_id -> {session, kind, body}, until acknowledged or refused
-// A line on its way, shown where it will be: marked as such, in words too.
+// A line on its way, shown where it will be: marked as such, in words too;
+// read out once stored, not twice.
 function pendingItem(clientId, p) {
-  return el("li", { class: `pending${p.kind === "note" ? " note" : ""}`, "data-client": clientId, dir: "auto" },
+  return el("li", { class: `pending${p.kind === "note" ? " note" : ""}`, "data-client": clientId, dir: "auto", "aria-hidden": "true" },
     el("span", { class: "pending-label" }, p.kind === "note" ? "Sending… librarian note: " : "Sending… "), p.body);
 }
 let waiting = [];
@@ -162,8 +163,12 @@ function show(session) {
   $("no-chat").classList.add("hidden");
   $("details").classList.remove("hidden");
   titleChat(session, monitor.get(session));
+  // Another chat's history is not news: the log stops being read out while
+  // it is drawn (else a screen reader queues every line of it).
+  $("log").removeAttribute("aria-live");
   $("log").replaceChildren(...[...l.items.values()].map((m) => messageItem(m, { staffView: true })),
     ...[...pending].filter(([, p]) => p.session === session).map(([id, p]) => pendingItem(id, p)));
+  setTimeout(() => $("log").setAttribute("aria-live", "polite"), 250);
   $("log").scrollTop = $("log").scrollHeight;
   $("present").dataset.typing = "";
   conn.send({ type: "resume", session, after: l.last });
@@ -304,7 +309,9 @@ function renderPresent() {
   const away = l?.patronHere === false && s.state === "active";
   const gone = away ? ` — ${s.patron_name} has left the chat page (closed or offline; seen at ${clock(l.patronSince)})` : "";
   const typing = $("present").dataset.typing;
-  $("present").textContent = `Present: ${who.join(", ")}${gone}${typing ? ` — ${typing}` : ""}`;
+  // The same words again are not written (a screen reader would say them again).
+  const said = `Present: ${who.join(", ")}${gone}${typing ? ` — ${typing}` : ""}`;
+  if ($("present").textContent !== said) $("present").textContent = said;
   $("present").classList.toggle("warn-inline", away);
 }
 

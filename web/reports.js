@@ -41,6 +41,10 @@ const numeric = (col) => col.kind === "int" || col.kind === "number";
 
 // --- tables --------------------------------------------------------------------
 
+// A table that may be wider than a phone scrolls sideways in a box the
+// keyboard can reach and scroll too (a region named for its table).
+const scroller = (label, table) => el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": label }, table);
+
 /**
  * A report as a table: column headings from its columns, the first column
  * as row headings. `show(value, col)` may rename cells (an empty code, say).
@@ -48,7 +52,7 @@ const numeric = (col) => col.kind === "int" || col.kind === "number";
 function table(report, { caption = report.title, show = cell, empty = "Nothing in this range." } = {}) {
   if (!report.rows.length) return el("p", { class: "hint" }, empty);
   const cols = report.columns;
-  return el("div", { class: "scroll" }, el("table", { class: "report" },
+  return scroller(caption, el("table", { class: "report" },
     // The section's heading shows the title: the caption is there for screen readers.
     el("caption", { class: caption === report.title ? "sr-only" : "" }, caption),
     el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { scope: "col", class: numeric(c) ? "num" : "" }, c.label)))),
@@ -133,7 +137,7 @@ function heatMap(report) {
   const legend = el("p", { class: "legend hint" }, "Colour: ",
     ...[0, 1, 2, 3, 4, 5].map((s) => el("span", { class: `swatch heat-${s}` }, s === 0 ? "none" : `≤ ${Math.ceil((s * max) / 5)}`)));
   return el("div", {},
-    el("div", { class: "scroll" }, el("table", { class: "heatmap" },
+    scroller("Chats by weekday and hour", el("table", { class: "heatmap" },
       el("caption", {}, "Chats by weekday (rows) and hour of the day (columns), at this computer's current offset from UTC"),
       el("thead", {}, el("tr", {}, el("td", {}), ...hours.map((h) => el("th", { scope: "col", abbr: `${h}:00` }, h)))),
       el("tbody", {}, ...grid.map((row, d) => el("tr", {},
@@ -153,7 +157,7 @@ function coverage(report) {
   const count = new Map(report.rows.map((r) => [`${r[0]}\u0000${r[1]}`, r[2]]));
   const get = (p, s) => count.get(`${p}\u0000${s}`) || 0;
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-  return el("div", { class: "scroll" }, el("table", { class: "report coverage" },
+  return scroller("Coverage", el("table", { class: "report coverage" },
     el("caption", {}, "Accepted chats: the patron's library (rows) by the library of the librarian who served them (columns)"),
     el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Patron's library"),
       ...servers.map((s) => el("th", { scope: "col", class: "num" }, `Served by ${s}`)), el("th", { scope: "col", class: "num" }, "Total"))),

@@ -141,6 +141,7 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await ann.click("#end");
   await patron.getByText(/Chat session has ended/).waitFor();
   await ann.waitForFunction(() => document.activeElement?.id === "code");
+  await patron.waitForFunction(() => document.activeElement?.closest("#rating-form"), null, { timeout: 5000 });
   // The optional rating at the end.
   await patron.locator("#rating-form").waitFor();
   await accessible(patron, "the rating form");
@@ -442,6 +443,51 @@ test("the e-mailed transcript gives the patron's own clock, as their browser has
     mail = files.map((f) => fs.readFileSync(path.join(folder, f), "utf8")).find((t) => t.includes("priya@example.org")) || "";
   }
   assert.match(mail, /times are UTC\+05:30/);
+  for (const p of [ann, patron]) await p.context().close();
+});
+
+test("a patron ending the chat from the keyboard lands on the rating, not on a button that clears the chat; rated, on the thanks", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open(PHONE);
+  await askQuestion(patron, "Keys", "Ending from the keyboard");
+  await ann.getByRole("button", { name: /Accept: Keys/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await patron.focus("#end");
+  await patron.keyboard.press("Enter");
+  await patron.waitForFunction(() => document.activeElement?.id === "end-yes");
+  await patron.keyboard.press("Enter");
+  await patron.getByText(/Chat session has ended/).waitFor();
+  await patron.waitForFunction(() => document.activeElement?.tagName === "FIELDSET", null, { timeout: 5000 });
+  // A third Enter, as the keys were pressed: nothing is cleared.
+  await patron.keyboard.press("Enter");
+  await patron.waitForTimeout(300);
+  assert.equal(await patron.getByText(/Chat session has ended/).count(), 1, "the chat is still on screen");
+  await patron.keyboard.press("Tab");
+  assert.equal(await patron.evaluate(() => document.activeElement?.name), "rating", "Tab goes on to the rating");
+  await patron.keyboard.press("ArrowRight");
+  await patron.keyboard.press("Enter");
+  await patron.getByText("Thank you for your rating.").waitFor();
+  assert.equal(await patron.evaluate(() => document.activeElement?.textContent), "Thank you for your rating.");
+  for (const p of [ann, patron]) await p.context().close();
+});
+
+test("on a phone held sideways, or with its keyboard open, the reply box and Send are on screen", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open({ width: 640, height: 360 });
+  await askQuestion(patron, "Side", "Sideways question");
+  const onScreen = () => patron.evaluate(() => {
+    window.scrollTo(0, 0);
+    const send = document.querySelector("#composer button[type=submit]").getBoundingClientRect();
+    const text = document.getElementById("text").getBoundingClientRect();
+    return { bottom: Math.max(send.bottom, text.bottom), height: window.innerHeight };
+  });
+  const sideways = await onScreen();
+  assert.ok(sideways.bottom <= sideways.height, `640 × 360: Send ends at ${sideways.bottom} px`);
+  await patron.setViewportSize({ width: 360, height: 300 });
+  const keyboard = await onScreen();
+  assert.ok(keyboard.bottom <= keyboard.height, `360 × 300: Send ends at ${keyboard.bottom} px`);
   for (const p of [ann, patron]) await p.context().close();
 });
 

@@ -178,6 +178,11 @@ test("the reports page shows what was done: by day, the heat map, coverage both 
   await accessible(page, "the reports page");
   await page.screenshot({ path: path.join(SHOTS, "reports-page.png"), fullPage: true });
   await page.locator("#report-by-hour").screenshot({ path: path.join(SHOTS, "reports-heatmap.png") });
+  // On a phone the wide tables scroll sideways, in boxes the keyboard reaches.
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 360, height: 640 });
+  await accessible(page, "the reports page on a phone");
+  await page.setViewportSize(size);
 
   // One library: Lakeside's figures only.
   await page.selectOption("#library", "lakeside-public");
