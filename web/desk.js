@@ -389,6 +389,8 @@ function forget(session) {
   details.delete(session);
   monitor.delete(session);
   pref.set(`draft.${session}`, null);
+  // What was read out may name the patron: erased too.
+  announce("");
   if (closeChat(session)) {
     $("no-chat").textContent = "The chat you had open was erased at the patron's request or by the library's retention period.";
   }
@@ -908,8 +910,10 @@ async function start() {
   $("transfer-box").addEventListener("focusin", reaching);
 }
 // An open panel (Transfer, Abusive patron) closes with Escape, the focus
-// back on its label, and with a click anywhere outside it (what was typed
-// in it stays until another chat opens).
+// back on its label, with a click anywhere outside it, and when the focus
+// moves out of it (Tab past its last field: the panel lies over the log and
+// the reply box, which would be focused unseen). What was typed in it stays
+// until another chat opens.
 document.addEventListener("pointerdown", (e) => {
   for (const id of ["transfer-box", "abuse"]) if ($(id).open && !$(id).contains(e.target)) $(id).open = false;
 });
@@ -917,6 +921,9 @@ for (const id of ["transfer-box", "abuse"]) {
   // One open at a time: they lie at the same place.
   $(id).addEventListener("toggle", () => {
     if ($(id).open) for (const other of ["transfer-box", "abuse"]) if (other !== id) $(other).open = false;
+  });
+  $(id).addEventListener("focusout", (e) => {
+    if ($(id).open && e.relatedTarget && !$(id).contains(e.relatedTarget)) $(id).open = false;
   });
   $(id).addEventListener("keydown", (e) => {
     if (e.key !== "Escape" || !$(id).open) return;
@@ -969,8 +976,12 @@ function chime() {
 // What the chime and the title say, for a screen reader too (the queue's
 // count and a chat's "new" badge are not read out as they change): one
 // polite line, the newest. Said whether alerts sound or not.
+let announced = null;
 function announce(text) {
   $("announce").textContent = text;
+  // Read out once; not kept on the page (it may name a patron).
+  clearTimeout(announced);
+  announced = setTimeout(() => { $("announce").textContent = ""; }, 10000);
 }
 function alertNewPatron(entry) {
   announce(`A patron is waiting: ${entry.patron_name} (${entry.library_name})`);

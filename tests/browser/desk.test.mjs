@@ -1223,3 +1223,18 @@ test("a patron who takes a librarian's name reads as a patron on the desk; a new
   await accessible(ann, "a patron's line marked apart on the desk");
   for (const p of [ann, impostor, second]) await p.context().close();
 });
+
+test("Tab past the last field of an open panel closes it: nothing focused lies hidden under it", async () => {
+  const { ann, patron } = await chatWithAnn("Tab", "Panels and the keyboard");
+  await ann.locator("#chat-title", { hasText: /^Tab — / }).waitFor();
+  for (const [box, last] of [["#abuse", "#block button[type=submit]"], ["#transfer-box", "#transfer button[type=submit]"]]) {
+    await ann.locator(`${box} summary`).click();
+    await ann.focus(last);
+    assert.equal(await ann.locator(box).getAttribute("open"), "", `${box} open`);
+    await ann.keyboard.press("Tab");
+    await ann.waitForFunction((b) => !document.querySelector(b).open, box);
+    const focused = await ann.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+    assert.notEqual(focused, "BODY", `${box}: the focus went on, to ${focused}`);
+  }
+  for (const p of [ann, patron]) await p.context().close();
+});

@@ -489,7 +489,7 @@ test("a waiting patron is told when nobody is on duty, and when the network is l
   await patron.getByText("Leave the line? Your place in it is lost.").waitFor();
   assert.equal(await patron.getByRole("button", { name: "Stay in line" }).count(), 1, "the choice is the line's, not a chat's");
   await patron.getByRole("button", { name: "Yes, leave the line" }).click();
-  assert.equal(await patron.evaluate(() => document.activeElement.id), "end-clear", "the focus stays on the page's controls");
+  assert.equal(await patron.evaluate(() => document.activeElement.id), "status", "the focus goes to the line that says so, not to the button that clears the page");
   await patron.getByText("You are no longer in line.").waitFor();
   assert.equal(await patron.getByText("The chat has ended.").count(), 0, "there was no chat to end");
   for (const p of [ann.page, patron]) await p.context().close();
