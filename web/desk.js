@@ -144,9 +144,25 @@ function titleChat(session, s) {
   }
 }
 
+// The chat on screen, kept for this window's reload: reopened once the
+// chats are listed again, if it is still one I take part in.
+let reopen = (() => { try { return Number(sessionStorage.getItem("refdesk.shown")) || null; } catch { return null; } })();
+const keepShown = (session) => {
+  try { if (session) sessionStorage.setItem("refdesk.shown", String(session)); else sessionStorage.removeItem("refdesk.shown"); } catch { /* storage blocked */ }
+};
+function reopenShown() {
+  const s = reopen && monitor.get(reopen);
+  if (!s || current !== null) return;
+  if (s.ctx.librarian !== me.id && !s.ctx.members.some((m) => m.staff === me.id)) return;
+  reopen = null;
+  show(s.ctx.id);
+}
+
 function show(session) {
   saveDraft();
   accepting = null;
+  reopen = null;
+  keepShown(session);
   if (current !== session) {
     $("chat-notice").textContent = "";
     // A transfer's note or a block's reason is for the chat it was typed
@@ -408,6 +424,7 @@ function closeChat(session) {
   pref.set(`seen.${session}`, null);
   if (current !== session) return false;
   current = null;
+  keepShown(null);
   // Where the librarian was (the reply box, the transfer form just sent)
   // goes with the chat: the focus moves to what says why it closed, not to
   // the top of the page.
@@ -811,7 +828,8 @@ async function start() {
         for (const s of ended) monitor.set(s.ctx.id, s);
         for (const s of f.sessions) { monitor.set(s.ctx.id, s); follow(s); }
         renderMonitor();
-        restoreEnded().catch(() => { /* read again at the next reconnect */ });
+        reopenShown();
+        restoreEnded().then(reopenShown, () => { /* read again at the next reconnect */ });
       }
       else if (f.type === "monitor_update") {
         const fresh = !monitor.has(f.ctx.id);
@@ -1356,6 +1374,7 @@ $("logout").onclick = async () => {
     /* otherwise signed out already */
   }
   pref.clearDrafts();
+  keepShown(null);
   location.reload();
 };
 

@@ -1238,3 +1238,25 @@ test("Tab past the last field of an open panel closes it: nothing focused lies h
   }
   for (const p of [ann, patron]) await p.context().close();
 });
+
+test("a reload reopens the chat that was on screen, with its history; a new window opens on none", async () => {
+  const { ann, patron } = await chatWithAnn("Reo", "Reload me");
+  const other = await open();
+  await askQuestion(other, "Sol", "The other chat");
+  await ann.getByRole("button", { name: /Accept: Sol/ }).click();
+  await ann.locator("#chat-title", { hasText: /^Sol — / }).waitFor();
+  await ann.getByRole("button", { name: /^Reo — Riverside/ }).click();
+  await ann.locator("#chat-title", { hasText: /^Reo — / }).waitFor();
+  await ann.reload();
+  await ann.locator("#chat-title", { hasText: /^Reo — / }).waitFor();
+  await ann.locator("#log", { hasText: "Reload me" }).waitFor();
+  assert.equal(await ann.locator("#no-chat").isHidden(), true, "the chat, not the hint");
+  // Not in a new window (that one has its own), nor once it was closed.
+  const fresh = await ann.context().newPage();
+  await fresh.goto(`${base}/desk`);
+  await fresh.getByText(/Signed in as/).waitFor();
+  await fresh.locator("#list-my li", { hasText: "Reo — Riverside" }).waitFor();
+  assert.equal(await fresh.locator("#no-chat").isVisible(), true, "a new window opens on no chat");
+  await fresh.close();
+  for (const p of [ann, patron, other]) await p.context().close();
+});
