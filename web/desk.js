@@ -1253,6 +1253,10 @@ $("takeover").onclick = () => {
 $("leave").onclick = () => act(api(`/api/sessions/${current}/leave`, { method: "POST" }));
 $("warn").onclick = () => {
   const warned = current;
+  // Asked first, as every other action the patron is told of.
+  const s = monitor.get(warned);
+  if (!confirm(`Send ${s ? s.patron_name : "the patron"} the library's warning? It is a line in the chat, in your name: `
+    + "keep the chat respectful, or it will be ended and no other chat taken from them for a while.")) return;
   // Said beside the button's panel (the line itself is in the chat).
   act(api(`/api/sessions/${warned}/warn`, { method: "POST" })
     .then(() => { if (current === warned) $("chat-notice").textContent = "The patron was warned: the line is in the chat."; }));

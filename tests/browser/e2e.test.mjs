@@ -523,7 +523,20 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
 
   await ann.getByText("Abusive patron").click();
   await accessible(ann, "the desk with the abusive-patron actions open");
+  // Asked first: dismissed, nothing is sent (the click's handler has run
+  // by the time the click returns: the dialog is synchronous); accepted,
+  // the line goes.
+  const warns = [];
+  ann.on("request", (r) => { if (r.url().endsWith("/warn")) warns.push(r.url()); });
+  ann.removeAllListeners("dialog");
+  ann.once("dialog", (d) => d.dismiss());
   await ann.click("#warn");
+  assert.deepEqual(warns, [], "not sent unasked");
+  const asked = new Promise((resolve) => ann.once("dialog", (d) => { resolve(d.message()); d.accept(); }));
+  await ann.click("#warn");
+  assert.match(await asked, /^Send Rude the library's warning\?/);
+  ann.on("dialog", (d) => d.accept());
+  assert.equal(warns.length, 1, "sent once asked");
   await patron.getByText(/Please keep this chat respectful/).waitFor();
   await ann.fill("#block-reason", "insults after a warning");
   await ann.click("#block button[type=submit]");
