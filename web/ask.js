@@ -303,6 +303,8 @@ function notSent(p, reason) {
   $("chat-error").textContent = `Not sent: ${reason}`;
   if (!item) return;
   item.className = "failed";
+  // No longer on its way: read out, with its button.
+  item.removeAttribute("aria-hidden");
   item.replaceChildren(el("span", { class: "error" }, "Not sent — edit and retry: "), p.body, " ",
     el("button", { type: "button", class: "secondary", onclick: () => {
       item.remove();

@@ -152,7 +152,8 @@ const keepShown = (session) => {
 };
 function reopenShown() {
   const s = reopen && monitor.get(reopen);
-  if (!s || current !== null) return;
+  // Not over what the librarian has begun meanwhile (a chat being accepted).
+  if (!s || current !== null || accepting !== null || taking.size) return;
   if (s.ctx.librarian !== me.id && !s.ctx.members.some((m) => m.staff === me.id)) return;
   reopen = null;
   show(s.ctx.id);
@@ -184,7 +185,7 @@ function show(session) {
   $("log").removeAttribute("aria-live");
   $("log").replaceChildren(...[...l.items.values()].map((m) => messageItem(m, { staffView: true })),
     ...[...pending].filter(([, p]) => p.session === session).map(([id, p]) => pendingItem(id, p)));
-  setTimeout(() => $("log").setAttribute("aria-live", "polite"), 250);
+  requestAnimationFrame(() => requestAnimationFrame(() => $("log").setAttribute("aria-live", "polite")));
   $("log").scrollTop = $("log").scrollHeight;
   $("present").dataset.typing = "";
   conn.send({ type: "resume", session, after: l.last });
@@ -204,11 +205,18 @@ function show(session) {
 
 // `fresh`: read again (the chat was opened: the patron may have asked for
 // the transcript since).
+// Reads may overlap (a transcript's line comes while the chat is being
+// opened): only the newest read's answer is kept, and none for a chat
+// forgotten meanwhile (erased).
+const detailsRead = new Map(); // session -> number of its newest read
 async function showDetails(session, fresh = false) {
   const s = monitor.get(session);
   if (fresh || !details.has(session)) {
+    const n = (detailsRead.get(session) ?? 0) + 1;
+    detailsRead.set(session, n);
     try {
       const view = await api(`/api/sessions/${session}`);
+      if (detailsRead.get(session) !== n) return;
       details.set(session, view.session);
     } catch { /* out of scope now */ }
   }
@@ -403,6 +411,7 @@ const loadedAt = Date.now();
 function forget(session) {
   logs.delete(session);
   details.delete(session);
+  detailsRead.delete(session);
   monitor.delete(session);
   pref.set(`draft.${session}`, null);
   // What was read out may name the patron: erased too.
@@ -829,7 +838,9 @@ async function start() {
         for (const s of f.sessions) { monitor.set(s.ctx.id, s); follow(s); }
         renderMonitor();
         reopenShown();
-        restoreEnded().then(reopenShown, () => { /* read again at the next reconnect */ });
+        // Tried at the first list alone: a chat not found by then is not
+        // opened later, unasked.
+        restoreEnded().then(reopenShown, () => {}).finally(() => { reopen = null; });
       }
       else if (f.type === "monitor_update") {
         const fresh = !monitor.has(f.ctx.id);

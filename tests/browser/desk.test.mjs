@@ -1141,6 +1141,10 @@ test("the patron's details say whether a transcript will be e-mailed, as soon as
   // without the chat being opened again.
   await ann.locator("#log li.system", { hasText: "The patron asked for the transcript by e-mail" }).waitFor();
   await ann.locator("#patron", { hasText: "Transcriptto be e-mailed to tess@example.org at the end" }).waitFor();
+  // A line of Ann's after it reaches the patron: whatever came before it has.
+  await ann.fill("#text", "Noted, Tess.");
+  await ann.press("#text", "Enter");
+  await patron.locator("#log li", { hasText: "Noted, Tess." }).waitFor();
   assert.equal(await patron.getByText("asked for the transcript by e-mail").count(), 0, "the patron's page has no such line");
   await accessible(ann, "the patron's details with a transcript asked for");
   // The chat ends: what was to happen at the end has.

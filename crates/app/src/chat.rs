@@ -699,7 +699,7 @@ impl App {
         if email.is_some() {
             self.may_ask_transcript(&crate::blocks::Asker { ip, browser: None }.keys())?;
         }
-        let most = self.staff_lines_most();
+        let most = u64::from(self.limits.max_chat_lines);
         self.store.set_transcript_to(session.ctx.id, email.clone(), utc_offset, most, self.clock.now()).await?;
         Ok(email)
     }

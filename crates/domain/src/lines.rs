@@ -162,7 +162,10 @@ pub fn transcript(asked: TranscriptAsk) -> NewMessage {
         TranscriptAsk::Asked => "The patron asked for the transcript by e-mail at the end of the chat",
         TranscriptAsk::Readdressed => "The patron gave another address for the transcript",
         TranscriptAsk::Cancelled => "The patron no longer wants the transcript by e-mail",
-        TranscriptAsk::AfterEnd => "The patron asked for the transcript after the end: it is e-mailed",
+        TranscriptAsk::AfterEnd { sent: true } => "The patron asked for the transcript after the end: it is e-mailed",
+        TranscriptAsk::AfterEnd { sent: false } => {
+            "The patron asked for the transcript after the end: not sent (that address has had its transcripts for today)"
+        }
     };
     system(body.to_owned(), Audience::Staff, SystemEvent::Transcript)
 }
@@ -176,8 +179,12 @@ pub enum TranscriptAsk {
     Readdressed,
     /// No longer wanted.
     Cancelled,
-    /// Asked once the chat had ended (sent at once).
-    AfterEnd,
+    /// Asked once the chat had ended: sent at once, unless the address had
+    /// its transcripts for the day.
+    AfterEnd {
+        /// Whether it was queued.
+        sent: bool,
+    },
 }
 
 /// A question referred to another library from the question list while
@@ -207,8 +214,8 @@ mod tests {
         assert_eq!(leave("Ann", Some(Join)).audience, Audience::Everyone);
         assert_eq!(leave("Ann", Some(Whisper)).audience, Audience::Staff);
         assert_eq!(code_set("Answered", "Ann").audience, Audience::Staff);
-        for ask in [TranscriptAsk::Asked, TranscriptAsk::Readdressed, TranscriptAsk::Cancelled, TranscriptAsk::AfterEnd]
-        {
+        use TranscriptAsk::*;
+        for ask in [Asked, Readdressed, Cancelled, AfterEnd { sent: true }, AfterEnd { sent: false }] {
             assert_eq!(transcript(ask).audience, Audience::Staff);
         }
     }

@@ -264,12 +264,15 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
         .await
         .unwrap();
     assert_eq!(res.status(), 422, "a transcript needs an address");
-    // Staff are told, in a line of their own, once per change: the refused
-    // addresses and the same one again wrote nothing; the patron reads none.
-    assert_eq!(post(json!({"email": "pat@example.org", "utc_offset": 60})).await.unwrap().status(), 200);
-    assert_eq!(post(json!({})).await.unwrap().status(), 200);
+    // Once a librarian took the chat, staff are told, in a line of their
+    // own, once per change: refused addresses and the same mailbox again
+    // write nothing; the patron reads none of it.
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(patron.session).await.0, 200);
+    assert_eq!(post(json!({"email": "nope"})).await.unwrap().status(), 422);
+    assert_eq!(post(json!({"email": "PAT@example.org", "utc_offset": 60})).await.unwrap().status(), 200);
+    assert_eq!(post(json!({})).await.unwrap().status(), 200);
+    assert_eq!(post(json!({"email": "pat@work.example"})).await.unwrap().status(), 200);
     let (_, view) = ann.get(&format!("/api/sessions/{}", patron.session)).await;
     let told: Vec<_> = view["messages"]
         .as_array()
@@ -278,12 +281,13 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
         .filter(|m| m["system"] == "transcript")
         .map(|m| (m["audience"].as_str().unwrap(), m["body"].as_str().unwrap()))
         .collect();
-    assert_eq!(told.len(), 2, "asked, then cancelled: {view}");
+    assert_eq!(told.len(), 2, "the same mailbox said nothing; cancelled, then asked: {view}");
     assert!(told.iter().all(|(audience, _)| *audience == "staff"), "{told:?}");
-    assert!(told[0].1.contains("asked for the transcript") && told[1].1.contains("no longer"), "{told:?}");
+    assert!(told[0].1.contains("no longer") && told[1].1.contains("asked for the transcript"), "{told:?}");
     let page: serde_json::Value =
         http.get(app.url("/api/chat")).bearer_auth(&patron.token).send().await.unwrap().json().await.unwrap();
     assert!(!page.to_string().contains("transcript by e-mail"), "the patron reads no such line: {page}");
+    assert!(!page.to_string().contains("\"system\":\"transcript\""), "{page}");
 }
 
 #[tokio::test]
@@ -343,6 +347,10 @@ async fn a_patron_asks_for_the_transcript_after_the_chat_has_ended_and_it_is_sen
     assert_eq!(ann.post(&format!("/api/sessions/{}/end", second.session), json!(null)).await.0, 200);
     let (status, body) = ask(second.token.clone(), "Pat+maps@example.org").await;
     assert_eq!(status, 200, "{body}");
+    // Staff are told the truth: asked, not sent.
+    let (_, view) = ann.get(&format!("/api/sessions/{}", second.session)).await;
+    let last = &view["messages"].as_array().unwrap().last().unwrap()["body"];
+    assert!(last.as_str().unwrap().contains("not sent"), "{view}");
     app.eventually("nothing left to send", || async {
         app.state.app.store().due_mail(i64::MAX, 10).await.unwrap().is_empty()
     })

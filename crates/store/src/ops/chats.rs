@@ -444,10 +444,11 @@ async fn set_transcript_to<D: Db>(
         return Err(DomainError::Conflict("the chat has ended".into()).into());
     }
     // Staff are told what changed (their desk shows where it goes); the
-    // same address again, with another clock perhaps, is no news.
+    // same mailbox again, however written and with another clock perhaps,
+    // is no news.
     let asked = match (&rec.transcript_to, &email) {
         (None, Some(_)) => Some(lines::TranscriptAsk::Asked),
-        (Some(before), Some(to)) if before != to => Some(lines::TranscriptAsk::Readdressed),
+        (Some(before), Some(to)) if mailbox_key(before) != mailbox_key(to) => Some(lines::TranscriptAsk::Readdressed),
         (Some(_), None) => Some(lines::TranscriptAsk::Cancelled),
         _ => None,
     };
@@ -458,12 +459,31 @@ async fn set_transcript_to<D: Db>(
         args![id.0, &email, utc_offset, &key],
     )
     .await?;
-    // A full chat takes the change without the line (a patron asking and
-    // cancelling again and again would otherwise grow it without bound).
-    let Some(asked) = asked.filter(|_| rec.last_seq < max_lines) else { return Ok(((), Vec::new())) };
+    // Told only in a chat a librarian took (a waiting chat's desk reads
+    // where the transcript goes when it is accepted), and not without end: a
+    // patron asking and cancelling again and again writes no line past
+    // [`TRANSCRIPT_LINES_MOST`] of them, nor once the chat holds the
+    // patron's `max_lines` (staff keep their room past it to say goodbye).
+    let Some(asked) = asked.filter(|_| rec.accepted_at.is_some() && rec.last_seq < max_lines) else {
+        return Ok(((), Vec::new()));
+    };
+    let told = db
+        .row("SELECT COUNT(*) AS n FROM messages WHERE session_id = ?1 AND system = 'transcript'", args![id.0], |r| {
+            r.int("n")
+        })
+        .await?
+        .unwrap_or(0);
+    if told >= TRANSCRIPT_LINES_MOST {
+        return Ok(((), Vec::new()));
+    }
     let message = insert_message(db, &rec, lines::transcript(asked), now).await?;
     Ok(((), vec![Event::Message { ctx: rec.ctx, message }]))
 }
+
+/// The lines telling staff of a patron's changes to the transcript that one
+/// chat holds at most ([`set_transcript_to`]); past them the changes are
+/// kept, unsaid (the desk reads where it goes when the chat is opened).
+const TRANSCRIPT_LINES_MOST: i64 = 10;
 
 /// How long after a chat's end its transcript may still be asked for.
 const TRANSCRIPT_AFTER_END: Millis = 3_600_000;
@@ -516,19 +536,21 @@ async fn transcript_after_end<D: Db>(
     .await?;
     let ended = load_session(db, id).await?;
     let all = all_messages(db, id).await?;
+    let mut sent = false;
     if let Some(m) = mail(&ended, &all) {
         // Past the mailbox's day, as at an end: recorded, not sent, and not
         // refused (which would tell a stranger the address had
         // transcripts today).
         if may_mail_transcript(db, id, &m, max, now).await? {
             insert_mail(db, &m, (ended.ctx.question, Some(id)), None, now).await?;
+            sent = true;
         } else {
             tracing::info!(session = %id, "a transcript asked after the end past its address's mails for the day: none queued");
         }
     }
-    // After the lines the transcript holds: staff are told (once: a chat's
-    // transcript is asked for once after its end).
-    let message = insert_message(db, &ended, lines::transcript(lines::TranscriptAsk::AfterEnd), now).await?;
+    // After the lines the transcript holds: staff are told, truly (once: a
+    // chat's transcript is asked for once after its end).
+    let message = insert_message(db, &ended, lines::transcript(lines::TranscriptAsk::AfterEnd { sent }), now).await?;
     Ok(((), vec![Event::Message { ctx: ended.ctx, message }]))
 }
 

@@ -469,7 +469,7 @@ async fn what_the_patron_asks_of_the_transcript_is_told_to_staff_alone_once_per_
     };
     let a = chatting(s, w, Some("pat@example.org"), "t1", 10).await;
     s.set_transcript_to(a, Some("pat@example.org".into()), Some(60), 100, 11).await.unwrap();
-    s.set_transcript_to(a, Some("pat@example.org".into()), Some(0), 100, 12).await.unwrap();
+    s.set_transcript_to(a, Some("Pat@Example.org".into()), Some(0), 100, 12).await.unwrap();
     s.set_transcript_to(a, Some("pat@work.example".into()), None, 100, 13).await.unwrap();
     s.set_transcript_to(a, None, None, 100, 14).await.unwrap();
     s.set_transcript_to(a, None, None, 100, 15).await.unwrap();
@@ -484,6 +484,18 @@ async fn what_the_patron_asks_of_the_transcript_is_told_to_staff_alone_once_per_
     assert_eq!(s.session(a).await.unwrap().unwrap().transcript_to.as_deref(), Some("pat@example.org"));
     s.set_transcript_to(a, None, None, full, 17).await.unwrap();
     assert_eq!(s.messages_after(a, 0, 100).await.unwrap().len(), all.len(), "no line past the chat's room");
+    // Nor in a chat nobody took yet (its desk reads where it goes at the
+    // accept), nor past ten of them in one chat.
+    let waiting = start(s, w, None, "t2", 10).await;
+    s.set_transcript_to(waiting, Some("w@example.org".into()), None, 100, 11).await.unwrap();
+    assert!(told(&s.messages_after(waiting, 0, 100).await.unwrap()).is_empty(), "a waiting chat: no line");
+    let many = chatting(s, w, None, "t3", 10).await;
+    for n in 0..30 {
+        let to = (n % 2 == 0).then(|| "m@example.org".to_owned());
+        s.set_transcript_to(many, to, None, 100, 11 + n).await.unwrap();
+    }
+    assert_eq!(told(&s.messages_after(many, 0, 100).await.unwrap()).len(), 10, "ten at most");
+    assert_eq!(s.session(many).await.unwrap().unwrap().transcript_to, None, "each change kept");
 
     s.end(a, patron(), ok(), Box::new(|_, _| None), Ending::default(), 20).await.unwrap();
     let mail = Box::new(|rec: &SessionRecord, _: &[Message]| {
