@@ -342,8 +342,11 @@ function renderPresent() {
 // Typing indicators clear when that person's line arrives, and by themselves
 // after a few seconds without news.
 let typingTimer = null;
-function setTyping(text) {
+// `by`: who types, "patron" or "staff" (their line clears it, whatever
+// name either gave).
+function setTyping(text, by = "") {
   $("present").dataset.typing = text;
+  $("present").dataset.typist = text ? by : "";
   clearTimeout(typingTimer);
   if (text) typingTimer = setTimeout(() => setTyping(""), 6000);
   renderPresent();
@@ -390,7 +393,8 @@ function onEvent(m) {
     document.querySelector(`#log [data-client="${CSS.escape(m.client_id || "")}"]`)?.remove();
     $("log").append(messageItem(m, { staffView: true }));
     $("log").scrollTop = $("log").scrollHeight;
-    if (m.author.type !== "system" && $("present").dataset.typing?.startsWith(m.author.name)) setTyping("");
+    const typing = $("present").dataset;
+    if (m.author.type !== "system" && typing.typing?.startsWith(m.author.name) && (!typing.typist || typing.typist === m.author.type)) setTyping("");
     if (m.seq === 1) showDetails(m.session);
   }
   if (fresh && m.author.type === "patron" && (m.session !== current || document.hidden)) {
@@ -882,7 +886,9 @@ async function start() {
         if (monitorMore > 0) { monitorMore = 0; conn.send({ type: "monitor" }); }
       }
       else if (f.type === "erased") forget(f.session);
-      else if (f.type === "typing") { if (f.session === current) setTyping(f.on ? `${f.who} is typing…` : ""); }
+      else if (f.type === "typing") {
+        if (f.session === current) setTyping(f.on ? `${f.who}${f.by === "patron" ? " (patron)" : ""} is typing…` : "", f.by);
+      }
       else if (f.type === "monitor_tick") { const s = monitor.get(f.session); if (s) { s.last_message_at = f.at; drawSoon(renderMonitor); } }
       else if (f.type === "presence") {
         // "Left" is said only after this desk saw the patron here (before a

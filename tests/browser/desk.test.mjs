@@ -553,7 +553,7 @@ test("the patron's typing shows on the desk and clears when the line arrives; th
   // The desk follows the chat once its replay is in (typing is not replayed).
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
   await patron.locator("#text").pressSequentially("I am writing a long");
-  await ann.locator("#present", { hasText: "Ivy is typing…" }).waitFor();
+  await ann.locator("#present", { hasText: "Ivy (patron) is typing…" }).waitFor();
   await patron.locator("#text").pressSequentially(" question");
   await patron.press("#text", "Enter");
   await ann.locator("#log", { hasText: "I am writing a long question" }).waitFor();

@@ -62,6 +62,9 @@ pub enum Out {
         session: SessionId,
         /// Who.
         who: String,
+        /// Whether it is the chat's patron (else a staff member): a patron
+        /// who gave a librarian's name is told apart by it.
+        patron: bool,
         /// Started or stopped.
         on: bool,
     },
@@ -960,7 +963,8 @@ impl Feed {
                 let own = self.sessions.get(&ctx.id).map(|w| &w.ctx);
                 let newest = own.filter(|own| own.version > ctx.version).unwrap_or(ctx);
                 if own.is_some() && sees(&self.viewer, Item::Typing { ctx: newest, audience: *audience, by: *by }) {
-                    out.push(Out::Typing { session: ctx.id, who: who.clone(), on: *on });
+                    let patron = *by == Some(refdesk_domain::chat::Typist::Patron);
+                    out.push(Out::Typing { session: ctx.id, who: who.clone(), patron, on: *on });
                 }
             }
             Event::QueueAdded(e) => self.on_queue_added(e, &mut out),

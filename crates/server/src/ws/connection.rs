@@ -268,7 +268,9 @@ impl Connection {
         for item in items {
             let frame = match item {
                 Out::Message(m) => OutFrame::Event(m),
-                Out::Typing { session, who, on } => OutFrame::Typing { session: *session, who, on: *on },
+                Out::Typing { session, who, patron, on } => {
+                    OutFrame::Typing { session: *session, who, by: if *patron { "patron" } else { "staff" }, on: *on }
+                }
                 Out::QueueAdded(e) => OutFrame::QueueAdded(e),
                 Out::QueueRemoved(s) => OutFrame::QueueRemoved { session: *s },
                 Out::PatronAway { session, since } => OutFrame::PatronAway { session: *session, since: *since },

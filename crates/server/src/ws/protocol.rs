@@ -142,6 +142,8 @@ pub enum OutFrame<'a> {
         session: SessionId,
         /// Who, as shown.
         who: &'a str,
+        /// `patron` or `staff`: who is typing, whatever name they gave.
+        by: &'static str,
         /// Started or stopped.
         on: bool,
     },

@@ -191,13 +191,16 @@ async fn nobody_is_told_of_their_own_typing_but_each_sees_the_other_type() {
     // patron, it would reach the patron before Ann's own typing does.
     pat_ws.send(json!({"type": "typing", "on": true})).await;
     let heard = ann_ws.until(|f| f["type"] == "typing").await;
+    let last = heard.last().unwrap();
     assert_eq!(
-        (heard.last().unwrap()["who"].as_str(), heard.last().unwrap()["on"].as_bool()),
-        (Some("Pat"), Some(true))
+        (last["who"].as_str(), last["by"].as_str(), last["on"].as_bool()),
+        (Some("Pat"), Some("patron"), Some(true)),
+        "who types is said, whatever name they gave"
     );
     ann_ws.send(json!({"type": "typing", "session": patron.session, "on": true})).await;
     let heard = pat_ws.until(|f| f["type"] == "typing").await;
     assert_eq!(heard.last().unwrap()["who"], "Ann Archer", "the first typing the patron hears is the librarian's");
+    assert_eq!(heard.last().unwrap()["by"], "staff");
 
     // A line after both: every typing frame either side got came before it.
     pat_ws.say(None, "message", "Thanks", "p1").await;
