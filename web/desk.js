@@ -88,7 +88,7 @@ function sayConnection() {
     // Not while lines are on their way: they are in this page alone.
     const reload = () => {
       if (pending.size) { say("Some of your lines are still on their way: reload once they are sent."); return; }
-      location.reload();
+      reloadPage();
     };
     $("connection").append(" ", el("button", { type: "button", id: "reload", class: "secondary", onclick: reload }, "Reload"));
   }
@@ -158,6 +158,23 @@ function reopenShown() {
   reopen = null;
   show(s.ctx.id);
 }
+
+// Leaving the desk while chatting (a link to the question list or the
+// reports, closing the tab) is asked first: the patrons wait, and after a
+// minute are told their librarian seems to have lost their connection. The
+// desk's own reloads (sign-out, an upgrade, a password changed) are not
+// asked; a reload reopens the chat that was on screen.
+let reloading = false;
+function reloadPage() {
+  reloading = true;
+  location.reload();
+}
+window.addEventListener("beforeunload", (e) => {
+  if (reloading || !me) return;
+  if (![...monitor.values()].some((s) => s.state === "active" && s.ctx.librarian === me.id)) return;
+  e.preventDefault();
+  e.returnValue = "";
+});
 
 function show(session) {
   saveDraft();
@@ -1065,7 +1082,7 @@ function onRefused(f) {
     if (signingOut) pref.clearDrafts();
     // The sign-in form then says why it is back (not while signing out here).
     else sessionStorage.setItem("refdesk.ended", "1");
-    location.reload(); return;
+    reloadPage(); return;
   }
   // A line the frame budget turned away (many frames at once, as at a
   // reconnect) is not refused for what it says: it stays "Sending…" and
@@ -1368,12 +1385,12 @@ $("my-password-form").onsubmit = async (e) => {
     changingPassword = false;
     // Not changed, and the sign-in ended meanwhile (elsewhere, expired):
     // back to the sign-in form, which says so.
-    if (signInEnded || err.status === 401) { sessionStorage.setItem("refdesk.ended", "1"); location.reload(); return; }
+    if (signInEnded || err.status === 401) { sessionStorage.setItem("refdesk.ended", "1"); reloadPage(); return; }
     $("my-password-error").textContent = err.message;
     return;
   }
   sessionStorage.setItem("refdesk.password", "1");
-  location.reload();
+  reloadPage();
 };
 // Signing out in the middle of chats leaves their patrons with nobody
 // until the sign-off of staff not seen hands them back to the queue
@@ -1396,7 +1413,7 @@ $("logout").onclick = async () => {
   }
   pref.clearDrafts();
   keepShown(null);
-  location.reload();
+  reloadPage();
 };
 
 try { me = await api("/api/me"); start(); } catch {

@@ -1264,3 +1264,25 @@ test("a reload reopens the chat that was on screen, with its history; a new wind
   await fresh.close();
   for (const p of [ann, patron, other]) await p.context().close();
 });
+
+test("leaving the desk by a link while chatting is asked first; with no chat going on it is not", async () => {
+  const { ann, patron } = await chatWithAnn("Lea", "Do not leave me");
+  await ann.locator("#chat-title", { hasText: /^Lea — / }).waitFor();
+  ann.removeAllListeners("dialog");
+  const asked = new Promise((resolve) => ann.once("dialog", (d) => { resolve(d.type()); d.dismiss(); }));
+  await ann.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Question list" }).click();
+  assert.equal(await asked, "beforeunload");
+  assert.equal(new URL(ann.url()).pathname, "/desk", "still at the desk");
+  await ann.locator("#chat-title", { hasText: /^Lea — / }).waitFor();
+  // A colleague with no chat (earlier tests leave Ann some) goes at once.
+  const erin = await open();
+  await signIn(erin, "erin");
+  await erin.locator("#me").click(); // the page has had a user's gesture, as Ann's had
+  erin.removeAllListeners("dialog");
+  let unasked = null;
+  erin.once("dialog", (d) => { unasked = d.type(); d.accept(); });
+  await erin.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Question list" }).click();
+  await erin.waitForURL(/\/desk\/questions$/);
+  assert.equal(unasked, null, "no question with no chat going on");
+  for (const p of [ann, patron, erin]) await p.context().close();
+});
