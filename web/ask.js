@@ -244,7 +244,9 @@ function render(m) {
     // again, nor one its patron was blocked from (refused too).
     if (taken && !chat?.rated && !blocked) $("rating-form").classList.remove("hidden");
     noteTranscript();
-    if (focusLost()) focusAfterEnd();
+    // Only in a page the patron is in: a widget's frame restored on the
+    // library's next page takes no focus from it.
+    if (focusLost() && document.hasFocus()) focusAfterEnd();
   }
 }
 
