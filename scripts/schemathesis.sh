@@ -42,11 +42,16 @@ trap cleanup EXIT
 fail() { echo "schemathesis: FAILED: $*" >&2; echo "server log:" >&2; tail -40 "$dir/server.log" >&2 || true; exit 1; }
 
 [ -x "$bin" ] || fail "no build at $bin (cargo build -p refdesk)"
+# Two runs at once (scripts/test.sh runs SQLite's beside PostgreSQL's) share
+# the venv: one installs it while the other waits.
+exec 9>"$venv.lock"
+flock 9
 if [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version $version" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
+flock -u 9
 
 backend=()
 if [ "${SCHEMATHESIS_BACKEND:-sqlite}" = postgres ]; then

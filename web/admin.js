@@ -437,13 +437,14 @@ async function loadCodes() {
   codeKeys = new Set(codes.map((c) => c.key));
   $("codes").replaceChildren(...codes.map((c) => {
     const label = el("input", { value: c.label, "aria-label": `Label of ${c.key}` });
-    const status = el("select", { "aria-label": `Status for ${c.key}` }, ...STATUSES.map((v) => el("option", { value: v, selected: v === c.status }, v)));
-    const assign = el("select", { "aria-label": `Assignment for ${c.key}` }, ...ASSIGN.map((v) => el("option", { value: v, selected: v === c.assign }, v.replace(/_/g, " "))));
+    const status = el("select", { class: "auto", "aria-label": `Status for ${c.key}` }, ...STATUSES.map((v) => el("option", { value: v, selected: v === c.status }, v)));
+    const assign = el("select", { class: "auto", "aria-label": `Assignment for ${c.key}` }, ...ASSIGN.map((v) => el("option", { value: v, selected: v === c.assign }, v.replace(/_/g, " "))));
     const flags = FLAGS.map(([k, text]) => {
       const box = el("input", { type: "checkbox", class: "inline", id: `flag-${c.key}-${k}`, checked: c[k] });
-      return [k, box, el("label", { class: "inline", for: box.id }, ` ${text} `)];
+      return [k, box, el("label", { class: "inline", for: box.id }, ` ${text}`)];
     });
-    const save = el("button", { type: "button", class: "secondary" }, `Save ${c.key}`);
+    // "Save" on the screen, which code in its name (the row says which).
+    const save = el("button", { type: "button", class: "secondary", "aria-label": `Save ${c.key}` }, "Save");
     save.onclick = async () => {
       clearSaid();
       const set = Object.fromEntries(flags.map(([k, box]) => [k, box.checked]));
@@ -453,7 +454,7 @@ async function loadCodes() {
       } catch (err) { $("error").textContent = err.message; }
     };
     return el("tr", {}, el("td", {}, c.key), el("td", {}, label), el("td", {}, status), el("td", {}, assign),
-      el("td", {}, ...flags.flatMap(([, box, text]) => [box, text])), el("td", {}, save));
+      el("td", {}, ...flags.map(([, box, text]) => el("div", {}, box, text))), el("td", {}, save));
   }));
 }
 

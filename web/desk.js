@@ -926,7 +926,7 @@ async function start() {
       else if (f.type === "referred") {
         const what = f.follow_up ? `left for ${f.library_name} to follow up` : `referred to ${f.library_name}`;
         $("referral").replaceChildren(`Question #${f.question} was ${what} by ${f.by}: `,
-          el("a", { href: `/desk/questions/${f.question}` }, f.text));
+          el("a", { href: `/desk/questions/${f.question}` }, el("bdi", {}, f.text)));
         chime();
         refreshQuestions();
       }
@@ -1357,7 +1357,13 @@ $("im-form").onsubmit = (e) => {
 };
 $("login").onsubmit = async (e) => {
   e.preventDefault();
-  try { me = await api("/api/login", { method: "POST", body: { username: $("username").value, password: $("password").value } }); start(); }
+  try {
+    me = await api("/api/login", { method: "POST", body: { username: $("username").value, password: $("password").value } });
+    start();
+    // The form (and its button, which had the focus) is gone: the focus goes
+    // to what a shift starts with, not to the page's body.
+    $("availability").focus();
+  }
   catch (err) { $("login-status").textContent = ""; $("login-error").textContent = err.message; }
 };
 // A sign-in that has already ended answers 401: the page reloads to the sign-in form all the same.

@@ -79,9 +79,13 @@ function render(d, from) {
     + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; chatted with ${q.librarian_name || "—"}`
     + `; assigned to ${q.state.assignee == null ? "nobody" : person(q.state.assignee)}`
     + (q.referred_name ? `; referred to ${q.referred_name}` : "")
-    + (q.rating ? `; patron's rating ${q.rating}/5${q.rating_comment ? ` (“${q.rating_comment}”)` : ""}` : "")));
+    + (q.rating ? `; patron's rating ${q.rating}/5` : ""),
+    // The patron's comment in an isolate of its own: a right-to-left
+    // comment (or one that reverses the direction) cannot turn the
+    // quotation marks around it, nor the text after it.
+    ...(q.rating && q.rating_comment ? [" (“", el("bdi", {}, q.rating_comment), "”)"] : [])));
   $("patron").replaceChildren(
-    el("strong", {}, "Patron: "), q.erased ? "erased" : q.patron_name || "no name given", " · ",
+    el("strong", {}, "Patron: "), q.erased ? "erased" : q.patron_name ? el("bdi", {}, q.patron_name) : "no name given", " · ",
     // The address is the patron's own text: encoded (but its `@`, which
     // some mail programs would not decode), so that a `?` or `&` in it
     // cannot add a Cc, a subject or a body to the librarian's mail.

@@ -5,7 +5,7 @@
 // Chromium against the real server with the demo data.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { refdesk, accessible } from "./harness.mjs";
+import { refdesk, accessible, PHONE } from "./harness.mjs";
 
 let base;
 const h = refdesk("refdesk-admin-", (r) => { base = r.base; });
@@ -67,6 +67,24 @@ test("a code key that exists is refused, not replaced; a code's flags can be set
   await erin.getByText("A code with the key practice exists already").waitFor();
   assert.equal(await erin.locator("#status").innerText(), "", "no 'saved' beside the error");
   await accessible(erin, "the admin page with the codes' flags");
+  // At 1280 px each code's label is whole in its box (cut to "Follow-up by"
+  // before) and its Save button one line.
+  await erin.setViewportSize({ width: 1280, height: 800 });
+  const cut = await erin.evaluate(() => [...document.querySelectorAll("#codes tr")]
+    .filter((tr) => { const i = tr.querySelector("input:not([type])"), b = tr.querySelector("button"); return i.scrollWidth > i.clientWidth || b.getBoundingClientRect().height > 50; })
+    .map((tr) => tr.cells[0].textContent));
+  assert.deepEqual(cut, [], "codes whose label is cut or whose button wraps");
+  // On a phone the wide tables scroll in boxes of their own: the pages are
+  // no wider than the screen.
+  await erin.setViewportSize(PHONE);
+  for (const page of ["/desk/admin", "/desk/staff"]) {
+    await erin.goto(`${base}${page}`);
+    await erin.locator("table tbody tr").first().waitFor();
+    await erin.waitForTimeout(300);
+    const wide = await erin.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 0, `${page} is ${wide} px wider than a phone`);
+    await accessible(erin, `${page} on a phone`);
+  }
   await erin.context().close();
 });
 

@@ -667,11 +667,17 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await patron.locator("#chat").waitFor();
   await ann.getByRole("button", { name: /Accept: Erasmus/ }).click();
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
-  // On a 1366 × 768 laptop the chat's controls are on screen without scrolling.
-  for (const id of ["text", "send", "end", "code", "set-code"]) {
-    const box = await ann.locator(`#${id}`).boundingBox();
-    assert.ok(box && box.y + box.height <= LAPTOP.height, `#${id} within the screen: ${JSON.stringify(box)}`);
+  // On a 1366 × 768 laptop the chat's controls are on screen without
+  // scrolling; in a 1280 × 720 window too, and in the 1280 × 650 a browser's
+  // bars leave of a 1280 × 768 screen (Set code fell to a line of its own).
+  for (const size of [LAPTOP, { width: 1280, height: 720 }, { width: 1280, height: 650 }]) {
+    await ann.setViewportSize(size);
+    for (const id of ["text", "send", "end", "code", "set-code"]) {
+      const box = await ann.locator(`#${id}`).boundingBox();
+      assert.ok(box && box.y + box.height <= size.height, `#${id} within ${size.width} × ${size.height}: ${JSON.stringify(box)}`);
+    }
   }
+  await ann.setViewportSize(LAPTOP);
   await ann.locator("#text").pressSequentially("Erasmus, one more thing about");
   await ann.waitForFunction(() => Object.keys(localStorage).some((k) => k.includes(".draft.")));
   await patron.click("#end");
@@ -1217,10 +1223,20 @@ test("a patron who takes a librarian's name reads as a patron on the desk; a new
   await list.locator("td", { hasText: "catalog.example.org" }).first().waitFor();
   assert.ok((await wide(list)) <= 0, `the question list is ${await wide(list)} px too wide`);
   // A second patron's chat is shown; a line in the first is read out.
+  // Its patron's name is 100 letters without a space: it wraps within the
+  // chat's column (it ran over the patron's details beside it).
   const second = await open();
-  await askQuestion(second, "Bo", "Second question");
-  await ann.getByRole("button", { name: /Accept: Bo/ }).click();
-  await ann.locator("#chat-title", { hasText: /^Bo — / }).waitFor();
+  await askQuestion(second, `Bo${"W".repeat(98)}`, "Second question");
+  const overBy = (inner, outer) => ann.evaluate(([i, o]) => {
+    const box = document.querySelector(i);
+    return Math.max(box.scrollWidth - box.clientWidth, box.getBoundingClientRect().right - document.querySelector(o).getBoundingClientRect().right);
+  }, [inner, outer]);
+  await ann.locator("#queue button", { hasText: "Accept: BoW" }).waitFor();
+  assert.ok((await overBy("#queue button", ".side")) <= 0, `the Accept button runs over by ${await overBy("#queue button", ".side")} px`);
+  await ann.locator("#queue button", { hasText: "Accept: BoW" }).click();
+  await ann.locator("#chat-title", { hasText: /^BoW+ — / }).waitFor();
+  assert.ok((await overBy("#chat-title", "#chat")) <= 0, `the chat's title runs over by ${await overBy("#chat-title", "#chat")} px`);
+  assert.ok((await wide(ann)) <= 0, `the desk is ${await wide(ann)} px too wide`);
   await impostor.fill("#text", "Still there?");
   await impostor.locator("#composer button[type=submit]").click();
   await ann.locator("#announce", { hasText: "Ann Archer's chat: 1 new line" }).waitFor({ state: "attached" });

@@ -146,7 +146,11 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await patron.locator("#rating-form").waitFor();
   await accessible(patron, "the rating form");
   await patron.getByLabel("5 (excellent)").check();
-  await patron.fill("#rating-comment", "Very helpful");
+  // A comment that turns the text's direction (U+202E, the right-to-left
+  // override) is the patron's to write; on staff pages it cannot turn what
+  // follows it around.
+  const comment = "\u202EVery helpful";
+  await patron.fill("#rating-comment", comment);
   await patron.click("#rating-form button[type=submit]");
   await patron.getByText("Thank you for your rating.").waitFor();
   // The transcript, not asked for during the chat, may be asked for now: once.
@@ -159,6 +163,10 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await carla.reload();
   await carla.locator("#summary .badge.live", { hasText: "Live: ended, no code yet" }).waitFor();
   await carla.locator("#live-warning", { hasText: "This chat has ended, but its librarian has not set a resolution code yet" }).waitFor();
+  assert.deepEqual(await carla.evaluate(() => {
+    const bdi = [...document.querySelectorAll("#summary bdi")].at(-1);
+    return [bdi?.textContent, bdi?.nextSibling?.textContent];
+  }), [comment, "”)"], "the rating's comment in an isolate of its own, the closing marks after it");
   await carla.fill("#note", "NOTE: after the end");
   const endedNote = new Promise((resolve) => carla.once("dialog", (d) => resolve(d.message())));
   await carla.click("#note-form button[type=submit]");
@@ -193,7 +201,15 @@ test("a librarian accepts, replies, writes a note and sets a code with the keybo
   const patron = await open(DESKTOP);
   await askQuestion(patron, "Kim", "Keyboard question?");
   const ann = await open();
-  await signIn(ann, "ann");
+  // Signed in with Enter; the form is gone, and the focus is on what a
+  // shift starts with (it was left on the page's body).
+  await ann.goto(`${base}/desk`);
+  await ann.fill("#username", "ann");
+  await ann.fill("#password", "refdesk-demo");
+  await ann.press("#password", "Enter");
+  await ann.getByText(/Signed in as/).waitFor();
+  assert.equal(await ann.evaluate(() => document.activeElement?.id), "availability", "the focus after signing in");
+  await ann.selectOption("#availability", "on_duty");
 
   // Tab (no mouse) until the wanted control has focus, then act.
   const tabTo = async (page, matches, what) => {

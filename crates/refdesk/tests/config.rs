@@ -265,6 +265,17 @@ fn a_relative_path_in_a_file_is_taken_from_the_files_folder_whatever_folder_a_co
     {
         assert_eq!(shown[setting].as_str().unwrap(), etc.path().join(name).to_str().unwrap(), "{setting}");
     }
+    // A path through `..` is printed as the folder it names, made or not.
+    let var = tempfile::tempdir().unwrap();
+    let up = format!("../{}", var.path().file_name().unwrap().to_str().unwrap());
+    let root = var.path().canonicalize().unwrap();
+    for (data, named) in [(format!("{up}/data"), root.join("data")), (up, root)] {
+        let f = file(etc.path(), &format!("data_dir = \"{data}\"\n"));
+        let o = Command::new(BIN).env_clear().arg("--config").arg(&f).arg("config").output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        let shown: toml::Table = toml::from_str(&out(&o)).unwrap();
+        assert_eq!(shown["data_dir"].as_str().unwrap(), named.to_str().unwrap(), "{data}");
+    }
 }
 
 #[test]

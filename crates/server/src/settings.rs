@@ -208,8 +208,16 @@ impl Config {
         }
         // The paths in effect, whole: saved as a file elsewhere, a relative
         // one would be taken from that file's folder (an empty database, a
-        // key file not found).
-        let whole = |p: &Path| std::path::absolute(p).ok().and_then(|d| d.to_str().map(str::to_owned));
+        // key file not found). And real: `/etc/refdesk/../../var/lib/x`
+        // reads as `/var/lib/x` (a folder not made yet, from its parent's).
+        let real = |p: &Path| {
+            std::fs::canonicalize(p).ok().or_else(|| {
+                let parent = std::fs::canonicalize(p.parent()?).ok()?;
+                Some(parent.join(p.file_name()?))
+            })
+        };
+        let whole =
+            |p: &Path| real(p).or_else(|| std::path::absolute(p).ok()).and_then(|d| d.to_str().map(str::to_owned));
         let files = [
             ("nats_credentials_file", &self.nats_credentials_file),
             ("nats_ca_file", &self.nats_ca_file),
