@@ -282,6 +282,7 @@ async function loadRetention(libs) {
       el("option", { value: "delete", selected: r.transcripts === "delete" }, "delete (the question is kept, masked)"));
     const save = el("button", { type: "button", class: "secondary" }, "Save");
     save.setAttribute("aria-label", `Save the retention of ${lib.name}`);
+    let saved = r.days ?? null; // the period in effect
     save.onclick = async () => {
       clearSaid();
       // Letters typed into the number box leave it "empty": that must not
@@ -293,7 +294,17 @@ async function loadRetention(libs) {
       }
       const body = { days: days.value === "" ? null : Number(days.value), transcripts: transcripts.value };
       try {
+        // A new or shorter period erases within ten minutes, for good: how
+        // many chats it takes is asked first (a "1" typed for "100").
+        if (body.days !== null && (saved === null || body.days < saved)) {
+          const due = await api(`${url}/due?days=${body.days}`);
+          const what = body.transcripts === "delete" ? "their transcripts deleted" : "their transcripts kept, masked";
+          if (due.chats > 0 && !confirm(`${lib.name}: a period of ${body.days} days removes the names and e-mail addresses of `
+            + `${due.more ? "more than " : ""}${due.chats.toLocaleString()} ended chat${due.chats === 1 && !due.more ? "" : "s"} `
+            + `within ten minutes (${what}). This cannot be undone. Save it?`)) return;
+        }
         await api(url, { method: "PUT", body });
+        saved = body.days;
         $("status").textContent = body.days === null ? `${lib.name} keeps personal data.` : `${lib.name}: personal data is removed after ${body.days} days.`;
       } catch (err) { $("error").textContent = err.message; }
     };

@@ -60,6 +60,14 @@ const kept = (release) => {
 // Whether the library's page (widget.js) answered for the chat: it keeps
 // it across a reload of this frame.
 let hostKeeps = false;
+// The widget's "opened" comes at the frame's load, which may be before this
+// page has restored its chat: kept until then.
+let onOpened = null;
+let openedEarly = false;
+window.addEventListener("message", (e) => {
+  if (!host || e.source !== window.parent || e.origin !== host || e.data?.type !== "refdesk:opened") return;
+  if (onOpened) onOpened(); else openedEarly = true;
+});
 const fromHost = (type, data) => { if (host) window.parent.postMessage({ type, ...data }, host); };
 function restore() {
   if (!host) return Promise.resolve(own.get());
@@ -726,7 +734,15 @@ if (chat) {
 } else {
   await checkStatus();
   setInterval(checkStatus, 30000);
-  window.addEventListener("message", (e) => {
-    if (host && e.source === window.parent && e.origin === host && e.data?.type === "refdesk:opened") checkStatus();
-  });
 }
+// The library's page opened the widget: what it shows is read again, and
+// the focus goes into the page, where the patron writes (the frame alone
+// had it: typing went nowhere, and a screen reader read nothing).
+onOpened = () => {
+  if (!chat) checkStatus();
+  if (!focusLost()) return;
+  if (!chat) $("start").classList.contains("hidden") ? focusStatus($("closed").classList.contains("hidden") ? $("status") : $("closed")) : $("name").focus();
+  else if (ended) focusAfterEnd();
+  else $("text").focus();
+};
+if (openedEarly) onOpened();

@@ -5,6 +5,8 @@
 // Chromium against the real server with the demo data.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
 import { refdesk, accessible, PHONE } from "./harness.mjs";
 
 let base;
@@ -23,6 +25,14 @@ async function signIn(username, availability) {
 
 /** A GET of the API with the page's own sign-in. */
 const read = (page, url) => page.evaluate(async (u) => (await fetch(u)).json(), url);
+
+/** Waits until `check()` holds (5 s at most). */
+async function until(check) {
+  for (let i = 0; !(await check()); i++) {
+    assert.ok(i < 100, "waited 5 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 /** A patron's chat that Ann (on duty) accepted: her page, the patron's, the question's number. */
 async function chatWithAnn(name, question) {
@@ -88,11 +98,17 @@ test("a code key that exists is refused, not replaced; a code's flags can be set
   await erin.context().close();
 });
 
-test("letters in a retention period are refused and the period is kept", async () => {
+/** Carla on the libraries page, with Riverside's retention period box and its Save button. */
+async function riversideRetention() {
   const carla = await signIn("carla");
   await carla.goto(`${base}/desk/admin`);
   const days = carla.getByRole("spinbutton", { name: /Days before personal data is removed, Riverside University Main Library/ });
   const save = carla.getByRole("button", { name: "Save the retention of Riverside University Main Library" });
+  return { carla, days, save };
+}
+
+test("letters in a retention period are refused and the period is kept", async () => {
+  const { carla, days, save } = await riversideRetention();
   await days.fill("30");
   await save.click();
   await carla.getByText(/personal data is removed after 30 days/).waitFor();
@@ -104,6 +120,43 @@ test("letters in a retention period are refused and the period is kept", async (
   const kept = await read(carla, "/api/libraries/riverside-main/retention");
   assert.equal(kept.days, 30, "the period is kept");
   await carla.context().close();
+});
+
+test("a new or shorter retention period says how many chats it would erase at once, and is saved only if the admin agrees", async () => {
+  const { carla, days, save } = await riversideRetention();
+  await days.fill("");
+  await save.click();
+  await carla.getByText("Riverside University Main Library keeps personal data.").waitFor();
+  // An ended chat of 40 days ago (its start moved back in the database).
+  const { ann, patron, qid } = await chatWithAnn("Olwen", "An old question about tide tables");
+  await ann.click("#end");
+  await patron.getByText(/Chat session has ended/).waitFor();
+  const session = await read(carla, `/api/questions/${qid}`).then((q) => q.question.session);
+  execFileSync("sqlite3", [path.join(h.data, "refdesk.sqlite3"), ".timeout 5000",
+    `UPDATE sessions SET created_at = created_at - 40 * 86400000 WHERE id = ${Number(session)}`]);
+  // 30 days: the admin is asked first, with the count; "Cancel" saves nothing.
+  carla.removeAllListeners("dialog");
+  const asked = [];
+  carla.once("dialog", (d) => { asked.push(d.message()); d.dismiss(); });
+  await days.fill("30");
+  await save.click();
+  await until(() => asked.length === 1);
+  assert.match(asked[0], /a period of 30 days removes the names and e-mail addresses of 1 ended chat within ten minutes \(their transcripts kept, masked\)\. This cannot be undone/);
+  assert.equal((await read(carla, "/api/libraries/riverside-main/retention")).days, null, "nothing saved");
+  assert.equal(await carla.locator("#status").innerText(), "", "nor said to be");
+  // Agreed: saved. A longer period then is not asked about.
+  carla.once("dialog", (d) => { asked.push(d.message()); d.accept(); });
+  await save.click();
+  await carla.getByText(/personal data is removed after 30 days/).waitFor();
+  await days.fill("60");
+  await save.click();
+  await carla.getByText(/personal data is removed after 60 days/).waitFor();
+  assert.equal(asked.length, 2, "asked once more, for 30 days, not for 60");
+  // Back to keeping, for the tests after this one.
+  await days.fill("");
+  await save.click();
+  await carla.getByText("Riverside University Main Library keeps personal data.").waitFor();
+  for (const p of [carla, ann, patron]) await p.context().close();
 });
 
 test("a role change the server refuses leaves the row showing the role the account has", async () => {

@@ -369,6 +369,10 @@ test("the patron starts a chat in the frame; the librarian accepts it from the q
   // the button says someone is, it offers a chat, not the offline question form.
   await until("the widget, opened after its button turned on duty, offers a chat rather than the offline question form",
     async () => (await frame.locator("#question").isVisible()) && !(await frame.locator("#offline").isVisible()), 15000);
+  // Opened, the focus is in the form, where the patron writes (the frame
+  // alone had it: typing went nowhere).
+  await until("the focus on the name field in the frame, once the widget is open",
+    async () => (await frameOf(host)).evaluate(() => document.hasFocus() && document.activeElement?.id === "name"), 5000);
   await frame.locator("#name").fill(PATRON.name);
   await frame.locator("#email").fill(PATRON.email);
   await frame.locator("#question").fill(PATRON.question);
@@ -433,6 +437,8 @@ test("reloading the library's page restores the chat in the widget, and new line
   const frame = frameLocator(host);
   await frame.locator("#log").getByText(LINES.librarian1).waitFor();
   await frame.locator("#log").getByText(LINES.patron1).waitFor();
+  await until("the focus in the reply box of the chat going on, once the widget is open again",
+    async () => (await frameOf(host)).evaluate(() => document.hasFocus() && document.activeElement?.id === "text"), 5000);
   const seqs = await frame.locator("#log li[data-seq]").evaluateAll((lis) => lis.map((li) => li.dataset.seq));
   assert.equal(new Set(seqs).size, seqs.length, "no line shown twice");
   await say(frame, LINES.patron2);

@@ -41,6 +41,10 @@ const SENT_MAIL_PER_RUN: u32 = 2_000;
 /// How often the retention periods are applied.
 pub const RETENTION_EVERY: Millis = 10 * 60_000;
 
+/// The most chats a look ahead at a retention period counts (more: "more
+/// than this"); a run erases up to `ERASE_PER_RUN` a library.
+pub const DUE_COUNTED: u32 = 10_000;
+
 /// A chat found for an erase request, with its library's name.
 #[derive(Clone, Debug)]
 pub struct PatronChat {
@@ -107,6 +111,29 @@ impl App {
         }
         tracing::info!(library = %slug, days = r.map(|r| r.days), staff = %staff.username, "retention period set");
         Ok(())
+    }
+
+    /// How many of a library's chats a retention period of `days` would
+    /// erase if it were set now (at most `DUE_COUNTED`, and whether there
+    /// are more): what an admin reads before shortening a period, which
+    /// erases within `RETENTION_EVERY` and cannot be undone. Changes
+    /// nothing; `days` is judged once the caller may ask at all.
+    pub async fn retention_due(
+        &self,
+        staff: &Staff,
+        slug: &str,
+        days: impl FnOnce() -> u32,
+    ) -> AppResult<(usize, bool)> {
+        let lib = self.library(slug).await?;
+        authorize_admin(staff, Admin::Privacy, &lib.placement)?;
+        let r = Retention::new(days(), Transcripts::Mask)?;
+        // A long read on a large library: in this admin's own line, as the
+        // search for a patron's chats is.
+        let _turn = self.long_reads.turn(staff.id).await;
+        let before = self.clock.now() - Millis::from(r.days) * DAY;
+        let due = self.store.due_for_erasure(lib.placement.library, before, DUE_COUNTED + 1).await?;
+        let counted = DUE_COUNTED as usize;
+        Ok((due.len().min(counted), due.len() > counted))
     }
 
     /// Every chat of the admin's libraries that carries `email` as the

@@ -165,6 +165,22 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
 
     // Before the period: nothing changes.
     app.clock().advance(29 * DAY);
+    // What a shorter period would erase now is counted first, erasing nothing
+    // (the libraries page asks with it before a period is shortened).
+    let (carla, ann) = (app.staff("carla").await, app.staff("ann").await);
+    let due = |days: i64| format!("/api/libraries/riverside-main/retention/due?days={days}");
+    assert_eq!(carla.get(&due(30)).await.1, json!({"days": 30, "chats": 0, "more": false}));
+    assert_eq!(carla.get(&due(28)).await.1, json!({"days": 28, "chats": 1, "more": false}));
+    assert_eq!(ann.get(&due(28)).await.0, 403, "admins only");
+    assert_eq!(
+        carla.get("/api/libraries/lakeside-public/retention/due?days=1").await.0,
+        403,
+        "their own libraries only"
+    );
+    for bad in ["0", "3651", "-5", "x"] {
+        let (status, why) = carla.get(&format!("/api/libraries/riverside-main/retention/due?days={bad}")).await;
+        assert_eq!(status, if bad == "x" { 400 } else { 422 }, "{bad}: {why}");
+    }
     assert_eq!(app.state.app.apply_retention(app.clock().now()).await.unwrap(), 0);
     let all = dump(&app);
     for needle in [masked.name, masked.email.as_str(), deleted.name, deleted.email.as_str(), net.as_str()] {
