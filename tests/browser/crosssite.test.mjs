@@ -576,6 +576,10 @@ test("nginx's logs and refdesk's log hold none of the patron's data, the chat's 
     [/"GET \/api\/ws[ ?][^\n]* request_id=[0-9a-f]{32}\n/, "nginx logged the id it gave refdesk with each request"],
   ].filter(([re]) => !re.test(text.access)).map(([, what]) => `not so: ${what}`);
   if (!text.refdesk) missing.push("not so: refdesk wrote a log");
+  // One id follows a request through both logs: refdesk's line for the
+  // chat's start names the id nginx logged with it.
+  const started = text.access.match(/"POST [^"]*\/chats[ ?][^\n]* request_id=([0-9a-f]{32})\n/);
+  if (!started || !text.refdesk.includes(started[1])) missing.push("not so: refdesk logged the chat's start under the id nginx gave it");
   if (tokens.size === 0) missing.push("not so: the chat's token was captured");
 
   const secrets = {
