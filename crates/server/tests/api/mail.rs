@@ -269,10 +269,18 @@ async fn a_patron_can_ask_for_the_transcript_during_the_chat_and_bad_addresses_a
     // write nothing; the patron reads none of it.
     let ann = app.staff("ann").await;
     assert_eq!(ann.accept(patron.session).await.0, 200);
+    // The patron's page, open meanwhile, is sent none of it either.
+    let mut page_socket = patron.socket().await;
+    page_socket.resume(None, 0).await;
     assert_eq!(post(json!({"email": "nope"})).await.unwrap().status(), 422);
     assert_eq!(post(json!({"email": "PAT@example.org", "utc_offset": 60})).await.unwrap().status(), 200);
     assert_eq!(post(json!({})).await.unwrap().status(), 200);
     assert_eq!(post(json!({"email": "pat@work.example"})).await.unwrap().status(), 200);
+    let mut desk = ann.socket().await;
+    desk.resume(Some(patron.session), 0).await;
+    assert_eq!(desk.say(Some(patron.session), "message", "After the asks", "after-asks").await["type"], "ack");
+    let seen = page_socket.until(|f| f["type"] == "event" && f["body"] == "After the asks").await;
+    assert!(seen.iter().all(|f| f["system"] != "transcript"), "the patron's socket: {seen:?}");
     let (_, view) = ann.get(&format!("/api/sessions/{}", patron.session)).await;
     let told: Vec<_> = view["messages"]
         .as_array()
