@@ -39,6 +39,11 @@ async function load() {
   // Admin forms only for those who may use them (the server checks anyway).
   document.getElementById("new-lib-h").parentElement.hidden = !["institution_admin", "cooperative_admin"].includes(me.role);
   document.getElementById("codes-h").parentElement.hidden = me.role !== "cooperative_admin";
+  // Only the scopes this role keeps scripts for are offered (a librarian's
+  // "My library" was refused once the script was written).
+  for (const o of $("script-scope").options) {
+    o.hidden = o.disabled = { library: me.role === "librarian", cooperative: me.role !== "cooperative_admin" }[o.value] ?? false;
+  }
   // Cooperative admins add institutions, and libraries to any of them.
   const coopAdmin = me.role === "cooperative_admin";
   document.getElementById("new-inst-h").parentElement.hidden = !coopAdmin;
@@ -393,6 +398,9 @@ async function loadScripts() {
     const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
     del.onclick = async () => {
       clearSaid();
+      // One click, for good, and a library's or the cooperative's for all their librarians.
+      const whose = { personal: "your", library: "the library's", cooperative: "the cooperative's" }[x.scope] ?? "the";
+      if (!confirm(`Delete ${whose} script “${x.title}”? It cannot be undone.`)) return;
       try { await api(`/api/scripts/${x.id}`, { method: "DELETE" }); await loadScripts(); $("status").textContent = `Script “${x.title}” deleted.`; }
       catch (err) { $("error").textContent = err.message; }
     };

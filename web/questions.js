@@ -93,7 +93,11 @@ async function load(append) {
     draw();
     last = rows.length ? rows[rows.length - 1].id : last;
     $("more").classList.toggle("hidden", rows.length < 50);
-    $("status-line").textContent = `${shown.length} question(s)`;
+    // The count is of the questions shown: while a page came full, there
+    // may be older ones (50 shown was read as 50 found).
+    const n = shown.length;
+    $("status-line").textContent = rows.length < 50 ? `${n} question${n === 1 ? "" : "s"}`
+      : `The newest ${n} questions shown; “Older questions”, below them, shows more.`;
   } catch (err) {
     if (err.status === 401) location.href = "/desk";
     $("status-line").textContent = err.message;

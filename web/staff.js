@@ -66,13 +66,24 @@ function row(s) {
   role.onchange = async () => {
     // A promotion into an admin role comes with a new, strong password.
     const up = ROLES.indexOf(role.value) > ROLES.indexOf(s.role) && role.value !== "librarian";
-    if (!up) return update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
+    if (!up) {
+      // A menu changes with one arrow key: a role taken away (every sign-in
+      // of theirs ends, and giving it back needs a new password) is asked first.
+      const as = role.value.replaceAll("_", " ");
+      if (!confirm(`Make ${s.display_name} ${/^[aeiou]/.test(as) ? "an" : "a"} ${as}? Every sign-in of theirs ends; `
+        + `making them ${s.role.replaceAll("_", " ")} again takes a new password for them.`)) { role.value = s.role; return; }
+      return update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
+    }
     const password = await askPassword(`A new password for ${s.display_name} as ${role.value.replaceAll("_", " ")}`, role.value);
     if (!password) { role.value = s.role; return; }
     update(s.id, { role: role.value, password }, `Role of ${s.display_name} changed; their password too.`);
   };
   const toggle = el("button", { type: "button", class: "secondary" }, s.disabled ? "Enable" : "Disable");
-  toggle.onclick = () => update(s.id, { disabled: !s.disabled }, `${s.display_name} ${s.disabled ? "enabled" : "disabled"}.`);
+  toggle.onclick = () => {
+    if (!s.disabled && !confirm(`Disable ${s.display_name}? Every sign-in of theirs ends and the chats they are in go back `
+      + "to the queue; they cannot sign in until an admin enables them.")) return;
+    update(s.id, { disabled: !s.disabled }, `${s.display_name} ${s.disabled ? "enabled" : "disabled"}.`);
+  };
   const reset = el("button", { type: "button", class: "secondary" }, "Reset password");
   reset.onclick = async () => {
     const password = await askPassword(`A new password for ${s.display_name}`, s.role);

@@ -441,3 +441,49 @@ test("a cooperative admin renames the cooperative and an institution on the libr
   await erin.getByText(`Renamed to ${coop}.`).waitFor();
   for (const p of [erin, dev, ann]) await p.context().close();
 });
+
+test("taking a role away, disabling an account and deleting a script are asked first; a refusal changes nothing", async () => {
+  const erin = await signIn("erin");
+  await erin.goto(`${base}/desk/staff`);
+  const role = erin.getByRole("combobox", { name: "Role of Dev Dewey" });
+  await role.waitFor();
+  // The harness agrees to every dialog; here each is refused, and recorded.
+  const asked = [];
+  const refuse = (page) => { page.removeAllListeners("dialog"); page.on("dialog", (d) => { asked.push(d.message()); d.dismiss(); }); };
+  refuse(erin);
+  const account = async (username) => (await read(erin, "/api/staff")).find((s) => s.username === username);
+  // One arrow key in the menu was enough to make an admin a librarian.
+  await role.focus();
+  await erin.keyboard.press("ArrowUp");
+  await until(() => asked.length === 1);
+  assert.match(asked[0], /^Make Dev Dewey a library admin\? Every sign-in of theirs ends; making them institution admin again takes a new password/);
+  assert.equal(await role.inputValue(), "institution_admin", "the menu shows the role kept");
+  assert.equal((await account("dev")).role, "institution_admin", "nothing changed");
+  await erin.getByRole("row", { name: /Ben Booker/ }).getByRole("button", { name: "Disable" }).click();
+  await until(() => asked.length === 2);
+  assert.match(asked[1], /^Disable Ben Booker\? Every sign-in of theirs ends/);
+  assert.equal((await account("ben")).disabled, false, "still enabled");
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/admin`);
+  refuse(carla);
+  await carla.getByRole("button", { name: "Delete “Off-campus access”" }).click();
+  await until(() => asked.length === 3);
+  assert.equal(asked[2], "Delete the library's script “Off-campus access”? It cannot be undone.");
+  assert.ok((await read(carla, "/api/scripts")).some((x) => x.title === "Off-campus access"), "the script is kept");
+  assert.equal(await carla.locator("#status").innerText(), "", "nothing said done");
+  // A librarian is offered only the scripts she may keep: her own.
+  const { ann, patron } = await chatWithAnn("Ivo", "A question for the list on a phone");
+  await ann.goto(`${base}/desk/admin`);
+  await ann.locator("#scripts li").first().waitFor();
+  assert.deepEqual(await ann.locator("#script-scope option:not([disabled])").allTextContents(), ["Me"]);
+  // The question list on a phone scrolls in a box of its own, and says its
+  // count is of the questions shown.
+  await ann.setViewportSize(PHONE);
+  await ann.goto(`${base}/desk/questions`);
+  await ann.locator("#rows tr").first().waitFor();
+  const wide = await ann.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(wide <= 0, `the question list is ${wide} px wider than a phone`);
+  assert.match(await ann.locator("#status-line").innerText(), /^\d+ questions?$/);
+  await accessible(ann, "the question list on a phone");
+  for (const p of [erin, carla, ann, patron]) await p.context().close();
+});
