@@ -127,9 +127,11 @@ function addLines(lines) {
 
 // Adds the timeline's entries not on the page yet: `entries` start after the
 // first `from` (two looks at once may bring the same ones).
+let lastAnswer = null; // the newest answer in the timeline on the page
 function addEntries(entries, from) {
   const fresh = entries.slice(Math.max(0, timelineShown - from));
   if (!fresh.length) return;
+  lastAnswer = fresh.findLast((t) => t.change === "answer") ?? lastAnswer;
   $("timeline").append(...fresh.map((t) =>
     el("li", {}, el("time", { datetime: new Date(t.at).toISOString() }, new Date(t.at).toLocaleString()), ` ${t.actor_name}: ${describe(t)}`)));
   timelineShown = from + entries.length;
@@ -240,6 +242,12 @@ $("answer-form").onsubmit = async (e) => {
   e.preventDefault();
   const body = { body: $("answer").value };
   if ($("answer-email").value) body.email = $("answer-email").value;
+  // A question answered already — by a colleague while this page was open
+  // too (read again first: the page looks every half minute) — is asked
+  // about: two librarians' answers reached one patron, unasked.
+  try { await load(); } catch { /* the answer's own request says what is wrong */ }
+  if (lastAnswer && !confirm(`This question was answered already, by ${lastAnswer.actor_name} at `
+    + `${new Date(lastAnswer.at).toLocaleString()}. Send another answer?`)) return;
   if (await act("answer", body)) { $("answer").value = ""; $("answer-email").value = ""; }
 };
 $("note-form").onsubmit = async (e) => { e.preventDefault(); if (await act("note", { body: $("note").value })) $("note").value = ""; };

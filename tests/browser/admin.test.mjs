@@ -487,3 +487,28 @@ test("taking a role away, disabling an account and deleting a script are asked f
   await accessible(ann, "the question list on a phone");
   for (const p of [erin, carla, ann, patron]) await p.context().close();
 });
+
+test("an answer to a question answered already is asked first, a colleague's sent while the page was open too", async () => {
+  const { ann, patron, qid } = await chatWithAnn("Rhea", "Which maps show the old mill?");
+  const first = await signIn("carla");
+  const second = await first.context().newPage();
+  for (const page of [first, second]) await page.goto(`${base}/desk/questions/${qid}`);
+  await second.locator("#answer-form").waitFor();
+  // The second page refuses the question "answered already" and agrees to the rest (the live chat's warning).
+  const asked = [];
+  second.removeAllListeners("dialog");
+  second.on("dialog", (d) => { asked.push(d.message()); if (/answered already/.test(d.message())) d.dismiss(); else d.accept(); });
+  await first.fill("#answer", "The 1890 survey, drawer 7.");
+  await first.fill("#answer-email", "rhea@example.org");
+  await first.click("#answer-form button[type=submit]");
+  await first.locator("#timeline li", { hasText: "The 1890 survey" }).waitFor();
+  await second.fill("#answer", "Try the county atlas.");
+  await second.fill("#answer-email", "rhea@example.org");
+  await second.click("#answer-form button[type=submit]");
+  await until(() => asked.some((m) => /answered already/.test(m)));
+  assert.match(asked.find((m) => /answered already/.test(m)), /^This question was answered already, by Carla Catalog at .+\. Send another answer\?$/);
+  const answers = (await read(first, `/api/questions/${qid}`)).timeline.filter((t) => t.change === "answer");
+  assert.equal(answers.length, 1, "one answer sent");
+  assert.equal(await second.inputValue("#answer"), "Try the county atlas.", "the refused answer stays in its box");
+  for (const p of [first, ann, patron]) await p.context().close();
+});
