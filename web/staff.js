@@ -14,43 +14,55 @@ const RULES = {
 const ruleOf = (role) => (role === "librarian" ? RULES.librarian : RULES.admin);
 
 /**
- * Asks for a new password in a dialog (typed twice, never shown): resolves
- * to it, or to null when cancelled.
+ * Asks for a new password in a dialog (typed twice, never shown) and hands
+ * it to `apply`, which resolves to the server's refusal or null. A refusal
+ * is said in the dialog, which stays open for another try (it closed, and
+ * the admin started over). Resolves to whether it was applied.
  */
-function askPassword(title, role) {
+function askPassword(title, role, apply) {
   const dialog = $("password-dialog");
   $("password-title").textContent = title;
   $("password-rule").textContent = `It needs ${ruleOf(role)}.`;
   $("password-error").textContent = "";
   $("password-form").reset();
   return new Promise((resolve) => {
-    const done = (value) => { dialog.close(); resolve(value); };
-    $("password-cancel").onclick = () => done(null);
-    dialog.oncancel = (e) => { e.preventDefault(); done(null); }; // Escape
-    $("password-form").onsubmit = (e) => {
+    const done = (applied) => { dialog.close(); resolve(applied); };
+    $("password-cancel").onclick = () => done(false);
+    dialog.oncancel = (e) => { e.preventDefault(); done(false); }; // Escape
+    $("password-form").onsubmit = async (e) => {
       e.preventDefault();
       if ($("password-new").value !== $("password-again").value) {
         $("password-error").textContent = "The two passwords differ: type the same one twice.";
         $("password-again").focus();
         return;
       }
-      done($("password-new").value);
+      $("password-error").textContent = "";
+      const refused = await apply($("password-new").value);
+      if (!refused) { done(true); return; }
+      $("password-error").textContent = refused;
+      $("password-new").focus();
     };
     dialog.showModal();
     $("password-new").focus();
   });
 }
 
-async function update(id, body, what) {
+/** Sends a change to an account: resolves to the server's refusal, or to null once made (and said). */
+async function send(id, body, what) {
   $("error").textContent = "";
   $("status").textContent = "";
-  try { await api(`/api/staff/${id}`, { method: "POST", body }); $("status").textContent = what; await load(); }
+  try { await api(`/api/staff/${id}`, { method: "POST", body }); $("status").textContent = what; await load(); return null; }
   catch (err) {
-    $("error").textContent = err.message;
     // Refused: the row goes back to what the server has (a role picked
     // in its menu would otherwise read as made).
     await load().catch(() => {});
+    return err.message;
   }
+}
+
+async function update(id, body, what) {
+  const refused = await send(id, body, what);
+  if (refused) $("error").textContent = refused;
 }
 
 function row(s) {
@@ -74,9 +86,10 @@ function row(s) {
         + `making them ${s.role.replaceAll("_", " ")} again takes a new password for them.`)) { role.value = s.role; return; }
       return update(s.id, { role: role.value }, `Role of ${s.display_name} changed.`);
     }
-    const password = await askPassword(`A new password for ${s.display_name} as ${role.value.replaceAll("_", " ")}`, role.value);
-    if (!password) { role.value = s.role; return; }
-    update(s.id, { role: role.value, password }, `Role of ${s.display_name} changed; their password too.`);
+    const to = role.value;
+    const changed = await askPassword(`A new password for ${s.display_name} as ${to.replaceAll("_", " ")}`, to,
+      (password) => send(s.id, { role: to, password }, `Role of ${s.display_name} changed; their password too.`));
+    if (!changed) role.value = s.role;
   };
   const toggle = el("button", { type: "button", class: "secondary" }, s.disabled ? "Enable" : "Disable");
   toggle.onclick = () => {
@@ -86,8 +99,8 @@ function row(s) {
   };
   const reset = el("button", { type: "button", class: "secondary" }, "Reset password");
   reset.onclick = async () => {
-    const password = await askPassword(`A new password for ${s.display_name}`, s.role);
-    if (password) update(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`);
+    await askPassword(`A new password for ${s.display_name}`, s.role,
+      (password) => send(s.id, { password }, `Password of ${s.display_name} reset; their sign-ins ended.`));
   };
   // A typo, or a new name: lines already written keep the old one.
   const rename = el("button", { type: "button", class: "secondary" }, "Rename");

@@ -165,15 +165,20 @@ test("a role change the server refuses leaves the row showing the role the accou
   // Her own role is not offered to change (a self-demotion is refused).
   await erin.getByRole("combobox", { name: "Role of Erin Index" }).waitFor();
   assert.deepEqual(await erin.getByRole("combobox", { name: "Role of Erin Index" }).locator("option").allTextContents(), ["cooperative admin"]);
-  // A promotion with a password the server refuses (a common one): the row
-  // goes back to the role the account has.
+  // A promotion with a password the server refuses (a common one): said in
+  // the dialog, which stays open for another try (it closed, and the admin
+  // started over); cancelled, the row goes back to the role the account has.
   await erin.getByRole("combobox", { name: "Role of Ann Archer" }).selectOption("library_admin");
   const dialog = erin.getByRole("dialog");
   await dialog.getByLabel("New password").fill("password1234");
   await dialog.getByLabel("The same again").fill("password1234");
   await dialog.getByRole("button", { name: "Set the password" }).click();
-  await erin.locator("#error", { hasText: /password/ }).waitFor();
+  await dialog.locator("#password-error", { hasText: /password/ }).waitFor();
+  assert.equal(await dialog.isVisible(), true, "the dialog stays open");
+  assert.equal(await erin.evaluate(() => document.activeElement?.id), "password-new", "the focus back in the password box");
+  await dialog.getByRole("button", { name: "Cancel" }).click();
   await erin.waitForFunction(() => document.querySelector("select[aria-label='Role of Ann Archer']")?.value === "librarian");
+  assert.equal((await read(erin, "/api/staff")).find((x) => x.username === "ann").role, "librarian");
   await erin.context().close();
 });
 
