@@ -234,11 +234,24 @@ function section(rep, q) {
   return { node, body };
 }
 
+// The range the reports on the page are of (null: none shown yet).
+let shownRange = null;
+// The longest range a report covers (the server's MAX_DAYS, crates/app/src/reports.rs).
+const MOST_DAYS = 1100;
+
 async function show() {
   $("error").textContent = "";
-  // A range that ends before it starts is said once, here, not under each report.
-  if ($("from").value && $("to").value && $("to").value < $("from").value) {
-    $("error").textContent = `The range ends (${$("to").value}) before it starts (${$("from").value}): change one of the dates.`;
+  // A range that ends before it starts, or is longer than a report covers,
+  // is said once, here, not under each report; the reports shown stay, and
+  // the status line says which range they are of.
+  const [from, to] = [$("from").value, $("to").value];
+  const days = from && to ? (Date.parse(to) - Date.parse(from)) / 86400000 + 1 : 0;
+  const wrong = from && to && to < from ? `The range ends (${to}) before it starts (${from}): change one of the dates.`
+    : days > MOST_DAYS ? `The range is ${days.toLocaleString()} days long; a report covers at most ${MOST_DAYS.toLocaleString()} (about three years): choose a shorter one.`
+      : null;
+  if (wrong) {
+    $("error").textContent = wrong;
+    if (shownRange) $("status").textContent = `The reports below are still those from ${shownRange.from} to ${shownRange.to}.`;
     $("to").focus();
     return;
   }
@@ -269,6 +282,7 @@ async function show() {
     if (!$("from").value) $("from").value = range.from;
     if (!$("to").value) $("to").value = range.to;
     $("status").textContent = `Reports from ${range.from} to ${range.to}, for ${where}.`;
+    shownRange = range;
   } else {
     $("status").textContent = "";
   }

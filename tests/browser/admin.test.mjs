@@ -243,6 +243,20 @@ test("a reversed date range on the reports page is said once, and no report is a
   await carla.getByText("The range ends (2026-12-01) before it starts (2026-12-05): change one of the dates.").waitFor();
   assert.equal(await carla.locator(".report-section").count(), 0, "no section under it repeats it");
   assert.equal(asked, 0);
+  // A range longer than a report covers is said once too, before asking;
+  // the reports shown stay, and the status line says which range they are of.
+  await carla.fill("#from", "2026-11-01");
+  await carla.fill("#to", "2026-11-30");
+  await carla.locator("#range button[type=submit]").click();
+  await carla.getByText("Reports from 2026-11-01 to 2026-11-30").waitFor();
+  const shownAsked = asked;
+  await carla.fill("#from", "2020-01-01");
+  await carla.fill("#to", "2026-12-31");
+  await carla.locator("#range button[type=submit]").click();
+  await carla.getByText("The range is 2,557 days long; a report covers at most 1,100 (about three years): choose a shorter one.").waitFor();
+  assert.equal(asked, shownAsked, "no report asked for");
+  assert.equal(await carla.locator("#status").innerText(), "The reports below are still those from 2026-11-01 to 2026-11-30.");
+  assert.equal(await carla.locator(".report-section .error").count(), 0, "no section repeats it");
   await carla.context().close();
 });
 
