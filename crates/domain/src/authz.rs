@@ -219,16 +219,9 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
                 return Err(DomainError::NotFound("session"));
             }
             // The chatting librarian, or an admin in scope (DESIGN §4: a code
-            // set by mistake can be changed by either). A question nobody
-            // chatted about (the offline form, a patron who left the queue)
-            // has no chatting librarian: its library's librarians, who
-            // answer it, code it (it stayed without a code, said to be
-            // answered in the reports).
+            // set by mistake can be changed by either).
             let admin = staff.role > Role::Librarian && staff.role_covers(&target.placement);
-            let unchatted = target.librarian.is_none()
-                && target.state == SessionState::Ended
-                && staff.role_covers(&target.placement);
-            if target.librarian == Some(staff.id) || admin || unchatted {
+            if target.librarian == Some(staff.id) || admin {
                 Ok(())
             } else {
                 Err(DomainError::Forbidden("only the chatting librarian or an admin sets the code"))
@@ -673,17 +666,6 @@ mod tests {
         assert!(authorize(&staff(6, Role::Librarian), Action::SetCode, &theirs).is_ok());
         let elsewhere = target(Where::SameInstitution, Some(StaffId(6)));
         assert!(authorize(&staff(5, Role::LibraryAdmin), Action::SetCode, &elsewhere).is_err());
-        // Nobody chatted (a form question, a patron who left the queue):
-        // its library's librarians code it, once it has ended; no one else.
-        let unchatted = Target { state: SessionState::Ended, ..target(Where::SameLibrary, None) };
-        assert!(authorize(&staff(5, Role::Librarian), Action::SetCode, &unchatted).is_ok());
-        let waiting = Target { state: SessionState::Waiting, ..target(Where::SameLibrary, None) };
-        assert!(authorize(&staff(5, Role::Librarian), Action::SetCode, &waiting).is_err(), "a chat still waiting");
-        let theirs_unchatted = Target { state: SessionState::Ended, ..target(Where::SameInstitution, None) };
-        assert!(
-            authorize(&staff(5, Role::Librarian), Action::SetCode, &theirs_unchatted).is_err(),
-            "another library's"
-        );
     }
 
     #[test]

@@ -770,31 +770,3 @@ async fn the_list_finds_a_question_by_the_patrons_name_or_address_or_its_number(
     let (_, list) = ann.get(&format!("/api/questions?q={q}")).await;
     assert!(found(&list).contains(&q), "{list}");
 }
-
-/// A question nobody chatted about (left with the offline form) has no
-/// chatting librarian: its library's librarians code it, as they answer it
-/// (Ann was told "only the chatting librarian or an admin sets the code",
-/// and such questions stayed uncoded); another library's may not.
-#[tokio::test]
-async fn a_form_question_is_coded_by_its_librarys_librarians() {
-    let app = spawn_app().await;
-    let res = reqwest::Client::new()
-        .post(app.url("/api/libraries/riverside-main/questions"))
-        .json(&json!({"email": "pat@example.org", "question": "Is the archive open on Sundays?"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let ann = app.staff("ann").await;
-    let (_, list) = ann.get("/api/questions").await;
-    let q =
-        list.as_array().unwrap().iter().find(|q| q["text"] == "Is the archive open on Sundays?").unwrap()["id"].clone();
-    let ben = app.staff("ben").await;
-    let (status, _) = ben.post(&format!("/api/questions/{q}/code"), json!({"code": "answered"})).await;
-    assert!(status == 403 || status == 404, "another library's librarian: {status}");
-    let (status, body) = ann.post(&format!("/api/questions/{q}/code"), json!({"code": "answered"})).await;
-    assert_eq!(status, 200, "{body}");
-    let (_, page) = ann.get(&format!("/api/questions/{q}")).await;
-    assert_eq!(page["question"]["state"]["code"], "answered", "{page}");
-    assert_eq!(page["question"]["state"]["status"], "answered");
-}
