@@ -61,12 +61,14 @@ const kept = (release) => {
 // it across a reload of this frame.
 let hostKeeps = false;
 // The widget's "opened" comes at the frame's load, which may be before this
-// page has restored its chat: kept until then.
+// page has restored its chat: kept until then. `focus`: the patron opened it
+// (not a widget restored open on the site's next page).
 let onOpened = null;
-let openedEarly = false;
+let openedEarly = null;
 window.addEventListener("message", (e) => {
   if (!host || e.source !== window.parent || e.origin !== host || e.data?.type !== "refdesk:opened") return;
-  if (onOpened) onOpened(); else openedEarly = true;
+  const focus = e.data.focus === true;
+  if (onOpened) onOpened(focus); else openedEarly = { focus: focus || openedEarly?.focus === true };
 });
 const fromHost = (type, data) => { if (host) window.parent.postMessage({ type, ...data }, host); };
 function restore() {
@@ -738,11 +740,11 @@ if (chat) {
 // The library's page opened the widget: what it shows is read again, and
 // the focus goes into the page, where the patron writes (the frame alone
 // had it: typing went nowhere, and a screen reader read nothing).
-onOpened = () => {
+onOpened = (focus) => {
   if (!chat) checkStatus();
-  if (!focusLost()) return;
+  if (!focus || !focusLost()) return;
   if (!chat) $("start").classList.contains("hidden") ? focusStatus($("closed").classList.contains("hidden") ? $("status") : $("closed")) : $("name").focus();
   else if (ended) focusAfterEnd();
   else $("text").focus();
 };
-if (openedEarly) onOpened();
+if (openedEarly) onOpened(openedEarly.focus);

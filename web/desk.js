@@ -1361,8 +1361,9 @@ $("login").onsubmit = async (e) => {
     me = await api("/api/login", { method: "POST", body: { username: $("username").value, password: $("password").value } });
     start();
     // The form (and its button, which had the focus) is gone: the focus goes
-    // to what a shift starts with, not to the page's body.
-    $("availability").focus();
+    // to the line that says what to do, not to the page's body (nor to a
+    // menu, which typing would change: "o" in Availability is Off duty).
+    $("no-chat").focus();
   }
   catch (err) { $("login-status").textContent = ""; $("login-error").textContent = err.message; }
 };

@@ -26,9 +26,10 @@ function askPassword(title, role, apply) {
   $("password-error").textContent = "";
   $("password-form").reset();
   return new Promise((resolve) => {
+    let sending = false;
     const done = (applied) => { dialog.close(); resolve(applied); };
     $("password-cancel").onclick = () => done(false);
-    dialog.oncancel = (e) => { e.preventDefault(); done(false); }; // Escape
+    dialog.oncancel = (e) => { e.preventDefault(); if (!sending) done(false); }; // Escape
     $("password-form").onsubmit = async (e) => {
       e.preventDefault();
       if ($("password-new").value !== $("password-again").value) {
@@ -37,7 +38,13 @@ function askPassword(title, role, apply) {
         return;
       }
       $("password-error").textContent = "";
+      // One request at a time: a second Enter, or Cancel, waits for its answer.
+      if (sending) return;
+      sending = true;
+      $("password-set").disabled = $("password-cancel").disabled = true;
       const refused = await apply($("password-new").value);
+      sending = false;
+      $("password-set").disabled = $("password-cancel").disabled = false;
       if (!refused) { done(true); return; }
       $("password-error").textContent = refused;
       $("password-new").focus();

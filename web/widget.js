@@ -81,9 +81,11 @@
   // site's origin: "opened" waits for it (posted before, it would be lost,
   // with an error in the console). The frame's own asks come once it runs.
   let loaded = false;
+  let focusOnLoad = false; // opened by the patron before the chat page was there
   frame.addEventListener("load", () => {
     loaded = true;
-    if (!frame.hidden) toFrame({ type: "refdesk:opened" });
+    if (!frame.hidden) toFrame({ type: "refdesk:opened", focus: focusOnLoad });
+    focusOnLoad = false;
   });
   // This browser's random id (never anything about the patron): what a
   // library's block on an abusive patron goes by, with the network. Kept
@@ -113,14 +115,19 @@
     else if (m.type === "refdesk:close" && !frame.hidden) { setOpen(false); button.focus(); }
   });
 
-  const setOpen = (open) => {
+  // `asked`: the patron opened it (the button), so the focus goes into the
+  // chat; one restored open on the site's next page takes no focus from it.
+  const setOpen = (open, asked = false) => {
     frame.hidden = !open;
     button.setAttribute("aria-expanded", String(open));
     if (open) unread = 0;
     const saved = read();
     if (saved) write({ ...saved, open, unread });
     if (last) show(last.name, last.online, last.closed);
-    if (open) { frame.focus(); if (loaded) toFrame({ type: "refdesk:opened" }); }
+    if (!open) return;
+    if (asked) frame.focus();
+    if (loaded) toFrame({ type: "refdesk:opened", focus: asked });
+    else focusOnLoad = asked;
   };
   // The chat opens in the frame, unless the library's admins named the
   // sites that may show it and this one is not among them: the browser
@@ -149,8 +156,8 @@
     // Clicked before the first status was read: it opens (the set-up may
     // have opened a chat that was open on the page before; a toggle would
     // then shut it under the click).
-    if (!mode) { setUp(true); setOpen(true); return; }
-    setOpen(frame.hidden);
+    if (!mode) { setUp(true); setOpen(true, true); return; }
+    setOpen(frame.hidden, true);
   });
   document.body.append(button);
   refresh();

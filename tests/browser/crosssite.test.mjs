@@ -450,9 +450,14 @@ test("reloading the library's page restores the chat in the widget, and new line
 test("on another page of the library's site the chat follows the patron", async () => {
   await host.getByRole("link", { name: "Opening hours" }).click();
   await host.waitForURL(`${library}/hours.html`);
-  await openWidget(host);
   const frame = frameLocator(host);
   await frame.locator("#log").getByText(LINES.librarian2).waitFor();
+  // Restored open, the chat takes no focus from the library's page (only a
+  // patron who opens it with the button is taken into it).
+  await host.waitForTimeout(500);
+  assert.equal(await host.evaluate(() => document.activeElement?.tagName), "BODY", "the focus stays on the library's page");
+  assert.equal(await (await frameOf(host)).evaluate(() => document.hasFocus()), false, "nor in the chat");
+  await openWidget(host);
   await reply(LINES.librarian3);
   await frame.locator("#log").getByText(LINES.librarian3).waitFor();
   // The widget, open from the start on this page, wrote to its frame only

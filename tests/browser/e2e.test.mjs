@@ -201,14 +201,14 @@ test("a librarian accepts, replies, writes a note and sets a code with the keybo
   const patron = await open(DESKTOP);
   await askQuestion(patron, "Kim", "Keyboard question?");
   const ann = await open();
-  // Signed in with Enter; the form is gone, and the focus is on what a
-  // shift starts with (it was left on the page's body).
+  // Signed in with Enter; the form is gone, and the focus is on the line
+  // that says what to do (it was left on the page's body).
   await ann.goto(`${base}/desk`);
   await ann.fill("#username", "ann");
   await ann.fill("#password", "refdesk-demo");
   await ann.press("#password", "Enter");
   await ann.getByText(/Signed in as/).waitFor();
-  assert.equal(await ann.evaluate(() => document.activeElement?.id), "availability", "the focus after signing in");
+  assert.equal(await ann.evaluate(() => document.activeElement?.id), "no-chat", "the focus after signing in");
   await ann.selectOption("#availability", "on_duty");
 
   // Tab (no mouse) until the wanted control has focus, then act.

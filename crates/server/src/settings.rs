@@ -208,9 +208,14 @@ impl Config {
         }
         // The paths in effect, whole: saved as a file elsewhere, a relative
         // one would be taken from that file's folder (an empty database, a
-        // key file not found). And real: `/etc/refdesk/../../var/lib/x`
-        // reads as `/var/lib/x` (a folder not made yet, from its parent's).
+        // key file not found). And without `..`: `/etc/refdesk/../../var/lib/x`
+        // reads as `/var/lib/x` (a folder not made yet, from its parent's);
+        // a path without `..` keeps its links (a data folder linked to
+        // another disk is named as configured).
         let real = |p: &Path| {
+            if !p.components().any(|c| c == std::path::Component::ParentDir) {
+                return None;
+            }
             std::fs::canonicalize(p).ok().or_else(|| {
                 let parent = std::fs::canonicalize(p.parent()?).ok()?;
                 Some(parent.join(p.file_name()?))
