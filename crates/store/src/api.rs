@@ -510,15 +510,23 @@ pub trait Store:
     async fn close(&self);
     /// Whether nothing has been created yet (for `serve --demo`).
     async fn is_empty(&self) -> Result<bool>;
+    /// Whether the database answers a read (for `/readyz`), without
+    /// waiting behind the reads of others: a flood of patrons' requests,
+    /// which the node refuses as it should, is no reason to take it out of
+    /// rotation. SQLite — a read first in the readers' line; PostgreSQL —
+    /// on the store's health connection, outside the pool.
+    async fn answers(&self) -> Result<()>;
     /// Whether the store can commit a write now (for `/readyz`). Cheap, and
-    /// answers within a few seconds: SQLite — the writer thread is alive
-    /// and a batch that wrote committed in the last second, or a ping sent
-    /// now, which writes a byte of the file's header, commits within
-    /// [`crate::HEALTH_WAIT`] (at most one such ping is ever queued; a
-    /// batch that writes nothing proves nothing: it commits on a read-only
-    /// file too); PostgreSQL — a connection from the pool answers and is
-    /// not read-only (no standby, no `default_transaction_read_only`). An
-    /// error says what is wrong.
+    /// answers within a few seconds, without waiting behind other writes:
+    /// SQLite — the writer thread is alive and a batch that wrote committed
+    /// in the last second, or a ping asked for now, which writes a byte of
+    /// the file's header in a transaction of its own before the writer's
+    /// next batch, commits within [`crate::HEALTH_WAIT`] (at most one such
+    /// ping is ever pending; a batch that writes nothing proves nothing: it
+    /// commits on a read-only file too); PostgreSQL — the store's health
+    /// connection (one of its own, outside the pool, opened again when it
+    /// fails) answers and is not read-only (no standby, no
+    /// `default_transaction_read_only`). An error says what is wrong.
     async fn health(&self) -> Result<()>;
     /// Lets go of what the store keeps in memory that nobody has used for
     /// a while (PostgreSQL: the copies of chats for appends, with their

@@ -151,3 +151,60 @@ async fn a_blocked_patron_cannot_start_a_chat() {
     }
     assert_eq!(start_from(&server, [127, 0, 5, 3], json!({"question": "someone else"})).await.0, 201);
 }
+
+/// A full queue flooded from 300 networks at once (20 starts each, all
+/// refused) is the node serving as it should, not a node to take out of
+/// rotation: `/readyz`, probed through the flood as a load balancer does
+/// (every second, giving up after 5), answers 200 every time. It answered
+/// 503 `database not answering` for seconds: its check waited behind the
+/// flood's reads, then to be polled among the flood's thousands of tasks.
+#[tokio::test]
+async fn a_flood_of_refused_starts_leaves_the_node_ready() {
+    let server = Server::start("", &[]).await;
+    // Fill the library's queue (600) from 30 networks.
+    let fill: Vec<_> = (0..30u8)
+        .map(|a| {
+            let url = server.url("/api/libraries/riverside-main/chats");
+            tokio::spawn(async move {
+                let client = client_from([127, 0, 4, 10 + a]);
+                for n in 0..20 {
+                    let r = client.post(&url).json(&json!({"question": format!("fill {a}/{n}")})).send().await;
+                    assert_eq!(r.unwrap().status(), 201);
+                }
+            })
+        })
+        .collect();
+    for task in fill {
+        task.await.unwrap();
+    }
+    let flood: Vec<_> = (0..300u16)
+        .flat_map(|a| {
+            let client = client_from([127, 0, 5 + (a / 200) as u8, (a % 200) as u8 + 10]);
+            (0..20).map(move |n| (client.clone(), format!("flood {a}/{n}")))
+        })
+        .map(|(client, question)| {
+            let url = server.url("/api/libraries/riverside-main/chats");
+            tokio::spawn(async move {
+                client.post(&url).json(&json!({"question": question})).send().await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let probe = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let (mut answers, mut flooding) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let r = probe.get(server.url("/readyz")).send().await;
+        answers.push(r.map(|r| r.status().as_u16()).unwrap_or(0));
+        flooding.push(flood.iter().filter(|t| !t.is_finished()).count());
+    }
+    assert!(flooding[1] > 0, "the probes ran while the flood did (starts unanswered: {flooding:?})");
+    let mut refused = 0;
+    for task in flood {
+        if let Ok(Ok(code)) = task.await {
+            assert_ne!(code, 201, "the queue is full");
+            refused += 1;
+        }
+    }
+    assert!(refused > 5_000, "the flood was answered ({refused} of 6,000)");
+    assert_eq!(answers, [200, 200, 200, 200], "/readyz through the flood");
+}

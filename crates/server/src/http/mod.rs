@@ -149,7 +149,7 @@ async fn service(State(state): State<AppState>) -> axum::Json<ServiceView> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
-        (status = 503, description = "`draining` (shutdown has begun: the node still serves for `drain_seconds`, then closes), `database not answering` (the check took longer than 500 ms), `database unavailable` or `database cannot commit`; the database's three recover by themselves", body = String, content_type = "text/plain"),
+        (status = 503, description = "`draining` (shutdown has begun: the node still serves for `drain_seconds`, then closes), `database not answering` (no check finished in the last 2 s nor within 500 ms), `database unavailable` or `database cannot commit`; the database's three recover by themselves", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.draining.load(Ordering::SeqCst) {

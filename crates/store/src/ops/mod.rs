@@ -114,6 +114,9 @@ pub trait Backend: Send + Sync + 'static {
     /// See [`crate::Store::close`].
     fn close(&self) -> impl Future<Output = ()> + Send;
 
+    /// See [`crate::Store::answers`].
+    fn answers(&self) -> impl Future<Output = Result<()>> + Send;
+
     /// See [`crate::Store::health`].
     fn health(&self) -> impl Future<Output = Result<()>> + Send;
 
@@ -131,6 +134,10 @@ impl<B: Backend> crate::Store for B {
         let n =
             self.read(|db| Box::pin(crate::sql::int(db, "SELECT count(*) AS n FROM cooperatives", &[], "n"))).await?;
         Ok(n == 0)
+    }
+
+    async fn answers(&self) -> Result<()> {
+        Backend::answers(self).await
     }
 
     async fn health(&self) -> Result<()> {

@@ -132,6 +132,13 @@ pub struct PgStore {
     appends: Appender,
     /// The turns of long reads (reports, searches).
     long_reads: Arc<tokio::sync::Semaphore>,
+    /// The connection `/readyz`'s checks run on ([`crate::Store::health`]), outside
+    /// the pool: a flood of requests that holds every pooled connection is
+    /// no reason to take the node out of rotation. Opened at the first
+    /// check, again after one fails.
+    checks: tokio::sync::Mutex<Option<PgConnection>>,
+    /// How to open it.
+    connect: PgConnectOptions,
 }
 
 /// A database error as the store reports it: a broken uniqueness rule is a
@@ -328,7 +335,8 @@ impl PgStore {
         let tasks = batch::BATCH_TASKS.min(options.max_connections.max(1) as usize);
         let appends = Appender::start(pool.clone(), sink.clone(), tasks, options.gather_wait);
         let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
-        Ok(PgStore { pool, sink, sessions: Default::default(), appends, long_reads })
+        let checks = tokio::sync::Mutex::new(None);
+        Ok(PgStore { pool, sink, sessions: Default::default(), appends, long_reads, checks, connect })
     }
 
     /// An append on a cached copy of the session, in the next batch of
@@ -481,6 +489,9 @@ impl Backend for PgStore {
     }
 
     async fn close(&self) {
+        if let Some(c) = self.checks.lock().await.take() {
+            let _ = c.close().await;
+        }
         self.pool.close().await
     }
 
@@ -490,26 +501,53 @@ impl Backend for PgStore {
         }
     }
 
+    async fn answers(&self) -> Result<()> {
+        self.check("SELECT false").await.map(drop)
+    }
+
     async fn health(&self) -> Result<()> {
-        // One round trip on a pooled connection. A standby (after a
-        // fail-over that left this node on the old primary's replica)
-        // answers reads but commits nothing; so does a database made
-        // read-only (`default_transaction_read_only`, which an operator or
-        // a disk-space guard sets), seen here as the session's default.
-        let read_only = tokio::time::timeout(
-            crate::HEALTH_WAIT,
-            sqlx::query_scalar::<_, bool>(
-                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean",
-            )
-            .fetch_one(&self.pool),
-        )
-        .await
-        .map_err(|_| StoreError::backend("the database did not answer in time"))?
-        .map_err(db)?;
+        // A standby (after a fail-over that left this node on the old
+        // primary's replica) answers reads but commits nothing; so does a
+        // database made read-only (`default_transaction_read_only`, which
+        // an operator or a disk-space guard sets), seen here as the
+        // session's default.
+        let read_only =
+            self.check("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean").await?;
         if read_only {
             return Err(StoreError::backend("the database is read-only (a standby, or default_transaction_read_only)"));
         }
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// One round trip of `sql` (one boolean) on the health connection,
+    /// opened first if need be; given up after [`crate::HEALTH_WAIT`]. A
+    /// connection kept from the last check may have been ended since (the
+    /// server restarted, or an operator ended it): a failure on it is tried
+    /// again on a new one. A connection that failed or was given up is
+    /// dropped: the next check opens another.
+    async fn check(&self, sql: &'static str) -> Result<bool> {
+        let mut held = self.checks.lock().await;
+        if self.pool.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let asked = async {
+            if let Some(c) = held.as_mut() {
+                if let Ok(answer) = sqlx::query_scalar::<_, bool>(sql).fetch_one(c).await {
+                    return Ok(answer);
+                }
+            }
+            let c = PgConnection::connect_with(&self.connect).await.map_err(|e| cannot_connect(e, &self.connect))?;
+            sqlx::query_scalar::<_, bool>(sql).fetch_one(held.insert(c)).await.map_err(db)
+        };
+        let answer = tokio::time::timeout(crate::HEALTH_WAIT, asked)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::backend("the database did not answer in time")));
+        if answer.is_err() {
+            held.take();
+        }
+        answer
     }
 }
 

@@ -94,6 +94,10 @@ type Job = Box<dyn FnOnce(Option<&mut SqliteDb>) -> Pending + Send>;
 /// What the writer thread is sent.
 enum ToWriter {
     Job(Job),
+    /// Wakes a writer waiting for work to run the health ping it was asked
+    /// for ([`Store::health`]); a busy one finds the request before its
+    /// next batch.
+    Ping,
     /// Finish the jobs already queued, checkpoint the log and close.
     Close,
 }
@@ -109,29 +113,42 @@ pub struct SqliteStore {
     threads: Mutex<Option<Threads>>,
     /// The writer's last commit, for [`Store::health`].
     commits: watch::Receiver<Commit>,
-    /// Set while a health ping waits in the writer's queue, so that however
-    /// often `/readyz` is asked, at most one ping is queued.
-    ping_queued: Arc<AtomicBool>,
+    /// Set to ask the writer for a health ping ([`Store::health`]); the
+    /// writer clears it when it takes the request. However often `/readyz`
+    /// is asked, at most one ping is pending.
+    ping_wanted: Arc<AtomicBool>,
     /// The turns of long reads (reports, searches).
     long_reads: Arc<tokio::sync::Semaphore>,
-    /// Set by a health ping that ran (and wrote) in the batch under way;
-    /// the writer reads and clears it when the batch ends.
-    ping_wrote: Arc<AtomicBool>,
 }
 
-/// The outcome of the writer's latest batch.
+/// What the writer's batches have shown so far. Kept as a count, not as
+/// the latest batch alone: a watcher may see only the last of several
+/// batches, and under a flood of work that writes nothing a ping's commit
+/// is followed at once by batches that prove nothing.
 #[derive(Clone, Copy)]
 struct Commit {
     /// Batches so far (0: none yet).
     n: u64,
-    /// Whether it committed.
-    ok: bool,
-    /// Whether it committed *and* that proves the database takes writes:
-    /// it changed rows, or held a health ping (which writes). A batch that
-    /// changes nothing (a sign-off round with nobody to sign off) commits
-    /// without writing a byte, even on a read-only file or a full disk.
-    proved: bool,
-    at: Instant,
+    /// The latest batch that proved the database takes writes, and when:
+    /// it committed and changed rows, or it was a health ping (which
+    /// writes). A batch that changes nothing (a sign-off round with nobody
+    /// to sign off) commits without writing a byte, even on a read-only
+    /// file or a full disk.
+    proved: Option<(u64, Instant)>,
+    /// The latest batch that failed to commit (0: none).
+    failed: u64,
+}
+
+impl Commit {
+    /// Whether a batch after the `n`th proved the database takes writes
+    /// (`Some(true)`), or failed to commit, latest (`Some(false)`).
+    fn since(&self, n: u64) -> Option<bool> {
+        let proved = self.proved.map_or(0, |(p, _)| p);
+        match (proved > n, self.failed > n) {
+            (false, false) => None,
+            _ => Some(proved > self.failed),
+        }
+    }
 }
 
 /// What a health ping writes: SQLite's header field for the program whose
@@ -225,10 +242,11 @@ impl Readers {
         Readers { shared: Arc::new(shared), threads: Mutex::new(Vec::new()) }
     }
 
-    /// Queues a read, first starting a thread for it if more reads are
-    /// queued than threads wait for them and fewer than [`READERS`] run;
-    /// fails once the store is closing.
-    fn send(&self, job: ReadJob) -> Result<()> {
+    /// Queues a read — at the end of the line, or `first` in it — first
+    /// starting a thread for it if more reads are queued than threads wait
+    /// for them and fewer than [`READERS`] run; fails once the store is
+    /// closing.
+    fn send(&self, job: ReadJob, first: bool) -> Result<()> {
         let shared = &self.shared;
         let mut queue = lock(&shared.queue);
         if queue.closed {
@@ -247,7 +265,11 @@ impl Readers {
                 Err(e) => tracing::warn!(error = %e, "cannot start another SQLite reader thread"),
             }
         }
-        queue.reads.push_back(job);
+        if first {
+            queue.reads.push_front(job);
+        } else {
+            queue.reads.push_back(job);
+        }
         drop(queue);
         shared.signal.notify_one();
         Ok(())
@@ -552,17 +574,38 @@ impl SqliteStore {
             .spawn(move || checkpointer(checkpoints, stopped))
             .map_err(|e| StoreError::failed("cannot start the checkpoint thread", e))?;
         let (jobs, rx) = mpsc::channel::<ToWriter>(MAX_BATCH * 4);
-        let (report, commits) = watch::channel(Commit { n: 0, ok: false, proved: false, at: Instant::now() });
-        let ping_wrote = Arc::new(AtomicBool::new(false));
-        let pinged = ping_wrote.clone();
+        let (report, commits) = watch::channel(Commit { n: 0, proved: None, failed: 0 });
+        let ping_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = ping_wanted.clone();
         let writer = std::thread::Builder::new()
             .name("refdesk-sqlite-writer".into())
-            .spawn(move || writer(conn, rx, sink, CommitReports { report, pinged }))
+            .spawn(move || writer(conn, rx, sink, CommitReports { report, ping_wanted: wanted }))
             .map_err(|e| StoreError::failed("cannot start the writer thread", e))?;
         let readers = Readers::new(path, READER_IDLE);
         let threads = Mutex::new(Some(Threads { writer, checkpointer, stop_checkpoints }));
         let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
-        Ok(SqliteStore { jobs, readers, threads, commits, ping_queued: Arc::default(), long_reads, ping_wrote })
+        Ok(SqliteStore { jobs, readers, threads, commits, ping_wanted, long_reads })
+    }
+
+    /// Runs `op` on a reader thread's connection, at the end of the
+    /// readers' line or `first` in it.
+    async fn read_in_line<T: Send + 'static>(
+        &self,
+        op: impl for<'c> FnOnce(&'c mut SqliteDb) -> Read<'c, T> + Send + 'static,
+        first: bool,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |db: Result<&mut SqliteDb>, ready: &dyn Fn()| {
+            // A caller that has gone (a socket closed while its read waited)
+            // costs no read.
+            if !tx.is_closed() {
+                let out = db.and_then(|db| catch_panic("read", || run_now(op(db)))?);
+                ready();
+                let _ = tx.send(out);
+            }
+        });
+        self.readers.send(job, first)?;
+        rx.await.map_err(|_| StoreError::backend("a SQLite read panicked"))?
     }
 
     /// For tests of the writer's panic handling only: a write that inserts a
@@ -660,17 +703,13 @@ impl Backend for SqliteStore {
         &self,
         op: impl for<'c> FnOnce(&'c mut SqliteDb) -> Read<'c, T> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        self.readers.send(Box::new(move |db: Result<&mut SqliteDb>, ready: &dyn Fn()| {
-            // A caller that has gone (a socket closed while its read waited)
-            // costs no read.
-            if !tx.is_closed() {
-                let out = db.and_then(|db| catch_panic("read", || run_now(op(db)))?);
-                ready();
-                let _ = tx.send(out);
-            }
-        }))?;
-        rx.await.map_err(|_| StoreError::backend("a SQLite read panicked"))?
+        self.read_in_line(op, false).await
+    }
+
+    /// A read first in the readers' line: it waits only for a reader to
+    /// finish the read in hand, not behind a flood of patrons' reads.
+    async fn answers(&self) -> Result<()> {
+        self.read_in_line(|db| Box::pin(crate::sql::int(db, "SELECT 1 AS n", &[], "n")), true).await.map(drop)
     }
 
     async fn close(&self) {
@@ -686,37 +725,27 @@ impl Backend for SqliteStore {
         }
         let mut commits = self.commits.clone();
         let last = *commits.borrow_and_update();
-        if last.proved && last.at.elapsed() < FRESH_COMMIT {
+        if last.proved.is_some_and(|(_, at)| at.elapsed() < FRESH_COMMIT) {
             return Ok(());
         }
-        // Ask for a batch that writes unless a ping already waits; a full
-        // queue means batches are coming anyway.
-        if !self.ping_queued.swap(true, Ordering::AcqRel) {
-            let (queued, wrote) = (self.ping_queued.clone(), self.ping_wrote.clone());
-            let ping: Job = Box::new(move |db| {
-                if let Some(db) = db {
-                    match db.conn.execute_batch(PING_WRITE) {
-                        Ok(()) => wrote.store(true, Ordering::Release),
-                        Err(e) => tracing::warn!(error = %e, "the health ping cannot write"),
-                    }
-                }
-                Pending { events: Vec::new(), finish: Box::new(move |_| queued.store(false, Ordering::Release)) }
-            });
-            if self.jobs.try_send(ToWriter::Job(ping)).is_err() {
-                self.ping_queued.store(false, Ordering::Release);
-            }
+        // Ask for a ping unless one is pending. It does not wait behind
+        // the jobs queued (a flood of refused starts, which write nothing,
+        // can fill the queue): the writer looks for the request before each
+        // batch. A full queue means the writer is busy and will; an idle
+        // one is woken.
+        if !self.ping_wanted.swap(true, Ordering::AcqRel) {
+            let _ = self.jobs.try_send(ToWriter::Ping);
         }
         // The next batch that proves the writes reach the disk, or fails to.
-        let decides = |c: &Commit| c.n > last.n && (c.proved || !c.ok);
-        let next = tokio::time::timeout(crate::HEALTH_WAIT, commits.wait_for(decides)).await;
-        match next.map(|r| r.map(|c| *c)) {
-            Ok(Ok(c)) if c.ok => Ok(()),
+        let next = tokio::time::timeout(crate::HEALTH_WAIT, commits.wait_for(|c| c.since(last.n).is_some())).await;
+        match next.map(|r| r.map(|c| c.since(last.n))) {
+            Ok(Ok(Some(true))) => Ok(()),
             Ok(Ok(_)) => Err(StoreError::backend("the writer's last batch failed to commit")),
             Ok(Err(_)) => Err(StoreError::backend("the writer thread has stopped")),
-            Err(_) => Err(StoreError::backend(format!(
-                "the writer has committed nothing for {} s",
-                last.at.elapsed().as_secs()
-            ))),
+            Err(_) => Err(StoreError::backend(match last.proved {
+                Some((_, at)) => format!("the writer has committed no write for {} s", at.elapsed().as_secs()),
+                None => "the writer has committed no write since the start".into(),
+            })),
         }
     }
 }
@@ -942,8 +971,38 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64)> {
 /// How the writer reports each batch, for [`Store::health`].
 struct CommitReports {
     report: watch::Sender<Commit>,
-    /// Set by a health ping that wrote in the batch (see [`PING_WRITE`]).
-    pinged: Arc<AtomicBool>,
+    /// Set when a health ping is wanted (see [`PING_WRITE`]).
+    ping_wanted: Arc<AtomicBool>,
+}
+
+impl CommitReports {
+    /// Reports a batch: whether it committed, and whether it wrote.
+    fn send(&self, ok: bool, wrote: bool) {
+        self.report.send_modify(|c| {
+            c.n += 1;
+            if ok && wrote {
+                c.proved = Some((c.n, Instant::now()));
+            } else if !ok {
+                c.failed = c.n;
+            }
+        });
+    }
+}
+
+/// A health ping in a transaction of its own, ahead of the batch the
+/// writer has gathered: whether it committed, and whether it wrote.
+fn ping(db: &mut SqliteDb) -> (bool, bool) {
+    if let Err(e) = run_cached(&db.conn, "BEGIN IMMEDIATE") {
+        tracing::warn!(error = %e, "the health ping cannot begin a transaction");
+        return (false, false);
+    }
+    let wrote = db.conn.execute_batch(PING_WRITE).inspect_err(|e| {
+        tracing::warn!(error = %e, "the health ping cannot write");
+    });
+    let committed = run_cached(&db.conn, "COMMIT").inspect_err(|_| {
+        let _ = db.conn.execute_batch("ROLLBACK");
+    });
+    (committed.is_ok(), wrote.is_ok())
 }
 
 fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn EventSink>, reports: CommitReports) {
@@ -953,6 +1012,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
     while let Some(first) = rx.blocking_recv() {
         match first {
             ToWriter::Job(job) => batch.push(job),
+            ToWriter::Ping => {}
             ToWriter::Close => {
                 // No new job gets in; those already queued still run.
                 rx.close();
@@ -962,12 +1022,17 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(ToWriter::Job(job)) => batch.push(job),
+                Ok(ToWriter::Ping) => {}
                 Ok(ToWriter::Close) => {
                     rx.close();
                     closing = true;
                 }
                 Err(_) => break,
             }
+        }
+        if reports.ping_wanted.swap(false, Ordering::AcqRel) {
+            let (ok, wrote) = ping(&mut db);
+            reports.send(ok, wrote);
         }
         if !batch.is_empty() {
             // A panic that escaped every job's own guard (in the batch's
@@ -984,9 +1049,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<ToWriter>, sink: Arc<dyn Even
                 db.sessions.clear();
                 false
             });
-            let pinged = reports.pinged.swap(false, Ordering::AcqRel);
-            let proved = ok && (pinged || db.conn.total_changes() > changes_before);
-            reports.report.send_modify(|c| *c = Commit { n: c.n + 1, ok, proved, at: Instant::now() });
+            reports.send(ok, db.conn.total_changes() > changes_before);
         }
         if closing && rx.is_empty() {
             break;
@@ -1046,6 +1109,30 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under a flood of work that writes nothing, a health ping's commit is
+    /// followed at once by batches that prove nothing, and a watcher may
+    /// see only the last of them: the ping is not hidden by them (it was,
+    /// and `/readyz` said the database could not commit). A failure after
+    /// it is the latest word.
+    #[test]
+    fn a_ping_that_proved_is_not_hidden_by_the_batches_after_it() {
+        let (report, commits) = watch::channel(Commit { n: 0, proved: None, failed: 0 });
+        let reports = CommitReports { report, ping_wanted: Arc::default() };
+        reports.send(true, true);
+        let asked = commits.borrow().n;
+        assert_eq!(commits.borrow().since(asked), None, "nothing since");
+        reports.send(true, false);
+        assert_eq!(commits.borrow().since(asked), None, "a batch that wrote nothing proves nothing");
+        reports.send(true, true);
+        reports.send(true, false);
+        reports.send(true, false);
+        assert_eq!(commits.borrow().since(asked), Some(true), "the ping, two batches back");
+        reports.send(false, false);
+        assert_eq!(commits.borrow().since(asked), Some(false), "then a batch failed");
+        reports.send(true, true);
+        assert_eq!(commits.borrow().since(asked), Some(true), "and one proved again");
+    }
 
     #[test]
     fn a_checkpoint_failing_four_times_a_second_is_told_once_a_minute_with_the_count() {
