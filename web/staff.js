@@ -127,11 +127,13 @@ $("create").onsubmit = async (e) => {
   e.preventDefault();
   $("error").textContent = "";
   $("status").textContent = "";
+  // Taken as sign-in takes it: " Dora" is `dora` (the server folds it too).
+  const username = $("new-username").value.trim().toLowerCase();
   try {
     await api("/api/staff", { method: "POST", body: {
-      username: $("new-username").value, display_name: $("new-name").value, library: $("new-library").value,
+      username, display_name: $("new-name").value, library: $("new-library").value,
       role: $("new-role").value, password: $("new-password").value } });
-    $("status").textContent = "Added."; e.target.reset(); await load();
+    $("status").textContent = `Added: signs in as ${username}.`; e.target.reset(); await load();
   } catch (err) { $("error").textContent = err.message; }
 };
 

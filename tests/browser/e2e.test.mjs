@@ -331,11 +331,13 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   assert.equal(await rowOf("pia").getByRole("combobox").count(), 0);
   await rowOf("pia").getByText("managed by a role above yours").waitFor();
   // A typo in a name is not for good: Carla renames a librarian she added.
-  await admin.fill("#new-username", "lee");
+  // The username she types capitalised is taken as sign-in takes it.
+  await admin.fill("#new-username", "Lee");
   await admin.fill("#new-name", "Lee Lendre");
   await admin.selectOption("#new-role", "librarian");
   await admin.fill("#new-password", "maple leaf 2026");
   await admin.click("#create button[type=submit]");
+  await admin.getByText("Added: signs in as lee.").waitFor();
   await admin.getByRole("cell", { name: "lee", exact: true }).waitFor();
   await rowOf("lee").getByRole("button", { name: "Rename" }).click();
   const renaming = admin.getByRole("dialog", { name: "Rename Lee Lendre" });

@@ -111,7 +111,7 @@ pub(crate) fn may_serve(
     rollup: refdesk_domain::Millis,
 ) -> bool {
     let action = Action::Serve { waited: now - rec.queued_at, rollup, coop_now: rec.queue_coop };
-    let t = Target { placement: rec.queue, state: rec.state, librarian: None, members: &[] };
+    let t = Target { placement: rec.queue, state: rec.state, librarian: None, referred: false, members: &[] };
     authorize(staff, action, &t).is_ok()
 }
 
@@ -465,7 +465,9 @@ impl App {
         role: Role,
         password: &str,
     ) -> AppResult<refdesk_domain::ids::StaffId> {
-        let username = input::slug("username", username)?;
+        // As sign-in takes it ("Dora" signs in as `dora`): an admin who
+        // types the name capitalised is not refused for it.
+        let username = input::slug("username", &refdesk_domain::input::sign_in_name(username))?;
         let display_name = input::optional_line("display_name", Some(display_name), 100)?
             .ok_or_else(|| DomainError::invalid("display_name", "is required"))?;
         let password = password.to_owned();
@@ -798,6 +800,7 @@ impl App {
                     placement: e.queue,
                     state: refdesk_domain::chat::SessionState::Waiting,
                     librarian: None,
+                    referred: false,
                     members: &[],
                 };
                 authorize(staff, Action::Serve { waited: now - e.since, rollup, coop_now: e.coop_now }, &t).is_ok()
@@ -926,7 +929,8 @@ impl App {
                     "referring needs a receiving library: refer from the question page",
                 ));
             }
-            let mut state = apply_code(before, code, rec.ctx.librarian.filter(|l| chatter == Some(*l)), None);
+            let chatting = crate::questions::chatting_for_code(rec.ctx.librarian, chatter, me.id);
+            let mut state = apply_code(before, code, chatting, None);
             state.read_scale = read_scale.or(state.read_scale);
             flags.store(!before.follow_up && state.follow_up, std::sync::atomic::Ordering::Relaxed);
             Ok(state)

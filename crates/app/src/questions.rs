@@ -559,7 +559,7 @@ fn decide(
             plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name));
         }
         QuestionAction::SetCode { code, read_scale, .. } => {
-            let chatting = q.librarian.filter(|l| chatter == Some(*l));
+            let chatting = chatting_for_code(q.librarian, chatter, me.id);
             plan = set_code(me, q, session, (&code, read_scale), &codes, (chatting, receiving))?
         }
     }
@@ -620,6 +620,21 @@ fn answer(
         state: Some(after),
         ..QuestionPlan::default()
     })
+}
+
+/// Who a code "for the chatting librarian" (Follow-up by me) gives a
+/// question to: its chatting librarian if their role still covers it
+/// (`chatter`, [`App::chatter_in_scope`]); with none (a form question),
+/// whoever codes it, standing in for one.
+pub(crate) fn chatting_for_code(
+    librarian: Option<StaffId>,
+    chatter: Option<StaffId>,
+    coder: StaffId,
+) -> Option<StaffId> {
+    match librarian {
+        None => Some(coder),
+        Some(l) => chatter.filter(|c| *c == l),
+    }
 }
 
 /// A resolution code from the question list (R6): the code decides the

@@ -37,7 +37,7 @@ impl NewCooperative {
     /// form it is kept: the CLI checks it before it opens, let alone
     /// creates, a database.
     pub fn checked(self) -> AppResult<NewCooperative> {
-        let admin_username = input::slug("username", &self.admin_username)?.to_owned();
+        let admin_username = input::slug("username", &refdesk_domain::input::sign_in_name(&self.admin_username))?;
         Ok(NewCooperative {
             name: required("cooperative", &self.name, 200)?,
             institution: required("institution", &self.institution, 200)?,

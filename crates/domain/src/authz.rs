@@ -50,6 +50,8 @@ pub struct Target<'a> {
     pub state: SessionState,
     /// The chatting librarian, once accepted.
     pub librarian: Option<StaffId>,
+    /// Whether its question is referred to another library.
+    pub referred: bool,
     /// Conference members present.
     pub members: &'a [Member],
 }
@@ -57,7 +59,13 @@ pub struct Target<'a> {
 impl<'a> Target<'a> {
     /// The target a session's context describes.
     pub fn of(ctx: &'a SessionContext, state: SessionState) -> Target<'a> {
-        Target { placement: ctx.placement, state, librarian: ctx.librarian, members: &ctx.members }
+        Target {
+            placement: ctx.placement,
+            state,
+            librarian: ctx.librarian,
+            referred: ctx.referred.is_some(),
+            members: &ctx.members,
+        }
     }
 
     fn mode_of(&self, staff: StaffId) -> Option<ConferenceMode> {
@@ -219,9 +227,19 @@ pub fn authorize(staff: &Staff, action: Action, target: &Target) -> Result<(), D
                 return Err(DomainError::NotFound("session"));
             }
             // The chatting librarian, or an admin in scope (DESIGN §4: a code
-            // set by mistake can be changed by either).
+            // set by mistake can be changed by either). A question with no
+            // chatting librarian (the offline form's, a patron who left the
+            // queue or was sent back to it) is coded by its library's
+            // staff once the chat has ended: nobody but an admin could,
+            // and it stayed without a code, counted as answered in the
+            // reports. Not one referred to another library, which works it
+            // now: a code other than a referral's would take it back.
             let admin = staff.role > Role::Librarian && staff.role_covers(&target.placement);
-            if target.librarian == Some(staff.id) || admin {
+            let unclaimed = target.librarian.is_none()
+                && target.state == SessionState::Ended
+                && !target.referred
+                && staff.role_covers(&target.placement);
+            if target.librarian == Some(staff.id) || admin || unclaimed {
                 Ok(())
             } else {
                 Err(DomainError::Forbidden("only the chatting librarian or an admin sets the code"))
@@ -475,7 +493,7 @@ mod tests {
             Where::SameCooperative => place(3, 2, 1),
             Where::OtherCooperative => place(9, 9, 9),
         };
-        Target { placement, state: SessionState::Active, librarian, members: &[] }
+        Target { placement, state: SessionState::Active, librarian, referred: false, members: &[] }
     }
 
     #[test]
@@ -666,6 +684,23 @@ mod tests {
         assert!(authorize(&staff(6, Role::Librarian), Action::SetCode, &theirs).is_ok());
         let elsewhere = target(Where::SameInstitution, Some(StaffId(6)));
         assert!(authorize(&staff(5, Role::LibraryAdmin), Action::SetCode, &elsewhere).is_err());
+        // No chatting librarian (a form question, a patron who left the
+        // queue): its library's librarians code it once it has ended; not
+        // while it waits, not another library's, not once it is referred
+        // to another library (that library works it now).
+        let ended = |w, referred| Target { state: SessionState::Ended, referred, ..target(w, None) };
+        let ann = staff(5, Role::Librarian);
+        assert!(authorize(&ann, Action::SetCode, &ended(Where::SameLibrary, false)).is_ok());
+        let waiting = Target { state: SessionState::Waiting, ..target(Where::SameLibrary, None) };
+        assert!(authorize(&ann, Action::SetCode, &waiting).is_err(), "a chat still waiting");
+        assert!(authorize(&ann, Action::SetCode, &ended(Where::SameInstitution, false)).is_err(), "another library's");
+        assert!(authorize(&ann, Action::SetCode, &ended(Where::SameLibrary, true)).is_err(), "referred elsewhere");
+        assert!(
+            authorize(&staff(5, Role::LibraryAdmin), Action::SetCode, &ended(Where::SameLibrary, true)).is_ok(),
+            "an admin still may"
+        );
+        let chatted = Target { state: SessionState::Ended, ..theirs };
+        assert!(authorize(&ann, Action::SetCode, &chatted).is_err(), "a colleague's chat, ended");
     }
 
     #[test]

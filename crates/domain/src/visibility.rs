@@ -127,7 +127,8 @@ pub fn sees(viewer: &Viewer, item: Item<'_>) -> bool {
             by != Some(Typist::Staff(staff.id)) && staff_may_view(staff, ctx)
         }
         (Viewer::Staff(staff), Item::Waiting { placement, waited, rollup, coop_now }) => {
-            let target = Target { placement, state: SessionState::Waiting, librarian: None, members: &[] };
+            let target =
+                Target { placement, state: SessionState::Waiting, librarian: None, referred: false, members: &[] };
             authorize(staff, Action::Serve { waited, rollup, coop_now }, &target).is_ok()
         }
         (Viewer::Staff(staff), Item::Monitored { ctx }) => {

@@ -394,7 +394,11 @@ async fn a_transcript_after_the_end_is_for_an_hour_and_never_for_a_chat_whose_pa
     let rec = app.state.app.store().session(refdesk_domain::ids::SessionId(late.session)).await.unwrap().unwrap();
     assert_eq!(rec.transcript_to, None, "nothing recorded");
     // Blocked after the end (within its hour): the chat is not theirs to mail
-    // (the block holds the network: last).
+    // (the block holds the network: last). Ann, with no desk open for the
+    // hour the clock moved on, may have been signed off by the background
+    // round meanwhile: she goes on duty again.
+    let (status, _) = ann.post("/api/me/availability", json!({"availability": "on_duty"})).await;
+    assert_eq!(status, 200);
     let rude = ended_chat("You are all useless").await;
     let (status, body) = ann.post(&format!("/api/sessions/{}/block", rude.session), json!({"reason": "abuse"})).await;
     assert_eq!(status, 201, "{body}");

@@ -770,3 +770,49 @@ async fn the_list_finds_a_question_by_the_patrons_name_or_address_or_its_number(
     let (_, list) = ann.get(&format!("/api/questions?q={q}")).await;
     assert!(found(&list).contains(&q), "{list}");
 }
+
+/// A question nobody chatted about (left with the offline form) has no
+/// chatting librarian: its library's librarians code it, as they answer it
+/// (Ann was told "only the chatting librarian or an admin sets the code",
+/// and such questions stayed uncoded); whoever codes it stands in for the
+/// chatting librarian ("Follow-up by me" is theirs to follow up); another
+/// library's may not, nor may Ann once it is referred to another library,
+/// which works it then (a code would take it back).
+#[tokio::test]
+async fn a_form_question_is_coded_by_its_librarys_librarians() {
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let ask = |text: &'static str| {
+        let url = app.url("/api/libraries/riverside-main/questions");
+        async move {
+            let body = json!({"email": "pat@example.org", "question": text});
+            let res = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+            assert_eq!(res.status(), 201);
+        }
+    };
+    ask("Is the archive open on Sundays?").await;
+    ask("Do you lend laptops?").await;
+    let (_, list) = ann.get("/api/questions").await;
+    let id = |text: &str| {
+        list.as_array().unwrap().iter().find(|q| q["text"] == text).map(|q| q["id"].as_i64().unwrap()).unwrap()
+    };
+    let (sundays, laptops) = (id("Is the archive open on Sundays?"), id("Do you lend laptops?"));
+
+    let ben = app.staff("ben").await;
+    let (status, _) = ben.act(sundays, "code", json!({"code": "answered"})).await;
+    assert!(status == 403 || status == 404, "another library's librarian: {status}");
+    let (status, out) = ann.act(sundays, "code", json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["question"]["state"]["code"], "follow_up_by_me", "{out}");
+    assert_eq!(out["question"]["state"]["assignee"], ann.id, "Ann's to follow up");
+    let (status, out) = ann.act(sundays, "code", json!({"code": "answered"})).await;
+    assert_eq!((status, &out["question"]["state"]["status"]), (200, &json!("answered")), "{out}");
+
+    let carla = app.staff("carla").await;
+    let (status, out) = carla.act(laptops, "refer", json!({"library": "lakeside-public"})).await;
+    assert_eq!(status, 200, "{out}");
+    let (status, _) = ann.act(laptops, "code", json!({"code": "answered"})).await;
+    assert_eq!(status, 403, "referred to Lakeside: Lakeside's to work");
+    let (_, page) = ann.get(&format!("/api/questions/{laptops}")).await;
+    assert_eq!(page["question"]["referred_name"], "Lakeside Public Library", "still referred: {page}");
+}
