@@ -833,7 +833,8 @@ pub struct QuestionRecord {
     pub live: bool,
     /// When it was created.
     pub created_at: Millis,
-    /// When its session last had a message.
+    /// When its session last had a message, or it was last answered by
+    /// e-mail, whichever is later.
     pub last_message_at: Millis,
     /// Where the owning library sits.
     pub placement: Placement,

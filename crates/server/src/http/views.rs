@@ -190,7 +190,8 @@ pub struct QuestionView {
     pub live: bool,
     /// When it was created.
     pub created_at: i64,
-    /// When its chat last had a message.
+    /// When its chat last had a message, or it was last answered by
+    /// e-mail, whichever is later.
     pub last_message_at: i64,
     /// Where the owning library sits.
     pub placement: Placement,

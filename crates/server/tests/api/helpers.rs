@@ -264,6 +264,18 @@ impl TestApp {
         }
     }
 
+    /// A patron leaves `question` with a library's offline form (as
+    /// `pat@example.org`).
+    pub async fn ask_by_form(&self, library: &str, question: &str) {
+        let res = reqwest::Client::new()
+            .post(self.url(&format!("/api/libraries/{library}/questions")))
+            .json(&json!({"email": "pat@example.org", "question": question}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+
     /// A second store on this server's database, publishing nowhere: what
     /// it writes, this server's bus never hears of — as with a write made
     /// by another node whose events were lost on the way.

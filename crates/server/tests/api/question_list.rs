@@ -782,16 +782,8 @@ async fn the_list_finds_a_question_by_the_patrons_name_or_address_or_its_number(
 async fn a_form_question_is_coded_by_its_librarys_librarians() {
     let app = spawn_app().await;
     let ann = app.staff("ann").await;
-    let ask = |text: &'static str| {
-        let url = app.url("/api/libraries/riverside-main/questions");
-        async move {
-            let body = json!({"email": "pat@example.org", "question": text});
-            let res = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
-            assert_eq!(res.status(), 201);
-        }
-    };
-    ask("Is the archive open on Sundays?").await;
-    ask("Do you lend laptops?").await;
+    app.ask_by_form("riverside-main", "Is the archive open on Sundays?").await;
+    app.ask_by_form("riverside-main", "Do you lend laptops?").await;
     let (_, list) = ann.get("/api/questions").await;
     let id = |text: &str| {
         list.as_array().unwrap().iter().find(|q| q["text"] == text).map(|q| q["id"].as_i64().unwrap()).unwrap()
@@ -815,4 +807,27 @@ async fn a_form_question_is_coded_by_its_librarys_librarians() {
     assert_eq!(status, 403, "referred to Lakeside: Lakeside's to work");
     let (_, page) = ann.get(&format!("/api/questions/{laptops}")).await;
     assert_eq!(page["question"]["referred_name"], "Lakeside Public Library", "still referred: {page}");
+}
+
+/// A question answered by e-mail shows the answer as its last message (it
+/// showed the chat's last line: a form question answered today said it was
+/// last written to when it was asked).
+#[tokio::test]
+async fn an_emailed_answer_is_a_questions_last_message() {
+    let app = crate::helpers::spawn_app_with_manual_clock().await;
+    app.ask_by_form("riverside-main", "Do you hold the 1911 census?").await;
+    let ann = app.staff("ann").await;
+    let listed = |list: &serde_json::Value| {
+        let q = list.as_array().unwrap().iter().find(|q| q["text"] == "Do you hold the 1911 census?").cloned();
+        q.map(|q| (q["id"].as_i64().unwrap(), q["last_message_at"].as_i64().unwrap())).unwrap()
+    };
+    let (q, asked) = listed(&ann.get("/api/questions").await.1);
+    app.clock().advance(3_600_000);
+    let ann = app.staff("ann").await; // an hour later: signed in again
+    let (status, out) = ann.act(q, "answer", json!({"body": "Yes, on microfilm."})).await;
+    assert_eq!(status, 200, "{out}");
+    let (_, last) = listed(&ann.get("/api/questions").await.1);
+    assert!(last >= asked + 3_600_000, "the answer's time: {last} against {asked}");
+    let (_, page) = ann.get(&format!("/api/questions/{q}")).await;
+    assert_eq!(page["question"]["last_message_at"], last, "the page says the same");
 }

@@ -490,7 +490,9 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
             s.librarian_id AS librarian_id, st.display_name AS librarian_name, s.state AS session_state,
             q.created_at AS created_at, ",
     last_line!(at),
-    " AS last_message_at, s.accepted_at AS accepted_at,
+    " AS last_message_at, (SELECT t.at FROM timeline t WHERE t.question_id = q.id
+              AND t.change LIKE '{\"change\":\"answer\",%' ORDER BY t.id DESC LIMIT 1) AS last_answer_at,
+            s.accepted_at AS accepted_at,
             s.rating AS rating, s.rating_comment AS rating_comment, s.patron_name AS patron_name,
             s.erased_at IS NOT NULL AS erased
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
@@ -515,7 +517,8 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
         assignee_name: r.opt_text("assignee_name")?,
         session_state,
         created_at: r.int("created_at")?,
-        last_message_at: r.int("last_message_at")?,
+        // The chat's last line, or an answer e-mailed after it.
+        last_message_at: r.int("last_message_at")?.max(r.opt_int("last_answer_at")?.unwrap_or(0)),
         placement: placement(r, OWN)?,
         referred: opt_placement(r, REFERRED)?,
         referred_name: r.opt_text("referred_name")?,
