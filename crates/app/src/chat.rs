@@ -450,6 +450,10 @@ impl App {
         role: Role,
         password: &str,
     ) -> AppResult<refdesk_domain::ids::StaffId> {
+        // As sign-in takes it ("Dora" signs in as `dora`): an admin who
+        // types the name capitalised is not refused for it, and the
+        // password is judged against the name it will have.
+        let username = &refdesk_domain::input::sign_in_name(username);
         input::new_password(password, username, role)?;
         self.add_account(actor, library_slug, username, display_name, role, password).await
     }
@@ -465,8 +469,6 @@ impl App {
         role: Role,
         password: &str,
     ) -> AppResult<refdesk_domain::ids::StaffId> {
-        // As sign-in takes it ("Dora" signs in as `dora`): an admin who
-        // types the name capitalised is not refused for it.
         let username = input::slug("username", &refdesk_domain::input::sign_in_name(username))?;
         let display_name = input::optional_line("display_name", Some(display_name), 100)?
             .ok_or_else(|| DomainError::invalid("display_name", "is required"))?;
@@ -929,7 +931,7 @@ impl App {
                     "referring needs a receiving library: refer from the question page",
                 ));
             }
-            let chatting = crate::questions::chatting_for_code(rec.ctx.librarian, chatter, me.id);
+            let chatting = crate::questions::chatting_for_code(rec.ctx.librarian, chatter, &me, ctx.placement.library);
             let mut state = apply_code(before, code, chatting, None);
             state.read_scale = read_scale.or(state.read_scale);
             flags.store(!before.follow_up && state.follow_up, std::sync::atomic::Ordering::Relaxed);

@@ -559,7 +559,7 @@ fn decide(
             plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name));
         }
         QuestionAction::SetCode { code, read_scale, .. } => {
-            let chatting = chatting_for_code(q.librarian, chatter, me.id);
+            let chatting = chatting_for_code(q.librarian, chatter, me, q.library);
             plan = set_code(me, q, session, (&code, read_scale), &codes, (chatting, receiving))?
         }
     }
@@ -622,17 +622,19 @@ fn answer(
     })
 }
 
-/// Who a code "for the chatting librarian" (Follow-up by me) gives a
-/// question to: its chatting librarian if their role still covers it
-/// (`chatter`, [`App::chatter_in_scope`]); with none (a form question),
-/// whoever codes it, standing in for one.
+/// Who a code "for the chatting librarian" (Follow-up by me, Answered)
+/// gives a question to: its chatting librarian if their role still covers
+/// it (`chatter`, [`App::chatter_in_scope`]); with none (a form question),
+/// the coder if they work at its library, standing in for one (an admin
+/// from elsewhere who codes it gives it to nobody, as before).
 pub(crate) fn chatting_for_code(
     librarian: Option<StaffId>,
     chatter: Option<StaffId>,
-    coder: StaffId,
+    coder: &Staff,
+    library: LibraryId,
 ) -> Option<StaffId> {
     match librarian {
-        None => Some(coder),
+        None => (coder.home.library == library).then_some(coder.id),
         Some(l) => chatter.filter(|c| *c == l),
     }
 }

@@ -455,6 +455,7 @@ impl App {
         password: Option<&str>,
         disabled: Option<bool>,
     ) -> AppResult<bool> {
+        let username = &refdesk_domain::input::sign_in_name(username);
         let found = self.store.staff_by_username(username).await?.ok_or(DomainError::NotFound("staff member"))?;
         // Setting what is set changes nothing, and is logged nowhere.
         let disabled = disabled.filter(|d| *d != found.disabled);

@@ -910,6 +910,8 @@ async fn list_users(app: &App) -> anyhow::Result<()> {
 
 /// `refdesk user password`, `disable` and `enable`.
 async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled: Option<bool>) -> anyhow::Result<()> {
+    // As sign-in takes it: `Nora` is `nora`.
+    let username = &refdesk_domain::input::sign_in_name(username);
     let config = offline(existing(load_config(cli)?)?);
     let state = refdesk_server::open(&config, Clock::system()).await?;
     let done = state.app.operator_update(username, password, disabled).await.map_err(|e| match e {
@@ -964,14 +966,16 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     let role = Role::parse(&u.role).with_context(|| {
         format!("unknown role {:?}: use librarian, library_admin, institution_admin or cooperative_admin", u.role)
     })?;
-    let name = u.name.clone().unwrap_or_else(|| u.username.clone());
+    // As sign-in takes it: `Dora` is `dora`.
+    let username = refdesk_domain::input::sign_in_name(&u.username);
+    let name = u.name.clone().unwrap_or_else(|| username.clone());
     // What can be judged before the password is asked for, is: nobody types
     // a password twice to learn the username was wrong.
-    refdesk_domain::input::slug("username", &u.username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    refdesk_domain::input::slug("username", &username).map_err(|e| anyhow::anyhow!("{e}"))?;
     refdesk_domain::input::optional_line("display_name", Some(&name), 100).map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = read_password(u.password_file.as_deref())?;
     let state = refdesk_server::open(&config, Clock::system()).await?;
-    let id = state.app.add_staff(None, &u.library, &u.username, &name, role, &password).await.map_err(|e| match e {
+    let id = state.app.add_staff(None, &u.library, &username, &name, role, &password).await.map_err(|e| match e {
         refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound("library")) => {
             anyhow::anyhow!("there is no library {:?} (`refdesk list` shows them)", u.library)
         }
@@ -979,7 +983,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     });
     state.app.store().close().await;
     let id = id?;
-    out!("created staff member {} (id {id}) at {}", u.username, u.library);
+    out!("created staff member {username} (id {id}) at {}", u.library);
     Ok(())
 }
 

@@ -775,20 +775,23 @@ async fn the_list_finds_a_question_by_the_patrons_name_or_address_or_its_number(
 /// chatting librarian: its library's librarians code it, as they answer it
 /// (Ann was told "only the chatting librarian or an admin sets the code",
 /// and such questions stayed uncoded); whoever codes it stands in for the
-/// chatting librarian ("Follow-up by me" is theirs to follow up); another
-/// library's may not, nor may Ann once it is referred to another library,
-/// which works it then (a code would take it back).
+/// chatting librarian ("Follow-up by me" is theirs to follow up; an admin
+/// from elsewhere is not); another library's may not, nor may Ann once it
+/// is referred to another library, which works it then (a code would take
+/// it back).
 #[tokio::test]
 async fn a_form_question_is_coded_by_its_librarys_librarians() {
     let app = spawn_app().await;
     let ann = app.staff("ann").await;
     app.ask_by_form("riverside-main", "Is the archive open on Sundays?").await;
     app.ask_by_form("riverside-main", "Do you lend laptops?").await;
+    app.ask_by_form("riverside-main", "Where is the fax?").await;
     let (_, list) = ann.get("/api/questions").await;
     let id = |text: &str| {
         list.as_array().unwrap().iter().find(|q| q["text"] == text).map(|q| q["id"].as_i64().unwrap()).unwrap()
     };
-    let (sundays, laptops) = (id("Is the archive open on Sundays?"), id("Do you lend laptops?"));
+    let (sundays, laptops, fax) =
+        (id("Is the archive open on Sundays?"), id("Do you lend laptops?"), id("Where is the fax?"));
 
     let ben = app.staff("ben").await;
     let (status, _) = ben.act(sundays, "code", json!({"code": "answered"})).await;
@@ -807,6 +810,13 @@ async fn a_form_question_is_coded_by_its_librarys_librarians() {
     assert_eq!(status, 403, "referred to Lakeside: Lakeside's to work");
     let (_, page) = ann.get(&format!("/api/questions/{laptops}")).await;
     assert_eq!(page["question"]["referred_name"], "Lakeside Public Library", "still referred: {page}");
+
+    // The cooperative's admin, from another library, stands in for nobody:
+    // the question stays unassigned, for the library's librarians.
+    let erin = app.staff("erin").await;
+    let (status, out) = erin.act(fax, "code", json!({"code": "follow_up_by_me"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["question"]["state"]["assignee"], json!(null), "{out}");
 }
 
 /// A question answered by e-mail shows the answer as its last message (it

@@ -135,8 +135,9 @@ pub struct PgStore {
     /// The connection `/readyz`'s checks run on ([`crate::Store::health`]), outside
     /// the pool: a flood of requests that holds every pooled connection is
     /// no reason to take the node out of rotation. Opened at the first
-    /// check, again after one fails.
-    checks: tokio::sync::Mutex<Option<PgConnection>>,
+    /// check, again after one fails and once a minute ([`CHECKS_FOR`]),
+    /// with when it was opened.
+    checks: tokio::sync::Mutex<Option<(PgConnection, Instant)>>,
     /// How to open it.
     connect: PgConnectOptions,
 }
@@ -489,10 +490,11 @@ impl Backend for PgStore {
     }
 
     async fn close(&self) {
-        if let Some(c) = self.checks.lock().await.take() {
+        // The pool first: a check under way then opens no connection.
+        self.pool.close().await;
+        if let Some((c, _)) = self.checks.lock().await.take() {
             let _ = c.close().await;
         }
-        self.pool.close().await
     }
 
     fn forget_unused(&self) {
@@ -520,26 +522,38 @@ impl Backend for PgStore {
     }
 }
 
+/// How long `/readyz`'s checks keep their connection ([`PgStore::check`]).
+const CHECKS_FOR: Duration = Duration::from_secs(60);
+
 impl PgStore {
     /// One round trip of `sql` (one boolean) on the health connection,
     /// opened first if need be; given up after [`crate::HEALTH_WAIT`]. A
     /// connection kept from the last check may have been ended since (the
     /// server restarted, or an operator ended it): a failure on it is tried
-    /// again on a new one. A connection that failed or was given up is
-    /// dropped: the next check opens another.
+    /// again on a new one. One older than [`CHECKS_FOR`] is replaced: what
+    /// a new session would be (`ALTER DATABASE … SET
+    /// default_transaction_read_only`) is what the pool's connections will
+    /// be. A connection that failed or was given up is dropped: the next
+    /// check opens another.
     async fn check(&self, sql: &'static str) -> Result<bool> {
         let mut held = self.checks.lock().await;
         if self.pool.is_closed() {
             return Err(StoreError::Closed);
         }
+        if held.as_ref().is_some_and(|(_, opened)| opened.elapsed() >= CHECKS_FOR) {
+            if let Some((c, _)) = held.take() {
+                let _ = c.close().await;
+            }
+        }
         let asked = async {
-            if let Some(c) = held.as_mut() {
+            if let Some((c, _)) = held.as_mut() {
                 if let Ok(answer) = sqlx::query_scalar::<_, bool>(sql).fetch_one(c).await {
                     return Ok(answer);
                 }
             }
             let c = PgConnection::connect_with(&self.connect).await.map_err(|e| cannot_connect(e, &self.connect))?;
-            sqlx::query_scalar::<_, bool>(sql).fetch_one(held.insert(c)).await.map_err(db)
+            let (c, _) = held.insert((c, Instant::now()));
+            sqlx::query_scalar::<_, bool>(sql).fetch_one(c).await.map_err(db)
         };
         let answer = tokio::time::timeout(crate::HEALTH_WAIT, asked)
             .await

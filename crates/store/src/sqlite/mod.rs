@@ -140,6 +140,12 @@ struct Commit {
 }
 
 impl Commit {
+    /// Whether a batch proved the database takes writes less than
+    /// [`FRESH_COMMIT`] ago, and none failed since.
+    fn fresh(&self) -> bool {
+        self.proved.is_some_and(|(n, at)| n > self.failed && at.elapsed() < FRESH_COMMIT)
+    }
+
     /// Whether a batch after the `n`th proved the database takes writes
     /// (`Some(true)`), or failed to commit, latest (`Some(false)`).
     fn since(&self, n: u64) -> Option<bool> {
@@ -725,7 +731,7 @@ impl Backend for SqliteStore {
         }
         let mut commits = self.commits.clone();
         let last = *commits.borrow_and_update();
-        if last.proved.is_some_and(|(_, at)| at.elapsed() < FRESH_COMMIT) {
+        if last.fresh() {
             return Ok(());
         }
         // Ask for a ping unless one is pending. It does not wait behind
@@ -1128,8 +1134,10 @@ mod tests {
         reports.send(true, false);
         reports.send(true, false);
         assert_eq!(commits.borrow().since(asked), Some(true), "the ping, two batches back");
+        assert!(commits.borrow().fresh(), "a write proved just now");
         reports.send(false, false);
         assert_eq!(commits.borrow().since(asked), Some(false), "then a batch failed");
+        assert!(!commits.borrow().fresh(), "a failure since: not fresh, however recent the proof");
         reports.send(true, true);
         assert_eq!(commits.borrow().since(asked), Some(true), "and one proved again");
     }
