@@ -968,7 +968,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     })?;
     // As sign-in takes it: `Dora` is `dora`.
     let username = refdesk_domain::input::sign_in_name(&u.username);
-    let name = u.name.clone().unwrap_or_else(|| username.clone());
+    let name = u.name.clone().unwrap_or_else(|| u.username.trim().to_owned());
     // What can be judged before the password is asked for, is: nobody types
     // a password twice to learn the username was wrong.
     refdesk_domain::input::slug("username", &username).map_err(|e| anyhow::anyhow!("{e}"))?;

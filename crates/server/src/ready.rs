@@ -43,6 +43,9 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a verdict answers probes without another: two checks' time,
 /// so that a check taking a moment longer than usual changes nothing.
 const FRESH_FOR: Duration = Duration::from_secs(2);
+/// The least time between two starts of the checker thread (one that
+/// panics at each check is not started again at each probe).
+const RESTART_GAP: Duration = Duration::from_secs(5);
 /// Checks stop when `/readyz` has not been asked for this long (load
 /// balancers ask every few seconds).
 const QUIET_AFTER: Duration = Duration::from_secs(60);
@@ -66,8 +69,9 @@ pub struct Readiness {
     asked: Mutex<Option<Instant>>,
     /// Wakes the checker when a probe comes after a quiet while.
     wake: Notify,
-    /// The checker thread, once started: started again if it panicked.
-    checker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The checker thread, once started, and when: started again if it
+    /// stopped (a panic), [`RESTART_GAP`] after it last was at the soonest.
+    checker: Mutex<Option<(std::thread::JoinHandle<()>, Instant)>>,
     /// Set when the checker has ended for good (the store closed).
     done: std::sync::atomic::AtomicBool,
     /// Why the node was last found not ready (`None`: it was ready), so
@@ -101,26 +105,23 @@ impl Readiness {
     fn keep_checking(self: &Arc<Self>, store: &Arc<dyn Store>) {
         use std::sync::atomic::Ordering;
         let mut running = self.checker.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(thread) = running.as_ref() {
-            if !thread.is_finished() || self.done.load(Ordering::Acquire) {
+        if let Some((thread, started)) = running.as_ref() {
+            if !thread.is_finished() || self.done.load(Ordering::Acquire) || started.elapsed() < RESTART_GAP {
                 return;
             }
-            tracing::error!("the readiness checker stopped (a panic): started again");
+            tracing::error!("the readiness checker stopped (a panic, or its runtime could not start): started again");
         }
         let (me, store) = (Arc::downgrade(self), store.clone());
         let spawned = std::thread::Builder::new().name("refdesk-readiness".into()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime.block_on(checker(me, store)),
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start the readiness checker: /readyz answers 503");
-                    if let Some(me) = me.upgrade() {
-                        me.done.store(true, Ordering::Release);
-                    }
+                    tracing::error!(error = %e, "cannot start the readiness checker's runtime: /readyz answers 503")
                 }
             }
         });
         match spawned {
-            Ok(thread) => *running = Some(thread),
+            Ok(thread) => *running = Some((thread, Instant::now())),
             Err(e) => tracing::error!(error = %e, "cannot start the readiness checker: /readyz answers 503"),
         }
     }

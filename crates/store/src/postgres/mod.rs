@@ -330,6 +330,10 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // Replaced as often as `/readyz`'s own connection: what a new
+            // session is (a database set read-only, or back to read-write)
+            // is what the node does within a minute, and what it says.
+            .max_lifetime(CHECKS_FOR)
             .connect_with(connect.clone())
             .await
             .map_err(|e| cannot_connect(e, &connect))?;
@@ -540,17 +544,15 @@ impl PgStore {
         if self.pool.is_closed() {
             return Err(StoreError::Closed);
         }
-        if held.as_ref().is_some_and(|(_, opened)| opened.elapsed() >= CHECKS_FOR) {
-            if let Some((c, _)) = held.take() {
-                let _ = c.close().await;
-            }
-        }
         let asked = async {
-            if let Some((c, _)) = held.as_mut() {
+            let old = held.as_ref().is_some_and(|(_, opened)| opened.elapsed() >= CHECKS_FOR);
+            if let Some((c, _)) = held.as_mut().filter(|_| !old) {
                 if let Ok(answer) = sqlx::query_scalar::<_, bool>(sql).fetch_one(c).await {
                     return Ok(answer);
                 }
             }
+            // The new one opened before the old one goes (a server near its
+            // connection limit keeps the slot for it).
             let c = PgConnection::connect_with(&self.connect).await.map_err(|e| cannot_connect(e, &self.connect))?;
             let (c, _) = held.insert((c, Instant::now()));
             sqlx::query_scalar::<_, bool>(sql).fetch_one(c).await.map_err(db)
