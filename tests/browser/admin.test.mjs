@@ -26,7 +26,11 @@ async function signIn(username, availability) {
 /** A GET of the API with the page's own sign-in. */
 const read = (page, url) => page.evaluate(async (u) => (await fetch(u)).json(), url);
 
-/** Waits until `check()` holds (5 s at most). */
+/**
+ * Waits until `check()` holds (5 s at most). What it asks of the server is
+ * asked here, not with `page.waitForFunction`: an async predicate returns a
+ * promise, which that takes as true at once, asking once and not again.
+ */
 async function until(check) {
   for (let i = 0; !(await check()); i++) {
     assert.ok(i < 100, "waited 5 s");
@@ -192,7 +196,7 @@ test("Set code with a READ scale alone keeps the question's code", async () => {
   assert.equal(await ann.inputValue("#code"), "follow_up_by_me", "the picker starts at the code set");
   await ann.selectOption("#read-scale", "4");
   await ann.click("#code-form button[type=submit]");
-  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.state.read_scale === 4, qid);
+  await until(async () => (await read(ann, `/api/questions/${qid}`)).question.state.read_scale === 4);
   const q = (await read(ann, `/api/questions/${qid}`)).question;
   assert.equal(q.state.code, "follow_up_by_me", "the code is the one set before");
   for (const p of [ann, patron]) await p.context().close();
@@ -225,7 +229,7 @@ test("a code retired on the admin page is offered no more, and a question that h
   assert.match(await ann.locator("#code option[value=lost_call]").innerText(), /\(retired\)$/);
   await ann.selectOption("#read-scale", "2");
   await ann.click("#code-form button[type=submit]");
-  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.state.read_scale === 2, qid);
+  await until(async () => (await read(ann, `/api/questions/${qid}`)).question.state.read_scale === 2);
   assert.equal((await read(ann, `/api/questions/${qid}`)).question.state.code, "lost_call");
   // Offered again once the retirement is undone.
   await retire.uncheck();
@@ -269,14 +273,14 @@ test("Set code with a READ scale alone keeps a referred question where it was re
   await ann.selectOption("#refer", "lakeside-public");
   await ann.click("#code-form button[type=submit]");
   const referred = async () => (await read(ann, `/api/questions/${qid}`)).question;
-  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.referred_name !== null, qid);
+  await until(async () => (await read(ann, `/api/questions/${qid}`)).question.referred_name !== null);
   assert.equal((await referred()).referred_name, "Lakeside Public Library");
   await ann.reload();
   await ann.locator("#refer option").first().waitFor({ state: "attached" }); // the page has read everything
   assert.equal(await ann.inputValue("#refer"), "lakeside-public", "the picker starts where it was referred");
   await ann.selectOption("#read-scale", "3");
   await ann.click("#code-form button[type=submit]");
-  await ann.waitForFunction(async (id) => (await (await fetch(`/api/questions/${id}`)).json()).question.state.read_scale === 3, qid);
+  await until(async () => (await read(ann, `/api/questions/${qid}`)).question.state.read_scale === 3);
   assert.equal((await referred()).referred_name, "Lakeside Public Library", "still there");
   for (const p of [ann, patron]) await p.context().close();
 });

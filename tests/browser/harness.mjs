@@ -3,7 +3,7 @@
 // from 127.0.0.1), Debian's Chromium through playwright-core, a fresh
 // context per page, and axe-core. Screenshots go to docs/screenshots when
 // SCREENSHOTS=1 (the README's), otherwise to a temporary folder.
-import { before, after } from "node:test";
+import { before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -56,6 +56,14 @@ export function refdesk(folderPrefix, ready = () => {}, args = []) {
     });
     ready(h);
   });
+  // A test that failed half-way leaves its pages open: a librarian still
+  // on duty, a patron still waiting. They are closed after it, so that one
+  // failure is not followed by others that only met what it left.
+  const opened = new Set();
+  afterEach(async () => {
+    for (const context of opened) await context.close().catch(() => {});
+    opened.clear();
+  });
   after(async () => {
     await h.browser?.close();
     h.server?.kill();
@@ -67,6 +75,7 @@ export function refdesk(folderPrefix, ready = () => {}, args = []) {
   h.open = async (viewport = DESKTOP, options = {}) => {
     // bypassCSP lets the test inject axe-core; the pages themselves load nothing else.
     const context = await h.browser.newContext({ viewport, bypassCSP: true, ...options });
+    opened.add(context);
     const page = await context.newPage();
     page.setDefaultTimeout(10000);
     page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));
