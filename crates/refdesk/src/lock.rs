@@ -86,6 +86,14 @@ pub fn lock_data_dir(dir: &Path, purpose: Purpose) -> anyhow::Result<DataDirLock
                  creates the data folder, not the folders above it)",
                 dir.display()
             ),
+            // Not the data folder's owner: it is not there yet. The folder
+            // above it is not this user's to write in.
+            std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+                "creating the data folder {}: {e} (this user may not write in the folder above it: create the data \
+                 folder for the user refdesk runs as, e.g. `install -d -o refdesk -m 700 {}`)",
+                dir.display(),
+                dir.display()
+            ),
             _ => on_data(e, format!("creating the data folder {}", dir.display())),
         })?;
     }

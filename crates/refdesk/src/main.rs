@@ -340,7 +340,20 @@ fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
         return Ok(first.to_owned());
     }
     if let Ok(p) = std::env::var("REFDESK_PASSWORD") {
-        return Ok(p);
+        // Taken as a file's line: the line end a secret store or an
+        // `EnvironmentFile` leaves is not part of it, and spaces around it
+        // are refused (an account nobody could type the password of).
+        let line = p.strip_suffix('\n').map_or(p.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
+        if line.is_empty() {
+            bail!("REFDESK_PASSWORD is empty");
+        }
+        if line.contains(['\n', '\r']) {
+            bail!("REFDESK_PASSWORD holds more than one line: give the password alone");
+        }
+        if line.trim() != line {
+            bail!("the password in REFDESK_PASSWORD begins or ends with a space or tab: remove it");
+        }
+        return Ok(line.to_owned());
     }
     if !std::io::stdin().is_terminal() {
         bail!("no password: give it in a file (--password-file) or in REFDESK_PASSWORD (it is never a flag)");
@@ -470,7 +483,6 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
                 if unknown.len() == 1 { "is" } else { "are" }
             );
         }
-        out!("the configuration is valid");
         for advice in config.advice() {
             out!("warning: {advice}");
         }
@@ -495,6 +507,8 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         }
         check_data_dir(&config)?;
         check_links(&config).await?;
+        // Last, once all is checked: not said before an error that follows.
+        out!("the configuration is valid");
     } else {
         out!("{}", config.redacted_toml().trim_end());
     }
@@ -741,6 +755,26 @@ fn existing(config: Config) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Opens the database for a command that serves nobody. An older schema is
+/// refused, not upgraded: upgrading is `migrate`'s and `serve`'s, after a
+/// backup and with the older version's nodes stopped (docs/operations.md,
+/// "Upgrades"), and these commands may run beside a server — an older one,
+/// in the middle of an upgrade.
+async fn open_offline(config: &Config) -> anyhow::Result<refdesk_server::AppState> {
+    let versions = match &config.database_url {
+        Some(url) => refdesk_store::postgres::schema_versions(url).await.ok(),
+        None => refdesk_store::sqlite::backup::schema_versions(&config.database_path()).ok().flatten(),
+    };
+    if let Some((now, known)) = versions.filter(|&(now, known)| 0 < now && now < known) {
+        bail!(
+            "the database is at schema version {now}, older than this refdesk's ({known}), and this command does not \
+             upgrade it: take a backup, stop the refdesk that serves it, then run `refdesk migrate` (docs/operations.md, \
+             \"Upgrades\"); or run this command with the refdesk that made it"
+        );
+    }
+    refdesk_server::open(config, Clock::system()).await
+}
+
 /// The configuration for a command that serves nobody (migrate, demo, user
 /// add): it needs the database, not the link to the other nodes.
 fn offline(mut config: Config) -> Config {
@@ -758,7 +792,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args.clone(), bench::Storage::of(&cli.data_dir, &cli.database_url)).await,
         Command::BenchRelay { listen } => relay::run(*listen).await,
         Command::BenchReports { command } => {
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = open_offline(&offline(load_config(&cli)?)).await?;
             let done = bench_reports::run(command, &state.app).await;
             state.app.store().close().await;
             done
@@ -783,7 +817,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Setup(args) => {
             let new = checked(args.read()?)?;
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = open_offline(&offline(load_config(&cli)?)).await?;
             let done = state.app.set_up(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
             print_set_up(&done?, &args.admin);
@@ -791,7 +825,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cooperative { command: CooperativeCommand::Add(args) } => {
             let new = checked(args.read()?)?;
-            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
+            let state = open_offline(&offline(existing(load_config(&cli)?)?)).await?;
             let done = state.app.add_cooperative(new).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
             print_set_up(&done?, &args.admin);
@@ -804,7 +838,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rename(&cli, Named::Institution(refdesk_domain::ids::InstitutionId(*id)), name).await
         }
         Command::Institution { command: InstitutionCommand::Add { name, cooperative } } => {
-            let state = refdesk_server::open(&offline(existing(load_config(&cli)?)?), Clock::system()).await?;
+            let state = open_offline(&offline(existing(load_config(&cli)?)?)).await?;
             let coop = refdesk_domain::ids::CooperativeId(*cooperative);
             let done = state.app.add_institution(None, coop, name).await.map_err(by_id);
             state.app.store().close().await;
@@ -815,7 +849,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Library { command } => library_command(&cli, command).await,
         Command::List => print_list(&cli, false).await,
         Command::Demo => {
-            let state = refdesk_server::open(&offline(load_config(&cli)?), Clock::system()).await?;
+            let state = open_offline(&offline(load_config(&cli)?)).await?;
             load_demo(&state.app).await?;
             state.app.store().close().await;
             print_demo_logins();
@@ -845,7 +879,7 @@ async fn user_command(cli: &Cli, command: &UserCommand) -> anyhow::Result<()> {
 /// `refdesk cooperative|institution|library rename`: the operator's, so
 /// no role is checked.
 async fn rename(cli: &Cli, what: Named, name: &str) -> anyhow::Result<()> {
-    let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+    let state = open_offline(&offline(existing(load_config(cli)?)?)).await?;
     let done = state.app.rename(None, what, name).await.map_err(by_id);
     state.app.store().close().await;
     done?;
@@ -856,7 +890,7 @@ async fn rename(cli: &Cli, what: Named, name: &str) -> anyhow::Result<()> {
 /// `refdesk list` (the organisation) or `refdesk user list` (`staff`), on
 /// the database as it is.
 async fn print_list(cli: &Cli, staff: bool) -> anyhow::Result<()> {
-    let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+    let state = open_offline(&offline(existing(load_config(cli)?)?)).await?;
     let listed = if staff { list_users(&state.app).await } else { list(&state.app).await };
     state.app.store().close().await;
     listed
@@ -913,7 +947,7 @@ async fn update_user(cli: &Cli, username: &str, password: Option<&str>, disabled
     // As sign-in takes it: `Nora` is `nora`.
     let username = &refdesk_domain::input::sign_in_name(username);
     let config = offline(existing(load_config(cli)?)?);
-    let state = refdesk_server::open(&config, Clock::system()).await?;
+    let state = open_offline(&config).await?;
     let done = state.app.operator_update(username, password, disabled).await.map_err(|e| match e {
         refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound(_)) => {
             anyhow::anyhow!("there is no staff member {username:?}")
@@ -974,7 +1008,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     refdesk_domain::input::slug("username", &username).map_err(|e| anyhow::anyhow!("{e}"))?;
     refdesk_domain::input::optional_line("display_name", Some(&name), 100).map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = read_password(u.password_file.as_deref())?;
-    let state = refdesk_server::open(&config, Clock::system()).await?;
+    let state = open_offline(&config).await?;
     let id = state.app.add_staff(None, &u.library, &username, &name, role, &password).await.map_err(|e| match e {
         refdesk_app::AppError::Domain(refdesk_domain::DomainError::NotFound("library")) => {
             anyhow::anyhow!("there is no library {:?} (`refdesk list` shows them)", u.library)
@@ -1033,7 +1067,7 @@ fn same_folder(cli: &Cli) -> String {
 async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<()> {
     match command {
         LibraryCommand::Add { slug, name, institution } => {
-            let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+            let state = open_offline(&offline(existing(load_config(cli)?)?)).await?;
             let inst = Some(refdesk_domain::ids::InstitutionId(*institution));
             let done = state.app.add_library(None, inst, slug, name).await.map_err(by_id);
             state.app.store().close().await;
@@ -1043,7 +1077,7 @@ async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<
             Ok(())
         }
         LibraryCommand::Rename { slug, name } => {
-            let state = refdesk_server::open(&offline(existing(load_config(cli)?)?), Clock::system()).await?;
+            let state = open_offline(&offline(existing(load_config(cli)?)?)).await?;
             let found = state.app.library(slug).await.map_err(|e| anyhow::anyhow!("{e}"));
             state.app.store().close().await;
             rename(cli, Named::Library(found?.placement.library), name).await
@@ -1056,7 +1090,7 @@ async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<
                      widget.js from it, on the library's own site"
                 );
             };
-            let state = refdesk_server::open(&config, Clock::system()).await?;
+            let state = open_offline(&config).await?;
             let found = state.app.library(slug).await;
             state.app.store().close().await;
             let library = found.map_err(|e| match e {

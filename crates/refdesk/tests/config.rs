@@ -418,7 +418,7 @@ fn what_works_but_is_unsafe_on_the_open_internet_is_said_not_refused() {
         let env: Vec<_> = env.iter().copied().chain(mail).collect();
         let o = refdesk(None, &env, &["config", "--check"]);
         assert!(o.status.success(), "advice, not an error: {}", err(&o));
-        assert!(out(&o).starts_with("the configuration is valid"), "{}", out(&o));
+        assert!(out(&o).trim_end().ends_with("the configuration is valid"), "said last: {}", out(&o));
         // (The data folder's disk may be nearly full where the tests run.)
         let disk = |l: &&str| l.starts_with("warning: the data folder's disk");
         out(&o).lines().filter(|l| l.starts_with("warning: ") && !disk(l)).map(str::to_owned).collect::<Vec<_>>()
@@ -504,6 +504,7 @@ fn config_check_looks_at_the_data_folder_and_says_whether_serve_would_upgrade_th
     let o = check();
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains(&format!("newer than this refdesk ({version})")), "{}", err(&o));
+    assert!(!out(&o).contains("is valid"), "not said before the error: {}", out(&o));
     assert!(std::fs::read(&db).unwrap() == before, "the check wrote nothing");
 
     std::fs::write(&db, "not a database at all, but long enough to look like one to a quick glance").unwrap();
@@ -642,6 +643,20 @@ fn migrate_says_from_which_schema_version_it_upgraded() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/tests/fixtures/v0.1-92606b6.sqlite3");
     std::fs::copy(fixture, dir.path().join("refdesk.sqlite3")).unwrap();
     let data = dir.path().to_str().unwrap();
+    // The operator's other commands leave an older schema as it is (they may
+    // run beside an older server, in the middle of an upgrade): refused.
+    let db = dir.path().join("refdesk.sqlite3");
+    let before = std::fs::read(&db).unwrap();
+    for args in [&["list"][..], &["user", "list"], &["user", "disable", "ann"], &["demo"]] {
+        let o = refdesk(None, &[], &[&["--data-dir", data][..], args].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", out(&o));
+        assert!(
+            err(&o).contains("this command does not upgrade it") && err(&o).contains("refdesk migrate"),
+            "{}",
+            err(&o)
+        );
+        assert!(std::fs::read(&db).unwrap() == before, "{args:?} changed the database");
+    }
     let o = refdesk(None, &[], &["--data-dir", data, "migrate"]);
     assert!(o.status.success(), "{}", err(&o));
     let said = out(&o);
@@ -664,4 +679,35 @@ fn a_table_given_a_value_and_a_number_too_large_are_said_plainly() {
     let o = refdesk(None, &[("REFDESK_MAX_MESSAGE_CHARS", "18446744073709551616")], &["config", "--check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("REFDESK_MAX_MESSAGE_CHARS") && err(&o).contains("too large"), "{}", err(&o));
+}
+
+/// A data folder this user may not create is said as such: it is the
+/// folder above it this user may not write in (it was said to belong to
+/// another user, though it did not exist). Run as `nobody` when the tests
+/// run as root, whom no permission stops.
+#[test]
+fn a_data_folder_that_cannot_be_created_says_which_folder_is_not_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let above = dir.path().join("read-only");
+    std::fs::create_dir(&above).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&above, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let data = above.join("data");
+    let root = Command::new("id").arg("-u").output().map(|o| out(&o).trim() == "0").unwrap();
+    let mut cmd = Command::new(if root { "runuser" } else { BIN });
+    if root {
+        cmd.args(["-u", "nobody", "--", BIN]);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let o = cmd
+        .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", &listen])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("may not write in the folder above it"), "{}", err(&o));
+    assert!(!err(&o).contains("belongs to another user"), "{}", err(&o));
+    assert!(!data.exists());
 }

@@ -354,8 +354,16 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     assert!(!text(&o).to_lowercase().contains("password"), "{}", text(&o));
     let o = refdesk(dir.path(), &["user", "password", "nobody"], Some(NEW));
     assert!(!o.status.success() && text(&o).contains("there is no staff member \"nobody\""), "{}", text(&o));
+    // REFDESK_PASSWORD is taken as a file's line: spaces around it refused,
+    // the line end a secret store leaves dropped (signed in with, below).
+    for (bad, said) in
+        [(format!(" {NEW}"), "begins or ends with a space or tab"), (format!("{NEW}\nmore"), "more than one line")]
+    {
+        let o = refdesk(dir.path(), &["user", "password", "nora"], Some(&bad));
+        assert!(!o.status.success() && text(&o).contains(said), "{}", text(&o));
+    }
     // The name as sign-in takes it: "Nora" is nora.
-    let o = refdesk(dir.path(), &["user", "password", "Nora"], Some(NEW));
+    let o = refdesk(dir.path(), &["user", "password", "Nora"], Some(&format!("{NEW}\r\n")));
     assert!(o.status.success() && text(&o).contains("nora has a new password"), "{}", text(&o));
 
     let server = Server::start(dir.path(), &[], &[]).await;

@@ -549,8 +549,20 @@ pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[Pr
         .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
-        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        .and_then(forwarded_ip);
     forwarded.unwrap_or(peer)
+}
+
+/// An `X-Forwarded-For` entry's address: bare, as nginx writes it, or with
+/// the client's port, as some proxies do (`203.0.113.5:1234`,
+/// `[2001:db8::5]:1234`, `[2001:db8::5]`).
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 pub use crate::proxy::is_trusted;
@@ -804,5 +816,15 @@ mod tests {
         assert_eq!(client_ip_of(stranger, &headers(&["203.0.113.5"]), &trusted), stranger);
         // A last line that is not an address leaves the proxy's own.
         assert_eq!(client_ip_of(proxy, &headers(&["203.0.113.5", "nonsense"]), &trusted), proxy);
+        assert_eq!(client_ip_of(proxy, &headers(&["unknown"]), &trusted), proxy);
+        // Some proxies write the client's port too.
+        for (entry, client) in [
+            ("203.0.113.5:1234", "203.0.113.5"),
+            ("[2001:db8::5]:1234", "2001:db8::5"),
+            ("[2001:db8::5]", "2001:db8::5"),
+            (" 2001:db8::5 ", "2001:db8::5"),
+        ] {
+            assert_eq!(client_ip_of(proxy, &headers(&[entry]), &trusted), ip(client), "{entry}");
+        }
     }
 }

@@ -58,9 +58,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
-        .fallback(|| async {
-            ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into(), field: None }
-        })
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -79,6 +77,33 @@ pub fn router(state: AppState) -> Router {
         // Outermost: every answer, refusals and the fallback's among them.
         .layer(axum::middleware::from_fn(safe_headers))
         .with_state(state)
+}
+
+/// What no route answers. A page's address with a slash at its end (a
+/// library's webmaster often adds one to `/ask/{slug}`) is sent on to the
+/// one without; only a plain path is (letters, digits, `-`, `_`, `.`):
+/// `//elsewhere.example/` must not become a link to another site.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    let plain = |p: &str| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/api/");
+    let safe = trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if matches!(method, axum::http::Method::GET | axum::http::Method::HEAD)
+        && trimmed.len() < path.len()
+        && plain(trimmed)
+        && safe
+    {
+        let to = match uri.query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(to) = axum::http::HeaderValue::from_str(&to) {
+            return (StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, to)]).into_response();
+        }
+    }
+    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such page".into(), field: None }
+        .into_response()
 }
 
 /// An API answer is kept by no cache unless it says otherwise: most hold a

@@ -28,6 +28,28 @@ async fn health_readiness_and_pages_answer() {
         // text and a refusal's JSON among them.
         assert_eq!(res.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
     }
+    // A page's address with a slash at its end is sent on to the one
+    // without (its query kept); nothing becomes a link to another site.
+    let direct = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (path, to) in [
+        ("/ask/riverside-main/", Some("/ask/riverside-main")),
+        ("/desk//", Some("/desk")),
+        ("/desk/questions/?status=open", Some("/desk/questions?status=open")),
+        ("//elsewhere.example/", None),
+        ("/%5Celsewhere.example/", None),
+        ("/api/me/", None),
+        ("/", None),
+    ] {
+        let res = direct.get(app.url(path)).send().await.unwrap();
+        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        match to {
+            Some(to) => assert_eq!((res.status().as_u16(), location.as_deref()), (308, Some(to)), "{path}"),
+            None => assert!(location.is_none() && res.status() != 308, "{path}: {location:?}"),
+        }
+    }
+    let res = http.get(app.url("/ask/riverside-main/")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "followed, the chat page");
+    assert_eq!(direct.post(app.url("/desk/")).send().await.unwrap().status(), 404, "only a page is sent on");
     let wrong = http.delete(app.url("/healthz")).send().await.unwrap();
     assert_eq!(
         (wrong.status().as_u16(), &wrong.headers()["x-content-type-options"]),
