@@ -519,22 +519,35 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
 /// the machine may read while it holds a secret (`serve` reads it as it
 /// is: a service's file is often made by an editor with the default 0644).
 fn say_readable_secrets(path: &Path) {
+    if let Some(warning) = readable_secrets(path) {
+        out!("warning: {warning}");
+    }
+}
+
+/// The warning for a configuration file every user of the machine may read
+/// while it holds a secret, if it does.
+fn readable_secrets(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let everyone = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
         let secrets = match everyone.then(|| std::fs::read_to_string(path)) {
             Some(Ok(text)) => refdesk_server::settings::secrets_in(&text),
-            _ => return,
+            _ => return None,
         };
-        if !secrets.is_empty() {
-            out!(
-                "warning: {} holds {} and every user of this machine can read it: make it 0600 (or 0640, group \
-                 refdesk's), or give the secrets in the environment (REFDESK_<NAME>)",
+        (!secrets.is_empty()).then(|| {
+            format!(
+                "{} holds {} and every user of this machine can read it: make it 0600 (or 0640, group refdesk's), \
+                 or give the secrets in the environment (REFDESK_<NAME>)",
                 path.display(),
                 secrets.join(", ")
-            );
-        }
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -1127,6 +1140,11 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
             "--demo is for trying refdesk on this machine: it is refused {why}. To serve a library, run `refdesk \
              setup` (README: Deploying for real)."
         );
+    }
+    // As `config --check` says it: a service's file made with an editor's
+    // default 0644 is read as it is, and said.
+    if let Some(warning) = cli.config.as_deref().and_then(readable_secrets) {
+        tracing::warn!("{warning}");
     }
     let listener = bind(&config).await?;
     // Held until the process ends (see `lock`): before the database

@@ -580,8 +580,16 @@ fn config_check_warns_of_a_file_everyone_may_read_that_holds_a_secret() {
     let said = out(&o);
     assert!(said.contains("holds mail.smtp_url and every user of this machine can read it"), "{said}");
     assert!(!said.contains("s3cret-words"), "the secret itself is not said: {said}");
+    // `serve` says it in its log as it starts (here it stops next: its port
+    // is taken).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let o = refdesk(Some(&secret), &[], &["serve", "--listen", &listen]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("holds mail.smtp_url and every user of this machine can read it"), "{}", err(&o));
     // Readable by its owner (and group) alone, or holding no secret: nothing said.
     chmod(&secret, 0o640);
+    assert!(!err(&refdesk(Some(&secret), &[], &["serve", "--listen", &listen])).contains("can read it"));
     assert!(!out(&refdesk(Some(&secret), &[], &["config", "--check"])).contains("can read it"));
     let plain = file(
         dir.path(),
