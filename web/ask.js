@@ -236,6 +236,7 @@ function render(m) {
     // Nothing more can be sent: what was being written is not kept. Kept
     // as ended (the widget's button says so on the library's pages).
     if (chat && (chat.draft || !chat.ended)) { chat.draft = ""; chat.ended = true; save(); }
+    place = null; // no longer in line: its minutes are not counted on
     setStatus(taken ? "The chat has ended." : "You are no longer in line.");
     for (const id of ["end", "transcript-form", "rating-form", "end-confirm", "duty"]) $(id).classList.add("hidden");
     // What was being typed stays on screen, to copy, until the page is
@@ -674,7 +675,7 @@ function showPlace() {
   const soon = $("duty").classList.contains("hidden") ? " A librarian will be with you shortly." : "";
   setStatus(`You are number ${place.position} in line (waiting ${mins} min).${soon}`);
 }
-setInterval(() => { if (place && /in line/.test(statusText)) showPlace(); }, 10000);
+setInterval(() => { if (place && /^You are number/.test(statusText)) showPlace(); }, 10000);
 
 // Nobody on duty: the entry point says so and offers the question form.
 // Checked again while the form waits (every 30 s, and whenever the widget is
@@ -720,7 +721,7 @@ async function checkDuty() {
     const st = await api(`/api/libraries/${encodeURIComponent(slug)}/status`);
     nameLibrary(st);
     $("duty").classList.toggle("hidden", st.online || !chat || withLibrarian || ended);
-    if (place && /in line/.test(statusText)) showPlace();
+    if (place && /^You are number/.test(statusText)) showPlace();
   } catch { /* said again in 30 s */ }
 }
 setInterval(checkDuty, 30000);

@@ -1078,10 +1078,11 @@ function onRefused(f) {
     // sign-in form says the password changed, not that it was signed out.
     if (changingPassword) { signInEnded = true; return; }
     // Signing out here: the socket may hear of it before the request's
-    // answer, and the reload would then leave the drafts behind.
-    if (signingOut) pref.clearDrafts();
-    // The sign-in form then says why it is back (not while signing out here).
-    else sessionStorage.setItem("refdesk.ended", "1");
+    // answer, which reloads the page (with the drafts cleared) once it
+    // comes; reloading now would drop the request on its way.
+    if (signingOut) return;
+    // The sign-in form then says why it is back.
+    sessionStorage.setItem("refdesk.ended", "1");
     reloadPage(); return;
   }
   // A line the frame budget turned away (many frames at once, as at a

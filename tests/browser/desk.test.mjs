@@ -1302,3 +1302,40 @@ test("leaving the desk by a link while chatting is asked first; with no chat goi
   assert.equal(unasked, null, "no question with no chat going on");
   for (const p of [ann, patron, erin]) await p.context().close();
 });
+
+test("signing out with a second window of the desk open puts every chat back in line at once", async () => {
+  // A librarian of her own, signed in nowhere else (Ann is, from the tests before).
+  const carla = await open();
+  await signIn(carla, "carla", null);
+  const made = await carla.evaluate(async () => (await fetch("/api/staff", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: "lena", display_name: "Lena Lending", library: "riverside-main", role: "librarian", password: "lending shelf 42" }),
+  })).status);
+  assert.equal(made, 201);
+  const lena = await open();
+  await lena.goto(`${base}/desk`);
+  await lena.fill("#username", "lena");
+  await lena.fill("#password", "lending shelf 42");
+  await lena.click("#login button[type=submit]");
+  await lena.getByText(/Signed in as/).waitFor();
+  await lena.selectOption("#availability", "on_duty");
+  const [one, two] = [await open(), await open()];
+  await askQuestion(one, "Odile", "First before sign-out");
+  await askQuestion(two, "Tess", "Second before sign-out");
+  await lena.getByRole("button", { name: /Accept: Odile/ }).click();
+  await one.getByText("Lena Lending (librarian) has joined the chat").waitFor();
+  await lena.getByRole("button", { name: /Accept: Tess/ }).click();
+  await two.getByText("Lena Lending (librarian) has joined the chat").waitFor();
+  // A second window of her desk (the same sign-in).
+  const second = await lena.context().newPage();
+  await second.goto(`${base}/desk`);
+  await second.getByText(/Signed in as/).waitFor();
+  await lena.locator("#chat-title", { hasText: /^Tess — / }).waitFor();
+  await lena.fill("#text", "One moment, please.");
+  await lena.keyboard.press("Enter");
+  await lena.click("#logout"); // its question is answered yes (the harness)
+  await lena.locator("#login").waitFor();
+  // Both patrons are back in line now, not minutes later.
+  for (const p of [one, two]) await p.getByText(/You are number \d+ in line/).waitFor({ timeout: 5000 });
+  for (const p of [carla, lena, one, two]) await p.context().close();
+});

@@ -492,6 +492,9 @@ test("a waiting patron is told when nobody is on duty, and when the network is l
   assert.equal(await patron.evaluate(() => document.activeElement.id), "status", "the focus goes to the line that says so, not to the button that clears the page");
   await patron.getByText("You are no longer in line.").waitFor();
   assert.equal(await patron.getByText("The chat has ended.").count(), 0, "there was no chat to end");
+  // And stays so: the place's minutes, counted every 10 s, are not said again.
+  await patron.waitForTimeout(10500);
+  assert.equal(await patron.locator("#status").innerText(), "You are no longer in line.");
   for (const p of [ann.page, patron]) await p.context().close();
 });
 

@@ -67,6 +67,8 @@ pub fn router(state: AppState) -> Router {
                 field: None,
             }
         })
+        // Innermost: what reaches a handler runs to its end.
+        .layer(axum::middleware::from_fn(run_to_end))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit(state.app.limits())))
         .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), refuse_announced_too_large))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
@@ -77,6 +79,27 @@ pub fn router(state: AppState) -> Router {
         // Outermost: every answer, refusals and the fallback's among them.
         .layer(axum::middleware::from_fn(safe_headers))
         .with_state(state)
+}
+
+/// A request that may change something runs to its end even when its
+/// client goes. hyper drops a request's future when its connection closes,
+/// and a use case stopped between two of its writes is left half done: a
+/// sign-out had put one of its librarian's chats back in line and not the
+/// next (the desk reloaded as its sockets closed with the sign-in, and the
+/// browser dropped the request), leaving a patron with nobody. A read
+/// (`GET`, `HEAD`, `OPTIONS`) changes nothing, and stops with its client.
+async fn run_to_end(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    use tracing::Instrument;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    // In a task of its own, with the request's span (its request id).
+    match tokio::spawn(next.run(req).in_current_span()).await {
+        Ok(res) => res,
+        Err(e) => ApiError::internal(format_args!("a request's handler failed: {e}")).into_response(),
+    }
 }
 
 /// What no route answers. A page's address with a slash at its end (a

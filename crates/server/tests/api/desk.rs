@@ -1642,3 +1642,34 @@ async fn a_library_renamed_elsewhere_is_named_anew_here_within_seconds() {
     assert_eq!(carla.post("/api/libraries/riverside-main", json!({"name": "Riverside Uptown"})).await.0, 200);
     assert_eq!(status().await, "Riverside Uptown", "renamed here: at once");
 }
+
+/// A sign-out whose client hangs up at once (a desk reloading as its
+/// sockets close with the sign-in) still puts every chat back in line: the
+/// request runs to its end. It was dropped with its connection, between
+/// one chat's hand-back and the next, leaving patrons with nobody.
+#[tokio::test]
+async fn a_sign_out_whose_client_hangs_up_still_puts_every_chat_back_in_line() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let ann = app.staff("ann").await;
+    let mut sessions = Vec::new();
+    for n in 0..12 {
+        let patron = app.start_chat("riverside-main", &format!("Question {n} before the sign-out")).await;
+        assert_eq!(ann.accept(patron.session).await.0, 200);
+        sessions.push(patron.session);
+    }
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nContent-Length: 0\r\n\r\n",
+        app.addr, ann.cookie
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    drop(tcp);
+    let carla = app.staff("carla").await;
+    app.eventually("every chat back in line", || async {
+        let (_, queue) = carla.get("/api/queue").await;
+        let waiting: Vec<i64> = queue.as_array().unwrap().iter().filter_map(|e| e["session"].as_i64()).collect();
+        sessions.iter().all(|s| waiting.contains(s))
+    })
+    .await;
+}
