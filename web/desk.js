@@ -545,7 +545,7 @@ async function refreshQuestions() {
   $("questions").replaceChildren(...qs.map((q) => el("tr", {},
     el("td", {}, String(q.id)),
     el("td", {}, q.live ? liveBadge(q) : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
-    el("td", {}, q.library_name), el("td", {}, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
+    el("td", {}, q.library_name), el("td", { class: "word" }, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
     el("td", {}, q.librarian_name || ""))));
 }
 

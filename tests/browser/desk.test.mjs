@@ -1222,6 +1222,10 @@ test("a patron who takes a librarian's name reads as a patron on the desk; a new
   await list.goto(`${base}/desk/questions`);
   await list.locator("td", { hasText: "catalog.example.org" }).first().waitFor();
   assert.ok((await wide(list)) <= 0, `the question list is ${await wide(list)} px too wide`);
+  // Nor on a phone: the desk's table of questions scrolls in a box of its own.
+  await ann.setViewportSize({ width: 360, height: 740 });
+  assert.ok((await wide(ann)) <= 0, `the desk is ${await wide(ann)} px too wide at 360 px`);
+  await ann.setViewportSize(LAPTOP);
   // A second patron's chat is shown; a line in the first is read out.
   // Its patron's name is 100 letters without a space: it wraps within the
   // chat's column (it ran over the patron's details beside it).
