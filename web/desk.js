@@ -128,8 +128,12 @@ function updateTitle() {
 }
 
 // --- a chat --------------------------------------------------------------------
+// Two live chats of one name (two patrons who gave none are both
+// "Patron") are told apart by their numbers, on screen and read out.
 function label(s) {
-  return `${s.patron_name} — ${s.library_name}`;
+  const twin = [...monitor.values()].some((o) => o.ctx.id !== s.ctx.id && o.state !== "ended"
+    && o.patron_name === s.patron_name && o.library_name === s.library_name);
+  return `${s.patron_name} — ${s.library_name}${twin ? ` (chat ${s.ctx.id})` : ""}`;
 }
 
 // The chat's name, and a link to its question's page (where it is referred
@@ -517,7 +521,7 @@ function renderMonitor() {
   };
   const item = (s) => el("li", { "data-session": s.ctx.id },
     el("button", { type: "button", class: "secondary", onclick: () => show(s.ctx.id) },
-      `${s.patron_name} — ${s.library_name} — ${s.librarian_name || "waiting"}`),
+      `${label(s)} — ${s.librarian_name || "waiting"}`),
     el("div", { class: "status" }, since(s)));
   $("list-my").replaceChildren(...my.map(tab));
   const more = monitorMore > 0 ? [el("li", { class: "status" }, `…and ${monitorMore} more live chats`)] : [];

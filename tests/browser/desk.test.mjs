@@ -1343,3 +1343,22 @@ test("signing out with a second window of the desk open puts every chat back in 
   for (const p of [one, two]) await p.getByText(/You are number \d+ in line/).waitFor({ timeout: 5000 });
   for (const p of [carla, lena, one, two]) await p.context().close();
 });
+
+test("two chats of patrons of one name are told apart by their numbers", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const [one, two] = [await open(), await open()];
+  await askQuestion(one, "Twin", "The first twin's question");
+  await askQuestion(two, "Twin", "The second twin's question");
+  for (const p of [one, two]) {
+    await ann.getByRole("button", { name: /^Accept: Twin/ }).first().click();
+    await p.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  }
+  const ids = await Promise.all([one, two].map((p) => p.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session)));
+  for (const id of ids) {
+    await ann.getByRole("button", { name: new RegExp(`^Twin — Riverside University Main Library \\(chat ${id}\\)`) }).waitFor();
+  }
+  await ann.getByRole("button", { name: new RegExp(`\\(chat ${ids[1]}\\)`) }).click();
+  await ann.locator("#chat-title", { hasText: `(chat ${ids[1]})` }).waitFor();
+  await ann.locator("#log", { hasText: "The second twin's question" }).waitFor();
+});
