@@ -925,6 +925,8 @@ async function start() {
       }
       else if (f.type === "im") onIm(f);
       else if (f.type === "im_ack") imSent.delete(f.client_id);
+      // Read at another of my desks: not unread here either.
+      else if (f.type === "im_read") drawSoon(refreshColleagues);
       else if (f.type === "availability") refreshColleagues();
       else if (f.type === "link") { linkDown = f.down; sayConnection(); }
       else if (f.type === "referred") {

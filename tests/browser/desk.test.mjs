@@ -497,6 +497,11 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
   await carlaIm.filter({ hasText: "1 unread" }).waitFor();
   await ann.waitForFunction((n) => document.title.startsWith(`(${n + 1})`), before); // the title counts it
+  // A second window of her desk counts it too, until she reads it in the first.
+  const other = await ann.context().newPage();
+  await other.goto(`${base}/desk`);
+  const otherIm = other.getByRole("button", { name: /^Carla Catalog — / });
+  await otherIm.filter({ hasText: "1 unread" }).waitFor();
   // (Her name may be far down the column after this file's chats: in view
   // first, as a librarian would scroll to it.)
   await carlaIm.scrollIntoViewIfNeeded();
@@ -504,6 +509,8 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   await carlaIm.click();
   await ann.locator("#im-log li", { hasText: "Lunch at one?" }).waitFor();
   await ann.getByRole("button", { name: /^Carla Catalog — / }).filter({ hasText: "unread" }).waitFor({ state: "detached" });
+  await otherIm.filter({ hasText: "unread" }).waitFor({ state: "detached", timeout: 5000 });
+  await other.close();
   await ann.waitForFunction((n) => (document.title.match(/^\((\d+)\)/)?.[1] ?? "0") === String(n), before);
   // The IM opens over the page's corner, ready to type in: the chat and the
   // queue stay where they were (it scrolled them out of view at 1366×768).

@@ -723,7 +723,7 @@ impl Topics {
             Event::QueueRolledUp(e) => {
                 self.queue.get(&e.queue.cooperative).into_iter().flatten().for_each(|m| m.deliver(&event))
             }
-            Event::SignedOut { staff } => self.to_staff(*staff, &event),
+            Event::SignedOut { staff } | Event::ImRead { staff, .. } => self.to_staff(*staff, &event),
             Event::Erased { sessions } => {
                 for session in sessions {
                     self.to_session(*session, &event);

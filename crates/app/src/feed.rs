@@ -112,6 +112,13 @@ pub enum Out {
     },
     /// A direct message to or from this staff member.
     Im(ImMessage),
+    /// This staff member read a conversation up to `seq` (at another desk).
+    ImRead {
+        /// The colleague it is with.
+        peer: StaffId,
+        /// Read up to this message.
+        seq: u64,
+    },
     /// This staff member's sign-ins were revoked: the connection must close.
     SignedOut,
     /// A question was referred to a library this staff member serves, or
@@ -979,6 +986,12 @@ impl Feed {
             }
             Event::SessionChanged(summary) => self.on_session_changed(summary, &mut out).await?,
             Event::Im(m) => self.on_im(m, &mut out).await?,
+            Event::ImRead { staff, peer, seq } => {
+                let mine = matches!(&self.viewer, Viewer::Staff(me) if me.id == *staff);
+                if mine && sees(&self.viewer, Item::Im { from: *peer, to: *staff }) {
+                    out.push(Out::ImRead { peer: *peer, seq: *seq });
+                }
+            }
             Event::Availability { staff, cooperative, availability } => {
                 self.on_availability(*staff, *cooperative, *availability, &mut out).await?
             }

@@ -67,7 +67,10 @@ impl App {
     /// Marks a conversation read up to `seq` (its last message at most);
     /// returns how far.
     pub async fn im_read(&self, staff: &Staff, peer: StaffId, seq: u64) -> AppResult<u64> {
-        Ok(self.store.im_read(staff.id, peer, seq).await?)
+        let read = self.store.im_read(staff.id, peer, seq).await?;
+        // After the commit: their other desks count it read too.
+        self.bus.publish_ephemeral(refdesk_domain::event::Event::ImRead { staff: staff.id, peer, seq: read });
+        Ok(read)
     }
 }
 

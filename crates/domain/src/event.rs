@@ -186,6 +186,16 @@ pub enum Event {
     SessionChanged(SessionSummary),
     /// A direct message between two staff members.
     Im(ImMessage),
+    /// A staff member read a conversation up to `seq`: their other desks
+    /// stop counting it unread.
+    ImRead {
+        /// Who read it.
+        staff: StaffId,
+        /// The colleague it is with.
+        peer: StaffId,
+        /// Read up to this message.
+        seq: u64,
+    },
     /// A staff member's availability changed.
     Availability {
         /// Who.

@@ -285,6 +285,7 @@ impl Connection {
                 Out::Monitor(summary) => OutFrame::MonitorUpdate(summary),
                 Out::MonitorTick { session, at } => OutFrame::MonitorTick { session: *session, at: *at },
                 Out::Im(m) => OutFrame::Im(m),
+                Out::ImRead { peer, seq } => OutFrame::ImRead { peer: *peer, seq: *seq },
                 Out::SignedOut => {
                     error(socket, "unauthenticated", "your sign-in has ended; sign in again", None).await?;
                     return Err(Closed::with(CLOSE_POLICY, "signed out"));

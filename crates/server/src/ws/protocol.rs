@@ -232,6 +232,13 @@ pub enum OutFrame<'a> {
     },
     /// A direct message (the message's own fields).
     Im(&'a ImMessage),
+    /// A conversation was read up to `seq` at another of my desks.
+    ImRead {
+        /// The colleague.
+        peer: StaffId,
+        /// Read up to this message.
+        seq: u64,
+    },
     /// A direct message was committed.
     ImAck {
         /// The colleague.

@@ -526,9 +526,19 @@ async fn staff_im_is_delivered_live_and_recovered_after_a_reconnect() {
     let frames = ben_ws.until(|f| f["type"] == "im_synced").await;
     let missed: Vec<&str> = frames.iter().filter(|f| f["type"] == "im").map(|f| f["body"].as_str().unwrap()).collect();
     assert_eq!(missed, ["Or at 4?", "Thanks!"], "exactly what was missed, the re-send stored once");
+    // Read on this socket's sign-in: Ben's other desk (another browser)
+    // hears it, to stop counting it unread; Ann's does not.
+    let elsewhere = app.staff("ben").await;
+    let mut elsewhere_ws = elsewhere.socket().await;
+    ann_ws.frames.clear();
     ben.post(&format!("/api/im/{}/read", ann.id), json!({"seq": 3})).await;
     let (_, convs) = ben.get("/api/im").await;
     assert_eq!(convs[0]["unread"], 0);
+    let read = elsewhere_ws.until(|f| f["type"] == "im_read").await.last().unwrap().clone();
+    assert_eq!((read["peer"].as_i64(), read["seq"].as_u64()), (Some(ann.id), Some(3)));
+    ann_ws.send(json!({"type": "im_resume", "peer": ben.id, "after": 3})).await;
+    ann_ws.until(|f| f["type"] == "im_synced").await;
+    assert!(ann_ws.frames.iter().all(|f| f["type"] != "im_read"), "only the reader's desks hear it");
 
     // Nobody else hears it, and nobody writes to themselves or outside the cooperative.
     let (_, carla_convs) = app.staff("carla").await.get("/api/im").await;
