@@ -110,6 +110,7 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
   let delay = 500;
   let closedByUs = false;
   let again = null; // the next try's timer, while one waits
+  let heard = Date.now(); // the last frame's arrival (the heartbeat's)
   const send = (frame) => {
     if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(frame)); return true; }
     return false;
@@ -119,13 +120,16 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     ws = new WebSocket(`${proto}//${location.host}${url}`);
     ws.onopen = () => {
+      heard = Date.now();
       ws.send(JSON.stringify({ type: "auth", ...auth }));
       onState?.("connected");
       onOpen?.(send);
     };
     ws.onmessage = (e) => {
+      heard = Date.now();
       try {
         const frame = JSON.parse(e.data);
+        if (frame.type === "pong") return; // the heartbeat's alone
         // The backoff starts afresh once the server has taken the socket
         // (its `hello`), not when it merely opened: a socket closed before
         // its `auth` was answered (a node shedding sockets still opening,
@@ -156,6 +160,22 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
     };
   };
   open();
+  // A network that dies without a word (Wi-Fi gone, a proxy dropping
+  // everything) leaves the socket open, silent, for minutes, with replies
+  // "Sending…" and nothing said. A `ping` goes every 25 s (`pingMs`), and a
+  // socket that has heard nothing 10 s after it is opened again.
+  const pingMs = globalThis.refdeskPingMs ?? 25000;
+  let pingAt = 0;
+  setInterval(() => {
+    if (closedByUs || !ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (pingAt && heard < pingAt) {
+      // Unanswered: dead once it has waited long enough (no second ping).
+      if (now - pingAt > Math.min(10000, pingMs)) { pingAt = 0; reconnect(); }
+      return;
+    }
+    if (now - heard >= pingMs) { pingAt = now; send({ type: "ping" }); }
+  }, Math.min(5000, pingMs / 2));
   // `reconnect`: closed and opened again at once (the network came back:
   // the old socket may be dead without having said so).
   // One socket at a time: a try already waiting is made now instead.

@@ -7,6 +7,7 @@
 // new patron to the first reply. axe-core checks each new state.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import path from "node:path";
 import { refdesk, accessible, SHOTS } from "./harness.mjs";
 
@@ -1368,4 +1369,48 @@ test("two chats of patrons of one name are told apart by their numbers", async (
   await ann.getByRole("button", { name: new RegExp(`\\(chat ${ids[1]}\\)`) }).click();
   await ann.locator("#chat-title", { hasText: `(chat ${ids[1]})` }).waitFor();
   await ann.locator("#log", { hasText: "The second twin's question" }).waitFor();
+});
+
+test("a desk whose network goes silent (nothing closed, nothing said) notices by itself and connects again", async () => {
+  // Between the browser and the server, a relay that can stop passing
+  // anything on the connections it holds, as a dead Wi-Fi or a proxy that
+  // drops everything does; new connections pass.
+  const held = new Set();
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(new URL(base).port, "127.0.0.1");
+    const link = { client, upstream };
+    held.add(link);
+    client.on("data", (d) => { link.ws ??= d.toString("latin1").startsWith("GET /api/ws "); if (!link.dead) upstream.write(d); });
+    upstream.on("data", (d) => { if (!link.dead) client.write(d); });
+    for (const s of [client, upstream]) s.on("error", () => {}).on("close", () => { client.destroy(); upstream.destroy(); held.delete(link); });
+  });
+  await new Promise((r) => relay.listen(0, "127.0.0.1", r));
+  const via = `http://127.0.0.1:${relay.address().port}`;
+  const ann = await open();
+  // The heartbeat each second, not each 25 s, for the test's sake.
+  await ann.addInitScript(() => { globalThis.refdeskPingMs = 1000; });
+  await ann.goto(`${via}/desk`);
+  await ann.fill("#username", "ann");
+  await ann.fill("#password", "refdesk-demo");
+  await ann.click("#login button[type=submit]");
+  await ann.getByText(/Signed in as/).waitFor();
+  await ann.waitForTimeout(1500);
+  assert.equal(await ann.locator("#connection").innerText(), "", "connected");
+  const opened = new Promise((resolve) => ann.on("websocket", resolve));
+  // The desk's socket goes silent, open all the same.
+  for (const link of held) if (link.ws) link.dead = true;
+  // The desk opens a new socket by itself (through a new connection, which
+  // passes), within seconds, not the minutes the server takes to give up.
+  const again = await Promise.race([opened, new Promise((r) => setTimeout(() => r(null), 8000))]);
+  assert.ok(again, "a new socket, opened by the desk itself");
+  await ann.waitForFunction(() => document.getElementById("connection").textContent === "", null, { timeout: 10000 });
+  // And it works: a patron who comes now is offered at once.
+  await ann.selectOption("#availability", "on_duty");
+  const patron = await open();
+  await askQuestion(patron, "Sila", "After the silence");
+  await ann.getByRole("button", { name: /Accept: Sila/ }).first().waitFor();
+  await patron.context().close();
+  await ann.context().close();
+  for (const link of held) { link.client.destroy(); link.upstream.destroy(); }
+  relay.close();
 });
