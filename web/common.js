@@ -162,20 +162,22 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
   open();
   // A network that dies without a word (Wi-Fi gone, a proxy dropping
   // everything) leaves the socket open, silent, for minutes, with replies
-  // "Sending…" and nothing said. A `ping` goes every 25 s (`pingMs`), and a
-  // socket that has heard nothing 10 s after it is opened again.
-  const pingMs = globalThis.refdeskPingMs ?? 25000;
+  // "Sending…" and nothing said. A `ping` goes once the socket has heard
+  // nothing for 20 s (`pingMs`), and a socket that hears nothing in the
+  // 15 s after it is opened again (a busy node answers in its turn, after
+  // the socket's reads in hand: not sooner).
+  const pingMs = globalThis.refdeskPingMs ?? 20000;
   let pingAt = 0;
-  setInterval(() => {
+  const heartbeat = setInterval(() => {
     if (closedByUs || !ws || ws.readyState !== WebSocket.OPEN) return;
     const now = Date.now();
     if (pingAt && heard < pingAt) {
       // Unanswered: dead once it has waited long enough (no second ping).
-      if (now - pingAt > Math.min(10000, pingMs)) { pingAt = 0; reconnect(); }
+      if (now - pingAt > Math.min(15000, pingMs)) { pingAt = 0; reconnect(); }
       return;
     }
     if (now - heard >= pingMs) { pingAt = now; send({ type: "ping" }); }
-  }, Math.min(5000, pingMs / 2));
+  }, Math.min(2500, pingMs / 2));
   // `reconnect`: closed and opened again at once (the network came back:
   // the old socket may be dead without having said so).
   // One socket at a time: a try already waiting is made now instead.
@@ -190,7 +192,7 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
     delay = 500;
     open();
   };
-  return { send, reconnect, close: () => { closedByUs = true; clearTimeout(again); ws?.close(); } };
+  return { send, reconnect, close: () => { closedByUs = true; clearTimeout(again); clearInterval(heartbeat); ws?.close(); } };
 }
 
 export function newClientId() {

@@ -624,7 +624,13 @@ impl EventSink for Bus {
         let lines = events.iter().filter(|e| matches!(e, Event::Message { .. })).count();
         self.metrics.messages_committed.inc_by(lines as u64);
         if let Some(uplink) = self.uplink.get() {
-            let shared: Vec<Event> = events.iter().filter(|e| !matches!(e, Event::Resync)).cloned().collect();
+            // Kept on this node: a resync, and an IM read (a desk of the
+            // reader's on another node counts it read at its next look at
+            // its colleagues, within half a minute; sent, a node of the
+            // previous release, which cannot read it, would re-read every
+            // connection from the store at each one during an upgrade).
+            let shared: Vec<Event> =
+                events.iter().filter(|e| !matches!(e, Event::Resync | Event::ImRead { .. })).cloned().collect();
             if !shared.is_empty() && uplink.try_send(shared).is_err() {
                 // The other nodes are told (a skipped envelope number) and
                 // re-read what they follow from the store.

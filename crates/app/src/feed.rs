@@ -112,7 +112,7 @@ pub enum Out {
     },
     /// A direct message to or from this staff member.
     Im(ImMessage),
-    /// This staff member read a conversation up to `seq` (at another desk).
+    /// This staff member read a conversation up to `seq` (at this desk or another).
     ImRead {
         /// The colleague it is with.
         peer: StaffId,

@@ -104,15 +104,6 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
              erasures on request noted in {} that this database lacks, before any e-mail goes; its log says how many",
             journal.display()
         );
-    } else if journal.with_extension("lock").is_file() {
-        // A node that served this folder kept its journal here (it takes the
-        // lock beside it as it starts) and never wrote one: no erasure on
-        // request was made here, so there is none to make again.
-        out!(
-            "next: `refdesk{with} serve` (it brings an older schema up to date as it starts): refdesk served this \
-             folder and made no erasure on request here (there is no {} beside its lock), so none is to be made again",
-            journal.display()
-        );
     } else {
         out!(
             "next: `REFDESK_MAIL_HOLD=true refdesk{with} serve` (it brings an older schema up to date as it starts; \

@@ -774,9 +774,13 @@ fn existing(config: Config) -> anyhow::Result<Config> {
 /// "Upgrades"), and these commands may run beside a server — an older one,
 /// in the middle of an upgrade.
 async fn open_offline(config: &Config) -> anyhow::Result<refdesk_server::AppState> {
+    // Not read, not opened: an open would upgrade what could not be judged.
     let versions = match &config.database_url {
-        Some(url) => refdesk_store::postgres::schema_versions(url).await.ok(),
-        None => refdesk_store::sqlite::backup::schema_versions(&config.database_path()).ok().flatten(),
+        Some(url) => {
+            Some(refdesk_store::postgres::schema_versions(url).await.context("reading the database's schema version")?)
+        }
+        None => refdesk_store::sqlite::backup::schema_versions(&config.database_path())
+            .map_err(|e| anyhow::anyhow!("reading the database's schema version: {e}"))?,
     };
     if let Some((now, known)) = versions.filter(|&(now, known)| 0 < now && now < known) {
         bail!(

@@ -19,7 +19,9 @@
 //!   and patrons out): only requests being handled or answered (bounded by
 //!   the rate limits, and by the idle timeout for a client that stops
 //!   reading) and upgraded WebSockets (the socket caps) hold a place for
-//!   sure. A connection is chosen in one atomic step from silent
+//!   sure. A request that changes something and whose client hangs up
+//!   runs on to its end without the connection's place
+//!   ([`crate::http::DETACHED`] of them at most). A connection is chosen in one atomic step from silent
 //!   ([`Lease`]'s `busy`): a request that begins on it after is refused. A connection keeps
 //!   its place until its socket closes, an upgraded WebSocket's too. Behind a trusted
 //!   proxy every connection comes from the proxy, so the per-address cap is

@@ -56,6 +56,12 @@ pub struct AppState {
     /// with 1001 (going away). Each socket holds a receiver, so the sender
     /// knows when the last one has closed.
     pub going_away: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Requests that change something and run to their end in a task of
+    /// their own, though their client may have gone ([`http::router`]): at
+    /// most [`http::DETACHED`] at once; past that they run as reads do,
+    /// stopped with their client. A client that hangs up frees its
+    /// connection's place, not this one's.
+    pub detached: Arc<tokio::sync::Semaphore>,
     /// The readiness check under way, shared by every `/readyz`.
     pub readiness: Arc<ready::Readiness>,
     /// E-mail settings, for the mailer [`run`] starts.
@@ -135,6 +141,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         drain_period: Duration::from_secs(if config.database_url.is_some() { config.drain_seconds } else { 0 }),
         shutdown_within: Duration::from_secs(config.shutdown_seconds),
         going_away: Arc::new(tokio::sync::watch::Sender::new(false)),
+        detached: Arc::new(tokio::sync::Semaphore::new(http::DETACHED)),
         readiness: Arc::default(),
         mail: refdesk_app::mail::MailConfig {
             public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),

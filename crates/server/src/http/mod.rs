@@ -68,7 +68,7 @@ pub fn router(state: AppState) -> Router {
             }
         })
         // Innermost: what reaches a handler runs to its end.
-        .layer(axum::middleware::from_fn(run_to_end))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit(state.app.limits())))
         .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), refuse_announced_too_large))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
@@ -81,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Requests that change something running at once in tasks of their own
+/// ([`run_to_end`]), at most: each is also under the rate limits.
+pub const DETACHED: usize = 1024;
+
 /// A request that may change something runs to its end even when its
 /// client goes. hyper drops a request's future when its connection closes,
 /// and a use case stopped between two of its writes is left half done: a
@@ -88,15 +92,32 @@ pub fn router(state: AppState) -> Router {
 /// next (the desk reloaded as its sockets closed with the sign-in, and the
 /// browser dropped the request), leaving a patron with nobody. A read
 /// (`GET`, `HEAD`, `OPTIONS`) changes nothing, and stops with its client.
-async fn run_to_end(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn run_to_end(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::http::Method;
     use axum::response::IntoResponse;
     use tracing::Instrument;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    // In a task of its own, with the request's span (its request id).
-    match tokio::spawn(next.run(req).in_current_span()).await {
+    // Bounded: a client sending and hanging up again and again does not
+    // pile up work past its connection (past the bound, as a read).
+    let Ok(place) = state.detached.clone().try_acquire_owned() else {
+        return next.run(req).await;
+    };
+    // In a task of its own, with the request's span (its request id). It
+    // holds the server's going-away signal as a socket does: a shutdown
+    // waits for it (within half of `shutdown_seconds`) before the store
+    // closes under it.
+    let held = state.going_away.subscribe();
+    let run = async move {
+        let _held = (held, place);
+        next.run(req).await
+    };
+    match tokio::spawn(run.in_current_span()).await {
         Ok(res) => res,
         Err(e) => ApiError::internal(format_args!("a request's handler failed: {e}")).into_response(),
     }
@@ -110,7 +131,9 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::re
     use axum::response::IntoResponse;
     let path = uri.path();
     let trimmed = path.trim_end_matches('/');
-    let plain = |p: &str| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/api/");
+    let plain = |p: &str| {
+        p.starts_with('/') && !p.starts_with("/api/") && p[1..].split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    };
     let safe = trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
     if matches!(method, axum::http::Method::GET | axum::http::Method::HEAD)
         && trimmed.len() < path.len()

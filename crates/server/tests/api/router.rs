@@ -36,6 +36,7 @@ async fn health_readiness_and_pages_answer() {
         ("/desk//", Some("/desk")),
         ("/desk/questions/?status=open", Some("/desk/questions?status=open")),
         ("//elsewhere.example/", None),
+        ("/.//elsewhere.example/", None),
         ("/%5Celsewhere.example/", None),
         ("/api/me/", None),
         ("/", None),
