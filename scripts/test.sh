@@ -248,10 +248,14 @@ ensure_nginx
 # (`setsid`), which the kernel would schedule as a group apart, as much as
 # the layers together, whatever its nice value. If this script is killed
 # outright (SIGKILL: no trap runs), cargo gets SIGKILL too (`--pdeathsig`),
-# and its compilers end with the crate they are on.
+# and its compilers end with the crate they are on. It builds in a target
+# folder of its own: two cargos probing the compiler at once in a fresh one
+# wrote its `.rustc_info.json` so that clippy's probe failed from then on
+# ("failed to run `rustc` to learn about target-specific information").
 release_log="$(mktemp /tmp/refdesk-release-build.XXXXXX)"
+soak_target="$PWD/target/soak"
 set -m
-nice -n 19 ionice -c 3 setpriv --pdeathsig KILL cargo build --release -p refdesk --quiet </dev/null >"$release_log" 2>&1 &
+nice -n 19 ionice -c 3 setpriv --pdeathsig KILL cargo build --release -p refdesk --quiet --target-dir "$soak_target" </dev/null >"$release_log" 2>&1 &
 release_build=$!
 set +m
 st_sqlite=""
@@ -326,6 +330,6 @@ if ! wait "$release_build"; then
   exit 1
 fi
 release_build=""
-scripts/soak.sh 120 500 1
+CARGO_TARGET_DIR="$soak_target" scripts/soak.sh 120 500 1
 
 say "all layers passed"
