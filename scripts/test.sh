@@ -14,6 +14,12 @@
 # the OpenAPI document the server generates (scripts/schemathesis.sh); the soak (scripts/soak.sh: two
 # minutes of steady load on a release build, then a crash with a large log).
 set -euo pipefail
+# Nothing here reads the terminal, and nothing may read what the caller's
+# standard input holds: cargo's probe of clippy-driver (`rustc -`) read its
+# program from an inherited stdin that held text, failed, and cargo kept the
+# failure in target/.rustc_info.json ("failed to run `rustc` to learn about
+# target-specific information").
+exec </dev/null
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
