@@ -14,11 +14,7 @@
 # the OpenAPI document the server generates (scripts/schemathesis.sh); the soak (scripts/soak.sh: two
 # minutes of steady load on a release build, then a crash with a large log).
 set -euo pipefail
-# Nothing here reads the terminal, and nothing may read what the caller's
-# standard input holds: cargo's probe of clippy-driver (`rustc -`) read its
-# program from an inherited stdin that held text, failed, and cargo kept the
-# failure in target/.rustc_info.json ("failed to run `rustc` to learn about
-# target-specific information").
+# Nothing here reads the terminal.
 exec </dev/null
 cd "$(dirname "$0")/.."
 
@@ -244,7 +240,16 @@ ensure_venv
 ensure_browser
 ensure_nginx
 
-# The soak's release build runs from here on in the background, at the lowest
+# --- the layers -----------------------------------------------------------------
+say "format"
+cargo fmt --all -- --check
+
+say "lints"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# The soak's release build runs from here on in the background (after the
+# lints: started beside clippy in a fresh clone, clippy-driver's probe of
+# the compiler failed, and cargo kept the failure in target/.rustc_info.json), at the lowest
 # CPU and disk priority (nice 19, ionice idle): it takes only the CPU the layers leave idle (a
 # compiler's serial stretches, the waits of the server and browser tests),
 # so the layers run as they would alone, and the soak waits for it at the
@@ -255,9 +260,7 @@ ensure_nginx
 # the layers together, whatever its nice value. If this script is killed
 # outright (SIGKILL: no trap runs), cargo gets SIGKILL too (`--pdeathsig`),
 # and its compilers end with the crate they are on. It builds in a target
-# folder of its own: two cargos probing the compiler at once in a fresh one
-# wrote its `.rustc_info.json` so that clippy's probe failed from then on
-# ("failed to run `rustc` to learn about target-specific information").
+# folder of its own (`target/soak`).
 release_log="$(mktemp /tmp/refdesk-release-build.XXXXXX)"
 soak_target="$PWD/target/soak"
 set -m
@@ -275,13 +278,6 @@ stop_release_build() {
   for pid in $st_sqlite $st_postgres; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop_release_build EXIT
-
-# --- the layers -----------------------------------------------------------------
-say "format"
-cargo fmt --all -- --check
-
-say "lints"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "domain: unit and property tests (every rule of DESIGN.md); the C library's trim (crates/memory)"
 cargo test -p refdesk-domain -p refdesk-memory --quiet
