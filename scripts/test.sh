@@ -14,6 +14,16 @@
 # the OpenAPI document the server generates (scripts/schemathesis.sh); the soak (scripts/soak.sh: two
 # minutes of steady load on a release build, then a crash with a large log).
 set -euo pipefail
+# /dev/null must be the null device. On this machine it was once a regular
+# file (something had removed it, and the next `> /dev/null` made a file):
+# what one process threw away, the next read back, and cargo's probe of the
+# compiler (`rustc -`, its program on stdin) read another build's compiler
+# errors and failed ("failed to run `rustc` to learn about target-specific
+# information"). Made again if so (as root, as the rest of this script).
+if [ ! -c /dev/null ]; then
+  echo "== /dev/null is not the null device; making it again" >&2
+  rm -f /dev/null && mknod -m 666 /dev/null c 1 3
+fi
 # Nothing here reads the terminal.
 exec </dev/null
 cd "$(dirname "$0")/.."
@@ -304,11 +314,9 @@ rm -rf "$st_logs"
 [ -z "$st_failed" ] || { echo "schemathesis failed (above)" >&2; exit 1; }
 
 say "soak: 1,000 msg/s on SQLite for two minutes; the WAL, memory and open files stay bounded (release build)"
-# The release build runs here, alone. It ran beside the layers from the
-# start (at nice 19, taking only the CPU they left idle) until, on a fresh
-# machine, each cargo's probe of the compiler (`rustc -`) read the other
-# build's compiler probes' output as its program and failed ("failed to run
-# `rustc` to learn about target-specific information"), three runs in a row.
+# The release build runs here, alone (it ran beside the layers, at nice 19,
+# until a broken /dev/null made two cargos at once fail: see the top; kept
+# apart since, as the surest).
 cargo build --release -p refdesk --quiet
 scripts/soak.sh 120 500 1
 
