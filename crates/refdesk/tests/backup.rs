@@ -286,6 +286,12 @@ async fn backup_and_restore_refuse_what_would_lose_data_and_change_nothing() {
     let out = refdesk(live.path(), &["backup", "--to", &arg(&file), "--force"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("warning"), "{}", text(&out));
+    // A device or a pipe (/dev/null, say) is never replaced, --force or not.
+    let fifo = backups.path().join("a-pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = refdesk(live.path(), &["backup", "--to", &arg(&fifo), "--force"]);
+    assert!(!out.status.success() && text(&out).contains("is not a regular file"), "{}", text(&out));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
     // A copy inside the data folder is made, and said to be in the wrong
     // place (the folder's disk, and out of retention's and erasures' reach).
     std::fs::create_dir(live.path().join("copies")).unwrap();

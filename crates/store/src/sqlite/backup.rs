@@ -163,6 +163,15 @@ pub fn backup(db_path: &Path, to: &Path, force: bool) -> Result<Summary> {
             to.display()
         )));
     }
+    // A device, a pipe or a socket is never replaced, --force or not: a
+    // backup renamed over /dev/null made it a file, and every process that
+    // threw output away there read it back.
+    if std::fs::symlink_metadata(to).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Err(StoreError::backend(format!(
+            "{} is not a regular file (a device, a pipe or a link?): give the backup's own file",
+            to.display()
+        )));
+    }
     if to.exists() && !force {
         return Err(StoreError::backend(format!(
             "{} already exists; refusing to overwrite it (give another file, or --force to replace it)",
