@@ -226,6 +226,11 @@ function render(m) {
     sayEndButton();
     setStatus("A librarian is with you.");
   }
+  // The librarian's desk lost its connection: the line says so, and so
+  // does the status until they are back (or the chat is back in line,
+  // which its `position` frame says).
+  if (m.system === "away" && withLibrarian) setStatus("Your librarian seems to have lost their connection. Please wait: if they are not back soon, your chat goes back in line.");
+  if (m.system === "back" && withLibrarian) setStatus("A librarian is with you.");
   if (m.system === "blocked") {
     blocked = true;
     // Blocked after the end (within the hour): no rating, no transcript.

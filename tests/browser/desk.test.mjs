@@ -1414,3 +1414,30 @@ test("a desk whose network goes silent (nothing closed, nothing said) notices by
   for (const link of held) { link.client.destroy(); link.upstream.destroy(); }
   relay.close();
 });
+
+test("the patron's status says when their librarian's desk has lost its connection, and again when she is back", async () => {
+  const { ann, patron } = await chatWithAnn("Lina", "Is anyone there?");
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+  // Ann's desk goes (its page closed: no socket of hers is left); her
+  // sign-in stays with her browser.
+  const context = ann.context();
+  await ann.close();
+  // A minute without her desk: the chat says so, and so does the status
+  // line, which said "A librarian is with you" until now.
+  await patron.getByText(/Ann Archer \(librarian\) seems to have lost their connection/).waitFor({ timeout: 90000 });
+  const away = patron.locator("#status", { hasText: "Your librarian seems to have lost their connection" });
+  await away.waitFor();
+  await accessible(patron, "patron page, librarian's desk lost");
+  // A reload replays the chat to the same state.
+  await patron.reload();
+  await patron.getByText(/seems to have lost their connection/).first().waitFor();
+  await away.waitFor();
+  // She is back: the status line says so.
+  const desk = await context.newPage();
+  await desk.goto(`${base}/desk`);
+  await desk.getByText(/Signed in as/).waitFor();
+  await patron.getByText("Ann Archer (librarian) is back").waitFor({ timeout: 30000 });
+  await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
+  await patron.context().close();
+  await context.close();
+});

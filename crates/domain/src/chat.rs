@@ -352,6 +352,11 @@ pub enum SystemEvent {
     /// The patron asked for the transcript by e-mail, gave it another
     /// address, or no longer wants it (staff only: the desk shows it).
     Transcript,
+    /// The chatting librarian's desk seems to have lost its connection: the
+    /// chat goes back in line if they are not back in time.
+    Away,
+    /// That librarian is back.
+    Back,
 }
 
 impl SystemEvent {
@@ -365,15 +370,33 @@ impl SystemEvent {
             SystemEvent::Transferred => "transferred",
             SystemEvent::Blocked => "blocked",
             SystemEvent::Transcript => "transcript",
+            SystemEvent::Away => "away",
+            SystemEvent::Back => "back",
         }
     }
 
     /// Parses [`SystemEvent::as_str`]'s names.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Ended, Self::CodeSet, Self::Presence, Self::Transferred, Self::Blocked, Self::Transcript]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Accepted,
+            Self::Ended,
+            Self::CodeSet,
+            Self::Presence,
+            Self::Transferred,
+            Self::Blocked,
+            Self::Transcript,
+            Self::Away,
+            Self::Back,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
+}
+
+/// [`Message::system`] as read from another node: a kind this build does
+/// not know is none.
+fn known_system<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemEvent>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.as_deref().and_then(SystemEvent::parse))
 }
 
 /// R5's text for the end of a chat.
@@ -427,7 +450,10 @@ pub struct Message {
     /// Server time of the commit.
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub at: Millis,
-    /// For system lines: what happened.
+    /// For system lines: what happened. A kind this build does not know
+    /// (a newer node's, over the bus during an upgrade) reads as none: the
+    /// line is shown as it is, and nothing else is dropped with it.
+    #[serde(default, deserialize_with = "known_system")]
     pub system: Option<SystemEvent>,
 }
 
@@ -470,6 +496,26 @@ impl SessionContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_a_system_kind_this_build_does_not_know_reads_as_a_line_without_one() {
+        let line = |system: &str| {
+            format!(
+                r#"{{"session":7,"seq":3,"patron_seq":2,"kind":"system","audience":"everyone","author":{{"type":"system"}},"body":"b","client_id":null,"at":1,"system":{system}}}"#
+            )
+        };
+        let read = |system: &str| serde_json::from_str::<Message>(&line(system)).map(|m| m.system);
+        assert_eq!(read(r#""away""#).unwrap(), Some(SystemEvent::Away));
+        assert_eq!(read(r#""a_kind_of_a_later_release""#).unwrap(), None);
+        assert_eq!(read("null").unwrap(), None);
+        assert!(read("7").is_err(), "not a name at all is still refused");
+        let every = [SystemEvent::Accepted, SystemEvent::Back, SystemEvent::Away, SystemEvent::Transcript];
+        for kind in every {
+            assert_eq!(SystemEvent::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()), "the wire's name is the stored one");
+        }
+    }
 
     #[test]
     fn a_patron_adds_lines_up_to_the_limits_and_no_further() {

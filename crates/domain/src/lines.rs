@@ -123,13 +123,13 @@ pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
         HandedTo::TakenOver => format!("{by} (librarian) has taken over the chat"),
         HandedTo::Colleague(name) => format!("{by} (librarian) has transferred the chat to {name} (librarian)"),
         HandedTo::Library(name) => {
-            format!("{by} (librarian) has transferred your chat to {name}; a librarian will be with you as soon as one is free")
+            format!("{by} (librarian) has transferred this chat to {name}; the next free librarian there will take it")
         }
         HandedTo::Cooperative => format!(
-            "{by} (librarian) has transferred your chat to the cooperative's librarians; one will be with you as soon as they are free"
+            "{by} (librarian) has transferred this chat to the cooperative's librarians; the next one free will take it"
         ),
         HandedTo::Away => {
-            format!("{by} (librarian) is no longer at the desk; your chat is back in line, and a librarian will be with you as soon as one is free")
+            format!("{by} (librarian) is no longer at the desk; this chat is back in line for the next free librarian")
         }
     };
     system(body, Audience::Everyone, SystemEvent::Transferred)
@@ -142,16 +142,16 @@ pub fn librarian_gone(name: &str, minutes: i64) -> NewMessage {
     let within = if minutes <= 1 { "a minute".to_owned() } else { format!("{minutes} minutes") };
     system(
         format!(
-            "{name} (librarian) seems to have lost their connection; if they are not back within {within}, your chat goes back in line for the next librarian"
+            "{name} (librarian) seems to have lost their connection; if they are not back within {within}, this chat goes back in line for the next free librarian"
         ),
         Audience::Everyone,
-        SystemEvent::Presence,
+        SystemEvent::Away,
     )
 }
 
 /// The librarian whose desk had lost its connection is back.
 pub fn librarian_back(name: &str) -> NewMessage {
-    system(format!("{name} (librarian) is back"), Audience::Everyone, SystemEvent::Presence)
+    system(format!("{name} (librarian) is back"), Audience::Everyone, SystemEvent::Back)
 }
 
 /// What the patron asked of the transcript, for staff: what the desk shows
@@ -221,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn lines_both_sides_read_speak_of_this_chat_not_of_yours() {
+        let both = [
+            handed_over("Ann", HandedTo::Library("Lakeside")),
+            handed_over("Ann", HandedTo::Cooperative),
+            handed_over("Ann", HandedTo::Away),
+            handed_over("Ann", HandedTo::Colleague("Ben")),
+            librarian_gone("Ann", 3),
+            librarian_back("Ann"),
+        ];
+        for line in both {
+            assert_eq!(line.audience, Audience::Everyone);
+            assert!(!line.body.to_lowercase().split(' ').any(|w| w == "your" || w == "you"), "{}", line.body);
+        }
+    }
+
+    #[test]
     fn a_librarians_lost_connection_is_told_to_everyone_with_the_time_left() {
         let one = librarian_gone("Ann", 1);
         assert_eq!(one.audience, Audience::Everyone);
@@ -228,5 +244,6 @@ mod tests {
         assert!(librarian_gone("Ann", 4).body.contains("within 4 minutes,"));
         assert_eq!(librarian_back("Ann").body, "Ann (librarian) is back");
         assert_eq!(librarian_back("Ann").audience, Audience::Everyone);
+        assert_eq!((one.system, librarian_back("Ann").system), (Some(SystemEvent::Away), Some(SystemEvent::Back)));
     }
 }

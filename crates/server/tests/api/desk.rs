@@ -256,7 +256,7 @@ async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_p
     let frames = c.pat.until(|f| f["type"] == "position").await;
     assert!(bodies(&frames.iter().filter(|f| f["type"] == "event").cloned().collect::<Vec<_>>())
         .iter()
-        .any(|b| b.contains("has transferred your chat to Lakeside Public Library")));
+        .any(|b| b.contains("has transferred this chat to Lakeside Public Library")));
     assert_eq!(ben.accept(s).await.0, 200);
     let (_, list) = ben.get("/api/questions").await;
     assert_eq!(list.as_array().unwrap().len(), 1, "the same question, not a new one");
@@ -308,7 +308,7 @@ async fn a_transfer_may_leave_a_note_for_whoever_takes_the_chat_next_which_the_p
     assert_eq!(lines[at + 1]["system"], "transferred", "{:?}", &lines[at..]);
     // The patron never: not live, not in their page of the chat.
     let seen = patron_events_until(&mut c, false, "still-there").await;
-    assert!(bodies(&seen).iter().any(|b| b.contains("has transferred your chat")), "{seen:?}");
+    assert!(bodies(&seen).iter().any(|b| b.contains("has transferred this chat")), "{seen:?}");
     assert!(!bodies(&seen).iter().any(|b| b == note), "{seen:?}");
     let (_, chat) = c.patron.get("/api/chat").await;
     assert!(chat["messages"].as_array().unwrap().iter().all(|m| m["body"] != note), "{chat}");
@@ -434,9 +434,11 @@ async fn a_patron_is_told_when_the_librarians_desk_has_lost_its_connection_and_w
     let line = told.last().unwrap();
     assert_eq!(
         line["body"],
-        "Ann Archer (librarian) seems to have lost their connection; if they are not back within 4 minutes, your chat goes back in line for the next librarian"
+        "Ann Archer (librarian) seems to have lost their connection; if they are not back within 4 minutes, this chat goes back in line for the next free librarian"
     );
     assert_eq!((line["kind"].as_str(), line["audience"].as_str()), (Some("system"), Some("everyone")));
+    // Its own kind: the patron's page says so in its status line too.
+    assert_eq!(line["system"], "away");
     // Told once, however many rounds run.
     app.clock().advance(10_000);
     rounds().await;
@@ -449,6 +451,7 @@ async fn a_patron_is_told_when_the_librarians_desk_has_lost_its_connection_and_w
     seen("a round saw Ann's desk again").await;
     let back = c.pat.until(|f| f["body"].as_str().is_some_and(|b| b.ends_with("is back"))).await;
     assert_eq!(back.last().unwrap()["body"], "Ann Archer (librarian) is back");
+    assert_eq!(back.last().unwrap()["system"], "back");
     app.clock().advance(1_000);
     rounds().await;
     let after = patron_events_until_from_patron(&mut c, "great").await;

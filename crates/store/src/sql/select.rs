@@ -424,10 +424,9 @@ pub(crate) fn message(r: &dyn Cols) -> Result<Message> {
         author,
         client_id: r.opt_text("client_id")?,
         body: r.text("body")?,
-        system: match r.opt_text("system")? {
-            Some(_) => Some(parse(r, "system", "system event", SystemEvent::parse)?),
-            None => None,
-        },
+        // A kind this build does not know (written by a newer node beside
+        // it during an upgrade) reads as a line without one.
+        system: r.opt_text("system")?.as_deref().and_then(SystemEvent::parse),
         at: r.int("at")?,
     })
 }

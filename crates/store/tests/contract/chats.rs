@@ -43,6 +43,7 @@ on_every_backend!(
     an_ending_writes_its_last_words_and_keeps_a_question,
     a_live_chats_patron_is_told_once_that_its_librarians_desk_is_gone_and_once_that_they_are_back,
     a_chats_last_line_and_idleness_follow_its_messages,
+    a_line_of_a_system_kind_a_later_release_wrote_reads_as_a_line_without_one,
 );
 
 async fn seqs(b: &Backend, id: SessionId) -> Vec<u64> {
@@ -988,4 +989,24 @@ async fn a_live_chats_patron_is_told_once_that_its_librarians_desk_is_gone_and_o
     let gone = DeskNews::Gone { not_seen_since: 1_000 };
     assert!(!s.tell_librarian_desk(full, w.ann.id, gone, system("gone"), 2, 500).await.unwrap(), "full");
     assert!(s.tell_librarian_desk(full, w.ann.id, gone, system("gone"), 3, 500).await.unwrap());
+}
+
+/// A newer release beside this one (an upgrade under way) may write system
+/// lines of a kind this one does not know: the chat still reads, the line
+/// with its text and no kind, and the lines around it as they are.
+async fn a_line_of_a_system_kind_a_later_release_wrote_reads_as_a_line_without_one(b: &Backend) {
+    let (s, w) = (&*b.store, &b.w);
+    let id = chatting(s, w, None, "t1", 10).await;
+    let line = |body: &str| crate::support::line(patron(), MessageKind::Message, body, None);
+    s.append(id, line("before"), ok(), 20).await.unwrap();
+    let mut news = system("Ann (librarian) did something new");
+    news.system = Some(refdesk_domain::chat::SystemEvent::Presence);
+    let seq = s.append(id, news, ok(), 21).await.unwrap().message.seq;
+    s.append(id, line("after"), ok(), 22).await.unwrap();
+    b.set_system_kind(id, seq, "a_kind_of_a_later_release").await;
+    let read = s.messages_after(id, 0, 100).await.unwrap();
+    let new = read.iter().find(|m| m.seq == seq).unwrap();
+    assert_eq!((new.body.as_str(), new.system), ("Ann (librarian) did something new", None));
+    let bodies: Vec<_> = read.iter().map(|m| m.body.as_str()).collect();
+    assert!(bodies.ends_with(&["before", "Ann (librarian) did something new", "after"]), "{bodies:?}");
 }

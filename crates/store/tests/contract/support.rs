@@ -215,6 +215,28 @@ impl Backend {
         self.texts("SELECT net_key, net56_key, net48_key FROM sessions WHERE id = $1", session.0).await
     }
 
+    /// Gives a session's line `seq` the system kind `kind` underneath, as a
+    /// newer release beside this one could write it.
+    pub async fn set_system_kind(&self, session: SessionId, seq: u64, kind: &str) {
+        let sql = "UPDATE messages SET system = $1 WHERE session_id = $2 AND seq = $3";
+        match &self.underneath {
+            Underneath::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                let changed =
+                    c.execute(&sql.replace('$', "?"), rusqlite::params![kind, session.0, seq as i64]).unwrap();
+                assert_eq!(changed, 1);
+            }
+            Underneath::Postgres { url, .. } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let done = sqlx::query(sql).bind(kind).bind(session.0).bind(seq as i64).execute(&mut c).await.unwrap();
+                assert_eq!(done.rows_affected(), 1);
+                let _ = c.close().await;
+            }
+        }
+    }
+
     /// `N` nullable text columns of the row `sql` finds by its one id.
     async fn texts<const N: usize>(&self, sql: &str, id: i64) -> [Option<String>; N] {
         match &self.underneath {
