@@ -10,7 +10,7 @@ use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{
     authorize, authorize_question, authorize_question_work, authorize_view_at, Action, Target, Work,
 };
-use refdesk_domain::chat::{Audience, Author, Message, MessageKind, Typist};
+use refdesk_domain::chat::{Audience, Author, Message, MessageKind, SessionState, Typist};
 use refdesk_domain::event::{Event, QueueEntry};
 use refdesk_domain::ids::{SessionId, StaffId};
 use refdesk_domain::input::{self, Body, ClientId};
@@ -562,8 +562,44 @@ impl App {
             max_started_per_net_per_day: self.limits.chats_per_address_per_day,
             max_started_in_library_per_day: self.limits.starts_per_library_per_day,
         };
+        let browser = new.keys.browser.clone();
         let (rec, _) = self.store.start_session(new).await.map_err(|e| self.note_day_spent(&lib, e))?;
+        if let Some(browser) = browser {
+            self.end_left_behind(&lib, &browser, rec.ctx.id).await;
+        }
         Ok(Started { session: rec.ctx.id, token, library: lib.name, transcript_to })
+    }
+
+    /// A patron who closed the page of a chat still waiting (its page
+    /// keeps the chat for that tab alone) and asks again from the same
+    /// browser would wait behind their own chat, which no librarian could
+    /// reach: the chats of that browser at that library still waiting
+    /// with no page open end as left by their patron, once the new one is
+    /// started (a start refused changes nothing). No missed-chat question
+    /// is kept for them: the patron asked again. A page open on it again
+    /// meanwhile keeps it (checked inside each end's write).
+    async fn end_left_behind(&self, lib: &LibraryRecord, browser: &str, new: SessionId) {
+        let left = match self.store.left_waiting(lib.placement.library, browser).await {
+            Ok(left) => left,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the chats a patron asking again left waiting");
+                return;
+            }
+        };
+        for id in left.into_iter().filter(|id| *id != new) {
+            let guard: Guard = Box::new(|rec| match rec.state == SessionState::Waiting && rec.patron_away {
+                true => Ok(()),
+                false => Err(DomainError::Conflict("its patron is back".into())),
+            });
+            let author = Author::Patron { name: String::new() };
+            let ending = refdesk_store::Ending {
+                last_words: Some("The patron closed this chat's page and asked again in a new chat.".into()),
+                ..Default::default()
+            };
+            if let Err(e) = self.end_mailing(id, author, guard, ending, self.clock.now()).await {
+                tracing::debug!(session = %id, error = %e, "a chat left waiting was not ended");
+            }
+        }
     }
 
     /// Passes a store error on; when it is `too_many_today` (the library

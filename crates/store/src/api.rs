@@ -258,6 +258,11 @@ pub trait Chats: Send + Sync {
     /// waiting first, `limit` at most: their ids alone (the background
     /// round asks every second, whatever strangers left in the queues).
     async fn expired_waiting(&self, before: Millis, limit: u32) -> Result<Vec<SessionId>>;
+    /// The chats started at `library` from the browser of key `browser`
+    /// (`PatronKeys::browser`) that still wait with no page of them open
+    /// (`patron_away`): left behind by a patron who closed the page, and
+    /// who now asks again.
+    async fn left_waiting(&self, library: LibraryId, browser: &str) -> Result<Vec<SessionId>>;
     /// The waiting and active sessions of `scope`'s libraries and those
     /// `staff` takes part in (their librarian or a member), by id: what the
     /// chat monitor may show them (the app filters further), without

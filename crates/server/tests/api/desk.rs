@@ -1686,3 +1686,54 @@ async fn a_sign_out_whose_client_hangs_up_still_puts_every_chat_back_in_line() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_browser_does_not_wait_behind_it() {
+    let app = spawn_app_with(|c| c.limits.patron_away_seconds = 0).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let mut ann_ws = ann.socket().await;
+    ann_ws.send(json!({"type": "queue"})).await;
+    ann_ws.until(|f| f["type"] == "queue").await;
+    let browser = "0123456789abcdef0123456789abcdef";
+    let form = |question: &str, browser: &str| json!({"name": "Pat", "email": "pat@example.org", "question": question, "browser": browser});
+    let start = |question: &'static str, browser: &'static str| {
+        let app = &app;
+        async move { app.start_chat_with("riverside-main", form(question, browser)).await }
+    };
+    let away = |s: i64| move |f: &Value| f["type"] == "patron_away" && f["session"] == s && f["since"].is_i64();
+    // Asked, its page closed (the tab, and the chat with it: it was kept
+    // for that tab alone).
+    let first = start("Is the archive open?", browser).await;
+    first.socket().await.close().await;
+    ann_ws.until(away(first.session)).await;
+    // Another patron's chat, left the same way from another browser, and a
+    // chat of the same browser still open in a tab: neither is touched.
+    let other = start("Someone else's", "fedcba9876543210fedcba9876543210").await;
+    other.socket().await.close().await;
+    ann_ws.until(away(other.session)).await;
+    let open = start("A second tab, still open", browser).await;
+    let mut tab = open.socket().await;
+    tab.resume(None, 0).await;
+    tab.until(|f| f["type"] == "position").await;
+    // The patron asks again from the same browser: the chat left behind
+    // ends as left by its patron, and no librarian is offered it.
+    let again = start("Is the archive open? (again)", browser).await;
+    let removed = ann_ws.until(|f| f["type"] == "queue_removed" && f["session"] == first.session).await;
+    assert!(!removed.iter().any(|f| f["type"] == "queue_removed" && f["session"] == other.session), "{removed:?}");
+    let (_, queue) = ann.get("/api/queue").await;
+    let waiting: Vec<_> = queue.as_array().unwrap().iter().map(|e| e["session"].clone()).collect();
+    assert_eq!(waiting, [json!(other.session), json!(open.session), json!(again.session)], "{queue}");
+    let (_, rec) = ann.get(&format!("/api/sessions/{}", first.session)).await;
+    assert_eq!(rec["session"]["state"], "ended", "{rec}");
+    let (_, page) = ann.get(&format!("/api/sessions/{}", first.session)).await;
+    let bodies = bodies(page["messages"].as_array().unwrap());
+    assert!(bodies.iter().any(|b| b.contains("asked again in a new chat")), "{bodies:?}");
+    // No missed-chat question for it beside the new chat: the patron asked
+    // again (the list holds none yet; the new chat's comes with its accept).
+    let (_, list) = ann.get("/api/questions").await;
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+    // The new chat and the open tab's go on.
+    assert_eq!(ann.accept(again.session).await.0, 200);
+    assert_eq!(ann.accept(open.session).await.0, 200);
+}

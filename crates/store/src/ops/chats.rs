@@ -1022,6 +1022,16 @@ impl<B: Backend> Chats for B {
         .await
     }
 
+    async fn left_waiting(&self, library: LibraryId, browser: &str) -> Result<Vec<SessionId>> {
+        let browser = browser.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                db.rows(sel::LEFT_WAITING, args![library.0, &browser], |r| Ok(SessionId(r.int("session_id")?))).await
+            })
+        })
+        .await
+    }
+
     async fn expired_waiting(&self, before: Millis, limit: u32) -> Result<Vec<SessionId>> {
         self.read(move |db| {
             Box::pin(async move {
