@@ -213,7 +213,7 @@ ensure_nginx() {
 # those of earlier runs are dropped here.
 drop_old_test_databases() {
   psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
-    "SELECT datname FROM pg_database WHERE datname ~ '^refdesk_(contract|twostores|multinode|api)_'" |
+    "SELECT datname FROM pg_database WHERE datname ~ '^refdesk_(contract|twostores|multinode|api|abuse|answers|append|check|longreads)_'" |
     while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
 }
 

@@ -366,6 +366,15 @@ impl App {
         if role.is_none() && disabled.is_none() && password.is_none() && display_name.is_none() {
             return Err(DomainError::invalid("body", "change the role, disabled, password or display_name").into());
         }
+        // What the account has already is no change: asked again (an admin's
+        // page out of date: "Enable" on an account enabled meanwhile), it
+        // would end the account's sign-ins for nothing. Nothing left: done.
+        let role = role.filter(|r| *r != who.role);
+        let disabled = disabled.filter(|d| *d != was_disabled);
+        let display_name = display_name.filter(|n| *n != who.display_name);
+        if role.is_none() && disabled.is_none() && password.is_none() && display_name.is_none() {
+            return Ok(());
+        }
         // An admin's password is strong: a promotion into an admin role comes
         // with one (the account's own may have been a librarian's).
         if role.is_some_and(|r| r > who.role && r >= Role::LibraryAdmin) && password.is_none() {

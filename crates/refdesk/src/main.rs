@@ -1070,12 +1070,21 @@ fn print_next(cli: &Cli, admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The flags that name this command's configuration file and data folder,
-/// for the next command it advises (` --config FILE --data-dir DIR`).
+/// The flags that name this command's configuration file, data folder and
+/// databases, for the next command it advises (` --config FILE --data-dir
+/// DIR --database-url 'URL'`): without the database's, the next command
+/// would open (and make) an empty SQLite database in the data folder. A
+/// URL is shown as logs show it: a password in it is `***`, to put back.
 fn same_folder(cli: &Cli) -> String {
     let mut with = cli.config.as_ref().map(|f| format!(" --config {}", f.display())).unwrap_or_default();
     if let Some(dir) = &cli.data_dir {
         with += &format!(" --data-dir {}", dir.display());
+    }
+    for (flag, url) in [("--database-url", &cli.database_url), ("--nats-url", &cli.nats_url)] {
+        if let Some(url) = url {
+            let shown = refdesk_app::nats::redact_url(url).replace('\'', r"'\''");
+            with += &format!(" {flag} '{shown}'");
+        }
     }
     with
 }

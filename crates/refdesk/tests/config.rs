@@ -719,3 +719,37 @@ fn a_data_folder_that_cannot_be_created_says_which_folder_is_not_writable() {
     assert!(!err(&o).contains("belongs to another user"), "{}", err(&o));
     assert!(!data.exists());
 }
+
+/// `setup` on PostgreSQL advises a `serve` of that database: without its
+/// URL, the command it printed opened (and made) an empty SQLite database
+/// in the data folder, where the admin it had just made could not sign in.
+/// A password in the URL is not printed.
+#[test]
+fn setup_on_postgresql_advises_serving_that_database_without_printing_its_password() {
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_check_{}_{nanos}", std::process::id());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime
+        .block_on(refdesk_store::postgres::create_database(&server, &name))
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+    // The same database, with a password (trust authentication ignores it).
+    let with_password = db.replacen("://postgres@", "://postgres:s3cret@", 1);
+    assert_ne!(with_password, db, "{db}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let setup = ["setup", "--cooperative", "C", "--institution", "I", "--library", "c-main", "--library-name", "Main"];
+    let args = [&["--data-dir", data, "--database-url", &with_password][..], &setup[..], &["--admin", "nora"][..]];
+    let o = refdesk(None, &[("REFDESK_PASSWORD", "correct horse battery staple 9")], &args.concat());
+    assert!(o.status.success(), "{}", err(&o));
+    let shown = with_password.replace(":s3cret@", ":***@");
+    let next = format!("next: `refdesk --data-dir {data} --database-url '{shown}' serve`");
+    assert!(out(&o).contains(&next), "{}", out(&o));
+    assert!(!out(&o).contains("s3cret"), "{}", out(&o));
+    // The advised command, its password put back, finds what was set up.
+    let o = refdesk(None, &[], &["--data-dir", data, "--database-url", &with_password, "list"]);
+    assert!(o.status.success() && out(&o).contains("/ask/c-main"), "{}{}", out(&o), err(&o));
+    assert!(!std::path::Path::new(data).join("refdesk.sqlite3").exists(), "no SQLite database was made");
+}

@@ -103,3 +103,30 @@ async fn each_admin_change_is_logged_for_the_admins_whose_role_covers_it() {
         ("Ann Archer (ann): own password changed", Some("Ann Archer (ann)"))
     );
 }
+
+/// A change to what an account has already (an admin's page out of date:
+/// "Enable" on an account enabled meanwhile) changes nothing: the account
+/// stays signed in, and nothing is logged. A real change still ends its
+/// sign-ins and is logged.
+#[tokio::test]
+async fn a_change_to_what_an_account_has_already_signs_nobody_out_and_logs_nothing() {
+    let app = spawn_app().await;
+    let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
+    let (_, before) = carla.get("/api/admin-log").await;
+    let path = format!("/api/staff/{}", ann.id);
+    let same = [json!({"disabled": false}), json!({"role": "librarian"}), json!({"display_name": "Ann Archer"})];
+    for body in same {
+        assert_eq!(carla.post(&path, body.clone()).await.0, 200, "{body}");
+        assert_eq!(ann.get("/api/me").await.0, 200, "still signed in after {body}");
+    }
+    let (_, after) = carla.get("/api/admin-log").await;
+    assert_eq!(lines(&after), lines(&before), "nothing logged");
+    // An empty change is still refused as before.
+    assert_eq!(carla.post(&path, json!({})).await.0, 422);
+    // A rename with the same role: only the rename is done and logged.
+    let (status, body) = carla.post(&path, json!({"role": "librarian", "display_name": "Ann Archer-Ames"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ann.get("/api/me").await.0, 401, "a real change ends the account's sign-ins");
+    let (_, log) = carla.get("/api/admin-log").await;
+    assert_eq!(lines(&log)[0].1, "Ann Archer (ann): name “Ann Archer” → “Ann Archer-Ames”");
+}
