@@ -674,7 +674,8 @@ let colleaguesDrawn = 0;
 async function refreshColleagues() {
   const asked = ++colleaguesAsked;
   const [people, convs] = await Promise.all([api("/api/staff/presence"), api("/api/im")]);
-  libraries ??= await api("/api/libraries");
+  // The open list holds every cooperative's: a chat goes only to one of its own.
+  libraries ??= (await api("/api/libraries")).filter((l) => l.cooperative === me.home.cooperative);
   if (asked < colleaguesDrawn) return;
   colleaguesDrawn = asked;
   const unread = new Map(convs.map((c) => [c.peer, c.unread]));

@@ -312,7 +312,8 @@ try {
   if (question.state.read_scale) $("read-scale").value = String(question.state.read_scale);
   // Referring hands the question to another library: its own is no choice.
   $("refer").append(el("option", { value: "" }, "Choose a library\u2026"),
-    ...libs.filter((l) => l.id !== question.library).map((l) => el("option", { value: l.slug }, l.name)));
+    ...libs.filter((l) => l.id !== question.library && l.cooperative === me.home.cooperative)
+      .map((l) => el("option", { value: l.slug }, l.name)));
   // A referred question's picker starts at the library it went to: "Set
   // code" for a READ scale must not send it on to the list's first.
   const referredTo = question.referred && libs.find((l) => l.id === question.referred.library);

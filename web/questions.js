@@ -123,7 +123,9 @@ $("filters").onsubmit = (e) => {
 };
 $("more").onclick = () => load(true);
 
-const [codes, libs, staff] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries"), api("/api/staff/presence").catch(() => [])]);
+const [codes, listed, staff, me] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries"), api("/api/staff/presence").catch(() => []), api("/api/me")]);
+// The open list holds every cooperative's libraries: the list shows its own.
+const libs = listed.filter((l) => l.cooperative === me.home.cooperative);
 $("code").append(...codes.map((c) => el("option", { value: c.key }, c.retired ? `${c.label} (retired)` : c.label)));
 for (const c of codes) codeLabels.set(c.key, c.label);
 $("library").append(...libs.map((l) => el("option", { value: l.slug }, l.name)));

@@ -300,9 +300,14 @@ try {
   const me = await api("/api/me");
   const [list, libs] = await Promise.all([api("/api/reports"), api("/api/libraries")]);
   reports = list;
-  // A librarian and a library admin see their own library only; admins above
-  // choose among all (the server refuses a library out of their scope).
-  const mine = ["librarian", "library_admin"].includes(me.role) ? libs.filter((l) => l.id === me.home.library) : libs;
+  // Each reads the libraries their role covers: a librarian and a library
+  // admin their own, an institution admin its libraries, a cooperative
+  // admin the cooperative's (the open list holds every cooperative's).
+  const covers = {
+    institution_admin: (l) => l.institution === me.home.institution,
+    cooperative_admin: (l) => l.cooperative === me.home.cooperative,
+  }[me.role] ?? ((l) => l.id === me.home.library);
+  const mine = libs.filter(covers);
   $("library").append(...mine.map((l) => el("option", { value: l.slug }, l.name)));
   const params = new URLSearchParams(location.search);
   for (const k of ["from", "to", "library"]) if (params.get(k)) $(k).value = params.get(k);

@@ -5,7 +5,7 @@
 // SCREENSHOTS=1 (the README's), otherwise to a temporary folder.
 import { before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -29,11 +29,14 @@ export function freePort() {
 }
 
 /**
- * Starts refdesk and Chromium before the file's tests and stops them after;
- * `ready({ base, port })` is called once both are up; `args` go to `refdesk
- * serve` besides (`--set limits.…=…`). Returns `{ base, port, open(viewport) }`.
+ * Starts refdesk (on a data folder of its own, with the demo) and Chromium
+ * before the file's tests and stops them after; `ready({ base, port })` is
+ * called once both are up; `args` go to `refdesk serve` besides (`--set
+ * limits.…=…`); `prepare(data)` may name `refdesk` commands to run on the
+ * folder before it serves (each `{ args, env }`; the demo is loaded before
+ * them). Returns `{ base, port, open(viewport) }`.
  */
-export function refdesk(folderPrefix, ready = () => {}, args = []) {
+export function refdesk(folderPrefix, ready = () => {}, args = [], prepare = () => []) {
   const h = { base: null, port: null, server: null, browser: null, data: null };
   before(async () => {
     assert.ok(fs.existsSync(BIN), `the refdesk binary is built (${BIN})`);
@@ -42,6 +45,11 @@ export function refdesk(folderPrefix, ready = () => {}, args = []) {
     const data = fs.mkdtempSync(path.join(os.tmpdir(), folderPrefix));
     h.data = data;
     const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_CHATS_PER_ADDRESS_PER_DAY: "100000", REFDESK_STARTS_PER_LIBRARY_PER_DAY: "100000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000", REFDESK_PATRON_POSTS_PER_MINUTE: "1000", REFDESK_FRAME_BURST: "1000", REFDESK_DRAIN_SECONDS: "0" };
+    const commands = prepare(data);
+    for (const c of commands.length ? [{ args: ["demo"] }, ...commands] : []) {
+      const done = spawnSync(BIN, [...c.args, "--data-dir", data], { env: { ...env, ...c.env }, encoding: "utf8" });
+      assert.equal(done.status, 0, `refdesk ${c.args.join(" ")}: ${done.stderr}`);
+    }
     h.server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${h.port}`, ...args], { stdio: ["ignore", "ignore", "inherit"], env });
     h.base = `http://127.0.0.1:${h.port}`;
     const deadline = Date.now() + 30000;
