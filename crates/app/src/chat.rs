@@ -470,7 +470,7 @@ impl App {
         password: &str,
     ) -> AppResult<refdesk_domain::ids::StaffId> {
         let username = input::slug("username", &refdesk_domain::input::sign_in_name(username))?;
-        let display_name = input::optional_line("display_name", Some(display_name), 100)?
+        let display_name = input::name("display_name", Some(display_name), 100)?
             .ok_or_else(|| DomainError::invalid("display_name", "is required"))?;
         let password = password.to_owned();
         let lib = self.library(library_slug).await?;

@@ -64,7 +64,7 @@ pub struct SetUp {
 }
 
 fn required(field: &'static str, value: &str, max: usize) -> AppResult<String> {
-    Ok(input::optional_line(field, Some(value), max)?.ok_or_else(|| DomainError::invalid(field, "is required"))?)
+    Ok(input::name(field, Some(value), max)?.ok_or_else(|| DomainError::invalid(field, "is required"))?)
 }
 
 /// A taken slug reads as what it is to the person who chose it (the

@@ -352,7 +352,7 @@ impl App {
         // A new name, as a new account's: one line of text.
         let display_name = match display_name {
             Some(name) => Some(
-                input::optional_line("display_name", Some(name), 100)?
+                input::name("display_name", Some(name), 100)?
                     .ok_or_else(|| DomainError::invalid("display_name", "is required"))?,
             ),
             None => None,
@@ -819,8 +819,17 @@ impl App {
         input::slug("key", &code.key)?;
         let label = input::optional_line("label", Some(&code.label), 100)?
             .ok_or_else(|| DomainError::invalid("label", "is required"))?;
-        if code.referred && code.assign != refdesk_domain::question::Assignment::ReceivingLibrary {
+        // A referral and the receiving library go together: a code that
+        // refers asks for a library and hands the question to it; one that
+        // assigned to a receiving library without referring would leave its
+        // questions assigned to nobody, with no library to pick up.
+        let receiving = code.assign == refdesk_domain::question::Assignment::ReceivingLibrary;
+        if code.referred && !receiving {
             return Err(DomainError::invalid("assign", "a referral code assigns to the receiving library").into());
+        }
+        if receiving && !code.referred {
+            let why = "only a referral code assigns to the receiving library: tick \"refers the question\" or assign to another";
+            return Err(DomainError::invalid("assign", why).into());
         }
         // Two codes in use called alike could not be told apart in the
         // pickers (a retired one's label may be given again).

@@ -115,6 +115,63 @@ pub fn optional_line(field: &'static str, s: Option<&str>, max: usize) -> Result
     Ok(Some(s.to_owned()))
 }
 
+/// A name people tell each other apart by: a staff member's display name,
+/// a library's, an institution's, a cooperative's. One line, as
+/// [`optional_line`] takes it, with its runs of spaces made one (a page
+/// shows them as one: "Liam  Main" would read as "Liam Main"); refused when
+/// it holds a character that shows as nothing (a zero-width space, a soft
+/// hyphen…), or a word that mixes the Latin, Greek and Cyrillic alphabets
+/// (a Cyrillic "і" in a Latin "Liam"): either makes a name that reads as
+/// another's. [`name_key`] is what names are compared by.
+pub fn name(field: &'static str, s: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
+    let Some(s) = optional_line(field, s, max)? else {
+        return Ok(None);
+    };
+    if s.chars().any(invisible) {
+        return Err(DomainError::invalid(field, "must not hold characters that show as nothing (a zero-width space…)"));
+    }
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if let Some(word) = words.iter().find(|w| mixes_alphabets(w)) {
+        let why = format!("the word {word:?} mixes letters of the Latin, Greek or Cyrillic alphabets: write it in one");
+        return Err(DomainError::invalid(field, why));
+    }
+    Ok(Some(words.join(" ")))
+}
+
+/// What names are compared by, so that two that read alike are the same:
+/// compatibility forms made plain (NFKC: a full-width "Ｌiam" is "Liam"),
+/// in lower case, without what shows as nothing, runs of spaces made one.
+pub fn name_key(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let plain: String = s.nfkc().filter(|c| !invisible(*c)).collect::<String>().to_lowercase();
+    plain.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Unicode's default-ignorable code points: characters a reader does not
+/// see (DerivedCoreProperties.txt, `Default_Ignorable_Code_Point`).
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Whether a word holds letters of more than one of the alphabets whose
+/// letters look alike (Latin, Greek, Cyrillic).
+fn mixes_alphabets(word: &str) -> bool {
+    let alphabet = |c: char| match c {
+        'A'..='Z' | 'a'..='z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => Some(0),
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Some(1),
+        '\u{0400}'..='\u{052F}' | '\u{1C80}'..='\u{1C8F}' | '\u{2DE0}'..='\u{2DFF}' | '\u{A640}'..='\u{A69F}' => {
+            Some(2)
+        }
+        _ => None,
+    };
+    let mut seen = word.chars().filter_map(alphabet);
+    seen.next().is_some_and(|first| seen.any(|a| a != first))
+}
+
 /// An e-mail address, checked for shape only (one `@`, a dotted domain, no
 /// spaces, at most 254 characters). Empty means absent.
 pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
@@ -454,6 +511,31 @@ fn embed_site(given: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_reads_as_another_is_refused_or_made_plain() {
+        let name = |s: &str| name("display_name", Some(s), 100);
+        assert_eq!(name("  Cora   City  ").unwrap().as_deref(), Some("Cora City"), "runs of spaces made one");
+        assert_eq!(name("Liam\u{00A0}\u{3000}Main").unwrap().as_deref(), Some("Liam Main"));
+        for hidden in ["Liam\u{200B}Main", "Li\u{00AD}am Main", "Liam Main\u{FEFF}", "Liam\u{2060}"] {
+            assert!(name(hidden).is_err(), "{hidden:?}");
+        }
+        // A Cyrillic "і" in a Latin word; a Greek omicron in one.
+        assert!(name("L\u{0456}am Main").is_err());
+        assert!(name("Mari\u{03BF} Rossi").is_err());
+        // One alphabet a word, whichever, and names of other scripts, pass.
+        for fine in ["Лиам Майн", "Ζωή Παππά", "Ann Петрова", "José Núñez-Ortiz", "李小龍", "O'Brien (Law)"]
+        {
+            assert_eq!(name(fine).unwrap().as_deref(), Some(fine), "{fine:?}");
+        }
+        assert_eq!(name("   ").unwrap(), None);
+        // Compared as a reader tells them apart.
+        let key = |s: &str| name_key(s);
+        assert_eq!(key("Liam Main"), key("liam  MAIN"));
+        assert_eq!(key("Liam Main"), key("\u{FF2C}iam Main"), "a full-width letter");
+        assert_eq!(key("Liam Main"), key("Liam\u{200B} Main"), "what shows as nothing");
+        assert_ne!(key("Liam Main"), key("Liam Maine"));
+    }
 
     /// The widget asks whether its page may frame the chat: the answer
     /// agrees with how a browser matches `frame-ancestors` sources.

@@ -1023,7 +1023,7 @@ async fn add_user(cli: &Cli, u: &UserAdd) -> anyhow::Result<()> {
     // What can be judged before the password is asked for, is: nobody types
     // a password twice to learn the username was wrong.
     refdesk_domain::input::slug("username", &username).map_err(|e| anyhow::anyhow!("{e}"))?;
-    refdesk_domain::input::optional_line("display_name", Some(&name), 100).map_err(|e| anyhow::anyhow!("{e}"))?;
+    refdesk_domain::input::name("display_name", Some(&name), 100).map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = read_password(u.password_file.as_deref())?;
     let state = open_offline(&config).await?;
     let id = state.app.add_staff(None, &u.library, &username, &name, role, &password).await.map_err(|e| match e {

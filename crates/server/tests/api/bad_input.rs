@@ -663,3 +663,28 @@ async fn a_refused_field_of_the_start_form_is_named_in_the_error_and_nothing_is_
     let (status, body) = ann.get("/api/questions/999999").await;
     assert_eq!((status, body["error"].get("field")), (404, None), "{body}");
 }
+
+/// A staff member's display name that would read as a colleague's is
+/// refused (what shows as nothing, a word mixing alphabets) or made plain
+/// (runs of spaces), and one called alike as a reader tells names apart is
+/// taken: nothing is changed by a refusal.
+#[tokio::test]
+async fn a_display_name_that_reads_as_a_colleagues_is_refused_and_spaces_are_made_plain() {
+    let app = spawn_app().await;
+    let carla = app.staff("carla").await;
+    let ann = app.staff("ann").await;
+    let path = format!("/api/staff/{}", ann.id);
+    for (name, status) in
+        [("Ben\u{200B}Booker", 422), ("B\u{0435}n Booker", 422), ("Ben  Booker", 409), ("BEN BOOKER", 409)]
+    {
+        let (got, body) = carla.post(&path, json!({"display_name": name})).await;
+        assert_eq!(got, status, "{name:?}: {body}");
+    }
+    let (_, me) = ann.get("/api/me").await;
+    assert_eq!(me["display_name"], "Ann Archer", "unchanged");
+    let (status, body) = carla.post(&path, json!({"display_name": "  Ann   Archer-Ames "})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, people) = carla.get("/api/staff").await;
+    let renamed = people.as_array().unwrap().iter().find(|p| p["id"] == ann.id).unwrap().clone();
+    assert_eq!(renamed["display_name"], "Ann Archer-Ames", "{renamed}");
+}

@@ -1051,6 +1051,15 @@ async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_
     assert_eq!(put(&carla, "needs_expert", code.clone()).await, 403, "library admins do not change codes");
     assert_eq!(put(&erin, "other_key", code.clone()).await, 422, "path and body agree");
     assert_eq!(put(&erin, "needs_expert", json!({"key": "needs_expert"})).await, 422, "a whole code");
+    // A referral and the receiving library go together, either way: one
+    // without the other leaves its questions assigned to nobody.
+    for (assign, referred) in [("receiving_library", false), ("nobody", true)] {
+        let mut odd = code.clone();
+        (odd["assign"], odd["referred"]) = (json!(assign), json!(referred));
+        assert_eq!(put(&erin, "needs_expert", odd).await, 422, "{assign} {referred}");
+    }
+    let (_, codes) = c.ann.get("/api/codes").await;
+    assert!(!codes.as_array().unwrap().iter().any(|k| k["key"] == "needs_expert"), "nothing saved");
     assert_eq!(put(&erin, "needs_expert", code.clone()).await, 200);
     let (_, codes) = c.ann.get("/api/codes").await;
     assert_eq!(codes.as_array().unwrap().last().unwrap()["key"], "needs_expert", "new codes go last");

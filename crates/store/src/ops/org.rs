@@ -78,8 +78,10 @@ pub(crate) async fn name_free<D: Db>(db: &mut D, kin: Kin, except: Option<i64>, 
             (db.rows(sql, args![c.0], row).await?, "staff member of the cooperative")
         }
     };
-    let wanted = name.trim().to_lowercase();
-    if taken.iter().any(|(id, n)| Some(*id) != except && n.trim().to_lowercase() == wanted) {
+    // Compared as a reader tells them apart (`name_key`): "Liam Main" is
+    // "liam  main" and a full-width "Ｌiam Main".
+    let wanted = refdesk_domain::input::name_key(name);
+    if taken.iter().any(|(id, n)| Some(*id) != except && refdesk_domain::input::name_key(n) == wanted) {
         let why = format!("another {what} is called {:?}: give this one a name of its own", name.trim());
         return Err(DomainError::Conflict(why).into());
     }

@@ -414,6 +414,12 @@ async fn colleagues_of_a_cooperative_are_named_apart(b: &Backend) {
     assert_eq!(s.staff_by_id(w.carla.id).await.unwrap().unwrap().display_name, "CARLA", "unchanged");
     s.update_staff(w.carla.id, rename("Carla")).await.expect("her own name, in other letters");
     s.update_staff(w.ann.id, rename("Ann Archer")).await.expect("a name nobody has");
+    // Called alike as a reader tells them apart: spaces, what shows as
+    // nothing, a full-width letter.
+    for alike in ["Ann  Archer", "ann archer\u{200B}", "\u{FF21}nn Archer"] {
+        let r = s.update_staff(w.carla.id, rename(alike)).await;
+        assert!(conflict(&r), "{alike:?}: {r:?}");
+    }
     s.create_staff(account(w.other.placement.library, "ann4", "Ann")).await.expect("free once Ann was renamed");
     // The same account added again is told its username is taken, not its name.
     let r = s.create_staff(account(w.other.placement.library, "ann4", "Ann")).await;
