@@ -715,7 +715,16 @@ async function checkStatus() {
     if (st.closed_notice) return;
     setOffline(!st.online);
     $("offline").classList.toggle("hidden", !offline);
-  } catch (err) { $("start-error").textContent = err.message; }
+  } catch (err) {
+    // An address that names no library (a mistyped link or snippet): no
+    // form to fill in for nobody; the page says so in the forms' place.
+    if (err.code === "not_found") {
+      sayClosed("There is no library at this address. Check the link you followed, or find the library's own chat page on its website.");
+      $("heading").textContent = "Ask a librarian — no such library";
+      return;
+    }
+    $("start-error").textContent = err.message;
+  }
 }
 
 // While the patron waits, whether anyone is on duty to take the chat: if

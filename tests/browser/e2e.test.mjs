@@ -602,3 +602,15 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   await ann.getByRole("button", { name: /Accept: Rude/ }).waitFor();
   for (const p of [ann, patron, carla]) await p.context().close();
 });
+
+test("an address that names no library says so in the forms' place, with nothing to fill in", async () => {
+  const page = await open(PHONE);
+  const res = await page.goto(`${base}/ask/no-such-library`);
+  assert.equal(res.status(), 404);
+  await page.locator("#closed", { hasText: "There is no library at this address" }).waitFor();
+  assert.equal(await page.locator("#start").isVisible(), false, "no start form");
+  assert.equal(await page.locator("#offline").isVisible(), false, "no question form");
+  assert.match(await page.locator("#heading").innerText(), /no such library/);
+  await accessible(page, "ask page, no such library");
+  await page.context().close();
+});

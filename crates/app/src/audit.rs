@@ -92,6 +92,7 @@ impl App {
             institution,
             library,
             actor: actor.map(|a| a.id),
+            actor_name: actor.map(|a| who(&a.display_name, &a.username)),
             action: action.to_owned(),
             detail,
         };
@@ -115,11 +116,15 @@ impl App {
         Ok(entries
             .into_iter()
             .map(|entry| AdminLogLine {
-                by: entry.actor.map(|id| {
-                    people.iter().find(|p| p.staff.id == id).map_or_else(
-                        || format!("staff member {}", id.0),
-                        |p| who(&p.staff.display_name, &p.staff.username),
-                    )
+                // As they were named when they made it; an entry from
+                // before names were kept, as they are named now.
+                by: entry.actor_name.clone().or_else(|| {
+                    entry.actor.map(|id| {
+                        people.iter().find(|p| p.staff.id == id).map_or_else(
+                            || format!("staff member {}", id.0),
+                            |p| who(&p.staff.display_name, &p.staff.username),
+                        )
+                    })
                 }),
                 library: entry
                     .library

@@ -1088,6 +1088,9 @@ pub struct AdminEntry {
     pub library: Option<LibraryId>,
     /// Who made it; `None`: the operator, from the command line.
     pub actor: Option<StaffId>,
+    /// Who made it as they were named then (`Name (username)`); `None`
+    /// for the operator, and in entries written before it was kept.
+    pub actor_name: Option<String>,
     /// What kind of change (`staff`, `code`, `embedding`, …).
     pub action: String,
     /// What changed, in words (names, not ids; never a password).

@@ -130,3 +130,24 @@ async fn a_change_to_what_an_account_has_already_signs_nobody_out_and_logs_nothi
     let (_, log) = carla.get("/api/admin-log").await;
     assert_eq!(lines(&log)[0].1, "Ann Archer (ann): name “Ann Archer” → “Ann Archer-Ames”");
 }
+
+/// An entry names who made the change as they were named then: a rename
+/// later does not rewrite who did what.
+#[tokio::test]
+async fn an_entry_names_its_maker_as_they_were_named_when_they_made_it() {
+    let app = spawn_app().await;
+    let (ann, carla, dev) = (app.staff("ann").await, app.staff("carla").await, app.staff("dev").await);
+    assert_eq!(carla.post(&format!("/api/staff/{}", ann.id), json!({"display_name": "Ann Ames"})).await.0, 200);
+    assert_eq!(carla.post(&format!("/api/staff/{}", carla.id), json!({"display_name": "Carla Cole"})).await.0, 200);
+    let carla = app.staff("carla").await;
+    assert_eq!(carla.post(&format!("/api/staff/{}", ann.id), json!({"display_name": "Ann Archer"})).await.0, 200);
+    let (_, log) = dev.get("/api/admin-log").await;
+    let got: Vec<_> = lines(&log).into_iter().take(3).map(|(_, detail, by, _)| (detail, by.unwrap())).collect();
+    let expected = [
+        ("Ann Ames (ann): name “Ann Ames” → “Ann Archer”", "Carla Cole (carla)"),
+        ("Carla Catalog (carla): name “Carla Catalog” → “Carla Cole”", "Carla Catalog (carla)"),
+        ("Ann Archer (ann): name “Ann Archer” → “Ann Ames”", "Carla Catalog (carla)"),
+    ];
+    let expected: Vec<_> = expected.iter().map(|(d, b)| (d.to_string(), b.to_string())).collect();
+    assert_eq!(got, expected, "{log}");
+}

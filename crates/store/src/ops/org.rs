@@ -405,10 +405,11 @@ impl<B: Backend> Organisation for B {
     async fn log_admin(&self, entry: AdminEntry, keep: u32, young: Millis) -> Result<()> {
         self.write(move |db| {
             Box::pin(quiet(async move {
-                let AdminEntry { cooperative, institution, library, at, actor, action, detail, .. } = entry;
+                let AdminEntry { cooperative, institution, library, at, actor, actor_name, action, detail, .. } = entry;
                 db.exec(
-                    "INSERT INTO admin_log (cooperative_id, institution_id, library_id, at, actor_id, action, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO admin_log (cooperative_id, institution_id, library_id, at, actor_id, action, detail,
+                                            actor_name)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     args![
                         cooperative.0,
                         institution.map(|i| i.0),
@@ -416,7 +417,8 @@ impl<B: Backend> Organisation for B {
                         at,
                         actor.map(|a| a.0),
                         &action,
-                        &detail
+                        &detail,
+                        &actor_name
                     ],
                 )
                 .await?;
@@ -444,7 +446,8 @@ impl<B: Backend> Organisation for B {
                 };
                 let sql = format!(
                     "SELECT id AS id, at AS at, cooperative_id AS cooperative_id, institution_id AS institution_id,
-                            library_id AS library_id, actor_id AS actor_id, action AS action, detail AS detail
+                            library_id AS library_id, actor_id AS actor_id, actor_name AS actor_name,
+                            action AS action, detail AS detail
                      FROM admin_log WHERE {column} = ?1 ORDER BY id DESC LIMIT ?2"
                 );
                 db.rows(&sql, args![id, i64::from(limit)], |r| {
@@ -455,6 +458,7 @@ impl<B: Backend> Organisation for B {
                         institution: r.opt_int("institution_id")?.map(InstitutionId),
                         library: r.opt_int("library_id")?.map(LibraryId),
                         actor: r.opt_int("actor_id")?.map(StaffId),
+                        actor_name: r.opt_text("actor_name")?,
                         action: r.text("action")?,
                         detail: r.text("detail")?,
                     })

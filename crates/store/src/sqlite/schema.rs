@@ -42,4 +42,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/035.sql"),
     include_str!("migrations/036.sql"),
     include_str!("migrations/037.sql"),
+    include_str!("migrations/038.sql"),
 ];

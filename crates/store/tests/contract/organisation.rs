@@ -261,6 +261,7 @@ async fn the_admin_log_is_read_by_scope_newest_first_and_keeps_so_many_per_coope
         institution,
         library,
         actor: (n % 2 == 0).then_some(w.carla.id),
+        actor_name: (n % 2 == 0).then(|| format!("Carla as she was named at change {n}")),
         action: "test".into(),
         detail: format!("change {n}"),
     };
