@@ -148,4 +148,11 @@ const inScope = (l) => ({
 $("new-library").append(...(await api("/api/libraries")).filter(inScope).map((l) => el("option", { value: l.slug }, l.name)));
 // Roles below one's own: a peer is added (and managed) by a role above.
 for (const option of [...$("new-role").options]) if (ROLES.indexOf(option.value) >= ROLES.indexOf(me.role)) option.remove();
+// A cooperative has no role above its admins: a second one (a stand-in for
+// holidays) comes from the operator's command line, which the page names.
+if (me.role === "cooperative_admin") {
+  $("peer-hint").textContent = "Another cooperative admin is added by whoever runs refdesk's server, with "
+    + "refdesk user add USERNAME --library SLUG --role cooperative_admin (see \"The refdesk command\" in its README).";
+  $("peer-hint").classList.remove("hidden");
+}
 load();

@@ -169,6 +169,8 @@ test("a role change the server refuses leaves the row showing the role the accou
   // Her own role is not offered to change (a self-demotion is refused).
   await erin.getByRole("combobox", { name: "Role of Erin Index" }).waitFor();
   assert.deepEqual(await erin.getByRole("combobox", { name: "Role of Erin Index" }).locator("option").allTextContents(), ["cooperative admin"]);
+  // A second cooperative admin cannot be added here: the page says who can.
+  await erin.locator("#peer-hint", { hasText: "refdesk user add USERNAME --library SLUG --role cooperative_admin" }).waitFor();
   // A promotion with a password the server refuses (a common one): said in
   // the dialog, which stays open for another try (it closed, and the admin
   // started over); cancelled, the row goes back to the role the account has.
