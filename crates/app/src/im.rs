@@ -29,11 +29,7 @@ impl App {
         if to == staff.id {
             return Err(DomainError::invalid("to", "write to a colleague, not to yourself").into());
         }
-        self.store
-            .staff_by_id(to)
-            .await?
-            .filter(|s| s.home.cooperative == staff.home.cooperative)
-            .ok_or_else(|| DomainError::invalid("to", "no such colleague in your cooperative"))?;
+        self.colleague(staff, to, "to").await?;
         let per_day = self.limits.ims_per_staff_per_day;
         Ok(self.store.im_send(staff.clone(), to, body, client_id, per_day, self.clock.now()).await?)
     }
@@ -50,13 +46,20 @@ impl App {
         if page.is_empty() {
             // Nothing to show: say so when there is no one to talk with, as
             // sending does (a conversation's page is read without a lookup).
-            self.store
-                .staff_by_id(peer)
-                .await?
-                .filter(|s| s.home.cooperative == staff.home.cooperative)
-                .ok_or_else(|| DomainError::invalid("peer", "no such colleague in your cooperative"))?;
+            self.colleague(staff, peer, "peer").await?;
         }
         Ok(page)
+    }
+
+    /// `peer`, a colleague of `staff`'s cooperative; else `422` on `field`
+    /// (whether the id is someone's elsewhere, or nobody's, is not said).
+    async fn colleague(&self, staff: &Staff, peer: StaffId, field: &'static str) -> AppResult<Staff> {
+        Ok(self
+            .store
+            .staff_by_id(peer)
+            .await?
+            .filter(|s| s.home.cooperative == staff.home.cooperative)
+            .ok_or_else(|| DomainError::invalid(field, "no such colleague in your cooperative"))?)
     }
 
     /// My conversations, with unread counts.
@@ -67,6 +70,10 @@ impl App {
     /// Marks a conversation read up to `seq` (its last message at most);
     /// returns how far.
     pub async fn im_read(&self, staff: &Staff, peer: StaffId, seq: u64) -> AppResult<u64> {
+        // As sending and reading do: a mark kept for someone who is no
+        // colleague (another cooperative's staff, or nobody) would be a row
+        // for nothing, and its answer would tell which ids are staff.
+        self.colleague(staff, peer, "peer").await?;
         let read = self.store.im_read(staff.id, peer, seq).await?;
         // After the commit: their other desks count it read too.
         self.bus.publish_ephemeral(refdesk_domain::event::Event::ImRead { staff: staff.id, peer, seq: read });

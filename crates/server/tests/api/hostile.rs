@@ -5,6 +5,7 @@
 use crate::helpers::{spawn_app, spawn_app_with};
 use futures_util::{SinkExt, StreamExt};
 use refdesk_domain::chat::MessageKind;
+use refdesk_domain::org::Role;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -570,9 +571,21 @@ async fn unknown_fields_and_missing_records_get_their_documented_answers() {
     let f = ws.next().await;
     assert_eq!(f["code"], "bad_frame", "{f}");
     assert!(f.to_string().len() < 1_000, "the error quotes the frame whole: {} bytes", f.to_string().len());
-    // A colleague who does not exist: 404, as on PostgreSQL (was a 500 on SQLite).
-    let (status, body) = ann.post("/api/im/999999/read", json!({"seq": 1})).await;
-    assert_eq!(status, 404, "{body}");
+    // A colleague who does not exist, and another cooperative's staff
+    // member: the same 422 as sending to them (the mark told which ids are
+    // staff, and kept a row for each), and nothing kept.
+    let s = app.state.app.store();
+    let coop = s.create_cooperative("Faraway Cooperative", refdesk_domain::question::default_codes()).await.unwrap();
+    let inst = s.create_institution(coop, "Faraway City").await.unwrap();
+    s.create_library(inst, "faraway-city", "Faraway City Library").await.unwrap();
+    let far = app.state.app.add_staff(None, "faraway-city", "zoe", "Zoe Far", Role::Librarian, "table passphrase 2026");
+    let far = far.await.unwrap();
+    for peer in [999_999, far.0] {
+        let (status, body) = ann.post(&format!("/api/im/{peer}/read"), json!({"seq": 1})).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (422, Some("peer")), "{peer}: {body}");
+    }
+    let (_, convs) = ann.get("/api/im").await;
+    assert_eq!(convs, json!([]), "no conversation kept");
 }
 
 /// `GET /api/chat` is paged like the socket's replay: a long chat is never
