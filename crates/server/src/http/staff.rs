@@ -531,7 +531,7 @@ struct ReadBody {
     request_body = ReadBody,
     responses(
         (status = 200, description = "marked: how far (the last message at most)", body = ImRead),
-        (status = 404, description = "`not_found`: no staff member has this id (the cooperative is not checked)", body = ErrorBody),
+        (status = 422, description = "`invalid` (`peer`): no colleague of my cooperative has this id", body = ErrorBody),
     ))]
 async fn im_read(
     State(s): State<AppState>,
