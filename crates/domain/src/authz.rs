@@ -261,7 +261,10 @@ pub enum Standing {
 /// Question-list work (read a question, act on it): staff whose role covers
 /// the owning library, or the library it was referred to, and the librarian
 /// who chatted (I5), who may read it and wrap it up
-/// ([`authorize_question_work`]). Outside that: refused, and nothing changes.
+/// ([`authorize_question_work`]). Outside that: refused, and nothing changes
+/// — as not found when the question is another cooperative's (question
+/// numbers count over the whole service: a refusal would tell another
+/// cooperative's which exist).
 pub fn authorize_question(
     staff: &Staff,
     owner: &Placement,
@@ -272,6 +275,8 @@ pub fn authorize_question(
         Ok(Standing::Scope)
     } else if librarian == Some(staff.id) {
         Ok(Standing::Chatted)
+    } else if owner.cooperative != staff.home.cooperative {
+        Err(DomainError::NotFound("question"))
     } else {
         Err(DomainError::Forbidden("this question is outside your scope"))
     }
@@ -538,7 +543,12 @@ mod tests {
         for (role, w, allowed) in table {
             let t = target(w, Some(StaffId(99)));
             let got = authorize_question(&staff(5, role), &t.placement, None, t.librarian);
-            assert_eq!(got.ok(), allowed.then_some(Standing::Scope), "{role:?} × {w:?}");
+            assert_eq!(got.clone().ok(), allowed.then_some(Standing::Scope), "{role:?} × {w:?}");
+            // Another cooperative's is not found: its number tells nothing.
+            if !allowed {
+                let other = matches!(w, OtherCooperative);
+                assert_eq!(matches!(got, Err(DomainError::NotFound(_))), other, "{role:?} × {w:?}: {got:?}");
+            }
         }
         let other = target(Where::SameCooperative, None).placement;
         let home = target(Where::SameLibrary, None).placement;
