@@ -94,8 +94,17 @@ impl Server {
 
     /// The server process's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the server process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
+        let line = status.lines().find(|l| l.starts_with(field)).expect("the field in /proc/PID/status");
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 

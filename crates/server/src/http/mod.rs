@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         // Innermost: what reaches a handler runs to its end.
         .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit(state.app.limits())))
-        .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), whole_body))
+        .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), refuse_announced_too_large))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
         // What the limits and the origin check refuse is counted, timed and
@@ -179,51 +179,25 @@ pub fn body_limit(limits: &refdesk_app::Limits) -> usize {
     limits.max_message_chars.max(refdesk_app::staff::MAX_POLICY_CHARS) * 6 + 1024
 }
 
-/// A request's body, read whole into one buffer of its own before the
-/// handler runs; one past the limit is refused.
-///
-/// A body whose `Content-Length` is past the limit is refused before any
-/// of it is read: the limit alone would read it until it got there,
-/// holding the connection while a client trickles it in.
-///
-/// The rest is copied as it comes, each piece let go at once. Gathered as
-/// hyper hands them over (axum's extractors keep the pieces until the end),
-/// each piece of a body trickled a few bytes at a time held on to the whole
-/// read buffer it came in (8 KiB): a 121 KB body sent 50 bytes at a time
-/// held 20 MB, and a stranger's few megabytes of such sign-ins took the
-/// server past a gigabyte. Now a body holds at most twice what was sent
-/// of it, and never more than twice the limit.
-async fn whole_body(
+/// Refuses a body whose `Content-Length` is past the limit before reading
+/// any of it: the limit alone would read it until it got there, holding
+/// the connection while a client trickles it in. What a handler then reads
+/// of a body, it reads whole into one buffer of its own, and only once the
+/// request has passed its checks (the sign-in among them): the limit goes
+/// with the request ([`crate::error::BodyLimit`]) to the extractors that
+/// read it ([`crate::error::Json`], [`crate::error::WholeBody`]).
+async fn refuse_announced_too_large(
     State(limit): State<usize>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    use futures_util::StreamExt;
     let announced =
         req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
-        return ApiError::too_large().into_response();
+        return axum::response::IntoResponse::into_response(ApiError::too_large());
     }
-    let (parts, body) = req.into_parts();
-    // Room for a usual body at once; a larger one grows as it comes, so
-    // that what a body holds is what its client sent (at most twice it),
-    // not what its header announced.
-    let mut whole = Vec::with_capacity(announced.unwrap_or(0).min(16 * 1024) as usize);
-    let mut pieces = body.into_data_stream();
-    while let Some(piece) = pieces.next().await {
-        let Ok(piece) = piece else {
-            // Cut short (the client went, or took longer than
-            // `body_seconds`): there is nothing whole to act on.
-            let why = "the request body could not be read whole";
-            return ApiError::bad_request("bad_json", why).into_response();
-        };
-        if whole.len() + piece.len() > limit {
-            return ApiError::too_large().into_response();
-        }
-        whole.extend_from_slice(&piece);
-    }
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(whole))).await
+    req.extensions_mut().insert(crate::error::BodyLimit(limit));
+    next.run(req).await
 }
 
 /// Liveness: the process answers.

@@ -306,13 +306,8 @@ async fn act(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path((id, action)): Path<(i64, String)>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    crate::error::WholeBody(body): crate::error::WholeBody,
 ) -> ApiResult<axum::Json<ActOutcomeView>> {
-    let body = match body {
-        Ok(body) => body,
-        Err(r) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::too_large()),
-        Err(r) => return Err(ApiError { status: r.status(), code: "bad_json", message: r.body_text(), field: None }),
-    };
     let action = ActionName::parse(&action)?;
     // Actions without fields (close, claim…) may come with no body, or `null`.
     let b: ActBody = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
