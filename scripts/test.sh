@@ -298,7 +298,8 @@ bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/refdesk"
 # other cargo runs from here on), at the lowest priority: they wait on the
 # browser and the server far more than they compute. It was kept apart for
 # a while, suspected for cargo's probe failures that a broken /dev/null
-# turned out to cause (above). Its output is shown if it fails.
+# turned out to cause (above). What it printed is shown once it is done
+# (nothing, when it went well).
 release_log="$(mktemp /tmp/refdesk-release-build.XXXXXX)"
 nice -n 19 cargo build --release -p refdesk --quiet >"$release_log" 2>&1 &
 release_build=$!

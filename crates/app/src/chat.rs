@@ -562,10 +562,10 @@ impl App {
             max_started_per_net_per_day: self.limits.chats_per_address_per_day,
             max_started_in_library_per_day: self.limits.starts_per_library_per_day,
         };
-        let browser = new.keys.browser.clone();
+        let (browser, email) = (new.keys.browser.clone(), new.patron_email.clone());
         let (rec, _) = self.store.start_session(new).await.map_err(|e| self.note_day_spent(&lib, e))?;
         if let Some(browser) = browser {
-            self.end_left_behind(&lib, &browser, rec.ctx.id).await;
+            self.end_left_behind(&lib, &browser, rec.ctx.id, email.as_deref()).await;
         }
         Ok(Started { session: rec.ctx.id, token, library: lib.name, transcript_to })
     }
@@ -575,10 +575,14 @@ impl App {
     /// browser would wait behind their own chat, which no librarian could
     /// reach: the chats of that browser at that library still waiting
     /// with no page open end as left by their patron, once the new one is
-    /// started (a start refused changes nothing). No missed-chat question
-    /// is kept for them: the patron asked again. A page open on it again
+    /// started (a start refused changes nothing). A page open on it again
     /// meanwhile keeps it (checked inside each end's write).
-    async fn end_left_behind(&self, lib: &LibraryRecord, browser: &str, new: SessionId) {
+    ///
+    /// The browser may be a library's public computer, shared: such a
+    /// chat with an e-mail address leaves its missed-chat question, as a
+    /// patron leaving the line does, unless the new chat gives the same
+    /// address (the same patron, asking again: one question is enough).
+    async fn end_left_behind(&self, lib: &LibraryRecord, browser: &str, new: SessionId, email: Option<&str>) {
         let left = match self.store.left_waiting(lib.placement.library, browser).await {
             Ok(left) => left,
             Err(e) => {
@@ -587,17 +591,35 @@ impl App {
             }
         };
         for id in left.into_iter().filter(|id| *id != new) {
-            let guard: Guard = Box::new(|rec| match rec.state == SessionState::Waiting && rec.patron_away {
-                true => Ok(()),
-                false => Err(DomainError::Conflict("its patron is back".into())),
+            let old = match self.store.session(id).await {
+                Ok(Some(old)) => old,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "could not read a chat a patron asking again left waiting");
+                    continue;
+                }
+            };
+            let same = |a: &str| email.is_some_and(|b| a.eq_ignore_ascii_case(b));
+            let asked_again = old.patron_email.as_deref().is_none_or(same);
+            let guard: Guard = Box::new(|rec| {
+                if rec.state == SessionState::Waiting && rec.patron_away {
+                    Ok(())
+                } else {
+                    Err(DomainError::Conflict("its patron is back".into()))
+                }
             });
-            let author = Author::Patron { name: String::new() };
+            let author = Author::Patron { name: old.patron_display() };
+            let why = "The chat's page was closed, and a new chat was asked from the same browser.";
             let ending = refdesk_store::Ending {
-                last_words: Some("The patron closed this chat's page and asked again in a new chat.".into()),
+                last_words: Some(why.into()),
+                missed: (!asked_again)
+                    .then(|| "Missed chat: its page was closed, and a new chat asked from the same browser".to_owned()),
+                left_per_net_per_day: self.limits.form_questions_per_address_per_day,
                 ..Default::default()
             };
-            if let Err(e) = self.end_mailing(id, author, guard, ending, self.clock.now()).await {
-                tracing::debug!(session = %id, error = %e, "a chat left waiting was not ended");
+            match self.end_mailing(id, author, guard, ending, self.clock.now()).await {
+                Ok(_) | Err(AppError::Domain(DomainError::Conflict(_))) => {}
+                Err(e) => tracing::warn!(session = %id, error = %e, "a chat left waiting could not be ended"),
             }
         }
     }

@@ -8,17 +8,29 @@ fn has_bad_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
-/// Whether `c` shows nothing: white space, or a format character that only
-/// steers the text around it (zero-width spaces and joiners, direction
-/// marks and overrides, the byte-order mark, a soft hyphen) or a filler.
+/// Whether `c` shows nothing: white space, a braille blank, or one of
+/// Unicode's default-ignorable code points (DerivedCoreProperties.txt,
+/// `Default_Ignorable_Code_Point`): format characters that only steer the
+/// text around them (zero-width spaces and joiners, direction marks and
+/// overrides, the byte-order mark, a soft hyphen), fillers, variation
+/// selectors, tags.
 fn is_invisible(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
         )
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}')
-        || matches!(c, '\u{061C}' | '\u{2800}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0000}'..='\u{E007F}')
+        || matches!(c, '\u{17B4}'..='\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}')
+        || matches!(c, '\u{2060}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FFF0}'..='\u{FFF8}')
+        || matches!(c, '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// Whether `s` shows nothing at all ([`is_invisible`]).
@@ -143,18 +155,21 @@ pub fn name(field: &'static str, s: Option<&str>, max: usize) -> Result<Option<S
 /// in lower case, without what shows as nothing, runs of spaces made one.
 pub fn name_key(s: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    let plain: String = s.nfkc().filter(|c| !invisible(*c)).collect::<String>().to_lowercase();
+    let plain: String = s.nfkc().filter(|c| !invisible(*c) && !joiner(*c)).collect::<String>().to_lowercase();
     plain.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Unicode's default-ignorable code points: characters a reader does not
-/// see (DerivedCoreProperties.txt, `Default_Ignorable_Code_Point`).
+/// A character inside a name that shows as nothing ([`is_invisible`]), but
+/// a space (runs of them are made one) and the [`joiner`]s.
 fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
-        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
-        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+    is_invisible(c) && !c.is_whitespace() && !joiner(c)
+}
+
+/// The zero-width non-joiner and joiner: invisible, but part of how names
+/// are written in several scripts (Persian, Sinhala, Indic ones), so taken
+/// in a name and left out when names are compared.
+fn joiner(c: char) -> bool {
+    matches!(c, '\u{200C}' | '\u{200D}')
 }
 
 /// Whether a word holds letters of more than one of the alphabets whose
@@ -517,16 +532,21 @@ mod tests {
         let name = |s: &str| name("display_name", Some(s), 100);
         assert_eq!(name("  Cora   City  ").unwrap().as_deref(), Some("Cora City"), "runs of spaces made one");
         assert_eq!(name("Liam\u{00A0}\u{3000}Main").unwrap().as_deref(), Some("Liam Main"));
-        for hidden in ["Liam\u{200B}Main", "Li\u{00AD}am Main", "Liam Main\u{FEFF}", "Liam\u{2060}"] {
+        for hidden in ["Liam\u{200B}Main", "Li\u{00AD}am Main", "Liam Main\u{FEFF}", "Liam\u{2060}", "Liam\u{2800}Main"]
+        {
             assert!(name(hidden).is_err(), "{hidden:?}");
         }
         // A Cyrillic "і" in a Latin word; a Greek omicron in one.
         assert!(name("L\u{0456}am Main").is_err());
         assert!(name("Mari\u{03BF} Rossi").is_err());
         // One alphabet a word, whichever, and names of other scripts, pass.
+        // The joiners some scripts write names with (Persian, Sinhala) pass.
+        let joined = ["می\u{200C}خواهم", "ශ්\u{200D}රී"];
         for fine in ["Лиам Майн", "Ζωή Παππά", "Ann Петрова", "José Núñez-Ortiz", "李小龍", "O'Brien (Law)"]
+            .iter()
+            .chain(&joined)
         {
-            assert_eq!(name(fine).unwrap().as_deref(), Some(fine), "{fine:?}");
+            assert_eq!(name(fine).unwrap().as_deref(), Some(*fine), "{fine:?}");
         }
         assert_eq!(name("   ").unwrap(), None);
         // Compared as a reader tells them apart.
@@ -534,6 +554,7 @@ mod tests {
         assert_eq!(key("Liam Main"), key("liam  MAIN"));
         assert_eq!(key("Liam Main"), key("\u{FF2C}iam Main"), "a full-width letter");
         assert_eq!(key("Liam Main"), key("Liam\u{200B} Main"), "what shows as nothing");
+        assert_eq!(key("Liam Main"), key("Li\u{200D}am Main"), "a joiner");
         assert_ne!(key("Liam Main"), key("Liam Maine"));
     }
 

@@ -172,8 +172,8 @@ struct DetailParams {
     params(("id" = i64, Path, description = "the question's number"), DetailParams),
     responses(
         (status = 200, description = "the question's page", body = QuestionDetailView),
-        (status = 403, description = "`forbidden`: a question outside my scope (a question of another library whose chat I had is in it while the chat goes on and for a day after its end)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such question", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a question of my cooperative outside my scope (a question of another library whose chat I had is in it while the chat goes on and for a day after its end)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such question, or one of another cooperative (which, is not said)", body = ErrorBody),
     ))]
 async fn detail(
     State(s): State<AppState>,
@@ -296,8 +296,8 @@ fn required(v: Option<String>, field: &str) -> Result<String, ApiError> {
     request_body(content = Option<ActBody>, description = "optional for actions without fields"),
     responses(
         (status = 200, description = "done; what happened, in words, in `notice`", body = ActOutcomeView),
-        (status = 403, description = "`forbidden`: a question outside my scope, or an action my role may not take; for a librarian who only chatted with its patron for the cooperative, anything but wrapping it up (a note, an answer to the patron's own address or in the chat, a code that refers it to no other library) while the chat goes on and for a day after it ended", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such question, action, colleague or library", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a question of my cooperative outside my scope, or an action my role may not take; for a librarian who only chatted with its patron for the cooperative, anything but wrapping it up (a note, an answer to the patron's own address or in the chat, a code that refers it to no other library) while the chat goes on and for a day after it ended", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such question (or one of another cooperative), action, colleague or library", body = ErrorBody),
         (status = 409, description = "`conflict`: a live question without `confirm_live`, a stale confirmation, an action its state refuses, or words (a note, an answer, a message to the librarian) on a question whose patron's data was erased", body = ErrorBody),
         (status = 422, description = "`invalid`: a missing or bad field", body = ErrorBody),
         (status = 429, description = "`too_many_mails`: `limits.answers_per_recipient_per_day` answers were e-mailed to that address in the last 24 hours, or `limits.answers_per_staff_per_day` by this staff member to anyone; `question_full`: the question's timeline holds `limits.max_question_entries` entries (a note or a message to the librarian) or a hundred more (any other action but closing an open question, which always goes); `chat_full`: a line for a live chat that is full; `too_many_lines`: an action from one who wrote `limits.staff_lines_per_day` lines, notes and question-list actions today on this node (never a chat's first code, nor closing an open question). Nothing was done", body = ErrorBody),

@@ -1696,6 +1696,11 @@ async fn a_sign_out_whose_client_hangs_up_still_puts_every_chat_back_in_line() {
     .await;
 }
 
+/// A patron who closed the page of a waiting chat (the chat went with the
+/// tab) and asks again from the same browser does not wait behind it: it
+/// ends. A chat of that browser under another address (a library's shared
+/// computer) leaves its missed-chat question; one still open in a tab, or
+/// of another browser, is left be.
 #[tokio::test]
 async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_browser_does_not_wait_behind_it() {
     let app = spawn_app_with(|c| c.limits.patron_away_seconds = 0).await;
@@ -1705,15 +1710,23 @@ async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_brows
     ann_ws.send(json!({"type": "queue"})).await;
     ann_ws.until(|f| f["type"] == "queue").await;
     let browser = "0123456789abcdef0123456789abcdef";
-    let form = |question: &str, browser: &str| json!({"name": "Pat", "email": "pat@example.org", "question": question, "browser": browser});
-    let start = |question: &'static str, browser: &'static str| {
+    let form = |question: &str, browser: &str, email: &str| json!({"name": "Pat", "email": email, "question": question, "browser": browser});
+    let start_as = |question: &'static str, browser: &'static str, email: &'static str| {
         let app = &app;
-        async move { app.start_chat_with("riverside-main", form(question, browser)).await }
+        async move { app.start_chat_with("riverside-main", form(question, browser, email)).await }
     };
+    let start = |question: &'static str, browser: &'static str| start_as(question, browser, "PAT@example.org");
     let away = |s: i64| move |f: &Value| f["type"] == "patron_away" && f["session"] == s && f["since"].is_i64();
-    // Asked, its page closed (the tab, and the chat with it: it was kept
-    // for that tab alone).
+    // Someone at a library's shared computer asks, under their address,
+    // and closes the page (the tab, and the chat with it: it was kept for
+    // that tab alone).
+    let kiosk = start_as("Someone else's, at the same computer", browser, "kim@example.org").await;
+    kiosk.socket().await.close().await;
+    ann_ws.until(away(kiosk.session)).await;
+    // Pat, at that computer next, asks: Kim's chat ends, its question kept
+    // for an answer by e-mail. Pat closes the page too.
     let first = start("Is the archive open?", browser).await;
+    ann_ws.until(|f| f["type"] == "queue_removed" && f["session"] == kiosk.session).await;
     first.socket().await.close().await;
     ann_ws.until(away(first.session)).await;
     // Another patron's chat, left the same way from another browser, and a
@@ -1727,7 +1740,7 @@ async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_brows
     tab.until(|f| f["type"] == "position").await;
     // The patron asks again from the same browser: the chat left behind
     // ends as left by its patron, and no librarian is offered it.
-    let again = start("Is the archive open? (again)", browser).await;
+    let again = start_as("Is the archive open? (again)", browser, "pat@example.org").await;
     let removed = ann_ws.until(|f| f["type"] == "queue_removed" && f["session"] == first.session).await;
     assert!(!removed.iter().any(|f| f["type"] == "queue_removed" && f["session"] == other.session), "{removed:?}");
     let (_, queue) = ann.get("/api/queue").await;
@@ -1737,11 +1750,12 @@ async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_brows
     assert_eq!(rec["session"]["state"], "ended", "{rec}");
     let (_, page) = ann.get(&format!("/api/sessions/{}", first.session)).await;
     let bodies = bodies(page["messages"].as_array().unwrap());
-    assert!(bodies.iter().any(|b| b.contains("asked again in a new chat")), "{bodies:?}");
-    // No missed-chat question for it beside the new chat: the patron asked
-    // again (the list holds none yet; the new chat's comes with its accept).
+    assert!(bodies.iter().any(|b| b.contains("a new chat was asked from the same browser")), "{bodies:?}");
+    // No missed-chat question for the patron's own (asked again under the
+    // same address, in any letter case); the other address's leaves one.
     let (_, list) = ann.get("/api/questions").await;
-    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+    let texts: Vec<_> = list.as_array().unwrap().iter().map(|q| q["text"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(texts, ["Someone else's, at the same computer"], "{list}");
     // The new chat and the open tab's go on.
     assert_eq!(ann.accept(again.session).await.0, 200);
     assert_eq!(ann.accept(open.session).await.0, 200);

@@ -50,7 +50,8 @@ pub(crate) enum Kin {
 }
 
 /// Refuses `name` when another of its kin (but `except`, being renamed) is
-/// called alike, in any letter case: two libraries of one cooperative
+/// called alike as a reader tells names apart
+/// (`refdesk_domain::input::name_key`): two libraries of one cooperative
 /// called alike cannot be told apart in its lists, reports and transfers,
 /// nor two colleagues in its IM list, its chats and their transcripts.
 /// One name change or addition at a time (an advisory lock on PostgreSQL;

@@ -225,7 +225,7 @@ async fn update_staff<D: Db>(db: &mut D, id: StaffId, update: StaffUpdate) -> Re
         }
     }
     if let Some(name) = &update.display_name {
-        // A name kept as it was (in any letter case) is no new name.
+        // A name kept as it was (as names are compared) is no new name.
         if name.trim().to_lowercase() != name_now.trim().to_lowercase() {
             let coop = cooperative_of_library(db, library_now).await?;
             super::org::name_free(db, Kin::Staff(coop), Some(id.0), name).await?;

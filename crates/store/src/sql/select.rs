@@ -281,8 +281,8 @@ pub(crate) const LIBRARIANS_TO_TELL: &str = "SELECT s.id AS session_id, s.librar
      ORDER BY s.id LIMIT ?3";
 
 /// A browser's chats at a library still waiting with no page of them open
-/// (binds the library, the browser's key): the waiting chats' index, then
-/// each one's row.
+/// (binds the library, the browser's key), by the waiting chats' index of
+/// browser keys (`sessions_waiting_browser`).
 pub(crate) const LEFT_WAITING: &str = "SELECT s.id AS session_id FROM sessions s
      WHERE s.state = 'waiting' AND s.library_id = ?1 AND s.browser_key = ?2 AND s.patron_away_at IS NOT NULL
      ORDER BY s.id";
