@@ -430,9 +430,11 @@ impl AsyncWrite for Watched {
 
 /// A request body that must have arrived by a deadline; past it, reading
 /// it fails (the extractor answers 400) and the connection is not reused.
+/// Once it has all come, its request counts as busy ([`BusyOnce`]).
 pub struct Deadline {
     body: Incoming,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    busy: BusyOnce,
 }
 
 impl Body for Deadline {
@@ -444,6 +446,11 @@ impl Body for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            // All come, on a connection whose place went to a newcomer while
+            // it waited: not handed on, so that no handler acts on it.
+            if (frame.is_none() || self.body.is_end_stream()) && !self.busy.arrived() {
+                return Poll::Ready(Some(Err("this connection's place went to a newer one".into())));
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         match self.sleep.as_mut().poll(cx) {
@@ -470,9 +477,9 @@ impl Drop for Handling {
     }
 }
 
-/// Counts a request as busy on its connection, from its head until its
-/// answer's body is all sent (or dropped): a connection still answering is
-/// not silent ([`Lease`]).
+/// Counts a request as busy on its connection, until its answer's body is
+/// all sent (or dropped): a connection still answering is not silent
+/// ([`Lease`]).
 struct Busy(Arc<Lease>);
 
 impl Drop for Busy {
@@ -481,10 +488,71 @@ impl Drop for Busy {
     }
 }
 
-/// An answer's body, holding its request's [`Busy`] until it is sent.
+/// A request's [`Busy`], from its head when it has no body, else from when
+/// its body has all come, until its answer is sent. A request still waiting
+/// for its body is silent: a connection that announced a body and sends
+/// none (or a byte now and then) holds no place a newcomer cannot take.
+/// Counted busy from its head, 256 such connections from one address shut
+/// out every other client there for `body_seconds` at a time, on any route,
+/// with no rate limit (found by an attacker's trial).
+#[derive(Clone)]
+struct BusyOnce(Arc<std::sync::Mutex<Stage>>);
+
+enum Stage {
+    /// The body is still coming.
+    Waiting(Arc<Lease>),
+    /// Counted busy, until dropped.
+    Busy { _held: Busy },
+    /// The answer is sent: nothing more is counted.
+    Done,
+}
+
+impl BusyOnce {
+    /// Busy from now (a request with no body), and whether the connection
+    /// still had its place (the step that counts it busy tells).
+    fn now(lease: Arc<Lease>) -> (BusyOnce, bool) {
+        let once = BusyOnce(Arc::new(std::sync::Mutex::new(Stage::Waiting(lease))));
+        let kept = once.arrived();
+        (once, kept)
+    }
+
+    /// Busy from when [`BusyOnce::arrived`] says the body has come.
+    fn at_end(lease: Arc<Lease>) -> BusyOnce {
+        BusyOnce(Arc::new(std::sync::Mutex::new(Stage::Waiting(lease))))
+    }
+
+    /// The body has all come: busy (once). Whether the connection still has
+    /// its place: counted busy in one atomic step with the look at
+    /// [`EVICTED`], so that a connection chosen as silent serves nothing
+    /// after, and one counted busy is not chosen.
+    fn arrived(&self) -> bool {
+        let mut stage = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*stage {
+            Stage::Waiting(lease) => {
+                let before = lease.busy.fetch_add(1, Ordering::SeqCst);
+                *stage = Stage::Busy { _held: Busy(lease.clone()) };
+                before & EVICTED == 0
+            }
+            Stage::Busy { .. } | Stage::Done => true,
+        }
+    }
+
+    /// The answer is sent (or dropped): busy no more.
+    fn done(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Stage::Done;
+    }
+}
+
+/// An answer's body, holding its request's [`BusyOnce`] until it is sent.
 struct Answering {
     body: axum::body::Body,
-    _busy: Busy,
+    busy: BusyOnce,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.busy.done();
+    }
 }
 
 impl Body for Answering {
@@ -639,12 +707,19 @@ async fn connection(
     let service = {
         let lease = lease.clone();
         service_fn(move |req: hyper::Request<Incoming>| {
-            let taken = lease.busy.fetch_add(1, Ordering::SeqCst) & EVICTED != 0;
-            let busy = Busy(lease.clone());
+            let (busy, taken) = match req.body().is_end_stream() {
+                true => {
+                    let (busy, kept) = BusyOnce::now(lease.clone());
+                    (busy, !kept)
+                }
+                // Its place is looked at again once the body has come.
+                false => (BusyOnce::at_end(lease.clone()), lease.busy.load(Ordering::SeqCst) & EVICTED != 0),
+            };
             lease.handling.fetch_add(1, Ordering::SeqCst);
             let handling = Handling(lease.clone());
             let sleep = Box::pin(tokio::time::sleep(body_within));
-            let mut req = req.map(|body| axum::body::Body::new(Deadline { body, sleep }));
+            let at_end = busy.clone();
+            let mut req = req.map(|body| axum::body::Body::new(Deadline { body, sleep, busy: at_end }));
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(let_go.clone());
             let mut router = router.clone();
@@ -657,7 +732,7 @@ async fn connection(
                     Err(never) => match never {},
                 };
                 drop(handling);
-                Ok(answer.map(|body| axum::body::Body::new(Answering { body, _busy: busy })))
+                Ok(answer.map(|body| axum::body::Body::new(Answering { body, busy })))
             }
         })
     };

@@ -929,3 +929,54 @@ async fn request_bodies_trickled_a_few_bytes_at_a_time_hold_no_more_than_was_sen
     let grown = server.peak_rss_kib().saturating_sub(before);
     assert!(grown < 24 * 1024, "{grown} KiB more at the peak for 2 MB of bodies sent");
 }
+
+/// Connections whose requests wait for a body that never comes (or comes a
+/// byte now and then) are silent: a newcomer takes their place. Counted
+/// busy from their heads, they held their places for `body_seconds` (an
+/// attacker's trial shut every other client of an address out that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_waiting_for_a_body_that_never_comes_keep_nobody_out() {
+    let server = Server::start("[limits]\nconnections_per_address = 8\nmax_connections = 16\n", &[]).await;
+    let mut waiting = Vec::new();
+    // Sign-ins (within the address's 10 a minute), each waiting for its body.
+    for i in 0..8 {
+        let mut tcp = connect_from(&server, [127, 0, 8, 1]).await.unwrap();
+        let head = "POST /api/login";
+        let announce =
+            format!("{head} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n");
+        tcp.write_all(announce.as_bytes()).await.unwrap();
+        if i % 2 == 0 {
+            tcp.write_all(b"{").await.unwrap(); // a byte of it, now and then
+        }
+        waiting.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The library's people behind that address are served, each in the
+    // place of one of those connections; so is another address at the node's cap.
+    for _ in 0..3 {
+        assert_eq!(get_from(&server, [127, 0, 8, 1], "/healthz").await, Ok(200), "from the full address");
+    }
+    let mut others = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = connect_from(&server, [127, 0, 8, 2]).await.unwrap();
+        tcp.write_all(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
+        others.push(tcp);
+    }
+    assert_eq!(get_from(&server, [127, 0, 8, 3], "/healthz").await, Ok(200), "a third address at the node's cap");
+    // A request whose body has all come is busy again, and holds its place.
+    let mut sent = connect_from(&server, [127, 0, 8, 4]).await.unwrap();
+    let body = json!({"username": "ann", "password": DEMO}).to_string();
+    let login = format!(
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.port,
+        body.len()
+    );
+    sent.write_all(login.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), sent.read(&mut answer)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+}
