@@ -62,6 +62,8 @@ pub struct AppState {
     /// stopped with their client. A client that hangs up frees its
     /// connection's place, not this one's.
     pub detached: Arc<tokio::sync::Semaphore>,
+    /// Each staff member's answers not yet all sent ([`http::Answers`]).
+    pub answers: Arc<http::Answers>,
     /// The readiness check under way, shared by every `/readyz`.
     pub readiness: Arc<ready::Readiness>,
     /// E-mail settings, for the mailer [`run`] starts.
@@ -142,6 +144,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<AppState> {
         shutdown_within: Duration::from_secs(config.shutdown_seconds),
         going_away: Arc::new(tokio::sync::watch::Sender::new(false)),
         detached: Arc::new(tokio::sync::Semaphore::new(http::DETACHED)),
+        answers: Arc::default(),
         readiness: Arc::default(),
         mail: refdesk_app::mail::MailConfig {
             public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),

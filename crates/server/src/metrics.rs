@@ -55,7 +55,7 @@ pub const STORE_WAIT: Duration = Duration::from_secs(2);
 /// The request id's header, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
 /// Every label of `refdesk_limited_total`, each there from the start.
-const LIMITS: [&str; 17] = [
+const LIMITS: [&str; 18] = [
     "login",
     "start",
     "patron",
@@ -73,6 +73,7 @@ const LIMITS: [&str; 17] = [
     "socket_open",
     "staff_write",
     "staff_read",
+    "staff_answers",
 ];
 /// How often the refusals by the limits are summed up in the log, at most.
 const REFUSALS_EVERY: Duration = Duration::from_secs(60);

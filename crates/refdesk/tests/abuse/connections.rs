@@ -980,3 +980,54 @@ async fn connections_waiting_for_a_body_that_never_comes_keep_nobody_out() {
         String::from_utf8_lossy(&answer[..n])
     );
 }
+
+/// A staff member's answers still on their way are bounded: an account (or
+/// a stolen cookie) that asks for large answers and reads none of them gets
+/// `429` past 16, instead of the node holding each answer built whole
+/// (2 MB here) until `idle_seconds`: gigabytes, in an attacker's trial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staff_member_who_reads_none_of_their_answers_has_sixteen_on_their_way_at_most() {
+    let config = "[limits]\nframes_per_second = 100000\nframe_burst = 100000\nstaff_lines_per_day = 100000\n";
+    let server = Server::start(config, &[]).await;
+    let (session, _) = accepted_chat(&server, "A long chat").await;
+    let ann = sign_in(&server, "ann").await;
+    // A page of the chat: 1 MiB of text, 2 MiB of JSON (each quote escaped).
+    let quotes = "\"".repeat(4000);
+    for _ in 0..270 {
+        let (status, _) =
+            post(&ann, server.url(&format!("/api/sessions/{session}/messages")), json!({"body": quotes})).await;
+        assert_eq!(status, 200);
+    }
+    let cookie = sign_in_cookie(&server, "ann").await;
+    let ask = format!("GET /api/sessions/{session} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut tcp = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], server.port))).await.unwrap();
+        tcp.write_all(ask.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held.push(tcp);
+    }
+    // The first bytes of each answer: 200 for 16 of them, 429 past that.
+    let mut statuses = Vec::new();
+    for tcp in &mut held {
+        let mut head = vec![0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut head)).await.unwrap().unwrap();
+        statuses.push(String::from_utf8_lossy(&head[9..12]).to_string());
+    }
+    let ok = statuses.iter().filter(|s| *s == "200").count();
+    assert_eq!((ok, statuses.len() - ok), (16, 4), "{statuses:?}");
+    assert!(statuses[16..].iter().all(|s| s == "429"), "{statuses:?}");
+    // Closed, they give their places back.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = ann.get(server.url(&format!("/api/sessions/{session}"))).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the places were never given back: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

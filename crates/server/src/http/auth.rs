@@ -280,6 +280,19 @@ impl FromRequestParts<AppState> for CurrentStaff {
                 return Err(Refused::SlowDown(reason));
             }
         }
+        // A place for its answer (`http::ANSWERS_PER_STAFF`); a WebSocket's
+        // upgrade, whose answer is sent at once, takes one for that moment.
+        if let Some(slot) = parts.extensions.get::<super::AnswerSlot>() {
+            let Some(place) = state.answers.take(staff.id) else {
+                state.metrics.limited("staff_answers");
+                let reason = format!(
+                    "more than {} answers on their way to this account; read them first",
+                    super::ANSWERS_PER_STAFF
+                );
+                return Err(Refused::SlowDown(reason));
+            };
+            slot.keep(place);
+        }
         Ok(CurrentStaff(staff))
     }
 }

@@ -28,6 +28,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Router;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit(state.app.limits())))
         .layer(axum::middleware::from_fn_with_state(body_limit(state.app.limits()), refuse_announced_too_large))
+        .layer(axum::middleware::from_fn(hold_answer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::origin::check))
         // What the limits and the origin check refuse is counted, timed and
@@ -79,6 +81,133 @@ pub fn router(state: AppState) -> Router {
         // Outermost: every answer, refusals and the fallback's among them.
         .layer(axum::middleware::from_fn(safe_headers))
         .with_state(state)
+}
+
+/// Answers one staff member (all their sign-ins together) may have on their
+/// way at once: built, not yet all sent. An answer is built whole before it
+/// goes (a chat's page of 1 MiB of text is ~2 MiB of JSON once escaped, a
+/// report or an export a few MB), and a client that does not read it holds
+/// it until `idle_seconds` let it go: an account (or a stolen cookie) asking
+/// at its read budget's pace and reading nothing held gigabytes (found by
+/// an attacker's trial). Past this, `429 rate_limited`. The desk's pages
+/// ask a few at a time.
+pub const ANSWERS_PER_STAFF: usize = 16;
+
+/// Each staff member's answers on their way ([`ANSWERS_PER_STAFF`]).
+#[derive(Default)]
+pub struct Answers(std::sync::Mutex<std::collections::HashMap<refdesk_domain::ids::StaffId, usize>>);
+
+impl Answers {
+    /// A place for one more of `staff`'s answers, given back when dropped;
+    /// `None` when they have [`ANSWERS_PER_STAFF`] on their way.
+    pub fn take(self: &Arc<Self>, staff: refdesk_domain::ids::StaffId) -> Option<AnswerPlace> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(staff).or_default();
+        if *n >= ANSWERS_PER_STAFF {
+            return None;
+        }
+        *n += 1;
+        Some(AnswerPlace(self.clone(), staff))
+    }
+}
+
+/// One of a staff member's places for an answer on its way.
+pub struct AnswerPlace(Arc<Answers>, refdesk_domain::ids::StaffId);
+
+impl Drop for AnswerPlace {
+    fn drop(&mut self) {
+        let mut held = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let std::collections::hash_map::Entry::Occupied(mut n) = held.entry(self.1) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
+    }
+}
+
+/// Where a request's [`AnswerPlace`] is put by the sign-in's check
+/// (`auth::CurrentStaff`), for [`hold_answer`] to keep with the answer.
+#[derive(Clone, Default)]
+pub struct AnswerSlot(Arc<std::sync::Mutex<Option<AnswerPlace>>>);
+
+impl AnswerSlot {
+    /// Keeps `place` with this request's answer.
+    pub fn keep(&self, place: AnswerPlace) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(place);
+    }
+}
+
+/// A staff member's answer holds its [`AnswerPlace`] until all of it is
+/// sent (or dropped).
+async fn hold_answer(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let slot = AnswerSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let answer = next.run(req).await;
+    let place = slot.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match place {
+        Some(place) => answer.map(|body| axum::body::Body::new(Holding { body, rest: None, _place: place })),
+        None => answer,
+    }
+}
+
+/// An answer's body and the place it holds, handed to hyper a piece of
+/// [`HOLDING_PIECE`] at a time: hyper takes the next piece only once its
+/// write buffer has room, so the body (and the place) ends as the answer is
+/// nearly all sent, not as hyper has taken the whole of a JSON answer built
+/// in one piece.
+struct Holding {
+    body: axum::body::Body,
+    /// What is left of the last piece taken from `body`.
+    rest: Option<axum::body::Bytes>,
+    _place: AnswerPlace,
+}
+
+/// The most of an answer handed to hyper at once ([`Holding`]).
+const HOLDING_PIECE: usize = 64 * 1024;
+
+impl hyper::body::Body for Holding {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let mut rest = match this.rest.take() {
+            Some(rest) => rest,
+            None => match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            },
+        };
+        if rest.len() > HOLDING_PIECE {
+            let piece = rest.split_to(HOLDING_PIECE);
+            this.rest = Some(rest);
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))));
+        }
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(rest))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let rest = self.rest.as_ref().map_or(0, |r| r.len() as u64);
+        let body = self.body.size_hint();
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(body.lower() + rest);
+        if let Some(upper) = body.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
+    }
 }
 
 /// Requests that change something running at once in tasks of their own
