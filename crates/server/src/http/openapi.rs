@@ -149,9 +149,9 @@ fn edge_responses(op: &mut Operation, (changes, writes, reads): (bool, bool, boo
         add(op, 429, "`rate_limited`: the client's address presented more sign-in cookies or chat tokens that matched nothing than `limits.bad_credentials_per_minute` (120) allows, and each is refused before it is looked up until its budget refills; `Retry-After` says when to try again");
     }
     if writes && schemes.iter().any(|s| s == STAFF) {
-        add(op, 429, "`rate_limited`: this staff member's writes over HTTP, all their sign-ins together, went past `limits.frames_per_second` (20 a second, bursts of `frame_burst`, 60); nothing was written (`Retry-After: 1`)");
+        add(op, 429, "`rate_limited`: this staff member's writes over HTTP, all their sign-ins together, went past `limits.frames_per_second` (20 a second, bursts of `frame_burst`, 60), or 16 answers to them are still on their way (not all read); nothing was written (`Retry-After: 1`)");
     } else if reads && schemes.iter().any(|s| s == STAFF) {
-        add(op, 429, "`rate_limited`: this staff member's reads, all their sign-ins together, went past `limits.staff_reads_per_second` (50 a second, bursts of ten seconds' worth) (`Retry-After: 1`)");
+        add(op, 429, "`rate_limited`: this staff member's reads, all their sign-ins together, went past `limits.staff_reads_per_second` (50 a second, bursts of ten seconds' worth), or 16 answers to them are still on their way (not all read) (`Retry-After: 1`)");
     }
     if changes {
         add(op, 403, "`cross_origin`: asked by a page that is not refdesk's own");
