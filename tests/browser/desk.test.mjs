@@ -1358,8 +1358,10 @@ test("two chats of patrons of one name are told apart by their numbers", async (
   const [one, two] = [await open(), await open()];
   await askQuestion(one, "Twin", "The first twin's question");
   await askQuestion(two, "Twin", "The second twin's question");
-  for (const p of [one, two]) {
-    await ann.getByRole("button", { name: /^Accept: Twin/ }).first().click();
+  // Each by its own question: the queue may still show the first chat for a
+  // moment after its patron has been told it was accepted.
+  for (const [p, which] of [[one, "first"], [two, "second"]]) {
+    await ann.locator("#queue li", { hasText: `The ${which} twin's question` }).getByRole("button", { name: /^Accept: Twin/ }).click();
     await p.getByText("Ann Archer (librarian) has joined the chat").waitFor();
   }
   const ids = await Promise.all([one, two].map((p) => p.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session)));
