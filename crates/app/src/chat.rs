@@ -576,7 +576,11 @@ impl App {
     /// reach: the chats of that browser at that library still waiting
     /// with no page open end as left by their patron, once the new one is
     /// started (a start refused changes nothing). A page open on it again
-    /// meanwhile keeps it (checked inside each end's write).
+    /// meanwhile keeps it (checked inside each end's write). A chat whose
+    /// page closed so lately that it is not yet marked away (within
+    /// `limits.patron_away_seconds`) is looked at again once it would be:
+    /// a patron who closes the page and asks again at once does not wait
+    /// behind it either, and a chat still open in another tab is kept.
     ///
     /// The browser may be a library's public computer, shared: such a
     /// chat with an e-mail address leaves its missed-chat question, as a
@@ -590,38 +594,66 @@ impl App {
                 return;
             }
         };
+        let mut not_yet = Vec::new();
         for id in left.into_iter().filter(|id| *id != new) {
-            let old = match self.store.session(id).await {
-                Ok(Some(old)) => old,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "could not read a chat a patron asking again left waiting");
-                    continue;
-                }
-            };
-            let same = |a: &str| email.is_some_and(|b| a.eq_ignore_ascii_case(b));
-            let asked_again = old.patron_email.as_deref().is_none_or(same);
-            let guard: Guard = Box::new(|rec| {
-                if rec.state == SessionState::Waiting && rec.patron_away {
-                    Ok(())
-                } else {
-                    Err(DomainError::Conflict("its patron is back".into()))
-                }
-            });
-            let author = Author::Patron { name: old.patron_display() };
-            let why = "The chat's page was closed, and a new chat was asked from the same browser.";
-            let ending = refdesk_store::Ending {
-                last_words: Some(why.into()),
-                missed: (!asked_again)
-                    .then(|| "Missed chat: its page was closed, and a new chat asked from the same browser".to_owned()),
-                left_per_net_per_day: self.limits.form_questions_per_address_per_day,
-                ..Default::default()
-            };
-            match self.end_mailing(id, author, guard, ending, self.clock.now()).await {
-                Ok(_) | Err(AppError::Domain(DomainError::Conflict(_))) => {}
-                Err(e) => tracing::warn!(session = %id, error = %e, "a chat left waiting could not be ended"),
+            if !self.end_if_left(id, email).await {
+                not_yet.push(id);
             }
         }
+        if not_yet.is_empty() {
+            return;
+        }
+        let (app, email) = (self.clone(), email.map(str::to_owned));
+        let grace = std::time::Duration::from_secs(self.limits.patron_away_seconds + 2);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            for id in not_yet {
+                app.end_if_left(id, email.as_deref()).await;
+            }
+        });
+    }
+
+    /// Ends a waiting chat whose patron has no page of it open, as left
+    /// by them because they asked again (`email`: the new chat's address);
+    /// false if its patron is still there (not marked away).
+    async fn end_if_left(&self, id: SessionId, email: Option<&str>) -> bool {
+        let old = match self.store.session(id).await {
+            Ok(Some(old)) => old,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "could not read a chat a patron asking again left waiting");
+                return true;
+            }
+        };
+        if old.state != SessionState::Waiting {
+            return true;
+        }
+        if !old.patron_away {
+            return false;
+        }
+        let same = |a: &str| email.is_some_and(|b| a.eq_ignore_ascii_case(b));
+        let asked_again = old.patron_email.as_deref().is_none_or(same);
+        let guard: Guard = Box::new(|rec| {
+            if rec.state == SessionState::Waiting && rec.patron_away {
+                Ok(())
+            } else {
+                Err(DomainError::Conflict("its patron is back".into()))
+            }
+        });
+        let author = Author::Patron { name: old.patron_display() };
+        let why = "The chat's page was closed, and a new chat was asked from the same browser.";
+        let ending = refdesk_store::Ending {
+            last_words: Some(why.into()),
+            missed: (!asked_again)
+                .then(|| "Missed chat: its page was closed, and a new chat asked from the same browser".to_owned()),
+            left_per_net_per_day: self.limits.form_questions_per_address_per_day,
+            ..Default::default()
+        };
+        match self.end_mailing(id, author, guard, ending, self.clock.now()).await {
+            Ok(_) | Err(AppError::Domain(DomainError::Conflict(_))) => {}
+            Err(e) => tracing::warn!(session = %id, error = %e, "a chat left waiting could not be ended"),
+        }
+        true
     }
 
     /// Passes a store error on; when it is `too_many_today` (the library

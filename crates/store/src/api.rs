@@ -259,9 +259,9 @@ pub trait Chats: Send + Sync {
     /// round asks every second, whatever strangers left in the queues).
     async fn expired_waiting(&self, before: Millis, limit: u32) -> Result<Vec<SessionId>>;
     /// The chats started at `library` from the browser of key `browser`
-    /// (`PatronKeys::browser`) that still wait with no page of them open
-    /// (`patron_away`): left behind by a patron who closed the page, and
-    /// who now asks again.
+    /// (`PatronKeys::browser`) that still wait, with a page of them open
+    /// or not (`patron_away`, which the caller reads): those left behind by
+    /// a patron who closed the page, and who now asks again.
     async fn left_waiting(&self, library: LibraryId, browser: &str) -> Result<Vec<SessionId>>;
     /// The waiting and active sessions of `scope`'s libraries and those
     /// `staff` takes part in (their librarian or a member), by id: what the

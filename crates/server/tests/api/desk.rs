@@ -633,6 +633,16 @@ async fn staff_are_managed_within_scope_and_never_above_ones_own_role() {
     let message = why["error"]["message"].as_str().unwrap_or_default();
     assert_eq!(status, 409, "Nina is called New Person already: {why}");
     assert!(message.contains("is called \"New Person\""), "{why}");
+    // A name written in Cyrillic letters drawn as another's Latin ones:
+    // read as theirs, and the answer names theirs as it is written.
+    let mut joe = new("riverside-main", "librarian", "joe");
+    joe["display_name"] = json!("Joe Cole");
+    assert_eq!(carla.post("/api/staff", joe).await.0, 201);
+    let mut twin = new("riverside-main", "librarian", "josef");
+    twin["display_name"] = json!("\u{0408}\u{043E}\u{0435} \u{0421}\u{043E}\u{04CF}\u{0435}");
+    let (status, why) = carla.post("/api/staff", twin).await;
+    assert_eq!(status, 409, "{why}");
+    assert!(why["error"]["message"].as_str().unwrap_or_default().contains("is called \"Joe Cole\""), "{why}");
     assert_eq!(carla.post("/api/staff", new("riverside-main", "wizard", "w")).await.0, 422);
     let ann = app.staff("ann").await;
     assert_eq!(
@@ -1759,4 +1769,51 @@ async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_brows
     // The new chat and the open tab's go on.
     assert_eq!(ann.accept(again.session).await.0, 200);
     assert_eq!(ann.accept(open.session).await.0, 200);
+}
+
+/// A patron who closes the page of a waiting chat and asks again at once,
+/// before they are counted away, does not wait behind it either: the chat
+/// left behind ends once they would be. One still open in a tab of that
+/// browser is kept.
+#[tokio::test]
+async fn a_patron_who_closes_a_waiting_chats_page_and_asks_again_at_once_does_not_wait_behind_it() {
+    let app = spawn_app_with(|c| c.limits.patron_away_seconds = 1).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
+    let mut ann_ws = ann.socket().await;
+    ann_ws.send(json!({"type": "queue"})).await;
+    ann_ws.until(|f| f["type"] == "queue").await;
+    let browser = "0123456789abcdef0123456789abcdef";
+    let start = |question: &'static str| {
+        let app = &app;
+        async move {
+            let form = json!({"name": "Pat", "email": "pat@example.org", "question": question, "browser": browser});
+            app.start_chat_with("riverside-main", form).await
+        }
+    };
+    let open = start("A second tab, still open").await;
+    let mut tab = open.socket().await;
+    tab.resume(None, 0).await;
+    tab.until(|f| f["type"] == "position").await;
+    let first = start("Is the archive open?").await;
+    let mut page = first.socket().await;
+    page.resume(None, 0).await;
+    page.until(|f| f["type"] == "position").await;
+    page.close().await;
+    let again = start("Is the archive open? (again)").await;
+    // Not yet: the first chat's page closed within the second's grace.
+    let (_, queue) = ann.get("/api/queue").await;
+    let waiting: Vec<_> = queue.as_array().unwrap().iter().map(|e| e["session"].clone()).collect();
+    assert_eq!(waiting, [json!(open.session), json!(first.session), json!(again.session)], "{queue}");
+    // Once its patron counts away, it ends as left by them.
+    ann_ws.until(|f| f["type"] == "queue_removed" && f["session"] == first.session).await;
+    let (_, rec) = ann.get(&format!("/api/sessions/{}", first.session)).await;
+    assert_eq!(rec["session"]["state"], "ended", "{rec}");
+    let bodies = bodies(rec["messages"].as_array().unwrap());
+    assert!(bodies.iter().any(|b| b.contains("a new chat was asked from the same browser")), "{bodies:?}");
+    // The tab still open is kept, past the second look too.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let (_, queue) = ann.get("/api/queue").await;
+    let waiting: Vec<_> = queue.as_array().unwrap().iter().map(|e| e["session"].clone()).collect();
+    assert_eq!(waiting, [json!(open.session), json!(again.session)], "{queue}");
 }

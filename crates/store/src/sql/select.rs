@@ -280,11 +280,11 @@ pub(crate) const LIBRARIANS_TO_TELL: &str = "SELECT s.id AS session_id, s.librar
          OR st.last_seen > s.librarian_away_at)
      ORDER BY s.id LIMIT ?3";
 
-/// A browser's chats at a library still waiting with no page of them open
+/// A browser's chats at a library still waiting, open in a page or not
 /// (binds the library, the browser's key), by the waiting chats' index of
 /// browser keys (`sessions_waiting_browser`).
 pub(crate) const LEFT_WAITING: &str = "SELECT s.id AS session_id FROM sessions s
-     WHERE s.state = 'waiting' AND s.library_id = ?1 AND s.browser_key = ?2 AND s.patron_away_at IS NOT NULL
+     WHERE s.state = 'waiting' AND s.library_id = ?1 AND s.browser_key = ?2
      ORDER BY s.id";
 
 /// Waiting chats that entered their queue before a time, longest waiting
