@@ -152,11 +152,16 @@ pub fn name(field: &'static str, s: Option<&str>, max: usize) -> Result<Option<S
 
 /// What names are compared by, so that two that read alike are the same:
 /// compatibility forms made plain (NFKC: a full-width "Ｌiam" is "Liam"),
-/// in lower case, without what shows as nothing, runs of spaces made one.
+/// in lower case, without what shows as nothing, runs of spaces made one,
+/// then each letter as the one it is drawn like (the skeleton of Unicode's
+/// UTS #39: a Cyrillic "Јое" is "Joe", an Armenian "օ" an "o"). Names the
+/// skeleton takes for one another though a reader may not ("rn" and "m")
+/// are the same too: a second one is refused, never a first one changed.
 pub fn name_key(s: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let plain: String = s.nfkc().filter(|c| !invisible(*c) && !joiner(*c)).collect::<String>().to_lowercase();
-    plain.split_whitespace().collect::<Vec<_>>().join(" ")
+    let spaced = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    unicode_security::confusable_detection::skeleton(&spaced).collect::<String>().to_lowercase()
 }
 
 /// A character inside a name that shows as nothing ([`is_invisible`]), but
@@ -556,6 +561,12 @@ mod tests {
         assert_eq!(key("Liam Main"), key("Liam\u{200B} Main"), "what shows as nothing");
         assert_eq!(key("Liam Main"), key("Li\u{200D}am Main"), "a joiner");
         assert_ne!(key("Liam Main"), key("Liam Maine"));
+        // Whole words of another script drawn alike.
+        assert_eq!(key("Joe Main"), key("\u{0408}\u{043E}\u{0435} Main"), "a Cyrillic Јое");
+        assert_eq!(key("Joe Main"), key("J\u{0585}e Main"), "an Armenian օ");
+        assert_eq!(key("Ada"), key("\u{0391}\u{0501}\u{0430}"), "Greek, Cyrillic");
+        assert_ne!(key("José Main"), key("Jose Main"), "an accent is read");
+        assert_ne!(key("Лиам"), key("Liam"));
     }
 
     /// The widget asks whether its page may frame the chat: the answer

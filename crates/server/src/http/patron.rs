@@ -93,7 +93,7 @@ struct NewLibrary {
         (status = 201, description = "created", body = LibraryView),
         (status = 403, description = "`forbidden`: institution or cooperative admins only, in scope", body = ErrorBody),
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
-        (status = 409, description = "`conflict`: the slug is taken, or another library of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside)", body = ErrorBody),
+        (status = 409, description = "`conflict`: the slug is taken, or another library of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside, letters of other scripts drawn alike as one: a Cyrillic \"Јое\" is \"Joe\")", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad slug, or an empty or over-long name", body = ErrorBody),
         (status = 429, description = "`too_many`: the cooperative holds 2,000 libraries already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]

@@ -77,7 +77,7 @@ struct NewInstitution {
     responses(
         (status = 201, description = "created", body = InstitutionView),
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
-        (status = 409, description = "`conflict`: another institution of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside)", body = ErrorBody),
+        (status = 409, description = "`conflict`: another institution of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside, letters of other scripts drawn alike as one: a Cyrillic \"Јое\" is \"Joe\")", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
         (status = 429, description = "`too_many`: the cooperative holds 1,000 institutions already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
@@ -123,7 +123,7 @@ async fn rename(s: &AppState, staff: &Staff, what: Named, name: &str) -> ApiResu
         (status = 200, description = "renamed", body = Renamed),
         (status = 403, description = "`forbidden`: not an admin of the library", body = ErrorBody),
         (status = 404, description = "`not_found`: no such library", body = ErrorBody),
-        (status = 409, description = "`conflict`: another library of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside)", body = ErrorBody),
+        (status = 409, description = "`conflict`: another library of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside, letters of other scripts drawn alike as one: a Cyrillic \"Јое\" is \"Joe\")", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
@@ -146,7 +146,7 @@ async fn rename_library(
         (status = 200, description = "renamed", body = Renamed),
         (status = 403, description = "`forbidden`: not an admin of the institution", body = ErrorBody),
         (status = 404, description = "`not_found`: no such institution", body = ErrorBody),
-        (status = 409, description = "`conflict`: another institution of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside)", body = ErrorBody),
+        (status = 409, description = "`conflict`: another institution of the cooperative has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside, letters of other scripts drawn alike as one: a Cyrillic \"Јое\" is \"Joe\")", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
@@ -165,7 +165,7 @@ async fn rename_institution(
     responses(
         (status = 200, description = "renamed", body = Renamed),
         (status = 403, description = "`forbidden`: cooperative admins only", body = ErrorBody),
-        (status = 409, description = "`conflict`: another cooperative of the service has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside)", body = ErrorBody),
+        (status = 409, description = "`conflict`: another cooperative of the service has that name (as a reader tells names apart: in any letter case, spaces, full-width forms and characters that show as nothing aside, letters of other scripts drawn alike as one: a Cyrillic \"Јое\" is \"Joe\")", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long name", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]

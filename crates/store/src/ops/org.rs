@@ -80,10 +80,14 @@ pub(crate) async fn name_free<D: Db>(db: &mut D, kin: Kin, except: Option<i64>, 
         }
     };
     // Compared as a reader tells them apart (`name_key`): "Liam Main" is
-    // "liam  main" and a full-width "Ｌiam Main".
+    // "liam  main", a full-width "Ｌiam Main" and a Cyrillic "Јое" "Joe".
+    // The answer names the other as it is written (it may read alike
+    // without being the same letters).
     let wanted = refdesk_domain::input::name_key(name);
-    if taken.iter().any(|(id, n)| Some(*id) != except && refdesk_domain::input::name_key(n) == wanted) {
-        let why = format!("another {what} is called {:?}: give this one a name of its own", name.trim());
+    if let Some((_, other)) =
+        taken.iter().find(|(id, n)| Some(*id) != except && refdesk_domain::input::name_key(n) == wanted)
+    {
+        let why = format!("another {what} is called {other:?}, which reads the same: give this one a name of its own");
         return Err(DomainError::Conflict(why).into());
     }
     Ok(())
