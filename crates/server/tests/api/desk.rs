@@ -246,9 +246,7 @@ async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_p
 
     // To another library's queue: its staff are offered it at once; the patron waits, told so.
     let ben = app.staff("ben").await;
-    let mut ben_ws = ben.socket().await;
-    ben_ws.send(json!({"type": "queue"})).await;
-    ben_ws.until(|f| f["type"] == "queue").await;
+    let (mut ben_ws, _) = ben.queue_socket().await;
     let (status, rec) = carla.post(&path, json!({"library": "lakeside-public"})).await;
     assert_eq!(status, 200, "{rec}");
     assert_eq!(rec["state"], "waiting");
@@ -761,9 +759,7 @@ async fn only_staff_on_duty_are_offered_chats_and_a_revoked_sign_in_closes_the_s
     let app = spawn_app().await;
     let ann = app.staff("ann").await;
     ann.post("/api/me/availability", json!({"availability": "away"})).await;
-    let mut ws = ann.socket().await;
-    ws.send(json!({"type": "queue"})).await;
-    ws.until(|f| f["type"] == "queue").await;
+    let (mut ws, _) = ann.queue_socket().await;
     let patron = app.start_chat("riverside-main", "anyone?").await;
     assert_eq!(ann.get("/api/queue").await.1, json!([]), "not offered while away");
     let (status, err) = ann.accept(patron.session).await;
@@ -786,9 +782,7 @@ async fn only_staff_on_duty_are_offered_chats_and_a_revoked_sign_in_closes_the_s
 async fn a_sign_in_revoked_while_its_notice_was_lost_closes_the_socket_at_the_next_resync() {
     let app = spawn_app().await;
     let ann = app.staff("ann").await;
-    let mut ws = ann.socket().await;
-    ws.send(json!({"type": "queue"})).await;
-    ws.until(|f| f["type"] == "queue").await;
+    let (mut ws, _) = ann.queue_socket().await;
     // The sign-in ends with no event on the bus (as when another node's
     // notice was lost on the way); the queue list comes again on a resync,
     // but a revoked sign-in is noticed first.
@@ -1259,10 +1253,7 @@ async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_
     let patron = app.start_chat("riverside-main", "Anyone there?").await;
     let s = patron.session;
     let ann = app.staff("ann").await;
-    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
-    let mut ann_ws = ann.socket().await;
-    ann_ws.send(json!({"type": "queue"})).await;
-    ann_ws.until(|f| f["type"] == "queue").await;
+    let (mut ann_ws, _) = ann.queue_socket().await;
     let entry = || async {
         let (_, queue) = ann.get("/api/queue").await;
         queue.as_array().unwrap().iter().find(|e| e["session"] == s).cloned().unwrap()
@@ -1329,10 +1320,7 @@ async fn a_waiting_patrons_page_closed_before_it_was_told_its_place_is_marked_aw
     let app = spawn_app_with(|c| c.limits.patron_away_seconds = 0).await;
     let patron = app.start_chat("riverside-main", "Gone at once").await;
     let ann = app.staff("ann").await;
-    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
-    let mut ann_ws = ann.socket().await;
-    ann_ws.send(json!({"type": "queue"})).await;
-    ann_ws.until(|f| f["type"] == "queue").await;
+    let (mut ann_ws, _) = ann.queue_socket().await;
     // Signed in on its socket, closed before asking for the chat.
     patron.socket().await.close().await;
     let s = patron.session;
@@ -1715,10 +1703,7 @@ async fn a_sign_out_whose_client_hangs_up_still_puts_every_chat_back_in_line() {
 async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_browser_does_not_wait_behind_it() {
     let app = spawn_app_with(|c| c.limits.patron_away_seconds = 0).await;
     let ann = app.staff("ann").await;
-    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
-    let mut ann_ws = ann.socket().await;
-    ann_ws.send(json!({"type": "queue"})).await;
-    ann_ws.until(|f| f["type"] == "queue").await;
+    let (mut ann_ws, _) = ann.queue_socket().await;
     let browser = "0123456789abcdef0123456789abcdef";
     let form = |question: &str, browser: &str, email: &str| json!({"name": "Pat", "email": email, "question": question, "browser": browser});
     let start_as = |question: &'static str, browser: &'static str, email: &'static str| {
@@ -1779,10 +1764,7 @@ async fn a_patron_who_closed_a_waiting_chats_page_and_asks_again_from_that_brows
 async fn a_patron_who_closes_a_waiting_chats_page_and_asks_again_at_once_does_not_wait_behind_it() {
     let app = spawn_app_with(|c| c.limits.patron_away_seconds = 1).await;
     let ann = app.staff("ann").await;
-    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
-    let mut ann_ws = ann.socket().await;
-    ann_ws.send(json!({"type": "queue"})).await;
-    ann_ws.until(|f| f["type"] == "queue").await;
+    let (mut ann_ws, _) = ann.queue_socket().await;
     let browser = "0123456789abcdef0123456789abcdef";
     let start = |question: &'static str| {
         let app = &app;

@@ -350,6 +350,15 @@ impl Staff {
     pub async fn socket(&self) -> Socket {
         Socket::connect(&format!("ws://{}/api/ws", self.addr), Some(&self.cookie), None).await
     }
+
+    /// A desk's socket that has asked for the queue and read its snapshot
+    /// (returned): what it hears next is what changed since.
+    pub async fn queue_socket(&self) -> (Socket, Value) {
+        let mut ws = self.socket().await;
+        ws.send(json!({"type": "queue"})).await;
+        let queue = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
+        (ws, queue)
+    }
 }
 
 /// A patron holding a chat token.

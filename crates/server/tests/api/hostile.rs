@@ -518,9 +518,7 @@ async fn a_queue_of_many_long_questions_still_reaches_the_desk_in_a_frame_it_can
         first.get_or_insert(chat.session);
     }
     let ann = app.staff("ann").await;
-    let mut ws = ann.socket().await;
-    ws.send(json!({"type": "queue"})).await;
-    let queue = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
+    let (mut ws, queue) = ann.queue_socket().await;
     let waiting = queue["waiting"].as_array().unwrap();
     assert_eq!((waiting.len(), queue["more"].as_u64()), (300, Some(10)), "the first 300 in line, and how many more");
     assert_eq!(waiting[0]["session"], first.unwrap(), "in line: the longest waiting first");
@@ -1379,10 +1377,7 @@ async fn a_waiting_patron_opening_and_closing_pages_as_fast_as_they_may_is_marke
     let patron = app.start_chat("riverside-main", "Pages, pages").await;
     let s = patron.session;
     let ann = app.staff("ann").await;
-    assert_eq!(ann.post("/api/me/availability", json!({"availability": "on_duty"})).await.0, 200);
-    let mut ann_ws = ann.socket().await;
-    ann_ws.send(json!({"type": "queue"})).await;
-    ann_ws.until(|f| f["type"] == "queue").await;
+    let (mut ann_ws, _) = ann.queue_socket().await;
     // What the node writes of its own (the background round's), a second.
     let idle = writes(&app).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
