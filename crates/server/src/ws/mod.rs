@@ -102,6 +102,10 @@ pub(crate) struct Pending {
     reads: Option<crate::limit::Reads>,
     /// Its budget of credentials that match nothing, for the `auth` frame.
     credentials: Option<crate::limit::Credentials>,
+    /// The client's address, when the upgrade came with a staff cookie the
+    /// node knows (its sockets were counted, not refused): a patron's token
+    /// in its `auth` frame is held to the address's cap after all.
+    desk_address: Option<std::net::IpAddr>,
 }
 /// How long the goodbye (a close frame, and the client's in reply) may take
 /// on a socket being closed.
@@ -218,7 +222,9 @@ pub(crate) async fn upgrade(
     };
     let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
     let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
-    let pending = Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials };
+    let desk_address = address.filter(|_| desk.is_some());
+    let pending =
+        Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials, desk_address };
     let cookie = cookie_token(&headers, state.secure_cookies).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -353,7 +359,7 @@ async fn open(
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) -> Option<Box<Live>> {
-    let Pending { node, _address: from_address, network, reads, credentials } = pending;
+    let Pending { node, _address: from_address, network, reads, credentials, desk_address } = pending;
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
@@ -402,6 +408,18 @@ async fn open(
         }
         (None, None) => return None,
     };
+    // A desk's upgrade was not held to its address's cap; a patron's chat
+    // opened on it is (a librarian's cookie must not lift a stranger's
+    // bound: a page of /ask beside the desk, in one browser, still fits).
+    let over_address =
+        patron.is_some() && desk_address.is_some_and(|a| sockets.addresses.open(&a) > app.limits().sockets_per_address);
+    if over_address {
+        metrics.limited("socket");
+        let why = "too many connections are open from your address; close some";
+        let _ = error(&mut socket, "too_many_sockets", why, None).await;
+        goodbye(&mut socket, close_frame(CLOSE_POLICY, "too many connections")).await;
+        return None;
+    }
     let Some(held) = held else {
         let why = format!("this {what} already has {cap} connections open; close one");
         let _ = error(&mut socket, "too_many_sockets", &why, None).await;

@@ -944,6 +944,40 @@ async fn an_address_holds_sockets_per_address_at_most_and_another_is_not_held_ba
     }
 }
 
+/// A librarian's cookie on the upgrade lets a desk reconnect whatever its
+/// address holds; patrons' tokens sent on such upgrades are held to the
+/// address's cap all the same (a cookie lifted it for 240 patron sockets
+/// from one address in a trial). The desk itself still opens.
+#[tokio::test]
+async fn a_staff_cookie_does_not_lift_the_address_cap_off_patrons_sockets() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app_with(|c| c.limits.sockets_per_address = 3).await;
+    let ann = app.staff("ann").await;
+    let with_cookie = |token: String| {
+        let (addr, cookie) = (app.addr, ann.cookie.clone());
+        async move {
+            let mut req = format!("ws://{addr}/api/ws").into_client_request().unwrap();
+            req.headers_mut().insert("Cookie", cookie.parse().unwrap());
+            let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+            authenticated(ws, &token).await
+        }
+    };
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let chat = app.start_chat("riverside-main", &format!("tab {i}")).await;
+        let (ws, hello) = with_cookie(chat.token).await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        assert_eq!(hello["role"], "patron", "{hello}");
+        open.push(ws);
+    }
+    let chat = app.start_chat("riverside-main", "a fourth").await;
+    let (_, refused) = with_cookie(chat.token).await;
+    assert_eq!(refused["code"], "too_many_sockets", "{refused}");
+    // The librarian's own desk is not held back by them.
+    let desk = crate::helpers::Socket::connect(&format!("ws://{}/api/ws", app.addr), Some(&ann.cookie), None).await;
+    assert_eq!(desk.hello["role"], "staff");
+}
+
 #[tokio::test]
 async fn a_request_head_past_16_kib_is_refused_and_the_server_goes_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
