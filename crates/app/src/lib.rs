@@ -185,7 +185,10 @@ pub struct Limits {
     /// of three seconds' worth): a chat's token is anyone's for the asking,
     /// and each `send` or `resume` is work for the store.
     pub patron_frames_per_second_per_address: u32,
-    /// Largest WebSocket frame accepted, in bytes.
+    /// Largest WebSocket frame (and message) accepted, in bytes: 32 KiB,
+    /// a 4,000-character line in JSON with room. A message sent in pieces
+    /// and never finished is held whole until the socket closes, however
+    /// long it answers pings: a socket holds about two and a half times this.
     pub max_frame_bytes: usize,
     /// Events queued for one slow connection before it must catch up from the store.
     pub connection_queue: usize,
@@ -356,7 +359,7 @@ impl Default for Limits {
             frames_per_second: 20,
             frame_burst: 60,
             patron_frames_per_second_per_address: 100,
-            max_frame_bytes: 64 * 1024,
+            max_frame_bytes: 32 * 1024,
             connection_queue: 256,
             signoff_minutes: 5,
             idle_chat_minutes: 30,

@@ -583,9 +583,13 @@ impl Config {
         }
         // A character is at most 4 bytes in UTF-8 and may be escaped in JSON;
         // a full-length message must always fit in a frame.
-        if l.max_frame_bytes < l.max_message_chars.saturating_mul(6).saturating_add(1024) {
+        let least = l.max_message_chars.saturating_mul(6).saturating_add(1024);
+        if l.max_frame_bytes < least {
+            let (it, chars) = (l.max_frame_bytes, l.max_message_chars);
             problems.push(anyhow::anyhow!(
-                "limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always fits"
+                "limits.max_frame_bytes must be at least 6 × max_message_chars + 1024, so a full-length message always \
+                 fits: with max_message_chars = {chars} at least {least} (it is {it}{})",
+                self.source_of("limits.max_frame_bytes")
             ));
         }
     }
@@ -848,6 +852,14 @@ mod tests {
         assert!(c.apply_env(|k| (k == "REFDESK_LISTEN").then(|| "nowhere".into())).is_err());
         c.limits.max_message_chars = 0;
         assert!(c.validate().is_err());
+        // A longer line needs a larger frame (32 KiB takes 5,290 characters):
+        // the refusal says how large.
+        let mut c = Config::default();
+        c.limits.max_message_chars = 8000;
+        let why = format!("{:#}", c.validate().expect_err("a frame too small for the line"));
+        assert!(why.contains("at least 49024 (it is 32768"), "{why}");
+        c.limits.max_frame_bytes = 49024;
+        assert!(c.validate().is_ok());
     }
 
     #[test]
