@@ -687,11 +687,17 @@ async function refreshColleagues() {
   $("colleagues").replaceChildren(...people.filter((p) => p.id !== me.id).map((p) => el("li", {},
     el("button", { type: "button", class: "secondary", "data-peer": String(p.id), onclick: () => openIm(p.id) },
       `${p.display_name} — ${PRESENCE_WORDS[p.presence] ?? p.presence}${unread.get(p.id) ? ` (${unread.get(p.id)} unread)` : ""}`))));
-  // Rebuilt as colleagues come and go: what the librarian chose stays chosen.
+  // Rebuilt as colleagues come and go: what the librarian chose stays
+  // chosen. A colleague chosen who is no longer on duty stays too, said so
+  // (and refused by Transfer): never another choice put silently in place.
   const chosen = $("transfer-to").value;
+  const onDuty = people.filter((p) => p.id !== me.id && p.presence === "on_duty");
+  const gone = chosen.startsWith("staff:") && !onDuty.some((p) => `staff:${p.id}` === chosen)
+    ? colleagues.get(Number(chosen.slice(6))) : null;
   $("transfer-to").replaceChildren(
     el("option", { value: "coop" }, "the cooperative's queue"),
-    ...people.filter((p) => p.id !== me.id && p.presence === "on_duty").map((p) => el("option", { value: `staff:${p.id}` }, p.display_name)),
+    ...(gone ? [el("option", { value: chosen, "data-gone": "1" }, `${gone.display_name} (no longer on duty)`)] : []),
+    ...onDuty.map((p) => el("option", { value: `staff:${p.id}` }, p.display_name)),
     // A library none of whose own staff is on duty is said so: a chat sent
     // there waits for the hand-over to the cooperative's queue.
     ...libraries.map((l) => {
@@ -1330,6 +1336,12 @@ $("block").onsubmit = (e) => {
 $("transfer").onsubmit = (e) => {
   e.preventDefault();
   const v = $("transfer-to").value;
+  const picked = $("transfer-to").selectedOptions[0];
+  if (picked?.dataset.gone) {
+    fail(new Error(`${picked.textContent.replace(/ \(no longer on duty\)$/, "")} is no longer on duty: choose where the chat goes.`));
+    $("transfer-to").focus();
+    return;
+  }
   const body = v === "coop" ? { cooperative: true } : v.startsWith("staff:") ? { to: Number(v.slice(6)) } : { library: v.slice(4) };
   body.stay = $("stay").checked;
   // A librarian note, written just before the transfer's line.

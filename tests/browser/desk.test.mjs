@@ -223,6 +223,29 @@ test("a chat I ended without its code is still among my chats after a reload, un
   for (const p of [ann, patron]) await p.context().close();
 });
 
+test("a colleague chosen for a transfer who goes off duty meanwhile stays chosen, said so, and Transfer refuses: the chat is not sent to another place", async () => {
+  const { ann, patron } = await chatWithAnn("Odo", "Transfer, then off duty");
+  const ben = await open();
+  await signIn(ben, "ben", "away");
+  await ben.selectOption("#availability", "on_duty");
+  await ann.locator("#chat-title", { hasText: /^Odo — / }).waitFor();
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
+  await ann.locator("#transfer-box summary").click();
+  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
+  await ann.fill("#transfer-note", "For Ben: maps");
+  // Ben goes off duty while Ann types her note: her desk hears of it.
+  await ben.selectOption("#availability", "off_duty");
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker (no longer on duty)" }).waitFor({ state: "attached" });
+  assert.equal(await ann.locator("#transfer-to option:checked").textContent(), "Ben Booker (no longer on duty)");
+  await ann.locator("#transfer button[type=submit]").click();
+  await ann.locator("#chat-error", { hasText: "Ben Booker is no longer on duty: choose where the chat goes." }).waitFor();
+  // Nothing was sent: the chat is still Ann's, her note still in its box.
+  await ann.waitForTimeout(500);
+  assert.equal(await patron.getByText(/has transferred the chat/).count(), 0);
+  assert.equal(await ann.inputValue("#transfer-note"), "For Ben: maps");
+  for (const p of [ann, patron, ben]) await p.context().close();
+});
+
 test("a transfer to a colleague carries a note for them, which the patron never sees; staying, I see the chat until its code is set", async () => {
   const { ann, patron } = await chatWithAnn("Lu", "Transfer question");
   // Ben comes on duty (an earlier test may have left him on duty: the change
