@@ -757,6 +757,10 @@ if (chat) {
 // had it: typing went nowhere, and a screen reader read nothing).
 onOpened = (focus) => {
   if (!chat) checkStatus();
+  // Lines that came while the frame was hidden were put at the log's end
+  // with nothing to scroll: shown now, the newest are what the button
+  // announced.
+  requestAnimationFrame(() => { $("log").scrollTop = $("log").scrollHeight; });
   if (!focus || !focusLost()) return;
   if (!chat) $("start").classList.contains("hidden") ? focusStatus($("closed").classList.contains("hidden") ? $("status") : $("closed")) : $("name").focus();
   else if (ended) focusAfterEnd();

@@ -483,6 +483,21 @@ test("Escape closes the widget; closed, its button counts the librarian's new li
   await openWidget(host);
 });
 
+test("opened again, the widget shows the chat's newest lines, not its first ones", async () => {
+  const frame = frameLocator(host);
+  await frame.locator("#text").press("Escape");
+  await until("the widget is closed", async () => (await button(host).getAttribute("aria-expanded")) === "false");
+  for (let i = 1; i <= 8; i++) await reply(`Line ${i} of a long answer, written while the widget was closed.`);
+  await until("the closed widget's button counts them", async () => /8 new messages: open the chat/.test(await button(host).innerText()));
+  await openWidget(host);
+  const last = frame.locator("#log li", { hasText: "Line 8 of a long answer" });
+  await last.waitFor();
+  const at = await frame.locator("#log").evaluate((log) => ({ top: log.scrollTop, height: log.scrollHeight, box: log.clientHeight }));
+  assert.ok(at.height > at.box, `the log is longer than its box: ${JSON.stringify(at)}`);
+  assert.ok(at.top + at.box >= at.height - 2, `scrolled to its end: ${JSON.stringify(at)}`);
+  assert.ok(await last.isVisible());
+});
+
 test("the patron ends the chat from the widget and rates it", async () => {
   const frame = frameLocator(host);
   // Ending is asked first, on the page inside the frame (no dialog: one
