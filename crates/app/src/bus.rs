@@ -179,6 +179,10 @@ pub struct Bus {
     /// The node's metrics: every part of the node shares the bus, so they
     /// hang off it (see [`crate::metrics`]).
     metrics: Arc<crate::metrics::Metrics>,
+    /// Counts the events delivered here that may change what a queue holds
+    /// (a chat joining or leaving one, its patron away, a resync): a queue
+    /// read is current while this stays as it was when the read began.
+    queue_changes: AtomicU64,
 }
 
 /// A connection's end of the bus. Dropping it unsubscribes everything.
@@ -393,6 +397,13 @@ impl Bus {
         &self.metrics
     }
 
+    /// How many events that may change a queue were delivered on this node
+    /// (`Bus::queue_changes`): a queue read before the number moved may
+    /// be out of date.
+    pub fn queue_changes(&self) -> u64 {
+        self.queue_changes.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
         // A panic while holding this lock cannot leave the maps inconsistent
         // (every update is a single push or retain), so a poisoned lock is
@@ -588,6 +599,7 @@ impl Bus {
     /// was down).
     pub fn resync(&self) {
         self.metrics.resyncs.inc();
+        self.queue_changes.fetch_add(1, Ordering::AcqRel);
         let t = self.lock();
         let event = Arc::new(Event::Resync);
         let mut seen = std::collections::HashSet::new();
@@ -648,6 +660,23 @@ impl EventSink for Bus {
 impl Bus {
     /// Delivers events to this node's connections only.
     pub fn deliver_local(&self, events: Vec<Event>) {
+        let queues = events.iter().any(|e| {
+            matches!(
+                e,
+                Event::QueueAdded(_)
+                    | Event::QueueRolledUp(_)
+                    | Event::QueueRemoved { .. }
+                    | Event::PatronAway { .. }
+                    | Event::SessionChanged(_)
+                    | Event::Erased { .. }
+                    | Event::Resync
+            )
+        });
+        // Counted before the events reach anyone: a read that began after
+        // a connection heard of a change never passes for current.
+        if queues {
+            self.queue_changes.fetch_add(1, Ordering::AcqRel);
+        }
         let mut t = self.lock();
         for event in events {
             if let Some((session, version)) = version_of(&event) {

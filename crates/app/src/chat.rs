@@ -154,6 +154,19 @@ impl App {
 #[derive(Default)]
 pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<StaffId, (i64, u32)>>);
 
+/// How long a cooperative's waiting chats as read serve when no change of
+/// a queue was heard meanwhile (a library renamed, another node's change
+/// while its link is down: seen within this).
+const WAITING_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A cooperative's waiting chats as read ([`App::waiting_now`]).
+pub(crate) struct WaitingRead {
+    /// [`crate::bus::Bus::queue_changes`] when the read began.
+    changes: u64,
+    at: std::time::Instant,
+    entries: Arc<Vec<QueueEntry>>,
+}
+
 impl Written {
     /// Counts a line `staff` writes at `now`; `too_many_lines` once they
     /// wrote `most` today.
@@ -874,6 +887,41 @@ impl App {
 
     // --- the librarian's side ----------------------------------------------
 
+    /// The waiting chats of a cooperative's queues, oldest first, as the
+    /// store has them — read from it at most once per change of a queue
+    /// heard on this node and per [`WAITING_FRESH`] (5 s), whoever asks: every
+    /// desk's `queue` and going on duty read the cooperative's whole line
+    /// (a librarian's sockets asking in a loop kept both cores busy with
+    /// 1,800 strangers waiting). A read that began before a change is
+    /// current for nobody after it; the caller has joined the queues'
+    /// events before asking, so what it reads and what it hears next meet.
+    pub(crate) async fn waiting_now(
+        &self,
+        coop: refdesk_domain::ids::CooperativeId,
+    ) -> AppResult<Arc<Vec<QueueEntry>>> {
+        let cached = |changes: u64| {
+            let cache = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&coop)
+                .filter(|r| r.changes == changes && r.at.elapsed() < WAITING_FRESH)
+                .map(|r| r.entries.clone())
+        };
+        if let Some(entries) = cached(self.bus().queue_changes()) {
+            return Ok(entries);
+        }
+        // One read at a time: those waiting for it find it when it is done.
+        let _turn = self.waiting_reading.lock().await;
+        let changes = self.bus().queue_changes();
+        if let Some(entries) = cached(changes) {
+            return Ok(entries);
+        }
+        self.metrics().queue_reads.inc();
+        let entries = Arc::new(self.store.waiting_in(coop).await?);
+        let read = WaitingRead { changes, at: std::time::Instant::now(), entries: entries.clone() };
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(coop, read);
+        Ok(entries)
+    }
+
     /// The waiting chats this staff member may serve now, oldest first.
     pub async fn queue(&self, staff: &Staff) -> AppResult<Vec<QueueEntry>> {
         // Waiting patrons are offered to staff on duty (DESIGN §9).
@@ -883,10 +931,9 @@ impl App {
         let now = self.clock.now();
         let rollup = self.rollup_ms();
         Ok(self
-            .store
-            .waiting_in(staff.home.cooperative)
+            .waiting_now(staff.home.cooperative)
             .await?
-            .into_iter()
+            .iter()
             .filter(|e| {
                 let t = Target {
                     placement: e.queue,
@@ -897,6 +944,7 @@ impl App {
                 };
                 authorize(staff, Action::Serve { waited: now - e.since, rollup, coop_now: e.coop_now }, &t).is_ok()
             })
+            .cloned()
             .collect())
     }
 

@@ -657,8 +657,8 @@ impl Feed {
         self.desk().watching_queue = true;
         let now = self.app.clock.now();
         let Viewer::Staff(me) = &self.viewer else { return Ok(Vec::new()) };
-        let all = self.app.store.waiting_in(me.home.cooperative).await?;
-        Ok(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect())
+        let all = self.app.waiting_now(me.home.cooperative).await?;
+        Ok(all.iter().filter(|e| self.may_see_waiting(e, now)).cloned().collect())
     }
 
     /// Starts receiving the chat monitor; returns the live sessions this
@@ -1275,8 +1275,8 @@ impl Feed {
             // (off duty, none: nothing to read): the whole queue.
             if let (true, Viewer::Staff(me)) = (self.desk_has(|d| d.watching_queue), &self.viewer) {
                 let now = self.app.clock.now();
-                let all = if on_duty { self.app.store.waiting_in(me.home.cooperative).await? } else { Vec::new() };
-                out.push(Out::Queue(all.into_iter().filter(|e| self.may_see_waiting(e, now)).collect()));
+                let all = if on_duty { self.app.waiting_now(me.home.cooperative).await? } else { Arc::default() };
+                out.push(Out::Queue(all.iter().filter(|e| self.may_see_waiting(e, now)).cloned().collect()));
             }
         }
         if sees(&self.viewer, Item::Colleague { cooperative }) {

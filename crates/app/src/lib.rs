@@ -504,6 +504,10 @@ pub struct Parts {
     on_duty: staff::OnDutyCache,
     /// Held by the one request reading a cooperative's status from the store.
     status_reading: Arc<tokio::sync::Mutex<()>>,
+    /// Each cooperative's waiting chats as last read ([`App::waiting_now`]).
+    waiting: Arc<std::sync::Mutex<std::collections::HashMap<refdesk_domain::ids::CooperativeId, chat::WaitingRead>>>,
+    /// Held by the one request reading a cooperative's waiting chats.
+    waiting_reading: Arc<tokio::sync::Mutex<()>>,
     /// Libraries by slug, with when each was read: only those found are kept
     /// (at most the libraries there are), so the open entry points (a
     /// library's status, on every page the widget is on) need not read one
@@ -622,6 +626,8 @@ impl App {
             device_key_failed_at: std::sync::atomic::AtomicI64::new(0),
             on_duty: Arc::default(),
             status_reading: Arc::default(),
+            waiting: Arc::default(),
+            waiting_reading: Arc::default(),
             libraries: Arc::default(),
             listed: Arc::default(),
             listing: Arc::default(),

@@ -59,6 +59,9 @@ pub struct Metrics {
     /// Reads of a cooperative's staff to tell the widgets whether anyone is
     /// on duty (at most one at a time, and one per 5 s per cooperative).
     pub status_reads: Counter,
+    /// Reads of a cooperative's waiting chats for the desks' queues (at most
+    /// one per change of a queue and per 5 s, one at a time).
+    pub queue_reads: Counter,
     /// Chats and questions refused because the patron is blocked.
     pub blocked_refusals: Counter,
     /// Turns of a task beside the server that panicked, by `task`:
@@ -85,6 +88,7 @@ impl Default for Metrics {
             feed_gaps: Counter::default(),
             blocks: Counter::default(),
             status_reads: Counter::default(),
+            queue_reads: Counter::default(),
             blocked_refusals: Counter::default(),
             task_panics: Family::default(),
         }
@@ -164,6 +168,11 @@ impl Metrics {
             "status_reads",
             "Reads of a cooperative's staff to tell the widgets whether anyone is on duty",
             self.status_reads.clone(),
+        );
+        registry.register(
+            "queue_reads",
+            "Reads of a cooperative's waiting chats for the desks' queues",
+            self.queue_reads.clone(),
         );
         registry.register(
             "blocked_refusals",

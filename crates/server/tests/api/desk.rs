@@ -1799,3 +1799,39 @@ async fn a_patron_who_closes_a_waiting_chats_page_and_asks_again_at_once_does_no
     let waiting: Vec<_> = queue.as_array().unwrap().iter().map(|e| e["session"].clone()).collect();
     assert_eq!(waiting, [json!(open.session), json!(again.session)], "{queue}");
 }
+
+/// A desk's `queue` reads the cooperative's whole line; many asked in a row
+/// (a librarian's sockets in a loop kept both cores busy in a trial) read
+/// it once while no queue changes, and a change is read at once: the next
+/// `queue` holds it.
+#[tokio::test]
+async fn queue_snapshots_asked_in_a_loop_read_the_store_once_per_change() {
+    let app = spawn_app().await;
+    let reads = || async {
+        let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+        let line =
+            metrics.lines().find(|l| l.starts_with("refdesk_queue_reads_total ")).expect("the metric").to_owned();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    for i in 0..5 {
+        app.start_chat("riverside-main", &format!("waiting {i}")).await;
+    }
+    let ann = app.staff("ann").await;
+    let (mut ws, first) = ann.queue_socket().await;
+    assert_eq!(first["waiting"].as_array().unwrap().len(), 5, "{first}");
+    let before = reads().await;
+    for _ in 0..20 {
+        ws.send(json!({"type": "queue"})).await;
+        let q = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
+        assert_eq!(q["waiting"].as_array().unwrap().len(), 5, "{q}");
+    }
+    assert_eq!(reads().await, before, "twenty snapshots, no change: nothing read again");
+    // A sixth patron: the next snapshot holds them.
+    let sixth = app.start_chat("riverside-main", "the sixth").await;
+    ws.until(|f| f["type"] == "queue_added" && f["session"] == sixth.session).await;
+    ws.send(json!({"type": "queue"})).await;
+    let q = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
+    let sessions: Vec<_> = q["waiting"].as_array().unwrap().iter().map(|e| e["session"].clone()).collect();
+    assert!(sessions.contains(&json!(sixth.session)), "{q}");
+    assert_eq!(reads().await, before + 1, "read again once, for the change");
+}
