@@ -490,10 +490,17 @@ impl App {
         if let Some(actor) = actor {
             refdesk_domain::authz::authorize_staff_add(actor, &lib.placement, role)?;
         }
+        // Counted, and a username already taken refused, before the
+        // password's hash (its CPU and memory): an admin looping on a
+        // taken name or past the day's changes hashed a password each
+        // time. The store refuses a name taken meanwhile all the same.
+        self.admin_change(actor)?;
+        if self.store.staff_by_username(&username).await?.is_some() {
+            return Err(DomainError::Conflict(format!("the username {username} is taken")).into());
+        }
         let password_hash = self.hash_work(move || auth::hash_password(&password)).await??;
         let detail = format!("{} added, {}", audit::who(&display_name, &username), audit::role_words(role));
         let new = NewStaff { library: lib.placement.library, username, display_name, role, password_hash };
-        self.admin_change(actor)?;
         let id = self.store.create_staff(new).await?;
         self.log_admin(actor, Concerns::Library(lib.placement), "staff", detail).await;
         Ok(id)

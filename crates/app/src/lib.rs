@@ -577,6 +577,7 @@ impl App {
             .acquire_owned()
             .await
             .map_err(|e| AppError::Internal(Failure::caused_by("hashing", e)))?;
+        self.metrics().password_work.inc();
         // The place and the turn go with the hash: a caller that goes away
         // (a client gone, a timeout) does not free them while it runs.
         let hash = move || {

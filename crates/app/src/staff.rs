@@ -382,18 +382,21 @@ impl App {
                        different ones, not built from the username or a common password)";
             return Err(DomainError::invalid("password", why).into());
         }
+        let password = match password {
+            Some(p) => Some(input::new_password(p, &who.username, role.unwrap_or(who.role))?.to_owned()),
+            None => None,
+        };
+        // Counted before the password's hash: past the day's changes, a
+        // refusal costs no hash.
+        self.admin_change(Some(actor))?;
         let password_hash = match password {
-            Some(p) => {
-                let p = input::new_password(p, &who.username, role.unwrap_or(who.role))?.to_owned();
-                Some(self.hash_work(move || auth::hash_password(&p)).await??)
-            }
+            Some(p) => Some(self.hash_work(move || auth::hash_password(&p)).await??),
             None => None,
         };
         let (reset, disabling) = (password_hash.is_some(), disabled == Some(true));
         let said = changed_words(&who, was_disabled, role, disabled, reset, display_name.as_deref());
         let decided_on = Some((who.role, who.home.library));
         let update = StaffUpdate { role, disabled, password_hash, decided_on, display_name, password_was: None };
-        self.admin_change(Some(actor))?;
         self.store.update_staff(target, update).await?;
         if !said.is_empty() {
             let detail = format!("{}: {}", audit::who(&who.display_name, &who.username), said.join("; "));
