@@ -357,7 +357,14 @@ impl App {
             ),
             None => None,
         };
-        let entry = self.store.staff_entry(target).await?.ok_or(DomainError::NotFound("staff member"))?;
+        // Another cooperative's staff is no one here (404, as an id that is
+        // no one's): a refusal told which ids are staff elsewhere.
+        let entry = self
+            .store
+            .staff_entry(target)
+            .await?
+            .filter(|e| e.staff.home.cooperative == actor.home.cooperative)
+            .ok_or(DomainError::NotFound("staff member"))?;
         let (who, was_disabled) = (entry.staff, entry.disabled);
         authorize_staff_change(actor, who.id, &who.home, who.role, role)?;
         if who.id == actor.id && (disabled == Some(true) || role.is_some_and(|r| r < actor.role)) {
@@ -679,7 +686,7 @@ impl App {
             .libraries()
             .await?
             .into_iter()
-            .find(|l| l.placement.library == library)
+            .find(|l| l.placement.library == library && l.placement.cooperative == staff.home.cooperative)
             .ok_or(DomainError::NotFound("library"))?;
         authorize_admin(staff, Admin::EditPolicy, &lib.placement)?;
         let body = body.trim();

@@ -435,7 +435,7 @@ struct StaffUpdateBody {
     responses(
         (status = 200, description = "changed", body = StaffUpdated),
         (status = 403, description = "`forbidden`: outside my scope, or a role above mine", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such staff member", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such staff member, or one of another cooperative", body = ErrorBody),
         (status = 409, description = "`conflict`: disabling or demoting myself, or the account's role or home changed while this was decided (look again)", body = ErrorBody),
         (status = 422, description = "`invalid`: a bad role, a weak password, a promotion into an admin role without a new password, or nothing to change", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
@@ -652,7 +652,7 @@ struct PolicyBody {
     responses(
         (status = 200, description = "the page now", body = PolicyPageView),
         (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library, or another cooperative's", body = ErrorBody),
         (status = 422, description = "`invalid`: an over-long page", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
