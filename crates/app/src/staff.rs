@@ -827,7 +827,10 @@ impl App {
     pub async fn put_code(&self, staff: &Staff, code: refdesk_domain::question::ResolutionCode) -> AppResult<()> {
         authorize_admin(staff, Admin::EditCodes, &staff.home)?;
         input::slug("key", &code.key)?;
-        let label = input::optional_line("label", Some(&code.label), 100)?
+        // A name librarians tell codes apart by in the pickers: held to the
+        // rules of names (nothing that shows as nothing, no word mixing
+        // alphabets) and compared as names are.
+        let label = input::name("label", Some(&code.label), 100)?
             .ok_or_else(|| DomainError::invalid("label", "is required"))?;
         // A referral and the receiving library go together: a code that
         // refers asks for a library and hands the question to it; one that
@@ -844,8 +847,9 @@ impl App {
         // Two codes in use called alike could not be told apart in the
         // pickers (a retired one's label may be given again).
         let codes = self.store.codes(staff.home.cooperative).await?;
-        if let Some(other) =
-            codes.iter().find(|c| c.key != code.key && !c.retired && c.label.to_lowercase() == label.to_lowercase())
+        if let Some(other) = codes
+            .iter()
+            .find(|c| c.key != code.key && !c.retired && input::name_key(&c.label) == input::name_key(&label))
         {
             return Err(DomainError::Conflict(format!(
                 "the code {} is labelled \"{}\" already",

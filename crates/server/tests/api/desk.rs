@@ -1071,7 +1071,15 @@ async fn cooperative_admins_change_resolution_codes_and_the_new_mapping_decides_
     // could not tell them apart. The code itself may keep its label.
     let mut twin = code.clone();
     (twin["key"], twin["label"]) = (json!("twin"), json!("needs a SUBJECT expert"));
-    assert_eq!(put(&erin, "twin", twin).await, 409);
+    assert_eq!(put(&erin, "twin", twin.clone()).await, 409);
+    // Nor with what shows as nothing in it, nor in look-alike letters (a
+    // Cyrillic "е" throughout a word); a word mixing alphabets is refused.
+    twin["label"] = json!("Needs a sub\u{200B}ject expert");
+    assert_eq!(put(&erin, "twin", twin.clone()).await, 422, "a zero-width space");
+    twin["label"] = json!("Needs a subj\u{0435}ct expert");
+    assert_eq!(put(&erin, "twin", twin.clone()).await, 422, "a word mixing alphabets");
+    twin["label"] = json!("Needs \u{0430} subject expert");
+    assert_eq!(put(&erin, "twin", twin).await, 409, "a whole word in Cyrillic letters drawn alike");
     assert_eq!(put(&erin, "needs_expert", code).await, 200, "changed, keeping its own label");
     // R6 as data: the new code decides the status.
     let (status, state) =
