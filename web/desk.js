@@ -1428,7 +1428,7 @@ function confirmLeavingChats() {
   if (!open.length) return true;
   const many = open.length > 1;
   return confirm(`You are chatting with ${open.map((s) => s.patron_name).join(", ")}. Signing out puts ${many ? "them" : "this patron"} `
-    + `back in the queue for another librarian (unless you are signed in elsewhere too): transfer or end ${many ? "those chats" : "it"} first to choose who. Sign out anyway?`);
+    + `back in the queue for another librarian (unless your desk is open elsewhere too): transfer or end ${many ? "those chats" : "it"} first to choose who. Sign out anyway?`);
 }
 $("logout").onclick = async () => {
   if (!confirmLeavingChats()) return;

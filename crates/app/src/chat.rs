@@ -154,6 +154,13 @@ impl App {
 #[derive(Default)]
 pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<StaffId, (i64, u32)>>);
 
+/// How long after a sign-out (others of the account still valid) it is
+/// looked whether any desk of theirs is connected on any node.
+const SIGNED_OUT_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
+/// The time a signed-out desk's own sockets take to close, within which a
+/// node may still mark its staff member seen for them.
+const SIGNED_OUT_CLOSING_MS: refdesk_domain::Millis = 2_000;
+
 /// How long a cooperative's waiting chats as read serve when no change of
 /// a queue was heard meanwhile (a library renamed, another node's change
 /// while its link is down: seen within this).
@@ -430,6 +437,7 @@ impl App {
     /// Signs out.
     pub async fn logout(&self, token: &str) -> AppResult<()> {
         let login = auth::digest(token);
+        let who = self.store.staff_by_login(&login, self.clock.now()).await.ok().flatten().map(|s| s.id);
         let last = self.store.delete_login(&login, self.clock.now()).await?;
         // After the commit: the sockets opened with this sign-in close now,
         // on every node (the check at each ping stays, for expiry).
@@ -437,19 +445,45 @@ impl App {
         // Their last sign-in: they left the desk. Off duty, and the chats
         // they were in go back in line now (the patron is told), not after
         // `signoff_minutes` without a connection.
-        if let Some(id) = last {
-            match self.store.staff_by_id(id).await {
-                Ok(Some(staff)) => {
-                    if let Err(e) = self.set_availability(&staff, refdesk_domain::event::Availability::OffDuty).await {
-                        tracing::warn!(error = %e, staff = %staff.username, "cannot sign off a departing librarian");
+        match last {
+            Some(id) => self.sign_off(id).await,
+            // Signed in elsewhere too: if no desk of theirs is connected on
+            // any node (a browser closed hours ago without signing out),
+            // they left all the same. Every node marks its connected staff
+            // seen each second: none did for a few seconds after this
+            // sign-in's own sockets closed, none is open.
+            None => {
+                let Some(id) = who else { return Ok(()) };
+                let (app, out_at) = (self.clone(), self.clock.now());
+                tokio::spawn(async move {
+                    tokio::time::sleep(SIGNED_OUT_LOOK).await;
+                    let seen = match app.store.staff_entry(id).await {
+                        Ok(Some(entry)) => entry.last_seen,
+                        _ => return,
+                    };
+                    if seen <= out_at + SIGNED_OUT_CLOSING_MS && !app.connections.connected().contains(&id) {
+                        app.sign_off(id).await;
                     }
-                    self.hand_back(&staff).await;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read the staff member who signed out"),
+                });
             }
         }
         Ok(())
+    }
+
+    /// A staff member left the desk: off duty, and the chats they were in go
+    /// back in line now (the patron is told), not after `signoff_minutes`
+    /// without a connection.
+    async fn sign_off(&self, id: refdesk_domain::ids::StaffId) {
+        match self.store.staff_by_id(id).await {
+            Ok(Some(staff)) => {
+                if let Err(e) = self.set_availability(&staff, refdesk_domain::event::Availability::OffDuty).await {
+                    tracing::warn!(error = %e, staff = %staff.username, "cannot sign off a departing librarian");
+                }
+                self.hand_back(&staff).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the staff member who signed out"),
+        }
     }
 
     /// Creates a staff member. `actor` is `None` for the operator's CLI;

@@ -1372,6 +1372,38 @@ async fn signing_out_of_ones_last_sign_in_puts_ones_chats_back_in_line_at_once()
     assert_eq!(rec["session"]["ctx"]["members"], json!([]), "{rec}");
 }
 
+/// Signing out while another sign-in of the account is still valid but
+/// connected nowhere (a browser closed hours before without signing out)
+/// is leaving the desk all the same: within seconds, the chats go back in
+/// line and the patron is told. A sign-in still connected keeps them.
+#[tokio::test]
+async fn signing_out_with_another_sign_in_connected_nowhere_puts_ones_chats_back_in_line() {
+    let app = spawn_app().await;
+    let _forgotten = app.staff("ann").await; // another browser, closed without signing out
+    let mut c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    // First a sign-in still connected somewhere: signing out here keeps the chat.
+    let open = app.staff("ann").await;
+    let mut open_ws = open.socket().await;
+    open_ws.send(json!({"type": "ping"})).await;
+    open_ws.until(|f| f["type"] == "pong").await;
+    let gone = app.staff("ann").await;
+    assert_eq!(gone.post("/api/logout", json!(null)).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let carla = app.staff("carla").await;
+    let (_, queue) = carla.get("/api/queue").await;
+    assert!(!queue.as_array().unwrap().iter().any(|e| e["session"] == s), "still Ann's: {queue}");
+    // That one closes; the desk signs out: only the forgotten sign-in is
+    // left, connected nowhere.
+    open_ws.close().await;
+    c.ann_ws.close().await;
+    assert_eq!(c.ann.post("/api/logout", json!(null)).await.0, 200);
+    let told = c.pat.until(|f| f["type"] == "event" && f["system"] == "transferred").await;
+    assert!(told.last().unwrap()["body"].as_str().unwrap().contains("Ann Archer"), "{told:?}");
+    let (_, queue) = carla.get("/api/queue").await;
+    assert!(queue.as_array().unwrap().iter().any(|e| e["session"] == s), "back in line: {queue}");
+}
+
 #[tokio::test]
 async fn signing_out_after_going_off_duty_still_puts_ones_chats_back_in_line_at_once() {
     let app = spawn_app().await;
