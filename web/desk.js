@@ -395,8 +395,11 @@ function onEvent(m) {
   // An ended chat's code set by someone else (from its question's page, or
   // by an admin): nothing more to do in it here.
   if (m.system === "code_set" && monitor.get(m.session)?.state === "ended" && !settingCode.has(m.session)) {
-    monitor.delete(m.session);
-    if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
+    if (chosenNotSet(m.session)) sayChosenNotSet(m.session);
+    else {
+      monitor.delete(m.session);
+      if (closeChat(m.session)) say(`${m.body}: the chat leaves your list.`);
+    }
   }
   const fresh = m.at > loadedAt - 1000;
   // The question list below the chat shows what these change (its status,
@@ -886,7 +889,12 @@ async function start() {
         // Ended with its code already set (during the chat): nothing more
         // to do in it — it leaves the list, unless a reply not sent is
         // still in its box (kept, to copy).
-        if (f.state === "ended" && f.code_set && !settingCode.has(f.ctx.id)
+        // A code the chatting librarian chose and has not set yet (someone
+        // else set one during the chat) keeps it too, and she is told: the
+        // code she chose is hers to record (it decides the status).
+        if (f.state === "ended" && f.code_set && !settingCode.has(f.ctx.id) && chosenNotSet(f.ctx.id)) {
+          sayChosenNotSet(f.ctx.id);
+        } else if (f.state === "ended" && f.code_set && !settingCode.has(f.ctx.id)
           && !(f.ctx.id === current && $("text").value.trim())) {
           monitor.delete(f.ctx.id);
           if (closeChat(f.ctx.id)) say(`${f.patron_name}'s chat has ended, its resolution code set: it leaves your list.`);
@@ -1256,6 +1264,25 @@ $("end").onclick = () => {
 // choice made in one chat never becomes another's code.
 const codeChoice = new Map(); // session -> {code, read}
 const settingCode = new Set(); // sessions whose code I am setting
+const codeSetHere = new Map(); // session -> the code I set in it
+// The code chosen in a chat of mine and not set by me: someone else's set
+// during the chat does not make it void.
+function chosenNotSet(session) {
+  const s = monitor.get(session);
+  const chosen = codeChoice.get(session)?.code;
+  return Boolean(s && s.ctx.librarian === me.id && chosen && chosen !== codeSetHere.get(session));
+}
+const toldChosen = new Set();
+function sayChosenNotSet(session) {
+  if (toldChosen.has(session)) return;
+  toldChosen.add(session);
+  const s = monitor.get(session);
+  const label = $("code").querySelector(`option[value="${CSS.escape(codeChoice.get(session).code)}"]`)?.textContent;
+  const said = `${s?.patron_name ?? "The patron"}'s chat has ended with a resolution code someone else set. `
+    + `The code you chose${label ? `, "${label}",` : ""} is not recorded yet: press Set code to record it.`;
+  if (session === current) $("chat-notice").textContent = said;
+  say(said);
+}
 function showCodeChoice() {
   const c = codeChoice.get(current);
   $("code").value = c?.code ?? "";
@@ -1275,6 +1302,7 @@ $("set-code").onclick = () => {
   // Its code line, heard before the answer, is not someone else's.
   settingCode.add(session);
   act(api(`/api/sessions/${session}/code`, { method: "POST", body }).finally(() => settingCode.delete(session)).then(() => {
+    codeSetHere.set(session, body.code);
     // The picker then shows the code set (a live chat's may be changed).
     // A live chat's READ scale stays shown with it; an ended chat's pickers
     // empty, for the next chat.

@@ -308,6 +308,32 @@ test("the stale-reply guard: lines the patron sent since I began typing are poin
   for (const p of [ann, patron]) await p.context().close();
 });
 
+test("a code an admin set during the chat does not void the one its librarian chose: ending it, she is told to record hers, and it decides", async () => {
+  const { ann, patron } = await chatWithAnn("Uma", "Codes, twice");
+  await ann.locator("#chat-title", { hasText: /^Uma — / }).waitFor();
+  const dev = await open();
+  await signIn(dev, "dev");
+  await dev.click("#tab-all");
+  await dev.getByRole("button", { name: /Uma — Riverside University Main Library/ }).first().click();
+  await dev.selectOption("#code", "answered");
+  await dev.click("#set-code"); // asked first; the harness answers yes
+  await ann.locator("#log li", { hasText: /Resolution code set: .* \(by Dev Dewey\)/ }).waitFor();
+  // Ann chooses hers, then ends the chat.
+  await ann.selectOption("#code", "follow_up_by_me");
+  await ann.click("#end");
+  await ann.locator("#chat-notice", { hasText: "is not recorded yet: press Set code to record it." }).waitFor();
+  assert.equal(await ann.locator("#list-my li", { hasText: /^Uma — / }).count(), 1, "still among her chats");
+  assert.equal(await ann.inputValue("#code"), "follow_up_by_me", "her choice still chosen");
+  await ann.click("#set-code");
+  await ann.locator("#list-my li", { hasText: /^Uma — / }).waitFor({ state: "detached" });
+  const question = await ann.evaluate(async () => {
+    const list = await (await fetch("/api/questions?limit=10")).json();
+    return list.find((q) => q.text === "Codes, twice");
+  });
+  assert.equal(question.state.code, "follow_up_by_me", JSON.stringify(question));
+  for (const p of [ann, dev, patron]) await p.context().close();
+});
+
 test("the composer and buttons follow the viewer: a librarian has no conference buttons; a whispering admin writes notes only", async () => {
   const { ann, patron } = await chatWithAnn("Eve", "Roles question");
   // The chat on Ann's screen, with its buttons, before counting them.
