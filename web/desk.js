@@ -761,6 +761,13 @@ function onIm(m) {
   // Read where it is open: the colleague's unread count goes (once for a burst).
   if (peer === imPeer) { renderIm(); api(`/api/im/${peer}/read`, { method: "POST", body: { seq: m.seq } }).then(() => drawSoon(refreshColleagues), () => {}); }
   else refreshColleagues();
+  // A colleague's new message, not in the conversation on screen: heard and
+  // said (read out), as a patron's line is — the seed's way to reach a
+  // librarian busy in a chat. Not for the history read again.
+  if (m.from !== me.id && m.at > loadedAt - 1000 && (peer !== imPeer || document.visibilityState !== "visible")) {
+    chime();
+    say(`New message from ${m.from_name}: open it in Colleagues.`);
+  }
 }
 
 let scripts = [];

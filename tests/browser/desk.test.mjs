@@ -547,6 +547,9 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   const carlaIm = ann.getByRole("button", { name: /^Carla Catalog — / });
   await carlaIm.filter({ hasText: "1 unread" }).waitFor();
   await ann.waitForFunction((n) => document.title.startsWith(`(${n + 1})`), before); // the title counts it
+  // Said in the status line (read out: it is a live region), not only counted.
+  await ann.locator("#status", { hasText: "New message from Carla Catalog: open it in Colleagues." }).waitFor();
+  assert.equal(await ann.locator("#status").getAttribute("role"), "status");
   // A second window of her desk counts it too, until she reads it in the first.
   const other = await ann.context().newPage();
   await other.goto(`${base}/desk`);
