@@ -86,9 +86,16 @@ for (const th of $("heads").children) {
 }
 
 let last = null;
-async function load(append) {
+// The first page's query as last shown (the filters applied, not those
+// being edited), and how many pages are shown.
+let shownQuery = null;
+let pages = 0;
+async function load(append, again = null) {
   try {
-    const rows = await api(`/api/questions?${query(append ? last : null)}`);
+    const q = again ?? query(append ? last : null).toString();
+    const rows = await api(`/api/questions?${q}`);
+    if (!append) shownQuery = q;
+    pages = append ? pages + 1 : 1;
     shown = append ? shown.concat(rows) : rows;
     draw();
     last = rows.length ? rows[rows.length - 1].id : last;
@@ -122,6 +129,15 @@ $("filters").onsubmit = (e) => {
   load(false);
 };
 $("more").onclick = () => load(true);
+// What others change (new questions, statuses, the live badges) shows
+// within half a minute, as at the desk: the first page is read again with
+// the filters it was shown with. Not while older pages are shown (they
+// would go) nor while the keyboard is in the list (its place would).
+setInterval(() => {
+  if (document.visibilityState !== "visible" || pages !== 1 || !shownQuery) return;
+  if ($("rows").closest(".scroll").contains(document.activeElement)) return;
+  load(false, shownQuery);
+}, globalThis.refdeskListEveryMs ?? 30000);
 
 const [codes, listed, staff, me] = await Promise.all([api("/api/codes").catch(() => []), api("/api/libraries"), api("/api/staff/presence").catch(() => []), api("/api/me")]);
 // The open list holds every cooperative's libraries: the list shows its own.

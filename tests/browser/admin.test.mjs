@@ -537,3 +537,21 @@ test("an answer to a question answered already is asked first, a colleague's sen
   assert.equal(await second.inputValue("#answer"), "Try the county atlas.", "the refused answer stays in its box");
   for (const p of [first, ann, patron]) await p.context().close();
 });
+
+test("the question list shows a question asked after it was opened, by itself", async () => {
+  const carla = await signIn("carla");
+  await carla.addInitScript(() => { globalThis.refdeskListEveryMs = 1000; });
+  await carla.goto(`${base}/desk/questions`);
+  await carla.locator("#status-line").filter({ hasText: /question/ }).waitFor();
+  // Asked with the offline form while the list is open.
+  const text = `Asked while the list was open ${Date.now()}`;
+  const patron = await h.open();
+  await patron.goto(`${base}/ask/riverside-main`);
+  const asked = await patron.evaluate(async (question) => (await fetch("/api/libraries/riverside-main/questions", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "Lisa", email: "lisa@example.org", question }),
+  })).status, text);
+  assert.equal(asked, 201);
+  await carla.locator("#rows tr", { hasText: text }).waitFor({ timeout: 5000 });
+  for (const p of [carla, patron]) await p.context().close();
+});
