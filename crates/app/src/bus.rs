@@ -69,6 +69,9 @@ impl Mailbox {
 struct Topics {
     /// Each session's watchers.
     sessions: HashMap<SessionId, Vec<Mailbox>>,
+    /// When someone last began typing in each chat (from any node): a chat
+    /// being written in is not idle ([`Bus::typed_within`]).
+    typed: HashMap<SessionId, std::time::Instant>,
     /// Staff watching the queue, per cooperative: a queue event reaches the
     /// desks of its own cooperative only (patrons waiting for their place
     /// in line are in `patron_queues`).
@@ -397,6 +400,17 @@ impl Bus {
         &self.metrics
     }
 
+    /// Whether someone began typing in `session` within `within` (heard on
+    /// this node, from any node's connections).
+    pub fn typed_within(&self, session: SessionId, within: std::time::Duration) -> bool {
+        self.lock().typed.get(&session).is_some_and(|at| at.elapsed() < within)
+    }
+
+    /// Forgets typing heard longer than `within` ago.
+    pub fn forget_typing(&self, within: std::time::Duration) {
+        self.lock().typed.retain(|_, at| at.elapsed() < within);
+    }
+
     /// How many events that may change a queue were delivered on this node
     /// (`Bus::queue_changes`): a queue read before the number moved may
     /// be out of date.
@@ -679,6 +693,9 @@ impl Bus {
         }
         let mut t = self.lock();
         for event in events {
+            if let Event::Typing { ctx, on: true, .. } = &event {
+                t.typed.insert(ctx.id, std::time::Instant::now());
+            }
             if let Some((session, version)) = version_of(&event) {
                 if !t.current(session, version) {
                     tracing::debug!(%session, version, "dropped an event older than one already delivered");

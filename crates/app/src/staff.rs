@@ -539,11 +539,16 @@ impl App {
                 tracing::warn!(error = %e, "cannot record connected staff");
             }
         }
-        // R5: an active chat nobody has written in for too long ends by timeout.
+        // R5: an active chat nobody has written in for too long ends by
+        // timeout — not while someone is writing a line: one who began
+        // typing within that time keeps it (a long answer being composed;
+        // the desk says it is typing once, as it starts).
         let idle = now - (self.limits.idle_chat_minutes as Millis) * 60_000;
+        let idle_for = Duration::from_secs(self.limits.idle_chat_minutes * 60);
+        self.bus.forget_typing(idle_for);
         match self.store.idle_sessions(idle).await {
             Ok(ids) => {
-                for id in ids {
+                for id in ids.into_iter().filter(|id| !self.bus.typed_within(*id, idle_for)) {
                     // Re-checked inside the write: a message in between keeps it going.
                     let guard: refdesk_store::Guard = Box::new(move |rec| {
                         if rec.last_message_at < idle {

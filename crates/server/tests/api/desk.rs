@@ -1438,6 +1438,29 @@ async fn r5_an_active_chat_with_no_message_for_too_long_ends_by_timeout() {
     assert_eq!(q["live"], true, "R5: still live until the librarian sets a code");
 }
 
+/// A chat someone is writing a line in is not idle: one where a typist
+/// began within `idle_chat_minutes` is not ended by timeout (a librarian
+/// composing a long answer saw the chat end under her hands, her text left
+/// to copy), while another, silent, is.
+#[tokio::test]
+async fn r5_a_chat_someone_began_typing_in_is_not_ended_for_idleness() {
+    let app = spawn_app_with_manual_clock().await;
+    let mut silent = chat_with_ann(&app).await;
+    let typed = app.start_chat("riverside-main", "A long answer coming").await;
+    assert_eq!(silent.ann.accept(typed.session).await.0, 200);
+    let mut page = typed.socket().await;
+    page.resume(None, 0).await;
+    silent.ann_ws.resume(Some(typed.session), 0).await;
+    page.send(json!({"type": "typing", "on": true})).await;
+    silent.ann_ws.until(|f| f["type"] == "typing" && f["session"] == typed.session && f["on"] == true).await;
+    app.clock().advance(31 * 60_000);
+    silent.pat.until(|f| f["system"] == "ended").await;
+    // A few rounds later, the one being written in goes on.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let ack = page.say(None, "message", "here it is", "t1").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+}
+
 /// Issue 13: a librarian who goes on duty is offered the patrons already
 /// waiting at once (a whole `queue` frame), and off duty none, without
 /// asking for the queue again.
