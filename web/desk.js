@@ -185,6 +185,14 @@ function show(session) {
   accepting = null;
   reopen = null;
   keepShown(session);
+  // A chat only watched (from the ALL tab: no part in it) is left when
+  // another is opened: its librarian's Present line stops naming me (B3),
+  // and it is not followed again after a reconnect.
+  const was = current !== null && current !== session ? monitor.get(current) : null;
+  if (was && myPart(was) === "none") {
+    conn.send({ type: "leave", session: was.ctx.id });
+    logs.delete(was.ctx.id);
+  }
   if (current !== session) {
     $("chat-notice").textContent = "";
     // A transfer's note or a block's reason is for the chat it was typed

@@ -334,6 +334,28 @@ test("a code an admin set during the chat does not void the one its librarian ch
   for (const p of [ann, dev, patron]) await p.context().close();
 });
 
+test("an admin who opens another chat from the ALL tab stops watching the first: its librarian's Present line no longer names him", async () => {
+  const { ann, patron } = await chatWithAnn("Amy", "Watched first");
+  const bo = await open();
+  await askQuestion(bo, "Bo", "Watched next");
+  await ann.getByRole("button", { name: /Accept: Bo/ }).click();
+  await bo.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.getByRole("button", { name: /^Amy — Riverside/ }).first().click();
+  await ann.locator("#chat-title", { hasText: /^Amy — / }).waitFor();
+  const dev = await open();
+  await signIn(dev, "dev");
+  await dev.click("#tab-all");
+  await dev.getByRole("button", { name: /^Amy — Riverside University Main Library/ }).first().click();
+  await ann.locator("#present", { hasText: "Dev Dewey (watching)" }).waitFor();
+  await dev.getByRole("button", { name: /^Bo — Riverside University Main Library/ }).first().click();
+  await dev.locator("#chat-title", { hasText: /^Bo — / }).waitFor();
+  await ann.waitForFunction(() => !document.getElementById("present").textContent.includes("Dev Dewey (watching)"), null, { timeout: 5000 });
+  // Ann's other chat, the one he opened, names him now.
+  await ann.getByRole("button", { name: /^Bo — Riverside/ }).first().click();
+  await ann.locator("#present", { hasText: "Dev Dewey (watching)" }).waitFor();
+  for (const p of [ann, patron, bo, dev]) await p.context().close();
+});
+
 test("the composer and buttons follow the viewer: a librarian has no conference buttons; a whispering admin writes notes only", async () => {
   const { ann, patron } = await chatWithAnn("Eve", "Roles question");
   // The chat on Ann's screen, with its buttons, before counting them.
