@@ -1229,6 +1229,7 @@ async fn serve_locked(
     }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     print_serving(config, addr, &libs);
+    ignore_hangups();
     refdesk_server::run(listener, state, shutdown_signal()).await
 }
 
@@ -1349,6 +1350,27 @@ async fn shutdown_signal() {
         tracing::warn!("a second SIGTERM or Ctrl-C: exiting at once, without draining");
         std::process::exit(1);
     });
+}
+
+/// SIGHUP, which ends a process by default (and which operators send
+/// expecting a reload), is said and otherwise ignored: refdesk reads its
+/// configuration at the start only (it exited at once, with no drain and
+/// no word).
+fn ignore_hangups() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::warn!(
+                        "SIGHUP: refdesk does not reload its configuration; restart it (SIGTERM, then start) to \
+                         apply a change"
+                    );
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; one would stop the server"),
+    }
 }
 
 /// The next SIGTERM or Ctrl-C.

@@ -93,6 +93,19 @@ async fn a_sqlite_node_stops_at_once_on_sigterm_without_a_drain() {
     assert!(!dir.path().join("refdesk.sqlite3-wal").exists());
 }
 
+/// SIGHUP (sent by operators expecting a reload) neither stops the server
+/// nor changes anything: it exited at once by default, with no drain.
+#[tokio::test]
+async fn a_sighup_leaves_the_server_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[], &[]).await;
+    let hup = Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().expect("kill runs");
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(server.child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(reqwest::get(server.url("/readyz")).await.unwrap().status(), 200);
+}
+
 /// A signed-in staff member's HTTP client.
 async fn sign_in(server: &Server, username: &str, password: &str) -> reqwest::Client {
     let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
