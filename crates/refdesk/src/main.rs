@@ -324,6 +324,9 @@ fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        // The byte-order mark some editors begin a file with (Notepad's) is
+        // not part of the password: nobody could type it.
+        let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
         let first = text.lines().next().unwrap_or("");
         if first.is_empty() {
             bail!("{} holds no password on its first line", path.display());

@@ -378,6 +378,11 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
     // The name as sign-in takes it: "Nora" is nora.
     let o = refdesk(dir.path(), &["user", "password", "Nora"], Some(&format!("{NEW}\r\n")));
     assert!(o.status.success() && text(&o).contains("nora has a new password"), "{}", text(&o));
+    // A file Notepad saved begins with a byte-order mark: not part of the
+    // password (signed in with, below).
+    std::fs::write(&empty, format!("\u{FEFF}{NEW}\r\n")).unwrap();
+    let o = refdesk(dir.path(), &["user", "password", "nora", "--password-file", empty.to_str().unwrap()], None);
+    assert!(o.status.success() && text(&o).contains("nora has a new password"), "{}", text(&o));
 
     let server = Server::start(dir.path(), &[], &[]).await;
     let login = |password: &'static str| {
