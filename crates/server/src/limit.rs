@@ -543,14 +543,21 @@ pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[Pr
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(forwarded_ip);
-    forwarded.unwrap_or(peer)
+    // From the nearest hop back: each trusted proxy names the one before
+    // it (a CDN, then nginx); the first address that is no trusted proxy
+    // is the client's. What a client wrote itself lies further left, past
+    // an address no trusted proxy would vouch for, and is never reached.
+    let entries: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for entry in entries.into_iter().rev() {
+        let Some(ip) = forwarded_ip(entry) else { break };
+        client = ip;
+        if !is_trusted(ip, trusted) {
+            break;
+        }
+    }
+    client
 }
 
 /// An `X-Forwarded-For` entry's address: bare, as nginx writes it, or with
@@ -791,7 +798,7 @@ mod tests {
     }
 
     #[test]
-    fn behind_a_trusted_proxy_the_address_is_the_last_the_proxy_added() {
+    fn behind_trusted_proxies_the_address_is_the_first_no_trusted_proxy_added() {
         use axum::http::{HeaderMap, HeaderValue};
         let proxy: IpAddr = [127, 0, 0, 1].into();
         let trusted = ["127.0.0.1".parse::<ProxyNet>().unwrap()];
@@ -826,5 +833,15 @@ mod tests {
         ] {
             assert_eq!(client_ip_of(proxy, &headers(&[entry]), &trusted), ip(client), "{entry}");
         }
+        // Two proxies in a row (a CDN's edge, then nginx), both trusted: the
+        // address before them is the client's, not the edge's; a client's
+        // own entries before that are not reached, trusted-looking or not.
+        let trusted = ["127.0.0.1".parse::<ProxyNet>().unwrap(), "198.51.100.0/24".parse().unwrap()];
+        let via_cdn = "203.0.113.5, 198.51.100.7";
+        assert_eq!(client_ip_of(proxy, &headers(&[via_cdn]), &trusted), ip("203.0.113.5"));
+        let forged = "198.51.100.8, 192.0.2.1, 203.0.113.5, 198.51.100.7";
+        assert_eq!(client_ip_of(proxy, &headers(&[forged]), &trusted), ip("203.0.113.5"));
+        // Only trusted proxies all the way: the farthest of them.
+        assert_eq!(client_ip_of(proxy, &headers(&["198.51.100.7"]), &trusted), ip("198.51.100.7"));
     }
 }
