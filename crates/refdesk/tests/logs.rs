@@ -109,6 +109,26 @@ async fn text_logs_have_no_colour_codes_off_a_terminal() {
     assert!(lines.iter().any(|l| l.contains("request_id=plain-1") && l.contains("answered")), "{lines:?}");
 }
 
+/// A reverse proxy left out of `trusted_proxies` (its requests carry
+/// `X-Forwarded-For`, from this machine) is said, once: every client behind
+/// it would be one address for the limits and blocks.
+#[tokio::test]
+async fn a_proxy_left_out_of_trusted_proxies_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let server = Server::start(&dir.path().join("data"), &log, &[]).await;
+    let client = reqwest::Client::new();
+    for n in 1..=3 {
+        let body = serde_json::json!({"username": "nobody", "password": "not this one"});
+        let sent = client.post(server.url("/api/login")).header("X-Forwarded-For", format!("203.0.113.{n}"));
+        sent.header("X-Request-Id", format!("proxied-{n}")).json(&body).send().await.unwrap();
+    }
+    let lines = lines_until(&log, |l| l.contains("proxied-3")).await;
+    let said: Vec<_> = lines.iter().filter(|l| l.contains("is not in trusted_proxies")).collect();
+    assert_eq!(said.len(), 1, "{lines:?}");
+    assert!(said[0].contains("WARN") && said[0].contains("requests from 127.0.0.1 carry X-Forwarded-For"), "{said:?}");
+}
+
 #[tokio::test]
 async fn a_flood_of_refusals_unknown_paths_and_widget_requests_does_not_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();

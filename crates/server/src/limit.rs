@@ -534,13 +534,22 @@ fn client_ip(req: &Request, trusted: &[ProxyNet]) -> Option<IpAddr> {
     Some(client_ip_of(peer, req.headers(), trusted))
 }
 
-/// [`client_ip`] from the peer's address and the request's headers. The
-/// address is the last one of the last `X-Forwarded-For` line: a proxy that
-/// adds a line of its own rather than appending to the client's (HAProxy's
-/// `option forwardfor`) puts its line after any the client sent, so the
-/// client's own lines, forged or not, are never read.
+/// [`client_ip`] from the peer's address and the request's headers. Behind
+/// trusted proxies, the first address back from the last `X-Forwarded-For`
+/// entry that is no trusted proxy: a proxy that adds a line of its own
+/// rather than appending to the client's (HAProxy's `option forwardfor`)
+/// puts its line after any the client sent, so the client's own lines,
+/// forged or not, are never read.
+///
+/// A peer on this machine or its network that is not trusted yet sends
+/// `X-Forwarded-For` is most likely the deployment's own proxy, left out
+/// of `trusted_proxies`: every client behind it is then one address (one
+/// block shuts out every patron). Said at `warn`, once an hour.
 pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
     if !is_trusted(peer, trusted) {
+        if headers.contains_key("x-forwarded-for") && nearby(peer) {
+            untrusted_proxy(peer);
+        }
         return peer;
     }
     // From the nearest hop back: each trusted proxy names the one before
@@ -558,6 +567,41 @@ pub fn client_ip_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[Pr
         }
     }
     client
+}
+
+/// Whether an address is this machine's or a private network's (where a
+/// deployment's own reverse proxy would be).
+fn nearby(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// Says, once an hour at most, that `peer` forwards clients' addresses
+/// without being trusted to (see [`client_ip_of`]).
+fn untrusted_proxy(peer: IpAddr) {
+    static SAID_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let said = SAID_AT.load(std::sync::atomic::Ordering::Relaxed);
+    let due = said == 0 || now.saturating_sub(said) >= 3600;
+    if due
+        && SAID_AT
+            .compare_exchange(
+                said,
+                now.max(1),
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!(
+            %peer,
+            "requests from {peer} carry X-Forwarded-For, but {peer} is not in trusted_proxies: if it is this \
+             deployment's reverse proxy, every client behind it counts as one address for the rate limits, the caps \
+             and blocks (one patron's block shuts out every patron). Add it to trusted_proxies"
+        );
+    }
 }
 
 /// An `X-Forwarded-For` entry's address: bare, as nginx writes it, or with
