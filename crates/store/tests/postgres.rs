@@ -655,3 +655,53 @@ async fn a_line_for_a_chat_full_on_the_copy_is_refused_or_acknowledged_again_wit
     sqlx::raw_sql("COMMIT").execute(&mut lock).await.unwrap();
     assert_eq!(stored_seqs(&n.store, chat).await, [1, 2, 3, 4], "nothing stored after the first line");
 }
+
+/// On a database whose character type is not UTF-8 ("C": ASCII folds
+/// alone), words outside ASCII are still found as they are written: the
+/// search lower-cased them for ILIKE, which folds nothing there, and
+/// "Östergötland" did not find "Östergötland" (an operator's trial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_c_locale_database_words_outside_ascii_are_found_as_written() {
+    use refdesk_store::{NewFormQuestion, PatronKeys, QuestionQuery, QuestionScope, ScopeLevel};
+    let server =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_twostores_clocale_{}_{nanos}", std::process::id());
+    let mut c = PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server} (scripts/test.sh starts it): {e}"));
+    let create = format!("CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'");
+    sqlx::raw_sql(&create).execute(&mut c).await.unwrap();
+    let url = match server.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => unreachable!(),
+    };
+    let s = PgStore::open(&url, PgOptions::default(), Arc::new(NoSink)).await.unwrap();
+    let coop = s.create_cooperative("c", default_codes()).await.unwrap();
+    let inst = s.create_institution(coop, "i").await.unwrap();
+    let lib = s.create_library(inst, "lib", "Library").await.unwrap();
+    let form = NewFormQuestion {
+        library: lib.placement.library,
+        patron_name: Some("Örjan Ström".into()),
+        patron_email: "orjan@example.org".into(),
+        question: "ÜBER Östergötland maps".into(),
+        token_hash: "t0".into(),
+        now: 5,
+        keys: PatronKeys::default(),
+        max_per_net_per_day: 99,
+        max_started_in_library_per_day: u32::MAX,
+    };
+    s.create_form_question(form).await.unwrap();
+    let scope = QuestionScope {
+        covers: ScopeLevel::Library(lib.placement.library),
+        participant: refdesk_domain::ids::StaffId(0),
+        chatted_since: 0,
+    };
+    let mut search = QuestionQuery::page(scope, refdesk_domain::actions::View::All, 50);
+    for words in ["Östergötland", "ÜBER", "Ström", "maps", "MAPS"] {
+        search.text = Some(words.into());
+        assert_eq!(s.questions(search.clone()).await.unwrap().len(), 1, "{words}");
+    }
+    s.close().await;
+    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+}

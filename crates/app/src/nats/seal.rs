@@ -73,6 +73,12 @@ impl NatsKey {
     /// Says what is wrong without repeating the text.
     pub fn parse(text: &str) -> Result<NatsKey, String> {
         let text = text.trim();
+        if ["<hidden>", "***"].contains(&text) {
+            return Err(format!(
+                "the NATS key is {text:?}, which `refdesk config` shows in place of a secret: give the key itself \
+                 (the same on every node)"
+            ));
+        }
         let written = match decode_hex(text) {
             Some(_) => "hexadecimal",
             None => "base64",
@@ -438,6 +444,10 @@ mod tests {
         let e = NatsKey::parse("correct horse battery staple, not a key at all!").unwrap_err();
         assert!(e.contains("hexadecimal or base64") && !e.contains("horse"), "{e}");
         assert!(NatsKey::parse("").is_err());
+        // The placeholder a saved `refdesk config` holds: said as such.
+        for placeholder in ["<hidden>", "***"] {
+            assert!(NatsKey::parse(placeholder).unwrap_err().contains("shows in place of a secret"));
+        }
         assert_eq!(format!("{:?}", key()), "NatsKey(<hidden>)");
         assert_eq!(decode_base64("aGk"), Some(b"hi".to_vec()));
         assert_eq!(decode_base64("aGk="), Some(b"hi".to_vec()));

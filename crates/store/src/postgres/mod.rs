@@ -162,6 +162,25 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::failed("PostgreSQL", e)
 }
 
+/// Says at `warn` when the database's character type is not UTF-8 ("C",
+/// "POSIX", an 8-bit one): the question list's search then tells letter
+/// case apart outside ASCII ("östergötland" does not find "Östergötland"),
+/// which a UTF-8 locale does not. Nothing refuses it: the data is whole.
+async fn warn_of_locale(c: &mut PgConnection) {
+    use sqlx::Row;
+    let Ok(row) = sqlx::query("SELECT current_setting('lc_ctype') AS ctype").fetch_one(&mut *c).await else { return };
+    let ctype: String = row.try_get("ctype").unwrap_or_default();
+    let lower = ctype.to_ascii_lowercase();
+    if !(lower.contains("utf-8") || lower.contains("utf8")) {
+        tracing::warn!(
+            lc_ctype = %ctype,
+            "this PostgreSQL database's character type is not a UTF-8 one: the question list's search ignores letter \
+             case in ASCII only (\"östergötland\" does not find \"Östergötland\"); a database created with a UTF-8 \
+             locale (--locale=C.UTF-8 or en_US.UTF-8) folds every script"
+        );
+    }
+}
+
 /// A failed connection as an operator needs it: the server it was for (host,
 /// port, database and `sslmode`, never the password) and, for the usual
 /// TLS and sign-in mistakes, what to change. sqlx's own message alone names
@@ -326,6 +345,7 @@ impl PgStore {
             .application_name("refdesk");
         let mut c = PgConnection::connect_with(&connect).await.map_err(|e| cannot_connect(e, &connect))?;
         migrate(&mut c).await?;
+        warn_of_locale(&mut c).await;
         let _ = c.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))

@@ -778,7 +778,15 @@ fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
 /// script, LIKE's wildcards in the words escaped; a number, or "#" and a
 /// number, is also the question's own.
 fn words_condition(text: &str, dialect: super::Dialect) -> (String, Vec<Arg<'static>>) {
-    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    // SQLite compares both sides lower-cased (`folded`); PostgreSQL's ILIKE
+    // folds both by the database's locale, the words as typed: lower-cased
+    // here, a database with a non-UTF-8 locale (which folds ASCII alone)
+    // found not even "Östergötland" written as it is.
+    let words = match dialect {
+        super::Dialect::Sqlite => text.to_lowercase(),
+        super::Dialect::Postgres => text.to_owned(),
+    };
+    let escaped = words.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     let pattern = Arg::owned(format!("%{escaped}%"));
     let number = text.trim().trim_start_matches('#').parse::<i64>().ok();
     // Words in ASCII alone are found by LIKE's own folding, as fast as
