@@ -73,7 +73,16 @@ fn expired_line(minutes: u64, has_email: bool) -> String {
     } else {
         "Please try again later, or leave your question with the library's form."
     };
-    format!("Sorry, no librarian was free to take your chat within {minutes} minutes. {rest}")
+    format!("Sorry, no librarian was free to take your chat within {}. {rest}", minutes_said(minutes))
+}
+
+/// "a minute" or "15 minutes".
+fn minutes_said(minutes: u64) -> String {
+    if minutes == 1 {
+        "a minute".to_owned()
+    } else {
+        format!("{minutes} minutes")
+    }
 }
 
 /// Chats the background round ends for waiting too long, at most, each
@@ -279,7 +288,7 @@ impl App {
                 _ => Err(DomainError::Conflict("the chat was taken".into())),
             });
             let ending = Ending {
-                missed: Some(format!("Missed chat: no librarian accepted it within {minutes} minutes")),
+                missed: Some(format!("Missed chat: no librarian accepted it within {}", minutes_said(minutes))),
                 left_per_net_per_day: self.limits.form_questions_per_address_per_day,
                 // Which line is decided inside the write: the promise of an
                 // answer only where a question is left.
@@ -333,6 +342,12 @@ mod tests {
         let ending = Ending { no_transcript: true, ..Ending::default() };
         let id = judged.ctx.id;
         app.store.end(id, Author::System, as_judged(judged), Box::new(|_, _| None), ending, 1).await.map(|_| ())
+    }
+
+    #[test]
+    fn the_line_of_a_wait_that_ran_out_counts_its_minutes_in_words() {
+        assert!(expired_line(1, false).contains("within a minute."), "not \"1 minutes\"");
+        assert!(expired_line(15, false).contains("within 15 minutes."));
     }
 
     #[test]
