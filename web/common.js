@@ -87,6 +87,10 @@ export function messageItem(m, { staffView = false } = {}) {
   const who = m.author.type === "system" ? "" : m.author.name + role;
   const li = el("li", { class: `${m.kind} from-${m.author.type} ${m.audience === "staff" ? "staff-only" : ""}`, "data-seq": m.seq });
   if (m.kind === "note") li.append(el("span", { class: "label" }, "librarian note"));
+  // An answer sent from the question list (by whoever answers there, not
+  // the librarian of the chat): said as the library's answer, not as a
+  // second librarian come in unannounced.
+  if (m.kind === "answer") li.append(el("span", { class: "label" }, staffView ? "answer from the question list" : "the library's answer"));
   if (who) li.append(el("span", { class: "who" }, who + ":"));
   // A right-to-left line keeps its punctuation at its own end.
   li.append(el("span", { class: "body", dir: "auto" }, ...linkify(m.body)));

@@ -115,6 +115,10 @@ test("a chat with a note, a conference, an answer from the question list, an end
   await carla.getByText(/shown in the chat only|shown in the chat and is on its way by e-mail/).waitFor();
   await carla.screenshot({ path: path.join(SHOTS, "question-page.png"), fullPage: true });
   await patron.getByText("ANSWER: drawer 7 of the map room, ask at the desk.").waitFor();
+  // Said as the library's answer, not as a librarian come in unannounced.
+  const libraryAnswer = patron.locator("#log li", { hasText: "ANSWER: drawer 7" });
+  assert.match(await libraryAnswer.innerText(), /^the library's answer/i);
+  await ann.locator("#log li", { hasText: "ANSWER: drawer 7" }).filter({ hasText: "answer from the question list" }).waitFor();
   // A note on the live question: the warning says the patron does not see it.
   await carla.fill("#note", "NOTE: drawer 7 sticks, lift it");
   const noted = new Promise((resolve) => carla.once("dialog", (d) => resolve(d.message())));
