@@ -233,13 +233,16 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
 /// caps on mail to one address count it: letter case, a `+tag` and dots in
 /// the local part make no difference, as at most providers, and the domain
 /// is taken in its ASCII form (`exämple.de`, `xn--exmple-cua.de` and
-/// full-width letters are one domain). Two people whose addresses differ
+/// full-width letters are one domain; `googlemail.com` is `gmail.com`). Two people whose addresses differ
 /// only so share a cap, which is all it costs.
 pub fn mailbox_key(address: &str) -> String {
     let address = address.trim().to_lowercase();
     let Some((local, domain)) = address.rsplit_once('@') else { return address };
     let local = local.split('+').next().unwrap_or_default().replace('.', "");
     let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_owned());
+    // Gmail's two domains are one mailbox (an attacker's trial doubled the
+    // caps with them).
+    let domain = if domain == "googlemail.com" { "gmail.com".to_owned() } else { domain };
     format!("{local}@{domain}")
 }
 
@@ -821,6 +824,7 @@ mod tests {
         assert_eq!(mailbox_key("target@ｅｘａｍｐｌｅ.net"), key, "full-width letters");
         assert_eq!(mailbox_key("a@exämple.de"), mailbox_key("a@xn--exmple-cua.de"));
         assert_eq!(mailbox_key("a@EXÄMPLE.de"), mailbox_key("a@exämple.de"));
+        assert_eq!(mailbox_key("t.arget@googlemail.com"), mailbox_key("target@gmail.com"), "Gmail's other domain");
     }
 
     #[test]
