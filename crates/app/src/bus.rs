@@ -182,10 +182,14 @@ pub struct Bus {
     /// The node's metrics: every part of the node shares the bus, so they
     /// hang off it (see [`crate::metrics`]).
     metrics: Arc<crate::metrics::Metrics>,
-    /// Counts the events delivered here that may change what a queue holds
-    /// (a chat joining or leaving one, its patron away, a resync): a queue
-    /// read is current while this stays as it was when the read began.
-    queue_changes: AtomicU64,
+    /// Counts the events delivered here that may change what a
+    /// cooperative's queues hold (a chat joining or leaving one, its patron
+    /// away), per cooperative: a queue read is current while its count
+    /// stays as it was when the read began.
+    queue_changes: Mutex<HashMap<CooperativeId, u64>>,
+    /// Counts the events that may change every cooperative's (a resync, an
+    /// erasure).
+    queue_epoch: AtomicU64,
 }
 
 /// A connection's end of the bus. Dropping it unsubscribes everything.
@@ -411,11 +415,14 @@ impl Bus {
         self.lock().typed.retain(|_, at| at.elapsed() < within);
     }
 
-    /// How many events that may change a queue were delivered on this node
-    /// (`Bus::queue_changes`): a queue read before the number moved may
-    /// be out of date.
-    pub fn queue_changes(&self) -> u64 {
-        self.queue_changes.load(Ordering::Acquire)
+    /// How many events that may change `coop`'s queues were delivered on
+    /// this node (`Bus::queue_changes`, with those that change every
+    /// cooperative's): a queue read before the numbers moved may be out of
+    /// date.
+    pub fn queue_changes(&self, coop: CooperativeId) -> (u64, u64) {
+        let epoch = self.queue_epoch.load(Ordering::Acquire);
+        let count = self.queue_changes.lock().unwrap_or_else(|p| p.into_inner()).get(&coop).copied().unwrap_or(0);
+        (epoch, count)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
@@ -613,7 +620,7 @@ impl Bus {
     /// was down).
     pub fn resync(&self) {
         self.metrics.resyncs.inc();
-        self.queue_changes.fetch_add(1, Ordering::AcqRel);
+        self.queue_epoch.fetch_add(1, Ordering::AcqRel);
         let t = self.lock();
         let event = Arc::new(Event::Resync);
         let mut seen = std::collections::HashSet::new();
@@ -674,23 +681,9 @@ impl EventSink for Bus {
 impl Bus {
     /// Delivers events to this node's connections only.
     pub fn deliver_local(&self, events: Vec<Event>) {
-        let queues = events.iter().any(|e| {
-            matches!(
-                e,
-                Event::QueueAdded(_)
-                    | Event::QueueRolledUp(_)
-                    | Event::QueueRemoved { .. }
-                    | Event::PatronAway { .. }
-                    | Event::SessionChanged(_)
-                    | Event::Erased { .. }
-                    | Event::Resync
-            )
-        });
         // Counted before the events reach anyone: a read that began after
         // a connection heard of a change never passes for current.
-        if queues {
-            self.queue_changes.fetch_add(1, Ordering::AcqRel);
-        }
+        self.count_queue_changes(&events);
         let mut t = self.lock();
         for event in events {
             if let Event::Typing { ctx, on: true, .. } = &event {
@@ -703,6 +696,31 @@ impl Bus {
                 }
             }
             t.route(Arc::new(event));
+        }
+    }
+}
+
+impl Bus {
+    /// Moves [`Bus::queue_changes`] for the events that may change a queue.
+    fn count_queue_changes(&self, events: &[Event]) {
+        let mut coops = Vec::new();
+        for e in events {
+            match e {
+                Event::QueueAdded(q) | Event::QueueRolledUp(q) => coops.push(q.queue.cooperative),
+                Event::QueueRemoved { placement, .. } => coops.push(placement.cooperative),
+                Event::PatronAway { queue, .. } => coops.push(queue.cooperative),
+                Event::SessionChanged(s) => coops.push(s.ctx.placement.cooperative),
+                Event::Erased { .. } | Event::Resync => {
+                    self.queue_epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                _ => {}
+            }
+        }
+        if !coops.is_empty() {
+            let mut changes = self.queue_changes.lock().unwrap_or_else(|p| p.into_inner());
+            for coop in coops {
+                *changes.entry(coop).or_default() += 1;
+            }
         }
     }
 }

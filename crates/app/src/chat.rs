@@ -156,7 +156,7 @@ pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<StaffId, (i
 
 /// How long after a sign-out (others of the account still valid) it is
 /// looked whether any desk of theirs is connected on any node.
-const SIGNED_OUT_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
+const SIGNED_OUT_LOOK: std::time::Duration = std::time::Duration::from_secs(30);
 /// The time a signed-out desk's own sockets take to close, within which a
 /// node may still mark its staff member seen for them.
 const SIGNED_OUT_CLOSING_MS: refdesk_domain::Millis = 2_000;
@@ -169,7 +169,8 @@ const WAITING_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 /// A cooperative's waiting chats as read ([`App::waiting_now`]).
 pub(crate) struct WaitingRead {
     /// [`crate::bus::Bus::queue_changes`] when the read began.
-    changes: u64,
+    changes: (u64, u64),
+    /// When the read began.
     at: std::time::Instant,
     entries: Arc<Vec<QueueEntry>>,
 }
@@ -450,24 +451,29 @@ impl App {
             // Signed in elsewhere too: if no desk of theirs is connected on
             // any node (a browser closed hours ago without signing out),
             // they left all the same. Every node marks its connected staff
-            // seen each second: none did for a few seconds after this
-            // sign-in's own sockets closed, none is open.
+            // seen each second: none did in the half minute after this
+            // sign-in's own sockets closed (longer than a desk's longest
+            // wait to reconnect, and than nodes' clocks could differ), so
+            // none is open.
             None => {
                 let Some(id) = who else { return Ok(()) };
                 let (app, out_at) = (self.clone(), self.clock.now());
                 tokio::spawn(async move {
                     tokio::time::sleep(SIGNED_OUT_LOOK).await;
-                    let seen = match app.store.staff_entry(id).await {
-                        Ok(Some(entry)) => entry.last_seen,
-                        _ => return,
-                    };
-                    if seen <= out_at + SIGNED_OUT_CLOSING_MS && !app.connections.connected().contains(&id) {
-                        app.sign_off(id).await;
-                    }
+                    app.one_turn("background", app.sign_off_if_gone(id, out_at)).await;
                 });
             }
         }
         Ok(())
+    }
+
+    /// [`App::sign_off`], if no node marked the staff member seen since
+    /// `out_at` (and the moments their signed-out desk took to close).
+    async fn sign_off_if_gone(&self, id: refdesk_domain::ids::StaffId, out_at: refdesk_domain::Millis) {
+        let Ok(Some(entry)) = self.store.staff_entry(id).await else { return };
+        if entry.last_seen <= out_at + SIGNED_OUT_CLOSING_MS && !self.connections.connected().contains(&id) {
+            self.sign_off(id).await;
+        }
     }
 
     /// A staff member left the desk: off duty, and the chats they were in go
@@ -940,25 +946,31 @@ impl App {
         &self,
         coop: refdesk_domain::ids::CooperativeId,
     ) -> AppResult<Arc<Vec<QueueEntry>>> {
-        let cached = |changes: u64| {
+        let cached = |changes: (u64, u64)| {
             let cache = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
             cache
                 .get(&coop)
                 .filter(|r| r.changes == changes && r.at.elapsed() < WAITING_FRESH)
                 .map(|r| r.entries.clone())
         };
-        if let Some(entries) = cached(self.bus().queue_changes()) {
+        if let Some(entries) = cached(self.bus().queue_changes(coop)) {
             return Ok(entries);
         }
-        // One read at a time: those waiting for it find it when it is done.
-        let _turn = self.waiting_reading.lock().await;
-        let changes = self.bus().queue_changes();
+        // One read at a time per cooperative (another's flood does not hold
+        // this one's up): those waiting for it find it when it is done.
+        let turn = {
+            let mut turns = self.waiting_reading.lock().unwrap_or_else(|p| p.into_inner());
+            turns.entry(coop).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        let changes = self.bus().queue_changes(coop);
         if let Some(entries) = cached(changes) {
             return Ok(entries);
         }
         self.metrics().queue_reads.inc();
+        let at = std::time::Instant::now();
         let entries = Arc::new(self.store.waiting_in(coop).await?);
-        let read = WaitingRead { changes, at: std::time::Instant::now(), entries: entries.clone() };
+        let read = WaitingRead { changes, at, entries: entries.clone() };
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(coop, read);
         Ok(entries)
     }

@@ -506,8 +506,11 @@ pub struct Parts {
     status_reading: Arc<tokio::sync::Mutex<()>>,
     /// Each cooperative's waiting chats as last read ([`App::waiting_now`]).
     waiting: Arc<std::sync::Mutex<std::collections::HashMap<refdesk_domain::ids::CooperativeId, chat::WaitingRead>>>,
-    /// Held by the one request reading a cooperative's waiting chats.
-    waiting_reading: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the one request reading a cooperative's waiting chats (one
+    /// per cooperative).
+    waiting_reading: Arc<
+        std::sync::Mutex<std::collections::HashMap<refdesk_domain::ids::CooperativeId, Arc<tokio::sync::Mutex<()>>>>,
+    >,
     /// Libraries by slug, with when each was read: only those found are kept
     /// (at most the libraries there are), so the open entry points (a
     /// library's status, on every page the widget is on) need not read one

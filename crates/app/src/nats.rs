@@ -99,6 +99,9 @@ struct Encoded {
 /// The chat an event is for alone, if it is for one chat's watchers only.
 fn for_chat(event: &Event) -> Option<SessionId> {
     match event {
+        // Someone beginning to type is every node's to hear: each node's
+        // round decides whether a chat is idle (`Bus::typed_within`).
+        Event::Typing { on: true, .. } => None,
         Event::Message { ctx, .. } | Event::Typing { ctx, .. } => Some(ctx.id),
         _ => None,
     }

@@ -337,6 +337,15 @@ impl App {
         Ok(all.into_iter().filter(|e| actor.role_covers(&e.staff.home)).collect())
     }
 
+    /// A staff member of `actor`'s cooperative. Another cooperative's is no
+    /// one here (404, as an id that is no one's): a refusal told which ids
+    /// are staff elsewhere.
+    async fn colleague_entry(&self, actor: &Staff, target: StaffId) -> AppResult<refdesk_store::StaffEntry> {
+        let entry = self.store.staff_entry(target).await?;
+        let entry = entry.filter(|e| e.staff.home.cooperative == actor.home.cooperative);
+        Ok(entry.ok_or(DomainError::NotFound("staff member"))?)
+    }
+
     /// Changes a colleague's role, disables or enables them, resets their
     /// password or gives them a new display name — within scope, only below one's own role (DESIGN §2), or
     /// one's own account.
@@ -357,14 +366,7 @@ impl App {
             ),
             None => None,
         };
-        // Another cooperative's staff is no one here (404, as an id that is
-        // no one's): a refusal told which ids are staff elsewhere.
-        let entry = self
-            .store
-            .staff_entry(target)
-            .await?
-            .filter(|e| e.staff.home.cooperative == actor.home.cooperative)
-            .ok_or(DomainError::NotFound("staff member"))?;
+        let entry = self.colleague_entry(actor, target).await?;
         let (who, was_disabled) = (entry.staff, entry.disabled);
         authorize_staff_change(actor, who.id, &who.home, who.role, role)?;
         if who.id == actor.id && (disabled == Some(true) || role.is_some_and(|r| r < actor.role)) {

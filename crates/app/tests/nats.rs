@@ -213,22 +213,26 @@ async fn a_node_decodes_only_the_chat_events_someone_on_it_follows() {
     }
     on_b.take_lagged();
     let skipped = || b.metrics().nats_events_skipped.get();
-    let typing = |session| Event::Typing {
+    let typing = |session, on| Event::Typing {
         ctx: ctx(session),
         audience: refdesk_domain::chat::Audience::Everyone,
         who: "Pat".into(),
         by: None,
-        on: true,
+        on,
     };
 
-    // Chat 8's line and typing reach nobody on b: they are not decoded
-    // there. Chat 7's line and the queue's event are.
-    a.publish(vec![line(8, 1), typing(8), line(7, 1), Event::QueueAdded(entry(8, 0)), line(8, 2)]);
+    // Chat 8's lines and its typing stopped reach nobody on b: they are not
+    // decoded there. Chat 7's line and the queue's event are, and someone
+    // beginning to type in chat 8 (every node's round asks whether a chat
+    // is idle: one being written in is not).
+    let before = vec![line(8, 1), typing(8, true), typing(8, false), line(7, 1), Event::QueueAdded(entry(8, 0))];
+    a.publish([before, vec![line(8, 2)]].concat());
     assert_eq!(next(&on_b).await, line(7, 1));
     on_b.join_queue(CooperativeId(1));
     a.publish(vec![Event::QueueAdded(entry(9, 0))]);
     assert_eq!(next(&on_b).await, Event::QueueAdded(entry(9, 0)), "events for more than one chat go on being decoded");
-    assert_eq!(skipped(), 3, "chat 8's two lines and its typing");
+    assert_eq!(skipped(), 3, "chat 8's two lines and its typing stopped");
+    assert!(b.typed_within(SessionId(8), std::time::Duration::from_secs(60)), "chat 8 is being written in");
 
     // A chat monitor on b hears every chat's lines: nothing is passed over.
     let monitor = b.subscribe(64);

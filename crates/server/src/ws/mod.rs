@@ -188,14 +188,10 @@ pub(crate) async fn upgrade(
     // Its sign-in's frame budget pays instead (each socket is an
     // authentication, and a member's first and last on the node a write:
     // the staff member seen connected), and its account's after `auth`.
-    let desk = cookie_token(&headers, state.secure_cookies).filter(|c| state.limiter.knows(Credential::Staff, c));
-    if let Some(cookie) = desk {
-        if !state.sockets.sign_ins.spend(refdesk_app::auth::digest(cookie), sockets::per_key(state.app.limits())) {
-            state.metrics.limited("socket_open");
-            let why = "this sign-in opened too many connections in a short time; slow down";
-            return Ok(crate::limit::Refused::SlowDown(why.into()).into_response());
-        }
-    }
+    let desk = match known_desk(&state, &headers) {
+        Ok(desk) => desk,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let per_minute = state.app.limits().sockets_opened_per_minute;
     if let Some(Err(wait)) = ip.filter(|_| desk.is_none()).map(|ip| state.limiter.open_socket(ip, per_minute)) {
         state.metrics.limited("socket_open");
@@ -220,11 +216,10 @@ pub(crate) async fn upgrade(
         }
         None => None,
     };
-    let reads = ip.map(|ip| crate::limit::Reads::new(&state, ip));
-    let credentials = ip.map(|ip| crate::limit::Credentials::of(&state, ip));
-    let desk_address = address.filter(|_| desk.is_some());
-    let pending =
-        Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials, desk_address };
+    let (reads, credentials) =
+        (ip.map(|ip| crate::limit::Reads::new(&state, ip)), ip.map(|ip| crate::limit::Credentials::of(&state, ip)));
+    let (node, desk_address) = (state.pending_auth.enter(), address.filter(|_| desk.is_some()));
+    let pending = Pending { node, _address: pending_here, network, reads, credentials, desk_address };
     let cookie = cookie_token(&headers, state.secure_cookies).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -246,6 +241,21 @@ pub(crate) async fn upgrade(
             let let_go = let_go.map(|e| e.0);
             serve(app, socket, cookie, pending, sockets, metrics, gone, from_address, let_go).instrument(span)
         }))
+}
+
+/// The staff cookie of the upgrade, if it signs in a desk this node knows,
+/// its sign-in's frame budget spent for the socket; past that budget the
+/// refusal (`429`) to answer with.
+fn known_desk<'h>(state: &AppState, headers: &'h HeaderMap) -> Result<Option<&'h str>, crate::limit::Refused> {
+    let desk = cookie_token(headers, state.secure_cookies).filter(|c| state.limiter.knows(Credential::Staff, c));
+    if let Some(cookie) = desk {
+        if !state.sockets.sign_ins.spend(refdesk_app::auth::digest(cookie), sockets::per_key(state.app.limits())) {
+            state.metrics.limited("socket_open");
+            let why = "this sign-in opened too many connections in a short time; slow down";
+            return Err(crate::limit::Refused::SlowDown(why.into()));
+        }
+    }
+    Ok(desk)
 }
 
 /// `429 too_many_sockets`, saying why.
@@ -370,19 +380,7 @@ async fn open(
     drop(from_address);
     let who = match who {
         Ok(who) => who,
-        Err(Closed::GoingAway) => {
-            goodbye(&mut socket, close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON)).await;
-            return None;
-        }
-        Err(Closed::PlaceLost) => {
-            metrics.limited("socket_opening_oldest");
-            goodbye(&mut socket, close_frame(CLOSE_TRY_AGAIN, "too many connections are opening; try again")).await;
-            return None;
-        }
-        Err(Closed::Unreadable(why)) => {
-            goodbye(&mut socket, why.frame()).await;
-            return None;
-        }
+        Err(closed) => return closed_before_auth(&mut socket, closed, &metrics).await,
     };
     let Some((viewer, patron, login)) = who else {
         goodbye(&mut socket, WsMessage::Close(None)).await;
@@ -413,25 +411,21 @@ async fn open(
     // bound: a page of /ask beside the desk, in one browser, still fits).
     let over_address =
         patron.is_some() && desk_address.is_some_and(|a| sockets.addresses.open(&a) > app.limits().sockets_per_address);
+    let too_many = close_frame(CLOSE_POLICY, "too many connections");
     if over_address {
         metrics.limited("socket");
         let why = "too many connections are open from your address; close some";
-        let _ = error(&mut socket, "too_many_sockets", why, None).await;
-        goodbye(&mut socket, close_frame(CLOSE_POLICY, "too many connections")).await;
-        return None;
+        return refuse(&mut socket, "too_many_sockets", why, too_many).await;
     }
     let Some(held) = held else {
         let why = format!("this {what} already has {cap} connections open; close one");
-        let _ = error(&mut socket, "too_many_sockets", &why, None).await;
-        goodbye(&mut socket, close_frame(CLOSE_POLICY, "too many connections")).await;
-        return None;
+        return refuse(&mut socket, "too_many_sockets", &why, too_many).await;
     };
     if !held.opened() {
         metrics.limited("socket_open");
         let why = "this account opened too many connections in a short time; slow down";
-        let _ = error(&mut socket, "rate_limited", why, None).await;
-        goodbye(&mut socket, close_frame(CLOSE_TRY_AGAIN, "too many connections opened")).await;
-        return None;
+        return refuse(&mut socket, "rate_limited", why, close_frame(CLOSE_TRY_AGAIN, "too many connections opened"))
+            .await;
     }
     let kind = if patron.is_some() { "patron_socket" } else { "staff_socket" };
     let _open = metrics.socket(kind);
@@ -439,6 +433,33 @@ async fn open(
     let reads = if patron.is_some() { reads } else { None };
     let conn = Connection::new(app, viewer, patron, login, held, gone, reads);
     Some(Box::new(Live { conn, socket, _open, kind }))
+}
+
+/// Says goodbye to a socket closed before it was authenticated, with the
+/// code that says why. Always `None` (no connection).
+async fn closed_before_auth(
+    socket: &mut WebSocket,
+    closed: Closed,
+    metrics: &crate::metrics::ServerMetrics,
+) -> Option<Box<Live>> {
+    let frame = match closed {
+        Closed::GoingAway => close_frame(CLOSE_GOING_AWAY, GOING_AWAY_REASON),
+        Closed::PlaceLost => {
+            metrics.limited("socket_opening_oldest");
+            close_frame(CLOSE_TRY_AGAIN, "too many connections are opening; try again")
+        }
+        Closed::Unreadable(why) => why.frame(),
+    };
+    goodbye(socket, frame).await;
+    None
+}
+
+/// Refuses a socket just authenticated: an `error` frame saying why, then
+/// the goodbye with `close`. Always `None` (no connection).
+async fn refuse(socket: &mut WebSocket, code: &str, why: &str, close: WsMessage) -> Option<Box<Live>> {
+    let _ = error(socket, code, why, None).await;
+    goodbye(socket, close).await;
+    None
 }
 
 /// Why a socket was closed before it was authenticated.

@@ -1374,34 +1374,38 @@ async fn signing_out_of_ones_last_sign_in_puts_ones_chats_back_in_line_at_once()
 
 /// Signing out while another sign-in of the account is still valid but
 /// connected nowhere (a browser closed hours before without signing out)
-/// is leaving the desk all the same: within seconds, the chats go back in
-/// line and the patron is told. A sign-in still connected keeps them.
+/// is leaving the desk all the same: half a minute later (no node marked
+/// her seen meanwhile), the chats go back in line and the patron is told.
 #[tokio::test]
 async fn signing_out_with_another_sign_in_connected_nowhere_puts_ones_chats_back_in_line() {
     let app = spawn_app().await;
     let _forgotten = app.staff("ann").await; // another browser, closed without signing out
     let mut c = chat_with_ann(&app).await;
     let s = c.patron.session;
-    // First a sign-in still connected somewhere: signing out here keeps the chat.
-    let open = app.staff("ann").await;
-    let mut open_ws = open.socket().await;
-    open_ws.send(json!({"type": "ping"})).await;
-    open_ws.until(|f| f["type"] == "pong").await;
+    c.ann_ws.close().await;
+    assert_eq!(c.ann.post("/api/logout", json!(null)).await.0, 200);
+    let transferred = |f: &Value| f["type"] == "event" && f["system"] == "transferred";
+    let told = c.pat.until_within(std::time::Duration::from_secs(45), transferred).await;
+    assert!(told.last().unwrap()["body"].as_str().unwrap().contains("Ann Archer"), "{told:?}");
+    let carla = app.staff("carla").await;
+    let (_, queue) = carla.get("/api/queue").await;
+    assert!(queue.as_array().unwrap().iter().any(|e| e["session"] == s), "back in line: {queue}");
+}
+
+/// ... and a sign-in still connected (another desk of hers) keeps them.
+#[tokio::test]
+async fn signing_out_with_another_sign_in_still_connected_keeps_ones_chats() {
+    let app = spawn_app().await;
+    let c = chat_with_ann(&app).await;
+    let s = c.patron.session;
     let gone = app.staff("ann").await;
     assert_eq!(gone.post("/api/logout", json!(null)).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(33)).await;
     let carla = app.staff("carla").await;
     let (_, queue) = carla.get("/api/queue").await;
     assert!(!queue.as_array().unwrap().iter().any(|e| e["session"] == s), "still Ann's: {queue}");
-    // That one closes; the desk signs out: only the forgotten sign-in is
-    // left, connected nowhere.
-    open_ws.close().await;
-    c.ann_ws.close().await;
-    assert_eq!(c.ann.post("/api/logout", json!(null)).await.0, 200);
-    let told = c.pat.until(|f| f["type"] == "event" && f["system"] == "transferred").await;
-    assert!(told.last().unwrap()["body"].as_str().unwrap().contains("Ann Archer"), "{told:?}");
-    let (_, queue) = carla.get("/api/queue").await;
-    assert!(queue.as_array().unwrap().iter().any(|e| e["session"] == s), "back in line: {queue}");
+    let (_, rec) = carla.get(&format!("/api/sessions/{s}")).await;
+    assert_eq!(rec["session"]["state"], "active", "{rec}");
 }
 
 #[tokio::test]
@@ -1897,6 +1901,12 @@ async fn queue_snapshots_asked_in_a_loop_read_the_store_once_per_change() {
     let sessions: Vec<_> = q["waiting"].as_array().unwrap().iter().map(|e| e["session"].clone()).collect();
     assert!(sessions.contains(&json!(sixth.session)), "{q}");
     assert_eq!(reads().await, before + 1, "read again once, for the change");
+    // One accepted: the next snapshot no longer holds it.
+    assert_eq!(ann.accept(sixth.session).await.0, 200);
+    ws.until(|f| f["type"] == "queue_removed" && f["session"] == sixth.session).await;
+    ws.send(json!({"type": "queue"})).await;
+    let q = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
+    assert!(!q["waiting"].as_array().unwrap().iter().any(|e| e["session"] == sixth.session), "{q}");
 }
 
 /// An account refused for a username already taken is refused before its

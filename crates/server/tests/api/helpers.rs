@@ -435,8 +435,13 @@ impl Socket {
 
     /// The next text frame (fails the test after PATIENCE).
     pub async fn next(&mut self) -> Value {
+        self.next_within(PATIENCE).await
+    }
+
+    /// [`Socket::next`], waiting up to `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Value {
         loop {
-            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+            let msg = tokio::time::timeout(within, self.ws.next())
                 .await
                 .expect("a frame arrives in time")
                 .expect("the socket is open")
@@ -483,9 +488,14 @@ impl Socket {
 
     /// Frames until (and including) the first that matches.
     pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.until_within(PATIENCE, pred).await
+    }
+
+    /// [`Socket::until`], waiting up to `within` for each frame.
+    pub async fn until_within(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut out = Vec::new();
         loop {
-            let f = self.next().await;
+            let f = self.next_within(within).await;
             let done = pred(&f);
             out.push(f);
             if done {
