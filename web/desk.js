@@ -180,6 +180,9 @@ window.addEventListener("beforeunload", (e) => {
   e.returnValue = "";
 });
 
+// Chats only watched, and left (`show`): frames of theirs still on their
+// way are dropped.
+const left = new Set();
 function show(session) {
   saveDraft();
   accepting = null;
@@ -192,7 +195,9 @@ function show(session) {
   if (was && myPart(was) === "none") {
     conn.send({ type: "leave", session: was.ctx.id });
     logs.delete(was.ctx.id);
+    left.add(was.ctx.id);
   }
+  left.delete(session);
   if (current !== session) {
     $("chat-notice").textContent = "";
     // A transfer's note or a block's reason is for the chat it was typed
@@ -494,6 +499,7 @@ const refreshQuestionsSoon = () => { refreshQuestions().catch(fail); };
 // lines goes unnoticed (after a reload too).
 function follow(s) {
   const mine = s.ctx.librarian === me.id || s.ctx.members.some((m) => m.staff === me.id);
+  if (mine) left.delete(s.ctx.id);
   if (mine && s.state !== "ended" && !logs.has(s.ctx.id)) {
     log(s.ctx.id);
     conn.send({ type: "resume", session: s.ctx.id, after: 0 });
@@ -842,6 +848,9 @@ async function start() {
     onState: (s) => { connected = s === "connected"; sayConnection(); },
     onUpdated: () => { updated = true; sayConnection(); },
     onFrame: (f) => {
+      // What was on its way for a watched chat left since (its replay):
+      // dropped, so that it is not followed again.
+      if ((f.type === "event" || f.type === "synced") && left.has(f.session)) return;
       if (f.type === "hello") maxChars = f.max_message_chars || maxChars;
       else if (f.type === "event") onEvent(f);
       else if (f.type === "ack") { pending.delete(f.client_id); done(); }

@@ -90,10 +90,15 @@ let last = null;
 // being edited), and how many pages are shown.
 let shownQuery = null;
 let pages = 0;
+// Loads may overlap (a refresh, then filters applied): only the newest
+// one's answer is shown, an older one landing after it is dropped.
+let loadsAsked = 0;
 async function load(append, again = null) {
+  const asked = ++loadsAsked;
   try {
     const q = again ?? query(append ? last : null).toString();
     const rows = await api(`/api/questions?${q}`);
+    if (asked !== loadsAsked) return;
     if (!append) shownQuery = q;
     pages = append ? pages + 1 : 1;
     shown = append ? shown.concat(rows) : rows;
@@ -103,8 +108,11 @@ async function load(append, again = null) {
     // The count is of the questions shown: while a page came full, there
     // may be older ones (50 shown was read as 50 found).
     const n = shown.length;
-    $("status-line").textContent = rows.length < 50 ? `${n} question${n === 1 ? "" : "s"}`
+    const said = rows.length < 50 ? `${n} question${n === 1 ? "" : "s"}`
       : `The newest ${n} questions shown; “Older questions”, below them, shows more.`;
+    // Written only when it changes: a live region read out again every 30 s
+    // for the same count would be noise.
+    if ($("status-line").textContent !== said) $("status-line").textContent = said;
   } catch (err) {
     if (err.status === 401) location.href = "/desk";
     $("status-line").textContent = err.message;

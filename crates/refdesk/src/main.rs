@@ -1140,6 +1140,8 @@ async fn library_command(cli: &Cli, command: &LibraryCommand) -> anyhow::Result<
 
 /// `refdesk serve`.
 async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> anyhow::Result<()> {
+    // From the start: a SIGHUP during the migrations stopped the server too.
+    ignore_hangups();
     let mut config = load_config(cli)?;
     if let Some(l) = listen {
         config.listen = l;
@@ -1232,7 +1234,6 @@ async fn serve_locked(
     }
     let libs = state.app.libraries().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     print_serving(config, addr, &libs);
-    ignore_hangups();
     refdesk_server::run(listener, state, shutdown_signal()).await
 }
 

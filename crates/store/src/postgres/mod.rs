@@ -168,6 +168,15 @@ fn db(e: sqlx::Error) -> StoreError {
 /// which a UTF-8 locale does not. Nothing refuses it: the data is whole.
 async fn warn_of_locale(c: &mut PgConnection) {
     use sqlx::Row;
+    // ICU's (and PostgreSQL 17's builtin) collations fold by their own
+    // rules whatever `lc_ctype` says (PostgreSQL 14 has no such column: the
+    // C library's, then).
+    let provider = "SELECT datlocprovider::text AS provider FROM pg_database WHERE datname = current_database()";
+    if let Ok(row) = sqlx::query(provider).fetch_one(&mut *c).await {
+        if row.try_get::<String, _>("provider").is_ok_and(|p| p != "c") {
+            return;
+        }
+    }
     let Ok(row) = sqlx::query("SELECT current_setting('lc_ctype') AS ctype").fetch_one(&mut *c).await else { return };
     let ctype: String = row.try_get("ctype").unwrap_or_default();
     let lower = ctype.to_ascii_lowercase();
