@@ -1004,7 +1004,7 @@ mod tests {
                 audience: refdesk_domain::chat::Audience::Everyone,
                 who: big.clone(),
                 by: None,
-                on: true,
+                on: false,
             }))
             .collect();
         let (split, lost) = envelopes(events.clone());
@@ -1019,6 +1019,13 @@ mod tests {
             assert!(json.len() < 1024 * 1024);
         }
         let typing = split.iter().flat_map(|e| &e.to).filter(|to| **to == Some(SessionId(1))).count();
-        assert_eq!(typing, 6, "typing is for its chat's watchers alone; the rest for everyone");
+        assert_eq!(typing, 6, "typing stopped is for its chat's watchers alone; the rest for everyone");
+        // Typing begun is for every node (each decides whether the chat is idle).
+        let mut begun = events[10].clone();
+        if let Event::Typing { on, .. } = &mut begun {
+            *on = true;
+        }
+        assert_eq!(for_chat(&begun), None);
+        assert_eq!(for_chat(&events[10]), Some(SessionId(1)));
     }
 }
