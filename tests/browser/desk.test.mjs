@@ -867,6 +867,10 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
   const { ann, patron } = await chatWithAnn("Hal", "Handed over?");
   const carla = await open();
   await signIn(carla, "carla");
+  // Once her desk has its chat monitor (the ALL tab lists Hal's chat, as
+  // Ann's): handed before that, the chat would come in the monitor's first
+  // list, already hers, with nothing to announce (CI's load did that once).
+  await carla.locator("#list-all li", { hasText: /^Hal — / }).first().waitFor({ state: "attached" });
   const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
   const handed = await ann.evaluate(async (session) => {
     const people = await (await fetch("/api/staff/presence")).json();
