@@ -392,8 +392,19 @@ async function loadAdminLog() {
 const STATUSES = ["new", "pending", "answered", "closed"];
 const ASSIGN = ["chatting_librarian", "nobody", "receiving_library", "not_applicable"];
 
+// Each list is drawn from its newest load only, and keeps what is being
+// edited in it: a script's open editor, a code's row being changed (the
+// page's first load, arriving after a script was added and opened, closed
+// its editor).
+let scriptsAsked = 0;
+let codesAsked = 0;
+const scriptEditors = new Map();
+const codeRowsChanged = new Map();
+
 async function loadScripts() {
+  const asked = ++scriptsAsked;
   const scripts = await api("/api/scripts");
+  if (asked !== scriptsAsked) return;
   $("scripts").replaceChildren(...scripts.map((x) => {
     const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
     del.onclick = async () => {
@@ -406,9 +417,16 @@ async function loadScripts() {
     };
     const edit = el("button", { type: "button", class: "secondary" }, `Edit “${x.title}”`);
     const item = el("li", {}, `${x.title} (${x.scope}): ${x.body} `, ...(keeps(x) ? [edit, " ", del] : []));
-    edit.onclick = () => { clearSaid(); item.replaceChildren(scriptEditor(x)); item.querySelector("input").focus(); };
+    edit.onclick = () => {
+      clearSaid();
+      scriptEditors.set(x.id, scriptEditor(x));
+      item.replaceChildren(scriptEditors.get(x.id));
+      item.querySelector("input").focus();
+    };
+    if (keeps(x) && scriptEditors.has(x.id)) item.replaceChildren(scriptEditors.get(x.id));
     return item;
   }));
+  for (const id of [...scriptEditors.keys()]) if (!scripts.some((x) => x.id === id)) scriptEditors.delete(id);
 }
 
 // Whether the viewer's role keeps a script: their own; their library's
@@ -426,7 +444,7 @@ function scriptEditor(x) {
   const body = el("textarea", { id: `script-${x.id}-body`, rows: "3", required: true });
   body.value = x.body;
   const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
-  cancel.onclick = () => { clearSaid(); loadScripts(); };
+  cancel.onclick = () => { clearSaid(); scriptEditors.delete(x.id); loadScripts(); };
   const form = el("form", {},
     el("label", { for: title.id }, `Title of the script “${x.title}”`), title,
     el("label", { for: body.id }, "Its text"), body,
@@ -436,6 +454,7 @@ function scriptEditor(x) {
     clearSaid();
     try {
       const now = await api(`/api/scripts/${x.id}`, { method: "PUT", body: { title: title.value, body: body.value } });
+      scriptEditors.delete(x.id);
       await loadScripts();
       $("status").textContent = `Script “${now.title}” saved.`;
     } catch (err) { $("error").textContent = err.message; }
@@ -452,9 +471,12 @@ const FLAGS = [
 ];
 let codeKeys = new Set(); // the codes' keys as last read: "Add code" adds, never replaces
 async function loadCodes() {
+  const asked = ++codesAsked;
   const codes = await api("/api/codes");
+  if (asked !== codesAsked) return;
   codeKeys = new Set(codes.map((c) => c.key));
   $("codes").replaceChildren(...codes.map((c) => {
+    if (codeRowsChanged.has(c.key)) return codeRowsChanged.get(c.key);
     const label = el("input", { value: c.label, "aria-label": `Label of ${c.key}` });
     const status = el("select", { class: "auto", "aria-label": `Status for ${c.key}` }, ...STATUSES.map((v) => el("option", { value: v, selected: v === c.status }, v)));
     const assign = el("select", { class: "auto", "aria-label": `Assignment for ${c.key}` }, ...ASSIGN.map((v) => el("option", { value: v, selected: v === c.assign }, v.replace(/_/g, " "))));
@@ -469,11 +491,14 @@ async function loadCodes() {
       const set = Object.fromEntries(flags.map(([k, box]) => [k, box.checked]));
       try {
         await api(`/api/codes/${encodeURIComponent(c.key)}`, { method: "PUT", body: { ...c, ...set, label: label.value, status: status.value, assign: assign.value } });
+        codeRowsChanged.delete(c.key);
         $("status").textContent = `Code ${c.key} saved.`;
       } catch (err) { $("error").textContent = err.message; }
     };
-    return el("tr", {}, el("td", {}, c.key), el("td", {}, label), el("td", {}, status), el("td", {}, assign),
+    const row = el("tr", {}, el("td", {}, c.key), el("td", {}, label), el("td", {}, status), el("td", {}, assign),
       el("td", {}, ...flags.map(([, box, text]) => el("div", {}, box, text))), el("td", {}, save));
+    row.addEventListener("input", () => codeRowsChanged.set(c.key, row));
+    return row;
   }));
 }
 

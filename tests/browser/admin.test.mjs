@@ -418,6 +418,45 @@ test("a library admin edits a library script in place; a librarian who may not i
   for (const p of [carla, ann]) await p.context().close();
 });
 
+test("the page's first lists, arriving late, do not close a script being edited nor undo a code's row being changed", async () => {
+  // The page's first load is held (at its GET of the service) until the
+  // admin has added a script and opened it, and typed in a code's row: its
+  // lists then come after those the admin's actions asked for (CI's load
+  // once did that by itself: the late list closed the editor).
+  const erin = await signIn("erin");
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await erin.route("**/api/service", async (route) => { await held; await route.continue(); });
+  await erin.goto(`${base}/desk/admin`);
+  await erin.selectOption("#script-scope", "personal");
+  await erin.fill("#script-title", "Late list");
+  await erin.fill("#script-body", "Drawn before the first list came.");
+  await erin.click("#script-form button[type=submit]");
+  await erin.getByText("Script added.").waitFor();
+  await erin.getByRole("button", { name: "Edit “Late list”" }).click();
+  const title = erin.getByLabel("Title of the script “Late list”");
+  await title.fill("Late list, edited");
+  await erin.fill("#code-key", "late");
+  await erin.fill("#code-label", "Late");
+  await erin.click("#code-form button[type=submit]");
+  await erin.getByText("Code late added.").waitFor();
+  await erin.getByLabel("Label of late").fill("Late, changed");
+
+  const list = (path) => erin.waitForResponse((r) => r.request().method() === "GET" && new URL(r.url()).pathname === path, { timeout: 30000 });
+  const late = Promise.all([list("/api/scripts"), list("/api/codes")]);
+  release();
+  await late;
+  await erin.evaluate(() => new Promise((r) => setTimeout(r, 300)));
+  assert.equal(await title.inputValue(), "Late list, edited", "the editor is still open with what was typed");
+  assert.equal(await erin.getByLabel("Label of late").inputValue(), "Late, changed", "the row keeps what was typed");
+  await erin.getByRole("button", { name: "Save the script" }).click();
+  await erin.getByText("Script “Late list, edited” saved.").waitFor();
+  await erin.getByRole("button", { name: "Save late" }).click();
+  await erin.getByText("Code late saved.").waitFor();
+  assert.equal((await read(erin, "/api/codes")).find((c) => c.key === "late").label, "Late, changed");
+  await erin.context().close();
+});
+
 test("a cooperative admin renames the cooperative and an institution on the libraries page; an institution admin only their own", async () => {
   const erin = await signIn("erin");
   await erin.goto(`${base}/desk/admin`);
