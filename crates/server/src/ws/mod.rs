@@ -102,10 +102,41 @@ pub(crate) struct Pending {
     reads: Option<crate::limit::Reads>,
     /// Its budget of credentials that match nothing, for the `auth` frame.
     credentials: Option<crate::limit::Credentials>,
-    /// The client's address, when the upgrade came with a staff cookie the
-    /// node knows (its sockets were counted, not refused): a patron's token
-    /// in its `auth` frame is held to the address's cap after all.
-    desk_address: Option<std::net::IpAddr>,
+    /// The client, when the upgrade came with a staff cookie the node
+    /// knows (its socket was counted, not refused, nor its opening rated).
+    desk_client: Option<DeskClient>,
+}
+
+/// The client of an upgrade that came with a staff cookie the node knows:
+/// a patron's token in its `auth` frame is held to the client's caps (its
+/// address's, and for IPv6 its /56's and /48's) and to its opening rate
+/// after all — a librarian's cookie must not lift a stranger's bounds.
+struct DeskClient {
+    ip: std::net::IpAddr,
+    limiter: Arc<crate::limit::Limiter>,
+}
+
+impl DeskClient {
+    /// Why a patron's socket opened on this upgrade is refused, if it is:
+    /// the `error` frame's code and text, and the close frame.
+    fn refuses_patron(
+        &self,
+        sockets: &Sockets,
+        limits: &refdesk_app::Limits,
+        metrics: &crate::metrics::ServerMetrics,
+    ) -> Option<(&'static str, &'static str, WsMessage)> {
+        if self.limiter.open_socket(self.ip, limits.sockets_opened_per_minute).is_err() {
+            metrics.limited("socket_open");
+            let close = close_frame(CLOSE_TRY_AGAIN, "too many connections opened");
+            return Some(("rate_limited", "too many connections were opened from your address; slow down", close));
+        }
+        if sockets.over_cap(self.ip, limits.sockets_per_address) {
+            metrics.limited("socket");
+            let close = close_frame(CLOSE_POLICY, "too many connections");
+            return Some(("too_many_sockets", "too many connections are open from your address; close some", close));
+        }
+        None
+    }
 }
 /// How long the goodbye (a close frame, and the client's in reply) may take
 /// on a socket being closed.
@@ -218,8 +249,9 @@ pub(crate) async fn upgrade(
     };
     let (reads, credentials) =
         (ip.map(|ip| crate::limit::Reads::new(&state, ip)), ip.map(|ip| crate::limit::Credentials::of(&state, ip)));
-    let (node, desk_address) = (state.pending_auth.enter(), address.filter(|_| desk.is_some()));
-    let pending = Pending { node, _address: pending_here, network, reads, credentials, desk_address };
+    let desk_client = ip.filter(|_| desk.is_some()).map(|ip| DeskClient { ip, limiter: state.limiter.clone() });
+    let pending =
+        Pending { node: state.pending_auth.enter(), _address: pending_here, network, reads, credentials, desk_client };
     let cookie = cookie_token(&headers, state.secure_cookies).map(str::to_owned);
     let sockets = state.sockets.clone();
     let limits = state.app.limits().clone();
@@ -369,7 +401,7 @@ async fn open(
     metrics: Arc<crate::metrics::ServerMetrics>,
     mut gone: tokio::sync::watch::Receiver<bool>,
 ) -> Option<Box<Live>> {
-    let Pending { node, _address: from_address, network, reads, credentials, desk_address } = pending;
+    let Pending { node, _address: from_address, network, reads, credentials, desk_client } = pending;
     // Authentication only reads: abandoning it for the goodbye is harmless.
     let who = tokio::select! {
         // Boxed: its state is gone once the client is known, and the
@@ -406,20 +438,17 @@ async fn open(
         }
         (None, None) => return None,
     };
-    // A desk's upgrade was not held to its address's cap; a patron's chat
-    // opened on it is (a librarian's cookie must not lift a stranger's
-    // bound: a page of /ask beside the desk, in one browser, still fits).
-    let over_address =
-        patron.is_some() && desk_address.is_some_and(|a| sockets.addresses.open(&a) > app.limits().sockets_per_address);
-    let too_many = close_frame(CLOSE_POLICY, "too many connections");
-    if over_address {
-        metrics.limited("socket");
-        let why = "too many connections are open from your address; close some";
-        return refuse(&mut socket, "too_many_sockets", why, too_many).await;
+    // A desk's upgrade was not held to its client's caps; a patron's chat
+    // opened on it is (a page of /ask beside the desk, in one browser,
+    // still fits).
+    if let Some((code, why, close)) =
+        desk_client.filter(|_| patron.is_some()).and_then(|d| d.refuses_patron(&sockets, l, &metrics))
+    {
+        return refuse(&mut socket, code, why, close).await;
     }
     let Some(held) = held else {
         let why = format!("this {what} already has {cap} connections open; close one");
-        return refuse(&mut socket, "too_many_sockets", &why, too_many).await;
+        return refuse(&mut socket, "too_many_sockets", &why, close_frame(CLOSE_POLICY, "too many connections")).await;
     };
     if !held.opened() {
         metrics.limited("socket_open");

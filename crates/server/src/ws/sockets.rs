@@ -144,6 +144,17 @@ impl<K: Hash + Eq + Clone> Registry<K> {
     }
 }
 
+impl Sockets {
+    /// Whether `ip`'s address (an IPv6 address's /64) holds more than `cap`
+    /// sockets, or for IPv6 its /56 or /48 more than `cap` times theirs.
+    pub(super) fn over_cap(&self, ip: IpAddr, cap: usize) -> bool {
+        refdesk_domain::net::networks(ip).any(|(prefix, net, times)| {
+            let open = if prefix < 64 { self.wider.open(&(prefix, net)) } else { self.addresses.open(&net) };
+            open > cap.saturating_mul(times as usize)
+        })
+    }
+}
+
 impl<K: Hash + Eq + Clone> Held<K> {
     /// The frame budget the key's sockets share.
     pub(super) fn bucket(&self) -> Arc<Mutex<Bucket>> {

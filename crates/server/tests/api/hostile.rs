@@ -2,7 +2,7 @@
 //! bounded: sockets per chat token, and a client that stops reading is let
 //! go (with everything that was waiting to be sent to it).
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use refdesk_domain::chat::MessageKind;
 use refdesk_domain::org::Role;
@@ -976,6 +976,77 @@ async fn a_staff_cookie_does_not_lift_the_address_cap_off_patrons_sockets() {
     // The librarian's own desk is not held back by them.
     let desk = crate::helpers::Socket::connect(&format!("ws://{}/api/ws", app.addr), Some(&ann.cookie), None).await;
     assert_eq!(desk.hello["role"], "staff");
+}
+
+/// The same behind a proxy, for the wider bounds a desk's upgrade is not
+/// held to: patrons' tokens sent with a librarian's cookie from the /64s of
+/// one /56 are held to the /56's cap, and their opening to the address's
+/// rate (a cookie lifted both in a trial). The desk itself still opens.
+#[tokio::test]
+async fn a_staff_cookie_does_not_lift_the_56s_cap_nor_the_opening_rate_off_patrons_sockets() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    // A patron's token, or none: the desk's own socket.
+    async fn with_cookie(app: &TestApp, cookie: &str, token: Option<String>, client: &str) -> (Raw, Value) {
+        let mut req = format!("ws://{}/api/ws", app.addr).into_client_request().unwrap();
+        req.headers_mut().insert("Cookie", cookie.parse().unwrap());
+        req.headers_mut().insert("X-Forwarded-For", client.parse().unwrap());
+        // Through the proxy (127.0.0.2), which names the client.
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+        let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp.connect(app.addr).await.unwrap());
+        let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        match token {
+            Some(token) => authenticated(ws, &token).await,
+            None => {
+                ws.send(Ws::text(json!({"type": "auth"}).to_string())).await.unwrap();
+                loop {
+                    let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+                    if let Ws::Text(t) = frame.expect("an answer").unwrap().unwrap() {
+                        let hello: Value = serde_json::from_str(t.as_str()).unwrap();
+                        return (ws, hello);
+                    }
+                }
+            }
+        }
+    }
+    // The /56 holds 4 × 2 whatever its /64s each hold.
+    let app = spawn_app_with(|c| {
+        c.limits.sockets_per_address = 2;
+        c.trusted_proxies = vec!["127.0.0.2".parse().unwrap()];
+    })
+    .await;
+    let ann = app.staff("ann").await.cookie;
+    let mut open = Vec::new();
+    for i in 0..8 {
+        let chat = app.start_chat("riverside-main", &format!("tab {i}")).await;
+        let (ws, hello) = with_cookie(&app, &ann, Some(chat.token), &format!("2001:db8:1:{i:x}::1")).await;
+        assert_eq!(hello["role"], "patron", "{hello}");
+        open.push(ws);
+    }
+    let chat = app.start_chat("riverside-main", "a ninth").await;
+    let (_, refused) = with_cookie(&app, &ann, Some(chat.token), "2001:db8:1:ff::1").await;
+    assert_eq!(refused["code"], "too_many_sockets", "the /56's cap: {refused}");
+    let (_, hello) = with_cookie(&app, &ann, None, "2001:db8:1:ff::1").await;
+    assert_eq!(hello["role"], "staff", "the desk itself: {hello}");
+
+    // An address opens `sockets_opened_per_minute` patron sockets a minute.
+    let app = spawn_app_with(|c| {
+        c.limits.sockets_opened_per_minute = 3;
+        c.trusted_proxies = vec!["127.0.0.2".parse().unwrap()];
+    })
+    .await;
+    let ann = app.staff("ann").await.cookie;
+    for i in 0..3 {
+        let chat = app.start_chat("riverside-main", &format!("tab {i}")).await;
+        let (ws, hello) = with_cookie(&app, &ann, Some(chat.token), "2001:db8:5::1").await;
+        assert_eq!(hello["role"], "patron", "{hello}");
+        open.push(ws);
+    }
+    let chat = app.start_chat("riverside-main", "a fourth").await;
+    let (_, refused) = with_cookie(&app, &ann, Some(chat.token), "2001:db8:5::2").await;
+    assert_eq!(refused["code"], "rate_limited", "the opening rate: {refused}");
+    let (_, hello) = with_cookie(&app, &ann, None, "2001:db8:5::1").await;
+    assert_eq!(hello["role"], "staff", "the desk itself: {hello}");
 }
 
 #[tokio::test]
