@@ -247,19 +247,28 @@ async fn readyz_is_503_on_a_database_that_cannot_be_written() {
     // fails. PostgreSQL: the check asks whether the session is read-only.
     until_ready_says(&app, (503, "database cannot commit")).await;
     assert!(app.state.app.store().libraries().await.is_ok(), "reads work");
-    let start = reqwest::Client::new()
-        .post(app.url("/api/libraries/riverside-main/chats"))
-        .json(&serde_json::json!({"name": "Pat", "question": "Stored?"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(start.status().is_server_error(), "a write fails, it is not acknowledged: {}", start.status());
+    let start = || async {
+        let res = reqwest::Client::new()
+            .post(app.url("/api/libraries/riverside-main/chats"))
+            .json(&serde_json::json!({"name": "Pat", "question": "Stored?"}))
+            .send()
+            .await
+            .unwrap();
+        res.status()
+    };
+    // Several at once: on PostgreSQL the pool opens connections under the
+    // read-only default, and keeps them.
+    let failed = futures_util::future::join_all((0..4).map(|_| start())).await;
+    assert!(failed.iter().all(|s| s.is_server_error()), "a write fails, it is not acknowledged: {failed:?}");
 
+    // Writable again (PostgreSQL: the connections are not ended). Once the
+    // node says ready, writes go through: the pool's connections opened
+    // while it was read-only are not used again.
     undo();
-    if is_postgres(&app) {
-        read_only_postgres(&app, false);
-    }
     until_ready_says(&app, (200, "ready")).await;
+    for _ in 0..4 {
+        assert_eq!(start().await, 201, "a write once ready");
+    }
 }
 
 /// Runs `sql` with `psql` on the tests' PostgreSQL server.

@@ -140,6 +140,44 @@ pub struct PgStore {
     checks: tokio::sync::Mutex<Option<(PgConnection, Instant)>>,
     /// How to open it.
     connect: PgConnectOptions,
+    /// When the database was last seen writable again after the checks
+    /// found it read-only: the pooled connections opened before then.
+    writable_again: Arc<WritableAgain>,
+}
+
+/// The pooled connections opened while the database was read-only (a
+/// standby, or `default_transaction_read_only`) keep that session default
+/// and refuse every write until they are replaced: once `/readyz` finds the
+/// database writable again, each is closed at its next acquire instead of
+/// failing writes (with `500`) until its lifetime ends, while `/readyz`
+/// already said ready.
+struct WritableAgain {
+    /// The pool's start, the clock of `since_ms`.
+    born: Instant,
+    /// Milliseconds after `born` at which the database was found writable
+    /// again; 0 if never.
+    since_ms: std::sync::atomic::AtomicU64,
+    /// Whether the last check found the database read-only.
+    read_only: std::sync::atomic::AtomicBool,
+}
+
+impl WritableAgain {
+    /// Whether a connection `age` old was opened before the database was
+    /// last found writable again (and is to be replaced).
+    fn stale(&self, age: Duration) -> bool {
+        let since = self.since_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let opened = self.born.elapsed().saturating_sub(age).as_millis() as u64;
+        since > 0 && opened < since
+    }
+
+    /// Notes what a check found.
+    fn found(&self, read_only: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.read_only.swap(read_only, Relaxed) && !read_only {
+            let now = (self.born.elapsed().as_millis() as u64).max(1);
+            self.since_ms.store(now, Relaxed);
+        }
+    }
 }
 
 /// A database error as the store reports it: a broken uniqueness rule is a
@@ -356,7 +394,14 @@ impl PgStore {
         migrate(&mut c).await?;
         warn_of_locale(&mut c).await;
         let _ = c.close().await;
+        let writable_again = Arc::new(WritableAgain {
+            born: Instant::now(),
+            since_ms: Default::default(),
+            read_only: Default::default(),
+        });
+        let again = writable_again.clone();
         let pool = PgPoolOptions::new()
+            .before_acquire(move |_, meta| Box::pin(std::future::ready(Ok(!again.stale(meta.age)))))
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             // Replaced as often as `/readyz`'s own connection: what a new
@@ -370,7 +415,7 @@ impl PgStore {
         let appends = Appender::start(pool.clone(), sink.clone(), tasks, options.gather_wait);
         let long_reads = Arc::new(tokio::sync::Semaphore::new(crate::ops::LONG_READS));
         let checks = tokio::sync::Mutex::new(None);
-        Ok(PgStore { pool, sink, sessions: Default::default(), appends, long_reads, checks, connect })
+        Ok(PgStore { pool, sink, sessions: Default::default(), appends, long_reads, checks, connect, writable_again })
     }
 
     /// An append on a cached copy of the session, in the next batch of
@@ -548,7 +593,11 @@ impl Backend for PgStore {
         // session's default.
         let read_only =
             self.check("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean").await?;
+        self.writable_again.found(read_only);
         if read_only {
+            // The next check asks a new session: what the pool's new
+            // connections will be once the database is writable again.
+            self.checks.lock().await.take();
             return Err(StoreError::backend("the database is read-only (a standby, or default_transaction_read_only)"));
         }
         Ok(())
