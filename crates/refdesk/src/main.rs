@@ -64,7 +64,7 @@ use std::path::{Path, PathBuf};
 #[derive(Parser)]
 #[command(
     name = "refdesk",
-    version,
+    version = refdesk_server::VERSION,
     about = "Virtual reference service: live chat between library patrons and librarians"
 )]
 struct Cli {

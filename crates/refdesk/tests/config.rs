@@ -753,3 +753,18 @@ fn setup_on_postgresql_advises_serving_that_database_without_printing_its_passwo
     assert!(o.status.success() && out(&o).contains("/ask/c-main"), "{}{}", out(&o), err(&o));
     assert!(!std::path::Path::new(data).join("refdesk.sqlite3").exists(), "no SQLite database was made");
 }
+
+#[test]
+fn the_version_names_the_commit_the_binary_was_built_from() {
+    // An operator running several nodes tells their builds apart: the
+    // version number is the same between releases.
+    let o = refdesk(None, &[], &["--version"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let said = out(&o);
+    let commit = said
+        .trim()
+        .strip_prefix(concat!("refdesk ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .and_then(|c| c.strip_suffix(')'));
+    let commit = commit.unwrap_or_else(|| panic!("the version and the commit: {said}"));
+    assert!(commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "built in a checkout: {said}");
+}

@@ -30,6 +30,13 @@ pub mod ws;
 
 pub use config::Config;
 
+/// The commit this build was made from (12 hex digits), or `unknown`
+/// (`build.rs`).
+pub const COMMIT: &str = env!("REFDESK_COMMIT");
+
+/// What `refdesk --version` says: the version and the commit.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("REFDESK_COMMIT"), ")");
+
 use anyhow::Context;
 use refdesk_app::{bus::Bus, App, Clock};
 use refdesk_store::postgres::{PgOptions, PgStore};

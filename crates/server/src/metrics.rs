@@ -220,8 +220,8 @@ impl ServerMetrics {
             m.disk_size.clone(),
         );
         r.register("staff_on_duty", "Staff on duty per library (their home library)", m.on_duty.clone());
-        let build = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
-        r.register("build", "The running build: its version", build);
+        let build = Info::new([("version", env!("CARGO_PKG_VERSION")), ("commit", crate::COMMIT)]);
+        r.register("build", "The running build: its version and the commit it was built from", build);
         r.register(
             "limited",
             "Requests, frames and connections refused by a limit (docs/operations.md lists the limits)",
