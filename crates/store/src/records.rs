@@ -791,7 +791,7 @@ pub struct NewBlock {
     pub now: Millis,
     /// Whether it holds the chat's network too, and so every patron there
     /// (a campus, a library's Wi-Fi), or the browser alone. A chat with no
-    /// browser id is blocked by its network whatever this says.
+    /// browser id is refused without it (`Invalid`, field `network`).
     pub network: bool,
 }
 

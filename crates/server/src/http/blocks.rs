@@ -76,7 +76,7 @@ fn both() -> bool {
         (status = 403, description = "`forbidden`: not mine to block", body = ErrorBody),
         (status = 404, description = "`not_found`: no such chat in my scope", body = ErrorBody),
         (status = 409, description = "`conflict`: the chat's patron is blocked already (lift that block to block them again)", body = ErrorBody),
-        (status = 422, description = "`invalid`: no reason, hours out of bounds, or nothing to block by", body = ErrorBody),
+        (status = 422, description = "`invalid`: no reason, hours out of bounds, nothing to block by, or a chat with no browser id (not from the library's page) without `network: true`", body = ErrorBody),
         (status = 429, description = "`too_many_blocks`: the chat's patron was blocked ten times already", body = ErrorBody),
     ))]
 async fn block(

@@ -60,7 +60,18 @@ async fn block<D: Db>(db: &mut D, new: NewBlock) -> Result<(BlockRecord, Vec<Eve
         let why = "this chat holds no browser id or address to block by; end it instead";
         return Err(DomainError::invalid("session", why).into());
     }
-    let net = net.filter(|_| new.network || browser.is_none());
+    // A chat with no browser id (not started from the library's page, which
+    // always sends one) is blocked by its network alone, everyone at its
+    // address with it: that is the librarian's to choose, never the
+    // stranger's, who would otherwise pick the network block by leaving the
+    // id out.
+    if browser.is_none() && !new.network {
+        let why = "this chat's patron sent no browser id (it was not started from the library's chat page): only \
+                   their network can be blocked, and with it everyone at that address; block the network too, or \
+                   end the chat";
+        return Err(DomainError::invalid("network", why).into());
+    }
+    let net = net.filter(|_| new.network);
     let id = int(
         db,
         "INSERT INTO blocks (cooperative_id, library_id, session_id, browser_key, net_key, reason, created_by,

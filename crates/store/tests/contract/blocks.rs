@@ -60,6 +60,24 @@ async fn blocks_match_either_key_until_lifted_or_run_out(b: &Backend) {
     assert!(!s.block(alone).await.unwrap().network, "said to hold the browser alone");
     assert!(s.active_block(coop, keys(Some("browser-4"), Some("other")), 50).await.unwrap().is_some(), "by browser");
     assert!(s.active_block(coop, keys(Some("another"), Some("net-4")), 50).await.unwrap().is_none(), "not by network");
+    // No browser id (not the library's page, which always sends one): the
+    // network only if the librarian asks for it, never by the patron's leaving
+    // the id out.
+    let (script, _) = s.start_session(keyed(w, "b5", None, Some("net-5"), 99, 99)).await.unwrap();
+    s.accept(script.ctx.id, w.ann.clone(), ok(), 5).await.unwrap();
+    let asked = |network| NewBlock {
+        session: script.ctx.id,
+        by: w.ann.clone(),
+        reason: "x".into(),
+        expires_at: 100,
+        now: 5,
+        network,
+    };
+    let r = s.block(asked(false)).await;
+    assert!(matches!(&r, Err(StoreError::Domain(DomainError::Invalid { field: "network", .. }))), "{r:?}");
+    assert!(s.active_block(coop, keys(Some("a-widget"), Some("net-5")), 50).await.unwrap().is_none(), "no block");
+    assert!(s.block(asked(true)).await.unwrap().network, "the network, asked for");
+    assert!(s.active_block(coop, keys(Some("a-widget"), Some("net-5")), 50).await.unwrap().is_some(), "by network");
     let bare = start(s, w, None, "b2", 6).await;
     let new = NewBlock { session: bare, by: w.ann.clone(), reason: "x".into(), expires_at: 100, now: 7, network: true };
     let r = s.block(new).await;
