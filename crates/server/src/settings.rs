@@ -16,9 +16,12 @@ use std::path::Path;
 
 /// The variables read besides the settings' own `REFDESK_<NAME>`: settings
 /// unset by default ([`Config::apply_env`]), the binary's (the file, a new
-/// account's password, the log filter) and the load generator's.
+/// account's password, the log filter), the load generator's and the
+/// build's (`REFDESK_COMMIT`, read by `build.rs`: a build machine that
+/// keeps it set runs the binary with it too).
 const OTHER_VARIABLES: &[&str] = &[
     "REFDESK_CONFIG",
+    "REFDESK_COMMIT",
     "REFDESK_PASSWORD",
     "REFDESK_BENCH_PASSWORD",
     "REFDESK_LOG",
