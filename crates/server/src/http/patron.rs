@@ -161,7 +161,10 @@ async fn set_embedding(
 #[serde(deny_unknown_fields)]
 struct ReplyTo {
     /// An e-mail address (the library's reference desk), or `null`: none,
-    /// replies go to the service's `mail.from`.
+    /// replies go to the service's `mail.from`. Required: a body without
+    /// it is refused, never taken as null.
+    #[schema(required = true)]
+    #[serde(deserialize_with = "crate::input::nullable")]
     reply_to: Option<String>,
 }
 
@@ -209,7 +212,10 @@ async fn set_reply_to(
 struct Closing {
     /// The notice patrons read instead of the chat and the question form
     /// (one line, at most 500 characters: "Closed for the holidays until
-    /// 2 January; call 555-0100"), or `null`: open.
+    /// 2 January; call 555-0100"), or `null`: open. Required: a body
+    /// without it is refused, never taken as null.
+    #[schema(required = true)]
+    #[serde(deserialize_with = "crate::input::nullable")]
     notice: Option<String>,
 }
 

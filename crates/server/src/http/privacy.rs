@@ -29,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct RetentionView {
     /// Days after which a chat's personal data is erased, 1–3650; null:
-    /// kept until erased on request.
-    #[schema(minimum = 1, maximum = 3650)]
+    /// kept until erased on request. Required: a body without it is
+    /// refused, never taken as null.
+    #[schema(minimum = 1, maximum = 3650, required = true)]
+    #[serde(deserialize_with = "crate::input::nullable")]
     days: Option<i64>,
     /// What happens to transcripts then (default `mask`).
     #[serde(default = "mask")]

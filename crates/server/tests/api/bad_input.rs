@@ -692,3 +692,31 @@ async fn a_display_name_that_reads_as_a_colleagues_is_refused_and_spaces_are_mad
     let renamed = people.as_array().unwrap().iter().find(|p| p["id"] == ann.id).unwrap().clone();
     assert_eq!(renamed["display_name"], "Ann Archer-Ames", "{renamed}");
 }
+
+/// A setting whose `null` clears it (a retention period: personal data
+/// kept for good; a closing notice: the chat open; a reply address) is not
+/// cleared by a body that leaves it out: `422 bad_json`, and nothing
+/// changes (an operator's `{"transcripts": "delete"}` turned a library's
+/// retention off).
+#[tokio::test]
+async fn a_body_leaving_out_a_setting_whose_null_clears_it_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let carla = app.staff("carla").await;
+    let settings = [
+        ("retention", json!({"days": 30, "transcripts": "mask"}), json!({"transcripts": "delete"})),
+        ("closing", json!({"notice": "Closed until Monday"}), json!({})),
+        ("reply-to", json!({"reply_to": "desk@riverside.example.org"}), json!({})),
+    ];
+    for (setting, set, partial) in settings {
+        let url = format!("/api/libraries/riverside-main/{setting}");
+        let (status, body) = carla.put(&url, set.clone()).await;
+        assert_eq!(status, 200, "{setting}: {body}");
+        let (_, before) = carla.get(&url).await;
+        let (status, body) = carla.put(&url, partial).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("bad_json")), "{setting}: {body}");
+        assert_eq!(carla.get(&url).await.1, before, "{setting}: unchanged");
+    }
+    // An explicit null still clears.
+    let (status, body) = carla.put("/api/libraries/riverside-main/retention", json!({"days": null})).await;
+    assert_eq!((status, &body["days"]), (200, &serde_json::Value::Null), "{body}");
+}
