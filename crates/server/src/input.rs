@@ -111,6 +111,16 @@ pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     }
 }
 
+/// A field that must be there, `null` or a value: `#[serde(deserialize_with
+/// = "crate::input::nullable")]` on an `Option`. serde takes a missing
+/// `Option` as `null`, and for a setting whose `null` clears it (a
+/// retention period: personal data kept for good; a closing notice: the
+/// chat open again) a body that leaves it out would clear it unasked; with
+/// this, it is `422 bad_json`, as any other missing field.
+pub fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,14 +144,4 @@ mod tests {
             assert_eq!((e.status.as_u16(), e.code), (422, "invalid"), "{refused}");
         }
     }
-}
-
-/// A field that must be there, `null` or a value: `#[serde(deserialize_with
-/// = "crate::input::nullable")]` on an `Option`. serde takes a missing
-/// `Option` as `null`, and for a setting whose `null` clears it (a
-/// retention period: personal data kept for good; a closing notice: the
-/// chat open again) a body that leaves it out would clear it unasked; with
-/// this, it is `422 bad_json`, as any other missing field.
-pub fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    Option::<T>::deserialize(d)
 }
