@@ -107,8 +107,11 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
     } else {
         out!(
             "next: `REFDESK_MAIL_HOLD=true refdesk{with} serve` (it brings an older schema up to date as it starts; \
-             the e-mail waits): there is no erasure journal ({}) here, so repeat the erasures on request made since \
-             the backup, then serve without REFDESK_MAIL_HOLD",
+             the e-mail waits): there is no erasure journal ({}) here. If the old data folder's erasures.jsonl \
+             survives (a disk still readable, a copy), put it there before serving: the erasures it names are made \
+             again. Otherwise this database's privacy list does not know the erasures on request made since the \
+             backup: repeat those the library's records of the requests name (Admin → Privacy), then serve without \
+             REFDESK_MAIL_HOLD",
             journal.display()
         );
     }

@@ -41,6 +41,7 @@ mod backup;
 mod bench;
 mod bench_reports;
 mod lock;
+mod owner;
 mod relay;
 
 /// mimalloc, not the system allocator: under steady load with chats coming
@@ -803,6 +804,22 @@ fn offline(mut config: Config) -> Config {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The data folder's files are its owner's, whoever runs the command
+    // (`owner`): a database another user owns is refused before anything
+    // else; what a command run as root made there is given to the owner.
+    let uses_folder = !matches!(cli.command, Command::Config { .. } | Command::Bench(_) | Command::BenchRelay { .. });
+    let folder = load_config(&cli).ok().filter(|_| uses_folder);
+    if let Some(config) = folder.as_ref().filter(|c| c.database_url.is_none()) {
+        owner::check(&config.database_path())?;
+    }
+    let done = dispatch(cli).await;
+    if let Some(config) = &folder {
+        owner::hand_back(&config.data_dir);
+    }
+    done
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Config { defaults: true, .. } => {
             out!("{}", Config::default_toml().trim_end());
