@@ -400,6 +400,7 @@ fn main() -> std::process::ExitCode {
     // The format comes from the configuration in effect; a configuration
     // that does not load is reported by the command itself, in text.
     let format = load_config(&cli).map(|c| c.log_format).unwrap_or_default();
+    let json = matches!(format, LogFormat::Json);
     init_logs(format);
     // Once, in the log's format: a misspelt variable is not ignored without
     // a word.
@@ -425,6 +426,12 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // In JSON logs, a JSON line: a collector would miss the one line
+        // that says why the service did not start.
+        Err(e) if json => {
+            tracing::error!(error = %error_text(&e), "refdesk stopped on an error");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             err!("error: {}", error_text(&e));
             std::process::ExitCode::FAILURE
@@ -1269,12 +1276,15 @@ fn print_serving(config: &Config, addr: std::net::SocketAddr, libs: &[refdesk_st
     } else {
         format!("http://{addr}/")
     };
+    // In the log too, with the build: the line an operator's log collector
+    // keeps (stdout's banner is for a person at a terminal).
+    tracing::info!(%addr, version = refdesk_server::VERSION, "serving");
     match &config.database_url {
         None => {
             let data = config.data_dir.canonicalize().unwrap_or_else(|_| config.data_dir.clone());
-            out!("refdesk is serving on {on} (data in {})", data.display());
+            out!("refdesk {} is serving on {on} (data in {})", refdesk_server::VERSION, data.display());
         }
-        Some(_) => out!("refdesk is serving on {on} (data in PostgreSQL)"),
+        Some(_) => out!("refdesk {} is serving on {on} (data in PostgreSQL)", refdesk_server::VERSION),
     }
     // Behind a proxy, the pages work at the public address only (a
     // sign-in from another origin is refused as cross-site).

@@ -96,6 +96,27 @@ async fn json_logs_are_one_object_a_line_with_the_request_id_of_each_request() {
     assert_eq!(given["span"]["route"], "/");
     assert!(parsed.iter().any(|v| request_id(v) == Some(made.as_str())), "the id sent back is the one logged");
     assert!(!lines.iter().any(|l| l.contains("127.0.0.1:") && l.contains("answered")), "no client address");
+    // The line saying it serves names the build.
+    let serving = parsed.iter().find(|v| v["fields"]["message"] == "serving").expect("a line saying it serves");
+    assert_eq!(serving["fields"]["version"].as_str(), Some(refdesk_server::VERSION), "{serving}");
+
+    // A second node on the same port stops, and why is a JSON line too (a
+    // log collector would miss a line of text).
+    let again = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("other"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", server.port)])
+        .env("REFDESK_LOG_FORMAT", "json")
+        .env("REFDESK_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    let last: Value = serde_json::from_str(stderr.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the last line is not JSON ({e}): {stderr}"));
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert!(last["fields"]["error"].as_str().unwrap_or_default().contains("listening on"), "{last}");
 }
 
 #[tokio::test]
