@@ -35,9 +35,21 @@ impl ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into(), field: None }
     }
 
-    /// A 500 whose detail goes to the log only.
+    /// A 500 whose detail goes to the log only: each of the first
+    /// [`LOGGED_A_MINUTE`] a minute, then how many more (a full disk failed
+    /// every write, and its two hundred lines a second went to a journal on
+    /// that disk).
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(%detail, "internal error");
+        let said = INTERNAL_SAID.lock().map(|mut s| s.note(std::time::Instant::now()));
+        match said.unwrap_or(Say::Line { unsaid: 0 }) {
+            Say::Line { unsaid: 0 } => tracing::error!(%detail, "internal error"),
+            Say::Line { unsaid } => tracing::error!(
+                %detail,
+                unsaid,
+                "internal error (and `unsaid` more in the last minute, not logged one by one)"
+            ),
+            Say::Nothing => {}
+        }
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
@@ -84,6 +96,44 @@ impl From<DomainError> for ApiError {
             DomainError::Closed(_) => (StatusCode::CONFLICT, "closed"),
         };
         ApiError { status, code, message, field }
+    }
+}
+
+/// How many internal errors a minute are logged one by one.
+pub const LOGGED_A_MINUTE: u32 = 20;
+
+static INTERNAL_SAID: std::sync::Mutex<Said> = std::sync::Mutex::new(Said { since: None, said: 0, unsaid: 0 });
+
+/// The internal errors of the minute begun `since`: how many were logged
+/// and how many were not.
+struct Said {
+    since: Option<std::time::Instant>,
+    said: u32,
+    unsaid: u64,
+}
+
+/// What to log of one more internal error.
+#[derive(Debug, PartialEq)]
+enum Say {
+    /// Its line, with how many went unsaid in the minute before.
+    Line { unsaid: u64 },
+    /// Nothing: the minute's lines are spent (it is counted).
+    Nothing,
+}
+
+impl Said {
+    fn note(&mut self, now: std::time::Instant) -> Say {
+        let minute = std::time::Duration::from_secs(60);
+        let mut unsaid = 0;
+        if self.since.is_none_or(|since| now.duration_since(since) >= minute) {
+            (unsaid, self.since, self.said, self.unsaid) = (self.unsaid, Some(now), 0, 0);
+        }
+        if self.said >= LOGGED_A_MINUTE {
+            self.unsaid += 1;
+            return Say::Nothing;
+        }
+        self.said += 1;
+        Say::Line { unsaid }
     }
 }
 
@@ -281,5 +331,27 @@ where
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(r) => Err(ApiError { status: r.status(), code: "bad_query", message: cut(r.body_text()), field: None }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn internal_errors_are_logged_twenty_a_minute_then_counted_and_said_with_the_next_minutes_first() {
+        let mut said = Said { since: None, said: 0, unsaid: 0 };
+        let start = Instant::now();
+        for _ in 0..LOGGED_A_MINUTE {
+            assert_eq!(said.note(start), Say::Line { unsaid: 0 });
+        }
+        for i in 0..500 {
+            assert_eq!(said.note(start + Duration::from_millis(i)), Say::Nothing, "a flood is counted");
+        }
+        let next = start + Duration::from_secs(60);
+        assert_eq!(said.note(next), Say::Line { unsaid: 500 }, "the next minute's first says how many");
+        assert_eq!(said.note(next), Say::Line { unsaid: 0 });
+        assert_eq!(said.note(next + Duration::from_secs(120)), Say::Line { unsaid: 0 }, "a quiet minute: none");
     }
 }
