@@ -398,6 +398,35 @@ pub struct Mailer {
     config: MailConfig,
 }
 
+/// An SMTP URL's scheme, host and port, for the log and the operator
+/// (never its user or password).
+pub fn smtp_server(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(url) => {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}", url.scheme(), url.host_str().unwrap_or(""))
+        }
+        Err(_) => "the SMTP server".into(),
+    }
+}
+
+/// Whether the SMTP server of `url` is reached as the mailer will reach
+/// it — connected, TLS and the sign-in as the URL says — then left
+/// (`QUIT`); the server's or the connection's words if not. For `config
+/// --check`: a wrong port, `tls=required` against a server without it or
+/// a wrong password showed only later, as e-mails retried.
+pub async fn check_smtp(url: &str) -> Result<(), String> {
+    let transport: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|e| e.to_string())?
+        .timeout(Some(Duration::from_secs(10)))
+        .build();
+    match transport.test_connection().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("it did not answer as an SMTP server does".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl Mailer {
     /// A mailer for `config`; with no SMTP URL, e-mail goes to `<data_dir>/mail/*.eml`.
     pub fn new(app: App, config: MailConfig, data_dir: PathBuf) -> Result<Mailer, String> {
@@ -415,16 +444,12 @@ impl Mailer {
         Ok(Mailer { app, transport, from, config })
     }
 
-    /// Where the mail goes, for the log: the SMTP server's scheme, host and
-    /// port (never its user or password), or the folder.
+    /// Where the mail goes, for the log: the SMTP server ([`smtp_server`]),
+    /// or the folder.
     fn server(&self) -> String {
-        let url = self.config.smtp_url.as_deref().and_then(|u| url::Url::parse(u).ok());
-        match (&self.transport, url) {
+        match (&self.transport, self.config.smtp_url.as_deref()) {
+            (Transport::Smtp(_), Some(url)) => smtp_server(url),
             (Transport::Files(dir), _) => dir.display().to_string(),
-            (Transport::Smtp(_), Some(url)) => {
-                let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-                format!("{}://{}{port}", url.scheme(), url.host_str().unwrap_or(""))
-            }
             (Transport::Smtp(_), None) => "the SMTP server".into(),
         }
     }

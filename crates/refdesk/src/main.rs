@@ -518,6 +518,7 @@ async fn config_command(cli: &Cli, check: bool) -> anyhow::Result<()> {
         }
         check_data_dir(&config)?;
         check_links(&config).await?;
+        check_smtp(&config).await;
         // Last, once all is checked: not said before an error that follows.
         out!("the configuration is valid");
     } else {
@@ -665,6 +666,24 @@ async fn check_links(config: &Config) -> anyhow::Result<()> {
         out!("NATS link: the nodes' key and the files it names are readable (NATS itself is not connected to)");
     }
     Ok(())
+}
+
+/// `config --check`'s word on the SMTP server: reached with TLS and the
+/// sign-in as `mail.smtp_url` says, or a warning saying why not (not an
+/// error: a mail server down for the night is no reason to keep the
+/// service from starting; e-mails wait in the outbox).
+async fn check_smtp(config: &Config) {
+    let Some(url) = &config.mail.smtp_url else { return };
+    let server = refdesk_app::mail::smtp_server(url);
+    let within = std::time::Duration::from_secs(15);
+    match tokio::time::timeout(within, refdesk_app::mail::check_smtp(url)).await {
+        Ok(Ok(())) => out!("SMTP: {server} answered, with the TLS and the sign-in mail.smtp_url says"),
+        Ok(Err(e)) => out!(
+            "warning: mail.smtp_url: {server}: {e} (e-mails wait in the outbox and are tried again until it is \
+             mended; README, \"Configuration\")"
+        ),
+        Err(_) => out!("warning: mail.smtp_url: {server} did not answer within {} s", within.as_secs()),
+    }
 }
 
 /// How long `config --check` waits for PostgreSQL.

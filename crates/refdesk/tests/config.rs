@@ -777,3 +777,42 @@ fn the_version_names_the_commit_the_binary_was_built_from() {
         .map_or("unknown".to_owned(), |o| out(&o).trim().to_owned());
     assert_eq!(commit, git, "{said}");
 }
+
+#[test]
+fn config_check_reaches_the_smtp_server_and_warns_when_it_cannot() {
+    // A real SMTP server (aiosmtpd, installed by scripts/test.sh).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut smtp = Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Sink"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with aiosmtpd is installed (scripts/test.sh installs it)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let check = |url: &str| {
+        let f = file(dir.path(), &format!("[mail]\nsmtp_url = \"{url}\"\nfrom = \"desk@example.org\"\n"));
+        refdesk(Some(&f), &[("REFDESK_DATA_DIR", dir.path().to_str().unwrap())], &["config", "--check"])
+    };
+    let o = check(&format!("smtp://127.0.0.1:{port}"));
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains(&format!("SMTP: smtp://127.0.0.1:{port} answered")), "{}", out(&o));
+    // Asked for TLS it does not offer: a warning, and the check still passes.
+    let o = check(&format!("smtp://127.0.0.1:{port}?tls=required"));
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains(&format!("warning: mail.smtp_url: smtp://127.0.0.1:{port}: ")), "{}", out(&o));
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+    // Nothing listening there now.
+    let o = check(&format!("smtp://127.0.0.1:{port}"));
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("warning: mail.smtp_url") && out(&o).contains("the configuration is valid"),
+        "{}",
+        out(&o)
+    );
+}
