@@ -526,7 +526,9 @@ pub struct SessionRecord {
     pub library_name: String,
     /// The chatting librarian's name.
     pub librarian_name: Option<String>,
-    /// When its last message was written (its start, if it has none).
+    /// When its last message was written (its start, if it has none), but
+    /// for the lines saying the librarian's desk lost its connection or is
+    /// back (no one's doing: they keep no chat from its idle end).
     pub last_message_at: Millis,
     /// Whether its patron's personal data was erased.
     pub erased: bool,
@@ -564,7 +566,14 @@ impl SessionRecord {
         }
         if line.seq > self.last_seq {
             self.last_seq = line.seq;
-            self.last_message_at = line.at;
+            // As the store reads it: a desk's connection lost and back is
+            // no one's doing, and keeps no chat from its idle end.
+            if !matches!(
+                line.system,
+                Some(refdesk_domain::chat::SystemEvent::Away | refdesk_domain::chat::SystemEvent::Back)
+            ) {
+                self.last_message_at = line.at;
+            }
             self.patron_lines = line.patron_seq;
         }
     }

@@ -204,9 +204,14 @@ macro_rules! last_line {
     (seq) => {
         "COALESCE((SELECT ls.seq FROM messages ls WHERE ls.session_id = s.id ORDER BY ls.seq DESC LIMIT 1), 0)"
     };
+    // The last line's time but for the lines saying the librarian's desk
+    // lost its connection or is back: refdesk's, not anyone's doing (a
+    // desk whose connection came and went every minute kept an abandoned
+    // chat from its idle end without end).
     (at) => {
         concat!(
-            "COALESCE((SELECT lm.at FROM messages lm WHERE lm.session_id = s.id ORDER BY lm.seq DESC LIMIT 1), ",
+            "COALESCE((SELECT lm.at FROM messages lm WHERE lm.session_id = s.id ",
+            "AND (lm.system IS NULL OR lm.system NOT IN ('away', 'back')) ORDER BY lm.seq DESC LIMIT 1), ",
             "s.created_at)"
         )
     };
@@ -255,7 +260,9 @@ pub(crate) const QUEUE_AHEAD: &str = "SELECT count(*) AS n FROM sessions s
      WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
        AND COALESCE(s.queued_at, s.created_at) <= ?2 AND (COALESCE(s.queued_at, s.created_at), s.id) < (?2, ?3)";
 
-/// The active chats whose last line was written before `?1` (R5's timeout).
+/// The active chats whose last line was written before `?1` (R5's
+/// timeout; [`last_line`]'s time: a desk's connection lost and back is no
+/// one's doing).
 pub(crate) const IDLE_SESSIONS: &str = concat!(
     "SELECT s.id AS session_id FROM sessions s WHERE s.state <> 'ended' AND s.state = 'active' AND ",
     last_line!(at),

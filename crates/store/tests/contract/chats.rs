@@ -161,6 +161,13 @@ async fn a_chats_last_line_and_idleness_follow_its_messages(b: &Backend) {
     assert_eq!(s.idle_sessions(400).await.unwrap(), [other], "a line written at 500 is not idle before 400");
     let hi = s.append(a, line(patron(), MessageKind::Message, "hi", Some("c1")), ok(), 600).await.unwrap();
     assert_eq!(hi.message.seq, joined.seq + 2, "the next number after the last line");
+    // The lines saying the librarian's desk lost its connection and is
+    // back are refdesk's: they keep no chat from its idle end.
+    s.append(a, refdesk_domain::lines::librarian_gone("ANN", 2), ok(), 700).await.unwrap();
+    s.append(a, refdesk_domain::lines::librarian_back("ANN"), ok(), 800).await.unwrap();
+    assert_eq!(last(a).await, (joined.seq + 4, 600), "they are lines of the chat, not its last activity");
+    assert_eq!(s.idle_sessions(601).await.unwrap(), [a, other], "idle since the patron's line at 600");
+    assert_eq!(s.idle_sessions(600).await.unwrap(), [other]);
 }
 
 /// I3 / I4: sequence numbers strictly increase without gaps; a re-sent
