@@ -1010,7 +1010,9 @@ async fn a_staff_member_who_reads_none_of_their_answers_has_sixteen_on_their_way
         tokio::time::sleep(Duration::from_millis(50)).await;
         held.push(tcp);
     }
-    // The first bytes of each answer: 200 for 16 of them, 429 past that.
+    // The first bytes of each answer: 200 for 16 of them, 429 for the rest
+    // (which ones: in the order the server took them, which a loaded
+    // machine may shuffle past the 50 ms between them: CI did once).
     let mut statuses = Vec::new();
     for tcp in &mut held {
         let mut head = vec![0u8; 12];
@@ -1019,7 +1021,7 @@ async fn a_staff_member_who_reads_none_of_their_answers_has_sixteen_on_their_way
     }
     let ok = statuses.iter().filter(|s| *s == "200").count();
     assert_eq!((ok, statuses.len() - ok), (16, 4), "{statuses:?}");
-    assert!(statuses[16..].iter().all(|s| s == "429"), "{statuses:?}");
+    assert!(statuses.iter().all(|s| s == "200" || s == "429"), "{statuses:?}");
     // Closed, they give their places back.
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(5);
