@@ -831,18 +831,15 @@ fn offline(mut config: Config) -> Config {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // The data folder's files are its owner's, whoever runs the command
-    // (`owner`): a database another user owns is refused before anything
-    // else; what a command run as root made there is given to the owner.
+    // (`owner`): root in a folder another user owns, or a user the database
+    // is closed to, is refused before anything else.
     let uses_folder = !matches!(cli.command, Command::Config { .. } | Command::Bench(_) | Command::BenchRelay { .. });
-    let folder = load_config(&cli).ok().filter(|_| uses_folder);
-    if let Some(config) = folder.as_ref().filter(|c| c.database_url.is_none()) {
-        owner::check(&config.database_path())?;
+    if let Some(config) = load_config(&cli).ok().filter(|_| uses_folder) {
+        let db = config.database_url.is_none().then(|| config.database_path());
+        let one_off = !matches!(cli.command, Command::Serve { .. });
+        owner::check(&config.data_dir, db.as_deref(), one_off)?;
     }
-    let done = dispatch(cli).await;
-    if let Some(config) = &folder {
-        owner::hand_back(&config.data_dir);
-    }
-    done
+    dispatch(cli).await
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {

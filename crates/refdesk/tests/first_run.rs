@@ -418,13 +418,14 @@ async fn the_operator_gives_a_locked_out_admin_a_new_password_and_disables_an_ac
 }
 
 /// An operator's `sudo refdesk setup` (or `restore`, `user add`) in the
-/// data folder of a service that runs as another user gives what it made
-/// there to that user: the service, run as its user, opens it (a root-owned
-/// database stopped it with "Permission denied" on a file plainly there).
-/// A database another user owns is refused saying whose it is. Runs as
-/// root, as scripts/test.sh does, and as `nobody` through `runuser`.
+/// data folder of a service that runs as another user is refused before it
+/// makes anything, with the line to run instead: a root-owned database
+/// kept the service from starting ("Permission denied" on a file plainly
+/// there). Run as that user it works; and a database closed to the user a
+/// command runs as is refused saying whose it is. Runs as root, as
+/// scripts/test.sh does, and as `nobody` through `runuser`.
 #[test]
-fn what_root_makes_in_a_services_data_folder_is_given_to_the_folders_owner() {
+fn root_is_refused_in_a_services_data_folder_and_a_closed_database_is_named() {
     use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
     assert_eq!(std::fs::metadata("/proc/self").unwrap().uid(), 0, "this test runs as root (scripts/test.sh does)");
     let dir = tempfile::tempdir().unwrap();
@@ -433,34 +434,28 @@ fn what_root_makes_in_a_services_data_folder_is_given_to_the_folders_owner() {
     std::fs::create_dir(&data).unwrap();
     chown(&data, Some(65534), Some(65534)).unwrap();
     let setup = ["setup", "--cooperative", "C", "--institution", "I", "--library", "c-main", "--library-name", "Main"];
-    let o = refdesk(&data, &[&setup[..], &["--admin", "nora"]].concat(), Some(STRONG));
-    assert!(o.status.success(), "{}", text(&o));
-    let mut owners = Vec::new();
-    let mut dirs = vec![data.clone()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-            owners.push((entry.path(), meta.uid(), meta.gid()));
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
-    assert!(owners.iter().any(|(p, _, _)| p.ends_with("refdesk.sqlite3")), "{owners:?}");
-    assert!(owners.iter().all(|(_, uid, gid)| (*uid, *gid) == (65534, 65534)), "all the folder owner's: {owners:?}");
-    let as_nobody = || {
+    let setup = [&setup[..], &["--admin", "nora"]].concat();
+    let o = refdesk(&data, &setup, Some(STRONG));
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("belongs to user id 65534, and this command runs as root"), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "nothing made");
+    let as_nobody = |args: &[&str]| {
         Command::new("runuser")
             .args(["-u", "nobody", "--", BIN, "--data-dir"])
             .arg(&data)
-            .arg("list")
+            .args(args)
+            .env("REFDESK_PASSWORD", STRONG)
             .output()
             .expect("runuser runs")
     };
-    let o = as_nobody();
-    assert!(o.status.success() && text(&o).contains("c-main"), "the service's user opens it: {}", text(&o));
-    // Root's database, run as another user: whose it is, not SQLite's words.
+    let o = as_nobody(&setup);
+    assert!(o.status.success(), "as the folder's owner: {}", text(&o));
+    let o = as_nobody(&["list"]);
+    assert!(o.status.success() && text(&o).contains("c-main"), "{}", text(&o));
+    // Root's database (a restore run as root before this refusal), run as
+    // the service's user: whose it is, not SQLite's words.
     chown(data.join("refdesk.sqlite3"), Some(0), Some(0)).unwrap();
-    let o = as_nobody();
+    let o = as_nobody(&["list"]);
     assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("belongs to user id 0, and refdesk runs as user id 65534"), "{}", text(&o));
+    assert!(text(&o).contains("belongs to user id 0 and is closed to user id 65534"), "{}", text(&o));
 }
