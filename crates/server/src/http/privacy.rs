@@ -29,10 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct RetentionView {
     /// Days after which a chat's personal data is erased, 1–3650; null:
-    /// kept until erased on request. Required: a body without it is
-    /// refused, never taken as null.
-    #[schema(minimum = 1, maximum = 3650, required = true)]
-    #[serde(deserialize_with = "crate::input::nullable")]
+    /// kept until erased on request.
+    #[schema(minimum = 1, maximum = 3650)]
     days: Option<i64>,
     /// What happens to transcripts then (default `mask`).
     #[serde(default = "mask")]
@@ -41,6 +39,23 @@ struct RetentionView {
 
 fn mask() -> Transcripts {
     Transcripts::Mask
+}
+
+/// A library's retention period to set.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RetentionChange {
+    /// Days after which a chat's personal data is erased, 1–3650; null:
+    /// kept until erased on request. Required: a body without it is
+    /// refused, never taken as null.
+    #[schema(minimum = 1, maximum = 3650, required = true)]
+    #[serde(deserialize_with = "crate::input::nullable")]
+    days: Option<i64>,
+    /// What happens to transcripts then; left out, it stays as it is
+    /// (`mask` for a library that never set it): a period changed without
+    /// it must not keep transcripts a library had chosen to delete.
+    #[serde(default)]
+    transcripts: Option<Transcripts>,
 }
 
 /// A library's retention period (its admins).
@@ -67,7 +82,7 @@ async fn retention(
 /// personal data until it is erased on request.
 #[utoipa::path(put, path = "/api/libraries/{slug}/retention", tag = "privacy", security(("staff" = [])),
     params(("slug" = String, Path, description = "the library")),
-    request_body = RetentionView,
+    request_body = RetentionChange,
     responses(
         (status = 200, description = "set", body = RetentionView),
         (status = 403, description = "`forbidden`: not an admin of this library", body = ErrorBody),
@@ -79,15 +94,21 @@ async fn set_retention(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
     Path(slug): Path<String>,
-    Json(b): Json<RetentionView>,
+    Json(b): Json<RetentionChange>,
 ) -> ApiResult<axum::Json<RetentionView>> {
+    // Left out, what transcripts become stays as it is (read by who may
+    // set it: a librarian gets 403 here as below).
+    let transcripts = match b.transcripts {
+        Some(t) => t,
+        None => s.app.retention(&staff, &slug).await?.map_or(Transcripts::Mask, |r| r.transcripts),
+    };
     // Read as any whole number, so that -5 or 10^12 get the rule's own
     // words (1 to 3650), not a parser's "expected u32"; judged once the
     // caller may set it at all (a librarian gets 403 whatever the days).
     let days = |d: i64| u32::try_from(d).unwrap_or(0);
-    let r = || b.days.map(|d| Retention::new(days(d), b.transcripts)).transpose();
+    let r = || b.days.map(|d| Retention::new(days(d), transcripts)).transpose();
     s.app.set_retention(&staff, &slug, r).await?;
-    Ok(axum::Json(b))
+    Ok(axum::Json(RetentionView { days: b.days, transcripts }))
 }
 
 /// The period to look ahead at.

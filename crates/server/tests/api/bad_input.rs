@@ -716,7 +716,13 @@ async fn a_body_leaving_out_a_setting_whose_null_clears_it_is_refused_and_change
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("bad_json")), "{setting}: {body}");
         assert_eq!(carla.get(&url).await.1, before, "{setting}: unchanged");
     }
-    // An explicit null still clears.
-    let (status, body) = carla.put("/api/libraries/riverside-main/retention", json!({"days": null})).await;
+    // An explicit null still clears; what transcripts become, left out,
+    // stays as it was (a library that chose to delete them).
+    let url = "/api/libraries/riverside-main/retention";
+    assert_eq!(carla.put(url, json!({"days": 30, "transcripts": "delete"})).await.0, 200);
+    let (status, body) = carla.put(url, json!({"days": 60})).await;
+    assert_eq!((status, body["transcripts"].as_str()), (200, Some("delete")), "{body}");
+    assert_eq!(carla.get(url).await.1, json!({"days": 60, "transcripts": "delete"}));
+    let (status, body) = carla.put(url, json!({"days": null})).await;
     assert_eq!((status, &body["days"]), (200, &serde_json::Value::Null), "{body}");
 }
