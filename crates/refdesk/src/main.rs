@@ -427,8 +427,9 @@ fn main() -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // In JSON logs, a JSON line: a collector would miss the one line
-        // that says why the service did not start.
-        Err(e) if json => {
+        // that says why the service did not start. (In text when the log's
+        // filter would drop it: `REFDESK_LOG=off` must not make it silent.)
+        Err(e) if json && tracing::enabled!(tracing::Level::ERROR) => {
             tracing::error!(error = %error_text(&e), "refdesk stopped on an error");
             std::process::ExitCode::FAILURE
         }

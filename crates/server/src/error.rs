@@ -46,7 +46,7 @@ impl ApiError {
             Say::Line { unsaid } => tracing::error!(
                 %detail,
                 unsaid,
-                "internal error (and `unsaid` more in the last minute, not logged one by one)"
+                "internal error (and `unsaid` more since the last one logged, past the minute's twenty)"
             ),
             Say::Nothing => {}
         }
@@ -102,6 +102,8 @@ impl From<DomainError> for ApiError {
 /// How many internal errors a minute are logged one by one.
 pub const LOGGED_A_MINUTE: u32 = 20;
 
+/// The process's budget of internal-error lines, as the log itself is the
+/// process's: every app of a process (tests run several) shares it.
 static INTERNAL_SAID: std::sync::Mutex<Said> = std::sync::Mutex::new(Said { since: None, said: 0, unsaid: 0 });
 
 /// The internal errors of the minute begun `since`: how many were logged

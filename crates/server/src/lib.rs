@@ -30,8 +30,8 @@ pub mod ws;
 
 pub use config::Config;
 
-/// The commit this build was made from (12 hex digits), or `unknown`
-/// (`build.rs`).
+/// The commit this build was made from (Git's, 12 hex digits; or as
+/// `REFDESK_COMMIT` named it at build time), or `unknown` (`build.rs`).
 pub const COMMIT: &str = env!("REFDESK_COMMIT");
 
 /// What `refdesk --version` says: the version and the commit.

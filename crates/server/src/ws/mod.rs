@@ -125,15 +125,16 @@ impl DeskClient {
         limits: &refdesk_app::Limits,
         metrics: &crate::metrics::ServerMetrics,
     ) -> Option<(&'static str, &'static str, WsMessage)> {
-        if self.limiter.open_socket(self.ip, limits.sockets_opened_per_minute).is_err() {
-            metrics.limited("socket_open");
-            let close = close_frame(CLOSE_TRY_AGAIN, "too many connections opened");
-            return Some(("rate_limited", "too many connections were opened from your address; slow down", close));
-        }
+        // The cap first: a socket it refuses spends none of the rate.
         if sockets.over_cap(self.ip, limits.sockets_per_address) {
             metrics.limited("socket");
             let close = close_frame(CLOSE_POLICY, "too many connections");
             return Some(("too_many_sockets", "too many connections are open from your address; close some", close));
+        }
+        if self.limiter.open_socket(self.ip, limits.sockets_opened_per_minute).is_err() {
+            metrics.limited("socket_open");
+            let close = close_frame(CLOSE_TRY_AGAIN, "too many connections opened");
+            return Some(("rate_limited", "too many connections were opened from your address; slow down", close));
         }
         None
     }

@@ -119,7 +119,7 @@ async fn the_build_the_database_size_and_the_staff_on_duty_per_library_are_figur
     let labels = sample.get_labelset().unwrap();
     let commit = labels.get_label_value("commit").expect("the commit");
     assert_eq!(commit, refdesk_server::COMMIT);
-    assert!(commit == "unknown" || commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "{commit}");
+    assert!(!commit.is_empty() && !commit.contains(char::is_whitespace), "{commit}");
     let size = value(&before, "refdesk_database_bytes", &[]).expect("the database's size");
     assert!(size >= 4096.0, "{size}");
     let on_duty = |s: &Scrape, library: &str| value(s, "refdesk_staff_on_duty", &[("library", library)]);
