@@ -401,11 +401,26 @@ let codesAsked = 0;
 const scriptEditors = new Map();
 const codeRowsChanged = new Map();
 
+// Draws a list again, keeping the focus (and where the caret was) in a
+// kept editor or row: moving the focused box away and back would drop the
+// admin's next keys. `aria-busy` says a load is under way.
+function redraw(list, children) {
+  const active = list.contains(document.activeElement) ? document.activeElement : null;
+  const caret = active && typeof active.selectionStart === "number" ? [active.selectionStart, active.selectionEnd] : null;
+  list.replaceChildren(...children);
+  list.removeAttribute("aria-busy");
+  if (active?.isConnected && document.activeElement !== active) {
+    active.focus();
+    if (caret) active.setSelectionRange(...caret);
+  }
+}
+
 async function loadScripts() {
   const asked = ++scriptsAsked;
+  $("scripts").setAttribute("aria-busy", "true");
   const scripts = await api("/api/scripts");
   if (asked !== scriptsAsked) return;
-  $("scripts").replaceChildren(...scripts.map((x) => {
+  redraw($("scripts"), scripts.map((x) => {
     const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
     del.onclick = async () => {
       clearSaid();
@@ -472,10 +487,11 @@ const FLAGS = [
 let codeKeys = new Set(); // the codes' keys as last read: "Add code" adds, never replaces
 async function loadCodes() {
   const asked = ++codesAsked;
+  $("codes").setAttribute("aria-busy", "true");
   const codes = await api("/api/codes");
   if (asked !== codesAsked) return;
   codeKeys = new Set(codes.map((c) => c.key));
-  $("codes").replaceChildren(...codes.map((c) => {
+  redraw($("codes"), codes.map((c) => {
     if (codeRowsChanged.has(c.key)) return codeRowsChanged.get(c.key);
     const label = el("input", { value: c.label, "aria-label": `Label of ${c.key}` });
     const status = el("select", { class: "auto", "aria-label": `Status for ${c.key}` }, ...STATUSES.map((v) => el("option", { value: v, selected: v === c.status }, v)));

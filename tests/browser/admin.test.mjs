@@ -446,9 +446,13 @@ test("the page's first lists, arriving late, do not close a script being edited 
   const late = Promise.all([list("/api/scripts"), list("/api/codes")]);
   release();
   await late;
-  await erin.evaluate(() => new Promise((r) => setTimeout(r, 300)));
+  // Drawn (each list says it is busy while it loads).
+  await erin.locator("#scripts:not([aria-busy]) li").first().waitFor();
+  await erin.locator("#codes:not([aria-busy]) tr").first().waitFor();
   assert.equal(await title.inputValue(), "Late list, edited", "the editor is still open with what was typed");
   assert.equal(await erin.getByLabel("Label of late").inputValue(), "Late, changed", "the row keeps what was typed");
+  assert.equal(await erin.evaluate(() => document.activeElement?.getAttribute("aria-label")), "Label of late",
+    "the focus stays where the admin was typing");
   await erin.getByRole("button", { name: "Save the script" }).click();
   await erin.getByText("Script “Late list, edited” saved.").waitFor();
   await erin.getByRole("button", { name: "Save late" }).click();
