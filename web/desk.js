@@ -616,9 +616,15 @@ setInterval(() => {
   }
 }, 30000);
 
+// Alt+A takes the first patron in line whose chat page is open: one who
+// closed it (a chat handed back after they left, often) is passed over,
+// unless nobody else waits. A click takes anyone.
+const nextToTake = () => waiting.find((w) => !w.away_since) ?? waiting[0];
+
 function renderQueue() {
-  $("queue").replaceChildren(...waiting.map((w, i) => el("li", { "data-session": w.session },
-    el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": i === 0 ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
+  const next = nextToTake();
+  $("queue").replaceChildren(...waiting.map((w) => el("li", { "data-session": w.session },
+    el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": w === next ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
     el("div", {}, w.question),
     el("div", { class: "status" }, waited(w)),
     // A patron whose pages are all closed may be gone for good: said, so
@@ -1265,7 +1271,7 @@ document.addEventListener("keydown", (e) => {
   if (!e.altKey || e.ctrlKey || e.metaKey || !me) return;
   if (e.key === "a" || e.key === "A") {
     e.preventDefault();
-    if (waiting.length) accept(waiting[0].session);
+    if (waiting.length) accept(nextToTake().session);
     else say("Nobody is waiting.");
   } else if (/^[1-9]$/.test(e.key)) {
     const tabs = $("list-my").querySelectorAll("li > button");

@@ -857,10 +857,19 @@ test("the queue says when a waiting patron has closed the chat page, and when th
   await patron.goto("about:blank");
   await entry.locator(".away", { hasText: "Ghost has closed the chat page" }).waitFor();
   await accessible(ann, "the queue with a patron who closed the chat page");
+  // Alt+A passes over the patron who closed the page for the next one who
+  // is there (a shift's Alt+A took four gone patrons in a row).
+  const next = await open();
+  await askQuestion(next, "Here", "Is the map room open?");
+  await ann.locator("#queue li", { hasText: "Accept: Here" }).waitFor();
+  assert.equal(await ann.getByRole("button", { name: /Accept: Here/ }).getAttribute("aria-keyshortcuts"), "Alt+A");
+  await ann.keyboard.press("Alt+A");
+  await next.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  assert.equal(await entry.count(), 1, "Ghost still waits");
   await patron.goBack();
   await patron.locator("#chat").waitFor();
   await entry.locator(".away").waitFor({ state: "detached" });
-  for (const p of [ann, patron]) await p.context().close();
+  for (const p of [ann, patron, next]) await p.context().close();
 });
 
 test("a chat handed to me by a colleague is announced: counted in the title, and said", async () => {
