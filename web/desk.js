@@ -794,11 +794,35 @@ let scripts = [];
 async function refreshScripts() {
   scripts = await api("/api/scripts");
   const group = (scope, label) => el("optgroup", { label }, ...scripts.filter((x) => x.scope === scope).map((x) => el("option", { value: String(x.id) }, x.title)));
+  // The choice being made stays (the list is read again as the menu gets
+  // the focus, while arrow keys may be choosing already).
+  const chosen = $("script").value;
   $("script").replaceChildren(el("option", { value: "" }, "Insert a script…"),
     group("personal", "Mine"), group("library", "My library's"), group("cooperative", "The cooperative's"));
+  $("script").value = chosen;
+  if ($("script").value !== chosen) $("script").value = "";
 }
 $("script").onfocus = () => { refreshScripts().catch(() => {}); };
+// A closed menu changes at each arrow key: a script is inserted then only
+// with Enter (arrowing down to the third one inserted the first), and at
+// once when picked with the mouse or from the open list.
+let scriptKeyed = false;
+$("script").onkeydown = (e) => {
+  if (e.key === "Enter") {
+    e.preventDefault();
+    scriptKeyed = false;
+    insertScript();
+    return;
+  }
+  scriptKeyed = !e.altKey && ["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"].includes(e.key);
+};
+$("script").onmousedown = () => { scriptKeyed = false; };
 $("script").onchange = () => {
+  if (!scriptKeyed) { insertScript(); return; }
+  const chosen = scripts.find((x) => String(x.id) === $("script").value);
+  if (chosen) say(`Press Enter to insert “${chosen.title}”.`);
+};
+function insertScript() {
   const chosen = scripts.find((x) => String(x.id) === $("script").value);
   // Inserted where the cursor is (or over the selection): what was typed
   // stays, a space kept on each side where a word would run into it.
@@ -812,7 +836,7 @@ $("script").onchange = () => {
     onInput();
   }
   $("script").value = "";
-};
+}
 $("save-script").onclick = async () => {
   const body = $("text").value.trim();
   if (!body) { $("chat-error").textContent = "Type the reply to save first."; return; }

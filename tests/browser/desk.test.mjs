@@ -557,6 +557,21 @@ test("nothing stale: a script a colleague adds appears when the picker is opened
   await ann.selectOption("#script", { label: "Opening hours" });
   assert.equal(await ann.inputValue("#text"), "Hello, We are open 9 to 5. Pat.");
   await ann.fill("#text", "");
+  // From the keyboard, arrows choose and Enter inserts: arrowing down to
+  // the second script inserts nothing on the way (the first arrow key
+  // inserted the first one).
+  await ann.focus("#script");
+  await ann.keyboard.press("ArrowDown");
+  await ann.keyboard.press("ArrowDown");
+  assert.equal(await ann.inputValue("#text"), "", "nothing inserted while choosing");
+  const second = await ann.evaluate(async () => {
+    const title = document.querySelectorAll("#script option")[2].textContent;
+    return (await (await fetch("/api/scripts")).json()).find((x) => x.title === title).body;
+  });
+  await ann.keyboard.press("Enter");
+  assert.equal(await ann.inputValue("#text"), second);
+  assert.equal(await ann.evaluate(() => document.activeElement.id), "text", "then the reply box");
+  await ann.fill("#text", "");
   // An IM read where it is open takes its colleague's unread count away.
   // The title's count is read before the IM is sent (it may arrive before
   // the send's answer does).
