@@ -213,6 +213,8 @@ function show(session) {
   $("chat").classList.remove("hidden");
   $("no-chat").classList.add("hidden");
   $("details").classList.remove("hidden");
+  // Opened from far down a list (or on a phone, above it): brought into view.
+  $("chat-title").scrollIntoView({ block: "nearest" });
   titleChat(session, monitor.get(session));
   // Another chat's history is not news: the log stops being read out while
   // it is drawn (else a screen reader queues every line of it).

@@ -860,6 +860,50 @@ test("the desk shows when the patron leaves the chat page, and when they are bac
   for (const p of [ann, patron]) await p.context().close();
 });
 
+test("a long line scrolls in its own box: the chat monitor stays on a laptop's screen, and a chat taken from far down it is shown", async () => {
+  const starter = await open();
+  await starter.goto(`${base}/`);
+  const tokens = [];
+  for (const name of ["Lina", "Mo", "Noor", "Otto", "Pim"]) {
+    const [status, token] = await starter.evaluate(async (name) => {
+      const r = await fetch("/api/libraries/riverside-main/chats", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ name, question: `A long question from ${name} about the library's special collections and their opening hours` }),
+      });
+      return [r.status, (await r.json()).token];
+    }, name);
+    assert.equal(status, 201, name);
+    tokens.push(token);
+  }
+  const ann = await open();
+  await signIn(ann, "ann");
+  await ann.locator("#queue li", { hasText: "Accept: Pim" }).waitFor({ state: "attached" });
+  const height = (await ann.locator("#queue").boundingBox()).height;
+  assert.ok(height <= 0.45 * LAPTOP.height, `the line is ${height} px tall`);
+  const tabs = await ann.locator("#tab-my").boundingBox();
+  assert.ok(tabs.y + tabs.height <= LAPTOP.height, `the chat monitor's tabs at ${tabs.y} px`);
+  await ann.getByRole("button", { name: /Accept: Pim/ }).click();
+  await ann.locator("#chat-title", { hasText: "Pim" }).waitFor();
+  assert.ok(await ann.locator("#chat-title").isVisible() && await inViewport(ann, "#chat-title"), "the chat is on screen");
+  // The line is left as it was found, for the tests after this one.
+  for (const token of tokens) {
+    const status = await starter.evaluate(async (token) => (await fetch("/api/chat/end", {
+      method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body: "{}",
+    })).status, token);
+    assert.equal(status, 200);
+  }
+  await ann.context().close();
+  await starter.context().close();
+});
+
+/** Whether the element `selector` is within the page's viewport. */
+async function inViewport(page, selector) {
+  return page.evaluate((s) => {
+    const r = document.querySelector(s).getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight;
+  }, selector);
+}
+
 test("the queue says when a waiting patron has closed the chat page, and when they are back", async () => {
   const ann = await open();
   await signIn(ann, "ann");
