@@ -336,14 +336,19 @@ function renderComposer() {
   $("text-label").textContent = ended ? "The chat has ended: nothing more can be sent (your unsent text stays here to copy)"
     : note ? "Librarian note (staff only: the patron does not see it)" : "Reply (the patron sees it)";
   retarget();
-  $("librarian-actions").classList.toggle("hidden", part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role));
+  // A chat still waiting (opened from the ALL tab) takes no code, no one
+  // conferencing in, no take-over: each was refused ("accept it first");
+  // what is left to do is said instead.
+  const inLine = s?.state === "waiting";
+  $("waiting-only").classList.toggle("hidden", !inLine);
+  $("librarian-actions").classList.toggle("hidden", inLine || (part !== "librarian" && !["institution_admin", "cooperative_admin", "library_admin"].includes(me.role)));
   $("refer-hint").classList.toggle("hidden", $("librarian-actions").classList.contains("hidden"));
   $("end").classList.toggle("hidden", part !== "librarian" || ended);
   $("transfer-box").classList.toggle("hidden", part !== "librarian" || ended);
   if (part !== "librarian" || ended) $("transfer-box").open = false;
   $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
   const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
-  $("conferencing").classList.toggle("hidden", !admin && part === "none");
+  $("conferencing").classList.toggle("hidden", inLine || (!admin && part === "none"));
   // A library admin watching a colleague's chat is told why there is nothing to press.
   $("watch-only").classList.toggle("hidden", admin || part !== "none" || !s || s.state !== "active");
   // An ended chat takes no one in: nothing to monitor, join or take over

@@ -356,6 +356,27 @@ test("an admin who opens another chat from the ALL tab stops watching the first:
   for (const p of [ann, patron, bo, dev]) await p.context().close();
 });
 
+test("a chat still waiting, opened from the ALL tab, offers no code nor conferencing (each was refused) and says why; once accepted, they come", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const patron = await open();
+  await askQuestion(patron, "Wendy", "Still waiting?");
+  const dev = await open();
+  await signIn(dev, "dev", null);
+  await dev.click("#tab-all");
+  await dev.getByRole("button", { name: /^Wendy — Riverside University Main Library/ }).first().click();
+  await dev.locator("#chat-title", { hasText: /^Wendy — / }).waitFor();
+  await dev.locator("#waiting-only").waitFor();
+  for (const name of ["Monitor", "Whisper", "Join (announced)", "Take over", "Set code"]) {
+    assert.equal(await dev.getByRole("button", { name, exact: true }).count(), 0, `no ${name} on a waiting chat`);
+  }
+  await ann.getByRole("button", { name: /Accept: Wendy/ }).click();
+  await patron.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await dev.getByRole("button", { name: "Join (announced)", exact: true }).waitFor();
+  assert.equal(await dev.locator("#waiting-only").isVisible(), false);
+  for (const p of [ann, patron, dev]) await p.context().close();
+});
+
 test("the composer and buttons follow the viewer: a librarian has no conference buttons; a whispering admin writes notes only", async () => {
   const { ann, patron } = await chatWithAnn("Eve", "Roles question");
   // The chat on Ann's screen, with its buttons, before counting them.
