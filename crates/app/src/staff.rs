@@ -541,33 +541,7 @@ impl App {
                 tracing::warn!(error = %e, "cannot record connected staff");
             }
         }
-        // R5: an active chat nobody has written in for too long ends by
-        // timeout — not while someone is writing a line: one who began
-        // typing within that time keeps it (a long answer being composed;
-        // the desk says it is typing once, as it starts).
-        let idle = now - (self.limits.idle_chat_minutes as Millis) * 60_000;
-        let idle_for = Duration::from_secs(self.limits.idle_chat_minutes * 60);
-        self.bus.forget_typing(idle_for);
-        match self.store.idle_sessions(idle).await {
-            Ok(ids) => {
-                for id in ids.into_iter().filter(|id| !self.bus.typed_within(*id, idle_for)) {
-                    // Re-checked inside the write: a message in between keeps it going.
-                    let guard: refdesk_store::Guard = Box::new(move |rec| {
-                        if rec.last_message_at < idle {
-                            Ok(())
-                        } else {
-                            Err(DomainError::Conflict("the chat is active again".into()))
-                        }
-                    });
-                    let (author, ending) = (refdesk_domain::chat::Author::System, Default::default());
-                    match self.end_mailing(id, author, guard, ending, now).await {
-                        Ok(_) => tracing::info!(session = %id, "chat ended after no activity"),
-                        Err(e) => tracing::debug!(session = %id, error = %e, "idle chat not ended"),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot look for idle chats"),
-        }
+        self.end_idle(now).await;
         // Chats nobody took in time end, and their patrons are told.
         self.expire_waiting(now).await;
         self.store.forget_unused();
@@ -599,6 +573,45 @@ impl App {
         self.hand_back_orphans(cutoff).await;
         self.tell_librarians_desks(now, cutoff).await;
         now
+    }
+
+    /// R5: an active chat nobody has written in for too long ends by
+    /// timeout, its patron and staff told why — not while someone is
+    /// writing a line: one who began typing within that time keeps it (a
+    /// long answer being composed; the desk says it is typing once, as it
+    /// starts).
+    async fn end_idle(&self, now: Millis) {
+        let idle = now - (self.limits.idle_chat_minutes as Millis) * 60_000;
+        let idle_for = Duration::from_secs(self.limits.idle_chat_minutes * 60);
+        self.bus.forget_typing(idle_for);
+        match self.store.idle_sessions(idle).await {
+            Ok(ids) => {
+                for id in ids.into_iter().filter(|id| !self.bus.typed_within(*id, idle_for)) {
+                    // Re-checked inside the write: a message in between keeps it going.
+                    let guard: refdesk_store::Guard = Box::new(move |rec| {
+                        if rec.last_message_at < idle {
+                            Ok(())
+                        } else {
+                            Err(DomainError::Conflict("the chat is active again".into()))
+                        }
+                    });
+                    // Why, said to everyone in it before the end (it read as
+                    // "ended by refdesk" with no reason).
+                    let minutes = self.limits.idle_chat_minutes;
+                    let why = format!(
+                        "This chat has ended: nobody wrote in it for {}.",
+                        if minutes == 1 { "a minute".to_owned() } else { format!("{minutes} minutes") }
+                    );
+                    let ending = refdesk_store::Ending { last_words: Some(why), ..Default::default() };
+                    let author = refdesk_domain::chat::Author::System;
+                    match self.end_mailing(id, author, guard, ending, now).await {
+                        Ok(_) => tracing::info!(session = %id, "chat ended after no activity"),
+                        Err(e) => tracing::debug!(session = %id, error = %e, "idle chat not ended"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for idle chats"),
+        }
     }
 
     /// Deletes the sign-ins that expired by `now`, a bounded batch per

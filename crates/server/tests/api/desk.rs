@@ -1458,7 +1458,9 @@ async fn r5_a_chat_someone_began_typing_in_is_not_ended_for_idleness() {
     page.send(json!({"type": "typing", "on": true})).await;
     silent.ann_ws.until(|f| f["type"] == "typing" && f["session"] == typed.session && f["on"] == true).await;
     app.clock().advance(31 * 60_000);
-    silent.pat.until(|f| f["system"] == "ended").await;
+    let seen = silent.pat.until(|f| f["system"] == "ended").await;
+    let why = "This chat has ended: nobody wrote in it for 30 minutes.";
+    assert!(seen.iter().any(|f| f["body"] == why), "the patron is told why: {seen:?}");
     // A few rounds later, the one being written in goes on.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let ack = page.say(None, "message", "here it is", "t1").await;
