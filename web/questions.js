@@ -136,6 +136,9 @@ $("filters").onsubmit = (e) => {
   exportLink();
   load(false);
 };
+// A view is a list of its own: shown as it is chosen (with Show to press,
+// the list went on showing every question under the name of another view).
+$("view").onchange = () => $("filters").requestSubmit();
 $("more").onclick = () => load(true);
 // What others change (new questions, statuses, the live badges) shows
 // within half a minute, as at the desk: the first page is read again with

@@ -624,6 +624,11 @@ test("the question list has a patron column, a librarian filter and sortable col
   await page.waitForFunction(() => document.querySelectorAll("#rows tr").length === 1);
   assert.equal(await page.locator("#librarian option:checked").innerText(), "Carla Catalog", "the filter survives a reload");
   await accessible(page, "the question list filtered by librarian");
+  // A view applies as it is chosen, nothing else pressed (Abe's question
+  // is live, not closed).
+  await page.selectOption("#view", "closed");
+  await page.waitForFunction(() => document.querySelectorAll("#rows tr").length === 0);
+  assert.match(page.url(), /view=closed/);
   for (const p of [ann.page, carla.page]) await p.context().close();
 });
 
