@@ -1534,6 +1534,9 @@ $("logout").onclick = async () => {
 
 try { me = await api("/api/me"); start(); } catch {
   $("login").classList.remove("hidden");
+  // The first thing to type is the username (a keyboard user began on
+  // the page itself).
+  $("username").focus();
   // Said as news, not as an error.
   if (sessionStorage.getItem("refdesk.password")) $("login-status").textContent = "Your password is changed: sign in with the new one.";
   else if (sessionStorage.getItem("refdesk.ended")) {

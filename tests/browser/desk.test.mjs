@@ -49,6 +49,10 @@ async function chatWithAnn(name, question) {
 
 test("going on duty shows the patrons already waiting, and the desk shows the availability the server has", async () => {
   const ann = await open();
+  // The sign-in form begins with the focus in Username.
+  await ann.goto(`${base}/desk`);
+  await ann.locator("#login").waitFor();
+  await ann.waitForFunction(() => document.activeElement?.id === "username");
   await signIn(ann, "ann", "off_duty");
   // Ben (another library of the cooperative) is on duty, so the patron may chat.
   const ben = await open();
