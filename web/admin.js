@@ -418,7 +418,8 @@ function redraw(list, children) {
 async function loadScripts() {
   const asked = ++scriptsAsked;
   $("scripts").setAttribute("aria-busy", "true");
-  const scripts = await api("/api/scripts");
+  let scripts;
+  try { scripts = await api("/api/scripts"); } finally { if (asked === scriptsAsked) $("scripts").removeAttribute("aria-busy"); }
   if (asked !== scriptsAsked) return;
   redraw($("scripts"), scripts.map((x) => {
     const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
@@ -488,7 +489,8 @@ let codeKeys = new Set(); // the codes' keys as last read: "Add code" adds, neve
 async function loadCodes() {
   const asked = ++codesAsked;
   $("codes").setAttribute("aria-busy", "true");
-  const codes = await api("/api/codes");
+  let codes;
+  try { codes = await api("/api/codes"); } finally { if (asked === codesAsked) $("codes").removeAttribute("aria-busy"); }
   if (asked !== codesAsked) return;
   codeKeys = new Set(codes.map((c) => c.key));
   redraw($("codes"), codes.map((c) => {

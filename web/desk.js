@@ -213,8 +213,10 @@ function show(session) {
   $("chat").classList.remove("hidden");
   $("no-chat").classList.add("hidden");
   $("details").classList.remove("hidden");
-  // Opened from far down a list (or on a phone, above it): brought into view.
-  $("chat-title").scrollIntoView({ block: "nearest" });
+  // Opened from far down a list (or on a phone, from the lists above it):
+  // brought into view, its title at the top.
+  const title = $("chat-title").getBoundingClientRect();
+  if (title.top < 0 || title.bottom > window.innerHeight) $("chat-title").scrollIntoView({ block: "start" });
   titleChat(session, monitor.get(session));
   // Another chat's history is not news: the log stops being read out while
   // it is drawn (else a screen reader queues every line of it).
@@ -348,13 +350,15 @@ function renderComposer() {
   if (part !== "librarian" || ended) $("transfer-box").open = false;
   $("abuse").classList.toggle("hidden", part !== "librarian" && part !== "join");
   const admin = ["institution_admin", "cooperative_admin"].includes(me.role);
-  $("conferencing").classList.toggle("hidden", inLine || (!admin && part === "none"));
+  // (Someone in a waiting chat — a librarian who handed it back and stayed
+  // to whisper — keeps Leave.)
+  $("conferencing").classList.toggle("hidden", part === "none" && (inLine || !admin));
   // A library admin watching a colleague's chat is told why there is nothing to press.
   $("watch-only").classList.toggle("hidden", admin || part !== "none" || !s || s.state !== "active");
   // An ended chat takes no one in: nothing to monitor, join or take over
   // (Leave stays, to let it go).
-  for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", ended || !admin || part === "librarian" || part === b.dataset.mode);
-  $("takeover").classList.toggle("hidden", ended || !admin || part === "librarian");
+  for (const b of document.querySelectorAll(".conf")) b.classList.toggle("hidden", ended || inLine || !admin || part === "librarian" || part === b.dataset.mode);
+  $("takeover").classList.toggle("hidden", ended || inLine || !admin || part === "librarian");
   $("leave").classList.toggle("hidden", part === "librarian" || part === "none");
   if (moveFocus) ($("librarian-actions").classList.contains("hidden") ? $("log") : $("code")).focus();
 }
@@ -821,9 +825,14 @@ $("script").onkeydown = (e) => {
     insertScript();
     return;
   }
-  scriptKeyed = !e.altKey && ["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"].includes(e.key);
+  // Arrows, and a letter (type-ahead), choose on a closed menu.
+  scriptKeyed = !e.altKey && !e.ctrlKey && !e.metaKey
+    && (["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"].includes(e.key) || e.key.length === 1);
 };
 $("script").onmousedown = () => { scriptKeyed = false; };
+// Left without Enter: nothing chosen (the same script picked later with
+// the mouse would otherwise change nothing, and insert nothing).
+$("script").onblur = () => { if (scriptKeyed) { scriptKeyed = false; $("script").value = ""; } };
 $("script").onchange = () => {
   if (!scriptKeyed) { insertScript(); return; }
   const chosen = scripts.find((x) => String(x.id) === $("script").value);

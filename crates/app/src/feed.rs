@@ -1044,8 +1044,17 @@ impl Feed {
     /// A committed line: passed on once, in order, if this viewer sees it.
     async fn on_message(&mut self, ctx: &SessionContext, message: &Message, out: &mut Vec<Out>) -> AppResult<()> {
         // Ticks for the chats the monitor lists (live ones: an ended chat
-        // is shown ended once, then no longer listed).
-        if self.desk_has(|d| d.monitor && d.monitored.contains(&ctx.id)) && sees(&self.viewer, Item::Monitored { ctx })
+        // is shown ended once, then no longer listed) — not for the lines
+        // saying a librarian's desk lost its connection or is back, which
+        // are no one's activity (the store's last message time leaves
+        // them out too).
+        let activity = !matches!(
+            message.system,
+            Some(refdesk_domain::chat::SystemEvent::Away | refdesk_domain::chat::SystemEvent::Back)
+        );
+        if activity
+            && self.desk_has(|d| d.monitor && d.monitored.contains(&ctx.id))
+            && sees(&self.viewer, Item::Monitored { ctx })
         {
             out.push(Out::MonitorTick { session: ctx.id, at: message.at });
         }

@@ -16,24 +16,23 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Refuses a command that would make files in `dir` another user could
-/// not use, or open a database `db` this user may not read: an operator's
-/// `one_off` command (not `serve`: a container may serve as root from a
-/// volume another user id owns) run as root in a folder another user owns,
-/// or any command run as a user the database is closed to.
+/// not use, or open a SQLite database `db` this user may not read: an
+/// operator's `one_off` command (not `serve`: a container may serve as root
+/// from a volume another user id owns) run as root where the database or
+/// the folder is another user's, or any command run as a user the
+/// database is closed to.
 pub fn check(dir: &Path, db: Option<&Path>, one_off: bool) -> anyhow::Result<()> {
     let me = rustix::process::geteuid();
     if me.is_root() {
-        if !one_off {
-            return Ok(());
-        }
-        let Ok(folder) = std::fs::metadata(dir) else { return Ok(()) };
-        if folder.uid() != 0 {
+        // SQLite's files only: a PostgreSQL node's folder holds none.
+        let Some(db) = db.filter(|_| one_off) else { return Ok(()) };
+        let owner = |p: &Path| std::fs::metadata(p).ok().map(|m| m.uid()).filter(|uid| *uid != 0);
+        if let Some((what, uid)) = owner(db).map(|u| (db, u)).or_else(|| owner(dir).map(|u| (dir, u))) {
             bail!(
-                "the data folder {} belongs to user id {}, and this command runs as root: what it made there would \
+                "{} belongs to user id {uid}, and this command runs as root: what it made or changed there would \
                  be root's, and the service, running as that user, could not open it. Run it as that user \
                  (`runuser -u <that user> -- refdesk …`); nothing was changed",
-                dir.display(),
-                folder.uid()
+                what.display()
             );
         }
         return Ok(());

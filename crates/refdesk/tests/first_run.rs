@@ -437,7 +437,7 @@ fn root_is_refused_in_a_services_data_folder_and_a_closed_database_is_named() {
     let setup = [&setup[..], &["--admin", "nora"]].concat();
     let o = refdesk(&data, &setup, Some(STRONG));
     assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("belongs to user id 65534, and this command runs as root"), "{}", text(&o));
+    assert!(text(&o).contains("data belongs to user id 65534, and this command runs as root"), "{}", text(&o));
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "nothing made");
     let as_nobody = |args: &[&str]| {
         Command::new("runuser")
@@ -458,4 +458,10 @@ fn root_is_refused_in_a_services_data_folder_and_a_closed_database_is_named() {
     let o = as_nobody(&["list"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("belongs to user id 0 and is closed to user id 65534"), "{}", text(&o));
+    // A folder root keeps, holding the service's database: the database's
+    // owner counts.
+    chown(&data, Some(0), Some(0)).unwrap();
+    chown(data.join("refdesk.sqlite3"), Some(65534), Some(65534)).unwrap();
+    let o = refdesk(&data, &["list"], None);
+    assert!(text(&o).contains("refdesk.sqlite3 belongs to user id 65534, and this command runs as root"), "{}", text(&o));
 }
