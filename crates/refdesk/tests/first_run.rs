@@ -463,5 +463,9 @@ fn root_is_refused_in_a_services_data_folder_and_a_closed_database_is_named() {
     chown(&data, Some(0), Some(0)).unwrap();
     chown(data.join("refdesk.sqlite3"), Some(65534), Some(65534)).unwrap();
     let o = refdesk(&data, &["list"], None);
-    assert!(text(&o).contains("refdesk.sqlite3 belongs to user id 65534, and this command runs as root"), "{}", text(&o));
+    assert!(
+        text(&o).contains("refdesk.sqlite3 belongs to user id 65534, and this command runs as root"),
+        "{}",
+        text(&o)
+    );
 }
