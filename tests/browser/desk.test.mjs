@@ -1352,6 +1352,16 @@ test("a colleague who signed in since the desk last looked is offered as soon as
   const back = await open();
   await signIn(back, "ben", null);
   await back.getByText(/Signed in as/).waitFor();
+  // Once the server counts him on duty (his desk's socket connected and
+  // seen: on a loaded machine that may come after his page shows): asked
+  // of the server, not of Ann's desk, which is what is being tested.
+  const onDuty = () => back.evaluate(async () => {
+    const people = await (await fetch("/api/staff/presence")).json();
+    return people.find((p) => p.display_name === "Ben Booker")?.presence === "on_duty";
+  });
+  for (const deadline = Date.now() + 15000; !(await onDuty()); await new Promise((r) => setTimeout(r, 200))) {
+    assert.ok(Date.now() < deadline, "Ben is on duty again for the server");
+  }
   // Ann reaches for the transfer: he is offered at once, not within the
   // half minute the desk reads its colleagues again.
   await ann.hover("#transfer-box summary");
