@@ -2,13 +2,19 @@
 //! subject and body, never with a note; kept while SMTP is down and
 //! delivered once it is back — exactly once, across a refdesk restart too.
 
-use crate::helpers::{free_port, mail_text, spawn_app, spawn_app_with, start, SmtpServer};
+use crate::helpers::{mail_text, spawn_app, spawn_app_with, start, SmtpServer};
 use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
 async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_back_even_across_a_restart() {
-    let port = free_port();
+    // The SMTP server's port, held (bound, not listening) while it is
+    // down: connections to it are refused at once, and no other test's
+    // server can take it meanwhile (one that did, not speaking SMTP, held
+    // the mailer's attempts to its 30 s timeout: CI failed once).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let port = held.local_addr().unwrap().port();
     let url = format!("smtp://127.0.0.1:{port}");
     let tweak = move |c: &mut refdesk_server::Config| {
         c.mail.smtp_url = Some(url.clone());
@@ -47,6 +53,7 @@ async fn with_smtp_down_an_answer_is_kept_and_delivered_exactly_once_when_it_is_
     // refdesk restarts while SMTP is still down; then SMTP comes back.
     let dir = app.stop().await;
     let app = start(dir, tweak).await;
+    drop(held);
     let smtp = SmtpServer::start_on(port).await;
     let mails = smtp.wait_for(1).await;
     assert!(mail_text(&mails[0]).contains("FIRST-ANSWER"));
