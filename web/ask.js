@@ -402,7 +402,10 @@ function begin() {
         chat.pending = chat.pending.filter((p) => p.client_id !== f.client_id); save();
         if (draining && f.client_id === drained) drain();
       }
-      else if (f.type === "error" && f.code === "rate_limited") retrySoon();
+      // Turned away for now (the frame budget; the database down a moment):
+      // kept "Sending…" and sent again, with its id (I4: stored once).
+      else if (f.type === "error" && f.code === "rate_limited") retrySoon(2000);
+      else if (f.type === "error" && f.code === "unavailable") retrySoon(5000);
       else if (f.type === "error" && f.code === "unauthenticated" && !f.client_id) gone();
       else if (f.type === "erased") { $("log").replaceChildren(); seen.clear(); gone("This chat's record was erased. Reload the page to start a new chat."); }
       else if (f.type === "error") {
@@ -440,7 +443,7 @@ function begin() {
   let retry = null;
   let draining = false;
   let drained = null; // the line sent last by `drain`, whose answer sends the next
-  function retrySoon() {
+  function retrySoon(after) {
     if (retry) return;
     draining = true;
     drained = null;
@@ -449,7 +452,7 @@ function begin() {
       if (!chat) return; // ended and cleared meanwhile
       conn.send({ type: "resume", after: last });
       drain();
-    }, 2000);
+    }, after);
   }
   function drain() {
     if (!chat || retry) return;

@@ -1150,12 +1150,12 @@ function updateCounter() {
   $("counter").classList.toggle("error", left < 0);
 }
 let resend = null;
-function resendSoon() {
+function resendSoon(after) {
   if (resend) return;
   resend = setTimeout(() => {
     resend = null;
     for (const [id, p] of pending) conn.send({ type: "send", session: p.session, kind: p.kind, client_id: id, body: p.body });
-  }, 2000);
+  }, after);
 }
 function onRefused(f) {
   // The sign-in has ended (signed out elsewhere, expired, the account
@@ -1179,7 +1179,10 @@ function onRefused(f) {
   // A line the frame budget turned away (many frames at once, as at a
   // reconnect) is not refused for what it says: it stays "Sending…" and
   // goes again shortly with its id (I4: stored once).
-  if (f.code === "rate_limited" && f.client_id && pending.has(f.client_id)) { resendSoon(); return; }
+  if (f.code === "rate_limited" && f.client_id && pending.has(f.client_id)) { resendSoon(2000); return; }
+  // So is one the database could not store just now (down, read-only):
+  // nothing was stored, and it goes again in 5 s.
+  if (f.code === "unavailable" && f.client_id && pending.has(f.client_id)) { resendSoon(5000); return; }
   // An IM refused: said in its panel, and its text back in the box.
   const im = f.client_id && imSent.get(f.client_id);
   if (im) {

@@ -71,6 +71,11 @@ pub enum AppError {
     /// Something broke inside (the store, a task). For logs only.
     #[error("internal error: {0}")]
     Internal(#[source] Failure),
+    /// The database cannot be reached or cannot write just now (down,
+    /// read-only, out of space): nothing was done, and trying again later
+    /// may work. For logs only, like `Internal`.
+    #[error("unavailable: {0}")]
+    Unavailable(#[source] Failure),
 }
 
 /// Something that broke inside, with what broke underneath when there is
@@ -120,6 +125,9 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Domain(d) => AppError::Domain(d),
+            e @ StoreError::Unavailable { .. } => {
+                AppError::Unavailable(Failure::caused_by("the database is unavailable", e))
+            }
             other => AppError::Internal(Failure::caused_by("the store failed", other)),
         }
     }

@@ -123,7 +123,7 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
 /// carries the text of any error underneath).
 fn plain(e: StoreError) -> anyhow::Error {
     match e {
-        StoreError::Backend { what, .. } => anyhow::anyhow!(what),
+        StoreError::Backend { what, .. } | StoreError::Unavailable { what, .. } => anyhow::anyhow!(what),
         other => other.into(),
     }
 }

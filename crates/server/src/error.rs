@@ -40,8 +40,7 @@ impl ApiError {
     /// every write, and its two hundred lines a second went to a journal on
     /// that disk).
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        let said = INTERNAL_SAID.lock().map(|mut s| s.note(std::time::Instant::now()));
-        match said.unwrap_or(Say::Line { unsaid: 0 }) {
+        match Said::next() {
             Say::Line { unsaid: 0 } => tracing::error!(%detail, "internal error"),
             Say::Line { unsaid } => tracing::error!(
                 %detail,
@@ -54,6 +53,29 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: "something went wrong on our side; nothing was lost, try again".into(),
+            field: None,
+        }
+    }
+
+    /// A `503 unavailable`: the database cannot be reached or cannot write
+    /// just now. Logged at `warn` (it is the database's state, not a fault
+    /// of refdesk's), within the same budget of lines as [`Self::internal`]:
+    /// a database down fails every request.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        match Said::next() {
+            Say::Line { unsaid: 0 } => tracing::warn!(%detail, "the database is unavailable"),
+            Say::Line { unsaid } => tracing::warn!(
+                %detail,
+                unsaid,
+                "the database is unavailable (and `unsaid` more errors since the last one logged, past the minute's twenty)"
+            ),
+            Say::Nothing => {}
+        }
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "the service cannot reach its database just now; nothing was changed, try again in a moment"
+                .into(),
             field: None,
         }
     }
@@ -75,6 +97,7 @@ impl From<AppError> for ApiError {
                 field: None,
             },
             AppError::Internal(detail) => ApiError::internal(detail),
+            AppError::Unavailable(detail) => ApiError::unavailable(detail),
         }
     }
 }
@@ -98,6 +121,9 @@ impl From<DomainError> for ApiError {
         ApiError { status, code, message, field }
     }
 }
+
+/// The `Retry-After` of a `503 unavailable`, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER: &str = "5";
 
 /// How many internal errors a minute are logged one by one.
 pub const LOGGED_A_MINUTE: u32 = 20;
@@ -124,6 +150,12 @@ enum Say {
 }
 
 impl Said {
+    /// What to log of one more error, from the process's budget.
+    fn next() -> Say {
+        let said = INTERNAL_SAID.lock().map(|mut s| s.note(std::time::Instant::now()));
+        said.unwrap_or(Say::Line { unsaid: 0 })
+    }
+
     fn note(&mut self, now: std::time::Instant) -> Say {
         let minute = std::time::Duration::from_secs(60);
         let mut unsaid = 0;
@@ -178,6 +210,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =
             ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field } };
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            return (self.status, [(axum::http::header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER)], axum::Json(body))
+                .into_response();
+        }
         (self.status, axum::Json(body)).into_response()
     }
 }

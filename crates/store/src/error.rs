@@ -19,6 +19,18 @@ pub enum StoreError {
         #[source]
         source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
+    /// The database cannot take requests just now: it does not answer, or
+    /// cannot write (read-only, out of space, a failing disk). It may come
+    /// back by itself, so the caller may try again later; nothing was done.
+    /// The message is for logs, like `Backend`'s.
+    #[error("database unavailable: {what}")]
+    Unavailable {
+        /// What failed, in refdesk's words, with the database's own error.
+        what: String,
+        /// The error underneath.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
@@ -36,6 +48,18 @@ impl StoreError {
     pub fn failed(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
         let what = format!("{}: {source}", what.into());
         StoreError::Backend { what, source: Some(Arc::new(source)) }
+    }
+
+    /// The database cannot be reached or cannot write now ([`StoreError::Unavailable`]).
+    pub fn unavailable(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        let what = format!("{}: {source}", what.into());
+        StoreError::Unavailable { what, source: Some(Arc::new(source)) }
+    }
+
+    /// Whether the database could not be reached or could not write (as
+    /// opposed to a fault, or a refusal of this write).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
     }
 
     /// Whether this is a conflict with the row's state (as opposed to a

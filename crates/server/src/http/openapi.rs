@@ -12,7 +12,8 @@
 //! `401` for a sign-in it lacks (and `429` when the client's address made
 //! up too many), `403 cross_origin` for a change asked by
 //! another site's page, `400`/`413`/`415`/`422` for a body that is not the
-//! JSON it takes, `400` for a path or query string that does not parse. A
+//! JSON it takes, `400` for a path or query string that does not parse,
+//! `503 unavailable` while the database cannot be reached or written. A
 //! handler's own `responses(...)` list what its use case may refuse.
 
 use crate::error::ErrorBody;
@@ -98,6 +99,9 @@ pub fn document() -> OpenApi {
                 let writes = changes && path != "/api/logout";
                 let reads = !changes && path != "/api/ws";
                 edge_responses(op, (changes || path == "/api/ws", writes, reads), path.starts_with("/api/"));
+                if path.starts_with("/api/") && path != "/api/openapi.json" {
+                    add(op, 503, UNAVAILABLE);
+                }
             }
         }
     }
@@ -175,6 +179,9 @@ fn edge_responses(op: &mut Operation, (changes, writes, reads): (bool, bool, boo
         add(op, 400, "`bad_query`: a query string that does not parse (a wrong type, an unknown parameter)");
     }
 }
+
+/// What any operation that reads or writes the database may answer.
+const UNAVAILABLE: &str = "`unavailable`: the database cannot be reached or cannot write just now (it is down, read-only or out of space); nothing was changed. `Retry-After` says when to try again";
 
 /// Adds an error answer to `op`, or its reason to the one already there.
 fn add(op: &mut Operation, status: u16, why: &str) {

@@ -98,6 +98,8 @@ async fn readyz_is_503_while_the_database_cannot_commit_and_200_again_after() {
 struct Relay {
     addr: std::net::SocketAddr,
     frozen: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Where new connections go.
+    upstream: Arc<Mutex<String>>,
 }
 
 impl Relay {
@@ -107,17 +109,37 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let frozen = Arc::new(tokio::sync::watch::Sender::new(false));
         let held = frozen.clone();
+        let to_upstream = upstream.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let to = upstream.lock().unwrap().clone();
+                let to = to_upstream.lock().unwrap().clone();
                 let Ok(server) = tokio::net::TcpStream::connect(&to).await else { continue };
                 let ((cr, cw), (sr, sw)) = (client.into_split(), server.into_split());
                 tokio::spawn(pipe(cr, sw, held.subscribe()));
                 tokio::spawn(pipe(sr, cw, held.subscribe()));
             }
         });
-        Relay { addr, frozen }
+        Relay { addr, frozen, upstream }
     }
+}
+
+/// A fresh server whose PostgreSQL database (if it runs on one) it reaches
+/// through a [`Relay`].
+async fn spawn_behind_relay() -> (crate::helpers::TestApp, Relay) {
+    let upstream = Arc::new(Mutex::new(String::new()));
+    let relay = Relay::start(upstream.clone()).await;
+    let app = spawn_app_with(|config| {
+        if let Some(url) = &config.database_url {
+            // postgres://user@host:port/db → the relay's address instead of host:port.
+            let host = url.find('@').map_or(url.find("//").unwrap() + 2, |i| i + 1);
+            let end = host + url[host..].find('/').unwrap();
+            let target = &url[host..end];
+            *upstream.lock().unwrap() = if target.contains(':') { target.into() } else { format!("{target}:5432") };
+            config.database_url = Some(format!("{}{}{}", &url[..host], relay.addr, &url[end..]));
+        }
+    })
+    .await;
+    (app, relay)
 }
 
 /// Copies bytes one way, holding them while the relay is frozen.
@@ -146,19 +168,7 @@ async fn pipe(
 /// process holds the write lock, so the check's ping waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_answers_503_within_half_a_second_while_the_database_does_not_answer() {
-    let upstream = Arc::new(Mutex::new(String::new()));
-    let relay = Relay::start(upstream.clone()).await;
-    let app = spawn_app_with(|config| {
-        if let Some(url) = &config.database_url {
-            // postgres://user@host:port/db → the relay's address instead of host:port.
-            let host = url.find('@').map_or(url.find("//").unwrap() + 2, |i| i + 1);
-            let end = host + url[host..].find('/').unwrap();
-            let target = &url[host..end];
-            *upstream.lock().unwrap() = if target.contains(':') { target.into() } else { format!("{target}:5432") };
-            config.database_url = Some(format!("{}{}{}", &url[..host], relay.addr, &url[end..]));
-        }
-    })
-    .await;
+    let (app, relay) = spawn_behind_relay().await;
     assert_eq!(timed_readyz(&app).await, (200, "ready".into()));
 
     let lock = if is_postgres(&app) {
@@ -257,9 +267,11 @@ async fn readyz_is_503_on_a_database_that_cannot_be_written() {
         res.status()
     };
     // Several at once: on PostgreSQL the pool opens connections under the
-    // read-only default, and keeps them.
-    let failed = futures_util::future::join_all((0..4).map(|_| start())).await;
-    assert!(failed.iter().all(|s| s.is_server_error()), "a write fails, it is not acknowledged: {failed:?}");
+    // read-only default, and keeps them. Each is told to come back: the
+    // database's state, not a fault (503 `unavailable`, not 500).
+    let failed =
+        futures_util::future::join_all((0..4).map(|_| unavailable(&app, "/api/libraries/riverside-main/chats"))).await;
+    assert_eq!(failed.len(), 4, "a write fails, it is not acknowledged");
 
     // Writable again (PostgreSQL: the connections are not ended). Once the
     // node says ready, writes go through: the pool's connections opened
@@ -269,6 +281,100 @@ async fn readyz_is_503_on_a_database_that_cannot_be_written() {
     for _ in 0..4 {
         assert_eq!(start().await, 201, "a write once ready");
     }
+}
+
+/// Starts a chat at `path`, which must fail with `503 unavailable`, a
+/// `Retry-After` and a message that says nothing internal.
+async fn unavailable(app: &crate::helpers::TestApp, path: &str) {
+    let res = reqwest::Client::new()
+        .post(app.url(path))
+        .json(&serde_json::json!({"name": "Pat", "question": "Stored?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("try again") && !message.contains("SQLite") && !message.contains("PostgreSQL"),
+        "{message}"
+    );
+}
+
+/// A database that is down — PostgreSQL refusing connections, SQLite's file
+/// held by another process's write past the busy wait — is the database's
+/// state, not a fault of refdesk's: a sign-in (which writes its sign-in) and
+/// a chat's start get `503 unavailable` with `Retry-After`, not `500
+/// internal`, the log says it at `warn`, and once the database is back both
+/// work again, nothing else done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_503_unavailable_and_each_request_works_once_it_is_back() {
+    let (app, relay) = spawn_behind_relay().await;
+    let upstream = relay.upstream.clone();
+    let sign_in = || async {
+        let res = reqwest::Client::new()
+            .post(app.url("/api/login"))
+            .json(&serde_json::json!({"username": "ann", "password": "refdesk-demo"}))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (res.status().as_u16(), retry_after, res.json::<serde_json::Value>().await.unwrap())
+    };
+    let patron = app.start_chat("riverside-main", "Before?").await;
+    let mut socket = patron.socket().await;
+    let before = patron.session;
+
+    let (down, lock) = if is_postgres(&app) {
+        // Down: nothing listens where the relay sends new connections, and
+        // the database's connections (the pool's) are ended.
+        let live = std::mem::replace(&mut *upstream.lock().unwrap(), closed_port());
+        read_only_postgres(&app, false);
+        (Some(live), None)
+    } else {
+        let other = rusqlite::Connection::open(app.dir.path().join("refdesk.sqlite3")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        (None, Some(other))
+    };
+    // A chat line: an error frame with its id, so that the page sends it
+    // again. All three at once (on SQLite each waits out the busy wait).
+    let line = serde_json::json!({"type": "send", "body": "Still there?", "client_id": "line-1"});
+    let refused_line = async {
+        socket.send(line.clone()).await;
+        let answer = socket.until_within(Duration::from_secs(30), |f| f["type"] == "error" || f["type"] == "ack").await;
+        answer.last().unwrap().clone()
+    };
+    let ((status, retry_after, body), (), refused) =
+        tokio::join!(sign_in(), unavailable(&app, "/api/libraries/riverside-main/chats"), refused_line);
+    assert_eq!((status, retry_after.as_deref()), (503, Some("5")), "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let refused = (&refused["type"], &refused["code"], &refused["client_id"]);
+    assert_eq!(refused, (&"error".into(), &"unavailable".into(), &"line-1".into()));
+    let logs = crate::helpers::captured_logs();
+    assert!(logs.contains("the database is unavailable"), "said in the log");
+
+    if let Some(live) = down {
+        *upstream.lock().unwrap() = live;
+    }
+    if let Some(other) = lock {
+        other.execute_batch("ROLLBACK").unwrap();
+    }
+    until_ready_says(&app, (200, "ready")).await;
+    let (status, _, body) = sign_in().await;
+    assert_eq!(status, 200, "{body}");
+    socket.send(line).await;
+    let answer = socket.until_within(Duration::from_secs(10), |f| f["type"] == "error" || f["type"] == "ack").await;
+    assert_eq!(answer.last().unwrap()["type"], "ack", "sent again, stored: {answer:?}");
+    assert_eq!(app.stored(before).await.iter().filter(|m| m.body == "Still there?").count(), 1);
+    assert_eq!(app.start_chat("riverside-main", "Back?").await.session, before + 1, "the refused start made no chat");
+}
+
+/// A loopback address where nothing listens (bound, then let go).
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
 }
 
 /// Runs `sql` with `psql` on the tests' PostgreSQL server.

@@ -305,6 +305,9 @@ fn uri_path(path: &Path) -> String {
 fn context(e: StoreError, what: String) -> StoreError {
     match e {
         StoreError::Backend { what: inner, source } => StoreError::Backend { what: format!("{what}: {inner}"), source },
+        StoreError::Unavailable { what: inner, source } => {
+            StoreError::Unavailable { what: format!("{what}: {inner}"), source }
+        }
         other => other,
     }
 }

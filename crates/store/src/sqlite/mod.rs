@@ -87,9 +87,8 @@ struct Pending {
 }
 
 /// A write waiting for the writer. It is given the writer's connection,
-/// inside the batch's transaction, or `None` when the transaction could not
-/// begin.
-type Job = Box<dyn FnOnce(Option<&mut SqliteDb>) -> Pending + Send>;
+/// inside the batch's transaction, or why the transaction could not begin.
+type Job = Box<dyn FnOnce(Result<&mut SqliteDb>) -> Pending + Send>;
 
 /// What the writer thread is sent.
 enum ToWriter {
@@ -457,6 +456,13 @@ fn db(e: rusqlite::Error) -> StoreError {
                 return StoreError::Domain(DomainError::NotFound("a record it refers to"));
             }
         }
+        // The file cannot be written now (a full disk, a read-only or
+        // failing file system) or another process holds it past the busy
+        // wait: it may pass by itself, and nothing was written.
+        use rusqlite::ErrorCode::*;
+        if matches!(f.code, DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked) {
+            return StoreError::unavailable("SQLite", e);
+        }
     }
     StoreError::failed("SQLite", e)
 }
@@ -681,7 +687,7 @@ impl Backend for SqliteStore {
                     })
                 })
             });
-            match run.unwrap_or(Err(StoreError::backend("the batch could not begin"))) {
+            match run.and_then(|run| run) {
                 Ok((value, events)) => Pending {
                     events,
                     finish: Box::new(move |committed| {
@@ -1083,7 +1089,7 @@ fn commit_batch(db: &mut SqliteDb, batch: &mut Vec<Job>, sink: &dyn EventSink) -
     }
     for job in batch.drain(..) {
         // If the transaction could not begin, no job runs: each caller hears why.
-        pending.push(job(began.as_ref().ok().map(|()| &mut *db)));
+        pending.push(job(began.clone().map(|()| &mut *db)));
     }
     let committed = match began {
         Ok(()) => run_cached(&db.conn, "COMMIT").inspect_err(|_| {
