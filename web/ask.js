@@ -1,6 +1,6 @@
 // The patron's chat: the full page at /ask/<library> and, in a frame, the
 // embeddable widget (widget.js).
-import { api, el, messageItem, socket, newClientId } from "/assets/common.js";
+import { api, el, messageItem, socket, newClientId, sends } from "/assets/common.js";
 
 const slug = decodeURIComponent(location.pathname.split("/").pop());
 const key = `refdesk.chat.${slug}`;
@@ -495,7 +495,7 @@ function begin() {
     clearTimeout(idle);
     if (typing) sendTyping(false);
   };
-  $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
+  $("text").onkeydown = (e) => { if (sends(e)) { e.preventDefault(); $("composer").requestSubmit(); } };
   // Typing: said when it starts, repeated every few seconds while it goes on
   // (the other side forgets it after 6 s), and "stopped" after 5 s idle.
   $("text").oninput = () => {
@@ -612,6 +612,8 @@ $("rating-form").onsubmit = async (e) => {
   } catch (err) { $("chat-error").textContent = err.message; }
 };
 
+// The question goes with Enter, as a chat line does (Shift+Enter: a new line).
+$("question").onkeydown = (e) => { if (sends(e)) { e.preventDefault(); $("start").requestSubmit(); } };
 $("start").onsubmit = async (e) => {
   e.preventDefault();
   $("start-error").textContent = "";

@@ -199,6 +199,15 @@ export function socket(url, { auth = {}, onOpen, onFrame, onState, onUpdated }) 
   return { send, reconnect, close: () => { closedByUs = true; clearTimeout(again); clearInterval(heartbeat); ws?.close(); } };
 }
 
+/**
+ * Whether a key in a message box sends it: Enter, but not Shift+Enter (a
+ * new line), nor the Enter that ends an input method's composition (a
+ * Chinese or Japanese word being chosen is not a message yet).
+ */
+export function sends(e) {
+  return e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229;
+}
+
 export function newClientId() {
   return (crypto.randomUUID?.() || `${Date.now()}-${Math.random()}`).slice(0, 64);
 }

@@ -3,7 +3,7 @@
 // (drafts kept per chat, a length counter, refused lines kept, the
 // stale-reply guard), notes, scripts and policy notes, conferencing,
 // transfer, availability, alerts and staff IM.
-import { api, el, clock, messageItem, socket, newClientId, askLine, liveBadge } from "/assets/common.js";
+import { api, el, clock, messageItem, socket, newClientId, askLine, liveBadge, sends } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -1307,7 +1307,7 @@ $("composer").onsubmit = (e) => {
   saveDraft();
   updateCounter();
 };
-$("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
+$("text").onkeydown = (e) => { if (sends(e)) { e.preventDefault(); $("composer").requestSubmit(); } };
 
 // --- keyboard shortcuts --------------------------------------------------------
 document.addEventListener("keydown", (e) => {

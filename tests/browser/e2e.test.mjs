@@ -609,6 +609,26 @@ test("a librarian warns, ends and blocks an abusive patron; the patron is refuse
   for (const p of [ann, patron, carla]) await p.context().close();
 });
 
+test("a patron's question goes with Enter, as a chat line does; Shift+Enter starts a new line in it", async () => {
+  const ann = await open(DESKTOP);
+  await signIn(ann, "ann");
+  const patron = await open(PHONE);
+  await patron.goto(`${base}/ask/riverside-main`);
+  await patron.fill("#name", "Keys first");
+  await patron.locator("#question").click();
+  await patron.keyboard.type("Two lines:");
+  await patron.keyboard.press("Shift+Enter");
+  await patron.keyboard.type("the second");
+  assert.equal(await patron.inputValue("#question"), "Two lines:\nthe second");
+  assert.equal(await patron.locator("#chat").isVisible(), false, "Shift+Enter starts no chat");
+  await patron.keyboard.press("Enter");
+  await patron.locator("#chat").waitFor();
+  await patron.locator("#log", { hasText: "the second" }).waitFor();
+  await ann.getByRole("button", { name: /Accept: Keys first/ }).click();
+  await ann.locator("#log", { hasText: "the second" }).waitFor();
+  for (const p of [ann, patron]) await p.context().close();
+});
+
 test("an address that names no library says so in the forms' place, with nothing to fill in", async () => {
   const page = await open(PHONE);
   const res = await page.goto(`${base}/ask/no-such-library`);
