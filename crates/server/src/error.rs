@@ -351,7 +351,7 @@ where
 
 /// A query-string extractor whose rejections (`?after=x`) have the API's
 /// error shape; a control character in a value (`?q=a%00b`) is refused as
-/// in [`Path`].
+/// in [`Path`], and so are bytes that are not UTF-8 (`?q=%ED%A0%80`).
 pub struct Query<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
@@ -364,6 +364,9 @@ where
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
         if crate::input::has_encoded_control(parts.uri.query().unwrap_or("")) {
             return Err(ApiError::bad_request("bad_query", "a query string may not hold control characters"));
+        }
+        if crate::input::has_encoded_non_utf8(parts.uri.query().unwrap_or("")) {
+            return Err(ApiError::bad_request("bad_query", "a query string must be UTF-8 once decoded"));
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),

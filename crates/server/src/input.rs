@@ -101,6 +101,29 @@ pub fn has_encoded_control(s: &str) -> bool {
     })
 }
 
+/// Whether a percent-encoded query string decodes to bytes that are not
+/// UTF-8 (`%ED%A0%80`, a lone surrogate). The query's parser would read
+/// them as U+FFFD (a search for `q=%ED%A0%80` searched for "\u{FFFD}").
+pub fn has_encoded_non_utf8(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()).filter(|_| b[i] == b'%') {
+            Some(c) => {
+                decoded.push(c);
+                i += 3;
+            }
+            None => {
+                decoded.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_err()
+}
+
 /// A `422 invalid` naming the field and why.
 pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError {
@@ -132,6 +155,16 @@ mod tests {
         }
         for good in ["", "riverside-main", "a%20b", "%C3%A9", "100%", "%2", "%zz", "q=caf%C3%A9"] {
             assert!(!has_encoded_control(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn encoded_bytes_that_are_not_utf8_are_found_and_nothing_else() {
+        for bad in ["%ED%A0%80", "q=caf%C3", "%FF", "a=%C3%28", "q=%F0%9F%98"] {
+            assert!(has_encoded_non_utf8(bad), "{bad}");
+        }
+        for good in ["", "q=caf%C3%A9", "a%20b", "100%", "%2", "%zz", "q=%F0%9F%98%80", "q=é"] {
+            assert!(!has_encoded_non_utf8(good), "{good}");
         }
     }
 

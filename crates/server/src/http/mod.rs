@@ -18,6 +18,7 @@ pub mod privacy;
 pub mod questions;
 pub mod reports;
 pub mod staff;
+mod unread;
 pub mod views;
 pub mod web;
 
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         // What the limits and the origin check refuse is counted, timed and
         // given a request id too.
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(axum::middleware::from_fn(unread::close_if_unread))
         // Outermost: every answer, refusals and the fallback's among them.
         .layer(axum::middleware::from_fn(safe_headers))
         .with_state(state)

@@ -726,3 +726,77 @@ async fn a_body_leaving_out_a_setting_whose_null_clears_it_is_refused_and_change
     let (status, body) = carla.put(url, json!({"days": null})).await;
     assert_eq!((status, &body["days"]), (200, &serde_json::Value::Null), "{body}");
 }
+
+/// One request on a kept-alive connection: its status and headers
+/// (lower-cased names), the body read to its `Content-Length`.
+async fn exchange(conn: &mut tokio::net::TcpStream, request: &str) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "the connection closed without an answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+    while got.len() < head_end + length {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the body was cut short");
+        got.extend_from_slice(&buf[..n]);
+    }
+    (status, headers)
+}
+
+/// An answer given before the request's body was read to its end (a path
+/// that does not parse, a sign-in missing, a route that takes no body)
+/// says `Connection: close`: hyper closes such a connection rather than read
+/// the rest, and a keep-alive client that was not told sent its next
+/// request into it, which failed with no answer. An answer that read its
+/// body keeps the connection, and the next request on it is answered.
+#[tokio::test]
+async fn an_answer_that_left_the_body_unread_says_the_connection_closes() {
+    let app = crate::helpers::spawn_app().await;
+    let host = app.addr;
+    let body = format!("{{\"a\":\"{}\"}}", "x".repeat(90_000));
+    let unread = [
+        ("GET", "/api/sessions/abc"),
+        ("POST", "/api/im/1e3/read"),
+        ("GET", "/api/me"),
+        ("POST", "/api/libraries/riverside-main/chats/nowhere"),
+    ];
+    for (method, path) in unread {
+        for body in [body.as_str(), "{}"] {
+            let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let (status, headers) = exchange(&mut conn, &request).await;
+            let close = headers.iter().any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+            assert!(close, "{method} {path} ({} bytes) → {status}, headers {headers:?}", body.len());
+        }
+    }
+    // Read to its end: the connection is kept, and serves the next request.
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let login = r#"{"username":"ann","password":"refdesk-demo"}"#;
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{login}",
+        login.len()
+    );
+    let (status, headers) = exchange(&mut conn, &request).await;
+    assert_eq!(status, 200, "{headers:?}");
+    assert!(!headers.iter().any(|(k, _)| k == "connection"), "{headers:?}");
+    let (status, _) = exchange(&mut conn, &format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+    assert_eq!(status, 200);
+}
