@@ -142,6 +142,12 @@ pub struct NatsOptions {
     pub key: Option<String>,
     /// A file holding that key.
     pub key_file: Option<PathBuf>,
+    /// A second key, which opens what other nodes send but never seals:
+    /// the old key or the new one while the deployment changes its key one
+    /// node at a time (docs/operations.md, "Changing the NATS key").
+    pub second_key: Option<String>,
+    /// A file holding that second key.
+    pub second_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NatsOptions {
@@ -156,6 +162,8 @@ impl std::fmt::Debug for NatsOptions {
             .field("tls", &self.tls)
             .field("key", &self.key.as_ref().map(|_| "<hidden>"))
             .field("key_file", &self.key_file)
+            .field("second_key", &self.second_key.as_ref().map(|_| "<hidden>"))
+            .field("second_key_file", &self.second_key_file)
             .finish()
     }
 }
@@ -165,6 +173,10 @@ const NO_KEY: &str = "the nodes must share a key to seal what they send over NAT
                       could otherwise read it and speak for a node): set nats_key or nats_key_file \
                       (REFDESK_NATS_KEY, REFDESK_NATS_KEY_FILE) on every node to the same random key of at least \
                       32 bytes, e.g. the output of `openssl rand -base64 32`";
+
+/// Why a second key set twice is refused.
+const BOTH_SECOND: &str =
+    "nats_second_key and nats_second_key_file are both set: set the second NATS key one way, not both";
 
 /// One way of signing in to NATS.
 enum SignIn {
@@ -190,6 +202,11 @@ impl NatsOptions {
     /// [`link`]). Says what is wrong without any secret.
     pub fn check(&self) -> Result<(), String> {
         self.server()?;
+        match (&self.second_key, &self.second_key_file) {
+            (Some(key), None) => NatsKey::parse(key).map(drop).map_err(|e| format!("nats_second_key: {e}"))?,
+            (Some(_), Some(_)) => return Err(BOTH_SECOND.into()),
+            _ => {}
+        }
         match (&self.key, &self.key_file) {
             (Some(key), None) => NatsKey::parse(key).map(|_| ()).map_err(|e| format!("nats_key: {e}")),
             (None, Some(_)) => Ok(()),
@@ -207,6 +224,7 @@ impl NatsOptions {
     pub fn check_files(&self) -> Result<(), String> {
         self.check()?;
         self.envelope_key()?;
+        self.second_envelope_key()?;
         if let Some(file) = &self.ca_file {
             let pem =
                 std::fs::read(file).map_err(|e| format!("cannot read the NATS CA file {}: {e}", file.display()))?;
@@ -222,6 +240,16 @@ impl NatsOptions {
     }
 
     /// The key the envelopes are sealed with.
+    /// The second key ([`NatsOptions::second_key`]), if one is set.
+    fn second_envelope_key(&self) -> Result<Option<NatsKey>, String> {
+        match (&self.second_key, &self.second_key_file) {
+            (Some(key), None) => NatsKey::parse(key).map(Some).map_err(|e| format!("nats_second_key: {e}")),
+            (None, Some(file)) => NatsKey::read(file).map(Some).map_err(|e| format!("nats_second_key_file: {e}")),
+            (Some(_), Some(_)) => Err(BOTH_SECOND.into()),
+            (None, None) => Ok(None),
+        }
+    }
+
     fn envelope_key(&self) -> Result<NatsKey, String> {
         match (&self.key, &self.key_file) {
             (Some(key), None) => NatsKey::parse(key).map_err(|e| format!("nats_key: {e}")),
@@ -430,6 +458,7 @@ pub fn holds_hidden_secret(url: &str) -> bool {
 /// re-reads from the store once linked).
 pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult<Link> {
     let key = nats.envelope_key().map_err(|e| AppError::Internal(e.into()))?;
+    let second = nats.second_envelope_key().map_err(|e| AppError::Internal(e.into()))?;
     let sealer = Sealer::new(&key).map_err(|e| AppError::Internal(e.into()))?;
     let (node, me) = (sealer.name(), sealer.node());
     let shown = redact_url(&nats.url);
@@ -463,7 +492,7 @@ pub async fn link(bus: Arc<Bus>, nats: &NatsOptions, subject: &str) -> AppResult
     bus.set_uplink(uplink).map_err(|_| AppError::Internal("this bus is already linked".into()))?;
     tokio::spawn(send(client, subject.to_owned(), bus.clone(), outbound, sealer));
     tokio::spawn(reread_while_down(bus.clone()));
-    tokio::spawn(receive(inbound, subject.to_owned(), bus, Opener::new(key), me));
+    tokio::spawn(receive(inbound, subject.to_owned(), bus, Opener::with_second(key, second), me));
     Ok(Link { node })
 }
 

@@ -298,6 +298,52 @@ async fn an_envelope_not_sealed_with_the_key_altered_or_replayed_reaches_nobody(
     assert_eq!(refused, 4, "not sealed, another key, altered, replayed");
 }
 
+/// Changing the nodes' key one node at a time (README, "The nodes' key"):
+/// a node on the new key with the old one second and a node on the old key
+/// with the new one second hear each other both ways, as every node does at
+/// each step; a node on the new key alone does not hear one still sealing
+/// with the old key (what the second key is for), and counts it refused.
+#[tokio::test]
+async fn nodes_changing_their_key_one_at_a_time_hear_each_other_through_the_second_key() {
+    const NEW: &str = "bmV3IGtleSBvZiB0aGUgY29vcGVyYXRpdmUsIDMyIG9yIG1vcmUgYnl0ZXM";
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let subject = format!("test.rekey.{}.{nanos}", std::process::id());
+    let keyed = |key: &str, second: Option<&str>| NatsOptions {
+        second_key: second.map(str::to_owned),
+        ..NatsOptions::with_key(NATS, key)
+    };
+    let (old, new, new_only) = (Bus::new(), Bus::new(), Bus::new());
+    let subs: Vec<Subscription> = [&old, &new, &new_only]
+        .iter()
+        .map(|bus| {
+            let sub = bus.subscribe(64);
+            sub.join_queue(CooperativeId(1));
+            sub
+        })
+        .collect();
+    refdesk_app::nats::link(old.clone(), &keyed(KEY, Some(NEW)), &subject).await.unwrap();
+    refdesk_app::nats::link(new.clone(), &keyed(NEW, Some(KEY)), &subject).await.unwrap();
+    refdesk_app::nats::link(new_only.clone(), &keyed(NEW, None), &subject).await.unwrap();
+    for sub in &subs {
+        for _ in 0..2 {
+            assert_eq!(next(sub).await, Event::Resync, "linking makes the node re-read");
+        }
+        sub.take_lagged();
+    }
+
+    old.publish(vec![Event::QueueAdded(entry(1, 0))]);
+    assert_eq!(next(&subs[1]).await, Event::QueueAdded(entry(1, 0)), "sealed with the old key, opened by its second");
+    new.publish(vec![Event::QueueAdded(entry(2, 0))]);
+    assert_eq!(next(&subs[0]).await, Event::QueueAdded(entry(1, 0)), "its own");
+    assert_eq!(next(&subs[0]).await, Event::QueueAdded(entry(2, 0)), "sealed with the new key, opened by its second");
+    // The node on the new key alone heard the new key's node, not the old one's.
+    assert_eq!(next(&subs[2]).await, Event::QueueAdded(entry(2, 0)));
+    let refused = || new_only.metrics().nats_envelopes.get_or_create(&[("direction", "refused")]).get();
+    assert!(refused() >= 1, "the old key's envelopes were refused");
+    assert_eq!(old.metrics().nats_envelopes.get_or_create(&[("direction", "refused")]).get(), 0);
+    assert_eq!(new.metrics().nats_envelopes.get_or_create(&[("direction", "refused")]).get(), 0);
+}
+
 /// A NATS server of this test's own, stopped when dropped.
 struct OwnNats(std::process::Child);
 

@@ -565,6 +565,9 @@ fn config_check_connects_to_postgresql_and_reads_the_nats_links_files_as_serve_w
     std::fs::write(&not_a_ca, "not a certificate").unwrap();
     let key = ("REFDESK_NATS_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
     refused(&db, &[nats, key, ("REFDESK_NATS_CA_FILE", not_a_ca.to_str().unwrap())], "holds no PEM certificate");
+    let second = ("REFDESK_NATS_SECOND_KEY_FILE", "/nonexistent/old.key");
+    refused(&db, &[nats, key, second], "nats_second_key_file: cannot read the NATS key file /nonexistent/old.key");
+    refused(&db, &[nats, key, ("REFDESK_NATS_SECOND_KEY", "short")], "nats_second_key");
     let o = check(&db, &[nats, key]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("NATS link: the nodes' key and the files it names are readable"), "{}", out(&o));

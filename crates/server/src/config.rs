@@ -80,6 +80,12 @@ pub struct Config {
     /// A file holding that key (readable by refdesk's user only), instead
     /// of `nats_key`.
     pub nats_key_file: Option<PathBuf>,
+    /// A second key that opens what other nodes send, never used to seal:
+    /// set while the deployment changes its key one node at a time (the
+    /// new key, then the old one; docs/operations.md). Never printed.
+    pub nats_second_key: Option<String>,
+    /// A file holding that second key, instead of `nats_second_key`.
+    pub nats_second_key_file: Option<PathBuf>,
     /// The address patrons and staff reach refdesk at, e.g.
     /// `https://ask.coop.example.org` (behind a reverse proxy, the proxy's).
     /// Pages that change something must come from this origin; cookies are
@@ -139,6 +145,8 @@ impl std::fmt::Debug for Config {
             .field("nats_subject", &self.nats_subject)
             .field("nats_key", &self.nats_key.as_ref().map(|_| "<hidden>"))
             .field("nats_key_file", &self.nats_key_file)
+            .field("nats_second_key", &self.nats_second_key.as_ref().map(|_| "<hidden>"))
+            .field("nats_second_key_file", &self.nats_second_key_file)
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -181,6 +189,8 @@ const UNSET_BY_DEFAULT: &str = r#"
 # at least 32 random bytes in base64 or hex (`openssl rand -base64 32`). One of:
 # nats_key = "…"                              # or REFDESK_NATS_KEY
 # nats_key_file = "/etc/refdesk/nats.key"      # or REFDESK_NATS_KEY_FILE; mode 0600
+# While the key changes, node by node: a second key that opens what other nodes send (never seals).
+# nats_second_key_file = "/etc/refdesk/nats-old.key"   # or nats_second_key, REFDESK_NATS_SECOND_KEY(_FILE)
 # Unset by default: /metrics is served on `listen`. Set, it is served on this address only
 # (keep it private to the monitoring network). Or REFDESK_METRICS_LISTEN.
 # metrics_listen = "127.0.0.1:9090"
@@ -203,6 +213,8 @@ impl Default for Config {
             nats_subject: "refdesk.events".into(),
             nats_key: None,
             nats_key_file: None,
+            nats_second_key: None,
+            nats_second_key_file: None,
             public_url: None,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
@@ -289,6 +301,7 @@ impl Config {
             ("nats_credentials_file", &mut self.nats_credentials_file),
             ("nats_ca_file", &mut self.nats_ca_file),
             ("nats_key_file", &mut self.nats_key_file),
+            ("nats_second_key_file", &mut self.nats_second_key_file),
         ] {
             if let Some(p) = path.as_mut().filter(|_| in_file(name)) {
                 from_dir(p);
@@ -314,6 +327,7 @@ impl Config {
     /// `REFDESK_NATS_TOKEN`, `REFDESK_NATS_CREDENTIALS_FILE`,
     /// `REFDESK_NATS_CA_FILE`, `REFDESK_NATS_TLS`,
     /// `REFDESK_NATS_SUBJECT`, `REFDESK_NATS_KEY`, `REFDESK_NATS_KEY_FILE`,
+    /// `REFDESK_NATS_SECOND_KEY`, `REFDESK_NATS_SECOND_KEY_FILE`,
     /// `REFDESK_PUBLIC_URL`, `REFDESK_METRICS_LISTEN`, `REFDESK_LOG_FORMAT`,
     /// `REFDESK_TRUSTED_PROXIES`
     /// (comma-separated), `REFDESK_SECURE_COOKIES`,
@@ -420,6 +434,7 @@ impl Config {
             ("REFDESK_NATS_PASSWORD", &mut self.nats_password),
             ("REFDESK_NATS_TOKEN", &mut self.nats_token),
             ("REFDESK_NATS_KEY", &mut self.nats_key),
+            ("REFDESK_NATS_SECOND_KEY", &mut self.nats_second_key),
         ] {
             if let Some(v) = get(var) {
                 *field = Some(v).filter(|v| !v.is_empty());
@@ -429,6 +444,7 @@ impl Config {
             ("REFDESK_NATS_CREDENTIALS_FILE", &mut self.nats_credentials_file),
             ("REFDESK_NATS_CA_FILE", &mut self.nats_ca_file),
             ("REFDESK_NATS_KEY_FILE", &mut self.nats_key_file),
+            ("REFDESK_NATS_SECOND_KEY_FILE", &mut self.nats_second_key_file),
         ] {
             if let Some(v) = get(var) {
                 *field = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -672,6 +688,8 @@ impl Config {
                     || self.nats_ca_file.is_some()
                     || self.nats_key.is_some()
                     || self.nats_key_file.is_some()
+                    || self.nats_second_key.is_some()
+                    || self.nats_second_key_file.is_some()
                     || self.nats_tls;
                 if set {
                     problems
@@ -704,6 +722,8 @@ impl Config {
             tls: self.nats_tls,
             key: self.nats_key.clone(),
             key_file: self.nats_key_file.clone(),
+            second_key: self.nats_second_key.clone(),
+            second_key_file: self.nats_second_key_file.clone(),
         })
     }
 
@@ -766,6 +786,8 @@ const ENV_SET: &[(&str, &str)] = &[
     ("REFDESK_NATS_CREDENTIALS_FILE", "nats_credentials_file"),
     ("REFDESK_NATS_CA_FILE", "nats_ca_file"),
     ("REFDESK_NATS_KEY_FILE", "nats_key_file"),
+    ("REFDESK_NATS_SECOND_KEY", "nats_second_key"),
+    ("REFDESK_NATS_SECOND_KEY_FILE", "nats_second_key_file"),
     ("REFDESK_NATS_TLS", "nats_tls"),
     ("REFDESK_NATS_SUBJECT", "nats_subject"),
     ("REFDESK_LOGINS_PER_MINUTE", "limits.logins_per_minute"),
@@ -961,6 +983,48 @@ mod tests {
         let shown = Config::default_toml();
         assert!(shown.contains("# nats_key = ") && shown.contains("# nats_key_file = "), "{shown}");
         assert!(toml::from_str::<Config>(&shown).unwrap().nats_key.is_none(), "unset by default");
+    }
+
+    #[test]
+    fn a_second_nats_key_is_checked_like_the_first_and_never_printed() {
+        const SECOND: &str = "Zm9vYmFyIGJhenF1eCBxdXV4IGNvcmdlIGdyYXVsdCBnYXJwbHk=";
+        let with = |f: &dyn Fn(&mut Config)| {
+            let mut c = Config {
+                database_url: Some("postgres://u@h/db".into()),
+                nats_url: Some("nats://127.0.0.1:4222".into()),
+                nats_key: Some(KEY.into()),
+                ..Config::default()
+            };
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(&|c| c.nats_second_key = Some(SECOND.into())).is_ok());
+        assert!(with(&|c| c.nats_second_key_file = Some("/etc/refdesk/old.key".into())).is_ok(), "read when linking");
+        let e = format!("{:#}", with(&|c| c.nats_second_key = Some("hunter2hunter2".into())).unwrap_err());
+        assert!(e.contains("nats_second_key") && e.contains("at least 32") && !e.contains("hunter2"), "{e}");
+        let e = format!(
+            "{:#}",
+            with(&|c| {
+                c.nats_second_key = Some(SECOND.into());
+                c.nats_second_key_file = Some("/etc/refdesk/old.key".into());
+            })
+            .unwrap_err()
+        );
+        assert!(e.contains("both set"), "{e}");
+        let lone = Config { nats_second_key: Some(SECOND.into()), ..Config::default() };
+        assert!(lone.validate().is_err(), "a second key without nats_url");
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "REFDESK_NATS_SECOND_KEY" => Some(SECOND.into()),
+            "REFDESK_NATS_SECOND_KEY_FILE" => Some("/run/secrets/old.key".into()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        c.nats_url = Some("nats://n:4222".into());
+        let nats = c.nats().unwrap();
+        assert_eq!(nats.second_key.as_deref(), Some(SECOND));
+        assert_eq!(nats.second_key_file.as_deref(), Some(Path::new("/run/secrets/old.key")));
+        assert!(!format!("{c:?}").contains(SECOND) && !format!("{nats:?}").contains(SECOND), "Debug hides it");
     }
 
     #[test]

@@ -39,6 +39,8 @@ const OTHER_VARIABLES: &[&str] = &[
     "REFDESK_NATS_SUBJECT",
     "REFDESK_NATS_KEY",
     "REFDESK_NATS_KEY_FILE",
+    "REFDESK_NATS_SECOND_KEY",
+    "REFDESK_NATS_SECOND_KEY_FILE",
     "REFDESK_PUBLIC_URL",
     "REFDESK_METRICS_LISTEN",
     "REFDESK_TRUSTED_PROXIES",
@@ -230,6 +232,7 @@ impl Config {
             ("nats_credentials_file", &self.nats_credentials_file),
             ("nats_ca_file", &self.nats_ca_file),
             ("nats_key_file", &self.nats_key_file),
+            ("nats_second_key_file", &self.nats_second_key_file),
         ];
         let paths = std::iter::once(("data_dir", Some(&self.data_dir)))
             .chain(files.into_iter().map(|(name, path)| (name, path.as_ref())));
@@ -253,7 +256,7 @@ impl Config {
 
 /// A URL without what it may hold of a secret (`redact_url`).
 /// The settings that are secrets whole.
-const SECRET_KEYS: [&str; 3] = ["nats_password", "nats_token", "nats_key"];
+const SECRET_KEYS: [&str; 4] = ["nats_password", "nats_token", "nats_key", "nats_second_key"];
 /// The top-level settings that are URLs, which may hold a password (and
 /// `mail.smtp_url`).
 const URL_KEYS: [&str; 2] = ["database_url", "nats_url"];
@@ -353,6 +356,8 @@ fn top_level_in_a_table(message: &str) -> Option<&str> {
         "nats_ca_file",
         "nats_key",
         "nats_key_file",
+        "nats_second_key",
+        "nats_second_key_file",
     ];
     (top.iter().any(|t| t == key) || unset_by_default.contains(&key)).then_some(key)
 }

@@ -240,13 +240,22 @@ struct Peer {
 /// cannot make it grow.
 pub struct Opener {
     key: NatsKey,
+    /// A second key that also opens (never seals): while the deployment
+    /// changes its key, one node at a time.
+    second: Option<NatsKey>,
     peers: HashMap<[u8; NODE], Peer>,
 }
 
 impl Opener {
     /// A receiver that has heard from nobody yet.
     pub fn new(key: NatsKey) -> Opener {
-        Opener { key, peers: HashMap::new() }
+        Opener { key, second: None, peers: HashMap::new() }
+    }
+
+    /// A receiver that opens what is sealed with `key` or with `second`.
+    /// A node is held to the key its first envelope opened with.
+    pub fn with_second(key: NatsKey, second: Option<NatsKey>) -> Opener {
+        Opener { second, ..Opener::new(key) }
     }
 
     /// Opens `bytes` received on `subject` at `now_ms`.
@@ -258,17 +267,23 @@ impl Opener {
         let (header, sealed) = bytes.split_at(HEADER);
         let counter = u64::from_be_bytes(header[20..28].try_into().map_err(|_| Refused::NotSealed)?);
         let sent = u64::from_be_bytes(header[28..36].try_into().map_err(|_| Refused::NotSealed)?);
-        // A node not heard from yet: its key is derived, and kept only if
-        // the envelope opens.
-        let mut fresh = None;
-        let key: &LessSafeKey = match self.peers.get(&node) {
-            Some(peer) => &peer.key,
-            None => fresh.insert(self.key.for_node(&node)),
+        // A node not heard from yet: its key is derived (from the key, then
+        // the second one), and kept only if the envelope opens.
+        let aad = aad(subject, header);
+        let open = |key: &LessSafeKey| {
+            let mut body = sealed.to_vec();
+            let plain_len = key.open_in_place(nonce(counter), Aad::from(&aad), &mut body).ok()?.len();
+            body.truncate(plain_len);
+            Some(body)
         };
-        let mut body = sealed.to_vec();
-        let plain = key.open_in_place(nonce(counter), Aad::from(&aad(subject, header)), &mut body);
-        let plain_len = plain.map_err(|_| Refused::Forged)?.len();
-        body.truncate(plain_len);
+        let (body, fresh) = match self.peers.get(&node) {
+            Some(peer) => (open(&peer.key).ok_or(Refused::Forged)?, None),
+            None => std::iter::once(&self.key)
+                .chain(&self.second)
+                .map(|k| k.for_node(&node))
+                .find_map(|key| open(&key).map(|body| (body, Some(key))))
+                .ok_or(Refused::Forged)?,
+        };
         // Authentic from here on: the node, counter and time are its own.
         let off_ms = now_ms as i64 - sent as i64;
         if off_ms.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
@@ -357,6 +372,28 @@ mod tests {
         assert_eq!(opened.payload, b"librarian note: patron's card is blocked");
         assert_eq!(opened.node, node.name());
         assert_eq!(sealed_by(&sealed), Some(node.node()));
+    }
+
+    #[test]
+    fn a_second_key_opens_too_while_the_key_changes_and_nothing_else_does() {
+        let third = NatsKey::parse("dGhpcmQga2V5IG9mIHNvbWVvbmUgZWxzZSwgMzIgb3IgbW9yZSBieXRlcw").unwrap();
+        let mut old_node = Sealer::new(&key()).unwrap();
+        let mut new_node = Sealer::new(&other_key()).unwrap();
+        let mut stranger = Sealer::new(&third).unwrap();
+        // A node changed over: it seals with the new key and opens the old one too.
+        let mut opener = Opener::with_second(other_key(), Some(key()));
+        for n in 0..3 {
+            let old = old_node.seal(SUBJECT, b"from a node not changed yet", NOW + n).unwrap();
+            assert_eq!(opener.open(SUBJECT, &old, NOW).unwrap().node, old_node.name());
+            let new = new_node.seal(SUBJECT, b"from a node changed over", NOW + n).unwrap();
+            assert_eq!(opener.open(SUBJECT, &new, NOW).unwrap().node, new_node.name());
+        }
+        let forged = stranger.seal(SUBJECT, b"from someone else", NOW).unwrap();
+        assert!(matches!(opener.open(SUBJECT, &forged, NOW), Err(Refused::Forged)));
+        // Without it, a node of the old key is refused.
+        let old = old_node.seal(SUBJECT, b"from a node not changed yet", NOW).unwrap();
+        assert!(matches!(Opener::new(other_key()).open(SUBJECT, &old, NOW), Err(Refused::Forged)));
+        assert!(Opener::with_second(key(), None).open(SUBJECT, &old, NOW).is_ok());
     }
 
     #[test]
