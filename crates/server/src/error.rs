@@ -74,8 +74,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
-            message: "the service cannot reach its database just now; nothing was changed, try again in a moment"
-                .into(),
+            message: "the service cannot reach its database just now; try again in a moment".into(),
             field: None,
         }
     }

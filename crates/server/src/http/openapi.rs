@@ -181,7 +181,7 @@ fn edge_responses(op: &mut Operation, (changes, writes, reads): (bool, bool, boo
 }
 
 /// What any operation that reads or writes the database may answer.
-const UNAVAILABLE: &str = "`unavailable`: the database cannot be reached or cannot write just now (it is down, read-only or out of space); nothing was changed. `Retry-After` says when to try again";
+const UNAVAILABLE: &str = "`unavailable`: the database cannot be reached or cannot write just now (it is down, read-only or out of space). `Retry-After` says when to try again";
 
 /// Adds an error answer to `op`, or its reason to the one already there.
 fn add(op: &mut Operation, status: u16, why: &str) {

@@ -292,7 +292,9 @@ async fn unavailable(app: &crate::helpers::TestApp, path: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 503);
+    let logs = crate::helpers::captured_logs();
+    let said = logs.lines().rfind(|l| l.contains("internal error")).unwrap_or_default().to_owned();
+    assert_eq!(res.status(), 503, "the last internal error logged: {said}");
     assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable", "{body}");

@@ -205,14 +205,18 @@ fn db(e: sqlx::Error) -> StoreError {
 
 /// Whether `e` says the database cannot be reached or cannot write just
 /// now, rather than that a statement was wrong: no connection within the
-/// pool's wait, a connection refused or lost, PostgreSQL's classes 08
+/// pool's wait, a connection refused, lost or cut mid-message, PostgreSQL's classes 08
 /// (connection exception), 53 (insufficient resources: a full disk, too
 /// many connections) and 57P (shutting down, starting up), and a read-only
 /// transaction (a standby, `default_transaction_read_only`). Each passes by
 /// itself; none is refdesk's fault.
 fn unavailable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => {
             d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "25006")
         }
