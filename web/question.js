@@ -30,12 +30,18 @@ function describe(t) {
       const who = t.staff === t.actor ? "" : `${t.name} `;
       return t.mode ? `${who}conferenced in: ${t.mode}` : `${who}left the chat`;
     }
-    case "librarian": return {
-      take_over: `took the chat over from ${person(t.from)}`,
-      transfer: t.from === t.actor ? `handed the chat to ${person(t.to)}` : `handed the chat from ${person(t.from)} to ${person(t.to)}`,
-      queue: `sent the chat back to a queue (from ${person(t.from)})`,
-      "accepted from a queue": `accepted the chat from a queue`,
-    }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;
+    case "librarian": {
+      // Which queue (entries written before it was kept do not say).
+      const queue = t.cooperative ? "the cooperative's queue"
+        : t.queue != null ? `${names.libraries.get(t.queue) ?? `library #${t.queue}`}'s queue` : "a queue";
+      return {
+        take_over: `took the chat over from ${person(t.from)}`,
+        transfer: t.from === t.actor ? `handed the chat to ${person(t.to)}` : `handed the chat from ${person(t.from)} to ${person(t.to)}`,
+        queue: `sent the chat back to ${queue} (from ${person(t.from)})`,
+        left: `left the desk (signed out, disabled, or gone too long) while chatting: the chat went back to ${queue}`,
+        "accepted from a queue": `accepted the chat from a queue`,
+      }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;
+    }
     case "answer": return `answer ${[t.emailed_to && `e-mailed to ${t.emailed_to}`, t.in_chat && "shown in the chat"].filter(Boolean).join(" and ")}: ${t.body}`.replace("answer : ", "answer: ");
     case "note": return `note: ${t.body}`;
     case "librarian_message": return `message to the librarian: ${t.body}`;

@@ -139,11 +139,11 @@ impl App {
                     return Err(DomainError::invalid("library", "transfer within your cooperative").into());
                 }
                 let line = lines::handed_over(me, HandedTo::Library(&lib.name));
-                (TransferTo::Queue { library: lib.placement, coop_now: false }, line)
+                (TransferTo::Queue { library: lib.placement, coop_now: false, left: false }, line)
             }
             Transfer::Cooperative => {
                 let line = lines::handed_over(me, HandedTo::Cooperative);
-                (TransferTo::Queue { library: rec.ctx.placement, coop_now: true }, line)
+                (TransferTo::Queue { library: rec.ctx.placement, coop_now: true, left: false }, line)
             }
         };
         let g = self.line_guard(staff, Action::Transfer);
@@ -288,7 +288,7 @@ impl App {
     /// still theirs inside the write.
     async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {
         let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
-        let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false };
+        let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false, left: true };
         let handover = Handover { to, stay: false, line, note: None };
         match self.transfer_as_seen(rec.ctx.id, librarian, handover, still_theirs(librarian.id)).await {
             Ok(_) => {

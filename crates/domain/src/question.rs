@@ -303,6 +303,14 @@ pub enum Change {
         to: Option<StaffId>,
         /// How it changed hands.
         how: Handing,
+        /// For a chat put back in a queue: the queue's library (absent in
+        /// entries written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<LibraryId>,
+        /// For a chat put back in a queue: offered to the whole cooperative
+        /// at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cooperative: bool,
     },
     /// A message to the chatting librarian was sent into the live chat.
     LibrarianMessage {
@@ -388,6 +396,10 @@ pub enum Handing {
     /// It went back into a queue.
     #[serde(rename = "queue")]
     Queue,
+    /// It went back in line because its librarian left the desk (signed
+    /// out, disabled, or gone past `signoff_minutes`).
+    #[serde(rename = "left")]
+    Left,
     /// A librarian accepted it from the queue it had been sent back to.
     #[serde(rename = "accepted from a queue")]
     AcceptedFromQueue,

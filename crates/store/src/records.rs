@@ -291,6 +291,9 @@ pub enum TransferTo {
         library: Placement,
         /// Offer it to the whole cooperative at once.
         coop_now: bool,
+        /// Its librarian left the desk (signed out, disabled, gone): the
+        /// question's timeline says so.
+        left: bool,
     },
 }
 

@@ -275,6 +275,18 @@ async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_p
         .map(|t| t["how"].as_str().unwrap())
         .collect();
     assert_eq!(hows, ["transfer", "queue", "accepted from a queue", "queue", "accepted from a queue"]);
+    // Which queue each went to: Lakeside's, then offered to the cooperative.
+    let queues: Vec<(&serde_json::Value, &serde_json::Value)> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["how"] == "queue")
+        .map(|t| (&t["queue"], &t["cooperative"]))
+        .collect();
+    let lakeside =
+        json!(app.state.app.store().library_by_slug("lakeside-public").await.unwrap().unwrap().placement.library);
+    let riverside = &detail["question"]["library"];
+    assert_eq!(queues, [(&lakeside, &serde_json::Value::Null), (riverside, &json!(true))], "{detail}");
 }
 
 #[tokio::test]
@@ -1597,7 +1609,19 @@ async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_
     let dev = app.staff("dev").await;
     let q = dev.question_of(patron.session).await["id"].as_i64().unwrap();
     let (_, page) = dev.get(&format!("/api/questions/{q}")).await;
-    assert!(page["timeline"].as_array().unwrap().len() >= 3, "{page}");
+    // Each hand-back says why (its librarian left) and to which queue.
+    let riverside = page["question"]["library"].clone();
+    let handed: Vec<(&serde_json::Value, &serde_json::Value, &serde_json::Value)> = page["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["change"] == "librarian" && t["to"].is_null())
+        .map(|t| (&t["from"], &t["how"], &t["queue"]))
+        .collect();
+    let (ann_id, carla_id) = (json!(ann.id), json!(carla.id));
+    let left = json!("left");
+    let expected = [(&ann_id, &left, &riverside), (&carla_id, &left, &riverside), (&carla_id, &left, &riverside)];
+    assert_eq!(handed, expected, "{page}");
     // Nobody takes it back in time: it ends, and the transcript the patron
     // asked for goes all the same (a librarian had taken the chat).
     app.clock().advance(app.state.app.limits().waiting_expires_minutes as i64 * 60_000 + 60_000);

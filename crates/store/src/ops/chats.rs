@@ -184,7 +184,8 @@ async fn accept<D: Db>(
             insert_question(db, &rec, &text, &question_on_accept(), Some(&by), now).await?;
         }
         Some(question) => {
-            let change = Change::Librarian { from: None, to: Some(by.id), how: Handing::AcceptedFromQueue };
+            let how = Handing::AcceptedFromQueue;
+            let change = Change::Librarian { from: None, to: Some(by.id), how, queue: None, cooperative: false };
             insert_timeline(db, question, now, Some(&by), &change).await?;
         }
     }
@@ -663,6 +664,7 @@ async fn transfer<D: Db>(
     // Counted for the reports (issue 15); the timeline says who and how.
     db.exec("UPDATE sessions SET handovers = handovers + 1 WHERE id = ?1", args![id.0]).await?;
     let previous = rec.ctx.librarian;
+    let mut queue = None;
     let (new_librarian, how) = match &to {
         TransferTo::Staff(s) => {
             // Checked again inside the write (the caller checked before it):
@@ -685,7 +687,7 @@ async fn transfer<D: Db>(
             db.exec("DELETE FROM session_members WHERE session_id = ?1 AND staff_id = ?2", args![id.0, s.id.0]).await?;
             (Some(s.id), if s.id == by.id { Handing::TakeOver } else { Handing::Transfer })
         }
-        TransferTo::Queue { library, coop_now } => {
+        TransferTo::Queue { library, coop_now, left } => {
             db.exec(
                 "UPDATE sessions SET state = 'waiting', librarian_id = NULL, queue_library_id = ?2, queued_at = ?3,
                    queue_coop = ?4, patron_away_at = NULL, librarian_away_at = NULL
@@ -693,7 +695,8 @@ async fn transfer<D: Db>(
                 args![id.0, library.library.0, now, *coop_now],
             )
             .await?;
-            (None, Handing::Queue)
+            queue = Some((library.library, *coop_now));
+            (None, if *left { Handing::Left } else { Handing::Queue })
         }
     };
     if let Some(prev) = previous.filter(|p| stay && Some(*p) != new_librarian) {
@@ -705,7 +708,8 @@ async fn transfer<D: Db>(
         .await?;
     }
     if let Some(q) = rec.ctx.question {
-        let change = Change::Librarian { from: previous, to: new_librarian, how };
+        let (queue, cooperative) = queue.map_or((None, false), |(l, c)| (Some(l), c));
+        let change = Change::Librarian { from: previous, to: new_librarian, how, queue, cooperative };
         insert_timeline(db, q, now, Some(&by), &change).await?;
     }
     let after = load_session(db, id).await?;

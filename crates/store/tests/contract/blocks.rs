@@ -147,7 +147,7 @@ async fn the_chats_a_block_would_refuse_that_still_wait_are_found_in_its_coopera
     let (handed_back, _) = s.start_session(chat("w8", Some("browser-1"), None)).await.unwrap();
     s.accept(handed_back.ctx.id, w.ann.clone(), ok(), 2).await.unwrap();
     let back = Handover {
-        to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+        to: TransferTo::Queue { library: w.library.placement, coop_now: false, left: false },
         stay: false,
         line: crate::support::system("back to the queue"),
         note: None,

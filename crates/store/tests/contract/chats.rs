@@ -75,7 +75,7 @@ async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
     assert_eq!(s.live_counts().await.unwrap(), live(2, 1));
     // Sent back to the queue, a chat takes its place from then, not from its start.
     let back = Handover {
-        to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+        to: TransferTo::Queue { library: w.library.placement, coop_now: false, left: false },
         stay: false,
         line: system("back to the queue"),
         note: None,
@@ -898,7 +898,7 @@ async fn an_ending_writes_its_last_words_and_keeps_a_question(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     let a = chatting(s, w, Some("pat@example.org"), "e1", 1).await;
     let handover = Handover {
-        to: TransferTo::Queue { library: w.library.placement, coop_now: false },
+        to: TransferTo::Queue { library: w.library.placement, coop_now: false, left: false },
         stay: false,
         line: system("back to the queue"),
         note: None,
