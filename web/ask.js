@@ -575,6 +575,7 @@ function setOffline(on) {
   $("transcript-row").classList.toggle("hidden", on);
   if (on) $("transcript").checked = false;
   document.querySelector('#start button[type="submit"]').textContent = on ? "Send question" : "Start chat";
+  $("question-keys").textContent = `Enter ${on ? "sends your question" : "starts the chat"}; Shift+Enter starts a new line.`;
   sayPrivacy();
 }
 

@@ -1,6 +1,14 @@
 // Shared helpers for refdesk's plain pages. User text is only ever inserted
 // with textContent / text nodes, never as HTML.
 
+// A page opened at another address of this server than its public one
+// (`localhost`, a second name the proxy answers to) would have every change
+// refused as another site's: it goes to the public address, the same page.
+const publicUrl = document.querySelector('meta[name="refdesk-public-url"]')?.content;
+if (publicUrl && new URL(publicUrl).origin !== location.origin) {
+  location.replace(new URL(location.pathname + location.search + location.hash, publicUrl).href);
+}
+
 /** Calls the JSON API; throws an Error carrying the API's error message. */
 export async function api(path, { method = "GET", body, token } = {}) {
   const headers = {};

@@ -45,12 +45,19 @@ export function refdesk(folderPrefix, ready = () => {}, args = [], prepare = () 
     const data = fs.mkdtempSync(path.join(os.tmpdir(), folderPrefix));
     h.data = data;
     const env = { ...process.env, REFDESK_LOG: "warn", REFDESK_LOGINS_PER_MINUTE: "1000", REFDESK_STARTS_PER_MINUTE: "1000", REFDESK_CHATS_PER_ADDRESS_PER_DAY: "100000", REFDESK_STARTS_PER_LIBRARY_PER_DAY: "100000", REFDESK_MAX_WAITING_PER_ADDRESS: "1000", REFDESK_PATRON_POSTS_PER_MINUTE: "1000", REFDESK_FRAME_BURST: "1000", REFDESK_DRAIN_SECONDS: "0" };
-    const commands = prepare(data);
-    for (const c of commands.length ? [{ args: ["demo"] }, ...commands] : []) {
+    // Commands to run on the data folder first, after the demo is loaded;
+    // or `{ demo: false, commands }`: a service set up without it (served
+    // without `--demo`, as a deployed one is).
+    const prepared = prepare(data);
+    const demo = prepared.demo ?? true;
+    const commands = Array.isArray(prepared) ? prepared : prepared.commands;
+    for (const c of demo && commands.length ? [{ args: ["demo"] }, ...commands] : commands) {
       const done = spawnSync(BIN, [...c.args, "--data-dir", data], { env: { ...env, ...c.env }, encoding: "utf8" });
       assert.equal(done.status, 0, `refdesk ${c.args.join(" ")}: ${done.stderr}`);
     }
-    h.server = spawn(BIN, ["serve", "--demo", "--data-dir", data, "--listen", `127.0.0.1:${h.port}`, ...args], { stdio: ["ignore", "ignore", "inherit"], env });
+    // `args` may depend on the port (a public URL names it).
+    const extra = typeof args === "function" ? args(h.port) : args;
+    h.server = spawn(BIN, ["serve", ...(demo ? ["--demo"] : []), "--data-dir", data, "--listen", `127.0.0.1:${h.port}`, ...extra], { stdio: ["ignore", "ignore", "inherit"], env });
     h.base = `http://127.0.0.1:${h.port}`;
     const deadline = Date.now() + 30000;
     for (;;) {

@@ -122,8 +122,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The start page: every library's entry point.
 #[utoipa::path(get, path = "/", tag = "pages",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn index() -> Response {
-    page(INDEX)
+async fn index(State(state): State<AppState>) -> Response {
+    page(INDEX, &state)
 }
 
 /// The patron's chat: the only page other sites may frame (the widget).
@@ -142,10 +142,10 @@ async fn ask(State(state): State<AppState>, slug: Result<Path<String>, PathRejec
         Err(_) => Err(AppError::Domain(DomainError::NotFound("library"))),
     };
     match found {
-        Ok(lib) => page_with(ASK, &csp_embeddable(&lib.embed_sites)),
+        Ok(lib) => page_with(ASK, &csp_embeddable(&lib.embed_sites), &state),
         Err(AppError::Domain(DomainError::NotFound(_))) => {
             // A mistyped snippet's frame says so, wherever it is.
-            let mut page = page_with(ASK, &csp_embeddable(&[]));
+            let mut page = page_with(ASK, &csp_embeddable(&[]), &state);
             *page.status_mut() = StatusCode::NOT_FOUND;
             page
         }
@@ -153,63 +153,69 @@ async fn ask(State(state): State<AppState>, slug: Result<Path<String>, PathRejec
         // which sites the library allows is not known, so only refdesk's
         // own may frame the page; a widget's frame stays blank until the
         // patron opens the chat again.
-        Err(_) => page_with(ASK, CSP),
+        Err(_) => page_with(ASK, CSP, &state),
     }
 }
 
 /// The librarian desk.
 #[utoipa::path(get, path = "/desk", tag = "pages",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn desk() -> Response {
-    page(DESK)
+async fn desk(State(state): State<AppState>) -> Response {
+    page(DESK, &state)
 }
 
 /// The question list.
 #[utoipa::path(get, path = "/desk/questions", tag = "pages",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn questions() -> Response {
-    page(QUESTIONS)
+async fn questions(State(state): State<AppState>) -> Response {
+    page(QUESTIONS, &state)
 }
 
 /// A question's page.
 #[utoipa::path(get, path = "/desk/questions/{id}", tag = "pages",
     params(("id" = String, Path, description = "the question's number (read by the page's script)")),
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn question() -> Response {
-    page(QUESTION)
+async fn question(State(state): State<AppState>) -> Response {
+    page(QUESTION, &state)
 }
 
 /// Reports: the figures of the reports API as charts and tables, each with its CSV.
 #[utoipa::path(get, path = "/desk/reports", tag = "pages",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn reports() -> Response {
-    page(REPORTS)
+async fn reports(State(state): State<AppState>) -> Response {
+    page(REPORTS, &state)
 }
 
 /// Staff management.
 #[utoipa::path(get, path = "/desk/staff", tag = "pages",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn staff() -> Response {
-    page(STAFF)
+async fn staff(State(state): State<AppState>) -> Response {
+    page(STAFF, &state)
 }
 
 /// The libraries' widget snippets, policy notes, scripts and resolution codes.
 #[utoipa::path(get, path = "/desk/admin", tag = "pages",
     responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
-async fn admin() -> Response {
-    page(ADMIN)
+async fn admin(State(state): State<AppState>) -> Response {
+    page(ADMIN, &state)
 }
 
-fn page(html: &'static str) -> Response {
-    page_with(html, CSP)
+fn page(html: &'static str, state: &AppState) -> Response {
+    page_with(html, CSP, state)
 }
 
 /// A page, its build named in it (`<meta name="refdesk-release">`): its
 /// script tells by it whether a server it reaches later serves another
-/// build (docs/protocol.md, `hello`).
-fn page_with(html: &'static str, csp: &str) -> Response {
-    let stamped =
-        html.replacen("<head>", &format!("<head>\n<meta name=\"refdesk-release\" content=\"{}\">", release()), 1);
+/// build (docs/protocol.md, `hello`). With a public URL, that too
+/// (`<meta name="refdesk-public-url">`): a page opened at another address
+/// of the same server (`localhost`, a name the proxy also answers to),
+/// whose every change would be refused as another site's, goes there.
+fn page_with(html: &'static str, csp: &str, state: &AppState) -> Response {
+    let mut head = format!("<head>\n<meta name=\"refdesk-release\" content=\"{}\">", release());
+    if let Some(url) = &state.public_url {
+        head.push_str(&format!("\n<meta name=\"refdesk-public-url\" content=\"{}\">", attribute(url)));
+    }
+    let stamped = html.replacen("<head>", &head, 1);
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -220,6 +226,11 @@ fn page_with(html: &'static str, csp: &str) -> Response {
         stamped,
     )
         .into_response()
+}
+
+/// `text` as an HTML attribute's value, between double quotes.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The embeddable widget: loaded by other sites, so it may be cached briefly
