@@ -247,6 +247,11 @@ function show(session) {
 // opened): only the newest read's answer is kept, and none for a chat
 // forgotten meanwhile (erased).
 const detailsRead = new Map(); // session -> number of its newest read
+// The library whose patron a chat is (its policy notes and scripts).
+function chatLibrary(session) {
+  return monitor.get(session)?.ctx.placement.library ?? details.get(session)?.ctx?.placement.library;
+}
+
 async function showDetails(session, fresh = false) {
   const s = monitor.get(session);
   if (fresh || !details.has(session)) {
@@ -271,7 +276,7 @@ async function showDetails(session, fresh = false) {
     ...row("Transcript", !d ? "" : !d.transcript_to ? "not asked for"
       : log(session).ended || d.state === "ended" ? `e-mailed to ${d.transcript_to}` : `to be e-mailed to ${d.transcript_to} at the end`),
   );
-  const library = s?.ctx.placement.library ?? d?.ctx?.placement.library;
+  const library = chatLibrary(session);
   if (library === undefined) return;
   try {
     const p = await api(`/api/policies/${library}`);
@@ -803,13 +808,17 @@ function onIm(m) {
 
 let scripts = [];
 async function refreshScripts() {
-  scripts = await api("/api/scripts");
+  // A chat of another library's patron (served for the cooperative): that
+  // library's scripts, as its policy notes.
+  const library = current === null ? undefined : chatLibrary(current);
+  const name = current === null ? undefined : details.get(current)?.library_name ?? monitor.get(current)?.library_name;
+  scripts = await api(library === undefined ? "/api/scripts" : `/api/scripts?library=${library}`);
   const group = (scope, label) => el("optgroup", { label }, ...scripts.filter((x) => x.scope === scope).map((x) => el("option", { value: String(x.id) }, x.title)));
   // The choice being made stays (the list is read again as the menu gets
   // the focus, while arrow keys may be choosing already).
   const chosen = $("script").value;
   $("script").replaceChildren(el("option", { value: "" }, "Insert a script…"),
-    group("personal", "Mine"), group("library", "My library's"), group("cooperative", "The cooperative's"));
+    group("personal", "Mine"), group("library", name ? `${name}'s` : "My library's"), group("cooperative", "The cooperative's"));
   $("script").value = chosen;
   if ($("script").value !== chosen) $("script").value = "";
 }

@@ -1624,3 +1624,23 @@ test("the patron's status says when their librarian's desk has lost its connecti
   await patron.context().close();
   await context.close();
 });
+
+test("serving another library's patron, the scripts offered are that library's, as its policy notes are", async () => {
+  const { ann, patron } = await chatWithAnn("Sy", "Scripts of whose library?");
+  const ben = await open();
+  await signIn(ben, "ben", "away");
+  await ben.selectOption("#availability", "on_duty");
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
+  await ann.locator("#transfer-box summary").click();
+  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
+  await ann.locator("#transfer button[type=submit]").click();
+  await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
+  await ben.getByRole("button", { name: /^Sy — / }).click();
+  await ben.locator("#chat-title", { hasText: /^Sy — / }).waitFor();
+  // Riverside's own script, under Riverside's name: Ben (Lakeside) has none of his library's.
+  await ben.locator("#script").focus();
+  const group = ben.locator("#script optgroup", { has: ben.locator("option", { hasText: "Off-campus access" }) });
+  await group.waitFor({ state: "attached" });
+  assert.match(await group.getAttribute("label"), /^Riverside.*'s$/);
+  for (const p of [ann, ben, patron]) await p.context().close();
+});

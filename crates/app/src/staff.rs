@@ -671,6 +671,20 @@ impl App {
 pub type SharedConnections = Arc<Connections>;
 
 impl App {
+    /// A library of `staff`'s cooperative, whose patrons they may serve
+    /// (its policy page, its scripts); `not_found` for any other.
+    async fn cooperative_library(
+        &self,
+        staff: &Staff,
+        library: refdesk_domain::ids::LibraryId,
+    ) -> AppResult<refdesk_store::LibraryRecord> {
+        let libraries = self.listed_libraries().await?;
+        let found = libraries
+            .iter()
+            .find(|l| l.placement.library == library && l.placement.cooperative == staff.home.cooperative);
+        Ok(found.cloned().ok_or(DomainError::NotFound("library"))?)
+    }
+
     /// A library's policy page, for any staff member of its cooperative (they
     /// may serve its patrons). An empty page when none was written yet.
     pub async fn policy(
@@ -678,13 +692,7 @@ impl App {
         staff: &Staff,
         library: refdesk_domain::ids::LibraryId,
     ) -> AppResult<refdesk_store::PolicyPage> {
-        let lib = self
-            .store
-            .libraries()
-            .await?
-            .into_iter()
-            .find(|l| l.placement.library == library && l.placement.cooperative == staff.home.cooperative)
-            .ok_or(DomainError::NotFound("library"))?;
+        let lib = self.cooperative_library(staff, library).await?;
         Ok(self.store.policy(library).await?.unwrap_or(refdesk_store::PolicyPage {
             library: lib.placement.library,
             body: String::new(),
@@ -727,9 +735,21 @@ impl App {
 }
 
 impl App {
-    /// The scripts (canned messages) this staff member may use.
-    pub async fn scripts(&self, staff: &Staff) -> AppResult<Vec<refdesk_store::Script>> {
-        Ok(self.store.scripts_for(staff).await?)
+    /// The scripts (canned messages) this staff member may use serving the
+    /// patrons of `library`, a library of their cooperative (their own by
+    /// default): theirs, that library's, the cooperative's. A librarian
+    /// chatting with another library's patron greets them with that
+    /// library's words, as its policy page is what they read.
+    pub async fn scripts(
+        &self,
+        staff: &Staff,
+        library: Option<refdesk_domain::ids::LibraryId>,
+    ) -> AppResult<Vec<refdesk_store::Script>> {
+        let library = match library {
+            Some(library) => self.cooperative_library(staff, library).await?.placement.library,
+            None => staff.home.library,
+        };
+        Ok(self.store.scripts_for(staff, library).await?)
     }
 
     /// Who may keep a script in a scope: anyone for themselves, a library's

@@ -41,8 +41,9 @@ pub trait Organisation: Send + Sync {
     async fn policy(&self, library: LibraryId) -> Result<Option<PolicyPage>>;
     /// Replaces a library's policy page.
     async fn set_policy(&self, library: LibraryId, body: String, by: StaffId, now: Millis) -> Result<()>;
-    /// The scripts a staff member may use: their own, their library's, their cooperative's.
-    async fn scripts_for(&self, staff: &Staff) -> Result<Vec<Script>>;
+    /// The scripts a staff member may use serving `library`'s patrons: their
+    /// own, that library's, their cooperative's.
+    async fn scripts_for(&self, staff: &Staff, library: LibraryId) -> Result<Vec<Script>>;
     /// One script.
     async fn script(&self, id: i64) -> Result<Option<Script>>;
     /// Saves a script.

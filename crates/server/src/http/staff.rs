@@ -667,14 +667,30 @@ async fn set_policy(
     Ok(axum::Json(s.app.policy(&staff, id).await?.into()))
 }
 
-/// The scripts (canned messages) I may use: mine, my library's, my cooperative's.
+/// Which library's scripts.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ScriptsQuery {
+    /// The library whose patron I serve (a library of my cooperative); my
+    /// own when left out.
+    library: Option<i64>,
+}
+
+/// The scripts (canned messages) I may use: mine, a library's (my own, or
+/// the one whose patron I serve: `library`), my cooperative's.
 #[utoipa::path(get, path = "/api/scripts", tag = "desk", security(("staff" = [])),
-    responses((status = 200, description = "the scripts", body = Vec<ScriptView>)))]
+    params(ScriptsQuery),
+    responses(
+        (status = 200, description = "the scripts", body = Vec<ScriptView>),
+        (status = 404, description = "`not_found`: `library` names no library of my cooperative", body = ErrorBody),
+    ))]
 async fn scripts(
     State(s): State<AppState>,
     CurrentStaff(staff): CurrentStaff,
+    Query(q): Query<ScriptsQuery>,
 ) -> ApiResult<axum::Json<Vec<ScriptView>>> {
-    Ok(axum::Json(s.app.scripts(&staff).await?.into_iter().map(Into::into).collect()))
+    let scripts = s.app.scripts(&staff, q.library.map(LibraryId)).await?;
+    Ok(axum::Json(scripts.into_iter().map(Into::into).collect()))
 }
 
 /// Whose a script is.

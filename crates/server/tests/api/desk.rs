@@ -990,6 +990,17 @@ async fn scripts_are_personal_library_or_cooperative_and_kept_by_those_who_may()
     assert_eq!((del(&ann, hours).await, del(&ann, coop).await), (403, 403));
     assert_eq!((del(&ben, hours).await, del(&ben, coop).await), (404, 403));
     assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"], "nothing deleted");
+
+    // Serving a patron of Riverside for the cooperative, Ben greets them with
+    // Riverside's scripts, not his own library's; a library outside his
+    // cooperative is none of his.
+    let riverside = app.state.app.store().library_by_slug("riverside-main").await.unwrap().unwrap();
+    let for_riverside = ben.get(&format!("/api/scripts?library={}", riverside.placement.library.0)).await.1;
+    assert_eq!(titles(&for_riverside), ["Hours", "Welcome to 24/7"]);
+    assert!(mine(&for_riverside).iter().all(|s| s["scope"] != "personal"), "Ann's own stay hers");
+    assert_eq!(ben.get("/api/scripts?library=999999").await.0, 404);
+    assert_eq!(ben.get("/api/scripts?library=abc").await.0, 400);
+    assert_eq!(ben.get("/api/scripts?libary=1").await.0, 400, "an unknown parameter");
 }
 
 /// A script is changed in place by whoever may keep it (the same rule as

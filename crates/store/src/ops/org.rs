@@ -331,8 +331,8 @@ impl<B: Backend> Organisation for B {
         .await
     }
 
-    async fn scripts_for(&self, staff: &Staff) -> Result<Vec<Script>> {
-        let (me, lib, coop) = (staff.id.0, staff.home.library.0, staff.home.cooperative.0);
+    async fn scripts_for(&self, staff: &Staff, library: LibraryId) -> Result<Vec<Script>> {
+        let (me, lib, coop) = (staff.id.0, library.0, staff.home.cooperative.0);
         self.read(move |db| {
             Box::pin(async move {
                 let sql = format!(

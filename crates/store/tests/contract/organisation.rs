@@ -106,13 +106,13 @@ async fn a_script_is_rewritten_in_place_and_one_not_there_is_not_found(b: &Backe
     let changed = s.update_script(script.id, "Opening hours".into(), "We open at 10.".into()).await.unwrap();
     assert_eq!((changed.id, changed.owned_by()), (script.id, Some(owner)));
     assert_eq!((changed.title.as_str(), changed.body.as_str()), ("Opening hours", "We open at 10."));
-    let seen = s.scripts_for(&w.ann).await.unwrap();
+    let seen = s.scripts_for(&w.ann, w.ann.home.library).await.unwrap();
     let mine = |id| seen.iter().find(|x| x.id == id).cloned().unwrap();
     assert_eq!(mine(script.id).body, "We open at 10.", "the library's librarian reads the new text");
     assert_eq!(mine(other.id).body, "Ask at the desk.", "another script is untouched");
     let r = s.update_script(other.id + 1000, "X".into(), "Y".into()).await;
     assert!(not_found(&r), "a script not there: {r:?}");
-    assert_eq!(s.scripts_for(&w.ann).await.unwrap().len(), seen.len(), "nothing was added");
+    assert_eq!(s.scripts_for(&w.ann, w.ann.home.library).await.unwrap().len(), seen.len(), "nothing was added");
 }
 
 async fn a_store_is_empty_until_its_first_cooperative(b: &Backend) {

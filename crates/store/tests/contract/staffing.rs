@@ -306,10 +306,13 @@ async fn a_script_is_offered_to_its_owner_until_deleted(b: &Backend) {
     let (s, w) = (&*b.store, &b.w);
     let script = s.create_script(ScriptOwner::Personal(w.ann.id), "Hi".into(), "Hello!".into(), 400).await.unwrap();
     assert_eq!((script.title.as_str(), script.body.as_str()), ("Hi", "Hello!"));
-    assert_eq!(s.scripts_for(&w.ann).await.unwrap(), vec![script.clone()]);
-    assert!(s.scripts_for(&w.carla).await.unwrap().is_empty(), "a personal script is its owner's");
+    assert_eq!(s.scripts_for(&w.ann, w.ann.home.library).await.unwrap(), vec![script.clone()]);
+    assert!(
+        s.scripts_for(&w.carla, w.carla.home.library).await.unwrap().is_empty(),
+        "a personal script is its owner's"
+    );
     assert_eq!(s.script(script.id).await.unwrap(), Some(script.clone()));
     s.delete_script(script.id).await.unwrap();
-    assert!(s.scripts_for(&w.ann).await.unwrap().is_empty());
+    assert!(s.scripts_for(&w.ann, w.ann.home.library).await.unwrap().is_empty());
     assert!(s.script(script.id).await.unwrap().is_none());
 }
