@@ -47,6 +47,19 @@ async function chatWithAnn(name, question) {
   return { ann, patron };
 }
 
+/** A patron's chat Ann accepted, then transferred to Ben (Lakeside), who came on duty for it. */
+async function transferredToBen(name, question) {
+  const { ann, patron } = await chatWithAnn(name, question);
+  const ben = await open();
+  await signIn(ben, "ben", "away");
+  await ben.selectOption("#availability", "on_duty");
+  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
+  await ann.locator("#transfer-box summary").click();
+  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
+  await ann.locator("#transfer button[type=submit]").click();
+  return { ann, ben, patron };
+}
+
 test("going on duty shows the patrons already waiting, and the desk shows the availability the server has", async () => {
   const ann = await open();
   // The sign-in form begins with the focus in Username.
@@ -983,14 +996,7 @@ test("a chat handed to me by a colleague is announced: counted in the title, and
 });
 
 test("a chat transferred without staying closes on the desk, and the focus goes to what says so", async () => {
-  const { ann, patron } = await chatWithAnn("Mo", "Transfer me, please");
-  const ben = await open();
-  await signIn(ben, "ben", "away");
-  await ben.selectOption("#availability", "on_duty");
-  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
-  await ann.locator("#transfer-box summary").click();
-  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
-  await ann.locator("#transfer button[type=submit]").click();
+  const { ann, ben, patron } = await transferredToBen("Mo", "Transfer me, please");
   await ann.locator("#no-chat", { hasText: "The chat with Mo was handed on" }).waitFor();
   await ann.waitForFunction(() => document.activeElement?.id === "no-chat");
   for (const p of [ann, ben, patron]) await p.context().close();
@@ -1626,14 +1632,7 @@ test("the patron's status says when their librarian's desk has lost its connecti
 });
 
 test("serving another library's patron, the scripts offered are that library's, as its policy notes are", async () => {
-  const { ann, patron } = await chatWithAnn("Sy", "Scripts of whose library?");
-  const ben = await open();
-  await signIn(ben, "ben", "away");
-  await ben.selectOption("#availability", "on_duty");
-  await ann.locator("#transfer-to option", { hasText: "Ben Booker" }).waitFor({ state: "attached" });
-  await ann.locator("#transfer-box summary").click();
-  await ann.selectOption("#transfer-to", { label: "Ben Booker" });
-  await ann.locator("#transfer button[type=submit]").click();
+  const { ann, ben, patron } = await transferredToBen("Sy", "Scripts of whose library?");
   await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
   await ben.getByRole("button", { name: /^Sy — / }).click();
   await ben.locator("#chat-title", { hasText: /^Sy — / }).waitFor();
