@@ -765,10 +765,12 @@ impl Topics {
             }
             // The staff queues (what they show of the chat), and the patron's
             // own pages (one open marks them back, whichever node it is on).
-            Event::PatronAway { session, queue, .. } => {
+            // The patrons behind it too: their place in line moves.
+            Event::PatronAway { session, queue, waiting_since, .. } => {
                 let queues = self.queue.get(&queue.cooperative).map_or(&[][..], Vec::as_slice);
-                for m in queues {
-                    m.deliver(&event);
+                match waiting_since {
+                    Some(since) => self.to_queues(*queue, (*since, *session), &event),
+                    None => queues.iter().for_each(|m| m.deliver(&event)),
                 }
                 let pages = self.sessions.get(session).map_or(&[][..], Vec::as_slice);
                 for m in pages.iter().filter(|m| !queues.iter().any(|q| q.id == m.id)) {

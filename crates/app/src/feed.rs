@@ -980,8 +980,10 @@ impl Feed {
                     out.push(Out::QueueAdded(e.clone()));
                 }
             }
-            Event::QueueRemoved { session, placement, .. } => self.on_queue_removed(*session, *placement, &mut out),
-            Event::PatronAway { session, queue, since } => {
+            Event::QueueRemoved { session, placement, away, .. } => {
+                self.on_queue_removed(*session, *placement, *away, &mut out)
+            }
+            Event::PatronAway { session, queue, since, .. } => {
                 self.on_patron_away(*session, *queue, *since, &mut out).await
             }
             Event::SessionChanged(summary) => self.on_session_changed(summary, &mut out).await?,
@@ -1096,8 +1098,9 @@ impl Feed {
 
     fn on_queue_added(&mut self, e: &QueueEntry, out: &mut Vec<Out>) {
         if let Viewer::Patron { .. } = self.viewer {
-            // Delivered to a patron only when it lands ahead of them.
-            if let Some((_, _, position)) = self.waiting.as_mut() {
+            // Delivered to a patron only when it lands ahead of them (and
+            // counted only with its patron there).
+            if let Some((_, _, position)) = self.waiting.as_mut().filter(|_| e.away_since.is_none()) {
                 *position += 1;
                 out.extend(self.position());
             }
@@ -1106,10 +1109,11 @@ impl Feed {
         }
     }
 
-    fn on_queue_removed(&mut self, session: SessionId, placement: Placement, out: &mut Vec<Out>) {
+    fn on_queue_removed(&mut self, session: SessionId, placement: Placement, away: bool, out: &mut Vec<Out>) {
         if let Viewer::Patron { .. } = self.viewer {
-            // Someone ahead left the queue: one place forward.
-            if let Some((_, _, position)) = self.waiting.as_mut() {
+            // Someone ahead left the queue: one place forward (unless their
+            // page was closed, and they were not counted ahead).
+            if let Some((_, _, position)) = self.waiting.as_mut().filter(|_| !away) {
                 *position = position.saturating_sub(1).max(1);
                 out.extend(self.position());
             }
@@ -1145,6 +1149,13 @@ impl Feed {
         if let Viewer::Patron { session: own } = self.viewer {
             if own == session && since.is_some() && self.waiting.is_some() {
                 self.patron_back(session).await;
+            } else if own != session {
+                // A patron ahead closed their last page, or opened one again
+                // (delivered only to those behind): one place forward, or back.
+                if let Some((_, _, position)) = self.waiting.as_mut() {
+                    *position = if since.is_some() { position.saturating_sub(1).max(1) } else { *position + 1 };
+                    out.extend(self.position());
+                }
             }
         } else if self.may_have_been_offered(queue) {
             out.push(Out::PatronAway { session, since });

@@ -251,7 +251,8 @@ pub enum Event {
         sessions: Vec<SessionId>,
     },
     /// A waiting chat's patron closed their last page of it, or opened
-    /// one again. Nobody's place in line changes.
+    /// one again. The patrons behind it move one place forward, or back: a
+    /// place in line counts the chats ahead whose patron is there.
     PatronAway {
         /// The session.
         session: SessionId,
@@ -259,6 +260,12 @@ pub enum Event {
         queue: Placement,
         /// Since when no page is open; `None`: one is again.
         since: Option<Millis>,
+        /// The chat's place in its queue (since when it waits there); `None`
+        /// from a node of a release before it was sent (then the patrons
+        /// behind it are not told, and their place is a little off until
+        /// they next rejoin a queue).
+        #[serde(default)]
+        waiting_since: Option<Millis>,
     },
     /// A chat left the queue (accepted, or the patron left).
     QueueRemoved {
@@ -271,5 +278,9 @@ pub enum Event {
         /// The session's version after it left.
         #[serde(default)]
         version: u64,
+        /// Its patron had no page open as it left (the patrons behind it
+        /// did not count it ahead of them).
+        #[serde(default)]
+        away: bool,
     },
 }

@@ -244,7 +244,8 @@ pub trait Chats: Send + Sync {
     /// order, at most `limit`: the lines for staff between them are stepped
     /// over in the read, never read whole nor counted.
     async fn lines_for_everyone_after(&self, id: SessionId, after: u64, limit: u32) -> Result<Vec<Message>>;
-    /// How many chats wait ahead of (`since`, `session`) in a library's queue.
+    /// How many chats wait ahead of (`since`, `session`) in a library's
+    /// queue whose patron has a page open (not marked away).
     async fn queue_ahead(&self, queue: LibraryId, since: Millis, session: SessionId) -> Result<u64>;
     /// A waiting chat's patron has had no page of it open since `since`
     /// (their last page's socket closed), or has one again (`None`):

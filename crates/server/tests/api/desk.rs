@@ -1346,6 +1346,55 @@ async fn the_queue_says_when_a_waiting_patron_has_closed_every_page_of_the_chat_
     assert!(heard.iter().all(|f| f["type"] != "patron_away"), "{heard:?}");
 }
 
+/// A patron's place in line counts the chats ahead whose patron is there:
+/// one whose every page has closed (the desk passes it over, and it is most
+/// likely gone) is not counted while it is away, and is again once a page
+/// of it opens; leaving the line while away moves nobody a second time.
+#[tokio::test]
+async fn a_place_in_line_counts_the_patrons_ahead_who_are_still_there() {
+    let app = spawn_app_with(|c| c.limits.patron_away_seconds = 1).await;
+    let at = |n: i64| move |f: &Value| f["type"] == "position" && f["position"] == n;
+    let waiting = |question: &'static str, n: i64| {
+        let app = &app;
+        async move {
+            let patron = app.start_chat("riverside-main", question).await;
+            let mut page = patron.socket().await;
+            page.resume(None, 0).await;
+            page.until(at(n)).await;
+            (patron, page)
+        }
+    };
+    let (first, first_page) = waiting("First", 1).await;
+    let (second, mut second_page) = waiting("Second", 2).await;
+    let (_third, mut third_page) = waiting("Third", 3).await;
+
+    // The first patron's page closes: once the grace has passed, those
+    // behind move forward, and a newcomer counts only those there.
+    first_page.close().await;
+    second_page.until(at(1)).await;
+    third_page.until(at(2)).await;
+    let (_fourth, mut fourth_page) = waiting("Fourth", 3).await;
+    // A page of the first chat opens again: everyone behind it moves back.
+    let mut back = first.socket().await;
+    back.resume(None, 0).await;
+    second_page.until(at(2)).await;
+    third_page.until(at(3)).await;
+    fourth_page.until(at(4)).await;
+
+    // Away again, then taken from the line while away: those behind it
+    // moved forward once, as it went away, not a second time as it left.
+    back.close().await;
+    third_page.until(at(2)).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(first.session).await.0, 200);
+    assert_eq!(ann.accept(second.session).await.0, 200);
+    let moved = third_page.until(at(1)).await;
+    let positions: Vec<&Value> = moved.iter().filter(|f| f["type"] == "position").map(|f| &f["position"]).collect();
+    assert_eq!(positions, [&json!(1)], "one place forward, for the second patron only: {moved:?}");
+    let moved = fourth_page.until(at(2)).await;
+    assert!(moved.iter().all(|f| f["type"] != "position" || f["position"] != 1), "{moved:?}");
+}
+
 #[tokio::test]
 async fn a_waiting_patrons_page_closed_before_it_was_told_its_place_is_marked_away_too() {
     let app = spawn_app_with(|c| c.limits.patron_away_seconds = 0).await;

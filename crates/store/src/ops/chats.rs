@@ -40,9 +40,12 @@ fn queue_entry(rec: &SessionRecord, question: &str, since: Millis) -> QueueEntry
     }
 }
 
-/// The event that takes a session out of the queue it waited in.
-fn queue_removed(rec: &SessionRecord) -> Event {
-    Event::QueueRemoved { session: rec.ctx.id, placement: rec.queue, since: rec.queued_at, version: rec.ctx.version }
+/// The event that takes a session out of the queue it waited in; `away`:
+/// its patron had no page open as it waited (`SessionRecord::patron_away`
+/// before it left).
+fn queue_removed(rec: &SessionRecord, away: bool) -> Event {
+    let (session, placement, since, version) = (rec.ctx.id, rec.queue, rec.queued_at, rec.ctx.version);
+    Event::QueueRemoved { session, placement, since, version, away }
 }
 
 fn queue_full() -> DomainError {
@@ -160,6 +163,7 @@ async fn accept<D: Db>(
         return Err(DomainError::Conflict(format!("{who} already accepted this chat")).into());
     }
     rec.state.accept()?;
+    let was_away = rec.patron_away;
     // The session's lock makes this the one accept that sees 'waiting'; the
     // WHERE clause says so again. `accepted_at` is the first acceptance: a
     // chat accepted again after a transfer to a queue keeps it, so that the
@@ -194,7 +198,7 @@ async fn accept<D: Db>(
     let message = insert_message(db, &accepted, lines::accepted(&by.display_name), now).await?;
     let rec = load_session(db, id).await?;
     let events = vec![
-        queue_removed(&rec),
+        queue_removed(&rec, was_away),
         Event::Message { ctx: rec.ctx.clone(), message: message.clone() },
         Event::SessionChanged(rec.summary()),
     ];
@@ -398,7 +402,7 @@ async fn end<D: Db>(
     }
     let mut events = Vec::new();
     if rec.state == SessionState::Waiting {
-        events.push(queue_removed(&rec));
+        events.push(queue_removed(&rec, rec.patron_away));
     }
     let last_line = match (ending.blocked, last_words) {
         (true, _) => Some(lines::blocked()),
@@ -781,7 +785,8 @@ async fn patron_away<D: Db>(db: &mut D, id: SessionId, since: Option<Millis>) ->
         return Ok(((), Vec::new()));
     }
     let rec = load_session(db, id).await?;
-    Ok(((), vec![Event::PatronAway { session: id, queue: rec.queue, since }]))
+    let waiting_since = Some(rec.queued_at);
+    Ok(((), vec![Event::PatronAway { session: id, queue: rec.queue, since, waiting_since }]))
 }
 
 /// The patron's rating of an ended chat, replacing an earlier one.

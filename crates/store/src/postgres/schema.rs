@@ -40,4 +40,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/031.sql"),
     include_str!("migrations/032.sql"),
     include_str!("migrations/033.sql"),
+    include_str!("migrations/034.sql"),
 ];

@@ -251,14 +251,16 @@ pub(crate) fn session_scope(scope: ScopeLevel) -> (&'static str, i64) {
     }
 }
 
-/// How many chats wait ahead of one in its queue: queue `?1`, the chat's
+/// How many chats wait ahead of one in its queue, their patron still there
+/// (a page of theirs open: not `patron_away_at`): queue `?1`, the chat's
 /// place `(?2, ?3)` in the queue's order (when it joined, then its id).
 /// Counted in the index `sessions_queue` alone, its expressions spelled as
 /// there; the first bound on the time lets SQLite read only the entries
 /// ahead (it takes no row value for a range on an expression).
 pub(crate) const QUEUE_AHEAD: &str = "SELECT count(*) AS n FROM sessions s
      WHERE s.state = 'waiting' AND COALESCE(s.queue_library_id, s.library_id) = ?1
-       AND COALESCE(s.queued_at, s.created_at) <= ?2 AND (COALESCE(s.queued_at, s.created_at), s.id) < (?2, ?3)";
+       AND COALESCE(s.queued_at, s.created_at) <= ?2 AND (COALESCE(s.queued_at, s.created_at), s.id) < (?2, ?3)
+       AND s.patron_away_at IS NULL";
 
 /// The active chats whose last line was written before `?1` (R5's
 /// timeout; [`last_line`]'s time: a desk's connection lost and back is no

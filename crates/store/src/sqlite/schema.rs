@@ -43,4 +43,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/036.sql"),
     include_str!("migrations/037.sql"),
     include_str!("migrations/038.sql"),
+    include_str!("migrations/039.sql"),
 ];

@@ -83,6 +83,12 @@ async fn waiting_chats_are_found_by_token_and_queue_oldest_first(b: &Backend) {
     s.transfer(a, w.ann.clone(), back, ok(), 35).await.unwrap();
     assert_eq!(s.queue_ahead(w.library.placement.library, 35, a).await.unwrap(), 2, "behind c and d");
     assert_eq!(s.queue_ahead(w.library.placement.library, 20, d).await.unwrap(), 1, "a is behind d now");
+    // A patron ahead with no page open is not counted, until one opens.
+    s.patron_away(c, Some(36)).await.unwrap();
+    assert_eq!(s.queue_ahead(w.library.placement.library, 35, a).await.unwrap(), 1, "behind d alone");
+    assert_eq!(s.queue_ahead(w.library.placement.library, 20, d).await.unwrap(), 0);
+    s.patron_away(c, None).await.unwrap();
+    assert_eq!(s.queue_ahead(w.library.placement.library, 35, a).await.unwrap(), 2, "c is back");
 }
 
 /// I6: one accept wins; R1: the question is in the patron's library,
