@@ -405,7 +405,7 @@ function begin() {
       // Turned away for now (the frame budget; the database down a moment):
       // kept "Sending…" and sent again, with its id (I4: stored once).
       else if (f.type === "error" && f.code === "rate_limited") retrySoon(2000);
-      else if (f.type === "error" && f.code === "unavailable") retrySoon(5000);
+      else if (f.type === "error" && f.code === "unavailable") retrySoon(5000 + Math.random() * 2500);
       else if (f.type === "error" && f.code === "unauthenticated" && !f.client_id) gone();
       else if (f.type === "erased") { $("log").replaceChildren(); seen.clear(); gone("This chat's record was erased. Reload the page to start a new chat."); }
       else if (f.type === "error") {

@@ -4,13 +4,28 @@
 // A page opened at another address of this server than its public one
 // (`localhost`, a second name the proxy answers to) would have every change
 // refused as another site's: it goes to the public address, the same page.
+// Once a minute at most from one tab: a public URL that is not where the
+// browser lands (http behind a proxy that forces https) would loop.
+// While the page goes there, its API calls wait for ever: none is refused
+// here first, nor sends the page elsewhere (to the sign-in) instead.
+let leaving = false;
 const publicUrl = document.querySelector('meta[name="refdesk-public-url"]')?.content;
-if (publicUrl && new URL(publicUrl).origin !== location.origin) {
-  location.replace(new URL(location.pathname + location.search + location.hash, publicUrl).href);
+const publicOrigin = publicUrl && new URL(publicUrl).origin;
+if (publicOrigin && publicOrigin !== location.origin) {
+  // A frame whose storage the browser blocks cannot tell: it stays.
+  let again = false;
+  try {
+    const key = "refdesk.sent-to-public-url";
+    again = Date.now() - (Number(sessionStorage.getItem(key)) || 0) > 60000;
+    if (again) sessionStorage.setItem(key, String(Date.now()));
+  } catch { /* no storage */ }
+  if (again) location.replace(publicOrigin + location.pathname + location.search + location.hash);
+  leaving = again;
 }
 
 /** Calls the JSON API; throws an Error carrying the API's error message. */
 export async function api(path, { method = "GET", body, token } = {}) {
+  if (leaving) return new Promise(() => {});
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers["Authorization"] = `Bearer ${token}`;

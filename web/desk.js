@@ -207,7 +207,11 @@ function show(session) {
     for (const id of ["transfer-note", "block-reason"]) $(id).value = "";
     for (const id of ["stay", "block-network"]) $(id).checked = false;
   }
+  const library = chatLibrary(current);
   current = session;
+  // Another library's patron: that library's scripts (read as the menu is
+  // opened too).
+  if (chatLibrary(session) !== library) refreshScripts().catch(() => {});
   const l = log(session);
   l.unread = 0;
   $("chat").classList.remove("hidden");
@@ -1189,9 +1193,10 @@ function onRefused(f) {
   // reconnect) is not refused for what it says: it stays "Sending…" and
   // goes again shortly with its id (I4: stored once).
   if (f.code === "rate_limited" && f.client_id && pending.has(f.client_id)) { resendSoon(2000); return; }
-  // So is one the database could not store just now (down, read-only):
-  // nothing was stored, and it goes again in 5 s.
-  if (f.code === "unavailable" && f.client_id && pending.has(f.client_id)) { resendSoon(5000); return; }
+  // So is one the database could not store just now (down, read-only): it
+  // goes again in 5 s or so (spread, so that every desk does not send at
+  // the same moment once it is back), with its id: stored once.
+  if (f.code === "unavailable" && f.client_id && pending.has(f.client_id)) { resendSoon(5000 + Math.random() * 2500); return; }
   // An IM refused: said in its panel, and its text back in the box.
   const im = f.client_id && imSent.get(f.client_id);
   if (im) {

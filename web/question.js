@@ -37,8 +37,8 @@ function describe(t) {
       return {
         take_over: `took the chat over from ${person(t.from)}`,
         transfer: t.from === t.actor ? `handed the chat to ${person(t.to)}` : `handed the chat from ${person(t.from)} to ${person(t.to)}`,
-        queue: `sent the chat back to ${queue} (from ${person(t.from)})`,
-        left: `left the desk (signed out, disabled, or gone too long) while chatting: the chat went back to ${queue}`,
+        queue: t.left ? `left the desk (signed out, disabled, or gone too long) while chatting: the chat went back to ${queue}`
+          : `sent the chat back to ${queue} (from ${person(t.from)})`,
         "accepted from a queue": `accepted the chat from a queue`,
       }[t.how] ?? `chatting librarian ${person(t.from)} → ${person(t.to)}`;
     }

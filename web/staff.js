@@ -138,6 +138,14 @@ $("create").onsubmit = async (e) => {
 };
 
 try { me = await api("/api/me"); } catch { location.href = "/desk"; }
+// A librarian manages nobody: no form to fill in for a refusal, and no
+// list asked for (the server refuses it) — the page says whom to ask.
+const manages = me.role !== "librarian";
+if (!manages) {
+  $("manage").classList.add("hidden");
+  $("status").textContent = "Staff accounts are managed by your library's admins: ask one of them to add a colleague, "
+    + "reset a password or disable an account. Your own password you change from the desk.";
+}
 // The form offers what this admin may give: roles up to their own, the
 // libraries of their scope (the server refuses anything else).
 const inScope = (l) => ({
@@ -145,7 +153,7 @@ const inScope = (l) => ({
   institution_admin: l.institution === me.home.institution,
   cooperative_admin: l.cooperative === me.home.cooperative,
 })[me.role] ?? false;
-$("new-library").append(...(await api("/api/libraries")).filter(inScope).map((l) => el("option", { value: l.slug }, l.name)));
+if (manages) $("new-library").append(...(await api("/api/libraries")).filter(inScope).map((l) => el("option", { value: l.slug }, l.name)));
 // Roles below one's own: a peer is added (and managed) by a role above.
 for (const option of [...$("new-role").options]) if (ROLES.indexOf(option.value) >= ROLES.indexOf(me.role)) option.remove();
 // A cooperative has no role above its admins: a second one (a stand-in for
@@ -155,4 +163,4 @@ if (me.role === "cooperative_admin") {
     + "refdesk user add USERNAME --library SLUG --role cooperative_admin (see \"The refdesk command\" in its README).";
   $("peer-hint").classList.remove("hidden");
 }
-load();
+if (manages) load();

@@ -598,3 +598,21 @@ test("the question list shows a question asked after it was opened, by itself", 
   await carla.locator("#rows tr", { hasText: text }).waitFor({ timeout: 5000 });
   for (const p of [carla, patron]) await p.context().close();
 });
+
+test("a librarian who opens the staff page is told whom to ask: no form to fill in for a refusal, no request refused", async () => {
+  const ann = await signIn("ann");
+  const refused = [];
+  ann.on("response", (r) => { if (r.status() >= 400) refused.push(`${r.status()} ${r.url()}`); });
+  await ann.goto(`${base}/desk/staff`);
+  await ann.getByText(/Staff accounts are managed by your library's admins/).waitFor();
+  assert.equal(await ann.locator("#create").isVisible(), false, "no form");
+  assert.equal(await ann.locator("#rows").isVisible(), false, "no list");
+  await accessible(ann, "the staff page for a librarian");
+  assert.deepEqual(refused, []);
+  // An admin has both.
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/staff`);
+  await carla.locator("#rows tr").first().waitFor();
+  assert.equal(await carla.locator("#create").isVisible(), true);
+  for (const p of [ann, carla]) await p.context().close();
+});

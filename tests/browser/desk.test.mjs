@@ -1002,6 +1002,19 @@ test("a chat transferred without staying closes on the desk, and the focus goes 
   for (const p of [ann, ben, patron]) await p.context().close();
 });
 
+test("serving another library's patron, the scripts offered are that library's, as its policy notes are", async () => {
+  const { ann, ben, patron } = await transferredToBen("Sy", "Scripts of whose library?");
+  await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
+  await ben.getByRole("button", { name: /^Sy — / }).click();
+  await ben.locator("#chat-title", { hasText: /^Sy — / }).waitFor();
+  // Riverside's own script, under Riverside's name: Ben (Lakeside) has none of his library's.
+  await ben.locator("#script").focus();
+  const group = ben.locator("#script optgroup", { has: ben.locator("option", { hasText: "Off-campus access" }) });
+  await group.waitFor({ state: "attached" });
+  assert.match(await group.getAttribute("label"), /^Riverside.*'s$/);
+  for (const p of [ann, ben, patron]) await p.context().close();
+});
+
 test("a chat sent back to the queue says so in the queue, and when it was first asked", async () => {
   const { ann, patron } = await chatWithAnn("Remy", "Sent back?");
   const session = await patron.evaluate(() => JSON.parse(sessionStorage.getItem("refdesk.chat.riverside-main")).session);
@@ -1629,17 +1642,4 @@ test("the patron's status says when their librarian's desk has lost its connecti
   await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
   await patron.context().close();
   await context.close();
-});
-
-test("serving another library's patron, the scripts offered are that library's, as its policy notes are", async () => {
-  const { ann, ben, patron } = await transferredToBen("Sy", "Scripts of whose library?");
-  await patron.getByText("Ann Archer (librarian) has transferred the chat to Ben Booker (librarian)").waitFor();
-  await ben.getByRole("button", { name: /^Sy — / }).click();
-  await ben.locator("#chat-title", { hasText: /^Sy — / }).waitFor();
-  // Riverside's own script, under Riverside's name: Ben (Lakeside) has none of his library's.
-  await ben.locator("#script").focus();
-  const group = ben.locator("#script optgroup", { has: ben.locator("option", { hasText: "Off-campus access" }) });
-  await group.waitFor({ state: "attached" });
-  assert.match(await group.getAttribute("label"), /^Riverside.*'s$/);
-  for (const p of [ann, ben, patron]) await p.context().close();
 });

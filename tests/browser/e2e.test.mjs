@@ -621,6 +621,12 @@ test("a patron's question goes with Enter, as a chat line does; Shift+Enter star
   await patron.keyboard.type("the second");
   assert.equal(await patron.inputValue("#question"), "Two lines:\nthe second");
   assert.equal(await patron.locator("#chat").isVisible(), false, "Shift+Enter starts no chat");
+  // The Enter that ends an input method's composition (a Chinese or
+  // Japanese word being chosen) starts nothing either.
+  await patron.locator("#question").evaluate((box) => box.dispatchEvent(
+    new KeyboardEvent("keydown", { key: "Enter", isComposing: true, bubbles: true, cancelable: true })));
+  await patron.waitForTimeout(300);
+  assert.equal(await patron.locator("#chat").isVisible(), false, "an input method's Enter starts no chat");
   await patron.keyboard.press("Enter");
   await patron.locator("#chat").waitFor();
   await patron.locator("#log", { hasText: "the second" }).waitFor();

@@ -1264,7 +1264,7 @@ impl App {
                     Some((true, libs)) => return Ok(libs),
                     Some((false, libs)) if listed.failed_at.is_some_and(recent) => return Ok(libs),
                     None if listed.failed_at.is_some_and(recent) => {
-                        return Err(AppError::Internal("the libraries could not be read a moment ago".into()))
+                        return Err(AppError::Unavailable("the libraries could not be read a moment ago".into()))
                     }
                     _ => {}
                 }

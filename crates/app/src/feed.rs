@@ -554,6 +554,22 @@ impl Feed {
         }
     }
 
+    /// Counts this waiting patron's place in line again from the store
+    /// (said only if it changed). A failed read leaves it as it was.
+    async fn count_place_again(&mut self, out: &mut Vec<Out>) {
+        let Some((queue, (since, session), position)) = self.waiting else { return };
+        match self.app.store.queue_ahead(queue, since, session).await {
+            Ok(ahead) if ahead as usize + 1 != position => {
+                if let Some((_, _, position)) = self.waiting.as_mut() {
+                    *position = ahead as usize + 1;
+                }
+                out.extend(self.position());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%session, error = %e, "could not count a place in line again"),
+        }
+    }
+
     /// Keeps a patron's place in line: read once from the store when they
     /// (re)join a queue, then moved by the queue events ahead of them.
     async fn follow_queue(
@@ -981,7 +997,7 @@ impl Feed {
                 }
             }
             Event::QueueRemoved { session, placement, away, .. } => {
-                self.on_queue_removed(*session, *placement, *away, &mut out)
+                self.on_queue_removed(*session, *placement, *away, &mut out).await
             }
             Event::PatronAway { session, queue, since, .. } => {
                 self.on_patron_away(*session, *queue, *since, &mut out).await
@@ -1109,13 +1125,26 @@ impl Feed {
         }
     }
 
-    fn on_queue_removed(&mut self, session: SessionId, placement: Placement, away: bool, out: &mut Vec<Out>) {
+    async fn on_queue_removed(
+        &mut self,
+        session: SessionId,
+        placement: Placement,
+        away: Option<bool>,
+        out: &mut Vec<Out>,
+    ) {
         if let Viewer::Patron { .. } = self.viewer {
             // Someone ahead left the queue: one place forward (unless their
-            // page was closed, and they were not counted ahead).
-            if let Some((_, _, position)) = self.waiting.as_mut().filter(|_| !away) {
-                *position = position.saturating_sub(1).max(1);
-                out.extend(self.position());
+            // page was closed, and they were not counted ahead; an event
+            // that does not say: counted again).
+            match away {
+                Some(true) => {}
+                Some(false) => {
+                    if let Some((_, _, position)) = self.waiting.as_mut() {
+                        *position = position.saturating_sub(1).max(1);
+                        out.extend(self.position());
+                    }
+                }
+                None => self.count_place_again(out).await,
             }
             return;
         }
@@ -1151,11 +1180,10 @@ impl Feed {
                 self.patron_back(session).await;
             } else if own != session {
                 // A patron ahead closed their last page, or opened one again
-                // (delivered only to those behind): one place forward, or back.
-                if let Some((_, _, position)) = self.waiting.as_mut() {
-                    *position = if since.is_some() { position.saturating_sub(1).max(1) } else { *position + 1 };
-                    out.extend(self.position());
-                }
+                // (delivered only to those behind). Counted again rather than
+                // moved by one: it carries no version, and may come before or
+                // after the chat's leaving the line, from another node.
+                self.count_place_again(out).await;
             }
         } else if self.may_have_been_offered(queue) {
             out.push(Out::PatronAway { session, since });

@@ -72,8 +72,9 @@ pub enum AppError {
     #[error("internal error: {0}")]
     Internal(#[source] Failure),
     /// The database cannot be reached or cannot write just now (down,
-    /// read-only, out of space): nothing was done, and trying again later
-    /// may work. For logs only, like `Internal`.
+    /// read-only, out of space): trying again later may work (what was asked
+    /// was not done, unless a connection was lost during its commit). For
+    /// logs only, like `Internal`.
     #[error("unavailable: {0}")]
     Unavailable(#[source] Failure),
 }

@@ -144,7 +144,7 @@ pub struct NatsOptions {
     pub key_file: Option<PathBuf>,
     /// A second key, which opens what other nodes send but never seals:
     /// the old key or the new one while the deployment changes its key one
-    /// node at a time (docs/operations.md, "Changing the NATS key").
+    /// node at a time (README, "The nodes' key").
     pub second_key: Option<String>,
     /// A file holding that second key.
     pub second_key_file: Option<PathBuf>,
@@ -239,7 +239,6 @@ impl NatsOptions {
         Ok(())
     }
 
-    /// The key the envelopes are sealed with.
     /// The second key ([`NatsOptions::second_key`]), if one is set.
     fn second_envelope_key(&self) -> Result<Option<NatsKey>, String> {
         match (&self.second_key, &self.second_key_file) {
@@ -250,6 +249,7 @@ impl NatsOptions {
         }
     }
 
+    /// The key the envelopes are sealed with.
     fn envelope_key(&self) -> Result<NatsKey, String> {
         match (&self.key, &self.key_file) {
             (Some(key), None) => NatsKey::parse(key).map_err(|e| format!("nats_key: {e}")),

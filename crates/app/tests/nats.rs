@@ -132,7 +132,8 @@ async fn two_buses_linked_over_nats_share_events_and_recover_from_what_is_lost()
 
     // A late event from another node never undoes a newer one: accepted (v2)
     // then, late, the chat's arrival (v1) is dropped.
-    let removed = Event::QueueRemoved { session: SessionId(9), placement: place(), since: 1, version: 2, away: false };
+    let removed =
+        Event::QueueRemoved { session: SessionId(9), placement: place(), since: 1, version: 2, away: Some(false) };
     from_node(&raw, &subject, &mut x, 1, vec![removed.clone()]).await;
     from_node(&raw, &subject, &mut x, 2, vec![Event::QueueAdded(entry(9, 1))]).await;
     from_node(&raw, &subject, &mut x, 3, vec![Event::QueueAdded(entry(10, 0))]).await;

@@ -278,9 +278,10 @@ pub enum Event {
         /// The session's version after it left.
         #[serde(default)]
         version: u64,
-        /// Its patron had no page open as it left (the patrons behind it
-        /// did not count it ahead of them).
+        /// Whether its patron had no page open as it left (the patrons
+        /// behind it did not count it ahead of them); `None` from a node of
+        /// a release before it was sent (the patrons behind count again).
         #[serde(default)]
-        away: bool,
+        away: Option<bool>,
     },
 }

@@ -311,6 +311,12 @@ pub enum Change {
         /// at once.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         cooperative: bool,
+        /// For a chat put back in a queue: because its chatting librarian
+        /// left the desk (signed out, disabled, or gone past
+        /// `signoff_minutes`). A field, not a way of changing hands of its
+        /// own, so that a node of an earlier release reads the entry.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        left: bool,
     },
     /// A message to the chatting librarian was sent into the live chat.
     LibrarianMessage {
@@ -396,10 +402,6 @@ pub enum Handing {
     /// It went back into a queue.
     #[serde(rename = "queue")]
     Queue,
-    /// It went back in line because its librarian left the desk (signed
-    /// out, disabled, or gone past `signoff_minutes`).
-    #[serde(rename = "left")]
-    Left,
     /// A librarian accepted it from the queue it had been sent back to.
     #[serde(rename = "accepted from a queue")]
     AcceptedFromQueue,

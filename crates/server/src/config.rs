@@ -82,7 +82,7 @@ pub struct Config {
     pub nats_key_file: Option<PathBuf>,
     /// A second key that opens what other nodes send, never used to seal:
     /// set while the deployment changes its key one node at a time (the
-    /// new key, then the old one; docs/operations.md). Never printed.
+    /// new key, then the old one; README, "The nodes' key"). Never printed.
     pub nats_second_key: Option<String>,
     /// A file holding that second key, instead of `nats_second_key`.
     pub nats_second_key_file: Option<PathBuf>,

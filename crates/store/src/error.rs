@@ -21,8 +21,9 @@ pub enum StoreError {
     },
     /// The database cannot take requests just now: it does not answer, or
     /// cannot write (read-only, out of space, a failing disk). It may come
-    /// back by itself, so the caller may try again later; nothing was done.
-    /// The message is for logs, like `Backend`'s.
+    /// back by itself, so the caller may try again later. What was asked was
+    /// not done, unless the connection was lost during its very commit (then
+    /// it may have been). The message is for logs, like `Backend`'s.
     #[error("database unavailable: {what}")]
     Unavailable {
         /// What failed, in refdesk's words, with the database's own error.

@@ -1676,10 +1676,10 @@ async fn a_chat_whose_librarian_is_disabled_or_signed_off_goes_back_in_line_and_
         .unwrap()
         .iter()
         .filter(|t| t["change"] == "librarian" && t["to"].is_null())
-        .map(|t| (&t["from"], &t["how"], &t["queue"]))
+        .map(|t| (&t["from"], &t["left"], &t["queue"]))
         .collect();
     let (ann_id, carla_id) = (json!(ann.id), json!(carla.id));
-    let left = json!("left");
+    let left = json!(true);
     let expected = [(&ann_id, &left, &riverside), (&carla_id, &left, &riverside), (&carla_id, &left, &riverside)];
     assert_eq!(handed, expected, "{page}");
     // Nobody takes it back in time: it ends, and the transcript the patron

@@ -45,7 +45,7 @@ fn queue_entry(rec: &SessionRecord, question: &str, since: Millis) -> QueueEntry
 /// before it left).
 fn queue_removed(rec: &SessionRecord, away: bool) -> Event {
     let (session, placement, since, version) = (rec.ctx.id, rec.queue, rec.queued_at, rec.ctx.version);
-    Event::QueueRemoved { session, placement, since, version, away }
+    Event::QueueRemoved { session, placement, since, version, away: Some(away) }
 }
 
 fn queue_full() -> DomainError {
@@ -189,7 +189,8 @@ async fn accept<D: Db>(
         }
         Some(question) => {
             let how = Handing::AcceptedFromQueue;
-            let change = Change::Librarian { from: None, to: Some(by.id), how, queue: None, cooperative: false };
+            let change =
+                Change::Librarian { from: None, to: Some(by.id), how, queue: None, cooperative: false, left: false };
             insert_timeline(db, question, now, Some(&by), &change).await?;
         }
     }
@@ -699,8 +700,8 @@ async fn transfer<D: Db>(
                 args![id.0, library.library.0, now, *coop_now],
             )
             .await?;
-            queue = Some((library.library, *coop_now));
-            (None, if *left { Handing::Left } else { Handing::Queue })
+            queue = Some((library.library, *coop_now, *left));
+            (None, Handing::Queue)
         }
     };
     if let Some(prev) = previous.filter(|p| stay && Some(*p) != new_librarian) {
@@ -712,8 +713,8 @@ async fn transfer<D: Db>(
         .await?;
     }
     if let Some(q) = rec.ctx.question {
-        let (queue, cooperative) = queue.map_or((None, false), |(l, c)| (Some(l), c));
-        let change = Change::Librarian { from: previous, to: new_librarian, how, queue, cooperative };
+        let (queue, cooperative, left) = queue.map_or((None, false, false), |(l, c, left)| (Some(l), c, left));
+        let change = Change::Librarian { from: previous, to: new_librarian, how, queue, cooperative, left };
         insert_timeline(db, q, now, Some(&by), &change).await?;
     }
     let after = load_session(db, id).await?;

@@ -19,8 +19,8 @@
 //! order, so that batches of several nodes never deadlock.
 //!
 //! The pool reconnects by itself: while the database is unreachable, every
-//! operation fails with [`StoreError::Backend`] (and `/readyz` says so), and
-//! once it is back the next operation succeeds.
+//! operation fails with [`StoreError::Unavailable`] (and `/readyz` says so),
+//! and once it is back the next operation succeeds.
 
 mod batch;
 mod connection;
@@ -212,14 +212,14 @@ fn db(e: sqlx::Error) -> StoreError {
 /// itself; none is refdesk's fault.
 fn unavailable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => {
-            d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "25006")
-        }
+        // A protocol error is most often a connection cut in the middle of
+        // a message (the server gone); one of sqlx's own would be a bug, and
+        // is logged all the same (at `warn`, with its text).
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // 08P01 (protocol_violation) is a client's fault, not the link's.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            (c.starts_with("08") && c != "08P01") || c.starts_with("53") || c.starts_with("57P") || c == "25006"
+        }),
         _ => false,
     }
 }

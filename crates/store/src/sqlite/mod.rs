@@ -460,7 +460,7 @@ fn db(e: rusqlite::Error) -> StoreError {
         // failing file system) or another process holds it past the busy
         // wait: it may pass by itself, and nothing was written.
         use rusqlite::ErrorCode::*;
-        if matches!(f.code, DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked) {
+        if matches!(f.code, DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy) {
             return StoreError::unavailable("SQLite", e);
         }
     }
