@@ -1973,12 +1973,17 @@ async fn queue_snapshots_asked_in_a_loop_read_the_store_once_per_change() {
     let (mut ws, first) = ann.queue_socket().await;
     assert_eq!(first["waiting"].as_array().unwrap().len(), 5, "{first}");
     let before = reads().await;
+    let began = std::time::Instant::now();
     for _ in 0..20 {
         ws.send(json!({"type": "queue"})).await;
         let q = ws.until(|f| f["type"] == "queue").await.pop().unwrap();
         assert_eq!(q["waiting"].as_array().unwrap().len(), 5, "{q}");
     }
-    assert_eq!(reads().await, before, "twenty snapshots, no change: nothing read again");
+    // A snapshot serves 5 s at most (WAITING_FRESH) even with no change
+    // heard: a loop slowed past that by a loaded machine (CI ran it in
+    // 5 s once) reads once more for each 5 s, no more.
+    let (took, read) = (began.elapsed(), reads().await - before);
+    assert!(read <= took.as_secs() / 5, "twenty snapshots, no change: read {read} times again in {took:?}");
     // A sixth patron: the next snapshot holds them.
     let sixth = app.start_chat("riverside-main", "the sixth").await;
     ws.until(|f| f["type"] == "queue_added" && f["session"] == sixth.session).await;
