@@ -38,6 +38,9 @@ function query(before) {
 
 // Codes by key, for their labels (read once the page starts).
 const codeLabels = new Map();
+// Who served the patron: the chatting librarian, else who answered by e-mail
+// (a question asked by the form has no chat).
+const librarianOf = (q) => q.librarian_name || (q.emailed_by_name ? `${q.emailed_by_name} (by e-mail)` : "");
 const codeOf = (q) => (q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—");
 function row(q) {
   const link = el("a", { href: `/desk/questions/${q.id}` }, q.text);
@@ -46,7 +49,7 @@ function row(q) {
     el("td", {}, q.live ? liveBadge(q) : "", " ", link),
     el("td", {}, q.patron_name || "—"),
     el("td", {}, q.library_name + (q.referred_name ? ` → ${q.referred_name}` : "")),
-    el("td", {}, q.state.status), el("td", {}, codeOf(q)), el("td", {}, q.librarian_name || "—"),
+    el("td", {}, q.state.status), el("td", {}, codeOf(q)), el("td", {}, librarianOf(q) || "—"),
     el("td", {}, q.assignee_name || "—"),
     el("td", {}, new Date(q.last_message_at).toLocaleString()));
 }
@@ -55,7 +58,7 @@ function row(q) {
 // each column heading is a button; the sorted column says so with aria-sort.
 const KEYS = {
   id: (q) => q.id, text: (q) => q.text, patron: (q) => q.patron_name || "", library: (q) => q.library_name,
-  status: (q) => q.state.status, code: (q) => (q.state.code ? codeOf(q) : ""), librarian: (q) => q.librarian_name || "",
+  status: (q) => q.state.status, code: (q) => (q.state.code ? codeOf(q) : ""), librarian: librarianOf,
   assignee: (q) => q.assignee_name || "", last: (q) => q.last_message_at,
 };
 let sort = { key: "id", dir: "descending" };

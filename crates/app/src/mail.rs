@@ -797,6 +797,7 @@ mod tests {
             state: refdesk_domain::question::question_on_accept(),
             librarian: None,
             librarian_name: None,
+            emailed_by_name: None,
             assignee_name: None,
             session_state: refdesk_domain::chat::SessionState::Ended,
             live: false,

@@ -270,7 +270,10 @@ impl App {
     }
 
     async fn by_librarian(&self, staff: &Staff, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
-        let served = self.store.session_counts(s.range.clone(), SessionGroup::Librarian).await?;
+        let (served, emailed) = tokio::try_join!(
+            self.store.session_counts(s.range.clone(), SessionGroup::Librarian),
+            self.store.question_counts(s.range.clone(), QuestionGroup::EmailedBy)
+        )?;
         let people: HashMap<i64, (String, String)> = self
             .store
             .staff_of(staff.home.cooperative)
@@ -278,17 +281,27 @@ impl App {
             .into_iter()
             .map(|e| (e.staff.id.0, (e.staff.display_name, e.library_name)))
             .collect();
-        let mut rows: Vec<Vec<Cell>> = served
-            .iter()
-            .map(|c| {
-                let (name, library) = c.keys[0].and_then(|id| people.get(&id).cloned()).unwrap_or_default();
+        // Each librarian who served a chat or e-mailed an answer: a question
+        // asked by the form is answered by e-mail, with no chat to count.
+        let emailed: HashMap<i64, i64> =
+            emailed.into_iter().filter_map(|(k, n)| Some((k?.parse::<i64>().ok()?, n))).collect();
+        let mut ids: Vec<i64> = served.iter().filter_map(|c| c.keys[0]).collect();
+        ids.extend(emailed.keys().filter(|id| !served.iter().any(|c| c.keys[0] == Some(**id))));
+        let mut rows: Vec<Vec<Cell>> = ids
+            .into_iter()
+            .map(|id| {
+                let (name, library) = people.get(&id).cloned().unwrap_or_default();
+                let c = served.iter().find(|c| c.keys[0] == Some(id));
+                let (accepted, duration_sum, timed, ratings, rating_sum) =
+                    c.map_or((0, 0, 0, 0, 0), |c| (c.accepted, c.duration_sum, c.timed, c.ratings, c.rating_sum));
                 vec![
                     text(name),
                     text(library),
-                    Cell::Int(c.accepted),
-                    Cell::Number(r::mean(c.duration_sum, c.timed)),
-                    Cell::Int(c.ratings),
-                    Cell::Number(r::mean(c.rating_sum, c.ratings)),
+                    Cell::Int(accepted),
+                    Cell::Int(emailed.get(&id).copied().unwrap_or(0)),
+                    Cell::Number(r::mean(duration_sum, timed)),
+                    Cell::Int(ratings),
+                    Cell::Number(r::mean(rating_sum, ratings)),
                 ]
             })
             .collect();
@@ -297,6 +310,7 @@ impl App {
             Column::new("librarian", "Librarian", Kind::Text),
             Column::new("library", "Library", Kind::Text),
             Column::new("chats", "Chats served", Kind::Int),
+            Column::new("emailed", "Questions answered by e-mail", Kind::Int),
             Column::new("mean_duration_s", "Mean duration (s)", Kind::Number),
             Column::new("ratings", "Ratings", Kind::Int),
             Column::new("mean_rating", "Mean rating", Kind::Number),

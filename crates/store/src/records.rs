@@ -836,6 +836,9 @@ pub struct QuestionRecord {
     pub librarian: Option<StaffId>,
     /// Their display name.
     pub librarian_name: Option<String>,
+    /// The display name of the staff member who last e-mailed an answer
+    /// to it, if any.
+    pub emailed_by_name: Option<String>,
     /// The display name of the staff member it is assigned to
     /// (`state.assignee`).
     pub assignee_name: Option<String>,
@@ -998,6 +1001,10 @@ pub enum QuestionGroup {
     Channel,
     /// By READ scale level.
     ReadScale,
+    /// By the staff member who last e-mailed an answer to it (their id),
+    /// for the staff of the libraries in range rather than the questions
+    /// of those libraries; questions no one e-mailed are not counted.
+    EmailedBy,
 }
 
 /// A span of a chat, measured for percentiles.

@@ -322,6 +322,7 @@ fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
         "Follow-up",
         "Rating",
         "Question text",
+        "Answered by e-mail by",
     ];
     w.write_record(head).map_err(csv_failed)?;
     Ok(w)
@@ -349,6 +350,7 @@ fn write_questions(
             if st.follow_up { "yes" } else { "" }.to_owned(),
             q.rating.map(|n| n.to_string()).unwrap_or_default(),
             defused(&q.text).into_owned(),
+            defused(q.emailed_by_name.as_deref().unwrap_or("")).into_owned(),
         ];
         w.write_record(row).map_err(csv_failed)?;
     }

@@ -182,6 +182,10 @@ pub struct QuestionView {
     pub librarian: Option<StaffId>,
     /// Their name.
     pub librarian_name: Option<String>,
+    /// The name of the staff member who last e-mailed an answer to it (a
+    /// question asked by the form has no chatting librarian; the list's
+    /// `librarian` filter finds it by either).
+    pub emailed_by_name: Option<String>,
     /// The name of the staff member it is assigned to (`state.assignee`).
     pub assignee_name: Option<String>,
     /// The chat's state.
@@ -223,6 +227,7 @@ impl From<refdesk_store::QuestionRecord> for QuestionView {
             state: q.state,
             librarian: q.librarian,
             librarian_name: q.librarian_name,
+            emailed_by_name: q.emailed_by_name,
             assignee_name: q.assignee_name,
             session_state: q.session_state,
             live: q.live,

@@ -598,13 +598,14 @@ fn expected(chats: &[Chat], codes: &[Code], name: &str, a: &Ask) -> (Vec<&'stati
                     json!(who),
                     json!(LIBS[*lib].1),
                     json!(mine.len()),
+                    json!(0), // no answer is e-mailed here: `answers_emailed_count_for_the_librarian`
                     mean(timed.iter().sum(), timed.len() as i64),
                     json!(ratings.len()),
                     mean(ratings.iter().sum(), ratings.len() as i64),
                 ]);
             }
             rows.sort_by(|x, y| x[0].as_str().cmp(&y[0].as_str()));
-            (vec!["librarian", "library", "chats", "mean_duration_s", "ratings", "mean_rating"], rows)
+            (vec!["librarian", "library", "chats", "emailed", "mean_duration_s", "ratings", "mean_rating"], rows)
         }
         "by-code" => {
             let mut rows = Vec::new();
@@ -1023,6 +1024,7 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         "Follow-up",
         "Rating",
         "Question text",
+        "Answered by e-mail by",
     ];
     assert_eq!(records[0], head);
     let texts: Vec<&str> = records[1..].iter().map(|r| r[11].as_str()).collect();
@@ -1172,4 +1174,53 @@ async fn ask_offline_questions(app: &TestApp, n: usize) {
         };
         app.state.app.ask_offline("riverside-main", form, None).await.unwrap();
     }
+}
+
+/// A question asked by the form has no chat and no chatting librarian: the
+/// librarian who answers it by e-mail is named in the list, found by its
+/// librarian filter, counted by librarian and named in the export (they
+/// were in none of them).
+#[tokio::test]
+async fn answers_emailed_count_for_the_librarian_in_the_list_its_filter_and_the_reports() {
+    let app = spawn_app_with_manual_clock().await;
+    let (ann, ben, carla) = (app.staff("ann").await, app.staff("ben").await, app.staff("carla").await);
+    app.ask_by_form("riverside-main", "Can I renew by phone?").await;
+    app.ask_by_form("riverside-main", "Do you hold the 1911 census?").await;
+    let (_, list) = ann.get("/api/questions").await;
+    let id = |text: &str| list.as_array().unwrap().iter().find(|q| q["text"] == text).unwrap()["id"].as_i64().unwrap();
+    let (renew, census) = (id("Can I renew by phone?"), id("Do you hold the 1911 census?"));
+    // Ann answers one; the other is only coded.
+    let (status, out) = ann.act(renew, "answer", json!({"body": "Yes: 555-0100."})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(ann.act(census, "code", json!({"code": "answered"})).await.0, 200);
+
+    let (_, list) = carla.get("/api/questions").await;
+    let listed = |id: i64| list.as_array().unwrap().iter().find(|q| q["id"] == id).unwrap().clone();
+    assert_eq!(
+        (&listed(renew)["emailed_by_name"], &listed(renew)["librarian_name"]),
+        (&json!("Ann Archer"), &json!(null))
+    );
+    assert_eq!(listed(census)["emailed_by_name"], json!(null), "coded, not answered");
+
+    let (_, mine) = carla.get(&format!("/api/questions?librarian={}", ann.id)).await;
+    let ids: Vec<i64> = mine.as_array().unwrap().iter().map(|q| q["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [renew], "Ann's: the one she answered");
+    let (_, bens) = carla.get(&format!("/api/questions?librarian={}", ben.id)).await;
+    assert_eq!(bens, json!([]));
+
+    let today = date(app.clock().now().div_euclid(DAY));
+    let (status, report) = carla.get(&format!("/api/reports/by-librarian?from={today}&to={today}&utc_offset=0")).await;
+    assert_eq!(status, 200, "{report}");
+    let keys: Vec<&str> = report["columns"].as_array().unwrap().iter().map(|c| c["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["librarian", "library", "chats", "emailed", "mean_duration_s", "ratings", "mean_rating"]);
+    assert_eq!(
+        report["rows"],
+        json!([["Ann Archer", "Riverside University Main Library", 0, 1, null, 0, null]]),
+        "Ann, who served no chat"
+    );
+
+    let csv = read_csv(&get_raw(&carla, "/api/questions/export").await.bytes().await.unwrap());
+    let col = csv[0].iter().position(|h| h == "Answered by e-mail by").unwrap();
+    let row = |id: i64| csv.iter().find(|r| r[0] == id.to_string()).unwrap()[col].clone();
+    assert_eq!((row(renew).as_str(), row(census).as_str()), ("Ann Archer", ""));
 }

@@ -115,8 +115,17 @@ async fn sessions<D: Db>(db: &mut D, range: ReportRange, by: SessionGroup) -> Re
 }
 
 async fn questions<D: Db>(db: &mut D, range: ReportRange, by: QuestionGroup) -> Result<Vec<(Option<String>, i64)>> {
+    let scope = match by {
+        // The librarians in scope, as in the sessions' `Librarian` group,
+        // each one's questions from the `questions_emailed_by` index.
+        QuestionGroup::EmailedBy => {
+            format!("q.emailed_by IN (SELECT st.id FROM staff st WHERE {})", within("st.library_id", &range.libraries))
+        }
+        _ => within("q.library_id", &range.libraries),
+    };
     let (key, join) = match by {
         QuestionGroup::Hour => ("CAST((q.created_at + ?3) / ?4 AS TEXT)", ""),
+        QuestionGroup::EmailedBy => ("CAST(q.emailed_by AS TEXT)", ""),
         QuestionGroup::Library => ("CAST(q.library_id AS TEXT)", ""),
         QuestionGroup::Code => ("q.code", ""),
         QuestionGroup::Status => ("q.status", ""),
@@ -129,9 +138,8 @@ async fn questions<D: Db>(db: &mut D, range: ReportRange, by: QuestionGroup) -> 
     };
     let sql = format!(
         "SELECT {key} AS k, COUNT(*) AS n FROM questions q {join}
-         WHERE q.created_at >= ?1 AND q.created_at < ?2 AND NOT q.exclude_from_stats AND {}
-         GROUP BY k",
-        within("q.library_id", &range.libraries)
+         WHERE q.created_at >= ?1 AND q.created_at < ?2 AND NOT q.exclude_from_stats AND {scope}
+         GROUP BY k"
     );
     let hourly = args![range.from, range.to, range.offset, HOUR];
     let binds = if by == QuestionGroup::Hour { hourly } else { &hourly[..2] };

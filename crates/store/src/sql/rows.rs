@@ -211,6 +211,11 @@ pub(crate) async fn insert_timeline<D: Db>(
     // the patron gave in the chat, not the chat's own).
     if let Change::Answer { emailed_to: Some(to), .. } = change {
         db.exec("INSERT INTO answer_addresses (question_id, address) VALUES (?1, ?2)", args![q.0, to]).await?;
+        // Who answered it by e-mail, for the list, its filter and the
+        // reports (a question asked by the form has no chatting librarian).
+        if let Some(by) = actor {
+            db.exec("UPDATE questions SET emailed_by = ?2 WHERE id = ?1", args![q.0, by.id.0]).await?;
+        }
     }
     Ok(())
 }

@@ -503,7 +503,7 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
             rl.institution_id AS referred_institution, ri.cooperative_id AS referred_cooperative,
             rl.name AS referred_name,
             s.librarian_id AS librarian_id, st.display_name AS librarian_name, s.state AS session_state,
-            q.created_at AS created_at, ",
+            se.display_name AS emailed_by_name, q.created_at AS created_at, ",
     last_line!(at),
     " AS last_message_at, (SELECT t.at FROM timeline t WHERE t.question_id = q.id
               AND t.change LIKE '{\"change\":\"answer\",%' ORDER BY t.id DESC LIMIT 1) AS last_answer_at,
@@ -512,7 +512,7 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
             s.erased_at IS NOT NULL AS erased
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
-     LEFT JOIN staff sa ON sa.id = q.assignee_id
+     LEFT JOIN staff sa ON sa.id = q.assignee_id LEFT JOIN staff se ON se.id = q.emailed_by
      LEFT JOIN libraries rl ON rl.id = q.referred_to LEFT JOIN institutions ri ON ri.id = rl.institution_id"
 );
 
@@ -529,6 +529,7 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
         state,
         librarian: r.opt_int("librarian_id")?.map(StaffId),
         librarian_name: r.opt_text("librarian_name")?,
+        emailed_by_name: r.opt_text("emailed_by_name")?,
         assignee_name: r.opt_text("assignee_name")?,
         session_state,
         created_at: r.int("created_at")?,
@@ -848,7 +849,8 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
         bind("q.created_at < ?", vec![Arg::Int(to)]);
     }
     if let Some(l) = query.librarian {
-        bind("s.librarian_id = ?", vec![Arg::Int(l.0)]);
+        // The chatting librarian's, and those they answered by e-mail.
+        bind("(s.librarian_id = ? OR q.emailed_by = ?)", vec![Arg::Int(l.0), Arg::Int(l.0)]);
     }
     if let Some(l) = query.library {
         bind("q.library_id = ?", vec![Arg::Int(l.0)]);

@@ -44,4 +44,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/037.sql"),
     include_str!("migrations/038.sql"),
     include_str!("migrations/039.sql"),
+    include_str!("migrations/040.sql"),
 ];
