@@ -44,6 +44,15 @@ async function load() {
   for (const o of $("script-scope").options) {
     o.hidden = o.disabled = { library: me.role === "librarian", cooperative: me.role !== "cooperative_admin" }[o.value] ?? false;
   }
+  // An admin above one library keeps the scripts of each library they
+  // look after: the list shows, and "The library" adds to, the one picked.
+  const many = admin && libs.length > 1;
+  $("script-library-box").hidden = !many;
+  if (many) {
+    $("script-library").replaceChildren(...libs.map((l) => el("option", { value: String(l.id) }, l.name)));
+    $("script-library").value = String(me.home.library);
+    $("script-scope").querySelector("option[value=library]").textContent = "The library picked above";
+  }
   // Cooperative admins add institutions, and libraries to any of them.
   const coopAdmin = me.role === "cooperative_admin";
   document.getElementById("new-inst-h").parentElement.hidden = !coopAdmin;
@@ -415,11 +424,14 @@ function redraw(list, children) {
   }
 }
 
+// The library whose scripts the list shows (its id), or none: one's own.
+const pickedLibrary = () => ($("script-library-box").hidden ? null : Number($("script-library").value));
+
 async function loadScripts() {
   const asked = ++scriptsAsked;
   $("scripts").setAttribute("aria-busy", "true");
   let scripts;
-  try { scripts = await api("/api/scripts"); } finally { if (asked === scriptsAsked) $("scripts").removeAttribute("aria-busy"); }
+  try { scripts = await api(`/api/scripts${pickedLibrary() ? `?library=${pickedLibrary()}` : ""}`); } finally { if (asked === scriptsAsked) $("scripts").removeAttribute("aria-busy"); }
   if (asked !== scriptsAsked) return;
   redraw($("scripts"), scripts.map((x) => {
     const del = el("button", { type: "button", class: "secondary" }, `Delete “${x.title}”`);
@@ -560,9 +572,13 @@ $("script-form").onsubmit = async (e) => {
   e.preventDefault();
   clearSaid();
   try {
-    await api("/api/scripts", { method: "POST", body: { scope: $("script-scope").value, title: $("script-title").value, body: $("script-body").value } });
+    const scope = $("script-scope").value;
+    const library = scope === "library" ? pickedLibrary() ?? undefined : undefined;
+    await api("/api/scripts", { method: "POST", body: { scope, library, title: $("script-title").value, body: $("script-body").value } });
     e.target.reset(); await loadScripts(); $("status").textContent = "Script added.";
   } catch (err) { $("error").textContent = err.message; }
 };
+
+$("script-library").onchange = () => { clearSaid(); loadScripts(); };
 
 load().then(loadScripts).then(loadCodes);

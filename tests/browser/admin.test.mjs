@@ -418,6 +418,38 @@ test("a library admin edits a library script in place; a librarian who may not i
   for (const p of [carla, ann]) await p.context().close();
 });
 
+test("a cooperative admin picks a member library and writes its script, which that library's librarians get", async () => {
+  // Erin's home is Lakeside; she sets up Riverside's greeting (the form
+  // wrote every library script into her own library's).
+  const erin = await signIn("erin");
+  await erin.goto(`${base}/desk/admin`);
+  const picker = erin.getByLabel("Library scripts shown and added for");
+  await picker.waitFor();
+  assert.equal(await picker.locator("option:checked").textContent(), "Lakeside Public Library", "her own first");
+  await picker.selectOption({ label: "Riverside University Main Library" });
+  await erin.selectOption("#script-scope", "library");
+  await erin.fill("#script-title", "Riverside greeting");
+  await erin.fill("#script-body", "Welcome to Riverside's reference desk!");
+  await erin.click("#script-form button[type=submit]");
+  await erin.getByText("Script added.").waitFor();
+  await erin.locator("#scripts li", { hasText: "Riverside greeting (library)" }).getByRole("button", { name: "Edit “Riverside greeting”" }).waitFor();
+  await accessible(erin, "the scripts of a library picked by a cooperative admin");
+  // Back on her own library, it is not among Lakeside's.
+  await picker.selectOption({ label: "Lakeside Public Library" });
+  await erin.locator("#scripts:not([aria-busy]) li").first().waitFor();
+  assert.equal(await erin.locator("#scripts li", { hasText: "Riverside greeting" }).count(), 0, "Riverside's, not Lakeside's");
+
+  // Ann (Riverside) has it; Carla, a library admin of one library, is not asked to pick.
+  const ann = await signIn("ann");
+  const riverside = (await read(ann, "/api/scripts")).find((x) => x.title === "Riverside greeting");
+  assert.equal(riverside?.body, "Welcome to Riverside's reference desk!");
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/admin`);
+  await carla.locator("#scripts li", { hasText: "Riverside greeting (library)" }).waitFor();
+  assert.equal(await carla.locator("#script-library-box").isHidden(), true);
+  for (const p of [erin, ann, carla]) await p.context().close();
+});
+
 test("the page's first lists, arriving late, do not close a script being edited nor undo a code's row being changed", async () => {
   // The page's first load is held (at its GET of the service) until the
   // admin has added a script and opened it, and typed in a code's row: its

@@ -5,7 +5,7 @@
 
 use crate::audit::{self, Concerns};
 use crate::flight::Turn;
-use crate::{auth, App, AppResult};
+use crate::{auth, App, AppError, AppResult};
 use refdesk_domain::authz::{authorize_admin, authorize_staff_change, Admin};
 use refdesk_domain::event::{Availability, Event};
 use refdesk_domain::ids::{CooperativeId, StaffId};
@@ -752,16 +752,36 @@ impl App {
         Ok(self.store.scripts_for(staff, library).await?)
     }
 
-    /// Who may keep a script in a scope: anyone for themselves, a library's
-    /// admins for their library, a cooperative's admins for the cooperative.
-    fn script_owner(staff: &Staff, scope: &str) -> Result<ScriptOwner, DomainError> {
+    /// Who may keep a script in a scope, and where a change to it is logged
+    /// (`None`: one's own): anyone for themselves; the admins of a library,
+    /// its institution and its cooperative for the library (`library`, the
+    /// admin's own when left out); a cooperative's admins for the
+    /// cooperative.
+    async fn script_owner(
+        &self,
+        staff: &Staff,
+        scope: &str,
+        library: Option<refdesk_domain::ids::LibraryId>,
+    ) -> AppResult<(ScriptOwner, Option<Concerns>)> {
+        if library.is_some() && scope != "library" {
+            return Err(DomainError::invalid("library", "is for a library's scripts (scope library) only").into());
+        }
         match scope {
-            "personal" => Ok(ScriptOwner::Personal(staff.id)),
-            "library" => authorize_admin(staff, Admin::LibraryScripts, &staff.home)
-                .map(|()| ScriptOwner::Library(staff.home.library)),
-            "cooperative" => authorize_admin(staff, Admin::CooperativeScripts, &staff.home)
-                .map(|()| ScriptOwner::Cooperative(staff.home.cooperative)),
-            _ => Err(DomainError::invalid("scope", "use personal, library or cooperative")),
+            "personal" => Ok((ScriptOwner::Personal(staff.id), None)),
+            "library" => {
+                let placement = match library {
+                    Some(l) if l != staff.home.library => self.cooperative_library(staff, l).await?.placement,
+                    _ => staff.home,
+                };
+                authorize_admin(staff, Admin::LibraryScripts, &placement)?;
+                Ok((ScriptOwner::Library(placement.library), Some(Concerns::Library(placement))))
+            }
+            "cooperative" => {
+                authorize_admin(staff, Admin::CooperativeScripts, &staff.home)?;
+                let c = staff.home.cooperative;
+                Ok((ScriptOwner::Cooperative(c), Some(Concerns::Cooperative(c))))
+            }
+            _ => Err(DomainError::invalid("scope", "use personal, library or cooperative").into()),
         }
     }
 
@@ -770,14 +790,14 @@ impl App {
         &self,
         staff: &Staff,
         scope: &str,
+        library: Option<refdesk_domain::ids::LibraryId>,
         title: &str,
         body: &str,
     ) -> AppResult<refdesk_store::Script> {
-        let owner = Self::script_owner(staff, scope)?;
+        let (owner, shared) = self.script_owner(staff, scope, library).await?;
         let title = input::optional_line("title", Some(title), 100)?
             .ok_or_else(|| DomainError::invalid("title", "is required"))?;
         let body = Body::parse(body, self.limits.max_message_chars)?.into_string();
-        let shared = Self::shared_script(staff, owner);
         if shared.is_some() {
             self.admin_change(Some(staff))?;
         }
@@ -788,32 +808,24 @@ impl App {
         Ok(script)
     }
 
-    /// Where a library's or the cooperative's script is logged; `None`
-    /// for one's own.
-    fn shared_script(staff: &Staff, owner: ScriptOwner) -> Option<Concerns> {
-        match owner {
-            ScriptOwner::Personal(_) => None,
-            ScriptOwner::Library(_) => Some(Concerns::Library(staff.home)),
-            ScriptOwner::Cooperative(c) => Some(Concerns::Cooperative(c)),
-        }
-    }
-
     /// A script this staff member may keep (change or delete), with where
     /// a change to it is logged (`None`: their own). One they see but may
-    /// not keep (their library's, their cooperative's) is refused with why;
-    /// anyone else's is not there for them.
+    /// not keep (a library's of their cooperative, their cooperative's) is
+    /// refused with why; anyone else's is not there for them.
     async fn kept_script(&self, staff: &Staff, id: i64) -> AppResult<(refdesk_store::Script, Option<Concerns>)> {
-        let script = self.store.script(id).await?.ok_or(DomainError::NotFound("script"))?;
-        let owner = script.owned_by();
-        match Self::script_owner(staff, &script.scope) {
-            Ok(may) if owner == Some(may) => Ok((script, Self::shared_script(staff, may))),
-            Err(refused)
-                if owner == Some(ScriptOwner::Library(staff.home.library))
-                    || owner == Some(ScriptOwner::Cooperative(staff.home.cooperative)) =>
-            {
-                Err(refused.into())
-            }
-            _ => Err(DomainError::NotFound("script").into()),
+        let gone = || AppError::from(DomainError::NotFound("script"));
+        let script = self.store.script(id).await?.ok_or_else(gone)?;
+        let owner = script.owned_by().ok_or_else(gone)?;
+        let library = match owner {
+            ScriptOwner::Library(l) => Some(l),
+            ScriptOwner::Cooperative(c) if c != staff.home.cooperative => return Err(gone()),
+            _ => None,
+        };
+        match self.script_owner(staff, &script.scope, library).await {
+            Ok((may, shared)) if may == owner => Ok((script, shared)),
+            // Another's personal script; a library of another cooperative.
+            Ok(_) | Err(AppError::Domain(DomainError::NotFound(_))) => Err(gone()),
+            Err(refused) => Err(refused),
         }
     }
 

@@ -712,6 +712,10 @@ struct ScriptBody {
     /// personal (anyone), library (library admins) or cooperative (cooperative admins).
     #[schema(value_type = ScriptScope)]
     scope: String,
+    /// For scope `library`: the library's id (a library of my cooperative
+    /// whose admin I am: its own, its institution's or the cooperative's
+    /// admins); my own library when left out.
+    library: Option<i64>,
     /// What the picker shows.
     #[schema(max_length = 100)]
     title: String,
@@ -719,14 +723,15 @@ struct ScriptBody {
     body: String,
 }
 
-/// Save a script: personal (anyone), library (library admins), cooperative
-/// (cooperative admins).
+/// Save a script: personal (anyone), library (the library's admins and its
+/// institution's and cooperative's), cooperative (cooperative admins).
 #[utoipa::path(post, path = "/api/scripts", tag = "desk", security(("staff" = [])),
     request_body = ScriptBody,
     responses(
         (status = 201, description = "saved", body = ScriptView),
-        (status = 403, description = "`forbidden`: a scope my role may not write", body = ErrorBody),
-        (status = 422, description = "`invalid`: an unknown scope, an empty or over-long title or body", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a scope my role may not write, or a library I am not an admin of", body = ErrorBody),
+        (status = 404, description = "`not_found`: `library` names no library of my cooperative", body = ErrorBody),
+        (status = 422, description = "`invalid`: an unknown scope, a `library` with a scope other than `library`, an empty or over-long title or body", body = ErrorBody),
         (status = 429, description = "`too_many`: the owner holds 200 scripts already; `too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]
 async fn create_script(
@@ -734,7 +739,10 @@ async fn create_script(
     CurrentStaff(staff): CurrentStaff,
     Json(b): Json<ScriptBody>,
 ) -> ApiResult<(StatusCode, axum::Json<ScriptView>)> {
-    Ok((StatusCode::CREATED, axum::Json(s.app.create_script(&staff, &b.scope, &b.title, &b.body).await?.into())))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(s.app.create_script(&staff, &b.scope, b.library.map(LibraryId), &b.title, &b.body).await?.into()),
+    ))
 }
 
 /// A script's new title and text.
@@ -755,7 +763,7 @@ struct ScriptEdit {
     request_body = ScriptEdit,
     responses(
         (status = 200, description = "the script now", body = ScriptView),
-        (status = 403, description = "`forbidden`: a script of my library or cooperative that my role does not keep", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a script of a library of my cooperative or of my cooperative that my role does not keep there", body = ErrorBody),
         (status = 404, description = "`not_found`: no such script, or one I do not see", body = ErrorBody),
         (status = 422, description = "`invalid`: an empty or over-long title or body", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
@@ -774,7 +782,7 @@ async fn update_script(
     params(("id" = i64, Path, description = "the script")),
     responses(
         (status = 200, description = "deleted", body = Deleted),
-        (status = 403, description = "`forbidden`: a script of my library or cooperative that my role does not keep", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a script of a library of my cooperative or of my cooperative that my role does not keep there", body = ErrorBody),
         (status = 404, description = "`not_found`: no such script, or one I do not see", body = ErrorBody),
         (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
     ))]

@@ -981,14 +981,15 @@ async fn scripts_are_personal_library_or_cooperative_and_kept_by_those_who_may()
     assert_eq!(del(&ben, greeting).await, 404, "not his");
     assert_eq!(del(&ann, greeting).await, 200);
     assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"]);
-    // Shared scripts Ann sees but may not delete are refused as such; the
-    // library's is not there for Ben (another library's).
+    // Shared scripts Ann sees but may not delete are refused as such, and
+    // so they are for Ben (he may serve Riverside's patrons, with its
+    // scripts).
     let (hours, coop) = {
         let all = mine(&ann.get("/api/scripts").await.1);
         (all[0]["id"].as_i64().unwrap(), all[1]["id"].as_i64().unwrap())
     };
     assert_eq!((del(&ann, hours).await, del(&ann, coop).await), (403, 403));
-    assert_eq!((del(&ben, hours).await, del(&ben, coop).await), (404, 403));
+    assert_eq!((del(&ben, hours).await, del(&ben, coop).await), (403, 403), "Ben may read Riverside's");
     assert_eq!(titles(&ann.get("/api/scripts").await.1), ["Hours", "Welcome to 24/7"], "nothing deleted");
 
     // Serving a patron of Riverside for the cooperative, Ben greets them with
@@ -1032,7 +1033,7 @@ async fn a_script_is_changed_in_place_by_those_who_may_keep_it() {
     let hours_path = format!("/api/scripts/{hours}");
     assert_eq!(ben.put(&format!("/api/scripts/{greeting}"), edit("Mine", "Mine now")).await.0, 404);
     assert_eq!(ann.put(&hours_path, edit("Hours", "Closed forever")).await.0, 403);
-    assert_eq!(ben.put(&hours_path, edit("Hours", "Closed forever")).await.0, 404);
+    assert_eq!(ben.put(&hours_path, edit("Hours", "Closed forever")).await.0, 403, "he reads it, not keeps it");
     assert_eq!(carla.put(&hours_path, edit("", "x")).await.0, 422, "an empty title");
     assert_eq!(carla.put(&hours_path, edit("Hours", "")).await.0, 422, "an empty text");
     assert_eq!(carla.put(&hours_path, edit(&"H".repeat(101), "x")).await.0, 422, "an over-long title");
@@ -1061,6 +1062,61 @@ async fn a_script_is_changed_in_place_by_those_who_may_keep_it() {
         !details.iter().any(|d| d.contains("Greeting") || d.contains("Hello")),
         "one's own is not logged: {details:?}"
     );
+}
+
+/// A library's scripts are kept by its admins and by its institution's and
+/// its cooperative's: a cooperative admin sets up a member library's
+/// greeting (she could not: `library` was always her own).
+#[tokio::test]
+async fn the_admins_above_a_library_keep_its_scripts_and_no_one_else() {
+    let app = spawn_app().await;
+    let (ann, carla, dev, erin) =
+        (app.staff("ann").await, app.staff("carla").await, app.staff("dev").await, app.staff("erin").await);
+    let id_of = |slug: &'static str| {
+        let store = app.state.app.store().clone();
+        async move { store.library_by_slug(slug).await.unwrap().unwrap().placement.library.0 }
+    };
+    let (riverside, lakeside) = (id_of("riverside-main").await, id_of("lakeside-public").await);
+    let new =
+        |library: i64, title: &str| json!({"scope": "library", "library": library, "title": title, "body": "Hi!"});
+
+    let (status, made) = erin.post("/api/scripts", new(riverside, "Riverside welcome")).await;
+    assert_eq!(status, 201, "the cooperative's admin: {made}");
+    assert_eq!((&made["scope"], &made["owner"]), (&json!("library"), &json!(riverside)), "Riverside's, not Lakeside's");
+    assert_eq!(dev.post("/api/scripts", new(riverside, "From Dev")).await.0, 201, "Riverside University's admin");
+    assert_eq!(dev.post("/api/scripts", new(lakeside, "Not his")).await.0, 403, "another institution's library");
+    assert_eq!(carla.post("/api/scripts", new(lakeside, "Not hers")).await.0, 403, "another library");
+    assert_eq!(ann.post("/api/scripts", new(riverside, "Not a librarian's")).await.0, 403);
+    assert_eq!(erin.post("/api/scripts", new(999_999, "Nowhere")).await.0, 404);
+    let personal = json!({"scope": "personal", "library": riverside, "title": "Mine", "body": "x"});
+    assert_eq!(erin.post("/api/scripts", personal).await.0, 422, "a library only with the library scope");
+
+    // Riverside's librarians greet with it; Carla keeps it, and so does Erin.
+    let titles = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["body"] == "Hi!")
+            .map(|s| s["title"].as_str().unwrap().into())
+            .collect()
+    };
+    assert_eq!(titles(&ann.get("/api/scripts").await.1), ["From Dev", "Riverside welcome"]);
+    let id = made["id"].as_i64().unwrap();
+    let path = format!("/api/scripts/{id}");
+    let edit = json!({"title": "Riverside welcome", "body": "Welcome to Riverside!"});
+    assert_eq!(carla.put(&path, edit.clone()).await.0, 200);
+    assert_eq!(erin.put(&path, json!({"title": "Welcome", "body": "Welcome!"})).await.0, 200);
+    assert_eq!(ann.put(&path, edit).await.0, 403);
+    // Riverside's admin log has Erin's changes to its scripts.
+    let log = carla.get("/api/admin-log").await.1;
+    let erins: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["by"].as_str().is_some_and(|b| b.starts_with("Erin")) && e["action"] == "script")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert_eq!(erins, ["script “Riverside welcome” changed, now “Welcome”", "script “Riverside welcome” added"]);
 }
 
 #[tokio::test]
