@@ -15,6 +15,40 @@ function fieldError(input, line, text) {
   if (text) { input.setAttribute("aria-invalid", "true"); input.focus(); } else input.removeAttribute("aria-invalid");
 }
 
+// The widget button's wording, colours and corner, as the library's status
+// gives them to every widget: an admin changes them here, for every page of
+// the library's site at once.
+async function widgetLook(lib, id, field, section) {
+  let look;
+  try { look = (await api(`/api/libraries/${encodeURIComponent(lib.slug)}/status`)).widget || {}; } catch { return; }
+  const [online, onlineBox] = field("online", "Button text when a librarian is on duty", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80, value: look.label_online ?? "" });
+  const [offline, offlineBox] = field("offline", "Button text when no one is", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80, value: look.label_offline ?? "" });
+  // A colour picker reads #rrggbb only: #abc is shown as #aabbcc.
+  const full = (c, fallback) => (/^#[0-9a-f]{3}$/i.test(c || "") ? `#${[...c.slice(1)].map((x) => x + x).join("")}` : c || fallback);
+  const [color, colorBox] = field("color", "Button colour", { type: "color", value: full(look.color, "#0b57d0") });
+  const [text, textBox] = field("text", "Text colour", { type: "color", value: full(look.text_color, "#ffffff") });
+  const position = el("select", { id: `position-${id}` }, el("option", { value: "right" }, "Bottom right"), el("option", { value: "left" }, "Bottom left"));
+  position.value = look.position === "left" ? "left" : "right";
+  const save = el("button", { type: "button", class: "secondary" }, "Save the button");
+  save.onclick = async () => {
+    clearSaid();
+    const body = {
+      label_online: online.value, label_offline: offline.value,
+      color: color.value === "#0b57d0" ? null : color.value, text_color: text.value === "#ffffff" ? null : text.value,
+      position: position.value === "left" ? "left" : null,
+    };
+    try {
+      await api(`/api/libraries/${encodeURIComponent(lib.slug)}/widget`, { method: "PUT", body });
+      $("status").textContent = `The button for ${lib.name} is saved: every page with the snippet shows it within 30 seconds.`;
+    } catch (err) { $("error").textContent = err.message; }
+  };
+  section.append(
+    el("h3", {}, "The widget's button on the library's site"),
+    el("div", { class: "row" }, onlineBox, offlineBox),
+    el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
+    el("p", {}, save));
+}
+
 // Who reads the page (set by load): the scripts' list offers Edit and
 // Delete on the scripts their role keeps (the server decides anyway).
 let viewer = null;
@@ -65,23 +99,14 @@ async function load() {
   await loadNames(me);
   for (const lib of libs) {
     const id = `lib${lib.id}`;
-    // The button's wording, colours and place: set here, carried by the snippet.
     const field = (name, label, attrs) => {
       const input = el("input", { id: `${name}-${id}`, ...attrs });
       return [input, el("div", {}, el("label", { for: input.id }, label), input)];
     };
-    const [online, onlineBox] = field("online", "Button text when a librarian is on duty", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80 });
-    const [offline, offlineBox] = field("offline", "Button text when no one is", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80 });
-    const [color, colorBox] = field("color", "Button colour", { type: "color", value: "#0b57d0" });
-    const [text, textBox] = field("text", "Text colour", { type: "color", value: "#ffffff" });
-    const position = el("select", { id: `position-${id}` }, el("option", { value: "right" }, "Bottom right"), el("option", { value: "left" }, "Bottom left"));
-    const attr = (name, value) => (value ? ` data-${name}="${value.replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"` : "");
-    const snippetOf = () => `<script src="${base}/widget.js" data-library="${lib.slug}"`
-      + `${attr("label-online", online.value.trim())}${attr("label-offline", offline.value.trim())}`
-      + `${color.value !== "#0b57d0" ? attr("color", color.value) : ""}${text.value !== "#ffffff" ? attr("text-color", text.value) : ""}`
-      + `${position.value === "left" ? attr("position", "left") : ""} defer></script>`;
-    const code = el("textarea", { id: `snippet-${id}`, rows: 3, readonly: true }, snippetOf());
-    for (const input of [online, offline, color, text, position]) input.oninput = input.onchange = () => { code.value = snippetOf(); };
+    // The snippet names the library alone: the button's look is kept here,
+    // and every widget reads it with the library's status.
+    const snippet = `<script src="${base}/widget.js" data-library="${lib.slug}" defer></script>`;
+    const code = el("textarea", { id: `snippet-${id}`, rows: 2, readonly: true }, snippet);
     const copy = el("button", { type: "button", class: "secondary" }, "Copy snippet");
     copy.onclick = async () => { clearSaid(); code.select(); try { await navigator.clipboard.writeText(code.value); } catch { document.execCommand?.("copy"); } $("status").textContent = `Snippet for ${lib.name} copied.`; };
     // Its name as patrons see it (a typo, or a library that renames itself);
@@ -99,9 +124,8 @@ async function load() {
     };
     const section = el("section", { "aria-labelledby": `h-${id}` }, heading,
       ...(admin ? [el("div", { class: "row" }, nameBox, el("div", {}, rename))] : []),
-      el("div", { class: "row" }, onlineBox, offlineBox),
-      el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
-      el("label", { for: `snippet-${id}` }, "Widget snippet"), code, el("p", {}, copy));
+      el("label", { for: `snippet-${id}` }, "Widget snippet (paste it into every page of the library's site)"), code, el("p", {}, copy));
+    if (admin) await widgetLook(lib, id, field, section);
     // A librarian reads the policy notes and copies the snippet; the
     // library's settings are its admins' (nothing is asked that would be
     // refused).

@@ -1,10 +1,13 @@
 // refdesk's embeddable widget. A library pastes one tag into any page of
 // its own site (the admin page /desk/admin writes it):
 //   <script src="https://ask.coop.example.org/widget.js" data-library="riverside-main" defer></script>
-// Optional: data-label-online, data-label-offline (the button's wording),
-// data-color and data-text-color (#rgb or #rrggbb), data-position ("right",
-// the default, or "left"), data-poll-seconds (how often the on-duty state is
-// checked; 30 by default, 5 at least).
+// The button's wording, colours and corner are the library's admins' (the
+// libraries page, /desk/admin), read with the library's status: a change
+// reaches every page at its next read. A page may set its own with
+// data-label-online, data-label-offline, data-color and data-text-color
+// (#rgb or #rrggbb), data-position ("right" or "left"), which come first;
+// and data-poll-seconds (how often the on-duty state is checked; 30 by
+// default, 5 at least).
 //
 // It adds a button that names the library and says whether a librarian is
 // on duty, checked every few seconds without opening anything. The button
@@ -26,14 +29,20 @@
   const origin = new URL(me.src).origin;
   const key = `refdesk.chat.${library}`;
   const hex = (c, fallback) => (/^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(c || "") ? c : fallback);
-  const side = d.position === "left" ? "left" : "right";
   const poll = Math.max(5, Number(d.pollSeconds) || 30) * 1000;
+  // The library's look, from its status (the page's data- attributes first).
+  let look = {};
 
   const button = document.createElement("button");
   button.type = "button";
   button.dataset.refdeskState = "unknown";
   button.setAttribute("aria-expanded", "false");
-  button.style.cssText = `position:fixed;${side}:1rem;bottom:1rem;z-index:2147483000;max-width:calc(100vw - 2rem);padding:.6rem 1rem;border-radius:1.5rem;border:2px solid ${hex(d.textColor, "#ffffff")};background:${hex(d.color, "#0b57d0")};color:${hex(d.textColor, "#ffffff")};font:600 16px/1.25 system-ui,sans-serif;text-align:left;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.3)`;
+  button.style.cssText = "position:fixed;bottom:1rem;z-index:2147483000;max-width:calc(100vw - 2rem);padding:.6rem 1rem;border-radius:1.5rem;border:2px solid;font:600 16px/1.25 system-ui,sans-serif;text-align:left;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.3)";
+  // Unseen until the look is read (or could not be), so that the page
+  // never shows it in the default colours first.
+  button.style.visibility = "hidden";
+  const reveal = () => { button.style.visibility = ""; };
+  setTimeout(reveal, 3000);
   const title = document.createElement("span");
   const state = document.createElement("span");
   state.style.cssText = "display:block;font-weight:400;font-size:14px";
@@ -42,7 +51,16 @@
   frame.title = "Chat with a librarian";
   frame.src = `${origin}/ask/${encodeURIComponent(library)}?embed=1&host=${encodeURIComponent(location.origin)}`;
   frame.hidden = true;
-  frame.style.cssText = `position:fixed;${side}:1rem;bottom:5rem;z-index:2147483000;width:min(380px,calc(100vw - 2rem));height:min(600px,calc(100vh - 6rem));border:1px solid #767676;border-radius:8px;background:#fff`;
+  frame.style.cssText = "position:fixed;bottom:5rem;z-index:2147483000;width:min(380px,calc(100vw - 2rem));height:min(600px,calc(100vh - 6rem));border:1px solid #767676;border-radius:8px;background:#fff";
+  // The button's colours and the corner of both.
+  const dress = () => {
+    const left = (d.position || look.position) === "left";
+    for (const el of [button, frame]) { el.style.left = left ? "1rem" : ""; el.style.right = left ? "" : "1rem"; }
+    const text = hex(d.textColor || look.text_color, "#ffffff");
+    button.style.background = hex(d.color || look.color, "#0b57d0");
+    button.style.color = button.style.borderColor = text;
+  };
+  dress();
 
   // Lines from the library that came while the chat was closed, and the
   // last on-duty state read.
@@ -52,7 +70,8 @@
   const show = (name, online, closed) => {
     last = { name, online, closed };
     button.dataset.refdeskState = closed ? "closed" : online ? "online" : "offline";
-    title.textContent = (online && !closed ? d.labelOnline : d.labelOffline) || `Ask a librarian — ${name}`;
+    title.textContent = (online && !closed ? d.labelOnline || look.label_online : d.labelOffline || look.label_offline)
+      || `Ask a librarian — ${name}`;
     state.textContent = unread ? `● ${unread} new message${unread > 1 ? "s" : ""}: open the chat`
       : read()?.chat?.ended ? "○ Your chat has ended: open it to read it or clear it"
       : read()?.chat ? "● Your chat: open it"
@@ -67,9 +86,15 @@
   const refresh = async () => {
     try {
       const r = await fetch(`${origin}/api/libraries/${encodeURIComponent(library)}/status`, { credentials: "omit", cache: "no-store" });
-      if (r.ok) { const st = await r.json(); setUp(st.framed_here !== false); show(st.library, st.online, !!st.closed_notice); }
-      else setUp(true);
+      if (r.ok) {
+        const st = await r.json();
+        look = st.widget || {};
+        dress();
+        setUp(st.framed_here !== false);
+        show(st.library, st.online, !!st.closed_notice);
+      } else setUp(true);
     } catch { setUp(true); /* refdesk unreachable: keep the last state */ }
+    reveal();
   };
 
   // The chat in progress, kept first-party here: {chat, open}.

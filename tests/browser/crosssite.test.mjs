@@ -579,6 +579,40 @@ test("once the library's admin names its site, another site cannot show its chat
   for (const p of [other, admin]) await p.close();
 });
 
+test("the library's admin sets the button's words, colours and corner on the libraries page; its site shows them with the same snippet", async () => {
+  // Nora is still signed in from the test before (this browser's cookie).
+  const admin = await context.newPage();
+  await admin.goto(`${ask}/desk/admin`);
+  await admin.getByText("Signed in as").waitFor();
+  const snippet = await admin.locator("textarea[id^=snippet-]").inputValue();
+  assert.equal(snippet, `<script src="${ask}/widget.js" data-library="${LIBRARY}" defer></script>`, "the library alone");
+  for (const label of ["Button text when a librarian is on duty", "Button text when no one is"]) {
+    await admin.getByLabel(label).fill("North Shore: ask us");
+  }
+  await admin.getByLabel("Button colour").fill("#7a1f1f");
+  await admin.getByLabel("Position").selectOption("left");
+  await admin.getByRole("button", { name: "Save the button" }).click();
+  await admin.getByText(`The button for ${LIBRARY_NAME} is saved`).waitFor();
+  // Kept: the page shows it on the next visit.
+  await admin.reload();
+  assert.equal(await admin.getByLabel("Button text when no one is").inputValue(), "North Shore: ask us");
+  assert.equal(await admin.getByLabel("Position").inputValue(), "left");
+
+  // The library's page, with the snippet it always had, shows the new button.
+  await host.goto(`${library}/`);
+  await host.waitForFunction(() => document.querySelector("button")?.dataset.refdeskState !== "unknown");
+  // The chat was left open on this page (the test before): shut, the button names the library again.
+  if ((await button(host).getAttribute("aria-expanded")) === "true") await button(host).click();
+  await button(host).filter({ hasText: "North Shore: ask us" }).waitFor();
+  const look = await button(host).evaluate((b) => {
+    const s = getComputedStyle(b);
+    return [s.backgroundColor, s.color, Math.round(b.getBoundingClientRect().left) === parseFloat(getComputedStyle(document.documentElement).fontSize)];
+  });
+  assert.deepEqual(look, ["rgb(122, 31, 31)", "rgb(255, 255, 255)", true], "its colour, 1rem from the page's left edge");
+  await host.screenshot({ path: path.join(SHOTS, "widget-button-library-look.png") });
+  await admin.close();
+});
+
 test("nginx's logs and refdesk's log hold none of the patron's data, the chat's lines or its token", async () => {
   // Everything written and flushed: the browser closed, both servers stopped.
   await context.close();

@@ -343,6 +343,37 @@ impl App {
         Ok(notice)
     }
 
+    /// Sets how a library's widget button looks on its site
+    /// ([`refdesk_domain::org::WidgetLook`]), as kept: the widgets read it
+    /// with the library's status, at once from this node, within
+    /// [`crate::LISTED_FOR`] from the others.
+    pub async fn set_widget_look(
+        &self,
+        staff: &Staff,
+        slug: &str,
+        look: refdesk_domain::org::WidgetLook,
+    ) -> AppResult<refdesk_domain::org::WidgetLook> {
+        let lib = self.administered(staff, slug, Admin::Embedding).await?;
+        let look = look.checked()?;
+        if look == lib.widget {
+            return Ok(look);
+        }
+        self.admin_change(Some(staff))?;
+        self.store.set_widget(lib.placement.library, look.clone()).await?;
+        self.library_added();
+        let words = |w: &Option<String>| w.as_deref().map_or_else(|| "the default".to_owned(), |w| format!("“{w}”"));
+        let detail = format!(
+            "the widget's button: {} on duty, {} off duty, colours {} on {}, at the bottom {}",
+            words(&look.label_online),
+            words(&look.label_offline),
+            look.text_color.as_deref().unwrap_or("#ffffff"),
+            look.color.as_deref().unwrap_or("#0b57d0"),
+            look.position.as_deref().unwrap_or("right"),
+        );
+        self.log_admin(Some(staff), Concerns::Library(lib.placement), "widget", detail).await;
+        Ok(look)
+    }
+
     /// Sets the sites allowed to show a library's chat in a frame
     /// ([`input::embed_sites`]; empty: any site), as written back. The
     /// chat page says so to browsers at once on this node, within

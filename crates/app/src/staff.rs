@@ -156,6 +156,8 @@ pub struct LibraryStatus {
     /// Whether the page that asked (its origin) may show the chat in a frame
     /// ([`input::may_frame`]); `true` when the request named no origin.
     pub framed_here: bool,
+    /// How its widget button looks.
+    pub widget: refdesk_domain::org::WidgetLook,
 }
 
 /// What the offline question form takes.
@@ -249,7 +251,15 @@ impl App {
         let online = self.anyone_on_duty(lib.placement.cooperative).await?;
         let closed_notice = lib.closed_notice.clone();
         let framed_here = origin.is_none_or(|o| input::may_frame(&lib.embed_sites, o));
-        Ok(LibraryStatus { library: lib.name, online, retention_days: lib.retention_days, closed_notice, framed_here })
+        let widget = lib.widget.clone();
+        Ok(LibraryStatus {
+            library: lib.name,
+            online,
+            retention_days: lib.retention_days,
+            closed_notice,
+            framed_here,
+            widget,
+        })
     }
 
     /// [`App::library_status`]'s answer for a cooperative. One request at a

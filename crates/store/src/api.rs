@@ -74,6 +74,10 @@ pub trait Organisation: Send + Sync {
     /// ([`LibraryRecord::closed_notice`], checked by the caller), or opens
     /// it again (`None`).
     async fn set_closed_notice(&self, library: LibraryId, notice: Option<String>) -> Result<()>;
+    /// Sets how a library's widget button looks (checked by the caller:
+    /// [`refdesk_domain::org::WidgetLook::checked`]); the default is kept
+    /// as no setting.
+    async fn set_widget(&self, library: LibraryId, look: refdesk_domain::org::WidgetLook) -> Result<()>;
 }
 
 /// Staff accounts, sign-ins and availability.

@@ -408,6 +408,8 @@ pub struct LibraryRecord {
     /// Its admins' notice while its chat is closed to new patrons (`None`:
     /// open).
     pub closed_notice: Option<String>,
+    /// How its widget button looks.
+    pub widget: refdesk_domain::org::WidgetLook,
 }
 
 /// What a new name is given to ([`crate::api::Organisation::rename`]).

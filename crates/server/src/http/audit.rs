@@ -36,7 +36,7 @@ struct AdminLogEntry {
     /// When (ms since the epoch).
     at: Millis,
     /// What kind: `staff` (an account added or changed), `code`,
-    /// `retention`, `embedding`, `reply_to`, `closing`, `blocked_patrons`, `policy`, `script`,
+    /// `retention`, `embedding`, `widget`, `reply_to`, `closing`, `blocked_patrons`, `policy`, `script`,
     /// `library`, `institution`, `rename`, `setup`.
     action: String,
     /// What changed, in words (names, roles, settings; never a password).

@@ -16,6 +16,7 @@ use axum::response::IntoResponse;
 use refdesk_app::{AppError, StartChat};
 use refdesk_domain::chat::Message;
 use refdesk_domain::ids::InstitutionId;
+use refdesk_domain::org::WidgetLook;
 use refdesk_domain::visibility::Viewer;
 use refdesk_store::{LibraryRecord, SessionRecord};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(embedding, set_embedding))
         .routes(routes!(reply_to, set_reply_to))
         .routes(routes!(closing, set_closing))
+        .routes(routes!(set_widget))
         .routes(routes!(start))
         .routes(routes!(chat))
         .routes(routes!(end))
@@ -258,6 +260,30 @@ async fn set_closing(
     Json(b): Json<Closing>,
 ) -> ApiResult<axum::Json<Closing>> {
     Ok(axum::Json(Closing { notice: s.app.set_closed_notice(&staff, &slug, b.notice.as_deref()).await? }))
+}
+
+/// Set how this library's widget button looks on its site: its words on
+/// and off duty, its colours, its corner (each `null` or left out: the
+/// default). Every page carrying the library's snippet shows it at the
+/// widget's next status read (30 s at most), at once from this node and
+/// within 10 s from the others; a page's own `data-` attributes come first.
+#[utoipa::path(put, path = "/api/libraries/{slug}/widget", tag = "admin", security(("staff" = [])),
+    params(("slug" = String, Path, description = "the library's URL name")),
+    request_body = WidgetLook,
+    responses(
+        (status = 200, description = "the look as kept (words trimmed, colours in lower case)", body = WidgetLook),
+        (status = 403, description = "`forbidden`: the library's admins only", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such library", body = ErrorBody),
+        (status = 422, description = "`invalid`: words over 80 characters or on several lines, a colour that is not `#rgb` or `#rrggbb`, a position other than `left` or `right` (the field is named); `bad_json`: another field. Nothing changed", body = ErrorBody),
+        (status = 429, description = "`too_many_changes`: I made 500 changes to accounts and settings today on this node (nothing changed)", body = ErrorBody),
+    ))]
+async fn set_widget(
+    State(s): State<AppState>,
+    CurrentStaff(staff): CurrentStaff,
+    Path(slug): Path<String>,
+    Json(look): Json<WidgetLook>,
+) -> ApiResult<axum::Json<WidgetLook>> {
+    Ok(axum::Json(s.app.set_widget_look(&staff, &slug, look).await?))
 }
 
 /// What a patron types into the pre-chat form.
@@ -505,6 +531,7 @@ mod tests {
             retention_days: None,
             reply_to: None,
             closed_notice: None,
+            widget: Default::default(),
         };
         let kept = ListedJson::default();
         let read = Arc::new(vec![library(1, "main")]);

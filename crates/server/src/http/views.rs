@@ -599,6 +599,10 @@ pub struct LibraryStatusView {
     /// opens the chat in a tab of its own instead. `true` without an
     /// `Origin`.
     pub framed_here: bool,
+    /// How the widget's button looks, as the library's admins set it
+    /// (`PUT /api/libraries/{slug}/widget`); the snippet's `data-`
+    /// attributes come first where a page gives them.
+    pub widget: refdesk_domain::org::WidgetLook,
 }
 
 impl LibraryStatusView {
@@ -611,6 +615,7 @@ impl LibraryStatusView {
             personal_data_days: s.retention_days,
             closed_notice: s.closed_notice,
             framed_here: s.framed_here,
+            widget: s.widget,
         }
     }
 }

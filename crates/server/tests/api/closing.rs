@@ -69,3 +69,64 @@ async fn a_librarys_admins_close_its_chat_with_a_notice_and_open_it_again() {
         vec!["the chat is open again".to_owned(), format!("the chat is closed to new patrons, who read: {notice}")]
     );
 }
+
+/// A library's admins set how its widget button looks on their site, once,
+/// and every widget reads it with the library's status (the look was only
+/// written into the snippet: changing a colour meant editing every page of
+/// the library's site, and the admin page forgot it on the next visit).
+#[tokio::test]
+async fn a_librarys_admins_set_its_widget_buttons_look_which_the_status_carries() {
+    let app = spawn_app().await;
+    let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
+    let path = "/api/libraries/riverside-main/widget";
+    let default =
+        json!({"label_online": null, "label_offline": null, "color": null, "text_color": null, "position": null});
+    assert_eq!(status(&app, "riverside-main").await["widget"], default);
+
+    let look = json!({"label_online": "  Chat with Riverside now ", "label_offline": "Leave Riverside a question",
+        "color": "#7A1F1F", "text_color": "#fff", "position": "left"});
+    assert_eq!(ann.put(path, look.clone()).await.0, 403, "the library's admins only");
+    assert_eq!(carla.put("/api/libraries/lakeside-public/widget", look.clone()).await.0, 403, "another library");
+    assert_eq!(carla.put("/api/libraries/no-such-library/widget", look.clone()).await.0, 404);
+    for (field, bad) in [
+        ("color", json!("red")),
+        ("text_color", json!("#ffffff; background: url(//evil.example)")),
+        ("position", json!("top")),
+        ("label_online", json!("x".repeat(81))),
+        ("label_offline", json!("two\nlines")),
+    ] {
+        let mut body = look.clone();
+        body[field] = bad;
+        let (code, err) = carla.put(path, body).await;
+        assert_eq!((code, err["error"]["field"].as_str()), (422, Some(field)), "{err}");
+    }
+    let (code, err) = carla.put(path, json!({"colour": "#000"})).await;
+    assert_eq!((code, err["error"]["code"].as_str()), (422, Some("bad_json")), "an unknown field: {err}");
+    assert_eq!(status(&app, "riverside-main").await["widget"], default, "nothing changed");
+
+    let kept = json!({"label_online": "Chat with Riverside now", "label_offline": "Leave Riverside a question",
+        "color": "#7a1f1f", "text_color": "#fff", "position": "left"});
+    assert_eq!(carla.put(path, look.clone()).await, (200, kept.clone()), "trimmed, in lower case");
+    assert_eq!(status(&app, "riverside-main").await["widget"], kept, "every widget reads it");
+    assert_eq!(status(&app, "lakeside-public").await["widget"], default, "Riverside's alone");
+    assert_eq!(carla.put(path, look).await.0, 200, "saved again as it is");
+    assert_eq!(carla.put(path, json!({})).await, (200, default.clone()), "all left out: the default");
+    assert_eq!(status(&app, "riverside-main").await["widget"], default);
+
+    // Two changes in the admin log (saving the same look again is none).
+    let (_, log) = carla.get("/api/admin-log").await;
+    let said: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "widget")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "the widget's button: the default on duty, the default off duty, colours #ffffff on #0b57d0, at the bottom right",
+            "the widget's button: “Chat with Riverside now” on duty, “Leave Riverside a question” off duty, colours #fff on #7a1f1f, at the bottom left",
+        ]
+    );
+}

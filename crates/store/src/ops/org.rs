@@ -482,6 +482,16 @@ impl<B: Backend> Organisation for B {
         self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::ClosedNotice, notice)))).await
     }
 
+    async fn set_widget(&self, library: LibraryId, look: refdesk_domain::org::WidgetLook) -> Result<()> {
+        let json = match look.is_default() {
+            true => None,
+            false => Some(
+                serde_json::to_string(&look).map_err(|e| crate::StoreError::failed("encoding a widget's look", e))?,
+            ),
+        };
+        self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::Widget, json)))).await
+    }
+
     async fn set_embed_sites(&self, library: LibraryId, sites: Vec<String>) -> Result<()> {
         let sites = (!sites.is_empty()).then(|| sites.join(" "));
         self.write(move |db| Box::pin(quiet(set_setting(db, library, Setting::EmbedSites, sites)))).await
@@ -494,6 +504,7 @@ enum Setting {
     EmbedSites,
     ReplyTo,
     ClosedNotice,
+    Widget,
 }
 
 /// Sets one of a library's text settings; the others keep their values (a
@@ -503,6 +514,7 @@ async fn set_setting<D: Db>(db: &mut D, library: LibraryId, setting: Setting, va
         Setting::EmbedSites => "embed_sites",
         Setting::ReplyTo => "reply_to",
         Setting::ClosedNotice => "closed_notice",
+        Setting::Widget => "widget",
     };
     let sql = format!(
         "INSERT INTO library_settings (library_id, blocked_may_ask, {column}) VALUES (?1, TRUE, ?2)

@@ -42,4 +42,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/033.sql"),
     include_str!("migrations/034.sql"),
     include_str!("migrations/035.sql"),
+    include_str!("migrations/036.sql"),
 ];

@@ -69,7 +69,7 @@ const REFERRED: [&str; 3] = ["referred_to", "referred_institution", "referred_co
 pub(crate) const LIBRARY_SELECT: &str =
     "SELECT l.id AS library_id, l.institution_id AS institution_id, i.cooperative_id AS cooperative_id,
             l.slug AS slug, l.name AS library_name, ls.embed_sites AS embed_sites, ls.reply_to AS reply_to,
-            ls.closed_notice AS closed_notice, rt.days AS retention_days
+            ls.closed_notice AS closed_notice, ls.widget AS widget, rt.days AS retention_days
      FROM libraries l JOIN institutions i ON i.id = l.institution_id
      LEFT JOIN library_settings ls ON ls.library_id = l.id
      LEFT JOIN retention rt ON rt.library_id = l.id";
@@ -84,6 +84,9 @@ pub(crate) fn library(r: &dyn Cols) -> Result<LibraryRecord> {
         retention_days: r.opt_int("retention_days")?.and_then(|d| u32::try_from(d).ok()),
         reply_to: r.opt_text("reply_to")?,
         closed_notice: r.opt_text("closed_notice")?,
+        // Written by `set_widget` alone; a look it cannot read is the
+        // default, never a library that cannot be listed.
+        widget: r.opt_text("widget")?.and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
     })
 }
 

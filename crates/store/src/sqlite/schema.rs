@@ -45,4 +45,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/038.sql"),
     include_str!("migrations/039.sql"),
     include_str!("migrations/040.sql"),
+    include_str!("migrations/041.sql"),
 ];

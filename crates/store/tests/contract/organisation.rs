@@ -246,6 +246,22 @@ async fn a_librarys_embedding_sites_and_reply_address_are_read_with_it_and_kept_
     assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().closed_notice, None);
     assert!(!s.blocked_may_ask(library).await.unwrap(), "kept by the sites");
     assert!(not_found(&s.set_embed_sites(LibraryId(999_999), sites).await));
+
+    // The widget's look: kept whole, its own, and the default kept as none.
+    let look = refdesk_domain::org::WidgetLook {
+        label_online: Some("Chat now".into()),
+        color: Some("#7a1f1f".into()),
+        position: Some("left".into()),
+        ..Default::default()
+    };
+    s.set_widget(library, look.clone()).await.unwrap();
+    assert_eq!(s.library_by_slug(slug).await.unwrap().unwrap().widget, look);
+    let listed = s.libraries().await.unwrap();
+    assert!(listed.iter().filter(|l| l.placement.library != library).all(|l| l.widget.is_default()), "its own");
+    assert!(!s.blocked_may_ask(library).await.unwrap(), "the other settings as they were");
+    s.set_widget(library, Default::default()).await.unwrap();
+    assert!(s.library_by_slug(slug).await.unwrap().unwrap().widget.is_default());
+    assert!(not_found(&s.set_widget(LibraryId(999_999), look).await));
 }
 
 /// Entries are read by the place they concern (a library's, an
