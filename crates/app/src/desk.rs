@@ -287,6 +287,28 @@ impl App {
     /// Puts one chat of `librarian`'s back in its library's queue, if it is
     /// still theirs inside the write.
     async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {
+        // No page of the patron's open on it (closed, most likely gone): the
+        // chat ends, its librarian's, instead of waiting in line for no one
+        // — a librarian would take it to find nobody there, or it would
+        // expire telling the patron no librarian was free, counted as a
+        // transfer, its time in line as time chatting, and credited to no
+        // one.
+        if !self.bus().patron_watches(rec.ctx.id) {
+            let author = Author::Staff { id: librarian.id, name: librarian.display_name.clone() };
+            let why = lines::left_while_patron_away(&librarian.display_name);
+            let ending = refdesk_store::Ending { last_words: Some(why), ..Default::default() };
+            let guard = still_theirs(librarian.id);
+            match self.end_mailing(rec.ctx.id, author, guard, ending, self.clock.now()).await {
+                Ok(_) => {
+                    tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat ended: its librarian left, its patron was gone")
+                }
+                Err(AppError::Domain(DomainError::Conflict(_))) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %rec.ctx.id, "cannot end a chat whose librarian and patron left")
+                }
+            }
+            return;
+        }
         let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
         let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false, left: true };
         let handover = Handover { to, stay: false, line, note: None };
@@ -332,6 +354,9 @@ mod tests {
         let (ann, ben) = (on_duty(&app, "ann").await, on_duty(&app, "ben").await);
         let s = waiting_chat(&app).await;
         app.accept(&ann, s).await.unwrap();
+        // The patron's page is open on it throughout.
+        let page = app.bus().subscribe(8);
+        page.watch(&app.store.session(s).await.unwrap().unwrap().ctx, refdesk_domain::chat::Watcher::patron());
         // Ann's chats are read for handing back; she hands this one to Ben
         // before the write.
         let judged = app.store.session(s).await.unwrap().unwrap();
@@ -357,5 +382,27 @@ mod tests {
         app.staff_end(&ann, s).await.unwrap();
         app.hand_back_one(&ann, &taken).await;
         assert_eq!(app.store.session(s).await.unwrap().unwrap().state, SessionState::Ended);
+    }
+
+    /// A chat whose patron has no page open on it when its librarian leaves
+    /// ends, hers, with a line saying why: back in line it waited for no
+    /// one, counted as a transfer, its time in line as time chatting, and
+    /// expired telling the patron no librarian was free.
+    #[tokio::test]
+    async fn a_departed_librarians_chat_whose_patron_is_gone_ends_as_hers() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app_on_sqlite(&dir).await;
+        let ann = on_duty(&app, "ann").await;
+        let s = waiting_chat(&app).await;
+        app.accept(&ann, s).await.unwrap();
+        let judged = app.store.session(s).await.unwrap().unwrap();
+        app.hand_back_one(&ann, &judged).await;
+        let ended = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((ended.state, ended.ctx.librarian), (SessionState::Ended, Some(ann.id)), "ended, Ann's");
+        let lines = app.store.messages_after(s, 0, 100).await.unwrap();
+        let bodies: Vec<&str> = lines.iter().map(|m| m.body.as_str()).collect();
+        assert!(bodies.iter().any(|b| b.contains("has left the desk while this chat's page was closed")), "{bodies:?}");
+        assert!(!bodies.iter().any(|b| b.contains("back in line")), "{bodies:?}");
+        assert_eq!(app.store.session(s).await.unwrap().unwrap().ctx.librarian, Some(ann.id));
     }
 }

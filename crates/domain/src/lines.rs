@@ -135,6 +135,14 @@ pub fn handed_over(by: &str, to: HandedTo<'_>) -> NewMessage {
     system(body, Audience::Everyone, SystemEvent::Transferred)
 }
 
+/// Why a chat ends when its librarian leaves the desk while no page of the
+/// patron's is open on it: the patron reads it if they come back.
+pub fn left_while_patron_away(by: &str) -> String {
+    format!(
+        "{by} (librarian) has left the desk while this chat's page was closed, so the chat has ended; start a new chat if you still need help"
+    )
+}
+
 /// The chatting librarian's desk has lost its connection (no node has
 /// seen it for a minute): the patron is told, and how long until the chat
 /// goes back in line if the librarian is not back (`minutes`, at least 1).

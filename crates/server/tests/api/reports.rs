@@ -1224,3 +1224,45 @@ async fn answers_emailed_count_for_the_librarian_in_the_list_its_filter_and_the_
     let row = |id: i64| csv.iter().find(|r| r[0] == id.to_string()).unwrap()[col].clone();
     assert_eq!((row(renew).as_str(), row(census).as_str()), ("Ann Archer", ""));
 }
+
+/// A librarian who signs out leaves her chats: one whose patron is there
+/// goes back in line, which is no transfer (no one handed it on); one whose
+/// patron closed the page ends, hers, and counts as served by her (it went
+/// back in line, counted as a transfer, its time in line as chatting, and
+/// credited to no one when it expired).
+#[tokio::test]
+async fn a_sign_out_is_no_transfer_and_a_chat_whose_patron_left_stays_its_librarians() {
+    let app = spawn_app_with_manual_clock().await;
+    let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
+    let here = app.start_chat("riverside-main", "Still here: where are the atlases?").await;
+    let gone = app.start_chat("riverside-main", "Gone soon: do you have microfiche?").await;
+    let mut page = here.socket().await;
+    page.resume(Some(here.session), 0).await;
+    for s in [here.session, gone.session] {
+        assert_eq!(ann.accept(s).await.0, 200);
+    }
+    app.clock().advance(90 * SEC);
+    assert_eq!(ann.post("/api/logout", json!(null)).await.0, 200);
+    let state = |s: i64| {
+        let carla = &carla;
+        async move { carla.get(&format!("/api/sessions/{s}")).await.1["session"].clone() }
+    };
+    assert_eq!(state(here.session).await["state"], "waiting", "the patron who is there waits for the next librarian");
+    let ended = state(gone.session).await;
+    assert_eq!((&ended["state"], &ended["ctx"]["librarian"]), (&json!("ended"), &json!(ann.id)), "{ended}");
+    on_duty(&carla).await;
+    assert_eq!(carla.accept(here.session).await.0, 200);
+
+    let today = date(app.clock().now().div_euclid(DAY));
+    let range = format!("from={today}&to={today}&utc_offset=0");
+    let (_, service) = carla.get(&format!("/api/reports/service?{range}")).await;
+    let figure = |name: &str| service["rows"].as_array().unwrap().iter().find(|r| r[0] == name).unwrap()[1].clone();
+    assert_eq!(figure("transfers"), json!(0), "{service}");
+    let (_, people) = carla.get(&format!("/api/reports/by-librarian?{range}")).await;
+    let anns = people["rows"].as_array().unwrap().iter().find(|r| r[0] == "Ann Archer").cloned();
+    assert_eq!(
+        anns.map(|r| (r[2].clone(), r[4].clone())),
+        Some((json!(1), json!(90.0))),
+        "her chat, 90 s long: {people}"
+    );
+}

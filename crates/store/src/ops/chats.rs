@@ -666,8 +666,12 @@ async fn transfer<D: Db>(
     let Handover { to, stay, line, note } = handover;
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
-    // Counted for the reports (issue 15); the timeline says who and how.
-    db.exec("UPDATE sessions SET handovers = handovers + 1 WHERE id = ?1", args![id.0]).await?;
+    // Counted for the reports (issue 15); the timeline says who and how. A
+    // chat put back in line because its librarian left the desk was handed
+    // on by no one: not a transfer.
+    if !matches!(to, TransferTo::Queue { left: true, .. }) {
+        db.exec("UPDATE sessions SET handovers = handovers + 1 WHERE id = ?1", args![id.0]).await?;
+    }
     let previous = rec.ctx.librarian;
     let mut queue = None;
     let (new_librarian, how) = match &to {
