@@ -654,6 +654,16 @@ async fn leave<D: Db>(
     Ok((after, events))
 }
 
+/// Counts a change of hands for the reports (issue 15) — but a chat put
+/// back in line because its librarian left the desk, which no one handed
+/// on. The timeline says who and how.
+async fn count_handover<D: Db>(db: &mut D, id: SessionId, to: &TransferTo) -> Result<()> {
+    if !matches!(to, TransferTo::Queue { left: true, .. }) {
+        db.exec("UPDATE sessions SET handovers = handovers + 1 WHERE id = ?1", args![id.0]).await?;
+    }
+    Ok(())
+}
+
 /// The chat changes hands: a take-over or a transfer.
 async fn transfer<D: Db>(
     db: &mut D,
@@ -666,12 +676,7 @@ async fn transfer<D: Db>(
     let Handover { to, stay, line, note } = handover;
     let rec = lock_session(db, id).await?;
     guard(&rec)?;
-    // Counted for the reports (issue 15); the timeline says who and how. A
-    // chat put back in line because its librarian left the desk was handed
-    // on by no one: not a transfer.
-    if !matches!(to, TransferTo::Queue { left: true, .. }) {
-        db.exec("UPDATE sessions SET handovers = handovers + 1 WHERE id = ?1", args![id.0]).await?;
-    }
+    count_handover(db, id, &to).await?;
     let previous = rec.ctx.librarian;
     let mut queue = None;
     let (new_librarian, how) = match &to {
