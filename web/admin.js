@@ -337,13 +337,13 @@ async function loadRetention(libs) {
         if (body.days !== null && (saved === null || body.days < saved)) {
           const due = await api(`${url}/due?days=${body.days}`);
           const what = body.transcripts === "delete" ? "their transcripts deleted" : "their transcripts kept, masked";
-          if (due.chats > 0 && !confirm(`${lib.name}: a period of ${body.days} days removes the names and e-mail addresses of `
+          if (due.chats > 0 && !confirm(`${lib.name}: a period of ${body.days} day${body.days === 1 ? "" : "s"} removes the names and e-mail addresses of `
             + `${due.more ? "more than " : ""}${due.chats.toLocaleString()} ended chat${due.chats === 1 && !due.more ? "" : "s"} `
             + `within ten minutes (${what}). This cannot be undone. Save it?`)) return;
         }
         await api(url, { method: "PUT", body });
         saved = body.days;
-        $("status").textContent = body.days === null ? `${lib.name} keeps personal data.` : `${lib.name}: personal data is removed after ${body.days} days.`;
+        $("status").textContent = body.days === null ? `${lib.name} keeps personal data.` : `${lib.name}: personal data is removed after ${body.days} day${body.days === 1 ? "" : "s"}.`;
       } catch (err) { $("error").textContent = err.message; }
     };
     rows.push(el("tr", {}, el("th", { scope: "row" }, lib.name), el("td", {}, days), el("td", {}, transcripts), el("td", {}, save)));

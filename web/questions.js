@@ -133,6 +133,16 @@ function exportLink() {
 
 $("filters").onsubmit = (e) => {
   e.preventDefault();
+  // A reversed range is not applied: the list, its address and its CSV
+  // link stay those of the filters shown (with the refusal above the
+  // questions of the filters before, they read as its result).
+  const reversed = $("from").value && $("to").value && $("from").value > $("to").value;
+  for (const k of ["from", "to"]) if (reversed) $(k).setAttribute("aria-invalid", "true"); else $(k).removeAttribute("aria-invalid");
+  if (reversed) {
+    $("status-line").textContent = "Not shown: the date range starts after it ends. The list still shows the questions of the filters before.";
+    $("from").focus();
+    return;
+  }
   const q = query();
   q.delete("limit");
   history.replaceState(null, "", `?${q}`);

@@ -196,7 +196,11 @@ const DRAW = {
     barChart({ title: "Ratings by patrons", desc: "A bar chart of how many chats got each rating, 1 to 5; the table below has the same figures.",
       labels: column(r, "rating").map(String), series: [{ name: "Chats", values: column(r, "chats"), cls: "bar-a" }], width: 380 }),
     foldedTable(r)],
-  "rating-comments": (r) => [table(r, { empty: "No comments in this range." })],
+  // Each comment leads to its chat's question (the transcript, who served it).
+  "rating-comments": (r) => [table(r, {
+    empty: "No comments in this range.",
+    show: (v, c) => (c.key === "question" && v !== null ? el("a", { href: `/desk/questions/${v}` }, `#${v}`) : cell(v, c)),
+  })],
   "read-scale": (r) => [table(r, { show: (v, c) => (c.key === "level" && (v === "" || v === null) ? "not recorded" : cell(v, c)) })],
 };
 

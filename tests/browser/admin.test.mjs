@@ -266,6 +266,26 @@ test("a reversed date range on the reports page is said once, and no report is a
   await carla.context().close();
 });
 
+test("a reversed date range on the question list is not applied: the list, its address and its CSV link stay", async () => {
+  // From this session's library-admin trial: the error came, but the
+  // questions under it were all of them, and the CSV link took the range.
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/questions`);
+  await carla.locator("#status-line", { hasText: /question/ }).waitFor();
+  const link = await carla.getAttribute("#export", "href");
+  let asked = 0;
+  carla.on("request", (r) => { if (new URL(r.url()).pathname === "/api/questions") asked += 1; });
+  await carla.fill("#from", "2026-12-07");
+  await carla.fill("#to", "2026-12-01");
+  await carla.locator("#filters button[type=submit]").click();
+  await carla.getByText("Not shown: the date range starts after it ends. The list still shows the questions of the filters before.").waitFor();
+  assert.equal(asked, 0, "nothing asked");
+  assert.equal(await carla.getAttribute("#export", "href"), link, "the CSV link is still the list's");
+  assert.equal(new URL(carla.url()).search, "", "the address is still the list's");
+  assert.equal(await carla.getAttribute("#from", "aria-invalid"), "true");
+  await carla.context().close();
+});
+
 test("Set code with a READ scale alone keeps a referred question where it was referred", async () => {
   const { ann, patron, qid } = await chatWithAnn("Rhea", "Which lake has the oldest survey?");
   await ann.goto(`${base}/desk/questions/${qid}`);

@@ -153,6 +153,14 @@ test("the reports page shows what was done: by day, the heat map, coverage both 
   const comments = await readTable(page, "#report-rating-comments table");
   assert.equal(comments.rows.length, 1);
   assert.ok(comments.rows[0].includes("Quick and kind, thanks"));
+  // The comment leads to its chat's question (there was no way from a complaint to its chat).
+  const link = page.locator("#report-rating-comments table tbody a");
+  assert.match(await link.innerText(), /^#\d+$/);
+  await link.click();
+  await page.waitForURL(/\/desk\/questions\/\d+$/);
+  await page.locator("#log, #transcript, main").first().waitFor();
+  await page.goBack();
+  await page.locator("#report-rating-comments table").waitFor();
   const service = await readTable(page, "#report-service table");
   assert.equal(rowOf(service, "Chats")[service.heads[1]], "5");
   assert.equal(rowOf(service, "Mean rating (1–5)")[service.heads[1]], "5");

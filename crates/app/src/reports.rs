@@ -435,6 +435,7 @@ impl App {
                     s.library(Some(c.library.0)),
                     Cell::Int(c.rating),
                     text(c.comment),
+                    c.question.map_or(Cell::Number(None), |q| Cell::Int(q.0)),
                 ]
             })
             .collect();
@@ -443,6 +444,7 @@ impl App {
             Column::new("library", "Library", Kind::Text),
             Column::new("rating", "Rating", Kind::Int),
             Column::new("comment", "Comment", Kind::Text),
+            Column::new("question", "Question", Kind::Int),
         ];
         Ok((columns, rows))
     }

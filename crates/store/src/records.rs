@@ -1029,6 +1029,8 @@ pub struct RatingComment {
     pub rating: i64,
     /// The comment.
     pub comment: String,
+    /// The chat's question, to read what the comment is about.
+    pub question: Option<QuestionId>,
 }
 
 /// A chat or question that carries a patron's e-mail address, found for

@@ -84,6 +84,8 @@ struct Code {
 /// The test's own record of a question.
 #[derive(Clone, Debug)]
 struct Q {
+    /// Its number (0 for those no report names).
+    id: i64,
     created: i64,
     code: Option<String>,
     status: String,
@@ -186,7 +188,8 @@ impl World<'_> {
         let t = now(self.app);
         if chat.accepted.is_none() {
             chat.accepted = Some(t);
-            chat.question = Some(Q { created: t, code: None, status: "answered".into(), read: None });
+            let id = body["ctx"]["question"].as_i64().expect("an accepted chat's question");
+            chat.question = Some(Q { id, created: t, code: None, status: "answered".into(), read: None });
         }
         chat.librarian = Some(server);
     }
@@ -365,7 +368,7 @@ impl World<'_> {
             .unwrap();
         assert_eq!(res.status(), 201);
         let t = now(self.app);
-        let q = Q { created: t, code: None, status: "new".into(), read: None };
+        let q = Q { id: 0, created: t, code: None, status: "new".into(), read: None };
         self.chats.push(Chat { library, created: t, ended: Some(t), form: true, question: Some(q), ..Chat::default() });
     }
 
@@ -379,7 +382,7 @@ impl World<'_> {
         let t = now(self.app);
         chat.ended = Some(t);
         chat.ended_by_patron = true;
-        chat.question = email.then(|| Q { created: t, code: None, status: "new".into(), read: None });
+        chat.question = email.then(|| Q { id: 0, created: t, code: None, status: "new".into(), read: None });
         self.chats.push(chat);
     }
 
@@ -400,7 +403,7 @@ impl World<'_> {
             let (status, page) = patron.get("/api/chat").await;
             assert_eq!((status, page["state"].as_str()), (200, Some("ended")), "{page}");
             chat.ended = Some(t);
-            chat.question = email.then(|| Q { created: t, code: None, status: "new".into(), read: None });
+            chat.question = email.then(|| Q { id: 0, created: t, code: None, status: "new".into(), read: None });
             self.chats.push(chat);
         }
     }
@@ -675,10 +678,17 @@ fn expected(chats: &[Chat], codes: &[Code], name: &str, a: &Ask) -> (Vec<&'stati
             let rows = rated
                 .iter()
                 .map(|c| {
-                    vec![json!(date(a.day(c.created))), json!(LIBS[c.library].1), json!(c.rating), json!(c.comment)]
+                    let q = c.question.as_ref().map(|q| q.id);
+                    vec![
+                        json!(date(a.day(c.created))),
+                        json!(LIBS[c.library].1),
+                        json!(c.rating),
+                        json!(c.comment),
+                        json!(q),
+                    ]
                 })
                 .collect();
-            (vec!["date", "library", "rating", "comment"], rows)
+            (vec!["date", "library", "rating", "comment", "question"], rows)
         }
         "read-scale" => {
             let levels = (1..=6).map(Some).chain([None]);
@@ -986,13 +996,13 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
     assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
     let body = res.bytes().await.unwrap();
     assert!(
-        body.starts_with(b"\"Date\",\"Library\",\"Rating\",\"Comment\"\r\n"),
+        body.starts_with(b"\"Date\",\"Library\",\"Rating\",\"Comment\",\"Question\"\r\n"),
         "every field quoted: {}",
         String::from_utf8_lossy(&body)
     );
     assert!(body.windows("「源氏物語」".len()).any(|w| w == "「源氏物語」".as_bytes()), "UTF-8 as is, not escaped");
     let records = read_csv(&body);
-    assert_eq!(records[0], ["Date", "Library", "Rating", "Comment"]);
+    assert_eq!(records[0], ["Date", "Library", "Rating", "Comment", "Question"]);
     assert_eq!(records.len(), AWKWARD.len() + 1);
     // Newest first.
     for (i, (rec, text)) in records[1..].iter().zip(AWKWARD.iter().enumerate().rev()).enumerate() {

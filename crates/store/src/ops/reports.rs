@@ -195,8 +195,8 @@ impl<B: Backend> Reports for B {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT s.created_at AS at, s.library_id AS library_id, s.rating AS rating,
-                            s.rating_comment AS comment
-                     FROM sessions s
+                            s.rating_comment AS comment, q.id AS question_id
+                     FROM sessions s LEFT JOIN questions q ON q.session_id = s.id
                      WHERE s.created_at >= ?1 AND s.created_at < ?2 AND NOT s.practice AND {}
                        AND s.rating IS NOT NULL AND s.rating_comment IS NOT NULL AND s.rating_comment <> ''
                      ORDER BY s.created_at DESC, s.id DESC LIMIT ?3",
@@ -208,6 +208,7 @@ impl<B: Backend> Reports for B {
                         library: LibraryId(r.int("library_id")?),
                         rating: r.int("rating")?,
                         comment: r.text("comment")?,
+                        question: r.opt_int("question_id")?.map(refdesk_domain::ids::QuestionId),
                     })
                 })
                 .await
