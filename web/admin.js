@@ -20,7 +20,10 @@ function fieldError(input, line, text) {
 // the library's site at once.
 async function widgetLook(lib, id, field, section) {
   let look;
-  try { look = (await api(`/api/libraries/${encodeURIComponent(lib.slug)}/status`)).widget || {}; } catch { return; }
+  try { look = (await api(`/api/libraries/${encodeURIComponent(lib.slug)}/status`)).widget || {}; } catch (err) {
+    section.append(el("p", { class: "error" }, `The widget button's look could not be read (${err.message}): reload the page to change it.`));
+    return;
+  }
   const [online, onlineBox] = field("online", "Button text when a librarian is on duty", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80, value: look.label_online ?? "" });
   const [offline, offlineBox] = field("offline", "Button text when no one is", { placeholder: `Ask a librarian — ${lib.name}`, maxlength: 80, value: look.label_offline ?? "" });
   // A colour picker reads #rrggbb only: #abc is shown as #aabbcc.
@@ -44,6 +47,7 @@ async function widgetLook(lib, id, field, section) {
   };
   section.append(
     el("h3", {}, "The widget's button on the library's site"),
+    el("p", { class: "hint" }, "Every page with the snippet shows it within 30 seconds. A page whose snippet carries its own data-label-… or data-color attributes (an older snippet) keeps those: remove them there to use these."),
     el("div", { class: "row" }, onlineBox, offlineBox),
     el("div", { class: "row" }, colorBox, textBox, el("div", {}, el("label", { for: position.id }, "Position"), position)),
     el("p", {}, save));

@@ -180,7 +180,28 @@ const SERVICE = {
   ratings: "Ratings", mean_rating: "Mean rating (1–5)",
 };
 
+// What each report counts, in words, under its heading (the figures'
+// names alone left a library admin guessing what "missed" or "questions"
+// meant, or why a chat nobody coded reads "answered").
+const ABOUT = {
+  "by-day": "Per day: chats started (offline forms apart), accepted by a librarian, missed (ended with no one taking them, not by the patron: nobody was free in time), abandoned (the patron left the line before anyone took it: their question, if they gave an e-mail address, is marked “missed chat” for follow-up), offline forms, and questions (one for each accepted chat, each form, and each abandoned chat with an address).",
+  "by-week": "The same figures as by day, each week from Monday.",
+  "by-hour": "Chats started in each hour of the week, on this computer's clock: when patrons ask.",
+  "by-library": "The same figures as by day, for each library's patrons.",
+  coverage: "Accepted chats by the patron's library and the library of the librarian who served them: who served whose patrons.",
+  "by-librarian": "For each librarian of the libraries shown: the chats they served (the last to hold each), the questions whose last e-mailed answer was theirs (a form has no chat), their chats' mean length from accepting to the end, and their patrons' ratings.",
+  "by-code": "Questions by resolution code; “(no code)”: not coded yet.",
+  "by-status": "Questions by status now. A chat's question is “answered” from the moment a librarian accepts it until a resolution code says otherwise; a form's is “new” until it is answered or coded.",
+  "by-channel": "Sessions and their questions by how they came. An abandoned or missed chat leaves a question only when its patron gave an e-mail address.",
+  service: "The range's chats at a glance: waits from asking to being accepted, lengths from accepting to the end.",
+  ratings: "How many chats got each rating from their patron (1, poor, to 5, excellent).",
+  "rating-comments": "What patrons wrote with their rating, newest first; the number leads to the chat's question and transcript.",
+  "read-scale": "Questions by READ scale level (the effort an answer took, 1 to 6), as librarians recorded it.",
+};
+const CHANNELS = { chat: "Chat, accepted", missed: "Chat, missed", abandoned: "Chat, abandoned by the patron", waiting: "Chat, still waiting", form: "Offline form" };
+
 const DRAW = {
+  "by-channel": (r) => [table(r, { show: (v, c) => (c.key === "channel" ? CHANNELS[v] ?? v : cell(v, c)) })],
   "by-day": (r) => [
     barChart({ title: "Chats and questions by day", desc: "A bar chart; the table below has the same figures.",
       labels: column(r, "date").map((d) => d.slice(5)),
@@ -234,7 +255,8 @@ function section(rep, q) {
   const link = el("a", { href: `/api/reports/${encodeURIComponent(rep.name)}?${csv}`, download: "", class: "csv" },
     "Download CSV", el("span", { class: "sr-only" }, ` of ${rep.title}`));
   const node = el("section", { id: `report-${rep.name}`, class: "report-section", "aria-labelledby": `h-${rep.name}`, "aria-busy": "true" },
-    el("h2", { id: `h-${rep.name}` }, rep.title), el("p", {}, link), body);
+    el("h2", { id: `h-${rep.name}` }, rep.title), ...(ABOUT[rep.name] ? [el("p", { class: "hint" }, ABOUT[rep.name])] : []),
+    el("p", {}, link), body);
   return { node, body };
 }
 

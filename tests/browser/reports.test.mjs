@@ -161,6 +161,11 @@ test("the reports page shows what was done: by day, the heat map, coverage both 
   await page.locator("#log, #transcript, main").first().waitFor();
   await page.goBack();
   await page.locator("#report-rating-comments table").waitFor();
+  // Each report says what it counts, and the channels are named in words.
+  await page.locator("#report-by-status p.hint", { hasText: "“answered” from the moment a librarian accepts it" }).waitFor();
+  await page.locator("#report-by-day p.hint", { hasText: "abandoned (the patron left the line before anyone took it" }).waitFor();
+  const channels = (await readTable(page, "#report-by-channel table")).rows.map((r) => r[0]);
+  assert.deepEqual(channels, ["Chat, accepted", "Chat, missed", "Chat, abandoned by the patron", "Chat, still waiting", "Offline form"]);
   const service = await readTable(page, "#report-service table");
   assert.equal(rowOf(service, "Chats")[service.heads[1]], "5");
   assert.equal(rowOf(service, "Mean rating (1–5)")[service.heads[1]], "5");

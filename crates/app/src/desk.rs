@@ -287,28 +287,55 @@ impl App {
     /// Puts one chat of `librarian`'s back in its library's queue, if it is
     /// still theirs inside the write.
     async fn hand_back_one(&self, librarian: &Staff, rec: &SessionRecord) {
-        // No page of the patron's open on it (closed, most likely gone): the
-        // chat ends, its librarian's, instead of waiting in line for no one
-        // — a librarian would take it to find nobody there, or it would
-        // expire telling the patron no librarian was free, counted as a
-        // transfer, its time in line as time chatting, and credited to no
-        // one.
-        if !self.bus().patron_watches(rec.ctx.id) {
-            let author = Author::Staff { id: librarian.id, name: librarian.display_name.clone() };
-            let why = lines::left_while_patron_away(&librarian.display_name);
-            let ending = refdesk_store::Ending { last_words: Some(why), ..Default::default() };
-            let guard = still_theirs(librarian.id);
-            match self.end_mailing(rec.ctx.id, author, guard, ending, self.clock.now()).await {
-                Ok(_) => {
-                    tracing::info!(session = %rec.ctx.id, staff = %librarian.username, "a chat ended: its librarian left, its patron was gone")
-                }
-                Err(AppError::Domain(DomainError::Conflict(_))) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, session = %rec.ctx.id, "cannot end a chat whose librarian and patron left")
-                }
+        // No page of the patron's open on it: looked at again once a page
+        // reloading, moving to another page of the library's site or
+        // reconnecting to a node that just started would be back, and a
+        // list of another node's pages would have come.
+        if !self.bus().patron_watches(rec.ctx.id) && !self.bus().link_down() {
+            let first = self.handing_back.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.ctx.id);
+            if first {
+                let (app, librarian, id) = (self.clone(), librarian.clone(), rec.ctx.id);
+                let wait = std::time::Duration::from_secs(self.limits.patron_away_seconds) + PAGES_BACK_WITHIN;
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    app.one_turn("background", app.hand_back_after_wait(&librarian, id)).await;
+                    app.handing_back.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                });
             }
             return;
         }
+        self.put_back_in_line(librarian, rec).await;
+    }
+
+    /// [`App::hand_back_one`] once the wait is over: still no page of the
+    /// patron's open (and every node's pages heard of), the chat ends, the
+    /// librarian's, with a line saying why — back in line it would wait for
+    /// no one, count as a transfer, its time in line as chatting, credited
+    /// to no one, and expire telling the patron no librarian was free. A
+    /// page back meanwhile, or the nodes' link down: back in line.
+    async fn hand_back_after_wait(&self, librarian: &Staff, id: SessionId) {
+        let rec = match self.store.session(id).await {
+            Ok(Some(rec)) if still_theirs(librarian.id)(&rec).is_ok() => rec,
+            Ok(_) => return,
+            Err(e) => return tracing::warn!(error = %e, session = %id, "cannot read a departed librarian's chat"),
+        };
+        if self.bus().patron_watches(id) || self.bus().link_down() {
+            return self.put_back_in_line(librarian, &rec).await;
+        }
+        let author = Author::Staff { id: librarian.id, name: librarian.display_name.clone() };
+        let why = lines::left_while_patron_away(&librarian.display_name);
+        let ending = refdesk_store::Ending { last_words: Some(why), ..Default::default() };
+        match self.end_mailing(id, author, still_theirs(librarian.id), ending, self.clock.now()).await {
+            Ok(_) => {
+                tracing::info!(session = %id, staff = %librarian.username, "a chat ended: its librarian left, its patron was gone")
+            }
+            Err(AppError::Domain(DomainError::Conflict(_))) => {}
+            Err(e) => tracing::warn!(error = %e, session = %id, "cannot end a chat whose librarian and patron left"),
+        }
+    }
+
+    /// Puts a departed librarian's chat back in its library's queue.
+    async fn put_back_in_line(&self, librarian: &Staff, rec: &SessionRecord) {
         let line = lines::handed_over(&librarian.display_name, HandedTo::Away);
         let to = TransferTo::Queue { library: rec.ctx.placement, coop_now: false, left: true };
         let handover = Handover { to, stay: false, line, note: None };
@@ -321,6 +348,12 @@ impl App {
         }
     }
 }
+
+/// How long, beyond `limits.patron_away_seconds`, a departed librarian's
+/// chat with no page of its patron's open waits before it ends: a page's
+/// longest wait to reconnect (10 s) and two of the nodes' heartbeats, which
+/// carry their pages' lists.
+const PAGES_BACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Whose live chats the chat monitor reads for `staff`: their role's
 /// libraries for an admin (the ALL tab), none beyond their own chats for a
@@ -385,7 +418,7 @@ mod tests {
     }
 
     /// A chat whose patron has no page open on it when its librarian leaves
-    /// ends, hers, with a line saying why: back in line it waited for no
+    /// (nor a while after) ends, hers, with a line saying why: back in line it waited for no
     /// one, counted as a transfer, its time in line as time chatting, and
     /// expired telling the patron no librarian was free.
     #[tokio::test]
@@ -396,7 +429,12 @@ mod tests {
         let s = waiting_chat(&app).await;
         app.accept(&ann, s).await.unwrap();
         let judged = app.store.session(s).await.unwrap().unwrap();
+        // Not at once: a page of the patron's may be reloading.
         app.hand_back_one(&ann, &judged).await;
+        let now = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((now.state, now.ctx.librarian), (SessionState::Active, Some(ann.id)), "left a while");
+        // Still no page once the wait is over: it ends.
+        app.hand_back_after_wait(&ann, s).await;
         let ended = app.store.session(s).await.unwrap().unwrap();
         assert_eq!((ended.state, ended.ctx.librarian), (SessionState::Ended, Some(ann.id)), "ended, Ann's");
         let lines = app.store.messages_after(s, 0, 100).await.unwrap();
@@ -404,5 +442,14 @@ mod tests {
         assert!(bodies.iter().any(|b| b.contains("has left the desk while this chat's page was closed")), "{bodies:?}");
         assert!(!bodies.iter().any(|b| b.contains("back in line")), "{bodies:?}");
         assert_eq!(app.store.session(s).await.unwrap().unwrap().ctx.librarian, Some(ann.id));
+
+        // A page back meanwhile: back in line, for the next librarian.
+        let s = waiting_chat(&app).await;
+        app.accept(&ann, s).await.unwrap();
+        let page = app.bus().subscribe(8);
+        page.watch(&app.store.session(s).await.unwrap().unwrap().ctx, refdesk_domain::chat::Watcher::patron());
+        app.hand_back_after_wait(&ann, s).await;
+        let back = app.store.session(s).await.unwrap().unwrap();
+        assert_eq!((back.state, back.ctx.librarian), (SessionState::Waiting, None));
     }
 }

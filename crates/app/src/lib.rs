@@ -554,6 +554,11 @@ pub struct Parts {
     /// The journal's entries whose chats wait for their end to be erased
     /// again (only those chats).
     erasures_waiting: std::sync::Mutex<Vec<erasures::Entry>>,
+    /// Chats of a departed librarian whose patron had no page open, each
+    /// looked at again once a page reloading or reconnecting would be back
+    /// ([`App::hand_back`]): one wait per chat, however often the rounds
+    /// find it meanwhile.
+    handing_back: std::sync::Mutex<std::collections::HashSet<refdesk_domain::ids::SessionId>>,
 }
 
 impl App {
@@ -653,6 +658,7 @@ impl App {
             long_reads: turns::Lines::default(),
             erasures: std::sync::OnceLock::new(),
             erasures_waiting: std::sync::Mutex::default(),
+            handing_back: std::sync::Mutex::default(),
         }))
     }
 

@@ -353,7 +353,7 @@ impl App {
         slug: &str,
         look: refdesk_domain::org::WidgetLook,
     ) -> AppResult<refdesk_domain::org::WidgetLook> {
-        let lib = self.administered(staff, slug, Admin::Embedding).await?;
+        let lib = self.administered(staff, slug, Admin::Widget).await?;
         let look = look.checked()?;
         if look == lib.widget {
             return Ok(look);

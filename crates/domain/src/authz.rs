@@ -419,6 +419,8 @@ pub enum Admin {
     RenameLibrary,
     /// Say which web sites may show a library's chat (its widget).
     Embedding,
+    /// Set how a library's widget button looks on its site.
+    Widget,
     /// Say where patrons' replies to a library's e-mails go.
     ReplyTo,
     /// Close a library's chat to new patrons, with a notice, and open it again.
@@ -446,6 +448,7 @@ pub fn authorize_admin(staff: &Staff, action: Admin, target: &Placement) -> Resu
         Admin::Privacy => (Role::LibraryAdmin, "patron privacy is for the library's admins"),
         Admin::RenameLibrary => (Role::LibraryAdmin, "a library is renamed by its admins"),
         Admin::Embedding => (Role::LibraryAdmin, "the sites that show a library's chat are its admins' to say"),
+        Admin::Widget => (Role::LibraryAdmin, "a library's widget button is its admins' to set"),
         Admin::ReplyTo => (Role::LibraryAdmin, "where replies to a library's e-mails go is its admins' to say"),
         Admin::Closing => (Role::LibraryAdmin, "a library's chat is closed and opened again by its admins"),
         Admin::RenameInstitution => (Role::InstitutionAdmin, "an institution is renamed by its admins"),
@@ -844,6 +847,17 @@ mod tests {
             (LibraryAdmin, Admin::EditPolicy, SameLibrary, true),
             (LibraryAdmin, Admin::EditPolicy, SameInstitution, false),
             (LibraryAdmin, Admin::LibraryScripts, SameLibrary, true),
+            (Librarian, Admin::LibraryScripts, SameLibrary, false),
+            (LibraryAdmin, Admin::LibraryScripts, SameInstitution, false),
+            (InstitutionAdmin, Admin::LibraryScripts, SameInstitution, true),
+            (InstitutionAdmin, Admin::LibraryScripts, SameCooperative, false),
+            (CooperativeAdmin, Admin::LibraryScripts, SameCooperative, true),
+            (CooperativeAdmin, Admin::LibraryScripts, OtherCooperative, false),
+            (Librarian, Admin::Widget, SameLibrary, false),
+            (LibraryAdmin, Admin::Widget, SameLibrary, true),
+            (LibraryAdmin, Admin::Widget, SameInstitution, false),
+            (CooperativeAdmin, Admin::Widget, SameCooperative, true),
+            (CooperativeAdmin, Admin::Widget, OtherCooperative, false),
             (LibraryAdmin, Admin::AddLibrary, SameLibrary, false),
             (InstitutionAdmin, Admin::AddLibrary, SameInstitution, true),
             (InstitutionAdmin, Admin::EditCodes, SameLibrary, false),

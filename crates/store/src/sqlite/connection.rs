@@ -376,6 +376,39 @@ mod tests {
         assert_eq!(rows, [(1, "Jo@example.org".to_owned())]);
     }
 
+    /// Who e-mailed each question's last answer is filled in from an older
+    /// release's timelines: an answer in the chat alone, a note that names
+    /// the field, a later answer by another (the last one counts), an erased
+    /// question's masked answer.
+    #[test]
+    fn who_emailed_the_answers_of_an_older_release_is_filled_in() {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        let (before, from) = MIGRATIONS.split_at(39);
+        for m in before {
+            conn.execute_batch(m).expect("the migrations apply");
+        }
+        conn.execute_batch(
+            r#"PRAGMA foreign_keys = OFF;
+             INSERT INTO questions (id, session_id, library_id, text, status, created_at) VALUES
+               (1, 1, 1, 'q', 'answered', 10), (2, 2, 1, 'q', 'answered', 10), (3, 3, 1, 'q', 'new', 10),
+               (4, 4, 1, 'q', 'answered', 10);
+             INSERT INTO timeline (question_id, at, actor_id, actor_name, change) VALUES
+               (1, 11, 7, 'Ann', '{"change":"answer","body":"Hi","emailed_to":"jo@example.org","in_chat":false}'),
+               (1, 12, 8, 'Ben', '{"change":"answer","body":"Again","emailed_to":"jo@example.org","in_chat":false}'),
+               (2, 11, 7, 'Ann', '{"change":"answer","body":"Hi","emailed_to":null,"in_chat":true}'),
+               (3, 13, 7, 'Ann', '{"change":"note","body":""emailed_to":"x@example.org""}'),
+               (4, 11, 9, 'Cy', '{"change":"answer","body":"[masked]","emailed_to":"[email]","in_chat":false}');"#,
+        )
+        .expect("an older release's timelines");
+        for m in from {
+            conn.execute_batch(m).expect("the migrations apply");
+        }
+        let mut st = conn.prepare("SELECT id, emailed_by FROM questions ORDER BY id").unwrap();
+        let rows: Vec<(i64, Option<i64>)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(rows, [(1, Some(8)), (2, None), (3, None), (4, Some(9))]);
+    }
+
     /// The conversations' rows are filled in from the messages an older
     /// release kept: each pair's last number and time.
     #[test]

@@ -5,5 +5,7 @@
 -- the "By librarian" report (each librarian's questions of a range).
 ALTER TABLE questions ADD COLUMN emailed_by INTEGER REFERENCES staff(id);
 UPDATE questions SET emailed_by = (SELECT t.actor_id FROM timeline t WHERE t.question_id = questions.id
-    AND t.change LIKE '{"change":"answer",%"emailed_to":"%' ORDER BY t.id DESC LIMIT 1);
+    AND t.change LIKE '{"change":"answer",%"emailed_to":"%' ORDER BY t.id DESC LIMIT 1)
+WHERE EXISTS (SELECT 1 FROM timeline t WHERE t.question_id = questions.id
+    AND t.change LIKE '{"change":"answer",%"emailed_to":"%');
 CREATE INDEX questions_emailed_by ON questions(emailed_by, created_at) WHERE emailed_by IS NOT NULL;
