@@ -73,6 +73,9 @@ function render(d, from) {
   erasedShown = q.erased;
   question = q;
   $("erased-note").classList.toggle("hidden", !q.erased);
+  // A patron who asks to be forgotten and gave no address is found by
+  // their question: its library's admins erase its chat from here.
+  $("erase-box").classList.toggle("hidden", q.erased || q.session_state !== "ended" || !me || me.role === "librarian");
   // An erased question takes no answer nor note (the server refuses them):
   // its forms are not offered.
   for (const id of ["answer-form", "note-form"]) $(id).classList.toggle("hidden", q.erased);
@@ -297,6 +300,17 @@ $("code-form").onsubmit = (e) => {
   // Optional: left out, the READ scale recorded before stays as it is.
   if ($("read-scale").value) body.read_scale = Number($("read-scale").value);
   act("code", body, sure);
+};
+
+$("erase").onclick = async () => {
+  $("error").textContent = "";
+  const sure = `Erase the personal data of question ${id}'s patron: their name, e-mail address and network, `
+    + "and their details in the transcript (masked)? It cannot be undone.";
+  if (!confirm(sure)) return;
+  try {
+    await api("/api/privacy/erase", { method: "POST", body: { sessions: [question.session] } });
+    location.reload();
+  } catch (err) { $("error").textContent = err.message; }
 };
 
 try {

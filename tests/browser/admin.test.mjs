@@ -266,6 +266,33 @@ test("a reversed date range on the reports page is said once, and no report is a
   await carla.context().close();
 });
 
+test("a library admin erases a chat from its question's page when its patron gave no address to find it by", async () => {
+  const { ann, patron, qid } = await chatWithAnn("Hortensia Blackwood", "Hortensia here: any local history of the mill?");
+  const carla = await signIn("carla");
+  await carla.goto(`${base}/desk/questions/${qid}`);
+  await carla.locator("#transcript li").first().waitFor();
+  assert.equal(await carla.locator("#erase").isVisible(), false, "not while the chat goes on");
+  // Ann ends it; the page, read again, offers the erasure.
+  const session = await read(carla, `/api/questions/${qid}`).then((q) => q.question.session);
+  await ann.evaluate(async (s) => { await fetch(`/api/sessions/${s}/end`, { method: "POST" }); }, session);
+  await carla.reload();
+  const erase = carla.getByRole("button", { name: "Erase the patron's personal data…" });
+  await erase.waitFor();
+  await accessible(carla, "a question page offering to erase its patron's data");
+  let asked = "";
+  carla.once("dialog", (d) => { asked = d.message(); }); // the harness accepts it
+  await erase.click();
+  await carla.locator("#erased-note").waitFor();
+  assert.match(asked, new RegExp(`Erase the personal data of question ${qid}'s patron`));
+  assert.equal(await carla.locator("body", { hasText: "Blackwood" }).count(), 0, "the name is gone from the page");
+  assert.equal(await carla.locator("#erase").isVisible(), false, "erased: nothing more to erase");
+  // Ann, a librarian, is never offered it.
+  await ann.goto(`${base}/desk/questions/${qid}`);
+  await ann.locator("#erased-note").waitFor();
+  assert.equal(await ann.locator("#erase").isVisible(), false);
+  for (const p of [ann, patron, carla]) await p.context().close();
+});
+
 test("a reversed date range on the question list is not applied: the list, its address and its CSV link stay", async () => {
   // From this session's library-admin trial: the error came, but the
   // questions under it were all of them, and the CSV link took the range.

@@ -156,38 +156,66 @@ impl App {
             .collect())
     }
 
-    /// Erases the personal data of `sessions`, each of which must carry
-    /// `email` and lie in the admin's libraries; all or nothing. Returns how
-    /// many chats were erased.
+    /// Erases the personal data of `sessions`, each of which must lie in the
+    /// admin's libraries and carry `email` — or, without one, be named by
+    /// its number alone (a patron who gave no address, found by their
+    /// question); all or nothing. Returns how many chats were erased.
     pub async fn erase_patron(
         &self,
         staff: &Staff,
-        email: &str,
+        email: Option<&str>,
         sessions: Vec<SessionId>,
         transcripts: Transcripts,
     ) -> AppResult<u64> {
         if sessions.is_empty() || sessions.len() > ERASE_MAX {
             return Err(DomainError::invalid("sessions", format!("name 1 to {ERASE_MAX} chats to erase")).into());
         }
-        let found = self.patron_chats(staff, email).await?;
-        if let Some(other) = sessions.iter().find(|s| !found.iter().any(|f| f.found.session == **s)) {
-            let why = format!("chat {} does not carry that address in your libraries", other.0);
-            return Err(DomainError::invalid("sessions", why).into());
-        }
-        let chats = found.iter().filter(|f| sessions.contains(&f.found.session));
+        let chats: Vec<(SessionId, Millis, SessionState)> = match email {
+            Some(email) => {
+                let found = self.patron_chats(staff, email).await?;
+                if let Some(other) = sessions.iter().find(|s| !found.iter().any(|f| f.found.session == **s)) {
+                    let why = format!("chat {} does not carry that address in your libraries", other.0);
+                    return Err(DomainError::invalid("sessions", why).into());
+                }
+                let named = found.into_iter().filter(|f| sessions.contains(&f.found.session));
+                named.map(|f| (f.found.session, f.found.created_at, f.found.state)).collect()
+            }
+            None => self.chats_in_privacy_scope(staff, &sessions).await?,
+        };
         // Refused before the journal notes it (the store checks it again
         // inside its write): the journal holds only erasures to make.
-        if let Some(live) = chats.clone().find(|f| f.found.state != SessionState::Ended) {
-            let why = format!("chat {} is still going on: end it before erasing it", live.found.session.0);
+        if let Some((live, ..)) = chats.iter().find(|(_, _, state)| *state != SessionState::Ended) {
+            let why = format!("chat {} is still going on: end it before erasing it", live.0);
             return Err(DomainError::Conflict(why).into());
         }
-        self.journal_erasure(staff, transcripts, chats.map(|f| (f.found.session, f.found.created_at)).collect())
-            .await?;
+        self.journal_erasure(staff, transcripts, chats.iter().map(|(s, at, _)| (*s, *at)).collect()).await?;
         let why = ErasureReason::Request(staff.id);
         let n = self.store.erase(sessions.clone(), transcripts, why, self.clock.now()).await?;
         self.bus.publish_ephemeral(Event::Erased { sessions });
         tracing::info!(staff = %staff.username, chats = n, "patron data erased on request");
         Ok(n)
+    }
+
+    /// The chats named, each read and found in the admin's libraries (else
+    /// refused naming it), with when each started and its state.
+    async fn chats_in_privacy_scope(
+        &self,
+        staff: &Staff,
+        sessions: &[SessionId],
+    ) -> AppResult<Vec<(SessionId, Millis, SessionState)>> {
+        let scope = self.privacy_scope(staff).await?;
+        let mut chats = Vec::with_capacity(sessions.len());
+        for &id in sessions {
+            let rec = self.store.session(id).await?;
+            match rec.filter(|r| scope.iter().any(|(l, _)| *l == r.ctx.placement.library)) {
+                Some(r) => chats.push((id, r.created_at, r.state)),
+                None => {
+                    let why = format!("chat {} is not one of your libraries'", id.0);
+                    return Err(DomainError::invalid("sessions", why).into());
+                }
+            }
+        }
+        Ok(chats)
     }
 
     /// The privacy audit list of the admin's libraries, newest first, with

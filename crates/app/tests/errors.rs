@@ -277,7 +277,12 @@ async fn an_erasure_on_request_without_a_journal_is_refused_and_erases_nothing()
     app.patron_end(&rec).await.unwrap();
     let (_, carla) = app.login("carla", demo::PASSWORD, true).await.unwrap();
     let refused = app
-        .erase_patron(&carla, "pat@example.org", vec![started.session], refdesk_domain::privacy::Transcripts::Mask)
+        .erase_patron(
+            &carla,
+            Some("pat@example.org"),
+            vec![started.session],
+            refdesk_domain::privacy::Transcripts::Mask,
+        )
         .await
         .unwrap_err();
     assert!(

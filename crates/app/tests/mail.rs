@@ -61,7 +61,7 @@ async fn an_email_taken_by_the_mailer_is_not_sent_once_its_patron_is_erased() {
     let taken = store.claim_mail(now, 10, now + 600_000).await.unwrap();
     assert_eq!(taken.len(), 2, "both transcripts were waiting");
     let (_, carla) = app.login("carla", demo::PASSWORD, true).await.unwrap();
-    let n = app.erase_patron(&carla, "erase.me@example.org", vec![erased], Transcripts::Delete).await.unwrap();
+    let n = app.erase_patron(&carla, Some("erase.me@example.org"), vec![erased], Transcripts::Delete).await.unwrap();
     assert_eq!(n, 1);
 
     let mailer = Mailer::new(app.clone(), MailConfig::default(), dir.path().to_path_buf()).unwrap();

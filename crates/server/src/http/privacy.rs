@@ -221,10 +221,13 @@ async fn find(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EraseRequest {
-    /// The patron's e-mail address.
+    /// The patron's e-mail address: each chat named must carry it. Left
+    /// out, the chats are named by their number alone (a patron who gave
+    /// no address, found by their question: the question page's Erase).
     #[schema(max_length = 254)]
-    email: String,
-    /// The chats to erase: each must carry the address (see `GET /api/privacy/patron`).
+    email: Option<String>,
+    /// The chats to erase, of my libraries: each carrying the address (see
+    /// `GET /api/privacy/patron`) when one is given.
     #[schema(min_items = 1, max_items = 200)]
     sessions: Vec<i64>,
     /// What happens to their transcripts (default `mask`).
@@ -247,7 +250,7 @@ struct Erased {
         (status = 200, description = "erased", body = Erased),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
         (status = 409, description = "`conflict`: a chat is still going on, or this node keeps no erasure journal (its data folder could not be made)", body = ErrorBody),
-        (status = 422, description = "`invalid`: a chat that does not carry the address in my libraries", body = ErrorBody),
+        (status = 422, description = "`invalid`: a chat that does not carry the address in my libraries, or (without an address) that is not of my libraries", body = ErrorBody),
     ))]
 async fn erase(
     State(s): State<AppState>,
@@ -255,7 +258,7 @@ async fn erase(
     Json(b): Json<EraseRequest>,
 ) -> ApiResult<axum::Json<Erased>> {
     let sessions = b.sessions.into_iter().map(SessionId).collect();
-    let erased = s.app.erase_patron(&staff, &b.email, sessions, b.transcripts).await?;
+    let erased = s.app.erase_patron(&staff, b.email.as_deref(), sessions, b.transcripts).await?;
     Ok(axum::Json(Erased { erased }))
 }
 

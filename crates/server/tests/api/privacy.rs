@@ -334,6 +334,45 @@ async fn an_admin_finds_a_patrons_chats_by_address_and_erases_them_all_or_nothin
     }
 }
 
+/// A patron who gave no e-mail address asks to be forgotten: the library
+/// finds their question and erases its chat by its number (erasing went by
+/// address alone, so such a patron waited for the retention period).
+#[tokio::test]
+async fn an_admin_erases_a_chat_by_its_number_when_its_patron_gave_no_address() {
+    let app = spawn_app_with_manual_clock().await;
+    let form = json!({"name": "Gwendolyn Quillfeather", "question": "I am Gwendolyn Quillfeather: any maps of 1850?"});
+    let patron = app.start_chat_with("riverside-main", form).await;
+    let ann = app.staff("ann").await;
+    assert_eq!(ann.accept(patron.session).await.0, 200);
+    let body = json!({"kind": "message", "body": "Gwendolyn, yes: the 1851 survey."});
+    assert_eq!(ann.post(&format!("/api/sessions/{}/messages", patron.session), body).await.0, 200);
+    let elsewhere = app.start_chat_with("lakeside-public", json!({"name": "Other", "question": "Hours?"})).await;
+    let (carla, erin) = (app.staff("carla").await, app.staff("erin").await);
+    let erase = |sessions: Value| json!({ "sessions": sessions });
+    assert_eq!(ann.post("/api/privacy/erase", erase(json!([patron.session]))).await.0, 403, "librarians do not erase");
+    let (status, err) = carla.post("/api/privacy/erase", erase(json!([patron.session]))).await;
+    assert_eq!(status, 409, "still going on: {err}");
+    assert_eq!(ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await.0, 200);
+    for other in [json!([elsewhere.session]), json!([patron.session, elsewhere.session]), json!([999_999])] {
+        let (status, err) = carla.post("/api/privacy/erase", erase(other.clone())).await;
+        assert_eq!((status, err["error"]["field"].as_str()), (422, Some("sessions")), "not Carla's library: {other}");
+    }
+    assert!(patron_data(&dump(&app)).contains("Quillfeather"), "nothing erased yet");
+
+    let (status, done) = carla.post("/api/privacy/erase", erase(json!([patron.session]))).await;
+    assert_eq!((status, done), (200, json!({"erased": 1})));
+    let (_, page) = carla.get("/api/questions?q=Quillfeather").await;
+    assert_eq!(page, json!([]), "the name is masked in the question and the lines");
+    let (_, list) = erin.get("/api/questions").await;
+    let q = list.as_array().unwrap().iter().find(|q| q["session"] == patron.session).unwrap().clone();
+    assert_eq!(q["erased"], true);
+    assert!(!q.to_string().contains("Quillfeather") && !q.to_string().contains("Gwendolyn"), "{q}");
+    let (_, log) = carla.get("/api/privacy/log").await;
+    assert_eq!((&log[0]["action"], &log[0]["sessions"]), (&json!("erase"), &json!(1)));
+    let (_, other) = erin.get(&format!("/api/sessions/{}", elsewhere.session)).await;
+    assert_eq!(other["session"]["patron_name"], "Other", "the other library's chat is untouched: {other}");
+}
+
 #[tokio::test]
 async fn logs_never_carry_patron_names_addresses_message_text_or_tokens() {
     let app = spawn_app_with_manual_clock().await;
