@@ -328,6 +328,18 @@ fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
     Ok(w)
 }
 
+/// The export's "Follow-up" cell: "yes" while a flagged question is still
+/// to do (new or pending: the list's "Flagged: follow-up" view), "done"
+/// once it was answered or closed (the flag stays, in its history).
+fn follow_up(st: &refdesk_domain::question::QuestionState) -> &'static str {
+    use refdesk_domain::question::Status;
+    match (st.follow_up, st.status) {
+        (false, _) => "",
+        (true, Status::New | Status::Pending) => "yes",
+        (true, _) => "done",
+    }
+}
+
 /// Questions as rows of the question list's CSV.
 fn write_questions(
     w: &mut csv::Writer<Vec<u8>>,
@@ -347,7 +359,7 @@ fn write_questions(
             defused(q.librarian_name.as_deref().unwrap_or("")).into_owned(),
             defused(q.assignee_name.as_deref().unwrap_or("")).into_owned(),
             defused(q.referred_name.as_deref().unwrap_or("")).into_owned(),
-            if st.follow_up { "yes" } else { "" }.to_owned(),
+            follow_up(st).to_owned(),
             q.rating.map(|n| n.to_string()).unwrap_or_default(),
             defused(&q.text).into_owned(),
             defused(q.emailed_by_name.as_deref().unwrap_or("")).into_owned(),

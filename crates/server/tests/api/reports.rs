@@ -1199,10 +1199,22 @@ async fn answers_emailed_count_for_the_librarian_in_the_list_its_filter_and_the_
     let (_, list) = ann.get("/api/questions").await;
     let id = |text: &str| list.as_array().unwrap().iter().find(|q| q["text"] == text).unwrap()["id"].as_i64().unwrap();
     let (renew, census) = (id("Can I renew by phone?"), id("Do you hold the 1911 census?"));
-    // Ann answers one; the other is only coded.
+    // Flagged for the library's follow-up, then answered by Ann: the
+    // follow-up is done (the export said "yes" still, the view left it out).
+    assert_eq!(ann.act(renew, "code", json!({"code": "follow_up_by_library"})).await.0, 200);
+    let follow_up = |id: i64| {
+        let carla = &carla;
+        async move {
+            let csv = read_csv(&get_raw(carla, "/api/questions/export").await.bytes().await.unwrap());
+            let col = csv[0].iter().position(|h| h == "Follow-up").unwrap();
+            csv.iter().find(|r| r[0] == id.to_string()).unwrap()[col].clone()
+        }
+    };
+    assert_eq!(follow_up(renew).await, "yes", "to do");
     let (status, out) = ann.act(renew, "answer", json!({"body": "Yes: 555-0100."})).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(ann.act(census, "code", json!({"code": "answered"})).await.0, 200);
+    assert_eq!((follow_up(renew).await.as_str(), follow_up(census).await.as_str()), ("done", ""), "answered: done");
 
     let (_, list) = carla.get("/api/questions").await;
     let listed = |id: i64| list.as_array().unwrap().iter().find(|q| q["id"] == id).unwrap().clone();
