@@ -138,7 +138,7 @@ function heatMap(report) {
     ...[0, 1, 2, 3, 4, 5].map((s) => el("span", { class: `swatch heat-${s}` }, s === 0 ? "none" : `≤ ${Math.ceil((s * max) / 5)}`)));
   return el("div", {},
     scroller("Chats by weekday and hour", el("table", { class: "heatmap" },
-      el("caption", {}, "Chats by weekday (rows) and hour of the day (columns), at this computer's current offset from UTC"),
+      el("caption", {}, `Chats by weekday (rows) and hour of the day (columns), ${report.time_zone} time`),
       el("thead", {}, el("tr", {}, el("td", {}), ...hours.map((h) => el("th", { scope: "col", abbr: `${h}:00` }, h)))),
       el("tbody", {}, ...grid.map((row, d) => el("tr", {},
         el("th", { scope: "row", abbr: WEEKDAYS[d] }, WEEKDAYS[d].slice(0, 3)),
@@ -234,14 +234,22 @@ function localDate(days = 0) {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
 }
 
-/** The query every report takes: the range, the library and our time zone. */
+/** This computer's time zone (an IANA name), if the browser tells it. */
+const OWN_ZONE = (() => {
+  try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch { return ""; }
+})();
+
+/** The query every report takes: the range, the library and the time zone
+ *  (the one chosen, or this computer's; with none, this computer's current
+ *  offset from UTC, one offset for the whole range). */
 function query() {
   const q = new URLSearchParams();
   if ($("from").value) q.set("from", $("from").value);
   if ($("to").value) q.set("to", $("to").value);
   if ($("library").value) q.set("library", $("library").value);
+  const zone = $("tz").value.trim() || OWN_ZONE;
   // Minutes east of UTC, as the API counts them (getTimezoneOffset is west).
-  q.set("utc_offset", String(-new Date().getTimezoneOffset()));
+  if (zone) q.set("tz", zone); else q.set("utc_offset", String(-new Date().getTimezoneOffset()));
   return q;
 }
 
@@ -302,12 +310,18 @@ async function show() {
   }));
   const failed = results.find((r) => r.status === "rejected");
   if (failed?.reason?.status === 401) { location.href = "/desk"; return; }
+  if (failed?.reason?.field === "tz") {
+    // A zone the server does not know: said once, and the field is where to change it.
+    $("error").textContent = `${failed.reason.message}. Choose a time zone from the list, or leave the field empty for this computer's.`;
+    $("tz").focus();
+    return;
+  }
   if (failed) $("error").textContent = `Some reports could not be made: ${failed.reason.message}`;
   // The server says which range it used (the default one when left empty).
   if (range) {
     if (!$("from").value) $("from").value = range.from;
     if (!$("to").value) $("to").value = range.to;
-    $("status").textContent = `Reports from ${range.from} to ${range.to}, for ${where}.`;
+    $("status").textContent = `Reports from ${range.from} to ${range.to}, for ${where}, in ${range.time_zone} time.`;
     shownRange = range;
   } else {
     $("status").textContent = "";
@@ -318,6 +332,8 @@ $("range").onsubmit = (e) => {
   e.preventDefault();
   const q = query();
   q.delete("utc_offset");
+  // The address keeps a zone chosen, not this computer's own.
+  if (!$("tz").value.trim()) q.delete("tz");
   history.replaceState(null, "", q.toString() ? `?${q}` : location.pathname);
   show();
 };
@@ -336,7 +352,10 @@ try {
   const mine = libs.filter(covers);
   $("library").append(...mine.map((l) => el("option", { value: l.slug }, l.name)));
   const params = new URLSearchParams(location.search);
-  for (const k of ["from", "to", "library"]) if (params.get(k)) $(k).value = params.get(k);
+  for (const k of ["from", "to", "library", "tz"]) if (params.get(k)) $(k).value = params.get(k);
+  $("tz").placeholder = OWN_ZONE || "this computer's offset";
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  $("zones").append(...zones.map((z) => el("option", { value: z })));
   if (!$("from").value && !$("to").value) { $("from").value = localDate(-29); $("to").value = localDate(); }
   await show();
 } catch (err) {

@@ -26,8 +26,8 @@ let base;
 const h = refdesk("refdesk-reports-", (r) => { base = r.base; });
 
 /** A page of refdesk's origin calling the API: signed in as `username`, or a patron when none. */
-async function caller(username) {
-  const page = await h.open(WIDE);
+async function caller(username, options = {}) {
+  const page = await h.open(WIDE, options);
   await page.goto(`${base}/`);
   const call = (method, url, body, token) => page.evaluate(async ([method, url, body, token]) => {
     const headers = {};
@@ -229,6 +229,51 @@ test("the reports page shows what was done: by day, the heat map, coverage both 
   assert.equal(rowOf(await readTable(ann.page, "#report-by-day table"), today()).Chats, "3");
 
   for (const c of [ann, ben, patron, erin]) await c.page.context().close();
+});
+
+test("the reports are counted in the browser's time zone, or in one the admin chooses; a zone no one has is refused at its field", async () => {
+  // A browser in India (UTC+5:30 all year) and a zone chosen on the page,
+  // Honolulu (UTC−10): fifteen and a half hours apart, so the same chat
+  // is in another cell of the heat map in each.
+  const erin = await caller("erin", { timezoneId: "Asia/Kolkata" });
+  const patron = await caller(null);
+  const at = Date.now();
+  await patron.ok("POST", "/api/libraries/riverside-main/chats", { name: "Flo", question: "Which zone am I in?" });
+  const cellIn = (timeZone) => {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", { timeZone, weekday: "short", hour: "2-digit", hourCycle: "h23" })
+      .formatToParts(new Date(at)).map((p) => [p.type, p.value]));
+    return { day: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].indexOf(parts.weekday), hour: Number(parts.hour) };
+  };
+  const heatAt = ({ day, hour }) => erin.page.locator("#report-by-hour table.heatmap tbody tr").nth(day).locator("td").nth(hour).textContent();
+  const page = erin.page;
+  const settled = () => page.waitForFunction(() => document.querySelectorAll(".report-section").length > 5 && !document.querySelector(".report-section[aria-busy]"));
+
+  await page.goto(`${base}/desk/reports`);
+  await settled();
+  assert.equal(await page.locator("#error").textContent(), "");
+  // Chromium names the zone by its older name, which the database has too.
+  const own = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  assert.match(own, /^Asia\/(Kolkata|Calcutta)$/);
+  await page.locator("#status", { hasText: `in ${own} time` }).waitFor();
+  assert.equal(await page.getAttribute("#tz", "placeholder"), own, "this computer's zone, unless another is chosen");
+  assert.ok((await page.locator("#report-by-hour a.csv").getAttribute("href")).includes(`tz=${encodeURIComponent(own)}`));
+  assert.match(await page.locator("#report-by-hour caption").textContent(), new RegExp(`${own} time`));
+  assert.ok(Number(await heatAt(cellIn("Asia/Kolkata"))) >= 1, "the chat in its Indian hour");
+
+  await page.fill("#tz", "Pacific/Honolulu");
+  await page.click("#range button[type=submit]");
+  await page.locator("#status", { hasText: "in Pacific/Honolulu time" }).waitFor();
+  await settled();
+  assert.match(page.url(), /tz=Pacific%2FHonolulu/, "a zone chosen is kept in the address");
+  assert.ok(Number(await heatAt(cellIn("Pacific/Honolulu"))) >= 1, "the chat in its Hawaiian hour");
+  assert.equal(Number(await heatAt(cellIn("Asia/Kolkata"))), 0, "and not in the Indian one");
+  await accessible(page, "the reports page with a time zone chosen");
+
+  await page.fill("#tz", "Mars/Olympus_Mons");
+  await page.click("#range button[type=submit]");
+  await page.locator("#error", { hasText: "Choose a time zone from the list" }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), "tz");
+  for (const c of [erin, patron]) await c.page.context().close();
 });
 
 test("an admin finds a patron's chats by e-mail, erases them from the privacy section, and the question no longer shows the patron's name or address", async () => {

@@ -47,6 +47,7 @@ pub mod staff;
 #[cfg(test)]
 mod testing;
 pub mod turns;
+pub mod zone;
 
 pub use chat::{PatronPage, StartChat, Started, LISTED_FOR};
 pub use desk::{Monitor, Transfer};

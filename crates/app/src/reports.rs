@@ -14,12 +14,13 @@
 //! asks, so that reports never take the connections the chats need
 //! (docs/performance.md).
 
+use crate::zone::Zone;
 use crate::{App, AppResult};
 use refdesk_domain::ids::LibraryId;
 use refdesk_domain::org::Staff;
 use refdesk_domain::question::Status;
-use refdesk_domain::report::{self as r, Cell, Column, Kind, Table, DAY};
-use refdesk_domain::{DomainError, Millis};
+use refdesk_domain::report::{self as r, Cell, Column, Kind, Table};
+use refdesk_domain::DomainError;
 use refdesk_store::{QuestionGroup, ReportRange, SessionCounts, SessionGroup, Span};
 use std::collections::{BTreeMap, HashMap};
 
@@ -50,23 +51,22 @@ pub struct ReportParams {
     pub from: i64,
     /// The last day.
     pub to: i64,
-    /// Local time minus UTC, in minutes (−840 to 840).
-    pub utc_offset: i32,
+    /// Local time: a time zone, or a fixed offset.
+    pub zone: Zone,
     /// Only this library (a slug in scope).
     pub library: Option<String>,
 }
 
 impl ReportParams {
     /// Checks the range.
-    pub fn new(from: i64, to: i64, utc_offset: i32, library: Option<String>) -> Result<Self, DomainError> {
-        let utc_offset = refdesk_domain::input::utc_offset(utc_offset)?;
+    pub fn new(from: i64, to: i64, zone: Zone, library: Option<String>) -> Result<Self, DomainError> {
         if to < from {
             return Err(DomainError::invalid("to", "the range ends before it starts"));
         }
         if to - from >= MAX_DAYS {
             return Err(DomainError::invalid("to", format!("a report covers at most {MAX_DAYS} days")));
         }
-        Ok(ReportParams { from, to, utc_offset, library })
+        Ok(ReportParams { from, to, zone, library })
     }
 }
 
@@ -94,6 +94,21 @@ fn add(total: &mut SessionCounts, c: &SessionCounts) {
     total.duration_sum += c.duration_sum;
 }
 
+/// The store's counts by [`Zone::grouping`]'s buckets (quarter hours, for
+/// a zone), added up by the local hour each lies in.
+fn local_hours(zone: &Zone, buckets: &[SessionCounts]) -> Vec<SessionCounts> {
+    let mut hours: BTreeMap<i64, SessionCounts> = BTreeMap::new();
+    for c in buckets {
+        if let Some(key) = c.keys[0] {
+            let hour = zone.local_hour(key);
+            let total =
+                hours.entry(hour).or_insert_with(|| SessionCounts { keys: [Some(hour), None], ..Default::default() });
+            add(total, c);
+        }
+    }
+    hours.into_values().collect()
+}
+
 fn counted(c: &SessionCounts, questions: i64) -> [Cell; 6] {
     [c.chats, c.accepted, c.missed, c.abandoned, c.forms, questions].map(Cell::Int)
 }
@@ -106,6 +121,7 @@ fn text(s: impl Into<String>) -> Cell {
 struct Scope {
     range: ReportRange,
     names: HashMap<i64, String>,
+    zone: Zone,
 }
 
 impl Scope {
@@ -134,7 +150,7 @@ impl App {
             "by-channel" => self.by_channel(&scope).await?,
             "service" => self.service(&scope).await?,
             "ratings" => self.ratings(&scope).await?,
-            "rating-comments" => self.rating_comments(&scope, p).await?,
+            "rating-comments" => self.rating_comments(&scope).await?,
             _ => self.read_scale(&scope).await?,
         };
         Ok(Table {
@@ -142,7 +158,8 @@ impl App {
             title: (*title).into(),
             from: r::date_of(p.from),
             to: r::date_of(p.to),
-            utc_offset: p.utc_offset,
+            utc_offset: (p.zone.offset_at(scope.range.from) / 60_000) as i32,
+            time_zone: p.zone.name().to_owned(),
             columns: columns.to_vec(),
             rows,
         })
@@ -159,10 +176,11 @@ impl App {
                 .ok_or_else(|| DomainError::invalid("library", format!("no library {slug:?} in your scope")))?;
             libraries = vec![lib.placement.library];
         }
-        let offset = Millis::from(p.utc_offset) * 60_000;
-        let range = ReportRange { libraries, from: p.from * DAY - offset, to: (p.to + 1) * DAY - offset, offset };
+        let (offset, bucket) = p.zone.grouping();
+        let (from, to) = (p.zone.start_of(p.from)?, p.zone.start_of(p.to + 1)?);
+        let range = ReportRange { libraries, from, to, offset, bucket };
         let names = all.into_iter().map(|l| (l.placement.library.0, l.name)).collect();
-        Ok(Scope { range, names })
+        Ok(Scope { range, names, zone: p.zone.clone() })
     }
 
     /// Sessions and questions per local hour since the epoch.
@@ -171,8 +189,13 @@ impl App {
             self.store.session_counts(s.range.clone(), SessionGroup::Hour),
             self.store.question_counts(s.range.clone(), QuestionGroup::Hour)
         )?;
-        let questions = questions.into_iter().filter_map(|(k, n)| Some((k?.parse::<i64>().ok()?, n))).collect();
-        Ok((sessions, questions))
+        let mut per_hour = BTreeMap::new();
+        for (k, n) in questions {
+            if let Some(key) = k.and_then(|k| k.parse::<i64>().ok()) {
+                *per_hour.entry(s.zone.local_hour(key)).or_insert(0) += n;
+            }
+        }
+        Ok((local_hours(&s.zone, &sessions), per_hour))
     }
 
     /// By day (`days` = 1) or by week starting on Monday (`days` = 7):
@@ -213,6 +236,7 @@ impl App {
     /// The heat map: chats per weekday (0 = Monday) and hour, all 168 cells.
     async fn by_hour(&self, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
         let sessions = self.store.session_counts(s.range.clone(), SessionGroup::Hour).await?;
+        let sessions = local_hours(&s.zone, &sessions);
         let mut cells = [[0i64; 24]; 7];
         for c in &sessions {
             if let Some(h) = c.keys[0] {
@@ -424,14 +448,13 @@ impl App {
         Ok((columns, rows))
     }
 
-    async fn rating_comments(&self, s: &Scope, p: &ReportParams) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
-        let offset = Millis::from(p.utc_offset) * 60_000;
+    async fn rating_comments(&self, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
         let comments = self.store.rating_comments(s.range.clone(), 1000).await?;
         let rows = comments
             .into_iter()
             .map(|c| {
                 vec![
-                    text(r::date_of((c.at + offset).div_euclid(DAY))),
+                    text(r::date_of(s.zone.day_of(c.at))),
                     s.library(Some(c.library.0)),
                     Cell::Int(c.rating),
                     text(c.comment),

@@ -17,8 +17,13 @@ pub struct Table {
     pub from: String,
     /// The last day counted (YYYY-MM-DD, local).
     pub to: String,
-    /// Local time minus UTC, in minutes.
+    /// Local time minus UTC, in minutes, at the range's start (a time
+    /// zone's may change within the range: see `time_zone`).
     pub utc_offset: i32,
+    /// The local time the days and hours are counted in: a time zone of
+    /// the IANA database ("Europe/Paris"), each chat placed by the offset
+    /// it had then, or a fixed offset ("UTC+01:00").
+    pub time_zone: String,
     /// The columns.
     pub columns: Vec<Column>,
     /// The rows: one cell per column.

@@ -924,7 +924,8 @@ impl ScopeLevel {
 
 /// What a report counts (issue 15): the chats, forms and questions of
 /// `libraries` created in [`from`, `to`), bucketed in local time
-/// `offset` ms east of UTC. Practice chats are never counted.
+/// `offset` ms east of UTC, in buckets `bucket` ms long. Practice chats are
+/// never counted.
 #[derive(Clone, Debug)]
 pub struct ReportRange {
     /// The libraries in scope.
@@ -933,8 +934,11 @@ pub struct ReportRange {
     pub from: Millis,
     /// Created before.
     pub to: Millis,
-    /// Local time minus UTC.
+    /// Local time minus UTC, added before grouping by time.
     pub offset: Millis,
+    /// The length of the buckets `SessionGroup::Hour` and `QuestionGroup::Hour`
+    /// group by (an hour; a quarter of one, for a zone whose offset changes).
+    pub bucket: Millis,
 }
 
 /// How a report groups sessions (chats and offline forms).

@@ -81,7 +81,7 @@ async fn nothing_is_lost(store: &dyn Store) {
     }
     assert_eq!(store.question(QuestionId(1)).await.unwrap().unwrap().rating, Some(4));
     let all: Vec<LibraryId> = store.libraries().await.unwrap().iter().map(|l| l.placement.library).collect();
-    let range = ReportRange { libraries: all, from: 0, to: Millis::MAX / 2, offset: 0 };
+    let range = ReportRange { libraries: all, from: 0, to: Millis::MAX / 2, offset: 0, bucket: 3_600_000 };
     let t = store.session_counts(range.clone(), SessionGroup::Total).await.unwrap().remove(0);
     // The practice chat (3) is left out of the figures.
     assert_eq!((t.chats, t.accepted, t.missed, t.abandoned, t.forms, t.ratings), (3, 2, 0, 1, 1, 1), "{t:?}");

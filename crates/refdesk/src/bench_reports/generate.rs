@@ -565,10 +565,14 @@ mod tests {
         }
     }
 
+    fn utc() -> refdesk_app::zone::Zone {
+        refdesk_app::zone::Zone::fixed(0).expect("UTC is an offset")
+    }
+
     /// Sums column `col` of a report over the whole year, as the cooperative admin.
     async fn total(app: &refdesk_app::App, name: &str, col: usize, year: i64) -> u64 {
         let admin = app.store().staff_by_username(ADMIN).await.expect("read").expect("the admin").staff;
-        let p = ReportParams::new(r::days_from_civil(year, 1, 1), r::days_from_civil(year, 12, 31), 0, None)
+        let p = ReportParams::new(r::days_from_civil(year, 1, 1), r::days_from_civil(year, 12, 31), utc(), None)
             .expect("a valid range");
         let table = app.report(&admin, name, &p).await.expect("the report");
         table.rows.iter().map(|row| int(&row[col])).sum()

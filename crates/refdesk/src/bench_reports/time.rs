@@ -19,6 +19,7 @@ use super::{ADMIN, LIBRARIAN};
 use anyhow::Context;
 use clap::Args;
 use refdesk_app::reports::{ReportParams, REPORTS};
+use refdesk_app::zone::Zone;
 use refdesk_app::{App, ListFilter};
 use refdesk_domain::actions::View;
 use refdesk_domain::org::Staff;
@@ -34,6 +35,10 @@ pub struct TimeArgs {
     /// Runs of each report for each person.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// The reports' time zone (an IANA name, e.g. Europe/Paris; each chat
+    /// placed by the offset it had then); UTC when not given.
+    #[arg(long)]
+    pub tz: Option<String>,
 }
 
 /// One report's runs for one person.
@@ -79,10 +84,16 @@ pub async fn time(app: &App, args: &TimeArgs) -> anyhow::Result<()> {
     let admin = staff(app, ADMIN).await?;
     let librarian = staff(app, LIBRARIAN).await?;
     let (from, to) = (r::days_from_civil(args.year, 1, 1), r::days_from_civil(args.year, 12, 31));
-    let p = ReportParams::new(from, to, 0, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let zone = match &args.tz {
+        Some(name) => Zone::named("tz", name),
+        None => Zone::fixed(0),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let zone_name = zone.name().to_owned();
+    let p = ReportParams::new(from, to, zone, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let size = app.store().database_size().await?;
     println!(
-        "Every report from {} to {} (UTC), {} runs each; database {:.1} MiB.\n",
+        "Every report from {} to {} ({zone_name}), {} runs each; database {:.1} MiB.\n",
         r::date_of(from),
         r::date_of(to),
         args.runs,

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use refdesk_app::reports::{ReportParams, REPORTS};
+use refdesk_app::zone::Zone;
 use refdesk_app::ListFilter;
 use refdesk_domain::report::{self as r, Cell, Table, DAY};
 use refdesk_store::QuestionRecord;
@@ -58,9 +59,15 @@ struct ReportQuery {
     /// The last day counted, YYYY-MM-DD in local time (default: today). At most 1,100 days after `from`.
     #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
-    /// Local time minus UTC in minutes, −840 to 840 (default 0).
+    /// Local time minus UTC in minutes, −840 to 840 (default 0): one
+    /// offset all year. Not with `tz`.
     #[param(value_type = Option<i32>, minimum = -840, maximum = 840)]
     utc_offset: Option<String>,
+    /// A time zone of the IANA database (`Europe/Paris`): each chat is
+    /// counted on the day and hour it had there, daylight saving time
+    /// included. Not with `utc_offset`.
+    #[param(value_type = Option<String>, max_length = 64)]
+    tz: Option<String>,
     /// Only this library (a slug within my scope).
     library: Option<String>,
     /// `json` (default) or `csv`.
@@ -85,9 +92,13 @@ fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
 
 impl ReportQuery {
     fn params(&self, today_utc: i64) -> Result<(ReportParams, bool), ApiError> {
-        let offset: i32 = match self.utc_offset.as_deref() {
-            None | Some("") => 0,
-            Some(v) => v.parse().map_err(|_| bad("utc_offset", "must be a whole number of minutes"))?,
+        let zone = match (self.tz.as_deref().filter(|t| !t.is_empty()), self.utc_offset.as_deref()) {
+            (Some(_), Some(v)) if !v.is_empty() => return Err(bad("tz", "give tz or utc_offset, not both")),
+            (Some(name), _) => Zone::named("tz", name)?,
+            (None, None | Some("")) => Zone::fixed(0)?,
+            (None, Some(v)) => {
+                Zone::fixed(v.parse().map_err(|_| bad("utc_offset", "must be a whole number of minutes"))?)?
+            }
         };
         let date = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
             match v.as_deref() {
@@ -95,7 +106,7 @@ impl ReportQuery {
                 Some(v) => r::parse_date(v).map(Some).ok_or_else(|| bad(field, "must be a date, YYYY-MM-DD")),
             }
         };
-        let today = (today_utc + i64::from(offset.clamp(-840, 840)) * 60_000).div_euclid(DAY);
+        let today = zone.day_of(today_utc);
         let to = date("to", &self.to)?.unwrap_or(today);
         let from = date("from", &self.from)?.unwrap_or(to - 29);
         let csv = match self.format.as_deref() {
@@ -107,7 +118,7 @@ impl ReportQuery {
             None | Some("") => None,
             Some(slug) => Some(refdesk_domain::input::slug("library", slug)?),
         };
-        Ok((ReportParams::new(from, to, offset, library)?, csv))
+        Ok((ReportParams::new(from, to, zone, library)?, csv))
     }
 }
 
@@ -122,7 +133,7 @@ impl ReportQuery {
         (status = 400, description = "`bad_query`: a parameter not known", body = ErrorBody),
         (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such report", body = ErrorBody),
-        (status = 422, description = "`invalid`: a bad date, range, offset, format or library", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad date, range, offset, time zone, format or library", body = ErrorBody),
     ))]
 async fn report(
     State(s): State<AppState>,

@@ -1064,6 +1064,7 @@ async fn reports_refuse_bad_input_naming_it() {
     let ann = app.staff("ann").await;
     let ok = "from=2026-01-01&to=2026-01-31";
     assert_eq!(ann.get(&format!("/api/reports/by-day?{ok}")).await.0, 200);
+    assert_eq!(ann.get(&format!("/api/reports/by-day?{ok}&tz=America/Argentina/ComodRivadavia")).await.0, 200);
 
     let (status, err) = ann.get(&format!("/api/reports/no-such-report?{ok}")).await;
     assert_eq!((status, err["error"]["code"].as_str()), (404, Some("not_found")), "{err}");
@@ -1078,6 +1079,9 @@ async fn reports_refuse_bad_input_naming_it() {
         ("from=2026-01-01&to=2026-01-31&utc_offset=ninety", "utc_offset"),
         ("from=2026-01-01&to=2026-01-31&utc_offset=900", "utc_offset"),
         ("from=2026-01-01&to=2026-01-31&utc_offset=-841", "utc_offset"),
+        ("from=2026-01-01&to=2026-01-31&tz=Mars/Olympus_Mons", "tz"),
+        ("from=2026-01-01&to=2026-01-31&tz=../../etc/passwd", "tz"),
+        ("from=2026-01-01&to=2026-01-31&tz=Europe/Paris&utc_offset=60", "tz"),
         ("from=2026-01-01&to=2026-01-31&format=xlsx", "format"),
         // A librarian's scope is their library.
         ("from=2026-01-01&to=2026-01-31&library=lakeside-public", "library"),
@@ -1297,4 +1301,101 @@ async fn a_sign_out_is_no_transfer_and_a_chat_whose_patron_left_stays_its_librar
         Some((json!(1), json!(90.0))),
         "her chat, 90 s long: {people}"
     );
+}
+
+/// A day since 1970-01-01, counted out year by year (the inverse of `date`).
+fn day_number(y: i64, m: usize, d: i64) -> i64 {
+    let years: i64 = (1970..y).map(|y| if leap(y) { 366 } else { 365 }).sum();
+    let months = [31, if leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    years + months[..m - 1].iter().sum::<i64>() + d - 1
+}
+
+/// Paris's offset at `t`, by the European Union's rule: summer time (UTC+2)
+/// from 01:00 UTC on the last Sunday of March to 01:00 UTC on the last
+/// Sunday of October, UTC+1 otherwise.
+fn paris_offset(t: i64) -> i64 {
+    let y: i64 = date(t.div_euclid(DAY))[..4].parse().unwrap();
+    let last_sunday = |m: usize, days: i64| {
+        let end = day_number(y, m, days);
+        end - (weekday(end) + 1) % 7
+    };
+    let (start, end) = (last_sunday(3, 31) * DAY + HOUR, last_sunday(10, 31) * DAY + HOUR);
+    if (start..end).contains(&t) {
+        2 * HOUR
+    } else {
+        HOUR
+    }
+}
+
+/// A report asked for in a time zone counts each chat on the day and in the
+/// hour it had there, daylight saving time included: at 22:30 UTC, a chat
+/// in winter is 23:30 in Paris, one in summer 00:30 the next day. With one
+/// offset for the year (all a report could be asked for), the summer one
+/// was counted an hour early, on the day before.
+#[tokio::test]
+async fn reports_in_a_time_zone_place_each_chat_by_the_offset_it_had_then() {
+    let app = spawn_app_with_manual_clock_and(|c| {
+        c.limits.login_hours = 24 * 366;
+        c.limits.signoff_minutes = 24 * 60;
+    })
+    .await;
+    let carla = app.staff("carla").await;
+    // Two days at 22:30 UTC, 200 days apart: one in Paris's summer time,
+    // the other not, whatever the date the test runs on.
+    let first = (app.clock().now().div_euclid(DAY) + 1) * DAY + 22 * HOUR + 30 * MIN;
+    let second = first + 200 * DAY;
+    assert_ne!(paris_offset(first), paris_offset(second), "one in summer time, one not");
+    for t in [first, second] {
+        app.clock().advance(t - app.clock().now());
+        app.start_chat("riverside-main", "When do you open on Sunday?").await;
+        app.ask_by_form("riverside-main", "Can I renew by phone?").await;
+    }
+    let local = |t: i64| t + paris_offset(t);
+    let (from, to) = (date(first.div_euclid(DAY) - 1), date(second.div_euclid(DAY) + 2));
+    let ask = |name: &str, zone: &str| format!("/api/reports/{name}?from={from}&to={to}&{zone}");
+
+    let (status, heat) = carla.get(&ask("by-hour", "tz=Europe/Paris")).await;
+    assert_eq!(status, 200, "{heat}");
+    assert_eq!(heat["time_zone"], "Europe/Paris");
+    let lit: Vec<(i64, i64, i64)> = heat["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[2].as_i64() != Some(0))
+        .map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap(), r[2].as_i64().unwrap()))
+        .collect();
+    let cell = |t: i64| (weekday(local(t).div_euclid(DAY)), local(t).rem_euclid(DAY) / HOUR, 1);
+    let mut want = vec![cell(first), cell(second)];
+    want.sort();
+    assert_eq!(lit, want, "23:30 in winter, 00:30 in summer");
+    assert!(want.iter().any(|&(_, h, _)| h == 0) && want.iter().any(|&(_, h, _)| h == 23));
+
+    let days = |report: &Value| -> Vec<(String, i64, i64)> {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r[1].as_i64() != Some(0) || r[5].as_i64() != Some(0))
+            .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap(), r[5].as_i64().unwrap()))
+            .collect()
+    };
+    let (status, by_day) = carla.get(&ask("by-day", "tz=Europe/Paris")).await;
+    assert_eq!(status, 200, "{by_day}");
+    let on = |t: i64| (date(local(t).div_euclid(DAY)), 1, 1);
+    assert_eq!(days(&by_day), [on(first), on(second)], "each chat and form on its local day");
+    let summer = if paris_offset(first) == 2 * HOUR { first } else { second };
+    assert_eq!(date(local(summer).div_euclid(DAY)), date(summer.div_euclid(DAY) + 1), "the next day in summer");
+
+    // One offset all year, as before: the summer one an hour early.
+    let (status, fixed) = carla.get(&ask("by-day", "utc_offset=60")).await;
+    assert_eq!(status, 200, "{fixed}");
+    assert_eq!(fixed["time_zone"], "UTC+01:00");
+    let on_fixed = |t: i64| (date((t + HOUR).div_euclid(DAY)), 1, 1);
+    assert_eq!(days(&fixed), [on_fixed(first), on_fixed(second)]);
+    assert_ne!(days(&fixed), days(&by_day));
+
+    // The CSV is counted the same way.
+    let csv = read_csv(&get_raw(&carla, &ask("by-day", "tz=Europe/Paris&format=csv")).await.bytes().await.unwrap());
+    let rows: Vec<&Vec<String>> = csv[1..].iter().filter(|r| r[1] != "0").collect();
+    assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), [on(first).0, on(second).0]);
 }

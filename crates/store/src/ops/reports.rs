@@ -14,8 +14,6 @@ use crate::{QuestionGroup, RatingComment, ReportRange, Result, SessionCounts, Se
 use async_trait::async_trait;
 use refdesk_domain::ids::LibraryId;
 
-const HOUR: i64 = 3_600_000;
-
 fn sum(expr: &str) -> String {
     format!("COALESCE(CAST(SUM({expr}) AS BIGINT), 0)")
 }
@@ -107,7 +105,7 @@ async fn sessions<D: Db>(db: &mut D, range: ReportRange, by: SessionGroup) -> Re
     };
     let sql = format!("SELECT {} {} FROM sessions s {join} WHERE {cond} {group}", key_cols.concat(), session_columns());
     let n = keys.len();
-    let hourly = args![range.from, range.to, range.offset, HOUR];
+    let hourly = args![range.from, range.to, range.offset, range.bucket];
     let binds = if by == SessionGroup::Hour { hourly } else { &hourly[..2] };
     let rows = db.rows(&sql, binds, move |r| session_counts(r, n)).await?;
     // An empty range still has a total, of zeros.
@@ -141,7 +139,7 @@ async fn questions<D: Db>(db: &mut D, range: ReportRange, by: QuestionGroup) -> 
          WHERE q.created_at >= ?1 AND q.created_at < ?2 AND NOT q.exclude_from_stats AND {scope}
          GROUP BY k"
     );
-    let hourly = args![range.from, range.to, range.offset, HOUR];
+    let hourly = args![range.from, range.to, range.offset, range.bucket];
     let binds = if by == QuestionGroup::Hour { hourly } else { &hourly[..2] };
     db.rows(&sql, binds, |r| Ok((r.opt_text("k")?, r.int("n")?))).await
 }

@@ -79,7 +79,7 @@ async fn erasing_removes_the_patron_and_keeps_the_figures_once_and_all_or_nothin
     let found = s.patron_sessions("Pat@Example.org", vec![lib]).await.unwrap();
     assert_eq!(found.len(), 3, "any letter case: {found:?}");
     assert!(s.patron_sessions("pat@example.org", vec![b.w.other.placement.library]).await.unwrap().is_empty());
-    let range = refdesk_store::ReportRange { libraries: vec![lib], from: 0, to: 1_000, offset: 0 };
+    let range = refdesk_store::ReportRange { libraries: vec![lib], from: 0, to: 1_000, offset: 0, bucket: 3_600_000 };
     let figures = s.session_counts(range.clone(), SessionGroup::Total).await.unwrap();
 
     let why = ErasureReason::Request(b.w.carla.id);

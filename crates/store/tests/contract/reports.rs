@@ -13,7 +13,7 @@ on_every_backend!(chats_are_counted_by_hour_library_and_kind_and_practice_is_lef
 const HOUR: i64 = 3_600_000;
 
 fn range(b: &Backend) -> ReportRange {
-    ReportRange { libraries: vec![b.w.library.placement.library], from: 0, to: 100 * HOUR, offset: 0 }
+    ReportRange { libraries: vec![b.w.library.placement.library], from: 0, to: 100 * HOUR, offset: 0, bucket: HOUR }
 }
 
 async fn code(b: &Backend, id: refdesk_domain::ids::SessionId, key: &'static str, read: Option<u8>, now: i64) {
