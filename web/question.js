@@ -67,6 +67,16 @@ let poll = null;
 // entries after those it shows.
 const pageAfterShown = () => `/api/questions/${id}?after=${shown}&timeline_after=${timelineShown}`;
 
+// How the question came, said first: a form's or a missed chat's patron had
+// no librarian to talk to, and waits for an answer by e-mail.
+const HOW = {
+  chat: "chat",
+  form: "asked by the offline form",
+  missed: "a missed chat (no librarian took it)",
+  abandoned: "an abandoned chat (the patron left the line before a librarian took it)",
+  waiting: "a chat still waiting for a librarian",
+};
+
 function render(d, from) {
   const q = d.question;
   if (erasedShown === false && q.erased) { location.reload(); return; }
@@ -84,8 +94,10 @@ function render(d, from) {
   // became of it.
   $("summary").replaceChildren(el("blockquote", { class: "question-text", dir: "auto" }, q.text),
     el("p", {}, q.live ? liveBadge(q) : "", " ",
-    `${q.library_name}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
-    + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}; chatted with ${q.librarian_name || "—"}`
+    `${q.library_name}; ${HOW[q.channel] ?? "chat"}; status ${q.state.status}; code ${q.state.code ? codeLabel(q.state.code) : "none"}`
+    + `${q.state.read_scale ? `; READ scale ${q.state.read_scale}` : ""}`
+    + (q.channel === "chat" ? `; chatted with ${q.librarian_name || "—"}` : "")
+    + (q.emailed_by_name ? `; answered by e-mail by ${q.emailed_by_name}` : "")
     + `; assigned to ${q.state.assignee == null ? "nobody" : person(q.state.assignee)}`
     + (q.referred_name ? `; referred to ${q.referred_name}` : "")
     + (q.rating ? `; patron's rating ${q.rating}/5` : ""),

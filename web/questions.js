@@ -28,7 +28,7 @@ for (const [k, v] of params) {
 
 function query(before) {
   const q = new URLSearchParams();
-  for (const k of ["view", "status", "code", "library", "librarian", "q"]) if ($(k).value) q.set(k, $(k).value);
+  for (const k of ["view", "status", "code", "library", "channel", "librarian", "q"]) if ($(k).value) q.set(k, $(k).value);
   if ($("from").value) q.set("from", String(midnight($("from").value)));
   if ($("to").value) q.set("to", String(midnight($("to").value, 1)));
   if (before) q.set("before", String(before));
@@ -41,12 +41,16 @@ const codeLabels = new Map();
 // Who served the patron: the chatting librarian, else who answered by e-mail
 // (a question asked by the form has no chat).
 const librarianOf = (q) => q.librarian_name || (q.emailed_by_name ? `${q.emailed_by_name} (by e-mail)` : "");
+// A question that came other than by a chat a librarian took says how, before
+// its text: a form's or a missed chat's asker had no answer yet, whatever its code.
+const CHANNELS = { form: "Form", missed: "Missed chat", abandoned: "Abandoned chat", waiting: "Waiting" };
+const channelBadge = (q) => (CHANNELS[q.channel] ? [el("span", { class: `badge channel ${q.channel}` }, CHANNELS[q.channel]), " "] : []);
 const codeOf = (q) => (q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—");
 function row(q) {
   const link = el("a", { href: `/desk/questions/${q.id}` }, q.text);
   return el("tr", {},
     el("td", {}, String(q.id)),
-    el("td", {}, q.live ? liveBadge(q) : "", " ", link),
+    el("td", {}, q.live ? liveBadge(q) : "", " ", ...channelBadge(q), link),
     el("td", {}, q.patron_name || "—"),
     el("td", {}, q.library_name + (q.referred_name ? ` → ${q.referred_name}` : "")),
     el("td", {}, q.state.status), el("td", {}, codeOf(q)), el("td", {}, librarianOf(q) || "—"),

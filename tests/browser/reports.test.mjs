@@ -276,6 +276,29 @@ test("the reports are counted in the browser's time zone, or in one the admin ch
   for (const c of [erin, patron]) await c.page.context().close();
 });
 
+test("the question list says which questions came by the form and finds them by channel; the question's page says how it came", async () => {
+  const carla = await caller("carla");
+  const patron = await caller(null);
+  await patron.ok("POST", "/api/libraries/riverside-main/questions", { email: "gil@example.org", question: "Sent by the form: do you lend e-readers?" });
+  const page = carla.page;
+  await page.goto(`${base}/desk/questions`);
+  const formRow = page.locator("#rows tr", { hasText: "Sent by the form: do you lend e-readers?" });
+  await formRow.locator(".badge.channel", { hasText: "Form" }).waitFor();
+  assert.ok(await page.locator("#rows tr").count() > 1, "the other questions are listed too");
+
+  await page.selectOption("#channel", "form");
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction(() => [...document.querySelectorAll("#rows tr")].every((tr) => tr.querySelector(".badge.channel")?.textContent === "Form"));
+  assert.match(page.url(), /channel=form/);
+  assert.match(await page.locator("#export").getAttribute("href"), /channel=form/, "the CSV link has the filter");
+  await accessible(page, "the question list with a channel chosen");
+
+  await formRow.locator("a").click();
+  await page.locator("#summary", { hasText: "asked by the offline form" }).waitFor();
+  assert.doesNotMatch(await page.locator("#summary").textContent(), /chatted with/, "no chat, no one chatted");
+  for (const c of [carla, patron]) await c.page.context().close();
+});
+
 test("an admin finds a patron's chats by e-mail, erases them from the privacy section, and the question no longer shows the patron's name or address", async () => {
   const ann = await caller("ann");
   const patron = await caller(null);

@@ -810,6 +810,7 @@ mod tests {
             rating_comment: None,
             patron_name: None,
             erased: false,
+            channel: refdesk_domain::question::Channel::Chat,
         };
         let mail = answer_mail(&q, "Room 2.", "pat@example.org");
         let quoted = mail.body.split("Your question (#4):\n").nth(1).expect("the question follows the answer");

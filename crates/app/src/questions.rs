@@ -13,7 +13,7 @@ use refdesk_domain::chat::{Author, Message};
 use refdesk_domain::ids::{LibraryId, QuestionId, StaffId};
 use refdesk_domain::input::Body;
 use refdesk_domain::org::{Placement, Staff};
-use refdesk_domain::question::{apply_code, Change, ResolutionCode, Status};
+use refdesk_domain::question::{apply_code, Change, Channel, ResolutionCode, Status};
 use refdesk_domain::visibility::{transcript, Viewer};
 use refdesk_domain::{DomainError, Millis};
 use refdesk_store::{
@@ -40,6 +40,8 @@ pub struct ListFilter {
     pub librarian: Option<StaffId>,
     /// Owned by this library (slug).
     pub library: Option<String>,
+    /// Came this way (a chat taken, missed or abandoned, the form).
+    pub channel: Option<Channel>,
     /// Words in the question or its transcript.
     pub text: Option<String>,
     /// Paging: older than this question.
@@ -58,6 +60,7 @@ impl Default for ListFilter {
             to: None,
             librarian: None,
             library: None,
+            channel: None,
             text: None,
             before: None,
             limit: 50,
@@ -232,6 +235,7 @@ impl App {
             to: f.to,
             librarian: f.librarian,
             library,
+            channel: f.channel,
             text,
             before: f.before,
             limit: f.limit.clamp(1, 200),

@@ -39,6 +39,46 @@ impl Status {
     }
 }
 
+/// How a question came: a chat a librarian took, a chat no one took
+/// (missed, or left by the patron while it waited), one still waiting, or
+/// the offline form.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A chat a librarian accepted.
+    Chat,
+    /// A chat no one accepted that ended, not by its patron.
+    Missed,
+    /// A chat its patron left before anyone accepted it.
+    Abandoned,
+    /// A chat still waiting for a librarian.
+    Waiting,
+    /// The offline form.
+    Form,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 5] = [Channel::Chat, Channel::Missed, Channel::Abandoned, Channel::Waiting, Channel::Form];
+
+    /// The name used in the API and the reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Chat => "chat",
+            Channel::Missed => "missed",
+            Channel::Abandoned => "abandoned",
+            Channel::Waiting => "waiting",
+            Channel::Form => "form",
+        }
+    }
+
+    /// Parses [`Channel::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// Who a resolution code assigns the question to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -178,6 +178,8 @@ pub struct QuestionQuery {
     pub librarian: Option<StaffId>,
     /// Owned by this library.
     pub library: Option<LibraryId>,
+    /// Came this way.
+    pub channel: Option<refdesk_domain::question::Channel>,
     /// Words to find in the question or its transcript.
     pub text: Option<String>,
     /// Paging: only questions older than this one.
@@ -198,6 +200,7 @@ impl QuestionQuery {
             to: None,
             librarian: None,
             library: None,
+            channel: None,
             text: None,
             before: None,
             limit,
@@ -870,6 +873,8 @@ pub struct QuestionRecord {
     /// Whether its patron's personal data was erased (docs/privacy.md):
     /// the chat's lines and the question's texts are masked.
     pub erased: bool,
+    /// How it came: a chat taken, missed or abandoned, or the form.
+    pub channel: refdesk_domain::question::Channel,
 }
 
 /// One timeline entry (R7).

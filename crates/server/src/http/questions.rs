@@ -11,7 +11,7 @@ use axum::extract::State;
 use refdesk_app::{ListFilter, QuestionAction};
 use refdesk_domain::actions::View;
 use refdesk_domain::ids::{QuestionId, StaffId};
-use refdesk_domain::question::Status;
+use refdesk_domain::question::{Channel, Status};
 use refdesk_domain::Millis;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -61,6 +61,10 @@ pub(super) struct ListParams {
     librarian: Option<String>,
     /// The owning library's slug.
     library: Option<String>,
+    /// How it came: `chat` (a librarian took the chat), `missed`, `abandoned`
+    /// (its patron left the line), `waiting`, `form` (the offline form).
+    #[param(value_type = Option<Channel>, inline)]
+    channel: Option<String>,
     /// Words in the question or its transcript, in any letter case (whatever the script).
     #[param(max_length = 200)]
     q: Option<String>,
@@ -79,7 +83,8 @@ pub(super) struct ListParams {
 impl ListParams {
     /// The known parameters by name.
     fn known(self) -> HashMap<&'static str, String> {
-        let ListParams { view, status, code, from, to, librarian, library, q, before, limit, unknown: _ } = self;
+        let ListParams { view, status, code, from, to, librarian, library, channel, q, before, limit, unknown: _ } =
+            self;
         [
             ("view", view),
             ("status", status),
@@ -88,6 +93,7 @@ impl ListParams {
             ("to", to),
             ("librarian", librarian),
             ("library", library),
+            ("channel", channel),
             ("q", q),
             ("before", before),
             ("limit", limit),
@@ -100,7 +106,8 @@ impl ListParams {
 
 /// Parses the list's query string, naming the first bad parameter.
 pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
-    const KNOWN: [&str; 10] = ["view", "status", "code", "from", "to", "librarian", "library", "q", "before", "limit"];
+    const KNOWN: [&str; 11] =
+        ["view", "status", "code", "from", "to", "librarian", "library", "channel", "q", "before", "limit"];
     if let Some(unknown) = p.unknown.keys().next() {
         return Err(bad(unknown, format!("unknown parameter; use {}", KNOWN.join(", "))));
     }
@@ -129,6 +136,12 @@ pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
         to: int::<Millis>(&q, "to")?,
         librarian: int::<i64>(&q, "librarian")?.map(StaffId),
         library: text("library"),
+        channel: match named("channel")? {
+            Some(v) => Some(Channel::parse(v).ok_or_else(|| {
+                bad("channel", format!("use one of {}", Channel::ALL.map(Channel::as_str).join(", ")))
+            })?),
+            None => None,
+        },
         text: text("q"),
         before: int::<i64>(&q, "before")?.map(QuestionId),
         limit: match int::<u32>(&q, "limit")? {

@@ -334,6 +334,7 @@ fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
         "Rating",
         "Question text",
         "Answered by e-mail by",
+        "Channel",
     ];
     w.write_record(head).map_err(csv_failed)?;
     Ok(w)
@@ -374,6 +375,7 @@ fn write_questions(
             q.rating.map(|n| n.to_string()).unwrap_or_default(),
             defused(&q.text).into_owned(),
             defused(q.emailed_by_name.as_deref().unwrap_or("")).into_owned(),
+            q.channel.as_str().to_owned(),
         ];
         w.write_record(row).map_err(csv_failed)?;
     }

@@ -18,7 +18,7 @@ use refdesk_domain::chat::{Message, SessionContext, SessionState};
 use refdesk_domain::event::{Availability, ImMessage, SessionSummary};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::{Placement, Staff};
-use refdesk_domain::question::{Change, QuestionState};
+use refdesk_domain::question::{Change, Channel, QuestionState};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -214,6 +214,9 @@ pub struct QuestionView {
     /// library's retention period): the chat's lines and the question's
     /// texts are masked. A page that shows it reads it again.
     pub erased: bool,
+    /// How it came: a chat a librarian took, a chat missed or abandoned
+    /// (its patron left the line), one still waiting, or the offline form.
+    pub channel: Channel,
 }
 
 impl From<refdesk_store::QuestionRecord> for QuestionView {
@@ -240,6 +243,7 @@ impl From<refdesk_store::QuestionRecord> for QuestionView {
             rating_comment: q.rating_comment,
             patron_name: q.patron_name,
             erased: q.erased,
+            channel: q.channel,
         }
     }
 }

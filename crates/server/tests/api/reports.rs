@@ -1035,6 +1035,7 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         "Rating",
         "Question text",
         "Answered by e-mail by",
+        "Channel",
     ];
     assert_eq!(records[0], head);
     let texts: Vec<&str> = records[1..].iter().map(|r| r[11].as_str()).collect();
@@ -1398,4 +1399,66 @@ async fn reports_in_a_time_zone_place_each_chat_by_the_offset_it_had_then() {
     let csv = read_csv(&get_raw(&carla, &ask("by-day", "tz=Europe/Paris&format=csv")).await.bytes().await.unwrap());
     let rows: Vec<&Vec<String>> = csv[1..].iter().filter(|r| r[1] != "0").collect();
     assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), [on(first).0, on(second).0]);
+}
+
+/// The list says how each question came — a chat a librarian took, the
+/// offline form, a chat missed or abandoned — finds them by it, and the
+/// export has it (a form's or a missed chat's question, whose patron had no
+/// one to talk to, looked like any other: the by-channel report counted
+/// them and nothing led to them).
+#[tokio::test]
+async fn the_list_says_how_each_question_came_and_finds_them_by_it() {
+    let app = spawn_app_with_manual_clock().await;
+    let (ann, carla) = (app.staff("ann").await, app.staff("carla").await);
+    let chat = |question: &str, email: &str| {
+        app.start_chat_with("riverside-main", json!({"name": "Pat", "email": email, "question": question}))
+    };
+    let served = chat("Served: where are the atlases?", "a@example.org").await;
+    assert_eq!(ann.accept(served.session).await.0, 200);
+    app.ask_by_form("riverside-main", "Form: can I renew by phone?").await;
+    let left = chat("Abandoned: is anyone there?", "b@example.org").await;
+    assert_eq!(left.post("/api/chat/end", json!(null)).await.0, 200);
+    chat("Missed: do you have microfiche?", "c@example.org").await;
+    // No one takes it: the waiting-chat expiry ends it.
+    app.clock().advance(16 * MIN);
+    app.state.app.tick(app.clock().now()).await;
+
+    let (status, list) = carla.get("/api/questions").await;
+    assert_eq!(status, 200, "{list}");
+    let mut came: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| (q["text"].as_str().unwrap().to_owned(), q["channel"].as_str().unwrap().to_owned()))
+        .collect();
+    came.sort();
+    let want = [
+        ("Abandoned: is anyone there?", "abandoned"),
+        ("Form: can I renew by phone?", "form"),
+        ("Missed: do you have microfiche?", "missed"),
+        ("Served: where are the atlases?", "chat"),
+    ];
+    assert_eq!(came, want.map(|(t, c)| (t.to_owned(), c.to_owned())));
+
+    for (text, channel) in want {
+        let (status, found) = carla.get(&format!("/api/questions?channel={channel}")).await;
+        assert_eq!(status, 200, "{found}");
+        let texts: Vec<&str> = found.as_array().unwrap().iter().map(|q| q["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, [text], "channel={channel}");
+    }
+    let (_, none) = carla.get("/api/questions?channel=waiting").await;
+    assert_eq!(none, json!([]));
+    for bad in ["channel=phone", "channel="] {
+        let (status, err) = carla.get(&format!("/api/questions?{bad}")).await;
+        assert_eq!((status, err["error"]["code"].as_str()), (422, Some("invalid")), "{bad}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().starts_with("invalid channel:"), "{bad}: {err}");
+    }
+
+    let csv = read_csv(&get_raw(&carla, "/api/questions/export").await.bytes().await.unwrap());
+    assert_eq!(csv[0].last().map(String::as_str), Some("Channel"), "last: the columns before keep their places");
+    let mut exported: Vec<(String, String)> = csv[1..].iter().map(|r| (r[11].clone(), r[13].clone())).collect();
+    exported.sort();
+    assert_eq!(exported, came);
+    let forms = read_csv(&get_raw(&carla, "/api/questions/export?channel=form").await.bytes().await.unwrap());
+    assert_eq!(forms.len(), 2, "the header and the form's question");
 }

@@ -128,11 +128,7 @@ async fn questions<D: Db>(db: &mut D, range: ReportRange, by: QuestionGroup) -> 
         QuestionGroup::Code => ("q.code", ""),
         QuestionGroup::Status => ("q.status", ""),
         QuestionGroup::ReadScale => ("CAST(q.read_scale AS TEXT)", ""),
-        QuestionGroup::Channel => (
-            "CASE WHEN s.by_form THEN 'form' WHEN s.accepted_at IS NOT NULL THEN 'chat'
-                  WHEN s.state <> 'ended' THEN 'waiting' WHEN s.ended_by = 'patron' THEN 'abandoned' ELSE 'missed' END",
-            "JOIN sessions s ON s.id = q.session_id",
-        ),
+        QuestionGroup::Channel => (crate::sql::select::channel!(), "JOIN sessions s ON s.id = q.session_id"),
     };
     let sql = format!(
         "SELECT {key} AS k, COUNT(*) AS n FROM questions q {join}

@@ -27,7 +27,7 @@ use refdesk_domain::chat::{
 use refdesk_domain::event::QueueEntry;
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::{Placement, Role, Staff};
-use refdesk_domain::question::{Assignment, QuestionState, ResolutionCode, Status};
+use refdesk_domain::question::{Assignment, Channel, QuestionState, ResolutionCode, Status};
 
 /// A stored value this version cannot read: the database was written by
 /// something else. Reported, never guessed at.
@@ -203,6 +203,16 @@ pub(crate) const PATRON_LINE: &str = "SELECT seq AS seq, patron_seq AS patron_se
 /// the messages' primary key. A chat whose transcript was deleted keeps
 /// its last line's number and time (`ops::privacy`), so no number is given
 /// twice.
+/// How a question came ([`refdesk_domain::question::Channel`]), from its
+/// session `s`: the question list's and the reports' one definition.
+macro_rules! channel {
+    () => {
+        "CASE WHEN s.by_form THEN 'form' WHEN s.accepted_at IS NOT NULL THEN 'chat' \
+         WHEN s.state <> 'ended' THEN 'waiting' WHEN s.ended_by = 'patron' THEN 'abandoned' ELSE 'missed' END"
+    };
+}
+pub(crate) use channel;
+
 macro_rules! last_line {
     (seq) => {
         "COALESCE((SELECT ls.seq FROM messages ls WHERE ls.session_id = s.id ORDER BY ls.seq DESC LIMIT 1), 0)"
@@ -512,7 +522,9 @@ pub(crate) const QUESTION_SELECT: &str = concat!(
               AND t.change LIKE '{\"change\":\"answer\",%' ORDER BY t.id DESC LIMIT 1) AS last_answer_at,
             s.accepted_at AS accepted_at,
             s.rating AS rating, s.rating_comment AS rating_comment, s.patron_name AS patron_name,
-            s.erased_at IS NOT NULL AS erased
+            s.erased_at IS NOT NULL AS erased, ",
+    channel!(),
+    " AS channel
      FROM questions q JOIN sessions s ON s.id = q.session_id JOIN libraries l ON l.id = q.library_id
      JOIN institutions i ON i.id = l.institution_id LEFT JOIN staff st ON st.id = s.librarian_id
      LEFT JOIN staff sa ON sa.id = q.assignee_id LEFT JOIN staff se ON se.id = q.emailed_by
@@ -545,6 +557,7 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
         rating_comment: r.opt_text("rating_comment")?,
         patron_name: r.opt_text("patron_name")?,
         erased: r.flag("erased")?,
+        channel: parse(r, "channel", "channel", Channel::parse)?,
     })
 }
 
@@ -857,6 +870,9 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
     }
     if let Some(l) = query.library {
         bind("q.library_id = ?", vec![Arg::Int(l.0)]);
+    }
+    if let Some(ch) = query.channel {
+        bind(concat!("(", channel!(), ") = ?"), vec![Arg::from(ch.as_str())]);
     }
     if let Some(text) = &query.text {
         let (cond, values) = words_condition(text, dialect);
