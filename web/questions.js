@@ -43,7 +43,7 @@ const codeLabels = new Map();
 const librarianOf = (q) => q.librarian_name || (q.emailed_by_name ? `${q.emailed_by_name} (by e-mail)` : "");
 // A question that came other than by a chat a librarian took says how, before
 // its text: a form's or a missed chat's asker had no answer yet, whatever its code.
-const CHANNELS = { form: "Form", missed: "Missed chat", abandoned: "Abandoned chat", waiting: "Waiting" };
+const CHANNELS = { form: "Form", missed: "Missed chat", abandoned: "Abandoned chat" };
 const channelBadge = (q) => (CHANNELS[q.channel] ? [el("span", { class: `badge channel ${q.channel}` }, CHANNELS[q.channel]), " "] : []);
 const codeOf = (q) => (q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—");
 function row(q) {

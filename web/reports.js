@@ -239,6 +239,10 @@ const OWN_ZONE = (() => {
   try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch { return ""; }
 })();
 
+// Whether the server's database lacks this computer's zone: its current
+// offset is sent instead.
+let ownZoneRefused = false;
+
 /** The query every report takes: the range, the library and the time zone
  *  (the one chosen, or this computer's; with none, this computer's current
  *  offset from UTC, one offset for the whole range). */
@@ -247,7 +251,7 @@ function query() {
   if ($("from").value) q.set("from", $("from").value);
   if ($("to").value) q.set("to", $("to").value);
   if ($("library").value) q.set("library", $("library").value);
-  const zone = $("tz").value.trim() || OWN_ZONE;
+  const zone = $("tz").value.trim() || (ownZoneRefused ? "" : OWN_ZONE);
   // Minutes east of UTC, as the API counts them (getTimezoneOffset is west).
   if (zone) q.set("tz", zone); else q.set("utc_offset", String(-new Date().getTimezoneOffset()));
   return q;
@@ -311,7 +315,10 @@ async function show() {
   const failed = results.find((r) => r.status === "rejected");
   if (failed?.reason?.status === 401) { location.href = "/desk"; return; }
   if (failed?.reason?.field === "tz") {
-    // A zone the server does not know: said once, and the field is where to change it.
+    // This computer's own zone, which the server does not know: its offset.
+    if (!$("tz").value.trim() && !ownZoneRefused) { ownZoneRefused = true; return show(); }
+    // A zone chosen that the server does not know: the field is where to change it.
+    $("status").textContent = "";
     $("error").textContent = `${failed.reason.message}. Choose a time zone from the list, or leave the field empty for this computer's.`;
     $("tz").focus();
     return;

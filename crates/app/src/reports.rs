@@ -14,7 +14,7 @@
 //! asks, so that reports never take the connections the chats need
 //! (docs/performance.md).
 
-use crate::zone::Zone;
+use crate::zone::{Grouping, Zone};
 use crate::{App, AppResult};
 use refdesk_domain::ids::LibraryId;
 use refdesk_domain::org::Staff;
@@ -94,13 +94,14 @@ fn add(total: &mut SessionCounts, c: &SessionCounts) {
     total.duration_sum += c.duration_sum;
 }
 
-/// The store's counts by [`Zone::grouping`]'s buckets (quarter hours, for
-/// a zone), added up by the local hour each lies in.
-fn local_hours(zone: &Zone, buckets: &[SessionCounts]) -> Vec<SessionCounts> {
+/// The store's counts by [`Zone::grouping`]'s buckets (UTC hours or
+/// quarter hours, for a zone whose clocks change), added up by the local
+/// hour each lies in.
+fn local_hours(s: &Scope, buckets: &[SessionCounts]) -> Vec<SessionCounts> {
     let mut hours: BTreeMap<i64, SessionCounts> = BTreeMap::new();
     for c in buckets {
         if let Some(key) = c.keys[0] {
-            let hour = zone.local_hour(key);
+            let hour = s.zone.local_hour(key, s.grouping);
             let total =
                 hours.entry(hour).or_insert_with(|| SessionCounts { keys: [Some(hour), None], ..Default::default() });
             add(total, c);
@@ -122,6 +123,8 @@ struct Scope {
     range: ReportRange,
     names: HashMap<i64, String>,
     zone: Zone,
+    /// How the store grouped the range's hours.
+    grouping: Grouping,
 }
 
 impl Scope {
@@ -176,11 +179,11 @@ impl App {
                 .ok_or_else(|| DomainError::invalid("library", format!("no library {slug:?} in your scope")))?;
             libraries = vec![lib.placement.library];
         }
-        let (offset, bucket) = p.zone.grouping();
-        let (from, to) = (p.zone.start_of(p.from)?, p.zone.start_of(p.to + 1)?);
-        let range = ReportRange { libraries, from, to, offset, bucket };
+        let (from, to) = (p.zone.start_of("from", p.from)?, p.zone.start_of("to", p.to + 1)?);
+        let grouping = p.zone.grouping(from, to);
+        let range = ReportRange { libraries, from, to, offset: grouping.offset, bucket: grouping.bucket };
         let names = all.into_iter().map(|l| (l.placement.library.0, l.name)).collect();
-        Ok(Scope { range, names, zone: p.zone.clone() })
+        Ok(Scope { range, names, zone: p.zone.clone(), grouping })
     }
 
     /// Sessions and questions per local hour since the epoch.
@@ -192,10 +195,10 @@ impl App {
         let mut per_hour = BTreeMap::new();
         for (k, n) in questions {
             if let Some(key) = k.and_then(|k| k.parse::<i64>().ok()) {
-                *per_hour.entry(s.zone.local_hour(key)).or_insert(0) += n;
+                *per_hour.entry(s.zone.local_hour(key, s.grouping)).or_insert(0) += n;
             }
         }
-        Ok((local_hours(&s.zone, &sessions), per_hour))
+        Ok((local_hours(s, &sessions), per_hour))
     }
 
     /// By day (`days` = 1) or by week starting on Monday (`days` = 7):
@@ -236,7 +239,7 @@ impl App {
     /// The heat map: chats per weekday (0 = Monday) and hour, all 168 cells.
     async fn by_hour(&self, s: &Scope) -> AppResult<(Vec<Column>, Vec<Vec<Cell>>)> {
         let sessions = self.store.session_counts(s.range.clone(), SessionGroup::Hour).await?;
-        let sessions = local_hours(&s.zone, &sessions);
+        let sessions = local_hours(s, &sessions);
         let mut cells = [[0i64; 24]; 7];
         for c in &sessions {
             if let Some(h) = c.keys[0] {

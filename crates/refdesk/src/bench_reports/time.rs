@@ -22,8 +22,8 @@ use refdesk_app::reports::{ReportParams, REPORTS};
 use refdesk_app::zone::Zone;
 use refdesk_app::{App, ListFilter};
 use refdesk_domain::actions::View;
-use refdesk_domain::question::Channel;
 use refdesk_domain::org::Staff;
+use refdesk_domain::question::Channel;
 use refdesk_domain::report as r;
 use std::time::{Duration, Instant};
 
@@ -123,10 +123,10 @@ pub async fn time(app: &App, args: &TimeArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     let searched = ListFilter { text: Some("words found nowhere".into()), ..ListFilter::default() };
     let views = View::ALL.into_iter().map(|view| (view.as_str(), ListFilter { view, ..ListFilter::default() }));
-    // By how they came: forms are one question in eleven; none is waiting
-    // (the whole year is read for none).
+    // By how they came: forms are one question in eleven, abandoned chats
+    // with an address fewer.
     let came = |channel| ListFilter { channel: Some(channel), ..ListFilter::default() };
-    let channels = [("all, channel form", came(Channel::Form)), ("all, channel waiting (none)", came(Channel::Waiting))];
+    let channels = [("all, channel form", came(Channel::Form)), ("all, channel abandoned", came(Channel::Abandoned))];
     for (name, filter) in views.chain(channels).chain([("all, searched for words found nowhere", searched)]) {
         let wide = time_list(app, &admin, &filter, args.runs).await?;
         let one = time_list(app, &librarian, &filter, args.runs).await?;

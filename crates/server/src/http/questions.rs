@@ -62,8 +62,9 @@ pub(super) struct ListParams {
     /// The owning library's slug.
     library: Option<String>,
     /// How it came: `chat` (a librarian took the chat), `missed`, `abandoned`
-    /// (its patron left the line), `waiting`, `form` (the offline form).
-    #[param(value_type = Option<Channel>, inline)]
+    /// (its patron left the line), `form` (the offline form). No question is
+    /// of a chat still waiting: it is made when the chat is taken or ends.
+    #[param(value_type = Option<String>, pattern = "^(chat|missed|abandoned|form)$")]
     channel: Option<String>,
     /// Words in the question or its transcript, in any letter case (whatever the script).
     #[param(max_length = 200)]
@@ -137,9 +138,11 @@ pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
         librarian: int::<i64>(&q, "librarian")?.map(StaffId),
         library: text("library"),
         channel: match named("channel")? {
-            Some(v) => Some(Channel::parse(v).ok_or_else(|| {
-                bad("channel", format!("use one of {}", Channel::ALL.map(Channel::as_str).join(", ")))
-            })?),
+            Some(v) => Some(
+                Channel::parse(v)
+                    .filter(|c| *c != Channel::Waiting)
+                    .ok_or_else(|| bad("channel", "use one of chat, missed, abandoned, form"))?,
+            ),
             None => None,
         },
         text: text("q"),

@@ -84,10 +84,28 @@ pub(crate) fn library(r: &dyn Cols) -> Result<LibraryRecord> {
         retention_days: r.opt_int("retention_days")?.and_then(|d| u32::try_from(d).ok()),
         reply_to: r.opt_text("reply_to")?,
         closed_notice: r.opt_text("closed_notice")?,
-        // Written by `set_widget` alone; a look it cannot read is the
-        // default, never a library that cannot be listed.
-        widget: r.opt_text("widget")?.and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
+        widget: r.opt_text("widget")?.map(|w| stored_look(&w)).unwrap_or_default(),
     })
+}
+
+/// A widget's look as `set_widget` wrote it, read part by part: a part a
+/// later release added is left out (after going back to this release the
+/// rest stays), a part that is not text is the default, and text that is
+/// no look at all is the default look — never a library that cannot be
+/// listed. The API refuses unknown parts; what is stored is not refused.
+fn stored_look(json: &str) -> refdesk_domain::org::WidgetLook {
+    let Ok(serde_json::Value::Object(parts)) = serde_json::from_str::<serde_json::Value>(json) else {
+        tracing::debug!("a library's stored widget look is not a JSON object; the default look is used");
+        return Default::default();
+    };
+    let part = |key: &str| parts.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    refdesk_domain::org::WidgetLook {
+        label_online: part("label_online"),
+        label_offline: part("label_offline"),
+        color: part("color"),
+        text_color: part("text_color"),
+        position: part("position"),
+    }
 }
 
 /// Every institution with its cooperative, by cooperative then name.
@@ -198,11 +216,6 @@ pub(crate) const LAST_LINE: &str =
 pub(crate) const PATRON_LINE: &str = "SELECT seq AS seq, patron_seq AS patron_seq FROM messages
      WHERE session_id = ?1 AND seq >= ?2 AND audience = 'everyone' AND patron_seq >= ?2 ORDER BY seq LIMIT 1";
 
-/// A session's last sequence number and the time of its last line, for a
-/// query naming the session `s`. Each is a seek to the end of its range in
-/// the messages' primary key. A chat whose transcript was deleted keeps
-/// its last line's number and time (`ops::privacy`), so no number is given
-/// twice.
 /// How a question came ([`refdesk_domain::question::Channel`]), from its
 /// session `s`: the question list's and the reports' one definition.
 macro_rules! channel {
@@ -213,6 +226,11 @@ macro_rules! channel {
 }
 pub(crate) use channel;
 
+/// A session's last sequence number and the time of its last line, for a
+/// query naming the session `s`. Each is a seek to the end of its range in
+/// the messages' primary key. A chat whose transcript was deleted keeps
+/// its last line's number and time (`ops::privacy`), so no number is given
+/// twice.
 macro_rules! last_line {
     (seq) => {
         "COALESCE((SELECT ls.seq FROM messages ls WHERE ls.session_id = s.id ORDER BY ls.seq DESC LIMIT 1), 0)"
@@ -905,4 +923,25 @@ pub(crate) fn question_query(query: &crate::QuestionQuery, dialect: super::Diale
         }
     };
     (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_look;
+    use refdesk_domain::org::WidgetLook;
+
+    #[test]
+    fn a_stored_look_keeps_the_parts_this_release_knows() {
+        // A later release's part ("shape") is left out, not the whole look.
+        let later = r##"{"label_online":"Chat with us","color":"#0b57d0","shape":"round","position":"left"}"##;
+        let look = stored_look(later);
+        assert_eq!(look.label_online.as_deref(), Some("Chat with us"));
+        assert_eq!((look.color.as_deref(), look.position.as_deref()), (Some("#0b57d0"), Some("left")));
+        assert_eq!((look.label_offline, look.text_color), (None, None));
+        // A part that is not text is the default; text that is no look, the default look.
+        assert_eq!(stored_look(r#"{"color":7,"position":"right"}"#).color, None);
+        for junk in ["", "null", "[1]", "{", "\"blue\""] {
+            assert_eq!(stored_look(junk), WidgetLook::default(), "{junk:?}");
+        }
+    }
 }
