@@ -1328,6 +1328,18 @@ fn paris_offset(t: i64) -> i64 {
     }
 }
 
+/// The heat map's cells with chats: (weekday, hour, chats).
+fn lit_cells(heat: &Value) -> Vec<(i64, i64, i64)> {
+    let int = |v: &Value| v.as_i64().unwrap();
+    heat["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| int(&r[2]) != 0)
+        .map(|r| (int(&r[0]), int(&r[1]), int(&r[2])))
+        .collect()
+}
+
 /// A report asked for in a time zone counts each chat on the day and in the
 /// hour it had there, daylight saving time included: at 22:30 UTC, a chat
 /// in winter is 23:30 in Paris, one in summer 00:30 the next day. With one
@@ -1359,13 +1371,7 @@ async fn reports_in_a_time_zone_place_each_chat_by_the_offset_it_had_then() {
     let (status, heat) = carla.get(&ask("by-hour", "tz=Europe/Paris")).await;
     assert_eq!(status, 200, "{heat}");
     assert_eq!(heat["time_zone"], "Europe/Paris");
-    let lit: Vec<(i64, i64, i64)> = heat["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r[2].as_i64() != Some(0))
-        .map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap(), r[2].as_i64().unwrap()))
-        .collect();
+    let lit = lit_cells(&heat);
     let cell = |t: i64| (weekday(local(t).div_euclid(DAY)), local(t).rem_euclid(DAY) / HOUR, 1);
     let mut want = vec![cell(first), cell(second)];
     want.sort();
@@ -1400,13 +1406,7 @@ async fn reports_in_a_time_zone_place_each_chat_by_the_offset_it_had_then() {
     // at 09:xx the next day.
     let (status, howe) = carla.get(&ask("by-hour", "tz=Australia/Lord_Howe")).await;
     assert_eq!(status, 200, "{howe}");
-    let lit: Vec<(i64, i64, i64)> = howe["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r[2].as_i64() != Some(0))
-        .map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap(), r[2].as_i64().unwrap()))
-        .collect();
+    let lit = lit_cells(&howe);
     let mut want = vec![(weekday(first.div_euclid(DAY) + 1), 9, 1), (weekday(second.div_euclid(DAY) + 1), 9, 1)];
     want.sort();
     want.dedup_by(|a, b| {
