@@ -83,6 +83,12 @@ function render(d, from) {
   erasedShown = q.erased;
   question = q;
   $("erased-note").classList.toggle("hidden", !q.erased);
+  // Who erased it and when, from the privacy log.
+  const e = d.erasure;
+  if (e) {
+    const why = { erase: `by ${e.by_name || "an admin"}, at the patron's request`, retention: "by the library's retention period", redo: `again after a restore from a backup${e.by_name ? `, by ${e.by_name}` : ""}` }[e.action] ?? "";
+    $("erased-note").textContent = `This chat's patron data was erased on ${new Date(e.at).toLocaleString()}${why ? ` ${why}` : ""}: the patron's lines and the question's texts are masked.`;
+  }
   // A patron who asks to be forgotten and gave no address is found by
   // their question: its library's admins erase its chat from here.
   $("erase-box").classList.toggle("hidden", q.erased || q.session_state !== "ended" || !me || me.role === "librarian");

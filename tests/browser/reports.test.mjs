@@ -346,6 +346,7 @@ test("an admin finds a patron's chats by e-mail, erases them from the privacy se
   const text = (await page.locator("main").textContent()).toLowerCase();
   for (const gone of ["quentin", "privet", email]) assert.ok(!text.includes(gone), `"${gone}" is gone from the question's page`);
   assert.match(await page.locator("#patron").textContent(), /^Patron: erased · E-mail: erased$/);
+  assert.match(await page.locator("#erased-note").textContent(), /erased on .+ by Carla Catalog, at the patron's request:/, "who erased it, and when");
   assert.ok(await page.locator("#answer-form").isHidden() && await page.locator("#note-form").isHidden(), "no answer nor note is offered");
   const transcript = await page.locator("#transcript").textContent();
   assert.match(transcript, /Patron:\s*\[name\] \[name\] here, can you renew my loans\? Write to \[email\]/, "the patron's lines, masked, under \"Patron\"");

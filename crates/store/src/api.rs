@@ -486,6 +486,9 @@ pub trait Privacy: Send + Sync {
     async fn patron_sessions(&self, email: &str, libraries: Vec<LibraryId>) -> Result<Vec<PatronSession>>;
     /// The audit list of `libraries`, newest first.
     async fn privacy_log(&self, libraries: Vec<LibraryId>, limit: u32) -> Result<Vec<PrivacyEntry>>;
+    /// How a chat's personal data was erased — when, why and by whom, from
+    /// its entry in the audit list — or `None` if it was not.
+    async fn erasure_of(&self, session: SessionId) -> Result<Option<Erasure>>;
 }
 
 /// Loading past history in bulk: the reports' benchmark (`refdesk

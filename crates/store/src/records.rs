@@ -1104,6 +1104,19 @@ pub struct PrivacyEntry {
     pub transcripts: Option<refdesk_domain::privacy::Transcripts>,
 }
 
+/// How one chat's personal data was erased.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Erasure {
+    /// When.
+    pub at: Millis,
+    /// `erase` (on request), `retention` (the library's retention period)
+    /// or `redo` (erased again after a restore from a backup); `None` for an
+    /// erasure the audit list has no entry of.
+    pub action: Option<String>,
+    /// The admin who erased it, by their name now.
+    pub by_name: Option<String>,
+}
+
 /// One entry of the admin log: a change an admin made to accounts or
 /// settings (or the operator, from the command line), and where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -288,6 +288,23 @@ pub struct QuestionDetailView {
     pub timeline_more: bool,
     /// The e-mail address the patron gave, if any (the page is staff-only).
     pub patron_email: Option<String>,
+    /// When, why and by whom its patron's personal data was erased; `null`
+    /// if it was not.
+    pub erasure: Option<ErasureView>,
+}
+
+/// How a chat's personal data was erased.
+#[derive(Serialize, ToSchema)]
+pub struct ErasureView {
+    /// When (ms since the epoch).
+    pub at: i64,
+    /// `erase` (an admin, at the patron's request), `retention` (the
+    /// library's retention period) or `redo` (erased again after a restore
+    /// from a backup); `null` when the audit list has no entry of it.
+    pub action: Option<String>,
+    /// The admin who erased it (their name now); `null` for the retention
+    /// period.
+    pub by_name: Option<String>,
 }
 
 impl From<refdesk_app::QuestionDetail> for QuestionDetailView {
@@ -299,6 +316,7 @@ impl From<refdesk_app::QuestionDetail> for QuestionDetailView {
             timeline: d.timeline.into_iter().map(Into::into).collect(),
             timeline_more: d.timeline_more,
             patron_email: d.patron_email,
+            erasure: d.erasure.map(|e| ErasureView { at: e.at, action: e.action, by_name: e.by_name }),
         }
     }
 }

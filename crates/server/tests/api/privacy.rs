@@ -220,6 +220,9 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
     let text = page.to_string();
     assert!(!text.contains("Quillfeather") && !text.contains(&masked.email), "{text}");
     assert_eq!(page["patron_email"], Value::Null);
+    // The page says it was the retention period, and when.
+    let log_at = erin.get("/api/privacy/log").await.1[0]["at"].clone();
+    assert_eq!(page["erasure"], json!({"at": log_at, "action": "retention", "by_name": null}));
     assert!(text.contains("[email]") && text.contains("[name]") && text.contains("[phone]"), "masked, kept: {text}");
     assert!(page["transcript"].as_array().unwrap().len() > 3, "the masked transcript is kept");
     let (_, found) = carla.get("/api/questions?q=Quillfeather").await;
@@ -358,9 +361,16 @@ async fn an_admin_erases_a_chat_by_its_number_when_its_patron_gave_no_address() 
         assert_eq!((status, err["error"]["field"].as_str()), (422, Some("sessions")), "not Carla's library: {other}");
     }
     assert!(patron_data(&dump(&app)).contains("Quillfeather"), "nothing erased yet");
+    let id = carla.question_of(patron.session).await["id"].as_i64().unwrap();
+    assert_eq!(carla.get(&format!("/api/questions/{id}")).await.1["erasure"], Value::Null, "not erased");
 
+    app.clock().advance(60_000);
     let (status, done) = carla.post("/api/privacy/erase", erase(json!([patron.session]))).await;
     assert_eq!((status, done), (200, json!({"erased": 1})));
+    // Its page says who erased it, and when (the timeline did not).
+    let (_, page) = carla.get(&format!("/api/questions/{id}")).await;
+    let at = app.clock().now();
+    assert_eq!(page["erasure"], json!({"at": at, "action": "erase", "by_name": "Carla Catalog"}));
     let (_, page) = carla.get("/api/questions?q=Quillfeather").await;
     assert_eq!(page, json!([]), "the name is masked in the question and the lines");
     let (_, list) = erin.get("/api/questions").await;

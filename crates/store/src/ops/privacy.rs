@@ -15,7 +15,7 @@ use super::{quiet, Backend};
 use crate::api::Privacy;
 use crate::sql::rows::{lock_session, not_found};
 use crate::sql::{args, within, Db};
-use crate::{ErasureReason, PatronSession, PrivacyEntry, Redone, Result, StoreError};
+use crate::{Erasure, ErasureReason, PatronSession, PrivacyEntry, Redone, Result, StoreError};
 use async_trait::async_trait;
 use refdesk_domain::chat::SessionState;
 use refdesk_domain::ids::{LibraryId, QuestionId, SessionId, StaffId};
@@ -484,6 +484,27 @@ impl<B: Backend> Privacy for B {
         }
         found.truncate(PATRON_SESSIONS_MAX);
         Ok(found)
+    }
+
+    async fn erasure_of(&self, session: SessionId) -> Result<Option<Erasure>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                // One erasure writes its time on each chat and on its
+                // library's entry of the audit list.
+                let sql = "SELECT s.erased_at AS at,
+                            (SELECT pl.action FROM privacy_log pl WHERE pl.library_id = s.library_id
+                               AND pl.at = s.erased_at ORDER BY pl.id DESC LIMIT 1) AS action,
+                            (SELECT st.display_name FROM privacy_log pl JOIN staff st ON st.id = pl.actor_id
+                               WHERE pl.library_id = s.library_id AND pl.at = s.erased_at ORDER BY pl.id DESC LIMIT 1)
+                              AS by_name
+                     FROM sessions s WHERE s.id = ?1 AND s.erased_at IS NOT NULL";
+                db.row(sql, args![session.0], |r| {
+                    Ok(Erasure { at: r.int("at")?, action: r.opt_text("action")?, by_name: r.opt_text("by_name")? })
+                })
+                .await
+            })
+        })
+        .await
     }
 
     async fn privacy_log(&self, libraries: Vec<LibraryId>, limit: u32) -> Result<Vec<PrivacyEntry>> {
