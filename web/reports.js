@@ -227,11 +227,20 @@ const DRAW = {
 
 // --- the page ---------------------------------------------------------------------
 
-/** Today (or `days` before it) as YYYY-MM-DD in this computer's time zone. */
+/** Today (or `days` before it) as YYYY-MM-DD in the time zone chosen, else
+ *  this computer's (a zone the browser does not know: this computer's too). */
 function localDate(days = 0) {
-  const d = new Date();
-  d.setDate(d.getDate() + days);
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  const zone = $("tz").value.trim() || undefined;
+  let y, m, d;
+  try {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-US", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
+      .formatToParts(new Date()).map((p) => [p.type, p.value]));
+    [y, m, d] = [Number(parts.year), Number(parts.month), Number(parts.day)];
+  } catch {
+    const t = new Date();
+    [y, m, d] = [t.getFullYear(), t.getMonth() + 1, t.getDate()];
+  }
+  return new Date(Date.UTC(y, m - 1, d + days)).toISOString().slice(0, 10);
 }
 
 /** This computer's time zone (an IANA name), if the browser tells it. */

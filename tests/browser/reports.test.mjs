@@ -269,6 +269,16 @@ test("the reports are counted in the browser's time zone, or in one the admin ch
   assert.equal(Number(await heatAt(cellIn("Asia/Kolkata"))), 0, "and not in the Indian one");
   await accessible(page, "the reports page with a time zone chosen");
 
+  // The default range ends on today in the zone chosen: Kiritimati (UTC+14)
+  // is always a day ahead of a browser in Honolulu (UTC−10).
+  const hawaii = await caller("erin", { timezoneId: "Pacific/Honolulu" });
+  await hawaii.page.goto(`${base}/desk/reports?tz=Pacific/Kiritimati`);
+  await hawaii.page.locator("#status", { hasText: "in Pacific/Kiritimati time" }).waitFor();
+  const dayIn = (timeZone) => new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  assert.equal(await hawaii.page.inputValue("#to"), dayIn("Pacific/Kiritimati"), "today there, not in Honolulu");
+  assert.notEqual(dayIn("Pacific/Kiritimati"), dayIn("Pacific/Honolulu"));
+  await hawaii.page.context().close();
+
   await page.fill("#tz", "Mars/Olympus_Mons");
   await page.click("#range button[type=submit]");
   await page.locator("#error", { hasText: "Choose a time zone from the list" }).waitFor();
