@@ -15,7 +15,9 @@
 //! A second test restarts a node the clean way (SIGTERM): it drains, says
 //! goodbye with 1001, and its clients resume on the other node. A third
 //! shows that where an account signed in on one node spares it on another
-//! once a stranger has spent its failed sign-ins there.
+//! once a stranger has spent its failed sign-ins there. A fourth, that a
+//! librarian signing out on one node puts back in line the chat whose
+//! patron's page is open on the other, and ends the one whose patron left.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -708,4 +710,54 @@ async fn sigterm_drains_a_node_and_its_clients_resume_on_another_with_nothing_lo
     };
     assert!(exited.success(), "a clean exit: {exited}");
     assert!(http.get(node1.url("/readyz")).send().await.is_err(), "node 1's listener is closed");
+}
+
+/// The state of a patron's chat, as their page reads it.
+async fn chat_state(node: &Node, token: &str) -> String {
+    let res = reqwest::Client::new().get(node.url("/api/chat")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page: Value = res.json().await.unwrap();
+    page["state"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A librarian signs out on node 1 with two chats: one whose patron's page
+/// is open on node 2 goes back in line for another librarian (node 1 has
+/// no page of it, but hears of node 2's); one whose patron closed the page
+/// ends as hers once no page of it came back on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_librarians_chat_whose_patron_is_on_another_node_goes_back_in_line() {
+    let (dir, config, _nats) = deployment("handback", "", "patron_away_seconds = 1\n").await;
+    let node1 = start_node(&config, &dir.path().join("n1")).await;
+    let node2 = start_node(&config, &dir.path().join("n2")).await;
+    let ann = sign_in(&node1, "ann").await;
+    let (here, here_token) = start_chat(&node2, "My page is open on node 2").await;
+    let (gone, gone_token) = start_chat(&node2, "I closed my page").await;
+    for session in [here, gone] {
+        assert_eq!(ann.post(&format!("/api/sessions/{session}/accept"), json!(null)).await.0, 200);
+    }
+    let mut pat = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node2.port), None, Some(&here_token)).await;
+    pat.resume(None, 0).await;
+    let mut closed = Socket::connect(&format!("ws://127.0.0.1:{}/api/ws", node2.port), None, Some(&gone_token)).await;
+    closed.resume(None, 0).await;
+    closed.ws.close(None).await.expect("the page closes");
+    // Past patron_away_seconds: the second patron counts as away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (status, _) = ann.post("/api/logout", json!(null)).await;
+    assert_eq!(status, 200, "Ann signs out on node 1");
+    // At most patron_away_seconds and 20 s later, each has its outcome.
+    let deadline = Instant::now() + PATIENCE + Duration::from_secs(10);
+    loop {
+        let states = (chat_state(&node1, &here_token).await, chat_state(&node1, &gone_token).await);
+        if states == ("waiting".to_owned(), "ended".to_owned()) {
+            break;
+        }
+        assert_ne!(states.0, "ended", "the chat whose patron is on node 2 did not end");
+        assert!(Instant::now() < deadline, "back in line, and ended: {states:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The patron on node 2 is told, and a librarian on node 2 can take it.
+    pat.until(|f| f["type"] == "event" && f["body"].as_str().is_some_and(|b| b.contains("Ann Archer"))).await;
+    let again = sign_in(&node2, "ann").await;
+    assert_eq!(again.post(&format!("/api/sessions/{here}/accept"), json!(null)).await.0, 200, "taken again");
 }
