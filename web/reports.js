@@ -186,7 +186,7 @@ const SERVICE = {
 const ABOUT = {
   "by-day": "Per day: chats started (offline forms apart), accepted by a librarian, missed (ended with no one taking them, not by the patron: nobody was free in time), abandoned (the patron left the line before anyone took it: their question, if they gave an e-mail address, is marked “missed chat” for follow-up), offline forms, and questions (one for each accepted chat, each form, and each abandoned chat with an address).",
   "by-week": "The same figures as by day, each week from Monday.",
-  "by-hour": "Chats started in each hour of the week, on this computer's clock: when patrons ask.",
+  "by-hour": "Chats started in each hour of the week, on the clocks of the time zone above (summer time included): when patrons ask.",
   "by-library": "The same figures as by day, for each library's patrons.",
   coverage: "Accepted chats by the patron's library and the library of the librarian who served them: who served whose patrons.",
   "by-librarian": "For each librarian of the libraries shown: the chats they served (the last to hold each), the questions whose last e-mailed answer was theirs (a form has no chat), their chats' mean length from accepting to the end, and their patrons' ratings.",
