@@ -87,7 +87,9 @@ function render(d, from) {
   const e = d.erasure;
   if (e) {
     const why = { erase: `by ${e.by_name || "an admin"}, at the patron's request`, retention: "by the library's retention period", redo: `again after a restore from a backup${e.by_name ? `, by ${e.by_name}` : ""}` }[e.action] ?? "";
-    $("erased-note").textContent = `This chat's patron data was erased on ${new Date(e.at).toLocaleString()}${why ? ` ${why}` : ""}: the patron's lines and the question's texts are masked.`;
+    const what = q.channel === "form" ? "This question's" : "This chat's";
+    const lines = e.transcripts === "delete" ? "the chat's lines are deleted and the question's texts masked" : "the patron's lines and the question's texts are masked";
+    $("erased-note").textContent = `${what} patron data was erased on ${new Date(e.at).toLocaleString()}${why ? ` ${why}` : ""}: ${lines}.`;
   }
   // A patron who asks to be forgotten and gave no address is found by
   // their question: its library's admins erase its chat from here.

@@ -43,8 +43,15 @@ const codeLabels = new Map();
 const librarianOf = (q) => q.librarian_name || (q.emailed_by_name ? `${q.emailed_by_name} (by e-mail)` : "");
 // A question that came other than by a chat a librarian took says how, before
 // its text: a form's or a missed chat's asker had no answer yet, whatever its code.
-const CHANNELS = { form: "Form", missed: "Missed chat", abandoned: "Abandoned chat" };
-const channelBadge = (q) => (CHANNELS[q.channel] ? [el("span", { class: `badge channel ${q.channel}` }, CHANNELS[q.channel]), " "] : []);
+const CHANNELS = {
+  form: ["Form", "Asked with the offline form: no chat, the answer goes by e-mail"],
+  missed: ["Missed chat", "No librarian took the chat in time"],
+  abandoned: ["Abandoned chat", "The patron left the line before a librarian took the chat; its note calls it a missed chat, for follow-up"],
+};
+const channelBadge = (q) => {
+  const [label, title] = CHANNELS[q.channel] ?? [];
+  return label ? [el("span", { class: `badge channel ${q.channel}`, title }, label), " "] : [];
+};
 const codeOf = (q) => (q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—");
 function row(q) {
   const link = el("a", { href: `/desk/questions/${q.id}` }, q.text);

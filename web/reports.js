@@ -372,7 +372,19 @@ try {
   $("tz").placeholder = OWN_ZONE || "this computer's offset";
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
   $("zones").append(...zones.map((z) => el("option", { value: z })));
-  if (!$("from").value && !$("to").value) { $("from").value = localDate(-29); $("to").value = localDate(); }
+  if (!$("from").value && !$("to").value) {
+    $("from").value = localDate(-29);
+    $("to").value = localDate();
+    // Dates the page chose follow the zone chosen (the last 30 days there:
+    // a day across the date line), until someone changes them.
+    let chosen = [$("from").value, $("to").value];
+    $("tz").addEventListener("change", () => {
+      if ($("from").value !== chosen[0] || $("to").value !== chosen[1]) return;
+      $("from").value = localDate(-29);
+      $("to").value = localDate();
+      chosen = [$("from").value, $("to").value];
+    });
+  }
   await show();
 } catch (err) {
   if (err.status === 401) location.href = "/desk";

@@ -277,6 +277,15 @@ test("the reports are counted in the browser's time zone, or in one the admin ch
   const dayIn = (timeZone) => new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
   assert.equal(await hawaii.page.inputValue("#to"), dayIn("Pacific/Kiritimati"), "today there, not in Honolulu");
   assert.notEqual(dayIn("Pacific/Kiritimati"), dayIn("Pacific/Honolulu"));
+  // Another zone chosen: the dates the page chose follow it.
+  await hawaii.page.fill("#tz", "Pacific/Honolulu");
+  await hawaii.page.press("#tz", "Tab");
+  assert.equal(await hawaii.page.inputValue("#to"), dayIn("Pacific/Honolulu"), "today in the zone now chosen");
+  // Dates someone typed stay.
+  await hawaii.page.fill("#to", "2026-01-31");
+  await hawaii.page.fill("#tz", "Pacific/Kiritimati");
+  await hawaii.page.press("#tz", "Tab");
+  assert.equal(await hawaii.page.inputValue("#to"), "2026-01-31");
   await hawaii.page.context().close();
 
   await page.fill("#tz", "Mars/Olympus_Mons");

@@ -52,8 +52,14 @@ impl Zone {
     /// system's copy may lack an older name a browser still gives, such as
     /// Asia/Calcutta).
     pub fn named(field: &'static str, name: &str) -> Result<Zone, DomainError> {
+        if name.len() > NAME_MAX {
+            return Err(DomainError::invalid(field, format!("a time zone's name is at most {NAME_MAX} characters")));
+        }
         let unknown = || DomainError::invalid(field, format!("no time zone is named {name:?} (e.g. Europe/Paris)"));
-        if name.is_empty() || name.len() > NAME_MAX || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        // The database's files that are no zone of their own: the server's
+        // local zone, and two left for old programs.
+        let not_a_zone = ["localtime", "posixrules", "factory"].iter().any(|n| name.eq_ignore_ascii_case(n));
+        if name.is_empty() || not_a_zone || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(unknown());
         }
         let tz = jiff::tz::TimeZone::get(name)
@@ -235,9 +241,20 @@ mod tests {
 
     #[test]
     fn a_name_the_database_lacks_is_refused_naming_the_field() {
-        for bad in ["", "Mars/Olympus_Mons", "Europe/Paris\n", "../../etc/passwd", &"A".repeat(100), "Europe/Pa ris"] {
+        let long = "A".repeat(5000);
+        for bad in [
+            "",
+            "Mars/Olympus_Mons",
+            "Europe/Paris\n",
+            "../../etc/passwd",
+            &long,
+            "Europe/Pa ris",
+            "localtime",
+            "Factory",
+        ] {
             let err = Zone::named("tz", bad).expect_err(bad);
             assert!(matches!(&err, DomainError::Invalid { field, .. } if *field == "tz"), "{bad:?}: {err:?}");
+            assert!(err.to_string().len() < 200, "the error does not echo a long name: {err}");
         }
     }
 }

@@ -1113,6 +1113,8 @@ pub struct Erasure {
     /// or `redo` (erased again after a restore from a backup); `None` for an
     /// erasure the audit list has no entry of.
     pub action: Option<String>,
+    /// What became of its transcript: masked or deleted.
+    pub transcripts: Option<refdesk_domain::privacy::Transcripts>,
     /// The admin who erased it, by their name now.
     pub by_name: Option<String>,
 }

@@ -144,7 +144,10 @@ async fn report(
     let (params, csv) = q.params(s.app.clock().now())?;
     let table = s.app.report(&staff, &name, &params).await?;
     if csv {
-        let file = format!("refdesk-{}-{}-{}.csv", table.name, table.from, table.to);
+        // The zone in the name too: the same days in two zones are two files.
+        let zone: String =
+            table.time_zone.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let file = format!("refdesk-{}-{}-{}-{zone}.csv", table.name, table.from, table.to);
         Ok(csv_response(&file, table_csv(&table)?))
     } else {
         Ok(axum::Json(table).into_response())

@@ -18,6 +18,7 @@ use refdesk_domain::chat::{Message, SessionContext, SessionState};
 use refdesk_domain::event::{Availability, ImMessage, SessionSummary};
 use refdesk_domain::ids::{CooperativeId, InstitutionId, LibraryId, QuestionId, SessionId, StaffId};
 use refdesk_domain::org::{Placement, Staff};
+use refdesk_domain::privacy::Transcripts;
 use refdesk_domain::question::{Change, Channel, QuestionState};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -302,6 +303,9 @@ pub struct ErasureView {
     /// library's retention period) or `redo` (erased again after a restore
     /// from a backup); `null` when the audit list has no entry of it.
     pub action: Option<String>,
+    /// What became of the chat's lines: `mask` (the patron's name,
+    /// addresses and numbers taken out) or `delete`.
+    pub transcripts: Option<Transcripts>,
     /// The admin who erased it (their name now); `null` for the retention
     /// period.
     pub by_name: Option<String>,
@@ -316,7 +320,12 @@ impl From<refdesk_app::QuestionDetail> for QuestionDetailView {
             timeline: d.timeline.into_iter().map(Into::into).collect(),
             timeline_more: d.timeline_more,
             patron_email: d.patron_email,
-            erasure: d.erasure.map(|e| ErasureView { at: e.at, action: e.action, by_name: e.by_name }),
+            erasure: d.erasure.map(|e| ErasureView {
+                at: e.at,
+                action: e.action,
+                transcripts: e.transcripts,
+                by_name: e.by_name,
+            }),
         }
     }
 }

@@ -222,7 +222,7 @@ async fn after_the_retention_period_no_name_address_or_network_is_left_anywhere_
     assert_eq!(page["patron_email"], Value::Null);
     // The page says it was the retention period, and when.
     let log_at = erin.get("/api/privacy/log").await.1[0]["at"].clone();
-    assert_eq!(page["erasure"], json!({"at": log_at, "action": "retention", "by_name": null}));
+    assert_eq!(page["erasure"], json!({"at": log_at, "action": "retention", "transcripts": "mask", "by_name": null}));
     assert!(text.contains("[email]") && text.contains("[name]") && text.contains("[phone]"), "masked, kept: {text}");
     assert!(page["transcript"].as_array().unwrap().len() > 3, "the masked transcript is kept");
     let (_, found) = carla.get("/api/questions?q=Quillfeather").await;
@@ -370,7 +370,10 @@ async fn an_admin_erases_a_chat_by_its_number_when_its_patron_gave_no_address() 
     // Its page says who erased it, and when (the timeline did not).
     let (_, page) = carla.get(&format!("/api/questions/{id}")).await;
     let at = app.clock().now();
-    assert_eq!(page["erasure"], json!({"at": at, "action": "erase", "by_name": "Carla Catalog"}));
+    assert_eq!(
+        page["erasure"],
+        json!({"at": at, "action": "erase", "transcripts": "mask", "by_name": "Carla Catalog"})
+    );
     let (_, page) = carla.get("/api/questions?q=Quillfeather").await;
     assert_eq!(page, json!([]), "the name is masked in the question and the lines");
     let (_, list) = erin.get("/api/questions").await;

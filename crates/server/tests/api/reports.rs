@@ -1418,7 +1418,10 @@ async fn reports_in_a_time_zone_place_each_chat_by_the_offset_it_had_then() {
     assert_eq!(lit, want, "09:30 and 09:00");
 
     // The CSV is counted the same way.
-    let csv = read_csv(&get_raw(&carla, &ask("by-day", "tz=Europe/Paris&format=csv")).await.bytes().await.unwrap());
+    let res = get_raw(&carla, &ask("by-day", "tz=Europe/Paris&format=csv")).await;
+    let file = res.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(file.ends_with(&format!("refdesk-by-day-{from}-{to}-Europe_Paris.csv\"")), "the zone in its name: {file}");
+    let csv = read_csv(&res.bytes().await.unwrap());
     let rows: Vec<&Vec<String>> = csv[1..].iter().filter(|r| r[1] != "0").collect();
     assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), [on(first).0, on(second).0]);
 }

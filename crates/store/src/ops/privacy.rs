@@ -491,15 +491,23 @@ impl<B: Backend> Privacy for B {
             Box::pin(async move {
                 // One erasure writes its time on each chat and on its
                 // library's entry of the audit list.
-                let sql = "SELECT s.erased_at AS at,
-                            (SELECT pl.action FROM privacy_log pl WHERE pl.library_id = s.library_id
-                               AND pl.at = s.erased_at ORDER BY pl.id DESC LIMIT 1) AS action,
-                            (SELECT st.display_name FROM privacy_log pl JOIN staff st ON st.id = pl.actor_id
-                               WHERE pl.library_id = s.library_id AND pl.at = s.erased_at ORDER BY pl.id DESC LIMIT 1)
-                              AS by_name
-                     FROM sessions s WHERE s.id = ?1 AND s.erased_at IS NOT NULL";
+                let sql = "SELECT s.erased_at AS at, pl.action AS action, pl.transcripts AS transcripts,
+                            st.display_name AS by_name
+                     FROM sessions s
+                     LEFT JOIN privacy_log pl ON pl.id = (SELECT p.id FROM privacy_log p
+                       WHERE p.library_id = s.library_id AND p.at = s.erased_at ORDER BY p.id DESC LIMIT 1)
+                     LEFT JOIN staff st ON st.id = pl.actor_id
+                     WHERE s.id = ?1 AND s.erased_at IS NOT NULL";
                 db.row(sql, args![session.0], |r| {
-                    Ok(Erasure { at: r.int("at")?, action: r.opt_text("action")?, by_name: r.opt_text("by_name")? })
+                    Ok(Erasure {
+                        at: r.int("at")?,
+                        action: r.opt_text("action")?,
+                        transcripts: match r.opt_text("transcripts")? {
+                            Some(_) => Some(transcripts(r, "transcripts")?),
+                            None => None,
+                        },
+                        by_name: r.opt_text("by_name")?,
+                    })
                 })
                 .await
             })
