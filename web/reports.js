@@ -286,16 +286,22 @@ let shownRange = null;
 // The longest range a report covers (the server's MAX_DAYS, crates/app/src/reports.rs).
 const MOST_DAYS = 1100;
 
+/** What is wrong with the range in the form (ending before it starts,
+ *  longer than a report covers), or null. */
+function rangeWrong() {
+  const [from, to] = [$("from").value, $("to").value];
+  const days = from && to ? (Date.parse(to) - Date.parse(from)) / 86400000 + 1 : 0;
+  return from && to && to < from ? `The range ends (${to}) before it starts (${from}): change one of the dates.`
+    : days > MOST_DAYS ? `The range is ${days.toLocaleString()} days long; a report covers at most ${MOST_DAYS.toLocaleString()} (about three years): choose a shorter one.`
+      : null;
+}
+
 async function show() {
   $("error").textContent = "";
   // A range that ends before it starts, or is longer than a report covers,
   // is said once, here, not under each report; the reports shown stay, and
   // the status line says which range they are of.
-  const [from, to] = [$("from").value, $("to").value];
-  const days = from && to ? (Date.parse(to) - Date.parse(from)) / 86400000 + 1 : 0;
-  const wrong = from && to && to < from ? `The range ends (${to}) before it starts (${from}): change one of the dates.`
-    : days > MOST_DAYS ? `The range is ${days.toLocaleString()} days long; a report covers at most ${MOST_DAYS.toLocaleString()} (about three years): choose a shorter one.`
-      : null;
+  const wrong = rangeWrong();
   if (wrong) {
     $("error").textContent = wrong;
     if (shownRange) $("status").textContent = `The reports below are still those from ${shownRange.from} to ${shownRange.to}.`;
@@ -346,6 +352,8 @@ async function show() {
 
 $("range").onsubmit = (e) => {
   e.preventDefault();
+  // A range show() refuses is not written into the address either.
+  if (rangeWrong()) { show(); return; }
   const q = query();
   q.delete("utc_offset");
   // The address keeps a zone chosen, not this computer's own.

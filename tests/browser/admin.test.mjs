@@ -261,6 +261,12 @@ test("a reversed date range on the reports page is said once, and no report is a
   await carla.locator("#range button[type=submit]").click();
   await carla.getByText("The range is 2,557 days long; a report covers at most 1,100 (about three years): choose a shorter one.").waitFor();
   assert.equal(asked, shownAsked, "no report asked for");
+  assert.match(carla.url(), /from=2026-11-01&to=2026-11-30/, "the address keeps the range shown");
+  await carla.fill("#from", "2026-12-05");
+  await carla.fill("#to", "2026-12-01");
+  await carla.locator("#range button[type=submit]").click();
+  await carla.getByText("The range ends (2026-12-01) before it starts (2026-12-05): change one of the dates.").waitFor();
+  assert.match(carla.url(), /from=2026-11-01&to=2026-11-30/, "a reversed range is not written into it either");
   assert.equal(await carla.locator("#status").innerText(), "The reports below are still those from 2026-11-01 to 2026-11-30.");
   assert.equal(await carla.locator(".report-section .error").count(), 0, "no section repeats it");
   await carla.context().close();
