@@ -54,6 +54,9 @@ for backend in $want; do
     echo
     echo "=== $backend: every report over the year, $runs runs each, by $OLD ($("$OLD" --version))"
     "$OLD" "${where[@]}" bench-reports time --runs "$runs"
+    echo
+    echo "=== $backend: this build upgrades the database"
+    "$bin" "${where[@]}" migrate
   fi
   echo
   echo "=== $backend: every report over the year, $runs runs each"
