@@ -332,7 +332,10 @@ async function show() {
   if (failed?.reason?.field === "tz") {
     // This computer's own zone, which the server does not know: its offset.
     if (!$("tz").value.trim() && !ownZoneRefused) { ownZoneRefused = true; return show(); }
-    // A zone chosen that the server does not know: the field is where to change it.
+    // A zone chosen that the server does not know: said once, above, not
+    // under each report (none could be made); the field is where to change it.
+    $("reports").replaceChildren();
+    $("toc").replaceChildren();
     $("status").textContent = "";
     $("error").textContent = `${failed.reason.message}. Choose a time zone from the list, or leave the field empty for this computer's.`;
     $("tz").focus();

@@ -292,6 +292,8 @@ test("the reports are counted in the browser's time zone, or in one the admin ch
   await page.click("#range button[type=submit]");
   await page.locator("#error", { hasText: "Choose a time zone from the list" }).waitFor();
   assert.equal(await page.evaluate(() => document.activeElement.id), "tz");
+  assert.equal(await page.locator(".report-section").count(), 0, "said once, above, not under each report");
+  assert.equal((await page.textContent("main")).split("Mars/Olympus_Mons").length - 1, 1, "the zone named once");
   for (const c of [erin, patron]) await c.page.context().close();
 });
 

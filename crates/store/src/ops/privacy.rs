@@ -80,14 +80,19 @@ async fn erase_question<D: Db>(db: &mut D, q: QuestionId, name: Option<&str>) ->
         .ok_or(not_found("question"))?;
     db.exec("UPDATE questions SET text = ?2 WHERE id = ?1", args![q.0, &mask(&text, name)]).await?;
     let entries = db
-        .rows("SELECT id AS id, change AS change FROM timeline WHERE question_id = ?1", args![q.0], |r| {
-            Ok((r.int("id")?, r.text("change")?))
-        })
+        .rows(
+            "SELECT id AS id, change AS change, actor_id AS actor_id FROM timeline WHERE question_id = ?1",
+            args![q.0],
+            |r| Ok((r.int("id")?, r.text("change")?, r.opt_int("actor_id")?)),
+        )
         .await?;
-    for (id, json) in entries {
+    for (id, json, actor) in entries {
         let change: Change = serde_json::from_str(&json)
             .map_err(|e| StoreError::backend(format!("unreadable timeline entry {id}: {e}")))?;
-        let masked = mask_change(&change, name);
+        // refdesk's own entries (no actor) are its sentences: their words are
+        // not the patron's name's ("Missed chat" for a Mia Missed), though an
+        // address they quote is masked.
+        let masked = mask_change(&change, actor.and(name));
         if masked != change {
             let json =
                 serde_json::to_string(&masked).map_err(|e| StoreError::failed("encoding a timeline entry", e))?;

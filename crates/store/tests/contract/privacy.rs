@@ -17,7 +17,8 @@ on_every_backend!(
     an_address_is_found_where_an_answer_was_mailed_and_in_any_letter_case_on_both_stores,
     the_chats_found_by_address_show_the_start_of_their_question,
     erasures_made_again_take_only_the_same_chats_still_holding_data_and_wait_for_live_ones,
-    refdesks_own_lines_keep_their_words_when_the_patrons_name_shares_them
+    refdesks_own_lines_keep_their_words_when_the_patrons_name_shares_them,
+    refdesks_own_notes_keep_their_words_when_the_patrons_name_shares_them
 );
 
 /// refdesk's own lines never hold the patron's name (they name staff,
@@ -47,6 +48,43 @@ async fn refdesks_own_lines_keep_their_words_when_the_patrons_name_shares_them(b
     let lines: Vec<String> = s.messages_after(id, 0, 100).await.unwrap().into_iter().map(|m| m.body).collect();
     assert!(lines.contains(&"ANN (librarian) has joined the chat".to_owned()), "refdesk's line kept: {lines:?}");
     assert!(lines.contains(&"Hello [name], you [name]".to_owned()), "the librarian's masked: {lines:?}");
+}
+
+/// The same for a question's timeline: refdesk's own notes (no actor) keep
+/// their words — "Missed chat" stays so for a patron called Mia Missed —
+/// but not an address they quote; a librarian's note is masked as before.
+async fn refdesks_own_notes_keep_their_words_when_the_patrons_name_shares_them(b: &Backend) {
+    let s = &*b.store;
+    let new = refdesk_store::NewSession {
+        patron_name: Some("Mia Missed".into()),
+        patron_email: Some("mia@example.org".into()),
+        ..crate::support::keyed(&b.w, "missed", None, None, 100, 100)
+    };
+    let (rec, _) = s.start_session(new).await.unwrap();
+    let id = rec.ctx.id;
+    let ending = Ending {
+        missed: Some("Missed chat: the patron left; write to mia@example.org".into()),
+        left_per_net_per_day: 30,
+        ..Default::default()
+    };
+    s.end(id, patron(), ok(), Box::new(|_, _| None), ending, 2).await.unwrap();
+    let q = s.session(id).await.unwrap().unwrap().ctx.question.expect("a missed chat's question");
+    let note = Change::Note { body: "Mia Missed phoned: missed the chat".into() };
+    let plan: refdesk_store::Plan =
+        Box::new(move |_, _| Ok(refdesk_store::QuestionPlan { entries: vec![note], ..Default::default() }));
+    s.act_on_question(q, b.w.ann.clone(), plan, 3).await.unwrap();
+    assert_eq!(s.erase(vec![id], Transcripts::Mask, ErasureReason::Retention, 5).await.unwrap(), 1);
+    let notes: Vec<String> = s
+        .timeline(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| match t.change {
+            Change::Note { body } => Some(body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes, ["Missed chat: the patron left; write to [email]", "[name] [name] phoned: [name] the chat"]);
 }
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
