@@ -88,6 +88,33 @@ pub fn mask_change(change: &Change, name: Option<&str>) -> Change {
     }
 }
 
+/// Masks a timeline entry refdesk wrote itself: its sentences never hold
+/// the patron's name, so their words stay ("Missed chat" for a patron named
+/// Mia Missed), but what it quotes between “ and ” — a mail server's reply,
+/// which may name the patron — is masked as people's words are. Addresses
+/// and numbers are masked throughout.
+pub fn mask_refdesks_change(change: &Change, name: Option<&str>) -> Change {
+    match change {
+        Change::Note { body } => Change::Note { body: mask_refdesks(body, name) },
+        other => mask_change(other, None),
+    }
+}
+
+/// [`mask_refdesks_change`]'s text: `name` masked only inside quotes.
+fn mask_refdesks(text: &str, name: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('“') {
+        let (before, after) = rest.split_at(open + '“'.len_utf8());
+        out.push_str(&mask(before, None));
+        let close = after.find('”').unwrap_or(after.len());
+        out.push_str(&mask(&after[..close], name));
+        rest = &after[close..];
+    }
+    out.push_str(&mask(rest, None));
+    out
+}
+
 /// Masks e-mail addresses, phone numbers and the words of `name` (any
 /// letter case, whole words of two letters or more) in `text`.
 pub fn mask(text: &str, name: Option<&str>) -> String {
@@ -251,6 +278,15 @@ mod tests {
     fn a_timeline_entry_keeps_its_kind_and_values_whatever_the_name() {
         let created = Change::Created { status: crate::question::Status::New };
         assert_eq!(mask_change(&created, Some("New Read Note Status Created")), created);
+        let bounce = Change::Note {
+            body: "Missed chat: mia@example.org bounced: “550 no Mia Missed here” and “Missed”; missed again".into(),
+        };
+        let masked = Change::Note {
+            body: "Missed chat: [email] bounced: “550 no [name] [name] here” and “[name]”; missed again".into(),
+        };
+        assert_eq!(mask_refdesks_change(&bounce, Some("Mia Missed")), masked, "the quotes alone take the name");
+        let open = Change::Note { body: "Missed: “Mia".into() };
+        assert_eq!(mask_refdesks_change(&open, Some("Mia Missed")), Change::Note { body: "Missed: “[name]".into() });
         let note = Change::Note { body: "New Read asked; new@example.org".into() };
         assert_eq!(mask_change(&note, Some("New Read")), Change::Note { body: "[name] [name] asked; [email]".into() });
         let answer = Change::Answer { body: "Hi".into(), emailed_to: Some("x@example.org".into()), in_chat: true };

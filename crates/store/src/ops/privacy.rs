@@ -19,7 +19,7 @@ use crate::{Erasure, ErasureReason, PatronSession, PrivacyEntry, Redone, Result,
 use async_trait::async_trait;
 use refdesk_domain::chat::SessionState;
 use refdesk_domain::ids::{LibraryId, QuestionId, SessionId, StaffId};
-use refdesk_domain::privacy::{mask, mask_change, Retention, Transcripts, DELETED, PATRON};
+use refdesk_domain::privacy::{mask, mask_change, mask_refdesks_change, Retention, Transcripts, DELETED, PATRON};
 use refdesk_domain::question::Change;
 use refdesk_domain::{DomainError, Millis};
 use std::collections::BTreeMap;
@@ -90,9 +90,12 @@ async fn erase_question<D: Db>(db: &mut D, q: QuestionId, name: Option<&str>) ->
         let change: Change = serde_json::from_str(&json)
             .map_err(|e| StoreError::backend(format!("unreadable timeline entry {id}: {e}")))?;
         // refdesk's own entries (no actor) are its sentences: their words are
-        // not the patron's name's ("Missed chat" for a Mia Missed), though an
-        // address they quote is masked.
-        let masked = mask_change(&change, actor.and(name));
+        // not the patron's name's ("Missed chat" for a Mia Missed), but what
+        // they quote (a mail server's reply) may be.
+        let masked = match actor {
+            Some(_) => mask_change(&change, name),
+            None => mask_refdesks_change(&change, name),
+        };
         if masked != change {
             let json =
                 serde_json::to_string(&masked).map_err(|e| StoreError::failed("encoding a timeline entry", e))?;

@@ -52,7 +52,8 @@ async fn refdesks_own_lines_keep_their_words_when_the_patrons_name_shares_them(b
 
 /// The same for a question's timeline: refdesk's own notes (no actor) keep
 /// their words — "Missed chat" stays so for a patron called Mia Missed —
-/// but not an address they quote; a librarian's note is masked as before.
+/// but not an address, nor the name in what they quote (a mail server's
+/// reply); a librarian's note is masked as before.
 async fn refdesks_own_notes_keep_their_words_when_the_patrons_name_shares_them(b: &Backend) {
     let s = &*b.store;
     let new = refdesk_store::NewSession {
@@ -63,7 +64,7 @@ async fn refdesks_own_notes_keep_their_words_when_the_patrons_name_shares_them(b
     let (rec, _) = s.start_session(new).await.unwrap();
     let id = rec.ctx.id;
     let ending = Ending {
-        missed: Some("Missed chat: the patron left; write to mia@example.org".into()),
+        missed: Some("Missed chat: the patron left; mia@example.org said “no Mia Missed here”".into()),
         left_per_net_per_day: 30,
         ..Default::default()
     };
@@ -84,7 +85,8 @@ async fn refdesks_own_notes_keep_their_words_when_the_patrons_name_shares_them(b
             _ => None,
         })
         .collect();
-    assert_eq!(notes, ["Missed chat: the patron left; write to [email]", "[name] [name] phoned: [name] the chat"]);
+    let refdesks = "Missed chat: the patron left; [email] said “no [name] [name] here”";
+    assert_eq!(notes, [refdesks, "[name] [name] phoned: [name] the chat"]);
 }
 
 async fn say(b: &Backend, id: refdesk_domain::ids::SessionId, body: &str, now: i64) {
