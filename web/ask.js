@@ -209,6 +209,20 @@ document.addEventListener("keydown", (e) => {
   else if (host) fromHost("refdesk:close");
 });
 
+// The newest lines stay in view when the log changes size (a phone's
+// on-screen keyboard shrinks the page as the patron taps the box), unless
+// the patron had scrolled up to read.
+let logAtEnd = true;
+$("log").addEventListener("scroll", () => {
+  const l = $("log");
+  logAtEnd = l.scrollHeight - l.scrollTop - l.clientHeight < 24;
+});
+const keepLogAtEnd = () => { if (logAtEnd) $("log").scrollTop = $("log").scrollHeight; };
+new ResizeObserver(keepLogAtEnd).observe($("log"));
+// Where the keyboard covers the page instead of shrinking it (iOS Safari),
+// the visible part shrinks alone.
+window.visualViewport?.addEventListener("resize", keepLogAtEnd);
+
 function render(m) {
   if (seen.has(m.seq)) return;
   seen.add(m.seq);

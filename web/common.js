@@ -56,6 +56,50 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Puts `children` in `container` in place of what it holds, keeping a
+ *  keyboard's (and a screen reader's) place. Each element a keyboard may
+ *  be on carries a `data-focus` key (a patron's Accept button, a chat's
+ *  tab, a question's link). Where the keys stand in the same order as
+ *  before, the elements there are brought up to date in place: the one
+ *  focused is never taken out, so a screen reader is not told of it again
+ *  at each live update. Otherwise the list is replaced, and the focus goes
+ *  to the new element of its key; if that thing is gone, to the element now
+ *  in its place when `neighbour`, else to the list itself (a press of Enter
+ *  must not accept a patron the librarian never chose). Returns false when
+ *  the focused thing is gone. */
+export function replaceKeepingFocus(container, children, { neighbour = true } = {}) {
+  const keyOf = (n) => (n.nodeType === Node.ELEMENT_NODE
+    ? (n.matches("[data-focus]") ? n : n.querySelector("[data-focus]"))?.dataset.focus ?? "" : "");
+  const old = [...container.childNodes];
+  if (old.length === children.length && old.every((o, i) => o.nodeName === children[i].nodeName && keyOf(o) === keyOf(children[i]))) {
+    old.forEach((o, i) => morph(o, children[i]));
+    return true;
+  }
+  const had = container.contains(document.activeElement) ? document.activeElement.closest("[data-focus]") : null;
+  const index = had ? [...container.querySelectorAll("[data-focus]")].indexOf(had) : -1;
+  container.replaceChildren(...children);
+  if (!had) return true;
+  const all = [...container.querySelectorAll("[data-focus]")];
+  const again = all.find((e) => e.dataset.focus === had.dataset.focus);
+  const next = again ?? (neighbour ? all[Math.min(index, all.length - 1)] : null) ?? container;
+  next.focus({ preventScroll: true });
+  return again !== undefined;
+}
+
+/** Makes `old` read as `fresh` does, node by node where they match (its
+ *  listeners stay: the caller keeps an element's key, and so its action,
+ *  in its place). */
+function morph(old, fresh) {
+  if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) { old.replaceWith(fresh); return; }
+  if (old.nodeType === Node.TEXT_NODE) { if (old.data !== fresh.data) old.data = fresh.data; return; }
+  if (old.nodeType !== Node.ELEMENT_NODE) return;
+  for (const a of [...old.attributes]) if (!fresh.hasAttribute(a.name)) old.removeAttribute(a.name);
+  for (const a of [...fresh.attributes]) if (old.getAttribute(a.name) !== a.value) old.setAttribute(a.name, a.value);
+  const [o, f] = [[...old.childNodes], [...fresh.childNodes]];
+  f.forEach((n, i) => (i < o.length ? morph(o[i], n) : old.append(n)));
+  for (const n of o.slice(f.length)) n.remove();
+}
+
 export function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }

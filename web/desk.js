@@ -3,7 +3,7 @@
 // (drafts kept per chat, a length counter, refused lines kept, the
 // stale-reply guard), notes, scripts and policy notes, conferencing,
 // transfer, availability, alerts and staff IM.
-import { api, el, clock, messageItem, socket, newClientId, askLine, liveBadge, sends } from "/assets/common.js";
+import { api, el, clock, messageItem, socket, newClientId, askLine, liveBadge, sends, replaceKeepingFocus } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -333,14 +333,23 @@ function renderComposer() {
   // At the point of sending, what it will be.
   $("send").textContent = note ? "Add note (staff only)" : "Send";
   // An ended chat takes no more lines: an unsent reply stays, to copy, and
-  // the focus goes from it to what is left to do, the resolution code —
-  // once, when the end is first seen here (the text may then be copied).
+  // the focus goes to what is left to do, the resolution code — once, when
+  // the end is first seen here, and only from the End button that is now
+  // hidden (or from nowhere). A librarian typing when the patron ends the
+  // chat keeps the focus in the box, read-only now, and is told: moved
+  // to the code menu, her next keys would choose a code by its letters
+  // ("p…" choosing Practice, which leaves the chat out of the figures).
   // Known from the chat's own log too: the monitor forgets ended chats on
   // a reconnect.
   const ended = s?.state === "ended" || (current !== null && log(current).ended === true);
-  // From the reply box, or from the End button that is now hidden.
-  const moveFocus = ended && !endSeen.has(current)
-    && ([$("text"), $("end"), document.body].includes(document.activeElement) || $("transfer-box").contains(document.activeElement));
+  const firstSeen = ended && !endSeen.has(current);
+  const moveFocus = firstSeen
+    && ([$("end"), document.body].includes(document.activeElement) || $("transfer-box").contains(document.activeElement));
+  if (firstSeen && document.activeElement === $("text")) {
+    const unsent = $("text").value.trim() ? " Your unsent text stays in the box." : "";
+    const code = $("librarian-actions").classList.contains("hidden") ? "" : " Tab on to the resolution code.";
+    announce(`The chat has ended: nothing more can be sent.${unsent}${code}`);
+  }
   if (ended) endSeen.add(current);
   $("text").readOnly = ended;
   for (const id of ["send", "mode", "script"]) $(id).disabled = ended;
@@ -374,7 +383,7 @@ function renderComposer() {
 
 function renderPresent() {
   const s = monitor.get(current);
-  if (!s) { $("present").textContent = ""; return; }
+  if (!s) { $("present-who").textContent = ""; $("typing").textContent = ""; return; }
   const who = [s.librarian_name ? `${s.librarian_name} (chatting)` : "nobody chatting yet"];
   for (const m of s.ctx.members) who.push(`${m.name} (${m.mode})`);
   // Someone who takes part has the chat open too: said once, as taking part.
@@ -387,9 +396,12 @@ function renderPresent() {
   const away = l?.patronHere === false && s.state === "active";
   const gone = away ? ` — ${s.patron_name} has left the chat page (closed or offline; seen at ${clock(l.patronSince)})` : "";
   const typing = $("present").dataset.typing;
-  // The same words again are not written (a screen reader would say them again).
-  const said = `Present: ${who.join(", ")}${gone}${typing ? ` — ${typing}` : ""}`;
-  if ($("present").textContent !== said) $("present").textContent = said;
+  // The same words again are not written (a screen reader would say them
+  // again); who is typing is a region of its own, said alone.
+  const said = `Present: ${who.join(", ")}${gone}`;
+  if ($("present-who").textContent !== said) $("present-who").textContent = said;
+  const typist = typing ? ` — ${typing}` : "";
+  if ($("typing").textContent !== typist) $("typing").textContent = typist;
   $("present").classList.toggle("warn-inline", away);
 }
 
@@ -547,7 +559,7 @@ function renderMonitor() {
   const tab = (s, n) => {
     const l = log(s.ctx.id);
     const yours = s.state === "active" && s.ctx.librarian === me.id && l.lastPatronSeq > l.lastStaffSeq;
-    const button = el("button", { type: "button", class: s.ctx.id === current ? "" : "secondary", "aria-current": s.ctx.id === current ? "true" : undefined, onclick: () => show(s.ctx.id) },
+    const button = el("button", { type: "button", "data-focus": `my-${s.ctx.id}`, class: s.ctx.id === current ? "" : "secondary", "aria-current": s.ctx.id === current ? "true" : undefined, onclick: () => show(s.ctx.id) },
       label(s),
       l.unread ? el("span", { class: "badge count" }, ` ${l.unread} new`) : "",
       yours ? el("span", { class: "badge waiting" }, " waiting for you") : "",
@@ -557,12 +569,15 @@ function renderMonitor() {
     return el("li", { "data-session": s.ctx.id }, button, el("div", { class: "status" }, tabStatus(s)));
   };
   const item = (s) => el("li", { "data-session": s.ctx.id },
-    el("button", { type: "button", class: "secondary", onclick: () => show(s.ctx.id) },
+    el("button", { type: "button", "data-focus": `all-${s.ctx.id}`, class: "secondary", onclick: () => show(s.ctx.id) },
       `${label(s)} — ${s.librarian_name || "waiting"}`),
     el("div", { class: "status" }, since(s)));
-  $("list-my").replaceChildren(...my.map(tab));
+  // Rebuilt on every line and tick: a keyboard's place stays on its chat.
+  replaceKeepingFocus($("list-my"), my.map(tab));
   const more = monitorMore > 0 ? [el("li", { class: "status" }, `…and ${monitorMore} more live chats`)] : [];
-  $("list-all").replaceChildren(...(me.role === "librarian" ? [] : [...[...monitor.values()].filter((s) => s.state !== "ended").map(item), ...more]));
+  // Counted where a test sees it: a flood of lines must not draw the lists once a line.
+  $("list-all").dataset.drawn = String(Number($("list-all").dataset.drawn ?? 0) + 1);
+  replaceKeepingFocus($("list-all"), me.role === "librarian" ? [] : [...[...monitor.values()].filter((s) => s.state !== "ended").map(item), ...more]);
   if (current !== null) {
     const s = monitor.get(current);
     if (s) titleChat(current, s);
@@ -583,9 +598,9 @@ $("tab-all").onclick = () => selectTab(true);
 const codeLabels = new Map(); // resolution code key -> label
 async function refreshQuestions() {
   const qs = await api("/api/questions");
-  $("questions").replaceChildren(...qs.map((q) => el("tr", {},
+  replaceKeepingFocus($("questions"), qs.map((q) => el("tr", {},
     el("td", {}, String(q.id)),
-    el("td", {}, q.live ? liveBadge(q) : "", " ", el("a", { href: `/desk/questions/${q.id}` }, q.text)),
+    el("td", {}, q.live ? liveBadge(q) : "", " ", el("a", { href: `/desk/questions/${q.id}`, "data-focus": `q-${q.id}` }, q.text)),
     el("td", {}, q.library_name), el("td", { class: "word" }, q.state.status), el("td", {}, q.state.code ? codeLabels.get(q.state.code) ?? q.state.code : "—"),
     el("td", {}, q.librarian_name || ""))));
 }
@@ -643,8 +658,9 @@ const nextToTake = () => waiting.find((w) => !w.away_since) ?? waiting[0];
 
 function renderQueue() {
   const next = nextToTake();
-  $("queue").replaceChildren(...waiting.map((w) => el("li", { "data-session": w.session },
-    el("button", { type: "button", onclick: () => accept(w.session), "aria-keyshortcuts": w === next ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
+  // A live update keeps a keyboard's place on the same patron's button.
+  const kept = replaceKeepingFocus($("queue"), [...waiting.map((w) => el("li", { "data-session": w.session },
+    el("button", { type: "button", "data-focus": `accept-${w.session}`, onclick: () => accept(w.session), "aria-keyshortcuts": w === next ? "Alt+A" : undefined }, `Accept: ${w.patron_name} (${w.library_name})`),
     el("div", {}, w.question),
     el("div", { class: "status" }, waited(w)),
     // A patron whose pages are all closed may be gone for good: said, so
@@ -654,7 +670,9 @@ function renderQueue() {
     ...(queueMore > 0 ? [el("li", { class: "status" }, `…and ${queueMore} more waiting`)] : []),
     // Empty: off duty, waiting patrons are not offered (an admin's ALL tab may show them).
     ...(waiting.length === 0 && $("availability").value !== "on_duty"
-      ? [el("li", { class: "status" }, "You are not on duty: patrons waiting are not shown here. Go on duty to take chats.")] : []));
+      ? [el("li", { class: "status" }, "You are not on duty: patrons waiting are not shown here. Go on duty to take chats.")] : [])],
+  { neighbour: false });
+  if (!kept) announce("The patron you were on is no longer waiting.");
   updateTitle();
 }
 

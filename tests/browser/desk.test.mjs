@@ -689,6 +689,9 @@ test("the patron's typing shows on the desk and clears when the line arrives; th
   await ann.locator("#log", { hasText: "has joined the chat" }).waitFor();
   await patron.locator("#text").pressSequentially("I am writing a long");
   await ann.locator("#present", { hasText: "Ivy (patron) is typing…" }).waitFor();
+  // Said in a region of its own: not the whole "Present:" line again.
+  assert.equal(await ann.textContent("#typing"), " — Ivy (patron) is typing…");
+  assert.doesNotMatch(await ann.textContent("#present-who"), /typing/);
   await patron.locator("#text").pressSequentially(" question");
   await patron.press("#text", "Enter");
   await ann.locator("#log", { hasText: "I am writing a long question" }).waitFor();
@@ -720,11 +723,12 @@ test("a flood of a patron's lines redraws the admin's chat monitor a few times, 
   const patron = await open();
   await askQuestion(patron, "Flood", "Many lines at once");
   await carla.locator("#list-all").getByText(/Flood/).waitFor({ state: "attached" });
-  // From here on, every redraw of the ALL list is counted.
+  // From here on, every redraw of the ALL list is counted (the list is
+  // brought up to date in place, so the desk counts its draws).
   await carla.evaluate(() => {
     window.redraws = 0;
     new MutationObserver((records) => { window.redraws += records.length; })
-      .observe(document.getElementById("list-all"), { childList: true });
+      .observe(document.getElementById("list-all"), { attributes: true, attributeFilter: ["data-drawn"] });
   });
   // Fifteen lines sent at once from a socket of the patron's own (each is a
   // monitor tick for the admin's desk).
@@ -819,9 +823,13 @@ test("a chat erased while open at the desk leaves it with its unsent reply, and 
   await patron.click("#end-yes");
   await ann.locator("#log", { hasText: "ended by" }).waitFor();
   // Ended while Ann was typing: her text stays, to copy, but nothing more
-  // can be sent, and the focus goes to what is left to do, the code.
+  // can be sent; the focus stays in the box (moved to the code menu, her
+  // next keys would choose a code by its letters), and she is told.
   await ann.locator("#text-label", { hasText: "The chat has ended" }).waitFor();
-  assert.equal(await ann.evaluate(() => document.activeElement.id), "code", "the focus left the reply box");
+  assert.equal(await ann.evaluate(() => document.activeElement.id), "text", "the focus stays in the reply box");
+  assert.match(await ann.textContent("#announce"), /The chat has ended.*resolution code/);
+  await ann.keyboard.type(" practice guides");
+  assert.equal(await ann.inputValue("#code"), "", "what she went on typing chose no code");
   assert.equal(await ann.inputValue("#text"), "Erasmus, one more thing about");
   assert.equal(await ann.locator("#text").getAttribute("readonly"), "", "read-only");
   assert.equal(await ann.locator("#send").isDisabled(), true);
@@ -1642,4 +1650,57 @@ test("the patron's status says when their librarian's desk has lost its connecti
   await patron.locator("#status", { hasText: "A librarian is with you." }).waitFor();
   await patron.context().close();
   await context.close();
+});
+
+// A keyboard's (or a screen reader's) place in a list the desk redraws on
+// live news: the element it was on is brought up to date in place, or
+// replaced by its new self, and the focus stays with it. Whether it is the
+// same element (a screen reader is then not told of it again).
+async function focusKeptThrough(page, what, cause) {
+  await page.evaluate(() => { document.activeElement.dataset.old = "1"; document.activeElement.wasHere = true; });
+  const before = await page.evaluate(() => document.activeElement.dataset.focus);
+  assert.ok(before, `${what}: a key to keep`);
+  await cause();
+  await page.waitForFunction((key) => !document.querySelector(`[data-focus="${key}"][data-old]`), before);
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.focus ?? document.activeElement.tagName), before, what);
+  return page.evaluate(() => document.activeElement.wasHere === true);
+}
+
+test("a live update keeps a keyboard's place: on a patron's Accept button, on a chat's tab, on a question's link", async () => {
+  const ann = await open();
+  await signIn(ann, "ann");
+  const [keyla, lumi, moss] = [await open(), await open(), await open()];
+  await askQuestion(keyla, "Keyla", "Keyboard question one");
+  await askQuestion(lumi, "Lumi", "Keyboard question two");
+  await ann.getByRole("button", { name: /Accept: Lumi/ }).focus();
+  await focusKeptThrough(ann, "the same patron's Accept button, as another joins the line",
+    () => askQuestion(moss, "Moss", "Keyboard question three"));
+  await ann.keyboard.press("Enter");
+  await lumi.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.getByRole("button", { name: /Accept: Moss/ }).click();
+  await moss.getByText("Ann Archer (librarian) has joined the chat").waitFor();
+  await ann.locator("#list-my button", { hasText: "Lumi" }).focus();
+  const same = await focusKeptThrough(ann, "Lumi's tab, as her line comes in", async () => {
+    await lumi.fill("#text", "one more thing");
+    await lumi.press("#text", "Enter");
+  });
+  assert.ok(same, "the tab brought up to date in place, not focused anew");
+  await ann.locator("#list-my button", { hasText: "1 new" }).waitFor();
+  await ann.locator("#questions a", { hasText: "Keyboard question two" }).focus();
+  await focusKeptThrough(ann, "a question's link, as the list is read again at a chat's end", async () => {
+    await moss.click("#end");
+    await moss.click("#end-yes");
+  });
+  // The patron she was on leaves the line: the focus goes to the list, not
+  // to another patron's Accept button (Enter must accept no one unchosen).
+  const nell = await open();
+  await askQuestion(nell, "Nell", "Keyboard question four");
+  await ann.getByRole("button", { name: /Accept: Keyla/ }).focus();
+  await keyla.click("#end");
+  await keyla.click("#end-yes");
+  await ann.waitForFunction(() => document.activeElement?.id === "queue");
+  assert.match(await ann.textContent("#announce"), /no longer waiting/);
+  await nell.click("#end");
+  await nell.click("#end-yes");
+  for (const p of [ann, keyla, lumi, moss, nell]) await p.context().close();
 });

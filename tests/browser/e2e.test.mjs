@@ -287,6 +287,14 @@ test("the patron's chat works on a 360 px phone, the desk holds two chats, and t
   }
   const send = await phone.locator("#composer button[type=submit]").boundingBox();
   assert.ok(send.y + send.height <= PHONE.height, "Send is on screen");
+  // The on-screen keyboard shrinks the page as the patron taps the box:
+  // the newest lines stay in view.
+  for (let i = 1; i <= 8; i++) { await phone.fill("#text", `line ${i} from the phone`); await phone.press("#text", "Enter"); }
+  await phone.locator("#log li[data-seq]", { hasText: "line 8 from the phone" }).waitFor();
+  await phone.setViewportSize({ width: PHONE.width, height: 420 });
+  await phone.waitForFunction(() => { const l = document.getElementById("log"); return l.scrollHeight - l.scrollTop - l.clientHeight < 2; },
+    null, { timeout: 3000 });
+  await phone.setViewportSize(PHONE);
 
   // "End and clear": nothing of the chat stays in the browser, nor in
   // another tab opened from this one (it holds a copy of the chat).

@@ -189,8 +189,11 @@ impl App {
     /// staff member's on this node marks them seen at once; the others
     /// need not (the background round marks the connected every second):
     /// a loop opening and closing sockets would otherwise write twice a
-    /// socket.
-    pub fn staff_online(&self, staff: StaffId) -> Online {
+    /// socket. Once seen, this node's widgets read their cooperative's
+    /// status again: a librarian on duty whose desk had been gone for a
+    /// minute counts again at once, not after [`STATUS_FRESH_MS`] of
+    /// patrons told that no librarian is there.
+    pub fn staff_online(&self, staff: StaffId, coop: CooperativeId) -> Online {
         let first = {
             let mut map = self.connections.lock();
             let n = map.entry(staff).or_insert(0);
@@ -198,9 +201,11 @@ impl App {
             *n == 1
         };
         if first {
-            let (store, now) = (self.store.clone(), self.clock.now());
+            let (app, now) = (self.clone(), self.clock.now());
             tokio::spawn(async move {
-                let _ = store.touch(vec![staff], now).await;
+                if app.store.touch(vec![staff], now).await.is_ok() {
+                    app.duty_changed(coop);
+                }
             });
         }
         Online { app: self.clone(), staff }

@@ -121,7 +121,7 @@ pub fn restore(config: &Config, from: &Path, with: &str) -> anyhow::Result<()> {
 /// The store's words without its "database error" heading: here the
 /// operator asked for files, and the message names them (it already
 /// carries the text of any error underneath).
-fn plain(e: StoreError) -> anyhow::Error {
+pub(crate) fn plain(e: StoreError) -> anyhow::Error {
     match e {
         StoreError::Backend { what, .. } | StoreError::Unavailable { what, .. } => anyhow::anyhow!(what),
         other => other.into(),

@@ -61,6 +61,8 @@ pub enum Purpose {
     Serve,
     /// `restore`: the service must be stopped first.
     Restore,
+    /// `move-to-postgres`: the service must be stopped first.
+    Move,
 }
 
 /// Takes the data folder's lock, creating the folder (0700; the folder
@@ -128,6 +130,7 @@ impl Purpose {
         match self {
             Purpose::Serve => "serve",
             Purpose::Restore => "restore",
+            Purpose::Move => "move-to-postgres",
         }
     }
 }
@@ -144,12 +147,22 @@ fn refusal(dir: &Path, file: &mut File, purpose: Purpose) -> String {
         _ => String::new(),
     };
     let (dir, path) = (dir.display(), dir.join(LOCK_FILE));
-    if words.next() == Some(Purpose::Restore.command()) {
-        return format!(
-            "a refdesk restore{holder} is replacing the database in the data folder {dir} (it holds {}): wait for \
-             it to end, then try again",
-            path.display()
-        );
+    match words.next() {
+        Some(w) if w == Purpose::Restore.command() => {
+            return format!(
+                "a refdesk restore{holder} is replacing the database in the data folder {dir} (it holds {}): wait \
+                 for it to end, then try again",
+                path.display()
+            );
+        }
+        Some(w) if w == Purpose::Move.command() => {
+            return format!(
+                "a refdesk move-to-postgres{holder} is copying the database in the data folder {dir} into \
+                 PostgreSQL (it holds {}): wait for it to end, then serve from PostgreSQL",
+                path.display()
+            );
+        }
+        _ => {}
     }
     match purpose {
         Purpose::Serve => format!(
@@ -161,6 +174,11 @@ fn refusal(dir: &Path, file: &mut File, purpose: Purpose) -> String {
         Purpose::Restore => format!(
             "a refdesk serve{holder} is using the data folder {dir} (it holds {}): refdesk restore needs the \
              service stopped (e.g. `systemctl stop refdesk`), and keeps it from starting until the restore ends",
+            path.display()
+        ),
+        Purpose::Move => format!(
+            "a refdesk serve{holder} is using the data folder {dir} (it holds {}): refdesk move-to-postgres needs \
+             the service stopped (e.g. `systemctl stop refdesk`): what it writes meanwhile would not be moved",
             path.display()
         ),
     }

@@ -41,6 +41,7 @@ mod backup;
 mod bench;
 mod bench_reports;
 mod lock;
+mod moving;
 mod owner;
 mod relay;
 
@@ -159,6 +160,15 @@ enum Command {
         /// The backup to restore (from `refdesk backup`).
         #[arg(long)]
         from: PathBuf,
+    },
+    /// Copy the whole SQLite database into an empty PostgreSQL database, to
+    /// serve from PostgreSQL (several nodes). The service must be stopped;
+    /// the SQLite database is only read.
+    MoveToPostgres {
+        /// The PostgreSQL database to move into (`postgres://…`; its schema
+        /// is made if need be; it must hold no data).
+        #[arg(long)]
+        to: String,
     },
     /// Run the load generator against a running server.
     Bench(bench::BenchArgs),
@@ -919,6 +929,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user_command(&cli, command).await,
         Command::Backup { to, force } => backup::backup(&offline(load_config(&cli)?), to, *force),
         Command::Restore { from } => backup::restore(&offline(load_config(&cli)?), from, &same_folder(&cli)),
+        Command::MoveToPostgres { to } => moving::run(&offline(load_config(&cli)?), to, &same_folder(&cli)).await,
         Command::Serve { listen, demo } => serve(&cli, *listen, *demo).await,
     }
 }
@@ -1209,7 +1220,14 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     // Held until the process ends (see `lock`): before the database
     // is opened, so a second server changes nothing, not even the schema.
     let lock = match &config.database_url {
-        None => Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?),
+        None => {
+            // A database moved to PostgreSQL is a copy now: served again, its
+            // outbox would send a second time what PostgreSQL's node sends.
+            if let Some(moved) = moving::moved_from(&config.data_dir) {
+                bail!("{moved}");
+            }
+            Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?)
+        }
         Some(_) => None,
     };
     let unclean_before = lock.as_ref().and_then(|l| l.unclean_before.clone());

@@ -662,3 +662,60 @@ async fn disk_figures(server: &Server) -> (u64, u64) {
     };
     (figure("refdesk_data_dir_available_bytes"), figure("refdesk_data_dir_size_bytes"))
 }
+
+/// `refdesk move-to-postgres`: a SQLite service's history, moved into a new
+/// PostgreSQL database, is served from there as it was — Ann signs in with
+/// her password and reads the chat she had — and the SQLite database is
+/// left byte for byte. Refused, changing nothing: while a server runs on
+/// the folder, into a database that holds data, and from a service that is
+/// on PostgreSQL already.
+#[tokio::test]
+async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was() {
+    let server_url =
+        std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("refdesk_move_{}_{nanos}", std::process::id());
+    let url = refdesk_store::postgres::create_database(&server_url, &name)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server_url} (scripts/test.sh starts it): {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--demo"]).await;
+    let ann = server.ann().await;
+    let chat = ended_chat(&server, &ann, "Quillfeather", "quill@example.org").await;
+    let read = |server: &Server, ann: &reqwest::Client| {
+        let request = ann.get(server.url(&format!("/api/sessions/{chat}")));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let before = read(&server, &ann).await;
+    assert!(before["messages"].as_array().is_some_and(|m| m.len() > 2), "{before}");
+
+    let out = refdesk(dir.path(), &["move-to-postgres", "--to", &url]);
+    assert!(!out.status.success() && text(&out).contains("needs the service stopped"), "{}", text(&out));
+    drop(server);
+    let (_, sqlite) = snapshot(dir.path());
+    let out = refdesk(dir.path(), &["move-to-postgres", "--to", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("every table's rows counted on both sides"), "{}", text(&out));
+    assert!(snapshot(dir.path()).1 == sqlite, "the SQLite database is only read");
+    // A copy now: served from SQLite again, its outbox would send twice.
+    let stale = refdesk(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!stale.status.success() && text(&stale).contains("was moved to PostgreSQL"), "{}", text(&stale));
+
+    let moved = Server::start(dir.path(), &["--database-url", &url]).await;
+    let ann = moved.ann().await;
+    let after = read(&moved, &ann).await;
+    assert_eq!(after["messages"], before["messages"], "the chat as it was");
+    assert_eq!(after["session"], before["session"]);
+    drop(moved);
+
+    let again = refdesk(dir.path(), &["move-to-postgres", "--to", &url]);
+    assert!(!again.status.success() && text(&again).contains("already holds data"), "{}", text(&again));
+    let on_pg = refdesk(dir.path(), &["--database-url", &url, "move-to-postgres", "--to", &url]);
+    assert!(!on_pg.status.success() && text(&on_pg).contains("already keeps its data in PostgreSQL"));
+    let not_pg = refdesk(dir.path(), &["move-to-postgres", "--to", "mysql://localhost/refdesk"]);
+    assert!(!not_pg.status.success() && text(&not_pg).contains("must be a PostgreSQL URL"), "{}", text(&not_pg));
+    assert!(snapshot(dir.path()).1 == sqlite, "nothing changed");
+    use sqlx::Connection as _;
+    let mut c = sqlx::PgConnection::connect(&server_url).await.unwrap();
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await.unwrap();
+}

@@ -73,7 +73,7 @@ impl Connection {
             feed.check_sign_in(&token);
         }
         let online = match feed.viewer() {
-            Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id))),
+            Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id, s.home.cooperative))),
             Viewer::Patron { .. } => None,
         };
         Connection { feed, _online: online, patron, slot, reads, heard: Instant::now(), gone }

@@ -1647,6 +1647,32 @@ async fn the_entry_points_status_is_read_at_most_every_few_seconds_and_at_once_a
     assert!(!status().await, "answered from memory, the library too");
 }
 
+/// A librarian on duty whose desk was gone for a minute counts again as
+/// soon as it is back: the entry point does not go on saying that no one
+/// is there for the seconds it answers from memory (a patron coming then
+/// was offered the form).
+#[tokio::test]
+async fn a_librarian_on_duty_whose_desk_comes_back_is_said_available_at_once() {
+    let app = spawn_app_with_manual_clock().await;
+    let status = || {
+        let url = app.url("/api/libraries/lakeside-public/status");
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap()["online"].as_bool().unwrap() }
+    };
+    let ben = app.staff("ben").await;
+    let ws = ben.socket().await;
+    let (code, _) = ben.post("/api/me/availability", json!({"availability": "on_duty"})).await;
+    assert_eq!(code, 200);
+    assert!(status().await, "Ben is on duty");
+    ws.close().await;
+    app.eventually("the connection's end is recorded", || async { app.state.app.connections().connected().is_empty() })
+        .await;
+    app.clock().advance(refdesk_app::staff::AVAILABLE_WITHIN_MS + 1_000);
+    assert!(!status().await, "gone a minute: nobody is said to be there");
+    // Back, the clock still: no 5 s of memory pass before he counts.
+    let _back = ben.socket().await;
+    app.eventually("Ben is said available again at once", status).await;
+}
+
 #[tokio::test]
 async fn a_flood_of_status_requests_when_the_answer_goes_stale_reads_the_staff_once() {
     let app = spawn_app_with_manual_clock().await;

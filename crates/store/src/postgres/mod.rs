@@ -24,6 +24,7 @@
 
 mod batch;
 mod connection;
+pub mod moving;
 mod schema;
 
 use crate::ops::{Backend, Read, Write};

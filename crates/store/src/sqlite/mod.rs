@@ -36,7 +36,7 @@
 pub mod backup;
 mod connection;
 mod kept;
-mod schema;
+pub(crate) mod schema;
 
 use crate::ops::{Backend, Read, Write};
 use crate::{EventSink, Result, StoreError};
@@ -467,7 +467,7 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::failed("SQLite", e)
 }
 
-fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
+pub(crate) fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     use rusqlite::OpenFlags;
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX

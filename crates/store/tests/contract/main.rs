@@ -48,6 +48,7 @@ macro_rules! on_every_backend {
 mod blocks;
 mod chats;
 mod im;
+mod moving;
 mod organisation;
 mod outbox;
 mod privacy;

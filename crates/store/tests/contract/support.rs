@@ -96,6 +96,14 @@ enum Underneath {
 }
 
 impl Underneath {
+    /// The SQLite file, or the PostgreSQL database's URL.
+    fn place(&self) -> (Option<&std::path::Path>, Option<&str>) {
+        match self {
+            Underneath::Sqlite(path) => (Some(path), None),
+            Underneath::Postgres { url, .. } => (None, Some(url)),
+        }
+    }
+
     /// Closes `store` and drops its PostgreSQL database (a SQLite store's
     /// folder goes with its `TempDir`).
     async fn remove(&self, store: &dyn Store) {
@@ -147,6 +155,11 @@ impl Empty {
     pub async fn remove(self) {
         self.underneath.remove(&*self.store).await;
     }
+
+    /// The PostgreSQL database's URL (`None` on SQLite).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.underneath.place().1
+    }
 }
 
 /// A fresh store with the [`World`] in it: what every behaviour gets.
@@ -174,6 +187,11 @@ impl Backend {
     /// Closes the store and removes what it stored.
     pub async fn remove(self) {
         self.underneath.remove(&*self.store).await;
+    }
+
+    /// The SQLite file (`None` on PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.underneath.place().0
     }
 
     /// The positions of a cooperative's resolution codes as stored, in
