@@ -149,6 +149,10 @@ test("a chat with a note, a conference, an answer from the question list, an end
   // The optional rating at the end.
   await patron.locator("#rating-form").waitFor();
   await accessible(patron, "the rating form");
+  // Each choice a thumb's target (44 px high) on the phone.
+  for (const box of await patron.locator("#stars label").evaluateAll((ls) => ls.map((l) => l.getBoundingClientRect().height))) {
+    assert.ok(box >= 44, `a rating choice ${box} px high`);
+  }
   await patron.getByLabel("5 (excellent)").check();
   // A comment that turns the text's direction (U+202E, the right-to-left
   // override) is the patron's to write; on staff pages it cannot turn what
