@@ -187,6 +187,17 @@ fn ident(name: &str) -> String {
 }
 
 fn copying(table: &str, e: sqlx::Error) -> StoreError {
+    // SQLite keeps fewer rules than PostgreSQL does (the writer checks a
+    // line's client id itself, with no index): rows breaking one are named.
+    let broken = e.as_database_error().and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>());
+    if let Some(d) = broken.filter(|d| d.code() == "23505") {
+        return StoreError::backend(format!(
+            "copying table {table} into PostgreSQL (nothing was changed): two of its rows share what PostgreSQL \
+             keeps unique ({}: {}); correct the SQLite database, then move again",
+            d.constraint().unwrap_or("an index"),
+            d.detail().unwrap_or("")
+        ));
+    }
     StoreError::backend(format!("copying table {table} into PostgreSQL (nothing was changed): {e}"))
 }
 

@@ -111,6 +111,14 @@ async fn a_move_that_cannot_be_whole_changes_nothing() {
     let rows = postgres_rows(&url).await;
     assert!(rows.values().all(Vec::is_empty), "nothing written: {rows:?}");
 
+    // Two lines of one chat with one client id: SQLite's writer never
+    // stores them (it has no index), PostgreSQL's index refuses them.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("UPDATE messages SET body = 'ab', client_id = 'same', sender = 'patron'").unwrap();
+    let twice = sqlite_to_postgres(&path, &url).await.unwrap_err().to_string();
+    assert!(twice.contains("two of its rows share") && twice.contains("messages_client_id"), "{twice}");
+    c.execute_batch("UPDATE messages SET client_id = NULL").unwrap();
+    drop(c);
     // A table one side has and the other lacks: nothing is left behind.
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch("UPDATE messages SET body = 'ab'; CREATE TABLE visitors (id INTEGER)").unwrap();
