@@ -849,6 +849,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let db = config.database_url.is_none().then(|| config.database_path());
         let one_off = !matches!(cli.command, Command::Serve { .. });
         owner::check(&config.data_dir, db.as_deref(), one_off)?;
+        // A SQLite database moved to PostgreSQL is a copy now: a command on
+        // it would seem to work (an account disabled there stays enabled in
+        // PostgreSQL), served it would send its outbox a second time, and
+        // moved again it would make a second, stale service.
+        if let Some(moved) = db.and_then(|_| moving::moved_from(&config.data_dir)) {
+            bail!("{moved}");
+        }
     }
     dispatch(cli).await
 }
@@ -1220,14 +1227,7 @@ async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>, demo: bool) -> a
     // Held until the process ends (see `lock`): before the database
     // is opened, so a second server changes nothing, not even the schema.
     let lock = match &config.database_url {
-        None => {
-            // A database moved to PostgreSQL is a copy now: served again, its
-            // outbox would send a second time what PostgreSQL's node sends.
-            if let Some(moved) = moving::moved_from(&config.data_dir) {
-                bail!("{moved}");
-            }
-            Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?)
-        }
+        None => Some(lock::lock_data_dir(&config.data_dir, lock::Purpose::Serve)?),
         Some(_) => None,
     };
     let unclean_before = lock.as_ref().and_then(|l| l.unclean_before.clone());

@@ -30,10 +30,9 @@ pub async fn run(config: &Config, to: &str, with: &str) -> anyhow::Result<()> {
         bail!("there is no SQLite database at {} (is data_dir right?); nothing was changed", db.display());
     }
     let _lock = lock::lock_data_dir(&config.data_dir, lock::Purpose::Move)?;
-    let moved = moving::sqlite_to_postgres(&db, to)
-        .await
-        .map_err(plain)
-        .with_context(|| format!("moving {} into PostgreSQL", db.display()))?;
+    let moved = moving::sqlite_to_postgres(&db, to).await.map_err(plain).with_context(|| {
+        format!("moving {} into PostgreSQL (no row was moved; the SQLite database is as it was)", db.display())
+    })?;
     let rows = |table: &str| moved.tables.iter().find(|(t, _)| t == table).map_or(0, |(_, n)| *n);
     let all: u64 = moved.tables.iter().map(|(_, n)| n).sum();
     out!(
@@ -47,15 +46,17 @@ pub async fn run(config: &Config, to: &str, with: &str) -> anyhow::Result<()> {
         rows("questions"),
         moved.took.as_secs_f64()
     );
-    // `serve` on SQLite refuses the folder from now on.
+    // Every command on this SQLite database refuses it from now on.
     let marker = config.data_dir.join(MOVED);
     let said = format!("moved to PostgreSQL at {} UTC by refdesk move-to-postgres\n", utc_now());
-    if let Err(e) = std::fs::write(&marker, said) {
+    if let Err(e) = write_private(&marker, &said) {
         out!("warning: could not write {} ({e}): nothing keeps `serve` from the SQLite copy", marker.display());
     }
     out!(
-        "the SQLite database is left as it was, as a copy: `serve` refuses it without database_url (its e-mail \
-         waiting to go would go a second time, and what it took would not be in PostgreSQL) while {} is there",
+        "the SQLite database is left as it was, as a copy: every refdesk command refuses it without database_url \
+         while {} is there (served, its e-mail waiting to go would go a second time). It holds every patron's \
+         data, which erasures and retention in PostgreSQL never reach: once the service runs well on PostgreSQL, \
+         delete it (with its -wal and -shm files), or keep it only as long as your backups",
         marker.display()
     );
     out!(
@@ -69,13 +70,26 @@ pub async fn run(config: &Config, to: &str, with: &str) -> anyhow::Result<()> {
 /// The file a move leaves in the data folder.
 const MOVED: &str = "moved-to-postgres";
 
-/// Why `serve` on SQLite refuses `data_dir`, if its database was moved.
+/// Writes `text` to `path`, readable by its owner alone.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    std::io::Write::write_all(&mut open.open(path)?, text.as_bytes())
+}
+
+/// Why a command on SQLite refuses `data_dir`, if its database was moved.
 pub fn moved_from(data_dir: &Path) -> Option<String> {
     let marker = data_dir.join(MOVED);
     let said = std::fs::read_to_string(&marker).ok()?;
     Some(format!(
-        "this data folder's SQLite database was {}: serve from PostgreSQL (database_url). To serve the SQLite \
-         copy again instead (its outbox would send what it holds again), remove {}",
+        "this data folder's SQLite database was {}: it is a copy now; run refdesk with database_url set (the \
+         configuration file, or REFDESK_DATABASE_URL). To use the SQLite copy again instead (served, its outbox \
+         would send what it holds again), remove {}",
         said.trim().trim_end_matches(" by refdesk move-to-postgres"),
         marker.display()
     ))

@@ -693,6 +693,8 @@ async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was()
     assert!(!out.status.success() && text(&out).contains("needs the service stopped"), "{}", text(&out));
     drop(server);
     let (_, sqlite) = snapshot(dir.path());
+    let not_pg = refdesk(dir.path(), &["move-to-postgres", "--to", "mysql://localhost/refdesk"]);
+    assert!(!not_pg.status.success() && text(&not_pg).contains("must be a PostgreSQL URL"), "{}", text(&not_pg));
     let out = refdesk(dir.path(), &["move-to-postgres", "--to", &url]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("every table's rows counted on both sides"), "{}", text(&out));
@@ -708,12 +710,18 @@ async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was()
     assert_eq!(after["session"], before["session"]);
     drop(moved);
 
-    let again = refdesk(dir.path(), &["move-to-postgres", "--to", &url]);
-    assert!(!again.status.success() && text(&again).contains("already holds data"), "{}", text(&again));
+    // Every command on the copy refuses it (an account disabled there
+    // would stay enabled in PostgreSQL), a second move too.
+    for args in [&["user", "list"][..], &["move-to-postgres", "--to", &url], &["backup", "--to", "/tmp/x.sqlite3"]] {
+        let refused = refdesk(dir.path(), args);
+        assert!(
+            !refused.status.success() && text(&refused).contains("it is a copy now"),
+            "{args:?}: {}",
+            text(&refused)
+        );
+    }
     let on_pg = refdesk(dir.path(), &["--database-url", &url, "move-to-postgres", "--to", &url]);
     assert!(!on_pg.status.success() && text(&on_pg).contains("already keeps its data in PostgreSQL"));
-    let not_pg = refdesk(dir.path(), &["move-to-postgres", "--to", "mysql://localhost/refdesk"]);
-    assert!(!not_pg.status.success() && text(&not_pg).contains("must be a PostgreSQL URL"), "{}", text(&not_pg));
     assert!(snapshot(dir.path()).1 == sqlite, "nothing changed");
     use sqlx::Connection as _;
     let mut c = sqlx::PgConnection::connect(&server_url).await.unwrap();

@@ -359,6 +359,19 @@ async fn migrate(c: &mut PgConnection) -> Result<()> {
     const LOCK: i64 = 0x0072_6566_6465_736b;
     sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK).execute(&mut *c).await.map_err(db)?;
     let result = async {
+        // Text in every script, from the first migration's comments on: a
+        // database of another encoding would stop half-way through them.
+        let encoding = sqlx::query("SELECT current_setting('server_encoding') AS e")
+            .fetch_one(&mut *c)
+            .await
+            .map_err(db)?
+            .text("e")?;
+        if encoding != "UTF8" {
+            return Err(StoreError::backend(format!(
+                "the PostgreSQL database's encoding is {encoding}: refdesk needs UTF8 (create the database with \
+                 `createdb -E UTF8 -T template0 …`, or `CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0`)"
+            )));
+        }
         let exists = sqlx::query("SELECT to_regclass('refdesk_schema') IS NOT NULL AS present")
             .fetch_one(&mut *c)
             .await

@@ -74,6 +74,7 @@ pub async fn sqlite_to_postgres(sqlite: &Path, url: &str) -> Result<Moved> {
         .map_err(|e| StoreError::failed("bad PostgreSQL URL", e))?
         .application_name("refdesk move-to-postgres");
     let mut c = PgConnection::connect_with(&connect).await.map_err(|e| cannot_connect(e, &connect))?;
+    refdesks_alone(&mut c).await?;
     migrate(&mut c).await?;
     let tables = tables(&mut c).await?;
     let mut tx = c.begin().await.map_err(db)?;
@@ -133,6 +134,59 @@ pub async fn sqlite_to_postgres(sqlite: &Path, url: &str) -> Result<Moved> {
     Ok(Moved { tables: moved, schema_version: version, took: began.elapsed() })
 }
 
+/// Refuses, before refdesk's schema is made in it, a database that holds
+/// another application's tables, or that a refdesk node is connected to
+/// (an idle one holds no lock, and would then serve the moved history with
+/// what it had cached of none). A node just stopped may take a moment to
+/// leave the server's list of connections.
+async fn refdesks_alone(c: &mut PgConnection) -> Result<()> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let nodes = sqlx::query(
+            "SELECT count(*) AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE 'refdesk%'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db)?
+        .int("n")?;
+        if nodes == 0 {
+            break;
+        }
+        if waited >= NODES_GONE_WITHIN {
+            return Err(StoreError::backend(format!(
+                "{nodes} connections of refdesk are open to the PostgreSQL database (a node serving it?): stop \
+                 every node on it, then move"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    let tables = sqlx::query(
+        "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()
+         ORDER BY table_name",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| r.text("t"))
+    .collect::<Result<Vec<String>>>()?;
+    if !tables.is_empty() && !tables.iter().any(|t| t == "refdesk_schema") {
+        let some: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+        return Err(StoreError::backend(format!(
+            "the PostgreSQL database holds tables that are not refdesk's ({}{}): move into a new database of its own",
+            some.join(", "),
+            if tables.len() > some.len() { ", …" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// How long a node just stopped may still be listed among the database's
+/// connections.
+const NODES_GONE_WITHIN: Duration = Duration::from_secs(3);
+
 /// Locks every table of the transaction's database for the move, and
 /// refuses one that holds data.
 async fn hold_empty(tx: &mut PgConnection, tables: &[Table]) -> Result<()> {
@@ -148,16 +202,14 @@ async fn hold_empty(tx: &mut PgConnection, tables: &[Table]) -> Result<()> {
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT", all.join(", "));
     sqlx::raw_sql(&lock).execute(&mut *tx).await.map_err(|e| {
         StoreError::backend(format!(
-            "the PostgreSQL database is in use (a refdesk node on it?): stop every node on it, then move \
-             (nothing was changed): {e}"
+            "the PostgreSQL database is in use (a refdesk node on it?): stop every node on it, then move: {e}"
         ))
     })?;
     for t in tables {
         let held = format!("SELECT EXISTS (SELECT 1 FROM {}) AS held", ident(&t.name));
         if sqlx::query(&held).fetch_one(&mut *tx).await.map_err(db)?.flag("held")? {
             return Err(StoreError::backend(format!(
-                "the PostgreSQL database already holds data (table {} has rows): move into a new, empty database \
-                 (nothing was changed)",
+                "the PostgreSQL database already holds data (table {} has rows): move into a new, empty database",
                 t.name
             )));
         }
@@ -192,13 +244,13 @@ fn copying(table: &str, e: sqlx::Error) -> StoreError {
     let broken = e.as_database_error().and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>());
     if let Some(d) = broken.filter(|d| d.code() == "23505") {
         return StoreError::backend(format!(
-            "copying table {table} into PostgreSQL (nothing was changed): two of its rows share what PostgreSQL \
+            "copying table {table} into PostgreSQL: two of its rows share what PostgreSQL \
              keeps unique ({}: {}); correct the SQLite database, then move again",
             d.constraint().unwrap_or("an index"),
             d.detail().unwrap_or("")
         ));
     }
-    StoreError::backend(format!("copying table {table} into PostgreSQL (nothing was changed): {e}"))
+    StoreError::backend(format!("copying table {table} into PostgreSQL: {e}"))
 }
 
 /// The SQLite database's schema version, which must be this refdesk's.
@@ -318,7 +370,7 @@ fn read_sqlite(path: &Path, tables: &[Table], send: &mpsc::Sender<Piece>) -> Res
         let name: String = r.get(0).map_err(reading)?;
         if !tables.iter().any(|t| t.name == name) {
             return Err(StoreError::backend(format!(
-                "the SQLite database has a table {name} that the PostgreSQL schema lacks: nothing was changed"
+                "the SQLite database has a table {name} that the PostgreSQL schema lacks"
             )));
         }
     }
@@ -333,8 +385,7 @@ fn read_sqlite(path: &Path, tables: &[Table], send: &mpsc::Sender<Piece>) -> Res
         }
         if have.is_empty() {
             return Err(StoreError::backend(format!(
-                "the PostgreSQL database has a table {} that is no refdesk table: move into a database of its own \
-                 (nothing was changed)",
+                "the PostgreSQL database has a table {} that is no refdesk table: move into a database of its own",
                 t.name
             )));
         }
@@ -358,9 +409,8 @@ fn read_sqlite(path: &Path, tables: &[Table], send: &mpsc::Sender<Piece>) -> Res
                     piece.push(b'\t');
                 }
                 let value = r.get_ref(i).map_err(reading)?;
-                field(&mut piece, value, *truth).map_err(|why| {
-                    StoreError::backend(format!("table {}, column {column}: {why} (nothing was changed)", t.name))
-                })?;
+                field(&mut piece, value, *truth)
+                    .map_err(|why| StoreError::backend(format!("table {}, column {column}: {why}", t.name)))?;
             }
             piece.push(b'\n');
             count += 1;

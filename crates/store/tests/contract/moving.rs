@@ -94,8 +94,11 @@ async fn a_move_that_cannot_be_whole_changes_nothing() {
     let path = b.sqlite_path().unwrap().to_owned();
     b.store.close().await;
     let target = Empty::open(Kind::Postgres).await;
-    target.store.close().await;
     let url = target.postgres_url().unwrap().to_owned();
+    // A node still connected (idle: it holds no lock) is refused.
+    let open = sqlite_to_postgres(&path, &url).await.unwrap_err().to_string();
+    assert!(open.contains("connections of refdesk are open"), "{open}");
+    target.store.close().await;
 
     let c = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
@@ -135,6 +138,38 @@ async fn a_move_that_cannot_be_whole_changes_nothing() {
     let foreign = sqlite_to_postgres(&path, &url).await.unwrap_err().to_string();
     assert!(foreign.contains("table visitors that is no refdesk table"), "{foreign}");
     assert!(postgres_rows(&url).await.values().all(Vec::is_empty), "nothing written");
+
+    // Another application's database, and one not in UTF-8: refused
+    // before refdesk's schema is made in it.
+    for (name, made, said) in [
+        ("other", "CREATE TABLE customers (id integer); INSERT INTO customers VALUES (1)", "not refdesk's (customers)"),
+        ("latin1", "", "encoding is LATIN1"),
+    ] {
+        use sqlx::Connection;
+        let server = crate::support::postgres_server();
+        let db = format!("refdesk_move_{name}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db}")).execute(&mut admin).await.unwrap();
+        let create = format!("CREATE DATABASE {db}");
+        let create = if name == "latin1" {
+            format!("{create} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        } else {
+            create
+        };
+        sqlx::raw_sql(&create).execute(&mut admin).await.unwrap();
+        let db_url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
+        let mut target_db = sqlx::PgConnection::connect(&db_url).await.unwrap();
+        if !made.is_empty() {
+            sqlx::raw_sql(made).execute(&mut target_db).await.unwrap();
+        }
+        let refused = sqlite_to_postgres(&path, &db_url).await.unwrap_err().to_string();
+        assert!(refused.contains(said), "{name}: {refused}");
+        let schema: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('refdesk_schema')::text").fetch_one(&mut target_db).await.unwrap();
+        assert_eq!(schema, None, "{name}: no schema made");
+        let _ = target_db.close().await;
+        sqlx::raw_sql(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    }
 
     let nowhere = sqlite_to_postgres(&path.with_extension("gone"), &url).await.unwrap_err().to_string();
     assert!(nowhere.contains("no SQLite database"), "{nowhere}");

@@ -286,7 +286,7 @@ fn database_name() -> String {
 
 /// The PostgreSQL server the tests use: `REFDESK_TEST_POSTGRES`, or the
 /// one `scripts/test.sh` makes sure is running.
-fn postgres_server() -> String {
+pub fn postgres_server() -> String {
     std::env::var("REFDESK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
