@@ -665,10 +665,14 @@ fn say_schema(database: &str, versions: Option<(usize, usize)>, backup: &str) ->
 /// it is out of reach, and refuses a sign-in it is refused at start.
 async fn check_links(config: &Config) -> anyhow::Result<()> {
     if let Some(url) = &config.database_url {
+        // Named as the operator set it: the file's key or the variable.
+        let setting = "database_url (REFDESK_DATABASE_URL, --database-url)";
         let read = tokio::time::timeout(PG_CHECK_WITHIN, refdesk_store::postgres::schema_versions(url))
             .await
-            .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within {} s", PG_CHECK_WITHIN.as_secs()))?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|_| {
+                anyhow::anyhow!("{setting}: PostgreSQL did not answer within {} s", PG_CHECK_WITHIN.as_secs())
+            })?
+            .map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
         let backup = "take a dump first (`pg_dump`: docs/operations.md, \"Backups\")";
         say_schema("the PostgreSQL database", Some(read), backup)?;
     }

@@ -558,6 +558,8 @@ fn config_check_connects_to_postgresql_and_reads_the_nats_links_files_as_serve_w
     refused(&format!("{db}?sslmode=verfy-full"), &[], "bad PostgreSQL URL");
     refused(&format!("{db}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"), &[], "sslrootcert");
     refused("postgres://postgres@127.0.0.1:1/postgres", &[], "cannot connect to PostgreSQL at 127.0.0.1:1");
+    // The setting at fault is named, as for the file's other lines.
+    refused("postgres://postgres@127.0.0.1:1/postgres", &[], "database_url (REFDESK_DATABASE_URL");
 
     let nats = ("REFDESK_NATS_URL", "nats://127.0.0.1:4222");
     refused(&db, &[nats, ("REFDESK_NATS_KEY_FILE", "/nonexistent/nats.key")], "nats_key_file");
