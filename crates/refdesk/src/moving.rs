@@ -30,7 +30,21 @@ pub async fn run(config: &Config, to: &str, with: &str) -> anyhow::Result<()> {
         bail!("there is no SQLite database at {} (is data_dir right?); nothing was changed", db.display());
     }
     let _lock = lock::lock_data_dir(&config.data_dir, lock::Purpose::Move)?;
-    let moved = moving::sqlite_to_postgres(&db, to).await.map_err(plain).with_context(|| {
+    let side = |suffix: &str| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (wal, shm) = (side("-wal"), side("-shm"));
+    let stopped_cleanly = !wal.exists() && !shm.exists();
+    let moved = moving::sqlite_to_postgres(&db, to).await;
+    // Reading opened the log and its index, empty, beside a database its
+    // server had closed cleanly: they go again, as that server left it.
+    if stopped_cleanly && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&wal);
+        let _ = std::fs::remove_file(&shm);
+    }
+    let moved = moved.map_err(plain).with_context(|| {
         format!("moving {} into PostgreSQL (no row was moved; the SQLite database is as it was)", db.display())
     })?;
     let rows = |table: &str| moved.tables.iter().find(|(t, _)| t == table).map_or(0, |(_, n)| *n);

@@ -679,7 +679,7 @@ async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was()
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL must be running at {server_url} (scripts/test.sh starts it): {e}"));
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--demo"]).await;
+    let mut server = Server::start_with(dir.path(), &["--demo"], &[("REFDESK_DRAIN_SECONDS", "0")]).await;
     let ann = server.ann().await;
     let chat = ended_chat(&server, &ann, "Quillfeather", "quill@example.org").await;
     let read = |server: &Server, ann: &reqwest::Client| {
@@ -691,7 +691,10 @@ async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was()
 
     let out = refdesk(dir.path(), &["move-to-postgres", "--to", &url]);
     assert!(!out.status.success() && text(&out).contains("needs the service stopped"), "{}", text(&out));
-    drop(server);
+    // Stopped as `systemctl stop` does: the log emptied and gone.
+    let stop = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(stop.success());
+    assert!(server.child.wait().unwrap().success(), "a clean stop");
     let (_, sqlite) = snapshot(dir.path());
     let not_pg = refdesk(dir.path(), &["move-to-postgres", "--to", "mysql://localhost/refdesk"]);
     assert!(!not_pg.status.success() && text(&not_pg).contains("must be a PostgreSQL URL"), "{}", text(&not_pg));
@@ -699,6 +702,8 @@ async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was()
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("every table's rows counted on both sides"), "{}", text(&out));
     assert!(snapshot(dir.path()).1 == sqlite, "the SQLite database is only read");
+    let files = snapshot(dir.path()).0;
+    assert!(!files.iter().any(|f| f.ends_with("-wal") || f.ends_with("-shm")), "as its server left it: {files:?}");
     // A copy now: served from SQLite again, its outbox would send twice.
     let stale = refdesk(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!stale.status.success() && text(&stale).contains("was moved to PostgreSQL"), "{}", text(&stale));
