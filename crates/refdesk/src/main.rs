@@ -606,6 +606,9 @@ fn check_data_dir(config: &Config) -> anyhow::Result<()> {
     if !writable(dir) {
         anyhow::bail!("data_dir {} is not writable by this user: run refdesk as the folder's owner", dir.display());
     }
+    if let Some(moved) = config.database_url.is_none().then(|| moving::moved_from(dir)).flatten() {
+        anyhow::bail!("data_dir {}: {moved}", dir.display());
+    }
     match refdesk_server::metrics::disk_space(dir) {
         Ok(space) => {
             let gb = |b: u64| b as f64 / 1e9;

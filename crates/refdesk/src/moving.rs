@@ -30,20 +30,7 @@ pub async fn run(config: &Config, to: &str, with: &str) -> anyhow::Result<()> {
         bail!("there is no SQLite database at {} (is data_dir right?); nothing was changed", db.display());
     }
     let _lock = lock::lock_data_dir(&config.data_dir, lock::Purpose::Move)?;
-    let side = |suffix: &str| {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        std::path::PathBuf::from(name)
-    };
-    let (wal, shm) = (side("-wal"), side("-shm"));
-    let stopped_cleanly = !wal.exists() && !shm.exists();
     let moved = moving::sqlite_to_postgres(&db, to).await;
-    // Reading opened the log and its index, empty, beside a database its
-    // server had closed cleanly: they go again, as that server left it.
-    if stopped_cleanly && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
-        let _ = std::fs::remove_file(&wal);
-        let _ = std::fs::remove_file(&shm);
-    }
     let moved = moved.map_err(plain).with_context(|| {
         format!("moving {} into PostgreSQL (no row was moved; the SQLite database is as it was)", db.display())
     })?;
@@ -64,7 +51,10 @@ pub async fn run(config: &Config, to: &str, with: &str) -> anyhow::Result<()> {
     let marker = config.data_dir.join(MOVED);
     let said = format!("moved to PostgreSQL at {} UTC by refdesk move-to-postgres\n", utc_now());
     if let Err(e) = write_private(&marker, &said) {
-        out!("warning: could not write {} ({e}): nothing keeps `serve` from the SQLite copy", marker.display());
+        out!(
+            "warning: could not write {} ({e}): nothing keeps refdesk's commands from the SQLite copy",
+            marker.display()
+        );
     }
     out!(
         "the SQLite database is left as it was, as a copy: every refdesk command refuses it without database_url \
@@ -96,10 +86,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::io::Write::write_all(&mut open.open(path)?, text.as_bytes())
 }
 
-/// Why a command on SQLite refuses `data_dir`, if its database was moved.
+/// Why a command on SQLite refuses `data_dir`, if its database was moved
+/// (a marker that cannot be read counts: it is there).
 pub fn moved_from(data_dir: &Path) -> Option<String> {
     let marker = data_dir.join(MOVED);
-    let said = std::fs::read_to_string(&marker).ok()?;
+    std::fs::symlink_metadata(&marker).ok()?;
+    let said = std::fs::read_to_string(&marker).unwrap_or_else(|_| "moved to PostgreSQL".to_owned());
     Some(format!(
         "this data folder's SQLite database was {}: it is a copy now; run refdesk with database_url set (the \
          configuration file, or REFDESK_DATABASE_URL). To use the SQLite copy again instead (served, its outbox \

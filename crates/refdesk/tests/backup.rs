@@ -717,7 +717,8 @@ async fn a_sqlite_service_moved_into_postgresql_is_served_from_there_as_it_was()
 
     // Every command on the copy refuses it (an account disabled there
     // would stay enabled in PostgreSQL), a second move too.
-    for args in [&["user", "list"][..], &["move-to-postgres", "--to", &url], &["backup", "--to", "/tmp/x.sqlite3"]] {
+    let copy = [&["user", "list"][..], &["move-to-postgres", "--to", &url], &["backup", "--to", "/tmp/x.sqlite3"]];
+    for args in copy.into_iter().chain([&["config", "--check"][..]]) {
         let refused = refdesk(dir.path(), args);
         assert!(
             !refused.status.success() && text(&refused).contains("it is a copy now"),

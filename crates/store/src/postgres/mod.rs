@@ -353,31 +353,39 @@ pub async fn schema_versions(url: &str) -> Result<(usize, usize)> {
     Ok((version, schema::MIGRATIONS.len()))
 }
 
+/// Refuses to make refdesk's schema in a database whose encoding cannot
+/// hold text in every script (a LATIN1 one stopped half-way through the
+/// migrations, and would refuse a patron's Cyrillic). UTF-8, and
+/// SQL_ASCII (bytes as they come, as before), are taken; a database made
+/// before this check is left alone.
+async fn refuse_encoding(c: &mut PgConnection) -> Result<()> {
+    let encoding = sqlx::query("SELECT current_setting('server_encoding') AS e")
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db)?
+        .text("e")?;
+    if encoding != "UTF8" && encoding != "SQL_ASCII" {
+        return Err(StoreError::backend(format!(
+            "the PostgreSQL database's encoding is {encoding}: refdesk needs UTF8 (create the database with \
+             `createdb -E UTF8 -T template0 …`, or `CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0`)"
+        )));
+    }
+    Ok(())
+}
+
 /// Brings the schema up to date, one node at a time (an advisory lock).
 async fn migrate(c: &mut PgConnection) -> Result<()> {
     // Any fixed number: it names refdesk's migration lock.
     const LOCK: i64 = 0x0072_6566_6465_736b;
     sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK).execute(&mut *c).await.map_err(db)?;
     let result = async {
-        // Text in every script, from the first migration's comments on: a
-        // database of another encoding would stop half-way through them.
-        let encoding = sqlx::query("SELECT current_setting('server_encoding') AS e")
-            .fetch_one(&mut *c)
-            .await
-            .map_err(db)?
-            .text("e")?;
-        if encoding != "UTF8" {
-            return Err(StoreError::backend(format!(
-                "the PostgreSQL database's encoding is {encoding}: refdesk needs UTF8 (create the database with \
-                 `createdb -E UTF8 -T template0 …`, or `CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0`)"
-            )));
-        }
         let exists = sqlx::query("SELECT to_regclass('refdesk_schema') IS NOT NULL AS present")
             .fetch_one(&mut *c)
             .await
             .map_err(db)?
             .flag("present")?;
         if !exists {
+            refuse_encoding(c).await?;
             sqlx::query("CREATE TABLE refdesk_schema (version BIGINT NOT NULL)").execute(&mut *c).await.map_err(db)?;
         }
         let version = sqlx::query("SELECT max(version) AS version FROM refdesk_schema")

@@ -68,6 +68,22 @@ enum Piece {
 /// and no server may be writing to it (the caller holds the data folder's
 /// lock).
 pub async fn sqlite_to_postgres(sqlite: &Path, url: &str) -> Result<Moved> {
+    let stopped_cleanly = ["-wal", "-shm"].iter().all(|s| !beside(sqlite, s).exists());
+    let moved = copy_all(sqlite, url).await;
+    // Reading opened the log and its index beside a database its server
+    // had closed cleanly: a connection that may write, opened, reading and
+    // closed, has SQLite remove them as that server did (if it is the last
+    // one; a connection that never read closes without looking).
+    if stopped_cleanly {
+        if let Ok(c) = crate::sqlite::open_conn(sqlite, false) {
+            let _ = c.execute_batch("SELECT count(*) FROM sqlite_master");
+        }
+    }
+    moved
+}
+
+/// [`sqlite_to_postgres`] but for what it leaves beside the SQLite file.
+async fn copy_all(sqlite: &Path, url: &str) -> Result<Moved> {
     let began = Instant::now();
     let version = sqlite_version(sqlite)?;
     let connect = PgConnectOptions::from_str(url)
@@ -141,30 +157,17 @@ pub async fn sqlite_to_postgres(sqlite: &Path, url: &str) -> Result<Moved> {
 /// leave the server's list of connections.
 async fn refdesks_alone(c: &mut PgConnection) -> Result<()> {
     let mut waited = Duration::ZERO;
-    loop {
-        let nodes = sqlx::query(
-            "SELECT count(*) AS n FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE 'refdesk%'",
-        )
-        .fetch_one(&mut *c)
-        .await
-        .map_err(db)?
-        .int("n")?;
-        if nodes == 0 {
-            break;
-        }
-        if waited >= NODES_GONE_WITHIN {
-            return Err(StoreError::backend(format!(
-                "{nodes} connections of refdesk are open to the PostgreSQL database (a node serving it?): stop \
-                 every node on it, then move"
-            )));
-        }
+    while !nodes_on(c).await?.is_empty() && waited < NODES_GONE_WITHIN {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += Duration::from_millis(100);
     }
+    no_nodes_on(c).await?;
+    // From the catalog, not information_schema: that one lists only the
+    // tables this role may use, and another role's would go unseen.
     let tables = sqlx::query(
-        "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()
-         ORDER BY table_name",
+        "SELECT relname::text AS t FROM pg_class
+         WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'f')
+         ORDER BY relname",
     )
     .fetch_all(&mut *c)
     .await
@@ -181,6 +184,37 @@ async fn refdesks_alone(c: &mut PgConnection) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Refuses if a refdesk node is connected to the database, naming each
+/// connection (a node's machine gone for good may leave one behind, for
+/// its administrator to end).
+async fn no_nodes_on(c: &mut PgConnection) -> Result<()> {
+    let nodes = nodes_on(c).await?;
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::backend(format!(
+        "refdesk is connected to the PostgreSQL database ({}): stop every node on it, then move (a connection \
+         left by a node that is gone for good ends with `SELECT pg_terminate_backend(pid)`)",
+        nodes.join("; ")
+    )))
+}
+
+/// The connections of refdesk nodes to the database, but this one.
+async fn nodes_on(c: &mut PgConnection) -> Result<Vec<String>> {
+    sqlx::query(
+        "SELECT format('pid %s, user %s, from %s, %s', pid, usename, coalesce(client_addr::text, 'a socket'), state)
+           AS said
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE 'refdesk%'",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| r.text("said"))
+    .collect()
 }
 
 /// How long a node just stopped may still be listed among the database's
@@ -205,6 +239,8 @@ async fn hold_empty(tx: &mut PgConnection, tables: &[Table]) -> Result<()> {
             "the PostgreSQL database is in use (a refdesk node on it?): stop every node on it, then move: {e}"
         ))
     })?;
+    // A node that connected since the first look waits on the locks now.
+    no_nodes_on(tx).await?;
     for t in tables {
         let held = format!("SELECT EXISTS (SELECT 1 FROM {}) AS held", ident(&t.name));
         if sqlx::query(&held).fetch_one(&mut *tx).await.map_err(db)?.flag("held")? {
@@ -231,6 +267,13 @@ async fn ids_go_on(tx: &mut PgConnection, tables: &[Table]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The file SQLite names after the database at `path` with `suffix`.
+fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// A name from the catalog, quoted as an SQL identifier.

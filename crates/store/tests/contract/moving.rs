@@ -97,7 +97,7 @@ async fn a_move_that_cannot_be_whole_changes_nothing() {
     let url = target.postgres_url().unwrap().to_owned();
     // A node still connected (idle: it holds no lock) is refused.
     let open = sqlite_to_postgres(&path, &url).await.unwrap_err().to_string();
-    assert!(open.contains("connections of refdesk are open"), "{open}");
+    assert!(open.contains("refdesk is connected to the PostgreSQL database (pid "), "{open}");
     target.store.close().await;
 
     let c = rusqlite::Connection::open(&path).unwrap();
