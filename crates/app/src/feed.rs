@@ -705,7 +705,13 @@ impl Feed {
         // A few at a time across the node, as for [`Feed::next_page`].
         let rereads = self.app.rereads.clone();
         let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
-        self.im_page_of(peer, after, limit).await
+        let page = self.im_page_of(peer, after, limit).await?;
+        if let (true, Viewer::Staff(me)) = (page.items.is_empty(), &self.viewer) {
+            // Nothing to show: refused as REST refuses it when there is no
+            // one to talk with (another cooperative's staff, or nobody).
+            self.app.colleague(me, peer, "peer").await?;
+        }
+        Ok(page)
     }
 
     async fn im_page_of(&mut self, peer: StaffId, after: u64, limit: u32) -> AppResult<Page<ImMessage>> {

@@ -53,7 +53,7 @@ impl App {
 
     /// `peer`, a colleague of `staff`'s cooperative; else `422` on `field`
     /// (whether the id is someone's elsewhere, or nobody's, is not said).
-    async fn colleague(&self, staff: &Staff, peer: StaffId, field: &'static str) -> AppResult<Staff> {
+    pub(crate) async fn colleague(&self, staff: &Staff, peer: StaffId, field: &'static str) -> AppResult<Staff> {
         Ok(self
             .store
             .staff_by_id(peer)

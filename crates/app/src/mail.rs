@@ -173,7 +173,9 @@ pub fn email_address(s: Option<&str>) -> Result<Option<String>, refdesk_domain::
     if let Some(a) = &address {
         // The mailer parses the recipient as a mailbox, which takes no
         // domain literal (`pat@[127.0.0.1]`) though an address does.
-        let sendable = a.parse::<lettre::Address>().is_ok() && a.parse::<Mailbox>().is_ok();
+        // What is checked is what is sent: the domain in ASCII.
+        let sent = refdesk_domain::input::ascii_address(a);
+        let sendable = sent.is_some_and(|a| a.parse::<lettre::Address>().is_ok() && a.parse::<Mailbox>().is_ok());
         if !sendable {
             return Err(refdesk_domain::DomainError::invalid("email", "not an address we can send to"));
         }
@@ -627,10 +629,14 @@ impl Mailer {
     }
 
     async fn deliver(&self, mail: &OutboxMail) -> Result<(), Failure> {
-        let to: Mailbox = mail
-            .to
-            .parse()
-            .map_err(|e| Failure::Permanent(Why::plain(format!("the recipient's address cannot be parsed: {e}"))))?;
+        // The domain in ASCII: a relay without SMTPUTF8 refuses full-width
+        // or accented letters in it (an address accepted before this check
+        // was made goes as it was).
+        let to = refdesk_domain::input::ascii_address(&mail.to);
+        let to: Mailbox =
+            to.as_deref().unwrap_or(&mail.to).parse().map_err(|e| {
+                Failure::Permanent(Why::plain(format!("the recipient's address cannot be parsed: {e}")))
+            })?;
         let domain = self.from.email.domain().to_owned();
         let mut email = Email::builder().from(self.from.clone());
         // A reply reaches the library, where its admins said (read as it is

@@ -200,14 +200,17 @@ impl App {
     }
 
     async fn list_questions(&self, staff: &Staff, f: ListFilter, long: bool) -> AppResult<Vec<QuestionRecord>> {
+        // Another cooperative's library would list nothing: refused as an
+        // unknown one is, as the reports refuse one outside their scope.
+        const UNKNOWN: &str = "no such library in your cooperative";
         let library = match &f.library {
-            Some(slug) => Some(
-                self.library(slug)
-                    .await
-                    .map_err(|e| e.missing_is_invalid("library", "no such library"))?
-                    .placement
-                    .library,
-            ),
+            Some(slug) => {
+                let lib = self.library(slug).await.map_err(|e| e.missing_is_invalid("library", UNKNOWN))?;
+                if lib.placement.cooperative != staff.home.cooperative {
+                    return Err(DomainError::invalid("library", UNKNOWN).into());
+                }
+                Some(lib.placement.library)
+            }
             None => None,
         };
         // An unknown code would match nothing: say so rather than list nothing.

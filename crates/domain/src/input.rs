@@ -260,6 +260,17 @@ pub fn optional_email(s: Option<&str>) -> Result<Option<String>, DomainError> {
     Ok(Some(s.to_owned()))
 }
 
+/// An address (as [`optional_email`] takes it) as mail servers take it: its
+/// domain in ASCII (`exämple.de` → `xn--exmple-cua.de`, full-width letters
+/// as the plain ones, upper case as lower), its local part as it is; `None`
+/// when the domain has no such form (IDNA refuses it). A relay without
+/// SMTPUTF8 refuses a domain in other letters.
+pub fn ascii_address(address: &str) -> Option<String> {
+    let (local, domain) = address.rsplit_once('@')?;
+    let domain = idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty())?;
+    Some(format!("{local}@{domain}"))
+}
+
 /// The mailbox an address (as [`optional_email`] takes it) reaches, as the
 /// caps on mail to one address count it: letter case, a `+tag` and dots in
 /// the local part make no difference, as at most providers, and the domain
@@ -876,6 +887,11 @@ mod tests {
         // One domain, however its name is written.
         assert_eq!(mailbox_key("target@ｅｘａｍｐｌｅ.net"), key, "full-width letters");
         assert_eq!(mailbox_key("a@exämple.de"), mailbox_key("a@xn--exmple-cua.de"));
+        // Sent with the domain in ASCII, the local part as typed.
+        assert_eq!(ascii_address("Zoë@Exämple.de").as_deref(), Some("Zoë@xn--exmple-cua.de"));
+        assert_eq!(ascii_address("x@ｖｉｃｔｉｍ.ｏｒｇ").as_deref(), Some("x@victim.org"));
+        assert_eq!(ascii_address("x@example.org").as_deref(), Some("x@example.org"));
+        assert_eq!(ascii_address("x@xn--.org"), None, "no domain IDNA takes");
         assert_eq!(mailbox_key("a@EXÄMPLE.de"), mailbox_key("a@exämple.de"));
         assert_eq!(mailbox_key("t.arget@googlemail.com"), mailbox_key("target@gmail.com"), "Gmail's other domain");
     }

@@ -341,9 +341,12 @@ pub enum Refused {
     /// A staff member's writes (all their sign-ins) past the frame budget (why): `rate_limited`,
     /// to try again in a second.
     SlowDown(String),
-    /// A patron's token (or none) that opens no chat: `unauthenticated`,
-    /// said as a patron can act on it (there is nothing to sign in to).
+    /// A patron's token that opens no chat: `unauthenticated`, said as a
+    /// patron can act on it (there is nothing to sign in to).
     NoChat,
+    /// A patron's request with no token at all: `unauthenticated`, saying
+    /// what to send (nothing was erased).
+    NoToken,
     /// A staff request, a read too, that the browser says a page other than
     /// refdesk's sent: `403 cross_origin` (see `crate::origin`).
     CrossSite,
@@ -431,6 +434,13 @@ impl Refused {
                     .into(),
                 field: None,
             },
+            Refused::NoToken => ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthenticated",
+                message: "no chat token: send the token starting a chat gave, as `Authorization: Bearer <token>`"
+                    .into(),
+                field: None,
+            },
             Refused::CrossSite => crate::origin::cross_origin(None),
         }
     }
@@ -453,7 +463,7 @@ impl IntoResponse for Refused {
             }
             Refused::Failed(e) => ApiError::from(e).into_response(),
             Refused::SlowDown(why) => ([(RETRY_AFTER, "1")], slow_down(why)).into_response(),
-            Refused::NoChat => self.api_error().into_response(),
+            Refused::NoChat | Refused::NoToken => self.api_error().into_response(),
             // Anyone's page can have a browser send these without end:
             // counted, logged at debug (`crate::metrics::Quiet`).
             Refused::CrossSite => (axum::Extension(crate::metrics::Quiet), self.api_error()).into_response(),

@@ -54,14 +54,14 @@ pub fn origin_of(url: &str) -> Option<String> {
 /// gets the `SameSite=Strict` cookie sent with its requests, and though it
 /// cannot read the answers, each would spend the librarian's budget of reads.
 pub fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        // `none`: typed in or bookmarked, not sent by a page.
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+    let (Ok(site), Ok(origin)) = (single(headers, "sec-fetch-site"), single(headers, header::ORIGIN.as_str())) else {
+        return false;
+    };
+    // `none`: typed in or bookmarked, not sent by a page.
+    if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return false;
     }
-    let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let Ok(origin) = origin.to_str() else { return false };
+    let Some(origin) = origin else { return true };
     let origin = origin.to_ascii_lowercase();
     match expected {
         Some(ours) => origin == ours,
@@ -71,6 +71,19 @@ pub fn from_our_pages(headers: &HeaderMap, expected: Option<&str>) -> bool {
             let authority = origin.split_once("://").map(|(_, a)| a);
             host.is_some() && authority == host.as_deref()
         }
+    }
+}
+
+/// The one value of header `name`, if it was sent; `Err` when it was sent
+/// more than once or is not text. A browser sends each of these once: two
+/// are made by hand, and which one a proxy in front passes on, or checks,
+/// is anyone's guess.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value.to_str().map(Some).map_err(|_| ()),
+        (Some(_), Some(_)) => Err(()),
     }
 }
 
@@ -202,6 +215,13 @@ mod tests {
         ] {
             assert!(!from_our_pages(&headers(&[(k, v)]), ours), "{k}: {v}");
         }
+        // Sent twice, even with ours first: refused.
+        let mut twice = headers(&[("origin", "https://ask.example.org")]);
+        twice.append("origin", "https://library.example.edu".parse().unwrap());
+        assert!(!from_our_pages(&twice, ours));
+        let mut twice = headers(&[("sec-fetch-site", "same-origin")]);
+        twice.append("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(!from_our_pages(&twice, ours));
         // No public URL: the Host decides.
         let h = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
         assert!(from_our_pages(&h, None));

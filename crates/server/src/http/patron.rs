@@ -482,7 +482,7 @@ impl FromRequestParts<AppState> for PatronToken {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(Refused::NoChat)?;
+            .ok_or(Refused::NoToken)?;
         let ip = ClientIp::of(parts, state);
         let token = token.trim();
         let lookup = crate::limit::checked(state, ip, (Credential::Patron, token), state.app.patron_session(token));

@@ -30,7 +30,12 @@ fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
 
 fn int<T: std::str::FromStr>(q: &HashMap<&str, String>, key: &str) -> Result<Option<T>, ApiError> {
     match q.get(key).map(String::as_str).filter(|v| !v.is_empty()) {
-        Some(v) => v.parse().map(Some).map_err(|_| bad(key, "must be a whole number")),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            // A whole number too large for the field is not "not a number".
+            let digits = v.strip_prefix('-').unwrap_or(v);
+            let whole = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            bad(key, if whole { "is out of range" } else { "must be a whole number" })
+        }),
         None => Ok(None),
     }
 }
@@ -147,8 +152,8 @@ pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
         },
         text: text("q"),
         before: int::<i64>(&q, "before")?.map(QuestionId),
-        limit: match int::<u32>(&q, "limit")? {
-            Some(n) if (1..=200).contains(&n) => n,
+        limit: match int::<u64>(&q, "limit")? {
+            Some(n @ 1..=200) => n as u32,
             Some(_) => return Err(bad("limit", "must be between 1 and 200")),
             None => 50,
         },
@@ -162,7 +167,7 @@ pub(super) fn filter(p: ListParams) -> Result<ListFilter, ApiError> {
     params(ListParams),
     responses(
         (status = 200, description = "a page of the list", body = Vec<QuestionView>),
-        (status = 422, description = "`invalid`: an unknown or empty parameter, a bad value, no such code or library", body = ErrorBody),
+        (status = 422, description = "`invalid`: an unknown or empty parameter, a bad value (a number out of range), no such code or library in my cooperative", body = ErrorBody),
     ))]
 async fn list(
     State(s): State<AppState>,

@@ -581,6 +581,12 @@ async fn unknown_fields_and_missing_records_get_their_documented_answers() {
     for peer in [999_999, far.0] {
         let (status, body) = ann.post(&format!("/api/im/{peer}/read"), json!({"seq": 1})).await;
         assert_eq!((status, body["error"]["field"].as_str()), (422, Some("peer")), "{peer}: {body}");
+        // The socket's catch-up says the same (it answered `im_synced`, as
+        // for a colleague with nothing to say).
+        ws.send(json!({"type": "im_resume", "peer": peer})).await;
+        let f = ws.next().await;
+        assert_eq!(f["code"], "invalid", "{peer}: {f}");
+        assert!(f["message"].as_str().unwrap().contains("no such colleague"), "{peer}: {f}");
     }
     let (_, convs) = ann.get("/api/im").await;
     assert_eq!(convs, json!([]), "no conversation kept");

@@ -104,6 +104,28 @@ async fn the_transcript_is_emailed_at_the_end_when_asked_for_without_notes_or_st
     assert!(!text.contains("Resolution code set"), "no staff-only line (B4)");
 }
 
+/// An address whose domain is written in full-width or accented letters is
+/// sent with its domain in ASCII: a relay without SMTPUTF8 (as this one)
+/// would refuse it as typed, after the patron was told it is on its way.
+#[tokio::test]
+async fn an_address_with_a_domain_in_other_letters_is_sent_in_its_ascii_form() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let ann = app.staff("ann").await;
+    for (n, typed) in ["pat@ｅｘａｍｐｌｅ.ｏｒｇ", "zoe@exämple.de"].into_iter().enumerate() {
+        let form = json!({"question": "Maps?", "email": typed, "transcript": true});
+        let patron = app.start_chat_with("riverside-main", form).await;
+        ann.accept(patron.session).await;
+        ann.post(&format!("/api/sessions/{}/end", patron.session), json!(null)).await;
+        smtp.wait_for(n + 1).await;
+    }
+    let mails = smtp.messages();
+    for sent in ["To: pat@example.org", "To: zoe@xn--exmple-cua.de"] {
+        assert!(mails.iter().any(|m| m.lines().any(|l| l == sent)), "{sent} in none of {mails:?}");
+    }
+}
+
 /// A patron cannot forge a librarian's lines in the transcript the library
 /// e-mails: their lines are "You", and a line of theirs that holds several
 /// begins none of the transcript's.

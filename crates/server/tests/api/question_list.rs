@@ -318,6 +318,21 @@ async fn acting_outside_ones_scope_is_forbidden_and_bad_input_changes_nothing() 
         let (status, err) = carla.get(&format!("/api/questions?{bad}")).await;
         assert_eq!(status, 422, "{bad}: {err}");
     }
+    // A number too large is told as such, not as "not a number".
+    for (bad, says) in [("limit=999999999999", "between 1 and 200"), ("before=99999999999999999999", "out of range")] {
+        let (_, err) = carla.get(&format!("/api/questions?{bad}")).await;
+        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{bad}: {err}");
+    }
+    // Another cooperative's library is refused as an unknown one is (it
+    // listed nothing, as if that library had no questions).
+    let s = app.state.app.store();
+    let coop = s.create_cooperative("Faraway Cooperative", refdesk_domain::question::default_codes()).await.unwrap();
+    let inst = s.create_institution(coop, "Faraway City").await.unwrap();
+    s.create_library(inst, "faraway-city", "Faraway City Library").await.unwrap();
+    for path in ["/api/questions?library=faraway-city", "/api/questions/export?library=faraway-city"] {
+        let (status, err) = carla.get(path).await;
+        assert_eq!((status, err["error"]["field"].as_str()), (422, Some("library")), "{path}: {err}");
+    }
 }
 
 #[tokio::test]
