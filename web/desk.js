@@ -21,6 +21,8 @@ const ims = new Map(); // peer -> {last, items: []}
 const monitor = new Map(); // session -> summary
 const endSeen = new Set(); // sessions seen ended while shown (the focus left their box once)
 const forcedNote = new Set(); // sessions where the viewer could write notes only (whispering, or none)
+const codedByOthers = new Set(); // sessions whose code was last set by someone else
+const turnedNote = new Set(); // sessions whose unsent reply became a note when the part changed, not yet confirmed
 const taking = new Set(); // sessions I am accepting or taking over myself: no "handed to you" alert
 const colleagues = new Map(); // id -> presence entry
 const details = new Map(); // session -> {patron_name, patron_email, library_name, created_at}
@@ -318,6 +320,14 @@ function renderComposer() {
   // note being written must not come back as a reply.
   const saved = pref.get(`mode.${current}`);
   if (!canMessage) {
+    // A reply being written when the part changed (a take-over, a transfer
+    // with "stay"): it would now reach staff only. Said at once, and the
+    // next Send asks again rather than sending it as a note unnoticed.
+    if (current !== null && !forcedNote.has(current) && saved !== "forced" && sendAs.get(current) !== "note"
+      && $("text").value.trim()) {
+      turnedNote.add(current);
+      warnTurnedNote();
+    }
     sendAs.set(current, "note");
     forcedNote.add(current);
     if (saved !== "forced") pref.set(`mode.${current}`, "forced");
@@ -436,6 +446,12 @@ function onEvent(m) {
   if (m.system === "transcript" && m.at > loadedAt - 1000) {
     details.delete(m.session);
     if (m.session === current) showDetails(m.session);
+  }
+  // Whose code the chat has now: the last code line says by whom (names
+  // are one per cooperative), read from the history after a reload too.
+  if (m.system === "code_set") {
+    if (settingCode.has(m.session) || m.body.endsWith(`(by ${me.display_name})`)) codedByOthers.delete(m.session);
+    else codedByOthers.add(m.session);
   }
   // An ended chat's code set by someone else (from its question's page, or
   // by an admin): nothing more to do in it here.
@@ -896,6 +912,33 @@ $("save-script").onclick = async () => {
   $("text").focus(); // back to the reply: Enter sends it, not the dialog again
 };
 
+// The cooperative's resolution codes, read at the start, again on each
+// reconnection, when the picker is opened a while after the last read and
+// when a code is refused: an admin adds, relabels and retires codes while
+// desks are open (R6), and a picker read once offered a retired code all day.
+let codesRead = 0;
+async function loadCodes() {
+  codesRead = Date.now();
+  const codes = await api("/api/codes");
+  codeLabels.clear();
+  for (const c of codes) codeLabels.set(c.key, c.label);
+  codeAssigns.clear();
+  for (const c of codes) codeAssigns.set(c.key, c.assign);
+  // A referral is made from the question list, where the library is chosen;
+  // a retired code is given to no question any more. The choice being made
+  // stays, if its code is still offered.
+  const offered = codes.filter((c) => !c.referred && !c.retired);
+  $("code").replaceChildren(el("option", { value: "" }, "Choose a code…"),
+    ...offered.map((c) => el("option", { value: c.key }, c.label)));
+  // A chat's choice of a code no longer offered is no choice.
+  for (const [session, c] of codeChoice) {
+    if (c.code && !offered.some((o) => o.key === c.code)) codeChoice.set(session, { ...c, code: "" });
+  }
+  showCodeChoice();
+}
+const codeAssigns = new Map(); // code key -> whom it assigns the question to
+$("code").addEventListener("focus", () => { if (Date.now() - codesRead > 30_000) loadCodes().catch(() => {}); });
+
 async function start() {
   $("login").classList.add("hidden");
   $("desk").classList.remove("hidden");
@@ -908,14 +951,10 @@ async function start() {
   document.querySelector("a[href='/desk/staff']").classList.toggle("hidden", me.role === "librarian");
   alertsOn = pref.get("alerts") !== "off";
   $("alerts").checked = alertsOn;
-  const codes = await api("/api/codes");
-  for (const c of codes) codeLabels.set(c.key, c.label);
-  // A referral is made from the question list, where the library is chosen;
-  // a retired code is given to no question any more.
-  $("code").replaceChildren(el("option", { value: "" }, "Choose a code…"),
-    ...codes.filter((c) => !c.referred && !c.retired).map((c) => el("option", { value: c.key }, c.label)));
+  await loadCodes();
   conn = socket("/api/ws", {
     onOpen: (send) => {
+      if (Date.now() - codesRead > 5000) loadCodes().catch(() => {});
       send({ type: "queue" }); send({ type: "monitor" });
       for (const [s, l] of logs) send({ type: "resume", session: s, after: l.last });
       for (const [p, l] of ims) send({ type: "im_resume", peer: p, after: l.last });
@@ -1293,12 +1332,19 @@ function onInput() {
     // A chat whose history has not come yet counts from where it ends.
     staleGuard.from = log(current).synced ? log(current).last : "at sync";
   }
-  if (!text) staleGuard.reset();
+  if (!text) { staleGuard.reset(); turnedNote.delete(current); }
   updateCounter();
   saveDraft();
   announceTyping(text.length > 0);
 }
 $("text").oninput = onInput;
+
+// The reply in the box would now be a librarian note (see renderComposer).
+function warnTurnedNote() {
+  $("stale").textContent = "You can no longer write to the patron in this chat (it was taken over, or your part in it changed): "
+    + "what is in the box would be a librarian note, for staff only. Copy it, or press Add note to keep it as a note.";
+  $("stale").classList.remove("hidden");
+}
 $("mode").onchange = () => { forcedNote.delete(current); sendAs.set(current, $("mode").value); pref.set(`mode.${current}`, $("mode").value); renderComposer(); };
 
 $("composer").onsubmit = (e) => {
@@ -1313,6 +1359,12 @@ $("composer").onsubmit = (e) => {
   if ([...body].length > maxChars) {
     $("chat-error").textContent = `This reply is ${[...body].length} characters; the limit is ${maxChars}. Shorten it or send it in parts.`;
     tooLongSaid = $("chat-error").textContent;
+    return;
+  }
+  if (turnedNote.has(current)) {
+    // Asked once: the next Send adds it as a note.
+    turnedNote.delete(current);
+    warnTurnedNote();
     return;
   }
   const newer = staleGuard.newer();
@@ -1360,7 +1412,14 @@ document.addEventListener("keydown", (e) => {
 // first, as a stray click on a busy desk would otherwise end it.
 $("end").onclick = () => {
   const s = monitor.get(current);
-  if (!confirm(`End the chat with ${s ? s.patron_name : "this patron"}? The patron cannot come back to it.`)) return;
+  // A code set during the chat by someone else (from the question's page,
+  // the ALL tab) decides the status at the end, and the chat then leaves
+  // the list: said first, so that the chatting librarian can set her own.
+  const coded = codedByOthers.has(current) && !chosenNotSet(current)
+    ? " Someone else set a resolution code on it during the chat: that code decides the question's status, and the chat "
+      + "leaves your list when it ends. To record your own code, cancel, choose it and press Set code first."
+    : "";
+  if (!confirm(`End the chat with ${s ? s.patron_name : "this patron"}? The patron cannot come back to it.${coded}`)) return;
   act(api(`/api/sessions/${current}/end`, { method: "POST" }));
 };
 // The READ scale goes with the code when the librarian picks one (optional);
@@ -1406,8 +1465,18 @@ $("set-code").onclick = () => {
       + "Its librarian sees the code line, and the code decides the question's status.")) return;
   // Its code line, heard before the answer, is not someone else's.
   settingCode.add(session);
-  act(api(`/api/sessions/${session}/code`, { method: "POST", body }).finally(() => settingCode.delete(session)).then(() => {
+  const coded = api(`/api/sessions/${session}/code`, { method: "POST", body }).finally(() => settingCode.delete(session));
+  // A code refused as retired or unknown: the picker is read again.
+  coded.catch((err) => { if (err.field === "code") loadCodes().catch(() => {}); });
+  act(coded.then((state) => {
     codeSetHere.set(session, body.code);
+    // A code that gives the question to its chatting librarian, from one
+    // who may not hold it (another library's): it goes to the patron's
+    // library's follow-up list, not hers — said, not left to be found.
+    if (codeAssigns.get(body.code) === "chatting_librarian" && state?.assignee !== me.id && state?.follow_up) {
+      say(`This question belongs to ${monitor.get(session)?.library_name ?? "the patron's library"}: `
+        + "it is on that library's follow-up list, not assigned to you.");
+    }
     // The picker then shows the code set (a live chat's may be changed).
     // A live chat's READ scale stays shown with it; an ended chat's pickers
     // empty, for the next chat.

@@ -1,6 +1,6 @@
 // A question's page: transcript, timeline (R7) and actions (R4), with a
 // confirmation before acting on a live chat (B1).
-import { api, el, messageItem, liveBadge } from "/assets/common.js";
+import { api, el, messageItem, liveBadge, socket } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
 const id = Number(location.pathname.split("/").pop());
@@ -130,7 +130,8 @@ function render(d, from) {
   // Only what the question's state allows is offered.
   $("reopen").hidden = q.state.status !== "closed";
   $("close").hidden = q.state.status === "closed";
-  $("to-librarian").hidden = !q.live;
+  // Only while someone is chatting in it (back in a queue, nobody is).
+  $("to-librarian").hidden = !q.live || q.librarian == null;
   // Claim is for a question not mine yet; the picker shows who has it.
   $("claim").hidden = me !== null && q.state.assignee === me.id;
   if ([...$("assign").options].some((o) => o.value === String(q.state.assignee ?? ""))) $("assign").value = String(q.state.assignee ?? "");
@@ -139,6 +140,7 @@ function render(d, from) {
     : "This chat is still live: what you do here appears in the chat (an answer for the patron to see; notes, codes and the rest for staff only). You will be asked to confirm.";
   addLines(d.transcript);
   addEntries(d.timeline, from);
+  watchWhileLive(q);
   clearTimeout(poll);
   poll = setTimeout(refresh, q.live ? POLL_MS : QUIET_POLL_MS);
 }
@@ -210,6 +212,29 @@ function offerCodes() {
   $("code").value = own && offered.some((c) => c.key === own) ? own : "";
 }
 
+// B3: while its chat goes on, this page follows it as a desk that opened it
+// does (`resume` on a socket of its own): the chatting librarian sees who
+// reads along, "(watching)" — a page read every few seconds was a way to
+// monitor a chat unseen. A line heard there reads the question again at
+// once; the socket closes once the chat ends.
+let watch = null;
+let soon = null;
+function watchWhileLive(q) {
+  const on = q.live && q.session_state !== "ended";
+  if (on && !watch) {
+    watch = socket("/api/ws", {
+      onOpen: (send) => send({ type: "resume", session: q.session, after: shown }),
+      onFrame: (f) => {
+        if (f.type !== "event" || soon) return;
+        soon = setTimeout(() => { soon = null; clearTimeout(poll); refresh(); }, 300);
+      },
+    });
+  } else if (!on && watch) {
+    watch.close();
+    watch = null;
+  }
+}
+
 async function refresh() {
   if (document.hidden) return; // picked up again when the page is shown
   try { await load(); } catch (err) {
@@ -229,6 +254,7 @@ const LIVE_WORDS = {
   note: "This chat is still live: your note appears in it, for staff only (the patron does not see it).",
   "message-librarian": "This chat is still live: your message appears in it, for staff only (the patron does not see it).",
   close: "This chat is still live: closing the question adds a line to it for staff only (the patron does not see it), and the chat goes on.",
+  reopen: "This chat is still live: reopening the question adds a line to it for staff only (the patron does not see it).",
   refer: "This chat is still live: the referral adds a line to it for staff only (the patron does not see it).",
   code: "This chat is still live: the code adds a line to it for staff only (the patron does not see it).",
 };
@@ -238,6 +264,7 @@ const ENDED_WORDS = {
   note: "This chat has ended, its code not set yet: your note is added to it, for staff only (the patron does not see it).",
   "message-librarian": "This chat has ended, its code not set yet: your message is added to it for its librarian, staff only.",
   close: "This chat has ended, its code not set yet: closing the question adds a line to it for staff only.",
+  reopen: "This chat has ended, its code not set yet: reopening the question adds a line to it for staff only.",
   refer: "This chat has ended, its code not set yet: the referral adds a line to it for staff only.",
   code: "This chat has ended, its code not set yet: the code adds a line to it for staff only.",
 };
@@ -271,6 +298,8 @@ $("answer-form").onsubmit = async (e) => {
   e.preventDefault();
   const body = { body: $("answer").value };
   if ($("answer-email").value) body.email = $("answer-email").value;
+  // Nothing to send is said first, before asking whether to send another.
+  if (!body.body.trim()) { $("error").textContent = "Write the answer first."; $("answer").focus(); return; }
   // A question answered already — by a colleague while this page was open
   // too (read again first: the page looks every half minute) — is asked
   // about: two librarians' answers reached one patron, unasked.

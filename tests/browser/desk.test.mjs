@@ -373,6 +373,21 @@ test("an admin who opens another chat from the ALL tab stops watching the first:
   for (const p of [ann, patron, bo, dev]) await p.context().close();
 });
 
+test("a colleague reading a live chat on its question page is named as watching (B3), until she leaves the page", async () => {
+  const { ann, patron } = await chatWithAnn("Quin", "Read along?");
+  await ann.locator("#chat-title", { hasText: /^Quin — / }).waitFor();
+  const carla = await open();
+  await signIn(carla, "carla", null);
+  const id = await carla.evaluate(async () =>
+    (await (await fetch("/api/questions?view=live")).json()).find((q) => q.text === "Read along?").id);
+  await carla.goto(`${base}/desk/questions/${id}`);
+  await carla.locator("#title", { hasText: `Question #${id}` }).waitFor();
+  await ann.locator("#present", { hasText: "Carla Catalog (watching)" }).waitFor();
+  await carla.goto(`${base}/desk/questions`);
+  await ann.waitForFunction(() => !document.getElementById("present").textContent.includes("Carla Catalog (watching)"), null, { timeout: 10000 });
+  for (const p of [ann, patron, carla]) await p.context().close();
+});
+
 test("a chat still waiting, opened from the ALL tab, offers no code nor conferencing (each was refused) and says why; once accepted, they come", async () => {
   const ann = await open();
   await signIn(ann, "ann");
@@ -422,12 +437,23 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   await dev.click("#set-code");
   assert.match(await asked, /^Set the resolution code of Ann Archer's chat with Eve while it goes on\?/);
   await ann.locator("#log li", { hasText: /Resolution code set: .* \(by Dev Dewey\)/ }).waitFor();
-  // Dev takes the chat over with a note half written: Ann stays, whispering,
-  // and her composer says so.
+  // Dev takes the chat over with a note half written, and Ann with a reply
+  // half written: Ann stays, whispering, and her composer says so.
   await dev.fill("#text", "Note for Ann: the patron asked before");
+  await ann.fill("#text", "Yes, we have the 17th edition at");
   await dev.getByRole("button", { name: "Take over" }).click();
   await patron.getByText(/Dev Dewey/).first().waitFor();
   await ann.waitForFunction(() => document.getElementById("mode").value === "note");
+  // Her reply would now reach staff only: said at once, and her Enter sends
+  // nothing (it went as a note, unnoticed, the patron never answered); the
+  // next adds it as a note, as she was told.
+  await ann.locator("#stale", { hasText: "You can no longer write to the patron in this chat" }).waitFor();
+  await ann.press("#text", "Enter");
+  await ann.waitForTimeout(500);
+  assert.equal(await ann.inputValue("#text"), "Yes, we have the 17th edition at", "kept, not sent");
+  assert.equal(await ann.locator("#log li", { hasText: "17th edition" }).count(), 0);
+  await ann.press("#text", "Enter");
+  await ann.locator("#log li.note", { hasText: "17th edition" }).waitFor();
   assert.equal(await ann.locator('#mode option[value="message"]').isDisabled(), true, "after a take-over: notes only");
   assert.equal(await ann.locator("#text-label").innerText(), "Librarian note (staff only: the patron does not see it)");
   assert.equal(await ann.getByRole("button", { name: "End chat" }).count(), 0);
@@ -454,6 +480,45 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   // Ann, whispering, sends notes, and her button says so.
   assert.equal(await ann.locator("#send").innerText(), "Add note (staff only)");
   for (const p of [ann, dev, patron]) await p.context().close();
+});
+
+test("a code set by someone else during the chat is said before the chat is ended; a code retired since the desk read its codes leaves the picker once refused", async () => {
+  const { ann, patron } = await chatWithAnn("Cody", "Which code?");
+  await ann.locator("#chat-title", { hasText: /^Cody — / }).waitFor();
+  const erin = await open();
+  await signIn(erin, "erin", null);
+  const putCode = (retired) => erin.evaluate(async (retired) => (await fetch("/api/codes/callback", {
+    method: "PUT", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ key: "callback", label: "Patron will call back", status: "new", assign: "nobody",
+      follow_up: true, referred: false, exclude_from_stats: false, retired }),
+  })).status, retired);
+  assert.equal(await putCode(false), 200);
+  // A reconnection reads the codes again (as a reload does).
+  await ann.reload();
+  await ann.locator("#desk").waitFor();
+  await ann.getByRole("button", { name: /^Cody — Riverside/ }).first().click();
+  await ann.locator("#code option", { hasText: "Patron will call back" }).waitFor({ state: "attached" });
+  assert.equal(await putCode(true), 200);
+  await ann.selectOption("#code", "callback");
+  await ann.click("#set-code");
+  await ann.locator("#chat-error", { hasText: /retired/ }).waitFor();
+  await ann.locator("#code option", { hasText: "Patron will call back" }).waitFor({ state: "detached" });
+  // Dev sets a code on her chat from the ALL tab while it goes on.
+  const dev = await open();
+  await signIn(dev, "dev", null);
+  await dev.click("#tab-all");
+  await dev.getByRole("button", { name: /^Cody — Riverside University Main Library/ }).first().click();
+  await dev.selectOption("#code", "lost_call");
+  await dev.click("#set-code");
+  await ann.locator("#log li", { hasText: /Resolution code set: .* \(by Dev Dewey\)/ }).waitFor();
+  // Ending, Ann is told first: that code decides, and the chat then leaves
+  // her list (before, it just went, and her own code was never asked for).
+  ann.removeAllListeners("dialog");
+  const asked = new Promise((resolve) => ann.once("dialog", (d) => { resolve(d.message()); d.dismiss(); }));
+  await ann.getByRole("button", { name: "End chat" }).click();
+  assert.match(await asked, /Someone else set a resolution code on it during the chat/);
+  assert.equal(await patron.getByText("Chat session has ended").count(), 0, "cancelled: the chat goes on");
+  for (const p of [ann, patron, erin, dev]) await p.context().close();
 });
 
 test("two Accepts clicked in a row both land; each chat has its own choice of resolution code, none at first", async () => {

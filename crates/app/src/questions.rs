@@ -546,6 +546,14 @@ fn decide(
             plan.entries.push(Change::Note { body });
         }
         QuestionAction::MessageLibrarian { body } => {
+            // Back in a queue, nobody is chatting in it: there is no one to
+            // address ("Message sent to the chatting librarian" was said
+            // all the same).
+            if live && q.librarian.is_none() {
+                return Err(DomainError::Conflict(
+                    "nobody is chatting in this chat now (it waits in a queue): add a note instead".into(),
+                ));
+            }
             let name = q.librarian_name.clone().unwrap_or_else(|| "the librarian".into());
             plan.line = Some(line(me, actions::message_to_librarian(&body, &name, live)?, false));
             plan.entries.push(Change::LibrarianMessage { to: q.librarian, body });
@@ -555,7 +563,11 @@ fn decide(
             plan.line = chat.map(|l| line(me, l, true));
             plan.state = Some(after);
         }
-        QuestionAction::Reopen => plan.state = Some(actions::reopen(&q.state)?),
+        QuestionAction::Reopen => {
+            let (after, chat) = actions::reopen(&q.state, &me.display_name, live)?;
+            plan.line = chat.map(|l| line(me, l, true));
+            plan.state = Some(after);
+        }
         QuestionAction::Assign { to } => {
             // To staff whose scope holds it: a librarian who only chatted
             // would hold it for as long as it is theirs.

@@ -178,12 +178,19 @@ pub fn close(
     Ok((after, line))
 }
 
-/// Reopen: a closed question becomes new again.
-pub fn reopen(before: &QuestionState) -> Result<QuestionState, DomainError> {
+/// Reopen: a closed question becomes new again. While its chat is live, a
+/// staff-only line says so, as closing it did: the chatting librarian, told
+/// it was closed, is told it is open again.
+pub fn reopen(before: &QuestionState, by: &str, live: bool) -> Result<(QuestionState, Option<ChatLine>), DomainError> {
     if before.status != Status::Closed {
         return Err(DomainError::Conflict("only a closed question can be reopened".into()));
     }
-    Ok(QuestionState { status: Status::New, ..before.clone() })
+    let line = live.then(|| ChatLine {
+        kind: MessageKind::System,
+        audience: Audience::Staff,
+        body: format!("Question reopened by {by} from the question list"),
+    });
+    Ok((QuestionState { status: Status::New, ..before.clone() }, line))
 }
 
 /// Assign (or claim, or unassign with `None`).
@@ -267,8 +274,17 @@ mod tests {
     #[test]
     fn reopen_assign_and_refer() {
         let (closed, _) = close(&question_on_accept(), "C", false, false).unwrap();
-        assert_eq!(reopen(&closed).unwrap().status, Status::New);
-        assert!(reopen(&question_on_accept()).is_err());
+        assert_eq!(
+            reopen(&closed, "C", false).unwrap(),
+            (QuestionState { status: Status::New, ..closed.clone() }, None)
+        );
+        let (_, line) = reopen(&closed, "C", true).unwrap();
+        let line = line.expect("a line while live");
+        assert_eq!(
+            (line.audience, line.body.as_str()),
+            (Audience::Staff, "Question reopened by C from the question list")
+        );
+        assert!(reopen(&question_on_accept(), "C", false).is_err());
         let mine = assign(&question_on_accept(), Some(ANN)).unwrap();
         assert!(assign(&mine, Some(ANN)).is_err());
         let referred = refer(&mine, LibraryId(1), LibraryId(2)).unwrap();

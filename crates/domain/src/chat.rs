@@ -143,9 +143,12 @@ pub fn staff_may_add_a_line(last_seq: u64, most: u64) -> Result<(), DomainError>
 /// has been set. Between the two, actions on its question still reach the
 /// chatting librarian's wrap-up, so the question list must keep saying "live".
 /// A question that never had a chat (the offline form: nobody ever
-/// accepted it) is never live.
-pub fn is_live(chatted: bool, state: SessionState, code_set: bool) -> bool {
-    chatted && !(state == SessionState::Ended && code_set)
+/// accepted it) is never live; nor one whose chat ended while nobody was
+/// chatting (`chatting`: it had a chatting librarian when it ended) — sent
+/// back to a queue, then left by its patron: no desk lists it, so no wrap-up
+/// is coming (its library's staff code it from the question list).
+pub fn is_live(chatted: bool, state: SessionState, code_set: bool, chatting: bool) -> bool {
+    chatted && !(state == SessionState::Ended && (code_set || !chatting))
 }
 
 /// What a message is.
@@ -561,10 +564,12 @@ mod tests {
 
     #[test]
     fn r5_a_session_is_live_until_ended_and_coded() {
-        assert!(is_live(true, SessionState::Active, true), "a code set mid-chat does not end it");
-        assert!(is_live(true, SessionState::Ended, false), "ended but not yet coded");
-        assert!(!is_live(true, SessionState::Ended, true));
-        assert!(!is_live(false, SessionState::Ended, false), "an offline-form question never had a chat");
+        assert!(is_live(true, SessionState::Active, true, true), "a code set mid-chat does not end it");
+        assert!(is_live(true, SessionState::Ended, false, true), "ended but not yet coded");
+        assert!(!is_live(true, SessionState::Ended, true, true));
+        assert!(!is_live(false, SessionState::Ended, false, false), "an offline-form question never had a chat");
+        assert!(is_live(true, SessionState::Waiting, false, false), "back in line after a transfer");
+        assert!(!is_live(true, SessionState::Ended, false, false), "ended in line: no chatting librarian to code it");
     }
 
     #[test]

@@ -48,17 +48,18 @@ impl Body {
     pub fn parse(s: &str, max: usize) -> Result<Body, DomainError> {
         let trimmed = s.trim();
         if is_blank(trimmed) {
-            return Err(DomainError::invalid("body", "the message is empty"));
+            return Err(DomainError::invalid("body", "it is empty"));
         }
         let n = trimmed.chars().count();
         if n > max {
             return Err(DomainError::invalid(
                 "body",
-                format!("the message is {n} characters long; the limit is {max}"),
+                // A message, a note or an answer alike: "it", not "the message".
+                format!("it is {n} characters long; the limit is {max}"),
             ));
         }
         if has_bad_control(trimmed) {
-            return Err(DomainError::invalid("body", "the message contains control characters"));
+            return Err(DomainError::invalid("body", "it contains control characters"));
         }
         Ok(Body(trimmed.to_owned()))
     }

@@ -250,11 +250,18 @@ pub fn apply_code(
         Assignment::ChattingLibrarian => chatting,
         Assignment::Nobody | Assignment::ReceivingLibrary | Assignment::NotApplicable => None,
     };
+    // Work a code gives the chatting librarian where there is none who may
+    // hold it (one of another library, who reads the question for a day
+    // only): flagged for the patron's library instead, so that it is in
+    // its Follow-up view, not left unowned in New for nobody to notice.
+    let orphaned = code.assign == Assignment::ChattingLibrarian
+        && assignee.is_none()
+        && matches!(code.status, Status::New | Status::Pending);
     QuestionState {
         status: code.status,
         code: Some(code.key.clone()),
         assignee,
-        follow_up: code.follow_up,
+        follow_up: code.follow_up || orphaned,
         referred_to: if code.referred { receiving.or(before.referred_to) } else { None },
         exclude_from_stats: code.exclude_from_stats,
         read_scale: before.read_scale,
@@ -529,6 +536,13 @@ mod tests {
     fn r6_follow_up_by_me_is_new_and_mine() {
         let q = apply_code(&question_on_accept(), &code("follow_up_by_me"), Some(ANN), None);
         assert_eq!((q.status, q.assignee, q.follow_up), (Status::New, Some(ANN), false));
+        // No chatting librarian who may hold it (another library's): the
+        // patron's library is flagged to follow it up.
+        let q = apply_code(&question_on_accept(), &code("follow_up_by_me"), None, None);
+        assert_eq!((q.status, q.assignee, q.follow_up), (Status::New, None, true));
+        // "Answered" with nobody to give it to leaves no work to flag.
+        let q = apply_code(&question_on_accept(), &code("answered"), None, None);
+        assert_eq!((q.status, q.assignee, q.follow_up), (Status::Answered, None, false));
     }
 
     #[test]

@@ -338,6 +338,7 @@ fn questions_csv_writer() -> Result<csv::Writer<Vec<u8>>, ApiError> {
         "Question text",
         "Answered by e-mail by",
         "Channel",
+        "Live",
     ];
     w.write_record(head).map_err(csv_failed)?;
     Ok(w)
@@ -379,6 +380,8 @@ fn write_questions(
             defused(&q.text).into_owned(),
             defused(q.emailed_by_name.as_deref().unwrap_or("")).into_owned(),
             q.channel.as_str().to_owned(),
+            // B1: marked live wherever it is listed.
+            if q.live { "yes" } else { "" }.to_owned(),
         ];
         w.write_record(row).map_err(csv_failed)?;
     }

@@ -221,6 +221,37 @@ async fn after_the_rollup_a_librarian_of_another_library_serves_the_patron_and_t
     }
 }
 
+/// A chat sent back to a queue that its patron then leaves has no chatting
+/// librarian and no desk lists it: its question is no longer live (it sat
+/// in the Live view for good, every action warning of a wrap-up no one
+/// would do), and a librarian of its library codes it from the question list.
+#[tokio::test]
+async fn a_chat_its_patron_leaves_while_back_in_line_is_no_longer_live_and_its_library_codes_it() {
+    let app = spawn_app().await;
+    let c = chat_with_ann(&app).await;
+    let s = c.patron.session;
+    c.ann.post(&format!("/api/sessions/{s}/messages"), json!({"body": "Let me find a colleague."})).await;
+    let (status, _) = c.ann.post(&format!("/api/sessions/{s}/transfer"), json!({"cooperative": true})).await;
+    assert_eq!(status, 200);
+    let q = c.ann.question_of(s).await;
+    assert_eq!(q["live"], true, "waiting again: live");
+    // Nobody is chatting in it: no one to send a message to.
+    let to_librarian = json!({"body": "Call the patron back?", "confirm_live": true});
+    let (status, out) = c.ann.act(q["id"].as_i64().unwrap(), "message-librarian", to_librarian).await;
+    assert_eq!(status, 409, "{out}");
+    assert!(out["error"]["message"].as_str().unwrap().contains("nobody is chatting"), "{out}");
+    let (status, _) = c.patron.post("/api/chat/end", json!(null)).await;
+    assert_eq!(status, 200);
+    let q = c.ann.question_of(s).await;
+    assert_eq!((&q["live"], &q["state"]["code"]), (&json!(false), &json!(null)), "{q}");
+    let (_, live) = c.ann.get("/api/questions?view=live").await;
+    assert!(live.as_array().unwrap().iter().all(|l| l["session"] != s), "not in the Live view: {live}");
+    // Not live: coded without a confirmation, by a librarian of its library.
+    let (status, out) = c.ann.act(q["id"].as_i64().unwrap(), "code", json!({"code": "lost_call"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(c.ann.question_of(s).await["state"]["status"], "closed");
+}
+
 #[tokio::test]
 async fn transfer_to_a_colleague_to_a_library_and_to_the_cooperative_tells_the_patron() {
     let app = spawn_app().await;

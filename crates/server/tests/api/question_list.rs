@@ -747,12 +747,18 @@ async fn a_follow_up_promised_by_a_librarian_of_another_library_waits_for_the_pa
     assert_eq!((state["status"].as_str(), state["assignee"].as_i64()), (Some("new"), None), "{state}");
     let (_, unassigned) = ann.get("/api/questions?view=unassigned").await;
     assert!(unassigned.as_array().unwrap().iter().any(|r| r["id"] == q), "in Riverside's unassigned: {unassigned}");
+    // Flagged for its library: in its Follow-up view, not only among the
+    // new ones (nothing there said a patron was promised an answer).
+    assert_eq!(state["follow_up"], true, "{state}");
+    let (_, follow_up) = ann.get("/api/questions?view=follow_up").await;
+    assert!(follow_up.as_array().unwrap().iter().any(|r| r["id"] == q), "in Riverside's follow-up: {follow_up}");
     // From the question page.
     let (patron, ben, ann, _) = ben_serves_riversides_patron(&app, "Maps of 1900?").await;
     let q = ann.question_of(patron.session).await["id"].as_i64().unwrap();
     let (status, out) = ben.act(q, "code", json!({"code": "follow_up_by_me", "confirm_live": true})).await;
     assert_eq!(status, 200, "{out}");
-    assert_eq!(ann.question_of(patron.session).await["state"]["assignee"], Value::Null);
+    let state = ann.question_of(patron.session).await["state"].clone();
+    assert_eq!((&state["assignee"], &state["follow_up"]), (&Value::Null, &json!(true)), "{state}");
     // Riverside's own librarian keeps hers.
     let patron = app.start_chat("riverside-main", "Mine?").await;
     assert_eq!(ann.accept(patron.session).await.0, 200);

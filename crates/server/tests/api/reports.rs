@@ -1036,6 +1036,7 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
         "Question text",
         "Answered by e-mail by",
         "Channel",
+        "Live",
     ];
     assert_eq!(records[0], head);
     let texts: Vec<&str> = records[1..].iter().map(|r| r[11].as_str()).collect();
@@ -1051,6 +1052,9 @@ async fn csv_exports_neutralise_formulas_and_keep_commas_quotes_newlines_and_any
     let coded = records.last().unwrap();
     assert_eq!((coded[3].as_str(), coded[4].as_str(), coded[7].as_str()), ("new", "Follow-up by me", "Ann Archer"));
     assert!(records[1..records.len() - 1].iter().all(|r| r[4].is_empty() && r[7].is_empty()), "no code, nobody");
+    // Ended without a code: still live (R5), and marked so (B1); coded: not.
+    assert!(records[1..records.len() - 1].iter().all(|r| r[14] == "yes"), "live, marked");
+    assert_eq!(coded[14], "");
     // Without the filter, Lakeside's formula is there too, neutralised.
     let all = read_csv(&get_raw(&erin, "/api/questions/export").await.bytes().await.unwrap());
     assert_eq!(all.len(), AWKWARD.len() + 2);
@@ -1480,7 +1484,7 @@ async fn the_list_says_how_each_question_came_and_finds_them_by_it() {
     }
 
     let csv = read_csv(&get_raw(&carla, "/api/questions/export").await.bytes().await.unwrap());
-    assert_eq!(csv[0].last().map(String::as_str), Some("Channel"), "last: the columns before keep their places");
+    assert_eq!(csv[0][13], "Channel", "added after the columns before, which keep their places");
     let mut exported: Vec<(String, String)> = csv[1..].iter().map(|r| (r[11].clone(), r[13].clone())).collect();
     exported.sort();
     assert_eq!(exported, came);

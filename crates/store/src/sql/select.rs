@@ -558,7 +558,12 @@ pub(crate) fn question(r: &dyn Cols) -> Result<QuestionRecord> {
         library: LibraryId(r.int("library_id")?),
         library_name: r.text("library_name")?,
         text: r.text("text")?,
-        live: is_live(r.opt_int("accepted_at")?.is_some(), session_state, state.code.is_some()),
+        live: is_live(
+            r.opt_int("accepted_at")?.is_some(),
+            session_state,
+            state.code.is_some(),
+            r.opt_int("librarian_id")?.is_some(),
+        ),
         state,
         librarian: r.opt_int("librarian_id")?.map(StaffId),
         librarian_name: r.opt_text("librarian_name")?,
@@ -806,9 +811,10 @@ fn view_arms(view: refdesk_domain::actions::View) -> &'static [&'static str] {
         View::Referred => &["q.referred_to IS NOT NULL"],
         View::FollowUp => &["q.follow_up = TRUE AND q.status IN ('new', 'pending')"],
         View::All => &["1 = 1"],
-        // R5: live until ended *and* coded.
+        // R5: live until ended *and* coded; ended with nobody chatting, not
+        // live (`is_live`).
         View::Live => &[
-            "s.accepted_at IS NOT NULL AND q.code IS NULL",
+            "s.accepted_at IS NOT NULL AND q.code IS NULL AND (s.librarian_id IS NOT NULL OR s.state <> 'ended')",
             "s.accepted_at IS NOT NULL AND q.code IS NOT NULL
                AND q.session_id IN (SELECT id FROM sessions WHERE state <> 'ended')",
         ],
