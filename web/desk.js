@@ -323,8 +323,8 @@ function renderComposer() {
     // A reply being written when the part changed (a take-over, a transfer
     // with "stay"): it would now reach staff only. Said at once, and the
     // next Send asks again rather than sending it as a note unnoticed.
-    if (current !== null && !forcedNote.has(current) && saved !== "forced" && sendAs.get(current) !== "note"
-      && $("text").value.trim()) {
+    if (current !== null && canNote && !forcedNote.has(current) && saved !== "forced"
+      && (sendAs.get(current) ?? saved) !== "note" && $("text").value.trim()) {
       turnedNote.add(current);
       warnTurnedNote();
     }
@@ -917,6 +917,7 @@ $("save-script").onclick = async () => {
 // when a code is refused: an admin adds, relabels and retires codes while
 // desks are open (R6), and a picker read once offered a retired code all day.
 let codesRead = 0;
+let offeredCodes = null; // the codes the picker offers, as last drawn
 async function loadCodes() {
   codesRead = Date.now();
   const codes = await api("/api/codes");
@@ -928,8 +929,14 @@ async function loadCodes() {
   // a retired code is given to no question any more. The choice being made
   // stays, if its code is still offered.
   const offered = codes.filter((c) => !c.referred && !c.retired);
-  $("code").replaceChildren(el("option", { value: "" }, "Choose a code…"),
-    ...offered.map((c) => el("option", { value: c.key }, c.label)));
+  // Made again only when they changed: the picker may be open (its list
+  // would close under the pointer).
+  const now = offered.map((c) => `${c.key}\u0000${c.label}`).join("\u0001");
+  if (now !== offeredCodes) {
+    offeredCodes = now;
+    $("code").replaceChildren(el("option", { value: "" }, "Choose a code…"),
+      ...offered.map((c) => el("option", { value: c.key }, c.label)));
+  }
   // A chat's choice of a code no longer offered is no choice.
   for (const [session, c] of codeChoice) {
     if (c.code && !offered.some((o) => o.key === c.code)) codeChoice.set(session, { ...c, code: "" });

@@ -217,19 +217,38 @@ function offerCodes() {
 // reads along, "(watching)" — a page read every few seconds was a way to
 // monitor a chat unseen. A line heard there reads the question again at
 // once; the socket closes once the chat ends.
+// The socket says it only reads (`reader`): it does not count as its
+// staff member's desk being connected (on duty, their chats kept). Refused
+// (signed out, the sign-in's sockets all taken), it is closed for good and
+// the page reads the question every few seconds as before.
 let watch = null;
+let watchedState = null; // the chat's state when it was last resumed
 let soon = null;
 function watchWhileLive(q) {
   const on = q.live && q.session_state !== "ended";
   if (on && !watch) {
+    const resume = (send) => send({ type: "resume", session: q.session, after: shown });
     watch = socket("/api/ws", {
-      onOpen: (send) => send({ type: "resume", session: q.session, after: shown }),
+      auth: { reader: true },
+      onOpen: resume,
       onFrame: (f) => {
+        if (f.type === "error" && ["unauthenticated", "too_many_sockets"].includes(f.code)) {
+          watch?.close();
+          watch = "refused";
+          if (f.code === "unauthenticated") location.href = "/desk";
+          return;
+        }
         if (f.type !== "event" || soon) return;
         soon = setTimeout(() => { soon = null; clearTimeout(poll); refresh(); }, 300);
       },
     });
-  } else if (!on && watch) {
+    watchedState = q.session_state;
+  } else if (on && watch !== "refused" && q.session_state !== watchedState) {
+    // Waiting when opened, taken since: watched again, as a chat going on
+    // (a chat waiting in a queue has no one to tell who reads it).
+    watch.send({ type: "resume", session: q.session, after: shown });
+    watchedState = q.session_state;
+  } else if (!on && watch && watch !== "refused") {
     watch.close();
     watch = null;
   }
@@ -260,7 +279,7 @@ const LIVE_WORDS = {
 };
 // The chat has ended, its code not set yet (R5: still live).
 const ENDED_WORDS = {
-  answer: "This chat has ended, its code not set yet: your answer is added to it, where the patron sees it if their page is still open.",
+  answer: "This chat has ended, its code not set yet: your answer is kept in the question's history and e-mailed if an address is known; the chat has ended, so it does not appear there.",
   note: "This chat has ended, its code not set yet: your note is added to it, for staff only (the patron does not see it).",
   "message-librarian": "This chat has ended, its code not set yet: your message is added to it for its librarian, staff only.",
   close: "This chat has ended, its code not set yet: closing the question adds a line to it for staff only.",

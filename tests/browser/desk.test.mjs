@@ -448,8 +448,10 @@ test("the composer and buttons follow the viewer: a librarian has no conference 
   // nothing (it went as a note, unnoticed, the patron never answered); the
   // next adds it as a note, as she was told.
   await ann.locator("#stale", { hasText: "You can no longer write to the patron in this chat" }).waitFor();
+  await ann.evaluate(() => { document.getElementById("stale").textContent = ""; });
   await ann.press("#text", "Enter");
-  await ann.waitForTimeout(500);
+  // Said again in answer to the Enter: nothing sent, nothing on its way.
+  await ann.locator("#stale", { hasText: "You can no longer write to the patron in this chat" }).waitFor();
   assert.equal(await ann.inputValue("#text"), "Yes, we have the 17th edition at", "kept, not sent");
   assert.equal(await ann.locator("#log li", { hasText: "17th edition" }).count(), 0);
   await ann.press("#text", "Enter");
@@ -493,7 +495,7 @@ test("a code set by someone else during the chat is said before the chat is ende
       follow_up: true, referred: false, exclude_from_stats: false, retired }),
   })).status, retired);
   assert.equal(await putCode(false), 200);
-  // A reconnection reads the codes again (as a reload does).
+  // A reload reads the codes (as a reconnection does).
   await ann.reload();
   await ann.locator("#desk").waitFor();
   await ann.getByRole("button", { name: /^Cody — Riverside/ }).first().click();

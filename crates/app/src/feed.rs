@@ -704,11 +704,15 @@ impl Feed {
     pub async fn im_page(&mut self, peer: StaffId, after: u64, limit: u32) -> AppResult<Page<ImMessage>> {
         // A few at a time across the node, as for [`Feed::next_page`].
         let rereads = self.app.rereads.clone();
-        let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
-        let page = self.im_page_of(peer, after, limit).await?;
-        if let (true, Viewer::Staff(me)) = (page.items.is_empty(), &self.viewer) {
-            // Nothing to show: refused as REST refuses it when there is no
-            // one to talk with (another cooperative's staff, or nobody).
+        let page = {
+            let _turn = rereads.acquire().await.map_err(|e| AppError::Internal(e.to_string().into()))?;
+            self.im_page_of(peer, after, limit).await?
+        };
+        if let (true, 0, Viewer::Staff(me)) = (page.items.is_empty(), after, &self.viewer) {
+            // A first page with nothing on it: refused as REST refuses it
+            // when there is no one to talk with (another cooperative's
+            // staff, or nobody). A desk catching up after a reconnect asks
+            // after what it holds, and is not looked up each time.
             self.app.colleague(me, peer, "peer").await?;
         }
         Ok(page)

@@ -191,7 +191,8 @@ pub struct QuestionView {
     pub assignee_name: Option<String>,
     /// The chat's state.
     pub session_state: SessionState,
-    /// R2, B1: its chat is still live.
+    /// R2, B1: its chat is still live (R5: not ended, or ended and not
+    /// coded; a chat that ended while nobody was chatting in it is not).
     pub live: bool,
     /// When it was created.
     pub created_at: i64,

@@ -62,8 +62,7 @@ impl Connection {
     pub(super) fn new(
         app: App,
         viewer: Viewer,
-        patron: Option<SessionRecord>,
-        login: Option<String>,
+        (patron, login, desk): (Option<SessionRecord>, Option<String>, bool),
         slot: Slot,
         gone: tokio::sync::watch::Receiver<bool>,
         reads: Option<crate::limit::Reads>,
@@ -72,9 +71,11 @@ impl Connection {
         if let Some(token) = login {
             feed.check_sign_in(&token);
         }
+        // A desk counts the staff member connected (on duty, their chats
+        // kept); a page that only reads along does not.
         let online = match feed.viewer() {
-            Viewer::Staff(s) => Some(Box::new(app.staff_online(s.id, s.home.cooperative))),
-            Viewer::Patron { .. } => None,
+            Viewer::Staff(s) if desk => Some(Box::new(app.staff_online(s.id, s.home.cooperative))),
+            Viewer::Staff(_) | Viewer::Patron { .. } => None,
         };
         Connection { feed, _online: online, patron, slot, reads, heard: Instant::now(), gone }
     }

@@ -388,8 +388,10 @@ struct Live {
     kind: &'static str,
 }
 
-/// Who is at the other end, once known.
-type Identity = (Viewer, Option<SessionRecord>, Option<String>);
+/// Who is at the other end, once known: the viewer, a patron's chat, a
+/// staff member's sign-in, and whether the socket is a desk (not a page
+/// that only reads along: `auth`'s `reader`).
+type Identity = (Viewer, Option<SessionRecord>, Option<String>, bool);
 
 /// Authenticates a new socket and gives it its place: the connection, or
 /// `None` once the socket has been answered (an `error` frame, or a close).
@@ -415,7 +417,7 @@ async fn open(
         Ok(who) => who,
         Err(closed) => return closed_before_auth(&mut socket, closed, &metrics).await,
     };
-    let Some((viewer, patron, login)) = who else {
+    let Some((viewer, patron, login, desk)) = who else {
         goodbye(&mut socket, WsMessage::Close(None)).await;
         return None;
     };
@@ -461,7 +463,7 @@ async fn open(
     let _open = metrics.socket(kind);
     tracing::debug!(kind, "socket authenticated");
     let reads = if patron.is_some() { reads } else { None };
-    let conn = Connection::new(app, viewer, patron, login, held, gone, reads);
+    let conn = Connection::new(app, viewer, (patron, login, desk), held, gone, reads);
     Some(Box::new(Live { conn, socket, _open, kind }))
 }
 
@@ -552,7 +554,7 @@ async fn identify(
             return None;
         }
     };
-    let Ok(First::Auth { token }) = serde_json::from_str(frame.as_str()) else {
+    let Ok(First::Auth { token, reader }) = serde_json::from_str(frame.as_str()) else {
         let _ = error(socket, "bad_frame", HOW, None).await;
         return None;
     };
@@ -561,12 +563,12 @@ async fn identify(
     let who = match (token, cookie) {
         (Some(token), _) => crate::limit::within(budget, (Credential::Patron, &token), app.patron_session(&token))
             .await
-            .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None))
+            .map(|rec| (Viewer::Patron { session: rec.ctx.id }, Some(rec), None, false))
             .map_err(crate::limit::Refused::for_patron),
         (None, Some(cookie)) => {
             crate::limit::within(budget, (Credential::Staff, &cookie), app.staff_for_token(&cookie))
                 .await
-                .map(|staff| (Viewer::Staff(staff), None, Some(cookie)))
+                .map(|staff| (Viewer::Staff(staff), None, Some(cookie), !reader))
         }
         (None, None) => {
             // Nothing to look up: said apart from a credential that opens nothing.

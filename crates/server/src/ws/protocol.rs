@@ -25,6 +25,10 @@ pub enum First {
     Auth {
         /// A patron's chat token; never in the URL.
         token: Option<String>,
+        /// A staff page that only reads along (a question's page): it does
+        /// not count as the staff member's desk being connected.
+        #[serde(default)]
+        reader: bool,
     },
 }
 

@@ -246,6 +246,11 @@ async fn a_chat_its_patron_leaves_while_back_in_line_is_no_longer_live_and_its_l
     assert_eq!((&q["live"], &q["state"]["code"]), (&json!(false), &json!(null)), "{q}");
     let (_, live) = c.ann.get("/api/questions?view=live").await;
     assert!(live.as_array().unwrap().iter().all(|l| l["session"] != s), "not in the Live view: {live}");
+    // Back to the work to do, for its library (it stood "answered",
+    // uncoded, among the answered ones): new, nobody's, flagged.
+    assert_eq!((&q["state"]["status"], &q["state"]["follow_up"]), (&json!("new"), &json!(true)), "{q}");
+    let (_, follow_up) = c.ann.get("/api/questions?view=follow_up").await;
+    assert!(follow_up.as_array().unwrap().iter().any(|l| l["session"] == s), "in Follow-up: {follow_up}");
     // Not live: coded without a confirmation, by a librarian of its library.
     let (status, out) = c.ann.act(q["id"].as_i64().unwrap(), "code", json!({"code": "lost_call"})).await;
     assert_eq!(status, 200, "{out}");
@@ -1702,6 +1707,26 @@ async fn a_librarian_on_duty_whose_desk_comes_back_is_said_available_at_once() {
     // Back, the clock still: no 5 s of memory pass before he counts.
     let _back = ben.socket().await;
     app.eventually("Ben is said available again at once", status).await;
+}
+
+/// A page that only reads along (a question's page: `auth` with `reader`)
+/// is not its staff member's desk: it does not count them connected (on
+/// duty in the widgets' status, their chats kept, their patrons not told the
+/// desk is gone), yet its reader is named to the chatting librarian (B3).
+#[tokio::test]
+async fn a_page_that_only_reads_along_is_no_desk_but_is_seen_watching() {
+    let app = spawn_app().await;
+    let mut c = chat_with_ann(&app).await;
+    let carla = app.staff("carla").await;
+    let mut page = carla.reader_socket().await;
+    page.resume(Some(c.patron.session), 0).await;
+    let named = |f: &Value| {
+        f["type"] == "presence" && f["watchers"].as_array().is_some_and(|w| w.iter().any(|w| w["staff"] == carla.id))
+    };
+    c.ann_ws.until(named).await;
+    let connected = app.state.app.connections().connected();
+    assert!(connected.contains(&refdesk_domain::ids::StaffId(c.ann.id)), "Ann's desk counts");
+    assert!(!connected.contains(&refdesk_domain::ids::StaffId(carla.id)), "Carla's page does not: {connected:?}");
 }
 
 #[tokio::test]

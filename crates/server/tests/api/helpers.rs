@@ -351,6 +351,12 @@ impl Staff {
         Socket::connect(&format!("ws://{}/api/ws", self.addr), Some(&self.cookie), None).await
     }
 
+    /// A socket of a page that only reads along (a question's page).
+    pub async fn reader_socket(&self) -> Socket {
+        let auth = json!({"type": "auth", "reader": true});
+        Socket::connect_with(&format!("ws://{}/api/ws", self.addr), Some(&self.cookie), auth).await
+    }
+
     /// A desk's socket that has asked for the queue and read its snapshot
     /// (returned): what it hears next is what changed since.
     pub async fn queue_socket(&self) -> (Socket, Value) {
@@ -413,13 +419,18 @@ impl Socket {
     /// Connects and authenticates in the first frame: with a patron's
     /// token, or bare (the staff cookie of the upgrade decides).
     pub async fn connect(url: &str, cookie: Option<&str>, token: Option<&str>) -> Socket {
+        Socket::connect_with(url, cookie, json!({"type": "auth", "token": token})).await
+    }
+
+    /// Connects and authenticates with `auth` as the first frame.
+    pub async fn connect_with(url: &str, cookie: Option<&str>, auth: Value) -> Socket {
         let mut req = url.into_client_request().unwrap();
         if let Some(c) = cookie {
             req.headers_mut().insert("Cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
         let mut s = Socket { ws, frames: Vec::new(), hello: Value::Null };
-        s.send(json!({"type": "auth", "token": token})).await;
+        s.send(auth).await;
         s.hello = s.next().await;
         assert_eq!(s.hello["type"], "hello");
         s

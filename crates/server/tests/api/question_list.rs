@@ -180,6 +180,20 @@ async fn r4_close_while_live_keeps_the_chat_going_and_a_later_code_decides_the_s
     // Closing twice: a conflict.
     assert_eq!(carla.act(l.question, "close", json!({"confirm_live": true})).await.0, 409);
 
+    // Reopened, the chatting librarian is told as she was of the close;
+    // the patron is not (B4).
+    let (status, out) = carla.act(l.question, "reopen", json!({"confirm_live": true})).await;
+    assert_eq!(status, 200, "{out}");
+    let line = &out["chat_line"];
+    assert_eq!((line["kind"].as_str(), line["audience"].as_str()), (Some("system"), Some("staff")));
+    assert_eq!(line["body"], "Question reopened by Carla Catalog from the question list");
+    l.ann_ws.events_until_seq(line["seq"].as_u64().unwrap()).await;
+    let seen = patron_sees_until_marker(&mut l, "still here after").await;
+    assert!(!seen.iter().any(|e| e["body"].as_str().is_some_and(|b| b.contains("reopened"))), "{seen:?}");
+    let (_, rest) = l.patron.get("/api/chat").await;
+    assert!(!rest.to_string().contains("reopened"), "nor over REST: {rest}");
+    assert_eq!(carla.act(l.question, "close", json!({"confirm_live": true})).await.0, 200);
+
     // The chatting librarian sets "follow-up by me": the code reopens it, assigned to them.
     let (status, state) =
         l.ann.post(&format!("/api/sessions/{}/code", l.patron.session), json!({"code": "follow_up_by_me"})).await;

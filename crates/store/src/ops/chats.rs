@@ -400,6 +400,13 @@ async fn end<D: Db>(
             tracing::info!(session = %id, "a missed chat past its network's questions for the day: no question left");
             last_words = ending.last_words_unanswered.or(last_words);
         }
+    } else if let (SessionState::Waiting, Some(q)) = (rec.state, rec.ctx.question) {
+        // Taken before and back in a queue when it ends (its patron left,
+        // or no address to answer at): no chatting librarian will code it,
+        // so its question goes back to the work to do, flagged for its
+        // library, as a missed chat's does — else it stood "answered",
+        // uncoded, among the answered ones.
+        back_to_work(db, q, now).await?;
     }
     let mut events = Vec::new();
     if rec.state == SessionState::Waiting {
