@@ -398,6 +398,7 @@ impl App {
         let mut prepared = Prepared {
             action: QuestionAction::Close,
             receiving: None,
+            receiving_name: None,
             assignee: None,
             codes: Vec::new(),
             chatter: None,
@@ -416,12 +417,15 @@ impl App {
                 QuestionAction::Assign { to: Some(to) }
             }
             QuestionAction::Refer { library } => {
-                prepared.receiving = Some(self.receiving(&library).await?);
+                let (to, placement, name) = self.receiving(&library).await?;
+                prepared.receiving = Some((to, placement));
+                prepared.receiving_name = Some(name);
                 QuestionAction::Refer { library }
             }
             QuestionAction::SetCode { code, library, read_scale } => {
                 if let Some(slug) = &library {
-                    prepared.receiving = Some(self.receiving(slug).await?);
+                    let (to, placement, _) = self.receiving(slug).await?;
+                    prepared.receiving = Some((to, placement));
                 }
                 let q = self.store.question(id).await?.ok_or(DomainError::NotFound("question"))?;
                 prepared.codes = self.store.codes(q.placement.cooperative).await?;
@@ -450,10 +454,10 @@ impl App {
         Ok((authorize_question(&staff, owner, referred, None) == Ok(Standing::Scope)).then_some(id))
     }
 
-    /// The library a question is referred to, by slug.
-    async fn receiving(&self, slug: &str) -> AppResult<(LibraryId, Placement)> {
+    /// The library a question is referred to, by slug, and its name.
+    async fn receiving(&self, slug: &str) -> AppResult<(LibraryId, Placement, String)> {
         let lib = self.library(slug).await.map_err(|e| e.missing_is_invalid("library", "no such library"))?;
-        Ok((lib.placement.library, lib.placement))
+        Ok((lib.placement.library, lib.placement, lib.name))
     }
 
     /// What follows a committed action: a referral told at once to the
@@ -511,6 +515,8 @@ struct Prepared {
     action: QuestionAction,
     /// The library a referral (or a referral code) sends the question to.
     receiving: Option<(LibraryId, Placement)>,
+    /// A referral's library's name, for the line in a live chat.
+    receiving_name: Option<String>,
     /// The staff member an assignment names.
     assignee: Option<Staff>,
     /// The cooperative's codes, for a code.
@@ -537,7 +543,7 @@ fn decide(
     authorize_question_work(standing, work, session.ended_at, now)?;
     check_confirmation(q.live, confirmed)?;
     let live = q.live;
-    let Prepared { action, receiving, assignee, codes, chatter } = prepared;
+    let Prepared { action, receiving, receiving_name, assignee, codes, chatter } = prepared;
     let mut plan = QuestionPlan::default();
     match action {
         QuestionAction::Answer { body, email } => plan = answer(me, q, session, body, email)?,
@@ -584,7 +590,8 @@ fn decide(
                 return Err(DomainError::invalid("library", "refer only within the cooperative"));
             }
             plan.state = Some(actions::refer(&q.state, q.library, to)?);
-            plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name));
+            let to = receiving_name.as_deref().unwrap_or("another library");
+            plan.line = live.then(|| refdesk_domain::lines::referred(&me.display_name, to));
         }
         QuestionAction::SetCode { code, read_scale, .. } => {
             let chatting = chatting_for_code(q.librarian, chatter, me, q.library);

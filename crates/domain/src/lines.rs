@@ -195,14 +195,14 @@ pub enum TranscriptAsk {
     },
 }
 
-/// A question referred to another library from the question list while
-/// its chat goes on: staff only.
-pub fn referred(by: &str) -> NewMessage {
+/// A question referred to another library (`to`, its name) from the
+/// question list while its chat goes on: staff only.
+pub fn referred(by: &str, to: &str) -> NewMessage {
     NewMessage {
         author: Author::System,
         kind: MessageKind::System,
         audience: Audience::Staff,
-        body: format!("Question referred to another library by {by}"),
+        body: format!("Question referred to {to} by {by}"),
         client_id: None,
         system: None,
     }

@@ -434,6 +434,9 @@ async fn a_referral_alerts_the_receiving_librarys_desks_only() {
     let (status, out) =
         carla.act(l.question, "refer", json!({"library": "lakeside-public", "confirm_live": true})).await;
     assert_eq!(status, 200, "{out}");
+    // The line in the chat names where it went (staff only).
+    assert_eq!(out["chat_line"]["body"], "Question referred to Lakeside Public Library by Carla Catalog");
+    assert_eq!(out["chat_line"]["audience"], "staff");
     let frames = ben_ws.until(|f| f["type"] == "referred").await;
     let alert = frames.last().unwrap();
     assert_eq!(alert["question"], l.question);
