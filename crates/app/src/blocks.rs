@@ -153,7 +153,7 @@ impl App {
             // Blocked patrons get no transcript: the chat is not theirs to
             // mail on. They are told, just before the end, why no other
             // chat will be taken (and their page asks no rating).
-            let ending = Ending { no_transcript: true, blocked: true, ..Ending::default() };
+            let ending = Ending { no_transcript: true, blocked: true, keep_question: true, ..Ending::default() };
             match self.store.end(session, author, as_judged(&rec), Box::new(|_, _| None), ending, now).await {
                 Ok(_) => {}
                 Err(refdesk_store::StoreError::Domain(DomainError::Conflict(_))) => {}
@@ -298,6 +298,7 @@ impl App {
                 transcripts_per_recipient_per_day: Some(self.limits.patron_mails_per_recipient_per_day),
                 no_transcript: false,
                 blocked: false,
+                keep_question: false,
             };
             // A chat a librarian took before it went back in line (handed on
             // to a queue, or its librarian gone) had a conversation: its

@@ -706,6 +706,8 @@ impl App {
             last_words: Some(why.into()),
             missed: (!asked_again)
                 .then(|| "Missed chat: its page was closed, and a new chat asked from the same browser".to_owned()),
+            // The same patron, served in the new chat: one question is enough.
+            keep_question: asked_again,
             left_per_net_per_day: self.limits.form_questions_per_address_per_day,
             ..Default::default()
         };

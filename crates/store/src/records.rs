@@ -715,6 +715,10 @@ pub struct Ending {
     /// Its patron was blocked: [`refdesk_domain::lines::blocked`] is written
     /// just before the end line, instead of any `last_words`.
     pub blocked: bool,
+    /// A chat taken before and back in a queue leaves its question as it is
+    /// (it goes back to its library's work otherwise): its patron was
+    /// blocked, or is being served in a new chat they asked for.
+    pub keep_question: bool,
 }
 
 /// What identifies a patron for a block, never in the clear: a SHA-256

@@ -30,7 +30,7 @@ pub(super) struct Connection {
     feed: Feed,
     /// Keeps a staff member counted as connected while the socket lives
     /// (boxed: a patron's socket, most of them, has none).
-    _online: Option<Box<refdesk_app::staff::Online>>,
+    online: Option<Box<refdesk_app::staff::Online>>,
     /// The patron's own session (None for staff).
     patron: Option<SessionRecord>,
     /// Its place under its chat or sign-in, with the shared frame budget.
@@ -77,7 +77,7 @@ impl Connection {
             Viewer::Staff(s) if desk => Some(Box::new(app.staff_online(s.id, s.home.cooperative))),
             Viewer::Staff(_) | Viewer::Patron { .. } => None,
         };
-        Connection { feed, _online: online, patron, slot, reads, heard: Instant::now(), gone }
+        Connection { feed, online, patron, slot, reads, heard: Instant::now(), gone }
     }
 
     /// Takes a frame from the budget this socket shares.
@@ -349,6 +349,14 @@ impl Connection {
         };
         if frame.reads() && !self.still_signed_in(socket).await? {
             return Ok(());
+        }
+        // A page that only reads along (`auth`'s `reader`: a staff socket
+        // that does not count as the desk) follows chats and nothing more:
+        // its typing would keep an idle chat from ending with no desk there.
+        let reader = matches!(self.feed.viewer(), Viewer::Staff(_)) && self.online.is_none();
+        if reader && !matches!(frame, In::Ping {} | In::Resume { .. } | In::Leave { .. }) {
+            return error(socket, "forbidden", "this socket only reads along (auth with reader): use a desk's", None)
+                .await;
         }
         let within = self.send_within();
         match frame {

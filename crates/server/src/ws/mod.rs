@@ -432,7 +432,11 @@ async fn open(
         (None, Some(token)) => {
             let refdesk_domain::visibility::Viewer::Staff(staff) = &viewer else { return None };
             let key = refdesk_app::auth::digest(token);
-            let held = sockets.sign_ins.take(key, l.sockets_per_sign_in, sockets::per_key(l)).and_then(|sign_in| {
+            // Pages that only read along leave two places for desks: a
+            // restart reconnecting a desk and many question pages at once
+            // must not keep the desk out.
+            let cap = if desk { l.sockets_per_sign_in } else { l.sockets_per_sign_in.saturating_sub(2).max(1) };
+            let held = sockets.sign_ins.take(key, cap, sockets::per_key(l)).and_then(|sign_in| {
                 let account =
                     sockets.sign_ins.take(sockets::account_key(staff.id), usize::MAX, sockets::per_account(l))?;
                 Some(Slot::SignIn(Box::new(sockets::StaffPlace { sign_in, account })))

@@ -249,6 +249,8 @@ async fn a_chat_its_patron_leaves_while_back_in_line_is_no_longer_live_and_its_l
     // Back to the work to do, for its library (it stood "answered",
     // uncoded, among the answered ones): new, nobody's, flagged.
     assert_eq!((&q["state"]["status"], &q["state"]["follow_up"]), (&json!("new"), &json!(true)), "{q}");
+    let (_, page) = c.ann.get(&format!("/api/questions/{}", q["id"])).await;
+    assert!(page["timeline"].to_string().contains("ended while it waited in line again"), "said why: {page}");
     let (_, follow_up) = c.ann.get("/api/questions?view=follow_up").await;
     assert!(follow_up.as_array().unwrap().iter().any(|l| l["session"] == s), "in Follow-up: {follow_up}");
     // Not live: coded without a confirmation, by a librarian of its library.
@@ -1727,6 +1729,27 @@ async fn a_page_that_only_reads_along_is_no_desk_but_is_seen_watching() {
     let connected = app.state.app.connections().connected();
     assert!(connected.contains(&refdesk_domain::ids::StaffId(c.ann.id)), "Ann's desk counts");
     assert!(!connected.contains(&refdesk_domain::ids::StaffId(carla.id)), "Carla's page does not: {connected:?}");
+    // It follows chats and nothing more (its typing would keep an idle
+    // chat from ending with no desk there).
+    for frame in [
+        json!({"type": "typing", "session": c.patron.session, "on": true}),
+        json!({"type": "send", "session": c.patron.session, "body": "hi", "client_id": "r1"}),
+        json!({"type": "queue"}),
+    ] {
+        page.send(frame.clone()).await;
+        let f = page.until(|f| f["type"] == "error").await.pop().unwrap();
+        assert_eq!(f["code"], "forbidden", "{frame}: {f}");
+    }
+    // Pages that only read leave two of the sign-in's eight places to desks.
+    let mut pages = Vec::new();
+    for _ in 0..5 {
+        pages.push(carla.reader_socket().await);
+    }
+    let url = format!("ws://{}/api/ws", app.addr);
+    let seventh =
+        crate::helpers::Socket::first_answer(&url, Some(&carla.cookie), json!({"type": "auth", "reader": true})).await;
+    assert_eq!(seventh["code"], "too_many_sockets", "{seventh}");
+    let _desk = carla.socket().await;
 }
 
 #[tokio::test]

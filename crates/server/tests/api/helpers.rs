@@ -424,16 +424,28 @@ impl Socket {
 
     /// Connects and authenticates with `auth` as the first frame.
     pub async fn connect_with(url: &str, cookie: Option<&str>, auth: Value) -> Socket {
+        let mut s = Socket::opened(url, cookie).await;
+        s.send(auth).await;
+        s.hello = s.next().await;
+        assert_eq!(s.hello["type"], "hello");
+        s
+    }
+
+    /// Connects, sends `auth`, and returns the first frame the server
+    /// answers with (a refusal's `error`, or the `hello`).
+    pub async fn first_answer(url: &str, cookie: Option<&str>, auth: Value) -> Value {
+        let mut s = Socket::opened(url, cookie).await;
+        s.send(auth).await;
+        s.next().await
+    }
+
+    async fn opened(url: &str, cookie: Option<&str>) -> Socket {
         let mut req = url.into_client_request().unwrap();
         if let Some(c) = cookie {
             req.headers_mut().insert("Cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("the WebSocket connects");
-        let mut s = Socket { ws, frames: Vec::new(), hello: Value::Null };
-        s.send(auth).await;
-        s.hello = s.next().await;
-        assert_eq!(s.hello["type"], "hello");
-        s
+        Socket { ws, frames: Vec::new(), hello: Value::Null }
     }
 
     pub async fn send(&mut self, frame: Value) {

@@ -400,13 +400,15 @@ async fn end<D: Db>(
             tracing::info!(session = %id, "a missed chat past its network's questions for the day: no question left");
             last_words = ending.last_words_unanswered.or(last_words);
         }
-    } else if let (SessionState::Waiting, Some(q)) = (rec.state, rec.ctx.question) {
+    } else if let (SessionState::Waiting, Some(q), false) = (rec.state, rec.ctx.question, ending.keep_question) {
         // Taken before and back in a queue when it ends (its patron left,
         // or no address to answer at): no chatting librarian will code it,
         // so its question goes back to the work to do, flagged for its
         // library, as a missed chat's does — else it stood "answered",
-        // uncoded, among the answered ones.
+        // uncoded, among the answered ones. Said in its timeline.
         back_to_work(db, q, now).await?;
+        let why = "The chat ended while it waited in line again, before another librarian took it";
+        insert_timeline(db, q, now, None, &Change::Note { body: why.to_owned() }).await?;
     }
     let mut events = Vec::new();
     if rec.state == SessionState::Waiting {
